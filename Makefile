@@ -1,0 +1,50 @@
+# leadpipe's two front doors are `make run` and `make test`; everything else
+# here exists to make those work on a fresh machine with only Python 3.11+,
+# make and a C compiler. uv is bootstrapped into .tools/, the project's
+# environment into .venv/, both from uv.lock so every machine gets the same
+# versions.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+STAMP := $(VENV)/.leadpipe-synced
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit bench lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "leadpipe needs Python 3.11 or newer; $(PYTHON) is older. Set PYTHON=python3.12 (or similar)."; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): $(UV) uv.lock pyproject.toml shared/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+install: $(STAMP) ## create .venv from uv.lock
+
+run: $(STAMP) ## start broker, Postgres and every service; Ctrl-C stops all
+	$(VENV)/bin/leadpipe-stack run
+
+test: $(STAMP) ## run every test against a real broker and Postgres
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## only the fast tests with no IO
+	$(VENV)/bin/pytest -m "not e2e" services $(PYTEST_ARGS)
+
+bench: $(STAMP) ## start a stack and print throughput and latency figures
+	$(VENV)/bin/python -m tests.bench $(BENCH_ARGS)
+
+lock: $(UV) ## re-resolve uv.lock after changing a pyproject.toml
+	$(UV) lock
+
+clean: ## remove the environments and local data
+	rm -rf $(VENV) $(TOOLS) .data

@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from leadpipe_common.cli import service_cli
+
+from capture.settings import CaptureSettings
+
+cli = service_cli(
+    name="capture",
+    app_factory="capture.app:create_app",
+    settings_factory=CaptureSettings,
+    migrations_dir=Path(__file__).parent / "migrations",
+)
+
+if __name__ == "__main__":
+    cli()

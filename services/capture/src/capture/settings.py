@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from leadpipe_common.settings import ServiceSettings
+
+DATA = Path(__file__).parent / "data"
+
+
+class CaptureSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CAPTURE_", extra="ignore", frozen=True)
+
+    port: int = 8000
+    forms_file: Path = DATA / "forms.yaml"
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Group commit: requests arriving while a transaction commits share the next one.
+    write_batch_max: int = Field(500, ge=1)
+    relay_batch_max: int = Field(1000, ge=1)
+    relay_idle_ms: int = Field(200, ge=10)

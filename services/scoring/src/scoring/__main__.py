@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from leadpipe_common.cli import service_cli
+
+from scoring.settings import ScoringSettings
+
+cli = service_cli(
+    name="scoring",
+    app_factory="scoring.app:create_app",
+    settings_factory=ScoringSettings,
+    migrations_dir=Path(__file__).parent / "migrations",
+)
+
+if __name__ == "__main__":
+    cli()

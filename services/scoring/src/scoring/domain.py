@@ -1,0 +1,187 @@
+"""Scoring rules: an explainable fit + intent score, a grade and the MQL decision.
+
+Pure: the rules come in as a ``RuleSet`` (parsed from the editable YAML file
+by ``parse_rules``) and the lead as an event; nothing here reads files or the
+clock. Every point awarded is listed as a reason, so "why is this an A?" has
+an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from leadpipe_common.events import Decision, Grade, LeadEnriched, Score, ScoreReason
+
+#: The facts a rule may test, derived from an enriched lead.
+FACTS = (
+    "industry", "employee_count", "country", "company_country", "seniority", "department",
+    "is_free_mail", "is_disposable", "email_domain", "company_domain", "job_title",
+    "form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_content",
+    "has_message", "has_phone", "marketing_consent",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Condition(_Strict):
+    """A test of one fact; every operator given must hold."""
+
+    field: Literal[FACTS]  # type: ignore[valid-type]
+    equals: Any = None
+    in_: list[Any] | None = Field(None, alias="in")
+    not_in: list[Any] | None = None
+    gte: float | None = None
+    lt: float | None = None
+    present: bool | None = None
+
+    @model_validator(mode="after")
+    def _has_operator(self) -> Condition:
+        if all(v is None for v in (self.equals, self.in_, self.not_in, self.gte, self.lt, self.present)):
+            raise ValueError("needs an operator: equals, in, not_in, gte, lt or present")
+        return self
+
+    def holds(self, facts: Mapping[str, Any]) -> bool:
+        value = facts.get(self.field)
+        if self.present is not None and (value is not None) != self.present:
+            return False
+        if self.equals is not None and _norm(value) != _norm(self.equals):
+            return False
+        if self.in_ is not None and _norm(value) not in {_norm(v) for v in self.in_}:
+            return False
+        if self.not_in is not None and _norm(value) in {_norm(v) for v in self.not_in}:
+            return False
+        if self.gte is not None and not (isinstance(value, int | float) and value >= self.gte):
+            return False
+        if self.lt is not None and not (isinstance(value, int | float) and value < self.lt):
+            return False
+        return True
+
+
+class Rule(Condition):
+    rule: str
+    points: int = 0
+
+
+class Grades(_Strict):
+    A: int
+    B: int
+    C: int
+
+
+class Thresholds(_Strict):
+    mql: int = Field(ge=0, le=100)
+    nurture: int = Field(ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.nurture > self.mql:
+            raise ValueError("nurture threshold must not exceed the mql threshold")
+        return self
+
+
+class RuleSet(_Strict):
+    version: str
+    grades: Grades
+    thresholds: Thresholds
+    fit: list[Rule] = []
+    intent: list[Rule] = []
+    disqualify: list[Rule] = []
+
+
+class InvalidRules(ValueError):
+    pass
+
+
+def parse_rules(raw: Mapping[str, Any]) -> RuleSet:
+    try:
+        return RuleSet.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InvalidRules(f"scoring rules are invalid: {problems}") from None
+
+
+def _norm(v: Any) -> Any:
+    return v.casefold() if isinstance(v, str) else v
+
+
+def facts_of(lead: LeadEnriched) -> dict[str, Any]:
+    e, a, c = lead.enrichment, lead.attribution, lead.contact
+
+    def val(s: Any) -> Any:
+        return s.value if s is not None else None
+
+    return {
+        "industry": val(e.industry),
+        "employee_count": val(e.employee_count),
+        "country": val(e.country),
+        "company_country": val(e.company_country),
+        "seniority": val(e.seniority),
+        "department": val(e.department),
+        "is_free_mail": e.is_free_mail.value,
+        "is_disposable": e.is_disposable.value,
+        "email_domain": e.email_domain,
+        "company_domain": val(e.company_domain),
+        "job_title": c.job_title,
+        "form_id": a.form_id,
+        "offer": a.offer,
+        "utm_source": a.utm_source,
+        "utm_medium": a.utm_medium,
+        "utm_campaign": a.utm_campaign,
+        "utm_content": a.utm_content,
+        "has_message": bool(c.message),
+        "has_phone": e.phone_e164 is not None,
+        "marketing_consent": c.marketing_consent,
+    }
+
+
+def grade_for(value: int, grades: Grades) -> Grade:
+    if value >= grades.A:
+        return "A"
+    if value >= grades.B:
+        return "B"
+    if value >= grades.C:
+        return "C"
+    return "D"
+
+
+def score(lead: LeadEnriched, rules: RuleSet) -> Score:
+    facts = facts_of(lead)
+    fit = [r for r in rules.fit if r.holds(facts)]
+    intent = [r for r in rules.intent if r.holds(facts)]
+    knockouts = [r for r in rules.disqualify if r.holds(facts)]
+    fit_points = sum(r.points for r in fit)
+    intent_points = sum(r.points for r in intent)
+    value = max(0, min(100, fit_points + intent_points))
+    decision: Decision
+    if knockouts or value < rules.thresholds.nurture:
+        decision = "disqualified"
+    elif value >= rules.thresholds.mql:
+        decision = "mql"
+    else:
+        decision = "nurture"
+    reasons = (
+        [ScoreReason(rule=r.rule, category="fit", points=r.points) for r in fit]
+        + [ScoreReason(rule=r.rule, category="intent", points=r.points) for r in intent]
+        + [ScoreReason(rule=r.rule, category="disqualify", points=r.points) for r in knockouts]
+    )
+    return Score(
+        value=value, grade=grade_for(value, rules.grades), fit=fit_points, intent=intent_points,
+        decision=decision, reasons=reasons, rules_version=rules.version,
+    )
+
+
+def explain(s: Score, rules: RuleSet) -> str:
+    """One line for the lifecycle: why this lead went where it went."""
+    if s.decision == "disqualified":
+        knockout = next((r.rule for r in s.reasons if r.category == "disqualify"), None)
+        why = knockout or f"score {s.value} below {rules.thresholds.nurture}"
+    elif s.decision == "mql":
+        why = f"score {s.value} reached the MQL bar of {rules.thresholds.mql}"
+    else:
+        why = f"score {s.value} below the MQL bar of {rules.thresholds.mql}"
+    return f"{why} (grade {s.grade}, rules {s.rules_version})"

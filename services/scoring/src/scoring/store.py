@@ -1,0 +1,40 @@
+"""scoring's tables: its inbox and every score it gave (with the decision and rules version)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadpipe_common.db import inbox_table
+
+SCHEMA = "scoring"
+metadata = sa.MetaData(schema=SCHEMA)
+inbox = inbox_table(metadata)
+scores = sa.Table(
+    "scores",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("score", sa.SmallInteger, nullable=False),
+    sa.Column("grade", sa.Text, nullable=False),
+    sa.Column("decision", sa.Text, nullable=False),
+    sa.Column("rules_version", sa.Text, nullable=False),
+    sa.Column("reasons", JSONB, nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+async def save_scores(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = insert(scores)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[scores.c.lead_id],
+            set_={c: stmt.excluded[c] for c in ("score", "grade", "decision", "rules_version", "reasons", "scored_at")},
+        ),
+        list(rows),
+    )

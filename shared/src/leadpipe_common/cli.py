@@ -1,0 +1,73 @@
+"""The command line every service shares: ``serve`` and ``migrate``.
+
+Guarantees: bad settings end with a one-line message naming the variable,
+exit code 2, never a traceback; ``serve`` runs the service's app factory under
+uvicorn, which turns SIGTERM/SIGINT into a clean lifespan shutdown (stop
+fetching, finish and commit the batch, leave the group).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from leadpipe_common import migrations
+from leadpipe_common.settings import ServiceSettings
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(factory: Callable[[], S]) -> S:
+    try:
+        return factory()
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            typer.secho(f"invalid setting {where.upper()}: {err['msg']}", err=True, fg="red")
+        raise typer.Exit(2) from None
+
+
+def service_cli(
+    *,
+    name: str,
+    app_factory: str,
+    settings_factory: Callable[[], ServiceSettings],
+    migrations_dir: Path,
+) -> typer.Typer:
+    cli = typer.Typer(help=f"leadpipe {name} service", no_args_is_help=True, add_completion=False)
+
+    @cli.command()
+    def serve(
+        workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
+    ) -> None:
+        """Run the service (HTTP API and, for consumers, the consumer runner)."""
+        settings = load_settings(settings_factory)
+        uvicorn.run(
+            app_factory,
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=9,
+        )
+
+    @cli.command()
+    def migrate(revision: str = typer.Argument("head", help="target revision")) -> None:
+        """Create or upgrade this service's tables (its own schema)."""
+        settings = load_settings(settings_factory)
+        try:
+            migrations.upgrade(migrations_dir, settings.database_url, schema=name, revision=revision)
+        except OSError as exc:
+            typer.secho(f"cannot reach the database at DATABASE_URL: {exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
+        typer.echo(f"{name}: migrated to {revision}")
+
+    return cli

@@ -1,0 +1,287 @@
+"""The consumer runner: how every stage reads its input topic.
+
+Guarantees, in the order they happen for each batch:
+1. Records are fetched in batches (``getmany``); offsets are never committed
+   automatically.
+2. Each record is decoded. Bytes that are not a CloudEvent, or data that
+   violates its schema, become a dead letter: the original key, value and
+   headers on ``leads.deadletter`` plus ``dlq.*`` headers naming the error,
+   the source topic, partition and offset, and the stage.
+3. In one database transaction: input ids already in the service's inbox are
+   looked up, only new events reach the handlers, and each new event's
+   outputs (or its dead letter, when the handler rejects it) are stored in
+   the inbox. Then the transaction commits.
+4. Every output of the batch (including the stored outputs of redelivered
+   events) is produced and acknowledged by the broker.
+5. Only then are the offsets committed, per partition, last offset + 1.
+
+A failure in 3 or 4 (database or broker away) is retried with capped
+exponential backoff; the batch is never skipped and no offset moves past an
+unprocessed record; ``ready`` is false meanwhile. On partition revocation the
+runner finishes and commits the batch in hand before giving partitions up. On
+``stop`` it stops fetching, finishes and commits the current batch, and
+leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadpipe_common import topics
+from leadpipe_common.db import Inbox
+from leadpipe_common.envelope import DecodeError, Envelope, Message, decode
+from leadpipe_common.producer import Producer
+from leadpipe_common.settings import ConsumerSettings
+
+log = structlog.get_logger(__name__)
+
+RECORDS = Counter("leadpipe_consumer_records_total", "Records read from input topics", ["topic"])
+REDELIVERED = Counter(
+    "leadpipe_consumer_redelivered_total", "Input events already applied (answered from the inbox)"
+)
+DEADLETTERED = Counter("leadpipe_consumer_deadlettered_total", "Records sent to the dead-letter topic", ["kind"])
+OUTPUTS = Counter("leadpipe_consumer_outputs_total", "Messages produced by the runner")
+RETRIES = Counter("leadpipe_consumer_retries_total", "Batches retried after a transient failure")
+BATCH_SECONDS = Histogram("leadpipe_consumer_batch_seconds", "Time to apply and commit one batch")
+ASSIGNED = Gauge("leadpipe_consumer_assigned_partitions", "Partitions assigned to this process")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A handler's verdict that an event can never be applied (goes to the dead-letter topic)."""
+
+    reason: str
+
+
+Outcome = list[Message] | Rejected
+#: A batch handler: the new events of one type in, one outcome per event id out.
+BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[Mapping[uuid.UUID, Outcome]]]
+
+
+def dead_letter(
+    *, record_topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+    headers: Sequence[tuple[str, bytes]], kind: str, error: str, stage: str, at: datetime,
+) -> Message:
+    extra = (
+        ("dlq.error.kind", kind),
+        ("dlq.error.message", error[:2000]),
+        ("dlq.source.topic", record_topic),
+        ("dlq.source.partition", str(partition)),
+        ("dlq.source.offset", str(offset)),
+        ("dlq.stage", stage),
+        ("dlq.at", at.isoformat()),
+    )
+    kept = tuple((k, v) for k, v in headers if not k.startswith("dlq."))
+    return Message(
+        topic=topics.DEADLETTER,
+        key=key,
+        value=value or b"",
+        headers=kept + tuple((k, v.encode()) for k, v in extra),
+    )
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Holding the batch lock means the batch in hand is applied and its
+        # offsets committed before another process gets these partitions.
+        async with self._runner._batch_lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        ASSIGNED.set(len(self._runner.assignment()))
+        log.info("partitions assigned", count=len(assigned))
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        settings: ConsumerSettings,
+        service: str,
+        input_topics: Sequence[str],
+        handlers: Mapping[str, BatchHandler],
+        sessionmaker: async_sessionmaker[AsyncSession],
+        inbox: Inbox,
+        producer: Producer,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = settings
+        self._service = service
+        self._topics = list(input_topics)
+        self._handlers = dict(handlers)
+        self._sessionmaker = sessionmaker
+        self._inbox = inbox
+        self._producer = producer
+        self._clock = clock
+        self._consumer: AIOKafkaConsumer | None = None
+        self._batch_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.healthy = False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            group_id=self._service,
+            client_id=self._service,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._consumer.subscribe(self._topics, listener=_Listener(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"{self._service}-consumer")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=8)
+            except TimeoutError:
+                log.warning("consumer did not finish its batch in time; it will be redelivered")
+                self._task.cancel()
+        if self._consumer is not None:
+            await self._consumer.stop()  # leaves the group, so partitions move at once
+        self.healthy = False
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment()) if self._consumer else set()
+
+    @property
+    def ready(self) -> bool:
+        return self.healthy and self._task is not None and not self._task.done()
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        self.healthy = True
+        while not self._stopping.is_set():
+            try:
+                batch = await self._consumer.getmany(
+                    timeout_ms=self._settings.batch_timeout_ms,
+                    max_records=self._settings.batch_max_records,
+                )
+            except KafkaError as exc:
+                log.warning("fetch failed; retrying", error=str(exc))
+                self.healthy = False
+                await asyncio.sleep(1)
+                continue
+            if not batch:
+                continue
+            async with self._batch_lock:
+                applied = await self._apply_with_retry(batch)
+                if applied:
+                    await self._commit(batch)
+
+    async def _apply_with_retry(self, batch: Mapping[TopicPartition, Sequence]) -> bool:
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                outputs = await self._apply(batch)
+                OUTPUTS.inc(await self._producer.send_all(outputs))
+                BATCH_SECONDS.observe(time.perf_counter() - started)
+                self.healthy = True
+                return True
+            except Exception as exc:  # transient by assumption: DB or broker away
+                self.healthy = False
+                RETRIES.inc()
+                delay = min(self._settings.retry_backoff_max_s, 0.1 * 2**attempt)
+                log.warning("batch failed; will retry", error=repr(exc), attempt=attempt, retry_in_s=delay)
+                attempt += 1
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                    return False  # stopping: leave it uncommitted for redelivery
+                except TimeoutError:
+                    continue
+
+    async def _commit(self, batch: Mapping[TopicPartition, Sequence]) -> None:
+        assert self._consumer is not None
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced while we worked; the new owner re-reads
+            # these records and the inbox makes that harmless.
+            log.warning("offset commit refused after a rebalance", error=str(exc))
+
+    async def _apply(self, batch: Mapping[TopicPartition, Sequence]) -> list[Message]:
+        now = self._clock()
+        per_record: list[list[Message] | uuid.UUID] = []
+        envelopes: dict[uuid.UUID, tuple[Envelope, object]] = {}
+        for tp, records in batch.items():
+            RECORDS.labels(tp.topic).inc(len(records))
+            for record in records:
+                try:
+                    env = decode(record.headers, record.key, record.value)
+                except DecodeError as exc:
+                    DEADLETTERED.labels(exc.kind).inc()
+                    log.warning("dead-lettering a record", kind=exc.kind, error=exc.detail,
+                                topic=tp.topic, partition=tp.partition, offset=record.offset)
+                    per_record.append([self._dead_letter(record, exc.kind, exc.detail, now)])
+                    continue
+                per_record.append(env.id)
+                envelopes.setdefault(env.id, (env, record))
+
+        results: dict[uuid.UUID, list[Message]] = {}
+        async with self._sessionmaker() as session, session.begin():
+            stored = await self._inbox.seen(session, envelopes)
+            REDELIVERED.inc(len(stored))
+            results.update(stored)
+            fresh = [env for eid, (env, _) in envelopes.items() if eid not in stored]
+            by_type: dict[str, list[Envelope]] = {}
+            for env in fresh:
+                by_type.setdefault(env.type, []).append(env)
+            applied: list[tuple[uuid.UUID, str, list[Message]]] = []
+            for event_type, group in by_type.items():
+                handler = self._handlers.get(event_type)
+                outcomes = await handler(session, group) if handler else {}
+                for env in group:
+                    # Events of types this stage does not handle are someone
+                    # else's business; they are recorded as applied with no output.
+                    outcome = outcomes.get(env.id, [])
+                    if isinstance(outcome, Rejected):
+                        DEADLETTERED.labels("rejected").inc()
+                        record = envelopes[env.id][1]
+                        log.warning("handler rejected an event", event_id=str(env.id),
+                                    lead_id=str(env.data.lead_id), reason=outcome.reason)
+                        outcome = [self._dead_letter(record, "rejected", outcome.reason, now)]
+                    results[env.id] = outcome
+                    applied.append((env.id, env.type, outcome))
+            await self._inbox.record(session, applied)
+
+        outputs: list[Message] = []
+        emitted: set[uuid.UUID] = set()
+        for item in per_record:
+            if isinstance(item, uuid.UUID):
+                if item in emitted:  # the same event twice in one batch
+                    continue
+                emitted.add(item)
+                outputs.extend(results[item])
+            else:
+                outputs.extend(item)
+        return outputs
+
+    def _dead_letter(self, record, kind: str, error: str, now: datetime) -> Message:  # noqa: ANN001
+        return dead_letter(
+            record_topic=record.topic, partition=record.partition, offset=record.offset,
+            key=record.key, value=record.value, headers=record.headers,
+            kind=kind, error=error, stage=self._service, at=now,
+        )

@@ -1,0 +1,193 @@
+"""The event envelope: CloudEvents 1.0 in Kafka binary content mode.
+
+Guarantees:
+- Attributes travel as ``ce_*`` headers (``ce_id``, ``ce_type``,
+  ``ce_source``, ``ce_specversion``, ``ce_time``, ``ce_subject`` = lead id,
+  ``ce_dataschema`` naming type and schema version), ``content-type:
+  application/json``; the value is the event's JSON. Any Kafka client can
+  read it without this library.
+- The record key is the lead id, so one lead's events stay in order.
+- Output ids are derived from the input id (uuid5 of input id and output
+  type): a redelivered input yields the same output ids, so downstream
+  de-duplication by id just works.
+- A W3C ``traceparent`` header rides along; outputs continue the input's trace.
+- Decoding never raises anything but :class:`DecodeError`, whose ``kind``
+  (``undecodable`` or ``schema``) tells the dead-letter topic what went wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary, to_binary
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import ValidationError
+
+from leadpipe_common.events import Event, UnknownEventType, parse_event
+
+_FORMAT = JSONFormat()
+_SCHEMA_RE = re.compile(r"^urn:leadpipe:schema:(?P<type>[a-z_.]+):v(?P<version>\d+)$")
+_TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def dataschema(event_type: str, version: int) -> str:
+    return f"urn:leadpipe:schema:{event_type}:v{version}"
+
+
+def derive_id(input_id: uuid.UUID, output_type: str) -> uuid.UUID:
+    return uuid.uuid5(input_id, output_type)
+
+
+def new_traceparent() -> str:
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def child_traceparent(parent: str | None) -> str:
+    """Continue ``parent``'s trace with a new span, or start one if it is absent or malformed."""
+    match = _TRACEPARENT_RE.match(parent or "")
+    if not match:
+        return new_traceparent()
+    return f"00-{match.group(1)}-{secrets.token_hex(8)}-{match.group(3)}"
+
+
+@dataclass(frozen=True)
+class Message:
+    """A record ready for the producer, and storable as JSON (outbox, inbox)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+
+    # Stored as base64 because a dead letter keeps its original bytes, which
+    # need not be UTF-8, and JSONB cannot hold arbitrary bytes.
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "key": None if self.key is None else _b64(self.key),
+            "value": _b64(self.value),
+            "headers": [[k, _b64(v)] for k, v in self.headers],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Message:
+        return cls(
+            topic=d["topic"],
+            key=None if d["key"] is None else base64.b64decode(d["key"]),
+            value=base64.b64decode(d["value"]),
+            headers=tuple((k, base64.b64decode(v)) for k, v in d["headers"]),
+        )
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k == name:
+                return v.decode()
+        return None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A decoded incoming event."""
+
+    id: uuid.UUID
+    source: str
+    time: datetime
+    data: Event
+    traceparent: str | None
+
+    @property
+    def type(self) -> str:
+        return self.data.type
+
+
+def encode(
+    topic: str,
+    event: Event,
+    *,
+    event_id: uuid.UUID,
+    source: str,
+    time: datetime,
+    traceparent: str | None = None,
+) -> Message:
+    ce = CloudEvent(
+        attributes={
+            "id": str(event_id),
+            "type": event.type,
+            "source": source,
+            "specversion": "1.0",
+            "time": time,
+            "subject": str(event.lead_id),
+            "datacontenttype": "application/json",
+            "dataschema": dataschema(event.type, event.version),
+        },
+        data=event.model_dump_json().encode(),
+    )
+    kafka = to_binary(ce, _FORMAT, key_mapper=lambda _: str(event.lead_id).encode())
+    headers = [(k, v) for k, v in kafka.headers.items()]
+    if traceparent:
+        headers.append(("traceparent", traceparent.encode()))
+    assert isinstance(kafka.key, bytes)
+    return Message(topic=topic, key=kafka.key, value=kafka.value, headers=tuple(headers))
+
+
+class DecodeError(ValueError):
+    """Input the consumer cannot process, ever: it belongs on the dead-letter topic."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+def decode(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key: bytes | None, value: bytes | None) -> Envelope:
+    try:
+        header_map = {k: v for k, v in headers if k.startswith("ce_") or k == "content-type"}
+        ce = from_binary(KafkaMessage(headers=header_map, key=key, value=value or b""), _FORMAT)
+    except Exception as exc:  # the SDK raises a zoo of types for bad attributes
+        raise DecodeError("undecodable", f"not a CloudEvent in Kafka binary mode: {exc}") from exc
+
+    data = ce.get_data()
+    if not isinstance(data, dict):
+        raise DecodeError("undecodable", "value is not a JSON object")
+    match = _SCHEMA_RE.match(ce.get_dataschema() or "")
+    version = int(match.group("version")) if match else 1
+    try:
+        event = parse_event(ce.get_type(), version, data)
+    except UnknownEventType as exc:
+        raise DecodeError("schema", str(exc)) from exc
+    except ValidationError as exc:
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise DecodeError("schema", f"{ce.get_type()} violates its schema: {fields}") from exc
+    try:
+        event_id = uuid.UUID(ce.get_id())
+    except ValueError as exc:
+        raise DecodeError("schema", f"ce_id {ce.get_id()!r} is not a UUID") from exc
+    if key is not None and key != str(event.lead_id).encode():
+        raise DecodeError("schema", "record key does not match the event's lead_id")
+    traceparent = next((v.decode() for k, v in headers if k == "traceparent"), None)
+    time = ce.get_time()
+    if time is None:
+        raise DecodeError("schema", "ce_time is missing")
+    return Envelope(id=event_id, source=ce.get_source(), time=time, data=event, traceparent=traceparent)
+
+
+
+def follow_up(cause: Envelope, topic: str, event: Event, *, source: str, time: datetime) -> Message:
+    """An output caused by ``cause``: its id derived from the cause's, its trace continued."""
+    return encode(
+        topic, event, event_id=derive_id(cause.id, event.type), source=source, time=time,
+        traceparent=child_traceparent(cause.traceparent),
+    )

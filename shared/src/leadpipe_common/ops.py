@@ -1,0 +1,56 @@
+"""Operational endpoints every service mounts: ``/healthz``, ``/readyz``, ``/metrics``.
+
+Guarantees: ``/healthz`` answers 200 while the process is alive and serving
+(it touches no dependency, so an orchestrator never restarts a healthy process
+because Postgres blinked). ``/readyz`` answers 200 only when every readiness
+check passes (broker connected, database reachable, consumer running), else
+503 with each failing check and its reason. ``/metrics`` is Prometheus text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+#: A check raises (any exception) when its dependency is not usable.
+Check = Callable[[], Awaitable[None]]
+
+
+def ops_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
+    """``checks`` is read per request so the lifespan can fill it in after start."""
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Broker, database and consumer are usable")
+    async def readyz() -> JSONResponse:
+        named = dict(checks())
+        results = await asyncio.gather(
+            *(asyncio.wait_for(check(), timeout=2) for check in named.values()), return_exceptions=True
+        )
+        report = {
+            name: "ok" if not isinstance(res, BaseException) else (repr(res) if str(res) == "" else str(res))
+            for name, res in zip(named, results, strict=True)
+        }
+        ok = bool(named) and all(v == "ok" for v in report.values())
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": report}, status_code=200 if ok else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def require(condition: Callable[[], bool], reason: str) -> Check:
+    async def check() -> None:
+        if not condition():
+            raise RuntimeError(reason)
+
+    return check

@@ -1,0 +1,52 @@
+"""The producer every service uses.
+
+Guarantees:
+- ``acks="all"``: a send counts only once every in-sync replica has it.
+- ``send_all`` returns only when every message of the batch is acknowledged,
+  or raises; callers commit their input offsets (or delete outbox rows) only
+  after it returns, so a crash in between re-sends rather than loses.
+- Idempotence is off by default because the embedded broker cannot grant a
+  producer id; re-sends are absorbed by consumers' inboxes instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+
+from leadpipe_common.envelope import Message
+from leadpipe_common.settings import ServiceSettings
+
+
+class Producer:
+    def __init__(self, settings: ServiceSettings, client_id: str) -> None:
+        self._client = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=settings.kafka_enable_idempotence,
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=15_000,
+        )
+        self.started = False
+
+    async def start(self) -> None:
+        await self._client.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        if self.started:
+            await self._client.stop()
+            self.started = False
+
+    async def send_all(self, messages: Iterable[Message]) -> int:
+        futures = [
+            await self._client.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
+            for m in messages
+        ]
+        if futures:
+            await asyncio.gather(*futures)
+        return len(futures)

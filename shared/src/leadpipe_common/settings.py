@@ -1,0 +1,60 @@
+"""Settings every service shares, read from the environment.
+
+Guarantees: a setting is read once, when a service's composition root builds
+its settings object (never at import time); a bad value fails the start with
+the variable's name, not a stack trace deep inside a client. Service settings
+subclass :class:`ServiceSettings` and add their own, prefixed with the
+service's name (``CAPTURE_PORT``); the connection settings are unprefixed so
+one ``DATABASE_URL`` and one ``KAFKA_BOOTSTRAP_SERVERS`` serve a whole stack.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/leadpipe"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        DEFAULT_BOOTSTRAP, validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    # The embedded broker cannot answer InitProducerId; a real cluster can.
+    kafka_enable_idempotence: bool = Field(
+        False, validation_alias=_env("KAFKA_ENABLE_IDEMPOTENCE")
+    )
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
+    db_pool_size: int = Field(10, ge=1, validation_alias=_env("DB_POOL_SIZE"))
+    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+    log_json: bool | None = Field(None, validation_alias=_env("LOG_JSON"))
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_asyncpg(cls, url: str) -> str:
+        # Users paste the URL their Postgres provider gives them; the async
+        # engine needs the asyncpg dialect spelled out.
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        if not url.startswith("postgresql+asyncpg://"):
+            raise ValueError("DATABASE_URL must be a postgresql:// URL")
+        return url
+
+
+class ConsumerSettings(ServiceSettings):
+    """A service that reads a topic through the consumer runner."""
+
+    batch_max_records: int = Field(500, ge=1)
+    batch_timeout_ms: int = Field(100, ge=1)
+    retry_backoff_max_s: float = Field(30.0, gt=0)

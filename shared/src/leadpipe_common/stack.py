@@ -1,0 +1,269 @@
+"""`make run`: the whole pipeline on one machine, and the same stack for the tests.
+
+Guarantees:
+- The embedded broker and Postgres start only when ``KAFKA_BOOTSTRAP_SERVERS``
+  / ``DATABASE_URL`` are unset; otherwise the given ones are used untouched.
+- Topics exist (with ``DEFAULT_PARTITIONS`` partitions) and every service is
+  migrated before any service starts.
+- Each service replica is its own process. Like systemd or Kubernetes, the
+  supervisor restarts a process that dies, and says so.
+- Ctrl-C (or SIGTERM) stops services first (each finishes and commits its
+  batch), then Postgres, then the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import typer
+
+from leadpipe_common import migrations, topics
+from leadpipe_common.admin import ensure_topics
+from leadpipe_common.infra import Broker, Postgres, port_open
+
+SERVICES: dict[str, int] = {"capture": 8000, "enrichment": 8001, "scoring": 8002, "routing": 8003}
+#: Replica ``i`` of a service listens on its base port + REPLICA_PORT_STEP * i.
+REPLICA_PORT_STEP = 100
+
+
+@dataclass
+class ServiceProcess:
+    service: str
+    replica: int
+    port: int
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    log_path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}-{self.replica}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        out = self.log_path.open("ab") if self.log_path else None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.service, "serve"],
+            env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        if out:
+            out.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+
+@dataclass
+class Stack:
+    """Broker, Postgres and service processes, started in order and stopped in reverse."""
+
+    data_dir: Path
+    broker_port: int = 9092
+    postgres_port: int = 5432
+    replicas: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICES, 1))
+    base_ports: dict[str, int] = field(default_factory=lambda: dict(SERVICES))
+    bootstrap: str | None = None
+    database_url: str | None = None
+    durable: bool = True
+    service_logs: bool = False  # write service output to files instead of the terminal
+    extra_env: dict[str, str] = field(default_factory=dict)
+    broker: Broker | None = None
+    postgres: Postgres | None = None
+    processes: list[ServiceProcess] = field(default_factory=list)
+
+    def start_infra(self) -> None:
+        if self.bootstrap is None:
+            self.broker = Broker(self.broker_port, self.data_dir / "logs")
+            self.broker.start()
+            self.bootstrap = self.broker.bootstrap
+        if self.database_url is None:
+            self.postgres = Postgres(self.postgres_port, self.data_dir / "postgres" / "data", durable=self.durable)
+            self.postgres.start()
+            self.database_url = self.postgres.url()
+        asyncio.run(ensure_topics(self.bootstrap))
+
+    def env(self) -> dict[str, str]:
+        assert self.bootstrap and self.database_url
+        return {**os.environ, **self.extra_env, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "DATABASE_URL": self.database_url}
+
+    def migrate(self, services: list[str] | None = None) -> None:
+        # In-process: four more interpreters would cost seconds of imports each.
+        assert self.database_url
+        for service in services or list(SERVICES):
+            directory = Path(str(importlib.resources.files(service) / "migrations"))
+            try:
+                migrations.upgrade(directory, self.database_url, schema=service)
+            except Exception as exc:
+                raise RuntimeError(f"migrating {service} failed: {exc}") from exc
+
+    def start_services(self, services: list[str] | None = None) -> list[ServiceProcess]:
+        started = []
+        for service in services or list(SERVICES):
+            for i in range(self.replicas.get(service, 1)):
+                port = self.base_ports[service] + REPLICA_PORT_STEP * i
+                if port_open("127.0.0.1", port):
+                    raise RuntimeError(f"port {port} for {service} is taken; set {service.upper()}_PORT")
+                env = {**self.env(), f"{service.upper()}_PORT": str(port)}
+                sp = ServiceProcess(service, i, port, env)
+                if self.service_logs:
+                    (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+                    sp.log_path = self.data_dir / "logs" / f"{sp.name}.log"
+                sp.start()
+                self.processes.append(sp)
+                started.append(sp)
+        return started
+
+    def wait_ready(self, processes: list[ServiceProcess] | None = None, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(processes or self.processes)
+        with httpx.Client(timeout=1) as client:
+            while pending:
+                sp = pending[0]
+                if not sp.alive:
+                    raise RuntimeError(f"{sp.name} exited with {sp.proc.returncode if sp.proc else '?'} while starting"
+                                       + (f"; see {sp.log_path}" if sp.log_path else ""))
+                try:
+                    if client.get(f"{sp.url}/readyz").status_code == 200:
+                        pending.pop(0)
+                        continue
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{sp.name} was not ready within {timeout:.0f}s")
+                time.sleep(0.1)
+
+    def supervise_once(self, say=print) -> None:  # noqa: ANN001
+        for sp in self.processes:
+            if sp.proc is not None and not sp.alive:
+                sp.restarts += 1
+                say(f"{sp.name} exited with code {sp.proc.returncode}; restarting (restart #{sp.restarts})")
+                sp.start()
+
+    def stop_services(self, processes: list[ServiceProcess] | None = None, timeout: float = 12) -> None:
+        targets = list(processes or self.processes)
+        for sp in targets:
+            sp.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for sp in targets:
+            if sp.proc is None:
+                continue
+            try:
+                sp.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                sp.proc.kill()
+                sp.proc.wait()
+        for sp in targets:
+            if sp in self.processes:
+                self.processes.remove(sp)
+
+    def stop(self) -> None:
+        self.stop_services()
+        if self.postgres:
+            self.postgres.stop()
+        if self.broker:
+            self.broker.stop()
+
+
+cli = typer.Typer(help="Run the whole leadpipe pipeline on this machine.", no_args_is_help=True, add_completion=False)
+
+
+def _replicas() -> dict[str, int]:
+    replicas = {}
+    for s in SERVICES:
+        raw = os.environ.get(f"{s.upper()}_REPLICAS", "1")
+        if not raw.isdigit() or int(raw) < 1:
+            raise typer.BadParameter(f"{s.upper()}_REPLICAS must be a whole number of at least 1, not {raw!r}")
+        replicas[s] = int(raw)
+    return replicas
+
+
+@cli.command()
+def run(
+    data_dir: Path = typer.Option(Path(".data"), envvar="LEADPIPE_DATA_DIR", help="where the embedded Postgres keeps its data"),
+    broker_port: int = typer.Option(9092, envvar="LEADPIPE_BROKER_PORT", help="port of the embedded broker"),
+    postgres_port: int = typer.Option(5432, envvar="LEADPIPE_POSTGRES_PORT", help="port of the embedded Postgres"),
+) -> None:
+    """Start broker, Postgres and every service; Ctrl-C stops everything cleanly."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    stack = Stack(
+        data_dir=data_dir.resolve(), broker_port=broker_port, postgres_port=postgres_port, replicas=_replicas(),
+        base_ports={s: int(os.environ.get(f"{s.upper()}_PORT", p)) for s, p in SERVICES.items()},
+        bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), database_url=os.environ.get("DATABASE_URL"),
+    )
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.monotonic()
+    try:
+        with console.status("starting broker and Postgres..."):
+            stack.start_infra()
+        with console.status("migrating..."):
+            stack.migrate()
+        with console.status("starting services..."):
+            stack.start_services()
+            stack.wait_ready()
+        table = Table(title=f"leadpipe is up ({time.monotonic() - started:.1f}s)", title_justify="left")
+        table.add_column("what")
+        table.add_column("where")
+        table.add_row("broker", stack.bootstrap + (" (embedded Tansu, memory only)" if stack.broker else ""))
+        table.add_row("postgres", (stack.database_url or "").replace("+asyncpg", "")
+                      + (f" (embedded, data in {data_dir})" if stack.postgres else ""))
+        for sp in stack.processes:
+            table.add_row(sp.name, f"{sp.url}  docs {sp.url}/docs  metrics {sp.url}/metrics")
+        table.add_row("topics", ", ".join(topics.ALL))
+        console.print(table)
+        console.print(
+            f"post a lead:  curl -s {stack.processes[0].url}/v1/leads -H 'content-type: application/json' "
+            "-d '{\"email\": \"ada@stripe.com\", \"job_title\": \"VP Marketing\", \"offer\": \"demo\"}'"
+        )
+        console.print("Ctrl-C stops everything.")
+        while not stopping:
+            stack.supervise_once(lambda msg: console.print(f"[yellow]{msg}[/]"))
+            time.sleep(0.5)
+    except RuntimeError as exc:
+        console.print(f"[red]cannot start leadpipe:[/] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        with console.status("stopping..."):
+            stack.stop()
+        console.print("leadpipe stopped.")
+
+
+@cli.command("create-topics")
+def create_topics(bootstrap: str = typer.Option(..., envvar="KAFKA_BOOTSTRAP_SERVERS")) -> None:
+    """Create leadpipe's topics on an existing cluster (idempotent)."""
+    asyncio.run(ensure_topics(bootstrap))
+    typer.echo(f"topics ready: {', '.join(topics.ALL)}")
+
+
+def main() -> None:
+    cli()
