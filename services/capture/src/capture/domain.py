@@ -45,10 +45,16 @@ def _consent(v: Any) -> bool:
     raise ValueError("must be true or false (a ticked checkbox sends 'on')")
 
 
-Text = Annotated[str | None, BeforeValidator(_blank_to_none)]
-Name = Annotated[Text, Field(max_length=200)]
-Tag = Annotated[Text, Field(max_length=200)]
-Url = Annotated[Text, Field(max_length=2048)]
+def _text(max_length: int, pattern: str | None = None) -> Any:
+    """Optional text: blank means absent; the limit applies only to a present value."""
+    return Annotated[
+        Annotated[str, Field(max_length=max_length, pattern=pattern)] | None, BeforeValidator(_blank_to_none)
+    ]
+
+
+Name = _text(200)
+Tag = _text(200)
+Url = _text(2048)
 
 
 class Submission(BaseModel):
@@ -61,11 +67,11 @@ class Submission(BaseModel):
     last_name: Name = None
     company: Name = None
     job_title: Name = None
-    phone: Annotated[Text, Field(max_length=40)] = None
-    country: Annotated[Text, Field(max_length=100)] = None
-    message: Annotated[Text, Field(max_length=5000)] = None
+    phone: _text(40) = None
+    country: _text(100) = None
+    message: _text(5000) = None
     marketing_consent: Annotated[bool, BeforeValidator(_consent)] = False
-    form_id: Annotated[Text, Field(max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")] = None
+    form_id: _text(100, pattern=r"^[A-Za-z0-9_.:-]+$") = None
     offer: Tag = None
     utm_source: Tag = None
     utm_medium: Tag = None

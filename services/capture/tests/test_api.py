@@ -1,0 +1,104 @@
+"""capture against a real broker and Postgres, through HTTP."""
+
+import uuid
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from leadpipe_common.testing.kafka import for_lead, read_topic
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_a_json_lead_is_accepted_and_published_with_its_first_lifecycle_step(capture_url, bootstrap):
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        r = await client.post("/v1/leads", json={"email": "ada@stripe.com", "utm_campaign": "spring", "x-custom": 1})
+    assert r.status_code == 202
+    lead_id = r.json()["lead_id"]
+
+    captured = await read_topic(bootstrap, "leads.captured", where=for_lead(lead_id), until=lambda f: len(f) >= 1)
+    assert captured[0].type == "lead.captured"
+    assert captured[0].json()["attribution"]["utm_campaign"] == "spring"
+    lifecycle = await read_topic(bootstrap, "leads.lifecycle", where=for_lead(lead_id),
+                                 until=lambda f: any(r.json()["to_stage"] == "captured" for r in f))
+    first = next(r.json() for r in lifecycle if r.json()["to_stage"] == "captured")
+    assert first["from_stage"] is None and first["by"] == "capture"
+
+
+async def test_a_browser_form_post_is_redirected_to_the_forms_thank_you_page(capture_url):
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        r = await client.post("/v1/forms/whitepaper-lead-scoring", data={"email": "jo@example.com"})
+    assert r.status_code == 303
+    assert r.headers["location"] == "https://example.com/thank-you/whitepaper"
+
+
+async def test_a_form_without_a_thank_you_page_shows_a_confirmation(capture_url):
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        r = await client.post("/v1/forms/demo-request", data={"email": "jo@example.com"},
+                              headers={"accept": "text/html"})
+    assert r.status_code == 200
+    assert "Thank you" in r.text and "Request a demo" in r.text
+
+
+async def test_a_multipart_form_asking_for_json_gets_the_api_answer(capture_url, bootstrap):
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        r = await client.post(
+            "/v1/forms/demo-request",
+            files={"cv": ("cv.txt", b"attachment ignored")},
+            data={"email": "jo@example.com", "job_title": "CTO", "marketing_consent": "on"},
+            headers={"accept": "application/json"},
+        )
+    assert r.status_code == 202
+    body = r.json()
+    assert body["form_id"] == "demo-request"
+    captured = await read_topic(bootstrap, "leads.captured", where=for_lead(body["lead_id"]), until=lambda f: bool(f))
+    lead = captured[0].json()
+    assert lead["attribution"]["offer"] == "demo"  # from the forms file
+    assert lead["contact"]["marketing_consent"] is True and lead["contact"]["marketing_consent_at"]
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "field"),
+    [
+        (dict(json={"first_name": "No Email"}), 422, "email"),
+        (dict(json={"email": "not an address"}), 422, "email"),
+        (dict(json=["a", "list"]), 422, "body"),
+        (dict(content=b"{not json", headers={"content-type": "application/json"}), 422, "body"),
+        (dict(content=b"email=x@example.com", headers={"content-type": "text/plain"}), 415, None),
+        (dict(json={"email": "big@example.com", "message": "x" * 70_000}), 413, None),
+    ],
+    ids=["missing-email", "bad-email", "not-an-object", "broken-json", "wrong-content-type", "too-large"],
+)
+async def test_bad_input_gets_a_clear_error_and_stores_nothing(capture_url, db, send, status, field):
+    marker = uuid.uuid4().hex
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        before = await _lead_count(db)
+        r = await client.post("/v1/leads", **send, params={"t": marker})
+    assert r.status_code == status
+    body = r.json()
+    assert body["error"]
+    if field:
+        assert field in {e["field"] for e in body["errors"]}
+    assert await _lead_count(db) == before
+
+
+async def test_a_bad_browser_form_post_gets_a_readable_page(capture_url):
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        r = await client.post("/v1/forms/contact-us", data={"email": "nope"}, headers={"accept": "text/html"})
+    assert r.status_code == 422
+    assert "text/html" in r.headers["content-type"]
+    assert "email" in r.text
+
+
+async def test_capture_reports_ready_and_exposes_metrics(capture_url):
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        ready = await client.get("/readyz")
+        metrics = await client.get("/metrics")
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+    assert "capture_leads_accepted_total" in metrics.text
+
+
+async def _lead_count(db) -> int:
+    async with db.connect() as conn:
+        return (await conn.execute(sa.text("SELECT count(*) FROM capture.leads"))).scalar_one()

@@ -1,0 +1,91 @@
+from enrichment.domain import Company, ReferenceData, TitleRule, classify_title, enrich, normalise_country
+from leadpipe_common.events import Contact
+
+REF = ReferenceData(
+    companies={
+        "acme.com": Company("acme.com", "Acme Corp", "Software", 1200, "US"),
+        "tiny.io": Company("tiny.io", "Tiny", None, None, None),
+    },
+    free_mail=frozenset({"gmail.com", "yahoo.co.uk"}),
+    disposable=frozenset({"mailinator.com"}),
+    seniority=(
+        TitleRule("vp", ("vp", "vice president")),
+        TitleRule("c-level", ("ceo", "chief", "president")),
+        TitleRule("director", ("director", "head of")),
+        TitleRule("manager", ("manager",)),
+    ),
+    departments=(TitleRule("marketing", ("marketing", "cmo")), TitleRule("it", ("it",))),
+    country_aliases={"uk": "GB", "deutschland": "DE"},
+)
+
+
+def test_a_business_address_finds_its_company_in_the_reference_file():
+    e = enrich(Contact(email="jo@acme.com"), REF)
+    assert e.company_domain.value == "acme.com"
+    assert (e.company_name.value, e.company_name.source) == ("Acme Corp", "companies")
+    assert e.industry.value == "Software"
+    assert e.employee_count.value == 1200
+    assert e.is_free_mail.value is False
+
+
+def test_a_subdomain_address_finds_the_parent_company():
+    e = enrich(Contact(email="jo@eu.acme.com"), REF)
+    assert e.company_domain.value == "acme.com"
+    assert e.company_name.value == "Acme Corp"
+
+
+def test_a_free_mail_address_has_no_company_domain():
+    e = enrich(Contact(email="jo@gmail.com", company="Jo's Bakery"), REF)
+    assert e.is_free_mail.value is True
+    assert e.company_domain is None
+    assert (e.company_name.value, e.company_name.source) == ("Jo's Bakery", "form")
+
+
+def test_a_disposable_address_is_flagged():
+    e = enrich(Contact(email="x@mailinator.com"), REF)
+    assert e.is_disposable.value is True
+    assert e.company_domain is None
+
+
+def test_an_unknown_company_is_not_an_error():
+    e = enrich(Contact(email="jo@unheard-of.example"), REF)
+    assert e.company_domain.value == "unheard-of.example"
+    assert e.company_name is None and e.industry is None
+
+
+def test_phone_is_normalised_to_e164_using_the_form_country():
+    e = enrich(Contact(email="jo@acme.com", phone="030 1234567", country="Deutschland"), REF)
+    assert e.phone_e164.value == "+49301234567"
+    assert (e.country.value, e.country.source) == ("DE", "form")
+
+
+def test_without_a_country_the_phone_number_tells_it():
+    e = enrich(Contact(email="jo@gmail.com", phone="+44 20 7946 0958"), REF)
+    assert (e.country.value, e.country.source) == ("GB", "phone")
+
+
+def test_without_country_or_phone_the_company_tells_it():
+    e = enrich(Contact(email="jo@acme.com"), REF)
+    assert (e.country.value, e.country.source) == ("US", "companies")
+
+
+def test_an_invalid_phone_number_is_left_out():
+    assert enrich(Contact(email="jo@acme.com", phone="12"), REF).phone_e164 is None
+
+
+def test_country_names_codes_and_aliases_normalise_to_iso_alpha2():
+    assert normalise_country("France", {}) == "FR"
+    assert normalise_country("fra", {}) == "FR"
+    assert normalise_country("UK", REF.country_aliases) == "GB"
+    assert normalise_country("Atlantis", {}) is None
+
+
+def test_vice_president_is_not_mistaken_for_president():
+    assert classify_title("Vice President, Marketing", REF.seniority) == "vp"
+    assert classify_title("President", REF.seniority) == "c-level"
+
+
+def test_keywords_match_whole_words_only():
+    assert classify_title("Head of IT", REF.departments) == "it"
+    assert classify_title("Digital Marketing Manager", REF.departments) == "marketing"
+    assert classify_title("Recruiting Specialist", REF.departments) is None  # "it" inside "recruiting"

@@ -1,0 +1,49 @@
+"""routing against a real broker and Postgres: the rotation lives in the database."""
+
+import asyncio
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+
+from leadpipe_common.testing import factories
+from leadpipe_common.testing.kafka import produce, read_topic
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_mqls_rotate_through_the_team_by_weight_and_the_state_is_stored(bootstrap, db):
+    # amer-commercial in the shipped reps file: priya.nair (weight 3), sam.taylor (weight 1).
+    leads = [factories.scored("mql", email=f"buyer{i}@smallco.example", employees=50, country="US") for i in range(8)]
+    turns_before = await _turns(db, "amer-commercial")
+    await produce(bootstrap, [factories.message("leads.scored", lead) for lead in leads])
+    ids = {str(lead.lead_id).encode() for lead in leads}
+
+    routed = await read_topic(bootstrap, "leads.routed", where=lambda r: r.key in ids, until=lambda f: len(f) >= 8)
+    owners = Counter(r.json()["assignment"]["owner_id"] for r in routed)
+    assert owners == {"priya.nair": 6, "sam.taylor": 2}
+    assert all(r.json()["assignment"]["method"] == "territory" for r in routed)
+    assert await _turns(db, "amer-commercial") == turns_before + 8
+
+
+async def test_a_nurture_lead_is_applied_without_being_routed(bootstrap, db):
+    lead = factories.scored("nurture", email="reader@example.com", country="US")
+    msg = factories.message("leads.scored", lead)
+    await produce(bootstrap, [msg])
+    async with db.connect() as conn:
+        for _ in range(100):
+            outputs = (await conn.execute(sa.text("SELECT outputs FROM routing.inbox WHERE event_id = :id"),
+                                          {"id": msg.header("ce_id")})).scalar_one_or_none()
+            if outputs is not None:
+                break
+            await asyncio.sleep(0.1)
+        assigned = (await conn.execute(sa.text("SELECT count(*) FROM routing.assignments WHERE lead_id = :id"),
+                                       {"id": lead.lead_id})).scalar_one()
+    assert outputs == []
+    assert assigned == 0
+
+
+async def _turns(db, team: str) -> int:
+    async with db.connect() as conn:
+        turns = (await conn.execute(sa.text("SELECT turns FROM routing.rotation WHERE team = :t"), {"t": team})).scalar()
+    return turns or 0

@@ -1,0 +1,98 @@
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from leadpipe_common.events import Attribution, Contact, Enrichment, LeadEnriched, Sourced
+from scoring.domain import InvalidRules, explain, parse_rules, score
+
+NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+RULES = parse_rules({
+    "version": "test-1",
+    "grades": {"A": 80, "B": 60, "C": 35},
+    "thresholds": {"mql": 50, "nurture": 10},
+    "fit": [
+        {"rule": "Enterprise", "field": "employee_count", "gte": 1000, "points": 30},
+        {"rule": "Decision maker", "field": "seniority", "in": ["c-level", "vp"], "points": 20},
+        {"rule": "Free mail", "field": "is_free_mail", "equals": True, "points": -10},
+    ],
+    "intent": [
+        {"rule": "Demo", "field": "offer", "equals": "demo", "points": 40},
+        {"rule": "Newsletter", "field": "offer", "equals": "newsletter", "points": 10},
+    ],
+    "disqualify": [{"rule": "Disposable", "field": "is_disposable", "equals": True}],
+})
+
+
+def lead(*, employees=None, seniority=None, free=False, disposable=False, offer=None) -> LeadEnriched:
+    def s(v, src="test"):
+        return None if v is None else Sourced(value=v, source=src)
+
+    return LeadEnriched(
+        lead_id=uuid.uuid4(), captured_at=NOW, enriched_at=NOW,
+        contact=Contact(email="jo@example.com"), attribution=Attribution(offer=offer),
+        enrichment=Enrichment(
+            email_domain="example.com", is_free_mail=Sourced(value=free, source="t"),
+            is_disposable=Sourced(value=disposable, source="t"),
+            employee_count=s(employees), seniority=s(seniority),
+        ),
+    )
+
+
+def test_a_senior_enterprise_demo_request_is_an_mql_graded_a():
+    s = score(lead(employees=5000, seniority="vp", offer="demo"), RULES)
+    assert (s.value, s.grade, s.decision) == (90, "A", "mql")
+    assert (s.fit, s.intent) == (50, 40)
+
+
+def test_every_point_is_explained():
+    s = score(lead(employees=5000, offer="demo"), RULES)
+    assert [(r.rule, r.category, r.points) for r in s.reasons] == [("Enterprise", "fit", 30), ("Demo", "intent", 40)]
+
+
+def test_a_newsletter_sign_up_goes_to_nurture():
+    s = score(lead(employees=5000, offer="newsletter"), RULES)
+    assert (s.value, s.decision) == (40, "nurture")
+
+
+def test_a_score_below_the_nurture_bar_is_disqualified():
+    s = score(lead(free=True, offer="newsletter"), RULES)
+    assert (s.value, s.decision) == (0, "disqualified")
+
+
+def test_a_disposable_address_is_disqualified_whatever_the_score():
+    s = score(lead(employees=5000, seniority="vp", offer="demo", disposable=True), RULES)
+    assert s.decision == "disqualified"
+    assert "Disposable" in explain(s, RULES)
+
+
+def test_the_score_is_clamped_to_0_100():
+    rules = RULES.model_copy(update={"intent": [RULES.intent[0].model_copy(update={"points": 500})]})
+    assert score(lead(offer="demo"), rules).value == 100
+
+
+def test_the_rules_version_is_stamped_on_the_score():
+    assert score(lead(), RULES).rules_version == "test-1"
+
+
+def test_a_rule_on_an_unknown_fact_is_refused_with_its_position():
+    with pytest.raises(InvalidRules, match=r"fit\.0\.field"):
+        parse_rules({**_raw(), "fit": [{"rule": "x", "field": "favourite_colour", "equals": "red"}]})
+
+
+def test_a_rule_without_an_operator_is_refused():
+    with pytest.raises(InvalidRules, match="needs an operator"):
+        parse_rules({**_raw(), "fit": [{"rule": "x", "field": "industry", "points": 3}]})
+
+
+def test_the_shipped_rules_file_is_valid():
+    shipped = Path(__file__).parents[1] / "src" / "scoring" / "data" / "rules.yaml"
+    rules = parse_rules(yaml.safe_load(shipped.read_text()))
+    assert rules.thresholds.mql > rules.thresholds.nurture
+
+
+def _raw():
+    return {"version": "v", "grades": {"A": 80, "B": 60, "C": 35}, "thresholds": {"mql": 50, "nurture": 10}}

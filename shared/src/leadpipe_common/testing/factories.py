@@ -1,0 +1,52 @@
+"""Builders of valid events for tests that feed a service's input topic directly."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from leadpipe_common.envelope import Message, encode
+from leadpipe_common.events import (
+    Attribution, Contact, Enrichment, Event, LeadCaptured, LeadEnriched, LeadScored, Score, Sourced,
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def captured(email: str = "jo@example.com", **contact: object) -> LeadCaptured:
+    return LeadCaptured(
+        lead_id=uuid.uuid4(), captured_at=now(), contact=Contact(email=email, **contact),
+        attribution=Attribution(form_id="test", utm_source="tests"),
+    )
+
+
+def enriched(email: str = "jo@example.com", *, employees: int | None = None, seniority: str | None = None,
+             offer: str | None = None, country: str | None = None) -> LeadEnriched:
+    base = captured(email)
+    domain = email.rsplit("@", 1)[1]
+    return LeadEnriched(
+        **dict(base) | {"attribution": Attribution(form_id="test", offer=offer, utm_source="tests")},
+        enriched_at=now(),
+        enrichment=Enrichment(
+            email_domain=domain, company_domain=Sourced[str](value=domain, source="email"),
+            is_free_mail=Sourced[bool](value=False, source="t"), is_disposable=Sourced[bool](value=False, source="t"),
+            employee_count=Sourced[int](value=employees, source="companies") if employees else None,
+            seniority=Sourced[str](value=seniority, source="job_title") if seniority else None,
+            country=Sourced[str](value=country, source="form") if country else None,
+        ),
+    )
+
+
+def scored(decision: str = "mql", **kw: object) -> LeadScored:
+    base = enriched(**kw)  # type: ignore[arg-type]
+    return LeadScored(
+        **dict(base), scored_at=now(),
+        score=Score(value=75 if decision == "mql" else 30, grade="B", fit=40, intent=35,
+                    decision=decision, reasons=[], rules_version="test"),  # type: ignore[arg-type]
+    )
+
+
+def message(topic: str, event: Event, event_id: uuid.UUID | None = None) -> Message:
+    return encode(topic, event, event_id=event_id or uuid.uuid4(), source="tests", time=now())

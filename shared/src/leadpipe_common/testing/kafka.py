@@ -1,0 +1,85 @@
+"""Reading topics the way an outside consumer would: a plain aiokafka client, no group, no leadpipe code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from leadpipe_common.envelope import Message
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    @property
+    def type(self) -> str | None:
+        return self.headers.get("ce_type")
+
+    @property
+    def id(self) -> str | None:
+        return self.headers.get("ce_id")
+
+    def json(self) -> Any:
+        return json.loads(self.value)
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Record]], bool],
+    where: Callable[[Record], bool] = lambda r: True,
+    timeout: float = 30,
+) -> list[Record]:
+    """Every record of ``topic`` from the beginning matching ``where``, once ``until`` holds (or at timeout)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        found: list[Record] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not until(found) and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, records in batch.items():
+                for r in records:
+                    rec = Record(
+                        topic=tp.topic, partition=tp.partition, offset=r.offset, key=r.key, value=r.value,
+                        headers={k: v.decode(errors="replace") for k, v in r.headers},
+                    )
+                    if where(rec):
+                        found.append(rec)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def produce(bootstrap: str, messages: list[Message]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(m.topic, key=m.key, value=m.value, headers=list(m.headers)) for m in messages
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def for_lead(lead_id: object) -> Callable[[Record], bool]:
+    key = str(lead_id).encode()
+    return lambda r: r.key == key

@@ -1,0 +1,91 @@
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from leadpipe_common.envelope import DecodeError, child_traceparent, decode, derive_id, encode, follow_up
+from leadpipe_common.events import UPCASTERS, Attribution, Contact, LeadCaptured, parse_event
+
+NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+
+def a_lead() -> LeadCaptured:
+    return LeadCaptured(
+        lead_id=uuid.uuid4(), captured_at=NOW, contact=Contact(email="ada@example.com"),
+        attribution=Attribution(form_id="demo-request", utm_source="google"),
+    )
+
+
+def test_an_event_survives_the_round_trip_through_kafka_headers():
+    lead = a_lead()
+    msg = encode("leads.captured", lead, event_id=uuid.uuid4(), source="test", time=NOW, traceparent=None)
+    env = decode(list(msg.headers), msg.key, msg.value)
+    assert env.data == lead
+    assert env.time == NOW
+
+
+def test_headers_follow_the_cloudevents_kafka_binary_binding():
+    lead = a_lead()
+    event_id = uuid.uuid4()
+    msg = encode("leads.captured", lead, event_id=event_id, source="leadpipe/capture", time=NOW)
+    headers = dict(msg.headers)
+    assert headers["ce_id"] == str(event_id).encode()
+    assert headers["ce_type"] == b"lead.captured"
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_subject"] == str(lead.lead_id).encode()
+    assert headers["content-type"] == b"application/json"
+    assert msg.key == str(lead.lead_id).encode()
+
+
+def test_outputs_of_a_redelivered_input_get_the_same_ids():
+    cause = decode(*_parts(encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)))
+    first = follow_up(cause, "leads.enriched", cause.data, source="t", time=NOW)
+    again = follow_up(cause, "leads.enriched", cause.data, source="t", time=NOW)
+    assert first.header("ce_id") == again.header("ce_id") == str(derive_id(cause.id, "lead.captured"))
+
+
+def test_bytes_that_are_not_a_cloudevent_are_undecodable():
+    with pytest.raises(DecodeError) as err:
+        decode([], b"k", b"\xff\xfe not json")
+    assert err.value.kind == "undecodable"
+
+
+def test_data_breaking_its_schema_is_a_schema_error_naming_the_field():
+    lead = a_lead()
+    msg = encode("leads.captured", lead, event_id=uuid.uuid4(), source="t", time=NOW)
+    broken = msg.value.replace(b'"email":"ada@example.com",', b"")
+    with pytest.raises(DecodeError) as err:
+        decode(list(msg.headers), msg.key, broken)
+    assert err.value.kind == "schema"
+    assert "contact.email" in err.value.detail
+
+
+def test_unknown_fields_from_a_newer_producer_are_ignored():
+    lead = a_lead()
+    data = lead.model_dump(mode="json") | {"loyalty_tier": "gold"}
+    assert parse_event("lead.captured", 1, data) == lead
+
+
+def test_older_versions_are_upcast_before_validation(monkeypatch):
+    lead = a_lead()
+    old = lead.model_dump(mode="json")
+    old["contact"]["mail"] = old["contact"].pop("email")
+
+    def v0_to_v1(d):
+        d["contact"]["email"] = d["contact"].pop("mail")
+        return d
+
+    monkeypatch.setitem(UPCASTERS, ("lead.captured", 0), v0_to_v1)
+    assert parse_event("lead.captured", 0, old) == lead
+
+
+def test_a_trace_is_continued_with_a_new_span():
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    child = child_traceparent(parent)
+    assert child.split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    assert child.split("-")[2] != "b7ad6b7169203331"
+    assert len(child_traceparent("garbage")) == 55
+
+
+def _parts(msg):
+    return list(msg.headers), msg.key, msg.value
