@@ -89,3 +89,17 @@ def test_a_trace_is_continued_with_a_new_span():
 
 def _parts(msg):
     return list(msg.headers), msg.key, msg.value
+
+
+def test_a_stored_message_keeps_arbitrary_bytes_exactly():
+    from leadpipe_common.envelope import Message
+
+    original = Message("leads.deadletter", b"\x00\xff", b"\x00not json \xfe\xc3\xa9", (("dlq.x", b"\x80\x00"),))
+    assert Message.from_json(original.to_json()) == original
+
+
+def test_a_value_that_is_not_json_is_undecodable_even_with_valid_headers():
+    msg = encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)
+    with pytest.raises(DecodeError) as err:
+        decode(list(msg.headers), msg.key, b'{"lead_id": oops')
+    assert err.value.kind == "undecodable"

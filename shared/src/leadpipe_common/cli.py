@@ -44,7 +44,7 @@ def service_cli(
 
     @cli.command()
     def serve(
-        workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
+        workers: int | None = typer.Option(None, min=1, help="uvicorn worker processes (default: the WORKERS setting)"),
     ) -> None:
         """Run the service (HTTP API and, for consumers, the consumer runner)."""
         settings = load_settings(settings_factory)
@@ -53,7 +53,7 @@ def service_cli(
             factory=True,
             host=settings.host,
             port=settings.port,
-            workers=workers,
+            workers=workers or settings.workers,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=9,

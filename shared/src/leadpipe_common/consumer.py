@@ -143,6 +143,7 @@ class ConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
         )
         self._consumer.subscribe(self._topics, listener=_Listener(self))
         await self._consumer.start()

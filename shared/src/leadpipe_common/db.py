@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from leadpipe_common.envelope import Message
@@ -25,11 +25,13 @@ from leadpipe_common.settings import ServiceSettings
 
 
 def make_engine(settings: ServiceSettings) -> AsyncEngine:
+    # No pre-ping: it costs a round trip per transaction. A connection that
+    # went stale (Postgres restarted) fails its transaction, which every
+    # caller already retries or answers 503 for, and the pool then drops it.
     return create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
     )
 
@@ -44,13 +46,17 @@ async def ping(engine: AsyncEngine) -> None:
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
-    """The inbox table in ``metadata``'s schema; each service declares its own."""
+    """The inbox table in ``metadata``'s schema; each service declares its own.
+
+    ``outputs`` is ``json``, not ``jsonb``: it is never queried inside, and
+    only ``json`` accepts the ``\u0000`` a dead letter's original bytes may hold.
+    """
     return sa.Table(
         "inbox",
         metadata,
         sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
         sa.Column("event_type", sa.Text, nullable=False),
-        sa.Column("outputs", JSONB, nullable=False),
+        sa.Column("outputs", sa.JSON, nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
 

@@ -17,9 +17,8 @@ Guarantees:
 
 from __future__ import annotations
 
-import base64
+import random
 import re
-import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,13 +31,17 @@ from pydantic import ValidationError
 
 from leadpipe_common.events import Event, UnknownEventType, parse_event
 
+class _RawData(JSONFormat):
+    """Leaves the value as bytes on the way in, so pydantic validates straight from JSON."""
+
+    def read_data(self, body: bytes, datacontenttype: str | None) -> bytes:
+        return body
+
+
 _FORMAT = JSONFormat()
+_RAW = _RawData()
 _SCHEMA_RE = re.compile(r"^urn:leadpipe:schema:(?P<type>[a-z_.]+):v(?P<version>\d+)$")
 _TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-
-
-def _b64(b: bytes) -> str:
-    return base64.b64encode(b).decode("ascii")
 
 
 def dataschema(event_type: str, version: int) -> str:
@@ -49,8 +52,13 @@ def derive_id(input_id: uuid.UUID, output_type: str) -> uuid.UUID:
     return uuid.uuid5(input_id, output_type)
 
 
+# Trace and span ids must be unique, not secret: a seeded PRNG is enough and
+# spares a system call per event.
+_ids = random.Random()
+
+
 def new_traceparent() -> str:
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return f"00-{_ids.getrandbits(128):032x}-{_ids.getrandbits(64):016x}-01"
 
 
 def child_traceparent(parent: str | None) -> str:
@@ -58,7 +66,7 @@ def child_traceparent(parent: str | None) -> str:
     match = _TRACEPARENT_RE.match(parent or "")
     if not match:
         return new_traceparent()
-    return f"00-{match.group(1)}-{secrets.token_hex(8)}-{match.group(3)}"
+    return f"00-{match.group(1)}-{_ids.getrandbits(64):016x}-{match.group(3)}"
 
 
 @dataclass(frozen=True)
@@ -70,23 +78,24 @@ class Message:
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = field(default=())
 
-    # Stored as base64 because a dead letter keeps its original bytes, which
-    # need not be UTF-8, and JSONB cannot hold arbitrary bytes.
+    # Bytes are stored as latin-1 text: lossless for any bytes (a dead letter
+    # keeps originals that need not be UTF-8), cheaper than base64, and a JSON
+    # value stays readable in the table.
     def to_json(self) -> dict[str, Any]:
         return {
             "topic": self.topic,
-            "key": None if self.key is None else _b64(self.key),
-            "value": _b64(self.value),
-            "headers": [[k, _b64(v)] for k, v in self.headers],
+            "key": None if self.key is None else self.key.decode("latin-1"),
+            "value": self.value.decode("latin-1"),
+            "headers": [[k, v.decode("latin-1")] for k, v in self.headers],
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Message:
         return cls(
             topic=d["topic"],
-            key=None if d["key"] is None else base64.b64decode(d["key"]),
-            value=base64.b64decode(d["value"]),
-            headers=tuple((k, base64.b64decode(v)) for k, v in d["headers"]),
+            key=None if d["key"] is None else d["key"].encode("latin-1"),
+            value=d["value"].encode("latin-1"),
+            headers=tuple((k, v.encode("latin-1")) for k, v in d["headers"]),
         )
 
     def header(self, name: str) -> str | None:
@@ -153,12 +162,12 @@ class DecodeError(ValueError):
 def decode(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key: bytes | None, value: bytes | None) -> Envelope:
     try:
         header_map = {k: v for k, v in headers if k.startswith("ce_") or k == "content-type"}
-        ce = from_binary(KafkaMessage(headers=header_map, key=key, value=value or b""), _FORMAT)
+        ce = from_binary(KafkaMessage(headers=header_map, key=key, value=value or b""), _RAW)
     except Exception as exc:  # the SDK raises a zoo of types for bad attributes
         raise DecodeError("undecodable", f"not a CloudEvent in Kafka binary mode: {exc}") from exc
 
     data = ce.get_data()
-    if not isinstance(data, dict):
+    if not isinstance(data, bytes) or not data.lstrip().startswith(b"{"):
         raise DecodeError("undecodable", "value is not a JSON object")
     match = _SCHEMA_RE.match(ce.get_dataschema() or "")
     version = int(match.group("version")) if match else 1
@@ -166,7 +175,9 @@ def decode(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key
         event = parse_event(ce.get_type(), version, data)
     except UnknownEventType as exc:
         raise DecodeError("schema", str(exc)) from exc
-    except ValidationError as exc:
+    except ValueError as exc:
+        if not isinstance(exc, ValidationError) or any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise DecodeError("undecodable", f"value is not JSON: {exc}") from exc
         fields = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )

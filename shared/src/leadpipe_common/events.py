@@ -13,6 +13,7 @@ attribution, enrichment, score), so no service ever reads another's tables.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
@@ -168,8 +169,8 @@ class UnknownEventType(ValueError):
     pass
 
 
-def parse_event(event_type: str, version: int, data: Any) -> Event:
-    """Validate ``data`` of ``event_type`` at ``version`` into the latest model.
+def parse_event(event_type: str, version: int, data: bytes | dict[str, Any]) -> Event:
+    """Validate ``data`` (JSON bytes or a parsed object) of ``event_type`` at ``version`` into the latest model.
 
     Raises ``UnknownEventType`` for a type this library does not know and
     pydantic's ``ValidationError`` for data that breaks the contract.
@@ -177,6 +178,10 @@ def parse_event(event_type: str, version: int, data: Any) -> Event:
     model = LATEST.get(event_type)
     if model is None:
         raise UnknownEventType(f"unknown event type {event_type!r}")
+    if isinstance(data, bytes):
+        if version >= model.version:
+            return model.model_validate_json(data)  # the common case: one pass, no dict in between
+        data = json.loads(data)
     while version < model.version:
         upcast = UPCASTERS.get((event_type, version))
         if upcast is None:

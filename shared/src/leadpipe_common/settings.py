@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # uvicorn worker processes behind the port. Consumers scale by replicas
+    # (processes in the group) instead, so this matters for capture.
+    workers: int = Field(1, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -57,4 +60,8 @@ class ConsumerSettings(ServiceSettings):
 
     batch_max_records: int = Field(500, ge=1)
     batch_timeout_ms: int = Field(100, ge=1)
+    # How long the broker may hold a fetch open waiting for data. Each stage
+    # adds up to this much latency to a lead; Kafka's default (500 ms) would
+    # add 1.5 s over three stages.
+    fetch_max_wait_ms: int = Field(50, ge=1)
     retry_backoff_max_s: float = Field(30.0, gt=0)

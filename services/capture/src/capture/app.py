@@ -24,15 +24,15 @@ from prometheus_client import Counter
 from starlette.datastructures import UploadFile
 
 from leadpipe_common import logging as lp_logging
-from leadpipe_common.db import make_engine, make_sessionmaker, ping
+from leadpipe_common.db import make_engine, ping
 from leadpipe_common.envelope import child_traceparent
 from leadpipe_common.ops import Check, ops_router
 from leadpipe_common.producer import Producer
 
 from capture.domain import FieldError, Form, InvalidSubmission, capture_lead, parse_forms
-from capture.handlers import captured_lead_rows
+from capture.handlers import captured_lead_messages
 from capture.settings import CaptureSettings
-from capture.store import LeadWriter, OutboxRelay
+from capture.store import LeadWriter, NewLead, OutboxRelay
 
 log = structlog.get_logger(__name__)
 
@@ -121,11 +121,11 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):  # noqa: ANN202
         lp_logging.configure("capture", settings.log_level, settings.log_json)
         engine = make_engine(settings)
-        sessionmaker = make_sessionmaker(engine)
         committed = asyncio.Event()
         producer = Producer(settings, client_id="capture")
-        writer = LeadWriter(sessionmaker, settings.write_batch_max, committed)
-        relay = OutboxRelay(sessionmaker, producer, settings.relay_batch_max, settings.relay_idle_ms / 1000, committed)
+        writer = LeadWriter(engine, settings.write_batch_max, committed)
+        relay = OutboxRelay(engine, producer, captured_lead_messages, settings.relay_batch_max,
+                            settings.relay_idle_ms / 1000, committed)
         writer.start()
         relay.start()
         components["writer"] = writer
@@ -155,8 +155,10 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         lead = capture_lead(fields, lead_id=uuid.uuid4(), received_at=now, form=form, form_id=form_id)
         if form_id and form is None:
             log.info("lead posted to a form not in the forms file", form_id=form_id)
-        new = captured_lead_rows(
-            lead, event_id=uuid.uuid4(), traceparent=child_traceparent(request.headers.get("traceparent")), now=now
+        new = NewLead(
+            lead_id=lead.lead_id, event_id=uuid.uuid4(), email=lead.contact.email, form_id=lead.attribution.form_id,
+            captured_at=now, traceparent=child_traceparent(request.headers.get("traceparent")),
+            event=lead.model_dump_json().encode(),
         )
         try:
             await components["writer"].write(new)

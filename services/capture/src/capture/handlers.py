@@ -1,33 +1,29 @@
-"""From a validated submission to the rows and events that make it durable."""
+"""From a captured lead to the events that announce it."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
+from collections.abc import Sequence
 
 from leadpipe_common import topics
-from leadpipe_common.envelope import derive_id, encode
+from leadpipe_common.envelope import Message, derive_id, encode
 from leadpipe_common.events import LeadCaptured, LeadStageChanged
 
-from capture.store import NewLead
+from capture.store import Unpublished
 
 SOURCE = "leadpipe/capture"
 
 
-def captured_lead_rows(lead: LeadCaptured, *, event_id: uuid.UUID, traceparent: str, now: datetime) -> NewLead:
-    """The lead row plus its two outbox messages: ``lead.captured`` and its first lifecycle step."""
+def captured_lead_messages(row: Unpublished) -> Sequence[Message]:
+    """``lead.captured`` and its first lifecycle step, identical every time they are built from ``row``."""
+    lead = LeadCaptured.model_validate_json(row.event)
     via = f"form {lead.attribution.form_id}" if lead.attribution.form_id else "api"
     changed = LeadStageChanged(
         lead_id=lead.lead_id, from_stage=None, to_stage="captured", at=lead.captured_at,
         by="capture", reason=f"submitted via {via}", attribution=lead.attribution,
     )
-    messages = (
-        encode(topics.CAPTURED, lead, event_id=event_id, source=SOURCE, time=now, traceparent=traceparent),
-        encode(topics.LIFECYCLE, changed, event_id=derive_id(event_id, changed.type), source=SOURCE,
-               time=now, traceparent=traceparent),
-    )
-    return NewLead(
-        lead_id=lead.lead_id, event_id=event_id, email=lead.contact.email,
-        form_id=lead.attribution.form_id, captured_at=lead.captured_at,
-        data=lead.model_dump(mode="json"), messages=messages,
+    return (
+        encode(topics.CAPTURED, lead, event_id=row.event_id, source=SOURCE, time=row.captured_at,
+               traceparent=row.traceparent),
+        encode(topics.LIFECYCLE, changed, event_id=derive_id(row.event_id, changed.type), source=SOURCE,
+               time=row.captured_at, traceparent=row.traceparent),
     )

@@ -14,6 +14,9 @@ class CaptureSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CAPTURE_", extra="ignore", frozen=True)
 
     port: int = 8000
+    # Capture is CPU-bound in Python; two processes share the port (and the
+    # outbox, through SKIP LOCKED).
+    workers: int = Field(2, ge=1)
     forms_file: Path = DATA / "forms.yaml"
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     # Group commit: requests arriving while a transaction commits share the next one.

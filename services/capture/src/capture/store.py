@@ -1,26 +1,29 @@
-"""capture's tables, the group-commit writer and the outbox relay.
+"""capture's table, the group-commit writer and the outbox relay.
 
-A lead is durable when its row and its outbox rows are committed together;
-only then does the HTTP request get its 202. The relay publishes outbox rows
-and deletes them in the same transaction, after the broker acknowledged them:
-a crash in between re-publishes (same event ids, absorbed downstream), never
-loses. While the broker is away rows wait in the outbox and capture keeps
-accepting.
+The ``leads`` table is its own transactional outbox: a lead is durable once
+its row is committed, and only then does the HTTP request get its 202. A row
+with ``published_at`` unset is a lead whose events (``lead.captured`` and its
+first lifecycle step) are not yet acknowledged by the broker. The relay claims
+such rows (``FOR UPDATE SKIP LOCKED``, so several relays share the work),
+publishes, and commits ``published_at`` only after every ack: a crash in
+between re-publishes the same event ids (absorbed downstream), never loses.
+While the broker is away rows simply wait and capture keeps accepting.
+Re-driving a lead is clearing its ``published_at``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 import structlog
 from prometheus_client import Counter, Histogram
-from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
@@ -33,25 +36,20 @@ metadata = sa.MetaData(schema=SCHEMA)
 leads = sa.Table(
     "leads",
     metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
     sa.Column("email", sa.Text, nullable=False),
     sa.Column("form_id", sa.Text),
     sa.Column("captured_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("data", JSONB, nullable=False),
-)
-
-outbox = sa.Table(
-    "outbox",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("message", JSONB, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("traceparent", sa.Text, nullable=False),
+    sa.Column("event", sa.LargeBinary, nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
 )
 
 WRITE_BATCH = Histogram("capture_write_batch_size", "Leads committed per transaction",
                         buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
-RELAYED = Counter("capture_outbox_relayed_total", "Outbox messages published and removed")
+RELAYED = Counter("capture_outbox_relayed_total", "Leads whose events were published")
 RELAY_FAILURES = Counter("capture_outbox_relay_failures_total", "Relay rounds that failed and will retry")
 
 
@@ -62,15 +60,15 @@ class NewLead:
     email: str
     form_id: str | None
     captured_at: datetime
-    data: dict[str, Any]  # the lead.captured JSON, kept to re-drive the very same event
-    messages: tuple[Message, ...]
+    traceparent: str
+    event: bytes  # the lead.captured JSON, from which the relay builds the very same events every time
 
 
 class LeadWriter:
     """Commits leads in groups: one transaction for every request waiting at that moment."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], max_batch: int, committed: asyncio.Event) -> None:
-        self._sessionmaker = sessionmaker
+    def __init__(self, engine: AsyncEngine, max_batch: int, committed: asyncio.Event) -> None:
+        self._engine = engine
         self._max_batch = max_batch
         self._committed = committed
         self._queue: asyncio.Queue[tuple[NewLead, asyncio.Future[None]]] = asyncio.Queue()
@@ -97,7 +95,8 @@ class LeadWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._commit([lead for lead, _ in batch])
+                async with self._engine.begin() as conn:
+                    await conn.execute(leads.insert(), [vars(new) for new, _ in batch])
             except Exception as exc:
                 log.warning("lead write failed", error=repr(exc), leads=len(batch))
                 for _, fut in batch:
@@ -113,41 +112,41 @@ class LeadWriter:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit(self, batch: list[NewLead]) -> None:
-        async with self._sessionmaker() as session, session.begin():
-            await session.execute(
-                leads.insert(),
-                [
-                    {"lead_id": n.lead_id, "event_id": n.event_id, "email": n.email, "form_id": n.form_id,
-                     "captured_at": n.captured_at, "data": n.data}
-                    for n in batch
-                ],
-            )
-            await session.execute(outbox.insert(), [{"message": m.to_json()} for n in batch for m in n.messages])
-
 
 _CLAIM = sa.text(
     f"""
-    DELETE FROM {SCHEMA}.outbox
-    WHERE id IN (SELECT id FROM {SCHEMA}.outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, message
+    UPDATE {SCHEMA}.leads SET published_at = now()
+    WHERE lead_id IN (
+        SELECT lead_id FROM {SCHEMA}.leads WHERE published_at IS NULL
+        ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED
+    )
+    RETURNING seq, event_id, captured_at, traceparent, event
     """
 )
 
 
-class OutboxRelay:
-    """Publishes the outbox in commit order; several relays (workers) share it via SKIP LOCKED."""
+@dataclass(frozen=True)
+class Unpublished:
+    seq: int
+    event_id: uuid.UUID
+    captured_at: datetime
+    traceparent: str
+    event: bytes
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], producer: Producer,
+
+class OutboxRelay:
+    """Publishes unpublished leads in commit order."""
+
+    def __init__(self, engine: AsyncEngine, producer: Producer, to_messages: Callable[[Unpublished], Sequence[Message]],
                  batch_max: int, idle_s: float, wake: asyncio.Event) -> None:
-        self._sessionmaker = sessionmaker
+        self._engine = engine
         self._producer = producer
+        self._to_messages = to_messages
         self._batch_max = batch_max
         self._idle_s = idle_s
         self._wake = wake
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.broker_ok = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="capture-outbox-relay")
@@ -168,14 +167,14 @@ class OutboxRelay:
                 if not self._producer.started:
                     await self._producer.start()
                 relayed = await self.relay_once()
-                self.broker_ok = True
                 failures = 0
             except Exception as exc:
-                self.broker_ok = False
                 RELAY_FAILURES.inc()
                 failures += 1
                 delay = min(10.0, 0.1 * 2**failures)
                 log.warning("outbox relay failed; leads wait in the outbox", error=repr(exc), retry_in_s=delay)
+                if self._stopping.is_set():
+                    return
                 await self._sleep(delay)
                 continue
             if self._stopping.is_set() and relayed == 0:
@@ -191,10 +190,9 @@ class OutboxRelay:
         self._wake.clear()
 
     async def relay_once(self) -> int:
-        async with self._sessionmaker() as session, session.begin():
-            rows = (await session.execute(_CLAIM, {"limit": self._batch_max})).all()
-            rows.sort(key=lambda r: r.id)
-            # The delete commits only after every message is acknowledged.
-            await self._producer.send_all(Message.from_json(r.message) for r in rows)
+        async with self._engine.begin() as conn:
+            rows = sorted((await conn.execute(_CLAIM, {"limit": self._batch_max})).all(), key=lambda r: r.seq)
+            # published_at commits only after every message is acknowledged.
+            await self._producer.send_all(m for r in rows for m in self._to_messages(Unpublished(*r)))
         RELAYED.inc(len(rows))
         return len(rows)

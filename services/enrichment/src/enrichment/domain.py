@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import phonenumbers
 import pycountry
@@ -33,9 +33,14 @@ class TitleRule:
 
     value: str
     keywords: tuple[str, ...]
+    _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        alternatives = "|".join(re.escape(k) for k in self.keywords)
+        object.__setattr__(self, "_pattern", re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])"))
 
     def matches(self, title: str) -> bool:
-        return any(re.search(rf"(?<![a-z0-9]){re.escape(k)}(?![a-z0-9])", title) for k in self.keywords)
+        return self._pattern.search(title) is not None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ def build_handlers(ref: ReferenceData, clock: Callable[[], datetime]) -> Mapping
             lead = env.data
             assert isinstance(lead, LeadCaptured)
             enrichment = enrich(lead.contact, ref)
-            enriched = LeadEnriched(**dict(lead), enrichment=enrichment, enriched_at=now)
+            # Built from validated parts: construct skips re-validating the whole lead.
+            enriched = LeadEnriched.model_construct(**dict(lead), enrichment=enrichment, enriched_at=now)
             changed = LeadStageChanged(
                 lead_id=lead.lead_id, from_stage="captured", to_stage="enriched", at=now, by="enrichment",
                 reason=_summary(enriched), attribution=lead.attribution,

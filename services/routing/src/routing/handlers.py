@@ -55,7 +55,7 @@ def build_handlers(data: RoutingData, clock: Callable[[], datetime]) -> Mapping[
             if new_state is not None:
                 states[route.team] = new_state
                 turns[route.team] = turns.get(route.team, 0) + 1
-            routed = LeadRouted(**dict(lead), assignment=assignment, routed_at=now)
+            routed = LeadRouted.model_construct(**dict(lead), assignment=assignment, routed_at=now)  # validated parts
             changed = LeadStageChanged(
                 lead_id=lead.lead_id, from_stage="mql", to_stage="routed", at=now, by="routing",
                 reason=f"assigned to {assignment.owner_name}: {assignment.reason}", attribution=lead.attribution,

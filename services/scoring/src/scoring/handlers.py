@@ -28,7 +28,7 @@ def build_handlers(rules: RuleSet, clock: Callable[[], datetime]) -> Mapping[str
             lead = env.data
             assert isinstance(lead, LeadEnriched)
             result = score(lead, rules)
-            scored = LeadScored(**dict(lead), score=result, scored_at=now)
+            scored = LeadScored.model_construct(**dict(lead), score=result, scored_at=now)  # validated parts
             changed = LeadStageChanged(
                 lead_id=lead.lead_id, from_stage="enriched", to_stage=result.decision, at=now, by="scoring",
                 reason=explain(result, rules), attribution=lead.attribution,

@@ -1,0 +1,207 @@
+"""`make bench`: throughput and latency of the whole pipeline on this machine.
+
+Starts its own stack (durable Postgres, embedded broker, every service) and
+drives MQL-bound leads over HTTP from a concurrent client, then prints:
+1. capture while every stage shares the machine's CPUs with it;
+2. capture alone: the stages are paused (SIGSTOP) during the burst, as if
+   capture had its own nodes; the outbox and topics absorb the spike;
+3. the rate at which the pipeline then drains that backlog to leads.routed;
+4. leads at a steady rate: leads/s reaching leads.routed and the latency from
+   sending the request to the lead.routed record.
+Figures are printed; nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from leadpipe_common.stack import Stack
+from leadpipe_common.testing.plugin import make_test_stack
+
+MQL = {"job_title": "Chief Marketing Officer", "offer": "demo", "country": "US", "utm_source": "bench"}
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
+
+
+@dataclass
+class RoutedWatcher:
+    """Notes when each lead's lead.routed record arrives (by key; no decoding needed)."""
+
+    bootstrap: str
+    arrivals: dict[bytes, float] = field(default_factory=dict)
+    _task: asyncio.Task | None = None
+    _consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        await self._consumer.start()
+        tps = [TopicPartition("leads.routed", p) for p in self._consumer.partitions_for_topic("leads.routed")]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self._consumer
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=10_000)
+            now = time.perf_counter()
+            for records in batch.values():
+                for r in records:
+                    self.arrivals.setdefault(r.key, now)
+
+    async def wait_for(self, keys: set[bytes], timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while not keys <= self.arrivals.keys() and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        if self._consumer:
+            await self._consumer.stop()
+
+
+async def post(session: aiohttp.ClientSession, url: str, i: int, sent: dict[bytes, float], latencies: list[float]) -> None:
+    started = time.perf_counter()
+    async with session.post(f"{url}/v1/leads", json={**MQL, "email": f"bench{i}@example.com"}) as r:
+        body = await r.json()
+        if r.status != 202:
+            raise RuntimeError(f"capture answered {r.status}: {body}")
+    latencies.append(time.perf_counter() - started)
+    sent[body["lead_id"].encode()] = started
+
+
+async def burst(url: str, n: int, concurrency: int, offset: int) -> tuple[float, list[float], dict[bytes, float]]:
+    sent: dict[bytes, float] = {}
+    latencies: list[float] = []
+    queue = iter(range(offset, offset + n))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def worker() -> None:
+            for i in queue:
+                await post(session, url, i, sent, latencies)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return elapsed, latencies, sent
+
+
+async def steady(url: str, rate: float, seconds: float, offset: int) -> tuple[float, dict[bytes, float]]:
+    sent: dict[bytes, float] = {}
+    latencies: list[float] = []
+    n = int(rate * seconds)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+        started = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(session, url, offset + i, sent, latencies)))
+        await asyncio.gather(*tasks)
+    return started, sent
+
+
+def _signal_stages(stack: Stack, sig: int) -> None:
+    for sp in stack.processes:
+        if sp.service != "capture":
+            sp.signal(sig)
+
+
+def _line(label: str, figures: str) -> None:
+    print(f"{label:48s} {figures}")
+
+
+async def measure(stack: Stack, args: argparse.Namespace) -> None:
+    url = next(p.url for p in stack.processes if p.service == "capture")
+    assert stack.bootstrap
+    watcher = RoutedWatcher(stack.bootstrap)
+    await watcher.start()
+    results: list[tuple[str, str]] = []
+    try:
+        print("warming up ...", flush=True)
+        _, _, warm = await burst(url, 500, 32, offset=0)
+        await watcher.wait_for(set(warm), timeout=60)
+
+        shared_n = max(1, args.leads // 4)
+        print(f"capture sharing the CPUs with every stage: {shared_n} leads ...", flush=True)
+        elapsed, lat, sent = await burst(url, shared_n, args.concurrency, offset=1_000)
+        results.append(("capture, sharing the CPUs with every stage",
+                        f"{shared_n / elapsed:7.0f} req/s    p50 {pct(lat, .5) * 1000:6.1f} ms   "
+                        f"p99 {pct(lat, .99) * 1000:6.1f} ms"))
+        await watcher.wait_for(set(sent), timeout=300)
+
+        print(f"capture alone (stages paused): {args.leads} leads, {args.concurrency} connections ...", flush=True)
+        _signal_stages(stack, signal.SIGSTOP)
+        try:
+            elapsed, lat, sent = await burst(url, args.leads, args.concurrency, offset=100_000)
+        finally:
+            _signal_stages(stack, signal.SIGCONT)
+        results.append(("capture alone (HTTP 202 = lead durable)",
+                        f"{args.leads / elapsed:7.0f} req/s    p50 {pct(lat, .5) * 1000:6.1f} ms   "
+                        f"p99 {pct(lat, .99) * 1000:6.1f} ms"))
+        print("draining the backlog through the pipeline ...", flush=True)
+        await watcher.wait_for(set(sent), timeout=600)
+        arrivals = sorted(watcher.arrivals[k] for k in sent if k in watcher.arrivals)
+        drain_rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else float("nan")
+        results.append(("end-to-end, draining that backlog",
+                        f"{drain_rate:7.0f} leads/s  ({len(arrivals)}/{len(sent)} reached leads.routed)"))
+
+        print(f"end-to-end at a steady {args.rate:.0f} leads/s for {args.seconds:.0f} s ...", flush=True)
+        _, steady_sent = await steady(url, args.rate, args.seconds, offset=1_000_000)
+        await watcher.wait_for(set(steady_sent), timeout=120)
+        e2e = [watcher.arrivals[k] - t for k, t in steady_sent.items() if k in watcher.arrivals]
+        span = max(watcher.arrivals[k] for k in steady_sent if k in watcher.arrivals) - min(steady_sent.values())
+        results.append((f"end-to-end at a steady {args.rate:.0f}/s, request to lead.routed",
+                        f"{len(e2e) / span:7.0f} leads/s  p50 {statistics.median(e2e) * 1000:6.1f} ms   "
+                        f"p99 {pct(e2e, .99) * 1000:6.1f} ms   ({len(e2e)}/{len(steady_sent)} routed)"))
+    finally:
+        await watcher.stop()
+    print()
+    for label, figures in results:
+        _line(label, figures)
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leads", type=int, default=20_000, help="leads in the capture burst")
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent connections in the burst")
+    parser.add_argument("--rate", type=float, default=300, help="leads per second in the steady phase")
+    parser.add_argument("--seconds", type=float, default=20, help="length of the steady phase")
+    parser.add_argument("--capture-workers", type=int, default=int(os.environ.get("CAPTURE_WORKERS", 2)))
+    args = parser.parse_args()
+
+    stack = make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-bench-")))
+    stack.durable = True
+    stack.extra_env.update({"CAPTURE_WORKERS": str(args.capture_workers), "LOG_LEVEL": "WARNING"})
+    print(f"starting the stack (capture workers: {args.capture_workers}, durable Postgres, "
+          f"{os.cpu_count()} CPUs) ...", flush=True)
+    try:
+        stack.start_infra()
+        stack.migrate()
+        stack.start_services()
+        stack.wait_ready()
+        asyncio.run(measure(stack, args))
+    finally:
+        stack.stop()
+        if stack.postgres:
+            stack.postgres.destroy()
+
+
+if __name__ == "__main__":
+    cli()
