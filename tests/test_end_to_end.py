@@ -59,6 +59,7 @@ async def test_a_json_lead_and_a_browser_form_lead_come_out_routed_for_any_kafka
                              until=lambda f: any(r.json()["to_stage"] == "routed" for r in f))
     path = [(s.json()["from_stage"], s.json()["to_stage"]) for s in sorted(steps, key=lambda r: r.offset)]
     assert path == [(None, "captured"), ("captured", "enriched"), ("enriched", "mql"), ("mql", "routed")]
+    assert len({s.id for s in steps}) == 4, "each lifecycle step needs its own event id, or de-duplication drops one"
     assert all(s.json()["attribution"]["utm_source"] == "linkedin" for s in steps)
 
 

@@ -156,7 +156,7 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         if form_id and form is None:
             log.info("lead posted to a form not in the forms file", form_id=form_id)
         new = NewLead(
-            lead_id=lead.lead_id, event_id=uuid.uuid4(), email=lead.contact.email, form_id=lead.attribution.form_id,
+            lead_id=lead.lead_id, request_id=uuid.uuid4(), email=lead.contact.email, form_id=lead.attribution.form_id,
             captured_at=now, traceparent=child_traceparent(request.headers.get("traceparent")),
             event=lead.model_dump_json().encode(),
         )

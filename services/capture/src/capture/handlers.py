@@ -14,7 +14,11 @@ SOURCE = "leadpipe/capture"
 
 
 def captured_lead_messages(row: Unpublished) -> Sequence[Message]:
-    """``lead.captured`` and its first lifecycle step, identical every time they are built from ``row``."""
+    """``lead.captured`` and its first lifecycle step, identical every time they are built from ``row``.
+
+    Like every stage's outputs, their ids derive from their cause: here the
+    accepted request, the way enrichment's derive from the ``lead.captured``.
+    """
     lead = LeadCaptured.model_validate_json(row.event)
     via = f"form {lead.attribution.form_id}" if lead.attribution.form_id else "api"
     changed = LeadStageChanged(
@@ -22,8 +26,8 @@ def captured_lead_messages(row: Unpublished) -> Sequence[Message]:
         by="capture", reason=f"submitted via {via}", attribution=lead.attribution,
     )
     return (
-        encode(topics.CAPTURED, lead, event_id=row.event_id, source=SOURCE, time=row.captured_at,
-               traceparent=row.traceparent),
-        encode(topics.LIFECYCLE, changed, event_id=derive_id(row.event_id, changed.type), source=SOURCE,
+        encode(topics.CAPTURED, lead, event_id=derive_id(row.request_id, lead.type), source=SOURCE,
+               time=row.captured_at, traceparent=row.traceparent),
+        encode(topics.LIFECYCLE, changed, event_id=derive_id(row.request_id, changed.type), source=SOURCE,
                time=row.captured_at, traceparent=row.traceparent),
     )

@@ -38,7 +38,8 @@ leads = sa.Table(
     metadata,
     sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    # The cause of the lead's events (the accepted request); their ids derive from it.
+    sa.Column("request_id", UUID(as_uuid=True), nullable=False, unique=True),
     sa.Column("email", sa.Text, nullable=False),
     sa.Column("form_id", sa.Text),
     sa.Column("captured_at", sa.DateTime(timezone=True), nullable=False),
@@ -56,7 +57,7 @@ RELAY_FAILURES = Counter("capture_outbox_relay_failures_total", "Relay rounds th
 @dataclass(frozen=True)
 class NewLead:
     lead_id: uuid.UUID
-    event_id: uuid.UUID
+    request_id: uuid.UUID
     email: str
     form_id: str | None
     captured_at: datetime
@@ -120,7 +121,7 @@ _CLAIM = sa.text(
         SELECT lead_id FROM {SCHEMA}.leads WHERE published_at IS NULL
         ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED
     )
-    RETURNING seq, event_id, captured_at, traceparent, event
+    RETURNING seq, request_id, captured_at, traceparent, event
     """
 )
 
@@ -128,7 +129,7 @@ _CLAIM = sa.text(
 @dataclass(frozen=True)
 class Unpublished:
     seq: int
-    event_id: uuid.UUID
+    request_id: uuid.UUID
     captured_at: datetime
     traceparent: str
     event: bytes

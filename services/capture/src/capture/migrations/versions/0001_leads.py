@@ -21,7 +21,7 @@ def upgrade() -> None:
         "leads",
         sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
         sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        sa.Column("request_id", UUID(as_uuid=True), nullable=False, unique=True),
         sa.Column("email", sa.Text, nullable=False),
         sa.Column("form_id", sa.Text),
         sa.Column("captured_at", sa.DateTime(timezone=True), nullable=False),

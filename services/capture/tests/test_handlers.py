@@ -1,0 +1,28 @@
+import uuid
+from datetime import UTC, datetime
+
+from capture.domain import capture_lead
+from capture.handlers import captured_lead_messages
+from capture.store import Unpublished
+
+NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+
+def a_row() -> Unpublished:
+    lead = capture_lead({"email": "ada@example.com", "utm_source": "google"}, lead_id=uuid.uuid4(),
+                        received_at=NOW, form_id="demo-request")
+    return Unpublished(seq=1, request_id=uuid.uuid4(), captured_at=NOW,
+                       traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                       event=lead.model_dump_json().encode())
+
+
+def test_republishing_a_lead_rebuilds_byte_identical_events():
+    row = a_row()
+    assert captured_lead_messages(row) == captured_lead_messages(row)
+
+
+def test_the_captured_event_and_its_lifecycle_step_have_distinct_ids():
+    captured, changed = captured_lead_messages(a_row())
+    assert captured.topic == "leads.captured" and changed.topic == "leads.lifecycle"
+    assert captured.header("ce_id") != changed.header("ce_id")
+    assert changed.header("ce_time") == captured.header("ce_time") == "2026-11-23T09:30:00Z"
