@@ -43,3 +43,20 @@ async def ensure_topics(
                 pass  # another process created them first
     finally:
         await admin.close()
+
+
+def main() -> None:
+    """``leadpipe-create-topics``: create leadpipe's topics on the cluster in KAFKA_BOOTSTRAP_SERVERS."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="leadpipe-create-topics", description=main.__doc__)
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument("--partitions", type=int, default=topics.DEFAULT_PARTITIONS)
+    parser.add_argument("--replication", type=int, default=1, help="3 on a production cluster")
+    args = parser.parse_args()
+    try:
+        asyncio.run(ensure_topics(args.bootstrap, partitions=args.partitions, replication=args.replication))
+    except KafkaConnectionError as exc:
+        raise SystemExit(f"cannot reach Kafka at {args.bootstrap}: {exc}") from None
+    print(f"topics ready: {', '.join(topics.ALL)}")

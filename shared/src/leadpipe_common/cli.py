@@ -1,7 +1,8 @@
 """The command line every service shares: ``serve`` and ``migrate``.
 
-Guarantees: bad settings end with a one-line message naming the variable,
-exit code 2, never a traceback; ``serve`` runs the service's app factory under
+Guarantees: bad settings, or a reference file the service cannot use, end
+with a one-line message naming the variable or the file and the reason, exit
+code 2, never a traceback; ``serve`` runs the service's app factory under
 uvicorn, which turns SIGTERM/SIGINT into a clean lifespan shutdown (stop
 fetching, finish and commit the batch, leave the group).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 import uvicorn
@@ -28,9 +29,17 @@ def load_settings(factory: Callable[[], S]) -> S:
         return factory()
     except ValidationError as exc:
         for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "settings"
-            typer.secho(f"invalid setting {where.upper()}: {err['msg']}", err=True, fg="red")
+            typer.secho(f"invalid setting {_env_name(factory, err['loc'])}: {err['msg']}", err=True, fg="red")
         raise typer.Exit(2) from None
+
+
+def _env_name(factory: Callable[[], ServiceSettings], loc: tuple) -> str:
+    """The environment variable a validation error is about, as the user would set it."""
+    if not loc or not isinstance(factory, type):
+        return "settings"
+    if str(loc[0]) not in factory.model_fields:
+        return str(loc[0])  # pydantic reports an aliased field (DATABASE_URL) by its alias
+    return f"{factory.model_config.get('env_prefix', '')}{loc[0]}".upper()
 
 
 def service_cli(
@@ -39,7 +48,9 @@ def service_cli(
     app_factory: str,
     settings_factory: Callable[[], ServiceSettings],
     migrations_dir: Path,
+    check: Callable[[Any], object] = lambda settings: None,
 ) -> typer.Typer:
+    """``check(settings)`` loads the service's reference data; ValueError or OSError stops ``serve``."""
     cli = typer.Typer(help=f"leadpipe {name} service", no_args_is_help=True, add_completion=False)
 
     @cli.command()
@@ -48,6 +59,11 @@ def service_cli(
     ) -> None:
         """Run the service (HTTP API and, for consumers, the consumer runner)."""
         settings = load_settings(settings_factory)
+        try:
+            check(settings)
+        except (ValueError, OSError) as exc:
+            typer.secho(f"{name} cannot start: {exc}", err=True, fg="red")
+            raise typer.Exit(2) from None
         uvicorn.run(
             app_factory,
             factory=True,

@@ -17,8 +17,14 @@ import structlog
 
 def configure(service: str, level: str = "INFO", json: bool | None = None) -> None:
     as_json = (not sys.stderr.isatty()) if json is None else json
+
+    def add_service(_logger: object, _method: str, event: dict) -> dict:
+        event.setdefault("service", service)
+        return event
+
     shared = [
         structlog.contextvars.merge_contextvars,
+        add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -46,7 +52,6 @@ def configure(service: str, level: str = "INFO", json: bool | None = None) -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    structlog.contextvars.bind_contextvars(service=service)
     # aiokafka is chatty at INFO about every group join; keep warnings.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

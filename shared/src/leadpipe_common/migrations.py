@@ -2,7 +2,10 @@
 
 Guarantees: ``upgrade`` creates the service's schema if needed and keeps the
 service's ``alembic_version`` table inside that schema, so services migrate
-independently against one shared server or against separate databases.
+independently against one shared server or against separate databases. It
+holds a Postgres advisory lock per schema for the whole upgrade, so replicas
+that all migrate on start (init containers) run one after another, and the
+later ones find nothing left to do.
 Migrations ship inside each service's package, so an installed wheel can
 migrate without the source tree.
 """
@@ -37,6 +40,7 @@ def run_env(target_metadata: sa.MetaData) -> None:
     url: str = cfg.attributes["database_url"]
 
     def migrate(connection: sa.Connection) -> None:
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"leadpipe-migrate:{schema}"})
         connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         context.configure(
             connection=connection,

