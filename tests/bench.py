@@ -161,14 +161,16 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         results.append(("end-to-end, draining that backlog",
                         f"{drain_rate:7.0f} leads/s  ({len(arrivals)}/{len(sent)} reached leads.routed)"))
 
-        print(f"end-to-end at a steady {args.rate:.0f} leads/s for {args.seconds:.0f} s ...", flush=True)
-        _, steady_sent = await steady(url, args.rate, args.seconds, offset=1_000_000)
-        await watcher.wait_for(set(steady_sent), timeout=120)
-        e2e = [watcher.arrivals[k] - t for k, t in steady_sent.items() if k in watcher.arrivals]
-        span = max(watcher.arrivals[k] for k in steady_sent if k in watcher.arrivals) - min(steady_sent.values())
-        results.append((f"end-to-end at a steady {args.rate:.0f}/s, request to lead.routed",
-                        f"{len(e2e) / span:7.0f} leads/s  p50 {statistics.median(e2e) * 1000:6.1f} ms   "
-                        f"p99 {pct(e2e, .99) * 1000:6.1f} ms   ({len(e2e)}/{len(steady_sent)} routed)"))
+        for n, rate in enumerate(args.rates):
+            print(f"end-to-end at a steady {rate:.0f} leads/s for {args.seconds:.0f} s ...", flush=True)
+            _, steady_sent = await steady(url, rate, args.seconds, offset=1_000_000 * (n + 1))
+            await watcher.wait_for(set(steady_sent), timeout=120)
+            e2e = [watcher.arrivals[k] - t for k, t in steady_sent.items() if k in watcher.arrivals]
+            last = max(watcher.arrivals[k] for k in steady_sent if k in watcher.arrivals)
+            span = last - min(steady_sent.values())
+            results.append((f"end-to-end at a steady {rate:.0f}/s, request to lead.routed",
+                            f"{len(e2e) / span:7.0f} leads/s  p50 {statistics.median(e2e) * 1000:6.1f} ms   "
+                            f"p99 {pct(e2e, .99) * 1000:6.1f} ms   ({len(e2e)}/{len(steady_sent)} routed)"))
     finally:
         await watcher.stop()
     print()
@@ -181,8 +183,9 @@ def cli() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=20_000, help="leads in the capture burst")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent connections in the burst")
-    parser.add_argument("--rate", type=float, default=300, help="leads per second in the steady phase")
-    parser.add_argument("--seconds", type=float, default=20, help="length of the steady phase")
+    parser.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",")], default=[100.0, 300.0],
+                        help="comma-separated steady rates in leads per second (default: 100,300)")
+    parser.add_argument("--seconds", type=float, default=20, help="length of each steady phase")
     parser.add_argument("--capture-workers", type=int, default=int(os.environ.get("CAPTURE_WORKERS", 2)))
     args = parser.parse_args()
 
