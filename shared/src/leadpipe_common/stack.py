@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 
 from leadpipe_common import migrations, topics
 from leadpipe_common.admin import ensure_topics
-from leadpipe_common.infra import Broker, Postgres, port_open
+from leadpipe_common.infra import Broker, Postgres, die_with_parent, port_open
 
 SERVICES: dict[str, int] = {"capture": 8000, "enrichment": 8001, "scoring": 8002, "routing": 8003}
 #: Replica ``i`` of a service listens on its base port + REPLICA_PORT_STEP * i.
@@ -59,7 +59,7 @@ class ServiceProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.service, "serve"],
             env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent(),
         )
         if out:
             out.close()
