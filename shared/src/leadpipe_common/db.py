@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -43,6 +44,20 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(sa.text("SELECT 1"))
+
+
+async def upsert(session: AsyncSession, table: sa.Table, rows: Sequence[dict[str, Any]], key: str) -> None:
+    """Insert ``rows``; a row whose ``key`` exists replaces the stored one (last write wins)."""
+    if not rows:
+        return
+    stmt = insert(table)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c[key]],
+            set_={c.name: stmt.excluded[c.name] for c in table.c if c.name != key},
+        ),
+        list(rows),
+    )
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:

@@ -10,11 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchHandler, Outcome
+from leadpipe_common.db import upsert
 from leadpipe_common.envelope import Envelope, follow_up
 from leadpipe_common.events import LeadCaptured, LeadEnriched, LeadStageChanged
 
 from enrichment.domain import ReferenceData, enrich
-from enrichment.store import save_enrichments
+from enrichment.store import enrichments
 
 SOURCE = "leadpipe/enrichment"
 
@@ -39,7 +40,7 @@ def build_handlers(ref: ReferenceData, clock: Callable[[], datetime]) -> Mapping
                 follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now),
             ]
             rows.append({"lead_id": lead.lead_id, "data": enrichment.model_dump(mode="json"), "enriched_at": now})
-        await save_enrichments(session, rows)
+        await upsert(session, enrichments, rows, key="lead_id")
         return outcomes
 
     return {"lead.captured": handle_lead_captured}

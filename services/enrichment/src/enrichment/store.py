@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from leadpipe_common.db import inbox_table
 
@@ -22,15 +18,3 @@ enrichments = sa.Table(
     sa.Column("enriched_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-
-async def save_enrichments(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    stmt = insert(enrichments)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[enrichments.c.lead_id],
-            set_={"data": stmt.excluded.data, "enriched_at": stmt.excluded.enriched_at},
-        ),
-        list(rows),
-    )

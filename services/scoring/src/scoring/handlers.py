@@ -10,11 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchHandler, Outcome
+from leadpipe_common.db import upsert
 from leadpipe_common.envelope import Envelope, follow_up
 from leadpipe_common.events import LeadEnriched, LeadScored, LeadStageChanged
 
 from scoring.domain import RuleSet, explain, score
-from scoring.store import save_scores
+from scoring.store import scores
 
 SOURCE = "leadpipe/scoring"
 
@@ -42,7 +43,7 @@ def build_handlers(rules: RuleSet, clock: Callable[[], datetime]) -> Mapping[str
                 "decision": result.decision, "rules_version": result.rules_version,
                 "reasons": [r.model_dump() for r in result.reasons], "scored_at": now,
             })
-        await save_scores(session, rows)
+        await upsert(session, scores, rows, key="lead_id")
         return outcomes
 
     return {"lead.enriched": handle_lead_enriched}

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from leadpipe_common.db import inbox_table
 
@@ -26,15 +22,3 @@ scores = sa.Table(
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-
-async def save_scores(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    stmt = insert(scores)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[scores.c.lead_id],
-            set_={c: stmt.excluded[c] for c in ("score", "grade", "decision", "rules_version", "reasons", "scored_at")},
-        ),
-        list(rows),
-    )
