@@ -10,7 +10,9 @@ Guarantees, in the order they happen for each batch:
 3. In one database transaction: input ids already in the service's inbox are
    looked up, only new events reach the handlers, and each new event's
    outputs (or its dead letter, when the handler rejects it) are stored in
-   the inbox. Then the transaction commits.
+   the inbox. Then the transaction commits. A runner built without an inbox
+   hands every event to its handlers, which must then be idempotent by
+   construction (and produce nothing).
 4. Every output of the batch (including the stored outputs of redelivered
    events) is produced and acknowledged by the broker.
 5. Only then are the offsets committed, per partition, last offset + 1.
@@ -40,7 +42,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadpipe_common import topics
 from leadpipe_common.db import Inbox
-from leadpipe_common.envelope import DecodeError, Envelope, Message, decode
+from leadpipe_common.envelope import DecodeError, Envelope, Message, decode, encode
+from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.producer import Producer
 from leadpipe_common.settings import ConsumerSettings
 
@@ -72,7 +75,8 @@ BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[Mapping[uu
 def dead_letter(
     *, record_topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
     headers: Sequence[tuple[str, bytes]], kind: str, error: str, stage: str, at: datetime,
-) -> Message:
+) -> list[Message]:
+    """The dead letter, and its lifecycle announcement when the key names a lead."""
     extra = (
         ("dlq.error.kind", kind),
         ("dlq.error.message", error[:2000]),
@@ -83,12 +87,27 @@ def dead_letter(
         ("dlq.at", at.isoformat()),
     )
     kept = tuple((k, v) for k, v in headers if not k.startswith("dlq."))
-    return Message(
+    letter = Message(
         topic=topics.DEADLETTER,
         key=key,
         value=value or b"",
         headers=kept + tuple((k, v.encode()) for k, v in extra),
     )
+    try:
+        lead_id = uuid.UUID((key or b"").decode())
+    except (ValueError, UnicodeDecodeError):
+        return [letter]
+    # The record may have no usable id of its own: its position names it,
+    # so a redelivered poison record announces itself with the same id.
+    announcement_id = uuid.uuid5(_DLQ_NAMESPACE, f"{record_topic}/{partition}/{offset}")
+    changed = LeadStageChanged(
+        lead_id=lead_id, from_stage=None, to_stage="deadlettered", at=at, by=stage,
+        reason=f"{kind}: {error[:500]}", attribution=Attribution(),
+    )
+    return [letter, encode(topics.LIFECYCLE, changed, event_id=announcement_id, source=f"leadpipe/{stage}", time=at)]
+
+
+_DLQ_NAMESPACE = uuid.UUID("6f1c8a9e-3b7d-4e52-9a0c-1d2e3f405162")
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -115,7 +134,7 @@ class ConsumerRunner:
         input_topics: Sequence[str],
         handlers: Mapping[str, BatchHandler],
         sessionmaker: async_sessionmaker[AsyncSession],
-        inbox: Inbox,
+        inbox: Inbox | None,
         producer: Producer,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -236,14 +255,14 @@ class ConsumerRunner:
                     DEADLETTERED.labels(exc.kind).inc()
                     log.warning("dead-lettering a record", kind=exc.kind, error=exc.detail,
                                 topic=tp.topic, partition=tp.partition, offset=record.offset)
-                    per_record.append([self._dead_letter(record, exc.kind, exc.detail, now)])
+                    per_record.append(self._dead_letter(record, exc.kind, exc.detail, now))
                     continue
                 per_record.append(env.id)
                 envelopes.setdefault(env.id, (env, record))
 
         results: dict[uuid.UUID, list[Message]] = {}
         async with self._sessionmaker() as session, session.begin():
-            stored = await self._inbox.seen(session, envelopes)
+            stored = await self._inbox.seen(session, envelopes) if self._inbox else {}
             REDELIVERED.inc(len(stored))
             results.update(stored)
             fresh = [env for eid, (env, _) in envelopes.items() if eid not in stored]
@@ -263,10 +282,11 @@ class ConsumerRunner:
                         record = envelopes[env.id][1]
                         log.warning("handler rejected an event", event_id=str(env.id),
                                     lead_id=str(env.data.lead_id), reason=outcome.reason)
-                        outcome = [self._dead_letter(record, "rejected", outcome.reason, now)]
+                        outcome = self._dead_letter(record, "rejected", outcome.reason, now)
                     results[env.id] = outcome
                     applied.append((env.id, env.type, outcome))
-            await self._inbox.record(session, applied)
+            if self._inbox:
+                await self._inbox.record(session, applied)
 
         outputs: list[Message] = []
         emitted: set[uuid.UUID] = set()
@@ -280,7 +300,7 @@ class ConsumerRunner:
                 outputs.extend(item)
         return outputs
 
-    def _dead_letter(self, record, kind: str, error: str, now: datetime) -> Message:  # noqa: ANN001
+    def _dead_letter(self, record, kind: str, error: str, now: datetime) -> list[Message]:  # noqa: ANN001
         return dead_letter(
             record_topic=record.topic, partition=record.partition, offset=record.offset,
             key=record.key, value=record.value, headers=record.headers,

@@ -21,8 +21,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Stage = Literal["captured", "enriched", "mql", "nurture", "disqualified", "routed"]
-TERMINAL_STAGES: frozenset[str] = frozenset({"routed", "nurture", "disqualified"})
+Stage = Literal["captured", "enriched", "mql", "nurture", "disqualified", "routed", "deadlettered"]
+#: Where the pipeline's part ends. ``deadlettered`` ends it until the record is
+#: redriven after a fix; the lead then moves on to one of the others.
+TERMINAL_STAGES: frozenset[str] = frozenset({"routed", "nurture", "disqualified", "deadlettered"})
 Decision = Literal["mql", "nurture", "disqualified"]
 Grade = Literal["A", "B", "C", "D"]
 

@@ -73,6 +73,15 @@ class ServiceProcess:
             assert self.proc is not None
             self.proc.send_signal(sig)
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash of the machine's process would: workers included."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
 
 @dataclass
 class Stack:
@@ -157,7 +166,18 @@ class Stack:
                     raise RuntimeError(f"{sp.name} was not ready within {timeout:.0f}s")
                 time.sleep(0.1)
 
+    def restart_broker(self) -> None:
+        """Start the embedded broker again (empty: it keeps only memory) and recreate the topics."""
+        assert self.broker is not None
+        self.broker.kill()
+        self.broker.start()
+        asyncio.run(ensure_topics(self.broker.bootstrap))
+
     def supervise_once(self, say=print) -> None:  # noqa: ANN001
+        if self.broker is not None and not self.broker.running:
+            say("the embedded broker exited; starting it again (it comes back empty; capture re-drives "
+                "leads that have no outcome yet)")
+            self.restart_broker()
         for sp in self.processes:
             if sp.proc is not None and not sp.alive:
                 sp.restarts += 1

@@ -24,15 +24,17 @@ from prometheus_client import Counter
 from starlette.datastructures import UploadFile
 
 from leadpipe_common import logging as lp_logging
-from leadpipe_common.db import make_engine, ping
+from leadpipe_common import topics
+from leadpipe_common.consumer import ConsumerRunner
+from leadpipe_common.db import make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import child_traceparent
 from leadpipe_common.ops import Check, ops_router
 from leadpipe_common.producer import Producer
 
 from capture.domain import FieldError, Form, InvalidSubmission, capture_lead, parse_forms
-from capture.handlers import captured_lead_messages
+from capture.handlers import LIFECYCLE_HANDLERS, captured_lead_messages
 from capture.settings import CaptureSettings
-from capture.store import LeadWriter, NewLead, OutboxRelay
+from capture.store import LeadWriter, NewLead, OutboxRelay, Redriver
 
 log = structlog.get_logger(__name__)
 
@@ -130,8 +132,18 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         writer = LeadWriter(engine, settings.write_batch_max, committed)
         relay = OutboxRelay(engine, producer, captured_lead_messages, settings.relay_batch_max,
                             settings.relay_idle_ms / 1000, committed)
+        redriver = Redriver(engine, after_s=settings.redrive_after_s, every_s=settings.redrive_check_s,
+                            max_redrives=settings.redrive_max, wake=committed)
+        lifecycle_producer = Producer(settings, client_id="capture-lifecycle")
+        lifecycle = ConsumerRunner(
+            settings=settings, service="capture", input_topics=[topics.LIFECYCLE], handlers=LIFECYCLE_HANDLERS,
+            sessionmaker=make_sessionmaker(engine), inbox=None, producer=lifecycle_producer,
+        )
         writer.start()
         relay.start()
+        redriver.start()
+        # Capture accepts leads with the broker away, so it must also start without it.
+        lifecycle_start = asyncio.create_task(_start_when_broker_is_up(lifecycle_producer, lifecycle))
         components["writer"] = writer
         # Only the database decides whether capture can accept: with the
         # broker away, leads wait in the outbox and capture stays ready.
@@ -140,9 +152,13 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            lifecycle_start.cancel()
+            await lifecycle.stop()
+            await redriver.stop()
             await writer.stop()
             await relay.stop()
             await producer.stop()
+            await lifecycle_producer.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -217,6 +233,20 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         return HTMLResponse(_thanks_page(form.name if form else None), status_code=200)
 
     return app
+
+
+async def _start_when_broker_is_up(producer: Producer, runner: ConsumerRunner) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await producer.start()
+            await runner.start()
+            return
+        except Exception as exc:
+            log.warning("lifecycle consumer cannot start yet; retrying", error=repr(exc), retry_in_s=delay)
+            await producer.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
 
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common import topics
-from leadpipe_common.envelope import Message, derive_id, encode
-from leadpipe_common.events import LeadCaptured, LeadStageChanged
+from leadpipe_common.consumer import BatchHandler, Outcome
+from leadpipe_common.envelope import Envelope, Message, derive_id, encode
+from leadpipe_common.events import TERMINAL_STAGES, LeadCaptured, LeadStageChanged
 
-from capture.store import Unpublished
+from capture.store import Unpublished, record_outcomes
 
 SOURCE = "leadpipe/capture"
 
@@ -31,3 +35,17 @@ def captured_lead_messages(row: Unpublished) -> Sequence[Message]:
         encode(topics.LIFECYCLE, changed, event_id=derive_id(row.request_id, changed.type), source=SOURCE,
                time=row.captured_at, traceparent=row.traceparent),
     )
+
+
+async def handle_lead_stage_changed(session: AsyncSession, batch: Sequence[Envelope]) -> dict[uuid.UUID, Outcome]:
+    """Note terminal outcomes, so the re-driver knows which accepted leads are done."""
+    outcomes = [
+        {"b_lead_id": env.data.lead_id, "b_stage": env.data.to_stage, "b_at": env.data.at}
+        for env in batch
+        if isinstance(env.data, LeadStageChanged) and env.data.to_stage in TERMINAL_STAGES
+    ]
+    await record_outcomes(session, outcomes)
+    return {env.id: [] for env in batch}
+
+
+LIFECYCLE_HANDLERS: Mapping[str, BatchHandler] = {"lead.stage_changed": handle_lead_stage_changed}

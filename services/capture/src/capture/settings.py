@@ -5,12 +5,12 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from leadpipe_common.settings import ServiceSettings
+from leadpipe_common.settings import ConsumerSettings
 
 DATA = Path(__file__).parent / "data"
 
 
-class CaptureSettings(ServiceSettings):
+class CaptureSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="CAPTURE_", extra="ignore", frozen=True)
 
     port: int = 8000
@@ -23,3 +23,8 @@ class CaptureSettings(ServiceSettings):
     write_batch_max: int = Field(500, ge=1)
     relay_batch_max: int = Field(1000, ge=1)
     relay_idle_ms: int = Field(200, ge=10)
+    # A lead with no terminal outcome on leads.lifecycle this long after it was
+    # published is published again (the broker may have lost it).
+    redrive_after_s: float = Field(300, gt=0)
+    redrive_check_s: float = Field(30, gt=0)
+    redrive_max: int = Field(10, ge=1)

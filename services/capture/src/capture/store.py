@@ -8,7 +8,9 @@ such rows (``FOR UPDATE SKIP LOCKED``, so several relays share the work),
 publishes, and commits ``published_at`` only after every ack: a crash in
 between re-publishes the same event ids (absorbed downstream), never loses.
 While the broker is away rows simply wait and capture keeps accepting.
-Re-driving a lead is clearing its ``published_at``.
+Re-driving a lead is clearing its ``published_at``: the ``Redriver`` does so
+for every lead that has no terminal outcome (learnt from ``leads.lifecycle``)
+some time after it was published, which recovers leads a broker lost.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
@@ -46,12 +49,19 @@ leads = sa.Table(
     sa.Column("traceparent", sa.Text, nullable=False),
     sa.Column("event", sa.LargeBinary, nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True)),
+    # Learnt from leads.lifecycle: where the pipeline's part ended for this lead.
+    sa.Column("terminal_stage", sa.Text),
+    sa.Column("terminal_at", sa.DateTime(timezone=True)),
+    sa.Column("redrives", sa.Integer, nullable=False, server_default="0"),
 )
 
 WRITE_BATCH = Histogram("capture_write_batch_size", "Leads committed per transaction",
                         buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
 RELAYED = Counter("capture_outbox_relayed_total", "Leads whose events were published")
 RELAY_FAILURES = Counter("capture_outbox_relay_failures_total", "Relay rounds that failed and will retry")
+REDRIVEN = Counter("capture_leads_redriven_total", "Leads re-published because no terminal outcome arrived in time")
+STUCK = Gauge("capture_leads_stuck", "Leads past the re-drive deadline without a terminal outcome, at the last check")
+GIVEN_UP = Gauge("capture_leads_redrive_exhausted", "Stuck leads re-driven the maximum number of times")
 
 
 @dataclass(frozen=True)
@@ -197,3 +207,87 @@ class OutboxRelay:
             await self._producer.send_all(m for r in rows for m in self._to_messages(Unpublished(*r)))
         RELAYED.inc(len(rows))
         return len(rows)
+
+
+async def record_outcomes(conn: AsyncConnection | AsyncSession, outcomes: Sequence[dict[str, Any]]) -> None:
+    """Note each lead's terminal stage. A real outcome replaces ``deadlettered`` (the record was
+    redriven after a fix); nothing replaces a real outcome."""
+    if not outcomes:
+        return
+    await conn.execute(
+        leads.update()
+        .where(leads.c.lead_id == sa.bindparam("b_lead_id"))
+        .where(sa.or_(
+            leads.c.terminal_stage.is_(None),
+            sa.and_(leads.c.terminal_stage == "deadlettered", sa.bindparam("b_stage") != "deadlettered"),
+        ))
+        .values(terminal_stage=sa.bindparam("b_stage"), terminal_at=sa.bindparam("b_at")),
+        list(outcomes),
+    )
+
+
+_REDRIVE = sa.text(
+    f"""
+    UPDATE {SCHEMA}.leads SET published_at = NULL, redrives = redrives + 1
+    WHERE lead_id IN (
+        SELECT lead_id FROM {SCHEMA}.leads
+        WHERE terminal_stage IS NULL AND published_at < now() - make_interval(secs => :after)
+          AND redrives < :max_redrives
+        ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING lead_id
+    """
+)
+_STUCK = sa.text(
+    f"""
+    SELECT count(*) AS stuck, count(*) FILTER (WHERE redrives >= :max_redrives) AS exhausted
+    FROM {SCHEMA}.leads
+    WHERE terminal_stage IS NULL AND published_at < now() - make_interval(secs => :after)
+    """
+)
+
+
+class Redriver:
+    """Re-publishes leads that reached no terminal outcome within ``after_s`` of being published.
+
+    Safe because every stage is idempotent and re-emits the outputs it stored:
+    a lead that was merely slow is applied nowhere twice. A lead re-driven
+    ``max_redrives`` times is left alone and counted, for a human to look at.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, after_s: float, every_s: float, max_redrives: int,
+                 wake: asyncio.Event) -> None:
+        self._engine = engine
+        self._after_s = after_s
+        self._every_s = every_s
+        self._max = max_redrives
+        self._wake = wake
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="capture-redriver")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every_s)
+            try:
+                await self.redrive_once()
+            except Exception as exc:  # the database is away; the next round tries again
+                log.warning("re-drive check failed", error=repr(exc))
+
+    async def redrive_once(self) -> int:
+        params = {"after": self._after_s, "max_redrives": self._max}
+        async with self._engine.begin() as conn:
+            redriven = (await conn.execute(_REDRIVE, params)).all()
+            counts = (await conn.execute(_STUCK, params)).one()
+        STUCK.set(counts.stuck)
+        GIVEN_UP.set(counts.exhausted)
+        if redriven:
+            REDRIVEN.inc(len(redriven))
+            log.warning("re-driving leads with no terminal outcome", leads=len(redriven), after_s=self._after_s)
+            self._wake.set()
+        return len(redriven)

@@ -1,0 +1,100 @@
+"""Fault injection: break real processes, then account for every accepted lead by its id.
+
+A dedicated stack (the tests kill parts of it): two enrichment and two
+scoring processes, and capture re-driving leads with no outcome after 5 s.
+"""
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from leadpipe_common.testing.plugin import make_test_stack
+from tests.faults import Ledger, assert_conserved, capture_url
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def faulty():
+    stack = make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-faults-")),
+                            replicas={"capture": 1, "enrichment": 2, "scoring": 2, "routing": 1})
+    stack.extra_env.update({"CAPTURE_REDRIVE_AFTER_S": "5", "CAPTURE_REDRIVE_CHECK_S": "1"})
+    try:
+        stack.start_infra()
+        stack.migrate()
+        stack.start_services()
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+        if stack.postgres:
+            stack.postgres.destroy()
+
+
+@pytest.fixture
+async def db(faulty):
+    engine = create_async_engine(faulty.database_url)
+    yield engine
+    await engine.dispose()
+
+
+def restart_dead(stack) -> None:
+    stack.supervise_once(say=lambda _msg: None)
+    stack.wait_ready()
+
+
+@pytest.mark.parametrize("service", ["enrichment", "scoring", "routing"])
+async def test_a_stage_killed_mid_stream_loses_and_doubles_nothing(faulty, db, service):
+    ledger = Ledger()
+    async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
+        flowing = asyncio.create_task(ledger.post(client, 300, pause_s=0.02))
+        await asyncio.sleep(1.5)
+        victim = next(p for p in faulty.processes if p.service == service)
+        victim.kill()
+        await flowing
+    restart_dead(faulty)
+    await assert_conserved(faulty, db, ledger)
+
+
+async def test_capture_killed_right_after_answering_keeps_the_lead(faulty, db):
+    ledger = Ledger()
+    capture = next(p for p in faulty.processes if p.service == "capture")
+    async with httpx.AsyncClient(base_url=capture.url, timeout=30) as client:
+        await ledger.post(client, 40, concurrency=40)
+    capture.kill()  # before the relay had time to publish everything
+    restart_dead(faulty)
+    await assert_conserved(faulty, db, ledger)
+
+
+async def test_leads_outlive_a_broker_that_restarts_empty(faulty, db):
+    ledger = Ledger()
+    async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
+        await ledger.post(client, 100)  # these are mid-flight...
+        faulty.broker.kill()  # ...when the broker dies with everything it held
+        await ledger.post(client, 100)  # capture keeps accepting into its outbox
+        assert len(ledger.accepted) == 200
+        await asyncio.to_thread(faulty.restart_broker)
+        await ledger.post(client, 50)
+    await assert_conserved(faulty, db, ledger, timeout=180)
+    async with db.connect() as conn:
+        redriven = (await conn.execute(sa.text("SELECT count(*) FROM capture.leads WHERE redrives > 0 "
+                                               "AND lead_id::text = ANY(:ids)"), {"ids": list(ledger.accepted)})).scalar_one()
+    assert redriven > 0, "nothing was re-driven, so the broker lost nothing: the test missed its window"
+
+
+async def test_postgres_restarting_under_load_costs_503s_not_leads(faulty, db):
+    ledger = Ledger()
+    async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
+        flowing = asyncio.create_task(ledger.post(client, 400, concurrency=10, pause_s=0.02))
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(faulty.postgres.stop)
+        await asyncio.sleep(2)
+        await asyncio.to_thread(faulty.postgres.start)
+        await flowing
+    assert ledger.refused > 0, "Postgres was down, yet capture refused nothing: the test missed its window"
+    await assert_conserved(faulty, db, ledger, timeout=180)
