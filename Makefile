@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit bench lock clean
+.PHONY: help install run test test-unit bench redrive lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test-unit: $(STAMP) ## only the fast tests with no IO
 
 bench: $(STAMP) ## start a stack and print throughput and latency figures
 	$(VENV)/bin/python -m tests.bench $(BENCH_ARGS)
+
+redrive: $(STAMP) ## send dead-lettered records back to their topics (REDRIVE_ARGS="--dry-run")
+	$(VENV)/bin/leadpipe-redrive $(REDRIVE_ARGS)
 
 lock: $(UV) ## re-resolve uv.lock after changing a pyproject.toml
 	$(UV) lock

@@ -10,7 +10,8 @@ Guarantees, in the order they happen for each batch:
 3. In one database transaction: input ids already in the service's inbox are
    looked up, only new events reach the handlers, and each new event's
    outputs (or its dead letter, when the handler rejects it) are stored in
-   the inbox. Then the transaction commits. A runner built without an inbox
+   the inbox (a rejected event is not, so that a redriven copy is applied
+   once its cause is fixed). Then the transaction commits. A runner built without an inbox
    hands every event to its handlers, which must then be idempotent by
    construction (and produce nothing).
 4. Every output of the batch (including the stored outputs of redelivered
@@ -278,11 +279,14 @@ class ConsumerRunner:
                     # else's business; they are recorded as applied with no output.
                     outcome = outcomes.get(env.id, [])
                     if isinstance(outcome, Rejected):
+                        # Not recorded in the inbox: once the cause is fixed, a
+                        # redriven copy of this event must be applied afresh.
                         DEADLETTERED.labels("rejected").inc()
                         record = envelopes[env.id][1]
                         log.warning("handler rejected an event", event_id=str(env.id),
                                     lead_id=str(env.data.lead_id), reason=outcome.reason)
-                        outcome = self._dead_letter(record, "rejected", outcome.reason, now)
+                        results[env.id] = self._dead_letter(record, "rejected", outcome.reason, now)
+                        continue
                     results[env.id] = outcome
                     applied.append((env.id, env.type, outcome))
             if self._inbox:

@@ -1,0 +1,137 @@
+"""``leadpipe-redrive``: send dead-lettered records back to the topic they came from.
+
+Guarantees:
+- Each record goes back with its original key, value and headers (the
+  ``dlq.*`` headers removed), to the topic named by its ``dlq.source.topic``;
+  so it keeps its event id, and stages that already applied it do nothing.
+- Progress is kept by the consumer group ``leadpipe-redrive``: a run sends
+  each dead letter once, and only those that were there when it started; a
+  record that fails again is dead-lettered again and waits for the next run.
+- Offsets are committed only after every record of a batch is acknowledged
+  by the broker, so an interrupted run resends rather than skips.
+- ``--dry-run`` lists what would be sent and moves nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import typer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from leadpipe_common import topics
+from leadpipe_common.envelope import Message
+from leadpipe_common.producer import Producer
+from leadpipe_common.settings import DEFAULT_BOOTSTRAP, ServiceSettings
+
+GROUP = "leadpipe-redrive"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+    def header(self, name: str) -> str | None:
+        return next((v.decode(errors="replace") for k, v in self.headers if k == name), None)
+
+    def original(self) -> Message | None:
+        source = self.header("dlq.source.topic")
+        if source not in topics.ALL or source == topics.DEADLETTER:
+            return None
+        kept = tuple((k, v) for k, v in self.headers if not k.startswith("dlq."))
+        return Message(topic=source, key=self.key, value=self.value, headers=kept)
+
+
+def selected(letter: DeadLetter, stage: str | None, kind: str | None) -> bool:
+    return (stage is None or letter.header("dlq.stage") == stage) and (
+        kind is None or letter.header("dlq.error.kind") == kind
+    )
+
+
+async def redrive(bootstrap: str, *, stage: str | None, kind: str | None, dry_run: bool,
+                  say=print) -> Counter:  # noqa: ANN001
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    producer: Producer | None = None
+    tally: Counter = Counter()
+    try:
+        await consumer.start()
+        partitions = [TopicPartition(topics.DEADLETTER, p)
+                      for p in sorted(consumer.partitions_for_topic(topics.DEADLETTER) or ())]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)  # this run's share of the work
+        if not dry_run:
+            producer = Producer(ServiceSettings(kafka_bootstrap_servers=bootstrap), client_id=GROUP)
+            await producer.start()
+        while True:
+            remaining = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            if not remaining:
+                break
+            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=1000)
+            outgoing: list[Message] = []
+            for tp, records in batch.items():
+                for r in records:
+                    if r.offset >= ends[tp]:
+                        continue
+                    letter = DeadLetter(r.partition, r.offset, r.key, r.value or b"", tuple(r.headers))
+                    if not selected(letter, stage, kind):
+                        tally["skipped"] += 1
+                        continue
+                    original = letter.original()
+                    if original is None:
+                        tally["unknown source"] += 1
+                        continue
+                    say(f"{'would send' if dry_run else 'sending'} {original.topic} "
+                        f"key={(original.key or b'').decode(errors='replace')} "
+                        f"({letter.header('dlq.stage')}: {letter.header('dlq.error.kind')}: "
+                        f"{(letter.header('dlq.error.message') or '')[:120]})")
+                    outgoing.append(original)
+                    tally[original.topic] += 1
+            if producer is not None and batch:
+                await producer.send_all(outgoing)
+                await consumer.commit({tp: min(rs[-1].offset + 1, ends[tp]) for tp, rs in batch.items()})
+    finally:
+        if producer is not None:
+            await producer.stop()
+        await consumer.stop()
+    return tally
+
+
+cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0].split(": ", 1)[1])
+
+
+@cli.command()
+def main(
+    bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers"),
+    stage: str | None = typer.Option(None, help="only records dead-lettered by this service (e.g. scoring)"),
+    kind: str | None = typer.Option(None, help="only this kind of error: undecodable, schema or rejected"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be sent; send nothing"),
+) -> None:
+    """Send dead-lettered records back to their source topics, once each."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one-line error below says it
+    try:
+        tally = asyncio.run(redrive(bootstrap, stage=stage, kind=kind, dry_run=dry_run, say=typer.echo))
+    except KafkaError as exc:
+        typer.secho(f"cannot reach Kafka at {bootstrap}: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from None
+    sent = {t: n for t, n in tally.items() if t in topics.ALL}
+    verb = "would send" if dry_run else "sent"
+    summary = ", ".join(f"{n} to {t}" for t, n in sorted(sent.items())) or "nothing"
+    extra = ", ".join(f"{n} {what}" for what, n in tally.items() if what not in topics.ALL)
+    typer.echo(f"{verb} {summary}" + (f" ({extra})" if extra else ""))
+
+
+def run() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    run()

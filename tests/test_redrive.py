@@ -1,0 +1,58 @@
+"""Dead letters from every stage, then `leadpipe-redrive` sending them home."""
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from leadpipe_common.envelope import Message
+from leadpipe_common.testing import factories
+from leadpipe_common.testing.kafka import for_lead, produce, read_topic
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
+
+INPUTS = {"leads.captured": "enrichment", "leads.enriched": "scoring", "leads.scored": "routing"}
+
+
+def redrive(bootstrap: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "leadpipe_common.redrive", *args],
+                            env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def test_poison_in_every_input_topic_is_dead_lettered_then_redriven_home(bootstrap):
+    poison = {topic: (str(uuid.uuid4()).encode(), f"\x00poison for {topic}".encode()) for topic in INPUTS}
+    await produce(bootstrap, [Message(topic=t, key=k, value=v) for t, (k, v) in poison.items()])
+    keys = {k for k, _ in poison.values()}
+    dead = await read_topic(bootstrap, "leads.deadletter", where=lambda r: r.key in keys,
+                            until=lambda f: len(f) >= 3)
+    assert {(r.headers["dlq.source.topic"], r.headers["dlq.stage"]) for r in dead} == set(INPUTS.items())
+    steps = await read_topic(bootstrap, "leads.lifecycle", where=lambda r: r.key in keys,
+                             until=lambda f: len(f) >= 3)
+    assert {r.json()["to_stage"] for r in steps} == {"deadlettered"}
+
+    # A valid lead that an older, buggy enrichment dead-lettered: after the fix it must flow.
+    fixed = factories.captured("cto@datadoghq.com", job_title="CTO")
+    original = factories.message("leads.captured", fixed)
+    letter = Message(topic="leads.deadletter", key=original.key, value=original.value, headers=original.headers + (
+        ("dlq.error.kind", b"rejected"), ("dlq.error.message", b"bug fixed in 1.0.1"),
+        ("dlq.source.topic", b"leads.captured"), ("dlq.source.partition", b"0"), ("dlq.source.offset", b"0"),
+        ("dlq.stage", b"enrichment"), ("dlq.at", datetime.now(UTC).isoformat().encode())))
+    await produce(bootstrap, [letter])
+
+    listing = redrive(bootstrap, "--dry-run", "--stage", "enrichment")
+    assert f"key={fixed.lead_id}" in listing and "would send" in listing
+    assert not await read_topic(bootstrap, "leads.enriched", where=for_lead(fixed.lead_id), until=bool, timeout=3)
+
+    redrive(bootstrap)
+    routed = await read_topic(bootstrap, "leads.routed", where=for_lead(fixed.lead_id), until=bool)
+    assert routed and routed[0].json()["assignment"]["owner_id"] == "dan.kim"
+    for topic, (key, value) in poison.items():  # back home, byte for byte, and dead again
+        home = await read_topic(bootstrap, topic, where=lambda r, k=key: r.key == k, until=lambda f: len(f) >= 2)
+        assert [r.value for r in home] == [value, value]
+        assert not any(h.startswith("dlq.") for r in home for h in r.headers)
