@@ -7,7 +7,10 @@ drives MQL-bound leads over HTTP from a concurrent client, then prints:
    capture had its own nodes; the outbox and topics absorb the spike;
 3. the rate at which the pipeline then drains that backlog to leads.routed;
 4. leads at a steady rate: leads/s reaching leads.routed and the latency from
-   sending the request to the lead.routed record.
+   sending the request to the lead.routed record;
+5. a SIGKILL of the scoring process at a steady 300 leads/s, restarted as
+   `make run` would: time until its replacement processes again, records it
+   redelivered and absorbed, and leads lost or duplicated (both must be 0).
 Figures are printed; nothing here asserts on time.
 """
 
@@ -116,6 +119,58 @@ async def steady(url: str, rate: float, seconds: float, offset: int) -> tuple[fl
     return started, sent
 
 
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+async def kill_and_recover(stack: Stack, url: str, watcher: RoutedWatcher, service: str) -> list[tuple[str, str]]:
+    import httpx
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    rate, seconds = 300.0, 20.0
+    print(f"SIGKILL of {service} at a steady {rate:.0f} leads/s ...", flush=True)
+    victim = next(p for p in stack.processes if p.service == service)
+    flowing = asyncio.create_task(steady(url, rate, seconds, offset=9_000_000))
+    await asyncio.sleep(seconds / 4)
+    victim.kill()
+    killed_at = time.perf_counter()
+    stack.supervise_once(say=lambda _m: None)  # what make run's supervisor does
+    recovered_at = None
+    async with httpx.AsyncClient(timeout=1) as client:
+        while recovered_at is None and time.perf_counter() - killed_at < 120:
+            try:
+                metrics = (await client.get(f"{victim.url}/metrics")).text
+                if _metric(metrics, "leadpipe_consumer_records_total") > 0:
+                    recovered_at = time.perf_counter()
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+        _, sent = await flowing
+        await watcher.wait_for(set(sent), timeout=120)
+        redelivered = _metric((await client.get(f"{victim.url}/metrics")).text, "leadpipe_consumer_redelivered_total")
+
+    ids = [k.decode() for k in sent]
+    engine = create_async_engine(stack.database_url)
+    try:
+        async with engine.connect() as conn:
+            outcomes = (await conn.execute(sa.text(
+                "SELECT count(*) FROM capture.leads WHERE terminal_stage IS NOT NULL AND lead_id::text = ANY(:ids)"),
+                {"ids": ids})).scalar_one()
+            doubled = (await conn.execute(sa.text(
+                "SELECT count(*) FROM (SELECT lead_id FROM routing.assignments WHERE lead_id::text = ANY(:ids) "
+                "GROUP BY lead_id HAVING count(*) > 1) d"), {"ids": ids})).scalar_one()
+    finally:
+        await engine.dispose()
+    lost = len(ids) - outcomes
+    recovery = f"{recovered_at - killed_at:6.1f} s" if recovered_at else "not within 120 s"
+    return [
+        (f"SIGKILL of {service} at {rate:.0f}/s: processing again after", recovery),
+        ("  records redelivered and absorbed by its inbox", f"{redelivered:7.0f}"),
+        ("  leads lost / duplicated", f"{lost:7d} / {doubled}   (of {len(ids)} accepted)"),
+    ]
+
+
 def _signal_stages(stack: Stack, sig: int) -> None:
     for sp in stack.processes:
         if sp.service != "capture":
@@ -171,6 +226,8 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
             results.append((f"end-to-end at a steady {rate:.0f}/s, request to lead.routed",
                             f"{len(e2e) / span:7.0f} leads/s  p50 {statistics.median(e2e) * 1000:6.1f} ms   "
                             f"p99 {pct(e2e, .99) * 1000:6.1f} ms   ({len(e2e)}/{len(steady_sent)} routed)"))
+        if not args.skip_kill:
+            results.extend(await kill_and_recover(stack, url, watcher, args.kill_service))
     finally:
         await watcher.stop()
     print()
@@ -186,6 +243,8 @@ def cli() -> None:
     parser.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",")], default=[100.0, 300.0],
                         help="comma-separated steady rates in leads per second (default: 100,300)")
     parser.add_argument("--seconds", type=float, default=20, help="length of each steady phase")
+    parser.add_argument("--skip-kill", action="store_true", help="leave out the SIGKILL recovery phase")
+    parser.add_argument("--kill-service", default="scoring", choices=["enrichment", "scoring", "routing"])
     parser.add_argument("--capture-workers", type=int, default=int(os.environ.get("CAPTURE_WORKERS", 2)))
     args = parser.parse_args()
 
