@@ -25,15 +25,27 @@ def redrive(bootstrap: str, *args: str) -> str:
     return result.stdout
 
 
+def schema_poison(topic: str) -> Message:
+    """A well-formed CloudEvent of the topic's type whose data lacks a required field."""
+    event = {"leads.captured": factories.captured(), "leads.enriched": factories.enriched(),
+             "leads.scored": factories.scored()}[topic]
+    valid = factories.message(topic, event)
+    return Message(topic=topic, key=valid.key, headers=valid.headers,
+                   value=valid.value.replace(b'"captured_at":', b'"captured_on":'))
+
+
 async def test_poison_in_every_input_topic_is_dead_lettered_then_redriven_home(bootstrap):
     poison = {topic: (str(uuid.uuid4()).encode(), f"\x00poison for {topic}".encode()) for topic in INPUTS}
-    await produce(bootstrap, [Message(topic=t, key=k, value=v) for t, (k, v) in poison.items()])
-    keys = {k for k, _ in poison.values()}
+    broken = [schema_poison(topic) for topic in INPUTS]
+    await produce(bootstrap, [Message(topic=t, key=k, value=v) for t, (k, v) in poison.items()] + broken)
+    keys = {k for k, _ in poison.values()} | {m.key for m in broken}
     dead = await read_topic(bootstrap, "leads.deadletter", where=lambda r: r.key in keys,
-                            until=lambda f: len(f) >= 3)
-    assert {(r.headers["dlq.source.topic"], r.headers["dlq.stage"]) for r in dead} == set(INPUTS.items())
+                            until=lambda f: len(f) >= 6)
+    assert {(r.headers["dlq.source.topic"], r.headers["dlq.stage"], r.headers["dlq.error.kind"]) for r in dead} == {
+        (topic, stage, kind) for topic, stage in INPUTS.items() for kind in ("undecodable", "schema")}
+    assert all("captured_at" in r.headers["dlq.error.message"] for r in dead if r.headers["dlq.error.kind"] == "schema")
     steps = await read_topic(bootstrap, "leads.lifecycle", where=lambda r: r.key in keys,
-                             until=lambda f: len(f) >= 3)
+                             until=lambda f: len(f) >= 6)
     assert {r.json()["to_stage"] for r in steps} == {"deadlettered"}
 
     # A valid lead that an older, buggy enrichment dead-lettered: after the fix it must flow.

@@ -164,6 +164,8 @@ class ConsumerRunner:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+            session_timeout_ms=self._settings.session_timeout_ms,
+            heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
         )
         self._consumer.subscribe(self._topics, listener=_Listener(self))
         await self._consumer.start()
@@ -237,11 +239,20 @@ class ConsumerRunner:
         assert self._consumer is not None
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         try:
+            # A broker that lost data (the embedded one restarting, an unreplicated
+            # partition) has a log shorter than our batch. Committing our offset
+            # there would skip the records it receives next, up to that offset.
+            ends = await self._consumer.end_offsets(list(offsets))
+            shrunk = {tp: ends[tp] for tp, off in offsets.items() if ends.get(tp, off) < off}
+            if shrunk:
+                log.warning("the broker's log is shorter than the batch just applied; it lost records",
+                            partitions={f"{tp.topic}/{tp.partition}": end for tp, end in shrunk.items()})
+                offsets.update(shrunk)
             await self._consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # The group rebalanced while we worked; the new owner re-reads
-            # these records and the inbox makes that harmless.
-            log.warning("offset commit refused after a rebalance", error=str(exc))
+        except (CommitFailedError, KafkaError) as exc:
+            # The group rebalanced while we worked (or the broker went away);
+            # the records are read again and the inbox makes that harmless.
+            log.warning("offset commit failed; the batch will be redelivered", error=str(exc))
 
     async def _apply(self, batch: Mapping[TopicPartition, Sequence]) -> list[Message]:
         now = self._clock()

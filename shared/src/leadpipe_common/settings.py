@@ -64,4 +64,8 @@ class ConsumerSettings(ServiceSettings):
     # adds up to this much latency to a lead; Kafka's default (500 ms) would
     # add 1.5 s over three stages.
     fetch_max_wait_ms: int = Field(50, ge=1)
+    # How long the group waits for a silent member before giving its
+    # partitions to the others: the recovery time after a crash.
+    session_timeout_ms: int = Field(10_000, ge=3000)
+    heartbeat_interval_ms: int = Field(3_000, ge=500)
     retry_backoff_max_s: float = Field(30.0, gt=0)

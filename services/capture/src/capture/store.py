@@ -231,8 +231,10 @@ _REDRIVE = sa.text(
     UPDATE {SCHEMA}.leads SET published_at = NULL, redrives = redrives + 1
     WHERE lead_id IN (
         SELECT lead_id FROM {SCHEMA}.leads
-        WHERE terminal_stage IS NULL AND published_at < now() - make_interval(secs => :after)
-          AND redrives < :max_redrives
+        WHERE terminal_stage IS NULL AND redrives < :max_redrives
+          -- each further try waits twice as long (capped at an hour), so a long
+          -- outage does not use up a lead's tries while nothing can succeed
+          AND published_at < now() - make_interval(secs => least(:after * power(2, redrives), 3600))
         ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED
     )
     RETURNING lead_id
@@ -249,6 +251,8 @@ _STUCK = sa.text(
 
 class Redriver:
     """Re-publishes leads that reached no terminal outcome within ``after_s`` of being published.
+
+    The n-th re-drive of a lead waits ``after_s * 2**n`` (at most an hour).
 
     Safe because every stage is idempotent and re-emits the outputs it stored:
     a lead that was merely slow is applied nowhere twice. A lead re-driven

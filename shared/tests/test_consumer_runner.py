@@ -1,0 +1,76 @@
+"""The consumer runner on a real broker and Postgres, with a handler that rejects until fixed."""
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from leadpipe_common.admin import ensure_topics
+from leadpipe_common.consumer import ConsumerRunner, Rejected
+from leadpipe_common.db import Inbox, inbox_table, make_engine, make_sessionmaker
+from leadpipe_common.envelope import encode
+from leadpipe_common.producer import Producer
+from leadpipe_common.settings import ConsumerSettings
+from leadpipe_common.testing import factories
+from leadpipe_common.testing.kafka import for_lead, produce, read_topic
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_a_rejected_event_is_dead_lettered_and_applied_once_after_the_fix(stack, bootstrap):
+    name = f"runner_{uuid.uuid4().hex[:8]}"
+    source, output = f"test.{name}.in", f"test.{name}.out"
+    await ensure_topics(bootstrap, (source, output), partitions=2)
+    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url)
+    engine = make_engine(settings)
+    metadata = sa.MetaData(schema=name)
+    table = inbox_table(metadata)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+        await conn.run_sync(metadata.create_all)
+
+    fixed = False
+    calls = 0
+
+    async def handle_lead_captured(session, batch):
+        nonlocal calls
+        calls += len(batch)
+        if not fixed:
+            return {env.id: Rejected("no territory for this lead yet") for env in batch}
+        return {env.id: [encode(output, env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)]
+                for env in batch}
+
+    producer = Producer(settings, client_id=name)
+    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source],
+                            handlers={"lead.captured": handle_lead_captured},
+                            sessionmaker=make_sessionmaker(engine), inbox=Inbox(table), producer=producer)
+    await producer.start()
+    await runner.start()
+    try:
+        lead = factories.captured()
+        msg = factories.message(source, lead)
+        await produce(bootstrap, [msg])
+        dead = await read_topic(bootstrap, "leads.deadletter", where=for_lead(lead.lead_id), until=bool)
+        assert dead[0].headers["dlq.error.kind"] == "rejected"
+        assert dead[0].headers["dlq.error.message"] == "no territory for this lead yet"
+        assert dead[0].value == msg.value
+        assert await _inbox_rows(engine, table) == 0  # so a redriven copy is applied afresh
+
+        fixed = True
+        await produce(bootstrap, [msg])  # what leadpipe-redrive sends
+        out = await read_topic(bootstrap, output, where=for_lead(lead.lead_id), until=bool)
+        await produce(bootstrap, [msg])  # and a plain redelivery after that
+        both = await read_topic(bootstrap, output, where=for_lead(lead.lead_id), until=lambda f: len(f) >= 2)
+        assert both[0].id == both[1].id == out[0].id
+        assert calls == 2  # rejected once, applied once; the third copy came from the inbox
+        assert await _inbox_rows(engine, table) == 1
+    finally:
+        await runner.stop()
+        await producer.stop()
+        await engine.dispose()
+
+
+async def _inbox_rows(engine, table) -> int:
+    # No waiting needed: the runner commits its inbox before it produces what we just read.
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one()
