@@ -30,7 +30,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from leadpipe_common.stack import Stack
-from leadpipe_common.testing.plugin import make_test_stack
+from leadpipe_common.testing.plugin import make_test_stack, running
 
 MQL = {"job_title": "Chief Marketing Officer", "offer": "demo", "country": "US", "utm_source": "bench"}
 
@@ -253,16 +253,8 @@ def cli() -> None:
     stack.extra_env.update({"CAPTURE_WORKERS": str(args.capture_workers), "LOG_LEVEL": "WARNING"})
     print(f"starting the stack (capture workers: {args.capture_workers}, durable Postgres, "
           f"{os.cpu_count()} CPUs) ...", flush=True)
-    try:
-        stack.start_infra()
-        stack.migrate()
-        stack.start_services()
-        stack.wait_ready()
+    with running(stack):
         asyncio.run(measure(stack, args))
-    finally:
-        stack.stop()
-        if stack.postgres:
-            stack.postgres.destroy()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from leadpipe_common.testing.plugin import make_test_stack
+from leadpipe_common.testing.plugin import make_test_stack, running
 from tests.faults import Ledger, assert_conserved, capture_url
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
@@ -27,16 +27,8 @@ def faulty():
     stack.extra_env.update({"CAPTURE_REDRIVE_AFTER_S": "5", "CAPTURE_REDRIVE_CHECK_S": "1"})
     for service in ("CAPTURE", "ENRICHMENT", "SCORING", "ROUTING"):  # faster hand-over after a crash
         stack.extra_env.update({f"{service}_SESSION_TIMEOUT_MS": "6000", f"{service}_HEARTBEAT_INTERVAL_MS": "1500"})
-    try:
-        stack.start_infra()
-        stack.migrate()
-        stack.start_services()
-        stack.wait_ready()
+    with running(stack):
         yield stack
-    finally:
-        stack.stop()
-        if stack.postgres:
-            stack.postgres.destroy()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,21 +26,26 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
     )
 
 
+@contextmanager
+def running(stack: Stack) -> Iterator[Stack]:
+    """Broker, Postgres, topics, migrations and every service up; all of it gone afterwards."""
+    try:
+        stack.start_infra()
+        stack.migrate()
+        stack.start_services()
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+        if stack.postgres:
+            stack.postgres.destroy()
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """The whole pipeline, once per test session; tests tell their leads apart by id."""
-    data_dir = Path(tempfile.mkdtemp(prefix="leadpipe-test-"))
-    s = make_test_stack(data_dir)
-    try:
-        s.start_infra()
-        s.migrate()
-        s.start_services()
-        s.wait_ready()
+    with running(make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-test-")))) as s:
         yield s
-    finally:
-        s.stop()
-        if s.postgres:
-            s.postgres.destroy()
 
 
 @pytest.fixture(scope="session")
