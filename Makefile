@@ -37,8 +37,8 @@ run: $(STAMP) ## start broker, Postgres and every service; Ctrl-C stops all
 test: $(STAMP) ## run every test against a real broker and Postgres
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP) ## only the fast tests with no IO
-	$(VENV)/bin/pytest -m "not e2e" services $(PYTEST_ARGS)
+test-unit: $(STAMP) ## only the tests that need no broker or Postgres
+	$(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
 
 bench: $(STAMP) ## start a stack and print throughput and latency figures
 	$(VENV)/bin/python -m tests.bench $(BENCH_ARGS)

@@ -67,3 +67,10 @@ async def db(stack: Stack):  # noqa: ANN201
     engine = create_async_engine(stack.database_url)
     yield engine
     await engine.dispose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need the real stack are `integration`; `make test-unit` leaves them out."""
+    for item in items:
+        if {"stack", "faulty"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
