@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from leadpipe_common.events import TERMINAL_STAGES
 from leadpipe_common.testing.kafka import read_topic
