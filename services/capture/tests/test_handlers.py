@@ -26,3 +26,12 @@ def test_the_captured_event_and_its_lifecycle_step_have_distinct_ids():
     assert captured.topic == "leads.captured" and changed.topic == "leads.lifecycle"
     assert captured.header("ce_id") != changed.header("ce_id")
     assert changed.header("ce_time") == captured.header("ce_time") == "2026-11-23T09:30:00Z"
+
+
+def test_capture_follows_only_terminal_lifecycle_steps_by_their_header():
+    from capture.handlers import is_terminal_step
+
+    captured_step = captured_lead_messages(a_row())[1]
+    assert captured_step.header("ce_tostage") == "captured"
+    assert not is_terminal_step(captured_step.headers)
+    assert is_terminal_step((("ce_type", b"lead.stage_changed"), ("ce_tostage", b"routed")))

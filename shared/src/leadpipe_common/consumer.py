@@ -122,6 +122,7 @@ class _Listener(ConsumerRebalanceListener):
             pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._runner._rebalances += 1
         ASSIGNED.set(len(self._runner.assignment()))
         log.info("partitions assigned", count=len(assigned))
 
@@ -138,7 +139,10 @@ class ConsumerRunner:
         inbox: Inbox | None,
         producer: Producer,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        select: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None,
     ) -> None:
+        """``select`` looks at a record's headers only; records it declines are passed over
+        (their offsets still advance) without being decoded or dead-lettered."""
         self._settings = settings
         self._service = service
         self._topics = list(input_topics)
@@ -147,10 +151,12 @@ class ConsumerRunner:
         self._inbox = inbox
         self._producer = producer
         self._clock = clock
+        self._select = select
         self._consumer: AIOKafkaConsumer | None = None
         self._batch_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._rebalances = 0
         self.healthy = False
 
     # -- lifecycle -----------------------------------------------------------------
@@ -208,12 +214,17 @@ class ConsumerRunner:
                 continue
             if not batch:
                 continue
+            rebalances_at_fetch = self._rebalances
             async with self._batch_lock:
-                applied = await self._apply_with_retry(batch)
-                if applied:
-                    await self._commit(batch)
+                attempts = await self._apply_with_retry(batch)
+                if attempts:
+                    # Only a batch that outlived a broker failure or a rebalance
+                    # can hold offsets the broker no longer has.
+                    suspect = attempts > 1 or self._rebalances != rebalances_at_fetch
+                    await self._commit(batch, check_log_end=suspect)
 
-    async def _apply_with_retry(self, batch: Mapping[TopicPartition, Sequence]) -> bool:
+    async def _apply_with_retry(self, batch: Mapping[TopicPartition, Sequence]) -> int:
+        """The number of attempts it took, or 0 if it was abandoned because we are stopping."""
         attempt = 0
         while True:
             started = time.perf_counter()
@@ -222,7 +233,7 @@ class ConsumerRunner:
                 OUTPUTS.inc(await self._producer.send_all(outputs))
                 BATCH_SECONDS.observe(time.perf_counter() - started)
                 self.healthy = True
-                return True
+                return attempt + 1
             except Exception as exc:  # transient by assumption: DB or broker away
                 self.healthy = False
                 RETRIES.inc()
@@ -231,23 +242,25 @@ class ConsumerRunner:
                 attempt += 1
                 try:
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-                    return False  # stopping: leave it uncommitted for redelivery
+                    return 0  # stopping: leave it uncommitted for redelivery
                 except TimeoutError:
                     continue
 
-    async def _commit(self, batch: Mapping[TopicPartition, Sequence]) -> None:
+    async def _commit(self, batch: Mapping[TopicPartition, Sequence], *, check_log_end: bool) -> None:
         assert self._consumer is not None
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         try:
-            # A broker that lost data (the embedded one restarting, an unreplicated
-            # partition) has a log shorter than our batch. Committing our offset
-            # there would skip the records it receives next, up to that offset.
-            ends = await self._consumer.end_offsets(list(offsets))
-            shrunk = {tp: ends[tp] for tp, off in offsets.items() if ends.get(tp, off) < off}
-            if shrunk:
-                log.warning("the broker's log is shorter than the batch just applied; it lost records",
-                            partitions={f"{tp.topic}/{tp.partition}": end for tp, end in shrunk.items()})
-                offsets.update(shrunk)
+            if check_log_end:
+                # A broker that lost data (the embedded one restarting, an
+                # unreplicated partition) has a log shorter than our batch.
+                # Committing our offset there would skip the records it
+                # receives next, up to that offset.
+                ends = await self._consumer.end_offsets(list(offsets))
+                shrunk = {tp: ends[tp] for tp, off in offsets.items() if ends.get(tp, off) < off}
+                if shrunk:
+                    log.warning("the broker's log is shorter than the batch just applied; it lost records",
+                                partitions={f"{tp.topic}/{tp.partition}": end for tp, end in shrunk.items()})
+                    offsets.update(shrunk)
             await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # The group rebalanced while we worked (or the broker went away);
@@ -261,6 +274,8 @@ class ConsumerRunner:
         for tp, records in batch.items():
             RECORDS.labels(tp.topic).inc(len(records))
             for record in records:
+                if self._select is not None and not self._select(record.headers):
+                    continue
                 try:
                     env = decode(record.headers, record.key, record.value)
                 except DecodeError as exc:
@@ -273,6 +288,25 @@ class ConsumerRunner:
                 envelopes.setdefault(env.id, (env, record))
 
         results: dict[uuid.UUID, list[Message]] = {}
+        if envelopes:
+            await self._apply_envelopes(envelopes, results, now)
+        outputs: list[Message] = []
+        emitted: set[uuid.UUID] = set()
+        for item in per_record:
+            if isinstance(item, uuid.UUID):
+                if item in emitted:  # the same event twice in one batch
+                    continue
+                emitted.add(item)
+                outputs.extend(results[item])
+            else:
+                outputs.extend(item)
+        return outputs
+
+    async def _apply_envelopes(
+        self, envelopes: dict[uuid.UUID, tuple[Envelope, object]], results: dict[uuid.UUID, list[Message]],
+        now: datetime,
+    ) -> None:
+        """One transaction: answer redeliveries from the inbox, hand new events to their handlers."""
         async with self._sessionmaker() as session, session.begin():
             stored = await self._inbox.seen(session, envelopes) if self._inbox else {}
             REDELIVERED.inc(len(stored))
@@ -302,18 +336,6 @@ class ConsumerRunner:
                     applied.append((env.id, env.type, outcome))
             if self._inbox:
                 await self._inbox.record(session, applied)
-
-        outputs: list[Message] = []
-        emitted: set[uuid.UUID] = set()
-        for item in per_record:
-            if isinstance(item, uuid.UUID):
-                if item in emitted:  # the same event twice in one batch
-                    continue
-                emitted.add(item)
-                outputs.extend(results[item])
-            else:
-                outputs.extend(item)
-        return outputs
 
     def _dead_letter(self, record, kind: str, error: str, now: datetime) -> list[Message]:  # noqa: ANN001
         return dead_letter(

@@ -11,6 +11,8 @@ Guarantees:
   type): a redelivered input yields the same output ids, so downstream
   de-duplication by id just works.
 - A W3C ``traceparent`` header rides along; outputs continue the input's trace.
+- ``lead.stage_changed`` also carries ``ce_tostage``, so a consumer can pick
+  the stages it wants from the headers alone.
 - Decoding never raises anything but :class:`DecodeError`, whose ``kind``
   (``undecodable`` or ``schema``) tells the dead-letter topic what went wrong.
 """
@@ -139,6 +141,7 @@ def encode(
             "subject": str(event.lead_id),
             "datacontenttype": "application/json",
             "dataschema": dataschema(event.type, event.version),
+            **event.extensions(),
         },
         data=event.model_dump_json().encode(),
     )

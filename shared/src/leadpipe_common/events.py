@@ -116,6 +116,10 @@ class Event(Model):
     version: ClassVar[int]
     lead_id: UUID
 
+    def extensions(self) -> dict[str, str]:
+        """CloudEvents extension attributes (``ce_<name>`` headers) consumers may filter on unparsed."""
+        return {}
+
 
 class LeadCaptured(Event):
     type: ClassVar[str] = "lead.captured"
@@ -157,6 +161,11 @@ class LeadStageChanged(Event):
     by: str
     reason: str
     attribution: Attribution
+
+    def extensions(self) -> dict[str, str]:
+        # Most followers of the lifecycle want a few stages; a header spares
+        # them parsing every event to find those.
+        return {"tostage": self.to_stage}
 
 
 LATEST: dict[str, type[Event]] = {

@@ -32,7 +32,7 @@ from leadpipe_common.ops import Check, ops_router
 from leadpipe_common.producer import Producer
 
 from capture.domain import FieldError, Form, InvalidSubmission, capture_lead, parse_forms
-from capture.handlers import LIFECYCLE_HANDLERS, captured_lead_messages
+from capture.handlers import LIFECYCLE_HANDLERS, captured_lead_messages, is_terminal_step
 from capture.settings import CaptureSettings
 from capture.store import LeadWriter, NewLead, OutboxRelay, Redriver
 
@@ -135,9 +135,13 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         redriver = Redriver(engine, after_s=settings.redrive_after_s, every_s=settings.redrive_check_s,
                             max_redrives=settings.redrive_max, wake=committed)
         lifecycle_producer = Producer(settings, client_id="capture-lifecycle")
+        # Outcomes only feed the re-drive deadline (minutes away): fetch lazily,
+        # in big batches, and leave the CPU to the requests.
+        follower_settings = settings.model_copy(update={"fetch_max_wait_ms": 1000, "batch_timeout_ms": 1000})
         lifecycle = ConsumerRunner(
-            settings=settings, service="capture", input_topics=[topics.LIFECYCLE], handlers=LIFECYCLE_HANDLERS,
+            settings=follower_settings, service="capture", input_topics=[topics.LIFECYCLE], handlers=LIFECYCLE_HANDLERS,
             sessionmaker=make_sessionmaker(engine), inbox=None, producer=lifecycle_producer,
+            select=is_terminal_step,
         )
         writer.start()
         relay.start()

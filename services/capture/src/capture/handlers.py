@@ -49,3 +49,9 @@ async def handle_lead_stage_changed(session: AsyncSession, batch: Sequence[Envel
 
 
 LIFECYCLE_HANDLERS: Mapping[str, BatchHandler] = {"lead.stage_changed": handle_lead_stage_changed}
+_TERMINAL = {stage.encode() for stage in TERMINAL_STAGES}
+
+
+def is_terminal_step(headers: Sequence[tuple[str, bytes]]) -> bool:
+    """Only terminal steps matter to capture; the rest are skipped unparsed (by their ce_tostage)."""
+    return any(k == "ce_tostage" and v in _TERMINAL for k, v in headers)
