@@ -153,10 +153,18 @@ async def kill_and_recover(stack: Stack, url: str, watcher: RoutedWatcher, servi
     ids = [k.decode() for k in sent]
     engine = create_async_engine(stack.database_url)
     try:
+        # capture learns outcomes from leads.lifecycle a moment after routing
+        # emits them: a lead counts as lost only if none arrives within a minute.
+        deadline = time.perf_counter() + 60
+        while True:
+            async with engine.connect() as conn:
+                outcomes = (await conn.execute(sa.text(
+                    "SELECT count(*) FROM capture.leads WHERE terminal_stage IS NOT NULL "
+                    "AND lead_id::text = ANY(:ids)"), {"ids": ids})).scalar_one()
+            if outcomes == len(ids) or time.perf_counter() > deadline:
+                break
+            await asyncio.sleep(0.5)
         async with engine.connect() as conn:
-            outcomes = (await conn.execute(sa.text(
-                "SELECT count(*) FROM capture.leads WHERE terminal_stage IS NOT NULL AND lead_id::text = ANY(:ids)"),
-                {"ids": ids})).scalar_one()
             doubled = (await conn.execute(sa.text(
                 "SELECT count(*) FROM (SELECT lead_id FROM routing.assignments WHERE lead_id::text = ANY(:ids) "
                 "GROUP BY lead_id HAVING count(*) > 1) d"), {"ids": ids})).scalar_one()
