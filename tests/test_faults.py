@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 def faulty():
     stack = make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-faults-")),
                             replicas={"capture": 1, "enrichment": 2, "scoring": 2, "routing": 1})
-    stack.extra_env.update({"CAPTURE_REDRIVE_AFTER_S": "5", "CAPTURE_REDRIVE_CHECK_S": "1"})
+    # A tight re-drive schedule (every 5 s, 30 tries) so recovery fits a test's patience.
+    stack.extra_env.update({"CAPTURE_REDRIVE_AFTER_S": "5", "CAPTURE_REDRIVE_CHECK_S": "1",
+                            "CAPTURE_REDRIVE_BACKOFF": "1", "CAPTURE_REDRIVE_MAX": "30"})
     for service in ("CAPTURE", "ENRICHMENT", "SCORING", "ROUTING"):  # faster hand-over after a crash
         stack.extra_env.update({f"{service}_SESSION_TIMEOUT_MS": "6000", f"{service}_HEARTBEAT_INTERVAL_MS": "1500"})
     with running(stack):

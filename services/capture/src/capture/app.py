@@ -133,7 +133,7 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         relay = OutboxRelay(engine, producer, captured_lead_messages, settings.relay_batch_max,
                             settings.relay_idle_ms / 1000, committed)
         redriver = Redriver(engine, after_s=settings.redrive_after_s, every_s=settings.redrive_check_s,
-                            max_redrives=settings.redrive_max, wake=committed)
+                            max_redrives=settings.redrive_max, wake=committed, backoff=settings.redrive_backoff)
         lifecycle_producer = Producer(settings, client_id="capture-lifecycle")
         # Outcomes only feed the re-drive deadline (minutes away): fetch lazily,
         # in big batches, and leave the CPU to the requests.

@@ -28,3 +28,4 @@ class CaptureSettings(ConsumerSettings):
     redrive_after_s: float = Field(300, gt=0)
     redrive_check_s: float = Field(30, gt=0)
     redrive_max: int = Field(10, ge=1)
+    redrive_backoff: float = Field(2.0, ge=1.0)  # each further try of a lead waits this much longer

@@ -234,7 +234,7 @@ _REDRIVE = sa.text(
         WHERE terminal_stage IS NULL AND redrives < :max_redrives
           -- each further try waits twice as long (capped at an hour), so a long
           -- outage does not use up a lead's tries while nothing can succeed
-          AND published_at < now() - make_interval(secs => least(:after * power(2, redrives), 3600))
+          AND published_at < now() - make_interval(secs => least(:after * power(:backoff, redrives), 3600))
         ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED
     )
     RETURNING lead_id
@@ -252,7 +252,7 @@ _STUCK = sa.text(
 class Redriver:
     """Re-publishes leads that reached no terminal outcome within ``after_s`` of being published.
 
-    The n-th re-drive of a lead waits ``after_s * 2**n`` (at most an hour).
+    The n-th re-drive of a lead waits ``after_s * backoff**n`` (at most an hour).
 
     Safe because every stage is idempotent and re-emits the outputs it stored:
     a lead that was merely slow is applied nowhere twice. A lead re-driven
@@ -260,11 +260,12 @@ class Redriver:
     """
 
     def __init__(self, engine: AsyncEngine, *, after_s: float, every_s: float, max_redrives: int,
-                 wake: asyncio.Event) -> None:
+                 wake: asyncio.Event, backoff: float = 2.0) -> None:
         self._engine = engine
         self._after_s = after_s
         self._every_s = every_s
         self._max = max_redrives
+        self._backoff = backoff
         self._wake = wake
         self._task: asyncio.Task[None] | None = None
 
@@ -286,7 +287,7 @@ class Redriver:
     async def redrive_once(self) -> int:
         params = {"after": self._after_s, "max_redrives": self._max}
         async with self._engine.begin() as conn:
-            redriven = (await conn.execute(_REDRIVE, params)).all()
+            redriven = (await conn.execute(_REDRIVE, {**params, "backoff": self._backoff})).all()
             counts = (await conn.execute(_STUCK, params)).one()
         STUCK.set(counts.stuck)
         GIVEN_UP.set(counts.exhausted)
