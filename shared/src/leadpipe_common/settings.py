@@ -10,31 +10,27 @@ one ``DATABASE_URL`` and one ``KAFKA_BOOTSTRAP_SERVERS`` serve a whole stack.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/leadpipe"
 
 
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name)
-
-
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     kafka_bootstrap_servers: str = Field(
-        DEFAULT_BOOTSTRAP, validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
+        DEFAULT_BOOTSTRAP, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
     )
     # The embedded broker cannot answer InitProducerId; a real cluster can.
     kafka_enable_idempotence: bool = Field(
-        False, validation_alias=_env("KAFKA_ENABLE_IDEMPOTENCE")
+        False, validation_alias="KAFKA_ENABLE_IDEMPOTENCE"
     )
-    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
-    db_pool_size: int = Field(10, ge=1, validation_alias=_env("DB_POOL_SIZE"))
-    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
-    log_json: bool | None = Field(None, validation_alias=_env("LOG_JSON"))
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_json: bool | None = Field(None, validation_alias="LOG_JSON")
 
     host: str = "127.0.0.1"
     port: int = 8000
