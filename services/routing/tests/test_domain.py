@@ -1,12 +1,17 @@
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from leadpipe_common.events import Attribution, Contact, Enrichment, LeadScored, Score, Sourced
-from routing.domain import InvalidRoutingData, assign, choose_route, next_turn, parse_routing_data
+from leadpipe_common.events import Attribution, Contact, Enrichment, LeadDispositioned, LeadScored, Score, Sourced
+from routing.domain import (
+    Applied, Handoff, InvalidRoutingData, Refused, Repeated, WorkingHours, acceptance_due, add_working_time,
+    apply_disposition, assign, breach, choose_route, next_turn, parse_routing_data,
+)
 from routing.reference import load_routing_data
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -99,5 +104,115 @@ def test_an_account_owned_by_someone_not_in_the_reps_file_is_refused():
 
 def test_the_shipped_reference_files_are_consistent():
     data_dir = Path(__file__).parents[1] / "src" / "routing" / "data"
-    data = load_routing_data(data_dir / "reps.yaml", data_dir / "accounts.csv", data_dir / "territories.yaml")
+    data = load_routing_data(data_dir / "reps.yaml", data_dir / "accounts.csv", data_dir / "territories.yaml",
+                             data_dir / "sla.yaml", data_dir / "reasons.yaml")
     assert data.reps and data.accounts
+    assert data.sla.acceptance["A"] == "15m" and "not-a-fit" in data.reasons.rejected
+
+
+# -- the hand-off SLA and dispositions --------------------------------------------
+
+OFFICE = WorkingHours()  # mon-fri 09:00-17:00
+BERLIN = ZoneInfo("Europe/Berlin")
+SALES = parse_routing_data({
+    **DATA.model_dump(),
+    "sla": {"acceptance": {"A": "15m", "B": "1h", "C": "1d"}, "max_reassignments": 1},
+    "reasons": {"rejected": {"not-a-fit": "Not our ICP"}, "lost": {"price": "Lost on price"}},
+})
+
+
+def handoff(status="routed", owner="ana", **kw) -> Handoff:
+    return Handoff(lead_id=uuid.UUID(int=7), status=status, owner_id=owner, team="emea", grade="A",
+                   due_at=NOW, **kw)
+
+
+def report(outcome, rep="ana", **kw) -> LeadDispositioned:
+    return LeadDispositioned(lead_id=uuid.UUID(int=7), outcome=outcome, rep_id=rep, **kw)
+
+
+def test_a_deadline_inside_working_hours_is_plain_clock_time():
+    start = datetime(2026, 11, 23, 10, 0, tzinfo=BERLIN)  # a Monday
+    assert add_working_time(start, timedelta(minutes=15), OFFICE, BERLIN) == start + timedelta(minutes=15)
+
+
+def test_a_deadline_pauses_overnight_and_over_the_weekend():
+    friday_late = datetime(2026, 11, 27, 16, 50, tzinfo=BERLIN)
+    due = add_working_time(friday_late, timedelta(minutes=15), OFFICE, BERLIN)
+    assert due == datetime(2026, 11, 30, 9, 5, tzinfo=BERLIN)  # Monday
+
+
+def test_a_lead_arriving_at_night_starts_its_clock_at_opening_time_in_the_reps_zone():
+    # 02:00 UTC is 03:00 in Berlin but 21:00 the day before in New York.
+    start = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+    assert add_working_time(start, timedelta(hours=1), OFFICE, BERLIN) == datetime(2026, 11, 24, 10, 0, tzinfo=BERLIN)
+    new_york = ZoneInfo("America/New_York")
+    assert add_working_time(start, timedelta(hours=1), OFFICE, new_york) == datetime(2026, 11, 24, 10, 0, tzinfo=new_york)
+
+
+def test_a_business_day_is_the_reps_working_day_and_counts_across_a_clock_change():
+    # Europe changes clocks on Sunday 2027-03-28; Friday 15:00 + one 8-hour day = Monday 15:00 local.
+    start = datetime(2027, 3, 26, 15, 0, tzinfo=BERLIN)
+    data = SALES.model_copy(update={"reps": [r.model_copy(update={"timezone": "Europe/Berlin"}) for r in SALES.reps]})
+    assert acceptance_due("C", "ana", data, start) == datetime(2027, 3, 29, 15, 0, tzinfo=BERLIN)
+
+
+def test_queues_and_grades_without_a_deadline_have_no_sla():
+    assert acceptance_due("D", "ana", SALES, NOW) is None
+    assert acceptance_due("A", "queue:emea", SALES, NOW) is None
+
+
+def test_an_accepted_lead_stops_its_sla_clock_and_becomes_the_accepting_reps():
+    verdict = apply_disposition(handoff(), report("accepted", rep="ben"), SALES)
+    assert isinstance(verdict, Applied)
+    assert (verdict.handoff.status, verdict.handoff.owner_id, verdict.handoff.due_at) == ("accepted", "ben", None)
+    assert [(s.from_stage, s.to_stage) for s in verdict.steps] == [("routed", "accepted")]
+
+
+def test_rejected_lead_returns_to_nurture_with_its_reason():
+    verdict = apply_disposition(handoff(), report("rejected", reason_code="not-a-fit"), SALES)
+    assert isinstance(verdict, Applied)
+    assert [(s.from_stage, s.to_stage, s.reason_code) for s in verdict.steps] == [
+        ("routed", "rejected", "not-a-fit"), ("rejected", "nurture", "not-a-fit")]
+    assert verdict.handoff.closed
+
+
+def test_a_lead_cannot_be_won_before_it_was_accepted():
+    verdict = apply_disposition(handoff(), report("won", amount=Decimal("1000"), currency="EUR"), SALES)
+    assert isinstance(verdict, Refused) and verdict.kind == "conflict"
+    assert "accepted" in verdict.reason
+
+
+def test_a_closed_lead_stays_closed():
+    won = apply_disposition(handoff("qualified"), report("won", amount=Decimal("5000"), currency="EUR"), SALES)
+    assert isinstance(won, Applied)
+    verdict = apply_disposition(won.handoff, report("lost", reason_code="price"), SALES)
+    assert isinstance(verdict, Refused) and verdict.kind == "conflict" and "closed" in verdict.reason
+
+
+def test_the_same_disposition_twice_is_a_harmless_repeat_but_a_different_one_is_refused():
+    won = apply_disposition(handoff("accepted"), report("won", amount=Decimal("5000"), currency="EUR"), SALES)
+    assert isinstance(won, Applied)
+    again = apply_disposition(won.handoff, report("won", amount=Decimal("5000.00"), currency="EUR"), SALES)
+    assert isinstance(again, Repeated)
+    other = apply_disposition(won.handoff, report("won", amount=Decimal("7000"), currency="EUR"), SALES)
+    assert isinstance(other, Refused) and other.kind == "conflict"
+
+
+def test_unknown_reps_and_reason_codes_are_invalid_not_conflicts():
+    assert apply_disposition(handoff(), report("accepted", rep="zed"), SALES).field == "rep_id"
+    verdict = apply_disposition(handoff(), report("rejected", reason_code="meh"), SALES)
+    assert isinstance(verdict, Refused) and (verdict.kind, verdict.field) == ("invalid", "reason_code")
+
+
+def test_a_missed_deadline_passes_the_lead_to_the_next_rep_who_has_not_held_it():
+    b = breach(handoff(owner="ana"), SALES, {}, NOW)
+    assert b.action == "reassigned" and b.assignment.owner_id == "ben"
+    assert b.handoff.holders == ("ana",) and b.handoff.reassignments == 1
+    assert b.handoff.due_at is not None and b.rotation is not None
+
+
+def test_after_the_allowed_reassignments_the_lead_escalates_to_the_team_queue():
+    once = breach(handoff(owner="ana"), SALES, {}, NOW).handoff
+    b = breach(once, SALES, {}, NOW)
+    assert b.action == "escalated" and b.assignment.owner_id == "queue:emea"
+    assert b.handoff.due_at is None and b.rotation is None

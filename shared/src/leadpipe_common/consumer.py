@@ -6,7 +6,9 @@ Guarantees, in the order they happen for each batch:
 2. Each record is decoded. Bytes that are not a CloudEvent, or data that
    violates its schema, become a dead letter: the original key, value and
    headers on ``leads.deadletter`` plus ``dlq.*`` headers naming the error,
-   the source topic, partition and offset, and the stage.
+   the source topic, partition and offset, and the stage. A dead letter from
+   a stage's input (``topics.STAGE_INPUTS``) is also announced on the
+   lifecycle as the lead's ``deadlettered`` step.
 3. In one database transaction: input ids already in the service's inbox are
    looked up, only new events reach the handlers, and each new event's
    outputs (or its dead letter, when the handler rejects it) are stored in
@@ -77,7 +79,11 @@ def dead_letter(
     *, record_topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
     headers: Sequence[tuple[str, bytes]], kind: str, error: str, stage: str, at: datetime,
 ) -> list[Message]:
-    """The dead letter, and its lifecycle announcement when the key names a lead."""
+    """The dead letter, and its lifecycle announcement when the key names a lead stalled by it.
+
+    Only a dead letter from a pipeline stage's input stalls its lead; a refused
+    sales disposition (``leads.feedback``) leaves the lead where it was.
+    """
     extra = (
         ("dlq.error.kind", kind),
         ("dlq.error.message", error[:2000]),
@@ -94,6 +100,8 @@ def dead_letter(
         value=value or b"",
         headers=kept + tuple((k, v.encode()) for k, v in extra),
     )
+    if record_topic not in topics.STAGE_INPUTS:
+        return [letter]
     try:
         lead_id = uuid.UUID((key or b"").decode())
     except (ValueError, UnicodeDecodeError):

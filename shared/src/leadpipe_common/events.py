@@ -16,17 +16,27 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Stage = Literal["captured", "enriched", "mql", "nurture", "disqualified", "routed", "deadlettered"]
-#: Where the pipeline's part ends. ``deadlettered`` ends it until the record is
-#: redriven after a fix; the lead then moves on to one of the others.
+Stage = Literal[
+    "captured", "enriched", "mql", "nurture", "disqualified", "routed", "deadlettered",
+    "accepted", "rejected", "contacted", "qualified", "won", "lost",
+]
+#: Where the pipeline's part ends (sales feedback comes later and is not the
+#: pipeline's). ``deadlettered`` ends it until the record is redriven after a
+#: fix; the lead then moves on to one of the others.
 TERMINAL_STAGES: frozenset[str] = frozenset({"routed", "nurture", "disqualified", "deadlettered"})
+#: The waterfall everyone agrees on: a lead that reached a stage has reached
+#: every stage before it (a lead won without a recorded "qualified" was qualified).
+FUNNEL: tuple[str, ...] = ("captured", "enriched", "mql", "routed", "accepted", "qualified", "won")
 Decision = Literal["mql", "nurture", "disqualified"]
 Grade = Literal["A", "B", "C", "D"]
+#: What a sales tool reports back about a routed lead.
+Disposition = Literal["accepted", "rejected", "contacted", "qualified", "won", "lost"]
 
 T = TypeVar("T")
 
@@ -161,6 +171,15 @@ class LeadStageChanged(Event):
     by: str
     reason: str
     attribution: Attribution
+    # Who holds the lead and by when they must accept it (set from routing on).
+    owner_id: str | None = None
+    team: str | None = None
+    grade: Grade | None = None
+    due_at: datetime | None = None
+    # What sales said: a code from the editable list, and a won deal's value.
+    reason_code: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
 
     def extensions(self) -> dict[str, str]:
         # Most followers of the lifecycle want a few stages; a header spares
@@ -168,8 +187,62 @@ class LeadStageChanged(Event):
         return {"tostage": self.to_stage}
 
 
+class DispositionReport(Model):
+    """What a sales tool says about a routed lead; the shape is checked here so the HTTP
+    API and ``leads.feedback`` refuse the same malformed reports. Whether the move
+    is legal for the lead's current state is routing's call."""
+
+    outcome: Disposition
+    rep_id: str = Field(min_length=1, max_length=200)
+    reason_code: str | None = Field(None, max_length=100)
+    reason: str | None = Field(None, max_length=2000)
+    amount: Decimal | None = Field(None, gt=0, max_digits=18, decimal_places=2)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    #: When it happened in the sales tool; absent = when leadpipe hears of it.
+    at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _details_fit_outcome(self) -> DispositionReport:
+        if self.outcome == "rejected" and not self.reason_code:
+            raise ValueError("a rejection needs a reason_code")
+        if self.outcome == "lost" and not (self.reason_code or self.reason):
+            raise ValueError("a lost deal needs a reason_code or a reason")
+        if self.outcome == "won" and (self.amount is None or self.currency is None):
+            raise ValueError("a won deal needs an amount and a currency")
+        if self.outcome != "won" and (self.amount is not None or self.currency is not None):
+            raise ValueError("only a won deal has an amount and a currency")
+        return self
+
+
+class LeadDispositioned(Event, DispositionReport):
+    """A sales tool's report on ``leads.feedback`` (the same report the HTTP API takes)."""
+
+    type: ClassVar[str] = "lead.dispositioned"
+    version: ClassVar[int] = 1
+
+
+class LeadSlaBreached(Event):
+    """The holder of a lead did not accept it within the hand-off SLA."""
+
+    type: ClassVar[str] = "lead.sla_breached"
+    version: ClassVar[int] = 1
+    owner_id: str
+    team: str
+    grade: Grade | None
+    due_at: datetime
+    breached_at: datetime
+    #: 1 for the first breach of this lead, 2 for the next holder's, ...
+    breach: int = Field(ge=1)
+    action: Literal["reassigned", "escalated"]
+    next_owner_id: str
+    next_owner_name: str
+    next_due_at: datetime | None
+    attribution: Attribution
+
+
 LATEST: dict[str, type[Event]] = {
-    m.type: m for m in (LeadCaptured, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged)
+    m.type: m
+    for m in (LeadCaptured, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged, LeadDispositioned, LeadSlaBreached)
 }
 
 #: (type, version) -> function turning that version's JSON into the next one's.

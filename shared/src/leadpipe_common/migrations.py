@@ -79,3 +79,16 @@ def create_inbox(schema: str) -> None:
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         schema=schema,
     )
+
+
+def create_outbox(schema: str) -> None:
+    """Create ``<schema>.outbox`` (see ``leadpipe_common.outbox``) inside a migration. Frozen like the inbox."""
+    from alembic import op
+
+    op.create_table(
+        "outbox",
+        sa.Column("seq", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("message", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        schema=schema,
+    )

@@ -14,6 +14,10 @@ SCORED = "leads.scored"
 ROUTED = "leads.routed"
 LIFECYCLE = "leads.lifecycle"
 DEADLETTER = "leads.deadletter"
+#: Sales tools' dispositions (``lead.dispositioned``), the alternative to routing's HTTP API.
+FEEDBACK = "leads.feedback"
 
-ALL = (CAPTURED, ENRICHED, SCORED, ROUTED, LIFECYCLE, DEADLETTER)
+ALL = (CAPTURED, ENRICHED, SCORED, ROUTED, LIFECYCLE, DEADLETTER, FEEDBACK)
+#: Topics whose dead letters stall a lead in the pipeline (announced on the lifecycle).
+STAGE_INPUTS = (CAPTURED, ENRICHED, SCORED)
 DEFAULT_PARTITIONS = 12

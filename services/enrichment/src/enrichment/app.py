@@ -24,5 +24,5 @@ def create_app(settings: EnrichmentSettings | None = None) -> FastAPI:
         settings=settings,
         input_topics=[topics.CAPTURED],
         inbox_table=inbox,
-        handlers=lambda: build_handlers(ref, clock=lambda: datetime.now(UTC)),
+        handlers=lambda ctx: build_handlers(ref, clock=lambda: datetime.now(UTC)),
     )

@@ -2,7 +2,6 @@ from pathlib import Path
 
 from leadpipe_common.cli import service_cli
 
-from routing.reference import load_routing_data
 from routing.settings import RoutingSettings
 
 cli = service_cli(
@@ -10,7 +9,7 @@ cli = service_cli(
     app_factory="routing.app:create_app",
     settings_factory=RoutingSettings,
     migrations_dir=Path(__file__).parent / "migrations",
-    check=lambda s: load_routing_data(s.reps_file, s.accounts_file, s.territories_file),
+    check=lambda s: s.load_data(),
 )
 
 if __name__ == "__main__":

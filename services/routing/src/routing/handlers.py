@@ -1,28 +1,82 @@
-"""routing's handlers: ``lead.scored`` in; for MQLs, ``lead.routed`` and a lifecycle step out.
+"""routing's handlers.
 
-Nurture and disqualified leads end at scoring (their lifecycle step is
-scoring's); routing applies them with no output.
+- ``lead.scored`` in; for MQLs, ``lead.routed`` and a lifecycle step out, and
+  the lead's hand-off (owner, SLA deadline) stored. Nurture and disqualified
+  leads end at scoring (their lifecycle step is scoring's); routing applies
+  them with no output.
+- ``lead.dispositioned`` in (``leads.feedback``): the same
+  :func:`record_disposition` the HTTP API calls, so both paths behave the
+  same; an illegal report is rejected to the dead-letter topic with the reason.
+
+Events caused by a disposition get ids derived from the lead and the stage
+they record, not from the report: the same disposition sent over HTTP and
+over the topic yields the same events, and consumers keep one.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common import topics
-from leadpipe_common.consumer import BatchHandler, Outcome
-from leadpipe_common.envelope import Envelope, follow_up
-from leadpipe_common.events import LeadRouted, LeadScored, LeadStageChanged
+from leadpipe_common.consumer import BatchHandler, Outcome, Rejected
+from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
+from leadpipe_common.events import LeadDispositioned, LeadRouted, LeadScored, LeadStageChanged
 
-from routing.domain import RoutingData, assign, choose_route
-from routing.store import already_assigned, lock_rotations, save_assignments, save_rotations
+from routing.domain import (
+    Applied, Handoff, Refused, Repeated, RoutingData, Step, acceptance_due, apply_disposition, assign, choose_route,
+)
+from routing.store import (
+    already_assigned, handoff_row, lock_handoff, lock_rotations, save_assignments, save_handoffs, save_rotations,
+    update_handoff,
+)
 
 SOURCE = "leadpipe/routing"
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class DispositionResult:
+    """What became of one report: ``verdict`` is None when routing has no such routed lead."""
+
+    verdict: Applied | Repeated | Refused | None
+    messages: list[Message]
+
+
+def step_event(lead: LeadRouted, h: Handoff, step: Step, at: datetime, by: str) -> LeadStageChanged:
+    return LeadStageChanged(
+        lead_id=lead.lead_id, from_stage=step.from_stage, to_stage=step.to_stage, at=at,  # type: ignore[arg-type]
+        by=by, reason=step.reason, attribution=lead.attribution, owner_id=h.owner_id, team=h.team,
+        grade=h.grade, reason_code=step.reason_code, amount=step.amount, currency=step.currency,
+    )
+
+
+async def record_disposition(
+    session: AsyncSession, report: LeadDispositioned, data: RoutingData, now: datetime,
+    traceparent: str | None = None,
+) -> DispositionResult:
+    """Apply a sales report to the lead's hand-off in ``session``'s transaction."""
+    found = await lock_handoff(session, report.lead_id)
+    if found is None:
+        return DispositionResult(None, [])
+    handoff, lead = found
+    verdict = apply_disposition(handoff, report, data)
+    if not isinstance(verdict, Applied):
+        return DispositionResult(verdict, [])
+    await update_handoff(session, verdict.handoff)
+    at = report.at or now
+    messages = [
+        encode(topics.LIFECYCLE, step_event(lead, verdict.handoff, step, at, report.rep_id),
+               event_id=uuid.uuid5(lead.lead_id, f"disposition/{step.to_stage}"), source=SOURCE, time=now,
+               traceparent=child_traceparent(traceparent))
+        for step in verdict.steps
+    ]
+    return DispositionResult(verdict, messages)
 
 
 def build_handlers(data: RoutingData, clock: Callable[[], datetime]) -> Mapping[str, BatchHandler]:
@@ -44,7 +98,7 @@ def build_handlers(data: RoutingData, clock: Callable[[], datetime]) -> Mapping[
 
         states = await lock_rotations(session, (r.team for r in routes.values() if r.kind == "team"))
         turns: dict[str, int] = {}
-        rows = []
+        rows, handoffs = [], []
         for env in mqls:
             route = routes.get(env.id)
             if route is None:
@@ -56,9 +110,13 @@ def build_handlers(data: RoutingData, clock: Callable[[], datetime]) -> Mapping[
                 states[route.team] = new_state
                 turns[route.team] = turns.get(route.team, 0) + 1
             routed = LeadRouted.model_construct(**dict(lead), assignment=assignment, routed_at=now)  # validated parts
+            handoff = Handoff(lead_id=lead.lead_id, status="routed", owner_id=assignment.owner_id,
+                              team=assignment.team, grade=lead.score.grade,
+                              due_at=acceptance_due(lead.score.grade, assignment.owner_id, data, now))
             changed = LeadStageChanged(
                 lead_id=lead.lead_id, from_stage="mql", to_stage="routed", at=now, by="routing",
                 reason=f"assigned to {assignment.owner_name}: {assignment.reason}", attribution=lead.attribution,
+                owner_id=assignment.owner_id, team=assignment.team, grade=lead.score.grade, due_at=handoff.due_at,
             )
             outcomes[env.id] = [
                 follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
@@ -66,8 +124,27 @@ def build_handlers(data: RoutingData, clock: Callable[[], datetime]) -> Mapping[
             ]
             rows.append({"lead_id": lead.lead_id, "owner_id": assignment.owner_id, "team": assignment.team,
                          "method": assignment.method, "reason": assignment.reason, "routed_at": now})
+            handoffs.append(handoff_row(handoff, routed))
         await save_rotations(session, states, turns)
         await save_assignments(session, rows)
+        await save_handoffs(session, handoffs)
         return outcomes
 
-    return {"lead.scored": handle_lead_scored}
+    async def handle_lead_dispositioned(session: AsyncSession, batch: Sequence[Envelope]) -> dict[uuid.UUID, Outcome]:
+        now = clock()
+        outcomes: dict[uuid.UUID, Outcome] = {}
+        # One at a time, in log order: two reports about one lead in a batch
+        # must see each other's effect.
+        for env in batch:
+            report = env.data
+            assert isinstance(report, LeadDispositioned)
+            result = await record_disposition(session, report, data, now, env.traceparent)
+            if result.verdict is None:
+                outcomes[env.id] = Rejected(f"no routed lead {report.lead_id}")
+            elif isinstance(result.verdict, Refused):
+                outcomes[env.id] = Rejected(f"{result.verdict.field}: {result.verdict.reason}")
+            else:
+                outcomes[env.id] = result.messages
+        return outcomes
+
+    return {"lead.scored": handle_lead_scored, "lead.dispositioned": handle_lead_dispositioned}

@@ -1,9 +1,15 @@
-"""routing's tables: its inbox, one assignment per lead, and the rotation state per team.
+"""routing's tables: its inbox, one assignment per lead, the rotation state per team,
+each routed lead's hand-off (status, SLA deadline, dispositions) and its outbox.
 
 The rotation row of a team is locked (``FOR UPDATE``) for the whole batch
 transaction, so two routing processes never hand out the same turn: the
 second waits for the first to commit and then reads the advanced state.
 Teams are locked in name order so two batches can never deadlock.
+
+A hand-off row is locked while a disposition or a breach changes it, so two
+calls about one lead apply one after the other. Due hand-offs are claimed
+with ``SKIP LOCKED``: with several routing processes each deadline fires in
+exactly one of them, once. Lock order is always hand-offs, then rotation.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common.db import inbox_table
+from leadpipe_common.events import LeadRouted
+from leadpipe_common.outbox import outbox_table
+
+from routing.domain import Disposed, Handoff
 
 SCHEMA = "routing"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -38,6 +48,23 @@ rotation = sa.Table(
     sa.Column("state", JSONB, nullable=False),
     sa.Column("turns", sa.BigInteger, nullable=False, server_default="0"),
 )
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("owner_id", sa.Text, nullable=False),
+    sa.Column("team", sa.Text, nullable=False),
+    sa.Column("grade", sa.Text),
+    sa.Column("due_at", sa.DateTime(timezone=True)),
+    sa.Column("reassignments", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("holders", JSONB, nullable=False, server_default="[]"),
+    sa.Column("history", JSONB, nullable=False, server_default="[]"),
+    # The routed lead as sales got it: a reassignment re-sends it with a new owner.
+    sa.Column("lead", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+outbox = outbox_table(metadata)
 
 
 async def already_assigned(session: AsyncSession, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
@@ -76,3 +103,50 @@ async def save_rotations(session: AsyncSession, states: dict[str, dict[str, int]
 async def save_assignments(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(assignments), list(rows))
+
+
+def handoff_row(h: Handoff, lead: LeadRouted | None = None) -> dict[str, Any]:
+    row = {"lead_id": h.lead_id, "status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade,
+           "due_at": h.due_at, "reassignments": h.reassignments, "holders": list(h.holders),
+           "history": [d.to_json() for d in h.history]}
+    if lead is not None:
+        row["lead"] = lead.model_dump(mode="json")
+    return row
+
+
+def _handoff(row: Any) -> tuple[Handoff, LeadRouted]:
+    h = Handoff(lead_id=row.lead_id, status=row.status, owner_id=row.owner_id, team=row.team, grade=row.grade,
+                due_at=row.due_at, reassignments=row.reassignments, holders=tuple(row.holders),
+                history=tuple(Disposed.from_json(d) for d in row.history))
+    return h, LeadRouted.model_validate(row.lead)
+
+
+async def save_handoffs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(handoffs).on_conflict_do_nothing(), list(rows))
+
+
+async def lock_handoff(session: AsyncSession, lead_id: uuid.UUID, lock: bool = True) -> tuple[Handoff, LeadRouted] | None:
+    query = sa.select(handoffs).where(handoffs.c.lead_id == lead_id)
+    row = (await session.execute(query.with_for_update() if lock else query)).first()
+    return _handoff(row) if row else None
+
+
+async def claim_due(session: AsyncSession, limit: int) -> list[tuple[Handoff, LeadRouted]]:
+    """Hand-offs whose acceptance deadline has passed, locked; those another process holds are skipped."""
+    rows = await session.execute(
+        sa.select(handoffs)
+        .where(handoffs.c.status == "routed", handoffs.c.due_at.is_not(None), handoffs.c.due_at <= sa.func.now())
+        .order_by(handoffs.c.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_handoff(r) for r in rows]
+
+
+async def update_handoff(session: AsyncSession, h: Handoff, lead: LeadRouted | None = None) -> None:
+    values = handoff_row(h, lead)
+    del values["lead_id"]
+    await session.execute(
+        handoffs.update().where(handoffs.c.lead_id == h.lead_id).values(**values, updated_at=sa.func.now())
+    )

@@ -37,5 +37,5 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
         settings=settings,
         input_topics=[topics.ENRICHED],
         inbox_table=inbox,
-        handlers=lambda: build_handlers(rules, clock=lambda: datetime.now(UTC)),
+        handlers=lambda ctx: build_handlers(rules, clock=lambda: datetime.now(UTC)),
     )

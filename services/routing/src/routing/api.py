@@ -1,0 +1,80 @@
+"""routing's HTTP API for sales tools: dispositions and a lead's hand-off state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+
+from leadpipe_common import outbox
+from leadpipe_common.events import DispositionReport, LeadDispositioned
+from leadpipe_common.http import FieldProblem, Problem, field_problems
+
+from routing.domain import Handoff, Refused, Repeated
+from routing.handlers import record_disposition
+from routing.store import lock_handoff
+from routing.store import outbox as outbox_table
+
+DISPOSITIONS = Counter("routing_dispositions_total", "Disposition calls by result", ["outcome", "result"])
+
+router = APIRouter(prefix="/v1/leads", tags=["sales feedback"])
+
+
+def _state(h: Handoff) -> dict[str, Any]:
+    return {"lead_id": str(h.lead_id), "status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade,
+            "due_at": h.due_at.isoformat() if h.due_at else None, "reassignments": h.reassignments,
+            "dispositions": [d.to_json() for d in h.history]}
+
+
+@router.post(
+    "/{lead_id}/disposition",
+    summary="Report what became of a routed lead",
+    description=(
+        "Outcomes: `accepted`, `rejected` (with a `reason_code` from reasons.yaml; the lead returns to nurture), "
+        "`contacted`, `qualified`, `won` (with `amount` and `currency`), `lost` (with a `reason_code` or `reason`). "
+        "An illegal move answers 409 with the reason; the same report again answers 200 with `repeated: true`. "
+        "Sales tools may instead produce a `lead.dispositioned` event to `leads.feedback`."
+    ),
+    responses={404: {"description": "no routed lead with this id"}, 409: {"description": "illegal for the lead now"},
+               422: {"description": "a field is missing or invalid"}},
+)
+async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request: Request) -> dict[str, Any]:
+    ctx = request.app.state.ctx
+    try:
+        report = LeadDispositioned(lead_id=lead_id, **body.model_dump())
+    except ValidationError as exc:  # pragma: no cover - the body was already validated with the same rules
+        raise Problem(422, "the disposition is invalid", field_problems(exc.errors())) from None
+    try:
+        async with ctx.sessionmaker() as session, session.begin():
+            result = await record_disposition(session, report, ctx.extras["data"], datetime.now(UTC),
+                                              request.headers.get("traceparent"))
+            await outbox.add(session, outbox_table, result.messages)
+    except (OSError, DBAPIError):
+        raise Problem(503, "dispositions cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+    verdict = result.verdict
+    if verdict is None:
+        DISPOSITIONS.labels(report.outcome, "unknown").inc()
+        raise Problem(404, f"no routed lead {lead_id}: only leads routing handed to sales take dispositions")
+    if isinstance(verdict, Refused):
+        DISPOSITIONS.labels(report.outcome, verdict.kind).inc()
+        status = 409 if verdict.kind == "conflict" else 422
+        raise Problem(status, verdict.reason, [FieldProblem(verdict.field or "outcome", verdict.reason)])
+    ctx.extras["relay"].wake()
+    DISPOSITIONS.labels(report.outcome, "repeated" if isinstance(verdict, Repeated) else "applied").inc()
+    return {**_state(verdict.handoff), "repeated": isinstance(verdict, Repeated),
+            "events": [m.header("ce_id") for m in result.messages]}
+
+
+@router.get("/{lead_id}/handoff", summary="A routed lead's owner, status, SLA deadline and dispositions")
+async def get_handoff(lead_id: uuid.UUID, request: Request) -> dict[str, Any]:
+    ctx = request.app.state.ctx
+    async with ctx.sessionmaker() as session, session.begin():
+        found = await lock_handoff(session, lead_id, lock=False)
+    if found is None:
+        raise Problem(404, f"no routed lead {lead_id}")
+    return _state(found[0])
