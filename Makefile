@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit bench redrive lock clean
+.PHONY: help install run test test-unit bench redrive replay export lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ bench: $(STAMP) ## start a stack and print throughput and latency figures
 
 redrive: $(STAMP) ## send dead-lettered records back to their topics (REDRIVE_ARGS="--dry-run")
 	$(VENV)/bin/leadpipe-redrive $(REDRIVE_ARGS)
+
+replay: $(STAMP) ## rebuild the reports from leads.lifecycle (REPLAY_ARGS="--since 2026-11-01")
+	$(VENV)/bin/leadpipe-reporting replay $(REPLAY_ARGS)
+
+export: $(STAMP) ## write leads.lifecycle to a file for analysts (EXPORT_ARGS="lifecycle.parquet --since ...")
+	$(VENV)/bin/leadpipe-reporting export $(or $(EXPORT_ARGS),lifecycle.jsonl)
 
 lock: $(UV) ## re-resolve uv.lock after changing a pyproject.toml
 	$(UV) lock

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Stage = Literal[
     "captured", "enriched", "mql", "nurture", "disqualified", "routed", "deadlettered",
@@ -200,6 +200,11 @@ class DispositionReport(Model):
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     #: When it happened in the sales tool; absent = when leadpipe hears of it.
     at: datetime | None = None
+
+    @field_validator("amount")
+    @classmethod
+    def _cents(cls, v: Decimal | None) -> Decimal | None:
+        return None if v is None else v.quantize(Decimal("0.01"))  # one spelling per amount in every event
 
     @model_validator(mode="after")
     def _details_fit_outcome(self) -> DispositionReport:

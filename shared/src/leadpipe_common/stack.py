@@ -31,7 +31,7 @@ from leadpipe_common import migrations, topics
 from leadpipe_common.admin import ensure_topics
 from leadpipe_common.infra import Broker, Postgres, die_with_parent, port_open
 
-SERVICES: dict[str, int] = {"capture": 8000, "enrichment": 8001, "scoring": 8002, "routing": 8003}
+SERVICES: dict[str, int] = {"capture": 8000, "enrichment": 8001, "scoring": 8002, "routing": 8003, "reporting": 8004}
 #: Replica ``i`` of a service listens on its base port + REPLICA_PORT_STEP * i.
 REPLICA_PORT_STEP = 100
 
@@ -274,6 +274,9 @@ def run(
             f"post a lead:  curl -s {stack.processes[0].url}/v1/leads -H 'content-type: application/json' "
             "-d '{\"email\": \"ada@stripe.com\", \"job_title\": \"VP Marketing\", \"offer\": \"demo\"}'"
         )
+        reporting = next((sp for sp in stack.processes if sp.service == "reporting"), None)
+        if reporting is not None:
+            console.print(f"dashboard:    [bold]{reporting.url}/dashboard[/]")
         console.print("Ctrl-C stops everything.")
         while not stopping:
             stack.supervise_once(lambda msg: console.print(f"[yellow]{msg}[/]"))

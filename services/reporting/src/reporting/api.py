@@ -1,0 +1,149 @@
+"""reporting's JSON and CSV API.
+
+Every report takes the same cohort filters: ``since`` and ``until`` (an ISO
+date or date-time; a bare ``until`` date includes that whole day) select leads
+by capture time, ``source`` one ``utm_source``. ``format=csv`` (or ``Accept:
+text/csv``) answers a CSV of the report's rows instead of JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from leadpipe_common.http import FieldProblem, Problem
+
+from reporting import reports
+from reporting.reports import Filters
+
+router = APIRouter(tags=["reports"])
+
+
+def parse_moment(value: str | None, name: str, *, end: bool = False) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day + timedelta(days=1) if end else day, time(), UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise Problem(422, "the report filters are invalid",
+                      [FieldProblem(name, f"{value!r} is not an ISO date (2026-11-23) or date-time")]) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def filters(since: str | None, until: str | None, source: str | None) -> Filters:
+    f = Filters(parse_moment(since, "since"), parse_moment(until, "until", end=True), source or None)
+    if f.since and f.until and f.since >= f.until:
+        raise Problem(422, "the report filters are invalid", [FieldProblem("until", "must be after since")])
+    return f
+
+
+Since = Query(None, description="leads captured at or after (ISO date or date-time)")
+Until = Query(None, description="leads captured before (a bare date includes the whole day)")
+Source = Query(None, description="only leads with this utm_source")
+Format = Query(None, description="json (default) or csv")
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {v}" for k, v in value.items())
+    return "" if value is None else value
+
+
+async def answer(request: Request, fmt: str | None, name: str,
+                 build: Callable[[AsyncConnection], Awaitable[dict[str, Any] | None]],
+                 rows: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> Response:
+    if fmt not in (None, "", "json", "csv"):
+        raise Problem(422, "unknown format", [FieldProblem("format", f"{fmt!r}: use json or csv")])
+    async with request.app.state.ctx.engine.connect() as conn:
+        body = await build(conn)
+    if body is None:
+        raise Problem(404, "not found")
+    wants_csv = fmt == "csv" or (fmt in (None, "") and "text/csv" in request.headers.get("accept", ""))
+    if wants_csv:
+        return Response(to_csv(rows(body)), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return JSONResponse(body)
+
+
+@router.get("/v1/reports/funnel", summary="The combined funnel: leads that reached each stage, and conversion")
+async def funnel(request: Request, since: str | None = Since, until: str | None = Until,
+                 source: str | None = Source, format: str | None = Format) -> Response:
+    f = filters(since, until, source)
+    return await answer(request, format, "funnel", lambda c: reports.funnel(c, f),
+                        lambda b: b["stages"] + [{"stage": k, "count": v} for k, v in b["exits"].items()])
+
+
+@router.get("/v1/reports/funnel/by/{dimension}", summary="The funnel per utm_source, medium, campaign, content, form or offer")
+async def breakdown(request: Request, dimension: Literal["source", "medium", "campaign", "content", "form", "offer"],
+                    since: str | None = Since, until: str | None = Until, source: str | None = Source,
+                    format: str | None = Format) -> Response:
+    f = filters(since, until, source)
+    return await answer(request, format, f"funnel-by-{dimension}", lambda c: reports.breakdown(c, f, dimension),
+                        lambda b: b["rows"])
+
+
+@router.get("/v1/reports/attribution/{dimension}",
+            summary="Closed-loop attribution: won deals and revenue by first-touch source, campaign or offer")
+async def attribution(request: Request, dimension: Literal["source", "campaign", "offer"],
+                      since: str | None = Since, until: str | None = Until, source: str | None = Source,
+                      format: str | None = Format) -> Response:
+    f = filters(since, until, source)
+    return await answer(request, format, f"attribution-by-{dimension}", lambda c: reports.attribution(c, f, dimension),
+                        lambda b: b["rows"])
+
+
+@router.get("/v1/reports/velocity", summary="Time from capture to routed, routed to accepted, accepted to won (p50, p90)")
+async def velocity(request: Request, since: str | None = Since, until: str | None = Until,
+                   source: str | None = Source, format: str | None = Format) -> Response:
+    f = filters(since, until, source)
+    return await answer(request, format, "velocity", lambda c: reports.velocity(c, f), lambda b: b["rows"])
+
+
+@router.get("/v1/reports/sla", summary="Hand-off SLA compliance per team and per rep")
+async def sla(request: Request, since: str | None = Since, until: str | None = Until,
+              source: str | None = Source, format: str | None = Format) -> Response:
+    f = filters(since, until, source)
+    return await answer(request, format, "sla", lambda c: reports.sla(c, f),
+                        lambda b: [{"owner_id": "(team)", **t} for t in b["teams"]] + b["reps"])
+
+
+@router.get("/v1/reports/rejections", summary="Why sales rejected leads, by source")
+async def rejections(request: Request, since: str | None = Since, until: str | None = Until,
+                     source: str | None = Source, format: str | None = Format) -> Response:
+    f = filters(since, until, source)
+    return await answer(request, format, "rejections", lambda c: reports.rejections(c, f), lambda b: b["rows"])
+
+
+@router.get("/v1/leads/{lead_id}/timeline", summary="One lead's full history, oldest first")
+async def timeline(request: Request, lead_id: uuid.UUID, format: str | None = Format) -> Response:
+    async def build(conn: AsyncConnection) -> dict[str, Any] | None:
+        found = await reports.timeline(conn, lead_id)
+        if found is None:
+            raise Problem(404, f"no lifecycle events for lead {lead_id}")
+        return found
+
+    return await answer(request, format, f"timeline-{lead_id}", build, lambda b: b["steps"])
+

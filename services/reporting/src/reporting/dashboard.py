@@ -1,0 +1,189 @@
+"""The dashboard: one server-rendered page over the same queries as the JSON API.
+
+No JavaScript and no build step: the funnel is an inline SVG, the rest are
+tables with bars drawn in CSS, so it renders the same in any browser and in a
+headless test.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from reporting import reports
+from reporting.api import filters
+from reporting.domain import rate
+from reporting.store import leads
+
+router = APIRouter(tags=["dashboard"])
+
+STAGE_LABELS = {"captured": "Captured", "enriched": "Enriched", "mql": "MQL", "routed": "Routed to sales",
+                "accepted": "Accepted (SAL)", "qualified": "Qualified (SQL)", "won": "Won"}
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{timedelta(seconds=seconds).days} d"
+
+
+def money(revenue: dict[str, str]) -> str:
+    if not revenue:
+        return "–"
+    return " · ".join(f"{Decimal(v):,.0f} {c}" for c, v in sorted(revenue.items()))
+
+
+def funnel_svg(stages: list[dict[str, Any]]) -> str:
+    width, bar_h, gap, label_w = 720, 34, 12, 150
+    top = max((s["count"] for s in stages), default=0) or 1
+    rows = []
+    for i, s in enumerate(stages):
+        y = i * (bar_h + gap)
+        w = max(2.0, (width - label_w - 170) * s["count"] / top)
+        stage, count = s["stage"], f"{s['count']:,}"
+        conv = "" if s["conversion"] is None else f"{pct(s['conversion'])} of previous"
+        text_y, text_x = y + bar_h / 2 + 5, label_w + w + 10
+        rows.append(
+            f'<g class="stage" data-stage="{stage}" data-count="{s["count"]}">'
+            f'<text x="{label_w - 12}" y="{text_y}" text-anchor="end" class="label">{STAGE_LABELS[stage]}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="5" class="bar bar-{i}"/>'
+            f'<text x="{text_x:.1f}" y="{text_y}" class="count">{count}</text>'
+            f'<text x="{text_x:.1f}" y="{text_y}" dx="{8 + 9 * len(count)}" class="conv">{conv}</text>'
+            "</g>"
+        )
+    height = len(stages) * (bar_h + gap)
+    return (f'<svg id="funnel-chart" role="img" aria-label="Combined funnel" viewBox="0 0 {width} {height}" '
+            f'width="100%" preserveAspectRatio="xMinYMin meet">{"".join(rows)}</svg>')
+
+
+def bar(value: float | None) -> str:
+    width = 0 if value is None else max(0, min(100, value * 100))
+    return f'<span class="meter"><span style="width:{width:.1f}%"></span></span> {pct(value)}'
+
+
+def table(head: list[str], body: list[list[str]], empty: str) -> str:
+    if not body:
+        return f'<p class="empty">{esc(empty)}</p>'
+    ths = "".join(f"<th>{h}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{ths}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+@router.get("/", response_class=HTMLResponse, summary="The dashboard", include_in_schema=False)
+@router.get("/dashboard", response_class=HTMLResponse, summary="The dashboard")
+async def dashboard(request: Request, since: str | None = Query(None), until: str | None = Query(None),
+                    source: str | None = Query(None)) -> HTMLResponse:
+    f = filters(since, until, source)
+    async with request.app.state.ctx.engine.connect() as conn:
+        funnel = await reports.funnel(conn, f)
+        by_source = await reports.breakdown(conn, f, "source")
+        by_campaign = await reports.attribution(conn, f, "campaign")
+        velocity = await reports.velocity(conn, f)
+        sla = await reports.sla(conn, f)
+        rejections = await reports.rejections(conn, f)
+        sources = [r[0] for r in await conn.execute(
+            sa.select(leads.c.utm_source).where(leads.c.utm_source.is_not(None)).distinct().order_by(leads.c.utm_source))]
+    reached = {s["stage"]: s["count"] for s in funnel["stages"]}
+    revenue: dict[str, Decimal] = {}
+    for row in by_campaign["rows"]:
+        for cur, amount in row["won_revenue"].items():
+            revenue[cur] = revenue.get(cur, Decimal(0)) + Decimal(amount)
+    close = rate(reached["won"], reached["captured"])
+    cards = [("Captured", f"{reached['captured']:,}", "leads in range"),
+             ("MQLs", f"{reached['mql']:,}", f"{pct(rate(reached['mql'], reached['captured']))} of captured"),
+             ("Won", f"{reached['won']:,}", f"close rate {pct(close)}"),
+             ("Won revenue", money({c: str(v) for c, v in revenue.items()}), "first-touch attributed"),
+             ("SLA met", pct(sla["compliance"]), "of hand-offs with a deadline")]
+    source_rows = [[esc(r["value"]), f"{r['captured']:,}", f"{r['mql']:,}", f"{r['routed']:,}", f"{r['accepted']:,}",
+                    f"{r['won']:,}", bar(rate(r["mql"], r["captured"])), bar(r["close_rate"])]
+                   for r in by_source["rows"]]
+    campaign_rows = [[esc(r["value"]), f"{r['captured']:,}", f"{r['won']:,}", money(r["won_revenue"]), bar(r["close_rate"])]
+                     for r in by_campaign["rows"]]
+    velocity_cards = "".join(
+        f'<div class="card small"><div class="k">{esc(v["from"])} → {esc(v["to"])}</div>'
+        f'<div class="v">{duration(v["p50_seconds"])}</div><div class="s">p50 · p90 {duration(v["p90_seconds"])} · '
+        f'{v["leads"]:,} leads</div></div>'
+        for v in velocity["rows"])
+    sla_rows = [[esc(t["team"]), f"{t['handoffs']:,}", f"{t['met']:,}", f"{t['missed']:,}", f"{t['open']:,}", bar(t["compliance"])]
+                for t in sla["teams"]]
+    rep_rows = [[esc(r["owner_id"]), esc(r["team"]), f"{r['met']:,}", f"{r['missed']:,}", bar(r["compliance"])]
+                for r in sla["reps"]]
+    rejection_rows = [[esc(r["source"]), esc(r["reason_code"]), f"{r['leads']:,}"] for r in rejections["rows"]]
+    options = "".join(f'<option value="{esc(s)}"{" selected" if s == f.source else ""}>{esc(s)}</option>' for s in sources)
+    query = urlencode({k: v for k, v in {"since": since, "until": until, "source": source}.items() if v})
+    exits = " · ".join(f"{k} {v:,}" for k, v in funnel["exits"].items())
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>leadpipe · funnel</title><style>{CSS}</style></head>
+<body><header><div class="brand">lead<b>pipe</b> <span>closed-loop funnel</span></div>
+<form method="get" action="/dashboard">
+<label>From <input type="date" name="since" value="{esc(since)}"></label>
+<label>To <input type="date" name="until" value="{esc(until)}"></label>
+<label>Source <select name="source"><option value="">all sources</option>{options}</select></label>
+<button type="submit">Apply</button></form></header>
+<main>
+<section class="cards">{"".join(f'<div class="card"><div class="k">{k}</div><div class="v" data-kpi="{k}">{v}</div><div class="s">{s}</div></div>' for k, v, s in cards)}</section>
+<section class="panel"><h2>Combined funnel</h2><p class="hint">Leads captured in the range that reached each stage (or a later one); percentages are conversion from the stage above. Left the funnel: {exits}.</p>{funnel_svg(funnel["stages"])}</section>
+<section class="panel"><h2>Conversion by source</h2>{table(["Source", "Captured", "MQL", "Routed", "Accepted", "Won", "Captured → MQL", "Close rate"], source_rows, "No leads in this range.")}</section>
+<div class="two">
+<section class="panel"><h2>Velocity</h2><div class="cards">{velocity_cards}</div></section>
+<section class="panel"><h2>Won by campaign</h2>{table(["Campaign", "Captured", "Won", "Revenue", "Close rate"], campaign_rows, "Nothing won yet.")}</section>
+</div>
+<div class="two">
+<section class="panel"><h2>Hand-off SLA by team</h2>{table(["Team", "Hand-offs", "Met", "Missed", "Open", "Compliance"], sla_rows, "No hand-offs with a deadline yet.")}
+<details><summary>per rep</summary>{table(["Rep", "Team", "Met", "Missed", "Compliance"], rep_rows, "No hand-offs yet.")}</details></section>
+<section class="panel"><h2>Rejection reasons by source</h2>{table(["Source", "Reason", "Leads"], rejection_rows, "Sales rejected nothing in this range.")}</section>
+</div>
+<p class="foot">JSON and CSV: <a href="/v1/reports/funnel?{query}">funnel</a> · <a href="/v1/reports/funnel/by/source?{query}">by source</a> ·
+<a href="/v1/reports/attribution/campaign?{query}">attribution</a> · <a href="/v1/reports/velocity?{query}">velocity</a> ·
+<a href="/v1/reports/sla?{query}">SLA</a> · <a href="/v1/reports/rejections?{query}">rejections</a> · <a href="/docs">API docs</a></p>
+</main></body></html>"""
+    return HTMLResponse(page)
+
+
+CSS = """
+:root{--ink:#1d2433;--mute:#667085;--line:#e6e8ee;--bg:#f6f7fb;--card:#fff;--accent:#3b5bdb}
+*{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);background:var(--bg)}
+header{display:flex;flex-wrap:wrap;gap:16px;align-items:center;justify-content:space-between;padding:18px 32px;background:#111827;color:#fff}
+.brand{font-size:20px;letter-spacing:.2px}.brand b{color:#8ea2ff}.brand span{color:#9aa3b5;font-size:14px;margin-left:8px}
+header form{display:flex;gap:12px;align-items:end;flex-wrap:wrap}header label{display:flex;flex-direction:column;font-size:12px;color:#c6cbd6}
+header input,header select{margin-top:3px;padding:6px 8px;border-radius:6px;border:1px solid #374151;background:#1f2937;color:#fff}
+header button{padding:7px 16px;border:0;border-radius:6px;background:var(--accent);color:#fff;font-weight:600;cursor:pointer}
+main{max-width:1240px;margin:0 auto;padding:24px 32px 40px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:14px;margin-bottom:18px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:14px 16px}
+.card .k{font-size:12px;text-transform:uppercase;letter-spacing:.6px;color:var(--mute)}.card .v{font-size:28px;font-weight:700;margin:2px 0}
+.card .s{font-size:13px;color:var(--mute)}.card.small .v{font-size:22px}
+.panel{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 20px;margin-bottom:18px}
+.panel h2{margin:0 0 6px;font-size:17px}.hint{margin:0 0 14px;color:var(--mute);font-size:13px}
+.two{display:grid;grid-template-columns:1fr 1fr;gap:18px}.two .panel{margin-bottom:18px}@media(max-width:900px){.two{grid-template-columns:1fr}}
+svg .label{font-size:14px;fill:var(--ink)}svg .count{font-size:14px;font-weight:700;fill:var(--ink)}svg .conv{font-size:13px;fill:var(--mute)}
+svg .bar{fill:var(--accent)}svg .bar-0{fill:#91a7ff}svg .bar-1{fill:#748ffc}svg .bar-2{fill:#5c7cfa}svg .bar-3{fill:#4c6ef5}
+svg .bar-4{fill:#4263eb}svg .bar-5{fill:#3b5bdb}svg .bar-6{fill:#2f9e44}
+table{width:100%;border-collapse:collapse;font-size:14px}th{text-align:left;font-size:12px;text-transform:uppercase;letter-spacing:.5px;color:var(--mute);font-weight:600;border-bottom:1px solid var(--line);padding:6px 8px}
+td{padding:7px 8px;border-bottom:1px solid #f0f1f5;white-space:nowrap}tbody tr:hover{background:#fafbff}
+.meter{display:inline-block;width:70px;height:8px;border-radius:4px;background:#edf0f7;vertical-align:middle;margin-right:6px;overflow:hidden}
+.meter span{display:block;height:100%;background:var(--accent)}.empty{color:var(--mute)}details{margin-top:10px}summary{cursor:pointer;color:var(--accent)}
+.foot{color:var(--mute);font-size:13px}.foot a{color:var(--accent)}
+"""

@@ -1,0 +1,199 @@
+"""What the reports mean: how lifecycle events become facts, and how counts become rates.
+
+Pure: events in, facts out; aggregated counts in, report rows out. No SQL,
+no clock. The rules:
+
+- A lead reached a funnel stage (``FUNNEL``) when it reached that stage or
+  any later one: a lead won without a recorded "qualified" was qualified.
+- Reports are cohorts: a time range selects leads by when they were
+  captured, and follows those leads through every later stage.
+- Conversion between consecutive stages is reached(next) / reached(stage).
+- Close rate is won / captured. Revenue is summed per currency, never mixed.
+- A hand-off met its SLA when the holder accepted (or rejected) the lead by
+  the deadline; it missed when the deadline passed first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from leadpipe_common.events import FUNNEL, Event, LeadSlaBreached, LeadStageChanged
+
+#: The stages whose first time is kept per lead: the funnel, then the side exits.
+STAGE_COLUMNS: tuple[str, ...] = (*FUNNEL, "contacted", "nurture", "disqualified", "rejected", "lost")
+RANK: dict[str, int] = {stage: i for i, stage in enumerate(FUNNEL)}
+#: How each breakdown is asked for, and the lead attribute it groups by.
+DIMENSIONS: dict[str, str] = {
+    "source": "utm_source", "medium": "utm_medium", "campaign": "utm_campaign", "content": "utm_content",
+    "form": "form_id", "offer": "offer",
+}
+ATTRIBUTION_DIMENSIONS = ("source", "campaign", "offer")
+VELOCITY: tuple[tuple[str, str, str], ...] = (
+    ("capture_to_routed", "captured", "routed"),
+    ("routed_to_accepted", "routed", "accepted"),
+    ("accepted_to_won", "accepted", "won"),
+)
+NONE_LABEL = "(none)"
+
+
+@dataclass
+class LeadFacts:
+    lead_id: uuid.UUID
+    attribution: dict[str, str | None] = field(default_factory=dict)
+    grade: str | None = None
+    furthest: int = -1
+    first_at: dict[str, datetime] = field(default_factory=dict)
+    won_amount: Decimal | None = None
+    won_currency: str | None = None
+    rejected_reason: str | None = None
+    lost_reason: str | None = None
+
+    def merge(self, other: LeadFacts) -> None:
+        """The same rule the database applies: earliest times, furthest stage, first known values."""
+        for key, value in other.attribution.items():
+            if self.attribution.get(key) is None:
+                self.attribution[key] = value
+        for stage, at in other.first_at.items():
+            self.first_at[stage] = min(self.first_at.get(stage, at), at)
+        self.furthest = max(self.furthest, other.furthest)
+        for name in ("grade", "won_amount", "won_currency", "rejected_reason", "lost_reason"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(other, name))
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "lead_id": self.lead_id, **{c: self.attribution.get(c) for c in DIMENSIONS.values()},
+            "grade": self.grade, "furthest": self.furthest,
+            **{f"{s}_at": self.first_at.get(s) for s in STAGE_COLUMNS},
+            "won_amount": self.won_amount, "won_currency": self.won_currency,
+            "rejected_reason": self.rejected_reason, "lost_reason": self.lost_reason,
+        }
+
+
+@dataclass(frozen=True)
+class HandoffFacts:
+    lead_id: uuid.UUID
+    holder: int
+    owner_id: str
+    team: str
+    due_at: datetime
+    breached_at: datetime | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {"lead_id": self.lead_id, "holder": self.holder, "owner_id": self.owner_id, "team": self.team,
+                "due_at": self.due_at, "breached_at": self.breached_at}
+
+
+@dataclass
+class Projection:
+    """One batch of lifecycle events, folded: what to write."""
+
+    leads: dict[uuid.UUID, LeadFacts] = field(default_factory=dict)
+    handoffs: dict[tuple[uuid.UUID, int], HandoffFacts] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def lead(self, lead_id: uuid.UUID) -> LeadFacts:
+        return self.leads.setdefault(lead_id, LeadFacts(lead_id))
+
+    def handoff(self, h: HandoffFacts) -> None:
+        key = (h.lead_id, h.holder)
+        known = self.handoffs.get(key)
+        if known is not None and known.breached_at is not None and (h.breached_at is None or known.breached_at < h.breached_at):
+            h = HandoffFacts(h.lead_id, h.holder, h.owner_id, h.team, h.due_at, known.breached_at)
+        self.handoffs[key] = h
+
+
+def project(events: Iterable[tuple[uuid.UUID, Event]]) -> Projection:
+    """Fold ``(event id, event)`` pairs into rows; events of other types are ignored."""
+    out = Projection()
+    for event_id, event in events:
+        if isinstance(event, LeadStageChanged):
+            _stage_changed(out, event_id, event)
+        elif isinstance(event, LeadSlaBreached):
+            _sla_breached(out, event_id, event)
+    return out
+
+
+def _stage_changed(out: Projection, event_id: uuid.UUID, e: LeadStageChanged) -> None:
+    facts = LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c) for c in DIMENSIONS.values()},
+                      grade=e.grade, first_at={e.to_stage: e.at} if e.to_stage in STAGE_COLUMNS else {},
+                      furthest=RANK.get(e.to_stage, -1))
+    if e.to_stage == "won":
+        facts.won_amount, facts.won_currency = e.amount, e.currency
+    elif e.to_stage == "rejected":
+        facts.rejected_reason = e.reason_code
+    elif e.to_stage == "lost":
+        facts.lost_reason = e.reason_code or e.reason
+    out.lead(e.lead_id).merge(facts)
+    if e.to_stage == "routed" and e.owner_id and e.team and e.due_at:
+        out.handoff(HandoffFacts(e.lead_id, 0, e.owner_id, e.team, e.due_at))
+    out.steps.append({
+        "event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.at, "from_stage": e.from_stage,
+        "to_stage": e.to_stage, "by": e.by, "reason": e.reason,
+        "detail": {k: v for k, v in e.model_dump(mode="json", include={
+            "owner_id", "team", "grade", "due_at", "reason_code", "amount", "currency"}).items() if v is not None},
+    })
+
+
+def _sla_breached(out: Projection, event_id: uuid.UUID, e: LeadSlaBreached) -> None:
+    out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c) for c in DIMENSIONS.values()}))
+    out.handoff(HandoffFacts(e.lead_id, e.breach - 1, e.owner_id, e.team, e.due_at, e.breached_at))
+    if e.action == "reassigned" and e.next_due_at is not None:
+        out.handoff(HandoffFacts(e.lead_id, e.breach, e.next_owner_id, e.team, e.next_due_at))
+    out.steps.append({
+        "event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.breached_at, "from_stage": "routed",
+        "to_stage": "sla_breached", "by": "routing",
+        "reason": f"{e.owner_id} missed the acceptance deadline; {e.action} to {e.next_owner_name}",
+        "detail": e.model_dump(mode="json", include={"owner_id", "team", "grade", "due_at", "breach", "action",
+                                                      "next_owner_id", "next_due_at"}),
+    })
+
+
+# -- reports over aggregated counts ----------------------------------------------------
+
+
+def rate(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def funnel_stages(reached: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Each funnel stage's count and its conversion from the stage before."""
+    rows, previous = [], None
+    for stage in FUNNEL:
+        count = reached.get(stage, 0)
+        rows.append({"stage": stage, "count": count,
+                     "conversion": None if previous is None else rate(count, previous)})
+        previous = count
+    return rows
+
+
+def breakdown_row(value: str | None, reached: Mapping[str, int]) -> dict[str, Any]:
+    row: dict[str, Any] = {"value": value if value is not None else NONE_LABEL}
+    row.update({stage: reached.get(stage, 0) for stage in FUNNEL})
+    for a, b in zip(FUNNEL, FUNNEL[1:], strict=False):
+        row[f"{a}_to_{b}"] = rate(reached.get(b, 0), reached.get(a, 0))
+    row["close_rate"] = rate(reached.get("won", 0), reached.get("captured", 0))
+    return row
+
+
+def attribution_rows(counts: Sequence[Mapping[str, Any]], revenue: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per value: captured, won, close rate, and won revenue per currency (``{"EUR": "1200.00"}``)."""
+    rows: dict[str | None, dict[str, Any]] = {
+        c["value"]: {"value": c["value"] if c["value"] is not None else NONE_LABEL, "captured": c["captured"],
+                     "won": c["won"], "close_rate": rate(c["won"], c["captured"]), "won_revenue": {}}
+        for c in counts
+    }
+    for r in sorted(revenue, key=lambda r: r["currency"] or ""):  # currencies in a stable order
+        if r["value"] in rows and r["currency"] is not None:
+            rows[r["value"]]["won_revenue"][r["currency"]] = str(Decimal(r["revenue"]).quantize(Decimal("0.01")))
+    return sorted(rows.values(), key=lambda r: (-r["won"], -r["captured"], r["value"]))
+
+
+def sla_row(key: Mapping[str, str], met: int, missed: int, open_: int) -> dict[str, Any]:
+    return {**key, "handoffs": met + missed + open_, "met": met, "missed": missed, "open": open_,
+            "compliance": rate(met, met + missed)}

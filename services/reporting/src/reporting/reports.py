@@ -1,0 +1,157 @@
+"""The report queries: SQL aggregates over reporting's tables, shaped by ``reporting.domain``."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from leadpipe_common.events import FUNNEL
+
+from reporting.domain import (
+    DIMENSIONS, RANK, VELOCITY, attribution_rows, breakdown_row, funnel_stages, rate, sla_row,
+)
+from reporting.store import handoffs, leads, steps
+
+SIDE_EXITS = ("contacted", "nurture", "disqualified", "rejected", "lost")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """A cohort: leads captured in [since, until), optionally from one utm_source."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    source: str | None = None
+
+    def where(self) -> list[Any]:
+        clauses = []
+        if self.since is not None:
+            clauses.append(leads.c.captured_at >= self.since)
+        if self.until is not None:
+            clauses.append(leads.c.captured_at < self.until)
+        if self.source is not None:
+            clauses.append(leads.c.utm_source == self.source)
+        return clauses
+
+    def describe(self) -> dict[str, Any]:
+        return {"since": self.since.isoformat() if self.since else None,
+                "until": self.until.isoformat() if self.until else None, "source": self.source}
+
+
+def _reached() -> list[Any]:
+    return [sa.func.count().filter(leads.c.furthest >= RANK[s]).label(s) for s in FUNNEL]
+
+
+async def funnel(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
+    side = [sa.func.count(leads.c[f"{s}_at"]).label(s) for s in SIDE_EXITS]
+    row = (await conn.execute(sa.select(*_reached(), *side).where(*f.where()))).one()._mapping
+    return {"filters": f.describe(), "stages": funnel_stages(row), "exits": {s: row[s] for s in SIDE_EXITS}}
+
+
+async def breakdown(conn: AsyncConnection, f: Filters, dimension: str) -> dict[str, Any]:
+    col = leads.c[DIMENSIONS[dimension]]
+    rows = await conn.execute(sa.select(col.label("value"), *_reached()).where(*f.where()).group_by(col))
+    out = [breakdown_row(r.value, r._mapping) for r in rows]
+    out.sort(key=lambda r: (-r["captured"], r["value"]))
+    return {"filters": f.describe(), "dimension": dimension, "rows": out}
+
+
+async def attribution(conn: AsyncConnection, f: Filters, dimension: str) -> dict[str, Any]:
+    col = leads.c[DIMENSIONS[dimension]]
+    counts = await conn.execute(
+        sa.select(col.label("value"), sa.func.count().label("captured"),
+                  sa.func.count().filter(leads.c.furthest >= RANK["won"]).label("won"))
+        .where(*f.where()).group_by(col)
+    )
+    revenue = await conn.execute(
+        sa.select(col.label("value"), leads.c.won_currency.label("currency"),
+                  sa.func.sum(leads.c.won_amount).label("revenue"))
+        .where(*f.where(), leads.c.won_amount.is_not(None)).group_by(col, leads.c.won_currency)
+    )
+    rows = attribution_rows([r._mapping for r in counts], [r._mapping for r in revenue])
+    return {"filters": f.describe(), "dimension": dimension, "rows": rows}
+
+
+async def velocity(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
+    columns = []
+    for name, a, b in VELOCITY:
+        seconds = sa.extract("epoch", leads.c[f"{b}_at"] - leads.c[f"{a}_at"])
+        columns += [
+            sa.func.percentile_cont(0.5).within_group(seconds).label(f"{name}_p50"),
+            sa.func.percentile_cont(0.9).within_group(seconds).label(f"{name}_p90"),
+            sa.func.count(seconds).label(f"{name}_n"),
+        ]
+    row = (await conn.execute(sa.select(*columns).where(*f.where()))).one()._mapping
+    return {"filters": f.describe(), "rows": [
+        {"interval": name, "from": a, "to": b, "leads": row[f"{name}_n"],
+         "p50_seconds": _seconds(row[f"{name}_p50"]), "p90_seconds": _seconds(row[f"{name}_p90"])}
+        for name, a, b in VELOCITY
+    ]}
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
+    responded = sa.func.least(leads.c.accepted_at, leads.c.rejected_at)
+    met = sa.and_(handoffs.c.breached_at.is_(None), responded <= handoffs.c.due_at)
+    missed = sa.or_(handoffs.c.breached_at.is_not(None), responded > handoffs.c.due_at)
+    counts = [sa.func.count().filter(met).label("met"), sa.func.count().filter(missed).label("missed"),
+              sa.func.count().filter(sa.not_(sa.or_(met, missed))).label("open")]
+    joined = handoffs.join(leads, handoffs.c.lead_id == leads.c.lead_id)
+
+    async def by(*keys: Any) -> list[dict[str, Any]]:
+        rows = await conn.execute(sa.select(*keys, *counts).select_from(joined).where(*f.where())
+                                  .group_by(*keys).order_by(*keys))
+        return [sla_row({k.key: r._mapping[k.key] for k in keys}, r.met, r.missed, r.open) for r in rows]
+
+    teams = await by(handoffs.c.team)
+    reps = await by(handoffs.c.team, handoffs.c.owner_id)
+    total = {"met": sum(t["met"] for t in teams), "missed": sum(t["missed"] for t in teams)}
+    return {"filters": f.describe(), "compliance": rate(total["met"], total["met"] + total["missed"]),
+            "teams": teams, "reps": reps}
+
+
+async def rejections(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
+    source, reason = leads.c.utm_source, leads.c.rejected_reason
+    rows = await conn.execute(
+        sa.select(source.label("source"), reason.label("reason_code"), sa.func.count().label("leads"))
+        .where(*f.where(), reason.is_not(None)).group_by(source, reason).order_by(sa.func.count().desc(), source, reason)
+    )
+    return {"filters": f.describe(),
+            "rows": [{"source": r.source or "(none)", "reason_code": r.reason_code, "leads": r.leads} for r in rows]}
+
+
+async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] | None:
+    order = sa.func.array_position(sa.literal(list(FUNNEL) + list(SIDE_EXITS) + ["sla_breached"]), steps.c.to_stage)
+    rows = (await conn.execute(sa.select(steps).where(steps.c.lead_id == lead_id).order_by(steps.c.at, order))).all()
+    if not rows:
+        return None
+    lead = (await conn.execute(sa.select(leads).where(leads.c.lead_id == lead_id))).first()
+    attribution = {k: lead._mapping[v] for k, v in DIMENSIONS.items()} if lead else {}
+    return {
+        "lead_id": str(lead_id), "attribution": attribution,
+        "steps": [{"event_id": str(r.event_id), "type": r.type, "at": r.at.isoformat(), "from_stage": r.from_stage,
+                   "to_stage": r.to_stage, "by": r.by, "reason": r.reason, **r.detail} for r in rows],
+    }
+
+
+REPORTS = ("funnel", "breakdown", "attribution", "velocity", "sla", "rejections")
+
+
+async def everything(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
+    """Every report for one cohort: what the dashboard shows and replay is checked against."""
+    return {
+        "funnel": await funnel(conn, f),
+        "breakdown": {d: await breakdown(conn, f, d) for d in DIMENSIONS},
+        "attribution": {d: await attribution(conn, f, d) for d in ("source", "campaign", "offer")},
+        "velocity": await velocity(conn, f),
+        "sla": await sla(conn, f),
+        "rejections": await rejections(conn, f),
+    }

@@ -1,0 +1,114 @@
+"""reporting's tables: a read model of ``leads.lifecycle``, nothing else.
+
+- ``leads``: one row per lead: its first-touch attribution, when it first
+  reached each stage, the furthest funnel stage it reached, a won deal's value.
+- ``steps``: every lifecycle event, for timelines and rejection reasons.
+- ``handoffs``: each holder of a routed lead, their acceptance deadline and
+  when they breached it; whether they met it is read against the lead's
+  ``accepted_at``/``rejected_at`` when a report asks.
+
+Every write is idempotent and independent of order (first times are
+``LEAST``, the furthest stage ``GREATEST``, values ``COALESCE``; steps are
+keyed by event id), so a redelivered or replayed event changes nothing and a
+rebuild from the log equals the live tables. That is why the service needs no
+inbox. ``TABLES`` is what a replay rebuilds and swaps in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from reporting.domain import STAGE_COLUMNS, HandoffFacts, LeadFacts
+
+SCHEMA = "reporting"
+metadata = sa.MetaData(schema=SCHEMA)
+
+leads = sa.Table(
+    "leads",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("form_id", sa.Text),
+    sa.Column("offer", sa.Text),
+    sa.Column("utm_source", sa.Text),
+    sa.Column("utm_medium", sa.Text),
+    sa.Column("utm_campaign", sa.Text),
+    sa.Column("utm_content", sa.Text),
+    sa.Column("grade", sa.Text),
+    sa.Column("furthest", sa.SmallInteger, nullable=False),
+    *(sa.Column(f"{stage}_at", sa.DateTime(timezone=True)) for stage in STAGE_COLUMNS),
+    sa.Column("won_amount", sa.Numeric(20, 2)),
+    sa.Column("won_currency", sa.Text),
+    sa.Column("rejected_reason", sa.Text),
+    sa.Column("lost_reason", sa.Text),
+    sa.Index("leads_captured_at", "captured_at"),
+)
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("lead_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("from_stage", sa.Text),
+    sa.Column("to_stage", sa.Text, nullable=False),
+    sa.Column("by", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("detail", JSONB, nullable=False),
+    sa.Index("steps_lead", "lead_id", "at"),
+)
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("holder", sa.SmallInteger, primary_key=True),  # 0 = routing's pick, n = after the n-th breach
+    sa.Column("owner_id", sa.Text, nullable=False),
+    sa.Column("team", sa.Text, nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("breached_at", sa.DateTime(timezone=True)),
+)
+TABLES = (leads, steps, handoffs)
+
+
+async def save_steps(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(steps).on_conflict_do_nothing(), list(rows))
+
+
+def _first(col: str) -> Any:
+    return sa.func.least(leads.c[col], sa.literal_column(f"excluded.{col}"))
+
+
+def _kept(col: str) -> Any:
+    return sa.func.coalesce(leads.c[col], sa.literal_column(f"excluded.{col}"))
+
+
+_UPSERT_LEADS = insert(leads).on_conflict_do_update(
+    index_elements=[leads.c.lead_id],
+    set_={
+        **{c: _kept(c) for c in ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_content",
+                                 "grade", "won_amount", "won_currency", "rejected_reason", "lost_reason")},
+        **{f"{s}_at": _first(f"{s}_at") for s in STAGE_COLUMNS},
+        "furthest": sa.func.greatest(leads.c.furthest, sa.literal_column("excluded.furthest")),
+    },
+)
+
+
+async def save_leads(conn: AsyncConnection | AsyncSession, facts: Sequence[LeadFacts]) -> None:
+    if facts:
+        await conn.execute(_UPSERT_LEADS, [f.row() for f in facts])
+
+
+_UPSERT_HANDOFFS = insert(handoffs).on_conflict_do_update(
+    index_elements=[handoffs.c.lead_id, handoffs.c.holder],
+    set_={"breached_at": sa.func.least(handoffs.c.breached_at, sa.literal_column("excluded.breached_at"))},
+)
+
+
+async def save_handoffs(conn: AsyncConnection | AsyncSession, facts: Sequence[HandoffFacts]) -> None:
+    if facts:
+        await conn.execute(_UPSERT_HANDOFFS, [f.row() for f in facts])

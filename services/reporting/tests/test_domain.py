@@ -1,0 +1,75 @@
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged
+from reporting.domain import LeadFacts, attribution_rows, breakdown_row, funnel_stages, project, sla_row
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+LEAD = uuid.UUID(int=1)
+ADS = Attribution(utm_source="google", utm_campaign="brand", offer="demo")
+
+
+def step(to, frm=None, minutes=0, **kw) -> tuple[uuid.UUID, LeadStageChanged]:
+    event = LeadStageChanged(lead_id=LEAD, from_stage=frm, to_stage=to, at=T0 + timedelta(minutes=minutes), by="t",
+                             reason="r", attribution=kw.pop("attribution", ADS), **kw)
+    return uuid.uuid5(LEAD, to), event
+
+
+HISTORY = [step("captured"), step("enriched", "captured", 1), step("mql", "enriched", 2),
+           step("routed", "mql", 3, owner_id="ana", team="emea", due_at=T0 + timedelta(minutes=18)),
+           step("accepted", "routed", 10), step("won", "accepted", 60, amount=Decimal("900.00"), currency="EUR")]
+
+
+def fold(events) -> LeadFacts:
+    return project(events).leads[LEAD]
+
+
+def test_a_won_lead_reached_every_funnel_stage_even_those_never_recorded():
+    facts = fold(HISTORY)
+    assert facts.furthest == 6  # won; "qualified" was never reported, yet it is counted as reached
+    assert (facts.won_amount, facts.won_currency) == (Decimal("900.00"), "EUR")
+    assert facts.attribution["utm_campaign"] == "brand"
+
+
+def test_the_projection_does_not_depend_on_order_or_repetition():
+    forwards = fold(HISTORY).row()
+    backwards = fold(list(reversed(HISTORY)) + HISTORY[:2]).row()
+    assert forwards == backwards
+
+
+def test_a_dead_letter_step_without_attribution_does_not_erase_the_first_touch():
+    facts = fold([step("captured"), step("deadlettered", attribution=Attribution())])
+    assert facts.attribution["utm_source"] == "google" and facts.furthest == 0
+
+
+def test_a_breach_closes_one_holder_and_opens_the_next():
+    breached = LeadSlaBreached(lead_id=LEAD, owner_id="ana", team="emea", grade="A", due_at=T0, breached_at=T0,
+                               breach=1, action="reassigned", next_owner_id="ben", next_owner_name="Ben",
+                               next_due_at=T0 + timedelta(minutes=15), attribution=ADS)
+    handoffs = project([HISTORY[3], (uuid.uuid4(), breached)]).handoffs
+    assert [(h.holder, h.owner_id, h.breached_at is not None) for _, h in sorted(handoffs.items())] == [
+        (0, "ana", True), (1, "ben", False)]
+
+
+def test_conversion_is_each_stage_over_the_one_before():
+    stages = funnel_stages({"captured": 10, "enriched": 10, "mql": 4, "routed": 4, "accepted": 2, "qualified": 0})
+    assert [s["conversion"] for s in stages] == [None, 1.0, 0.4, 1.0, 0.5, 0.0, None]
+
+
+def test_a_breakdown_row_carries_counts_rates_and_close_rate():
+    row = breakdown_row(None, {"captured": 3, "mql": 2, "won": 1})
+    assert row["value"] == "(none)" and row["mql_to_routed"] == 0.0 and row["close_rate"] == 0.3333
+
+
+def test_revenue_is_kept_per_currency_and_rows_rank_by_wins():
+    rows = attribution_rows(
+        [{"value": "ads", "captured": 4, "won": 1}, {"value": "seo", "captured": 2, "won": 2}],
+        [{"value": "seo", "currency": "USD", "revenue": Decimal("5")}, {"value": "seo", "currency": "EUR", "revenue": Decimal("7.5")}],
+    )
+    assert [r["value"] for r in rows] == ["seo", "ads"]
+    assert rows[0]["won_revenue"] == {"EUR": "7.50", "USD": "5.00"} and rows[0]["close_rate"] == 1.0
+
+
+def test_sla_compliance_ignores_hand_offs_still_open():
+    assert sla_row({"team": "emea"}, met=3, missed=1, open_=5)["compliance"] == 0.75

@@ -1,0 +1,96 @@
+"""Reading a whole topic (or the part since a moment) once, outside any consumer group.
+
+Guarantees: a scan reads every partition from its beginning, or from the
+first record whose broker timestamp is at or after ``since``, until it has
+caught up with the log end it sees (``ends``), and then stops; ``extend``
+makes it look for the end again. Nothing is committed and no group is
+joined, so a scan never disturbs the services consuming the same topic.
+Within a partition records come in log order.
+
+The end of a partition is the larger of ListOffsets' answer and the high
+watermark of the scan's own fetches: the embedded Tansu broker answers
+ListOffsets(latest) with the last record *batch*'s base offset + 1, short of
+the true end whenever that batch held several records, so ListOffsets alone
+would stop a scan early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+class TopicScan:
+    def __init__(self, bootstrap: str, topic: str, *, since: datetime | None = None, max_records: int = 5000) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+        )
+        self._topic = topic
+        self._since = since
+        self._max_records = max_records
+        self.partitions: list[TopicPartition] = []
+        self.starts: dict[TopicPartition, int] = {}
+        self.ends: dict[TopicPartition, int] = {}
+        self._unfetched: set[TopicPartition] = set()
+
+    async def __aenter__(self) -> TopicScan:
+        await self._consumer.start()
+        try:
+            known = self._consumer.partitions_for_topic(self._topic)
+            if not known:
+                await self._consumer.topics()  # forces a metadata refresh
+                known = self._consumer.partitions_for_topic(self._topic) or set()
+            if not known:
+                raise LookupError(f"topic {self._topic} does not exist")
+            self.partitions = [TopicPartition(self._topic, p) for p in sorted(known)]
+            self._consumer.assign(self.partitions)
+            self.ends = await self._consumer.end_offsets(self.partitions)
+            if self._since is None:
+                self.starts = await self._consumer.beginning_offsets(self.partitions)
+            else:
+                found = await self._consumer.offsets_for_times(
+                    {tp: int(self._since.timestamp() * 1000) for tp in self.partitions})
+                self.starts = {tp: (found[tp].offset if found.get(tp) else self.ends[tp]) for tp in self.partitions}
+            for tp, offset in self.starts.items():
+                self._consumer.seek(tp, offset)
+            self._unfetched = set(self.partitions)
+        except BaseException:
+            await self._consumer.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    @property
+    def total(self) -> int:
+        return sum(self.ends[tp] - self.starts[tp] for tp in self.partitions)
+
+    async def extend(self) -> int:
+        """Look for the log end again; the number of records that adds (as far as known yet)."""
+        before = self.total
+        latest = await self._consumer.end_offsets(self.partitions)
+        self.ends = {tp: max(self.ends[tp], latest[tp]) for tp in self.partitions}
+        self._unfetched = set(self.partitions)
+        return self.total - before
+
+    async def batches(self) -> AsyncIterator[list[Any]]:
+        """Batches of records (aiokafka ``ConsumerRecord``) until every partition reached its end."""
+        while True:
+            remaining = [tp for tp in self.partitions
+                         if tp in self._unfetched or await self._consumer.position(tp) < self.ends[tp]]
+            if not remaining:
+                return
+            fetched = await self._consumer.getmany(*remaining, timeout_ms=500, max_records=self._max_records)
+            for tp in remaining:
+                highwater = self._consumer.highwater(tp)
+                if highwater is not None:
+                    self._unfetched.discard(tp)
+                    self.ends[tp] = max(self.ends[tp], highwater)
+            batch = [r for records in fetched.values() for r in records]
+            if batch:
+                yield batch
