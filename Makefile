@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit bench redrive replay export lock clean
+.PHONY: help install run test test-unit bench redrive replay export asyncapi lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ replay: $(STAMP) ## rebuild the reports from leads.lifecycle (REPLAY_ARGS="--sin
 
 export: $(STAMP) ## write leads.lifecycle to a file for analysts (EXPORT_ARGS="lifecycle.parquet --since ...")
 	$(VENV)/bin/leadpipe-reporting export $(or $(EXPORT_ARGS),lifecycle.jsonl)
+
+asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event models (the tests check it)
+	$(VENV)/bin/python -c 'from leadpipe_common.asyncapi import document, to_yaml; print(to_yaml(document()), end="")' > docs/asyncapi.yaml
 
 lock: $(UV) ## re-resolve uv.lock after changing a pyproject.toml
 	$(UV) lock

@@ -301,6 +301,16 @@ async def test_sales_feedback_sla_reports_replay_and_export_close_the_loop(loop_
         await client.aclose()
 
 
+async def test_every_producing_service_serves_the_asyncapi_document(loop_stack: Stack):
+    from leadpipe_common.asyncapi import document
+
+    async with httpx.AsyncClient() as client:
+        for service in ("capture", "enrichment", "scoring", "routing"):
+            response = await client.get(f"{url(loop_stack, service)}/asyncapi.json")
+            assert response.status_code == 200 and response.json() == json.loads(json.dumps(document())), service
+        assert (await client.get(f"{url(loop_stack, 'reporting')}/asyncapi.json")).status_code == 404
+
+
 async def _is(value, expected: str) -> bool:  # noqa: ANN001
     return (await value) == expected
 

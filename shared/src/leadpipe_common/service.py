@@ -21,6 +21,7 @@ import structlog
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from leadpipe_common import asyncapi
 from leadpipe_common import logging as lp_logging
 from leadpipe_common.consumer import BatchHandler, ConsumerRunner
 from leadpipe_common.db import Inbox, make_engine, make_sessionmaker, ping
@@ -58,8 +59,10 @@ def consumer_app(
     routers: Sequence[APIRouter] = (),
     background: Callable[[Context], Sequence[Background]] = lambda ctx: (),
     select: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None,
+    produces: bool = True,
 ) -> FastAPI:
-    """``inbox_table=None`` means the handlers are idempotent by construction and produce nothing."""
+    """``inbox_table=None`` means the handlers are idempotent by construction and produce nothing.
+    A service that ``produces`` serves the AsyncAPI document of the topics."""
     checks: dict[str, Check] = {}
 
     @asynccontextmanager
@@ -101,6 +104,8 @@ def consumer_app(
 
     app = FastAPI(title=f"leadpipe {name}", version="1", summary=summary, lifespan=lifespan)
     app.include_router(ops_router(lambda: checks))
+    if produces:
+        app.include_router(asyncapi.router())
     for router in routers:
         app.include_router(router)
     return app

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from prometheus_client import Counter
 from starlette.datastructures import UploadFile
 
+from leadpipe_common import asyncapi
 from leadpipe_common import logging as lp_logging
 from leadpipe_common import topics
 from leadpipe_common.consumer import ConsumerRunner
@@ -172,6 +173,7 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(ops_router(lambda: checks))
+    app.include_router(asyncapi.router())
 
     async def accept(request: Request, fields: dict[str, Any], form_id: str | None, endpoint: str) -> dict[str, Any]:
         now = datetime.now(UTC)

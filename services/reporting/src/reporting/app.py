@@ -24,6 +24,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         inbox_table=None,
         handlers=lambda ctx: HANDLERS,
         routers=[api_router, dashboard_router],
+        produces=False,
     )
     install_problem_handlers(app)
     return app
