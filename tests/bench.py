@@ -10,7 +10,10 @@ drives MQL-bound leads over HTTP from a concurrent client, then prints:
    sending the request to the lead.routed record;
 5. a SIGKILL of the scoring process at a steady 300 leads/s, restarted as
    `make run` would: time until its replacement processes again, records it
-   redelivered and absorbed, and leads lost or duplicated (both must be 0).
+   redelivered and absorbed, and leads lost or duplicated (both must be 0);
+6. reporting over a synthetic lifecycle of --replay-events events (200,000 by
+   default): the live service's ingest rate, the replay rate (events rebuilt
+   into fresh tables and swapped in), and report query latency p50 / p99.
 Figures are printed; nothing here asserts on time.
 """
 
@@ -19,16 +22,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from leadpipe_common import topics
+from leadpipe_common.envelope import Message, encode
+from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.producer import Producer
+from leadpipe_common.settings import ServiceSettings
 from leadpipe_common.stack import Stack
 from leadpipe_common.testing.plugin import make_test_stack, running
 
@@ -190,6 +203,10 @@ def _line(label: str, figures: str) -> None:
 
 
 async def measure(stack: Stack, args: argparse.Namespace) -> None:
+    if args.only_reports:
+        for label, figures in await reports_phase(stack, args.replay_events):
+            _line(label, figures)
+        return
     url = next(p.url for p in stack.processes if p.service == "capture")
     assert stack.bootstrap
     watcher = RoutedWatcher(stack.bootstrap)
@@ -238,9 +255,108 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
             results.extend(await kill_and_recover(stack, url, watcher, args.kill_service))
     finally:
         await watcher.stop()
+    if args.replay_events:
+        results.extend(await reports_phase(stack, args.replay_events))
     print()
     for label, figures in results:
         _line(label, figures)
+
+
+def synthetic_lifecycle(n_events: int, seed: int = 7) -> Iterator[Message]:
+    """Lifecycle events of made-up leads, shaped like a real funnel: most stop early, a few are won."""
+    rng = random.Random(seed)
+    sources = [("google", "cpc"), ("linkedin", "social"), ("newsletter", "email"), ("partner", "referral"),
+               ("bing", "cpc"), ("webinar", "event")]
+    campaigns = [f"campaign-{i}" for i in range(12)]
+    offers = ["demo", "pricing", "whitepaper", "trial", "newsletter"]
+    teams = {"emea": ["ana", "ben", "cy"], "amer": ["dee", "eve"], "apac": ["fay"]}
+    start = datetime.now(UTC) - timedelta(days=90)
+    made = 0
+    while made < n_events:
+        lead = uuid.UUID(int=rng.getrandbits(128))
+        source, medium = rng.choice(sources)
+        attribution = Attribution(utm_source=source, utm_medium=medium, utm_campaign=rng.choice(campaigns),
+                                  offer=rng.choice(offers), form_id=rng.choice(["demo", "pricing", "contact"]))
+        at = start + timedelta(seconds=rng.uniform(0, 90 * 86400))
+        team = rng.choice(list(teams))
+        owner = rng.choice(teams[team])
+        path = [("captured", {}), ("enriched", {})]
+        path.append(("mql", {}) if rng.random() < 0.45 else (rng.choice(["nurture", "disqualified"]), {}))
+        if path[-1][0] == "mql":
+            path.append(("routed", {"owner_id": owner, "team": team, "grade": "A",
+                                    "due_at": at + timedelta(minutes=rng.choice([15, 60]))}))
+            roll = rng.random()
+            if roll < 0.15:
+                path += [("rejected", {"reason_code": rng.choice(["not-a-fit", "no-budget", "spam"])}), ("nurture", {})]
+            elif roll < 0.8:
+                path.append(("accepted", {"owner_id": owner, "team": team}))
+                if rng.random() < 0.5:
+                    path.append(("qualified", {}))
+                    path.append(("won", {"amount": Decimal(rng.randrange(1000, 90000)), "currency": "EUR"})
+                                if rng.random() < 0.4 else ("lost", {"reason_code": "price"}))
+        previous = None
+        for stage, extra in path:
+            at += timedelta(minutes=rng.uniform(0.01, 600))
+            event = LeadStageChanged(lead_id=lead, from_stage=previous, to_stage=stage, at=at, by="bench",
+                                     reason="synthetic", attribution=attribution, **extra)
+            yield encode(topics.LIFECYCLE, event, event_id=uuid.uuid5(lead, stage), source="leadpipe/bench", time=at)
+            previous = stage
+            made += 1
+
+
+async def reports_phase(stack: Stack, n_events: int) -> list[tuple[str, str]]:
+    from reporting.replay import replay
+    from reporting.settings import ReportingSettings
+
+    assert stack.bootstrap and stack.database_url
+    reporting_url = next(p.url for p in stack.processes if p.service == "reporting")
+    async with aiohttp.ClientSession() as http:
+        before = (await (await http.get(f"{reporting_url}/v1/reports/funnel")).json())["stages"][0]["count"]
+    print(f"writing {n_events:,} synthetic lifecycle events ...", flush=True)
+    writing = time.perf_counter()
+    producer = Producer(ServiceSettings(kafka_bootstrap_servers=stack.bootstrap), client_id="bench")
+    await producer.start()
+    leads = 0
+    chunk: list[Message] = []
+    try:
+        for m in synthetic_lifecycle(n_events):
+            leads += m.header("ce_tostage") == "captured"
+            chunk.append(m)
+            if len(chunk) == 5000:
+                await producer.send_all(chunk)
+                chunk = []
+        await producer.send_all(chunk)
+    finally:
+        await producer.stop()
+    print("the live reporting service ingests them (it starts while they are written) ...", flush=True)
+    async with aiohttp.ClientSession() as http:
+        while (await (await http.get(f"{reporting_url}/v1/reports/funnel")).json())["stages"][0]["count"] < before + leads:
+            await asyncio.sleep(0.5)
+        ingest_s = time.perf_counter() - writing
+        print("replaying ...", flush=True)
+        settings = ReportingSettings(KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap, DATABASE_URL=stack.database_url)
+        stats = await replay(settings)
+        print("querying the reports ...", flush=True)
+        latencies: dict[str, list[float]] = {}
+        paths = {"funnel": "/v1/reports/funnel", "funnel by source": "/v1/reports/funnel/by/source",
+                 "attribution by campaign": "/v1/reports/attribution/campaign", "velocity": "/v1/reports/velocity",
+                 "SLA": "/v1/reports/sla", "funnel, one source, 30 days": "/v1/reports/funnel?source=google&since="
+                 + (datetime.now(UTC) - timedelta(days=30)).date().isoformat(), "dashboard page": "/dashboard"}
+        for name, path in paths.items():
+            for _ in range(30):
+                t0 = time.perf_counter()
+                async with http.get(reporting_url + path) as response:
+                    await response.read()
+                    assert response.status == 200, (path, response.status)
+                latencies.setdefault(name, []).append(time.perf_counter() - t0)
+    rows = [
+        ("reporting, live ingest (from the first write)", f"{n_events / ingest_s:7.0f} events/s  ({leads:,} leads)"),
+        ("reporting, replay into fresh tables + swap", f"{stats.rate:7.0f} events/s  ({stats.events:,} events in "
+                                                        f"{stats.seconds:.1f} s)"),
+    ]
+    rows += [(f"report query: {name}", f"p50 {pct(lat, .5) * 1000:6.1f} ms   p99 {pct(lat, .99) * 1000:6.1f} ms")
+             for name, lat in latencies.items()]
+    return rows
 
 
 def cli() -> None:
@@ -253,6 +369,9 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="length of each steady phase")
     parser.add_argument("--skip-kill", action="store_true", help="leave out the SIGKILL recovery phase")
     parser.add_argument("--kill-service", default="scoring", choices=["enrichment", "scoring", "routing"])
+    parser.add_argument("--replay-events", type=int, default=200_000,
+                        help="synthetic lifecycle events for the reporting phase (0 leaves it out)")
+    parser.add_argument("--only-reports", action="store_true", help="run only the reporting phase")
     parser.add_argument("--capture-workers", type=int, default=int(os.environ.get("CAPTURE_WORKERS", 2)))
     args = parser.parse_args()
 
