@@ -283,8 +283,7 @@ def synthetic_lifecycle(n_events: int, seed: int = 7) -> Iterator[Message]:
         path = [("captured", {}), ("enriched", {})]
         path.append(("mql", {}) if rng.random() < 0.45 else (rng.choice(["nurture", "disqualified"]), {}))
         if path[-1][0] == "mql":
-            path.append(("routed", {"owner_id": owner, "team": team, "grade": "A",
-                                    "due_at": at + timedelta(minutes=rng.choice([15, 60]))}))
+            path.append(("routed", {"owner_id": owner, "team": team, "grade": "A"}))
             roll = rng.random()
             if roll < 0.15:
                 path += [("rejected", {"reason_code": rng.choice(["not-a-fit", "no-budget", "spam"])}), ("nurture", {})]
@@ -296,7 +295,10 @@ def synthetic_lifecycle(n_events: int, seed: int = 7) -> Iterator[Message]:
                                 if rng.random() < 0.4 else ("lost", {"reason_code": "price"}))
         previous = None
         for stage, extra in path:
-            at += timedelta(minutes=rng.uniform(0.01, 600))
+            # Most reps accept within their 15- or 60-minute deadline; the rest is slower work.
+            at += timedelta(minutes=rng.expovariate(1 / 12) if stage == "accepted" else rng.uniform(0.01, 600))
+            if stage == "routed":
+                extra = {**extra, "due_at": at + timedelta(minutes=rng.choice([15, 60]))}
             event = LeadStageChanged(lead_id=lead, from_stage=previous, to_stage=stage, at=at, by="bench",
                                      reason="synthetic", attribution=attribution, **extra)
             yield encode(topics.LIFECYCLE, event, event_id=uuid.uuid5(lead, stage), source="leadpipe/bench", time=at)

@@ -58,10 +58,11 @@ class BackgroundLoop:
 
     name = "loop"
 
-    def __init__(self, *, batch_max: int, idle_s: float) -> None:
+    def __init__(self, *, batch_max: int, idle_s: float, wake: asyncio.Event | None = None) -> None:
+        """``wake``: an event other components set to cut the idle wait (one is made if not given)."""
         self._batch_max = batch_max
         self._idle_s = idle_s
-        self._wake = asyncio.Event()
+        self._wake = wake or asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failing = False

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from leadpipe_common.envelope import Message
+from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.producer import Producer
 
 log = structlog.get_logger(__name__)
@@ -145,60 +146,25 @@ class Unpublished:
     event: bytes
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop):
     """Publishes unpublished leads in commit order."""
+
+    name = "capture-outbox-relay"
 
     def __init__(self, engine: AsyncEngine, producer: Producer, to_messages: Callable[[Unpublished], Sequence[Message]],
                  batch_max: int, idle_s: float, wake: asyncio.Event) -> None:
+        super().__init__(batch_max=batch_max, idle_s=idle_s, wake=wake)
         self._engine = engine
         self._producer = producer
         self._to_messages = to_messages
-        self._batch_max = batch_max
-        self._idle_s = idle_s
-        self._wake = wake
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="capture-outbox-relay")
+    def on_failure(self) -> None:
+        RELAY_FAILURES.inc()
 
-    async def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._task:
-            try:
-                await asyncio.wait_for(self._task, timeout=8)
-            except TimeoutError:
-                self._task.cancel()
-
-    async def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                if not self._producer.started:
-                    await self._producer.start()
-                relayed = await self.relay_once()
-                failures = 0
-            except Exception as exc:
-                RELAY_FAILURES.inc()
-                failures += 1
-                delay = min(10.0, 0.1 * 2**failures)
-                log.warning("outbox relay failed; leads wait in the outbox", error=repr(exc), retry_in_s=delay)
-                if self._stopping.is_set():
-                    return
-                await self._sleep(delay)
-                continue
-            if self._stopping.is_set() and relayed == 0:
-                return
-            if relayed < self._batch_max:
-                await self._sleep(self._idle_s)
-
-    async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
-        self._wake.clear()
+    async def step(self) -> int:
+        if not self._producer.started:
+            await self._producer.start()
+        return await self.relay_once()
 
     async def relay_once(self) -> int:
         async with self._engine.begin() as conn:

@@ -60,7 +60,7 @@ def funnel_svg(stages: list[dict[str, Any]]) -> str:
     rows = []
     for i, s in enumerate(stages):
         y = i * (bar_h + gap)
-        w = max(2.0, (width - label_w - 170) * s["count"] / top)
+        w = max(2.0, (width - label_w - 250) * s["count"] / top)  # room for the count and the rate
         stage, count = s["stage"], f"{s['count']:,}"
         conv = "" if s["conversion"] is None else f"{pct(s['conversion'])} of previous"
         text_y, text_x = y + bar_h / 2 + 5, label_w + w + 10
