@@ -103,3 +103,23 @@ def test_a_value_that_is_not_json_is_undecodable_even_with_valid_headers():
     with pytest.raises(DecodeError) as err:
         decode(list(msg.headers), msg.key, b'{"lead_id": oops')
     assert err.value.kind == "undecodable"
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda h: [x for x in h if x[0] != "ce_specversion"], "ce_specversion"),
+    (lambda h: [(k, b"0.3" if k == "ce_specversion" else v) for k, v in h], "ce_specversion"),
+    (lambda h: [x for x in h if x[0] != "ce_source"], "ce_source is missing"),
+    (lambda h: [(k, b"yesterday" if k == "ce_time" else v) for k, v in h], "RFC 3339"),
+    (lambda h: [(k, b"2026-11-23T09:30:00" if k == "ce_time" else v) for k, v in h], "UTC offset"),
+    (lambda h: [(k, b"\xff" if k == "ce_type" else v) for k, v in h], "not UTF-8"),
+])
+def test_headers_that_break_the_cloudevents_binding_are_undecodable(change, reason):
+    msg = encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)
+    with pytest.raises(DecodeError) as err:
+        decode(change(list(msg.headers)), msg.key, msg.value)
+    assert err.value.kind == "undecodable" and reason in err.value.detail
+
+
+def test_the_time_written_by_the_sdk_reads_back_exactly():
+    msg = encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)
+    assert decode(list(msg.headers), msg.key, msg.value).time == NOW
