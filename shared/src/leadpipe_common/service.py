@@ -5,7 +5,8 @@ are read by the caller, clients are built in the lifespan); on shutdown it
 stops the runner first (finish batch, commit, leave the group), then the
 service's background loops (timers, outbox relays: each finishes its round),
 then the producer, then the database pool. ``/readyz`` fails while the
-database is unreachable or the runner is retrying or not running. The
+database is unreachable, the runner is retrying or not running, or a
+background loop's last round failed. The
 service's own routes reach the clients through ``request.app.state.ctx``.
 """
 
@@ -91,6 +92,10 @@ def consumer_app(
         checks["database"] = lambda: ping(engine)
         checks["broker"] = require(lambda: producer.started, "producer not connected")
         checks["consumer"] = require(lambda: runner.ready, "consumer is retrying a batch or not running")
+        for loop in loops:
+            if hasattr(loop, "failing"):
+                checks[getattr(loop, "name", "background")] = require(
+                    lambda loop=loop: not loop.failing, "failing; retrying with backoff (see the logs)")
         log.info("service started", topics=list(input_topics), port=settings.port)
         try:
             yield

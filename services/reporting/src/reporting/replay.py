@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -140,11 +141,18 @@ def export_row(env: Envelope, partition: int, offset: int) -> dict[str, Any]:
 
 async def export(bootstrap: str, output: Path, fmt: str, *, since: datetime | None, until: datetime | None,
                  progress: Progress = lambda done, total: None) -> int:
+    """Write the events as JSON Lines or Parquet, a fetched batch at a time (memory stays flat)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(c, pa.int64() if c in ("partition", "offset") else pa.string()) for c in EXPORT_COLUMNS])
     written, seen = 0, 0
-    rows: list[dict[str, Any]] = []
-    async with TopicScan(bootstrap, topics.LIFECYCLE, since=since) as scan:
-        with output.open("w", encoding="utf-8") if fmt == "jsonl" else _nothing() as out:
+    with ExitStack() as files:
+        jsonl = files.enter_context(output.open("w", encoding="utf-8")) if fmt == "jsonl" else None
+        parquet = None if jsonl else files.enter_context(pq.ParquetWriter(output, schema, compression="zstd"))
+        async with TopicScan(bootstrap, topics.LIFECYCLE, since=since) as scan:
             async for records in scan.batches():
+                rows = []
                 for r in records:
                     try:
                         env = decode(r.headers, r.key, r.value)
@@ -152,29 +160,15 @@ async def export(bootstrap: str, output: Path, fmt: str, *, since: datetime | No
                         continue
                     if (since and env.time < since) or (until and env.time >= until):
                         continue
-                    row = export_row(env, r.partition, r.offset)
-                    if out is not None:
-                        out.write(json.dumps(row, separators=(",", ":")) + "\n")
-                    else:
-                        rows.append(row)
-                    written += 1
+                    rows.append(export_row(env, r.partition, r.offset))
+                if jsonl is not None:
+                    jsonl.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+                elif rows:
+                    parquet.write_table(pa.Table.from_pylist(rows, schema=schema))
+                written += len(rows)
                 seen += len(records)
                 progress(seen, scan.total)
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        schema = pa.schema([(c, pa.int64() if c in ("partition", "offset") else pa.string()) for c in EXPORT_COLUMNS])
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), output, compression="zstd")
     return written
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 # -- the commands -----------------------------------------------------------------------
