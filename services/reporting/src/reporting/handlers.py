@@ -30,12 +30,17 @@ async def apply_events(conn: AsyncConnection | AsyncSession, events: Iterable[tu
     return len(p.steps)
 
 
-async def handle_lifecycle_event(session: AsyncSession, batch: Sequence[Envelope]) -> Mapping[uuid.UUID, Outcome]:
+async def handle_lead_stage_changed(session: AsyncSession, batch: Sequence[Envelope]) -> Mapping[uuid.UUID, Outcome]:
+    await apply_events(session, ((env.id, env.data) for env in batch))
+    return {}
+
+
+async def handle_lead_sla_breached(session: AsyncSession, batch: Sequence[Envelope]) -> Mapping[uuid.UUID, Outcome]:
     await apply_events(session, ((env.id, env.data) for env in batch))
     return {}
 
 
 HANDLERS: Mapping[str, BatchHandler] = {
-    "lead.stage_changed": handle_lifecycle_event,
-    "lead.sla_breached": handle_lifecycle_event,
+    "lead.stage_changed": handle_lead_stage_changed,
+    "lead.sla_breached": handle_lead_sla_breached,
 }

@@ -9,7 +9,9 @@ class ReportingSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="REPORTING_", extra="ignore", frozen=True)
 
     port: int = 8004
-    # Reports are read, not waited on: bigger batches make catching up after
-    # a pause (or a burst of four lifecycle steps per lead) cheaper.
-    batch_max_records: int = 2000
-    fetch_max_wait_ms: int = 200
+    # Reports are read, not waited on: a second of freshness buys big batches,
+    # and every batch costs fixed work (a transaction, and SQLAlchemy compiles
+    # PostgreSQL upserts afresh each time: it never caches them). Measured at
+    # 200 leads/s on 2 cores, this is CPU the pipeline's stages get back.
+    batch_max_records: int = 5000
+    fetch_max_wait_ms: int = 1000

@@ -101,8 +101,11 @@ async def save_rotations(session: AsyncSession, states: dict[str, dict[str, int]
 
 
 async def save_assignments(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    # Core inserts, not the PostgreSQL dialect's: SQLAlchemy caches only the
+    # former, and a lead is never assigned twice (``already_assigned``, one
+    # partition per lead), so no ON CONFLICT is needed.
     if rows:
-        await session.execute(insert(assignments), list(rows))
+        await session.execute(assignments.insert(), list(rows))
 
 
 def handoff_row(h: Handoff, lead: LeadRouted | None = None) -> dict[str, Any]:
@@ -123,7 +126,7 @@ def _handoff(row: Any) -> tuple[Handoff, LeadRouted]:
 
 async def save_handoffs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(handoffs).on_conflict_do_nothing(), list(rows))
+        await session.execute(handoffs.insert(), list(rows))
 
 
 async def lock_handoff(session: AsyncSession, lead_id: uuid.UUID, lock: bool = True) -> tuple[Handoff, LeadRouted] | None:
