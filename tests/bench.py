@@ -242,6 +242,9 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
                         f"{drain_rate:7.0f} leads/s  ({len(arrivals)}/{len(sent)} reached leads.routed)"))
 
         for n, rate in enumerate(args.rates):
+            # Each phase starts from a quiet machine: reporting folds four lifecycle
+            # events per lead and would otherwise still be digesting the last phase.
+            await reporting_caught_up(stack, len(watcher.arrivals))
             print(f"end-to-end at a steady {rate:.0f} leads/s for {args.seconds:.0f} s ...", flush=True)
             _, steady_sent = await steady(url, rate, args.seconds, offset=1_000_000 * (n + 1))
             await watcher.wait_for(set(steady_sent), timeout=120)
@@ -260,6 +263,18 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     print()
     for label, figures in results:
         _line(label, figures)
+
+
+async def reporting_caught_up(stack: Stack, routed: int, timeout: float = 300) -> None:
+    """Wait until reporting has folded ``routed`` routed bench leads into its funnel."""
+    reporting_url = next(p.url for p in stack.processes if p.service == "reporting")
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with http.get(f"{reporting_url}/v1/reports/funnel?source=bench") as response:
+                if (await response.json())["stages"][3]["count"] >= routed:
+                    return
+            await asyncio.sleep(1)
 
 
 def synthetic_lifecycle(n_events: int, seed: int = 7) -> Iterator[Message]:
