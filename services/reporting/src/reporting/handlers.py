@@ -30,14 +30,13 @@ async def apply_events(conn: AsyncConnection | AsyncSession, events: Iterable[tu
     return len(p.steps)
 
 
-async def handle_lead_stage_changed(session: AsyncSession, batch: Sequence[Envelope]) -> Mapping[uuid.UUID, Outcome]:
+async def _fold(session: AsyncSession, batch: Sequence[Envelope]) -> Mapping[uuid.UUID, Outcome]:
     await apply_events(session, ((env.id, env.data) for env in batch))
     return {}
 
 
-async def handle_lead_sla_breached(session: AsyncSession, batch: Sequence[Envelope]) -> Mapping[uuid.UUID, Outcome]:
-    await apply_events(session, ((env.id, env.data) for env in batch))
-    return {}
+# Both kinds of lifecycle event are folded the same way (``project`` tells them apart).
+handle_lead_stage_changed = handle_lead_sla_breached = _fold
 
 
 HANDLERS: Mapping[str, BatchHandler] = {
