@@ -25,7 +25,10 @@ exponential backoff; the batch is never skipped and no offset moves past an
 unprocessed record; ``ready`` is false meanwhile. On partition revocation the
 runner finishes and commits the batch in hand before giving partitions up. On
 ``stop`` it stops fetching, finishes and commits the current batch, and
-leaves the group.
+leaves the group, each step bounded in time (a wedged client after a broker
+loss must not hold up the exit: 7 s for the batch, 2 s to leave the group).
+An offset commit that takes longer than the session timeout is abandoned;
+the batch is then redelivered and absorbed by the inbox.
 """
 
 from __future__ import annotations
@@ -191,12 +194,18 @@ class ConsumerRunner:
         self._stopping.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(self._task, timeout=8)
+                await asyncio.wait_for(self._task, timeout=7)
             except TimeoutError:
                 log.warning("consumer did not finish its batch in time; it will be redelivered")
                 self._task.cancel()
         if self._consumer is not None:
-            await self._consumer.stop()  # leaves the group, so partitions move at once
+            try:
+                # Leaving the group moves our partitions at once; a client wedged
+                # by a broker that went away must not hold up the exit, though:
+                # the group then drops us after the session timeout instead.
+                await asyncio.wait_for(self._consumer.stop(), timeout=2)
+            except TimeoutError:
+                log.warning("consumer did not leave its group in time; the session timeout will end its membership")
         self.healthy = False
 
     def assignment(self) -> set[TopicPartition]:
@@ -253,6 +262,16 @@ class ConsumerRunner:
                     continue
 
     async def _commit(self, batch: Mapping[TopicPartition, Sequence]) -> None:
+        # Bounded: after the embedded broker restarted, a ListOffsets or an
+        # offset commit was seen waiting 25 s and more for a coordinator,
+        # stalling the runner and its shutdown. A commit that does not happen
+        # only means the batch is read again, which the inbox absorbs.
+        try:
+            await asyncio.wait_for(self._commit_once(batch), timeout=self._settings.session_timeout_ms / 1000)
+        except TimeoutError:
+            log.warning("offset commit timed out; the batch will be redelivered")
+
+    async def _commit_once(self, batch: Mapping[TopicPartition, Sequence]) -> None:
         assert self._consumer is not None
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         try:
