@@ -5,8 +5,9 @@ Guarantees:
   ``dlq.*`` headers removed), to the topic named by its ``dlq.source.topic``;
   so it keeps its event id, and stages that already applied it do nothing.
 - Progress is kept by the consumer group ``leadpipe-redrive``: a run sends
-  each dead letter once, and only those that were there when it started; a
-  record that fails again is dead-lettered again and waits for the next run.
+  each dead letter once, and only those that were there when it started
+  (the log end at its first fetch of each partition); a record that fails
+  again is dead-lettered again and waits for the next run.
 - Offsets are committed only after every record of a batch is acknowledged
   by the broker, so an interrupted run resends rather than skips.
 - ``--dry-run`` lists what would be sent and moves nothing.
@@ -67,15 +68,26 @@ async def redrive(bootstrap: str, *, stage: str | None, kind: str | None, dry_ru
         partitions = [TopicPartition(topics.DEADLETTER, p)
                       for p in sorted(consumer.partitions_for_topic(topics.DEADLETTER) or ())]
         consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)  # this run's share of the work
+        # This run's share of the work: the log end as the broker reports it, raised
+        # to each partition's high watermark at its first fetch (the embedded Tansu
+        # reports only the last record batch's base offset + 1; see scan.py).
+        ends = await consumer.end_offsets(partitions)
+        unfetched = set(partitions)
         if not dry_run:
             producer = Producer(ServiceSettings(kafka_bootstrap_servers=bootstrap), client_id=GROUP)
             await producer.start()
         while True:
-            remaining = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            remaining = [tp for tp in partitions if tp in unfetched or await consumer.position(tp) < ends[tp]]
             if not remaining:
                 break
             batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=1000)
+            for tp in remaining:
+                highwater = consumer.highwater(tp)
+                if tp in unfetched and highwater is not None:
+                    # Raised once, at the first fetch, never after: letters that
+                    # fail again during this run wait for the next one.
+                    unfetched.discard(tp)
+                    ends[tp] = max(ends[tp], highwater)
             outgoing: list[Message] = []
             for tp, records in batch.items():
                 for r in records:
