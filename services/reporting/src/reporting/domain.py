@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -32,7 +32,6 @@ DIMENSIONS: dict[str, str] = {
     "source": "utm_source", "medium": "utm_medium", "campaign": "utm_campaign", "content": "utm_content",
     "form": "form_id", "offer": "offer",
 }
-ATTRIBUTION_DIMENSIONS = ("source", "campaign", "offer")
 VELOCITY: tuple[tuple[str, str, str], ...] = (
     ("capture_to_routed", "captured", "routed"),
     ("routed_to_accepted", "routed", "accepted"),
@@ -101,11 +100,10 @@ class Projection:
         return self.leads.setdefault(lead_id, LeadFacts(lead_id))
 
     def handoff(self, h: HandoffFacts) -> None:
-        key = (h.lead_id, h.holder)
-        known = self.handoffs.get(key)
-        if known is not None and known.breached_at is not None and (h.breached_at is None or known.breached_at < h.breached_at):
-            h = HandoffFacts(h.lead_id, h.holder, h.owner_id, h.team, h.due_at, known.breached_at)
-        self.handoffs[key] = h
+        """Keep the earliest breach of a holder seen, as the database does."""
+        known = self.handoffs.get((h.lead_id, h.holder))
+        breaches = [b for b in (h.breached_at, known and known.breached_at) if b is not None]
+        self.handoffs[(h.lead_id, h.holder)] = replace(h, breached_at=min(breaches, default=None))
 
 
 def project(events: Iterable[tuple[uuid.UUID, Event]]) -> Projection:

@@ -19,15 +19,14 @@ from reporting.domain import project
 from reporting.store import save_handoffs, save_leads, save_steps
 
 
-async def apply_events(conn: AsyncConnection | AsyncSession, events: Iterable[tuple[uuid.UUID, Event]]) -> int:
-    """Fold ``(event id, event)`` pairs into the tables in the caller's transaction; the number of steps."""
+async def apply_events(conn: AsyncConnection | AsyncSession, events: Iterable[tuple[uuid.UUID, Event]]) -> None:
+    """Fold ``(event id, event)`` pairs into the tables in the caller's transaction."""
     p = project(events)
     # Rows in key order: two processes upserting overlapping leads lock them
     # in the same order and cannot deadlock.
     await save_leads(conn, [p.leads[k] for k in sorted(p.leads)])
     await save_handoffs(conn, [p.handoffs[k] for k in sorted(p.handoffs)])
     await save_steps(conn, sorted(p.steps, key=lambda s: s["event_id"]))
-    return len(p.steps)
 
 
 async def _fold(session: AsyncSession, batch: Sequence[Envelope]) -> Mapping[uuid.UUID, Outcome]:

@@ -58,11 +58,12 @@ class ReplayStats:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def _decoded(records: list[Any]) -> tuple[list[Envelope], int]:
+def _decoded(records: list[Any]) -> tuple[list[tuple[Any, Envelope]], int]:
+    """(record, envelope) for each decodable record, and how many were not."""
     out, skipped = [], 0
     for r in records:
         try:
-            out.append(decode(r.headers, r.key, r.value))
+            out.append((r, decode(r.headers, r.key, r.value)))
         except DecodeError:
             skipped += 1  # the live consumer dead-letters it; the reports never saw it either
     return out, skipped
@@ -71,11 +72,11 @@ def _decoded(records: list[Any]) -> tuple[list[Envelope], int]:
 async def _apply_scan(engine: AsyncEngine, scan: TopicScan, schema: str, progress: Progress, done: int) -> tuple[int, int]:
     skipped = 0
     async for records in scan.batches():
-        envelopes, bad = _decoded(records)
+        decoded, bad = _decoded(records)
         skipped += bad
         async with engine.begin() as conn:
             conn = await conn.execution_options(schema_translate_map={SCHEMA: schema})
-            await apply_events(conn, ((e.id, e.data) for e in envelopes))
+            await apply_events(conn, ((env.id, env.data) for _, env in decoded))
         done += len(records)
         progress(done, scan.total)
     return done, skipped
@@ -152,15 +153,8 @@ async def export(bootstrap: str, output: Path, fmt: str, *, since: datetime | No
         parquet = None if jsonl else files.enter_context(pq.ParquetWriter(output, schema, compression="zstd"))
         async with TopicScan(bootstrap, topics.LIFECYCLE, since=since) as scan:
             async for records in scan.batches():
-                rows = []
-                for r in records:
-                    try:
-                        env = decode(r.headers, r.key, r.value)
-                    except DecodeError:
-                        continue
-                    if (since and env.time < since) or (until and env.time >= until):
-                        continue
-                    rows.append(export_row(env, r.partition, r.offset))
+                rows = [export_row(env, r.partition, r.offset) for r, env in _decoded(records)[0]
+                        if not (since and env.time < since) and not (until and env.time >= until)]
                 if jsonl is not None:
                     jsonl.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
                 elif rows:

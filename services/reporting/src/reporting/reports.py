@@ -141,17 +141,3 @@ async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] 
                    "to_stage": r.to_stage, "by": r.by, "reason": r.reason, **r.detail} for r in rows],
     }
 
-
-REPORTS = ("funnel", "breakdown", "attribution", "velocity", "sla", "rejections")
-
-
-async def everything(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
-    """Every report for one cohort: what the dashboard shows and replay is checked against."""
-    return {
-        "funnel": await funnel(conn, f),
-        "breakdown": {d: await breakdown(conn, f, d) for d in DIMENSIONS},
-        "attribution": {d: await attribution(conn, f, d) for d in ("source", "campaign", "offer")},
-        "velocity": await velocity(conn, f),
-        "sla": await sla(conn, f),
-        "rejections": await rejections(conn, f),
-    }

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1/leads", tags=["sales feedback"])
 def _state(h: Handoff) -> dict[str, Any]:
     return {"lead_id": str(h.lead_id), "status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade,
             "due_at": h.due_at.isoformat() if h.due_at else None, "reassignments": h.reassignments,
-            "dispositions": [d.to_json() for d in h.history]}
+            "dispositions": [d.model_dump(mode="json", exclude={"at"}) for d in h.history]}
 
 
 @router.post(

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from leadpipe_common.events import Assignment, Disposition, Grade, LeadDispositioned, LeadScored
+from leadpipe_common.events import Assignment, DispositionReport, Grade, LeadDispositioned, LeadScored
 
 
 class _Strict(BaseModel):
@@ -317,31 +317,9 @@ def acceptance_due(grade: str | None, holder_id: str, data: RoutingData, start: 
     return add_working_time(start, allowed, hours, ZoneInfo(rep.timezone))
 
 
-@dataclass(frozen=True)
-class Disposed:
-    """One disposition sales gave, as remembered to recognise a repeat."""
-
-    outcome: Disposition
-    rep_id: str
-    reason_code: str | None = None
-    reason: str | None = None
-    amount: Decimal | None = None
-    currency: str | None = None
-
-    @classmethod
-    def of(cls, d: LeadDispositioned) -> Disposed:
-        return cls(d.outcome, d.rep_id, d.reason_code, d.reason, d.amount, d.currency)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "rep_id": self.rep_id, "reason_code": self.reason_code,
-                "reason": self.reason, "amount": None if self.amount is None else str(self.amount),
-                "currency": self.currency}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Disposed:
-        amount = d.get("amount")
-        return cls(d["outcome"], d["rep_id"], d.get("reason_code"), d.get("reason"),
-                   None if amount is None else Decimal(amount), d.get("currency"))
+def remembered(d: LeadDispositioned) -> DispositionReport:
+    """A report as kept in a lead's history: without its time, so a resend of it is recognised."""
+    return DispositionReport.model_validate(d.model_dump(exclude={"lead_id", "at"}))
 
 
 HandoffStatus = Literal["routed", "accepted", "contacted", "qualified", "won", "lost", "rejected"]
@@ -359,7 +337,7 @@ class Handoff:
     due_at: datetime | None
     reassignments: int = 0
     holders: tuple[str, ...] = ()
-    history: tuple[Disposed, ...] = ()
+    history: tuple[DispositionReport, ...] = ()
 
     @property
     def closed(self) -> bool:
@@ -420,7 +398,7 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
     if codes is not None and d.reason_code is not None and d.reason_code not in codes:
         return Refused("invalid", "reason_code",
                        f"{d.reason_code!r} is not a {d.outcome} reason code; use one of {sorted(codes)}")
-    said = Disposed.of(d)
+    said = remembered(d)
     earlier = next((h for h in handoff.history if h.outcome == d.outcome), None)
     if earlier == said:
         return Repeated(handoff)
@@ -455,7 +433,7 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
     return Applied(after, steps)
 
 
-def _describe(d: Disposed) -> str:
+def _describe(d: DispositionReport) -> str:
     parts = [f"by {d.rep_id}"]
     if d.reason_code:
         parts.append(f"reason {d.reason_code}")

@@ -23,10 +23,10 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common.db import inbox_table
-from leadpipe_common.events import LeadRouted
+from leadpipe_common.events import DispositionReport, LeadRouted
 from leadpipe_common.outbox import outbox_table
 
-from routing.domain import Disposed, Handoff
+from routing.domain import Handoff
 
 SCHEMA = "routing"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -111,7 +111,7 @@ async def save_assignments(session: AsyncSession, rows: Sequence[dict[str, Any]]
 def handoff_row(h: Handoff, lead: LeadRouted | None = None) -> dict[str, Any]:
     row = {"lead_id": h.lead_id, "status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade,
            "due_at": h.due_at, "reassignments": h.reassignments, "holders": list(h.holders),
-           "history": [d.to_json() for d in h.history]}
+           "history": [d.model_dump(mode="json") for d in h.history]}
     if lead is not None:
         row["lead"] = lead.model_dump(mode="json")
     return row
@@ -120,7 +120,7 @@ def handoff_row(h: Handoff, lead: LeadRouted | None = None) -> dict[str, Any]:
 def _handoff(row: Any) -> tuple[Handoff, LeadRouted]:
     h = Handoff(lead_id=row.lead_id, status=row.status, owner_id=row.owner_id, team=row.team, grade=row.grade,
                 due_at=row.due_at, reassignments=row.reassignments, holders=tuple(row.holders),
-                history=tuple(Disposed.from_json(d) for d in row.history))
+                history=tuple(DispositionReport.model_validate(d) for d in row.history))
     return h, LeadRouted.model_validate(row.lead)
 
 
