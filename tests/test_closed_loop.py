@@ -147,7 +147,8 @@ async def test_sales_feedback_sla_reports_replay_and_export_close_the_loop(loop_
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
 
     # Illegal moves are refused and explained; a repeat is harmless; bad input names its field.
-    early = await say("lapsed", outcome="won", rep_id="maria.lopez", amount="10", currency="EUR")
+    lapsed_holder = first_owner[ids["lapsed"]]["owner_id"]
+    early = await say("lapsed", outcome="won", rep_id=lapsed_holder, amount="10", currency="EUR")
     assert early.status_code == 409 and "accepted" in early.json()["error"]
     again = await say("won_eur", outcome="accepted", rep_id=won_eur_rep)
     assert again.status_code == 200 and again.json()["repeated"] is True and again.json()["events"] == []
@@ -175,9 +176,19 @@ async def test_sales_feedback_sla_reports_replay_and_export_close_the_loop(loop_
     loop_stack.wait_ready(routing_processes)
 
     await produce(bootstrap, [feedback(ids["won_eur"], outcome="qualified", rep_id=won_eur_rep)])
-    assert (await say("lost", outcome="lost", rep_id="maria.lopez", reason_code="price")).status_code == 200
+    lost_holder = first_owner[ids["lost"]]["owner_id"]
+    assert lost_holder != "maria.lopez"
+    stranger = await say("lost", outcome="lost", rep_id="maria.lopez", reason_code="price")
+    assert stranger.status_code == 409 and stranger.json()["errors"][0]["field"] == "rep_id"
+    assert (await say("lost", outcome="lost", rep_id=lost_holder, reason_code="price")).status_code == 200
     await wait_for(lambda: _is(status("won_eur"), "qualified"), timeout=60)  # after the restart: a group rebalance
     assert (await say("won_eur", outcome="won", rep_id=won_eur_rep, amount="12000", currency="EUR")).status_code == 200
+    # A stranger's report on the topic is refused like one over HTTP: dead-lettered with the reason.
+    await produce(bootstrap, [feedback(ids["won_usd"], outcome="won", rep_id="tom.berg", amount="999999999",
+                                       currency="EUR")])
+    refused = await read_topic(bootstrap, topics.DEADLETTER, where=lambda r: r.key.decode() == ids["won_usd"],
+                               until=lambda found: bool(found))
+    assert "does not hold it" in refused[0].headers["dlq.error.message"]
     await produce(bootstrap, [feedback(ids["won_usd"], outcome="won", rep_id="maria.lopez", amount="3000.50",
                                        currency="USD")])
     await wait_for(lambda: _is(status("won_usd"), "won"), timeout=60)  # after the restart: a group rebalance
@@ -206,6 +217,11 @@ async def test_sales_feedback_sla_reports_replay_and_export_close_the_loop(loop_
                                 until=lambda found: len(distinct(found)) >= 3)
     assert [r.json()["assignment"]["owner_id"] for r in distinct(rerouted)] == [
         first["owner_id"], first["next_owner_id"], f"queue:{team}"]
+    # Breaches and reassignments continue the trace the lead was routed in.
+    def trace_id(record) -> str:  # noqa: ANN001
+        return record.headers["traceparent"].split("-")[1]
+    routed_trace = trace_id(distinct(rerouted)[0])
+    assert {trace_id(r) for r in distinct(breaches) + distinct(rerouted)} == {routed_trace}
     handoff = (await routing.get(f"/v1/leads/{lapsed}/handoff")).json()
     assert handoff["owner_id"] == f"queue:{team}" and handoff["due_at"] is None and handoff["reassignments"] == 2
 
@@ -297,6 +313,14 @@ async def test_sales_feedback_sla_reports_replay_and_export_close_the_loop(loop_
                               timeout=120)
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed" in replayed.stdout and "events/s" in replayed.stdout
+    assert await all_reports(reporting) == live
+    # A replay from a moment re-applies what came since over the live tables: every lead captured
+    # before it stays in the reports (a rebuild from that moment alone would have dropped them).
+    since = subprocess.run([sys.executable, "-m", "reporting", "replay", "--since",
+                            datetime.now(UTC).replace(tzinfo=None).isoformat()],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert since.returncode == 0, since.stderr
+    assert "re-applied over the live tables" in since.stdout
     assert await all_reports(reporting) == live
     # ...and the live service keeps applying new events to the swapped-in tables.
     response = await capture.post("/v1/leads", json={"email": "ivy@smallshop.example", "offer": "newsletter",

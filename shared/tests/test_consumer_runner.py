@@ -5,14 +5,13 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from leadpipe_common.admin import ensure_topics
 from leadpipe_common.consumer import ConsumerRunner, Rejected
 from leadpipe_common.db import Inbox, inbox_table, make_engine, make_sessionmaker
 from leadpipe_common.envelope import encode
 from leadpipe_common.producer import Producer
 from leadpipe_common.settings import ConsumerSettings
 from leadpipe_common.testing import factories
-from leadpipe_common.testing.kafka import for_lead, produce, read_topic
+from leadpipe_common.testing.kafka import create_topics, for_lead, produce, read_topic
 
 pytestmark = pytest.mark.asyncio
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.asyncio
 async def test_a_rejected_event_is_dead_lettered_and_applied_once_after_the_fix(stack, bootstrap):
     name = f"runner_{uuid.uuid4().hex[:8]}"
     source, output = f"test.{name}.in", f"test.{name}.out"
-    await ensure_topics(bootstrap, (source, output), partitions=2)
+    await create_topics(bootstrap, [source, output])
     settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url)
     engine = make_engine(settings)
     metadata = sa.MetaData(schema=name)

@@ -65,3 +65,25 @@ async def test_poison_records_go_to_the_dead_letter_topic_and_the_partition_move
         assert r.headers["dlq.source.offset"].isdigit()
     assert any(r.value == b"\x00\xffnot an event" for r in dead)  # the original bytes, untouched
     assert await read_topic(bootstrap, "leads.enriched", where=for_lead(good.lead_id), until=bool)
+
+
+async def test_an_operator_sees_the_lag_of_every_input_partition_and_requests_by_route(stack, bootstrap):
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    lead = factories.captured("lag@sap.com")
+    await produce(bootstrap, [factories.message("leads.captured", lead)])
+    await read_topic(bootstrap, "leads.enriched", where=for_lead(lead.lead_id), until=bool)
+    url = next(p.url for p in stack.processes if p.service == "enrichment")
+    async with httpx.AsyncClient(base_url=url) as client:
+        await client.get("/readyz")
+        await client.get(f"/no/such/{uuid.uuid4()}")
+        text = (await client.get("/metrics")).text
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    lag = {s.labels["partition"]: s.value for s in samples if s.name == "leadpipe_consumer_lag_records"}
+    assert set(lag) == {str(p) for p in range(12)}  # the only enrichment process holds every partition
+    assert all(v >= 0 for v in lag.values())
+    assert any(s.name == "leadpipe_consumer_oldest_unprocessed_age_seconds" for s in samples)
+    requests = {(s.labels["route"], s.labels["status"]) for s in samples if s.name == "leadpipe_http_requests_total"}
+    assert ("/readyz", "200") in requests and ("(no route)", "404") in requests
+    assert not any("/no/such" in route for route, _ in requests)

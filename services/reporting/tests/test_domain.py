@@ -2,8 +2,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged
-from reporting.domain import LeadFacts, attribution_rows, breakdown_row, funnel_stages, project, sla_row
+from reporting.domain import (
+    LeadFacts, attribution_rows, breakdown_row, funnel_stages, parse_moment, project, sla_row,
+)
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LEAD = uuid.UUID(int=1)
@@ -73,3 +77,18 @@ def test_revenue_is_kept_per_currency_and_rows_rank_by_wins():
 
 def test_sla_compliance_ignores_hand_offs_still_open():
     assert sla_row({"team": "emea"}, met=3, missed=1, open_=5)["compliance"] == 0.75
+
+
+def test_a_time_without_a_zone_is_utc_for_the_api_and_the_commands_alike():
+    assert parse_moment("2026-11-23T09:00") == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    assert parse_moment("2026-11-23T09:00+01:00") == datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def test_a_bare_until_date_includes_the_whole_day():
+    assert parse_moment("2026-11-23") == datetime(2026, 11, 23, tzinfo=UTC)
+    assert parse_moment("2026-11-23", end=True) == datetime(2026, 11, 24, tzinfo=UTC)
+
+
+def test_a_moment_that_is_not_iso_is_refused_with_an_example():
+    with pytest.raises(ValueError, match="2026-11-23T09:00Z"):
+        parse_moment("yesterday")

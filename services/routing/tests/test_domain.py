@@ -123,7 +123,7 @@ SALES = parse_routing_data({
 
 def handoff(status="routed", owner="ana", **kw) -> Handoff:
     return Handoff(lead_id=uuid.UUID(int=7), status=status, owner_id=owner, team="emea", grade="A",
-                   due_at=NOW, **kw)
+                   **{"due_at": NOW, **kw})
 
 
 def report(outcome, rep="ana", **kw) -> LeadDispositioned:
@@ -161,11 +161,32 @@ def test_queues_and_grades_without_a_deadline_have_no_sla():
     assert acceptance_due("A", "queue:emea", SALES, NOW) is None
 
 
-def test_an_accepted_lead_stops_its_sla_clock_and_becomes_the_accepting_reps():
-    verdict = apply_disposition(handoff(), report("accepted", rep="ben"), SALES)
+def test_an_accepted_lead_stops_its_sla_clock():
+    verdict = apply_disposition(handoff(), report("accepted", rep="ana"), SALES)
     assert isinstance(verdict, Applied)
-    assert (verdict.handoff.status, verdict.handoff.owner_id, verdict.handoff.due_at) == ("accepted", "ben", None)
+    assert (verdict.handoff.status, verdict.handoff.owner_id, verdict.handoff.due_at) == ("accepted", "ana", None)
     assert [(s.from_stage, s.to_stage) for s in verdict.steps] == [("routed", "accepted")]
+
+
+@pytest.mark.parametrize("outcome", ["accepted", "rejected", "won"])
+def test_a_rep_who_does_not_hold_the_lead_cannot_report_on_it(outcome):
+    details = {"rejected": {"reason_code": "not-a-fit"}, "won": {"amount": Decimal("999999999"), "currency": "EUR"}}
+    status = "accepted" if outcome == "won" else "routed"
+    verdict = apply_disposition(handoff(status, owner="ana"), report(outcome, rep="ben", **details.get(outcome, {})),
+                                SALES)
+    assert isinstance(verdict, Refused) and (verdict.kind, verdict.field) == ("conflict", "rep_id")
+    assert "held by ana" in verdict.reason
+
+
+def test_a_lead_in_the_team_queue_becomes_the_lead_of_the_team_rep_who_accepts_it():
+    verdict = apply_disposition(handoff(owner="queue:emea", due_at=None), report("accepted", rep="ben"), SALES)
+    assert isinstance(verdict, Applied)
+    assert (verdict.handoff.status, verdict.handoff.owner_id) == ("accepted", "ben")
+
+
+def test_a_rep_of_another_team_cannot_take_a_lead_from_a_queue():
+    verdict = apply_disposition(handoff(owner="queue:emea", due_at=None), report("accepted", rep="cy"), SALES)
+    assert isinstance(verdict, Refused) and verdict.kind == "conflict" and "emea queue" in verdict.reason
 
 
 def test_rejected_lead_returns_to_nurture_with_its_reason():

@@ -1,30 +1,30 @@
-"""Topic administration.
+"""Topic administration: ``leadpipe-create-topics`` and the local stack create topics here.
 
 Guarantees: ``ensure_topics`` is idempotent (existing topics are left as they
-are) and returns only once every topic exists, so services started after it
-never race topic auto-creation with a partition count of one.
+are, retention included: change a live topic's retention with your cluster's
+tools) and returns only once every topic exists, so services started after
+it never race topic auto-creation with a partition count of one. Every topic
+it creates gets an explicit ``retention.ms`` (``topology``, overridden by
+``TOPIC_RETENTION``), never the cluster's default.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import typer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from leadpipe_common import topics
+from leadpipe_common import topology
+from leadpipe_common.settings import TopicSettings
 
 
-async def ensure_topics(
-    bootstrap: str,
-    names: tuple[str, ...] = topics.ALL,
-    partitions: int = topics.DEFAULT_PARTITIONS,
-    replication: int = 1,
-    timeout_s: float = 30,
-) -> None:
+async def ensure_topics(settings: TopicSettings, timeout_s: float = 30) -> None:
+    retention = topology.retention_ms(settings.retention_overrides())
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="leadpipe-admin")
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="leadpipe-admin")
         try:
             await admin.start()
             break
@@ -35,7 +35,11 @@ async def ensure_topics(
             await asyncio.sleep(0.3)
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, partitions, replication) for n in names if n not in existing]
+        missing = [
+            NewTopic(name, settings.topic_partitions, settings.topic_replication,
+                     topic_configs={"retention.ms": str(retention[name])})
+            for name in topology.TOPICS if name not in existing
+        ]
         if missing:
             try:
                 await admin.create_topics(missing)
@@ -45,18 +49,30 @@ async def ensure_topics(
         await admin.close()
 
 
-def main() -> None:
-    """``leadpipe-create-topics``: create leadpipe's topics on the cluster in KAFKA_BOOTSTRAP_SERVERS."""
-    import argparse
-    import os
+cli = typer.Typer(add_completion=False)
 
-    parser = argparse.ArgumentParser(prog="leadpipe-create-topics", description=main.__doc__)
-    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
-    parser.add_argument("--partitions", type=int, default=topics.DEFAULT_PARTITIONS)
-    parser.add_argument("--replication", type=int, default=1, help="3 on a production cluster")
-    args = parser.parse_args()
+
+@cli.command()
+def main() -> None:
+    """Create leadpipe's topics on the cluster in KAFKA_BOOTSTRAP_SERVERS.
+
+    Partitions, replication and retention come from TOPIC_PARTITIONS, TOPIC_REPLICATION (3 on a
+    production cluster) and TOPIC_RETENTION (e.g. "leads.captured=7d,leads.routed=90d"); topics
+    that exist are left as they are.
+    """
+    from leadpipe_common.cli import load_settings
+
+    settings = load_settings(TopicSettings)
     try:
-        asyncio.run(ensure_topics(args.bootstrap, partitions=args.partitions, replication=args.replication))
-    except KafkaConnectionError as exc:
-        raise SystemExit(f"cannot reach Kafka at {args.bootstrap}: {exc}") from None
-    print(f"topics ready: {', '.join(topics.ALL)}")
+        asyncio.run(ensure_topics(settings))
+    except KafkaError as exc:
+        typer.secho(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from None
+    retention = topology.retention_ms(settings.retention_overrides())
+    for name in topology.TOPICS:
+        kept = "forever" if retention[name] < 0 else f"{retention[name] / 86_400_000:g} days"
+        typer.echo(f"{name}: {settings.topic_partitions} partitions, kept {kept}")
+
+
+def run() -> None:
+    cli()

@@ -1,6 +1,6 @@
 """The AsyncAPI 3 document of every topic, key and event schema, generated from the code.
 
-Guarantees: the document is built from ``topics`` and the pydantic models in
+Guarantees: the document is built from ``topology`` and the pydantic models in
 ``events`` only, so it cannot drift from what services produce; the copy
 checked in at ``docs/asyncapi.yaml`` is compared with it by the test suite
 (``make asyncapi`` rewrites it); every producing service serves it at
@@ -18,27 +18,7 @@ from pydantic.json_schema import models_json_schema
 
 from leadpipe_common import topics
 from leadpipe_common.envelope import dataschema
-from leadpipe_common.events import (
-    Event, LeadCaptured, LeadDispositioned, LeadEnriched, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged,
-)
-
-#: topic -> (what it carries, the event models on it, who produces, who consumes)
-CHANNELS: dict[str, tuple[str, tuple[type[Event], ...], tuple[str, ...], tuple[str, ...]]] = {
-    topics.CAPTURED: ("Leads as captured from forms and the API, with first-touch attribution.",
-                      (LeadCaptured,), ("capture",), ("enrichment",)),
-    topics.ENRICHED: ("Leads with company, seniority and contact data added, each value with its source.",
-                      (LeadEnriched,), ("enrichment",), ("scoring",)),
-    topics.SCORED: ("Leads with an explainable fit and intent score, a grade and the MQL decision.",
-                    (LeadScored,), ("scoring",), ("routing",)),
-    topics.ROUTED: ("Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns it.",
-                    (LeadRouted,), ("routing",), ("sales tools",)),
-    topics.LIFECYCLE: ("Every stage transition of every lead, and every missed hand-off deadline: "
-                       "the stream the funnel reports are rebuilt from.",
-                       (LeadStageChanged, LeadSlaBreached), ("capture", "enrichment", "scoring", "routing"),
-                       ("capture", "reporting")),
-    topics.FEEDBACK: ("Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
-                      (LeadDispositioned,), ("sales tools",), ("routing",)),
-}
+from leadpipe_common.topology import CHANNELS
 
 CE_HEADERS = {
     "type": "object",
@@ -65,7 +45,7 @@ def _channel_id(topic: str) -> str:
 
 
 def document() -> dict[str, Any]:
-    models = sorted({m for _, ms, _, _ in CHANNELS.values() for m in ms}, key=lambda m: m.type)
+    models = sorted({m for c in CHANNELS for m in c.events}, key=lambda m: m.type)
     _, defs = models_json_schema([(m, "serialization") for m in models],
                                  ref_template="#/components/schemas/{model}")
     schemas = defs.get("$defs", {})
@@ -86,27 +66,24 @@ def document() -> dict[str, Any]:
         }
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
-    for topic, (description, ms, producers, consumers) in CHANNELS.items():
-        cid = _channel_id(topic)
-        refs = {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in ms}
-        channels[cid] = {"address": topic, "description": description, "messages": refs,
-                         "bindings": {"kafka": {"topic": topic, "partitions": topics.DEFAULT_PARTITIONS,
+    for c in CHANNELS:
+        cid = _channel_id(c.topic)
+        if not c.events:  # raw records of any shape (the dead letters): described, not typed
+            channels[cid] = {"address": c.topic, "description": c.summary}
+            continue
+        refs = {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in c.events}
+        channels[cid] = {"address": c.topic, "description": c.summary, "messages": refs,
+                         "bindings": {"kafka": {"topic": c.topic, "partitions": topics.DEFAULT_PARTITIONS,
                                                 "bindingVersion": "0.5.0"}}}
         msg_refs = [{"$ref": f"#/channels/{cid}/messages/{name}"} for name in refs]
         operations[f"send{cid[0].upper()}{cid[1:]}"] = {
             "action": "send", "channel": {"$ref": f"#/channels/{cid}"}, "messages": msg_refs,
-            "summary": f"Produced by {', '.join(producers)}.",
+            "summary": f"Produced by {', '.join(c.producers)}.",
         }
         operations[f"receive{cid[0].upper()}{cid[1:]}"] = {
             "action": "receive", "channel": {"$ref": f"#/channels/{cid}"}, "messages": msg_refs,
-            "summary": f"Consumed by {', '.join(consumers)}.",
+            "summary": f"Consumed by {', '.join(c.consumers)}.",
         }
-    channels["leadsDeadletter"] = {
-        "address": topics.DEADLETTER,
-        "description": "Records a stage could not apply: the original key, value and headers, plus dlq.* headers "
-                       "(dlq.error.kind, dlq.error.message, dlq.source.topic/partition/offset, dlq.stage, dlq.at). "
-                       "`make redrive` sends them back.",
-    }
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "leadpipe events", "version": "1",

@@ -7,7 +7,7 @@ Guarantees, in the order they happen for each batch:
    violates its schema, become a dead letter: the original key, value and
    headers on ``leads.deadletter`` plus ``dlq.*`` headers naming the error,
    the source topic, partition and offset, and the stage. A dead letter from
-   a stage's input (``topics.STAGE_INPUTS``) is also announced on the
+   a stage's input (``topology.STAGE_INPUTS``) is also announced on the
    lifecycle as the lead's ``deadlettered`` step.
 3. In one database transaction: input ids already in the service's inbox are
    looked up, only new events reach the handlers, and each new event's
@@ -21,7 +21,7 @@ Guarantees, in the order they happen for each batch:
 5. Only then are the offsets committed, per partition, last offset + 1.
 
 A failure in 3 or 4 (database or broker away) is retried with capped
-exponential backoff; the batch is never skipped and no offset moves past an
+exponential backoff and jitter (``leadpipe_common.retry``); the batch is never skipped and no offset moves past an
 unprocessed record; ``ready`` is false meanwhile. On partition revocation the
 runner finishes and commits the batch in hand before giving partitions up. On
 ``stop`` it stops fetching, finishes and commits the current batch, and
@@ -46,11 +46,13 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leadpipe_common import topics
+from leadpipe_common import topics, topology
 from leadpipe_common.db import Inbox
-from leadpipe_common.envelope import DecodeError, Envelope, Message, decode, encode
+from leadpipe_common.envelope import DecodeError, Envelope, Message, child_traceparent, decode, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.logging import each
 from leadpipe_common.producer import Producer
+from leadpipe_common.retry import backoff
 from leadpipe_common.settings import ConsumerSettings
 
 log = structlog.get_logger(__name__)
@@ -68,6 +70,11 @@ CLAMPED = Counter(
     "Partition commits lowered to the broker's reported log end (data loss, or Tansu's short answer)",
 )
 ASSIGNED = Gauge("leadpipe_consumer_assigned_partitions", "Partitions assigned to this process")
+LAG = Gauge("leadpipe_consumer_lag_records",
+            "Records of an assigned input partition not yet processed here (log end less the next offset)",
+            ["topic", "partition"])
+OLDEST = Gauge("leadpipe_consumer_oldest_unprocessed_age_seconds",
+               "Age of the oldest record fetched and not yet committed (0 when caught up): how far behind")
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,7 @@ def dead_letter(
         value=value or b"",
         headers=kept + tuple((k, v.encode()) for k, v in extra),
     )
-    if record_topic not in topics.STAGE_INPUTS:
+    if record_topic not in topology.STAGE_INPUTS:
         return [letter]
     try:
         lead_id = uuid.UUID((key or b"").decode())
@@ -120,10 +127,17 @@ def dead_letter(
         lead_id=lead_id, from_stage=None, to_stage="deadlettered", at=at, by=stage,
         reason=f"{kind}: {error[:500]}", attribution=Attribution(),
     )
-    return [letter, encode(topics.LIFECYCLE, changed, event_id=announcement_id, source=f"leadpipe/{stage}", time=at)]
+    # The announcement continues the poison record's trace, when it carries one.
+    trace = child_traceparent(_header(kept, "traceparent"))
+    return [letter, encode(topics.LIFECYCLE, changed, event_id=announcement_id, source=f"leadpipe/{stage}", time=at,
+                           traceparent=trace)]
 
 
 _DLQ_NAMESPACE = uuid.UUID("6f1c8a9e-3b7d-4e52-9a0c-1d2e3f405162")
+
+
+def _header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
+    return next((v.decode(errors="replace") for k, v in headers if k == name), None)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -135,6 +149,7 @@ class _Listener(ConsumerRebalanceListener):
         # offsets committed before another process gets these partitions.
         async with self._runner._batch_lock:
             pass
+        self._runner._forget(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         ASSIGNED.set(len(self._runner.assignment()))
@@ -171,6 +186,11 @@ class ConsumerRunner:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.healthy = False
+        #: Per partition, the next offset this process has yet to process (known after its first batch).
+        self._done: dict[TopicPartition, int] = {}
+        #: Broker timestamp (ms) of the oldest record fetched and not yet committed.
+        self._pending_since_ms: int | None = None
+        OLDEST.set_function(self._oldest_age)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -220,6 +240,7 @@ class ConsumerRunner:
     async def _run(self) -> None:
         assert self._consumer is not None
         self.healthy = True
+        fetch_failures = 0
         while not self._stopping.is_set():
             try:
                 batch = await self._consumer.getmany(
@@ -227,16 +248,54 @@ class ConsumerRunner:
                     max_records=self._settings.batch_max_records,
                 )
             except KafkaError as exc:
-                log.warning("fetch failed; retrying", error=str(exc))
                 self.healthy = False
-                await asyncio.sleep(1)
+                delay = backoff(fetch_failures, base=0.5, cap=5)
+                fetch_failures += 1
+                log.warning("fetch failed; retrying", error=str(exc), retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)
                 continue
+            fetch_failures = 0
             if not batch:
+                self._note_progress(batch)
                 continue
+            self._pending_since_ms = min(records[0].timestamp for records in batch.values() if records)
             async with self._batch_lock:
                 attempts = await self._apply_with_retry(batch)
                 if attempts:
                     await self._commit(batch)
+                    self._note_progress(batch)
+
+    # -- what is left to do, for /metrics ----------------------------------------------
+
+    def _note_progress(self, done: Mapping[TopicPartition, Sequence]) -> None:
+        """After a committed batch or an empty fetch: lag per assigned partition, from the fetch's log end."""
+        assert self._consumer is not None
+        for tp, records in done.items():
+            if records:
+                self._done[tp] = records[-1].offset + 1
+        behind = 0
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            # A partition that fetched nothing since it was assigned is caught up.
+            lag = max(0, highwater - self._done.get(tp, highwater))
+            LAG.labels(tp.topic, str(tp.partition)).set(lag)
+            behind += lag
+        if behind == 0:
+            self._pending_since_ms = None
+
+    def _forget(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self._done.pop(tp, None)
+            try:
+                LAG.remove(tp.topic, str(tp.partition))
+            except KeyError:
+                pass
+
+    def _oldest_age(self) -> float:
+        since = self._pending_since_ms
+        return 0.0 if since is None else max(0.0, time.time() - since / 1000)
 
     async def _apply_with_retry(self, batch: Mapping[TopicPartition, Sequence]) -> int:
         """The number of attempts it took, or 0 if it was abandoned because we are stopping."""
@@ -252,8 +311,9 @@ class ConsumerRunner:
             except Exception as exc:  # transient by assumption: DB or broker away
                 self.healthy = False
                 RETRIES.inc()
-                delay = min(self._settings.retry_backoff_max_s, 0.1 * 2**attempt)
-                log.warning("batch failed; will retry", error=repr(exc), attempt=attempt, retry_in_s=delay)
+                delay = backoff(attempt, cap=self._settings.retry_backoff_max_s)
+                log.warning("batch failed; will retry", error=repr(exc), attempt=attempt, retry_in_s=round(delay, 2),
+                            events=sum(len(records) for records in batch.values()))
                 attempt += 1
                 try:
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
@@ -313,7 +373,9 @@ class ConsumerRunner:
                 except DecodeError as exc:
                     DEADLETTERED.labels(exc.kind).inc()
                     log.warning("dead-lettering a record", kind=exc.kind, error=exc.detail,
-                                topic=tp.topic, partition=tp.partition, offset=record.offset)
+                                topic=tp.topic, partition=tp.partition, offset=record.offset,
+                                lead_id=(record.key or b"").decode(errors="replace"),
+                                event_id=_header(record.headers, "ce_id"))
                     per_record.append(self._dead_letter(record, exc.kind, exc.detail, now))
                     continue
                 per_record.append(env.id)
@@ -351,7 +413,7 @@ class ConsumerRunner:
             for event_type, group in by_type.items():
                 handler = self._handlers.get(event_type)
                 outcomes = await handler(session, group) if handler else {}
-                for env in group:
+                for env in each(group):
                     # Events of types this stage does not handle are someone
                     # else's business; they are recorded as applied with no output.
                     outcome = outcomes.get(env.id, [])
@@ -360,8 +422,7 @@ class ConsumerRunner:
                         # redriven copy of this event must be applied afresh.
                         DEADLETTERED.labels("rejected").inc()
                         record = envelopes[env.id][1]
-                        log.warning("handler rejected an event", event_id=str(env.id),
-                                    lead_id=str(env.data.lead_id), reason=outcome.reason)
+                        log.warning("handler rejected an event", reason=outcome.reason)
                         results[env.id] = self._dead_letter(record, "rejected", outcome.reason, now)
                         continue
                     results[env.id] = outcome

@@ -2,17 +2,27 @@
 
 Guarantees: one line per event, JSON when stderr is not a terminal (or when
 ``LOG_JSON=true``), readable key=value on a terminal. Context bound with
-``structlog.contextvars`` (lead id, event id) appears on every line logged
-while handling that event. Standard-library loggers (uvicorn, aiokafka,
-alembic) go through the same renderer.
+``structlog.contextvars`` appears on every line logged meanwhile: the runner
+and every handler walk a batch with :func:`each`, which binds the event's
+``lead_id`` and ``event_id`` while it is in hand, so every line written about
+an event names it (the runner's dead-letter lines name the record's lead and
+event id too). Standard-library loggers (uvicorn, aiokafka, alembic) go
+through the same renderer.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
+
+if TYPE_CHECKING:
+    from leadpipe_common.envelope import Envelope
+
+E = TypeVar("E", bound="Envelope")
 
 
 def configure(service: str, level: str = "INFO", json: bool | None = None) -> None:
@@ -59,3 +69,11 @@ def configure(service: str, level: str = "INFO", json: bool | None = None) -> No
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)
+
+
+def each(batch: Iterable[E]) -> Iterator[E]:
+    """``batch``'s events one by one, each one's ``lead_id`` and ``event_id`` bound to every log line
+    written while it is in hand (by the runner, a handler, or anything they call)."""
+    for env in batch:
+        with structlog.contextvars.bound_contextvars(lead_id=str(env.data.lead_id), event_id=str(env.id)):
+            yield env

@@ -4,7 +4,10 @@ Guarantees: ``/healthz`` answers 200 while the process is alive and serving
 (it touches no dependency, so an orchestrator never restarts a healthy process
 because Postgres blinked). ``/readyz`` answers 200 only when every readiness
 check passes (broker connected, database reachable, consumer running), else
-503 with each failing check and its reason. ``/metrics`` is Prometheus text.
+503 with each failing check and its reason. ``/metrics`` is Prometheus text;
+with :class:`RequestMetrics` installed it counts every HTTP request by method,
+route template (never the raw path, so ids do not explode the series) and
+status.
 """
 
 from __future__ import annotations
@@ -12,9 +15,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+REQUESTS = Counter("leadpipe_http_requests_total", "HTTP requests answered, by route template and status",
+                   ["method", "route", "status"])
 
 #: A check raises (any exception) when its dependency is not usable.
 Check = Callable[[], Awaitable[None]]
@@ -54,3 +62,33 @@ def require(condition: Callable[[], bool], reason: str) -> Check:
             raise RuntimeError(reason)
 
     return check
+
+
+class RequestMetrics:
+    """ASGI middleware counting requests in ``leadpipe_http_requests_total``.
+
+    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: it adds no task
+    and no body copy to capture's hot path.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the server answers when the app raised before responding
+
+        async def send_and_note(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            # The router leaves the matched route in the scope; no match is one series, not one per path.
+            route = getattr(scope.get("route"), "path", "(no route)")
+            REQUESTS.labels(scope["method"], route, str(status)).inc()

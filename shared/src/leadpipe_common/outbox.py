@@ -10,8 +10,8 @@ Guarantees:
   by event id, which is why callers derive ids from the cause.
 - Order holds within one relay batch; two processes relaying at once may
   interleave, so consumers must not rely on order across an outbox.
-- A failing broker or database is retried with capped backoff; nothing is
-  dropped. ``wake`` cuts the idle wait so an HTTP caller's event leaves at once.
+- A failing broker or database is retried with capped backoff and jitter;
+  nothing is dropped. ``wake`` cuts the idle wait so an HTTP caller's event leaves at once.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
+from leadpipe_common.retry import backoff
 
 log = structlog.get_logger(__name__)
 
@@ -52,8 +53,8 @@ async def add(session: AsyncSession, table: sa.Table, messages: Iterable[Message
 class BackgroundLoop:
     """Runs ``step`` until stopped: again at once while it has a full batch, else after ``idle_s``.
 
-    A failing step is retried with capped exponential backoff and logged; a
-    ``wake()`` cuts the idle wait short.
+    A failing step is retried with capped exponential backoff and jitter, and
+    logged; a ``wake()`` cuts the idle wait short.
     """
 
     name = "loop"
@@ -96,8 +97,8 @@ class BackgroundLoop:
             except Exception as exc:
                 failures += 1
                 self.failing = True
-                delay = min(10.0, 0.1 * 2**failures)
-                log.warning(f"{self.name} failed; will retry", error=repr(exc), retry_in_s=delay)
+                delay = backoff(failures - 1, cap=10.0)
+                log.warning(f"{self.name} failed; will retry", error=repr(exc), retry_in_s=round(delay, 2))
                 self.on_failure()
                 if self._stopping.is_set():
                     return

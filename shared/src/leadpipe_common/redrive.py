@@ -24,7 +24,7 @@ import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from leadpipe_common import topics
+from leadpipe_common import topics, topology
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
 from leadpipe_common.settings import DEFAULT_BOOTSTRAP, ServiceSettings
@@ -45,7 +45,7 @@ class DeadLetter:
 
     def original(self) -> Message | None:
         source = self.header("dlq.source.topic")
-        if source not in topics.ALL or source == topics.DEADLETTER:
+        if source not in topology.TOPICS or source == topics.DEADLETTER:
             return None
         kept = tuple((k, v) for k, v in self.headers if not k.startswith("dlq."))
         return Message(topic=source, key=self.key, value=self.value, headers=kept)
@@ -134,10 +134,10 @@ def main(
     except KafkaError as exc:
         typer.secho(f"cannot reach Kafka at {bootstrap}: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
-    sent = {t: n for t, n in tally.items() if t in topics.ALL}
+    sent = {t: n for t, n in tally.items() if t in topology.TOPICS}
     verb = "would send" if dry_run else "sent"
     summary = ", ".join(f"{n} to {t}" for t, n in sorted(sent.items())) or "nothing"
-    extra = ", ".join(f"{n} {what}" for what, n in tally.items() if what not in topics.ALL)
+    extra = ", ".join(f"{n} {what}" for what, n in tally.items() if what not in topology.TOPICS)
     typer.echo(f"{verb} {summary}" + (f" ({extra})" if extra else ""))
 
 

@@ -22,11 +22,11 @@ import structlog
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from leadpipe_common import asyncapi
+from leadpipe_common import asyncapi, topology
 from leadpipe_common import logging as lp_logging
 from leadpipe_common.consumer import BatchHandler, ConsumerRunner
 from leadpipe_common.db import Inbox, make_engine, make_sessionmaker, ping
-from leadpipe_common.ops import Check, ops_router, require
+from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
 from leadpipe_common.producer import Producer
 from leadpipe_common.settings import ConsumerSettings
 
@@ -54,7 +54,6 @@ def consumer_app(
     name: str,
     summary: str,
     settings: ConsumerSettings,
-    input_topics: Sequence[str],
     inbox_table: sa.Table | None,
     handlers: Callable[[Context], Mapping[str, BatchHandler]],
     routers: Sequence[APIRouter] = (),
@@ -77,7 +76,7 @@ def consumer_app(
         runner = ConsumerRunner(
             settings=settings,
             service=name,
-            input_topics=input_topics,
+            input_topics=topology.inputs_of(name),
             handlers=handlers(ctx),
             sessionmaker=ctx.sessionmaker,
             inbox=Inbox(inbox_table) if inbox_table is not None else None,
@@ -96,7 +95,7 @@ def consumer_app(
             if hasattr(loop, "failing"):
                 checks[getattr(loop, "name", "background")] = require(
                     lambda loop=loop: not loop.failing, "failing; retrying with backoff (see the logs)")
-        log.info("service started", topics=list(input_topics), port=settings.port)
+        log.info("service started", topics=topology.inputs_of(name), port=settings.port)
         try:
             yield
         finally:
@@ -108,6 +107,7 @@ def consumer_app(
             log.info("service stopped")
 
     app = FastAPI(title=f"leadpipe {name}", version="1", summary=summary, lifespan=lifespan)
+    app.add_middleware(RequestMetrics)
     app.include_router(ops_router(lambda: checks))
     if produces:
         app.include_router(asyncapi.router())

@@ -10,8 +10,13 @@ one ``DATABASE_URL`` and one ``KAFKA_BOOTSTRAP_SERVERS`` serve a whole stack.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leadpipe_common import topics
+from leadpipe_common.topology import parse_retention
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/leadpipe"
@@ -21,22 +26,30 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     kafka_bootstrap_servers: str = Field(
-        DEFAULT_BOOTSTRAP, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+        DEFAULT_BOOTSTRAP, validation_alias="KAFKA_BOOTSTRAP_SERVERS",
+        description="your Kafka or Redpanda; unset, `make run` starts the embedded broker here",
     )
     # The embedded broker cannot answer InitProducerId; a real cluster can.
     kafka_enable_idempotence: bool = Field(
-        False, validation_alias="KAFKA_ENABLE_IDEMPOTENCE"
+        False, validation_alias="KAFKA_ENABLE_IDEMPOTENCE",
+        description="idempotent producers; turn on against a real cluster (the embedded broker cannot grant "
+                    "producer ids)",
     )
-    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
-    db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE")
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
-    log_json: bool | None = Field(None, validation_alias="LOG_JSON")
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL",
+        description="any `postgresql://` URL, each service in its own schema; unset, `make run` starts an "
+                    "embedded Postgres here",
+    )
+    db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE",
+                              description="database connections per process (and as many again in overflow)")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL", description="`DEBUG`, `INFO`, `WARNING`, `ERROR`")
+    log_json: bool | None = Field(None, validation_alias="LOG_JSON",
+                                  description="JSON log lines; unset: JSON when stderr is not a terminal")
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # uvicorn worker processes behind the port. Consumers scale by replicas
-    # (processes in the group) instead, so this matters for capture.
-    workers: int = Field(1, ge=1)
+    host: str = Field("127.0.0.1", description="bind address (`0.0.0.0` in containers)")
+    port: int = Field(8000, description="HTTP port; replica *i* under `make run` listens on port + 100·*i*")
+    # Consumers scale by replicas (processes in the group) instead, so this matters for capture.
+    workers: int = Field(1, ge=1, description="uvicorn worker processes behind the port")
 
     @field_validator("database_url")
     @classmethod
@@ -54,14 +67,48 @@ class ServiceSettings(BaseSettings):
 class ConsumerSettings(ServiceSettings):
     """A service that reads a topic through the consumer runner."""
 
-    batch_max_records: int = Field(500, ge=1)
-    batch_timeout_ms: int = Field(100, ge=1)
-    # How long the broker may hold a fetch open waiting for data. Each stage
-    # adds up to this much latency to a lead; Kafka's default (500 ms) would
-    # add 1.5 s over three stages.
-    fetch_max_wait_ms: int = Field(50, ge=1)
-    # How long the group waits for a silent member before giving its
-    # partitions to the others: the recovery time after a crash.
-    session_timeout_ms: int = Field(10_000, ge=3000)
-    heartbeat_interval_ms: int = Field(3_000, ge=500)
-    retry_backoff_max_s: float = Field(30.0, gt=0)
+    batch_max_records: int = Field(500, ge=1, description="most records applied in one batch (one transaction)")
+    batch_timeout_ms: int = Field(100, ge=1, description="how long one poll waits for records to make a batch")
+    # Kafka's default (500 ms) would add 1.5 s over three stages.
+    fetch_max_wait_ms: int = Field(50, ge=1, description="how long the broker may hold a fetch open waiting for "
+                                                         "data: latency each stage adds to a lead")
+    session_timeout_ms: int = Field(10_000, ge=3000, description="how long the group waits for a silent member "
+                                                                 "before giving its partitions to the others: the "
+                                                                 "recovery time after a crash")
+    heartbeat_interval_ms: int = Field(3_000, ge=500, description="how often a member tells the group it is alive")
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="longest wait between retries of a failing batch")
+
+
+class TopicSettings(BaseSettings):
+    """How ``make run`` and ``leadpipe-create-topics`` create the topics (existing ones are left alone)."""
+
+    model_config = SettingsConfigDict(env_prefix="TOPIC_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(DEFAULT_BOOTSTRAP, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    topic_partitions: int = Field(topics.DEFAULT_PARTITIONS, ge=1, validation_alias="TOPIC_PARTITIONS",
+                                  description="partitions of each topic created: the ceiling on a stage's processes")
+    topic_replication: int = Field(1, ge=1, validation_alias="TOPIC_REPLICATION",
+                                   description="replicas of each topic created (3 on a production cluster)")
+    topic_retention: str = Field(
+        "", validation_alias="TOPIC_RETENTION",
+        description="`topic=duration` pairs over the built-in retention (lifecycle and dead letters forever, the "
+                    "rest 30 days), e.g. `leads.captured=7d,leads.routed=forever`")
+
+    @field_validator("topic_retention")
+    @classmethod
+    def _retention(cls, v: str) -> str:
+        parse_retention(v)  # fails the start naming the entry that is wrong
+        return v
+
+    def retention_overrides(self) -> dict[str, int]:
+        return parse_retention(self.topic_retention)
+
+
+class StackSettings(BaseSettings):
+    """Where ``make run`` puts the embedded broker and Postgres it starts (when it starts them)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADPIPE_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(Path(".data"), description="the embedded Postgres's data and every log of `make run`")
+    broker_port: int = Field(9092, ge=1, le=65535, description="port of the embedded broker")
+    postgres_port: int = Field(5432, ge=1, le=65535, description="port of the embedded Postgres")

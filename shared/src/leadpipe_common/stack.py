@@ -3,10 +3,13 @@
 Guarantees:
 - The embedded broker and Postgres start only when ``KAFKA_BOOTSTRAP_SERVERS``
   / ``DATABASE_URL`` are unset; otherwise the given ones are used untouched.
-- Topics exist (with ``DEFAULT_PARTITIONS`` partitions) and every service is
-  migrated before any service starts.
+- Topics exist (as ``TopicSettings`` and ``topology`` say: partitions and
+  retention) and every service is migrated before any service starts.
 - Each service replica is its own process. Like systemd or Kubernetes, the
-  supervisor restarts a process that dies, and says so.
+  supervisor restarts a process that dies, and says so once per crash. A
+  process that dies again within ``STABLE_S`` of its start is in a crash
+  loop: each further restart waits twice as long (with jitter, at most
+  ``RESTART_MAX_S``), so a broken setting does not burn a core restarting.
 - Ctrl-C (or SIGTERM) stops services first (each finishes and commits its
   batch), then Postgres, then the broker.
 """
@@ -27,13 +30,20 @@ import httpx
 import typer
 from aiokafka.errors import KafkaError
 
-from leadpipe_common import migrations, topics
+from leadpipe_common import migrations
 from leadpipe_common.admin import ensure_topics
+from leadpipe_common.settings import StackSettings, TopicSettings
+from leadpipe_common.topology import PORTS, TOPICS
 from leadpipe_common.infra import Broker, Postgres, die_with_parent, port_open
+from leadpipe_common.retry import backoff
 
-SERVICES: dict[str, int] = {"capture": 8000, "enrichment": 8001, "scoring": 8002, "routing": 8003, "reporting": 8004}
+#: Each service and its base port, from the topology table.
+SERVICES: dict[str, int] = PORTS
 #: Replica ``i`` of a service listens on its base port + REPLICA_PORT_STEP * i.
 REPLICA_PORT_STEP = 100
+#: A process that ran this long before dying was healthy: it restarts at once.
+STABLE_S = 30.0
+RESTART_MAX_S = 30.0
 
 
 @dataclass
@@ -45,6 +55,13 @@ class ServiceProcess:
     proc: subprocess.Popen | None = None
     restarts: int = 0
     log_path: Path | None = None
+    #: What runs; by default the service's own command line.
+    command: list[str] | None = None
+    started_at: float = 0.0
+    #: Deaths in a row, each within STABLE_S of its start.
+    crashes: int = 0
+    #: When a dead process is due to start again (None: alive, or not noticed dead yet).
+    restart_at: float | None = None
 
     @property
     def name(self) -> str:
@@ -54,10 +71,12 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, now: float | None = None) -> None:
         out = self.log_path.open("ab") if self.log_path else None
+        self.started_at = time.monotonic() if now is None else now
+        self.restart_at = None
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.service, "serve"],
+            self.command or [sys.executable, "-m", self.service, "serve"],
             env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent(),
         )
@@ -111,9 +130,13 @@ class Stack:
             self.postgres.start()
             self.database_url = self.postgres.url()
         try:
-            asyncio.run(ensure_topics(self.bootstrap))
+            asyncio.run(ensure_topics(self.topic_settings()))
         except KafkaError as exc:
             raise RuntimeError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
+
+    def topic_settings(self) -> TopicSettings:
+        assert self.bootstrap
+        return TopicSettings(kafka_bootstrap_servers=self.bootstrap)
 
     def env(self) -> dict[str, str]:
         assert self.bootstrap and self.database_url
@@ -171,18 +194,27 @@ class Stack:
         assert self.broker is not None
         self.broker.kill()
         self.broker.start()
-        asyncio.run(ensure_topics(self.broker.bootstrap))
+        asyncio.run(ensure_topics(self.topic_settings()))
 
-    def supervise_once(self, say=print) -> None:  # noqa: ANN001
+    def supervise_once(self, say=print, *, now: float | None = None, at_once: bool = False) -> None:  # noqa: ANN001
+        """Restart what died. ``at_once`` skips the crash-loop wait (tests that kill on purpose)."""
         if self.broker is not None and not self.broker.running:
             say("the embedded broker exited; starting it again (it comes back empty; capture re-drives "
                 "leads that have no outcome yet)")
             self.restart_broker()
+        now = time.monotonic() if now is None else now
         for sp in self.processes:
-            if sp.proc is not None and not sp.alive:
+            if sp.proc is None or sp.alive:
+                continue
+            if sp.restart_at is None:  # a death not seen before: say it once, and when it restarts
                 sp.restarts += 1
-                say(f"{sp.name} exited with code {sp.proc.returncode}; restarting (restart #{sp.restarts})")
-                sp.start()
+                sp.crashes = sp.crashes + 1 if now - sp.started_at < STABLE_S else 1
+                wait = 0.0 if sp.crashes == 1 or at_once else backoff(sp.crashes - 2, base=1.0, cap=RESTART_MAX_S)
+                sp.restart_at = now + wait
+                when = "now" if wait == 0 else f"in {wait:.1f}s (it keeps crashing: see its log)"
+                say(f"{sp.name} exited with code {sp.proc.returncode}; restarting {when} (restart #{sp.restarts})")
+            if at_once or now >= sp.restart_at:
+                sp.start(now)
 
     def stop_services(self, processes: list[ServiceProcess] | None = None, timeout: float = 12) -> None:
         targets = list(processes or self.processes)
@@ -227,20 +259,35 @@ def _replicas() -> dict[str, int]:
     return replicas
 
 
+def _ports() -> dict[str, int]:
+    ports = {}
+    for s, default in SERVICES.items():
+        raw = os.environ.get(f"{s.upper()}_PORT", str(default))
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise typer.BadParameter(f"{s.upper()}_PORT must be a port number, not {raw!r}")
+        ports[s] = int(raw)
+    return ports
+
+
 @cli.command()
-def run(
-    data_dir: Path = typer.Option(Path(".data"), envvar="LEADPIPE_DATA_DIR", help="where the embedded Postgres keeps its data"),
-    broker_port: int = typer.Option(9092, envvar="LEADPIPE_BROKER_PORT", help="port of the embedded broker"),
-    postgres_port: int = typer.Option(5432, envvar="LEADPIPE_POSTGRES_PORT", help="port of the embedded Postgres"),
-) -> None:
-    """Start broker, Postgres and every service; Ctrl-C stops everything cleanly."""
+def run() -> None:
+    """Start broker, Postgres and every service; Ctrl-C stops everything cleanly.
+
+    Configured by the environment (README, Configuration): LEADPIPE_DATA_DIR, LEADPIPE_BROKER_PORT,
+    LEADPIPE_POSTGRES_PORT, <SERVICE>_PORT, <SERVICE>_REPLICAS; KAFKA_BOOTSTRAP_SERVERS and
+    DATABASE_URL use yours instead of starting embedded ones.
+    """
     from rich.console import Console
     from rich.table import Table
 
+    from leadpipe_common.cli import load_settings
+
     console = Console()
+    where = load_settings(StackSettings)
+    data_dir = where.data_dir
     stack = Stack(
-        data_dir=data_dir.resolve(), broker_port=broker_port, postgres_port=postgres_port, replicas=_replicas(),
-        base_ports={s: int(os.environ.get(f"{s.upper()}_PORT", p)) for s, p in SERVICES.items()},
+        data_dir=data_dir.resolve(), broker_port=where.broker_port, postgres_port=where.postgres_port,
+        replicas=_replicas(), base_ports=_ports(),
         bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), database_url=os.environ.get("DATABASE_URL"),
     )
     stopping = False
@@ -268,7 +315,7 @@ def run(
                       + (f" (embedded, data in {data_dir})" if stack.postgres else ""))
         for sp in stack.processes:
             table.add_row(sp.name, f"{sp.url}  docs {sp.url}/docs  metrics {sp.url}/metrics")
-        table.add_row("topics", ", ".join(topics.ALL))
+        table.add_row("topics", ", ".join(TOPICS))
         console.print(table)
         console.print(
             f"post a lead:  curl -s {stack.processes[0].url}/v1/leads -H 'content-type: application/json' "

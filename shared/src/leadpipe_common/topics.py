@@ -17,7 +17,6 @@ DEADLETTER = "leads.deadletter"
 #: Sales tools' dispositions (``lead.dispositioned``), the alternative to routing's HTTP API.
 FEEDBACK = "leads.feedback"
 
-ALL = (CAPTURED, ENRICHED, SCORED, ROUTED, LIFECYCLE, DEADLETTER, FEEDBACK)
-#: Topics whose dead letters stall a lead in the pipeline (announced on the lifecycle).
-STAGE_INPUTS = (CAPTURED, ENRICHED, SCORED)
 DEFAULT_PARTITIONS = 12
+# Who reads and writes each topic, what it carries and how long it is kept:
+# ``leadpipe_common.topology``.

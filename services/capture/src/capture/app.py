@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import itertools
 import json
 import uuid
 from collections.abc import Mapping
@@ -25,12 +26,13 @@ from starlette.datastructures import UploadFile
 
 from leadpipe_common import asyncapi
 from leadpipe_common import logging as lp_logging
-from leadpipe_common import topics
+from leadpipe_common import topology
 from leadpipe_common.consumer import ConsumerRunner
 from leadpipe_common.db import make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import child_traceparent
-from leadpipe_common.ops import Check, ops_router
+from leadpipe_common.ops import Check, RequestMetrics, ops_router
 from leadpipe_common.producer import Producer
+from leadpipe_common.retry import backoff
 
 from capture.domain import FieldError, Form, InvalidSubmission, capture_lead, parse_forms
 from capture.handlers import LIFECYCLE_HANDLERS, captured_lead_messages, is_terminal_step
@@ -140,7 +142,8 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         # in big batches, and leave the CPU to the requests.
         follower_settings = settings.model_copy(update={"fetch_max_wait_ms": 1000, "batch_timeout_ms": 1000})
         lifecycle = ConsumerRunner(
-            settings=follower_settings, service="capture", input_topics=[topics.LIFECYCLE], handlers=LIFECYCLE_HANDLERS,
+            settings=follower_settings, service="capture", input_topics=topology.inputs_of("capture"),
+            handlers=LIFECYCLE_HANDLERS,
             sessionmaker=make_sessionmaker(engine), inbox=None, producer=lifecycle_producer,
             select=is_terminal_step,
         )
@@ -172,6 +175,7 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         summary="Accepts leads from web forms and API clients; a 2xx means the lead is durable.",
         lifespan=lifespan,
     )
+    app.add_middleware(RequestMetrics)
     app.include_router(ops_router(lambda: checks))
     app.include_router(asyncapi.router())
 
@@ -242,17 +246,16 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
 
 
 async def _start_when_broker_is_up(producer: Producer, runner: ConsumerRunner) -> None:
-    delay = 0.5
-    while True:
+    for attempt in itertools.count():
         try:
             await producer.start()
             await runner.start()
             return
         except Exception as exc:
-            log.warning("lifecycle consumer cannot start yet; retrying", error=repr(exc), retry_in_s=delay)
+            delay = backoff(attempt, base=0.5, cap=10)
+            log.warning("lifecycle consumer cannot start yet; retrying", error=repr(exc), retry_in_s=round(delay, 2))
             await producer.stop()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
 
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">

@@ -17,15 +17,17 @@ class CaptureSettings(ConsumerSettings):
     # Capture is CPU-bound in Python; two processes share the port (and the
     # outbox, through SKIP LOCKED).
     workers: int = Field(2, ge=1)
-    forms_file: Path = DATA / "forms.yaml"
-    max_body_bytes: int = Field(64 * 1024, ge=1024)
-    # Group commit: requests arriving while a transaction commits share the next one.
-    write_batch_max: int = Field(500, ge=1)
-    relay_batch_max: int = Field(1000, ge=1)
-    relay_idle_ms: int = Field(200, ge=10)
-    # A lead with no terminal outcome on leads.lifecycle this long after it was
-    # published is published again (the broker may have lost it).
-    redrive_after_s: float = Field(300, gt=0)
-    redrive_check_s: float = Field(30, gt=0)
-    redrive_max: int = Field(10, ge=1)
-    redrive_backoff: float = Field(2.0, ge=1.0)  # each further try of a lead waits this much longer
+    forms_file: Path = Field(DATA / "forms.yaml", description="forms, thank-you URLs and default offers")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger requests get `413`")
+    write_batch_max: int = Field(500, ge=1, description="most leads committed in one transaction (requests "
+                                                        "arriving while one commits share the next)")
+    relay_batch_max: int = Field(1000, ge=1, description="most leads the outbox relay publishes in one round")
+    relay_idle_ms: int = Field(200, ge=10, description="how long the relay idles when nothing is waiting (a "
+                                                       "commit wakes it at once)")
+    redrive_after_s: float = Field(300, gt=0, description="a lead with no terminal outcome on `leads.lifecycle` "
+                                                          "this long after it was published is published again")
+    redrive_check_s: float = Field(30, gt=0, description="how often to look for such leads")
+    redrive_max: int = Field(10, ge=1, description="re-drives of one lead at most (then it is counted as "
+                                                   "exhausted, for a human)")
+    redrive_backoff: float = Field(2.0, ge=1.0, description="each further re-drive of a lead waits this factor "
+                                                            "longer (at most an hour)")

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from leadpipe_common import topics
 from leadpipe_common.service import consumer_app
 
 from enrichment.handlers import build_handlers
@@ -22,7 +21,6 @@ def create_app(settings: EnrichmentSettings | None = None) -> FastAPI:
         name="enrichment",
         summary="Turns an e-mail address into a company, and a job title into seniority and department.",
         settings=settings,
-        input_topics=[topics.CAPTURED],
         inbox_table=inbox,
         handlers=lambda ctx: build_handlers(ref, clock=lambda: datetime.now(UTC)),
     )

@@ -13,6 +13,7 @@ from leadpipe_common.consumer import BatchHandler, Outcome
 from leadpipe_common.db import upsert
 from leadpipe_common.envelope import Envelope, follow_up
 from leadpipe_common.events import LeadCaptured, LeadEnriched, LeadStageChanged
+from leadpipe_common.logging import each
 
 from enrichment.domain import ReferenceData, enrich
 from enrichment.store import enrichments
@@ -25,7 +26,7 @@ def build_handlers(ref: ReferenceData, clock: Callable[[], datetime]) -> Mapping
         now = clock()
         outcomes: dict[uuid.UUID, Outcome] = {}
         rows = []
-        for env in batch:
+        for env in each(batch):
             lead = env.data
             assert isinstance(lead, LeadCaptured)
             enrichment = enrich(lead.contact, ref)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from leadpipe_common.settings import ConsumerSettings
@@ -13,6 +14,7 @@ class EnrichmentSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="ENRICHMENT_", extra="ignore", frozen=True)
 
     port: int = 8001
-    companies_file: Path = DATA / "companies.csv"
-    titles_file: Path = DATA / "titles.yaml"
-    country_aliases_file: Path = DATA / "country_aliases.yaml"
+    companies_file: Path = Field(DATA / "companies.csv", description="company domains: name, industry, size, country")
+    titles_file: Path = Field(DATA / "titles.yaml", description="job-title rules: seniority and department")
+    country_aliases_file: Path = Field(DATA / "country_aliases.yaml",
+                                       description="country names ISO does not know, mapped to their codes")

@@ -12,7 +12,7 @@ import csv
 import io
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -22,27 +22,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from leadpipe_common.http import FieldProblem, Problem
 
 from reporting import reports
+from reporting.domain import parse_moment
 from reporting.reports import Filters
 
 router = APIRouter(tags=["reports"])
 
 
-def parse_moment(value: str | None, name: str, *, end: bool = False) -> datetime | None:
-    if value is None or value == "":
-        return None
+def _moment(value: str | None, name: str, *, end: bool = False) -> datetime | None:
     try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            return datetime.combine(day + timedelta(days=1) if end else day, time(), UTC)
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise Problem(422, "the report filters are invalid",
-                      [FieldProblem(name, f"{value!r} is not an ISO date (2026-11-23) or date-time")]) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_moment(value, end=end)
+    except ValueError as exc:
+        raise Problem(422, "the report filters are invalid", [FieldProblem(name, str(exc))]) from None
 
 
 def filters(since: str | None, until: str | None, source: str | None) -> Filters:
-    f = Filters(parse_moment(since, "since"), parse_moment(until, "until", end=True), source or None)
+    f = Filters(_moment(since, "since"), _moment(until, "until", end=True), source or None)
     if f.since and f.until and f.since >= f.until:
         raise Problem(422, "the report filters are invalid", [FieldProblem("until", "must be after since")])
     return f

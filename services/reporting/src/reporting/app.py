@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from leadpipe_common import topics
 from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.service import consumer_app
 
@@ -20,7 +19,6 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         name="reporting",
         summary="The shared funnel, closed-loop attribution, velocity and SLA reports, built from leads.lifecycle.",
         settings=settings,
-        input_topics=[topics.LIFECYCLE],
         inbox_table=None,
         handlers=lambda ctx: HANDLERS,
         routers=[api_router, dashboard_router],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +38,24 @@ VELOCITY: tuple[tuple[str, str, str], ...] = (
     ("accepted_to_won", "accepted", "won"),
 )
 NONE_LABEL = "(none)"
+
+
+def parse_moment(value: str | None, *, end: bool = False) -> datetime | None:
+    """An ISO date or date-time as the API and the commands take it: UTC unless it names a zone.
+
+    A bare date is that day's midnight, or with ``end`` the next midnight, so that
+    ``until=2026-11-23`` includes the whole day. Raises ValueError saying what is wrong.
+    """
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day + timedelta(days=1) if end else day, time(), UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO date (2026-11-23) or date-time (2026-11-23T09:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass

@@ -1,13 +1,19 @@
 """Rebuilding the reports from the log, and handing the log to analysts.
 
-``reporting replay`` rebuilds every reporting table from ``leads.lifecycle``
-(all of it, or the events since a moment) into fresh tables in the schema
-``reporting_replay``, swaps them in for the live ones in one transaction,
-then applies what arrived during the rebuild. The live service keeps
-consuming throughout: the projection is idempotent and order-independent,
-so events it applies to the new tables after the swap change nothing that
-the replay did not already write, and the reports after a replay equal the
-live ones.
+``reporting replay`` rebuilds every reporting table from the whole of
+``leads.lifecycle`` into fresh tables in the schema ``reporting_replay``,
+swaps them in for the live ones in one transaction, then applies what
+arrived during the rebuild. The live service keeps consuming throughout: the
+projection is idempotent and order-independent, so events it applies to the
+new tables after the swap change nothing that the replay did not already
+write, and the reports after a replay equal the live ones.
+
+``reporting replay --since T`` never builds fresh tables: tables built from
+the events since T alone would lose every lead captured before T. It
+re-applies the events since T on top of the live tables instead, which the
+same idempotence makes safe (what was applied already changes nothing).
+
+Times without a zone are UTC, here as in the report API.
 
 ``reporting export`` writes the lifecycle (or a time slice) as JSON Lines or
 Parquet, one row per event, for analysts.
@@ -38,6 +44,7 @@ from leadpipe_common.envelope import DecodeError, Envelope, decode
 from leadpipe_common.scan import TopicScan
 from leadpipe_common.settings import ServiceSettings
 
+from reporting.domain import parse_moment
 from reporting.handlers import apply_events
 from reporting.settings import ReportingSettings
 from reporting.store import SCHEMA, TABLES, metadata
@@ -105,6 +112,10 @@ async def replay(settings: ServiceSettings, *, since: datetime | None = None,
     started = time.perf_counter()
     engine = make_engine(settings)
     try:
+        if since is not None:
+            async with TopicScan(settings.kafka_bootstrap_servers, topics.LIFECYCLE, since=since) as scan:
+                done, skipped = await _apply_scan(engine, scan, SCHEMA, progress, 0)
+            return ReplayStats(done, skipped, 0, time.perf_counter() - started)
         async with engine.begin() as conn:
             await _create_shadow(conn)
         async with TopicScan(settings.kafka_bootstrap_servers, topics.LIFECYCLE, since=since) as scan:
@@ -168,15 +179,11 @@ async def export(bootstrap: str, output: Path, fmt: str, *, since: datetime | No
 # -- the commands -----------------------------------------------------------------------
 
 
-def _moment(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
+def _moment(value: str | None, name: str, *, end: bool = False) -> datetime | None:
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO date or date-time (2026-11-23 or 2026-11-23T09:00Z)",
-                                 param_hint=name) from None
-    return moment if moment.tzinfo else moment.astimezone()
+        return parse_moment(value, end=end)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=name) from None
 
 
 def _progress_bar(label: str):  # noqa: ANN202
@@ -202,9 +209,14 @@ def _run_with_progress(label: str, work: Callable[[Progress], Any]) -> Any:
 def add_commands(cli: typer.Typer) -> None:
     @cli.command("replay")
     def replay_command(
-        since: str | None = typer.Option(None, help="rebuild from events since this moment (ISO); default: all"),
+        since: str | None = typer.Option(
+            None, help="re-apply only the events since this moment (ISO date or date-time, UTC unless it names "
+                       "a zone) on top of the live tables; default: rebuild from the whole stream"),
     ) -> None:
-        """Rebuild reporting's tables from leads.lifecycle into fresh tables and swap them in."""
+        """Rebuild reporting's tables from leads.lifecycle into fresh tables and swap them in.
+
+        With --since, re-apply the events since that moment over the live tables instead: nothing
+        captured before it is lost."""
         settings = load_settings(ReportingSettings)
         start = _moment(since, "--since")
         try:
@@ -215,23 +227,24 @@ def add_commands(cli: typer.Typer) -> None:
         except OSError as exc:
             typer.secho(f"cannot reach the database at DATABASE_URL: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None
-        typer.echo(f"replayed {stats.events:,} events in {stats.seconds:.1f}s ({stats.rate:,.0f} events/s); "
-                   f"swapped in; {stats.caught_up:,} that arrived meanwhile applied"
+        done = (f"re-applied over the live tables since {start.isoformat()}" if start else
+                f"swapped in; {stats.caught_up:,} that arrived meanwhile applied")
+        typer.echo(f"replayed {stats.events:,} events in {stats.seconds:.1f}s ({stats.rate:,.0f} events/s); {done}"
                    + (f"; {stats.skipped:,} undecodable skipped" if stats.skipped else ""))
 
     @cli.command("export")
     def export_command(
         output: Path = typer.Argument(..., help="file to write (.jsonl or .parquet)"),
         fmt: str | None = typer.Option(None, "--format", help="jsonl or parquet (default: from the file name)"),
-        since: str | None = typer.Option(None, help="only events at or after this moment (ISO)"),
-        until: str | None = typer.Option(None, help="only events before this moment (ISO)"),
+        since: str | None = typer.Option(None, help="only events at or after this moment (ISO; UTC unless it names a zone)"),
+        until: str | None = typer.Option(None, help="only events before this moment (ISO; a bare date includes that day)"),
     ) -> None:
         """Export leads.lifecycle (or a time slice) for analysts, one row per event."""
         chosen = fmt or ("parquet" if output.suffix == ".parquet" else "jsonl")
         if chosen not in ("jsonl", "parquet"):
             raise typer.BadParameter(f"{chosen!r}: use jsonl or parquet", param_hint="--format")
         settings = load_settings(ReportingSettings)
-        start, end = _moment(since, "--since"), _moment(until, "--until")
+        start, end = _moment(since, "--since"), _moment(until, "--until", end=True)
         try:
             n = _run_with_progress("exporting", lambda update: export(
                 settings.kafka_bootstrap_servers, output, chosen, since=start, until=end, progress=update))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from leadpipe_common.settings import ConsumerSettings
@@ -13,5 +14,5 @@ class ReportingSettings(ConsumerSettings):
     # and every batch costs fixed work (a transaction, and SQLAlchemy compiles
     # PostgreSQL upserts afresh each time: it never caches them). Measured at
     # 200 leads/s on 2 cores, this is CPU the pipeline's stages get back.
-    batch_max_records: int = 5000
-    fetch_max_wait_ms: int = 1000
+    batch_max_records: int = Field(5000, ge=1)
+    fetch_max_wait_ms: int = Field(1000, ge=1)

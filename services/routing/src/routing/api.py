@@ -70,7 +70,7 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
 async def get_handoff(lead_id: uuid.UUID, request: Request) -> dict[str, Any]:
     ctx = request.app.state.ctx
     async with ctx.sessionmaker() as session, session.begin():
-        found = await lock_handoff(session, lead_id, lock=False)
-    if found is None:
+        held = await lock_handoff(session, lead_id, lock=False)
+    if held is None:
         raise Problem(404, f"no routed lead {lead_id}")
-    return _state(found[0])
+    return _state(held.handoff)

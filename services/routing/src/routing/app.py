@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from leadpipe_common import topics
 from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.outbox import OutboxRelay
 from leadpipe_common.service import Context, consumer_app
@@ -35,7 +34,6 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
         summary="Hands MQLs to the account owner or a fair weighted rotation, holds reps to the hand-off SLA, "
                 "and takes sales feedback.",
         settings=settings,
-        input_topics=[topics.SCORED, topics.FEEDBACK],
         inbox_table=inbox,
         handlers=lambda ctx: build_handlers(data, clock=clock),
         routers=[router],

@@ -269,7 +269,7 @@ def assign(route: Route, data: RoutingData, state: Mapping[str, int]) -> tuple[A
                           method="account", reason=route.reason), None
     active = [r for r in data.reps if r.team == route.team and r.active]
     if not active:
-        return Assignment(owner_id=f"queue:{route.team}", owner_name=f"{route.team} queue", team=route.team,
+        return Assignment(owner_id=queue_of(route.team), owner_name=f"{route.team} queue", team=route.team,
                           method="queue", reason=f"{route.reason}; nobody active in {route.team}"), None
     rep, new_state = next_turn(active, state)
     return Assignment(owner_id=rep.id, owner_name=rep.name, owner_email=rep.email, team=route.team,
@@ -406,6 +406,9 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
         return Refused("conflict", "outcome",
                        f"the lead was already {d.outcome} ({_describe(earlier)}); a different {d.outcome} report "
                        "cannot replace it")
+    not_holder = _not_the_holder(handoff, rep)
+    if not_holder:
+        return Refused("conflict", "rep_id", not_holder)
     if handoff.closed:
         return Refused("conflict", "outcome", f"the lead is closed as {handoff.status}; a closed lead stays closed")
     if handoff.status not in ALLOWED_AFTER[d.outcome]:
@@ -431,6 +434,23 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
     after = replace(handoff, status=d.outcome, owner_id=owner, history=(*handoff.history, said),
                     due_at=None if d.outcome in ("accepted", "rejected") else handoff.due_at)
     return Applied(after, steps)
+
+
+def queue_of(team: str) -> str:
+    """The owner id of a team's queue: a lead nobody holds yet, waiting for a rep of ``team``."""
+    return f"queue:{team}"
+
+
+def _not_the_holder(handoff: Handoff, rep: Rep) -> str | None:
+    """Why ``rep`` may not report on the lead, or None. Only its holder speaks for a lead; a lead in a
+    team's queue has no holder yet, and any rep of that team may take it."""
+    if handoff.owner_id == rep.id:
+        return None
+    if handoff.owner_id == queue_of(handoff.team):
+        if rep.team == handoff.team:
+            return None
+        return f"the lead waits in the {handoff.team} queue; only a rep of {handoff.team} may take it, not {rep.id}"
+    return f"the lead is held by {handoff.owner_id}; {rep.id} does not hold it and cannot report on it"
 
 
 def _describe(d: DispositionReport) -> str:
@@ -463,7 +483,7 @@ def breach(handoff: Handoff, data: RoutingData, state: Mapping[str, int], now: d
     if handoff.reassignments >= data.sla.max_reassignments or not candidates:
         why = ("missed the acceptance deadline " + (f"{handoff.reassignments + 1} times"
                if handoff.reassignments else "once") + f"; escalated to the {handoff.team} queue")
-        assignment = Assignment(owner_id=f"queue:{handoff.team}", owner_name=f"{handoff.team} queue",
+        assignment = Assignment(owner_id=queue_of(handoff.team), owner_name=f"{handoff.team} queue",
                                 team=handoff.team, method="queue", reason=why)
         after = replace(handoff, owner_id=assignment.owner_id, due_at=None, holders=held,
                         reassignments=handoff.reassignments + 1)

@@ -27,6 +27,7 @@ from leadpipe_common import topics
 from leadpipe_common.consumer import BatchHandler, Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
 from leadpipe_common.events import LeadDispositioned, LeadRouted, LeadScored, LeadStageChanged
+from leadpipe_common.logging import each
 
 from routing.domain import (
     Applied, Handoff, Refused, Repeated, RoutingData, Step, acceptance_due, apply_disposition, assign, choose_route,
@@ -61,11 +62,11 @@ async def record_disposition(
     traceparent: str | None = None,
 ) -> DispositionResult:
     """Apply a sales report to the lead's hand-off in ``session``'s transaction."""
-    found = await lock_handoff(session, report.lead_id)
-    if found is None:
+    held = await lock_handoff(session, report.lead_id)
+    if held is None:
         return DispositionResult(None, [])
-    handoff, lead = found
-    verdict = apply_disposition(handoff, report, data)
+    lead = held.lead
+    verdict = apply_disposition(held.handoff, report, data)
     if not isinstance(verdict, Applied):
         return DispositionResult(verdict, [])
     await update_handoff(session, verdict.handoff)
@@ -73,7 +74,7 @@ async def record_disposition(
     messages = [
         encode(topics.LIFECYCLE, step_event(lead, verdict.handoff, step, at, report.rep_id),
                event_id=uuid.uuid5(lead.lead_id, f"disposition/{step.to_stage}"), source=SOURCE, time=now,
-               traceparent=child_traceparent(traceparent))
+               traceparent=child_traceparent(traceparent or held.traceparent))
         for step in verdict.steps
     ]
     return DispositionResult(verdict, messages)
@@ -86,12 +87,11 @@ def build_handlers(data: RoutingData, clock: Callable[[], datetime]) -> Mapping[
         mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"]
         assigned = await already_assigned(session, (env.data.lead_id for env in mqls))
         routes = {}
-        for env in mqls:
+        for env in each(mqls):
             if env.data.lead_id in assigned:
                 # Only a second, differently-identified event for one lead can
                 # get here; the first one's outputs stand.
-                log.warning("lead already routed; ignoring a second scored event",
-                            lead_id=str(env.data.lead_id), event_id=str(env.id))
+                log.warning("lead already routed; ignoring a second scored event")
                 continue
             assigned.add(env.data.lead_id)
             routes[env.id] = choose_route(env.data, data)
@@ -124,7 +124,7 @@ def build_handlers(data: RoutingData, clock: Callable[[], datetime]) -> Mapping[
             ]
             rows.append({"lead_id": lead.lead_id, "owner_id": assignment.owner_id, "team": assignment.team,
                          "method": assignment.method, "reason": assignment.reason, "routed_at": now})
-            handoffs.append(handoff_row(handoff, routed))
+            handoffs.append(handoff_row(handoff, routed, outcomes[env.id][0].header("traceparent")))
         await save_rotations(session, states, turns)
         await save_assignments(session, rows)
         await save_handoffs(session, handoffs)
@@ -135,7 +135,7 @@ def build_handlers(data: RoutingData, clock: Callable[[], datetime]) -> Mapping[
         outcomes: dict[uuid.UUID, Outcome] = {}
         # One at a time, in log order: two reports about one lead in a batch
         # must see each other's effect.
-        for env in batch:
+        for env in each(batch):
             report = env.data
             assert isinstance(report, LeadDispositioned)
             result = await record_disposition(session, report, data, now, env.traceparent)

@@ -17,16 +17,15 @@ class RoutingSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTING_", extra="ignore", frozen=True)
 
     port: int = 8003
-    reps_file: Path = DATA / "reps.yaml"
-    accounts_file: Path = DATA / "accounts.csv"
-    territories_file: Path = DATA / "territories.yaml"
-    sla_file: Path = DATA / "sla.yaml"
-    reasons_file: Path = DATA / "reasons.yaml"
-    # How often the SLA watch looks for missed acceptance deadlines.
-    sla_check_s: float = Field(5.0, gt=0)
-    # How long an event written by the API or the SLA watch may wait before
-    # the outbox relay looks again (it is also woken at once after a write).
-    outbox_idle_s: float = Field(1.0, gt=0)
+    reps_file: Path = Field(DATA / "reps.yaml", description="reps: team, weight, active, time zone, working hours")
+    accounts_file: Path = Field(DATA / "accounts.csv", description="account domains and their owners")
+    territories_file: Path = Field(DATA / "territories.yaml", description="regions, segments and team rules")
+    sla_file: Path = Field(DATA / "sla.yaml", description="acceptance deadline per grade; reassignments before "
+                                                          "escalation")
+    reasons_file: Path = Field(DATA / "reasons.yaml", description="rejection and loss reason codes")
+    sla_check_s: float = Field(5.0, gt=0, description="how often the SLA watch looks for missed deadlines")
+    outbox_idle_s: float = Field(1.0, gt=0, description="how long routing's outbox relay idles (a write wakes it "
+                                                        "at once)")
 
     def load_data(self) -> RoutingData:
         return load_routing_data(self.reps_file, self.accounts_file, self.territories_file,

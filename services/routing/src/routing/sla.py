@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadpipe_common import outbox, topics
-from leadpipe_common.envelope import Message, encode
+from leadpipe_common.envelope import Message, child_traceparent, encode
 from leadpipe_common.events import LeadSlaBreached
 from leadpipe_common.outbox import BackgroundLoop
 
@@ -51,10 +51,12 @@ class SlaWatch(BackgroundLoop):
             if not due:
                 return 0
             now = self._clock()
-            states = await lock_rotations(session, {h.team for h, _ in due})
+            states = await lock_rotations(session, {held.handoff.team for held in due})
             turns: dict[str, int] = {}
             messages: list[Message] = []
-            for handoff, lead in due:
+            for held in due:
+                handoff, lead = held.handoff, held.lead
+                trace = child_traceparent(held.traceparent)
                 b = breach(handoff, self._data, states.get(handoff.team, {}), now)
                 if b.rotation is not None:
                     states[handoff.team] = b.rotation
@@ -70,13 +72,14 @@ class SlaWatch(BackgroundLoop):
                         next_due_at=b.handoff.due_at, attribution=lead.attribution,
                     ),
                     event_id=uuid.uuid5(lead.lead_id, f"lead.sla_breached/{n}"), source=SOURCE, time=now,
+                    traceparent=trace,
                 ))
                 messages.append(encode(topics.ROUTED, rerouted, event_id=uuid.uuid5(lead.lead_id, f"lead.routed/{n}"),
-                                       source=SOURCE, time=now))
+                                       source=SOURCE, time=now, traceparent=trace))
                 await update_handoff(session, b.handoff, rerouted)
                 BREACHES.labels(b.action).inc()
-                log.info("acceptance deadline missed", lead_id=str(lead.lead_id), owner=handoff.owner_id,
-                         action=b.action, next_owner=b.assignment.owner_id)
+                log.info("acceptance deadline missed", lead_id=str(lead.lead_id), event_id=messages[-2].header("ce_id"),
+                         owner=handoff.owner_id, action=b.action, next_owner=b.assignment.owner_id)
             await save_rotations(session, {t: states[t] for t in turns}, turns)
             await outbox.add(session, outbox_table, messages)
         self._on_events()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,6 +63,8 @@ handoffs = sa.Table(
     sa.Column("history", JSONB, nullable=False, server_default="[]"),
     # The routed lead as sales got it: a reassignment re-sends it with a new owner.
     sa.Column("lead", sa.JSON, nullable=False),
+    # The trace of the routing step: breaches and dispositions continue it.
+    sa.Column("traceparent", sa.Text),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 outbox = outbox_table(metadata)
@@ -108,20 +111,31 @@ async def save_assignments(session: AsyncSession, rows: Sequence[dict[str, Any]]
         await session.execute(assignments.insert(), list(rows))
 
 
-def handoff_row(h: Handoff, lead: LeadRouted | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Held:
+    """A stored hand-off, the routed lead as sales got it, and the trace its events continue."""
+
+    handoff: Handoff
+    lead: LeadRouted
+    traceparent: str | None
+
+
+def handoff_row(h: Handoff, lead: LeadRouted | None = None, traceparent: str | None = None) -> dict[str, Any]:
     row = {"lead_id": h.lead_id, "status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade,
            "due_at": h.due_at, "reassignments": h.reassignments, "holders": list(h.holders),
            "history": [d.model_dump(mode="json") for d in h.history]}
     if lead is not None:
         row["lead"] = lead.model_dump(mode="json")
+    if traceparent is not None:
+        row["traceparent"] = traceparent
     return row
 
 
-def _handoff(row: Any) -> tuple[Handoff, LeadRouted]:
+def _held(row: Any) -> Held:
     h = Handoff(lead_id=row.lead_id, status=row.status, owner_id=row.owner_id, team=row.team, grade=row.grade,
                 due_at=row.due_at, reassignments=row.reassignments, holders=tuple(row.holders),
                 history=tuple(DispositionReport.model_validate(d) for d in row.history))
-    return h, LeadRouted.model_validate(row.lead)
+    return Held(h, LeadRouted.model_validate(row.lead), row.traceparent)
 
 
 async def save_handoffs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -129,13 +143,13 @@ async def save_handoffs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
         await session.execute(handoffs.insert(), list(rows))
 
 
-async def lock_handoff(session: AsyncSession, lead_id: uuid.UUID, lock: bool = True) -> tuple[Handoff, LeadRouted] | None:
+async def lock_handoff(session: AsyncSession, lead_id: uuid.UUID, lock: bool = True) -> Held | None:
     query = sa.select(handoffs).where(handoffs.c.lead_id == lead_id)
     row = (await session.execute(query.with_for_update() if lock else query)).first()
-    return _handoff(row) if row else None
+    return _held(row) if row else None
 
 
-async def claim_due(session: AsyncSession, limit: int) -> list[tuple[Handoff, LeadRouted]]:
+async def claim_due(session: AsyncSession, limit: int) -> list[Held]:
     """Hand-offs whose acceptance deadline has passed, locked; those another process holds are skipped."""
     rows = await session.execute(
         sa.select(handoffs)
@@ -144,7 +158,7 @@ async def claim_due(session: AsyncSession, limit: int) -> list[tuple[Handoff, Le
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return [_handoff(r) for r in rows]
+    return [_held(r) for r in rows]
 
 
 async def update_handoff(session: AsyncSession, h: Handoff, lead: LeadRouted | None = None) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 import yaml
 from fastapi import FastAPI
 
-from leadpipe_common import topics
 from leadpipe_common.service import consumer_app
 
 from scoring.domain import RuleSet, parse_rules
@@ -35,7 +34,6 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
         name="scoring",
         summary=f"Scores enriched leads by fit and intent and decides MQL, nurture or disqualified (rules {rules.version}).",
         settings=settings,
-        input_topics=[topics.ENRICHED],
         inbox_table=inbox,
         handlers=lambda ctx: build_handlers(rules, clock=lambda: datetime.now(UTC)),
     )

@@ -13,6 +13,7 @@ from leadpipe_common.consumer import BatchHandler, Outcome
 from leadpipe_common.db import upsert
 from leadpipe_common.envelope import Envelope, follow_up
 from leadpipe_common.events import LeadEnriched, LeadScored, LeadStageChanged
+from leadpipe_common.logging import each
 
 from scoring.domain import RuleSet, explain, score
 from scoring.store import scores
@@ -25,7 +26,7 @@ def build_handlers(rules: RuleSet, clock: Callable[[], datetime]) -> Mapping[str
         now = clock()
         outcomes: dict[uuid.UUID, Outcome] = {}
         rows = []
-        for env in batch:
+        for env in each(batch):
             lead = env.data
             assert isinstance(lead, LeadEnriched)
             result = score(lead, rules)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from leadpipe_common.settings import ConsumerSettings
@@ -13,4 +14,5 @@ class ScoringSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="SCORING_", extra="ignore", frozen=True)
 
     port: int = 8002
-    rules_file: Path = DATA / "rules.yaml"
+    rules_file: Path = Field(DATA / "rules.yaml", description="fit, intent and disqualify rules, grades, MQL and "
+                                                             "nurture thresholds")

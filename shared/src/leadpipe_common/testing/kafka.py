@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from leadpipe_common.envelope import Message
 
@@ -83,3 +84,13 @@ async def produce(bootstrap: str, messages: list[Message]) -> None:
 def for_lead(lead_id: object) -> Callable[[Record], bool]:
     key = str(lead_id).encode()
     return lambda r: r.key == key
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int = 2) -> None:
+    """Topics of a test's own (leadpipe's are made by the stack, as ``topology`` says)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    finally:
+        await admin.close()

@@ -1,0 +1,130 @@
+"""The topology: which service reads and writes which topic, carrying which events, kept how long.
+
+Guarantees: this table is the one place the topology is declared. Derived
+from it, never written again elsewhere: the topics ``make run`` and
+``leadpipe-create-topics`` create (with their retention), each consuming
+service's input topics (``inputs_of``), the stage inputs whose dead letters
+stall a lead (``STAGE_INPUTS``), the AsyncAPI channels, and the services and
+ports of the local stack. The test suite checks each service's declaration
+(what it consumes and produces) against this table.
+
+Retention is explicit on every topic, so a real cluster's default (7 days)
+never decides what a later replay can rebuild: ``leads.lifecycle`` (the
+stream every report is rebuilt from) and ``leads.deadletter`` (records
+waiting for a human) are kept forever; the stage topics, which only carry a
+lead from one stage to the next, for 30 days. ``TOPIC_RETENTION`` overrides
+any of them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from leadpipe_common import topics
+from leadpipe_common.events import (
+    Event, LeadCaptured, LeadDispositioned, LeadEnriched, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged,
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    #: The local stack's port; replicas add ``stack.REPLICA_PORT_STEP`` each.
+    port: int
+
+
+SERVICES: tuple[Service, ...] = (
+    Service("capture", 8000),
+    Service("enrichment", 8001),
+    Service("scoring", 8002),
+    Service("routing", 8003),
+    Service("reporting", 8004),
+)
+PORTS: dict[str, int] = {s.name: s.port for s in SERVICES}
+
+#: Kept until deleted by hand.
+FOREVER = None
+STAGE_RETENTION = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Channel:
+    topic: str
+    summary: str
+    events: tuple[type[Event], ...]
+    #: leadpipe services, or outside parties in words ("sales tools").
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    #: A dead letter from this input stalls its lead in the pipeline (announced on the lifecycle).
+    stage_input: bool = False
+    retention: timedelta | None = STAGE_RETENTION
+
+
+CHANNELS: tuple[Channel, ...] = (
+    Channel(topics.CAPTURED, "Leads as captured from forms and the API, with first-touch attribution.",
+            (LeadCaptured,), ("capture",), ("enrichment",), stage_input=True),
+    Channel(topics.ENRICHED, "Leads with company, seniority and contact data added, each value with its source.",
+            (LeadEnriched,), ("enrichment",), ("scoring",), stage_input=True),
+    Channel(topics.SCORED, "Leads with an explainable fit and intent score, a grade and the MQL decision.",
+            (LeadScored,), ("scoring",), ("routing",), stage_input=True),
+    Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns it.",
+            (LeadRouted,), ("routing",), ("sales tools",)),
+    Channel(topics.LIFECYCLE, "Every stage transition of every lead, and every missed hand-off deadline: "
+                              "the stream the funnel reports are rebuilt from.",
+            (LeadStageChanged, LeadSlaBreached), ("capture", "enrichment", "scoring", "routing"),
+            ("capture", "reporting"), retention=FOREVER),
+    Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
+            (LeadDispositioned,), ("sales tools",), ("routing",)),
+    Channel(topics.DEADLETTER, "Records a stage could not apply: the original key, value and headers, plus dlq.* "
+                               "headers (dlq.error.kind, dlq.error.message, dlq.source.topic/partition/offset, "
+                               "dlq.stage, dlq.at). `make redrive` sends them back.",
+            (), ("enrichment", "scoring", "routing", "capture", "reporting"), ("leadpipe-redrive",),
+            retention=FOREVER),
+)
+
+TOPICS: tuple[str, ...] = tuple(c.topic for c in CHANNELS)
+STAGE_INPUTS: frozenset[str] = frozenset(c.topic for c in CHANNELS if c.stage_input)
+
+
+def channel(topic: str) -> Channel:
+    return next(c for c in CHANNELS if c.topic == topic)
+
+
+def inputs_of(service: str) -> list[str]:
+    """The topics ``service`` consumes."""
+    return [c.topic for c in CHANNELS if service in c.consumers]
+
+
+def outputs_of(service: str) -> list[str]:
+    """The topics ``service`` produces to."""
+    return [c.topic for c in CHANNELS if service in c.producers]
+
+
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_retention(text: str) -> dict[str, int]:
+    """``TOPIC_RETENTION``: ``topic=duration`` pairs, comma-separated (``leads.captured=7d,leads.routed=forever``)
+    as milliseconds, ``-1`` for forever. Raises ValueError naming the entry that is wrong."""
+    out: dict[str, int] = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        topic, _, value = (part.strip() for part in entry.partition("="))
+        if topic not in TOPICS:
+            raise ValueError(f"{entry!r}: unknown topic {topic!r}; leadpipe's topics are {', '.join(TOPICS)}")
+        if value == "forever":
+            out[topic] = -1
+            continue
+        match = _DURATION.match(value)
+        if not match or int(match.group(1)) == 0:
+            raise ValueError(f"{entry!r}: {value!r} is not a duration like 12h, 30d or forever")
+        out[topic] = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    return out
+
+
+def retention_ms(overrides: dict[str, int] | None = None) -> dict[str, int]:
+    """Every topic's ``retention.ms``: the table's choice, unless ``overrides`` names the topic."""
+    chosen = {c.topic: -1 if c.retention is None else int(c.retention.total_seconds() * 1000) for c in CHANNELS}
+    return {**chosen, **(overrides or {})}

@@ -1,0 +1,40 @@
+"""The dead letter a runner writes for a record it can never apply: pure, no broker."""
+
+import uuid
+from datetime import UTC, datetime
+
+from leadpipe_common import topics
+from leadpipe_common.consumer import dead_letter
+from leadpipe_common.envelope import decode
+
+AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+LEAD = uuid.UUID(int=42)
+TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def letter(topic=topics.ENRICHED, headers=(("traceparent", TRACE.encode()),)):
+    return dead_letter(record_topic=topic, partition=3, offset=17, key=str(LEAD).encode(), value=b"{oops",
+                       headers=headers, kind="undecodable", error="value is not JSON", stage="scoring", at=AT)
+
+
+def test_a_stalled_lead_is_announced_on_the_lifecycle_within_its_own_trace():
+    dlq, announcement = letter()
+    assert dlq.topic == topics.DEADLETTER and dlq.header("dlq.source.offset") == "17"
+    assert announcement.topic == topics.LIFECYCLE
+    trace = announcement.header("traceparent")
+    assert trace is not None and trace.split("-")[1] == TRACE.split("-")[1] and trace != TRACE
+    event = decode(announcement.headers, announcement.key, announcement.value)
+    assert (event.data.lead_id, event.data.to_stage) == (LEAD, "deadlettered")
+
+
+def test_an_announcement_without_a_trace_to_continue_starts_one():
+    _, announcement = letter(headers=())
+    assert announcement.header("traceparent") is not None
+
+
+def test_a_poison_record_announces_itself_with_the_same_id_every_time():
+    assert letter()[1].header("ce_id") == letter()[1].header("ce_id")
+
+
+def test_a_refused_sales_report_does_not_stall_the_lead():
+    assert [m.topic for m in letter(topics.FEEDBACK)] == [topics.DEADLETTER]

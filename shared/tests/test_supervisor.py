@@ -1,0 +1,55 @@
+"""make run's supervisor: a dead service restarts, a crash loop backs off, and each crash is said once."""
+
+import sys
+from pathlib import Path
+
+from leadpipe_common.stack import RESTART_MAX_S, STABLE_S, ServiceProcess, Stack
+
+
+def crashing_stack(tmp_path: Path) -> tuple[Stack, ServiceProcess]:
+    stack = Stack(data_dir=tmp_path)
+    sp = ServiceProcess("scoring", 0, 0, env={}, command=[sys.executable, "-c", "raise SystemExit(3)"])
+    stack.processes.append(sp)
+    return stack, sp
+
+
+def run_until_dead(sp: ServiceProcess, now: float) -> None:
+    sp.start(now)
+    assert sp.proc is not None
+    sp.proc.wait(10)
+
+
+def test_a_service_that_keeps_crashing_is_restarted_later_each_time_and_each_crash_is_said_once(tmp_path):
+    stack, sp = crashing_stack(tmp_path)
+    said: list[str] = []
+    run_until_dead(sp, now=0.0)
+    stack.supervise_once(said.append, now=1.0)  # the first death: straight back
+    assert sp.restart_at is None and sp.started_at == 1.0
+    sp.proc.wait(10)
+
+    waits = []
+    clock = 1.0
+    for _ in range(6):
+        clock += 0.5
+        stack.supervise_once(said.append, now=clock)  # noticed: a restart is scheduled, not done
+        assert sp.restart_at is not None and sp.restart_at > clock
+        waits.append(sp.restart_at - clock)
+        stack.supervise_once(said.append, now=clock + 0.1)  # still waiting: nothing new is said
+        clock = sp.restart_at
+        stack.supervise_once(said.append, now=clock)  # due: started again
+        assert sp.restart_at is None and sp.started_at == clock
+        sp.proc.wait(10)
+
+    assert len(said) == 7 and all("exited with code 3" in line for line in said)
+    assert "keeps crashing" in said[-1]
+    assert waits[1] > waits[0] and max(waits) <= RESTART_MAX_S
+    assert 0.5 <= waits[0] <= 1.0
+
+
+def test_a_service_that_ran_a_while_before_dying_restarts_at_once(tmp_path):
+    stack, sp = crashing_stack(tmp_path)
+    sp.crashes = 5
+    run_until_dead(sp, now=0.0)
+    stack.supervise_once(lambda _line: None, now=STABLE_S + 1)
+    assert sp.crashes == 1 and sp.started_at == STABLE_S + 1
+    sp.proc.wait(10)

@@ -1,0 +1,50 @@
+"""The topology table: topics, their retention, and who reads and writes what."""
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from leadpipe_common import topics, topology
+from leadpipe_common.settings import TopicSettings
+
+
+def test_every_topic_is_kept_explicitly_and_the_lifecycle_forever():
+    kept = topology.retention_ms()
+    assert set(kept) == set(topology.TOPICS)
+    assert kept[topics.LIFECYCLE] == -1 and kept[topics.DEADLETTER] == -1
+    assert kept[topics.CAPTURED] == 30 * 86_400_000
+
+
+def test_retention_can_be_set_per_topic():
+    overrides = topology.parse_retention("leads.captured=7d, leads.routed=forever,leads.feedback=12h")
+    assert overrides == {topics.CAPTURED: 7 * 86_400_000, topics.ROUTED: -1, topics.FEEDBACK: 12 * 3_600_000}
+    assert topology.retention_ms(overrides)[topics.LIFECYCLE] == -1
+
+
+@pytest.mark.parametrize(("text", "says"), [("leads.bogus=1d", "unknown topic"), ("leads.captured=soon", "duration"),
+                                            ("leads.captured=0d", "duration")])
+def test_a_bad_retention_names_the_entry(text, says):
+    with pytest.raises(ValueError, match=says):
+        topology.parse_retention(text)
+
+
+def test_stage_inputs_and_service_inputs_come_from_the_table():
+    assert topology.STAGE_INPUTS == {topics.CAPTURED, topics.ENRICHED, topics.SCORED}
+    assert topology.inputs_of("routing") == [topics.SCORED, topics.FEEDBACK]
+    assert topology.inputs_of("reporting") == [topics.LIFECYCLE]
+    assert topics.ROUTED in topology.outputs_of("routing")
+
+
+async def test_the_topics_on_the_broker_carry_the_retention_of_the_table(bootstrap):
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in topology.TOPICS])
+    finally:
+        await admin.close()
+    # resources: (error code, error message, resource type, name, [(config name, value, ...)])
+    seen = {r[3]: dict((e[0], e[1]) for e in r[4]).get("retention.ms")
+            for response in described for r in response.resources}
+    expected = topology.retention_ms(TopicSettings().retention_overrides())
+    assert seen == {name: str(ms) for name, ms in expected.items()}
