@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from leadpipe_common.testing.plugin import make_test_stack, running
-from tests.faults import Ledger, assert_conserved, capture_url
+from tests.faults import Ledger, LifecycleAudit, assert_conserved, capture_url
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
@@ -33,6 +33,14 @@ def faulty():
         yield stack
 
 
+@pytest.fixture(scope="module")
+async def audit(faulty):
+    tail = LifecycleAudit(faulty.bootstrap)
+    await tail.start()
+    yield tail
+    await tail.stop()
+
+
 @pytest.fixture
 async def db(faulty):
     engine = create_async_engine(faulty.database_url)
@@ -41,12 +49,12 @@ async def db(faulty):
 
 
 def restart_dead(stack) -> None:
-    stack.supervise_once(say=lambda _msg: None)
+    stack.supervise_once(say=lambda _msg: None, at_once=True)
     stack.wait_ready()
 
 
 @pytest.mark.parametrize("service", ["enrichment", "scoring", "routing"])
-async def test_a_stage_killed_mid_stream_loses_and_doubles_nothing(faulty, db, service):
+async def test_a_stage_killed_mid_stream_loses_and_doubles_nothing(faulty, db, audit, service):
     ledger = Ledger()
     async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
         flowing = asyncio.create_task(ledger.post(client, 300, pause_s=0.02))
@@ -55,20 +63,20 @@ async def test_a_stage_killed_mid_stream_loses_and_doubles_nothing(faulty, db, s
         victim.kill()
         await flowing
     restart_dead(faulty)
-    await assert_conserved(faulty, db, ledger)
+    await assert_conserved(faulty, db, audit, ledger)
 
 
-async def test_capture_killed_right_after_answering_keeps_the_lead(faulty, db):
+async def test_capture_killed_right_after_answering_keeps_the_lead(faulty, db, audit):
     ledger = Ledger()
     capture = next(p for p in faulty.processes if p.service == "capture")
     async with httpx.AsyncClient(base_url=capture.url, timeout=30) as client:
         await ledger.post(client, 40, concurrency=40)
     capture.kill()  # before the relay had time to publish everything
     restart_dead(faulty)
-    await assert_conserved(faulty, db, ledger)
+    await assert_conserved(faulty, db, audit, ledger)
 
 
-async def test_leads_outlive_a_broker_that_restarts_empty(faulty, db):
+async def test_leads_outlive_a_broker_that_restarts_empty(faulty, db, audit):
     ledger = Ledger()
     async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
         await ledger.post(client, 100)  # these are mid-flight...
@@ -77,14 +85,14 @@ async def test_leads_outlive_a_broker_that_restarts_empty(faulty, db):
         assert len(ledger.accepted) == 200
         await asyncio.to_thread(faulty.restart_broker)
         await ledger.post(client, 50)
-    await assert_conserved(faulty, db, ledger, timeout=180)
+    await assert_conserved(faulty, db, audit, ledger, timeout=180)
     async with db.connect() as conn:
         redriven = (await conn.execute(sa.text("SELECT count(*) FROM capture.leads WHERE redrives > 0 "
                                                "AND lead_id::text = ANY(:ids)"), {"ids": list(ledger.accepted)})).scalar_one()
     assert redriven > 0, "nothing was re-driven, so the broker lost nothing: the test missed its window"
 
 
-async def test_postgres_restarting_under_load_costs_503s_not_leads(faulty, db):
+async def test_postgres_restarting_under_load_costs_503s_not_leads(faulty, db, audit):
     ledger = Ledger()
     async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
         flowing = asyncio.create_task(ledger.post(client, 400, concurrency=10, pause_s=0.02))
@@ -97,11 +105,11 @@ async def test_postgres_restarting_under_load_costs_503s_not_leads(faulty, db):
         await flowing
     assert ledger.refused > 0, "Postgres was down, yet capture refused nothing: the test missed its window"
     assert readiness == 503, "a stage must say it is not ready while its database is away"
-    await assert_conserved(faulty, db, ledger, timeout=180)
+    await assert_conserved(faulty, db, audit, ledger, timeout=180)
 
 
 @pytest.mark.parametrize("service", ["enrichment", "capture"])
-async def test_sigterm_finishes_the_work_in_hand_and_exits_within_ten_seconds(faulty, db, service):
+async def test_sigterm_finishes_the_work_in_hand_and_exits_within_ten_seconds(faulty, db, audit, service):
     ledger = Ledger()
     victim = next(p for p in faulty.processes if p.service == service)
     async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
@@ -116,4 +124,4 @@ async def test_sigterm_finishes_the_work_in_hand_and_exits_within_ten_seconds(fa
     assert exit_code in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in victim.log_path.read_text()[logged_before:]
     restart_dead(faulty)
-    await assert_conserved(faulty, db, ledger)
+    await assert_conserved(faulty, db, audit, ledger)
