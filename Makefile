@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit bench redrive replay export asyncapi lock clean
+.PHONY: help install run test test-unit bench redrive replay export asyncapi schemas config-doc lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,7 +46,7 @@ bench: $(STAMP) ## start a stack and print throughput and latency figures
 redrive: $(STAMP) ## send dead-lettered records back to their topics (REDRIVE_ARGS="--dry-run")
 	$(VENV)/bin/leadpipe-redrive $(REDRIVE_ARGS)
 
-replay: $(STAMP) ## rebuild the reports from leads.lifecycle (REPLAY_ARGS="--since 2026-11-01")
+replay: $(STAMP) ## rebuild the reports from leads.lifecycle (REPLAY_ARGS="--since 2026-11-01": re-apply only what came since)
 	$(VENV)/bin/leadpipe-reporting replay $(REPLAY_ARGS)
 
 export: $(STAMP) ## write leads.lifecycle to a file for analysts (EXPORT_ARGS="lifecycle.parquet --since ...")
@@ -54,6 +54,12 @@ export: $(STAMP) ## write leads.lifecycle to a file for analysts (EXPORT_ARGS="l
 
 asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event models (the tests check it)
 	$(VENV)/bin/python -c 'from leadpipe_common.asyncapi import document, to_yaml; print(to_yaml(document()), end="")' > docs/asyncapi.yaml
+
+schemas: $(STAMP) ## publish the JSON schema of each new event version under docs/schemas (the tests check them)
+	$(VENV)/bin/python -m leadpipe_common.contracts .
+
+config-doc: $(STAMP) ## regenerate README.md's configuration table from the settings classes (the tests check it)
+	$(VENV)/bin/python -m leadpipe_common.configdoc README.md
 
 lock: $(UV) ## re-resolve uv.lock after changing a pyproject.toml
 	$(UV) lock
