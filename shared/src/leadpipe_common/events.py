@@ -131,7 +131,16 @@ class Event(Model):
         return {}
 
 
+# The lead's events repeat the fields they share instead of inheriting them:
+# each type is its own contract with its own version, so a new version of
+# lead.captured cannot silently change lead.enriched, lead.scored or
+# lead.routed. (docs/schemas/ holds every published version; a test fails
+# when a schema changes under an old version number.)
+
+
 class LeadCaptured(Event):
+    """A person submitted a form or an API call: contact, consent and first-touch attribution."""
+
     type: ClassVar[str] = "lead.captured"
     version: ClassVar[int] = 1
     captured_at: datetime
@@ -139,23 +148,44 @@ class LeadCaptured(Event):
     attribution: Attribution
 
 
-class LeadEnriched(LeadCaptured):
+class LeadEnriched(Event):
+    """The captured lead with company, seniority and contact data added, each value with its source."""
+
     type: ClassVar[str] = "lead.enriched"
     version: ClassVar[int] = 1
+    captured_at: datetime
+    contact: Contact
+    attribution: Attribution
     enrichment: Enrichment
     enriched_at: datetime
 
 
-class LeadScored(LeadEnriched):
+class LeadScored(Event):
+    """The enriched lead with an explainable score, a grade and the MQL decision."""
+
     type: ClassVar[str] = "lead.scored"
     version: ClassVar[int] = 1
+    captured_at: datetime
+    contact: Contact
+    attribution: Attribution
+    enrichment: Enrichment
+    enriched_at: datetime
     score: Score
     scored_at: datetime
 
 
-class LeadRouted(LeadScored):
+class LeadRouted(Event):
+    """A sales-ready lead and who owns it now."""
+
     type: ClassVar[str] = "lead.routed"
     version: ClassVar[int] = 1
+    captured_at: datetime
+    contact: Contact
+    attribution: Attribution
+    enrichment: Enrichment
+    enriched_at: datetime
+    score: Score
+    scored_at: datetime
     assignment: Assignment
     routed_at: datetime
 
