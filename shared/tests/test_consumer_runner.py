@@ -5,13 +5,14 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from leadpipe_common.consumer import ConsumerRunner, Rejected
-from leadpipe_common.db import Inbox, inbox_table, make_engine, make_sessionmaker
+from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Rejected
+from leadpipe_common.db import inbox_table, make_engine, make_sessionmaker
 from leadpipe_common.envelope import encode
 from leadpipe_common.producer import Producer
 from leadpipe_common.settings import ConsumerSettings
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.kafka import create_topics, for_lead, produce, read_topic
+from leadpipe_common.uow import SqlUnitOfWork
 
 pytestmark = pytest.mark.asyncio
 
@@ -31,7 +32,7 @@ async def test_a_rejected_event_is_dead_lettered_and_applied_once_after_the_fix(
     fixed = False
     calls = 0
 
-    async def handle_lead_captured(session, batch):
+    async def handle_lead_captured(uow, batch):
         nonlocal calls
         calls += len(batch)
         if not fixed:
@@ -40,9 +41,10 @@ async def test_a_rejected_event_is_dead_lettered_and_applied_once_after_the_fix(
                 for env in batch}
 
     producer = Producer(settings, client_id=name)
-    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source],
-                            handlers={"lead.captured": handle_lead_captured},
-                            sessionmaker=make_sessionmaker(engine), inbox=Inbox(table), producer=producer)
+    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
+                           unit_of_work=lambda: SqlUnitOfWork(make_sessionmaker(engine), lambda session: None, table))
+    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source], applier=applier,
+                            producer=producer)
     await producer.start()
     await runner.start()
     try:

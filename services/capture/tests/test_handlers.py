@@ -2,8 +2,12 @@ import uuid
 from datetime import UTC, datetime
 
 from capture.domain import capture_lead
-from capture.handlers import captured_lead_messages
+from capture.handlers import captured_lead_messages, handle_lead_stage_changed, is_terminal_step
 from capture.store import Unpublished
+from leadpipe_common.envelope import Envelope
+from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.testing import factories
+from leadpipe_common.uow import MemoryUnitOfWork
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -35,3 +39,32 @@ def test_capture_follows_only_terminal_lifecycle_steps_by_their_header():
     assert captured_step.header("ce_tostage") == "captured"
     assert not is_terminal_step(captured_step.headers)
     assert is_terminal_step((("ce_type", b"lead.stage_changed"), ("ce_tostage", b"routed")))
+
+
+class Outcomes:
+    def __init__(self) -> None:
+        self.recorded: list[dict] = []
+
+    async def record_outcomes(self, outcomes) -> None:
+        self.recorded.extend(outcomes)
+
+
+def a_step(to_stage: str) -> Envelope:
+    step = LeadStageChanged(lead_id=uuid.uuid4(), from_stage=None, to_stage=to_stage, at=NOW, by="t", reason="r",
+                            attribution=Attribution())
+    return factories.envelope("leads.lifecycle", step)
+
+
+async def test_capture_notes_terminal_outcomes_so_the_re_driver_leaves_those_leads_alone():
+    uow = MemoryUnitOfWork(Outcomes())
+    routed, enriched, nurture = a_step("routed"), a_step("enriched"), a_step("nurture")
+    async with uow:
+        answer = await handle_lead_stage_changed(uow, [routed, enriched, nurture])
+    assert answer == {routed.id: [], enriched.id: [], nurture.id: []}
+    assert [(o["b_lead_id"], o["b_stage"]) for o in uow.store.recorded] == [
+        (routed.data.lead_id, "routed"), (nurture.data.lead_id, "nurture")]
+
+
+def test_only_terminal_steps_are_read_at_all():
+    assert is_terminal_step([("ce_tostage", b"routed")]) and is_terminal_step([("ce_tostage", b"deadlettered")])
+    assert not is_terminal_step([("ce_tostage", b"enriched")]) and not is_terminal_step([])

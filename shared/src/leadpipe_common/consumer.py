@@ -9,13 +9,14 @@ Guarantees, in the order they happen for each batch:
    the source topic, partition and offset, and the stage. A dead letter from
    a stage's input (``topology.STAGE_INPUTS``) is also announced on the
    lifecycle as the lead's ``deadlettered`` step.
-3. In one database transaction: input ids already in the service's inbox are
-   looked up, only new events reach the handlers, and each new event's
-   outputs (or its dead letter, when the handler rejects it) are stored in
-   the inbox (a rejected event is not, so that a redriven copy is applied
-   once its cause is fixed). Then the transaction commits. A runner built without an inbox
-   hands every event to its handlers, which must then be idempotent by
-   construction (and produce nothing).
+3. In one unit of work (``leadpipe_common.uow``: one database transaction):
+   input ids already in the service's inbox are looked up, only new events
+   reach the handlers, and each new event's outputs (or its dead letter,
+   when the handler rejects it) are stored in the inbox (a rejected event is
+   not, so that a redriven copy is applied once its cause is fixed). Then it
+   commits. A service without an inbox hands every event to its handlers,
+   which must then be idempotent by construction (and produce nothing).
+   This step is :class:`BatchApplier`, which knows nothing of Kafka.
 4. Every output of the batch (including the stored outputs of redelivered
    events) is produced and acknowledged by the broker.
 5. Only then are the offsets committed, per partition, last offset + 1.
@@ -39,21 +40,21 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadpipe_common import topics, topology
-from leadpipe_common.db import Inbox
 from leadpipe_common.envelope import DecodeError, Envelope, Message, child_traceparent, decode, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.logging import each
 from leadpipe_common.producer import Producer
 from leadpipe_common.retry import backoff
 from leadpipe_common.settings import ConsumerSettings
+from leadpipe_common.uow import Applied, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -85,8 +86,20 @@ class Rejected:
 
 
 Outcome = list[Message] | Rejected
-#: A batch handler: the new events of one type in, one outcome per event id out.
-BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[Mapping[uuid.UUID, Outcome]]]
+#: A batch handler as the runner calls it: the unit of work in hand and the new events of one type in,
+#: one outcome per event id out (an event left out is applied with no output).
+BatchHandler = Callable[[UnitOfWork[Any], Sequence[Envelope]], Awaitable[Mapping[uuid.UUID, Outcome]]]
+
+
+class Record(Protocol):
+    """What the runner needs of a fetched record (aiokafka's ``ConsumerRecord`` is one)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
 
 
 def dead_letter(
@@ -163,24 +176,14 @@ class ConsumerRunner:
         settings: ConsumerSettings,
         service: str,
         input_topics: Sequence[str],
-        handlers: Mapping[str, BatchHandler],
-        sessionmaker: async_sessionmaker[AsyncSession],
-        inbox: Inbox | None,
+        applier: BatchApplier,
         producer: Producer,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        select: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None,
     ) -> None:
-        """``select`` looks at a record's headers only; records it declines are passed over
-        (their offsets still advance) without being decoded or dead-lettered."""
         self._settings = settings
         self._service = service
         self._topics = list(input_topics)
-        self._handlers = dict(handlers)
-        self._sessionmaker = sessionmaker
-        self._inbox = inbox
+        self._applier = applier
         self._producer = producer
-        self._clock = clock
-        self._select = select
         self._consumer: AIOKafkaConsumer | None = None
         self._batch_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -303,7 +306,7 @@ class ConsumerRunner:
         while True:
             started = time.perf_counter()
             try:
-                outputs = await self._apply(batch)
+                outputs = await self._applier.apply([r for records in batch.values() for r in records])
                 OUTPUTS.inc(await self._producer.send_all(outputs))
                 BATCH_SECONDS.observe(time.perf_counter() - started)
                 self.healthy = True
@@ -359,27 +362,54 @@ class ConsumerRunner:
             # the records are read again and the inbox makes that harmless.
             log.warning("offset commit failed; the batch will be redelivered", error=str(exc))
 
-    async def _apply(self, batch: Mapping[TopicPartition, Sequence]) -> list[Message]:
+
+class BatchApplier:
+    """Steps 2 and 3 above, with no Kafka in sight: fetched records in, the messages to produce out.
+
+    Records keep their order: outputs come out in the order of the records
+    that caused them, and an event twice in one batch is applied and emitted
+    once. Events are handed to their handlers grouped by type, all in one unit
+    of work that commits before ``apply`` returns.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        handlers: Mapping[str, BatchHandler],
+        unit_of_work: Callable[[], UnitOfWork[Any]],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        select: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None,
+    ) -> None:
+        """``handlers`` maps event types to handlers; events of other types are applied with no output.
+        ``select`` looks at a record's headers only; records it declines are passed over (their
+        offsets still advance) without being decoded or dead-lettered."""
+        self._service = service
+        self._handlers = dict(handlers)
+        self._unit_of_work = unit_of_work
+        self._clock = clock
+        self._select = select
+
+    async def apply(self, records: Sequence[Record]) -> list[Message]:
         now = self._clock()
         per_record: list[list[Message] | uuid.UUID] = []
-        envelopes: dict[uuid.UUID, tuple[Envelope, object]] = {}
-        for tp, records in batch.items():
-            RECORDS.labels(tp.topic).inc(len(records))
-            for record in records:
-                if self._select is not None and not self._select(record.headers):
-                    continue
-                try:
-                    env = decode(record.headers, record.key, record.value)
-                except DecodeError as exc:
-                    DEADLETTERED.labels(exc.kind).inc()
-                    log.warning("dead-lettering a record", kind=exc.kind, error=exc.detail,
-                                topic=tp.topic, partition=tp.partition, offset=record.offset,
-                                lead_id=(record.key or b"").decode(errors="replace"),
-                                event_id=_header(record.headers, "ce_id"))
-                    per_record.append(self._dead_letter(record, exc.kind, exc.detail, now))
-                    continue
-                per_record.append(env.id)
-                envelopes.setdefault(env.id, (env, record))
+        envelopes: dict[uuid.UUID, tuple[Envelope, Record]] = {}
+        for record in records:
+            RECORDS.labels(record.topic).inc()
+            if self._select is not None and not self._select(record.headers):
+                continue
+            try:
+                env = decode(record.headers, record.key, record.value)
+            except DecodeError as exc:
+                DEADLETTERED.labels(exc.kind).inc()
+                log.warning("dead-lettering a record", kind=exc.kind, error=exc.detail,
+                            topic=record.topic, partition=record.partition, offset=record.offset,
+                            lead_id=(record.key or b"").decode(errors="replace"),
+                            event_id=_header(record.headers, "ce_id"))
+                per_record.append(self._dead_letter(record, exc.kind, exc.detail, now))
+                continue
+            per_record.append(env.id)
+            envelopes.setdefault(env.id, (env, record))
 
         results: dict[uuid.UUID, list[Message]] = {}
         if envelopes:
@@ -397,22 +427,22 @@ class ConsumerRunner:
         return outputs
 
     async def _apply_envelopes(
-        self, envelopes: dict[uuid.UUID, tuple[Envelope, object]], results: dict[uuid.UUID, list[Message]],
+        self, envelopes: dict[uuid.UUID, tuple[Envelope, Record]], results: dict[uuid.UUID, list[Message]],
         now: datetime,
     ) -> None:
-        """One transaction: answer redeliveries from the inbox, hand new events to their handlers."""
-        async with self._sessionmaker() as session, session.begin():
-            stored = await self._inbox.seen(session, envelopes) if self._inbox else {}
+        """One unit of work: answer redeliveries from the inbox, hand new events to their handlers."""
+        async with self._unit_of_work() as uow:
+            stored = await uow.seen(envelopes)
             REDELIVERED.inc(len(stored))
             results.update(stored)
             fresh = [env for eid, (env, _) in envelopes.items() if eid not in stored]
             by_type: dict[str, list[Envelope]] = {}
             for env in fresh:
                 by_type.setdefault(env.type, []).append(env)
-            applied: list[tuple[uuid.UUID, str, list[Message]]] = []
+            applied: list[Applied] = []
             for event_type, group in by_type.items():
                 handler = self._handlers.get(event_type)
-                outcomes = await handler(session, group) if handler else {}
+                outcomes = await handler(uow, group) if handler else {}
                 for env in each(group):
                     # Events of types this stage does not handle are someone
                     # else's business; they are recorded as applied with no output.
@@ -421,16 +451,15 @@ class ConsumerRunner:
                         # Not recorded in the inbox: once the cause is fixed, a
                         # redriven copy of this event must be applied afresh.
                         DEADLETTERED.labels("rejected").inc()
-                        record = envelopes[env.id][1]
                         log.warning("handler rejected an event", reason=outcome.reason)
-                        results[env.id] = self._dead_letter(record, "rejected", outcome.reason, now)
+                        results[env.id] = self._dead_letter(envelopes[env.id][1], "rejected", outcome.reason, now)
                         continue
                     results[env.id] = outcome
                     applied.append((env.id, env.type, outcome))
-            if self._inbox:
-                await self._inbox.record(session, applied)
+            await uow.record(applied)
+            await uow.commit()
 
-    def _dead_letter(self, record, kind: str, error: str, now: datetime) -> list[Message]:  # noqa: ANN001
+    def _dead_letter(self, record: Record, kind: str, error: str, now: datetime) -> list[Message]:
         return dead_letter(
             record_topic=record.topic, partition=record.partition, offset=record.offset,
             key=record.key, value=record.value, headers=record.headers,

@@ -1,89 +1,146 @@
-"""The composition root shared by every consuming service.
+"""What a consuming service is: one declaration, and the composition root that runs it.
 
-Guarantees: ``consumer_app`` builds nothing until its lifespan starts (settings
-are read by the caller, clients are built in the lifespan); on shutdown it
-stops the runner first (finish batch, commit, leave the group), then the
-service's background loops (timers, outbox relays: each finishes its round),
-then the producer, then the database pool. ``/readyz`` fails while the
-database is unreachable, the runner is retrying or not running, or a
-background loop's last round failed. The
-service's own routes reach the clients through ``request.app.state.ctx``.
+A service declares, in one :class:`Service` value, what it consumes (event
+class to a module-level handler), its store, inbox and outbox, its HTTP
+routes and its background loops. Its input topics and whether it serves the
+AsyncAPI document come from ``topology``; ``consumer_app`` refuses a
+declaration that disagrees with the table.
+
+Guarantees of ``consumer_app`` (the composition root): nothing is built
+until its lifespan starts (settings are read by the caller, clients are built
+in the lifespan). Every write goes through a unit of work
+(``leadpipe_common.uow``): the runner's batches, the routes' requests and the
+background loops' rounds alike; a service with an outbox gets its relay, and
+a unit of work that published wakes it at once. On shutdown it stops the
+runner first (finish batch, commit, leave the group), then the background
+loops (each finishes its round), then the producer, then the database pool.
+``/readyz`` fails while the database is unreachable, the runner is retrying
+or not running, or a background loop's last round failed. Routes reach the
+running service as ``Annotated[Runtime[...], Depends(runtime)]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 import structlog
-from fastapi import APIRouter, FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from fastapi import APIRouter, FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from leadpipe_common import asyncapi, topology
+from leadpipe_common import asyncapi, topics, topology
 from leadpipe_common import logging as lp_logging
-from leadpipe_common.consumer import BatchHandler, ConsumerRunner
-from leadpipe_common.db import Inbox, make_engine, make_sessionmaker, ping
+from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Outcome
+from leadpipe_common.db import make_engine, make_sessionmaker, ping
+from leadpipe_common.envelope import Envelope
+from leadpipe_common.events import Event
+from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
+from leadpipe_common.outbox import OutboxRelay
 from leadpipe_common.producer import Producer
 from leadpipe_common.settings import ConsumerSettings
+from leadpipe_common.uow import SqlUnitOfWork, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
+C = TypeVar("C")  # what the service's handlers need besides the store: reference data, a clock
+S = TypeVar("S")  # the service's store: its own tables, on one unit of work's session
+
 
 class Background(Protocol):
+    name: str
+    failing: bool
+
     def start(self) -> None: ...
     async def stop(self) -> None: ...
 
 
+#: A handler: the unit of work, a batch of new events of its class, and the service's context in;
+#: one outcome per event id out (an event left out is applied with no output).
+Handler = Callable[[UnitOfWork[S], Sequence[Envelope], C], Awaitable[Mapping[Any, Outcome]]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
-class Context:
-    """The clients a service's routes and background loops share."""
+class Runtime(Generic[C, S]):
+    """The running service, as its routes and background loops reach it."""
 
     settings: ConsumerSettings
+    context: C
     engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
     producer: Producer
-    extras: dict[str, Any]
+    unit_of_work: Callable[[], SqlUnitOfWork[S]]
 
 
-def consumer_app(
-    *,
-    name: str,
-    summary: str,
-    settings: ConsumerSettings,
-    inbox_table: sa.Table | None,
-    handlers: Callable[[Context], Mapping[str, BatchHandler]],
-    routers: Sequence[APIRouter] = (),
-    background: Callable[[Context], Sequence[Background]] = lambda ctx: (),
-    select: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None,
-    produces: bool = True,
-) -> FastAPI:
-    """``inbox_table=None`` means the handlers are idempotent by construction and produce nothing.
-    A service that ``produces`` serves the AsyncAPI document of the topics."""
+@dataclass(frozen=True)
+class Service(Generic[C, S]):
+    name: str
+    summary: str
+    consumes: Mapping[type[Event], Handler[Any, Any]]
+    store: Callable[[AsyncSession], S]
+    inbox: sa.Table | None = None
+    outbox: sa.Table | None = None
+    routes: Sequence[APIRouter] = ()
+    background: Callable[[Runtime[C, S]], Sequence[Background]] = field(default=lambda runtime: ())
+    #: Looks at a record's headers only: records it declines are passed over undecoded.
+    select: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None
+
+    def check(self) -> None:
+        """Raise ValueError when the declaration disagrees with the topology table."""
+        inputs = topology.inputs_of(self.name)
+        carried = {event for topic in inputs for event in topology.channel(topic).events}
+        stray = [e.type for e in self.consumes if e not in carried]
+        if stray:
+            raise ValueError(f"{self.name} consumes {stray}, which no topic it reads carries (topology.py)")
+        idle = [t for t in inputs if not set(topology.channel(t).events) & set(self.consumes)]
+        if idle:
+            raise ValueError(f"{self.name} reads {idle} (topology.py) but consumes nothing from it")
+        if self.inbox is None and self.produces:
+            raise ValueError(f"{self.name} produces events but has no inbox: a redelivery would lose them")
+
+    @property
+    def produces(self) -> list[str]:
+        """The topics it writes events to (dead letters aside: every consumer may write those)."""
+        return [t for t in topology.outputs_of(self.name) if t != topics.DEADLETTER]
+
+
+def runtime(request: Request) -> Runtime[Any, Any]:
+    """The ``Depends`` of every route: ``Annotated[Runtime[Ctx, Store], Depends(runtime)]``."""
+    return request.app.state.runtime
+
+
+def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: C) -> FastAPI:
+    service.check()
     checks: dict[str, Check] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
-        lp_logging.configure(name, settings.log_level, settings.log_json)
+        lp_logging.configure(service.name, settings.log_level, settings.log_json)
         engine = make_engine(settings)
-        producer = Producer(settings, client_id=name)
-        ctx = Context(settings=settings, engine=engine, sessionmaker=make_sessionmaker(engine),
-                      producer=producer, extras={})
-        app.state.ctx = ctx
-        runner = ConsumerRunner(
-            settings=settings,
-            service=name,
-            input_topics=topology.inputs_of(name),
-            handlers=handlers(ctx),
-            sessionmaker=ctx.sessionmaker,
-            inbox=Inbox(inbox_table) if inbox_table is not None else None,
-            producer=producer,
-            select=select,
+        sessionmaker = make_sessionmaker(engine)
+        producer = Producer(settings, client_id=service.name)
+        relay = (OutboxRelay(engine, producer, service.outbox, idle_s=settings.outbox_idle_s)
+                 if service.outbox is not None else None)
+        unit_of_work = functools.partial(SqlUnitOfWork, sessionmaker, service.store, service.inbox, service.outbox,
+                                         on_publish=relay.wake if relay else None)
+        rt = Runtime(settings=settings, context=context, engine=engine, producer=producer, unit_of_work=unit_of_work)
+        app.state.runtime = rt
+        applier = BatchApplier(
+            service=service.name,
+            handlers={event.type: functools.partial(handler, ctx=context) for event, handler in service.consumes.items()},
+            unit_of_work=unit_of_work, select=service.select,
         )
-        loops = list(background(ctx))
+        runner = ConsumerRunner(settings=settings, service=service.name, input_topics=topology.inputs_of(service.name),
+                                applier=applier, producer=producer)
+        loops: list[Background] = ([relay] if relay else []) + list(service.background(rt))
         await producer.start()
         await runner.start()
         for loop in loops:
@@ -92,10 +149,8 @@ def consumer_app(
         checks["broker"] = require(lambda: producer.started, "producer not connected")
         checks["consumer"] = require(lambda: runner.ready, "consumer is retrying a batch or not running")
         for loop in loops:
-            if hasattr(loop, "failing"):
-                checks[getattr(loop, "name", "background")] = require(
-                    lambda loop=loop: not loop.failing, "failing; retrying with backoff (see the logs)")
-        log.info("service started", topics=topology.inputs_of(name), port=settings.port)
+            checks[loop.name] = require(lambda loop=loop: not loop.failing, "failing; retrying with backoff (see the logs)")
+        log.info("service started", topics=topology.inputs_of(service.name), port=settings.port)
         try:
             yield
         finally:
@@ -106,11 +161,12 @@ def consumer_app(
             await engine.dispose()
             log.info("service stopped")
 
-    app = FastAPI(title=f"leadpipe {name}", version="1", summary=summary, lifespan=lifespan)
+    app = FastAPI(title=f"leadpipe {service.name}", version="1", summary=service.summary, lifespan=lifespan)
     app.add_middleware(RequestMetrics)
+    install_problem_handlers(app)
     app.include_router(ops_router(lambda: checks))
-    if produces:
+    if service.produces:
         app.include_router(asyncapi.router())
-    for router in routers:
+    for router in service.routes:
         app.include_router(router)
     return app

@@ -77,6 +77,8 @@ class ConsumerSettings(ServiceSettings):
                                                                  "recovery time after a crash")
     heartbeat_interval_ms: int = Field(3_000, ge=500, description="how often a member tells the group it is alive")
     retry_backoff_max_s: float = Field(30.0, gt=0, description="longest wait between retries of a failing batch")
+    outbox_idle_s: float = Field(1.0, gt=0, description="how long a service's outbox relay idles, for a service "
+                                                        "with one (a write wakes it at once)")
 
 
 class TopicSettings(BaseSettings):

@@ -7,6 +7,7 @@ reads settings and builds clients; nothing happens at import time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import itertools
 import json
@@ -27,17 +28,18 @@ from starlette.datastructures import UploadFile
 from leadpipe_common import asyncapi
 from leadpipe_common import logging as lp_logging
 from leadpipe_common import topology
-from leadpipe_common.consumer import ConsumerRunner
+from leadpipe_common.consumer import BatchApplier, ConsumerRunner
 from leadpipe_common.db import make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import child_traceparent
 from leadpipe_common.ops import Check, RequestMetrics, ops_router
 from leadpipe_common.producer import Producer
 from leadpipe_common.retry import backoff
+from leadpipe_common.uow import SqlUnitOfWork
 
 from capture.domain import FieldError, Form, InvalidSubmission, capture_lead, parse_forms
-from capture.handlers import LIFECYCLE_HANDLERS, captured_lead_messages, is_terminal_step
+from capture.handlers import CONSUMES, captured_lead_messages, is_terminal_step
 from capture.settings import CaptureSettings
-from capture.store import LeadWriter, NewLead, OutboxRelay, Redriver
+from capture.store import CaptureStore, LeadWriter, NewLead, OutboxRelay, Redriver
 
 log = structlog.get_logger(__name__)
 
@@ -141,12 +143,14 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
         # Outcomes only feed the re-drive deadline (minutes away): fetch lazily,
         # in big batches, and leave the CPU to the requests.
         follower_settings = settings.model_copy(update={"fetch_max_wait_ms": 1000, "batch_timeout_ms": 1000})
-        lifecycle = ConsumerRunner(
-            settings=follower_settings, service="capture", input_topics=topology.inputs_of("capture"),
-            handlers=LIFECYCLE_HANDLERS,
-            sessionmaker=make_sessionmaker(engine), inbox=None, producer=lifecycle_producer,
+        applier = BatchApplier(
+            service="capture", handlers={event.type: handler for event, handler in CONSUMES.items()},
+            unit_of_work=functools.partial(SqlUnitOfWork, make_sessionmaker(engine), CaptureStore),
             select=is_terminal_step,
         )
+        lifecycle = ConsumerRunner(settings=follower_settings, service="capture",
+                                   input_topics=topology.inputs_of("capture"), applier=applier,
+                                   producer=lifecycle_producer)
         writer.start()
         relay.start()
         redriver.start()

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import Sequence
 
 from leadpipe_common import topics
-from leadpipe_common.consumer import BatchHandler, Outcome
+from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, Message, derive_id, encode
 from leadpipe_common.events import TERMINAL_STAGES, LeadCaptured, LeadStageChanged
 
-from capture.store import Unpublished, record_outcomes
+from leadpipe_common.uow import UnitOfWork
+
+from capture.store import CaptureStore, Unpublished
 
 SOURCE = "leadpipe/capture"
 
@@ -37,18 +37,20 @@ def captured_lead_messages(row: Unpublished) -> Sequence[Message]:
     )
 
 
-async def handle_lead_stage_changed(session: AsyncSession, batch: Sequence[Envelope]) -> dict[uuid.UUID, Outcome]:
+async def handle_lead_stage_changed(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],
+                                    ctx: None = None) -> dict[uuid.UUID, Outcome]:
     """Note terminal outcomes, so the re-driver knows which accepted leads are done."""
     outcomes = [
         {"b_lead_id": env.data.lead_id, "b_stage": env.data.to_stage, "b_at": env.data.at}
         for env in batch
         if isinstance(env.data, LeadStageChanged) and env.data.to_stage in TERMINAL_STAGES
     ]
-    await record_outcomes(session, outcomes)
+    await uow.store.record_outcomes(outcomes)
     return {env.id: [] for env in batch}
 
 
-LIFECYCLE_HANDLERS: Mapping[str, BatchHandler] = {"lead.stage_changed": handle_lead_stage_changed}
+#: What capture consumes (its lifecycle follower; capture's own composition root runs it).
+CONSUMES = {LeadStageChanged: handle_lead_stage_changed}
 _TERMINAL = {stage.encode() for stage in TERMINAL_STAGES}
 
 

@@ -175,6 +175,16 @@ class OutboxRelay(BackgroundLoop):
         return len(rows)
 
 
+class CaptureStore:
+    """What capture's lifecycle follower writes, on one unit of work's session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def record_outcomes(self, outcomes: Sequence[dict[str, Any]]) -> None:
+        await record_outcomes(self._session, outcomes)
+
+
 async def record_outcomes(conn: AsyncConnection | AsyncSession, outcomes: Sequence[dict[str, Any]]) -> None:
     """Note each lead's terminal stage. A real outcome replaces ``deadlettered`` (the record was
     redriven after a fix); nothing replaces a real outcome."""

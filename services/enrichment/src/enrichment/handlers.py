@@ -1,50 +1,55 @@
-"""enrichment's handlers: ``lead.captured`` in, ``lead.enriched`` and a lifecycle step out."""
+"""enrichment's handler: ``lead.captured`` in, ``lead.enriched`` and a lifecycle step out."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from leadpipe_common import topics
-from leadpipe_common.consumer import BatchHandler, Outcome
-from leadpipe_common.db import upsert
+from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, follow_up
 from leadpipe_common.events import LeadCaptured, LeadEnriched, LeadStageChanged
 from leadpipe_common.logging import each
+from leadpipe_common.uow import UnitOfWork
 
 from enrichment.domain import ReferenceData, enrich
-from enrichment.store import enrichments
+from enrichment.store import EnrichmentStore
 
 SOURCE = "leadpipe/enrichment"
 
 
-def build_handlers(ref: ReferenceData, clock: Callable[[], datetime]) -> Mapping[str, BatchHandler]:
-    async def handle_lead_captured(session: AsyncSession, batch: Sequence[Envelope]) -> dict[uuid.UUID, Outcome]:
-        now = clock()
-        outcomes: dict[uuid.UUID, Outcome] = {}
-        rows = []
-        for env in each(batch):
-            lead = env.data
-            assert isinstance(lead, LeadCaptured)
-            enrichment = enrich(lead.contact, ref)
-            # Built from validated parts: construct skips re-validating the whole lead.
-            enriched = LeadEnriched.model_construct(**dict(lead), enrichment=enrichment, enriched_at=now)
-            changed = LeadStageChanged(
-                lead_id=lead.lead_id, from_stage="captured", to_stage="enriched", at=now, by="enrichment",
-                reason=_summary(enriched), attribution=lead.attribution,
-            )
-            outcomes[env.id] = [
-                follow_up(env, topics.ENRICHED, enriched, source=SOURCE, time=now),
-                follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now),
-            ]
-            rows.append({"lead_id": lead.lead_id, "data": enrichment.model_dump(mode="json"), "enriched_at": now})
-        await upsert(session, enrichments, rows, key="lead_id")
-        return outcomes
+@dataclass(frozen=True)
+class Enrichment:
+    """What enrichment's handler needs besides its store."""
 
-    return {"lead.captured": handle_lead_captured}
+    reference: ReferenceData
+    clock: Callable[[], datetime]
+
+
+async def handle_lead_captured(uow: UnitOfWork[EnrichmentStore], batch: Sequence[Envelope],
+                               ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
+    now = ctx.clock()
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    rows = []
+    for env in each(batch):
+        lead = env.data
+        assert isinstance(lead, LeadCaptured)
+        enrichment = enrich(lead.contact, ctx.reference)
+        # Built from validated parts: construct skips re-validating the whole lead.
+        enriched = LeadEnriched.model_construct(**dict(lead), enrichment=enrichment, enriched_at=now)
+        changed = LeadStageChanged(
+            lead_id=lead.lead_id, from_stage="captured", to_stage="enriched", at=now, by="enrichment",
+            reason=_summary(enriched), attribution=lead.attribution,
+        )
+        outcomes[env.id] = [
+            follow_up(env, topics.ENRICHED, enriched, source=SOURCE, time=now),
+            follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now),
+        ]
+        rows.append({"lead_id": lead.lead_id, "data": enrichment.model_dump(mode="json"), "enriched_at": now})
+    await uow.store.save(rows)
+    return outcomes
 
 
 def _summary(lead: LeadEnriched) -> str:

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
+from leadpipe_common.service import runtime
+
 from reporting import reports
 from reporting.api import filters
 from reporting.domain import rate
@@ -95,7 +97,7 @@ def table(head: list[str], body: list[list[str]], empty: str) -> str:
 async def dashboard(request: Request, since: str | None = Query(None), until: str | None = Query(None),
                     source: str | None = Query(None)) -> HTMLResponse:
     f = filters(since, until, source)
-    async with request.app.state.ctx.engine.connect() as conn:
+    async with runtime(request).engine.connect() as conn:
         funnel = await reports.funnel(conn, f)
         by_source = await reports.breakdown(conn, f, "source")
         by_campaign = await reports.attribution(conn, f, "campaign")

@@ -44,10 +44,9 @@ from leadpipe_common.envelope import DecodeError, Envelope, decode
 from leadpipe_common.scan import TopicScan
 from leadpipe_common.settings import ServiceSettings
 
-from reporting.domain import parse_moment
-from reporting.handlers import apply_events
+from reporting.domain import parse_moment, project
 from reporting.settings import ReportingSettings
-from reporting.store import SCHEMA, TABLES, metadata
+from reporting.store import SCHEMA, TABLES, ReportingStore, metadata
 
 SHADOW = "reporting_replay"
 Progress = Callable[[int, int], None]
@@ -83,7 +82,7 @@ async def _apply_scan(engine: AsyncEngine, scan: TopicScan, schema: str, progres
         skipped += bad
         async with engine.begin() as conn:
             conn = await conn.execution_options(schema_translate_map={SCHEMA: schema})
-            await apply_events(conn, ((env.id, env.data) for _, env in decoded))
+            await ReportingStore(conn).save(project((env.id, env.data) for _, env in decoded))
         done += len(records)
         progress(done, scan.total)
     return done, skipped

@@ -11,7 +11,8 @@ Every write is idempotent and independent of order (first times are
 ``LEAST``, the furthest stage ``GREATEST``, values ``COALESCE``; steps are
 keyed by event id), so a redelivered or replayed event changes nothing and a
 rebuild from the log equals the live tables. That is why the service needs no
-inbox. ``TABLES`` is what a replay rebuilds and swaps in.
+inbox. ``TABLES`` is what a replay rebuilds and swaps in. ``ReportingStore``
+writes a projection, on a unit of work's session or a replay's connection.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from reporting.domain import STAGE_COLUMNS, HandoffFacts, LeadFacts
+from reporting.domain import STAGE_COLUMNS, HandoffFacts, LeadFacts, Projection
 
 SCHEMA = "reporting"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -112,3 +113,15 @@ _UPSERT_HANDOFFS = insert(handoffs).on_conflict_do_update(
 async def save_handoffs(conn: AsyncConnection | AsyncSession, facts: Sequence[HandoffFacts]) -> None:
     if facts:
         await conn.execute(_UPSERT_HANDOFFS, [f.row() for f in facts])
+
+
+class ReportingStore:
+    def __init__(self, conn: AsyncConnection | AsyncSession) -> None:
+        self._conn = conn
+
+    async def save(self, p: Projection) -> None:
+        # Rows in key order: two processes upserting overlapping leads lock them
+        # in the same order and cannot deadlock.
+        await save_leads(self._conn, [p.leads[k] for k in sorted(p.leads)])
+        await save_handoffs(self._conn, [p.handoffs[k] for k in sorted(p.handoffs)])
+        await save_steps(self._conn, sorted(p.steps, key=lambda s: s["event_id"]))

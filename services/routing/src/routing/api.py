@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError
 
-from leadpipe_common import outbox
 from leadpipe_common.events import DispositionReport, LeadDispositioned
 from leadpipe_common.http import FieldProblem, Problem
+from leadpipe_common.service import Runtime, runtime
 
 from routing.domain import Handoff, Refused, Repeated
-from routing.handlers import record_disposition
-from routing.store import lock_handoff
-from routing.store import outbox as outbox_table
+from routing.handlers import Routing, record_disposition
+from routing.store import RoutingStore
+
+#: What every route of routing's API gets: settings, routing data, clock and units of work.
+RoutingRuntime = Annotated[Runtime[Routing, RoutingStore], Depends(runtime)]
 
 DISPOSITIONS = Counter("routing_dispositions_total", "Disposition calls by result", ["outcome", "result"])
 
@@ -42,14 +43,15 @@ def _state(h: Handoff) -> dict[str, Any]:
     responses={404: {"description": "no routed lead with this id"}, 409: {"description": "illegal for the lead now"},
                422: {"description": "a field is missing or invalid"}},
 )
-async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request: Request) -> dict[str, Any]:
-    ctx = request.app.state.ctx
+async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request: Request,
+                           rt: RoutingRuntime) -> dict[str, Any]:
     report = LeadDispositioned(lead_id=lead_id, **dict(body))  # the body passed the same checks already
     try:
-        async with ctx.sessionmaker() as session, session.begin():
-            result = await record_disposition(session, report, ctx.extras["data"], datetime.now(UTC),
+        async with rt.unit_of_work() as uow:
+            result = await record_disposition(uow.store, report, rt.context.data, rt.context.clock(),
                                               request.headers.get("traceparent"))
-            await outbox.add(session, outbox_table, result.messages)
+            uow.publish(result.messages)
+            await uow.commit()
     except (OSError, DBAPIError):
         raise Problem(503, "dispositions cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     verdict = result.verdict
@@ -60,17 +62,15 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
         DISPOSITIONS.labels(report.outcome, verdict.kind).inc()
         status = 409 if verdict.kind == "conflict" else 422
         raise Problem(status, verdict.reason, [FieldProblem(verdict.field or "outcome", verdict.reason)])
-    ctx.extras["relay"].wake()
     DISPOSITIONS.labels(report.outcome, "repeated" if isinstance(verdict, Repeated) else "applied").inc()
     return {**_state(verdict.handoff), "repeated": isinstance(verdict, Repeated),
             "events": [m.header("ce_id") for m in result.messages]}
 
 
 @router.get("/{lead_id}/handoff", summary="A routed lead's owner, status, SLA deadline and dispositions")
-async def get_handoff(lead_id: uuid.UUID, request: Request) -> dict[str, Any]:
-    ctx = request.app.state.ctx
-    async with ctx.sessionmaker() as session, session.begin():
-        held = await lock_handoff(session, lead_id, lock=False)
+async def get_handoff(lead_id: uuid.UUID, rt: RoutingRuntime) -> dict[str, Any]:
+    async with rt.unit_of_work() as uow:
+        held = await uow.store.handoff(lead_id, lock=False)
     if held is None:
         raise Problem(404, f"no routed lead {lead_id}")
     return _state(held.handoff)

@@ -16,29 +16,34 @@ over the topic yields the same events, and consumers keep one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common import topics
-from leadpipe_common.consumer import BatchHandler, Outcome, Rejected
+from leadpipe_common.consumer import Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
 from leadpipe_common.events import LeadDispositioned, LeadRouted, LeadScored, LeadStageChanged
 from leadpipe_common.logging import each
+from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
     Applied, Handoff, Refused, Repeated, RoutingData, Step, acceptance_due, apply_disposition, assign, choose_route,
 )
-from routing.store import (
-    already_assigned, handoff_row, lock_handoff, lock_rotations, save_assignments, save_handoffs, save_rotations,
-    update_handoff,
-)
+from routing.store import Held, RoutingStore
 
 SOURCE = "leadpipe/routing"
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What routing's handlers, routes and SLA watch need besides the store."""
+
+    data: RoutingData
+    clock: Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -58,18 +63,18 @@ def step_event(lead: LeadRouted, h: Handoff, step: Step, at: datetime, by: str) 
 
 
 async def record_disposition(
-    session: AsyncSession, report: LeadDispositioned, data: RoutingData, now: datetime,
+    store: RoutingStore, report: LeadDispositioned, data: RoutingData, now: datetime,
     traceparent: str | None = None,
 ) -> DispositionResult:
-    """Apply a sales report to the lead's hand-off in ``session``'s transaction."""
-    held = await lock_handoff(session, report.lead_id)
+    """Apply a sales report to the lead's hand-off, in the caller's unit of work."""
+    held = await store.handoff(report.lead_id)
     if held is None:
         return DispositionResult(None, [])
     lead = held.lead
     verdict = apply_disposition(held.handoff, report, data)
     if not isinstance(verdict, Applied):
         return DispositionResult(verdict, [])
-    await update_handoff(session, verdict.handoff)
+    await store.update_handoff(verdict.handoff)
     at = report.at or now
     messages = [
         encode(topics.LIFECYCLE, step_event(lead, verdict.handoff, step, at, report.rep_id),
@@ -80,71 +85,70 @@ async def record_disposition(
     return DispositionResult(verdict, messages)
 
 
-def build_handlers(data: RoutingData, clock: Callable[[], datetime]) -> Mapping[str, BatchHandler]:
-    async def handle_lead_scored(session: AsyncSession, batch: Sequence[Envelope]) -> dict[uuid.UUID, Outcome]:
-        now = clock()
-        outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
-        mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"]
-        assigned = await already_assigned(session, (env.data.lead_id for env in mqls))
-        routes = {}
-        for env in each(mqls):
-            if env.data.lead_id in assigned:
-                # Only a second, differently-identified event for one lead can
-                # get here; the first one's outputs stand.
-                log.warning("lead already routed; ignoring a second scored event")
-                continue
-            assigned.add(env.data.lead_id)
-            routes[env.id] = choose_route(env.data, data)
+async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],
+                             ctx: Routing) -> dict[uuid.UUID, Outcome]:
+    now = ctx.clock()
+    store = uow.store
+    outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
+    mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"]
+    assigned = await store.already_assigned(env.data.lead_id for env in mqls)
+    routes = {}
+    for env in each(mqls):
+        if env.data.lead_id in assigned:
+            # Only a second, differently-identified event for one lead can
+            # get here; the first one's outputs stand.
+            log.warning("lead already routed; ignoring a second scored event")
+            continue
+        assigned.add(env.data.lead_id)
+        routes[env.id] = choose_route(env.data, ctx.data)
 
-        states = await lock_rotations(session, (r.team for r in routes.values() if r.kind == "team"))
-        turns: dict[str, int] = {}
-        rows, handoffs = [], []
-        for env in mqls:
-            route = routes.get(env.id)
-            if route is None:
-                continue
-            lead = env.data
-            assert isinstance(lead, LeadScored)
-            assignment, new_state = assign(route, data, states.get(route.team, {}))
-            if new_state is not None:
-                states[route.team] = new_state
-                turns[route.team] = turns.get(route.team, 0) + 1
-            routed = LeadRouted.model_construct(**dict(lead), assignment=assignment, routed_at=now)  # validated parts
-            handoff = Handoff(lead_id=lead.lead_id, status="routed", owner_id=assignment.owner_id,
-                              team=assignment.team, grade=lead.score.grade,
-                              due_at=acceptance_due(lead.score.grade, assignment.owner_id, data, now))
-            changed = LeadStageChanged(
-                lead_id=lead.lead_id, from_stage="mql", to_stage="routed", at=now, by="routing",
-                reason=f"assigned to {assignment.owner_name}: {assignment.reason}", attribution=lead.attribution,
-                owner_id=assignment.owner_id, team=assignment.team, grade=lead.score.grade, due_at=handoff.due_at,
-            )
-            outcomes[env.id] = [
-                follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
-                follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now),
-            ]
-            rows.append({"lead_id": lead.lead_id, "owner_id": assignment.owner_id, "team": assignment.team,
-                         "method": assignment.method, "reason": assignment.reason, "routed_at": now})
-            handoffs.append(handoff_row(handoff, routed, outcomes[env.id][0].header("traceparent")))
-        await save_rotations(session, states, turns)
-        await save_assignments(session, rows)
-        await save_handoffs(session, handoffs)
-        return outcomes
+    states = await store.lock_rotations(r.team for r in routes.values() if r.kind == "team")
+    turns: dict[str, int] = {}
+    rows, handoffs = [], []
+    for env in mqls:
+        route = routes.get(env.id)
+        if route is None:
+            continue
+        lead = env.data
+        assert isinstance(lead, LeadScored)
+        assignment, new_state = assign(route, ctx.data, states.get(route.team, {}))
+        if new_state is not None:
+            states[route.team] = new_state
+            turns[route.team] = turns.get(route.team, 0) + 1
+        routed = LeadRouted.model_construct(**dict(lead), assignment=assignment, routed_at=now)  # validated parts
+        handoff = Handoff(lead_id=lead.lead_id, status="routed", owner_id=assignment.owner_id,
+                          team=assignment.team, grade=lead.score.grade,
+                          due_at=acceptance_due(lead.score.grade, assignment.owner_id, ctx.data, now))
+        changed = LeadStageChanged(
+            lead_id=lead.lead_id, from_stage="mql", to_stage="routed", at=now, by="routing",
+            reason=f"assigned to {assignment.owner_name}: {assignment.reason}", attribution=lead.attribution,
+            owner_id=assignment.owner_id, team=assignment.team, grade=lead.score.grade, due_at=handoff.due_at,
+        )
+        routed_message = follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now)
+        outcomes[env.id] = [routed_message, follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now)]
+        rows.append({"lead_id": lead.lead_id, "owner_id": assignment.owner_id, "team": assignment.team,
+                     "method": assignment.method, "reason": assignment.reason, "routed_at": now})
+        handoffs.append(Held(handoff, routed, routed_message.header("traceparent")))
+    await store.save_rotations(states, turns)
+    await store.save_assignments(rows)
+    await store.add_handoffs(handoffs)
+    return outcomes
 
-    async def handle_lead_dispositioned(session: AsyncSession, batch: Sequence[Envelope]) -> dict[uuid.UUID, Outcome]:
-        now = clock()
-        outcomes: dict[uuid.UUID, Outcome] = {}
-        # One at a time, in log order: two reports about one lead in a batch
-        # must see each other's effect.
-        for env in each(batch):
-            report = env.data
-            assert isinstance(report, LeadDispositioned)
-            result = await record_disposition(session, report, data, now, env.traceparent)
-            if result.verdict is None:
-                outcomes[env.id] = Rejected(f"no routed lead {report.lead_id}")
-            elif isinstance(result.verdict, Refused):
-                outcomes[env.id] = Rejected(f"{result.verdict.field}: {result.verdict.reason}")
-            else:
-                outcomes[env.id] = result.messages
-        return outcomes
 
-    return {"lead.scored": handle_lead_scored, "lead.dispositioned": handle_lead_dispositioned}
+async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],
+                                    ctx: Routing) -> dict[uuid.UUID, Outcome]:
+    now = ctx.clock()
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    # One at a time, in log order: two reports about one lead in a batch
+    # must see each other's effect.
+    for env in each(batch):
+        report = env.data
+        assert isinstance(report, LeadDispositioned)
+        result = await record_disposition(uow.store, report, ctx.data, now, env.traceparent)
+        if result.verdict is None:
+            outcomes[env.id] = Rejected(f"no routed lead {report.lead_id}")
+        elif isinstance(result.verdict, Refused):
+            outcomes[env.id] = Rejected(f"{result.verdict.field}: {result.verdict.reason}")
+        else:
+            outcomes[env.id] = result.messages
+    return outcomes

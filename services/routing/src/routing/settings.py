@@ -24,8 +24,7 @@ class RoutingSettings(ConsumerSettings):
                                                           "escalation")
     reasons_file: Path = Field(DATA / "reasons.yaml", description="rejection and loss reason codes")
     sla_check_s: float = Field(5.0, gt=0, description="how often the SLA watch looks for missed deadlines")
-    outbox_idle_s: float = Field(1.0, gt=0, description="how long routing's outbox relay idles (a write wakes it "
-                                                        "at once)")
+
 
     def load_data(self) -> RoutingData:
         return load_routing_data(self.reps_file, self.accounts_file, self.territories_file,

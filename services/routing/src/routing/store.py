@@ -10,6 +10,9 @@ A hand-off row is locked while a disposition or a breach changes it, so two
 calls about one lead apply one after the other. Due hand-offs are claimed
 with ``SKIP LOCKED``: with several routing processes each deadline fires in
 exactly one of them, once. Lock order is always hand-offs, then rotation.
+
+``RoutingStore`` is every read and write routing makes, on one unit of
+work's session.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,47 +74,6 @@ handoffs = sa.Table(
 outbox = outbox_table(metadata)
 
 
-async def already_assigned(session: AsyncSession, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    ids = list(lead_ids)
-    if not ids:
-        return set()
-    rows = await session.execute(sa.select(assignments.c.lead_id).where(assignments.c.lead_id.in_(ids)))
-    return {r.lead_id for r in rows}
-
-
-async def lock_rotations(session: AsyncSession, teams: Iterable[str]) -> dict[str, dict[str, int]]:
-    names = sorted(set(teams))
-    if not names:
-        return {}
-    await session.execute(
-        insert(rotation).on_conflict_do_nothing(), [{"team": t, "state": {}} for t in names]
-    )
-    rows = await session.execute(
-        sa.select(rotation.c.team, rotation.c.state)
-        .where(rotation.c.team.in_(names))
-        .order_by(rotation.c.team)
-        .with_for_update()
-    )
-    return {r.team: dict(r.state) for r in rows}
-
-
-async def save_rotations(session: AsyncSession, states: dict[str, dict[str, int]], turns: dict[str, int]) -> None:
-    for team, state in states.items():
-        await session.execute(
-            rotation.update()
-            .where(rotation.c.team == team)
-            .values(state=state, turns=rotation.c.turns + turns.get(team, 0))
-        )
-
-
-async def save_assignments(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    # Core inserts, not the PostgreSQL dialect's: SQLAlchemy caches only the
-    # former, and a lead is never assigned twice (``already_assigned``, one
-    # partition per lead), so no ON CONFLICT is needed.
-    if rows:
-        await session.execute(assignments.insert(), list(rows))
-
-
 @dataclass(frozen=True)
 class Held:
     """A stored hand-off, the routed lead as sales got it, and the trace its events continue."""
@@ -120,15 +83,10 @@ class Held:
     traceparent: str | None
 
 
-def handoff_row(h: Handoff, lead: LeadRouted | None = None, traceparent: str | None = None) -> dict[str, Any]:
-    row = {"lead_id": h.lead_id, "status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade,
-           "due_at": h.due_at, "reassignments": h.reassignments, "holders": list(h.holders),
-           "history": [d.model_dump(mode="json") for d in h.history]}
-    if lead is not None:
-        row["lead"] = lead.model_dump(mode="json")
-    if traceparent is not None:
-        row["traceparent"] = traceparent
-    return row
+def _handoff_values(h: Handoff) -> dict[str, Any]:
+    return {"status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade, "due_at": h.due_at,
+            "reassignments": h.reassignments, "holders": list(h.holders),
+            "history": [d.model_dump(mode="json") for d in h.history]}
 
 
 def _held(row: Any) -> Held:
@@ -138,32 +96,74 @@ def _held(row: Any) -> Held:
     return Held(h, LeadRouted.model_validate(row.lead), row.traceparent)
 
 
-async def save_handoffs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(handoffs.insert(), list(rows))
+class RoutingStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
 
+    async def already_assigned(self, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        ids = list(lead_ids)
+        if not ids:
+            return set()
+        rows = await self._session.execute(
+            sa.select(assignments.c.lead_id).where(assignments.c.lead_id.in_(ids)))
+        return {r.lead_id for r in rows}
 
-async def lock_handoff(session: AsyncSession, lead_id: uuid.UUID, lock: bool = True) -> Held | None:
-    query = sa.select(handoffs).where(handoffs.c.lead_id == lead_id)
-    row = (await session.execute(query.with_for_update() if lock else query)).first()
-    return _held(row) if row else None
+    async def lock_rotations(self, teams: Iterable[str]) -> dict[str, dict[str, int]]:
+        names = sorted(set(teams))
+        if not names:
+            return {}
+        await self._session.execute(
+            insert(rotation).on_conflict_do_nothing(), [{"team": t, "state": {}} for t in names]
+        )
+        rows = await self._session.execute(
+            sa.select(rotation.c.team, rotation.c.state)
+            .where(rotation.c.team.in_(names))
+            .order_by(rotation.c.team)
+            .with_for_update()
+        )
+        return {r.team: dict(r.state) for r in rows}
 
+    async def save_rotations(self, states: dict[str, dict[str, int]], turns: dict[str, int]) -> None:
+        for team, state in states.items():
+            await self._session.execute(
+                rotation.update()
+                .where(rotation.c.team == team)
+                .values(state=state, turns=rotation.c.turns + turns.get(team, 0))
+            )
 
-async def claim_due(session: AsyncSession, limit: int) -> list[Held]:
-    """Hand-offs whose acceptance deadline has passed, locked; those another process holds are skipped."""
-    rows = await session.execute(
-        sa.select(handoffs)
-        .where(handoffs.c.status == "routed", handoffs.c.due_at.is_not(None), handoffs.c.due_at <= sa.func.now())
-        .order_by(handoffs.c.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return [_held(r) for r in rows]
+    async def save_assignments(self, rows: Sequence[dict[str, Any]]) -> None:
+        # Core inserts, not the PostgreSQL dialect's: SQLAlchemy caches only the
+        # former, and a lead is never assigned twice (``already_assigned``, one
+        # partition per lead), so no ON CONFLICT is needed.
+        if rows:
+            await self._session.execute(assignments.insert(), list(rows))
 
+    async def add_handoffs(self, held: Sequence[Held]) -> None:
+        if held:
+            await self._session.execute(handoffs.insert(), [
+                {"lead_id": h.handoff.lead_id, **_handoff_values(h.handoff), "lead": h.lead.model_dump(mode="json"),
+                 "traceparent": h.traceparent} for h in held])
 
-async def update_handoff(session: AsyncSession, h: Handoff, lead: LeadRouted | None = None) -> None:
-    values = handoff_row(h, lead)
-    del values["lead_id"]
-    await session.execute(
-        handoffs.update().where(handoffs.c.lead_id == h.lead_id).values(**values, updated_at=sa.func.now())
-    )
+    async def handoff(self, lead_id: uuid.UUID, *, lock: bool = True) -> Held | None:
+        query = sa.select(handoffs).where(handoffs.c.lead_id == lead_id)
+        row = (await self._session.execute(query.with_for_update() if lock else query)).first()
+        return _held(row) if row else None
+
+    async def claim_due(self, limit: int, now: datetime) -> list[Held]:
+        """Hand-offs whose acceptance deadline passed by ``now``, locked; those another process holds are skipped."""
+        rows = await self._session.execute(
+            sa.select(handoffs)
+            .where(handoffs.c.status == "routed", handoffs.c.due_at.is_not(None), handoffs.c.due_at <= now)
+            .order_by(handoffs.c.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [_held(r) for r in rows]
+
+    async def update_handoff(self, h: Handoff, lead: LeadRouted | None = None) -> None:
+        values = _handoff_values(h)
+        if lead is not None:
+            values["lead"] = lead.model_dump(mode="json")
+        await self._session.execute(
+            handoffs.update().where(handoffs.c.lead_id == h.lead_id).values(**values, updated_at=sa.func.now())
+        )

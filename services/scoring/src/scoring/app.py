@@ -1,19 +1,18 @@
-"""scoring's composition root."""
+"""scoring's composition root: the only place that reads settings and builds what the service needs."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 from fastapi import FastAPI
 
-from leadpipe_common.service import consumer_app
+from leadpipe_common.service import consumer_app, utc_now
 
 from scoring.domain import RuleSet, parse_rules
-from scoring.handlers import build_handlers
+from scoring.handlers import Scoring
+from scoring.service import SERVICE
 from scoring.settings import ScoringSettings
-from scoring.store import inbox
 
 
 def load_rules(path: Path) -> RuleSet:
@@ -29,11 +28,4 @@ def load_rules(path: Path) -> RuleSet:
 
 def create_app(settings: ScoringSettings | None = None) -> FastAPI:
     settings = settings or ScoringSettings()
-    rules = load_rules(settings.rules_file)
-    return consumer_app(
-        name="scoring",
-        summary=f"Scores enriched leads by fit and intent and decides MQL, nurture or disqualified (rules {rules.version}).",
-        settings=settings,
-        inbox_table=inbox,
-        handlers=lambda ctx: build_handlers(rules, clock=lambda: datetime.now(UTC)),
-    )
+    return consumer_app(SERVICE, settings, Scoring(load_rules(settings.rules_file), clock=utc_now))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from leadpipe_common.envelope import Message, encode
+from leadpipe_common.envelope import Envelope, Message, decode, encode
 from leadpipe_common.events import (
     Attribution, Contact, Enrichment, Event, LeadCaptured, LeadEnriched, LeadScored, Score, Sourced,
 )
@@ -50,3 +50,9 @@ def scored(decision: str = "mql", **kw: object) -> LeadScored:
 
 def message(topic: str, event: Event, event_id: uuid.UUID | None = None) -> Message:
     return encode(topic, event, event_id=event_id or uuid.uuid4(), source="tests", time=now())
+
+
+def envelope(topic: str, event: Event, event_id: uuid.UUID | None = None) -> Envelope:
+    """``event`` as a handler receives it: encoded for ``topic`` and decoded again, as the runner would."""
+    m = message(topic, event, event_id)
+    return decode(m.headers, m.key, m.value)

@@ -1,0 +1,48 @@
+"""enrichment's handler with an in-memory unit of work: no broker, no Postgres."""
+
+from datetime import UTC, datetime
+
+from enrichment.domain import Company, ReferenceData
+from enrichment.handlers import Enrichment, handle_lead_captured
+from leadpipe_common import topics
+from leadpipe_common.envelope import decode
+from leadpipe_common.testing import factories
+from leadpipe_common.testing.fakes import SavedRows
+from leadpipe_common.uow import MemoryUnitOfWork
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+CTX = Enrichment(
+    ReferenceData(companies={"sap.com": Company("sap.com", "SAP SE", "Software", 100_000, "DE")},
+                  free_mail=frozenset({"gmail.com"}), disposable=frozenset(), seniority=(), departments=(),
+                  country_aliases={}),
+    clock=lambda: NOW,
+)
+
+
+async def enrich(*leads):
+    uow = MemoryUnitOfWork(SavedRows())
+    batch = [factories.envelope(topics.CAPTURED, lead) for lead in leads]
+    async with uow:
+        outcomes = await handle_lead_captured(uow, batch, CTX)
+    return uow, batch, outcomes
+
+
+async def test_a_captured_lead_is_enriched_and_its_step_announced():
+    lead = factories.captured("maria@sap.com")
+    uow, [env], outcomes = await enrich(lead)
+    enriched, step = outcomes[env.id]
+    assert (enriched.topic, step.topic) == (topics.ENRICHED, topics.LIFECYCLE)
+    data = decode(enriched.headers, enriched.key, enriched.value).data
+    assert data.enrichment.company_name.value == "SAP SE" and data.enriched_at == NOW
+    changed = decode(step.headers, step.key, step.value).data
+    assert (changed.from_stage, changed.to_stage, changed.reason) == ("captured", "enriched", "matched company SAP SE")
+    assert uow.store.rows[lead.lead_id]["data"]["company_name"] == {"value": "SAP SE", "source": "companies"}
+
+
+async def test_a_redelivered_lead_yields_outputs_with_the_same_ids():
+    lead = factories.captured("jo@gmail.com")
+    env = factories.envelope(topics.CAPTURED, lead)
+    first = await handle_lead_captured(MemoryUnitOfWork(SavedRows()), [env], CTX)
+    again = await handle_lead_captured(MemoryUnitOfWork(SavedRows()), [env], CTX)
+    assert [m.header("ce_id") for m in first[env.id]] == [m.header("ce_id") for m in again[env.id]]
+    assert "free-mail" in decode(first[env.id][1].headers, first[env.id][1].key, first[env.id][1].value).data.reason

@@ -1,0 +1,50 @@
+"""reporting's handlers with an in-memory unit of work: lifecycle events become one projection per batch."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.testing import factories
+from leadpipe_common.uow import MemoryUnitOfWork
+from reporting.handlers import handle_lead_sla_breached, handle_lead_stage_changed
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+LEAD = uuid.UUID(int=5)
+
+
+class Projections:
+    def __init__(self) -> None:
+        self.saved = []
+
+    async def save(self, projection) -> None:
+        self.saved.append(projection)
+
+
+def step(to_stage, minutes=0, **kw):
+    return factories.envelope("leads.lifecycle", LeadStageChanged(
+        lead_id=LEAD, from_stage=None, to_stage=to_stage, at=T0 + timedelta(minutes=minutes), by="t", reason="r",
+        attribution=Attribution(utm_source="google"), **kw))
+
+
+async def test_a_batch_of_steps_is_folded_into_one_projection_of_the_lead():
+    uow = MemoryUnitOfWork(Projections())
+    batch = [step("captured"), step("enriched", 1), step("mql", 2)]
+    async with uow:
+        assert await handle_lead_stage_changed(uow, batch, None) == {}
+    [projection] = uow.store.saved
+    facts = projection.leads[LEAD]
+    assert facts.attribution["utm_source"] == "google" and facts.first_at["mql"] == T0 + timedelta(minutes=2)
+    assert sorted(s["event_id"] for s in projection.steps) == sorted(env.id for env in batch)
+
+
+async def test_a_missed_deadline_closes_the_holders_hand_off_and_opens_the_next():
+    breach = factories.envelope("leads.lifecycle", LeadSlaBreached(
+        lead_id=LEAD, owner_id="ana", team="emea", grade="A", due_at=T0, breached_at=T0 + timedelta(seconds=1),
+        breach=1, action="reassigned", next_owner_id="ben", next_owner_name="Ben",
+        next_due_at=T0 + timedelta(minutes=15), attribution=Attribution()))
+    uow = MemoryUnitOfWork(Projections())
+    async with uow:
+        await handle_lead_sla_breached(uow, [breach], None)
+    [projection] = uow.store.saved
+    assert {key: (h.owner_id, h.breached_at) for key, h in projection.handoffs.items()} == {
+        (LEAD, 0): ("ana", T0 + timedelta(seconds=1)), (LEAD, 1): ("ben", None)}

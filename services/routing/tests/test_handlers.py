@@ -1,0 +1,128 @@
+"""routing's handlers and SLA watch with an in-memory unit of work: no broker, no Postgres."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from leadpipe_common import topics
+from leadpipe_common.consumer import Rejected
+from leadpipe_common.envelope import decode
+from leadpipe_common.events import LeadDispositioned
+from leadpipe_common.testing import factories
+from routing.domain import parse_routing_data
+from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored
+from routing.sla import act_on_missed_deadlines
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+DATA = parse_routing_data({
+    "reps": [{"id": "ana", "name": "Ana", "team": "emea", "weight": 1},
+             {"id": "ben", "name": "Ben", "team": "emea", "weight": 1}],
+    "accounts": [],
+    "territories": {"regions": {"emea": ["DE"]}, "segments": [{"name": "all", "min_employees": 0}],
+                    "unknown_size_segment": "all", "teams": [{"team": "emea", "region": "emea"}],
+                    "default_team": "emea"},
+    "working_hours": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"},
+    "sla": {"acceptance": {"B": "15m"}, "max_reassignments": 1},
+    "reasons": {"rejected": {"not-a-fit": "Not our ICP"}},
+})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def ctx() -> Routing:
+    return Routing(DATA, clock=Clock())
+
+
+def data(message):
+    return decode(message.headers, message.key, message.value).data
+
+
+async def route(uow, ctx, lead):
+    env = factories.envelope(topics.SCORED, lead)
+    async with uow:
+        outcomes = await handle_lead_scored(uow, [env], ctx)
+        await uow.commit()
+    return outcomes[env.id]
+
+
+async def say(uow, ctx, lead_id, **report):
+    env = factories.envelope(topics.FEEDBACK, LeadDispositioned(lead_id=lead_id, **report))
+    async with uow:
+        outcomes = await handle_lead_dispositioned(uow, [env], ctx)
+        await uow.commit()
+    return outcomes[env.id]
+
+
+async def test_an_mql_is_routed_and_its_hand_off_holds_the_deadline_and_the_trace(uow, ctx):
+    lead = factories.scored("mql", country="DE")
+    routed, step = await route(uow, ctx, lead)
+    assert (routed.topic, step.topic) == (topics.ROUTED, topics.LIFECYCLE)
+    owner = data(routed).assignment.owner_id
+    assert owner in {"ana", "ben"} and data(step).due_at == T0 + timedelta(minutes=15)
+    held = uow.store.handoffs[lead.lead_id]
+    assert (held.handoff.owner_id, held.handoff.due_at) == (owner, T0 + timedelta(minutes=15))
+    assert held.traceparent == routed.header("traceparent")
+    assert uow.store.turns == {"emea": 1}
+
+
+async def test_a_nurture_lead_is_applied_without_being_routed(uow, ctx):
+    assert await route(uow, ctx, factories.scored("nurture", country="DE")) == []
+    assert uow.store.assignments == {}
+
+
+async def test_a_second_scored_event_for_a_routed_lead_changes_nothing(uow, ctx):
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    assert await route(uow, ctx, lead) == []  # the same lead under a new event id
+    assert len(uow.store.assignments) == 1 and uow.store.turns == {"emea": 1}
+
+
+async def test_the_holder_accepting_on_the_topic_moves_the_lead_on(uow, ctx):
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    [step] = await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=owner)
+    assert (data(step).from_stage, data(step).to_stage, data(step).owner_id) == ("routed", "accepted", owner)
+    assert uow.store.handoffs[lead.lead_id].handoff.status == "accepted"
+
+
+async def test_a_stranger_s_report_on_the_topic_goes_to_the_dead_letters_with_the_reason(uow, ctx):
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    stranger = ({"ana", "ben"} - {owner}).pop()
+    verdict = await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=stranger)
+    assert isinstance(verdict, Rejected) and f"held by {owner}" in verdict.reason
+    assert uow.store.handoffs[lead.lead_id].handoff.status == "routed"
+
+
+async def test_a_report_on_a_lead_routing_never_routed_is_rejected(uow, ctx):
+    verdict = await say(uow, ctx, uuid.uuid4(), outcome="accepted", rep_id="ana")
+    assert isinstance(verdict, Rejected) and "no routed lead" in verdict.reason
+
+
+async def test_a_missed_deadline_hands_the_lead_on_once_within_its_trace(uow, ctx):
+    lead = factories.scored("mql", country="DE")
+    routed, _ = await route(uow, ctx, lead)
+    first = data(routed).assignment.owner_id
+    ctx.clock.now = T0 + timedelta(minutes=14)
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 0
+    ctx.clock.now = T0 + timedelta(minutes=16)
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 1
+        assert uow.published == []  # nothing leaves before the commit
+        await uow.commit()
+    breached, rerouted = uow.published
+    assert data(breached).owner_id == first and data(breached).action == "reassigned"
+    assert data(rerouted).assignment.owner_id == data(breached).next_owner_id != first
+    trace = routed.header("traceparent").split("-")[1]
+    assert {m.header("traceparent").split("-")[1] for m in uow.published} == {trace}
+    async with uow:  # the new holder's deadline is 15 minutes away: nothing more is due
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 0

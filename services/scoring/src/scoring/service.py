@@ -1,0 +1,15 @@
+"""scoring, declared: what it consumes, where it writes."""
+
+from leadpipe_common.events import LeadEnriched
+from leadpipe_common.service import Service
+
+from scoring.handlers import Scoring, handle_lead_enriched
+from scoring.store import ScoringStore, inbox
+
+SERVICE: Service[Scoring, ScoringStore] = Service(
+    name="scoring",
+    summary="Scores enriched leads by fit and intent and decides MQL, nurture or disqualified.",
+    consumes={LeadEnriched: handle_lead_enriched},
+    store=ScoringStore,
+    inbox=inbox,
+)

@@ -1,0 +1,154 @@
+"""The unit of work: every write of a service goes through one, whether a record, a request or a timer caused it.
+
+Guarantees:
+- One unit of work is one database transaction holding the service's store
+  (its own tables), its inbox and its outbox. It commits only when
+  ``commit()`` is called and its block ends without an exception; anything
+  else rolls the whole back. A state change and the events it causes are
+  therefore stored together or not at all.
+- ``publish`` writes messages to the outbox in that transaction (HTTP calls
+  and timers; the relay produces them after the commit). The consumer runner
+  instead keeps a record's outputs in the inbox (``record``) and produces
+  them itself after the commit, so a redelivered record re-emits them.
+- :class:`MemoryUnitOfWork` keeps the same promises in memory (nothing is
+  visible before ``commit``): every handler is unit tested with it, with no
+  broker and no Postgres.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Generic, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadpipe_common import outbox as outbox_rows
+from leadpipe_common.db import Inbox
+from leadpipe_common.envelope import Message
+
+S = TypeVar("S")
+S_co = TypeVar("S_co", covariant=True)
+#: (event id, event type, the messages it produced)
+Applied = tuple[uuid.UUID, str, list[Message]]
+
+
+class UnitOfWork(Protocol[S_co]):
+    @property
+    def store(self) -> S_co: ...
+    async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Message]]: ...
+    async def record(self, applied: Sequence[Applied]) -> None: ...
+    def publish(self, messages: Iterable[Message]) -> None: ...
+    async def commit(self) -> None: ...
+    async def __aenter__(self) -> UnitOfWork[S_co]: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+class SqlUnitOfWork(Generic[S]):
+    """A unit of work on the service's database; ``store`` builds the service's store on its session."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], store: Callable[[AsyncSession], S],
+                 inbox: sa.Table | None = None, outbox: sa.Table | None = None, *,
+                 on_publish: Callable[[], None] | None = None) -> None:
+        """``on_publish`` is called after a commit that wrote to the outbox (it wakes the relay)."""
+        self._sessionmaker = sessionmaker
+        self._on_publish = on_publish
+        self._make_store = store
+        self._inbox = Inbox(inbox) if inbox is not None else None
+        self._outbox = outbox
+        self._session: AsyncSession | None = None
+        self._store: S | None = None
+        self._pending: list[Message] = []
+
+    @property
+    def store(self) -> S:
+        assert self._store is not None, "use the unit of work inside `async with`"
+        return self._store
+
+    @property
+    def session(self) -> AsyncSession:
+        assert self._session is not None, "use the unit of work inside `async with`"
+        return self._session
+
+    async def __aenter__(self) -> SqlUnitOfWork[S]:
+        self._session = self._sessionmaker()
+        await self._session.begin()
+        self._store = self._make_store(self._session)
+        self._pending = []
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        assert self._session is not None
+        try:
+            await self._session.rollback()  # a no-op after commit(); otherwise nothing of it stays
+        finally:
+            await self._session.close()
+            self._session, self._store = None, None
+
+    async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Message]]:
+        return await self._inbox.seen(self.session, event_ids) if self._inbox else {}
+
+    async def record(self, applied: Sequence[Applied]) -> None:
+        if self._inbox:
+            await self._inbox.record(self.session, applied)
+
+    def publish(self, messages: Iterable[Message]) -> None:
+        if self._outbox is None:
+            raise RuntimeError("this service has no outbox: declare one to publish from requests or timers")
+        self._pending.extend(messages)
+
+    async def commit(self) -> None:
+        published = bool(self._pending)
+        if published:
+            assert self._outbox is not None
+            await outbox_rows.add(self.session, self._outbox, self._pending)
+            self._pending = []
+        await self.session.commit()
+        if published and self._on_publish is not None:
+            self._on_publish()
+
+
+class MemoryUnitOfWork(Generic[S]):
+    """The same unit of work in memory, for handler tests: ``inbox`` and ``published`` change only on commit.
+
+    The store is the test's fake; as with a rolled-back transaction, a test
+    that needs the store itself rolled back gives a fresh fake per unit.
+    """
+
+    def __init__(self, store: S) -> None:
+        self._store = store
+        self.inbox: dict[uuid.UUID, list[Message]] = {}
+        self.published: list[Message] = []
+        self.commits = 0
+        self._recorded: list[Applied] = []
+        self._pending: list[Message] = []
+
+    @property
+    def store(self) -> S:
+        return self._store
+
+    async def __aenter__(self) -> MemoryUnitOfWork[S]:
+        self._recorded, self._pending = [], []
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._recorded, self._pending = [], []
+
+    async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Message]]:
+        return {eid: self.inbox[eid] for eid in event_ids if eid in self.inbox}
+
+    async def record(self, applied: Sequence[Applied]) -> None:
+        self._recorded.extend(applied)
+
+    def publish(self, messages: Iterable[Message]) -> None:
+        self._pending.extend(messages)
+
+    async def commit(self) -> None:
+        for event_id, _type, outputs in self._recorded:
+            self.inbox.setdefault(event_id, outputs)
+        self.published.extend(self._pending)
+        self._recorded, self._pending = [], []
+        self.commits += 1

@@ -1,0 +1,139 @@
+"""The runner's batch logic (decode, dead letters, inbox, grouping, order) with no broker and no Postgres."""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from leadpipe_common import topics
+from leadpipe_common.consumer import BatchApplier, Rejected
+from leadpipe_common.envelope import Message, encode
+from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.testing import factories
+from leadpipe_common.uow import MemoryUnitOfWork
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list = field(default_factory=list)
+
+
+def records(*messages: Message, topic: str = topics.CAPTURED) -> list[Record]:
+    return [Record(topic, 0, i, m.key, m.value, list(m.headers)) for i, m in enumerate(messages)]
+
+
+def out(env, tag: str) -> Message:
+    return encode("test.out", env.data, event_id=uuid.uuid5(env.id, tag), source="t", time=NOW)
+
+
+class Handlers:
+    """Handlers that note what they were given and answer one output per event."""
+
+    def __init__(self, reject: bool = False) -> None:
+        self.calls: list[list[uuid.UUID]] = []
+        self.reject = reject
+
+    async def captured(self, uow, batch):
+        self.calls.append([env.id for env in batch])
+        if self.reject:
+            return {env.id: Rejected("not yet") for env in batch}
+        return {env.id: [out(env, "captured")] for env in batch}
+
+    async def changed(self, uow, batch):
+        self.calls.append([env.id for env in batch])
+        return {env.id: [out(env, "changed")] for env in batch}
+
+
+def applier(handlers: Handlers, uow: MemoryUnitOfWork, select=None) -> BatchApplier:
+    return BatchApplier(service="scoring", handlers={"lead.captured": handlers.captured,
+                                                     "lead.stage_changed": handlers.changed},
+                        unit_of_work=lambda: uow, clock=lambda: NOW, select=select)
+
+
+def captured() -> Message:
+    return factories.message(topics.CAPTURED, factories.captured())
+
+
+def changed() -> Message:
+    lead = factories.captured()
+    step = LeadStageChanged(lead_id=lead.lead_id, from_stage=None, to_stage="captured", at=NOW, by="t", reason="r",
+                            attribution=Attribution())
+    return factories.message(topics.CAPTURED, step)
+
+
+async def test_undecodable_bytes_are_dead_lettered_in_place_and_the_rest_applied():
+    good = captured()
+    poison = Message(topics.CAPTURED, good.key, b"{not json", good.headers)
+    handlers, uow = Handlers(), MemoryUnitOfWork(None)
+    produced = await applier(handlers, uow).apply(records(good, poison))
+    assert [m.topic for m in produced] == ["test.out", topics.DEADLETTER, topics.LIFECYCLE]
+    assert produced[1].header("dlq.error.kind") == "undecodable" and produced[1].header("dlq.source.offset") == "1"
+    assert len(uow.inbox) == 1 and uow.commits == 1
+
+
+async def test_a_redelivered_event_is_answered_from_the_inbox_without_its_handler():
+    msg = captured()
+    handlers, uow = Handlers(), MemoryUnitOfWork(None)
+    first = await applier(handlers, uow).apply(records(msg))
+    again = await applier(handlers, uow).apply(records(msg))
+    assert again == first and len(handlers.calls) == 1
+
+
+async def test_the_same_event_twice_in_one_batch_is_applied_and_emitted_once():
+    msg = captured()
+    handlers = Handlers()
+    produced = await applier(handlers, MemoryUnitOfWork(None)).apply(records(msg, msg))
+    assert len(produced) == 1 and handlers.calls == [[uuid.UUID(msg.header("ce_id"))]]
+
+
+async def test_events_go_to_their_handler_by_type_and_outputs_keep_the_order_of_their_records():
+    batch = [captured(), changed(), captured(), changed()]
+    handlers = Handlers()
+    produced = await applier(handlers, MemoryUnitOfWork(None)).apply(records(*batch))
+    assert [m.key for m in produced] == [m.key for m in batch]
+    ids = [uuid.UUID(m.header("ce_id")) for m in batch]
+    assert handlers.calls == [[ids[0], ids[2]], [ids[1], ids[3]]]
+
+
+async def test_a_rejected_event_is_dead_lettered_and_not_remembered_so_a_redrive_applies_it():
+    msg = captured()
+    uow = MemoryUnitOfWork(None)
+    produced = await applier(Handlers(reject=True), uow).apply(records(msg))
+    assert [m.topic for m in produced] == [topics.DEADLETTER, topics.LIFECYCLE]
+    assert produced[0].header("dlq.error.message") == "not yet" and uow.inbox == {}
+    fixed = await applier(Handlers(), uow).apply(records(msg))
+    assert [m.topic for m in fixed] == ["test.out"]
+
+
+async def test_an_event_of_a_type_nobody_handles_is_applied_with_no_output():
+    msg = factories.message(topics.CAPTURED, factories.enriched())
+    uow = MemoryUnitOfWork(None)
+    assert await applier(Handlers(), uow).apply(records(msg)) == []
+    assert uow.inbox == {uuid.UUID(msg.header("ce_id")): []}
+
+
+async def test_records_the_selector_declines_are_passed_over_unread():
+    handlers = Handlers()
+    junk = Message(topics.CAPTURED, b"k", b"not even a cloudevent", ())
+    produced = await applier(handlers, MemoryUnitOfWork(None), select=lambda headers: bool(headers)).apply(
+        records(captured(), junk))
+    assert [m.topic for m in produced] == ["test.out"]
+
+
+async def test_nothing_is_remembered_when_a_handler_fails():
+    class Broken(Handlers):
+        async def captured(self, uow, batch):
+            raise ConnectionError("database away")
+
+    uow = MemoryUnitOfWork(None)
+    with pytest.raises(ConnectionError):
+        await applier(Broken(), uow).apply(records(captured()))
+    assert uow.inbox == {} and uow.commits == 0
