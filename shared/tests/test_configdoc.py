@@ -18,7 +18,7 @@ def test_every_setting_a_user_can_change_is_listed_once():
     names = [env for env, _, _ in rows()]
     assert len(names) == len(set(names))
     for env in ("`DB_POOL_SIZE`", "`<SERVICE>_BATCH_TIMEOUT_MS`", "`<SERVICE>_HEARTBEAT_INTERVAL_MS`",
-                "`<SERVICE>_RETRY_BACKOFF_MAX_S`", "`CAPTURE_WRITE_BATCH_MAX`", "`CAPTURE_RELAY_IDLE_MS`",
+                "`<SERVICE>_RETRY_BACKOFF_MAX_S`", "`CAPTURE_WRITE_BATCH_MAX`", "`<SERVICE>_OUTBOX_IDLE_S`",
                 "`TOPIC_RETENTION`"):
         assert env in names
 

@@ -6,7 +6,8 @@ Guarantees:
 - The relay claims rows with ``FOR UPDATE SKIP LOCKED`` (several processes
   never publish the same row at once), produces them in ``seq`` order and
   deletes them in the same transaction only after the broker acknowledged
-  every one. A crash in between publishes them again: consumers de-duplicate
+  every one. A service whose own table is its outbox (capture's leads) gives
+  the relay its own ``Claim`` with the same promise. A crash in between publishes them again: consumers de-duplicate
   by event id, which is why callers derive ids from the cause.
 - Order holds within one relay batch; two processes relaying at once may
   interleave, so consumers must not rely on order across an outbox.
@@ -17,12 +18,12 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import sqlalchemy as sa
 import structlog
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
@@ -120,30 +121,46 @@ class BackgroundLoop:
         self._wake.clear()
 
 
+#: Claims up to ``limit`` messages to publish, in the caller's transaction (locked, or already marked):
+#: they count as sent only if that transaction commits, which the relay does after every ack.
+Claim = Callable[[AsyncConnection, int], Awaitable[list[Message]]]
+
+
+def table_claim(table: sa.Table) -> Claim:
+    """The claim of an outbox table made by :func:`outbox_table`: oldest rows first, deleted on commit."""
+    claimed = sa.select(table.c.seq).order_by(table.c.seq).limit(sa.bindparam("limit")).with_for_update(
+        skip_locked=True
+    )
+    delete = table.delete().where(table.c.seq.in_(claimed.scalar_subquery())).returning(table.c.seq, table.c.message)
+
+    async def claim(conn: AsyncConnection, limit: int) -> list[Message]:
+        rows = sorted((await conn.execute(delete, {"limit": limit})).all(), key=lambda r: r.seq)
+        return [Message.from_json(r.message) for r in rows]
+
+    return claim
+
+
 class OutboxRelay(BackgroundLoop):
-    def __init__(self, engine: AsyncEngine, producer: Producer, table: sa.Table, *,
+    """Publishes what ``claim`` hands it and commits the claim only after the broker acknowledged all of it."""
+
+    def __init__(self, engine: AsyncEngine, producer: Producer, claim: Claim, *, name: str,
                  batch_max: int = 500, idle_s: float = 1.0) -> None:
         super().__init__(batch_max=batch_max, idle_s=idle_s)
-        self.name = f"{table.schema}-outbox-relay"
+        self.name = f"{name}-outbox-relay"
+        self._outbox = name
         self._engine = engine
         self._producer = producer
-        self._table = table
-        claimed = sa.select(table.c.seq).order_by(table.c.seq).limit(sa.bindparam("limit")).with_for_update(
-            skip_locked=True
-        )
-        self._claim = table.delete().where(table.c.seq.in_(claimed.scalar_subquery())).returning(
-            table.c.seq, table.c.message
-        )
+        self._claim = claim
 
     def on_failure(self) -> None:
-        FAILURES.labels(self._table.schema).inc()
+        FAILURES.labels(self._outbox).inc()
 
     async def step(self) -> int:
         if not self._producer.started:
             await self._producer.start()
         async with self._engine.begin() as conn:
-            rows = sorted((await conn.execute(self._claim, {"limit": self._batch_max})).all(), key=lambda r: r.seq)
-            # The delete commits only after every message is acknowledged.
-            await self._producer.send_all(Message.from_json(r.message) for r in rows)
-        RELAYED.labels(self._table.schema).inc(len(rows))
-        return len(rows)
+            messages = await self._claim(conn, self._batch_max)
+            # The claim commits only after every message is acknowledged.
+            await self._producer.send_all(messages)
+        RELAYED.labels(self._outbox).inc(len(messages))
+        return len(messages)

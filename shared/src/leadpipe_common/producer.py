@@ -32,10 +32,14 @@ class Producer:
             request_timeout_ms=15_000,
         )
         self.started = False
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
-        await self._client.start()
-        self.started = True
+        """Connect; a no-op once connected. Safe to call from several tasks (a relay, a starter) at once."""
+        async with self._starting:
+            if not self.started:
+                await self._client.start()
+                self.started = True
 
     async def stop(self) -> None:
         if self.started:

@@ -8,20 +8,23 @@ declaration that disagrees with the table.
 
 Guarantees of ``consumer_app`` (the composition root): nothing is built
 until its lifespan starts (settings are read by the caller, clients are built
-in the lifespan). Every write goes through a unit of work
+in the lifespan; the service's context is built from them). Every write goes through a unit of work
 (``leadpipe_common.uow``): the runner's batches, the routes' requests and the
 background loops' rounds alike; a service with an outbox gets its relay, and
 a unit of work that published wakes it at once. On shutdown it stops the
 runner first (finish batch, commit, leave the group), then the background
 loops (each finishes its round), then the producer, then the database pool.
 ``/readyz`` fails while the database is unreachable, the runner is retrying
-or not running, or a background loop's last round failed. Routes reach the
+or not running, or a background loop's last round failed; for a service that
+serves without the broker, only the database counts. Routes reach the
 running service as ``Annotated[Runtime[...], Depends(runtime)]``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,8 +44,9 @@ from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
 from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
-from leadpipe_common.outbox import OutboxRelay
+from leadpipe_common.outbox import Claim, OutboxRelay, table_claim
 from leadpipe_common.producer import Producer
+from leadpipe_common.retry import backoff
 from leadpipe_common.settings import ConsumerSettings
 from leadpipe_common.uow import SqlUnitOfWork, UnitOfWork
 
@@ -70,6 +74,16 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
+class Clients:
+    """What the composition root builds from settings, handed to the service's context factory."""
+
+    engine: AsyncEngine
+    producer: Producer
+    #: Cut the outbox relay's idle wait: something was just committed for it.
+    wake_relay: Callable[[], None]
+
+
+@dataclass(frozen=True)
 class Runtime(Generic[C, S]):
     """The running service, as its routes and background loops reach it."""
 
@@ -78,6 +92,7 @@ class Runtime(Generic[C, S]):
     engine: AsyncEngine
     producer: Producer
     unit_of_work: Callable[[], SqlUnitOfWork[S]]
+    wake_relay: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -89,9 +104,16 @@ class Service(Generic[C, S]):
     inbox: sa.Table | None = None
     outbox: sa.Table | None = None
     routes: Sequence[APIRouter] = ()
+    #: Started after the relay, stopped before it (in this order), so the relay sends what they committed.
     background: Callable[[Runtime[C, S]], Sequence[Background]] = field(default=lambda runtime: ())
     #: Looks at a record's headers only: records it declines are passed over undecoded.
     select: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None
+    #: What the relay publishes, when the service's own table is its outbox (capture's leads);
+    #: by default the ``outbox`` table's rows.
+    relay: Claim | None = None
+    #: Its routes work with the broker away (capture stores leads for its relay): the consumer and the
+    #: producer then start whenever the broker can be reached, and only the database decides readiness.
+    serves_without_broker: bool = False
 
     def check(self) -> None:
         """Raise ValueError when the declaration disagrees with the topology table."""
@@ -103,8 +125,11 @@ class Service(Generic[C, S]):
         idle = [t for t in inputs if not set(topology.channel(t).events) & set(self.consumes)]
         if idle:
             raise ValueError(f"{self.name} reads {idle} (topology.py) but consumes nothing from it")
-        if self.inbox is None and self.produces:
-            raise ValueError(f"{self.name} produces events but has no inbox: a redelivery would lose them")
+
+    def claim(self) -> Claim | None:
+        if self.relay is not None:
+            return self.relay
+        return table_claim(self.outbox) if self.outbox is not None else None
 
     @property
     def produces(self) -> list[str]:
@@ -117,7 +142,8 @@ def runtime(request: Request) -> Runtime[Any, Any]:
     return request.app.state.runtime
 
 
-def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: C) -> FastAPI:
+def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Callable[[Clients], C]) -> FastAPI:
+    """The app of ``service``; ``context`` builds what its handlers and routes need once the clients exist."""
     service.check()
     checks: dict[str, Check] = {}
 
@@ -125,37 +151,47 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: C)
     async def lifespan(app: FastAPI):  # noqa: ANN202
         lp_logging.configure(service.name, settings.log_level, settings.log_json)
         engine = make_engine(settings)
-        sessionmaker = make_sessionmaker(engine)
         producer = Producer(settings, client_id=service.name)
-        relay = (OutboxRelay(engine, producer, service.outbox, idle_s=settings.outbox_idle_s)
-                 if service.outbox is not None else None)
-        unit_of_work = functools.partial(SqlUnitOfWork, sessionmaker, service.store, service.inbox, service.outbox,
-                                         on_publish=relay.wake if relay else None)
-        rt = Runtime(settings=settings, context=context, engine=engine, producer=producer, unit_of_work=unit_of_work)
+        claim = service.claim()
+        relay = (OutboxRelay(engine, producer, claim, name=service.name, batch_max=settings.outbox_batch_max,
+                             idle_s=settings.outbox_idle_s) if claim is not None else None)
+        wake = relay.wake if relay else (lambda: None)
+        unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), service.store, service.inbox,
+                                         service.outbox, on_publish=wake)
+        ctx = context(Clients(engine=engine, producer=producer, wake_relay=wake))
+        rt = Runtime(settings=settings, context=ctx, engine=engine, producer=producer, unit_of_work=unit_of_work,
+                     wake_relay=wake)
         app.state.runtime = rt
         applier = BatchApplier(
             service=service.name,
-            handlers={event.type: functools.partial(handler, ctx=context) for event, handler in service.consumes.items()},
+            handlers={event.type: functools.partial(handler, ctx=ctx) for event, handler in service.consumes.items()},
             unit_of_work=unit_of_work, select=service.select,
         )
         runner = ConsumerRunner(settings=settings, service=service.name, input_topics=topology.inputs_of(service.name),
                                 applier=applier, producer=producer)
-        loops: list[Background] = ([relay] if relay else []) + list(service.background(rt))
-        await producer.start()
-        await runner.start()
+        loops: list[Background] = [*([relay] if relay else []), *service.background(rt)]
+        checks["database"] = lambda: ping(engine)
+        starting: asyncio.Task[None] | None = None
+        if service.serves_without_broker:
+            starting = asyncio.create_task(_start_when_broker_is_up(producer, runner), name=f"{service.name}-start")
+        else:
+            await producer.start()
+            await runner.start()
+            checks["broker"] = require(lambda: producer.started, "producer not connected")
+            checks["consumer"] = require(lambda: runner.ready, "consumer is retrying a batch or not running")
+            for loop in loops:
+                checks[loop.name] = require(lambda loop=loop: not loop.failing,
+                                            "failing; retrying with backoff (see the logs)")
         for loop in loops:
             loop.start()
-        checks["database"] = lambda: ping(engine)
-        checks["broker"] = require(lambda: producer.started, "producer not connected")
-        checks["consumer"] = require(lambda: runner.ready, "consumer is retrying a batch or not running")
-        for loop in loops:
-            checks[loop.name] = require(lambda loop=loop: not loop.failing, "failing; retrying with backoff (see the logs)")
         log.info("service started", topics=topology.inputs_of(service.name), port=settings.port)
         try:
             yield
         finally:
+            if starting is not None:
+                starting.cancel()
             await runner.stop()
-            for loop in loops:
+            for loop in reversed(loops):  # the relay last: it sends what the others committed
                 await loop.stop()
             await producer.stop()
             await engine.dispose()
@@ -170,3 +206,16 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: C)
     for router in service.routes:
         app.include_router(router)
     return app
+
+
+async def _start_when_broker_is_up(producer: Producer, runner: ConsumerRunner) -> None:
+    for attempt in itertools.count():
+        try:
+            await producer.start()
+            await runner.start()
+            return
+        except Exception as exc:
+            delay = backoff(attempt, base=0.5, cap=10)
+            log.warning("cannot reach the broker yet; the consumer starts when it can", error=repr(exc),
+                        retry_in_s=round(delay, 2))
+            await asyncio.sleep(delay)

@@ -79,6 +79,7 @@ class ConsumerSettings(ServiceSettings):
     retry_backoff_max_s: float = Field(30.0, gt=0, description="longest wait between retries of a failing batch")
     outbox_idle_s: float = Field(1.0, gt=0, description="how long a service's outbox relay idles, for a service "
                                                         "with one (a write wakes it at once)")
+    outbox_batch_max: int = Field(500, ge=1, description="most outbox rows the relay publishes in one round")
 
 
 class TopicSettings(BaseSettings):

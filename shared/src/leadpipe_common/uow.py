@@ -94,6 +94,10 @@ class SqlUnitOfWork(Generic[S]):
     async def record(self, applied: Sequence[Applied]) -> None:
         if self._inbox:
             await self._inbox.record(self.session, applied)
+        elif any(outputs for _, _, outputs in applied):
+            # Without an inbox a redelivered event would be applied again and its outputs re-made
+            # with nothing to vouch they are the same: a service that produces needs one.
+            raise RuntimeError("a handler produced events in a service without an inbox")
 
     def publish(self, messages: Iterable[Message]) -> None:
         if self._outbox is None:

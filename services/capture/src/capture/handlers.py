@@ -1,9 +1,11 @@
-"""From a captured lead to the events that announce it."""
+"""capture's events: from a stored lead to the events that announce it, and what capture follows of the lifecycle."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
@@ -12,7 +14,7 @@ from leadpipe_common.events import TERMINAL_STAGES, LeadCaptured, LeadStageChang
 
 from leadpipe_common.uow import UnitOfWork
 
-from capture.store import CaptureStore, Unpublished
+from capture.store import CaptureStore, Unpublished, claim_unpublished
 
 SOURCE = "leadpipe/capture"
 
@@ -37,6 +39,11 @@ def captured_lead_messages(row: Unpublished) -> Sequence[Message]:
     )
 
 
+async def publishable_leads(conn: AsyncConnection, limit: int) -> list[Message]:
+    """The outbox relay's claim: the events of leads not yet published (capture's leads table is its outbox)."""
+    return [m for row in await claim_unpublished(conn, limit) for m in captured_lead_messages(row)]
+
+
 async def handle_lead_stage_changed(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],
                                     ctx: None = None) -> dict[uuid.UUID, Outcome]:
     """Note terminal outcomes, so the re-driver knows which accepted leads are done."""
@@ -49,8 +56,6 @@ async def handle_lead_stage_changed(uow: UnitOfWork[CaptureStore], batch: Sequen
     return {env.id: [] for env in batch}
 
 
-#: What capture consumes (its lifecycle follower; capture's own composition root runs it).
-CONSUMES = {LeadStageChanged: handle_lead_stage_changed}
 _TERMINAL = {stage.encode() for stage in TERMINAL_STAGES}
 
 

@@ -21,9 +21,12 @@ class CaptureSettings(ConsumerSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger requests get `413`")
     write_batch_max: int = Field(500, ge=1, description="most leads committed in one transaction (requests "
                                                         "arriving while one commits share the next)")
-    relay_batch_max: int = Field(1000, ge=1, description="most leads the outbox relay publishes in one round")
-    relay_idle_ms: int = Field(200, ge=10, description="how long the relay idles when nothing is waiting (a "
-                                                       "commit wakes it at once)")
+    outbox_batch_max: int = 1000
+    outbox_idle_s: float = Field(0.2, gt=0)
+    # Outcomes only feed the re-drive deadline (minutes away): the lifecycle
+    # follower fetches lazily, in big batches, and leaves the CPU to requests.
+    fetch_max_wait_ms: int = Field(1000, ge=1)
+    batch_timeout_ms: int = Field(1000, ge=1)
     redrive_after_s: float = Field(300, gt=0, description="a lead with no terminal outcome on `leads.lifecycle` "
                                                           "this long after it was published is published again")
     redrive_check_s: float = Field(30, gt=0, description="how often to look for such leads")

@@ -1,12 +1,13 @@
-"""capture's table, the group-commit writer and the outbox relay.
+"""capture's table, the group-commit writer, the relay's claim and the re-driver.
 
 The ``leads`` table is its own transactional outbox: a lead is durable once
 its row is committed, and only then does the HTTP request get its 202. A row
 with ``published_at`` unset is a lead whose events (``lead.captured`` and its
-first lifecycle step) are not yet acknowledged by the broker. The relay claims
-such rows (``FOR UPDATE SKIP LOCKED``, so several relays share the work),
-publishes, and commits ``published_at`` only after every ack: a crash in
-between re-publishes the same event ids (absorbed downstream), never loses.
+first lifecycle step) are not yet acknowledged by the broker. The shared
+outbox relay claims such rows (``claim_unpublished``: ``FOR UPDATE SKIP
+LOCKED``, so several relays share the work), publishes, and commits
+``published_at`` only after every ack: a crash in between re-publishes the
+same event ids (absorbed downstream), never loses.
 While the broker is away rows simply wait and capture keeps accepting.
 Re-driving a lead is clearing its ``published_at``: the ``Redriver`` does so
 for every lead that has no terminal outcome (learnt from ``leads.lifecycle``)
@@ -28,9 +29,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from leadpipe_common.envelope import Message
 from leadpipe_common.outbox import BackgroundLoop
-from leadpipe_common.producer import Producer
 
 log = structlog.get_logger(__name__)
 
@@ -58,10 +57,9 @@ leads = sa.Table(
 
 WRITE_BATCH = Histogram("capture_write_batch_size", "Leads committed per transaction",
                         buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
-RELAYED = Counter("capture_outbox_relayed_total", "Leads whose events were published")
-RELAY_FAILURES = Counter("capture_outbox_relay_failures_total", "Relay rounds that failed and will retry")
 REDRIVEN = Counter("capture_leads_redriven_total", "Leads re-published because no terminal outcome arrived in time")
 STUCK = Gauge("capture_leads_stuck", "Leads past the re-drive deadline without a terminal outcome, at the last check")
+REDRIVE_BATCH = 1000
 GIVEN_UP = Gauge("capture_leads_redrive_exhausted", "Stuck leads re-driven the maximum number of times")
 
 
@@ -77,12 +75,18 @@ class NewLead:
 
 
 class LeadWriter:
-    """Commits leads in groups: one transaction for every request waiting at that moment."""
+    """Commits leads in groups: one transaction for every request waiting at that moment.
 
-    def __init__(self, engine: AsyncEngine, max_batch: int, committed: asyncio.Event) -> None:
+    A failed commit fails its requests (they answer 503); it does not make capture unready.
+    """
+
+    name = "capture-writer"
+    failing = False
+
+    def __init__(self, engine: AsyncEngine, max_batch: int, on_commit: Callable[[], None]) -> None:
         self._engine = engine
         self._max_batch = max_batch
-        self._committed = committed
+        self._on_commit = on_commit
         self._queue: asyncio.Queue[tuple[NewLead, asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -119,7 +123,7 @@ class LeadWriter:
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_result(None)
-                self._committed.set()
+                self._on_commit()
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -146,33 +150,10 @@ class Unpublished:
     event: bytes
 
 
-class OutboxRelay(BackgroundLoop):
-    """Publishes unpublished leads in commit order."""
-
-    name = "capture-outbox-relay"
-
-    def __init__(self, engine: AsyncEngine, producer: Producer, to_messages: Callable[[Unpublished], Sequence[Message]],
-                 batch_max: int, idle_s: float, wake: asyncio.Event) -> None:
-        super().__init__(batch_max=batch_max, idle_s=idle_s, wake=wake)
-        self._engine = engine
-        self._producer = producer
-        self._to_messages = to_messages
-
-    def on_failure(self) -> None:
-        RELAY_FAILURES.inc()
-
-    async def step(self) -> int:
-        if not self._producer.started:
-            await self._producer.start()
-        return await self.relay_once()
-
-    async def relay_once(self) -> int:
-        async with self._engine.begin() as conn:
-            rows = sorted((await conn.execute(_CLAIM, {"limit": self._batch_max})).all(), key=lambda r: r.seq)
-            # published_at commits only after every message is acknowledged.
-            await self._producer.send_all(m for r in rows for m in self._to_messages(Unpublished(*r)))
-        RELAYED.inc(len(rows))
-        return len(rows)
+async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[Unpublished]:
+    """Leads whose events are not yet acknowledged, oldest first, marked published in ``conn``'s transaction."""
+    rows = (await conn.execute(_CLAIM, {"limit": limit})).all()
+    return [Unpublished(*r) for r in sorted(rows, key=lambda r: r.seq)]
 
 
 class CaptureStore:
@@ -211,7 +192,7 @@ _REDRIVE = sa.text(
           -- each further try waits twice as long (capped at an hour), so a long
           -- outage does not use up a lead's tries while nothing can succeed
           AND published_at < now() - make_interval(secs => least(:after * power(:backoff, redrives), 3600))
-        ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED
+        ORDER BY seq LIMIT :batch FOR UPDATE SKIP LOCKED
     )
     RETURNING lead_id
     """
@@ -225,7 +206,7 @@ _STUCK = sa.text(
 )
 
 
-class Redriver:
+class Redriver(BackgroundLoop):
     """Re-publishes leads that reached no terminal outcome within ``after_s`` of being published.
 
     The n-th re-drive of a lead waits ``after_s * backoff**n`` (at most an hour).
@@ -235,40 +216,26 @@ class Redriver:
     ``max_redrives`` times is left alone and counted, for a human to look at.
     """
 
+    name = "capture-redriver"
+
     def __init__(self, engine: AsyncEngine, *, after_s: float, every_s: float, max_redrives: int,
-                 wake: asyncio.Event, backoff: float = 2.0) -> None:
+                 on_redrive: Callable[[], None], backoff: float = 2.0) -> None:
+        super().__init__(batch_max=REDRIVE_BATCH, idle_s=every_s)
         self._engine = engine
         self._after_s = after_s
-        self._every_s = every_s
         self._max = max_redrives
         self._backoff = backoff
-        self._wake = wake
-        self._task: asyncio.Task[None] | None = None
+        self._on_redrive = on_redrive
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="capture-redriver")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._every_s)
-            try:
-                await self.redrive_once()
-            except Exception as exc:  # the database is away; the next round tries again
-                log.warning("re-drive check failed", error=repr(exc))
-
-    async def redrive_once(self) -> int:
+    async def step(self) -> int:
         params = {"after": self._after_s, "max_redrives": self._max}
         async with self._engine.begin() as conn:
-            redriven = (await conn.execute(_REDRIVE, {**params, "backoff": self._backoff})).all()
+            redriven = (await conn.execute(_REDRIVE, {**params, "backoff": self._backoff, "batch": REDRIVE_BATCH})).all()
             counts = (await conn.execute(_STUCK, params)).one()
         STUCK.set(counts.stuck)
         GIVEN_UP.set(counts.exhausted)
         if redriven:
             REDRIVEN.inc(len(redriven))
             log.warning("re-driving leads with no terminal outcome", leads=len(redriven), after_s=self._after_s)
-            self._wake.set()
+            self._on_redrive()
         return len(redriven)

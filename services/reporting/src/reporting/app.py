@@ -11,4 +11,4 @@ from reporting.settings import ReportingSettings
 
 
 def create_app(settings: ReportingSettings | None = None) -> FastAPI:
-    return consumer_app(SERVICE, settings or ReportingSettings(), None)
+    return consumer_app(SERVICE, settings or ReportingSettings(), lambda clients: None)

@@ -13,4 +13,5 @@ from routing.settings import RoutingSettings
 
 def create_app(settings: RoutingSettings | None = None) -> FastAPI:
     settings = settings or RoutingSettings()
-    return consumer_app(SERVICE, settings, Routing(settings.load_data(), clock=utc_now))
+    data = settings.load_data()
+    return consumer_app(SERVICE, settings, lambda clients: Routing(data, clock=utc_now))

@@ -28,4 +28,5 @@ def load_rules(path: Path) -> RuleSet:
 
 def create_app(settings: ScoringSettings | None = None) -> FastAPI:
     settings = settings or ScoringSettings()
-    return consumer_app(SERVICE, settings, Scoring(load_rules(settings.rules_file), clock=utc_now))
+    rules = load_rules(settings.rules_file)
+    return consumer_app(SERVICE, settings, lambda clients: Scoring(rules, clock=utc_now))

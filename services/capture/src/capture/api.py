@@ -1,0 +1,192 @@
+"""capture's HTTP API: the JSON endpoint API clients use and the endpoint HTML forms post to.
+
+A 2xx means the lead is durable (its row is committed; the relay publishes
+it). Every refusal is a ``Problem``: JSON with the field and the reason, or,
+for a browser's form post, the same problem as a readable page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import structlog
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from prometheus_client import Counter
+from starlette.datastructures import UploadFile
+
+from leadpipe_common.envelope import child_traceparent
+from leadpipe_common.http import FieldProblem, Problem
+from leadpipe_common.service import Runtime, runtime
+
+from capture.domain import Form, InvalidSubmission, capture_lead
+from capture.store import CaptureStore, LeadWriter, NewLead
+
+log = structlog.get_logger(__name__)
+
+ACCEPTED = Counter("capture_leads_accepted_total", "Leads accepted (durable)", ["endpoint"])
+REJECTED = Counter("capture_requests_rejected_total", "Requests refused", ["status"])
+
+JSON_TYPES = ("application/json",)
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What capture's routes need besides its settings."""
+
+    forms: dict[str, Form]
+    writer: LeadWriter
+    clock: Callable[[], datetime]
+
+
+CaptureRuntime = Annotated[Runtime[Capture, CaptureStore], Depends(runtime)]
+router = APIRouter(tags=["capture"])
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept.split("application/json")[0]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"request body is larger than {limit // 1024} KiB")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Problem(413, f"request body is larger than {limit // 1024} KiB")
+    request._body = bytes(body)  # lets request.form() parse what we already read
+    return bytes(body)
+
+
+async def _parse_fields(request: Request, limit: int, allowed: tuple[str, ...]) -> dict[str, Any]:
+    media = _media_type(request)
+    if media not in allowed:
+        raise Problem(415, f"unsupported content type {media or '(none)'!r}; send one of: {', '.join(allowed)}")
+    body = await _read_body(request, limit)
+    if media == "application/json":
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Problem(422, "body is not valid JSON", [FieldProblem("body", str(exc))]) from None
+        if not isinstance(parsed, dict):
+            raise Problem(422, "body must be a JSON object", [FieldProblem("body", "must be a JSON object")])
+        return parsed
+    if media == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise Problem(422, "form body is not UTF-8", [FieldProblem("body", "must be UTF-8")]) from None
+        fields: dict[str, Any] = {}
+        for k, v in pairs:
+            fields.setdefault(k, v)  # the first value wins when a name repeats
+        return fields
+    try:
+        form = await request.form(max_files=10, max_fields=200)
+    except Exception as exc:  # python-multipart's errors for malformed bodies
+        raise Problem(422, "malformed multipart body", [FieldProblem("body", str(exc))]) from None
+    fields = {}
+    for k, v in form.multi_items():
+        if isinstance(v, UploadFile):
+            continue  # attachments are not part of a lead
+        fields.setdefault(k, v)
+    return fields
+
+
+async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: dict[str, Any],
+                  form_id: str | None, endpoint: str) -> dict[str, Any]:
+    now = rt.context.clock()
+    form = rt.context.forms.get(form_id) if form_id else None
+    try:
+        lead = capture_lead(fields, lead_id=uuid.uuid4(), received_at=now, form=form, form_id=form_id)
+    except InvalidSubmission as exc:
+        raise Problem(422, "the lead was not accepted", [FieldProblem(e.field, e.reason) for e in exc.errors]) from None
+    if form_id and form is None:
+        log.info("lead posted to a form not in the forms file", form_id=form_id)
+    new = NewLead(
+        lead_id=lead.lead_id, request_id=uuid.uuid4(), email=lead.contact.email, form_id=lead.attribution.form_id,
+        captured_at=now, traceparent=child_traceparent(request.headers.get("traceparent")),
+        event=lead.model_dump_json().encode(),
+    )
+    try:
+        await rt.context.writer.write(new)
+    except Exception:
+        raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+    ACCEPTED.labels(endpoint).inc()
+    structlog.contextvars.bind_contextvars(lead_id=str(lead.lead_id))
+    return {"lead_id": str(lead.lead_id), "status": "accepted", "captured_at": now.isoformat(),
+            "form_id": lead.attribution.form_id}
+
+
+@router.post(
+    "/v1/leads",
+    status_code=202,
+    summary="Submit a lead as JSON",
+    responses={413: {"description": "body over the limit"}, 415: {"description": "not JSON"},
+               422: {"description": "a field is missing or invalid"}, 503: {"description": "storage unavailable"}},
+)
+async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
+    fields = await _parse_fields(request, rt.settings.max_body_bytes, JSON_TYPES)  # type: ignore[attr-defined]
+    return JSONResponse(await _accept(request, rt, fields, None, "api"), status_code=202)
+
+
+@router.post(
+    "/v1/forms/{form_id}",
+    summary="Submit a lead from an HTML form",
+    description="Accepts what browsers send. Answers 303 to the form's thank-you URL, a confirmation "
+                "page when none is configured, or 202 JSON when the client sends Accept: application/json.",
+    status_code=303,
+)
+async def post_form(form_id: str, request: Request, rt: CaptureRuntime) -> Response:
+    fields = await _parse_fields(request, rt.settings.max_body_bytes,  # type: ignore[attr-defined]
+                                 (*FORM_TYPES, *JSON_TYPES))
+    answer = await _accept(request, rt, fields, form_id, "form")
+    if _wants_json(request):
+        return JSONResponse(answer, status_code=202)
+    form = rt.context.forms.get(form_id)
+    if form and form.thank_you_url:
+        return RedirectResponse(form.thank_you_url, status_code=303)
+    return HTMLResponse(_thanks_page(form.name if form else None), status_code=200)
+
+
+async def problem_response(request: Request, exc: Problem) -> Response:
+    """The shared error model, as a page for a person whose browser posted a form."""
+    REJECTED.labels(str(exc.status)).inc()
+    if request.url.path.startswith("/v1/forms/") and not _wants_json(request):
+        return HTMLResponse(_error_page(exc), status_code=exc.status, headers=exc.headers)
+    return exc.response()
+
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1f2933}}
+h1{{font-size:1.5rem}}li{{margin:.25rem 0}}a{{color:#2563eb}}</style></head>
+<body><h1>{title}</h1>{body}</body></html>"""
+
+
+def _thanks_page(form_name: str | None) -> str:
+    what = f" for “{html.escape(form_name)}”" if form_name else ""
+    return _PAGE.format(title="Thank you", body=f"<p>We received your submission{what} and will be in touch.</p>")
+
+
+def _error_page(exc: Problem) -> str:
+    items = "".join(f"<li><strong>{html.escape(e.field)}</strong>: {html.escape(e.reason)}</li>" for e in exc.errors)
+    listing = f"<ul>{items}</ul>" if items else ""
+    return _PAGE.format(
+        title="Please check the form",
+        body=f"<p>{html.escape(exc.message)}.</p>{listing}<p><a href=\"javascript:history.back()\">Go back</a></p>",
+    )

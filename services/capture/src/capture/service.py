@@ -1,0 +1,29 @@
+"""capture, declared: what it serves, what it follows of the lifecycle, and what runs beside it.
+
+Its leads table is its own outbox (the relay claims unpublished leads), so it
+serves without the broker: leads wait for the relay while the broker is away.
+"""
+
+from leadpipe_common.events import LeadStageChanged
+from leadpipe_common.service import Service
+
+from capture.api import Capture, router
+from capture.handlers import handle_lead_stage_changed, is_terminal_step, publishable_leads
+from capture.store import CaptureStore, Redriver
+
+SERVICE: Service[Capture, CaptureStore] = Service(
+    name="capture",
+    summary="Accepts leads from web forms and API clients; a 2xx means the lead is durable.",
+    consumes={LeadStageChanged: handle_lead_stage_changed},
+    select=is_terminal_step,
+    store=CaptureStore,
+    relay=publishable_leads,
+    serves_without_broker=True,
+    routes=[router],
+    background=lambda rt: [
+        rt.context.writer,
+        Redriver(rt.engine, after_s=rt.settings.redrive_after_s, every_s=rt.settings.redrive_check_s,  # type: ignore[attr-defined]
+                 max_redrives=rt.settings.redrive_max, backoff=rt.settings.redrive_backoff,  # type: ignore[attr-defined]
+                 on_redrive=rt.wake_relay),
+    ],
+)
