@@ -1,0 +1,113 @@
+"""deploy/ checked without Docker or a cluster: the manifests against Kubernetes' own schemas (offline),
+the KEDA objects' fields, and compose and the manifests against the code's topics, ports and settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from leadpipe_common import topics, topology
+from leadpipe_common.configdoc import rows
+
+DEPLOY = Path(__file__).parents[1] / "deploy"
+K8S = DEPLOY / "k8s"
+KUBERNETES = "1.33"
+SERVICES = [s.name for s in topology.SERVICES]
+
+
+def manifests() -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    docs = []
+    for resource in kustomization["resources"]:
+        docs += [d for d in yaml.safe_load_all((K8S / resource).read_text()) if d]
+    return docs
+
+
+def of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in manifests() if d["kind"] == kind}
+
+
+def known_variables() -> set[str]:
+    """Every variable a leadpipe process reads, <SERVICE>_ expanded for each service."""
+    names = set()
+    for env, _, _ in rows():
+        env = env.strip("`")
+        names |= {env.replace("<SERVICE>", s.upper()) for s in SERVICES} if "<SERVICE>" in env else {env}
+    return names
+
+
+@pytest.mark.parametrize("doc", [d for d in manifests() if not d["apiVersion"].startswith("keda.sh/")],
+                         ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_every_manifest_is_valid_for_kubernetes(doc):
+    kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_each_service_has_a_deployment_that_creates_the_topics_and_migrates_before_it_serves():
+    deployments = of_kind("Deployment")
+    assert set(deployments) == set(SERVICES)
+    images = {i["name"] for i in yaml.safe_load((K8S / "kustomization.yaml").read_text())["images"]}
+    for name, d in deployments.items():
+        pod = d["spec"]["template"]["spec"]
+        init = [(c["name"], c["command"]) for c in pod["initContainers"]]
+        assert init == [("topics", ["leadpipe-create-topics"]), ("migrate", [f"leadpipe-{name}", "migrate"])], name
+        [container] = pod["containers"]
+        assert {c["image"] for c in [container, *pod["initContainers"]]} == {f"leadpipe-{name}"}
+        assert f"leadpipe-{name}" in images, "the kustomization names every image's registry and tag"
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env[f"{name.upper()}_PORT"] == str(container["ports"][0]["containerPort"])
+        assert set(env) <= known_variables(), set(env) - known_variables()
+
+
+def test_the_shared_configuration_names_only_settings_the_code_reads():
+    config = of_kind("ConfigMap")["leadpipe"]["data"]
+    assert set(config) <= known_variables(), set(config) - known_variables()
+    assert set(of_kind("Secret")["leadpipe-db"]["stringData"]) <= known_variables()
+
+
+def test_each_consuming_stage_scales_on_the_lag_of_every_topic_it_reads():
+    allowed = {"bootstrapServers", "consumerGroup", "topic", "lagThreshold", "activationLagThreshold",
+               "offsetResetPolicy", "allowIdleConsumers", "scaleToZeroOnInvalidOffset"}
+    scaled = of_kind("ScaledObject")
+    assert set(scaled) == {"enrichment", "scoring", "routing"}
+    for name, obj in scaled.items():
+        assert obj["apiVersion"] == "keda.sh/v1alpha1"
+        spec = obj["spec"]
+        assert spec["scaleTargetRef"] == {"name": name}
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= topics.DEFAULT_PARTITIONS
+        for trigger in spec["triggers"]:
+            assert trigger["type"] == "kafka" and set(trigger["metadata"]) <= allowed
+            assert trigger["metadata"]["consumerGroup"] == name  # the group id is the service name
+            assert int(trigger["metadata"]["lagThreshold"]) > 0
+        assert sorted(t["metadata"]["topic"] for t in spec["triggers"]) == sorted(topology.inputs_of(name))
+
+
+def test_compose_runs_every_service_on_its_port_and_keeps_kafka_s_data_in_its_volume():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    kafka = services["kafka"]
+    [volume] = kafka["volumes"]
+    assert volume.split(":")[1] == kafka["environment"]["KAFKA_LOG_DIRS"]
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert env[f"{name.upper()}_HOST"] == "0.0.0.0"
+        assert set(env) <= known_variables(), set(env) - known_variables()
+        for mapping in services[name].get("ports", []):
+            assert mapping.split(":")[1] == env[f"{name.upper()}_PORT"]
+        assert services[name]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
+    assert services["topics"]["command"] == ["leadpipe-create-topics"]
+
+
+def test_nothing_local_goes_into_an_image():
+    ignored = set((Path(__file__).parents[1] / ".dockerignore").read_text().split())
+    assert {".venv", ".data", ".tools", ".git"} <= ignored
+
+
+def test_the_dockerfile_builds_every_service():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    hint = re.search(r"--build-arg SERVICE=<([a-z]+(?:\|[a-z]+)+)>", dockerfile)
+    assert hint and set(hint.group(1).split("|")) == set(SERVICES)
