@@ -56,10 +56,10 @@ asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event models (the t
 	$(VENV)/bin/python -c 'from leadpipe_common.asyncapi import document, to_yaml; print(to_yaml(document()), end="")' > docs/asyncapi.yaml
 
 schemas: $(STAMP) ## publish the JSON schema of each new event version under docs/schemas (the tests check them)
-	$(VENV)/bin/python -m leadpipe_common.contracts .
+	$(VENV)/bin/python -m leadpipe_common.local.contracts .
 
 config-doc: $(STAMP) ## regenerate README.md's configuration table from the settings classes (the tests check it)
-	$(VENV)/bin/python -m leadpipe_common.configdoc README.md
+	$(VENV)/bin/python -m leadpipe_common.local.configdoc README.md
 
 lock: $(UV) ## re-resolve uv.lock after changing a pyproject.toml
 	$(UV) lock

@@ -1,7 +1,10 @@
 """Closing the loop: sales feedback over HTTP and Kafka, the hand-off SLA, every report, replay, export, dashboard.
 
 One stack of its own, with SLA deadlines of seconds and reps who work around
-the clock, so a deadline lapses while the test watches.
+the clock, so a deadline lapses while the test watches. The ``story`` fixture
+plays the scenario once (eight leads, sales' answers legal and not, a crash of
+every routing process, a lead whose deadlines lapse); each test examines one
+aspect of it, so one failure does not hide the others.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +32,7 @@ import yaml
 from leadpipe_common import topics
 from leadpipe_common.envelope import encode
 from leadpipe_common.events import LeadDispositioned
-from leadpipe_common.stack import SERVICES, Stack
+from leadpipe_common.local.stack import SERVICES, Stack
 from leadpipe_common.testing.kafka import produce, read_topic
 from leadpipe_common.testing.plugin import make_test_stack, running
 
@@ -114,234 +118,304 @@ async def all_reports(client: httpx.AsyncClient) -> dict[str, Any]:
     return out
 
 
-async def test_sales_feedback_sla_reports_replay_and_export_close_the_loop(loop_stack: Stack, tmp_path: Path):
+@dataclass
+class Story:
+    """What happened to the eight leads, for the tests below to examine one aspect each."""
+
+    stack: Stack
+    ids: dict[str, str]
+    first_owner: dict[str, dict[str, Any]]
+    answers: dict[str, httpx.Response] = field(default_factory=dict)
+    refused_on_topic: list[Any] = field(default_factory=list)
+    breaches: list[Any] = field(default_factory=list)
+    rerouted: list[Any] = field(default_factory=list)
+
+    def client(self, service: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=url(self.stack, service), timeout=10)
+
+    @property
+    def lapsed(self) -> str:
+        return self.ids["lapsed"]
+
+
+def distinct(records: list) -> list:  # a crash between commit and publish may publish twice, same id
+    return list({r.id: r for r in sorted(records, key=lambda r: r.offset)}.values())
+
+
+@pytest.fixture(scope="module")
+async def story(loop_stack: Stack) -> Story:
+    """Eight leads through the pipeline; sales answers some over HTTP and some on leads.feedback, says
+    illegal things too; both routing processes crash and come back; one lead's deadlines lapse twice."""
     bootstrap = loop_stack.bootstrap
     assert bootstrap
-    capture, routing, reporting = (httpx.AsyncClient(base_url=url(loop_stack, s), timeout=10)
-                                   for s in ("capture", "routing", "reporting"))
-    ids: dict[str, str] = {}
-    for name, (email, fields) in LEADS.items():
-        response = await capture.post("/v1/leads", json={"email": email, **fields})
-        assert response.status_code == 202, response.text
-        ids[name] = response.json()["lead_id"]
-
+    async with httpx.AsyncClient(base_url=url(loop_stack, "capture"), timeout=10) as capture:
+        ids = {}
+        for name, (email, fields) in LEADS.items():
+            response = await capture.post("/v1/leads", json={"email": email, **fields})
+            assert response.status_code == 202, response.text
+            ids[name] = response.json()["lead_id"]
     routed_names = ["won_eur", "lost", "rejected_fit", "won_usd", "rejected_budget", "lapsed"]
     routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() in {ids[n] for n in routed_names},
                               until=lambda found: len({r.key for r in found}) >= len(routed_names))
-    first_owner = {r.key.decode(): r.json()["assignment"] for r in routed}
+    s = Story(loop_stack, ids, {r.key.decode(): r.json()["assignment"] for r in routed})
+    owner = {name: s.first_owner[ids[name]]["owner_id"] for name in routed_names}
+    async with s.client("routing") as routing:
+        async def say(name: str, **report: Any) -> httpx.Response:
+            return await routing.post(f"/v1/leads/{ids[name]}/disposition", json=report)
 
-    async def say(name: str, **report: Any) -> httpx.Response:
-        return await routing.post(f"/v1/leads/{ids[name]}/disposition", json=report)
+        async def status(name: str) -> str:
+            return (await routing.get(f"/v1/leads/{ids[name]}/handoff")).json()["status"]
 
-    # Sales answers within the deadline: some over HTTP, some on leads.feedback.
-    won_eur_rep = first_owner[ids["won_eur"]]["owner_id"]
-    assert (await say("won_eur", outcome="accepted", rep_id=won_eur_rep)).status_code == 200
-    await produce(bootstrap, [
-        feedback(ids["lost"], outcome="accepted", rep_id=first_owner[ids["lost"]]["owner_id"]),
-        feedback(ids["rejected_fit"], outcome="rejected", rep_id=first_owner[ids["rejected_fit"]]["owner_id"],
-                 reason_code="not-a-fit"),
-    ])
-    assert (await say("won_usd", outcome="accepted", rep_id="maria.lopez")).status_code == 200
-    rejected = await say("rejected_budget", outcome="rejected", rep_id="maria.lopez", reason_code="no-budget",
-                         reason="next fiscal year")
-    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+        # Sales answers within the deadline: some over HTTP, some on leads.feedback.
+        s.answers["accept won_eur"] = await say("won_eur", outcome="accepted", rep_id=owner["won_eur"])
+        await produce(bootstrap, [
+            feedback(ids["lost"], outcome="accepted", rep_id=owner["lost"]),
+            feedback(ids["rejected_fit"], outcome="rejected", rep_id=owner["rejected_fit"], reason_code="not-a-fit"),
+        ])
+        s.answers["accept won_usd"] = await say("won_usd", outcome="accepted", rep_id="maria.lopez")
+        s.answers["reject budget"] = await say("rejected_budget", outcome="rejected", rep_id="maria.lopez",
+                                               reason_code="no-budget", reason="next fiscal year")
+        # Illegal moves, a repeat, bad input, an unknown lead.
+        s.answers["won too early"] = await say("lapsed", outcome="won", rep_id=owner["lapsed"], amount="10",
+                                               currency="EUR")
+        s.answers["accept again"] = await say("won_eur", outcome="accepted", rep_id=owner["won_eur"])
+        s.answers["unknown code"] = await say("lost", outcome="rejected", rep_id="maria.lopez", reason_code="meh")
+        s.answers["won without amount"] = await say("won_eur", outcome="won", rep_id=owner["won_eur"])
+        s.answers["unknown lead"] = await routing.post(f"/v1/leads/{uuid.uuid4()}/disposition",
+                                                       json={"outcome": "accepted", "rep_id": "x"})
+        await wait_for(lambda: _is(status("lost"), "accepted"))  # the topic path waits for routing's consumer
+        await wait_for(lambda: _is(status("rejected_fit"), "rejected"))
 
-    # Illegal moves are refused and explained; a repeat is harmless; bad input names its field.
-    lapsed_holder = first_owner[ids["lapsed"]]["owner_id"]
-    early = await say("lapsed", outcome="won", rep_id=lapsed_holder, amount="10", currency="EUR")
-    assert early.status_code == 409 and "accepted" in early.json()["error"]
-    again = await say("won_eur", outcome="accepted", rep_id=won_eur_rep)
-    assert again.status_code == 200 and again.json()["repeated"] is True and again.json()["events"] == []
-    unknown_code = await say("lost", outcome="rejected", rep_id="maria.lopez", reason_code="meh")
-    assert unknown_code.status_code == 422 and unknown_code.json()["errors"][0]["field"] == "reason_code"
-    no_amount = await say("won_eur", outcome="won", rep_id=won_eur_rep)
-    assert no_amount.status_code == 422 and "amount" in no_amount.json()["errors"][0]["reason"]
-    nobody = await routing.post(f"/v1/leads/{uuid.uuid4()}/disposition", json={"outcome": "accepted", "rep_id": "x"})
-    assert nobody.status_code == 404
+        # Deadlines live in Postgres: both routing processes crash (SIGKILL) and come back; the lapsed
+        # lead's deadline still fires, once per holder, whether it fell due while they were down or after.
+        routing_processes = [p for p in loop_stack.processes if p.service == "routing"]
+        for p in routing_processes:
+            p.kill()
+        for p in routing_processes:
+            p.start()
+        loop_stack.wait_ready(routing_processes)
 
-    async def status(name: str) -> str:
-        return (await routing.get(f"/v1/leads/{ids[name]}/handoff")).json()["status"]
-
-    # Every lead but the lapsed one is answered in time (the topic path waits for routing's consumer).
-    await wait_for(lambda: _is(status("lost"), "accepted"))
-    await wait_for(lambda: _is(status("rejected_fit"), "rejected"))
-
-    # Deadlines live in Postgres: both routing processes crash (SIGKILL) and come back; the lapsed
-    # lead's deadline still fires, once per holder, whether it fell due while they were down or after.
-    routing_processes = [p for p in loop_stack.processes if p.service == "routing"]
-    for p in routing_processes:
-        p.kill()
-    for p in routing_processes:
-        p.start()
-    loop_stack.wait_ready(routing_processes)
-
-    await produce(bootstrap, [feedback(ids["won_eur"], outcome="qualified", rep_id=won_eur_rep)])
-    lost_holder = first_owner[ids["lost"]]["owner_id"]
-    assert lost_holder != "maria.lopez"
-    stranger = await say("lost", outcome="lost", rep_id="maria.lopez", reason_code="price")
-    assert stranger.status_code == 409 and stranger.json()["errors"][0]["field"] == "rep_id"
-    assert (await say("lost", outcome="lost", rep_id=lost_holder, reason_code="price")).status_code == 200
-    await wait_for(lambda: _is(status("won_eur"), "qualified"), timeout=60)  # after the restart: a group rebalance
-    assert (await say("won_eur", outcome="won", rep_id=won_eur_rep, amount="12000", currency="EUR")).status_code == 200
-    # A stranger's report on the topic is refused like one over HTTP: dead-lettered with the reason.
-    await produce(bootstrap, [feedback(ids["won_usd"], outcome="won", rep_id="tom.berg", amount="999999999",
-                                       currency="EUR")])
-    refused = await read_topic(bootstrap, topics.DEADLETTER, where=lambda r: r.key.decode() == ids["won_usd"],
-                               until=lambda found: bool(found))
-    assert "does not hold it" in refused[0].headers["dlq.error.message"]
-    await produce(bootstrap, [feedback(ids["won_usd"], outcome="won", rep_id="maria.lopez", amount="3000.50",
-                                       currency="USD")])
-    await wait_for(lambda: _is(status("won_usd"), "won"), timeout=60)  # after the restart: a group rebalance
-    closed = await say("won_eur", outcome="lost", rep_id=won_eur_rep, reason_code="price")
-    assert closed.status_code == 409 and "closed" in closed.json()["error"]
+        await produce(bootstrap, [feedback(ids["won_eur"], outcome="qualified", rep_id=owner["won_eur"])])
+        s.answers["lost by a stranger"] = await say("lost", outcome="lost", rep_id="maria.lopez", reason_code="price")
+        s.answers["lost"] = await say("lost", outcome="lost", rep_id=owner["lost"], reason_code="price")
+        await wait_for(lambda: _is(status("won_eur"), "qualified"), timeout=60)  # after the restart: a rebalance
+        s.answers["won_eur"] = await say("won_eur", outcome="won", rep_id=owner["won_eur"], amount="12000",
+                                         currency="EUR")
+        # A stranger's report on the topic is refused like one over HTTP: dead-lettered with the reason.
+        await produce(bootstrap, [feedback(ids["won_usd"], outcome="won", rep_id="tom.berg", amount="999999999",
+                                           currency="EUR")])
+        s.refused_on_topic = await read_topic(bootstrap, topics.DEADLETTER,
+                                              where=lambda r: r.key.decode() == ids["won_usd"], until=bool)
+        await produce(bootstrap, [feedback(ids["won_usd"], outcome="won", rep_id="maria.lopez", amount="3000.50",
+                                           currency="USD")])
+        await wait_for(lambda: _is(status("won_usd"), "won"), timeout=60)
+        s.answers["lost after won"] = await say("won_eur", outcome="lost", rep_id=owner["won_eur"], reason_code="price")
 
     # The lapsed lead: its holder misses the deadline, the next rep too, then the team queue has it.
-    lapsed = ids["lapsed"]
-    def distinct(records: list) -> list:  # a crash between commit and publish may publish twice, same id
-        return list({r.id: r for r in sorted(records, key=lambda r: r.offset)}.values())
+    def breached(r) -> bool:  # noqa: ANN001
+        return r.key.decode() == s.lapsed and r.type == "lead.sla_breached"
 
-    breaches = await read_topic(bootstrap, topics.LIFECYCLE,
-                                where=lambda r: r.key.decode() == lapsed and r.type == "lead.sla_breached",
-                                until=lambda found: len(distinct(found)) >= 2, timeout=3 * DEADLINE_S + 30)
+    await read_topic(bootstrap, topics.LIFECYCLE, where=breached, until=lambda found: len(distinct(found)) >= 2,
+                     timeout=3 * DEADLINE_S + 30)
     await asyncio.sleep(2)  # two processes watch the deadlines: give a double firing the chance to show
-    breaches = await read_topic(bootstrap, topics.LIFECYCLE,
-                                where=lambda r: r.key.decode() == lapsed and r.type == "lead.sla_breached",
-                                until=lambda found: False, timeout=2)
-    assert len(distinct(breaches)) == 2, "each deadline fires once"
-    first, second = sorted((b.json() for b in distinct(breaches)), key=lambda b: b["breach"])
-    team = first_owner[lapsed]["team"]
-    assert first["owner_id"] == first_owner[lapsed]["owner_id"] and first["action"] == "reassigned"
+    s.breaches = distinct(await read_topic(bootstrap, topics.LIFECYCLE, where=breached, until=lambda f: False,
+                                           timeout=2))
+    s.rerouted = distinct(await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == s.lapsed,
+                                           until=lambda found: len(distinct(found)) >= 3))
+
+    async with s.client("reporting") as reporting:
+        async def settled() -> bool:
+            body = (await reporting.get("/v1/reports/funnel")).json()
+            sla = (await reporting.get("/v1/reports/sla")).json()
+            return (body["exits"]["lost"] == 1 and body["stages"][-1]["count"] == 2
+                    and sum(t["missed"] for t in sla["teams"]) == 2)
+
+        await wait_for(settled, timeout=30)
+    return s
+
+
+async def test_dispositions_over_http_and_the_topic_move_each_lead_on(story: Story):
+    assert story.answers["accept won_eur"].status_code == 200
+    assert story.answers["accept won_usd"].status_code == 200
+    assert story.answers["reject budget"].status_code == 200 and story.answers["reject budget"].json()["status"] == "rejected"
+    assert story.answers["lost"].status_code == 200 and story.answers["won_eur"].status_code == 200
+    async with story.client("routing") as routing:
+        statuses = {name: (await routing.get(f"/v1/leads/{story.ids[name]}/handoff")).json()["status"]
+                    for name in ("won_eur", "lost", "rejected_fit", "won_usd", "rejected_budget")}
+    assert statuses == {"won_eur": "won", "lost": "lost", "rejected_fit": "rejected", "won_usd": "won",
+                        "rejected_budget": "rejected"}
+
+
+async def test_illegal_moves_are_refused_and_explained_and_a_repeat_is_harmless(story: Story):
+    early = story.answers["won too early"]
+    assert early.status_code == 409 and "accepted" in early.json()["error"]
+    again = story.answers["accept again"]
+    assert again.status_code == 200 and again.json()["repeated"] is True and again.json()["events"] == []
+    unknown_code = story.answers["unknown code"]
+    assert unknown_code.status_code == 422 and unknown_code.json()["errors"][0]["field"] == "reason_code"
+    no_amount = story.answers["won without amount"]
+    assert no_amount.status_code == 422 and "amount" in no_amount.json()["errors"][0]["reason"]
+    assert story.answers["unknown lead"].status_code == 404
+    closed = story.answers["lost after won"]
+    assert closed.status_code == 409 and "closed" in closed.json()["error"]
+
+
+async def test_a_rep_who_does_not_hold_a_lead_cannot_report_on_it_over_http_or_the_topic(story: Story):
+    stranger = story.answers["lost by a stranger"]
+    assert stranger.status_code == 409 and stranger.json()["errors"][0]["field"] == "rep_id"
+    assert "does not hold it" in story.refused_on_topic[0].headers["dlq.error.message"]
+
+
+async def test_each_missed_deadline_fires_once_across_two_crashed_routing_processes(story: Story):
+    assert len(story.breaches) == 2, "each deadline fires once"
+    first, second = sorted((b.json() for b in story.breaches), key=lambda b: b["breach"])
+    team = story.first_owner[story.lapsed]["team"]
+    assert first["owner_id"] == story.first_owner[story.lapsed]["owner_id"] and first["action"] == "reassigned"
     assert second["owner_id"] == first["next_owner_id"] != first["owner_id"]
     assert second["action"] == "escalated" and second["next_owner_id"] == f"queue:{team}"
-    rerouted = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lapsed,
-                                until=lambda found: len(distinct(found)) >= 3)
-    assert [r.json()["assignment"]["owner_id"] for r in distinct(rerouted)] == [
+    assert [r.json()["assignment"]["owner_id"] for r in story.rerouted] == [
         first["owner_id"], first["next_owner_id"], f"queue:{team}"]
-    # Breaches and reassignments continue the trace the lead was routed in.
-    def trace_id(record) -> str:  # noqa: ANN001
-        return record.headers["traceparent"].split("-")[1]
-    routed_trace = trace_id(distinct(rerouted)[0])
-    assert {trace_id(r) for r in distinct(breaches) + distinct(rerouted)} == {routed_trace}
-    handoff = (await routing.get(f"/v1/leads/{lapsed}/handoff")).json()
+    async with story.client("routing") as routing:
+        handoff = (await routing.get(f"/v1/leads/{story.lapsed}/handoff")).json()
     assert handoff["owner_id"] == f"queue:{team}" and handoff["due_at"] is None and handoff["reassignments"] == 2
 
-    # -- the reports, every number ------------------------------------------------------------
-    async def funnel_settled() -> dict[str, Any] | None:
-        body = (await reporting.get("/v1/reports/funnel")).json()
-        sla = (await reporting.get("/v1/reports/sla")).json()
-        done = body["exits"]["lost"] == 1 and body["stages"][-1]["count"] == 2 and sum(t["missed"] for t in sla["teams"]) == 2
-        return body if done else None
 
-    funnel = await wait_for(funnel_settled, timeout=30)
+async def test_breaches_and_reassignments_continue_the_trace_the_lead_was_routed_in(story: Story):
+    def trace_id(record) -> str:  # noqa: ANN001
+        return record.headers["traceparent"].split("-")[1]
+
+    assert {trace_id(r) for r in story.breaches + story.rerouted} == {trace_id(story.rerouted[0])}
+
+
+async def test_the_funnel_counts_every_stage_each_lead_reached(story: Story):
+    async with story.client("reporting") as reporting:
+        funnel = (await reporting.get("/v1/reports/funnel")).json()
+        by_source = {r["value"]: r for r in (await reporting.get("/v1/reports/funnel/by/source")).json()["rows"]}
+        by_content = {r["value"]: r["captured"]
+                      for r in (await reporting.get("/v1/reports/funnel/by/content")).json()["rows"]}
+        by_medium = {r["value"]: r["won"] for r in (await reporting.get("/v1/reports/funnel/by/medium")).json()["rows"]}
+        by_form = {r["value"]: r["captured"] for r in (await reporting.get("/v1/reports/funnel/by/form")).json()["rows"]}
     assert [(s["stage"], s["count"]) for s in funnel["stages"]] == [
         ("captured", 8), ("enriched", 8), ("mql", 6), ("routed", 6), ("accepted", 3), ("qualified", 2), ("won", 2)]
     assert [s["conversion"] for s in funnel["stages"]] == [None, 1.0, 0.75, 1.0, 0.5, 0.6667, 1.0]
     assert funnel["exits"] == {"contacted": 0, "nurture": 3, "disqualified": 1, "rejected": 2, "lost": 1}
-
-    by_source = {r["value"]: r for r in (await reporting.get("/v1/reports/funnel/by/source")).json()["rows"]}
-    assert {k: [r[s] for s in ("captured", "mql", "routed", "accepted", "qualified", "won")] for k, r in by_source.items()} == {
+    assert {k: [r[s] for s in ("captured", "mql", "routed", "accepted", "qualified", "won")]
+            for k, r in by_source.items()} == {
         "google": [4, 3, 3, 2, 1, 1], "linkedin": [3, 3, 3, 1, 1, 1], "newsletter": [1, 0, 0, 0, 0, 0]}
     assert by_source["google"]["mql_to_routed"] == 1.0 and by_source["google"]["routed_to_accepted"] == 0.6667
-    by_content = {r["value"]: r["captured"] for r in (await reporting.get("/v1/reports/funnel/by/content")).json()["rows"]}
     assert by_content == {"ad-a": 1, "ad-b": 1, "(none)": 6}
-    by_medium = {r["value"]: r["won"] for r in (await reporting.get("/v1/reports/funnel/by/medium")).json()["rows"]}
     assert by_medium == {"cpc": 1, "social": 1, "(none)": 0}
-    by_form = {r["value"]: r["captured"] for r in (await reporting.get("/v1/reports/funnel/by/form")).json()["rows"]}
     assert sum(by_form.values()) == 8
 
+
+async def test_won_revenue_is_credited_to_the_first_touch(story: Story):
     def attribution_of(body: dict[str, Any]) -> dict[str, tuple]:
         return {r["value"]: (r["captured"], r["won"], r["won_revenue"], r["close_rate"]) for r in body["rows"]}
 
-    assert attribution_of((await reporting.get("/v1/reports/attribution/source")).json()) == {
-        "google": (4, 1, {"EUR": "12000.00"}, 0.25), "linkedin": (3, 1, {"USD": "3000.50"}, 0.3333),
-        "newsletter": (1, 0, {}, 0.0)}
-    assert attribution_of((await reporting.get("/v1/reports/attribution/campaign")).json()) == {
-        "brand": (4, 1, {"EUR": "12000.00"}, 0.25), "abm": (3, 1, {"USD": "3000.50"}, 0.3333), "q4": (1, 0, {}, 0.0)}
-    assert attribution_of((await reporting.get("/v1/reports/attribution/offer")).json()) == {
-        "demo": (5, 2, {"EUR": "12000.00", "USD": "3000.50"}, 0.4), "pricing": (1, 0, {}, 0.0),
-        "newsletter": (2, 0, {}, 0.0)}
+    async with story.client("reporting") as reporting:
+        by = {d: attribution_of((await reporting.get(f"/v1/reports/attribution/{d}")).json())
+              for d in ("source", "campaign", "offer")}
+    assert by["source"] == {"google": (4, 1, {"EUR": "12000.00"}, 0.25), "linkedin": (3, 1, {"USD": "3000.50"}, 0.3333),
+                            "newsletter": (1, 0, {}, 0.0)}
+    assert by["campaign"] == {"brand": (4, 1, {"EUR": "12000.00"}, 0.25), "abm": (3, 1, {"USD": "3000.50"}, 0.3333),
+                              "q4": (1, 0, {}, 0.0)}
+    assert by["offer"] == {"demo": (5, 2, {"EUR": "12000.00", "USD": "3000.50"}, 0.4), "pricing": (1, 0, {}, 0.0),
+                           "newsletter": (2, 0, {}, 0.0)}
 
-    rejections = (await reporting.get("/v1/reports/rejections")).json()["rows"]
+
+async def test_sla_compliance_and_rejection_reasons_are_reported(story: Story):
+    first = min((b.json() for b in story.breaches), key=lambda b: b["breach"])
+    team = story.first_owner[story.lapsed]["team"]
+    async with story.client("reporting") as reporting:
+        rejections = (await reporting.get("/v1/reports/rejections")).json()["rows"]
+        sla = (await reporting.get("/v1/reports/sla")).json()
     assert sorted((r["source"], r["reason_code"], r["leads"]) for r in rejections) == [
         ("linkedin", "no-budget", 1), ("linkedin", "not-a-fit", 1)]
-
-    sla = (await reporting.get("/v1/reports/sla")).json()
     assert (sum(t["met"] for t in sla["teams"]), sum(t["missed"] for t in sla["teams"]),
             sum(t["open"] for t in sla["teams"])) == (5, 2, 0)
     assert sla["compliance"] == round(5 / 7, 4)
     reps = {(r["team"], r["owner_id"]): (r["met"], r["missed"]) for r in sla["reps"]}
     assert reps[(team, first["owner_id"])][1] >= 1 and reps[(team, first["next_owner_id"])][1] >= 1
 
-    # Velocity, recomputed here from the lifecycle events themselves.
-    steps = await read_topic(bootstrap, topics.LIFECYCLE, where=lambda r: r.key.decode() in set(ids.values()),
-                             until=lambda found: False, timeout=3)
+
+async def test_velocity_matches_the_lifecycle_events_themselves(story: Story):
+    steps = await read_topic(story.stack.bootstrap, topics.LIFECYCLE,
+                             where=lambda r: r.key.decode() in set(story.ids.values()), until=lambda f: False, timeout=3)
     at: dict[tuple[str, str], datetime] = {}
     for s in steps:
-        body = s.json()
         if s.type == "lead.stage_changed":
+            body = s.json()
             at.setdefault((body["lead_id"], body["to_stage"]), datetime.fromisoformat(body["at"]))
-    velocity = {r["interval"]: r for r in (await reporting.get("/v1/reports/velocity")).json()["rows"]}
+    async with story.client("reporting") as reporting:
+        velocity = {r["interval"]: r for r in (await reporting.get("/v1/reports/velocity")).json()["rows"]}
     for name, a, b, n in (("capture_to_routed", "captured", "routed", 6), ("routed_to_accepted", "routed", "accepted", 3),
                           ("accepted_to_won", "accepted", "won", 2)):
-        spans = [(at[(lead, b)] - at[(lead, a)]).total_seconds() for lead in ids.values()
+        spans = [(at[(lead, b)] - at[(lead, a)]).total_seconds() for lead in story.ids.values()
                  if (lead, a) in at and (lead, b) in at]
         assert velocity[name]["leads"] == len(spans) == n
         assert velocity[name]["p50_seconds"] == pytest.approx(percentile(spans, 0.5), abs=0.002)
         assert velocity[name]["p90_seconds"] == pytest.approx(percentile(spans, 0.9), abs=0.002)
 
-    timeline = (await reporting.get(f"/v1/leads/{ids['won_eur']}/timeline")).json()
+
+async def test_a_timeline_csv_and_filters_answer_as_documented(story: Story):
+    async with story.client("reporting") as reporting:
+        timeline = (await reporting.get(f"/v1/leads/{story.ids['won_eur']}/timeline")).json()
+        lapsed = [s["to_stage"] for s in (await reporting.get(f"/v1/leads/{story.lapsed}/timeline")).json()["steps"]]
+        csv_text = (await reporting.get("/v1/reports/attribution/offer", params={"format": "csv"})).text
+        filtered = (await reporting.get("/v1/reports/funnel", params={"source": "linkedin"})).json()
+        future = (await reporting.get("/v1/reports/funnel", params={"since": "2999-01-01"})).json()
+        bad = await reporting.get("/v1/reports/funnel", params={"since": "yesterday"})
     assert [s["to_stage"] for s in timeline["steps"]] == [
         "captured", "enriched", "mql", "routed", "accepted", "qualified", "won"]
     assert timeline["steps"][-1]["amount"] == "12000.00" and timeline["attribution"]["campaign"] == "brand"
-    lapsed_timeline = [s["to_stage"] for s in (await reporting.get(f"/v1/leads/{lapsed}/timeline")).json()["steps"]]
-    assert lapsed_timeline[-2:] == ["sla_breached", "sla_breached"]
-
-    csv_text = (await reporting.get("/v1/reports/attribution/offer", params={"format": "csv"})).text
+    assert lapsed[-2:] == ["sla_breached", "sla_breached"]
     assert csv_text.splitlines()[0].startswith("value,captured,won,close_rate,won_revenue")
     assert "demo,5,2,0.4,EUR 12000.00; USD 3000.50" in csv_text
-    filtered = (await reporting.get("/v1/reports/funnel", params={"source": "linkedin"})).json()
     assert filtered["stages"][0]["count"] == 3
-    future = (await reporting.get("/v1/reports/funnel", params={"since": "2999-01-01"})).json()
     assert future["stages"][0]["count"] == 0
-    bad = await reporting.get("/v1/reports/funnel", params={"since": "yesterday"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
 
-    # -- replay equals live; export hands analysts every event --------------------------------------
-    live = await all_reports(reporting)
-    env = {**loop_stack.env(), "REPORTING_PORT": "0"}
-    replayed = subprocess.run([sys.executable, "-m", "reporting", "replay"], env=env, capture_output=True, text=True,
-                              timeout=120)
-    assert replayed.returncode == 0, replayed.stderr
-    assert "replayed" in replayed.stdout and "events/s" in replayed.stdout
-    assert await all_reports(reporting) == live
-    # A replay from a moment re-applies what came since over the live tables: every lead captured
-    # before it stays in the reports (a rebuild from that moment alone would have dropped them).
-    since = subprocess.run([sys.executable, "-m", "reporting", "replay", "--since",
-                            datetime.now(UTC).replace(tzinfo=None).isoformat()],
-                           env=env, capture_output=True, text=True, timeout=120)
-    assert since.returncode == 0, since.stderr
-    assert "re-applied over the live tables" in since.stdout
-    assert await all_reports(reporting) == live
-    # ...and the live service keeps applying new events to the swapped-in tables.
-    response = await capture.post("/v1/leads", json={"email": "ivy@smallshop.example", "offer": "newsletter",
-                                                     "country": "FR", "utm_source": "newsletter"})
-    assert response.status_code == 202
-    await wait_for(lambda: _count_is(reporting, 9))
 
+def reporting_command(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**stack.env(), "REPORTING_PORT": "0"}
+    return subprocess.run([sys.executable, "-m", "reporting", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+async def test_replays_rebuild_what_is_live_and_never_lose_history(story: Story):
+    async with story.client("reporting") as reporting:
+        live = await all_reports(reporting)
+        replayed = reporting_command(story.stack, "replay")
+        assert replayed.returncode == 0, replayed.stderr
+        assert "replayed" in replayed.stdout and "events/s" in replayed.stdout
+        assert await all_reports(reporting) == live
+        # A replay from a moment re-applies what came since over the live tables: every lead captured
+        # before it stays in the reports (a rebuild from that moment alone would have dropped them).
+        since = reporting_command(story.stack, "replay", "--since", datetime.now(UTC).replace(tzinfo=None).isoformat())
+        assert since.returncode == 0, since.stderr
+        assert "re-applied over the live tables" in since.stdout
+        assert await all_reports(reporting) == live
+        # ...and the live service keeps applying new events to the swapped-in tables.
+        async with story.client("capture") as capture:
+            response = await capture.post("/v1/leads", json={"email": "ivy@smallshop.example", "offer": "newsletter",
+                                                             "country": "FR", "utm_source": "newsletter"})
+        assert response.status_code == 202
+        await wait_for(lambda: _count_is(reporting, 9))
+
+
+async def test_exports_hand_analysts_every_event_with_its_attribution(story: Story, tmp_path: Path):
     jsonl, parquet = tmp_path / "lifecycle.jsonl", tmp_path / "lifecycle.parquet"
     for target in (jsonl, parquet):
-        done = subprocess.run([sys.executable, "-m", "reporting", "export", str(target)], env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = reporting_command(story.stack, "export", str(target))
         assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     table = pq.read_table(parquet).to_pylist()
+    steps = await read_topic(story.stack.bootstrap, topics.LIFECYCLE,
+                             where=lambda r: r.key.decode() in set(story.ids.values()), until=lambda f: False, timeout=3)
     assert len(rows) == len(table) >= len(steps)
-    won = next(r for r in rows if r["lead_id"] == ids["won_eur"] and r["to_stage"] == "won")
+    won = next(r for r in rows if r["lead_id"] == story.ids["won_eur"] and r["to_stage"] == "won")
     assert (won["utm_campaign"], Decimal(won["amount"]), won["currency"]) == ("brand", Decimal("12000.00"), "EUR")
     assert {r["event_id"] for r in rows} == {r["event_id"] for r in table}
-
-    for client in (capture, routing, reporting):
-        await client.aclose()
 
 
 async def test_every_producing_service_serves_the_asyncapi_document(loop_stack: Stack):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from leadpipe_common import topics, topology
-from leadpipe_common.configdoc import rows
+from leadpipe_common.local.configdoc import rows
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
 K8S = DEPLOY / "k8s"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from leadpipe_common.configdoc import render, rows
+from leadpipe_common.local.configdoc import render, rows
 
 README = Path(__file__).parents[2] / "README.md"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from leadpipe_common import contracts
+from leadpipe_common.local import contracts
 from leadpipe_common.events import LATEST, UPCASTERS, Event, LeadCaptured
 
 ROOT = Path(__file__).parents[2]

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from leadpipe_common.stack import RESTART_MAX_S, STABLE_S, ServiceProcess, Stack
+from leadpipe_common.local.stack import RESTART_MAX_S, STABLE_S, ServiceProcess, Stack
 
 
 def crashing_stack(tmp_path: Path) -> tuple[Stack, ServiceProcess]:

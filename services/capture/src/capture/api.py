@@ -27,7 +27,8 @@ from leadpipe_common.http import FieldProblem, Problem
 from leadpipe_common.service import Runtime, runtime
 
 from capture.domain import Form, InvalidSubmission, capture_lead
-from capture.store import CaptureStore, LeadWriter, NewLead
+from capture.store import CaptureStore
+from capture.writer import LeadWriter, NewLead
 
 log = structlog.get_logger(__name__)
 

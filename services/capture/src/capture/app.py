@@ -14,7 +14,7 @@ from capture.api import Capture, problem_response
 from capture.domain import Form, parse_forms
 from capture.service import SERVICE
 from capture.settings import CaptureSettings
-from capture.store import LeadWriter
+from capture.writer import LeadWriter
 
 
 def load_forms(path: Any) -> dict[str, Form]:

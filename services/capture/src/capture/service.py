@@ -9,7 +9,8 @@ from leadpipe_common.service import Service
 
 from capture.api import Capture, router
 from capture.handlers import handle_lead_stage_changed, is_terminal_step, publishable_leads
-from capture.store import CaptureStore, Redriver
+from capture.redrive import Redriver
+from capture.store import CaptureStore
 
 SERVICE: Service[Capture, CaptureStore] = Service(
     name="capture",

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from leadpipe_common.cli import service_cli
 
-from reporting.replay import add_commands
+from reporting.commands import add_commands
 from reporting.settings import ReportingSettings
 
 cli = service_cli(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from leadpipe_common.infra import free_port
-from leadpipe_common.stack import SERVICES, Stack
+from leadpipe_common.local.infra import free_port
+from leadpipe_common.local.stack import SERVICES, Stack
 
 
 def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> Stack:

@@ -108,7 +108,7 @@ def render(readme: str) -> str:
 
 
 def main() -> None:
-    """``python -m leadpipe_common.configdoc README.md``: rewrite the table in place."""
+    """``python -m leadpipe_common.local.configdoc README.md``: rewrite the table in place."""
     path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
     path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
 

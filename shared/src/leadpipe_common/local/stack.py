@@ -32,10 +32,10 @@ from aiokafka.errors import KafkaError
 
 from leadpipe_common import migrations
 from leadpipe_common.admin import ensure_topics
+from leadpipe_common.local.infra import Broker, Postgres, die_with_parent, port_open
+from leadpipe_common.retry import backoff
 from leadpipe_common.settings import StackSettings, TopicSettings
 from leadpipe_common.topology import PORTS, TOPICS
-from leadpipe_common.infra import Broker, Postgres, die_with_parent, port_open
-from leadpipe_common.retry import backoff
 
 #: Each service and its base port, from the topology table.
 SERVICES: dict[str, int] = PORTS

@@ -1,0 +1,84 @@
+"""The re-driver: leads a broker may have lost are published again.
+
+A lead with no terminal outcome on ``leads.lifecycle`` some time after it was
+published has its ``published_at`` cleared, so the relay publishes the very
+same events again (same ids: every stage absorbs a lead that was merely slow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+import structlog
+from prometheus_client import Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from leadpipe_common.outbox import BackgroundLoop
+
+from capture.store import SCHEMA
+
+log = structlog.get_logger(__name__)
+
+REDRIVEN = Counter("capture_leads_redriven_total", "Leads re-published because no terminal outcome arrived in time")
+STUCK = Gauge("capture_leads_stuck", "Leads past the re-drive deadline without a terminal outcome, at the last check")
+REDRIVE_BATCH = 1000
+GIVEN_UP = Gauge("capture_leads_redrive_exhausted", "Stuck leads re-driven the maximum number of times")
+
+
+_REDRIVE = sa.text(
+    f"""
+    UPDATE {SCHEMA}.leads SET published_at = NULL, redrives = redrives + 1
+    WHERE lead_id IN (
+        SELECT lead_id FROM {SCHEMA}.leads
+        WHERE terminal_stage IS NULL AND redrives < :max_redrives
+          -- each further try waits twice as long (capped at an hour), so a long
+          -- outage does not use up a lead's tries while nothing can succeed
+          AND published_at < now() - make_interval(secs => least(:after * power(:backoff, redrives), 3600))
+        ORDER BY seq LIMIT :batch FOR UPDATE SKIP LOCKED
+    )
+    RETURNING lead_id
+    """
+)
+_STUCK = sa.text(
+    f"""
+    SELECT count(*) AS stuck, count(*) FILTER (WHERE redrives >= :max_redrives) AS exhausted
+    FROM {SCHEMA}.leads
+    WHERE terminal_stage IS NULL AND published_at < now() - make_interval(secs => :after)
+    """
+)
+
+
+class Redriver(BackgroundLoop):
+    """Re-publishes leads that reached no terminal outcome within ``after_s`` of being published.
+
+    The n-th re-drive of a lead waits ``after_s * backoff**n`` (at most an hour).
+
+    Safe because every stage is idempotent and re-emits the outputs it stored:
+    a lead that was merely slow is applied nowhere twice. A lead re-driven
+    ``max_redrives`` times is left alone and counted, for a human to look at.
+    """
+
+    name = "capture-redriver"
+
+    def __init__(self, engine: AsyncEngine, *, after_s: float, every_s: float, max_redrives: int,
+                 on_redrive: Callable[[], None], backoff: float = 2.0) -> None:
+        super().__init__(batch_max=REDRIVE_BATCH, idle_s=every_s)
+        self._engine = engine
+        self._after_s = after_s
+        self._max = max_redrives
+        self._backoff = backoff
+        self._on_redrive = on_redrive
+
+    async def step(self) -> int:
+        params = {"after": self._after_s, "max_redrives": self._max}
+        async with self._engine.begin() as conn:
+            redriven = (await conn.execute(_REDRIVE, {**params, "backoff": self._backoff, "batch": REDRIVE_BATCH})).all()
+            counts = (await conn.execute(_STUCK, params)).one()
+        STUCK.set(counts.stuck)
+        GIVEN_UP.set(counts.exhausted)
+        if redriven:
+            REDRIVEN.inc(len(redriven))
+            log.warning("re-driving leads with no terminal outcome", leads=len(redriven), after_s=self._after_s)
+            self._on_redrive()
+        return len(redriven)

@@ -1,0 +1,160 @@
+"""The disposition state machine: what sales may say about a routed lead, and who may say it.
+
+accepted -> contacted -> qualified -> won | lost, or rejected (back to
+nurture). Only the holder speaks for a lead (any rep of its team for a lead in
+the team's queue); a closed lead stays closed; the same report twice is a
+harmless repeat.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from leadpipe_common.events import DispositionReport, Grade, LeadDispositioned
+
+from routing.domain.reference import Rep, RoutingData
+from routing.domain.routes import queue_of
+
+
+def remembered(d: LeadDispositioned) -> DispositionReport:
+    """A report as kept in a lead's history: without its time, so a resend of it is recognised."""
+    return DispositionReport.model_validate(d.model_dump(exclude={"lead_id", "at"}))
+
+
+HandoffStatus = Literal["routed", "accepted", "contacted", "qualified", "won", "lost", "rejected"]
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A routed lead as routing tracks it after the hand-off."""
+
+    lead_id: uuid.UUID
+    status: HandoffStatus
+    owner_id: str
+    team: str
+    grade: Grade | None
+    due_at: datetime | None
+    reassignments: int = 0
+    holders: tuple[str, ...] = ()
+    history: tuple[DispositionReport, ...] = ()
+
+    @property
+    def closed(self) -> bool:
+        return self.status in CLOSED
+
+
+CLOSED: frozenset[str] = frozenset({"won", "lost", "rejected"})
+#: Which status each disposition may follow. Anything else is refused.
+ALLOWED_AFTER: dict[str, frozenset[str]] = {
+    "accepted": frozenset({"routed"}),
+    "rejected": frozenset({"routed", "accepted"}),
+    "contacted": frozenset({"accepted"}),
+    "qualified": frozenset({"accepted", "contacted"}),
+    "won": frozenset({"accepted", "contacted", "qualified"}),
+    "lost": frozenset({"accepted", "contacted", "qualified"}),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """A lifecycle step a disposition causes."""
+
+    from_stage: str
+    to_stage: str
+    reason: str
+    reason_code: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    handoff: Handoff
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Repeated:
+    """The same disposition again: nothing changes, nothing is emitted."""
+
+    handoff: Handoff
+
+
+@dataclass(frozen=True)
+class Refused:
+    """``invalid``: the report names something that does not exist; ``conflict``: the move is illegal now."""
+
+    kind: Literal["invalid", "conflict"]
+    field: str | None
+    reason: str
+
+
+def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData) -> Applied | Repeated | Refused:
+    rep = data.rep(d.rep_id)
+    if rep is None:
+        return Refused("invalid", "rep_id", f"no rep {d.rep_id!r} in the reps file")
+    codes = {"rejected": data.reasons.rejected, "lost": data.reasons.lost}.get(d.outcome)
+    if codes is not None and d.reason_code is not None and d.reason_code not in codes:
+        return Refused("invalid", "reason_code",
+                       f"{d.reason_code!r} is not a {d.outcome} reason code; use one of {sorted(codes)}")
+    said = remembered(d)
+    earlier = next((h for h in handoff.history if h.outcome == d.outcome), None)
+    if earlier == said:
+        return Repeated(handoff)
+    if earlier is not None:
+        return Refused("conflict", "outcome",
+                       f"the lead was already {d.outcome} ({_describe(earlier)}); a different {d.outcome} report "
+                       "cannot replace it")
+    not_holder = _not_the_holder(handoff, rep)
+    if not_holder:
+        return Refused("conflict", "rep_id", not_holder)
+    if handoff.closed:
+        return Refused("conflict", "outcome", f"the lead is closed as {handoff.status}; a closed lead stays closed")
+    if handoff.status not in ALLOWED_AFTER[d.outcome]:
+        needed = " or ".join(sorted(ALLOWED_AFTER[d.outcome]))
+        return Refused("conflict", "outcome",
+                       f"a lead cannot be {d.outcome} while it is {handoff.status}; it must be {needed} first")
+
+    label = f"{d.outcome} by {rep.name}"
+    if d.outcome == "rejected":
+        assert d.reason_code is not None
+        why = f"{label}: {d.reason_code} ({data.reasons.rejected[d.reason_code]})" + (f": {d.reason}" if d.reason else "")
+        steps = (Step(handoff.status, "rejected", why, reason_code=d.reason_code),
+                 Step("rejected", "nurture", f"returned to marketing: {d.reason_code}", reason_code=d.reason_code))
+    elif d.outcome == "won":
+        steps = (Step(handoff.status, "won", f"{label}: {d.amount} {d.currency}", amount=d.amount, currency=d.currency),)
+    elif d.outcome == "lost":
+        text = data.reasons.lost.get(d.reason_code or "", "") or (d.reason or "")
+        steps = (Step(handoff.status, "lost", f"{label}: {d.reason_code or ''} {text}".rstrip(),
+                      reason_code=d.reason_code),)
+    else:
+        steps = (Step(handoff.status, d.outcome, label + (f": {d.reason}" if d.reason else "")),)
+    owner = rep.id if d.outcome == "accepted" else handoff.owner_id
+    after = replace(handoff, status=d.outcome, owner_id=owner, history=(*handoff.history, said),
+                    due_at=None if d.outcome in ("accepted", "rejected") else handoff.due_at)
+    return Applied(after, steps)
+
+
+def _not_the_holder(handoff: Handoff, rep: Rep) -> str | None:
+    """Why ``rep`` may not report on the lead, or None. Only its holder speaks for a lead; a lead in a
+    team's queue has no holder yet, and any rep of that team may take it."""
+    if handoff.owner_id == rep.id:
+        return None
+    if handoff.owner_id == queue_of(handoff.team):
+        if rep.team == handoff.team:
+            return None
+        return f"the lead waits in the {handoff.team} queue; only a rep of {handoff.team} may take it, not {rep.id}"
+    return f"the lead is held by {handoff.owner_id}; {rep.id} does not hold it and cannot report on it"
+
+
+def _describe(d: DispositionReport) -> str:
+    parts = [f"by {d.rep_id}"]
+    if d.reason_code:
+        parts.append(f"reason {d.reason_code}")
+    if d.amount is not None:
+        parts.append(f"{d.amount} {d.currency}")
+    return ", ".join(parts)

@@ -1,0 +1,191 @@
+"""Routing's reference data, as marketing and sales edit it: reps, accounts, territories, SLA, reason codes.
+
+Pure: the files are read elsewhere (``routing.reference``); here they are
+checked as a whole, so a rep on no team or an account owned by nobody stops
+the service at start with the entry named.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from leadpipe_common.events import Grade
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
+
+
+class WorkingHours(_Strict):
+    """The hours an SLA clock runs: ``start``-``end`` (``24:00`` allowed) on ``days``, in the rep's zone."""
+
+    days: list[Weekday] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1)
+    start: str = "09:00"
+    end: str = "17:00"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, v: str) -> str:
+        if not _CLOCK.match(v):
+            raise ValueError(f"{v!r} is not a time of day like 09:00")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkingHours:
+        if self.minutes(self.start) >= self.minutes(self.end):
+            raise ValueError(f"working hours end ({self.end}) must come after their start ({self.start})")
+        return self
+
+    @staticmethod
+    def minutes(clock: str) -> int:
+        hours, mins = clock.split(":")
+        return int(hours) * 60 + int(mins)
+
+    @property
+    def day_length(self) -> timedelta:
+        return timedelta(minutes=self.minutes(self.end) - self.minutes(self.start))
+
+
+class Rep(_Strict):
+    id: str
+    name: str
+    email: str | None = None
+    team: str
+    weight: int = Field(1, ge=1, le=100)
+    active: bool = True
+    timezone: str = "UTC"
+    working_hours: WorkingHours | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name like Europe/Berlin)") from None
+        return v
+
+
+class Account(_Strict):
+    domain: str
+    name: str
+    owner: str
+
+
+class Segment(_Strict):
+    name: str
+    min_employees: int = Field(ge=0)
+
+
+class TeamRule(_Strict):
+    team: str
+    region: str | None = None
+    segment: str | None = None
+
+
+class Territories(_Strict):
+    regions: dict[str, list[str]]
+    segments: list[Segment]
+    unknown_size_segment: str
+    teams: list[TeamRule]
+    default_team: str
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours"}
+
+
+class SlaPolicy(_Strict):
+    """Acceptance deadlines per grade, like ``15m``, ``1h`` or ``1d`` (one working day); a grade left out has none."""
+
+    acceptance: dict[Grade, str] = Field(default_factory=dict)
+    max_reassignments: int = Field(2, ge=0)
+
+    @field_validator("acceptance")
+    @classmethod
+    def _durations(cls, v: dict[str, str]) -> dict[str, str]:
+        for grade, text in v.items():
+            if not _DURATION.match(text) or int(_DURATION.match(text).group(1)) == 0:  # type: ignore[union-attr]
+                raise ValueError(f"grade {grade}: {text!r} is not a duration like 30s, 15m, 1h or 1d")
+        return v
+
+    def acceptance_time(self, grade: str | None, hours: WorkingHours) -> timedelta | None:
+        """Working time allowed to accept a lead of ``grade`` (``d`` = the rep's working day)."""
+        text = self.acceptance.get(grade) if grade else None  # type: ignore[call-overload]
+        if text is None:
+            return None
+        match = _DURATION.match(text)
+        assert match is not None
+        n, unit = int(match.group(1)), match.group(2)
+        if unit == "d":
+            return hours.day_length * n
+        return timedelta(**{_UNITS[unit]: n})
+
+
+class Reasons(_Strict):
+    """The codes sales may give for a rejection or a loss: marketing reads these by source."""
+
+    rejected: dict[str, str] = Field(default_factory=dict)
+    lost: dict[str, str] = Field(default_factory=dict)
+
+
+class RoutingData(_Strict):
+    reps: list[Rep]
+    accounts: list[Account]
+    territories: Territories
+    working_hours: WorkingHours = Field(default_factory=WorkingHours)
+    sla: SlaPolicy = Field(default_factory=SlaPolicy)
+    reasons: Reasons = Field(default_factory=Reasons)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RoutingData:
+        ids = [r.id for r in self.reps]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"rep ids used twice: {sorted(dupes)}")
+        unknown_owners = sorted({a.owner for a in self.accounts} - set(ids))
+        if unknown_owners:
+            raise ValueError(f"accounts name owners who are not reps: {unknown_owners}")
+        t = self.territories
+        segments = {s.name for s in t.segments} | {t.unknown_size_segment}
+        for rule in t.teams:
+            if rule.region is not None and rule.region not in t.regions:
+                raise ValueError(f"team {rule.team}: unknown region {rule.region!r}")
+            if rule.segment is not None and rule.segment not in segments:
+                raise ValueError(f"team {rule.team}: unknown segment {rule.segment!r}")
+        return self
+
+    def rep(self, rep_id: str) -> Rep | None:
+        return next((r for r in self.reps if r.id == rep_id), None)
+
+    def hours_of(self, rep: Rep) -> WorkingHours:
+        return rep.working_hours or self.working_hours
+
+    def account(self, domain: str | None) -> Account | None:
+        return next((a for a in self.accounts if a.domain == domain), None) if domain else None
+
+    def region_of(self, country: str | None) -> str | None:
+        return next((region for region, cs in self.territories.regions.items() if country in cs), None)
+
+
+class InvalidRoutingData(ValueError):
+    pass
+
+
+def parse_routing_data(raw: Mapping[str, Any]) -> RoutingData:
+    try:
+        return RoutingData.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InvalidRoutingData(f"routing reference data is invalid: {problems}") from None

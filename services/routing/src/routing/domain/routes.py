@@ -1,0 +1,87 @@
+"""Who gets an MQL: the account's owner, else the territory and segment's team and its weighted rotation.
+
+Pure: the rotation state comes in and its next version goes out, for the
+caller to persist in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from leadpipe_common.events import Assignment, LeadScored
+
+from routing.domain.reference import Rep, RoutingData, Territories
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a lead goes before the rotation: straight to an owner, or to a team."""
+
+    kind: Literal["account", "team"]
+    team: str
+    reason: str
+    owner: Rep | None = None
+
+
+def segment_of(employees: int | None, territories: Territories) -> str:
+    if employees is None:
+        return territories.unknown_size_segment
+    for seg in sorted(territories.segments, key=lambda s: -s.min_employees):
+        if employees >= seg.min_employees:
+            return seg.name
+    return territories.unknown_size_segment
+
+
+def choose_route(lead: LeadScored, data: RoutingData) -> Route:
+    e = lead.enrichment
+    domain = e.company_domain.value if e.company_domain else None
+    account = data.account(domain)
+    if account:
+        owner = data.rep(account.owner)
+        if owner and owner.active:
+            return Route("account", owner.team, f"owner of account {account.name} ({account.domain})", owner)
+    country = (e.country or e.company_country).value if (e.country or e.company_country) else None
+    region = data.region_of(country)
+    segment = segment_of(e.employee_count.value if e.employee_count else None, data.territories)
+    for rule in data.territories.teams:
+        if (rule.region is None or rule.region == region) and (rule.segment is None or rule.segment == segment):
+            return Route("team", rule.team, f"territory {region or 'unknown'} / {segment}")
+    return Route("team", data.territories.default_team, f"no territory for {country or 'unknown country'}; default team")
+
+
+def next_turn(reps: Sequence[Rep], state: Mapping[str, int]) -> tuple[Rep, dict[str, int]]:
+    """Smooth weighted round-robin (as nginx does it).
+
+    Every turn each rep gains its weight; the one with the most is chosen and
+    pays back the total. Over any window a rep's share equals its weight's
+    share and turns are spread out rather than bunched. Ties go to the earlier
+    rep in the file.
+    """
+    if not reps:
+        raise ValueError("no reps to rotate among")
+    current = {r.id: state.get(r.id, 0) + r.weight for r in reps}
+    chosen = max(reps, key=lambda r: current[r.id])  # max keeps the first of equals
+    current[chosen.id] -= sum(r.weight for r in reps)
+    return chosen, current
+
+
+def assign(route: Route, data: RoutingData, state: Mapping[str, int]) -> tuple[Assignment, dict[str, int] | None]:
+    """The assignment for ``route``, and the team's next rotation state (None if the rotation did not turn)."""
+    if route.kind == "account" and route.owner is not None:
+        o = route.owner
+        return Assignment(owner_id=o.id, owner_name=o.name, owner_email=o.email, team=o.team,
+                          method="account", reason=route.reason), None
+    active = [r for r in data.reps if r.team == route.team and r.active]
+    if not active:
+        return Assignment(owner_id=queue_of(route.team), owner_name=f"{route.team} queue", team=route.team,
+                          method="queue", reason=f"{route.reason}; nobody active in {route.team}"), None
+    rep, new_state = next_turn(active, state)
+    return Assignment(owner_id=rep.id, owner_name=rep.name, owner_email=rep.email, team=route.team,
+                      method="territory", reason=f"{route.reason}; weighted rotation in {route.team}"), new_state
+
+
+def queue_of(team: str) -> str:
+    """The owner id of a team's queue: a lead nobody holds yet, waiting for a rep of ``team``."""
+    return f"queue:{team}"
