@@ -40,9 +40,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from leadpipe_common import topics
 from leadpipe_common.envelope import Message, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.local.stack import Stack
 from leadpipe_common.producer import Producer
 from leadpipe_common.settings import ServiceSettings
-from leadpipe_common.local.stack import Stack
 from leadpipe_common.testing.plugin import make_test_stack, running
 
 MQL = {"job_title": "Chief Marketing Officer", "offer": "demo", "country": "US", "utm_source": "bench"}

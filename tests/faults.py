@@ -14,8 +14,8 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common import topics
-from leadpipe_common.scan import TopicScan
 from leadpipe_common.local.stack import Stack
+from leadpipe_common.scan import TopicScan
 from leadpipe_common.testing.kafka import read_topic
 
 # Profiles that end in each terminal stage with the shipped rules.

@@ -14,7 +14,7 @@ Guarantees:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,6 +58,22 @@ async def upsert(session: AsyncSession, table: sa.Table, rows: Sequence[dict[str
         ),
         list(rows),
     )
+
+
+class UpsertStore:
+    """The store of a stage that keeps one row per key (enrichment's enrichments, scoring's scores):
+    ``save`` upserts, a later row for a key replacing the stored one."""
+
+    def __init__(self, session: AsyncSession, table: sa.Table, key: str = "lead_id") -> None:
+        self._session, self._table, self._key = session, table, key
+
+    async def save(self, rows: Sequence[dict[str, Any]]) -> None:
+        await upsert(self._session, self._table, rows, key=self._key)
+
+    @classmethod
+    def of(cls, table: sa.Table, key: str = "lead_id") -> Callable[[AsyncSession], UpsertStore]:
+        """What a service declares as its ``store``: builds the store on each unit of work's session."""
+        return lambda session: cls(session, table, key)
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:

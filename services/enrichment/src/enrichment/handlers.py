@@ -9,13 +9,13 @@ from datetime import datetime
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
+from leadpipe_common.db import UpsertStore
 from leadpipe_common.envelope import Envelope, follow_up
 from leadpipe_common.events import LeadCaptured, LeadEnriched, LeadStageChanged
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
 from enrichment.domain import ReferenceData, enrich
-from enrichment.store import EnrichmentStore
 
 SOURCE = "leadpipe/enrichment"
 
@@ -28,7 +28,7 @@ class Enrichment:
     clock: Callable[[], datetime]
 
 
-async def handle_lead_captured(uow: UnitOfWork[EnrichmentStore], batch: Sequence[Envelope],
+async def handle_lead_captured(uow: UnitOfWork[UpsertStore], batch: Sequence[Envelope],
                                ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
     outcomes: dict[uuid.UUID, Outcome] = {}

@@ -1,15 +1,14 @@
-"""enrichment's tables (its inbox and the enrichment it computed per lead) and its store."""
+"""enrichment's tables: its inbox and the enrichment it computed per lead.
+
+One row per lead, written with ``db.UpsertStore`` (a redriven event replaces it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadpipe_common.db import inbox_table, upsert
+from leadpipe_common.db import inbox_table
 
 SCHEMA = "enrichment"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -21,14 +20,3 @@ enrichments = sa.Table(
     sa.Column("data", JSONB, nullable=False),
     sa.Column("enriched_at", sa.DateTime(timezone=True), nullable=False),
 )
-
-
-class EnrichmentStore:
-    """enrichment's writes, on one unit of work's session."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def save(self, rows: Sequence[dict[str, Any]]) -> None:
-        """One row per lead (``lead_id``, ``data``, ``enriched_at``); a lead enriched again is replaced."""
-        await upsert(self._session, enrichments, rows, key="lead_id")

@@ -9,13 +9,13 @@ from datetime import datetime
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
+from leadpipe_common.db import UpsertStore
 from leadpipe_common.envelope import Envelope, follow_up
 from leadpipe_common.events import LeadEnriched, LeadScored, LeadStageChanged
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
 from scoring.domain import RuleSet, explain, score
-from scoring.store import ScoringStore
 
 SOURCE = "leadpipe/scoring"
 
@@ -28,7 +28,7 @@ class Scoring:
     clock: Callable[[], datetime]
 
 
-async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[Envelope],
+async def handle_lead_enriched(uow: UnitOfWork[UpsertStore], batch: Sequence[Envelope],
                                ctx: Scoring) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
     outcomes: dict[uuid.UUID, Outcome] = {}
