@@ -2,25 +2,23 @@
 
 Guarantees: every 4xx/5xx a service answers on purpose has the body
 ``{"error": "<what happened>", "errors": [{"field": ..., "reason": ...}]}``
-(``errors`` only when a field is to blame), including FastAPI's own request
-validation, so a client parses one shape everywhere.
+(``errors`` only when a field is to blame: ``problems.FieldProblem``),
+including FastAPI's own request validation, so a client parses one shape
+everywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from leadpipe_common.problems import FieldProblem, field_problems
 
-@dataclass(frozen=True)
-class FieldProblem:
-    field: str
-    reason: str
+__all__ = ["FieldProblem", "Problem", "field_problems", "install_problem_handlers"]
 
 
 class Problem(Exception):
@@ -34,18 +32,6 @@ class Problem(Exception):
         if self.errors:
             body["errors"] = [{"field": e.field, "reason": e.reason} for e in self.errors]
         return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-def field_problems(errors: Sequence[Mapping[str, Any]]) -> list[FieldProblem]:
-    """pydantic's errors as (field, reason), the location's transport prefix (``body``, ``query``) dropped."""
-    out = []
-    for e in errors:
-        loc = [str(p) for p in e.get("loc", ())]
-        if len(loc) > 1 and loc[0] in ("body", "query", "path"):
-            loc = loc[1:]
-        reason = str(e.get("msg", "invalid")).removeprefix("Value error, ")
-        out.append(FieldProblem(".".join(loc) or "body", reason))
-    return out
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -115,7 +115,7 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
     try:
         lead = capture_lead(fields, lead_id=uuid.uuid4(), received_at=now, form=form, form_id=form_id)
     except InvalidSubmission as exc:
-        raise Problem(422, "the lead was not accepted", [FieldProblem(e.field, e.reason) for e in exc.errors]) from None
+        raise Problem(422, "the lead was not accepted", exc.errors) from None
     if form_id and form is None:
         log.info("lead posted to a form not in the forms file", form_id=form_id)
     new = NewLead(

@@ -16,6 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from leadpipe_common.events import Attribution, Contact, LeadCaptured
+from leadpipe_common.problems import FieldProblem, field_problems
 
 #: The public contract: the same names in JSON bodies and in HTML forms.
 CONTACT_FIELDS = ("email", "first_name", "last_name", "company", "job_title", "phone", "country", "message")
@@ -91,14 +92,8 @@ class Submission(BaseModel):
             raise ValueError(str(exc)) from None
 
 
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    reason: str
-
-
 class InvalidSubmission(ValueError):
-    def __init__(self, errors: list[FieldError]) -> None:
+    def __init__(self, errors: list[FieldProblem]) -> None:
         super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
         self.errors = errors
 
@@ -111,17 +106,6 @@ class Form:
     name: str
     thank_you_url: str | None = None
     offer: str | None = None
-
-
-def _field_errors(exc: ValidationError) -> list[FieldError]:
-    errors = []
-    for err in exc.errors():
-        field = str(err["loc"][0]) if err["loc"] else "body"
-        reason = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            reason = "is required"
-        errors.append(FieldError(field, reason))
-    return errors
 
 
 def capture_lead(
@@ -143,7 +127,7 @@ def capture_lead(
     try:
         sub = Submission.model_validate(data)
     except ValidationError as exc:
-        raise InvalidSubmission(_field_errors(exc)) from None
+        raise InvalidSubmission(field_problems(exc.errors())) from None
     offer = sub.offer or (form.offer if form else None)
     contact = Contact(
         email=sub.email,
