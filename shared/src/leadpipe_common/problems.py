@@ -30,3 +30,8 @@ def field_problems(errors: Sequence[Mapping[str, Any]]) -> list[FieldProblem]:
         reason = "is required" if e.get("type") == "missing" else str(e.get("msg", "invalid"))
         out.append(FieldProblem(".".join(loc) or "body", reason.removeprefix("Value error, ")))
     return out
+
+
+def describe(errors: Sequence[Mapping[str, Any]]) -> str:
+    """The same problems as one line (``field: reason; ...``), for a reference file a service refuses at start."""
+    return "; ".join(f"{p.field}: {p.reason}" for p in field_problems(errors))

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from leadpipe_common.events import Decision, Grade, LeadEnriched, Score, ScoreReason
+from leadpipe_common.problems import describe
 
 #: The facts a rule may test, derived from an enriched lead.
 FACTS = (
@@ -101,8 +102,7 @@ def parse_rules(raw: Mapping[str, Any]) -> RuleSet:
     try:
         return RuleSet.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InvalidRules(f"scoring rules are invalid: {problems}") from None
+        raise InvalidRules(f"scoring rules are invalid: {describe(exc.errors())}") from None
 
 
 def _norm(v: Any) -> Any:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from leadpipe_common.events import Grade
+from leadpipe_common.problems import describe
 
 
 class _Strict(BaseModel):
@@ -187,5 +188,4 @@ def parse_routing_data(raw: Mapping[str, Any]) -> RoutingData:
     try:
         return RoutingData.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InvalidRoutingData(f"routing reference data is invalid: {problems}") from None
+        raise InvalidRoutingData(f"routing reference data is invalid: {describe(exc.errors())}") from None

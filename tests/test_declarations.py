@@ -1,0 +1,33 @@
+"""Every service is declared the one way, and the declarations agree with the topology table."""
+
+import importlib
+
+import pytest
+
+from leadpipe_common import topology
+from leadpipe_common.events import LeadCaptured, LeadScored
+from leadpipe_common.service import Service
+from leadpipe_common.testing.fakes import SavedRows
+
+
+async def handle(uow, batch, ctx):  # noqa: ANN001, ANN201
+    return {}
+
+
+@pytest.mark.parametrize("name", [s.name for s in topology.SERVICES])
+def test_each_service_declares_what_the_topology_says_it_consumes(name):
+    declared = importlib.import_module(f"{name}.service").SERVICE
+    assert isinstance(declared, Service) and declared.name == name
+    declared.check()
+    assert {event for topic in topology.inputs_of(name) for event in topology.channel(topic).events} >= set(
+        declared.consumes)
+
+
+def test_a_service_consuming_what_no_topic_it_reads_carries_is_refused():
+    with pytest.raises(ValueError, match=r"consumes \['lead.captured'\]"):
+        Service(name="scoring", summary="", consumes={LeadCaptured: handle}, store=SavedRows).check()
+
+
+def test_a_service_that_reads_a_topic_and_consumes_nothing_of_it_is_refused():
+    with pytest.raises(ValueError, match="leads.feedback"):
+        Service(name="routing", summary="", consumes={LeadScored: handle}, store=SavedRows).check()
