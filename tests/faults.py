@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from leadpipe_common import topics
 from leadpipe_common.local.stack import Stack
 from leadpipe_common.scan import TopicScan
+from leadpipe_common.settings import KafkaSettings
 from leadpipe_common.testing.kafka import read_topic
 
 # Profiles that end in each terminal stage with the shipped rules.
@@ -113,7 +114,7 @@ class LifecycleAudit:
                 self.outcomes.setdefault(r.key.decode(), {})[headers["ce_id"].decode()] = stage
 
     async def _scan(self) -> None:
-        async with TopicScan(self._bootstrap, topics.LIFECYCLE) as scan:
+        async with TopicScan(KafkaSettings(kafka_bootstrap_servers=self._bootstrap), topics.LIFECYCLE) as scan:
             async for records in scan.batches():
                 self._note(records)
 

@@ -17,14 +17,19 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from leadpipe_common import topology
+from leadpipe_common.kafka import client_options
 from leadpipe_common.settings import TopicSettings
+
+
+def admin_client(settings: TopicSettings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**client_options(settings), client_id="leadpipe-admin")
 
 
 async def ensure_topics(settings: TopicSettings, timeout_s: float = 30) -> None:
     retention = topology.retention_ms(settings.retention_overrides())
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="leadpipe-admin")
+        admin = admin_client(settings)
         try:
             await admin.start()
             break

@@ -50,6 +50,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from leadpipe_common import topics, topology
 from leadpipe_common.envelope import DecodeError, Envelope, Message, child_traceparent, decode, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.kafka import client_options
 from leadpipe_common.logging import each
 from leadpipe_common.producer import Producer
 from leadpipe_common.retry import backoff
@@ -198,8 +199,14 @@ class ConsumerRunner:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+        self._consumer = self._make_consumer()
+        self._consumer.subscribe(self._topics, listener=_Listener(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"{self._service}-consumer")
+
+    def _make_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            **client_options(self._settings),
             group_id=self._service,
             client_id=self._service,
             enable_auto_commit=False,
@@ -209,9 +216,6 @@ class ConsumerRunner:
             session_timeout_ms=self._settings.session_timeout_ms,
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
         )
-        self._consumer.subscribe(self._topics, listener=_Listener(self))
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name=f"{self._service}-consumer")
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -17,13 +17,14 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaProducer
 
 from leadpipe_common.envelope import Message
+from leadpipe_common.kafka import client_options
 from leadpipe_common.settings import ServiceSettings
 
 
 class Producer:
     def __init__(self, settings: ServiceSettings, client_id: str) -> None:
         self._client = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **client_options(settings),
             client_id=client_id,
             acks="all",
             enable_idempotence=settings.kafka_enable_idempotence,

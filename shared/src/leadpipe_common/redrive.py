@@ -27,7 +27,8 @@ from aiokafka.errors import KafkaError
 from leadpipe_common import topics, topology
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
-from leadpipe_common.settings import DEFAULT_BOOTSTRAP, ServiceSettings
+from leadpipe_common.kafka import client_options
+from leadpipe_common.settings import KafkaSettings
 
 GROUP = "leadpipe-redrive"
 
@@ -57,10 +58,15 @@ def selected(letter: DeadLetter, stage: str | None, kind: str | None) -> bool:
     )
 
 
-async def redrive(bootstrap: str, *, stage: str | None, kind: str | None, dry_run: bool,
+def dead_letter_reader(settings: KafkaSettings) -> AIOKafkaConsumer:
+    """The redrive group's consumer; its committed offsets are the progress of every run."""
+    return AIOKafkaConsumer(**client_options(settings), group_id=GROUP, enable_auto_commit=False,
+                            auto_offset_reset="earliest")
+
+
+async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | None, dry_run: bool,
                   say=print) -> Counter:  # noqa: ANN001
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = dead_letter_reader(settings)
     producer: Producer | None = None
     tally: Counter = Counter()
     try:
@@ -74,7 +80,7 @@ async def redrive(bootstrap: str, *, stage: str | None, kind: str | None, dry_ru
         ends = await consumer.end_offsets(partitions)
         unfetched = set(partitions)
         if not dry_run:
-            producer = Producer(ServiceSettings(kafka_bootstrap_servers=bootstrap), client_id=GROUP)
+            producer = Producer(settings, client_id=GROUP)
             await producer.start()
         while True:
             remaining = [tp for tp in partitions if tp in unfetched or await consumer.position(tp) < ends[tp]]
@@ -122,17 +128,22 @@ cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0].split(": ", 
 
 @cli.command()
 def main(
-    bootstrap: str = typer.Option(DEFAULT_BOOTSTRAP, envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers"),
     stage: str | None = typer.Option(None, help="only records dead-lettered by this service (e.g. scoring)"),
     kind: str | None = typer.Option(None, help="only this kind of error: undecodable, schema or rejected"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be sent; send nothing"),
 ) -> None:
-    """Send dead-lettered records back to their source topics, once each."""
+    """Send dead-lettered records back to their source topics, once each.
+
+    The cluster is the one in KAFKA_BOOTSTRAP_SERVERS (with KAFKA_SECURITY_PROTOCOL and friends).
+    """
+    from leadpipe_common.cli import load_settings
+
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one-line error below says it
+    settings = load_settings(KafkaSettings)
     try:
-        tally = asyncio.run(redrive(bootstrap, stage=stage, kind=kind, dry_run=dry_run, say=typer.echo))
+        tally = asyncio.run(redrive(settings, stage=stage, kind=kind, dry_run=dry_run, say=typer.echo))
     except KafkaError as exc:
-        typer.secho(f"cannot reach Kafka at {bootstrap}: {exc}", err=True, fg="red")
+        typer.secho(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
     sent = {t: n for t, n in tally.items() if t in topology.TOPICS}
     verb = "would send" if dry_run else "sent"

@@ -22,11 +22,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from leadpipe_common.kafka import client_options
+from leadpipe_common.settings import KafkaSettings
+
 
 class TopicScan:
-    def __init__(self, bootstrap: str, topic: str, *, since: datetime | None = None, max_records: int = 5000) -> None:
+    def __init__(self, settings: KafkaSettings, topic: str, *, since: datetime | None = None,
+                 max_records: int = 5000) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+            **client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
         )
         self._topic = topic

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadpipe_common import topics
@@ -22,19 +24,53 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/leadpipe"
 
 
-class ServiceSettings(BaseSettings):
+class KafkaSettings(BaseSettings):
+    """How every Kafka client leadpipe builds reaches the cluster (``kafka.client_options``)."""
+
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     kafka_bootstrap_servers: str = Field(
         DEFAULT_BOOTSTRAP, validation_alias="KAFKA_BOOTSTRAP_SERVERS",
         description="your Kafka or Redpanda; unset, `make run` starts the embedded broker here",
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL",
+        description="`PLAINTEXT`, `SSL` (TLS), `SASL_PLAINTEXT` or `SASL_SSL` (SASL over TLS)")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", validation_alias="KAFKA_SASL_MECHANISM", description="with SASL: `PLAIN`, `SCRAM-SHA-256` or "
+                                                                      "`SCRAM-SHA-512`")
+    kafka_sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME",
+                                            description="with SASL: the user")
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD",
+                                                  description="with SASL: the password (never logged)")
+    kafka_ssl_cafile: Path | None = Field(None, validation_alias="KAFKA_SSL_CAFILE",
+                                          description="with TLS: the CA bundle to trust; unset: the system's")
+    kafka_ssl_certfile: Path | None = Field(None, validation_alias="KAFKA_SSL_CERTFILE",
+                                            description="with TLS: a client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = Field(None, validation_alias="KAFKA_SSL_KEYFILE",
+                                           description="with TLS: the client certificate's key")
+
     # The embedded broker cannot answer InitProducerId; a real cluster can.
     kafka_enable_idempotence: bool = Field(
         False, validation_alias="KAFKA_ENABLE_IDEMPOTENCE",
         description="idempotent producers; turn on against a real cluster (the embedded broker cannot grant "
                     "producer ids)",
     )
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSettings:
+        if self.kafka_security_protocol.startswith("SASL") and not (self.kafka_sasl_username and
+                                                                    self.kafka_sasl_password):
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME "
+                             "and KAFKA_SASL_PASSWORD")
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        return self
+
+
+class ServiceSettings(KafkaSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
     database_url: str = Field(
         DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL",
         description="any `postgresql://` URL, each service in its own schema; unset, `make run` starts an "
@@ -82,12 +118,11 @@ class ConsumerSettings(ServiceSettings):
     outbox_batch_max: int = Field(500, ge=1, description="most outbox rows the relay publishes in one round")
 
 
-class TopicSettings(BaseSettings):
+class TopicSettings(KafkaSettings):
     """How ``make run`` and ``leadpipe-create-topics`` create the topics (existing ones are left alone)."""
 
     model_config = SettingsConfigDict(env_prefix="TOPIC_", extra="ignore", frozen=True)
 
-    kafka_bootstrap_servers: str = Field(DEFAULT_BOOTSTRAP, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     topic_partitions: int = Field(topics.DEFAULT_PARTITIONS, ge=1, validation_alias="TOPIC_PARTITIONS",
                                   description="partitions of each topic created: the ceiling on a stage's processes")
     topic_replication: int = Field(1, ge=1, validation_alias="TOPIC_REPLICATION",

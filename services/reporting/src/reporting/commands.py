@@ -89,7 +89,7 @@ def add_commands(cli: typer.Typer) -> None:
         start, end = _moment(since, "--since"), _moment(until, "--until", end=True)
         try:
             n = _run_with_progress("exporting", lambda update: export(
-                settings.kafka_bootstrap_servers, output, chosen, since=start, until=end, progress=update))
+                settings, output, chosen, since=start, until=end, progress=update))
         except (KafkaError, LookupError) as exc:
             typer.secho(f"cannot read {topics.LIFECYCLE} at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None

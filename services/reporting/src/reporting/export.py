@@ -17,6 +17,7 @@ from typing import Any
 from leadpipe_common import topics
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.scan import TopicScan
+from leadpipe_common.settings import KafkaSettings
 
 from reporting.replay import Progress, decoded
 
@@ -39,7 +40,7 @@ def export_row(env: Envelope, partition: int, offset: int) -> dict[str, Any]:
     }
 
 
-async def export(bootstrap: str, output: Path, fmt: str, *, since: datetime | None, until: datetime | None,
+async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: datetime | None, until: datetime | None,
                  progress: Progress = lambda done, total: None) -> int:
     """Write the events as JSON Lines or Parquet, a fetched batch at a time (memory stays flat)."""
     import pyarrow as pa
@@ -50,7 +51,7 @@ async def export(bootstrap: str, output: Path, fmt: str, *, since: datetime | No
     with ExitStack() as files:
         jsonl = files.enter_context(output.open("w", encoding="utf-8")) if fmt == "jsonl" else None
         parquet = None if jsonl else files.enter_context(pq.ParquetWriter(output, schema, compression="zstd"))
-        async with TopicScan(bootstrap, topics.LIFECYCLE, since=since) as scan:
+        async with TopicScan(settings, topics.LIFECYCLE, since=since) as scan:
             async for records in scan.batches():
                 rows = [export_row(env, r.partition, r.offset) for r, env in decoded(records)[0]
                         if not (since and env.time < since) and not (until and env.time >= until)]

@@ -98,12 +98,12 @@ async def replay(settings: ServiceSettings, *, since: datetime | None = None,
     engine = make_engine(settings)
     try:
         if since is not None:
-            async with TopicScan(settings.kafka_bootstrap_servers, topics.LIFECYCLE, since=since) as scan:
+            async with TopicScan(settings, topics.LIFECYCLE, since=since) as scan:
                 done, skipped = await _apply_scan(engine, scan, SCHEMA, progress, 0)
             return ReplayStats(done, skipped, 0, time.perf_counter() - started)
         async with engine.begin() as conn:
             await _create_shadow(conn)
-        async with TopicScan(settings.kafka_bootstrap_servers, topics.LIFECYCLE, since=since) as scan:
+        async with TopicScan(settings, topics.LIFECYCLE, since=since) as scan:
             done, skipped = await _apply_scan(engine, scan, SHADOW, progress, 0)
             async with engine.begin() as conn:
                 await _swap(conn)
