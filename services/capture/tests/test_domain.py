@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from capture.domain import Form, InvalidSubmission, capture_lead, parse_forms
+from capture.domain import Form, InvalidSubmission, capture_lead, may_post_from, parse_forms
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LEAD_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -78,3 +78,17 @@ def test_a_form_id_with_odd_characters_is_refused():
 def test_the_forms_file_rejects_unknown_keys():
     with pytest.raises(ValueError, match="forms.demo: unknown keys"):
         parse_forms({"forms": {"demo": {"thank_you": "https://x"}}})
+
+
+def test_a_form_may_name_the_origins_whose_pages_post_it_with_fetch():
+    forms = parse_forms({"forms": {"demo": {"allowed_origins": ["https://www.example.com"]}}})
+    assert may_post_from("https://www.example.com", forms["demo"], frozenset())
+    assert not may_post_from("https://www.example.com", None, frozenset())  # the JSON API: only the global list
+    assert may_post_from("https://app.example.com", None, frozenset({"https://app.example.com"}))
+    assert not may_post_from("https://evil.example", forms["demo"], frozenset({"https://app.example.com"}))
+
+
+@pytest.mark.parametrize("origin", ["https://www.example.com/path", "*", "www.example.com", "ftp://x.example"])
+def test_an_origin_that_is_not_scheme_host_and_port_is_refused(origin):
+    with pytest.raises(ValueError, match="is not an origin"):
+        parse_forms({"forms": {"demo": {"allowed_origins": [origin]}}})

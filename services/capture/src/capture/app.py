@@ -11,6 +11,7 @@ from leadpipe_common.http import Problem
 from leadpipe_common.service import Clients, consumer_app, utc_now
 
 from capture.api import Capture, problem_response
+from capture.cors import CrossOrigin
 from capture.domain import Form, parse_forms
 from capture.service import SERVICE
 from capture.settings import CaptureSettings
@@ -36,4 +37,5 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
 
     app = consumer_app(SERVICE, settings, context)
     app.add_exception_handler(Problem, problem_response)  # type: ignore[arg-type]
+    app.add_middleware(CrossOrigin, everywhere=settings.origins(), forms=forms)
     return app

@@ -6,6 +6,7 @@ time and the form configuration in.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,6 +107,29 @@ class Form:
     name: str
     thank_you_url: str | None = None
     offer: str | None = None
+    #: Web origins whose pages may post this form with ``fetch()`` (beyond ``CAPTURE_CORS_ORIGINS``).
+    allowed_origins: frozenset[str] = frozenset()
+
+
+_ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
+
+
+def parse_origins(values: Any, where: str) -> frozenset[str]:
+    """Web origins as browsers send them (``https://www.example.com``, no path); raises ValueError naming ``where``."""
+    if isinstance(values, str):
+        values = [v for v in (part.strip() for part in values.split(",")) if v]
+    if not isinstance(values, list | tuple):
+        raise ValueError(f"{where}: expected a list of origins")
+    for origin in values:
+        if not isinstance(origin, str) or not _ORIGIN.match(origin):
+            raise ValueError(f"{where}: {origin!r} is not an origin like https://www.example.com "
+                             "(scheme, host and port only; no path, no wildcard)")
+    return frozenset(values)
+
+
+def may_post_from(origin: str, form: Form | None, everywhere: frozenset[str]) -> bool:
+    """Whether a page of ``origin`` may post (to ``form``, or to the JSON API when None) from a browser."""
+    return origin in everywhere or (form is not None and origin in form.allowed_origins)
 
 
 def capture_lead(
@@ -157,7 +181,7 @@ def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
         spec = spec or {}
         if not isinstance(spec, Mapping):
             raise ValueError(f"forms.{form_id}: expected a mapping")
-        unknown = set(spec) - {"name", "thank_you_url", "offer"}
+        unknown = set(spec) - {"name", "thank_you_url", "offer", "allowed_origins"}
         if unknown:
             raise ValueError(f"forms.{form_id}: unknown keys {sorted(unknown)}")
         forms[str(form_id)] = Form(
@@ -165,5 +189,6 @@ def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
             name=str(spec.get("name") or form_id),
             thank_you_url=spec.get("thank_you_url"),
             offer=spec.get("offer"),
+            allowed_origins=parse_origins(spec.get("allowed_origins") or [], f"forms.{form_id}.allowed_origins"),
         )
     return forms

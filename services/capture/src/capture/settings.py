@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from leadpipe_common.settings import ConsumerSettings
+
+from capture.domain import parse_origins
 
 DATA = Path(__file__).parent / "data"
 
@@ -17,7 +19,19 @@ class CaptureSettings(ConsumerSettings):
     # Capture is CPU-bound in Python; two processes share the port (and the
     # outbox, through SKIP LOCKED).
     workers: int = Field(2, ge=1)
-    forms_file: Path = Field(DATA / "forms.yaml", description="forms, thank-you URLs and default offers")
+    forms_file: Path = Field(DATA / "forms.yaml", description="forms, thank-you URLs, default offers and the "
+                                                               "origins allowed to post each one")
+    cors_origins: str = Field("", description="comma-separated web origins (`https://www.example.com`) whose pages "
+                                              "may post any form or the JSON API with `fetch()`; none by default")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: str) -> str:
+        parse_origins(v, "CAPTURE_CORS_ORIGINS")
+        return v
+
+    def origins(self) -> frozenset[str]:
+        return parse_origins(self.cors_origins, "CAPTURE_CORS_ORIGINS")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger requests get `413`")
     write_batch_max: int = Field(500, ge=1, description="most leads committed in one transaction (requests "
                                                         "arriving while one commits share the next)")

@@ -13,6 +13,11 @@ from leadpipe_common.local.infra import free_port
 from leadpipe_common.local.stack import SERVICES, Stack
 
 
+#: Where browser tests serve their pages: the one web origin a test stack lets post with ``fetch()``.
+PAGE_PORT = free_port()
+PAGE_ORIGIN = f"http://127.0.0.1:{PAGE_PORT}"
+
+
 def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> Stack:
     return Stack(
         data_dir=data_dir,
@@ -22,7 +27,7 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
         replicas=replicas or dict.fromkeys(SERVICES, 1),
         durable=False,
         service_logs=True,
-        extra_env={"LOG_JSON": "true", "LOG_LEVEL": "INFO"},
+        extra_env={"LOG_JSON": "true", "LOG_LEVEL": "INFO", "CAPTURE_CORS_ORIGINS": PAGE_ORIGIN},
     )
 
 

@@ -1,0 +1,71 @@
+"""Cross-origin posts from web pages: what lets a React, Vue or Next.js form ``fetch()`` capture.
+
+Guarantees: only capture's public endpoints (``/v1/leads``, ``/v1/forms/{id}``)
+answer cross-origin requests, and only for origins in ``CAPTURE_CORS_ORIGINS``
+or the form's own ``allowed_origins``: a preflight from such an origin gets
+``204`` with the methods and headers a form needs; from any other origin it
+gets ``403`` and no CORS headers, so the browser blocks the post. Credentials
+are never allowed (no cookie or HTTP auth crosses origins). Plain HTML form
+posts need no CORS and keep working whatever this says.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from capture.domain import Form, may_post_from
+
+_PUBLIC = re.compile(r"^/v1/(?:leads|forms/(?P<form>[^/]+))$")
+ALLOWED_HEADERS = "content-type, accept, idempotency-key, traceparent"
+MAX_AGE_S = "600"
+
+
+class CrossOrigin:
+    """Pure ASGI middleware over the origins allowed everywhere and the forms (with their own origins)."""
+
+    def __init__(self, app: Any, *, everywhere: frozenset[str], forms: dict[str, Form]) -> None:
+        self.app = app
+        self._everywhere = everywhere
+        self._forms = forms
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        origin = _header(scope, b"origin") if scope["type"] == "http" else None
+        match = _PUBLIC.match(scope.get("path", "")) if origin else None
+        if origin is None or match is None:
+            await self.app(scope, receive, send)
+            return
+        form = self._forms.get(match.group("form")) if match.group("form") else None
+        allowed = may_post_from(origin, form, self._everywhere)
+        if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
+            await _preflight(send, origin if allowed else None)
+            return
+        if not allowed:
+            await self.app(scope, receive, send)  # a browser withholds the answer from the page
+            return
+
+        async def send_with_cors(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"access-control-allow-origin", origin.encode()),
+                                      (b"vary", b"Origin")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+async def _preflight(send: Any, origin: str | None) -> None:
+    headers = [(b"vary", b"Origin"), (b"content-length", b"0")]
+    if origin is not None:
+        headers += [(b"access-control-allow-origin", origin.encode()),
+                    (b"access-control-allow-methods", b"POST"),
+                    (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),
+                    (b"access-control-max-age", MAX_AGE_S.encode())]
+    await send({"type": "http.response.start", "status": 204 if origin else 403, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None

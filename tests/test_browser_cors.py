@@ -1,0 +1,90 @@
+"""A web page posts a lead with fetch() in real headless Chromium: allowed from an allowed origin, blocked from another.
+
+The test stack allows one origin (``PAGE_ORIGIN``, 127.0.0.1 on a port of its
+own); the same page served as ``localhost`` on that port is another origin.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from leadpipe_common.testing.plugin import PAGE_ORIGIN, PAGE_PORT
+
+PAGE = """<!doctype html><html><body><script>
+fetch("{capture}/v1/leads", {{method: "POST", headers: {{"content-type": "application/json"}},
+                               body: JSON.stringify({{email: "cors@example.com", utm_source: "react-form"}})}})
+  .then(r => r.json().then(b => {{ document.body.dataset.result = "status " + r.status + " lead " + b.lead_id; }}))
+  .catch(e => {{ document.body.dataset.result = "blocked " + e.name; }});
+</script></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def pages(capture_url: str) -> Iterator[None]:
+    body = PAGE.format(capture=capture_url).encode()
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", PAGE_PORT), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield
+    server.shutdown()
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("LEADPIPE_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
+        pytest.skip("chromium is not installed; `apt-get install chromium` to run the browser tests")
+    return found
+
+
+def result_of(page: str, profile: Path) -> str:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
+             "--virtual-time-budget=15000", "--dump-dom"]
+    dom = subprocess.run([chromium(), *flags, page], capture_output=True, text=True, timeout=90)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    marker = 'data-result="'
+    assert marker in dom.stdout, dom.stdout[-2000:]
+    return dom.stdout.split(marker, 1)[1].split('"', 1)[0]
+
+
+async def test_a_page_on_an_allowed_origin_posts_json_with_fetch_and_reads_the_202(pages, tmp_path, capture_url):
+    result = result_of(f"{PAGE_ORIGIN}/", tmp_path / "allowed")
+    assert result.startswith("status 202 lead ")
+
+
+async def test_a_page_on_another_origin_is_blocked_by_the_browser(pages, tmp_path):
+    assert result_of(f"http://localhost:{PAGE_PORT}/", tmp_path / "other") == "blocked TypeError"
+
+
+async def test_preflights_are_answered_for_allowed_origins_only_and_never_allow_credentials(capture_url):
+    ask = {"access-control-request-method": "POST", "access-control-request-headers": "content-type"}
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        allowed = await client.options("/v1/forms/demo-request", headers={"origin": PAGE_ORIGIN, **ask})
+        other = await client.options("/v1/leads", headers={"origin": "https://evil.example", **ask})
+        post = await client.post("/v1/leads", json={"email": "x@example.com"}, headers={"origin": "https://evil.example"})
+    assert allowed.status_code == 204 and allowed.headers["access-control-allow-origin"] == PAGE_ORIGIN
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    assert "access-control-allow-credentials" not in allowed.headers
+    assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
+    assert post.status_code == 202 and "access-control-allow-origin" not in post.headers
