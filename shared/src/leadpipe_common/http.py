@@ -1,10 +1,19 @@
-"""One error shape for every service's HTTP API.
+"""The HTTP edge every service shares: one error shape, a body limit, security headers.
 
-Guarantees: every 4xx/5xx a service answers on purpose has the body
-``{"error": "<what happened>", "errors": [{"field": ..., "reason": ...}]}``
-(``errors`` only when a field is to blame: ``problems.FieldProblem``),
-including FastAPI's own request validation, so a client parses one shape
-everywhere.
+Guarantees:
+- Every 4xx/5xx a service answers on purpose has the body
+  ``{"error": "<what happened>", "errors": [{"field": ..., "reason": ...}]}``
+  (``errors`` only when a field is to blame: ``problems.FieldProblem``),
+  FastAPI's own request validation and HTTP errors (404, 405, 413) included,
+  so a client parses one shape everywhere; a service may render the same
+  problem differently (capture: a page for a browser's form post).
+- ``BodyLimit``: no request body over ``<SERVICE>_MAX_BODY_BYTES`` is read,
+  whether its length is declared or it arrives chunked: the read fails with
+  ``413`` before more than the limit is held in memory.
+- ``SecurityHeaders``: every response says ``X-Content-Type-Options:
+  nosniff``; every HTML page also carries a Content-Security-Policy that
+  allows no script (the Swagger UI at /docs gets the one it needs), forbids
+  framing (``frame-ancestors 'none'``) and sends no referrer.
 """
 
 from __future__ import annotations
@@ -14,7 +23,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from leadpipe_common.problems import FieldProblem, field_problems
 
@@ -40,5 +50,78 @@ def install_problem_handlers(app: FastAPI) -> None:
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return Problem(422, "the request is invalid", field_problems(exc.errors())).response()
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return await _render(request, Problem(422, "the request is invalid", field_problems(exc.errors())))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        return await _render(request, Problem(exc.status_code, str(exc.detail), headers=exc.headers))
+
+    async def _render(request: Request, problem: Problem) -> Response:
+        # Through whatever renders Problems in this app (a service may install its own).
+        return await app.exception_handlers[Problem](request, problem)
+
+
+class BodyLimit:
+    """ASGI middleware: a body over ``max_bytes`` fails its read with ``413`` (declared or chunked)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self._max = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), b"")
+        over = declared.isdigit() and int(declared) > self._max
+        seen = 0
+
+        async def limited() -> dict[str, Any]:
+            nonlocal seen
+            # An HTTPException, so that FastAPI passes it on instead of calling it a parse error.
+            too_large = HTTPException(413, f"request body is larger than {self._max // 1024} KiB")
+            if over:
+                raise too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self._max:
+                    raise too_large
+            return message
+
+        await self.app(scope, limited, send)
+
+
+_PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+                "frame-ancestors 'none'; base-uri 'none'")
+# FastAPI's Swagger UI and ReDoc load their script and style from jsDelivr.
+_DOCS_POLICY = ("default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+                "style-src 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+class SecurityHeaders:
+    """ASGI middleware adding the headers above as a response starts."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                content_type = next((v for k, v in headers if k == b"content-type"), b"")
+                if content_type.startswith(b"text/html"):
+                    docs = scope.get("path", "") in ("/docs", "/redoc")
+                    headers += [(b"content-security-policy", (_DOCS_POLICY if docs else _PAGE_POLICY).encode()),
+                                (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

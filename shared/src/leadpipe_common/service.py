@@ -42,7 +42,7 @@ from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Outcome
 from leadpipe_common.db import make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
-from leadpipe_common.http import install_problem_handlers
+from leadpipe_common.http import BodyLimit, SecurityHeaders, install_problem_handlers
 from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
 from leadpipe_common.outbox import Claim, OutboxRelay, table_claim
 from leadpipe_common.producer import Producer
@@ -198,6 +198,9 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
             log.info("service stopped")
 
     app = FastAPI(title=f"leadpipe {service.name}", version="1", summary=service.summary, lifespan=lifespan)
+    # Outermost last: metrics see every answer, security headers go on every one, the limit is on every body.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics)
     install_problem_handlers(app)
     app.include_router(ops_router(lambda: checks))

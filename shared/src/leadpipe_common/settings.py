@@ -86,6 +86,8 @@ class ServiceSettings(KafkaSettings):
     port: int = Field(8000, description="HTTP port; replica *i* under `make run` listens on port + 100·*i*")
     # Consumers scale by replicas (processes in the group) instead, so this matters for capture.
     workers: int = Field(1, ge=1, description="uvicorn worker processes behind the port")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger request bodies get `413` (declared or "
+                                                                "chunked)")
 
     @field_validator("database_url")
     @classmethod

@@ -61,24 +61,11 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept.split("application/json")[0]
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"request body is larger than {limit // 1024} KiB")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Problem(413, f"request body is larger than {limit // 1024} KiB")
-    request._body = bytes(body)  # lets request.form() parse what we already read
-    return bytes(body)
-
-
-async def _parse_fields(request: Request, limit: int, allowed: tuple[str, ...]) -> dict[str, Any]:
+async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
     media = _media_type(request)
     if media not in allowed:
         raise Problem(415, f"unsupported content type {media or '(none)'!r}; send one of: {', '.join(allowed)}")
-    body = await _read_body(request, limit)
+    body = await request.body()  # http.BodyLimit refuses one over the limit with 413
     if media == "application/json":
         try:
             parsed = json.loads(body)
@@ -141,7 +128,7 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
                422: {"description": "a field is missing or invalid"}, 503: {"description": "storage unavailable"}},
 )
 async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
-    fields = await _parse_fields(request, rt.settings.max_body_bytes, JSON_TYPES)  # type: ignore[attr-defined]
+    fields = await _parse_fields(request, JSON_TYPES)
     return JSONResponse(await _accept(request, rt, fields, None, "api"), status_code=202)
 
 
@@ -153,8 +140,7 @@ async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
     status_code=303,
 )
 async def post_form(form_id: str, request: Request, rt: CaptureRuntime) -> Response:
-    fields = await _parse_fields(request, rt.settings.max_body_bytes,  # type: ignore[attr-defined]
-                                 (*FORM_TYPES, *JSON_TYPES))
+    fields = await _parse_fields(request, (*FORM_TYPES, *JSON_TYPES))
     answer = await _accept(request, rt, fields, form_id, "form")
     if _wants_json(request):
         return JSONResponse(answer, status_code=202)
@@ -189,5 +175,5 @@ def _error_page(exc: Problem) -> str:
     listing = f"<ul>{items}</ul>" if items else ""
     return _PAGE.format(
         title="Please check the form",
-        body=f"<p>{html.escape(exc.message)}.</p>{listing}<p><a href=\"javascript:history.back()\">Go back</a></p>",
+        body=f"<p>{html.escape(exc.message)}.</p>{listing}<p>Go back to the form, correct it and send it again.</p>",
     )

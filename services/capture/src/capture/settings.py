@@ -32,7 +32,6 @@ class CaptureSettings(ConsumerSettings):
 
     def origins(self) -> frozenset[str]:
         return parse_origins(self.cors_origins, "CAPTURE_CORS_ORIGINS")
-    max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger requests get `413`")
     write_batch_max: int = Field(500, ge=1, description="most leads committed in one transaction (requests "
                                                         "arriving while one commits share the next)")
     outbox_batch_max: int = 1000

@@ -1,0 +1,59 @@
+"""What every service's HTTP edge promises: body limits, security headers on pages, one error shape."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from leadpipe_common.local.stack import Stack
+
+
+def url(stack: Stack, service: str) -> str:
+    return next(p.url for p in stack.processes if p.service == service)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
+async def test_a_body_over_the_limit_is_refused_by_every_service_in_the_one_error_shape(stack, chunked):
+    big = b'{"outcome": "accepted", "rep_id": "' + b"x" * 100_000 + b'"}'
+
+    async def in_chunks():  # no content-length: the limit must count what arrives
+        yield big[:50_000]
+        yield big[50_000:]
+
+    content = in_chunks() if chunked else big
+    async with httpx.AsyncClient(base_url=url(stack, "routing")) as routing:
+        r = await routing.post(f"/v1/leads/{uuid.uuid4()}/disposition", content=content,
+                               headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json() == {"error": "request body is larger than 64 KiB"}
+
+
+async def test_an_unknown_path_answers_in_the_one_error_shape(stack):
+    async with httpx.AsyncClient(base_url=url(stack, "reporting")) as reporting:
+        r = await reporting.get("/v1/no/such/report")
+    assert r.status_code == 404 and r.json() == {"error": "Not Found"}
+
+
+async def test_pages_forbid_scripts_framing_and_referrers_and_every_answer_forbids_sniffing(stack):
+    async with httpx.AsyncClient(base_url=url(stack, "reporting")) as reporting:
+        dashboard = await reporting.get("/dashboard")
+    async with httpx.AsyncClient(base_url=url(stack, "capture")) as capture:
+        form_error = await capture.post("/v1/forms/contact-us", data={"email": "nope"}, headers={"accept": "text/html"})
+        api = await capture.post("/v1/leads", json={"email": "edge@example.com"})
+    for page in (dashboard, form_error):
+        assert page.headers["content-type"].startswith("text/html")
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy and "script-src" not in policy
+        assert page.headers["referrer-policy"] == "no-referrer" and page.headers["x-frame-options"] == "DENY"
+    assert "javascript:" not in form_error.text  # the policy would block it anyway
+    assert api.status_code == 202 and api.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in api.headers
+
+
+async def test_a_form_post_over_the_limit_gets_a_readable_page(stack):
+    async with httpx.AsyncClient(base_url=url(stack, "capture")) as capture:
+        r = await capture.post("/v1/forms/contact-us", data={"email": "big@example.com", "message": "x" * 70_000},
+                               headers={"accept": "text/html"})
+    assert r.status_code == 413 and "text/html" in r.headers["content-type"] and "64 KiB" in r.text
