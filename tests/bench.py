@@ -43,7 +43,7 @@ from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.local.stack import Stack
 from leadpipe_common.producer import Producer
 from leadpipe_common.settings import ServiceSettings
-from leadpipe_common.testing.plugin import make_test_stack, running
+from leadpipe_common.testing.plugin import KEY_HEADERS, make_test_stack, running
 
 MQL = {"job_title": "Chief Marketing Officer", "offer": "demo", "country": "US", "utm_source": "bench"}
 
@@ -268,7 +268,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
 async def reporting_caught_up(stack: Stack, routed: int, timeout: float = 300) -> None:
     """Wait until reporting has folded ``routed`` routed bench leads into its funnel."""
     reporting_url = next(p.url for p in stack.processes if p.service == "reporting")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=KEY_HEADERS) as http:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             async with http.get(f"{reporting_url}/v1/reports/funnel?source=bench") as response:
@@ -327,7 +327,7 @@ async def reports_phase(stack: Stack, n_events: int) -> list[tuple[str, str]]:
 
     assert stack.bootstrap and stack.database_url
     reporting_url = next(p.url for p in stack.processes if p.service == "reporting")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=KEY_HEADERS) as http:
         before = (await (await http.get(f"{reporting_url}/v1/reports/funnel")).json())["stages"][0]["count"]
     print(f"writing {n_events:,} synthetic lifecycle events ...", flush=True)
     writing = time.perf_counter()
@@ -346,7 +346,7 @@ async def reports_phase(stack: Stack, n_events: int) -> list[tuple[str, str]]:
     finally:
         await producer.stop()
     print("the live reporting service ingests them (it starts while they are written) ...", flush=True)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=KEY_HEADERS) as http:
         while (await (await http.get(f"{reporting_url}/v1/reports/funnel")).json())["stages"][0]["count"] < before + leads:
             await asyncio.sleep(0.5)
         ingest_s = time.perf_counter() - writing

@@ -34,7 +34,8 @@ from leadpipe_common.envelope import encode
 from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.local.stack import SERVICES, Stack
 from leadpipe_common.testing.kafka import produce, read_topic
-from leadpipe_common.testing.plugin import make_test_stack, running
+from leadpipe_common.testing.browser import chromium
+from leadpipe_common.testing.plugin import KEY_HEADERS, TEST_KEY, make_test_stack, running
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e, pytest.mark.integration]
 
@@ -131,7 +132,7 @@ class Story:
     rerouted: list[Any] = field(default_factory=list)
 
     def client(self, service: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=url(self.stack, service), timeout=10)
+        return httpx.AsyncClient(base_url=url(self.stack, service), timeout=10, headers=KEY_HEADERS)
 
     @property
     def lapsed(self) -> str:
@@ -421,7 +422,7 @@ async def test_exports_hand_analysts_every_event_with_its_attribution(story: Sto
 async def test_every_producing_service_serves_the_asyncapi_document(loop_stack: Stack):
     from leadpipe_common.asyncapi import document
 
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=KEY_HEADERS) as client:
         for service in ("capture", "enrichment", "scoring", "routing"):
             response = await client.get(f"{url(loop_stack, service)}/asyncapi.json")
             assert response.status_code == 200 and response.json() == json.loads(json.dumps(document())), service
@@ -441,31 +442,31 @@ async def _count_is(client: httpx.AsyncClient, n: int) -> bool:
     return (await client.get("/v1/reports/funnel")).json()["stages"][0]["count"] == n
 
 
-async def test_the_dashboard_renders_the_funnel_chart_and_numbers_in_a_real_browser(loop_stack: Stack, tmp_path: Path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        if os.environ.get("LEADPIPE_REQUIRE_BROWSER"):
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
-        pytest.skip("chromium is not installed; `apt-get install chromium` to run the browser test")
+async def test_a_browser_signs_in_with_a_key_and_the_dashboard_renders_the_funnel(loop_stack: Stack, tmp_path: Path):
     async with httpx.AsyncClient(base_url=url(loop_stack, "capture")) as capture:
         assert (await capture.post("/v1/leads", json={"email": "kim@stripe.com", **ROUTED, "offer": "demo",
                                                       "utm_source": "browser-test"})).status_code == 202
-    async with httpx.AsyncClient(base_url=url(loop_stack, "reporting")) as reporting:
+    async with httpx.AsyncClient(base_url=url(loop_stack, "reporting"), headers=KEY_HEADERS) as reporting:
         await wait_for(lambda: _source_seen(reporting, "browser-test"))
         funnel = (await reporting.get("/v1/reports/funnel")).json()
     captured = funnel["stages"][0]["count"]
-    page = f"{url(loop_stack, 'reporting')}/dashboard"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=90)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    assert 'id="funnel-chart"' in dom.stdout
-    assert f'data-stage="captured" data-count="{captured}"' in dom.stdout and 'data-stage="won"' in dom.stdout
-    assert f'data-kpi="Captured">{captured:,}<' in dom.stdout
-    assert "browser-test" in dom.stdout  # the source table and the source filter list it
-    assert "Conversion by source" in dom.stdout and "Hand-off SLA by team" in dom.stdout
-    shot = tmp_path / "dashboard.png"
-    subprocess.run([chromium, *flags, "--window-size=1280,1500", f"--screenshot={shot}", page],
-                   capture_output=True, timeout=90, check=True)
+    reporting_url = url(loop_stack, "reporting")
+    async with chromium(tmp_path / "profile") as page:
+        await page.goto(f"{reporting_url}/dashboard")  # not signed in: the sign-in page
+        assert "Sign in" in await page.html()
+        await page.evaluate(f"document.getElementById('key').value = {json.dumps(TEST_KEY)};"
+                            "document.querySelector('form[action=\"/dashboard/login\"]').submit()")
+        await page.wait_for("location.pathname === '/dashboard' && !!document.getElementById('funnel-chart')")
+        dom = await page.html()
+        cookies = (await page.call("Network.getCookies", urls=[reporting_url]))["cookies"]
+        shot = tmp_path / "dashboard.png"
+        await page.screenshot(shot)
+    assert f'data-stage="captured" data-count="{captured}"' in dom and 'data-stage="won"' in dom
+    assert f'data-kpi="Captured">{captured:,}<' in dom
+    assert "browser-test" in dom  # the source table and the source filter list it
+    assert "Conversion by source" in dom and "Hand-off SLA by team" in dom
+    [session] = [c for c in cookies if c["name"] == "leadpipe_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and TEST_KEY not in session["value"]
     assert shot.stat().st_size > 10_000  # a real rendering, not a blank page
     if os.environ.get("LEADPIPE_SCREENSHOT"):
         shutil.copy(shot, os.environ["LEADPIPE_SCREENSHOT"])

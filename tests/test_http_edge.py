@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from leadpipe_common.local.stack import Stack
+from leadpipe_common.testing.plugin import KEY_HEADERS
 
 
 def url(stack: Stack, service: str) -> str:
@@ -23,7 +24,7 @@ async def test_a_body_over_the_limit_is_refused_by_every_service_in_the_one_erro
         yield big[50_000:]
 
     content = in_chunks() if chunked else big
-    async with httpx.AsyncClient(base_url=url(stack, "routing")) as routing:
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
         r = await routing.post(f"/v1/leads/{uuid.uuid4()}/disposition", content=content,
                                headers={"content-type": "application/json"})
     assert r.status_code == 413
@@ -31,13 +32,13 @@ async def test_a_body_over_the_limit_is_refused_by_every_service_in_the_one_erro
 
 
 async def test_an_unknown_path_answers_in_the_one_error_shape(stack):
-    async with httpx.AsyncClient(base_url=url(stack, "reporting")) as reporting:
+    async with httpx.AsyncClient(base_url=url(stack, "reporting"), headers=KEY_HEADERS) as reporting:
         r = await reporting.get("/v1/no/such/report")
     assert r.status_code == 404 and r.json() == {"error": "Not Found"}
 
 
 async def test_pages_forbid_scripts_framing_and_referrers_and_every_answer_forbids_sniffing(stack):
-    async with httpx.AsyncClient(base_url=url(stack, "reporting")) as reporting:
+    async with httpx.AsyncClient(base_url=url(stack, "reporting"), headers=KEY_HEADERS) as reporting:
         dashboard = await reporting.get("/dashboard")
     async with httpx.AsyncClient(base_url=url(stack, "capture")) as capture:
         form_error = await capture.post("/v1/forms/contact-us", data={"email": "nope"}, headers={"accept": "text/html"})

@@ -80,7 +80,7 @@ def service_cli(
         """Create or upgrade this service's tables (its own schema)."""
         settings = load_settings(settings_factory)
         try:
-            migrations.upgrade(migrations_dir, settings.database_url, schema=name, revision=revision)
+            migrations.upgrade_service(migrations_dir, settings.database_url, schema=name, revision=revision)
         except OSError as exc:
             typer.secho(f"cannot reach the database at DATABASE_URL: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None

@@ -33,6 +33,16 @@ def upgrade(migrations_dir: Path, database_url: str, schema: str, revision: str 
     command.upgrade(config(migrations_dir, database_url, schema), revision)
 
 
+#: The shared ``auth`` schema (API keys, ``leadpipe_common.auth``): every service migrates it before its own,
+#: since every service checks keys (the advisory lock makes the later ones find nothing to do).
+AUTH_MIGRATIONS = Path(__file__).parent / "auth_migrations"
+
+
+def upgrade_service(migrations_dir: Path, database_url: str, schema: str, revision: str = "head") -> None:
+    upgrade(AUTH_MIGRATIONS, database_url, schema="auth")
+    upgrade(migrations_dir, database_url, schema=schema, revision=revision)
+
+
 def run_env(target_metadata: sa.MetaData) -> None:
     """Body of every service's ``env.py``: online migrations over asyncpg."""
     cfg = context.config

@@ -33,11 +33,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 import structlog
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadpipe_common import asyncapi, topics, topology
 from leadpipe_common import logging as lp_logging
+from leadpipe_common.auth import Keys, Sessions, principal
 from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Outcome
 from leadpipe_common.db import make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import Envelope
@@ -158,6 +159,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         wake = relay.wake if relay else (lambda: None)
         unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), service.store, service.inbox,
                                          service.outbox, on_publish=wake)
+        app.state.keys = Keys(engine, settings.bootstrap_key.get_secret_value() if settings.bootstrap_key else None)
         ctx = context(Clients(engine=engine, producer=producer, wake_relay=wake))
         rt = Runtime(settings=settings, context=ctx, engine=engine, producer=producer, unit_of_work=unit_of_work,
                      wake_relay=wake)
@@ -198,6 +200,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
             log.info("service stopped")
 
     app = FastAPI(title=f"leadpipe {service.name}", version="1", summary=service.summary, lifespan=lifespan)
+    app.state.sessions = Sessions(settings.session_secret.get_secret_value() if settings.session_secret else None)
     # Outermost last: metrics see every answer, security headers go on every one, the limit is on every body.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
@@ -205,7 +208,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     install_problem_handlers(app)
     app.include_router(ops_router(lambda: checks))
     if service.produces:
-        app.include_router(asyncapi.router())
+        app.include_router(asyncapi.router(), dependencies=[Depends(principal)])  # any valid key
     for router in service.routes:
         app.include_router(router)
     return app

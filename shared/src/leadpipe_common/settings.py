@@ -88,6 +88,21 @@ class ServiceSettings(KafkaSettings):
     workers: int = Field(1, ge=1, description="uvicorn worker processes behind the port")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger request bodies get `413` (declared or "
                                                                 "chunked)")
+    bootstrap_key: SecretStr | None = Field(
+        None, validation_alias="LEADPIPE_BOOTSTRAP_KEY",
+        description="a secret of your choice (24 characters or more) that is an admin API key on every service, "
+                    "with no row in the database: first start, automation, tests")
+    session_secret: SecretStr | None = Field(
+        None, validation_alias="LEADPIPE_SESSION_SECRET",
+        description="signs the dashboard's login sessions; give every replica the same one (unset: random per "
+                    "process, so a restart asks for a new login)")
+
+    @field_validator("bootstrap_key")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 24:
+            raise ValueError("must be at least 24 characters: it opens everything")
+        return v
 
     @field_validator("database_url")
     @classmethod

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from leadpipe_common.auth import needs
 from leadpipe_common.http import FieldProblem, Problem
 from leadpipe_common.service import runtime
 
@@ -26,7 +27,7 @@ from reporting import reports
 from reporting.domain import parse_moment
 from reporting.reports import Filters
 
-router = APIRouter(tags=["reports"])
+router = APIRouter(tags=["reports"], dependencies=[needs("reports:read")])
 
 
 def _moment(value: str | None, name: str, *, end: bool = False) -> datetime | None:

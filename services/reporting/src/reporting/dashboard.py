@@ -2,7 +2,10 @@
 
 No JavaScript and no build step: the funnel is an inline SVG, the rest are
 tables with bars drawn in CSS, so it renders the same in any browser and in a
-headless test.
+headless test. It needs the ``reports:read`` scope: a browser signs in once
+with an API key on ``/dashboard/login`` and gets a signed, ``HttpOnly``,
+``SameSite=Strict`` session cookie naming the key (never its secret), which
+stops working when the key is revoked; ``/dashboard/logout`` ends it.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from leadpipe_common.auth import SESSION_COOKIE, identify, keys_of
 from leadpipe_common.service import runtime
 
 from reporting import reports
@@ -92,10 +96,66 @@ def table(head: list[str], body: list[list[str]], empty: str) -> str:
     return f"<table><thead><tr>{ths}</tr></thead><tbody>{trs}</tbody></table>"
 
 
+LOGIN = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>leadpipe · sign in</title><style>{css}</style></head>
+<body><header><div class="brand">lead<b>pipe</b> <span>closed-loop funnel</span></div></header>
+<main><section class="panel login"><h1>Sign in</h1>{message}
+<form method="post" action="/dashboard/login">
+<label for="key">API key with the <code>reports:read</code> scope</label>
+<input id="key" name="key" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button></form>
+<p class="hint"><code>make run</code> prints a local admin key; <code>leadpipe-keys create --name you --scope reports:read</code>
+makes one for a person.</p></section></main></body></html>"""
+
+
+def login_page(message: str = "", status: int = 200) -> HTMLResponse:
+    shown = f'<p class="error" role="alert">{esc(message)}</p>' if message else ""
+    return HTMLResponse(LOGIN.format(css=CSS, message=shown), status_code=status)
+
+
+@router.get("/dashboard/login", response_class=HTMLResponse, summary="The dashboard's sign-in page")
+async def login_form() -> HTMLResponse:
+    return login_page()
+
+
+@router.post("/dashboard/login", response_class=HTMLResponse, summary="Sign in to the dashboard with an API key")
+async def login(request: Request) -> Response:
+    key = str((await request.form()).get("key", "")).strip()
+    try:
+        who = await keys_of(request).authenticate(key) if key else None
+    except OSError:
+        return login_page("The key cannot be checked right now; please try again.", 503)
+    if who is None:
+        return login_page("That key is unknown or revoked.", 401)
+    if not who.may("reports:read"):
+        return login_page(f"That key ({who.name}) lacks the reports:read scope.", 403)
+    sessions = request.app.state.sessions
+    # A page that moves on by itself rather than a redirect: the navigation to the dashboard then starts
+    # on this site, so the browser sends the SameSite=Strict cookie with it.
+    page = HTMLResponse('<!doctype html><meta http-equiv="refresh" content="0; url=/dashboard">'
+                        '<title>Signed in</title><a href="/dashboard">Open the dashboard</a>')
+    page.set_cookie(SESSION_COOKIE, sessions.issue(who.key_id), max_age=sessions.lifetime_s, httponly=True,
+                    samesite="strict", secure=request.url.scheme == "https", path="/")
+    return page
+
+
+@router.post("/dashboard/logout", summary="Sign out of the dashboard")
+async def logout() -> Response:
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
 @router.get("/", response_class=HTMLResponse, summary="The dashboard", include_in_schema=False)
-@router.get("/dashboard", response_class=HTMLResponse, summary="The dashboard")
+@router.get("/dashboard", response_class=HTMLResponse, summary="The dashboard (signed-in browsers and API keys)")
 async def dashboard(request: Request, since: str | None = Query(None), until: str | None = Query(None),
-                    source: str | None = Query(None)) -> HTMLResponse:
+                    source: str | None = Query(None)) -> Response:
+    who = await identify(request)
+    if who is None:
+        return RedirectResponse("/dashboard/login", status_code=303)
+    if not who.may("reports:read"):
+        return login_page(f"That key ({who.name}) lacks the reports:read scope.", 403)
     f = filters(since, until, source)
     async with runtime(request).engine.connect() as conn:
         funnel = await reports.funnel(conn, f)
@@ -143,7 +203,8 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 <label>From <input type="date" name="since" value="{esc(since)}"></label>
 <label>To <input type="date" name="until" value="{esc(until)}"></label>
 <label>Source <select name="source"><option value="">all sources</option>{options}</select></label>
-<button type="submit">Apply</button></form></header>
+<button type="submit">Apply</button></form>
+<form method="post" action="/dashboard/logout"><button type="submit" class="quiet">Sign out</button></form></header>
 <main>
 <section class="cards">{"".join(f'<div class="card"><div class="k">{k}</div><div class="v" data-kpi="{k}">{v}</div><div class="s">{s}</div></div>' for k, v, s in cards)}</section>
 <section class="panel"><h2>Combined funnel</h2><p class="hint">Leads captured in the range that reached each stage (or a later one); percentages are conversion from the stage above. Left the funnel: {exits}.</p>{funnel_svg(funnel["stages"])}</section>
@@ -187,5 +248,10 @@ table{width:100%;border-collapse:collapse;font-size:14px}th{text-align:left;font
 td{padding:7px 8px;border-bottom:1px solid #f0f1f5;white-space:nowrap}tbody tr:hover{background:#fafbff}
 .meter{display:inline-block;width:70px;height:8px;border-radius:4px;background:#edf0f7;vertical-align:middle;margin-right:6px;overflow:hidden}
 .meter span{display:block;height:100%;background:var(--accent)}.empty{color:var(--mute)}details{margin-top:10px}summary{cursor:pointer;color:var(--accent)}
+header button.quiet{background:transparent;border:1px solid #374151;color:#c6cbd6}
+.login{max-width:440px;margin:48px auto}.login h1{font-size:22px;margin:0 0 12px}.login label{display:block;font-weight:600;margin-bottom:6px}
+.login input{width:100%;padding:9px 10px;border:1px solid var(--line);border-radius:8px;font:inherit;margin-bottom:12px}
+.login button{padding:9px 18px;border:0;border-radius:8px;background:var(--accent);color:#fff;font-weight:600;cursor:pointer}
+.error{color:#b42318;background:#fef3f2;border:1px solid #fecdca;border-radius:8px;padding:8px 10px}
 .foot{color:var(--mute);font-size:13px}.foot a{color:var(--accent)}
 """

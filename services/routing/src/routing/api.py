@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError
 
+from leadpipe_common.auth import needs
 from leadpipe_common.events import DispositionReport, LeadDispositioned
 from leadpipe_common.http import FieldProblem, Problem
 from leadpipe_common.service import Runtime, runtime
@@ -42,6 +43,7 @@ def _state(h: Handoff) -> dict[str, Any]:
     ),
     responses={404: {"description": "no routed lead with this id"}, 409: {"description": "illegal for the lead now"},
                422: {"description": "a field is missing or invalid"}},
+    dependencies=[needs("feedback:write")],
 )
 async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request: Request,
                            rt: RoutingRuntime) -> dict[str, Any]:
@@ -67,7 +69,8 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
             "events": [m.header("ce_id") for m in result.messages]}
 
 
-@router.get("/{lead_id}/handoff", summary="A routed lead's owner, status, SLA deadline and dispositions")
+@router.get("/{lead_id}/handoff", summary="A routed lead's owner, status, SLA deadline and dispositions",
+            dependencies=[needs("reports:read")])
 async def get_handoff(lead_id: uuid.UUID, rt: RoutingRuntime) -> dict[str, Any]:
     async with rt.unit_of_work() as uow:
         held = await uow.store.handoff(lead_id, lock=False)

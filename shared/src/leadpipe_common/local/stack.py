@@ -17,6 +17,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.resources
 import os
 import signal
@@ -34,7 +35,9 @@ from leadpipe_common import migrations
 from leadpipe_common.admin import ensure_topics
 from leadpipe_common.local.infra import Broker, Postgres, die_with_parent, port_open
 from leadpipe_common.retry import backoff
-from leadpipe_common.settings import StackSettings, TopicSettings
+from leadpipe_common.auth import ADMIN, split
+from leadpipe_common.keys import create_key, key_is_valid
+from leadpipe_common.settings import ServiceSettings, StackSettings, TopicSettings
 from leadpipe_common.topology import PORTS, TOPICS
 
 #: Each service and its base port, from the topology table.
@@ -138,6 +141,27 @@ class Stack:
         assert self.bootstrap
         return TopicSettings(kafka_bootstrap_servers=self.bootstrap)
 
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin.key"
+
+    def local_admin_key(self) -> str:
+        """An admin API key for whoever runs this stack: LEADPIPE_BOOTSTRAP_KEY when set, else one kept in the
+        data directory (readable by its owner only), created on the first start or when it was revoked."""
+        if os.environ.get("LEADPIPE_BOOTSTRAP_KEY"):
+            return os.environ["LEADPIPE_BOOTSTRAP_KEY"]
+        settings = ServiceSettings(database_url=self.database_url)
+        kept = self.admin_key_file.read_text().strip() if self.admin_key_file.exists() else ""
+        parts = split(kept)
+        if parts and asyncio.run(key_is_valid(settings, parts[0])):
+            return kept
+        _, key = asyncio.run(create_key(settings, "make run (local admin)", [ADMIN]))
+        self.admin_key_file.parent.mkdir(parents=True, exist_ok=True)
+        self.admin_key_file.touch(mode=0o600)
+        self.admin_key_file.write_text(key + "\n")
+        self.admin_key_file.chmod(0o600)
+        return key
+
     def env(self) -> dict[str, str]:
         assert self.bootstrap and self.database_url
         return {**os.environ, **self.extra_env, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -149,7 +173,7 @@ class Stack:
         for service in services or list(SERVICES):
             directory = Path(str(importlib.resources.files(service) / "migrations"))
             try:
-                migrations.upgrade(directory, self.database_url, schema=service)
+                migrations.upgrade_service(directory, self.database_url, schema=service)
             except Exception as exc:
                 raise RuntimeError(f"migrating {service} failed: {exc}") from exc
 
@@ -304,6 +328,7 @@ def run() -> None:
             stack.start_infra()
         with console.status("migrating..."):
             stack.migrate()
+            admin_key = stack.local_admin_key()
         with console.status("starting services..."):
             stack.start_services()
             stack.wait_ready()
@@ -317,13 +342,15 @@ def run() -> None:
             table.add_row(sp.name, f"{sp.url}  docs {sp.url}/docs  metrics {sp.url}/metrics")
         table.add_row("topics", ", ".join(TOPICS))
         console.print(table)
-        console.print(
-            f"post a lead:  curl -s {stack.processes[0].url}/v1/leads -H 'content-type: application/json' "
-            "-d '{\"email\": \"ada@stripe.com\", \"job_title\": \"VP Marketing\", \"offer\": \"demo\"}'"
-        )
-        reporting = next((sp for sp in stack.processes if sp.service == "reporting"), None)
-        if reporting is not None:
-            console.print(f"dashboard:    [bold]{reporting.url}/dashboard[/]")
+        url = {sp.service: sp.url for sp in reversed(stack.processes)}
+        # Commands to copy and paste: never wrapped, whatever the terminal's width.
+        say = functools.partial(console.print, soft_wrap=True)
+        say(f"admin API key (kept in {stack.admin_key_file}): [bold]{admin_key}[/]")
+        say(f"  export LEADPIPE_KEY={admin_key}")
+        say(f"post a lead:  curl -s {url['capture']}/v1/leads -H 'content-type: application/json' "
+            "-d '{\"email\": \"ada@stripe.com\", \"job_title\": \"VP Marketing\", \"offer\": \"demo\"}'")
+        say(f"the funnel:   curl -s {url['reporting']}/v1/reports/funnel -H \"Authorization: Bearer $LEADPIPE_KEY\"")
+        say(f"dashboard:    [bold]{url['reporting']}/dashboard[/] (sign in with the key)")
         console.print("Ctrl-C stops everything.")
         while not stopping:
             stack.supervise_once(lambda msg: console.print(f"[yellow]{msg}[/]"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,9 @@ from leadpipe_common.local.infra import free_port
 from leadpipe_common.local.stack import SERVICES, Stack
 
 
+#: The admin key of every test stack (``LEADPIPE_BOOTSTRAP_KEY``), and the headers that send it.
+TEST_KEY = f"test-bootstrap-{secrets.token_hex(16)}"
+KEY_HEADERS = {"Authorization": f"Bearer {TEST_KEY}"}
 #: Where browser tests serve their pages: the one web origin a test stack lets post with ``fetch()``.
 PAGE_PORT = free_port()
 PAGE_ORIGIN = f"http://127.0.0.1:{PAGE_PORT}"
@@ -27,7 +31,8 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
         replicas=replicas or dict.fromkeys(SERVICES, 1),
         durable=False,
         service_logs=True,
-        extra_env={"LOG_JSON": "true", "LOG_LEVEL": "INFO", "CAPTURE_CORS_ORIGINS": PAGE_ORIGIN},
+        extra_env={"LOG_JSON": "true", "LOG_LEVEL": "INFO", "CAPTURE_CORS_ORIGINS": PAGE_ORIGIN,
+                   "LEADPIPE_BOOTSTRAP_KEY": TEST_KEY},
     )
 
 

@@ -1,0 +1,234 @@
+"""API keys with scopes: who may call what, for every service but capture's public endpoints and the probes.
+
+Guarantees:
+- A key is ``lpk_<id>_<secret>``: a public id to find it by and 256 random
+  bits. Only the SHA-256 of the secret is stored (in the ``auth`` schema, see
+  ``auth_migrations``); the secret is shown once, when the key is created, and
+  is never logged. (A fast hash is right for random secrets: nothing to
+  guess, unlike a password.) Comparisons are constant-time.
+- Scopes: ``capture:write``, ``feedback:write``, ``reports:read``; ``admin``
+  grants every scope.
+- ``LEADPIPE_BOOTSTRAP_KEY``, when set, is an admin key that needs no row
+  (first start, tests, automation).
+- Clients send ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. No
+  key, or an unknown or revoked one: ``401`` with ``WWW-Authenticate``; a key
+  without the scope: ``403``. A revoked key stops working within
+  ``CACHE_S`` seconds on every process, with no restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from leadpipe_common.http import Problem
+
+SCOPES = ("capture:write", "feedback:write", "reports:read", "admin")
+ADMIN = "admin"
+CACHE_S = 2.0
+PREFIX = "lpk"
+
+metadata = sa.MetaData(schema="auth")
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("secret_sha256", BYTEA, nullable=False),
+    sa.Column("scopes", ARRAY(sa.Text), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a stored key (by id and name) or the bootstrap key."""
+
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+
+    def may(self, scope: str) -> bool:
+        return ADMIN in self.scopes or scope in self.scopes
+
+
+BOOTSTRAP = Principal(key_id="bootstrap", name="LEADPIPE_BOOTSTRAP_KEY", scopes=frozenset({ADMIN}))
+
+
+def digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def new_key() -> tuple[str, str, bytes]:
+    """(key id, the whole key to hand out once, the digest to store)."""
+    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    return key_id, f"{PREFIX}_{key_id}_{secret}", digest(secret)
+
+
+def split(token: str) -> tuple[str, str] | None:
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    key_id: str
+    name: str
+    secret_sha256: bytes
+    scopes: frozenset[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class Keys:
+    """Finds keys, with a short cache so that checking one costs no round trip per request."""
+
+    def __init__(self, engine: AsyncEngine, bootstrap: str | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._engine = engine
+        self._bootstrap = digest(bootstrap) if bootstrap else None
+        self._clock = clock
+        self._cache: dict[str, tuple[float, StoredKey | None]] = {}
+
+    async def authenticate(self, token: str) -> Principal | None:
+        if self._bootstrap is not None and hmac.compare_digest(digest(token), self._bootstrap):
+            return BOOTSTRAP
+        parts = split(token)
+        if parts is None:
+            return None
+        stored = await self.find(parts[0])
+        if stored is None or stored.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(digest(parts[1]), stored.secret_sha256):
+            return None
+        return Principal(stored.key_id, stored.name, stored.scopes)
+
+    async def principal_of(self, key_id: str) -> Principal | None:
+        """A key still valid, by id (a signed session names its key by id)."""
+        if key_id == BOOTSTRAP.key_id and self._bootstrap is not None:
+            return BOOTSTRAP
+        stored = await self.find(key_id)
+        return None if stored is None or stored.revoked_at else Principal(stored.key_id, stored.name, stored.scopes)
+
+    async def find(self, key_id: str) -> StoredKey | None:
+        now = self._clock()
+        cached = self._cache.get(key_id)
+        if cached and now - cached[0] < CACHE_S:
+            return cached[1]
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        stored = None if row is None else StoredKey(row.key_id, row.name, bytes(row.secret_sha256),
+                                                    frozenset(row.scopes), row.created_at, row.revoked_at)
+        self._cache[key_id] = (now, stored)
+        return stored
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer lpk_...`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same API key in `X-API-Key`")
+#: A session cookie, for the dashboard's browser users (see ``sessions``).
+SESSION_COOKIE = "leadpipe_session"
+
+
+def keys_of(request: Request) -> Keys:
+    return request.app.state.keys
+
+
+def _token(request: Request) -> str | None:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def identify(request: Request) -> Principal | None:
+    """The caller by key (header) or by session (cookie); raises 401 for a key that is unknown or revoked."""
+    token = _token(request)
+    if token:
+        found = await keys_of(request).authenticate(token)
+        if found is None:
+            raise Problem(401, "the API key is unknown or revoked", headers=_challenge())
+        return found
+    session = request.cookies.get(SESSION_COOKIE)
+    if session and (key_id := request.app.state.sessions.key_id(session)) is not None:
+        return await keys_of(request).principal_of(key_id)
+    return None
+
+
+async def principal(
+    request: Request,
+    # Declared for the OpenAPI document (the security schemes a client sees); ``identify`` reads the headers.
+    _bearer_scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _header_scheme: Annotated[str | None, Depends(_header)],
+) -> Principal:
+    found = await identify(request)
+    if found is None:
+        raise Problem(401, "an API key is required: send Authorization: Bearer <key> (or X-API-Key)",
+                      headers=_challenge())
+    return found
+
+
+def _challenge() -> dict[str, str]:
+    return {"WWW-Authenticate": 'Bearer realm="leadpipe"'}
+
+
+def needs(scope: str) -> Any:
+    """A route (or router) dependency: the caller's key must grant ``scope``."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not who.may(scope):
+            raise Problem(403, f"this API key ({who.name}) lacks the scope {scope}")
+        return who
+
+    return Depends(check)
+
+
+class Sessions:
+    """Signed, expiring session cookies naming a key by id (its secret never leaves the login request).
+
+    The signing secret is ``LEADPIPE_SESSION_SECRET`` (give every replica the same one), else random per
+    process: sessions then end with a restart, which costs a login, nothing else.
+    """
+
+    def __init__(self, secret: str | None, lifetime_s: int = 8 * 3600, clock: Callable[[], float] = time.time) -> None:
+        self._secret = (secret or secrets.token_hex(32)).encode()
+        self._lifetime = lifetime_s
+        self._clock = clock
+
+    def issue(self, key_id: str) -> str:
+        expires = int(self._clock()) + self._lifetime
+        payload = f"{key_id}.{expires}.{uuid.uuid4().hex}"
+        return f"{payload}.{self._sign(payload)}"
+
+    def key_id(self, cookie: str) -> str | None:
+        payload, _, signature = cookie.rpartition(".")
+        if not payload or not hmac.compare_digest(signature, self._sign(payload)):
+            return None
+        key_id, expires, _nonce = (payload.split(".") + ["", "", ""])[:3]
+        if not expires.isdigit() or int(expires) < self._clock():
+            return None
+        return key_id
+
+    @property
+    def lifetime_s(self) -> int:
+        return self._lifetime
+
+    def _sign(self, payload: str) -> str:
+        return hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()

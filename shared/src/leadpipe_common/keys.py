@@ -1,0 +1,120 @@
+"""``leadpipe-keys``: create, list and revoke API keys (``leadpipe_common.auth``) in the database of DATABASE_URL.
+
+Guarantees: ``create`` prints the key once and stores only its digest;
+``list`` never shows a secret; ``revoke`` takes effect on every service
+within ``auth.CACHE_S`` seconds, without a restart. Errors are one line and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+import typer
+from sqlalchemy.exc import DBAPIError
+
+from leadpipe_common import migrations
+from leadpipe_common.auth import SCOPES, api_keys, new_key
+from leadpipe_common.cli import load_settings
+from leadpipe_common.db import make_engine
+from leadpipe_common.settings import ServiceSettings
+
+cli = typer.Typer(help="Create, list and revoke leadpipe API keys.", no_args_is_help=True, add_completion=False)
+
+
+async def create_key(settings: ServiceSettings, name: str, scopes: list[str]) -> tuple[str, str]:
+    """(key id, the key): the key exists only in the caller's hands from here on."""
+    key_id, key, secret_digest = new_key()
+    engine = make_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(api_keys.insert().values(key_id=key_id, name=name, secret_sha256=secret_digest,
+                                                        scopes=sorted(set(scopes))))
+    finally:
+        await engine.dispose()
+    return key_id, key
+
+
+async def key_is_valid(settings: ServiceSettings, key_id: str) -> bool:
+    engine = make_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(sa.select(api_keys.c.revoked_at).where(api_keys.c.key_id == key_id))).first()
+    finally:
+        await engine.dispose()
+    return row is not None and row.revoked_at is None
+
+
+def _settings() -> ServiceSettings:
+    settings = load_settings(ServiceSettings)
+    try:
+        migrations.upgrade(migrations.AUTH_MIGRATIONS, settings.database_url, schema="auth")
+    except (OSError, DBAPIError) as exc:
+        typer.secho(f"cannot reach the database at DATABASE_URL: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from None
+    return settings
+
+
+@cli.command()
+def create(
+    name: str = typer.Option(..., help="who or what uses the key (a CRM, a person, an importer)"),
+    scope: list[str] = typer.Option(..., help=f"one of {', '.join(SCOPES)}; repeat for several"),
+) -> None:
+    """Create a key and print it: this is the only time it is shown."""
+    unknown = sorted(set(scope) - set(SCOPES))
+    if unknown:
+        raise typer.BadParameter(f"unknown scope {', '.join(unknown)}; use {', '.join(SCOPES)}", param_hint="--scope")
+    key_id, key = asyncio.run(create_key(_settings(), name, scope))
+    typer.echo(f"created key {key_id} for {name} with {', '.join(sorted(set(scope)))}; it is shown only now:")
+    typer.echo(key)
+
+
+@cli.command("list")
+def list_keys() -> None:
+    """List keys: id, name, scopes, created, revoked (never a secret)."""
+    async def rows() -> list[sa.Row]:
+        engine = make_engine(settings)
+        try:
+            async with engine.connect() as conn:
+                return list(await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)))
+        finally:
+            await engine.dispose()
+
+    settings = _settings()
+    found = asyncio.run(rows())
+    if not found:
+        typer.echo("no keys yet: `leadpipe-keys create --name NAME --scope SCOPE`")
+    for r in found:
+        state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
+        typer.echo(f"{r.key_id}  {r.name:<24} {','.join(r.scopes):<40} created {r.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@cli.command()
+def revoke(key_id: str = typer.Argument(..., help="the key's id (the part after lpk_)")) -> None:
+    """Revoke a key: every service refuses it within seconds."""
+    async def mark() -> int:
+        engine = make_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                done = await conn.execute(api_keys.update().where(api_keys.c.key_id == key_id,
+                                                                  api_keys.c.revoked_at.is_(None))
+                                          .values(revoked_at=datetime.now(UTC)))
+                return done.rowcount
+        finally:
+            await engine.dispose()
+
+    settings = _settings()
+    if asyncio.run(mark()) == 0:
+        typer.secho(f"no active key {key_id} (see `leadpipe-keys list`)", err=True, fg="red")
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+def run() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    run()

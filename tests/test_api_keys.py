@@ -1,0 +1,126 @@
+"""API keys with scopes on every endpoint but capture's public ones and the probes, through the real services."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from leadpipe_common.local.stack import Stack
+from leadpipe_common.testing.plugin import KEY_HEADERS
+
+
+def url(stack: Stack, service: str) -> str:
+    return next(p.url for p in stack.processes if p.service == service)
+
+
+def keys(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "leadpipe_common.keys", *args], capture_output=True, text=True,
+                          env={**stack.env()}, timeout=60)
+
+
+def create(stack: Stack, name: str, *scopes: str) -> tuple[str, str]:
+    done = keys(stack, "create", "--name", name, *(a for s in scopes for a in ("--scope", s)))
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip().splitlines()[-1]
+    return key.split("_")[1], key
+
+
+def protected(stack: Stack) -> list[tuple[str, str, dict]]:
+    lead = uuid.uuid4()
+    return [
+        ("POST", f"{url(stack, 'routing')}/v1/leads/{lead}/disposition", {"json": {"outcome": "accepted", "rep_id": "x"}}),
+        ("GET", f"{url(stack, 'routing')}/v1/leads/{lead}/handoff", {}),
+        ("GET", f"{url(stack, 'reporting')}/v1/reports/funnel", {}),
+        ("GET", f"{url(stack, 'reporting')}/v1/leads/{lead}/timeline", {}),
+        ("GET", f"{url(stack, 'enrichment')}/asyncapi.json", {}),
+        ("GET", f"{url(stack, 'capture')}/asyncapi.yaml", {}),
+    ]
+
+
+async def test_without_a_key_every_protected_endpoint_answers_401_with_a_challenge(stack):
+    async with httpx.AsyncClient() as client:
+        for method, target, kw in protected(stack):
+            r = await client.request(method, target, **kw)
+            assert r.status_code == 401, (target, r.text)
+            assert r.headers["www-authenticate"].startswith("Bearer") and "API key" in r.json()["error"]
+        wrong = await client.get(protected(stack)[2][1], headers={"Authorization": "Bearer lpk_nope_nope"})
+        assert wrong.status_code == 401 and "unknown or revoked" in wrong.json()["error"]
+        dashboard = await client.get(f"{url(stack, 'reporting')}/dashboard")
+        assert dashboard.status_code == 303 and dashboard.headers["location"] == "/dashboard/login"
+
+
+async def test_the_public_capture_endpoints_and_the_probes_need_no_key(stack):
+    async with httpx.AsyncClient() as client:
+        assert (await client.post(f"{url(stack, 'capture')}/v1/leads", json={"email": "open@example.com"})).status_code == 202
+        for service in ("capture", "routing", "reporting"):
+            for probe in ("/healthz", "/readyz", "/metrics"):
+                assert (await client.get(f"{url(stack, service)}{probe}")).status_code == 200, (service, probe)
+
+
+async def test_a_key_works_only_for_its_scopes_in_either_header(stack):
+    _, crm = create(stack, "crm", "feedback:write")
+    async with httpx.AsyncClient() as client:
+        disposition = await client.post(f"{url(stack, 'routing')}/v1/leads/{uuid.uuid4()}/disposition",
+                                         json={"outcome": "accepted", "rep_id": "x"}, headers={"X-API-Key": crm})
+        reports = await client.get(f"{url(stack, 'reporting')}/v1/reports/funnel", headers={"Authorization": f"Bearer {crm}"})
+    assert disposition.status_code == 404  # past the key: routing never routed this lead
+    assert reports.status_code == 403 and "reports:read" in reports.json()["error"]
+
+
+async def test_a_revoked_key_stops_working_within_seconds_without_a_restart(stack):
+    key_id, analyst = create(stack, "analyst", "reports:read")
+    funnel = f"{url(stack, 'reporting')}/v1/reports/funnel"
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {analyst}"}) as client:
+        assert (await client.get(funnel)).status_code == 200
+        done = keys(stack, "revoke", key_id)
+        assert done.returncode == 0, done.stderr
+        for _ in range(50):
+            if (await client.get(funnel)).status_code == 401:
+                break
+            await asyncio.sleep(0.2)
+        assert (await client.get(funnel)).status_code == 401
+
+
+async def test_keys_are_stored_and_listed_only_as_digests(stack, db):
+    key_id, secret_key = create(stack, "importer", "capture:write")
+    listing = keys(stack, "list")
+    assert key_id in listing.stdout and secret_key not in listing.stdout and "importer" in listing.stdout
+    async with db.connect() as conn:
+        row = (await conn.execute(sa.text("SELECT * FROM auth.api_keys WHERE key_id = :id"), {"id": key_id})).one()
+    assert secret_key.split("_", 2)[2].encode() not in bytes(row.secret_sha256) and len(row.secret_sha256) == 32
+    assert secret_key not in str(row)
+
+
+async def test_the_bootstrap_key_is_an_admin_key(stack):
+    async with httpx.AsyncClient(headers=KEY_HEADERS) as client:
+        assert (await client.get(f"{url(stack, 'reporting')}/v1/reports/funnel")).status_code == 200
+        assert (await client.get(f"{url(stack, 'scoring')}/asyncapi.json")).status_code == 200
+
+
+def test_a_bad_scope_is_refused_with_a_message_not_a_traceback(stack):
+    done = keys(stack, "create", "--name", "x", "--scope", "everything")
+    assert done.returncode == 2 and "unknown scope everything" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("outcome", ["wrong key", "no reports scope"])
+async def test_the_dashboard_sign_in_refuses_a_key_that_cannot_read_reports(stack, outcome):
+    key = "lpk_nope_nope" if outcome == "wrong key" else create(stack, "crm-2", "feedback:write")[1]
+    async with httpx.AsyncClient(base_url=url(stack, "reporting")) as client:
+        r = await client.post("/dashboard/login", data={"key": key})
+    assert r.status_code == (401 if outcome == "wrong key" else 403)
+    assert "leadpipe_session" not in r.cookies and "Sign in" in r.text
+
+
+async def test_signing_out_ends_the_session(stack):
+    async with httpx.AsyncClient(base_url=url(stack, "reporting")) as client:
+        signed_in = await client.post("/dashboard/login", data={"key": KEY_HEADERS["Authorization"].split()[1]})
+        assert signed_in.status_code == 200 and "leadpipe_session" in client.cookies
+        assert (await client.get("/dashboard")).status_code == 200
+        await client.post("/dashboard/logout")
+        assert (await client.get("/dashboard")).status_code == 303
