@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit bench redrive replay export asyncapi schemas config-doc lock clean
+.PHONY: help install run test test-unit bench redrive replay export asyncapi openapi schemas config-doc lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ export: $(STAMP) ## write leads.lifecycle to a file for analysts (EXPORT_ARGS="l
 
 asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event models (the tests check it)
 	$(VENV)/bin/python -c 'from leadpipe_common.asyncapi import document, to_yaml; print(to_yaml(document()), end="")' > docs/asyncapi.yaml
+
+openapi: $(STAMP) ## regenerate docs/openapi/<service>.json from the services (the tests check them)
+	$(VENV)/bin/python -m leadpipe_common.local.openapi .
 
 schemas: $(STAMP) ## publish the JSON schema of each new event version under docs/schemas (the tests check them)
 	$(VENV)/bin/python -m leadpipe_common.local.contracts .

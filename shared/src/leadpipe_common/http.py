@@ -24,11 +24,42 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from leadpipe_common.problems import FieldProblem, field_problems
 
-__all__ = ["FieldProblem", "Problem", "field_problems", "install_problem_handlers"]
+__all__ = ["FieldProblem", "Problem", "ProblemBody", "field_problems", "install_problem_handlers", "problem_responses"]
+
+
+class FieldProblemBody(BaseModel):
+    field: str
+    reason: str
+
+
+class ProblemBody(BaseModel):
+    """The one error shape, for the OpenAPI documents."""
+
+    error: str
+    errors: list[FieldProblemBody] | None = None
+
+
+_MEANINGS = {
+    401: "no API key, or an unknown or revoked one (see WWW-Authenticate)",
+    403: "the API key lacks the scope this operation needs",
+    404: "no such resource",
+    409: "not possible in the resource's current state",
+    413: "the body is over the limit",
+    415: "the content type is not one this operation takes",
+    422: "a field is missing or invalid: `errors` names each one",
+    503: "a dependency is unavailable; retry after `Retry-After` seconds",
+}
+
+
+def problem_responses(*codes: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error codes, each with the ``ProblemBody`` model (``meanings`` by
+    ``_404="..."`` overrides a description)."""
+    return {code: {"model": ProblemBody, "description": meanings.get(f"_{code}", _MEANINGS[code])} for code in codes}
 
 
 class Problem(Exception):

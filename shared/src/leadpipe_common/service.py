@@ -43,7 +43,7 @@ from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Outcome
 from leadpipe_common.db import make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
-from leadpipe_common.http import BodyLimit, SecurityHeaders, install_problem_handlers
+from leadpipe_common.http import BodyLimit, SecurityHeaders, install_problem_handlers, problem_responses
 from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
 from leadpipe_common.outbox import Claim, OutboxRelay, table_claim
 from leadpipe_common.producer import Producer
@@ -208,7 +208,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     install_problem_handlers(app)
     app.include_router(ops_router(lambda: checks))
     if service.produces:
-        app.include_router(asyncapi.router(), dependencies=[Depends(principal)])  # any valid key
+        app.include_router(asyncapi.router(), dependencies=[Depends(principal)],  # any valid key
+                           responses=problem_responses(401))
     for router in service.routes:
         app.include_router(router)
     return app

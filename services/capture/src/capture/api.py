@@ -13,17 +13,18 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import Counter
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from leadpipe_common.envelope import child_traceparent
-from leadpipe_common.http import FieldProblem, Problem
+from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
 from capture.domain import Form, InvalidSubmission, capture_lead
@@ -120,12 +121,32 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
             "form_id": lead.attribution.form_id}
 
 
+class Accepted(BaseModel):
+    """A 2xx: the lead is durable (stored; its events follow)."""
+
+    lead_id: uuid.UUID
+    status: Literal["accepted"]
+    captured_at: datetime
+    form_id: str | None
+
+
+def _body(*media_types: str) -> dict[str, Any]:
+    """The request body as documented: the same fields in every media type a route takes."""
+    schema = {"$ref": "#/components/schemas/Submission"}
+    return {"requestBody": {"required": True, "content": {m: {"schema": schema} for m in media_types}}}
+
+
+_ERRORS = problem_responses(413, 415, 422, 503)
+
+
 @router.post(
     "/v1/leads",
     status_code=202,
     summary="Submit a lead as JSON",
-    responses={413: {"description": "body over the limit"}, 415: {"description": "not JSON"},
-               422: {"description": "a field is missing or invalid"}, 503: {"description": "storage unavailable"}},
+    description="The fields of `Submission`; unknown fields are ignored. A 202 means the lead is durable.",
+    response_model=Accepted,
+    responses=_ERRORS,
+    openapi_extra=_body("application/json"),
 )
 async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
     fields = await _parse_fields(request, JSON_TYPES)
@@ -135,11 +156,22 @@ async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
 @router.post(
     "/v1/forms/{form_id}",
     summary="Submit a lead from an HTML form",
-    description="Accepts what browsers send. Answers 303 to the form's thank-you URL, a confirmation "
-                "page when none is configured, or 202 JSON when the client sends Accept: application/json.",
+    description="Accepts what browsers send, with the fields of `Submission`. Answers 303 to the form's "
+                "thank-you URL, a confirmation page when none is configured, or 202 JSON when the client sends "
+                "`Accept: application/json`. A browser's refused post gets the problem as a readable page.",
     status_code=303,
+    response_class=Response,
+    responses={
+        202: {"model": Accepted, "description": "accepted (`Accept: application/json`); the lead is durable"},
+        200: {"description": "accepted; a confirmation page (the form has no thank-you URL)",
+              "content": {"text/html": {"schema": {"type": "string"}}}},
+        303: {"description": "accepted; on to the form's thank-you URL (`Location`)"},
+        **_ERRORS,
+    },
+    openapi_extra=_body("application/x-www-form-urlencoded", "multipart/form-data", "application/json"),
 )
-async def post_form(form_id: str, request: Request, rt: CaptureRuntime) -> Response:
+async def post_form(form_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")], request: Request,
+                    rt: CaptureRuntime) -> Response:
     fields = await _parse_fields(request, (*FORM_TYPES, *JSON_TYPES))
     answer = await _accept(request, rt, fields, form_id, "form")
     if _wants_json(request):

@@ -12,7 +12,7 @@ from leadpipe_common.service import Clients, consumer_app, utc_now
 
 from capture.api import Capture, problem_response
 from capture.cors import CrossOrigin
-from capture.domain import Form, parse_forms
+from capture.domain import Form, Submission, parse_forms
 from capture.service import SERVICE
 from capture.settings import CaptureSettings
 from capture.writer import LeadWriter
@@ -38,4 +38,21 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     app = consumer_app(SERVICE, settings, context)
     app.add_exception_handler(Problem, problem_response)  # type: ignore[arg-type]
     app.add_middleware(CrossOrigin, everywhere=settings.origins(), forms=forms)
+    document_submission(app)
     return app
+
+
+def document_submission(app: FastAPI) -> None:
+    """capture reads its bodies itself (JSON and both form encodings alike), so FastAPI cannot see their model:
+    the routes refer to ``Submission`` and this puts it in the document's schemas."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {})["Submission"] = (
+                Submission.model_json_schema(ref_template="#/components/schemas/{model}"))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -20,14 +20,15 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from leadpipe_common.auth import needs
-from leadpipe_common.http import FieldProblem, Problem
+from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import runtime
 
 from reporting import reports
 from reporting.domain import parse_moment
 from reporting.reports import Filters
 
-router = APIRouter(tags=["reports"], dependencies=[needs("reports:read")])
+router = APIRouter(tags=["reports"], dependencies=[needs("reports:read")],
+                   responses=problem_responses(401, 403, 404, 422, _404="no such lead (timeline)"))
 
 
 def _moment(value: str | None, name: str, *, end: bool = False) -> datetime | None:

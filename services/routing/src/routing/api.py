@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from leadpipe_common.auth import needs
 from leadpipe_common.events import DispositionReport, LeadDispositioned
-from leadpipe_common.http import FieldProblem, Problem
+from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
 from routing.domain import Handoff, Refused, Repeated
@@ -23,7 +23,7 @@ RoutingRuntime = Annotated[Runtime[Routing, RoutingStore], Depends(runtime)]
 
 DISPOSITIONS = Counter("routing_dispositions_total", "Disposition calls by result", ["outcome", "result"])
 
-router = APIRouter(prefix="/v1/leads", tags=["sales feedback"])
+router = APIRouter(prefix="/v1/leads", tags=["sales feedback"], responses=problem_responses(401, 403, 413, 422))
 
 
 def _state(h: Handoff) -> dict[str, Any]:
@@ -41,8 +41,8 @@ def _state(h: Handoff) -> dict[str, Any]:
         "An illegal move answers 409 with the reason; the same report again answers 200 with `repeated: true`. "
         "Sales tools may instead produce a `lead.dispositioned` event to `leads.feedback`."
     ),
-    responses={404: {"description": "no routed lead with this id"}, 409: {"description": "illegal for the lead now"},
-               422: {"description": "a field is missing or invalid"}},
+    responses=problem_responses(404, 409, 503, _404="no routed lead with this id",
+                                _409="illegal for the lead now, or from a rep who does not hold it"),
     dependencies=[needs("feedback:write")],
 )
 async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request: Request,
@@ -70,7 +70,7 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
 
 
 @router.get("/{lead_id}/handoff", summary="A routed lead's owner, status, SLA deadline and dispositions",
-            dependencies=[needs("reports:read")])
+            responses=problem_responses(404, _404="no routed lead with this id"), dependencies=[needs("reports:read")])
 async def get_handoff(lead_id: uuid.UUID, rt: RoutingRuntime) -> dict[str, Any]:
     async with rt.unit_of_work() as uow:
         held = await uow.store.handoff(lead_id, lock=False)

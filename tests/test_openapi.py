@@ -1,0 +1,36 @@
+"""Each service's OpenAPI document is checked in, current, and documents its bodies, answers and keys."""
+
+from pathlib import Path
+
+import pytest
+
+from leadpipe_common.local.openapi import DIR, document, render
+from leadpipe_common.topology import SERVICES
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+def test_the_checked_in_openapi_document_matches_the_service(service):
+    assert (ROOT / DIR / f"{service}.json").read_text(encoding="utf-8") == render(service), (
+        f"docs/openapi/{service}.json is stale: run `make openapi` and commit it")
+
+
+def test_capture_documents_its_bodies_in_every_encoding_and_every_answer():
+    doc = document("capture")
+    form = doc["paths"]["/v1/forms/{form_id}"]["post"]
+    assert set(form["requestBody"]["content"]) == {"application/x-www-form-urlencoded", "multipart/form-data",
+                                                    "application/json"}
+    assert {"200", "202", "303", "413", "415", "422", "503"} <= set(form["responses"])
+    leads = doc["paths"]["/v1/leads"]["post"]
+    assert leads["responses"]["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Accepted"}
+    assert leads["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ProblemBody"}
+    assert "email" in doc["components"]["schemas"]["Submission"]["required"]
+
+
+def test_operations_behind_a_key_say_so_and_answer_401_in_the_error_model():
+    doc = document("routing")
+    disposition = doc["paths"]["/v1/leads/{lead_id}/disposition"]["post"]
+    assert disposition["security"] and {"401", "403", "409", "422"} <= set(disposition["responses"])
+    assert {"HTTPBearer", "APIKeyHeader"} <= set(doc["components"]["securitySchemes"])
