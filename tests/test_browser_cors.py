@@ -6,8 +6,6 @@ own); the same page served as ``localhost`` on that port is another origin.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from leadpipe_common.testing.browser import chromium_or_skip
 from leadpipe_common.testing.plugin import PAGE_ORIGIN, PAGE_PORT
 
 PAGE = """<!doctype html><html><body><script>
@@ -48,20 +47,11 @@ def pages(capture_url: str) -> Iterator[None]:
     server.shutdown()
 
 
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("LEADPIPE_REQUIRE_BROWSER"):
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
-        pytest.skip("chromium is not installed; `apt-get install chromium` to run the browser tests")
-    return found
-
-
 def result_of(page: str, profile: Path) -> str:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
              "--virtual-time-budget=15000", "--dump-dom"]
-    dom = subprocess.run([chromium(), *flags, page], capture_output=True, text=True, timeout=90)
+    dom = subprocess.run([chromium_or_skip(), *flags, page], capture_output=True, text=True, timeout=90)
     assert dom.returncode == 0, dom.stderr[-2000:]
     marker = 'data-result="'
     assert marker in dom.stdout, dom.stdout[-2000:]

@@ -132,8 +132,12 @@ _DOCS_POLICY = ("default-src 'none'; script-src 'unsafe-inline' https://cdn.jsde
                 "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
-class SecurityHeaders:
-    """ASGI middleware adding the headers above as a response starts."""
+class ResponseHook:
+    """Base of the plain-ASGI middlewares that act as a response starts and when it is done.
+
+    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: no task and no
+    body copy per request on capture's hot path.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -143,16 +147,32 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def hooked(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-content-type-options", b"nosniff"))
-                content_type = next((v for k, v in headers if k == b"content-type"), b"")
-                if content_type.startswith(b"text/html"):
-                    docs = scope.get("path", "") in ("/docs", "/redoc")
-                    headers += [(b"content-security-policy", (_DOCS_POLICY if docs else _PAGE_POLICY).encode()),
-                                (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
-                message["headers"] = headers
+                self.starting(scope, message)
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, hooked)
+        finally:
+            self.finished(scope)
+
+    def starting(self, scope: dict[str, Any], message: dict[str, Any]) -> None:
+        """Called with the ``http.response.start`` message, which it may change."""
+
+    def finished(self, scope: dict[str, Any]) -> None:
+        """Called once the app is done with the request, answered or not."""
+
+
+class SecurityHeaders(ResponseHook):
+    """The headers above, added as a response starts."""
+
+    def starting(self, scope: dict[str, Any], message: dict[str, Any]) -> None:
+        headers = list(message.get("headers", []))
+        headers.append((b"x-content-type-options", b"nosniff"))
+        content_type = next((v for k, v in headers if k == b"content-type"), b"")
+        if content_type.startswith(b"text/html"):
+            docs = scope.get("path", "") in ("/docs", "/redoc")
+            headers += [(b"content-security-policy", (_DOCS_POLICY if docs else _PAGE_POLICY).encode()),
+                        (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+        message["headers"] = headers

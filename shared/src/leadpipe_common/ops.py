@@ -21,6 +21,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from leadpipe_common.http import ResponseHook
+
 REQUESTS = Counter("leadpipe_http_requests_total", "HTTP requests answered, by route template and status",
                    ["method", "route", "status"])
 
@@ -64,31 +66,14 @@ def require(condition: Callable[[], bool], reason: str) -> Check:
     return check
 
 
-class RequestMetrics:
-    """ASGI middleware counting requests in ``leadpipe_http_requests_total``.
+class RequestMetrics(ResponseHook):
+    """Counts requests in ``leadpipe_http_requests_total`` once each is done."""
 
-    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: it adds no task
-    and no body copy to capture's hot path.
-    """
+    def starting(self, scope: dict[str, Any], message: dict[str, Any]) -> None:
+        scope["leadpipe.status"] = message["status"]
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # what the server answers when the app raised before responding
-
-        async def send_and_note(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            # The router leaves the matched route in the scope; no match is one series, not one per path.
-            route = getattr(scope.get("route"), "path", "(no route)")
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
+    def finished(self, scope: dict[str, Any]) -> None:
+        # The router leaves the matched route in the scope; no match is one series, not one per path.
+        route = getattr(scope.get("route"), "path", "(no route)")
+        # 500: what the server answers when the app raised before responding.
+        REQUESTS.labels(scope["method"], route, str(scope.get("leadpipe.status", 500))).inc()
