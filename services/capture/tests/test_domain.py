@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from capture.domain import Form, InvalidSubmission, capture_lead, may_post_from, parse_forms
+from capture.domain import Form, InvalidSubmission, capture_lead, may_post_from, parse_forms, suspicions
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LEAD_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -92,3 +92,11 @@ def test_a_form_may_name_the_origins_whose_pages_post_it_with_fetch():
 def test_an_origin_that_is_not_scheme_host_and_port_is_refused(origin):
     with pytest.raises(ValueError, match="is not an origin"):
         parse_forms({"forms": {"demo": {"allowed_origins": [origin]}}})
+
+
+def test_a_filled_hidden_field_is_a_bots_mark_and_a_form_may_name_its_own():
+    forms = parse_forms({"forms": {"demo": {"honeypot": "website"}}})
+    assert suspicions({"email": "a@b.co", "_gotcha": "http://spam"}, None) == ["the hidden field _gotcha was filled in"]
+    assert suspicions({"email": "a@b.co", "_gotcha": ""}, None) == []
+    assert suspicions({"email": "a@b.co", "website": "x"}, forms["demo"]) == ["the hidden field website was filled in"]
+    assert suspicions({"email": "a@b.co", "_gotcha": "x"}, forms["demo"]) == []

@@ -275,9 +275,24 @@ class LeadSlaBreached(Event):
     attribution: Attribution
 
 
+class LeadQuarantined(Event):
+    """A submission capture took for a bot's: kept out of the pipeline, with the reasons, until an admin
+    releases it (``lead_id`` is the id the sender was answered with, and the lead's id if released)."""
+
+    type: ClassVar[str] = "lead.quarantined"
+    version: ClassVar[int] = 1
+    received_at: datetime
+    reasons: list[str]
+    form_id: str | None
+    utm_source: str | None
+    #: What was submitted, as submitted, for the person who reviews it.
+    fields: dict[str, str]
+
+
 LATEST: dict[str, type[Event]] = {
     m.type: m
-    for m in (LeadCaptured, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged, LeadDispositioned, LeadSlaBreached)
+    for m in (LeadCaptured, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged, LeadDispositioned, LeadSlaBreached,
+              LeadQuarantined)
 }
 
 #: (type, version) -> function turning that version's JSON into the next one's.

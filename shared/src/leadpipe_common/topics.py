@@ -16,6 +16,8 @@ LIFECYCLE = "leads.lifecycle"
 DEADLETTER = "leads.deadletter"
 #: Sales tools' dispositions (``lead.dispositioned``), the alternative to routing's HTTP API.
 FEEDBACK = "leads.feedback"
+#: Submissions capture took for bots' (``lead.quarantined``): never on ``leads.captured`` unless released.
+QUARANTINED = "leads.quarantined"
 
 DEFAULT_PARTITIONS = 12
 # Who reads and writes each topic, what it carries and how long it is kept:

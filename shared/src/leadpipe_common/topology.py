@@ -24,7 +24,8 @@ from datetime import timedelta
 
 from leadpipe_common import topics
 from leadpipe_common.events import (
-    Event, LeadCaptured, LeadDispositioned, LeadEnriched, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged,
+    Event, LeadCaptured, LeadDispositioned, LeadEnriched, LeadQuarantined, LeadRouted, LeadScored, LeadSlaBreached,
+    LeadStageChanged,
 )
 
 
@@ -77,6 +78,10 @@ CHANNELS: tuple[Channel, ...] = (
             ("capture", "reporting"), retention=FOREVER),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
             (LeadDispositioned,), ("sales tools",), ("routing",)),
+    Channel(topics.QUARANTINED, "Submissions taken for a bot's (honeypot filled ...), with the reasons and what was "
+                                "submitted; an admin may release one into the pipeline (it then appears on "
+                                "leads.captured once, under the same lead id).",
+            (LeadQuarantined,), ("capture",), ("review tools",)),
     Channel(topics.DEADLETTER, "Records a stage could not apply: the original key, value and headers, plus dlq.* "
                                "headers (dlq.error.kind, dlq.error.message, dlq.source.topic/partition/offset, "
                                "dlq.stage, dlq.at). `make redrive` sends them back.",

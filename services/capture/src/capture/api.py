@@ -17,17 +17,22 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import Counter
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import UploadFile
 
-from leadpipe_common.envelope import child_traceparent
+from leadpipe_common import topics
+from leadpipe_common.auth import needs
+from leadpipe_common.envelope import child_traceparent, derive_id, encode
+from leadpipe_common.events import LeadCaptured, LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
-from capture.domain import Form, InvalidSubmission, capture_lead
+from capture.domain import Form, InvalidSubmission, capture_lead, suspicions
+from capture.handlers import SOURCE
 from capture.store import CaptureStore
 from capture.writer import LeadWriter, NewLead
 
@@ -35,6 +40,8 @@ log = structlog.get_logger(__name__)
 
 ACCEPTED = Counter("capture_leads_accepted_total", "Leads accepted (durable)", ["endpoint"])
 REJECTED = Counter("capture_requests_rejected_total", "Requests refused", ["status"])
+QUARANTINED = Counter("capture_submissions_quarantined_total", "Submissions taken for bots' (answered as people)",
+                      ["endpoint"])
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -106,6 +113,12 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         raise Problem(422, "the lead was not accepted", exc.errors) from None
     if form_id and form is None:
         log.info("lead posted to a form not in the forms file", form_id=form_id)
+    reasons = suspicions(fields, form)
+    if reasons:
+        # The same answer a person gets: a bot learns nothing from it.
+        await _quarantine(request, rt, lead, fields, reasons)
+        QUARANTINED.labels(endpoint).inc()
+        return _answer(lead)
     new = NewLead(
         lead_id=lead.lead_id, request_id=uuid.uuid4(), email=lead.contact.email, form_id=lead.attribution.form_id,
         captured_at=now, traceparent=child_traceparent(request.headers.get("traceparent")),
@@ -117,8 +130,31 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     ACCEPTED.labels(endpoint).inc()
     structlog.contextvars.bind_contextvars(lead_id=str(lead.lead_id))
-    return {"lead_id": str(lead.lead_id), "status": "accepted", "captured_at": now.isoformat(),
+    return _answer(lead)
+
+
+def _answer(lead: LeadCaptured) -> dict[str, Any]:
+    return {"lead_id": str(lead.lead_id), "status": "accepted", "captured_at": lead.captured_at.isoformat(),
             "form_id": lead.attribution.form_id}
+
+
+async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], lead: LeadCaptured,
+                      fields: dict[str, Any], reasons: list[str]) -> None:
+    kept = {str(k)[:100]: str(v)[:5000] for k, v in list(fields.items())[:100]}
+    event = LeadQuarantined(lead_id=lead.lead_id, received_at=lead.captured_at, reasons=reasons,
+                            form_id=lead.attribution.form_id, utm_source=lead.attribution.utm_source, fields=kept)
+    try:
+        async with rt.unit_of_work() as uow:
+            await uow.store.quarantine({"lead_id": lead.lead_id, "received_at": lead.captured_at, "reasons": reasons,
+                                        "form_id": lead.attribution.form_id,
+                                        "utm_source": lead.attribution.utm_source, "fields": kept})
+            uow.publish([encode(topics.QUARANTINED, event, event_id=derive_id(lead.lead_id, event.type),
+                                source=SOURCE, time=lead.captured_at,
+                                traceparent=child_traceparent(request.headers.get("traceparent")))])
+            await uow.commit()
+    except (OSError, DBAPIError):
+        raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+    log.info("submission quarantined", lead_id=str(lead.lead_id), reasons=reasons)
 
 
 class Accepted(BaseModel):
@@ -180,6 +216,62 @@ async def post_form(form_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,10
     if form and form.thank_you_url:
         return RedirectResponse(form.thank_you_url, status_code=303)
     return HTMLResponse(_thanks_page(form.name if form else None), status_code=200)
+
+
+class Quarantined(BaseModel):
+    lead_id: uuid.UUID
+    received_at: datetime
+    reasons: list[str]
+    form_id: str | None
+    utm_source: str | None
+    fields: dict[str, str]
+    released_at: datetime | None
+
+
+class Released(BaseModel):
+    lead_id: uuid.UUID
+    released_at: datetime
+    repeated: bool
+
+
+quarantine_router = APIRouter(prefix="/v1/quarantine", tags=["quarantine"], dependencies=[needs("admin")],
+                              responses=problem_responses(401, 403))
+
+
+@quarantine_router.get("", summary="Submissions taken for bots', newest first", response_model=list[Quarantined])
+async def list_quarantine(rt: CaptureRuntime, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Any]:
+    async with rt.unit_of_work() as uow:
+        return [dict(r._mapping) for r in await uow.store.quarantined(limit)]
+
+
+@quarantine_router.post(
+    "/{lead_id}/release", summary="Send a false positive into the pipeline, once", response_model=Released,
+    description="The submission becomes a lead under the id its sender was answered with, and goes on "
+                "leads.captured exactly once: releasing it again changes nothing and says `repeated`.",
+    responses=problem_responses(404, 503, _404="nothing quarantined under this id"),
+)
+async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> dict[str, Any]:
+    now = rt.context.clock()
+    try:
+        async with rt.unit_of_work() as uow:
+            row = await uow.store.lock_quarantined(lead_id)
+            if row is None:
+                raise Problem(404, f"nothing quarantined under {lead_id}")
+            if row.released_at is not None:
+                return {"lead_id": lead_id, "released_at": row.released_at, "repeated": True}
+            lead = capture_lead(row.fields, lead_id=lead_id, received_at=row.received_at,
+                                form=rt.context.forms.get(row.form_id or ""), form_id=row.form_id)
+            await uow.store.release(lead_id, now, vars(NewLead(
+                lead_id=lead_id, request_id=derive_id(lead_id, "release"), email=lead.contact.email,
+                form_id=lead.attribution.form_id, captured_at=row.received_at,
+                traceparent=child_traceparent(request.headers.get("traceparent")),
+                event=lead.model_dump_json().encode())))
+            await uow.commit()
+    except (OSError, DBAPIError):
+        raise Problem(503, "the release cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+    rt.wake_relay()
+    log.info("quarantined submission released", lead_id=str(lead_id))
+    return {"lead_id": lead_id, "released_at": now, "repeated": False}
 
 
 async def problem_response(request: Request, exc: Problem) -> Response:

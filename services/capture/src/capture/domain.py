@@ -109,6 +109,19 @@ class Form:
     offer: str | None = None
     #: Web origins whose pages may post this form with ``fetch()`` (beyond ``CAPTURE_CORS_ORIGINS``).
     allowed_origins: frozenset[str] = frozenset()
+    #: A field hidden from people (CSS) that bots fill in: filled means a bot.
+    honeypot: str = "_gotcha"
+
+
+DEFAULT_HONEYPOT = "_gotcha"
+
+
+def suspicions(fields: Mapping[str, Any], form: Form | None) -> list[str]:
+    """Why a submission looks like a bot's (empty: it looks like a person's)."""
+    name = form.honeypot if form else DEFAULT_HONEYPOT
+    if str(fields.get(name) or "").strip():
+        return [f"the hidden field {name} was filled in"]
+    return []
 
 
 _ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
@@ -181,7 +194,7 @@ def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
         spec = spec or {}
         if not isinstance(spec, Mapping):
             raise ValueError(f"forms.{form_id}: expected a mapping")
-        unknown = set(spec) - {"name", "thank_you_url", "offer", "allowed_origins"}
+        unknown = set(spec) - {"name", "thank_you_url", "offer", "allowed_origins", "honeypot"}
         if unknown:
             raise ValueError(f"forms.{form_id}: unknown keys {sorted(unknown)}")
         forms[str(form_id)] = Form(
@@ -190,5 +203,6 @@ def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
             thank_you_url=spec.get("thank_you_url"),
             offer=spec.get("offer"),
             allowed_origins=parse_origins(spec.get("allowed_origins") or [], f"forms.{form_id}.allowed_origins"),
+            honeypot=str(spec.get("honeypot") or DEFAULT_HONEYPOT),
         )
     return forms

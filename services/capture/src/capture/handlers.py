@@ -12,9 +12,10 @@ from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, Message, derive_id, encode
 from leadpipe_common.events import TERMINAL_STAGES, LeadCaptured, LeadStageChanged
 
+from leadpipe_common.outbox import table_claim
 from leadpipe_common.uow import UnitOfWork
 
-from capture.store import CaptureStore, Unpublished, claim_unpublished
+from capture.store import CaptureStore, Unpublished, claim_unpublished, outbox
 
 SOURCE = "leadpipe/capture"
 
@@ -39,9 +40,14 @@ def captured_lead_messages(row: Unpublished) -> Sequence[Message]:
     )
 
 
-async def publishable_leads(conn: AsyncConnection, limit: int) -> list[Message]:
-    """The outbox relay's claim: the events of leads not yet published (capture's leads table is its outbox)."""
-    return [m for row in await claim_unpublished(conn, limit) for m in captured_lead_messages(row)]
+_other_events = table_claim(outbox)
+
+
+async def publishable(conn: AsyncConnection, limit: int) -> list[Message]:
+    """The outbox relay's claim: the events of leads not yet published (the leads table is their outbox),
+    then what the outbox table holds (``lead.quarantined``)."""
+    leads = [m for row in await claim_unpublished(conn, limit) for m in captured_lead_messages(row)]
+    return leads + await _other_events(conn, limit)
 
 
 async def handle_lead_stage_changed(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],

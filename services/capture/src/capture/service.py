@@ -1,16 +1,17 @@
 """capture, declared: what it serves, what it follows of the lifecycle, and what runs beside it.
 
-Its leads table is its own outbox (the relay claims unpublished leads), so it
-serves without the broker: leads wait for the relay while the broker is away.
+Its leads table is its own outbox (the relay claims unpublished leads, then
+its outbox table's other events), so it serves without the broker: leads
+wait for the relay while the broker is away.
 """
 
 from leadpipe_common.events import LeadStageChanged
 from leadpipe_common.service import Service
 
-from capture.api import Capture, router
-from capture.handlers import handle_lead_stage_changed, is_terminal_step, publishable_leads
+from capture.api import Capture, quarantine_router, router
+from capture.handlers import handle_lead_stage_changed, is_terminal_step, publishable
 from capture.redrive import Redriver
-from capture.store import CaptureStore
+from capture.store import CaptureStore, outbox
 
 SERVICE: Service[Capture, CaptureStore] = Service(
     name="capture",
@@ -18,9 +19,10 @@ SERVICE: Service[Capture, CaptureStore] = Service(
     consumes={LeadStageChanged: handle_lead_stage_changed},
     select=is_terminal_step,
     store=CaptureStore,
-    relay=publishable_leads,
+    outbox=outbox,
+    relay=publishable,
     serves_without_broker=True,
-    routes=[router],
+    routes=[router, quarantine_router],
     background=lambda rt: [
         rt.context.writer,
         Redriver(rt.engine, after_s=rt.settings.redrive_after_s, every_s=rt.settings.redrive_check_s,  # type: ignore[attr-defined]

@@ -23,8 +23,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from leadpipe_common.outbox import outbox_table
 
 SCHEMA = "capture"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -76,14 +78,46 @@ async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[Unpublish
     return [Unpublished(*r) for r in sorted(rows, key=lambda r: r.seq)]
 
 
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    # The id the sender was answered with; the lead's id if it is released.
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reasons", ARRAY(sa.Text), nullable=False),
+    sa.Column("form_id", sa.Text),
+    sa.Column("utm_source", sa.Text),
+    sa.Column("fields", sa.JSON, nullable=False),
+    sa.Column("released_at", sa.DateTime(timezone=True)),
+)
+#: Events born of requests that are not leads (``lead.quarantined``); the leads table is the leads' outbox.
+outbox = outbox_table(metadata)
+
+
 class CaptureStore:
-    """What capture's lifecycle follower writes, on one unit of work's session."""
+    """capture's writes outside the group-commit writer, on one unit of work's session."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def record_outcomes(self, outcomes: Sequence[dict[str, Any]]) -> None:
         await record_outcomes(self._session, outcomes)
+
+    async def quarantine(self, row: dict[str, Any]) -> None:
+        await self._session.execute(quarantine.insert().values(**row))
+
+    async def quarantined(self, limit: int) -> list[Any]:
+        query = sa.select(quarantine).order_by(quarantine.c.received_at.desc()).limit(limit)
+        return list(await self._session.execute(query))
+
+    async def lock_quarantined(self, lead_id: uuid.UUID) -> Any:
+        query = sa.select(quarantine).where(quarantine.c.lead_id == lead_id).with_for_update()
+        return (await self._session.execute(query)).first()
+
+    async def release(self, lead_id: uuid.UUID, at: datetime, lead_row: dict[str, Any]) -> None:
+        """The quarantined submission becomes a lead, for the relay to publish like any other."""
+        await self._session.execute(leads.insert().values(**lead_row))
+        await self._session.execute(quarantine.update().where(quarantine.c.lead_id == lead_id).values(released_at=at))
 
 
 async def record_outcomes(conn: AsyncConnection | AsyncSession, outcomes: Sequence[dict[str, Any]]) -> None:
