@@ -100,3 +100,13 @@ def test_a_filled_hidden_field_is_a_bots_mark_and_a_form_may_name_its_own():
     assert suspicions({"email": "a@b.co", "_gotcha": ""}, None) == []
     assert suspicions({"email": "a@b.co", "website": "x"}, forms["demo"]) == ["the hidden field website was filled in"]
     assert suspicions({"email": "a@b.co", "_gotcha": "x"}, forms["demo"]) == []
+
+
+def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy():
+    from capture.throttle import client_address, parse_networks
+
+    proxies = parse_networks("10.0.0.0/8, 192.168.1.5", "test")
+    assert client_address("198.51.100.7", "203.0.113.9", proxies) == "198.51.100.7"  # not a proxy: spoofed header
+    assert client_address("10.1.2.3", "203.0.113.9", proxies) == "203.0.113.9"
+    assert client_address("10.1.2.3", "203.0.113.9, 192.168.1.5", proxies) == "203.0.113.9"  # two proxies deep
+    assert client_address("10.1.2.3", None, proxies) == "10.1.2.3"

@@ -51,6 +51,8 @@ api_keys = sa.Table(
     sa.Column("scopes", ARRAY(sa.Text), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    # A limit like "500/second" for what the key may submit; None: the service's default for keys.
+    sa.Column("rate_limit", sa.Text),
 )
 
 
@@ -61,6 +63,7 @@ class Principal:
     key_id: str
     name: str
     scopes: frozenset[str]
+    rate_limit: str | None = None
 
     def may(self, scope: str) -> bool:
         return ADMIN in self.scopes or scope in self.scopes
@@ -94,6 +97,7 @@ class StoredKey:
     scopes: frozenset[str]
     created_at: datetime
     revoked_at: datetime | None
+    rate_limit: str | None
 
 
 class Keys:
@@ -116,14 +120,16 @@ class Keys:
             return None
         if not hmac.compare_digest(digest(parts[1]), stored.secret_sha256):
             return None
-        return Principal(stored.key_id, stored.name, stored.scopes)
+        return Principal(stored.key_id, stored.name, stored.scopes, stored.rate_limit)
 
     async def principal_of(self, key_id: str) -> Principal | None:
         """A key still valid, by id (a signed session names its key by id)."""
         if key_id == BOOTSTRAP.key_id and self._bootstrap is not None:
             return BOOTSTRAP
         stored = await self.find(key_id)
-        return None if stored is None or stored.revoked_at else Principal(stored.key_id, stored.name, stored.scopes)
+        if stored is None or stored.revoked_at:
+            return None
+        return Principal(stored.key_id, stored.name, stored.scopes, stored.rate_limit)
 
     async def find(self, key_id: str) -> StoredKey | None:
         now = self._clock()
@@ -133,7 +139,8 @@ class Keys:
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id))).first()
         stored = None if row is None else StoredKey(row.key_id, row.name, bytes(row.secret_sha256),
-                                                    frozenset(row.scopes), row.created_at, row.revoked_at)
+                                                    frozenset(row.scopes), row.created_at, row.revoked_at,
+                                                    row.rate_limit)
         self._cache[key_id] = (now, stored)
         return stored
 

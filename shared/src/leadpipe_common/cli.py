@@ -72,6 +72,9 @@ def service_cli(
             workers=workers or settings.workers,
             log_config=None,
             access_log=False,
+            # uvicorn would believe X-Forwarded-For from 127.0.0.1 and hand the app the forwarded address, so any
+            # local process could pose as any client; the services decide whom to believe (CAPTURE_TRUSTED_PROXIES).
+            proxy_headers=False,
             timeout_graceful_shutdown=9,
         )
 

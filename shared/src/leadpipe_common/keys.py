@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import limits
 import sqlalchemy as sa
 import typer
 from sqlalchemy.exc import DBAPIError
@@ -24,14 +25,15 @@ from leadpipe_common.settings import ServiceSettings
 cli = typer.Typer(help="Create, list and revoke leadpipe API keys.", no_args_is_help=True, add_completion=False)
 
 
-async def create_key(settings: ServiceSettings, name: str, scopes: list[str]) -> tuple[str, str]:
+async def create_key(settings: ServiceSettings, name: str, scopes: list[str],
+                     rate_limit: str | None = None) -> tuple[str, str]:
     """(key id, the key): the key exists only in the caller's hands from here on."""
     key_id, key, secret_digest = new_key()
     engine = make_engine(settings)
     try:
         async with engine.begin() as conn:
             await conn.execute(api_keys.insert().values(key_id=key_id, name=name, secret_sha256=secret_digest,
-                                                        scopes=sorted(set(scopes))))
+                                                        scopes=sorted(set(scopes)), rate_limit=rate_limit))
     finally:
         await engine.dispose()
     return key_id, key
@@ -61,12 +63,19 @@ def _settings() -> ServiceSettings:
 def create(
     name: str = typer.Option(..., help="who or what uses the key (a CRM, a person, an importer)"),
     scope: list[str] = typer.Option(..., help=f"one of {', '.join(SCOPES)}; repeat for several"),
+    rate_limit: str | None = typer.Option(None, help="what a capture:write key may submit, like 500/second "
+                                                     "(default: CAPTURE_KEY_RATE_LIMIT)"),
 ) -> None:
     """Create a key and print it: this is the only time it is shown."""
     unknown = sorted(set(scope) - set(SCOPES))
     if unknown:
         raise typer.BadParameter(f"unknown scope {', '.join(unknown)}; use {', '.join(SCOPES)}", param_hint="--scope")
-    key_id, key = asyncio.run(create_key(_settings(), name, scope))
+    if rate_limit is not None:
+        try:
+            limits.parse(rate_limit)
+        except ValueError:
+            raise typer.BadParameter(f"{rate_limit!r} is not a rate like 500/second", param_hint="--rate-limit") from None
+    key_id, key = asyncio.run(create_key(_settings(), name, scope, rate_limit))
     typer.echo(f"created key {key_id} for {name} with {', '.join(sorted(set(scope)))}; it is shown only now:")
     typer.echo(key)
 

@@ -7,11 +7,12 @@ for a browser's form post, the same problem as a readable page.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
@@ -19,20 +20,22 @@ from urllib.parse import parse_qsl
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from limits import RateLimitItem
 from prometheus_client import Counter
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import UploadFile
 
 from leadpipe_common import topics
-from leadpipe_common.auth import needs
+from leadpipe_common.auth import identify, needs
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadCaptured, LeadQuarantined
-from leadpipe_common.http import FieldProblem, Problem, problem_responses
+from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
 from capture.domain import Form, InvalidSubmission, capture_lead, suspicions
 from capture.handlers import SOURCE
+from capture.throttle import Network, Throttle, client_address, parse_rate
 from capture.store import CaptureStore
 from capture.writer import LeadWriter, NewLead
 
@@ -40,11 +43,23 @@ log = structlog.get_logger(__name__)
 
 ACCEPTED = Counter("capture_leads_accepted_total", "Leads accepted (durable)", ["endpoint"])
 REJECTED = Counter("capture_requests_rejected_total", "Requests refused", ["status"])
+THROTTLED = Counter("capture_requests_throttled_total", "Submissions refused with 429", ["by"])
 QUARANTINED = Counter("capture_submissions_quarantined_total", "Submissions taken for bots' (answered as people)",
                       ["endpoint"])
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """capture's rate limits, parsed at start (``capture.throttle``)."""
+
+    per_address: RateLimitItem
+    per_key: RateLimitItem
+    per_form: dict[str, RateLimitItem]
+    trusted_proxies: tuple[Network, ...]
+    throttle: Throttle = field(default_factory=Throttle)
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,33 @@ class Capture:
     forms: dict[str, Form]
     writer: LeadWriter
     clock: Callable[[], datetime]
+    limits: Limits
+
+
+async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: str | None) -> bool:
+    """Whether a capture:write key vouches for the sender (browser checks then do not apply); raises 401/403
+    for a bad key and 429 over the limit, before the body is read."""
+    who = await identify(request)
+    if who is not None and not who.may("capture:write"):
+        raise Problem(403, f"this API key ({who.name}) lacks the scope capture:write")
+    limits = rt.context.limits
+    if who is not None:
+        rate, identity = (_rate(who.rate_limit) if who.rate_limit else limits.per_key), ("key", who.key_id)
+    else:
+        rate = limits.per_form.get(form_id or "", limits.per_address)
+        address = client_address(request.client.host if request.client else None,
+                                 request.headers.get("x-forwarded-for"), limits.trusted_proxies)
+        identity = ("address", address, form_id or "api")
+    wait = limits.throttle.retry_after(rate, *identity)
+    if wait is not None:
+        THROTTLED.labels("key" if who else "address").inc()
+        raise Problem(429, f"too many submissions; retry in {wait} s", headers={"Retry-After": str(wait)})
+    return who is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _rate(text: str) -> RateLimitItem:
+    return parse_rate(text, "the key's rate limit")
 
 
 CaptureRuntime = Annotated[Runtime[Capture, CaptureStore], Depends(runtime)]
@@ -104,7 +146,7 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
 
 
 async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: dict[str, Any],
-                  form_id: str | None, endpoint: str) -> dict[str, Any]:
+                  form_id: str | None, endpoint: str, vouched: bool) -> dict[str, Any]:
     now = rt.context.clock()
     form = rt.context.forms.get(form_id) if form_id else None
     try:
@@ -113,7 +155,7 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         raise Problem(422, "the lead was not accepted", exc.errors) from None
     if form_id and form is None:
         log.info("lead posted to a form not in the forms file", form_id=form_id)
-    reasons = suspicions(fields, form)
+    reasons = [] if vouched else suspicions(fields, form)
     if reasons:
         # The same answer a person gets: a bot learns nothing from it.
         await _quarantine(request, rt, lead, fields, reasons)
@@ -172,7 +214,10 @@ def _body(*media_types: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {m: {"schema": schema} for m in media_types}}}
 
 
-_ERRORS = problem_responses(413, 415, 422, 503)
+_ERRORS = {**problem_responses(401, 403, 413, 415, 422, 503,
+                                _401="an API key was sent, but it is unknown or revoked (no key: a browser)",
+                                _403="the API key sent lacks capture:write"),
+           429: {"model": ProblemBody, "description": "over the rate limit; retry after `Retry-After` seconds"}}
 
 
 @router.post(
@@ -185,8 +230,9 @@ _ERRORS = problem_responses(413, 415, 422, 503)
     openapi_extra=_body("application/json"),
 )
 async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
+    vouched = await _admit(request, rt, None)
     fields = await _parse_fields(request, JSON_TYPES)
-    return JSONResponse(await _accept(request, rt, fields, None, "api"), status_code=202)
+    return JSONResponse(await _accept(request, rt, fields, None, "api", vouched), status_code=202)
 
 
 @router.post(
@@ -208,8 +254,9 @@ async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
 )
 async def post_form(form_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")], request: Request,
                     rt: CaptureRuntime) -> Response:
+    vouched = await _admit(request, rt, form_id)
     fields = await _parse_fields(request, (*FORM_TYPES, *JSON_TYPES))
-    answer = await _accept(request, rt, fields, form_id, "form")
+    answer = await _accept(request, rt, fields, form_id, "form", vouched)
     if _wants_json(request):
         return JSONResponse(answer, status_code=202)
     form = rt.context.forms.get(form_id)

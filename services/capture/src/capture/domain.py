@@ -111,6 +111,8 @@ class Form:
     allowed_origins: frozenset[str] = frozenset()
     #: A field hidden from people (CSS) that bots fill in: filled means a bot.
     honeypot: str = "_gotcha"
+    #: Submissions per client address (``30/minute``); None: ``CAPTURE_RATE_LIMIT``.
+    rate_limit: str | None = None
 
 
 DEFAULT_HONEYPOT = "_gotcha"
@@ -194,7 +196,7 @@ def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
         spec = spec or {}
         if not isinstance(spec, Mapping):
             raise ValueError(f"forms.{form_id}: expected a mapping")
-        unknown = set(spec) - {"name", "thank_you_url", "offer", "allowed_origins", "honeypot"}
+        unknown = set(spec) - {"name", "thank_you_url", "offer", "allowed_origins", "honeypot", "rate_limit"}
         if unknown:
             raise ValueError(f"forms.{form_id}: unknown keys {sorted(unknown)}")
         forms[str(form_id)] = Form(
@@ -204,5 +206,6 @@ def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
             offer=spec.get("offer"),
             allowed_origins=parse_origins(spec.get("allowed_origins") or [], f"forms.{form_id}.allowed_origins"),
             honeypot=str(spec.get("honeypot") or DEFAULT_HONEYPOT),
+            rate_limit=str(spec["rate_limit"]) if spec.get("rate_limit") else None,
         )
     return forms

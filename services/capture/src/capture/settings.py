@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -8,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 from leadpipe_common.settings import ConsumerSettings
 
 from capture.domain import parse_origins
+from capture.throttle import parse_networks, parse_rate
 
 DATA = Path(__file__).parent / "data"
 
@@ -32,6 +34,25 @@ class CaptureSettings(ConsumerSettings):
 
     def origins(self) -> frozenset[str]:
         return parse_origins(self.cors_origins, "CAPTURE_CORS_ORIGINS")
+
+    rate_limit: str = Field("30/minute", description="submissions per client address and form (a form's "
+                                                     "`rate_limit` overrides it); over it: `429` with `Retry-After`")
+    key_rate_limit: str = Field("1000/second", description="submissions per `capture:write` key, for server-to-server "
+                                                          "imports (a key's own limit overrides it)")
+    trusted_proxies: str = Field("", description="comma-separated addresses or networks of your proxies; "
+                                                 "`X-Forwarded-For` is believed only from them")
+
+    @field_validator("rate_limit", "key_rate_limit")
+    @classmethod
+    def _rate(cls, v: str, info: Any) -> str:
+        parse_rate(v, f"CAPTURE_{info.field_name.upper()}")
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        parse_networks(v, "CAPTURE_TRUSTED_PROXIES")
+        return v
     write_batch_max: int = Field(500, ge=1, description="most leads committed in one transaction (requests "
                                                         "arriving while one commits share the next)")
     outbox_batch_max: int = 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import secrets
 import tempfile
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from leadpipe_common.local.infra import free_port
 from leadpipe_common.local.stack import SERVICES, Stack
@@ -22,6 +24,20 @@ PAGE_PORT = free_port()
 PAGE_ORIGIN = f"http://127.0.0.1:{PAGE_PORT}"
 
 
+#: A form of the test stacks' forms file whose submissions are limited hard, for the rate-limit tests.
+LIMITED_FORM = "rate-limited"
+
+
+def _test_forms(data_dir: Path) -> Path:
+    """The shipped forms plus one with a tight rate limit (every other test posts from one address)."""
+    bundled = yaml.safe_load((importlib.resources.files("capture") / "data" / "forms.yaml").read_text())
+    bundled["forms"][LIMITED_FORM] = {"name": "Rate limit test", "rate_limit": "3/minute"}
+    path = data_dir / "forms.yaml"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(bundled))
+    return path
+
+
 def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> Stack:
     return Stack(
         data_dir=data_dir,
@@ -32,7 +48,9 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
         durable=False,
         service_logs=True,
         extra_env={"LOG_JSON": "true", "LOG_LEVEL": "INFO", "CAPTURE_CORS_ORIGINS": PAGE_ORIGIN,
-                   "LEADPIPE_BOOTSTRAP_KEY": TEST_KEY},
+                   "LEADPIPE_BOOTSTRAP_KEY": TEST_KEY, "CAPTURE_FORMS_FILE": str(_test_forms(data_dir)),
+                   # Every test posts from 127.0.0.1; LIMITED_FORM is the one that is held to a limit.
+                   "CAPTURE_RATE_LIMIT": "1000000/minute"},
     )
 
 
