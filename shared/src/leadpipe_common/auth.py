@@ -163,14 +163,18 @@ def _token(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def identify(request: Request) -> Principal | None:
-    """The caller by key (header) or by session (cookie); raises 401 for a key that is unknown or revoked."""
+async def identify(request: Request, *, sessions: bool = True) -> Principal | None:
+    """The caller by key (header) or, with ``sessions``, by dashboard session (cookie); raises 401 for a key
+    that is unknown or revoked. (Cookies ignore ports: a browser signed in to the dashboard sends its session
+    to every service on the host, so a service that must not count it as a key passes ``sessions=False``.)"""
     token = _token(request)
     if token:
         found = await keys_of(request).authenticate(token)
         if found is None:
             raise Problem(401, "the API key is unknown or revoked", headers=_challenge())
         return found
+    if not sessions:
+        return None
     session = request.cookies.get(SESSION_COOKIE)
     if session and (key_id := request.app.state.sessions.key_id(session)) is not None:
         return await keys_of(request).principal_of(key_id)

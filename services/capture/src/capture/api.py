@@ -75,7 +75,7 @@ class Capture:
 async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: str | None) -> bool:
     """Whether a capture:write key vouches for the sender (browser checks then do not apply); raises 401/403
     for a bad key and 429 over the limit, before the body is read."""
-    who = await identify(request)
+    who = await identify(request, sessions=False)  # only a key sent on purpose vouches for a submission
     if who is not None and not who.may("capture:write"):
         raise Problem(403, f"this API key ({who.name}) lacks the scope capture:write")
     limits = rt.context.limits
