@@ -85,7 +85,7 @@ async def test_leads_outlive_a_broker_that_restarts_empty(faulty, db, audit):
         assert len(ledger.accepted) == 200
         await asyncio.to_thread(faulty.restart_broker)
         await ledger.post(client, 50)
-    await assert_conserved(faulty, db, audit, ledger, timeout=180)
+    await assert_conserved(faulty, db, audit, ledger, timeout=180, broker_lost_data=True)
     async with db.connect() as conn:
         redriven = (await conn.execute(sa.text("SELECT count(*) FROM capture.leads WHERE redrives > 0 "
                                                "AND lead_id::text = ANY(:ids)"), {"ids": list(ledger.accepted)})).scalar_one()
