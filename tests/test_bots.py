@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import sqlalchemy as sa
 
 from leadpipe_common import topics
 from leadpipe_common.testing.kafka import read_topic
-from leadpipe_common.testing.plugin import KEY_HEADERS
+from leadpipe_common.testing.captcha import SECRET as CAPTCHA_SECRET
+from leadpipe_common.testing.captcha import VERIFIER
+from leadpipe_common.testing.plugin import CAPTCHA_FORMS, KEY_HEADERS, TOKEN_FILL_S, TOKEN_FORM, TOKEN_SECRET
+
+from capture.domain import issue_form_token
 
 
 def url(stack, service: str) -> str:  # noqa: ANN001
@@ -78,3 +83,82 @@ async def test_only_an_admin_key_sees_or_releases_the_quarantine(stack):
     async with httpx.AsyncClient(base_url=url(stack, "capture")) as capture:
         assert (await capture.get("/v1/quarantine")).status_code == 401
         assert (await capture.post(f"/v1/quarantine/{uuid.uuid4()}/release")).status_code == 401
+
+
+async def where_each_went(db, lead_ids: list[str]) -> dict[str, str]:  # noqa: ANN001
+    """``lead`` or ``quarantine``, by lead id: where capture stored each submission."""
+    async with db.connect() as conn:
+        rows = (await conn.execute(sa.text(
+            "SELECT lead_id::text, 'lead' FROM capture.leads WHERE lead_id::text = ANY(:ids) UNION ALL "
+            "SELECT lead_id::text, 'quarantine' FROM capture.quarantine WHERE lead_id::text = ANY(:ids)"),
+            {"ids": lead_ids})).all()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+async def test_form_tokens_keep_hasty_forged_and_expired_submissions_out_while_people_get_through(stack, db):
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        async def token() -> str:
+            answer = await capture.get(f"/v1/forms/{TOKEN_FORM}/token")
+            assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+            assert answer.json()["field"] == "_token"
+            return answer.json()["token"]
+
+        async def post(name: str, **extra: str) -> str:
+            answer = await capture.post(f"/v1/forms/{TOKEN_FORM}", data={"email": f"{name}@example.com", **extra},
+                                        headers={"accept": "application/json"})
+            assert answer.status_code == 202  # the same answer for everyone
+            return answer.json()["lead_id"]
+
+        shown = [await token() for _ in range(3)]
+        hasty = [await post(f"hasty{i}", _token=t) for i, t in enumerate(shown)]
+        stamp, mac = shown[0].split(".")
+        forged = [await post("forged", _token=f"{format(int(stamp, 16) - 60_000, 'x')}.{mac}"),
+                  await post("garbage", _token="not-a-token"), await post("tokenless")]
+        expired_at = datetime.now(UTC) - timedelta(hours=2)
+        expired = [await post("expired", _token=issue_form_token(TOKEN_FORM, expired_at, token_key_of_test_stack()))]
+        await asyncio.sleep(TOKEN_FILL_S + 0.2)  # as long as a person takes
+        people = [await post(f"person{i}", _token=t) for i, t in enumerate(shown)]
+        script = await capture.get(f"/v1/forms/{TOKEN_FORM}/token.js")
+        unknown = await capture.get("/v1/forms/no-such-form/token")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert '"_token"' in script.text and unknown.status_code == 404
+    went = await where_each_went(db, hasty + forged + expired + people)
+    assert [went[i] for i in hasty + forged + expired] == ["quarantine"] * 7
+    assert [went[i] for i in people] == ["lead"] * 3
+    async with db.connect() as conn:
+        reasons = dict((await conn.execute(sa.text(
+            "SELECT lead_id::text, reasons[1] FROM capture.quarantine WHERE lead_id::text = ANY(:ids)"),
+            {"ids": [hasty[0], forged[0], forged[2], expired[0]]})).all())
+    assert reasons[hasty[0]].startswith("sent 0.") and "forged" in reasons[forged[0]]
+    assert "no form token" in reasons[forged[2]] and "expired" in reasons[expired[0]]
+
+
+def token_key_of_test_stack() -> bytes:
+    from capture.app import token_key
+    from capture.settings import CaptureSettings
+
+    return token_key(CaptureSettings(token_secret=TOKEN_SECRET), {})
+
+
+async def test_a_captcha_is_verified_with_its_service_and_an_outage_follows_the_forms_choice(stack, db):
+    answers = {"open": ["human", "bot", None, "broken", "slow"], "closed": ["human", "bot", None, "broken", "slow"]}
+    sent = {}
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        for mode, form_id in CAPTCHA_FORMS.items():
+            for answer in answers[mode]:
+                fields = {"email": f"captcha-{mode}-{answer}@example.com"}
+                if answer:
+                    fields["cf-turnstile-response"] = answer
+                reply = await capture.post(f"/v1/forms/{form_id}", data=fields, headers={"accept": "application/json"})
+                assert reply.status_code == 202, reply.text
+                sent[(mode, answer)] = reply.json()["lead_id"]
+    went = await where_each_went(db, list(sent.values()))
+    outcome = {key: went[lead_id] for key, lead_id in sent.items()}
+    assert outcome == {
+        ("open", "human"): "lead", ("open", "bot"): "quarantine", ("open", None): "quarantine",
+        ("open", "broken"): "lead", ("open", "slow"): "lead",  # the verifier failed: the form fails open
+        ("closed", "human"): "lead", ("closed", "bot"): "quarantine", ("closed", None): "quarantine",
+        ("closed", "broken"): "quarantine", ("closed", "slow"): "quarantine",
+    }
+    verified = [call for call in VERIFIER.calls if call.get("response") == "human"]
+    assert verified and all(c["secret"] == CAPTCHA_SECRET and c["remoteip"] == "127.0.0.1" for c in verified)

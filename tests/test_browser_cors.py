@@ -6,6 +6,7 @@ own); the same page served as ``localhost`` on that port is another origin.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
-from leadpipe_common.testing.browser import chromium_or_skip
-from leadpipe_common.testing.plugin import PAGE_ORIGIN, PAGE_PORT
+from leadpipe_common.testing.browser import chromium, chromium_or_skip
+from leadpipe_common.testing.plugin import PAGE_ORIGIN, PAGE_PORT, TOKEN_FILL_S, TOKEN_FORM
 
 PAGE = """<!doctype html><html><body><script>
 fetch("{capture}/v1/leads", {{method: "POST", headers: {{"content-type": "application/json"}},
@@ -25,13 +27,22 @@ fetch("{capture}/v1/leads", {{method: "POST", headers: {{"content-type": "applic
   .catch(e => {{ document.body.dataset.result = "blocked " + e.name; }});
 </script></body></html>"""
 
+#: A plain HTML form with the form-token script, as the README shows it.
+TOKEN_PAGE = """<!doctype html><html><body>
+<form action="{capture}/v1/forms/{form}" method="post"><input name="email" value="{email}"></form>
+<script src="{capture}/v1/forms/{form}/token.js"></script>
+</body></html>"""
+TOKEN_EMAIL = "token-script@example.com"
+
 
 @pytest.fixture(scope="module")
 def pages(capture_url: str) -> Iterator[None]:
-    body = PAGE.format(capture=capture_url).encode()
+    bodies = {"/": PAGE.format(capture=capture_url).encode(),
+              "/token-form": TOKEN_PAGE.format(capture=capture_url, form=TOKEN_FORM, email=TOKEN_EMAIL).encode()}
 
     class Page(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
+            body = bodies[self.path]
             self.send_response(200)
             self.send_header("content-type", "text/html")
             self.send_header("content-length", str(len(body)))
@@ -78,3 +89,17 @@ async def test_preflights_are_answered_for_allowed_origins_only_and_never_allow_
     assert "access-control-allow-credentials" not in allowed.headers
     assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
     assert post.status_code == 202 and "access-control-allow-origin" not in post.headers
+
+
+async def test_the_token_script_lets_a_person_who_took_their_time_through(pages, tmp_path, db):
+    async with chromium(tmp_path / "token") as page:
+        await page.goto(f"{PAGE_ORIGIN}/token-form")
+        await page.wait_for("(document.querySelector('input[name=_token]') || {}).value")
+        await asyncio.sleep(TOKEN_FILL_S + 0.2)  # as long as a person takes
+        lead_id = await page.evaluate("""fetch(document.forms[0].action, {method: "POST",
+            body: new FormData(document.forms[0]), headers: {accept: "application/json"}})
+            .then(r => r.json()).then(b => b.lead_id)""")
+    async with db.connect() as conn:
+        stored = (await conn.execute(sa.text("SELECT email FROM capture.leads WHERE lead_id = :id"),
+                                     {"id": lead_id})).scalar_one_or_none()
+    assert stored == TOKEN_EMAIL  # a lead, not a quarantined submission

@@ -1,9 +1,11 @@
 import uuid
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from capture.domain import Form, InvalidSubmission, capture_lead, may_post_from, parse_forms, suspicions
+from capture.domain import (Form, InvalidSubmission, captcha_answer, captcha_suspicions, capture_lead,
+                            issue_form_token, may_post_from, parse_forms, suspicions)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LEAD_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -96,10 +98,94 @@ def test_an_origin_that_is_not_scheme_host_and_port_is_refused(origin):
 
 def test_a_filled_hidden_field_is_a_bots_mark_and_a_form_may_name_its_own():
     forms = parse_forms({"forms": {"demo": {"honeypot": "website"}}})
-    assert suspicions({"email": "a@b.co", "_gotcha": "http://spam"}, None) == ["the hidden field _gotcha was filled in"]
-    assert suspicions({"email": "a@b.co", "_gotcha": ""}, None) == []
-    assert suspicions({"email": "a@b.co", "website": "x"}, forms["demo"]) == ["the hidden field website was filled in"]
-    assert suspicions({"email": "a@b.co", "_gotcha": "x"}, forms["demo"]) == []
+
+    def judged(fields, form):
+        return suspicions(fields, form, NOW, KEY)
+
+    assert judged({"email": "a@b.co", "_gotcha": "http://spam"}, None) == ["the hidden field _gotcha was filled in"]
+    assert judged({"email": "a@b.co", "_gotcha": ""}, None) == []
+    assert judged({"email": "a@b.co", "website": "x"}, forms["demo"]) == ["the hidden field website was filled in"]
+    assert judged({"email": "a@b.co", "_gotcha": "x"}, forms["demo"]) == []
+
+
+KEY = b"k" * 32
+TOKEN_FORM = parse_forms({"forms": {"demo": {"require_token": True, "min_fill_seconds": 3,
+                                             "token_max_age_seconds": 3600}}})["demo"]
+
+
+def fill(seconds_after_shown: float, token_form: str = "demo", key: bytes = KEY) -> list[str]:
+    token = issue_form_token(token_form, NOW, key)
+    return suspicions({"_token": token}, TOKEN_FORM, NOW + timedelta(seconds=seconds_after_shown), KEY)
+
+
+def test_a_person_who_took_their_time_passes_the_fill_time_check():
+    assert fill(3) == [] and fill(600) == []
+
+
+def test_a_submission_sooner_than_the_forms_minimum_fill_time_is_a_bots():
+    assert fill(0.4) == ["sent 0.4 s after the form was shown (at least 3 s expected)"]
+
+
+def test_an_expired_forged_or_missing_token_is_a_bots():
+    assert fill(3601) == ["the form token expired (1.0 h old; at most 1 h)"]
+    assert fill(10, key=b"another key") == ["the form token is forged or belongs to another form"]
+    assert fill(10, token_form="pricing") == ["the form token is forged or belongs to another form"]
+    stamp, mac = issue_form_token("demo", NOW, KEY).split(".")
+    earlier = format(int(stamp, 16) - 60_000, "x")  # claims the form was shown a minute sooner
+    assert suspicions({"_token": f"{earlier}.{mac}"}, TOKEN_FORM, NOW, KEY) == [
+        "the form token is forged or belongs to another form"]
+    assert suspicions({}, TOKEN_FORM, NOW, KEY) == ["no form token (the form's token script did not run)"]
+    assert suspicions({"_token": ["a", "list"]}, TOKEN_FORM, NOW, KEY) == [
+        "no form token (the form's token script did not run)"]
+
+
+def test_a_form_that_does_not_require_a_token_ignores_it():
+    plain = parse_forms({"forms": {"demo": {}}})["demo"]
+    assert suspicions({"_token": "garbage"}, plain, NOW, KEY) == []
+
+
+CAPTCHA = parse_forms({"forms": {"demo": {"captcha": {
+    "provider": "turnstile", "secret_env": "TURNSTILE_SECRET", "on_error": "closed", "min_score": 0.5}}}})[
+    "demo"].captcha
+
+
+def test_a_provider_names_its_verifier_and_answer_field():
+    assert CAPTCHA.verify_url == "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+    assert CAPTCHA.field == "cf-turnstile-response" and not CAPTCHA.fail_open and CAPTCHA.timeout_s == 3
+    assert captcha_answer({"cf-turnstile-response": " abc "}, CAPTCHA) == "abc"
+
+
+def test_a_solved_captcha_vouches_and_an_unsolved_one_does_not():
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": True}) == []
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": False, "error-codes": ["invalid-input-response"]}) == [
+        "the CAPTCHA was not solved (invalid-input-response)"]
+    assert captcha_suspicions(CAPTCHA, None, None) == ["no CAPTCHA answer"]
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": 0.2}) == [
+        "the CAPTCHA score 0.2 is below the form's 0.5"]
+
+
+def test_an_unreachable_verifier_or_a_refused_secret_follows_the_forms_on_error():
+    fail_open = replace(CAPTCHA, fail_open=True)
+    refused = {"success": False, "error-codes": ["invalid-input-secret"]}
+    assert captcha_suspicions(fail_open, "abc", None) == []
+    assert captcha_suspicions(fail_open, "abc", refused) == []  # our misconfiguration, not the person's fault
+    assert captcha_suspicions(CAPTCHA, "abc", None) == [
+        "the CAPTCHA could not be verified (verifier unavailable; the form fails closed)"]
+    assert captcha_suspicions(CAPTCHA, "abc", refused) == [
+        "the CAPTCHA could not be verified (invalid-input-secret; the form fails closed)"]
+
+
+@pytest.mark.parametrize(("captcha", "message"), [
+    ({"provider": "friendly", "secret_env": "X"}, "is not one of"),
+    ({"verify_url": "https://v.example/siteverify", "secret_env": "X"}, "name a provider"),
+    ({"provider": "hcaptcha"}, "secret_env: name the environment variable"),
+    ({"provider": "hcaptcha", "secret_env": "X", "on_error": "maybe"}, "on_error"),
+    ({"provider": "hcaptcha", "secret_env": "X", "timeout_s": 0}, "timeout_s"),
+    ({"provider": "hcaptcha", "secret_env": "X", "secret": "0x123"}, "unknown keys"),
+])
+def test_a_captcha_misconfigured_is_refused_naming_the_entry(captcha, message):
+    with pytest.raises(ValueError, match=message):
+        parse_forms({"forms": {"demo": {"captcha": captcha}}})
 
 
 def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy():

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+import httpx
 import sqlalchemy as sa
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -82,6 +83,8 @@ class Clients:
     producer: Producer
     #: Cut the outbox relay's idle wait: something was just committed for it.
     wake_relay: Callable[[], None]
+    #: For calls to other HTTP services (pooled; closed at shutdown); each call sets its own timeout.
+    http: httpx.AsyncClient
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), service.store, service.inbox,
                                          service.outbox, on_publish=wake)
         app.state.keys = Keys(engine, settings.bootstrap_key.get_secret_value() if settings.bootstrap_key else None)
-        ctx = context(Clients(engine=engine, producer=producer, wake_relay=wake))
+        http = httpx.AsyncClient(timeout=10, follow_redirects=False)
+        ctx = context(Clients(engine=engine, producer=producer, wake_relay=wake, http=http))
         rt = Runtime(settings=settings, context=ctx, engine=engine, producer=producer, unit_of_work=unit_of_work,
                      wake_relay=wake)
         app.state.runtime = rt
@@ -196,6 +200,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
             for loop in reversed(loops):  # the relay last: it sends what the others committed
                 await loop.stop()
             await producer.stop()
+            await http.aclose()
             await engine.dispose()
             log.info("service stopped")
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from leadpipe_common.cli import service_cli
 
-from capture.app import load_forms
+from capture.app import check
 from capture.settings import CaptureSettings
 
 cli = service_cli(
@@ -10,7 +10,7 @@ cli = service_cli(
     app_factory="capture.app:create_app",
     settings_factory=CaptureSettings,
     migrations_dir=Path(__file__).parent / "migrations",
-    check=lambda s: load_forms(s.forms_file),
+    check=check,
 )
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
@@ -33,7 +33,9 @@ from leadpipe_common.events import LeadCaptured, LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
-from capture.domain import Form, InvalidSubmission, capture_lead, suspicions
+from capture.captcha import Verifier
+from capture.domain import (TOKEN_FIELD, Form, InvalidSubmission, captcha_answer, captcha_suspicions, capture_lead,
+                            issue_form_token, suspicions)
 from capture.handlers import SOURCE
 from capture.throttle import Network, Throttle, client_address, parse_rate
 from capture.store import CaptureStore
@@ -70,15 +72,28 @@ class Capture:
     writer: LeadWriter
     clock: Callable[[], datetime]
     limits: Limits
+    #: Signs and checks form tokens (``CAPTURE_TOKEN_SECRET``).
+    token_key: bytes
+    verifier: Verifier
 
 
-async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: str | None) -> bool:
-    """Whether a capture:write key vouches for the sender (browser checks then do not apply); raises 401/403
-    for a bad key and 429 over the limit, before the body is read."""
+@dataclass(frozen=True)
+class Sender:
+    """Who sent a submission, as far as capture can tell before reading it."""
+
+    #: A ``capture:write`` key vouches for it: the browser-only checks (honeypot, token, CAPTCHA) do not apply.
+    vouched: bool
+    #: The client's address (``X-Forwarded-For`` only from a trusted proxy); None for a key.
+    address: str | None
+
+
+async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: str | None) -> Sender:
+    """Who sends this; raises 401/403 for a bad key and 429 over the limit, before the body is read."""
     who = await identify(request, sessions=False)  # only a key sent on purpose vouches for a submission
     if who is not None and not who.may("capture:write"):
         raise Problem(403, f"this API key ({who.name}) lacks the scope capture:write")
     limits = rt.context.limits
+    address = None
     if who is not None:
         rate, identity = (_rate(who.rate_limit) if who.rate_limit else limits.per_key), ("key", who.key_id)
     else:
@@ -90,7 +105,7 @@ async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: 
     if wait is not None:
         THROTTLED.labels("key" if who else "address").inc()
         raise Problem(429, f"too many submissions; retry in {wait} s", headers={"Retry-After": str(wait)})
-    return who is not None
+    return Sender(vouched=who is not None, address=address)
 
 
 @functools.lru_cache(maxsize=256)
@@ -99,6 +114,7 @@ def _rate(text: str) -> RateLimitItem:
 
 
 CaptureRuntime = Annotated[Runtime[Capture, CaptureStore], Depends(runtime)]
+FormId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
 router = APIRouter(tags=["capture"])
 
 
@@ -146,16 +162,17 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
 
 
 async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: dict[str, Any],
-                  form_id: str | None, endpoint: str, vouched: bool) -> dict[str, Any]:
+                  form_id: str | None, endpoint: str, sender: Sender) -> dict[str, Any]:
     now = rt.context.clock()
-    form = rt.context.forms.get(form_id) if form_id else None
+    named = form_id or fields.get("form_id")  # a JSON post names its form in the body
+    form = rt.context.forms.get(named) if isinstance(named, str) else None
     try:
         lead = capture_lead(fields, lead_id=uuid.uuid4(), received_at=now, form=form, form_id=form_id)
     except InvalidSubmission as exc:
         raise Problem(422, "the lead was not accepted", exc.errors) from None
     if form_id and form is None:
         log.info("lead posted to a form not in the forms file", form_id=form_id)
-    reasons = [] if vouched else suspicions(fields, form)
+    reasons = [] if sender.vouched else await _suspicions(rt.context, fields, form, now, sender)
     if reasons:
         # The same answer a person gets: a bot learns nothing from it.
         await _quarantine(request, rt, lead, fields, reasons)
@@ -173,6 +190,16 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
     ACCEPTED.labels(endpoint).inc()
     structlog.contextvars.bind_contextvars(lead_id=str(lead.lead_id))
     return _answer(lead)
+
+
+async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form | None, now: datetime,
+                      sender: Sender) -> list[str]:
+    reasons = suspicions(fields, form, now, ctx.token_key)
+    if reasons or form is None or form.captcha is None:
+        return reasons  # a known bot costs no call to the verifier
+    answer = captcha_answer(fields, form.captcha)
+    verdict = await ctx.verifier.verify(form.form_id, form.captcha, answer, sender.address) if answer else None
+    return captcha_suspicions(form.captcha, answer, verdict)
 
 
 def _answer(lead: LeadCaptured) -> dict[str, Any]:
@@ -230,9 +257,9 @@ _ERRORS = {**problem_responses(401, 403, 413, 415, 422, 503,
     openapi_extra=_body("application/json"),
 )
 async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
-    vouched = await _admit(request, rt, None)
+    sender = await _admit(request, rt, None)
     fields = await _parse_fields(request, JSON_TYPES)
-    return JSONResponse(await _accept(request, rt, fields, None, "api", vouched), status_code=202)
+    return JSONResponse(await _accept(request, rt, fields, None, "api", sender), status_code=202)
 
 
 @router.post(
@@ -252,17 +279,91 @@ async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
     },
     openapi_extra=_body("application/x-www-form-urlencoded", "multipart/form-data", "application/json"),
 )
-async def post_form(form_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")], request: Request,
-                    rt: CaptureRuntime) -> Response:
-    vouched = await _admit(request, rt, form_id)
+async def post_form(form_id: FormId, request: Request, rt: CaptureRuntime) -> Response:
+    sender = await _admit(request, rt, form_id)
     fields = await _parse_fields(request, (*FORM_TYPES, *JSON_TYPES))
-    answer = await _accept(request, rt, fields, form_id, "form", vouched)
+    answer = await _accept(request, rt, fields, form_id, "form", sender)
     if _wants_json(request):
         return JSONResponse(answer, status_code=202)
     form = rt.context.forms.get(form_id)
     if form and form.thank_you_url:
         return RedirectResponse(form.thank_you_url, status_code=303)
     return HTMLResponse(_thanks_page(form.name if form else None), status_code=200)
+
+
+class FormToken(BaseModel):
+    """Proof of when a form was shown: send ``token`` in the field ``field`` with the submission."""
+
+    field: str
+    token: str
+    #: The earliest a submission with this token counts as a person's (the form's ``min_fill_seconds``).
+    valid_from: datetime
+    expires_at: datetime
+
+
+_NO_STORE = {"Cache-Control": "no-store"}  # a cached token would say the form was shown long ago
+
+
+def _known_form(rt: Runtime[Capture, CaptureStore], form_id: str) -> Form:
+    form = rt.context.forms.get(form_id)
+    if form is None:
+        raise Problem(404, f"no form {form_id!r} in the forms file")
+    return form
+
+
+@router.get(
+    "/v1/forms/{form_id}/token", summary="A form token, for pages that post with fetch()", response_model=FormToken,
+    description="A signed token recording when the form was shown. A form with `require_token` quarantines "
+                "submissions without one, with a forged or expired one, or sent sooner than its "
+                "`min_fill_seconds` after it was shown. Fetch it when the form is shown, not when it is sent.",
+    responses=problem_responses(404, _404="no such form in the forms file"),
+)
+async def form_token(form_id: FormId, rt: CaptureRuntime) -> JSONResponse:
+    form = _known_form(rt, form_id)
+    now = rt.context.clock()
+    body = FormToken(field=TOKEN_FIELD, token=issue_form_token(form_id, now, rt.context.token_key),
+                     valid_from=now + timedelta(seconds=form.min_fill_seconds),
+                     expires_at=now + timedelta(seconds=form.token_max_age_seconds))
+    return JSONResponse(body.model_dump(mode="json"), headers=_NO_STORE)
+
+
+_TOKEN_SCRIPT = """(function () {
+  var formId = %(form_id)s, field = %(field)s, token = %(token)s, action = "/v1/forms/" + formId;
+  window.leadpipeTokens = window.leadpipeTokens || {};
+  window.leadpipeTokens[formId] = token;
+  function fill() {
+    document.querySelectorAll("form").forEach(function (form) {
+      if (form.action.slice(-action.length) !== action) return;
+      var input = form.querySelector('input[name="' + field + '"]');
+      if (!input) {
+        input = document.createElement("input");
+        input.type = "hidden";
+        input.name = field;
+        form.appendChild(input);
+      }
+      input.value = token;
+    });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fill); else fill();
+})();
+"""
+
+
+@router.get(
+    "/v1/forms/{form_id}/token.js", summary="A script that puts a form token into the page's form",
+    description="Include `<script src=\".../v1/forms/{form_id}/token.js\"></script>` on the page: it adds the "
+                "token (a hidden field) to every form posting to `/v1/forms/{form_id}`, and keeps it in "
+                "`window.leadpipeTokens[form_id]` for pages that post with fetch().",
+    response_class=Response,
+    responses={200: {"content": {"text/javascript": {"schema": {"type": "string"}}}},
+               **problem_responses(404, _404="no such form in the forms file")},
+)
+async def form_token_script(form_id: FormId, rt: CaptureRuntime) -> Response:
+    _known_form(rt, form_id)
+    token = issue_form_token(form_id, rt.context.clock(), rt.context.token_key)
+    script = _TOKEN_SCRIPT % {"form_id": json.dumps(form_id), "field": json.dumps(TOKEN_FIELD),
+                              "token": json.dumps(token)}
+    return Response(script, media_type="text/javascript", headers=_NO_STORE)
 
 
 class Quarantined(BaseModel):

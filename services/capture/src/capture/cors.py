@@ -1,7 +1,7 @@
 """Cross-origin posts from web pages: what lets a React, Vue or Next.js form ``fetch()`` capture.
 
-Guarantees: only capture's public endpoints (``/v1/leads``, ``/v1/forms/{id}``)
-answer cross-origin requests, and only for origins in ``CAPTURE_CORS_ORIGINS``
+Guarantees: only capture's public endpoints (``/v1/leads``, ``/v1/forms/{id}``
+and its token) answer cross-origin requests, and only for origins in ``CAPTURE_CORS_ORIGINS``
 or the form's own ``allowed_origins``: a preflight from such an origin gets
 ``204`` with the methods and headers a form needs; from any other origin it
 gets ``403`` and no CORS headers, so the browser blocks the post. Credentials
@@ -16,7 +16,7 @@ from typing import Any
 
 from capture.domain import Form, may_post_from
 
-_PUBLIC = re.compile(r"^/v1/(?:leads|forms/(?P<form>[^/]+))$")
+_PUBLIC = re.compile(r"^/v1/(?:leads|forms/(?P<form>[^/]+)(?:/token)?)$")
 ALLOWED_HEADERS = "content-type, accept, idempotency-key, traceparent"
 MAX_AGE_S = "600"
 
@@ -57,7 +57,7 @@ async def _preflight(send: Any, origin: str | None) -> None:
     headers = [(b"vary", b"Origin"), (b"content-length", b"0")]
     if origin is not None:
         headers += [(b"access-control-allow-origin", origin.encode()),
-                    (b"access-control-allow-methods", b"POST"),
+                    (b"access-control-allow-methods", b"GET, POST"),
                     (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),
                     (b"access-control-max-age", MAX_AGE_S.encode())]
     await send({"type": "http.response.start", "status": 204 if origin else 403, "headers": headers})

@@ -6,11 +6,14 @@ time and the form configuration in.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -99,6 +102,30 @@ class InvalidSubmission(ValueError):
         self.errors = errors
 
 
+#: The siteverify endpoints and answer fields of the CAPTCHA services whose protocol capture speaks.
+CAPTCHA_PROVIDERS = {
+    "turnstile": ("https://challenges.cloudflare.com/turnstile/v0/siteverify", "cf-turnstile-response"),
+    "hcaptcha": ("https://api.hcaptcha.com/siteverify", "h-captcha-response"),
+    "recaptcha": ("https://www.google.com/recaptcha/api/siteverify", "g-recaptcha-response"),
+}
+
+
+@dataclass(frozen=True)
+class Captcha:
+    """A form's CAPTCHA: where to verify the answer (the "siteverify" protocol) and what to do when that fails."""
+
+    verify_url: str
+    #: The environment variable holding the secret key: secrets stay out of the forms file.
+    secret_env: str
+    #: The form field the widget puts its answer in.
+    field: str
+    timeout_s: float = 3.0
+    #: When the verifier cannot be reached or refuses our secret: accept the submission (open) or quarantine it.
+    fail_open: bool = True
+    #: reCAPTCHA v3 answers a score: below it is a bot.
+    min_score: float | None = None
+
+
 @dataclass(frozen=True)
 class Form:
     """A form marketing has defined (the ``forms.yaml`` reference file)."""
@@ -113,16 +140,83 @@ class Form:
     honeypot: str = "_gotcha"
     #: Submissions per client address (``30/minute``); None: ``CAPTURE_RATE_LIMIT``.
     rate_limit: str | None = None
+    #: Submissions must carry a form token (``token.js``) at least ``min_fill_seconds`` old and younger than
+    #: ``token_max_age_seconds``: people take seconds to fill a form, scripts milliseconds.
+    require_token: bool = False
+    min_fill_seconds: float = 3.0
+    token_max_age_seconds: float = 86_400.0
+    captcha: Captcha | None = None
 
 
 DEFAULT_HONEYPOT = "_gotcha"
+#: The field a form token travels in.
+TOKEN_FIELD = "_token"
+_FORGED = "the form token is forged or belongs to another form"
 
 
-def suspicions(fields: Mapping[str, Any], form: Form | None) -> list[str]:
-    """Why a submission looks like a bot's (empty: it looks like a person's)."""
+def issue_form_token(form_id: str, shown_at: datetime, key: bytes) -> str:
+    """A token saying this form was shown at ``shown_at``, signed with ``key`` (HMAC-SHA256, bound to the form)."""
+    stamp = format(int(shown_at.timestamp() * 1000), "x")
+    return f"{stamp}.{_token_mac(key, form_id, stamp)}"
+
+
+def _token_mac(key: bytes, form_id: str, stamp: str) -> str:
+    digest = hmac.new(key, f"{form_id}\n{stamp}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def token_suspicions(token: str | None, form: Form, now: datetime, key: bytes) -> list[str]:
+    """Why a form token does not vouch for a person (empty: it does)."""
+    if not token:
+        return ["no form token (the form's token script did not run)"]
+    stamp, _, mac = token.partition(".")
+    if not hmac.compare_digest(mac.encode(), _token_mac(key, form.form_id, stamp).encode()):
+        return [_FORGED]
+    try:
+        shown_at = datetime.fromtimestamp(int(stamp, 16) / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return [_FORGED]  # signed by this key, so only if the key leaked
+    age = (now - shown_at).total_seconds()
+    if age < form.min_fill_seconds:
+        return [f"sent {max(age, 0):.1f} s after the form was shown (at least {form.min_fill_seconds:g} s expected)"]
+    if age > form.token_max_age_seconds:
+        return [f"the form token expired ({age / 3600:.1f} h old; at most {form.token_max_age_seconds / 3600:g} h)"]
+    return []
+
+
+def suspicions(fields: Mapping[str, Any], form: Form | None, now: datetime, token_key: bytes) -> list[str]:
+    """Why a submission looks like a bot's, before any CAPTCHA (empty: it looks like a person's)."""
     name = form.honeypot if form else DEFAULT_HONEYPOT
     if str(fields.get(name) or "").strip():
         return [f"the hidden field {name} was filled in"]
+    if form is not None and form.require_token:
+        token = fields.get(TOKEN_FIELD)
+        return token_suspicions(token if isinstance(token, str) else None, form, now, token_key)
+    return []
+
+
+def captcha_answer(fields: Mapping[str, Any], captcha: Captcha) -> str | None:
+    answer = fields.get(captcha.field)
+    return (answer.strip() or None) if isinstance(answer, str) else None
+
+
+#: Error codes that mean the verifier refused *our* configuration, not the person's answer.
+_OUR_FAULT = frozenset({"missing-input-secret", "invalid-input-secret", "sitekey-secret-mismatch"})
+
+
+def captcha_suspicions(captcha: Captcha, answer: str | None, verdict: Mapping[str, Any] | None) -> list[str]:
+    """Why a CAPTCHA does not vouch for a person; ``verdict`` is siteverify's JSON answer, None if unavailable."""
+    if answer is None:
+        return ["no CAPTCHA answer"]
+    codes = [str(c) for c in (verdict or {}).get("error-codes") or []]
+    if verdict is None or (not verdict.get("success") and _OUR_FAULT & set(codes)):
+        return [] if captcha.fail_open else [
+            f"the CAPTCHA could not be verified ({', '.join(codes) or 'verifier unavailable'}; the form fails closed)"]
+    if not verdict.get("success"):
+        return [f"the CAPTCHA was not solved ({', '.join(codes) or 'no reason given'})"]
+    score = verdict.get("score")
+    if captcha.min_score is not None and isinstance(score, int | float) and score < captcha.min_score:
+        return [f"the CAPTCHA score {score:g} is below the form's {captcha.min_score:g}"]
     return []
 
 
@@ -189,23 +283,73 @@ def capture_lead(
     return LeadCaptured(lead_id=lead_id, captured_at=received_at, contact=contact, attribution=attribution)
 
 
+_FORM_KEYS = {"name", "thank_you_url", "offer", "allowed_origins", "honeypot", "rate_limit", "require_token",
+              "min_fill_seconds", "token_max_age_seconds", "captcha"}
+_CAPTCHA_KEYS = {"provider", "verify_url", "field", "secret_env", "timeout_s", "on_error", "min_score"}
+
+
+def _seconds(value: Any, where: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{where}: expected a {'positive' if positive else 'non-negative'} number of seconds")
+    return float(value)
+
+
+def parse_captcha(spec: Any, where: str) -> Captcha:
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where}: expected a mapping")
+    unknown = set(spec) - _CAPTCHA_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(_CAPTCHA_KEYS)})")
+    provider = spec.get("provider")
+    if provider is not None and provider not in CAPTCHA_PROVIDERS:
+        raise ValueError(f"{where}.provider: {provider!r} is not one of {sorted(CAPTCHA_PROVIDERS)}")
+    url, field = CAPTCHA_PROVIDERS.get(provider or "", (None, None))
+    url, field = spec.get("verify_url") or url, spec.get("field") or field
+    if not url or not field:
+        raise ValueError(f"{where}: name a provider ({', '.join(CAPTCHA_PROVIDERS)}) or both verify_url and field")
+    if not re.match(r"^https?://", str(url)):
+        raise ValueError(f"{where}.verify_url: {url!r} is not an http(s) URL")
+    secret_env = spec.get("secret_env")
+    if not isinstance(secret_env, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", secret_env):
+        raise ValueError(f"{where}.secret_env: name the environment variable that holds the secret key "
+                         "(the secret itself stays out of this file)")
+    on_error = spec.get("on_error", "open")
+    if on_error not in ("open", "closed"):
+        raise ValueError(f"{where}.on_error: expected open (accept when the verifier fails) or closed (quarantine)")
+    min_score = spec.get("min_score")
+    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, int | float)
+                                  or not 0 <= min_score <= 1):
+        raise ValueError(f"{where}.min_score: expected a number from 0 to 1")
+    return Captcha(verify_url=str(url), secret_env=secret_env, field=str(field),
+                   timeout_s=_seconds(spec.get("timeout_s", 3.0), f"{where}.timeout_s", positive=True),
+                   fail_open=on_error == "open", min_score=min_score)
+
+
 def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
     """The ``forms:`` mapping of the forms file, checked; raises ``ValueError`` naming the bad entry."""
     forms = {}
     for form_id, spec in (raw.get("forms") or {}).items():
         spec = spec or {}
+        where = f"forms.{form_id}"
         if not isinstance(spec, Mapping):
-            raise ValueError(f"forms.{form_id}: expected a mapping")
-        unknown = set(spec) - {"name", "thank_you_url", "offer", "allowed_origins", "honeypot", "rate_limit"}
+            raise ValueError(f"{where}: expected a mapping")
+        unknown = set(spec) - _FORM_KEYS
         if unknown:
-            raise ValueError(f"forms.{form_id}: unknown keys {sorted(unknown)}")
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(_FORM_KEYS)})")
+        if not isinstance(spec.get("require_token", False), bool):
+            raise ValueError(f"{where}.require_token: expected true or false")
         forms[str(form_id)] = Form(
             form_id=str(form_id),
             name=str(spec.get("name") or form_id),
             thank_you_url=spec.get("thank_you_url"),
             offer=spec.get("offer"),
-            allowed_origins=parse_origins(spec.get("allowed_origins") or [], f"forms.{form_id}.allowed_origins"),
+            allowed_origins=parse_origins(spec.get("allowed_origins") or [], f"{where}.allowed_origins"),
             honeypot=str(spec.get("honeypot") or DEFAULT_HONEYPOT),
             rate_limit=str(spec["rate_limit"]) if spec.get("rate_limit") else None,
+            require_token=spec.get("require_token", False),
+            min_fill_seconds=_seconds(spec.get("min_fill_seconds", 3), f"{where}.min_fill_seconds"),
+            token_max_age_seconds=_seconds(spec.get("token_max_age_seconds", 86_400),
+                                           f"{where}.token_max_age_seconds", positive=True),
+            captcha=parse_captcha(spec["captcha"], f"{where}.captcha") if spec.get("captcha") else None,
         )
     return forms

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from leadpipe_common.settings import ConsumerSettings
@@ -41,6 +41,10 @@ class CaptureSettings(ConsumerSettings):
                                                           "imports (a key's own limit overrides it)")
     trusted_proxies: str = Field("", description="comma-separated addresses or networks of your proxies; "
                                                  "`X-Forwarded-For` is believed only from them")
+
+    token_secret: SecretStr | None = Field(
+        None, description="signs form tokens (forms with `require_token`); give every capture process the same one "
+                          "(unset: derived from `LEADPIPE_SESSION_SECRET`, which `make run` sets)")
 
     @field_validator("rate_limit", "key_rate_limit")
     @classmethod

@@ -20,6 +20,7 @@ import asyncio
 import functools
 import importlib.resources
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -162,10 +163,22 @@ class Stack:
         self.admin_key_file.chmod(0o600)
         return key
 
+    def signing_secret(self) -> str:
+        """``LEADPIPE_SESSION_SECRET`` for every process of this stack: dashboard sessions and form tokens then
+        hold across replicas and restarts. Kept in the data directory (owner only), made on the first start."""
+        path = self.data_dir / "session.secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32) + "\n")
+        return path.read_text().strip()
+
     def env(self) -> dict[str, str]:
         assert self.bootstrap and self.database_url
-        return {**os.environ, **self.extra_env, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "DATABASE_URL": self.database_url}
+        env = {**os.environ, **self.extra_env, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+               "DATABASE_URL": self.database_url}
+        env.setdefault("LEADPIPE_SESSION_SECRET", self.signing_secret())
+        return env
 
     def migrate(self, services: list[str] | None = None) -> None:
         # In-process: four more interpreters would cost seconds of imports each.

@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from leadpipe_common.local.infra import free_port
+from leadpipe_common.testing.captcha import SECRET as CAPTCHA_SECRET
+from leadpipe_common.testing.captcha import VERIFIER
 from leadpipe_common.local.stack import SERVICES, Stack
 
 
@@ -26,12 +28,27 @@ PAGE_ORIGIN = f"http://127.0.0.1:{PAGE_PORT}"
 
 #: A form of the test stacks' forms file whose submissions are limited hard, for the rate-limit tests.
 LIMITED_FORM = "rate-limited"
+#: A form that requires a form token at least TOKEN_FILL_S old.
+TOKEN_FORM = "token-required"
+TOKEN_FILL_S = 2
+#: Signs the test stacks' form tokens (``CAPTURE_TOKEN_SECRET``), so a test can sign an expired one.
+TOKEN_SECRET = f"test-tokens-{secrets.token_hex(16)}"
+#: Forms verified by the fake CAPTCHA service, failing open and failing closed.
+CAPTCHA_FORMS = {"open": "captcha-open", "closed": "captcha-closed"}
+CAPTCHA_TIMEOUT_S = 0.5
 
 
 def _test_forms(data_dir: Path) -> Path:
-    """The shipped forms plus one with a tight rate limit (every other test posts from one address)."""
+    """The shipped forms plus the bot-defence ones: a tight rate limit (every other test posts from one address),
+    a required form token, a CAPTCHA failing open and one failing closed."""
     bundled = yaml.safe_load((importlib.resources.files("capture") / "data" / "forms.yaml").read_text())
     bundled["forms"][LIMITED_FORM] = {"name": "Rate limit test", "rate_limit": "3/minute"}
+    bundled["forms"][TOKEN_FORM] = {"name": "Token test", "require_token": True, "min_fill_seconds": TOKEN_FILL_S,
+                                    "token_max_age_seconds": 3600}
+    for mode, form_id in CAPTCHA_FORMS.items():
+        bundled["forms"][form_id] = {"name": f"CAPTCHA failing {mode}", "captcha": {
+            "verify_url": VERIFIER.url, "field": "cf-turnstile-response", "secret_env": "TEST_CAPTCHA_SECRET",
+            "timeout_s": CAPTCHA_TIMEOUT_S, "on_error": mode}}
     path = data_dir / "forms.yaml"
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(bundled))
@@ -49,6 +66,7 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
         service_logs=True,
         extra_env={"LOG_JSON": "true", "LOG_LEVEL": "INFO", "CAPTURE_CORS_ORIGINS": PAGE_ORIGIN,
                    "LEADPIPE_BOOTSTRAP_KEY": TEST_KEY, "CAPTURE_FORMS_FILE": str(_test_forms(data_dir)),
+                   "CAPTURE_TOKEN_SECRET": TOKEN_SECRET, "TEST_CAPTCHA_SECRET": CAPTCHA_SECRET,
                    # Every test posts from 127.0.0.1; LIMITED_FORM is the one that is held to a limit.
                    "CAPTURE_RATE_LIMIT": "1000000/minute"},
     )

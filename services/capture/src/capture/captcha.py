@@ -1,0 +1,66 @@
+"""The CAPTCHA services' "siteverify" call (Cloudflare Turnstile, hCaptcha, reCAPTCHA speak the same protocol).
+
+IO only: a form-encoded POST of ``secret``, ``response`` and ``remoteip``; the
+JSON answer is judged by ``capture.domain.captcha_suspicions``. A timeout, a
+connection error, a non-2xx or a body that is not a JSON object is "unavailable"
+(None), which the form's ``on_error`` turns into an acceptance or a quarantine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import structlog
+from prometheus_client import Counter, Histogram
+
+from capture.domain import Captcha
+
+log = structlog.get_logger(__name__)
+
+CHECKS = Counter("capture_captcha_checks_total", "CAPTCHA answers verified, by form and outcome",
+                 ["form_id", "outcome"])
+LATENCY = Histogram("capture_captcha_verify_seconds", "Time the CAPTCHA verifier took to answer",
+                    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5))
+
+
+class Verifier:
+    """Verifies answers with each form's verifier, using the secrets named by the forms (read at start)."""
+
+    def __init__(self, client: httpx.AsyncClient, secrets: Mapping[str, str]) -> None:
+        self._client = client
+        self._secrets = dict(secrets)
+
+    async def verify(self, form_id: str, captcha: Captcha, answer: str, remote_ip: str | None) -> dict[str, Any] | None:
+        data = {"secret": self._secrets[captcha.secret_env], "response": answer}
+        if remote_ip:
+            data["remoteip"] = remote_ip
+        started = time.perf_counter()
+        verdict = await self._ask(form_id, captcha, data)
+        LATENCY.observe(time.perf_counter() - started)
+        if verdict is None:
+            CHECKS.labels(form_id, "unavailable").inc()
+            return None
+        codes = set(verdict.get("error-codes") or [])
+        CHECKS.labels(form_id, "solved" if verdict.get("success") else "failed").inc()
+        if not verdict.get("success") and {"invalid-input-secret", "missing-input-secret"} & codes:
+            log.error("the CAPTCHA verifier refuses this form's secret", form_id=form_id, env=captcha.secret_env)
+        return verdict
+
+    async def _ask(self, form_id: str, captcha: Captcha, data: dict[str, str]) -> dict[str, Any] | None:
+        try:
+            reply = await self._client.post(captcha.verify_url, data=data, timeout=captcha.timeout_s)
+        except httpx.HTTPError as exc:
+            log.warning("CAPTCHA verifier unavailable", form_id=form_id, url=captcha.verify_url, error=repr(exc))
+            return None
+        try:
+            verdict = reply.json() if reply.is_success else None
+        except ValueError:
+            verdict = None
+        if not isinstance(verdict, dict):
+            log.warning("CAPTCHA verifier gave no verdict", form_id=form_id, url=captcha.verify_url,
+                        status=reply.status_code)
+            return None
+        return verdict
