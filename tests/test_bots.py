@@ -56,10 +56,11 @@ async def test_a_bot_flood_creates_no_lead_while_every_person_gets_through(stack
 
 
 async def test_a_released_submission_enters_the_pipeline_exactly_once(stack, bootstrap):
+    source = f"released-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
         answer = await capture.post("/v1/leads", json={
             "email": "false-positive@stripe.com", "job_title": "Chief Marketing Officer", "offer": "demo",
-            "country": "US", "_gotcha": "autofill", "utm_source": "released"})
+            "country": "US", "_gotcha": "autofill", "utm_source": source})
         lead_id = answer.json()["lead_id"]
         listed = await capture.get("/v1/quarantine", headers=KEY_HEADERS)
         assert any(q["lead_id"] == lead_id and q["fields"]["email"] == "false-positive@stripe.com"
@@ -77,6 +78,12 @@ async def test_a_released_submission_enters_the_pipeline_exactly_once(stack, boo
     captured = await read_topic(bootstrap, topics.CAPTURED, where=lambda r: r.key.decode() == lead_id,
                                 until=lambda found: False, timeout=2)
     assert len({r.id for r in captured}) == 1 and routed  # once, and all the way to sales
+    async with httpx.AsyncClient(base_url=url(stack, "reporting"), headers=KEY_HEADERS) as reporting:
+        async with asyncio.timeout(30):  # the spam report counts it as a false positive
+            while (spam := (await reporting.get("/v1/reports/spam", params={"source": source})).json())[
+                    "released"] < 1:
+                await asyncio.sleep(0.3)
+    assert (spam["quarantined"], spam["released"], spam["spam"], spam["false_positive_rate"]) == (1, 1, 0, 1.0)
 
 
 async def test_only_an_admin_key_sees_or_releases_the_quarantine(stack):

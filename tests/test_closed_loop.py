@@ -64,6 +64,7 @@ def url(stack: Stack, service: str) -> str:
 
 
 ROUTED = {"job_title": "Chief Marketing Officer", "country": "US"}
+BOTS = 2
 # name: (email, fields, what sales will say)
 LEADS: dict[str, tuple[str, dict[str, Any]]] = {
     "won_eur": ("ada@stripe.com", {**ROUTED, "offer": "demo", "utm_source": "google", "utm_medium": "cpc",
@@ -109,6 +110,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def all_reports(client: httpx.AsyncClient) -> dict[str, Any]:
     paths = ["/v1/reports/funnel", "/v1/reports/velocity", "/v1/reports/sla", "/v1/reports/rejections",
+             "/v1/reports/spam",
              *(f"/v1/reports/funnel/by/{d}" for d in ("source", "medium", "campaign", "content", "form", "offer")),
              *(f"/v1/reports/attribution/{d}" for d in ("source", "campaign", "offer"))]
     out = {}
@@ -155,6 +157,10 @@ async def story(loop_stack: Stack) -> Story:
             response = await capture.post("/v1/leads", json={"email": email, **fields})
             assert response.status_code == 202, response.text
             ids[name] = response.json()["lead_id"]
+        for i in range(BOTS):  # answered as people, kept out of every report but the spam report
+            response = await capture.post("/v1/forms/demo-request", data={
+                "email": f"bot{i}@bot-farm.example", "utm_source": "bot-farm", "_gotcha": "http://pills.example"})
+            assert response.status_code == 200, response.text
     routed_names = ["won_eur", "lost", "rejected_fit", "won_usd", "rejected_budget", "lapsed"]
     routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() in {ids[n] for n in routed_names},
                               until=lambda found: len({r.key for r in found}) >= len(routed_names))
@@ -228,8 +234,9 @@ async def story(loop_stack: Stack) -> Story:
         async def settled() -> bool:
             body = (await reporting.get("/v1/reports/funnel")).json()
             sla = (await reporting.get("/v1/reports/sla")).json()
+            spam = (await reporting.get("/v1/reports/spam")).json()
             return (body["exits"]["lost"] == 1 and body["stages"][-1]["count"] == 2
-                    and sum(t["missed"] for t in sla["teams"]) == 2)
+                    and sum(t["missed"] for t in sla["teams"]) == 2 and spam["quarantined"] == BOTS)
 
         await wait_for(settled, timeout=30)
     return s
@@ -307,6 +314,16 @@ async def test_the_funnel_counts_every_stage_each_lead_reached(story: Story):
     assert by_content == {"ad-a": 1, "ad-b": 1, "(none)": 6}
     assert by_medium == {"cpc": 1, "social": 1, "(none)": 0}
     assert sum(by_form.values()) == 8
+
+
+async def test_bots_are_counted_as_spam_by_form_and_source_and_nowhere_else(story: Story):
+    async with story.client("reporting") as reporting:
+        spam = (await reporting.get("/v1/reports/spam")).json()
+        funnel = (await reporting.get("/v1/reports/funnel")).json()
+    assert spam["rows"] == [{"form_id": "demo-request", "source": "bot-farm", "quarantined": BOTS, "released": 0,
+                             "spam": BOTS}]
+    assert (spam["spam"], spam["false_positive_rate"]) == (BOTS, 0.0)
+    assert funnel["stages"][0]["count"] == len(LEADS)  # not a lead
 
 
 async def test_won_revenue_is_credited_to_the_first_touch(story: Story):

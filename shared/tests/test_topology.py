@@ -31,7 +31,7 @@ def test_a_bad_retention_names_the_entry(text, says):
 def test_stage_inputs_and_service_inputs_come_from_the_table():
     assert topology.STAGE_INPUTS == {topics.CAPTURED, topics.ENRICHED, topics.SCORED}
     assert topology.inputs_of("routing") == [topics.SCORED, topics.FEEDBACK]
-    assert topology.inputs_of("reporting") == [topics.LIFECYCLE]
+    assert topology.inputs_of("reporting") == [topics.LIFECYCLE, topics.QUARANTINED]
     assert topics.ROUTED in topology.outputs_of("routing")
 
 

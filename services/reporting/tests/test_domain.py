@@ -4,9 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.events import Attribution, LeadQuarantined, LeadSlaBreached, LeadStageChanged
 from reporting.domain import (
-    LeadFacts, attribution_rows, breakdown_row, funnel_stages, parse_moment, project, sla_row,
+    LeadFacts, attribution_rows, breakdown_row, funnel_stages, parse_moment, project, sla_row, spam_rows,
 )
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -92,3 +92,21 @@ def test_a_bare_until_date_includes_the_whole_day():
 def test_a_moment_that_is_not_iso_is_refused_with_an_example():
     with pytest.raises(ValueError, match="2026-11-23T09:00Z"):
         parse_moment("yesterday")
+
+
+def test_a_quarantined_submission_is_counted_where_it_came_from_and_nothing_it_said_is_kept():
+    bot = LeadQuarantined(lead_id=LEAD, received_at=T0, reasons=["the hidden field _gotcha was filled in"],
+                          form_id="demo", utm_source="google", fields={"email": "x@y.example", "message": "pills"})
+    projection = project([(uuid.uuid4(), bot), (uuid.uuid4(), bot)])
+    assert projection.spam == {LEAD: {"lead_id": LEAD, "received_at": T0, "form_id": "demo", "utm_source": "google"}}
+    assert projection.leads == {} and projection.steps == []  # not a lead
+
+
+def test_spam_is_what_was_quarantined_less_what_an_admin_released():
+    report = spam_rows([{"form_id": "demo", "utm_source": None, "quarantined": 3, "released": 1},
+                        {"form_id": None, "utm_source": "ads", "quarantined": 5, "released": 0}])
+    assert report["rows"] == [
+        {"form_id": "(none)", "source": "ads", "quarantined": 5, "released": 0, "spam": 5},
+        {"form_id": "demo", "source": "(none)", "quarantined": 3, "released": 1, "spam": 2}]
+    assert (report["quarantined"], report["released"], report["spam"], report["false_positive_rate"]) == (8, 1, 7, 0.125)
+    assert spam_rows([])["false_positive_rate"] is None

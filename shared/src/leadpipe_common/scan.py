@@ -1,11 +1,12 @@
-"""Reading a whole topic (or the part since a moment) once, outside any consumer group.
+"""Reading whole topics (or the part since a moment) once, outside any consumer group.
 
-Guarantees: a scan reads every partition from its beginning, or from the
+Guarantees: a scan reads every partition of its topics from its beginning, or from the
 first record whose broker timestamp is at or after ``since``, until it has
 caught up with the log end it sees (``ends``), and then stops; ``extend``
 makes it look for the end again. Nothing is committed and no group is
 joined, so a scan never disturbs the services consuming the same topic.
-Within a partition records come in log order.
+Within a partition records come in log order; across partitions and topics
+there is no order.
 
 The end of a partition is the larger of ListOffsets' answer and the high
 watermark of the scan's own fetches: the embedded Tansu broker answers
@@ -16,7 +17,7 @@ would stop a scan early.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,13 +28,13 @@ from leadpipe_common.settings import KafkaSettings
 
 
 class TopicScan:
-    def __init__(self, settings: KafkaSettings, topic: str, *, since: datetime | None = None,
+    def __init__(self, settings: KafkaSettings, topics: str | Sequence[str], *, since: datetime | None = None,
                  max_records: int = 5000) -> None:
         self._consumer = AIOKafkaConsumer(
             **client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
         )
-        self._topic = topic
+        self._topics = [topics] if isinstance(topics, str) else list(topics)
         self._since = since
         self._max_records = max_records
         self.partitions: list[TopicPartition] = []
@@ -44,13 +45,14 @@ class TopicScan:
     async def __aenter__(self) -> TopicScan:
         await self._consumer.start()
         try:
-            known = self._consumer.partitions_for_topic(self._topic)
-            if not known:
-                await self._consumer.topics()  # forces a metadata refresh
-                known = self._consumer.partitions_for_topic(self._topic) or set()
-            if not known:
-                raise LookupError(f"topic {self._topic} does not exist")
-            self.partitions = [TopicPartition(self._topic, p) for p in sorted(known)]
+            for topic in self._topics:
+                known = self._consumer.partitions_for_topic(topic)
+                if not known:
+                    await self._consumer.topics()  # forces a metadata refresh
+                    known = self._consumer.partitions_for_topic(topic) or set()
+                if not known:
+                    raise LookupError(f"topic {topic} does not exist")
+                self.partitions += [TopicPartition(topic, p) for p in sorted(known)]
             self._consumer.assign(self.partitions)
             self.ends = await self._consumer.end_offsets(self.partitions)
             if self._since is None:

@@ -78,10 +78,12 @@ CHANNELS: tuple[Channel, ...] = (
             ("capture", "reporting"), retention=FOREVER),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
             (LeadDispositioned,), ("sales tools",), ("routing",)),
-    Channel(topics.QUARANTINED, "Submissions taken for a bot's (honeypot filled ...), with the reasons and what was "
-                                "submitted; an admin may release one into the pipeline (it then appears on "
-                                "leads.captured once, under the same lead id).",
-            (LeadQuarantined,), ("capture",), ("review tools",)),
+    # Kept as long as the lifecycle: the spam report is rebuilt from it (capture's quarantine table holds the
+    # same submissions for as long).
+    Channel(topics.QUARANTINED, "Submissions taken for a bot's (honeypot filled, form token missing or too fresh, "
+                                "CAPTCHA failed), with the reasons and what was submitted; an admin may release one "
+                                "into the pipeline (it then appears on leads.captured once, under the same lead id).",
+            (LeadQuarantined,), ("capture",), ("reporting", "review tools"), retention=FOREVER),
     Channel(topics.DEADLETTER, "Records a stage could not apply: the original key, value and headers, plus dlq.* "
                                "headers (dlq.error.kind, dlq.error.message, dlq.source.topic/partition/offset, "
                                "dlq.stage, dlq.at). `make redrive` sends them back.",

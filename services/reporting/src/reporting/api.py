@@ -134,6 +134,15 @@ async def rejections(request: Request, since: str | None = Since, until: str | N
     return await answer(request, format, "rejections", lambda c: reports.rejections(c, f), lambda b: b["rows"])
 
 
+@router.get("/v1/reports/spam", summary="Submissions kept out as bots', by form and source, and how many were "
+                                       "released as false positives")
+async def spam(request: Request, since: str | None = Query(None, description="quarantined at or after"),
+               until: str | None = Query(None, description="quarantined before (a bare date includes the day)"),
+               source: str | None = Source, format: str | None = Format) -> Response:
+    f = filters(since, until, source)
+    return await answer(request, format, "spam", lambda c: reports.spam_report(c, f), lambda b: b["rows"])
+
+
 @router.get("/v1/leads/{lead_id}/timeline", summary="One lead's full history, oldest first")
 async def timeline(request: Request, lead_id: uuid.UUID, format: str | None = Format) -> Response:
     async def build(conn: AsyncConnection) -> dict[str, Any] | None:

@@ -164,6 +164,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
         velocity = await reports.velocity(conn, f)
         sla = await reports.sla(conn, f)
         rejections = await reports.rejections(conn, f)
+        spam = await reports.spam_report(conn, f)
         sources = [r[0] for r in await conn.execute(
             sa.select(leads.c.utm_source).where(leads.c.utm_source.is_not(None)).distinct().order_by(leads.c.utm_source))]
     reached = {s["stage"]: s["count"] for s in funnel["stages"]}
@@ -192,6 +193,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     rep_rows = [[esc(r["owner_id"]), esc(r["team"]), f"{r['met']:,}", f"{r['missed']:,}", bar(r["compliance"])]
                 for r in sla["reps"]]
     rejection_rows = [[esc(r["source"]), esc(r["reason_code"]), f"{r['leads']:,}"] for r in rejections["rows"]]
+    spam_rows = [[esc(r["form_id"]), esc(r["source"]), f"{r['spam']:,}", f"{r['released']:,}"] for r in spam["rows"]]
     options = "".join(f'<option value="{esc(s)}"{" selected" if s == f.source else ""}>{esc(s)}</option>' for s in sources)
     query = urlencode({k: v for k, v in {"since": since, "until": until, "source": source}.items() if v})
     exits = " · ".join(f"{k} {v:,}" for k, v in funnel["exits"].items())
@@ -218,9 +220,11 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 <details><summary>per rep</summary>{table(["Rep", "Team", "Met", "Missed", "Compliance"], rep_rows, "No hand-offs yet.")}</details></section>
 <section class="panel"><h2>Rejection reasons by source</h2>{table(["Source", "Reason", "Leads"], rejection_rows, "Sales rejected nothing in this range.")}</section>
 </div>
+<section class="panel"><h2>Spam kept out, by form and source</h2><p class="hint">Submissions taken for bots' (answered as people, never leads): {spam["spam"]:,} kept out; {spam["released"]:,} released by an admin as false positives.</p>{table(["Form", "Source", "Spam", "Released"], spam_rows, "No submission was taken for a bot's in this range.")}</section>
 <p class="foot">JSON and CSV: <a href="/v1/reports/funnel?{query}">funnel</a> · <a href="/v1/reports/funnel/by/source?{query}">by source</a> ·
 <a href="/v1/reports/attribution/campaign?{query}">attribution</a> · <a href="/v1/reports/velocity?{query}">velocity</a> ·
-<a href="/v1/reports/sla?{query}">SLA</a> · <a href="/v1/reports/rejections?{query}">rejections</a> · <a href="/docs">API docs</a></p>
+<a href="/v1/reports/sla?{query}">SLA</a> · <a href="/v1/reports/rejections?{query}">rejections</a> ·
+<a href="/v1/reports/spam?{query}">spam</a> · <a href="/docs">API docs</a></p>
 </main></body></html>"""
     return HTMLResponse(page)
 

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from leadpipe_common.events import FUNNEL, Event, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.events import FUNNEL, Event, LeadQuarantined, LeadSlaBreached, LeadStageChanged
 
 #: The stages whose first time is kept per lead: the funnel, then the side exits.
 STAGE_COLUMNS: tuple[str, ...] = (*FUNNEL, "contacted", "nurture", "disqualified", "rejected", "lost")
@@ -113,6 +113,8 @@ class Projection:
     leads: dict[uuid.UUID, LeadFacts] = field(default_factory=dict)
     handoffs: dict[tuple[uuid.UUID, int], HandoffFacts] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    #: Submissions taken for bots': where they came from, nothing of what they said.
+    spam: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
 
     def lead(self, lead_id: uuid.UUID) -> LeadFacts:
         return self.leads.setdefault(lead_id, LeadFacts(lead_id))
@@ -132,6 +134,9 @@ def project(events: Iterable[tuple[uuid.UUID, Event]]) -> Projection:
             _stage_changed(out, event_id, event)
         elif isinstance(event, LeadSlaBreached):
             _sla_breached(out, event_id, event)
+        elif isinstance(event, LeadQuarantined):
+            out.spam[event.lead_id] = {"lead_id": event.lead_id, "received_at": event.received_at,
+                                       "form_id": event.form_id, "utm_source": event.utm_source}
     return out
 
 
@@ -208,6 +213,17 @@ def attribution_rows(counts: Sequence[Mapping[str, Any]], revenue: Sequence[Mapp
         if r["value"] in rows and r["currency"] is not None:
             rows[r["value"]]["won_revenue"][r["currency"]] = str(Decimal(r["revenue"]).quantize(Decimal("0.01")))
     return sorted(rows.values(), key=lambda r: (-r["won"], -r["captured"], r["value"]))
+
+
+def spam_rows(counts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per form and source: submissions quarantined, how many an admin released (false positives), and the
+    spam kept out (the rest); largest first."""
+    rows = [{"form_id": c["form_id"] or NONE_LABEL, "source": c["utm_source"] or NONE_LABEL,
+             "quarantined": c["quarantined"], "released": c["released"], "spam": c["quarantined"] - c["released"]}
+            for c in counts]
+    rows.sort(key=lambda r: (-r["spam"], r["form_id"], r["source"]))
+    total = {k: sum(r[k] for r in rows) for k in ("quarantined", "released", "spam")}
+    return {**total, "false_positive_rate": rate(total["released"], total["quarantined"]), "rows": rows}
 
 
 def sla_row(key: Mapping[str, str], met: int, missed: int, open_: int) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""reporting's handlers: every lifecycle event type it knows is folded into its tables.
+"""reporting's handlers: every lifecycle event type it knows, and quarantined submissions, are folded into its
+tables.
 
 Idempotent by construction (see ``reporting.store``), so the service needs no
 inbox and a replay can apply the log again over live tables.
@@ -19,9 +20,9 @@ from reporting.store import ReportingStore
 
 async def handle_lifecycle_events(uow: UnitOfWork[ReportingStore], batch: Sequence[Envelope],
                                   ctx: None) -> Mapping[uuid.UUID, Outcome]:
-    """``lead.stage_changed`` and ``lead.sla_breached`` fold the same way (``project`` tells them apart)."""
+    """Every event reporting consumes folds the same way (``project`` tells them apart)."""
     await uow.store.save(project((env.id, env.data) for env in batch))
     return {}
 
 
-handle_lead_stage_changed = handle_lead_sla_breached = handle_lifecycle_events
+handle_lead_stage_changed = handle_lead_sla_breached = handle_lead_quarantined = handle_lifecycle_events

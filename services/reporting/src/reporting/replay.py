@@ -1,7 +1,8 @@
 """Rebuilding the reports from the log.
 
-``replay`` rebuilds every reporting table from the whole of
-``leads.lifecycle`` into fresh tables in the schema ``reporting_replay``,
+``replay`` rebuilds every reporting table from the whole of the topics the
+service consumes (``leads.lifecycle``, and ``leads.quarantined`` for the spam
+counts) into fresh tables in the schema ``reporting_replay``,
 swaps them in for the live ones in one transaction, then applies what
 arrived during the rebuild. The live service keeps consuming throughout: the
 projection is idempotent and order-independent, so events it applies to the
@@ -25,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from leadpipe_common import topics
+from leadpipe_common import topology
 from leadpipe_common.db import make_engine
 from leadpipe_common.envelope import DecodeError, Envelope, decode
 from leadpipe_common.scan import TopicScan
@@ -35,6 +36,8 @@ from reporting.domain import project
 from reporting.store import SCHEMA, TABLES, ReportingStore, metadata
 
 SHADOW = "reporting_replay"
+#: What the reports are built from: what the live service consumes, no more.
+SOURCES = topology.inputs_of("reporting")
 Progress = Callable[[int, int], None]
 
 
@@ -98,12 +101,12 @@ async def replay(settings: ServiceSettings, *, since: datetime | None = None,
     engine = make_engine(settings)
     try:
         if since is not None:
-            async with TopicScan(settings, topics.LIFECYCLE, since=since) as scan:
+            async with TopicScan(settings, SOURCES, since=since) as scan:
                 done, skipped = await _apply_scan(engine, scan, SCHEMA, progress, 0)
             return ReplayStats(done, skipped, 0, time.perf_counter() - started)
         async with engine.begin() as conn:
             await _create_shadow(conn)
-        async with TopicScan(settings, topics.LIFECYCLE, since=since) as scan:
+        async with TopicScan(settings, SOURCES, since=since) as scan:
             done, skipped = await _apply_scan(engine, scan, SHADOW, progress, 0)
             async with engine.begin() as conn:
                 await _swap(conn)

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from leadpipe_common.events import FUNNEL
 
 from reporting.domain import (
-    DIMENSIONS, RANK, VELOCITY, attribution_rows, breakdown_row, funnel_stages, rate, sla_row,
+    DIMENSIONS, RANK, VELOCITY, attribution_rows, breakdown_row, funnel_stages, rate, sla_row, spam_rows,
 )
-from reporting.store import handoffs, leads, steps
+from reporting.store import handoffs, leads, spam, steps
 
 SIDE_EXITS = ("contacted", "nurture", "disqualified", "rejected", "lost")
 
@@ -126,6 +126,23 @@ async def rejections(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     )
     return {"filters": f.describe(),
             "rows": [{"source": r.source or "(none)", "reason_code": r.reason_code, "leads": r.leads} for r in rows]}
+
+
+async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
+    """Submissions quarantined in [since, until) (by when they arrived), by form and source."""
+    where = []
+    if f.since is not None:
+        where.append(spam.c.received_at >= f.since)
+    if f.until is not None:
+        where.append(spam.c.received_at < f.until)
+    if f.source is not None:
+        where.append(spam.c.utm_source == f.source)
+    released = sa.exists().where(leads.c.lead_id == spam.c.lead_id, leads.c.captured_at.is_not(None))
+    rows = await conn.execute(
+        sa.select(spam.c.form_id, spam.c.utm_source, sa.func.count().label("quarantined"),
+                  sa.func.count().filter(released).label("released"))
+        .where(*where).group_by(spam.c.form_id, spam.c.utm_source))
+    return {"filters": f.describe(), **spam_rows([r._mapping for r in rows])}
 
 
 async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] | None:

@@ -1,17 +1,19 @@
 """reporting, declared: what it consumes and what it serves."""
 
-from leadpipe_common.events import LeadSlaBreached, LeadStageChanged
+from leadpipe_common.events import LeadQuarantined, LeadSlaBreached, LeadStageChanged
 from leadpipe_common.service import Service
 
 from reporting.api import router as api_router
 from reporting.dashboard import router as dashboard_router
-from reporting.handlers import handle_lead_sla_breached, handle_lead_stage_changed
+from reporting.handlers import handle_lead_quarantined, handle_lead_sla_breached, handle_lead_stage_changed
 from reporting.store import ReportingStore
 
 SERVICE: Service[None, ReportingStore] = Service(
     name="reporting",
-    summary="The shared funnel, closed-loop attribution, velocity and SLA reports, built from leads.lifecycle.",
-    consumes={LeadStageChanged: handle_lead_stage_changed, LeadSlaBreached: handle_lead_sla_breached},
+    summary="The shared funnel, closed-loop attribution, velocity, SLA and spam reports, built from "
+            "leads.lifecycle and leads.quarantined.",
+    consumes={LeadStageChanged: handle_lead_stage_changed, LeadSlaBreached: handle_lead_sla_breached,
+              LeadQuarantined: handle_lead_quarantined},
     store=ReportingStore,
     routes=[api_router, dashboard_router],
 )

@@ -6,6 +6,9 @@
 - ``handoffs``: each holder of a routed lead, their acceptance deadline and
   when they breached it; whether they met it is read against the lead's
   ``accepted_at``/``rejected_at`` when a report asks.
+- ``spam``: one row per quarantined submission (from ``leads.quarantined``):
+  when, which form and source, nothing the sender wrote. One that was
+  released is a lead in ``leads`` under the same id.
 
 Every write is idempotent and independent of order (first times are
 ``LEAST``, the furthest stage ``GREATEST``, values ``COALESCE``; steps are
@@ -72,7 +75,16 @@ handoffs = sa.Table(
     sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("breached_at", sa.DateTime(timezone=True)),
 )
-TABLES = (leads, steps, handoffs)
+spam = sa.Table(
+    "spam",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("form_id", sa.Text),
+    sa.Column("utm_source", sa.Text),
+    sa.Index("spam_received_at", "received_at"),
+)
+TABLES = (leads, steps, handoffs, spam)
 
 
 async def save_steps(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -115,6 +127,11 @@ async def save_handoffs(conn: AsyncConnection | AsyncSession, facts: Sequence[Ha
         await conn.execute(_UPSERT_HANDOFFS, [f.row() for f in facts])
 
 
+async def save_spam(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(spam).on_conflict_do_nothing(), list(rows))
+
+
 class ReportingStore:
     def __init__(self, conn: AsyncConnection | AsyncSession) -> None:
         self._conn = conn
@@ -125,3 +142,4 @@ class ReportingStore:
         await save_leads(self._conn, [p.leads[k] for k in sorted(p.leads)])
         await save_handoffs(self._conn, [p.handoffs[k] for k in sorted(p.handoffs)])
         await save_steps(self._conn, sorted(p.steps, key=lambda s: s["event_id"]))
+        await save_spam(self._conn, [p.spam[k] for k in sorted(p.spam)])
