@@ -40,6 +40,8 @@ def protected(stack: Stack) -> list[tuple[str, str, dict]]:
         ("GET", f"{url(stack, 'reporting')}/v1/leads/{lead}/timeline", {}),
         ("GET", f"{url(stack, 'enrichment')}/asyncapi.json", {}),
         ("GET", f"{url(stack, 'capture')}/asyncapi.yaml", {}),
+        *(("GET", f"{url(stack, service)}{doc}", {}) for service in ("capture", "routing", "reporting")
+          for doc in ("/docs", "/openapi.json")),
     ]
 
 
@@ -124,3 +126,27 @@ async def test_signing_out_ends_the_session(stack):
         assert (await client.get("/dashboard")).status_code == 200
         await client.post("/dashboard/logout")
         assert (await client.get("/dashboard")).status_code == 303
+
+
+async def test_a_browser_signed_in_to_the_dashboard_reads_every_services_api_docs(stack):
+    key = KEY_HEADERS["Authorization"].split()[1]
+    async with httpx.AsyncClient(base_url=url(stack, "reporting")) as browser:
+        assert (await browser.post("/dashboard/login", data={"key": key})).status_code == 200
+        # Cookies ignore ports: the session reaches every service on the host, as in a browser.
+        for service in ("capture", "scoring"):
+            docs = await browser.get(f"{url(stack, service)}/docs")
+            assert docs.status_code == 200 and "swagger-ui" in docs.text, service
+            assert (await browser.get(f"{url(stack, service)}/openapi.json")).json()["info"]["title"] == (
+                f"leadpipe {service}")
+
+
+@pytest.mark.parametrize("headers", [{"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}])
+async def test_a_page_on_another_site_can_neither_sign_a_visitor_in_nor_out(stack, headers):
+    key = KEY_HEADERS["Authorization"].split()[1]
+    async with httpx.AsyncClient(base_url=url(stack, "reporting")) as browser:
+        forced = await browser.post("/dashboard/login", data={"key": key}, headers=headers)
+        assert forced.status_code == 403 and "leadpipe_session" not in browser.cookies
+        assert (await browser.post("/dashboard/login", data={"key": key},
+                                   headers={"sec-fetch-site": "same-origin"})).status_code == 200
+        assert (await browser.post("/dashboard/logout", headers=headers)).status_code == 403
+        assert (await browser.get("/dashboard")).status_code == 200  # still signed in

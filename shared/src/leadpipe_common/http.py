@@ -14,6 +14,10 @@ Guarantees:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
   framing (``frame-ancestors 'none'``) and sends no referrer.
+- ``cross_site``: a browser's form post from another site is recognised (by
+  ``Sec-Fetch-Site`` or ``Origin``), so a page elsewhere cannot sign a
+  visitor in or out; clients that send neither header (curl, SDKs) are not
+  browsers and pass.
 """
 
 from __future__ import annotations
@@ -91,6 +95,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _render(request: Request, problem: Problem) -> Response:
         # Through whatever renders Problems in this app (a service may install its own).
         return await app.exception_handlers[Problem](request, problem)
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser sent this request on behalf of a page of another site."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")  # none: the person typed the address
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    return origin != f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 
 class BodyLimit:

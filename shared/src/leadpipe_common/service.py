@@ -35,6 +35,8 @@ import httpx
 import sqlalchemy as sa
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadpipe_common import asyncapi, topics, topology
@@ -204,7 +206,9 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
             await engine.dispose()
             log.info("service stopped")
 
-    app = FastAPI(title=f"leadpipe {service.name}", version="1", summary=service.summary, lifespan=lifespan)
+    # The API documents are served behind a key (below), not by FastAPI's open defaults.
+    app = FastAPI(title=f"leadpipe {service.name}", version="1", summary=service.summary, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sessions = Sessions(settings.session_secret.get_secret_value() if settings.session_secret else None)
     # Outermost last: metrics see every answer, security headers go on every one, the limit is on every body.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -212,12 +216,29 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     app.add_middleware(RequestMetrics)
     install_problem_handlers(app)
     app.include_router(ops_router(lambda: checks))
+    app.include_router(docs_router(), dependencies=[Depends(principal)])  # any valid key, or a dashboard session
     if service.produces:
         app.include_router(asyncapi.router(), dependencies=[Depends(principal)],  # any valid key
                            responses=problem_responses(401))
     for router in service.routes:
         app.include_router(router)
     return app
+
+
+def docs_router() -> APIRouter:
+    """``/openapi.json`` and the Swagger UI at ``/docs``: for callers with a key (the Authorize button takes it)
+    or a browser signed in to the dashboard, whose session every service on the host accepts."""
+    router = APIRouter(include_in_schema=False, responses=problem_responses(401))
+
+    @router.get("/openapi.json")
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(request.app.openapi())
+
+    @router.get("/docs")
+    async def docs(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} API")
+
+    return router
 
 
 async def _start_when_broker_is_up(producer: Producer, runner: ConsumerRunner) -> None:

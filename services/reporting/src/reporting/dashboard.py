@@ -21,6 +21,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from leadpipe_common.auth import SESSION_COOKIE, identify, keys_of
+from leadpipe_common.http import Problem, cross_site, problem_responses
 from leadpipe_common.service import runtime
 
 from reporting import reports
@@ -121,6 +122,8 @@ async def login_form() -> HTMLResponse:
 
 @router.post("/dashboard/login", response_class=HTMLResponse, summary="Sign in to the dashboard with an API key")
 async def login(request: Request) -> Response:
+    if cross_site(request):
+        return login_page("Sign in from this page, not from another site.", 403)
     key = str((await request.form()).get("key", "")).strip()
     try:
         who = await keys_of(request).authenticate(key) if key else None
@@ -140,8 +143,11 @@ async def login(request: Request) -> Response:
     return page
 
 
-@router.post("/dashboard/logout", summary="Sign out of the dashboard")
-async def logout() -> Response:
+@router.post("/dashboard/logout", summary="Sign out of the dashboard",
+             responses=problem_responses(403, _403="posted from another site"))
+async def logout(request: Request) -> Response:
+    if cross_site(request):
+        raise Problem(403, "sign out from the dashboard, not from another site")
     response = RedirectResponse("/dashboard/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -363,7 +363,8 @@ def run() -> None:
         say(f"post a lead:  curl -s {url['capture']}/v1/leads -H 'content-type: application/json' "
             "-d '{\"email\": \"ada@stripe.com\", \"job_title\": \"VP Marketing\", \"offer\": \"demo\"}'")
         say(f"the funnel:   curl -s {url['reporting']}/v1/reports/funnel -H \"Authorization: Bearer $LEADPIPE_KEY\"")
-        say(f"dashboard:    [bold]{url['reporting']}/dashboard[/] (sign in with the key)")
+        say(f"dashboard:    [bold]{url['reporting']}/dashboard[/] (sign in with the key; the API docs at each "
+            "service's /docs then open too)")
         console.print("Ctrl-C stops everything.")
         while not stopping:
             stack.supervise_once(lambda msg: console.print(f"[yellow]{msg}[/]"))
