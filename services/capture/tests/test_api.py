@@ -1,5 +1,7 @@
 """capture against a real broker and Postgres, through HTTP."""
 
+import uuid
+
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -11,7 +13,7 @@ pytestmark = pytest.mark.asyncio
 
 async def test_a_json_lead_is_accepted_and_published_with_its_first_lifecycle_step(capture_url, bootstrap):
     async with httpx.AsyncClient(base_url=capture_url) as client:
-        r = await client.post("/v1/leads", json={"email": "ada@stripe.com", "utm_campaign": "spring", "x-custom": 1})
+        r = await client.post("/v1/leads", json={"email": f"ada.{uuid.uuid4().hex[:8]}@stripe.com", "utm_campaign": "spring", "x-custom": 1})
     assert r.status_code == 202
     lead_id = r.json()["lead_id"]
 
@@ -44,7 +46,7 @@ async def test_a_multipart_form_asking_for_json_gets_the_api_answer(capture_url,
         r = await client.post(
             "/v1/forms/demo-request",
             files={"cv": ("cv.txt", b"attachment ignored")},
-            data={"email": "jo@example.com", "job_title": "CTO", "marketing_consent": "on"},
+            data={"email": f"jo.{uuid.uuid4().hex[:8]}@example.com", "job_title": "CTO", "marketing_consent": "on"},
             headers={"accept": "application/json"},
         )
     assert r.status_code == 202

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from capture.domain import (Form, InvalidSubmission, captcha_answer, captcha_suspicions, capture_lead,
-                            issue_form_token, may_post_from, parse_forms, suspicions)
+from capture.domain import (Form, InvalidSubmission, captcha_answer, captcha_suspicions, capture_lead, fingerprint,
+                            issue_form_token, may_post_from, parse_forms, parse_identity, person_key, suspicions)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LEAD_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -196,3 +196,42 @@ def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy():
     assert client_address("10.1.2.3", "203.0.113.9", proxies) == "203.0.113.9"
     assert client_address("10.1.2.3", "203.0.113.9, 192.168.1.5", proxies) == "203.0.113.9"  # two proxies deep
     assert client_address("10.1.2.3", None, proxies) == "10.1.2.3"
+
+
+IDENTITY = parse_identity({"plus_tags": True, "providers": {"gmail.com": {"ignore_dots": True},
+                                                             "googlemail.com": {"same_as": "gmail.com"},
+                                                             "tags.example": {"plus_tags": False}}})
+
+
+@pytest.mark.parametrize(("email", "person"), [
+    ("Jane.Doe@Siemens.com", "jane.doe@siemens.com"),  # case never matters; dots do, except at gmail.com
+    ("jane.doe+webinar@siemens.com", "jane.doe@siemens.com"),
+    ("Jane.Doe+news@GoogleMail.com", "janedoe@gmail.com"),
+    ("j.a.n.e.doe@gmail.com", "janedoe@gmail.com"),
+    ("jane+x@tags.example", "jane+x@tags.example"),  # a provider where +tags are distinct mailboxes
+    ("+jane@siemens.com", "+jane@siemens.com"),  # a leading plus is the name, not a tag
+])
+def test_an_address_names_its_person_by_the_provider_rules(email, person):
+    assert person_key(email, IDENTITY) == person
+
+
+def test_identity_rules_that_make_no_sense_are_refused_naming_the_entry():
+    with pytest.raises(ValueError, match="providers.a.example"):
+        parse_identity({"providers": {"a.example": {"ignore_dot": True}}})
+    with pytest.raises(ValueError, match="itself an alias"):
+        parse_identity({"providers": {"a.example": {"same_as": "b.example"}, "b.example": {"same_as": "c.example"}}})
+
+
+def test_a_request_fingerprint_ignores_field_order_but_not_values_or_the_form():
+    assert fingerprint({"email": "a@b.co", "x": "1"}, "demo") == fingerprint({"x": "1", "email": "a@b.co"}, "demo")
+    assert fingerprint({"email": "a@b.co"}, "demo") != fingerprint({"email": "a@b.co"}, "pricing")
+    assert fingerprint({"email": "a@b.co"}, None) != fingerprint({"email": "c@b.co"}, None)
+
+
+def test_a_touch_that_leaves_fields_out_keeps_what_the_person_told_before():
+    from capture.writer import latest_contact
+    from leadpipe_common.events import Contact
+
+    before = Contact(email="jo@x.example", job_title="CTO", country="US", marketing_consent=True)
+    now = latest_contact(before, Contact(email="jo@x.example", job_title="CEO", message="call me"))
+    assert (now.job_title, now.country, now.message, now.marketing_consent) == ("CEO", "US", "call me", True)

@@ -44,9 +44,13 @@ def test_capture_follows_only_terminal_lifecycle_steps_by_their_header():
 class Outcomes:
     def __init__(self) -> None:
         self.recorded: list[dict] = []
+        self.closed: list = []
 
     async def record_outcomes(self, outcomes) -> None:
         self.recorded.extend(outcomes)
+
+    async def close_leads(self, lead_ids) -> None:
+        self.closed.extend(lead_ids)
 
 
 def a_step(to_stage: str) -> Envelope:
@@ -65,6 +69,15 @@ async def test_capture_notes_terminal_outcomes_so_the_re_driver_leaves_those_lea
         (routed.data.lead_id, "routed"), (nurture.data.lead_id, "nurture")]
 
 
-def test_only_terminal_steps_are_read_at_all():
+async def test_a_won_lost_or_disqualified_lead_is_closed_for_its_persons_next_submission():
+    uow = MemoryUnitOfWork(Outcomes())
+    steps = [a_step(stage) for stage in ("won", "lost", "disqualified", "nurture", "accepted")]
+    async with uow:
+        await handle_lead_stage_changed(uow, steps)
+    assert sorted(uow.store.closed) == sorted(s.data.lead_id for s in steps[:3])
+
+
+def test_only_terminal_and_closing_steps_are_read_at_all():
     assert is_terminal_step([("ce_tostage", b"routed")]) and is_terminal_step([("ce_tostage", b"deadlettered")])
+    assert is_terminal_step([("ce_tostage", b"won")]) and is_terminal_step([("ce_tostage", b"lost")])
     assert not is_terminal_step([("ce_tostage", b"enriched")]) and not is_terminal_step([])

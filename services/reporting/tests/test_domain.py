@@ -110,3 +110,16 @@ def test_spam_is_what_was_quarantined_less_what_an_admin_released():
         {"form_id": "demo", "source": "(none)", "quarantined": 3, "released": 1, "spam": 2}]
     assert (report["quarantined"], report["released"], report["spam"], report["false_positive_rate"]) == (8, 1, 7, 0.125)
     assert spam_rows([])["false_positive_rate"] is None
+
+
+def test_a_later_touch_is_on_the_timeline_and_moves_no_stage():
+    from leadpipe_common.events import LeadTouched, Touch
+
+    touch = Touch(touch_id=uuid.uuid4(), at=T0 + timedelta(days=2), attribution=Attribution(offer="demo",
+                                                                                             utm_source="ads"))
+    touched = LeadTouched(lead_id=LEAD, captured_at=T0, contact={"email": "a@b.example"}, attribution=ADS,
+                          touch=touch)
+    projection = project([*HISTORY[:1], (uuid.uuid4(), touched)])
+    assert projection.leads[LEAD].furthest == 0
+    [step] = [s for s in projection.steps if s["to_stage"] == "touched"]
+    assert (step["at"], step["reason"], step["detail"]["offer"]) == (touch.at, "asked for demo via ads", "demo")

@@ -1,12 +1,12 @@
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from leadpipe_common.events import Attribution, Contact, Enrichment, LeadEnriched, Sourced
-from scoring.domain import InvalidRules, explain, parse_rules, score
+from scoring.domain import InvalidRules, TouchFacts, explain, parse_rules, score
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -96,3 +96,31 @@ def test_the_shipped_rules_file_is_valid():
 
 def _raw():
     return {"version": "v", "grades": {"A": 80, "B": 60, "C": 35}, "thresholds": {"mql": 50, "nurture": 10}}
+
+
+DECAYING = parse_rules({
+    "version": "decay-1", "grades": {"A": 80, "B": 60, "C": 35}, "thresholds": {"mql": 50, "nurture": 10},
+    "fit": [{"rule": "Enterprise", "field": "employee_count", "gte": 1000, "points": 30}],
+    "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 40, "half_life_days": 10},
+               {"rule": "Newsletter", "field": "offer", "equals": "newsletter", "points": 10}],
+})
+
+
+def touch(days_ago: float, offer: str) -> TouchFacts:
+    return TouchFacts(uuid.uuid5(uuid.NAMESPACE_URL, f"{days_ago}/{offer}"), NOW - timedelta(days=days_ago),
+                      {"offer": offer})
+
+
+def test_intent_decays_by_each_rules_half_life_and_each_reason_names_its_touch():
+    s = score(lead(employees=5000), DECAYING, [touch(10, "demo"), touch(20, "demo"), touch(400, "newsletter")], NOW)
+    intent = [(r.points, r.full_points, r.touch_at) for r in s.reasons if r.category == "intent"]
+    assert intent == [(10, 10, NOW - timedelta(days=400)),  # no half-life: it never fades
+                      (10, 40, NOW - timedelta(days=20)), (20, 40, NOW - timedelta(days=10))]
+    assert (s.fit, s.intent, s.value) == (30, 40, 70)
+
+
+def test_the_same_touches_score_the_same_at_the_same_moment_whatever_their_order():
+    touches = [touch(3, "demo"), touch(1, "newsletter")]
+    assert score(lead(), DECAYING, touches, NOW) == score(lead(), DECAYING, list(reversed(touches)), NOW)
+    assert score(lead(), DECAYING, touches, NOW + timedelta(days=30)).intent < score(lead(), DECAYING, touches,
+                                                                                     NOW).intent

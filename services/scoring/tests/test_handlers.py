@@ -1,20 +1,22 @@
 """scoring's handler with an in-memory unit of work: no broker, no Postgres."""
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 
 from leadpipe_common import topics
 from leadpipe_common.envelope import decode
 from leadpipe_common.testing import factories
-from leadpipe_common.testing.fakes import SavedRows
+from leadpipe_common.events import Attribution, Touch
 from leadpipe_common.uow import MemoryUnitOfWork
-from scoring.domain import parse_rules
+from scoring.domain import TouchFacts, parse_rules
 from scoring.handlers import Scoring, handle_lead_enriched
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 CTX = Scoring(parse_rules({
     "version": "test-1", "grades": {"A": 80, "B": 60, "C": 35}, "thresholds": {"mql": 50, "nurture": 10},
     "fit": [{"rule": "Enterprise", "field": "employee_count", "gte": 1000, "points": 30}],
-    "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 40}],
+    "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 40, "half_life_days": 30},
+               {"rule": "White paper", "field": "offer", "equals": "whitepaper", "points": 20}],
     "disqualify": [{"rule": "Disposable", "field": "is_disposable", "equals": True}],
 }), clock=lambda: NOW)
 
@@ -23,12 +25,74 @@ def decoded(message):
     return decode(message.headers, message.key, message.value).data
 
 
-async def score(lead):
-    uow = MemoryUnitOfWork(SavedRows())
+class MemoryScores:
+    """scoring's store in memory: the latest score row per lead and every touch."""
+
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, dict] = {}
+        self.touch_rows: dict[tuple[uuid.UUID, uuid.UUID], dict] = {}
+
+    async def decisions(self, lead_ids):
+        return {i: self.rows[i]["decision"] for i in lead_ids if i in self.rows}
+
+    async def touches(self, lead_ids):
+        ids = set(lead_ids)
+        out = {i: [] for i in ids}
+        for (lead_id, _), row in self.touch_rows.items():
+            if lead_id in ids:
+                out[lead_id].append(TouchFacts(row["touch_id"], row["at"], row["facts"]))
+        return out
+
+    async def save_touches(self, rows):
+        for row in rows:
+            self.touch_rows.setdefault((row["lead_id"], row["touch_id"]), row)
+
+    async def save(self, rows):
+        self.rows.update({row["lead_id"]: row for row in rows})
+
+
+async def score(lead, store=None):
+    uow = MemoryUnitOfWork(store or MemoryScores())
     env = factories.envelope(topics.ENRICHED, lead)
     async with uow:
         outcomes = await handle_lead_enriched(uow, [env], CTX)
     return uow, outcomes[env.id]
+
+
+def touched(lead, offer, days_later=0.0):
+    at = lead.captured_at + timedelta(days=days_later)
+    return lead.model_copy(update={"touch": Touch(touch_id=uuid.uuid4(), at=at, attribution=Attribution(offer=offer))})
+
+
+async def test_a_nurture_lead_that_asks_for_a_demo_is_recycled_to_mql():
+    store = MemoryScores()
+    lead = factories.enriched("reader@smallco.example", offer="whitepaper")
+    _, (_, first) = await score(lead, store)
+    assert decoded(first).to_stage == "nurture"
+    _, (scored, step) = await score(touched(lead, "demo"), store)
+    assert (decoded(step).from_stage, decoded(step).to_stage) == ("nurture", "mql")
+    assert "recycled" in decoded(step).reason
+    intent = [(r.rule, r.points) for r in decoded(scored).score.reasons if r.category == "intent"]
+    assert sorted(intent) == [("Demo", 40), ("White paper", 20)]  # summed over both touches
+    assert store.rows[lead.lead_id]["decision"] == "mql"
+
+
+async def test_a_touch_of_an_mql_is_rescored_without_moving_the_lead():
+    store = MemoryScores()
+    lead = factories.enriched("cmo@bigco.example", employees=5000, offer="demo")
+    await score(lead, store)
+    _, outputs = await score(touched(lead, "whitepaper"), store)
+    assert [m.topic for m in outputs] == [topics.SCORED]  # routing re-engages the holder; no new step
+    assert decoded(outputs[0]).touch is not None and decoded(outputs[0]).score.value == 90
+
+
+async def test_a_late_touch_of_a_disqualified_lead_changes_nothing():
+    store = MemoryScores()
+    lead = factories.enriched("x@smallco.example")
+    await score(lead, store)
+    assert store.rows[lead.lead_id]["decision"] == "disqualified"
+    _, outputs = await score(touched(lead, "demo"), store)
+    assert outputs == [] and len(store.touch_rows) == 2  # kept, for the record
 
 
 async def test_an_enriched_lead_that_reaches_the_bar_becomes_an_mql_with_its_reasons_stored():

@@ -30,6 +30,9 @@ Stage = Literal[
 #: pipeline's). ``deadlettered`` ends it until the record is redriven after a
 #: fix; the lead then moves on to one of the others.
 TERMINAL_STAGES: frozenset[str] = frozenset({"routed", "nurture", "disqualified", "deadlettered"})
+#: A lead in one of these is closed: its person's next submission starts a new lead (any other stage is open:
+#: a new submission is a touch of it).
+CLOSED_STAGES: frozenset[str] = frozenset({"won", "lost", "disqualified"})
 #: The waterfall everyone agrees on: a lead that reached a stage has reached
 #: every stage before it (a lead won without a recorded "qualified" was qualified).
 FUNNEL: tuple[str, ...] = ("captured", "enriched", "mql", "routed", "accepted", "qualified", "won")
@@ -97,7 +100,13 @@ class Enrichment(Model):
 class ScoreReason(Model):
     rule: str
     category: Literal["fit", "intent", "disqualify"]
+    #: What the rule counts for now: an intent rule's points decay with the age of the touch that earned them.
     points: int
+    #: The touch an intent rule matched (the lead's first touch is the lead's id), and when it happened.
+    touch_id: UUID | None = None
+    touch_at: datetime | None = None
+    #: The rule's points before decay.
+    full_points: int | None = None
 
 
 class Score(Model):
@@ -117,6 +126,14 @@ class Assignment(Model):
     team: str
     method: Literal["account", "territory", "queue"]
     reason: str
+
+
+class Touch(Model):
+    """One submission by a person whose lead was open: what they did then, not who they are."""
+
+    touch_id: UUID
+    at: datetime
+    attribution: Attribution
 
 
 class Event(Model):
@@ -142,29 +159,50 @@ class LeadCaptured(Event):
     """A person submitted a form or an API call: contact, consent and first-touch attribution."""
 
     type: ClassVar[str] = "lead.captured"
+    version: ClassVar[int] = 2
+    captured_at: datetime
+    contact: Contact
+    attribution: Attribution
+    #: The person (by normalised e-mail address) across their leads: stable when a closed lead's person returns.
+    person_id: UUID | None = None
+
+
+class LeadTouched(Event):
+    """A person whose lead is open submitted again: a new touch on that lead (no second lead, no second routing).
+
+    ``contact`` is what they submitted now (the latest data); ``attribution`` and ``captured_at`` stay the
+    lead's first touch, as on every event of the lead; ``touch`` is this touch.
+    """
+
+    type: ClassVar[str] = "lead.touched"
     version: ClassVar[int] = 1
     captured_at: datetime
     contact: Contact
     attribution: Attribution
+    person_id: UUID | None = None
+    touch: Touch
 
 
 class LeadEnriched(Event):
     """The captured lead with company, seniority and contact data added, each value with its source."""
 
     type: ClassVar[str] = "lead.enriched"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     captured_at: datetime
     contact: Contact
     attribution: Attribution
     enrichment: Enrichment
     enriched_at: datetime
+    person_id: UUID | None = None
+    #: The touch this enrichment followed (None: the lead's capture).
+    touch: Touch | None = None
 
 
 class LeadScored(Event):
     """The enriched lead with an explainable score, a grade and the MQL decision."""
 
     type: ClassVar[str] = "lead.scored"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     captured_at: datetime
     contact: Contact
     attribution: Attribution
@@ -172,13 +210,16 @@ class LeadScored(Event):
     enriched_at: datetime
     score: Score
     scored_at: datetime
+    person_id: UUID | None = None
+    #: The touch that re-scored the lead (None: its first score).
+    touch: Touch | None = None
 
 
 class LeadRouted(Event):
     """A sales-ready lead and who owns it now."""
 
     type: ClassVar[str] = "lead.routed"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     captured_at: datetime
     contact: Contact
     attribution: Attribution
@@ -188,6 +229,9 @@ class LeadRouted(Event):
     scored_at: datetime
     assignment: Assignment
     routed_at: datetime
+    person_id: UUID | None = None
+    #: Set on a re-engagement: the new touch of a lead its holder already has (same owner, same deadline).
+    touch: Touch | None = None
 
 
 class LeadStageChanged(Event):
@@ -275,6 +319,23 @@ class LeadSlaBreached(Event):
     attribution: Attribution
 
 
+class LeadReengaged(Event):
+    """A lead already with sales was touched again: its holder is told (on ``leads.routed`` too); the SLA clock
+    does not restart."""
+
+    type: ClassVar[str] = "lead.reengaged"
+    version: ClassVar[int] = 1
+    person_id: UUID | None = None
+    touch: Touch
+    owner_id: str
+    team: str
+    at: datetime
+    reason: str
+    attribution: Attribution
+    score: int
+    grade: Grade
+
+
 class LeadQuarantined(Event):
     """A submission capture took for a bot's: kept out of the pipeline, with the reasons, until an admin
     releases it (``lead_id`` is the id the sender was answered with, and the lead's id if released)."""
@@ -291,12 +352,15 @@ class LeadQuarantined(Event):
 
 LATEST: dict[str, type[Event]] = {
     m.type: m
-    for m in (LeadCaptured, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged, LeadDispositioned, LeadSlaBreached,
-              LeadQuarantined)
+    for m in (LeadCaptured, LeadTouched, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged, LeadDispositioned,
+              LeadSlaBreached, LeadReengaged, LeadQuarantined)
 }
 
 #: (type, version) -> function turning that version's JSON into the next one's.
-UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    # v2 added person_id and touch, both optional: a v1 lead is one that no person and no touch was known for.
+    **{(t, 1): dict for t in ("lead.captured", "lead.enriched", "lead.scored", "lead.routed")},
+}
 
 
 class UnknownEventType(ValueError):

@@ -24,7 +24,8 @@ from datetime import timedelta
 
 from leadpipe_common import topics
 from leadpipe_common.events import (
-    Event, LeadCaptured, LeadDispositioned, LeadEnriched, LeadQuarantined, LeadRouted, LeadScored, LeadSlaBreached,
+    Event, LeadCaptured, LeadDispositioned, LeadEnriched, LeadQuarantined, LeadReengaged, LeadRouted, LeadScored,
+    LeadSlaBreached, LeadTouched,
     LeadStageChanged,
 )
 
@@ -64,17 +65,20 @@ class Channel:
 
 
 CHANNELS: tuple[Channel, ...] = (
-    Channel(topics.CAPTURED, "Leads as captured from forms and the API, with first-touch attribution.",
-            (LeadCaptured,), ("capture",), ("enrichment",), stage_input=True),
+    Channel(topics.CAPTURED, "Leads as captured from forms and the API, with first-touch attribution, and each "
+                             "later touch of an open lead by its person.",
+            (LeadCaptured, LeadTouched), ("capture",), ("enrichment",), stage_input=True),
     Channel(topics.ENRICHED, "Leads with company, seniority and contact data added, each value with its source.",
             (LeadEnriched,), ("enrichment",), ("scoring",), stage_input=True),
     Channel(topics.SCORED, "Leads with an explainable fit and intent score, a grade and the MQL decision.",
             (LeadScored,), ("scoring",), ("routing",), stage_input=True),
     Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns it.",
             (LeadRouted,), ("routing",), ("sales tools",)),
-    Channel(topics.LIFECYCLE, "Every stage transition of every lead, and every missed hand-off deadline: "
-                              "the stream the funnel reports are rebuilt from.",
-            (LeadStageChanged, LeadSlaBreached), ("capture", "enrichment", "scoring", "routing"),
+    Channel(topics.LIFECYCLE, "Every stage transition of every lead, every later touch, every re-engagement of "
+                              "a lead's holder and every missed hand-off deadline: the stream the funnel reports "
+                              "are rebuilt from.",
+            (LeadStageChanged, LeadSlaBreached, LeadTouched, LeadReengaged), ("capture", "enrichment", "scoring",
+                                                                             "routing"),
             ("capture", "reporting"), retention=FOREVER),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
             (LeadDispositioned,), ("sales tools",), ("routing",)),

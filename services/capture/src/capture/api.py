@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import html
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,12 +35,12 @@ from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_res
 from leadpipe_common.service import Runtime, runtime
 
 from capture.captcha import Verifier
-from capture.domain import (TOKEN_FIELD, Form, InvalidSubmission, captcha_answer, captcha_suspicions, capture_lead,
-                            issue_form_token, suspicions)
+from capture.domain import (TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
+                            capture_lead, fingerprint, issue_form_token, person_key, suspicions)
 from capture.handlers import SOURCE
 from capture.throttle import Network, Throttle, client_address, parse_rate
 from capture.store import CaptureStore
-from capture.writer import LeadWriter, NewLead
+from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +76,8 @@ class Capture:
     #: Signs and checks form tokens (``CAPTURE_TOKEN_SECRET``).
     token_key: bytes
     verifier: Verifier
+    #: How an e-mail address names a person (``CAPTURE_IDENTITY_FILE``).
+    identity: IdentityRules
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class Sender:
     vouched: bool
     #: The client's address (``X-Forwarded-For`` only from a trusted proxy); None for a key.
     address: str | None
+    #: Whose Idempotency-Keys these are: the API key's id, or every anonymous client together.
+    caller: str = "public"
 
 
 async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: str | None) -> Sender:
@@ -105,7 +110,7 @@ async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: 
     if wait is not None:
         THROTTLED.labels("key" if who else "address").inc()
         raise Problem(429, f"too many submissions; retry in {wait} s", headers={"Retry-After": str(wait)})
-    return Sender(vouched=who is not None, address=address)
+    return Sender(vouched=who is not None, address=address, caller=who.key_id if who else "public")
 
 
 @functools.lru_cache(maxsize=256)
@@ -161,8 +166,24 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
     return fields
 
 
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _idempotency_key(request: Request, sender: Sender) -> str | None:
+    """The request's ``Idempotency-Key``, scoped by caller and endpoint (one client's key never answers
+    another's request); raises 422 for one that is not 1-255 visible ASCII characters."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(key):
+        raise Problem(422, "the Idempotency-Key is invalid",
+                      [FieldProblem("Idempotency-Key", "must be 1 to 255 visible ASCII characters (a UUID is best)")])
+    return f"{sender.caller} {request.url.path} {key}"
+
+
 async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: dict[str, Any],
-                  form_id: str | None, endpoint: str, sender: Sender) -> dict[str, Any]:
+                  form_id: str | None, endpoint: str, sender: Sender) -> Admitted:
+    key = _idempotency_key(request, sender)
     now = rt.context.clock()
     named = form_id or fields.get("form_id")  # a JSON post names its form in the body
     form = rt.context.forms.get(named) if isinstance(named, str) else None
@@ -177,19 +198,20 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         # The same answer a person gets: a bot learns nothing from it.
         await _quarantine(request, rt, lead, fields, reasons)
         QUARANTINED.labels(endpoint).inc()
-        return _answer(lead)
-    new = NewLead(
-        lead_id=lead.lead_id, request_id=uuid.uuid4(), email=lead.contact.email, form_id=lead.attribution.form_id,
-        captured_at=now, traceparent=child_traceparent(request.headers.get("traceparent")),
-        event=lead.model_dump_json().encode(),
-    )
+        return Admitted(_answer(lead))
+    submitted = Submitted(lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),
+                          request_id=uuid.uuid4(), traceparent=child_traceparent(request.headers.get("traceparent")),
+                          idempotency_key=key, fingerprint=fingerprint(fields, form_id) if key else None)
     try:
-        await rt.context.writer.write(new)
+        admitted = await rt.context.writer.write(submitted)
+    except IdempotencyMismatch as exc:
+        raise Problem(422, "the Idempotency-Key was used before", [FieldProblem("Idempotency-Key", str(exc))]) from None
     except Exception:
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
-    ACCEPTED.labels(endpoint).inc()
-    structlog.contextvars.bind_contextvars(lead_id=str(lead.lead_id))
-    return _answer(lead)
+    if not admitted.repeated:
+        ACCEPTED.labels(endpoint).inc()
+    structlog.contextvars.bind_contextvars(lead_id=admitted.answer["lead_id"])
+    return admitted
 
 
 async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form | None, now: datetime,
@@ -203,8 +225,13 @@ async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form | None, n
 
 
 def _answer(lead: LeadCaptured) -> dict[str, Any]:
+    """What a bot is answered: a new person's answer."""
     return {"lead_id": str(lead.lead_id), "status": "accepted", "captured_at": lead.captured_at.isoformat(),
-            "form_id": lead.attribution.form_id}
+            "form_id": lead.attribution.form_id, "existing": False}
+
+
+def _replayed(admitted: Admitted) -> dict[str, str]:
+    return {"Idempotent-Replayed": "true"} if admitted.repeated else {}
 
 
 async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], lead: LeadCaptured,
@@ -231,8 +258,11 @@ class Accepted(BaseModel):
 
     lead_id: uuid.UUID
     status: Literal["accepted"]
+    #: When this submission was received.
     captured_at: datetime
     form_id: str | None
+    #: The person already had an open lead: this submission is a new touch of it (``lead_id`` is that lead's).
+    existing: bool
 
 
 def _body(*media_types: str) -> dict[str, Any]:
@@ -259,7 +289,8 @@ _ERRORS = {**problem_responses(401, 403, 413, 415, 422, 503,
 async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
     sender = await _admit(request, rt, None)
     fields = await _parse_fields(request, JSON_TYPES)
-    return JSONResponse(await _accept(request, rt, fields, None, "api", sender), status_code=202)
+    admitted = await _accept(request, rt, fields, None, "api", sender)
+    return JSONResponse(admitted.answer, status_code=202, headers=_replayed(admitted))
 
 
 @router.post(
@@ -282,13 +313,13 @@ async def post_lead(request: Request, rt: CaptureRuntime) -> JSONResponse:
 async def post_form(form_id: FormId, request: Request, rt: CaptureRuntime) -> Response:
     sender = await _admit(request, rt, form_id)
     fields = await _parse_fields(request, (*FORM_TYPES, *JSON_TYPES))
-    answer = await _accept(request, rt, fields, form_id, "form", sender)
+    admitted = await _accept(request, rt, fields, form_id, "form", sender)
     if _wants_json(request):
-        return JSONResponse(answer, status_code=202)
+        return JSONResponse(admitted.answer, status_code=202, headers=_replayed(admitted))
     form = rt.context.forms.get(form_id)
     if form and form.thank_you_url:
-        return RedirectResponse(form.thank_you_url, status_code=303)
-    return HTMLResponse(_thanks_page(form.name if form else None), status_code=200)
+        return RedirectResponse(form.thank_you_url, status_code=303, headers=_replayed(admitted))
+    return HTMLResponse(_thanks_page(form.name if form else None), status_code=200, headers=_replayed(admitted))
 
 
 class FormToken(BaseModel):
@@ -394,8 +425,9 @@ async def list_quarantine(rt: CaptureRuntime, limit: Annotated[int, Query(ge=1, 
 
 @quarantine_router.post(
     "/{lead_id}/release", summary="Send a false positive into the pipeline, once", response_model=Released,
-    description="The submission becomes a lead under the id its sender was answered with, and goes on "
-                "leads.captured exactly once: releasing it again changes nothing and says `repeated`.",
+    description="The submission becomes a lead under the id its sender was answered with (or, when its person "
+                "has an open lead by now, a touch of that lead) and goes on leads.captured exactly once: "
+                "releasing it again changes nothing and says `repeated`.",
     responses=problem_responses(404, 503, _404="nothing quarantined under this id"),
 )
 async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> dict[str, Any]:
@@ -409,11 +441,12 @@ async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> d
                 return {"lead_id": lead_id, "released_at": row.released_at, "repeated": True}
             lead = capture_lead(row.fields, lead_id=lead_id, received_at=row.received_at,
                                 form=rt.context.forms.get(row.form_id or ""), form_id=row.form_id)
-            await uow.store.release(lead_id, now, vars(NewLead(
-                lead_id=lead_id, request_id=derive_id(lead_id, "release"), email=lead.contact.email,
-                form_id=lead.attribution.form_id, captured_at=row.received_at,
-                traceparent=child_traceparent(request.headers.get("traceparent")),
-                event=lead.model_dump_json().encode())))
+            # Like any submission: a lead of its own, or a touch of its person's open lead.
+            await admit(uow.store.session, [Submitted(
+                lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),
+                request_id=derive_id(lead_id, "release"),
+                traceparent=child_traceparent(request.headers.get("traceparent")))], now)
+            await uow.store.mark_released(lead_id, now)
             await uow.commit()
     except (OSError, DBAPIError):
         raise Problem(503, "the release cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None

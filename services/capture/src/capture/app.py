@@ -18,7 +18,7 @@ from leadpipe_common.service import Clients, consumer_app, utc_now
 from capture.api import Capture, Limits, problem_response
 from capture.captcha import Verifier
 from capture.cors import CrossOrigin
-from capture.domain import Form, Submission, parse_forms
+from capture.domain import Form, IdentityRules, Submission, parse_forms, parse_identity
 from capture.service import SERVICE
 from capture.settings import CaptureSettings
 from capture.throttle import parse_networks, parse_rate
@@ -32,6 +32,15 @@ def load_forms(path: Any) -> dict[str, Form]:
             forms = parse_forms(yaml.safe_load(f) or {})
         form_rates(forms)
         return forms
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def load_identity(path: Any) -> IdentityRules:
+    """Raises ValueError naming the file and the entry that is wrong."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_identity(yaml.safe_load(f) or {})
     except (yaml.YAMLError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
 
@@ -66,6 +75,7 @@ def captcha_secrets(forms: dict[str, Form], environ: Mapping[str, str]) -> dict[
 def check(settings: CaptureSettings) -> None:
     """Refuse a configuration capture cannot serve with, before it starts (raises ValueError saying why)."""
     forms = load_forms(settings.forms_file)
+    load_identity(settings.identity_file)
     token_key(settings, forms)
     captcha_secrets(forms, os.environ)
 
@@ -75,6 +85,7 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     forms = load_forms(settings.forms_file)
     key = token_key(settings, forms)
     secrets = captcha_secrets(forms, os.environ)
+    identity = load_identity(settings.identity_file)
 
     limits = Limits(per_address=parse_rate(settings.rate_limit, "CAPTURE_RATE_LIMIT"),
                     per_key=parse_rate(settings.key_rate_limit, "CAPTURE_KEY_RATE_LIMIT"),
@@ -82,9 +93,9 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
                                                                                "CAPTURE_TRUSTED_PROXIES"))
 
     def context(clients: Clients) -> Capture:
-        writer = LeadWriter(clients.engine, settings.write_batch_max, on_commit=clients.wake_relay)
+        writer = LeadWriter(clients.engine, settings.write_batch_max, on_commit=clients.wake_relay, clock=utc_now)
         return Capture(forms=forms, writer=writer, clock=utc_now, limits=limits, token_key=key,
-                       verifier=Verifier(clients.http, secrets))
+                       verifier=Verifier(clients.http, secrets), identity=identity)
 
     app = consumer_app(SERVICE, settings, context)
     app.add_exception_handler(Problem, problem_response)  # type: ignore[arg-type]

@@ -7,8 +7,10 @@ time and the form configuration in.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
+import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -353,3 +355,63 @@ def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
             captcha=parse_captcha(spec["captcha"], f"{where}.captcha") if spec.get("captcha") else None,
         )
     return forms
+
+
+# -- one person, one lead --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Provider:
+    ignore_dots: bool = False
+    plus_tags: bool | None = None
+    same_as: str | None = None
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """How an e-mail address names a person (the ``identity.yaml`` reference file)."""
+
+    plus_tags: bool = True
+    providers: Mapping[str, Provider] = dataclasses.field(default_factory=dict)
+
+
+def parse_identity(raw: Mapping[str, Any]) -> IdentityRules:
+    """Raises ValueError naming the bad entry."""
+    unknown = set(raw) - {"plus_tags", "providers"}
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)} (known: plus_tags, providers)")
+    if not isinstance(raw.get("plus_tags", True), bool):
+        raise ValueError("plus_tags: expected true or false")
+    providers = {}
+    for domain, spec in (raw.get("providers") or {}).items():
+        spec = spec or {}
+        if not isinstance(spec, Mapping) or set(spec) - {"ignore_dots", "plus_tags", "same_as"}:
+            raise ValueError(f"providers.{domain}: expected a mapping of ignore_dots, plus_tags, same_as")
+        providers[str(domain).lower()] = Provider(ignore_dots=bool(spec.get("ignore_dots", False)),
+                                                  plus_tags=spec.get("plus_tags"),
+                                                  same_as=str(spec["same_as"]).lower() if spec.get("same_as") else None)
+    for domain, provider in providers.items():
+        if provider.same_as and providers.get(provider.same_as, Provider()).same_as:
+            raise ValueError(f"providers.{domain}.same_as: {provider.same_as} is itself an alias")
+    return IdentityRules(plus_tags=raw.get("plus_tags", True), providers=providers)
+
+
+def person_key(email: str, rules: IdentityRules) -> str:
+    """The person an address names: ``Jane.Doe+news@GoogleMail.com`` and ``janedoe@gmail.com`` are one."""
+    local, _, domain = email.strip().casefold().rpartition("@")
+    provider = rules.providers.get(domain, Provider())
+    if provider.same_as:
+        domain = provider.same_as
+        provider = rules.providers.get(domain, Provider())
+    plus_tags = rules.plus_tags if provider.plus_tags is None else provider.plus_tags
+    if plus_tags and "+" in local[1:]:
+        local = local[: local.index("+", 1)]
+    if provider.ignore_dots:
+        local = local.replace(".", "")
+    return f"{local}@{domain}"
+
+
+def fingerprint(fields: Mapping[str, Any], form_id: str | None) -> str:
+    """What an ``Idempotency-Key`` promises is repeated: the submitted fields (order aside) and the form."""
+    canonical = json.dumps({"form_id": form_id, "fields": fields}, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -10,12 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, Message, derive_id, encode
-from leadpipe_common.events import TERMINAL_STAGES, LeadCaptured, LeadStageChanged
+from leadpipe_common.events import CLOSED_STAGES, TERMINAL_STAGES, LeadCaptured, LeadStageChanged, LeadTouched
 
 from leadpipe_common.outbox import table_claim
 from leadpipe_common.uow import UnitOfWork
 
-from capture.store import CaptureStore, Unpublished, claim_unpublished, outbox
+from capture.store import CaptureStore, Unpublished, UnpublishedTouch, claim_touches, claim_unpublished, outbox
 
 SOURCE = "leadpipe/capture"
 
@@ -40,31 +40,41 @@ def captured_lead_messages(row: Unpublished) -> Sequence[Message]:
     )
 
 
+def touch_messages(row: UnpublishedTouch) -> Sequence[Message]:
+    """``lead.touched`` for enrichment (to re-score the lead) and for the lifecycle (timelines, attribution)."""
+    touched = LeadTouched.model_validate_json(row.event)
+    return tuple(
+        encode(topic, touched, event_id=derive_id(row.touch_id, f"{touched.type}@{topic}"), source=SOURCE,
+               time=row.touched_at, traceparent=row.traceparent)
+        for topic in (topics.CAPTURED, topics.LIFECYCLE)
+    )
+
+
 _other_events = table_claim(outbox)
 
 
 async def publishable(conn: AsyncConnection, limit: int) -> list[Message]:
     """The outbox relay's claim: the events of leads not yet published (the leads table is their outbox),
-    then what the outbox table holds (``lead.quarantined``)."""
+    then of touches (likewise), then what the outbox table holds (``lead.quarantined``)."""
     leads = [m for row in await claim_unpublished(conn, limit) for m in captured_lead_messages(row)]
-    return leads + await _other_events(conn, limit)
+    touched = [m for row in await claim_touches(conn, limit) for m in touch_messages(row)]
+    return leads + touched + await _other_events(conn, limit)
 
 
 async def handle_lead_stage_changed(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],
                                     ctx: None = None) -> dict[uuid.UUID, Outcome]:
-    """Note terminal outcomes, so the re-driver knows which accepted leads are done."""
-    outcomes = [
-        {"b_lead_id": env.data.lead_id, "b_stage": env.data.to_stage, "b_at": env.data.at}
-        for env in batch
-        if isinstance(env.data, LeadStageChanged) and env.data.to_stage in TERMINAL_STAGES
-    ]
-    await uow.store.record_outcomes(outcomes)
+    """Note terminal outcomes, so the re-driver knows which accepted leads are done, and closed leads, so
+    their people's next submission opens a new lead."""
+    steps = [env.data for env in batch if isinstance(env.data, LeadStageChanged)]
+    await uow.store.record_outcomes([{"b_lead_id": s.lead_id, "b_stage": s.to_stage, "b_at": s.at}
+                                     for s in steps if s.to_stage in TERMINAL_STAGES])
+    await uow.store.close_leads(sorted({s.lead_id for s in steps if s.to_stage in CLOSED_STAGES}))
     return {env.id: [] for env in batch}
 
 
-_TERMINAL = {stage.encode() for stage in TERMINAL_STAGES}
+_FOLLOWED = {stage.encode() for stage in TERMINAL_STAGES | CLOSED_STAGES}
 
 
 def is_terminal_step(headers: Sequence[tuple[str, bytes]]) -> bool:
-    """Only terminal steps matter to capture; the rest are skipped unparsed (by their ce_tostage)."""
-    return any(k == "ce_tostage" and v in _TERMINAL for k, v in headers)
+    """Only terminal and closing steps matter to capture; the rest are skipped unparsed (by their ce_tostage)."""
+    return any(k == "ce_tostage" and v in _FOLLOWED for k, v in headers)

@@ -23,6 +23,8 @@ class CaptureSettings(ConsumerSettings):
     workers: int = Field(2, ge=1)
     forms_file: Path = Field(DATA / "forms.yaml", description="forms, thank-you URLs, default offers and the "
                                                                "origins allowed to post each one")
+    identity_file: Path = Field(DATA / "identity.yaml", description="how an e-mail address names a person "
+                                                                     "(`+tags`, dots at gmail.com): one open lead each")
     cors_origins: str = Field("", description="comma-separated web origins (`https://www.example.com`) whose pages "
                                               "may post any form or the JSON API with `fetch()`; none by default")
 

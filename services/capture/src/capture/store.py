@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from leadpipe_common.outbox import outbox_table
@@ -51,16 +51,22 @@ leads = sa.Table(
 )
 
 
-_CLAIM = sa.text(
-    f"""
-    UPDATE {SCHEMA}.leads SET published_at = now()
-    WHERE lead_id IN (
-        SELECT lead_id FROM {SCHEMA}.leads WHERE published_at IS NULL
-        ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED
+def _claim(table: str, key: str, at: str) -> sa.TextClause:
+    """Mark up to ``:limit`` unpublished rows of ``table`` published, oldest first, skipping rows another relay
+    holds; returns what their events are built from."""
+    return sa.text(
+        f"""
+        UPDATE {SCHEMA}.{table} SET published_at = now()
+        WHERE {key} IN (
+            SELECT {key} FROM {SCHEMA}.{table} WHERE published_at IS NULL
+            ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED
+        )
+        RETURNING seq, {key}, {at}, traceparent, event
+        """
     )
-    RETURNING seq, request_id, captured_at, traceparent, event
-    """
-)
+
+
+_CLAIM = _claim("leads", "request_id", "captured_at")
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,30 @@ async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[Unpublish
     return [Unpublished(*r) for r in sorted(rows, key=lambda r: r.seq)]
 
 
+_CLAIM_TOUCHES = _claim("touches", "touch_id", "touched_at")
+
+
+@dataclass(frozen=True)
+class UnpublishedTouch:
+    seq: int
+    touch_id: uuid.UUID
+    touched_at: datetime
+    traceparent: str
+    event: bytes
+
+
+async def claim_touches(conn: AsyncConnection, limit: int) -> list[UnpublishedTouch]:
+    """Touches whose ``lead.touched`` is not yet acknowledged, oldest first (as ``claim_unpublished``)."""
+    rows = (await conn.execute(_CLAIM_TOUCHES, {"limit": limit})).all()
+    return [UnpublishedTouch(*r) for r in sorted(rows, key=lambda r: r.seq)]
+
+
+async def close_leads(conn: AsyncConnection | AsyncSession, lead_ids: Sequence[uuid.UUID]) -> None:
+    """These leads are closed (won, lost, disqualified): their people's next submission opens a new lead."""
+    if lead_ids:
+        await conn.execute(people.update().where(people.c.open_lead_id.in_(lead_ids)).values(open_lead_id=None))
+
+
 quarantine = sa.Table(
     "quarantine",
     metadata,
@@ -89,6 +119,37 @@ quarantine = sa.Table(
     sa.Column("utm_source", sa.Text),
     sa.Column("fields", sa.JSON, nullable=False),
     sa.Column("released_at", sa.DateTime(timezone=True)),
+)
+#: A person (by normalised e-mail address) and their open lead, if any: the row every submission of theirs
+#: locks, which is what makes "one person, one open lead" hold across capture's processes.
+people = sa.Table(
+    "people",
+    metadata,
+    sa.Column("person_key", sa.Text, primary_key=True),
+    sa.Column("person_id", UUID(as_uuid=True), nullable=False, unique=True),
+    sa.Column("open_lead_id", UUID(as_uuid=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+#: Later submissions of a person with an open lead; like ``leads``, their own outbox (``lead.touched``).
+touches = sa.Table(
+    "touches",
+    metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
+    sa.Column("touch_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("lead_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("touched_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("traceparent", sa.Text, nullable=False),
+    sa.Column("event", sa.LargeBinary, nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+)
+#: What was answered to a request with an ``Idempotency-Key`` (scoped by caller and endpoint), for 24 hours.
+idempotency = sa.Table(
+    "idempotency",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("answer", JSONB),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 #: Events born of requests that are not leads (``lead.quarantined``); the leads table is the leads' outbox.
 outbox = outbox_table(metadata)
@@ -103,6 +164,14 @@ class CaptureStore:
     async def record_outcomes(self, outcomes: Sequence[dict[str, Any]]) -> None:
         await record_outcomes(self._session, outcomes)
 
+    async def close_leads(self, lead_ids: Sequence[uuid.UUID]) -> None:
+        await close_leads(self._session, lead_ids)
+
+    @property
+    def session(self) -> AsyncSession:
+        """For ``writer.admit``, which a release shares with the writer."""
+        return self._session
+
     async def quarantine(self, row: dict[str, Any]) -> None:
         await self._session.execute(quarantine.insert().values(**row))
 
@@ -114,9 +183,7 @@ class CaptureStore:
         query = sa.select(quarantine).where(quarantine.c.lead_id == lead_id).with_for_update()
         return (await self._session.execute(query)).first()
 
-    async def release(self, lead_id: uuid.UUID, at: datetime, lead_row: dict[str, Any]) -> None:
-        """The quarantined submission becomes a lead, for the relay to publish like any other."""
-        await self._session.execute(leads.insert().values(**lead_row))
+    async def mark_released(self, lead_id: uuid.UUID, at: datetime) -> None:
         await self._session.execute(quarantine.update().where(quarantine.c.lead_id == lead_id).values(released_at=at))
 
 

@@ -1,4 +1,5 @@
-"""enrichment's handler: ``lead.captured`` in, ``lead.enriched`` and a lifecycle step out."""
+"""enrichment's handlers: ``lead.captured`` in, ``lead.enriched`` and a lifecycle step out; ``lead.touched`` in,
+``lead.enriched`` (from the touch's latest data) out, with no step: a touch does not move the lead."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
 from leadpipe_common.db import UpsertStore
 from leadpipe_common.envelope import Envelope, follow_up
-from leadpipe_common.events import LeadCaptured, LeadEnriched, LeadStageChanged
+from leadpipe_common.events import LeadCaptured, LeadEnriched, LeadStageChanged, LeadTouched
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
@@ -48,6 +49,22 @@ async def handle_lead_captured(uow: UnitOfWork[UpsertStore], batch: Sequence[Env
             follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now),
         ]
         rows.append({"lead_id": lead.lead_id, "data": enrichment.model_dump(mode="json"), "enriched_at": now})
+    await uow.store.save(rows)
+    return outcomes
+
+
+async def handle_lead_touched(uow: UnitOfWork[UpsertStore], batch: Sequence[Envelope],
+                              ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
+    now = ctx.clock()
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    rows = []
+    for env in each(batch):
+        touched = env.data
+        assert isinstance(touched, LeadTouched)
+        enrichment = enrich(touched.contact, ctx.reference)
+        enriched = LeadEnriched.model_construct(**dict(touched), enrichment=enrichment, enriched_at=now)
+        outcomes[env.id] = [follow_up(env, topics.ENRICHED, enriched, source=SOURCE, time=now)]
+        rows.append({"lead_id": touched.lead_id, "data": enrichment.model_dump(mode="json"), "enriched_at": now})
     await uow.store.save(rows)
     return outcomes
 

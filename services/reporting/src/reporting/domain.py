@@ -22,7 +22,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from leadpipe_common.events import FUNNEL, Event, LeadQuarantined, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.events import (
+    FUNNEL, Event, LeadQuarantined, LeadReengaged, LeadSlaBreached, LeadStageChanged, LeadTouched,
+)
 
 #: The stages whose first time is kept per lead: the funnel, then the side exits.
 STAGE_COLUMNS: tuple[str, ...] = (*FUNNEL, "contacted", "nurture", "disqualified", "rejected", "lost")
@@ -134,6 +136,8 @@ def project(events: Iterable[tuple[uuid.UUID, Event]]) -> Projection:
             _stage_changed(out, event_id, event)
         elif isinstance(event, LeadSlaBreached):
             _sla_breached(out, event_id, event)
+        elif isinstance(event, LeadTouched | LeadReengaged):
+            _touched(out, event_id, event)
         elif isinstance(event, LeadQuarantined):
             out.spam[event.lead_id] = {"lead_id": event.lead_id, "received_at": event.received_at,
                                        "form_id": event.form_id, "utm_source": event.utm_source}
@@ -173,6 +177,22 @@ def _sla_breached(out: Projection, event_id: uuid.UUID, e: LeadSlaBreached) -> N
         "detail": e.model_dump(mode="json", include={"owner_id", "team", "grade", "due_at", "breach", "action",
                                                       "next_owner_id", "next_due_at"}),
     })
+
+
+def _touched(out: Projection, event_id: uuid.UUID, e: LeadTouched | LeadReengaged) -> None:
+    """A later touch, and its holder being told of it: on the lead's timeline; the funnel does not move."""
+    a = e.touch.attribution
+    if isinstance(e, LeadTouched):
+        what = f"asked for {a.offer}" if a.offer else f"submitted form {a.form_id}" if a.form_id else "came back"
+        step = {"at": e.touch.at, "to_stage": "touched", "by": "capture",
+                "reason": f"{what}{f' via {a.utm_source}' if a.utm_source else ''}"}
+    else:
+        step = {"at": e.at, "to_stage": "reengaged", "by": "routing", "reason": f"{e.owner_id} told: {e.reason}"}
+    out.steps.append({"event_id": event_id, "lead_id": e.lead_id, "type": e.type, "from_stage": None, **step,
+                      "detail": {"touch_id": str(e.touch.touch_id),
+                                 **{k: v for k, v in a.model_dump(include={"form_id", "offer", "utm_source",
+                                                                           "utm_medium", "utm_campaign"}).items()
+                                    if v is not None}}})
 
 
 # -- reports over aggregated counts ----------------------------------------------------

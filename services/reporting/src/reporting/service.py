@@ -1,11 +1,14 @@
 """reporting, declared: what it consumes and what it serves."""
 
-from leadpipe_common.events import LeadQuarantined, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.events import LeadQuarantined, LeadReengaged, LeadSlaBreached, LeadStageChanged, LeadTouched
 from leadpipe_common.service import Service
 
 from reporting.api import router as api_router
 from reporting.dashboard import router as dashboard_router
-from reporting.handlers import handle_lead_quarantined, handle_lead_sla_breached, handle_lead_stage_changed
+from reporting.handlers import (
+    handle_lead_quarantined, handle_lead_reengaged, handle_lead_sla_breached, handle_lead_stage_changed,
+    handle_lead_touched,
+)
 from reporting.store import ReportingStore
 
 SERVICE: Service[None, ReportingStore] = Service(
@@ -13,7 +16,8 @@ SERVICE: Service[None, ReportingStore] = Service(
     summary="The shared funnel, closed-loop attribution, velocity, SLA and spam reports, built from "
             "leads.lifecycle and leads.quarantined.",
     consumes={LeadStageChanged: handle_lead_stage_changed, LeadSlaBreached: handle_lead_sla_breached,
-              LeadQuarantined: handle_lead_quarantined},
+              LeadQuarantined: handle_lead_quarantined, LeadTouched: handle_lead_touched,
+              LeadReengaged: handle_lead_reengaged},
     store=ReportingStore,
     routes=[api_router, dashboard_router],
 )

@@ -3,7 +3,10 @@
 - ``lead.scored`` in; for MQLs, ``lead.routed`` and a lifecycle step out, and
   the lead's hand-off (owner, SLA deadline) stored. Nurture and disqualified
   leads end at scoring (their lifecycle step is scoring's); routing applies
-  them with no output.
+  them with no output. A recycled nurture lead is an MQL like any other.
+  A new touch of a lead sales already holds re-engages its holder: a
+  ``lead.reengaged`` step and a fresh ``lead.routed`` record with the same
+  owner and the same deadline (no second routing, no second SLA clock).
 - ``lead.dispositioned`` in (``leads.feedback``): the same
   :func:`record_disposition` the HTTP API calls, so both paths behave the
   same; an illegal report is rejected to the dead-letter topic with the reason.
@@ -25,7 +28,7 @@ import structlog
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
-from leadpipe_common.events import LeadDispositioned, LeadRouted, LeadScored, LeadStageChanged
+from leadpipe_common.events import LeadDispositioned, LeadReengaged, LeadRouted, LeadScored, LeadStageChanged
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
@@ -90,7 +93,13 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     now = ctx.clock()
     store = uow.store
     outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
-    mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"]
+    touched = [env for env in batch if isinstance(env.data, LeadScored) and env.data.touch is not None]
+    held = await store.already_assigned(env.data.lead_id for env in touched)
+    for env in each(touched):
+        if env.data.lead_id in held:
+            outcomes[env.id] = await _reengage(store, env, now)
+    mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"
+            and not (env.data.touch is not None and env.data.lead_id in held)]
     assigned = await store.already_assigned(env.data.lead_id for env in mqls)
     routes = {}
     for env in each(mqls):
@@ -133,6 +142,31 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     await store.save_assignments(rows)
     await store.add_handoffs(handoffs)
     return outcomes
+
+
+async def _reengage(store: RoutingStore, env: Envelope, now: datetime) -> Outcome:
+    """Tell the holder of a lead about its new touch: same owner, same deadline, the new score."""
+    lead = env.data
+    assert isinstance(lead, LeadScored) and lead.touch is not None
+    held = await store.handoff(lead.lead_id)
+    if held is None or held.handoff.closed:
+        return []  # sales closed it (won, lost, rejected): nobody holds it to be told
+    h, before = held.handoff, held.lead
+    routed = LeadRouted.model_construct(**dict(lead), assignment=before.assignment, routed_at=before.routed_at)
+    reengaged = LeadReengaged(
+        lead_id=lead.lead_id, person_id=lead.person_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
+        reason=_touch_summary(lead), attribution=lead.attribution, score=lead.score.value, grade=lead.score.grade,
+    )
+    return [follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
+            follow_up(env, topics.LIFECYCLE, reengaged, source=SOURCE, time=now)]
+
+
+def _touch_summary(lead: LeadScored) -> str:
+    assert lead.touch is not None
+    a = lead.touch.attribution
+    what = f"asked for {a.offer}" if a.offer else f"submitted form {a.form_id}" if a.form_id else "came back"
+    via = f" via {a.utm_source}" if a.utm_source else ""
+    return f"{what}{via}; score now {lead.score.value} (grade {lead.score.grade})"
 
 
 async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],

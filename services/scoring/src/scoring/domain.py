@@ -1,19 +1,28 @@
 """Scoring rules: an explainable fit + intent score, a grade and the MQL decision.
 
 Pure: the rules come in as a ``RuleSet`` (parsed from the editable YAML file
-by ``parse_rules``) and the lead as an event; nothing here reads files or the
-clock. Every point awarded is listed as a reason, so "why is this an A?" has
-an answer.
+by ``parse_rules``), the lead as its latest enrichment and its touches, and
+``now`` as an argument; nothing here reads files or the clock. Every point
+awarded is listed as a reason, so "why is this an A?" has an answer.
+
+Fit and knockouts judge who the person is now (the latest data). Intent is
+what they did: each intent rule is tested against every touch of the lead and
+its points decay with the touch's age (``half_life_days`` per rule; none: no
+decay), so a demo request last week counts more than a white paper last year,
+and a nurture lead that keeps coming back climbs to the MQL bar.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from leadpipe_common.events import Decision, Grade, LeadEnriched, Score, ScoreReason
+from leadpipe_common.events import Attribution, Decision, Grade, LeadEnriched, Score, ScoreReason
 from leadpipe_common.problems import describe
 
 #: The facts a rule may test, derived from an enriched lead.
@@ -66,6 +75,8 @@ class Condition(_Strict):
 class Rule(Condition):
     rule: str
     points: int = 0
+    #: Intent rules: the points of a touch halve every this many days (unset: they never decay).
+    half_life_days: float | None = Field(None, gt=0)
 
 
 class Grades(_Strict):
@@ -109,6 +120,31 @@ def _norm(v: Any) -> Any:
     return v.casefold() if isinstance(v, str) else v
 
 
+#: The facts a touch brings (what the person did then); the rest describe the person as known now.
+TOUCH_FACTS = ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_content", "has_message")
+
+
+@dataclass(frozen=True)
+class TouchFacts:
+    """One touch of a lead, as scoring keeps it: when, and what the person did."""
+
+    touch_id: uuid.UUID
+    at: datetime
+    facts: Mapping[str, Any]
+
+
+def touch_of(lead: LeadEnriched) -> TouchFacts:
+    """The touch this enriched lead carries: its capture (the lead's id and first touch) or a later touch."""
+    if lead.touch is None:
+        return TouchFacts(lead.lead_id, lead.captured_at, _touch_facts(lead.attribution, lead.contact.message))
+    return TouchFacts(lead.touch.touch_id, lead.touch.at, _touch_facts(lead.touch.attribution, lead.contact.message))
+
+
+def _touch_facts(a: Attribution, message: str | None) -> dict[str, Any]:
+    return {"form_id": a.form_id, "offer": a.offer, "utm_source": a.utm_source, "utm_medium": a.utm_medium,
+            "utm_campaign": a.utm_campaign, "utm_content": a.utm_content, "has_message": bool(message)}
+
+
 def facts_of(lead: LeadEnriched) -> dict[str, Any]:
     e, a, c = lead.enrichment, lead.attribution, lead.contact
 
@@ -149,13 +185,27 @@ def grade_for(value: int, grades: Grades) -> Grade:
     return "D"
 
 
-def score(lead: LeadEnriched, rules: RuleSet) -> Score:
+def decayed(points: int, half_life_days: float | None, age_days: float) -> float:
+    """A touch's points ``age_days`` after it: halved every half-life (a touch from the future counts fully)."""
+    if half_life_days is None or age_days <= 0:
+        return float(points)
+    return points * 0.5 ** (age_days / half_life_days)
+
+
+def score(lead: LeadEnriched, rules: RuleSet, touches: Sequence[TouchFacts] = (), now: datetime | None = None) -> Score:
+    """Fit and knockouts from ``lead`` (the latest data); intent summed over ``touches`` (default: the lead's
+    own touch), each rule's points decayed to ``now`` (default: no decay)."""
     facts = facts_of(lead)
+    touches = list(touches) or [touch_of(lead)]
     fit = [r for r in rules.fit if r.holds(facts)]
-    intent = [r for r in rules.intent if r.holds(facts)]
     knockouts = [r for r in rules.disqualify if r.holds(facts)]
+    intent: list[tuple[Rule, TouchFacts, float]] = []
+    for touch in sorted(touches, key=lambda t: (t.at, str(t.touch_id))):
+        seen = {**facts, **touch.facts}
+        age_days = (now - touch.at).total_seconds() / 86400 if now is not None else 0.0
+        intent += [(r, touch, decayed(r.points, r.half_life_days, age_days)) for r in rules.intent if r.holds(seen)]
     fit_points = sum(r.points for r in fit)
-    intent_points = sum(r.points for r in intent)
+    intent_points = round(sum(points for _, _, points in intent))
     value = max(0, min(100, fit_points + intent_points))
     decision: Decision
     if knockouts or value < rules.thresholds.nurture:
@@ -166,7 +216,8 @@ def score(lead: LeadEnriched, rules: RuleSet) -> Score:
         decision = "nurture"
     reasons = (
         [ScoreReason(rule=r.rule, category="fit", points=r.points) for r in fit]
-        + [ScoreReason(rule=r.rule, category="intent", points=r.points) for r in intent]
+        + [ScoreReason(rule=r.rule, category="intent", points=round(points), touch_id=t.touch_id, touch_at=t.at,
+                       full_points=r.points) for r, t, points in intent]
         + [ScoreReason(rule=r.rule, category="disqualify", points=r.points) for r in knockouts]
     )
     return Score(

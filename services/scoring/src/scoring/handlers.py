@@ -1,4 +1,11 @@
-"""scoring's handler: ``lead.enriched`` in, ``lead.scored`` and a lifecycle step out."""
+"""scoring's handler: ``lead.enriched`` in, ``lead.scored`` and (when the lead moves) a lifecycle step out.
+
+A lead's first enrichment scores it: ``enriched → mql | nurture | disqualified``. A later touch re-scores it
+over all its touches (intent decays with each touch's age): a nurture lead that reaches the MQL bar is
+recycled (``nurture → mql``, and routing routes it); a lead already an MQL gets its new score on
+``leads.scored`` (routing re-engages its holder); a disqualified lead is closed, and a late touch of it
+changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,13 @@ from datetime import datetime
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
-from leadpipe_common.db import UpsertStore
 from leadpipe_common.envelope import Envelope, follow_up
 from leadpipe_common.events import LeadEnriched, LeadScored, LeadStageChanged
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
-from scoring.domain import RuleSet, explain, score
+from scoring.domain import RuleSet, explain, score, touch_of
+from scoring.store import ScoringStore
 
 SOURCE = "leadpipe/scoring"
 
@@ -28,28 +35,54 @@ class Scoring:
     clock: Callable[[], datetime]
 
 
-async def handle_lead_enriched(uow: UnitOfWork[UpsertStore], batch: Sequence[Envelope],
+async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[Envelope],
                                ctx: Scoring) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
+    leads = [env.data for env in batch]
+    decisions = await uow.store.decisions(lead.lead_id for lead in leads)
+    touches = await uow.store.touches(lead.lead_id for lead in leads)
     outcomes: dict[uuid.UUID, Outcome] = {}
-    rows = []
+    touch_rows, score_rows = [], []
     for env in each(batch):
         lead = env.data
         assert isinstance(lead, LeadEnriched)
-        result = score(lead, ctx.rules)
+        touch = touch_of(lead)
+        known = touches[lead.lead_id]
+        if all(t.touch_id != touch.touch_id for t in known):
+            known.append(touch)
+        touch_rows.append({"lead_id": lead.lead_id, "touch_id": touch.touch_id, "at": touch.at,
+                           "facts": dict(touch.facts)})
+        before = decisions.get(lead.lead_id)
+        if before == "disqualified":
+            outcomes[env.id] = []  # closed: the touch is kept, the lead does not move
+            continue
+        result = score(lead, ctx.rules, known, now)
+        stage = _stage(before, result.decision)
+        decisions[lead.lead_id] = stage
         scored = LeadScored.model_construct(**dict(lead), score=result, scored_at=now)  # validated parts
-        changed = LeadStageChanged(
-            lead_id=lead.lead_id, from_stage="enriched", to_stage=result.decision, at=now, by="scoring",
-            reason=explain(result, ctx.rules), attribution=lead.attribution,
-        )
-        outcomes[env.id] = [
-            follow_up(env, topics.SCORED, scored, source=SOURCE, time=now),
-            follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now),
-        ]
-        rows.append({
-            "lead_id": lead.lead_id, "score": result.value, "grade": result.grade,
-            "decision": result.decision, "rules_version": result.rules_version,
-            "reasons": [r.model_dump() for r in result.reasons], "scored_at": now,
+        outcomes[env.id] = [follow_up(env, topics.SCORED, scored, source=SOURCE, time=now)]
+        if stage != before:
+            why = explain(result, ctx.rules)
+            changed = LeadStageChanged(
+                lead_id=lead.lead_id, from_stage=before or "enriched", to_stage=stage, at=now, by="scoring",
+                reason=f"recycled by a new touch: {why}" if before else why, attribution=lead.attribution,
+            )
+            outcomes[env.id].append(follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now))
+        score_rows.append({
+            "lead_id": lead.lead_id, "score": result.value, "grade": result.grade, "decision": stage,
+            "rules_version": result.rules_version, "reasons": [r.model_dump(mode="json") for r in result.reasons],
+            "scored_at": now,
         })
-    await uow.store.save(rows)
+    await uow.store.save_touches(touch_rows)
+    await uow.store.save(score_rows)
     return outcomes
+
+
+def _stage(before: str | None, decision: str) -> str:
+    """Where the lead stands after a score: a first score decides; a later one only ever recycles nurture to
+    MQL (a lead with sales stays with sales, and a touch never disqualifies a person who came back)."""
+    if before is None:
+        return decision
+    if before == "nurture" and decision == "mql":
+        return "mql"
+    return before

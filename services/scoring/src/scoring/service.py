@@ -1,16 +1,16 @@
 """scoring, declared: what it consumes, where it writes."""
 
-from leadpipe_common.db import UpsertStore
 from leadpipe_common.events import LeadEnriched
 from leadpipe_common.service import Service
 
 from scoring.handlers import Scoring, handle_lead_enriched
-from scoring.store import inbox, scores
+from scoring.store import ScoringStore, inbox
 
-SERVICE: Service[Scoring, UpsertStore] = Service(
+SERVICE: Service[Scoring, ScoringStore] = Service(
     name="scoring",
-    summary="Scores enriched leads by fit and intent and decides MQL, nurture or disqualified.",
+    summary="Scores enriched leads by fit and by intent over all their touches, and decides MQL, nurture or "
+            "disqualified; a nurture lead a touch lifts to the MQL bar is recycled.",
     consumes={LeadEnriched: handle_lead_enriched},
-    store=UpsertStore.of(scores),
+    store=ScoringStore,
     inbox=inbox,
 )

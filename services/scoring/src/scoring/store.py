@@ -1,14 +1,23 @@
-"""scoring's tables: its inbox and every score it gave (with the decision and rules version).
+"""scoring's tables: its inbox, the score it gave each lead last (with the decision and rules version), and
+every touch of every lead (what intent is summed over when a touch re-scores the lead).
 
-One row per lead, written with ``db.UpsertStore`` (a redriven event replaces it).
+Scores are upserted (one row per lead, the latest); touches are keyed by lead and touch, so a redelivered
+event changes nothing.
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from leadpipe_common.db import inbox_table
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadpipe_common.db import inbox_table, upsert
+
+from scoring.domain import TouchFacts
 
 SCHEMA = "scoring"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -24,3 +33,41 @@ scores = sa.Table(
     sa.Column("reasons", JSONB, nullable=False),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
 )
+touches = sa.Table(
+    "touches",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("touch_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("facts", JSONB, nullable=False),
+)
+
+
+class ScoringStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def decisions(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """The decision each lead stands at (none yet: not in the result)."""
+        ids = sorted(set(lead_ids))
+        if not ids:
+            return {}
+        rows = await self._session.execute(sa.select(scores.c.lead_id, scores.c.decision)
+                                           .where(scores.c.lead_id.in_(ids)))
+        return {r.lead_id: r.decision for r in rows}
+
+    async def touches(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[TouchFacts]]:
+        ids = sorted(set(lead_ids))
+        out: dict[uuid.UUID, list[TouchFacts]] = {lead_id: [] for lead_id in ids}
+        if ids:
+            rows = await self._session.execute(sa.select(touches).where(touches.c.lead_id.in_(ids)))
+            for r in rows:
+                out[r.lead_id].append(TouchFacts(r.touch_id, r.at, r.facts))
+        return out
+
+    async def save_touches(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await self._session.execute(insert(touches).on_conflict_do_nothing(), list(rows))
+
+    async def save(self, rows: Sequence[dict[str, Any]]) -> None:
+        await upsert(self._session, scores, rows, key="lead_id")

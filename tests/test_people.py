@@ -1,0 +1,136 @@
+"""One person, one lead: retries, duplicates, re-engagement and recycling, through the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from leadpipe_common import topics
+from leadpipe_common.testing.kafka import read_topic
+from leadpipe_common.testing.plugin import KEY_HEADERS
+
+pytestmark = pytest.mark.asyncio
+
+SALES_READY = {"job_title": "Chief Marketing Officer", "country": "US", "offer": "demo"}
+
+
+def url(stack, service: str) -> str:  # noqa: ANN001
+    return next(p.url for p in stack.processes if p.service == service)
+
+
+def address(name: str) -> str:
+    return f"{name}.{uuid.uuid4().hex[:8]}@stripe.com"
+
+
+async def post(stack, body: dict[str, Any], **headers: str) -> httpx.Response:  # noqa: ANN001
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        return await capture.post("/v1/leads", json=body, headers=headers)
+
+
+async def steps_of(bootstrap: str, lead_id: str, until: Any, timeout: float = 30) -> list[Any]:
+    return await read_topic(bootstrap, topics.LIFECYCLE, where=lambda r: r.key.decode() == lead_id, until=until,
+                            timeout=timeout)
+
+
+async def test_fifty_simultaneous_submissions_of_one_address_make_one_lead_routed_once(stack, bootstrap):
+    email = address("jane.doe")
+    spellings = [email, email.upper(), email.replace("@", "+webinar@")]
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=60) as capture:
+        answers = await asyncio.gather(*(
+            capture.post("/v1/leads", json={"email": spellings[i % 3], **SALES_READY, "utm_source": f"s{i}"})
+            for i in range(50)))
+    assert {r.status_code for r in answers} == {202}
+    [lead_id] = {r.json()["lead_id"] for r in answers}
+    assert sorted(r.json()["existing"] for r in answers) == [False] + [True] * 49
+
+    def routings(found: list[Any]) -> list[Any]:
+        return [r for r in found if r.json()["touch"] is None]
+
+    routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id,
+                              until=lambda found: len({r.id for r in found}) >= 50)
+    assert len({r.id for r in routings(routed)}) == 1  # one routing; the rest tell the holder of each touch
+    assert len({r.json()["assignment"]["owner_id"] for r in routed}) == 1
+    touches = await steps_of(bootstrap, lead_id, lambda f: sum(r.type == "lead.touched" for r in f) >= 49)
+    assert len({r.id for r in touches if r.type == "lead.touched"}) == 49
+    assert sum(r.type == "lead.stage_changed" and r.json()["to_stage"] == "routed" for r in touches) == 1
+
+
+async def test_a_retry_with_the_same_idempotency_key_gets_the_same_answer_and_creates_nothing(stack, db):
+    import sqlalchemy as sa
+
+    body = {"email": address("retry"), "offer": "newsletter"}
+    key = str(uuid.uuid4())
+    first = await post(stack, body, **{"Idempotency-Key": key})
+    again = await post(stack, body, **{"Idempotency-Key": key})
+    other = await post(stack, {**body, "offer": "demo"}, **{"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 202 and again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
+    assert other.status_code == 422 and other.json()["errors"][0]["field"] == "Idempotency-Key"
+    async with db.connect() as conn:
+        leads = (await conn.execute(sa.text("SELECT count(*) FROM capture.leads WHERE email = :e"),
+                                    {"e": body["email"]})).scalar_one()
+        touches = (await conn.execute(sa.text("SELECT count(*) FROM capture.touches WHERE lead_id = :id"),
+                                      {"id": first.json()["lead_id"]})).scalar_one()
+    assert (leads, touches) == (1, 0)
+    bad = await post(stack, body, **{"Idempotency-Key": "x" * 300})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+async def test_a_nurture_lead_that_asks_for_a_demo_is_recycled_and_routed_once(stack, bootstrap):
+    email = f"reader.{uuid.uuid4().hex[:8]}@smallshop.example"  # no company on file: fit alone is not enough
+    first = await post(stack, {"email": email, "job_title": "Marketing Manager", "country": "US",
+                               "offer": "whitepaper-lead-scoring"})
+    lead_id = first.json()["lead_id"]
+    await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "nurture" for r in f))
+    again = await post(stack, {"email": email, "offer": "demo", "utm_source": "retargeting"})
+    assert again.json()["lead_id"] == lead_id and again.json()["existing"] is True
+    steps = await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
+    moves = [(r.json()["from_stage"], r.json()["to_stage"]) for r in steps if r.type == "lead.stage_changed"]
+    assert moves[-3:] == [("enriched", "nurture"), ("nurture", "mql"), ("mql", "routed")], moves
+    await asyncio.sleep(1)
+    routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id,
+                              until=lambda f: False, timeout=2)
+    assert len({r.id for r in routed}) == 1
+
+
+async def test_a_lead_with_sales_is_reengaged_without_a_second_routing_or_sla_clock(stack, bootstrap):
+    email = address("buyer")
+    lead_id = (await post(stack, {"email": email, **SALES_READY})).json()["lead_id"]
+    await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
+        before = (await routing.get(f"/v1/leads/{lead_id}/handoff")).json()
+        await post(stack, {"email": email, "offer": "pricing", "utm_source": "newsletter"})
+        steps = await steps_of(bootstrap, lead_id, lambda f: any(r.type == "lead.reengaged" for r in f))
+        after = (await routing.get(f"/v1/leads/{lead_id}/handoff")).json()
+    [reengaged] = [r.json() for r in steps if r.type == "lead.reengaged"]
+    assert reengaged["owner_id"] == before["owner_id"] and "asked for pricing via newsletter" in reengaged["reason"]
+    assert after["due_at"] == before["due_at"] and after["owner_id"] == before["owner_id"]
+    routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id,
+                              until=lambda f: len({r.id for r in f}) >= 2)
+    fresh = [r.json() for r in routed if r.json()["touch"]]
+    assert fresh and fresh[0]["assignment"] == next(r.json() for r in routed if not r.json()["touch"])["assignment"]
+    assert sum(r.json().get("to_stage") == "routed" for r in steps if r.type == "lead.stage_changed") == 1
+
+
+async def test_a_closed_leads_person_starts_a_new_lead_with_the_same_person_id(stack, bootstrap):
+    email = address("returning")
+    lead_id = (await post(stack, {"email": email, **SALES_READY})).json()["lead_id"]
+    await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
+        owner = (await routing.get(f"/v1/leads/{lead_id}/handoff")).json()["owner_id"]
+        for report in ({"outcome": "accepted"}, {"outcome": "lost", "reason_code": "price"}):
+            answer = await routing.post(f"/v1/leads/{lead_id}/disposition", json={**report, "rep_id": owner})
+            assert answer.status_code == 200, answer.text
+    async with asyncio.timeout(30):  # capture learns of the close from the lifecycle
+        while (again := await post(stack, {"email": email, "offer": "demo"})).json()["existing"]:
+            await asyncio.sleep(0.5)
+    new_id = again.json()["lead_id"]
+    assert new_id != lead_id
+    captured = await read_topic(bootstrap, topics.CAPTURED, where=lambda r: r.key.decode() in {lead_id, new_id}
+                                and r.type == "lead.captured", until=lambda f: len({r.key for r in f}) >= 2)
+    people = {r.key.decode(): r.json()["person_id"] for r in captured}
+    assert people[lead_id] == people[new_id] is not None
