@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit bench redrive replay export asyncapi openapi schemas config-doc lock clean
+.PHONY: help install run test test-unit bench redrive replay rescore export asyncapi openapi schemas config-doc lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ redrive: $(STAMP) ## send dead-lettered records back to their topics (REDRIVE_AR
 
 replay: $(STAMP) ## rebuild the reports from leads.lifecycle (REPLAY_ARGS="--since 2026-11-01": re-apply only what came since)
 	$(VENV)/bin/leadpipe-reporting replay $(REPLAY_ARGS)
+
+rescore: $(STAMP) ## re-score open leads under the current rules.yaml (RESCORE_ARGS="--dry-run" first)
+	$(VENV)/bin/leadpipe-scoring rescore $(RESCORE_ARGS)
 
 export: $(STAMP) ## write leads.lifecycle to a file for analysts (EXPORT_ARGS="lifecycle.parquet --since ...")
 	$(VENV)/bin/leadpipe-reporting export $(or $(EXPORT_ARGS),lifecycle.jsonl)

@@ -112,7 +112,8 @@ async def all_reports(client: httpx.AsyncClient) -> dict[str, Any]:
     paths = ["/v1/reports/funnel", "/v1/reports/velocity", "/v1/reports/sla", "/v1/reports/rejections",
              "/v1/reports/spam",
              *(f"/v1/reports/funnel/by/{d}" for d in ("source", "medium", "campaign", "content", "form", "offer")),
-             *(f"/v1/reports/attribution/{d}" for d in ("source", "campaign", "offer"))]
+             *(f"/v1/reports/attribution/{d}" for d in ("source", "campaign", "offer")),
+             *(f"/v1/reports/attribution/campaign?model={m}" for m in ("last", "linear"))]
     out = {}
     for path in paths:
         response = await client.get(path)
@@ -157,6 +158,11 @@ async def story(loop_stack: Stack) -> Story:
             response = await capture.post("/v1/leads", json={"email": email, **fields})
             assert response.status_code == 202, response.text
             ids[name] = response.json()["lead_id"]
+        # dee comes back through the newsletter before sales wins her: a touch, not a lead; last-touch and
+        # linear attribution credit it.
+        response = await capture.post("/v1/leads", json={"email": "Dee@Stripe.com", "offer": "pricing",
+                                                         "utm_source": "newsletter", "utm_campaign": "q4"})
+        assert response.json()["lead_id"] == ids["won_usd"] and response.json()["existing"], response.text
         for i in range(BOTS):  # answered as people, kept out of every report but the spam report
             response = await capture.post("/v1/forms/demo-request", data={
                 "email": f"bot{i}@bot-farm.example", "utm_source": "bot-farm", "_gotcha": "http://pills.example"})
@@ -341,6 +347,22 @@ async def test_won_revenue_is_credited_to_the_first_touch(story: Story):
                            "newsletter": (2, 0, {}, 0.0)}
 
 
+async def test_last_touch_and_linear_attribution_credit_the_touches_before_the_win(story: Story):
+    def attribution_of(body: dict[str, Any]) -> dict[str, tuple]:
+        return {r["value"]: (r["captured"], r["won"], r["won_revenue"]) for r in body["rows"]}
+
+    async with story.client("reporting") as reporting:
+        last, linear = [attribution_of((await reporting.get("/v1/reports/attribution/campaign",
+                                                            params={"model": m})).json()) for m in ("last", "linear")]
+        csv_text = (await reporting.get("/v1/reports/attribution/campaign", params={"model": "linear",
+                                                                                    "format": "csv"})).text
+    # dee: captured from the abm campaign, touched by q4's newsletter, then won for USD 3,000.50.
+    assert last == {"brand": (4, 1, {"EUR": "12000.00"}), "q4": (2, 1, {"USD": "3000.50"}), "abm": (2, 0, {})}
+    assert linear == {"brand": (4, 1, {"EUR": "12000.00"}), "abm": (2.5, 0.5, {"USD": "1500.25"}),
+                      "q4": (1.5, 0.5, {"USD": "1500.25"})}
+    assert "abm,2.5,0.5,0.2,USD 1500.25" in csv_text
+
+
 async def test_sla_compliance_and_rejection_reasons_are_reported(story: Story):
     first = min((b.json() for b in story.breaches), key=lambda b: b["breach"])
     team = story.first_owner[story.lapsed]["team"]
@@ -478,6 +500,18 @@ async def test_a_browser_signs_in_with_a_key_and_the_dashboard_renders_the_funne
         cookies = (await page.call("Network.getCookies", urls=[reporting_url]))["cookies"]
         shot = tmp_path / "dashboard.png"
         await page.screenshot(shot)
+        # On a phone: nothing pushes the page sideways, the funnel's words stay readable, and they are text a
+        # screen reader reads (no image hides them).
+        await page.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=3, mobile=True)
+        await page.goto(f"{reporting_url}/dashboard?model=linear")
+        await page.wait_for("!!document.getElementById('funnel-chart')")
+        phone = await page.evaluate("""({
+            overflow: document.documentElement.scrollWidth - window.innerWidth,
+            labelPx: parseFloat(getComputedStyle(document.querySelector('#funnel-chart .label')).fontSize),
+            h1: document.querySelector('h1') && document.querySelector('h1').textContent,
+            images: document.querySelectorAll('[role=img]').length,
+            funnelText: document.getElementById('funnel-chart').innerText,
+            model: document.querySelector('select[name=model]').value})""")
     assert f'data-stage="captured" data-count="{captured}"' in dom and 'data-stage="won"' in dom
     assert f'data-kpi="Captured">{captured:,}<' in dom
     assert "browser-test" in dom  # the source table and the source filter list it
@@ -485,5 +519,7 @@ async def test_a_browser_signs_in_with_a_key_and_the_dashboard_renders_the_funne
     [session] = [c for c in cookies if c["name"] == "leadpipe_session"]
     assert session["httpOnly"] and session["sameSite"] == "Strict" and TEST_KEY not in session["value"]
     assert shot.stat().st_size > 10_000  # a real rendering, not a blank page
+    assert phone["overflow"] <= 0 and phone["labelPx"] >= 13 and phone["images"] == 0, phone
+    assert phone["h1"] and f"{captured:,}" in phone["funnelText"] and phone["model"] == "linear"
     if os.environ.get("LEADPIPE_SCREENSHOT"):
         shutil.copy(shot, os.environ["LEADPIPE_SCREENSHOT"])

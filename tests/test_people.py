@@ -134,3 +134,47 @@ async def test_a_closed_leads_person_starts_a_new_lead_with_the_same_person_id(s
                                 and r.type == "lead.captured", until=lambda f: len({r.key for r in f}) >= 2)
     people = {r.key.decode(): r.json()["person_id"] for r in captured}
     assert people[lead_id] == people[new_id] is not None
+
+
+def rescore(stack, rules_file, *args: str) -> str:  # noqa: ANN001
+    import subprocess
+    import sys
+
+    env = {**stack.env(), "SCORING_RULES_FILE": str(rules_file), "SCORING_PORT": "0", "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-m", "scoring", "rescore", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_a_rescore_dry_run_says_exactly_what_the_real_run_then_does(stack, bootstrap, tmp_path):
+    import importlib.resources
+    from datetime import UTC, datetime
+
+    import yaml
+
+    email = f"reader.{uuid.uuid4().hex[:8]}@smallshop.example"
+    lead_id = (await post(stack, {"email": email, "job_title": "Marketing Manager", "country": "US",
+                                  "offer": "whitepaper-lead-scoring", "utm_source": "rescore-test"})).json()["lead_id"]
+    await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "nurture" for r in f))
+    rules = yaml.safe_load((importlib.resources.files("scoring") / "data" / "rules.yaml").read_text())
+    rules["version"], rules["thresholds"]["mql"] = "lower-bar-1", 40  # marketing lowers the bar
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rules))
+    at = datetime.now(UTC).isoformat()
+
+    dry = rescore(stack, rules_file, "--dry-run", "--at", at)
+    real = rescore(stack, rules_file, "--at", at)
+
+    def what(out: str) -> list[str]:
+        return [line.removeprefix("dry run: ").replace("would move", "moved").replace("would change", "changed")
+                for line in out.splitlines() if not line.startswith("nothing was written")]
+
+    assert dry.startswith("dry run: ") and what(dry) == what(real), (dry, real)
+    assert "moved to MQL (recycled to sales): 0" not in what(real)
+    assert any("rescore-test" in line for line in real.splitlines())
+    steps = await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
+    moves = [(r.json()["from_stage"], r.json()["to_stage"]) for r in steps if r.type == "lead.stage_changed"]
+    assert moves[-2:] == [("nurture", "mql"), ("mql", "routed")], moves
+    again = rescore(stack, rules_file, "--dry-run", "--at", at)
+    assert "would move to MQL (recycled to sales): 0" in again  # nothing left to recycle

@@ -123,3 +123,21 @@ def test_a_later_touch_is_on_the_timeline_and_moves_no_stage():
     assert projection.leads[LEAD].furthest == 0
     [step] = [s for s in projection.steps if s["to_stage"] == "touched"]
     assert (step["at"], step["reason"], step["detail"]["offer"]) == (touch.at, "asked for demo via ads", "demo")
+
+
+def test_each_attribution_model_shares_a_leads_credit_among_its_touches_up_to_the_win():
+    from reporting.domain import LeadCredit, attribution_by_model
+
+    day = timedelta(days=1)
+    won = LeadCredit(touches=[(T0 + 2 * day, "newsletter"), (T0, "google"), (T0 + day, "linkedin")],
+                     won_at=T0 + 1.5 * day, amount=Decimal("900.00"), currency="EUR")  # the newsletter came later
+    open_ = LeadCredit(touches=[(T0, "linkedin")])
+
+    def by_value(model):
+        return {r["value"]: (r["captured"], r["won"], r["won_revenue"], r["close_rate"])
+                for r in attribution_by_model([won, open_], model)}
+
+    assert by_value("first") == {"google": (1, 1, {"EUR": "900.00"}, 1.0), "linkedin": (1, 0, {}, 0.0)}
+    assert by_value("last") == {"linkedin": (2, 1, {"EUR": "900.00"}, 0.5)}
+    assert by_value("linear") == {"google": (0.5, 0.5, {"EUR": "450.00"}, 1.0),
+                                  "linkedin": (1.5, 0.5, {"EUR": "450.00"}, 0.3333)}

@@ -124,3 +124,16 @@ def test_the_same_touches_score_the_same_at_the_same_moment_whatever_their_order
     assert score(lead(), DECAYING, touches, NOW) == score(lead(), DECAYING, list(reversed(touches)), NOW)
     assert score(lead(), DECAYING, touches, NOW + timedelta(days=30)).intent < score(lead(), DECAYING, touches,
                                                                                      NOW).intent
+
+
+def test_new_rules_recycle_nurture_to_mql_and_only_count_an_mql_below_the_bar():
+    from scoring.domain import RescoreSummary, rescore_move
+
+    assert rescore_move("nurture", "mql") == "to_mql" and rescore_move("mql", "nurture") == "below_bar"
+    assert rescore_move("mql", "mql") is None and rescore_move("nurture", "disqualified") is None
+    summary = RescoreSummary("v2")
+    for move, grade, source in (("to_mql", "B", "ads"), ("to_mql", "B", "ads"), (None, "C", None),
+                                ("below_bar", "C", None)):
+        summary.add(move, grade, source, score_changed=move is not None)
+    assert summary.moves == {("to_mql", "B", "ads"): 2, ("below_bar", "C", "(none)"): 1}
+    assert (summary.leads, summary.changed_scores, summary.count("to_mql")) == (4, 3, 2)

@@ -103,13 +103,16 @@ async def breakdown(request: Request, dimension: Literal["source", "medium", "ca
 
 
 @router.get("/v1/reports/attribution/{dimension}",
-            summary="Closed-loop attribution: won deals and revenue by first-touch source, campaign or offer")
+            summary="Closed-loop attribution: won deals and revenue by source, campaign or offer, under a model")
 async def attribution(request: Request, dimension: Literal["source", "campaign", "offer"],
                       since: str | None = Since, until: str | None = Until, source: str | None = Source,
+                      model: Literal["first", "last", "linear"] = Query(
+                          "first", description="first touch (all credit to the capture), last touch before the win, "
+                                               "or linear (an equal share to every touch up to the win)"),
                       format: str | None = Format) -> Response:
     f = filters(since, until, source)
-    return await answer(request, format, f"attribution-by-{dimension}", lambda c: reports.attribution(c, f, dimension),
-                        lambda b: b["rows"])
+    return await answer(request, format, f"attribution-by-{dimension}-{model}",
+                        lambda c: reports.attribution(c, f, dimension, model), lambda b: b["rows"])
 
 
 @router.get("/v1/reports/velocity", summary="Time from capture to routed, routed to accepted, accepted to won (p50, p90)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -31,6 +31,7 @@ from reporting.store import leads
 
 router = APIRouter(tags=["dashboard"])
 
+MODEL_LABELS = {"first": "First touch", "last": "Last touch", "linear": "Linear (every touch)"}
 STAGE_LABELS = {"captured": "Captured", "enriched": "Enriched", "mql": "MQL", "routed": "Routed to sales",
                 "accepted": "Accepted (SAL)", "qualified": "Qualified (SQL)", "won": "Won"}
 
@@ -61,27 +62,21 @@ def money(revenue: dict[str, str]) -> str:
     return " · ".join(f"{Decimal(v):,.0f} {c}" for c, v in sorted(revenue.items()))
 
 
-def funnel_svg(stages: list[dict[str, Any]]) -> str:
-    width, bar_h, gap, label_w = 720, 34, 12, 150
+def funnel_chart(stages: list[dict[str, Any]]) -> str:
+    """The funnel as a list a screen reader reads and a phone keeps legible: text in the page's font, bars
+    drawn by CSS in proportion to the largest stage."""
     top = max((s["count"] for s in stages), default=0) or 1
     rows = []
     for i, s in enumerate(stages):
-        y = i * (bar_h + gap)
-        w = max(2.0, (width - label_w - 250) * s["count"] / top)  # room for the count and the rate
-        stage, count = s["stage"], f"{s['count']:,}"
-        conv = "" if s["conversion"] is None else f"{pct(s['conversion'])} of previous"
-        text_y, text_x = y + bar_h / 2 + 5, label_w + w + 10
+        width = max(0.5, 100 * s["count"] / top)
+        conv = "" if s["conversion"] is None else f'<span class="conv">{pct(s["conversion"])} of previous</span>'
         rows.append(
-            f'<g class="stage" data-stage="{stage}" data-count="{s["count"]}">'
-            f'<text x="{label_w - 12}" y="{text_y}" text-anchor="end" class="label">{STAGE_LABELS[stage]}</text>'
-            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="5" class="bar bar-{i}"/>'
-            f'<text x="{text_x:.1f}" y="{text_y}" class="count">{count}</text>'
-            f'<text x="{text_x:.1f}" y="{text_y}" dx="{8 + 9 * len(count)}" class="conv">{conv}</text>'
-            "</g>"
+            f'<li class="stage" data-stage="{s["stage"]}" data-count="{s["count"]}">'
+            f'<span class="label">{STAGE_LABELS[s["stage"]]}</span>'
+            f'<span class="track" aria-hidden="true"><span class="fill bar-{i}" style="width:{width:.1f}%"></span></span>'
+            f'<span class="figure"><strong>{s["count"]:,}</strong> {conv}</span></li>'
         )
-    height = len(stages) * (bar_h + gap)
-    return (f'<svg id="funnel-chart" role="img" aria-label="Combined funnel" viewBox="0 0 {width} {height}" '
-            f'width="100%" preserveAspectRatio="xMinYMin meet">{"".join(rows)}</svg>')
+    return f'<ol id="funnel-chart" class="funnel" aria-label="Combined funnel">{"".join(rows)}</ol>'
 
 
 def bar(value: float | None) -> str:
@@ -89,12 +84,15 @@ def bar(value: float | None) -> str:
     return f'<span class="meter"><span style="width:{width:.1f}%"></span></span> {pct(value)}'
 
 
-def table(head: list[str], body: list[list[str]], empty: str) -> str:
+def table(head: list[str], body: list[list[str]], empty: str, caption: str = "") -> str:
+    """A table that scrolls within its panel on a narrow screen (focusable, so a keyboard can scroll it too)."""
     if not body:
         return f'<p class="empty">{esc(empty)}</p>'
-    ths = "".join(f"<th>{h}</th>" for h in head)
+    ths = "".join(f'<th scope="col">{h}</th>' for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body)
-    return f"<table><thead><tr>{ths}</tr></thead><tbody>{trs}</tbody></table>"
+    label = f' aria-label="{esc(caption)}"' if caption else ""
+    return (f'<div class="scroll" role="region" tabindex="0"{label}><table><thead><tr>{ths}</tr></thead>'
+            f"<tbody>{trs}</tbody></table></div>")
 
 
 LOGIN = """<!doctype html>
@@ -156,7 +154,8 @@ async def logout(request: Request) -> Response:
 @router.get("/", response_class=HTMLResponse, summary="The dashboard", include_in_schema=False)
 @router.get("/dashboard", response_class=HTMLResponse, summary="The dashboard (signed-in browsers and API keys)")
 async def dashboard(request: Request, since: str | None = Query(None), until: str | None = Query(None),
-                    source: str | None = Query(None)) -> Response:
+                    source: str | None = Query(None),
+                    model: Literal["first", "last", "linear"] = Query("first")) -> Response:
     who = await identify(request)
     if who is None:
         return RedirectResponse("/dashboard/login", status_code=303)
@@ -166,7 +165,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     async with runtime(request).engine.connect() as conn:
         funnel = await reports.funnel(conn, f)
         by_source = await reports.breakdown(conn, f, "source")
-        by_campaign = await reports.attribution(conn, f, "campaign")
+        by_campaign = await reports.attribution(conn, f, "campaign", model)
         velocity = await reports.velocity(conn, f)
         sla = await reports.sla(conn, f)
         rejections = await reports.rejections(conn, f)
@@ -189,6 +188,8 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
                    for r in by_source["rows"]]
     campaign_rows = [[esc(r["value"]), f"{r['captured']:,}", f"{r['won']:,}", money(r["won_revenue"]), bar(r["close_rate"])]
                      for r in by_campaign["rows"]]
+    models = "".join(f'<option value="{m}"{" selected" if m == model else ""}>{label}</option>'
+                     for m, label in MODEL_LABELS.items())
     velocity_cards = "".join(
         f'<div class="card small"><div class="k">{esc(v["from"])} → {esc(v["to"])}</div>'
         f'<div class="v">{duration(v["p50_seconds"])}</div><div class="s">p50 · p90 {duration(v["p90_seconds"])} · '
@@ -202,6 +203,8 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     spam_rows = [[esc(r["form_id"]), esc(r["source"]), f"{r['spam']:,}", f"{r['released']:,}"] for r in spam["rows"]]
     options = "".join(f'<option value="{esc(s)}"{" selected" if s == f.source else ""}>{esc(s)}</option>' for s in sources)
     query = urlencode({k: v for k, v in {"since": since, "until": until, "source": source}.items() if v})
+    model_query = urlencode({k: v for k, v in {"since": since, "until": until, "source": source,
+                                               "model": model}.items() if v})
     exits = " · ".join(f"{k} {v:,}" for k, v in funnel["exits"].items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -211,15 +214,17 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 <label>From <input type="date" name="since" value="{esc(since)}"></label>
 <label>To <input type="date" name="until" value="{esc(until)}"></label>
 <label>Source <select name="source"><option value="">all sources</option>{options}</select></label>
+<label>Credit <select name="model">{models}</select></label>
 <button type="submit">Apply</button></form>
 <form method="post" action="/dashboard/logout"><button type="submit" class="quiet">Sign out</button></form></header>
 <main>
+<h1>Funnel and closed-loop reports</h1>
 <section class="cards">{"".join(f'<div class="card"><div class="k">{k}</div><div class="v" data-kpi="{k}">{v}</div><div class="s">{s}</div></div>' for k, v, s in cards)}</section>
-<section class="panel"><h2>Combined funnel</h2><p class="hint">Leads captured in the range that reached each stage (or a later one); percentages are conversion from the stage above. Left the funnel: {exits}.</p>{funnel_svg(funnel["stages"])}</section>
+<section class="panel"><h2>Combined funnel</h2><p class="hint">Leads captured in the range that reached each stage (or a later one); percentages are conversion from the stage above. Left the funnel: {exits}.</p>{funnel_chart(funnel["stages"])}</section>
 <section class="panel"><h2>Conversion by source</h2>{table(["Source", "Captured", "MQL", "Routed", "Accepted", "Won", "Captured → MQL", "Close rate"], source_rows, "No leads in this range.")}</section>
 <div class="two">
 <section class="panel"><h2>Velocity</h2><div class="cards">{velocity_cards}</div></section>
-<section class="panel"><h2>Won by campaign</h2>{table(["Campaign", "Captured", "Won", "Revenue", "Close rate"], campaign_rows, "Nothing won yet.")}</section>
+<section class="panel"><h2>Won by campaign</h2><p class="hint">Credit: {MODEL_LABELS[model].lower()}.</p>{table(["Campaign", "Captured", "Won", "Revenue", "Close rate"], campaign_rows, "Nothing won yet.")}</section>
 </div>
 <div class="two">
 <section class="panel"><h2>Hand-off SLA by team</h2>{table(["Team", "Hand-offs", "Met", "Missed", "Open", "Compliance"], sla_rows, "No hand-offs with a deadline yet.")}
@@ -228,7 +233,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 </div>
 <section class="panel"><h2>Spam kept out, by form and source</h2><p class="hint">Submissions taken for bots' (answered as people, never leads): {spam["spam"]:,} kept out; {spam["released"]:,} released by an admin as false positives.</p>{table(["Form", "Source", "Spam", "Released"], spam_rows, "No submission was taken for a bot's in this range.")}</section>
 <p class="foot">JSON and CSV: <a href="/v1/reports/funnel?{query}">funnel</a> · <a href="/v1/reports/funnel/by/source?{query}">by source</a> ·
-<a href="/v1/reports/attribution/campaign?{query}">attribution</a> · <a href="/v1/reports/velocity?{query}">velocity</a> ·
+<a href="/v1/reports/attribution/campaign?{model_query}">attribution</a> · <a href="/v1/reports/velocity?{query}">velocity</a> ·
 <a href="/v1/reports/sla?{query}">SLA</a> · <a href="/v1/reports/rejections?{query}">rejections</a> ·
 <a href="/v1/reports/spam?{query}">spam</a> · <a href="/docs">API docs</a></p>
 </main></body></html>"""
@@ -251,9 +256,15 @@ main{max-width:1240px;margin:0 auto;padding:24px 32px 40px}
 .panel{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 20px;margin-bottom:18px}
 .panel h2{margin:0 0 6px;font-size:17px}.hint{margin:0 0 14px;color:var(--mute);font-size:13px}
 .two{display:grid;grid-template-columns:1fr 1fr;gap:18px}.two .panel{margin-bottom:18px}@media(max-width:900px){.two{grid-template-columns:1fr}}
-svg .label{font-size:14px;fill:var(--ink)}svg .count{font-size:14px;font-weight:700;fill:var(--ink)}svg .conv{font-size:13px;fill:var(--mute)}
-svg .bar{fill:var(--accent)}svg .bar-0{fill:#91a7ff}svg .bar-1{fill:#748ffc}svg .bar-2{fill:#5c7cfa}svg .bar-3{fill:#4c6ef5}
-svg .bar-4{fill:#4263eb}svg .bar-5{fill:#3b5bdb}svg .bar-6{fill:#2f9e44}
+h1{font-size:20px;margin:0 0 14px}
+.funnel{list-style:none;margin:0;padding:0}.funnel li{display:grid;grid-template-columns:9.5rem 1fr minmax(9rem,auto);gap:12px;align-items:center;margin:8px 0}
+.funnel .label{text-align:right;font-size:14px}.funnel .track{height:30px;background:#f0f2f8;border-radius:5px;overflow:hidden}
+.funnel .fill{display:block;height:100%;border-radius:5px;background:var(--accent)}.funnel .figure{font-size:14px}.funnel .conv{color:var(--mute);font-size:13px}
+.bar-0{background:#91a7ff!important}.bar-1{background:#748ffc!important}.bar-2{background:#5c7cfa!important}.bar-3{background:#4c6ef5!important}
+.bar-4{background:#4263eb!important}.bar-5{background:#3b5bdb!important}.bar-6{background:#2f9e44!important}
+.scroll{overflow-x:auto;max-width:100%}
+@media(max-width:600px){header{padding:14px 16px}main{padding:16px 12px 32px}.panel{padding:14px 12px}
+.funnel li{grid-template-columns:1fr;gap:4px}.funnel .label{text-align:left}.card .v{font-size:22px}}
 table{width:100%;border-collapse:collapse;font-size:14px}th{text-align:left;font-size:12px;text-transform:uppercase;letter-spacing:.5px;color:var(--mute);font-weight:600;border-bottom:1px solid var(--line);padding:6px 8px}
 td{padding:7px 8px;border-bottom:1px solid #f0f1f5;white-space:nowrap}tbody tr:hover{background:#fafbff}
 .meter{display:inline-block;width:70px;height:8px;border-radius:4px;background:#edf0f7;vertical-align:middle;margin-right:6px;overflow:hidden}

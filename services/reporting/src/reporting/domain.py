@@ -117,6 +117,12 @@ class Projection:
     steps: list[dict[str, Any]] = field(default_factory=list)
     #: Submissions taken for bots': where they came from, nothing of what they said.
     spam: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    #: Each lead's capture and later touches, by (lead, touch): what multi-touch attribution credits.
+    touches: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = field(default_factory=dict)
+
+    def touch(self, lead_id: uuid.UUID, touch_id: uuid.UUID, at: datetime, attribution: Any) -> None:
+        self.touches[(lead_id, touch_id)] = {"lead_id": lead_id, "touch_id": touch_id, "at": at,
+                                             **{c: getattr(attribution, c) for c in DIMENSIONS.values()}}
 
     def lead(self, lead_id: uuid.UUID) -> LeadFacts:
         return self.leads.setdefault(lead_id, LeadFacts(lead_id))
@@ -155,6 +161,8 @@ def _stage_changed(out: Projection, event_id: uuid.UUID, e: LeadStageChanged) ->
     elif e.to_stage == "lost":
         facts.lost_reason = e.reason_code or e.reason
     out.lead(e.lead_id).merge(facts)
+    if e.to_stage == "captured":
+        out.touch(e.lead_id, e.lead_id, e.at, e.attribution)  # the first touch bears the lead's id
     if e.to_stage == "routed" and e.owner_id and e.team and e.due_at:
         out.handoff(HandoffFacts(e.lead_id, 0, e.owner_id, e.team, e.due_at))
     out.steps.append({
@@ -183,6 +191,7 @@ def _touched(out: Projection, event_id: uuid.UUID, e: LeadTouched | LeadReengage
     """A later touch, and its holder being told of it: on the lead's timeline; the funnel does not move."""
     a = e.touch.attribution
     if isinstance(e, LeadTouched):
+        out.touch(e.lead_id, e.touch.touch_id, e.touch.at, a)
         what = f"asked for {a.offer}" if a.offer else f"submitted form {a.form_id}" if a.form_id else "came back"
         step = {"at": e.touch.at, "to_stage": "touched", "by": "capture",
                 "reason": f"{what}{f' via {a.utm_source}' if a.utm_source else ''}"}
@@ -198,7 +207,7 @@ def _touched(out: Projection, event_id: uuid.UUID, e: LeadTouched | LeadReengage
 # -- reports over aggregated counts ----------------------------------------------------
 
 
-def rate(numerator: int, denominator: int) -> float | None:
+def rate(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
 
@@ -244,6 +253,59 @@ def spam_rows(counts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     rows.sort(key=lambda r: (-r["spam"], r["form_id"], r["source"]))
     total = {k: sum(r[k] for r in rows) for k in ("quarantined", "released", "spam")}
     return {**total, "false_positive_rate": rate(total["released"], total["quarantined"]), "rows": rows}
+
+
+MODELS = ("first", "last", "linear")
+
+
+@dataclass(frozen=True)
+class LeadCredit:
+    """A lead as attribution sees it: its touches' (time, value) and whether, and for how much, it was won."""
+
+    touches: Sequence[tuple[datetime, str | None]]
+    won_at: datetime | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+
+
+def credit(lead: LeadCredit, model: str) -> dict[str | None, float]:
+    """How one lead's credit (1 in all) is shared among the values of its touches: all of it to the first or
+    the last touch, or an equal part to each. A won lead credits only the touches up to its win."""
+    touches = sorted(lead.touches, key=lambda t: t[0])
+    before = [t for t in touches if lead.won_at is None or t[0] <= lead.won_at] or touches[:1]
+    if model == "first":
+        return {before[0][1]: 1.0}
+    if model == "last":
+        return {before[-1][1]: 1.0}
+    shares: dict[str | None, float] = {}
+    for _, value in before:
+        shares[value] = shares.get(value, 0.0) + 1 / len(before)
+    return shares
+
+
+def attribution_by_model(leads: Iterable[LeadCredit], model: str) -> list[dict[str, Any]]:
+    """Per value: the leads it is credited with, the wins, the close rate and won revenue per currency, under
+    ``model``. Fractions (linear) are kept to four decimals; revenue to the cent."""
+    rows: dict[str | None, dict[str, Any]] = {}
+    for lead in leads:
+        for value, share in credit(lead, model).items():
+            row = rows.setdefault(value, {"captured": 0.0, "won": 0.0, "revenue": {}})
+            row["captured"] += share
+            if lead.won_at is not None:
+                row["won"] += share
+                if lead.amount is not None and lead.currency:
+                    row["revenue"][lead.currency] = row["revenue"].get(lead.currency, Decimal(0)) + (
+                        lead.amount * Decimal(share))
+    out = [{"value": value if value is not None else NONE_LABEL, "captured": _num(r["captured"]),
+            "won": _num(r["won"]), "close_rate": rate(r["won"], r["captured"]),
+            "won_revenue": {c: str(a.quantize(Decimal("0.01"))) for c, a in sorted(r["revenue"].items())}}
+           for value, r in rows.items()]
+    return sorted(out, key=lambda r: (-r["won"], -r["captured"], r["value"]))
+
+
+def _num(x: float) -> float | int:
+    rounded = round(x, 4)
+    return int(rounded) if rounded == int(rounded) else rounded
 
 
 def sla_row(key: Mapping[str, str], met: int, missed: int, open_: int) -> dict[str, Any]:

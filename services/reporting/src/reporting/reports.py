@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from leadpipe_common.events import FUNNEL
 
 from reporting.domain import (
-    DIMENSIONS, RANK, VELOCITY, attribution_rows, breakdown_row, funnel_stages, rate, sla_row, spam_rows,
+    DIMENSIONS, RANK, VELOCITY, LeadCredit, attribution_by_model, attribution_rows, breakdown_row, funnel_stages, rate,
+    sla_row, spam_rows,
 )
-from reporting.store import handoffs, leads, spam, steps
+from reporting.store import handoffs, leads, spam, steps, touches
 
 SIDE_EXITS = ("contacted", "nurture", "disqualified", "rejected", "lost")
 
@@ -61,7 +62,9 @@ async def breakdown(conn: AsyncConnection, f: Filters, dimension: str) -> dict[s
     return {"filters": f.describe(), "dimension": dimension, "rows": out}
 
 
-async def attribution(conn: AsyncConnection, f: Filters, dimension: str) -> dict[str, Any]:
+async def attribution(conn: AsyncConnection, f: Filters, dimension: str, model: str = "first") -> dict[str, Any]:
+    if model != "first":
+        return await _multi_touch(conn, f, dimension, model)
     col = leads.c[DIMENSIONS[dimension]]
     counts = await conn.execute(
         sa.select(col.label("value"), sa.func.count().label("captured"),
@@ -74,7 +77,25 @@ async def attribution(conn: AsyncConnection, f: Filters, dimension: str) -> dict
         .where(*f.where(), leads.c.won_amount.is_not(None)).group_by(col, leads.c.won_currency)
     )
     rows = attribution_rows([r._mapping for r in counts], [r._mapping for r in revenue])
-    return {"filters": f.describe(), "dimension": dimension, "rows": rows}
+    return {"filters": f.describe(), "dimension": dimension, "model": model, "rows": rows}
+
+
+async def _multi_touch(conn: AsyncConnection, f: Filters, dimension: str, model: str) -> dict[str, Any]:
+    """Last-touch or linear credit, over every touch of the cohort's leads (a lead without touches on record,
+    from before they were kept, is its own first touch)."""
+    column = DIMENSIONS[dimension]
+    value = sa.func.coalesce(touches.c[column], sa.case((touches.c.lead_id.is_(None), leads.c[column])))
+    query = (sa.select(leads.c.lead_id, leads.c.won_at, leads.c.won_amount, leads.c.won_currency,
+                       sa.func.coalesce(touches.c.at, leads.c.captured_at).label("at"), value.label("value"))
+             .select_from(leads.outerjoin(touches, touches.c.lead_id == leads.c.lead_id))
+             .where(*f.where()).order_by(leads.c.lead_id))
+    credited: dict[Any, LeadCredit] = {}
+    for r in await conn.execute(query):
+        known = credited.get(r.lead_id)
+        credited[r.lead_id] = LeadCredit(touches=[*(known.touches if known else []), (r.at, r.value)],
+                                         won_at=r.won_at, amount=r.won_amount, currency=r.won_currency)
+    return {"filters": f.describe(), "dimension": dimension, "model": model,
+            "rows": attribution_by_model(credited.values(), model)}
 
 
 async def velocity(conn: AsyncConnection, f: Filters) -> dict[str, Any]:

@@ -6,6 +6,8 @@
 - ``handoffs``: each holder of a routed lead, their acceptance deadline and
   when they breached it; whether they met it is read against the lead's
   ``accepted_at``/``rejected_at`` when a report asks.
+- ``touches``: each lead's capture and every later touch, with its
+  attribution: what last-touch and linear attribution credit.
 - ``spam``: one row per quarantined submission (from ``leads.quarantined``):
   when, which form and source, nothing the sender wrote. One that was
   released is a lead in ``leads`` under the same id.
@@ -27,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from reporting.domain import STAGE_COLUMNS, HandoffFacts, LeadFacts, Projection
+from reporting.domain import DIMENSIONS, STAGE_COLUMNS, HandoffFacts, LeadFacts, Projection
 
 SCHEMA = "reporting"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -84,7 +86,15 @@ spam = sa.Table(
     sa.Column("utm_source", sa.Text),
     sa.Index("spam_received_at", "received_at"),
 )
-TABLES = (leads, steps, handoffs, spam)
+touches = sa.Table(
+    "touches",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("touch_id", UUID(as_uuid=True), primary_key=True),  # the lead's id for its capture
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    *(sa.Column(c, sa.Text) for c in DIMENSIONS.values()),
+)
+TABLES = (leads, steps, handoffs, spam, touches)
 
 
 async def save_steps(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -132,6 +142,11 @@ async def save_spam(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[st
         await conn.execute(insert(spam).on_conflict_do_nothing(), list(rows))
 
 
+async def save_touches(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(touches).on_conflict_do_nothing(), list(rows))
+
+
 class ReportingStore:
     def __init__(self, conn: AsyncConnection | AsyncSession) -> None:
         self._conn = conn
@@ -143,3 +158,4 @@ class ReportingStore:
         await save_handoffs(self._conn, [p.handoffs[k] for k in sorted(p.handoffs)])
         await save_steps(self._conn, sorted(p.steps, key=lambda s: s["event_id"]))
         await save_spam(self._conn, [p.spam[k] for k in sorted(p.spam)])
+        await save_touches(self._conn, [p.touches[k] for k in sorted(p.touches)])

@@ -3,6 +3,7 @@ from pathlib import Path
 from leadpipe_common.cli import service_cli
 
 from scoring.app import load_rules
+from scoring.commands import add_commands
 from scoring.settings import ScoringSettings
 
 cli = service_cli(
@@ -12,6 +13,7 @@ cli = service_cli(
     migrations_dir=Path(__file__).parent / "migrations",
     check=lambda s: load_rules(s.rules_file),
 )
+add_commands(cli)
 
 if __name__ == "__main__":
     cli()

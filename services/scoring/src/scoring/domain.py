@@ -14,6 +14,7 @@ and a nurture lead that keeps coming back climbs to the MQL bar.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -224,6 +225,51 @@ def score(lead: LeadEnriched, rules: RuleSet, touches: Sequence[TouchFacts] = ()
         value=value, grade=grade_for(value, rules.grades), fit=fit_points, intent=intent_points,
         decision=decision, reasons=reasons, rules_version=rules.version,
     )
+
+
+def stage_after(before: str | None, decision: str) -> str:
+    """Where a lead stands after a score: a first score decides; a later one only ever recycles nurture to MQL
+    (a lead with sales stays with sales, and a touch never disqualifies a person who came back)."""
+    if before is None:
+        return decision
+    if before == "nurture" and decision == "mql":
+        return "mql"
+    return before
+
+
+Move = Literal["to_mql", "below_bar"]
+
+
+def rescore_move(before: str, decision: str) -> Move | None:
+    """What new rules do to an open lead: lift a nurture lead to MQL (it is recycled), or put an MQL below the
+    bar (it stays an MQL: sales may hold it, and only sales sends a lead back to nurture)."""
+    if before == "nurture" and decision == "mql":
+        return "to_mql"
+    if before == "mql" and decision != "mql":
+        return "below_bar"
+    return None
+
+
+@dataclass
+class RescoreSummary:
+    """What a re-score changed (or would change): moves by grade and source, and how many leads it looked at."""
+
+    rules_version: str
+    leads: int = 0
+    changed_scores: int = 0
+    #: Leads scored before scoring kept them, which cannot be re-scored.
+    skipped: int = 0
+    moves: dict[tuple[str, str, str], int] = dataclasses.field(default_factory=dict)
+
+    def add(self, move: Move | None, grade: str, source: str | None, score_changed: bool) -> None:
+        self.leads += 1
+        self.changed_scores += score_changed
+        if move is not None:
+            key = (move, grade, source or "(none)")
+            self.moves[key] = self.moves.get(key, 0) + 1
+
+    def count(self, move: Move) -> int:
+        return sum(n for (m, _, _), n in self.moves.items() if m == move)
 
 
 def explain(s: Score, rules: RuleSet) -> str:

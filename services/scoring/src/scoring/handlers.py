@@ -21,7 +21,7 @@ from leadpipe_common.events import LeadEnriched, LeadScored, LeadStageChanged
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
-from scoring.domain import RuleSet, explain, score, touch_of
+from scoring.domain import RuleSet, explain, score, stage_after, touch_of
 from scoring.store import ScoringStore
 
 SOURCE = "leadpipe/scoring"
@@ -57,7 +57,7 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
             outcomes[env.id] = []  # closed: the touch is kept, the lead does not move
             continue
         result = score(lead, ctx.rules, known, now)
-        stage = _stage(before, result.decision)
+        stage = stage_after(before, result.decision)
         decisions[lead.lead_id] = stage
         scored = LeadScored.model_construct(**dict(lead), score=result, scored_at=now)  # validated parts
         outcomes[env.id] = [follow_up(env, topics.SCORED, scored, source=SOURCE, time=now)]
@@ -71,18 +71,9 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
         score_rows.append({
             "lead_id": lead.lead_id, "score": result.value, "grade": result.grade, "decision": stage,
             "rules_version": result.rules_version, "reasons": [r.model_dump(mode="json") for r in result.reasons],
-            "scored_at": now,
+            "scored_at": now, "lead": lead.model_dump(mode="json", exclude={"touch"}),
         })
     await uow.store.save_touches(touch_rows)
     await uow.store.save(score_rows)
     return outcomes
 
-
-def _stage(before: str | None, decision: str) -> str:
-    """Where the lead stands after a score: a first score decides; a later one only ever recycles nurture to
-    MQL (a lead with sales stays with sales, and a touch never disqualifies a person who came back)."""
-    if before is None:
-        return decision
-    if before == "nurture" and decision == "mql":
-        return "mql"
-    return before

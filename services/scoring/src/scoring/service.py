@@ -4,7 +4,7 @@ from leadpipe_common.events import LeadEnriched
 from leadpipe_common.service import Service
 
 from scoring.handlers import Scoring, handle_lead_enriched
-from scoring.store import ScoringStore, inbox
+from scoring.store import ScoringStore, inbox, outbox
 
 SERVICE: Service[Scoring, ScoringStore] = Service(
     name="scoring",
@@ -13,4 +13,5 @@ SERVICE: Service[Scoring, ScoringStore] = Service(
     consumes={LeadEnriched: handle_lead_enriched},
     store=ScoringStore,
     inbox=inbox,
+    outbox=outbox,
 )

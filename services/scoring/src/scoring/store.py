@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common.db import inbox_table, upsert
+from leadpipe_common.outbox import outbox_table
 
 from scoring.domain import TouchFacts
 
@@ -32,7 +33,12 @@ scores = sa.Table(
     sa.Column("rules_version", sa.Text, nullable=False),
     sa.Column("reasons", JSONB, nullable=False),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+    #: The lead as last scored (``lead.enriched``, JSON): what ``rescore`` scores again. None for leads scored
+    #: before it was kept.
+    sa.Column("lead", JSONB),
 )
+#: What ``rescore`` publishes (a recycled lead's events), for the running service's relay to send.
+outbox = outbox_table(metadata)
 touches = sa.Table(
     "touches",
     metadata,
@@ -68,6 +74,16 @@ class ScoringStore:
     async def save_touches(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             await self._session.execute(insert(touches).on_conflict_do_nothing(), list(rows))
+
+    async def open_leads(self, after: uuid.UUID | None, limit: int) -> list[Any]:
+        """Leads in nurture or MQL (disqualified ones are closed), by id after ``after``, one page; locked, so
+        a touch handled meanwhile waits for the re-score of its lead."""
+        query = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.score, scores.c.lead)
+                 .where(scores.c.decision.in_(("mql", "nurture")))
+                 .order_by(scores.c.lead_id).limit(limit).with_for_update())
+        if after is not None:
+            query = query.where(scores.c.lead_id > after)
+        return list(await self._session.execute(query))
 
     async def save(self, rows: Sequence[dict[str, Any]]) -> None:
         await upsert(self._session, scores, rows, key="lead_id")
