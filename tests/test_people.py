@@ -178,3 +178,42 @@ async def test_a_rescore_dry_run_says_exactly_what_the_real_run_then_does(stack,
     assert moves[-2:] == [("nurture", "mql"), ("mql", "routed")], moves
     again = rescore(stack, rules_file, "--dry-run", "--at", at)
     assert "would move to MQL (recycled to sales): 0" in again  # nothing left to recycle
+
+
+async def test_sales_merge_two_leads_of_one_person_and_reports_count_them_once(stack, bootstrap):
+    run = uuid.uuid4().hex[:8]
+    earlier = (await post(stack, {"email": f"ann.{run}@stripe.com", **SALES_READY,
+                                  "utm_source": f"merge-a-{run}"})).json()["lead_id"]
+    later = (await post(stack, {"email": f"ann.private.{run}@stripe.com", **SALES_READY,
+                                "utm_source": f"merge-b-{run}"})).json()["lead_id"]
+    for lead_id in (earlier, later):
+        await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
+        merged = await routing.post(f"/v1/leads/{earlier}/merge", json={"survivor_id": later, "rep_id": "anna.schmidt"})
+        again = await routing.post(f"/v1/leads/{earlier}/merge", json={"survivor_id": later, "rep_id": "anna.schmidt"})
+        itself = await routing.post(f"/v1/leads/{later}/merge", json={"survivor_id": later, "rep_id": "x"})
+        unknown = await routing.post(f"/v1/leads/{uuid.uuid4()}/merge", json={"survivor_id": later, "rep_id": "x"})
+        other_way = await routing.post(f"/v1/leads/{later}/merge", json={"survivor_id": earlier, "rep_id": "x"})
+    assert merged.status_code == 200 and merged.json()["status"] == "merged" and not merged.json()["repeated"]
+    assert again.json()["repeated"] is True and again.json()["events"] == []
+    assert (itself.status_code, unknown.status_code, other_way.status_code) == (422, 404, 409)
+    await steps_of(bootstrap, earlier, lambda f: any(r.type == "lead.merged" for r in f))
+    # The person's next submission, under the merged lead's address, is a touch of the survivor.
+    async with asyncio.timeout(30):
+        while (touch := await post(stack, {"email": f"ann.{run}@stripe.com", "offer": "pricing"})).json()[
+                "lead_id"] != later:
+            await asyncio.sleep(0.5)
+    assert touch.json()["existing"] is True
+    async with httpx.AsyncClient(base_url=url(stack, "reporting"), headers=KEY_HEADERS) as reporting:
+        async with asyncio.timeout(30):
+            while True:
+                by_source = {r["value"]: r["captured"] for r in (await reporting.get(
+                    "/v1/reports/funnel/by/source")).json()["rows"] if r["value"].endswith(run)}
+                if by_source == {f"merge-a-{run}": 1}:
+                    break  # one person, counted by the survivor under the earliest first touch
+                await asyncio.sleep(0.5)
+        linear = {r["value"]: r["captured"] for r in (await reporting.get(
+            "/v1/reports/attribution/source", params={"model": "linear"})).json()["rows"] if r["value"].endswith(run)}
+        timeline = (await reporting.get(f"/v1/leads/{later}/timeline")).json()
+    assert sum(linear.values()) == 1 and set(linear) == {f"merge-a-{run}", f"merge-b-{run}"}  # every touch of both
+    assert any(s["to_stage"] == "merged" for s in timeline["steps"])

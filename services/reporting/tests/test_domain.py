@@ -141,3 +141,14 @@ def test_each_attribution_model_shares_a_leads_credit_among_its_touches_up_to_th
     assert by_value("last") == {"linkedin": (2, 1, {"EUR": "900.00"}, 0.5)}
     assert by_value("linear") == {"google": (0.5, 0.5, {"EUR": "450.00"}, 1.0),
                                   "linkedin": (1.5, 0.5, {"EUR": "450.00"}, 0.3333)}
+
+
+def test_a_merge_is_recorded_and_shown_on_both_timelines():
+    from leadpipe_common.events import LeadMerged
+
+    survivor = uuid.UUID(int=2)
+    merge = LeadMerged(lead_id=LEAD, survivor_id=survivor, at=T0, by="anna", reason="same person",
+                       attribution=ADS)
+    projection = project([(uuid.uuid4(), merge)])
+    assert projection.merges == [{"lead_id": LEAD, "survivor_id": survivor, "at": T0}]
+    assert {s["lead_id"] for s in projection.steps if s["to_stage"] == "merged"} == {LEAD, survivor}

@@ -1,4 +1,5 @@
 import uuid
+from dataclasses import replace
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -237,3 +238,17 @@ def test_after_the_allowed_reassignments_the_lead_escalates_to_the_team_queue():
     b = breach(once, SALES, {}, NOW)
     assert b.action == "escalated" and b.assignment.owner_id == "queue:emea"
     assert b.handoff.due_at is None and b.rotation is None
+
+
+def test_a_merged_lead_closes_with_no_deadline_and_a_repeat_changes_nothing():
+    from routing.domain import Merged, Refused, Repeated, merge_into
+
+    lead, survivor = handoff("accepted"), replace(handoff("routed"), lead_id=uuid.UUID(int=8))
+    merged = merge_into(lead, survivor)
+    assert isinstance(merged, Merged) and merged.handoff.closed
+    assert (merged.handoff.status, merged.handoff.due_at, merged.handoff.merged_into) == ("merged", None, survivor.lead_id)
+    assert isinstance(merge_into(merged.handoff, survivor), Repeated)
+    elsewhere = merge_into(merged.handoff, replace(survivor, lead_id=uuid.UUID(int=9)))
+    assert isinstance(elsewhere, Refused) and elsewhere.kind == "conflict"
+    assert isinstance(merge_into(lead, lead), Refused)
+    assert isinstance(merge_into(survivor, merged.handoff), Refused)  # into a lead merged away

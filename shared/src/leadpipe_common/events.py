@@ -336,6 +336,22 @@ class LeadReengaged(Event):
     grade: Grade
 
 
+class LeadMerged(Event):
+    """Sales said two leads are one person: this lead (``lead_id``) is closed as merged into ``survivor_id``,
+    which keeps the earliest first touch and every touch of both; reports count the person once."""
+
+    type: ClassVar[str] = "lead.merged"
+    version: ClassVar[int] = 1
+    survivor_id: UUID
+    at: datetime
+    by: str
+    reason: str
+    attribution: Attribution
+
+    def extensions(self) -> dict[str, str]:
+        return {"tostage": "merged"}  # capture follows it unparsed, as it does closing steps
+
+
 class LeadQuarantined(Event):
     """A submission capture took for a bot's: kept out of the pipeline, with the reasons, until an admin
     releases it (``lead_id`` is the id the sender was answered with, and the lead's id if released)."""
@@ -353,7 +369,7 @@ class LeadQuarantined(Event):
 LATEST: dict[str, type[Event]] = {
     m.type: m
     for m in (LeadCaptured, LeadTouched, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged, LeadDispositioned,
-              LeadSlaBreached, LeadReengaged, LeadQuarantined)
+              LeadSlaBreached, LeadReengaged, LeadMerged, LeadQuarantined)
 }
 
 #: (type, version) -> function turning that version's JSON into the next one's.

@@ -24,8 +24,8 @@ from datetime import timedelta
 
 from leadpipe_common import topics
 from leadpipe_common.events import (
-    Event, LeadCaptured, LeadDispositioned, LeadEnriched, LeadQuarantined, LeadReengaged, LeadRouted, LeadScored,
-    LeadSlaBreached, LeadTouched,
+    Event, LeadCaptured, LeadDispositioned, LeadEnriched, LeadMerged, LeadQuarantined, LeadReengaged, LeadRouted,
+    LeadScored, LeadSlaBreached, LeadTouched,
     LeadStageChanged,
 )
 
@@ -75,10 +75,10 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns it.",
             (LeadRouted,), ("routing",), ("sales tools",)),
     Channel(topics.LIFECYCLE, "Every stage transition of every lead, every later touch, every re-engagement of "
-                              "a lead's holder and every missed hand-off deadline: the stream the funnel reports "
+                              "a lead's holder, every merge and every missed hand-off deadline: the stream the funnel reports "
                               "are rebuilt from.",
-            (LeadStageChanged, LeadSlaBreached, LeadTouched, LeadReengaged), ("capture", "enrichment", "scoring",
-                                                                             "routing"),
+            (LeadStageChanged, LeadSlaBreached, LeadTouched, LeadReengaged, LeadMerged),
+            ("capture", "enrichment", "scoring", "routing"),
             ("capture", "reporting"), retention=FOREVER),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
             (LeadDispositioned,), ("sales tools",), ("routing",)),

@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, Message, derive_id, encode
-from leadpipe_common.events import CLOSED_STAGES, TERMINAL_STAGES, LeadCaptured, LeadStageChanged, LeadTouched
+from leadpipe_common.events import (
+    CLOSED_STAGES, TERMINAL_STAGES, LeadCaptured, LeadMerged, LeadStageChanged, LeadTouched,
+)
 
 from leadpipe_common.outbox import table_claim
 from leadpipe_common.uow import UnitOfWork
@@ -72,7 +74,15 @@ async def handle_lead_stage_changed(uow: UnitOfWork[CaptureStore], batch: Sequen
     return {env.id: [] for env in batch}
 
 
-_FOLLOWED = {stage.encode() for stage in TERMINAL_STAGES | CLOSED_STAGES}
+async def handle_lead_merged(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],
+                             ctx: None = None) -> dict[uuid.UUID, Outcome]:
+    """A person whose open lead was merged into another: their next submission is a touch of the survivor."""
+    merges = [env.data for env in batch if isinstance(env.data, LeadMerged)]
+    await uow.store.redirect_people({m.lead_id: m.survivor_id for m in merges})
+    return {env.id: [] for env in batch}
+
+
+_FOLLOWED = {stage.encode() for stage in TERMINAL_STAGES | CLOSED_STAGES | {"merged"}}
 
 
 def is_terminal_step(headers: Sequence[tuple[str, bytes]]) -> bool:

@@ -5,18 +5,18 @@ its outbox table's other events), so it serves without the broker: leads
 wait for the relay while the broker is away.
 """
 
-from leadpipe_common.events import LeadStageChanged
+from leadpipe_common.events import LeadMerged, LeadStageChanged
 from leadpipe_common.service import Service
 
 from capture.api import Capture, quarantine_router, router
-from capture.handlers import handle_lead_stage_changed, is_terminal_step, publishable
+from capture.handlers import handle_lead_merged, handle_lead_stage_changed, is_terminal_step, publishable
 from capture.redrive import Redriver
 from capture.store import CaptureStore, outbox
 
 SERVICE: Service[Capture, CaptureStore] = Service(
     name="capture",
     summary="Accepts leads from web forms and API clients; a 2xx means the lead is durable.",
-    consumes={LeadStageChanged: handle_lead_stage_changed},
+    consumes={LeadStageChanged: handle_lead_stage_changed, LeadMerged: handle_lead_merged},
     select=is_terminal_step,
     store=CaptureStore,
     outbox=outbox,

@@ -167,6 +167,12 @@ class CaptureStore:
     async def close_leads(self, lead_ids: Sequence[uuid.UUID]) -> None:
         await close_leads(self._session, lead_ids)
 
+    async def redirect_people(self, survivors: dict[uuid.UUID, uuid.UUID]) -> None:
+        """People whose open lead was merged now have the survivor open."""
+        for merged, survivor in sorted(survivors.items()):
+            await self._session.execute(people.update().where(people.c.open_lead_id == merged)
+                                        .values(open_lead_id=survivor))
+
     @property
     def session(self) -> AsyncSession:
         """For ``writer.admit``, which a release shares with the writer."""

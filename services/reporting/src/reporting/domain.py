@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from leadpipe_common.events import (
-    FUNNEL, Event, LeadQuarantined, LeadReengaged, LeadSlaBreached, LeadStageChanged, LeadTouched,
+    FUNNEL, Event, LeadMerged, LeadQuarantined, LeadReengaged, LeadSlaBreached, LeadStageChanged, LeadTouched,
 )
 
 #: The stages whose first time is kept per lead: the funnel, then the side exits.
@@ -117,6 +117,8 @@ class Projection:
     steps: list[dict[str, Any]] = field(default_factory=list)
     #: Submissions taken for bots': where they came from, nothing of what they said.
     spam: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    #: Leads sales said are one person: ``{"lead_id", "survivor_id", "at"}``.
+    merges: list[dict[str, Any]] = field(default_factory=list)
     #: Each lead's capture and later touches, by (lead, touch): what multi-touch attribution credits.
     touches: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = field(default_factory=dict)
 
@@ -144,6 +146,8 @@ def project(events: Iterable[tuple[uuid.UUID, Event]]) -> Projection:
             _sla_breached(out, event_id, event)
         elif isinstance(event, LeadTouched | LeadReengaged):
             _touched(out, event_id, event)
+        elif isinstance(event, LeadMerged):
+            _merged(out, event_id, event)
         elif isinstance(event, LeadQuarantined):
             out.spam[event.lead_id] = {"lead_id": event.lead_id, "received_at": event.received_at,
                                        "form_id": event.form_id, "utm_source": event.utm_source}
@@ -202,6 +206,15 @@ def _touched(out: Projection, event_id: uuid.UUID, e: LeadTouched | LeadReengage
                                  **{k: v for k, v in a.model_dump(include={"form_id", "offer", "utm_source",
                                                                            "utm_medium", "utm_campaign"}).items()
                                     if v is not None}}})
+
+
+def _merged(out: Projection, event_id: uuid.UUID, e: LeadMerged) -> None:
+    out.merges.append({"lead_id": e.lead_id, "survivor_id": e.survivor_id, "at": e.at})
+    for lead_id, reason in ((e.lead_id, f"merged into {e.survivor_id}: {e.reason}"),
+                            (e.survivor_id, f"{e.lead_id} merged into this lead: {e.reason}")):
+        out.steps.append({"event_id": uuid.uuid5(event_id, str(lead_id)), "lead_id": lead_id, "type": e.type,
+                          "at": e.at, "from_stage": None, "to_stage": "merged", "by": e.by, "reason": reason,
+                          "detail": {"merged": str(e.lead_id), "survivor": str(e.survivor_id)}})
 
 
 # -- reports over aggregated counts ----------------------------------------------------

@@ -30,7 +30,7 @@ class Filters:
     source: str | None = None
 
     def where(self) -> list[Any]:
-        clauses = []
+        clauses = [leads.c.merged_into.is_(None)]  # a merged lead's person is counted by its survivor
         if self.since is not None:
             clauses.append(leads.c.captured_at >= self.since)
         if self.until is not None:
@@ -167,7 +167,8 @@ async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
 
 
 async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] | None:
-    order = sa.func.array_position(sa.literal(list(FUNNEL) + list(SIDE_EXITS) + ["touched", "reengaged", "sla_breached"]),
+    order = sa.func.array_position(sa.literal(list(FUNNEL) + list(SIDE_EXITS) + ["touched", "reengaged", "sla_breached",
+                                                                                "merged"]),
                                    steps.c.to_stage)
     rows = (await conn.execute(sa.select(steps).where(steps.c.lead_id == lead_id).order_by(steps.c.at, order))).all()
     if not rows:

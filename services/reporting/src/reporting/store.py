@@ -8,6 +8,11 @@
   ``accepted_at``/``rejected_at`` when a report asks.
 - ``touches``: each lead's capture and every later touch, with its
   attribution: what last-touch and linear attribution credit.
+- ``merges``: leads sales said are one person. Applying one (again, after
+  any batch that touches either lead, so the order events arrive in does not
+  matter) marks the merged lead ``merged_into``, gives the survivor the
+  earlier first touch, the earliest time of each stage and every touch of
+  both.
 - ``spam``: one row per quarantined submission (from ``leads.quarantined``):
   when, which form and source, nothing the sender wrote. One that was
   released is a lead in ``leads`` under the same id.
@@ -51,6 +56,8 @@ leads = sa.Table(
     sa.Column("won_currency", sa.Text),
     sa.Column("rejected_reason", sa.Text),
     sa.Column("lost_reason", sa.Text),
+    # Sales merged this lead into another: the survivor stands for the person; this row is in no report.
+    sa.Column("merged_into", UUID(as_uuid=True)),
     sa.Index("leads_captured_at", "captured_at"),
 )
 steps = sa.Table(
@@ -94,7 +101,15 @@ touches = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     *(sa.Column(c, sa.Text) for c in DIMENSIONS.values()),
 )
-TABLES = (leads, steps, handoffs, spam, touches)
+merges = sa.Table(
+    "merges",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("survivor_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("merges_survivor", "survivor_id"),
+)
+TABLES = (leads, steps, handoffs, spam, touches, merges)
 
 
 async def save_steps(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -147,6 +162,38 @@ async def save_touches(conn: AsyncConnection | AsyncSession, rows: Sequence[dict
         await conn.execute(insert(touches).on_conflict_do_nothing(), list(rows))
 
 
+async def save_merges(conn: AsyncConnection | AsyncSession, p: Projection) -> None:
+    """Record the batch's merges, then (re)apply every merge involving a lead of the batch: each step is
+    idempotent (earliest times, furthest stage, first touch by time, touches kept once)."""
+    if p.merges:
+        await conn.execute(insert(merges).on_conflict_do_nothing(), sorted(p.merges, key=lambda m: m["lead_id"]))
+    involved = sorted({*p.leads, *(m["lead_id"] for m in p.merges), *(k[0] for k in p.touches)})
+    if not involved:
+        return
+    found = (await conn.execute(sa.select(merges.c.lead_id, merges.c.survivor_id).where(
+        sa.or_(merges.c.lead_id.in_(involved), merges.c.survivor_id.in_(involved))))).all()
+    for merged, survivor in sorted(found):
+        await conn.execute(_MERGE, {"merged": merged, "survivor": survivor})
+
+
+_MERGE = sa.text(f"""
+WITH m AS (SELECT * FROM {SCHEMA}.leads WHERE lead_id = :merged),
+marked AS (UPDATE {SCHEMA}.leads SET merged_into = :survivor WHERE lead_id = :merged),
+copied AS (
+    INSERT INTO {SCHEMA}.touches (lead_id, touch_id, at, {", ".join(DIMENSIONS.values())})
+    SELECT :survivor, touch_id, at, {", ".join(DIMENSIONS.values())} FROM {SCHEMA}.touches WHERE lead_id = :merged
+    ON CONFLICT DO NOTHING
+)
+UPDATE {SCHEMA}.leads s SET
+    {", ".join(f"{c} = CASE WHEN m.captured_at < s.captured_at THEN m.{c} ELSE s.{c} END"
+               for c in DIMENSIONS.values())},
+    {", ".join(f"{st}_at = LEAST(s.{st}_at, m.{st}_at)" for st in STAGE_COLUMNS)},
+    furthest = GREATEST(s.furthest, m.furthest),
+    won_amount = COALESCE(s.won_amount, m.won_amount), won_currency = COALESCE(s.won_currency, m.won_currency)
+FROM m WHERE s.lead_id = :survivor
+""")
+
+
 class ReportingStore:
     def __init__(self, conn: AsyncConnection | AsyncSession) -> None:
         self._conn = conn
@@ -159,3 +206,4 @@ class ReportingStore:
         await save_steps(self._conn, sorted(p.steps, key=lambda s: s["event_id"]))
         await save_spam(self._conn, [p.spam[k] for k in sorted(p.spam)])
         await save_touches(self._conn, [p.touches[k] for k in sorted(p.touches)])
+        await save_merges(self._conn, p)

@@ -28,12 +28,15 @@ import structlog
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
-from leadpipe_common.events import LeadDispositioned, LeadReengaged, LeadRouted, LeadScored, LeadStageChanged
+from leadpipe_common.events import (
+    LeadDispositioned, LeadMerged, LeadReengaged, LeadRouted, LeadScored, LeadStageChanged,
+)
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Applied, Handoff, Refused, Repeated, RoutingData, Step, acceptance_due, apply_disposition, assign, choose_route,
+    Applied, Handoff, Merged, Refused, Repeated, RoutingData, Step, acceptance_due, apply_disposition, assign,
+    choose_route, merge_into,
 )
 from routing.store import Held, RoutingStore
 
@@ -86,6 +89,34 @@ async def record_disposition(
         for step in verdict.steps
     ]
     return DispositionResult(verdict, messages)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """``verdict`` is None when routing holds no such lead (either of the two)."""
+
+    verdict: Merged | Repeated | Refused | None
+    messages: list[Message]
+
+
+async def record_merge(store: RoutingStore, lead_id: uuid.UUID, survivor_id: uuid.UUID, by: str, reason: str,
+                       now: datetime, traceparent: str | None = None) -> MergeResult:
+    """Close ``lead_id`` as merged into ``survivor_id``, in the caller's unit of work (both locked, in id
+    order, so two merges of the same pair cannot deadlock)."""
+    first, second = sorted((lead_id, survivor_id))
+    found = {first: await store.handoff(first), second: await store.handoff(second)}
+    held, survivor = found[lead_id], found[survivor_id]
+    if held is None or survivor is None:
+        return MergeResult(None, [])
+    verdict = merge_into(held.handoff, survivor.handoff)
+    if not isinstance(verdict, Merged):
+        return MergeResult(verdict, [])
+    await store.update_handoff(verdict.handoff)
+    merged = LeadMerged(lead_id=lead_id, survivor_id=survivor_id, at=now, by=by, reason=reason,
+                        attribution=held.lead.attribution)
+    return MergeResult(verdict, [encode(topics.LIFECYCLE, merged, event_id=uuid.uuid5(lead_id, "merged"),
+                                        source=SOURCE, time=now,
+                                        traceparent=child_traceparent(traceparent or held.traceparent))])
 
 
 async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],

@@ -70,6 +70,8 @@ handoffs = sa.Table(
     # The trace of the routing step: breaches and dispositions continue it.
     sa.Column("traceparent", sa.Text),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # Sales merged this lead into another (the survivor): closed, counted once.
+    sa.Column("merged_into", UUID(as_uuid=True)),
 )
 outbox = outbox_table(metadata)
 
@@ -86,13 +88,13 @@ class Held:
 def _handoff_values(h: Handoff) -> dict[str, Any]:
     return {"status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade, "due_at": h.due_at,
             "reassignments": h.reassignments, "holders": list(h.holders),
-            "history": [d.model_dump(mode="json") for d in h.history]}
+            "history": [d.model_dump(mode="json") for d in h.history], "merged_into": h.merged_into}
 
 
 def _held(row: Any) -> Held:
     h = Handoff(lead_id=row.lead_id, status=row.status, owner_id=row.owner_id, team=row.team, grade=row.grade,
                 due_at=row.due_at, reassignments=row.reassignments, holders=tuple(row.holders),
-                history=tuple(DispositionReport.model_validate(d) for d in row.history))
+                history=tuple(DispositionReport.model_validate(d) for d in row.history), merged_into=row.merged_into)
     return Held(h, LeadRouted.model_validate(row.lead), row.traceparent)
 
 

@@ -12,7 +12,8 @@ never given back), and after ``max_reassignments`` to the team's queue.
 
 Dispositions move a routed lead through accepted -> contacted -> qualified ->
 won | lost, or rejected (back to nurture). A closed lead stays closed; the
-same report twice is a harmless repeat.
+same report twice is a harmless repeat. Sales may merge a lead into another
+(one person): it closes as merged.
 
 Pure: reps, accounts, territories, the SLA policy and the reason codes come
 in as ``RoutingData``; rotation state and a lead's hand-off come in and their
@@ -28,7 +29,8 @@ re-exported here.
 from routing.domain.breaches import Breach, breach
 from routing.domain.clock import acceptance_due, add_working_time
 from routing.domain.dispositions import (
-    ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Refused, Repeated, Step, apply_disposition, remembered,
+    ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
+    merge_into, remembered,
 )
 from routing.domain.reference import (
     Account, InvalidRoutingData, Reasons, Rep, RoutingData, Segment, SlaPolicy, TeamRule, Territories, WorkingHours,
@@ -38,6 +40,7 @@ from routing.domain.routes import Route, assign, choose_route, next_turn, queue_
 
 __all__ = [
     "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Breach", "Handoff", "HandoffStatus", "InvalidRoutingData",
+    "Merged", "merge_into",
     "Reasons", "Refused", "Rep", "Repeated", "Route", "RoutingData", "Segment", "SlaPolicy", "Step", "TeamRule",
     "Territories", "WorkingHours", "acceptance_due", "add_working_time", "apply_disposition", "assign", "breach",
     "choose_route", "next_turn", "parse_routing_data", "queue_of", "remembered", "segment_of",

@@ -25,7 +25,7 @@ def remembered(d: LeadDispositioned) -> DispositionReport:
     return DispositionReport.model_validate(d.model_dump(exclude={"lead_id", "at"}))
 
 
-HandoffStatus = Literal["routed", "accepted", "contacted", "qualified", "won", "lost", "rejected"]
+HandoffStatus = Literal["routed", "accepted", "contacted", "qualified", "won", "lost", "rejected", "merged"]
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,15 @@ class Handoff:
     reassignments: int = 0
     holders: tuple[str, ...] = ()
     history: tuple[DispositionReport, ...] = ()
+    #: Set when sales merged this lead into another (the survivor).
+    merged_into: uuid.UUID | None = None
 
     @property
     def closed(self) -> bool:
         return self.status in CLOSED
 
 
-CLOSED: frozenset[str] = frozenset({"won", "lost", "rejected"})
+CLOSED: frozenset[str] = frozenset({"won", "lost", "rejected", "merged"})
 #: Which status each disposition may follow. Anything else is refused.
 ALLOWED_AFTER: dict[str, frozenset[str]] = {
     "accepted": frozenset({"routed"}),
@@ -158,3 +160,24 @@ def _describe(d: DispositionReport) -> str:
     if d.amount is not None:
         parts.append(f"{d.amount} {d.currency}")
     return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The lead closed as merged into the survivor: no deadline, no more dispositions."""
+
+    handoff: Handoff
+
+
+def merge_into(lead: Handoff, survivor: Handoff) -> Merged | Repeated | Refused:
+    """Sales says ``lead`` is the same person as ``survivor``'s lead."""
+    if lead.lead_id == survivor.lead_id:
+        return Refused("invalid", "survivor_id", "a lead cannot be merged into itself")
+    if lead.merged_into == survivor.lead_id:
+        return Repeated(lead)
+    if lead.merged_into is not None:
+        return Refused("conflict", "survivor_id", f"the lead was already merged into {lead.merged_into}")
+    if survivor.merged_into is not None:
+        return Refused("conflict", "survivor_id",
+                       f"the survivor was itself merged into {survivor.merged_into}; merge into that lead")
+    return Merged(replace(lead, status="merged", due_at=None, merged_into=survivor.lead_id))
