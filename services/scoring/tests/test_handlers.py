@@ -50,6 +50,14 @@ class MemoryScores:
     async def save(self, rows):
         self.rows.update({row["lead_id"]: row for row in rows})
 
+    async def merge(self, survivors):
+        for (lead_id, touch_id), row in list(self.touch_rows.items()):
+            if lead_id in survivors:
+                del self.touch_rows[(lead_id, touch_id)]
+                self.touch_rows[(survivors[lead_id], touch_id)] = {**row, "lead_id": survivors[lead_id]}
+        for lead_id in survivors:
+            self.rows[lead_id]["decision"] = "merged"
+
 
 async def score(lead, store=None):
     uow = MemoryUnitOfWork(store or MemoryScores())
@@ -111,3 +119,26 @@ async def test_a_lead_below_the_bar_is_scored_for_nurture():
     _, (scored, step) = await score(lead)
     assert decoded(scored).score.decision == "nurture"
     assert decoded(step).to_stage == "nurture"
+
+
+async def test_a_merged_duplicates_touches_count_for_the_survivor_and_the_duplicate_moves_no_more():
+    from leadpipe_common.events import LeadMerged
+    from scoring.handlers import handle_lead_merged
+
+    store = MemoryScores()
+    survivor = factories.enriched("reader@smallco.example", offer="whitepaper")
+    duplicate = factories.enriched("reader.private@smallco.example", offer="demo")
+    await score(survivor, store)
+    await score(duplicate, store)
+    merge = factories.envelope(topics.ENRICHED, LeadMerged(
+        lead_id=duplicate.lead_id, survivor_id=survivor.lead_id, at=NOW, by="ana", reason="same person",
+        attribution=duplicate.attribution))
+    uow = MemoryUnitOfWork(store)
+    async with uow:
+        assert await handle_lead_merged(uow, [merge], CTX) == {merge.id: []}
+    _, (scored, step) = await score(touched(survivor, "whitepaper"), store)
+    intent = sorted(r.rule for r in decoded(scored).score.reasons if r.category == "intent")
+    assert intent == ["Demo", "White paper", "White paper"]  # the duplicate's demo request counts now
+    assert (decoded(step).from_stage, decoded(step).to_stage) == ("nurture", "mql")
+    _, outputs = await score(touched(duplicate, "demo"), store)
+    assert outputs == []

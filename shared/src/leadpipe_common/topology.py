@@ -65,11 +65,12 @@ class Channel:
 
 
 CHANNELS: tuple[Channel, ...] = (
-    Channel(topics.CAPTURED, "Leads as captured from forms and the API, with first-touch attribution, and each "
-                             "later touch of an open lead by its person.",
-            (LeadCaptured, LeadTouched), ("capture",), ("enrichment",), stage_input=True),
-    Channel(topics.ENRICHED, "Leads with company, seniority and contact data added, each value with its source.",
-            (LeadEnriched,), ("enrichment",), ("scoring",), stage_input=True),
+    Channel(topics.CAPTURED, "Leads as captured from forms and the API, with first-touch attribution, each "
+                             "later touch of an open lead by its person, and merges (for scoring's touches).",
+            (LeadCaptured, LeadTouched, LeadMerged), ("capture",), ("enrichment",), stage_input=True),
+    Channel(topics.ENRICHED, "Leads with company, seniority and contact data added, each value with its source "
+                             "(and merges passed on to scoring).",
+            (LeadEnriched, LeadMerged), ("enrichment",), ("scoring",), stage_input=True),
     Channel(topics.SCORED, "Leads with an explainable fit and intent score, a grade and the MQL decision.",
             (LeadScored,), ("scoring",), ("routing",), stage_input=True),
     Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns it.",

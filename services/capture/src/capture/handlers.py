@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
-from leadpipe_common.envelope import Envelope, Message, derive_id, encode
+from leadpipe_common.envelope import Envelope, Message, derive_id, encode, follow_up
 from leadpipe_common.events import (
     CLOSED_STAGES, TERMINAL_STAGES, LeadCaptured, LeadMerged, LeadStageChanged, LeadTouched,
 )
@@ -76,9 +76,12 @@ async def handle_lead_stage_changed(uow: UnitOfWork[CaptureStore], batch: Sequen
 
 async def handle_lead_merged(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],
                              ctx: None = None) -> dict[uuid.UUID, Outcome]:
-    """A person whose open lead was merged into another: their next submission is a touch of the survivor."""
-    merges = [env.data for env in batch if isinstance(env.data, LeadMerged)]
-    await uow.store.redirect_people({m.lead_id: m.survivor_id for m in merges})
+    """A person whose open lead was merged into another: their next submission is a touch of the survivor; and
+    the merge goes down the pipeline (``leads.captured``, after the lead's own events) for scoring to give the
+    survivor the duplicate's touches."""
+    merges = [env for env in batch if isinstance(env.data, LeadMerged)]
+    await uow.store.redirect_people({env.data.lead_id: env.data.survivor_id for env in merges})
+    uow.publish([follow_up(env, topics.CAPTURED, env.data, source=SOURCE, time=env.data.at) for env in merges])
     return {env.id: [] for env in batch}
 
 

@@ -69,6 +69,13 @@ async def handle_lead_touched(uow: UnitOfWork[UpsertStore], batch: Sequence[Enve
     return outcomes
 
 
+async def handle_lead_merged(uow: UnitOfWork[UpsertStore], batch: Sequence[Envelope],
+                             ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
+    """Nothing to enrich: passed on to scoring, in the lead's order."""
+    now = ctx.clock()
+    return {env.id: [follow_up(env, topics.ENRICHED, env.data, source=SOURCE, time=now)] for env in batch}
+
+
 def _summary(lead: LeadEnriched) -> str:
     e = lead.enrichment
     if e.is_disposable.value:

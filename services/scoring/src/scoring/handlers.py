@@ -4,7 +4,7 @@ A lead's first enrichment scores it: ``enriched → mql | nurture | disqualified
 over all its touches (intent decays with each touch's age): a nurture lead that reaches the MQL bar is
 recycled (``nurture → mql``, and routing routes it); a lead already an MQL gets its new score on
 ``leads.scored`` (routing re-engages its holder); a disqualified lead is closed, and a late touch of it
-changes nothing.
+changes nothing. A merge moves the duplicate's touches to the survivor and closes the duplicate.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, follow_up
-from leadpipe_common.events import LeadEnriched, LeadScored, LeadStageChanged
+from leadpipe_common.events import LeadEnriched, LeadMerged, LeadScored, LeadStageChanged
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
@@ -33,6 +33,18 @@ class Scoring:
 
     rules: RuleSet
     clock: Callable[[], datetime]
+
+
+#: Decisions after which a lead never moves again: disqualified, or merged into another lead.
+CLOSED = frozenset({"disqualified", "merged"})
+
+
+async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Envelope],
+                             ctx: Scoring) -> dict[uuid.UUID, Outcome]:
+    """The survivor takes the duplicate's touches (its next score sums them all); the duplicate is closed."""
+    await uow.store.merge({env.data.lead_id: env.data.survivor_id for env in batch
+                           if isinstance(env.data, LeadMerged)})
+    return {env.id: [] for env in batch}
 
 
 async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[Envelope],
@@ -53,7 +65,7 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
         touch_rows.append({"lead_id": lead.lead_id, "touch_id": touch.touch_id, "at": touch.at,
                            "facts": dict(touch.facts)})
         before = decisions.get(lead.lead_id)
-        if before == "disqualified":
+        if before in CLOSED:
             outcomes[env.id] = []  # closed: the touch is kept, the lead does not move
             continue
         result = score(lead, ctx.rules, known, now)

@@ -85,5 +85,13 @@ class ScoringStore:
             query = query.where(scores.c.lead_id > after)
         return list(await self._session.execute(query))
 
+    async def merge(self, survivors: dict[uuid.UUID, uuid.UUID]) -> None:
+        """Each duplicate's touches become its survivor's; the duplicate is closed as merged."""
+        for duplicate, survivor in sorted(survivors.items()):
+            await self._session.execute(touches.update().where(touches.c.lead_id == duplicate)
+                                        .values(lead_id=survivor))
+            await self._session.execute(scores.update().where(scores.c.lead_id == duplicate)
+                                        .values(decision="merged"))
+
     async def save(self, rows: Sequence[dict[str, Any]]) -> None:
         await upsert(self._session, scores, rows, key="lead_id")
