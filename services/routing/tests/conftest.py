@@ -38,6 +38,10 @@ class MemoryRoutingStore:
             assert row["lead_id"] not in self.assignments, "a lead assigned twice"
             self.assignments[row["lead_id"]] = dict(row)
 
+    async def reassign(self, row: dict[str, Any]) -> None:
+        assert row["lead_id"] in self.assignments
+        self.assignments[row["lead_id"]] = dict(row)
+
     async def add_handoffs(self, held: Sequence[Held]) -> None:
         self.handoffs.update({h.handoff.lead_id: h for h in held})
 

@@ -126,3 +126,35 @@ async def test_a_missed_deadline_hands_the_lead_on_once_within_its_trace(uow, ct
     assert {m.header("traceparent").split("-")[1] for m in uow.published} == {trace}
     async with uow:  # the new holder's deadline is 15 minutes away: nothing more is due
         assert await act_on_missed_deadlines(uow, ctx, limit=10) == 0
+
+
+def touch_of(lead, decision="mql"):
+    from leadpipe_common.events import Attribution, Touch
+
+    touch = Touch(touch_id=uuid.uuid4(), at=T0, attribution=Attribution(offer="demo", utm_source="ads"))
+    score = lead.score.model_copy(update={"decision": decision})
+    return lead.model_copy(update={"touch": touch, "score": score})
+
+
+async def test_a_touch_of_a_held_lead_tells_its_holder_with_the_same_deadline(uow, ctx):
+    lead = factories.scored("mql", country="DE")
+    first = data((await route(uow, ctx, lead))[0])
+    routed, reengaged = await route(uow, ctx, touch_of(lead))
+    assert data(routed).assignment == first.assignment and data(routed).touch is not None
+    assert (data(reengaged).type, data(reengaged).owner_id) == ("lead.reengaged", first.assignment.owner_id)
+    assert "asked for demo via ads" in data(reengaged).reason
+    assert uow.store.handoffs[lead.lead_id].handoff.due_at == T0 + timedelta(minutes=15)  # the clock stands
+    assert uow.store.turns == {"emea": 1}  # no second routing
+
+
+async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_the_bar(uow, ctx):
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="not-a-fit")
+    assert await route(uow, ctx, touch_of(lead, decision="nurture")) == []  # below the bar: stays in nurture
+    ctx.clock.now = T0 + timedelta(days=3)
+    back, routed, step = await route(uow, ctx, touch_of(lead))
+    assert [(data(m).from_stage, data(m).to_stage) for m in (back, step)] == [("nurture", "mql"), ("mql", "routed")]
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert held.status == "routed" and held.due_at == T0 + timedelta(days=3, minutes=15)  # a new clock
+    assert uow.store.turns == {"emea": 2}

@@ -6,7 +6,9 @@
   them with no output. A recycled nurture lead is an MQL like any other.
   A new touch of a lead sales already holds re-engages its holder: a
   ``lead.reengaged`` step and a fresh ``lead.routed`` record with the same
-  owner and the same deadline (no second routing, no second SLA clock).
+  owner and the same deadline (no second routing, no second SLA clock). A
+  lead sales rejected is back in nurture: a touch that lifts it to the bar
+  recycles it (``nurture → mql → routed``) to a new holder with a new clock.
 - ``lead.dispositioned`` in (``leads.feedback``): the same
   :func:`record_disposition` the HTTP API calls, so both paths behave the
   same; an illegal report is rejected to the dead-letter topic with the reason.
@@ -126,12 +128,18 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
     touched = [env for env in batch if isinstance(env.data, LeadScored) and env.data.touch is not None]
     held = await store.already_assigned(env.data.lead_id for env in touched)
+    recycled: set[uuid.UUID] = set()  # rejected by sales (back in nurture), and a touch lifts them to the bar
     for env in each(touched):
-        if env.data.lead_id in held:
-            outcomes[env.id] = await _reengage(store, env, now)
+        if env.data.lead_id not in held:
+            continue
+        holding = await store.handoff(env.data.lead_id)
+        if holding is not None and holding.handoff.status == "rejected" and env.data.score.decision == "mql":
+            recycled.add(env.id)
+        else:
+            outcomes[env.id] = _reengage(env, holding, now)
     mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"
-            and not (env.data.touch is not None and env.data.lead_id in held)]
-    assigned = await store.already_assigned(env.data.lead_id for env in mqls)
+            and (env.id in recycled or not (env.data.touch is not None and env.data.lead_id in held))]
+    assigned = await store.already_assigned(env.data.lead_id for env in mqls if env.id not in recycled)
     routes = {}
     for env in each(mqls):
         if env.data.lead_id in assigned:
@@ -166,22 +174,30 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         )
         routed_message = follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now)
         outcomes[env.id] = [routed_message, follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now)]
-        rows.append({"lead_id": lead.lead_id, "owner_id": assignment.owner_id, "team": assignment.team,
-                     "method": assignment.method, "reason": assignment.reason, "routed_at": now})
-        handoffs.append(Held(handoff, routed, routed_message.header("traceparent")))
+        row = {"lead_id": lead.lead_id, "owner_id": assignment.owner_id, "team": assignment.team,
+               "method": assignment.method, "reason": assignment.reason, "routed_at": now}
+        if env.id in recycled:
+            back = LeadStageChanged(
+                lead_id=lead.lead_id, from_stage="nurture", to_stage="mql", at=now, by="routing",
+                reason=f"recycled after sales rejected it: {_touch_summary(lead)}", attribution=lead.attribution)
+            outcomes[env.id].insert(0, follow_up(env, topics.LIFECYCLE, back, source=SOURCE, time=now))
+            await store.reassign(row)
+            await store.update_handoff(handoff, routed)
+        else:
+            rows.append(row)
+            handoffs.append(Held(handoff, routed, routed_message.header("traceparent")))
     await store.save_rotations(states, turns)
     await store.save_assignments(rows)
     await store.add_handoffs(handoffs)
     return outcomes
 
 
-async def _reengage(store: RoutingStore, env: Envelope, now: datetime) -> Outcome:
+def _reengage(env: Envelope, held: Held | None, now: datetime) -> Outcome:
     """Tell the holder of a lead about its new touch: same owner, same deadline, the new score."""
     lead = env.data
     assert isinstance(lead, LeadScored) and lead.touch is not None
-    held = await store.handoff(lead.lead_id)
     if held is None or held.handoff.closed:
-        return []  # sales closed it (won, lost, rejected): nobody holds it to be told
+        return []  # sales closed it (won, lost, merged; rejected and still below the bar): nobody to tell
     h, before = held.handoff, held.lead
     routed = LeadRouted.model_construct(**dict(lead), assignment=before.assignment, routed_at=before.routed_at)
     reengaged = LeadReengaged(

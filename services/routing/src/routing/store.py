@@ -140,6 +140,11 @@ class RoutingStore:
         if rows:
             await self._session.execute(assignments.insert(), list(rows))
 
+    async def reassign(self, row: dict[str, Any]) -> None:
+        """A recycled lead's new assignment replaces the one sales rejected."""
+        await self._session.execute(assignments.update().where(assignments.c.lead_id == row["lead_id"])
+                                    .values(**{k: v for k, v in row.items() if k != "lead_id"}))
+
     async def add_handoffs(self, held: Sequence[Held]) -> None:
         if held:
             await self._session.execute(handoffs.insert(), [
