@@ -116,16 +116,10 @@ class Envelope:
         return self.data.type
 
 
-def encode(
-    topic: str,
-    event: Event,
-    *,
-    event_id: uuid.UUID,
-    source: str,
-    time: datetime,
-    traceparent: str | None = None,
-) -> Message:
-    ce = CloudEvent(
+def cloud_event(event: Event, *, event_id: uuid.UUID, source: str, time: datetime,
+                structured: bool = False) -> CloudEvent:
+    """``structured``: the data as a JSON value (structured mode), not as bytes (Kafka's binary mode)."""
+    return CloudEvent(
         attributes={
             "id": str(event_id),
             "type": event.type,
@@ -137,14 +131,32 @@ def encode(
             "dataschema": dataschema(event.type, event.version),
             **event.extensions(),
         },
-        data=event.model_dump_json().encode(),
+        data=event.model_dump(mode="json") if structured else event.model_dump_json().encode(),
     )
+
+
+def encode(
+    topic: str,
+    event: Event,
+    *,
+    event_id: uuid.UUID,
+    source: str,
+    time: datetime,
+    traceparent: str | None = None,
+) -> Message:
+    ce = cloud_event(event, event_id=event_id, source=source, time=time)
     kafka = to_binary(ce, _FORMAT, key_mapper=lambda _: str(event.lead_id).encode())
     headers = [(k, v) for k, v in kafka.headers.items()]
     if traceparent:
         headers.append(("traceparent", traceparent.encode()))
     assert isinstance(kafka.key, bytes)
     return Message(topic=topic, key=kafka.key, value=kafka.value, headers=tuple(headers))
+
+
+def structured(env: Envelope) -> bytes:
+    """An incoming event as a CloudEvent in structured JSON mode (``application/cloudevents+json``), with the
+    id, source and time it arrived with: what a webhook carries."""
+    return _FORMAT.write(cloud_event(env.data, event_id=env.id, source=env.source, time=env.time, structured=True))
 
 
 class DecodeError(ValueError):

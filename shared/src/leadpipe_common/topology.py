@@ -43,6 +43,7 @@ SERVICES: tuple[Service, ...] = (
     Service("scoring", 8002),
     Service("routing", 8003),
     Service("reporting", 8004),
+    Service("delivery", 8005),
 )
 PORTS: dict[str, int] = {s.name: s.port for s in SERVICES}
 
@@ -74,13 +75,13 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(topics.SCORED, "Leads with an explainable fit and intent score, a grade and the MQL decision.",
             (LeadScored,), ("scoring",), ("routing",), stage_input=True),
     Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns it.",
-            (LeadRouted,), ("routing",), ("sales tools",)),
+            (LeadRouted,), ("routing",), ("delivery", "sales tools")),
     Channel(topics.LIFECYCLE, "Every stage transition of every lead, every later touch, every re-engagement of "
                               "a lead's holder, every merge and every missed hand-off deadline: the stream the funnel reports "
                               "are rebuilt from.",
             (LeadStageChanged, LeadSlaBreached, LeadTouched, LeadReengaged, LeadMerged),
             ("capture", "enrichment", "scoring", "routing"),
-            ("capture", "reporting"), retention=FOREVER),
+            ("capture", "reporting", "delivery"), retention=FOREVER),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
             (LeadDispositioned,), ("sales tools",), ("routing",)),
     # Kept as long as the lifecycle: the spam report is rebuilt from it (capture's quarantine table holds the

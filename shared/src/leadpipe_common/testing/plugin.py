@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.resources
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from leadpipe_common.local.infra import free_port
+from leadpipe_common.local.infra import die_with_parent, free_port
 from leadpipe_common.testing.captcha import SECRET as CAPTCHA_SECRET
 from leadpipe_common.testing.captcha import VERIFIER
 from leadpipe_common.local.stack import SERVICES, Stack
@@ -55,7 +59,41 @@ def _test_forms(data_dir: Path) -> Path:
     return path
 
 
+#: The webhook secret the test receiver verifies with; the test subscriptions list another one beside it (a
+#: rotation: every secret signs each delivery).
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"leadpipe-test-webhook-secret-32b").decode()
+OLD_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"leadpipe-old-webhook-secret-32by").decode()
+#: Leads with this utm_source are delivered to the test receiver; with WEBHOOK_GONE_SOURCE, to its /gone (410).
+WEBHOOK_SOURCE = "webhook-test"
+WEBHOOK_GONE_SOURCE = "webhook-gone"
+
+
+def receiver_log(data_dir: Path) -> Path:
+    """Where the stack's webhook receiver (``testing.receiver``) writes one JSON line per request."""
+    return data_dir / "receiver.jsonl"
+
+
+def _test_receiver(data_dir: Path) -> Path:
+    """Start the failing, verifying webhook receiver (a process that dies with the tests) and write the delivery
+    subscriptions that point at it."""
+    port = free_port()
+    subprocess.Popen([sys.executable, "-m", "leadpipe_common.testing.receiver", "--port", str(port),
+                      "--secret", WEBHOOK_SECRET, "--log", str(receiver_log(data_dir))],
+                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(signal.SIGKILL))
+    events = ["lead.routed", "lead.stage_changed", "lead.sla_breached", "lead.reengaged"]
+    subscriptions = {"subscriptions": [
+        {"id": "test-crm", "url": f"http://127.0.0.1:{port}/hooks", "secrets": [OLD_WEBHOOK_SECRET, WEBHOOK_SECRET],
+         "events": events, "filter": {"source": WEBHOOK_SOURCE}},
+        {"id": "test-gone", "url": f"http://127.0.0.1:{port}/gone", "secrets": [WEBHOOK_SECRET],
+         "events": ["lead.routed"], "filter": {"source": WEBHOOK_GONE_SOURCE}},
+    ]}
+    path = data_dir / "subscriptions.yaml"
+    path.write_text(yaml.safe_dump(subscriptions))
+    return path
+
+
 def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> Stack:
+    forms = _test_forms(data_dir)
     return Stack(
         data_dir=data_dir,
         broker_port=free_port(),
@@ -65,7 +103,9 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
         durable=False,
         service_logs=True,
         extra_env={"LOG_JSON": "true", "LOG_LEVEL": "INFO", "CAPTURE_CORS_ORIGINS": PAGE_ORIGIN,
-                   "LEADPIPE_BOOTSTRAP_KEY": TEST_KEY, "CAPTURE_FORMS_FILE": str(_test_forms(data_dir)),
+                   "LEADPIPE_BOOTSTRAP_KEY": TEST_KEY, "CAPTURE_FORMS_FILE": str(forms),
+                   "DELIVERY_SUBSCRIPTIONS_FILE": str(_test_receiver(data_dir)),
+                   "DELIVERY_ALLOW_PRIVATE_TARGETS": "true", "DELIVERY_TIMEOUT_S": "1", "DELIVERY_RETRY_BASE_S": "0.2",
                    "CAPTURE_TOKEN_SECRET": TOKEN_SECRET, "TEST_CAPTCHA_SECRET": CAPTCHA_SECRET,
                    # Every test posts from 127.0.0.1; LIMITED_FORM is the one that is held to a limit.
                    "CAPTURE_RATE_LIMIT": "1000000/minute"},

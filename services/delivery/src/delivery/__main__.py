@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from leadpipe_common.cli import service_cli
+
+from delivery.app import load_subscriptions
+from delivery.settings import DeliverySettings
+
+cli = service_cli(
+    name="delivery",
+    app_factory="delivery.app:create_app",
+    settings_factory=DeliverySettings,
+    migrations_dir=Path(__file__).parent / "migrations",
+    check=lambda s: load_subscriptions(s.subscriptions_file, allow_private=s.allow_private_targets),
+)
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,31 @@
+"""delivery's composition root: the only place that reads settings and builds what the service needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from fastapi import FastAPI
+
+from leadpipe_common.service import consumer_app, utc_now
+
+from delivery.domain import Subscription, parse_subscriptions
+from delivery.handlers import Delivery
+from delivery.service import SERVICE
+from delivery.settings import DeliverySettings
+
+
+def load_subscriptions(path: Path, *, allow_private: bool) -> dict[str, Subscription]:
+    """Raises ValueError naming the file and the entry that is wrong."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_subscriptions(yaml.safe_load(f) or {}, allow_private=allow_private)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def create_app(settings: DeliverySettings | None = None) -> FastAPI:
+    settings = settings or DeliverySettings()
+    subscriptions = load_subscriptions(settings.subscriptions_file, allow_private=settings.allow_private_targets)
+    return consumer_app(SERVICE, settings,
+                        lambda clients: Delivery(subscriptions, clock=utc_now, http=clients.http))

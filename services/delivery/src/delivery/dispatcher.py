@@ -1,0 +1,160 @@
+"""The dispatcher: sends due deliveries, each in a task of its own, and records what became of them.
+
+Guarantees: at least once, in order per subscription and lead (``store``'s
+claim), each delivery signed by every secret of its subscription with the
+Standard Webhooks scheme, its ``webhook-id`` the event's id on every retry.
+An attempt is bounded by the connect and total timeouts; a slow or failing
+receiver holds at most ``per_subscription`` of the ``max_in_flight`` slots,
+so it never delays the others. After an attempt: 2xx delivered; ``410``
+switches the subscription off (its deliveries wait until it is redriven);
+``429``/``503`` with ``Retry-After`` waits that long; anything else backs
+off exponentially with jitter, until the retry window ends and the delivery
+is dead, with its last response kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+from standardwebhooks.webhooks import Webhook
+
+from leadpipe_common.outbox import BackgroundLoop
+
+from delivery.domain import Subscription, after_attempt, retry_after_s, target_problem
+from delivery.store import Claimed
+
+log = structlog.get_logger(__name__)
+
+ATTEMPTS = Counter("delivery_attempts_total", "Delivery attempts by subscription and result",
+                   ["subscription", "result"])
+LATENCY = Histogram("delivery_attempt_seconds", "Time one delivery attempt took", ["subscription"],
+                    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+OLDEST = Gauge("delivery_oldest_waiting_seconds", "Age of the oldest delivery not yet delivered, per subscription",
+               ["subscription"])
+
+
+class Dispatcher(BackgroundLoop):
+    name = "delivery-dispatcher"
+
+    def __init__(self, *, unit_of_work: Callable[[], Any], client: httpx.AsyncClient,
+                 subscriptions: Mapping[str, Subscription], clock: Callable[[], datetime], retry_window: timedelta,
+                 retry_base_s: float,
+                 connect_timeout_s: float, timeout_s: float, max_in_flight: int, per_subscription: int,
+                 idle_s: float, allow_private: bool) -> None:
+        super().__init__(batch_max=max_in_flight, idle_s=idle_s)
+        self._uow = unit_of_work
+        self._client = client
+        self._subs = subscriptions
+        self._clock = clock
+        self._window = retry_window
+        self._base_s = retry_base_s
+        self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self._total_s = timeout_s
+        self._max = max_in_flight
+        self._per_sub = per_subscription
+        self._allow_private = allow_private
+        self._signers = {sub.id: [Webhook(s) for s in sub.secrets] for sub in subscriptions.values()}
+        self._in_flight: Tally[str] = Tally()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def step(self) -> int:
+        room = self._max - sum(self._in_flight.values())
+        if room <= 0 or not self._subs:
+            return 0
+        now = self._clock()
+        async with self._uow() as uow:
+            open_ids = sorted(set(self._subs) - await uow.store.disabled_ids())
+            busy = [s for s, n in self._in_flight.items() if n >= self._per_sub]
+            # The lease outlives the attempt, so no other dispatcher takes it meanwhile.
+            claimed = await uow.store.claim(now, now + timedelta(seconds=self._total_s + 30), open_ids, busy, room)
+            waiting = await uow.store.oldest_waiting()
+            await uow.commit()
+        for sub_id in self._subs:
+            OLDEST.labels(sub_id).set(waiting.get(sub_id, 0.0))
+        for delivery in claimed:
+            self._in_flight[delivery.subscription_id] += 1
+            task = asyncio.create_task(self._attempt(delivery), name=f"delivery-{delivery.seq}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claimed)
+
+    async def stop(self) -> None:
+        await super().stop()
+        # Attempts under way finish (bounded by the total timeout); an unfinished one is sent again later.
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self._total_s + 1)
+
+    async def _attempt(self, d: Claimed) -> None:
+        sub = self._subs[d.subscription_id]
+        started, at = time.perf_counter(), self._clock()
+        status: int | None = None
+        error: str | None = None
+        response: str | None = None
+        retry_after: float | None = None
+        try:
+            refused = await self._refused(sub.url)
+            if refused:
+                error = f"refused: {refused}"
+            else:
+                async with asyncio.timeout(self._total_s):
+                    reply = await self._client.post(sub.url, content=d.body, headers=self._headers(d, at),
+                                                    timeout=self._timeout)
+                status, response = reply.status_code, reply.text[:2000]
+                retry_after = retry_after_s(reply.headers.get("retry-after"), at)
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+        finally:
+            self._in_flight[d.subscription_id] -= 1
+        elapsed = time.perf_counter() - started
+        now = self._clock()
+        verdict = after_attempt(status, retry_after, attempts=d.attempts + 1, first_at=d.created_at, now=now,
+                                window=self._window, jitter=random.random(), base_s=self._base_s)
+        LATENCY.labels(sub.id).observe(elapsed)
+        ATTEMPTS.labels(sub.id, verdict.outcome).inc()
+        try:
+            async with self._uow() as uow:
+                await uow.store.record(d, at=at, status=status, error=error, response=response,
+                                       duration_ms=int(elapsed * 1000), outcome=verdict.outcome,
+                                       next_at=verdict.next_at)
+                if verdict.outcome == "gone":
+                    await uow.store.disable(sub.id, now, f"410 Gone from {sub.url}")
+                await uow.commit()
+        except Exception as exc:  # the lease expires and the delivery is sent again: at least once
+            log.warning("could not record a delivery attempt", subscription=sub.id, error=repr(exc))
+        if verdict.outcome == "gone":
+            log.warning("receiver answered 410 Gone: subscription switched off", subscription=sub.id)
+        elif verdict.outcome == "dead":
+            log.warning("delivery given up after the retry window", subscription=sub.id, event_id=str(d.event_id),
+                        status=status, error=error)
+        self.wake()  # the lead's next delivery may be due now
+
+    def _headers(self, d: Claimed, at: datetime) -> dict[str, str]:
+        body = d.body.decode()
+        msg_id = str(d.event_id)
+        signatures = " ".join(signer.sign(msg_id, at, body) for signer in self._signers[d.subscription_id])
+        return {"content-type": "application/cloudevents+json", "webhook-id": msg_id,
+                "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signatures,
+                "user-agent": "leadpipe-delivery/1"}
+
+    async def _refused(self, url: str) -> str | None:
+        """Why the target may not be called now: what its host resolves to is not public (SSRF guard)."""
+        if self._allow_private:
+            return None
+        parts = urlsplit(url)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
+                                                                 type=socket.SOCK_STREAM)
+        except OSError as exc:
+            return f"cannot resolve {parts.hostname}: {exc}"
+        return target_problem(url, allow_private=False, resolved=[str(info[4][0]) for info in infos])

@@ -1,0 +1,181 @@
+"""What goes to which webhook, and what to do after each attempt.
+
+Pure: subscriptions come in parsed, events as models, the time and the
+random jitter as arguments; nothing here sends, stores or reads a clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from leadpipe_common.events import Event, LeadMerged, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged
+
+#: The event types a subscription may ask for. ``lead.stage_changed`` is delivered for sales' dispositions only.
+DELIVERABLE = ("lead.routed", "lead.sla_breached", "lead.stage_changed", "lead.reengaged", "lead.merged")
+#: The stages a disposition moves a lead to: what a CRM mirrors.
+SALES_STAGES = frozenset({"accepted", "rejected", "contacted", "qualified", "won", "lost"})
+FILTER_KEYS = ("team", "owner", "grade", "source")
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    url: str
+    secrets: tuple[str, ...]
+    events: frozenset[str]
+    #: Each key's allowed values; a key absent matches anything.
+    filter: Mapping[str, frozenset[str]]
+
+
+def parse_subscriptions(raw: Mapping[str, Any], *, allow_private: bool) -> dict[str, Subscription]:
+    """The ``subscriptions:`` list of the file, checked; raises ValueError naming the bad entry."""
+    items = raw.get("subscriptions") or []
+    if not isinstance(items, list):
+        raise ValueError("subscriptions: expected a list")
+    subs: dict[str, Subscription] = {}
+    for i, item in enumerate(items):
+        sub = parse_subscription(item, f"subscriptions[{i}]", allow_private=allow_private)
+        if sub.id in subs:
+            raise ValueError(f"subscriptions[{i}].id: {sub.id!r} is used twice")
+        subs[sub.id] = sub
+    return subs
+
+
+def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscription:
+    if not isinstance(item, Mapping):
+        raise ValueError(f"{where}: expected a mapping")
+    unknown = set(item) - {"id", "url", "secrets", "events", "filter"}
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    sub_id = item.get("id")
+    if not isinstance(sub_id, str) or not re.match(r"^[A-Za-z0-9_-]{1,100}$", sub_id):
+        raise ValueError(f"{where}.id: letters, digits, - and _ (1-100)")
+    url = item.get("url")
+    if not isinstance(url, str):
+        raise ValueError(f"{where}.url: expected a URL")
+    problem = target_problem(url, allow_private=allow_private)
+    if problem:
+        raise ValueError(f"{where}.url: {problem}")
+    secrets = item.get("secrets")
+    if not isinstance(secrets, list) or not secrets:
+        raise ValueError(f"{where}.secrets: list at least one whsec_... secret")
+    for secret in secrets:
+        if not _valid_secret(secret):
+            raise ValueError(f"{where}.secrets: {str(secret)[:10]}... is not a whsec_<base64> secret")
+    events = item.get("events")
+    if not isinstance(events, list) or not events or not set(events) <= set(DELIVERABLE):
+        raise ValueError(f"{where}.events: a list of {', '.join(DELIVERABLE)}")
+    flt = item.get("filter") or {}
+    if not isinstance(flt, Mapping) or set(flt) - set(FILTER_KEYS):
+        raise ValueError(f"{where}.filter: keys among {', '.join(FILTER_KEYS)}")
+    return Subscription(id=sub_id, url=url, secrets=tuple(secrets), events=frozenset(events),
+                        filter={k: frozenset(map(str, v if isinstance(v, list) else [v])) for k, v in flt.items()})
+
+
+def _valid_secret(secret: Any) -> bool:
+    if not isinstance(secret, str) or not secret.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) >= 16
+    except ValueError:
+        return False
+
+
+def target_problem(url: str, *, allow_private: bool, resolved: Sequence[str] = ()) -> str | None:
+    """Why a webhook target is refused (None: it is not): not http(s), or (unless allowed) a private,
+    loopback, link-local or otherwise non-public address, literal or among the ones its host ``resolved`` to."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL"
+    if allow_private:
+        return None
+    hosts = [parts.hostname, *resolved]
+    if parts.hostname.lower() in ("localhost", "localhost.localdomain") or parts.hostname.endswith(".localhost"):
+        return f"{parts.hostname} is this machine (set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)"
+    for host in hosts:
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            continue  # a name: judged by what it resolves to when a delivery is sent
+        if not address.is_global:
+            return (f"{host} is a private, loopback or link-local address "
+                    "(set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)")
+    return None
+
+
+def facts_of(event: Event) -> dict[str, str | None]:
+    """What filters test: the team, owner and grade an event names, and the lead's first-touch source."""
+    source = getattr(getattr(event, "attribution", None), "utm_source", None)
+    if isinstance(event, LeadRouted):
+        return {"team": event.assignment.team, "owner": event.assignment.owner_id, "grade": event.score.grade,
+                "source": source}
+    if isinstance(event, LeadSlaBreached | LeadReengaged | LeadStageChanged):
+        return {"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source}
+    return {"team": None, "owner": None, "grade": None, "source": source}
+
+
+def deliverable(event: Event) -> bool:
+    if isinstance(event, LeadStageChanged):
+        return event.to_stage in SALES_STAGES
+    return isinstance(event, LeadRouted | LeadSlaBreached | LeadReengaged | LeadMerged)
+
+
+def wants(sub: Subscription, event: Event) -> bool:
+    if event.type not in sub.events or not deliverable(event):
+        return False
+    facts = facts_of(event)
+    return all(facts.get(key) in allowed for key, allowed in sub.filter.items())
+
+
+# -- after an attempt -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``delivered``; ``retry`` at ``next_at``; ``dead`` (the window is over); ``gone`` (410: the receiver
+    asked to stop; the subscription is disabled)."""
+
+    outcome: str
+    next_at: datetime | None = None
+
+
+def retry_after_s(value: str | None, now: datetime) -> float | None:
+    """A ``Retry-After`` header as seconds from ``now``: delta-seconds or an HTTP date; None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def after_attempt(status: int | None, retry_after: float | None, *, attempts: int, first_at: datetime,
+                  now: datetime, window: timedelta, jitter: float, base_s: float = 5.0,
+                  cap_s: float = 3600.0) -> Verdict:
+    """What to do after attempt number ``attempts`` (1 for the first) got ``status`` (None: no answer:
+    timeout or connection error). Backoff doubles from ``base_s`` up to ``cap_s`` with full jitter
+    (``jitter`` in [0, 1)); a 429 or 503 with ``Retry-After`` waits that long instead."""
+    if status is not None and 200 <= status < 300:
+        return Verdict("delivered")
+    if status == 410:
+        return Verdict("gone")
+    if status in (429, 503) and retry_after is not None:
+        wait = retry_after
+    else:
+        wait = min(cap_s, base_s * math.pow(2, attempts - 1)) * (0.5 + jitter / 2)
+    next_at = now + timedelta(seconds=wait)
+    if next_at > first_at + window:
+        return Verdict("dead")
+    return Verdict("retry", next_at)

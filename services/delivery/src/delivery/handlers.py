@@ -1,0 +1,47 @@
+"""delivery's handler: each deliverable event in, one queued delivery per subscription that wants it.
+
+Idempotent by construction (one row per subscription and event id), so the
+service needs no inbox; nothing is produced.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+
+from leadpipe_common.consumer import Outcome
+from leadpipe_common.envelope import Envelope, structured
+from leadpipe_common.uow import UnitOfWork
+
+from delivery.domain import Subscription, wants
+from delivery.store import DeliveryStore
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What delivery's handler and dispatcher need besides the store."""
+
+    subscriptions: Mapping[str, Subscription]
+    clock: Callable[[], datetime]
+    http: httpx.AsyncClient
+
+
+async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Envelope],
+                             ctx: Delivery) -> dict[uuid.UUID, Outcome]:
+    now = ctx.clock()
+    rows = []
+    for env in batch:
+        targets = [sub for sub in ctx.subscriptions.values() if wants(sub, env.data)]
+        body = structured(env) if targets else b""
+        rows += [{"subscription_id": sub.id, "lead_id": env.data.lead_id, "event_id": env.id,
+                  "event_type": env.type, "body": body, "created_at": now, "next_at": now} for sub in targets]
+    await uow.store.enqueue(rows)
+    return {env.id: [] for env in batch}
+
+
+handle_lead_routed = handle_lead_sla_breached = handle_lead_stage_changed = handle_deliverable
+handle_lead_reengaged = handle_lead_merged = handle_deliverable

@@ -1,0 +1,47 @@
+"""delivery, declared: the events it sends to webhooks, and the dispatcher beside it."""
+
+from datetime import timedelta
+
+from leadpipe_common.events import LeadMerged, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.service import Runtime, Service
+
+from delivery.api import router
+from delivery.dispatcher import Dispatcher
+from delivery.handlers import (
+    Delivery, handle_lead_merged, handle_lead_reengaged, handle_lead_routed, handle_lead_sla_breached,
+    handle_lead_stage_changed,
+)
+from delivery.store import DeliveryStore
+
+_DELIVERABLE = {b"lead.routed", b"lead.sla_breached", b"lead.stage_changed", b"lead.reengaged", b"lead.merged"}
+
+
+def deliverable_record(headers: object) -> bool:
+    """Only the types a subscription may ask for are decoded; the rest of the lifecycle is passed over."""
+    return any(k == "ce_type" and v in _DELIVERABLE for k, v in headers)  # type: ignore[attr-defined]
+
+
+def dispatcher(rt: Runtime[Delivery, DeliveryStore]) -> Dispatcher:
+    settings = rt.settings
+    return Dispatcher(
+        unit_of_work=rt.unit_of_work, client=rt.context.http, subscriptions=rt.context.subscriptions,
+        clock=rt.context.clock, retry_window=timedelta(hours=settings.retry_hours),  # type: ignore[attr-defined]
+        retry_base_s=settings.retry_base_s,  # type: ignore[attr-defined]
+        connect_timeout_s=settings.connect_timeout_s, timeout_s=settings.timeout_s,  # type: ignore[attr-defined]
+        max_in_flight=settings.max_in_flight, per_subscription=settings.per_subscription,  # type: ignore[attr-defined]
+        idle_s=settings.dispatch_idle_s, allow_private=settings.allow_private_targets,  # type: ignore[attr-defined]
+    )
+
+
+SERVICE: Service[Delivery, DeliveryStore] = Service(
+    name="delivery",
+    summary="Sends lead events to sales tools' webhooks: signed (Standard Webhooks), ordered per lead, durable, "
+            "retried for days.",
+    consumes={LeadRouted: handle_lead_routed, LeadSlaBreached: handle_lead_sla_breached,
+              LeadStageChanged: handle_lead_stage_changed, LeadReengaged: handle_lead_reengaged,
+              LeadMerged: handle_lead_merged},
+    select=deliverable_record,
+    store=DeliveryStore,
+    routes=[router],
+    background=lambda rt: [dispatcher(rt)],
+)

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from leadpipe_common.settings import ConsumerSettings
+
+DATA = Path(__file__).parent / "data"
+
+
+class DeliverySettings(ConsumerSettings):
+    model_config = SettingsConfigDict(env_prefix="DELIVERY_", extra="ignore", frozen=True)
+
+    port: int = 8005
+    subscriptions_file: Path = Field(DATA / "subscriptions.yaml", description="webhook subscriptions: url, "
+                                                                              "secrets, events, filter")
+    allow_private_targets: bool = Field(False, description="allow webhook targets in private, loopback and "
+                                                           "link-local ranges (tests, a receiver beside you)")
+    retry_hours: float = Field(72, gt=0, description="how long a failing delivery is retried before it goes to "
+                                                     "the dead letters")
+    retry_base_s: float = Field(5, gt=0, description="the first retry's wait; each later one doubles it (with "
+                                                    "jitter, at most an hour)")
+    connect_timeout_s: float = Field(5, gt=0, description="connect timeout of one attempt")
+    timeout_s: float = Field(15, gt=0, description="total time one attempt may take")
+    max_in_flight: int = Field(64, ge=1, description="attempts under way at once in one process")
+    per_subscription: int = Field(8, ge=1, description="attempts under way at once to one subscription: a slow "
+                                                       "receiver never takes every slot")
+    dispatch_idle_s: float = Field(0.5, gt=0, description="how often to look for due deliveries when idle")

@@ -1,0 +1,155 @@
+"""delivery's tables: the durable queue of deliveries, every attempt, and which subscriptions a receiver
+switched off (``410 Gone``).
+
+Guarantees: a delivery is enqueued once per (subscription, event) whatever
+the redeliveries of the event; only the oldest pending delivery of each
+(subscription, lead) can be claimed, so a lead's later event never overtakes
+an earlier one; a claim is a lease (``next_at`` moved past the attempt's
+timeout) taken with ``SKIP LOCKED``, so several dispatchers share the work,
+and a dispatcher killed mid-attempt leaves a lease that expires: the delivery
+is sent again, with the same ``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+SCHEMA = "delivery"
+metadata = sa.MetaData(schema=SCHEMA)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("subscription_id", sa.Text, nullable=False),
+    sa.Column("lead_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("event_id", UUID(as_uuid=True), nullable=False),  # the webhook-id
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),  # the CloudEvent, structured JSON, as signed
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # pending -> delivered | dead
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_response", sa.Text),
+    sa.Column("done_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("subscription_id", "event_id", name="deliveries_once"),
+    sa.Index("deliveries_queue", "subscription_id", "lead_id", "seq", postgresql_where=sa.text("status = 'pending'")),
+    sa.Index("deliveries_due", "next_at", postgresql_where=sa.text("status = 'pending'")),
+    sa.Index("deliveries_lead", "lead_id"),
+)
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("delivery_seq", sa.BigInteger, primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+)
+disabled = sa.Table(
+    "disabled",
+    metadata,
+    sa.Column("subscription_id", sa.Text, primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+_CLAIM = sa.text(
+    f"""
+    UPDATE {SCHEMA}.deliveries SET next_at = :lease_until
+    WHERE seq IN (
+        SELECT d.seq FROM {SCHEMA}.deliveries d
+        WHERE d.status = 'pending' AND d.next_at <= :now
+          AND d.subscription_id = ANY(:open) AND NOT d.subscription_id = ANY(:busy)
+          AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries e
+                          WHERE e.status = 'pending' AND e.subscription_id = d.subscription_id
+                            AND e.lead_id = d.lead_id AND e.seq < d.seq)
+        ORDER BY d.next_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    )
+    RETURNING seq, subscription_id, lead_id, event_id, event_type, body, attempts, created_at
+    """
+)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    seq: int
+    subscription_id: str
+    lead_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    body: bytes
+    attempts: int
+    created_at: datetime
+
+
+class DeliveryStore:
+    def __init__(self, conn: AsyncSession | AsyncConnection) -> None:
+        self._conn = conn
+
+    async def enqueue(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await self._conn.execute(insert(deliveries).on_conflict_do_nothing(
+                constraint="deliveries_once"), list(rows))
+
+    async def claim(self, now: datetime, lease_until: datetime, open_ids: Sequence[str], busy: Sequence[str],
+                    limit: int) -> list[Claimed]:
+        rows = await self._conn.execute(_CLAIM, {"now": now, "lease_until": lease_until, "open": list(open_ids),
+                                                 "busy": list(busy), "limit": limit})
+        return [Claimed(*r) for r in rows]
+
+    async def record(self, claimed: Claimed, *, at: datetime, status: int | None, error: str | None,
+                     response: str | None, duration_ms: int, outcome: str, next_at: datetime | None) -> None:
+        attempt = claimed.attempts + 1
+        await self._conn.execute(insert(attempts).values(
+            delivery_seq=claimed.seq, attempt=attempt, at=at, status=status, error=error,
+            duration_ms=duration_ms).on_conflict_do_nothing())
+        values: dict[str, Any] = {"attempts": attempt, "last_status": status, "last_error": error,
+                                  "last_response": response}
+        if outcome == "delivered":
+            values |= {"status": "delivered", "done_at": at}
+        elif outcome == "dead":
+            values |= {"status": "dead", "done_at": at}
+        elif next_at is not None:
+            values["next_at"] = next_at
+        await self._conn.execute(deliveries.update().where(deliveries.c.seq == claimed.seq).values(**values))
+
+    async def disable(self, subscription_id: str, at: datetime, reason: str) -> None:
+        await self._conn.execute(insert(disabled).values(subscription_id=subscription_id, at=at, reason=reason)
+                                 .on_conflict_do_nothing())
+
+    async def disabled_ids(self) -> set[str]:
+        return {r.subscription_id for r in await self._conn.execute(sa.select(disabled.c.subscription_id))}
+
+    async def of_lead(self, lead_id: uuid.UUID) -> list[dict[str, Any]]:
+        rows = (await self._conn.execute(sa.select(deliveries).where(deliveries.c.lead_id == lead_id)
+                                         .order_by(deliveries.c.seq))).all()
+        tries = (await self._conn.execute(sa.select(attempts).where(attempts.c.delivery_seq.in_([r.seq for r in rows]))
+                                          .order_by(attempts.c.delivery_seq, attempts.c.attempt))).all()
+        by_seq: dict[int, list[dict[str, Any]]] = {}
+        for t in tries:
+            by_seq.setdefault(t.delivery_seq, []).append(
+                {"attempt": t.attempt, "at": t.at, "status": t.status, "error": t.error, "duration_ms": t.duration_ms})
+        return [{"subscription_id": r.subscription_id, "event_id": r.event_id, "event_type": r.event_type,
+                 "status": r.status, "created_at": r.created_at, "next_at": r.next_at if r.status == "pending" else None,
+                 "last_status": r.last_status, "last_error": r.last_error, "attempts": by_seq.get(r.seq, [])}
+                for r in rows]
+
+    async def oldest_waiting(self) -> dict[str, float]:
+        """Per subscription, the age in seconds of its oldest pending delivery."""
+        rows = await self._conn.execute(sa.text(
+            f"SELECT subscription_id, extract(epoch FROM now() - min(created_at)) AS age "
+            f"FROM {SCHEMA}.deliveries WHERE status = 'pending' GROUP BY subscription_id"))
+        return {r.subscription_id: float(r.age) for r in rows}

@@ -1,0 +1,89 @@
+"""What goes to which webhook, and what follows each attempt: pure, with the time passed in."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from leadpipe_common.testing import factories
+from delivery.domain import after_attempt, parse_subscriptions, retry_after_s, target_problem, wants
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def subscription(**over):
+    spec = {"id": "crm", "url": "https://crm.example.com/hooks", "secrets": [SECRET], "events": ["lead.routed"],
+            **over}
+    return parse_subscriptions({"subscriptions": [spec]}, allow_private=False)["crm"]
+
+
+def routed(team="emea", utm_source="tests"):
+    lead = factories.scored("mql")
+    from leadpipe_common.events import Assignment, LeadRouted
+
+    assignment = Assignment(owner_id="ana", owner_name="Ana", team=team, method="territory", reason="r")
+    return LeadRouted(**dict(lead) | {"attribution": lead.attribution.model_copy(update={"utm_source": utm_source})},
+                      assignment=assignment, routed_at=NOW)
+
+
+def test_a_subscription_gets_the_events_it_asked_for_that_pass_its_filter():
+    assert wants(subscription(), routed())
+    assert wants(subscription(filter={"team": ["emea", "dach"]}), routed("dach"))
+    assert not wants(subscription(filter={"team": "emea"}), routed("na"))
+    assert not wants(subscription(filter={"source": "partners"}), routed())
+    assert not wants(subscription(events=["lead.sla_breached"]), routed())
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"url": "ftp://x.example"}, "not an http"),
+    ({"url": "http://10.0.0.5/hooks"}, "private"),
+    ({"url": "http://127.0.0.1:9000/"}, "private, loopback"),
+    ({"url": "http://169.254.169.254/latest/meta-data"}, "link-local"),
+    ({"url": "http://localhost:8080/"}, "this machine"),
+    ({"secrets": ["shh"]}, "whsec_"),
+    ({"secrets": []}, "at least one"),
+    ({"events": ["lead.captured"]}, "events"),
+    ({"filter": {"colour": "red"}}, "filter"),
+    ({"id": "has space"}, "id"),
+])
+def test_a_bad_subscription_is_refused_naming_the_entry(spec, message):
+    with pytest.raises(ValueError, match=message):
+        subscription(**spec)
+
+
+def test_private_targets_are_allowed_only_when_asked_and_names_are_judged_by_what_they_resolve_to():
+    assert target_problem("http://127.0.0.1:9000/", allow_private=True) is None
+    assert target_problem("https://crm.example.com/", allow_private=False) is None
+    assert "private" in target_problem("https://crm.example.com/", allow_private=False, resolved=["192.168.1.4"])
+
+
+def test_a_success_delivers_and_410_means_gone():
+    assert after_attempt(204, None, attempts=1, first_at=NOW, now=NOW, window=timedelta(hours=72),
+                         jitter=0.5).outcome == "delivered"
+    assert after_attempt(410, None, attempts=1, first_at=NOW, now=NOW, window=timedelta(hours=72),
+                         jitter=0.5).outcome == "gone"
+
+
+def test_failures_back_off_exponentially_with_jitter_and_retry_after_is_honoured():
+    def wait(status, attempts, jitter=0.0, retry_after=None):
+        v = after_attempt(status, retry_after, attempts=attempts, first_at=NOW, now=NOW,
+                          window=timedelta(hours=72), jitter=jitter)
+        return (v.next_at - NOW).total_seconds()
+
+    assert [wait(500, n) for n in (1, 2, 3)] == [2.5, 5.0, 10.0]  # half of 5 s, doubling, at the least jitter
+    assert wait(None, 1, jitter=0.999) < 5.0
+    assert wait(500, 30) == 1800.0  # capped at an hour, halved by the jitter
+    assert wait(429, 1, retry_after=120) == 120 and wait(503, 1, retry_after=7) == 7
+    assert wait(500, 1, retry_after=120) == 2.5  # Retry-After counts on 429 and 503 only
+
+
+def test_after_the_retry_window_a_delivery_is_dead():
+    v = after_attempt(500, None, attempts=9, first_at=NOW - timedelta(hours=71, minutes=59), now=NOW,
+                      window=timedelta(hours=72), jitter=0.5)
+    assert v.outcome == "dead"
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date():
+    assert retry_after_s("30", NOW) == 30
+    assert retry_after_s("Mon, 23 Nov 2026 09:01:00 GMT", NOW) == 60
+    assert retry_after_s("soon", NOW) is None and retry_after_s(None, NOW) is None

@@ -1,0 +1,46 @@
+"""delivery's handler with an in-memory unit of work: no broker, no Postgres."""
+
+import json
+from datetime import UTC, datetime
+
+from leadpipe_common import topics
+from leadpipe_common.testing import factories
+from leadpipe_common.uow import MemoryUnitOfWork
+from delivery.domain import parse_subscriptions
+from delivery.handlers import Delivery, handle_deliverable
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SUBS = parse_subscriptions({"subscriptions": [
+    {"id": "crm", "url": "https://crm.example.com/h", "secrets": [SECRET], "events": ["lead.stage_changed"]},
+    {"id": "slack", "url": "https://hooks.example.com/s", "secrets": [SECRET], "events": ["lead.stage_changed"],
+     "filter": {"team": "na"}},
+]}, allow_private=False)
+
+
+class Queue:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    async def enqueue(self, rows) -> None:
+        self.rows += rows
+
+
+def step(to_stage: str, team: str = "emea"):
+    from leadpipe_common.events import Attribution, LeadStageChanged
+
+    return LeadStageChanged(lead_id=factories.captured().lead_id, from_stage="routed", to_stage=to_stage, at=NOW,
+                            by="ana", reason="r", attribution=Attribution(), owner_id="ana", team=team)
+
+
+async def test_a_disposition_is_queued_once_for_each_subscription_that_wants_it_as_a_cloudevent():
+    uow = MemoryUnitOfWork(Queue())
+    accepted, enriched = factories.envelope(topics.LIFECYCLE, step("accepted")), factories.envelope(
+        topics.LIFECYCLE, step("enriched"))
+    async with uow:
+        outcomes = await handle_deliverable(uow, [accepted, enriched], Delivery(SUBS, clock=lambda: NOW, http=None))
+    assert outcomes == {accepted.id: [], enriched.id: []}  # nothing is produced
+    [row] = uow.store.rows  # the enrichment step is no disposition; slack's filter wants team na
+    assert (row["subscription_id"], row["event_id"], row["next_at"]) == ("crm", accepted.id, NOW)
+    body = json.loads(row["body"])
+    assert (body["id"], body["type"], body["data"]["to_stage"]) == (str(accepted.id), "lead.stage_changed", "accepted")

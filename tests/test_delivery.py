@@ -1,0 +1,108 @@
+"""Webhooks through the real stack to a real receiver process that fails in every way and verifies every
+signature (``leadpipe_common.testing.receiver``): signed, retried with the same id, in order per lead; a 410
+switches a subscription off."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from leadpipe_common.testing.plugin import KEY_HEADERS, WEBHOOK_GONE_SOURCE, WEBHOOK_SOURCE, receiver_log
+
+pytestmark = pytest.mark.asyncio
+
+SALES_READY = {"job_title": "Chief Marketing Officer", "country": "US", "offer": "demo"}
+
+
+def url(stack, service: str) -> str:  # noqa: ANN001
+    return next(p.url for p in stack.processes if p.service == service)
+
+
+def received(stack) -> list[dict[str, Any]]:  # noqa: ANN001
+    path = receiver_log(stack.data_dir)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def of_lead(requests: list[dict[str, Any]], lead_id: str) -> list[dict[str, Any]]:
+    return [r for r in requests if r["event"] and r["event"]["subject"] == lead_id]
+
+
+async def until(check, timeout: float = 60):  # noqa: ANN001, ANN201
+    async with asyncio.timeout(timeout):
+        while not (value := check()):
+            await asyncio.sleep(0.3)
+        return value
+
+
+async def test_deliveries_are_signed_retried_with_one_id_and_ordered_per_lead(stack):
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        leads = [(await capture.post("/v1/leads", json={"email": f"hook{i}.{uuid.uuid4().hex[:6]}@stripe.com",
+                                                        **SALES_READY, "utm_source": WEBHOOK_SOURCE})).json()["lead_id"]
+                 for i in range(2)]
+    first = leads[0]
+
+    def delivered(lead_id: str, n: int) -> bool:
+        return sum(r["answer"] == 204 for r in of_lead(received(stack), lead_id)) >= n
+
+    await until(lambda: all(delivered(lead, 1) for lead in leads))
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
+        owner = (await routing.get(f"/v1/leads/{first}/handoff")).json()["owner_id"]
+        for outcome in ("accepted", "contacted"):
+            answer = await routing.post(f"/v1/leads/{first}/disposition", json={"outcome": outcome, "rep_id": owner})
+            assert answer.status_code == 200, answer.text
+    await until(lambda: delivered(first, 3))
+
+    requests = of_lead(received(stack), first)
+    assert all(r["signed"] and r["content_type"] == "application/cloudevents+json" for r in requests)
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for r in requests:
+        by_id.setdefault(r["id"], []).append(r)
+    # Every delivery met every failure, under one webhook-id, before it got through.
+    assert all([r["answer"] for r in tries] == [500, "slow", 429, 204] for tries in by_id.values()), by_id
+    # In order per lead: each event is first tried only after the one before it was delivered.
+    sequence = list(by_id.values())
+    assert [tries[-1]["event"]["type"] for tries in sequence] == ["lead.routed", "lead.stage_changed",
+                                                                  "lead.stage_changed"]
+    assert [tries[-1]["event"]["data"].get("to_stage") for tries in sequence[1:]] == ["accepted", "contacted"]
+    for earlier, later in zip(sequence, sequence[1:], strict=False):
+        assert later[0]["at"] >= earlier[-1]["at"]
+    assert sequence[0][-1]["event"]["data"]["assignment"]["owner_id"] == owner
+
+    async with httpx.AsyncClient(base_url=url(stack, "delivery"), headers=KEY_HEADERS) as delivery:
+        shown = (await delivery.get("/v1/deliveries", params={"lead_id": first})).json()
+        metrics = (await delivery.get("/metrics")).text
+    assert [d["status"] for d in shown] == ["delivered"] * 3
+    assert [a["status"] for a in shown[0]["attempts"]] == [500, None, 429, 204]
+    assert "timeout" in (shown[0]["attempts"][1]["error"] or "").lower()
+    assert 'delivery_attempts_total{result="delivered",subscription="test-crm"}' in metrics
+    assert 'delivery_oldest_waiting_seconds{subscription="test-crm"}' in metrics
+
+
+async def test_a_receiver_that_answers_410_switches_its_subscription_off(stack):
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        async def post() -> str:
+            return (await capture.post("/v1/leads", json={"email": f"gone.{uuid.uuid4().hex[:6]}@stripe.com",
+                                                          **SALES_READY, "utm_source": WEBHOOK_GONE_SOURCE})).json()[
+                "lead_id"]
+
+        gone = await post()
+        await until(lambda: of_lead(received(stack), gone))
+        later = await post()
+    async with httpx.AsyncClient(base_url=url(stack, "delivery"), headers=KEY_HEADERS) as delivery:
+        subs = {s["id"]: s for s in (await delivery.get("/v1/subscriptions")).json()}
+        assert subs["test-gone"]["disabled"] is True and subs["test-crm"]["disabled"] is False
+        assert "secrets" not in subs["test-gone"]
+        async with asyncio.timeout(30):  # the later lead is routed and its delivery queued...
+            while not (queued := (await delivery.get("/v1/deliveries", params={"lead_id": later})).json()):
+                await asyncio.sleep(0.3)
+        await asyncio.sleep(2)  # ...and, in this time, would have been sent
+        unauthorised = await delivery.get("/v1/subscriptions", headers={"Authorization": "Bearer nope"})
+    assert [r["answer"] for r in of_lead(received(stack), gone)] == [410]
+    assert of_lead(received(stack), later) == []  # nothing more is sent to a receiver that said 410
+    assert [(d["status"], d["attempts"]) for d in queued] == [("pending", [])]
+    assert unauthorised.status_code == 401
