@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from leadpipe_common.testing.plugin import KEY_HEADERS, WEBHOOK_GONE_SOURCE, WEBHOOK_SOURCE, receiver_log
+from leadpipe_common.testing.plugin import (
+    KEY_HEADERS, WEBHOOK_DOWN_SOURCE, WEBHOOK_GONE_SOURCE, WEBHOOK_SOURCE, receiver_log,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -106,3 +108,38 @@ async def test_a_receiver_that_answers_410_switches_its_subscription_off(stack):
     assert of_lead(received(stack), later) == []  # nothing more is sent to a receiver that said 410
     assert [(d["status"], d["attempts"]) for d in queued] == [("pending", [])]
     assert unauthorised.status_code == 401
+
+    async with httpx.AsyncClient(base_url=url(stack, "delivery"), headers=KEY_HEADERS) as delivery:
+        enabled = await delivery.post("/v1/subscriptions/test-gone/enable")
+        unknown = await delivery.post("/v1/subscriptions/nope/enable")
+    assert enabled.json() == {"id": "test-gone", "was_disabled": True} and unknown.status_code == 404
+    await until(lambda: of_lead(received(stack), later))  # switched back on: what waited is sent
+
+
+async def test_a_delivery_given_up_after_its_window_is_sent_again_when_redriven(stack):
+    import subprocess
+    import sys
+
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        lead = (await capture.post("/v1/leads", json={"email": f"down.{uuid.uuid4().hex[:6]}@stripe.com",
+                                                      **SALES_READY, "utm_source": WEBHOOK_DOWN_SOURCE})).json()[
+            "lead_id"]
+    async with httpx.AsyncClient(base_url=url(stack, "delivery"), headers=KEY_HEADERS) as delivery:
+        async def status() -> str | None:
+            shown = (await delivery.get("/v1/deliveries", params={"lead_id": lead})).json()
+            return shown[0]["status"] if shown else None
+
+        async with asyncio.timeout(60):
+            while await status() != "dead":
+                await asyncio.sleep(0.5)
+        failed = [r["answer"] for r in of_lead(received(stack), lead)]
+        assert failed and set(failed) == {500}
+        receiver_log(stack.data_dir).with_name("receiver.jsonl.fixed").touch()  # the receiver is mended
+        redriven = await delivery.post("/v1/deliveries/redrive", json={"subscription_id": "test-down"})
+        assert redriven.json()["redriven"] >= 1
+        async with asyncio.timeout(60):
+            while await status() != "delivered":
+                await asyncio.sleep(0.5)
+    command = subprocess.run([sys.executable, "-m", "delivery", "redrive", "--subscription", "test-down"],
+                             env={**stack.env(), "DELIVERY_PORT": "0"}, capture_output=True, text=True, timeout=60)
+    assert command.returncode == 0 and "0 dead deliveries queued again for test-down" in command.stdout, command

@@ -5,8 +5,10 @@ scoring processes, and capture re-driving leads with no outcome after 5 s.
 """
 
 import asyncio
+import json
 import signal
 import tempfile
+import uuid
 from pathlib import Path
 
 import httpx
@@ -14,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from leadpipe_common.testing.plugin import make_test_stack, running
+from leadpipe_common.testing.plugin import WEBHOOK_SOURCE, make_test_stack, receiver_log, running
 from tests.faults import Ledger, LifecycleAudit, assert_conserved, capture_url
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
@@ -64,6 +66,51 @@ async def test_a_stage_killed_mid_stream_loses_and_doubles_nothing(faulty, db, a
         await flowing
     restart_dead(faulty)
     await assert_conserved(faulty, db, audit, ledger)
+
+
+async def test_delivery_killed_mid_stream_still_sends_every_event_in_order_under_one_id(faulty):
+    async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
+        emails = [f"hook{i}.{uuid.uuid4().hex[:8]}@stripe.com" for i in range(12)]
+        body = {"job_title": "Chief Marketing Officer", "country": "US", "offer": "demo", "utm_source": WEBHOOK_SOURCE}
+        leads = [(await client.post("/v1/leads", json={"email": e, **body})).json()["lead_id"] for e in emails]
+        await asyncio.sleep(1)
+        for e in emails:  # a second event for each lead: its holder is told of the new touch
+            await client.post("/v1/leads", json={"email": e, "offer": "pricing"})
+
+    def requests() -> list[dict]:
+        path = receiver_log(faulty.data_dir)
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [r for r in map(json.loads, lines) if r["event"] and r["event"]["subject"] in leads]
+
+    async with asyncio.timeout(60):
+        while len(requests()) < 6:  # deliveries under way
+            await asyncio.sleep(0.2)
+    victim = next(p for p in faulty.processes if p.service == "delivery")
+    victim.kill()
+    await asyncio.sleep(1)
+    restart_dead(faulty)
+
+    def done() -> bool:
+        got = requests()
+        return all(any(r["answer"] == 204 and r["event"]["subject"] == lead and r["event"]["type"] == "lead.routed"
+                       for r in got) for lead in leads)
+
+    async with asyncio.timeout(120):
+        while not done():
+            await asyncio.sleep(0.5)
+    await asyncio.sleep(3)  # the re-engagements queued behind
+    got = requests()
+    assert all(r["signed"] for r in got)
+    for lead in leads:
+        tries: dict[str, list[dict]] = {}
+        for r in (r for r in got if r["event"]["subject"] == lead):
+            tries.setdefault(r["id"], []).append(r)
+        assert all(r["event"]["id"] == webhook_id for webhook_id, rs in tries.items() for r in rs)  # same id, every try
+        sequence = sorted(tries.values(), key=lambda rs: rs[0]["at"])
+        assert len(sequence) >= 2 and all(any(r["answer"] == 204 for r in rs) for rs in sequence[:1])
+        for earlier, later in zip(sequence, sequence[1:], strict=False):
+            delivered = [r["at"] for r in earlier if r["answer"] == 204]
+            assert delivered and later[0]["at"] >= min(delivered), lead  # never ahead of the earlier event
 
 
 async def test_capture_killed_right_after_answering_keeps_the_lead(faulty, db, audit):

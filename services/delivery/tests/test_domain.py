@@ -45,6 +45,7 @@ def test_a_subscription_gets_the_events_it_asked_for_that_pass_its_filter():
     ({"events": ["lead.captured"]}, "events"),
     ({"filter": {"colour": "red"}}, "filter"),
     ({"id": "has space"}, "id"),
+    ({"retry_hours": 0}, "retry_hours"),
 ])
 def test_a_bad_subscription_is_refused_naming_the_entry(spec, message):
     with pytest.raises(ValueError, match=message):

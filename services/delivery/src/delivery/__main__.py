@@ -3,6 +3,7 @@ from pathlib import Path
 from leadpipe_common.cli import service_cli
 
 from delivery.app import load_subscriptions
+from delivery.commands import add_commands
 from delivery.settings import DeliverySettings
 
 cli = service_cli(
@@ -12,6 +13,7 @@ cli = service_cli(
     migrations_dir=Path(__file__).parent / "migrations",
     check=lambda s: load_subscriptions(s.subscriptions_file, allow_private=s.allow_private_targets),
 )
+add_commands(cli)
 
 if __name__ == "__main__":
     cli()

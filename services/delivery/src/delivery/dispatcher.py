@@ -77,7 +77,7 @@ class Dispatcher(BackgroundLoop):
             open_ids = sorted(set(self._subs) - await uow.store.disabled_ids())
             busy = [s for s, n in self._in_flight.items() if n >= self._per_sub]
             # The lease outlives the attempt, so no other dispatcher takes it meanwhile.
-            claimed = await uow.store.claim(now, now + timedelta(seconds=self._total_s + 30), open_ids, busy, room)
+            claimed = await uow.store.claim(now, now + timedelta(seconds=self._total_s + 5), open_ids, busy, room)
             waiting = await uow.store.oldest_waiting()
             await uow.commit()
         for sub_id in self._subs:
@@ -118,8 +118,9 @@ class Dispatcher(BackgroundLoop):
             self._in_flight[d.subscription_id] -= 1
         elapsed = time.perf_counter() - started
         now = self._clock()
+        window = timedelta(hours=sub.retry_hours) if sub.retry_hours else self._window
         verdict = after_attempt(status, retry_after, attempts=d.attempts + 1, first_at=d.created_at, now=now,
-                                window=self._window, jitter=random.random(), base_s=self._base_s)
+                                window=window, jitter=random.random(), base_s=self._base_s)
         LATENCY.labels(sub.id).observe(elapsed)
         ATTEMPTS.labels(sub.id, verdict.outcome).inc()
         try:

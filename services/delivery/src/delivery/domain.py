@@ -34,6 +34,8 @@ class Subscription:
     events: frozenset[str]
     #: Each key's allowed values; a key absent matches anything.
     filter: Mapping[str, frozenset[str]]
+    #: How long a failing delivery is retried (None: DELIVERY_RETRY_HOURS).
+    retry_hours: float | None = None
 
 
 def parse_subscriptions(raw: Mapping[str, Any], *, allow_private: bool) -> dict[str, Subscription]:
@@ -53,7 +55,7 @@ def parse_subscriptions(raw: Mapping[str, Any], *, allow_private: bool) -> dict[
 def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscription:
     if not isinstance(item, Mapping):
         raise ValueError(f"{where}: expected a mapping")
-    unknown = set(item) - {"id", "url", "secrets", "events", "filter"}
+    unknown = set(item) - {"id", "url", "secrets", "events", "filter", "retry_hours"}
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     sub_id = item.get("id")
@@ -77,8 +79,13 @@ def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscri
     flt = item.get("filter") or {}
     if not isinstance(flt, Mapping) or set(flt) - set(FILTER_KEYS):
         raise ValueError(f"{where}.filter: keys among {', '.join(FILTER_KEYS)}")
+    retry_hours = item.get("retry_hours")
+    if retry_hours is not None and (isinstance(retry_hours, bool) or not isinstance(retry_hours, int | float)
+                                    or retry_hours <= 0):
+        raise ValueError(f"{where}.retry_hours: a positive number of hours")
     return Subscription(id=sub_id, url=url, secrets=tuple(secrets), events=frozenset(events),
-                        filter={k: frozenset(map(str, v if isinstance(v, list) else [v])) for k, v in flt.items()})
+                        filter={k: frozenset(map(str, v if isinstance(v, list) else [v])) for k, v in flt.items()},
+                        retry_hours=float(retry_hours) if retry_hours is not None else None)
 
 
 def _valid_secret(secret: Any) -> bool:

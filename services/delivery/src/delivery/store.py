@@ -130,6 +130,24 @@ class DeliveryStore:
         await self._conn.execute(insert(disabled).values(subscription_id=subscription_id, at=at, reason=reason)
                                  .on_conflict_do_nothing())
 
+    async def redrive(self, now: datetime, subscription_id: str | None = None,
+                      lead_id: uuid.UUID | None = None) -> int:
+        """Dead deliveries (of one subscription, one lead, or all) back in the queue, their retry window
+        starting again now; how many."""
+        query = (deliveries.update().where(deliveries.c.status == "dead")
+                 .values(status="pending", next_at=now, created_at=now, done_at=None).returning(deliveries.c.seq))
+        if subscription_id is not None:
+            query = query.where(deliveries.c.subscription_id == subscription_id)
+        if lead_id is not None:
+            query = query.where(deliveries.c.lead_id == lead_id)
+        return len((await self._conn.execute(query)).all())
+
+    async def enable(self, subscription_id: str) -> bool:
+        """Undo a receiver's 410; whether it was switched off."""
+        done = await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id)
+                                        .returning(disabled.c.subscription_id))
+        return bool(done.all())
+
     async def disabled_ids(self) -> set[str]:
         return {r.subscription_id for r in await self._conn.execute(sa.select(disabled.c.subscription_id))}
 

@@ -66,6 +66,9 @@ OLD_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"leadpipe-old-webhook-secret-3
 #: Leads with this utm_source are delivered to the test receiver; with WEBHOOK_GONE_SOURCE, to its /gone (410).
 WEBHOOK_SOURCE = "webhook-test"
 WEBHOOK_GONE_SOURCE = "webhook-gone"
+#: ... and with this one, to its /broken (500 until fixed), under a retry window of seconds.
+WEBHOOK_DOWN_SOURCE = "webhook-down"
+DOWN_RETRY_HOURS = 0.0015
 
 
 def receiver_log(data_dir: Path) -> Path:
@@ -86,6 +89,8 @@ def _test_receiver(data_dir: Path) -> Path:
          "events": events, "filter": {"source": WEBHOOK_SOURCE}},
         {"id": "test-gone", "url": f"http://127.0.0.1:{port}/gone", "secrets": [WEBHOOK_SECRET],
          "events": ["lead.routed"], "filter": {"source": WEBHOOK_GONE_SOURCE}},
+        {"id": "test-down", "url": f"http://127.0.0.1:{port}/broken", "secrets": [WEBHOOK_SECRET],
+         "events": ["lead.routed"], "filter": {"source": WEBHOOK_DOWN_SOURCE}, "retry_hours": DOWN_RETRY_HOURS},
     ]}
     path = data_dir / "subscriptions.yaml"
     path.write_text(yaml.safe_dump(subscriptions))

@@ -4,7 +4,8 @@ A real process (not a thread of the test), so the delivery service meets a
 real peer. Every delivery is verified with the ``standardwebhooks`` package
 (a bad signature is answered ``400`` and logged as such). Per ``webhook-id``
 the attempts go: ``500``, then a reply slower than the sender's timeout, then
-``429`` with ``Retry-After: 1``, then ``204``. Under ``/gone`` it answers ``410``.
+``429`` with ``Retry-After: 1``, then ``204``. Under ``/gone`` it answers ``410``; under ``/broken``,
+``500`` until a file ``<log>.fixed`` exists, then ``204``.
 Each request is one JSON line in ``--log``: the path, the attempt number, the
 webhook-id, whether the signature held, what was answered, and the event.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,7 +46,14 @@ def main() -> None:
                 signed = True
             except WebhookVerificationError:
                 event, signed = None, False
-            answer = 410 if self.path == "/gone" else 400 if not signed else SCRIPT[min(attempt, len(SCRIPT)) - 1]
+            if self.path == "/gone":
+                answer: int | str = 410
+            elif not signed:
+                answer = 400
+            elif self.path == "/broken":
+                answer = 204 if os.path.exists(args.log + ".fixed") else 500
+            else:
+                answer = SCRIPT[min(attempt, len(SCRIPT)) - 1]
             with lock, open(args.log, "a", encoding="utf-8") as log:
                 log.write(json.dumps({"path": self.path, "attempt": attempt, "id": msg_id, "signed": signed,
                                       "answer": answer, "content_type": self.headers.get("content-type"),
