@@ -55,7 +55,9 @@ def restart_dead(stack) -> None:
     stack.wait_ready()
 
 
-@pytest.mark.parametrize("service", ["enrichment", "scoring", "routing"])
+# enrichment stands for the consuming stages (scoring runs the same runner, inbox and commit order);
+# routing adds the outbox and the hand-offs.
+@pytest.mark.parametrize("service", ["enrichment", "routing"])
 async def test_a_stage_killed_mid_stream_loses_and_doubles_nothing(faulty, db, audit, service):
     ledger = Ledger()
     async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
@@ -70,7 +72,7 @@ async def test_a_stage_killed_mid_stream_loses_and_doubles_nothing(faulty, db, a
 
 async def test_delivery_killed_mid_stream_still_sends_every_event_in_order_under_one_id(faulty):
     async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
-        emails = [f"hook{i}.{uuid.uuid4().hex[:8]}@stripe.com" for i in range(12)]
+        emails = [f"hook{i}.{uuid.uuid4().hex[:8]}@stripe.com" for i in range(8)]
         body = {"job_title": "Chief Marketing Officer", "country": "US", "offer": "demo", "utm_source": WEBHOOK_SOURCE}
         leads = [(await client.post("/v1/leads", json={"email": e, **body})).json()["lead_id"] for e in emails]
         await asyncio.sleep(1)
@@ -83,7 +85,7 @@ async def test_delivery_killed_mid_stream_still_sends_every_event_in_order_under
         return [r for r in map(json.loads, lines) if r["event"] and r["event"]["subject"] in leads]
 
     async with asyncio.timeout(60):
-        while len(requests()) < 6:  # deliveries under way
+        while len(requests()) < 4:  # deliveries under way
             await asyncio.sleep(0.2)
     victim = next(p for p in faulty.processes if p.service == "delivery")
     victim.kill()
