@@ -67,6 +67,7 @@ class Dispatcher(BackgroundLoop):
         self._signers = {sub.id: [Webhook(s) for s in sub.secrets] for sub in subscriptions.values()}
         self._in_flight: Tally[str] = Tally()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._gauged_at = float("-inf")
 
     async def step(self) -> int:
         room = self._max - sum(self._in_flight.values())
@@ -78,10 +79,13 @@ class Dispatcher(BackgroundLoop):
             busy = [s for s, n in self._in_flight.items() if n >= self._per_sub]
             # The lease outlives the attempt, so no other dispatcher takes it meanwhile.
             claimed = await uow.store.claim(now, now + timedelta(seconds=self._total_s + 5), open_ids, busy, room)
-            waiting = await uow.store.oldest_waiting()
+            # A gauge, not a decision: refreshed every few seconds, not on every round.
+            waiting = await uow.store.oldest_waiting() if time.monotonic() >= self._gauged_at + 5 else None
             await uow.commit()
-        for sub_id in self._subs:
-            OLDEST.labels(sub_id).set(waiting.get(sub_id, 0.0))
+        if waiting is not None:
+            self._gauged_at = time.monotonic()
+            for sub_id in self._subs:
+                OLDEST.labels(sub_id).set(waiting.get(sub_id, 0.0))
         for delivery in claimed:
             self._in_flight[delivery.subscription_id] += 1
             task = asyncio.create_task(self._attempt(delivery), name=f"delivery-{delivery.seq}")

@@ -31,42 +31,29 @@ class Enrichment:
 
 async def handle_lead_captured(uow: UnitOfWork[UpsertStore], batch: Sequence[Envelope],
                                ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
+    """A capture or a touch: enriched from the contact it carries; only a capture moves the lead a stage."""
     now = ctx.clock()
     outcomes: dict[uuid.UUID, Outcome] = {}
     rows = []
     for env in each(batch):
         lead = env.data
-        assert isinstance(lead, LeadCaptured)
+        assert isinstance(lead, LeadCaptured | LeadTouched)
         enrichment = enrich(lead.contact, ctx.reference)
         # Built from validated parts: construct skips re-validating the whole lead.
         enriched = LeadEnriched.model_construct(**dict(lead), enrichment=enrichment, enriched_at=now)
-        changed = LeadStageChanged(
-            lead_id=lead.lead_id, from_stage="captured", to_stage="enriched", at=now, by="enrichment",
-            reason=_summary(enriched), attribution=lead.attribution,
-        )
-        outcomes[env.id] = [
-            follow_up(env, topics.ENRICHED, enriched, source=SOURCE, time=now),
-            follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now),
-        ]
+        outcomes[env.id] = [follow_up(env, topics.ENRICHED, enriched, source=SOURCE, time=now)]
+        if isinstance(lead, LeadCaptured):
+            changed = LeadStageChanged(
+                lead_id=lead.lead_id, from_stage="captured", to_stage="enriched", at=now, by="enrichment",
+                reason=_summary(enriched), attribution=lead.attribution,
+            )
+            outcomes[env.id].append(follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now))
         rows.append({"lead_id": lead.lead_id, "data": enrichment.model_dump(mode="json"), "enriched_at": now})
     await uow.store.save(rows)
     return outcomes
 
 
-async def handle_lead_touched(uow: UnitOfWork[UpsertStore], batch: Sequence[Envelope],
-                              ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
-    now = ctx.clock()
-    outcomes: dict[uuid.UUID, Outcome] = {}
-    rows = []
-    for env in each(batch):
-        touched = env.data
-        assert isinstance(touched, LeadTouched)
-        enrichment = enrich(touched.contact, ctx.reference)
-        enriched = LeadEnriched.model_construct(**dict(touched), enrichment=enrichment, enriched_at=now)
-        outcomes[env.id] = [follow_up(env, topics.ENRICHED, enriched, source=SOURCE, time=now)]
-        rows.append({"lead_id": touched.lead_id, "data": enrichment.model_dump(mode="json"), "enriched_at": now})
-    await uow.store.save(rows)
-    return outcomes
+handle_lead_touched = handle_lead_captured
 
 
 async def handle_lead_merged(uow: UnitOfWork[UpsertStore], batch: Sequence[Envelope],

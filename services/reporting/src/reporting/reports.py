@@ -88,14 +88,15 @@ async def _multi_touch(conn: AsyncConnection, f: Filters, dimension: str, model:
     query = (sa.select(leads.c.lead_id, leads.c.won_at, leads.c.won_amount, leads.c.won_currency,
                        sa.func.coalesce(touches.c.at, leads.c.captured_at).label("at"), value.label("value"))
              .select_from(leads.outerjoin(touches, touches.c.lead_id == leads.c.lead_id))
-             .where(*f.where()).order_by(leads.c.lead_id))
-    credited: dict[Any, LeadCredit] = {}
+             .where(*f.where()).order_by(leads.c.lead_id, touches.c.touch_id))  # sums in one order: the same figures
+    touched: dict[Any, list[tuple[Any, str | None]]] = {}
+    won: dict[Any, tuple[Any, Any, Any]] = {}
     for r in await conn.execute(query):
-        known = credited.get(r.lead_id)
-        credited[r.lead_id] = LeadCredit(touches=[*(known.touches if known else []), (r.at, r.value)],
-                                         won_at=r.won_at, amount=r.won_amount, currency=r.won_currency)
+        touched.setdefault(r.lead_id, []).append((r.at, r.value))
+        won[r.lead_id] = (r.won_at, r.won_amount, r.won_currency)
+    credited = [LeadCredit(touches, *won[lead_id]) for lead_id, touches in touched.items()]
     return {"filters": f.describe(), "dimension": dimension, "model": model,
-            "rows": attribution_by_model(credited.values(), model)}
+            "rows": attribution_by_model(credited, model)}
 
 
 async def velocity(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
