@@ -40,20 +40,16 @@ from leadpipe_common.testing.plugin import KEY_HEADERS, TEST_KEY, make_test_stac
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e, pytest.mark.integration]
 
 DEADLINE_S = 10
-ROUTING_DATA = Path(__file__).parents[1] / "services" / "routing" / "src" / "routing" / "data"
 
 
 @pytest.fixture(scope="module")
 def loop_stack() -> Iterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix="leadpipe-loop-"))
-    reps = yaml.safe_load((ROUTING_DATA / "reps.yaml").read_text())
-    reps["working_hours"] = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}
-    (data_dir / "reps.yaml").write_text(yaml.safe_dump(reps))
     (data_dir / "sla.yaml").write_text(yaml.safe_dump(
         {"acceptance": dict.fromkeys("ABCD", f"{DEADLINE_S}s"), "max_reassignments": 1}))
     # Two routing processes: each deadline must still fire once.
     stack = make_test_stack(data_dir, replicas={**dict.fromkeys(SERVICES, 1), "routing": 2})
-    stack.extra_env.update({"ROUTING_REPS_FILE": str(data_dir / "reps.yaml"), "ROUTING_SLA_FILE": str(data_dir / "sla.yaml"),
+    stack.extra_env.update({"ROUTING_SLA_FILE": str(data_dir / "sla.yaml"),
                             "ROUTING_SLA_CHECK_S": "0.5", "ROUTING_OUTBOX_IDLE_S": "0.2"})
     with running(stack) as s:
         yield s

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from leadpipe_common.uow import MemoryUnitOfWork
-from routing.domain import Handoff
+from routing.domain import Away, Handoff, Presence
 from routing.store import Held
 
 
@@ -21,6 +21,7 @@ class MemoryRoutingStore:
         self.rotations: dict[str, dict[str, int]] = {}
         self.turns: dict[str, int] = {}
         self.handoffs: dict[uuid.UUID, Held] = {}
+        self.away: dict[str, list[Away]] = {}
 
     async def already_assigned(self, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         return {i for i in lead_ids if i in self.assignments}
@@ -52,6 +53,27 @@ class MemoryRoutingStore:
         due = [h for h in self.handoffs.values()
                if h.handoff.status == "routed" and h.handoff.due_at is not None and h.handoff.due_at <= now]
         return sorted(due, key=lambda h: h.handoff.due_at)[:limit]  # type: ignore[arg-type, return-value]
+
+    async def presence(self, rep_ids: Iterable[str], now: datetime) -> Presence:
+        ids = set(rep_ids)
+        held: dict[str, int] = {}
+        for h in self.handoffs.values():
+            if h.handoff.status == "routed" and h.handoff.owner_id in ids:
+                held[h.handoff.owner_id] = held.get(h.handoff.owner_id, 0) + 1
+        return Presence({r: [a for a in ps if a.ends_at > now] for r, ps in self.away.items() if r in ids}, held)
+
+    async def waiting_teams(self) -> set[str]:
+        return {h.handoff.team for h in self.handoffs.values()
+                if h.handoff.status == "routed" and h.handoff.waiting_since is not None}
+
+    async def claim_waiting(self, teams: Iterable[str], limit: int) -> list[Held]:
+        wanted = set(teams)
+        waiting = [h for h in self.handoffs.values() if h.handoff.status == "routed"
+                   and h.handoff.waiting_since is not None and h.handoff.team in wanted]
+        return sorted(waiting, key=lambda h: h.handoff.waiting_since)[:limit]  # type: ignore[arg-type, return-value]
+
+    async def set_away(self, rep_id: str, periods: Sequence[Away], by: str, now: datetime) -> None:
+        self.away[rep_id] = [a for a in self.away.get(rep_id, []) if a.ends_at <= now] + list(periods)
 
     async def update_handoff(self, h: Handoff, lead: Any = None) -> None:
         held = self.handoffs[h.lead_id]

@@ -11,9 +11,9 @@ import pytest
 from leadpipe_common.events import Attribution, Contact, Enrichment, LeadDispositioned, LeadScored, Score, Sourced
 from routing.domain import (
     Applied, Handoff, InvalidRoutingData, Refused, Repeated, WorkingHours, acceptance_due, add_working_time,
-    apply_disposition, assign, breach, choose_route, next_turn, parse_routing_data,
+    Placed, Presence, Waiting, apply_disposition, breach, choose_route, next_turn, parse_routing_data, place,
 )
-from routing.reference import load_routing_data
+from routing.reference import RoutingFiles
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -55,9 +55,10 @@ def mql(domain="example.com", country=None, employees=None) -> LeadScored:
 
 def test_an_existing_account_goes_to_its_owner():
     route = choose_route(mql("bigco.com", country="DE", employees=10), DATA)
-    assignment, state = assign(route, DATA, {})
-    assert (assignment.owner_id, assignment.method) == ("cy", "account")
-    assert state is None  # the rotation did not turn
+    placed = place(route, DATA, {}, NOW, Presence())
+    assert isinstance(placed, Placed)
+    assert (placed.assignment.owner_id, placed.assignment.method) == ("cy", "account")
+    assert placed.rotation is None  # the rotation did not turn
 
 
 def test_an_account_whose_owner_left_falls_back_to_territory():
@@ -76,8 +77,9 @@ def test_a_country_outside_every_territory_goes_to_the_default_team():
 
 
 def test_a_team_with_nobody_active_holds_the_lead_in_its_queue():
-    assignment, _ = assign(choose_route(mql(country="BR"), DATA), DATA, {})
-    assert (assignment.owner_id, assignment.method) == ("queue:rest", "queue")
+    waiting = place(choose_route(mql(country="BR"), DATA), DATA, {}, NOW, Presence())
+    assert isinstance(waiting, Waiting) and "dee inactive" in waiting.reason
+    assert (waiting.assignment.owner_id, waiting.assignment.method) == ("queue:rest", "queue")
 
 
 def test_the_rotation_gives_each_rep_their_weighted_share_spread_out():
@@ -105,8 +107,8 @@ def test_an_account_owned_by_someone_not_in_the_reps_file_is_refused():
 
 def test_the_shipped_reference_files_are_consistent():
     data_dir = Path(__file__).parents[1] / "src" / "routing" / "data"
-    data = load_routing_data(data_dir / "reps.yaml", data_dir / "accounts.csv", data_dir / "territories.yaml",
-                             data_dir / "sla.yaml", data_dir / "reasons.yaml")
+    data = RoutingFiles(data_dir / "reps.yaml", data_dir / "accounts.csv", data_dir / "territories.yaml",
+                        data_dir / "sla.yaml", data_dir / "reasons.yaml").load().data
     assert data.reps and data.accounts
     assert data.sla.acceptance["A"] == "15m" and "not-a-fit" in data.reasons.rejected
 

@@ -12,7 +12,8 @@ from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.testing import factories
 from routing.domain import parse_routing_data
 from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored
-from routing.sla import act_on_missed_deadlines
+from routing.reference import Reference
+from routing.sla import act_on_missed_deadlines, hand_out_waiting_leads
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 DATA = parse_routing_data({
@@ -38,7 +39,7 @@ class Clock:
 
 @pytest.fixture
 def ctx() -> Routing:
-    return Routing(DATA, clock=Clock())
+    return Routing(Reference(DATA, "v-test"), clock=Clock())
 
 
 def data(message):
@@ -158,3 +159,58 @@ async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_t
     held = uow.store.handoffs[lead.lead_id].handoff
     assert held.status == "routed" and held.due_at == T0 + timedelta(days=3, minutes=15)  # a new clock
     assert uow.store.turns == {"emea": 2}
+
+
+LATE_SHIFT = parse_routing_data({**DATA.model_dump(), "working_hours": {
+    "days": ["mon", "tue", "wed", "thu", "fri"], "start": "10:00", "end": "17:00"}})
+
+
+async def test_an_mql_carries_the_version_of_the_routing_data_that_routed_it(uow, ctx):
+    routed, _ = await route(uow, ctx, factories.scored("mql", country="DE"))
+    assert data(routed).routing_data_version == "v-test"
+
+
+async def test_a_lead_nobody_can_take_waits_in_its_queue_until_the_first_shift_starts(uow):
+    ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # 09:00 on a Monday; shifts start at 10:00
+    lead = factories.scored("mql", country="DE")
+    routed, step, queued = await route(uow, ctx, lead)
+    assert data(routed).assignment.owner_id == "queue:emea" and data(step).due_at is None
+    assert data(queued).type == "lead.queued" and "ana off shift, ben off shift" in data(queued).reason
+    assert uow.store.handoffs[lead.lead_id].handoff.waiting_since == T0
+    ctx.clock.now = T0 + timedelta(minutes=59)
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 0
+    ctx.clock.now = T0 + timedelta(hours=1)
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 1
+        await uow.commit()
+    assigned, rerouted = uow.published
+    owner = data(rerouted).assignment.owner_id
+    assert owner in {"ana", "ben"} and data(assigned).owner_id == owner
+    assert (data(assigned).queued_at, data(assigned).due_at) == (T0, T0 + timedelta(hours=1, minutes=15))
+    assert data(rerouted).routed_at == T0 + timedelta(hours=1) and data(rerouted).routing_data_version == "v-late"
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert (held.owner_id, held.waiting_since, held.due_at) == (owner, None, T0 + timedelta(hours=1, minutes=15))
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 0  # handed out once
+
+
+async def test_waiting_leads_go_out_longest_waiting_first_and_only_as_far_as_capacity_allows(uow):
+    capped = parse_routing_data({**LATE_SHIFT.model_dump(), "reps": [
+        {**r.model_dump(), "capacity": 1} for r in LATE_SHIFT.reps]})
+    ctx = Routing(Reference(capped, "v-capped"), clock=Clock())
+    leads = [factories.scored("mql", country="DE") for _ in range(3)]
+    for i, lead in enumerate(leads):
+        ctx.clock.now = T0 + timedelta(minutes=i)
+        await route(uow, ctx, lead)
+    ctx.clock.now = T0 + timedelta(hours=1)
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 2  # ana and ben hold one each
+        await uow.commit()
+    handoffs = uow.store.handoffs
+    assert {handoffs[lead.lead_id].handoff.owner_id for lead in leads[:2]} == {"ana", "ben"}
+    assert handoffs[leads[2].lead_id].handoff.waiting_since == T0 + timedelta(minutes=2)
+    await say(uow, ctx, leads[0].lead_id, outcome="accepted", rep_id=handoffs[leads[0].lead_id].handoff.owner_id)
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 1  # a slot freed
+        await uow.commit()

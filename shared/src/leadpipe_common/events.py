@@ -124,7 +124,8 @@ class Assignment(Model):
     owner_name: str
     owner_email: str | None = None
     team: str
-    method: Literal["account", "territory", "queue"]
+    #: ``overflow``: the lead's own team had nobody who could take it now; a rep of its overflow team did.
+    method: Literal["account", "territory", "overflow", "queue"]
     reason: str
 
 
@@ -219,7 +220,7 @@ class LeadRouted(Event):
     """A sales-ready lead and who owns it now."""
 
     type: ClassVar[str] = "lead.routed"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     captured_at: datetime
     contact: Contact
     attribution: Attribution
@@ -232,6 +233,8 @@ class LeadRouted(Event):
     person_id: UUID | None = None
     #: Set on a re-engagement: the new touch of a lead its holder already has (same owner, same deadline).
     touch: Touch | None = None
+    #: Which reps, teams and territories routed it (a digest of routing's files; changes on every reload).
+    routing_data_version: str | None = None
 
 
 class LeadStageChanged(Event):
@@ -319,6 +322,35 @@ class LeadSlaBreached(Event):
     attribution: Attribution
 
 
+class LeadQueued(Event):
+    """Nobody who may take a routed lead can now (off shift, on holiday, out of office, at capacity): it waits in
+    ``team``'s queue and goes to the first rep who can take it (``lead.assigned``); no SLA clock runs meanwhile."""
+
+    type: ClassVar[str] = "lead.queued"
+    version: ClassVar[int] = 1
+    team: str
+    at: datetime
+    reason: str
+    grade: Grade | None
+    attribution: Attribution
+
+
+class LeadAssigned(Event):
+    """A lead that waited in a team's queue went to a rep who can take it; its SLA clock starts ``at``."""
+
+    type: ClassVar[str] = "lead.assigned"
+    version: ClassVar[int] = 1
+    owner_id: str
+    owner_name: str
+    team: str
+    at: datetime
+    queued_at: datetime
+    due_at: datetime | None
+    reason: str
+    grade: Grade | None
+    attribution: Attribution
+
+
 class LeadReengaged(Event):
     """A lead already with sales was touched again: its holder is told (on ``leads.routed`` too); the SLA clock
     does not restart."""
@@ -369,13 +401,15 @@ class LeadQuarantined(Event):
 LATEST: dict[str, type[Event]] = {
     m.type: m
     for m in (LeadCaptured, LeadTouched, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged, LeadDispositioned,
-              LeadSlaBreached, LeadReengaged, LeadMerged, LeadQuarantined)
+              LeadSlaBreached, LeadQueued, LeadAssigned, LeadReengaged, LeadMerged, LeadQuarantined)
 }
 
 #: (type, version) -> function turning that version's JSON into the next one's.
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     # v2 added person_id and touch, both optional: a v1 lead is one that no person and no touch was known for.
     **{(t, 1): dict for t in ("lead.captured", "lead.enriched", "lead.scored", "lead.routed")},
+    # lead.routed v3 added routing_data_version (optional) and the assignment method overflow: v2 is valid v3.
+    ("lead.routed", 2): dict,
 }
 
 

@@ -24,9 +24,8 @@ from datetime import timedelta
 
 from leadpipe_common import topics
 from leadpipe_common.events import (
-    Event, LeadCaptured, LeadDispositioned, LeadEnriched, LeadMerged, LeadQuarantined, LeadReengaged, LeadRouted,
-    LeadScored, LeadSlaBreached, LeadTouched,
-    LeadStageChanged,
+    Event, LeadAssigned, LeadCaptured, LeadDispositioned, LeadEnriched, LeadMerged, LeadQuarantined, LeadQueued,
+    LeadReengaged, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged, LeadTouched,
 )
 
 
@@ -74,12 +73,13 @@ CHANNELS: tuple[Channel, ...] = (
             (LeadEnriched, LeadMerged), ("enrichment",), ("scoring",), stage_input=True),
     Channel(topics.SCORED, "Leads with an explainable fit and intent score, a grade and the MQL decision.",
             (LeadScored,), ("scoring",), ("routing",), stage_input=True),
-    Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns it.",
+    Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns "
+                           "it, when it leaves its team's queue for a rep, and when a new touch re-engages its holder.",
             (LeadRouted,), ("routing",), ("delivery", "sales tools")),
     Channel(topics.LIFECYCLE, "Every stage transition of every lead, every later touch, every re-engagement of "
-                              "a lead's holder, every merge and every missed hand-off deadline: the stream the funnel reports "
-                              "are rebuilt from.",
-            (LeadStageChanged, LeadSlaBreached, LeadTouched, LeadReengaged, LeadMerged),
+                              "a lead's holder, every merge, every missed hand-off deadline, every wait in a team's "
+                              "queue and its end: the stream the funnel reports are rebuilt from.",
+            (LeadStageChanged, LeadSlaBreached, LeadQueued, LeadAssigned, LeadTouched, LeadReengaged, LeadMerged),
             ("capture", "enrichment", "scoring", "routing"),
             ("capture", "reporting", "delivery"), retention=FOREVER),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",

@@ -17,10 +17,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from leadpipe_common.events import Event, LeadMerged, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.events import (
+    Event, LeadAssigned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged,
+)
 
 #: The event types a subscription may ask for. ``lead.stage_changed`` is delivered for sales' dispositions only.
-DELIVERABLE = ("lead.routed", "lead.sla_breached", "lead.stage_changed", "lead.reengaged", "lead.merged")
+DELIVERABLE = ("lead.routed", "lead.sla_breached", "lead.queued", "lead.assigned", "lead.stage_changed",
+               "lead.reengaged", "lead.merged")
 #: The stages a disposition moves a lead to: what a CRM mirrors.
 SALES_STAGES = frozenset({"accepted", "rejected", "contacted", "qualified", "won", "lost"})
 FILTER_KEYS = ("team", "owner", "grade", "source")
@@ -125,15 +128,17 @@ def facts_of(event: Event) -> dict[str, str | None]:
     if isinstance(event, LeadRouted):
         return {"team": event.assignment.team, "owner": event.assignment.owner_id, "grade": event.score.grade,
                 "source": source}
-    if isinstance(event, LeadSlaBreached | LeadReengaged | LeadStageChanged):
+    if isinstance(event, LeadSlaBreached | LeadReengaged | LeadStageChanged | LeadAssigned):
         return {"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source}
+    if isinstance(event, LeadQueued):
+        return {"team": event.team, "owner": None, "grade": event.grade, "source": source}
     return {"team": None, "owner": None, "grade": None, "source": source}
 
 
 def deliverable(event: Event) -> bool:
     if isinstance(event, LeadStageChanged):
         return event.to_stage in SALES_STAGES
-    return isinstance(event, LeadRouted | LeadSlaBreached | LeadReengaged | LeadMerged)
+    return isinstance(event, LeadRouted | LeadSlaBreached | LeadQueued | LeadAssigned | LeadReengaged | LeadMerged)
 
 
 def wants(sub: Subscription, event: Event) -> bool:

@@ -2,18 +2,21 @@
 
 from datetime import timedelta
 
-from leadpipe_common.events import LeadMerged, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.events import (
+    LeadAssigned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged,
+)
 from leadpipe_common.service import Runtime, Service
 
 from delivery.api import router
 from delivery.dispatcher import Dispatcher
+from delivery.domain import DELIVERABLE
 from delivery.handlers import (
-    Delivery, handle_lead_merged, handle_lead_reengaged, handle_lead_routed, handle_lead_sla_breached,
-    handle_lead_stage_changed,
+    Delivery, handle_lead_assigned, handle_lead_merged, handle_lead_queued, handle_lead_reengaged, handle_lead_routed,
+    handle_lead_sla_breached, handle_lead_stage_changed,
 )
 from delivery.store import DeliveryStore
 
-_DELIVERABLE = {b"lead.routed", b"lead.sla_breached", b"lead.stage_changed", b"lead.reengaged", b"lead.merged"}
+_DELIVERABLE = {t.encode() for t in DELIVERABLE}
 
 
 def deliverable_record(headers: object) -> bool:
@@ -38,6 +41,7 @@ SERVICE: Service[Delivery, DeliveryStore] = Service(
     summary="Sends lead events to sales tools' webhooks: signed (Standard Webhooks), ordered per lead, durable, "
             "retried for days.",
     consumes={LeadRouted: handle_lead_routed, LeadSlaBreached: handle_lead_sla_breached,
+              LeadQueued: handle_lead_queued, LeadAssigned: handle_lead_assigned,
               LeadStageChanged: handle_lead_stage_changed, LeadReengaged: handle_lead_reengaged,
               LeadMerged: handle_lead_merged},
     select=deliverable_record,

@@ -23,7 +23,8 @@ from decimal import Decimal
 from typing import Any
 
 from leadpipe_common.events import (
-    FUNNEL, Event, LeadMerged, LeadQuarantined, LeadReengaged, LeadSlaBreached, LeadStageChanged, LeadTouched,
+    FUNNEL, Event, LeadAssigned, LeadMerged, LeadQuarantined, LeadQueued, LeadReengaged, LeadSlaBreached,
+    LeadStageChanged, LeadTouched,
 )
 
 #: The stages whose first time is kept per lead: the funnel, then the side exits.
@@ -144,6 +145,8 @@ def project(events: Iterable[tuple[uuid.UUID, Event]]) -> Projection:
             _stage_changed(out, event_id, event)
         elif isinstance(event, LeadSlaBreached):
             _sla_breached(out, event_id, event)
+        elif isinstance(event, LeadQueued | LeadAssigned):
+            _queue(out, event_id, event)
         elif isinstance(event, LeadTouched | LeadReengaged):
             _touched(out, event_id, event)
         elif isinstance(event, LeadMerged):
@@ -189,6 +192,21 @@ def _sla_breached(out: Projection, event_id: uuid.UUID, e: LeadSlaBreached) -> N
         "detail": e.model_dump(mode="json", include={"owner_id", "team", "grade", "due_at", "breach", "action",
                                                       "next_owner_id", "next_due_at"}),
     })
+
+
+def _queue(out: Projection, event_id: uuid.UUID, e: LeadQueued | LeadAssigned) -> None:
+    """A wait in a team's queue and its end: on the timeline; the rep it ends with holds the lead to the SLA."""
+    out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c)
+                                                                 for c in DIMENSIONS.values()}))
+    if isinstance(e, LeadQueued):
+        step = {"to_stage": "queued", "reason": e.reason, "detail": {"team": e.team}}
+    else:
+        if e.due_at is not None:
+            out.handoff(HandoffFacts(e.lead_id, 0, e.owner_id, e.team, e.due_at))
+        step = {"to_stage": "assigned", "reason": f"assigned to {e.owner_name} after the wait: {e.reason}",
+                "detail": e.model_dump(mode="json", include={"owner_id", "team", "queued_at", "due_at"})}
+    out.steps.append({"event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.at, "from_stage": None,
+                      "by": "routing", **step})
 
 
 def _touched(out: Projection, event_id: uuid.UUID, e: LeadTouched | LeadReengaged) -> None:

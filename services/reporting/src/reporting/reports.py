@@ -168,9 +168,8 @@ async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
 
 
 async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] | None:
-    order = sa.func.array_position(sa.literal(list(FUNNEL) + list(SIDE_EXITS) + ["touched", "reengaged", "sla_breached",
-                                                                                "merged"]),
-                                   steps.c.to_stage)
+    later = ["queued", "assigned", "touched", "reengaged", "sla_breached", "merged"]
+    order = sa.func.array_position(sa.literal(list(FUNNEL) + list(SIDE_EXITS) + later), steps.c.to_stage)
     rows = (await conn.execute(sa.select(steps).where(steps.c.lead_id == lead_id).order_by(steps.c.at, order))).all()
     if not rows:
         return None

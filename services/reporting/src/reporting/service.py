@@ -1,15 +1,16 @@
 """reporting, declared: what it consumes and what it serves."""
 
 from leadpipe_common.events import (
-    LeadMerged, LeadQuarantined, LeadReengaged, LeadSlaBreached, LeadStageChanged, LeadTouched,
+    LeadAssigned, LeadMerged, LeadQuarantined, LeadQueued, LeadReengaged, LeadSlaBreached, LeadStageChanged,
+    LeadTouched,
 )
 from leadpipe_common.service import Service
 
 from reporting.api import router as api_router
 from reporting.dashboard import router as dashboard_router
 from reporting.handlers import (
-    handle_lead_merged, handle_lead_quarantined, handle_lead_reengaged, handle_lead_sla_breached,
-    handle_lead_stage_changed, handle_lead_touched,
+    handle_lead_assigned, handle_lead_merged, handle_lead_quarantined, handle_lead_queued, handle_lead_reengaged,
+    handle_lead_sla_breached, handle_lead_stage_changed, handle_lead_touched,
 )
 from reporting.store import ReportingStore
 
@@ -19,7 +20,8 @@ SERVICE: Service[None, ReportingStore] = Service(
             "leads.lifecycle and leads.quarantined.",
     consumes={LeadStageChanged: handle_lead_stage_changed, LeadSlaBreached: handle_lead_sla_breached,
               LeadQuarantined: handle_lead_quarantined, LeadTouched: handle_lead_touched,
-              LeadReengaged: handle_lead_reengaged, LeadMerged: handle_lead_merged},
+              LeadReengaged: handle_lead_reengaged, LeadMerged: handle_lead_merged, LeadQueued: handle_lead_queued,
+              LeadAssigned: handle_lead_assigned},
     store=ReportingStore,
     routes=[api_router, dashboard_router],
 )

@@ -9,7 +9,7 @@ cli = service_cli(
     app_factory="routing.app:create_app",
     settings_factory=RoutingSettings,
     migrations_dir=Path(__file__).parent / "migrations",
-    check=lambda s: s.load_data(),
+    check=lambda s: s.files.load(),
 )
 
 if __name__ == "__main__":

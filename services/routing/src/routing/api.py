@@ -1,22 +1,25 @@
-"""routing's HTTP API for sales tools: dispositions and a lead's hand-off state."""
+"""routing's HTTP API for sales tools: dispositions, merges and a lead's hand-off state; reps' availability
+(out-of-office periods) and a reload of the routing files."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from prometheus_client import Counter
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from sqlalchemy.exc import DBAPIError
 
-from leadpipe_common.auth import needs
+from leadpipe_common.auth import Principal, needs
 from leadpipe_common.events import DispositionReport, LeadDispositioned
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
-from routing.domain import Handoff, Refused, Repeated
+from routing.domain import Away, Handoff, Presence, Refused, Rep, Repeated, RoutingData, unavailable
 from routing.handlers import Routing, record_disposition, record_merge
+from routing.sla import reload_reference
 from routing.store import RoutingStore
 
 #: What every route of routing's API gets: settings, routing data, clock and units of work.
@@ -117,3 +120,109 @@ async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, r
                       [FieldProblem(verdict.field or "survivor_id", verdict.reason)])
     return {**_state(verdict.handoff), "survivor_id": str(body.survivor_id),
             "repeated": isinstance(verdict, Repeated), "events": [m.header("ce_id") for m in result.messages]}
+
+
+reps_router = APIRouter(prefix="/v1", tags=["reps and routing data"],
+                        responses=problem_responses(401, 403, 413, 422))
+
+
+class AwayPeriod(BaseModel):
+    """A rep is out of office from ``starts_at`` (inclusive) until ``ends_at``: no new leads meanwhile."""
+
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: str | None = Field(None, max_length=200, description="shown to whoever reads the routing reason")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AwayPeriod:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must come after starts_at")
+        return self
+
+
+class Availability(BaseModel):
+    away: list[AwayPeriod] = Field(max_length=100, description="every out-of-office period of the rep not yet over; "
+                                                                "replaces the ones set before")
+
+
+def _rep_or_404(rt: Runtime[Routing, RoutingStore], rep_id: str) -> Rep:
+    rep = rt.context.data.rep(rep_id)
+    if rep is None:
+        raise Problem(404, f"no rep {rep_id!r} in the reps file")
+    return rep
+
+
+def _rep_state(rep: Rep, data: RoutingData, presence: Presence, now: datetime) -> dict[str, Any]:
+    why = unavailable(rep, data, now, presence)
+    return {"id": rep.id, "name": rep.name, "team": rep.team, "active": rep.active, "timezone": rep.timezone,
+            "working_hours": data.hours_of(rep).model_dump(), "holidays": rep.holidays, "capacity": rep.capacity,
+            "held": presence.held.get(rep.id, 0), "available": why is None, "unavailable_because": why,
+            "away": [{"starts_at": a.starts_at.isoformat(), "ends_at": a.ends_at.isoformat(), "reason": a.reason}
+                     for a in presence.away.get(rep.id, ())]}
+
+
+@reps_router.get("/reps", summary="Every rep: who can take a lead now, and why not",
+                 dependencies=[needs("reports:read")])
+async def get_reps(rt: RoutingRuntime) -> dict[str, Any]:
+    ref, now = rt.context.reference, rt.context.clock()
+    async with rt.unit_of_work() as uow:
+        presence = await uow.store.presence((r.id for r in ref.data.reps), now)
+    return {"routing_data_version": ref.version, "at": now.isoformat(),
+            "reps": [_rep_state(r, ref.data, presence, now) for r in ref.data.reps]}
+
+
+@reps_router.get("/reps/{rep_id}/availability", summary="A rep's availability now and their out-of-office periods",
+                 responses=problem_responses(404), dependencies=[needs("reports:read")])
+async def get_availability(rep_id: str, rt: RoutingRuntime) -> dict[str, Any]:
+    rep, now = _rep_or_404(rt, rep_id), rt.context.clock()
+    async with rt.unit_of_work() as uow:
+        presence = await uow.store.presence([rep.id], now)
+    return _rep_state(rep, rt.context.data, presence, now)
+
+
+@reps_router.put(
+    "/reps/{rep_id}/availability",
+    summary="Set a rep's out-of-office periods",
+    description="Replaces every period of the rep not yet over (send `{\"away\": []}` to clear them). Takes "
+                "effect on the next lead routed, in every routing process, without a restart. Working hours, "
+                "holidays and capacity live in the reps file.",
+    responses=problem_responses(404, 503, _404="no such rep in the reps file"),
+)
+async def put_availability(rep_id: str, body: Availability, rt: RoutingRuntime,
+                           who: Annotated[Principal, needs("feedback:write")]) -> dict[str, Any]:
+    rep, now = _rep_or_404(rt, rep_id), rt.context.clock()
+    for i, period in enumerate(body.away):
+        if period.ends_at <= now:
+            raise Problem(422, "an out-of-office period is already over",
+                          [FieldProblem(f"away.{i}.ends_at", "is in the past")])
+    starts = [p.starts_at for p in body.away]
+    if len(set(starts)) != len(starts):
+        raise Problem(422, "two periods start at the same time", [FieldProblem("away", "starts_at used twice")])
+    try:
+        async with rt.unit_of_work() as uow:
+            await uow.store.set_away(rep.id, [Away(p.starts_at, p.ends_at, p.reason) for p in body.away], who.name,
+                                    now)
+            await uow.commit()
+            presence = await uow.store.presence([rep.id], now)
+    except (OSError, DBAPIError):
+        raise Problem(503, "availability cannot be stored right now; please retry",
+                      headers={"Retry-After": "5"}) from None
+    return _rep_state(rep, rt.context.data, presence, now)
+
+
+@reps_router.post(
+    "/routing-data/reload",
+    summary="Reload the reps, teams, accounts, territories, SLA and reason files now",
+    description="What the file watch does within `ROUTING_RELOAD_CHECK_S`, on demand, in this process. Files that "
+                "do not parse answer 422 with the reason, and the data in force stays.",
+    dependencies=[needs("admin")],
+)
+async def post_reload(rt: RoutingRuntime) -> dict[str, Any]:
+    before = rt.context.reference.version
+    try:
+        ref = reload_reference(rt.context, trigger="api")
+    except ValueError as exc:
+        raise Problem(422, f"the routing files are invalid; version {before} stays in force: {exc}",
+                      [FieldProblem("files", str(exc))]) from None
+    return {"routing_data_version": ref.version, "previous_version": before, "changed": ref.version != before,
+            "reps": len(ref.data.reps), "accounts": len(ref.data.accounts)}

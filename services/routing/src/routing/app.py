@@ -13,5 +13,6 @@ from routing.settings import RoutingSettings
 
 def create_app(settings: RoutingSettings | None = None) -> FastAPI:
     settings = settings or RoutingSettings()
-    data = settings.load_data()
-    return consumer_app(SERVICE, settings, lambda clients: Routing(data, clock=utc_now))
+    files = settings.files
+    reference = files.load()
+    return consumer_app(SERVICE, settings, lambda clients: Routing(reference, clock=utc_now, files=files))

@@ -1,7 +1,10 @@
 """routing's handlers.
 
-- ``lead.scored`` in; for MQLs, ``lead.routed`` and a lifecycle step out, and
-  the lead's hand-off (owner, SLA deadline) stored. Nurture and disqualified
+- ``lead.scored`` in; for MQLs, ``lead.routed`` (stamped with the routing
+  data's version) and a lifecycle step out, and the lead's hand-off (owner,
+  SLA deadline) stored. When nobody who may take it can now, it goes to its
+  team's queue with ``lead.queued`` and waits for the queue watch
+  (``routing.sla``), its SLA clock not yet running. Nurture and disqualified
   leads end at scoring (their lifecycle step is scoring's); routing applies
   them with no output. A recycled nurture lead is an MQL like any other.
   A new touch of a lead sales already holds re-engages its holder: a
@@ -31,27 +34,48 @@ from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
 from leadpipe_common.events import (
-    LeadDispositioned, LeadMerged, LeadReengaged, LeadRouted, LeadScored, LeadStageChanged,
+    LeadDispositioned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadScored, LeadStageChanged,
 )
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Applied, Handoff, Merged, Refused, Repeated, RoutingData, Step, acceptance_due, apply_disposition, assign,
-    choose_route, merge_into,
+    Applied, Handoff, Merged, Placed, Refused, Repeated, RoutingData, Step, Waiting, acceptance_due,
+    apply_disposition, choose_route, merge_into, overflow_chain, place,
 )
+from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore
 
 SOURCE = "leadpipe/routing"
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Routing:
-    """What routing's handlers, routes and SLA watch need besides the store."""
+    """What routing's handlers, routes and watches need besides the store.
 
-    data: RoutingData
+    ``reference`` is replaced whole by a reload (``reload``); a reader takes
+    it once per batch, so one batch never mixes two versions.
+    """
+
+    reference: Reference
     clock: Callable[[], datetime]
+    #: Where the routing data came from, to reload it; None: fixed data (tests).
+    files: RoutingFiles | None = None
+
+    @property
+    def data(self) -> RoutingData:
+        return self.reference.data
+
+    def reload(self) -> tuple[Reference, bool]:
+        """Read the files again; the data in force and whether it changed. Raises ValueError (the old data stays
+        in force) when the files are wrong."""
+        if self.files is None:
+            return self.reference, False
+        fresh = self.files.load()
+        changed = fresh.version != self.reference.version
+        self.reference = fresh
+        return fresh, changed
 
 
 @dataclass(frozen=True)
@@ -124,6 +148,7 @@ async def record_merge(store: RoutingStore, lead_id: uuid.UUID, survivor_id: uui
 async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],
                              ctx: Routing) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
+    ref = ctx.reference  # one version of the routing data for the whole batch, whatever a reload does meanwhile
     store = uow.store
     outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
     touched = [env for env in batch if isinstance(env.data, LeadScored) and env.data.touch is not None]
@@ -148,9 +173,12 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             log.warning("lead already routed; ignoring a second scored event")
             continue
         assigned.add(env.data.lead_id)
-        routes[env.id] = choose_route(env.data, ctx.data)
+        routes[env.id] = choose_route(env.data, ref.data)
 
-    states = await store.lock_rotations(r.team for r in routes.values() if r.kind == "team")
+    # Every team a lead may go to (its own and those it overflows to) is locked before held leads are counted.
+    teams = {t for r in routes.values() for t in overflow_chain(r.team, ref.data)}
+    states = await store.lock_rotations(teams)
+    presence = await store.presence((r.id for r in ref.data.reps if r.team in teams), now)
     turns: dict[str, int] = {}
     rows, handoffs = [], []
     for env in mqls:
@@ -159,14 +187,19 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             continue
         lead = env.data
         assert isinstance(lead, LeadScored)
-        assignment, new_state = assign(route, ctx.data, states.get(route.team, {}))
-        if new_state is not None:
-            states[route.team] = new_state
-            turns[route.team] = turns.get(route.team, 0) + 1
-        routed = LeadRouted.model_construct(**dict(lead), assignment=assignment, routed_at=now)  # validated parts
+        placement = place(route, ref.data, states, now, presence)
+        if isinstance(placement, Placed):
+            if placement.rotation is not None:
+                states[placement.team] = placement.rotation
+                turns[placement.team] = turns.get(placement.team, 0) + 1
+            presence = presence.holding_one_more(placement.rep.id)
+        assignment = placement.assignment
+        waiting = isinstance(placement, Waiting)
+        routed = LeadRouted.model_construct(**dict(lead), assignment=assignment, routed_at=now,  # validated parts
+                                            routing_data_version=ref.version)
         handoff = Handoff(lead_id=lead.lead_id, status="routed", owner_id=assignment.owner_id,
-                          team=assignment.team, grade=lead.score.grade,
-                          due_at=acceptance_due(lead.score.grade, assignment.owner_id, ctx.data, now))
+                          team=assignment.team, grade=lead.score.grade, waiting_since=now if waiting else None,
+                          due_at=acceptance_due(lead.score.grade, assignment.owner_id, ref.data, now))
         changed = LeadStageChanged(
             lead_id=lead.lead_id, from_stage="mql", to_stage="routed", at=now, by="routing",
             reason=f"assigned to {assignment.owner_name}: {assignment.reason}", attribution=lead.attribution,
@@ -174,6 +207,10 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         )
         routed_message = follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now)
         outcomes[env.id] = [routed_message, follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now)]
+        if waiting:
+            queued = LeadQueued(lead_id=lead.lead_id, team=assignment.team, at=now, reason=assignment.reason,
+                                grade=lead.score.grade, attribution=lead.attribution)
+            outcomes[env.id].append(follow_up(env, topics.LIFECYCLE, queued, source=SOURCE, time=now))
         row = {"lead_id": lead.lead_id, "owner_id": assignment.owner_id, "team": assignment.team,
                "method": assignment.method, "reason": assignment.reason, "routed_at": now}
         if env.id in recycled:
@@ -199,7 +236,8 @@ def _reengage(env: Envelope, held: Held | None, now: datetime) -> Outcome:
     if held is None or held.handoff.closed:
         return []  # sales closed it (won, lost, merged; rejected and still below the bar): nobody to tell
     h, before = held.handoff, held.lead
-    routed = LeadRouted.model_construct(**dict(lead), assignment=before.assignment, routed_at=before.routed_at)
+    routed = LeadRouted.model_construct(**dict(lead), assignment=before.assignment, routed_at=before.routed_at,
+                                        routing_data_version=before.routing_data_version)
     reengaged = LeadReengaged(
         lead_id=lead.lead_id, person_id=lead.person_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
         reason=_touch_summary(lead), attribution=lead.attribution, score=lead.score.value, grade=lead.score.grade,

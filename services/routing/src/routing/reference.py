@@ -1,8 +1,16 @@
-"""Reads routing's editable files (reps, accounts, territories, SLA, reason codes) into ``RoutingData``."""
+"""Reads routing's editable files (reps and teams, accounts, territories, SLA, reason codes) into ``RoutingData``.
+
+The files are read whole and checked as a whole; their version is a digest of
+their bytes, so every routing process that read the same files stamps the
+same version on what it routes.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -10,38 +18,80 @@ import yaml
 from routing.domain import RoutingData, parse_routing_data
 
 
-def load_routing_data(reps: Path, accounts: Path, territories: Path, sla: Path, reasons: Path) -> RoutingData:
-    """Raises ValueError naming the file and the entry that is wrong."""
-    with accounts.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+@dataclass(frozen=True)
+class Reference:
+    """The routing data in force and the version of the files it came from."""
+
+    data: RoutingData
+    version: str
+
+
+@dataclass(frozen=True)
+class RoutingFiles:
+    reps: Path
+    accounts: Path
+    territories: Path
+    sla: Path
+    reasons: Path
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return (self.reps, self.accounts, self.territories, self.sla, self.reasons)
+
+    def stamp(self) -> tuple[tuple[int, int], ...]:
+        """Cheap to take (a stat per file): differs when any file was changed, replaced or removed."""
+        out = []
+        for p in self.paths:
+            try:
+                st = p.stat()
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append((-1, -1))
+        return tuple(out)
+
+    def load(self) -> Reference:
+        """Raises ValueError naming the file and the entry that is wrong."""
+        texts = {}
+        for p in self.paths:
+            try:
+                texts[p] = p.read_bytes()
+            except OSError as exc:
+                raise ValueError(f"{p}: cannot be read: {exc.strerror}") from None
+        digest = hashlib.sha256()
+        for p in self.paths:
+            digest.update(len(texts[p]).to_bytes(8, "big") + texts[p])
+        return Reference(self._parse({p: t.decode("utf-8", errors="replace") for p, t in texts.items()}),
+                         digest.hexdigest()[:12])
+
+    def _parse(self, texts: dict[Path, str]) -> RoutingData:
+        reader = csv.DictReader(io.StringIO(texts[self.accounts], newline=""))
         missing = {"domain", "name", "owner"} - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{accounts}: missing columns {sorted(missing)}")
+            raise ValueError(f"{self.accounts}: missing columns {sorted(missing)}")
         account_rows = [
             {"domain": r["domain"].strip().lower(), "name": r["name"].strip(), "owner": r["owner"].strip()}
             for r in reader
         ]
-    reps_doc = _mapping(reps)
-    raw = {"reps": reps_doc.get("reps", []), "accounts": account_rows, "territories": _mapping(territories),
-           "sla": _mapping(sla), "reasons": _mapping(reasons)}
-    if "working_hours" in reps_doc:
-        raw["working_hours"] = reps_doc["working_hours"]
+        reps_doc = _mapping(self.reps, texts[self.reps])
+        raw = {"reps": reps_doc.get("reps", []), "accounts": account_rows,
+               "territories": _mapping(self.territories, texts[self.territories]),
+               "sla": _mapping(self.sla, texts[self.sla]), "reasons": _mapping(self.reasons, texts[self.reasons])}
+        for key in ("working_hours", "teams"):
+            if key in reps_doc:
+                raw[key] = reps_doc[key]
+        try:
+            return parse_routing_data(raw)
+        except ValueError as exc:
+            files = ", ".join(f"{name} {getattr(self, name)}" for name in ("reps", "accounts", "territories", "sla",
+                                                                            "reasons"))
+            raise ValueError(f"{exc} (files: {files})") from None
+
+
+def _mapping(path: Path, text: str) -> dict:
     try:
-        return parse_routing_data(raw)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (files: reps {reps}, accounts {accounts}, territories {territories}, "
-                         f"sla {sla}, reasons {reasons})") from None
-
-
-def _mapping(path: Path) -> dict:
-    doc = _yaml(path) or {}
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return doc
-
-
-def _yaml(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None

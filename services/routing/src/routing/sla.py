@@ -1,4 +1,4 @@
-"""The SLA watch: finds hand-offs whose acceptance deadline passed and acts on them.
+"""routing's watches: missed acceptance deadlines, leads waiting in a team's queue, and the routing files.
 
 Guarantees: due hand-offs are claimed with ``FOR UPDATE SKIP LOCKED`` and
 changed in the same unit of work that writes their events to the outbox, so
@@ -7,30 +7,47 @@ live in Postgres, so a restart loses none (one missed while routing was down
 fires at the next check). Each breach emits ``lead.sla_breached`` on the
 lifecycle and the lead again on ``leads.routed`` with its new owner (or its
 team's queue), both with ids derived from the lead and the breach number,
-both continuing the trace the lead was routed in.
+both continuing the trace the lead was routed in. The next holder must be
+able to take a lead now (``availability``); with nobody, the lead escalates.
+
+Waiting leads are claimed the same way (``SKIP LOCKED``, teams with a rep
+free now only), each handed to whoever can take it now by the same rules
+that routed it (overflow included): ``lead.assigned`` on the lifecycle and
+the lead again on ``leads.routed``, ids derived from the lead; its SLA clock
+starts then. A lead nobody can take yet stays, untouched.
+
+The reference watch reloads the routing files when they change (stat every
+few seconds); files that do not parse leave the data in force and are
+logged, counted and retried on their next change.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram, Info
 
 from leadpipe_common import topics
 from leadpipe_common.envelope import Message, child_traceparent, encode
-from leadpipe_common.events import LeadSlaBreached
+from leadpipe_common.events import LeadAssigned, LeadSlaBreached
 from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.service import Runtime
 from leadpipe_common.uow import UnitOfWork
 
-from routing.domain import breach
+from routing.domain import Placed, Route, acceptance_due, breach, overflow_chain, place, unavailable
 from routing.handlers import Routing
+from routing.reference import Reference
 from routing.store import RoutingStore
 
 SOURCE = "leadpipe/routing"
 log = structlog.get_logger(__name__)
 BREACHES = Counter("routing_sla_breaches_total", "Acceptance deadlines missed", ["action"])
+QUEUE_WAITS = Histogram("routing_queue_wait_seconds", "How long leads waited in a team's queue for a rep",
+                        buckets=(60, 300, 900, 3600, 4 * 3600, 16 * 3600, 24 * 3600, 72 * 3600))
+RELOADS = Counter("routing_data_reloads_total", "Reloads of the routing files", ["trigger", "outcome"])
+DATA_VERSION = Info("routing_data", "The version of the routing files in force")
 
 
 async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, limit: int) -> int:
@@ -40,18 +57,23 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
     due = await store.claim_due(limit, now)
     if not due:
         return 0
-    states = await store.lock_rotations(held.handoff.team for held in due)
+    ref = ctx.reference
+    teams = {held.handoff.team for held in due}
+    states = await store.lock_rotations(teams)
+    presence = await store.presence((r.id for r in ref.data.reps if r.team in teams), now)
     turns: dict[str, int] = {}
     messages: list[Message] = []
     for held in due:
         handoff, lead = held.handoff, held.lead
         trace = child_traceparent(held.traceparent)
-        b = breach(handoff, ctx.data, states.get(handoff.team, {}), now)
+        b = breach(handoff, ref.data, states.get(handoff.team, {}), now, presence)
         if b.rotation is not None:
             states[handoff.team] = b.rotation
             turns[handoff.team] = turns.get(handoff.team, 0) + 1
+            presence = presence.holding_one_more(b.assignment.owner_id)
         n = b.handoff.reassignments
-        rerouted = lead.model_copy(update={"assignment": b.assignment, "routed_at": now})
+        rerouted = lead.model_copy(update={"assignment": b.assignment, "routed_at": now,
+                                           "routing_data_version": ref.version})
         breached = encode(
             topics.LIFECYCLE,
             LeadSlaBreached(
@@ -73,7 +95,65 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
     return len(due)
 
 
+async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, limit: int) -> int:
+    """One round, in ``uow`` (the caller commits): the number of waiting leads handed to a rep."""
+    now = ctx.clock()
+    store = uow.store
+    ref = ctx.reference
+    waiting_in = await store.waiting_teams()
+    if not waiting_in:
+        return 0
+    # Lock every team that may take them, then see who is free: only queues with a taker are claimed.
+    reachable = {team: overflow_chain(team, ref.data) for team in waiting_in}
+    teams = {t for chain in reachable.values() for t in chain}
+    states = await store.lock_rotations(teams)
+    presence = await store.presence((r.id for r in ref.data.reps if r.team in teams), now)
+    free = {r.team for r in ref.data.reps if r.team in teams and unavailable(r, ref.data, now, presence) is None}
+    open_queues = [team for team, chain in reachable.items() if free.intersection(chain)]
+    if not open_queues:
+        return 0
+    turns: dict[str, int] = {}
+    messages: list[Message] = []
+    handed = 0
+    for held in await store.claim_waiting(open_queues, limit):
+        handoff, lead = held.handoff, held.lead
+        queued_at = handoff.waiting_since or now
+        waited = f"waited in the {handoff.team} queue since {queued_at.isoformat(timespec='seconds')}"
+        placement = place(Route("team", handoff.team, waited), ref.data, states, now, presence)
+        if not isinstance(placement, Placed):
+            continue  # its reps' turns went to leads that waited longer
+        if placement.rotation is not None:
+            states[placement.team] = placement.rotation
+            turns[placement.team] = turns.get(placement.team, 0) + 1
+        presence = presence.holding_one_more(placement.rep.id)
+        a = placement.assignment
+        after = replace(handoff, owner_id=a.owner_id, team=a.team, waiting_since=None,
+                        due_at=acceptance_due(handoff.grade, a.owner_id, ref.data, now))
+        rerouted = lead.model_copy(update={"assignment": a, "routed_at": now, "routing_data_version": ref.version})
+        trace = child_traceparent(held.traceparent)
+        wait = queued_at.isoformat()  # a recycled lead may wait again: each wait's end is its own event
+        assigned = LeadAssigned(lead_id=lead.lead_id, owner_id=a.owner_id, owner_name=a.owner_name, team=a.team,
+                                at=now, queued_at=queued_at, due_at=after.due_at, reason=a.reason,
+                                grade=handoff.grade, attribution=lead.attribution)
+        messages += [
+            encode(topics.LIFECYCLE, assigned, event_id=uuid.uuid5(lead.lead_id, f"lead.assigned/{wait}"),
+                   source=SOURCE, time=now, traceparent=trace),
+            encode(topics.ROUTED, rerouted, event_id=uuid.uuid5(lead.lead_id, f"lead.routed/assigned/{wait}"),
+                   source=SOURCE, time=now, traceparent=trace),
+        ]
+        await store.update_handoff(after, rerouted)
+        QUEUE_WAITS.observe((now - queued_at).total_seconds())
+        handed += 1
+        log.info("waiting lead handed out", lead_id=str(lead.lead_id), owner=a.owner_id, team=a.team)
+    await store.save_rotations({t: states[t] for t in turns}, turns)
+    uow.publish(messages)
+    return handed
+
+
 class SlaWatch(BackgroundLoop):
+    """Missed deadlines first, then waiting leads, every ``every_s`` (at once again while either had a full
+    batch)."""
+
     name = "routing-sla-watch"
 
     def __init__(self, runtime: Runtime[Routing, RoutingStore], every_s: float, batch_max: int = 200) -> None:
@@ -84,4 +164,46 @@ class SlaWatch(BackgroundLoop):
         async with self._runtime.unit_of_work() as uow:
             acted = await act_on_missed_deadlines(uow, self._runtime.context, self._batch_max)
             await uow.commit()
-        return acted
+        async with self._runtime.unit_of_work() as uow:
+            handed = await hand_out_waiting_leads(uow, self._runtime.context, self._batch_max)
+            await uow.commit()
+        return max(acted, handed)
+
+
+class ReferenceWatch(BackgroundLoop):
+    """Reloads the routing files when one changes."""
+
+    name = "routing-reference-watch"
+
+    def __init__(self, routing: Routing, every_s: float) -> None:
+        super().__init__(batch_max=1, idle_s=every_s)
+        self._routing = routing
+        self._seen = routing.files.stamp() if routing.files else ()
+
+    async def step(self) -> int:
+        if self._routing.files is None:
+            return 0
+        stamp = self._routing.files.stamp()
+        if stamp == self._seen:
+            return 0
+        self._seen = stamp
+        reload_reference(self._routing, trigger="file")
+        return 0
+
+
+def reload_reference(routing: Routing, trigger: str) -> Reference:
+    """Reload the files; raises ValueError (logged, counted; the old data stays in force) when they are wrong."""
+    before = routing.reference.version
+    try:
+        ref, changed = routing.reload()
+    except ValueError as exc:
+        RELOADS.labels(trigger, "invalid").inc()
+        log.error("routing data not reloaded: the files are invalid; the data in force stays", trigger=trigger,
+                  error=str(exc), version=before)
+        raise
+    RELOADS.labels(trigger, "changed" if changed else "unchanged").inc()
+    if changed:
+        DATA_VERSION.info({"version": ref.version})
+        log.info("routing data reloaded", trigger=trigger, version=ref.version, previous=before,
+                 reps=len(ref.data.reps), accounts=len(ref.data.accounts))
+    return ref

@@ -1,5 +1,6 @@
 """routing's tables: its inbox, one assignment per lead, the rotation state per team,
-each routed lead's hand-off (status, SLA deadline, dispositions) and its outbox.
+each routed lead's hand-off (status, SLA deadline, dispositions, waiting in a
+team's queue), reps' out-of-office periods and its outbox.
 
 The rotation row of a team is locked (``FOR UPDATE``) for the whole batch
 transaction, so two routing processes never hand out the same turn: the
@@ -9,7 +10,12 @@ Teams are locked in name order so two batches can never deadlock.
 A hand-off row is locked while a disposition or a breach changes it, so two
 calls about one lead apply one after the other. Due hand-offs are claimed
 with ``SKIP LOCKED``: with several routing processes each deadline fires in
-exactly one of them, once. Lock order is always hand-offs, then rotation.
+exactly one of them, once; so are leads waiting in a queue. Lock order is
+always hand-offs, then rotation.
+
+Capacity: held leads are counted after the rotation rows of every team that
+may take the batch's leads are locked, so two routing processes cannot both
+give a rep their last free slot (an account owner's team is locked too).
 
 ``RoutingStore`` is every read and write routing makes, on one unit of
 work's session.
@@ -31,7 +37,7 @@ from leadpipe_common.db import inbox_table
 from leadpipe_common.events import DispositionReport, LeadRouted
 from leadpipe_common.outbox import outbox_table
 
-from routing.domain import Handoff
+from routing.domain import Away, Handoff, Presence
 
 SCHEMA = "routing"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -72,6 +78,18 @@ handoffs = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     # Sales merged this lead into another (the survivor): closed, counted once.
     sa.Column("merged_into", UUID(as_uuid=True)),
+    # Nobody could take it when it was routed: it waits in its team's queue (the queue watch hands it out).
+    sa.Column("waiting_since", sa.DateTime(timezone=True)),
+)
+away = sa.Table(
+    "away",
+    metadata,
+    sa.Column("rep_id", sa.Text, primary_key=True),
+    sa.Column("starts_at", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("set_by", sa.Text, nullable=False),
+    sa.Column("set_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 outbox = outbox_table(metadata)
 
@@ -88,13 +106,15 @@ class Held:
 def _handoff_values(h: Handoff) -> dict[str, Any]:
     return {"status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade, "due_at": h.due_at,
             "reassignments": h.reassignments, "holders": list(h.holders),
-            "history": [d.model_dump(mode="json") for d in h.history], "merged_into": h.merged_into}
+            "history": [d.model_dump(mode="json") for d in h.history], "merged_into": h.merged_into,
+            "waiting_since": h.waiting_since}
 
 
 def _held(row: Any) -> Held:
     h = Handoff(lead_id=row.lead_id, status=row.status, owner_id=row.owner_id, team=row.team, grade=row.grade,
                 due_at=row.due_at, reassignments=row.reassignments, holders=tuple(row.holders),
-                history=tuple(DispositionReport.model_validate(d) for d in row.history), merged_into=row.merged_into)
+                history=tuple(DispositionReport.model_validate(d) for d in row.history), merged_into=row.merged_into,
+                waiting_since=row.waiting_since)
     return Held(h, LeadRouted.model_validate(row.lead), row.traceparent)
 
 
@@ -166,6 +186,54 @@ class RoutingStore:
             .with_for_update(skip_locked=True)
         )
         return [_held(r) for r in rows]
+
+    async def presence(self, rep_ids: Iterable[str], now: datetime) -> Presence:
+        """Out-of-office periods not yet over, and unaccepted leads held, of ``rep_ids``."""
+        ids = sorted(set(rep_ids))
+        if not ids:
+            return Presence()
+        periods: dict[str, list[Away]] = {}
+        for r in await self._session.execute(
+                sa.select(away.c.rep_id, away.c.starts_at, away.c.ends_at, away.c.reason)
+                .where(away.c.rep_id.in_(ids), away.c.ends_at > now)):
+            periods.setdefault(r.rep_id, []).append(Away(r.starts_at, r.ends_at, r.reason))
+        held = await self._session.execute(
+            sa.select(handoffs.c.owner_id, sa.func.count())
+            .where(handoffs.c.status == "routed", handoffs.c.owner_id.in_(ids))
+            .group_by(handoffs.c.owner_id))
+        return Presence(periods, {owner: n for owner, n in held.tuples()})
+
+    async def waiting_teams(self) -> set[str]:
+        rows = await self._session.execute(
+            sa.select(handoffs.c.team).distinct().where(handoffs.c.waiting_since.is_not(None),
+                                                        handoffs.c.status == "routed"))
+        return set(rows.scalars())
+
+    async def claim_waiting(self, teams: Iterable[str], limit: int) -> list[Held]:
+        """Leads waiting in ``teams``' queues, longest first, locked; those another process holds are skipped."""
+        rows = await self._session.execute(
+            sa.select(handoffs)
+            .where(handoffs.c.waiting_since.is_not(None), handoffs.c.status == "routed",
+                   handoffs.c.team.in_(sorted(set(teams))))
+            .order_by(handoffs.c.waiting_since)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [_held(r) for r in rows]
+
+    async def away_of(self, rep_id: str, now: datetime) -> list[Away]:
+        rows = await self._session.execute(
+            sa.select(away.c.starts_at, away.c.ends_at, away.c.reason)
+            .where(away.c.rep_id == rep_id, away.c.ends_at > now).order_by(away.c.starts_at))
+        return [Away(r.starts_at, r.ends_at, r.reason) for r in rows]
+
+    async def set_away(self, rep_id: str, periods: Sequence[Away], by: str, now: datetime) -> None:
+        """Replace the rep's periods not yet over with ``periods`` (past ones stay, as a record)."""
+        await self._session.execute(away.delete().where(away.c.rep_id == rep_id, away.c.ends_at > now))
+        if periods:
+            await self._session.execute(away.insert(), [
+                {"rep_id": rep_id, "starts_at": p.starts_at, "ends_at": p.ends_at, "reason": p.reason, "set_by": by}
+                for p in periods])
 
     async def update_handoff(self, h: Handoff, lead: LeadRouted | None = None) -> None:
         values = _handoff_values(h)

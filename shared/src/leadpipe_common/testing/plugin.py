@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,56 @@ def _test_receiver(data_dir: Path) -> Path:
     return path
 
 
+#: Leads from this country go to the SHIFT_TEAM, whose one rep is off shift until a test says otherwise.
+SHIFT_COUNTRY = "AQ"
+SHIFT_TEAM = "shift-test"
+SHIFT_REP = "sol.shift"
+
+
+def always_on_shift(reps: dict) -> dict:
+    """A reps document whose reps can all take leads at any hour of any day (no holidays, no caps): the test
+    stacks' routing must not depend on the time of day the tests run at."""
+    return {**reps, "working_hours": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00",
+                                      "end": "24:00"},
+            "reps": [{k: v for k, v in r.items() if k not in ("working_hours", "holidays", "capacity")}
+                     for r in reps["reps"]]}
+
+
+def routing_files(data_dir: Path) -> dict[str, Path]:
+    """The test stacks' reps and territories files (``ROUTING_REPS_FILE``, ``ROUTING_TERRITORIES_FILE``)."""
+    return {"reps": data_dir / "reps.yaml", "territories": data_dir / "territories.yaml"}
+
+
+def shift_rep(working_hours: dict) -> dict:
+    return {"id": SHIFT_REP, "name": "Sol Shift", "team": SHIFT_TEAM, "timezone": "UTC",
+            "working_hours": working_hours}
+
+
+def write_test_reps(data_dir: Path, sol_hours: dict) -> None:
+    """The shipped reps, always on shift, plus SHIFT_REP with ``sol_hours`` (SHIFT_TEAM waits for them)."""
+    shipped = importlib.resources.files("routing") / "data"
+    reps = always_on_shift(yaml.safe_load((shipped / "reps.yaml").read_text()))
+    reps["reps"].append(shift_rep(sol_hours))
+    reps["teams"] = {**reps.get("teams", {}), SHIFT_TEAM: {"when_nobody_available": "wait"}}
+    routing_files(data_dir)["reps"].write_text(yaml.safe_dump(reps, allow_unicode=True))
+
+
+def _test_routing(data_dir: Path) -> dict[str, str]:
+    """Routing data for the test stacks: every shipped rep always on shift, and a SHIFT_TEAM whose rep works
+    one hour starting twelve hours from now (so a lead from SHIFT_COUNTRY waits in its queue)."""
+    shipped = importlib.resources.files("routing") / "data"
+    territories = yaml.safe_load((shipped / "territories.yaml").read_text())
+    territories["regions"][SHIFT_TEAM] = [SHIFT_COUNTRY]
+    territories["teams"].insert(0, {"team": SHIFT_TEAM, "region": SHIFT_TEAM})
+    files = routing_files(data_dir)
+    files["territories"].write_text(yaml.safe_dump(territories))
+    later = (datetime.now(UTC) + timedelta(hours=12)).hour
+    write_test_reps(data_dir, {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": f"{later:02d}:00",
+                               "end": f"{later + 1:02d}:00" if later < 23 else "24:00"})
+    return {"ROUTING_REPS_FILE": str(files["reps"]), "ROUTING_TERRITORIES_FILE": str(files["territories"]),
+            "ROUTING_RELOAD_CHECK_S": "0.5", "ROUTING_SLA_CHECK_S": "0.5"}
+
+
 def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> Stack:
     forms = _test_forms(data_dir)
     return Stack(
@@ -113,7 +164,7 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
                    "DELIVERY_ALLOW_PRIVATE_TARGETS": "true", "DELIVERY_TIMEOUT_S": "1", "DELIVERY_RETRY_BASE_S": "0.2",
                    "CAPTURE_TOKEN_SECRET": TOKEN_SECRET, "TEST_CAPTCHA_SECRET": CAPTCHA_SECRET,
                    # Every test posts from 127.0.0.1; LIMITED_FORM is the one that is held to a limit.
-                   "CAPTURE_RATE_LIMIT": "1000000/minute"},
+                   "CAPTURE_RATE_LIMIT": "1000000/minute", **_test_routing(data_dir)},
     )
 
 

@@ -3,7 +3,10 @@
 Order: the owner of an existing account with the lead's company domain
 (account-based routing); otherwise territory (country -> region) and segment
 (employee band) pick a team, and a smooth weighted round-robin picks one of
-the team's active reps; a team with nobody active holds the lead in its queue.
+the team's reps who can take a lead now (on shift, not on holiday or out of
+office, under their cap). When nobody can, the team's policy makes the lead
+wait in its queue (handed out when a rep can take it) or overflow to another
+team.
 
 The hand-off SLA gives the holder a deadline per grade, counted in their own
 working hours and time zone. A missed deadline passes the lead to the team's
@@ -21,11 +24,15 @@ next versions go out, so the caller persists them in one transaction; the
 time is always an argument.
 
 The package's modules: ``reference`` (the data's schema), ``routes`` (route
-choice and the rotation), ``clock`` (working time), ``dispositions`` (the
+choice and the rotation), ``availability`` (who can take a lead now, and
+what a team does when nobody can), ``clock`` (working time), ``dispositions`` (the
 state machine), ``breaches`` (missed deadlines). Their public names are
 re-exported here.
 """
 
+from routing.domain.availability import (
+    Away, Placed, Presence, Waiting, on_shift, overflow_chain, place, public_holiday, unavailable,
+)
 from routing.domain.breaches import Breach, breach
 from routing.domain.clock import acceptance_due, add_working_time
 from routing.domain.dispositions import (
@@ -33,15 +40,16 @@ from routing.domain.dispositions import (
     merge_into, remembered,
 )
 from routing.domain.reference import (
-    Account, InvalidRoutingData, Reasons, Rep, RoutingData, Segment, SlaPolicy, TeamRule, Territories, WorkingHours,
-    parse_routing_data,
+    Account, InvalidRoutingData, Reasons, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy, TeamRule, Territories,
+    WorkingHours, parse_routing_data,
 )
-from routing.domain.routes import Route, assign, choose_route, next_turn, queue_of, segment_of
+from routing.domain.routes import Route, choose_route, next_turn, queue_of, segment_of
 
 __all__ = [
-    "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Breach", "Handoff", "HandoffStatus", "InvalidRoutingData",
-    "Merged", "merge_into",
-    "Reasons", "Refused", "Rep", "Repeated", "Route", "RoutingData", "Segment", "SlaPolicy", "Step", "TeamRule",
-    "Territories", "WorkingHours", "acceptance_due", "add_working_time", "apply_disposition", "assign", "breach",
-    "choose_route", "next_turn", "parse_routing_data", "queue_of", "remembered", "segment_of",
+    "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
+    "InvalidRoutingData", "Merged", "Placed", "Presence", "Reasons", "Refused", "Rep", "Repeated", "Route",
+    "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Waiting", "WorkingHours",
+    "acceptance_due", "add_working_time", "apply_disposition", "breach", "choose_route", "merge_into", "next_turn",
+    "on_shift", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "remembered",
+    "segment_of", "unavailable",
 ]

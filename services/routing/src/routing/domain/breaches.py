@@ -13,6 +13,7 @@ from typing import Literal
 
 from leadpipe_common.events import Assignment
 
+from routing.domain.availability import Presence, unavailable
 from routing.domain.clock import acceptance_due
 from routing.domain.dispositions import Handoff
 from routing.domain.reference import RoutingData
@@ -29,14 +30,18 @@ class Breach:
     rotation: dict[str, int] | None
 
 
-def breach(handoff: Handoff, data: RoutingData, state: Mapping[str, int], now: datetime) -> Breach:
+def breach(handoff: Handoff, data: RoutingData, state: Mapping[str, int], now: datetime,
+           presence: Presence | None = None) -> Breach:
     """Pass a lead whose holder missed the deadline to the team's next rep, or escalate it to the queue.
 
-    Reps who already held the lead are passed over; with nobody left, or
-    after ``max_reassignments``, the lead goes to the team's queue.
+    Reps who already held the lead, and reps who cannot take a lead now
+    (``availability``), are passed over; with nobody left, or after
+    ``max_reassignments``, the lead goes to the team's queue.
     """
+    presence = presence or Presence()
     held = (*handoff.holders, handoff.owner_id) if handoff.owner_id not in handoff.holders else handoff.holders
-    candidates = [r for r in data.reps if r.team == handoff.team and r.active and r.id not in held]
+    candidates = [r for r in data.reps if r.team == handoff.team and r.id not in held
+                  and unavailable(r, data, now, presence) is None]
     if handoff.reassignments >= data.sla.max_reassignments or not candidates:
         why = ("missed the acceptance deadline " + (f"{handoff.reassignments + 1} times"
                if handoff.reassignments else "once") + f"; escalated to the {handoff.team} queue")

@@ -43,6 +43,8 @@ class Handoff:
     history: tuple[DispositionReport, ...] = ()
     #: Set when sales merged this lead into another (the survivor).
     merged_into: uuid.UUID | None = None
+    #: Set while the lead waits in its team's queue for a rep who can take it (not after an escalation).
+    waiting_since: datetime | None = None
 
     @property
     def closed(self) -> bool:
@@ -137,7 +139,7 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
         steps = (Step(handoff.status, d.outcome, label + (f": {d.reason}" if d.reason else "")),)
     owner = rep.id if d.outcome == "accepted" else handoff.owner_id
     after = replace(handoff, status=d.outcome, owner_id=owner, history=(*handoff.history, said),
-                    due_at=None if d.outcome in ("accepted", "rejected") else handoff.due_at)
+                    due_at=None if d.outcome in ("accepted", "rejected") else handoff.due_at, waiting_since=None)
     return Applied(after, steps)
 
 
@@ -180,4 +182,4 @@ def merge_into(lead: Handoff, survivor: Handoff) -> Merged | Repeated | Refused:
     if survivor.merged_into is not None:
         return Refused("conflict", "survivor_id",
                        f"the survivor was itself merged into {survivor.merged_into}; merge into that lead")
-    return Merged(replace(lead, status="merged", due_at=None, merged_into=survivor.lead_id))
+    return Merged(replace(lead, status="merged", due_at=None, merged_into=survivor.lead_id, waiting_since=None))

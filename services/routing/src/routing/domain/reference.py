@@ -1,4 +1,4 @@
-"""Routing's reference data, as marketing and sales edit it: reps, accounts, territories, SLA, reason codes.
+"""Routing's reference data, as marketing and sales edit it: reps, teams, accounts, territories, SLA, reason codes.
 
 Pure: the files are read elsewhere (``routing.reference``); here they are
 checked as a whole, so a rep on no team or an account owned by nobody stops
@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -67,6 +69,23 @@ class Rep(_Strict):
     active: bool = True
     timezone: str = "UTC"
     working_hours: WorkingHours | None = None
+    #: Whose public holidays the rep is off on: a country code (``DE``), or country-subdivision (``US-CA``).
+    holidays: str | None = None
+    #: The most unaccepted leads the rep may hold at once; None: no cap.
+    capacity: int | None = Field(None, ge=1)
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_calendar(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        supported = holidays.list_supported_countries()
+        country, _, subdivision = v.upper().partition("-")
+        if country not in supported:
+            raise ValueError(f"no holiday calendar for {v!r} (use a country code like DE, or US-CA)")
+        if subdivision and subdivision not in supported[country]:
+            raise ValueError(f"{country} has no subdivision {subdivision!r} (known: {', '.join(supported[country])})")
+        return v.upper()
 
     @field_validator("timezone")
     @classmethod
@@ -141,6 +160,20 @@ class Reasons(_Strict):
     lost: dict[str, str] = Field(default_factory=dict)
 
 
+class TeamPolicy(_Strict):
+    """What happens to a team's lead when none of its reps can take it now (off shift, holiday, away, full)."""
+
+    when_nobody_available: Literal["wait", "overflow"] = "wait"
+    #: With ``overflow``: the team that takes such leads (its own policy applies in turn).
+    overflow_to: str | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> TeamPolicy:
+        if self.when_nobody_available == "overflow" and not self.overflow_to:
+            raise ValueError("when_nobody_available: overflow needs overflow_to (the team to send leads to)")
+        return self
+
+
 class RoutingData(_Strict):
     reps: list[Rep]
     accounts: list[Account]
@@ -148,6 +181,8 @@ class RoutingData(_Strict):
     working_hours: WorkingHours = Field(default_factory=WorkingHours)
     sla: SlaPolicy = Field(default_factory=SlaPolicy)
     reasons: Reasons = Field(default_factory=Reasons)
+    #: Per team; a team left out waits for its own reps.
+    teams: dict[str, TeamPolicy] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> RoutingData:
@@ -165,7 +200,16 @@ class RoutingData(_Strict):
                 raise ValueError(f"team {rule.team}: unknown region {rule.region!r}")
             if rule.segment is not None and rule.segment not in segments:
                 raise ValueError(f"team {rule.team}: unknown segment {rule.segment!r}")
+        known = {r.team for r in self.reps} | {rule.team for rule in t.teams} | {t.default_team}
+        for team, policy in self.teams.items():
+            if team not in known:
+                raise ValueError(f"teams: {team!r} is no team of reps or territories")
+            if policy.overflow_to is not None and policy.overflow_to not in known:
+                raise ValueError(f"teams: {team} overflows to {policy.overflow_to!r}, which is no team")
         return self
+
+    def policy_of(self, team: str) -> TeamPolicy:
+        return self.teams.get(team) or _WAIT
 
     def rep(self, rep_id: str) -> Rep | None:
         return next((r for r in self.reps if r.id == rep_id), None)
@@ -178,6 +222,9 @@ class RoutingData(_Strict):
 
     def region_of(self, country: str | None) -> str | None:
         return next((region for region, cs in self.territories.regions.items() if country in cs), None)
+
+
+_WAIT = TeamPolicy()
 
 
 class InvalidRoutingData(ValueError):

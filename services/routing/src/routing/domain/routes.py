@@ -1,7 +1,8 @@
-"""Who gets an MQL: the account's owner, else the territory and segment's team and its weighted rotation.
+"""Where an MQL goes: the account's owner, else the territory and segment's team; and the weighted rotation.
 
-Pure: the rotation state comes in and its next version goes out, for the
-caller to persist in the same transaction.
+Who of them can take it now is ``availability``'s question. Pure: the
+rotation state comes in and its next version goes out, for the caller to
+persist in the same transaction.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from leadpipe_common.events import Assignment, LeadScored
+from leadpipe_common.events import LeadScored
 
 from routing.domain.reference import Rep, RoutingData, Territories
 
@@ -65,21 +66,6 @@ def next_turn(reps: Sequence[Rep], state: Mapping[str, int]) -> tuple[Rep, dict[
     chosen = max(reps, key=lambda r: current[r.id])  # max keeps the first of equals
     current[chosen.id] -= sum(r.weight for r in reps)
     return chosen, current
-
-
-def assign(route: Route, data: RoutingData, state: Mapping[str, int]) -> tuple[Assignment, dict[str, int] | None]:
-    """The assignment for ``route``, and the team's next rotation state (None if the rotation did not turn)."""
-    if route.kind == "account" and route.owner is not None:
-        o = route.owner
-        return Assignment(owner_id=o.id, owner_name=o.name, owner_email=o.email, team=o.team,
-                          method="account", reason=route.reason), None
-    active = [r for r in data.reps if r.team == route.team and r.active]
-    if not active:
-        return Assignment(owner_id=queue_of(route.team), owner_name=f"{route.team} queue", team=route.team,
-                          method="queue", reason=f"{route.reason}; nobody active in {route.team}"), None
-    rep, new_state = next_turn(active, state)
-    return Assignment(owner_id=rep.id, owner_name=rep.name, owner_email=rep.email, team=route.team,
-                      method="territory", reason=f"{route.reason}; weighted rotation in {route.team}"), new_state
 
 
 def queue_of(team: str) -> str:

@@ -1,0 +1,159 @@
+"""Who can take a new lead now: working hours, public holidays, out-of-office periods and a cap on held leads.
+
+A rep takes new leads only while all of these hold: active in reps.yaml; on
+shift (their working hours, in their time zone); not on a public holiday of
+their ``holidays`` country (the ``holidays`` package's calendars); not inside
+an out-of-office period; holding fewer unaccepted leads than their
+``capacity``. Account owners too: an owner who cannot take a lead now passes
+it to their team's rotation.
+
+When nobody in a team can, the team's policy decides: ``wait`` in the team's
+queue (the lead is handed out when the first rep can take it, and its SLA
+clock starts then) or ``overflow`` to a named team, whose own policy applies
+in turn (a cycle ends in the first team's queue).
+
+Pure: out-of-office periods and held counts come in as ``Presence``, the
+time as an argument; the holiday calendars are computed, not fetched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays as calendars
+
+from leadpipe_common.events import Assignment
+
+from routing.domain.reference import _WEEKDAYS, Rep, RoutingData, WorkingHours
+from routing.domain.routes import Route, next_turn, queue_of
+
+
+@dataclass(frozen=True)
+class Away:
+    """An out-of-office period of a rep, ``starts_at`` inclusive, ``ends_at`` exclusive."""
+
+    starts_at: datetime
+    ends_at: datetime
+    reason: str | None = None
+
+    def covers(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+
+@dataclass(frozen=True)
+class Presence:
+    """What routing knows of its reps beyond the files: out-of-office periods and unaccepted leads held."""
+
+    away: Mapping[str, Sequence[Away]] = field(default_factory=dict)
+    held: Mapping[str, int] = field(default_factory=dict)
+
+    def holding_one_more(self, rep_id: str) -> Presence:
+        return Presence(self.away, {**self.held, rep_id: self.held.get(rep_id, 0) + 1})
+
+
+@lru_cache(maxsize=256)
+def _calendar(code: str, year: int) -> Mapping[date, str]:
+    country, _, subdivision = code.partition("-")
+    return calendars.country_holidays(country, subdiv=subdivision or None, years=year)
+
+
+def public_holiday(code: str, day: date) -> str | None:
+    """The name of the public holiday ``day`` is in ``code`` (``DE``, ``US-CA``), or None."""
+    return _calendar(code, day.year).get(day)
+
+
+def on_shift(hours: WorkingHours, tz: ZoneInfo, now: datetime) -> bool:
+    local = now.astimezone(tz)
+    minute = local.hour * 60 + local.minute
+    return (_WEEKDAYS[local.weekday()] in hours.days
+            and hours.minutes(hours.start) <= minute < hours.minutes(hours.end))
+
+
+def unavailable(rep: Rep, data: RoutingData, now: datetime, presence: Presence) -> str | None:
+    """Why ``rep`` cannot take a new lead at ``now``, or None when they can."""
+    if not rep.active:
+        return "inactive"
+    tz = ZoneInfo(rep.timezone)
+    if not on_shift(data.hours_of(rep), tz, now):
+        return "off shift"
+    if rep.holidays:
+        holiday = public_holiday(rep.holidays, now.astimezone(tz).date())
+        if holiday:
+            return f"public holiday ({holiday})"
+    away = next((a for a in presence.away.get(rep.id, ()) if a.covers(now)), None)
+    if away is not None:
+        return f"out of office{f' ({away.reason})' if away.reason else ''} until {away.ends_at.isoformat()}"
+    if rep.capacity is not None and presence.held.get(rep.id, 0) >= rep.capacity:
+        return f"at capacity ({rep.capacity} unaccepted)"
+    return None
+
+
+def overflow_chain(team: str, data: RoutingData) -> list[str]:
+    """``team`` and the teams it overflows to, in order, each once."""
+    chain = [team]
+    while (policy := data.policy_of(chain[-1])).when_nobody_available == "overflow":
+        nxt = policy.overflow_to
+        if nxt is None or nxt in chain:
+            break
+        chain.append(nxt)
+    return chain
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A rep can take the lead now: their assignment, and the team whose rotation turned (if one did)."""
+
+    assignment: Assignment
+    rep: Rep
+    team: str
+    rotation: dict[str, int] | None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Nobody who may take the lead can now: it waits in ``team``'s queue, and ``reason`` says why."""
+
+    team: str
+    reason: str
+
+    @property
+    def assignment(self) -> Assignment:
+        return Assignment(owner_id=queue_of(self.team), owner_name=f"{self.team} queue", team=self.team,
+                          method="queue", reason=self.reason)
+
+
+def place(route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int]], now: datetime,
+          presence: Presence) -> Placed | Waiting:
+    """Who takes a lead on ``route`` at ``now``: its account owner, a rep of its team's rotation, or by overflow
+    a rep of another team; or nobody yet. ``states`` is each team's rotation state."""
+    if route.kind == "account" and route.owner is not None:
+        o = route.owner
+        why = unavailable(o, data, now, presence)
+        if why is None:
+            return Placed(Assignment(owner_id=o.id, owner_name=o.name, owner_email=o.email, team=o.team,
+                                     method="account", reason=route.reason), o, o.team, None)
+        route = Route("team", o.team, f"{route.reason}, who is {why}")
+    skipped: list[str] = []
+    for i, team in enumerate(overflow_chain(route.team, data)):
+        members = [r for r in data.reps if r.team == team]
+        reasons = {r.id: unavailable(r, data, now, presence) for r in members}
+        free = [r for r in members if reasons[r.id] is None]
+        if free:
+            state = states.get(team, {})
+            rep, turned = next_turn(free, state)
+            how = f"weighted rotation in {team}"
+            if i:
+                how = f"{'; '.join(skipped)}; overflowed to {team}, {how}"
+            return Placed(Assignment(owner_id=rep.id, owner_name=rep.name, owner_email=rep.email, team=team,
+                                     method="overflow" if i else "territory", reason=f"{route.reason}; {how}"),
+                          rep, team, {**state, **turned})
+        skipped.append(f"nobody in {team} can take it now ({_summary(reasons) or 'no reps'})")
+    return Waiting(route.team, f"{route.reason}; {'; '.join(skipped)}; waits in the {route.team} queue")
+
+
+def _summary(reasons: Mapping[str, str | None]) -> str:
+    return ", ".join(f"{rep} {why}" for rep, why in reasons.items() if why)

@@ -1,0 +1,176 @@
+"""Who can take a lead now: working hours across time zones, holidays, out of office, capacity, overflow."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from leadpipe_common.events import Attribution, Contact, Enrichment, LeadScored, Score, Sourced
+from routing.domain import (
+    Away, Handoff, InvalidRoutingData, Placed, Presence, Waiting, breach, choose_route, overflow_chain,
+    parse_routing_data, place, unavailable,
+)
+
+OFFICE = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}
+ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}
+
+
+def data(reps, teams=None, accounts=()):
+    return parse_routing_data({
+        "reps": reps, "accounts": list(accounts), "working_hours": OFFICE, "teams": teams or {},
+        "territories": {"regions": {"emea": ["DE"], "apac": ["JP"]}, "segments": [{"name": "all", "min_employees": 0}],
+                        "unknown_size_segment": "all",
+                        "teams": [{"team": "emea", "region": "emea"}, {"team": "apac", "region": "apac"}],
+                        "default_team": "desk"},
+        "sla": {"acceptance": {"A": "15m"}},
+    })
+
+
+BERLIN = {"id": "ana", "name": "Ana", "team": "emea", "timezone": "Europe/Berlin", "holidays": "DE-BE"}
+TOKYO = {"id": "kai", "name": "Kai", "team": "apac", "timezone": "Asia/Tokyo"}
+NEW_YORK = {"id": "ned", "name": "Ned", "team": "emea", "timezone": "America/New_York"}
+DESK = {"id": "dot", "name": "Dot", "team": "desk", "timezone": "UTC", "working_hours": ALWAYS}
+MONDAY = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday in Berlin's winter time (UTC+1)
+
+
+def rep_of(d, rep_id):
+    rep = d.rep(rep_id)
+    assert rep is not None
+    return rep
+
+
+def why(rep, at, presence=None, teams=None):
+    d = data([rep], teams)
+    return unavailable(rep_of(d, rep["id"]), d, at, presence or Presence())
+
+
+def mql(country, domain="example.com") -> LeadScored:
+    return LeadScored(
+        lead_id=uuid.uuid4(), captured_at=MONDAY, enriched_at=MONDAY, scored_at=MONDAY,
+        contact=Contact(email=f"jo@{domain}"), attribution=Attribution(),
+        enrichment=Enrichment(email_domain=domain, company_domain=Sourced(value=domain, source="email"),
+                              is_free_mail=Sourced(value=False, source="t"),
+                              is_disposable=Sourced(value=False, source="t"),
+                              country=Sourced(value=country, source="form")),
+        score=Score(value=80, grade="A", fit=40, intent=40, decision="mql", reasons=[], rules_version="t"),
+    )
+
+
+def test_a_rep_takes_leads_only_inside_their_working_hours_in_their_own_time_zone():
+    assert why(BERLIN, MONDAY.replace(hour=7, minute=59)) == "off shift"  # 08:59 in Berlin
+    assert why(BERLIN, MONDAY.replace(hour=8)) is None  # 09:00 in Berlin
+    assert why(BERLIN, MONDAY.replace(hour=16)) == "off shift"  # 17:00 in Berlin: the shift has ended
+    assert why(TOKYO, MONDAY.replace(hour=0)) is None  # 09:00 Monday in Tokyo
+    assert why(TOKYO, MONDAY.replace(hour=8)) == "off shift"  # 17:00 in Tokyo
+
+
+def test_summer_time_moves_the_shift_in_utc():
+    summer, winter = datetime(2026, 7, 6, 13, 30, tzinfo=UTC), datetime(2026, 11, 23, 13, 30, tzinfo=UTC)
+    assert why(NEW_YORK, summer) is None  # 09:30 EDT
+    assert why(NEW_YORK, winter) == "off shift"  # 08:30 EST
+
+
+def test_weekends_are_off_unless_the_rep_works_them():
+    saturday = datetime(2026, 11, 28, 10, tzinfo=UTC)
+    assert why(BERLIN, saturday) == "off shift"
+    assert why(DESK, saturday) is None
+
+
+def test_a_rep_is_off_on_the_public_holidays_of_their_country_and_region_by_their_local_date():
+    assert why(BERLIN, datetime(2026, 12, 25, 10, tzinfo=UTC)) == "public holiday (Christmas Day)"  # a Friday
+    reformation = datetime(2028, 10, 31, 10, tzinfo=UTC)  # a Tuesday: a holiday in Brandenburg, not in Berlin
+    assert why(BERLIN, reformation) is None
+    assert why({**BERLIN, "holidays": "DE-BB"}, reformation) == "public holiday (Reformation Day)"
+    assert why({**TOKYO, "holidays": "JP"}, MONDAY) == "public holiday (Labor Thanksgiving Day)"
+    night_owl = {**TOKYO, "holidays": "JP", "working_hours": ALWAYS}
+    assert why(night_owl, datetime(2026, 12, 31, 14, 59, tzinfo=UTC)) is None  # 23:59 on 31 December in Tokyo
+    assert why(night_owl, datetime(2026, 12, 31, 15, tzinfo=UTC)) == "public holiday (New Year's Day)"
+
+
+def test_an_out_of_office_period_keeps_new_leads_away_until_it_ends():
+    at = MONDAY.replace(hour=10)
+    away = Presence(away={"ana": [Away(at - timedelta(hours=1), at + timedelta(hours=2), "dentist")]})
+    assert why(BERLIN, at, away).startswith("out of office (dentist) until")
+    assert why(BERLIN, at + timedelta(hours=2), away) is None
+
+
+def test_a_rep_at_capacity_gets_no_new_leads_and_the_rotation_passes_to_the_next():
+    d = data([{**BERLIN, "capacity": 2}, {**BERLIN, "id": "ben", "name": "Ben", "holidays": None}])
+    at = MONDAY.replace(hour=10)
+    full = Presence(held={"ana": 2})
+    assert unavailable(rep_of(d, "ana"), d, at, full) == "at capacity (2 unaccepted)"
+    picks = set()
+    presence, states = full, {}
+    for _ in range(3):
+        placed = place(choose_route(mql("DE"), d), d, states, at, presence)
+        assert isinstance(placed, Placed)
+        picks.add(placed.rep.id)
+        states, presence = {"emea": placed.rotation or {}}, presence.holding_one_more(placed.rep.id)
+    assert picks == {"ben"} and presence.held == {"ana": 2, "ben": 3}
+
+
+def test_when_nobody_can_take_a_lead_the_team_waits_by_default():
+    d = data([BERLIN, DESK])
+    night = MONDAY.replace(hour=22)
+    placed = place(choose_route(mql("DE"), d), d, {}, night, Presence())
+    assert isinstance(placed, Waiting) and placed.team == "emea"
+    assert placed.assignment.owner_id == "queue:emea" and "ana off shift" in placed.reason
+
+
+def test_a_team_that_overflows_hands_the_lead_to_its_fallback_team_on_shift():
+    d = data([BERLIN, DESK], teams={"emea": {"when_nobody_available": "overflow", "overflow_to": "desk"}})
+    night = MONDAY.replace(hour=22)
+    placed = place(choose_route(mql("DE"), d), d, {}, night, Presence())
+    assert isinstance(placed, Placed) and placed.rep.id == "dot" and placed.team == "desk"
+    assert placed.assignment.method == "overflow" and "nobody in emea can take it now (ana off shift)" in \
+        placed.assignment.reason
+    by_day = place(choose_route(mql("DE"), d), d, {}, MONDAY.replace(hour=10), Presence())
+    assert isinstance(by_day, Placed) and by_day.rep.id == "ana" and by_day.assignment.method == "territory"
+
+
+def test_an_overflow_cycle_with_nobody_on_shift_waits_in_the_first_teams_queue():
+    teams = {"emea": {"when_nobody_available": "overflow", "overflow_to": "apac"},
+             "apac": {"when_nobody_available": "overflow", "overflow_to": "emea"}}
+    d = data([BERLIN, TOKYO], teams)
+    assert overflow_chain("emea", d) == ["emea", "apac"]
+    at = MONDAY.replace(hour=20)  # 21:00 in Berlin, 05:00 in Tokyo
+    placed = place(choose_route(mql("DE"), d), d, {}, at, Presence())
+    assert isinstance(placed, Waiting) and placed.team == "emea" and "kai off shift" in placed.reason
+    early = MONDAY.replace(hour=7, minute=30)  # 08:30 in Berlin, 16:30 in Tokyo: only Kai is on
+    placed = place(choose_route(mql("DE"), d), d, {}, early, Presence())
+    assert isinstance(placed, Placed) and placed.rep.id == "kai"
+
+
+def test_an_account_owner_who_cannot_take_a_lead_passes_it_to_their_teams_rotation():
+    d = data([{**BERLIN, "capacity": 1}, {**BERLIN, "id": "ben", "name": "Ben"}],
+             accounts=[{"domain": "bigco.com", "name": "BigCo", "owner": "ana"}])
+    at = MONDAY.replace(hour=10)
+    route = choose_route(mql("DE", "bigco.com"), d)
+    assert place(route, d, {}, at, Presence()).assignment.method == "account"
+    placed = place(route, d, {}, at, Presence(held={"ana": 1}))
+    assert isinstance(placed, Placed) and placed.rep.id == "ben"
+    assert "owner of account BigCo (bigco.com), who is at capacity" in placed.assignment.reason
+
+
+def test_a_missed_deadline_passes_over_reps_who_cannot_take_the_lead():
+    d = data([BERLIN, {**BERLIN, "id": "ben", "name": "Ben"}, {**BERLIN, "id": "cy", "name": "Cy"}])
+    at = MONDAY.replace(hour=10)
+    held = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="ana", team="emea", grade="A", due_at=at)
+    away = Presence(away={"ben": [Away(at, at + timedelta(days=1))]})
+    b = breach(held, d, {}, at, away)
+    assert b.action == "reassigned" and b.assignment.owner_id == "cy"
+    everyone_away = Presence(away={r: [Away(at, at + timedelta(days=1))] for r in ("ben", "cy")})
+    assert breach(held, d, {}, at, everyone_away).action == "escalated"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"reps": [{**BERLIN, "holidays": "XX"}]}, "no holiday calendar for 'XX'"),
+    ({"reps": [{**BERLIN, "holidays": "DE-ZZ"}]}, "DE has no subdivision 'ZZ'"),
+    ({"teams": {"emea": {"when_nobody_available": "overflow"}}}, "needs overflow_to"),
+    ({"teams": {"emea": {"when_nobody_available": "overflow", "overflow_to": "nowhere"}}}, "'nowhere', which is no team"),
+    ({"reps": [{**BERLIN, "capacity": 0}]}, "capacity"),
+])
+def test_wrong_availability_settings_are_refused_with_the_entry_named(change, message):
+    raw = data([BERLIN, DESK]).model_dump()
+    with pytest.raises(InvalidRoutingData, match=message):
+        parse_routing_data({**raw, **change})

@@ -1,0 +1,96 @@
+"""Routing that knows who is at work, through the real stack: a lead nobody can take waits in its team's queue and
+goes out when a rep can take it; out-of-office periods and a reload of the reps file take effect without a restart.
+
+The test stacks' SHIFT_TEAM has one rep whose shift starts twelve hours after the stack started; leads from
+SHIFT_COUNTRY go to that team, which waits for its own reps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from leadpipe_common import topics
+from leadpipe_common.testing.kafka import read_topic
+from leadpipe_common.testing.plugin import KEY_HEADERS, SHIFT_COUNTRY, SHIFT_REP, SHIFT_TEAM, write_test_reps
+
+pytestmark = pytest.mark.asyncio
+
+ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}
+
+
+def url(stack, service: str) -> str:  # noqa: ANN001
+    return next(p.url for p in stack.processes if p.service == service)
+
+
+async def sol(routing: httpx.AsyncClient) -> dict[str, Any]:
+    answer = await routing.get(f"/v1/reps/{SHIFT_REP}/availability", headers=KEY_HEADERS)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+async def version(routing: httpx.AsyncClient) -> str:
+    return (await routing.get("/v1/reps", headers=KEY_HEADERS)).json()["routing_data_version"]
+
+
+async def test_a_lead_nobody_can_take_waits_until_its_rep_is_on_shift_and_back_from_leave(stack, bootstrap):
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), timeout=30) as routing, \
+            httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        assert (await sol(routing))["unavailable_because"] == "off shift"
+        first_version = await version(routing)
+        answer = await capture.post("/v1/leads", json={
+            "email": f"ada.{uuid.uuid4().hex[:8]}@novartis.com", "job_title": "Chief Marketing Officer",
+            "country": SHIFT_COUNTRY, "offer": "demo"})
+        lead_id = answer.json()["lead_id"]
+        steps = await read_topic(bootstrap, topics.LIFECYCLE, where=lambda r: r.key.decode() == lead_id,
+                                 until=lambda found: any(r.type == "lead.queued" for r in found))
+        [queued] = [r.json() for r in steps if r.type == "lead.queued"]
+        assert queued["team"] == SHIFT_TEAM and f"{SHIFT_REP} off shift" in queued["reason"]
+        waiting = (await routing.get(f"/v1/leads/{lead_id}/handoff", headers=KEY_HEADERS)).json()
+        assert (waiting["owner_id"], waiting["due_at"]) == (f"queue:{SHIFT_TEAM}", None)
+
+        # Out of office for a few seconds more, then on shift around the clock (the file, reloaded live).
+        back_at = datetime.now(UTC) + timedelta(seconds=6)
+        away = await routing.put(f"/v1/reps/{SHIFT_REP}/availability", headers=KEY_HEADERS, json={"away": [
+            {"starts_at": (back_at - timedelta(days=1)).isoformat(), "ends_at": back_at.isoformat(),
+             "reason": "training"}]})
+        assert away.status_code == 200, away.text
+        write_test_reps(stack.data_dir, ALWAYS)
+        for _ in range(40):
+            if await version(routing) != first_version:
+                break
+            await asyncio.sleep(0.25)
+        assert await version(routing) != first_version  # reloaded without a restart
+        assert (await sol(routing))["unavailable_because"].startswith("out of office (training) until")
+
+        steps = await read_topic(bootstrap, topics.LIFECYCLE, where=lambda r: r.key.decode() == lead_id,
+                                 until=lambda found: any(r.type == "lead.assigned" for r in found))
+        [assigned] = [r.json() for r in steps if r.type == "lead.assigned"]
+        assert assigned["owner_id"] == SHIFT_REP and datetime.fromisoformat(assigned["at"]) >= back_at
+        assert datetime.fromisoformat(assigned["due_at"]) > datetime.fromisoformat(assigned["at"])
+        routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id,
+                                  until=lambda found: len(found) >= 2)
+        assert [(r.json()["assignment"]["owner_id"], r.json()["routing_data_version"]) for r in routed] == [
+            (f"queue:{SHIFT_TEAM}", first_version), (SHIFT_REP, await version(routing))]
+        held = (await routing.get(f"/v1/leads/{lead_id}/handoff", headers=KEY_HEADERS)).json()
+        assert held["owner_id"] == SHIFT_REP
+        assert datetime.fromisoformat(held["due_at"]) == datetime.fromisoformat(assigned["due_at"])
+
+
+async def test_availability_updates_are_checked_and_need_a_key(stack):
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), timeout=30) as routing:
+        now = datetime.now(UTC)
+        backwards = await routing.put(f"/v1/reps/{SHIFT_REP}/availability", headers=KEY_HEADERS, json={"away": [
+            {"starts_at": now.isoformat(), "ends_at": (now - timedelta(hours=1)).isoformat()}]})
+        assert backwards.status_code == 422 and "ends_at must come after starts_at" in backwards.text
+        nobody = await routing.put("/v1/reps/no.such.rep/availability", headers=KEY_HEADERS, json={"away": []})
+        assert nobody.status_code == 404
+        anonymous = await routing.put(f"/v1/reps/{SHIFT_REP}/availability", json={"away": []})
+        assert anonymous.status_code == 401
+        reload = await routing.post("/v1/routing-data/reload", headers=KEY_HEADERS)
+        assert reload.status_code == 200 and reload.json()["routing_data_version"] == await version(routing)
