@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit bench redrive replay rescore export asyncapi openapi schemas config-doc lock clean
+.PHONY: help install run test test-unit bench redrive replay rescore what-if export asyncapi openapi schemas config-doc lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ replay: $(STAMP) ## rebuild the reports from leads.lifecycle (REPLAY_ARGS="--sin
 
 rescore: $(STAMP) ## re-score open leads under the current rules.yaml (RESCORE_ARGS="--dry-run" first)
 	$(VENV)/bin/leadpipe-scoring rescore $(RESCORE_ARGS)
+
+what-if: $(STAMP) ## route past MQLs again under candidate files (WHATIF_ARGS="--since ISO --reps F --territories F")
+	$(VENV)/bin/leadpipe-routing what-if $(WHATIF_ARGS)
 
 export: $(STAMP) ## write leads.lifecycle to a file for analysts (EXPORT_ARGS="lifecycle.parquet --since ...")
 	$(VENV)/bin/leadpipe-reporting export $(or $(EXPORT_ARGS),lifecycle.jsonl)

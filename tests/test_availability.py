@@ -8,6 +8,8 @@ SHIFT_COUNTRY go to that team, which waits for its own reps.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +19,9 @@ import pytest
 
 from leadpipe_common import topics
 from leadpipe_common.testing.kafka import read_topic
-from leadpipe_common.testing.plugin import KEY_HEADERS, SHIFT_COUNTRY, SHIFT_REP, SHIFT_TEAM, write_test_reps
+from leadpipe_common.testing.plugin import (
+    KEY_HEADERS, SHIFT_COUNTRY, SHIFT_REP, SHIFT_TEAM, routing_files, write_test_reps,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,6 +47,7 @@ async def test_a_lead_nobody_can_take_waits_until_its_rep_is_on_shift_and_back_f
             httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
         assert (await sol(routing))["unavailable_because"] == "off shift"
         first_version = await version(routing)
+        started = datetime.now(UTC) - timedelta(seconds=1)
         answer = await capture.post("/v1/leads", json={
             "email": f"ada.{uuid.uuid4().hex[:8]}@novartis.com", "job_title": "Chief Marketing Officer",
             "country": SHIFT_COUNTRY, "offer": "demo"})
@@ -80,6 +85,16 @@ async def test_a_lead_nobody_can_take_waits_until_its_rep_is_on_shift_and_back_f
         held = (await routing.get(f"/v1/leads/{lead_id}/handoff", headers=KEY_HEADERS)).json()
         assert held["owner_id"] == SHIFT_REP
         assert datetime.fromisoformat(held["due_at"]) == datetime.fromisoformat(assigned["due_at"])
+
+    # What-if over this history with the reps file as it is now: Sol, on shift, would have had it at once.
+    env = {**stack.env(), "ROUTING_PORT": "0", "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-m", "routing", "what-if", "--since", started.isoformat(), "--reps",
+                           str(routing_files(stack.data_dir)["reps"])], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {tuple(cell.strip() for cell in line.split("│")[1:-1]) for line in done.stdout.splitlines()}
+    assert ("", SHIFT_REP, "1", "0", "+1") in rows and ("", f"queue:{SHIFT_TEAM}", "0", "1", "-1") in rows
+    assert "nothing was written" in done.stdout
 
 
 async def test_availability_updates_are_checked_and_need_a_key(stack):

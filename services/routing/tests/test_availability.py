@@ -5,11 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leadpipe_common.events import Attribution, Contact, Enrichment, LeadScored, Score, Sourced
+from leadpipe_common.events import Assignment, Attribution, Contact, Enrichment, LeadScored, Score, Sourced
 from routing.domain import (
     Away, Handoff, InvalidRoutingData, Placed, Presence, Waiting, breach, choose_route, overflow_chain,
     parse_routing_data, place, unavailable,
 )
+from routing.domain import PastLead, what_if
 
 OFFICE = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}
 ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}
@@ -174,3 +175,25 @@ def test_wrong_availability_settings_are_refused_with_the_entry_named(change, me
     raw = data([BERLIN, DESK]).model_dump()
     with pytest.raises(InvalidRoutingData, match=message):
         parse_routing_data({**raw, **change})
+
+
+def test_what_if_routes_a_known_history_again_and_names_every_violation():
+    # Ana works 09-17 in Berlin with room for one unanswered lead; the desk is always on; emea overflows to it.
+    candidate = data([{**BERLIN, "capacity": 1}, DESK],
+                     teams={"emea": {"when_nobody_available": "overflow", "overflow_to": "desk"}})
+    ten, eleven, night = MONDAY.replace(hour=9), MONDAY.replace(hour=10), MONDAY.replace(hour=21)
+    ana = Assignment(owner_id="ana", owner_name="Ana", team="emea", method="territory", reason="r")
+    history = [
+        PastLead(mql("DE"), ten, ana, answered_at=ten + timedelta(minutes=30)),  # answered: Ana is free again
+        PastLead(mql("DE"), eleven, ana),  # never answered: Ana is full from now on
+        PastLead(mql("DE"), eleven + timedelta(minutes=5), ana),  # over Ana's capacity
+        PastLead(mql("DE"), night, ana),  # off shift (and still full)
+        PastLead(mql("DE"), night + timedelta(minutes=1), None),  # not routed yet
+    ]
+    result = what_if(reversed(history), candidate)
+    assert result.leads == 5
+    assert result.rows() == [("desk", "dot", 3, 0), ("emea", "ana", 2, 4)]
+    assert result.team_totals() == {"desk": (3, 0), "emea": (2, 4)}
+    assert result.overflowed == 3
+    assert [(v.at, v.why) for v in result.violations] == [
+        (eleven + timedelta(minutes=5), "at capacity (1 unaccepted)"), (night, "off shift")]

@@ -43,8 +43,8 @@ class TopicScan:
         self._unfetched: set[TopicPartition] = set()
 
     async def __aenter__(self) -> TopicScan:
-        await self._consumer.start()
         try:
+            await self._consumer.start()
             for topic in self._topics:
                 known = self._consumer.partitions_for_topic(topic)
                 if not known:

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from leadpipe_common.cli import service_cli
 
+from routing.commands import add_commands
 from routing.settings import RoutingSettings
 
 cli = service_cli(
@@ -11,6 +12,7 @@ cli = service_cli(
     migrations_dir=Path(__file__).parent / "migrations",
     check=lambda s: s.files.load(),
 )
+add_commands(cli)
 
 if __name__ == "__main__":
     cli()

@@ -26,8 +26,8 @@ time is always an argument.
 The package's modules: ``reference`` (the data's schema), ``routes`` (route
 choice and the rotation), ``availability`` (who can take a lead now, and
 what a team does when nobody can), ``clock`` (working time), ``dispositions`` (the
-state machine), ``breaches`` (missed deadlines). Their public names are
-re-exported here.
+state machine), ``breaches`` (missed deadlines), ``whatif`` (past leads
+routed again under candidate data). Their public names are re-exported here.
 """
 
 from routing.domain.availability import (
@@ -44,12 +44,13 @@ from routing.domain.reference import (
     WorkingHours, parse_routing_data,
 )
 from routing.domain.routes import Route, choose_route, next_turn, queue_of, segment_of
+from routing.domain.whatif import PastLead, Violation, WhatIf, what_if
 
 __all__ = [
     "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
-    "InvalidRoutingData", "Merged", "Placed", "Presence", "Reasons", "Refused", "Rep", "Repeated", "Route",
-    "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Waiting", "WorkingHours",
+    "InvalidRoutingData", "Merged", "PastLead", "Placed", "Presence", "Reasons", "Refused", "Rep", "Repeated", "Route",
+    "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_time", "apply_disposition", "breach", "choose_route", "merge_into", "next_turn",
     "on_shift", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "remembered",
-    "segment_of", "unavailable",
+    "segment_of", "unavailable", "what_if",
 ]

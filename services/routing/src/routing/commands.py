@@ -1,0 +1,95 @@
+"""``leadpipe-routing what-if``: past MQLs routed again under candidate reps and territories files."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from aiokafka.errors import KafkaError
+
+from leadpipe_common.cli import load_settings
+
+from routing.domain import WhatIf, what_if
+from routing.settings import RoutingSettings
+from routing.whatif import read_history
+
+
+def add_commands(cli: typer.Typer) -> None:
+    @cli.command("what-if", help=(
+        "Route the past MQLs again under candidate reps and territories files, with the live rules. Prints, per "
+        "team and rep, how many leads each would have got against what they did get, and every real assignment "
+        "that breaks the candidate's working hours, holidays or capacity. Reads the topics; writes nothing."))
+    def what_if_command(
+        since: str = typer.Option(..., help="route again the MQLs scored since this moment (ISO date-time, UTC "
+                                            "unless zoned)"),
+        reps: Path | None = typer.Option(None, help="candidate reps file (default: ROUTING_REPS_FILE)",
+                                         exists=True, dir_okay=False),
+        territories: Path | None = typer.Option(None, help="candidate territories file (default: "
+                                                           "ROUTING_TERRITORIES_FILE)", exists=True, dir_okay=False),
+    ) -> None:
+        settings = load_settings(RoutingSettings)
+        moment = _moment(since)
+        files = settings.files
+        candidate = replace(files, reps=reps or files.reps, territories=territories or files.territories)
+        try:
+            reference = candidate.load()
+        except ValueError as exc:
+            typer.secho(str(exc), err=True, fg="red")
+            raise typer.Exit(2) from None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        with Progress(TextColumn("reading the history..."), BarColumn(), TextColumn("{task.completed:,} events"),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("scan", total=None)
+            try:
+                history = asyncio.run(read_history(settings, moment, lambda done, total: bar.update(
+                    task, completed=done, total=total)))
+            except (KafkaError, OSError, LookupError) as exc:
+                typer.secho(f"cannot read the topics at KAFKA_BOOTSTRAP_SERVERS ({settings.kafka_bootstrap_servers}):"
+                            f" {exc}", err=True, fg="red")
+                raise typer.Exit(1) from None
+        _report(what_if(history.leads, reference.data), moment, reference.version, candidate.reps,
+                candidate.territories, history.skipped)
+
+
+def _moment(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO date-time (2026-11-23T09:00Z)",
+                                 param_hint="--since") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _report(result: WhatIf, since: datetime, version: str, reps: Path, territories: Path, skipped: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True)
+    console.print(f"what-if: {result.leads:,} MQLs since {since.isoformat()} routed again under routing data "
+                  f"{version} (reps {reps}, territories {territories}); nothing was written"
+                  + (f"; {skipped:,} undecodable records passed over" if skipped else ""))
+    table = Table("team", "rep", "would get", "did get", "change")
+    totals = result.team_totals()
+    last_team = None
+    for team, owner, would, did in result.rows():
+        if team != last_team:
+            w, d = totals[team]
+            table.add_row(f"[bold]{team}[/bold]", "(team)", f"{w:,}", f"{d:,}", f"{w - d:+,}")
+            last_team = team
+        table.add_row("", owner, f"{would:,}", f"{did:,}", f"{would - did:+,}")
+    console.print(table)
+    queued = sum(n for (_, owner), n in result.would.items() if owner.startswith("queue:"))
+    console.print(f"{result.overflowed:,} would overflow to another team; {queued:,} would wait in a team's queue "
+                  "(out-of-office periods are not simulated)")
+    console.print(f"{len(result.violations):,} real assignments break the candidate data"
+                  + (":" if result.violations else ""))
+    if result.violations:
+        violations = Table("routed at", "lead", "rep", "team", "why")
+        for v in result.violations:
+            violations.add_row(v.at.isoformat(timespec="seconds"), str(v.lead_id), v.owner_id, v.team, v.why)
+        console.print(violations)

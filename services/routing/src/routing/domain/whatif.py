@@ -1,0 +1,120 @@
+"""What-if: past MQLs routed again under candidate routing data, beside what they did get.
+
+The candidate's routing is the live one (``choose_route``, ``place``): the
+rotation starts fresh, and a rep holds each lead from when it was routed
+until sales first answered it in reality (accepted, rejected, merged, or
+the deadline passed it on); out-of-office periods are not simulated (they
+live in the database, not in files). What happened is judged by the same
+rules: every real assignment the candidate data would not have made to that
+rep at that moment (off shift, on a holiday, at capacity, no longer a rep)
+is a violation.
+
+Pure: the history comes in as ``PastLead``s, in any order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from leadpipe_common.events import Assignment, LeadScored
+
+from routing.domain.availability import Placed, Presence, place, unavailable
+from routing.domain.reference import RoutingData
+from routing.domain.routes import choose_route
+
+
+@dataclass(frozen=True)
+class PastLead:
+    lead: LeadScored
+    #: When routing routed it (else when it was scored).
+    at: datetime
+    #: The assignment it got first; None: not routed (yet).
+    actual: Assignment | None = None
+    #: When its holder stopped holding it unanswered; None: still held.
+    answered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Violation:
+    at: datetime
+    lead_id: uuid.UUID
+    owner_id: str
+    team: str
+    why: str
+
+
+@dataclass
+class WhatIf:
+    leads: int = 0
+    #: (team, owner id) -> leads; a team's queue is owner ``queue:<team>``.
+    would: Counter[tuple[str, str]] = field(default_factory=Counter)
+    did: Counter[tuple[str, str]] = field(default_factory=Counter)
+    overflowed: int = 0
+    violations: list[Violation] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, str, int, int]]:
+        """(team, owner, would get, did get), by team then owner."""
+        keys = sorted(set(self.would) | set(self.did))
+        return [(team, owner, self.would[(team, owner)], self.did[(team, owner)]) for team, owner in keys]
+
+    def team_totals(self) -> dict[str, tuple[int, int]]:
+        totals: dict[str, tuple[int, int]] = {}
+        for team, _, would, did in self.rows():
+            w, d = totals.get(team, (0, 0))
+            totals[team] = (w + would, d + did)
+        return totals
+
+
+#: "Still held": later than any real moment.
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+class _Holdings:
+    """Leads held unanswered per rep, as of a moment that only moves forward (the history is walked in order)."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, list[datetime]] = {}
+
+    def add(self, rep_id: str, until: datetime | None) -> None:
+        heapq.heappush(self._until.setdefault(rep_id, []), until or _NEVER)
+
+    def at(self, now: datetime) -> dict[str, int]:
+        for heap in self._until.values():
+            while heap and heap[0] <= now:
+                heapq.heappop(heap)
+        return {rep_id: len(heap) for rep_id, heap in self._until.items()}
+
+
+def what_if(history: Iterable[PastLead], data: RoutingData) -> WhatIf:
+    """Route ``history`` again under ``data``; count what each team and rep would get and did get."""
+    out = WhatIf()
+    states: dict[str, dict[str, int]] = {}
+    would_hold, did_hold = _Holdings(), _Holdings()
+    for past in sorted(history, key=lambda p: p.at):
+        out.leads += 1
+        lead, at = past.lead, past.at
+        placed = place(choose_route(lead, data), data, states, at, Presence(held=would_hold.at(at)))
+        if isinstance(placed, Placed):
+            if placed.rotation is not None:
+                states[placed.team] = placed.rotation
+            would_hold.add(placed.rep.id, past.answered_at)
+            out.overflowed += placed.assignment.method == "overflow"
+        out.would[(placed.assignment.team, placed.assignment.owner_id)] += 1
+        real = past.actual
+        if real is None:
+            continue
+        out.did[(real.team, real.owner_id)] += 1
+        if real.method == "queue":
+            continue
+        rep = data.rep(real.owner_id)
+        why = ("not a rep in the candidate reps file" if rep is None
+               else unavailable(rep, data, at, Presence(held=did_hold.at(at))))
+        if why is not None:
+            out.violations.append(Violation(at, lead.lead_id, real.owner_id, real.team, why))
+        did_hold.add(real.owner_id, past.answered_at)
+    return out
