@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from leadpipe_common.testing.plugin import (
-    KEY_HEADERS, WEBHOOK_DOWN_SOURCE, WEBHOOK_GONE_SOURCE, WEBHOOK_SOURCE, receiver_log,
+    KEY_HEADERS, WEBHOOK_API_SOURCE, WEBHOOK_DOWN_SOURCE, WEBHOOK_GONE_SOURCE, WEBHOOK_SOURCE, receiver_log,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -143,3 +143,51 @@ async def test_a_delivery_given_up_after_its_window_is_sent_again_when_redriven(
     command = subprocess.run([sys.executable, "-m", "delivery", "redrive", "--subscription", "test-down"],
                              env={**stack.env(), "DELIVERY_PORT": "0"}, capture_output=True, text=True, timeout=60)
     assert command.returncode == 0 and "0 dead deliveries queued again for test-down" in command.stdout, command
+
+
+async def test_a_subscription_made_through_the_api_shows_its_secret_once_and_rotates_it(stack, db):
+    import sqlalchemy as sa
+    import yaml
+
+    hooks = yaml.safe_load((stack.data_dir / "subscriptions.yaml").read_text())["subscriptions"][0]["url"]
+    secrets_file = receiver_log(stack.data_dir).with_name("receiver.jsonl.secrets")
+    async with httpx.AsyncClient(base_url=url(stack, "delivery"), headers=KEY_HEADERS) as delivery, \
+            httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        async def lead_delivered() -> str:
+            lead = (await capture.post("/v1/leads", json={"email": f"api.{uuid.uuid4().hex[:6]}@stripe.com",
+                                                          **SALES_READY, "utm_source": WEBHOOK_API_SOURCE})).json()
+            await until(lambda: any(r["answer"] == 204 for r in of_lead(received(stack), lead["lead_id"])))
+            return lead["lead_id"]
+
+        body = {"id": "api-crm", "url": hooks.replace("/hooks", "/api"), "events": ["lead.routed"],
+                "filter": {"source": WEBHOOK_API_SOURCE}}
+        made = await delivery.post("/v1/subscriptions", json=body)
+        assert made.status_code == 201, made.text
+        first = made.json()["secret"]
+        assert first.startswith("whsec_") and made.json()["source"] == "api"
+        listed = await delivery.get("/v1/subscriptions")
+        assert first not in listed.text and {"id": "api-crm", "signing_secrets": 1, "source": "api"}.items() <= \
+            next(s for s in listed.json() if s["id"] == "api-crm").items()
+        async with db.connect() as conn:
+            stored = (await conn.execute(sa.text("SELECT secrets::text FROM delivery.subscriptions "
+                                                 "WHERE id = 'api-crm'"))).scalar_one()
+        assert first.removeprefix("whsec_") not in stored  # sealed, never in clear
+
+        secrets_file.write_text(first + "\n")
+        signed_with_first = await lead_delivered()
+        rotated = await delivery.post("/v1/subscriptions/api-crm/secrets", json={"previous_valid_hours": 0})
+        assert rotated.status_code == 200, rotated.text
+        secrets_file.write_text(rotated.json()["secret"] + "\n")  # the receiver knows only the new one now
+        signed_with_second = await lead_delivered()
+        for lead in (signed_with_first, signed_with_second):
+            assert {r["answer"] for r in of_lead(received(stack), lead)} == {204}  # never a bad signature
+
+        assert (await delivery.post("/v1/subscriptions", json=body)).status_code == 409
+        assert (await delivery.post("/v1/subscriptions", json={**body, "id": "test-crm"})).status_code == 409
+        wrong = await delivery.post("/v1/subscriptions", json={**body, "id": "x", "events": ["lead.captured"]})
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "events"
+        assert (await delivery.delete("/v1/subscriptions/test-crm")).status_code == 409  # the file's
+        assert (await delivery.delete("/v1/subscriptions/api-crm")).status_code == 200
+        assert "api-crm" not in {s["id"] for s in (await delivery.get("/v1/subscriptions")).json()}
+        assert (await delivery.post("/v1/subscriptions", json=body, headers={"Authorization": ""})).status_code \
+            == 401

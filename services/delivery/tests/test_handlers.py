@@ -8,6 +8,7 @@ from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from delivery.domain import parse_subscriptions
 from delivery.handlers import Delivery, handle_deliverable
+from delivery.subscriptions import SubscriptionBook
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -38,7 +39,7 @@ async def test_a_disposition_is_queued_once_for_each_subscription_that_wants_it_
     accepted, enriched = factories.envelope(topics.LIFECYCLE, step("accepted")), factories.envelope(
         topics.LIFECYCLE, step("enriched"))
     async with uow:
-        outcomes = await handle_deliverable(uow, [accepted, enriched], Delivery(SUBS, clock=lambda: NOW, http=None))
+        outcomes = await handle_deliverable(uow, [accepted, enriched], Delivery(SubscriptionBook(SUBS, None, allow_private=False), clock=lambda: NOW, http=None))
     assert outcomes == {accepted.id: [], enriched.id: []}  # nothing is produced
     [row] = uow.store.rows  # the enrichment step is no disposition; slack's filter wants team na
     assert (row["subscription_id"], row["event_id"], row["next_at"]) == ("crm", accepted.id, NOW)

@@ -1,23 +1,29 @@
-"""delivery's HTTP API: what was sent for a lead, and the subscriptions in force."""
+"""delivery's HTTP API: what was sent for a lead; the subscriptions in force, and making, rotating and deleting
+them (their secrets made here, answered once, stored sealed: ``delivery.subscriptions``)."""
 
 from __future__ import annotations
 
+import os
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from leadpipe_common.auth import needs
-from leadpipe_common.http import Problem, problem_responses
+from leadpipe_common.auth import Principal, needs
+from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
+from delivery.domain import DELIVERABLE, Subscription, new_secret, parse_subscription
 from delivery.handlers import Delivery
 from delivery.store import DeliveryStore
+from delivery.subscriptions import SecretBox, SubscriptionBook, opened_secrets, sealed_secrets
 
 DeliveryRuntime = Annotated[Runtime[Delivery, DeliveryStore], Depends(runtime)]
 router = APIRouter(tags=["deliveries"], responses=problem_responses(401, 403, 422))
+log = structlog.get_logger(__name__)
 
 
 class Attempt(BaseModel):
@@ -54,18 +60,144 @@ class SubscriptionState(BaseModel):
     url: str
     events: list[str]
     filter: dict[str, list[str]]
-    #: A receiver answered 410 Gone: nothing is sent until it is redriven.
+    retry_hours: float | None
+    #: ``file`` (DELIVERY_SUBSCRIPTIONS_FILE: edit the file) or ``api`` (made, rotated and deleted here).
+    source: str
+    #: How many secrets sign each delivery now (more than one during a rotation); never the secrets.
+    signing_secrets: int
+    #: A receiver answered 410 Gone: nothing is sent until it is switched back on.
     disabled: bool
+
+
+def _state(sub: Subscription, book: SubscriptionBook, off: set[str]) -> dict[str, Any]:
+    return {"id": sub.id, "url": sub.url, "events": sorted(sub.events),
+            "filter": {k: sorted(v) for k, v in sub.filter.items()}, "retry_hours": sub.retry_hours,
+            "source": book.source(sub.id), "signing_secrets": len(sub.secrets), "disabled": sub.id in off}
 
 
 @router.get("/v1/subscriptions", summary="The subscriptions in force (never their secrets)",
             response_model=list[SubscriptionState], dependencies=[needs("admin")])
 async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
+    book = rt.context.subscriptions
     async with rt.unit_of_work() as uow:
+        if book.box is not None:  # this process may not have seen another's change yet
+            book.load(await uow.store.api_subscriptions(), rt.context.clock())
         off = await uow.store.disabled_ids()
-    return [{"id": s.id, "url": s.url, "events": sorted(s.events),
-             "filter": {k: sorted(v) for k, v in s.filter.items()}, "disabled": s.id in off}
-            for s in rt.context.subscriptions.values()]
+    return [_state(s, book, off) for s in book.values()]
+
+
+class NewSubscription(BaseModel):
+    """A webhook to send lead events to; its signing secret is made by leadpipe and shown once."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,100}$", description="a name of your choice")
+    url: str = Field(max_length=2000, description="the receiver (private addresses are refused unless "
+                                                  "DELIVERY_ALLOW_PRIVATE_TARGETS=true)")
+    events: list[str] = Field(min_length=1, description=f"any of {', '.join(DELIVERABLE)}")
+    filter: dict[str, str | list[str]] = Field(default_factory=dict, description="team, owner, grade, source: "
+                                                                                  "a value or a list")
+    retry_hours: float | None = Field(None, gt=0, le=24 * 30, description="how long a failing delivery is "
+                                                                         "retried (default DELIVERY_RETRY_HOURS)")
+
+
+class WithSecret(SubscriptionState):
+    #: Shown once: leadpipe keeps it sealed and never shows it again. Give it to the receiver now.
+    secret: str
+
+
+class Rotation(BaseModel):
+    previous_valid_hours: float = Field(24, ge=0, le=24 * 30, description="how long the secrets in use now keep "
+                                                                          "signing beside the new one (0: stop now)")
+
+
+class Rotated(BaseModel):
+    id: str
+    #: Shown once, like a new subscription's.
+    secret: str
+    previous_valid_until: datetime
+
+
+class Deleted(BaseModel):
+    id: str
+    #: Deliveries still waiting, now dead with "subscription deleted".
+    dropped: int
+
+
+def _box(rt: Runtime[Delivery, DeliveryStore]) -> SecretBox:
+    box = rt.context.subscriptions.box
+    if box is None:
+        raise Problem(503, "subscriptions cannot be made through the API until DELIVERY_SECRETS_KEY (or "
+                           "LEADPIPE_SESSION_SECRET) is set: their secrets are stored sealed with it")
+    return box
+
+
+def _api_made(rt: Runtime[Delivery, DeliveryStore], subscription_id: str) -> None:
+    if subscription_id in rt.context.subscriptions.from_file:
+        raise Problem(409, f"subscription {subscription_id!r} is defined in DELIVERY_SUBSCRIPTIONS_FILE: change "
+                           "it there")
+
+
+@router.post("/v1/subscriptions", summary="Subscribe a webhook; its secret is answered once", status_code=201,
+             response_model=WithSecret, responses=problem_responses(409, 503, _409="the id is taken"))
+async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
+                              who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
+    box, book, now = _box(rt), rt.context.subscriptions, rt.context.clock()
+    secret = new_secret(os.urandom(32))
+    try:
+        sub = parse_subscription({**body.model_dump(), "secrets": [secret]}, "body", allow_private=book.allow_private)
+    except ValueError as exc:
+        field, _, reason = str(exc).partition(": ")
+        raise Problem(422, str(exc), [FieldProblem(field.removeprefix("body."), reason)]) from None
+    if sub.id in book:
+        raise Problem(409, f"a subscription {sub.id!r} exists", [FieldProblem("id", "is taken")])
+    async with rt.unit_of_work() as uow:
+        made = await uow.store.add_subscription({
+            "id": sub.id, "url": sub.url, "events": sorted(sub.events), "retry_hours": sub.retry_hours,
+            "filter": {k: sorted(v) for k, v in sub.filter.items()}, "secrets": sealed_secrets(box, [(secret, None)]),
+            "created_by": who.name, "created_at": now, "updated_at": now})
+        if not made:
+            raise Problem(409, f"a subscription {sub.id!r} exists", [FieldProblem("id", "is taken")])
+        await uow.commit()
+        book.load(await uow.store.api_subscriptions(), now)
+    log.info("subscription made through the API", subscription=sub.id, by=who.name)
+    return {**_state(sub, book, set()), "secret": secret}
+
+
+@router.post("/v1/subscriptions/{subscription_id}/secrets",
+             summary="Rotate a subscription's secret: a new one signs from now, beside the old for a while",
+             response_model=Rotated, responses=problem_responses(404, 409, 503, _409="defined in the file"))
+async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntime,
+                        who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
+    box, book, now = _box(rt), rt.context.subscriptions, rt.context.clock()
+    _api_made(rt, subscription_id)
+    secret = new_secret(os.urandom(32))
+    until = now + timedelta(hours=body.previous_valid_hours)
+    async with rt.unit_of_work() as uow:
+        row = await uow.store.subscription_row(subscription_id)
+        if row is None:
+            raise Problem(404, f"no subscription {subscription_id!r}")
+        kept = [(s, min(at, until) if at else until) for s, at in opened_secrets(box, row["secrets"])
+                if (at is None or at > now) and until > now]
+        await uow.store.set_secrets(subscription_id, sealed_secrets(box, [*kept, (secret, None)]), now)
+        await uow.commit()
+        book.load(await uow.store.api_subscriptions(), now)
+    log.info("subscription secret rotated", subscription=subscription_id, by=who.name, previous_until=until)
+    return {"id": subscription_id, "secret": secret, "previous_valid_until": until}
+
+
+@router.delete("/v1/subscriptions/{subscription_id}", summary="Delete a subscription made through the API",
+               response_model=Deleted, responses=problem_responses(404, 409, _409="defined in the file"))
+async def delete_subscription(subscription_id: str, rt: DeliveryRuntime,
+                              who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
+    _api_made(rt, subscription_id)
+    now = rt.context.clock()
+    async with rt.unit_of_work() as uow:
+        dropped = await uow.store.remove_subscription(subscription_id, now)
+        if dropped is None:
+            raise Problem(404, f"no subscription {subscription_id!r}")
+        await uow.commit()
+        rt.context.subscriptions.load(await uow.store.api_subscriptions(), now)
+    log.info("subscription deleted", subscription=subscription_id, by=who.name, dropped=dropped)
+    return {"id": subscription_id, "dropped": dropped}
 
 
 class RedriveRequest(BaseModel):
@@ -99,7 +231,7 @@ class Enabled(BaseModel):
              dependencies=[needs("admin")], responses=problem_responses(404, _404="no such subscription"))
 async def enable(subscription_id: str, rt: DeliveryRuntime) -> dict[str, Any]:
     if subscription_id not in rt.context.subscriptions:
-        raise Problem(404, f"no subscription {subscription_id!r} in the subscriptions file")
+        raise Problem(404, f"no subscription {subscription_id!r}")
     async with rt.unit_of_work() as uow:
         was = await uow.store.enable(subscription_id)
         await uow.commit()

@@ -13,6 +13,7 @@ from delivery.domain import Subscription, parse_subscriptions
 from delivery.handlers import Delivery
 from delivery.service import SERVICE
 from delivery.settings import DeliverySettings
+from delivery.subscriptions import SecretBox, SubscriptionBook
 
 
 def load_subscriptions(path: Path, *, allow_private: bool) -> dict[str, Subscription]:
@@ -24,8 +25,15 @@ def load_subscriptions(path: Path, *, allow_private: bool) -> dict[str, Subscrip
         raise ValueError(f"{path}: {exc}") from None
 
 
+def secret_box(settings: DeliverySettings) -> SecretBox | None:
+    return SecretBox.from_secrets(
+        settings.secrets_key.get_secret_value() if settings.secrets_key else None,
+        settings.session_secret.get_secret_value() if settings.session_secret else None)
+
+
 def create_app(settings: DeliverySettings | None = None) -> FastAPI:
     settings = settings or DeliverySettings()
-    subscriptions = load_subscriptions(settings.subscriptions_file, allow_private=settings.allow_private_targets)
-    return consumer_app(SERVICE, settings,
-                        lambda clients: Delivery(subscriptions, clock=utc_now, http=clients.http))
+    book = SubscriptionBook(load_subscriptions(settings.subscriptions_file,
+                                               allow_private=settings.allow_private_targets),
+                            secret_box(settings), allow_private=settings.allow_private_targets)
+    return consumer_app(SERVICE, settings, lambda clients: Delivery(book, clock=utc_now, http=clients.http))

@@ -64,7 +64,8 @@ class Dispatcher(BackgroundLoop):
         self._max = max_in_flight
         self._per_sub = per_subscription
         self._allow_private = allow_private
-        self._signers = {sub.id: [Webhook(s) for s in sub.secrets] for sub in subscriptions.values()}
+        # Subscriptions change (the admin API, a rotation): signers are made per set of secrets, and kept.
+        self._signers: dict[tuple[str, ...], list[Webhook]] = {}
         self._in_flight: Tally[str] = Tally()
         self._tasks: set[asyncio.Task[None]] = set()
         self._gauged_at = float("-inf")
@@ -100,7 +101,10 @@ class Dispatcher(BackgroundLoop):
             await asyncio.wait(self._tasks, timeout=self._total_s + 1)
 
     async def _attempt(self, d: Claimed) -> None:
-        sub = self._subs[d.subscription_id]
+        sub = self._subs.get(d.subscription_id)
+        if sub is None:  # deleted since the claim: its deliveries are dead already, and the lease lapses
+            self._in_flight[d.subscription_id] -= 1
+            return
         started, at = time.perf_counter(), self._clock()
         status: int | None = None
         error: str | None = None
@@ -112,7 +116,7 @@ class Dispatcher(BackgroundLoop):
                 error = f"refused: {refused}"
             else:
                 async with asyncio.timeout(self._total_s):
-                    reply = await self._client.post(sub.url, content=d.body, headers=self._headers(d, at),
+                    reply = await self._client.post(sub.url, content=d.body, headers=self._headers(d, sub, at),
                                                     timeout=self._timeout)
                 status, response = reply.status_code, reply.text[:2000]
                 retry_after = retry_after_s(reply.headers.get("retry-after"), at)
@@ -144,10 +148,13 @@ class Dispatcher(BackgroundLoop):
                         status=status, error=error)
         self.wake()  # the lead's next delivery may be due now
 
-    def _headers(self, d: Claimed, at: datetime) -> dict[str, str]:
+    def _headers(self, d: Claimed, sub: Subscription, at: datetime) -> dict[str, str]:
         body = d.body.decode()
         msg_id = str(d.event_id)
-        signatures = " ".join(signer.sign(msg_id, at, body) for signer in self._signers[d.subscription_id])
+        signers = self._signers.get(sub.secrets)
+        if signers is None:
+            signers = self._signers[sub.secrets] = [Webhook(s) for s in sub.secrets]
+        signatures = " ".join(signer.sign(msg_id, at, body) for signer in signers)
         return {"content-type": "application/cloudevents+json", "webhook-id": msg_id,
                 "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signatures,
                 "user-agent": "leadpipe-delivery/1"}

@@ -91,6 +91,18 @@ def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscri
                         retry_hours=float(retry_hours) if retry_hours is not None else None)
 
 
+def new_secret(random_bytes: bytes) -> str:
+    """A Standard Webhooks secret made of ``random_bytes`` (24 or more, from ``os.urandom``)."""
+    if len(random_bytes) < 24:
+        raise ValueError("a webhook secret needs at least 24 random bytes")
+    return "whsec_" + base64.b64encode(random_bytes).decode()
+
+
+def live_secrets(secrets: Sequence[tuple[str, datetime | None]], now: datetime) -> tuple[str, ...]:
+    """The secrets that still sign at ``now``: those without an expiry, and those whose expiry is ahead."""
+    return tuple(secret for secret, expires_at in secrets if expires_at is None or expires_at > now)
+
+
 def _valid_secret(secret: Any) -> bool:
     if not isinstance(secret, str) or not secret.startswith("whsec_"):
         return False

@@ -7,7 +7,7 @@ service needs no inbox; nothing is produced.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,15 +17,17 @@ from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, structured
 from leadpipe_common.uow import UnitOfWork
 
-from delivery.domain import Subscription, wants
+from delivery.domain import wants
 from delivery.store import DeliveryStore
+from delivery.subscriptions import SubscriptionBook
 
 
 @dataclass(frozen=True)
 class Delivery:
     """What delivery's handler and dispatcher need besides the store."""
 
-    subscriptions: Mapping[str, Subscription]
+    #: The file's and the admin API's, kept current (``delivery.subscriptions``).
+    subscriptions: SubscriptionBook
     clock: Callable[[], datetime]
     http: httpx.AsyncClient
 
@@ -33,6 +35,8 @@ class Delivery:
 async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Envelope],
                              ctx: Delivery) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
+    if not ctx.subscriptions.loaded:
+        ctx.subscriptions.load(await uow.store.api_subscriptions(), now)
     rows = []
     for env in batch:
         targets = [sub for sub in ctx.subscriptions.values() if wants(sub, env.data)]

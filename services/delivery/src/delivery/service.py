@@ -15,6 +15,7 @@ from delivery.handlers import (
     handle_lead_sla_breached, handle_lead_stage_changed,
 )
 from delivery.store import DeliveryStore
+from delivery.subscriptions import BookRefresh
 
 _DELIVERABLE = {t.encode() for t in DELIVERABLE}
 
@@ -47,5 +48,9 @@ SERVICE: Service[Delivery, DeliveryStore] = Service(
     select=deliverable_record,
     store=DeliveryStore,
     routes=[router],
-    background=lambda rt: [dispatcher(rt)],
+    background=lambda rt: [
+        dispatcher(rt),
+        BookRefresh(rt.context.subscriptions, rt.unit_of_work, rt.context.clock,
+                    every_s=rt.settings.subscriptions_refresh_s),  # type: ignore[attr-defined]
+    ],
 )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from leadpipe_common.settings import ConsumerSettings
@@ -28,3 +28,9 @@ class DeliverySettings(ConsumerSettings):
     per_subscription: int = Field(8, ge=1, description="attempts under way at once to one subscription: a slow "
                                                        "receiver never takes every slot")
     dispatch_idle_s: float = Field(0.5, gt=0, description="how often to look for due deliveries when idle")
+    secrets_key: SecretStr | None = Field(
+        None, description="seals the webhook secrets of subscriptions made through the admin API (Fernet keys, "
+                          "comma-separated: the first seals, all open; unset: derived from "
+                          "`LEADPIPE_SESSION_SECRET`, which `make run` sets)")
+    subscriptions_refresh_s: float = Field(5, gt=0, description="how often each process reloads the "
+                                                                "subscriptions made through the admin API")

@@ -1,5 +1,5 @@
-"""delivery's tables: the durable queue of deliveries, every attempt, and which subscriptions a receiver
-switched off (``410 Gone``).
+"""delivery's tables: the durable queue of deliveries, every attempt, which subscriptions a receiver
+switched off (``410 Gone``), and the subscriptions made through the admin API (their secrets sealed).
 
 Guarantees: a delivery is enqueued once per (subscription, event) whatever
 the redeliveries of the event; only the oldest pending delivery of each
@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 SCHEMA = "delivery"
@@ -64,6 +64,20 @@ disabled = sa.Table(
     sa.Column("subscription_id", sa.Text, primary_key=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", ARRAY(sa.Text), nullable=False),
+    sa.Column("filter", JSONB, nullable=False, server_default="{}"),
+    sa.Column("retry_hours", sa.Float),
+    sa.Column("secrets", JSONB, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 _CLAIM = sa.text(
@@ -164,6 +178,38 @@ class DeliveryStore:
                  "status": r.status, "created_at": r.created_at, "next_at": r.next_at if r.status == "pending" else None,
                  "last_status": r.last_status, "last_error": r.last_error, "attempts": by_seq.get(r.seq, [])}
                 for r in rows]
+
+    async def api_subscriptions(self) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in await self._conn.execute(sa.select(subscriptions).order_by(subscriptions.c.id))]
+
+    async def add_subscription(self, row: dict[str, Any]) -> bool:
+        """False when the id is taken."""
+        done = await self._conn.execute(insert(subscriptions).values(**row).on_conflict_do_nothing()
+                                        .returning(subscriptions.c.id))
+        return bool(done.all())
+
+    async def subscription_row(self, subscription_id: str) -> dict[str, Any] | None:
+        row = (await self._conn.execute(sa.select(subscriptions).where(subscriptions.c.id == subscription_id)
+                                        .with_for_update())).first()
+        return dict(row._mapping) if row else None
+
+    async def set_secrets(self, subscription_id: str, sealed: list[dict[str, Any]], at: datetime) -> None:
+        await self._conn.execute(subscriptions.update().where(subscriptions.c.id == subscription_id)
+                                 .values(secrets=sealed, updated_at=at))
+
+    async def remove_subscription(self, subscription_id: str, at: datetime) -> int | None:
+        """Delete it; its undelivered deliveries become dead ("subscription deleted"): how many. None: no such
+        subscription."""
+        gone = await self._conn.execute(subscriptions.delete().where(subscriptions.c.id == subscription_id)
+                                        .returning(subscriptions.c.id))
+        if not gone.all():
+            return None
+        await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id))
+        dropped = await self._conn.execute(
+            deliveries.update().where(deliveries.c.subscription_id == subscription_id,
+                                      deliveries.c.status == "pending")
+            .values(status="dead", done_at=at, last_error="subscription deleted").returning(deliveries.c.seq))
+        return len(dropped.all())
 
     async def oldest_waiting(self) -> dict[str, float]:
         """Per subscription, the age in seconds of its oldest pending delivery."""

@@ -70,6 +70,8 @@ WEBHOOK_GONE_SOURCE = "webhook-gone"
 #: ... and with this one, to its /broken (500 until fixed), under a retry window of seconds.
 WEBHOOK_DOWN_SOURCE = "webhook-down"
 DOWN_RETRY_HOURS = 0.0015
+#: ... and with this one, to subscriptions the tests make through the admin API (the receiver's /api).
+WEBHOOK_API_SOURCE = "webhook-api"
 
 
 def receiver_log(data_dir: Path) -> Path:

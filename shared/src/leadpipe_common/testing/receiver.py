@@ -5,7 +5,9 @@ real peer. Every delivery is verified with the ``standardwebhooks`` package
 (a bad signature is answered ``400`` and logged as such). Per ``webhook-id``
 the attempts go: ``500``, then a reply slower than the sender's timeout, then
 ``429`` with ``Retry-After: 1``, then ``204``. Under ``/gone`` it answers ``410``; under ``/broken``,
-``500`` until a file ``<log>.fixed`` exists, then ``204``.
+``500`` until a file ``<log>.fixed`` exists, then ``204``. Under ``/api`` (subscriptions made through the
+admin API, whose secrets the test learns only then) deliveries verify against the secrets listed one per line
+in ``<log>.secrets`` and are answered ``204`` at once.
 Each request is one JSON line in ``--log``: the path, the attempt number, the
 webhook-id, whether the signature held, what was answered, and the event.
 """
@@ -35,21 +37,33 @@ def main() -> None:
     seen: dict[str, int] = {}
     lock = threading.Lock()
 
+    def api_verifiers() -> list[Webhook]:
+        try:
+            with open(args.log + ".secrets", encoding="utf-8") as f:
+                return [Webhook(line.strip()) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
     class Receiver(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             msg_id = self.headers.get("webhook-id", "")
             with lock:
                 seen[msg_id] = attempt = seen.get(msg_id, 0) + 1
-            try:
-                event = verifier.verify(body, {k.lower(): v for k, v in self.headers.items()})
-                signed = True
-            except WebhookVerificationError:
-                event, signed = None, False
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            event, signed = None, False
+            for candidate in (api_verifiers() if self.path == "/api" else [verifier]):
+                try:
+                    event, signed = candidate.verify(body, headers), True
+                    break
+                except WebhookVerificationError:
+                    pass
             if self.path == "/gone":
                 answer: int | str = 410
             elif not signed:
                 answer = 400
+            elif self.path == "/api":
+                answer = 204
             elif self.path == "/broken":
                 answer = 204 if os.path.exists(args.log + ".fixed") else 500
             else:

@@ -1,0 +1,140 @@
+"""The subscriptions in force: the file's, and those made through the admin API (in Postgres, secrets sealed).
+
+Guarantees: a secret made through the API is generated here from 32 random
+bytes, shown once in the answer that made it, and stored only sealed
+(Fernet: AES-128-CBC with HMAC-SHA256) under ``DELIVERY_SECRETS_KEY``, or a
+key derived from ``LEADPIPE_SESSION_SECRET``; it is never logged. Several
+comma-separated keys may be given: the first seals, all open (key rotation).
+Every delivery process reloads the API's subscriptions every
+``DELIVERY_SUBSCRIPTIONS_REFRESH_S``, and the process that made a change at
+once; events consumed before a subscription is in force in a process are not
+sent to it. The handler reads them before its first batch, so a restart
+never consumes events without them. A secret replaced by a rotation keeps signing until its expiry,
+so receivers switch over at their pace. A stored subscription that cannot be
+opened (the key changed) is logged and left out, never sent unsigned.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import structlog
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from leadpipe_common.outbox import BackgroundLoop
+
+from delivery.domain import Subscription, live_secrets, parse_subscription
+
+log = structlog.get_logger(__name__)
+
+
+class SecretBox:
+    """Seals webhook secrets for the database and opens them again."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        self._fernet = MultiFernet([Fernet(k) for k in keys])
+
+    @classmethod
+    def from_secrets(cls, secrets_key: str | None, session_secret: str | None) -> SecretBox | None:
+        """From ``DELIVERY_SECRETS_KEY`` (Fernet keys, comma-separated), else derived from the session secret;
+        None when neither is set (subscriptions then come from the file only). Raises ValueError for a bad key."""
+        if secrets_key:
+            keys = [k.strip().encode() for k in secrets_key.split(",") if k.strip()]
+            try:
+                return cls(keys)
+            except ValueError:
+                raise ValueError("DELIVERY_SECRETS_KEY: each key must be 32 url-safe base64-encoded bytes "
+                                 "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key()"
+                                 ".decode())')") from None
+        if session_secret:
+            # Its own key, so nothing sealed here can pass for a session cookie signed with the same secret.
+            derived = hmac.new(session_secret.encode(), b"leadpipe delivery webhook secrets", hashlib.sha256)
+            return cls([base64.urlsafe_b64encode(derived.digest())])
+        return None
+
+    def seal(self, secret: str) -> str:
+        return self._fernet.encrypt(secret.encode()).decode()
+
+    def open(self, sealed: str) -> str:
+        return self._fernet.decrypt(sealed.encode()).decode()
+
+
+def sealed_secrets(box: SecretBox, secrets: list[tuple[str, datetime | None]]) -> list[dict[str, Any]]:
+    return [{"sealed": box.seal(s), "expires_at": at.isoformat() if at else None} for s, at in secrets]
+
+
+def opened_secrets(box: SecretBox, sealed: list[dict[str, Any]]) -> list[tuple[str, datetime | None]]:
+    return [(box.open(s["sealed"]), datetime.fromisoformat(s["expires_at"]) if s["expires_at"] else None)
+            for s in sealed]
+
+
+class SubscriptionBook(Mapping[str, Subscription]):
+    """Every subscription in force, by id: the file's and the API's (an id is never in both)."""
+
+    def __init__(self, from_file: Mapping[str, Subscription], box: SecretBox | None, *, allow_private: bool) -> None:
+        self.from_file = dict(from_file)
+        self.box = box
+        self.allow_private = allow_private
+        self._all: dict[str, Subscription] = dict(from_file)
+        #: The API's subscriptions were read at least once (a handler reads them first if not).
+        self.loaded = box is None
+
+    def __getitem__(self, key: str) -> Subscription:
+        return self._all[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def source(self, subscription_id: str) -> str:
+        return "file" if subscription_id in self.from_file else "api"
+
+    def load(self, rows: list[dict[str, Any]], now: datetime) -> None:
+        """Put the API's subscriptions (rows of ``delivery.subscriptions``) in force beside the file's."""
+        made: dict[str, Subscription] = {}
+        for row in rows:
+            if row["id"] in self.from_file or self.box is None:
+                continue
+            try:
+                secrets = live_secrets(opened_secrets(self.box, row["secrets"]), now)
+                made[row["id"]] = parse_subscription(
+                    {"id": row["id"], "url": row["url"], "secrets": list(secrets), "events": list(row["events"]),
+                     "filter": row["filter"], "retry_hours": row["retry_hours"]},
+                    f"subscription {row['id']}", allow_private=self.allow_private)
+            except InvalidToken:
+                log.error("a subscription's secrets cannot be opened with DELIVERY_SECRETS_KEY; left out",
+                          subscription=row["id"])
+            except ValueError as exc:
+                log.error("a stored subscription is invalid; left out", subscription=row["id"], error=str(exc))
+        self._all = {**self.from_file, **made}
+        self.loaded = True
+
+
+class BookRefresh(BackgroundLoop):
+    """Reloads the API's subscriptions, so a change made through another process takes effect here too."""
+
+    name = "delivery-subscriptions-refresh"
+
+    def __init__(self, book: SubscriptionBook, unit_of_work: Callable[[], Any], clock: Callable[[], datetime],
+                 every_s: float) -> None:
+        super().__init__(batch_max=1, idle_s=every_s)
+        self._book, self._uow, self._clock = book, unit_of_work, clock
+
+    async def step(self) -> int:
+        await refresh(self._book, self._uow, self._clock())
+        return 0
+
+
+async def refresh(book: SubscriptionBook, unit_of_work: Callable[[], Any], now: datetime) -> None:
+    if book.box is None:
+        return
+    async with unit_of_work() as uow:
+        rows = await uow.store.api_subscriptions()
+    book.load(rows, now)

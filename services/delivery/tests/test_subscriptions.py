@@ -1,0 +1,68 @@
+"""Subscriptions made through the admin API: secrets made here, sealed at rest, rotated with an overlap."""
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.fernet import Fernet
+
+from delivery.domain import live_secrets, new_secret, parse_subscription, parse_subscriptions
+from delivery.subscriptions import SecretBox, SubscriptionBook, opened_secrets, sealed_secrets
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+FILE = parse_subscriptions({"subscriptions": [
+    {"id": "crm", "url": "https://crm.example.com/h", "secrets": [new_secret(bytes(32))], "events": ["lead.routed"]},
+]}, allow_private=False)
+
+
+def row(box, sub_id="slack", secrets=None):
+    return {"id": sub_id, "url": "https://hooks.example.com/s", "events": ["lead.queued"], "filter": {"team": ["na"]},
+            "retry_hours": None, "secrets": sealed_secrets(box, secrets or [(new_secret(os.urandom(32)), None)])}
+
+
+def test_a_new_secret_is_a_standard_webhooks_secret_of_enough_random_bytes():
+    secret = new_secret(os.urandom(32))
+    sub = parse_subscription({"id": "x", "url": "https://a.example.com", "secrets": [secret],
+                              "events": ["lead.routed"]}, "x", allow_private=False)
+    assert sub.secrets == (secret,) and secret.startswith("whsec_")
+    with pytest.raises(ValueError, match="24 random bytes"):
+        new_secret(b"short")
+
+
+def test_a_rotated_out_secret_signs_until_its_expiry_only():
+    old, new = new_secret(bytes(32)), new_secret(bytes(range(32)))
+    secrets = [(old, NOW + timedelta(hours=1)), (new, None)]
+    assert live_secrets(secrets, NOW) == (old, new)
+    assert live_secrets(secrets, NOW + timedelta(hours=1)) == (new,)
+
+
+def test_secrets_are_sealed_at_rest_and_open_under_every_key_of_a_rotation():
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    secret = new_secret(os.urandom(32))
+    sealed = sealed_secrets(SecretBox([old_key]), [(secret, None)])
+    assert secret.removeprefix("whsec_") not in str(sealed)
+    rotated = SecretBox.from_secrets(f"{new_key.decode()},{old_key.decode()}", None)
+    assert rotated is not None and opened_secrets(rotated, sealed) == [(secret, None)]
+
+
+def test_the_key_comes_from_the_setting_else_from_the_session_secret_else_nowhere():
+    with pytest.raises(ValueError, match="DELIVERY_SECRETS_KEY"):
+        SecretBox.from_secrets("not-a-key", None)
+    assert SecretBox.from_secrets(None, None) is None
+    derived = SecretBox.from_secrets(None, "a-session-secret")
+    sealed = derived.seal("whsec_x")
+    assert SecretBox.from_secrets(None, "a-session-secret").open(sealed) == "whsec_x"  # every process: same key
+
+
+def test_the_book_holds_the_files_and_the_apis_subscriptions_and_leaves_out_what_it_cannot_open():
+    box = SecretBox([Fernet.generate_key()])
+    book = SubscriptionBook(FILE, box, allow_private=False)
+    assert not book.loaded and set(book) == {"crm"}
+    stranger = row(SecretBox([Fernet.generate_key()]), "sealed-elsewhere")
+    expired = row(box, "expired-key", [(new_secret(bytes(32)), NOW - timedelta(seconds=1)),
+                                       (new_secret(bytes(range(32))), None)])
+    book.load([row(box), stranger, expired, row(box, "crm")], NOW)
+    assert book.loaded and set(book) == {"crm", "slack", "expired-key"}
+    assert book.source("crm") == "file" and book.source("slack") == "api"
+    assert book["expired-key"].secrets == (new_secret(bytes(range(32))),)
+    assert book["crm"] == FILE["crm"]  # the file's wins over a row of the same id
