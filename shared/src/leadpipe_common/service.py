@@ -120,6 +120,9 @@ class Service(Generic[C, S]):
     #: Its routes work with the broker away (capture stores leads for its relay): the consumer and the
     #: producer then start whenever the broker can be reached, and only the database decides readiness.
     serves_without_broker: bool = False
+    #: The transport of the shared HTTP client (``Clients.http``), when the service needs its own (delivery's
+    #: connects only to public addresses); httpx's default otherwise.
+    http_transport: Callable[[ConsumerSettings], httpx.AsyncBaseTransport] | None = None
 
     def check(self) -> None:
         """Raise ValueError when the declaration disagrees with the topology table."""
@@ -165,7 +168,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), service.store, service.inbox,
                                          service.outbox, on_publish=wake)
         app.state.keys = Keys(engine, settings.bootstrap_key.get_secret_value() if settings.bootstrap_key else None)
-        http = httpx.AsyncClient(timeout=10, follow_redirects=False)
+        http = httpx.AsyncClient(timeout=10, follow_redirects=False,
+                                 transport=service.http_transport(settings) if service.http_transport else None)
         ctx = context(Clients(engine=engine, producer=producer, wake_relay=wake, http=http))
         rt = Runtime(settings=settings, context=ctx, engine=engine, producer=producer, unit_of_work=unit_of_work,
                      wake_relay=wake)

@@ -5,7 +5,9 @@ claim), each delivery signed by every secret of its subscription with the
 Standard Webhooks scheme, its ``webhook-id`` the event's id on every retry.
 An attempt is bounded by the connect and total timeouts; a slow or failing
 receiver holds at most ``per_subscription`` of the ``max_in_flight`` slots,
-so it never delays the others. After an attempt: 2xx delivered; ``410``
+so it never delays the others. Targets are called through the client's
+transport, which connects only to public addresses it resolved itself
+(``delivery.network``). After an attempt: 2xx delivered; ``410``
 switches the subscription off (its deliveries wait until it is redriven);
 ``429``/``503`` with ``Retry-After`` waits that long; anything else backs
 off exponentially with jitter, until the retry window ends and the delivery
@@ -16,13 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -31,7 +31,7 @@ from standardwebhooks.webhooks import Webhook
 
 from leadpipe_common.outbox import BackgroundLoop
 
-from delivery.domain import Subscription, after_attempt, retry_after_s, target_problem
+from delivery.domain import Subscription, after_attempt, retry_after_s
 from delivery.store import Claimed
 
 log = structlog.get_logger(__name__)
@@ -51,7 +51,7 @@ class Dispatcher(BackgroundLoop):
                  subscriptions: Mapping[str, Subscription], clock: Callable[[], datetime], retry_window: timedelta,
                  retry_base_s: float,
                  connect_timeout_s: float, timeout_s: float, max_in_flight: int, per_subscription: int,
-                 idle_s: float, allow_private: bool) -> None:
+                 idle_s: float) -> None:
         super().__init__(batch_max=max_in_flight, idle_s=idle_s)
         self._uow = unit_of_work
         self._client = client
@@ -63,7 +63,6 @@ class Dispatcher(BackgroundLoop):
         self._total_s = timeout_s
         self._max = max_in_flight
         self._per_sub = per_subscription
-        self._allow_private = allow_private
         # Subscriptions change (the admin API, a rotation): signers are made per set of secrets, and kept.
         self._signers: dict[tuple[str, ...], list[Webhook]] = {}
         self._in_flight: Tally[str] = Tally()
@@ -111,15 +110,12 @@ class Dispatcher(BackgroundLoop):
         response: str | None = None
         retry_after: float | None = None
         try:
-            refused = await self._refused(sub.url)
-            if refused:
-                error = f"refused: {refused}"
-            else:
-                async with asyncio.timeout(self._total_s):
-                    reply = await self._client.post(sub.url, content=d.body, headers=self._headers(d, sub, at),
-                                                    timeout=self._timeout)
-                status, response = reply.status_code, reply.text[:2000]
-                retry_after = retry_after_s(reply.headers.get("retry-after"), at)
+            # The client's transport (``delivery.network``) refuses what resolves to a non-public address.
+            async with asyncio.timeout(self._total_s):
+                reply = await self._client.post(sub.url, content=d.body, headers=self._headers(d, sub, at),
+                                                timeout=self._timeout)
+            status, response = reply.status_code, reply.text[:2000]
+            retry_after = retry_after_s(reply.headers.get("retry-after"), at)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
         finally:
@@ -158,15 +154,3 @@ class Dispatcher(BackgroundLoop):
         return {"content-type": "application/cloudevents+json", "webhook-id": msg_id,
                 "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signatures,
                 "user-agent": "leadpipe-delivery/1"}
-
-    async def _refused(self, url: str) -> str | None:
-        """Why the target may not be called now: what its host resolves to is not public (SSRF guard)."""
-        if self._allow_private:
-            return None
-        parts = urlsplit(url)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
-                                                                 type=socket.SOCK_STREAM)
-        except OSError as exc:
-            return f"cannot resolve {parts.hostname}: {exc}"
-        return target_problem(url, allow_private=False, resolved=[str(info[4][0]) for info in infos])

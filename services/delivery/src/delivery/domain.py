@@ -112,25 +112,25 @@ def _valid_secret(secret: Any) -> bool:
         return False
 
 
-def target_problem(url: str, *, allow_private: bool, resolved: Sequence[str] = ()) -> str | None:
+def target_problem(url: str, *, allow_private: bool) -> str | None:
     """Why a webhook target is refused (None: it is not): not http(s), or (unless allowed) a private,
-    loopback, link-local or otherwise non-public address, literal or among the ones its host ``resolved`` to."""
+    loopback, link-local or otherwise non-public literal address. (A name is judged by what it resolves to when
+    a delivery is sent: ``delivery.network``.)"""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL"
     if allow_private:
         return None
-    hosts = [parts.hostname, *resolved]
-    if parts.hostname.lower() in ("localhost", "localhost.localdomain") or parts.hostname.endswith(".localhost"):
-        return f"{parts.hostname} is this machine (set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)"
-    for host in hosts:
-        try:
-            address = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            continue  # a name: judged by what it resolves to when a delivery is sent
-        if not address.is_global:
-            return (f"{host} is a private, loopback or link-local address "
-                    "(set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)")
+    host = parts.hostname
+    if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return f"{host} is this machine (set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)"
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None  # a name: judged by what it resolves to when a delivery is sent
+    if not address.is_global:
+        return (f"{host} is a private, loopback or link-local address "
+                "(set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)")
     return None
 
 

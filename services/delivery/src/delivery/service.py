@@ -14,6 +14,7 @@ from delivery.handlers import (
     Delivery, handle_lead_assigned, handle_lead_merged, handle_lead_queued, handle_lead_reengaged, handle_lead_routed,
     handle_lead_sla_breached, handle_lead_stage_changed,
 )
+from delivery.network import PublicOnlyTransport
 from delivery.store import DeliveryStore
 from delivery.subscriptions import BookRefresh
 
@@ -33,7 +34,7 @@ def dispatcher(rt: Runtime[Delivery, DeliveryStore]) -> Dispatcher:
         retry_base_s=settings.retry_base_s,  # type: ignore[attr-defined]
         connect_timeout_s=settings.connect_timeout_s, timeout_s=settings.timeout_s,  # type: ignore[attr-defined]
         max_in_flight=settings.max_in_flight, per_subscription=settings.per_subscription,  # type: ignore[attr-defined]
-        idle_s=settings.dispatch_idle_s, allow_private=settings.allow_private_targets,  # type: ignore[attr-defined]
+        idle_s=settings.dispatch_idle_s,  # type: ignore[attr-defined]
     )
 
 
@@ -46,6 +47,8 @@ SERVICE: Service[Delivery, DeliveryStore] = Service(
               LeadStageChanged: handle_lead_stage_changed, LeadReengaged: handle_lead_reengaged,
               LeadMerged: handle_lead_merged},
     select=deliverable_record,
+    http_transport=lambda settings: PublicOnlyTransport(
+        allow_private=settings.allow_private_targets),  # type: ignore[attr-defined]
     store=DeliveryStore,
     routes=[router],
     background=lambda rt: [
