@@ -145,8 +145,9 @@ async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
     try:
         sub = parse_subscription({**body.model_dump(), "secrets": [secret]}, "body", allow_private=book.allow_private)
     except ValueError as exc:
-        field, _, reason = str(exc).partition(": ")
-        raise Problem(422, str(exc), [FieldProblem(field.removeprefix("body."), reason)]) from None
+        where, _, reason = str(exc).partition(": ")
+        field = where.removeprefix("body.")
+        raise Problem(422, f"{field}: {reason}", [FieldProblem(field, reason)]) from None
     if sub.id in book:
         raise Problem(409, f"a subscription {sub.id!r} exists", [FieldProblem("id", "is taken")])
     async with rt.unit_of_work() as uow:
