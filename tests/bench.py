@@ -14,6 +14,12 @@ drives MQL-bound leads over HTTP from a concurrent client, then prints:
 6. reporting over a synthetic lifecycle of --replay-events events (200,000 by
    default): the live service's ingest rate, the replay rate (events rebuilt
    into fresh tables and swapped in), and report query latency p50 / p99.
+7. what the stack costs: CPU per lead (every process of the stack, from
+   /proc) at the first steady rate, by process, and the idle stack's cores;
+   the load generator's own CPU is reported apart;
+8. capture alone against a bare FastAPI endpoint with the same request model
+   (`tests/bench_bare.py`), both driven by wrk (Debian's package, installed
+   when missing and possible) with the same connections: the ratio.
 Figures are printed; nothing here asserts on time.
 """
 
@@ -23,8 +29,12 @@ import argparse
 import asyncio
 import os
 import random
+import re
+import shutil
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -40,10 +50,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from leadpipe_common import topics
 from leadpipe_common.envelope import Message, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.local.infra import die_with_parent, free_port, port_open
 from leadpipe_common.local.stack import Stack
 from leadpipe_common.producer import Producer
 from leadpipe_common.settings import ServiceSettings
 from leadpipe_common.testing.plugin import KEY_HEADERS, make_test_stack, running
+from tests import cpu
 
 MQL = {"job_title": "Chief Marketing Officer", "offer": "demo", "country": "US", "utm_source": "bench"}
 
@@ -198,6 +210,29 @@ def _signal_stages(stack: Stack, sig: int) -> None:
             sp.signal(sig)
 
 
+def stack_roots(stack: Stack) -> dict[str, list[int]]:
+    """The process trees of the stack by label (services' replicas and workers together)."""
+    assert stack.broker and stack.broker.proc and stack.postgres and stack.postgres.proc
+    roots: dict[str, list[int]] = {"broker": [stack.broker.proc.pid], "postgres": [stack.postgres.proc.pid]}
+    for sp in stack.processes:
+        if sp.proc is not None:
+            roots.setdefault(sp.service, []).append(sp.proc.pid)
+    return roots
+
+
+def _cost_line(spent: dict[str, float], per: float, unit: str, scale: float) -> str:
+    parts = ", ".join(f"{k} {v / per * scale:.2f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]))
+    return f"{sum(spent.values()) / per * scale:7.2f} {unit}  ({parts})"
+
+
+async def idle_cost(stack: Stack, seconds: float) -> tuple[str, str]:
+    await asyncio.sleep(3)  # the last phase's stragglers
+    before, started = cpu.tree_seconds(stack_roots(stack)), time.perf_counter()
+    await asyncio.sleep(seconds)
+    spent = cpu.delta(cpu.tree_seconds(stack_roots(stack)), before)
+    return ("idle stack, cores busy", _cost_line(spent, time.perf_counter() - started, "cores", 1))
+
+
 def _line(label: str, figures: str) -> None:
     print(f"{label:48s} {figures}")
 
@@ -241,13 +276,25 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         results.append(("end-to-end, draining that backlog",
                         f"{drain_rate:7.0f} leads/s  ({len(arrivals)}/{len(sent)} reached leads.routed)"))
 
+        await reporting_caught_up(stack, len(watcher.arrivals))
+        print(f"the idle stack for {args.idle_seconds:.0f} s ...", flush=True)
+        results.append(await idle_cost(stack, args.idle_seconds))
         for n, rate in enumerate(args.rates):
             # Each phase starts from a quiet machine: reporting folds four lifecycle
             # events per lead and would otherwise still be digesting the last phase.
             await reporting_caught_up(stack, len(watcher.arrivals))
             print(f"end-to-end at a steady {rate:.0f} leads/s for {args.seconds:.0f} s ...", flush=True)
+            before, load_before = cpu.tree_seconds(stack_roots(stack)), time.process_time()
             _, steady_sent = await steady(url, rate, args.seconds, offset=1_000_000 * (n + 1))
             await watcher.wait_for(set(steady_sent), timeout=120)
+            if n == 0:  # its cost: until every lead is routed and reported, so no stage's work is left out
+                await reporting_caught_up(stack, len(watcher.arrivals))
+                spent = cpu.delta(cpu.tree_seconds(stack_roots(stack)), before)
+                load = time.process_time() - load_before
+                results.append((f"whole-stack CPU per lead at a steady {rate:.0f}/s",
+                                _cost_line(spent, len(steady_sent), "ms", 1000)))
+                results.append(("  the load generator (this Python process), apart",
+                                f"{load / len(steady_sent) * 1000:7.2f} ms per lead"))
             e2e = [watcher.arrivals[k] - t for k, t in steady_sent.items() if k in watcher.arrivals]
             last = max(watcher.arrivals[k] for k in steady_sent if k in watcher.arrivals)
             span = last - min(steady_sent.values())
@@ -256,6 +303,8 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
                             f"p99 {pct(e2e, .99) * 1000:6.1f} ms   ({len(e2e)}/{len(steady_sent)} routed)"))
         if not args.skip_kill:
             results.extend(await kill_and_recover(stack, url, watcher, args.kill_service))
+        if not args.skip_wrk:
+            results.extend(await capture_against_bare(stack, args))
     finally:
         await watcher.stop()
     if args.replay_events:
@@ -263,6 +312,84 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     print()
     for label, figures in results:
         _line(label, figures)
+
+
+WRK_SCRIPT = """
+local n = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+request = function()
+  n = n + 1
+  local body = string.format('{"email":"wrk.RUN.%d.%d@example.com","job_title":"Chief Marketing Officer",'
+    .. '"offer":"demo","country":"US","utm_source":"bench"}', tid, n)
+  return wrk.format("POST", "/v1/leads", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def _wrk() -> str | None:
+    found = shutil.which("wrk")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    print("installing Debian's wrk for the capture-against-bare phase ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, capture_output=True)
+    return shutil.which("wrk")
+
+
+def run_wrk(wrk: str, url: str, seconds: float, connections: int, run: str) -> tuple[float, int, float]:
+    """(requests/s, non-2xx answers, wrk's own CPU seconds)."""
+    script = Path(tempfile.mkdtemp(prefix="leadpipe-wrk-")) / "post.lua"
+    script.write_text(WRK_SCRIPT.replace("RUN", run))  # unique addresses: each request a new lead
+    proc = subprocess.Popen([wrk, "-t2", f"-c{connections}", f"-d{seconds:.0f}s", "-s", str(script), url],
+                            stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)) if "Requests/sec" in out else float("nan")
+    non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    return rate, non2xx, usage.ru_utime + usage.ru_stime
+
+
+async def capture_against_bare(stack: Stack, args: argparse.Namespace) -> list[tuple[str, str]]:
+    wrk = _wrk()
+    if wrk is None:
+        return [("capture alone against a bare FastAPI endpoint", "skipped: wrk not found (apt-get install wrk)")]
+    capture = next(p for p in stack.processes if p.service == "capture")
+    port = free_port()
+    bare = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tests.bench_bare:app", "--port", str(port), "--workers",
+         str(args.capture_workers), "--log-level", "warning", "--no-access-log"],
+        cwd=Path(__file__).parents[1], env=stack.env(), preexec_fn=die_with_parent(signal.SIGKILL))
+    try:
+        for _ in range(100):
+            if port_open("127.0.0.1", port):
+                break
+            await asyncio.sleep(0.1)
+        print(f"bare FastAPI endpoint under wrk ({args.wrk_connections} connections, {args.wrk_seconds:.0f} s) ...",
+              flush=True)
+        bare_rate, _, bare_cpu = run_wrk(wrk, f"http://127.0.0.1:{port}", args.wrk_seconds, args.wrk_connections,
+                                         "bare")
+    finally:
+        bare.terminate()
+        bare.wait(10)
+    print("capture alone (stages paused) under the same wrk ...", flush=True)
+    _signal_stages(stack, signal.SIGSTOP)
+    try:
+        rate, non2xx, wrk_cpu = run_wrk(wrk, capture.url, args.wrk_seconds, args.wrk_connections,
+                                        uuid.uuid4().hex[:8])
+    finally:
+        _signal_stages(stack, signal.SIGCONT)
+    return [
+        ("bare FastAPI endpoint, same model, wrk", f"{bare_rate:7.0f} req/s   (wrk itself: "
+                                                   f"{bare_cpu / args.wrk_seconds:.2f} cores)"),
+        ("capture alone under wrk (every 2xx durable)", f"{rate:7.0f} req/s   ratio to bare {rate / bare_rate:.2f}"
+                                                        f"   non-2xx {non2xx}   (wrk itself: "
+                                                        f"{wrk_cpu / args.wrk_seconds:.2f} cores)"),
+    ]
 
 
 async def reporting_caught_up(stack: Stack, routed: int, timeout: float = 300) -> None:
@@ -389,11 +516,19 @@ def cli() -> None:
     parser.add_argument("--replay-events", type=int, default=200_000,
                         help="synthetic lifecycle events for the reporting phase (0 leaves it out)")
     parser.add_argument("--only-reports", action="store_true", help="run only the reporting phase")
+    parser.add_argument("--idle-seconds", type=float, default=20, help="length of the idle-cost phase")
+    parser.add_argument("--skip-wrk", action="store_true", help="leave out capture against a bare endpoint (wrk)")
+    parser.add_argument("--wrk-seconds", type=float, default=10, help="length of each wrk run")
+    parser.add_argument("--wrk-connections", type=int, default=32)
     parser.add_argument("--capture-workers", type=int, default=int(os.environ.get("CAPTURE_WORKERS", 2)))
     args = parser.parse_args()
 
     stack = make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-bench-")))
     stack.durable = True
+    # The test stacks' quick watches and delivery retries are for tests' patience: measure the defaults.
+    for test_only in ("ROUTING_SLA_CHECK_S", "ROUTING_RELOAD_CHECK_S", "DELIVERY_TIMEOUT_S", "DELIVERY_RETRY_BASE_S",
+                      "LOG_JSON"):
+        stack.extra_env.pop(test_only, None)
     stack.extra_env.update({"CAPTURE_WORKERS": str(args.capture_workers), "LOG_LEVEL": "WARNING"})
     print(f"starting the stack (capture workers: {args.capture_workers}, durable Postgres, "
           f"{os.cpu_count()} CPUs) ...", flush=True)

@@ -146,9 +146,14 @@ class Service(Generic[C, S]):
         return [t for t in topology.outputs_of(self.name) if t != topics.DEADLETTER]
 
 
-def runtime(request: Request) -> Runtime[Any, Any]:
-    """The ``Depends`` of every route: ``Annotated[Runtime[Ctx, Store], Depends(runtime)]``."""
+def runtime_of(request: Request) -> Runtime[Any, Any]:
     return request.app.state.runtime
+
+
+async def runtime(request: Request) -> Runtime[Any, Any]:
+    """The ``Depends`` of every route: ``Annotated[Runtime[Ctx, Store], Depends(runtime)]``. A coroutine,
+    because FastAPI runs a plain function dependency in its thread pool: a thread hand-off per request."""
+    return runtime_of(request)
 
 
 def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Callable[[Clients], C]) -> FastAPI:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from leadpipe_common.auth import needs
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
-from leadpipe_common.service import runtime
+from leadpipe_common.service import runtime_of
 
 from reporting import reports
 from reporting.domain import parse_moment
@@ -74,7 +74,7 @@ async def answer(request: Request, fmt: str | None, name: str,
                  rows: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> Response:
     if fmt not in (None, "", "json", "csv"):
         raise Problem(422, "unknown format", [FieldProblem("format", f"{fmt!r}: use json or csv")])
-    async with runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         body = await build(conn)
     if body is None:
         raise Problem(404, "not found")

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from leadpipe_common.auth import SESSION_COOKIE, identify, keys_of
 from leadpipe_common.http import Problem, cross_site, problem_responses
-from leadpipe_common.service import runtime
+from leadpipe_common.service import runtime_of
 
 from reporting import reports
 from reporting.api import filters
@@ -162,7 +162,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     if not who.may("reports:read"):
         return login_page(f"That key ({who.name}) lacks the reports:read scope.", 403)
     f = filters(since, until, source)
-    async with runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         funnel = await reports.funnel(conn, f)
         by_source = await reports.breakdown(conn, f, "source")
         by_campaign = await reports.attribution(conn, f, "campaign", model)
