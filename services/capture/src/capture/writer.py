@@ -30,6 +30,7 @@ from prometheus_client import Histogram
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from leadpipe_common.db import compiled_once
 from leadpipe_common.events import Contact, LeadCaptured, LeadTouched, Touch
 
 from capture.store import idempotency, leads, people, touches
@@ -72,6 +73,30 @@ def answer_for(lead_id: uuid.UUID, sub: Submitted, existing: bool) -> dict[str, 
             "form_id": sub.lead.attribution.form_id, "existing": existing}
 
 
+def _people_upsert() -> Any:
+    """A person's row: made with this lead as the open one, or kept (an open lead stays the open one)."""
+    stmt = insert(people)
+    return stmt.on_conflict_do_update(
+        index_elements=[people.c.person_key],
+        set_={"open_lead_id": sa.func.coalesce(people.c.open_lead_id, stmt.excluded.open_lead_id),
+              "updated_at": stmt.excluded.updated_at},
+    ).returning(people.c.person_key, people.c.person_id, people.c.open_lead_id, sort_by_parameter_order=True)
+
+
+def _idempotency_claim() -> Any:
+    """A key claimed afresh, or taken over once its window expired; only those are returned."""
+    stmt = insert(idempotency)
+    return stmt.on_conflict_do_update(
+        index_elements=[idempotency.c.key],
+        set_={"fingerprint": stmt.excluded.fingerprint, "answer": None, "created_at": stmt.excluded.created_at},
+        where=idempotency.c.created_at < sa.bindparam("expired_before"),
+    ).returning(idempotency.c.key)
+
+
+_PEOPLE_UPSERT = _people_upsert()
+_IDEMPOTENCY_CLAIM = _idempotency_claim()
+
+
 async def admit(conn: AsyncConnection | AsyncSession, batch: Sequence[Submitted],
                 now: datetime) -> list[Admitted | Exception]:
     """Store ``batch`` as new leads or touches (see the module's guarantees); one result per submission."""
@@ -83,16 +108,11 @@ async def admit(conn: AsyncConnection | AsyncSession, batch: Sequence[Submitted]
     for i in fresh:
         groups.setdefault(batch[i].person_key, []).append(i)
     candidates = {key: batch[ids[0]] for key, ids in groups.items()}
-    upsert = insert(people).values([
-        {"person_key": key, "person_id": uuid.uuid4(), "open_lead_id": sub.lead.lead_id, "updated_at": now}
-        for key, sub in sorted(candidates.items())
-    ])
-    upsert = upsert.on_conflict_do_update(
-        index_elements=[people.c.person_key],
-        set_={"open_lead_id": sa.func.coalesce(people.c.open_lead_id, upsert.excluded.open_lead_id),
-              "updated_at": upsert.excluded.updated_at},
-    ).returning(people.c.person_key, people.c.person_id, people.c.open_lead_id)
-    owners = {r.person_key: (r.person_id, r.open_lead_id) for r in await conn.execute(upsert)}
+    # In key order (one statement, its rows in parameter order), so two writers lock people alike.
+    rows = [{"person_key": key, "person_id": uuid.uuid4(), "open_lead_id": sub.lead.lead_id, "updated_at": now}
+            for key, sub in sorted(candidates.items())]
+    owners = {r.person_key: (r.person_id, r.open_lead_id)
+              for r in await conn.execute(compiled_once(lambda: _PEOPLE_UPSERT, people), rows)}
 
     new_leads: dict[uuid.UUID, LeadCaptured] = {}
     for key, ids in groups.items():
@@ -146,16 +166,9 @@ async def _claim_keys(conn: AsyncConnection | AsyncSession, batch: Sequence[Subm
         if sub.idempotency_key and sub.idempotency_key not in owners:
             owners[sub.idempotency_key] = i
     if owners:
-        claim = insert(idempotency).values([
-            {"key": key, "fingerprint": batch[i].fingerprint, "answer": None, "created_at": now}
-            for key, i in sorted(owners.items())
-        ])
-        claim = claim.on_conflict_do_update(
-            index_elements=[idempotency.c.key],
-            set_={"fingerprint": claim.excluded.fingerprint, "answer": None, "created_at": claim.excluded.created_at},
-            where=idempotency.c.created_at < now - IDEMPOTENCY_WINDOW,
-        ).returning(idempotency.c.key)
-        claimed = {r.key for r in await conn.execute(claim)}
+        rows = [{"key": key, "fingerprint": batch[i].fingerprint, "created_at": now,
+                 "expired_before": now - IDEMPOTENCY_WINDOW} for key, i in sorted(owners.items())]
+        claimed = {r.key for r in await conn.execute(compiled_once(lambda: _IDEMPOTENCY_CLAIM, idempotency), rows)}
         seen = [key for key in owners if key not in claimed]
         if seen:
             rows = await conn.execute(sa.select(idempotency.c.key, idempotency.c.fingerprint, idempotency.c.answer)

@@ -22,6 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from leadpipe_common.db import compiled_once
+
 SCHEMA = "delivery"
 metadata = sa.MetaData(schema=SCHEMA)
 
@@ -80,6 +82,9 @@ subscriptions = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+_ENQUEUE = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_once")
+_INSERT_ATTEMPT = insert(attempts).on_conflict_do_nothing()
+
 _CLAIM = sa.text(
     f"""
     UPDATE {SCHEMA}.deliveries SET next_at = :lease_until
@@ -115,8 +120,7 @@ class DeliveryStore:
 
     async def enqueue(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            await self._conn.execute(insert(deliveries).on_conflict_do_nothing(
-                constraint="deliveries_once"), list(rows))
+            await self._conn.execute(compiled_once(lambda: _ENQUEUE, deliveries), list(rows))
 
     async def claim(self, now: datetime, lease_until: datetime, open_ids: Sequence[str], busy: Sequence[str],
                     limit: int) -> list[Claimed]:
@@ -127,9 +131,9 @@ class DeliveryStore:
     async def record(self, claimed: Claimed, *, at: datetime, status: int | None, error: str | None,
                      response: str | None, duration_ms: int, outcome: str, next_at: datetime | None) -> None:
         attempt = claimed.attempts + 1
-        await self._conn.execute(insert(attempts).values(
-            delivery_seq=claimed.seq, attempt=attempt, at=at, status=status, error=error,
-            duration_ms=duration_ms).on_conflict_do_nothing())
+        await self._conn.execute(compiled_once(lambda: _INSERT_ATTEMPT, attempts), {
+            "delivery_seq": claimed.seq, "attempt": attempt, "at": at, "status": status, "error": error,
+            "duration_ms": duration_ms})
         values: dict[str, Any] = {"attempts": attempt, "last_status": status, "last_error": error,
                                   "last_response": response}
         if outcome == "delivered":

@@ -34,6 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from leadpipe_common.db import compiled_once
+
 from reporting.domain import DIMENSIONS, STAGE_COLUMNS, HandoffFacts, LeadFacts, Projection
 
 SCHEMA = "reporting"
@@ -112,9 +114,13 @@ merges = sa.Table(
 TABLES = (leads, steps, handoffs, spam, touches, merges)
 
 
+_INSERT_STEPS, _INSERT_SPAM, _INSERT_TOUCHES, _INSERT_MERGES = (
+    insert(t).on_conflict_do_nothing() for t in (steps, spam, touches, merges))
+
+
 async def save_steps(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(steps).on_conflict_do_nothing(), list(rows))
+        await conn.execute(compiled_once(lambda: _INSERT_STEPS, steps), list(rows))
 
 
 def _first(col: str) -> Any:
@@ -138,7 +144,7 @@ _UPSERT_LEADS = insert(leads).on_conflict_do_update(
 
 async def save_leads(conn: AsyncConnection | AsyncSession, facts: Sequence[LeadFacts]) -> None:
     if facts:
-        await conn.execute(_UPSERT_LEADS, [f.row() for f in facts])
+        await conn.execute(compiled_once(lambda: _UPSERT_LEADS, leads), [f.row() for f in facts])
 
 
 _UPSERT_HANDOFFS = insert(handoffs).on_conflict_do_update(
@@ -149,24 +155,25 @@ _UPSERT_HANDOFFS = insert(handoffs).on_conflict_do_update(
 
 async def save_handoffs(conn: AsyncConnection | AsyncSession, facts: Sequence[HandoffFacts]) -> None:
     if facts:
-        await conn.execute(_UPSERT_HANDOFFS, [f.row() for f in facts])
+        await conn.execute(compiled_once(lambda: _UPSERT_HANDOFFS, handoffs), [f.row() for f in facts])
 
 
 async def save_spam(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(spam).on_conflict_do_nothing(), list(rows))
+        await conn.execute(compiled_once(lambda: _INSERT_SPAM, spam), list(rows))
 
 
 async def save_touches(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(touches).on_conflict_do_nothing(), list(rows))
+        await conn.execute(compiled_once(lambda: _INSERT_TOUCHES, touches), list(rows))
 
 
 async def save_merges(conn: AsyncConnection | AsyncSession, p: Projection) -> None:
     """Record the batch's merges, then (re)apply every merge involving a lead of the batch: each step is
     idempotent (earliest times, furthest stage, first touch by time, touches kept once)."""
     if p.merges:
-        await conn.execute(insert(merges).on_conflict_do_nothing(), sorted(p.merges, key=lambda m: m["lead_id"]))
+        await conn.execute(compiled_once(lambda: _INSERT_MERGES, merges),
+                           sorted(p.merges, key=lambda m: m["lead_id"]))
     involved = sorted({*p.leads, *(m["lead_id"] for m in p.merges), *(k[0] for k in p.touches)})
     if not involved:
         return

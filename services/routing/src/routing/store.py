@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadpipe_common.db import inbox_table
+from leadpipe_common.db import compiled_once, inbox_table
 from leadpipe_common.events import DispositionReport, LeadRouted
 from leadpipe_common.outbox import outbox_table
 
@@ -93,6 +93,8 @@ away = sa.Table(
 )
 outbox = outbox_table(metadata)
 
+_INSERT_ROTATION = insert(rotation).on_conflict_do_nothing()
+
 
 @dataclass(frozen=True)
 class Held:
@@ -135,7 +137,8 @@ class RoutingStore:
         if not names:
             return {}
         await self._session.execute(
-            insert(rotation).on_conflict_do_nothing(), [{"team": t, "state": {}} for t in names]
+            compiled_once(lambda: _INSERT_ROTATION, rotation),
+            [{"team": t, "state": {}} for t in names]
         )
         rows = await self._session.execute(
             sa.select(rotation.c.team, rotation.c.state)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadpipe_common.db import inbox_table, upsert
+from leadpipe_common.db import compiled_once, inbox_table, upsert
 from leadpipe_common.outbox import outbox_table
 
 from scoring.domain import TouchFacts
@@ -48,6 +48,8 @@ touches = sa.Table(
     sa.Column("facts", JSONB, nullable=False),
 )
 
+_INSERT_TOUCHES = insert(touches).on_conflict_do_nothing()
+
 
 class ScoringStore:
     def __init__(self, session: AsyncSession) -> None:
@@ -73,7 +75,7 @@ class ScoringStore:
 
     async def save_touches(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            await self._session.execute(insert(touches).on_conflict_do_nothing(), list(rows))
+            await self._session.execute(compiled_once(lambda: _INSERT_TOUCHES, touches), list(rows))
 
     async def open_leads(self, after: uuid.UUID | None, limit: int) -> list[Any]:
         """Leads in nurture or MQL (disqualified ones are closed), by id after ``after``, one page; locked, so
