@@ -22,14 +22,14 @@ Guarantees, in the order they happen for each batch:
 5. Only then may the offsets be committed, per partition, last offset + 1:
    at most every ``commit_interval_ms`` (a commit and its log-end check are
    two broker round trips; per batch they cost more than the batch at
-   moderate load), and always before partitions are given up and on
-   ``stop``. What a crash leaves uncommitted is redelivered and absorbed by
-   the inbox, as after a crash between steps 4 and 5.
+   moderate load), and at ``stop``. What a crash or a rebalance leaves
+   uncommitted is read again (by this process or the partition's next
+   owner) and absorbed by the inbox, as after a crash between steps 4 and 5.
 
 A failure in 3 or 4 (database or broker away) is retried with capped
 exponential backoff and jitter (``leadpipe_common.retry``); the batch is never skipped and no offset moves past an
 unprocessed record; ``ready`` is false meanwhile. On partition revocation the
-runner finishes and commits the batch in hand before giving partitions up. On
+runner finishes the batch in hand before giving partitions up. On
 ``stop`` it stops fetching, finishes and commits the current batch, and
 leaves the group, each step bounded in time (a wedged client after a broker
 loss must not hold up the exit: 7 s for the batch, 2 s to leave the group).
@@ -167,7 +167,9 @@ class _Listener(ConsumerRebalanceListener):
         # Holding the batch lock means the batch in hand is applied and its
         # offsets committed before another process gets these partitions.
         async with self._runner._batch_lock:
-            await self._runner._commit_pending()
+            pass
+        # Not committed here: a commit (and its log-end check) inside a rebalance can wait on the very
+        # coordinator that is rebalancing. The new owner reads those records again; the inbox absorbs them.
         self._runner._forget(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -310,6 +312,7 @@ class ConsumerRunner:
     def _forget(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
             self._done.pop(tp, None)
+            self._uncommitted.pop(tp, None)
             try:
                 LAG.remove(tp.topic, str(tp.partition))
             except KeyError:

@@ -128,8 +128,8 @@ class ConsumerSettings(ServiceSettings):
     # and the broker's CPU per lead at 100 leads/s from 5.1 to 3.4 ms.
     fetch_max_wait_ms: int = Field(500, ge=1, description="how long the broker may hold a fetch open while no "
                                                          "record arrives (one arriving ends it at once)")
-    commit_interval_ms: int = Field(1000, ge=0, description="how often applied offsets are committed (also "
-                                                         "before partitions move and at stop); 0: after every batch")
+    commit_interval_ms: int = Field(1000, ge=0, description="how often applied offsets are committed (and at "
+                                                         "stop); 0: after every batch")
     session_timeout_ms: int = Field(10_000, ge=3000, description="how long the group waits for a silent member "
                                                                  "before giving its partitions to the others: the "
                                                                  "recovery time after a crash")
