@@ -295,6 +295,10 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
                                 _cost_line(spent, len(steady_sent), "ms", 1000)))
                 results.append(("  the load generator (this Python process), apart",
                                 f"{load / len(steady_sent) * 1000:7.2f} ms per lead"))
+                memory = cpu.resident_mb({k: v for k, v in stack_roots(stack).items()
+                                          if k not in ("broker", "postgres")})
+                results.append(("resident memory per service process (MB)", "  " + ", ".join(
+                    f"{k} {'/'.join(f'{mb:.0f}' for mb in v)}" for k, v in memory.items())))
             e2e = [watcher.arrivals[k] - t for k, t in steady_sent.items() if k in watcher.arrivals]
             last = max(watcher.arrivals[k] for k in steady_sent if k in watcher.arrivals)
             span = last - min(steady_sent.values())

@@ -1,4 +1,4 @@
-"""CPU seconds spent by each process of a stack, read from /proc: for `make bench`'s cost figures.
+"""CPU seconds and resident memory of each process of a stack, read from /proc: for `make bench`'s cost figures.
 
 A process tree's CPU is the user and system time of every live process in it
 plus the time of the children each has reaped (``cutime``/``cstime``), so a
@@ -51,3 +51,26 @@ def tree_seconds(roots: dict[str, list[int]]) -> dict[str, float]:
 
 def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+def resident_mb(roots: dict[str, list[int]]) -> dict[str, list[float]]:
+    """Resident memory (MB) of each live process in each labelled group of trees (a uvicorn master and its
+    workers are separate processes, each with its own interpreter)."""
+    table = _table()
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, (ppid, _) in table.items():
+        children[ppid].append(pid)
+    out: dict[str, list[float]] = {}
+    for label, pids in roots.items():
+        todo, sizes = list(pids), []
+        while todo:
+            pid = todo.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+            sizes.append(rss / 1024)
+            todo += children.get(pid, [])
+        out[label] = sorted(sizes, reverse=True)
+    return out
