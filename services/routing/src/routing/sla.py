@@ -36,7 +36,7 @@ from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.service import Runtime
 from leadpipe_common.uow import UnitOfWork
 
-from routing.domain import Placed, Route, acceptance_due, breach, overflow_chain, place, unavailable
+from routing.domain import Placed, Presence, Route, acceptance_due, breach, overflow_chain, place, unavailable
 from routing.handlers import Routing
 from routing.reference import Reference
 from routing.store import RoutingStore
@@ -103,19 +103,25 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
     waiting_in = await store.waiting_teams()
     if not waiting_in:
         return 0
-    # Lock every team that may take them, then see who is free: only queues with a taker are claimed.
     reachable = {team: overflow_chain(team, ref.data) for team in waiting_in}
+
+    def open_queues(presence: Presence) -> list[str]:
+        free = {r.team for r in ref.data.reps if r.team in teams and unavailable(r, ref.data, now, presence) is None}
+        return [team for team, chain in reachable.items() if free.intersection(chain)]
+
     teams = {t for chain in reachable.values() for t in chain}
-    states = await store.lock_rotations(teams)
-    presence = await store.presence((r.id for r in ref.data.reps if r.team in teams), now)
-    free = {r.team for r in ref.data.reps if r.team in teams and unavailable(r, ref.data, now, presence) is None}
-    open_queues = [team for team, chain in reachable.items() if free.intersection(chain)]
-    if not open_queues:
+    rep_ids = [r.id for r in ref.data.reps if r.team in teams]
+    # Nobody free (a night, a weekend): no locks taken. Else lock every team that may take the leads and
+    # look again, so capacity is counted under the same locks the routing of new leads takes.
+    if not open_queues(await store.presence(rep_ids, now)):
         return 0
+    states = await store.lock_rotations(teams)
+    presence = await store.presence(rep_ids, now)
+    queues = open_queues(presence)
     turns: dict[str, int] = {}
     messages: list[Message] = []
     handed = 0
-    for held in await store.claim_waiting(open_queues, limit):
+    for held in await store.claim_waiting(queues, limit):
         handoff, lead = held.handoff, held.lead
         queued_at = handoff.waiting_since or now
         waited = f"waited in the {handoff.team} queue since {queued_at.isoformat(timespec='seconds')}"
