@@ -54,9 +54,9 @@ def compiled_once(build: Callable[[], Any], *depends_on: Any) -> Any:
     """``build()``'s statement compiled once per process and per ``depends_on`` (the tables it is about), where
     SQLAlchemy 2.0 has no cache key for ``INSERT .. ON CONFLICT`` and compiles it on every execution.
 
-    ``build`` is a lambda written at the call site that returns a statement built beforehand (a module's
-    constant, or one built once per table): SQLAlchemy analyses a lambda once per code location, so one call
-    site must always give statements of the same shape.
+    ``build`` is a lambda returning a statement built beforehand (a module's constant, or one built once per
+    table): a lambda that builds SQL from its closure's plain values (names, keys) fails inside SQLAlchemy,
+    which replaces those values with trackers while it analyses the lambda.
     """
     return sa.lambda_stmt(build, track_closure_variables=False, track_on=list(depends_on))
 

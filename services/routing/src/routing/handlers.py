@@ -44,7 +44,7 @@ from routing.domain import (
     apply_disposition, choose_route, merge_into, overflow_chain, place,
 )
 from routing.reference import Reference, RoutingFiles
-from routing.store import Held, RoutingStore
+from routing.store import Held, RoutingStore, Turns
 
 SOURCE = "leadpipe/routing"
 log = structlog.get_logger(__name__)
@@ -177,9 +177,8 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
 
     # Every team a lead may go to (its own and those it overflows to) is locked before held leads are counted.
     teams = {t for r in routes.values() for t in overflow_chain(r.team, ref.data)}
-    states = await store.lock_rotations(teams)
+    turns = Turns(await store.lock_rotations(teams))
     presence = await store.presence((r.id for r in ref.data.reps if r.team in teams), now)
-    turns: dict[str, int] = {}
     rows, handoffs = [], []
     for env in mqls:
         route = routes.get(env.id)
@@ -187,11 +186,9 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             continue
         lead = env.data
         assert isinstance(lead, LeadScored)
-        placement = place(route, ref.data, states, now, presence)
+        placement = place(route, ref.data, turns.states, now, presence)
         if isinstance(placement, Placed):
-            if placement.rotation is not None:
-                states[placement.team] = placement.rotation
-                turns[placement.team] = turns.get(placement.team, 0) + 1
+            turns.take(placement.team, placement.rotation)
             presence = presence.holding_one_more(placement.rep.id)
         assignment = placement.assignment
         waiting = isinstance(placement, Waiting)
@@ -223,7 +220,7 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         else:
             rows.append(row)
             handoffs.append(Held(handoff, routed, routed_message.header("traceparent")))
-    await store.save_rotations(states, turns)
+    await store.save_rotations(turns.changed, turns.taken)
     await store.save_assignments(rows)
     await store.add_handoffs(handoffs)
     return outcomes

@@ -10,6 +10,16 @@ from routing.settings import RoutingSettings
 from routing.sla import ReferenceWatch, SlaWatch
 from routing.store import RoutingStore, inbox, outbox
 
+
+def _watches(rt: Runtime[Routing, RoutingStore]) -> list[BackgroundLoop]:
+    settings = rt.settings
+    assert isinstance(settings, RoutingSettings)
+    loops: list[BackgroundLoop] = [SlaWatch(rt, every_s=settings.sla_check_s)]
+    if settings.reload_check_s:
+        loops.append(ReferenceWatch(rt.context, every_s=settings.reload_check_s))
+    return loops
+
+
 SERVICE: Service[Routing, RoutingStore] = Service(
     name="routing",
     summary="Hands MQLs to the account owner or a fair weighted rotation of reps who can take them now, holds "
@@ -19,14 +29,6 @@ SERVICE: Service[Routing, RoutingStore] = Service(
     inbox=inbox,
     outbox=outbox,
     routes=[router, reps_router],
-    background=lambda rt: _watches(rt),
+    background=_watches,
 )
 
-
-def _watches(rt: Runtime[Routing, RoutingStore]) -> list[BackgroundLoop]:
-    settings = rt.settings
-    assert isinstance(settings, RoutingSettings)
-    loops: list[BackgroundLoop] = [SlaWatch(rt, every_s=settings.sla_check_s)]
-    if settings.reload_check_s:
-        loops.append(ReferenceWatch(rt.context, every_s=settings.reload_check_s))
-    return loops

@@ -39,7 +39,7 @@ from leadpipe_common.uow import UnitOfWork
 from routing.domain import Placed, Presence, Route, acceptance_due, breach, overflow_chain, place, unavailable
 from routing.handlers import Routing
 from routing.reference import Reference
-from routing.store import RoutingStore
+from routing.store import RoutingStore, Turns
 
 SOURCE = "leadpipe/routing"
 log = structlog.get_logger(__name__)
@@ -59,17 +59,15 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
         return 0
     ref = ctx.reference
     teams = {held.handoff.team for held in due}
-    states = await store.lock_rotations(teams)
+    turns = Turns(await store.lock_rotations(teams))
     presence = await store.presence((r.id for r in ref.data.reps if r.team in teams), now)
-    turns: dict[str, int] = {}
     messages: list[Message] = []
     for held in due:
         handoff, lead = held.handoff, held.lead
         trace = child_traceparent(held.traceparent)
-        b = breach(handoff, ref.data, states.get(handoff.team, {}), now, presence)
+        b = breach(handoff, ref.data, turns.states.get(handoff.team, {}), now, presence)
+        turns.take(handoff.team, b.rotation)
         if b.rotation is not None:
-            states[handoff.team] = b.rotation
-            turns[handoff.team] = turns.get(handoff.team, 0) + 1
             presence = presence.holding_one_more(b.assignment.owner_id)
         n = b.handoff.reassignments
         rerouted = lead.model_copy(update={"assignment": b.assignment, "routed_at": now,
@@ -90,7 +88,7 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
         BREACHES.labels(b.action).inc()
         log.info("acceptance deadline missed", lead_id=str(lead.lead_id), event_id=breached.header("ce_id"),
                  owner=handoff.owner_id, action=b.action, next_owner=b.assignment.owner_id)
-    await store.save_rotations({t: states[t] for t in turns}, turns)
+    await store.save_rotations(turns.changed, turns.taken)
     uow.publish(messages)
     return len(due)
 
@@ -115,22 +113,19 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
     # look again, so capacity is counted under the same locks the routing of new leads takes.
     if not open_queues(await store.presence(rep_ids, now)):
         return 0
-    states = await store.lock_rotations(teams)
+    turns = Turns(await store.lock_rotations(teams))
     presence = await store.presence(rep_ids, now)
     queues = open_queues(presence)
-    turns: dict[str, int] = {}
     messages: list[Message] = []
     handed = 0
     for held in await store.claim_waiting(queues, limit):
         handoff, lead = held.handoff, held.lead
         queued_at = handoff.waiting_since or now
         waited = f"waited in the {handoff.team} queue since {queued_at.isoformat(timespec='seconds')}"
-        placement = place(Route("team", handoff.team, waited), ref.data, states, now, presence)
+        placement = place(Route("team", handoff.team, waited), ref.data, turns.states, now, presence)
         if not isinstance(placement, Placed):
             continue  # its reps' turns went to leads that waited longer
-        if placement.rotation is not None:
-            states[placement.team] = placement.rotation
-            turns[placement.team] = turns.get(placement.team, 0) + 1
+        turns.take(placement.team, placement.rotation)
         presence = presence.holding_one_more(placement.rep.id)
         a = placement.assignment
         after = replace(handoff, owner_id=a.owner_id, team=a.team, waiting_since=None,
@@ -151,7 +146,7 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
         QUEUE_WAITS.observe((now - queued_at).total_seconds())
         handed += 1
         log.info("waiting lead handed out", lead_id=str(lead.lead_id), owner=a.owner_id, team=a.team)
-    await store.save_rotations({t: states[t] for t in turns}, turns)
+    await store.save_rotations(turns.changed, turns.taken)
     uow.publish(messages)
     return handed
 
@@ -193,7 +188,10 @@ class ReferenceWatch(BackgroundLoop):
         if stamp == self._seen:
             return 0
         self._seen = stamp
-        reload_reference(self._routing, trigger="file")
+        try:
+            reload_reference(self._routing, trigger="file")
+        except ValueError:
+            pass  # logged and counted there; the data in force stays until the files change again
         return 0
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -94,6 +94,24 @@ away = sa.Table(
 outbox = outbox_table(metadata)
 
 _INSERT_ROTATION = insert(rotation).on_conflict_do_nothing()
+
+
+@dataclass
+class Turns:
+    """The teams' rotation states as locked for one unit of work, and the turns taken from them since."""
+
+    states: dict[str, dict[str, int]]
+    taken: dict[str, int] = field(default_factory=dict)
+
+    def take(self, team: str, state: dict[str, int] | None) -> None:
+        """``team``'s rotation turned to ``state`` (None: it did not turn)."""
+        if state is not None:
+            self.states[team] = state
+            self.taken[team] = self.taken.get(team, 0) + 1
+
+    @property
+    def changed(self) -> dict[str, dict[str, int]]:
+        return {team: self.states[team] for team in self.taken}
 
 
 @dataclass(frozen=True)

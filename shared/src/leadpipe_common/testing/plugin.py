@@ -120,16 +120,12 @@ def routing_files(data_dir: Path) -> dict[str, Path]:
     return {"reps": data_dir / "reps.yaml", "territories": data_dir / "territories.yaml"}
 
 
-def shift_rep(working_hours: dict) -> dict:
-    return {"id": SHIFT_REP, "name": "Sol Shift", "team": SHIFT_TEAM, "timezone": "UTC",
-            "working_hours": working_hours}
-
-
 def write_test_reps(data_dir: Path, sol_hours: dict) -> None:
     """The shipped reps, always on shift, plus SHIFT_REP with ``sol_hours`` (SHIFT_TEAM waits for them)."""
     shipped = importlib.resources.files("routing") / "data"
     reps = always_on_shift(yaml.safe_load((shipped / "reps.yaml").read_text()))
-    reps["reps"].append(shift_rep(sol_hours))
+    reps["reps"].append({"id": SHIFT_REP, "name": "Sol Shift", "team": SHIFT_TEAM, "timezone": "UTC",
+                         "working_hours": sol_hours})
     reps["teams"] = {**reps.get("teams", {}), SHIFT_TEAM: {"when_nobody_available": "wait"}}
     routing_files(data_dir)["reps"].write_text(yaml.safe_dump(reps, allow_unicode=True))
 
