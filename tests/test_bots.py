@@ -10,7 +10,7 @@ import httpx
 import sqlalchemy as sa
 
 from leadpipe_common import topics
-from leadpipe_common.testing.kafka import read_topic
+from leadpipe_common.testing.kafka import read_all, read_topic
 from leadpipe_common.testing.captcha import SECRET as CAPTCHA_SECRET
 from leadpipe_common.testing.captcha import VERIFIER
 from leadpipe_common.testing.plugin import CAPTCHA_FORMS, KEY_HEADERS, TOKEN_FILL_S, TOKEN_FORM, TOKEN_SECRET
@@ -46,8 +46,7 @@ async def test_a_bot_flood_creates_no_lead_while_every_person_gets_through(stack
     assert {r.key.decode() for r in quarantined} == bots
     assert all(r.json()["reasons"] == ["the hidden field _gotcha was filled in"] for r in quarantined)
     await asyncio.sleep(1)  # a bot's lifecycle step would have been published with the people's
-    lifecycle = await read_topic(bootstrap, topics.LIFECYCLE, where=lambda r: r.key.decode() in bots,
-                                 until=lambda found: False, timeout=2)
+    lifecycle = await read_all(bootstrap, topics.LIFECYCLE, where=lambda r: r.key.decode() in bots)
     assert lifecycle == []
     async with db.connect() as conn:
         leads = (await conn.execute(sa.text("SELECT count(*) FROM capture.leads WHERE lead_id::text = ANY(:ids)"),
@@ -75,8 +74,7 @@ async def test_a_released_submission_enters_the_pipeline_exactly_once(stack, boo
     routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id,
                               until=lambda found: bool(found))
     await asyncio.sleep(1)
-    captured = await read_topic(bootstrap, topics.CAPTURED, where=lambda r: r.key.decode() == lead_id,
-                                until=lambda found: False, timeout=2)
+    captured = await read_all(bootstrap, topics.CAPTURED, where=lambda r: r.key.decode() == lead_id)
     assert len({r.id for r in captured}) == 1 and routed  # once, and all the way to sales
     async with httpx.AsyncClient(base_url=url(stack, "reporting"), headers=KEY_HEADERS) as reporting:
         async with asyncio.timeout(30):  # the spam report counts it as a false positive

@@ -33,7 +33,7 @@ from leadpipe_common import topics
 from leadpipe_common.envelope import encode
 from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.local.stack import SERVICES, Stack
-from leadpipe_common.testing.kafka import produce, read_topic
+from leadpipe_common.testing.kafka import produce, read_all, read_topic
 from leadpipe_common.testing.browser import chromium
 from leadpipe_common.testing.plugin import KEY_HEADERS, TEST_KEY, make_test_stack, running
 
@@ -227,8 +227,7 @@ async def story(loop_stack: Stack) -> Story:
     await read_topic(bootstrap, topics.LIFECYCLE, where=breached, until=lambda found: len(distinct(found)) >= 2,
                      timeout=3 * DEADLINE_S + 30)
     await asyncio.sleep(2)  # two processes watch the deadlines: give a double firing the chance to show
-    s.breaches = distinct(await read_topic(bootstrap, topics.LIFECYCLE, where=breached, until=lambda f: False,
-                                           timeout=2))
+    s.breaches = distinct(await read_all(bootstrap, topics.LIFECYCLE, where=breached))
     s.rerouted = distinct(await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == s.lapsed,
                                            until=lambda found: len(distinct(found)) >= 3))
 
@@ -375,8 +374,8 @@ async def test_sla_compliance_and_rejection_reasons_are_reported(story: Story):
 
 
 async def test_velocity_matches_the_lifecycle_events_themselves(story: Story):
-    steps = await read_topic(story.stack.bootstrap, topics.LIFECYCLE,
-                             where=lambda r: r.key.decode() in set(story.ids.values()), until=lambda f: False, timeout=3)
+    steps = await read_all(story.stack.bootstrap, topics.LIFECYCLE,
+                           where=lambda r: r.key.decode() in set(story.ids.values()))
     at: dict[tuple[str, str], datetime] = {}
     for s in steps:
         if s.type == "lead.stage_changed":
@@ -446,8 +445,8 @@ async def test_exports_hand_analysts_every_event_with_its_attribution(story: Sto
         assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     table = pq.read_table(parquet).to_pylist()
-    steps = await read_topic(story.stack.bootstrap, topics.LIFECYCLE,
-                             where=lambda r: r.key.decode() in set(story.ids.values()), until=lambda f: False, timeout=3)
+    steps = await read_all(story.stack.bootstrap, topics.LIFECYCLE,
+                           where=lambda r: r.key.decode() in set(story.ids.values()))
     assert len(rows) == len(table) >= len(steps)
     won = next(r for r in rows if r["lead_id"] == story.ids["won_eur"] and r["to_stage"] == "won")
     assert (won["utm_campaign"], Decimal(won["amount"]), won["currency"]) == ("brand", Decimal("12000.00"), "EUR")

@@ -143,14 +143,23 @@ async def test_leads_outlive_a_broker_that_restarts_empty(faulty, db, audit):
 
 async def test_postgres_restarting_under_load_costs_503s_not_leads(faulty, db, audit):
     ledger = Ledger()
+    restarted = asyncio.Event()
+
+    async def until_restarted(client: httpx.AsyncClient) -> None:
+        # Leads keep coming for as long as the fault lasts, however fast capture is.
+        while not restarted.is_set():
+            await ledger.post(client, 20, concurrency=10, pause_s=0.05)
+
     async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
-        flowing = asyncio.create_task(ledger.post(client, 400, concurrency=10, pause_s=0.02))
+        flowing = asyncio.create_task(until_restarted(client))
         await asyncio.sleep(1.5)
         await asyncio.to_thread(faulty.postgres.stop)
         stage = next(p for p in faulty.processes if p.service == "scoring")
         readiness = (await client.get(f"{stage.url}/readyz")).status_code
         await asyncio.sleep(2)
         await asyncio.to_thread(faulty.postgres.start)
+        await ledger.post(client, 20)  # and after it
+        restarted.set()
         await flowing
     assert ledger.refused > 0, "Postgres was down, yet capture refused nothing: the test missed its window"
     assert readiness == 503, "a stage must say it is not ready while its database is away"

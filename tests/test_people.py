@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from leadpipe_common import topics
-from leadpipe_common.testing.kafka import read_topic
+from leadpipe_common.testing.kafka import read_all, read_topic
 from leadpipe_common.testing.plugin import KEY_HEADERS
 
 pytestmark = pytest.mark.asyncio
@@ -60,8 +60,7 @@ async def test_fifty_simultaneous_submissions_of_one_address_make_one_lead_route
     # One routing; the other records tell the holder of touches (those scored in the batch of the routing
     # itself are not re-told).
     await asyncio.sleep(2)
-    routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id,
-                              until=lambda found: False, timeout=2)
+    routed = await read_all(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id)
     assert len({r.id for r in routings(routed)}) == 1
     assert len({r.json()["assignment"]["owner_id"] for r in routed}) == 1
 
@@ -99,8 +98,7 @@ async def test_a_nurture_lead_that_asks_for_a_demo_is_recycled_and_routed_once(s
     moves = [(r.json()["from_stage"], r.json()["to_stage"]) for r in steps if r.type == "lead.stage_changed"]
     assert moves[-3:] == [("enriched", "nurture"), ("nurture", "mql"), ("mql", "routed")], moves
     await asyncio.sleep(1)
-    routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id,
-                              until=lambda f: False, timeout=2)
+    routed = await read_all(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id)
     assert len({r.id for r in routed}) == 1
 
 

@@ -35,6 +35,9 @@ class MemoryScores:
     async def decisions(self, lead_ids):
         return {i: self.rows[i]["decision"] for i in lead_ids if i in self.rows}
 
+    async def stored_leads(self, lead_ids):
+        return {i: (self.rows[i]["decision"], self.rows[i]["lead"]) for i in lead_ids if i in self.rows}
+
     async def touches(self, lead_ids):
         ids = set(lead_ids)
         out = {i: [] for i in ids}
@@ -121,7 +124,7 @@ async def test_a_lead_below_the_bar_is_scored_for_nurture():
     assert decoded(step).to_stage == "nurture"
 
 
-async def test_a_merged_duplicates_touches_count_for_the_survivor_and_the_duplicate_moves_no_more():
+async def test_a_merged_duplicates_touches_count_for_the_survivor_at_once_and_the_duplicate_moves_no_more():
     from leadpipe_common.events import LeadMerged
     from scoring.handlers import handle_lead_merged
 
@@ -135,10 +138,35 @@ async def test_a_merged_duplicates_touches_count_for_the_survivor_and_the_duplic
         attribution=duplicate.attribution))
     uow = MemoryUnitOfWork(store)
     async with uow:
-        assert await handle_lead_merged(uow, [merge], CTX) == {merge.id: []}
-    _, (scored, step) = await score(touched(survivor, "whitepaper"), store)
+        [(scored, step)] = (await handle_lead_merged(uow, [merge], CTX)).values()
+    assert decoded(scored).lead_id == survivor.lead_id
     intent = sorted(r.rule for r in decoded(scored).score.reasons if r.category == "intent")
-    assert intent == ["Demo", "White paper", "White paper"]  # the duplicate's demo request counts now
+    assert intent == ["Demo", "White paper"]  # the duplicate's demo request counts for the survivor now
     assert (decoded(step).from_stage, decoded(step).to_stage) == ("nurture", "mql")
+    assert decoded(step).reason.startswith("recycled by a merge")
+    _, (rescored,) = await score(touched(survivor, "whitepaper"), store)
+    intent = sorted(r.rule for r in decoded(rescored).score.reasons if r.category == "intent")
+    assert intent == ["Demo", "White paper", "White paper"]
     _, outputs = await score(touched(duplicate, "demo"), store)
     assert outputs == []
+
+
+async def test_a_touch_scored_before_the_merge_reached_scoring_is_counted_by_the_merge():
+    from leadpipe_common.events import LeadMerged
+    from scoring.handlers import handle_lead_merged
+
+    store = MemoryScores()
+    survivor = factories.enriched("buyer@smallco.example", offer="demo")
+    duplicate = factories.enriched("buyer.private@smallco.example", offer="whitepaper")
+    await score(survivor, store)
+    await score(duplicate, store)
+    await score(touched(survivor, "whitepaper"), store)  # the survivor's touch overtook the merge
+    merge = factories.envelope(topics.ENRICHED, LeadMerged(
+        lead_id=duplicate.lead_id, survivor_id=survivor.lead_id, at=NOW, by="ana", reason="same person",
+        attribution=duplicate.attribution))
+    uow = MemoryUnitOfWork(store)
+    async with uow:
+        [(scored,)] = (await handle_lead_merged(uow, [merge], CTX)).values()  # an MQL already: no step
+    intent = sorted(r.rule for r in decoded(scored).score.reasons if r.category == "intent")
+    assert intent == ["Demo", "White paper", "White paper"]
+    assert store.rows[duplicate.lead_id]["decision"] == "merged"

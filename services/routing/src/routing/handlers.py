@@ -168,9 +168,10 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     routes = {}
     for env in each(mqls):
         if env.data.lead_id in assigned:
-            # Only a second, differently-identified event for one lead can
-            # get here; the first one's outputs stand.
-            log.warning("lead already routed; ignoring a second scored event")
+            # A lead scored again without a touch (a merge gave it a
+            # duplicate's touches) or a second, differently-identified event
+            # for one lead: the first routing stands.
+            log.info("lead already routed; its new score changes nothing here")
             continue
         assigned.add(env.data.lead_id)
         routes[env.id] = choose_route(env.data, ref.data)

@@ -4,7 +4,9 @@ A lead's first enrichment scores it: ``enriched → mql | nurture | disqualified
 over all its touches (intent decays with each touch's age): a nurture lead that reaches the MQL bar is
 recycled (``nurture → mql``, and routing routes it); a lead already an MQL gets its new score on
 ``leads.scored`` (routing re-engages its holder); a disqualified lead is closed, and a late touch of it
-changes nothing. A merge moves the duplicate's touches to the survivor and closes the duplicate.
+changes nothing. A merge moves the duplicate's touches to the survivor, closes the duplicate and scores the
+survivor again over all of them: the merge and the survivor's next touch travel on different partitions (each
+keyed by its own lead), so whichever scoring sees first, the survivor's last score counts every touch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
@@ -21,7 +24,7 @@ from leadpipe_common.events import LeadEnriched, LeadMerged, LeadScored, LeadSta
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
-from scoring.domain import RuleSet, explain, score, stage_after, touch_of
+from scoring.domain import RuleSet, TouchFacts, explain, score, stage_after, touch_of
 from scoring.store import ScoringStore
 
 SOURCE = "leadpipe/scoring"
@@ -41,10 +44,26 @@ CLOSED = frozenset({"disqualified", "merged"})
 
 async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Envelope],
                              ctx: Scoring) -> dict[uuid.UUID, Outcome]:
-    """The survivor takes the duplicate's touches (its next score sums them all); the duplicate is closed."""
-    await uow.store.merge({env.data.lead_id: env.data.survivor_id for env in batch
-                           if isinstance(env.data, LeadMerged)})
-    return {env.id: [] for env in batch}
+    """The survivor takes the duplicate's touches and is scored again over all of them; the duplicate is closed."""
+    now = ctx.clock()
+    merges = [env for env in batch if isinstance(env.data, LeadMerged)]
+    await uow.store.merge({env.data.lead_id: env.data.survivor_id for env in merges})
+    survivors = {env.data.survivor_id for env in merges}
+    stored = await uow.store.stored_leads(survivors)
+    touches = await uow.store.touches(survivors)
+    outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
+    rows = []
+    for env in each(merges):
+        survivor_id = env.data.survivor_id
+        decision, kept = stored.get(survivor_id, (None, None))
+        if kept is None or decision in CLOSED:
+            continue  # scoring never kept this lead (scored before leads were kept), or it is closed
+        lead = LeadEnriched.model_validate(kept)
+        outcomes[env.id], row = _scored(env, lead, decision, touches[survivor_id], ctx, now, "recycled by a merge")
+        stored[survivor_id] = (row["decision"], kept)
+        rows.append(row)
+    await uow.store.save(rows)
+    return outcomes
 
 
 async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[Envelope],
@@ -68,24 +87,32 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
         if before in CLOSED:
             outcomes[env.id] = []  # closed: the touch is kept, the lead does not move
             continue
-        result = score(lead, ctx.rules, known, now)
-        stage = stage_after(before, result.decision)
-        decisions[lead.lead_id] = stage
-        scored = LeadScored.model_construct(**dict(lead), score=result, scored_at=now)  # validated parts
-        outcomes[env.id] = [follow_up(env, topics.SCORED, scored, source=SOURCE, time=now)]
-        if stage != before:
-            why = explain(result, ctx.rules)
-            changed = LeadStageChanged(
-                lead_id=lead.lead_id, from_stage=before or "enriched", to_stage=stage, at=now, by="scoring",
-                reason=f"recycled by a new touch: {why}" if before else why, attribution=lead.attribution,
-            )
-            outcomes[env.id].append(follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now))
-        score_rows.append({
-            "lead_id": lead.lead_id, "score": result.value, "grade": result.grade, "decision": stage,
-            "rules_version": result.rules_version, "reasons": [r.model_dump(mode="json") for r in result.reasons],
-            "scored_at": now, "lead": lead.model_dump(mode="json", exclude={"touch"}),
-        })
+        outcomes[env.id], row = _scored(env, lead, before, known, ctx, now, "recycled by a new touch")
+        decisions[lead.lead_id] = row["decision"]
+        score_rows.append(row)
     await uow.store.save_touches(touch_rows)
     await uow.store.save(score_rows)
     return outcomes
 
+
+def _scored(env: Envelope, lead: LeadEnriched, before: str | None, touches: list[TouchFacts], ctx: Scoring,
+            now: datetime, recycled_by: str) -> tuple[Outcome, dict[str, Any]]:
+    """``lead`` scored over ``touches``: its ``lead.scored`` (and lifecycle step, when it moves) and its score
+    row."""
+    result = score(lead, ctx.rules, touches, now)
+    stage = stage_after(before, result.decision)
+    scored = LeadScored.model_construct(**dict(lead), score=result, scored_at=now)  # validated parts
+    outcome: Outcome = [follow_up(env, topics.SCORED, scored, source=SOURCE, time=now)]
+    if stage != before:
+        why = explain(result, ctx.rules)
+        changed = LeadStageChanged(
+            lead_id=lead.lead_id, from_stage=before or "enriched", to_stage=stage, at=now, by="scoring",
+            reason=f"{recycled_by}: {why}" if before else why, attribution=lead.attribution,
+        )
+        outcome.append(follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now))
+    row = {
+        "lead_id": lead.lead_id, "score": result.value, "grade": result.grade, "decision": stage,
+        "rules_version": result.rules_version, "reasons": [r.model_dump(mode="json") for r in result.reasons],
+        "scored_at": now, "lead": lead.model_dump(mode="json", exclude={"touch"}),
+    }
+    return outcome, row

@@ -64,6 +64,15 @@ class ScoringStore:
                                            .where(scores.c.lead_id.in_(ids)))
         return {r.lead_id: r.decision for r in rows}
 
+    async def stored_leads(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, Any]]:
+        """Each lead's decision and the lead as last scored (JSON; None for leads scored before it was kept)."""
+        ids = sorted(set(lead_ids))
+        if not ids:
+            return {}
+        rows = await self._session.execute(sa.select(scores.c.lead_id, scores.c.decision, scores.c.lead)
+                                           .where(scores.c.lead_id.in_(ids)))
+        return {r.lead_id: (r.decision, r.lead) for r in rows}
+
     async def touches(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[TouchFacts]]:
         ids = sorted(set(lead_ids))
         out: dict[uuid.UUID, list[TouchFacts]] = {lead_id: [] for lead_id in ids}

@@ -12,6 +12,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from leadpipe_common.envelope import Message
+from leadpipe_common.scan import TopicScan
+from leadpipe_common.settings import KafkaSettings
 
 
 @dataclass(frozen=True)
@@ -56,17 +58,31 @@ async def read_topic(
         deadline = loop.time() + timeout
         while not until(found) and loop.time() < deadline:
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            for tp, records in batch.items():
-                for r in records:
-                    rec = Record(
-                        topic=tp.topic, partition=tp.partition, offset=r.offset, key=r.key, value=r.value,
-                        headers={k: v.decode(errors="replace") for k, v in r.headers},
-                    )
-                    if where(rec):
-                        found.append(rec)
+            for records in batch.values():
+                found += [rec for rec in map(_record, records) if where(rec)]
         return found
     finally:
         await consumer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, *, where: Callable[[Record], bool] = lambda r: True) -> list[Record]:
+    """Every record of ``topic`` matching ``where``, up to the log end at the call.
+
+    For "nothing more came" assertions: unlike :func:`read_topic` with an
+    ``until`` that never holds, it reads the whole topic however long that
+    takes on a loaded machine, and stops as soon as it has.
+    """
+    found: list[Record] = []
+    async with TopicScan(KafkaSettings(kafka_bootstrap_servers=bootstrap), topic) as scan:
+        async for batch in scan.batches():
+            found += [rec for rec in map(_record, batch) if where(rec)]
+    return found
+
+
+def _record(r: Any) -> Record:
+    """A test's view of an aiokafka ``ConsumerRecord``."""
+    return Record(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
+                  headers={k: v.decode(errors="replace") for k, v in r.headers})
 
 
 async def produce(bootstrap: str, messages: list[Message]) -> None:
