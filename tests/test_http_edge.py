@@ -58,3 +58,25 @@ async def test_a_form_post_over_the_limit_gets_a_readable_page(stack):
         r = await capture.post("/v1/forms/contact-us", data={"email": "big@example.com", "message": "x" * 70_000},
                                headers={"accept": "text/html"})
     assert r.status_code == 413 and "text/html" in r.headers["content-type"] and "64 KiB" in r.text
+
+
+async def test_text_with_a_nul_character_is_refused_at_every_edge_naming_the_field(stack):
+    # PostgreSQL stores no U+0000: let in, such a lead would fail its stage's batch on every retry.
+    async with httpx.AsyncClient(base_url=url(stack, "capture")) as capture:
+        as_json = await capture.post("/v1/leads", json={"email": "nul@example.com", "job_title": "VP\u0000Sales"})
+        as_form = await capture.post("/v1/forms/contact-us", content=b"email=nul%40example.com&utm_source=a%00b",
+                                     headers={"content-type": "application/x-www-form-urlencoded"})
+        fine = await capture.post("/v1/leads", json={"email": "nul@example.com", "job_title": "VP \\u0000 Sales"})
+    async with httpx.AsyncClient(base_url=url(stack, "reporting"), headers=KEY_HEADERS) as reporting:
+        in_query = await reporting.get("/v1/reports/funnel", params={"source": "a\u0000b"})
+        page = await reporting.get("/dashboard", params={"source": "a\u0000b"})
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
+        in_path = await routing.get("/v1/reps/a%00b/availability")
+        nested = await routing.post(f"/v1/leads/{uuid.uuid4()}/disposition",
+                                    json={"outcome": "rejected", "rep_id": "ana", "reason": "x\u0000"})
+    reason = "must not contain the NUL character (U+0000)"
+    for answer, field in ((as_json, "job_title"), (as_form, "utm_source"), (in_query, "source"), (page, "source"),
+                          (in_path, "path"), (nested, "reason")):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"] == [{"field": field, "reason": reason}]
+    assert fine.status_code == 202  # a backslash followed by "u0000" is only text

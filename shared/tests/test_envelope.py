@@ -123,3 +123,12 @@ def test_headers_that_break_the_cloudevents_binding_are_undecodable(change, reas
 def test_the_time_written_by_the_sdk_reads_back_exactly():
     msg = encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)
     assert decode(list(msg.headers), msg.key, msg.value).time == NOW
+
+
+def test_an_event_with_a_nul_character_in_its_text_is_a_schema_violation_naming_the_field():
+    lead = a_lead().model_copy(update={"contact": Contact(email="ada@example.com", job_title="VP\x00Sales")})
+    message = encode("leads.captured", lead, event_id=uuid.uuid4(), source="test", time=NOW)
+    with pytest.raises(DecodeError) as caught:
+        decode(list(message.headers), message.key, message.value)
+    assert caught.value.kind == "schema"
+    assert "contact.job_title: must not contain the NUL character" in caught.value.detail

@@ -21,6 +21,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import uuid
@@ -34,6 +35,7 @@ from cloudevents.core.v1.event import CloudEvent
 from pydantic import ValidationError
 
 from leadpipe_common.events import Event, UnknownEventType, parse_event
+from leadpipe_common.problems import NUL_REASON, nul_path
 
 _FORMAT = JSONFormat()
 _SCHEMA_RE = re.compile(r"^urn:leadpipe:schema:(?P<type>[a-z_.]+):v(?P<version>\d+)$")
@@ -219,6 +221,8 @@ def decode(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise DecodeError("schema", f"{event_type} violates its schema: {fields}") from exc
+    if b"\\u0000" in data and (where := nul_path(json.loads(data))) is not None:
+        raise DecodeError("schema", f"{event_type} violates its schema: {where}: {NUL_REASON}")
     try:
         event_id = uuid.UUID(attrs["id"])
     except ValueError as exc:

@@ -10,6 +10,9 @@ Guarantees:
 - ``BodyLimit``: no request body over ``<SERVICE>_MAX_BODY_BYTES`` is read,
   whether its length is declared or it arrives chunked: the read fails with
   ``413`` before more than the limit is held in memory.
+- ``RefuseNul``: text holding U+0000 (which PostgreSQL cannot store) in the
+  query, the path or the body (JSON, a form) is answered ``422`` naming the
+  field, before any handler sees it.
 - ``SecurityHeaders``: every response says ``X-Content-Type-Options:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
@@ -22,8 +25,10 @@ Guarantees:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,7 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from leadpipe_common.problems import FieldProblem, field_problems
+from leadpipe_common.problems import NUL_REASON, FieldProblem, field_problems, nul_path
 
 __all__ = ["FieldProblem", "Problem", "ProblemBody", "field_problems", "install_problem_handlers", "problem_responses"]
 
@@ -137,6 +142,79 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+class RefuseNul:
+    """ASGI middleware: a request with U+0000 in its query, path or body gets ``422`` naming the field.
+
+    The body is read whole (inside ``BodyLimit``) and handed on unchanged; it
+    is parsed only when a NUL could be in it, so the common request pays one
+    byte scan.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        field = _nul_in_query(scope.get("query_string", b""))
+        if field is None and (b"%00" in scope.get("raw_path", b"") or "\x00" in scope.get("path", "")):
+            field = "path"
+        messages: list[dict[str, Any]] = []
+        failure: HTTPException | None = None
+        if field is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            try:
+                while True:
+                    message = await receive()
+                    messages.append(message)
+                    if message["type"] != "http.request" or not message.get("more_body"):
+                        break
+            except HTTPException as exc:
+                failure = exc  # BodyLimit's 413: the app meets it where it reads on, and answers it its way
+            else:
+                body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+                content_type = next((v for k, v in scope.get("headers", ()) if k == b"content-type"), b"")
+                field = _nul_in_body(content_type, body)
+        if field is not None:
+            problem = Problem(422, "the request is invalid", [FieldProblem(field, NUL_REASON)])
+            await problem.response()(scope, receive, send)
+            return
+        pending = iter(messages)
+
+        async def replay() -> dict[str, Any]:
+            if (message := next(pending, None)) is not None:
+                return message
+            if failure is not None:
+                raise failure
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _nul_in_query(query: bytes) -> str | None:
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in key:
+            return "query"
+        if "\x00" in value:
+            return key
+    return None
+
+
+def _nul_in_body(content_type: bytes, body: bytes) -> str | None:
+    if content_type.startswith(b"application/x-www-form-urlencoded"):
+        return _nul_in_query(body)
+    if b"\\u0000" in body and b"json" in content_type:
+        try:
+            return nul_path(json.loads(body))
+        except ValueError:
+            return None  # not JSON: the operation says so itself
+    if b"\x00" in body and content_type.startswith(b"multipart/form-data"):
+        return "body"
+    return None
 
 
 _PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "

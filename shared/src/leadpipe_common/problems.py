@@ -4,7 +4,10 @@ Guarantees: pure (no web framework), so a service's domain can refuse input
 in the same terms its HTTP API answers with (``http.Problem`` carries a list
 of these); a pydantic error becomes ``(field, reason)`` with the transport
 prefix (``body``, ``query``, ``path``) dropped and a missing value said as
-"is required".
+"is required". ``nul_path`` finds text holding U+0000, which PostgreSQL's
+``text`` and ``jsonb`` cannot store: every edge refuses it (``http.RefuseNul``
+for requests, ``envelope.decode`` for records) so that it never reaches a
+table, where it would fail the same batch on every retry.
 """
 
 from __future__ import annotations
@@ -35,3 +38,26 @@ def field_problems(errors: Sequence[Mapping[str, Any]]) -> list[FieldProblem]:
 def describe(errors: Sequence[Mapping[str, Any]]) -> str:
     """The same problems as one line (``field: reason; ...``), for a reference file a service refuses at start."""
     return "; ".join(f"{p.field}: {p.reason}" for p in field_problems(errors))
+
+
+#: What is said of a field whose text holds U+0000.
+NUL_REASON = "must not contain the NUL character (U+0000)"
+
+
+def nul_path(value: Any, path: str = "") -> str | None:
+    """Where in ``value`` (parsed JSON: dicts, lists, strings) a key or a string holds U+0000, as
+    ``field.sub[2]``; None when nowhere."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            if (found := nul_path(item, here)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := nul_path(item, f"{path}[{i}]")) is not None:
+                return found
+    return None

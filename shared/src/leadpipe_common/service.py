@@ -46,7 +46,7 @@ from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Outcome
 from leadpipe_common.db import make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
-from leadpipe_common.http import BodyLimit, SecurityHeaders, install_problem_handlers, problem_responses
+from leadpipe_common.http import BodyLimit, RefuseNul, SecurityHeaders, install_problem_handlers, problem_responses
 from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
 from leadpipe_common.outbox import Claim, OutboxRelay, table_claim
 from leadpipe_common.producer import Producer
@@ -219,7 +219,9 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     app = FastAPI(title=f"leadpipe {service.name}", version="1", summary=service.summary, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sessions = Sessions(settings.session_secret.get_secret_value() if settings.session_secret else None)
-    # Outermost last: metrics see every answer, security headers go on every one, the limit is on every body.
+    # Outermost last: metrics see every answer, security headers go on every one, the limit is on every body,
+    # and no text with a NUL gets past the edge.
+    app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics)
