@@ -223,6 +223,7 @@ class ConsumerRunner:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+            fetch_min_bytes=self._settings.fetch_min_bytes,
             session_timeout_ms=self._settings.session_timeout_ms,
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
         )

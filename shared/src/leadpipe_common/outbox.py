@@ -12,7 +12,9 @@ Guarantees:
 - Order holds within one relay batch; two processes relaying at once may
   interleave, so consumers must not rely on order across an outbox.
 - A failing broker or database is retried with capped backoff and jitter;
-  nothing is dropped. ``wake`` cuts the idle wait so an HTTP caller's event leaves at once.
+  nothing is dropped. ``wake`` cuts the idle wait so an HTTP caller's event leaves at once, or
+  after the relay's linger (``<SERVICE>_OUTBOX_LINGER_MS``), which lets one round carry every
+  write of those few milliseconds.
 """
 
 from __future__ import annotations
@@ -60,10 +62,13 @@ class BackgroundLoop:
 
     name = "loop"
 
-    def __init__(self, *, batch_max: int, idle_s: float, wake: asyncio.Event | None = None) -> None:
-        """``wake``: an event other components set to cut the idle wait (one is made if not given)."""
+    def __init__(self, *, batch_max: int, idle_s: float, wake: asyncio.Event | None = None,
+                 linger_s: float = 0.0) -> None:
+        """``wake``: an event other components set to cut the idle wait (one is made if not given);
+        ``linger_s``: once woken, how long to wait for more work to do in the same round."""
         self._batch_max = batch_max
         self._idle_s = idle_s
+        self._linger_s = linger_s
         self._wake = wake or asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -107,18 +112,21 @@ class BackgroundLoop:
                 continue
             if self._stopping.is_set() and done == 0:
                 return
-            if done < self._batch_max:
-                await self._sleep(self._idle_s)
+            if done < self._batch_max and await self._sleep(self._idle_s) and self._linger_s:
+                await asyncio.sleep(self._linger_s)
 
     def on_failure(self) -> None:
         pass
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float) -> bool:
+        """Whether a ``wake()`` (rather than the time running out) ended the wait."""
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            woken = not self._stopping.is_set()
         except TimeoutError:
-            pass
+            woken = False
         self._wake.clear()
+        return woken
 
 
 #: Claims up to ``limit`` messages to publish, in the caller's transaction (locked, or already marked):
@@ -144,8 +152,8 @@ class OutboxRelay(BackgroundLoop):
     """Publishes what ``claim`` hands it and commits the claim only after the broker acknowledged all of it."""
 
     def __init__(self, engine: AsyncEngine, producer: Producer, claim: Claim, *, name: str,
-                 batch_max: int = 500, idle_s: float = 1.0) -> None:
-        super().__init__(batch_max=batch_max, idle_s=idle_s)
+                 batch_max: int = 500, idle_s: float = 1.0, linger_s: float = 0.0) -> None:
+        super().__init__(batch_max=batch_max, idle_s=idle_s, linger_s=linger_s)
         self.name = f"{name}-outbox-relay"
         self._outbox = name
         self._engine = engine

@@ -168,7 +168,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         producer = Producer(settings, client_id=service.name)
         claim = service.claim()
         relay = (OutboxRelay(engine, producer, claim, name=service.name, batch_max=settings.outbox_batch_max,
-                             idle_s=settings.outbox_idle_s) if claim is not None else None)
+                             idle_s=settings.outbox_idle_s, linger_s=settings.outbox_linger_ms / 1000)
+                 if claim is not None else None)
         wake = relay.wake if relay else (lambda: None)
         unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), service.store, service.inbox,
                                          service.outbox, on_publish=wake)

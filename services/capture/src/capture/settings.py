@@ -62,7 +62,13 @@ class CaptureSettings(ConsumerSettings):
     write_batch_max: int = Field(500, ge=1, description="most leads committed in one transaction (requests "
                                                         "arriving while one commits share the next)")
     outbox_batch_max: int = 1000
-    outbox_idle_s: float = Field(0.2, gt=0)
+    # A write wakes its own process's relay; the idle poll only finds what a
+    # process that died left behind. Woken, the relay waits 50 ms so that one
+    # round publishes every lead written meanwhile: at a steady 100 leads/s
+    # that cut the whole stack's CPU per lead from 11.5 to 8.2 ms (fewer relay
+    # transactions and produce requests, and fuller batches downstream) for
+    # about 25 ms more latency; 100 ms bought nothing more.
+    outbox_linger_ms: int = Field(50, ge=0)
     # Outcomes only feed the re-drive deadline (minutes away): the lifecycle
     # follower fetches lazily, in big batches, and leaves the CPU to requests.
     fetch_max_wait_ms: int = Field(1000, ge=1)

@@ -1,0 +1,45 @@
+"""capture's rate limits with an injected clock: no IO, no sleeping."""
+
+from capture.throttle import Throttle, parse_rate
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_hits_within_the_rate_pass_and_the_next_waits_until_the_window_ends():
+    clock = Clock()
+    throttle = Throttle(clock)
+    rate = parse_rate("3/minute", "test")
+    assert [throttle.retry_after(rate, "address", "203.0.113.7") for _ in range(3)] == [None, None, None]
+    clock.now += 20
+    assert throttle.retry_after(rate, "address", "203.0.113.7") == 40
+    assert throttle.retry_after(rate, "address", "198.51.100.1") is None  # another client has its own window
+    clock.now += 40
+    assert throttle.retry_after(rate, "address", "203.0.113.7") is None  # a new window
+
+
+def test_refused_hits_do_not_count_and_a_waiting_client_never_sees_zero_seconds():
+    clock = Clock()
+    throttle = Throttle(clock)
+    rate = parse_rate("1/second", "test")
+    assert throttle.retry_after(rate, "key", "k1") is None
+    clock.now += 0.999
+    assert throttle.retry_after(rate, "key", "k1") == 1
+    clock.now += 0.002
+    assert throttle.retry_after(rate, "key", "k1") is None
+
+
+def test_passed_windows_are_swept_so_many_clients_do_not_grow_memory_forever():
+    clock = Clock()
+    throttle = Throttle(clock)
+    rate = parse_rate("5/second", "test")
+    for i in range(1000):
+        throttle.retry_after(rate, "address", f"10.0.{i // 250}.{i % 250}")
+    clock.now += Throttle.SWEEP_S
+    throttle.retry_after(rate, "address", "192.0.2.1")
+    assert len(throttle._windows) == 1

@@ -1,0 +1,60 @@
+"""The background loop's rounds (relays, watches) with no IO: what a wake and a linger do."""
+
+import asyncio
+
+from leadpipe_common.outbox import BackgroundLoop
+
+
+class Writes(BackgroundLoop):
+    """Takes every write made so far in one round, as an outbox relay does."""
+
+    def __init__(self, linger_s: float) -> None:
+        super().__init__(batch_max=100, idle_s=30, linger_s=linger_s)
+        self.pending = 0
+        self.rounds: list[int] = []
+
+    async def step(self) -> int:
+        taken, self.pending = self.pending, 0
+        if taken:
+            self.rounds.append(taken)
+        return taken
+
+    async def write(self) -> None:
+        self.pending += 1
+        self.wake()
+
+
+async def until(condition) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+async def test_a_woken_loop_without_a_linger_takes_each_write_in_its_own_round():
+    loop = Writes(linger_s=0)
+    loop.start()
+    for n in range(1, 4):
+        await loop.write()
+        await until(lambda n=n: len(loop.rounds) == n)
+    await loop.stop()
+    assert loop.rounds == [1, 1, 1]
+
+
+async def test_a_woken_loop_lingers_so_one_round_takes_every_write_of_that_moment():
+    loop = Writes(linger_s=0.5)
+    loop.start()
+    await asyncio.sleep(0.01)  # its first round, with nothing to do yet
+    for _ in range(5):
+        await loop.write()
+        await asyncio.sleep(0.01)
+    await until(lambda: loop.rounds)
+    await loop.stop()
+    assert loop.rounds == [5]
+
+
+async def test_stopping_does_not_wait_for_a_linger():
+    loop = Writes(linger_s=30)
+    loop.start()
+    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):
+        await loop.stop()
