@@ -524,7 +524,7 @@ def cli() -> None:
     parser.add_argument("--skip-wrk", action="store_true", help="leave out capture against a bare endpoint (wrk)")
     parser.add_argument("--wrk-seconds", type=float, default=10, help="length of each wrk run")
     parser.add_argument("--wrk-connections", type=int, default=32)
-    parser.add_argument("--capture-workers", type=int, default=int(os.environ.get("CAPTURE_WORKERS", 2)))
+    parser.add_argument("--capture-workers", type=int, default=int(os.environ.get("CAPTURE_WORKERS", 1)))
     args = parser.parse_args()
 
     stack = make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-bench-")))

@@ -221,7 +221,11 @@ class ConsumerRunner:
             client_id=self._service,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            # What one fetch may bring home bounds what a process holds while it
+            # catches up on a backlog (aiokafka's defaults: 1 MiB a partition,
+            # 50 MiB a fetch); 1 MiB is some 500 records, a full batch.
+            max_partition_fetch_bytes=1024 * 1024,
+            fetch_max_bytes=8 * 1024 * 1024,
             fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
             fetch_min_bytes=self._settings.fetch_min_bytes,
             session_timeout_ms=self._settings.session_timeout_ms,

@@ -161,6 +161,8 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
                    "DELIVERY_SUBSCRIPTIONS_FILE": str(_test_receiver(data_dir)),
                    "DELIVERY_ALLOW_PRIVATE_TARGETS": "true", "DELIVERY_TIMEOUT_S": "1", "DELIVERY_RETRY_BASE_S": "0.2",
                    "CAPTURE_TOKEN_SECRET": TOKEN_SECRET, "TEST_CAPTCHA_SECRET": CAPTCHA_SECRET,
+                   # Two capture processes, so that what must be race-free across processes is raced.
+                   "CAPTURE_WORKERS": "2",
                    # Every test posts from 127.0.0.1; LIMITED_FORM is the one that is held to a limit.
                    "CAPTURE_RATE_LIMIT": "1000000/minute", **_test_routing(data_dir)},
     )
