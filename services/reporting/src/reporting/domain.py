@@ -128,7 +128,11 @@ class Projection:
                                              **{c: getattr(attribution, c) for c in DIMENSIONS.values()}}
 
     def lead(self, lead_id: uuid.UUID) -> LeadFacts:
-        return self.leads.setdefault(lead_id, LeadFacts(lead_id))
+        # Not setdefault: that builds a LeadFacts (dozens of fields) for every event of a lead already here.
+        facts = self.leads.get(lead_id)
+        if facts is None:
+            facts = self.leads[lead_id] = LeadFacts(lead_id)
+        return facts
 
     def handoff(self, h: HandoffFacts) -> None:
         """Keep the earliest breach of a holder seen, as the database does."""
