@@ -66,3 +66,22 @@ def test_the_book_holds_the_files_and_the_apis_subscriptions_and_leaves_out_what
     assert book.source("crm") == "file" and book.source("slack") == "api"
     assert book["expired-key"].secrets == (new_secret(bytes(range(32))),)
     assert book["crm"] == FILE["crm"]  # the file's wins over a row of the same id
+
+
+def test_the_consumer_decodes_only_the_event_types_some_subscription_in_force_asks_for():
+    import types
+
+    from delivery.service import wanted_record
+
+    def headers(event_type):
+        return [("ce_id", b"x"), ("ce_type", event_type.encode())]
+
+    box = SecretBox([Fernet.generate_key()])
+    book = SubscriptionBook(FILE, box, allow_private=False)
+    ctx = types.SimpleNamespace(subscriptions=book)
+    # Before the API's subscriptions are read, any of them might want any deliverable type.
+    assert wanted_record(headers("lead.queued"), ctx) and not wanted_record(headers("lead.scored"), ctx)
+    book.load([], NOW)
+    assert wanted_record(headers("lead.routed"), ctx) and not wanted_record(headers("lead.queued"), ctx)
+    book.load([row(box)], NOW)  # slack, made through the API, wants lead.queued
+    assert wanted_record(headers("lead.queued"), ctx) and not wanted_record(headers("lead.stage_changed"), ctx)

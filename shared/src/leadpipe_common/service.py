@@ -112,8 +112,9 @@ class Service(Generic[C, S]):
     routes: Sequence[APIRouter] = ()
     #: Started after the relay, stopped before it (in this order), so the relay sends what they committed.
     background: Callable[[Runtime[C, S]], Sequence[Background]] = field(default=lambda runtime: ())
-    #: Looks at a record's headers only: records it declines are passed over undecoded.
-    select: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None
+    #: Looks at a record's headers (and the service's context) only: records it declines are passed over
+    #: undecoded.
+    select: Callable[[Sequence[tuple[str, bytes]], C], bool] | None = None
     #: What the relay publishes, when the service's own table is its outbox (capture's leads);
     #: by default the ``outbox`` table's rows.
     relay: Claim | None = None
@@ -183,7 +184,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         applier = BatchApplier(
             service=service.name,
             handlers={event.type: functools.partial(handler, ctx=ctx) for event, handler in service.consumes.items()},
-            unit_of_work=unit_of_work, select=service.select,
+            unit_of_work=unit_of_work, select=functools.partial(service.select, ctx=ctx) if service.select else None,
         )
         runner = ConsumerRunner(settings=settings, service=service.name, input_topics=topology.inputs_of(service.name),
                                 applier=applier, producer=producer)

@@ -88,6 +88,6 @@ async def handle_lead_merged(uow: UnitOfWork[CaptureStore], batch: Sequence[Enve
 _FOLLOWED = {stage.encode() for stage in TERMINAL_STAGES | CLOSED_STAGES | {"merged"}}
 
 
-def is_terminal_step(headers: Sequence[tuple[str, bytes]]) -> bool:
+def is_terminal_step(headers: Sequence[tuple[str, bytes]], ctx: object = None) -> bool:
     """Only terminal and closing steps matter to capture; the rest are skipped unparsed (by their ce_tostage)."""
     return any(k == "ce_tostage" and v in _FOLLOWED for k, v in headers)

@@ -9,21 +9,20 @@ from leadpipe_common.service import Runtime, Service
 
 from delivery.api import router
 from delivery.dispatcher import Dispatcher
-from delivery.domain import DELIVERABLE
 from delivery.handlers import (
     Delivery, handle_lead_assigned, handle_lead_merged, handle_lead_queued, handle_lead_reengaged, handle_lead_routed,
     handle_lead_sla_breached, handle_lead_stage_changed,
 )
 from delivery.network import PublicOnlyTransport
 from delivery.store import DeliveryStore
-from delivery.subscriptions import BookRefresh
+from delivery.subscriptions import DELIVERABLE_TYPES, BookRefresh
 
-_DELIVERABLE = {t.encode() for t in DELIVERABLE}
-
-
-def deliverable_record(headers: object) -> bool:
-    """Only the types a subscription may ask for are decoded; the rest of the lifecycle is passed over."""
-    return any(k == "ce_type" and v in _DELIVERABLE for k, v in headers)  # type: ignore[attr-defined]
+def wanted_record(headers: object, ctx: Delivery) -> bool:
+    """Only the types some subscription in force asks for are decoded (until the API's subscriptions were
+    read, every type one may ask for); the rest is passed over, as it would be queued for nobody."""
+    book = ctx.subscriptions
+    wanted = book.wanted_types if book.loaded else DELIVERABLE_TYPES
+    return any(k == "ce_type" and v in wanted for k, v in headers)  # type: ignore[attr-defined]
 
 
 def dispatcher(rt: Runtime[Delivery, DeliveryStore]) -> Dispatcher:
@@ -46,7 +45,7 @@ SERVICE: Service[Delivery, DeliveryStore] = Service(
               LeadQueued: handle_lead_queued, LeadAssigned: handle_lead_assigned,
               LeadStageChanged: handle_lead_stage_changed, LeadReengaged: handle_lead_reengaged,
               LeadMerged: handle_lead_merged},
-    select=deliverable_record,
+    select=wanted_record,
     http_transport=lambda settings: PublicOnlyTransport(
         allow_private=settings.allow_private_targets),  # type: ignore[attr-defined]
     store=DeliveryStore,

@@ -28,9 +28,12 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from leadpipe_common.outbox import BackgroundLoop
 
-from delivery.domain import Subscription, live_secrets, parse_subscription
+from delivery.domain import DELIVERABLE, Subscription, live_secrets, parse_subscription
 
 log = structlog.get_logger(__name__)
+
+#: The ``ce_type`` header value of every event type a subscription may ask for.
+DELIVERABLE_TYPES = frozenset(t.encode() for t in DELIVERABLE)
 
 
 class SecretBox:
@@ -80,7 +83,8 @@ class SubscriptionBook(Mapping[str, Subscription]):
         self.from_file = dict(from_file)
         self.box = box
         self.allow_private = allow_private
-        self._all: dict[str, Subscription] = dict(from_file)
+        self._all: dict[str, Subscription] = {}
+        self._put(dict(from_file))
         #: The API's subscriptions were read at least once (a handler reads them first if not).
         self.loaded = box is None
 
@@ -92,6 +96,12 @@ class SubscriptionBook(Mapping[str, Subscription]):
 
     def __len__(self) -> int:
         return len(self._all)
+
+    def _put(self, subscriptions: dict[str, Subscription]) -> None:
+        self._all = subscriptions
+        #: The ``ce_type`` header values some subscription asks for: the consumer decodes only those.
+        self.wanted_types = frozenset(t.encode() for sub in subscriptions.values() for t in sub.events
+                                      ) & DELIVERABLE_TYPES
 
     def source(self, subscription_id: str) -> str:
         return "file" if subscription_id in self.from_file else "api"
@@ -113,7 +123,7 @@ class SubscriptionBook(Mapping[str, Subscription]):
                           subscription=row["id"])
             except ValueError as exc:
                 log.error("a stored subscription is invalid; left out", subscription=row["id"], error=str(exc))
-        self._all = {**self.from_file, **made}
+        self._put({**self.from_file, **made})
         self.loaded = True
 
 
