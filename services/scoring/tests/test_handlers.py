@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 from leadpipe_common import topics
 from leadpipe_common.envelope import decode
 from leadpipe_common.testing import factories
-from leadpipe_common.events import Attribution, Touch
+from leadpipe_common.events import Attribution, LeadMerged, Touch
 from leadpipe_common.uow import MemoryUnitOfWork
 from scoring.domain import TouchFacts, parse_rules
-from scoring.handlers import Scoring, handle_lead_enriched
+from scoring.handlers import Scoring, handle_lead_enriched, handle_lead_merged
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 CTX = Scoring(parse_rules({
@@ -124,21 +124,23 @@ async def test_a_lead_below_the_bar_is_scored_for_nurture():
     assert decoded(step).to_stage == "nurture"
 
 
-async def test_a_merged_duplicates_touches_count_for_the_survivor_at_once_and_the_duplicate_moves_no_more():
-    from leadpipe_common.events import LeadMerged
-    from scoring.handlers import handle_lead_merged
-
-    store = MemoryScores()
-    survivor = factories.enriched("reader@smallco.example", offer="whitepaper")
-    duplicate = factories.enriched("reader.private@smallco.example", offer="demo")
-    await score(survivor, store)
-    await score(duplicate, store)
+async def merged(store, duplicate, survivor):
+    """The outcomes of merging ``duplicate`` into ``survivor``."""
     merge = factories.envelope(topics.ENRICHED, LeadMerged(
         lead_id=duplicate.lead_id, survivor_id=survivor.lead_id, at=NOW, by="ana", reason="same person",
         attribution=duplicate.attribution))
     uow = MemoryUnitOfWork(store)
     async with uow:
-        [(scored, step)] = (await handle_lead_merged(uow, [merge], CTX)).values()
+        return list((await handle_lead_merged(uow, [merge], CTX)).values())
+
+
+async def test_a_merged_duplicates_touches_count_for_the_survivor_at_once_and_the_duplicate_moves_no_more():
+    store = MemoryScores()
+    survivor = factories.enriched("reader@smallco.example", offer="whitepaper")
+    duplicate = factories.enriched("reader.private@smallco.example", offer="demo")
+    await score(survivor, store)
+    await score(duplicate, store)
+    [(scored, step)] = await merged(store, duplicate, survivor)
     assert decoded(scored).lead_id == survivor.lead_id
     intent = sorted(r.rule for r in decoded(scored).score.reasons if r.category == "intent")
     assert intent == ["Demo", "White paper"]  # the duplicate's demo request counts for the survivor now
@@ -152,21 +154,13 @@ async def test_a_merged_duplicates_touches_count_for_the_survivor_at_once_and_th
 
 
 async def test_a_touch_scored_before_the_merge_reached_scoring_is_counted_by_the_merge():
-    from leadpipe_common.events import LeadMerged
-    from scoring.handlers import handle_lead_merged
-
     store = MemoryScores()
     survivor = factories.enriched("buyer@smallco.example", offer="demo")
     duplicate = factories.enriched("buyer.private@smallco.example", offer="whitepaper")
     await score(survivor, store)
     await score(duplicate, store)
     await score(touched(survivor, "whitepaper"), store)  # the survivor's touch overtook the merge
-    merge = factories.envelope(topics.ENRICHED, LeadMerged(
-        lead_id=duplicate.lead_id, survivor_id=survivor.lead_id, at=NOW, by="ana", reason="same person",
-        attribution=duplicate.attribution))
-    uow = MemoryUnitOfWork(store)
-    async with uow:
-        [(scored,)] = (await handle_lead_merged(uow, [merge], CTX)).values()  # an MQL already: no step
+    [(scored,)] = await merged(store, duplicate, survivor)  # an MQL already: no step
     intent = sorted(r.rule for r in decoded(scored).score.reasons if r.category == "intent")
     assert intent == ["Demo", "White paper", "White paper"]
     assert store.rows[duplicate.lead_id]["decision"] == "merged"
