@@ -65,7 +65,8 @@ async def test_text_with_a_nul_character_is_refused_at_every_edge_naming_the_fie
     async with httpx.AsyncClient(base_url=url(stack, "capture")) as capture:
         as_json = await capture.post("/v1/leads", json={"email": "nul@example.com", "job_title": "VP\u0000Sales"})
         as_form = await capture.post("/v1/forms/contact-us", content=b"email=nul%40example.com&utm_source=a%00b",
-                                     headers={"content-type": "application/x-www-form-urlencoded"})
+                                     headers={"content-type": "application/x-www-form-urlencoded",
+                                              "accept": "application/json"})
         fine = await capture.post("/v1/leads", json={"email": "nul@example.com", "job_title": "VP \\u0000 Sales"})
     async with httpx.AsyncClient(base_url=url(stack, "reporting"), headers=KEY_HEADERS) as reporting:
         in_query = await reporting.get("/v1/reports/funnel", params={"source": "a\u0000b"})
@@ -80,3 +81,21 @@ async def test_text_with_a_nul_character_is_refused_at_every_edge_naming_the_fie
         assert answer.status_code == 422, answer.text
         assert answer.json()["errors"] == [{"field": field, "reason": reason}]
     assert fine.status_code == 202  # a backslash followed by "u0000" is only text
+
+
+async def test_a_nul_is_found_whatever_the_content_type_says_and_an_attachment_may_hold_one(stack):
+    async with httpx.AsyncClient(base_url=url(stack, "capture")) as capture:
+        shouted = await capture.post("/v1/leads", content=b'{"email": "nul@example.com", "company": "a\\u0000"}',
+                                     headers={"content-type": "Application/JSON; charset=utf-8"})
+        with_cv = await capture.post("/v1/forms/contact-us", data={"email": "cv@example.com"},
+                                     files={"cv": ("cv.pdf", b"%PDF\x00\x01\x02", "application/pdf")},
+                                     headers={"accept": "application/json"})
+        in_multipart = await capture.post("/v1/forms/contact-us", data={"email": "cv@example.com", "company": "a\x00"},
+                                          files={"cv": ("cv.pdf", b"%PDF", "application/pdf")},
+                                          headers={"accept": "application/json"})
+        page = await capture.post("/v1/forms/contact-us", data={"email": "nul@example.com", "company": "a\x00"},
+                                  headers={"accept": "text/html"})
+    assert shouted.status_code == 422 and shouted.json()["errors"][0]["field"] == "company"
+    assert with_cv.status_code == 202, with_cv.text
+    assert in_multipart.status_code == 422 and in_multipart.json()["errors"][0]["field"] == "company"
+    assert page.status_code == 422 and "text/html" in page.headers["content-type"]  # a browser gets a page

@@ -132,3 +132,11 @@ def test_an_event_with_a_nul_character_in_its_text_is_a_schema_violation_naming_
         decode(list(message.headers), message.key, message.value)
     assert caught.value.kind == "schema"
     assert "contact.job_title: must not contain the NUL character" in caught.value.detail
+
+
+def test_where_a_nul_is_named_without_the_nul_itself():
+    from leadpipe_common.problems import nul_path
+
+    assert nul_path({"a": [{"b": "ok"}, {"c": "x\x00"}]}) == "a[1].c"
+    assert nul_path({"k\x00": "v"}) == "k\\u0000" and "\x00" not in nul_path({"k\x00": "v"})
+    assert nul_path({"a": "text \\u0000 as written"}) is None

@@ -32,10 +32,7 @@ class MemoryScores:
         self.rows: dict[uuid.UUID, dict] = {}
         self.touch_rows: dict[tuple[uuid.UUID, uuid.UUID], dict] = {}
 
-    async def decisions(self, lead_ids):
-        return {i: self.rows[i]["decision"] for i in lead_ids if i in self.rows}
-
-    async def stored_leads(self, lead_ids):
+    async def standing(self, lead_ids):
         return {i: (self.rows[i]["decision"], self.rows[i]["lead"]) for i in lead_ids if i in self.rows}
 
     async def touches(self, lead_ids):

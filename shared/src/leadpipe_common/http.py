@@ -12,7 +12,8 @@ Guarantees:
   ``413`` before more than the limit is held in memory.
 - ``RefuseNul``: text holding U+0000 (which PostgreSQL cannot store) in the
   query, the path or the body (JSON, a form) is answered ``422`` naming the
-  field, before any handler sees it.
+  field, as the app answers its other problems; a body's is found as the
+  app reads it, after the route's key and rate checks.
 - ``SecurityHeaders``: every response says ``X-Content-Type-Options:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
@@ -38,7 +39,7 @@ from starlette.exceptions import HTTPException
 
 from leadpipe_common.problems import NUL_REASON, FieldProblem, field_problems, nul_path
 
-__all__ = ["FieldProblem", "Problem", "ProblemBody", "field_problems", "install_problem_handlers", "problem_responses"]
+__all__ = ["FieldProblem", "FieldsRefused", "Problem", "ProblemBody", "field_problems", "install_problem_handlers", "problem_responses"]
 
 
 class FieldProblemBody(BaseModel):
@@ -95,7 +96,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
-        return await _render(request, Problem(exc.status_code, str(exc.detail), headers=exc.headers))
+        return await _render(request, Problem(exc.status_code, str(exc.detail), getattr(exc, "problems", ()),
+                                              headers=exc.headers))
 
     async def _render(request: Request, problem: Problem) -> Response:
         # Through whatever renders Problems in this app (a service may install its own).
@@ -144,12 +146,26 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-class RefuseNul:
-    """ASGI middleware: a request with U+0000 in its query, path or body gets ``422`` naming the field.
+class FieldsRefused(HTTPException):
+    """An HTTPException naming the fields to blame: raised while a body is read, where FastAPI passes
+    HTTPExceptions on (anything else it calls a parse error), and answered as a ``Problem``."""
 
-    The body is read whole (inside ``BodyLimit``) and handed on unchanged; it
-    is parsed only when a NUL could be in it, so the common request pays one
-    byte scan.
+    def __init__(self, status: int, message: str, problems: Sequence[FieldProblem]) -> None:
+        super().__init__(status, message)
+        self.problems = list(problems)
+
+
+class RefuseNul:
+    """ASGI middleware: U+0000 in a request's query, path or body is answered ``422`` naming the field.
+
+    The query and the path are checked before the app sees the request; the
+    body as the app reads it (so a route still authenticates and throttles
+    before it reads a body), the read failing with :class:`FieldsRefused`
+    once the whole body has arrived. It is parsed only when a NUL could be in
+    it: the common request pays one byte scan. JSON (also sent without a
+    content type) and form bodies are checked here; a multipart body carries
+    files, whose bytes may hold anything, so the app that takes one checks
+    its text fields itself.
     """
 
     def __init__(self, app: Any) -> None:
@@ -159,61 +175,51 @@ class RefuseNul:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        field = _nul_in_query(scope.get("query_string", b""))
+        field = _nul_in_query(scope.get("query_string", b""), "query")
         if field is None and (b"%00" in scope.get("raw_path", b"") or "\x00" in scope.get("path", "")):
             field = "path"
-        messages: list[dict[str, Any]] = []
-        failure: HTTPException | None = None
-        if field is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-            try:
-                while True:
-                    message = await receive()
-                    messages.append(message)
-                    if message["type"] != "http.request" or not message.get("more_body"):
-                        break
-            except HTTPException as exc:
-                failure = exc  # BodyLimit's 413: the app meets it where it reads on, and answers it its way
-            else:
-                body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-                content_type = next((v for k, v in scope.get("headers", ()) if k == b"content-type"), b"")
-                field = _nul_in_body(content_type, body)
         if field is not None:
+            # Answered the way the app answers its other problems (capture: a page for a browser).
             problem = Problem(422, "the request is invalid", [FieldProblem(field, NUL_REASON)])
-            await problem.response()(scope, receive, send)
+            request = Request(scope, receive)
+            response = await scope["app"].exception_handlers[Problem](request, problem)
+            await response(scope, receive, send)
             return
-        pending = iter(messages)
+        content_type = next((v for k, v in scope.get("headers", ()) if k == b"content-type"), b"")
+        media = content_type.split(b";")[0].strip().lower()
+        chunks: list[bytes] = []
 
-        async def replay() -> dict[str, Any]:
-            if (message := next(pending, None)) is not None:
-                return message
-            if failure is not None:
-                raise failure
-            return await receive()
+        async def checked() -> dict[str, Any]:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body") and (where := _nul_in_body(media, b"".join(chunks))) is not None:
+                    raise FieldsRefused(422, "the request is invalid", [FieldProblem(where, NUL_REASON)])
+            return message
 
-        await self.app(scope, replay, send)
+        await self.app(scope, checked, send)
 
 
-def _nul_in_query(query: bytes) -> str | None:
+def _nul_in_query(query: bytes, where: str) -> str | None:
+    """The name whose value holds U+0000 (``where`` when a name itself does), in URL-encoded pairs."""
     if b"%00" not in query and b"\x00" not in query:
         return None
     for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if "\x00" in key:
-            return "query"
+            return where
         if "\x00" in value:
             return key
     return None
 
 
-def _nul_in_body(content_type: bytes, body: bytes) -> str | None:
-    if content_type.startswith(b"application/x-www-form-urlencoded"):
-        return _nul_in_query(body)
-    if b"\\u0000" in body and b"json" in content_type:
+def _nul_in_body(media: bytes, body: bytes) -> str | None:
+    if media == b"application/x-www-form-urlencoded":
+        return _nul_in_query(body, "body")
+    if b"\\u0000" in body and (media == b"" or media.endswith(b"json")):
         try:
             return nul_path(json.loads(body))
         except ValueError:
             return None  # not JSON: the operation says so itself
-    if b"\x00" in body and content_type.startswith(b"multipart/form-data"):
-        return "body"
     return None
 
 

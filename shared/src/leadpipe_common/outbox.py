@@ -114,6 +114,8 @@ class BackgroundLoop:
                 return
             if done < self._batch_max and await self._sleep(self._idle_s) and self._linger_s:
                 await asyncio.sleep(self._linger_s)
+                # What woke it during the linger is in the coming round: no second round for it.
+                self._wake.clear()
 
     def on_failure(self) -> None:
         pass

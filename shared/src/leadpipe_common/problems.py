@@ -51,7 +51,9 @@ def nul_path(value: Any, path: str = "") -> str | None:
         return (path or "body") if "\x00" in value else None
     if isinstance(value, dict):
         for key, item in value.items():
+            # Written \u0000 in the path: the path goes into error messages, which are stored.
             here = f"{path}.{key}" if path else str(key)
+            here = here.replace("\x00", "\\u0000")
             if "\x00" in str(key):
                 return here
             if (found := nul_path(item, here)) is not None:

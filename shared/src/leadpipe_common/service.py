@@ -11,7 +11,8 @@ until its lifespan starts (settings are read by the caller, clients are built
 in the lifespan; the service's context is built from them). Every write goes through a unit of work
 (``leadpipe_common.uow``): the runner's batches, the routes' requests and the
 background loops' rounds alike; a service with an outbox gets its relay, and
-a unit of work that published wakes it at once. On shutdown it stops the
+a unit of work that published wakes it at once (it then lingers
+``<SERVICE>_OUTBOX_LINGER_MS``, capture's 50 ms, to take what else came). On shutdown it stops the
 runner first (finish batch, commit, leave the group), then the background
 loops (each finishes its round), then the producer, then the database pool.
 ``/readyz`` fails while the database is unreachable, the runner is retrying

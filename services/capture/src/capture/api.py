@@ -32,6 +32,7 @@ from leadpipe_common.auth import identify, needs
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadCaptured, LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
+from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime
 
 from capture.captcha import Verifier
@@ -163,6 +164,9 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
         if isinstance(v, UploadFile):
             continue  # attachments are not part of a lead
         fields.setdefault(k, v)
+    # http.RefuseNul leaves multipart bodies to us: a file's bytes may hold anything, its text fields not.
+    if (where := nul_path(fields)) is not None:
+        raise Problem(422, "the lead was not accepted", [FieldProblem(where, NUL_REASON)])
     return fields
 
 

@@ -6,7 +6,10 @@ recycled (``nurture → mql``, and routing routes it); a lead already an MQL get
 ``leads.scored`` (routing re-engages its holder); a disqualified lead is closed, and a late touch of it
 changes nothing. A merge moves the duplicate's touches to the survivor, closes the duplicate and scores the
 survivor again over all of them: the merge and the survivor's next touch travel on different partitions (each
-keyed by its own lead), so whichever scoring sees first, the survivor's last score counts every touch.
+keyed by its own lead), so whichever scoring sees first, the survivor's last score counts every touch (the
+leads' score rows are locked first, so two processes take turns). That re-score carries no touch: routing
+holds the survivor already and routes nothing; a survivor sales rejected is recycled by its next touch, not
+by the merge.
 """
 
 from __future__ import annotations
@@ -47,9 +50,9 @@ async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Enve
     """The survivor takes the duplicate's touches and is scored again over all of them; the duplicate is closed."""
     now = ctx.clock()
     merges = [env for env in batch if isinstance(env.data, LeadMerged)]
-    await uow.store.merge({env.data.lead_id: env.data.survivor_id for env in merges})
     survivors = {env.data.survivor_id for env in merges}
-    stored = await uow.store.stored_leads(survivors)
+    stored = await uow.store.standing(survivors | {env.data.lead_id for env in merges})  # locked, in id order
+    await uow.store.merge({env.data.lead_id: env.data.survivor_id for env in merges})
     touches = await uow.store.touches(survivors)
     outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
     rows = []
@@ -70,7 +73,8 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
                                ctx: Scoring) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
     leads = [env.data for env in batch]
-    decisions = await uow.store.decisions(lead.lead_id for lead in leads)
+    decisions = {lead_id: decision for lead_id, (decision, _) in
+                 (await uow.store.standing(lead.lead_id for lead in leads)).items()}  # locked, in id order
     touches = await uow.store.touches(lead.lead_id for lead in leads)
     outcomes: dict[uuid.UUID, Outcome] = {}
     touch_rows, score_rows = [], []

@@ -55,22 +55,17 @@ class ScoringStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def decisions(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
-        """The decision each lead stands at (none yet: not in the result)."""
-        ids = sorted(set(lead_ids))
-        if not ids:
-            return {}
-        rows = await self._session.execute(sa.select(scores.c.lead_id, scores.c.decision)
-                                           .where(scores.c.lead_id.in_(ids)))
-        return {r.lead_id: r.decision for r in rows}
-
-    async def stored_leads(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, Any]]:
-        """Each lead's decision and the lead as last scored (JSON; None for leads scored before it was kept)."""
+    async def standing(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, Any]]:
+        """Each known lead's decision and the lead as last scored (JSON; None for leads scored before it was
+        kept), its row locked until the transaction ends, in id order: a merge (on the duplicate's partition)
+        and a touch of the survivor (on its own) handled by two processes at once take turns, so the second
+        scores over what the first wrote."""
         ids = sorted(set(lead_ids))
         if not ids:
             return {}
         rows = await self._session.execute(sa.select(scores.c.lead_id, scores.c.decision, scores.c.lead)
-                                           .where(scores.c.lead_id.in_(ids)))
+                                           .where(scores.c.lead_id.in_(ids)).order_by(scores.c.lead_id)
+                                           .with_for_update())
         return {r.lead_id: (r.decision, r.lead) for r in rows}
 
     async def touches(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[TouchFacts]]:
