@@ -187,6 +187,9 @@ class RefuseNul:
             return
         content_type = next((v for k, v in scope.get("headers", ()) if k == b"content-type"), b"")
         media = content_type.split(b";")[0].strip().lower()
+        if not (media in (b"", _FORM) or media.endswith(b"json")):
+            await self.app(scope, receive, send)  # multipart (the app's to check) or one the app refuses
+            return
         chunks: list[bytes] = []
 
         async def checked() -> dict[str, Any]:
@@ -212,10 +215,14 @@ def _nul_in_query(query: bytes, where: str) -> str | None:
     return None
 
 
+_FORM = b"application/x-www-form-urlencoded"
+
+
 def _nul_in_body(media: bytes, body: bytes) -> str | None:
-    if media == b"application/x-www-form-urlencoded":
+    """The field holding U+0000 in a form or JSON body (``media`` is one of those)."""
+    if media == _FORM:
         return _nul_in_query(body, "body")
-    if b"\\u0000" in body and (media == b"" or media.endswith(b"json")):
+    if b"\\u0000" in body:
         try:
             return nul_path(json.loads(body))
         except ValueError:

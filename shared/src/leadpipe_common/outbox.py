@@ -112,6 +112,8 @@ class BackgroundLoop:
                 continue
             if self._stopping.is_set() and done == 0:
                 return
+            if self._stopping.is_set():
+                continue  # no waiting: one more round takes what is left, then it returns
             if done < self._batch_max and await self._sleep(self._idle_s) and self._linger_s:
                 await asyncio.sleep(self._linger_s)
                 # What woke it during the linger is in the coming round: no second round for it.
