@@ -123,15 +123,20 @@ class ConsumerSettings(ServiceSettings):
     batch_max_records: int = Field(500, ge=1, description="most records applied in one batch (one transaction)")
     batch_timeout_ms: int = Field(100, ge=1, description="how long one poll waits for records to make a batch")
     # Kafka answers a waiting fetch as soon as a record arrives, so there a long wait costs no latency. The
-    # embedded Tansu does not: it answers an empty fetch after about half the wait, whatever arrives
-    # meanwhile (measured: 500 ms -> records wait 135 ms at p50, 250 ms at most; 100 ms -> 27 / 50 ms),
-    # so on it this wait is each stage's latency, traded against the broker's ~1-2 ms of CPU per fetch.
-    # make bench, whole stack: 50 ms -> 500 ms took the idle stack from 0.32 to 0.15 cores (the broker
-    # from 0.17 to 0.05) and the broker's CPU per lead at 100 leads/s from 5.1 to 3.4 ms. fetch_min_bytes
-    # 64 KiB with a 100 ms wait halved the latency and cost the broker a third more.
+    # embedded Tansu does not: it answers every fetch after about half its wait, so there the wait is each
+    # stage's latency, traded against the broker's ~1-2 ms of CPU per fetch: consumer.FetchPacer follows
+    # the load between FETCH_MIN_WAIT_MS and FETCH_MAX_WAIT_MS. make bench, whole stack, before pacing:
+    # 50 ms -> 500 ms took the idle stack from 0.32 to 0.15 cores and the broker's CPU per lead at 100
+    # leads/s from 5.1 to 3.4 ms.
     fetch_max_wait_ms: int = Field(500, ge=1, description="how long the broker may hold a fetch open while no "
                                                          "record arrives (Kafka ends it when one does; the "
                                                          "embedded Tansu after about half of it)")
+    fetch_min_wait_ms: int = Field(20, ge=1, description="the shortest wait a paced fetch is given, however "
+                                                         "fast records arrive")
+    fetch_batch_target: int = Field(25, ge=0, description="records a batch should hold while records keep "
+                                                          "coming: the fetch wait is paced to it between "
+                                                          "`FETCH_MIN_WAIT_MS` and `FETCH_MAX_WAIT_MS`; 0 "
+                                                          "always waits `FETCH_MAX_WAIT_MS`")
     fetch_min_bytes: int = Field(1, ge=1, description="how much data the broker gathers before it answers a "
                                                       "fetch (or `FETCH_MAX_WAIT_MS` passes)")
     commit_interval_ms: int = Field(1000, ge=0, description="how often applied offsets are committed (and at "

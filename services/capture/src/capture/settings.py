@@ -76,6 +76,7 @@ class CaptureSettings(ConsumerSettings):
     # Outcomes only feed the re-drive deadline (minutes away): the lifecycle
     # follower fetches lazily, in big batches, and leaves the CPU to requests.
     fetch_max_wait_ms: int = Field(1000, ge=1)
+    fetch_batch_target: int = Field(0, ge=0)
     batch_timeout_ms: int = Field(1000, ge=1)
     redrive_after_s: float = Field(300, gt=0, description="a lead with no terminal outcome on `leads.lifecycle` "
                                                           "this long after it was published is published again")

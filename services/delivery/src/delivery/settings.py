@@ -14,6 +14,9 @@ class DeliverySettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="DELIVERY_", extra="ignore", frozen=True)
 
     port: int = 8005
+    # Paced like the stages per lead: of the ~5 records a lead brings (lead.routed and its lifecycle steps)
+    # delivery skips most undecoded, so 125 records is about 25 leads' worth.
+    fetch_batch_target: int = Field(125, ge=0)
     subscriptions_file: Path = Field(DATA / "subscriptions.yaml", description="webhook subscriptions: url, "
                                                                               "secrets, events, filter")
     allow_private_targets: bool = Field(False, description="allow webhook targets in private, loopback and "

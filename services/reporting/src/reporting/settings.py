@@ -17,3 +17,4 @@ class ReportingSettings(ConsumerSettings):
     # (4,500 events/s).
     batch_max_records: int = Field(1000, ge=1)
     fetch_max_wait_ms: int = Field(1000, ge=1)
+    fetch_batch_target: int = Field(0, ge=0)
