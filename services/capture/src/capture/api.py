@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
+import asyncpg
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -41,7 +42,7 @@ from capture.domain import (TOKEN_FIELD, Form, IdentityRules, InvalidSubmission,
 from capture.handlers import SOURCE
 from capture.throttle import Network, Throttle, client_address, parse_rate
 from capture.store import CaptureStore
-from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit
+from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit, raw_connection
 
 log = structlog.get_logger(__name__)
 
@@ -446,13 +447,13 @@ async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> d
             lead = capture_lead(row.fields, lead_id=lead_id, received_at=row.received_at,
                                 form=rt.context.forms.get(row.form_id or ""), form_id=row.form_id)
             # Like any submission: a lead of its own, or a touch of its person's open lead.
-            await admit(uow.store.session, [Submitted(
+            await admit(await raw_connection(uow.store.session), [Submitted(
                 lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),
                 request_id=derive_id(lead_id, "release"),
                 traceparent=child_traceparent(request.headers.get("traceparent")))], now)
             await uow.store.mark_released(lead_id, now)
             await uow.commit()
-    except (OSError, DBAPIError):
+    except (OSError, DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError):  # admit runs on asyncpg itself
         raise Problem(503, "the release cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     rt.wake_relay()
     log.info("quarantined submission released", lead_id=str(lead_id))

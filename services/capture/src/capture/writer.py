@@ -18,22 +18,21 @@ In that transaction ``admit`` decides, race-free across capture's processes:
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
+import asyncpg
 import structlog
 from prometheus_client import Histogram
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from leadpipe_common.db import compiled_once
 from leadpipe_common.events import Contact, LeadCaptured, LeadTouched, Touch
 
-from capture.store import idempotency, leads, people, touches
+from capture.store import SCHEMA
 
 log = structlog.get_logger(__name__)
 
@@ -73,33 +72,51 @@ def answer_for(lead_id: uuid.UUID, sub: Submitted, existing: bool) -> dict[str, 
             "form_id": sub.lead.attribution.form_id, "existing": existing}
 
 
-def _people_upsert() -> Any:
-    """A person's row: made with this lead as the open one, or kept (an open lead stays the open one)."""
-    stmt = insert(people)
-    return stmt.on_conflict_do_update(
-        index_elements=[people.c.person_key],
-        set_={"open_lead_id": sa.func.coalesce(people.c.open_lead_id, stmt.excluded.open_lead_id),
-              "updated_at": stmt.excluded.updated_at},
-    ).returning(people.c.person_key, people.c.person_id, people.c.open_lead_id, sort_by_parameter_order=True)
+# The writer's statements run on the asyncpg connection itself, many rows in one statement (unnest):
+# through SQLAlchemy each statement cost ~0.3 ms of Python and each transaction ~0.4 ms more, which at
+# a steady 100 leads/s (most requests commit alone) was the writer's CPU. Measured on this machine, one
+# transaction with one insert: SQLAlchemy 0.78 ms of client CPU, asyncpg 0.37 ms.
+_PEOPLE_UPSERT = f"""
+INSERT INTO {SCHEMA}.people (person_key, person_id, open_lead_id, updated_at)
+SELECT k, p, l, u FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::timestamptz[]) WITH ORDINALITY AS v(k, p, l, u, n)
+ORDER BY n
+ON CONFLICT (person_key) DO UPDATE
+SET open_lead_id = coalesce(people.open_lead_id, excluded.open_lead_id), updated_at = excluded.updated_at
+RETURNING person_key, person_id, open_lead_id
+"""
+_INSERT_LEADS = f"""
+INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bytea[])
+"""
+_INSERT_TOUCHES = f"""
+INSERT INTO {SCHEMA}.touches (touch_id, lead_id, touched_at, traceparent, event)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::bytea[])
+"""
+#: A key claimed afresh, or taken over once its window expired; only those are returned.
+_IDEMPOTENCY_CLAIM = f"""
+INSERT INTO {SCHEMA}.idempotency (key, fingerprint, created_at)
+SELECT k, f, $3::timestamptz FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS v(k, f, n) ORDER BY n
+ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, answer = NULL, created_at = excluded.created_at
+WHERE idempotency.created_at < $4::timestamptz
+RETURNING key
+"""
+_IDEMPOTENCY_SEEN = f"SELECT key, fingerprint, answer FROM {SCHEMA}.idempotency WHERE key = ANY($1::text[])"
+_IDEMPOTENCY_ANSWER = f"""
+UPDATE {SCHEMA}.idempotency i SET answer = v.a FROM unnest($1::text[], $2::jsonb[]) AS v(k, a) WHERE i.key = v.k
+"""
+_FIRST_TOUCHES = f"SELECT lead_id, event FROM {SCHEMA}.leads WHERE lead_id = ANY($1::uuid[])"
+_LATEST_TOUCHES = f"""
+SELECT DISTINCT ON (lead_id) lead_id, event FROM {SCHEMA}.touches WHERE lead_id = ANY($1::uuid[])
+ORDER BY lead_id, seq DESC
+"""
 
 
-def _idempotency_claim() -> Any:
-    """A key claimed afresh, or taken over once its window expired; only those are returned."""
-    stmt = insert(idempotency)
-    return stmt.on_conflict_do_update(
-        index_elements=[idempotency.c.key],
-        set_={"fingerprint": stmt.excluded.fingerprint, "answer": None, "created_at": stmt.excluded.created_at},
-        where=idempotency.c.created_at < sa.bindparam("expired_before"),
-    ).returning(idempotency.c.key)
+async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datetime) -> list[Admitted | Exception]:
+    """Store ``batch`` as new leads or touches (see the module's guarantees); one result per submission.
 
-
-_PEOPLE_UPSERT = _people_upsert()
-_IDEMPOTENCY_CLAIM = _idempotency_claim()
-
-
-async def admit(conn: AsyncConnection | AsyncSession, batch: Sequence[Submitted],
-                now: datetime) -> list[Admitted | Exception]:
-    """Store ``batch`` as new leads or touches (see the module's guarantees); one result per submission."""
+    ``conn`` is inside a transaction (``raw_connection`` gives the one of a session)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("admit needs a transaction: its rows are stored together or not at all")
     results: list[Admitted | Exception | None] = [None] * len(batch)
     fresh = await _claim_keys(conn, batch, now, results)
     if not fresh:
@@ -108,11 +125,11 @@ async def admit(conn: AsyncConnection | AsyncSession, batch: Sequence[Submitted]
     for i in fresh:
         groups.setdefault(batch[i].person_key, []).append(i)
     candidates = {key: batch[ids[0]] for key, ids in groups.items()}
-    # In key order (one statement, its rows in parameter order), so two writers lock people alike.
-    rows = [{"person_key": key, "person_id": uuid.uuid4(), "open_lead_id": sub.lead.lead_id, "updated_at": now}
-            for key, sub in sorted(candidates.items())]
-    owners = {r.person_key: (r.person_id, r.open_lead_id)
-              for r in await conn.execute(compiled_once(lambda: _PEOPLE_UPSERT, people), rows)}
+    # In key order (one statement, its rows in that order), so two writers lock people alike.
+    ordered = sorted(candidates.items())
+    owners = {r["person_key"]: (r["person_id"], r["open_lead_id"]) for r in await conn.fetch(
+        _PEOPLE_UPSERT, [key for key, _ in ordered], [uuid.uuid4() for _ in ordered],
+        [sub.lead.lead_id for _, sub in ordered], [now] * len(ordered))}
 
     new_leads: dict[uuid.UUID, LeadCaptured] = {}
     for key, ids in groups.items():
@@ -123,16 +140,16 @@ async def admit(conn: AsyncConnection | AsyncSession, batch: Sequence[Submitted]
     first = {**new_leads, **await _first_touches(conn, earlier)}
     known = {lead_id: lead.contact for lead_id, lead in new_leads.items()} | await _latest_contacts(conn, earlier)
 
-    lead_rows, touch_rows = [], []
+    lead_rows: list[tuple[Any, ...]] = []
+    touch_rows: list[tuple[Any, ...]] = []
     for key, ids in groups.items():
         person_id, lead_id = owners[key]
         for i in ids:
             sub = batch[i]
             if sub.lead.lead_id == lead_id:
-                lead_rows.append({"lead_id": lead_id, "request_id": sub.request_id, "email": sub.lead.contact.email,
-                                  "form_id": sub.lead.attribution.form_id, "captured_at": sub.lead.captured_at,
-                                  "traceparent": sub.traceparent,
-                                  "event": new_leads[lead_id].model_dump_json().encode()})
+                lead_rows.append((lead_id, sub.request_id, sub.lead.contact.email, sub.lead.attribution.form_id,
+                                  sub.lead.captured_at, sub.traceparent,
+                                  new_leads[lead_id].model_dump_json().encode()))
                 results[i] = Admitted(answer_for(lead_id, sub, existing=False))
                 continue
             lead = first[lead_id]
@@ -141,23 +158,27 @@ async def admit(conn: AsyncConnection | AsyncSession, batch: Sequence[Submitted]
                                   attribution=lead.attribution, person_id=person_id,
                                   touch=Touch(touch_id=sub.lead.lead_id, at=sub.lead.captured_at,
                                               attribution=sub.lead.attribution))
-            touch_rows.append({"touch_id": sub.lead.lead_id, "lead_id": lead_id, "touched_at": sub.lead.captured_at,
-                               "traceparent": sub.traceparent, "event": touched.model_dump_json().encode()})
+            touch_rows.append((sub.lead.lead_id, lead_id, sub.lead.captured_at, sub.traceparent,
+                               touched.model_dump_json().encode()))
             results[i] = Admitted(answer_for(lead_id, sub, existing=True))
     if lead_rows:
-        await conn.execute(leads.insert(), lead_rows)
+        await conn.execute(_INSERT_LEADS, *_columns(lead_rows, 7))
     if touch_rows:
-        await conn.execute(touches.insert(), touch_rows)
-    answered = [{"b_key": batch[i].idempotency_key, "b_answer": results[i].answer}  # type: ignore[union-attr]
+        await conn.execute(_INSERT_TOUCHES, *_columns(touch_rows, 5))
+    answered = [(batch[i].idempotency_key, json.dumps(results[i].answer))  # type: ignore[union-attr]
                 for i in fresh if batch[i].idempotency_key]
     if answered:
-        await conn.execute(idempotency.update().where(idempotency.c.key == sa.bindparam("b_key"))
-                           .values(answer=sa.bindparam("b_answer")), answered)
+        await conn.execute(_IDEMPOTENCY_ANSWER, *_columns(answered, 2))
     _repeat_within_batch(batch, results)
     return results  # type: ignore[return-value]
 
 
-async def _claim_keys(conn: AsyncConnection | AsyncSession, batch: Sequence[Submitted], now: datetime,
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as columns: one array parameter per column of an ``unnest`` insert."""
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+async def _claim_keys(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datetime,
                       results: list[Admitted | Exception | None]) -> list[int]:
     """Claim each new Idempotency-Key (an expired one is claimed anew); answer the ones already answered.
     Returns the indexes of the submissions to store."""
@@ -166,18 +187,19 @@ async def _claim_keys(conn: AsyncConnection | AsyncSession, batch: Sequence[Subm
         if sub.idempotency_key and sub.idempotency_key not in owners:
             owners[sub.idempotency_key] = i
     if owners:
-        rows = [{"key": key, "fingerprint": batch[i].fingerprint, "created_at": now,
-                 "expired_before": now - IDEMPOTENCY_WINDOW} for key, i in sorted(owners.items())]
-        claimed = {r.key for r in await conn.execute(compiled_once(lambda: _IDEMPOTENCY_CLAIM, idempotency), rows)}
+        keys = sorted(owners)
+        claimed = {r["key"] for r in await conn.fetch(
+            _IDEMPOTENCY_CLAIM, keys, [batch[owners[k]].fingerprint for k in keys], now, now - IDEMPOTENCY_WINDOW)}
         seen = [key for key in owners if key not in claimed]
         if seen:
-            rows = await conn.execute(sa.select(idempotency.c.key, idempotency.c.fingerprint, idempotency.c.answer)
-                                      .where(idempotency.c.key.in_(seen)))
-            for row in rows:
-                i = owners[row.key]
+            for row in await conn.fetch(_IDEMPOTENCY_SEEN, seen):
+                i = owners[row["key"]]
+                answer = row["answer"]  # SQLAlchemy's jsonb codec on its connections decodes; a bare one does not
+                if isinstance(answer, str):
+                    answer = json.loads(answer)
                 results[i] = (IdempotencyMismatch("this Idempotency-Key was used for a different request")
-                              if row.fingerprint != batch[i].fingerprint
-                              else Admitted(row.answer, repeated=True) if row.answer is not None
+                              if row["fingerprint"] != batch[i].fingerprint
+                              else Admitted(answer, repeated=True) if answer is not None
                               else IdempotencyMismatch("the first request with this Idempotency-Key never finished"))
     return [i for i, sub in enumerate(batch)
             if results[i] is None and (not sub.idempotency_key or owners[sub.idempotency_key] == i)]
@@ -209,20 +231,28 @@ def latest_contact(known: Contact, submitted: Contact) -> Contact:
     return known.model_copy(update=sent)
 
 
-async def _latest_contacts(conn: AsyncConnection | AsyncSession, lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, Contact]:
+async def _latest_contacts(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, Contact]:
     """The contact each lead's latest touch left, for leads touched before."""
     if not lead_ids:
         return {}
-    latest = (sa.select(touches.c.lead_id, touches.c.event).where(touches.c.lead_id.in_(lead_ids))
-              .order_by(touches.c.lead_id, touches.c.seq.desc()).distinct(touches.c.lead_id))
-    return {r.lead_id: LeadTouched.model_validate_json(r.event).contact for r in await conn.execute(latest)}
+    return {r["lead_id"]: LeadTouched.model_validate_json(r["event"]).contact
+            for r in await conn.fetch(_LATEST_TOUCHES, list(lead_ids))}
 
 
-async def _first_touches(conn: AsyncConnection | AsyncSession, lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, LeadCaptured]:
+async def _first_touches(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, LeadCaptured]:
     if not lead_ids:
         return {}
-    rows = await conn.execute(sa.select(leads.c.lead_id, leads.c.event).where(leads.c.lead_id.in_(lead_ids)))
-    return {r.lead_id: LeadCaptured.model_validate_json(r.event) for r in rows}
+    return {r["lead_id"]: LeadCaptured.model_validate_json(r["event"])
+            for r in await conn.fetch(_FIRST_TOUCHES, list(lead_ids))}
+
+
+async def raw_connection(conn: AsyncConnection | AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under ``conn`` (a session's, in its transaction), for ``admit``."""
+    if isinstance(conn, AsyncSession):
+        conn = await conn.connection()
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(driver, asyncpg.Connection)
+    return driver
 
 
 class LeadWriter:
@@ -258,14 +288,25 @@ class LeadWriter:
         await self._queue.put((submitted, done))
         return await done
 
+    async def _commit(self, batch: list[Submitted]) -> list[Admitted | Exception]:
+        async with self._engine.connect() as conn:
+            raw = await raw_connection(conn)
+            try:
+                async with raw.transaction():
+                    return await admit(raw, batch, self._clock())
+            except BaseException:
+                # Past SQLAlchemy, so it cannot tell a broken connection from a failed statement:
+                # never hand this one out again (a restarted Postgres leaves every pooled one dead).
+                await conn.invalidate()
+                raise
+
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                async with self._engine.begin() as conn:
-                    results = await admit(conn, [sub for sub, _ in batch], self._clock())
+                results = await self._commit([sub for sub, _ in batch])
             except Exception as exc:
                 log.warning("lead write failed", error=repr(exc), leads=len(batch))
                 for _, fut in batch:
