@@ -26,6 +26,10 @@ Guarantees, in the order they happen for each batch:
    uncommitted is read again (by this process or the partition's next
    owner) and absorbed by the inbox, as after a crash between steps 4 and 5.
 
+Once a backlog is worked off, the freed heap is handed back to the system
+(``malloc_trim``): a process's memory after a burst is what it holds, not
+what the burst once needed.
+
 How long a fetch may wait is paced (:class:`FetchPacer`): while records
 keep coming, short enough that a batch holds about ``fetch_batch_target``
 records; once they stop, ``fetch_max_wait_ms``. Pacing changes when batches
@@ -45,6 +49,8 @@ the batch is then redelivered and absorbed by the inbox.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import math
 import time
 import uuid
@@ -202,6 +208,21 @@ class FetchPacer:
         return int(min(self._ceiling, max(self._floor, 2000 * self._target / self._rate)))
 
 
+def _trimmer() -> Callable[[], None]:
+    """glibc's ``malloc_trim(0)``, or nothing where the C library has none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+#: Records worked through since the last trim that make one worth it (it takes a few ms; memory grows
+#: only with batches of hundreds, a backlog).
+TRIM_AFTER_RECORDS = 5000
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, runner: ConsumerRunner) -> None:
         self._runner = runner
@@ -247,6 +268,8 @@ class ConsumerRunner:
         #: Offsets applied and produced but not committed yet, and when the last commit was.
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
+        self._trim = _trimmer()
+        self._since_trim = 0
         self._pacer = FetchPacer(settings.fetch_batch_target, settings.fetch_min_wait_ms, settings.fetch_max_wait_ms)
         OLDEST.set_function(self._oldest_age)
 
@@ -321,8 +344,15 @@ class ConsumerRunner:
                 await asyncio.sleep(delay)
                 continue
             fetch_failures = 0
-            self._pace(self._pacer.observe(sum(len(records) for records in batch.values()), time.monotonic()))
+            fetched = sum(len(records) for records in batch.values())
+            self._since_trim += fetched
+            self._pace(self._pacer.observe(fetched, time.monotonic()))
             if not batch:
+                if self._since_trim >= TRIM_AFTER_RECORDS:
+                    # Caught up after a backlog: its records' buffers are free but still held.
+                    gc.collect()
+                    self._trim()
+                    self._since_trim = 0
                 self._note_progress(batch)
                 if self._uncommitted and self._commit_due():
                     async with self._batch_lock:
