@@ -30,6 +30,7 @@ from starlette.datastructures import UploadFile
 
 from leadpipe_common import topics
 from leadpipe_common.auth import identify, needs
+from leadpipe_common.db import raw_connection
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadCaptured, LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
@@ -42,7 +43,7 @@ from capture.domain import (TOKEN_FIELD, Form, IdentityRules, InvalidSubmission,
 from capture.handlers import SOURCE
 from capture.throttle import Network, Throttle, client_address, parse_rate
 from capture.store import CaptureStore
-from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit, raw_connection
+from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit
 
 log = structlog.get_logger(__name__)
 

@@ -28,8 +28,9 @@ from typing import Any
 import asyncpg
 import structlog
 from prometheus_client import Histogram
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from leadpipe_common.db import json_value, raw_transaction
 from leadpipe_common.events import Contact, LeadCaptured, LeadTouched, Touch
 
 from capture.store import SCHEMA
@@ -114,7 +115,7 @@ ORDER BY lead_id, seq DESC
 async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datetime) -> list[Admitted | Exception]:
     """Store ``batch`` as new leads or touches (see the module's guarantees); one result per submission.
 
-    ``conn`` is inside a transaction (``raw_connection`` gives the one of a session)."""
+    ``conn`` is inside a transaction (``leadpipe_common.db.raw_connection`` gives a session's)."""
     if not conn.is_in_transaction():
         raise RuntimeError("admit needs a transaction: its rows are stored together or not at all")
     results: list[Admitted | Exception | None] = [None] * len(batch)
@@ -194,9 +195,7 @@ async def _claim_keys(conn: asyncpg.Connection, batch: Sequence[Submitted], now:
         if seen:
             for row in await conn.fetch(_IDEMPOTENCY_SEEN, seen):
                 i = owners[row["key"]]
-                answer = row["answer"]  # SQLAlchemy's jsonb codec on its connections decodes; a bare one does not
-                if isinstance(answer, str):
-                    answer = json.loads(answer)
+                answer = json_value(row["answer"])
                 results[i] = (IdempotencyMismatch("this Idempotency-Key was used for a different request")
                               if row["fingerprint"] != batch[i].fingerprint
                               else Admitted(answer, repeated=True) if answer is not None
@@ -246,15 +245,6 @@ async def _first_touches(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> 
             for r in await conn.fetch(_FIRST_TOUCHES, list(lead_ids))}
 
 
-async def raw_connection(conn: AsyncConnection | AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under ``conn`` (a session's, in its transaction), for ``admit``."""
-    if isinstance(conn, AsyncSession):
-        conn = await conn.connection()
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert isinstance(driver, asyncpg.Connection)
-    return driver
-
-
 class LeadWriter:
     """Commits submissions in groups: one transaction for every request waiting at that moment.
 
@@ -289,16 +279,8 @@ class LeadWriter:
         return await done
 
     async def _commit(self, batch: list[Submitted]) -> list[Admitted | Exception]:
-        async with self._engine.connect() as conn:
-            raw = await raw_connection(conn)
-            try:
-                async with raw.transaction():
-                    return await admit(raw, batch, self._clock())
-            except BaseException:
-                # Past SQLAlchemy, so it cannot tell a broken connection from a failed statement:
-                # never hand this one out again (a restarted Postgres leaves every pooled one dead).
-                await conn.invalidate()
-                raise
+        async with raw_transaction(self._engine) as conn:
+            return await admit(conn, batch, self._clock())
 
     async def _run(self) -> None:
         while True:
