@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer
 
 from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Rejected
 from leadpipe_common.db import inbox_table, make_engine, make_sessionmaker
@@ -12,7 +13,7 @@ from leadpipe_common.producer import Producer
 from leadpipe_common.settings import ConsumerSettings
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.kafka import create_topics, for_lead, produce, read_topic
-from leadpipe_common.uow import SqlUnitOfWork
+from leadpipe_common.uow import MemoryUnitOfWork, SqlUnitOfWork
 
 pytestmark = pytest.mark.asyncio
 
@@ -75,3 +76,38 @@ async def _inbox_rows(engine, table) -> int:
     # No waiting needed: the runner commits its inbox before it produces what we just read.
     async with engine.connect() as conn:
         return (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one()
+
+
+async def test_a_partition_committed_past_its_log_end_is_read_from_its_start(stack, bootstrap):
+    # What a broker that lost its log leaves behind when a commit to it was in flight: the group's
+    # position is past the end, and the embedded Tansu answers fetches there with nothing at all.
+    name = f"rewind_{uuid.uuid4().hex[:8]}"
+    source, output = f"test.{name}.in", f"test.{name}.out"
+    await create_topics(bootstrap, [source, output])
+    leads = [factories.captured() for _ in range(3)]
+    await produce(bootstrap, [factories.message(source, lead) for lead in leads])
+    squatter = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=name, enable_auto_commit=False)
+    await squatter.start()
+    await squatter.getmany(timeout_ms=2000)
+    await squatter.commit({tp: 10_000 for tp in squatter.assignment()})
+    await squatter.stop()
+
+    async def handle_lead_captured(uow, batch):
+        return {env.id: [encode(output, env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)]
+                for env in batch}
+
+    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url)
+    producer = Producer(settings, client_id=name)
+    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
+                           unit_of_work=lambda: MemoryUnitOfWork(None))
+    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source], applier=applier,
+                            producer=producer)
+    await producer.start()
+    await runner.start()
+    try:
+        keys = {str(lead.lead_id).encode() for lead in leads}
+        out = await read_topic(bootstrap, output, where=lambda r: r.key in keys, until=lambda found: len(found) >= 3)
+        assert {r.key for r in out} == keys
+    finally:
+        await runner.stop()
+        await producer.stop()

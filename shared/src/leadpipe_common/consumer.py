@@ -35,6 +35,13 @@ keep coming, short enough that a batch holds about ``fetch_batch_target``
 records; once they stop, ``fetch_max_wait_ms``. Pacing changes when batches
 are cut, never what is applied or committed.
 
+A partition assigned at a position beyond its log end (a broker that lost its
+log, like the embedded one restarting, while a commit to it was in flight)
+is read from its beginning instead, as Kafka's out-of-range reset would: the
+embedded Tansu answers such fetches with nothing, for as long as the log is
+shorter, and the records written since would wait unread. The inbox absorbs
+what is read twice.
+
 A failure in 3 or 4 (database or broker away) is retried with capped
 exponential backoff and jitter (``leadpipe_common.retry``); the batch is never skipped and no offset moves past an
 unprocessed record; ``ready`` is false meanwhile. On partition revocation the
@@ -217,6 +224,11 @@ def _trimmer() -> Callable[[], None]:
     return lambda: trim(0)
 
 
+#: How far a position may pass the log end the broker reports without it being a lost log: the embedded
+#: Tansu answers a partition's end as its last record batch's base offset + 1, so a committed position
+#: can lead that by one producer batch (aiokafka's 16 KiB, at ~100 bytes a record at least: < 200).
+END_SLACK = 200
+
 #: Records worked through since the last trim that make one worth it (it takes a few ms; memory grows
 #: only with batches of hundreds, a backlog).
 TRIM_AFTER_RECORDS = 5000
@@ -238,6 +250,9 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         ASSIGNED.set(len(self._runner.assignment()))
         log.info("partitions assigned", count=len(assigned))
+        # Checked by the loop, not here: a position is known only once the group's commits are fetched,
+        # which may wait on this very callback.
+        self._runner._unchecked |= assigned
 
 
 class ConsumerRunner:
@@ -267,6 +282,8 @@ class ConsumerRunner:
         #: Offsets applied and produced but not committed yet, and when the last commit was.
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
+        #: Partitions assigned whose position is yet to be compared with the log end.
+        self._unchecked: set[TopicPartition] = set()
         self._trim = _trimmer()
         self._since_trim = 0
         self._pacer = FetchPacer(settings.fetch_batch_target, settings.fetch_min_wait_ms, settings.fetch_max_wait_ms)
@@ -335,6 +352,9 @@ class ConsumerRunner:
         self.healthy = True
         fetch_failures = 0
         while not self._stopping.is_set():
+            if self._unchecked:
+                unchecked, self._unchecked = self._unchecked & self.assignment(), set()
+                await self._rewind_beyond_end(unchecked)
             try:
                 batch = await self._consumer.getmany(
                     timeout_ms=self._settings.batch_timeout_ms,
@@ -372,6 +392,28 @@ class ConsumerRunner:
                     self._note_progress(batch)
         async with self._batch_lock:
             await self._commit_pending()  # stopping: what was applied is not read again
+
+    async def _rewind_beyond_end(self, assigned: set[TopicPartition]) -> None:
+        """Partitions whose position is past their log end are read from the beginning (see the module)."""
+        if not assigned:
+            return
+        assert self._consumer is not None
+        try:
+            async with asyncio.timeout(self._settings.session_timeout_ms / 1000):
+                ends = await self._consumer.end_offsets(list(assigned))
+                beyond = {tp: (position, ends[tp]) for tp in assigned if tp in ends
+                          and (position := await self._consumer.position(tp)) > ends[tp] + END_SLACK}
+        except (KafkaError, TimeoutError) as exc:
+            # Fetching goes on from the committed positions; only this check is skipped.
+            log.warning("could not compare assigned positions with the log ends", error=repr(exc))
+            return
+        if beyond:
+            log.warning("positions past the log end (the broker lost data): reading those partitions from the start",
+                        partitions={f"{tp.topic}/{tp.partition}": f"{pos}>{end}" for tp, (pos, end) in beyond.items()})
+            try:
+                await self._consumer.seek_to_beginning(*beyond)
+            except KafkaError as exc:  # given away meanwhile: the next owner checks them itself
+                log.warning("could not rewind partitions no longer ours", error=repr(exc))
 
     def _pace(self, wait_ms: int) -> None:
         # aiokafka has no public setter; its fetcher reads this attribute for every fetch request it builds,
