@@ -224,9 +224,10 @@ def _trimmer() -> Callable[[], None]:
     return lambda: trim(0)
 
 
-#: How far a position may pass the log end the broker reports without it being a lost log: the embedded
-#: Tansu answers a partition's end as its last record batch's base offset + 1, so a committed position
-#: can lead that by one producer batch (aiokafka's 16 KiB, at ~100 bytes a record at least: < 200).
+#: How far a position may pass the reported log end without it being a lost log. Every commit of the
+#: runner is clamped to the end the broker reports at the time, and Tansu's short answer (its last record
+#: batch's base offset + 1) never decreases on a log that lost nothing, so a position past it means a lost
+#: log; the margin only spares positions committed by other tools without that clamp.
 END_SLACK = 200
 
 #: Records worked through since the last trim that make one worth it (it takes a few ms; memory grows

@@ -4,7 +4,10 @@ Guarantees:
 - ``acks="all"``: a send counts only once every in-sync replica has it.
 - ``send_all`` returns only when every message of the batch is acknowledged,
   or raises; callers commit their input offsets (or delete outbox rows) only
-  after it returns, so a crash in between re-sends rather than loses.
+  after it returns, so a crash in between re-sends rather than loses. It
+  never waits longer than ``SEND_TIMEOUT_S`` for the acknowledgements: a
+  caller (an outbox relay holding its claim's row locks, a stage's batch)
+  then retries instead of waiting for ever on a client that lost its broker.
 - Idempotence is off by default because the embedded broker cannot grant a
   producer id; re-sends are absorbed by consumers' inboxes instead.
 """
@@ -15,10 +18,15 @@ import asyncio
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 
 from leadpipe_common.envelope import Message
 from leadpipe_common.kafka import client_options
 from leadpipe_common.settings import ServiceSettings
+
+
+#: aiokafka fails a batch after its request timeout (15 s); twice that, the wait is given up on all the same.
+SEND_TIMEOUT_S = 30.0
 
 
 class Producer:
@@ -53,5 +61,8 @@ class Producer:
             for m in messages
         ]
         if futures:
-            await asyncio.gather(*futures)
+            try:
+                await asyncio.wait_for(asyncio.gather(*futures), timeout=SEND_TIMEOUT_S)
+            except TimeoutError:
+                raise KafkaTimeoutError(f"no acknowledgement for {len(futures)} messages in {SEND_TIMEOUT_S:.0f} s") from None
         return len(futures)
