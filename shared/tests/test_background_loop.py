@@ -1,6 +1,7 @@
 """The background loop's rounds (relays, watches) with no IO: what a wake and a linger do."""
 
 import asyncio
+import contextlib
 
 from leadpipe_common.outbox import BackgroundLoop
 
@@ -58,3 +59,36 @@ async def test_stopping_does_not_wait_for_a_linger():
     await asyncio.sleep(0.01)
     async with asyncio.timeout(5):
         await loop.stop()
+
+
+class CancelledInside(BackgroundLoop):
+    """A round whose client library raises CancelledError of its own once (as a wedged driver may)."""
+
+    def __init__(self) -> None:
+        super().__init__(batch_max=100, idle_s=0.01)
+        self.rounds = 0
+
+    async def step(self) -> int:
+        self.rounds += 1
+        if self.rounds == 1:
+            raise asyncio.CancelledError("the driver's own timeout")
+        return 0
+
+
+async def test_a_round_cancelled_from_inside_is_retried_not_the_end_of_the_loop():
+    loop = CancelledInside()
+    loop.start()
+    await until(lambda: loop.rounds >= 3)
+    await loop.stop()
+    assert loop._task is not None and loop._task.done() and not loop._task.cancelled()
+
+
+async def test_a_loop_cancelled_from_outside_still_ends():
+    loop = Writes(linger_s=0)
+    loop.start()
+    await asyncio.sleep(0.01)
+    assert loop._task is not None
+    loop._task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop._task
+    assert loop._task.cancelled()

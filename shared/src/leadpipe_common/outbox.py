@@ -12,7 +12,10 @@ Guarantees:
 - Order holds within one relay batch; two processes relaying at once may
   interleave, so consumers must not rely on order across an outbox.
 - A failing broker or database is retried with capped backoff and jitter;
-  nothing is dropped. ``wake`` cuts the idle wait so an HTTP caller's event leaves at once, or
+  nothing is dropped. A CancelledError raised inside a round (not a
+  cancellation of the loop itself) is retried like a failure, never the
+  end of the loop without a word.
+- ``wake`` cuts the idle wait so an HTTP caller's event leaves at once, or
   after the relay's linger (``<SERVICE>_OUTBOX_LINGER_MS``), which lets one round carry every
   write of those few milliseconds.
 """
@@ -100,6 +103,20 @@ class BackgroundLoop:
                 done = await self.step()
                 failures = 0
                 self.failing = False
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if self._stopping.is_set() or (task is not None and task.cancelling()):
+                    raise
+                # Raised inside the step, not a cancellation of this loop (a client library's own
+                # timeout): letting it end the loop would leave its work undone without a word.
+                failures += 1
+                self.failing = True
+                delay = backoff(failures - 1, cap=10.0)
+                log.error(f"{self.name} step was cancelled from within; will retry", error=repr(exc),
+                          retry_in_s=round(delay, 2))
+                self.on_failure()
+                await self._sleep(delay)
+                continue
             except Exception as exc:
                 failures += 1
                 self.failing = True
