@@ -418,7 +418,7 @@ class ConsumerRunner:
 
     def _pace(self, wait_ms: int) -> None:
         # aiokafka has no public setter; its fetcher reads this attribute for every fetch request it builds,
-        # and builds the next one only after this poll returned (shared/tests/test_fetch_pacer.py pins that).
+        # and builds the next one only after this poll returned (shared/tests/test_fetch_pacer.py pins the first).
         fetcher = getattr(self._consumer, "_fetcher", None)
         if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
             fetcher._fetch_max_wait_ms = wait_ms
