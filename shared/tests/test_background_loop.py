@@ -83,12 +83,25 @@ async def test_a_round_cancelled_from_inside_is_retried_not_the_end_of_the_loop(
     assert loop._task is not None and loop._task.done() and not loop._task.cancelled()
 
 
-async def test_a_loop_cancelled_from_outside_still_ends():
-    loop = Writes(linger_s=0)
+class Blocked(BackgroundLoop):
+    """A round that waits on something the test controls."""
+
+    def __init__(self) -> None:
+        super().__init__(batch_max=100, idle_s=0.01)
+        self.inside = asyncio.Event()
+
+    async def step(self) -> int:
+        self.inside.set()
+        await asyncio.Event().wait()
+        return 0
+
+
+async def test_a_loop_cancelled_from_outside_during_a_round_still_ends():
+    loop = Blocked()
     loop.start()
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(loop.inside.wait(), timeout=5)
     assert loop._task is not None
     loop._task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await loop._task
+        await asyncio.wait_for(loop._task, timeout=5)
     assert loop._task.cancelled()

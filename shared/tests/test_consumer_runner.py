@@ -90,6 +90,7 @@ async def test_a_partition_committed_past_its_log_end_is_read_from_its_start(sta
     await squatter.start()
     await squatter.getmany(timeout_ms=2000)
     await squatter.commit({tp: 10_000 for tp in squatter.assignment()})
+    assert [await squatter.committed(tp) for tp in squatter.assignment()] == [10_000, 10_000]
     await squatter.stop()
 
     async def handle_lead_captured(uow, batch):

@@ -2,20 +2,25 @@
 
 import inspect
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer.fetcher import Fetcher
 
 from leadpipe_common.consumer import FetchPacer
 
 
+_clock = [1000.0]
+
+
 def _steady(pacer: FetchPacer, rate: float, seconds: float, poll_s: float = 0.05) -> int:
     """Polls every ``poll_s`` bringing what ``rate`` records/s would; the wait after the last one."""
-    now, wait, owed = 1000.0, pacer.wait_ms, 0.0
+    now, wait, owed = _clock[0], pacer.wait_ms, 0.0
     for _ in range(int(seconds / poll_s)):
         now += poll_s
         owed += rate * poll_s
         records = int(owed)
         owed -= records
         wait = pacer.observe(records, now)
+    _clock[0] = now
     return wait
 
 
@@ -52,3 +57,4 @@ def test_aiokafka_still_reads_the_wait_for_every_fetch_it_builds():
     # The runner paces fetches through this attribute (aiokafka has no public setter): an upgrade that
     # renames it would silently end the pacing.
     assert "self._fetch_max_wait_ms" in inspect.getsource(Fetcher._get_actions_per_node)
+    assert "self._fetcher = Fetcher(" in inspect.getsource(AIOKafkaConsumer.start)

@@ -374,7 +374,7 @@ class ConsumerRunner:
             self._pace(self._pacer.observe(fetched, time.monotonic()))
             if not batch:
                 if self._since_trim >= TRIM_AFTER_RECORDS:
-                    # Caught up after a backlog: its records' buffers are free but still held. (No
+                    # Caught up after 5,000 records or more: their buffers are free but still held. (No
                     # gc.collect: it took ~80 ms a call, and those buffers are freed by reference count.)
                     self._trim()
                     self._since_trim = 0
@@ -395,30 +395,33 @@ class ConsumerRunner:
             await self._commit_pending()  # stopping: what was applied is not read again
 
     async def _rewind_beyond_end(self, assigned: set[TopicPartition]) -> None:
-        """Partitions whose position is past their log end are read from the beginning (see the module)."""
+        """Partitions committed past their log end are read from the beginning (see the module)."""
         if not assigned:
             return
         assert self._consumer is not None
         try:
-            async with asyncio.timeout(self._settings.session_timeout_ms / 1000):
+            # Bounded well inside stop's 7 s, so a wedged check cannot cost the final commit.
+            async with asyncio.timeout(min(5.0, self._settings.session_timeout_ms / 1000)):
                 ends = await self._consumer.end_offsets(list(assigned))
-                beyond = {tp: (position, ends[tp]) for tp in assigned if tp in ends
-                          and (position := await self._consumer.position(tp)) > ends[tp] + END_SLACK}
+                committed = {tp: await self._consumer.committed(tp) for tp in assigned}
         except (KafkaError, TimeoutError) as exc:
-            # Fetching goes on from the committed positions; only this check is skipped.
+            # Fetching goes on meanwhile; the check is tried again before the next poll.
             log.warning("could not compare assigned positions with the log ends", error=repr(exc))
+            self._unchecked |= assigned
             return
+        beyond = {tp: (offset, ends[tp]) for tp, offset in committed.items()
+                  if offset is not None and tp in ends and offset > ends[tp] + END_SLACK}
         if beyond:
-            log.warning("positions past the log end (the broker lost data): reading those partitions from the start",
-                        partitions={f"{tp.topic}/{tp.partition}": f"{pos}>{end}" for tp, (pos, end) in beyond.items()})
+            log.warning("committed past the log end (the broker lost data): reading those partitions from the start",
+                        partitions={f"{tp.topic}/{tp.partition}": f"{off}>{end}" for tp, (off, end) in beyond.items()})
             try:
                 await self._consumer.seek_to_beginning(*beyond)
             except KafkaError as exc:  # given away meanwhile: the next owner checks them itself
                 log.warning("could not rewind partitions no longer ours", error=repr(exc))
 
     def _pace(self, wait_ms: int) -> None:
-        # aiokafka has no public setter; its fetcher reads this attribute for every fetch request it builds,
-        # and builds the next one only after this poll returned (shared/tests/test_fetch_pacer.py pins the first).
+        # aiokafka has no public setter; its fetcher reads this attribute for every fetch request it builds
+        # (shared/tests/test_fetch_pacer.py pins that), so the wait applies from the next request built.
         fetcher = getattr(self._consumer, "_fetcher", None)
         if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
             fetcher._fetch_max_wait_ms = wait_ms

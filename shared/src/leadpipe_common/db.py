@@ -5,9 +5,10 @@ Guarantees:
   at import time.
 - ``raw_transaction`` is one transaction on a pooled connection's asyncpg
   connection itself, for the hottest path (capture's writer, where most
-  requests commit alone at moderate load): through SQLAlchemy a transaction cost ~0.4 ms of Python and each
-  statement ~0.3 ms more. A failed one never returns its connection to the
-  pool (SQLAlchemy did not see the error, so cannot tell a dead connection).
+  requests commit alone at moderate load): through SQLAlchemy a transaction
+  cost ~0.4 ms of Python and each statement ~0.3 ms more. A failed one never
+  returns its connection to the pool (SQLAlchemy did not see the error, so
+  it cannot tell a dead connection).
 - ``compiled_once`` statements are compiled once per process: SQLAlchemy 2.0
   cannot cache PostgreSQL's ``INSERT .. ON CONFLICT``, and compiled it again on
   every batch (about a tenth of a stage's CPU).

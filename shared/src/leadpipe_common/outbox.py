@@ -103,21 +103,13 @@ class BackgroundLoop:
                 done = await self.step()
                 failures = 0
                 self.failing = False
-            except asyncio.CancelledError as exc:
-                task = asyncio.current_task()
-                if self._stopping.is_set() or (task is not None and task.cancelling()):
-                    raise
-                # Raised inside the step, not a cancellation of this loop (a client library's own
-                # timeout): letting it end the loop would leave its work undone without a word.
-                failures += 1
-                self.failing = True
-                delay = backoff(failures - 1, cap=10.0)
-                log.error(f"{self.name} step was cancelled from within; will retry", error=repr(exc),
-                          retry_in_s=round(delay, 2))
-                self.on_failure()
-                await self._sleep(delay)
-                continue
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # this loop is being cancelled (stop's last resort)
+                    # Otherwise raised inside the round (a client library's own cancellation): letting it
+                    # end the loop would leave its work undone without a word.
                 failures += 1
                 self.failing = True
                 delay = backoff(failures - 1, cap=10.0)

@@ -56,13 +56,14 @@ class Producer:
             self.started = False
 
     async def send_all(self, messages: Iterable[Message]) -> int:
-        futures = [
-            await self._client.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
-            for m in messages
-        ]
-        if futures:
-            try:
-                await asyncio.wait_for(asyncio.gather(*futures), timeout=SEND_TIMEOUT_S)
-            except TimeoutError:
-                raise KafkaTimeoutError(f"no acknowledgement for {len(futures)} messages in {SEND_TIMEOUT_S:.0f} s") from None
-        return len(futures)
+        batch = list(messages)
+        try:
+            # Both the sends (which wait for metadata and buffer room) and their acknowledgements.
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                futures = [await self._client.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
+                           for m in batch]
+                if futures:
+                    await asyncio.gather(*futures)
+        except TimeoutError:
+            raise KafkaTimeoutError(f"{len(batch)} messages not acknowledged in {SEND_TIMEOUT_S:.0f} s") from None
+        return len(batch)
