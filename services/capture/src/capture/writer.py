@@ -163,20 +163,20 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
                                touched.model_dump_json().encode()))
             results[i] = Admitted(answer_for(lead_id, sub, existing=True))
     if lead_rows:
-        await conn.execute(_INSERT_LEADS, *_columns(lead_rows, 7))
+        await conn.execute(_INSERT_LEADS, *_columns(lead_rows))
     if touch_rows:
-        await conn.execute(_INSERT_TOUCHES, *_columns(touch_rows, 5))
+        await conn.execute(_INSERT_TOUCHES, *_columns(touch_rows))
     answered = [(batch[i].idempotency_key, json.dumps(results[i].answer))  # type: ignore[union-attr]
                 for i in fresh if batch[i].idempotency_key]
     if answered:
-        await conn.execute(_IDEMPOTENCY_ANSWER, *_columns(answered, 2))
+        await conn.execute(_IDEMPOTENCY_ANSWER, *_columns(answered))
     _repeat_within_batch(batch, results)
     return results  # type: ignore[return-value]
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows as columns: one array parameter per column of an ``unnest`` insert."""
-    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows (at least one) as columns: one array parameter per column of an ``unnest`` statement."""
+    return [list(col) for col in zip(*rows, strict=True)]
 
 
 async def _claim_keys(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datetime,
