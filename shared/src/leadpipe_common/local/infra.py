@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import shutil
 import signal
 import sys
@@ -45,8 +46,50 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
     return arm
 
 
-def free_port() -> int:
+#: Ports handed out by ``free_port`` in this process, so two picks never return the same port.
+_handed_out: set[int] = set()
+#: Where ``free_port`` looks when the ephemeral range leaves no room below it.
+_LOWEST_PORT = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(offsets: tuple[int, ...] = (0,)) -> int:
+    """A port on 127.0.0.1 that is free now, with ``port + offset`` free too for every offset (replicas).
+
+    It is chosen BELOW the kernel's ephemeral range: a port from that range (what binding port 0 gives) can be
+    taken between the pick and the server's bind by any outgoing connection's local end, and a long-lived one
+    (a Kafka or Postgres client) then holds it for the whole run, which is how a test stack's service once
+    failed every start with "address already in use". Random, so concurrent runs rarely pick alike; never
+    the same port twice in one process.
+    """
+    low, _ = _ephemeral_range()
+    top = low - 1 - max(offsets)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(_LOWEST_PORT, top) if top > _LOWEST_PORT else 0
+        if port == 0:
+            break
+        wanted = [port + o for o in offsets]
+        if not _handed_out.intersection(wanted) and all(_bindable(p) for p in wanted):
+            _handed_out.update(wanted)
+            return port
+    with socket.socket() as s:  # no room below the ephemeral range: the kernel's pick is the best left
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

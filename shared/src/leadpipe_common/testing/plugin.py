@@ -20,7 +20,7 @@ import yaml
 from leadpipe_common.local.infra import die_with_parent, free_port
 from leadpipe_common.testing.captcha import SECRET as CAPTCHA_SECRET
 from leadpipe_common.testing.captcha import VERIFIER
-from leadpipe_common.local.stack import SERVICES, Stack
+from leadpipe_common.local.stack import REPLICA_PORT_STEP, SERVICES, Stack
 
 
 #: The admin key of every test stack (``LEADPIPE_BOOTSTRAP_KEY``), and the headers that send it.
@@ -148,12 +148,14 @@ def _test_routing(data_dir: Path) -> dict[str, str]:
 
 def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> Stack:
     forms = _test_forms(data_dir)
+    replicas = replicas or dict.fromkeys(SERVICES, 1)
+    replica_offsets = tuple(REPLICA_PORT_STEP * i for i in range(max(replicas.values())))
     return Stack(
         data_dir=data_dir,
         broker_port=free_port(),
         postgres_port=free_port(),
-        base_ports={s: free_port() for s in SERVICES},
-        replicas=replicas or dict.fromkeys(SERVICES, 1),
+        base_ports={s: free_port(replica_offsets) for s in SERVICES},
+        replicas=replicas,
         durable=False,
         service_logs=True,
         extra_env={"LOG_JSON": "true", "LOG_LEVEL": "INFO", "CAPTURE_CORS_ORIGINS": PAGE_ORIGIN,
