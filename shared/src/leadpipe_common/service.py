@@ -218,9 +218,12 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
             await engine.dispose()
             log.info("service stopped")
 
-    # The API documents are served behind a key (below), not by FastAPI's open defaults.
+    # The API documents are served behind a key (below), not by FastAPI's open defaults. FastAPI's native
+    # OpenTelemetry is off: leadpipe configures no OpenTelemetry provider (traces ride as `traceparent`,
+    # metrics are Prometheus'), and left on it looks up three global providers on every request.
     app = FastAPI(title=f"leadpipe {service.name}", version="1", summary=service.summary, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.sessions = Sessions(settings.session_secret.get_secret_value() if settings.session_secret else None)
     # Outermost last: metrics see every answer, security headers go on every one, the limit is on every body,
     # and no text with a NUL gets past the edge.
