@@ -87,7 +87,8 @@ class LifecycleAudit:
 
     async def start(self) -> None:
         await self._consumer.start()
-        self._consumer.assign([TopicPartition(topics.LIFECYCLE, p) for p in range(topics.DEFAULT_PARTITIONS)])
+        partitions = self._consumer.partitions_for_topic(topics.LIFECYCLE) or set()
+        self._consumer.assign([TopicPartition(topics.LIFECYCLE, p) for p in sorted(partitions)])
         await self._consumer.seek_to_beginning()
         self._task = asyncio.create_task(self._follow())
 

@@ -53,3 +53,19 @@ def test_a_service_that_ran_a_while_before_dying_restarts_at_once(tmp_path):
     stack.supervise_once(lambda _line: None, now=STABLE_S + 1)
     assert sp.crashes == 1 and sp.started_at == STABLE_S + 1
     sp.proc.wait(10)
+
+
+def test_the_embedded_broker_gets_few_partitions_and_a_cluster_the_default(tmp_path, monkeypatch):
+    from leadpipe_common import topics
+    from leadpipe_common.local.infra import Broker
+    from leadpipe_common.local.stack import EMBEDDED_PARTITIONS
+
+    monkeypatch.delenv("TOPIC_PARTITIONS", raising=False)
+    embedded = Stack(data_dir=tmp_path, bootstrap="127.0.0.1:1", broker=Broker(1, tmp_path))
+    assert embedded.topic_settings().topic_partitions == EMBEDDED_PARTITIONS < topics.DEFAULT_PARTITIONS
+    wide = Stack(data_dir=tmp_path, bootstrap="127.0.0.1:1", broker=Broker(1, tmp_path), replicas={"scoring": 9})
+    assert wide.topic_settings().topic_partitions == 9  # every replica gets a partition
+    cluster = Stack(data_dir=tmp_path, bootstrap="kafka:9092")
+    assert cluster.topic_settings().topic_partitions == topics.DEFAULT_PARTITIONS
+    monkeypatch.setenv("TOPIC_PARTITIONS", "12")
+    assert embedded.topic_settings().topic_partitions == 12

@@ -37,6 +37,16 @@ class Record:
         return json.loads(self.value)
 
 
+async def partitions_of(bootstrap: str, topic: str) -> set[int]:
+    """The partition numbers ``topic`` has on the broker."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        return await producer.partitions_for(topic)
+    finally:
+        await producer.stop()
+
+
 async def read_topic(
     bootstrap: str,
     topic: str,
