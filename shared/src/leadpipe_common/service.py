@@ -40,7 +40,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from leadpipe_common import asyncapi, topics, topology
+from leadpipe_common import asyncapi, heap, topics, topology
 from leadpipe_common import logging as lp_logging
 from leadpipe_common.auth import Keys, Sessions, principal
 from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Outcome
@@ -204,6 +204,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
                                             "failing; retrying with backoff (see the logs)")
         for loop in loops:
             loop.start()
+        heap.settle()
         log.info("service started", topics=topology.inputs_of(service.name), port=settings.port)
         try:
             yield
