@@ -3,12 +3,13 @@
 Guarantees:
 - Engines are built by a service's composition root from its settings, never
   at import time.
-- ``raw_transaction`` is one transaction on a pooled connection's asyncpg
-  connection itself, for the hottest path (capture's writer, where most
-  requests commit alone at moderate load): through SQLAlchemy a transaction
-  cost ~0.4 ms of Python and each statement ~0.3 ms more. A failed one never
-  returns its connection to the pool (SQLAlchemy did not see the error, so
-  it cannot tell a dead connection).
+- ``raw_pooled`` is a pooled connection's asyncpg connection itself (each
+  statement its own transaction), ``raw_transaction`` one transaction on it,
+  for the hottest path (capture's writer, where most requests commit alone
+  at moderate load): through SQLAlchemy a transaction cost ~0.4 ms of Python
+  and each statement ~0.3 ms more. A failed block never returns its
+  connection to the pool (SQLAlchemy did not see the error, so it cannot
+  tell a dead connection).
 - ``compiled_once`` statements are compiled once per process: SQLAlchemy 2.0
   cannot cache PostgreSQL's ``INSERT .. ON CONFLICT``, and compiled it again on
   every batch (about a tenth of a stage's CPU).
@@ -75,16 +76,23 @@ def json_value(value: Any) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction on the asyncpg connection of a pooled one: committed if the block ends normally."""
+async def raw_pooled(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """The asyncpg connection of a pooled one, in no transaction (a statement alone commits on its own); a
+    block that fails takes the connection out of the pool, whatever state the failure left it in."""
     async with engine.connect() as conn:
         raw = await raw_connection(conn)
         try:
-            async with raw.transaction():
-                yield raw
+            yield raw
         except BaseException:
             await conn.invalidate()
             raise
+
+
+@contextlib.asynccontextmanager
+async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on the asyncpg connection of a pooled one: committed if the block ends normally."""
+    async with raw_pooled(engine) as raw, raw.transaction():
+        yield raw
 
 
 def compiled_once(build: Callable[[], Any], *depends_on: Any) -> Any:

@@ -1,0 +1,66 @@
+"""capture's group-commit writer on the real Postgres: one batch mixing new people, a person's second
+submission, a person with an open lead and an Idempotency-Key."""
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from leadpipe_common.envelope import new_traceparent
+from leadpipe_common.events import LeadCaptured
+from leadpipe_common.testing import factories
+
+from capture.writer import LeadWriter, Submitted, _split_event
+
+
+def submission(email: str, key: str | None = None) -> Submitted:
+    lead = factories.captured(email)
+    return Submitted(lead=lead, person_key=email, request_id=uuid.uuid4(), traceparent=new_traceparent(),
+                     idempotency_key=key, fingerprint="f" if key else None)
+
+
+async def write_together(db, subs: list[Submitted]) -> list:  # noqa: ANN001
+    """``subs`` queued before the writer runs, so they share its batches."""
+    writer = LeadWriter(db, max_batch=100, on_commit=lambda: None, clock=lambda: datetime.now(UTC))
+    pending = [asyncio.ensure_future(writer.write(s)) for s in subs]
+    await asyncio.sleep(0)
+    writer.start()
+    try:
+        return await asyncio.gather(*pending)
+    finally:
+        await writer.stop()
+
+
+def test_a_lead_event_is_cut_exactly_where_its_person_id_goes():
+    lead = factories.captured("cut@sap.com")
+    head, tail = _split_event(lead)
+    person_id = uuid.uuid4()
+    assert head + str(person_id).encode() + tail == lead.model_copy(update={"person_id": person_id}).model_dump_json().encode()
+
+
+async def test_one_batch_opens_new_peoples_leads_and_makes_the_rest_touches(db):
+    run = uuid.uuid4().hex[:8]
+    known = f"known.{run}@sap.com"
+    [earlier] = await write_together(db, [submission(known)])
+    subs = [submission(f"ada.{run}@sap.com"), submission(f"bo.{run}@sap.com"), submission(f"ada.{run}@sap.com"),
+            submission(known), submission(f"keyed.{run}@sap.com", key=f"k-{run}")]
+    ada, bo, ada_again, known_again, keyed = await write_together(db, subs)
+
+    assert [a.answer["existing"] for a in (ada, bo, ada_again, known_again, keyed)] == [False, False, True, True, False]
+    assert ada_again.answer["lead_id"] == ada.answer["lead_id"]
+    assert known_again.answer["lead_id"] == earlier.answer["lead_id"]
+    async with db.connect() as conn:
+        rows = (await conn.execute(sa.text(
+            "SELECT l.lead_id, l.event, p.person_id FROM capture.leads l JOIN capture.people p "
+            "ON p.open_lead_id = l.lead_id WHERE p.person_key LIKE :run"), {"run": f"%{run}%"})).all()
+        touched = (await conn.execute(sa.text(
+            "SELECT lead_id FROM capture.touches WHERE touch_id = ANY(:ids)"),
+            {"ids": [subs[2].lead.lead_id, subs[3].lead.lead_id]})).scalars().all()
+    assert {str(r.lead_id) for r in rows} == {a.answer["lead_id"] for a in (ada, bo, keyed, earlier)}
+    for r in rows:  # each lead's event names the person its row belongs to, and is the event as pydantic writes it
+        event = json.loads(r.event)
+        assert event["person_id"] == str(r.person_id)
+        assert bytes(r.event) == LeadCaptured.model_validate(event).model_dump_json().encode()
+    assert sorted(map(str, touched)) == sorted([ada.answer["lead_id"], earlier.answer["lead_id"]])
