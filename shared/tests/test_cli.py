@@ -25,3 +25,11 @@ def test_a_broken_rules_file_stops_the_service_naming_file_and_entry(tmp_path):
     assert result.returncode == 2
     assert str(rules) in result.stderr and "fit.0.field" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_serving_process_does_not_load_the_migration_tools():
+    # alembic and mako are ~10 MB of resident memory a process that only serves would carry for nothing.
+    probe = ("import sys, routing.__main__, routing.app, leadpipe_common.service; "
+             "print(sorted(m for m in ('alembic', 'mako') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -17,7 +17,6 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
-from leadpipe_common import migrations
 from leadpipe_common.settings import ServiceSettings
 
 
@@ -81,6 +80,10 @@ def service_cli(
     @cli.command()
     def migrate(revision: str = typer.Argument("head", help="target revision")) -> None:
         """Create or upgrade this service's tables (its own schema)."""
+        # Imported here, not at the top: alembic (with mako) is ~10 MB of every serving process's memory,
+        # and a serving process never migrates.
+        from leadpipe_common import migrations
+
         settings = load_settings(settings_factory)
         try:
             migrations.upgrade_service(migrations_dir, settings.database_url, schema=name, revision=revision)
