@@ -24,10 +24,18 @@ def _steady(pacer: FetchPacer, rate: float, seconds: float, poll_s: float = 0.05
     return wait
 
 
-def test_an_idle_consumer_waits_the_ceiling():
-    pacer = FetchPacer(target=25, floor_ms=20, ceiling_ms=500)
-    assert pacer.wait_ms == 500
-    assert _steady(pacer, rate=0, seconds=5) == 500
+def test_an_idle_consumer_waits_the_idle_wait():
+    pacer = FetchPacer(target=25, floor_ms=20, ceiling_ms=500, idle_ms=1000)
+    assert pacer.wait_ms == 1000
+    assert _steady(pacer, rate=0, seconds=5) == 1000
+
+
+def test_records_that_trickle_wait_the_ceiling_not_the_idle_wait():
+    assert _steady(FetchPacer(target=25, floor_ms=20, ceiling_ms=500, idle_ms=1000), rate=5, seconds=10) == 500
+
+
+def test_an_idle_wait_below_the_ceiling_is_the_ceiling():
+    assert FetchPacer(target=25, floor_ms=20, ceiling_ms=500, idle_ms=100).wait_ms == 500
 
 
 def test_the_wait_shortens_as_records_come_faster():
@@ -43,10 +51,10 @@ def test_the_wait_never_goes_below_the_floor_or_above_the_ceiling():
     assert _steady(FetchPacer(target=25, floor_ms=20, ceiling_ms=500), rate=10, seconds=5) == 500
 
 
-def test_the_wait_returns_to_the_ceiling_once_records_stop():
-    pacer = FetchPacer(target=25, floor_ms=20, ceiling_ms=500)
+def test_the_wait_returns_to_the_idle_wait_once_records_stop():
+    pacer = FetchPacer(target=25, floor_ms=20, ceiling_ms=500, idle_ms=1000)
     assert _steady(pacer, rate=1000, seconds=5) < 100
-    assert _steady(pacer, rate=0, seconds=10) == 500
+    assert _steady(pacer, rate=0, seconds=10) == 1000
 
 
 def test_a_target_of_zero_always_waits_the_ceiling():

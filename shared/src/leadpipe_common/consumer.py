@@ -32,8 +32,9 @@ what the burst once needed.
 
 How long a fetch may wait is paced (:class:`FetchPacer`): while records
 keep coming, short enough that a batch holds about ``fetch_batch_target``
-records; once they stop, ``fetch_max_wait_ms``. Pacing changes when batches
-are cut, never what is applied or committed.
+records; while they trickle, ``fetch_max_wait_ms``; once they stop,
+``fetch_idle_wait_ms``. Pacing changes when batches are cut, never what is
+applied or committed.
 
 A partition assigned at a position beyond its log end (a broker that lost its
 log, like the embedded one restarting, while a commit to it was in flight)
@@ -185,16 +186,22 @@ class FetchPacer:
     a batch every 250 ms, records waiting 144 ms at p50; 100 ms -> 27 ms), so there the wait is a stage's
     latency, while each fetch costs the broker ~1-2 ms of CPU. A fixed wait is either slow under load or
     costly when idle; this one follows the load: at 100 records/s and a target of 20, 400 ms; at 300/s,
-    133 ms; idle, the ceiling. (Kafka answers as soon as data arrives, so there it only bounds the wait.)
+    133 ms; while records trickle, the ceiling; once they stop (under ``IDLE_RATE``), ``idle_ms``, so an
+    idle stack asks the broker half as often (make run, idle 30 s: 0.092 -> 0.080 cores, the broker 0.035
+    -> 0.027) and the first record after a quiet spell waits up to half of it. (Kafka answers as soon as
+    data arrives, so there it only bounds the wait.)
     """
 
     #: Time constant of the rate's moving average: a change of load is followed within a second or two.
     TAU_S = 1.0
+    #: Below this many records a second a consumer counts as idle.
+    IDLE_RATE = 1.0
 
-    def __init__(self, target: int, floor_ms: int, ceiling_ms: int) -> None:
+    def __init__(self, target: int, floor_ms: int, ceiling_ms: int, idle_ms: int | None = None) -> None:
         self._target = target
         self._floor = min(floor_ms, ceiling_ms)
         self._ceiling = ceiling_ms
+        self._idle = max(ceiling_ms, idle_ms or 0)
         self._rate = 0.0
         self._last: float | None = None
 
@@ -208,8 +215,10 @@ class FetchPacer:
 
     @property
     def wait_ms(self) -> int:
-        if self._target <= 0 or self._rate <= 0:
+        if self._target <= 0:
             return self._ceiling
+        if self._rate < self.IDLE_RATE:
+            return self._idle
         # Tansu answers after half the wait: a batch of `target` gathers over half of it.
         return int(min(self._ceiling, max(self._floor, 2000 * self._target / self._rate)))
 
@@ -287,7 +296,8 @@ class ConsumerRunner:
         self._unchecked: set[TopicPartition] = set()
         self._trim = _trimmer()
         self._since_trim = 0
-        self._pacer = FetchPacer(settings.fetch_batch_target, settings.fetch_min_wait_ms, settings.fetch_max_wait_ms)
+        self._pacer = FetchPacer(settings.fetch_batch_target, settings.fetch_min_wait_ms, settings.fetch_max_wait_ms,
+                                 settings.fetch_idle_wait_ms)
         OLDEST.set_function(self._oldest_age)
 
     # -- lifecycle -----------------------------------------------------------------

@@ -131,6 +131,9 @@ class ConsumerSettings(ServiceSettings):
     fetch_max_wait_ms: int = Field(500, ge=1, description="how long the broker may hold a fetch open while no "
                                                          "record arrives (Kafka ends it when one does; the "
                                                          "embedded Tansu after about half of it)")
+    fetch_idle_wait_ms: int = Field(1000, ge=1, description="how long a fetch may wait once records have "
+                                                           "stopped coming (under one a second); a paced "
+                                                           "stage only, never below `FETCH_MAX_WAIT_MS`")
     fetch_min_wait_ms: int = Field(20, ge=1, description="the shortest wait a paced fetch is given, however "
                                                          "fast records arrive")
     fetch_batch_target: int = Field(25, ge=0, description="records a batch should hold while records keep "
