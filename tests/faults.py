@@ -17,7 +17,7 @@ from leadpipe_common import topics
 from leadpipe_common.local.stack import Stack
 from leadpipe_common.scan import TopicScan
 from leadpipe_common.settings import KafkaSettings
-from leadpipe_common.testing.kafka import read_topic
+from leadpipe_common.testing.kafka import partitions_of, read_topic
 
 # Profiles that end in each terminal stage with the shipped rules.
 PROFILES = [
@@ -87,7 +87,9 @@ class LifecycleAudit:
 
     async def start(self) -> None:
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(topics.LIFECYCLE) or set()
+        partitions = await partitions_of(self._bootstrap, topics.LIFECYCLE)
+        if not partitions:
+            raise RuntimeError(f"{topics.LIFECYCLE} has no partitions on {self._bootstrap}")
         self._consumer.assign([TopicPartition(topics.LIFECYCLE, p) for p in sorted(partitions)])
         await self._consumer.seek_to_beginning()
         self._task = asyncio.create_task(self._follow())

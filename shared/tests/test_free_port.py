@@ -2,6 +2,8 @@
 
 import socket
 
+import pytest
+
 from leadpipe_common.local import infra
 
 
@@ -26,6 +28,16 @@ def test_a_port_in_use_is_never_picked(monkeypatch):
         busy.bind(("127.0.0.1", 0))
         used = busy.getsockname()[1]
         busy.listen()
+        assert not infra._bindable(used)
+        bindable = infra._bindable
+        # Two candidates, the other one free whatever this machine runs on it.
+        monkeypatch.setattr(infra, "_bindable", lambda port: port == used - 1 or bindable(port))
         monkeypatch.setattr(infra, "_ephemeral_range", lambda: (used + 1, 60_999))
         monkeypatch.setattr(infra, "_LOWEST_PORT", used - 1)
-        assert infra.free_port() == used - 1  # the only other candidate
+        assert infra.free_port() == used - 1
+
+
+def test_no_room_below_the_ephemeral_range_is_said_not_papered_over(monkeypatch):
+    monkeypatch.setattr(infra, "_ephemeral_range", lambda: (infra._LOWEST_PORT, 60_999))
+    with pytest.raises(RuntimeError, match="no free port"):
+        infra.free_port()

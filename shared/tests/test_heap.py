@@ -9,8 +9,9 @@ from leadpipe_common import heap
 
 
 @pytest.fixture
-def restored_collector():
+def restored_collector(monkeypatch):
     threshold = gc.get_threshold()
+    monkeypatch.setattr(heap, "_settled", False)
     yield
     gc.unfreeze()
     gc.set_threshold(*threshold)
@@ -37,5 +38,14 @@ def test_a_reference_cycle_made_after_settling_is_still_collected(restored_colle
     gone = [False]
     weakref.finalize(a, lambda: gone.__setitem__(0, True))
     del a, b
-    gc.collect()
-    assert gone[0]
+    # No explicit collection: allocating past the young threshold is what must bring one.
+    kept = [[] for _ in range(2 * heap.YOUNG_THRESHOLD)]
+    assert gone[0] and kept
+
+
+def test_settling_twice_freezes_only_once(restored_collector):
+    heap.settle()
+    frozen = gc.get_freeze_count()
+    later = [[i] for i in range(1000)]
+    heap.settle()
+    assert gc.get_freeze_count() == frozen and later

@@ -67,5 +67,5 @@ def test_the_embedded_broker_gets_few_partitions_and_a_cluster_the_default(tmp_p
     assert wide.topic_settings().topic_partitions == 9  # every replica gets a partition
     cluster = Stack(data_dir=tmp_path, bootstrap="kafka:9092")
     assert cluster.topic_settings().topic_partitions == topics.DEFAULT_PARTITIONS
-    monkeypatch.setenv("TOPIC_PARTITIONS", "12")
-    assert embedded.topic_settings().topic_partitions == 12
+    monkeypatch.setenv("TOPIC_PARTITIONS", "7")
+    assert embedded.topic_settings().topic_partitions == 7

@@ -21,14 +21,14 @@ def submission(email: str, key: str | None = None) -> Submitted:
                      idempotency_key=key, fingerprint="f" if key else None)
 
 
-async def write_together(db, subs: list[Submitted]) -> list:  # noqa: ANN001
+async def write_together(db, subs: list[Submitted], *, return_exceptions: bool = False) -> list:  # noqa: ANN001
     """``subs`` queued before the writer runs, so they share its batches."""
     writer = LeadWriter(db, max_batch=100, on_commit=lambda: None, clock=lambda: datetime.now(UTC))
     pending = [asyncio.ensure_future(writer.write(s)) for s in subs]
     await asyncio.sleep(0)
     writer.start()
     try:
-        return await asyncio.gather(*pending)
+        return await asyncio.gather(*pending, return_exceptions=return_exceptions)
     finally:
         await writer.stop()
 
@@ -64,3 +64,28 @@ async def test_one_batch_opens_new_peoples_leads_and_makes_the_rest_touches(db):
         assert event["person_id"] == str(r.person_id)
         assert bytes(r.event) == LeadCaptured.model_validate(event).model_dump_json().encode()
     assert sorted(map(str, touched)) == sorted([ada.answer["lead_id"], earlier.answer["lead_id"]])
+
+
+async def test_only_touches_and_keyed_submissions_take_the_transaction_and_its_failure_fails_only_them(
+        db, monkeypatch):
+    from capture import writer
+
+    run = uuid.uuid4().hex[:8]
+    subs = [submission(f"keyed.{run}@sap.com", key=f"k-{run}"), submission(f"keyed.{run}@sap.com"),
+            submission(f"new.{run}@sap.com"), submission(f"new.{run}@sap.com")]
+    reached: list[list[uuid.UUID]] = []
+
+    async def failing_admit(conn, batch, now):  # noqa: ANN001, ANN202
+        reached.append([s.request_id for s in batch])
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(writer, "admit", failing_admit)
+    results = await write_together(db, subs, return_exceptions=True)
+
+    # The keyed person's later unkeyed submission waits for admit too: it must not open the lead first.
+    assert reached == [[subs[0].request_id, subs[1].request_id, subs[3].request_id]]
+    assert [isinstance(r, RuntimeError) for r in results] == [True, True, False, True]
+    async with db.connect() as conn:
+        stored = (await conn.execute(sa.text("SELECT lead_id FROM capture.leads WHERE email LIKE :run"),
+                                     {"run": f"%{run}%"})).scalars().all()
+    assert stored == [subs[2].lead.lead_id]

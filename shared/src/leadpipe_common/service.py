@@ -166,6 +166,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         lp_logging.configure(service.name, settings.log_level, settings.log_json)
+        heap.settle()  # before any client exists: what it freezes must live as long as the process
         engine = make_engine(settings)
         producer = Producer(settings, client_id=service.name)
         claim = service.claim()
@@ -204,7 +205,6 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
                                             "failing; retrying with backoff (see the logs)")
         for loop in loops:
             loop.start()
-        heap.settle()
         log.info("service started", topics=topology.inputs_of(service.name), port=settings.port)
         try:
             yield

@@ -130,7 +130,8 @@ class ConsumerSettings(ServiceSettings):
     # leads/s from 5.1 to 3.4 ms.
     fetch_max_wait_ms: int = Field(500, ge=1, description="how long the broker may hold a fetch open while no "
                                                          "record arrives (Kafka ends it when one does; the "
-                                                         "embedded Tansu after about half of it)")
+                                                         "embedded Tansu after about half of it); once "
+                                                         "records stop, `FETCH_IDLE_WAIT_MS`")
     fetch_idle_wait_ms: int = Field(1000, ge=1, description="how long a fetch may wait once records have "
                                                            "stopped coming (under one a second); a paced "
                                                            "stage only, never below `FETCH_MAX_WAIT_MS`")
@@ -138,8 +139,9 @@ class ConsumerSettings(ServiceSettings):
                                                          "fast records arrive")
     fetch_batch_target: int = Field(25, ge=0, description="records a batch should hold while records keep "
                                                           "coming: the fetch wait is paced to it between "
-                                                          "`FETCH_MIN_WAIT_MS` and `FETCH_MAX_WAIT_MS`; 0 "
-                                                          "always waits `FETCH_MAX_WAIT_MS`")
+                                                          "`FETCH_MIN_WAIT_MS` and `FETCH_MAX_WAIT_MS` "
+                                                          "(`FETCH_IDLE_WAIT_MS` once they stop); 0 always "
+                                                          "waits `FETCH_MAX_WAIT_MS`")
     fetch_min_bytes: int = Field(1, ge=1, description="how much data the broker gathers before it answers a "
                                                       "fetch (or `FETCH_MAX_WAIT_MS` passes)")
     commit_interval_ms: int = Field(1000, ge=0, description="how often applied offsets are committed (and at "

@@ -63,7 +63,7 @@ class CaptureSettings(ConsumerSettings):
     def _proxies(cls, v: str) -> str:
         parse_networks(v, "CAPTURE_TRUSTED_PROXIES")
         return v
-    write_batch_max: int = Field(500, ge=1, description="most leads committed in one transaction (requests "
+    write_batch_max: int = Field(500, ge=1, description="most leads committed in one write round (requests "
                                                         "arriving while one commits share the next)")
     outbox_batch_max: int = 1000
     # A write wakes its own process's relay; the idle poll only finds what a

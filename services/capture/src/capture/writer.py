@@ -1,4 +1,5 @@
-"""The group-commit writer: every request waiting at one moment shares one transaction.
+"""The group-commit writer: every request waiting at one moment shares one write round (one statement for
+the leads it opens, one transaction for the rest).
 
 Guarantees: ``write`` returns only once its submission is committed (the
 request may then answer 2xx: the lead or touch is durable), or raises, and
@@ -45,7 +46,7 @@ from capture.store import SCHEMA
 
 log = structlog.get_logger(__name__)
 
-WRITE_BATCH = Histogram("capture_write_batch_size", "Submissions committed per transaction",
+WRITE_BATCH = Histogram("capture_write_batch_size", "Submissions committed per write round",
                         buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
 #: How long an Idempotency-Key's answer is kept (the IETF draft leaves it to the server; clients retry within it).
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -196,7 +197,8 @@ WITH v AS (
     INSERT INTO {SCHEMA}.people (person_key, person_id, open_lead_id, updated_at)
     SELECT person_key, person_id, lead_id, $11::timestamptz FROM v ORDER BY n
     ON CONFLICT (person_key) DO UPDATE
-    SET open_lead_id = coalesce(people.open_lead_id, excluded.open_lead_id), updated_at = excluded.updated_at
+    SET open_lead_id = excluded.open_lead_id, updated_at = excluded.updated_at
+    WHERE people.open_lead_id IS NULL  -- a person with an open lead is locked, left as is and not returned
     RETURNING person_key, person_id, open_lead_id
 ), l AS (
     INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event)
@@ -224,8 +226,14 @@ async def open_leads(conn: asyncpg.Connection, batch: Sequence[Submitted], now: 
     answer, or None for a submission ``admit`` must take (a touch, a repeat, an Idempotency-Key)."""
     results: list[Admitted | None] = [None] * len(batch)
     first: dict[str, tuple[int, tuple[bytes, bytes]]] = {}
+    seen: set[str] = set()
     for i, sub in enumerate(batch):
-        if sub.idempotency_key is None and sub.person_key not in first and (cut := _split_event(sub.lead)):
+        # Only a person's FIRST submission of the batch may open their lead here: were an earlier one left to
+        # admit (an Idempotency-Key), it would become a touch older than the lead it touches.
+        if sub.person_key in seen:
+            continue
+        seen.add(sub.person_key)
+        if sub.idempotency_key is None and (cut := _split_event(sub.lead)):
             first[sub.person_key] = (i, cut)
     if not first:
         return results
@@ -313,7 +321,7 @@ async def _first_touches(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> 
 
 
 class LeadWriter:
-    """Commits submissions in groups: one transaction for every request waiting at that moment.
+    """Commits submissions in groups: one write round for every request waiting at that moment.
 
     A failed commit fails its requests (they answer 503); it does not make capture unready.
     """

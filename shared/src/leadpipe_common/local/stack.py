@@ -148,7 +148,7 @@ class Stack:
     def topic_settings(self) -> TopicSettings:
         assert self.bootstrap
         settings = TopicSettings(kafka_bootstrap_servers=self.bootstrap)
-        if self.broker is not None and "TOPIC_PARTITIONS" not in {**os.environ, **self.extra_env}:
+        if self.broker is not None and "TOPIC_PARTITIONS" not in os.environ:  # what TopicSettings reads
             partitions = max(EMBEDDED_PARTITIONS, *self.replicas.values())
             settings = settings.model_copy(update={"topic_partitions": partitions})
         return settings
