@@ -1,10 +1,10 @@
 """How a service's Python heap is collected once it has started.
 
-Guarantees: ``settle`` (a service's lifespan calls it first, before it
-builds any client; later calls in the same process do nothing) collects
-what the imports and the app's construction left behind, then freezes every
-object still alive (modules, classes, reference data, compiled code: ~140,000
-per process) out of the cyclic garbage collector, and lets the youngest
+Guarantees: ``settle`` (a service's lifespan calls it once its context and
+clients are built, before any of them connects or any task starts; later
+calls in the same process do nothing) collects what startup left behind,
+then freezes every object still alive (modules, classes, reference data,
+compiled code: ~140,000 per process) out of the cyclic garbage collector, and lets the youngest
 generation grow to ``YOUNG_THRESHOLD`` net allocations before it is collected
 instead of CPython's 700. Reference counting still frees almost every object
 the moment its last reference goes; only reference cycles wait for a

@@ -166,7 +166,6 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         lp_logging.configure(service.name, settings.log_level, settings.log_json)
-        heap.settle()  # before any client exists: what it freezes must live as long as the process
         engine = make_engine(settings)
         producer = Producer(settings, client_id=service.name)
         claim = service.claim()
@@ -191,6 +190,9 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         runner = ConsumerRunner(settings=settings, service=service.name, input_topics=topology.inputs_of(service.name),
                                 applier=applier, producer=producer)
         loops: list[Background] = [*([relay] if relay else []), *service.background(rt)]
+        # Everything built so far lives as long as the process (reference data, clients not yet connected);
+        # no connection or task exists yet, and a frozen one would never be collected once dropped.
+        heap.settle()
         checks["database"] = lambda: ping(engine)
         starting: asyncio.Task[None] | None = None
         if service.serves_without_broker:
