@@ -1,10 +1,17 @@
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from cloudevents.core.bindings.kafka import to_binary
+from cloudevents.core.formats.json import JSONFormat
 
-from leadpipe_common.envelope import DecodeError, child_traceparent, decode, derive_id, encode, follow_up
-from leadpipe_common.events import UPCASTERS, Attribution, Contact, LeadCaptured, parse_event
+from leadpipe_common.envelope import (
+    DecodeError, Message, child_traceparent, cloud_event, decode, derive_id, encode, follow_up,
+)
+from leadpipe_common.events import (
+    UPCASTERS, Attribution, Contact, LeadCaptured, LeadMerged, LeadStageChanged, parse_event,
+)
+from leadpipe_common.testing import factories
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -35,6 +42,36 @@ def test_headers_follow_the_cloudevents_kafka_binary_binding():
     assert headers["ce_subject"] == str(lead.lead_id).encode()
     assert headers["content-type"] == b"application/json"
     assert msg.key == str(lead.lead_id).encode()
+
+
+def _by_the_sdk(topic, event, *, event_id, source, time, traceparent=None) -> Message:
+    kafka = to_binary(cloud_event(event, event_id=event_id, source=source, time=time), JSONFormat(),
+                      key_mapper=lambda _: str(event.lead_id).encode())
+    headers = list(kafka.headers.items()) + ([("traceparent", traceparent.encode())] if traceparent else [])
+    return Message(topic=topic, key=kafka.key, value=kafka.value, headers=tuple(headers))
+
+
+ATTRIBUTION = Attribution(form_id="demo-request", utm_source="google")
+
+
+@pytest.mark.parametrize("event", [
+    a_lead(), factories.enriched(), factories.scored(),
+    LeadStageChanged(lead_id=uuid.uuid4(), from_stage="enriched", to_stage="mql", at=NOW, by="scoring", reason="bar",
+                     attribution=ATTRIBUTION),
+    LeadMerged(lead_id=uuid.uuid4(), survivor_id=uuid.uuid4(), at=NOW, by="rep", reason="same person",
+               attribution=ATTRIBUTION),
+], ids=lambda e: e.type)
+@pytest.mark.parametrize("time", [NOW, NOW.replace(microsecond=123), NOW.astimezone(timezone(timedelta(hours=2)))],
+                         ids=["utc", "micro", "offset"])
+@pytest.mark.parametrize("traceparent", [None, "00-" + "a" * 32 + "-" + "b" * 16 + "-01"], ids=["untraced", "traced"])
+def test_the_binary_mode_written_here_is_byte_for_byte_the_sdks(event, time, traceparent):
+    args = {"event_id": uuid.uuid4(), "source": "leadpipe/test", "time": time, "traceparent": traceparent}
+    assert encode("t", event, **args) == _by_the_sdk("t", event, **args)
+
+
+def test_a_time_without_a_zone_is_refused_as_the_sdk_refuses_it():
+    with pytest.raises(ValueError, match="timezone aware"):
+        encode("t", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW.replace(tzinfo=None))
 
 
 def test_outputs_of_a_redelivered_input_get_the_same_ids():
@@ -120,7 +157,7 @@ def test_headers_that_break_the_cloudevents_binding_are_undecodable(change, reas
     assert err.value.kind == "undecodable" and reason in err.value.detail
 
 
-def test_the_time_written_by_the_sdk_reads_back_exactly():
+def test_the_time_written_reads_back_exactly():
     msg = encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)
     assert decode(list(msg.headers), msg.key, msg.value).time == NOW
 

@@ -15,12 +15,14 @@ Guarantees:
   the stages it wants from the headers alone.
 - Decoding never raises anything but :class:`DecodeError`, whose ``kind``
   (``undecodable`` or ``schema``) tells the dead-letter topic what went wrong.
-  The cloudevents SDK writes every event; reading maps the ``ce_*`` headers
-  directly (see ``_attributes`` for why).
+  The cloudevents SDK writes structured-mode events (webhooks); the Kafka
+  binary mode is written and read here, held equal to the SDK's binding by
+  the tests (see ``encode`` and ``_attributes`` for why).
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import uuid
@@ -28,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cloudevents.core.bindings.kafka import to_binary
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import ValidationError
@@ -136,6 +137,19 @@ def cloud_event(event: Event, *, event_id: uuid.UUID, source: str, time: datetim
     )
 
 
+def _stamp(time: datetime) -> bytes:
+    """``ce_time`` as the SDK's Kafka binding writes it: RFC 3339, UTC as ``Z``."""
+    if time.tzinfo is None:
+        raise ValueError("a CloudEvent's time must be timezone aware")
+    text = time.isoformat()
+    return (text[:-6] + "Z" if text.endswith("+00:00") else text).encode()
+
+
+@functools.cache
+def _schema_header(event_type: str, version: int) -> bytes:
+    return dataschema(event_type, version).encode()
+
+
 def encode(
     topic: str,
     event: Event,
@@ -145,13 +159,20 @@ def encode(
     time: datetime,
     traceparent: str | None = None,
 ) -> Message:
-    ce = cloud_event(event, event_id=event_id, source=source, time=time)
-    kafka = to_binary(ce, _FORMAT, key_mapper=lambda _: str(event.lead_id).encode())
-    headers = [(k, v) for k, v in kafka.headers.items()]
+    """``event`` in Kafka binary mode, header for header what the SDK's ``to_binary`` writes for
+    :func:`cloud_event` (a test holds the two equal for every event type). Written here because building the
+    SDK's event and binding it was two thirds of encoding (~30 of 48 us), paid for every output of every
+    stage; the attributes are constants of this code or values already validated."""
+    lead_id = str(event.lead_id).encode()
+    headers = [
+        ("ce_id", str(event_id).encode()), ("ce_type", event.type.encode()), ("ce_source", source.encode()),
+        ("ce_specversion", b"1.0"), ("ce_time", _stamp(time)), ("ce_subject", lead_id),
+        ("content-type", b"application/json"), ("ce_dataschema", _schema_header(event.type, event.version)),
+    ]
+    headers += [(f"ce_{name}", value.encode()) for name, value in event.extensions().items()]
     if traceparent:
         headers.append(("traceparent", traceparent.encode()))
-    assert isinstance(kafka.key, bytes)
-    return Message(topic=topic, key=kafka.key, value=kafka.value, headers=tuple(headers))
+    return Message(topic=topic, key=lead_id, value=event.model_dump_json().encode(), headers=tuple(headers))
 
 
 def structured(env: Envelope) -> bytes:
