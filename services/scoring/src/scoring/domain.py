@@ -15,6 +15,7 @@ and a nurture lead that keeps coming back climbs to the MQL bar.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,15 +57,23 @@ class Condition(_Strict):
             raise ValueError("needs an operator: equals, in, not_in, gte, lt or present")
         return self
 
+    @functools.cached_property
+    def folded(self) -> tuple[Any, frozenset[Any] | None, frozenset[Any] | None]:
+        """``equals``, ``in`` and ``not_in`` case-folded, once: every rule is tested on every lead and touch
+        (an instance attribute once computed: pydantic's private attributes are read through a slow path)."""
+        return (_norm(self.equals), None if self.in_ is None else frozenset(_norm(v) for v in self.in_),
+                None if self.not_in is None else frozenset(_norm(v) for v in self.not_in))
+
     def holds(self, facts: Mapping[str, Any]) -> bool:
         value = facts.get(self.field)
         if self.present is not None and (value is not None) != self.present:
             return False
-        if self.equals is not None and _norm(value) != _norm(self.equals):
+        equals, in_, not_in = self.folded
+        if self.equals is not None and _norm(value) != equals:
             return False
-        if self.in_ is not None and _norm(value) not in {_norm(v) for v in self.in_}:
+        if in_ is not None and _norm(value) not in in_:
             return False
-        if self.not_in is not None and _norm(value) in {_norm(v) for v in self.not_in}:
+        if not_in is not None and _norm(value) in not_in:
             return False
         if self.gte is not None and not (isinstance(value, int | float) and value >= self.gte):
             return False
