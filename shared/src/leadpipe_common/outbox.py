@@ -30,6 +30,7 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from leadpipe_common.db import insert_rows
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
 from leadpipe_common.retry import backoff
@@ -51,9 +52,8 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
 
 
 async def add(session: AsyncSession, table: sa.Table, messages: Iterable[Message]) -> None:
-    rows = [{"message": m.to_json()} for m in messages]
-    if rows:
-        await session.execute(table.insert(), rows)
+    """``messages`` into the outbox in ``session``'s transaction, their ``seq`` in the order given."""
+    await insert_rows(session, table, [{"message": m.to_json()} for m in messages])
 
 
 class BackgroundLoop:

@@ -31,10 +31,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from leadpipe_common.db import compiled_once
+from leadpipe_common.db import insert_rows
 
 from reporting.domain import DIMENSIONS, STAGE_COLUMNS, HandoffFacts, LeadFacts, Projection
 
@@ -114,66 +114,50 @@ merges = sa.Table(
 TABLES = (leads, steps, handoffs, spam, touches, merges)
 
 
-_INSERT_STEPS, _INSERT_SPAM, _INSERT_TOUCHES, _INSERT_MERGES = (
-    insert(t).on_conflict_do_nothing() for t in (steps, spam, touches, merges))
+_IGNORE = "ON CONFLICT DO NOTHING"
 
 
 async def save_steps(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(compiled_once(lambda: _INSERT_STEPS, steps), list(rows))
+    await insert_rows(conn, steps, rows, conflict=_IGNORE)
 
 
-def _first(col: str) -> Any:
-    return sa.func.least(leads.c[col], sa.literal_column(f"excluded.{col}"))
-
-
-def _kept(col: str) -> Any:
-    return sa.func.coalesce(leads.c[col], sa.literal_column(f"excluded.{col}"))
-
-
-_UPSERT_LEADS = insert(leads).on_conflict_do_update(
-    index_elements=[leads.c.lead_id],
-    set_={
-        **{c: _kept(c) for c in ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_content",
-                                 "grade", "won_amount", "won_currency", "rejected_reason", "lost_reason")},
-        **{f"{s}_at": _first(f"{s}_at") for s in STAGE_COLUMNS},
-        "furthest": sa.func.greatest(leads.c.furthest, sa.literal_column("excluded.furthest")),
-    },
-)
+#: The batch's facts of each lead merged into what is stored: a dimension keeps its first value, a stage its
+#: earliest time, the lead its furthest stage (the batch holds one row per lead: one statement may not
+#: update a row twice).
+_MERGE_LEADS = "ON CONFLICT (lead_id) DO UPDATE SET " + ", ".join([
+    *(f"{c} = COALESCE(leads.{c}, excluded.{c})"
+      for c in ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_content", "grade", "won_amount",
+                "won_currency", "rejected_reason", "lost_reason")),
+    *(f"{s}_at = LEAST(leads.{s}_at, excluded.{s}_at)" for s in STAGE_COLUMNS),
+    "furthest = GREATEST(leads.furthest, excluded.furthest)",
+])
 
 
 async def save_leads(conn: AsyncConnection | AsyncSession, facts: Sequence[LeadFacts]) -> None:
-    if facts:
-        await conn.execute(compiled_once(lambda: _UPSERT_LEADS, leads), [f.row() for f in facts])
+    await insert_rows(conn, leads, [f.row() for f in facts], conflict=_MERGE_LEADS)
 
 
-_UPSERT_HANDOFFS = insert(handoffs).on_conflict_do_update(
-    index_elements=[handoffs.c.lead_id, handoffs.c.holder],
-    set_={"breached_at": sa.func.least(handoffs.c.breached_at, sa.literal_column("excluded.breached_at"))},
-)
+#: A holder's earliest breach is kept (one row per lead and holder in a batch).
+_MERGE_HANDOFFS = ("ON CONFLICT (lead_id, holder) DO UPDATE SET "
+                   "breached_at = LEAST(handoffs.breached_at, excluded.breached_at)")
 
 
 async def save_handoffs(conn: AsyncConnection | AsyncSession, facts: Sequence[HandoffFacts]) -> None:
-    if facts:
-        await conn.execute(compiled_once(lambda: _UPSERT_HANDOFFS, handoffs), [f.row() for f in facts])
+    await insert_rows(conn, handoffs, [f.row() for f in facts], conflict=_MERGE_HANDOFFS)
 
 
 async def save_spam(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(compiled_once(lambda: _INSERT_SPAM, spam), list(rows))
+    await insert_rows(conn, spam, rows, conflict=_IGNORE)
 
 
 async def save_touches(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(compiled_once(lambda: _INSERT_TOUCHES, touches), list(rows))
+    await insert_rows(conn, touches, rows, conflict=_IGNORE)
 
 
 async def save_merges(conn: AsyncConnection | AsyncSession, p: Projection) -> None:
     """Record the batch's merges, then (re)apply every merge involving a lead of the batch: each step is
     idempotent (earliest times, furthest stage, first touch by time, touches kept once)."""
-    if p.merges:
-        await conn.execute(compiled_once(lambda: _INSERT_MERGES, merges),
-                           sorted(p.merges, key=lambda m: m["lead_id"]))
+    await insert_rows(conn, merges, sorted(p.merges, key=lambda m: m["lead_id"]), conflict=_IGNORE)
     involved = sorted({*p.leads, *(m["lead_id"] for m in p.merges), *(k[0] for k in p.touches)})
     if not involved:
         return

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadpipe_common.db import compiled_once, inbox_table
+from leadpipe_common.db import compiled_once, inbox_table, insert_rows
 from leadpipe_common.events import DispositionReport, LeadRouted
 from leadpipe_common.outbox import outbox_table
 
@@ -175,11 +175,8 @@ class RoutingStore:
             )
 
     async def save_assignments(self, rows: Sequence[dict[str, Any]]) -> None:
-        # Core inserts, not the PostgreSQL dialect's: SQLAlchemy caches only the
-        # former, and a lead is never assigned twice (``already_assigned``, one
-        # partition per lead), so no ON CONFLICT is needed.
-        if rows:
-            await self._session.execute(assignments.insert(), list(rows))
+        # A lead is never assigned twice (``already_assigned``, one partition per lead): no ON CONFLICT.
+        await insert_rows(self._session, assignments, rows)
 
     async def reassign(self, row: dict[str, Any]) -> None:
         """A recycled lead's new assignment replaces the one sales rejected."""
@@ -187,10 +184,9 @@ class RoutingStore:
                                     .values(**{k: v for k, v in row.items() if k != "lead_id"}))
 
     async def add_handoffs(self, held: Sequence[Held]) -> None:
-        if held:
-            await self._session.execute(handoffs.insert(), [
-                {"lead_id": h.handoff.lead_id, **_handoff_values(h.handoff), "lead": h.lead.model_dump(mode="json"),
-                 "traceparent": h.traceparent} for h in held])
+        await insert_rows(self._session, handoffs, [
+            {"lead_id": h.handoff.lead_id, **_handoff_values(h.handoff), "lead": h.lead.model_dump(mode="json"),
+             "traceparent": h.traceparent} for h in held])
 
     async def handoff(self, lead_id: uuid.UUID, *, lock: bool = True) -> Held | None:
         query = sa.select(handoffs).where(handoffs.c.lead_id == lead_id)

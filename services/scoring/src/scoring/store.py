@@ -12,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadpipe_common.db import compiled_once, inbox_table, upsert
+from leadpipe_common.db import inbox_table, insert_rows, upsert
 from leadpipe_common.outbox import outbox_table
 
 from scoring.domain import TouchFacts
@@ -48,8 +48,6 @@ touches = sa.Table(
     sa.Column("facts", JSONB, nullable=False),
 )
 
-_INSERT_TOUCHES = insert(touches).on_conflict_do_nothing()
-
 
 class ScoringStore:
     def __init__(self, session: AsyncSession) -> None:
@@ -79,7 +77,7 @@ class ScoringStore:
 
     async def save_touches(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            await self._session.execute(compiled_once(lambda: _INSERT_TOUCHES, touches), list(rows))
+            await insert_rows(self._session, touches, rows, conflict="ON CONFLICT DO NOTHING")
 
     async def open_leads(self, after: uuid.UUID | None, limit: int) -> list[Any]:
         """Leads in nurture or MQL (disqualified ones are closed), by id after ``after``, one page; locked, so
