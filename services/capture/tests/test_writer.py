@@ -89,3 +89,29 @@ async def test_only_touches_and_keyed_submissions_take_the_transaction_and_its_f
         stored = (await conn.execute(sa.text("SELECT lead_id FROM capture.leads WHERE email LIKE :run"),
                                      {"run": f"%{run}%"})).scalars().all()
     assert stored == [subs[2].lead.lead_id]
+
+
+async def test_a_batch_of_outcomes_leaves_what_applying_them_in_turn_would(db):
+    """A real outcome replaces ``deadlettered``, nothing replaces a real one: one statement for the batch."""
+    from capture.store import record_outcomes
+
+    run = uuid.uuid4().hex[:8]
+    written = await write_together(db, [submission(f"{who}.{run}@sap.com") for who in ("dl-then-won", "lost-then-dl",
+                                                                                      "dl-twice", "won-before")])
+    a, b, c, d = (uuid.UUID(w.answer["lead_id"]) for w in written)
+    t = [datetime(2026, 12, 1, h, tzinfo=UTC) for h in range(6)]
+    async with db.begin() as conn:
+        await record_outcomes(conn, [{"b_lead_id": d, "b_stage": "won", "b_at": t[0]}])
+    async with db.begin() as conn:
+        await record_outcomes(conn, [
+            {"b_lead_id": a, "b_stage": "deadlettered", "b_at": t[1]}, {"b_lead_id": a, "b_stage": "won", "b_at": t[2]},
+            {"b_lead_id": b, "b_stage": "lost", "b_at": t[3]}, {"b_lead_id": b, "b_stage": "deadlettered", "b_at": t[4]},
+            {"b_lead_id": c, "b_stage": "deadlettered", "b_at": t[1]},
+            {"b_lead_id": c, "b_stage": "deadlettered", "b_at": t[5]},
+            {"b_lead_id": d, "b_stage": "deadlettered", "b_at": t[5]},
+        ])
+    async with db.connect() as conn:
+        rows = dict((r.lead_id, (r.terminal_stage, r.terminal_at)) for r in await conn.execute(sa.text(
+            "SELECT lead_id, terminal_stage, terminal_at FROM capture.leads WHERE lead_id = ANY(:ids)"),
+            {"ids": [a, b, c, d]}))
+    assert rows == {a: ("won", t[2]), b: ("lost", t[3]), c: ("deadlettered", t[1]), d: ("won", t[0])}

@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 
+import asyncpg
 import sqlalchemy as sa
 import structlog
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from leadpipe_common.db import insert_rows
+from leadpipe_common.db import insert_rows, json_value, raw_transaction
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
 from leadpipe_common.retry import backoff
@@ -142,21 +143,28 @@ class BackgroundLoop:
         return woken
 
 
-#: Claims up to ``limit`` messages to publish, in the caller's transaction (locked, or already marked):
-#: they count as sent only if that transaction commits, which the relay does after every ack.
-Claim = Callable[[AsyncConnection, int], Awaitable[list[Message]]]
+#: Claims up to ``limit`` messages to publish, in the caller's transaction on its asyncpg connection (locked,
+#: or already marked): they count as sent only if that transaction commits, which the relay does after every
+#: ack. A claim is one statement where it can be: at moderate load a round carries a few messages, and each
+#: statement through SQLAlchemy cost ~0.3 ms of Python.
+Claim = Callable[[asyncpg.Connection, int], Awaitable[list[Message]]]
+
+
+def claim_sql(table: sa.Table) -> str:
+    """The statement that claims (deletes on commit) up to ``$1`` of the oldest rows of an outbox table made by
+    :func:`outbox_table`, returning ``seq`` and ``message``; rows another relay holds are skipped."""
+    name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+    return (f"DELETE FROM {name} WHERE seq IN (SELECT seq FROM {name} ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) "
+            "RETURNING seq, message")
 
 
 def table_claim(table: sa.Table) -> Claim:
     """The claim of an outbox table made by :func:`outbox_table`: oldest rows first, deleted on commit."""
-    claimed = sa.select(table.c.seq).order_by(table.c.seq).limit(sa.bindparam("limit")).with_for_update(
-        skip_locked=True
-    )
-    delete = table.delete().where(table.c.seq.in_(claimed.scalar_subquery())).returning(table.c.seq, table.c.message)
+    sql = claim_sql(table)
 
-    async def claim(conn: AsyncConnection, limit: int) -> list[Message]:
-        rows = sorted((await conn.execute(delete, {"limit": limit})).all(), key=lambda r: r.seq)
-        return [Message.from_json(r.message) for r in rows]
+    async def claim(conn: asyncpg.Connection, limit: int) -> list[Message]:
+        rows = sorted(await conn.fetch(sql, limit), key=lambda r: r["seq"])
+        return [Message.from_json(json_value(r["message"])) for r in rows]
 
     return claim
 
@@ -179,7 +187,7 @@ class OutboxRelay(BackgroundLoop):
     async def step(self) -> int:
         if not self._producer.started:
             await self._producer.start()
-        async with self._engine.begin() as conn:
+        async with raw_transaction(self._engine) as conn:
             messages = await self._claim(conn, self._batch_max)
             # The claim commits only after every message is acknowledged.
             await self._producer.send_all(messages)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import asyncpg
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
@@ -13,11 +13,9 @@ from leadpipe_common.envelope import Envelope, Message, derive_id, encode, follo
 from leadpipe_common.events import (
     CLOSED_STAGES, TERMINAL_STAGES, LeadCaptured, LeadMerged, LeadStageChanged, LeadTouched,
 )
-
-from leadpipe_common.outbox import table_claim
 from leadpipe_common.uow import UnitOfWork
 
-from capture.store import CaptureStore, Unpublished, UnpublishedTouch, claim_touches, claim_unpublished, outbox
+from capture.store import CaptureStore, Unpublished, UnpublishedTouch, claim_publishable
 
 SOURCE = "leadpipe/capture"
 
@@ -52,15 +50,12 @@ def touch_messages(row: UnpublishedTouch) -> Sequence[Message]:
     )
 
 
-_other_events = table_claim(outbox)
-
-
-async def publishable(conn: AsyncConnection, limit: int) -> list[Message]:
+async def publishable(conn: asyncpg.Connection, limit: int) -> list[Message]:
     """The outbox relay's claim: the events of leads not yet published (the leads table is their outbox),
     then of touches (likewise), then what the outbox table holds (``lead.quarantined``)."""
-    leads = [m for row in await claim_unpublished(conn, limit) for m in captured_lead_messages(row)]
-    touched = [m for row in await claim_touches(conn, limit) for m in touch_messages(row)]
-    return leads + touched + await _other_events(conn, limit)
+    claimed = await claim_publishable(conn, limit)
+    return ([m for row in claimed.leads for m in captured_lead_messages(row)]
+            + [m for row in claimed.touches for m in touch_messages(row)] + claimed.outbox)
 
 
 async def handle_lead_stage_changed(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],

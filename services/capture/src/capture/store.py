@@ -4,7 +4,7 @@ The ``leads`` table is its own transactional outbox: a lead is durable once
 its row is committed, and only then does the HTTP request get its 202. A row
 with ``published_at`` unset is a lead whose events (``lead.captured`` and its
 first lifecycle step) are not yet acknowledged by the broker. The shared
-outbox relay claims such rows (``claim_unpublished``: ``FOR UPDATE SKIP
+outbox relay claims such rows (``claim_publishable``: ``FOR UPDATE SKIP
 LOCKED``, so several relays share the work), publishes, and commits
 ``published_at`` only after every ack: a crash in between re-publishes the
 same event ids (absorbed downstream), never loses.
@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from leadpipe_common.outbox import outbox_table
+from leadpipe_common.db import json_value
+from leadpipe_common.envelope import Message
+from leadpipe_common.outbox import claim_sql, outbox_table
 
 SCHEMA = "capture"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -49,57 +52,6 @@ leads = sa.Table(
     sa.Column("terminal_at", sa.DateTime(timezone=True)),
     sa.Column("redrives", sa.Integer, nullable=False, server_default="0"),
 )
-
-
-def _claim(table: str, key: str, at: str) -> sa.TextClause:
-    """Mark up to ``:limit`` unpublished rows of ``table`` published, oldest first, skipping rows another relay
-    holds; returns what their events are built from."""
-    return sa.text(
-        f"""
-        UPDATE {SCHEMA}.{table} SET published_at = now()
-        WHERE {key} IN (
-            SELECT {key} FROM {SCHEMA}.{table} WHERE published_at IS NULL
-            ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED
-        )
-        RETURNING seq, {key}, {at}, traceparent, event
-        """
-    )
-
-
-_CLAIM = _claim("leads", "request_id", "captured_at")
-
-
-@dataclass(frozen=True)
-class Unpublished:
-    seq: int
-    request_id: uuid.UUID
-    captured_at: datetime
-    traceparent: str
-    event: bytes
-
-
-async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[Unpublished]:
-    """Leads whose events are not yet acknowledged, oldest first, marked published in ``conn``'s transaction."""
-    rows = (await conn.execute(_CLAIM, {"limit": limit})).all()
-    return [Unpublished(*r) for r in sorted(rows, key=lambda r: r.seq)]
-
-
-_CLAIM_TOUCHES = _claim("touches", "touch_id", "touched_at")
-
-
-@dataclass(frozen=True)
-class UnpublishedTouch:
-    seq: int
-    touch_id: uuid.UUID
-    touched_at: datetime
-    traceparent: str
-    event: bytes
-
-
-async def claim_touches(conn: AsyncConnection, limit: int) -> list[UnpublishedTouch]:
-    """Touches whose ``lead.touched`` is not yet acknowledged, oldest first (as ``claim_unpublished``)."""
-    rows = (await conn.execute(_CLAIM_TOUCHES, {"limit": limit})).all()
-    return [UnpublishedTouch(*r) for r in sorted(rows, key=lambda r: r.seq)]
 
 
 async def close_leads(conn: AsyncConnection | AsyncSession, lead_ids: Sequence[uuid.UUID]) -> None:
@@ -155,6 +107,67 @@ idempotency = sa.Table(
 outbox = outbox_table(metadata)
 
 
+def _marked(table: str, key: str, at: str) -> str:
+    """Mark up to ``$1`` unpublished rows of ``table`` published, oldest first, skipping rows another relay
+    holds; returns what their events are built from."""
+    return f"""
+        UPDATE {SCHEMA}.{table} SET published_at = now()
+        WHERE {key} IN (
+            SELECT {key} FROM {SCHEMA}.{table} WHERE published_at IS NULL
+            ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+        )
+        RETURNING seq, {key} AS id, {at} AS at, traceparent, event"""
+
+
+#: The relay's whole claim in one statement (one round trip a round): unpublished leads, unpublished touches
+#: and the outbox table's rows (``lead.quarantined``), each kind oldest first, each up to ``$1``.
+_CLAIM = f"""
+    WITH l AS ({_marked("leads", "request_id", "captured_at")}),
+    t AS ({_marked("touches", "touch_id", "touched_at")}),
+    o AS ({claim_sql(outbox)})
+    SELECT 0 AS kind, seq, id, at, traceparent, event, NULL::json AS message FROM l
+    UNION ALL SELECT 1, seq, id, at, traceparent, event, NULL FROM t
+    UNION ALL SELECT 2, seq, NULL, NULL, NULL, NULL, message FROM o"""
+
+
+@dataclass(frozen=True)
+class Unpublished:
+    seq: int
+    request_id: uuid.UUID
+    captured_at: datetime
+    traceparent: str
+    event: bytes
+
+
+@dataclass(frozen=True)
+class UnpublishedTouch:
+    seq: int
+    touch_id: uuid.UUID
+    touched_at: datetime
+    traceparent: str
+    event: bytes
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What one relay round publishes, each kind oldest first, marked (or deleted) in the caller's transaction."""
+
+    leads: list[Unpublished]
+    touches: list[UnpublishedTouch]
+    outbox: list[Message]
+
+
+async def claim_publishable(conn: asyncpg.Connection, limit: int) -> Claimed:
+    """Leads and touches whose events are not yet acknowledged, and the outbox table's messages."""
+    rows = sorted(await conn.fetch(_CLAIM, limit), key=lambda r: (r["kind"], r["seq"]))
+    return Claimed(
+        leads=[Unpublished(r["seq"], r["id"], r["at"], r["traceparent"], r["event"]) for r in rows if r["kind"] == 0],
+        touches=[UnpublishedTouch(r["seq"], r["id"], r["at"], r["traceparent"], r["event"])
+                 for r in rows if r["kind"] == 1],
+        outbox=[Message.from_json(json_value(r["message"])) for r in rows if r["kind"] == 2],
+    )
+
+
 class CaptureStore:
     """capture's writes outside the group-commit writer, on one unit of work's session."""
 
@@ -193,18 +206,23 @@ class CaptureStore:
         await self._session.execute(quarantine.update().where(quarantine.c.lead_id == lead_id).values(released_at=at))
 
 
+_RECORD_OUTCOMES = sa.text(f"""
+    UPDATE {SCHEMA}.leads l SET terminal_stage = o.stage, terminal_at = o.at
+    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:stages AS text[]), CAST(:ats AS timestamptz[])) AS o(lead_id, stage, at)
+    WHERE l.lead_id = o.lead_id
+      AND (l.terminal_stage IS NULL OR (l.terminal_stage = 'deadlettered' AND o.stage <> 'deadlettered'))""")
+
+
 async def record_outcomes(conn: AsyncConnection | AsyncSession, outcomes: Sequence[dict[str, Any]]) -> None:
     """Note each lead's terminal stage. A real outcome replaces ``deadlettered`` (the record was
-    redriven after a fix); nothing replaces a real outcome."""
-    if not outcomes:
-        return
-    await conn.execute(
-        leads.update()
-        .where(leads.c.lead_id == sa.bindparam("b_lead_id"))
-        .where(sa.or_(
-            leads.c.terminal_stage.is_(None),
-            sa.and_(leads.c.terminal_stage == "deadlettered", sa.bindparam("b_stage") != "deadlettered"),
-        ))
-        .values(terminal_stage=sa.bindparam("b_stage"), terminal_at=sa.bindparam("b_at")),
-        list(outcomes),
-    )
+    redriven after a fix); nothing replaces a real outcome. One statement for the batch: of a lead's outcomes
+    in it, the first real one (or else the first) is the one that applying them in turn would leave."""
+    first: dict[uuid.UUID, dict[str, Any]] = {}
+    for o in outcomes:
+        kept = first.get(o["b_lead_id"])
+        if kept is None or (kept["b_stage"] == "deadlettered" and o["b_stage"] != "deadlettered"):
+            first[o["b_lead_id"]] = o
+    if first:
+        rows = list(first.values())
+        await conn.execute(_RECORD_OUTCOMES, {"lead_ids": [o["b_lead_id"] for o in rows],
+                                              "stages": [o["b_stage"] for o in rows], "ats": [o["b_at"] for o in rows]})
