@@ -36,7 +36,8 @@ async def test_a_captured_lead_is_enriched_and_its_step_announced():
     assert data.enrichment.company_name.value == "SAP SE" and data.enriched_at == NOW
     changed = decode(step.headers, step.key, step.value).data
     assert (changed.from_stage, changed.to_stage, changed.reason) == ("captured", "enriched", "matched company SAP SE")
-    assert uow.store.rows[lead.lead_id]["data"]["company_name"] == {"value": "SAP SE", "source": "companies"}
+    stored = uow.store.rows[lead.lead_id]["data"].model_dump(mode="json")
+    assert stored["company_name"] == {"value": "SAP SE", "source": "companies"}
 
 
 async def test_a_redelivered_lead_yields_outputs_with_the_same_ids():

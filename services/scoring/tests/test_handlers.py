@@ -111,7 +111,7 @@ async def test_an_enriched_lead_that_reaches_the_bar_becomes_an_mql_with_its_rea
     assert (decoded(step).from_stage, decoded(step).to_stage) == ("enriched", "mql")
     row = uow.store.rows[lead.lead_id]
     assert (row["score"], row["rules_version"]) == (70, "test-1")
-    assert [r["rule"] for r in row["reasons"]] == ["Enterprise", "Demo"]
+    assert [r.rule for r in row["reasons"]] == ["Enterprise", "Demo"]
 
 
 async def test_a_lead_below_the_bar_is_scored_for_nurture():

@@ -40,6 +40,7 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+from pydantic_core import to_json
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -142,10 +143,12 @@ def _column(table: sa.Table, name: str) -> _Column:
         raise TypeError(f"{table.fullname}.{name}: array columns cannot travel in unnest")
     if isinstance(col.type, sa.JSON):
         # JSON travels as text: no driver codec is involved, on pooled or bare connections alike. Python's
-        # None is JSON null, as SQLAlchemy's JSON type stores it, unless the column says otherwise.
+        # None is JSON null, as SQLAlchemy's JSON type stores it, unless the column says otherwise. Encoded by
+        # pydantic: a value may be a model (or hold models), which spares the caller a model_dump, and
+        # plain data encodes in about half json.dumps' time.
         keep_null = bool(col.type.none_as_null)
         return _Column(name, "text[]", f'u."{name}"::{sql_type}',
-                       lambda v, keep_null=keep_null: None if v is None and keep_null else json.dumps(v))
+                       lambda v, keep_null=keep_null: None if v is None and keep_null else to_json(v).decode())
     return _Column(name, f"{sql_type}[]", f'u."{name}"', None)
 
 
@@ -163,8 +166,8 @@ def _insert_sql(table: sa.Table, schema: str | None, columns: tuple[str, ...],
 
 async def insert_rows(conn: AsyncConnection | AsyncSession, table: sa.Table, rows: Sequence[dict[str, Any]], *,
                       conflict: str = "") -> None:
-    """Insert ``rows`` (dicts with the same keys; a column left out takes its server default) in one
-    statement, in their order; ``conflict`` is the statement's ``ON CONFLICT ..`` clause, if any (the row
+    """Insert ``rows`` (dicts with the same keys; a column left out takes its server default; a JSON column's
+    value may be a pydantic model or hold models) in one statement, in their order; ``conflict`` is the statement's ``ON CONFLICT ..`` clause, if any (the row
     already stored is named by the table's name, unqualified)."""
     if not rows:
         return

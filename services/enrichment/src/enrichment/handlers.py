@@ -48,7 +48,7 @@ async def handle_lead_captured(uow: UnitOfWork[UpsertStore], batch: Sequence[Env
                 reason=_summary(enriched), attribution=lead.attribution,
             )
             outcomes[env.id].append(follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now))
-        rows.append({"lead_id": lead.lead_id, "data": enrichment.model_dump(mode="json"), "enriched_at": now})
+        rows.append({"lead_id": lead.lead_id, "data": enrichment, "enriched_at": now})  # the store writes its JSON
     await uow.store.save(rows)
     return outcomes
 

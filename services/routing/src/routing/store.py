@@ -185,7 +185,7 @@ class RoutingStore:
 
     async def add_handoffs(self, held: Sequence[Held]) -> None:
         await insert_rows(self._session, handoffs, [
-            {"lead_id": h.handoff.lead_id, **_handoff_values(h.handoff), "lead": h.lead.model_dump(mode="json"),
+            {"lead_id": h.handoff.lead_id, **_handoff_values(h.handoff), "lead": h.lead,
              "traceparent": h.traceparent} for h in held])
 
     async def handoff(self, lead_id: uuid.UUID, *, lock: bool = True) -> Held | None:

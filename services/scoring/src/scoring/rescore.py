@@ -58,7 +58,7 @@ async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, d
                     stage = "mql" if move == "to_mql" else row.decision
                     rows.append({"lead_id": row.lead_id, "score": result.value, "grade": result.grade,
                                  "decision": stage, "rules_version": result.rules_version,
-                                 "reasons": [r.model_dump(mode="json") for r in result.reasons], "scored_at": now,
+                                 "reasons": result.reasons, "scored_at": now,
                                  "lead": row.lead})
                     if move == "to_mql":
                         messages += _recycled(lead, result, rules, now)
