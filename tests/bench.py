@@ -15,7 +15,9 @@ drives MQL-bound leads over HTTP from a concurrent client, then prints:
    default): the live service's ingest rate, the replay rate (events rebuilt
    into fresh tables and swapped in), and report query latency p50 / p99.
 7. what the stack costs: CPU per lead (every process of the stack, from
-   /proc) at the first steady rate, by process, and the idle stack's cores;
+   /proc) at the first steady rate, by process, and the idle stack's cores
+   right after the backlog (Postgres vacuuming what it grew) and once
+   autovacuum has finished;
    the load generator's own CPU is reported apart;
 8. capture alone against a bare FastAPI endpoint with the same request model
    (`tests/bench_bare.py`), both driven by wrk (Debian's package, installed
@@ -225,12 +227,34 @@ def _cost_line(spent: dict[str, float], per: float, unit: str, scale: float) -> 
     return f"{sum(spent.values()) / per * scale:7.2f} {unit}  ({parts})"
 
 
-async def idle_cost(stack: Stack, seconds: float) -> tuple[str, str]:
+async def idle_cost(stack: Stack, seconds: float, label: str = "idle stack, cores busy") -> tuple[str, str]:
     await asyncio.sleep(3)  # the last phase's stragglers
     before, started = cpu.tree_seconds(stack_roots(stack)), time.perf_counter()
     await asyncio.sleep(seconds)
     spent = cpu.delta(cpu.tree_seconds(stack_roots(stack)), before)
-    return ("idle stack, cores busy", _cost_line(spent, time.perf_counter() - started, "cores", 1))
+    return (label, _cost_line(spent, time.perf_counter() - started, "cores", 1))
+
+
+async def autovacuum_done(stack: Stack, quiet_s: float = 5, timeout: float = 300) -> float:
+    """Wait until no autovacuum worker has run for ``quiet_s``; the seconds waited. After a backlog Postgres
+    vacuums and analyses every table it grew, which is the backlog's cost, not the idle stack's."""
+    import asyncpg
+
+    assert stack.database_url
+    conn = await asyncpg.connect(stack.database_url.replace("+asyncpg", ""))
+    started = quiet_since = time.monotonic()
+    try:
+        while time.monotonic() - started < timeout:
+            busy = await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+            now = time.monotonic()
+            if busy:
+                quiet_since = now
+            elif now - quiet_since >= quiet_s:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+    return time.monotonic() - started
 
 
 def _line(label: str, figures: str) -> None:
@@ -278,7 +302,11 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
 
         await reporting_caught_up(stack, len(watcher.arrivals))
         print(f"the idle stack for {args.idle_seconds:.0f} s ...", flush=True)
-        results.append(await idle_cost(stack, args.idle_seconds))
+        results.append(await idle_cost(stack, args.idle_seconds, "idle stack right after it, cores busy"))
+        print("waiting for Postgres' autovacuum of the backlog to finish ...", flush=True)
+        waited = await autovacuum_done(stack)
+        results.append(await idle_cost(stack, args.idle_seconds,
+                                       f"idle stack, settled ({waited:.0f} s later), cores"))
         for n, rate in enumerate(args.rates):
             # Each phase starts from a quiet machine: reporting folds four lifecycle
             # events per lead and would otherwise still be digesting the last phase.
