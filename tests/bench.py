@@ -17,7 +17,7 @@ drives MQL-bound leads over HTTP from a concurrent client, then prints:
 7. what the stack costs: CPU per lead (every process of the stack, from
    /proc) at the first steady rate, by process, and the idle stack's cores
    right after the backlog (Postgres vacuuming what it grew) and once
-   autovacuum has finished;
+   Postgres has settled (under 0.02 cores over a minute, waited for at most 5 min);
    the load generator's own CPU is reported apart;
 8. capture alone against a bare FastAPI endpoint with the same request model
    (`tests/bench_bare.py`), both driven by wrk (Debian's package, installed
@@ -235,25 +235,18 @@ async def idle_cost(stack: Stack, seconds: float, label: str = "idle stack, core
     return (label, _cost_line(spent, time.perf_counter() - started, "cores", 1))
 
 
-async def autovacuum_done(stack: Stack, quiet_s: float = 5, timeout: float = 300) -> float:
-    """Wait until no autovacuum worker has run for ``quiet_s``; the seconds waited. After a backlog Postgres
-    vacuums and analyses every table it grew, which is the backlog's cost, not the idle stack's."""
-    import asyncpg
-
-    assert stack.database_url
-    conn = await asyncpg.connect(stack.database_url.replace("+asyncpg", ""))
-    started = quiet_since = time.monotonic()
-    try:
-        while time.monotonic() - started < timeout:
-            busy = await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
-            now = time.monotonic()
-            if busy:
-                quiet_since = now
-            elif now - quiet_since >= quiet_s:
-                break
-            await asyncio.sleep(0.5)
-    finally:
-        await conn.close()
+async def postgres_settled(stack: Stack, window_s: float = 60, below: float = 0.02, timeout: float = 300) -> float:
+    """Wait until Postgres spends under ``below`` cores over a ``window_s`` window; the seconds waited. After a
+    backlog it vacuums and analyses every table it grew and checkpoints what it wrote: the backlog's cost, not
+    the idle stack's. The window is autovacuum's naptime (a minute): its workers come in waves, and a shorter
+    quiet spell was seen to fall between two of them."""
+    roots = {"postgres": stack_roots(stack)["postgres"]}
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = cpu.tree_seconds(roots)["postgres"]
+        await asyncio.sleep(window_s)
+        if (cpu.tree_seconds(roots)["postgres"] - before) / window_s < below:
+            break
     return time.monotonic() - started
 
 
@@ -303,8 +296,8 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         await reporting_caught_up(stack, len(watcher.arrivals))
         print(f"the idle stack for {args.idle_seconds:.0f} s ...", flush=True)
         results.append(await idle_cost(stack, args.idle_seconds, "idle stack right after it, cores busy"))
-        print("waiting for Postgres' autovacuum of the backlog to finish ...", flush=True)
-        waited = await autovacuum_done(stack)
+        print("waiting for Postgres to finish the backlog's upkeep (autovacuum, checkpoint) ...", flush=True)
+        waited = await postgres_settled(stack)
         results.append(await idle_cost(stack, args.idle_seconds,
                                        f"idle stack, settled ({waited:.0f} s later), cores"))
         for n, rate in enumerate(args.rates):
