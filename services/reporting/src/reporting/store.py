@@ -27,6 +27,7 @@ writes a projection, on a unit of work's session or a replay's connection.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from leadpipe_common.db import insert_rows
+from leadpipe_common.db import insert_rows, schema_in_force
 
 from reporting.domain import DIMENSIONS, STAGE_COLUMNS, HandoffFacts, LeadFacts, Projection
 
@@ -163,19 +164,23 @@ async def save_merges(conn: AsyncConnection | AsyncSession, p: Projection) -> No
         return
     found = (await conn.execute(sa.select(merges.c.lead_id, merges.c.survivor_id).where(
         sa.or_(merges.c.lead_id.in_(involved), merges.c.survivor_id.in_(involved))))).all()
+    merge = _merge(await schema_in_force(conn, SCHEMA))
     for merged, survivor in sorted(found):
-        await conn.execute(_MERGE, {"merged": merged, "survivor": survivor})
+        await conn.execute(merge, {"merged": merged, "survivor": survivor})
 
 
-_MERGE = sa.text(f"""
-WITH m AS (SELECT * FROM {SCHEMA}.leads WHERE lead_id = :merged),
-marked AS (UPDATE {SCHEMA}.leads SET merged_into = :survivor WHERE lead_id = :merged),
+@functools.cache
+def _merge(schema: str) -> sa.TextClause:
+    """One merge applied in ``schema`` (the live one, or a replay's shadow: text is not schema-translated)."""
+    return sa.text(f"""
+WITH m AS (SELECT * FROM {schema}.leads WHERE lead_id = :merged),
+marked AS (UPDATE {schema}.leads SET merged_into = :survivor WHERE lead_id = :merged),
 copied AS (
-    INSERT INTO {SCHEMA}.touches (lead_id, touch_id, at, {", ".join(DIMENSIONS.values())})
-    SELECT :survivor, touch_id, at, {", ".join(DIMENSIONS.values())} FROM {SCHEMA}.touches WHERE lead_id = :merged
+    INSERT INTO {schema}.touches (lead_id, touch_id, at, {", ".join(DIMENSIONS.values())})
+    SELECT :survivor, touch_id, at, {", ".join(DIMENSIONS.values())} FROM {schema}.touches WHERE lead_id = :merged
     ON CONFLICT DO NOTHING
 )
-UPDATE {SCHEMA}.leads s SET
+UPDATE {schema}.leads s SET
     {", ".join(f"{c} = CASE WHEN m.captured_at < s.captured_at THEN m.{c} ELSE s.{c} END"
                for c in DIMENSIONS.values())},
     {", ".join(f"{st}_at = LEAST(s.{st}_at, m.{st}_at)" for st in STAGE_COLUMNS)},
