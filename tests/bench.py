@@ -235,19 +235,20 @@ async def idle_cost(stack: Stack, seconds: float, label: str = "idle stack, core
     return (label, _cost_line(spent, time.perf_counter() - started, "cores", 1))
 
 
-async def postgres_settled(stack: Stack, window_s: float = 60, below: float = 0.02, timeout: float = 300) -> float:
+async def postgres_settled(stack: Stack, window_s: float = 60, below: float = 0.02,
+                           timeout: float = 300) -> tuple[float, bool]:
     """Wait until Postgres spends under ``below`` cores over a ``window_s`` window; the seconds waited. After a
     backlog it vacuums and analyses every table it grew and checkpoints what it wrote: the backlog's cost, not
     the idle stack's. The window is autovacuum's naptime (a minute): its workers come in waves, and a shorter
-    quiet spell was seen to fall between two of them."""
+    quiet spell was seen to fall between two of them. Also whether it did settle within ``timeout``."""
     roots = {"postgres": stack_roots(stack)["postgres"]}
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         before = cpu.tree_seconds(roots)["postgres"]
         await asyncio.sleep(window_s)
         if (cpu.tree_seconds(roots)["postgres"] - before) / window_s < below:
-            break
-    return time.monotonic() - started
+            return time.monotonic() - started, True
+    return time.monotonic() - started, False
 
 
 def _line(label: str, figures: str) -> None:
@@ -297,9 +298,10 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         print(f"the idle stack for {args.idle_seconds:.0f} s ...", flush=True)
         results.append(await idle_cost(stack, args.idle_seconds, "idle stack right after it, cores busy"))
         print("waiting for Postgres to finish the backlog's upkeep (autovacuum, checkpoint) ...", flush=True)
-        waited = await postgres_settled(stack)
+        waited, settled = await postgres_settled(stack)
         results.append(await idle_cost(stack, args.idle_seconds,
-                                       f"idle stack, settled ({waited:.0f} s later), cores"))
+                                       f"idle stack, settled ({waited:.0f} s later), cores" if settled else
+                                       f"idle stack, Postgres still busy {waited:.0f} s later, cores"))
         for n, rate in enumerate(args.rates):
             # Each phase starts from a quiet machine: reporting folds four lifecycle
             # events per lead and would otherwise still be digesting the last phase.

@@ -5,9 +5,10 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from leadpipe_common.db import insert_rows, upsert
+from leadpipe_common.db import _insert_sql, insert_rows, upsert
 
 
 @pytest.fixture
@@ -99,3 +100,35 @@ async def test_rows_with_different_columns_are_refused_naming_the_table(db, tabl
     async with async_sessionmaker(db)() as session, session.begin():
         with pytest.raises(ValueError, match="same columns"):
             await insert_rows(session, tables, [{"key": "a", "doc": {}}, {"key": "b", "n": 1}])
+
+
+async def test_a_database_error_is_sqlalchemys_as_through_a_session(db, tables):
+    async with async_sessionmaker(db)() as session, session.begin():
+        with pytest.raises(DBAPIError, match="null value"):
+            await insert_rows(session, tables, [{"key": None, "doc": {}}])
+
+
+async def test_a_value_too_long_for_its_column_is_refused_not_cut_short(db):
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    short = sa.Table("short", sa.MetaData(schema=schema), sa.Column("code", sa.String(3), primary_key=True))
+    async with db.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        await conn.run_sync(short.metadata.create_all)
+    try:
+        async with async_sessionmaker(db)() as session, session.begin():
+            with pytest.raises(DBAPIError, match="too long"):
+                await insert_rows(session, short, [{"code": "abcd"}])
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def test_columns_whose_values_would_not_travel_as_sqlalchemy_sends_them_are_refused():
+    table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("tags", sa.ARRAY(sa.Text)), sa.Column("mood", sa.Enum("glad", "sad", name="mood")),
+                     sa.Column("n", sa.Integer, default=7))
+    for column in ("tags", "mood"):
+        with pytest.raises(TypeError, match=column):
+            _insert_sql(table, None, ("id", column), "")
+    with pytest.raises(ValueError, match="'n'"):  # its default is SQLAlchemy's: left out, it would be NULL
+        _insert_sql(table, None, ("id",), "")

@@ -5,18 +5,23 @@ Guarantees:
   at import time.
 - ``raw_pooled`` is a pooled connection's asyncpg connection itself (each
   statement its own transaction), ``raw_transaction`` one transaction on it,
-  for the hottest path (capture's writer, where most requests commit alone
-  at moderate load): through SQLAlchemy a transaction cost ~0.4 ms of Python
-  and each statement ~0.3 ms more. A failed block never returns its
-  connection to the pool (SQLAlchemy did not see the error, so it cannot
-  tell a dead connection).
+  for the hottest paths (capture's writer, where most requests commit alone
+  at moderate load, and every outbox relay): through SQLAlchemy a
+  transaction cost ~0.4 ms of Python and each statement ~0.3 ms more. A
+  block failed by the database or the network, or cancelled, never returns
+  its connection to the pool (SQLAlchemy did not see the error, so it cannot
+  tell a dead connection); one failed by anything else (the broker, say)
+  returns it idle, its transaction rolled back.
 - ``insert_rows`` writes a batch of rows as ONE statement (``INSERT ..
   SELECT .. FROM unnest(<one array per column>)``) in the session's
-  transaction, rows in the order given; ``upsert`` and the inbox use it.
-  ``executemany`` had Postgres plan and run one INSERT per row and
-  SQLAlchemy build each row's parameters in Python (together ~a quarter of
-  a stage's database work). An upsert keeps the last of a batch's rows for
-  a key (one statement may not update a row twice).
+  transaction, rows in the order given; ``upsert``, the inbox, the outbox
+  and the stores' batch writes use it. ``executemany`` had Postgres bind
+  and run one INSERT per row and SQLAlchemy build each row's parameters in
+  Python. An upsert keeps the last of a batch's rows for a key (one
+  statement may not update a row twice). Its errors are SQLAlchemy's
+  ``DBAPIError``, as through a session. Only column types that travel
+  unchanged in an array are taken, and Python-side column defaults are not
+  applied (a table with one is refused for rows that leave it out).
 - ``compiled_once`` statements are compiled once per process: SQLAlchemy 2.0
   cannot cache PostgreSQL's ``INSERT .. ON CONFLICT``, and compiled it again on
   every batch (about a tenth of a stage's CPU).
@@ -43,6 +48,7 @@ import sqlalchemy as sa
 from pydantic_core import to_json
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from leadpipe_common.envelope import Message
@@ -88,14 +94,23 @@ def json_value(value: Any) -> Any:
 @contextlib.asynccontextmanager
 async def raw_pooled(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """The asyncpg connection of a pooled one, in no transaction (a statement alone commits on its own); a
-    block that fails takes the connection out of the pool, whatever state the failure left it in."""
+    block failed by the database or the network, or cancelled (a query may be half done), takes the connection
+    out of the pool; one failed by something else with the connection idle returns it."""
     async with engine.connect() as conn:
         raw = await raw_connection(conn)
         try:
             yield raw
+        except Exception as exc:
+            if isinstance(exc, _CONNECTION_ERRORS) or raw.is_closed() or raw.is_in_transaction():
+                await conn.invalidate()
+            raise
         except BaseException:
             await conn.invalidate()
             raise
+
+
+#: Failures after which a connection's state is unknown.
+_CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 @contextlib.asynccontextmanager
@@ -128,6 +143,20 @@ async def in_transaction(conn: AsyncConnection | AsyncSession) -> tuple[asyncpg.
     return raw, dict(conn.sync_connection.get_execution_options()) if conn.sync_connection else {}
 
 
+def translated(options: dict[str, Any], schema: str | None) -> str | None:
+    """``schema`` as the execution ``options`` of a connection map it (``schema_translate_map``, which
+    SQLAlchemy applies to its own statements only, not to text written by hand)."""
+    return (options.get("schema_translate_map") or {}).get(schema, schema)
+
+
+async def schema_in_force(conn: AsyncConnection | AsyncSession, schema: str) -> str:
+    """``schema`` as ``conn``'s ``schema_translate_map`` maps it: for a ``text()`` statement naming tables."""
+    if isinstance(conn, AsyncSession):
+        conn = await conn.connection()
+    return translated(dict(conn.sync_connection.get_execution_options()) if conn.sync_connection else {},
+                      schema) or schema
+
+
 @dataclass(frozen=True)
 class _Column:
     name: str
@@ -136,29 +165,47 @@ class _Column:
     encode: Callable[[Any], Any] | None  # a value to what travels (JSON to text)
 
 
+_DIALECT = postgresql.dialect()
+_quote = _DIALECT.identifier_preparer.quote
+#: Types whose Python values asyncpg sends as they are, as SQLAlchemy would (no bind processing to skip).
+_PLAIN = (sa.Integer, sa.Numeric, sa.Boolean, sa.DateTime, sa.Date, sa.LargeBinary, sa.Uuid)
+
+
 def _column(table: sa.Table, name: str) -> _Column:
     col = table.c[name]
-    sql_type = col.type.compile(dialect=postgresql.dialect())
-    if isinstance(col.type, sa.ARRAY):
-        raise TypeError(f"{table.fullname}.{name}: array columns cannot travel in unnest")
-    if isinstance(col.type, sa.JSON):
+    typ = col.type
+    if isinstance(typ, sa.TypeDecorator | sa.Enum | sa.ARRAY) or not isinstance(typ, (*_PLAIN, sa.String, sa.JSON)):
+        raise TypeError(f"{table.fullname}.{name}: a {type(typ).__name__} column cannot travel in insert_rows")
+    sql_type = typ.compile(dialect=_DIALECT)
+    quoted = _quote(name)
+    if isinstance(typ, sa.String):
+        # As text, assigned to the column by the INSERT: a value too long for a VARCHAR(n) is refused as in
+        # any INSERT (an explicit cast to VARCHAR(n) would cut it short without a word).
+        return _Column(name, "text[]", f"u.{quoted}", None)
+    if isinstance(typ, sa.JSON):
         # JSON travels as text: no driver codec is involved, on pooled or bare connections alike. Python's
         # None is JSON null, as SQLAlchemy's JSON type stores it, unless the column says otherwise. Encoded by
         # pydantic: a value may be a model (or hold models), which spares the caller a model_dump, and
         # plain data encodes in about half json.dumps' time.
-        keep_null = bool(col.type.none_as_null)
-        return _Column(name, "text[]", f'u."{name}"::{sql_type}',
-                       lambda v, keep_null=keep_null: None if v is None and keep_null else to_json(v).decode())
-    return _Column(name, f"{sql_type}[]", f'u."{name}"', None)
+        # Field names, as model_dump writes them (pydantic_core's to_json defaults to aliases).
+        keep_null = bool(typ.none_as_null)
+        return _Column(name, "text[]", f"u.{quoted}::{sql_type}",
+                       lambda v, keep_null=keep_null: None if v is None and keep_null
+                       else to_json(v, by_alias=False).decode())
+    return _Column(name, f"{sql_type}[]", f"u.{quoted}", None)
 
 
 @functools.cache
 def _insert_sql(table: sa.Table, schema: str | None, columns: tuple[str, ...],
                 conflict: str) -> tuple[str, tuple[_Column, ...]]:
     cols = tuple(_column(table, c) for c in columns)
+    defaulted = [c.name for c in table.c if c.name not in columns and c.default is not None]
+    if defaulted:
+        raise ValueError(f"{table.fullname}: rows leave out {defaulted}, whose default is SQLAlchemy's, not the "
+                         "database's: give them a value")
     arrays = ", ".join(f"${i}::{c.array}" for i, c in enumerate(cols, 1))
-    names = ", ".join(f'"{c}"' for c in columns)
-    target = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
+    names = ", ".join(_quote(c) for c in columns)
+    target = f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
     sql = (f"INSERT INTO {target} ({names}) SELECT {', '.join(c.select for c in cols)} "
            f'FROM unnest({arrays}) WITH ORDINALITY AS u({names}, "ord") ORDER BY "ord" {conflict}')
     return sql, cols
@@ -167,12 +214,13 @@ def _insert_sql(table: sa.Table, schema: str | None, columns: tuple[str, ...],
 async def insert_rows(conn: AsyncConnection | AsyncSession, table: sa.Table, rows: Sequence[dict[str, Any]], *,
                       conflict: str = "") -> None:
     """Insert ``rows`` (dicts with the same keys; a column left out takes its server default; a JSON column's
-    value may be a pydantic model or hold models) in one statement, in their order; ``conflict`` is the statement's ``ON CONFLICT ..`` clause, if any (the row
-    already stored is named by the table's name, unqualified)."""
+    value may be a pydantic model or hold models) in one statement, in their order. ``conflict`` is the
+    statement's ``ON CONFLICT ..`` clause, if any: SQL written in code, never input (the row already stored
+    is named by the table's name, unqualified)."""
     if not rows:
         return
     raw, options = await in_transaction(conn)
-    schema = (options.get("schema_translate_map") or {}).get(table.schema, table.schema)
+    schema = translated(options, table.schema)
     columns = tuple(rows[0])
     sql, cols = _insert_sql(table, schema, columns, conflict)
     try:
@@ -182,7 +230,11 @@ async def insert_rows(conn: AsyncConnection | AsyncSession, table: sa.Table, row
         raise ValueError(f"rows for {table.fullname} must all have the same columns: one lacks {exc}") from None
     if any(len(row) != len(columns) for row in rows):
         raise ValueError(f"rows for {table.fullname} must all have the same columns")
-    await raw.execute(sql, *arrays)
+    try:
+        await raw.execute(sql, *arrays)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # What a statement through the session raises, so callers' handling (a 503, a retry) holds.
+        raise DBAPIError(sql, None, exc) from exc
 
 
 async def upsert(conn: AsyncConnection | AsyncSession, table: sa.Table, rows: Sequence[dict[str, Any]],
@@ -192,9 +244,9 @@ async def upsert(conn: AsyncConnection | AsyncSession, table: sa.Table, rows: Se
     if not rows:
         return
     last = list({row[key]: row for row in rows}.values())
-    updates = ", ".join(f'"{c.name}" = excluded."{c.name}"' for c in table.c if c.name != key)
-    await insert_rows(conn, table, last,
-                      conflict=f'ON CONFLICT ("{key}") ' + (f"DO UPDATE SET {updates}" if updates else "DO NOTHING"))
+    updates = ", ".join(f"{_quote(c.name)} = excluded.{_quote(c.name)}" for c in table.c if c.name != key)
+    action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    await insert_rows(conn, table, last, conflict=f"ON CONFLICT ({_quote(key)}) {action}")
 
 
 class UpsertStore:

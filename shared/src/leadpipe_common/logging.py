@@ -49,8 +49,10 @@ def configure(service: str, level: str = "INFO", json: bool | None = None) -> No
         return event
 
     shared = [
-        structlog.contextvars.merge_contextvars,
+        # Before the bound context is merged in: the event in hand names the line, over a lead_id bound
+        # for a wider scope (as rebinding per event did).
         name_event_in_hand,
+        structlog.contextvars.merge_contextvars,
         add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

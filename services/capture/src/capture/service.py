@@ -1,8 +1,9 @@
 """capture, declared: what it serves, what it follows of the lifecycle, and what runs beside it.
 
-Its leads table is its own outbox (the relay claims unpublished leads, then
-its outbox table's other events), so it serves without the broker: leads
-wait for the relay while the broker is away.
+Its leads table is its own outbox (the relay claims, in one statement,
+unpublished leads, then unpublished touches, then its outbox table's other
+events), so it serves without the broker: leads wait for the relay while the
+broker is away.
 """
 
 from leadpipe_common.events import LeadMerged, LeadStageChanged

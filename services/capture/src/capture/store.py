@@ -223,6 +223,6 @@ async def record_outcomes(conn: AsyncConnection | AsyncSession, outcomes: Sequen
         if kept is None or (kept["b_stage"] == "deadlettered" and o["b_stage"] != "deadlettered"):
             first[o["b_lead_id"]] = o
     if first:
-        rows = list(first.values())
+        rows = [first[k] for k in sorted(first)]  # rows locked in id order, as every batch write locks them
         await conn.execute(_RECORD_OUTCOMES, {"lead_ids": [o["b_lead_id"] for o in rows],
                                               "stages": [o["b_stage"] for o in rows], "ats": [o["b_at"] for o in rows]})

@@ -60,7 +60,8 @@ class Condition(_Strict):
     @functools.cached_property
     def folded(self) -> tuple[Any, frozenset[Any] | None, frozenset[Any] | None]:
         """``equals``, ``in`` and ``not_in`` case-folded, once: every rule is tested on every lead and touch
-        (an instance attribute once computed: pydantic's private attributes are read through a slow path)."""
+        (an instance attribute once computed: pydantic's private attributes are read through a slow path).
+        Rules are read once and never changed; a ``model_copy(update=...)`` of a tested rule would keep it."""
         return (_norm(self.equals), None if self.in_ is None else frozenset(_norm(v) for v in self.in_),
                 None if self.not_in is None else frozenset(_norm(v) for v in self.not_in))
 

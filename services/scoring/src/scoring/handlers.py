@@ -116,8 +116,8 @@ def _scored(env: Envelope, lead: LeadEnriched, before: str | None, touches: list
         outcome.append(follow_up(env, topics.LIFECYCLE, changed, source=SOURCE, time=now))
     row = {
         "lead_id": lead.lead_id, "score": result.value, "grade": result.grade, "decision": stage,
-        # Models: the store writes them as JSON in one pass. The lead is kept without the touch it came with: a
-        # re-score of it (a merge) carries no touch.
+        # Models: the store writes them as JSON in one pass. The lead is kept without the touch it came with
+        # ("touch": null, which reads back as no touch): a re-score of it (a merge) carries no touch.
         "rules_version": result.rules_version, "reasons": result.reasons, "scored_at": now,
         "lead": lead.model_copy(update={"touch": None}),
     }
