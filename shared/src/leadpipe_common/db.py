@@ -140,7 +140,11 @@ async def in_transaction(conn: AsyncConnection | AsyncSession) -> tuple[asyncpg.
     raw = await raw_connection(conn)
     if not raw.is_in_transaction():
         await conn.execute(sa.text("SELECT 1"))
-    return raw, dict(conn.sync_connection.get_execution_options()) if conn.sync_connection else {}
+    return raw, _options(conn)
+
+
+def _options(conn: AsyncConnection) -> dict[str, Any]:
+    return dict(conn.sync_connection.get_execution_options()) if conn.sync_connection else {}
 
 
 def translated(options: dict[str, Any], schema: str | None) -> str | None:
@@ -153,8 +157,13 @@ async def schema_in_force(conn: AsyncConnection | AsyncSession, schema: str) -> 
     """``schema`` as ``conn``'s ``schema_translate_map`` maps it: for a ``text()`` statement naming tables."""
     if isinstance(conn, AsyncSession):
         conn = await conn.connection()
-    return translated(dict(conn.sync_connection.get_execution_options()) if conn.sync_connection else {},
-                      schema) or schema
+    return translated(_options(conn), schema) or schema
+
+
+def table_name(table: sa.Table, schema: str | None = None) -> str:
+    """``table``'s name for SQL written by hand, quoted, in ``schema`` (by default its own)."""
+    schema = schema or table.schema
+    return f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
 
 
 @dataclass(frozen=True)
@@ -186,8 +195,8 @@ def _column(table: sa.Table, name: str) -> _Column:
         # JSON travels as text: no driver codec is involved, on pooled or bare connections alike. Python's
         # None is JSON null, as SQLAlchemy's JSON type stores it, unless the column says otherwise. Encoded by
         # pydantic: a value may be a model (or hold models), which spares the caller a model_dump, and
-        # plain data encodes in about half json.dumps' time.
-        # Field names, as model_dump writes them (pydantic_core's to_json defaults to aliases).
+        # plain data encodes in about half json.dumps' time; by field name, as model_dump writes them
+        # (pydantic_core's to_json defaults to aliases).
         keep_null = bool(typ.none_as_null)
         return _Column(name, "text[]", f"u.{quoted}::{sql_type}",
                        lambda v, keep_null=keep_null: None if v is None and keep_null
@@ -205,8 +214,7 @@ def _insert_sql(table: sa.Table, schema: str | None, columns: tuple[str, ...],
                          "database's: give them a value")
     arrays = ", ".join(f"${i}::{c.array}" for i, c in enumerate(cols, 1))
     names = ", ".join(_quote(c) for c in columns)
-    target = f"{_quote(schema)}.{_quote(table.name)}" if schema else _quote(table.name)
-    sql = (f"INSERT INTO {target} ({names}) SELECT {', '.join(c.select for c in cols)} "
+    sql = (f"INSERT INTO {table_name(table, schema)} ({names}) SELECT {', '.join(c.select for c in cols)} "
            f'FROM unnest({arrays}) WITH ORDINALITY AS u({names}, "ord") ORDER BY "ord" {conflict}')
     return sql, cols
 

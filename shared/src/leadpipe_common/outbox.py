@@ -31,7 +31,7 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from leadpipe_common.db import insert_rows, json_value, raw_transaction
+from leadpipe_common.db import insert_rows, json_value, raw_transaction, table_name
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
 from leadpipe_common.retry import backoff
@@ -153,7 +153,7 @@ Claim = Callable[[asyncpg.Connection, int], Awaitable[list[Message]]]
 def claim_sql(table: sa.Table) -> str:
     """The statement that claims (deletes on commit) up to ``$1`` of the oldest rows of an outbox table made by
     :func:`outbox_table`, returning ``seq`` and ``message``; rows another relay holds are skipped."""
-    name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+    name = table_name(table)
     return (f"DELETE FROM {name} WHERE seq IN (SELECT seq FROM {name} ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) "
             "RETURNING seq, message")
 

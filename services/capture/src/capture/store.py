@@ -208,7 +208,8 @@ class CaptureStore:
 
 _RECORD_OUTCOMES = sa.text(f"""
     UPDATE {SCHEMA}.leads l SET terminal_stage = o.stage, terminal_at = o.at
-    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:stages AS text[]), CAST(:ats AS timestamptz[])) AS o(lead_id, stage, at)
+    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:stages AS text[]), CAST(:ats AS timestamptz[]))
+         AS o(lead_id, stage, at)
     WHERE l.lead_id = o.lead_id
       AND (l.terminal_stage IS NULL OR (l.terminal_stage = 'deadlettered' AND o.stage <> 'deadlettered'))""")
 
