@@ -22,6 +22,10 @@ Guarantees:
   ``DBAPIError``, as through a session. Only column types that travel
   unchanged in an array are taken, and Python-side column defaults are not
   applied (a table with one is refused for rows that leave it out).
+- ``among(column, name)`` is ``column = ANY(:name)``: a batch's ids travel as ONE array parameter, so a
+  lookup's text is the same whatever the batch's size and asyncpg prepares it once per connection. With
+  ``in_()`` each new length was a new statement (one parameter per value): prepared, planned and cached
+  again, and SQLAlchemy expanded the list in Python on every call.
 - ``compiled_once`` statements are compiled once per process: SQLAlchemy 2.0
   cannot cache PostgreSQL's ``INSERT .. ON CONFLICT``, and compiled it again on
   every batch (about a tenth of a stage's CPU).
@@ -118,6 +122,16 @@ async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connecti
     """A transaction on the asyncpg connection of a pooled one: committed if the block ends normally."""
     async with raw_pooled(engine) as raw, raw.transaction():
         yield raw
+
+
+def among(column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
+    """``column = ANY(:name)``, ``name`` bound to a list (or tuple) when the statement runs.
+
+    Build the statement once (a module's constant) and pass ``{name: values}`` to ``execute``. Measured on
+    scoring's inbox lookup, client CPU a call: 25 ids 415 -> 265 us; 5 to 200 ids, varying as batches do,
+    1,300 -> 540 us (each new length of an IN list was prepared anew).
+    """
+    return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
 
 
 def compiled_once(build: Callable[[], Any], *depends_on: Any) -> Any:
@@ -289,6 +303,11 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+@functools.cache
+def _seen_query(table: sa.Table) -> sa.Select[Any]:
+    return sa.select(table.c.event_id, table.c.outputs).where(among(table.c.event_id, "ids"))
+
+
 class Inbox:
     def __init__(self, table: sa.Table) -> None:
         self._table = table
@@ -298,9 +317,7 @@ class Inbox:
         ids = list(event_ids)
         if not ids:
             return {}
-        rows = await session.execute(
-            sa.select(self._table.c.event_id, self._table.c.outputs).where(self._table.c.event_id.in_(ids))
-        )
+        rows = await session.execute(_seen_query(self._table), {"ids": ids})
         return {row.event_id: [Message.from_json(m) for m in row.outputs] for row in rows}
 
     async def record(self, session: AsyncSession, applied: Sequence[tuple[uuid.UUID, str, list[Message]]]) -> None:

@@ -16,6 +16,7 @@ some time after it was published, which recovers leads a broker lost.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from leadpipe_common.db import json_value
+from leadpipe_common.db import among, json_value
 from leadpipe_common.envelope import Message
 from leadpipe_common.outbox import claim_sql, outbox_table
 
@@ -57,7 +58,7 @@ leads = sa.Table(
 async def close_leads(conn: AsyncConnection | AsyncSession, lead_ids: Sequence[uuid.UUID]) -> None:
     """These leads are closed (won, lost, disqualified): their people's next submission opens a new lead."""
     if lead_ids:
-        await conn.execute(people.update().where(people.c.open_lead_id.in_(lead_ids)).values(open_lead_id=None))
+        await conn.execute(_close_leads(), {"leads": list(lead_ids)})
 
 
 quarantine = sa.Table(
@@ -105,6 +106,11 @@ idempotency = sa.Table(
 )
 #: Events born of requests that are not leads (``lead.quarantined``); the leads table is the leads' outbox.
 outbox = outbox_table(metadata)
+
+
+@functools.cache
+def _close_leads() -> sa.Update:
+    return people.update().where(among(people.c.open_lead_id, "leads")).values(open_lead_id=None)
 
 
 def _marked(table: str, key: str, at: str) -> str:

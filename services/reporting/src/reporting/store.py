@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from leadpipe_common.db import insert_rows, schema_in_force
+from leadpipe_common.db import among, insert_rows, schema_in_force
 
 from reporting.domain import DIMENSIONS, STAGE_COLUMNS, HandoffFacts, LeadFacts, Projection
 
@@ -155,6 +155,10 @@ async def save_touches(conn: AsyncConnection | AsyncSession, rows: Sequence[dict
     await insert_rows(conn, touches, rows, conflict=_IGNORE)
 
 
+_MERGES_OF = sa.select(merges.c.lead_id, merges.c.survivor_id).where(
+    sa.or_(among(merges.c.lead_id, "involved"), among(merges.c.survivor_id, "involved")))
+
+
 async def save_merges(conn: AsyncConnection | AsyncSession, p: Projection) -> None:
     """Record the batch's merges, then (re)apply every merge involving a lead of the batch: each step is
     idempotent (earliest times, furthest stage, first touch by time, touches kept once)."""
@@ -162,8 +166,7 @@ async def save_merges(conn: AsyncConnection | AsyncSession, p: Projection) -> No
     involved = sorted({*p.leads, *(m["lead_id"] for m in p.merges), *(k[0] for k in p.touches)})
     if not involved:
         return
-    found = (await conn.execute(sa.select(merges.c.lead_id, merges.c.survivor_id).where(
-        sa.or_(merges.c.lead_id.in_(involved), merges.c.survivor_id.in_(involved))))).all()
+    found = (await conn.execute(_MERGES_OF, {"involved": involved})).all()
     merge = _merge(await schema_in_force(conn, SCHEMA))
     for merged, survivor in sorted(found):
         await conn.execute(merge, {"merged": merged, "survivor": survivor})

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadpipe_common.db import compiled_once, inbox_table, insert_rows
+from leadpipe_common.db import among, compiled_once, inbox_table, insert_rows
 from leadpipe_common.events import DispositionReport, LeadRouted
 from leadpipe_common.outbox import outbox_table
 
@@ -137,6 +137,14 @@ def _held(row: Any) -> Held:
                 waiting_since=row.waiting_since)
     return Held(h, LeadRouted.model_validate(row.lead), row.traceparent)
 
+_ASSIGNED = sa.select(assignments.c.lead_id).where(among(assignments.c.lead_id, "ids"))
+_ROTATIONS = (sa.select(rotation.c.team, rotation.c.state).where(among(rotation.c.team, "teams"))
+              .order_by(rotation.c.team).with_for_update())
+_AWAY = (sa.select(away.c.rep_id, away.c.starts_at, away.c.ends_at, away.c.reason)
+         .where(among(away.c.rep_id, "reps"), away.c.ends_at > sa.bindparam("now", type_=away.c.ends_at.type)))
+_HELD = (sa.select(handoffs.c.owner_id, sa.func.count())
+         .where(handoffs.c.status == "routed", among(handoffs.c.owner_id, "reps")).group_by(handoffs.c.owner_id))
+
 
 class RoutingStore:
     def __init__(self, session: AsyncSession) -> None:
@@ -146,8 +154,7 @@ class RoutingStore:
         ids = list(lead_ids)
         if not ids:
             return set()
-        rows = await self._session.execute(
-            sa.select(assignments.c.lead_id).where(assignments.c.lead_id.in_(ids)))
+        rows = await self._session.execute(_ASSIGNED, {"ids": ids})
         return {r.lead_id for r in rows}
 
     async def lock_rotations(self, teams: Iterable[str]) -> dict[str, dict[str, int]]:
@@ -158,12 +165,7 @@ class RoutingStore:
             compiled_once(lambda: _INSERT_ROTATION, rotation),
             [{"team": t, "state": {}} for t in names]
         )
-        rows = await self._session.execute(
-            sa.select(rotation.c.team, rotation.c.state)
-            .where(rotation.c.team.in_(names))
-            .order_by(rotation.c.team)
-            .with_for_update()
-        )
+        rows = await self._session.execute(_ROTATIONS, {"teams": names})
         return {r.team: dict(r.state) for r in rows}
 
     async def save_rotations(self, states: dict[str, dict[str, int]], turns: dict[str, int]) -> None:
@@ -210,14 +212,9 @@ class RoutingStore:
         if not ids:
             return Presence()
         periods: dict[str, list[Away]] = {}
-        for r in await self._session.execute(
-                sa.select(away.c.rep_id, away.c.starts_at, away.c.ends_at, away.c.reason)
-                .where(away.c.rep_id.in_(ids), away.c.ends_at > now)):
+        for r in await self._session.execute(_AWAY, {"reps": ids, "now": now}):
             periods.setdefault(r.rep_id, []).append(Away(r.starts_at, r.ends_at, r.reason))
-        held = await self._session.execute(
-            sa.select(handoffs.c.owner_id, sa.func.count())
-            .where(handoffs.c.status == "routed", handoffs.c.owner_id.in_(ids))
-            .group_by(handoffs.c.owner_id))
+        held = await self._session.execute(_HELD, {"reps": ids})
         return Presence(periods, {owner: n for owner, n in held.tuples()})
 
     async def waiting_teams(self) -> set[str]:

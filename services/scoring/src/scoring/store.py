@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadpipe_common.db import inbox_table, insert_rows, upsert
+from leadpipe_common.db import among, inbox_table, insert_rows, upsert
 from leadpipe_common.outbox import outbox_table
 
 from scoring.domain import TouchFacts
@@ -48,6 +48,10 @@ touches = sa.Table(
     sa.Column("facts", JSONB, nullable=False),
 )
 
+_STANDING = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.lead).where(among(scores.c.lead_id, "ids"))
+             .order_by(scores.c.lead_id).with_for_update())
+_TOUCHES = sa.select(touches).where(among(touches.c.lead_id, "ids"))
+
 
 class ScoringStore:
     def __init__(self, session: AsyncSession) -> None:
@@ -61,16 +65,14 @@ class ScoringStore:
         ids = sorted(set(lead_ids))
         if not ids:
             return {}
-        rows = await self._session.execute(sa.select(scores.c.lead_id, scores.c.decision, scores.c.lead)
-                                           .where(scores.c.lead_id.in_(ids)).order_by(scores.c.lead_id)
-                                           .with_for_update())
+        rows = await self._session.execute(_STANDING, {"ids": ids})
         return {r.lead_id: (r.decision, r.lead) for r in rows}
 
     async def touches(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[TouchFacts]]:
         ids = sorted(set(lead_ids))
         out: dict[uuid.UUID, list[TouchFacts]] = {lead_id: [] for lead_id in ids}
         if ids:
-            rows = await self._session.execute(sa.select(touches).where(touches.c.lead_id.in_(ids)))
+            rows = await self._session.execute(_TOUCHES, {"ids": ids})
             for r in rows:
                 out[r.lead_id].append(TouchFacts(r.touch_id, r.at, r.facts))
         return out
