@@ -8,6 +8,10 @@ Guarantees:
   never waits longer than ``SEND_TIMEOUT_S`` for the acknowledgements: a
   caller (an outbox relay holding its claim's row locks, a stage's batch)
   then retries instead of waiting for ever on a client that lost its broker.
+- Each partition's messages of a batch go as record batches built here, in
+  the order given (aiokafka's ``send`` per message cost a future, a metadata
+  wait and a partitioner call each); a key goes to the partition aiokafka's
+  default partitioner gives it, as for any other producer of our topics.
 - Idempotence is off by default because the embedded broker cannot grant a
   producer id; re-sends are absorbed by consumers' inboxes instead.
 """
@@ -19,12 +23,15 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from leadpipe_common.envelope import Message
 from leadpipe_common.kafka import client_options
 from leadpipe_common.settings import ServiceSettings
 
 
+_PARTITIONER = DefaultPartitioner()
 #: aiokafka fails a batch after its request timeout (15 s); twice that, the wait is given up on all the same.
 SEND_TIMEOUT_S = 30.0
 
@@ -60,10 +67,30 @@ class Producer:
         try:
             # Both the sends (which wait for metadata and buffer room) and their acknowledgements.
             async with asyncio.timeout(SEND_TIMEOUT_S):
-                futures = [await self._client.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
-                           for m in batch]
+                futures = []
+                for topic, partition, builder in await self._record_batches(batch):
+                    builder.close()  # complete: sent at once, no lingering for more
+                    futures.append(await self._client.send_batch(builder, topic, partition=partition))
                 if futures:
                     await asyncio.gather(*futures)
         except TimeoutError:
             raise KafkaTimeoutError(f"{len(batch)} messages not acknowledged in {SEND_TIMEOUT_S:.0f} s") from None
         return len(batch)
+
+    async def _record_batches(self, batch: list[Message]) -> list[tuple[str, int, BatchBuilder]]:
+        """``batch`` as record batches, a partition's in its messages' order (a full one is followed by the next)."""
+        partitions: dict[str, list[int]] = {}
+        filling: dict[tuple[str, int], BatchBuilder] = {}
+        built: list[tuple[str, int, BatchBuilder]] = []
+        for m in batch:
+            if (every := partitions.get(m.topic)) is None:
+                # As aiokafka hands them to its partitioner for a send: every partition of the topic, by id.
+                every = partitions[m.topic] = sorted(await self._client.partitions_for(m.topic))
+            partition = _PARTITIONER(m.key, every, every)
+            builder = filling.get((m.topic, partition))
+            if builder is None or builder.append(timestamp=None, key=m.key, value=m.value,
+                                                 headers=list(m.headers)) is None:
+                builder = filling[(m.topic, partition)] = self._client.create_batch()
+                built.append((m.topic, partition, builder))
+                builder.append(timestamp=None, key=m.key, value=m.value, headers=list(m.headers))  # the first fits
+        return built
