@@ -137,6 +137,7 @@ def _held(row: Any) -> Held:
                 waiting_since=row.waiting_since)
     return Held(h, LeadRouted.model_validate(row.lead), row.traceparent)
 
+
 _ASSIGNED = sa.select(assignments.c.lead_id).where(among(assignments.c.lead_id, "ids"))
 _ROTATIONS = (sa.select(rotation.c.team, rotation.c.state).where(among(rotation.c.team, "teams"))
               .order_by(rotation.c.team).with_for_update())
