@@ -3,13 +3,12 @@
 import uuid
 
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 
 from leadpipe_common.envelope import Message
-from leadpipe_common.producer import Producer
+from leadpipe_common.producer import MAX_REQUEST_SIZE, Producer
 from leadpipe_common.settings import ServiceSettings
 from leadpipe_common.testing.kafka import create_topics, produce, read_all
-
-pytestmark = pytest.mark.asyncio
 
 
 def _messages(topics: tuple[str, str]) -> list[Message]:
@@ -24,20 +23,18 @@ def _messages(topics: tuple[str, str]) -> list[Message]:
     return small + big
 
 
-async def _by_key(bootstrap: str, topic: str, n: int) -> dict[bytes, tuple[int, list[bytes]]]:
-    """Each key's partition and its values in the order the partition holds them."""
+async def _by_partition(bootstrap: str, topic: str, n: int) -> dict[int, list[tuple[bytes, bytes]]]:
+    """Each partition's (key, value) pairs in the order it holds them."""
     records = []
     for _ in range(100):
         records = await read_all(bootstrap, topic)
         if len(records) >= n:
             break
     assert len(records) == n
-    seen: dict[bytes, tuple[int, list[bytes]]] = {}
+    held: dict[int, list[tuple[bytes, bytes]]] = {}
     for r in sorted(records, key=lambda r: (r.partition, r.offset)):
-        partition, values = seen.setdefault(r.key, (r.partition, []))
-        assert partition == r.partition, "one key, one partition"
-        values.append(r.value)
-    return seen
+        held.setdefault(r.partition, []).append((r.key, r.value))
+    return held
 
 
 async def test_a_batch_lands_on_the_partitions_aiokafka_gives_its_keys_in_the_order_sent(stack, bootstrap):
@@ -51,6 +48,8 @@ async def test_a_batch_lands_on_the_partitions_aiokafka_gives_its_keys_in_the_or
     await producer.start()
     try:
         assert await producer.send_all(messages) == len(messages)
+        batches = await producer._record_batches(messages)
+        assert len(batches) > len({(topic, partition) for topic, partition, _ in batches}), "one partition overflowed"
     finally:
         await producer.stop()
     # The same messages through aiokafka's send, one by one, as every other producer of a topic would.
@@ -58,11 +57,24 @@ async def test_a_batch_lands_on_the_partitions_aiokafka_gives_its_keys_in_the_or
                                       headers=m.headers) for m in messages])
 
     for mine, reference in zip(ours, theirs, strict=True):
-        sent = [m for m in messages if m.topic == mine]
-        got, expected = await _by_key(bootstrap, mine, len(sent)), await _by_key(bootstrap, reference, len(sent))
-        assert got == expected
-        for key, (_, values) in got.items():
-            assert values == [m.value for m in sent if m.key == key]
+        n = sum(m.topic == mine for m in messages)
+        assert await _by_partition(bootstrap, mine, n) == await _by_partition(bootstrap, reference, n)
     records = {r.value: r for r in await read_all(bootstrap, ours[0])}
-    first = messages[0]
-    assert records[first.value].headers == {"ce_id": "0", "traceparent": "00-x"}
+    assert records[messages[0].value].headers == {"ce_id": "0", "traceparent": "00-x"}
+
+
+async def test_a_message_too_big_for_a_request_fails_the_call_before_anything_of_it_is_sent(stack, bootstrap):
+    topic = f"test.p{uuid.uuid4().hex[:8]}.big"
+    await create_topics(bootstrap, [topic], partitions=1)
+    small = Message(topic=topic, key=b"k", value=b'{"n": 1}', headers=())
+    big = Message(topic=topic, key=b"k", value=b"x" * MAX_REQUEST_SIZE, headers=())
+    producer = Producer(ServiceSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url),
+                        client_id="big")
+    await producer.start()
+    try:
+        with pytest.raises(MessageSizeTooLargeError):
+            await producer.send_all([small, big])
+        assert await producer.send_all([small]) == 1
+    finally:
+        await producer.stop()
+    assert [r.value for r in await read_all(bootstrap, topic)] == [small.value]

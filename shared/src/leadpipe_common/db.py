@@ -127,7 +127,8 @@ async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connecti
 def among(column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
     """``column = ANY(:name)``, ``name`` bound to a list (or tuple) when the statement runs.
 
-    Build the statement once (a module's constant) and pass ``{name: values}`` to ``execute``. Measured on
+    Build the statement once (a module's constant) and pass ``{name: values}`` to ``execute``; in an UPDATE,
+    a ``name`` that is also a column of the table would be taken as a value to SET. Measured on
     scoring's inbox lookup, client CPU a call: 25 ids 415 -> 265 us; 5 to 200 ids, varying as batches do,
     1,300 -> 540 us (each new length of an IN list was prepared anew).
     """

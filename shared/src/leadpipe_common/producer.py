@@ -11,7 +11,9 @@ Guarantees:
 - Each partition's messages of a batch go as record batches built here, in
   the order given (aiokafka's ``send`` per message cost a future, a metadata
   wait and a partitioner call each); a key goes to the partition aiokafka's
-  default partitioner gives it, as for any other producer of our topics.
+  default partitioner gives it, as for any other producer of our topics. A
+  message over ``MAX_REQUEST_SIZE`` fails the call before anything of it is
+  sent (``MessageSizeTooLargeError``, as ``send`` raised).
 - Idempotence is off by default because the embedded broker cannot grant a
   producer id; re-sends are absorbed by consumers' inboxes instead.
 """
@@ -22,9 +24,10 @@ import asyncio
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from leadpipe_common.envelope import Message
 from leadpipe_common.kafka import client_options
@@ -32,6 +35,8 @@ from leadpipe_common.settings import ServiceSettings
 
 
 _PARTITIONER = DefaultPartitioner()
+#: aiokafka's default, given explicitly: the producer checks each message against it, as aiokafka's send did.
+MAX_REQUEST_SIZE = 1_048_576
 #: aiokafka fails a batch after its request timeout (15 s); twice that, the wait is given up on all the same.
 SEND_TIMEOUT_S = 30.0
 
@@ -45,6 +50,7 @@ class Producer:
             enable_idempotence=settings.kafka_enable_idempotence,
             linger_ms=5,
             max_batch_size=256 * 1024,
+            max_request_size=MAX_REQUEST_SIZE,
             request_timeout_ms=15_000,
         )
         self.started = False
@@ -78,19 +84,25 @@ class Producer:
         return len(batch)
 
     async def _record_batches(self, batch: list[Message]) -> list[tuple[str, int, BatchBuilder]]:
-        """``batch`` as record batches, a partition's in its messages' order (a full one is followed by the next)."""
+        """``batch`` as record batches, a partition's in its messages' order: every partition's first batch
+        before any partition's second (one that overflowed), so that the first request carries them all."""
         partitions: dict[str, list[int]] = {}
-        filling: dict[tuple[str, int], BatchBuilder] = {}
-        built: list[tuple[str, int, BatchBuilder]] = []
+        filling: dict[tuple[str, int], tuple[int, BatchBuilder]] = {}
+        built: list[tuple[int, str, int, BatchBuilder]] = []
         for m in batch:
+            headers = list(m.headers)
+            if (size := DefaultRecordBatchBuilder.estimate_size_in_bytes(m.key, m.value, headers)) > MAX_REQUEST_SIZE:
+                raise MessageSizeTooLargeError(f"a message for {m.topic} is {size} bytes, over the "
+                                               f"{MAX_REQUEST_SIZE} a request may carry")
             if (every := partitions.get(m.topic)) is None:
                 # As aiokafka hands them to its partitioner for a send: every partition of the topic, by id.
                 every = partitions[m.topic] = sorted(await self._client.partitions_for(m.topic))
             partition = _PARTITIONER(m.key, every, every)
-            builder = filling.get((m.topic, partition))
-            if builder is None or builder.append(timestamp=None, key=m.key, value=m.value,
-                                                 headers=list(m.headers)) is None:
-                builder = filling[(m.topic, partition)] = self._client.create_batch()
-                built.append((m.topic, partition, builder))
-                builder.append(timestamp=None, key=m.key, value=m.value, headers=list(m.headers))  # the first fits
-        return built
+            generation, builder = filling.get((m.topic, partition), (-1, None))
+            if builder is None or builder.append(timestamp=None, key=m.key, value=m.value, headers=headers) is None:
+                generation, builder = generation + 1, self._client.create_batch()
+                filling[(m.topic, partition)] = (generation, builder)
+                built.append((generation, m.topic, partition, builder))
+                builder.append(timestamp=None, key=m.key, value=m.value, headers=headers)  # the first fits
+        built.sort(key=lambda b: b[0])  # stable: a partition's batches stay in order
+        return [(topic, partition, builder) for _, topic, partition, builder in built]
