@@ -16,7 +16,6 @@ some time after it was published, which recovers leads a broker lost.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ leads = sa.Table(
 async def close_leads(conn: AsyncConnection | AsyncSession, lead_ids: Sequence[uuid.UUID]) -> None:
     """These leads are closed (won, lost, disqualified): their people's next submission opens a new lead."""
     if lead_ids:
-        await conn.execute(_close_leads(), {"leads": list(lead_ids)})
+        await conn.execute(_CLOSE_LEADS, {"leads": list(lead_ids)})
 
 
 quarantine = sa.Table(
@@ -108,9 +107,7 @@ idempotency = sa.Table(
 outbox = outbox_table(metadata)
 
 
-@functools.cache
-def _close_leads() -> sa.Update:
-    return people.update().where(among(people.c.open_lead_id, "leads")).values(open_lead_id=None)
+_CLOSE_LEADS = people.update().where(among(people.c.open_lead_id, "leads")).values(open_lead_id=None)
 
 
 def _marked(table: str, key: str, at: str) -> str:
