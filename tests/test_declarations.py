@@ -3,6 +3,7 @@
 import importlib
 
 import pytest
+from fastapi import APIRouter
 
 from leadpipe_common import topology
 from leadpipe_common.events import LeadCaptured, LeadScored
@@ -31,3 +32,23 @@ def test_a_service_consuming_what_no_topic_it_reads_carries_is_refused():
 def test_a_service_that_reads_a_topic_and_consumes_nothing_of_it_is_refused():
     with pytest.raises(ValueError, match="leads.feedback"):
         Service(name="routing", summary="", consumes={LeadScored: handle}, store=SavedRows).check()
+
+
+def test_a_service_route_on_a_path_every_service_serves_is_refused():
+    router = APIRouter()
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {}
+
+    with pytest.raises(ValueError, match=r"\['/healthz'\]"):
+        Service(name="routing", summary="", consumes={}, store=SavedRows, routes=[router]).check()
+
+
+def test_the_shared_paths_are_every_path_the_shared_routers_serve():
+    from leadpipe_common import asyncapi
+    from leadpipe_common.ops import ops_router
+    from leadpipe_common.service import _SHARED_PATHS, docs_router
+
+    served = {r.path for router in (ops_router(dict), docs_router(), asyncapi.router()) for r in router.routes}
+    assert served == _SHARED_PATHS

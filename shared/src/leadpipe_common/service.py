@@ -127,7 +127,11 @@ class Service(Generic[C, S]):
     http_transport: Callable[[ConsumerSettings], httpx.AsyncBaseTransport] | None = None
 
     def check(self) -> None:
-        """Raise ValueError when the declaration disagrees with the topology table."""
+        """Raise ValueError when the declaration disagrees with the topology table, or a route of its own
+        would take a path every service serves (its routes are matched first: see ``consumer_app``)."""
+        taken = sorted({route.path for router in self.routes for route in router.routes} & _SHARED_PATHS)
+        if taken:
+            raise ValueError(f"{self.name} declares routes on {taken}, which every service serves itself")
         inputs = topology.inputs_of(self.name)
         carried = {event for topic in inputs for event in topology.channel(topic).events}
         stray = [e.type for e in self.consumes if e not in carried]
@@ -146,6 +150,11 @@ class Service(Generic[C, S]):
     def produces(self) -> list[str]:
         """The topics it writes events to (dead letters aside: every consumer may write those)."""
         return [t for t in topology.outputs_of(self.name) if t != topics.DEADLETTER]
+
+
+#: The paths ``consumer_app`` serves in every service (probes, metrics, API documents).
+_SHARED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/asyncapi.json",
+                           "/asyncapi.yaml"})
 
 
 def runtime_of(request: Request) -> Runtime[Any, Any]:
@@ -235,13 +244,16 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics)
     install_problem_handlers(app)
+    # The service's own routes first: the router tries routes in order, and capture's public posts are the
+    # requests that come by the thousand (matching them after the ops and docs routes was ~13 % of capture's
+    # HTTP path). No path of the service's is one of the ops or docs paths.
+    for router in service.routes:
+        app.include_router(router)
     app.include_router(ops_router(lambda: checks))
     app.include_router(docs_router(), dependencies=[Depends(principal)])  # any valid key, or a dashboard session
     if service.produces:
         app.include_router(asyncapi.router(), dependencies=[Depends(principal)],  # any valid key
                            responses=problem_responses(401))
-    for router in service.routes:
-        app.include_router(router)
     return app
 
 
