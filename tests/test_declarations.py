@@ -44,11 +44,3 @@ def test_a_service_route_on_a_path_every_service_serves_is_refused():
     with pytest.raises(ValueError, match=r"\['/healthz'\]"):
         Service(name="routing", summary="", consumes={}, store=SavedRows, routes=[router]).check()
 
-
-def test_the_shared_paths_are_every_path_the_shared_routers_serve():
-    from leadpipe_common import asyncapi
-    from leadpipe_common.ops import ops_router
-    from leadpipe_common.service import _SHARED_PATHS, docs_router
-
-    served = {r.path for router in (ops_router(dict), docs_router(), asyncapi.router()) for r in router.routes}
-    assert served == _SHARED_PATHS

@@ -129,7 +129,7 @@ class Service(Generic[C, S]):
     def check(self) -> None:
         """Raise ValueError when the declaration disagrees with the topology table, or a route of its own
         would take a path every service serves (its routes are matched first: see ``consumer_app``)."""
-        taken = sorted({route.path for router in self.routes for route in router.routes} & _SHARED_PATHS)
+        taken = sorted({route.path for router in self.routes for route in router.routes} & shared_paths())
         if taken:
             raise ValueError(f"{self.name} declares routes on {taken}, which every service serves itself")
         inputs = topology.inputs_of(self.name)
@@ -152,9 +152,11 @@ class Service(Generic[C, S]):
         return [t for t in topology.outputs_of(self.name) if t != topics.DEADLETTER]
 
 
-#: The paths ``consumer_app`` serves in every service (probes, metrics, API documents).
-_SHARED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/asyncapi.json",
-                           "/asyncapi.yaml"})
+@functools.cache
+def shared_paths() -> frozenset[str]:
+    """The paths ``consumer_app`` serves in every service (probes, metrics, API documents)."""
+    return frozenset(route.path for router in (ops_router(dict), docs_router(), asyncapi.router())
+                     for route in router.routes)
 
 
 def runtime_of(request: Request) -> Runtime[Any, Any]:
