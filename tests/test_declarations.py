@@ -43,4 +43,3 @@ def test_a_service_route_on_a_path_every_service_serves_is_refused():
 
     with pytest.raises(ValueError, match=r"\['/healthz'\]"):
         Service(name="routing", summary="", consumes={}, store=SavedRows, routes=[router]).check()
-

@@ -248,7 +248,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     install_problem_handlers(app)
     # The service's own routes first: the router tries routes in order, and capture's public posts are the
     # requests that come by the thousand (matching them after the ops and docs routes was ~13 % of capture's
-    # HTTP path). No path of the service's is one of the ops or docs paths.
+    # HTTP path). Service.check refuses a route of its own on one of the shared paths below.
     for router in service.routes:
         app.include_router(router)
     app.include_router(ops_router(lambda: checks))
