@@ -101,3 +101,29 @@ async def test_capture_reports_ready_and_exposes_metrics(capture_url):
 async def _lead_count(db) -> int:
     async with db.connect() as conn:
         return (await conn.execute(sa.text("SELECT count(*) FROM capture.leads"))).scalar_one()
+
+
+async def test_public_posts_are_counted_under_their_route_templates(capture_url):
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        def count(route: str, status: str) -> float:
+            line = f'leadpipe_http_requests_total{{method="POST",route="{route}",status="{status}"}} '
+            return next((float(l.split()[-1]) for l in metrics.splitlines() if l.startswith(line)), 0.0)
+
+        metrics = (await client.get("/metrics")).text
+        before = count("/v1/leads", "202"), count("/v1/forms/{form_id}", "303"), count("/v1/leads", "422")
+        await client.post("/v1/leads", json={"email": f"metered.{uuid.uuid4().hex[:8]}@example.com"})
+        await client.post("/v1/forms/whitepaper-lead-scoring", data={"email": f"m.{uuid.uuid4().hex[:8]}@example.com"})
+        await client.post("/v1/leads", json={"email": "not an address"})
+        metrics = (await client.get("/metrics")).text
+    after = count("/v1/leads", "202"), count("/v1/forms/{form_id}", "303"), count("/v1/leads", "422")
+    assert [a - b for a, b in zip(after, before)] == [1, 1, 1]
+
+
+async def test_a_form_id_outside_the_routes_pattern_is_refused_naming_it(capture_url, db):
+    before = await _lead_count(db)
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        r = await client.post("/v1/forms/no%20spaces", json={"email": "jo@example.com"},
+                              headers={"accept": "application/json"})
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["form_id"]
+    assert await _lead_count(db) == before

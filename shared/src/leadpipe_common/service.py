@@ -125,6 +125,10 @@ class Service(Generic[C, S]):
     #: The transport of the shared HTTP client (``Clients.http``), when the service needs its own (delivery's
     #: connects only to public addresses); httpx's default otherwise.
     http_transport: Callable[[ConsumerSettings], httpx.AsyncBaseTransport] | None = None
+    #: Pure-ASGI middleware placed innermost, inside the shared edge (metrics, security headers, body limit,
+    #: NUL check) and before FastAPI's own layers: for the few requests that come by the thousand and may skip
+    #: the router (capture's public posts). It passes every other request on.
+    fast_lane: Callable[..., Any] | None = None
 
     def check(self) -> None:
         """Raise ValueError when the declaration disagrees with the topology table, or a route of its own
@@ -241,6 +245,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     app.state.sessions = Sessions(settings.session_secret.get_secret_value() if settings.session_secret else None)
     # Outermost last: metrics see every answer, security headers go on every one, the limit is on every body,
     # and no text with a NUL gets past the edge.
+    if service.fast_lane is not None:
+        app.add_middleware(service.fast_lane)
     app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
