@@ -1,14 +1,32 @@
 """The producer on a real broker: record batches it builds land where aiokafka's own send puts them."""
 
+import random
 import uuid
 
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner, murmur2 as aiokafka_murmur2
 
 from leadpipe_common.envelope import Message
-from leadpipe_common.producer import MAX_REQUEST_SIZE, Producer
+from leadpipe_common.producer import MAX_REQUEST_SIZE, Producer, murmur2, partition_for
 from leadpipe_common.settings import ServiceSettings
 from leadpipe_common.testing.kafka import create_topics, produce, read_all
+
+
+def test_murmur2_is_kafkas_for_every_length_and_byte():
+    rng = random.Random(12)
+    samples = [bytes(rng.randrange(256) for _ in range(n)) for n in range(70) for _ in range(20)]
+    samples += [str(uuid.UUID(int=rng.getrandbits(128))).encode() for _ in range(200)]
+    assert [murmur2(b) for b in samples] == [aiokafka_murmur2(b) for b in samples]
+
+
+def test_a_key_gets_the_partition_aiokafkas_partitioner_gives_it_with_or_without_remembered_hashes():
+    keys = [str(uuid.uuid4()).encode() for _ in range(300)]
+    hashes: dict[bytes, int] = {}
+    for partitions in ([0, 1, 2, 3], list(range(12)), [0, 2, 5]):
+        expected = [DefaultPartitioner()(k, partitions, partitions) for k in keys]
+        assert [partition_for(k, partitions) for k in keys] == expected
+        assert [partition_for(k, partitions, hashes) for k in keys] == expected  # hashes kept across topics
 
 
 def _messages(topics: tuple[str, str]) -> list[Message]:

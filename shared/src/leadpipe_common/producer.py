@@ -21,11 +21,13 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
+import struct
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
@@ -34,7 +36,50 @@ from leadpipe_common.kafka import client_options
 from leadpipe_common.settings import ServiceSettings
 
 
-_PARTITIONER = DefaultPartitioner()
+_M = 0x5BD1E995
+_U32 = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as aiokafka's ``murmur2`` computes
+    it, a test holds the two equal. Read a word at a time here (aiokafka reads a byte at a time and masks
+    every step): 5.9 -> 2.8 us for a lead id; aiokafka's partitioner was ~4 % of capture's CPU under load."""
+    length = len(data)
+    words = length >> 2
+    h = 0x9747B28C ^ length
+    for k in _words(words)(data):
+        k = (k * _M) & _U32
+        h = ((h * _M) & _U32) ^ (((k ^ (k >> 24)) * _M) & _U32)
+    tail = length & 3
+    if tail:
+        rest = data[words << 2:]
+        if tail == 3:
+            h ^= rest[2] << 16
+        if tail >= 2:
+            h ^= rest[1] << 8
+        h = ((h ^ rest[0]) * _M) & _U32
+    h ^= h >> 13
+    h = (h * _M) & _U32
+    return h ^ (h >> 15)
+
+
+@functools.cache
+def _words(n: int):  # noqa: ANN202
+    return struct.Struct(f"<{n}I").unpack_from
+
+
+def partition_for(key: bytes | None, partitions: list[int], hashes: dict[bytes, int] | None = None) -> int:
+    """The partition aiokafka's ``DefaultPartitioner`` gives ``key`` among ``partitions`` (every partition of
+    the topic, by id): murmur2 of the key, or a random one for no key. ``hashes`` keeps the keys' hashes
+    for the next call (a lead's event and its lifecycle step share the key)."""
+    if key is None:
+        return random.choice(partitions)
+    if hashes is None:
+        return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+    if (h := hashes.get(key)) is None:
+        h = hashes[key] = murmur2(key) & 0x7FFFFFFF
+    return partitions[h % len(partitions)]
+
 #: aiokafka's default, given explicitly: the producer checks each message against it, as aiokafka's send did.
 MAX_REQUEST_SIZE = 1_048_576
 #: aiokafka fails a batch after its request timeout (15 s); twice that, the wait is given up on all the same.
@@ -89,6 +134,7 @@ class Producer:
         partitions: dict[str, list[int]] = {}
         filling: dict[tuple[str, int], tuple[int, BatchBuilder]] = {}
         built: list[tuple[int, str, int, BatchBuilder]] = []
+        hashes: dict[bytes, int] = {}
         for m in batch:
             headers = list(m.headers)
             if (size := DefaultRecordBatchBuilder.estimate_size_in_bytes(m.key, m.value, headers)) > MAX_REQUEST_SIZE:
@@ -97,7 +143,7 @@ class Producer:
             if (every := partitions.get(m.topic)) is None:
                 # As aiokafka hands them to its partitioner for a send: every partition of the topic, by id.
                 every = partitions[m.topic] = sorted(await self._client.partitions_for(m.topic))
-            partition = _PARTITIONER(m.key, every, every)
+            partition = partition_for(m.key, every, hashes)
             generation, builder = filling.get((m.topic, partition), (-1, None))
             if builder is None or builder.append(timestamp=None, key=m.key, value=m.value, headers=headers) is None:
                 generation, builder = generation + 1, self._client.create_batch()
