@@ -54,12 +54,14 @@ class MemoryRoutingStore:
                if h.handoff.status == "routed" and h.handoff.due_at is not None and h.handoff.due_at <= now]
         return sorted(due, key=lambda h: h.handoff.due_at)[:limit]  # type: ignore[arg-type, return-value]
 
-    async def presence(self, rep_ids: Iterable[str], now: datetime) -> Presence:
+    async def presence(self, rep_ids: Iterable[str], now: datetime, *, up_to: int | None = None) -> Presence:
         ids = set(rep_ids)
         held: dict[str, int] = {}
         for h in self.handoffs.values():
             if h.handoff.status == "routed" and h.handoff.owner_id in ids:
                 held[h.handoff.owner_id] = held.get(h.handoff.owner_id, 0) + 1
+        if up_to is not None:
+            held = {rep: min(n, up_to) for rep, n in held.items() if up_to > 0}
         return Presence({r: [a for a in ps if a.ends_at > now] for r, ps in self.away.items() if r in ids}, held)
 
     async def waiting_teams(self) -> set[str]:

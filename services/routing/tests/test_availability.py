@@ -7,7 +7,7 @@ import pytest
 
 from leadpipe_common.events import Assignment, Attribution, Contact, Enrichment, LeadScored, Score, Sourced
 from routing.domain import (
-    Away, Handoff, InvalidRoutingData, Placed, Presence, Waiting, breach, choose_route, overflow_chain,
+    Away, Handoff, InvalidRoutingData, Placed, Presence, Waiting, breach, capacity_bound, choose_route, overflow_chain,
     parse_routing_data, place, unavailable,
 )
 from routing.domain import PastLead, what_if
@@ -197,3 +197,10 @@ def test_what_if_routes_a_known_history_again_and_names_every_violation():
     assert result.overflowed == 3
     assert [(v.at, v.why) for v in result.violations] == [
         (eleven + timedelta(minutes=5), "at capacity (1 unaccepted)"), (night, "off shift")]
+
+
+def test_capacity_checks_count_held_leads_up_to_the_largest_cap_of_the_reps_checked():
+    d = data([{**BERLIN, "capacity": 2}, {**BERLIN, "id": "ben", "name": "Ben", "capacity": 7},
+              {**BERLIN, "id": "cleo", "name": "Cleo"}])
+    assert capacity_bound(d.reps) == 7
+    assert capacity_bound([r for r in d.reps if r.id == "cleo"]) == 0  # nobody capped: nothing to count

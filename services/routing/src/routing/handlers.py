@@ -41,7 +41,7 @@ from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
     Applied, Handoff, Merged, Placed, Refused, Repeated, RoutingData, Step, Waiting, acceptance_due,
-    apply_disposition, choose_route, merge_into, overflow_chain, place,
+    apply_disposition, capacity_bound, choose_route, merge_into, overflow_chain, place,
 )
 from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
@@ -179,7 +179,8 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     # Every team a lead may go to (its own and those it overflows to) is locked before held leads are counted.
     teams = {t for r in routes.values() for t in overflow_chain(r.team, ref.data)}
     turns = Turns(await store.lock_rotations(teams))
-    presence = await store.presence((r.id for r in ref.data.reps if r.team in teams), now)
+    reps = [r for r in ref.data.reps if r.team in teams]
+    presence = await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
     rows, handoffs = [], []
     for env in mqls:
         route = routes.get(env.id)

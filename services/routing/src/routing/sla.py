@@ -36,7 +36,9 @@ from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.service import Runtime
 from leadpipe_common.uow import UnitOfWork
 
-from routing.domain import Placed, Presence, Route, acceptance_due, breach, overflow_chain, place, unavailable
+from routing.domain import (
+    Placed, Presence, Route, acceptance_due, breach, capacity_bound, overflow_chain, place, unavailable,
+)
 from routing.handlers import Routing
 from routing.reference import Reference
 from routing.store import RoutingStore, Turns
@@ -60,7 +62,8 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
     ref = ctx.reference
     teams = {held.handoff.team for held in due}
     turns = Turns(await store.lock_rotations(teams))
-    presence = await store.presence((r.id for r in ref.data.reps if r.team in teams), now)
+    reps = [r for r in ref.data.reps if r.team in teams]
+    presence = await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
     messages: list[Message] = []
     for held in due:
         handoff, lead = held.handoff, held.lead
@@ -108,13 +111,14 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
         return [team for team, chain in reachable.items() if free.intersection(chain)]
 
     teams = {t for chain in reachable.values() for t in chain}
-    rep_ids = [r.id for r in ref.data.reps if r.team in teams]
+    reps = [r for r in ref.data.reps if r.team in teams]
+    rep_ids, up_to = [r.id for r in reps], capacity_bound(reps)
     # Nobody free (a night, a weekend): no locks taken. Else lock every team that may take the leads and
     # look again, so capacity is counted under the same locks the routing of new leads takes.
-    if not open_queues(await store.presence(rep_ids, now)):
+    if not open_queues(await store.presence(rep_ids, now, up_to=up_to)):
         return 0
     turns = Turns(await store.lock_rotations(teams))
-    presence = await store.presence(rep_ids, now)
+    presence = await store.presence(rep_ids, now, up_to=up_to)
     queues = open_queues(presence)
     messages: list[Message] = []
     handed = 0

@@ -31,7 +31,7 @@ routed again under candidate data). Their public names are re-exported here.
 """
 
 from routing.domain.availability import (
-    Away, Placed, Presence, Waiting, on_shift, overflow_chain, place, public_holiday, unavailable,
+    Away, Placed, Presence, Waiting, capacity_bound, on_shift, overflow_chain, place, public_holiday, unavailable,
 )
 from routing.domain.breaches import Breach, breach
 from routing.domain.clock import acceptance_due, add_working_time
@@ -50,7 +50,8 @@ __all__ = [
     "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
     "InvalidRoutingData", "Merged", "PastLead", "Placed", "Presence", "Reasons", "Refused", "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
-    "acceptance_due", "add_working_time", "apply_disposition", "breach", "choose_route", "merge_into", "next_turn",
+    "acceptance_due", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
+    "merge_into", "next_turn",
     "on_shift", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "remembered",
     "segment_of", "unavailable", "what_if",
 ]

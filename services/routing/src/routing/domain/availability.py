@@ -18,7 +18,7 @@ time as an argument; the holiday calendars are computed, not fetched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -90,6 +90,12 @@ def unavailable(rep: Rep, data: RoutingData, now: datetime, presence: Presence) 
     if rep.capacity is not None and presence.held.get(rep.id, 0) >= rep.capacity:
         return f"at capacity ({rep.capacity} unaccepted)"
     return None
+
+
+def capacity_bound(reps: Iterable[Rep]) -> int:
+    """How far a capacity check of ``reps`` needs their held leads counted: their largest capacity (0 when none
+    has one). A count that stops there tells every one of them whether they are at their cap."""
+    return max((rep.capacity for rep in reps if rep.capacity is not None), default=0)
 
 
 def overflow_chain(team: str, data: RoutingData) -> list[str]:
