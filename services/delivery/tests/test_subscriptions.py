@@ -73,8 +73,9 @@ def test_the_consumer_decodes_only_the_event_types_some_subscription_in_force_as
 
     from delivery.service import wanted_record
 
-    def headers(event_type):
-        return [("ce_id", b"x"), ("ce_type", event_type.encode())]
+    def headers(event_type, to_stage=None):
+        return [("ce_id", b"x"), ("ce_type", event_type.encode()),
+                *([("ce_tostage", to_stage.encode())] if to_stage else [])]
 
     box = SecretBox([Fernet.generate_key()])
     book = SubscriptionBook(FILE, box, allow_private=False)
@@ -85,3 +86,9 @@ def test_the_consumer_decodes_only_the_event_types_some_subscription_in_force_as
     assert wanted_record(headers("lead.routed"), ctx) and not wanted_record(headers("lead.queued"), ctx)
     book.load([row(box)], NOW)  # slack, made through the API, wants lead.queued
     assert wanted_record(headers("lead.queued"), ctx) and not wanted_record(headers("lead.stage_changed"), ctx)
+    book.load([{**row(box), "events": ["lead.stage_changed"]}], NOW)
+    # Sales' dispositions are delivered; the pipeline's own steps are passed over without being read.
+    assert wanted_record(headers("lead.stage_changed", "accepted"), ctx)
+    assert wanted_record(headers("lead.stage_changed", "lost"), ctx)
+    assert not wanted_record(headers("lead.stage_changed", "enriched"), ctx)
+    assert not wanted_record(headers("lead.stage_changed", "routed"), ctx)

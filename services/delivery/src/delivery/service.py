@@ -9,6 +9,7 @@ from leadpipe_common.service import Runtime, Service
 
 from delivery.api import router
 from delivery.dispatcher import Dispatcher
+from delivery.domain import SALES_STAGES
 from delivery.handlers import (
     Delivery, handle_lead_assigned, handle_lead_merged, handle_lead_queued, handle_lead_reengaged, handle_lead_routed,
     handle_lead_sla_breached, handle_lead_stage_changed,
@@ -19,10 +20,25 @@ from delivery.subscriptions import DELIVERABLE_TYPES, BookRefresh
 
 def wanted_record(headers: object, ctx: Delivery) -> bool:
     """Only the types some subscription in force asks for are decoded (until the API's subscriptions were
-    read, every type one may ask for); the rest is passed over, as it would be queued for nobody."""
+    read, every type one may ask for); the rest is passed over, as it would be queued for nobody. So are the
+    pipeline's own steps on the lifecycle (``ce_tostage`` captured, enriched, ...: four a lead, decoded only to
+    be dropped when a subscription takes ``lead.stage_changed``), which is delivered for sales' dispositions
+    only."""
     book = ctx.subscriptions
     wanted = book.wanted_types if book.loaded else DELIVERABLE_TYPES
-    return any(k == "ce_type" and v in wanted for k, v in headers)  # type: ignore[attr-defined]
+    event_type = to_stage = None
+    for k, v in headers:  # type: ignore[attr-defined]
+        if k == "ce_type":
+            event_type = v
+        elif k == "ce_tostage":
+            to_stage = v
+    if event_type not in wanted:
+        return False
+    return event_type != _STAGE_CHANGED or to_stage is None or to_stage in _SALES_STAGES
+
+
+_STAGE_CHANGED = LeadStageChanged.type.encode()
+_SALES_STAGES = frozenset(stage.encode() for stage in SALES_STAGES)
 
 
 def dispatcher(rt: Runtime[Delivery, DeliveryStore]) -> Dispatcher:
