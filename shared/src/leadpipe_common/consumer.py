@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -76,6 +75,7 @@ from leadpipe_common.envelope import DecodeError, Envelope, Message, child_trace
 from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.kafka import client_options
 from leadpipe_common.logging import each
+from leadpipe_common.pacing import Rate
 from leadpipe_common.producer import Producer
 from leadpipe_common.retry import backoff
 from leadpipe_common.settings import ConsumerSettings
@@ -202,25 +202,22 @@ class FetchPacer:
         self._floor = min(floor_ms, ceiling_ms)
         self._ceiling = ceiling_ms
         self._idle = max(ceiling_ms, idle_ms or 0)
-        self._rate = 0.0
-        self._last: float | None = None
+        self._rate = Rate(self.TAU_S)
 
     def observe(self, records: int, now: float) -> int:
         """Note a poll that brought ``records`` at ``now`` (monotonic seconds); returns the wait for the next fetch."""
-        if self._last is not None and now > self._last:
-            dt = now - self._last
-            self._rate += (1 - math.exp(-dt / self.TAU_S)) * (records / dt - self._rate)
-        self._last = now
+        self._rate.observe(records, now)
         return self.wait_ms
 
     @property
     def wait_ms(self) -> int:
         if self._target <= 0:
             return self._ceiling
-        if self._rate < self.IDLE_RATE:
+        rate = self._rate.per_s
+        if rate < self.IDLE_RATE:
             return self._idle
         # Tansu answers after half the wait: a batch of `target` gathers over half of it.
-        return int(min(self._ceiling, max(self._floor, 2000 * self._target / self._rate)))
+        return int(min(self._ceiling, max(self._floor, 2000 * self._target / rate)))
 
 
 def _trimmer() -> Callable[[], None]:

@@ -17,12 +17,16 @@ Guarantees:
   end of the loop without a word.
 - ``wake`` cuts the idle wait so an HTTP caller's event leaves at once, or
   after the relay's linger (``<SERVICE>_OUTBOX_LINGER_MS``), which lets one round carry every
-  write of those few milliseconds.
+  write of those few milliseconds. With ``<SERVICE>_OUTBOX_ROUND_TARGET`` the linger is paced to the
+  load: about as long as that many messages take to arrive at the recent rate, never longer than the
+  linger, so a round's fixed cost is spread over about as many messages whatever the rate, and the
+  faster they come the sooner each leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 import asyncpg
@@ -33,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadpipe_common.db import insert_rows, json_value, raw_transaction, table_name
 from leadpipe_common.envelope import Message
+from leadpipe_common.pacing import Rate
 from leadpipe_common.producer import Producer
 from leadpipe_common.retry import backoff
 
@@ -67,12 +72,15 @@ class BackgroundLoop:
     name = "loop"
 
     def __init__(self, *, batch_max: int, idle_s: float, wake: asyncio.Event | None = None,
-                 linger_s: float = 0.0) -> None:
+                 linger_s: float = 0.0, round_target: int = 0) -> None:
         """``wake``: an event other components set to cut the idle wait (one is made if not given);
-        ``linger_s``: once woken, how long to wait for more work to do in the same round."""
+        ``linger_s``: once woken, how long to wait at most for more work to do in the same round;
+        ``round_target``: items a round should hold, the linger paced to them (0: always ``linger_s``)."""
         self._batch_max = batch_max
         self._idle_s = idle_s
         self._linger_s = linger_s
+        self._round_target = round_target
+        self._rate = Rate()
         self._wake = wake or asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -102,6 +110,7 @@ class BackgroundLoop:
         while True:
             try:
                 done = await self.step()
+                self.note_round(done, time.monotonic())
                 failures = 0
                 self.failing = False
             except (Exception, asyncio.CancelledError) as exc:
@@ -124,10 +133,22 @@ class BackgroundLoop:
                 return
             if self._stopping.is_set():
                 continue  # no waiting: one more round takes what is left, then it returns
-            if done < self._batch_max and await self._sleep(self._idle_s) and self._linger_s:
-                await asyncio.sleep(self._linger_s)
+            if done < self._batch_max and await self._sleep(self._idle_s) and (linger := self.linger_s()):
+                await asyncio.sleep(linger)
                 # What woke it during the linger is in the coming round: no second round for it.
                 self._wake.clear()
+
+    def note_round(self, done: int, now: float) -> None:
+        """A round handled ``done`` items at ``now`` (monotonic seconds): the rate its linger is paced to."""
+        self._rate.observe(done, now)
+
+    def linger_s(self) -> float:
+        """How long a woken round waits for more: as long as ``round_target`` items take at the recent rate, at
+        most ``linger_s`` (all of it while the rate is unknown or nothing is paced)."""
+        rate = self._rate.per_s
+        if not self._round_target or rate <= 0:
+            return self._linger_s
+        return min(self._linger_s, self._round_target / rate)
 
     def on_failure(self) -> None:
         pass
@@ -173,8 +194,8 @@ class OutboxRelay(BackgroundLoop):
     """Publishes what ``claim`` hands it and commits the claim only after the broker acknowledged all of it."""
 
     def __init__(self, engine: AsyncEngine, producer: Producer, claim: Claim, *, name: str,
-                 batch_max: int = 500, idle_s: float = 1.0, linger_s: float = 0.0) -> None:
-        super().__init__(batch_max=batch_max, idle_s=idle_s, linger_s=linger_s)
+                 batch_max: int = 500, idle_s: float = 1.0, linger_s: float = 0.0, round_target: int = 0) -> None:
+        super().__init__(batch_max=batch_max, idle_s=idle_s, linger_s=linger_s, round_target=round_target)
         self.name = f"{name}-outbox-relay"
         self._outbox = name
         self._engine = engine

@@ -11,8 +11,9 @@ until its lifespan starts (settings are read by the caller, clients are built
 in the lifespan; the service's context is built from them). Every write goes through a unit of work
 (``leadpipe_common.uow``): the runner's batches, the routes' requests and the
 background loops' rounds alike; a service with an outbox gets its relay, and
-a unit of work that published wakes it at once (it then lingers
-``<SERVICE>_OUTBOX_LINGER_MS``, capture's 50 ms, to take what else came). On shutdown it stops the
+a unit of work that published wakes it at once (it then lingers up to
+``<SERVICE>_OUTBOX_LINGER_MS`` to take what else comes: capture's relay as long as 20 messages take
+at the recent rate, at most 100 ms). On shutdown it stops the
 runner first (finish batch, commit, leave the group), then the background
 loops (each finishes its round), then the producer, then the database pool.
 ``/readyz`` fails while the database is unreachable, the runner is retrying
@@ -185,7 +186,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         producer = Producer(settings, client_id=service.name)
         claim = service.claim()
         relay = (OutboxRelay(engine, producer, claim, name=service.name, batch_max=settings.outbox_batch_max,
-                             idle_s=settings.outbox_idle_s, linger_s=settings.outbox_linger_ms / 1000)
+                             idle_s=settings.outbox_idle_s, linger_s=settings.outbox_linger_ms / 1000,
+                             round_target=settings.outbox_round_target)
                  if claim is not None else None)
         wake = relay.wake if relay else (lambda: None)
         unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), service.store, service.inbox,

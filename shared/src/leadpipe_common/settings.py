@@ -154,8 +154,12 @@ class ConsumerSettings(ServiceSettings):
     outbox_idle_s: float = Field(1.0, gt=0, description="how long a service's outbox relay idles, for a service "
                                                         "with one (a write wakes it at once)")
     outbox_batch_max: int = Field(500, ge=1, description="most outbox rows the relay publishes in one round")
-    outbox_linger_ms: int = Field(0, ge=0, description="how long a woken relay waits for more writes to publish "
-                                                      "with the first")
+    outbox_linger_ms: int = Field(0, ge=0, description="how long a woken relay waits at most for more writes to "
+                                                      "publish with the first")
+    outbox_round_target: int = Field(0, ge=0, description="messages a relay round should carry: a woken relay "
+                                                          "waits about as long as they take to arrive at the "
+                                                          "recent rate, at most `OUTBOX_LINGER_MS`; 0 always "
+                                                          "waits `OUTBOX_LINGER_MS`")
 
 
 class TopicSettings(KafkaSettings):

@@ -1,0 +1,34 @@
+"""Rates and the relay's paced linger, with no IO: time is given, never read."""
+
+import pytest
+
+from leadpipe_common.outbox import BackgroundLoop
+from leadpipe_common.pacing import Rate
+
+
+def test_a_steady_rate_is_learnt_within_a_few_time_constants_and_decays_when_nothing_comes():
+    rate = Rate(tau_s=1.0)
+    for i in range(1, 101):  # 300 items a second, in rounds 50 ms apart
+        rate.observe(15, i * 0.05)
+    assert rate.per_s == pytest.approx(300, rel=0.01)
+    for i in range(1, 6):
+        rate.observe(0, 5.0 + i)
+    assert rate.per_s < 300 * 0.01
+
+
+def test_a_relay_lingers_as_long_as_its_round_target_takes_to_arrive_but_never_longer_than_its_linger():
+    loop = BackgroundLoop(batch_max=500, idle_s=1.0, linger_s=0.1, round_target=20)
+    assert loop.linger_s() == 0.1  # no rate known yet: all of it
+    for i in range(1, 101):  # 600 messages a second
+        loop.note_round(30, i * 0.05)
+    assert loop.linger_s() == pytest.approx(20 / 600, rel=0.01)
+    for i in range(1, 101):  # 100 messages a second: the target would take 200 ms
+        loop.note_round(5, 5 + i * 0.05)
+    assert loop.linger_s() == 0.1
+
+
+def test_a_relay_without_a_round_target_always_lingers_its_linger():
+    loop = BackgroundLoop(batch_max=500, idle_s=1.0, linger_s=0.05)
+    for i in range(1, 101):
+        loop.note_round(30, i * 0.05)
+    assert loop.linger_s() == 0.05
