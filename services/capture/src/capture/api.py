@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import html
+import inspect
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -27,6 +28,7 @@ from limits import RateLimitItem
 from prometheus_client import Counter
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
@@ -351,10 +353,19 @@ class PublicPosts:
     metrics. Every other request, a form id the route's pattern refuses included, goes on to the router.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, routes: Sequence[Any] | None = None) -> None:
+        """``routes``: where the two routes are declared (capture's ``router``, which consumer_app includes
+        as it is)."""
         self.app = app
-        routes = {route.endpoint: route for route in router.routes if isinstance(route, APIRoute)}
-        self._lead, self._form = routes[post_lead], routes[post_form]
+        found = {route.endpoint: route for route in (router.routes if routes is None else routes)
+                 if isinstance(route, APIRoute)}
+        self._lead, self._form = found[post_lead], found[post_form]
+        # The lane solves no dependency: one declared on these routes (a key check, say) would be enforced by the
+        # router and skipped here, so such a declaration stops the service at start rather than serve them open.
+        guarded = [route.path for route in (self._lead, self._form)
+                   if route.dependencies or route.dependant.dependencies]
+        if guarded:
+            raise RuntimeError(f"capture's fast lane cannot serve {guarded}: they declare dependencies it would skip")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -379,17 +390,18 @@ class PublicPosts:
         except Exception as exc:
             handler = _exception_handler(scope["app"].exception_handlers, exc)
             if handler is None:
-                raise
-            response = await handler(request, exc)
+                raise  # to ServerErrorMiddleware, as from the router
+            response = (await handler(request, exc) if inspect.iscoroutinefunction(handler)
+                        else await run_in_threadpool(handler, request, exc))
         await response(scope, receive, send)
 
 
 def _exception_handler(handlers: dict[Any, Any], exc: Exception) -> Callable[..., Any] | None:
-    """The app's handler for ``exc``, found as Starlette finds it (by status code for an HTTP error, then by
-    the nearest class)."""
-    if isinstance(exc, HTTPException) and (by_status := handlers.get(exc.status_code)) is not None:
+    """The app's handler for ``exc``, found as Starlette's ExceptionMiddleware finds it: by status code for an
+    HTTP error, then by the nearest class; a handler for 500 or ``Exception`` is ServerErrorMiddleware's."""
+    if isinstance(exc, HTTPException) and exc.status_code != 500 and (by_status := handlers.get(exc.status_code)):
         return by_status
-    return next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
+    return next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers and cls is not Exception), None)
 
 
 class FormToken(BaseModel):
