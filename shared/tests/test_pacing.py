@@ -18,13 +18,16 @@ def test_a_steady_rate_is_learnt_within_a_few_time_constants_and_decays_when_not
 
 def test_a_relay_lingers_as_long_as_its_round_target_takes_to_arrive_but_never_longer_than_its_linger():
     loop = BackgroundLoop(batch_max=500, idle_s=1.0, linger_s=0.1, round_target=20)
-    assert loop.linger_s() == 0.1  # no rate known yet: all of it
+    assert loop.linger_s() == 0  # nothing came before: none would come in it either
     for i in range(1, 101):  # 600 messages a second
         loop.note_round(30, i * 0.05)
     assert loop.linger_s() == pytest.approx(20 / 600, rel=0.01)
     for i in range(1, 101):  # 100 messages a second: the target would take 200 ms
         loop.note_round(5, 5 + i * 0.05)
     assert loop.linger_s() == 0.1
+    for i in range(1, 11):  # a trickle, one message every 2 s: a linger would only delay it
+        loop.note_round(1, 10 + i * 2)
+    assert loop.linger_s() == 0
 
 
 def test_a_relay_without_a_round_target_always_lingers_its_linger():

@@ -20,7 +20,7 @@ Guarantees:
   write of those few milliseconds. With ``<SERVICE>_OUTBOX_ROUND_TARGET`` the linger is paced to the
   load: about as long as that many messages take to arrive at the recent rate, never longer than the
   linger, so a round's fixed cost is spread over about as many messages whatever the rate, and the
-  faster they come the sooner each leaves.
+  faster they come the sooner each leaves; when not one more is expected within the linger, none.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ class BackgroundLoop:
         while True:
             try:
                 done = await self.step()
-                self.note_round(done, time.monotonic())
+                if self._round_target:
+                    self.note_round(done, time.monotonic())
                 failures = 0
                 self.failing = False
             except (Exception, asyncio.CancelledError) as exc:
@@ -144,10 +145,13 @@ class BackgroundLoop:
 
     def linger_s(self) -> float:
         """How long a woken round waits for more: as long as ``round_target`` items take at the recent rate, at
-        most ``linger_s`` (all of it while the rate is unknown or nothing is paced)."""
-        rate = self._rate.per_s
-        if not self._round_target or rate <= 0:
+        most ``linger_s``; not at all when not one more is expected within it (the first write after a quiet
+        spell, a trickle), where it would only delay. Unpaced (no target): always ``linger_s``."""
+        if not self._round_target:
             return self._linger_s
+        rate = self._rate.per_s
+        if rate * self._linger_s < 1:
+            return 0.0
         return min(self._linger_s, self._round_target / rate)
 
     def on_failure(self) -> None:

@@ -158,7 +158,8 @@ class ConsumerSettings(ServiceSettings):
                                                       "publish with the first")
     outbox_round_target: int = Field(0, ge=0, description="messages a relay round should carry: a woken relay "
                                                           "waits about as long as they take to arrive at the "
-                                                          "recent rate, at most `OUTBOX_LINGER_MS`; 0 always "
+                                                          "recent rate, at most `OUTBOX_LINGER_MS`, and not at "
+                                                          "all while under one is expected in it; 0 always "
                                                           "waits `OUTBOX_LINGER_MS`")
 
 

@@ -73,7 +73,8 @@ class CaptureSettings(ConsumerSettings):
     # relay transactions and produce requests, fuller batches downstream).
     # Paced to 20 messages (10 leads) a round, at most 100 ms: at 100 leads/s
     # it waits 100 ms (5.35 -> 5.14 ms a lead against 50 ms, back to back),
-    # at 300/s about 33 ms, so the faster leads come the sooner each leaves.
+    # at 300/s about 33 ms, so the faster leads come the sooner each leaves;
+    # under 5 leads/s, when not one more would come in it, not at all.
     outbox_linger_ms: int = Field(100, ge=0)
     outbox_round_target: int = Field(20, ge=0)
     # Outcomes only feed the re-drive deadline (minutes away): the lifecycle
