@@ -63,7 +63,7 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # keys of a few lengths (lead ids: 36 bytes); bounded for any other
 def _words(n: int):  # noqa: ANN202
     return struct.Struct(f"<{n}I").unpack_from
 
