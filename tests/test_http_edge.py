@@ -60,6 +60,14 @@ async def test_a_form_post_over_the_limit_gets_a_readable_page(stack):
     assert r.status_code == 413 and "text/html" in r.headers["content-type"] and "64 KiB" in r.text
 
 
+async def test_a_multipart_post_over_the_limit_is_refused_as_too_large_not_as_malformed(stack):
+    async with httpx.AsyncClient(base_url=url(stack, "capture")) as capture:
+        r = await capture.post("/v1/forms/contact-us", data={"email": "big@example.com"},
+                               files={"cv": ("cv.pdf", b"x" * 70_000, "application/pdf")},
+                               headers={"accept": "application/json"})
+    assert r.status_code == 413 and "64 KiB" in r.json()["error"]
+
+
 async def test_text_with_a_nul_character_is_refused_at_every_edge_naming_the_field(stack):
     # PostgreSQL stores no U+0000: let in, such a lead would fail its stage's batch on every retry.
     async with httpx.AsyncClient(base_url=url(stack, "capture")) as capture:

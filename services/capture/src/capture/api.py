@@ -164,6 +164,8 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
         return fields
     try:
         form = await request.form(max_files=10, max_fields=200)
+    except HTTPException:
+        raise  # the body limit's 413, answered as such
     except Exception as exc:  # python-multipart's errors for malformed bodies
         raise Problem(422, "malformed multipart body", [FieldProblem("body", str(exc))]) from None
     fields = {}
