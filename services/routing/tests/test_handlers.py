@@ -214,3 +214,16 @@ async def test_waiting_leads_go_out_longest_waiting_first_and_only_as_far_as_cap
     async with uow:
         assert await hand_out_waiting_leads(uow, ctx, limit=10) == 1  # a slot freed
         await uow.commit()
+
+
+async def test_a_rep_at_a_cap_larger_than_a_teammates_gets_no_lead_past_it(uow):
+    capped = parse_routing_data({**DATA.model_dump(), "reps": [
+        {**DATA.reps[0].model_dump(), "capacity": 1}, {**DATA.reps[1].model_dump(), "capacity": 3}]})
+    ctx = Routing(Reference(capped, "v-capped"), clock=Clock())
+    leads = [factories.scored("mql", country="DE") for _ in range(5)]
+    for lead in leads:
+        await route(uow, ctx, lead)
+    handoffs = [uow.store.handoffs[lead.lead_id].handoff for lead in leads]
+    held = [h.owner_id for h in handoffs if h.waiting_since is None]
+    assert sorted(held) == ["ana", "ben", "ben", "ben"]  # each up to their own cap, Ben's the larger
+    assert handoffs[4].waiting_since is not None  # both full: it waits, though Ben's count passed Ana's cap
