@@ -57,6 +57,7 @@ the batch is then redelivered and absorbed by the inbox.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ctypes
 import time
 import uuid
@@ -572,8 +573,11 @@ class BatchApplier:
         now = self._clock()
         per_record: list[list[Message] | uuid.UUID] = []
         envelopes: dict[uuid.UUID, tuple[Envelope, Record]] = {}
+        # Counted once a topic a batch: a labelled child's lookup per record was ~3 % of a lifecycle follower's
+        # CPU, most of whose records (other services' steps) it passes over unread.
+        for topic, count in collections.Counter(record.topic for record in records).items():
+            RECORDS.labels(topic).inc(count)
         for record in records:
-            RECORDS.labels(record.topic).inc()
             if self._select is not None and not self._select(record.headers):
                 continue
             try:
