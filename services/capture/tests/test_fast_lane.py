@@ -29,3 +29,16 @@ def test_errors_go_to_the_handlers_the_router_would_use_and_the_rest_to_the_serv
     assert _exception_handler(handlers, HTTPException(429))(None, None) == "429"  # by its status first
     assert _exception_handler(handlers, HTTPException(500))(None, None) == "http"  # 500 is not the status's
     assert _exception_handler(handlers, RuntimeError("bug")) is None  # Exception is ServerErrorMiddleware's
+
+
+def test_the_lane_sits_inside_the_shared_edge_so_its_limits_and_checks_still_apply():
+    from leadpipe_common.http import BodyLimit, RefuseNul, SecurityHeaders
+    from leadpipe_common.ops import RequestMetrics
+
+    from capture.app import create_app
+    from capture.settings import CaptureSettings
+
+    app = create_app(CaptureSettings(DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:1/none"))
+    outermost_first = [m.cls for m in app.user_middleware]
+    assert outermost_first[-1] is PublicPosts  # innermost: every shared middleware wraps it
+    assert {RefuseNul, BodyLimit, SecurityHeaders, RequestMetrics} <= set(outermost_first[:-1])
