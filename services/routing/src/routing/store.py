@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common.db import among, compiled_once, inbox_table, insert_rows
@@ -148,12 +148,12 @@ _HELD = (sa.select(handoffs.c.owner_id, sa.func.count())
 #: The same, each rep's count stopping at ``:cap``: an index scan of at most that many entries a rep, where the
 #: full count read every unaccepted lead the reps hold, a cost that grew with the table (at 4,500 held, 1.3 ms
 #: a routing batch: 52 us a lead of Postgres at 100 leads/s, and more the longer leads stay unaccepted).
-_HELD_UP_TO = sa.text(f"""
-SELECT r.rep_id, count(*) FROM unnest(CAST(:reps AS text[])) AS r(rep_id)
-CROSS JOIN LATERAL (SELECT 1 FROM {SCHEMA}.handoffs h WHERE h.status = 'routed' AND h.owner_id = r.rep_id
-                    LIMIT :cap) AS held
-GROUP BY r.rep_id
-""")
+_REPS = sa.func.unnest(sa.bindparam("reps", type_=ARRAY(sa.Text))).table_valued("rep_id").render_derived(name="r")
+_HELD_BY_REP = (sa.select(sa.literal_column("1"))
+                .where(handoffs.c.status == "routed", handoffs.c.owner_id == _REPS.c.rep_id)
+                .limit(sa.bindparam("cap", type_=sa.Integer)).lateral("held"))
+_HELD_UP_TO = (sa.select(_REPS.c.rep_id, sa.func.count()).select_from(_REPS.join(_HELD_BY_REP, sa.true()))
+               .group_by(_REPS.c.rep_id))
 
 
 class RoutingStore:
