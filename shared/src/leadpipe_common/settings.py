@@ -144,8 +144,12 @@ class ConsumerSettings(ServiceSettings):
                                                           "waits `FETCH_MAX_WAIT_MS`")
     fetch_min_bytes: int = Field(1, ge=1, description="how much data the broker gathers before it answers a "
                                                       "fetch (or `FETCH_MAX_WAIT_MS` passes)")
-    commit_interval_ms: int = Field(1000, ge=0, description="how often applied offsets are committed (and at "
-                                                         "stop); 0: after every batch")
+    # A commit is two broker round trips (the log-end check and the commit), paid by every consumer on its own
+    # schedule; what a crash leaves uncommitted is read again and absorbed by the inbox. Kafka's own auto-commit
+    # default is 5 s as well.
+    commit_interval_ms: int = Field(5000, ge=0, description="how often applied offsets are committed (and at "
+                                                         "stop); what a crash or a rebalance leaves uncommitted "
+                                                         "is read again; 0: after every batch")
     session_timeout_ms: int = Field(10_000, ge=3000, description="how long the group waits for a silent member "
                                                                  "before giving its partitions to the others: the "
                                                                  "recovery time after a crash")
