@@ -1,9 +1,9 @@
-"""Rates and the relay's paced linger, with no IO: time is given, never read."""
+"""Rates and the paced lingers of a relay and of capture's writer, with no IO: time is given, never read."""
 
 import pytest
 
 from leadpipe_common.outbox import BackgroundLoop
-from leadpipe_common.pacing import Rate
+from leadpipe_common.pacing import Linger, Rate
 
 
 def test_a_steady_rate_is_learnt_within_a_few_time_constants_and_decays_when_nothing_comes():
@@ -35,3 +35,15 @@ def test_a_relay_without_a_round_target_always_lingers_its_linger():
     for i in range(1, 101):
         loop.note_round(30, i * 0.05)
     assert loop.linger_s() == 0.05
+
+
+def test_an_unpaced_linger_always_waits_its_longest_and_a_paced_one_follows_the_rate():
+    assert Linger(0.05).seconds() == 0.05
+    paced = Linger(0.02, target=4)
+    assert paced.seconds() == 0  # nothing came before
+    for i in range(1, 101):  # 100 submissions a second, one a round
+        paced.note(1, i * 0.01)
+    assert paced.seconds() == 0.02  # 4 take 40 ms at that rate: the longest wait
+    for i in range(1, 501):  # then 1,000 a second, for five time constants
+        paced.note(10, 1 + i * 0.01)
+    assert paced.seconds() == pytest.approx(4 / 1000, rel=0.01)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from leadpipe_common.envelope import new_traceparent
 from leadpipe_common.events import LeadCaptured
+from leadpipe_common.pacing import Linger
 from leadpipe_common.testing import factories
 
 from capture.writer import LeadWriter, Submitted, _split_event
@@ -115,3 +116,34 @@ async def test_a_batch_of_outcomes_leaves_what_applying_them_in_turn_would(db):
             "SELECT lead_id, terminal_stage, terminal_at FROM capture.leads WHERE lead_id = ANY(:ids)"),
             {"ids": [a, b, c, d]}))
     assert rows == {a: ("won", t[2]), b: ("lost", t[3]), c: ("deadlettered", t[1]), d: ("won", t[0])}
+
+
+async def test_a_round_waits_for_its_target_to_share_one_statement_and_goes_once_it_is_in(db, monkeypatch):
+    from capture import writer as writer_module
+
+    linger = Linger(60.0, target=3)
+    for i in range(1, 30):  # a submission every 10 s so far: three take 30 s, the round may wait that long
+        linger.note(1, i * 10.0)
+    assert linger.seconds() > 20
+    rounds: list[int] = []
+    real_open_leads = writer_module.open_leads
+
+    async def counted(conn, batch, now):  # noqa: ANN001, ANN202
+        rounds.append(len(batch))
+        return await real_open_leads(conn, batch, now)
+
+    monkeypatch.setattr(writer_module, "open_leads", counted)
+    writer = LeadWriter(db, max_batch=100, on_commit=lambda: None, clock=lambda: datetime.now(UTC), linger=linger)
+    writer.start()
+    run = uuid.uuid4().hex[:8]
+    try:
+        first = asyncio.ensure_future(writer.write(submission(f"first.{run}@sap.com")))
+        await asyncio.sleep(0.05)  # the writer has it and lingers
+        assert not first.done() and rounds == []
+        rest = [asyncio.ensure_future(writer.write(submission(f"{who}.{run}@sap.com"))) for who in ("two", "three")]
+        # The third submission ends the wait at once, not the 30 s linger (the test would time out).
+        written = await asyncio.wait_for(asyncio.gather(first, *rest), timeout=10)
+    finally:
+        await writer.stop()
+    assert rounds == [3]
+    assert [w.answer["existing"] for w in written] == [False, False, False]

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadpipe_common.db import insert_rows, json_value, raw_transaction, table_name
 from leadpipe_common.envelope import Message
-from leadpipe_common.pacing import Rate
+from leadpipe_common.pacing import Linger
 from leadpipe_common.producer import Producer
 from leadpipe_common.retry import backoff
 
@@ -78,9 +78,7 @@ class BackgroundLoop:
         ``round_target``: items a round should hold, the linger paced to them (0: always ``linger_s``)."""
         self._batch_max = batch_max
         self._idle_s = idle_s
-        self._linger_s = linger_s
-        self._round_target = round_target
-        self._rate = Rate()
+        self._linger = Linger(linger_s, round_target)
         self._wake = wake or asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -110,7 +108,7 @@ class BackgroundLoop:
         while True:
             try:
                 done = await self.step()
-                if self._round_target:
+                if self._linger.target:
                     self.note_round(done, time.monotonic())
                 failures = 0
                 self.failing = False
@@ -141,18 +139,11 @@ class BackgroundLoop:
 
     def note_round(self, done: int, now: float) -> None:
         """A round handled ``done`` items at ``now`` (monotonic seconds): the rate its linger is paced to."""
-        self._rate.observe(done, now)
+        self._linger.note(done, now)
 
     def linger_s(self) -> float:
-        """How long a woken round waits for more: as long as ``round_target`` items take at the recent rate, at
-        most ``linger_s``; not at all when not one more is expected within it (the first write after a quiet
-        spell, a trickle), where it would only delay. Unpaced (no target): always ``linger_s``."""
-        if not self._round_target:
-            return self._linger_s
-        rate = self._rate.per_s
-        if rate * self._linger_s < 1:
-            return 0.0
-        return min(self._linger_s, self._round_target / rate)
+        """How long a woken round waits for more (``pacing.Linger``)."""
+        return self._linger.seconds()
 
     def on_failure(self) -> None:
         pass

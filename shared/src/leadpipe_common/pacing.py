@@ -1,4 +1,5 @@
-"""How fast work arrives, for loops that size their waits to the load (the consumer's fetch wait, a relay's linger).
+"""How fast work arrives, for loops that size their waits to the load (the consumer's fetch wait, the lingers of
+a relay and of capture's writer).
 
 Guarantees: pure arithmetic over the (count, monotonic seconds) pairs it is given: no clock of its own, no IO.
 The rate follows a change of load within a time constant or two and decays towards 0 while nothing comes.
@@ -24,3 +25,30 @@ class Rate:
             self.per_s += (1 - math.exp(-dt / self._tau)) * (count / dt - self.per_s)
         self._last = now
         return self.per_s
+
+
+class Linger:
+    """How long a round holds still for more work once its first item is in: as long as ``target`` items take at
+    the recent rate, at most ``max_s``; not at all when not one more is expected within it (the first item after
+    a quiet spell, a trickle), where it would only delay. Unpaced (``target`` 0): always ``max_s``.
+
+    A round's fixed cost (a transaction, a produce request) is so spread over about ``target`` items whatever
+    the rate, and the faster they come the sooner each leaves.
+    """
+
+    def __init__(self, max_s: float, target: int = 0, tau_s: float = 1.0) -> None:
+        self.max_s = max_s
+        self.target = target
+        self._rate = Rate(tau_s)
+
+    def note(self, count: int, now: float) -> None:
+        """A round took ``count`` items at ``now`` (monotonic seconds)."""
+        self._rate.observe(count, now)
+
+    def seconds(self) -> float:
+        if not self.target:
+            return self.max_s
+        rate = self._rate.per_s
+        if rate * self.max_s < 1:
+            return 0.0
+        return min(self.max_s, self.target / rate)

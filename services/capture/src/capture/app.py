@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from limits import RateLimitItem
 
 from leadpipe_common.http import Problem
+from leadpipe_common.pacing import Linger
 from leadpipe_common.service import Clients, consumer_app, utc_now
 
 from capture.api import Capture, Limits, problem_response
@@ -93,7 +94,8 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
                                                                                "CAPTURE_TRUSTED_PROXIES"))
 
     def context(clients: Clients) -> Capture:
-        writer = LeadWriter(clients.engine, settings.write_batch_max, on_commit=clients.wake_relay, clock=utc_now)
+        writer = LeadWriter(clients.engine, settings.write_batch_max, on_commit=clients.wake_relay, clock=utc_now,
+                            linger=Linger(settings.write_linger_ms / 1000, settings.write_round_target))
         return Capture(forms=forms, writer=writer, clock=utc_now, limits=limits, token_key=key,
                        verifier=Verifier(clients.http, secrets), identity=identity)
 

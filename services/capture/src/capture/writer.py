@@ -15,6 +15,12 @@ In that transaction ``admit`` decides, race-free across capture's processes:
   lead or becomes a touch of the open one. Rows are locked in key order, so
   concurrent batches cannot deadlock.
 
+A write round waits, once its first submission is in, for a few more to share
+its statement (``pacing.Linger``: as long as its target of submissions takes at
+the recent rate, at most its linger, and not at all when not one more is
+expected within it); it goes as soon as they are in. At a steady 100 leads/s
+each request otherwise paid a statement and a commit of its own.
+
 ``LeadWriter`` first stores, in ONE statement (its own transaction), the
 submissions without an Idempotency-Key that open a lead for their person:
 that statement upserts and locks the people and inserts the leads of those
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common.db import json_value, raw_pooled, raw_transaction
 from leadpipe_common.events import Contact, LeadCaptured, LeadTouched, Touch
+from leadpipe_common.pacing import Linger
 
 from capture.store import SCHEMA
 
@@ -330,12 +338,16 @@ class LeadWriter:
     failing = False
 
     def __init__(self, engine: AsyncEngine, max_batch: int, on_commit: Callable[[], None],
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], linger: Linger | None = None) -> None:
+        """``linger``: how long a round waits for more submissions (see the module); none if not given."""
         self._engine = engine
         self._max_batch = max_batch
         self._on_commit = on_commit
         self._clock = clock
+        self._linger = linger or Linger(0.0)
         self._queue: asyncio.Queue[tuple[Submitted, asyncio.Future[Admitted]]] = asyncio.Queue()
+        #: Set by ``write`` once a lingering round has its target; None while no round lingers.
+        self._filled: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -351,6 +363,8 @@ class LeadWriter:
         """Return once ``submitted`` is committed (or was answered before); raise if it could not be."""
         done: asyncio.Future[Admitted] = asyncio.get_running_loop().create_future()
         await self._queue.put((submitted, done))
+        if self._filled is not None and self._linger.target and self._queue.qsize() + 1 >= self._linger.target:
+            self._filled.set()
         return await done
 
     async def _commit(self, batch: list[Submitted]) -> list[Admitted | Exception]:
@@ -372,8 +386,10 @@ class LeadWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            await self._linger_for_more()
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._linger.note(len(batch), time.monotonic())
             try:
                 results = await self._commit([sub for sub, _ in batch])
             except Exception as exc:
@@ -394,3 +410,17 @@ class LeadWriter:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _linger_for_more(self) -> None:
+        """With one submission in hand: wait until the round has its target, or the linger is over."""
+        linger = self._linger.seconds()
+        if not linger or (self._linger.target and self._queue.qsize() + 1 >= self._linger.target):
+            return
+        self._filled = asyncio.Event()
+        try:
+            async with asyncio.timeout(linger):
+                await self._filled.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._filled = None
