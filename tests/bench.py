@@ -556,6 +556,7 @@ def cli() -> None:
 
     stack = make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-bench-")))
     stack.durable = True
+    stack.partitions = None  # what `make run` creates, not the tests' several
     # The test stacks' quick watches and delivery retries are for tests' patience: measure the defaults.
     for test_only in ("ROUTING_SLA_CHECK_S", "ROUTING_RELOAD_CHECK_S", "DELIVERY_TIMEOUT_S", "DELIVERY_RETRY_BASE_S",
                       "LOG_JSON"):

@@ -65,6 +65,8 @@ def test_the_embedded_broker_gets_few_partitions_and_a_cluster_the_default(tmp_p
     assert embedded.topic_settings().topic_partitions == EMBEDDED_PARTITIONS < topics.DEFAULT_PARTITIONS
     wide = Stack(data_dir=tmp_path, bootstrap="127.0.0.1:1", broker=Broker(1, tmp_path), replicas={"scoring": 9})
     assert wide.topic_settings().topic_partitions == 9  # every replica gets a partition
+    several = Stack(data_dir=tmp_path, bootstrap="127.0.0.1:1", broker=Broker(1, tmp_path), partitions=3)
+    assert several.topic_settings().topic_partitions == 3  # the tests' stacks, as on a cluster
     cluster = Stack(data_dir=tmp_path, bootstrap="kafka:9092")
     assert cluster.topic_settings().topic_partitions == topics.DEFAULT_PARTITIONS
     monkeypatch.setenv("TOPIC_PARTITIONS", "7")

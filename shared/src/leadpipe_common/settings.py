@@ -174,7 +174,7 @@ class TopicSettings(KafkaSettings):
 
     topic_partitions: int = Field(topics.DEFAULT_PARTITIONS, ge=1, validation_alias="TOPIC_PARTITIONS",
                                   description="partitions of each topic created: the ceiling on a stage's processes (unset, "
-                                              "`make run`'s embedded broker makes 4, or the most `<SERVICE>_REPLICAS`)")
+                                              "`make run`'s embedded broker makes 1, or the most `<SERVICE>_REPLICAS`)")
     topic_replication: int = Field(1, ge=1, validation_alias="TOPIC_REPLICATION",
                                    description="replicas of each topic created (3 on a production cluster)")
     topic_retention: str = Field(

@@ -47,11 +47,16 @@ from leadpipe_common.topology import PORTS, TOPICS
 SERVICES: dict[str, int] = PORTS
 #: Replica ``i`` of a service listens on its base port + REPLICA_PORT_STEP * i.
 REPLICA_PORT_STEP = 100
-#: Partitions of each topic the embedded broker gets unless TOPIC_PARTITIONS is set (or a service runs more
-#: replicas). That broker's cost per request grows with the partitions it covers, and one machine runs a few
-#: processes of a stage, not twelve: at 100 leads/s on `make run`, 12 -> 4 partitions cut the broker's CPU
-#: by 35-45 % (3.3 -> 2.2 s per 2,000 leads). A cluster keeps ``topics.DEFAULT_PARTITIONS``.
-EMBEDDED_PARTITIONS = 4
+#: Partitions of each topic the embedded broker gets unless TOPIC_PARTITIONS is set, or as many as the most
+#: replicas a service runs, so that each replica still gets one. That broker (Tansu's memory storage) lists
+#: every record batch stored in a partition on each fetch of it, and a produce round writes one batch per
+#: partition it touches: its cost grows with partitions times the topic's history (a fetch at 300 records/s
+#: went from 0.34 to 1.1 ms of broker CPU a record as one 4-partition topic grew from 3,000 to 43,000
+#: records). At 100 leads/s, 12 -> 4 partitions cut the broker's CPU by 35-45 %; 4 -> 1, back to back twice
+#: at 100 then 300 leads/s, 0.83/0.88 -> 0.43/0.46 ms a lead at 100/s (the stack 5.55/5.94 -> 4.86/4.98)
+#: and 1.12/1.15 -> 0.47/0.44 at 300/s (p99 to lead.routed 3.2/0.81 -> 0.60/0.57 s). A cluster keeps
+#: ``topics.DEFAULT_PARTITIONS``.
+EMBEDDED_PARTITIONS = 1
 #: A process that ran this long before dying was healthy: it restarts at once.
 STABLE_S = 30.0
 RESTART_MAX_S = 30.0
@@ -127,6 +132,8 @@ class Stack:
     durable: bool = True
     service_logs: bool = False  # write service output to files instead of the terminal
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Partitions of each topic on the embedded broker, at least (None: ``EMBEDDED_PARTITIONS``).
+    partitions: int | None = None
     broker: Broker | None = None
     postgres: Postgres | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
@@ -149,7 +156,7 @@ class Stack:
         assert self.bootstrap
         settings = TopicSettings(kafka_bootstrap_servers=self.bootstrap)
         if self.broker is not None and "TOPIC_PARTITIONS" not in os.environ:  # what TopicSettings reads
-            partitions = max(EMBEDDED_PARTITIONS, *self.replicas.values())
+            partitions = max(self.partitions or EMBEDDED_PARTITIONS, *self.replicas.values())
             settings = settings.model_copy(update={"topic_partitions": partitions})
         return settings
 

@@ -156,6 +156,9 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
         postgres_port=free_port(),
         base_ports={s: free_port(replica_offsets) for s in SERVICES},
         replicas=replicas,
+        # Several partitions a consumer, as on a cluster, however few the embedded broker gets by default:
+        # per-partition positions, commits, lag and rebalances stay under test.
+        partitions=3,
         durable=False,
         service_logs=True,
         extra_env={"LOG_JSON": "true", "LOG_LEVEL": "INFO", "CAPTURE_CORS_ORIGINS": PAGE_ORIGIN,
