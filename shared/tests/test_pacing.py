@@ -47,3 +47,12 @@ def test_an_unpaced_linger_always_waits_its_longest_and_a_paced_one_follows_the_
     for i in range(1, 501):  # then 1,000 a second, for five time constants
         paced.note(10, 1 + i * 0.01)
     assert paced.seconds() == pytest.approx(4 / 1000, rel=0.01)
+
+
+def test_a_linger_asked_after_a_quiet_spell_does_not_wait_for_company_that_stopped_coming():
+    linger = Linger(0.02, target=4)
+    for i in range(1, 101):  # 100 submissions a second until t = 1 s, then nothing
+        linger.note(1, i * 0.01)
+    assert linger.seconds(now=1.0) == 0.02
+    assert linger.seconds(now=6.0) == 0  # five quiet seconds later the rate has decayed below one a linger
+    assert linger.seconds() == 0.02  # asking changed nothing

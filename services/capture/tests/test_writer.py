@@ -3,6 +3,7 @@ submission, a person with an open lead and an Idempotency-Key."""
 
 import asyncio
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -121,10 +122,13 @@ async def test_a_batch_of_outcomes_leaves_what_applying_them_in_turn_would(db):
 async def test_a_round_waits_for_its_target_to_share_one_statement_and_goes_once_it_is_in(db, monkeypatch):
     from capture import writer as writer_module
 
-    linger = Linger(60.0, target=3)
-    for i in range(1, 30):  # a submission every 10 s so far: three take 30 s, the round may wait that long
-        linger.note(1, i * 10.0)
-    assert linger.seconds() > 20
+    # A submission every 10 s until now, the rate averaged over ~15 minutes: three take long, so the round
+    # may wait its whole minute.
+    linger = Linger(60.0, target=3, tau_s=1000.0)
+    start = time.monotonic() - 290
+    for i in range(1, 30):
+        linger.note(1, start + i * 10.0)
+    assert linger.seconds(time.monotonic()) > 20
     rounds: list[int] = []
     real_open_leads = writer_module.open_leads
 

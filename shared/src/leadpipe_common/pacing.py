@@ -26,6 +26,12 @@ class Rate:
         self._last = now
         return self.per_s
 
+    def at(self, now: float) -> float:
+        """The rate at ``now`` had nothing come since the last ``observe`` (nothing is changed)."""
+        if self._last is None or now <= self._last:
+            return self.per_s
+        return self.per_s * math.exp(-(now - self._last) / self._tau)
+
 
 class Linger:
     """How long a round holds still for more work once its first item is in: as long as ``target`` items take at
@@ -45,10 +51,12 @@ class Linger:
         """A round took ``count`` items at ``now`` (monotonic seconds)."""
         self._rate.observe(count, now)
 
-    def seconds(self) -> float:
+    def seconds(self, now: float | None = None) -> float:
+        """The wait; given ``now``, at the rate decayed over the quiet time since the last round (a loop that
+        only notes rounds with work in them, and none while nothing comes, must pass it)."""
         if not self.target:
             return self.max_s
-        rate = self._rate.per_s
+        rate = self._rate.per_s if now is None else self._rate.at(now)
         if rate * self.max_s < 1:
             return 0.0
         return min(self.max_s, self.target / rate)

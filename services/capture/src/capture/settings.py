@@ -73,7 +73,8 @@ class CaptureSettings(ConsumerSettings):
                                                        "(it goes once `WRITE_ROUND_TARGET` are in; 0: never)")
     write_round_target: int = Field(4, ge=0, description="submissions a write round should hold: its wait is as "
                                                          "long as they take at the recent rate, none when not "
-                                                         "one more is expected within `WRITE_LINGER_MS`")
+                                                         "one more is expected within `WRITE_LINGER_MS`; 0: "
+                                                         "every round waits the whole linger")
     outbox_batch_max: int = 1000
     # A write wakes its own process's relay; the idle poll only finds what a
     # process that died left behind. Woken, the relay waits so that one round

@@ -413,7 +413,7 @@ class LeadWriter:
 
     async def _linger_for_more(self) -> None:
         """With one submission in hand: wait until the round has its target, or the linger is over."""
-        linger = self._linger.seconds()
+        linger = self._linger.seconds(time.monotonic())  # rounds are noted only when submissions come
         if not linger or (self._linger.target and self._queue.qsize() + 1 >= self._linger.target):
             return
         self._filled = asyncio.Event()
