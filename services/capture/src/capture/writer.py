@@ -363,7 +363,7 @@ class LeadWriter:
         """Return once ``submitted`` is committed (or was answered before); raise if it could not be."""
         done: asyncio.Future[Admitted] = asyncio.get_running_loop().create_future()
         await self._queue.put((submitted, done))
-        if self._filled is not None and self._linger.target and self._queue.qsize() + 1 >= self._linger.target:
+        if self._filled is not None and self._round_full():
             self._filled.set()
         return await done
 
@@ -414,7 +414,7 @@ class LeadWriter:
     async def _linger_for_more(self) -> None:
         """With one submission in hand: wait until the round has its target, or the linger is over."""
         linger = self._linger.seconds(time.monotonic())  # rounds are noted only when submissions come
-        if not linger or (self._linger.target and self._queue.qsize() + 1 >= self._linger.target):
+        if not linger or self._round_full():
             return
         self._filled = asyncio.Event()
         try:
@@ -424,3 +424,7 @@ class LeadWriter:
             pass
         finally:
             self._filled = None
+
+    def _round_full(self) -> bool:
+        """The round in hand (one taken, the rest queued) has its target, if it has one."""
+        return bool(self._linger.target) and self._queue.qsize() + 1 >= self._linger.target
