@@ -1,8 +1,14 @@
 """Service command lines refuse bad configuration with a message, never a traceback."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
+
+import httpx
+
+from leadpipe_common.local.infra import free_port
 
 
 def run_service(service: str, **env: str) -> subprocess.CompletedProcess:
@@ -33,3 +39,37 @@ def test_a_serving_process_does_not_load_the_migration_tools():
              "print(sorted(m for m in ('alembic', 'mako') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+QUIET_SERVER = """
+import sys, uvicorn
+from leadpipe_common.cli import QuietServer
+
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+server = QuietServer(uvicorn.Config(app, port=int(sys.argv[1]), log_config=None, lifespan="off"))
+server.TICK_S = 3600  # were a signal left to wait for the next tick, the process would outlive the test
+server.run()
+"""
+
+
+def test_a_service_stops_on_its_signal_not_at_its_next_housekeeping_tick():
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", QUIET_SERVER, str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, server.stderr.read()
+                time.sleep(0.1)
+        assert answer.status_code == 204
+        assert "date" in answer.headers  # the housekeeping that the slower tick still does
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == -signal.SIGTERM  # uvicorn raises the signal again once it is down
+    finally:
+        server.kill()

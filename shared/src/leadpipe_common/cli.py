@@ -4,13 +4,18 @@ Guarantees: bad settings, or a reference file the service cannot use, end
 with a one-line message naming the variable or the file and the reason, exit
 code 2, never a traceback; ``serve`` runs the service's app factory under
 uvicorn, which turns SIGTERM/SIGINT into a clean lifespan shutdown (stop
-fetching, finish and commit the batch, leave the group).
+fetching, finish and commit the batch, leave the group). A single-process
+server wakes once a second for uvicorn's housekeeping (the Date header,
+the exit check) instead of ten times, and at once on a signal.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import typer
@@ -63,19 +68,26 @@ def service_cli(
         except (ValueError, OSError) as exc:
             typer.secho(f"{name} cannot start: {exc}", err=True, fg="red")
             raise typer.Exit(2) from None
-        uvicorn.run(
-            app_factory,
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=workers or settings.workers,
-            log_config=None,
-            access_log=False,
+        options: dict[str, Any] = {
+            "factory": True,
+            "host": settings.host,
+            "port": settings.port,
+            "workers": workers or settings.workers,
+            "log_config": None,
+            "access_log": False,
             # uvicorn would believe X-Forwarded-For from 127.0.0.1 and hand the app the forwarded address, so any
             # local process could pose as any client; the services decide whom to believe (CAPTURE_TRUSTED_PROXIES).
-            proxy_headers=False,
-            timeout_graceful_shutdown=9,
-        )
+            "proxy_headers": False,
+            "timeout_graceful_shutdown": 9,
+        }
+        if options["workers"] > 1:
+            uvicorn.run(app_factory, **options)  # its supervisor builds each worker's server itself
+            return
+        server = QuietServer(uvicorn.Config(app_factory, **options))
+        with contextlib.suppress(KeyboardInterrupt):  # a SIGINT is raised again once the server is down
+            server.run()
+        if not server.started:
+            raise typer.Exit(3)  # uvicorn's own code for a failed start
 
     @cli.command()
     def migrate(revision: str = typer.Argument("head", help="target revision")) -> None:
@@ -93,3 +105,33 @@ def service_cli(
         typer.echo(f"{name}: migrated to {revision}")
 
     return cli
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server with its housekeeping loop ticking once a second instead of every 100 ms.
+
+    The loop only refreshes the Date header (to the second) and looks for an exit; ten wake-ups a second of
+    every idle service process are CPU spent on nothing (a cold process's wake-up costs ~0.2 ms). A signal
+    wakes it at once, so a stop takes no longer than before.
+    """
+
+    TICK_S = 1.0
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._exit = asyncio.Event()
+
+    async def main_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ticks = 0
+        # uvicorn counts 100 ms ticks and refreshes the Date header every tenth: ten at a time, every tick does.
+        while not await self.on_tick(ticks):
+            ticks = (ticks + 10) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), self.TICK_S)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None:  # called from a signal handler: only the thread-safe call may touch the loop
+            self._loop.call_soon_threadsafe(self._exit.set)
