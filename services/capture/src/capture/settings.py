@@ -91,7 +91,6 @@ class CaptureSettings(ConsumerSettings):
     # follower fetches lazily, in big batches, and leaves the CPU to requests.
     fetch_max_wait_ms: int = Field(1000, ge=1)
     fetch_batch_target: int = Field(0, ge=0)
-    batch_timeout_ms: int = Field(1000, ge=1)
     redrive_after_s: float = Field(300, gt=0, description="a lead with no terminal outcome on `leads.lifecycle` "
                                                           "this long after it was published is published again")
     redrive_check_s: float = Field(30, gt=0, description="how often to look for such leads")
