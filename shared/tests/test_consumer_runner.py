@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Rejected
 from leadpipe_common.db import inbox_table, make_engine, make_sessionmaker
@@ -112,3 +112,40 @@ async def test_a_partition_committed_past_its_log_end_is_read_from_its_start(sta
     finally:
         await runner.stop()
         await producer.stop()
+
+
+async def test_a_stop_cuts_a_waiting_poll_short_and_commits_what_was_applied(stack, bootstrap):
+    # The poll waits a minute for records and offsets are committed only at stop: were the stop left to wait
+    # out the poll, its 7 s bound would cancel the runner before that last commit.
+    name = f"stop_{uuid.uuid4().hex[:8]}"
+    source, output = f"test.{name}.in", f"test.{name}.out"
+    await create_topics(bootstrap, [source, output])
+    lead = factories.captured()
+    await produce(bootstrap, [factories.message(source, lead)])
+
+    async def handle_lead_captured(uow, batch):
+        return {env.id: [encode(output, env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)]
+                for env in batch}
+
+    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url,
+                                batch_timeout_ms=60_000, commit_interval_ms=600_000)
+    producer = Producer(settings, client_id=name)
+    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
+                           unit_of_work=lambda: MemoryUnitOfWork(None))
+    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source], applier=applier,
+                            producer=producer)
+    await producer.start()
+    await runner.start()
+    try:
+        await read_topic(bootstrap, output, where=for_lead(lead.lead_id), until=bool)
+    finally:
+        await runner.stop()
+        await producer.stop()
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=name, enable_auto_commit=False)
+    await probe.start()
+    try:
+        partitions = [TopicPartition(source, p) for p in probe.partitions_for_topic(source) or ()]
+        committed = {tp.partition: await probe.committed(tp) for tp in partitions}
+    finally:
+        await probe.stop()
+    assert sum(offset or 0 for offset in committed.values()) == 1  # the one record, past it

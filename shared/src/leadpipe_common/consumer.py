@@ -47,8 +47,8 @@ A failure in 3 or 4 (database or broker away) is retried with capped
 exponential backoff and jitter (``leadpipe_common.retry``); the batch is never skipped and no offset moves past an
 unprocessed record; ``ready`` is false meanwhile. On partition revocation the
 runner finishes the batch in hand before giving partitions up. On
-``stop`` it stops fetching, finishes and commits the current batch, and
-leaves the group, each step bounded in time (a wedged client after a broker
+``stop`` it stops fetching (a poll waiting for records is cut short),
+finishes and commits the current batch, and leaves the group, each step bounded in time (a wedged client after a broker
 loss must not hold up the exit: 7 s for the batch, 2 s to leave the group).
 An offset commit that takes longer than the session timeout is abandoned;
 the batch is then redelivered and absorbed by the inbox.
@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ctypes
 import time
 import uuid
@@ -281,6 +282,7 @@ class ConsumerRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._batch_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self._polling = False  # in getmany, holding no batch: what stop may cancel
         self._task: asyncio.Task[None] | None = None
         self.healthy = False
         #: Per partition, the next offset this process has yet to process (known after its first batch).
@@ -326,6 +328,8 @@ class ConsumerRunner:
 
     async def stop(self) -> None:
         self._stopping.set()
+        if self._polling and self._task is not None:
+            self._task.cancel()  # a poll holds no batch: cut it short instead of waiting out its timeout
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=7)
@@ -364,18 +368,29 @@ class ConsumerRunner:
             if self._unchecked:
                 unchecked, self._unchecked = self._unchecked & self.assignment(), set()
                 await self._rewind_beyond_end(unchecked)
+            self._polling = True
             try:
                 batch = await self._consumer.getmany(
                     timeout_ms=self._settings.batch_timeout_ms,
                     max_records=self._settings.batch_max_records,
                 )
+            except asyncio.CancelledError:
+                if not self._stopping.is_set():
+                    raise
+                # stop() cut the poll short; records it had just taken are not committed, so read again later.
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                break
             except KafkaError as exc:
+                self._polling = False  # a back-off is no poll: stop must not cancel it, it ends the wait instead
                 self.healthy = False
                 delay = backoff(fetch_failures, base=0.5, cap=5)
                 fetch_failures += 1
                 log.warning("fetch failed; retrying", error=str(exc), retry_in_s=round(delay, 2))
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 continue
+            finally:
+                self._polling = False
             fetch_failures = 0
             fetched = sum(len(records) for records in batch.values())
             self._since_trim += fetched
