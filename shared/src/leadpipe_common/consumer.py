@@ -48,8 +48,9 @@ exponential backoff and jitter (``leadpipe_common.retry``); the batch is never s
 unprocessed record; ``ready`` is false meanwhile. On partition revocation the
 runner finishes the batch in hand before giving partitions up. On
 ``stop`` it stops fetching (a poll waiting for records is cut short),
-finishes and commits the current batch, and leaves the group, each step bounded in time (a wedged client after a broker
-loss must not hold up the exit: 7 s for the batch, 2 s to leave the group).
+finishes and commits the current batch, and leaves the group, each step
+bounded in time (a wedged client after a broker loss must not hold up the
+exit: 7 s for the batch, 2 s to leave the group).
 An offset commit that takes longer than the session timeout is abandoned;
 the batch is then redelivered and absorbed by the inbox.
 """

@@ -123,9 +123,9 @@ class ConsumerSettings(ServiceSettings):
     batch_max_records: int = Field(500, ge=1, description="most records applied in one batch (one transaction)")
     # A poll returns as soon as a fetch brings records; this only bounds an empty one, and each empty one is a
     # wake-up of an idle process (held stack, back to back: 100 -> 1000 ms took the idle stack from 0.051/0.057
-    # to 0.036/0.034 cores). A stop waits for the poll in hand: up to this long.
+    # to 0.036/0.034 cores). A stop cuts a waiting poll short.
     batch_timeout_ms: int = Field(1000, ge=1, description="how long one poll waits while no records come (records "
-                                                          "end it at once); a stop may wait as long")
+                                                          "end it at once, and so does a stop)")
     # Kafka answers a waiting fetch as soon as a record arrives, so there a long wait costs no latency. The
     # embedded Tansu does not: it answers every fetch after about half its wait, so there the wait is each
     # stage's latency, traded against the broker's ~1-2 ms of CPU per fetch: consumer.FetchPacer follows
