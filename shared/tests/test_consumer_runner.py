@@ -1,6 +1,8 @@
-"""The consumer runner on a real broker and Postgres, with a handler that rejects until fixed."""
+"""The consumer runner on a real broker and Postgres: rejected events, a lost log, a stop mid-poll."""
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
@@ -93,25 +95,11 @@ async def test_a_partition_committed_past_its_log_end_is_read_from_its_start(sta
     assert [await squatter.committed(tp) for tp in squatter.assignment()] == [10_000, 10_000]
     await squatter.stop()
 
-    async def handle_lead_captured(uow, batch):
-        return {env.id: [encode(output, env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)]
-                for env in batch}
-
     settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url)
-    producer = Producer(settings, client_id=name)
-    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
-                           unit_of_work=lambda: MemoryUnitOfWork(None))
-    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source], applier=applier,
-                            producer=producer)
-    await producer.start()
-    await runner.start()
-    try:
+    async with forwarding(settings, name, source, output):
         keys = {str(lead.lead_id).encode() for lead in leads}
         out = await read_topic(bootstrap, output, where=lambda r: r.key in keys, until=lambda found: len(found) >= 3)
         assert {r.key for r in out} == keys
-    finally:
-        await runner.stop()
-        await producer.stop()
 
 
 async def test_a_stop_cuts_a_waiting_poll_short_and_commits_what_was_applied(stack, bootstrap):
@@ -123,24 +111,10 @@ async def test_a_stop_cuts_a_waiting_poll_short_and_commits_what_was_applied(sta
     lead = factories.captured()
     await produce(bootstrap, [factories.message(source, lead)])
 
-    async def handle_lead_captured(uow, batch):
-        return {env.id: [encode(output, env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)]
-                for env in batch}
-
     settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url,
                                 batch_timeout_ms=60_000, commit_interval_ms=600_000)
-    producer = Producer(settings, client_id=name)
-    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
-                           unit_of_work=lambda: MemoryUnitOfWork(None))
-    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source], applier=applier,
-                            producer=producer)
-    await producer.start()
-    await runner.start()
-    try:
+    async with forwarding(settings, name, source, output):
         await read_topic(bootstrap, output, where=for_lead(lead.lead_id), until=bool)
-    finally:
-        await runner.stop()
-        await producer.stop()
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=name, enable_auto_commit=False)
     await probe.start()
     try:
@@ -149,3 +123,25 @@ async def test_a_stop_cuts_a_waiting_poll_short_and_commits_what_was_applied(sta
     finally:
         await probe.stop()
     assert sum(offset or 0 for offset in committed.values()) == 1  # the one record, past it
+
+
+@contextlib.asynccontextmanager
+async def forwarding(settings: ConsumerSettings, name: str, source: str, output: str) -> AsyncIterator[ConsumerRunner]:
+    """A running consumer ``name`` of ``source`` that forwards each lead.captured to ``output`` (no inbox)."""
+
+    async def handle_lead_captured(uow, batch):
+        return {env.id: [encode(output, env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)]
+                for env in batch}
+
+    producer = Producer(settings, client_id=name)
+    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
+                           unit_of_work=lambda: MemoryUnitOfWork(None))
+    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source], applier=applier,
+                            producer=producer)
+    await producer.start()
+    await runner.start()
+    try:
+        yield runner
+    finally:
+        await runner.stop()
+        await producer.stop()
