@@ -5,7 +5,8 @@ drives MQL-bound leads over HTTP from a concurrent client, then prints:
 1. capture while every stage shares the machine's CPUs with it;
 2. capture alone: the stages are paused (SIGSTOP) during the burst, as if
    capture had its own nodes; the outbox and topics absorb the spike;
-3. the rate at which the pipeline then drains that backlog to leads.routed;
+3. the rate at which the pipeline then drains that backlog to leads.routed,
+   and its CPU per lead by process until the last lead was routed;
 4. leads at a steady rate: leads/s reaching leads.routed and the latency from
    sending the request to the lead.routed record;
 5. a SIGKILL of the scoring process at a steady 300 leads/s, restarted as
@@ -291,6 +292,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
             elapsed, lat, sent = await burst(url, args.leads, args.concurrency, offset=100_000)
         finally:
             _signal_stages(stack, signal.SIGCONT)
+        drain_before = cpu.tree_seconds(stack_roots(stack))
         results.append(("capture alone (HTTP 202 = lead durable)",
                         f"{args.leads / elapsed:7.0f} req/s    p50 {pct(lat, .5) * 1000:6.1f} ms   "
                         f"p99 {pct(lat, .99) * 1000:6.1f} ms"))
@@ -300,6 +302,9 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         drain_rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else float("nan")
         results.append(("end-to-end, draining that backlog",
                         f"{drain_rate:7.0f} leads/s  ({len(arrivals)}/{len(sent)} reached leads.routed)"))
+        results.append(("  its CPU per lead, until the last was routed",
+                        _cost_line(cpu.delta(cpu.tree_seconds(stack_roots(stack)), drain_before), len(sent),
+                                   "ms", 1000)))
 
         await reporting_caught_up(stack, len(watcher.arrivals))
         print(f"the idle stack for {args.idle_seconds:.0f} s ...", flush=True)
