@@ -1,13 +1,16 @@
 """routing against a real broker and Postgres: the rotation lives in the database."""
 
 import asyncio
+import uuid
 from collections import Counter
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.kafka import produce, read_topic
+from routing.store import RoutingStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -41,6 +44,20 @@ async def test_a_nurture_lead_is_applied_without_being_routed(bootstrap, db):
                                        {"id": lead.lead_id})).scalar_one()
     assert outputs == []
     assert assigned == 0
+
+
+async def test_a_new_teams_rotation_starts_empty_and_every_turned_team_is_stored_with_its_turns(db):
+    new, other = (f"team-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    sessions = async_sessionmaker(db)
+    async with sessions() as session, session.begin():
+        assert await RoutingStore(session).lock_rotations([new]) == {new: {}}
+    async with sessions() as session, session.begin():
+        store = RoutingStore(session)
+        assert await store.lock_rotations([other, new, other]) == {new: {}, other: {}}
+        await store.save_rotations({new: {"ann": 2}, other: {"bob": 1}}, {new: 3, other: 1})
+    async with sessions() as session, session.begin():
+        assert await RoutingStore(session).lock_rotations([new, other]) == {new: {"ann": 2}, other: {"bob": 1}}
+    assert (await _turns(db, new), await _turns(db, other)) == (3, 1)
 
 
 async def _turns(db, team: str) -> int:

@@ -23,6 +23,7 @@ work's session.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -143,6 +144,13 @@ _ROTATIONS = (sa.select(rotation.c.team, rotation.c.state).where(among(rotation.
               .order_by(rotation.c.team).with_for_update())
 _AWAY = (sa.select(away.c.rep_id, away.c.starts_at, away.c.ends_at, away.c.reason)
          .where(among(away.c.rep_id, "reps"), away.c.ends_at > sa.bindparam("now", type_=away.c.ends_at.type)))
+_TURNED = sa.func.unnest(
+    sa.bindparam("teams", type_=ARRAY(sa.Text)), sa.bindparam("states", type_=ARRAY(sa.Text)),
+    sa.bindparam("turns", type_=ARRAY(sa.BigInteger)),
+).table_valued(sa.column("team", sa.Text), sa.column("state", sa.Text), sa.column("turns", sa.BigInteger)
+               ).render_derived(name="u")
+_SAVE_ROTATIONS = (rotation.update().where(rotation.c.team == _TURNED.c.team)
+                   .values(state=sa.cast(_TURNED.c.state, JSONB), turns=rotation.c.turns + _TURNED.c.turns))
 _HELD = (sa.select(handoffs.c.owner_id, sa.func.count())
          .where(handoffs.c.status == "routed", among(handoffs.c.owner_id, "reps")).group_by(handoffs.c.owner_id))
 #: The same, each rep's count stopping at ``:cap``: an index scan of at most that many entries a rep, where the
@@ -168,23 +176,29 @@ class RoutingStore:
         return {r.lead_id for r in rows}
 
     async def lock_rotations(self, teams: Iterable[str]) -> dict[str, dict[str, int]]:
+        """The rotation states of ``teams``, locked until the unit of work ends (in name order, so two
+        processes never wait on each other); a team without one gets an empty one."""
         names = sorted(set(teams))
         if not names:
             return {}
-        await self._session.execute(
-            compiled_once(lambda: _INSERT_ROTATION, rotation),
-            [{"team": t, "state": {}} for t in names]
-        )
         rows = await self._session.execute(_ROTATIONS, {"teams": names})
-        return {r.team: dict(r.state) for r in rows}
+        states = {r.team: dict(r.state) for r in rows}
+        if missing := [t for t in names if t not in states]:
+            # Once a team's first lead is routed, never again: the lock alone is one round trip a batch.
+            await self._session.execute(compiled_once(lambda: _INSERT_ROTATION, rotation),
+                                        [{"team": t, "state": {}} for t in missing])
+            rows = await self._session.execute(_ROTATIONS, {"teams": missing})
+            states |= {r.team: dict(r.state) for r in rows}
+        return states
 
     async def save_rotations(self, states: dict[str, dict[str, int]], turns: dict[str, int]) -> None:
-        for team, state in states.items():
-            await self._session.execute(
-                rotation.update()
-                .where(rotation.c.team == team)
-                .values(state=state, turns=rotation.c.turns + turns.get(team, 0))
-            )
+        """Store the teams' new ``states`` and add their ``turns``: one statement, however many teams turned."""
+        if not states:
+            return
+        teams = sorted(states)
+        await self._session.execute(_SAVE_ROTATIONS, {
+            "teams": teams, "states": [json.dumps(states[t]) for t in teams],
+            "turns": [turns.get(t, 0) for t in teams]})
 
     async def save_assignments(self, rows: Sequence[dict[str, Any]]) -> None:
         # A lead is never assigned twice (``already_assigned``, one partition per lead): no ON CONFLICT.
