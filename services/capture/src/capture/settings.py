@@ -67,11 +67,15 @@ class CaptureSettings(ConsumerSettings):
                                                         "arriving while one commits share the next)")
     # A request alone in its round pays a statement and a commit for itself. At a steady 100 leads/s (back to
     # back, twice each way) rounds of ~3 took the stack's context switches from 20.3 to 16.1 a lead and
-    # Postgres from ~1.1 to ~0.85 ms a lead, for ~20 ms more a request.
-    write_linger_ms: int = Field(20, ge=0, description="how long a write round waits at most, once its first "
+    # Postgres from ~1.1 to ~0.85 ms a lead, for ~20 ms more a request. Rounds of 5 (at most 50 ms, was 4 and
+    # 20 ms; held stack, alternating, twice): capture 1.11/1.22 -> 0.96/1.04 and Postgres 0.72/0.77 ->
+    # 0.64/0.65 ms a lead, context switches 14.3 -> 12.8; the 202 at p50 14 -> 24 ms (p90 25 -> 44), request
+    # to `lead.captured` unchanged (73 ms: the relay's linger sets it). Under 20 submissions a second a round
+    # never waits.
+    write_linger_ms: int = Field(50, ge=0, description="how long a write round waits at most, once its first "
                                                        "submission is in, for others to share its statement "
                                                        "(it goes once `WRITE_ROUND_TARGET` are in; 0: never)")
-    write_round_target: int = Field(4, ge=0, description="submissions a write round should hold: its wait is as "
+    write_round_target: int = Field(5, ge=0, description="submissions a write round should hold: its wait is as "
                                                          "long as they take at the recent rate, none when not "
                                                          "one more is expected within `WRITE_LINGER_MS`; 0: "
                                                          "every round waits the whole linger")
