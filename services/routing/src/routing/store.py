@@ -176,20 +176,18 @@ class RoutingStore:
         return {r.lead_id for r in rows}
 
     async def lock_rotations(self, teams: Iterable[str]) -> dict[str, dict[str, int]]:
-        """The rotation states of ``teams``, locked until the unit of work ends (in name order, so two
-        processes never wait on each other); a team without one gets an empty one."""
+        """The rotation states of ``teams``, locked until the unit of work ends; a team without one gets an
+        empty one. Every row is created first (DO NOTHING takes no lock), then all are locked in one statement
+        in name order, so two processes never hold one each and wait for the other's. (Locking the known rows
+        first and creating the rest after would save a round trip a batch, but a team created meanwhile by a
+        third process would then be locked out of order.)"""
         names = sorted(set(teams))
         if not names:
             return {}
+        await self._session.execute(compiled_once(lambda: _INSERT_ROTATION, rotation),
+                                    [{"team": t, "state": {}} for t in names])
         rows = await self._session.execute(_ROTATIONS, {"teams": names})
-        states = {r.team: dict(r.state) for r in rows}
-        if missing := [t for t in names if t not in states]:
-            # Once a team's first lead is routed, never again: the lock alone is one round trip a batch.
-            await self._session.execute(compiled_once(lambda: _INSERT_ROTATION, rotation),
-                                        [{"team": t, "state": {}} for t in missing])
-            rows = await self._session.execute(_ROTATIONS, {"teams": missing})
-            states |= {r.team: dict(r.state) for r in rows}
-        return states
+        return {r.team: dict(r.state) for r in rows}
 
     async def save_rotations(self, states: dict[str, dict[str, int]], turns: dict[str, int]) -> None:
         """Store the teams' new ``states`` and add their ``turns``: one statement, however many teams turned."""
