@@ -71,3 +71,4 @@ def test_the_embedded_broker_gets_few_partitions_and_a_cluster_the_default(tmp_p
     assert cluster.topic_settings().topic_partitions == topics.DEFAULT_PARTITIONS
     monkeypatch.setenv("TOPIC_PARTITIONS", "7")
     assert embedded.topic_settings().topic_partitions == 7
+    assert several.topic_settings().topic_partitions == 3  # a stack's own count is not the operator's to change

@@ -4,8 +4,9 @@ Guarantees:
 - The embedded broker and Postgres start only when ``KAFKA_BOOTSTRAP_SERVERS``
   / ``DATABASE_URL`` are unset; otherwise the given ones are used untouched.
 - Topics exist (as ``TopicSettings`` and ``topology`` say: partitions and
-  retention; on the embedded broker ``EMBEDDED_PARTITIONS`` unless
-  TOPIC_PARTITIONS is set) and every service is migrated before any service
+  retention; on the embedded broker the stack's own ``partitions``, else
+  TOPIC_PARTITIONS when set, else ``EMBEDDED_PARTITIONS``; never fewer than
+  a service's replicas) and every service is migrated before any service
   starts.
 - Each service replica is its own process. Like systemd or Kubernetes, the
   supervisor restarts a process that dies, and says so once per crash. A
@@ -155,7 +156,9 @@ class Stack:
     def topic_settings(self) -> TopicSettings:
         assert self.bootstrap
         settings = TopicSettings(kafka_bootstrap_servers=self.bootstrap)
-        if self.broker is not None and "TOPIC_PARTITIONS" not in os.environ:  # what TopicSettings reads
+        # TOPIC_PARTITIONS (what TopicSettings reads) overrides the embedded broker's default, not a stack
+        # that names its own (the tests' several): an operator's exported value must not change what they test.
+        if self.broker is not None and (self.partitions is not None or "TOPIC_PARTITIONS" not in os.environ):
             partitions = max(self.partitions or EMBEDDED_PARTITIONS, *self.replicas.values())
             settings = settings.model_copy(update={"topic_partitions": partitions})
         return settings
