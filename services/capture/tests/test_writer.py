@@ -151,3 +151,26 @@ async def test_a_round_waits_for_its_target_to_share_one_statement_and_goes_once
         await writer.stop()
     assert rounds == [3]
     assert [w.answer["existing"] for w in written] == [False, False, False]
+
+
+async def test_a_writer_cancelled_mid_round_answers_its_requests_and_those_queued_behind_them(db, monkeypatch):
+    from capture import writer as writer_module
+
+    entered = asyncio.Event()
+
+    async def stuck(conn, batch, now):  # noqa: ANN001, ANN202
+        entered.set()
+        await asyncio.Event().wait()  # a round that never ends on its own
+
+    monkeypatch.setattr(writer_module, "open_leads", stuck)
+    writer = LeadWriter(db, max_batch=1, on_commit=lambda: None, clock=lambda: datetime.now(UTC))
+    writer.start()
+    run = uuid.uuid4().hex[:8]
+    in_round = asyncio.ensure_future(writer.write(submission(f"first.{run}@sap.com")))
+    await asyncio.wait_for(entered.wait(), timeout=10)
+    queued = asyncio.ensure_future(writer.write(submission(f"second.{run}@sap.com")))
+    await asyncio.sleep(0)
+    writer._task.cancel()
+    answers = await asyncio.wait_for(asyncio.gather(in_round, queued, return_exceptions=True), timeout=10)
+    assert [type(a) for a in answers] == [writer_module.WriterStopped] * 2
+    await asyncio.wait_for(writer._queue.join(), timeout=1)  # nothing left counted as in progress

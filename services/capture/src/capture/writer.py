@@ -3,7 +3,9 @@ the leads it opens, one transaction for the rest).
 
 Guarantees: ``write`` returns only once its submission is committed (the
 request may then answer 2xx: the lead or touch is durable), or raises, and
-nothing is half-written; ``stop`` first finishes the requests already queued.
+nothing is half-written; ``stop`` first finishes the requests already queued,
+and one that arrives as it stops (or finds the writer cancelled mid-round)
+gets an error, never a wait for ever.
 
 In that transaction ``admit`` decides, race-free across capture's processes:
 - an ``Idempotency-Key`` seen in the last 24 hours answers what it answered
@@ -328,6 +330,10 @@ async def _first_touches(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> 
             for r in await conn.fetch(_FIRST_TOUCHES, list(lead_ids))}
 
 
+class WriterStopped(RuntimeError):
+    """The writer stopped while a submission waited for its round: it may or may not be stored."""
+
+
 class LeadWriter:
     """Commits submissions in groups: one write round for every request waiting at that moment.
 
@@ -386,30 +392,45 @@ class LeadWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            await self._linger_for_more()
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            self._linger.note(len(batch), time.monotonic())
             try:
-                results = await self._commit([sub for sub, _ in batch])
-            except Exception as exc:
-                log.warning("lead write failed", error=repr(exc), leads=len(batch))
+                await self._linger_for_more()
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                self._linger.note(len(batch), time.monotonic())
+                await self._round(batch)
+            except asyncio.CancelledError:
+                # Cancelled mid-round (a request that came after stop's wait, or the task cancelled from
+                # outside): its requests, and those queued behind them, get an answer (a 503 to retry), not a
+                # wait for ever.
+                while not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
                 for _, fut in batch:
                     if not fut.done():
-                        fut.set_exception(exc)
-            else:
-                WRITE_BATCH.observe(len(batch))
-                for (_, fut), result in zip(batch, results, strict=True):
-                    if fut.done():
-                        continue
-                    if isinstance(result, Exception):
-                        fut.set_exception(result)
-                    else:
-                        fut.set_result(result)
-                self._on_commit()
+                        fut.set_exception(WriterStopped("the writer stopped before this submission was answered"))
+                raise
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _round(self, batch: list[tuple[Submitted, asyncio.Future[Admitted]]]) -> None:
+        """Commit ``batch`` and answer each of its requests (an error of the round fails them all)."""
+        try:
+            results = await self._commit([sub for sub, _ in batch])
+        except Exception as exc:
+            log.warning("lead write failed", error=repr(exc), leads=len(batch))
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        WRITE_BATCH.observe(len(batch))
+        for (_, fut), result in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+        self._on_commit()
 
     async def _linger_for_more(self) -> None:
         """With one submission in hand: wait until the round has its target, or the linger is over."""
