@@ -153,7 +153,7 @@ async def test_a_round_waits_for_its_target_to_share_one_statement_and_goes_once
     assert [w.answer["existing"] for w in written] == [False, False, False]
 
 
-async def test_a_writer_cancelled_mid_round_answers_its_requests_and_those_queued_behind_them(db, monkeypatch):
+async def test_a_writer_cancelled_mid_round_answers_its_requests_those_queued_behind_them_and_later_ones(db, monkeypatch):
     from capture import writer as writer_module
 
     entered = asyncio.Event()
@@ -174,3 +174,6 @@ async def test_a_writer_cancelled_mid_round_answers_its_requests_and_those_queue
     answers = await asyncio.wait_for(asyncio.gather(in_round, queued, return_exceptions=True), timeout=10)
     assert [type(a) for a in answers] == [writer_module.WriterStopped] * 2
     await asyncio.wait_for(writer._queue.join(), timeout=1)  # nothing left counted as in progress
+    late = await asyncio.wait_for(asyncio.gather(writer.write(submission(f"late.{run}@sap.com")),
+                                                 return_exceptions=True), timeout=10)
+    assert [type(a) for a in late] == [writer_module.WriterStopped]  # refused at once, not queued for nobody

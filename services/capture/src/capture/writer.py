@@ -367,6 +367,8 @@ class LeadWriter:
 
     async def write(self, submitted: Submitted) -> Admitted:
         """Return once ``submitted`` is committed (or was answered before); raise if it could not be."""
+        if self._task is not None and self._task.done():
+            raise WriterStopped("the writer has stopped")  # nothing would take it from the queue
         done: asyncio.Future[Admitted] = asyncio.get_running_loop().create_future()
         await self._queue.put((submitted, done))
         if self._filled is not None and self._round_full():
