@@ -31,8 +31,8 @@ Once a backlog is worked off, the freed heap is handed back to the system
 what the burst once needed.
 
 How long a fetch may wait is paced (:class:`FetchPacer`): while records
-keep coming, short enough that a batch holds about ``fetch_batch_target``
-records; while they trickle, ``fetch_max_wait_ms``; once they stop,
+keep coming, paced to ``fetch_batch_target`` (on the embedded broker a
+batch holds about half of it); while they trickle, ``fetch_max_wait_ms``; once they stop,
 ``fetch_idle_wait_ms``. Pacing changes when batches are cut, never what is
 applied or committed.
 
@@ -183,7 +183,7 @@ def _header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
 
 
 class FetchPacer:
-    """How long the next fetch may wait, from the rate records arrive at: about ``target`` records a batch.
+    """How long the next fetch may wait, from the rate records arrive at and a batch ``target``.
 
     The embedded Tansu answers a fetch late, data or not: a record waits about a quarter of the wait
     (measured alone, one partition, 2 KB records at 300/s: wait 80 / 166 / 250 / 500 ms -> records waited
@@ -192,10 +192,10 @@ class FetchPacer:
     broker ~1 ms of CPU. The pacing assumed half, so a batch holds about half of ``target``: the target is a
     knob, not a count. A fixed wait is either slow under load or costly when idle; this one follows the load:
     at 100 records/s and a target of 18, 360 ms; at 300/s, 120 ms; while records trickle, the ceiling; once
-    they stop (under ``IDLE_RATE``), ``idle_ms``, so an
-    idle stack asks the broker half as often (make run, idle 30 s: 0.092 -> 0.080 cores, the broker 0.035
-    -> 0.027) and the first record after a quiet spell waits up to half of it. (Kafka answers as soon as
-    data arrives, so there it only bounds the wait.)
+    they stop (under ``IDLE_RATE``), ``idle_ms``, so an idle stack asks the broker half as often (make run,
+    idle 30 s: 0.092 -> 0.080 cores, the broker 0.035 -> 0.027) and the first record after a quiet spell
+    waits a part of it (about a quarter, as above). (Kafka answers as soon as data arrives, so there it only
+    bounds the wait.)
     """
 
     #: Time constant of the rate's moving average: a change of load is followed within a second or two.
