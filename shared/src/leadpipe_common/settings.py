@@ -144,8 +144,9 @@ class ConsumerSettings(ServiceSettings):
     # The per-batch cost of each stage against each hop's wait. 25 -> 18 (held stack, alternating, twice, after
     # capture's fuller write rounds paid for it): 300 leads/s request to lead.routed p50 193/207 -> 158/155 ms,
     # 100/s context switches 12.9 -> 14.1 a lead (the stack's level before those rounds). 15: 144/144 ms, 15.5.
-    fetch_batch_target: int = Field(18, ge=0, description="records a batch should hold while records keep "
-                                                          "coming: the fetch wait is paced to it between "
+    fetch_batch_target: int = Field(18, ge=0, description="the batch size the fetch wait is paced to while "
+                                                          "records keep coming (on the embedded broker a "
+                                                          "batch holds about half of it), between "
                                                           "`FETCH_MIN_WAIT_MS` and `FETCH_MAX_WAIT_MS` "
                                                           "(`FETCH_IDLE_WAIT_MS` once they stop); 0 always "
                                                           "waits `FETCH_MAX_WAIT_MS`")
