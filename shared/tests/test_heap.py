@@ -48,4 +48,6 @@ def test_settling_twice_freezes_only_once(restored_collector):
     frozen = gc.get_freeze_count()
     later = [[i] for i in range(1000)]
     heap.settle()
-    assert gc.get_freeze_count() == frozen and later
+    # Not equal: a frozen object freed meanwhile (by reference count, anywhere in the test process) leaves the
+    # count one lower (seen in a fresh clone's run: 227,916 -> 227,915). A second freeze would add `later`.
+    assert gc.get_freeze_count() <= frozen and later
