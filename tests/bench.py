@@ -22,7 +22,11 @@ drives MQL-bound leads over HTTP from a concurrent client, then prints:
    the load generator's own CPU is reported apart;
 8. capture alone against a bare FastAPI endpoint with the same request model
    (`tests/bench_bare.py`), both driven by wrk (Debian's package, installed
-   when missing and possible) with the same connections: the ratio.
+   when missing and possible) with the same connections: the ratio;
+9. a stage's plumbing alone, per record, in the bench's own process against
+   the stack's broker (--plumbing-records): aiokafka's fetch, the envelope's
+   decode, one output encoded and produced, each step timed on its own; the
+   floor under every consumed record's own work.
 Figures are printed; nothing here asserts on time.
 """
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import re
@@ -48,11 +53,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from leadpipe_common import topics
-from leadpipe_common.envelope import Message, encode
-from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common import heap, topics
+from leadpipe_common.envelope import Message, decode, encode, follow_up
+from leadpipe_common.events import Attribution, Event, LeadStageChanged
 from leadpipe_common.local.infra import die_with_parent, free_port, port_open
 from leadpipe_common.local.stack import Stack
 from leadpipe_common.producer import Producer
@@ -346,6 +352,8 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
             results.extend(await capture_against_bare(stack, args))
     finally:
         await watcher.stop()
+    if args.plumbing_records:
+        results.extend(await plumbing_phase(stack.bootstrap, args.plumbing_records))
     if args.replay_events:
         results.extend(await reports_phase(stack, args.replay_events))
     print()
@@ -542,6 +550,94 @@ async def reports_phase(stack: Stack, n_events: int) -> list[tuple[str, str]]:
     return rows
 
 
+#: The plumbing phase's topics: the bench's own, beside the pipeline's.
+PLUMBING_IN, PLUMBING_OUT = "bench.plumbing.in", "bench.plumbing.out"
+
+
+async def plumbing_phase(bootstrap: str, n: int) -> list[tuple[str, str]]:
+    """What every consumed record costs a stage before its own work: the shared plumbing alone, in this
+    process, against the stack's broker while the stack idles. ``n`` copies of a stage's input (the first
+    ``lead.scored`` the stack made, under new ids) are fetched in batches of up to 500 (aiokafka's fetch),
+    then each batch in turn is decoded by the envelope, gets one output encoded as every stage encodes its
+    outputs (``follow_up``), and has it produced (``send_all``, a call a batch), each step timed on its own
+    with no consumer running. With the young-generation threshold the services run with."""
+    print(f"a stage's plumbing alone: {n:,} records ...", flush=True)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(PLUMBING_IN, 1, 1), NewTopic(PLUMBING_OUT, 1, 1)])
+    finally:
+        await admin.close()
+    producer = Producer(ServiceSettings(kafka_bootstrap_servers=bootstrap), client_id="bench-plumbing")
+    await producer.start()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(heap.YOUNG_THRESHOLD, *thresholds[1:])
+    try:
+        lead = await _first_event(bootstrap, topics.SCORED)
+        now = datetime.now(UTC)
+        for start in range(0, n, 500):
+            await producer.send_all([encode(PLUMBING_IN, lead, event_id=uuid.uuid4(), source="bench", time=now)
+                                     for _ in range(start, min(n, start + 500))])
+        started = time.process_time()
+        await _fetch(bootstrap, n, keep=False)  # timed alone: holding 20,000 records would cost the collector
+        spent = {"aiokafka's fetch": time.process_time() - started, "decode": 0.0, "one output encoded": 0.0,
+                 "and produced": 0.0}
+        batches = await _fetch(bootstrap, n, keep=True)
+        # What is alive now (this process's heap, the fetched records standing for the consumer's buffer) is
+        # kept out of the collector, as a service's startup heap is, so each batch pays only for its own.
+        gc.freeze()
+        try:
+            for batch in batches:
+                started = time.process_time()
+                envelopes = [decode(r.headers, r.key, r.value) for r in batch]
+                decoded = time.process_time()
+                outputs = [follow_up(env, PLUMBING_OUT, env.data, source="bench", time=now) for env in envelopes]
+                encoded = time.process_time()
+                await producer.send_all(outputs)
+                produced = time.process_time()
+                spent["decode"] += decoded - started
+                spent["one output encoded"] += encoded - decoded
+                spent["and produced"] += produced - encoded
+        finally:
+            gc.unfreeze()
+    finally:
+        gc.set_threshold(*thresholds)
+        await producer.stop()
+    figures = ", ".join(f"{step} {seconds / n * 1e6:.1f}" for step, seconds in spent.items())
+    return [("a stage's plumbing per record (the broker alone)",
+             f"{sum(spent.values()) / n * 1e6:7.1f} us  ({figures}; {len(lead.model_dump_json()):,} B)")]
+
+
+async def _first_event(bootstrap: str, topic: str) -> Event:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        record = await consumer.getone()
+        return decode(record.headers, record.key, record.value).data
+    finally:
+        await consumer.stop()
+
+
+async def _fetch(bootstrap: str, n: int, keep: bool) -> list[list[ConsumerRecord]]:
+    """The plumbing phase's ``n`` records, in the batches a stage's poll would get (if ``keep``)."""
+    consumer = AIOKafkaConsumer(PLUMBING_IN, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        batches: list[list[ConsumerRecord]] = []
+        got = 0
+        while got < n:
+            polled = await consumer.getmany(timeout_ms=1000, max_records=min(500, n - got))
+            for records in polled.values():
+                got += len(records)
+                if keep and records:
+                    batches.append(records)
+        return batches
+    finally:
+        await consumer.stop()
+
+
 def cli() -> None:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -552,6 +648,8 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="length of each steady phase")
     parser.add_argument("--skip-kill", action="store_true", help="leave out the SIGKILL recovery phase")
     parser.add_argument("--kill-service", default="scoring", choices=["enrichment", "scoring", "routing"])
+    parser.add_argument("--plumbing-records", type=int, default=20_000,
+                        help="records for the plumbing-alone phase (0 leaves it out)")
     parser.add_argument("--replay-events", type=int, default=200_000,
                         help="synthetic lifecycle events for the reporting phase (0 leaves it out)")
     parser.add_argument("--only-reports", action="store_true", help="run only the reporting phase")
