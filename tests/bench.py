@@ -550,9 +550,6 @@ async def reports_phase(stack: Stack, n_events: int) -> list[tuple[str, str]]:
     return rows
 
 
-#: The plumbing phase's topics: the bench's own, beside the pipeline's.
-PLUMBING_IN, PLUMBING_OUT = "bench.plumbing.in", "bench.plumbing.out"
-
 
 async def plumbing_phase(bootstrap: str, n: int) -> list[tuple[str, str]]:
     """What every consumed record costs a stage before its own work: the shared plumbing alone, in this
@@ -562,10 +559,12 @@ async def plumbing_phase(bootstrap: str, n: int) -> list[tuple[str, str]]:
     outputs (``follow_up``), and has it produced (``send_all``, a call a batch), each step timed on its own
     with no consumer running. With the young-generation threshold the services run with."""
     print(f"a stage's plumbing alone: {n:,} records ...", flush=True)
+    run = uuid.uuid4().hex[:8]  # the bench's own topics, beside the pipeline's, new each run
+    topic_in, topic_out = f"bench.plumbing.{run}.in", f"bench.plumbing.{run}.out"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(PLUMBING_IN, 1, 1), NewTopic(PLUMBING_OUT, 1, 1)])
+        await admin.create_topics([NewTopic(topic_in, 1, 1), NewTopic(topic_out, 1, 1)])
     finally:
         await admin.close()
     producer = Producer(ServiceSettings(kafka_bootstrap_servers=bootstrap), client_id="bench-plumbing")
@@ -576,13 +575,13 @@ async def plumbing_phase(bootstrap: str, n: int) -> list[tuple[str, str]]:
         lead = await _first_event(bootstrap, topics.SCORED)
         now = datetime.now(UTC)
         for start in range(0, n, 500):
-            await producer.send_all([encode(PLUMBING_IN, lead, event_id=uuid.uuid4(), source="bench", time=now)
+            await producer.send_all([encode(topic_in, lead, event_id=uuid.uuid4(), source="bench", time=now)
                                      for _ in range(start, min(n, start + 500))])
         started = time.process_time()
-        await _fetch(bootstrap, n, keep=False)  # timed alone: holding 20,000 records would cost the collector
+        await _fetch(bootstrap, topic_in, n, keep=False)  # timed alone: holding 20,000 records would cost the collector
         spent = {"aiokafka's fetch": time.process_time() - started, "decode": 0.0, "one output encoded": 0.0,
                  "and produced": 0.0}
-        batches = await _fetch(bootstrap, n, keep=True)
+        batches = await _fetch(bootstrap, topic_in, n, keep=True)
         # What is alive now (this process's heap, the fetched records standing for the consumer's buffer) is
         # kept out of the collector, as a service's startup heap is, so each batch pays only for its own.
         gc.freeze()
@@ -591,7 +590,7 @@ async def plumbing_phase(bootstrap: str, n: int) -> list[tuple[str, str]]:
                 started = time.process_time()
                 envelopes = [decode(r.headers, r.key, r.value) for r in batch]
                 decoded = time.process_time()
-                outputs = [follow_up(env, PLUMBING_OUT, env.data, source="bench", time=now) for env in envelopes]
+                outputs = [follow_up(env, topic_out, env.data, source="bench", time=now) for env in envelopes]
                 encoded = time.process_time()
                 await producer.send_all(outputs)
                 produced = time.process_time()
@@ -619,9 +618,9 @@ async def _first_event(bootstrap: str, topic: str) -> Event:
         await consumer.stop()
 
 
-async def _fetch(bootstrap: str, n: int, keep: bool) -> list[list[ConsumerRecord]]:
-    """The plumbing phase's ``n`` records, in the batches a stage's poll would get (if ``keep``)."""
-    consumer = AIOKafkaConsumer(PLUMBING_IN, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+async def _fetch(bootstrap: str, topic: str, n: int, keep: bool) -> list[list[ConsumerRecord]]:
+    """The first ``n`` records of ``topic``, in the batches a stage's poll would get (if ``keep``)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     try:
