@@ -1,12 +1,17 @@
 """capture's group-commit writer on the real Postgres: one batch mixing new people, a person's second
-submission, a person with an open lead and an Idempotency-Key."""
+submission, a person with an open lead and an Idempotency-Key; and the relay's claim of what it wrote."""
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import asyncpg
 import sqlalchemy as sa
 
 from leadpipe_common.envelope import new_traceparent
@@ -14,6 +19,7 @@ from leadpipe_common.events import LeadCaptured
 from leadpipe_common.pacing import Linger
 from leadpipe_common.testing import factories
 
+from capture.store import claim_publishable
 from capture.writer import LeadWriter, Submitted, _split_event
 
 
@@ -177,3 +183,49 @@ async def test_a_writer_cancelled_mid_round_answers_its_requests_those_queued_be
     late = await asyncio.wait_for(asyncio.gather(writer.write(submission(f"late.{run}@sap.com")),
                                                  return_exceptions=True), timeout=10)
     assert [type(a) for a in late] == [writer_module.WriterStopped]  # refused at once, not queued for nobody
+
+
+@contextlib.asynccontextmanager
+async def captures_paused(stack) -> AsyncIterator[None]:  # noqa: ANN001
+    """capture's processes stopped, workers and their relays with them, so that only the test claims."""
+    groups = [os.getpgid(p.proc.pid) for p in stack.processes if p.service == "capture" and p.alive]
+    for group in groups:
+        os.killpg(group, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for group in groups:
+            os.killpg(group, signal.SIGCONT)
+
+
+async def test_a_touch_waits_while_another_relay_holds_its_lead_mid_publish(stack, db):
+    """Each capture process runs a relay. One claims a lead; the person submits again; the other relay must not
+    publish that touch before the lead's own events, which the first has not committed yet."""
+    run = uuid.uuid4().hex[:8]
+    first, again = submission(f"ada.{run}@sap.com"), submission(f"ada.{run}@sap.com")
+    dsn = stack.database_url.replace("+asyncpg", "")
+    async with captures_paused(stack):
+        await write_together(db, [first])
+        relay_a, relay_b = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+        try:
+            holding = relay_a.transaction()
+            await holding.start()
+            assert first.request_id in {row.request_id for row in (await claim_publishable(relay_a, 1000)).leads}
+
+            [touched] = await write_together(db, [again])
+            assert touched.answer["existing"]
+            other = relay_b.transaction()
+            await other.start()
+            try:
+                held_back = await claim_publishable(relay_b, 1000)
+                assert again.lead.lead_id not in {row.touch_id for row in held_back.touches}
+
+                await holding.rollback()  # the first relay gave up before the broker acknowledged: the lead is due
+                after = await claim_publishable(relay_b, 1000)
+                assert first.request_id in {row.request_id for row in after.leads}
+                assert again.lead.lead_id in {row.touch_id for row in after.touches}  # in the same round, after it
+            finally:
+                await other.rollback()  # both stay unpublished: the stack's relays publish them once resumed
+        finally:
+            await relay_a.close()
+            await relay_b.close()
