@@ -185,6 +185,10 @@ async def test_a_writer_cancelled_mid_round_answers_its_requests_those_queued_be
     assert [type(a) for a in late] == [writer_module.WriterStopped]  # refused at once, not queued for nobody
 
 
+#: A claim's limit past any backlog an earlier test may have left: the test's rows are the newest.
+EVERY = 1_000_000
+
+
 @contextlib.asynccontextmanager
 async def captures_paused(stack) -> AsyncIterator[None]:  # noqa: ANN001
     """capture's processes stopped, workers and their relays with them, so that only the test claims."""
@@ -210,22 +214,61 @@ async def test_a_touch_waits_while_another_relay_holds_its_lead_mid_publish(stac
         try:
             holding = relay_a.transaction()
             await holding.start()
-            assert first.request_id in {row.request_id for row in (await claim_publishable(relay_a, 1000)).leads}
+            assert first.request_id in {row.request_id for row in (await claim_publishable(relay_a, EVERY)).leads}
 
             [touched] = await write_together(db, [again])
             assert touched.answer["existing"]
             other = relay_b.transaction()
             await other.start()
             try:
-                held_back = await claim_publishable(relay_b, 1000)
+                held_back = await claim_publishable(relay_b, EVERY)
                 assert again.lead.lead_id not in {row.touch_id for row in held_back.touches}
 
                 await holding.rollback()  # the first relay gave up before the broker acknowledged: the lead is due
-                after = await claim_publishable(relay_b, 1000)
+                after = await claim_publishable(relay_b, EVERY)
                 assert first.request_id in {row.request_id for row in after.leads}
                 assert again.lead.lead_id in {row.touch_id for row in after.touches}  # in the same round, after it
             finally:
                 await other.rollback()  # both stay unpublished: the stack's relays publish them once resumed
+        finally:
+            await relay_a.close()
+            await relay_b.close()
+
+
+async def test_a_touch_waits_while_another_relay_holds_an_older_touch_of_its_lead(stack, db):
+    """A touch carries the person's latest contact: the second must not overtake the first, which another
+    relay holds mid-publish."""
+    run = uuid.uuid4().hex[:8]
+    opening, first, second = (submission(f"bo.{run}@sap.com") for _ in range(3))
+    await write_together(db, [opening])
+    async with db.connect() as conn:  # the stack's relays publish the lead as they would
+        deadline = time.monotonic() + 30
+        while (await conn.execute(sa.text("SELECT published_at FROM capture.leads WHERE request_id = :r"),
+                                  {"r": opening.request_id})).scalar() is None:
+            assert time.monotonic() < deadline, "the stack's relays did not publish the lead"
+            await asyncio.sleep(0.1)
+    dsn = stack.database_url.replace("+asyncpg", "")
+    async with captures_paused(stack):
+        await write_together(db, [first])
+        relay_a, relay_b = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+        try:
+            holding = relay_a.transaction()
+            await holding.start()
+            assert first.lead.lead_id in {row.touch_id for row in (await claim_publishable(relay_a, EVERY)).touches}
+
+            await write_together(db, [second])
+            other = relay_b.transaction()
+            await other.start()
+            try:
+                held_back = await claim_publishable(relay_b, EVERY)
+                assert second.lead.lead_id not in {row.touch_id for row in held_back.touches}
+
+                await holding.rollback()
+                after = [row.touch_id for row in (await claim_publishable(relay_b, EVERY)).touches]
+                assert [t for t in after if t in (first.lead.lead_id, second.lead.lead_id)] == [
+                    first.lead.lead_id, second.lead.lead_id]
+            finally:
+                await other.rollback()
         finally:
             await relay_a.close()
             await relay_b.close()

@@ -8,9 +8,10 @@ outbox relay claims such rows (``claim_publishable``: ``FOR UPDATE SKIP
 LOCKED``, so several relays share the work), publishes, and commits
 ``published_at`` only after every ack: a crash in between re-publishes the
 same event ids (absorbed downstream), never loses. A person's later
-submissions (``touches``, their own outbox likewise) go out only after their
-lead's own events, even when another relay holds the lead mid-publish, so a
-lead's events stay in order on its key whichever relay publishes them.
+submissions (``touches``, their own outbox likewise) go out in order and only
+after their lead's own events, even when another relay holds the lead or an
+older touch mid-publish, so a lead's events stay in order on its key
+whichever relay publishes them (a redriven lead's events come again, later).
 While the broker is away rows simply wait and capture keeps accepting.
 Re-driving a lead is clearing its ``published_at``: the ``Redriver`` does so
 for every lead that has no terminal outcome (learnt from ``leads.lifecycle``)
@@ -113,32 +114,47 @@ outbox = outbox_table(metadata)
 _CLOSE_LEADS = people.update().where(among(people.c.open_lead_id, "leads")).values(open_lead_id=None)
 
 
-def _marked(table: str, key: str, at: str, *, ready: str = "", also: str = "") -> str:
-    """Mark up to ``$1`` unpublished rows of ``table`` that are ``ready`` published, oldest first, skipping rows
-    another relay holds; returns what their events are built from (and the columns ``also`` names)."""
+def _marked(table: str, key: str, at: str, *, also: str = "") -> str:
+    """Mark up to ``$1`` unpublished rows of ``table`` published, oldest first, skipping rows another relay
+    holds; returns what their events are built from (and the columns ``also`` names)."""
     return f"""
         UPDATE {SCHEMA}.{table} SET published_at = now()
         WHERE {key} IN (
-            SELECT {key} FROM {SCHEMA}.{table} WHERE published_at IS NULL{f" AND {ready}" if ready else ""}
+            SELECT {key} FROM {SCHEMA}.{table} WHERE published_at IS NULL
             ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
         )
         RETURNING seq, {key} AS id, {at} AS at, traceparent, event{also}"""
 
 
-#: A touch goes out after its lead's own events: not while its lead waits to be published, unless this very
-#: claim publishes the lead (its events go first). With several relays (a capture process each) the lead may be
-#: held mid-publish by another one, its mark not yet committed: the touch waits for a later round. A touch
-#: whose lead row is missing is not held back.
-_LEAD_PUBLISHED = f"""NOT EXISTS (
-                SELECT 1 FROM {SCHEMA}.leads w
-                WHERE w.lead_id = touches.lead_id AND w.published_at IS NULL
-                  AND w.lead_id NOT IN (SELECT lead_id FROM l))"""
+#: Touches go out in order, after their lead's own events. A candidate (unpublished, oldest first, not held by
+#: another relay) waits while its lead waits to be published, unless this very claim publishes the lead (its
+#: events go first in the round); and it waits while an older touch of its lead is unpublished and not among
+#: this claim's candidates. With several relays (a capture process each) that older touch or the lead may be
+#: held mid-publish by another relay, its mark not yet committed: the touch goes in a later round. A touch whose
+#: lead row is missing is not held back. Candidates that wait stay locked until the round ends.
+_TOUCHES = f"""
+    tc AS (
+        SELECT touch_id, lead_id, seq FROM {SCHEMA}.touches
+        WHERE published_at IS NULL AND NOT EXISTS (
+            SELECT 1 FROM {SCHEMA}.leads w
+            WHERE w.lead_id = touches.lead_id AND w.published_at IS NULL AND w.lead_id NOT IN (SELECT l.lead_id FROM l))
+        ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+    ),
+    t AS (
+        UPDATE {SCHEMA}.touches SET published_at = now()
+        WHERE touch_id IN (
+            SELECT c.touch_id FROM tc c WHERE NOT EXISTS (
+                SELECT 1 FROM {SCHEMA}.touches e
+                WHERE e.lead_id = c.lead_id AND e.seq < c.seq AND e.published_at IS NULL
+                  AND e.touch_id NOT IN (SELECT tc.touch_id FROM tc)))
+        RETURNING seq, touch_id AS id, touched_at AS at, traceparent, event
+    )"""
 
 #: The relay's whole claim in one statement (one round trip a round): unpublished leads, unpublished touches
 #: and the outbox table's rows (``lead.quarantined``), each kind oldest first, each up to ``$1``.
 _CLAIM = f"""
     WITH l AS ({_marked("leads", "request_id", "captured_at", also=", lead_id")}),
-    t AS ({_marked("touches", "touch_id", "touched_at", ready=_LEAD_PUBLISHED)}),
+    {_TOUCHES.strip()},
     o AS ({claim_sql(outbox)})
     SELECT 0 AS kind, seq, id, at, traceparent, event, NULL::json AS message FROM l
     UNION ALL SELECT 1, seq, id, at, traceparent, event, NULL FROM t
