@@ -19,7 +19,7 @@ from leadpipe_common.events import LeadCaptured
 from leadpipe_common.pacing import Linger
 from leadpipe_common.testing import factories
 
-from capture.store import claim_publishable
+from capture.store import Claimed, claim_publishable
 from capture.writer import LeadWriter, Submitted, _split_event
 
 
@@ -202,37 +202,54 @@ async def captures_paused(stack) -> AsyncIterator[None]:  # noqa: ANN001
             os.killpg(group, signal.SIGCONT)
 
 
+class Relay:
+    """A connection claiming as a capture process's relay does, in a transaction it holds open (publishing)
+    until it gives up."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self._publishing = conn.transaction()
+
+    async def claim(self) -> Claimed:
+        if not self.conn.is_in_transaction():
+            await self._publishing.start()
+        return await claim_publishable(self.conn, EVERY)
+
+    async def give_up(self) -> None:
+        """Before the broker acknowledged: what it claimed is due again."""
+        await self._publishing.rollback()
+
+
+@contextlib.asynccontextmanager
+async def two_relays(stack) -> AsyncIterator[tuple[Relay, Relay]]:  # noqa: ANN001
+    """capture paused and two relays of the test's own. Closing them gives up what they still hold: it stays
+    unpublished, for the stack's relays once resumed."""
+    dsn = stack.database_url.replace("+asyncpg", "")
+    async with captures_paused(stack):
+        relays = (Relay(await asyncpg.connect(dsn)), Relay(await asyncpg.connect(dsn)))
+        try:
+            yield relays
+        finally:
+            for relay in relays:
+                await relay.conn.close()
+
+
 async def test_a_touch_waits_while_another_relay_holds_its_lead_mid_publish(stack, db):
     """Each capture process runs a relay. One claims a lead; the person submits again; the other relay must not
     publish that touch before the lead's own events, which the first has not committed yet."""
     run = uuid.uuid4().hex[:8]
     first, again = submission(f"ada.{run}@sap.com"), submission(f"ada.{run}@sap.com")
-    dsn = stack.database_url.replace("+asyncpg", "")
-    async with captures_paused(stack):
+    async with two_relays(stack) as (relay_a, relay_b):
         await write_together(db, [first])
-        relay_a, relay_b = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
-        try:
-            holding = relay_a.transaction()
-            await holding.start()
-            assert first.request_id in {row.request_id for row in (await claim_publishable(relay_a, EVERY)).leads}
+        assert first.request_id in {row.request_id for row in (await relay_a.claim()).leads}
+        [touched] = await write_together(db, [again])
+        assert touched.answer["existing"]
 
-            [touched] = await write_together(db, [again])
-            assert touched.answer["existing"]
-            other = relay_b.transaction()
-            await other.start()
-            try:
-                held_back = await claim_publishable(relay_b, EVERY)
-                assert again.lead.lead_id not in {row.touch_id for row in held_back.touches}
-
-                await holding.rollback()  # the first relay gave up before the broker acknowledged: the lead is due
-                after = await claim_publishable(relay_b, EVERY)
-                assert first.request_id in {row.request_id for row in after.leads}
-                assert again.lead.lead_id in {row.touch_id for row in after.touches}  # in the same round, after it
-            finally:
-                await other.rollback()  # both stay unpublished: the stack's relays publish them once resumed
-        finally:
-            await relay_a.close()
-            await relay_b.close()
+        assert again.lead.lead_id not in {row.touch_id for row in (await relay_b.claim()).touches}
+        await relay_a.give_up()
+        after = await relay_b.claim()
+        assert first.request_id in {row.request_id for row in after.leads}
+        assert again.lead.lead_id in {row.touch_id for row in after.touches}  # in the same round, after it
 
 
 async def test_a_touch_waits_while_another_relay_holds_an_older_touch_of_its_lead(stack, db):
@@ -247,28 +264,12 @@ async def test_a_touch_waits_while_another_relay_holds_an_older_touch_of_its_lea
                                   {"r": opening.request_id})).scalar() is None:
             assert time.monotonic() < deadline, "the stack's relays did not publish the lead"
             await asyncio.sleep(0.1)
-    dsn = stack.database_url.replace("+asyncpg", "")
-    async with captures_paused(stack):
+    async with two_relays(stack) as (relay_a, relay_b):
         await write_together(db, [first])
-        relay_a, relay_b = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
-        try:
-            holding = relay_a.transaction()
-            await holding.start()
-            assert first.lead.lead_id in {row.touch_id for row in (await claim_publishable(relay_a, EVERY)).touches}
+        assert first.lead.lead_id in {row.touch_id for row in (await relay_a.claim()).touches}
+        await write_together(db, [second])
 
-            await write_together(db, [second])
-            other = relay_b.transaction()
-            await other.start()
-            try:
-                held_back = await claim_publishable(relay_b, EVERY)
-                assert second.lead.lead_id not in {row.touch_id for row in held_back.touches}
-
-                await holding.rollback()
-                after = [row.touch_id for row in (await claim_publishable(relay_b, EVERY)).touches]
-                assert [t for t in after if t in (first.lead.lead_id, second.lead.lead_id)] == [
-                    first.lead.lead_id, second.lead.lead_id]
-            finally:
-                await other.rollback()
-        finally:
-            await relay_a.close()
-            await relay_b.close()
+        assert second.lead.lead_id not in {row.touch_id for row in (await relay_b.claim()).touches}
+        await relay_a.give_up()
+        ours = (first.lead.lead_id, second.lead.lead_id)
+        assert [row.touch_id for row in (await relay_b.claim()).touches if row.touch_id in ours] == list(ours)
