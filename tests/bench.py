@@ -54,15 +54,15 @@ from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from leadpipe_common import heap, topics
 from leadpipe_common.envelope import Message, decode, encode, follow_up
-from leadpipe_common.events import Attribution, Event, LeadStageChanged
+from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.local.infra import die_with_parent, free_port, port_open
 from leadpipe_common.local.stack import Stack
 from leadpipe_common.producer import Producer
 from leadpipe_common.settings import ServiceSettings
+from leadpipe_common.testing.kafka import create_topics, read_topic
 from leadpipe_common.testing.plugin import KEY_HEADERS, make_test_stack, running
 from tests import cpu
 
@@ -560,18 +560,15 @@ async def plumbing_phase(bootstrap: str, n: int) -> list[tuple[str, str]]:
     print(f"a stage's plumbing alone: {n:,} records ...", flush=True)
     run = uuid.uuid4().hex[:8]  # the bench's own topics, beside the pipeline's, new each run
     topic_in, topic_out = f"bench.plumbing.{run}.in", f"bench.plumbing.{run}.out"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic_in, 1, 1), NewTopic(topic_out, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, [topic_in, topic_out], partitions=1)
     producer = Producer(ServiceSettings(kafka_bootstrap_servers=bootstrap), client_id="bench-plumbing")
     await producer.start()
     thresholds = gc.get_threshold()
     gc.set_threshold(heap.YOUNG_THRESHOLD, *thresholds[1:])
     try:
-        lead = await _first_event(bootstrap, topics.SCORED)
+        # The warm-up routed 500 leads: their lead.scored are there.
+        [first, *_] = await read_topic(bootstrap, topics.SCORED, until=bool)
+        lead = decode([(k, v.encode()) for k, v in first.headers.items()], first.key, first.value).data
         now = datetime.now(UTC)
         for start in range(0, n, 500):
             await producer.send_all([encode(topic_in, lead, event_id=uuid.uuid4(), source="bench", time=now)
@@ -605,18 +602,6 @@ async def plumbing_phase(bootstrap: str, n: int) -> list[tuple[str, str]]:
     figures = ", ".join(f"{step} {seconds / n * 1e6:.1f}" for step, seconds in spent.items())
     return [("a stage's plumbing per record (the broker alone)",
              f"{sum(spent.values()) / n * 1e6:7.1f} us  ({figures}; {len(lead.model_dump_json()):,} B)")]
-
-
-async def _first_event(bootstrap: str, topic: str) -> Event:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        async with asyncio.timeout(60):  # the warm-up routed 500 leads: it is there
-            record = await consumer.getone()
-        return decode(record.headers, record.key, record.value).data
-    finally:
-        await consumer.stop()
 
 
 async def _fetch(bootstrap: str, topic: str, n: int, keep: bool) -> list[list[ConsumerRecord]]:

@@ -4,7 +4,6 @@ submission, a person with an open lead and an Idempotency-Key; and the relay's c
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import time
 import uuid
@@ -192,14 +191,14 @@ EVERY = 1_000_000
 @contextlib.asynccontextmanager
 async def captures_paused(stack) -> AsyncIterator[None]:  # noqa: ANN001
     """capture's processes stopped, workers and their relays with them, so that only the test claims."""
-    groups = [os.getpgid(p.proc.pid) for p in stack.processes if p.service == "capture" and p.alive]
-    for group in groups:
-        os.killpg(group, signal.SIGSTOP)
+    captures = [p for p in stack.processes if p.service == "capture"]
+    for capture in captures:
+        capture.signal(signal.SIGSTOP)
     try:
         yield
     finally:
-        for group in groups:
-            os.killpg(group, signal.SIGCONT)
+        for capture in captures:
+            capture.signal(signal.SIGCONT)
 
 
 class Relay:

@@ -32,9 +32,9 @@ what the burst once needed.
 
 How long a fetch may wait is paced (:class:`FetchPacer`): while records
 keep coming, paced to ``fetch_batch_target`` (on the embedded broker a
-batch holds about half of it); while they trickle, ``fetch_max_wait_ms``; once they stop,
-``fetch_idle_wait_ms``. Pacing changes when batches are cut, never what is
-applied or committed.
+batch holds about half of it); while they trickle, ``fetch_max_wait_ms``;
+once they stop, ``fetch_idle_wait_ms``. Pacing changes when batches are
+cut, never what is applied or committed.
 
 A partition assigned at a position beyond its log end (a broker that lost its
 log, like the embedded one restarting, while a commit to it was in flight)

@@ -105,9 +105,11 @@ class ServiceProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
+        """Send ``sig`` to the process and its workers (its own process group): a paused service is paused
+        whole, a uvicorn supervisor's workers and their background loops with it."""
         if self.alive:
             assert self.proc is not None
-            self.proc.send_signal(sig)
+            os.killpg(self.proc.pid, sig)
 
     def kill(self) -> None:
         """SIGKILL the whole process group, as a crash of the machine's process would: workers included."""
