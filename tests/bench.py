@@ -27,7 +27,10 @@ drives MQL-bound leads over HTTP from a concurrent client, then prints:
    the stack's broker (--plumbing-records): aiokafka's fetch, the envelope's
    decode, one output encoded and produced, each step timed on its own; the
    floor under every consumed record's own work.
-Figures are printed; nothing here asserts on time.
+Figures are printed, and last, issue 12's floors, each met or not (a phase
+left out leaves its floors out, and the drain's needs a backlog of 15,000
+leads or more); nothing here asserts on time, and the exit status does not
+depend on them.
 """
 
 from __future__ import annotations
@@ -241,12 +244,50 @@ def _cost_line(spent: dict[str, float], per: float, unit: str, scale: float) -> 
     return f"{sum(spent.values()) / per * scale:7.2f} {unit}  ({parts})"
 
 
-async def idle_cost(stack: Stack, seconds: float, label: str = "idle stack, cores busy") -> tuple[str, str]:
+@dataclass(frozen=True)
+class Floor:
+    """One of issue 12's floors: what this run measured against the bound it must meet."""
+
+    what: str
+    measured: float
+    bound: float
+    unit: str
+    at_most: bool = True  # met at or below the bound; else at or above it
+
+    @property
+    def met(self) -> bool:
+        return self.measured <= self.bound if self.at_most else self.measured >= self.bound
+
+    def line(self) -> str:
+        bound = f"{'<=' if self.at_most else '>='} {self.bound:g} {self.unit}"
+        measured = f"{self.measured:9.2f}" if abs(self.measured) < 100 else f"{self.measured:9.0f}"
+        return f"  {self.what:46s} {measured} {self.unit:7s} {bound:16s} {'met' if self.met else 'NOT MET'}"
+
+
+#: The drain's floor holds for a backlog of this many leads or more: a short one drains faster (the lifecycle's
+#: readers start with less to catch up on), so a smaller --leads leaves it out.
+DRAIN_FLOOR_BACKLOG = 15_000
+
+
+def _floors_report(floors: list[Floor]) -> None:
+    if not floors:
+        return
+    print()
+    print("issue 12's floors")
+    for floor in floors:
+        print(floor.line())
+    missed = [f.what for f in floors if not f.met]
+    print(f"  {'every floor measured is met' if not missed else 'not met: ' + '; '.join(missed)}")
+
+
+async def idle_cost(stack: Stack, seconds: float, label: str = "idle stack, cores busy") -> tuple[str, str, float]:
+    """The idle stack's figures line, and its cores busy in all."""
     await asyncio.sleep(3)  # the last phase's stragglers
     before, started = cpu.tree_seconds(stack_roots(stack)), time.perf_counter()
     await asyncio.sleep(seconds)
     spent = cpu.delta(cpu.tree_seconds(stack_roots(stack)), before)
-    return (label, _cost_line(spent, time.perf_counter() - started, "cores", 1))
+    elapsed = time.perf_counter() - started
+    return label, _cost_line(spent, elapsed, "cores", 1), sum(spent.values()) / elapsed
 
 
 async def postgres_settled(stack: Stack, window_s: float = 60, below: float = 0.02,
@@ -279,6 +320,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     watcher = RoutedWatcher(stack.bootstrap)
     await watcher.start()
     results: list[tuple[str, str]] = []
+    floors: list[Floor] = []
     try:
         print("warming up ...", flush=True)
         _, _, warm = await burst(url, 500, 32, offset=0)
@@ -308,18 +350,24 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         drain_rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else float("nan")
         results.append(("end-to-end, draining that backlog",
                         f"{drain_rate:7.0f} leads/s  ({len(arrivals)}/{len(sent)} reached leads.routed)"))
+        if args.leads >= DRAIN_FLOOR_BACKLOG:
+            floors.append(Floor(f"end-to-end drain of a {args.leads:,}-lead backlog", drain_rate, 2000, "leads/s",
+                                at_most=False))
         results.append(("  its CPU per lead, until the last was routed",
                         _cost_line(cpu.delta(cpu.tree_seconds(stack_roots(stack)), drain_before), len(sent),
                                    "ms", 1000)))
 
         await reporting_caught_up(stack, len(watcher.arrivals))
         print(f"the idle stack for {args.idle_seconds:.0f} s ...", flush=True)
-        results.append(await idle_cost(stack, args.idle_seconds, "idle stack right after it, cores busy"))
+        label, figures, _ = await idle_cost(stack, args.idle_seconds, "idle stack right after it, cores busy")
+        results.append((label, figures))
         print("waiting for Postgres to finish the backlog's upkeep (autovacuum, checkpoint) ...", flush=True)
         waited, settled = await postgres_settled(stack)
-        results.append(await idle_cost(stack, args.idle_seconds,
-                                       f"idle stack, settled ({waited:.0f} s later), cores" if settled else
-                                       f"idle stack, Postgres still busy {waited:.0f} s later, cores"))
+        label, figures, idle = await idle_cost(stack, args.idle_seconds,
+                                               f"idle stack, settled ({waited:.0f} s later), cores" if settled else
+                                               f"idle stack, Postgres still busy {waited:.0f} s later, cores")
+        results.append((label, figures))
+        floors.append(Floor("the idle stack, settled", idle, 0.08, "cores"))
         for n, rate in enumerate(args.rates):
             # Each phase starts from a quiet machine: reporting folds four lifecycle
             # events per lead and would otherwise still be digesting the last phase.
@@ -334,22 +382,30 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
                 load = time.process_time() - load_before
                 results.append((f"whole-stack CPU per lead at a steady {rate:.0f}/s",
                                 _cost_line(spent, len(steady_sent), "ms", 1000)))
+                if rate == 100:
+                    floors.append(Floor("whole-stack CPU per lead at a steady 100/s",
+                                        sum(spent.values()) / len(steady_sent) * 1000, 5, "ms"))
                 results.append(("  the load generator (this Python process), apart",
                                 f"{load / len(steady_sent) * 1000:7.2f} ms per lead"))
                 memory = cpu.resident_mb({k: v for k, v in stack_roots(stack).items()
                                           if k not in ("broker", "postgres")})
                 results.append(("resident memory per service process (MB)", "  " + ", ".join(
                     f"{k} {'/'.join(f'{mb:.0f}' for mb in v)}" for k, v in memory.items())))
+                floors.append(Floor("resident memory of the largest service process",
+                                    max(mb for sizes in memory.values() for mb in sizes), 120, "MB"))
             e2e = [watcher.arrivals[k] - t for k, t in steady_sent.items() if k in watcher.arrivals]
             last = max(watcher.arrivals[k] for k in steady_sent if k in watcher.arrivals)
             span = last - min(steady_sent.values())
             results.append((f"end-to-end at a steady {rate:.0f}/s, request to lead.routed",
                             f"{len(e2e) / span:7.0f} leads/s  p50 {statistics.median(e2e) * 1000:6.1f} ms   "
                             f"p99 {pct(e2e, .99) * 1000:6.1f} ms   ({len(e2e)}/{len(steady_sent)} routed)"))
+            if rate == 300:
+                floors.append(Floor("request to lead.routed at 300/s, p50", statistics.median(e2e) * 1000, 200, "ms"))
+                floors.append(Floor("request to lead.routed at 300/s, p99", pct(e2e, .99) * 1000, 1000, "ms"))
         if not args.skip_kill:
             results.extend(await kill_and_recover(stack, url, watcher, args.kill_service))
         if not args.skip_wrk:
-            results.extend(await capture_against_bare(stack, args))
+            results.extend(await capture_against_bare(stack, args, floors))
     finally:
         await watcher.stop()
     if args.plumbing_records:
@@ -359,6 +415,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     print()
     for label, figures in results:
         _line(label, figures)
+    _floors_report(floors)
 
 
 WRK_SCRIPT = """
@@ -401,7 +458,8 @@ def run_wrk(wrk: str, url: str, seconds: float, connections: int, run: str) -> t
     return rate, non2xx, usage.ru_utime + usage.ru_stime
 
 
-async def capture_against_bare(stack: Stack, args: argparse.Namespace) -> list[tuple[str, str]]:
+async def capture_against_bare(stack: Stack, args: argparse.Namespace, floors: list[Floor]) -> list[tuple[str, str]]:
+    """The two wrk runs' figures; their ratio joins ``floors``."""
     wrk = _wrk()
     if wrk is None:
         return [("capture alone against a bare FastAPI endpoint", "skipped: wrk not found (apt-get install wrk)")]
@@ -430,6 +488,7 @@ async def capture_against_bare(stack: Stack, args: argparse.Namespace) -> list[t
                                         uuid.uuid4().hex[:8])
     finally:
         _signal_stages(stack, signal.SIGCONT)
+    floors.append(Floor("capture alone against the bare endpoint (wrk)", rate / bare_rate, 0.5, "x", at_most=False))
     return [
         ("bare FastAPI endpoint, same model, wrk", f"{bare_rate:7.0f} req/s   (wrk itself: "
                                                    f"{bare_cpu / args.wrk_seconds:.2f} cores)"),
