@@ -9,10 +9,10 @@ drives MQL-bound leads over HTTP from a concurrent client, then prints:
    and its CPU per lead by process until the last lead was routed;
 4. leads at a steady rate: leads/s reaching leads.routed and the latency from
    sending the request to the lead.routed record;
-5. a SIGKILL of the scoring process at a steady 300 leads/s, about halfway between
-   two of its offset commits, restarted as `make run` would: time until its
-   replacement processes again, records it
-   redelivered and absorbed, and leads lost or duplicated (both must be 0);
+5. a SIGKILL of the scoring process at a steady 300 leads/s, about halfway
+   between two of its offset commits, restarted as `make run` would: time
+   until its replacement processes again, records it redelivered and
+   absorbed, and leads lost or duplicated (both must be 0);
 6. reporting over a synthetic lifecycle of --replay-events events (200,000 by
    default): the live service's ingest rate, the replay rate (events rebuilt
    into fresh tables and swapped in), and report query latency p50 / p99.
