@@ -114,16 +114,17 @@ outbox = outbox_table(metadata)
 _CLOSE_LEADS = people.update().where(among(people.c.open_lead_id, "leads")).values(open_lead_id=None)
 
 
-def _marked(table: str, key: str, at: str, *, also: str = "") -> str:
-    """Mark up to ``$1`` unpublished rows of ``table`` published, oldest first, skipping rows another relay
-    holds; returns what their events are built from (and the columns ``also`` names)."""
-    return f"""
-        UPDATE {SCHEMA}.{table} SET published_at = now()
-        WHERE {key} IN (
-            SELECT {key} FROM {SCHEMA}.{table} WHERE published_at IS NULL
+#: Up to ``$1`` unpublished leads marked published, oldest first, skipping rows another relay holds: what their
+#: events are built from, and their lead ids (their touches may go out in the same round).
+_LEADS = f"""
+    l AS (
+        UPDATE {SCHEMA}.leads SET published_at = now()
+        WHERE request_id IN (
+            SELECT request_id FROM {SCHEMA}.leads WHERE published_at IS NULL
             ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
         )
-        RETURNING seq, {key} AS id, {at} AS at, traceparent, event{also}"""
+        RETURNING seq, request_id AS id, captured_at AS at, traceparent, event, lead_id
+    )"""
 
 
 #: Touches go out in order, after their lead's own events. A candidate (unpublished, oldest first, not held by
@@ -153,7 +154,7 @@ _TOUCHES = f"""
 #: The relay's whole claim in one statement (one round trip a round): unpublished leads, unpublished touches
 #: and the outbox table's rows (``lead.quarantined``), each kind oldest first, each up to ``$1``.
 _CLAIM = f"""
-    WITH l AS ({_marked("leads", "request_id", "captured_at", also=", lead_id")}),
+    WITH {_LEADS.strip()},
     {_TOUCHES.strip()},
     o AS ({claim_sql(outbox)})
     SELECT 0 AS kind, seq, id, at, traceparent, event, NULL::json AS message FROM l
