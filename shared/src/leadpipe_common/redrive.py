@@ -10,6 +10,10 @@ Guarantees:
   again is dead-lettered again and waits for the next run.
 - Offsets are committed only after every record of a batch is acknowledged
   by the broker, so an interrupted run resends rather than skips.
+- A run narrowed by ``--stage`` or ``--kind`` commits each partition only up
+  to the first letter it leaves out, so a later run still finds every letter
+  left out; the letters it sent beyond that one go again in that later run
+  (same event ids: stages that applied them do nothing).
 - ``--dry-run`` lists what would be sent and moves nothing.
 """
 
@@ -79,6 +83,8 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
         # reports only the last record batch's base offset + 1; see scan.py).
         ends = await consumer.end_offsets(partitions)
         unfetched = set(partitions)
+        #: Per partition, the first letter this run leaves out: its progress may not pass it.
+        left_out: dict[TopicPartition, int] = {}
         if not dry_run:
             producer = Producer(settings, client_id=GROUP)
             await producer.start()
@@ -102,6 +108,7 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                     letter = DeadLetter(r.partition, r.offset, r.key, r.value or b"", tuple(r.headers))
                     if not selected(letter, stage, kind):
                         tally["skipped"] += 1
+                        left_out.setdefault(tp, r.offset)
                         continue
                     original = letter.original()
                     if original is None:
@@ -115,7 +122,8 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                     tally[original.topic] += 1
             if producer is not None and batch:
                 await producer.send_all(outgoing)
-                await consumer.commit({tp: min(rs[-1].offset + 1, ends[tp]) for tp, rs in batch.items()})
+                await consumer.commit({tp: min(rs[-1].offset + 1, ends[tp], left_out.get(tp, ends[tp]))
+                                       for tp, rs in batch.items()})
     finally:
         if producer is not None:
             await producer.stop()
