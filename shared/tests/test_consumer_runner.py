@@ -1,12 +1,15 @@
 """The consumer runner on a real broker and Postgres: rejected events, a lost log, a stop mid-poll."""
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.exc import DBAPIError
 
 from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Rejected
 from leadpipe_common.db import inbox_table, make_engine, make_sessionmaker
@@ -145,3 +148,47 @@ async def forwarding(settings: ConsumerSettings, name: str, source: str, output:
     finally:
         await runner.stop()
         await producer.stop()
+
+
+async def test_an_event_two_processes_apply_at_once_is_committed_once_and_the_other_answers_from_the_inbox(stack):
+    # Two owners of one partition across a rebalance, the first slow: neither's inbox lookup sees the other.
+    name = f"twice_{uuid.uuid4().hex[:8]}"
+    settings = ConsumerSettings(database_url=stack.database_url)
+    engine = make_engine(settings)
+    metadata = sa.MetaData(schema=name)
+    table = inbox_table(metadata)
+    effects = sa.Table("effects", metadata, sa.Column("event_id", sa.Uuid), sa.Column("by", sa.Text))
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+        await conn.run_sync(metadata.create_all)
+    slow_inside, slow_may_go = asyncio.Event(), asyncio.Event()
+
+    def applier(by: str) -> BatchApplier:
+        async def handle_lead_captured(uow, batch):
+            await uow.session.execute(effects.insert(), [{"event_id": env.id, "by": by} for env in batch])
+            if by == "slow":
+                slow_inside.set()
+                await slow_may_go.wait()
+            return {env.id: [encode("test.out", env.data, event_id=uuid.uuid5(env.id, by), source=by,
+                                     time=env.time)] for env in batch}
+
+        return BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
+                            unit_of_work=lambda: SqlUnitOfWork(make_sessionmaker(engine), lambda s: None, table))
+
+    msg = factories.message("leads.captured", factories.captured())
+    record = [SimpleNamespace(topic="leads.captured", partition=0, offset=7, key=msg.key, value=msg.value,
+                              headers=list(msg.headers))]
+    try:
+        slow = asyncio.create_task(applier("slow").apply(record))
+        await asyncio.wait_for(slow_inside.wait(), 10)
+        fast_outputs = await applier("fast").apply(record)  # sees nothing of the slow one's uncommitted work
+        slow_may_go.set()
+        with pytest.raises(DBAPIError, match="inbox_pkey"):
+            await slow
+        again = await applier("slow").apply(record)  # its retry
+        assert [m.header("ce_id") for m in again] == [m.header("ce_id") for m in fast_outputs]
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.select(effects.c.by))).scalars().all() == ["fast"]
+    finally:
+        slow_may_go.set()
+        await engine.dispose()

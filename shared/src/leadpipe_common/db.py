@@ -32,9 +32,11 @@ Guarantees:
 - The inbox (one table per consuming service, ``<schema>.inbox``) records
   every input event id a service has applied, together with the exact
   messages it produced for it, in the same transaction as the service's own
-  writes. Applying an event twice is therefore impossible, and a redelivered
-  event re-emits byte-identical outputs (same ids), so a crash between the DB
-  commit and the produce loses nothing and doubles nothing.
+  writes (an event two processes apply at once is committed by the first; the
+  other's transaction fails and is retried). Applying an event twice is
+  therefore impossible, and a redelivered event re-emits byte-identical
+  outputs (same ids), so a crash between the DB commit and the produce loses
+  nothing and doubles nothing.
 """
 
 from __future__ import annotations
@@ -322,7 +324,14 @@ class Inbox:
         return {row.event_id: [Message.from_json(m) for m in row.outputs] for row in rows}
 
     async def record(self, session: AsyncSession, applied: Sequence[tuple[uuid.UUID, str, list[Message]]]) -> None:
+        """Record ``applied``; an event another transaction recorded first fails this one (a unique violation).
+
+        ``seen`` cannot see what another process applies at the same moment (two owners of a partition across a
+        rebalance, one of them slow): both may hand an event to their handlers. The inbox's key then lets only
+        the first commit; the other's whole transaction rolls back, and its retry answers the event from the
+        inbox, with the first's outputs. (``ON CONFLICT DO NOTHING`` here let both commit their writes.)
+        """
         await insert_rows(session, self._table, [
             {"event_id": eid, "event_type": etype, "outputs": [m.to_json() for m in outputs]}
             for eid, etype, outputs in applied
-        ], conflict="ON CONFLICT DO NOTHING")
+        ])
