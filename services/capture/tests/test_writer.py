@@ -18,6 +18,7 @@ from leadpipe_common.events import LeadCaptured
 from leadpipe_common.pacing import Linger
 from leadpipe_common.testing import factories
 
+from capture.redrive import Redriver
 from capture.store import Claimed, claim_publishable
 from capture.writer import LeadWriter, Submitted, _split_event
 
@@ -272,3 +273,26 @@ async def test_a_touch_waits_while_another_relay_holds_an_older_touch_of_its_lea
         await relay_a.give_up()
         ours = (first.lead.lead_id, second.lead.lead_id)
         assert [row.touch_id for row in (await relay_b.claim()).touches if row.touch_id in ours] == list(ours)
+
+
+async def test_a_redriven_lead_takes_its_published_touches_along(stack, db):
+    """A broker that lost a lead's events lost its touches' too: re-driving the lead must send them again."""
+    run = uuid.uuid4().hex[:8]
+    opening, again = submission(f"cy.{run}@sap.com"), submission(f"cy.{run}@sap.com")
+    async with captures_paused(stack):
+        await write_together(db, [opening])
+        await write_together(db, [again])
+        async with db.begin() as conn:  # published long ago, and nothing came back: what a lost log leaves
+            for table in ("leads", "touches"):
+                await conn.execute(sa.text(f"UPDATE capture.{table} SET published_at = now() - interval '10 days' "
+                                           "WHERE lead_id = :lead"), {"lead": opening.lead.lead_id})
+        # Only leads published days ago are due: this test's own, none of the other tests'.
+        redriver = Redriver(db, after_s=5 * 86400, every_s=3600, max_redrives=3, on_redrive=lambda: None,
+                            backoff=1)
+        await redriver.step()
+        async with db.connect() as conn:
+            unpublished = (await conn.execute(sa.text(
+                "SELECT (SELECT published_at IS NULL FROM capture.leads WHERE lead_id = :lead), "
+                "(SELECT bool_and(published_at IS NULL) FROM capture.touches WHERE lead_id = :lead)"),
+                {"lead": opening.lead.lead_id})).one()
+    assert tuple(unpublished) == (True, True)

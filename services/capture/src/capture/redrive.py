@@ -1,8 +1,10 @@
 """The re-driver: leads a broker may have lost are published again.
 
 A lead with no terminal outcome on ``leads.lifecycle`` some time after it was
-published has its ``published_at`` cleared, so the relay publishes the very
-same events again (same ids: every stage absorbs a lead that was merely slow).
+published has its ``published_at`` cleared, and its touches' with it, so the
+relay publishes the very same events again, the lead's before its touches'
+(same ids: every stage absorbs a lead that was merely slow). A touch of a lead
+that already has its outcome is not re-driven: nothing acknowledges a touch.
 """
 
 from __future__ import annotations
@@ -26,18 +28,26 @@ REDRIVE_BATCH = 1000
 GIVEN_UP = Gauge("capture_leads_redrive_exhausted", "Stuck leads re-driven the maximum number of times")
 
 
+#: The lead's touches published so far go again with it (after it, in order, as the relay's claim sends them): a
+#: broker that lost the lead's events lost theirs too, and a touch may lift the lead's score.
 _REDRIVE = sa.text(
     f"""
-    UPDATE {SCHEMA}.leads SET published_at = NULL, redrives = redrives + 1
-    WHERE lead_id IN (
-        SELECT lead_id FROM {SCHEMA}.leads
-        WHERE terminal_stage IS NULL AND redrives < :max_redrives
-          -- each further try waits twice as long (capped at an hour), so a long
-          -- outage does not use up a lead's tries while nothing can succeed
-          AND published_at < now() - make_interval(secs => least(:after * power(:backoff, redrives), 3600))
-        ORDER BY seq LIMIT :batch FOR UPDATE SKIP LOCKED
+    WITH redriven AS (
+        UPDATE {SCHEMA}.leads SET published_at = NULL, redrives = redrives + 1
+        WHERE lead_id IN (
+            SELECT lead_id FROM {SCHEMA}.leads
+            WHERE terminal_stage IS NULL AND redrives < :max_redrives
+              -- each further try waits twice as long (capped at an hour), so a long
+              -- outage does not use up a lead's tries while nothing can succeed
+              AND published_at < now() - make_interval(secs => least(:after * power(:backoff, redrives), 3600))
+            ORDER BY seq LIMIT :batch FOR UPDATE SKIP LOCKED
+        )
+        RETURNING lead_id
+    ), touches_again AS (
+        UPDATE {SCHEMA}.touches SET published_at = NULL
+        WHERE lead_id IN (SELECT lead_id FROM redriven) AND published_at IS NOT NULL
     )
-    RETURNING lead_id
+    SELECT lead_id FROM redriven
     """
 )
 _STUCK = sa.text(
