@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 import asyncpg
 import sqlalchemy as sa
 
+from leadpipe_common.db import make_sessionmaker
 from leadpipe_common.envelope import new_traceparent
 from leadpipe_common.events import LeadCaptured
 from leadpipe_common.pacing import Linger
 from leadpipe_common.testing import factories
 
 from capture.redrive import Redriver
-from capture.store import Claimed, claim_publishable
+from capture.store import CaptureStore, Claimed, claim_publishable
 from capture.writer import LeadWriter, Submitted, _split_event
 
 
@@ -296,3 +297,19 @@ async def test_a_redriven_lead_takes_its_published_touches_along(stack, db):
                 "(SELECT bool_and(published_at IS NULL) FROM capture.touches WHERE lead_id = :lead)"),
                 {"lead": opening.lead.lead_id})).one()
     assert tuple(unpublished) == (True, True)
+
+
+async def test_people_of_a_lead_merged_into_a_closed_lead_open_a_new_lead_next_time(stack, db):
+    """Sales may merge a duplicate into a lead already won or lost, and capture may see the close first."""
+    run = uuid.uuid4().hex[:8]
+    survivor, duplicate = submission(f"di.{run}@sap.com"), submission(f"di.{run}@gmail.com")
+    async with captures_paused(stack):
+        await write_together(db, [survivor, duplicate])
+        async with make_sessionmaker(db)() as session, session.begin():
+            store = CaptureStore(session)
+            await store.close_leads([survivor.lead.lead_id])
+            await store.redirect_people({duplicate.lead.lead_id: survivor.lead.lead_id})
+        async with db.connect() as conn:
+            held = (await conn.execute(sa.text("SELECT open_lead_id FROM capture.people WHERE person_key = :k"),
+                                       {"k": duplicate.person_key})).scalar_one()
+    assert held is None

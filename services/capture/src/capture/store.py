@@ -112,6 +112,8 @@ outbox = outbox_table(metadata)
 
 
 _CLOSE_LEADS = people.update().where(among(people.c.open_lead_id, "leads")).values(open_lead_id=None)
+#: Other people's rows, when one person's update asks who holds a lead open.
+_HOLDERS = people.alias("holders")
 
 
 #: Up to ``$1`` unpublished leads marked published, oldest first, skipping rows another relay holds: what their
@@ -213,10 +215,13 @@ class CaptureStore:
         await close_leads(self._session, lead_ids)
 
     async def redirect_people(self, survivors: dict[uuid.UUID, uuid.UUID]) -> None:
-        """People whose open lead was merged now have the survivor open."""
+        """People whose open lead was merged now have the survivor open, if it is open (some person has it open):
+        a survivor already won, lost or disqualified leaves them with none, so their next submission opens a new
+        lead. (Sales may merge into a closed lead, and its close may come first in the same batch.)"""
         for merged, survivor in sorted(survivors.items()):
+            survivor_open = sa.exists().where(_HOLDERS.c.open_lead_id == survivor)
             await self._session.execute(people.update().where(people.c.open_lead_id == merged)
-                                        .values(open_lead_id=survivor))
+                                        .values(open_lead_id=sa.case((survivor_open, survivor), else_=None)))
 
     @property
     def session(self) -> AsyncSession:
