@@ -13,14 +13,16 @@ from datetime import UTC, datetime
 import asyncpg
 import sqlalchemy as sa
 
+from leadpipe_common import outbox as outbox_rows
+from leadpipe_common import topics
 from leadpipe_common.db import make_sessionmaker
-from leadpipe_common.envelope import new_traceparent
-from leadpipe_common.events import LeadCaptured
+from leadpipe_common.envelope import encode, new_traceparent
+from leadpipe_common.events import LeadCaptured, LeadMerged
 from leadpipe_common.pacing import Linger
 from leadpipe_common.testing import factories
 
 from capture.redrive import Redriver
-from capture.store import CaptureStore, Claimed, claim_publishable
+from capture.store import CaptureStore, Claimed, claim_publishable, outbox
 from capture.writer import LeadWriter, Submitted, _split_event
 
 
@@ -235,6 +237,16 @@ async def two_relays(stack) -> AsyncIterator[tuple[Relay, Relay]]:  # noqa: ANN0
                 await relay.conn.close()
 
 
+async def published_by_the_stack(db, sub: Submitted) -> None:  # noqa: ANN001
+    """Wait until the stack's relays published ``sub``'s lead, as they would."""
+    async with db.connect() as conn:
+        deadline = time.monotonic() + 30
+        while (await conn.execute(sa.text("SELECT published_at FROM capture.leads WHERE request_id = :r"),
+                                  {"r": sub.request_id})).scalar() is None:
+            assert time.monotonic() < deadline, "the stack's relays did not publish the lead"
+            await asyncio.sleep(0.1)
+
+
 async def test_a_touch_waits_while_another_relay_holds_its_lead_mid_publish(stack, db):
     """Each capture process runs a relay. One claims a lead; the person submits again; the other relay must not
     publish that touch before the lead's own events, which the first has not committed yet."""
@@ -259,12 +271,7 @@ async def test_a_touch_waits_while_another_relay_holds_an_older_touch_of_its_lea
     run = uuid.uuid4().hex[:8]
     opening, first, second = (submission(f"bo.{run}@sap.com") for _ in range(3))
     await write_together(db, [opening])
-    async with db.connect() as conn:  # the stack's relays publish the lead as they would
-        deadline = time.monotonic() + 30
-        while (await conn.execute(sa.text("SELECT published_at FROM capture.leads WHERE request_id = :r"),
-                                  {"r": opening.request_id})).scalar() is None:
-            assert time.monotonic() < deadline, "the stack's relays did not publish the lead"
-            await asyncio.sleep(0.1)
+    await published_by_the_stack(db, opening)
     async with two_relays(stack) as (relay_a, relay_b):
         await write_together(db, [first])
         assert first.lead.lead_id in {row.touch_id for row in (await relay_a.claim()).touches}
@@ -313,3 +320,26 @@ async def test_people_of_a_lead_merged_into_a_closed_lead_open_a_new_lead_next_t
             held = (await conn.execute(sa.text("SELECT open_lead_id FROM capture.people WHERE person_key = :k"),
                                        {"k": duplicate.person_key})).scalar_one()
     assert held is None
+
+
+async def test_a_merge_waits_while_another_relay_holds_a_touch_of_the_merged_lead(stack, db):
+    """capture sends lead.merged down the pipeline for scoring to give the survivor the merged lead's touches:
+    it must not overtake one of them, which another relay holds mid-publish."""
+    run = uuid.uuid4().hex[:8]
+    survivor, duplicate, touch = submission(f"fe.{run}@sap.com"), *(submission(f"f.e.{run}@sap.com") for _ in "ab")
+    await write_together(db, [survivor, duplicate])
+    await published_by_the_stack(db, duplicate)
+    merged = LeadMerged(lead_id=duplicate.lead.lead_id, survivor_id=survivor.lead.lead_id, at=datetime.now(UTC),
+                        by="test", reason="one person", attribution=duplicate.lead.attribution)
+    merge = encode(topics.CAPTURED, merged, event_id=uuid.uuid4(), source="test", time=merged.at)
+    async with two_relays(stack) as (relay_a, relay_b):
+        await write_together(db, [touch])
+        assert touch.lead.lead_id in {row.touch_id for row in (await relay_a.claim()).touches}
+        async with make_sessionmaker(db)() as session, session.begin():
+            await outbox_rows.add(session, outbox, [merge])  # what capture's lifecycle follower writes
+
+        assert merge.header("ce_id") not in {m.header("ce_id") for m in (await relay_b.claim()).outbox}
+        await relay_a.give_up()
+        after = await relay_b.claim()
+        assert touch.lead.lead_id in {row.touch_id for row in after.touches}  # published first in the round
+        assert merge.header("ce_id") in {m.header("ce_id") for m in after.outbox}

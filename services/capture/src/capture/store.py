@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from leadpipe_common.db import among, json_value
 from leadpipe_common.envelope import Message
-from leadpipe_common.outbox import claim_sql, outbox_table
+from leadpipe_common.outbox import outbox_table
 
 SCHEMA = "capture"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -153,12 +153,28 @@ _TOUCHES = f"""
         RETURNING seq, touch_id AS id, touched_at AS at, traceparent, event
     )"""
 
+#: The outbox table's messages (``lead.quarantined``; ``lead.merged`` on its way down the pipeline), oldest
+#: first, claimed as deleted; like a touch, one about a lead (its key) waits while a touch of that lead is
+#: unpublished and not in this round: scoring must have a merged lead's touches before the merge.
+_OUTBOX = f"""
+    o AS (
+        DELETE FROM {SCHEMA}.outbox WHERE seq IN (
+            SELECT m.seq FROM {SCHEMA}.outbox m
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {SCHEMA}.touches e
+                WHERE e.published_at IS NULL AND e.lead_id::text = m.message->>'key'
+                  AND e.touch_id NOT IN (SELECT t.id FROM t))
+            ORDER BY m.seq LIMIT $1 FOR UPDATE SKIP LOCKED
+        )
+        RETURNING seq, message
+    )"""
+
 #: The relay's whole claim in one statement (one round trip a round): unpublished leads, unpublished touches
-#: and the outbox table's rows (``lead.quarantined``), each kind oldest first, each up to ``$1``.
+#: and the outbox table's rows, each kind oldest first, each up to ``$1``, published in that order.
 _CLAIM = f"""
     WITH {_LEADS.strip()},
     {_TOUCHES.strip()},
-    o AS ({claim_sql(outbox)})
+    {_OUTBOX.strip()}
     SELECT 0 AS kind, seq, id, at, traceparent, event, NULL::json AS message FROM l
     UNION ALL SELECT 1, seq, id, at, traceparent, event, NULL FROM t
     UNION ALL SELECT 2, seq, NULL, NULL, NULL, NULL, message FROM o"""
