@@ -15,7 +15,9 @@ Guarantees, in the order they happen for each batch:
    when the handler rejects it) are stored in the inbox (a rejected event is
    not, so that a redriven copy is applied once its cause is fixed). Then it
    commits. A service without an inbox hands every event to its handlers,
-   which must then be idempotent by construction (and produce nothing).
+   which must then be idempotent by construction: they return no outputs,
+   and what they publish through their outbox carries ids derived from the
+   event, so a redelivery publishes the same ids again (capture's merges).
    This step is :class:`BatchApplier`, which knows nothing of Kafka.
 4. Every output of the batch (including the stored outputs of redelivered
    events) is produced and acknowledged by the broker.
