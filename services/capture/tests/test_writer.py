@@ -343,3 +343,28 @@ async def test_a_merge_waits_while_another_relay_holds_a_touch_of_the_merged_lea
         after = await relay_b.claim()
         assert touch.lead.lead_id in {row.touch_id for row in after.touches}  # published first in the round
         assert merge.header("ce_id") in {m.header("ce_id") for m in after.outbox}
+
+
+async def test_a_merge_applied_while_another_process_closes_the_survivor_waits_for_the_close(stack, db):
+    """The close (keyed by the survivor) and the merge (keyed by the duplicate) may be on two partitions, applied
+    by two capture processes at the same moment."""
+    run = uuid.uuid4().hex[:8]
+    survivor, duplicate = submission(f"gi.{run}@sap.com"), submission(f"g.i.{run}@sap.com")
+    sessions = make_sessionmaker(db)
+    async with captures_paused(stack):
+        await write_together(db, [survivor, duplicate])
+        async with sessions() as closing, closing.begin():
+            await CaptureStore(closing).close_leads([survivor.lead.lead_id])  # not committed yet
+
+            async def merge() -> None:
+                async with sessions() as merging, merging.begin():
+                    await CaptureStore(merging).redirect_people({duplicate.lead.lead_id: survivor.lead.lead_id})
+
+            merging = asyncio.create_task(merge())
+            await asyncio.sleep(0.5)
+            assert not merging.done(), "the merge did not wait for the close being applied"
+        await asyncio.wait_for(merging, 10)
+        async with db.connect() as conn:
+            held = (await conn.execute(sa.text("SELECT open_lead_id FROM capture.people WHERE person_key = :k"),
+                                       {"k": duplicate.person_key})).scalar_one()
+    assert held is None

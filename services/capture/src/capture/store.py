@@ -55,12 +55,18 @@ leads = sa.Table(
     sa.Column("terminal_stage", sa.Text),
     sa.Column("terminal_at", sa.DateTime(timezone=True)),
     sa.Column("redrives", sa.Integer, nullable=False, server_default="0"),
+    # Learnt from leads.lifecycle too: when it was won, lost or disqualified (NULL: open, or closed before 0006).
+    sa.Column("closed_at", sa.DateTime(timezone=True)),
 )
 
 
 async def close_leads(conn: AsyncConnection | AsyncSession, lead_ids: Sequence[uuid.UUID]) -> None:
-    """These leads are closed (won, lost, disqualified): their people's next submission opens a new lead."""
+    """These leads are closed (won, lost, disqualified): their people's next submission opens a new lead.
+
+    The leads are marked first, their rows locked: a merge into one of them (``redirect_people``) applied at
+    the same time by another process waits for this, or this waits for it and then finds its people too."""
     if lead_ids:
+        await conn.execute(_MARK_CLOSED, {"leads": list(lead_ids)})
         await conn.execute(_CLOSE_LEADS, {"leads": list(lead_ids)})
 
 
@@ -112,8 +118,10 @@ outbox = outbox_table(metadata)
 
 
 _CLOSE_LEADS = people.update().where(among(people.c.open_lead_id, "leads")).values(open_lead_id=None)
-#: Other people's rows, when one person's update asks who holds a lead open.
-_HOLDERS = people.alias("holders")
+_MARK_CLOSED = (leads.update().where(among(leads.c.lead_id, "leads"), leads.c.closed_at.is_(None))
+                .values(closed_at=sa.func.now()))
+#: Whether a lead is closed, its row share-locked: a close being applied elsewhere is waited for.
+_CLOSED = sa.select(leads.c.closed_at).where(leads.c.lead_id == sa.bindparam("lead")).with_for_update(read=True)
 
 
 #: Up to ``$1`` unpublished leads marked published, oldest first, skipping rows another relay holds: what their
@@ -231,13 +239,14 @@ class CaptureStore:
         await close_leads(self._session, lead_ids)
 
     async def redirect_people(self, survivors: dict[uuid.UUID, uuid.UUID]) -> None:
-        """People whose open lead was merged now have the survivor open, if it is open (some person has it open):
-        a survivor already won, lost or disqualified leaves them with none, so their next submission opens a new
-        lead. (Sales may merge into a closed lead, and its close may come first in the same batch.)"""
+        """People whose open lead was merged now have the survivor open, unless it is closed: a survivor already
+        won, lost or disqualified leaves them with none, so their next submission opens a new lead. (Sales may
+        merge into a closed lead; its close may come first in the same batch, or from another process at the
+        same moment: the survivor's row is share-locked, so that close is waited for, or waits for this.)"""
         for merged, survivor in sorted(survivors.items()):
-            survivor_open = sa.exists().where(_HOLDERS.c.open_lead_id == survivor)
+            closed = (await self._session.execute(_CLOSED, {"lead": survivor})).scalar()
             await self._session.execute(people.update().where(people.c.open_lead_id == merged)
-                                        .values(open_lead_id=sa.case((survivor_open, survivor), else_=None)))
+                                        .values(open_lead_id=None if closed is not None else survivor))
 
     @property
     def session(self) -> AsyncSession:
