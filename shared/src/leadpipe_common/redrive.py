@@ -10,10 +10,12 @@ Guarantees:
   again is dead-lettered again and waits for the next run.
 - Offsets are committed only after every record of a batch is acknowledged
   by the broker, so an interrupted run resends rather than skips.
-- A run narrowed by ``--stage`` or ``--kind`` commits each partition only up
-  to the first letter it leaves out, so a later run still finds every letter
-  left out; the letters it sent beyond that one go again in that later run
-  (same event ids: stages that applied them do nothing).
+- A run narrowed by ``--stage`` or ``--kind`` keeps its progress in a group of
+  its own (``leadpipe-redrive.<stage>.<kind>``; its first run reads the topic
+  from the start), so the letters it leaves out stay for a plain run, and it
+  never sends one of its letters twice. What one group sent, another sends
+  again (same event ids: stages that applied them do nothing; a letter still
+  poisonous is dead-lettered again, once a run).
 - ``--dry-run`` lists what would be sent and moves nothing.
 """
 
@@ -62,15 +64,22 @@ def selected(letter: DeadLetter, stage: str | None, kind: str | None) -> bool:
     )
 
 
-def dead_letter_reader(settings: KafkaSettings) -> AIOKafkaConsumer:
-    """The redrive group's consumer; its committed offsets are the progress of every run."""
-    return AIOKafkaConsumer(**client_options(settings), group_id=GROUP, enable_auto_commit=False,
+def group_for(stage: str | None, kind: str | None) -> str:
+    """The consumer group keeping the progress of runs with this filter (the plain runs': ``GROUP``)."""
+    if stage is None and kind is None:
+        return GROUP
+    return f"{GROUP}.{stage or 'any-stage'}.{kind or 'any-kind'}"
+
+
+def dead_letter_reader(settings: KafkaSettings, group: str = GROUP) -> AIOKafkaConsumer:
+    """A redrive group's consumer; its committed offsets are the progress of its runs."""
+    return AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False,
                             auto_offset_reset="earliest")
 
 
 async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | None, dry_run: bool,
                   say=print) -> Counter:  # noqa: ANN001
-    consumer = dead_letter_reader(settings)
+    consumer = dead_letter_reader(settings, group_for(stage, kind))
     producer: Producer | None = None
     tally: Counter = Counter()
     try:
@@ -83,8 +92,6 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
         # reports only the last record batch's base offset + 1; see scan.py).
         ends = await consumer.end_offsets(partitions)
         unfetched = set(partitions)
-        #: Per partition, the first letter this run leaves out: its progress may not pass it.
-        left_out: dict[TopicPartition, int] = {}
         if not dry_run:
             producer = Producer(settings, client_id=GROUP)
             await producer.start()
@@ -108,7 +115,6 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                     letter = DeadLetter(r.partition, r.offset, r.key, r.value or b"", tuple(r.headers))
                     if not selected(letter, stage, kind):
                         tally["skipped"] += 1
-                        left_out.setdefault(tp, r.offset)
                         continue
                     original = letter.original()
                     if original is None:
@@ -122,8 +128,7 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                     tally[original.topic] += 1
             if producer is not None and batch:
                 await producer.send_all(outgoing)
-                await consumer.commit({tp: min(rs[-1].offset + 1, ends[tp], left_out.get(tp, ends[tp]))
-                                       for tp, rs in batch.items()})
+                await consumer.commit({tp: min(rs[-1].offset + 1, ends[tp]) for tp, rs in batch.items()})
     finally:
         if producer is not None:
             await producer.stop()
