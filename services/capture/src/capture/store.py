@@ -161,16 +161,20 @@ _TOUCHES = f"""
         RETURNING seq, touch_id AS id, touched_at AS at, traceparent, event
     )"""
 
+_UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
 #: The outbox table's messages (``lead.quarantined``; ``lead.merged`` on its way down the pipeline), oldest
 #: first, claimed as deleted; like a touch, one about a lead (its key) waits while a touch of that lead is
-#: unpublished and not in this round: scoring must have a merged lead's touches before the merge.
+#: unpublished and not in this round: scoring must have a merged lead's touches before the merge. The key is
+#: read as a uuid only when it is one (no message can fail the claim), so the probe is an index lookup.
 _OUTBOX = f"""
     o AS (
         DELETE FROM {SCHEMA}.outbox WHERE seq IN (
             SELECT m.seq FROM {SCHEMA}.outbox m
             WHERE NOT EXISTS (
                 SELECT 1 FROM {SCHEMA}.touches e
-                WHERE e.published_at IS NULL AND e.lead_id::text = m.message->>'key'
+                WHERE e.published_at IS NULL
+                  AND e.lead_id = CASE WHEN m.message->>'key' ~ '{_UUID_TEXT}' THEN (m.message->>'key')::uuid END
                   AND e.touch_id NOT IN (SELECT t.id FROM t))
             ORDER BY m.seq LIMIT $1 FOR UPDATE SKIP LOCKED
         )
