@@ -137,3 +137,16 @@ async def test_nothing_is_remembered_when_a_handler_fails():
     with pytest.raises(ConnectionError):
         await applier(Broken(), uow).apply(records(captured()))
     assert uow.inbox == {} and uow.commits == 0
+
+
+async def test_the_memory_inbox_refuses_an_event_recorded_twice_as_the_postgres_one_does():
+    uow = MemoryUnitOfWork(store=None)
+    event_id = uuid.uuid4()
+    async with uow:
+        await uow.record([(event_id, "lead.captured", [])])
+        await uow.commit()
+    async with uow:
+        await uow.record([(event_id, "lead.captured", [])])
+        with pytest.raises(RuntimeError, match="already in the inbox"):
+            await uow.commit()
+    assert uow.commits == 1 and list(uow.inbox) == [event_id]

@@ -151,8 +151,17 @@ class MemoryUnitOfWork(Generic[S]):
         self._pending.extend(messages)
 
     async def commit(self) -> None:
+        # As the inbox's key does in Postgres: an event recorded twice fails the commit, which keeps nothing.
+        known, twice = set(self.inbox), []
+        for event_id, _, _ in self._recorded:
+            if event_id in known:
+                twice.append(event_id)
+            known.add(event_id)
+        if twice:
+            self._recorded, self._pending = [], []
+            raise RuntimeError(f"already in the inbox: {twice}")
         for event_id, _type, outputs in self._recorded:
-            self.inbox.setdefault(event_id, outputs)
+            self.inbox[event_id] = outputs
         self.published.extend(self._pending)
         self._recorded, self._pending = [], []
         self.commits += 1
