@@ -667,15 +667,20 @@ async def plumbing_phase(bootstrap: str, n: int) -> list[tuple[str, str]]:
              f"{sum(spent.values()) / n * 1e6:7.1f} us  ({figures}; {len(lead.model_dump_json()):,} B)")]
 
 
-async def _fetch(bootstrap: str, topic: str, n: int, keep: bool) -> list[list[ConsumerRecord]]:
-    """The first ``n`` records of ``topic``, in the batches a stage's poll would get (if ``keep``)."""
+async def _fetch(bootstrap: str, topic: str, n: int, keep: bool,
+                 timeout: float = 300) -> list[list[ConsumerRecord]]:
+    """The first ``n`` records of ``topic``, in the batches a stage's poll would get (if ``keep``); fails after
+    ``timeout`` s rather than waiting forever for records that are not there."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     try:
         batches: list[list[ConsumerRecord]] = []
         got = 0
+        deadline = time.monotonic() + timeout
         while got < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{topic}: {got:,} of {n:,} records fetched in {timeout:.0f} s")
             polled = await consumer.getmany(timeout_ms=1000, max_records=min(500, n - got))
             for records in polled.values():
                 got += len(records)

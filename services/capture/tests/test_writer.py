@@ -306,6 +306,13 @@ async def test_a_redriven_lead_takes_its_published_touches_along(stack, db):
     assert tuple(unpublished) == (True, True)
 
 
+async def open_lead_of(db, sub: Submitted) -> uuid.UUID | None:  # noqa: ANN001
+    """The lead ``sub``'s person holds open, as capture's writer will see it."""
+    async with db.connect() as conn:
+        return (await conn.execute(sa.text("SELECT open_lead_id FROM capture.people WHERE person_key = :k"),
+                                   {"k": sub.person_key})).scalar_one()
+
+
 async def test_people_of_a_lead_merged_into_a_closed_lead_open_a_new_lead_next_time(stack, db):
     """Sales may merge a duplicate into a lead already won or lost, and capture may see the close first."""
     run = uuid.uuid4().hex[:8]
@@ -316,9 +323,7 @@ async def test_people_of_a_lead_merged_into_a_closed_lead_open_a_new_lead_next_t
             store = CaptureStore(session)
             await store.close_leads([survivor.lead.lead_id])
             await store.redirect_people({duplicate.lead.lead_id: survivor.lead.lead_id})
-        async with db.connect() as conn:
-            held = (await conn.execute(sa.text("SELECT open_lead_id FROM capture.people WHERE person_key = :k"),
-                                       {"k": duplicate.person_key})).scalar_one()
+        held = await open_lead_of(db, duplicate)
     assert held is None
 
 
@@ -364,7 +369,5 @@ async def test_a_merge_applied_while_another_process_closes_the_survivor_waits_f
             await asyncio.sleep(0.5)
             assert not merging.done(), "the merge did not wait for the close being applied"
         await asyncio.wait_for(merging, 10)
-        async with db.connect() as conn:
-            held = (await conn.execute(sa.text("SELECT open_lead_id FROM capture.people WHERE person_key = :k"),
-                                       {"k": duplicate.person_key})).scalar_one()
+        held = await open_lead_of(db, duplicate)
     assert held is None
