@@ -327,6 +327,53 @@ async def test_people_of_a_lead_merged_into_a_closed_lead_open_a_new_lead_next_t
     assert held is None
 
 
+async def merge_people(db, survivors: dict[uuid.UUID, uuid.UUID]) -> None:  # noqa: ANN001
+    """What capture's lifecycle follower does with one batch's lead.merged."""
+    async with make_sessionmaker(db)() as session, session.begin():
+        await CaptureStore(session).redirect_people(survivors)
+
+
+async def test_people_of_a_lead_merged_into_a_lead_merged_on_follow_the_chain_in_one_batch(stack, db):
+    """D into S, then S into T: in one batch the later merge may be applied first (the batch goes in lead id
+    order), and D's person must still end at T, the lead that is open, not at S."""
+    run = uuid.uuid4().hex[:8]
+    subs = [submission(f"hu.{n}.{run}@sap.com") for n in "abc"]
+    async with captures_paused(stack):
+        await write_together(db, subs)
+        s, d, t = sorted(subs, key=lambda sub: sub.lead.lead_id)  # S's merge comes first in the batch
+        await merge_people(db, {d.lead.lead_id: s.lead.lead_id, s.lead.lead_id: t.lead.lead_id})
+        held = [await open_lead_of(db, sub) for sub in (d, s, t)]
+    assert held == [t.lead.lead_id] * 3
+
+
+async def test_people_of_a_lead_merged_into_a_lead_merged_before_follow_the_chain(stack, db):
+    """The two merges are keyed by different leads: S into T may have been applied a batch before D into S."""
+    run = uuid.uuid4().hex[:8]
+    d, s, t = (submission(f"ju.{n}.{run}@sap.com") for n in "abc")
+    async with captures_paused(stack):
+        await write_together(db, [d, s, t])
+        await merge_people(db, {s.lead.lead_id: t.lead.lead_id})
+        await merge_people(db, {d.lead.lead_id: s.lead.lead_id})
+        held = [await open_lead_of(db, sub) for sub in (d, s, t)]
+    assert held == [t.lead.lead_id] * 3
+
+
+async def test_a_merge_into_a_lead_another_process_is_merging_on_waits_and_follows_it(stack, db):
+    run = uuid.uuid4().hex[:8]
+    d, s, t = (submission(f"ku.{n}.{run}@sap.com") for n in "abc")
+    sessions = make_sessionmaker(db)
+    async with captures_paused(stack):
+        await write_together(db, [d, s, t])
+        async with sessions() as onward, onward.begin():
+            await CaptureStore(onward).redirect_people({s.lead.lead_id: t.lead.lead_id})  # not committed yet
+            merging = asyncio.create_task(merge_people(db, {d.lead.lead_id: s.lead.lead_id}))
+            await asyncio.sleep(0.5)
+            assert not merging.done(), "the merge into S did not wait for S's own merge being applied"
+        await asyncio.wait_for(merging, 10)
+        held = await open_lead_of(db, d)
+    assert held == t.lead.lead_id
+
+
 async def test_a_merge_waits_while_another_relay_holds_a_touch_of_the_merged_lead(stack, db):
     """capture sends lead.merged down the pipeline for scoring to give the survivor the merged lead's touches:
     it must not overtake one of them, which another relay holds mid-publish."""

@@ -57,6 +57,8 @@ leads = sa.Table(
     sa.Column("redrives", sa.Integer, nullable=False, server_default="0"),
     # Learnt from leads.lifecycle too: when it was won, lost or disqualified (NULL: open, or closed before 0006).
     sa.Column("closed_at", sa.DateTime(timezone=True)),
+    # And the lead it was merged into (NULL: not merged, or merged before 0008).
+    sa.Column("merged_into", UUID(as_uuid=True)),
 )
 
 
@@ -120,8 +122,12 @@ outbox = outbox_table(metadata)
 _CLOSE_LEADS = people.update().where(among(people.c.open_lead_id, "leads")).values(open_lead_id=None)
 _MARK_CLOSED = (leads.update().where(among(leads.c.lead_id, "leads"), leads.c.closed_at.is_(None))
                 .values(closed_at=sa.func.now()))
-#: Whether a lead is closed, its row share-locked: a close being applied elsewhere is waited for.
-_CLOSED = sa.select(leads.c.closed_at).where(leads.c.lead_id == sa.bindparam("lead")).with_for_update(read=True)
+_MARK_MERGED = (leads.update().where(leads.c.lead_id == sa.bindparam("merged"))
+                .values(merged_into=sa.bindparam("survivor")))
+#: Whether a lead is closed or merged, its row share-locked: a close or a merge of it being applied elsewhere is
+#: waited for.
+_FATE = (sa.select(leads.c.closed_at, leads.c.merged_into).where(leads.c.lead_id == sa.bindparam("lead"))
+         .with_for_update(read=True))
 
 
 #: Up to ``$1`` unpublished leads marked published, oldest first, skipping rows another relay holds: what their
@@ -246,11 +252,25 @@ class CaptureStore:
         """People whose open lead was merged now have the survivor open, unless it is closed: a survivor already
         won, lost or disqualified leaves them with none, so their next submission opens a new lead. (Sales may
         merge into a closed lead; its close may come first in the same batch, or from another process at the
-        same moment: the survivor's row is share-locked, so that close is waited for, or waits for this.)"""
+        same moment: the survivor's row is share-locked, so that close is waited for, or waits for this.)
+
+        A survivor that was itself merged on (D into S, then S into T) hands them on to where the chain ends:
+        the two merges are keyed by different leads, so they may come in either order, in one batch or two, or
+        in two processes at once. Each merged lead is marked first (its row locked), so whichever comes second
+        sees the first: S into T applied first marks S, and D into S follows the mark to T; D into S applied
+        first leaves D's people at S, where S into T finds them."""
         for merged, survivor in sorted(survivors.items()):
-            closed = (await self._session.execute(_CLOSED, {"lead": survivor})).scalar()
+            await self._session.execute(_MARK_MERGED, {"merged": merged, "survivor": survivor})
+            holder, closed, seen = survivor, None, {merged}
+            while holder not in seen:  # routing refuses a merge into a merged lead: no chain comes back
+                seen.add(holder)
+                fate = (await self._session.execute(_FATE, {"lead": holder})).first()
+                if fate is None or fate.merged_into is None:
+                    closed = None if fate is None else fate.closed_at
+                    break
+                holder = fate.merged_into
             await self._session.execute(people.update().where(people.c.open_lead_id == merged)
-                                        .values(open_lead_id=None if closed is not None else survivor))
+                                        .values(open_lead_id=None if closed is not None else holder))
 
     @property
     def session(self) -> AsyncSession:
