@@ -51,12 +51,19 @@ class MemoryScores:
         self.rows.update({row["lead_id"]: row for row in rows})
 
     async def merge(self, survivors):
-        for (lead_id, touch_id), row in list(self.touch_rows.items()):
-            if lead_id in survivors:
-                del self.touch_rows[(lead_id, touch_id)]
-                self.touch_rows[(survivors[lead_id], touch_id)] = {**row, "lead_id": survivors[lead_id]}
-        for lead_id in survivors:
-            self.rows[lead_id]["decision"] = "merged"
+        def end_of_chain(lead_id):
+            while (onward := self.rows.get(lead_id, {}).get("merged_into")) is not None:
+                lead_id = onward
+            return lead_id
+
+        for duplicate, survivor in sorted(survivors.items()):
+            holder = end_of_chain(survivor)
+            for (lead_id, touch_id), row in list(self.touch_rows.items()):
+                if lead_id == duplicate:
+                    del self.touch_rows[(lead_id, touch_id)]
+                    self.touch_rows[(holder, touch_id)] = {**row, "lead_id": holder}
+            self.rows[duplicate] |= {"decision": "merged", "merged_into": survivor}
+        return {duplicate: end_of_chain(survivor) for duplicate, survivor in survivors.items()}
 
 
 async def score(lead, store=None):
@@ -121,14 +128,22 @@ async def test_a_lead_below_the_bar_is_scored_for_nurture():
     assert decoded(step).to_stage == "nurture"
 
 
-async def merged(store, duplicate, survivor):
-    """The outcomes of merging ``duplicate`` into ``survivor``."""
-    merge = factories.envelope(topics.ENRICHED, LeadMerged(
+def merge_of(duplicate, survivor):
+    return factories.envelope(topics.ENRICHED, LeadMerged(
         lead_id=duplicate.lead_id, survivor_id=survivor.lead_id, at=NOW, by="ana", reason="same person",
         attribution=duplicate.attribution))
+
+
+async def merged(store, duplicate, survivor, *more):
+    """The outcomes of merging ``duplicate`` into ``survivor`` (and each further pair of ``more``) in one batch."""
+    pairs = [(duplicate, survivor), *zip(more[::2], more[1::2], strict=True)]
     uow = MemoryUnitOfWork(store)
     async with uow:
-        return list((await handle_lead_merged(uow, [merge], CTX)).values())
+        return list((await handle_lead_merged(uow, [merge_of(d, s) for d, s in pairs], CTX)).values())
+
+
+def intent_rules(message):
+    return sorted(r.rule for r in decoded(message).score.reasons if r.category == "intent")
 
 
 async def test_a_merged_duplicates_touches_count_for_the_survivor_at_once_and_the_duplicate_moves_no_more():
@@ -161,3 +176,31 @@ async def test_a_touch_scored_before_the_merge_reached_scoring_is_counted_by_the
     intent = sorted(r.rule for r in decoded(scored).score.reasons if r.category == "intent")
     assert intent == ["Demo", "White paper", "White paper"]
     assert store.rows[duplicate.lead_id]["decision"] == "merged"
+
+
+async def chain(in_one_batch: bool, onward_first: bool):
+    """D (a demo request) merged into S, S merged into T: T's last score, in the given order of the merges."""
+    store = MemoryScores()
+    low, mid, high = sorted(uuid.uuid4() for _ in "dst")  # a batch merges in duplicate id order
+    d = factories.enriched("d.buyer@smallco.example", offer="demo").model_copy(
+        update={"lead_id": high if onward_first else low})
+    s = factories.enriched("s.buyer@smallco.example", offer="whitepaper").model_copy(
+        update={"lead_id": low if onward_first else high})
+    t = factories.enriched("t.buyer@smallco.example", offer="whitepaper").model_copy(update={"lead_id": mid})
+    for lead in (d, s, t):
+        await score(lead, store)
+    order = [(s, t), (d, s)] if onward_first else [(d, s), (s, t)]
+    if in_one_batch:
+        outputs = await merged(store, *order[0], *order[1])
+    else:
+        outputs = await merged(store, *order[0]) + await merged(store, *order[1])
+    last_of_t = [m for out in outputs for m in out if m.topic == topics.SCORED][-1]
+    assert decoded(last_of_t).lead_id == t.lead_id
+    assert {lead_id for lead_id, _ in store.touch_rows} == {t.lead_id}
+    return last_of_t
+
+
+async def test_a_duplicate_merged_into_a_lead_merged_on_counts_where_the_chain_ends_whatever_the_order():
+    for in_one_batch in (True, False):
+        for onward_first in (True, False):
+            assert intent_rules(await chain(in_one_batch, onward_first)) == ["Demo", "White paper", "White paper"]

@@ -7,9 +7,10 @@ recycled (``nurture → mql``, and routing routes it); a lead already an MQL get
 changes nothing. A merge moves the duplicate's touches to the survivor, closes the duplicate and scores the
 survivor again over all of them: the merge and the survivor's next touch travel on different partitions (each
 keyed by its own lead), so whichever scoring sees first, the survivor's last score counts every touch (the
-leads' score rows are locked first, so two processes take turns). That re-score carries no touch: routing
-holds the survivor already and routes nothing; a survivor sales rejected is recycled by its next touch, not
-by the merge.
+leads' score rows are locked first, so two processes take turns). A survivor merged on (D into S, then S into
+T) passes them on: T, where the chain ends, takes D's touches and is scored, in whichever order the two merges
+come. That re-score carries no touch: routing holds the survivor already and routes nothing; a survivor sales
+rejected is recycled by its next touch, not by the merge.
 """
 
 from __future__ import annotations
@@ -50,14 +51,15 @@ async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Enve
     """The survivor takes the duplicate's touches and is scored again over all of them; the duplicate is closed."""
     now = ctx.clock()
     merges = [env for env in batch if isinstance(env.data, LeadMerged)]
-    survivors = {env.data.survivor_id for env in merges}
-    stored = await uow.store.standing(survivors | {env.data.lead_id for env in merges})  # locked, in id order
-    await uow.store.merge({env.data.lead_id: env.data.survivor_id for env in merges})
-    touches = await uow.store.touches(survivors)
+    survivors = {env.data.lead_id: env.data.survivor_id for env in merges}
+    stored = await uow.store.standing(survivors.keys() | survivors.values())  # locked, in id order
+    holders = await uow.store.merge(survivors)
+    stored |= await uow.store.standing(set(holders.values()) - stored.keys())  # where survivors merged on went
+    touches = await uow.store.touches(holders.values())
     outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
     rows = []
     for env in each(merges):
-        survivor_id = env.data.survivor_id
+        survivor_id = holders[env.data.lead_id]
         decision, kept = stored.get(survivor_id, (None, None))
         if kept is None or decision in CLOSED:
             continue  # scoring never kept this lead (scored before leads were kept), or it is closed

@@ -36,6 +36,8 @@ scores = sa.Table(
     #: The lead as last scored (``lead.enriched``, JSON): what ``rescore`` scores again. None for leads scored
     #: before it was kept.
     sa.Column("lead", JSONB),
+    #: The lead it was merged into (decision ``merged``; NULL for leads merged before it was kept).
+    sa.Column("merged_into", UUID(as_uuid=True)),
 )
 #: What ``rescore`` publishes (a recycled lead's events), for the running service's relay to send.
 outbox = outbox_table(metadata)
@@ -51,6 +53,9 @@ touches = sa.Table(
 _STANDING = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.lead).where(among(scores.c.lead_id, "ids"))
              .order_by(scores.c.lead_id).with_for_update())
 _TOUCHES = sa.select(touches).where(among(touches.c.lead_id, "ids"))
+#: Where a lead was merged into, its row locked (a merge of it being applied elsewhere is waited for).
+_MERGED_INTO = (sa.select(scores.c.merged_into).where(scores.c.lead_id == sa.bindparam("lead"))
+                .with_for_update())
 
 
 class ScoringStore:
@@ -91,13 +96,28 @@ class ScoringStore:
             query = query.where(scores.c.lead_id > after)
         return list(await self._session.execute(query))
 
-    async def merge(self, survivors: dict[uuid.UUID, uuid.UUID]) -> None:
-        """Each duplicate's touches become its survivor's; the duplicate is closed as merged."""
+    async def merge(self, survivors: dict[uuid.UUID, uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        """Each duplicate's touches become its survivor's; the duplicate is closed as merged. Returns, for each
+        duplicate, the lead that has its touches now: its survivor, or where the survivor was merged on to.
+
+        D into S and S into T are keyed by different leads, so they come in either order: S into T first marks
+        S, and D's touches follow the mark to T; D into S first leaves them at S, where S into T finds them."""
         for duplicate, survivor in sorted(survivors.items()):
             await self._session.execute(touches.update().where(touches.c.lead_id == duplicate)
-                                        .values(lead_id=survivor))
+                                        .values(lead_id=await self._end_of_chain(survivor, duplicate)))
             await self._session.execute(scores.update().where(scores.c.lead_id == duplicate)
-                                        .values(decision="merged"))
+                                        .values(decision="merged", merged_into=survivor))
+        return {duplicate: await self._end_of_chain(survivor, duplicate) for duplicate, survivor in survivors.items()}
+
+    async def _end_of_chain(self, lead_id: uuid.UUID, merged: uuid.UUID) -> uuid.UUID:
+        seen = {merged}
+        while lead_id not in seen:  # routing refuses a merge into a merged lead: no chain comes back
+            seen.add(lead_id)
+            onward = (await self._session.execute(_MERGED_INTO, {"lead": lead_id})).scalar()
+            if onward is None:
+                break
+            lead_id = onward
+        return lead_id
 
     async def save(self, rows: Sequence[dict[str, Any]]) -> None:
         await upsert(self._session, scores, rows, key="lead_id")
