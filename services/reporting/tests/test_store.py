@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from reporting.domain import LeadFacts, Projection
-from reporting.store import SCHEMA, metadata, save_leads, save_merges
+from reporting.store import SCHEMA, chain_order, metadata, save_leads, save_merges
 
 
 async def test_a_merge_replayed_into_a_shadow_schema_is_applied_there_not_to_the_live_tables(db):
@@ -36,3 +36,36 @@ async def test_a_merge_replayed_into_a_shadow_schema_is_applied_there_not_to_the
     finally:
         async with db.begin() as conn:
             await conn.execute(sa.text(f'DROP SCHEMA "{shadow}" CASCADE'))
+
+
+async def test_what_a_lead_merged_into_a_lead_merged_on_before_brings_reaches_the_end_of_the_chain(db):
+    """S into T and T into U were applied a batch before D into S: D's first touch, the earliest, is U's now."""
+    shadow = f"shadow_{uuid.uuid4().hex[:10]}"
+    s, d, t, u = sorted(uuid.uuid4() for _ in "sdtu")  # S's merge on comes before D's in id order
+    day = {lead: datetime(2026, 11, n, tzinfo=UTC) for n, lead in enumerate((d, s, t, u), start=1)}
+    async with db.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{shadow}"'))
+    try:
+        async with db.connect() as conn:
+            translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+            await translated.run_sync(metadata.create_all)
+            await save_leads(translated, [LeadFacts(lead, attribution={"utm_source": f"src-{n}"}, furthest=0,
+                                                    first_at={"captured": day[lead]})
+                                          for n, lead in zip("dstu", (d, s, t, u), strict=True)])
+            for batch in ([(s, t), (t, u)], [(d, s)]):
+                p = Projection()
+                p.merges += [{"lead_id": merged, "survivor_id": survivor, "at": day[u]} for merged, survivor in batch]
+                await save_merges(translated, p)
+            await translated.commit()
+            rows = {r.lead_id: r for r in await conn.execute(sa.text(
+                f'SELECT lead_id, merged_into, utm_source, captured_at FROM "{shadow}".leads'))}
+        assert (rows[u].utm_source, rows[u].captured_at) == ("src-d", day[d])
+        assert [rows[lead].merged_into for lead in (d, s, t, u)] == [s, t, u, None]
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA "{shadow}" CASCADE'))
+
+
+def test_merges_are_applied_along_their_chain():
+    d, s, t, u, x, y = (uuid.UUID(int=n) for n in (5, 1, 3, 2, 4, 6))
+    assert chain_order({(t, u), (s, t), (d, s), (x, y)}) == [(x, y), (d, s), (s, t), (t, u)]

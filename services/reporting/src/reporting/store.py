@@ -28,6 +28,7 @@ writes a projection, on a unit of work's session or a replay's connection.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -157,19 +158,38 @@ async def save_touches(conn: AsyncConnection | AsyncSession, rows: Sequence[dict
 
 _MERGES_OF = sa.select(merges.c.lead_id, merges.c.survivor_id).where(
     sa.or_(among(merges.c.lead_id, "involved"), among(merges.c.survivor_id, "involved")))
+_MERGES_ON = sa.select(merges.c.lead_id, merges.c.survivor_id).where(among(merges.c.lead_id, "leads"))
 
 
 async def save_merges(conn: AsyncConnection | AsyncSession, p: Projection) -> None:
-    """Record the batch's merges, then (re)apply every merge involving a lead of the batch: each step is
-    idempotent (earliest times, furthest stage, first touch by time, touches kept once)."""
+    """Record the batch's merges, then (re)apply every merge involving a lead of the batch, and every merge on
+    from their survivors (D into S, S into T, T into U: what D brings reaches U): each step is idempotent
+    (earliest times, furthest stage, first touch by time, touches kept once)."""
     await insert_rows(conn, merges, sorted(p.merges, key=lambda m: m["lead_id"]), conflict=_IGNORE)
     involved = sorted({*p.leads, *(m["lead_id"] for m in p.merges), *(k[0] for k in p.touches)})
     if not involved:
         return
-    found = (await conn.execute(_MERGES_OF, {"involved": involved})).all()
+    found = {tuple(row) for row in await conn.execute(_MERGES_OF, {"involved": involved})}
+    while onward := {survivor for _, survivor in found} - {merged for merged, _ in found}:
+        more = {tuple(row) for row in await conn.execute(_MERGES_ON, {"leads": sorted(onward)})}
+        if more <= found:
+            break
+        found |= more
     merge = _merge(await schema_in_force(conn, SCHEMA))
-    for merged, survivor in sorted(found):
+    for merged, survivor in chain_order(found):
         await conn.execute(merge, {"merged": merged, "survivor": survivor})
+
+
+def chain_order(found: set[tuple[uuid.UUID, uuid.UUID]]) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """The merges (merged, survivor), each merge into a lead before that lead's own merge on (D into S before S
+    into T, or T would miss what D brings); otherwise in id order. Routing refuses a merge into a merged lead,
+    so merges never come back round; if they did, the rest would go in id order."""
+    left, order = set(found), []
+    while left:
+        ready = sorted(m for m in left if not any(other[1] == m[0] for other in left)) or sorted(left)
+        order += ready
+        left -= set(ready)
+    return order
 
 
 @functools.cache
