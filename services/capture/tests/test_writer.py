@@ -358,6 +358,23 @@ async def test_people_of_a_lead_merged_into_a_lead_merged_before_follow_the_chai
     assert held == [t.lead.lead_id] * 3
 
 
+async def test_people_of_a_lead_merged_into_a_closed_lead_merged_on_hold_none_in_either_order(stack, db):
+    """Sales may merge a won S on into T; D into S comes before or after that, and its people end alike."""
+    run = uuid.uuid4().hex[:8]
+    held = []
+    for n, onward_first in enumerate((True, False)):
+        d, s, t = (submission(f"lu.{n}{x}.{run}@sap.com") for x in "dst")
+        async with captures_paused(stack):
+            await write_together(db, [d, s, t])
+            async with make_sessionmaker(db)() as session, session.begin():
+                await CaptureStore(session).close_leads([s.lead.lead_id])  # the close precedes S's merge on
+            merges = [{s.lead.lead_id: t.lead.lead_id}, {d.lead.lead_id: s.lead.lead_id}]
+            for batch in merges if onward_first else merges[::-1]:
+                await merge_people(db, batch)
+            held.append(await open_lead_of(db, d))
+    assert held == [None, None]
+
+
 async def test_a_merge_into_a_lead_another_process_is_merging_on_waits_and_follows_it(stack, db):
     run = uuid.uuid4().hex[:8]
     d, s, t = (submission(f"ku.{n}.{run}@sap.com") for n in "abc")

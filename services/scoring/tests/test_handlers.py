@@ -194,8 +194,10 @@ async def chain(in_one_batch: bool, onward_first: bool):
         outputs = await merged(store, *order[0], *order[1])
     else:
         outputs = await merged(store, *order[0]) + await merged(store, *order[1])
-    last_of_t = [m for out in outputs for m in out if m.topic == topics.SCORED][-1]
-    assert decoded(last_of_t).lead_id == t.lead_id
+    scored = [m for out in outputs for m in out if m.topic == topics.SCORED]
+    if in_one_batch or onward_first:  # (D into S a batch before S's merge on re-scores S, open then)
+        assert {decoded(m).lead_id for m in scored} == {t.lead_id}  # never S, merged on
+    last_of_t = scored[-1]
     assert {lead_id for lead_id, _ in store.touch_rows} == {t.lead_id}
     return last_of_t
 

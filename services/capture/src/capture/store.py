@@ -258,14 +258,16 @@ class CaptureStore:
         the two merges are keyed by different leads, so they may come in either order, in one batch or two, or
         in two processes at once. Each merged lead is marked first (its row locked), so whichever comes second
         sees the first: S into T applied first marks S, and D into S follows the mark to T; D into S applied
-        first leaves D's people at S, where S into T finds them."""
+        first leaves D's people at S, where S into T finds them. A closed lead on the way ends the chain, as it
+        ends it for S's own people (sales may merge a won S on into T): D's people then hold none, in either
+        order."""
         for merged, survivor in sorted(survivors.items()):
             await self._session.execute(_MARK_MERGED, {"merged": merged, "survivor": survivor})
             holder, closed, seen = survivor, None, {merged}
             while holder not in seen:  # routing refuses a merge into a merged lead: no chain comes back
                 seen.add(holder)
                 fate = (await self._session.execute(_FATE, {"lead": holder})).first()
-                if fate is None or fate.merged_into is None:
+                if fate is None or fate.closed_at is not None or fate.merged_into is None:
                     closed = None if fate is None else fate.closed_at
                     break
                 holder = fate.merged_into

@@ -159,25 +159,42 @@ async def save_touches(conn: AsyncConnection | AsyncSession, rows: Sequence[dict
 _MERGES_OF = sa.select(merges.c.lead_id, merges.c.survivor_id).where(
     sa.or_(among(merges.c.lead_id, "involved"), among(merges.c.survivor_id, "involved")))
 _MERGES_ON = sa.select(merges.c.lead_id, merges.c.survivor_id).where(among(merges.c.lead_id, "leads"))
+_LOCK_LEADS = (sa.select(leads.c.lead_id).where(among(leads.c.lead_id, "leads")).order_by(leads.c.lead_id)
+               .with_for_update())
 
 
 async def save_merges(conn: AsyncConnection | AsyncSession, p: Projection) -> None:
     """Record the batch's merges, then (re)apply every merge involving a lead of the batch, and every merge on
     from their survivors (D into S, S into T, T into U: what D brings reaches U): each step is idempotent
-    (earliest times, furthest stage, first touch by time, touches kept once)."""
+    (earliest times, furthest stage, first touch by time, touches kept once).
+
+    Two processes may apply D into S and S into T at once, each blind to the other's uncommitted merge: the
+    leads of the merges found are locked first, which waits for the other's commit, and the merges are looked
+    up again after (each statement sees what was committed before it began), until no new lead turns up."""
     await insert_rows(conn, merges, sorted(p.merges, key=lambda m: m["lead_id"]), conflict=_IGNORE)
     involved = sorted({*p.leads, *(m["lead_id"] for m in p.merges), *(k[0] for k in p.touches)})
     if not involved:
         return
+    found, locked = await _merges_of(conn, involved), set()
+    while unlocked := {lead for merge in found for lead in merge} - locked:
+        await conn.execute(_LOCK_LEADS, {"leads": sorted(unlocked)})
+        locked |= unlocked
+        found = await _merges_of(conn, involved)
+    merge = _merge(await schema_in_force(conn, SCHEMA))
+    for merged, survivor in chain_order(found):
+        await conn.execute(merge, {"merged": merged, "survivor": survivor})
+
+
+async def _merges_of(conn: AsyncConnection | AsyncSession,
+                     involved: Sequence[uuid.UUID]) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """The merges of the leads ``involved`` (either way), and the merges on from their survivors."""
     found = {tuple(row) for row in await conn.execute(_MERGES_OF, {"involved": involved})}
     while onward := {survivor for _, survivor in found} - {merged for merged, _ in found}:
         more = {tuple(row) for row in await conn.execute(_MERGES_ON, {"leads": sorted(onward)})}
         if more <= found:
             break
         found |= more
-    merge = _merge(await schema_in_force(conn, SCHEMA))
-    for merged, survivor in chain_order(found):
-        await conn.execute(merge, {"merged": merged, "survivor": survivor})
+    return found  # type: ignore[return-value]
 
 
 def chain_order(found: set[tuple[uuid.UUID, uuid.UUID]]) -> list[tuple[uuid.UUID, uuid.UUID]]:

@@ -36,7 +36,8 @@ scores = sa.Table(
     #: The lead as last scored (``lead.enriched``, JSON): what ``rescore`` scores again. None for leads scored
     #: before it was kept.
     sa.Column("lead", JSONB),
-    #: The lead it was merged into (decision ``merged``; NULL for leads merged before it was kept).
+    #: The lead it was merged into (decision ``merged``; NULL for leads merged before it was kept). A save
+    #: replaces both (rows leave it out); none comes for a merged lead, which is closed.
     sa.Column("merged_into", UUID(as_uuid=True)),
 )
 #: What ``rescore`` publishes (a recycled lead's events), for the running service's relay to send.
