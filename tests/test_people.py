@@ -121,6 +121,36 @@ async def test_a_lead_with_sales_is_reengaged_without_a_second_routing_or_sla_cl
     assert sum(r.json().get("to_stage") == "routed" for r in steps if r.type == "lead.stage_changed") == 1
 
 
+async def test_a_lead_sales_rejected_and_a_touch_sent_back_has_a_second_hand_off_of_its_own(stack, bootstrap):
+    """Consumers keep one event per id (reporting's steps, delivery's webhooks): the second hand-off's
+    acceptance is a step of its own, and so is the recycled lead's way back to MQL beside its routing."""
+    email = address("second.chance")
+    lead_id = (await post(stack, {"email": email, **SALES_READY})).json()["lead_id"]
+
+    def steps_to(stage: str, count: int):  # noqa: ANN202
+        return lambda found: sum(r.type == "lead.stage_changed" and r.json()["to_stage"] == stage
+                                 for r in found) >= count
+
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
+
+        async def accept_and_reject() -> None:
+            owner = (await routing.get(f"/v1/leads/{lead_id}/handoff")).json()["owner_id"]
+            for report in ({"outcome": "accepted"}, {"outcome": "rejected", "reason_code": "not-a-fit"}):
+                answer = await routing.post(f"/v1/leads/{lead_id}/disposition", json={**report, "rep_id": owner})
+                assert answer.status_code == 200, answer.text
+
+        await steps_of(bootstrap, lead_id, steps_to("routed", 1))
+        await accept_and_reject()
+        await post(stack, {"email": email, "offer": "demo", "utm_source": "retargeting"})  # recycles it
+        await steps_of(bootstrap, lead_id, steps_to("routed", 2))
+        await accept_and_reject()
+    steps = await steps_of(bootstrap, lead_id, steps_to("rejected", 2))
+    moves = [(r.json()["from_stage"], r.json()["to_stage"], r.id) for r in steps if r.type == "lead.stage_changed"]
+    for stage in ("accepted", "rejected", "routed"):
+        assert len({i for _, to, i in moves if to == stage}) == 2, moves
+    assert ("nurture", "mql") in {(a, b) for a, b, _ in moves}
+
+
 async def test_a_closed_leads_person_starts_a_new_lead_with_the_same_person_id(stack, bootstrap):
     email = address("returning")
     lead_id = (await post(stack, {"email": email, **SALES_READY})).json()["lead_id"]

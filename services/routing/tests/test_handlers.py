@@ -156,9 +156,38 @@ async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_t
     ctx.clock.now = T0 + timedelta(days=3)
     back, routed, step = await route(uow, ctx, touch_of(lead))
     assert [(data(m).from_stage, data(m).to_stage) for m in (back, step)] == [("nurture", "mql"), ("mql", "routed")]
+    assert back.header("ce_id") != step.header("ce_id")  # two steps: a consumer keeping one per id keeps both
     held = uow.store.handoffs[lead.lead_id].handoff
     assert held.status == "routed" and held.due_at == T0 + timedelta(days=3, minutes=15)  # a new clock
     assert uow.store.turns == {"emea": 2}
+
+
+async def test_a_recycled_leads_second_hand_off_has_events_of_its_own(uow, ctx):
+    """Consumers (reporting's steps, delivery's webhooks) keep one event per id: the second time round's missed
+    deadline and acceptance are new events, not repeats of the first hand-off's."""
+    lead = factories.scored("mql", country="DE")
+
+    async def first_deadline_missed() -> tuple[set[str], str]:
+        """The ids of what the watch published, and who holds the lead now."""
+        ctx.clock.now += timedelta(minutes=16)
+        async with uow:
+            await act_on_missed_deadlines(uow, ctx, limit=10)
+            await uow.commit()
+        published, uow.published[:] = list(uow.published), []
+        [rerouted] = [m for m in published if m.topic == topics.ROUTED]
+        return {m.header("ce_id") for m in published}, data(rerouted).assignment.owner_id
+
+    await route(uow, ctx, lead)
+    breached_first, holder = await first_deadline_missed()
+    accepted_first = await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=holder)
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=holder, reason_code="not-a-fit")
+    await route(uow, ctx, touch_of(lead))  # recycled: a second hand-off
+    breached_again, holder = await first_deadline_missed()
+    accepted_again = await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=holder)
+
+    assert len(breached_first) == len(breached_again) == 2 and not breached_first & breached_again
+    assert [data(m).to_stage for m in accepted_first + accepted_again] == ["accepted", "accepted"]
+    assert accepted_first[0].header("ce_id") != accepted_again[0].header("ce_id")
 
 
 LATE_SHIFT = parse_routing_data({**DATA.model_dump(), "working_hours": {

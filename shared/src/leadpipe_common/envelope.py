@@ -270,9 +270,11 @@ def decode(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key
 
 
 
-def follow_up(cause: Envelope, topic: str, event: Event, *, source: str, time: datetime) -> Message:
-    """An output caused by ``cause``: its id derived from the cause's, its trace continued."""
+def follow_up(cause: Envelope, topic: str, event: Event, *, source: str, time: datetime,
+              name: str | None = None) -> Message:
+    """An output caused by ``cause``: its id derived from the cause's and ``name`` (the event's type unless
+    given: two outputs of one type need a name each), its trace continued."""
     return encode(
-        topic, event, event_id=derive_id(cause.id, event.type), source=source, time=time,
+        topic, event, event_id=derive_id(cause.id, name or event.type), source=source, time=time,
         traceparent=child_traceparent(cause.traceparent),
     )

@@ -110,7 +110,7 @@ async def record_disposition(
     at = report.at or now
     messages = [
         encode(topics.LIFECYCLE, step_event(lead, verdict.handoff, step, at, report.rep_id),
-               event_id=uuid.uuid5(lead.lead_id, f"disposition/{step.to_stage}"), source=SOURCE, time=now,
+               event_id=verdict.handoff.event_id(f"disposition/{step.to_stage}"), source=SOURCE, time=now,
                traceparent=child_traceparent(traceparent or held.traceparent))
         for step in verdict.steps
     ]
@@ -153,13 +153,13 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
     touched = [env for env in batch if isinstance(env.data, LeadScored) and env.data.touch is not None]
     held = await store.already_assigned(env.data.lead_id for env in touched)
-    recycled: set[uuid.UUID] = set()  # rejected by sales (back in nurture), and a touch lifts them to the bar
+    recycled: dict[uuid.UUID, int] = {}  # rejected by sales (back in nurture), a touch lifts them to the bar: cycle
     for env in each(touched):
         if env.data.lead_id not in held:
             continue
         holding = await store.handoff(env.data.lead_id)
         if holding is not None and holding.handoff.status == "rejected" and env.data.score.decision == "mql":
-            recycled.add(env.id)
+            recycled[env.id] = holding.handoff.cycle + 1
         else:
             outcomes[env.id] = _reengage(env, holding, now)
     mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"
@@ -198,7 +198,8 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
                                             routing_data_version=ref.version)
         handoff = Handoff(lead_id=lead.lead_id, status="routed", owner_id=assignment.owner_id,
                           team=assignment.team, grade=lead.score.grade, waiting_since=now if waiting else None,
-                          due_at=acceptance_due(lead.score.grade, assignment.owner_id, ref.data, now))
+                          due_at=acceptance_due(lead.score.grade, assignment.owner_id, ref.data, now),
+                          cycle=recycled.get(env.id, 0))
         changed = LeadStageChanged(
             lead_id=lead.lead_id, from_stage="mql", to_stage="routed", at=now, by="routing",
             reason=f"assigned to {assignment.owner_name}: {assignment.reason}", attribution=lead.attribution,
@@ -216,7 +217,8 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             back = LeadStageChanged(
                 lead_id=lead.lead_id, from_stage="nurture", to_stage="mql", at=now, by="routing",
                 reason=f"recycled after sales rejected it: {_touch_summary(lead)}", attribution=lead.attribution)
-            outcomes[env.id].insert(0, follow_up(env, topics.LIFECYCLE, back, source=SOURCE, time=now))
+            outcomes[env.id].insert(0, follow_up(env, topics.LIFECYCLE, back, source=SOURCE, time=now,
+                                                 name="lead.stage_changed/recycled"))  # beside mql -> routed
             await store.reassign(row)
             await store.update_handoff(handoff, routed)
         else:

@@ -83,9 +83,9 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
                 next_owner_id=b.assignment.owner_id, next_owner_name=b.assignment.owner_name,
                 next_due_at=b.handoff.due_at, attribution=lead.attribution,
             ),
-            event_id=uuid.uuid5(lead.lead_id, f"lead.sla_breached/{n}"), source=SOURCE, time=now, traceparent=trace,
+            event_id=handoff.event_id(f"lead.sla_breached/{n}"), source=SOURCE, time=now, traceparent=trace,
         )
-        messages += [breached, encode(topics.ROUTED, rerouted, event_id=uuid.uuid5(lead.lead_id, f"lead.routed/{n}"),
+        messages += [breached, encode(topics.ROUTED, rerouted, event_id=handoff.event_id(f"lead.routed/{n}"),
                                       source=SOURCE, time=now, traceparent=trace)]
         await store.update_handoff(b.handoff, rerouted)
         BREACHES.labels(b.action).inc()

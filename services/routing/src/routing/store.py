@@ -81,6 +81,8 @@ handoffs = sa.Table(
     sa.Column("merged_into", UUID(as_uuid=True)),
     # Nobody could take it when it was routed: it waits in its team's queue (the queue watch hands it out).
     sa.Column("waiting_since", sa.DateTime(timezone=True)),
+    # Recycled after sales rejected it this many times: the current hand-off's events have ids of their own.
+    sa.Column("cycle", sa.Integer, nullable=False, server_default="0"),
 )
 away = sa.Table(
     "away",
@@ -128,14 +130,14 @@ def _handoff_values(h: Handoff) -> dict[str, Any]:
     return {"status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade, "due_at": h.due_at,
             "reassignments": h.reassignments, "holders": list(h.holders),
             "history": [d.model_dump(mode="json") for d in h.history], "merged_into": h.merged_into,
-            "waiting_since": h.waiting_since}
+            "waiting_since": h.waiting_since, "cycle": h.cycle}
 
 
 def _held(row: Any) -> Held:
     h = Handoff(lead_id=row.lead_id, status=row.status, owner_id=row.owner_id, team=row.team, grade=row.grade,
                 due_at=row.due_at, reassignments=row.reassignments, holders=tuple(row.holders),
                 history=tuple(DispositionReport.model_validate(d) for d in row.history), merged_into=row.merged_into,
-                waiting_since=row.waiting_since)
+                waiting_since=row.waiting_since, cycle=row.cycle)
     return Held(h, LeadRouted.model_validate(row.lead), row.traceparent)
 
 

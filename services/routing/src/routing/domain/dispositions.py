@@ -45,10 +45,18 @@ class Handoff:
     merged_into: uuid.UUID | None = None
     #: Set while the lead waits in its team's queue for a rep who can take it (not after an escalation).
     waiting_since: datetime | None = None
+    #: How often sales rejected it and a touch sent it back (each time a new hand-off, with its own events).
+    cycle: int = 0
 
     @property
     def closed(self) -> bool:
         return self.status in CLOSED
+
+    def event_id(self, name: str) -> uuid.UUID:
+        """The id of this hand-off's event ``name`` (``disposition/accepted``, ``lead.sla_breached/1``): the same
+        whichever process or path makes it, and a new one once the lead is recycled (its first hand-off's
+        ``accepted`` and its second's are two events)."""
+        return uuid.uuid5(self.lead_id, name if not self.cycle else f"{name}/cycle/{self.cycle}")
 
 
 CLOSED: frozenset[str] = frozenset({"won", "lost", "rejected", "merged"})
