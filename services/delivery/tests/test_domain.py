@@ -87,3 +87,41 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
     assert retry_after_s("30", NOW) == 30
     assert retry_after_s("Mon, 23 Nov 2026 09:01:00 GMT", NOW) == 60
     assert retry_after_s("soon", NOW) is None and retry_after_s(None, NOW) is None
+    assert retry_after_s("\u00b2", NOW) is None  # a digit to str.isdigit, not to float()
+
+
+def test_no_answer_and_no_attempt_count_can_keep_a_delivery_from_its_verdict():
+    """A verdict that raised left the delivery unrecorded: sent again every lease, for ever."""
+    window = timedelta(hours=72)
+    assert after_attempt(503, 999_999_999_999, attempts=1, first_at=NOW, now=NOW, window=window,
+                         jitter=0.5).outcome == "dead"  # far past the window, and past datetime's years
+    assert after_attempt(503, retry_after_s("9" * 400, NOW), attempts=1, first_at=NOW, now=NOW, window=window,
+                         jitter=0.5).outcome == "dead"
+    many = after_attempt(500, None, attempts=5_000, first_at=NOW, now=NOW, window=window, jitter=0.0)
+    assert (many.outcome, many.next_at) == ("retry", NOW + timedelta(seconds=1800))  # the cap, halved
+
+
+async def test_a_receivers_answer_is_read_only_as_far_as_the_delivery_log_keeps_it():
+    import gzip
+
+    import httpx
+
+    from delivery.dispatcher import RESPONSE_BYTES, head_of
+
+    bomb = gzip.compress(b"0" * 50_000_000)  # ~50 KB that a client decoding it would unpack to 50 MB
+
+    async def sent(chunks):  # noqa: ANN001, ANN202
+        for chunk in chunks:
+            yield chunk
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/bomb":
+            return httpx.Response(503, headers={"content-encoding": "gzip"}, content=sent([bomb]))
+        return httpx.Response(500, content=sent(b"x" * 1000 for _ in range(10**9)))
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as client:
+        async with client.stream("POST", "https://crm.example.com/bomb") as reply:
+            kept = await head_of(reply)
+        assert len(kept) <= RESPONSE_BYTES and "0" * 100 not in kept  # the bytes as sent, not unpacked
+        async with client.stream("POST", "https://crm.example.com/endless") as reply:
+            assert await head_of(reply) == "x" * RESPONSE_BYTES

@@ -111,11 +111,12 @@ class Dispatcher(BackgroundLoop):
         retry_after: float | None = None
         try:
             # The client's transport (``delivery.network``) refuses what resolves to a non-public address.
-            async with asyncio.timeout(self._total_s):
-                reply = await self._client.post(sub.url, content=d.body, headers=self._headers(d, sub, at),
-                                                timeout=self._timeout)
-            status, response = reply.status_code, reply.text[:2000]
-            retry_after = retry_after_s(reply.headers.get("retry-after"), at)
+            async with asyncio.timeout(self._total_s), self._client.stream(
+                    "POST", sub.url, content=d.body, headers=self._headers(d, sub, at), timeout=self._timeout
+            ) as reply:
+                status = reply.status_code
+                retry_after = retry_after_s(reply.headers.get("retry-after"), at)
+                response = await head_of(reply)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
         finally:
@@ -153,4 +154,20 @@ class Dispatcher(BackgroundLoop):
         signatures = " ".join(signer.sign(msg_id, at, body) for signer in signers)
         return {"content-type": "application/cloudevents+json", "webhook-id": msg_id,
                 "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signatures,
-                "user-agent": "leadpipe-delivery/1"}
+                "user-agent": "leadpipe-delivery/1", "accept-encoding": "identity"}
+
+
+#: How much of a receiver's answer is read and kept for the delivery log: its first bytes, as they came (never
+#: decompressed, whatever the receiver says they are), never the whole of it.
+RESPONSE_BYTES = 2000
+
+
+async def head_of(reply: httpx.Response) -> str:
+    """The first ``RESPONSE_BYTES`` of ``reply``'s body, read no further: a receiver's endless or compressed
+    answer (a few KB of gzip can unpack to gigabytes) costs the dispatcher nothing beyond them."""
+    kept = bytearray()
+    async for chunk in reply.aiter_raw():
+        kept += chunk
+        if len(kept) >= RESPONSE_BYTES:
+            break
+    return bytes(kept[:RESPONSE_BYTES]).decode("utf-8", errors="replace")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -177,8 +176,8 @@ def retry_after_s(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # str.isdigit alone takes "²", which float() refuses
+        return float(value)  # a number too large for a float is inf: past any window
     try:
         return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
     except (TypeError, ValueError):
@@ -198,8 +197,9 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
     if status in (429, 503) and retry_after is not None:
         wait = retry_after
     else:
-        wait = min(cap_s, base_s * math.pow(2, attempts - 1)) * (0.5 + jitter / 2)
-    next_at = now + timedelta(seconds=wait)
-    if next_at > first_at + window:
+        # The exponent is bounded first: attempts keep counting across redrives, and 2.0 ** 1024 is no float.
+        wait = min(cap_s, base_s * 2.0 ** min(attempts - 1, 64)) * (0.5 + jitter / 2)
+    # Compared in seconds: a receiver's Retry-After may be beyond any date a datetime can hold.
+    if wait > (first_at + window - now).total_seconds():
         return Verdict("dead")
-    return Verdict("retry", next_at)
+    return Verdict("retry", now + timedelta(seconds=wait))
