@@ -103,6 +103,17 @@ async def test_events_go_to_their_handler_by_type_and_outputs_keep_the_order_of_
     assert handlers.calls == [[ids[0], ids[2]], [ids[1], ids[3]]]
 
 
+async def test_a_handler_declared_for_several_types_gets_them_in_one_call_in_log_order():
+    """What such a handler writes keeps the log's order: delivery queues each lead's webhooks in it."""
+    batch = [changed(), captured(), changed(), captured()]
+    handlers = Handlers()
+    both = BatchApplier(service="delivery", handlers={"lead.captured": handlers.changed,
+                                                      "lead.stage_changed": handlers.changed},
+                        unit_of_work=lambda: MemoryUnitOfWork(None), clock=lambda: NOW)
+    await both.apply(records(*batch))
+    assert handlers.calls == [[uuid.UUID(m.header("ce_id")) for m in batch]]
+
+
 async def test_a_rejected_event_is_dead_lettered_and_not_remembered_so_a_redrive_applies_it():
     msg = captured()
     uow = MemoryUnitOfWork(None)

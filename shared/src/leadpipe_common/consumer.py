@@ -568,8 +568,9 @@ class BatchApplier:
 
     Records keep their order: outputs come out in the order of the records
     that caused them, and an event twice in one batch is applied and emitted
-    once. Events are handed to their handlers grouped by type, all in one unit
-    of work that commits before ``apply`` returns.
+    once. Events are handed to their handlers, one call per handler with its
+    events in log order (a handler declared for several types gets them
+    together), all in one unit of work that commits before ``apply`` returns.
     """
 
     def __init__(
@@ -639,12 +640,14 @@ class BatchApplier:
             REDELIVERED.inc(len(stored))
             results.update(stored)
             fresh = [env for eid, (env, _) in envelopes.items() if eid not in stored]
-            by_type: dict[str, list[Envelope]] = {}
+            # One call per handler, its events in log order: a handler declared for several types (delivery's,
+            # reporting's) gets them together, so what it writes keeps their order (delivery queues each
+            # lead's webhooks in it).
+            by_handler: dict[BatchHandler | None, list[Envelope]] = {}
             for env in fresh:
-                by_type.setdefault(env.type, []).append(env)
+                by_handler.setdefault(self._handlers.get(env.type), []).append(env)
             applied: list[Applied] = []
-            for event_type, group in by_type.items():
-                handler = self._handlers.get(event_type)
+            for handler, group in by_handler.items():
                 outcomes = await handler(uow, group) if handler else {}
                 for env in each(group):
                     # Events of types this stage does not handle are someone
