@@ -57,8 +57,8 @@ async def test_fifty_simultaneous_submissions_of_one_address_make_one_lead_route
     touches = await steps_of(bootstrap, lead_id, settled)
     assert len({r.id for r in touches if r.type == "lead.touched"}) == 49
     assert sum(r.type == "lead.stage_changed" and r.json()["to_stage"] == "routed" for r in touches) == 1
-    # One routing; the other records tell the holder of touches (those scored in the batch of the routing
-    # itself are not re-told).
+    # One routing; the other records tell its holder of the touches (those scored in the routing's own batch
+    # too), all with the one owner.
     await asyncio.sleep(2)
     routed = await read_all(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id)
     assert len({r.id for r in routings(routed)}) == 1

@@ -148,6 +148,21 @@ async def test_a_touch_of_a_held_lead_tells_its_holder_with_the_same_deadline(uo
     assert uow.store.turns == {"emea": 1}  # no second routing
 
 
+async def test_touches_scored_in_the_batch_that_routes_their_lead_are_told_to_its_new_holder(uow, ctx):
+    """A person who submits twice in a moment: the lead's first score and its touch's reach routing together."""
+    lead = factories.scored("mql", country="DE")
+    batch = [factories.envelope(topics.SCORED, e) for e in (lead, touch_of(lead), touch_of(lead, "nurture"))]
+    async with uow:
+        outcomes = await handle_lead_scored(uow, batch, ctx)
+        await uow.commit()
+    (routed, _), *touches = (outcomes[env.id] for env in batch)
+    for rerouted, reengaged in touches:
+        assert data(rerouted).assignment == data(routed).assignment and data(rerouted).touch is not None
+        assert (data(reengaged).type, data(reengaged).owner_id) == ("lead.reengaged",
+                                                                   data(routed).assignment.owner_id)
+    assert uow.store.turns == {"emea": 1}  # routed once
+
+
 async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_the_bar(uow, ctx):
     lead = factories.scored("mql", country="DE")
     owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id

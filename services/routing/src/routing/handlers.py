@@ -170,8 +170,10 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         if env.data.lead_id in assigned:
             # A lead scored again without a touch (a merge gave it a
             # duplicate's touches) or a second, differently-identified event
-            # for one lead: the first routing stands.
-            log.info("lead already routed; its new score changes nothing here")
+            # for one lead: the first routing stands. (A touch here is of a
+            # lead routed earlier in this batch: its holder hears of it below.)
+            if env.data.touch is None:
+                log.info("lead already routed; its new score changes nothing here")
             continue
         assigned.add(env.data.lead_id)
         routes[env.id] = choose_route(env.data, ref.data)
@@ -182,6 +184,8 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     reps = [r for r in ref.data.reps if r.team in teams]
     presence = await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
     rows, handoffs = [], []
+    fresh: dict[uuid.UUID, tuple[int, Held]] = {}  # routed in this batch: where in it, and the hand-off
+    position = {env.id: i for i, env in enumerate(batch)}
     for env in mqls:
         route = routes.get(env.id)
         if route is None:
@@ -213,6 +217,8 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             outcomes[env.id].append(follow_up(env, topics.LIFECYCLE, queued, source=SOURCE, time=now))
         row = {"lead_id": lead.lead_id, "owner_id": assignment.owner_id, "team": assignment.team,
                "method": assignment.method, "reason": assignment.reason, "routed_at": now}
+        held_now = Held(handoff, routed, routed_message.header("traceparent"))
+        fresh[lead.lead_id] = (position[env.id], held_now)
         if env.id in recycled:
             back = LeadStageChanged(
                 lead_id=lead.lead_id, from_stage="nurture", to_stage="mql", at=now, by="routing",
@@ -223,7 +229,13 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             await store.update_handoff(handoff, routed)
         else:
             rows.append(row)
-            handoffs.append(Held(handoff, routed, routed_message.header("traceparent")))
+            handoffs.append(held_now)
+    # Touches of a lead this batch routed, after its routing (a person who submitted twice in a moment): its
+    # holder hears of them as of any later touch, with the newer score.
+    for env in each(touched):
+        routed_here = fresh.get(env.data.lead_id)
+        if routed_here is not None and position[env.id] > routed_here[0] and not outcomes[env.id]:
+            outcomes[env.id] = _reengage(env, routed_here[1], now)
     await store.save_rotations(turns.changed, turns.taken)
     await store.save_assignments(rows)
     await store.add_handoffs(handoffs)
