@@ -75,10 +75,10 @@ class Dispatcher(BackgroundLoop):
             return 0
         now = self._clock()
         async with self._uow() as uow:
-            open_ids = sorted(set(self._subs) - await uow.store.disabled_ids())
-            busy = [s for s, n in self._in_flight.items() if n >= self._per_sub]
+            free = {sub: self._per_sub - self._in_flight[sub]
+                    for sub in set(self._subs) - await uow.store.disabled_ids()}
             # The lease outlives the attempt, so no other dispatcher takes it meanwhile.
-            claimed = await uow.store.claim(now, now + timedelta(seconds=self._total_s + 5), open_ids, busy, room)
+            claimed = await uow.store.claim(now, now + timedelta(seconds=self._total_s + 5), free, room)
             # A gauge, not a decision: refreshed every few seconds, not on every round.
             waiting = await uow.store.oldest_waiting() if time.monotonic() >= self._gauged_at + 5 else None
             await uow.commit()

@@ -13,7 +13,7 @@ is sent again, with the same ``webhook-id``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -85,17 +85,29 @@ subscriptions = sa.Table(
 _ENQUEUE = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_once")
 _INSERT_ATTEMPT = insert(attempts).on_conflict_do_nothing()
 
+#: Each open subscription's due deliveries, at most its free slots of them (a slow receiver's backlog must not
+#: fill the round and starve the others), a lead's only when nothing earlier of it is pending; then the due
+#: ones of all, oldest first, up to the round's room. The lock's own level checks again that a row is still
+#: pending and due: another dispatcher may have claimed it since this statement's snapshot.
 _CLAIM = sa.text(
     f"""
     UPDATE {SCHEMA}.deliveries SET next_at = :lease_until
     WHERE seq IN (
         SELECT d.seq FROM {SCHEMA}.deliveries d
-        WHERE d.status = 'pending' AND d.next_at <= :now
-          AND d.subscription_id = ANY(:open) AND NOT d.subscription_id = ANY(:busy)
-          AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries e
-                          WHERE e.status = 'pending' AND e.subscription_id = d.subscription_id
-                            AND e.lead_id = d.lead_id AND e.seq < d.seq)
-        ORDER BY d.next_at LIMIT :limit FOR UPDATE SKIP LOCKED
+        WHERE d.seq IN (
+            SELECT c.seq FROM unnest(CAST(:subs AS text[]), CAST(:free AS int[])) AS room(sub, free)
+            CROSS JOIN LATERAL (
+                SELECT c.seq, c.next_at FROM {SCHEMA}.deliveries c
+                WHERE c.status = 'pending' AND c.next_at <= :now AND c.subscription_id = room.sub
+                  AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries e
+                                  WHERE e.status = 'pending' AND e.subscription_id = c.subscription_id
+                                    AND e.lead_id = c.lead_id AND e.seq < c.seq)
+                ORDER BY c.next_at LIMIT room.free
+            ) c
+            ORDER BY c.next_at LIMIT :limit
+        )
+        AND d.status = 'pending' AND d.next_at <= :now
+        FOR UPDATE SKIP LOCKED
     )
     RETURNING seq, subscription_id, lead_id, event_id, event_type, body, attempts, created_at
     """
@@ -122,10 +134,15 @@ class DeliveryStore:
         if rows:
             await self._conn.execute(compiled_once(lambda: _ENQUEUE, deliveries), list(rows))
 
-    async def claim(self, now: datetime, lease_until: datetime, open_ids: Sequence[str], busy: Sequence[str],
+    async def claim(self, now: datetime, lease_until: datetime, free: Mapping[str, int],
                     limit: int) -> list[Claimed]:
-        rows = await self._conn.execute(_CLAIM, {"now": now, "lease_until": lease_until, "open": list(open_ids),
-                                                 "busy": list(busy), "limit": limit})
+        """Up to ``limit`` due deliveries, of each subscription at most its ``free`` slots, leased until
+        ``lease_until``."""
+        subs = sorted(sub for sub, n in free.items() if n > 0)
+        if not subs:
+            return []
+        rows = await self._conn.execute(_CLAIM, {"now": now, "lease_until": lease_until, "subs": subs,
+                                                 "free": [free[sub] for sub in subs], "limit": limit})
         return [Claimed(*r) for r in rows]
 
     async def record(self, claimed: Claimed, *, at: datetime, status: int | None, error: str | None,
