@@ -109,3 +109,21 @@ async def test_availability_updates_are_checked_and_need_a_key(stack):
         assert anonymous.status_code == 401
         reload = await routing.post("/v1/routing-data/reload", headers=KEY_HEADERS)
         assert reload.status_code == 200 and reload.json()["routing_data_version"] == await version(routing)
+
+
+async def test_a_period_already_over_is_declared_again_from_the_same_start(stack):
+    """A rep back early, then away again: the new period may start where the one that ended did."""
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS, timeout=30) as routing:
+
+        async def away(until: datetime, reason: str) -> httpx.Response:
+            return await routing.put(f"/v1/reps/{SHIFT_REP}/availability", json={"away": [
+                {"starts_at": start.isoformat(), "ends_at": until.isoformat(), "reason": reason}]})
+
+        start = datetime.now(UTC) - timedelta(minutes=1)
+        first = await away(datetime.now(UTC) + timedelta(seconds=1), "dentist")
+        assert first.status_code == 200, first.text
+        await asyncio.sleep(1.5)  # over now: kept as a record
+        again = await away(datetime.now(UTC) + timedelta(hours=1), "dentist, again")
+        assert again.status_code == 200, again.text
+        assert (await sol(routing))["unavailable_because"].startswith("out of office (dentist, again) until")
+        assert (await routing.put(f"/v1/reps/{SHIFT_REP}/availability", json={"away": []})).status_code == 200

@@ -141,6 +141,11 @@ def _held(row: Any) -> Held:
     return Held(h, LeadRouted.model_validate(row.lead), row.traceparent)
 
 
+_AWAY_ROWS = insert(away)
+_SET_AWAY = _AWAY_ROWS.on_conflict_do_update(
+    index_elements=[away.c.rep_id, away.c.starts_at],
+    set_={"ends_at": _AWAY_ROWS.excluded.ends_at, "reason": _AWAY_ROWS.excluded.reason,
+          "set_by": _AWAY_ROWS.excluded.set_by, "set_at": sa.func.now()})
 _ASSIGNED = sa.select(assignments.c.lead_id).where(among(assignments.c.lead_id, "ids"))
 _ROTATIONS = (sa.select(rotation.c.team, rotation.c.state).where(among(rotation.c.team, "teams"))
               .order_by(rotation.c.team).with_for_update())
@@ -272,10 +277,11 @@ class RoutingStore:
         return [Away(r.starts_at, r.ends_at, r.reason) for r in rows]
 
     async def set_away(self, rep_id: str, periods: Sequence[Away], by: str, now: datetime) -> None:
-        """Replace the rep's periods not yet over with ``periods`` (past ones stay, as a record)."""
+        """Replace the rep's periods not yet over with ``periods`` (past ones stay, as a record, unless a new
+        period starts when one of them did: it takes that one's place). Two updates at once: the last wins."""
         await self._session.execute(away.delete().where(away.c.rep_id == rep_id, away.c.ends_at > now))
         if periods:
-            await self._session.execute(away.insert(), [
+            await self._session.execute(_SET_AWAY, [
                 {"rep_id": rep_id, "starts_at": p.starts_at, "ends_at": p.ends_at, "reason": p.reason, "set_by": by}
                 for p in periods])
 
