@@ -39,6 +39,7 @@ def test_a_subscription_gets_the_events_it_asked_for_that_pass_its_filter():
     ({"url": "http://10.0.0.5/hooks"}, "private"),
     ({"url": "http://127.0.0.1:9000/"}, "private, loopback"),
     ({"url": "http://169.254.169.254/latest/meta-data"}, "link-local"),
+    ({"url": "http://[64:ff9b::a9fe:a9fe]/latest/meta-data"}, "link-local"),  # NAT64 to the same
     ({"url": "http://localhost:8080/"}, "this machine"),
     ({"secrets": ["shh"]}, "whsec_"),
     ({"secrets": []}, "at least one"),
@@ -55,6 +56,7 @@ def test_a_bad_subscription_is_refused_naming_the_entry(spec, message):
 def test_private_targets_are_allowed_only_when_asked_and_names_are_judged_by_what_they_resolve_to():
     assert target_problem("http://127.0.0.1:9000/", allow_private=True) is None
     assert target_problem("https://crm.example.com/", allow_private=False) is None
+    assert target_problem("https://[2606:4700::1111]/", allow_private=False) is None  # a public IPv6 address
 
 
 def test_a_success_delivers_and_410_means_gone():

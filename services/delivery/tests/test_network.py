@@ -9,7 +9,10 @@ pytestmark = pytest.mark.asyncio
 
 
 @pytest.mark.parametrize("target", ["http://localhost:9/hook", "http://127.0.0.1:9/hook", "http://[::1]:9/hook",
-                                    "http://169.254.169.254/latest/meta-data"])
+                                    "http://169.254.169.254/latest/meta-data",
+                                    # IPv6 forms that carry an internal IPv4 address (NAT64, 6to4, compatible)
+                                    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data", "http://[64:ff9b:1::a00:1]:9/",
+                                    "http://[2002:7f00:1::]:9/", "http://[::7f00:1]:9/"])
 async def test_a_name_or_address_that_is_not_public_is_refused_before_connecting(target):
     async with httpx.AsyncClient(transport=PublicOnlyTransport(allow_private=False)) as client:
         with pytest.raises(httpx.ConnectError, match="not a public address"):

@@ -127,10 +127,28 @@ def target_problem(url: str, *, allow_private: bool) -> str | None:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None  # a name: judged by what it resolves to when a delivery is sent
-    if not address.is_global:
+    if not is_public(address):
         return (f"{host} is a private, loopback or link-local address "
                 "(set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)")
     return None
+
+
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (well-known and local-use) and the
+#: deprecated IPv4-compatible form.
+_CARRIERS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global, and so is every IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64,
+    IPv4-compatible): Python judges some of those by their IPv6 prefix alone (``64:ff9b::a9fe:a9fe`` is
+    "global", yet a NAT64 gateway takes it to 169.254.169.254)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = [v4 for v4 in (address.ipv4_mapped, address.sixtofour, *(address.teredo or ())) if v4]
+        if any(address in network for network in _CARRIERS):
+            carried.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+        if not all(v4.is_global for v4 in carried):
+            return False
+    return address.is_global
 
 
 def facts_of(event: Event) -> dict[str, str | None]:

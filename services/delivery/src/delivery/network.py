@@ -2,7 +2,8 @@
 
 Guarantees: the transport resolves a target's host itself, refuses the
 connection when any address is private, loopback, link-local or otherwise
-not global (unless allowed), and connects to an address it checked; a name
+not global, or carries such an IPv4 address (NAT64, 6to4, Teredo; unless
+allowed), and connects to an address it checked; a name
 cannot resolve to a public address for a check and to an internal one for
 the connection (DNS rebinding). TLS still verifies the certificate against
 the host name. No proxy from the environment is used: a proxy would make the
@@ -20,6 +21,8 @@ import httpcore
 import httpx
 from httpcore._backends.auto import AutoBackend
 
+from delivery.domain import is_public
+
 
 class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, *, allow_private: bool) -> None:
@@ -36,7 +39,7 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not self._allow_private:
             for address in addresses:
-                if not ipaddress.ip_address(address.split("%")[0]).is_global:
+                if not is_public(ipaddress.ip_address(address.split("%")[0])):
                     raise httpcore.ConnectError(f"refused: {host} resolves to {address}, which is not a public address "
                                                 "(set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)")
         failure: httpcore.ConnectError | None = None
