@@ -102,7 +102,8 @@ async def test_availability_updates_are_checked_and_need_a_key(stack):
         now = datetime.now(UTC)
         backwards = await routing.put(f"/v1/reps/{SHIFT_REP}/availability", headers=KEY_HEADERS, json={"away": [
             {"starts_at": now.isoformat(), "ends_at": (now - timedelta(hours=1)).isoformat()}]})
-        assert backwards.status_code == 422 and "ends_at must come after starts_at" in backwards.text
+        assert backwards.status_code == 422 and backwards.json()["errors"] == [
+            {"field": "away.0.ends_at", "reason": "ends_at must come after starts_at"}]
         nobody = await routing.put("/v1/reps/no.such.rep/availability", headers=KEY_HEADERS, json={"away": []})
         assert nobody.status_code == 404
         anonymous = await routing.put(f"/v1/reps/{SHIFT_REP}/availability", json={"away": []})

@@ -190,6 +190,7 @@ async def story(loop_stack: Stack) -> Story:
         s.answers["accept again"] = await say("won_eur", outcome="accepted", rep_id=owner["won_eur"])
         s.answers["unknown code"] = await say("lost", outcome="rejected", rep_id="maria.lopez", reason_code="meh")
         s.answers["won without amount"] = await say("won_eur", outcome="won", rep_id=owner["won_eur"])
+        s.answers["rejected without code"] = await say("lost", outcome="rejected", rep_id="maria.lopez")
         s.answers["unknown lead"] = await routing.post(f"/v1/leads/{uuid.uuid4()}/disposition",
                                                        json={"outcome": "accepted", "rep_id": "x"})
         await wait_for(lambda: _is(status("lost"), "accepted"))  # the topic path waits for routing's consumer
@@ -264,6 +265,9 @@ async def test_illegal_moves_are_refused_and_explained_and_a_repeat_is_harmless(
     assert unknown_code.status_code == 422 and unknown_code.json()["errors"][0]["field"] == "reason_code"
     no_amount = story.answers["won without amount"]
     assert no_amount.status_code == 422 and "amount" in no_amount.json()["errors"][0]["reason"]
+    assert no_amount.json()["errors"][0]["field"] == "amount"  # the field, not the whole body
+    no_code = story.answers["rejected without code"].json()["errors"]
+    assert no_code == [{"field": "reason_code", "reason": "a rejection needs a reason_code"}]
     assert story.answers["unknown lead"].status_code == 404
     closed = story.answers["lost after won"]
     assert closed.status_code == 409 and "closed" in closed.json()["error"]

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Stage = Literal[
     "captured", "enriched", "mql", "nurture", "disqualified", "routed", "deadlettered",
@@ -271,29 +271,40 @@ class DispositionReport(Model):
 
     outcome: Disposition
     rep_id: str = Field(min_length=1, max_length=200)
-    reason_code: str | None = Field(None, max_length=100)
-    reason: str | None = Field(None, max_length=2000)
-    amount: Decimal | None = Field(None, gt=0, max_digits=18, decimal_places=2)
-    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    # What each outcome needs is checked on the field it concerns (validate_default: also when it is left
+    # out), so a refusal names that field, not the report as a whole.
+    reason_code: str | None = Field(None, max_length=100, validate_default=True)
+    reason: str | None = Field(None, max_length=2000, validate_default=True)
+    amount: Decimal | None = Field(None, gt=0, max_digits=18, decimal_places=2, validate_default=True)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", validate_default=True)
     #: When it happened in the sales tool; absent = when leadpipe hears of it.
     at: datetime | None = None
 
-    @field_validator("amount")
+    @field_validator("reason_code")
     @classmethod
-    def _cents(cls, v: Decimal | None) -> Decimal | None:
-        return None if v is None else v.quantize(Decimal("0.01"))  # one spelling per amount in every event
-
-    @model_validator(mode="after")
-    def _details_fit_outcome(self) -> DispositionReport:
-        if self.outcome == "rejected" and not self.reason_code:
+    def _rejection_has_a_code(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("outcome") == "rejected" and not v:
             raise ValueError("a rejection needs a reason_code")
-        if self.outcome == "lost" and not (self.reason_code or self.reason):
+        return v
+
+    @field_validator("reason")
+    @classmethod
+    def _loss_has_a_reason(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("outcome") == "lost" and not (v or info.data.get("reason_code")):
             raise ValueError("a lost deal needs a reason_code or a reason")
-        if self.outcome == "won" and (self.amount is None or self.currency is None):
-            raise ValueError("a won deal needs an amount and a currency")
-        if self.outcome != "won" and (self.amount is not None or self.currency is not None):
+        return v
+
+    @field_validator("amount", "currency")
+    @classmethod
+    def _only_a_win_has_a_value(cls, v: Any, info: ValidationInfo) -> Any:
+        won = info.data.get("outcome") == "won"
+        if won and v is None:
+            raise ValueError(f"a won deal needs an amount and a currency: the {info.field_name} is missing")
+        if not won and v is not None and "outcome" in info.data:
             raise ValueError("only a won deal has an amount and a currency")
-        return self
+        if isinstance(v, Decimal):
+            return v.quantize(Decimal("0.01"))  # one spelling per amount in every event
+        return v
 
 
 class LeadDispositioned(Event, DispositionReport):

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from prometheus_client import Counter
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
 from sqlalchemy.exc import DBAPIError
 
 from leadpipe_common.auth import Principal, needs
@@ -133,11 +133,12 @@ class AwayPeriod(BaseModel):
     ends_at: AwareDatetime
     reason: str | None = Field(None, max_length=200, description="shown to whoever reads the routing reason")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> AwayPeriod:
-        if self.ends_at <= self.starts_at:
+    @field_validator("ends_at")
+    @classmethod
+    def _ordered(cls, v: datetime, info: ValidationInfo) -> datetime:  # on the field: a refusal names it
+        if "starts_at" in info.data and v <= info.data["starts_at"]:
             raise ValueError("ends_at must come after starts_at")
-        return self
+        return v
 
 
 class Availability(BaseModel):
