@@ -34,6 +34,12 @@ def test_a_subscription_gets_the_events_it_asked_for_that_pass_its_filter():
     assert not wants(subscription(events=["lead.sla_breached"]), routed())
 
 
+def test_a_refused_secret_is_named_by_its_place_and_none_of_it_is_said():
+    with pytest.raises(ValueError) as refused:
+        subscription(secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "sk_live_9f8e7d6c5b4a"])
+    assert "secrets[1]" in str(refused.value) and "sk_live" not in str(refused.value)
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ({"url": "ftp://x.example"}, "not an http"),
     ({"url": "http://10.0.0.5/hooks"}, "private"),

@@ -72,9 +72,9 @@ def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscri
     secrets = item.get("secrets")
     if not isinstance(secrets, list) or not secrets:
         raise ValueError(f"{where}.secrets: list at least one whsec_... secret")
-    for secret in secrets:
-        if not _valid_secret(secret):
-            raise ValueError(f"{where}.secrets: {str(secret)[:10]}... is not a whsec_<base64> secret")
+    for i, secret in enumerate(secrets):
+        if not _valid_secret(secret):  # said without any of it: a refusal is logged
+            raise ValueError(f"{where}.secrets[{i}]: not a whsec_<base64> secret")
     events = item.get("events")
     if not isinstance(events, list) or not events or not set(events) <= set(DELIVERABLE):
         raise ValueError(f"{where}.events: a list of {', '.join(DELIVERABLE)}")
