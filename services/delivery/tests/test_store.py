@@ -3,6 +3,8 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+
 from delivery.store import DeliveryStore
 
 
@@ -26,3 +28,51 @@ async def test_a_slow_receivers_backlog_takes_only_its_own_slots_of_a_round(db):
         await conn.rollback()
     assert sorted(c.subscription_id for c in claimed) == [other] * 2 + [slow] * 3
     assert again == []  # the slow one's slots are taken; what was claimed is leased
+
+
+async def test_a_receiver_switched_back_on_gets_what_waited_with_a_fresh_retry_window(db):
+    """A 410 stops a subscription; what waited meanwhile must not die on its first failure after `enable`."""
+    run = uuid.uuid4().hex[:8]
+    gone, now = f"gone-{run}", datetime.now(UTC)
+    async with db.connect() as conn:
+        store = DeliveryStore(conn)
+        await store.enqueue(due(gone, 2, now - timedelta(days=5)))  # older than any retry window
+        await store.disable(gone, now - timedelta(days=4), "410 Gone")
+        assert await store.enable(gone, now) is True
+        waiting = await store.claim(now, now + timedelta(seconds=20), {gone: 5}, limit=5)
+        await conn.rollback()
+    assert len(waiting) == 2 and {(d.created_at, d.attempts) for d in waiting} == {(now, 0)}
+
+
+async def test_a_redrive_restarts_the_backoff_and_leaves_a_deleted_subscriptions_deliveries_dead(db):
+    """A deleted subscription's id may be taken again by another receiver: what it left must not go there."""
+    run = uuid.uuid4().hex[:8]
+    dead, deleted, now = f"dead-{run}", f"deleted-{run}", datetime.now(UTC)
+    async with db.connect() as conn:
+        store = DeliveryStore(conn)
+        await store.enqueue(due(dead, 1, now) + due(deleted, 1, now))
+        await conn.execute(sa.text(
+            "UPDATE delivery.deliveries SET status = 'dead', attempts = 12, last_error = CASE subscription_id "
+            "WHEN :deleted THEN 'subscription deleted' ELSE '500' END WHERE subscription_id IN (:dead, :deleted)"),
+            {"dead": dead, "deleted": deleted})
+        redriven = await store.redrive(now)
+        back = await store.claim(now, now + timedelta(seconds=20), {dead: 1, deleted: 1}, 5)
+        await conn.rollback()
+    assert redriven == 1 and [(d.subscription_id, d.attempts) for d in back] == [(dead, 0)]
+
+
+async def test_a_late_attempt_never_overrides_the_verdict_already_recorded(db):
+    """Its lease ran out, another process sent it and recorded the delivery; the first one's failure comes in."""
+    run = uuid.uuid4().hex[:8]
+    sub, now = f"late-{run}", datetime.now(UTC)
+    async with db.connect() as conn:
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 1, now))
+        [claimed] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 5)
+        for outcome in ("delivered", "dead"):
+            await store.record(claimed, at=now, status=204 if outcome == "delivered" else 500, error=None,
+                               response="", duration_ms=5, outcome=outcome, next_at=None)
+        status = (await conn.execute(sa.text("SELECT status FROM delivery.deliveries WHERE seq = :seq"),
+                                     {"seq": claimed.seq})).scalar_one()
+        await conn.rollback()
+    assert status == "delivered"

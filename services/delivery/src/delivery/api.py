@@ -234,6 +234,6 @@ async def enable(subscription_id: str, rt: DeliveryRuntime) -> dict[str, Any]:
     if subscription_id not in rt.context.subscriptions:
         raise Problem(404, f"no subscription {subscription_id!r}")
     async with rt.unit_of_work() as uow:
-        was = await uow.store.enable(subscription_id)
+        was = await uow.store.enable(subscription_id, rt.context.clock())
         await uow.commit()
     return {"id": subscription_id, "was_disabled": was}

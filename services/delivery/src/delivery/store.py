@@ -82,6 +82,8 @@ subscriptions = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+#: The last error of a subscription's deliveries dropped when it was deleted.
+_DELETED = "subscription deleted"
 _ENQUEUE = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_once")
 _INSERT_ATTEMPT = insert(attempts).on_conflict_do_nothing()
 
@@ -159,7 +161,10 @@ class DeliveryStore:
             values |= {"status": "dead", "done_at": at}
         elif next_at is not None:
             values["next_at"] = next_at
-        await self._conn.execute(deliveries.update().where(deliveries.c.seq == claimed.seq).values(**values))
+        # Only while pending: a late attempt (its lease ran out, another process sent it meanwhile) never
+        # overrides the verdict already recorded.
+        await self._conn.execute(deliveries.update().where(deliveries.c.seq == claimed.seq,
+                                                           deliveries.c.status == "pending").values(**values))
 
     async def disable(self, subscription_id: str, at: datetime, reason: str) -> None:
         await self._conn.execute(insert(disabled).values(subscription_id=subscription_id, at=at, reason=reason)
@@ -167,21 +172,30 @@ class DeliveryStore:
 
     async def redrive(self, now: datetime, subscription_id: str | None = None,
                       lead_id: uuid.UUID | None = None) -> int:
-        """Dead deliveries (of one subscription, one lead, or all) back in the queue, their retry window
-        starting again now; how many."""
-        query = (deliveries.update().where(deliveries.c.status == "dead")
-                 .values(status="pending", next_at=now, created_at=now, done_at=None).returning(deliveries.c.seq))
+        """Dead deliveries (of one subscription, one lead, or all) back in the queue, their retry window and
+        backoff starting again now; how many."""
+        # A deleted subscription's deliveries stay dead: its id may be taken again by another receiver.
+        query = (deliveries.update().where(deliveries.c.status == "dead",
+                                           deliveries.c.last_error.is_distinct_from(_DELETED))
+                 .values(status="pending", next_at=now, created_at=now, attempts=0, done_at=None)
+                 .returning(deliveries.c.seq))
         if subscription_id is not None:
             query = query.where(deliveries.c.subscription_id == subscription_id)
         if lead_id is not None:
             query = query.where(deliveries.c.lead_id == lead_id)
         return len((await self._conn.execute(query)).all())
 
-    async def enable(self, subscription_id: str) -> bool:
-        """Undo a receiver's 410; whether it was switched off."""
+    async def enable(self, subscription_id: str, now: datetime) -> bool:
+        """Undo a receiver's 410; whether it was switched off. What waited meanwhile is sent now, its retry
+        window starting again (a window that ran out while the receiver was off must not kill it at once)."""
         done = await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id)
                                         .returning(disabled.c.subscription_id))
-        return bool(done.all())
+        if not done.all():
+            return False
+        await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
+                                                           deliveries.c.status == "pending")
+                                 .values(next_at=now, created_at=now, attempts=0))
+        return True
 
     async def disabled_ids(self) -> set[str]:
         return {r.subscription_id for r in await self._conn.execute(sa.select(disabled.c.subscription_id))}
@@ -229,7 +243,7 @@ class DeliveryStore:
         dropped = await self._conn.execute(
             deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                       deliveries.c.status == "pending")
-            .values(status="dead", done_at=at, last_error="subscription deleted").returning(deliveries.c.seq))
+            .values(status="dead", done_at=at, last_error=_DELETED).returning(deliveries.c.seq))
         return len(dropped.all())
 
     async def oldest_waiting(self) -> dict[str, float]:
