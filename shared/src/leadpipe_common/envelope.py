@@ -8,7 +8,8 @@ Guarantees:
   read it without this library.
 - The record key is the lead id, so one lead's events stay in order.
 - Output ids are derived from the input id (uuid5 of input id and output
-  type): a redelivered input yields the same output ids, so downstream
+  type, or of a name of the output's own when one input has two outputs of
+  a type): a redelivered input yields the same output ids, so downstream
   de-duplication by id just works.
 - A W3C ``traceparent`` header rides along; outputs continue the input's trace.
 - ``lead.stage_changed`` also carries ``ce_tostage``, so a consumer can pick
