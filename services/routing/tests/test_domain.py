@@ -159,6 +159,16 @@ def test_a_business_day_is_the_reps_working_day_and_counts_across_a_clock_change
     assert acceptance_due("C", "ana", data, start) == datetime(2027, 3, 29, 15, 0, tzinfo=BERLIN)
 
 
+def test_a_deadline_pauses_on_the_holders_public_holidays():
+    # Ascension Day, Thursday 2027-05-06, is a public holiday in Germany: Wednesday 15:00 + one 8-hour day.
+    start = datetime(2027, 5, 5, 15, 0, tzinfo=BERLIN)
+    berlin = [r.model_copy(update={"timezone": "Europe/Berlin"}) for r in SALES.reps]
+    plain = SALES.model_copy(update={"reps": berlin})
+    off = SALES.model_copy(update={"reps": [r.model_copy(update={"holidays": "DE"}) for r in berlin]})
+    assert acceptance_due("C", "ana", plain, start) == datetime(2027, 5, 6, 15, 0, tzinfo=BERLIN)
+    assert acceptance_due("C", "ana", off, start) == datetime(2027, 5, 7, 15, 0, tzinfo=BERLIN)
+
+
 def test_queues_and_grades_without_a_deadline_have_no_sla():
     assert acceptance_due("D", "ana", SALES, NOW) is None
     assert acceptance_due("A", "queue:emea", SALES, NOW) is None

@@ -1,18 +1,24 @@
-"""The working-time clock: hand-off deadlines counted only in the holder's working hours and time zone.
+"""The working-time clock: hand-off deadlines counted only in the holder's working hours and time zone, and
+not on their public holidays.
 
-Pure: the start time is always an argument.
+Pure: the start time is always an argument (the holiday calendars are reference data of the ``holidays``
+package, read, never fetched).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from routing.domain.availability import public_holiday
 from routing.domain.reference import _WEEKDAYS, RoutingData, WorkingHours
 
 
-def add_working_time(start: datetime, work: timedelta, hours: WorkingHours, tz: ZoneInfo) -> datetime:
-    """The moment ``work`` of working time after ``start`` has passed, in UTC.
+def add_working_time(start: datetime, work: timedelta, hours: WorkingHours, tz: ZoneInfo,
+                     day_off: Callable[[date], bool] = lambda day: False) -> datetime:
+    """The moment ``work`` of working time after ``start`` has passed, in UTC; ``day_off`` (a local date) is
+    not worked, whatever the hours say.
 
     Working intervals are built in local wall time and compared in UTC, so a
     day that changes its clocks (DST) is exactly as long as it is.
@@ -23,8 +29,8 @@ def add_working_time(start: datetime, work: timedelta, hours: WorkingHours, tz: 
     remaining = work
     day: date = now.astimezone(tz).date()
     first, last = hours.minutes(hours.start), hours.minutes(hours.end)
-    for _ in range(400 + 8 * (remaining.days + 1)):  # bounded: at least one working day a week
-        if _WEEKDAYS[day.weekday()] in hours.days:
+    for _ in range(800 + 8 * (remaining.days + 1)):  # bounded: a working day a week, holidays aside
+        if _WEEKDAYS[day.weekday()] in hours.days and not day_off(day):
             midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
             opens = (midnight + timedelta(minutes=first)).astimezone(UTC)
             closes = (midnight + timedelta(minutes=last)).astimezone(UTC)
@@ -46,4 +52,6 @@ def acceptance_due(grade: str | None, holder_id: str, data: RoutingData, start: 
     allowed = data.sla.acceptance_time(grade, hours)
     if allowed is None:
         return None
-    return add_working_time(start, allowed, hours, ZoneInfo(rep.timezone))
+    calendar = rep.holidays
+    return add_working_time(start, allowed, hours, ZoneInfo(rep.timezone),
+                            (lambda day: public_holiday(calendar, day) is not None) if calendar else lambda day: False)
