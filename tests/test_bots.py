@@ -167,3 +167,13 @@ async def test_a_captcha_is_verified_with_its_service_and_an_outage_follows_the_
     }
     verified = [call for call in VERIFIER.calls if call.get("response") == "human"]
     assert verified and all(c["secret"] == CAPTCHA_SECRET and c["remoteip"] == "127.0.0.1" for c in verified)
+
+
+async def test_a_protected_form_named_with_blanks_around_it_gets_its_checks_all_the_same(stack, db):
+    """The lead is filed under the trimmed form id: the lookup of the form's checks must trim it too."""
+    closed = CAPTCHA_FORMS["closed"]
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        reply = await capture.post("/v1/leads", json={"email": "blanks@example.com", "form_id": f" {closed} "})
+    assert reply.status_code == 202, reply.text
+    went = await where_each_went(db, [reply.json()["lead_id"]])
+    assert went == {reply.json()["lead_id"]: "quarantine"}  # no CAPTCHA answer

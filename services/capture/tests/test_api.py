@@ -67,8 +67,13 @@ async def test_a_multipart_form_asking_for_json_gets_the_api_answer(capture_url,
         (dict(content=b"{not json", headers={"content-type": "application/json"}), 422, "body"),
         (dict(content=b"email=x@example.com", headers={"content-type": "text/plain"}), 415, None),
         (dict(json={"email": "big@example.com", "message": "x" * 70_000}), 413, None),
+        # JSON in UTF-16 carries its NUL escape past the check that reads UTF-8 (then every stage refused it)
+        (dict(content='{"email": "u16@example.com", "first_name": "a\\u0000b"}'.encode("utf-16"),
+              headers={"content-type": "application/json"}), 422, "body"),
+        (dict(content=b"[" * 5000, headers={"content-type": "application/json"}), 422, "body"),
     ],
-    ids=["missing-email", "bad-email", "not-an-object", "broken-json", "wrong-content-type", "too-large"],
+    ids=["missing-email", "bad-email", "not-an-object", "broken-json", "wrong-content-type", "too-large",
+         "utf-16", "nested-too-deep"],
 )
 async def test_bad_input_gets_a_clear_error_and_stores_nothing(capture_url, db, send, status, field):
     async with httpx.AsyncClient(base_url=capture_url) as client:
@@ -80,6 +85,15 @@ async def test_bad_input_gets_a_clear_error_and_stores_nothing(capture_url, db, 
     if field:
         assert field in {e["field"] for e in body["errors"]}
     assert await _lead_count(db) == before
+
+
+async def test_a_field_nobody_reads_holding_a_lone_surrogate_does_not_fail_a_keyed_post(capture_url):
+    """The Idempotency-Key's fingerprint covers every field sent, read or not."""
+    body = b'{"email": "surrogate@example.com", "nickname": "\\ud800"}'
+    async with httpx.AsyncClient(base_url=capture_url) as client:
+        r = await client.post("/v1/leads", content=body, headers={"content-type": "application/json",
+                                                                  "Idempotency-Key": str(uuid.uuid4())})
+    assert r.status_code == 202, r.text
 
 
 async def test_a_bad_browser_form_post_gets_a_readable_page(capture_url):

@@ -225,8 +225,8 @@ def _nul_in_body(media: bytes, body: bytes) -> str | None:
     if b"\\u0000" in body:
         try:
             return nul_path(json.loads(body))
-        except ValueError:
-            return None  # not JSON: the operation says so itself
+        except (ValueError, RecursionError):
+            return None  # not JSON (or nested past parsing): the operation says so itself
     return None
 
 

@@ -147,9 +147,15 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
     body = await request.body()  # http.BodyLimit refuses one over the limit with 413
     if media == "application/json":
         try:
-            parsed = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            # UTF-8 only (RFC 8259): json.loads would take UTF-16 and UTF-32 too, past the NUL check, which
+            # reads the UTF-8 escape.
+            parsed = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Problem(422, "body is not UTF-8", [FieldProblem("body", "must be UTF-8")]) from None
+        except ValueError as exc:
             raise Problem(422, "body is not valid JSON", [FieldProblem("body", str(exc))]) from None
+        except RecursionError:
+            raise Problem(422, "body is nested too deeply", [FieldProblem("body", "is nested too deeply")]) from None
         if not isinstance(parsed, dict):
             raise Problem(422, "body must be a JSON object", [FieldProblem("body", "must be a JSON object")])
         return parsed
@@ -199,7 +205,9 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
     key = _idempotency_key(request, sender)
     now = rt.context.clock()
     named = form_id or fields.get("form_id")  # a JSON post names its form in the body
-    form = rt.context.forms.get(named) if isinstance(named, str) else None
+    # Looked up as the lead will be filed (blank-trimmed, as capture_lead does): " demo" must not be a form
+    # without checks that is stored as "demo".
+    form = rt.context.forms.get(named.strip()) if isinstance(named, str) else None
     try:
         lead = capture_lead(fields, lead_id=uuid.uuid4(), received_at=now, form=form, form_id=form_id)
     except InvalidSubmission as exc:

@@ -414,4 +414,5 @@ def person_key(email: str, rules: IdentityRules) -> str:
 def fingerprint(fields: Mapping[str, Any], form_id: str | None) -> str:
     """What an ``Idempotency-Key`` promises is repeated: the submitted fields (order aside) and the form."""
     canonical = json.dumps({"form_id": form_id, "fields": fields}, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # surrogatepass: a lone surrogate in a field nobody reads must not fail the request (valid text hashes as ever).
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
