@@ -150,3 +150,14 @@ async def test_a_page_on_another_site_can_neither_sign_a_visitor_in_nor_out(stac
                                    headers={"sec-fetch-site": "same-origin"})).status_code == 200
         assert (await browser.post("/dashboard/logout", headers=headers)).status_code == 403
         assert (await browser.get("/dashboard")).status_code == 200  # still signed in
+
+
+async def test_made_up_key_ids_do_not_grow_a_process_memory_without_bound(db, monkeypatch):
+    """Every made-up key a caller sends is looked up and remembered as unknown: only the newest are kept."""
+    from leadpipe_common import auth
+
+    monkeypatch.setattr(auth, "CACHED_KEYS", 3)
+    keys = auth.Keys(db, bootstrap=None)
+    for n in range(10):
+        assert await keys.authenticate(f"lpk_{n:012x}_{'s' * 43}") is None
+    assert len(keys._cache) == 3 and f"{9:012x}" in keys._cache

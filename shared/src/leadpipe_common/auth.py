@@ -18,6 +18,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import secrets
@@ -39,6 +40,8 @@ from leadpipe_common.http import Problem
 SCOPES = ("capture:write", "feedback:write", "reports:read", "admin")
 ADMIN = "admin"
 CACHE_S = 2.0
+#: The most keys (found or not) a process remembers.
+CACHED_KEYS = 10_000
 PREFIX = "lpk"
 
 metadata = sa.MetaData(schema="auth")
@@ -107,7 +110,8 @@ class Keys:
         self._engine = engine
         self._bootstrap = digest(bootstrap) if bootstrap else None
         self._clock = clock
-        self._cache: dict[str, tuple[float, StoredKey | None]] = {}
+        # Bounded: every made-up key id a caller sends is a miss that would stay otherwise (oldest go first).
+        self._cache: collections.OrderedDict[str, tuple[float, StoredKey | None]] = collections.OrderedDict()
 
     async def authenticate(self, token: str) -> Principal | None:
         if self._bootstrap is not None and hmac.compare_digest(digest(token), self._bootstrap):
@@ -142,6 +146,9 @@ class Keys:
                                                     frozenset(row.scopes), row.created_at, row.revoked_at,
                                                     row.rate_limit)
         self._cache[key_id] = (now, stored)
+        self._cache.move_to_end(key_id)
+        while len(self._cache) > CACHED_KEYS:
+            self._cache.popitem(last=False)
         return stored
 
 
