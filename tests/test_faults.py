@@ -155,7 +155,8 @@ async def test_postgres_restarting_under_load_costs_503s_not_leads(faulty, db, a
         await asyncio.sleep(1.5)
         await asyncio.to_thread(faulty.postgres.stop)
         stage = next(p for p in faulty.processes if p.service == "scoring")
-        readiness = (await client.get(f"{stage.url}/readyz")).status_code
+        probe = await client.get(f"{stage.url}/readyz")
+        readiness, checks = probe.status_code, probe.json()["checks"]
         await asyncio.sleep(2)
         await asyncio.to_thread(faulty.postgres.start)
         await ledger.post(client, 20)  # and after it
@@ -163,6 +164,8 @@ async def test_postgres_restarting_under_load_costs_503s_not_leads(faulty, db, a
         await flowing
     assert ledger.refused > 0, "Postgres was down, yet capture refused nothing: the test missed its window"
     assert readiness == 503, "a stage must say it is not ready while its database is away"
+    # The probe is public: the kind of error, never its text (hosts, ports, users go to the log).
+    assert checks["database"].startswith("failing: ") and "127.0.0.1" not in str(checks), checks
     await assert_conserved(faulty, db, audit, ledger, timeout=180)
 
 

@@ -4,7 +4,8 @@ Guarantees: ``/healthz`` answers 200 while the process is alive and serving
 (it touches no dependency, so an orchestrator never restarts a healthy process
 because Postgres blinked). ``/readyz`` answers 200 only when every readiness
 check passes (broker connected, database reachable, consumer running), else
-503 with each failing check and its reason. ``/metrics`` is Prometheus text;
+503 with each failing check and the kind of its error (the probe is public:
+the error itself, which may name hosts and users, goes to the log). ``/metrics`` is Prometheus text;
 with :class:`RequestMetrics` installed it counts every HTTP request by method,
 route template (never the raw path, so ids do not explode the series) and
 status.
@@ -14,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-
 from typing import Any
+
+import structlog
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from leadpipe_common.http import ResponseHook
+
+log = structlog.get_logger(__name__)
 
 REQUESTS = Counter("leadpipe_http_requests_total", "HTTP requests answered, by route template and status",
                    ["method", "route", "status"])
@@ -44,10 +48,13 @@ def ops_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
         results = await asyncio.gather(
             *(asyncio.wait_for(check(), timeout=2) for check in named.values()), return_exceptions=True
         )
-        report = {
-            name: "ok" if not isinstance(res, BaseException) else (repr(res) if str(res) == "" else str(res))
-            for name, res in zip(named, results, strict=True)
-        }
+        report = {}
+        for name, res in zip(named, results, strict=True):
+            if isinstance(res, BaseException):
+                log.warning("not ready", check=name, error=repr(res))
+                report[name] = f"failing: {type(res).__name__}"
+            else:
+                report[name] = "ok"
         ok = bool(named) and all(v == "ok" for v in report.values())
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": report}, status_code=200 if ok else 503)
 
