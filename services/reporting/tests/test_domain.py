@@ -96,7 +96,7 @@ def test_a_moment_that_is_not_iso_is_refused_with_an_example():
 
 @pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01T00:00+01:00", "9999-12-31T23:30-01:00"])
 def test_a_moment_at_the_ends_of_the_calendar_is_refused_not_a_crash(value):
-    with pytest.raises(ValueError, match="out of range|not an ISO date"):
+    with pytest.raises(ValueError, match="out of range: years 2 to 9998"):
         parse_moment(value, end=True)
 
 

@@ -57,7 +57,9 @@ def parse_moment(value: str | None, *, end: bool = False) -> datetime | None:
             moment = datetime.combine(day + timedelta(days=1) if end else day, time(), UTC)
         else:
             moment = datetime.fromisoformat(value)
-    except (ValueError, OverflowError):  # OverflowError: the day after 9999-12-31
+    except OverflowError:  # the day after 9999-12-31
+        raise ValueError(f"{value!r} is out of range: years 2 to 9998") from None
+    except ValueError:
         raise ValueError(f"{value!r} is not an ISO date (2026-11-23) or date-time (2026-11-23T09:00Z)") from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     if not 1 < moment.year < 9999:  # its UTC time must exist too (0001-01-01T00:00+01:00 has none)
