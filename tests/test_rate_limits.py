@@ -57,3 +57,4 @@ async def test_a_server_with_a_capture_write_key_is_counted_per_key_and_skips_br
     lead = first.json()["lead_id"]
     found = await read_topic(bootstrap, "leads.captured", where=lambda r: r.key.decode() == lead, until=bool)
     assert found
+

@@ -188,6 +188,25 @@ def test_a_captcha_misconfigured_is_refused_naming_the_entry(captcha, message):
         parse_forms({"forms": {"demo": {"captcha": captcha}}})
 
 
+def test_an_ipv6_client_is_counted_by_its_slash_64_and_an_ipv4_one_by_its_address():
+    from capture.throttle import counted_as
+
+    assert counted_as("2001:db8:1:2::17") == counted_as("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert counted_as("2001:db8:1:3::17") != counted_as("2001:db8:1:2::17")
+    assert counted_as("203.0.113.9") == counted_as("::ffff:203.0.113.9") == "203.0.113.9"
+    assert counted_as("unknown") == "unknown"
+
+
+def test_forms_not_in_the_forms_file_share_one_count_per_address():
+    from capture.throttle import browser_identity
+
+    forms = {"demo-request": object()}
+    assert browser_identity("203.0.113.9", "demo-request", forms) == ("address", "203.0.113.9", "demo-request")
+    made_up = {browser_identity("203.0.113.9", f"x{i}", forms) for i in range(5)} | {
+        browser_identity("203.0.113.9", None, forms)}
+    assert made_up == {("address", "203.0.113.9", "api")}
+
+
 def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy():
     from capture.throttle import client_address, parse_networks
 

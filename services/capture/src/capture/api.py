@@ -45,7 +45,7 @@ from capture.captcha import Verifier
 from capture.domain import (TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, issue_form_token, person_key, suspicions)
 from capture.handlers import SOURCE
-from capture.throttle import Network, Throttle, client_address, parse_rate
+from capture.throttle import Network, Throttle, browser_identity, client_address, parse_rate
 from capture.store import CaptureStore
 from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit
 
@@ -110,9 +110,10 @@ async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: 
         rate, identity = (_rate(who.rate_limit) if who.rate_limit else limits.per_key), ("key", who.key_id)
     else:
         rate = limits.per_form.get(form_id or "", limits.per_address)
+        # Every X-Forwarded-For line, in order (a proxy may add its own line after the client's forged one).
         address = client_address(request.client.host if request.client else None,
-                                 request.headers.get("x-forwarded-for"), limits.trusted_proxies)
-        identity = ("address", address, form_id or "api")
+                                 ", ".join(request.headers.getlist("x-forwarded-for")), limits.trusted_proxies)
+        identity = browser_identity(address, form_id, rt.context.forms)
     wait = limits.throttle.retry_after(rate, *identity)
     if wait is not None:
         THROTTLED.labels("key" if who else "address").inc()

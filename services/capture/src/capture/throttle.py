@@ -1,7 +1,8 @@
 """Rate limits on capture's public endpoints (rates written as the ``limits`` library parses them).
 
-Guarantees: a browser's submissions are counted per client address and form
-(``CAPTURE_RATE_LIMIT``, or the form's ``rate_limit``); a server posting with
+Guarantees: a browser's submissions are counted per client address (an IPv6
+address by its /64) and form (``CAPTURE_RATE_LIMIT``, or the form's
+``rate_limit``; forms not in the forms file share one count); a server posting with
 a ``capture:write`` key is counted per key (``CAPTURE_KEY_RATE_LIMIT``, or the
 key's own limit), never per address. Over the limit is ``429`` with
 ``Retry-After``, before the body is read. ``X-Forwarded-For`` is believed only
@@ -16,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 from limits import RateLimitItem, parse
 
@@ -47,6 +48,26 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
         if not _trusted(hop, trusted):
             break
     return address
+
+
+def counted_as(address: str) -> str:
+    """Whose count a client address adds to: an IPv6 address's /64, which one subscriber (a home, a server)
+    gets whole and can spend an address a request from; an IPv4 address is itself."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
+def browser_identity(address: str, form_id: str | None, forms: Container[str]) -> tuple[str, str, str]:
+    """Whose count a browser's submission adds to: its address's (``counted_as``) for the form it names;
+    forms not in the forms file share one count (``/v1/forms/x1``, ``/x2`` ... are not a fresh count each)."""
+    return "address", counted_as(address), form_id if form_id is not None and form_id in forms else "api"
 
 
 def _trusted(address: str, trusted: Sequence[Network]) -> bool:
