@@ -294,6 +294,11 @@ class DispositionReport(Model):
             raise ValueError("a lost deal needs a reason_code or a reason")
         return v
 
+    @field_validator("amount")
+    @classmethod
+    def _cents(cls, v: Decimal | None) -> Decimal | None:
+        return None if v is None else v.quantize(Decimal("0.01"))  # one spelling per amount in every event
+
     @field_validator("amount", "currency")
     @classmethod
     def _only_a_win_has_a_value(cls, v: Any, info: ValidationInfo) -> Any:
@@ -302,8 +307,6 @@ class DispositionReport(Model):
             raise ValueError(f"a won deal needs an amount and a currency: the {info.field_name} is missing")
         if not won and v is not None and "outcome" in info.data:
             raise ValueError("only a won deal has an amount and a currency")
-        if isinstance(v, Decimal):
-            return v.quantize(Decimal("0.01"))  # one spelling per amount in every event
         return v
 
 

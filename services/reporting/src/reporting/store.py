@@ -188,13 +188,13 @@ async def save_merges(conn: AsyncConnection | AsyncSession, p: Projection) -> No
 async def _merges_of(conn: AsyncConnection | AsyncSession,
                      involved: Sequence[uuid.UUID]) -> set[tuple[uuid.UUID, uuid.UUID]]:
     """The merges of the leads ``involved`` (either way), and the merges on from their survivors."""
-    found = {tuple(row) for row in await conn.execute(_MERGES_OF, {"involved": involved})}
+    found = {(row.lead_id, row.survivor_id) for row in await conn.execute(_MERGES_OF, {"involved": involved})}
     while onward := {survivor for _, survivor in found} - {merged for merged, _ in found}:
-        more = {tuple(row) for row in await conn.execute(_MERGES_ON, {"leads": sorted(onward)})}
+        more = {(row.lead_id, row.survivor_id) for row in await conn.execute(_MERGES_ON, {"leads": sorted(onward)})}
         if more <= found:
             break
         found |= more
-    return found  # type: ignore[return-value]
+    return found
 
 
 def chain_order(found: set[tuple[uuid.UUID, uuid.UUID]]) -> list[tuple[uuid.UUID, uuid.UUID]]:

@@ -53,5 +53,7 @@ def acceptance_due(grade: str | None, holder_id: str, data: RoutingData, start: 
     if allowed is None:
         return None
     calendar = rep.holidays
+    if calendar is None:
+        return add_working_time(start, allowed, hours, ZoneInfo(rep.timezone))
     return add_working_time(start, allowed, hours, ZoneInfo(rep.timezone),
-                            (lambda day: public_holiday(calendar, day) is not None) if calendar else lambda day: False)
+                            day_off=lambda day: public_holiday(calendar, day) is not None)
