@@ -14,10 +14,16 @@ LEAD = uuid.UUID(int=1)
 ADS = Attribution(utm_source="google", utm_campaign="brand", offer="demo")
 
 
-def step(to, frm=None, minutes=0, **kw) -> tuple[uuid.UUID, LeadStageChanged]:
-    event = LeadStageChanged(lead_id=LEAD, from_stage=frm, to_stage=to, at=T0 + timedelta(minutes=minutes), by="t",
+def step(to, frm=None, minutes=0, **kw) -> tuple[uuid.UUID, datetime, LeadStageChanged]:
+    at = T0 + timedelta(minutes=minutes)
+    event = LeadStageChanged(lead_id=LEAD, from_stage=frm, to_stage=to, at=at, by="t",
                              reason="r", attribution=kw.pop("attribution", ADS), **kw)
-    return uuid.uuid5(LEAD, to), event
+    return uuid.uuid5(LEAD, to), at, event
+
+
+def recorded(event, minutes=0) -> tuple[uuid.UUID, datetime, object]:
+    """An event as the stream holds it: a fresh id, recorded ``minutes`` after T0."""
+    return uuid.uuid4(), T0 + timedelta(minutes=minutes), event
 
 
 HISTORY = [step("captured"), step("enriched", "captured", 1), step("mql", "enriched", 2),
@@ -48,12 +54,28 @@ def test_a_dead_letter_step_without_attribution_does_not_erase_the_first_touch()
 
 
 def test_a_breach_closes_one_holder_and_opens_the_next():
-    breached = LeadSlaBreached(lead_id=LEAD, owner_id="ana", team="emea", grade="A", due_at=T0, breached_at=T0,
+    due = T0 + timedelta(minutes=18)  # HISTORY's hand-off to ana
+    breached = LeadSlaBreached(lead_id=LEAD, owner_id="ana", team="emea", grade="A", due_at=due, breached_at=due,
                                breach=1, action="reassigned", next_owner_id="ben", next_owner_name="Ben",
-                               next_due_at=T0 + timedelta(minutes=15), attribution=ADS)
-    handoffs = project([HISTORY[3], (uuid.uuid4(), breached)]).handoffs
-    assert [(h.holder, h.owner_id, h.breached_at is not None) for _, h in sorted(handoffs.items())] == [
-        (0, "ana", True), (1, "ben", False)]
+                               next_due_at=due + timedelta(minutes=15), attribution=ADS)
+    handoffs = project([HISTORY[3], recorded(breached, minutes=18)]).handoffs
+    assert [(h.owner_id, h.started_at, h.breached_at) for _, h in sorted(handoffs.items())] == [
+        ("ana", T0 + timedelta(minutes=3), due), ("ben", due, None)]
+
+
+def test_a_recycled_leads_second_hand_off_is_a_hand_off_of_its_own():
+    """Rejected, sent back by a touch, routed again: two hand-offs, whatever order the events are folded in."""
+    second_due = T0 + timedelta(days=3, minutes=18)
+    recycled = [*HISTORY[:4], step("rejected", "routed", 10, reason_code="not-a-fit"),
+                step("nurture", "rejected", 10), step("mql", "nurture", 3 * 24 * 60),
+                step("routed", "mql", 3 * 24 * 60 + 3, owner_id="ben", team="emea", due_at=second_due)]
+
+    def holders(events):
+        return {key: (h.owner_id, h.started_at) for key, h in project(events).handoffs.items()}
+
+    assert holders(recycled) == holders(list(reversed(recycled))) == {
+        (LEAD, T0 + timedelta(minutes=18)): ("ana", T0 + timedelta(minutes=3)),
+        (LEAD, second_due): ("ben", T0 + timedelta(days=3, minutes=3))}
 
 
 def test_conversion_is_each_stage_over_the_one_before():
@@ -112,7 +134,7 @@ def test_a_csv_cell_a_spreadsheet_would_run_is_kept_as_text():
 def test_a_quarantined_submission_is_counted_where_it_came_from_and_nothing_it_said_is_kept():
     bot = LeadQuarantined(lead_id=LEAD, received_at=T0, reasons=["the hidden field _gotcha was filled in"],
                           form_id="demo", utm_source="google", fields={"email": "x@y.example", "message": "pills"})
-    projection = project([(uuid.uuid4(), bot), (uuid.uuid4(), bot)])
+    projection = project([recorded(bot), recorded(bot)])
     assert projection.spam == {LEAD: {"lead_id": LEAD, "received_at": T0, "form_id": "demo", "utm_source": "google"}}
     assert projection.leads == {} and projection.steps == []  # not a lead
 
@@ -134,7 +156,7 @@ def test_a_later_touch_is_on_the_timeline_and_moves_no_stage():
                                                                                              utm_source="ads"))
     touched = LeadTouched(lead_id=LEAD, captured_at=T0, contact={"email": "a@b.example"}, attribution=ADS,
                           touch=touch)
-    projection = project([*HISTORY[:1], (uuid.uuid4(), touched)])
+    projection = project([*HISTORY[:1], recorded(touched)])
     assert projection.leads[LEAD].furthest == 0
     [step] = [s for s in projection.steps if s["to_stage"] == "touched"]
     assert (step["at"], step["reason"], step["detail"]["offer"]) == (touch.at, "asked for demo via ads", "demo")
@@ -164,6 +186,6 @@ def test_a_merge_is_recorded_and_shown_on_both_timelines():
     survivor = uuid.UUID(int=2)
     merge = LeadMerged(lead_id=LEAD, survivor_id=survivor, at=T0, by="anna", reason="same person",
                        attribution=ADS)
-    projection = project([(uuid.uuid4(), merge)])
+    projection = project([recorded(merge)])
     assert projection.merges == [{"lead_id": LEAD, "survivor_id": survivor, "at": T0}]
     assert {s["lead_id"] for s in projection.steps if s["to_stage"] == "merged"} == {LEAD, survivor}

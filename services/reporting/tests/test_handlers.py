@@ -47,4 +47,4 @@ async def test_a_missed_deadline_closes_the_holders_hand_off_and_opens_the_next(
         await handle_lead_sla_breached(uow, [breach], None)
     [projection] = uow.store.saved
     assert {key: (h.owner_id, h.breached_at) for key, h in projection.handoffs.items()} == {
-        (LEAD, 0): ("ana", T0 + timedelta(seconds=1)), (LEAD, 1): ("ben", None)}
+        (LEAD, T0): ("ana", T0 + timedelta(seconds=1)), (LEAD, T0 + timedelta(minutes=15)): ("ben", None)}

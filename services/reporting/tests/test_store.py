@@ -4,12 +4,14 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from reporting.domain import LeadFacts, Projection
-from reporting.store import SCHEMA, metadata, save_leads, save_merges
+from leadpipe_common.events import Attribution, LeadStageChanged
+from reporting.domain import LeadFacts, Projection, project
+from reporting.reports import Filters, sla
+from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
 
 
 @contextlib.asynccontextmanager
@@ -98,3 +100,43 @@ def test_merges_are_applied_along_their_chain():
 
     d, s, t, u, x, y = (uuid.UUID(int=n) for n in (5, 1, 3, 2, 4, 6))
     assert chain_order({(t, u), (s, t), (d, s), (x, y)}) == [(x, y), (d, s), (s, t), (t, u)]
+
+
+def recycled_lead(lead: uuid.UUID) -> list[tuple[uuid.UUID, datetime, LeadStageChanged]]:
+    """Routed to ana, who accepted (her tool dates it a minute before the hand-off: its clock is behind) then
+    rejected it; a touch sent it back and ben, routed it three days later, has not answered yet."""
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+    def step(to: str, frm: str | None, minutes: int, recorded: int | None = None, **kw: object):  # noqa: ANN202
+        return (uuid.uuid4(), t0 + timedelta(minutes=recorded if recorded is not None else minutes),
+                LeadStageChanged(lead_id=lead, from_stage=frm, to_stage=to, at=t0 + timedelta(minutes=minutes),
+                                 by="t", reason="r", attribution=Attribution(utm_source="src-1"), **kw))
+
+    day = 24 * 60
+    return [step("captured", None, 0), step("mql", "captured", 1),
+            step("routed", "mql", 2, owner_id="ana", team="emea", due_at=t0 + timedelta(minutes=17)),
+            step("accepted", "routed", 1, recorded=7), step("rejected", "accepted", 9, reason_code="not-a-fit"),
+            step("nurture", "rejected", 9), step("mql", "nurture", 3 * day),
+            step("routed", "mql", 3 * day + 1, owner_id="ben", team="emea", due_at=t0 + timedelta(days=3, minutes=16))]
+
+
+async def test_each_hand_off_of_a_recycled_lead_is_judged_on_its_own_however_the_events_were_batched(db):
+    lead = uuid.uuid4()
+    events = recycled_lead(lead)
+    found = []
+    for batches in ([events], [[e] for e in events], [events[:3], events[3:7], events[7:]]):
+        async with shadow_with(db, days(lead)) as shadow:
+            for batch in batches:
+                async with db.begin() as conn:
+                    translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+                    await ReportingStore(translated).save(project(batch))
+            async with db.connect() as conn:
+                translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+                report = await sla(translated, Filters())
+                rows = (await conn.execute(sa.text(f'SELECT owner_id, due_at, started_at, breached_at '
+                                                   f'FROM "{shadow}".handoffs ORDER BY due_at'))).all()
+        found.append((rows, report["reps"]))
+    assert found[0] == found[1] == found[2]
+    rows, reps = found[0]
+    assert [r.owner_id for r in rows] == ["ana", "ben"]
+    assert [(r["owner_id"], r["met"], r["missed"], r["open"]) for r in reps] == [("ana", 1, 0, 0), ("ben", 0, 0, 1)]

@@ -10,7 +10,10 @@ no clock. The rules:
 - Conversion between consecutive stages is reached(next) / reached(stage).
 - Close rate is won / captured. Revenue is summed per currency, never mixed.
 - A hand-off met its SLA when the holder accepted (or rejected) the lead by
-  the deadline; it missed when the deadline passed first.
+  the deadline; it missed when the deadline passed first. A hand-off is
+  known by its lead and deadline, and answered by the first acceptance or
+  rejection recorded after it began: a lead sales rejected and a touch sent
+  back is handed off again, and that hand-off is judged on its own.
 """
 
 from __future__ import annotations
@@ -103,16 +106,25 @@ class LeadFacts:
 
 @dataclass(frozen=True)
 class HandoffFacts:
+    """One holder's hand-off of a lead, known by (lead, deadline): every event about it carries both, whereas
+    a count of holders starts again when a recycled lead is routed a second time."""
+
     lead_id: uuid.UUID
-    holder: int
     owner_id: str
     team: str
     due_at: datetime
+    #: When leadpipe recorded the hand-off (routing's clock, as for the answer that ends it); None when only
+    #: its breach was seen.
+    started_at: datetime | None = None
     breached_at: datetime | None = None
 
+    @property
+    def key(self) -> tuple[uuid.UUID, datetime]:
+        return self.lead_id, self.due_at
+
     def row(self) -> dict[str, Any]:
-        return {"lead_id": self.lead_id, "holder": self.holder, "owner_id": self.owner_id, "team": self.team,
-                "due_at": self.due_at, "breached_at": self.breached_at}
+        return {"lead_id": self.lead_id, "owner_id": self.owner_id, "team": self.team, "due_at": self.due_at,
+                "started_at": self.started_at, "breached_at": self.breached_at}
 
 
 @dataclass
@@ -120,7 +132,7 @@ class Projection:
     """One batch of lifecycle events, folded: what to write."""
 
     leads: dict[uuid.UUID, LeadFacts] = field(default_factory=dict)
-    handoffs: dict[tuple[uuid.UUID, int], HandoffFacts] = field(default_factory=dict)
+    handoffs: dict[tuple[uuid.UUID, datetime], HandoffFacts] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
     #: Submissions taken for bots': where they came from, nothing of what they said.
     spam: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
@@ -141,33 +153,42 @@ class Projection:
         return facts
 
     def handoff(self, h: HandoffFacts) -> None:
-        """Keep the earliest breach of a holder seen, as the database does."""
-        known = self.handoffs.get((h.lead_id, h.holder))
-        breaches = [b for b in (h.breached_at, known and known.breached_at) if b is not None]
-        self.handoffs[(h.lead_id, h.holder)] = replace(h, breached_at=min(breaches, default=None))
+        """Keep the earliest start and breach of a hand-off seen, as the database does."""
+        known = self.handoffs.get(h.key)
+        if known is not None:
+            h = replace(h, started_at=_earliest(h.started_at, known.started_at),
+                        breached_at=_earliest(h.breached_at, known.breached_at))
+        self.handoffs[h.key] = h
 
 
-def project(events: Iterable[tuple[uuid.UUID, Event]]) -> Projection:
-    """Fold ``(event id, event)`` pairs into rows; events of other types are ignored."""
+def _earliest(*moments: datetime | None) -> datetime | None:
+    return min((m for m in moments if m is not None), default=None)
+
+
+def project(events: Iterable[tuple[uuid.UUID, datetime, Event]]) -> Projection:
+    """Fold ``(event id, recorded at, event)`` into rows; events of other types are ignored.
+
+    ``recorded at`` is the event's time on the stream: when its service recorded it. A sales tool may date its
+    answer (``at``) earlier than that, so hand-offs and answers are matched on these times."""
     out = Projection()
-    for event_id, event in events:
+    for event_id, recorded, event in events:
         if isinstance(event, LeadStageChanged):
-            _stage_changed(out, event_id, event)
+            _stage_changed(out, event_id, recorded, event)
         elif isinstance(event, LeadSlaBreached):
-            _sla_breached(out, event_id, event)
+            _sla_breached(out, event_id, recorded, event)
         elif isinstance(event, LeadQueued | LeadAssigned):
-            _queue(out, event_id, event)
+            _queue(out, event_id, recorded, event)
         elif isinstance(event, LeadTouched | LeadReengaged):
-            _touched(out, event_id, event)
+            _touched(out, event_id, recorded, event)
         elif isinstance(event, LeadMerged):
-            _merged(out, event_id, event)
+            _merged(out, event_id, recorded, event)
         elif isinstance(event, LeadQuarantined):
             out.spam[event.lead_id] = {"lead_id": event.lead_id, "received_at": event.received_at,
                                        "form_id": event.form_id, "utm_source": event.utm_source}
     return out
 
 
-def _stage_changed(out: Projection, event_id: uuid.UUID, e: LeadStageChanged) -> None:
+def _stage_changed(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadStageChanged) -> None:
     facts = LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c) for c in DIMENSIONS.values()},
                       grade=e.grade, first_at={e.to_stage: e.at} if e.to_stage in STAGE_COLUMNS else {},
                       furthest=RANK.get(e.to_stage, -1))
@@ -181,22 +202,24 @@ def _stage_changed(out: Projection, event_id: uuid.UUID, e: LeadStageChanged) ->
     if e.to_stage == "captured":
         out.touch(e.lead_id, e.lead_id, e.at, e.attribution)  # the first touch bears the lead's id
     if e.to_stage == "routed" and e.owner_id and e.team and e.due_at:
-        out.handoff(HandoffFacts(e.lead_id, 0, e.owner_id, e.team, e.due_at))
+        out.handoff(HandoffFacts(e.lead_id, e.owner_id, e.team, e.due_at, started_at=recorded))
     out.steps.append({
-        "event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.at, "from_stage": e.from_stage,
+        "event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.at, "recorded_at": recorded,
+        "from_stage": e.from_stage,
         "to_stage": e.to_stage, "by": e.by, "reason": e.reason,
         "detail": {k: v for k, v in e.model_dump(mode="json", include={
             "owner_id", "team", "grade", "due_at", "reason_code", "amount", "currency"}).items() if v is not None},
     })
 
 
-def _sla_breached(out: Projection, event_id: uuid.UUID, e: LeadSlaBreached) -> None:
+def _sla_breached(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadSlaBreached) -> None:
     out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c) for c in DIMENSIONS.values()}))
-    out.handoff(HandoffFacts(e.lead_id, e.breach - 1, e.owner_id, e.team, e.due_at, e.breached_at))
+    out.handoff(HandoffFacts(e.lead_id, e.owner_id, e.team, e.due_at, breached_at=e.breached_at))
     if e.action == "reassigned" and e.next_due_at is not None:
-        out.handoff(HandoffFacts(e.lead_id, e.breach, e.next_owner_id, e.team, e.next_due_at))
+        out.handoff(HandoffFacts(e.lead_id, e.next_owner_id, e.team, e.next_due_at, started_at=recorded))
     out.steps.append({
-        "event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.breached_at, "from_stage": "routed",
+        "event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.breached_at, "recorded_at": recorded,
+        "from_stage": "routed",
         "to_stage": "sla_breached", "by": "routing",
         "reason": f"{e.owner_id} missed the acceptance deadline; {e.action} to {e.next_owner_name}",
         "detail": e.model_dump(mode="json", include={"owner_id", "team", "grade", "due_at", "breach", "action",
@@ -204,7 +227,7 @@ def _sla_breached(out: Projection, event_id: uuid.UUID, e: LeadSlaBreached) -> N
     })
 
 
-def _queue(out: Projection, event_id: uuid.UUID, e: LeadQueued | LeadAssigned) -> None:
+def _queue(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadQueued | LeadAssigned) -> None:
     """A wait in a team's queue and its end: on the timeline; the rep it ends with holds the lead to the SLA."""
     out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c)
                                                                  for c in DIMENSIONS.values()}))
@@ -212,14 +235,14 @@ def _queue(out: Projection, event_id: uuid.UUID, e: LeadQueued | LeadAssigned) -
         step = {"to_stage": "queued", "reason": e.reason, "detail": {"team": e.team}}
     else:
         if e.due_at is not None:
-            out.handoff(HandoffFacts(e.lead_id, 0, e.owner_id, e.team, e.due_at))
+            out.handoff(HandoffFacts(e.lead_id, e.owner_id, e.team, e.due_at, started_at=recorded))
         step = {"to_stage": "assigned", "reason": f"assigned to {e.owner_name} after the wait: {e.reason}",
                 "detail": e.model_dump(mode="json", include={"owner_id", "team", "queued_at", "due_at"})}
-    out.steps.append({"event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.at, "from_stage": None,
-                      "by": "routing", **step})
+    out.steps.append({"event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.at,
+                      "recorded_at": recorded, "from_stage": None, "by": "routing", **step})
 
 
-def _touched(out: Projection, event_id: uuid.UUID, e: LeadTouched | LeadReengaged) -> None:
+def _touched(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadTouched | LeadReengaged) -> None:
     """A later touch, and its holder being told of it: on the lead's timeline; the funnel does not move."""
     a = e.touch.attribution
     if isinstance(e, LeadTouched):
@@ -229,19 +252,21 @@ def _touched(out: Projection, event_id: uuid.UUID, e: LeadTouched | LeadReengage
                 "reason": f"{what}{f' via {a.utm_source}' if a.utm_source else ''}"}
     else:
         step = {"at": e.at, "to_stage": "reengaged", "by": "routing", "reason": f"{e.owner_id} told: {e.reason}"}
-    out.steps.append({"event_id": event_id, "lead_id": e.lead_id, "type": e.type, "from_stage": None, **step,
+    out.steps.append({"event_id": event_id, "lead_id": e.lead_id, "type": e.type, "recorded_at": recorded,
+                      "from_stage": None, **step,
                       "detail": {"touch_id": str(e.touch.touch_id),
                                  **{k: v for k, v in a.model_dump(include={"form_id", "offer", "utm_source",
                                                                            "utm_medium", "utm_campaign"}).items()
                                     if v is not None}}})
 
 
-def _merged(out: Projection, event_id: uuid.UUID, e: LeadMerged) -> None:
+def _merged(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadMerged) -> None:
     out.merges.append({"lead_id": e.lead_id, "survivor_id": e.survivor_id, "at": e.at})
     for lead_id, reason in ((e.lead_id, f"merged into {e.survivor_id}: {e.reason}"),
                             (e.survivor_id, f"{e.lead_id} merged into this lead: {e.reason}")):
         out.steps.append({"event_id": uuid.uuid5(event_id, str(lead_id)), "lead_id": lead_id, "type": e.type,
-                          "at": e.at, "from_stage": None, "to_stage": "merged", "by": e.by, "reason": reason,
+                          "at": e.at, "recorded_at": recorded, "from_stage": None, "to_stage": "merged",
+                          "by": e.by, "reason": reason,
                           "detail": {"merged": str(e.lead_id), "survivor": str(e.survivor_id)}})
 
 

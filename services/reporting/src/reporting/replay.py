@@ -71,7 +71,7 @@ async def _apply_scan(engine: AsyncEngine, scan: TopicScan, schema: str, progres
         skipped += bad
         async with engine.begin() as conn:
             conn = await conn.execution_options(schema_translate_map={SCHEMA: schema})
-            await ReportingStore(conn).save(project((env.id, env.data) for _, env in events))
+            await ReportingStore(conn).save(project((env.id, env.time, env.data) for _, env in events))
         done += len(records)
         progress(done, scan.total)
     return done, skipped

@@ -120,21 +120,33 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
+#: When a step was recorded; a step from before that was kept (reporting 0005) has only its own time.
+_RECORDED = sa.func.coalesce(steps.c.recorded_at, steps.c.at)
+#: A hand-off's answer: the first acceptance or rejection of its lead recorded since it began (routing's clock
+#: on both; the answer's own time may be dated earlier by the sales tool). Each hand-off of a recycled lead has
+#: its own; one from before 0005 (no start) takes the lead's first answer, as reports did then.
+_ANSWERED_AT = (sa.select(steps.c.at)
+                .where(steps.c.lead_id == handoffs.c.lead_id, steps.c.to_stage.in_(("accepted", "rejected")),
+                       sa.or_(handoffs.c.started_at.is_(None), _RECORDED >= handoffs.c.started_at))
+                .order_by(_RECORDED, steps.c.at).limit(1).scalar_subquery())
+
+
 async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
-    responded = sa.func.least(leads.c.accepted_at, leads.c.rejected_at)
-    met = sa.and_(handoffs.c.breached_at.is_(None), responded <= handoffs.c.due_at)
-    missed = sa.or_(handoffs.c.breached_at.is_not(None), responded > handoffs.c.due_at)
+    h = sa.select(handoffs, _ANSWERED_AT.label("answered_at")).subquery()
+    # Unanswered, the comparisons are NULL: false here, or "open" (neither) would be NULL and never counted.
+    met = sa.and_(h.c.breached_at.is_(None), sa.func.coalesce(h.c.answered_at <= h.c.due_at, False))
+    missed = sa.or_(h.c.breached_at.is_not(None), sa.func.coalesce(h.c.answered_at > h.c.due_at, False))
     counts = [sa.func.count().filter(met).label("met"), sa.func.count().filter(missed).label("missed"),
               sa.func.count().filter(sa.not_(sa.or_(met, missed))).label("open")]
-    joined = handoffs.join(leads, handoffs.c.lead_id == leads.c.lead_id)
+    joined = h.join(leads, h.c.lead_id == leads.c.lead_id)
 
     async def by(*keys: Any) -> list[dict[str, Any]]:
         rows = await conn.execute(sa.select(*keys, *counts).select_from(joined).where(*f.where())
                                   .group_by(*keys).order_by(*keys))
         return [sla_row({k.key: r._mapping[k.key] for k in keys}, r.met, r.missed, r.open) for r in rows]
 
-    teams = await by(handoffs.c.team)
-    reps = await by(handoffs.c.team, handoffs.c.owner_id)
+    teams = await by(h.c.team)
+    reps = await by(h.c.team, h.c.owner_id)
     total = {"met": sum(t["met"] for t in teams), "missed": sum(t["missed"] for t in teams)}
     return {"filters": f.describe(), "compliance": rate(total["met"], total["met"] + total["missed"]),
             "teams": teams, "reps": reps}

@@ -3,9 +3,10 @@
 - ``leads``: one row per lead: its first-touch attribution, when it first
   reached each stage, the furthest funnel stage it reached, a won deal's value.
 - ``steps``: every lifecycle event, for timelines and rejection reasons.
-- ``handoffs``: each holder of a routed lead, their acceptance deadline and
-  when they breached it; whether they met it is read against the lead's
-  ``accepted_at``/``rejected_at`` when a report asks.
+- ``handoffs``: each hand-off of a routed lead (keyed by lead and
+  deadline): its holder, when it began and when it was breached; whether it
+  was met is read when a report asks, against the first acceptance or
+  rejection ``steps`` recorded after it began.
 - ``touches``: each lead's capture and every later touch, with its
   attribution: what last-touch and linear attribution credit.
 - ``merges``: leads sales said are one person. Applying one (again, after
@@ -71,6 +72,8 @@ steps = sa.Table(
     sa.Column("lead_id", UUID(as_uuid=True), nullable=False),
     sa.Column("type", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    # When its service recorded it (the event's time on the stream); None for steps from before 0005.
+    sa.Column("recorded_at", sa.DateTime(timezone=True)),
     sa.Column("from_stage", sa.Text),
     sa.Column("to_stage", sa.Text, nullable=False),
     sa.Column("by", sa.Text, nullable=False),
@@ -82,10 +85,11 @@ handoffs = sa.Table(
     "handoffs",
     metadata,
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("holder", sa.SmallInteger, primary_key=True),  # 0 = routing's pick, n = after the n-th breach
+    # A lead's hand-offs each have their own deadline; the breach of one names it.
+    sa.Column("due_at", sa.DateTime(timezone=True), primary_key=True),
     sa.Column("owner_id", sa.Text, nullable=False),
     sa.Column("team", sa.Text, nullable=False),
-    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),  # None: only its breach was seen (or from before 0005)
     sa.Column("breached_at", sa.DateTime(timezone=True)),
 )
 spam = sa.Table(
@@ -139,8 +143,9 @@ async def save_leads(conn: AsyncConnection | AsyncSession, facts: Sequence[LeadF
     await insert_rows(conn, leads, [f.row() for f in facts], conflict=_MERGE_LEADS)
 
 
-#: A holder's earliest breach is kept (one row per lead and holder in a batch).
-_MERGE_HANDOFFS = ("ON CONFLICT (lead_id, holder) DO UPDATE SET "
+#: A hand-off's earliest start and breach are kept (one row per lead and deadline in a batch).
+_MERGE_HANDOFFS = ("ON CONFLICT (lead_id, due_at) DO UPDATE SET "
+                   "started_at = LEAST(handoffs.started_at, excluded.started_at), "
                    "breached_at = LEAST(handoffs.breached_at, excluded.breached_at)")
 
 
