@@ -140,6 +140,19 @@ async def test_a_browser_signed_in_to_the_dashboard_reads_every_services_api_doc
                 f"leadpipe {service}")
 
 
+async def test_a_dashboard_session_of_an_admin_key_reads_reports_and_administers_nothing(stack):
+    """The cookie goes to every service on the host, with every request of the site's pages: it only reads."""
+    key = KEY_HEADERS["Authorization"].split()[1]
+    async with httpx.AsyncClient(base_url=url(stack, "reporting")) as browser:
+        assert (await browser.post("/dashboard/login", data={"key": key})).status_code == 200
+        assert (await browser.get("/v1/reports/funnel")).status_code == 200
+        quarantine = await browser.get(f"{url(stack, 'capture')}/v1/quarantine")
+        assert quarantine.status_code == 403, quarantine.text
+        assert "a dashboard session only reads reports" in quarantine.json()["error"]
+    async with httpx.AsyncClient(headers=KEY_HEADERS) as client:  # the key itself still may
+        assert (await client.get(f"{url(stack, 'capture')}/v1/quarantine")).status_code == 200
+
+
 @pytest.mark.parametrize("headers", [{"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}])
 async def test_a_page_on_another_site_can_neither_sign_a_visitor_in_nor_out(stack, headers):
     key = KEY_HEADERS["Authorization"].split()[1]

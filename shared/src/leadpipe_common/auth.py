@@ -14,6 +14,10 @@ Guarantees:
   key, or an unknown or revoked one: ``401`` with ``WWW-Authenticate``; a key
   without the scope: ``403``. A revoked key stops working within
   ``CACHE_S`` seconds on every process, with no restart.
+- A dashboard session (a signed cookie naming a key that may read reports)
+  only reads: it grants ``reports:read`` whatever else its key may do.
+  Cookies ignore ports and go with every request of the site's pages, so
+  writing and administering take the key itself.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -39,6 +43,7 @@ from leadpipe_common.http import Problem
 
 SCOPES = ("capture:write", "feedback:write", "reports:read", "admin")
 ADMIN = "admin"
+READ_REPORTS = "reports:read"
 CACHE_S = 2.0
 #: The most keys (found or not) a process remembers.
 CACHED_KEYS = 10_000
@@ -67,6 +72,8 @@ class Principal:
     name: str
     scopes: frozenset[str]
     rate_limit: str | None = None
+    #: Signed in through the dashboard (a cookie), not calling with the key.
+    session: bool = False
 
     def may(self, scope: str) -> bool:
         return ADMIN in self.scopes or scope in self.scopes
@@ -184,7 +191,9 @@ async def identify(request: Request, *, sessions: bool = True) -> Principal | No
         return None
     session = request.cookies.get(SESSION_COOKIE)
     if session and (key_id := request.app.state.sessions.key_id(session)) is not None:
-        return await keys_of(request).principal_of(key_id)
+        found = await keys_of(request).principal_of(key_id)
+        if found is not None and found.may(READ_REPORTS):
+            return replace(found, scopes=frozenset({READ_REPORTS}), session=True)
     return None
 
 
@@ -211,6 +220,8 @@ def needs(scope: str) -> Any:
         raise ValueError(f"unknown scope {scope!r}")
 
     async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not who.may(scope) and who.session:
+            raise Problem(403, f"a dashboard session only reads reports; send an API key with the scope {scope}")
         if not who.may(scope):
             raise Problem(403, f"this API key ({who.name}) lacks the scope {scope}")
         return who
