@@ -31,6 +31,15 @@ async def test_a_browser_over_its_forms_limit_gets_429_with_retry_after_and_spoo
     assert other_form.status_code == 202  # counted per form
 
 
+async def test_a_json_post_naming_a_form_in_its_body_is_held_to_that_forms_limit(stack):
+    """Posting to /v1/leads is no way around a form's own limit (3/minute, per process; the test before may have
+    spent some of this address's already)."""
+    async with capture(stack) as client:
+        codes = [(await client.post("/v1/leads", json={"email": f"j{i}@example.com", "form_id": LIMITED_FORM})
+                  ).status_code for i in range(7)]
+    assert 429 in codes and codes.count(202) <= 6, codes
+
+
 async def test_a_server_with_a_capture_write_key_is_counted_per_key_and_skips_browser_checks(stack, bootstrap):
     from leadpipe_common.testing.kafka import read_topic
 

@@ -34,6 +34,14 @@ def test_refused_hits_do_not_count_and_a_waiting_client_never_sees_zero_seconds(
     assert throttle.retry_after(rate, "key", "k1") is None
 
 
+def test_a_look_at_a_count_does_not_add_to_it():
+    throttle = Throttle(Clock())
+    rate = parse_rate("2/minute", "test")
+    assert [throttle.retry_after(rate, "bad key", "203.0.113.7", count=False) for _ in range(5)] == [None] * 5
+    assert [throttle.retry_after(rate, "bad key", "203.0.113.7") for _ in range(2)] == [None, None]
+    assert throttle.retry_after(rate, "bad key", "203.0.113.7", count=False) == 60
+
+
 def test_passed_windows_are_swept_so_many_clients_do_not_grow_memory_forever():
     clock = Clock()
     throttle = Throttle(clock)

@@ -169,6 +169,11 @@ def keys_of(request: Request) -> Keys:
     return request.app.state.keys
 
 
+def has_key(request: Request) -> bool:
+    """Whether the request carries a key (right or wrong), before anything is looked up."""
+    return _token(request) is not None
+
+
 def _token(request: Request) -> str | None:
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")

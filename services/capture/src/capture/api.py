@@ -33,7 +33,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from leadpipe_common import topics
-from leadpipe_common.auth import identify, needs
+from leadpipe_common.auth import Principal, has_key, identify, needs
 from leadpipe_common.db import raw_connection
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadCaptured, LeadQuarantined
@@ -45,7 +45,7 @@ from capture.captcha import Verifier
 from capture.domain import (TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, issue_form_token, person_key, suspicions)
 from capture.handlers import SOURCE
-from capture.throttle import Network, Throttle, browser_identity, client_address, parse_rate
+from capture.throttle import Network, Throttle, browser_identity, client_address, counted_as, parse_rate
 from capture.store import CaptureStore
 from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit
 
@@ -101,24 +101,49 @@ class Sender:
 
 async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: str | None) -> Sender:
     """Who sends this; raises 401/403 for a bad key and 429 over the limit, before the body is read."""
-    who = await identify(request, sessions=False)  # only a key sent on purpose vouches for a submission
+    limits = rt.context.limits
+    who = await _key_holder(request, limits)
     if who is not None and not who.may("capture:write"):
         raise Problem(403, f"this API key ({who.name}) lacks the scope capture:write")
-    limits = rt.context.limits
     address = None
     if who is not None:
         rate, identity = (_rate(who.rate_limit) if who.rate_limit else limits.per_key), ("key", who.key_id)
     else:
         rate = limits.per_form.get(form_id or "", limits.per_address)
-        # Every X-Forwarded-For line, in order (a proxy may add its own line after the client's forged one).
-        address = client_address(request.client.host if request.client else None,
-                                 ", ".join(request.headers.getlist("x-forwarded-for")), limits.trusted_proxies)
+        address = _address(request, limits)
         identity = browser_identity(address, form_id, rt.context.forms)
-    wait = limits.throttle.retry_after(rate, *identity)
-    if wait is not None:
-        THROTTLED.labels("key" if who else "address").inc()
-        raise Problem(429, f"too many submissions; retry in {wait} s", headers={"Retry-After": str(wait)})
+    _throttle(limits, rate, identity, "key" if who else "address")
     return Sender(vouched=who is not None, address=address, caller=who.key_id if who else "public")
+
+
+def _address(request: Request, limits: Limits) -> str:
+    # Every X-Forwarded-For line, in order (a proxy may add its own line after the client's forged one).
+    return client_address(request.client.host if request.client else None,
+                          ", ".join(request.headers.getlist("x-forwarded-for")), limits.trusted_proxies)
+
+
+async def _key_holder(request: Request, limits: Limits) -> Principal | None:
+    """The key's holder (only a key sent on purpose vouches for a submission: no dashboard session); 401 for an
+    unknown or revoked key, and 429 before the lookup once the client's address has sent too many of those."""
+    if not has_key(request):
+        return None
+    refused = ("bad key", counted_as(_address(request, limits)))
+    _throttle(limits, limits.per_address, refused, "bad key", count=False,
+              what="requests with unknown or revoked API keys")
+    try:
+        return await identify(request, sessions=False)
+    except Problem as exc:
+        if exc.status == 401:
+            limits.throttle.retry_after(limits.per_address, *refused)
+        raise
+
+
+def _throttle(limits: Limits, rate: RateLimitItem, identity: tuple[str, ...], by: str, count: bool = True,
+              what: str = "submissions") -> None:
+    wait = limits.throttle.retry_after(rate, *identity, count=count)
+    if wait is not None:
+        THROTTLED.labels(by).inc()
+        raise Problem(429, f"too many {what}; retry in {wait} s", headers={"Retry-After": str(wait)})
 
 
 @functools.lru_cache(maxsize=256)
@@ -205,6 +230,7 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
                   form_id: str | None, endpoint: str, sender: Sender) -> Admitted:
     key = _idempotency_key(request, sender)
     now = rt.context.clock()
+    limits = rt.context.limits
     named = form_id or fields.get("form_id")  # a JSON post names its form in the body
     # Looked up as the lead will be filed (blank-trimmed, as capture_lead does): " demo" must not be a form
     # without checks that is stored as "demo".
@@ -215,6 +241,11 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         raise Problem(422, "the lead was not accepted", exc.errors) from None
     if form_id and form is None:
         log.info("lead posted to a form not in the forms file", form_id=form_id)
+    if form_id is None and form is not None and sender.address is not None and form.form_id in limits.per_form:
+        # Named in a JSON body, not the URL: counted under the "api" limit before the body was read; the
+        # form's own limit applies all the same, or posting to /v1/leads would be the way around it.
+        _throttle(limits, limits.per_form[form.form_id], browser_identity(sender.address, form.form_id,
+                                                                          rt.context.forms), "address")
     reasons = [] if sender.vouched else await _suspicions(rt.context, fields, form, now, sender)
     if reasons:
         # The same answer a person gets: a bot learns nothing from it.

@@ -5,7 +5,12 @@ address by its /64) and form (``CAPTURE_RATE_LIMIT``, or the form's
 ``rate_limit``; forms not in the forms file share one count); a server posting with
 a ``capture:write`` key is counted per key (``CAPTURE_KEY_RATE_LIMIT``, or the
 key's own limit), never per address. Over the limit is ``429`` with
-``Retry-After``, before the body is read. ``X-Forwarded-For`` is believed only
+``Retry-After``, before the body is read; a JSON post to ``/v1/leads`` naming a
+form with its own ``rate_limit`` in the body is also counted under that form,
+once the body is read. A client address whose unknown or revoked keys reach
+``CAPTURE_RATE_LIMIT`` gets ``429`` for any key before the key is looked up (a
+made-up key must not buy a database lookup per request where no key would
+be throttled). ``X-Forwarded-For`` is believed only
 from ``CAPTURE_TRUSTED_PROXIES``: the client is the nearest address in it not
 one of them. The counts live in each process's memory, a fixed window per
 rate and identity that starts at its first hit: with N capture processes a
@@ -95,9 +100,9 @@ class Throttle:
         self._windows: dict[tuple[object, ...], tuple[float, int]] = {}
         self._sweep_at = clock() + self.SWEEP_S
 
-    def retry_after(self, rate: RateLimitItem, *identity: str) -> int | None:
-        """None when this hit is within ``rate`` for ``identity`` (it counts); else whole seconds until the
-        window ends (it does not count)."""
+    def retry_after(self, rate: RateLimitItem, *identity: str, count: bool = True) -> int | None:
+        """None when this hit is within ``rate`` for ``identity`` (it counts, unless ``count`` is false: a look
+        only); else whole seconds until the window ends (it does not count)."""
         now = self._clock()
         if now >= self._sweep_at:
             self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
@@ -108,5 +113,6 @@ class Throttle:
             ends, hits = now + rate.get_expiry(), 0
         if hits >= rate.amount:
             return max(1, math.ceil(ends - now))
-        self._windows[key] = (ends, hits + 1)
+        if count:
+            self._windows[key] = (ends, hits + 1)
         return None
