@@ -156,7 +156,7 @@ def test_a_provider_names_its_verifier_and_answer_field():
 
 
 def test_a_solved_captcha_vouches_and_an_unsolved_one_does_not():
-    assert captcha_suspicions(CAPTCHA, "abc", {"success": True}) == []
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": 0.9}) == []
     assert captcha_suspicions(CAPTCHA, "abc", {"success": False, "error-codes": ["invalid-input-response"]}) == [
         "the CAPTCHA was not solved (invalid-input-response)"]
     assert captcha_suspicions(CAPTCHA, None, None) == ["no CAPTCHA answer"]
@@ -173,6 +173,106 @@ def test_an_unreachable_verifier_or_a_refused_secret_follows_the_forms_on_error(
         "the CAPTCHA could not be verified (verifier unavailable; the form fails closed)"]
     assert captcha_suspicions(CAPTCHA, "abc", refused) == [
         "the CAPTCHA could not be verified (invalid-input-secret; the form fails closed)"]
+
+
+def test_a_captcha_answer_without_a_score_does_not_pass_a_form_that_asks_for_one():
+    # A v2 or invisible token solved with the same secret carries no score: it must not skip the v3 check.
+    no_score = "the CAPTCHA answer carries no score; the form asks for at least 0.5"
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": True}) == [no_score]
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": None}) == [no_score]
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": "0.9"}) == [no_score]
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": True}) == [no_score]
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": float("nan")}) == [
+        "the CAPTCHA score nan is below the form's 0.5"]
+    assert captcha_suspicions(replace(CAPTCHA, min_score=None), "abc", {"success": True}) == []
+
+
+@pytest.fixture
+def site():
+    """A reCAPTCHA v3 form bound to its site and its widget's action."""
+    return parse_forms({"forms": {"demo": {"captcha": {
+        "provider": "recaptcha", "secret_env": "RECAPTCHA_SECRET", "hostnames": ["www.example.com", "example.com"],
+        "action": "contact_us"}}}})["demo"].captcha
+
+
+ON_SITE = {"success": True, "hostname": "www.example.com", "action": "contact_us"}
+
+
+def test_a_captcha_names_the_sites_and_the_action_it_expects(site):
+    assert site.hostnames == {"www.example.com", "example.com"} and site.action == "contact_us"
+    assert CAPTCHA.hostnames == frozenset() and CAPTCHA.action is None
+    assert captcha_suspicions(site, "abc", ON_SITE) == []
+    assert captcha_suspicions(site, "abc", {**ON_SITE, "hostname": "Example.COM"}) == []  # host names ignore case
+    turnstile = parse_forms({"forms": {"demo": {"captcha": {
+        "provider": "turnstile", "secret_env": "X", "hostnames": ["127.0.0.1", "localhost"], "action": "demo-form"}}}})
+    assert turnstile["demo"].captcha.action == "demo-form"  # Turnstile's actions may hold a -, reCAPTCHA's a /
+
+
+def test_a_captcha_solved_on_another_site_is_a_bots(site):
+    assert captcha_suspicions(site, "abc", {**ON_SITE, "hostname": "spam.example"}) == [
+        "the CAPTCHA was solved on spam.example, not on example.com, www.example.com"]
+    assert captcha_suspicions(site, "abc", {**ON_SITE, "hostname": "www.example.com.spam.example"}) == [
+        "the CAPTCHA was solved on www.example.com.spam.example, not on example.com, www.example.com"]
+    assert captcha_suspicions(site, "abc", {**ON_SITE, "hostname": "x" * 300}) == [
+        f"the CAPTCHA was solved on {'x' * 100}…, not on example.com, www.example.com"]
+
+
+def test_a_captcha_answer_naming_no_site_is_a_bots_when_the_form_names_its_sites(site):
+    expected = ["the CAPTCHA answer names no host; the form expects example.com, www.example.com"]
+    assert captcha_suspicions(site, "abc", {"success": True, "action": "contact_us"}) == expected
+    assert captcha_suspicions(site, "abc", {**ON_SITE, "hostname": ""}) == expected
+    assert captcha_suspicions(site, "abc", {**ON_SITE, "hostname": None}) == expected
+
+
+def test_a_captcha_solved_for_another_widget_of_the_same_keys_is_a_bots(site):
+    assert captcha_suspicions(site, "abc", {**ON_SITE, "action": "login"}) == [
+        "the CAPTCHA was solved for the action login, not contact_us"]
+    assert captcha_suspicions(site, "abc", {**ON_SITE, "action": "Contact_Us"}) == [
+        "the CAPTCHA was solved for the action Contact_Us, not contact_us"]
+    assert captcha_suspicions(site, "abc", {**ON_SITE, "action": "a\nb"}) == [
+        "the CAPTCHA was solved for the action 'a\\nb', not contact_us"]
+    assert captcha_suspicions(site, "abc", {**ON_SITE, "action": ""}) == [
+        "the CAPTCHA answer carries no action; the form expects contact_us"]
+    assert captcha_suspicions(site, "abc", {"success": True, "hostname": "example.com"}) == [
+        "the CAPTCHA answer carries no action; the form expects contact_us"]
+
+
+def test_every_way_a_solved_captcha_misses_the_form_is_named(site):
+    strict = replace(site, min_score=0.5)
+    assert captcha_suspicions(strict, "abc", {"success": True, "hostname": "spam.example", "action": "login"}) == [
+        "the CAPTCHA was solved on spam.example, not on example.com, www.example.com",
+        "the CAPTCHA was solved for the action login, not contact_us",
+        "the CAPTCHA answer carries no score; the form asks for at least 0.5"]
+    # Unsolved, or unverifiable, is judged before what the answer says about the site.
+    assert captcha_suspicions(strict, "abc", {"success": False, "error-codes": ["timeout-or-duplicate"]}) == [
+        "the CAPTCHA was not solved (timeout-or-duplicate)"]
+    assert captcha_suspicions(replace(strict, fail_open=True), "abc", None) == []
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("hostnames", ["https://www.example.com"]),
+    ("hostnames", ["www.example.com:443"]),
+    ("hostnames", ["example.com/contact"]),
+    ("hostnames", ["*.example.com"]),
+    ("hostnames", ["WWW.example.com"]),
+    ("hostnames", ["example.com."]),
+    ("hostnames", ["example..com"]),
+    ("hostnames", ["-example.com"]),
+    ("hostnames", ["example.com\n"]),
+    ("hostnames", [""]),
+    ("hostnames", [443]),
+    ("hostnames", []),
+    ("hostnames", "example.com"),
+    ("action", ""),
+    ("action", "x" * 101),
+    ("action", "contact us"),
+    ("action", "contact.us"),
+    ("action", "contact_us\n"),
+    ("action", 5),
+])
+def test_a_captcha_site_or_action_misconfigured_is_refused_naming_the_setting(setting, value):
+    with pytest.raises(ValueError, match=rf"^forms\.demo\.captcha\.{setting}: "):
+        parse_forms({"forms": {"demo": {"captcha": {"provider": "recaptcha", "secret_env": "X", setting: value}}}})
 
 
 @pytest.mark.parametrize(("captcha", "message"), [

@@ -124,8 +124,12 @@ class Captcha:
     timeout_s: float = 3.0
     #: When the verifier cannot be reached or refuses our secret: accept the submission (open) or quarantine it.
     fail_open: bool = True
-    #: reCAPTCHA v3 answers a score: below it is a bot.
+    #: reCAPTCHA v3 answers a score: below it, or without one (a v2 token solved with the same secret), is a bot.
     min_score: float | None = None
+    #: The sites the widget is on (empty: any): the keys, or a provider's public test keys, may be used elsewhere.
+    hostnames: frozenset[str] = frozenset()
+    #: The widget's action (reCAPTCHA v3, Turnstile): a token solved for another widget of the same keys is a bot's.
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,10 +220,29 @@ def captcha_suspicions(captcha: Captcha, answer: str | None, verdict: Mapping[st
             f"the CAPTCHA could not be verified ({', '.join(codes) or 'verifier unavailable'}; the form fails closed)"]
     if not verdict.get("success"):
         return [f"the CAPTCHA was not solved ({', '.join(codes) or 'no reason given'})"]
-    score = verdict.get("score")
-    if captcha.min_score is not None and isinstance(score, int | float) and score < captcha.min_score:
-        return [f"the CAPTCHA score {score:g} is below the form's {captcha.min_score:g}"]
-    return []
+    # "Solved" only says the token is genuine, not that it was solved on our page, for this form, as a v3 check.
+    reasons = []
+    host, action, score = verdict.get("hostname"), verdict.get("action"), verdict.get("score")
+    if captcha.hostnames and not (isinstance(host, str) and host.lower() in captcha.hostnames):
+        hosts = ", ".join(sorted(captcha.hostnames))
+        reasons.append(f"the CAPTCHA was solved on {_shown(host)}, not on {hosts}" if host else
+                       f"the CAPTCHA answer names no host; the form expects {hosts}")
+    if captcha.action is not None and action != captcha.action:
+        reasons.append(f"the CAPTCHA was solved for the action {_shown(action)}, not {captcha.action}" if action else
+                       f"the CAPTCHA answer carries no action; the form expects {captcha.action}")
+    if captcha.min_score is not None:
+        if isinstance(score, bool) or not isinstance(score, int | float):
+            reasons.append(f"the CAPTCHA answer carries no score; the form asks for at least {captcha.min_score:g}")
+        elif not score >= captcha.min_score:  # not <: a NaN score is no pass
+            reasons.append(f"the CAPTCHA score {score:g} is below the form's {captcha.min_score:g}")
+    return reasons
+
+
+def _shown(value: Any, limit: int = 100) -> str:
+    """A value the verifier echoed from the solver's page, fit for a reason an admin reads."""
+    text = str(value)
+    text = text if len(text) <= limit else f"{text[:limit]}…"
+    return text if text.isprintable() else repr(text)
 
 
 _ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
@@ -287,7 +310,12 @@ def capture_lead(
 
 _FORM_KEYS = {"name", "thank_you_url", "offer", "allowed_origins", "honeypot", "rate_limit", "require_token",
               "min_fill_seconds", "token_max_age_seconds", "captcha"}
-_CAPTCHA_KEYS = {"provider", "verify_url", "field", "secret_env", "timeout_s", "on_error", "min_score"}
+_CAPTCHA_KEYS = {"provider", "verify_url", "field", "secret_env", "timeout_s", "on_error", "min_score", "hostnames",
+                 "action"}
+#: A host name as siteverify answers it: lower-case labels, no scheme, port, path or wildcard.
+_HOST = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+#: reCAPTCHA v3 allows letters, digits, _ and /; Turnstile letters, digits, _ and -.
+_ACTION = re.compile(r"[A-Za-z0-9_/-]{1,100}")
 
 
 def _seconds(value: Any, where: str, *, positive: bool = False) -> float:
@@ -322,9 +350,26 @@ def parse_captcha(spec: Any, where: str) -> Captcha:
     if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, int | float)
                                   or not 0 <= min_score <= 1):
         raise ValueError(f"{where}.min_score: expected a number from 0 to 1")
+    hostnames = spec.get("hostnames")
+    action = spec.get("action")
+    if action is not None and not (isinstance(action, str) and _ACTION.fullmatch(action)):
+        raise ValueError(f"{where}.action: expected the widget's action (1 to 100 letters, digits, _, / or -)")
     return Captcha(verify_url=str(url), secret_env=secret_env, field=str(field),
                    timeout_s=_seconds(spec.get("timeout_s", 3.0), f"{where}.timeout_s", positive=True),
-                   fail_open=on_error == "open", min_score=min_score)
+                   fail_open=on_error == "open", min_score=min_score,
+                   hostnames=frozenset() if hostnames is None else _hostnames(hostnames, f"{where}.hostnames"),
+                   action=action)
+
+
+def _hostnames(values: Any, where: str) -> frozenset[str]:
+    # An empty list would silently check nothing; a bare string would be read letter by letter.
+    if not isinstance(values, list | tuple) or not values:
+        raise ValueError(f"{where}: expected a list of host names, like [www.example.com, example.com]")
+    for host in values:
+        if not isinstance(host, str) or not _HOST.fullmatch(host):
+            raise ValueError(f"{where}: {host!r} is not a host name like www.example.com "
+                             "(lower case; no scheme, port, path or wildcard)")
+    return frozenset(values)
 
 
 def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
