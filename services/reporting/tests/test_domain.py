@@ -6,7 +6,8 @@ import pytest
 
 from leadpipe_common.events import Attribution, LeadQuarantined, LeadSlaBreached, LeadStageChanged
 from reporting.domain import (
-    LeadFacts, attribution_rows, breakdown_row, funnel_stages, parse_moment, project, sla_row, spam_rows,
+    MODELS, AttributionTally, LeadCredit, LeadFacts, attribution_by_model, attribution_rows, breakdown_row,
+    funnel_stages, parse_moment, project, sla_row, spam_rows,
 )
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -162,22 +163,29 @@ def test_a_later_touch_is_on_the_timeline_and_moves_no_stage():
     assert (step["at"], step["reason"], step["detail"]["offer"]) == (touch.at, "asked for demo via ads", "demo")
 
 
+DAY = timedelta(days=1)
+CREDITED = [LeadCredit(touches=[(T0 + 2 * DAY, "newsletter"), (T0, "google"), (T0 + DAY, "linkedin")],
+                       won_at=T0 + 1.5 * DAY, amount=Decimal("900.00"), currency="EUR"),  # the newsletter came later
+            LeadCredit(touches=[(T0, "linkedin")])]
+
+
 def test_each_attribution_model_shares_a_leads_credit_among_its_touches_up_to_the_win():
-    from reporting.domain import LeadCredit, attribution_by_model
-
-    day = timedelta(days=1)
-    won = LeadCredit(touches=[(T0 + 2 * day, "newsletter"), (T0, "google"), (T0 + day, "linkedin")],
-                     won_at=T0 + 1.5 * day, amount=Decimal("900.00"), currency="EUR")  # the newsletter came later
-    open_ = LeadCredit(touches=[(T0, "linkedin")])
-
     def by_value(model):
         return {r["value"]: (r["captured"], r["won"], r["won_revenue"], r["close_rate"])
-                for r in attribution_by_model([won, open_], model)}
+                for r in attribution_by_model(CREDITED, model)}
 
     assert by_value("first") == {"google": (1, 1, {"EUR": "900.00"}, 1.0), "linkedin": (1, 0, {}, 0.0)}
     assert by_value("last") == {"linkedin": (2, 1, {"EUR": "900.00"}, 0.5)}
     assert by_value("linear") == {"google": (0.5, 0.5, {"EUR": "450.00"}, 1.0),
                                   "linkedin": (1.5, 0.5, {"EUR": "450.00"}, 0.3333)}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_tally_fed_one_lead_at_a_time_gives_the_same_rows_as_attribution_over_the_whole_list(model):
+    tally = AttributionTally(model)
+    for lead in CREDITED:
+        tally.add(lead)
+    assert tally.rows() == attribution_by_model(CREDITED, model)
 
 
 def test_a_merge_is_recorded_and_shown_on_both_timelines():

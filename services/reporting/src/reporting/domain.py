@@ -349,24 +349,42 @@ def credit(lead: LeadCredit, model: str) -> dict[str | None, float]:
     return shares
 
 
-def attribution_by_model(leads: Iterable[LeadCredit], model: str) -> list[dict[str, Any]]:
-    """Per value: the leads it is credited with, the wins, the close rate and won revenue per currency, under
-    ``model``. Fractions (linear) are kept to four decimals; revenue to the cent."""
-    rows: dict[str | None, dict[str, Any]] = {}
-    for lead in leads:
-        for value, share in credit(lead, model).items():
-            row = rows.setdefault(value, {"captured": 0.0, "won": 0.0, "revenue": {}})
+class AttributionTally:
+    """Attribution under ``model``, folded one lead at a time: it keeps a row per value credited, never the
+    leads, so a cohort of any size is tallied in the memory of its distinct values. Figures are the same
+    whether leads come one by one or as a list, provided they come in the same order (floats are summed in
+    that order)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self._rows: dict[str | None, dict[str, Any]] = {}
+
+    def add(self, lead: LeadCredit) -> None:
+        for value, share in credit(lead, self.model).items():
+            row = self._rows.setdefault(value, {"captured": 0.0, "won": 0.0, "revenue": {}})
             row["captured"] += share
             if lead.won_at is not None:
                 row["won"] += share
                 if lead.amount is not None and lead.currency:
                     row["revenue"][lead.currency] = row["revenue"].get(lead.currency, Decimal(0)) + (
                         lead.amount * Decimal(share))
-    out = [{"value": value if value is not None else NONE_LABEL, "captured": _num(r["captured"]),
-            "won": _num(r["won"]), "close_rate": rate(r["won"], r["captured"]),
-            "won_revenue": {c: str(a.quantize(Decimal("0.01"))) for c, a in sorted(r["revenue"].items())}}
-           for value, r in rows.items()]
-    return sorted(out, key=lambda r: (-r["won"], -r["captured"], r["value"]))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per value: the leads it is credited with, the wins, the close rate and won revenue per currency.
+        Fractions (linear) are kept to four decimals; revenue to the cent."""
+        out = [{"value": value if value is not None else NONE_LABEL, "captured": _num(r["captured"]),
+                "won": _num(r["won"]), "close_rate": rate(r["won"], r["captured"]),
+                "won_revenue": {c: str(a.quantize(Decimal("0.01"))) for c, a in sorted(r["revenue"].items())}}
+               for value, r in self._rows.items()]
+        return sorted(out, key=lambda r: (-r["won"], -r["captured"], r["value"]))
+
+
+def attribution_by_model(leads: Iterable[LeadCredit], model: str) -> list[dict[str, Any]]:
+    """``AttributionTally.rows`` over ``leads``, in the order given."""
+    tally = AttributionTally(model)
+    for lead in leads:
+        tally.add(lead)
+    return tally.rows()
 
 
 def _num(x: float) -> float | int:

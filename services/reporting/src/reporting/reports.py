@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncResult
 
 from leadpipe_common.events import FUNNEL
 
 from reporting.domain import (
-    DIMENSIONS, RANK, VELOCITY, LeadCredit, attribution_by_model, attribution_rows, breakdown_row, funnel_stages, rate,
+    DIMENSIONS, RANK, VELOCITY, AttributionTally, LeadCredit, attribution_rows, breakdown_row, funnel_stages, rate,
     sla_row, spam_rows,
 )
 from reporting.store import handoffs, leads, spam, steps, touches
@@ -82,21 +83,38 @@ async def attribution(conn: AsyncConnection, f: Filters, dimension: str, model: 
 
 async def _multi_touch(conn: AsyncConnection, f: Filters, dimension: str, model: str) -> dict[str, Any]:
     """Last-touch or linear credit, over every touch of the cohort's leads (a lead without touches on record,
-    from before they were kept, is its own first touch)."""
+    from before they were kept, is its own first touch).
+
+    A year's cohort has millions of touches, far beyond reporting's memory: they are read through a
+    server-side cursor and tallied a lead at a time, so only one lead's touches and a row per value are held."""
     column = DIMENSIONS[dimension]
     value = sa.func.coalesce(touches.c[column], sa.case((touches.c.lead_id.is_(None), leads.c[column])))
     query = (sa.select(leads.c.lead_id, leads.c.won_at, leads.c.won_amount, leads.c.won_currency,
                        sa.func.coalesce(touches.c.at, leads.c.captured_at).label("at"), value.label("value"))
              .select_from(leads.outerjoin(touches, touches.c.lead_id == leads.c.lead_id))
-             .where(*f.where()).order_by(leads.c.lead_id, touches.c.touch_id))  # sums in one order: the same figures
-    touched: dict[Any, list[tuple[Any, str | None]]] = {}
-    won: dict[Any, tuple[Any, Any, Any]] = {}
-    for r in await conn.execute(query):
-        touched.setdefault(r.lead_id, []).append((r.at, r.value))
-        won[r.lead_id] = (r.won_at, r.won_amount, r.won_currency)
-    credited = [LeadCredit(touches, *won[lead_id]) for lead_id, touches in touched.items()]
-    return {"filters": f.describe(), "dimension": dimension, "model": model,
-            "rows": attribution_by_model(credited, model)}
+             # A lead's rows together, and sums in one order: the same figures every run.
+             .where(*f.where()).order_by(leads.c.lead_id, touches.c.touch_id))
+    tally = AttributionTally(model)
+    async with conn.stream(query) as result:
+        async for lead in _by_lead(result):
+            tally.add(lead)
+    return {"filters": f.describe(), "dimension": dimension, "model": model, "rows": tally.rows()}
+
+
+async def _by_lead(result: AsyncResult[Any]) -> AsyncIterator[LeadCredit]:
+    """Each lead with its touches, from rows ordered by lead; fetched a thousand rows to a round trip."""
+    lead_id: Any = None
+    points: list[tuple[Any, str | None]] = []
+    won: tuple[Any, Any, Any] = (None, None, None)
+    async for part in result.partitions(1000):
+        for r in part:
+            if r.lead_id != lead_id and points:
+                yield LeadCredit(points, *won)
+                points = []
+            lead_id, won = r.lead_id, (r.won_at, r.won_amount, r.won_currency)
+            points.append((r.at, r.value))
+    if points:
+        yield LeadCredit(points, *won)
 
 
 async def velocity(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
