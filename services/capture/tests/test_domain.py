@@ -145,7 +145,10 @@ def test_a_form_that_does_not_require_a_token_ignores_it():
 
 
 CAPTCHA = parse_forms({"forms": {"demo": {"captcha": {
-    "provider": "turnstile", "secret_env": "TURNSTILE_SECRET", "on_error": "closed", "min_score": 0.5}}}})[
+    "provider": "turnstile", "secret_env": "TURNSTILE_SECRET", "on_error": "closed"}}}})["demo"].captcha
+#: A reCAPTCHA v3 form: its answers carry a score.
+SCORED = parse_forms({"forms": {"demo": {"captcha": {
+    "provider": "recaptcha", "secret_env": "RECAPTCHA_SECRET", "on_error": "closed", "min_score": 0.5}}}})[
     "demo"].captcha
 
 
@@ -156,12 +159,19 @@ def test_a_provider_names_its_verifier_and_answer_field():
 
 
 def test_a_solved_captcha_vouches_and_an_unsolved_one_does_not():
-    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": 0.9}) == []
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": True}) == []
+    assert captcha_suspicions(SCORED, "abc", {"success": True, "score": 0.9}) == []
     assert captcha_suspicions(CAPTCHA, "abc", {"success": False, "error-codes": ["invalid-input-response"]}) == [
         "the CAPTCHA was not solved (invalid-input-response)"]
     assert captcha_suspicions(CAPTCHA, None, None) == ["no CAPTCHA answer"]
-    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": 0.2}) == [
+    assert captcha_suspicions(SCORED, "abc", {"success": True, "score": 0.2}) == [
         "the CAPTCHA score 0.2 is below the form's 0.5"]
+
+
+@pytest.mark.parametrize("provider", ["turnstile", "hcaptcha"])
+def test_a_minimum_score_for_a_captcha_that_answers_none_is_refused_at_start(provider):
+    with pytest.raises(ValueError, match=f"forms.demo.captcha.min_score: {provider} answers no score"):
+        parse_forms({"forms": {"demo": {"captcha": {"provider": provider, "secret_env": "S", "min_score": 0.5}}}})
 
 
 def test_an_unreachable_verifier_or_a_refused_secret_follows_the_forms_on_error():
@@ -178,13 +188,13 @@ def test_an_unreachable_verifier_or_a_refused_secret_follows_the_forms_on_error(
 def test_a_captcha_answer_without_a_score_does_not_pass_a_form_that_asks_for_one():
     # A v2 or invisible token solved with the same secret carries no score: it must not skip the v3 check.
     no_score = "the CAPTCHA answer carries no score; the form asks for at least 0.5"
-    assert captcha_suspicions(CAPTCHA, "abc", {"success": True}) == [no_score]
-    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": None}) == [no_score]
-    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": "0.9"}) == [no_score]
-    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": True}) == [no_score]
-    assert captcha_suspicions(CAPTCHA, "abc", {"success": True, "score": float("nan")}) == [
+    assert captcha_suspicions(SCORED, "abc", {"success": True}) == [no_score]
+    assert captcha_suspicions(SCORED, "abc", {"success": True, "score": None}) == [no_score]
+    assert captcha_suspicions(SCORED, "abc", {"success": True, "score": "0.9"}) == [no_score]
+    assert captcha_suspicions(SCORED, "abc", {"success": True, "score": True}) == [no_score]
+    assert captcha_suspicions(SCORED, "abc", {"success": True, "score": float("nan")}) == [
         "the CAPTCHA score nan is below the form's 0.5"]
-    assert captcha_suspicions(replace(CAPTCHA, min_score=None), "abc", {"success": True}) == []
+    assert captcha_suspicions(replace(SCORED, min_score=None), "abc", {"success": True}) == []
 
 
 @pytest.fixture

@@ -350,6 +350,9 @@ def parse_captcha(spec: Any, where: str) -> Captcha:
     if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, int | float)
                                   or not 0 <= min_score <= 1):
         raise ValueError(f"{where}.min_score: expected a number from 0 to 1")
+    if min_score is not None and provider in ("turnstile", "hcaptcha") and not spec.get("verify_url"):
+        # Their answers carry no such score: every submission would be quarantined for the lack of one.
+        raise ValueError(f"{where}.min_score: {provider} answers no score (reCAPTCHA v3 does); leave it out")
     hostnames = spec.get("hostnames")
     action = spec.get("action")
     if action is not None and not (isinstance(action, str) and _ACTION.fullmatch(action)):
