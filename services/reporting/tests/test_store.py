@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged
 from reporting.domain import LeadFacts, Projection, project
 from reporting.reports import Filters, sla
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
@@ -140,3 +140,30 @@ async def test_each_hand_off_of_a_recycled_lead_is_judged_on_its_own_however_the
     rows, reps = found[0]
     assert [r.owner_id for r in rows] == ["ana", "ben"]
     assert [(r["owner_id"], r["met"], r["missed"], r["open"]) for r in reps] == [("ana", 1, 0, 0), ("ben", 0, 0, 1)]
+
+
+async def test_a_deadline_missed_stays_missed_when_the_lead_is_merged_into_another(db):
+    """ana missed her deadline on D, then D was merged into S: the miss is still hers; ben's hand-off of a lead
+    merged away while open is counted nowhere (nobody will answer it)."""
+    d, s, e = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+    def routed(lead: uuid.UUID, owner: str) -> tuple[uuid.UUID, datetime, LeadStageChanged]:
+        return (uuid.uuid4(), t0, LeadStageChanged(lead_id=lead, from_stage="mql", to_stage="routed", at=t0, by="t",
+                                                    reason="r", attribution=Attribution(), owner_id=owner,
+                                                    team="emea", due_at=t0 + timedelta(minutes=15)))
+
+    breach = LeadSlaBreached(lead_id=d, owner_id="ana", team="emea", grade="A", due_at=t0 + timedelta(minutes=15),
+                             breached_at=t0 + timedelta(minutes=15), breach=1, action="escalated",
+                             next_owner_id="emea", next_owner_name="EMEA queue", next_due_at=None,
+                             attribution=Attribution())
+    async with shadow_with(db, days(d, s, e)) as shadow:
+        async with db.begin() as conn:
+            translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+            await ReportingStore(translated).save(project([routed(d, "ana"), routed(e, "ben"),
+                                                           (uuid.uuid4(), t0 + timedelta(minutes=15), breach)]))
+            await merge_in(conn, shadow, [(d, s), (e, s)])
+        async with db.connect() as conn:
+            translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+            reps = (await sla(translated, Filters()))["reps"]
+    assert [(r["owner_id"], r["met"], r["missed"], r["open"]) for r in reps] == [("ana", 0, 1, 0)]

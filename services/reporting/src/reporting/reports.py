@@ -30,8 +30,10 @@ class Filters:
     until: datetime | None = None
     source: str | None = None
 
-    def where(self) -> list[Any]:
-        clauses = [leads.c.merged_into.is_(None)]  # a merged lead's person is counted by its survivor
+    def where(self, *, people: bool = True) -> list[Any]:
+        """The cohort's leads; ``people``: one lead a person (a merged lead's person is counted by its
+        survivor), else every lead, merged ones too (for what happened to each, such as its hand-offs)."""
+        clauses = [leads.c.merged_into.is_(None)] if people else []
         if self.since is not None:
             clauses.append(leads.c.captured_at >= self.since)
         if self.until is not None:
@@ -157,9 +159,12 @@ async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     counts = [sa.func.count().filter(met).label("met"), sa.func.count().filter(missed).label("missed"),
               sa.func.count().filter(sa.not_(sa.or_(met, missed))).label("open")]
     joined = h.join(leads, h.c.lead_id == leads.c.lead_id)
+    # A hand-off is a rep's, whoever the lead turned out to be: merging a lead into another keeps its met or
+    # missed deadline (or a miss would vanish with a merge); one still open when merged will never be answered.
+    judged = sa.or_(leads.c.merged_into.is_(None), met, missed)
 
     async def by(*keys: Any) -> list[dict[str, Any]]:
-        rows = await conn.execute(sa.select(*keys, *counts).select_from(joined).where(*f.where())
+        rows = await conn.execute(sa.select(*keys, *counts).select_from(joined).where(*f.where(people=False), judged)
                                   .group_by(*keys).order_by(*keys))
         return [sla_row({k.key: r._mapping[k.key] for k in keys}, r.met, r.missed, r.open) for r in rows]
 
