@@ -20,11 +20,15 @@ SUBS = parse_subscriptions({"subscriptions": [
 
 
 class Queue:
-    def __init__(self) -> None:
+    def __init__(self, subscribed: set[str] = frozenset()) -> None:
         self.rows: list[dict] = []
+        self.subscribed = subscribed  # the API subscriptions the database holds
 
     async def enqueue(self, rows) -> None:
         self.rows += rows
+
+    async def still_subscribed(self, ids) -> set[str]:
+        return set(ids) & self.subscribed
 
 
 def step(to_stage: str, team: str = "emea"):
@@ -45,3 +49,18 @@ async def test_a_disposition_is_queued_once_for_each_subscription_that_wants_it_
     assert (row["subscription_id"], row["event_id"], row["next_at"]) == ("crm", accepted.id, NOW)
     body = json.loads(row["body"])
     assert (body["id"], body["type"], body["data"]["to_stage"]) == (str(accepted.id), "lead.stage_changed", "accepted")
+
+
+async def test_nothing_is_queued_for_an_api_subscription_another_process_deleted_meanwhile():
+    from delivery.subscriptions import SecretBox, sealed_secrets
+
+    box = SecretBox.from_secrets(None, "a session secret")
+    book = SubscriptionBook(SUBS, box, allow_private=False)
+    book.load([{"id": name, "url": f"https://{name}.example.com/h", "events": ["lead.stage_changed"], "filter": {},
+                "retry_hours": None, "secrets": sealed_secrets(box, [(SECRET, None)])} for name in ("kept", "gone")],
+              NOW)
+    uow = MemoryUnitOfWork(Queue(subscribed={"kept"}))  # "gone" was deleted; this process has not heard yet
+    async with uow:
+        await handle_deliverable(uow, [factories.envelope(topics.LIFECYCLE, step("accepted"))],
+                                 Delivery(book, clock=lambda: NOW, http=None))
+    assert sorted(row["subscription_id"] for row in uow.store.rows) == ["crm", "kept"]  # the file's: no lookup

@@ -76,3 +76,36 @@ async def test_a_late_attempt_never_overrides_the_verdict_already_recorded(db):
                                      {"seq": claimed.seq})).scalar_one()
         await conn.rollback()
     assert status == "delivered"
+
+
+async def test_a_subscription_deleted_while_another_process_queues_for_it_takes_those_deliveries_with_it(db):
+    """The queueing process has not refreshed its book: the deletion waits for it, then drops what it queued."""
+    import asyncio
+
+    gone, now = f"gone-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    async with db.begin() as conn:
+        assert await DeliveryStore(conn).add_subscription({
+            "id": gone, "url": "https://gone.example.com/h", "events": ["lead.routed"], "filter": {},
+            "secrets": [], "created_by": "test", "created_at": now, "updated_at": now})
+
+    async def delete() -> int | None:
+        async with db.begin() as conn:
+            return await DeliveryStore(conn).remove_subscription(gone, datetime.now(UTC))
+
+    try:
+        async with db.begin() as queueing:
+            store = DeliveryStore(queueing)
+            assert await store.still_subscribed({gone, "never-made"}) == {gone}
+            await store.enqueue(due(gone, 2, now))
+            deleting = asyncio.create_task(delete())
+            await asyncio.sleep(0.5)
+            assert not deleting.done(), "the deletion did not wait for the deliveries being queued"
+        assert await asyncio.wait_for(deleting, 10) == 2
+        async with db.connect() as conn:
+            left = (await conn.execute(sa.text(
+                "SELECT status, last_error FROM delivery.deliveries WHERE subscription_id = :id"), {"id": gone})).all()
+            assert await DeliveryStore(conn).still_subscribed({gone}) == set()
+        assert [tuple(r) for r in left] == [("dead", "subscription deleted")] * 2
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(sa.text("DELETE FROM delivery.deliveries WHERE subscription_id = :id"), {"id": gone})

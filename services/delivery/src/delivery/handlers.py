@@ -43,6 +43,10 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
         body = structured(env) if targets else b""
         rows += [{"subscription_id": sub.id, "lead_id": env.data.lead_id, "event_id": env.id,
                   "event_type": env.type, "body": body, "created_at": now, "next_at": now} for sub in targets]
+    # An API subscription may have been deleted by another process since this one last refreshed its book.
+    made = {row["subscription_id"] for row in rows} - ctx.subscriptions.from_file.keys()
+    if made and (gone := made - await uow.store.still_subscribed(made)):
+        rows = [row for row in rows if row["subscription_id"] not in gone]
     await uow.store.enqueue(rows)
     return {env.id: [] for env in batch}
 

@@ -13,7 +13,7 @@ is sent again, with the same ``webhook-id``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -135,6 +135,17 @@ class DeliveryStore:
     async def enqueue(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             await self._conn.execute(compiled_once(lambda: _ENQUEUE, deliveries), list(rows))
+
+    async def still_subscribed(self, subscription_ids: Collection[str]) -> set[str]:
+        """Those of these API subscriptions that exist, share-locked until this transaction ends.
+
+        A process learns of a deletion made in another one only at its next refresh; meanwhile it would queue
+        deliveries for the deleted id, which the deletion (its statement saw none of them) never drops: they
+        would wait for ever, or go to whoever takes the id next. Locked here, a deletion waits for this
+        transaction, then drops what it queued; one committed before is not found, and nothing is queued."""
+        rows = await self._conn.execute(sa.select(subscriptions.c.id).where(subscriptions.c.id.in_(
+            sorted(subscription_ids))).order_by(subscriptions.c.id).with_for_update(read=True))
+        return {r.id for r in rows}
 
     async def claim(self, now: datetime, lease_until: datetime, free: Mapping[str, int],
                     limit: int) -> list[Claimed]:
