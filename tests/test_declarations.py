@@ -24,6 +24,15 @@ def test_each_service_declares_what_the_topology_says_it_consumes(name):
         declared.consumes)
 
 
+@pytest.mark.parametrize("name", ["delivery", "reporting", "enrichment"])
+def test_a_handler_declared_for_several_types_is_one_handler_to_the_runner(name):
+    """The runner calls each handler once for a run of its events: it must see one handler, not one per type."""
+    declared = importlib.import_module(f"{name}.service").SERVICE
+    handlers = declared.handlers(ctx=None)
+    declared_once = {declared.consumes[e] for e in declared.consumes}
+    assert len(set(map(id, handlers.values()))) == len(declared_once) < len(handlers)
+
+
 def test_a_service_consuming_what_no_topic_it_reads_carries_is_refused():
     with pytest.raises(ValueError, match=r"consumes \['lead.captured'\]"):
         Service(name="scoring", summary="", consumes={LeadCaptured: handle}, store=SavedRows).check()

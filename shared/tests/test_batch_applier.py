@@ -94,13 +94,14 @@ async def test_the_same_event_twice_in_one_batch_is_applied_and_emitted_once():
     assert len(produced) == 1 and handlers.calls == [[uuid.UUID(msg.header("ce_id"))]]
 
 
-async def test_events_go_to_their_handler_by_type_and_outputs_keep_the_order_of_their_records():
-    batch = [captured(), changed(), captured(), changed()]
+async def test_handlers_are_called_in_log_order_and_outputs_keep_the_order_of_their_records():
+    """A lead merged between two of its scorings is merged between them, as if the batch had been cut there."""
+    batch = [captured(), captured(), changed(), captured()]
     handlers = Handlers()
     produced = await applier(handlers, MemoryUnitOfWork(None)).apply(records(*batch))
     assert [m.key for m in produced] == [m.key for m in batch]
     ids = [uuid.UUID(m.header("ce_id")) for m in batch]
-    assert handlers.calls == [[ids[0], ids[2]], [ids[1], ids[3]]]
+    assert handlers.calls == [[ids[0], ids[1]], [ids[2]], [ids[3]]]
 
 
 async def test_a_handler_declared_for_several_types_gets_them_in_one_call_in_log_order():

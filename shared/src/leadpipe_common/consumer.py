@@ -63,6 +63,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import itertools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -568,9 +569,10 @@ class BatchApplier:
 
     Records keep their order: outputs come out in the order of the records
     that caused them, and an event twice in one batch is applied and emitted
-    once. Events are handed to their handlers, one call per handler with its
-    events in log order (a handler declared for several types gets them
-    together), all in one unit of work that commits before ``apply`` returns.
+    once. Events are handed to their handlers in log order, one call for
+    each run of events going to the same handler (a handler declared for
+    several types gets them together), all in one unit of work that commits
+    before ``apply`` returns.
     """
 
     def __init__(
@@ -640,14 +642,13 @@ class BatchApplier:
             REDELIVERED.inc(len(stored))
             results.update(stored)
             fresh = [env for eid, (env, _) in envelopes.items() if eid not in stored]
-            # One call per handler, its events in log order: a handler declared for several types (delivery's,
-            # reporting's) gets them together, so what it writes keeps their order (delivery queues each
-            # lead's webhooks in it).
-            by_handler: dict[BatchHandler | None, list[Envelope]] = {}
-            for env in fresh:
-                by_handler.setdefault(self._handlers.get(env.type), []).append(env)
+            # Handlers are called in log order: one call for each run of events going to the same handler. A
+            # handler declared for several types (delivery's, reporting's) gets them together, in their order
+            # (delivery queues each lead's webhooks in it); a lead's merge between two of its scorings is
+            # applied between them, as if the batch had been cut there.
             applied: list[Applied] = []
-            for handler, group in by_handler.items():
+            for handler, run in itertools.groupby(fresh, key=lambda env: self._handlers.get(env.type)):
+                group = list(run)
                 outcomes = await handler(uow, group) if handler else {}
                 for env in each(group):
                     # Events of types this stage does not handle are someone

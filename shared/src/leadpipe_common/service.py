@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from leadpipe_common import asyncapi, heap, topics, topology
 from leadpipe_common import logging as lp_logging
 from leadpipe_common.auth import Keys, Sessions, principal
-from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Outcome
+from leadpipe_common.consumer import BatchApplier, BatchHandler, ConsumerRunner, Outcome
 from leadpipe_common.db import make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
@@ -146,6 +146,13 @@ class Service(Generic[C, S]):
         if idle:
             raise ValueError(f"{self.name} reads {idle} (topology.py) but consumes nothing from it")
 
+    def handlers(self, ctx: C) -> dict[str, BatchHandler]:
+        """Each consumed type's handler, given the context: one callable per handler, however many types it is
+        declared for, so the runner can tell one handler's events from another's (two partials of one function
+        are not equal)."""
+        bound = {handler: functools.partial(handler, ctx=ctx) for handler in set(self.consumes.values())}
+        return {event.type: bound[handler] for event, handler in self.consumes.items()}
+
     def claim(self) -> Claim | None:
         if self.relay is not None:
             return self.relay
@@ -200,8 +207,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
                      wake_relay=wake)
         app.state.runtime = rt
         applier = BatchApplier(
-            service=service.name,
-            handlers={event.type: functools.partial(handler, ctx=ctx) for event, handler in service.consumes.items()},
+            service=service.name, handlers=service.handlers(ctx),
             unit_of_work=unit_of_work, select=functools.partial(service.select, ctx=ctx) if service.select else None,
         )
         runner = ConsumerRunner(settings=settings, service=service.name, input_topics=topology.inputs_of(service.name),
