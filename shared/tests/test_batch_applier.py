@@ -115,6 +115,27 @@ async def test_a_handler_declared_for_several_types_gets_them_in_one_call_in_log
     assert handlers.calls == [[uuid.UUID(m.header("ce_id")) for m in batch]]
 
 
+async def test_a_record_too_deeply_nested_to_decode_is_dead_lettered_not_retried_for_ever():
+    """An older version is upcast from json.loads, which recurses per level; RecursionError is no ValueError."""
+    good = captured()
+    old = [(k, v) for k, v in good.headers if k != "ce_dataschema"]  # no version named: version 1, upcast
+    poison = Message(topics.CAPTURED, good.key, b'{"a":' + b"[" * 5000, tuple(old))
+    produced = await applier(Handlers(), MemoryUnitOfWork(None)).apply(records(poison, good))
+    assert [m.topic for m in produced][:2] == [topics.DEADLETTER, topics.LIFECYCLE]
+    assert produced[0].header("dlq.error.kind") == "undecodable" and produced[-1].topic == "test.out"
+
+
+async def test_whatever_else_decoding_raises_dead_letters_the_record(monkeypatch):
+    from leadpipe_common import consumer
+
+    def broken(headers, key, value):  # noqa: ANN001, ANN202
+        raise ZeroDivisionError("a decoder bug")
+
+    monkeypatch.setattr(consumer, "decode", broken)
+    [letter, _] = await applier(Handlers(), MemoryUnitOfWork(None)).apply(records(captured()))
+    assert letter.topic == topics.DEADLETTER and "ZeroDivisionError" in letter.header("dlq.error.message")
+
+
 async def test_a_rejected_event_is_dead_lettered_and_not_remembered_so_a_redrive_applies_it():
     msg = captured()
     uow = MemoryUnitOfWork(None)

@@ -38,3 +38,18 @@ def test_a_poison_record_announces_itself_with_the_same_id_every_time():
 
 def test_a_refused_sales_report_does_not_stall_the_lead():
     assert [m.topic for m in letter(topics.FEEDBACK)] == [topics.DEADLETTER]
+
+
+def test_a_letter_of_a_record_as_big_as_the_broker_takes_can_still_be_produced():
+    """Its value goes (then its own headers): the record stays on its source topic, named by the letter."""
+    from leadpipe_common.producer import MAX_REQUEST_SIZE, message_size
+
+    for value, headers in ((b"x" * (MAX_REQUEST_SIZE - 1_500), ()),
+                           (b"x" * 10, (("big", b"y" * (MAX_REQUEST_SIZE - 1_500)),))):
+        [dlq, _] = dead_letter(record_topic=topics.ENRICHED, partition=0, offset=1, key=str(LEAD).encode(),
+                               value=value, headers=headers, kind="rejected", error="e" * 5000, stage="scoring",
+                               at=AT)
+        assert message_size(dlq) <= MAX_REQUEST_SIZE
+        assert dlq.header("dlq.value.dropped") == str(len(value)) and dlq.header("dlq.source.offset") == "1"
+    small = letter()[0]
+    assert small.value == b"{oops" and small.header("dlq.value.dropped") is None

@@ -98,6 +98,14 @@ def test_bytes_that_are_not_a_cloudevent_are_undecodable():
     assert err.value.kind == "undecodable"
 
 
+def test_an_older_version_nested_too_deeply_is_undecodable_not_a_crash():
+    msg = encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)
+    headers = [(k, v) for k, v in msg.headers if k != "ce_dataschema"]  # version 1: parsed, then upcast
+    with pytest.raises(DecodeError) as err:
+        decode(headers, msg.key, b'{"a":' + b"[" * 5000)
+    assert (err.value.kind, err.value.detail) == ("undecodable", "value is nested too deeply")
+
+
 def test_data_breaking_its_schema_is_a_schema_error_naming_the_field():
     lead = a_lead()
     msg = encode("leads.captured", lead, event_id=uuid.uuid4(), source="t", time=NOW)

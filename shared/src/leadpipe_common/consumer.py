@@ -4,9 +4,12 @@ Guarantees, in the order they happen for each batch:
 1. Records are fetched in batches (``getmany``); offsets are never committed
    automatically.
 2. Each record is decoded. Bytes that are not a CloudEvent, or data that
-   violates its schema, become a dead letter: the original key, value and
+   violates its schema (or anything else decoding raises: it would raise
+   again on every retry), become a dead letter: the original key, value and
    headers on ``leads.deadletter`` plus ``dlq.*`` headers naming the error,
-   the source topic, partition and offset, and the stage. A dead letter from
+   the source topic, partition and offset, and the stage. A letter that
+   would be over the produce limit goes without the original's value (then
+   its headers), saying so in ``dlq.value.dropped``. A dead letter from
    a stage's input (``topology.STAGE_INPUTS``) is also announced on the
    lifecycle as the lead's ``deadlettered`` step.
 3. In one unit of work (``leadpipe_common.uow``: one database transaction):
@@ -82,7 +85,7 @@ from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.kafka import client_options
 from leadpipe_common.logging import each
 from leadpipe_common.pacing import Rate
-from leadpipe_common.producer import Producer
+from leadpipe_common.producer import MAX_REQUEST_SIZE, Producer, message_size
 from leadpipe_common.retry import backoff
 from leadpipe_common.settings import ConsumerSettings
 from leadpipe_common.uow import Applied, UnitOfWork
@@ -159,6 +162,15 @@ def dead_letter(
         value=value or b"",
         headers=kept + tuple((k, v.encode()) for k, v in extra),
     )
+    # A record the broker took may be too big to take again with the dlq.* headers added: a letter that can
+    # never be produced would hold its batch (and partition) for ever. Its value, then its own headers, go
+    # (the record stays on its source topic, whose coordinates the letter names).
+    dropped = (("dlq.value.dropped", str(len(value or b""))), ("dlq.headers.dropped", str(len(kept))))
+    for fewer in (1, 2):
+        if message_size(letter) <= MAX_REQUEST_SIZE:
+            break
+        letter = Message(topic=letter.topic, key=key, value=b"",
+                         headers=(kept if fewer == 1 else ()) + tuple((k, v.encode()) for k, v in (*extra, *dropped[:fewer])))
     if record_topic not in topology.STAGE_INPUTS:
         return [letter]
     try:
@@ -314,6 +326,14 @@ class ConsumerRunner:
         self._consumer.subscribe(self._topics, listener=_Listener(self))
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"{self._service}-consumer")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        # Only a stop ends the loop; anything else it did not foresee would leave the service consuming
+        # nothing with no word of why (``ready`` turns false; this says what happened).
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("the consumer loop ended; nothing is consumed until the service restarts",
+                      error=repr(exc), exc_info=exc)
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -343,6 +363,8 @@ class ConsumerRunner:
             except TimeoutError:
                 log.warning("consumer did not finish its batch in time; it will be redelivered")
                 self._task.cancel()
+            except Exception:  # noqa: BLE001
+                pass  # logged when the loop ended (``_ended``); the rest of the stop must still run
         if self._consumer is not None:
             try:
                 # Leaving the group moves our partitions at once; a client wedged
@@ -606,13 +628,17 @@ class BatchApplier:
                 continue
             try:
                 env = decode(record.headers, record.key, record.value)
-            except DecodeError as exc:
-                DEADLETTERED.labels(exc.kind).inc()
-                log.warning("dead-lettering a record", kind=exc.kind, error=exc.detail,
-                            topic=record.topic, partition=record.partition, offset=record.offset,
-                            lead_id=(record.key or b"").decode(errors="replace"),
-                            event_id=_header(record.headers, "ce_id"))
-                per_record.append(self._dead_letter(record, exc.kind, exc.detail, now))
+            except Exception as exc:  # noqa: BLE001
+                # decode is pure: whatever it raises is about this record's bytes, and retrying the batch would
+                # raise it again for ever. One it did not foresee is logged as an error, to be made a DecodeError.
+                kind, detail = (exc.kind, exc.detail) if isinstance(exc, DecodeError) else (
+                    "undecodable", f"{type(exc).__name__} while decoding: {exc}"[:500])
+                DEADLETTERED.labels(kind).inc()
+                (log.warning if isinstance(exc, DecodeError) else log.error)(
+                    "dead-lettering a record", kind=kind, error=detail,
+                    topic=record.topic, partition=record.partition, offset=record.offset,
+                    lead_id=(record.key or b"").decode(errors="replace"), event_id=_header(record.headers, "ce_id"))
+                per_record.append(self._dead_letter(record, kind, detail, now))
                 continue
             per_record.append(env.id)
             envelopes.setdefault(env.id, (env, record))

@@ -80,8 +80,16 @@ def partition_for(key: bytes | None, partitions: list[int], hashes: dict[bytes, 
         h = hashes[key] = murmur2(key) & 0x7FFFFFFF
     return partitions[h % len(partitions)]
 
+
 #: aiokafka's default, given explicitly: the producer checks each message against it, as aiokafka's send did.
 MAX_REQUEST_SIZE = 1_048_576
+
+
+def message_size(m: Message) -> int:
+    """The bytes ``m`` takes in a produce request, as its record batch counts them."""
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(m.key, m.value, list(m.headers))
+
+
 #: aiokafka fails a batch after its request timeout (15 s); twice that, the wait is given up on all the same.
 SEND_TIMEOUT_S = 30.0
 
@@ -137,7 +145,7 @@ class Producer:
         hashes: dict[bytes, int] = {}
         for m in batch:
             headers = list(m.headers)
-            if (size := DefaultRecordBatchBuilder.estimate_size_in_bytes(m.key, m.value, headers)) > MAX_REQUEST_SIZE:
+            if (size := message_size(m)) > MAX_REQUEST_SIZE:
                 raise MessageSizeTooLargeError(f"a message for {m.topic} is {size} bytes, over the "
                                                f"{MAX_REQUEST_SIZE} a request may carry")
             if (every := partitions.get(m.topic)) is None:
