@@ -53,3 +53,18 @@ def test_a_letter_of_a_record_as_big_as_the_broker_takes_can_still_be_produced()
         assert dlq.header("dlq.value.dropped") == str(len(value)) and dlq.header("dlq.source.offset") == "1"
     small = letter()[0]
     assert small.value == b"{oops" and small.header("dlq.value.dropped") is None
+
+
+def test_a_letter_sent_back_is_the_original_record_and_one_without_its_value_is_not_sent_back_empty():
+    from leadpipe_common.producer import MAX_REQUEST_SIZE
+    from leadpipe_common.redrive import DeadLetter
+
+    def read_back(dlq):  # noqa: ANN001, ANN202
+        return DeadLetter(0, 5, dlq.key, dlq.value, tuple(dlq.headers))
+
+    small = read_back(letter()[0]).original()
+    assert (small.topic, small.value, small.headers) == (topics.ENRICHED, b"{oops", (("traceparent", TRACE.encode()),))
+    [big, _] = dead_letter(record_topic=topics.ENRICHED, partition=0, offset=1, key=str(LEAD).encode(),
+                           value=b"x" * MAX_REQUEST_SIZE, headers=(), kind="rejected", error="e", stage="scoring",
+                           at=AT)
+    assert read_back(big).original() is None and not read_back(big).whole

@@ -168,10 +168,12 @@ def test_a_solved_captcha_vouches_and_an_unsolved_one_does_not():
         "the CAPTCHA score 0.2 is below the form's 0.5"]
 
 
-@pytest.mark.parametrize("provider", ["turnstile", "hcaptcha"])
-def test_a_minimum_score_for_a_captcha_that_answers_none_is_refused_at_start(provider):
-    with pytest.raises(ValueError, match=f"forms.demo.captcha.min_score: {provider} answers no score"):
-        parse_forms({"forms": {"demo": {"captcha": {"provider": provider, "secret_env": "S", "min_score": 0.5}}}})
+@pytest.mark.parametrize(("provider", "setting", "value"), [
+    ("turnstile", "min_score", 0.5), ("hcaptcha", "min_score", 0.5), ("hcaptcha", "action", "contact_us")])
+def test_a_check_of_what_a_captcha_does_not_answer_is_refused_at_start(provider, setting, value):
+    """Every answer would lack it: every submission of the form would be quarantined, silently."""
+    with pytest.raises(ValueError, match=f"forms.demo.captcha.{setting}: {provider} answers no "):
+        parse_forms({"forms": {"demo": {"captcha": {"provider": provider, "secret_env": "S", setting: value}}}})
 
 
 def test_an_unreachable_verifier_or_a_refused_secret_follows_the_forms_on_error():

@@ -17,6 +17,10 @@ Guarantees:
   again (same event ids: stages that applied them do nothing; a letter still
   poisonous is dead-lettered again, once a run).
 - ``--dry-run`` lists what would be sent and moves nothing.
+- A letter that went without the original's value or headers (it was too
+  big to produce with them: ``dlq.value.dropped``) is not sent back empty:
+  it is listed with where the original is (its source topic, partition and
+  offset) and counted as too big.
 """
 
 from __future__ import annotations
@@ -50,9 +54,14 @@ class DeadLetter:
     def header(self, name: str) -> str | None:
         return next((v.decode(errors="replace") for k, v in self.headers if k == name), None)
 
+    @property
+    def whole(self) -> bool:
+        """Whether it carries the original's value and headers (see ``consumer.dead_letter``)."""
+        return self.header("dlq.value.dropped") is None
+
     def original(self) -> Message | None:
         source = self.header("dlq.source.topic")
-        if source not in topology.TOPICS or source == topics.DEADLETTER:
+        if source not in topology.TOPICS or source == topics.DEADLETTER or not self.whole:
             return None
         kept = tuple((k, v) for k, v in self.headers if not k.startswith("dlq."))
         return Message(topic=source, key=self.key, value=self.value, headers=kept)
@@ -117,6 +126,12 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                         tally["skipped"] += 1
                         continue
                     original = letter.original()
+                    if not letter.whole:
+                        say(f"not sent: too big for a dead letter; the original is "
+                            f"{letter.header('dlq.source.topic')}/{letter.header('dlq.source.partition')} at offset "
+                            f"{letter.header('dlq.source.offset')} ({letter.header('dlq.value.dropped')} bytes)")
+                        tally["too big to send back"] += 1
+                        continue
                     if original is None:
                         tally["unknown source"] += 1
                         continue

@@ -357,6 +357,8 @@ def parse_captcha(spec: Any, where: str) -> Captcha:
     action = spec.get("action")
     if action is not None and not (isinstance(action, str) and _ACTION.fullmatch(action)):
         raise ValueError(f"{where}.action: expected the widget's action (1 to 100 letters, digits, _, / or -)")
+    if action is not None and provider == "hcaptcha" and not spec.get("verify_url"):
+        raise ValueError(f"{where}.action: hcaptcha answers no action (reCAPTCHA v3 and Turnstile do); leave it out")
     return Captcha(verify_url=str(url), secret_env=secret_env, field=str(field),
                    timeout_s=_seconds(spec.get("timeout_s", 3.0), f"{where}.timeout_s", positive=True),
                    fail_open=on_error == "open", min_score=min_score,
