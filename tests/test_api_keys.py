@@ -174,3 +174,15 @@ async def test_made_up_key_ids_do_not_grow_a_process_memory_without_bound(db, mo
     for n in range(10):
         assert await keys.authenticate(f"lpk_{n:012x}_{'s' * 43}") is None
     assert len(keys._cache) == 3 and f"{9:012x}" in keys._cache
+
+
+async def test_a_key_id_found_valid_is_told_from_made_up_ones_without_a_lookup(stack, db):
+    """What lets capture look up a real key from an address others flood with made-up ones."""
+    from leadpipe_common import auth
+
+    keys = auth.Keys(db, bootstrap=None)
+    key_id, key = create(stack, "known-importer", "capture:write")
+    made_up = "lpk_000000000000_" + "s" * 43
+    assert not keys.seen_valid(key)  # never looked up here
+    assert (await keys.authenticate(key)).key_id == key_id and await keys.authenticate(made_up) is None
+    assert keys.seen_valid(key) and not keys.seen_valid(made_up) and not keys.seen_valid("not a key")

@@ -133,6 +133,16 @@ class Keys:
             return None
         return Principal(stored.key_id, stored.name, stored.scopes, stored.rate_limit)
 
+    def seen_valid(self, token: str) -> bool:
+        """Whether the key id of ``token`` was a valid key when this process last looked it up (no lookup; the
+        secret is not checked here). A caller throttling lookups lets these through: one of them is looked up
+        at most once every ``CACHE_S``, whoever sends it."""
+        if self._bootstrap is not None and hmac.compare_digest(digest(token), self._bootstrap):
+            return True
+        parts = split(token)
+        cached = self._cache.get(parts[0]) if parts else None
+        return cached is not None and cached[1] is not None and cached[1].revoked_at is None
+
     async def principal_of(self, key_id: str) -> Principal | None:
         """A key still valid, by id (a signed session names its key by id)."""
         if key_id == BOOTSTRAP.key_id and self._bootstrap is not None:
@@ -172,6 +182,12 @@ def keys_of(request: Request) -> Keys:
 def has_key(request: Request) -> bool:
     """Whether the request carries a key (right or wrong), before anything is looked up."""
     return _token(request) is not None
+
+
+def seen_valid(request: Request) -> bool:
+    """Whether the request's key id was a valid key when last looked up (``Keys.seen_valid``): no lookup."""
+    token = _token(request)
+    return token is not None and keys_of(request).seen_valid(token)
 
 
 def _token(request: Request) -> str | None:

@@ -33,7 +33,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from leadpipe_common import topics
-from leadpipe_common.auth import Principal, has_key, identify, needs
+from leadpipe_common.auth import Principal, has_key, identify, needs, seen_valid
 from leadpipe_common.db import raw_connection
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadCaptured, LeadQuarantined
@@ -124,12 +124,14 @@ def _address(request: Request, limits: Limits) -> str:
 
 async def _key_holder(request: Request, limits: Limits) -> Principal | None:
     """The key's holder (only a key sent on purpose vouches for a submission: no dashboard session); 401 for an
-    unknown or revoked key, and 429 before the lookup once the client's address has sent too many of those."""
+    unknown or revoked key, and 429 before the lookup once the client's address has sent too many of those (a
+    key id this process found valid is still looked up: others' made-up keys from its address do not stop it)."""
     if not has_key(request):
         return None
     refused = ("bad key", counted_as(_address(request, limits)))
-    _throttle(limits, limits.per_address, refused, "bad key", count=False,
-              what="requests with unknown or revoked API keys")
+    if not seen_valid(request):  # a key id found valid costs a lookup every few seconds at most, whoever sends it
+        _throttle(limits, limits.per_address, refused, "bad key", count=False,
+                  what="requests with unknown or revoked API keys")
     try:
         return await identify(request, sessions=False)
     except Problem as exc:

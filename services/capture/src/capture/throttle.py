@@ -8,9 +8,10 @@ key's own limit), never per address. Over the limit is ``429`` with
 ``Retry-After``, before the body is read; a JSON post to ``/v1/leads`` naming a
 form with its own ``rate_limit`` in the body is also counted under that form,
 once the body is read. A client address whose unknown or revoked keys reach
-``CAPTURE_RATE_LIMIT`` gets ``429`` for any key before the key is looked up (a
-made-up key must not buy a database lookup per request where no key would
-be throttled). ``X-Forwarded-For`` is believed only
+``CAPTURE_RATE_LIMIT`` gets ``429`` before the key is looked up (a made-up key
+must not buy a database lookup per request where no key would be throttled),
+unless its key id was found valid before (looked up once every few seconds
+at most, whoever sends it). ``X-Forwarded-For`` is believed only
 from ``CAPTURE_TRUSTED_PROXIES``: the client is the nearest address in it not
 one of them. The counts live in each process's memory, a fixed window per
 rate and identity that starts at its first hit: with N capture processes a
