@@ -143,8 +143,9 @@ class DeliveryStore:
         deliveries for the deleted id, which the deletion (its statement saw none of them) never drops: they
         would wait for ever, or go to whoever takes the id next. Locked here, a deletion waits for this
         transaction, then drops what it queued; one committed before is not found, and nothing is queued."""
+        # KEY SHARE: only a deletion waits for it (an update of the row, a secret's rotation, does not).
         rows = await self._conn.execute(sa.select(subscriptions.c.id).where(subscriptions.c.id.in_(
-            sorted(subscription_ids))).order_by(subscriptions.c.id).with_for_update(read=True))
+            sorted(subscription_ids))).order_by(subscriptions.c.id).with_for_update(read=True, key_share=True))
         return {r.id for r in rows}
 
     async def claim(self, now: datetime, lease_until: datetime, free: Mapping[str, int],
@@ -236,7 +237,7 @@ class DeliveryStore:
 
     async def subscription_row(self, subscription_id: str) -> dict[str, Any] | None:
         row = (await self._conn.execute(sa.select(subscriptions).where(subscriptions.c.id == subscription_id)
-                                        .with_for_update())).first()
+                                        .with_for_update(key_share=True))).first()  # its id is not changed
         return dict(row._mapping) if row else None
 
     async def set_secrets(self, subscription_id: str, sealed: list[dict[str, Any]], at: datetime) -> None:
