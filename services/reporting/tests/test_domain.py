@@ -6,7 +6,7 @@ import pytest
 
 from leadpipe_common.events import Attribution, LeadQuarantined, LeadSlaBreached, LeadStageChanged
 from reporting.domain import (
-    MODELS, AttributionTally, LeadCredit, LeadFacts, attribution_by_model, attribution_rows, breakdown_row,
+    LeadCredit, LeadFacts, attribution_by_model, attribution_rows, breakdown_row,
     funnel_stages, parse_moment, project, sla_row, spam_rows,
 )
 
@@ -178,14 +178,6 @@ def test_each_attribution_model_shares_a_leads_credit_among_its_touches_up_to_th
     assert by_value("last") == {"linkedin": (2, 1, {"EUR": "900.00"}, 0.5)}
     assert by_value("linear") == {"google": (0.5, 0.5, {"EUR": "450.00"}, 1.0),
                                   "linkedin": (1.5, 0.5, {"EUR": "450.00"}, 0.3333)}
-
-
-@pytest.mark.parametrize("model", MODELS)
-def test_a_tally_fed_one_lead_at_a_time_gives_the_same_rows_as_attribution_over_the_whole_list(model):
-    tally = AttributionTally(model)
-    for lead in CREDITED:
-        tally.add(lead)
-    assert tally.rows() == attribution_by_model(CREDITED, model)
 
 
 def test_a_merge_is_recorded_and_shown_on_both_timelines():

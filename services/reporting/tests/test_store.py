@@ -167,3 +167,27 @@ async def test_a_deadline_missed_stays_missed_when_the_lead_is_merged_into_anoth
             translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
             reps = (await sla(translated, Filters()))["reps"]
     assert [(r["owner_id"], r["met"], r["missed"], r["open"]) for r in reps] == [("ana", 0, 1, 0)]
+
+
+async def test_streamed_touches_are_credited_to_their_lead_across_fetches():
+    """Rows come a thousand to a fetch: a lead whose touches straddle two fetches is still one lead."""
+    from types import SimpleNamespace
+
+    from reporting.reports import _by_lead
+
+    a, b = uuid.UUID(int=1), uuid.UUID(int=2)
+    won = datetime(2026, 11, 9, tzinfo=UTC)
+
+    def row(lead: uuid.UUID, day: int, value: str) -> SimpleNamespace:
+        return SimpleNamespace(lead_id=lead, at=datetime(2026, 11, day, tzinfo=UTC), value=value,
+                               won_at=won if lead == a else None, won_amount=None, won_currency=None)
+
+    class Fetched:
+        async def partitions(self, size: int):  # noqa: ANN202
+            for part in ([row(a, 1, "ads"), row(a, 2, "seo")], [row(a, 3, "mail"), row(b, 1, "ads")],
+                         [row(b, 2, "seo")]):
+                yield part
+
+    leads = [lead async for lead in _by_lead(Fetched())]
+    assert [([v for _, v in lead.touches], lead.won_at) for lead in leads] == [
+        (["ads", "seo", "mail"], won), (["ads", "seo"], None)]
