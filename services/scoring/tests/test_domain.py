@@ -88,6 +88,20 @@ def test_a_rule_without_an_operator_is_refused():
         parse_rules({**_raw(), "fit": [{"rule": "x", "field": "industry", "points": 3}]})
 
 
+@pytest.mark.parametrize(("condition", "why"), [
+    ({"field": "utm_medium", "in": [["cpc", "ppc"]]}, "in"),  # a list in a list: unhashable on the first lead
+    ({"field": "country", "in": ["DK", False]}, "country is not yes or no"),  # [DK, NO] unquoted in YAML
+    ({"field": "offer", "equals": True}, "offer is not yes or no"),
+])
+def test_a_rule_comparing_with_what_its_fact_can_never_be_is_refused_at_start(condition, why):
+    with pytest.raises(InvalidRules, match=why):
+        parse_rules({**_raw(), "fit": [{"rule": "x", "points": 3, **condition}]})
+
+
+def test_a_yes_or_no_fact_is_compared_with_yes_or_no():
+    assert parse_rules({**_raw(), "fit": [{"rule": "x", "field": "is_free_mail", "equals": False, "points": 3}]})
+
+
 def test_the_shipped_rules_file_is_valid():
     shipped = Path(__file__).parents[1] / "src" / "scoring" / "data" / "rules.yaml"
     rules = parse_rules(yaml.safe_load(shipped.read_text()))
@@ -117,6 +131,16 @@ def test_intent_decays_by_each_rules_half_life_and_each_reason_names_its_touch()
     assert intent == [(10, 10, NOW - timedelta(days=400)),  # no half-life: it never fades
                       (10, 40, NOW - timedelta(days=20)), (20, 40, NOW - timedelta(days=10))]
     assert (s.fit, s.intent, s.value) == (30, 40, 70)
+
+
+def test_the_reasons_add_up_to_the_score():
+    """Four touches decayed to 2.4 points each show 2 each: the score counts 8, not round(9.6) = 10."""
+    half = parse_rules({**_raw(), "intent": [{"rule": "Paper", "field": "offer", "equals": "paper", "points": 10,
+                                              "half_life_days": 1}]})
+    days = 2.0589  # 10 * 0.5 ** (days / 1) = 2.4
+    s = score(lead(), half, [touch(days + i / 1e6, "paper") for i in range(4)], NOW)
+    assert [r.points for r in s.reasons if r.category == "intent"] == [2, 2, 2, 2]
+    assert s.intent == sum(r.points for r in s.reasons if r.category == "intent") == 8
 
 
 def test_the_same_touches_score_the_same_at_the_same_moment_whatever_their_order():

@@ -20,9 +20,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from leadpipe_common.events import Attribution, Decision, Grade, LeadEnriched, Score, ScoreReason
 from leadpipe_common.problems import describe
@@ -40,13 +40,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The facts that are yes or no; the others are text or numbers.
+YES_NO_FACTS = frozenset({"is_free_mail", "is_disposable", "has_message", "has_phone", "marketing_consent"})
+def _scalar(value: Any) -> Any:
+    if not isinstance(value, str | int | float | bool):
+        raise ValueError(f"expected text, a number or true/false, not {type(value).__name__}")
+    return value
+
+
+#: What a fact is compared with: a list in a list (a typo) must be refused here, not fail on the first lead.
+Scalar = Annotated[Any, AfterValidator(_scalar)]
+
+
 class Condition(_Strict):
     """A test of one fact; every operator given must hold."""
 
     field: Literal[FACTS]  # type: ignore[valid-type]
-    equals: Any = None
-    in_: list[Any] | None = Field(None, alias="in")
-    not_in: list[Any] | None = None
+    equals: Scalar | None = None
+    in_: list[Scalar] | None = Field(None, alias="in")
+    not_in: list[Scalar] | None = None
     gte: float | None = None
     lt: float | None = None
     present: bool | None = None
@@ -55,6 +67,12 @@ class Condition(_Strict):
     def _has_operator(self) -> Condition:
         if all(v is None for v in (self.equals, self.in_, self.not_in, self.gte, self.lt, self.present)):
             raise ValueError("needs an operator: equals, in, not_in, gte, lt or present")
+        compared = [self.equals, *(self.in_ or ()), *(self.not_in or ())]
+        flag = next((v for v in compared if isinstance(v, bool)), None)
+        if self.field not in YES_NO_FACTS and flag is not None:
+            # YAML reads NO (Norway), yes, on and off as booleans: such a rule would never match, silently.
+            raise ValueError(f"{self.field} is not yes or no, but a value here reads as {str(flag).lower()}: quote "
+                             "it (YAML reads NO, yes, on and off unquoted as booleans)")
         return self
 
     @functools.cached_property
@@ -216,7 +234,8 @@ def score(lead: LeadEnriched, rules: RuleSet, touches: Sequence[TouchFacts] = ()
         age_days = (now - touch.at).total_seconds() / 86400 if now is not None else 0.0
         intent += [(r, touch, decayed(r.points, r.half_life_days, age_days)) for r in rules.intent if r.holds(seen)]
     fit_points = sum(r.points for r in fit)
-    intent_points = round(sum(points for _, _, points in intent))
+    # Each touch's decayed points are rounded as its reason shows them: the reasons add up to the score.
+    intent_points = sum(round(points) for _, _, points in intent)
     value = max(0, min(100, fit_points + intent_points))
     decision: Decision
     if knockouts or value < rules.thresholds.nurture:
