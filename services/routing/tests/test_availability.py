@@ -17,8 +17,11 @@ ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "0
 
 
 def data(reps, teams=None, accounts=()):
+    # Every team leads may go to has a rep on file (an absent one is off the rota here).
+    absent = [{"id": f"absent-{team}", "name": "Absent", "team": team, "timezone": "UTC", "active": False}
+              for team in ("emea", "apac", "desk") if team not in {r["team"] for r in reps}]
     return parse_routing_data({
-        "reps": reps, "accounts": list(accounts), "working_hours": OFFICE, "teams": teams or {},
+        "reps": [*reps, *absent], "accounts": list(accounts), "working_hours": OFFICE, "teams": teams or {},
         "territories": {"regions": {"emea": ["DE"], "apac": ["JP"]}, "segments": [{"name": "all", "min_employees": 0}],
                         "unknown_size_segment": "all",
                         "teams": [{"team": "emea", "region": "emea"}, {"team": "apac", "region": "apac"}],
@@ -175,6 +178,19 @@ def test_wrong_availability_settings_are_refused_with_the_entry_named(change, me
     raw = data([BERLIN, DESK]).model_dump()
     with pytest.raises(InvalidRoutingData, match=message):
         parse_routing_data({**raw, **change})
+
+
+def test_a_team_with_no_reps_that_leads_would_go_to_is_refused_unless_it_overflows_to_one_with_reps():
+    """A typo in a territory rule would keep its region's leads in a queue with no deadline and nobody to take
+    them."""
+    raw = data([BERLIN, DESK]).model_dump()
+    typo = {**raw["territories"], "teams": [{"team": "emea-typo", "region": "emea"}]}
+    with pytest.raises(InvalidRoutingData, match="team emea-typo has no reps"):
+        parse_routing_data({**raw, "territories": typo})
+    with pytest.raises(InvalidRoutingData, match="default_team has no reps"):
+        parse_routing_data({**raw, "territories": {**raw["territories"], "default_team": "nobody"}})
+    hiring = {"emea-typo": {"when_nobody_available": "overflow", "overflow_to": "emea"}}
+    assert parse_routing_data({**raw, "territories": typo, "teams": hiring}).policy_of("emea-typo").overflow_to
 
 
 def test_what_if_routes_a_known_history_again_and_names_every_violation():

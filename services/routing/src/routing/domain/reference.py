@@ -206,6 +206,18 @@ class RoutingData(_Strict):
                 raise ValueError(f"teams: {team!r} is no team of reps or territories")
             if policy.overflow_to is not None and policy.overflow_to not in known:
                 raise ValueError(f"teams: {team} overflows to {policy.overflow_to!r}, which is no team")
+        # A team with no reps at all (a typo in a territory rule, say) would keep its leads in a queue that has
+        # no deadline and nobody to hand them to: lost without a word.
+        staffed = {r.team for r in self.reps}
+        for team in sorted({rule.team for rule in t.teams} | {t.default_team}):
+            seen, at = {team}, team
+            while at not in staffed:
+                at = self.policy_of(at).overflow_to  # type: ignore[assignment]
+                if at is None or at in seen:
+                    where = "default_team" if team == t.default_team else f"team {team}"
+                    raise ValueError(f"territories: {where} has no reps (nor overflows to a team that has): its "
+                                     "leads would wait for ever")
+                seen.add(at)
         return self
 
     def policy_of(self, team: str) -> TeamPolicy:
