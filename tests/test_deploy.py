@@ -111,3 +111,42 @@ def test_the_dockerfile_builds_every_service():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     hint = re.search(r"--build-arg SERVICE=<([a-z]+(?:\|[a-z]+)+)>", dockerfile)
     assert hint and set(hint.group(1).split("|")) == set(SERVICES)
+
+
+def _imported(root: Path) -> set[str]:
+    """The top-level modules imported by the code under ``root`` (not its local-stack and test helpers)."""
+    import ast
+
+    found = set()
+    for path in root.rglob("*.py"):
+        if {"local", "testing", "tests"} & set(path.relative_to(root).parts):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_services_image_installs_every_library_its_code_imports(service):
+    """The image installs the service's dependencies without the dev and local ones (uv sync --no-dev): a
+    library only the local stack brings in (httpx once) made every container fail at start."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    exported = subprocess.run([str(root / ".tools" / "bin" / "uv"), "export", "--frozen", "--no-dev", "--no-hashes",
+                               "--package", f"leadpipe-{service}"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout
+    installed = {re.split(r"[=<>~ ;\[]", line, maxsplit=1)[0].lower().replace("_", "-")
+                 for line in exported.splitlines() if line and not line.startswith(("#", " ", "-e"))}
+    by_module = importlib.metadata.packages_distributions()
+    first_party = {"leadpipe_common", service}
+    missing = sorted(
+        module for module in _imported(root / "shared" / "src") | _imported(root / "services" / service / "src")
+        if module not in sys.stdlib_module_names and module not in first_party
+        and not {d.lower().replace("_", "-") for d in by_module.get(module, [module])} & installed)
+    assert missing == [], f"imported by leadpipe-{service}'s code, not installed in its image"
