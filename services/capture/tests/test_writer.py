@@ -188,6 +188,26 @@ async def test_a_writer_cancelled_mid_round_answers_its_requests_those_queued_be
     assert [type(a) for a in late] == [writer_module.WriterStopped]  # refused at once, not queued for nobody
 
 
+async def test_a_writer_stopped_while_waiting_for_work_answers_a_request_queued_as_it_stopped(db):
+    from capture import writer as writer_module
+
+    writer = LeadWriter(db, max_batch=1, on_commit=lambda: None, clock=lambda: datetime.now(UTC))
+    writer.start()
+    await asyncio.sleep(0)  # the writer waits for work
+    late = asyncio.ensure_future(writer.write(submission(f"late.{uuid.uuid4().hex[:8]}@sap.com")))
+    await writer.stop()  # nothing queued yet: its wait is over at once; the request comes as the task is cancelled
+    answers = await asyncio.wait_for(asyncio.gather(late, return_exceptions=True), timeout=10)
+    assert [type(a) for a in answers] == [writer_module.WriterStopped]
+
+
+async def test_repeats_of_an_answered_key_sent_together_all_get_its_answer(db):
+    """Every submission of the round answered from its key: none is stored, and none is left unanswered."""
+    run = uuid.uuid4().hex[:8]
+    [first] = await write_together(db, [submission(f"again.{run}@sap.com", key=f"again-{run}")])
+    repeats = await write_together(db, [submission(f"again.{run}@sap.com", key=f"again-{run}") for _ in range(3)])
+    assert [(r.answer["lead_id"], r.repeated) for r in repeats] == [(first.answer["lead_id"], True)] * 3
+
+
 #: A claim's limit past any backlog an earlier test may have left: the test's rows are the newest.
 EVERY = 1_000_000
 

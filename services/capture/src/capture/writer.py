@@ -35,6 +35,7 @@ statement that stored it: a failure of the second part fails only its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -139,7 +140,8 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
         raise RuntimeError("admit needs a transaction: its rows are stored together or not at all")
     results: list[Admitted | Exception | None] = [None] * len(batch)
     fresh = await _claim_keys(conn, batch, now, results)
-    if not fresh:
+    if not fresh:  # all answered from their keys; a key's repeats in this batch get its answer too
+        _repeat_within_batch(batch, results)
         return results  # type: ignore[return-value]
     groups: dict[str, list[int]] = {}
     for i in fresh:
@@ -355,6 +357,7 @@ class LeadWriter:
         #: Set by ``write`` once a lingering round has its target; None while no round lingers.
         self._filled: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="capture-writer")
@@ -362,12 +365,21 @@ class LeadWriter:
     async def stop(self) -> None:
         # Requests already queued were promised an answer: finish them first.
         await self._queue.join()
+        self._stopping = True
         if self._task:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        # One queued as the task was cancelled (while it waited for work) would wait for ever.
+        while not self._queue.empty():
+            _, fut = self._queue.get_nowait()
+            self._queue.task_done()
+            if not fut.done():
+                fut.set_exception(WriterStopped("the writer stopped before this submission was answered"))
 
     async def write(self, submitted: Submitted) -> Admitted:
         """Return once ``submitted`` is committed (or was answered before); raise if it could not be."""
-        if self._task is not None and self._task.done():
+        if self._stopping or (self._task is not None and self._task.done()):
             raise WriterStopped("the writer has stopped")  # nothing would take it from the queue
         done: asyncio.Future[Admitted] = asyncio.get_running_loop().create_future()
         await self._queue.put((submitted, done))
