@@ -455,3 +455,37 @@ async def test_a_merge_applied_while_another_process_closes_the_survivor_waits_f
         await asyncio.wait_for(merging, 10)
         held = await open_lead_of(db, duplicate)
     assert held is None
+
+
+async def test_two_people_of_one_lead_touching_it_at_once_are_written_one_after_the_other(stack, db):
+    """D merged into S: D's and S's people both touch S. The second waits for the first (so its touch is the
+    later one, and its contact includes what the first sent); alone, each would miss the other's."""
+    from capture.writer import admit
+    from leadpipe_common.db import raw_transaction
+
+    run = uuid.uuid4().hex[:8]
+    survivor, duplicate = submission(f"sa.{run}@sap.com"), submission(f"sa.{run}@gmail.com")
+    async with captures_paused(stack):
+        await write_together(db, [survivor, duplicate])
+        await merge_people(db, {duplicate.lead.lead_id: survivor.lead.lead_id})
+        first = Submitted(lead=factories.captured(f"sa.{run}@sap.com", phone="+49 30 1234567"),
+                          person_key=survivor.person_key, request_id=uuid.uuid4(), traceparent=new_traceparent())
+        second = Submitted(lead=factories.captured(f"sa.{run}@gmail.com", company="SAP"),
+                           person_key=duplicate.person_key, request_id=uuid.uuid4(), traceparent=new_traceparent())
+
+        async def touch_second() -> None:
+            async with raw_transaction(db) as conn:
+                await admit(conn, [second], datetime.now(UTC))
+
+        async with raw_transaction(db) as conn:
+            await admit(conn, [first], datetime.now(UTC))
+            waiting = asyncio.create_task(touch_second())
+            await asyncio.sleep(0.5)
+            assert not waiting.done(), "the second touch of the lead did not wait for the first"
+        await asyncio.wait_for(waiting, 10)
+        async with db.connect() as conn:
+            rows = (await conn.execute(sa.text("SELECT touch_id, event FROM capture.touches WHERE lead_id = :s "
+                                               "ORDER BY seq"), {"s": survivor.lead.lead_id})).all()
+    assert [r.touch_id for r in rows] == [first.lead.lead_id, second.lead.lead_id]
+    contact = json.loads(rows[1].event)["contact"]
+    assert (contact["phone"], contact["company"]) == ("+49 30 1234567", "SAP")

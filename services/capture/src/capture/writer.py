@@ -126,6 +126,12 @@ _IDEMPOTENCY_ANSWER = f"""
 UPDATE {SCHEMA}.idempotency i SET answer = v.a FROM unnest($1::text[], $2::jsonb[]) AS v(k, a) WHERE i.key = v.k
 """
 _FIRST_TOUCHES = f"SELECT lead_id, event FROM {SCHEMA}.leads WHERE lead_id = ANY($1::uuid[])"
+#: A transaction lock per lead touched (advisory: the relay's row locks on the same leads are not in its way),
+#: taken in the order given.
+_LOCK_TOUCHED = """
+SELECT pg_advisory_xact_lock(hashtextextended('capture.touches/' || lead_id::text, 0))
+FROM unnest($1::uuid[]) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
+"""
 _LATEST_TOUCHES = f"""
 SELECT DISTINCT ON (lead_id) lead_id, event FROM {SCHEMA}.touches WHERE lead_id = ANY($1::uuid[])
 ORDER BY lead_id, seq DESC
@@ -159,30 +165,33 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
         if open_lead_id == candidates[key].lead.lead_id:
             new_leads[open_lead_id] = candidates[key].lead.model_copy(update={"person_id": person_id})
     earlier = {lid for key, (_, lid) in owners.items() if lid not in new_leads}
+    if earlier:
+        # Two people may share a lead (one was merged into the other's): their touches, written by two
+        # processes at once, would each miss the other's contact and could commit (and be published) out of
+        # their order. One writer at a time per lead, in lead order; what it reads next sees the other's touch.
+        await conn.execute(_LOCK_TOUCHED, sorted(earlier))
     first = {**new_leads, **await _first_touches(conn, earlier)}
     known = {lead_id: lead.contact for lead_id, lead in new_leads.items()} | await _latest_contacts(conn, earlier)
 
     lead_rows: list[tuple[Any, ...]] = []
     touch_rows: list[tuple[Any, ...]] = []
-    for key, ids in groups.items():
-        person_id, lead_id = owners[key]
-        for i in ids:
-            sub = batch[i]
-            if sub.lead.lead_id == lead_id:
-                lead_rows.append((lead_id, sub.request_id, sub.lead.contact.email, sub.lead.attribution.form_id,
-                                  sub.lead.captured_at, sub.traceparent,
-                                  new_leads[lead_id].model_dump_json().encode()))
-                results[i] = Admitted(answer_for(lead_id, sub, existing=False))
-                continue
-            lead = first[lead_id]
-            known[lead_id] = contact = latest_contact(known.get(lead_id, lead.contact), sub.lead.contact)
-            touched = LeadTouched(lead_id=lead_id, captured_at=lead.captured_at, contact=contact,
-                                  attribution=lead.attribution, person_id=person_id,
-                                  touch=Touch(touch_id=sub.lead.lead_id, at=sub.lead.captured_at,
-                                              attribution=sub.lead.attribution))
-            touch_rows.append((sub.lead.lead_id, lead_id, sub.lead.captured_at, sub.traceparent,
-                               touched.model_dump_json().encode()))
-            results[i] = Admitted(answer_for(lead_id, sub, existing=True))
+    for i in fresh:  # in the order they came: a lead's touches (of one person or two) keep it
+        sub = batch[i]
+        person_id, lead_id = owners[sub.person_key]
+        if sub.lead.lead_id == lead_id:
+            lead_rows.append((lead_id, sub.request_id, sub.lead.contact.email, sub.lead.attribution.form_id,
+                              sub.lead.captured_at, sub.traceparent, new_leads[lead_id].model_dump_json().encode()))
+            results[i] = Admitted(answer_for(lead_id, sub, existing=False))
+            continue
+        lead = first[lead_id]
+        known[lead_id] = contact = latest_contact(known.get(lead_id, lead.contact), sub.lead.contact)
+        touched = LeadTouched(lead_id=lead_id, captured_at=lead.captured_at, contact=contact,
+                              attribution=lead.attribution, person_id=person_id,
+                              touch=Touch(touch_id=sub.lead.lead_id, at=sub.lead.captured_at,
+                                          attribution=sub.lead.attribution))
+        touch_rows.append((sub.lead.lead_id, lead_id, sub.lead.captured_at, sub.traceparent,
+                           touched.model_dump_json().encode()))
+        results[i] = Admitted(answer_for(lead_id, sub, existing=True))
     if lead_rows:
         await conn.execute(_INSERT_LEADS, *_columns(lead_rows))
     if touch_rows:
