@@ -105,6 +105,19 @@ async def test_the_bootstrap_key_is_an_admin_key(stack):
         assert (await client.get(f"{url(stack, 'scoring')}/asyncapi.json")).status_code == 200
 
 
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "leadpipe_common.keys", "list"],
+                                     [sys.executable, "-m", "scoring", "migrate"]])
+def test_a_database_that_refuses_the_command_is_one_line_not_a_traceback(stack, command):
+    """A wrong DATABASE_URL (here a database that does not exist; a wrong password alike) is the likeliest
+    first-deploy mistake: the migrate jobs and init containers print what the command prints."""
+    env = stack.env()
+    env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + "/no_such_database"
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        'cannot use the database at DATABASE_URL: database "no_such_database" does not exist']
+
+
 def test_a_bad_scope_is_refused_with_a_message_not_a_traceback(stack):
     done = keys(stack, "create", "--name", "x", "--scope", "everything")
     assert done.returncode == 2 and "unknown scope everything" in done.stderr and "Traceback" not in done.stderr

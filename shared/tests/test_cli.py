@@ -23,6 +23,12 @@ def test_a_bad_setting_is_named_by_its_environment_variable():
     assert "Traceback" not in result.stderr
 
 
+def test_a_log_level_logging_does_not_know_is_refused_at_start_not_by_a_crash_at_startup():
+    result = run_service("routing", LOG_LEVEL="LOUD")
+    assert result.returncode == 2 and "invalid setting LOG_LEVEL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_broken_rules_file_stops_the_service_naming_file_and_entry(tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text("version: x\ngrades: {A: 80, B: 60, C: 30}\nthresholds: {mql: 50, nurture: 10}\n"
@@ -31,6 +37,22 @@ def test_a_broken_rules_file_stops_the_service_naming_file_and_entry(tmp_path):
     assert result.returncode == 2
     assert str(rules) in result.stderr and "fit.0.field" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_export_to_a_file_it_cannot_write_or_of_no_known_kind_is_refused_before_it_starts(tmp_path):
+    for target, said in ((tmp_path / "missing" / "out.jsonl", "is not a directory"),
+                         (tmp_path / "out.csv", "name a .jsonl or .parquet file, or give --format")):
+        result = subprocess.run([sys.executable, "-m", "reporting", "export", str(target)], capture_output=True,
+                                text=True, timeout=60, env={**os.environ, "COLUMNS": "500"})  # one line each
+        assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr
+        assert not target.exists()
+
+
+def test_a_misspelt_redrive_filter_is_refused_not_taken_for_nothing_to_send():
+    for option, value in (("--stage", "scorng"), ("--kind", "Schema")):
+        result = subprocess.run([sys.executable, "-m", "leadpipe_common.redrive", option, value],
+                                capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "500"})
+        assert result.returncode == 2 and repr(value) in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_serving_process_does_not_load_the_migration_tools():

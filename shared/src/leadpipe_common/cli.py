@@ -13,19 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+import asyncpg
 import typer
 import uvicorn
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from leadpipe_common.settings import ServiceSettings
 
 
 S = TypeVar("S", bound=ServiceSettings)
+
+#: What a command meets when the database is away or refuses it (a wrong password, a missing database).
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                                                    DBAPIError)
+
+
+@contextlib.contextmanager
+def database_errors() -> Iterator[None]:
+    """Around a command's use of the database: a failure is one line naming DATABASE_URL and why, exit code 1."""
+    try:
+        yield
+    except DATABASE_ERRORS as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        typer.secho(f"cannot use the database at DATABASE_URL: {cause}", err=True, fg="red")
+        raise typer.Exit(1) from None
 
 
 def load_settings(factory: Callable[[], S]) -> S:
@@ -59,7 +76,8 @@ def service_cli(
 
     @cli.command()
     def serve(
-        workers: int | None = typer.Option(None, min=1, help="uvicorn worker processes (default: the WORKERS setting)"),
+        workers: int | None = typer.Option(None, min=1, help=f"uvicorn worker processes (default: "
+                                                             f"{name.upper()}_WORKERS, else 1)"),
     ) -> None:
         """Run the service (HTTP API and, for consumers, the consumer runner)."""
         settings = load_settings(settings_factory)
@@ -97,11 +115,8 @@ def service_cli(
         from leadpipe_common import migrations
 
         settings = load_settings(settings_factory)
-        try:
+        with database_errors():
             migrations.upgrade_service(migrations_dir, settings.database_url, schema=name, revision=revision)
-        except OSError as exc:
-            typer.secho(f"cannot reach the database at DATABASE_URL: {exc}", err=True, fg="red")
-            raise typer.Exit(1) from None
         typer.echo(f"{name}: migrated to {revision}")
 
     return cli

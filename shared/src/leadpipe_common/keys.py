@@ -14,11 +14,10 @@ from datetime import UTC, datetime
 import limits
 import sqlalchemy as sa
 import typer
-from sqlalchemy.exc import DBAPIError
 
 from leadpipe_common import migrations
 from leadpipe_common.auth import SCOPES, api_keys, new_key
-from leadpipe_common.cli import load_settings
+from leadpipe_common.cli import database_errors, load_settings
 from leadpipe_common.db import make_engine
 from leadpipe_common.settings import ServiceSettings
 
@@ -51,11 +50,8 @@ async def key_is_valid(settings: ServiceSettings, key_id: str) -> bool:
 
 def _settings() -> ServiceSettings:
     settings = load_settings(ServiceSettings)
-    try:
+    with database_errors():
         migrations.upgrade(migrations.AUTH_MIGRATIONS, settings.database_url, schema="auth")
-    except (OSError, DBAPIError) as exc:
-        typer.secho(f"cannot reach the database at DATABASE_URL: {exc}", err=True, fg="red")
-        raise typer.Exit(1) from None
     return settings
 
 
@@ -75,7 +71,9 @@ def create(
             limits.parse(rate_limit)
         except ValueError:
             raise typer.BadParameter(f"{rate_limit!r} is not a rate like 500/second", param_hint="--rate-limit") from None
-    key_id, key = asyncio.run(create_key(_settings(), name, scope, rate_limit))
+    settings = _settings()
+    with database_errors():
+        key_id, key = asyncio.run(create_key(settings, name, scope, rate_limit))
     typer.echo(f"created key {key_id} for {name} with {', '.join(sorted(set(scope)))}; it is shown only now:")
     typer.echo(key)
 
@@ -92,7 +90,8 @@ def list_keys() -> None:
             await engine.dispose()
 
     settings = _settings()
-    found = asyncio.run(rows())
+    with database_errors():
+        found = asyncio.run(rows())
     if not found:
         typer.echo("no keys yet: `leadpipe-keys create --name NAME --scope SCOPE`")
     for r in found:
@@ -115,7 +114,9 @@ def revoke(key_id: str = typer.Argument(..., help="the key's id (the part after 
             await engine.dispose()
 
     settings = _settings()
-    if asyncio.run(mark()) == 0:
+    with database_errors():
+        marked = asyncio.run(mark())
+    if marked == 0:
         typer.secho(f"no active key {key_id} (see `leadpipe-keys list`)", err=True, fg="red")
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")

@@ -41,6 +41,8 @@ from leadpipe_common.kafka import client_options
 from leadpipe_common.settings import KafkaSettings
 
 GROUP = "leadpipe-redrive"
+#: The kinds of error a dead letter names (``dlq.error.kind``).
+KINDS = ("undecodable", "schema", "rejected")
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,13 @@ def main(
     """
     from leadpipe_common.cli import load_settings
 
+    # A misspelt filter would match no letter and report "sent nothing": as if there were nothing to send.
+    consumers = sorted(s.name for s in topology.SERVICES if topology.inputs_of(s.name))
+    if stage is not None and stage not in consumers:
+        raise typer.BadParameter(f"{stage!r} is no consuming service; one of {', '.join(consumers)}",
+                                 param_hint="--stage")
+    if kind is not None and kind not in KINDS:
+        raise typer.BadParameter(f"{kind!r}: one of {', '.join(KINDS)}", param_hint="--kind")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one-line error below says it
     settings = load_settings(KafkaSettings)
     try:

@@ -78,7 +78,13 @@ class ServiceSettings(KafkaSettings):
     )
     db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE",
                               description="database connections per process (and as many again in overflow)")
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL", description="`DEBUG`, `INFO`, `WARNING`, `ERROR`")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias="LOG_LEVEL", description="`DEBUG`, `INFO`, `WARNING`, `ERROR`")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
     log_json: bool | None = Field(None, validation_alias="LOG_JSON",
                                   description="JSON log lines; unset: JSON when stderr is not a terminal")
 

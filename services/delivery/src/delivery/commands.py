@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from leadpipe_common.cli import load_settings
+from leadpipe_common.cli import database_errors, load_settings
 from leadpipe_common.db import make_engine
 
 from delivery.settings import DeliverySettings
@@ -36,9 +36,6 @@ def add_commands(cli: typer.Typer) -> None:
             finally:
                 await engine.dispose()
 
-        try:
+        with database_errors():
             n = asyncio.run(run())
-        except OSError as exc:
-            typer.secho(f"cannot reach the database at DATABASE_URL: {exc}", err=True, fg="red")
-            raise typer.Exit(1) from None
         typer.echo(f"{n:,} dead deliveries queued again" + (f" for {subscription}" if subscription else ""))

@@ -14,7 +14,7 @@ import typer
 from aiokafka.errors import KafkaError
 
 from leadpipe_common import topics
-from leadpipe_common.cli import load_settings
+from leadpipe_common.cli import database_errors, load_settings
 
 from reporting.domain import parse_moment
 from reporting.export import export
@@ -62,12 +62,11 @@ def add_commands(cli: typer.Typer) -> None:
         settings = load_settings(ReportingSettings)
         start = _moment(since, "--since")
         try:
-            stats = _run_with_progress("replaying", lambda update: replay(settings, since=start, progress=update))
+            with database_errors():
+                stats = _run_with_progress("replaying", lambda update: replay(settings, since=start,
+                                                                              progress=update))
         except (KafkaError, LookupError) as exc:
             typer.secho(f"cannot read {topics.LIFECYCLE} at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
-            raise typer.Exit(1) from None
-        except OSError as exc:
-            typer.secho(f"cannot reach the database at DATABASE_URL: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None
         done = (f"re-applied over the live tables since {start.isoformat()}" if start else
                 f"swapped in; {stats.caught_up:,} that arrived meanwhile applied")
@@ -82,9 +81,14 @@ def add_commands(cli: typer.Typer) -> None:
         until: str | None = typer.Option(None, help="only events before this moment (ISO; a bare date includes that day)"),
     ) -> None:
         """Export leads.lifecycle (or a time slice) for analysts, one row per event."""
-        chosen = fmt or ("parquet" if output.suffix == ".parquet" else "jsonl")
+        chosen = fmt or {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}.get(output.suffix)
+        if chosen is None:
+            raise typer.BadParameter(f"{output.name}: name a .jsonl or .parquet file, or give --format",
+                                     param_hint="OUTPUT")
         if chosen not in ("jsonl", "parquet"):
             raise typer.BadParameter(f"{chosen!r}: use jsonl or parquet", param_hint="--format")
+        if not output.parent.is_dir():
+            raise typer.BadParameter(f"{output.parent} is not a directory", param_hint="OUTPUT")
         settings = load_settings(ReportingSettings)
         start, end = _moment(since, "--since"), _moment(until, "--until", end=True)
         try:
@@ -92,5 +96,8 @@ def add_commands(cli: typer.Typer) -> None:
                 settings, output, chosen, since=start, until=end, progress=update))
         except (KafkaError, LookupError) as exc:
             typer.secho(f"cannot read {topics.LIFECYCLE} at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            typer.secho(f"cannot write {output}: {exc.strerror or exc}", err=True, fg="red")
             raise typer.Exit(1) from None
         typer.echo(f"wrote {n:,} events to {output} ({chosen})")

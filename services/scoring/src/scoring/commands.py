@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from leadpipe_common.cli import load_settings
+from leadpipe_common.cli import database_errors, load_settings
 
 from scoring.app import load_rules
 from scoring.domain import RescoreSummary
@@ -42,12 +42,9 @@ def add_commands(cli: typer.Typer) -> None:
         with Progress(SpinnerColumn(), TextColumn("re-scoring... {task.completed:,} leads"),
                       console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("rescore", total=None)
-            try:
+            with database_errors():
                 summary = asyncio.run(rescore(settings, rules, now, dry_run=dry_run,
                                               progress=lambda done: bar.update(task, completed=done)))
-            except OSError as exc:
-                typer.secho(f"cannot reach the database at DATABASE_URL: {exc}", err=True, fg="red")
-                raise typer.Exit(1) from None
         _report(summary, dry_run, now)
 
 
