@@ -26,6 +26,7 @@ help: ## list the targets
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "leadpipe needs Python 3.11 or newer; $(PYTHON) is older. Set PYTHON=python3.12 (or similar)."; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "$(PYTHON) lacks its venv module (Debian and Ubuntu ship it apart: sudo apt install python3-venv)."; exit 1; }
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
