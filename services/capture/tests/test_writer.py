@@ -489,3 +489,21 @@ async def test_two_people_of_one_lead_touching_it_at_once_are_written_one_after_
     assert [r.touch_id for r in rows] == [first.lead.lead_id, second.lead.lead_id]
     contact = json.loads(rows[1].event)["contact"]
     assert (contact["phone"], contact["company"]) == ("+49 30 1234567", "SAP")
+
+
+async def test_idempotency_keys_past_their_day_are_deleted_and_the_others_kept(db):
+    """Kept 24 hours and an hour's margin; the table does not hold every keyed submission ever made."""
+    from capture.writer import ExpiredKeys
+
+    run = uuid.uuid4().hex[:8]
+    [old, fresh] = [submission(f"{n}.{run}@sap.com", key=f"{n}-{run}") for n in ("old", "fresh")]
+    await write_together(db, [old, fresh])
+    async with db.begin() as conn:
+        await conn.execute(sa.text("UPDATE capture.idempotency SET created_at = now() - interval '25 hours 1 minute'"
+                                   " WHERE key = :k"), {"k": old.idempotency_key})
+    while await ExpiredKeys(db, clock=lambda: datetime.now(UTC)).step():
+        pass  # an earlier test's expired keys, if any, go too
+    async with db.connect() as conn:
+        left = {r.key for r in await conn.execute(sa.text("SELECT key FROM capture.idempotency WHERE key = ANY(:k)"),
+                                                   {"k": [old.idempotency_key, fresh.idempotency_key]})}
+    assert left == {fresh.idempotency_key}

@@ -13,6 +13,7 @@ from capture.api import Capture, PublicPosts, quarantine_router, router
 from capture.handlers import handle_lead_merged, handle_lead_stage_changed, is_terminal_step, publishable
 from capture.redrive import Redriver
 from capture.store import CaptureStore, outbox
+from capture.writer import ExpiredKeys
 
 SERVICE: Service[Capture, CaptureStore] = Service(
     name="capture",
@@ -30,5 +31,6 @@ SERVICE: Service[Capture, CaptureStore] = Service(
         Redriver(rt.engine, after_s=rt.settings.redrive_after_s, every_s=rt.settings.redrive_check_s,  # type: ignore[attr-defined]
                  max_redrives=rt.settings.redrive_max, backoff=rt.settings.redrive_backoff,  # type: ignore[attr-defined]
                  on_redrive=rt.wake_relay),
+        ExpiredKeys(rt.engine, clock=rt.context.clock),
     ],
 )

@@ -114,6 +114,7 @@ idempotency = sa.Table(
     sa.Column("fingerprint", sa.Text, nullable=False),
     sa.Column("answer", JSONB),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("idempotency_created_at", "created_at"),  # the expired are deleted (writer.ExpiredKeys)
 )
 #: Events born of requests that are not leads (``lead.quarantined``); the leads table is the leads' outbox.
 outbox = outbox_table(metadata)

@@ -11,7 +11,8 @@ In that transaction ``admit`` decides, race-free across capture's processes:
 - an ``Idempotency-Key`` seen in the last 24 hours answers what it answered
   then and writes nothing (the key's row is locked by the first request
   until it commits, so a concurrent repeat waits for that answer); the same
-  key with another body is refused;
+  key with another body is refused; ``ExpiredKeys`` deletes keys an hour
+  after their 24 hours (a key older than 24 hours is claimed anew anyway);
 - a person (``people``, by normalised address) has at most one open lead: the
   person's row is upserted and locked, and a submission either opens their
   lead or becomes a touch of the open one. Rows are locked in key order, so
@@ -45,12 +46,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import sqlalchemy as sa
 import structlog
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common.db import json_value, raw_pooled, raw_transaction
 from leadpipe_common.events import Contact, LeadCaptured, LeadTouched, Touch
+from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.pacing import Linger
 
 from capture.store import SCHEMA
@@ -343,6 +346,30 @@ async def _first_touches(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> 
 
 class WriterStopped(RuntimeError):
     """The writer stopped while a submission waited for its round: it may or may not be stored."""
+
+
+_DELETE_EXPIRED = sa.text(f"""
+DELETE FROM {SCHEMA}.idempotency WHERE key IN (
+    SELECT key FROM {SCHEMA}.idempotency WHERE created_at < :before LIMIT :batch FOR UPDATE SKIP LOCKED)
+""")
+
+
+class ExpiredKeys(BackgroundLoop):
+    """Deletes Idempotency-Keys past their window (with an hour's margin), a batch at a time: the table holds
+    a day of keyed submissions, not every one ever made."""
+
+    name = "capture-expired-keys"
+    BATCH = 1000
+    EVERY_S = 300.0
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime]) -> None:
+        super().__init__(batch_max=self.BATCH, idle_s=self.EVERY_S)
+        self._engine, self._clock = engine, clock
+
+    async def step(self) -> int:
+        before = self._clock() - IDEMPOTENCY_WINDOW - timedelta(hours=1)
+        async with self._engine.begin() as conn:
+            return (await conn.execute(_DELETE_EXPIRED, {"before": before, "batch": self.BATCH})).rowcount
 
 
 class LeadWriter:
