@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
+import pytest
 import sqlalchemy as sa
 
 from leadpipe_common import outbox as outbox_rows
@@ -188,7 +189,7 @@ async def test_a_writer_cancelled_mid_round_answers_its_requests_those_queued_be
     assert [type(a) for a in late] == [writer_module.WriterStopped]  # refused at once, not queued for nobody
 
 
-async def test_a_writer_stopped_while_waiting_for_work_answers_a_request_queued_as_it_stopped(db):
+async def test_a_stopped_writer_refuses_a_request_at_once(db):
     from capture import writer as writer_module
 
     writer = LeadWriter(db, max_batch=1, on_commit=lambda: None, clock=lambda: datetime.now(UTC))
@@ -198,6 +199,27 @@ async def test_a_writer_stopped_while_waiting_for_work_answers_a_request_queued_
     await writer.stop()  # nothing queued yet: its wait is over at once; the request comes as the task is cancelled
     answers = await asyncio.wait_for(asyncio.gather(late, return_exceptions=True), timeout=10)
     assert [type(a) for a in answers] == [writer_module.WriterStopped]
+
+
+async def test_a_request_queued_as_the_stop_stopped_waiting_is_answered_not_left_waiting(db):
+    """The request came in once stop's wait for the queue was over, and the writer (waiting for work) was
+    cancelled before it could take it: stop answers it from the queue."""
+    from capture import writer as writer_module
+
+    writer = LeadWriter(db, max_batch=1, on_commit=lambda: None, clock=lambda: datetime.now(UTC))
+    writer.start()
+    await asyncio.sleep(0)
+    done: asyncio.Future = asyncio.get_running_loop().create_future()
+    waited = writer._queue.join
+
+    async def the_wait_then_a_request() -> None:
+        await waited()
+        writer._queue.put_nowait((submission(f"late.{uuid.uuid4().hex[:8]}@sap.com"), done))
+
+    writer._queue.join = the_wait_then_a_request  # type: ignore[method-assign]
+    await asyncio.wait_for(writer.stop(), timeout=10)
+    with pytest.raises(writer_module.WriterStopped):
+        await asyncio.wait_for(done, timeout=1)
 
 
 async def test_repeats_of_an_answered_key_sent_together_all_get_its_answer(db):

@@ -189,6 +189,8 @@ def test_a_team_with_no_reps_that_leads_would_go_to_is_refused_unless_it_overflo
         parse_routing_data({**raw, "territories": typo})
     with pytest.raises(InvalidRoutingData, match="default_team has no reps"):
         parse_routing_data({**raw, "territories": {**raw["territories"], "default_team": "nobody"}})
+    with pytest.raises(InvalidRoutingData, match="team emea-typo has no reps"):  # it waits: overflow_to unused
+        parse_routing_data({**raw, "territories": typo, "teams": {"emea-typo": {"overflow_to": "emea"}}})
     hiring = {"emea-typo": {"when_nobody_available": "overflow", "overflow_to": "emea"}}
     assert parse_routing_data({**raw, "territories": typo, "teams": hiring}).policy_of("emea-typo").overflow_to
 

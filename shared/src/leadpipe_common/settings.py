@@ -78,13 +78,15 @@ class ServiceSettings(KafkaSettings):
     )
     db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE",
                               description="database connections per process (and as many again in overflow)")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", validation_alias="LOG_LEVEL", description="`DEBUG`, `INFO`, `WARNING`, `ERROR`")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", validation_alias="LOG_LEVEL", description="`DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`")
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _any_case(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+        # Any case, and WARN as Python's logging takes it.
+        value = value.upper() if isinstance(value, str) else value
+        return "WARNING" if value == "WARN" else value
     log_json: bool | None = Field(None, validation_alias="LOG_JSON",
                                   description="JSON log lines; unset: JSON when stderr is not a terminal")
 
@@ -100,14 +102,22 @@ class ServiceSettings(KafkaSettings):
                     "with no row in the database: first start, automation, tests")
     session_secret: SecretStr | None = Field(
         None, validation_alias="LEADPIPE_SESSION_SECRET",
-        description="signs the dashboard's login sessions; give every replica the same one (unset: random per "
-                    "process, so a restart asks for a new login)")
+        description="signs the dashboard's login sessions (32 characters or more); give every replica the same "
+                    "one (unset: random per process, so a restart asks for a new login)")
 
     @field_validator("bootstrap_key")
     @classmethod
     def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and len(v.get_secret_value()) < 24:
             raise ValueError("must be at least 24 characters: it opens everything")
+        return v
+
+    @field_validator("session_secret")
+    @classmethod
+    def _hard_to_guess(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (python3 -c 'import secrets; print(secrets."
+                             "token_urlsafe(32))'): it signs sessions and form tokens and seals webhook secrets")
         return v
 
     @field_validator("database_url")

@@ -212,7 +212,8 @@ class RoutingData(_Strict):
         for team in sorted({rule.team for rule in t.teams} | {t.default_team}):
             seen, at = {team}, team
             while at not in staffed:
-                at = self.policy_of(at).overflow_to  # type: ignore[assignment]
+                policy = self.policy_of(at)  # overflow_to counts only where the team overflows
+                at = policy.overflow_to if policy.when_nobody_available == "overflow" else None  # type: ignore[assignment]
                 if at is None or at in seen:
                     where = "default_team" if team == t.default_team else f"team {team}"
                     raise ValueError(f"territories: {where} has no reps (nor overflows to a team that has): its "
