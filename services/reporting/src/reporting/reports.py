@@ -145,16 +145,21 @@ _RECORDED = sa.func.coalesce(steps.c.recorded_at, steps.c.at)
 #: A hand-off's answer: the first acceptance or rejection of its lead recorded since it began (routing's clock
 #: on both; the answer's own time may be dated earlier by the sales tool). Each hand-off of a recycled lead has
 #: its own; one from before 0005 (no start) takes the lead's first answer, as reports did then.
-#: (A lateral join, looked up once a hand-off: as a scalar subquery Postgres would copy it into each count.)
-_ANSWER = (sa.select(steps.c.at.label("answered_at"))
-           .where(steps.c.lead_id == handoffs.c.lead_id, steps.c.to_stage.in_(("accepted", "rejected")),
-                  sa.or_(handoffs.c.started_at.is_(None), _RECORDED >= handoffs.c.started_at))
-           .order_by(_RECORDED, steps.c.at).limit(1).lateral("answer"))
+#: (One join of every hand-off with its lead's answers, the first kept per hand-off: looked up one hand-off at
+#: a time, the dashboard's SLA table took 1.5 s over 48,000 leads instead of 0.1.) The stages are written out,
+#: not bound, so the planner can use the partial index of answers (``steps_answers``) in a cached plan too.
+_ANSWERS = sa.or_(steps.c.to_stage == sa.literal_column("'accepted'"),
+                 steps.c.to_stage == sa.literal_column("'rejected'"))
+_ANSWERED = (sa.select(handoffs, steps.c.at.label("answered_at"))
+             .select_from(handoffs.outerjoin(steps, sa.and_(
+                 steps.c.lead_id == handoffs.c.lead_id, _ANSWERS,
+                 sa.or_(handoffs.c.started_at.is_(None), _RECORDED >= handoffs.c.started_at))))
+             .distinct(handoffs.c.lead_id, handoffs.c.due_at)
+             .order_by(handoffs.c.lead_id, handoffs.c.due_at, _RECORDED, steps.c.at))
 
 
 async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
-    h = (sa.select(handoffs, _ANSWER.c.answered_at).select_from(handoffs.outerjoin(_ANSWER, sa.true()))
-         .subquery())
+    h = _ANSWERED.subquery()
     # Unanswered, the comparisons are NULL: false here, or "open" (neither) would be NULL and never counted.
     met = sa.and_(h.c.breached_at.is_(None), sa.func.coalesce(h.c.answered_at <= h.c.due_at, False))
     missed = sa.or_(h.c.breached_at.is_not(None), sa.func.coalesce(h.c.answered_at > h.c.due_at, False))

@@ -80,6 +80,8 @@ steps = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("detail", JSONB, nullable=False),
     sa.Index("steps_lead", "lead_id", "at"),
+    # The answers that end hand-offs, a few of all the steps: what the SLA report joins hand-offs with.
+    sa.Index("steps_answers", "lead_id", postgresql_where=sa.text("to_stage IN ('accepted', 'rejected')")),
 )
 handoffs = sa.Table(
     "handoffs",
