@@ -169,14 +169,16 @@ async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     # A hand-off is a rep's, whoever the lead turned out to be: merging a lead into another keeps its met or
     # missed deadline (or a miss would vanish with a merge); one still open when merged will never be answered.
     judged = sa.or_(leads.c.merged_into.is_(None), met, missed)
-
-    async def by(*keys: Any) -> list[dict[str, Any]]:
-        rows = await conn.execute(sa.select(*keys, *counts).select_from(joined).where(*f.where(people=False), judged)
-                                  .group_by(*keys).order_by(*keys))
-        return [sla_row({k.key: r._mapping[k.key] for k in keys}, r.met, r.missed, r.open) for r in rows]
-
-    teams = await by(h.c.team)
-    reps = await by(h.c.team, h.c.owner_id)
+    # Per team and per rep in one pass over the hand-offs (grouping sets): each pass joins them with the answers.
+    per_team = sa.func.grouping(h.c.owner_id).label("per_team")
+    rows = (await conn.execute(
+        sa.select(h.c.team, h.c.owner_id, per_team, *counts).select_from(joined)
+        .where(*f.where(people=False), judged)
+        .group_by(sa.func.grouping_sets(sa.tuple_(h.c.team), sa.tuple_(h.c.team, h.c.owner_id)))
+        .order_by(h.c.team, h.c.owner_id))).all()
+    teams = [sla_row({"team": r.team}, r.met, r.missed, r.open) for r in rows if r.per_team]
+    reps = [sla_row({"team": r.team, "owner_id": r.owner_id}, r.met, r.missed, r.open)
+            for r in rows if not r.per_team]
     total = {"met": sum(t["met"] for t in teams), "missed": sum(t["missed"] for t in teams)}
     return {"filters": f.describe(), "compliance": rate(total["met"], total["met"] + total["missed"]),
             "teams": teams, "reps": reps}
