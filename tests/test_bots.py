@@ -138,6 +138,31 @@ async def test_form_tokens_keep_hasty_forged_and_expired_submissions_out_while_p
     assert "no form token" in reasons[forged[2]] and "expired" in reasons[expired[0]]
 
 
+async def test_a_retry_with_the_idempotency_key_of_a_quarantined_post_gets_its_answer_and_no_second_lead(stack, db):
+    """Sent too soon after the form was shown, then again (same body, same key) once a person could have: the
+    key promises exactly the first answer, so the retry gets the quarantined submission's id, not a new lead
+    (an admin's release would make that id the lead)."""
+    name = f"retry.{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        shown = (await capture.get(f"/v1/forms/{TOKEN_FORM}/token")).json()["token"]
+
+        async def post() -> httpx.Response:
+            return await capture.post(f"/v1/forms/{TOKEN_FORM}", data={"email": f"{name}@example.com", "_token": shown},
+                                      headers={"accept": "application/json", "idempotency-key": name})
+
+        hasty = await post()
+        await asyncio.sleep(TOKEN_FILL_S + 0.2)
+        again = await post()
+    assert hasty.status_code == again.status_code == 202
+    assert again.json() == hasty.json() and again.headers.get("idempotent-replayed") == "true"
+    went = await where_each_went(db, [hasty.json()["lead_id"]])
+    assert list(went.values()) == ["quarantine"]
+    async with db.connect() as conn:
+        leads = (await conn.execute(sa.text("SELECT count(*) FROM capture.leads WHERE email = :e"),
+                                    {"e": f"{name}@example.com"})).scalar()
+    assert leads == 0
+
+
 def token_key_of_test_stack() -> bytes:
     from capture.app import token_key
     from capture.settings import CaptureSettings

@@ -47,7 +47,7 @@ from capture.domain import (TOKEN_FIELD, Form, IdentityRules, InvalidSubmission,
 from capture.handlers import SOURCE
 from capture.throttle import Network, Throttle, browser_identity, client_address, counted_as, parse_rate
 from capture.store import CaptureStore
-from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit
+from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit, claim_key
 
 log = structlog.get_logger(__name__)
 
@@ -249,14 +249,18 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         _throttle(limits, limits.per_form[form.form_id], browser_identity(sender.address, form.form_id,
                                                                           rt.context.forms), "address")
     reasons = [] if sender.vouched else await _suspicions(rt.context, fields, form, now, sender)
-    if reasons:
-        # The same answer a person gets: a bot learns nothing from it.
-        await _quarantine(request, rt, lead, fields, reasons)
-        QUARANTINED.labels(endpoint).inc()
-        return Admitted(_answer(lead))
     submitted = Submitted(lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),
                           request_id=uuid.uuid4(), traceparent=child_traceparent(request.headers.get("traceparent")),
                           idempotency_key=key, fingerprint=fingerprint(fields, form_id) if key else None)
+    if reasons:
+        # The same answer a person gets: a bot learns nothing from it.
+        try:
+            admitted = await _quarantine(request, rt, submitted, fields, reasons)
+        except IdempotencyMismatch as exc:
+            raise Problem(422, "the Idempotency-Key was used before", [FieldProblem("Idempotency-Key", str(exc))]) from None
+        if not admitted.repeated:
+            QUARANTINED.labels(endpoint).inc()
+        return admitted
     try:
         admitted = await rt.context.writer.write(submitted)
     except IdempotencyMismatch as exc:
@@ -289,13 +293,24 @@ def _replayed(admitted: Admitted) -> dict[str, str]:
     return {"Idempotent-Replayed": "true"} if admitted.repeated else {}
 
 
-async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], lead: LeadCaptured,
-                      fields: dict[str, Any], reasons: list[str]) -> None:
+async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], submitted: Submitted,
+                      fields: dict[str, Any], reasons: list[str]) -> Admitted:
+    """Keep the submission out of the pipeline, answered as a person's; with an Idempotency-Key, the key is
+    claimed for that answer (a repeat gets exactly it, bot checks passed or not), or answered as before."""
+    lead = submitted.lead
     kept = {str(k)[:100]: str(v)[:5000] for k, v in list(fields.items())[:100]}
     event = LeadQuarantined(lead_id=lead.lead_id, received_at=lead.captured_at, reasons=reasons,
                             form_id=lead.attribution.form_id, utm_source=lead.attribution.utm_source, fields=kept)
+    answer = _answer(lead)
     try:
         async with rt.unit_of_work() as uow:
+            if submitted.idempotency_key:
+                earlier = await claim_key(await raw_connection(uow.store.session), submitted, rt.context.clock(),
+                                          answer)
+                if isinstance(earlier, Exception):
+                    raise earlier
+                if earlier is not None:
+                    return earlier
             await uow.store.quarantine({"lead_id": lead.lead_id, "received_at": lead.captured_at, "reasons": reasons,
                                         "form_id": lead.attribution.form_id,
                                         "utm_source": lead.attribution.utm_source, "fields": kept})
@@ -303,9 +318,10 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], lead
                                 source=SOURCE, time=lead.captured_at,
                                 traceparent=child_traceparent(request.headers.get("traceparent")))])
             await uow.commit()
-    except (OSError, DBAPIError):
+    except (OSError, DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError):  # the key's claim is asyncpg's
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     log.info("submission quarantined", lead_id=str(lead.lead_id), reasons=reasons)
+    return Admitted(answer)
 
 
 class Accepted(BaseModel):

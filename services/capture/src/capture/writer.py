@@ -303,6 +303,17 @@ async def _claim_keys(conn: asyncpg.Connection, batch: Sequence[Submitted], now:
             if results[i] is None and (not sub.idempotency_key or owners[sub.idempotency_key] == i)]
 
 
+async def claim_key(conn: asyncpg.Connection, submitted: Submitted, now: datetime,
+                    answer: dict[str, Any]) -> Admitted | Exception | None:
+    """Claim ``submitted``'s Idempotency-Key for ``answer``, for a submission stored elsewhere (quarantined),
+    in the caller's transaction. None: claimed; else what the key's earlier request got (or why not)."""
+    results: list[Admitted | Exception | None] = [None]
+    if await _claim_keys(conn, [submitted], now, results):
+        await conn.execute(_IDEMPOTENCY_ANSWER, [submitted.idempotency_key], [json.dumps(answer)])
+        return None
+    return results[0]
+
+
 def _repeat_within_batch(batch: Sequence[Submitted], results: list[Admitted | Exception | None]) -> None:
     """Repeats of a key inside one batch get what its first request got (or are refused like any repeat)."""
     first: dict[str, int] = {}
