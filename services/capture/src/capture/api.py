@@ -28,6 +28,7 @@ from limits import RateLimitItem
 from prometheus_client import Counter
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -304,6 +305,11 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
     answer = _answer(lead)
     try:
         async with rt.unit_of_work() as uow:
+            # First, as it opens the transaction the key's claim must be part of (the session begins on its first
+            # statement): stored together or not at all. A key answered before rolls it back (no commit).
+            await uow.store.quarantine({"lead_id": lead.lead_id, "received_at": lead.captured_at, "reasons": reasons,
+                                        "form_id": lead.attribution.form_id,
+                                        "utm_source": lead.attribution.utm_source, "fields": kept})
             if submitted.idempotency_key:
                 earlier = await claim_key(await raw_connection(uow.store.session), submitted, rt.context.clock(),
                                           answer)
@@ -311,14 +317,11 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
                     raise earlier
                 if earlier is not None:
                     return earlier
-            await uow.store.quarantine({"lead_id": lead.lead_id, "received_at": lead.captured_at, "reasons": reasons,
-                                        "form_id": lead.attribution.form_id,
-                                        "utm_source": lead.attribution.utm_source, "fields": kept})
             uow.publish([encode(topics.QUARANTINED, event, event_id=derive_id(lead.lead_id, event.type),
                                 source=SOURCE, time=lead.captured_at,
                                 traceparent=child_traceparent(request.headers.get("traceparent")))])
             await uow.commit()
-    except (OSError, DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError):  # the key's claim is asyncpg's
+    except (OSError, DBAPIError, PoolTimeout, asyncpg.PostgresError, asyncpg.InterfaceError):  # the claim's asyncpg
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     log.info("submission quarantined", lead_id=str(lead.lead_id), reasons=reasons)
     return Admitted(answer)

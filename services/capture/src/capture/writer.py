@@ -307,6 +307,8 @@ async def claim_key(conn: asyncpg.Connection, submitted: Submitted, now: datetim
                     answer: dict[str, Any]) -> Admitted | Exception | None:
     """Claim ``submitted``'s Idempotency-Key for ``answer``, for a submission stored elsewhere (quarantined),
     in the caller's transaction. None: claimed; else what the key's earlier request got (or why not)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("claim_key needs a transaction: the key is stored with its submission or not at all")
     results: list[Admitted | Exception | None] = [None]
     if await _claim_keys(conn, [submitted], now, results):
         await conn.execute(_IDEMPOTENCY_ANSWER, [submitted.idempotency_key], [json.dumps(answer)])
