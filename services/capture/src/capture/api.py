@@ -253,24 +253,20 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
     submitted = Submitted(lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),
                           request_id=uuid.uuid4(), traceparent=child_traceparent(request.headers.get("traceparent")),
                           idempotency_key=key, fingerprint=fingerprint(fields, form_id) if key else None)
-    if reasons:
-        # The same answer a person gets: a bot learns nothing from it.
-        try:
-            admitted = await _quarantine(request, rt, submitted, fields, reasons)
-        except IdempotencyMismatch as exc:
-            raise Problem(422, "the Idempotency-Key was used before", [FieldProblem("Idempotency-Key", str(exc))]) from None
-        if not admitted.repeated:
-            QUARANTINED.labels(endpoint).inc()
-        return admitted
     try:
-        admitted = await rt.context.writer.write(submitted)
+        # A bot is answered as a person is: it learns nothing from the answer.
+        admitted = await (_quarantine(request, rt, submitted, fields, reasons) if reasons
+                          else rt.context.writer.write(submitted))
     except IdempotencyMismatch as exc:
         raise Problem(422, "the Idempotency-Key was used before", [FieldProblem("Idempotency-Key", str(exc))]) from None
+    except Problem:
+        raise
     except Exception:
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     if not admitted.repeated:
-        ACCEPTED.labels(endpoint).inc()
-    structlog.contextvars.bind_contextvars(lead_id=admitted.answer["lead_id"])
+        (QUARANTINED if reasons else ACCEPTED).labels(endpoint).inc()
+    if not reasons:
+        structlog.contextvars.bind_contextvars(lead_id=admitted.answer["lead_id"])
     return admitted
 
 

@@ -245,7 +245,7 @@ def _shown(value: Any, limit: int = 100) -> str:
     return text if text.isprintable() else repr(text)
 
 
-_ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:\d{1,5})?")
 
 
 def parse_origins(values: Any, where: str) -> frozenset[str]:
@@ -254,10 +254,16 @@ def parse_origins(values: Any, where: str) -> frozenset[str]:
         values = [v for v in (part.strip() for part in values.split(",")) if v]
     if not isinstance(values, list | tuple):
         raise ValueError(f"{where}: expected a list of origins")
-    for origin in values:
-        if not isinstance(origin, str) or not _ORIGIN.match(origin):
-            raise ValueError(f"{where}: {origin!r} is not an origin like https://www.example.com "
-                             "(scheme, host and port only; no path, no wildcard)")
+    return _each_like(values, _ORIGIN, where, "an origin like https://www.example.com (scheme, host and port only; "
+                                              "no path, no wildcard)")
+
+
+def _each_like(values: list[Any] | tuple[Any, ...], pattern: re.Pattern[str], where: str, like: str) -> frozenset[str]:
+    """``values`` when each is text ``pattern`` matches whole; raises ValueError naming ``where`` and the first
+    that is not (``like`` says what it should be)."""
+    for value in values:
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ValueError(f"{where}: {value!r} is not {like}")
     return frozenset(values)
 
 
@@ -370,11 +376,8 @@ def _hostnames(values: Any, where: str) -> frozenset[str]:
     # An empty list would silently check nothing; a bare string would be read letter by letter.
     if not isinstance(values, list | tuple) or not values:
         raise ValueError(f"{where}: expected a list of host names, like [www.example.com, example.com]")
-    for host in values:
-        if not isinstance(host, str) or not _HOST.fullmatch(host):
-            raise ValueError(f"{where}: {host!r} is not a host name like www.example.com "
-                             "(lower case; no scheme, port, path or wildcard)")
-    return frozenset(values)
+    return _each_like(values, _HOST, where, "a host name like www.example.com (lower case; no scheme, port, path "
+                                            "or wildcard)")
 
 
 def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:

@@ -385,6 +385,13 @@ class ExpiredKeys(BackgroundLoop):
             return (await conn.execute(_DELETE_EXPIRED, {"before": before, "batch": self.BATCH})).rowcount
 
 
+def _refuse(requests: Sequence[tuple[Submitted, asyncio.Future[Admitted]]]) -> None:
+    """Answer requests the writer will not write with an error (a 503 to retry), never a wait for ever."""
+    for _, fut in requests:
+        if not fut.done():
+            fut.set_exception(WriterStopped("the writer stopped before this submission was answered"))
+
+
 class LeadWriter:
     """Commits submissions in groups: one write round for every request waiting at that moment.
 
@@ -420,11 +427,10 @@ class LeadWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         # One queued as the task was cancelled (while it waited for work) would wait for ever.
-        while not self._queue.empty():
-            _, fut = self._queue.get_nowait()
+        queued = self._drain()
+        for _ in queued:
             self._queue.task_done()
-            if not fut.done():
-                fut.set_exception(WriterStopped("the writer stopped before this submission was answered"))
+        _refuse(queued)
 
     async def write(self, submitted: Submitted) -> Admitted:
         """Return once ``submitted`` is committed (or was answered before); raise if it could not be."""
@@ -465,15 +471,18 @@ class LeadWriter:
                 # Cancelled mid-round (a request that came after stop's wait, or the task cancelled from
                 # outside): its requests, and those queued behind them, get an answer (a 503 to retry), not a
                 # wait for ever.
-                while not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(WriterStopped("the writer stopped before this submission was answered"))
+                batch += self._drain()
+                _refuse(batch)
                 raise
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    def _drain(self) -> list[tuple[Submitted, asyncio.Future[Admitted]]]:
+        taken = []
+        while not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        return taken
 
     async def _round(self, batch: list[tuple[Submitted, asyncio.Future[Admitted]]]) -> None:
         """Commit ``batch`` and answer each of its requests (an error of the round fails them all)."""
