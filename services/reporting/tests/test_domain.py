@@ -6,7 +6,7 @@ import pytest
 
 from leadpipe_common.events import Attribution, LeadQuarantined, LeadSlaBreached, LeadStageChanged
 from reporting.domain import (
-    LeadCredit, LeadFacts, attribution_by_model, attribution_rows, breakdown_row,
+    AttributionTally, LeadCredit, LeadFacts, attribution_rows, breakdown_row,
     funnel_stages, parse_moment, project, sla_row, spam_rows,
 )
 
@@ -171,8 +171,10 @@ CREDITED = [LeadCredit(touches=[(T0 + 2 * DAY, "newsletter"), (T0, "google"), (T
 
 def test_each_attribution_model_shares_a_leads_credit_among_its_touches_up_to_the_win():
     def by_value(model):
-        return {r["value"]: (r["captured"], r["won"], r["won_revenue"], r["close_rate"])
-                for r in attribution_by_model(CREDITED, model)}
+        tally = AttributionTally(model)  # fed a lead at a time, as the report streams them
+        for lead in CREDITED:
+            tally.add(lead)
+        return {r["value"]: (r["captured"], r["won"], r["won_revenue"], r["close_rate"]) for r in tally.rows()}
 
     assert by_value("first") == {"google": (1, 1, {"EUR": "900.00"}, 1.0), "linkedin": (1, 0, {}, 0.0)}
     assert by_value("last") == {"linkedin": (2, 1, {"EUR": "900.00"}, 0.5)}

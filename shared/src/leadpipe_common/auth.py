@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeGuard
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
@@ -121,36 +121,35 @@ class Keys:
         self._cache: collections.OrderedDict[str, tuple[float, StoredKey | None]] = collections.OrderedDict()
 
     async def authenticate(self, token: str) -> Principal | None:
-        if self._bootstrap is not None and hmac.compare_digest(digest(token), self._bootstrap):
+        if self._is_bootstrap(token):
             return BOOTSTRAP
         parts = split(token)
         if parts is None:
             return None
         stored = await self.find(parts[0])
-        if stored is None or stored.revoked_at is not None:
+        if not _live(stored) or not hmac.compare_digest(digest(parts[1]), stored.secret_sha256):
             return None
-        if not hmac.compare_digest(digest(parts[1]), stored.secret_sha256):
-            return None
-        return Principal(stored.key_id, stored.name, stored.scopes, stored.rate_limit)
+        return _holder(stored)
 
     def seen_valid(self, token: str) -> bool:
         """Whether the key id of ``token`` was a valid key when this process last looked it up (no lookup; the
         secret is not checked here). A caller throttling lookups lets these through: one of them is looked up
         at most once every ``CACHE_S``, whoever sends it."""
-        if self._bootstrap is not None and hmac.compare_digest(digest(token), self._bootstrap):
+        if self._is_bootstrap(token):
             return True
         parts = split(token)
         cached = self._cache.get(parts[0]) if parts else None
-        return cached is not None and cached[1] is not None and cached[1].revoked_at is None
+        return cached is not None and _live(cached[1])
 
     async def principal_of(self, key_id: str) -> Principal | None:
         """A key still valid, by id (a signed session names its key by id)."""
         if key_id == BOOTSTRAP.key_id and self._bootstrap is not None:
             return BOOTSTRAP
         stored = await self.find(key_id)
-        if stored is None or stored.revoked_at:
-            return None
-        return Principal(stored.key_id, stored.name, stored.scopes, stored.rate_limit)
+        return _holder(stored) if _live(stored) else None
+
+    def _is_bootstrap(self, token: str) -> bool:
+        return self._bootstrap is not None and hmac.compare_digest(digest(token), self._bootstrap)
 
     async def find(self, key_id: str) -> StoredKey | None:
         now = self._clock()
@@ -173,6 +172,15 @@ _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: 
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same API key in `X-API-Key`")
 #: A session cookie, for the dashboard's browser users (see ``sessions``).
 SESSION_COOKIE = "leadpipe_session"
+
+
+def _live(stored: StoredKey | None) -> TypeGuard[StoredKey]:
+    """Found, and not revoked."""
+    return stored is not None and stored.revoked_at is None
+
+
+def _holder(stored: StoredKey) -> Principal:
+    return Principal(stored.key_id, stored.name, stored.scopes, stored.rate_limit)
 
 
 def keys_of(request: Request) -> Keys:

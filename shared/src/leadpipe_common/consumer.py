@@ -156,21 +156,19 @@ def dead_letter(
         ("dlq.at", at.isoformat()),
     )
     kept = tuple((k, v) for k, v in headers if not k.startswith("dlq."))
-    letter = Message(
-        topic=topics.DEADLETTER,
-        key=key,
-        value=value or b"",
-        headers=kept + tuple((k, v.encode()) for k, v in extra),
-    )
+
+    def letter_of(value: bytes, own: Sequence[tuple[str, bytes]], notes: Sequence[tuple[str, str]]) -> Message:
+        return Message(topic=topics.DEADLETTER, key=key, value=value,
+                       headers=(*own, *((k, v.encode()) for k, v in notes)))
+
     # A record the broker took may be too big to take again with the dlq.* headers added: a letter that can
     # never be produced would hold its batch (and partition) for ever. Its value, then its own headers, go
     # (the record stays on its source topic, whose coordinates the letter names).
     dropped = (("dlq.value.dropped", str(len(value or b""))), ("dlq.headers.dropped", str(len(kept))))
-    for fewer in (1, 2):
+    for letter in (letter_of(value or b"", kept, extra), letter_of(b"", kept, (*extra, *dropped[:1])),
+                   letter_of(b"", (), (*extra, *dropped))):
         if message_size(letter) <= MAX_REQUEST_SIZE:
             break
-        letter = Message(topic=letter.topic, key=key, value=b"",
-                         headers=(kept if fewer == 1 else ()) + tuple((k, v.encode()) for k, v in (*extra, *dropped[:fewer])))
     if record_topic not in topology.STAGE_INPUTS:
         return [letter]
     try:

@@ -127,13 +127,13 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                     if not selected(letter, stage, kind):
                         tally["skipped"] += 1
                         continue
-                    original = letter.original()
                     if not letter.whole:
                         say(f"not sent: too big for a dead letter; the original is "
                             f"{letter.header('dlq.source.topic')}/{letter.header('dlq.source.partition')} at offset "
                             f"{letter.header('dlq.source.offset')} ({letter.header('dlq.value.dropped')} bytes)")
                         tally["too big to send back"] += 1
                         continue
+                    original = letter.original()
                     if original is None:
                         tally["unknown source"] += 1
                         continue

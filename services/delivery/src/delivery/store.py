@@ -128,6 +128,11 @@ class Claimed:
     created_at: datetime
 
 
+def _fresh_window(now: datetime) -> dict[str, Any]:
+    """A delivery sent again from ``now``: its retry window and backoff start over (redrive, enable)."""
+    return {"next_at": now, "created_at": now, "attempts": 0}
+
+
 class DeliveryStore:
     def __init__(self, conn: AsyncSession | AsyncConnection) -> None:
         self._conn = conn
@@ -189,7 +194,7 @@ class DeliveryStore:
         # A deleted subscription's deliveries stay dead: its id may be taken again by another receiver.
         query = (deliveries.update().where(deliveries.c.status == "dead",
                                            deliveries.c.last_error.is_distinct_from(_DELETED))
-                 .values(status="pending", next_at=now, created_at=now, attempts=0, done_at=None)
+                 .values(status="pending", done_at=None, **_fresh_window(now))
                  .returning(deliveries.c.seq))
         if subscription_id is not None:
             query = query.where(deliveries.c.subscription_id == subscription_id)
@@ -206,7 +211,7 @@ class DeliveryStore:
             return False
         await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                                            deliveries.c.status == "pending")
-                                 .values(next_at=now, created_at=now, attempts=0))
+                                 .values(**_fresh_window(now)))
         return True
 
     async def disabled_ids(self) -> set[str]:

@@ -379,14 +379,6 @@ class AttributionTally:
         return sorted(out, key=lambda r: (-r["won"], -r["captured"], r["value"]))
 
 
-def attribution_by_model(leads: Iterable[LeadCredit], model: str) -> list[dict[str, Any]]:
-    """``AttributionTally.rows`` over ``leads``, in the order given."""
-    tally = AttributionTally(model)
-    for lead in leads:
-        tally.add(lead)
-    return tally.rows()
-
-
 def _num(x: float) -> float | int:
     rounded = round(x, 4)
     return int(rounded) if rounded == int(rounded) else rounded

@@ -31,7 +31,7 @@ routed again under candidate data). Their public names are re-exported here.
 """
 
 from routing.domain.availability import (
-    Away, Placed, Presence, Waiting, capacity_bound, on_shift, overflow_chain, place, public_holiday, unavailable,
+    Away, Placed, Presence, Waiting, capacity_bound, on_shift, place, public_holiday, unavailable,
 )
 from routing.domain.breaches import Breach, breach
 from routing.domain.clock import acceptance_due, add_working_time
@@ -41,7 +41,7 @@ from routing.domain.dispositions import (
 )
 from routing.domain.reference import (
     Account, InvalidRoutingData, Reasons, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy, TeamRule, Territories,
-    WorkingHours, parse_routing_data,
+    WorkingHours, overflow_chain, parse_routing_data,
 )
 from routing.domain.routes import Route, choose_route, next_turn, queue_of, segment_of
 from routing.domain.whatif import PastLead, Violation, WhatIf, what_if

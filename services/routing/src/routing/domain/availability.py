@@ -28,7 +28,7 @@ import holidays as calendars
 
 from leadpipe_common.events import Assignment
 
-from routing.domain.reference import _WEEKDAYS, Rep, RoutingData, WorkingHours
+from routing.domain.reference import _WEEKDAYS, Rep, RoutingData, WorkingHours, overflow_chain
 from routing.domain.routes import Route, next_turn, queue_of
 
 
@@ -96,17 +96,6 @@ def capacity_bound(reps: Iterable[Rep]) -> int:
     """How far a capacity check of ``reps`` needs their held leads counted: their largest capacity (0 when none
     has one). A count that stops there tells every one of them whether they are at their cap."""
     return max((rep.capacity for rep in reps if rep.capacity is not None), default=0)
-
-
-def overflow_chain(team: str, data: RoutingData) -> list[str]:
-    """``team`` and the teams it overflows to, in order, each once."""
-    chain = [team]
-    while (policy := data.policy_of(chain[-1])).when_nobody_available == "overflow":
-        nxt = policy.overflow_to
-        if nxt is None or nxt in chain:
-            break
-        chain.append(nxt)
-    return chain
 
 
 @dataclass(frozen=True)

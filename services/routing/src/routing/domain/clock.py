@@ -53,7 +53,5 @@ def acceptance_due(grade: str | None, holder_id: str, data: RoutingData, start: 
     if allowed is None:
         return None
     calendar = rep.holidays
-    if calendar is None:
-        return add_working_time(start, allowed, hours, ZoneInfo(rep.timezone))
     return add_working_time(start, allowed, hours, ZoneInfo(rep.timezone),
-                            day_off=lambda day: public_holiday(calendar, day) is not None)
+                            day_off=lambda day: calendar is not None and public_holiday(calendar, day) is not None)

@@ -210,15 +210,10 @@ class RoutingData(_Strict):
         # no deadline and nobody to hand them to: lost without a word.
         staffed = {r.team for r in self.reps}
         for team in sorted({rule.team for rule in t.teams} | {t.default_team}):
-            seen, at = {team}, team
-            while at not in staffed:
-                policy = self.policy_of(at)  # overflow_to counts only where the team overflows
-                at = policy.overflow_to if policy.when_nobody_available == "overflow" else None  # type: ignore[assignment]
-                if at is None or at in seen:
-                    where = "default_team" if team == t.default_team else f"team {team}"
-                    raise ValueError(f"territories: {where} has no reps (nor overflows to a team that has): its "
-                                     "leads would wait for ever")
-                seen.add(at)
+            if not staffed.intersection(overflow_chain(team, self)):
+                where = "default_team" if team == t.default_team else f"team {team}"
+                raise ValueError(f"territories: {where} has no reps (nor overflows to a team that has): its "
+                                 "leads would wait for ever")
         return self
 
     def policy_of(self, team: str) -> TeamPolicy:
@@ -238,6 +233,17 @@ class RoutingData(_Strict):
 
 
 _WAIT = TeamPolicy()
+
+
+def overflow_chain(team: str, data: RoutingData) -> list[str]:
+    """``team`` and the teams it overflows to, in order, each once."""
+    chain = [team]
+    while (policy := data.policy_of(chain[-1])).when_nobody_available == "overflow":
+        nxt = policy.overflow_to
+        if nxt is None or nxt in chain:
+            break
+        chain.append(nxt)
+    return chain
 
 
 class InvalidRoutingData(ValueError):
