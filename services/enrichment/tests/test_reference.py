@@ -3,7 +3,7 @@
 import pytest
 
 from enrichment.domain import classify_title
-from enrichment.reference import load_reference
+from enrichment.reference import ReferenceDataError, load_reference
 from enrichment.settings import DATA
 
 SHIPPED = load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "country_aliases.yaml")
@@ -19,3 +19,23 @@ SHIPPED = load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "c
 def test_a_senior_word_in_a_title_that_is_not_a_senior_role_does_not_make_it_one(title, seniority):
     """A 'Product Owner' scored as a decision maker would go to sales from a newsletter sign-up."""
     assert classify_title(title, SHIPPED.seniority) == seniority
+
+
+@pytest.mark.parametrize(("title", "seniority", "department"), [
+    ("Lead Generation Specialist", "individual-contributor", "marketing"),
+    ("Lead Gen Manager", "manager", "marketing"),
+    ("Team Lead, Support", "manager", "customer-success"),
+    ("Lead Developer", "manager", "engineering"),
+])
+def test_lead_as_the_work_a_job_does_is_not_a_rank(title, seniority, department):
+    """'Lead' in a marketer's title is usually the product, not a team: a specialist is not a manager."""
+    assert classify_title(title, SHIPPED.seniority) == seniority
+    assert classify_title(title, SHIPPED.departments) == department
+
+
+def test_keywords_written_as_one_word_instead_of_a_list_are_refused(tmp_path):
+    """A bare string would match its single letters: every title with an 'a' in it would be a manager."""
+    titles = tmp_path / "titles.yaml"
+    titles.write_text("seniority:\n  - value: manager\n    keywords: manager\ndepartments: []\n")
+    with pytest.raises(ReferenceDataError, match=r"seniority\[0\]\.keywords must be a list"):
+        load_reference(DATA / "companies.csv", titles, DATA / "country_aliases.yaml")

@@ -29,18 +29,29 @@ class Company:
 
 @dataclass(frozen=True)
 class TitleRule:
-    """``value`` applies when any keyword appears as whole words in the job title."""
+    """``value`` applies when any keyword appears as whole words in the job title, other than inside one of the
+    ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in "Lead Generation Specialist")."""
 
     value: str
     keywords: tuple[str, ...]
+    not_in: tuple[str, ...] = ()
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _ignored: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        alternatives = "|".join(re.escape(k) for k in self.keywords)
-        object.__setattr__(self, "_pattern", re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])"))
+        object.__setattr__(self, "_pattern", _whole_words(self.keywords))
+        object.__setattr__(self, "_ignored", _whole_words(self.not_in) if self.not_in else None)
 
     def matches(self, title: str) -> bool:
+        if self._ignored is not None:
+            title = self._ignored.sub(" ", title)
         return self._pattern.search(title) is not None
+
+
+def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    # Longest first, so "lead generation" is taken whole before "lead" could be.
+    alternatives = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,10 @@ def load_companies(path: Path) -> dict[str, Company]:
     return companies
 
 
+def _phrases(raw: list) -> tuple[str, ...]:
+    return tuple(str(k).lower() for k in raw)
+
+
 def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
     if not isinstance(raw, list):
         raise ReferenceDataError(f"{path}: {key} must be a list of rules")
@@ -60,7 +64,12 @@ def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or "value" not in item or not item.get("keywords"):
             raise ReferenceDataError(f"{path}: {key}[{i}] needs a value and keywords")
-        rules.append(TitleRule(str(item["value"]), tuple(str(k).lower() for k in item["keywords"])))
+        not_in = item.get("not_in", [])
+        for field in ("keywords", "not_in"):
+            # A bare string would be read a letter at a time: "manager" -> m, a, n, ...
+            if not isinstance(item.get(field, []), list):
+                raise ReferenceDataError(f"{path}: {key}[{i}].{field} must be a list of phrases, like [a, b]")
+        rules.append(TitleRule(str(item["value"]), _phrases(item["keywords"]), _phrases(not_in)))
     return tuple(rules)
 
 
