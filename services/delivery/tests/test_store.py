@@ -109,3 +109,32 @@ async def test_a_subscription_deleted_while_another_process_queues_for_it_takes_
     finally:
         async with db.begin() as conn:
             await conn.execute(sa.text("DELETE FROM delivery.deliveries WHERE subscription_id = :id"), {"id": gone})
+
+
+async def test_a_leads_deliveries_queued_by_two_processes_at_once_are_numbered_in_commit_order(db):
+    """The claim sees only committed rows: had the second process's row the higher seq but committed first, it
+    would be sent before the first's, which appears later with the lower seq."""
+    import asyncio
+
+    sub, lead, now = f"order-{uuid.uuid4().hex[:8]}", uuid.uuid4(), datetime.now(UTC)
+    first, second = ({"subscription_id": sub, "lead_id": lead, "event_id": uuid.uuid4(), "event_type": kind,
+                      "body": b"{}", "created_at": now, "next_at": now} for kind in ("lead.assigned", "lead.routed"))
+
+    async def queue_second() -> None:
+        async with db.begin() as conn:
+            await DeliveryStore(conn).enqueue([second])
+
+    try:
+        async with db.begin() as queueing:
+            await DeliveryStore(queueing).enqueue([first])
+            other = asyncio.create_task(queue_second())
+            await asyncio.sleep(0.5)
+            assert not other.done(), "the second process queued for the lead while the first had not committed"
+        await asyncio.wait_for(other, 10)
+        async with db.connect() as conn:
+            order = (await conn.execute(sa.text("SELECT event_type FROM delivery.deliveries WHERE subscription_id"
+                                                " = :sub ORDER BY seq"), {"sub": sub})).scalars().all()
+        assert order == ["lead.assigned", "lead.routed"]
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(sa.text("DELETE FROM delivery.deliveries WHERE subscription_id = :id"), {"id": sub})

@@ -3,8 +3,10 @@ switched off (``410 Gone``), and the subscriptions made through the admin API (t
 
 Guarantees: a delivery is enqueued once per (subscription, event) whatever
 the redeliveries of the event; only the oldest pending delivery of each
-(subscription, lead) can be claimed, so a lead's later event never overtakes
-an earlier one; a claim is a lease (``next_at`` moved past the attempt's
+(subscription, lead) can be claimed, and a lead's deliveries are numbered in
+the order their transactions commit (a lock per lead while queueing), so a
+lead's later event never overtakes an earlier one, even when two processes
+queue for it at once; a claim is a lease (``next_at`` moved past the attempt's
 timeout) taken with ``SKIP LOCKED``, so several dispatchers share the work,
 and a dispatcher killed mid-attempt leaves a lease that expires: the delivery
 is sent again, with the same ``webhook-id``.
@@ -85,6 +87,12 @@ subscriptions = sa.Table(
 #: The last error of a subscription's deliveries dropped when it was deleted.
 _DELETED = "subscription deleted"
 _ENQUEUE = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_once")
+#: A transaction lock per lead (see ``enqueue``), taken in the order given (sorted: two batches never wait on
+#: each other in a cycle).
+_LOCK_LEADS = sa.text(f"""
+SELECT pg_advisory_xact_lock(hashtextextended('{SCHEMA}.deliveries/' || lead_id::text, 0))
+FROM unnest(CAST(:leads AS uuid[])) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
+""")
 _INSERT_ATTEMPT = insert(attempts).on_conflict_do_nothing()
 
 #: Each open subscription's due deliveries, at most its free slots of them (a slow receiver's backlog must not
@@ -138,7 +146,14 @@ class DeliveryStore:
         self._conn = conn
 
     async def enqueue(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Queue ``rows``; a lead's rows get their ``seq`` only once no other transaction still queues for it.
+
+        The claim sends a lead's lowest pending ``seq`` first, but it sees only committed rows: two processes
+        (one reading leads.routed, one leads.lifecycle) queueing for one lead at once could commit the higher
+        ``seq`` first and have it sent before the lower one appears. Holding a lock per lead until commit makes
+        each lead's ``seq`` order its commit order."""
         if rows:
+            await self._conn.execute(_LOCK_LEADS, {"leads": sorted({row["lead_id"] for row in rows})})
             await self._conn.execute(compiled_once(lambda: _ENQUEUE, deliveries), list(rows))
 
     async def still_subscribed(self, subscription_ids: Collection[str]) -> set[str]:
