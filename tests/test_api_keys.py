@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 import uuid
 
 import httpx
@@ -139,6 +140,60 @@ async def test_signing_out_ends_the_session(stack):
         assert (await client.get("/dashboard")).status_code == 200
         await client.post("/dashboard/logout")
         assert (await client.get("/dashboard")).status_code == 303
+
+
+async def test_a_copy_of_a_signed_out_sessions_cookie_reads_nothing_on_any_service(stack):
+    """A cookie copied off a shared computer, a proxy log or a stolen one: signing out ends it on the server."""
+    from leadpipe_common import auth
+
+    key = KEY_HEADERS["Authorization"].split()[1]
+    funnel, docs = f"{url(stack, 'reporting')}/v1/reports/funnel", f"{url(stack, 'capture')}/openapi.json"
+    async with httpx.AsyncClient(base_url=url(stack, "reporting")) as browser:
+        assert (await browser.post("/dashboard/login", data={"key": key})).status_code == 200
+        async with httpx.AsyncClient(cookies={"leadpipe_session": browser.cookies["leadpipe_session"]}) as copy:
+            assert (await copy.get(funnel)).status_code == 200
+            assert (await copy.get(docs)).status_code == 200  # capture's processes have seen it valid too
+            signed_out = await browser.post("/dashboard/logout")
+            assert signed_out.status_code == 303 and "leadpipe_session" not in browser.cookies
+            refused = await copy.get(funnel)  # at once in the process that signed it out
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+            await asyncio.sleep(auth.CACHE_S)  # and within the cache interval in every other one
+            for _ in range(4):
+                assert (await copy.get(docs)).status_code == 401
+
+
+async def test_a_signed_out_session_is_refused_at_once_here_and_within_the_cache_interval_elsewhere(stack, db):
+    from leadpipe_common import auth
+
+    key_id, _ = create(stack, "analyst-signing-out", "reports:read")
+    now = [0.0]
+    here, elsewhere = (auth.Keys(db, bootstrap=None, clock=lambda: now[0]) for _ in range(2))
+    sessions = auth.Sessions("s3cret")
+    session, other = sessions.read(sessions.issue(key_id)), sessions.read(sessions.issue(key_id))
+    assert (await here.of_session(session)).key_id == key_id and (await elsewhere.of_session(session)).key_id == key_id
+    await here.end(session)
+    assert await here.of_session(session) is None
+    assert await elsewhere.of_session(session) is not None  # what it looked up less than CACHE_S ago
+    now[0] += auth.CACHE_S
+    assert await elsewhere.of_session(session) is None
+    assert (await elsewhere.of_session(other)).key_id == key_id  # the key's other sessions go on
+
+
+async def test_a_sign_out_forgets_the_signed_out_sessions_whose_cookies_expired_over_an_hour_ago(db):
+    from leadpipe_common import auth
+
+    def session(expired_s: float) -> auth.Session:
+        sessions = auth.Sessions("s3cret", lifetime_s=60, clock=lambda: time.time() - 60 - expired_s)
+        return sessions.read(sessions.issue("abc123"))
+
+    keys = auth.Keys(db, bootstrap=None)
+    long_expired, just_expired, live = session(2 * 3600), session(60), session(-3600)
+    for s in (long_expired, just_expired, live):
+        await keys.end(s)
+    async with db.connect() as conn:
+        kept = set((await conn.execute(sa.select(auth.ended_sessions.c.nonce_sha256))).scalars())
+    assert {bytes(n) for n in kept} >= {just_expired.nonce_sha256, live.nonce_sha256}
+    assert long_expired.nonce_sha256 not in {bytes(n) for n in kept}
 
 
 async def test_a_browser_signed_in_to_the_dashboard_reads_every_services_api_docs(stack):

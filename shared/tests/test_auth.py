@@ -1,5 +1,7 @@
 """API keys and dashboard sessions, the parts with no IO."""
 
+import hashlib
+
 from leadpipe_common import auth
 
 
@@ -24,11 +26,20 @@ def test_a_session_names_its_key_until_it_expires_and_a_tampered_one_names_nothi
     now = [1_000_000.0]
     sessions = auth.Sessions("s3cret", lifetime_s=60, clock=lambda: now[0])
     cookie = sessions.issue("abc123")
-    assert sessions.key_id(cookie) == "abc123"
-    assert sessions.key_id(cookie.replace("abc123", "admin1")) is None
-    assert auth.Sessions("other secret", clock=lambda: now[0]).key_id(cookie) is None
+    assert sessions.read(cookie).key_id == "abc123" and sessions.read(cookie).expires == 1_000_060
+    assert sessions.read(cookie.replace("abc123", "admin1")) is None
+    assert auth.Sessions("other secret", clock=lambda: now[0]).read(cookie) is None
     now[0] += 61
-    assert sessions.key_id(cookie) is None
+    assert sessions.read(cookie) is None
+
+
+def test_each_session_is_named_by_the_digest_of_its_own_nonce_which_only_the_cookie_holds():
+    sessions = auth.Sessions("s3cret")
+    first, second = sessions.issue("abc123"), sessions.issue("abc123")
+    nonce = first.split(".")[2]
+    assert sessions.read(first).nonce_sha256 == hashlib.sha256(nonce.encode()).digest()
+    assert sessions.read(first).nonce_sha256 != sessions.read(second).nonce_sha256
+    assert nonce.encode() not in sessions.read(first).nonce_sha256
 
 
 async def test_the_bootstrap_key_is_admin_without_a_database():

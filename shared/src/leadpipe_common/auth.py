@@ -18,6 +18,9 @@ Guarantees:
   only reads: it grants ``reports:read`` whatever else its key may do.
   Cookies ignore ports and go with every request of the site's pages, so
   writing and administering take the key itself.
+- Signing out ends the session for good, not only in that browser: its
+  cookie (copied, logged, stolen) is refused at once by the process that
+  signed it out and within ``CACHE_S`` seconds by every other one.
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Annotated, Any, TypeGuard
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeGuard, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common.http import Problem
@@ -48,6 +51,9 @@ CACHE_S = 2.0
 #: The most keys (found or not) a process remembers.
 CACHED_KEYS = 10_000
 PREFIX = "lpk"
+#: How long a signed-out session is remembered past its cookie's expiry: a process whose clock lags the
+#: database's still takes the cookie for unexpired that long.
+ENDED_KEPT = timedelta(hours=1)
 
 metadata = sa.MetaData(schema="auth")
 api_keys = sa.Table(
@@ -61,6 +67,15 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
     # A limit like "500/second" for what the key may submit; None: the service's default for keys.
     sa.Column("rate_limit", sa.Text),
+)
+#: Dashboard sessions signed out before their cookies expire, until they do (``Keys.end``).
+ended_sessions = sa.Table(
+    "ended_sessions",
+    metadata,
+    # The SHA-256 of the cookie's nonce: nothing here makes or names a cookie a browser could send.
+    sa.Column("nonce_sha256", BYTEA, primary_key=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ended_sessions_expires_at", "expires_at"),  # the expired are deleted by the next sign-out
 )
 
 
@@ -111,7 +126,8 @@ class StoredKey:
 
 
 class Keys:
-    """Finds keys, with a short cache so that checking one costs no round trip per request."""
+    """Finds keys, and whether a session was signed out, with a short cache so that checking one costs no
+    round trip per request."""
 
     def __init__(self, engine: AsyncEngine, bootstrap: str | None, clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
@@ -119,6 +135,8 @@ class Keys:
         self._clock = clock
         # Bounded: every made-up key id a caller sends is a miss that would stay otherwise (oldest go first).
         self._cache: collections.OrderedDict[str, tuple[float, StoredKey | None]] = collections.OrderedDict()
+        # Sessions by nonce digest: whether signed out (bounded alike: a signed cookie is needed to add one).
+        self._ended: collections.OrderedDict[bytes, tuple[float, bool]] = collections.OrderedDict()
 
     async def authenticate(self, token: str) -> Principal | None:
         if self._is_bootstrap(token):
@@ -141,12 +159,35 @@ class Keys:
         cached = self._cache.get(parts[0]) if parts else None
         return cached is not None and _live(cached[1])
 
-    async def principal_of(self, key_id: str) -> Principal | None:
-        """A key still valid, by id (a signed session names its key by id)."""
-        if key_id == BOOTSTRAP.key_id and self._bootstrap is not None:
-            return BOOTSTRAP
-        stored = await self.find(key_id)
-        return _holder(stored) if _live(stored) else None
+    async def of_session(self, session: Session) -> Principal | None:
+        """The key a session names, while the key is valid and the session is not signed out."""
+        if session.key_id == BOOTSTRAP.key_id and self._bootstrap is not None:
+            found: Principal | None = BOOTSTRAP
+        else:
+            stored = await self.find(session.key_id)
+            found = _holder(stored) if _live(stored) else None
+        return None if found is None or await self.ended(session) else found
+
+    async def ended(self, session: Session) -> bool:
+        """Whether ``session`` was signed out: known at once in this process, within ``CACHE_S`` in others."""
+        now = self._clock()
+        cached = self._ended.get(session.nonce_sha256)
+        if cached and (cached[1] or now - cached[0] < CACHE_S):  # signed out stays signed out
+            return cached[1]
+        async with self._engine.connect() as conn:
+            ended = bool((await conn.execute(sa.select(sa.exists().where(
+                ended_sessions.c.nonce_sha256 == session.nonce_sha256)))).scalar())
+        _remember(self._ended, session.nonce_sha256, (now, ended))
+        return ended
+
+    async def end(self, session: Session) -> None:
+        """Sign ``session`` out on every process (see ``ended``). Sign-outs are rare, so the one that writes
+        also deletes those whose cookies have expired anyway: the table holds only sessions still to refuse."""
+        async with self._engine.begin() as conn:
+            await conn.execute(ended_sessions.delete().where(ended_sessions.c.expires_at < sa.func.now() - ENDED_KEPT))
+            await conn.execute(insert(ended_sessions).on_conflict_do_nothing().values(
+                nonce_sha256=session.nonce_sha256, expires_at=datetime.fromtimestamp(session.expires, UTC)))
+        _remember(self._ended, session.nonce_sha256, (self._clock(), True))
 
     def _is_bootstrap(self, token: str) -> bool:
         return self._bootstrap is not None and hmac.compare_digest(digest(token), self._bootstrap)
@@ -161,11 +202,19 @@ class Keys:
         stored = None if row is None else StoredKey(row.key_id, row.name, bytes(row.secret_sha256),
                                                     frozenset(row.scopes), row.created_at, row.revoked_at,
                                                     row.rate_limit)
-        self._cache[key_id] = (now, stored)
-        self._cache.move_to_end(key_id)
-        while len(self._cache) > CACHED_KEYS:
-            self._cache.popitem(last=False)
+        _remember(self._cache, key_id, (now, stored))
         return stored
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(cache: collections.OrderedDict[K, V], key: K, entry: V) -> None:
+    cache[key] = entry
+    cache.move_to_end(key)
+    while len(cache) > CACHED_KEYS:
+        cache.popitem(last=False)
 
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer lpk_...`")
@@ -218,9 +267,9 @@ async def identify(request: Request, *, sessions: bool = True) -> Principal | No
         return found
     if not sessions:
         return None
-    session = request.cookies.get(SESSION_COOKIE)
-    if session and (key_id := request.app.state.sessions.key_id(session)) is not None:
-        found = await keys_of(request).principal_of(key_id)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie and (session := request.app.state.sessions.read(cookie)) is not None:
+        found = await keys_of(request).of_session(session)
         if found is not None and found.may(READ_REPORTS):
             return replace(found, scopes=frozenset({READ_REPORTS}), session=True)
     return None
@@ -258,8 +307,20 @@ def needs(scope: str) -> Any:
     return Depends(check)
 
 
+@dataclass(frozen=True)
+class Session:
+    """A dashboard session, read from its cookie."""
+
+    key_id: str
+    #: When the cookie stops working, in Unix seconds.
+    expires: int
+    #: What names the session once signed out (``Keys.end``): the nonce itself only ever travels in the cookie.
+    nonce_sha256: bytes
+
+
 class Sessions:
-    """Signed, expiring session cookies naming a key by id (its secret never leaves the login request).
+    """Signed, expiring session cookies naming a key by id (its secret never leaves the login request), each
+    with a nonce of its own, so that signing out ends that session and no other.
 
     The signing secret is ``LEADPIPE_SESSION_SECRET`` (give every replica the same one), else random per
     process: sessions then end with a restart, which costs a login, nothing else.
@@ -275,14 +336,15 @@ class Sessions:
         payload = f"{key_id}.{expires}.{uuid.uuid4().hex}"
         return f"{payload}.{self._sign(payload)}"
 
-    def key_id(self, cookie: str) -> str | None:
+    def read(self, cookie: str) -> Session | None:
+        """The session of a cookie signed here and not expired; None for any other."""
         payload, _, signature = cookie.rpartition(".")
         if not payload or not hmac.compare_digest(signature, self._sign(payload)):
             return None
-        key_id, expires, _nonce = (payload.split(".") + ["", "", ""])[:3]
+        key_id, expires, nonce = (payload.split(".") + ["", "", ""])[:3]
         if not expires.isdigit() or int(expires) < self._clock():
             return None
-        return key_id
+        return Session(key_id, int(expires), digest(nonce))
 
     @property
     def lifetime_s(self) -> int:

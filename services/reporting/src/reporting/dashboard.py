@@ -5,7 +5,8 @@ tables with bars drawn in CSS, so it renders the same in any browser and in a
 headless test. It needs the ``reports:read`` scope: a browser signs in once
 with an API key on ``/dashboard/login`` and gets a signed, ``HttpOnly``,
 ``SameSite=Strict`` session cookie naming the key (never its secret), which
-stops working when the key is revoked; ``/dashboard/logout`` ends it.
+stops working when the key is revoked; ``/dashboard/logout`` ends it on the
+server too, so a copy of the cookie stops working as well.
 """
 
 from __future__ import annotations
@@ -113,6 +114,19 @@ def login_page(message: str = "", status: int = 200) -> HTMLResponse:
     return HTMLResponse(LOGIN.format(css=CSS, message=shown), status_code=status)
 
 
+SIGN_OUT = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>leadpipe · sign out</title><style>{css}</style></head>
+<body><header><div class="brand">lead<b>pipe</b> <span>closed-loop funnel</span></div></header>
+<main><section class="panel login"><h1>Sign out</h1><p class="error" role="alert">{message}</p>
+<form method="post" action="/dashboard/logout"><button type="submit">Sign out</button></form>
+</section></main></body></html>"""
+
+
+def sign_out_page(message: str, status: int) -> HTMLResponse:
+    return HTMLResponse(SIGN_OUT.format(css=CSS, message=esc(message)), status_code=status)
+
+
 @router.get("/dashboard/login", response_class=HTMLResponse, summary="The dashboard's sign-in page")
 async def login_form() -> HTMLResponse:
     return login_page()
@@ -146,6 +160,15 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     if cross_site(request):
         raise Problem(403, "sign out from the dashboard, not from another site")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    # No cookie, or one not signed here or expired: nothing to end, the browser is signed out all the same.
+    session = request.app.state.sessions.read(cookie) if cookie else None
+    if session is not None:
+        try:
+            await keys_of(request).end(session)
+        except OSError:
+            # The cookie stays, so that signing out again can still end the session.
+            return sign_out_page("Signing out cannot be recorded right now; please try again.", 503)
     response = RedirectResponse("/dashboard/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -1,0 +1,60 @@
+"""The dashboard's sign-out, with the session store stood in for: what it ends, and what it answers."""
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from leadpipe_common import auth
+from leadpipe_common.http import install_problem_handlers
+from reporting import dashboard
+
+SESSIONS = auth.Sessions("s3cret")
+
+
+class Keys:
+    """Records the sessions signed out, or fails as an unreachable database does."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.ended: list[auth.Session] = []
+        self.down = down
+
+    async def end(self, session: auth.Session) -> None:
+        if self.down:
+            raise ConnectionRefusedError("database down")
+        self.ended.append(session)
+
+
+def client(keys: Keys, cookie: str | None) -> httpx.AsyncClient:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(dashboard.router)
+    app.state.sessions, app.state.keys = SESSIONS, keys
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
+                             cookies={auth.SESSION_COOKIE: cookie} if cookie else None)
+
+
+async def test_signing_out_ends_the_session_of_the_cookie_for_every_copy_of_it():
+    keys, cookie = Keys(), SESSIONS.issue("abc123")
+    async with client(keys, cookie) as browser:
+        signed_out = await browser.post("/dashboard/logout")
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/dashboard/login"
+    assert keys.ended == [SESSIONS.read(cookie)]
+
+
+@pytest.mark.parametrize("cookie", [None, "abc123.9999999999.nonce.forged",
+                                    auth.Sessions("another secret").issue("abc123"),
+                                    auth.Sessions("s3cret", clock=lambda: 0).issue("abc123")],
+                         ids=["none", "forged", "signed elsewhere", "expired"])
+async def test_signing_out_without_a_session_of_ours_just_signs_the_browser_out(cookie):
+    keys = Keys()
+    async with client(keys, cookie) as browser:
+        signed_out = await browser.post("/dashboard/logout")
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/dashboard/login"
+    assert f'{auth.SESSION_COOKIE}=""' in signed_out.headers["set-cookie"] and keys.ended == []
+
+
+async def test_a_sign_out_the_database_cannot_record_keeps_the_cookie_and_says_to_try_again():
+    async with client(Keys(down=True), SESSIONS.issue("abc123")) as browser:
+        failed = await browser.post("/dashboard/logout")
+    assert failed.status_code == 503 and "please try again" in failed.text
+    assert "set-cookie" not in failed.headers and 'action="/dashboard/logout"' in failed.text
