@@ -401,7 +401,8 @@ async def test_people_of_a_lead_merged_into_a_lead_merged_before_follow_the_chai
 
 
 async def test_people_of_a_lead_merged_into_a_closed_lead_merged_on_hold_none_in_either_order(stack, db):
-    """Sales may merge a won S on into T; D into S comes before or after that, and its people end alike."""
+    """A won S merged on into T (routing refuses that now; older logs may hold it); D into S comes before or
+    after that, and its people end alike."""
     run = uuid.uuid4().hex[:8]
     held = []
     for n, onward_first in enumerate((True, False)):

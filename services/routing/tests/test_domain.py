@@ -264,3 +264,22 @@ def test_a_merged_lead_closes_with_no_deadline_and_a_repeat_changes_nothing():
     assert isinstance(elsewhere, Refused) and elsewhere.kind == "conflict"
     assert isinstance(merge_into(lead, lead), Refused)
     assert isinstance(merge_into(survivor, merged.handoff), Refused)  # into a lead merged away
+
+
+@pytest.mark.parametrize("outcome", ["won", "lost"])
+def test_a_won_or_lost_lead_cannot_be_merged_away_but_the_other_lead_can_be_merged_into_it(outcome):
+    from routing.domain import Merged, merge_into
+
+    closed, other = handoff(outcome, due_at=None), replace(handoff("accepted"), lead_id=uuid.UUID(int=8))
+    refused = merge_into(closed, other)
+    assert isinstance(refused, Refused) and (refused.kind, refused.field) == ("conflict", "lead_id")
+    assert f"closed as {outcome}" in refused.reason and f"merge {other.lead_id} into it" in refused.reason
+    into_it = merge_into(other, closed)
+    assert isinstance(into_it, Merged) and into_it.handoff.merged_into == closed.lead_id
+
+
+def test_a_rejected_lead_back_in_nurture_may_be_merged_away():
+    from routing.domain import Merged, merge_into
+
+    rejected, survivor = handoff("rejected", due_at=None), replace(handoff("accepted"), lead_id=uuid.UUID(int=8))
+    assert isinstance(merge_into(rejected, survivor), Merged)

@@ -260,8 +260,8 @@ class CaptureStore:
         in two processes at once. Each merged lead is marked first (its row locked), so whichever comes second
         sees the first: S into T applied first marks S, and D into S follows the mark to T; D into S applied
         first leaves D's people at S, where S into T finds them. A closed lead on the way ends the chain, as it
-        ends it for S's own people (sales may merge a won S on into T): D's people then hold none, in either
-        order."""
+        ends it for S's own people (a won S merged on into T: routing refuses that now, but logs from before
+        may hold it): D's people then hold none, in either order."""
         for merged, survivor in sorted(survivors.items()):
             await self._session.execute(_MARK_MERGED, {"merged": merged, "survivor": survivor})
             holder, closed, seen = survivor, None, {merged}

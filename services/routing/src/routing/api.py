@@ -99,7 +99,8 @@ class MergeRequest(BaseModel):
                 "touch of both, and reports count the person once. The same merge again answers 200 with "
                 "`repeated: true`. Both must be leads routing handed to sales.",
     responses=problem_responses(404, 409, 503, _404="either lead is not one routing handed to sales",
-                                _409="already merged into another lead, or the survivor was merged"),
+                                _409="already merged into another lead, won or lost (merge the other into "
+                                     "it), or the survivor was merged"),
     dependencies=[needs("feedback:write")],
 )
 async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, rt: RoutingRuntime) -> dict[str, Any]:

@@ -16,7 +16,8 @@ never given back), and after ``max_reassignments`` to the team's queue.
 Dispositions move a routed lead through accepted -> contacted -> qualified ->
 won | lost, or rejected (back to nurture). A closed lead stays closed; the
 same report twice is a harmless repeat. Sales may merge a lead into another
-(one person): it closes as merged.
+(one person): it closes as merged; a won or lost lead is not merged away (the
+other is merged into it).
 
 Pure: reps, accounts, territories, the SLA policy and the reason codes come
 in as ``RoutingData``; rotation state and a lead's hand-off come in and their

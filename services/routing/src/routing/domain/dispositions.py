@@ -60,6 +60,9 @@ class Handoff:
 
 
 CLOSED: frozenset[str] = frozenset({"won", "lost", "rejected", "merged"})
+#: Closed for good by sales (capture's closed stages): such a lead is never merged away, only merged into.
+#: A rejected lead is back in nurture, its person's open lead, and may be.
+SALES_CLOSED: frozenset[str] = frozenset({"won", "lost"})
 #: Which status each disposition may follow. Anything else is refused.
 ALLOWED_AFTER: dict[str, frozenset[str]] = {
     "accepted": frozenset({"routed"}),
@@ -180,13 +183,20 @@ class Merged:
 
 
 def merge_into(lead: Handoff, survivor: Handoff) -> Merged | Repeated | Refused:
-    """Sales says ``lead`` is the same person as ``survivor``'s lead."""
+    """Sales says ``lead`` is the same person as ``survivor``'s lead. A won or lost lead is never merged away (the
+    other lead is merged into it); a survivor may be closed."""
     if lead.lead_id == survivor.lead_id:
         return Refused("invalid", "survivor_id", "a lead cannot be merged into itself")
     if lead.merged_into == survivor.lead_id:
         return Repeated(lead)
     if lead.merged_into is not None:
         return Refused("conflict", "survivor_id", f"the lead was already merged into {lead.merged_into}")
+    if lead.status in SALES_CLOSED:
+        # Merged away, its win or loss would pass to the survivor's row in the reports, beside the survivor's
+        # own outcome (two wins keep one amount; a win and a loss contradict): the closed lead must survive.
+        return Refused("conflict", "lead_id",
+                       f"the lead is closed as {lead.status}, and a closed lead stays closed; to count the person "
+                       f"once, merge {survivor.lead_id} into it instead")
     if survivor.merged_into is not None:
         return Refused("conflict", "survivor_id",
                        f"the survivor was itself merged into {survivor.merged_into}; merge into that lead")
