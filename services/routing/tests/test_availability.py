@@ -1,6 +1,7 @@
 """Who can take a lead now: working hours across time zones, holidays, out of office, capacity, overflow."""
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -215,6 +216,20 @@ def test_what_if_routes_a_known_history_again_and_names_every_violation():
     assert result.overflowed == 3
     assert [(v.at, v.why) for v in result.violations] == [
         (eleven + timedelta(minutes=5), "at capacity (1 unaccepted)"), (night, "off shift")]
+
+
+def test_what_if_takes_leads_routed_at_one_moment_in_the_order_routing_read_them_whatever_the_input_order():
+    # Routing stamps a whole batch with one time and applies it in log order: of two leads Ana got at once with
+    # room for one, the one read second is over her capacity, whichever order the history comes in.
+    candidate = data([{**BERLIN, "capacity": 1}, DESK])
+    ten = MONDAY.replace(hour=9)
+    ana = Assignment(owner_id="ana", owner_name="Ana", team="emea", method="territory", reason="r")
+    first, second = PastLead(mql("DE"), ten, ana, position=(1, 7)), PastLead(mql("DE"), ten, ana, position=(1, 12))
+    for history in ([first, second], [second, first]):
+        assert [v.lead_id for v in what_if(history, candidate).violations] == [second.lead.lead_id]
+    # Where the log position is unknown, the lead ids decide, so the same history gives the same answer.
+    unknown = [replace(p, position=None) for p in (first, second)]
+    assert what_if(unknown, candidate).violations == what_if(unknown[::-1], candidate).violations
 
 
 def test_capacity_checks_count_held_leads_up_to_the_largest_cap_of_the_reps_checked():

@@ -34,7 +34,7 @@ class History:
 
 async def read_history(settings: KafkaSettings, since: datetime,
                        progress: Callable[[int, int], None] = lambda done, total: None) -> History:
-    scored: dict[UUID, LeadScored] = {}
+    scored: dict[UUID, tuple[LeadScored, tuple[int, int]]] = {}
     routed: dict[UUID, tuple[datetime, Assignment]] = {}
     answered: dict[UUID, datetime] = {}
     skipped = seen = 0
@@ -49,7 +49,7 @@ async def read_history(settings: KafkaSettings, since: datetime,
                 lead_id = getattr(event, "lead_id", None)
                 if isinstance(event, LeadScored):
                     if event.touch is None and event.score.decision == "mql":
-                        scored.setdefault(event.lead_id, event)
+                        scored.setdefault(event.lead_id, (event, (r.partition, r.offset)))
                 elif isinstance(event, LeadRouted):
                     if event.touch is None and event.lead_id not in routed:
                         routed[event.lead_id] = (event.routed_at, event.assignment)
@@ -60,9 +60,9 @@ async def read_history(settings: KafkaSettings, since: datetime,
             seen += len(records)
             progress(seen, scan.total)
     leads = []
-    for lead_id, lead in scored.items():
+    for lead_id, (lead, position) in scored.items():
         at, actual = routed.get(lead_id, (lead.scored_at, None))
-        leads.append(PastLead(lead, at, actual, answered.get(lead_id)))
+        leads.append(PastLead(lead, at, actual, answered.get(lead_id), position))
     return History(leads, skipped)
 
 

@@ -9,7 +9,8 @@ rules: every real assignment the candidate data would not have made to that
 rep at that moment (off shift, on a holiday, at capacity, no longer a rep)
 is a violation.
 
-Pure: the history comes in as ``PastLead``s, in any order.
+Pure: the history comes in as ``PastLead``s, in any order; it is routed again
+in the order live routing applied it (``_live_order``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class PastLead:
     actual: Assignment | None = None
     #: When its holder stopped holding it unanswered; None: still held.
     answered_at: datetime | None = None
+    #: Where its score is in ``leads.scored`` (partition, offset): when routing read it; None: unknown.
+    position: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,12 +93,19 @@ class _Holdings:
         return {rep_id: len(heap) for rep_id, heap in self._until.items()}
 
 
+def _live_order(past: PastLead) -> tuple[datetime, bool, tuple[int, int], uuid.UUID]:
+    """Routing stamps every lead of a batch with one time and applies the batch in log order, so leads routed
+    at one moment are taken as they were read: by offset within a partition (across partitions the live order
+    was the fetch's, unrecorded: by partition here), then those of unknown position, by id."""
+    return past.at, past.position is None, past.position or (0, 0), past.lead.lead_id
+
+
 def what_if(history: Iterable[PastLead], data: RoutingData) -> WhatIf:
     """Route ``history`` again under ``data``; count what each team and rep would get and did get."""
     out = WhatIf()
     states: dict[str, dict[str, int]] = {}
     would_hold, did_hold = _Holdings(), _Holdings()
-    for past in sorted(history, key=lambda p: p.at):
+    for past in sorted(history, key=_live_order):
         out.leads += 1
         lead, at = past.lead, past.at
         placed = place(choose_route(lead, data), data, states, at, Presence(held=would_hold.at(at)))
