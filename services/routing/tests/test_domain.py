@@ -159,6 +159,17 @@ def test_a_business_day_is_the_reps_working_day_and_counts_across_a_clock_change
     assert acceptance_due("C", "ana", data, start) == datetime(2027, 3, 29, 15, 0, tzinfo=BERLIN)
 
 
+def test_a_working_day_of_a_rep_on_around_the_clock_is_the_calendar_day_however_long_a_clock_change_makes_it():
+    # Berlin's 2027-03-28 has 23 hours and 2027-10-31 has 25: "1d" ends at the same time of day next day.
+    always = WorkingHours(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="24:00")
+    data = SALES.model_copy(update={"reps": [r.model_copy(update={"timezone": "Europe/Berlin", "working_hours": always})
+                                             for r in SALES.reps]})
+    for day, after in ((datetime(2027, 3, 28), datetime(2027, 3, 29)), (datetime(2027, 10, 31), datetime(2027, 11, 1)),
+                       (datetime(2027, 3, 27, 12), datetime(2027, 3, 28, 12))):
+        due = acceptance_due("C", "ana", data, day.replace(tzinfo=BERLIN))
+        assert due == after.replace(tzinfo=BERLIN), f"1d from {day} ended at {due.astimezone(BERLIN)}"
+
+
 def test_a_deadline_pauses_on_the_holders_public_holidays():
     # Ascension Day, Thursday 2027-05-06, is a public holiday in Germany: Wednesday 15:00 + one 8-hour day.
     start = datetime(2027, 5, 5, 15, 0, tzinfo=BERLIN)

@@ -35,7 +35,7 @@ from routing.domain.availability import (
     Away, Placed, Presence, Waiting, capacity_bound, on_shift, place, public_holiday, unavailable,
 )
 from routing.domain.breaches import Breach, breach
-from routing.domain.clock import acceptance_due, add_working_time
+from routing.domain.clock import acceptance_due, add_working_days, add_working_time
 from routing.domain.dispositions import (
     ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
     merge_into, remembered,
@@ -51,7 +51,7 @@ __all__ = [
     "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
     "InvalidRoutingData", "Merged", "PastLead", "Placed", "Presence", "Reasons", "Refused", "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
-    "acceptance_due", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
+    "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
     "merge_into", "next_turn",
     "on_shift", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "remembered",
     "segment_of", "unavailable", "what_if",

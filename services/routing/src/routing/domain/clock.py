@@ -7,7 +7,7 @@ package, read, never fetched).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -27,20 +27,57 @@ def add_working_time(start: datetime, work: timedelta, hours: WorkingHours, tz: 
         return start.astimezone(UTC)
     now = start.astimezone(UTC)
     remaining = work
-    day: date = now.astimezone(tz).date()
-    first, last = hours.minutes(hours.start), hours.minutes(hours.end)
-    for _ in range(800 + 8 * (remaining.days + 1)):  # bounded: a working day a week, holidays aside
+    for day in _working_days(now.astimezone(tz).date(), hours, day_off, within=remaining.days):
+        opens, closes = _open(day, hours, tz)
+        if now < closes:
+            now = max(now, opens)
+            if now + remaining <= closes:
+                return now + remaining
+            remaining -= closes - now
+    raise AssertionError("unreachable: _working_days raises when it runs out")
+
+
+def add_working_days(start: datetime, days: int, hours: WorkingHours, tz: ZoneInfo,
+                     day_off: Callable[[date], bool] = lambda day: False) -> datetime:
+    """The moment ``days`` working days after ``start``, in UTC: the same time of day on the ``days``-th
+    working day on, each day as long as it really is (an around-the-clock day that changes its clocks has 23
+    or 25 hours, not 24). A ``start`` outside working hours counts from the next opening, a whole day that is
+    over at its close (as ``add_working_time`` counts a day's hours from there)."""
+    now = start.astimezone(UTC)
+    if days <= 0:
+        return now
+    ahead = _working_days(now.astimezone(tz).date(), hours, day_off, within=days)
+    day = next(ahead)
+    opens, closes = _open(day, hours, tz)
+    while now >= closes:  # to the first working day still open at ``start``
+        day = next(ahead)
+        opens, closes = _open(day, hours, tz)
+    if now <= opens:
+        for _ in range(days - 1):
+            day = next(ahead)
+        return _open(day, hours, tz)[1]
+    time_of_day = now.astimezone(tz).replace(tzinfo=None) - datetime(day.year, day.month, day.day)
+    for _ in range(days):
+        day = next(ahead)
+    return (datetime(day.year, day.month, day.day, tzinfo=tz) + time_of_day).astimezone(UTC)
+
+
+def _working_days(day: date, hours: WorkingHours, day_off: Callable[[date], bool], within: int) -> Iterator[date]:
+    """``day`` and the days after it that are worked, as far as ``within`` days of deadline may reach."""
+    for _ in range(800 + 8 * (within + 1)):  # bounded: a working day a week, holidays aside
         if _WEEKDAYS[day.weekday()] in hours.days and not day_off(day):
-            midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-            opens = (midnight + timedelta(minutes=first)).astimezone(UTC)
-            closes = (midnight + timedelta(minutes=last)).astimezone(UTC)
-            if now < closes:
-                now = max(now, opens)
-                if now + remaining <= closes:
-                    return now + remaining
-                remaining -= closes - now
+            yield day
         day += timedelta(days=1)
     raise ValueError("working hours never add up to the deadline")  # unreachable with days non-empty
+
+
+def _open(day: date, hours: WorkingHours, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """When ``day``'s working hours open and close, in UTC: built in local wall time, so a day that changes its
+    clocks is exactly as long as it is."""
+    midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+    opens = (midnight + timedelta(minutes=hours.minutes(hours.start))).astimezone(UTC)
+    closes = (midnight + timedelta(minutes=hours.minutes(hours.end))).astimezone(UTC)
+    return opens, closes
 
 
 def acceptance_due(grade: str | None, holder_id: str, data: RoutingData, start: datetime) -> datetime | None:
@@ -48,10 +85,15 @@ def acceptance_due(grade: str | None, holder_id: str, data: RoutingData, start: 
     rep = data.rep(holder_id)
     if rep is None:  # a queue: nobody to hold to a deadline
         return None
-    hours = data.hours_of(rep)
-    allowed = data.sla.acceptance_time(grade, hours)
+    allowed = data.sla.acceptance_time(grade)
     if allowed is None:
         return None
     calendar = rep.holidays
-    return add_working_time(start, allowed, hours, ZoneInfo(rep.timezone),
-                            day_off=lambda day: calendar is not None and public_holiday(calendar, day) is not None)
+    hours, tz = data.hours_of(rep), ZoneInfo(rep.timezone)
+
+    def day_off(day: date) -> bool:
+        return calendar is not None and public_holiday(calendar, day) is not None
+
+    if isinstance(allowed, int):
+        return add_working_days(start, allowed, hours, tz, day_off)
+    return add_working_time(start, allowed, hours, tz, day_off)

@@ -55,10 +55,6 @@ class WorkingHours(_Strict):
         hours, mins = clock.split(":")
         return int(hours) * 60 + int(mins)
 
-    @property
-    def day_length(self) -> timedelta:
-        return timedelta(minutes=self.minutes(self.end) - self.minutes(self.start))
-
 
 class Rep(_Strict):
     id: str
@@ -140,8 +136,9 @@ class SlaPolicy(_Strict):
                 raise ValueError(f"grade {grade}: {text!r} is not a duration like 30s, 15m, 1h or 1d")
         return v
 
-    def acceptance_time(self, grade: str | None, hours: WorkingHours) -> timedelta | None:
-        """Working time allowed to accept a lead of ``grade`` (``d`` = the rep's working day)."""
+    def acceptance_time(self, grade: str | None) -> timedelta | int | None:
+        """Working time allowed to accept a lead of ``grade``: a duration, or (``d``) a number of the rep's
+        working days, each as long as it really is (``clock.add_working_days``)."""
         text = self.acceptance.get(grade) if grade else None  # type: ignore[call-overload]
         if text is None:
             return None
@@ -149,7 +146,7 @@ class SlaPolicy(_Strict):
         assert match is not None
         n, unit = int(match.group(1)), match.group(2)
         if unit == "d":
-            return hours.day_length * n
+            return n
         return timedelta(**{_UNITS[unit]: n})
 
 
