@@ -1,11 +1,13 @@
 """The routing files: read, versioned, and reloaded without a restart."""
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from routing.domain import acceptance_due
 from routing.handlers import Routing
 from routing.reference import RoutingFiles
 from routing.sla import reload_reference
@@ -42,3 +44,20 @@ def test_a_reload_puts_new_reps_in_force_and_bad_files_leave_the_old_ones(files)
     with pytest.raises(ValueError, match="reps"):
         reload_reference(routing, trigger="test")
     assert routing.reference is in_force
+
+
+@pytest.mark.parametrize("too_long", ["999999999d", "366d", "8761h", "525601m", "31536001s", "99999999999999999999h"])
+def test_an_sla_longer_than_a_year_is_refused_when_the_files_load_naming_the_grade_and_the_longest_allowed(
+        files, too_long):
+    files.sla.write_text(f"acceptance:\n  C: {too_long}\n")
+    with pytest.raises(ValueError, match=rf"sla\.acceptance: grade C: '{too_long}' is longer than the longest "
+                                         r"deadline allowed, 365d \(8760h, 525600m or 31536000s\)"):
+        files.load()
+
+
+@pytest.mark.parametrize("longest", ["365d", "8760h", "525600m", "31536000s"])
+def test_the_longest_sla_allowed_gives_every_rep_a_deadline(files, longest):
+    files.sla.write_text(f"acceptance:\n  C: {longest}\n")
+    data = files.load().data
+    start = datetime(2027, 3, 26, 15, 0, tzinfo=UTC)
+    assert all(acceptance_due("C", rep.id, data, start) > start for rep in data.reps)

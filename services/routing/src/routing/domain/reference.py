@@ -120,10 +120,14 @@ class Territories(_Strict):
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours"}
+#: The longest deadline per unit: a year (of working days, or of working time). Longer is surely a slip, and far
+#: longer overflowed the clock's dates when a lead was routed, failing its batch again and again.
+_LONGEST = {"d": 365, "h": 365 * 24, "m": 365 * 24 * 60, "s": 365 * 24 * 3600}
 
 
 class SlaPolicy(_Strict):
-    """Acceptance deadlines per grade, like ``15m``, ``1h`` or ``1d`` (one working day); a grade left out has none."""
+    """Acceptance deadlines per grade, like ``15m``, ``1h`` or ``1d`` (one working day), up to a year (``365d``);
+    a grade left out has none."""
 
     acceptance: dict[Grade, str] = Field(default_factory=dict)
     max_reassignments: int = Field(2, ge=0)
@@ -132,8 +136,13 @@ class SlaPolicy(_Strict):
     @classmethod
     def _durations(cls, v: dict[str, str]) -> dict[str, str]:
         for grade, text in v.items():
-            if not _DURATION.match(text) or int(_DURATION.match(text).group(1)) == 0:  # type: ignore[union-attr]
+            match = _DURATION.match(text)
+            amount = match.group(1).lstrip("0") if match else ""
+            if not match or not amount:
                 raise ValueError(f"grade {grade}: {text!r} is not a duration like 30s, 15m, 1h or 1d")
+            if len(amount) > 9 or int(amount) > _LONGEST[match.group(2)]:  # no int() of a thousand digits
+                raise ValueError(f"grade {grade}: {text!r} is longer than the longest deadline allowed, 365d "
+                                 f"({_LONGEST['h']}h, {_LONGEST['m']}m or {_LONGEST['s']}s)")
         return v
 
     def acceptance_time(self, grade: str | None) -> timedelta | int | None:
