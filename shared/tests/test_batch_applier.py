@@ -37,14 +37,14 @@ def out(env, tag: str) -> Message:
 class Handlers:
     """Handlers that note what they were given and answer one output per event."""
 
-    def __init__(self, reject: bool = False) -> None:
+    def __init__(self, reject: bool = False, final: bool = False) -> None:
         self.calls: list[list[uuid.UUID]] = []
-        self.reject = reject
+        self.reject, self.final = reject, final
 
     async def captured(self, uow, batch):
         self.calls.append([env.id for env in batch])
         if self.reject:
-            return {env.id: Rejected("not yet") for env in batch}
+            return {env.id: Rejected("not yet", final=self.final) for env in batch}
         return {env.id: [out(env, "captured")] for env in batch}
 
     async def changed(self, uow, batch):
@@ -144,6 +144,17 @@ async def test_a_rejected_event_is_dead_lettered_and_not_remembered_so_a_redrive
     assert produced[0].header("dlq.error.message") == "not yet" and uow.inbox == {}
     fixed = await applier(Handlers(), uow).apply(records(msg))
     assert [m.topic for m in fixed] == ["test.out"]
+
+
+async def test_a_final_rejection_is_remembered_with_its_dead_letter_so_a_copy_read_again_gets_that_letter():
+    """Final: the state that refused it may have moved on by the time a copy is read again; it is not applied."""
+    msg = captured()
+    uow = MemoryUnitOfWork(None)
+    produced = await applier(Handlers(reject=True, final=True), uow).apply(records(msg))
+    assert [m.topic for m in produced] == [topics.DEADLETTER, topics.LIFECYCLE]
+    assert uow.inbox == {uuid.UUID(msg.header("ce_id")): produced}
+    willing = Handlers()
+    assert await applier(willing, uow).apply(records(msg)) == produced and willing.calls == []
 
 
 async def test_an_event_of_a_type_nobody_handles_is_applied_with_no_output():

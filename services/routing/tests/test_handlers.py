@@ -2,17 +2,19 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
 from leadpipe_common import topics
-from leadpipe_common.consumer import Rejected
+from leadpipe_common.consumer import BatchApplier, Rejected
 from leadpipe_common.envelope import decode
 from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.testing import factories
 from routing.domain import parse_routing_data
 from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored
 from routing.reference import Reference
+from routing.service import SERVICE
 from routing.sla import act_on_missed_deadlines, hand_out_waiting_leads
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -106,6 +108,49 @@ async def test_a_stranger_s_report_on_the_topic_goes_to_the_dead_letters_with_th
 async def test_a_report_on_a_lead_routing_never_routed_is_rejected(uow, ctx):
     verdict = await say(uow, ctx, uuid.uuid4(), outcome="accepted", rep_id="ana")
     assert isinstance(verdict, Rejected) and "no routed lead" in verdict.reason
+
+
+def runner(uow, ctx) -> BatchApplier:
+    """routing's consumer as it runs, its unit of work in memory."""
+    return BatchApplier(service="routing", handlers=SERVICE.handlers(ctx), unit_of_work=lambda: uow, clock=ctx.clock)
+
+
+def read(message, offset: int) -> SimpleNamespace:
+    """``message`` as the runner reads it from partition 0 at ``offset`` (a redelivery reads the same offset)."""
+    return SimpleNamespace(topic=message.topic, partition=0, offset=offset, key=message.key, value=message.value,
+                           headers=list(message.headers))
+
+
+def report(lead_id, **fields):
+    return factories.message(topics.FEEDBACK, LeadDispositioned(lead_id=lead_id, **fields))
+
+
+async def test_a_report_refused_on_the_topic_stays_refused_when_read_again_after_the_move_became_legal(uow, ctx):
+    """Offsets are committed after the batch: a crash redelivers the refused report after the acceptance that
+    made its move legal. It gets the letter it got, and the lead is not won by it."""
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    won = report(lead.lead_id, outcome="won", rep_id=owner, amount="1200", currency="EUR")
+    [letter] = await runner(uow, ctx).apply([read(won, 0)])
+    assert letter.topic == topics.DEADLETTER and "while it is routed" in letter.header("dlq.error.message")
+    await runner(uow, ctx).apply([read(report(lead.lead_id, outcome="accepted", rep_id=owner), 1)])
+    ctx.clock.now += timedelta(minutes=1)  # a letter made again would carry a later dlq.at
+    assert await runner(uow, ctx).apply([read(won, 0)]) == [letter]
+    assert uow.store.handoffs[lead.lead_id].handoff.status == "accepted"
+
+
+async def test_a_report_naming_a_reason_code_routing_lacks_is_applied_when_redriven_after_the_files_are_fixed(
+        uow, ctx):
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    rejected = report(lead.lead_id, outcome="rejected", rep_id=owner, reason_code="no-budget")
+    [letter] = await runner(uow, ctx).apply([read(rejected, 0)])
+    assert letter.header("dlq.error.message").startswith("reason_code:")
+    fixed = DATA.model_dump()
+    fixed["reasons"]["rejected"]["no-budget"] = "No budget this year"
+    ctx.reference = Reference(parse_routing_data(fixed), "v-fixed")
+    rejected_step, nurture_step = await runner(uow, ctx).apply([read(rejected, 7)])  # as leadpipe-redrive sends it
+    assert (data(rejected_step).to_stage, data(nurture_step).to_stage) == ("rejected", "nurture")
 
 
 async def test_a_missed_deadline_hands_the_lead_on_once_within_its_trace(uow, ctx):

@@ -8,8 +8,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from leadpipe_common import topics
+from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.testing import factories
-from leadpipe_common.testing.kafka import produce, read_topic
+from leadpipe_common.testing.kafka import for_lead, produce, read_topic
 from routing.store import RoutingStore
 
 pytestmark = pytest.mark.asyncio
@@ -58,6 +60,39 @@ async def test_a_new_teams_rotation_starts_empty_and_every_turned_team_is_stored
     async with sessions() as session, session.begin():
         assert await RoutingStore(session).lock_rotations([new, other]) == {new: {"ann": 2}, other: {"bob": 1}}
     assert (await _turns(db, new), await _turns(db, other)) == (3, 1)
+
+
+async def test_a_report_refused_on_the_topic_stays_refused_when_read_again_after_the_move_became_legal(
+        bootstrap, db):
+    lead = factories.scored("mql", email="early.win@smallco.example", employees=50, country="US")
+    await produce(bootstrap, [factories.message(topics.SCORED, lead)])
+    [routed] = await read_topic(bootstrap, topics.ROUTED, where=for_lead(lead.lead_id), until=bool)
+    owner = routed.json()["assignment"]["owner_id"]
+    won = factories.message(topics.FEEDBACK, LeadDispositioned(lead_id=lead.lead_id, outcome="won", rep_id=owner,
+                                                               amount="1200", currency="EUR"))
+    await produce(bootstrap, [won])
+    [letter] = await read_topic(bootstrap, topics.DEADLETTER, where=for_lead(lead.lead_id), until=bool)
+    assert "while it is routed" in letter.headers["dlq.error.message"]
+    await produce(bootstrap, [factories.message(topics.FEEDBACK, LeadDispositioned(
+        lead_id=lead.lead_id, outcome="accepted", rep_id=owner))])
+    assert await _status_becomes(db, lead.lead_id, "accepted")
+
+    await produce(bootstrap, [won])  # the same record read again, as after a crash (or a redrive) sends it
+    letters = await read_topic(bootstrap, topics.DEADLETTER, where=for_lead(lead.lead_id),
+                               until=lambda found: len(found) >= 2)
+    assert [(r.value, r.headers) for r in letters] == [(letter.value, letter.headers)] * 2  # the stored letter
+    assert not await _status_becomes(db, lead.lead_id, "won", tries=1)
+
+
+async def _status_becomes(db, lead_id: uuid.UUID, status: str, tries: int = 100) -> bool:
+    async with db.connect() as conn:
+        for _ in range(tries):
+            now = (await conn.execute(sa.text("SELECT status FROM routing.handoffs WHERE lead_id = :id"),
+                                      {"id": lead_id})).scalar_one_or_none()
+            if now == status:
+                return True
+            await asyncio.sleep(0.1)
+    return False
 
 
 async def _turns(db, team: str) -> int:

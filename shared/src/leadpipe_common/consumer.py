@@ -14,11 +14,15 @@ Guarantees, in the order they happen for each batch:
    lifecycle as the lead's ``deadlettered`` step.
 3. In one unit of work (``leadpipe_common.uow``: one database transaction):
    input ids already in the service's inbox are looked up, only new events
-   reach the handlers, and each new event's outputs (or its dead letter,
-   when the handler rejects it) are stored in the inbox (a rejected event is
-   not, so that a redriven copy is applied once its cause is fixed). Then it
-   commits. A service without an inbox hands every event to its handlers,
-   which must then be idempotent by construction: they return no outputs,
+   reach the handlers, and each new event's outputs are stored in the inbox.
+   An event the handler rejects becomes a dead letter (kind ``rejected``). A
+   final rejection (``Rejected.final``: the verdict followed from the state
+   the handler read, which later events change) is stored with its dead
+   letter as its outputs, so a redelivered or redriven copy is answered with
+   that same letter and never applied out of its place in the log; any other
+   rejection is not stored, so that a redriven copy is applied once its cause
+   is fixed. Then it commits. A service without an inbox hands every event
+   to its handlers, which must then be idempotent by construction: they return no outputs,
    and what they publish through their outbox carries ids derived from the
    event, so a redelivery publishes the same ids again (capture's merges).
    This step is :class:`BatchApplier`, which knows nothing of Kafka.
@@ -115,9 +119,16 @@ OLDEST = Gauge("leadpipe_consumer_oldest_unprocessed_age_seconds",
 
 @dataclass(frozen=True)
 class Rejected:
-    """A handler's verdict that an event can never be applied (goes to the dead-letter topic)."""
+    """A handler's verdict that an event can never be applied (goes to the dead-letter topic).
+
+    ``final``: the verdict follows from the state the handler read (an illegal move for where the lead is
+    now), not from a cause someone fixes (a bug, missing reference data). Later events move that state on, and
+    a copy handled again might then pass: so the verdict is stored in the inbox with its dead letter, and a
+    redelivery gets that letter again, byte for byte, as any event gets its stored outputs.
+    """
 
     reason: str
+    final: bool = False
 
 
 Outcome = list[Message] | Rejected
@@ -679,11 +690,16 @@ class BatchApplier:
                     # else's business; they are recorded as applied with no output.
                     outcome = outcomes.get(env.id, [])
                     if isinstance(outcome, Rejected):
-                        # Not recorded in the inbox: once the cause is fixed, a
-                        # redriven copy of this event must be applied afresh.
                         DEADLETTERED.labels("rejected").inc()
-                        log.warning("handler rejected an event", reason=outcome.reason)
-                        results[env.id] = self._dead_letter(envelopes[env.id][1], "rejected", outcome.reason, now)
+                        log.warning("handler rejected an event", reason=outcome.reason, final=outcome.final)
+                        letter = self._dead_letter(envelopes[env.id][1], "rejected", outcome.reason, now)
+                        results[env.id] = letter
+                        if outcome.final:
+                            # Its outcome for good: a copy read again after later events moved the state on
+                            # must get this letter, not an application out of its place in the log.
+                            applied.append((env.id, env.type, letter))
+                        # Else not recorded in the inbox: once the cause is fixed, a
+                        # redriven copy of this event must be applied afresh.
                         continue
                     results[env.id] = outcome
                     applied.append((env.id, env.type, outcome))

@@ -3,7 +3,9 @@
 Guarantees:
 - Each record goes back with its original key, value and headers (the
   ``dlq.*`` headers removed), to the topic named by its ``dlq.source.topic``;
-  so it keeps its event id, and stages that already applied it do nothing.
+  so it keeps its event id, and stages that already applied it do nothing
+  (one that rejected it for good, ``consumer.Rejected.final``, sends the
+  same letter again).
 - Progress is kept by the consumer group ``leadpipe-redrive``: a run sends
   each dead letter once, and only those that were there when it started
   (the log end at its first fetch of each partition); a record that fails

@@ -14,7 +14,10 @@
   recycles it (``nurture → mql → routed``) to a new holder with a new clock.
 - ``lead.dispositioned`` in (``leads.feedback``): the same
   :func:`record_disposition` the HTTP API calls, so both paths behave the
-  same; an illegal report is rejected to the dead-letter topic with the reason.
+  same; an illegal report is rejected to the dead-letter topic with the reason,
+  for good (the inbox keeps the letter: read again, it is not applied), unless
+  it names a rep or reason code the routing data lacks (redriven once the
+  files are fixed, it is applied).
 
 Events caused by a disposition get ids derived from the lead and the stage
 they record, not from the report: the same disposition sent over HTTP and
@@ -277,10 +280,15 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
         report = env.data
         assert isinstance(report, LeadDispositioned)
         result = await record_disposition(uow.store, report, ctx.data, now, env.traceparent)
+        # A report refused for where the lead is now (no such hand-off, an illegal move, not its holder) is
+        # refused for good: were it applied when read again after a later report made the move legal (a
+        # redelivery), the same input would have two outcomes. One naming a rep or reason code the routing
+        # data lacks is not: once the files are fixed, a redriven copy is applied.
         if result.verdict is None:
-            outcomes[env.id] = Rejected(f"no routed lead {report.lead_id}")
+            outcomes[env.id] = Rejected(f"no routed lead {report.lead_id}", final=True)
         elif isinstance(result.verdict, Refused):
-            outcomes[env.id] = Rejected(f"{result.verdict.field}: {result.verdict.reason}")
+            outcomes[env.id] = Rejected(f"{result.verdict.field}: {result.verdict.reason}",
+                                        final=result.verdict.kind == "conflict")
         else:
             outcomes[env.id] = result.messages
     return outcomes
