@@ -24,7 +24,7 @@ def test_each_service_declares_what_the_topology_says_it_consumes(name):
         declared.consumes)
 
 
-@pytest.mark.parametrize("name", ["delivery", "reporting", "enrichment"])
+@pytest.mark.parametrize("name", ["delivery", "reporting", "enrichment", "routing"])
 def test_a_handler_declared_for_several_types_is_one_handler_to_the_runner(name):
     """The runner calls each handler once for a run of its events: it must see one handler, not one per type."""
     declared = importlib.import_module(f"{name}.service").SERVICE

@@ -22,11 +22,14 @@ class MemoryRoutingStore:
         self.turns: dict[str, int] = {}
         self.handoffs: dict[uuid.UUID, Held] = {}
         self.away: dict[str, list[Away]] = {}
+        #: Every row lock asked for, in order: a hand-off's lead id, a rotation's team.
+        self.locks: list[uuid.UUID | str] = []
 
     async def already_assigned(self, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         return {i for i in lead_ids if i in self.assignments}
 
     async def lock_rotations(self, teams: Iterable[str]) -> dict[str, dict[str, int]]:
+        self.locks += sorted(set(teams))
         return {t: dict(self.rotations.get(t, {})) for t in sorted(set(teams))}
 
     async def save_rotations(self, states: dict[str, dict[str, int]], turns: dict[str, int]) -> None:
@@ -47,7 +50,14 @@ class MemoryRoutingStore:
         self.handoffs.update({h.handoff.lead_id: h for h in held})
 
     async def handoff(self, lead_id: uuid.UUID, *, lock: bool = True) -> Held | None:
+        if lock and lead_id in self.handoffs:
+            self.locks.append(lead_id)
         return self.handoffs.get(lead_id)
+
+    async def lock_handoffs(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Held]:
+        found = {i: self.handoffs[i] for i in sorted(set(lead_ids)) if i in self.handoffs}
+        self.locks += list(found)
+        return found
 
     async def claim_due(self, limit: int, now: datetime) -> list[Held]:
         due = [h for h in self.handoffs.values()

@@ -153,6 +153,41 @@ async def test_a_report_naming_a_reason_code_routing_lacks_is_applied_when_redri
     assert (data(rejected_step).to_stage, data(nurture_step).to_stage) == ("rejected", "nurture")
 
 
+def locked(store) -> list:
+    """The rows a unit of work locked, in the order it first asked for each."""
+    return list(dict.fromkeys(store.locks))
+
+
+async def test_a_batch_locks_the_hand_offs_it_reports_on_or_touches_in_lead_id_order_not_in_log_order(uow, ctx):
+    """A merge locks its two leads in id order: a batch locking the same two in the other order could deadlock
+    with it, each holding the row the other waits for."""
+    leads = sorted((factories.scored("mql", country="DE") for _ in range(2)), key=lambda lead: lead.lead_id)
+    owners = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads]
+    ids = [lead.lead_id for lead in leads]
+    uow.store.locks.clear()
+    await runner(uow, ctx).apply([read(report(ids[1], outcome="accepted", rep_id=owners[1]), 0),
+                                  read(report(ids[0], outcome="accepted", rep_id=owners[0]), 1)])
+    assert locked(uow.store) == ids
+    uow.store.locks.clear()
+    await runner(uow, ctx).apply([read(factories.message(topics.SCORED, touch_of(leads[1])), 0),
+                                  read(factories.message(topics.SCORED, touch_of(leads[0])), 1)])
+    assert locked(uow.store) == ids
+
+
+async def test_a_batch_of_scores_and_reports_locks_every_hand_off_it_may_change_before_any_rotation(uow, ctx):
+    """One unit of work for the whole batch: were the reports' hand-offs locked after the scores' rotation rows,
+    the SLA watch (a hand-off, then its team's rotation) could wait for the batch while the batch waits for it."""
+    reported, touched = sorted((factories.scored("mql", country="DE") for _ in range(2)), key=lambda lead: lead.lead_id)
+    owner = data((await route(uow, ctx, reported))[0]).assignment.owner_id
+    await route(uow, ctx, touched)
+    uow.store.locks.clear()
+    await runner(uow, ctx).apply([read(factories.message(topics.SCORED, factories.scored("mql", country="DE")), 0),
+                                  read(factories.message(topics.SCORED, touch_of(touched)), 1),
+                                  read(report(reported.lead_id, outcome="accepted", rep_id=owner), 0)])
+    assert locked(uow.store) == [reported.lead_id, touched.lead_id, "emea"]
+    assert uow.store.handoffs[reported.lead_id].handoff.status == "accepted"
+
+
 async def test_a_missed_deadline_hands_the_lead_on_once_within_its_trace(uow, ctx):
     lead = factories.scored("mql", country="DE")
     routed, _ = await route(uow, ctx, lead)

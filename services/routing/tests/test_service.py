@@ -3,15 +3,22 @@
 import asyncio
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from leadpipe_common import topics
+from leadpipe_common.db import make_sessionmaker
 from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.kafka import for_lead, produce, read_topic
+from leadpipe_common.uow import SqlUnitOfWork
+from routing.domain import Merged
+from routing.handlers import Routing, record_merge
+from routing.service import SERVICE
+from routing.settings import RoutingSettings
 from routing.store import RoutingStore
 
 pytestmark = pytest.mark.asyncio
@@ -82,6 +89,64 @@ async def test_a_report_refused_on_the_topic_stays_refused_when_read_again_after
                                until=lambda found: len(found) >= 2)
     assert [(r.value, r.headers) for r in letters] == [(letter.value, letter.headers)] * 2  # the stored letter
     assert not await _status_becomes(db, lead.lead_id, "won", tries=1)
+
+
+async def test_a_batch_reporting_on_two_leads_and_a_merge_of_them_at_once_both_commit(bootstrap, db):
+    """The batch reports on B, then A (its log order); the merge locks A, then B (id order). Were the batch to lock
+    B first and then wait for A, each would hold the row the other waits for, and Postgres would fail one."""
+    leads = [factories.scored("mql", email=f"twin{i}@smallco.example", employees=50, country="US") for i in range(2)]
+    await produce(bootstrap, [factories.message(topics.SCORED, lead) for lead in leads])
+    keys = {str(lead.lead_id).encode() for lead in leads}
+    routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key in keys,
+                              until=lambda found: len(found) >= 2)
+    owner = {uuid.UUID(r.key.decode()): r.json()["assignment"]["owner_id"] for r in routed}
+    a, b = sorted(owner)
+    ctx = Routing(RoutingSettings().files.load(), clock=lambda: datetime.now(UTC))
+    handle = SERVICE.handlers(ctx)[LeadDispositioned.type]
+    reports = [factories.envelope(topics.FEEDBACK, LeadDispositioned(lead_id=i, outcome="accepted", rep_id=owner[i]))
+               for i in (b, a)]
+    first_lock, go_on = asyncio.Event(), asyncio.Event()
+
+    class Pausing(RoutingStore):
+        """Holds the batch after its first hand-off lock until the merge is waiting: the worst moment for it."""
+
+        async def handoff(self, lead_id, *, lock=True):
+            found = await super().handoff(lead_id, lock=lock)
+            await self._pause()
+            return found
+
+        async def lock_handoffs(self, lead_ids):
+            found = await super().lock_handoffs(lead_ids)
+            await self._pause()
+            return found
+
+        async def _pause(self) -> None:
+            if not first_lock.is_set():
+                first_lock.set()
+                await go_on.wait()
+
+    sessions = make_sessionmaker(db)
+
+    async def batch():
+        async with SqlUnitOfWork(sessions, Pausing) as uow:
+            outcomes = await handle(uow, reports)
+            await uow.commit()
+        return outcomes
+
+    async def merge():
+        async with SqlUnitOfWork(sessions, RoutingStore) as uow:
+            result = await record_merge(uow.store, a, b, "test", "one person", datetime.now(UTC))
+            await uow.commit()
+        return result
+
+    reporting = asyncio.create_task(batch())
+    await asyncio.wait_for(first_lock.wait(), 10)
+    merging = asyncio.create_task(merge())
+    done, _ = await asyncio.wait([merging], timeout=1)
+    assert not done  # it waits for a row the batch holds
+    go_on.set()
+    outcomes, merged = await asyncio.wait_for(asyncio.gather(reporting, merging), 20)
+    assert set(outcomes) == {env.id for env in reports} and isinstance(merged.verdict, Merged)
 
 
 async def _status_becomes(db, lead_id: uuid.UUID, status: str, tries: int = 100) -> bool:

@@ -22,10 +22,15 @@
 Events caused by a disposition get ids derived from the lead and the stage
 they record, not from the report: the same disposition sent over HTTP and
 over the topic yields the same events, and consumers keep one.
+
+Both come to :func:`handle_scored_and_dispositioned`, one call a batch, which
+locks every hand-off the batch may change before any other row, in lead id
+order, as every path does (``routing.store``).
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -130,11 +135,10 @@ class MergeResult:
 
 async def record_merge(store: RoutingStore, lead_id: uuid.UUID, survivor_id: uuid.UUID, by: str, reason: str,
                        now: datetime, traceparent: str | None = None) -> MergeResult:
-    """Close ``lead_id`` as merged into ``survivor_id``, in the caller's unit of work (both locked, in id
-    order, so two merges of the same pair cannot deadlock)."""
-    first, second = sorted((lead_id, survivor_id))
-    found = {first: await store.handoff(first), second: await store.handoff(second)}
-    held, survivor = found[lead_id], found[survivor_id]
+    """Close ``lead_id`` as merged into ``survivor_id``, in the caller's unit of work (both locked in lead id
+    order, as every path locks hand-offs, so a merge and a batch about the same two leads cannot deadlock)."""
+    found = await store.lock_handoffs((lead_id, survivor_id))
+    held, survivor = found.get(lead_id), found.get(survivor_id)
     if held is None or survivor is None:
         return MergeResult(None, [])
     verdict = merge_into(held.handoff, survivor.handoff)
@@ -156,11 +160,13 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
     touched = [env for env in batch if isinstance(env.data, LeadScored) and env.data.touch is not None]
     held = await store.already_assigned(env.data.lead_id for env in touched)
+    # Locked all at once in lead id order, not one by one in the batch's (see routing.store).
+    holdings = await store.lock_handoffs(env.data.lead_id for env in touched if env.data.lead_id in held)
     recycled: dict[uuid.UUID, int] = {}  # rejected by sales (back in nurture), a touch lifts them to the bar: cycle
     for env in each(touched):
         if env.data.lead_id not in held:
             continue
-        holding = await store.handoff(env.data.lead_id)
+        holding = holdings.get(env.data.lead_id)
         if holding is not None and holding.handoff.status == "rejected" and env.data.score.decision == "mql":
             recycled[env.id] = holding.handoff.cycle + 1
         else:
@@ -274,6 +280,10 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
                                     ctx: Routing) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
     outcomes: dict[uuid.UUID, Outcome] = {}
+    # Every lead's hand-off locked first, in lead id order (see routing.store); record_disposition's own lock
+    # then finds it held. Locked report by report, in log order, they could deadlock with a merge or another
+    # batch about the same leads.
+    await uow.store.lock_handoffs(env.data.lead_id for env in batch)
     # One at a time, in log order: two reports about one lead in a batch
     # must see each other's effect.
     for env in each(batch):
@@ -291,4 +301,23 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
                                         final=result.verdict.kind == "conflict")
         else:
             outcomes[env.id] = result.messages
+    return outcomes
+
+
+async def handle_scored_and_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],
+                                          ctx: Routing) -> dict[uuid.UUID, Outcome]:
+    """Both of routing's inputs (the service declares this one handler for both, so a batch's runs of scores and
+    reports come in one call): each run goes to its own handler, in log order."""
+    runs = [list(run) for _, run in itertools.groupby(batch, key=lambda env: isinstance(env.data, LeadScored))]
+    if len(runs) > 1:
+        # Each handler locks its own hand-offs in lead id order, but one unit of work with several runs would
+        # lock a later run's after an earlier run's (and after the rotation rows a score run takes): every
+        # hand-off the batch may change is locked first, so the whole unit keeps one order, hand-offs then
+        # rotation. (A touch may change its lead's hand-off; a first score only adds one.)
+        await uow.store.lock_handoffs(env.data.lead_id for env in batch
+                                      if not isinstance(env.data, LeadScored) or env.data.touch is not None)
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    for run in runs:
+        handler = handle_lead_scored if isinstance(run[0].data, LeadScored) else handle_lead_dispositioned
+        outcomes.update(await handler(uow, run, ctx))
     return outcomes

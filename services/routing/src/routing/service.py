@@ -5,7 +5,7 @@ from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.service import Runtime, Service
 
 from routing.api import reps_router, router
-from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored
+from routing.handlers import Routing, handle_scored_and_dispositioned
 from routing.settings import RoutingSettings
 from routing.sla import ReferenceWatch, SlaWatch
 from routing.store import RoutingStore, inbox, outbox
@@ -24,7 +24,7 @@ SERVICE: Service[Routing, RoutingStore] = Service(
     name="routing",
     summary="Hands MQLs to the account owner or a fair weighted rotation of reps who can take them now, holds "
             "reps to the hand-off SLA, and takes sales feedback.",
-    consumes={LeadScored: handle_lead_scored, LeadDispositioned: handle_lead_dispositioned},
+    consumes={LeadScored: handle_scored_and_dispositioned, LeadDispositioned: handle_scored_and_dispositioned},
     store=RoutingStore,
     inbox=inbox,
     outbox=outbox,

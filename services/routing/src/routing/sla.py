@@ -122,6 +122,8 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
     queues = open_queues(presence)
     messages: list[Message] = []
     handed = 0
+    # Claimed after the rotation rows, unlike every other path (hand-offs, then rotation): SKIP LOCKED never
+    # waits for a hand-off another unit holds, so it cannot close a cycle of waits.
     for held in await store.claim_waiting(queues, limit):
         handoff, lead = held.handoff, held.lead
         queued_at = handoff.waiting_since or now

@@ -8,10 +8,15 @@ second waits for the first to commit and then reads the advanced state.
 Teams are locked in name order so two batches can never deadlock.
 
 A hand-off row is locked while a disposition or a breach changes it, so two
-calls about one lead apply one after the other. Due hand-offs are claimed
-with ``SKIP LOCKED``: with several routing processes each deadline fires in
-exactly one of them, once; so are leads waiting in a queue. Lock order is
-always hand-offs, then rotation.
+calls about one lead apply one after the other. A unit of work locks every
+hand-off it will wait for at once, in one statement, in lead id order
+(``lock_handoffs``): two units locking the same rows in different orders (a batch
+in log order, a merge in id order) could each hold a row the other waits
+for, a deadlock Postgres ends by failing one (a batch retried, a merge's
+503). Due hand-offs are claimed with ``SKIP LOCKED``: with several routing
+processes each deadline fires in exactly one of them, once; so are leads
+waiting in a queue (such a claim never waits, so its order does not
+matter). Lock order is always hand-offs, then rotation.
 
 Capacity: held leads are counted after the rotation rows of every team that
 may take the batch's leads are locked, so two routing processes cannot both
@@ -149,6 +154,8 @@ _SET_AWAY = _AWAY_ROWS.on_conflict_do_update(
 _ASSIGNED = sa.select(assignments.c.lead_id).where(among(assignments.c.lead_id, "ids"))
 _ROTATIONS = (sa.select(rotation.c.team, rotation.c.state).where(among(rotation.c.team, "teams"))
               .order_by(rotation.c.team).with_for_update())
+_HANDOFFS = (sa.select(handoffs).where(among(handoffs.c.lead_id, "ids"))
+             .order_by(handoffs.c.lead_id).with_for_update())  # locked as sorted: FOR UPDATE locks after ORDER BY
 _AWAY = (sa.select(away.c.rep_id, away.c.starts_at, away.c.ends_at, away.c.reason)
          .where(among(away.c.rep_id, "reps"), away.c.ends_at > sa.bindparam("now", type_=away.c.ends_at.type)))
 _TURNED = sa.func.unnest(
@@ -223,6 +230,14 @@ class RoutingStore:
         query = sa.select(handoffs).where(handoffs.c.lead_id == lead_id)
         row = (await self._session.execute(query.with_for_update() if lock else query)).first()
         return _held(row) if row else None
+
+    async def lock_handoffs(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Held]:
+        """The hand-offs of those of ``lead_ids`` routing holds, locked until the unit of work ends, in lead id
+        order whatever the order asked in (see the module)."""
+        ids = sorted(set(lead_ids))
+        if not ids:
+            return {}
+        return {r.lead_id: _held(r) for r in await self._session.execute(_HANDOFFS, {"ids": ids})}
 
     async def claim_due(self, limit: int, now: datetime) -> list[Held]:
         """Hand-offs whose acceptance deadline passed by ``now``, locked; those another process holds are skipped."""
