@@ -4,13 +4,15 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from leadpipe_common.envelope import Message
+from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.testing import factories
-from leadpipe_common.testing.kafka import for_lead, produce, read_topic
+from leadpipe_common.testing.kafka import for_lead, produce, read_all, read_topic
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
@@ -92,3 +94,15 @@ async def test_letters_a_narrowed_redrive_leaves_out_wait_for_a_plain_run(bootst
 
     assert f"key={left.lead_id}" in redrive(bootstrap)
     assert await read_topic(bootstrap, "leads.enriched", where=for_lead(left.lead_id), until=bool)
+
+
+async def test_a_letter_rejected_for_good_is_listed_and_not_sent_back(bootstrap):
+    """routing refused the report for where its lead was: sent back, it would only get the same letter again."""
+    report = factories.message("leads.feedback", LeadDispositioned(lead_id=uuid.uuid4(), outcome="accepted",
+                                                                    rep_id="dan.kim"))
+    letter = dead_letter(report, "routing")
+    await produce(bootstrap, [replace(letter, headers=(("dlq.final", b"true"), *letter.headers))])
+
+    listing = redrive(bootstrap)
+    assert "not sent: rejected for good by routing" in listing and "send a new event" in listing
+    assert not await read_all(bootstrap, "leads.feedback", where=lambda r: r.key == report.key)

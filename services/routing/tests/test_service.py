@@ -80,6 +80,7 @@ async def test_a_report_refused_on_the_topic_stays_refused_when_read_again_after
     await produce(bootstrap, [won])
     [letter] = await read_topic(bootstrap, topics.DEADLETTER, where=for_lead(lead.lead_id), until=bool)
     assert "while it is routed" in letter.headers["dlq.error.message"]
+    assert letter.headers["dlq.final"] == "true"  # make redrive leaves it: it would only come back
     await produce(bootstrap, [factories.message(topics.FEEDBACK, LeadDispositioned(
         lead_id=lead.lead_id, outcome="accepted", rep_id=owner))])
     assert await _status_becomes(db, lead.lead_id, "accepted")

@@ -150,14 +150,16 @@ class Record(Protocol):
 
 def dead_letter(
     *, record_topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-    headers: Sequence[tuple[str, bytes]], kind: str, error: str, stage: str, at: datetime,
+    headers: Sequence[tuple[str, bytes]], kind: str, error: str, stage: str, at: datetime, final: bool = False,
 ) -> list[Message]:
     """The dead letter, and its lifecycle announcement when the key names a lead stalled by it.
 
     Only a dead letter from a pipeline stage's input stalls its lead; a refused
-    sales disposition (``leads.feedback``) leaves the lead where it was.
+    sales disposition (``leads.feedback``) leaves the lead where it was. A
+    ``final`` rejection's letter says so (``dlq.final``): redrive leaves it.
     """
     extra = (
+        *((("dlq.final", "true"),) if final else ()),
         ("dlq.error.kind", kind),
         ("dlq.error.message", error[:2000]),
         ("dlq.source.topic", record_topic),
@@ -692,7 +694,8 @@ class BatchApplier:
                     if isinstance(outcome, Rejected):
                         DEADLETTERED.labels("rejected").inc()
                         log.warning("handler rejected an event", reason=outcome.reason, final=outcome.final)
-                        letter = self._dead_letter(envelopes[env.id][1], "rejected", outcome.reason, now)
+                        letter = self._dead_letter(envelopes[env.id][1], "rejected", outcome.reason, now,
+                                                   final=outcome.final)
                         results[env.id] = letter
                         if outcome.final:
                             # Its outcome for good: a copy read again after later events moved the state on
@@ -706,9 +709,9 @@ class BatchApplier:
             await uow.record(applied)
             await uow.commit()
 
-    def _dead_letter(self, record: Record, kind: str, error: str, now: datetime) -> list[Message]:
+    def _dead_letter(self, record: Record, kind: str, error: str, now: datetime, final: bool = False) -> list[Message]:
         return dead_letter(
             record_topic=record.topic, partition=record.partition, offset=record.offset,
             key=record.key, value=record.value, headers=record.headers,
-            kind=kind, error=error, stage=self._service, at=now,
+            kind=kind, error=error, stage=self._service, at=now, final=final,
         )

@@ -3,9 +3,10 @@
 Guarantees:
 - Each record goes back with its original key, value and headers (the
   ``dlq.*`` headers removed), to the topic named by its ``dlq.source.topic``;
-  so it keeps its event id, and stages that already applied it do nothing
-  (one that rejected it for good, ``consumer.Rejected.final``, sends the
-  same letter again).
+  so it keeps its event id, and stages that already applied it do nothing.
+- A letter rejected for good (``dlq.final``: ``consumer.Rejected.final``, a
+  sales report illegal for where its lead was) is not sent back: its stage
+  would only answer it with the same letter. It is listed and counted.
 - Progress is kept by the consumer group ``leadpipe-redrive``: a run sends
   each dead letter once, and only those that were there when it started
   (the log end at its first fetch of each partition); a record that fails
@@ -134,6 +135,11 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                             f"{letter.header('dlq.source.topic')}/{letter.header('dlq.source.partition')} at offset "
                             f"{letter.header('dlq.source.offset')} ({letter.header('dlq.value.dropped')} bytes)")
                         tally["too big to send back"] += 1
+                        continue
+                    if letter.header("dlq.final") == "true":
+                        say(f"not sent: rejected for good by {letter.header('dlq.stage')} "
+                            f"({(letter.header('dlq.error.message') or '')[:120]}); send a new event instead")
+                        tally["rejected for good"] += 1
                         continue
                     original = letter.original()
                     if original is None:

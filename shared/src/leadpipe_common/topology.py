@@ -92,7 +92,8 @@ CHANNELS: tuple[Channel, ...] = (
             (LeadQuarantined,), ("capture",), ("reporting", "review tools"), retention=FOREVER),
     Channel(topics.DEADLETTER, "Records a stage could not apply: the original key, value and headers, plus dlq.* "
                                "headers (dlq.error.kind, dlq.error.message, dlq.source.topic/partition/offset, "
-                               "dlq.stage, dlq.at). `make redrive` sends them back.",
+                               "dlq.stage, dlq.at, dlq.final). `make redrive` sends them back, except those "
+                               "rejected for good (dlq.final: true).",
             (), ("enrichment", "scoring", "routing", "capture", "reporting"), ("leadpipe-redrive",),
             retention=FOREVER),
 )
