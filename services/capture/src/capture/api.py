@@ -58,6 +58,11 @@ THROTTLED = Counter("capture_requests_throttled_total", "Submissions refused wit
 QUARANTINED = Counter("capture_submissions_quarantined_total", "Submissions taken for bots' (answered as people)",
                       ["endpoint"])
 
+#: What a request meets when Postgres cannot serve it now: unreachable, or every pooled connection taken for the
+#: pool's checkout timeout (``sqlalchemy.exc.TimeoutError``, no ``DBAPIError``); asyncpg's own errors for the
+#: statements run on it directly (the writer's, a key's claim). Answered 503 to retry, never 500.
+DB_UNAVAILABLE = (OSError, DBAPIError, PoolTimeout, asyncpg.PostgresError, asyncpg.InterfaceError)
+
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -317,7 +322,7 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
                                 source=SOURCE, time=lead.captured_at,
                                 traceparent=child_traceparent(request.headers.get("traceparent")))])
             await uow.commit()
-    except (OSError, DBAPIError, PoolTimeout, asyncpg.PostgresError, asyncpg.InterfaceError):  # the claim's asyncpg
+    except DB_UNAVAILABLE:
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     log.info("submission quarantined", lead_id=str(lead.lead_id), reasons=reasons)
     return Admitted(answer)
@@ -555,7 +560,7 @@ class Released(BaseModel):
 
 
 quarantine_router = APIRouter(prefix="/v1/quarantine", tags=["quarantine"], dependencies=[needs("admin")],
-                              responses=problem_responses(401, 403))
+                              responses=problem_responses(401, 403, 503))
 
 
 @quarantine_router.get("", summary="Submissions taken for bots', newest first", response_model=list[Quarantined])
@@ -589,11 +594,19 @@ async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> d
                 traceparent=child_traceparent(request.headers.get("traceparent")))], now)
             await uow.store.mark_released(lead_id, now)
             await uow.commit()
-    except (OSError, DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError):  # admit runs on asyncpg itself
+    except DB_UNAVAILABLE:
         raise Problem(503, "the release cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     rt.wake_relay()
     log.info("quarantined submission released", lead_id=str(lead_id))
     return {"lead_id": lead_id, "released_at": now, "repeated": False}
+
+
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    """A database failure no route answers itself (an API key's lookup on a public post, an admin's, the
+    quarantine's listing): a 503 to retry, as the writer's are, not a 500."""
+    log.warning("database unavailable", error=repr(exc), path=request.url.path)
+    return await problem_response(request, Problem(503, "the database cannot serve this right now; please retry",
+                                                   headers={"Retry-After": "5"}))
 
 
 async def problem_response(request: Request, exc: Problem) -> Response:

@@ -1,0 +1,100 @@
+"""capture's answer when Postgres cannot serve a request, with no Postgres: every pooled connection is taken (the
+pool's checkout times out) and each request path that reaches the database answers 503 with Retry-After."""
+
+import asyncio
+import contextlib
+import functools
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from leadpipe_common.auth import Keys
+from leadpipe_common.db import make_sessionmaker
+from leadpipe_common.service import Runtime
+from leadpipe_common.uow import SqlUnitOfWork
+
+from capture.api import Capture, Limits
+from capture.app import create_app, load_forms, load_identity
+from capture.settings import CaptureSettings
+from capture.store import CaptureStore, outbox
+from capture.throttle import parse_rate
+from capture.writer import LeadWriter
+
+NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+ADMIN = f"test-bootstrap-{uuid.uuid4().hex}"
+
+
+@contextlib.asynccontextmanager
+async def exhausted_pool() -> AsyncIterator[AsyncEngine]:
+    """An engine whose only connection is taken for good: every checkout times out (``sqlalchemy.exc.TimeoutError``),
+    as when every pooled connection is held (a flood, a lock nobody releases) for the pool's timeout."""
+    async def never_connects() -> None:
+        await asyncio.Event().wait()
+
+    engine = create_async_engine(NOWHERE, pool_size=1, max_overflow=0, pool_timeout=0.05,
+                                 async_creator=never_connects)
+    taken = asyncio.create_task(engine.connect().start())
+    await asyncio.sleep(0)
+    try:
+        yield engine
+    finally:
+        taken.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await taken
+        await engine.dispose()
+
+
+def serving(engine: AsyncEngine) -> FastAPI:
+    """capture's app on ``engine``, its state as the lifespan leaves it (no broker, no loop started)."""
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    app = create_app(settings)
+    app.state.keys = Keys(engine, ADMIN)
+    context = Capture(forms=load_forms(settings.forms_file), writer=LeadWriter(engine, 1, lambda: None, utc_now),
+                      clock=utc_now, limits=Limits(parse_rate("100/second", "rate"), parse_rate("100/second", "rate"),
+                                                   {}, ()),
+                      token_key=b"k" * 32, verifier=None, identity=load_identity(settings.identity_file))  # type: ignore[arg-type]
+    app.state.runtime = Runtime(settings=settings, context=context, engine=engine, producer=None,  # type: ignore[arg-type]
+                                unit_of_work=functools.partial(SqlUnitOfWork, make_sessionmaker(engine), CaptureStore,
+                                                               None, outbox), wake_relay=lambda: None)
+    return app
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def answers(method: str, path: str, **kwargs) -> httpx.Response:
+    async with exhausted_pool() as engine:
+        transport = httpx.ASGITransport(app=serving(engine), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://capture") as client:
+            return await client.request(method, path, **kwargs)
+
+
+def is_retry_later(r: httpx.Response) -> bool:
+    return r.status_code == 503 and r.headers.get("retry-after") == "5" and bool(r.json()["error"])
+
+
+async def test_releasing_a_quarantined_submission_while_the_pool_is_exhausted_is_answered_retry_later():
+    r = await answers("POST", f"/v1/quarantine/{uuid.uuid4()}/release", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert is_retry_later(r), (r.status_code, r.text)
+
+
+async def test_listing_the_quarantine_while_the_pool_is_exhausted_is_answered_retry_later():
+    r = await answers("GET", "/v1/quarantine", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert is_retry_later(r), (r.status_code, r.text)
+
+
+async def test_a_lead_posted_with_an_api_key_that_cannot_be_looked_up_is_answered_retry_later():
+    """The key's lookup, before the body is read, checks a connection out too (on the fast lane)."""
+    r = await answers("POST", "/v1/leads", json={"email": "ada@example.com"},
+                      headers={"Authorization": f"Bearer lpk_{uuid.uuid4().hex[:12]}_secret"})
+    assert is_retry_later(r), (r.status_code, r.text)
+
+
+async def test_an_admin_key_that_cannot_be_looked_up_is_answered_retry_later():
+    r = await answers("GET", "/v1/quarantine", headers={"Authorization": f"Bearer lpk_{uuid.uuid4().hex[:12]}_secret"})
+    assert is_retry_later(r), (r.status_code, r.text)
