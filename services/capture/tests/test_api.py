@@ -1,5 +1,6 @@
 """capture against a real broker and Postgres, through HTTP."""
 
+import time
 import uuid
 
 import httpx
@@ -141,3 +142,22 @@ async def test_a_form_id_outside_the_routes_pattern_is_refused_naming_it(capture
     assert r.status_code == 422
     assert [e["field"] for e in r.json()["errors"]] == ["form_id"]
     assert await _lead_count(db) == before
+
+
+async def test_a_person_whose_row_another_transaction_holds_gets_a_503_to_retry_not_a_wait_for_ever(capture_url, db):
+    """An admin's open transaction (or a stuck follower) holds the person's row: capture's writer gives up after
+    CAPTURE_DB_LOCK_TIMEOUT_MS (2 s) and answers 503 with Retry-After; once the row is free, the retry is taken."""
+    email = f"held.{uuid.uuid4().hex[:8]}@example.com"
+    async with httpx.AsyncClient(base_url=capture_url, timeout=15) as client:
+        first = await client.post("/v1/leads", json={"email": email})
+        assert first.status_code == 202
+        async with db.connect() as conn, conn.begin():
+            (await conn.execute(sa.text("SELECT person_key FROM capture.people WHERE open_lead_id = :lead FOR UPDATE"),
+                                {"lead": first.json()["lead_id"]})).scalar_one()  # the person's row, held
+            waited = time.monotonic()
+            r = await client.post("/v1/leads", json={"email": email})
+            waited = time.monotonic() - waited
+        assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+        assert waited < 10
+        again = await client.post("/v1/leads", json={"email": email})
+    assert again.status_code == 202 and again.json()["lead_id"] == first.json()["lead_id"]

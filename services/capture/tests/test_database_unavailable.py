@@ -1,5 +1,6 @@
-"""capture's answer when Postgres cannot serve a request, with no Postgres: every pooled connection is taken (the
-pool's checkout times out) and each request path that reaches the database answers 503 with Retry-After."""
+"""capture when Postgres cannot serve a request, with no Postgres: every pooled connection is taken (the pool's
+checkout times out) and each request path that reaches the database answers 503 with Retry-After; and a row held
+elsewhere is waited for only so long (the lock and statement timeouts capture's pool asks for)."""
 
 import asyncio
 import contextlib
@@ -8,17 +9,21 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from leadpipe_common import service as shared_service
 from leadpipe_common.auth import Keys
-from leadpipe_common.db import make_sessionmaker
+from leadpipe_common.db import make_engine, make_sessionmaker
 from leadpipe_common.service import Runtime
 from leadpipe_common.uow import SqlUnitOfWork
 
 from capture.api import Capture, Limits
 from capture.app import create_app, load_forms, load_identity
+from capture.redrive import Redriver
 from capture.settings import CaptureSettings
 from capture.store import CaptureStore, outbox
 from capture.throttle import parse_rate
@@ -98,3 +103,67 @@ async def test_a_lead_posted_with_an_api_key_that_cannot_be_looked_up_is_answere
 async def test_an_admin_key_that_cannot_be_looked_up_is_answered_retry_later():
     r = await answers("GET", "/v1/quarantine", headers={"Authorization": f"Bearer lpk_{uuid.uuid4().hex[:12]}_secret"})
     assert is_retry_later(r), (r.status_code, r.text)
+
+
+class Built(Exception):
+    """The serving process's engine is built: the lifespan goes no further."""
+
+
+async def test_capture_serves_from_connections_that_give_up_on_a_held_row_and_a_statement_that_does_not_end(
+        monkeypatch):
+    """Set at connect, on every connection of the serving process's pool; an engine an admin command builds from the
+    same settings (or a migration) has none, so nothing cuts a long one short."""
+    sent: list[dict] = []
+
+    async def connect(*args, **kwargs):  # noqa: ANN202
+        sent.append(kwargs.get("server_settings") or {})
+        raise OSError("no Postgres here")
+
+    engines: list[AsyncEngine] = []
+
+    def building(*args, **kwargs):  # noqa: ANN202
+        engines.append(make_engine(*args, **kwargs))
+        raise Built
+
+    monkeypatch.setattr(asyncpg, "connect", connect)
+    monkeypatch.setattr(shared_service, "make_engine", building)
+    monkeypatch.setattr(shared_service.lp_logging, "configure", lambda *args: None)
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, db_lock_timeout_ms=1500)
+    app = create_app(settings)
+    with pytest.raises(Built):
+        async with app.router.lifespan_context(app):
+            pass
+    for engine in (*engines, make_engine(settings)):
+        with pytest.raises(OSError):
+            async with engine.connect():
+                pass
+        await engine.dispose()
+    assert sent == [{"lock_timeout": "1500", "statement_timeout": "5000"}, {}]
+
+
+class Recorded:
+    """An engine whose transactions record the statements they are sent, and find nothing stuck."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator["Recorded"]:
+        yield self
+
+    async def execute(self, statement, params=None):  # noqa: ANN001, ANN201
+        self.sent.append(str(statement))
+        return self
+
+    def all(self) -> list:
+        return []
+
+    def one(self):  # noqa: ANN201
+        return type("Counts", (), {"stuck": 0, "exhausted": 0})
+
+
+async def test_the_re_driver_lifts_the_statement_timeout_capture_sets_for_requests_for_its_own_transaction():
+    """After a long outage, counting the stuck leads may take longer than a request may; it must still finish."""
+    engine = Recorded()
+    await Redriver(engine, after_s=300, every_s=30, max_redrives=3, on_redrive=lambda: None).step()  # type: ignore[arg-type]
+    assert engine.sent[0] == "SELECT set_config('statement_timeout', '0', true)"

@@ -2,7 +2,10 @@
 
 Guarantees:
 - Engines are built by a service's composition root from its settings, never
-  at import time.
+  at import time. The serving process's pool may start each connection with
+  Postgres settings of its own (``server_settings``: capture's lock and
+  statement timeouts, for its requests); admin commands and migrations build
+  their engines without them, so nothing cuts a long one short.
 - ``raw_pooled`` is a pooled connection's asyncpg connection itself (each
   statement its own transaction), ``raw_transaction`` one transaction on it,
   for the hottest paths (capture's writer, where most requests commit alone
@@ -45,7 +48,7 @@ import contextlib
 import functools
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +64,9 @@ from leadpipe_common.envelope import Message
 from leadpipe_common.settings import ServiceSettings
 
 
-def make_engine(settings: ServiceSettings) -> AsyncEngine:
+def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str] | None = None) -> AsyncEngine:
+    """``server_settings``: Postgres settings each new connection starts with (sent with the connection's
+    start-up, so they cost no round trip: a ``SET`` per transaction would cost one)."""
     # No pre-ping: it costs a round trip per transaction. A connection that
     # went stale (Postgres restarted) fails its transaction, which every
     # caller already retries or answers 503 for, and the pool then drops it.
@@ -70,6 +75,7 @@ def make_engine(settings: ServiceSettings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_recycle=1800,
+        connect_args={"server_settings": dict(server_settings)} if server_settings else {},
     )
 
 

@@ -189,7 +189,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         lp_logging.configure(service.name, settings.log_level, settings.log_json)
-        engine = make_engine(settings)
+        engine = make_engine(settings, server_settings=settings.db_server_settings())
         producer = Producer(settings, client_id=service.name)
         claim = service.claim()
         relay = (OutboxRelay(engine, producer, claim, name=service.name, batch_max=settings.outbox_batch_max,

@@ -132,6 +132,11 @@ class ServiceSettings(KafkaSettings):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return url
 
+    def db_server_settings(self) -> dict[str, str]:
+        """Postgres settings every connection of the serving process's pool starts with (none by default); the
+        engines of admin commands and migrations do without them."""
+        return {}
+
 
 class ConsumerSettings(ServiceSettings):
     """A service that reads a topic through the consumer runner."""

@@ -50,6 +50,9 @@ _REDRIVE = sa.text(
     SELECT lead_id FROM redriven
     """
 )
+#: capture's pool cuts statements short for its requests (``CAPTURE_DB_STATEMENT_TIMEOUT_MS``); counting every stuck
+#: lead may take longer after a long outage, just when re-driving matters, and no request waits for it.
+_UNHURRIED = sa.text("SELECT set_config('statement_timeout', '0', true)")
 _STUCK = sa.text(
     f"""
     SELECT count(*) AS stuck, count(*) FILTER (WHERE redrives >= :max_redrives) AS exhausted
@@ -83,6 +86,7 @@ class Redriver(BackgroundLoop):
     async def step(self) -> int:
         params = {"after": self._after_s, "max_redrives": self._max}
         async with self._engine.begin() as conn:
+            await conn.execute(_UNHURRIED)  # for this transaction only
             redriven = (await conn.execute(_REDRIVE, {**params, "backoff": self._backoff, "batch": REDRIVE_BATCH})).all()
             counts = (await conn.execute(_STUCK, params)).one()
         STUCK.set(counts.stuck)

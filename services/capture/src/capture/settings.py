@@ -79,6 +79,24 @@ class CaptureSettings(ConsumerSettings):
                                                          "long as they take at the recent rate, none when not "
                                                          "one more is expected within `WRITE_LINGER_MS`; 0: "
                                                          "every round waits the whole linger")
+    # The writer's rounds go one after another: a round waiting on a row some other transaction holds (an admin's
+    # open transaction, a stuck follower) held up every request of the process for as long as that lasted.
+    # Normal waits (another process's round, a follower's batch) take milliseconds. Set on every connection of
+    # capture's pool at connect (no round trip); migrations (`leadpipe-capture migrate`) and admin commands build
+    # engines of their own, without them.
+    db_lock_timeout_ms: int = Field(2000, ge=0, description="how long capture's statements wait for a row or lock "
+                                                           "another transaction holds (a person's row an admin "
+                                                           "holds, say) before giving up: the request answers "
+                                                           "`503` with `Retry-After`, the lifecycle follower "
+                                                           "retries its batch; 0: for ever")
+    db_statement_timeout_ms: int = Field(5000, ge=0, description="how long one statement of capture's may take, "
+                                                                "waits included, before Postgres cancels it (a "
+                                                                "`503` with `Retry-After` for the request); the "
+                                                                "re-driver's are not limited; 0: no limit")
+
+    def db_server_settings(self) -> dict[str, str]:
+        return {"lock_timeout": str(self.db_lock_timeout_ms), "statement_timeout": str(self.db_statement_timeout_ms)}
+
     outbox_batch_max: int = 1000
     # A write wakes its own process's relay; the idle poll only finds what a
     # process that died left behind. Woken, the relay waits so that one round

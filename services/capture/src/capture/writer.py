@@ -395,7 +395,10 @@ def _refuse(requests: Sequence[tuple[Submitted, asyncio.Future[Admitted]]]) -> N
 class LeadWriter:
     """Commits submissions in groups: one write round for every request waiting at that moment.
 
-    A failed commit fails its requests (they answer 503); it does not make capture unready.
+    A failed commit fails its requests (they answer 503); it does not make capture unready. Rounds go one after
+    another, so a round may wait on a row held elsewhere only as long as the pool's ``lock_timeout`` allows
+    (``CAPTURE_DB_LOCK_TIMEOUT_MS``, and each statement ``CAPTURE_DB_STATEMENT_TIMEOUT_MS``): then it fails, and
+    the rounds behind it go on.
     """
 
     name = "capture-writer"
