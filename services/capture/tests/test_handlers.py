@@ -2,10 +2,10 @@ import uuid
 from datetime import UTC, datetime
 
 from capture.domain import capture_lead
-from capture.handlers import captured_lead_messages, handle_lead_stage_changed, is_terminal_step
+from capture.handlers import captured_lead_messages, handle_lead_merged, handle_lead_stage_changed, is_terminal_step
 from capture.store import Unpublished
 from leadpipe_common.envelope import Envelope
-from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.events import Attribution, LeadMerged, LeadStageChanged
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 
@@ -45,12 +45,27 @@ class Outcomes:
     def __init__(self) -> None:
         self.recorded: list[dict] = []
         self.closed: list = []
+        self.calls: list[tuple[str, object]] = []
 
     async def record_outcomes(self, outcomes) -> None:
         self.recorded.extend(outcomes)
+        self.calls.append(("record_outcomes", [o["b_lead_id"] for o in outcomes]))
 
     async def close_leads(self, lead_ids) -> None:
         self.closed.extend(lead_ids)
+        self.calls.append(("close_leads", list(lead_ids)))
+
+    async def lock_people(self, lead_ids) -> None:
+        self.calls.append(("lock_people", list(lead_ids)))
+
+    async def redirect_people(self, survivors) -> None:
+        self.calls.append(("redirect_people", list(survivors)))
+
+
+def a_merge() -> Envelope:
+    merged = LeadMerged(lead_id=uuid.uuid4(), survivor_id=uuid.uuid4(), at=NOW, by="rep", reason="same person",
+                        attribution=Attribution())
+    return factories.envelope("leads.lifecycle", merged)
 
 
 def a_step(to_stage: str) -> Envelope:
@@ -81,3 +96,25 @@ def test_only_terminal_and_closing_steps_are_read_at_all():
     assert is_terminal_step([("ce_tostage", b"routed")]) and is_terminal_step([("ce_tostage", b"deadlettered")])
     assert is_terminal_step([("ce_tostage", b"won")]) and is_terminal_step([("ce_tostage", b"lost")])
     assert not is_terminal_step([("ce_tostage", b"enriched")]) and not is_terminal_step([])
+
+
+async def test_a_batch_locks_the_people_of_every_lead_it_closes_or_merges_at_once_before_anything_else():
+    """Applied run by run in log order, a close, a merge and a close would lock their people in three statements,
+    out of the order every write round locks people in: a deadlock with a round holding one and waiting for
+    another."""
+    uow = MemoryUnitOfWork(Outcomes())
+    won, merged, routed, lost = a_step("won"), a_merge(), a_step("routed"), a_step("lost")
+    async with uow:
+        answer = await handle_lead_merged(uow, [won, merged, routed, lost])
+    assert answer == {won.id: [], merged.id: [], routed.id: [], lost.id: []}
+    closing = [won.data.lead_id, merged.data.lead_id, lost.data.lead_id]
+    assert uow.store.calls[0] == ("lock_people", sorted(closing))
+    assert [call for call, _ in uow.store.calls[1:]] == ["record_outcomes", "close_leads", "redirect_people",
+                                                         "record_outcomes", "close_leads"]  # in log order
+
+
+def test_the_runner_gives_closing_steps_and_merges_to_one_call_so_a_batch_locks_its_people_once():
+    from capture.service import SERVICE
+
+    handlers = SERVICE.handlers(None)
+    assert handlers[LeadStageChanged.type] is handlers[LeadMerged.type]

@@ -3,6 +3,7 @@ submission, a person with an open lead and an Idempotency-Key; and the relay's c
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import time
@@ -16,15 +17,18 @@ import sqlalchemy as sa
 
 from leadpipe_common import outbox as outbox_rows
 from leadpipe_common import topics
-from leadpipe_common.db import make_sessionmaker
-from leadpipe_common.envelope import encode, new_traceparent
-from leadpipe_common.events import LeadCaptured, LeadMerged
+from leadpipe_common.consumer import BatchApplier
+from leadpipe_common.db import make_sessionmaker, raw_transaction
+from leadpipe_common.envelope import Message, encode, new_traceparent
+from leadpipe_common.events import Attribution, LeadCaptured, LeadMerged, LeadStageChanged
 from leadpipe_common.pacing import Linger
 from leadpipe_common.testing import factories
+from leadpipe_common.uow import SqlUnitOfWork
 
 from capture.redrive import Redriver
+from capture.service import SERVICE
 from capture.store import CaptureStore, Claimed, claim_publishable, outbox
-from capture.writer import LeadWriter, Submitted, _split_event
+from capture.writer import LeadWriter, Submitted, _split_event, admit
 
 
 def submission(email: str, key: str | None = None) -> Submitted:
@@ -478,6 +482,94 @@ async def test_a_merge_applied_while_another_process_closes_the_survivor_waits_f
         await asyncio.wait_for(merging, 10)
         held = await open_lead_of(db, duplicate)
     assert held is None
+
+
+async def people_whose_leads_sort_the_other_way(db) -> tuple[Submitted, Submitted]:  # noqa: ANN001
+    """Two people with open leads, ``a`` before ``b`` by key but after it by lead id, ``b``'s row stored first:
+    an UPDATE of their rows by lead (as the index on open_lead_id, or the table, gives them) meets ``b`` first."""
+    run = uuid.uuid4().hex[:8]
+    low, high = sorted([uuid.uuid4(), uuid.uuid4()])
+    a, b = submission(f"a.{run}@sap.com"), submission(f"b.{run}@sap.com")
+    a = dataclasses.replace(a, lead=a.lead.model_copy(update={"lead_id": high}))
+    b = dataclasses.replace(b, lead=b.lead.model_copy(update={"lead_id": low}))
+    await write_together(db, [b])
+    await write_together(db, [a])
+    return a, b
+
+
+async def a_round_touching_both_around(db, a: Submitted, b: Submitted, follow) -> None:  # noqa: ANN001
+    """A write round's transaction locks ``a``'s row, then ``b``'s (a round holding both locks them in key order),
+    and the lifecycle follower's transaction ``follow`` starts in between. Were the follower to lock ``b`` and
+    then wait for ``a``, the two would wait for each other, and Postgres would abort one of them."""
+    async with raw_transaction(db) as conn:
+        await admit(conn, [submission(a.person_key)], datetime.now(UTC))
+        following = asyncio.create_task(follow())
+        await asyncio.sleep(0.5)
+        await admit(conn, [submission(b.person_key)], datetime.now(UTC))
+    await asyncio.wait_for(following, 10)
+
+
+async def test_closing_leads_while_a_round_writes_to_their_people_waits_its_turn_instead_of_deadlocking(stack, db):
+    a, b = await people_whose_leads_sort_the_other_way(db)
+
+    async def close() -> None:
+        async with make_sessionmaker(db)() as session, session.begin():
+            await CaptureStore(session).close_leads(sorted([a.lead.lead_id, b.lead.lead_id]))
+
+    async with captures_paused(stack):
+        await a_round_touching_both_around(db, a, b, close)
+        held = [await open_lead_of(db, sub) for sub in (a, b)]
+    assert held == [None, None]
+
+
+async def test_merging_leads_while_a_round_writes_to_their_people_waits_its_turn_instead_of_deadlocking(stack, db):
+    a, b = await people_whose_leads_sort_the_other_way(db)
+    survivor = submission(f"c.{uuid.uuid4().hex[:8]}@sap.com")
+    await write_together(db, [survivor])
+    async with captures_paused(stack):
+        await a_round_touching_both_around(db, a, b, lambda: merge_people(
+            db, {a.lead.lead_id: survivor.lead.lead_id, b.lead.lead_id: survivor.lead.lead_id}))
+        held = [await open_lead_of(db, sub) for sub in (a, b)]
+    assert held == [survivor.lead.lead_id] * 2
+
+
+@dataclasses.dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list
+
+
+class MergesKeptAside(SqlUnitOfWork):
+    """capture's lifecycle follower's unit of work, the merges it would send down the pipeline kept aside."""
+
+    def publish(self, messages) -> None:  # noqa: ANN001
+        self.kept = list(messages)
+
+
+async def test_a_batch_closing_one_lead_and_merging_another_while_a_round_writes_to_both_people_does_not_deadlock(
+        stack, db):
+    """The runner hands a batch to its handlers run by run: a close, then a merge. The batch must still lock both
+    people in the round's order, not the close's person and then the merge's."""
+    a, b = await people_whose_leads_sort_the_other_way(db)
+    survivor = submission(f"c.{uuid.uuid4().hex[:8]}@sap.com")
+    await write_together(db, [survivor])
+    now = datetime.now(UTC)
+    lost = LeadStageChanged(lead_id=b.lead.lead_id, from_stage="accepted", to_stage="lost", at=now, by="rep",
+                            reason="no budget", attribution=Attribution())
+    merged = LeadMerged(lead_id=a.lead.lead_id, survivor_id=survivor.lead.lead_id, at=now, by="rep",
+                        reason="one person", attribution=Attribution())
+    messages: list[Message] = [factories.message(topics.LIFECYCLE, e) for e in (lost, merged)]
+    batch = [Record(topics.LIFECYCLE, 0, i, m.key, m.value, list(m.headers)) for i, m in enumerate(messages)]
+    applier = BatchApplier(service="capture", handlers=SERVICE.handlers(None),
+                           unit_of_work=lambda: MergesKeptAside(make_sessionmaker(db), CaptureStore))
+    async with captures_paused(stack):
+        await a_round_touching_both_around(db, a, b, lambda: applier.apply(batch))
+        held = [await open_lead_of(db, sub) for sub in (a, b)]
+    assert held == [survivor.lead.lead_id, None]
 
 
 async def test_two_people_of_one_lead_touching_it_at_once_are_written_one_after_the_other(stack, db):

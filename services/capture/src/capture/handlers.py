@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Sequence
 
@@ -58,26 +59,41 @@ async def publishable(conn: asyncpg.Connection, limit: int) -> list[Message]:
             + [m for row in claimed.touches for m in touch_messages(row)] + claimed.outbox)
 
 
-async def handle_lead_stage_changed(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],
-                                    ctx: None = None) -> dict[uuid.UUID, Outcome]:
+async def handle_lifecycle_events(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],
+                                  ctx: None = None) -> dict[uuid.UUID, Outcome]:
+    """Closing steps and merges, applied in log order. One handler for both: the runner calls a handler once per
+    run of its events, and a batch that closed leads in one call and merged others in the next locked their
+    people in two statements, out of the one order every capture transaction takes (the store's LOCK ORDER):
+    against a write round holding one of them and waiting for another, a deadlock. So the people of every lead
+    the batch closes or merges are locked first, in one statement (each store call then finds its own held)."""
+    closing = {env.data.lead_id for env in batch
+               if isinstance(env.data, LeadStageChanged) and env.data.to_stage in CLOSED_STAGES}
+    merged = {env.data.lead_id for env in batch if isinstance(env.data, LeadMerged)}
+    await uow.store.lock_people(sorted(closing | merged))
+    for merges, run in itertools.groupby(batch, key=lambda env: isinstance(env.data, LeadMerged)):
+        await (_apply_merges if merges else _apply_steps)(uow, list(run))
+    return {env.id: [] for env in batch}
+
+
+async def _apply_steps(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope]) -> None:
     """Note terminal outcomes, so the re-driver knows which accepted leads are done, and closed leads, so
     their people's next submission opens a new lead."""
     steps = [env.data for env in batch if isinstance(env.data, LeadStageChanged)]
     await uow.store.record_outcomes([{"b_lead_id": s.lead_id, "b_stage": s.to_stage, "b_at": s.at}
                                      for s in steps if s.to_stage in TERMINAL_STAGES])
     await uow.store.close_leads(sorted({s.lead_id for s in steps if s.to_stage in CLOSED_STAGES}))
-    return {env.id: [] for env in batch}
 
 
-async def handle_lead_merged(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],
-                             ctx: None = None) -> dict[uuid.UUID, Outcome]:
+async def _apply_merges(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope]) -> None:
     """A person whose open lead was merged into another: their next submission is a touch of the survivor; and
     the merge goes down the pipeline (``leads.captured``, after the lead's own events) for scoring to give the
     survivor the duplicate's touches."""
     merges = [env for env in batch if isinstance(env.data, LeadMerged)]
     await uow.store.redirect_people({env.data.lead_id: env.data.survivor_id for env in merges})
     uow.publish([follow_up(env, topics.CAPTURED, env.data, source=SOURCE, time=env.data.at) for env in merges])
-    return {env.id: [] for env in batch}
+
+
+handle_lead_stage_changed = handle_lead_merged = handle_lifecycle_events
 
 
 _FOLLOWED = {stage.encode() for stage in TERMINAL_STAGES | CLOSED_STAGES | {"merged"}}

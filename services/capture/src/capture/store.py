@@ -65,11 +65,19 @@ leads = sa.Table(
 async def close_leads(conn: AsyncConnection | AsyncSession, lead_ids: Sequence[uuid.UUID]) -> None:
     """These leads are closed (won, lost, disqualified): their people's next submission opens a new lead.
 
-    The leads are marked first, their rows locked: a merge into one of them (``redirect_people``) applied at
-    the same time by another process waits for this, or this waits for it and then finds its people too."""
+    Their people's rows are locked first, in LOCK ORDER (see ``people``). Then the leads are marked, their rows
+    locked: a merge into one of them (``redirect_people``) applied at the same time by another process waits
+    for this, or this waits for it and then finds its people too."""
     if lead_ids:
+        await lock_people(conn, lead_ids)
         await conn.execute(_MARK_CLOSED, {"leads": list(lead_ids)})
         await conn.execute(_CLOSE_LEADS, {"leads": list(lead_ids)})
+
+
+async def lock_people(conn: AsyncConnection | AsyncSession, lead_ids: Sequence[uuid.UUID]) -> None:
+    """Lock the people whose open lead is one of ``lead_ids``, in ONE statement, in LOCK ORDER (see ``people``)."""
+    if lead_ids:
+        await conn.execute(_LOCK_PEOPLE, {"leads": sorted(set(lead_ids))})
 
 
 quarantine = sa.Table(
@@ -86,6 +94,17 @@ quarantine = sa.Table(
 )
 #: A person (by normalised e-mail address) and their open lead, if any: the row every submission of theirs
 #: locks, which is what makes "one person, one open lead" hold across capture's processes.
+#:
+#: LOCK ORDER. A capture transaction that locks people rows locks every one it needs in ONE statement, in
+#: person_key order compared byte-wise (Python's order of str; in SQL ``COLLATE "C"``, since the database's
+#: collation may put "a.b" and "ab" the other way round), before any lock of its on a lead: the writer's rounds
+#: (``writer._OPEN_LEADS``, or ``writer._PEOPLE_UPSERT`` and then the advisory lock of each lead touched, in lead
+#: id order; Idempotency-Keys before them, which the follower never locks) and the lifecycle follower
+#: (``_LOCK_PEOPLE`` for the people of every lead its batch closes or merges, then those leads' rows). The writer
+#: never waits on a lead's row (it inserts new leads and only reads old ones). So no two transactions each hold
+#: a person the other waits for: Postgres would abort one of them (a 503 for the round, a retried batch). The
+#: one exception is a person that another process moves into a lead a batch closes or merges in the moment
+#: between the batch's lock and its mark of that lead: the batch locks that row late.
 people = sa.Table(
     "people",
     metadata,
@@ -121,6 +140,11 @@ outbox = outbox_table(metadata)
 
 
 _CLOSE_LEADS = people.update().where(among(people.c.open_lead_id, "leads")).values(open_lead_id=None)
+#: The rows ``_CLOSE_LEADS`` and ``redirect_people`` update, locked in LOCK ORDER (alone, those UPDATEs lock them
+#: in the order of their lead ids, as the index on open_lead_id finds them); as strong a lock as an UPDATE of
+#: open_lead_id takes, and the writer's upsert.
+_LOCK_PEOPLE = (sa.select(people.c.person_key).where(among(people.c.open_lead_id, "leads"))
+                .order_by(people.c.person_key.collate("C")).with_for_update(key_share=True))
 _MARK_CLOSED = (leads.update().where(among(leads.c.lead_id, "leads"), leads.c.closed_at.is_(None))
                 .values(closed_at=sa.func.now()))
 _MARK_MERGED = (leads.update().where(leads.c.lead_id == sa.bindparam("merged"))
@@ -249,6 +273,9 @@ class CaptureStore:
     async def close_leads(self, lead_ids: Sequence[uuid.UUID]) -> None:
         await close_leads(self._session, lead_ids)
 
+    async def lock_people(self, lead_ids: Sequence[uuid.UUID]) -> None:
+        await lock_people(self._session, lead_ids)
+
     async def redirect_people(self, survivors: dict[uuid.UUID, uuid.UUID]) -> None:
         """People whose open lead was merged now have the survivor open, unless it is closed: a survivor already
         won, lost or disqualified leaves them with none, so their next submission opens a new lead. (Sales may
@@ -261,7 +288,11 @@ class CaptureStore:
         sees the first: S into T applied first marks S, and D into S follows the mark to T; D into S applied
         first leaves D's people at S, where S into T finds them. A closed lead on the way ends the chain, as it
         ends it for S's own people (a won S merged on into T: routing refuses that now, but logs from before
-        may hold it): D's people then hold none, in either order."""
+        may hold it): D's people then hold none, in either order.
+
+        The people of every merged lead are locked before anything else, in one statement, in LOCK ORDER (one
+        merge after another, each its people, would lock them in merged lead order)."""
+        await lock_people(self._session, list(survivors))
         for merged, survivor in sorted(survivors.items()):
             await self._session.execute(_MARK_MERGED, {"merged": merged, "survivor": survivor})
             holder, closed, seen = survivor, None, {merged}

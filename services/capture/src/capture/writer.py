@@ -15,8 +15,10 @@ In that transaction ``admit`` decides, race-free across capture's processes:
   after their 24 hours (a key older than 24 hours is claimed anew anyway);
 - a person (``people``, by normalised address) has at most one open lead: the
   person's row is upserted and locked, and a submission either opens their
-  lead or becomes a touch of the open one. Rows are locked in key order, so
-  concurrent batches cannot deadlock.
+  lead or becomes a touch of the open one. Rows are locked in key order, in
+  one statement, before any per-lead lock: the order every capture
+  transaction takes (``store``'s LOCK ORDER), so none can deadlock with a
+  round.
 
 A write round waits, once its first submission is in, for a few more to share
 its statement (``pacing.Linger``: as long as its target of submissions takes at
