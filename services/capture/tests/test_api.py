@@ -147,17 +147,20 @@ async def test_a_form_id_outside_the_routes_pattern_is_refused_naming_it(capture
 async def test_a_person_whose_row_another_transaction_holds_gets_a_503_to_retry_not_a_wait_for_ever(capture_url, db):
     """An admin's open transaction (or a stuck follower) holds the person's row: capture's writer gives up after
     CAPTURE_DB_LOCK_TIMEOUT_MS (2 s) and answers 503 with Retry-After; once the row is free, the retry is taken."""
-    email = f"held.{uuid.uuid4().hex[:8]}@example.com"
+    # Sales-ready, so the lead stays open while the test runs (scoring disqualifies a bare address, which closes
+    # the lead: the retry would then rightly open a new one).
+    email, sales_ready = f"held.{uuid.uuid4().hex[:8]}@example.com", {"job_title": "Chief Marketing Officer",
+                                                                      "country": "US", "offer": "demo"}
     async with httpx.AsyncClient(base_url=capture_url, timeout=15) as client:
-        first = await client.post("/v1/leads", json={"email": email})
+        first = await client.post("/v1/leads", json={"email": email, **sales_ready})
         assert first.status_code == 202
         async with db.connect() as conn, conn.begin():
             (await conn.execute(sa.text("SELECT person_key FROM capture.people WHERE open_lead_id = :lead FOR UPDATE"),
                                 {"lead": first.json()["lead_id"]})).scalar_one()  # the person's row, held
             waited = time.monotonic()
-            r = await client.post("/v1/leads", json={"email": email})
+            r = await client.post("/v1/leads", json={"email": email, **sales_ready})
             waited = time.monotonic() - waited
         assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
         assert waited < 10
-        again = await client.post("/v1/leads", json={"email": email})
+        again = await client.post("/v1/leads", json={"email": email, **sales_ready})
     assert again.status_code == 202 and again.json()["lead_id"] == first.json()["lead_id"]
