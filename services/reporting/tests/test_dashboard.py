@@ -3,6 +3,7 @@
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from leadpipe_common import auth
 from leadpipe_common.http import install_problem_handlers
@@ -58,3 +59,14 @@ async def test_a_sign_out_the_database_cannot_record_keeps_the_cookie_and_says_t
         failed = await browser.post("/dashboard/logout")
     assert failed.status_code == 503 and "please try again" in failed.text
     assert "set-cookie" not in failed.headers and 'action="/dashboard/logout"' in failed.text
+
+
+async def test_a_sign_in_the_database_cannot_check_now_says_to_try_again():
+    """Every pooled connection taken is no OSError: it was a 500 on the sign-in page."""
+    class Busy(Keys):
+        async def authenticate(self, key: str) -> None:
+            raise PoolTimeout("QueuePool limit of size 10 overflow 10 reached")
+
+    async with client(Busy(), None) as browser:
+        failed = await browser.post("/dashboard/login", data={"key": "lpk_abc.def"})
+    assert failed.status_code == 503 and "cannot be checked right now" in failed.text

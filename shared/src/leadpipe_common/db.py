@@ -29,6 +29,9 @@ Guarantees:
   lookup's text is the same whatever the batch's size and asyncpg prepares it once per connection. With
   ``in_()`` each new length was a new statement (one parameter per value): prepared, planned and cached
   again, and SQLAlchemy expanded the list in Python on every call.
+- ``UNAVAILABLE`` is every error a caller meets when Postgres cannot serve it
+  now; every service answers a request that meets one ``503`` with
+  ``Retry-After`` (``http.install_problem_handlers``), never ``500``.
 - ``compiled_once`` statements are compiled once per process: SQLAlchemy 2.0
   cannot cache PostgreSQL's ``INSERT .. ON CONFLICT``, and compiled it again on
   every batch (about a tenth of a stage's CPU).
@@ -58,10 +61,18 @@ from pydantic_core import to_json
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from leadpipe_common.envelope import Message
 from leadpipe_common.settings import ServiceSettings
+
+
+#: Postgres unreachable or gone (``OSError``), a statement failed or cut short (``DBAPIError``; asyncpg's own
+#: errors where a path runs on asyncpg itself: capture's writer, a key's claim), or every pooled connection
+#: taken for the pool's checkout timeout (``sqlalchemy.exc.TimeoutError``, which is no ``DBAPIError``).
+UNAVAILABLE: tuple[type[Exception], ...] = (OSError, DBAPIError, PoolTimeout, asyncpg.PostgresError,
+                                            asyncpg.InterfaceError)
 
 
 def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str] | None = None) -> AsyncEngine:

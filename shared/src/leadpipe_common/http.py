@@ -18,6 +18,9 @@ Guarantees:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
   framing (``frame-ancestors 'none'``) and sends no referrer.
+- A request that meets the database unable to serve it (``db.UNAVAILABLE``)
+  where no route answers that itself is answered ``503`` with
+  ``Retry-After: 5`` in the same shape, never ``500``.
 - ``cross_site``: a browser's form post from another site is recognised (by
   ``Sec-Fetch-Site`` or ``Origin``), so a page elsewhere cannot sign a
   visitor in or out; clients that send neither header (curl, SDKs) are not
@@ -31,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -38,6 +42,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from leadpipe_common.problems import NUL_REASON, FieldProblem, field_problems, nul_path
+
+log = structlog.get_logger(__name__)
 
 __all__ = ["FieldProblem", "FieldsRefused", "Problem", "ProblemBody", "field_problems", "install_problem_handlers", "problem_responses"]
 
@@ -85,7 +91,9 @@ class Problem(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, unavailable: Sequence[type[Exception]] = ()) -> None:
+    """The shared error shape for the app's Problems and FastAPI's own errors; ``unavailable`` (the database's
+    errors that mean "not now") answered ``503`` with ``Retry-After`` wherever no route answers them itself."""
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return exc.response()
@@ -98,6 +106,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> Response:
         return await _render(request, Problem(exc.status_code, str(exc.detail), getattr(exc, "problems", ()),
                                               headers=exc.headers))
+
+    async def _unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("database unavailable", error=repr(exc), path=request.url.path)
+        return await _render(request, Problem(503, "the database cannot serve this right now; please retry",
+                                              headers={"Retry-After": "5"}))
+
+    for error in unavailable:  # by class, so the fast lane's lookup finds them too
+        app.add_exception_handler(error, _unavailable)
 
     async def _render(request: Request, problem: Problem) -> Response:
         # Through whatever renders Problems in this app (a service may install its own).

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
-import asyncpg
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.routing import APIRoute
@@ -27,15 +26,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from limits import RateLimitItem
 from prometheus_client import Counter
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from leadpipe_common import topics
 from leadpipe_common.auth import Principal, has_key, identify, needs, seen_valid
-from leadpipe_common.db import raw_connection
+from leadpipe_common.db import UNAVAILABLE, raw_connection
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadCaptured, LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
@@ -57,11 +54,6 @@ REJECTED = Counter("capture_requests_rejected_total", "Requests refused", ["stat
 THROTTLED = Counter("capture_requests_throttled_total", "Submissions refused with 429", ["by"])
 QUARANTINED = Counter("capture_submissions_quarantined_total", "Submissions taken for bots' (answered as people)",
                       ["endpoint"])
-
-#: What a request meets when Postgres cannot serve it now: unreachable, or every pooled connection taken for the
-#: pool's checkout timeout (``sqlalchemy.exc.TimeoutError``, no ``DBAPIError``); asyncpg's own errors for the
-#: statements run on it directly (the writer's, a key's claim). Answered 503 to retry, never 500.
-DB_UNAVAILABLE = (OSError, DBAPIError, PoolTimeout, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -322,7 +314,7 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
                                 source=SOURCE, time=lead.captured_at,
                                 traceparent=child_traceparent(request.headers.get("traceparent")))])
             await uow.commit()
-    except DB_UNAVAILABLE:
+    except UNAVAILABLE:
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     log.info("submission quarantined", lead_id=str(lead.lead_id), reasons=reasons)
     return Admitted(answer)
@@ -594,19 +586,11 @@ async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> d
                 traceparent=child_traceparent(request.headers.get("traceparent")))], now)
             await uow.store.mark_released(lead_id, now)
             await uow.commit()
-    except DB_UNAVAILABLE:
+    except UNAVAILABLE:
         raise Problem(503, "the release cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     rt.wake_relay()
     log.info("quarantined submission released", lead_id=str(lead_id))
     return {"lead_id": lead_id, "released_at": now, "repeated": False}
-
-
-async def database_unavailable(request: Request, exc: Exception) -> Response:
-    """A database failure no route answers itself (an API key's lookup on a public post, an admin's, the
-    quarantine's listing): a 503 to retry, as the writer's are, not a 500."""
-    log.warning("database unavailable", error=repr(exc), path=request.url.path)
-    return await problem_response(request, Problem(503, "the database cannot serve this right now; please retry",
-                                                   headers={"Retry-After": "5"}))
 
 
 async def problem_response(request: Request, exc: Problem) -> Response:

@@ -16,7 +16,7 @@ from leadpipe_common.http import Problem
 from leadpipe_common.pacing import Linger
 from leadpipe_common.service import Clients, consumer_app, utc_now
 
-from capture.api import DB_UNAVAILABLE, Capture, Limits, database_unavailable, problem_response
+from capture.api import Capture, Limits, problem_response
 from capture.captcha import Verifier
 from capture.cors import CrossOrigin
 from capture.domain import Form, IdentityRules, Submission, parse_forms, parse_identity
@@ -101,8 +101,6 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
 
     app = consumer_app(SERVICE, settings, context)
     app.add_exception_handler(Problem, problem_response)  # type: ignore[arg-type]
-    for unavailable in DB_UNAVAILABLE:  # the fast lane finds these by class too
-        app.add_exception_handler(unavailable, database_unavailable)
     app.add_middleware(CrossOrigin, everywhere=settings.origins(), forms=forms)
     document_submission(app)
     return app

@@ -1,0 +1,41 @@
+"""The shared error shape when the database cannot serve a request: a 503 to retry, whatever the route."""
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from leadpipe_common.db import UNAVAILABLE
+from leadpipe_common.http import install_problem_handlers
+
+
+def app_failing_with(error: Exception) -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app, unavailable=UNAVAILABLE)
+
+    @app.get("/v1/reports/funnel")
+    async def funnel() -> dict:
+        raise error
+
+    return app
+
+
+async def get(app: FastAPI) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://reporting") as client:
+        return await client.get("/v1/reports/funnel")
+
+
+@pytest.mark.parametrize("error", [
+    PoolTimeout("QueuePool limit of size 10 overflow 10 reached"), ConnectionRefusedError("connection refused"),
+    asyncpg.LockNotAvailableError("canceling statement due to lock timeout"),
+], ids=["every pooled connection taken", "Postgres unreachable", "a lock held elsewhere"])
+async def test_a_request_the_database_cannot_serve_now_is_asked_to_retry_not_failed(error):
+    answer = await get(app_failing_with(error))
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert answer.json() == {"error": "the database cannot serve this right now; please retry"}
+
+
+async def test_a_bug_is_still_a_server_error():
+    assert (await get(app_failing_with(KeyError("total")))).status_code == 500
