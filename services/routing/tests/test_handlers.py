@@ -188,6 +188,23 @@ async def test_a_batch_of_scores_and_reports_locks_every_hand_off_it_may_change_
     assert uow.store.handoffs[reported.lead_id].handoff.status == "accepted"
 
 
+async def test_a_batch_with_a_report_between_two_scores_locks_its_teams_once_in_name_order(uow):
+    """A fetch returns its records partition by partition, so feedback often sits between two runs of scores:
+    each run locking its own teams took 'emea' then 'apac', and a process with the mirror batch the reverse."""
+    two_teams = DATA.model_dump()
+    two_teams["reps"].append({"id": "kim", "name": "Kim", "team": "apac", "weight": 1})
+    two_teams["territories"]["regions"]["apac"] = ["JP"]
+    two_teams["territories"]["teams"].append({"team": "apac", "region": "apac"})
+    ctx = Routing(Reference(parse_routing_data(two_teams), "v-two-teams"), clock=Clock())
+    reported = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, reported))[0]).assignment.owner_id
+    uow.store.locks.clear()
+    await runner(uow, ctx).apply([read(factories.message(topics.SCORED, factories.scored("mql", country="DE")), 0),
+                                  read(report(reported.lead_id, outcome="accepted", rep_id=owner), 0),
+                                  read(factories.message(topics.SCORED, factories.scored("mql", country="JP")), 1)])
+    assert [lock for lock in uow.store.locks if isinstance(lock, str)] == ["apac", "emea"]
+
+
 async def test_a_missed_deadline_hands_the_lead_on_once_within_its_trace(uow, ctx):
     lead = factories.scored("mql", country="DE")
     routed, _ = await route(uow, ctx, lead)

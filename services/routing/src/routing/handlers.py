@@ -30,7 +30,6 @@ order, as every path does (``routing.store``).
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -306,18 +305,24 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
 
 async def handle_scored_and_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],
                                           ctx: Routing) -> dict[uuid.UUID, Outcome]:
-    """Both of routing's inputs (the service declares this one handler for both, so a batch's runs of scores and
-    reports come in one call): each run goes to its own handler, in log order."""
-    runs = [list(run) for _, run in itertools.groupby(batch, key=lambda env: isinstance(env.data, LeadScored))]
-    if len(runs) > 1:
-        # Each handler locks its own hand-offs in lead id order, but one unit of work with several runs would
-        # lock a later run's after an earlier run's (and after the rotation rows a score run takes): every
-        # hand-off the batch may change is locked first, so the whole unit keeps one order, hand-offs then
-        # rotation. (A touch may change its lead's hand-off; a first score only adds one.)
-        await uow.store.lock_handoffs(env.data.lead_id for env in batch
-                                      if not isinstance(env.data, LeadScored) or env.data.touch is not None)
+    """Both of routing's inputs (the service declares this one handler for both, so a batch's scores and reports
+    come in one call): every score, in log order, then every report, in log order.
+
+    Each handler locks in the store's order (hand-offs, then rotation rows, each sorted), but a unit of work
+    calling them once per run would lock a later run's rows after an earlier run's: scores, a report, scores
+    again took one run's teams and then the other's, and two processes doing that the other way round deadlock.
+    So the hand-offs the batch may change are locked first, and the scores go in one call (one rotation lock).
+    The two topics have no order between them, so taking each topic's events together reorders nothing that
+    was ordered."""
+    scores = [env for env in batch if isinstance(env.data, LeadScored)]
+    reports = [env for env in batch if not isinstance(env.data, LeadScored)]
+    if scores and reports:
+        # A touch may change its lead's hand-off; a first score only adds one.
+        await uow.store.lock_handoffs([env.data.lead_id for env in reports]
+                                      + [env.data.lead_id for env in scores if env.data.touch is not None])
     outcomes: dict[uuid.UUID, Outcome] = {}
-    for run in runs:
-        handler = handle_lead_scored if isinstance(run[0].data, LeadScored) else handle_lead_dispositioned
-        outcomes.update(await handler(uow, run, ctx))
+    if scores:
+        outcomes.update(await handle_lead_scored(uow, scores, ctx))
+    if reports:
+        outcomes.update(await handle_lead_dispositioned(uow, reports, ctx))
     return outcomes
