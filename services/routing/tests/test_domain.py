@@ -159,6 +159,15 @@ def test_a_business_day_is_the_reps_working_day_and_counts_across_a_clock_change
     assert acceptance_due("C", "ana", data, start) == datetime(2027, 3, 29, 15, 0, tzinfo=BERLIN)
 
 
+def test_the_longest_deadline_in_hours_reaches_a_rep_who_works_one_day_a_week():
+    """8760 working hours of a rep on Mondays 09:00-17:00 is 21 years of Mondays: the search for the deadline
+    counted calendar days as if every working day had 24 hours and gave up (a batch failing for ever)."""
+    mondays = WorkingHours(days=["mon"], start="09:00", end="17:00")
+    start = datetime(2026, 11, 23, 9, 0, tzinfo=BERLIN)  # a Monday, at opening
+    # 1,095 Mondays of 8 hours: the first is the start's, the last 1,094 weeks on.
+    assert add_working_time(start, timedelta(hours=8760), mondays, BERLIN) == datetime(2047, 11, 11, 17, 0, tzinfo=BERLIN)
+
+
 def test_a_working_day_of_a_rep_on_around_the_clock_is_the_calendar_day_however_long_a_clock_change_makes_it():
     # Berlin's 2027-03-28 has 23 hours and 2027-10-31 has 25: "1d" ends at the same time of day next day.
     always = WorkingHours(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="24:00")

@@ -7,6 +7,7 @@ package, read, never fetched).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -27,7 +28,11 @@ def add_working_time(start: datetime, work: timedelta, hours: WorkingHours, tz: 
         return start.astimezone(UTC)
     now = start.astimezone(UTC)
     remaining = work
-    for day in _working_days(now.astimezone(tz).date(), hours, day_off, within=remaining.days):
+    # How many working days the deadline may take (one more for a day a clock change shortens): in calendar
+    # days, ``work.days`` assumed 24-hour working days, and a rep on two hours a day ran out of days to look at.
+    nominal_day = timedelta(minutes=hours.minutes(hours.end) - hours.minutes(hours.start))
+    needed = math.ceil(work / nominal_day) + 1
+    for day in _working_days(now.astimezone(tz).date(), hours, day_off, within=needed):
         opens, closes = _open(day, hours, tz)
         if now < closes:
             now = max(now, opens)
