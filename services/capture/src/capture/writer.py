@@ -137,9 +137,12 @@ _LOCK_TOUCHED = """
 SELECT pg_advisory_xact_lock(hashtextextended('capture.touches/' || lead_id::text, 0))
 FROM unnest($1::uuid[]) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
 """
+#: Each lead's newest touch, one index probe a lead (touches_by_lead, backwards): DISTINCT ON read every touch of
+#: a lead, a cost growing with a person's touches that a busy one (a script with a key) would push past the
+#: statement timeout, failing its whole round.
 _LATEST_TOUCHES = f"""
-SELECT DISTINCT ON (lead_id) lead_id, event FROM {SCHEMA}.touches WHERE lead_id = ANY($1::uuid[])
-ORDER BY lead_id, seq DESC
+SELECT t.lead_id, t.event FROM unnest($1::uuid[]) AS l(lead_id)
+CROSS JOIN LATERAL (SELECT lead_id, event FROM {SCHEMA}.touches WHERE lead_id = l.lead_id ORDER BY seq DESC LIMIT 1) t
 """
 
 
