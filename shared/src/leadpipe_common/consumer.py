@@ -18,8 +18,9 @@ Guarantees, in the order they happen for each batch:
    An event the handler rejects becomes a dead letter (kind ``rejected``). A
    final rejection (``Rejected.final``: the verdict followed from the state
    the handler read, which later events change) is stored with its dead
-   letter as its outputs, so a redelivered or redriven copy is answered with
-   that same letter and never applied out of its place in the log; any other
+   letter as its outputs, so a redelivered copy is answered with that same
+   letter and never applied out of its place in the log (the letter says
+   ``dlq.final``, and redrive leaves it); any other
    rejection is not stored, so that a redriven copy is applied once its cause
    is fixed. Then it commits. A service without an inbox hands every event
    to its handlers, which must then be idempotent by construction: they return no outputs,
