@@ -4,15 +4,16 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from leadpipe_common.db import UNAVAILABLE
+from leadpipe_common.db import UNAVAILABLE, is_unavailable
 from leadpipe_common.http import install_problem_handlers
 
 
 def app_failing_with(error: Exception) -> FastAPI:
     app = FastAPI()
-    install_problem_handlers(app, unavailable=UNAVAILABLE)
+    install_problem_handlers(app, unavailable=UNAVAILABLE, retry_later=is_unavailable)
 
     @app.get("/v1/reports/funnel")
     async def funnel() -> dict:
@@ -27,15 +28,30 @@ async def get(app: FastAPI) -> httpx.Response:
         return await client.get("/v1/reports/funnel")
 
 
+def through_sqlalchemy(error: Exception) -> DBAPIError:
+    """``error`` as a statement run through a session raises it."""
+    return DBAPIError("SELECT 1", None, error)
+
+
 @pytest.mark.parametrize("error", [
     PoolTimeout("QueuePool limit of size 10 overflow 10 reached"), ConnectionRefusedError("connection refused"),
     asyncpg.LockNotAvailableError("canceling statement due to lock timeout"),
-], ids=["every pooled connection taken", "Postgres unreachable", "a lock held elsewhere"])
+    through_sqlalchemy(asyncpg.QueryCanceledError("canceling statement due to statement timeout")),
+    through_sqlalchemy(asyncpg.DeadlockDetectedError("deadlock detected")),
+    through_sqlalchemy(asyncpg.TooManyConnectionsError("sorry, too many clients already")),
+    through_sqlalchemy(asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")),
+], ids=["every pooled connection taken", "Postgres unreachable", "a lock held elsewhere", "a statement timeout",
+        "a deadlock", "too many connections", "the connection lost"])
 async def test_a_request_the_database_cannot_serve_now_is_asked_to_retry_not_failed(error):
     answer = await get(app_failing_with(error))
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
     assert answer.json() == {"error": "the database cannot serve this right now; please retry"}
 
 
-async def test_a_bug_is_still_a_server_error():
-    assert (await get(app_failing_with(KeyError("total")))).status_code == 500
+@pytest.mark.parametrize("error", [
+    KeyError("total"), through_sqlalchemy(asyncpg.UndefinedTableError('relation "auth.ended_sessions" does not exist')),
+    asyncpg.UniqueViolationError("duplicate key value violates unique constraint"),
+    through_sqlalchemy(asyncpg.PostgresSyntaxError('syntax error at or near "SELEC"')),
+], ids=["a bug", "a migration not applied", "a constraint", "bad SQL"])
+async def test_a_bug_is_still_a_server_error_not_a_request_to_retry_for_ever(error):
+    assert (await get(app_failing_with(error))).status_code == 500

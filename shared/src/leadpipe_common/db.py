@@ -29,9 +29,13 @@ Guarantees:
   lookup's text is the same whatever the batch's size and asyncpg prepares it once per connection. With
   ``in_()`` each new length was a new statement (one parameter per value): prepared, planned and cached
   again, and SQLAlchemy expanded the list in Python on every call.
-- ``UNAVAILABLE`` is every error a caller meets when Postgres cannot serve it
-  now; every service answers a request that meets one ``503`` with
-  ``Retry-After`` (``http.install_problem_handlers``), never ``500``.
+- ``is_unavailable(exc)`` tells an error that means Postgres cannot serve
+  this now (unreachable, every pooled connection busy, a lock or statement
+  timeout, a deadlock, too many connections, a shutdown) from a bug (a
+  missing table, a constraint, bad SQL); ``UNAVAILABLE`` are the classes
+  either may come as. Every service answers a request that meets the first
+  ``503`` with ``Retry-After`` (``http.install_problem_handlers``), never
+  ``500``; a bug stays a ``500``, so that someone looks.
 - ``compiled_once`` statements are compiled once per process: SQLAlchemy 2.0
   cannot cache PostgreSQL's ``INSERT .. ON CONFLICT``, and compiled it again on
   every batch (about a tenth of a stage's CPU).
@@ -68,11 +72,33 @@ from leadpipe_common.envelope import Message
 from leadpipe_common.settings import ServiceSettings
 
 
-#: Postgres unreachable or gone (``OSError``), a statement failed or cut short (``DBAPIError``; asyncpg's own
-#: errors where a path runs on asyncpg itself: capture's writer, a key's claim), or every pooled connection
-#: taken for the pool's checkout timeout (``sqlalchemy.exc.TimeoutError``, which is no ``DBAPIError``).
+#: What a database error comes as: Postgres unreachable or gone (``OSError``), a statement that failed
+#: (``DBAPIError``; asyncpg's own errors where a path runs on asyncpg itself: capture's writer, a key's claim),
+#: or every pooled connection taken for the pool's checkout timeout (``sqlalchemy.exc.TimeoutError``, which is
+#: no ``DBAPIError``). Whether one means "not now" is ``is_unavailable``'s to say.
 UNAVAILABLE: tuple[type[Exception], ...] = (OSError, DBAPIError, PoolTimeout, asyncpg.PostgresError,
                                             asyncpg.InterfaceError)
+#: SQLSTATEs a retry may cure: the classes of connection exceptions (08), insufficient resources (53: too many
+#: connections, out of memory or disk), operator intervention (57: a statement cancelled or timed out, a
+#: shutdown, "cannot connect now"); a serialization failure, a deadlock, and lock_timeout's "lock not available".
+_RETRY_CLASSES = ("08", "53", "57")
+_RETRY_CODES = frozenset({"40001", "40P01", "55P03"})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means Postgres cannot serve this now, so that the same request may pass later: the
+    connection or the pool failed, or Postgres said so (by SQLSTATE, on the error or the one it wraps)."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (OSError, PoolTimeout, asyncpg.InterfaceError)):  # asyncio's TimeoutError included
+            return True
+        code = getattr(error, "sqlstate", None)
+        if isinstance(code, str) and code:
+            return code[:2] in _RETRY_CLASSES or code in _RETRY_CODES
+        error = getattr(error, "orig", None) or error.__cause__  # SQLAlchemy's wrapper, then asyncpg's own
+    return False
 
 
 def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str] | None = None) -> AsyncEngine:

@@ -18,9 +18,10 @@ Guarantees:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
   framing (``frame-ancestors 'none'``) and sends no referrer.
-- A request that meets the database unable to serve it (``db.UNAVAILABLE``)
-  where no route answers that itself is answered ``503`` with
-  ``Retry-After: 5`` in the same shape, never ``500``.
+- A request that meets the database unable to serve it now
+  (``db.is_unavailable``) where no route answers that itself is answered
+  ``503`` with ``Retry-After: 5`` in the same shape, never ``500``; any
+  other database error stays a ``500``.
 - ``cross_site``: a browser's form post from another site is recognised (by
   ``Sec-Fetch-Site`` or ``Origin``), so a page elsewhere cannot sign a
   visitor in or out; clients that send neither header (curl, SDKs) are not
@@ -30,7 +31,7 @@ Guarantees:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -91,9 +92,11 @@ class Problem(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-def install_problem_handlers(app: FastAPI, unavailable: Sequence[type[Exception]] = ()) -> None:
-    """The shared error shape for the app's Problems and FastAPI's own errors; ``unavailable`` (the database's
-    errors that mean "not now") answered ``503`` with ``Retry-After`` wherever no route answers them itself."""
+def install_problem_handlers(app: FastAPI, unavailable: Sequence[type[Exception]] = (),
+                             retry_later: Callable[[BaseException], bool] = lambda exc: True) -> None:
+    """The shared error shape for the app's Problems and FastAPI's own errors; the database's errors
+    (``unavailable``, by class) that mean "not now" (``retry_later``) answered ``503`` with ``Retry-After``
+    wherever no route answers them itself, the others left to be the server errors they are."""
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return exc.response()
@@ -108,6 +111,8 @@ def install_problem_handlers(app: FastAPI, unavailable: Sequence[type[Exception]
                                               headers=exc.headers))
 
     async def _unavailable(request: Request, exc: Exception) -> Response:
+        if not retry_later(exc):
+            raise exc  # a bug (a missing table, bad SQL): a 500, logged with its traceback, so someone looks
         log.warning("database unavailable", error=repr(exc), path=request.url.path)
         return await _render(request, Problem(503, "the database cannot serve this right now; please retry",
                                               headers={"Retry-After": "5"}))

@@ -45,7 +45,7 @@ from leadpipe_common import asyncapi, heap, topics, topology
 from leadpipe_common import logging as lp_logging
 from leadpipe_common.auth import Keys, Sessions, principal
 from leadpipe_common.consumer import BatchApplier, BatchHandler, ConsumerRunner, Outcome
-from leadpipe_common.db import UNAVAILABLE, make_engine, make_sessionmaker, ping
+from leadpipe_common.db import UNAVAILABLE, is_unavailable, make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
 from leadpipe_common.http import BodyLimit, RefuseNul, SecurityHeaders, install_problem_handlers, problem_responses
@@ -259,7 +259,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics)
-    install_problem_handlers(app, unavailable=UNAVAILABLE)
+    install_problem_handlers(app, unavailable=UNAVAILABLE, retry_later=is_unavailable)
     # The service's own routes first: the router tries routes in order, and capture's public posts are the
     # requests that come by the thousand (matching them after the ops and docs routes was ~13 % of capture's
     # HTTP path). Service.check refuses a route of its own on one of the shared paths below.

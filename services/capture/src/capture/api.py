@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException
 
 from leadpipe_common import topics
 from leadpipe_common.auth import Principal, has_key, identify, needs, seen_valid
-from leadpipe_common.db import UNAVAILABLE, raw_connection
+from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadCaptured, LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
@@ -314,7 +314,9 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
                                 source=SOURCE, time=lead.captured_at,
                                 traceparent=child_traceparent(request.headers.get("traceparent")))])
             await uow.commit()
-    except UNAVAILABLE:
+    except UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     log.info("submission quarantined", lead_id=str(lead.lead_id), reasons=reasons)
     return Admitted(answer)
@@ -586,7 +588,9 @@ async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> d
                 traceparent=child_traceparent(request.headers.get("traceparent")))], now)
             await uow.store.mark_released(lead_id, now)
             await uow.commit()
-    except UNAVAILABLE:
+    except UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
         raise Problem(503, "the release cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     rt.wake_relay()
     log.info("quarantined submission released", lead_id=str(lead_id))

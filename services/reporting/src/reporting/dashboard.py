@@ -22,7 +22,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from leadpipe_common.auth import SESSION_COOKIE, identify, keys_of
-from leadpipe_common.db import UNAVAILABLE
+from leadpipe_common.db import UNAVAILABLE, is_unavailable
 from leadpipe_common.http import Problem, cross_site, problem_responses
 from leadpipe_common.service import runtime_of
 
@@ -140,7 +140,9 @@ async def login(request: Request) -> Response:
     key = str((await request.form()).get("key", "")).strip()
     try:
         who = await keys_of(request).authenticate(key) if key else None
-    except UNAVAILABLE:
+    except UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
         return login_page("The key cannot be checked right now; please try again.", 503)
     if who is None:
         return login_page("That key is unknown or revoked.", 401)
@@ -167,7 +169,9 @@ async def logout(request: Request) -> Response:
     if session is not None:
         try:
             await keys_of(request).end(session)
-        except UNAVAILABLE:
+        except UNAVAILABLE as exc:
+            if not is_unavailable(exc):
+                raise
             # The cookie stays, so that signing out again can still end the session.
             return sign_out_page("Signing out cannot be recorded right now; please try again.", 503)
     response = RedirectResponse("/dashboard/login", status_code=303)

@@ -12,7 +12,7 @@ from prometheus_client import Counter
 from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
 
 from leadpipe_common.auth import Principal, needs
-from leadpipe_common.db import UNAVAILABLE
+from leadpipe_common.db import UNAVAILABLE, is_unavailable
 from leadpipe_common.events import DispositionReport, LeadDispositioned
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
@@ -59,7 +59,9 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
                                               request.headers.get("traceparent"))
             uow.publish(result.messages)
             await uow.commit()
-    except UNAVAILABLE:
+    except UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
         raise Problem(503, "dispositions cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     verdict = result.verdict
     if verdict is None:
@@ -111,7 +113,9 @@ async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, r
                                         rt.context.clock(), request.headers.get("traceparent"))
             uow.publish(result.messages)
             await uow.commit()
-    except UNAVAILABLE:
+    except UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
         raise Problem(503, "the merge cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     verdict = result.verdict
     if verdict is None:
@@ -206,7 +210,9 @@ async def put_availability(rep_id: str, body: Availability, rt: RoutingRuntime,
                                     now)
             await uow.commit()
             presence = await uow.store.presence([rep.id], now)
-    except UNAVAILABLE:
+    except UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
         raise Problem(503, "availability cannot be stored right now; please retry",
                       headers={"Retry-After": "5"}) from None
     return _rep_state(rep, rt.context.data, presence, now)
