@@ -1,7 +1,6 @@
 """The runner's batch logic (decode, dead letters, inbox, grouping, order) with no broker and no Postgres."""
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
@@ -16,18 +15,8 @@ from leadpipe_common.uow import MemoryUnitOfWork
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list = field(default_factory=list)
-
-
-def records(*messages: Message, topic: str = topics.CAPTURED) -> list[Record]:
-    return [Record(topic, 0, i, m.key, m.value, list(m.headers)) for i, m in enumerate(messages)]
+def records(*messages: Message, topic: str = topics.CAPTURED) -> list:
+    return [factories.consumed(m, i, topic=topic) for i, m in enumerate(messages)]
 
 
 def out(env, tag: str) -> Message:

@@ -533,16 +533,6 @@ async def test_merging_leads_while_a_round_writes_to_their_people_waits_its_turn
     assert held == [survivor.lead.lead_id] * 2
 
 
-@dataclasses.dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list
-
-
 class MergesKeptAside(SqlUnitOfWork):
     """capture's lifecycle follower's unit of work, the merges it would send down the pipeline kept aside."""
 
@@ -563,7 +553,7 @@ async def test_a_batch_closing_one_lead_and_merging_another_while_a_round_writes
     merged = LeadMerged(lead_id=a.lead.lead_id, survivor_id=survivor.lead.lead_id, at=now, by="rep",
                         reason="one person", attribution=Attribution())
     messages: list[Message] = [factories.message(topics.LIFECYCLE, e) for e in (lost, merged)]
-    batch = [Record(topics.LIFECYCLE, 0, i, m.key, m.value, list(m.headers)) for i, m in enumerate(messages)]
+    batch = [factories.consumed(m, i) for i, m in enumerate(messages)]
     applier = BatchApplier(service="capture", handlers=SERVICE.handlers(None),
                            unit_of_work=lambda: MergesKeptAside(make_sessionmaker(db), CaptureStore))
     async with captures_paused(stack):

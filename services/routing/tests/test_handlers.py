@@ -2,7 +2,6 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import pytest
 
@@ -115,12 +114,6 @@ def runner(uow, ctx) -> BatchApplier:
     return BatchApplier(service="routing", handlers=SERVICE.handlers(ctx), unit_of_work=lambda: uow, clock=ctx.clock)
 
 
-def read(message, offset: int) -> SimpleNamespace:
-    """``message`` as the runner reads it from partition 0 at ``offset`` (a redelivery reads the same offset)."""
-    return SimpleNamespace(topic=message.topic, partition=0, offset=offset, key=message.key, value=message.value,
-                           headers=list(message.headers))
-
-
 def report(lead_id, **fields):
     return factories.message(topics.FEEDBACK, LeadDispositioned(lead_id=lead_id, **fields))
 
@@ -131,11 +124,11 @@ async def test_a_report_refused_on_the_topic_stays_refused_when_read_again_after
     lead = factories.scored("mql", country="DE")
     owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
     won = report(lead.lead_id, outcome="won", rep_id=owner, amount="1200", currency="EUR")
-    [letter] = await runner(uow, ctx).apply([read(won, 0)])
+    [letter] = await runner(uow, ctx).apply([factories.consumed(won, 0)])
     assert letter.topic == topics.DEADLETTER and "while it is routed" in letter.header("dlq.error.message")
-    await runner(uow, ctx).apply([read(report(lead.lead_id, outcome="accepted", rep_id=owner), 1)])
+    await runner(uow, ctx).apply([factories.consumed(report(lead.lead_id, outcome="accepted", rep_id=owner), 1)])
     ctx.clock.now += timedelta(minutes=1)  # a letter made again would carry a later dlq.at
-    assert await runner(uow, ctx).apply([read(won, 0)]) == [letter]
+    assert await runner(uow, ctx).apply([factories.consumed(won, 0)]) == [letter]
     assert uow.store.handoffs[lead.lead_id].handoff.status == "accepted"
 
 
@@ -144,12 +137,12 @@ async def test_a_report_naming_a_reason_code_routing_lacks_is_applied_when_redri
     lead = factories.scored("mql", country="DE")
     owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
     rejected = report(lead.lead_id, outcome="rejected", rep_id=owner, reason_code="no-budget")
-    [letter] = await runner(uow, ctx).apply([read(rejected, 0)])
+    [letter] = await runner(uow, ctx).apply([factories.consumed(rejected, 0)])
     assert letter.header("dlq.error.message").startswith("reason_code:")
     fixed = DATA.model_dump()
     fixed["reasons"]["rejected"]["no-budget"] = "No budget this year"
     ctx.reference = Reference(parse_routing_data(fixed), "v-fixed")
-    rejected_step, nurture_step = await runner(uow, ctx).apply([read(rejected, 7)])  # as leadpipe-redrive sends it
+    rejected_step, nurture_step = await runner(uow, ctx).apply([factories.consumed(rejected, 7)])  # as leadpipe-redrive sends it
     assert (data(rejected_step).to_stage, data(nurture_step).to_stage) == ("rejected", "nurture")
 
 
@@ -165,12 +158,12 @@ async def test_a_batch_locks_the_hand_offs_it_reports_on_or_touches_in_lead_id_o
     owners = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads]
     ids = [lead.lead_id for lead in leads]
     uow.store.locks.clear()
-    await runner(uow, ctx).apply([read(report(ids[1], outcome="accepted", rep_id=owners[1]), 0),
-                                  read(report(ids[0], outcome="accepted", rep_id=owners[0]), 1)])
+    await runner(uow, ctx).apply([factories.consumed(report(ids[1], outcome="accepted", rep_id=owners[1]), 0),
+                                  factories.consumed(report(ids[0], outcome="accepted", rep_id=owners[0]), 1)])
     assert locked(uow.store) == ids
     uow.store.locks.clear()
-    await runner(uow, ctx).apply([read(factories.message(topics.SCORED, touch_of(leads[1])), 0),
-                                  read(factories.message(topics.SCORED, touch_of(leads[0])), 1)])
+    await runner(uow, ctx).apply([factories.consumed(factories.message(topics.SCORED, touch_of(leads[1])), 0),
+                                  factories.consumed(factories.message(topics.SCORED, touch_of(leads[0])), 1)])
     assert locked(uow.store) == ids
 
 
@@ -181,9 +174,9 @@ async def test_a_batch_of_scores_and_reports_locks_every_hand_off_it_may_change_
     owner = data((await route(uow, ctx, reported))[0]).assignment.owner_id
     await route(uow, ctx, touched)
     uow.store.locks.clear()
-    await runner(uow, ctx).apply([read(factories.message(topics.SCORED, factories.scored("mql", country="DE")), 0),
-                                  read(factories.message(topics.SCORED, touch_of(touched)), 1),
-                                  read(report(reported.lead_id, outcome="accepted", rep_id=owner), 0)])
+    await runner(uow, ctx).apply([factories.consumed(factories.message(topics.SCORED, factories.scored("mql", country="DE")), 0),
+                                  factories.consumed(factories.message(topics.SCORED, touch_of(touched)), 1),
+                                  factories.consumed(report(reported.lead_id, outcome="accepted", rep_id=owner), 0)])
     assert locked(uow.store) == [reported.lead_id, touched.lead_id, "emea"]
     assert uow.store.handoffs[reported.lead_id].handoff.status == "accepted"
 
@@ -199,9 +192,9 @@ async def test_a_batch_with_a_report_between_two_scores_locks_its_teams_once_in_
     reported = factories.scored("mql", country="DE")
     owner = data((await route(uow, ctx, reported))[0]).assignment.owner_id
     uow.store.locks.clear()
-    await runner(uow, ctx).apply([read(factories.message(topics.SCORED, factories.scored("mql", country="DE")), 0),
-                                  read(report(reported.lead_id, outcome="accepted", rep_id=owner), 0),
-                                  read(factories.message(topics.SCORED, factories.scored("mql", country="JP")), 1)])
+    await runner(uow, ctx).apply([factories.consumed(factories.message(topics.SCORED, factories.scored("mql", country="DE")), 0),
+                                  factories.consumed(report(reported.lead_id, outcome="accepted", rep_id=owner), 0),
+                                  factories.consumed(factories.message(topics.SCORED, factories.scored("mql", country="JP")), 1)])
     assert [lock for lock in uow.store.locks if isinstance(lock, str)] == ["apac", "emea"]
 
 

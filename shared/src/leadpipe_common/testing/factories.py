@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from leadpipe_common.envelope import Envelope, Message, decode, encode
 from leadpipe_common.events import (
@@ -56,3 +57,10 @@ def envelope(topic: str, event: Event, event_id: uuid.UUID | None = None) -> Env
     """``event`` as a handler receives it: encoded for ``topic`` and decoded again, as the runner would."""
     m = message(topic, event, event_id)
     return decode(m.headers, m.key, m.value)
+
+
+def consumed(message: Message, offset: int, *, topic: str | None = None, partition: int = 0) -> SimpleNamespace:
+    """``message`` as the consumer runner reads it, at ``offset`` of ``partition`` (a redelivery reads the same
+    offset), from its own topic or ``topic``: what a ``BatchApplier`` takes."""
+    return SimpleNamespace(topic=topic or message.topic, partition=partition, offset=offset, key=message.key,
+                           value=message.value, headers=list(message.headers))
