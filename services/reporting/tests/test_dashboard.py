@@ -70,3 +70,16 @@ async def test_a_sign_in_the_database_cannot_check_now_says_to_try_again():
     async with client(Busy(), None) as browser:
         failed = await browser.post("/dashboard/login", data={"key": "lpk_abc.def"})
     assert failed.status_code == 503 and "cannot be checked right now" in failed.text
+
+
+async def test_signing_in_again_ends_the_session_the_browser_had():
+    """The new cookie replaces the old one in this browser only: a copy of the old one must stop working too."""
+    class Valid(Keys):
+        async def authenticate(self, key: str) -> auth.Principal:
+            return auth.Principal(key_id="def456", name="analyst", scopes=frozenset({auth.READ_REPORTS}))
+
+    keys, old = Valid(), SESSIONS.issue("abc123")
+    async with client(keys, old) as browser:
+        signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"})
+    assert signed_in.status_code == 200 and auth.SESSION_COOKIE in signed_in.headers["set-cookie"]
+    assert keys.ended == [SESSIONS.read(old)]

@@ -140,6 +140,10 @@ async def login(request: Request) -> Response:
     key = str((await request.form()).get("key", "")).strip()
     try:
         who = await keys_of(request).authenticate(key) if key else None
+        if who is not None:
+            # The session this browser had (another key's, say) ends here, not only its cookie: a copy of it
+            # must not outlive the sign-in that replaced it.
+            await _end_session(request)
     except UNAVAILABLE as exc:
         if not is_unavailable(exc):
             raise
@@ -158,22 +162,27 @@ async def login(request: Request) -> Response:
     return page
 
 
+async def _end_session(request: Request) -> None:
+    """End the session of the request's cookie for every copy of it; no cookie, or one not signed here or
+    expired, has nothing to end."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    session = request.app.state.sessions.read(cookie) if cookie else None
+    if session is not None:
+        await keys_of(request).end(session)
+
+
 @router.post("/dashboard/logout", summary="Sign out of the dashboard",
              responses=problem_responses(403, _403="posted from another site"))
 async def logout(request: Request) -> Response:
     if cross_site(request):
         raise Problem(403, "sign out from the dashboard, not from another site")
-    cookie = request.cookies.get(SESSION_COOKIE)
-    # No cookie, or one not signed here or expired: nothing to end, the browser is signed out all the same.
-    session = request.app.state.sessions.read(cookie) if cookie else None
-    if session is not None:
-        try:
-            await keys_of(request).end(session)
-        except UNAVAILABLE as exc:
-            if not is_unavailable(exc):
-                raise
-            # The cookie stays, so that signing out again can still end the session.
-            return sign_out_page("Signing out cannot be recorded right now; please try again.", 503)
+    try:
+        await _end_session(request)
+    except UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
+        # The cookie stays, so that signing out again can still end the session.
+        return sign_out_page("Signing out cannot be recorded right now; please try again.", 503)
     response = RedirectResponse("/dashboard/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
