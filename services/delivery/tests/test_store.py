@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from delivery.store import DeliveryStore
+from delivery.store import Attempted, Claimed, DeliveryStore
 
 
 def due(subscription: str, n: int, since: datetime) -> list[dict]:
@@ -13,6 +13,12 @@ def due(subscription: str, n: int, since: datetime) -> list[dict]:
     return [{"subscription_id": subscription, "lead_id": uuid.uuid4(), "event_id": uuid.uuid4(),
              "event_type": "lead.routed", "body": b"{}", "created_at": since, "next_at": since + timedelta(seconds=i)}
             for i in range(n)]
+
+
+def attempted(claimed: Claimed, outcome: str, status: int | None, at: datetime, next_at: datetime | None = None,
+              error: str | None = None) -> Attempted:
+    return Attempted(claimed, at=at, status=status, error=error, response="" if status else None, duration_ms=7,
+                     outcome=outcome, next_at=next_at)
 
 
 async def test_a_slow_receivers_backlog_takes_only_its_own_slots_of_a_round(db):
@@ -70,12 +76,72 @@ async def test_a_late_attempt_never_overrides_the_verdict_already_recorded(db):
         await store.enqueue(due(sub, 1, now))
         [claimed] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 5)
         for outcome in ("delivered", "dead"):
-            await store.record(claimed, at=now, status=204 if outcome == "delivered" else 500, error=None,
-                               response="", duration_ms=5, outcome=outcome, next_at=None)
+            await store.record([attempted(claimed, outcome, 204 if outcome == "delivered" else 500, now)])
         status = (await conn.execute(sa.text("SELECT status FROM delivery.deliveries WHERE seq = :seq"),
                                      {"seq": claimed.seq})).scalar_one()
         await conn.rollback()
     assert status == "delivered"
+
+
+async def test_an_attempt_that_outlived_its_lease_records_nothing_over_the_claim_that_took_it_since(db):
+    """Its recording waited for a pooled connection past the lease; another round claimed the delivery and sent
+    it again. The stale failure must not move the newer lease (a third round would send it meanwhile) nor take
+    its attempt's number."""
+    run = uuid.uuid4().hex[:8]
+    sub, now = f"lease-{run}", datetime.now(UTC)
+    later = now + timedelta(seconds=21)  # the first lease has run out
+    async with db.connect() as conn:
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 1, now))
+        [first] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 5)
+        [second] = await store.claim(later, later + timedelta(seconds=20), {sub: 1}, 5)
+        stale = await store.record([attempted(first, "retry", 503, now, next_at=later + timedelta(seconds=5))])
+        third = await store.claim(later + timedelta(seconds=6), later + timedelta(seconds=26), {sub: 1}, 5)
+        kept = await store.record([attempted(second, "delivered", 204, later)])
+        row = (await conn.execute(sa.text("SELECT status, attempts, last_status FROM delivery.deliveries "
+                                          "WHERE seq = :seq"), {"seq": first.seq})).one()
+        tries = (await conn.execute(sa.text("SELECT attempt, status FROM delivery.attempts WHERE delivery_seq = :seq"),
+                                    {"seq": first.seq})).all()
+        await conn.rollback()
+    assert (first.seq, first.attempts) == (second.seq, second.attempts)
+    assert stale == set() and third == []
+    assert kept == {second.seq}
+    assert tuple(row) == ("delivered", 1, 204) and [tuple(t) for t in tries] == [(1, 204)]
+
+
+async def test_a_rounds_attempts_are_recorded_in_one_call_each_as_its_verdict_says(db):
+    run = uuid.uuid4().hex[:8]
+    sub, now = f"round-{run}", datetime.now(UTC)
+    retry_at = now + timedelta(minutes=1)
+    async with db.connect() as conn:
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 4, now - timedelta(seconds=10)))
+        claimed = sorted(await store.claim(now, now + timedelta(seconds=20), {sub: 4}, 5), key=lambda c: c.seq)
+        recorded = await store.record([
+            attempted(claimed[0], "delivered", 204, now),
+            attempted(claimed[1], "retry", None, now, next_at=retry_at, error="ConnectTimeout: "),
+            attempted(claimed[2], "dead", 500, now),
+            attempted(claimed[3], "gone", 410, now),
+        ])
+        rows = (await conn.execute(sa.text(
+            "SELECT status, attempts, last_status, last_error, next_at, done_at FROM delivery.deliveries "
+            "WHERE subscription_id = :sub ORDER BY seq"), {"sub": sub})).all()
+        tries = (await conn.execute(sa.text(
+            "SELECT a.attempt, a.at, a.status, a.error, a.duration_ms FROM delivery.attempts a "
+            "JOIN delivery.deliveries d ON d.seq = a.delivery_seq WHERE d.subscription_id = :sub ORDER BY d.seq"),
+            {"sub": sub})).all()
+        await conn.rollback()
+    lease = claimed[0].leased_until
+    assert lease == now + timedelta(seconds=20)
+    assert recorded == {c.seq for c in claimed}
+    assert [tuple(r) for r in rows] == [
+        ("delivered", 1, 204, None, lease, now),
+        ("pending", 1, None, "ConnectTimeout: ", retry_at, None),
+        ("dead", 1, 500, None, lease, now),
+        ("pending", 1, 410, None, lease, None),  # its subscription switched off: switching it on sends it again
+    ]
+    assert [tuple(t) for t in tries] == [(1, now, 204, None, 7), (1, now, None, "ConnectTimeout: ", 7),
+                                         (1, now, 500, None, 7), (1, now, 410, None, 7)]
 
 
 async def test_a_subscription_deleted_while_another_process_queues_for_it_takes_those_deliveries_with_it(db):

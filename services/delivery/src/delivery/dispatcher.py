@@ -11,7 +11,12 @@ transport, which connects only to public addresses it resolved itself
 switches the subscription off (its deliveries wait until it is redriven);
 ``429``/``503`` with ``Retry-After`` waits that long; anything else backs
 off exponentially with jitter, until the retry window ends and the delivery
-is dead, with its last response kept.
+is dead, with its last response kept. What the attempts that ended since the
+last round got is recorded by the next round, all in one transaction: the
+dispatcher takes one pooled connection at a time, however many attempts end
+together, so recording does not queue for the pool past the leases (which
+cover the attempt and its recording); an attempt that outlived its lease all
+the same records nothing over the claim that took its delivery since.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 from standardwebhooks.webhooks import Webhook
 
+from leadpipe_common.db import is_unavailable
 from leadpipe_common.outbox import BackgroundLoop
 
 from delivery.domain import Subscription, after_attempt, retry_after_s
-from delivery.store import Claimed
+from delivery.store import Attempted, Claimed
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +48,10 @@ LATENCY = Histogram("delivery_attempt_seconds", "Time one delivery attempt took"
                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 OLDEST = Gauge("delivery_oldest_waiting_seconds", "Age of the oldest delivery not yet delivered, per subscription",
                ["subscription"])
+
+#: What a lease holds a delivery for beyond the attempt's total timeout: the claim's commit, and the recording
+#: of the attempt's result by the round after it ends.
+RECORD_MARGIN_S = 5
 
 
 class Dispatcher(BackgroundLoop):
@@ -67,18 +77,24 @@ class Dispatcher(BackgroundLoop):
         self._signers: dict[tuple[str, ...], list[Webhook]] = {}
         self._in_flight: Tally[str] = Tally()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Attempts ended since the last round, each with the reason to switch its subscription off (a 410).
+        self._finished: list[tuple[Attempted, str | None]] = []
         self._gauged_at = float("-inf")
 
     async def step(self) -> int:
+        if self._finished:
+            await self._record_finished()
         room = self._max - sum(self._in_flight.values())
         if room <= 0 or not self._subs:
             return 0
-        now = self._clock()
         async with self._uow() as uow:
-            free = {sub: self._per_sub - self._in_flight[sub]
-                    for sub in set(self._subs) - await uow.store.disabled_ids()}
-            # The lease outlives the attempt, so no other dispatcher takes it meanwhile.
-            claimed = await uow.store.claim(now, now + timedelta(seconds=self._total_s + 5), free, room)
+            disabled = await uow.store.disabled_ids()
+            # Read once the round has its connection: a wait for one (a busy pool) must not shorten the lease.
+            now = self._clock()
+            free = {sub: self._per_sub - self._in_flight[sub] for sub in set(self._subs) - disabled}
+            # The lease outlives the attempt and its recording, so no other dispatcher takes it meanwhile.
+            claimed = await uow.store.claim(now, now + timedelta(seconds=self._total_s + RECORD_MARGIN_S), free,
+                                            room)
             # A gauge, not a decision: refreshed every few seconds, not on every round.
             waiting = await uow.store.oldest_waiting() if time.monotonic() >= self._gauged_at + 5 else None
             await uow.commit()
@@ -98,6 +114,48 @@ class Dispatcher(BackgroundLoop):
         # Attempts under way finish (bounded by the total timeout); an unfinished one is sent again later.
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self._total_s + 1)
+        if self._finished:  # ended after the last round: unrecorded, they would be sent again
+            try:
+                await self._record_finished()
+            except Exception as exc:
+                log.warning("could not record the last delivery attempts", attempts=len(self._finished),
+                            error=repr(exc))
+
+    async def _record_finished(self) -> None:
+        """Records the attempts ended since the last round, in one transaction."""
+        finished, self._finished = self._finished, []
+        try:
+            await self._record(finished)
+        except asyncio.CancelledError:  # a stop that ran out of patience: stop() records them after all
+            self._finished[:0] = finished
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                # Kept for the next round, which claims nothing more meanwhile; a lease that lapses meanwhile
+                # is checked when they are recorded.
+                self._finished[:0] = finished
+                raise
+            # Not Postgres but something in a row: each alone, so one that cannot be recorded holds up no other.
+            for one in finished:
+                try:
+                    await self._record([one])
+                except Exception as exc:  # its lease expires and the delivery is sent again: at least once
+                    log.warning("could not record a delivery attempt", subscription=one[0].claimed.subscription_id,
+                                error=repr(exc))
+
+    async def _record(self, finished: list[tuple[Attempted, str | None]]) -> None:
+        async with self._uow() as uow:
+            recorded = await uow.store.record([attempted for attempted, _ in finished])
+            for attempted, gone in finished:
+                if gone is not None:
+                    await uow.store.disable(attempted.claimed.subscription_id, self._clock(), gone)
+            await uow.commit()
+        for attempted, _ in finished:
+            if attempted.claimed.seq not in recorded:
+                # Claimed again since (and sent twice: receivers drop the repeat by its webhook-id), or dropped.
+                log.warning("a delivery attempt outlived its lease: not recorded",
+                            subscription=attempted.claimed.subscription_id, event_id=str(attempted.claimed.event_id),
+                            status=attempted.status, error=attempted.error)
 
     async def _attempt(self, d: Claimed) -> None:
         sub = self._subs.get(d.subscription_id)
@@ -128,22 +186,17 @@ class Dispatcher(BackgroundLoop):
                                 window=window, jitter=random.random(), base_s=self._base_s)
         LATENCY.labels(sub.id).observe(elapsed)
         ATTEMPTS.labels(sub.id, verdict.outcome).inc()
-        try:
-            async with self._uow() as uow:
-                await uow.store.record(d, at=at, status=status, error=error, response=response,
-                                       duration_ms=int(elapsed * 1000), outcome=verdict.outcome,
-                                       next_at=verdict.next_at)
-                if verdict.outcome == "gone":
-                    await uow.store.disable(sub.id, now, f"410 Gone from {sub.url}")
-                await uow.commit()
-        except Exception as exc:  # the lease expires and the delivery is sent again: at least once
-            log.warning("could not record a delivery attempt", subscription=sub.id, error=repr(exc))
+        # Recorded by the next round, with every other attempt that ended by then: one connection for all.
+        self._finished.append((Attempted(d, at=at, status=status, error=error, response=response,
+                                         duration_ms=int(elapsed * 1000), outcome=verdict.outcome,
+                                         next_at=verdict.next_at),
+                               f"410 Gone from {sub.url}" if verdict.outcome == "gone" else None))
         if verdict.outcome == "gone":
             log.warning("receiver answered 410 Gone: subscription switched off", subscription=sub.id)
         elif verdict.outcome == "dead":
             log.warning("delivery given up after the retry window", subscription=sub.id, event_id=str(d.event_id),
                         status=status, error=error)
-        self.wake()  # the lead's next delivery may be due now
+        self.wake()  # to record it; the lead's next delivery may be due then
 
     def _headers(self, d: Claimed, sub: Subscription, at: datetime) -> dict[str, str]:
         body = d.body.decode()

@@ -7,9 +7,11 @@ the redeliveries of the event; only the oldest pending delivery of each
 the order their transactions commit (a lock per lead while queueing), so a
 lead's later event never overtakes an earlier one, even when two processes
 queue for it at once; a claim is a lease (``next_at`` moved past the attempt's
-timeout) taken with ``SKIP LOCKED``, so several dispatchers share the work,
-and a dispatcher killed mid-attempt leaves a lease that expires: the delivery
-is sent again, with the same ``webhook-id``.
+timeout and its recording) taken with ``SKIP LOCKED``, so several dispatchers
+share the work, and a dispatcher killed mid-attempt leaves a lease that
+expires: the delivery is sent again, with the same ``webhook-id``. An attempt
+is recorded only while its claim's lease still holds the delivery: one that
+outlived it never overwrites what the newer claim records.
 """
 
 from __future__ import annotations
@@ -93,7 +95,6 @@ _LOCK_LEADS = sa.text(f"""
 SELECT pg_advisory_xact_lock(hashtextextended('{SCHEMA}.deliveries/' || lead_id::text, 0))
 FROM unnest(CAST(:leads AS uuid[])) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
 """)
-_INSERT_ATTEMPT = insert(attempts).on_conflict_do_nothing()
 
 #: Each open subscription's due deliveries, at most its free slots of them (a slow receiver's backlog must not
 #: fill the round and starve the others), a lead's only when nothing earlier of it is pending; then the due
@@ -119,7 +120,33 @@ _CLAIM = sa.text(
         AND d.status = 'pending' AND d.next_at <= :now
         FOR UPDATE SKIP LOCKED
     )
-    RETURNING seq, subscription_id, lead_id, event_id, event_type, body, attempts, created_at
+    RETURNING seq, subscription_id, lead_id, event_id, event_type, body, attempts, created_at, next_at
+    """
+)
+#: A round's attempts in one statement, each only while the claim that sent it still holds its delivery:
+#: pending, and ``next_at`` the lease that claim set. An attempt that outlived its lease (the delivery claimed
+#: again since) must not write over the newer claim: it would move that claim's lease (a third process would
+#: send the delivery meanwhile), or take its attempt's number.
+_RECORD = sa.text(
+    f"""
+    WITH kept AS (
+        UPDATE {SCHEMA}.deliveries d
+        SET attempts = r.attempt, last_status = r.http_status, last_error = r.error, last_response = r.response,
+            status = r.state, done_at = r.done_at, next_at = coalesce(r.retry_at, d.next_at)
+        FROM unnest(CAST(:seq AS bigint[]), CAST(:leased_until AS timestamptz[]), CAST(:attempt AS int[]),
+                    CAST(:attempted_at AS timestamptz[]), CAST(:http_status AS int[]), CAST(:error AS text[]),
+                    CAST(:response AS text[]), CAST(:duration_ms AS int[]), CAST(:state AS text[]),
+                    CAST(:done_at AS timestamptz[]), CAST(:retry_at AS timestamptz[]))
+            AS r(seq, leased_until, attempt, attempted_at, http_status, error, response, duration_ms, state,
+                 done_at, retry_at)
+        WHERE d.seq = r.seq AND d.status = 'pending' AND d.next_at = r.leased_until
+        RETURNING r.seq, r.attempt, r.attempted_at, r.http_status, r.error, r.duration_ms
+    ), logged AS (
+        INSERT INTO {SCHEMA}.attempts (delivery_seq, attempt, at, status, error, duration_ms)
+        SELECT seq, attempt, attempted_at, http_status, error, duration_ms FROM kept
+        ON CONFLICT DO NOTHING
+    )
+    SELECT seq FROM kept
     """
 )
 
@@ -134,6 +161,22 @@ class Claimed:
     body: bytes
     attempts: int
     created_at: datetime
+    #: The ``next_at`` the claim set: its result is recorded only while the delivery still has it.
+    leased_until: datetime
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """What became of one attempt at a claimed delivery (``outcome`` and ``next_at``: ``domain.Verdict``'s)."""
+
+    claimed: Claimed
+    at: datetime
+    status: int | None
+    error: str | None
+    response: str | None
+    duration_ms: int
+    outcome: str
+    next_at: datetime | None
 
 
 def _fresh_window(now: datetime) -> dict[str, Any]:
@@ -179,24 +222,28 @@ class DeliveryStore:
                                                  "free": [free[sub] for sub in subs], "limit": limit})
         return [Claimed(*r) for r in rows]
 
-    async def record(self, claimed: Claimed, *, at: datetime, status: int | None, error: str | None,
-                     response: str | None, duration_ms: int, outcome: str, next_at: datetime | None) -> None:
-        attempt = claimed.attempts + 1
-        await self._conn.execute(compiled_once(lambda: _INSERT_ATTEMPT, attempts), {
-            "delivery_seq": claimed.seq, "attempt": attempt, "at": at, "status": status, "error": error,
-            "duration_ms": duration_ms})
-        values: dict[str, Any] = {"attempts": attempt, "last_status": status, "last_error": error,
-                                  "last_response": response}
-        if outcome == "delivered":
-            values |= {"status": "delivered", "done_at": at}
-        elif outcome == "dead":
-            values |= {"status": "dead", "done_at": at}
-        elif next_at is not None:
-            values["next_at"] = next_at
-        # Only while pending: a late attempt (its lease ran out, another process sent it meanwhile) never
-        # overrides the verdict already recorded.
-        await self._conn.execute(deliveries.update().where(deliveries.c.seq == claimed.seq,
-                                                           deliveries.c.status == "pending").values(**values))
+    async def record(self, attempted: Sequence[Attempted]) -> set[int]:
+        """These attempts, in one statement; the ``seq`` of those recorded. The others had outlived their lease:
+        their deliveries were claimed again since (or their subscription deleted, or switched back on), and
+        what that did is kept."""
+        if not attempted:
+            return set()
+        done = [a.outcome in ("delivered", "dead") for a in attempted]
+        rows = await self._conn.execute(_RECORD, {
+            "seq": [a.claimed.seq for a in attempted],
+            "leased_until": [a.claimed.leased_until for a in attempted],
+            "attempt": [a.claimed.attempts + 1 for a in attempted],
+            "attempted_at": [a.at for a in attempted],
+            "http_status": [a.status for a in attempted],
+            "error": [a.error for a in attempted],
+            "response": [a.response for a in attempted],
+            "duration_ms": [a.duration_ms for a in attempted],
+            "state": [a.outcome if d else "pending" for a, d in zip(attempted, done, strict=True)],
+            "done_at": [a.at if d else None for a, d in zip(attempted, done, strict=True)],
+            # A 410 keeps the lease as next_at: the subscription is switched off, and switching it on resets it.
+            "retry_at": [a.next_at if a.outcome == "retry" else None for a in attempted],
+        })
+        return {r.seq for r in rows}
 
     async def disable(self, subscription_id: str, at: datetime, reason: str) -> None:
         await self._conn.execute(insert(disabled).values(subscription_id=subscription_id, at=at, reason=reason)

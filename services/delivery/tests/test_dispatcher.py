@@ -1,0 +1,175 @@
+"""The dispatcher's rounds with a fake queue and pool and receivers in memory: no network, no Postgres."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import sqlalchemy.exc
+
+from delivery.dispatcher import RECORD_MARGIN_S, Dispatcher
+from delivery.domain import parse_subscriptions
+from delivery.store import Attempted, Claimed
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SUBS = parse_subscriptions({"subscriptions": [
+    {"id": f"crm{i}", "url": f"https://crm{i}.example.com/h", "secrets": [SECRET], "events": ["lead.routed"]}
+    for i in range(8)
+]}, allow_private=False)
+
+
+class Queue:
+    """The deliveries' table as the dispatcher uses it."""
+
+    def __init__(self, due: list[Claimed], clock: "Clock") -> None:
+        self.due = due
+        self.clock = clock
+        self.recorded: list[int] = []
+        self.leases: list[tuple[datetime, datetime]] = []
+        #: Raised by the coming ``record`` calls, in turn.
+        self.failures: list[Exception] = []
+        #: A delivery whose result Postgres refuses, whatever else is recorded with it.
+        self.unrecordable: int | None = None
+        #: How long the round's first statement waits for a pooled connection.
+        self.pool_wait = timedelta(0)
+
+    async def disabled_ids(self) -> set[str]:
+        self.clock.now += self.pool_wait
+        return set()
+
+    async def claim(self, now: datetime, lease_until: datetime, free: dict[str, int], limit: int) -> list[Claimed]:
+        self.leases.append((now, lease_until))
+        taken: list[Claimed] = []
+        for d in self.due:
+            if len(taken) < limit and free.get(d.subscription_id, 0) > 0:
+                free[d.subscription_id] -= 1
+                taken.append(d)
+        self.due = [d for d in self.due if d not in taken]
+        return taken
+
+    async def oldest_waiting(self) -> dict[str, float]:
+        return {}
+
+    async def record(self, attempted: list[Attempted]) -> set[int]:
+        await asyncio.sleep(0.001)  # a round trip
+        if self.failures:
+            raise self.failures.pop(0)
+        if any(a.claimed.seq == self.unrecordable for a in attempted):
+            raise sqlalchemy.exc.DataError("INSERT", {}, ValueError("invalid byte sequence for encoding UTF8"))
+        self.recorded += [a.claimed.seq for a in attempted]
+        return {a.claimed.seq for a in attempted}
+
+    async def disable(self, subscription_id: str, at: datetime, reason: str) -> None:
+        raise AssertionError("no receiver here answers 410")
+
+
+class Pool:
+    """Units of work on the queue, each holding a pooled connection while open."""
+
+    def __init__(self, store: Queue) -> None:
+        self.store = store
+        self.held = 0
+        self.most_held = 0
+
+    def __call__(self) -> "Pool":
+        return self
+
+    async def __aenter__(self) -> "Pool":
+        self.held += 1
+        self.most_held = max(self.most_held, self.held)
+        await asyncio.sleep(0)  # a checkout may wait
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.held -= 1
+
+    async def commit(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def due(n: int) -> list[Claimed]:
+    """``n`` deliveries, spread over the subscriptions, each to a lead of its own."""
+    subs = sorted(SUBS)
+    return [Claimed(seq=i, subscription_id=subs[i % len(subs)], lead_id=uuid.uuid4(), event_id=uuid.uuid4(),
+                    event_type="lead.routed", body=b"{}", attempts=0, created_at=NOW,
+                    leased_until=NOW + timedelta(seconds=20)) for i in range(n)]
+
+
+def dispatcher(queue: Queue, pool: Pool, clock: Clock, answer: asyncio.Event | None = None) -> Dispatcher:
+    async def nothing():  # noqa: ANN202
+        yield b""
+
+    async def receiver(request: httpx.Request) -> httpx.Response:
+        if answer is not None:
+            await answer.wait()
+        return httpx.Response(204, content=nothing())  # streamed, as a receiver's answer is read
+
+    return Dispatcher(unit_of_work=pool, client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
+                      subscriptions=SUBS, clock=clock, retry_window=timedelta(hours=72), retry_base_s=5,
+                      connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
+
+
+async def until(condition) -> None:  # noqa: ANN001
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+async def test_attempts_that_end_together_are_recorded_over_one_pooled_connection():
+    """64 attempts under way, a pool of ~20 shared with the consumer: one connection each, the recordings would
+    queue for the pool past their leases, and another round would send those deliveries again."""
+    clock = Clock()
+    queue = Queue(due(64), clock)
+    pool = Pool(queue)
+    answer = asyncio.Event()
+    sender = dispatcher(queue, pool, clock, answer)
+    assert await sender.step() == 64
+    answer.set()  # every receiver answers at once
+    await sender.stop()  # waits for the attempts, then records what the next round would have
+    assert pool.most_held == 1
+    assert sorted(queue.recorded) == list(range(64))
+
+
+async def test_a_round_that_waited_for_a_pooled_connection_leases_from_when_it_had_one():
+    """A busy pool makes the claim wait: a lease counted from before would run out while the attempt is under
+    way."""
+    clock = Clock()
+    queue = Queue([], clock)
+    queue.pool_wait = timedelta(seconds=10)
+    await dispatcher(queue, Pool(queue), clock).step()
+    [(now, lease_until)] = queue.leases
+    assert now == NOW + timedelta(seconds=10)
+    assert lease_until == now + timedelta(seconds=15 + RECORD_MARGIN_S)
+
+
+async def test_attempts_the_database_could_not_take_are_recorded_by_a_later_round():
+    """Every pooled connection busy for a while: what the attempts got is kept until a round can record it."""
+    clock = Clock()
+    queue = Queue(due(1), clock)
+    queue.failures = [sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached")] * 2
+    sender = dispatcher(queue, Pool(queue), clock)
+    sender.start()
+    await until(lambda: queue.recorded)
+    await sender.stop()
+    assert queue.recorded == [0] and not queue.failures
+
+
+async def test_an_attempt_postgres_refuses_to_record_holds_up_no_other():
+    """Unlike an unavailable database, a row that fails would fail every later round: only it is given up (its
+    lease lapses and it is sent again), not the round's other attempts."""
+    clock = Clock()
+    queue = Queue(due(3), clock)
+    queue.unrecordable = 1
+    sender = dispatcher(queue, Pool(queue), clock)
+    assert await sender.step() == 3
+    await sender.stop()  # the three recorded together
+    assert sorted(queue.recorded) == [0, 2]
