@@ -133,3 +133,24 @@ async def test_a_receivers_answer_is_read_only_as_far_as_the_delivery_log_keeps_
         assert len(kept) <= RESPONSE_BYTES and "0" * 100 not in kept  # the bytes as sent, not unpacked
         async with client.stream("POST", "https://crm.example.com/endless") as reply:
             assert await head_of(reply) == "x" * RESPONSE_BYTES
+
+
+async def test_a_receivers_answer_with_nul_bytes_is_kept_as_text_postgres_can_store():
+    """A gzipped answer (its header holds NUL bytes) made the attempt's recording fail every time: the delivery
+    was sent again at every lease, never marked delivered, and the lead's later deliveries waited for ever."""
+    import gzip
+
+    import httpx
+
+    from delivery.dispatcher import head_of
+
+    async def sent(chunk: bytes):  # noqa: ANN202
+        yield chunk
+
+    answer = gzip.compress(b"ok")
+    assert b"\x00" in answer
+    async with httpx.AsyncClient(transport=httpx.MockTransport(
+            lambda request: httpx.Response(200, headers={"content-encoding": "gzip"}, content=sent(answer)))) as client:
+        async with client.stream("POST", "https://crm.example.com/h") as reply:
+            kept = await head_of(reply)
+    assert "\x00" not in kept and kept.startswith("\x1f\ufffd\x08\ufffd")

@@ -217,10 +217,12 @@ RESPONSE_BYTES = 2000
 
 async def head_of(reply: httpx.Response) -> str:
     """The first ``RESPONSE_BYTES`` of ``reply``'s body, read no further: a receiver's endless or compressed
-    answer (a few KB of gzip can unpack to gigabytes) costs the dispatcher nothing beyond them."""
+    answer (a few KB of gzip can unpack to gigabytes) costs the dispatcher nothing beyond them. What is no
+    text shows as U+FFFD, and so does a NUL byte (gzip's header has several): Postgres refuses one in text,
+    and the attempt could never be recorded."""
     kept = bytearray()
     async for chunk in reply.aiter_raw():
         kept += chunk
         if len(kept) >= RESPONSE_BYTES:
             break
-    return bytes(kept[:RESPONSE_BYTES]).decode("utf-8", errors="replace")
+    return bytes(kept[:RESPONSE_BYTES]).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
