@@ -53,6 +53,8 @@ def test_a_refused_secret_is_named_by_its_place_and_none_of_it_is_said():
     ({"filter": {"colour": "red"}}, "filter"),
     ({"id": "has space"}, "id"),
     ({"retry_hours": 0}, "retry_hours"),
+    ({"retry_hours": 1e9}, "at most 720"), ({"retry_hours": float("inf")}, "retry_hours"),
+    ({"retry_hours": float("nan")}, "retry_hours"),
 ])
 def test_a_bad_subscription_is_refused_naming_the_entry(spec, message):
     with pytest.raises(ValueError, match=message):

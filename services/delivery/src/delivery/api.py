@@ -16,7 +16,7 @@ from leadpipe_common.auth import Principal, needs
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
-from delivery.domain import DELIVERABLE, Subscription, new_secret, parse_subscription
+from delivery.domain import DELIVERABLE, LONGEST_RETRY_HOURS, Subscription, new_secret, parse_subscription
 from delivery.handlers import Delivery
 from delivery.store import DeliveryStore
 from delivery.subscriptions import SecretBox, SubscriptionBook, opened_secrets, sealed_secrets
@@ -95,7 +95,7 @@ class NewSubscription(BaseModel):
     events: list[str] = Field(min_length=1, description=f"any of {', '.join(DELIVERABLE)}")
     filter: dict[str, str | list[str]] = Field(default_factory=dict, description="team, owner, grade, source: "
                                                                                   "a value or a list")
-    retry_hours: float | None = Field(None, gt=0, le=24 * 30, description="how long a failing delivery is "
+    retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery is "
                                                                          "retried (default DELIVERY_RETRY_HOURS)")
 
 

@@ -26,6 +26,8 @@ DELIVERABLE = ("lead.routed", "lead.sla_breached", "lead.queued", "lead.assigned
 #: The stages a disposition moves a lead to: what a CRM mirrors.
 SALES_STAGES = frozenset({"accepted", "rejected", "contacted", "qualified", "won", "lost"})
 FILTER_KEYS = ("team", "owner", "grade", "source")
+#: The longest a failing delivery may be retried (30 days), for every subscription and the service's default.
+LONGEST_RETRY_HOURS = 24 * 30
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,11 @@ def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscri
     if not isinstance(flt, Mapping) or set(flt) - set(FILTER_KEYS):
         raise ValueError(f"{where}.filter: keys among {', '.join(FILTER_KEYS)}")
     retry_hours = item.get("retry_hours")
+    # At most what the admin API allows: a window past what a datetime can add (1e9, .inf) failed every attempt
+    # of the subscription's (OverflowError), which was never recorded and so sent again at every lease.
     if retry_hours is not None and (isinstance(retry_hours, bool) or not isinstance(retry_hours, int | float)
-                                    or retry_hours <= 0):
-        raise ValueError(f"{where}.retry_hours: a positive number of hours")
+                                    or not 0 < retry_hours <= LONGEST_RETRY_HOURS):
+        raise ValueError(f"{where}.retry_hours: a number of hours above 0, at most {LONGEST_RETRY_HOURS:g}")
     return Subscription(id=sub_id, url=url, secrets=tuple(secrets), events=frozenset(events),
                         filter={k: frozenset(map(str, v if isinstance(v, list) else [v])) for k, v in flt.items()},
                         retry_hours=float(retry_hours) if retry_hours is not None else None)

@@ -7,6 +7,8 @@ from pydantic_settings import SettingsConfigDict
 
 from leadpipe_common.settings import ConsumerSettings
 
+from delivery.domain import LONGEST_RETRY_HOURS
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -21,8 +23,9 @@ class DeliverySettings(ConsumerSettings):
                                                                               "secrets, events, filter")
     allow_private_targets: bool = Field(False, description="allow webhook targets in private, loopback and "
                                                            "link-local ranges (tests, a receiver beside you)")
-    retry_hours: float = Field(72, gt=0, description="how long a failing delivery is retried before it goes to "
-                                                     "the dead letters")
+    retry_hours: float = Field(72, gt=0, le=LONGEST_RETRY_HOURS,
+                               description="how long a failing delivery is retried before it goes to the dead "
+                                           "letters (at most 720)")
     retry_base_s: float = Field(5, gt=0, description="the first retry's wait; each later one doubles it (with "
                                                     "jitter, at most an hour)")
     connect_timeout_s: float = Field(5, gt=0, description="connect timeout of one attempt")
