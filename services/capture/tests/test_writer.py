@@ -486,7 +486,10 @@ async def test_a_merge_applied_while_another_process_closes_the_survivor_waits_f
 
 async def people_whose_leads_sort_the_other_way(db) -> tuple[Submitted, Submitted]:  # noqa: ANN001
     """Two people with open leads, ``a`` before ``b`` by key but after it by lead id, ``b``'s row stored first:
-    an UPDATE of their rows by lead (as the index on open_lead_id, or the table, gives them) meets ``b`` first."""
+    an UPDATE of their rows by lead (as the index on open_lead_id, or the table, gives them) meets ``b`` first.
+
+    Made while capture's processes are paused: a relay stopped in the middle of claiming a new lead would hold
+    its row until it resumes, and the follower's transaction would wait for that, not for the round."""
     run = uuid.uuid4().hex[:8]
     low, high = sorted([uuid.uuid4(), uuid.uuid4()])
     a, b = submission(f"a.{run}@sap.com"), submission(f"b.{run}@sap.com")
@@ -510,23 +513,22 @@ async def a_round_touching_both_around(db, a: Submitted, b: Submitted, follow) -
 
 
 async def test_closing_leads_while_a_round_writes_to_their_people_waits_its_turn_instead_of_deadlocking(stack, db):
-    a, b = await people_whose_leads_sort_the_other_way(db)
-
     async def close() -> None:
         async with make_sessionmaker(db)() as session, session.begin():
             await CaptureStore(session).close_leads(sorted([a.lead.lead_id, b.lead.lead_id]))
 
-    async with captures_paused(stack):
+    async with captures_paused(stack):  # before the leads exist: see people_whose_leads_sort_the_other_way
+        a, b = await people_whose_leads_sort_the_other_way(db)
         await a_round_touching_both_around(db, a, b, close)
         held = [await open_lead_of(db, sub) for sub in (a, b)]
     assert held == [None, None]
 
 
 async def test_merging_leads_while_a_round_writes_to_their_people_waits_its_turn_instead_of_deadlocking(stack, db):
-    a, b = await people_whose_leads_sort_the_other_way(db)
     survivor = submission(f"c.{uuid.uuid4().hex[:8]}@sap.com")
-    await write_together(db, [survivor])
-    async with captures_paused(stack):
+    async with captures_paused(stack):  # before the leads exist: see people_whose_leads_sort_the_other_way
+        a, b = await people_whose_leads_sort_the_other_way(db)
+        await write_together(db, [survivor])
         await a_round_touching_both_around(db, a, b, lambda: merge_people(
             db, {a.lead.lead_id: survivor.lead.lead_id, b.lead.lead_id: survivor.lead.lead_id}))
         held = [await open_lead_of(db, sub) for sub in (a, b)]
@@ -544,19 +546,19 @@ async def test_a_batch_closing_one_lead_and_merging_another_while_a_round_writes
         stack, db):
     """The runner hands a batch to its handlers run by run: a close, then a merge. The batch must still lock both
     people in the round's order, not the close's person and then the merge's."""
-    a, b = await people_whose_leads_sort_the_other_way(db)
     survivor = submission(f"c.{uuid.uuid4().hex[:8]}@sap.com")
-    await write_together(db, [survivor])
-    now = datetime.now(UTC)
-    lost = LeadStageChanged(lead_id=b.lead.lead_id, from_stage="accepted", to_stage="lost", at=now, by="rep",
-                            reason="no budget", attribution=Attribution())
-    merged = LeadMerged(lead_id=a.lead.lead_id, survivor_id=survivor.lead.lead_id, at=now, by="rep",
-                        reason="one person", attribution=Attribution())
-    messages: list[Message] = [factories.message(topics.LIFECYCLE, e) for e in (lost, merged)]
-    batch = [factories.consumed(m, i) for i, m in enumerate(messages)]
     applier = BatchApplier(service="capture", handlers=SERVICE.handlers(None),
                            unit_of_work=lambda: MergesKeptAside(make_sessionmaker(db), CaptureStore))
-    async with captures_paused(stack):
+    async with captures_paused(stack):  # before the leads exist: see people_whose_leads_sort_the_other_way
+        a, b = await people_whose_leads_sort_the_other_way(db)
+        await write_together(db, [survivor])
+        now = datetime.now(UTC)
+        lost = LeadStageChanged(lead_id=b.lead.lead_id, from_stage="accepted", to_stage="lost", at=now, by="rep",
+                                reason="no budget", attribution=Attribution())
+        merged = LeadMerged(lead_id=a.lead.lead_id, survivor_id=survivor.lead.lead_id, at=now, by="rep",
+                            reason="one person", attribution=Attribution())
+        messages: list[Message] = [factories.message(topics.LIFECYCLE, e) for e in (lost, merged)]
+        batch = [factories.consumed(m, i) for i, m in enumerate(messages)]
         await a_round_touching_both_around(db, a, b, lambda: applier.apply(batch))
         held = [await open_lead_of(db, sub) for sub in (a, b)]
     assert held == [survivor.lead.lead_id, None]
