@@ -83,3 +83,14 @@ async def test_signing_in_again_ends_the_session_the_browser_had():
         signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"})
     assert signed_in.status_code == 200 and auth.SESSION_COOKIE in signed_in.headers["set-cookie"]
     assert keys.ended == [SESSIONS.read(old)]
+
+
+async def test_a_refused_sign_in_leaves_the_session_the_browser_had():
+    class WithoutReports(Keys):
+        async def authenticate(self, key: str) -> auth.Principal:
+            return auth.Principal(key_id="ghi789", name="importer", scopes=frozenset({"capture:write"}))
+
+    keys = WithoutReports()
+    async with client(keys, SESSIONS.issue("abc123")) as browser:
+        refused = await browser.post("/dashboard/login", data={"key": "lpk_ghi789.secret"})
+    assert refused.status_code == 403 and keys.ended == []

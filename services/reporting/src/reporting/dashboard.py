@@ -140,18 +140,17 @@ async def login(request: Request) -> Response:
     key = str((await request.form()).get("key", "")).strip()
     try:
         who = await keys_of(request).authenticate(key) if key else None
-        if who is not None:
-            # The session this browser had (another key's, say) ends here, not only its cookie: a copy of it
-            # must not outlive the sign-in that replaced it.
-            await _end_session(request)
+        if who is None:
+            return login_page("That key is unknown or revoked.", 401)
+        if not who.may("reports:read"):
+            return login_page(f"That key ({who.name}) lacks the reports:read scope.", 403)
+        # The session this browser had (another key's, say) ends here, not only its cookie: a copy of it must not
+        # outlive the sign-in that replaced it. A refused sign-in leaves it as it was.
+        await _end_session(request)
     except UNAVAILABLE as exc:
         if not is_unavailable(exc):
             raise
         return login_page("The key cannot be checked right now; please try again.", 503)
-    if who is None:
-        return login_page("That key is unknown or revoked.", 401)
-    if not who.may("reports:read"):
-        return login_page(f"That key ({who.name}) lacks the reports:read scope.", 403)
     sessions = request.app.state.sessions
     # A page that moves on by itself rather than a redirect: the navigation to the dashboard then starts
     # on this site, so the browser sends the SameSite=Strict cookie with it.
