@@ -267,6 +267,20 @@ async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_t
     assert uow.store.turns == {"emea": 2}
 
 
+async def test_a_rejection_and_a_touch_read_in_one_batch_recycle_the_lead_rather_than_re_engage_its_rejecter(
+        uow, ctx):
+    """The two topics have no order between them: sales' report goes first, so the touch meets the lead where
+    sales left it."""
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await runner(uow, ctx).apply([factories.consumed(factories.message(topics.SCORED, touch_of(lead)), 1),
+                                  factories.consumed(report(lead.lead_id, outcome="rejected", rep_id=owner,
+                                                            reason_code="not-a-fit"), 0)])
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert held.status == "routed" and held.owner_id != owner  # recycled to the next rep, with a new clock
+    assert uow.store.turns == {"emea": 2}
+
+
 async def test_a_recycled_leads_second_hand_off_has_events_of_its_own(uow, ctx):
     """Consumers (reporting's steps, delivery's webhooks) keep one event per id: the second time round's missed
     deadline and acceptance are new events, not repeats of the first hand-off's."""

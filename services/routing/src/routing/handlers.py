@@ -306,14 +306,16 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
 async def handle_scored_and_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],
                                           ctx: Routing) -> dict[uuid.UUID, Outcome]:
     """Both of routing's inputs (the service declares this one handler for both, so a batch's scores and reports
-    come in one call): every score, in log order, then every report, in log order.
+    come in one call): every report, in log order, then every score, in log order.
 
     Each handler locks in the store's order (hand-offs, then rotation rows, each sorted), but a unit of work
     calling them once per run would lock a later run's rows after an earlier run's: scores, a report, scores
     again took one run's teams and then the other's, and two processes doing that the other way round deadlock.
     So the hand-offs the batch may change are locked first, and the scores go in one call (one rotation lock).
-    The two topics have no order between them, so taking each topic's events together reorders nothing that
-    was ordered."""
+    The two topics have no order between them; reports go first because they are sales' word on where a lead
+    stands, so a touch in the same batch meets the lead where sales left it (a lead just rejected is recycled to
+    a new holder, not re-engaged with the rep who turned it down). A report cannot be about a lead a score of
+    the same batch first routes: sales learn of a lead from its lead.routed, after routing committed it."""
     scores = [env for env in batch if isinstance(env.data, LeadScored)]
     reports = [env for env in batch if not isinstance(env.data, LeadScored)]
     if scores and reports:
@@ -321,8 +323,8 @@ async def handle_scored_and_dispositioned(uow: UnitOfWork[RoutingStore], batch: 
         await uow.store.lock_handoffs([env.data.lead_id for env in reports]
                                       + [env.data.lead_id for env in scores if env.data.touch is not None])
     outcomes: dict[uuid.UUID, Outcome] = {}
-    if scores:
-        outcomes.update(await handle_lead_scored(uow, scores, ctx))
     if reports:
         outcomes.update(await handle_lead_dispositioned(uow, reports, ctx))
+    if scores:
+        outcomes.update(await handle_lead_scored(uow, scores, ctx))
     return outcomes
