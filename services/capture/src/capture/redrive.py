@@ -50,10 +50,11 @@ _REDRIVE = sa.text(
     SELECT lead_id FROM redriven
     """
 )
-#: capture's pool cuts statements short for its requests (``CAPTURE_DB_STATEMENT_TIMEOUT_MS``) and gives up on held
-#: rows (``CAPTURE_DB_LOCK_TIMEOUT_MS``); counting every stuck lead may take longer after a long outage, just when
-#: re-driving matters, its rows may be held by a relay round waiting on a slow broker, and no request waits for it.
-_UNHURRIED = sa.text("SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true)")
+#: capture's pool cuts statements short for its requests (``CAPTURE_DB_STATEMENT_TIMEOUT_MS``); counting every stuck
+#: lead may take longer after a long outage, just when re-driving matters, and no request waits for it. Its lock
+#: timeout stays: the re-drive skips leads a relay holds and touches it is publishing (their committed
+#: published_at is still NULL), so it waits on nobody's rows, and must not hold its own for ever.
+_UNHURRIED = sa.text("SELECT set_config('statement_timeout', '0', true)")
 _STUCK = sa.text(
     f"""
     SELECT count(*) AS stuck, count(*) FILTER (WHERE redrives >= :max_redrives) AS exhausted
