@@ -52,6 +52,7 @@ async def test_a_request_the_database_cannot_serve_now_is_asked_to_retry_not_fai
     KeyError("total"), through_sqlalchemy(asyncpg.UndefinedTableError('relation "auth.ended_sessions" does not exist')),
     asyncpg.UniqueViolationError("duplicate key value violates unique constraint"),
     through_sqlalchemy(asyncpg.PostgresSyntaxError('syntax error at or near "SELEC"')),
-], ids=["a bug", "a migration not applied", "a constraint", "bad SQL"])
+    FileNotFoundError(2, "No such file or directory", "/etc/leadpipe/forms.yaml"),
+], ids=["a bug", "a migration not applied", "a constraint", "bad SQL", "a missing file"])
 async def test_a_bug_is_still_a_server_error_not_a_request_to_retry_for_ever(error):
     assert (await get(app_failing_with(error))).status_code == 500

@@ -83,6 +83,9 @@ UNAVAILABLE: tuple[type[Exception], ...] = (OSError, DBAPIError, PoolTimeout, as
 #: shutdown, "cannot connect now"); a serialization failure, a deadlock, and lock_timeout's "lock not available".
 _RETRY_CLASSES = ("08", "53", "57")
 _RETRY_CODES = frozenset({"40001", "40P01", "55P03"})
+#: OSErrors of files, which no wait cures and no database raises (a connection's are ConnectionError, timeouts,
+#: or a plain OSError naming what each address answered).
+_NOT_THE_DATABASE = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -92,6 +95,8 @@ def is_unavailable(exc: BaseException) -> bool:
     error: BaseException | None = exc
     while error is not None and id(error) not in seen:
         seen.add(id(error))
+        if isinstance(error, _NOT_THE_DATABASE):
+            return False
         if isinstance(error, (OSError, PoolTimeout, asyncpg.InterfaceError)):  # asyncio's TimeoutError included
             return True
         code = getattr(error, "sqlstate", None)
