@@ -33,6 +33,8 @@ class Queue:
         self.unrecordable: int | None = None
         #: How long the round's first statement waits for a pooled connection.
         self.pool_wait = timedelta(0)
+        #: How long the gauge's query over every waiting delivery takes.
+        self.gauge_time = timedelta(0)
 
     async def disabled_ids(self) -> set[str]:
         self.clock.now += self.pool_wait
@@ -49,6 +51,7 @@ class Queue:
         return taken
 
     async def oldest_waiting(self) -> dict[str, float]:
+        self.clock.now += self.gauge_time
         return {}
 
     async def record(self, attempted: list[Attempted]) -> set[int]:
@@ -149,6 +152,17 @@ async def test_a_round_that_waited_for_a_pooled_connection_leases_from_when_it_h
     [(now, lease_until)] = queue.leases
     assert now == NOW + timedelta(seconds=10)
     assert lease_until == now + timedelta(seconds=15 + RECORD_MARGIN_S)
+
+
+async def test_a_slow_look_at_the_backlog_does_not_shorten_the_lease():
+    """The gauge of the oldest waiting delivery reads every waiting row: with a backlog it takes a while, which
+    must come before the lease's clock, not out of the attempt's time."""
+    clock = Clock()
+    queue = Queue([], clock)
+    queue.gauge_time = timedelta(seconds=4)
+    await dispatcher(queue, Pool(queue), clock).step()
+    [(now, _)] = queue.leases
+    assert now == NOW + timedelta(seconds=4)
 
 
 async def test_attempts_the_database_could_not_take_are_recorded_by_a_later_round():

@@ -14,9 +14,11 @@ off exponentially with jitter, until the retry window ends and the delivery
 is dead, with its last response kept. What the attempts that ended since the
 last round got is recorded by the next round, all in one transaction: the
 dispatcher takes one pooled connection at a time, however many attempts end
-together, so recording does not queue for the pool past the leases (which
-cover the attempt and its recording); an attempt that outlived its lease all
-the same records nothing over the claim that took its delivery since.
+together, so its recordings do not queue behind each other for the pool
+(leases cover the attempt and a few seconds of recording). A result recorded
+after its lease all the same (the pool busy elsewhere, Postgres slow) records
+nothing over the claim that took its delivery since: that delivery was sent
+twice, which receivers drop by its ``webhook-id``.
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ class Dispatcher(BackgroundLoop):
         if room <= 0 or not self._subs:
             return 0
         async with self._uow() as uow:
+            # A gauge, not a decision: refreshed every few seconds, not on every round; read before the lease's
+            # clock, as it reads every waiting delivery (slow with a backlog), which must not shorten the lease.
+            waiting = await uow.store.oldest_waiting() if time.monotonic() >= self._gauged_at + 5 else None
             disabled = await uow.store.disabled_ids()
             # Read once the round has its connection: a wait for one (a busy pool) must not shorten the lease.
             now = self._clock()
@@ -95,8 +100,6 @@ class Dispatcher(BackgroundLoop):
             # The lease outlives the attempt and its recording, so no other dispatcher takes it meanwhile.
             claimed = await uow.store.claim(now, now + timedelta(seconds=self._total_s + RECORD_MARGIN_S), free,
                                             room)
-            # A gauge, not a decision: refreshed every few seconds, not on every round.
-            waiting = await uow.store.oldest_waiting() if time.monotonic() >= self._gauged_at + 5 else None
             await uow.commit()
         if waiting is not None:
             self._gauged_at = time.monotonic()
