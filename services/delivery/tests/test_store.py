@@ -204,3 +204,20 @@ async def test_a_leads_deliveries_queued_by_two_processes_at_once_are_numbered_i
     finally:
         async with db.begin() as conn:
             await conn.execute(sa.text("DELETE FROM delivery.deliveries WHERE subscription_id = :id"), {"id": sub})
+
+
+async def test_a_redriven_deliverys_new_attempts_are_logged_after_its_old_ones(db):
+    """A redrive restarts the attempts count (the backoff starts over); the log must not lose what follows."""
+    sub, now = f"again-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 1, now))
+        [first] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
+        await store.record([attempted(first, "dead", 500, now)])
+        await store.redrive(now)
+        [again] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
+        await store.record([attempted(again, "delivered", 204, now)])
+        log = (await conn.execute(sa.text("SELECT attempt, status FROM delivery.attempts WHERE delivery_seq = :seq"
+                                          " ORDER BY attempt"), {"seq": first.seq})).all()
+        await conn.rollback()
+    assert again.attempts == 0 and [tuple(r) for r in log] == [(1, 500), (2, 204)]

@@ -219,7 +219,7 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
     if status in (429, 503) and retry_after is not None:
         wait = retry_after
     else:
-        # The exponent is bounded first: attempts keep counting across redrives, and 2.0 ** 1024 is no float.
+        # The exponent is bounded first: a delivery may fail for weeks of windows, and 2.0 ** 1024 is no float.
         wait = min(cap_s, base_s * 2.0 ** min(attempts - 1, 64)) * (0.5 + jitter / 2)
     # Compared in seconds: a receiver's Retry-After may be beyond any date a datetime can hold.
     if wait > (first_at + window - now).total_seconds():

@@ -142,8 +142,12 @@ _RECORD = sa.text(
         WHERE d.seq = r.seq AND d.status = 'pending' AND d.next_at = r.leased_until
         RETURNING r.seq, r.attempt, r.attempted_at, r.http_status, r.error, r.duration_ms
     ), logged AS (
+        -- Numbered after the delivery's last logged attempt, not by its attempts count: a redrive or an enable
+        -- restarts that count (it paces the backoff), and a number taken twice would drop the later attempt.
         INSERT INTO {SCHEMA}.attempts (delivery_seq, attempt, at, status, error, duration_ms)
-        SELECT seq, attempt, attempted_at, http_status, error, duration_ms FROM kept
+        SELECT k.seq, coalesce((SELECT max(a.attempt) FROM {SCHEMA}.attempts a WHERE a.delivery_seq = k.seq), 0) + 1,
+               k.attempted_at, k.http_status, k.error, k.duration_ms
+        FROM kept k
         ON CONFLICT DO NOTHING
     )
     SELECT seq FROM kept
