@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import sqlalchemy.exc
+from prometheus_client import REGISTRY
 
 from delivery.dispatcher import RECORD_MARGIN_S, Dispatcher
 from delivery.domain import parse_subscriptions
@@ -184,6 +185,10 @@ async def test_an_attempt_postgres_refuses_to_record_holds_up_no_other():
     queue = Queue(due(3), clock)
     queue.unrecordable = 1
     sender = dispatcher(queue, Pool(queue), clock)
+    labels = {"subscription": queue.due[1].subscription_id, "why": "error"}
+    before = REGISTRY.get_sample_value("delivery_attempts_unrecorded_total", labels) or 0
     assert await sender.step() == 3
     await sender.stop()  # the three recorded together
     assert sorted(queue.recorded) == [0, 2]
+    # An operator sees a delivery that will be sent again.
+    assert REGISTRY.get_sample_value("delivery_attempts_unrecorded_total", labels) == before + 1

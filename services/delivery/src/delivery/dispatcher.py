@@ -48,6 +48,10 @@ ATTEMPTS = Counter("delivery_attempts_total", "Delivery attempts by subscription
                    ["subscription", "result"])
 LATENCY = Histogram("delivery_attempt_seconds", "Time one delivery attempt took", ["subscription"],
                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+#: An attempt whose result was not recorded: sent again at its lease's end (``error``: Postgres refused the row;
+#: ``lease``: the delivery was claimed again meanwhile). A rate that does not fall is a delivery sent for ever.
+UNRECORDED = Counter("delivery_attempts_unrecorded_total", "Attempts whose result could not be recorded",
+                     ["subscription", "why"])
 OLDEST = Gauge("delivery_oldest_waiting_seconds", "Age of the oldest delivery not yet delivered, per subscription",
                ["subscription"])
 
@@ -143,6 +147,7 @@ class Dispatcher(BackgroundLoop):
                 try:
                     await self._record([one])
                 except Exception as exc:  # its lease expires and the delivery is sent again: at least once
+                    UNRECORDED.labels(one[0].claimed.subscription_id, "error").inc()
                     log.warning("could not record a delivery attempt", subscription=one[0].claimed.subscription_id,
                                 error=repr(exc))
 
@@ -156,6 +161,7 @@ class Dispatcher(BackgroundLoop):
         for attempted, _ in finished:
             if attempted.claimed.seq not in recorded:
                 # Claimed again since (and sent twice: receivers drop the repeat by its webhook-id), or dropped.
+                UNRECORDED.labels(attempted.claimed.subscription_id, "lease").inc()
                 log.warning("a delivery attempt outlived its lease: not recorded",
                             subscription=attempted.claimed.subscription_id, event_id=str(attempted.claimed.event_id),
                             status=attempted.status, error=attempted.error)
