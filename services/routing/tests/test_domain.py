@@ -105,6 +105,17 @@ def test_an_account_owned_by_someone_not_in_the_reps_file_is_refused():
         parse_routing_data({**DATA.model_dump(), "accounts": [{"domain": "x.com", "name": "X", "owner": "zed"}]})
 
 
+def test_an_sla_of_years_of_a_reps_few_working_minutes_is_refused_naming_the_rep_and_grade():
+    """8760 working hours of a rep on a minute a week is 10,000 years of Mondays: searched for at every lead routed
+    to them, past the calendar's end."""
+    minute = {"days": ["mon"], "start": "09:00", "end": "09:01"}
+    raw = DATA.model_dump()
+    raw["reps"][0]["working_hours"] = minute
+    with pytest.raises(InvalidRoutingData, match=r"sla\.acceptance\.C: 8760h of .*more than ten years"):
+        parse_routing_data({**raw, "sla": {"acceptance": {"A": "15m", "C": "8760h"}}})
+    assert parse_routing_data({**raw, "sla": {"acceptance": {"A": "15m", "C": "1h"}}})  # an hour of Mondays is fine
+
+
 def test_the_shipped_reference_files_are_consistent():
     data_dir = Path(__file__).parents[1] / "src" / "routing" / "data"
     data = RoutingFiles(data_dir / "reps.yaml", data_dir / "accounts.csv", data_dir / "territories.yaml",

@@ -118,6 +118,8 @@ class Territories(_Strict):
     default_team: str
 
 
+#: The longest an SLA may take on a rep's calendar (see ``RoutingData``): ten years.
+_LONGEST_CALENDAR_DAYS = 3653
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours"}
 #: The longest deadline per unit: a year (of working days, or of working time). Longer is surely a slip, and far
@@ -220,6 +222,18 @@ class RoutingData(_Strict):
                 where = "default_team" if team == t.default_team else f"team {team}"
                 raise ValueError(f"territories: {where} has no reps (nor overflows to a team that has): its "
                                  "leads would wait for ever")
+        # Working time is counted a day at a time on the holder's calendar: an SLA of years of a rep's few
+        # minutes a week would be searched for (and run past the calendar's end) at every lead routed to them.
+        for rep in self.reps:
+            hours = self.hours_of(rep)
+            day = timedelta(minutes=hours.minutes(hours.end) - hours.minutes(hours.start))
+            for grade in sorted(self.sla.acceptance, key=str):
+                allowed = self.sla.acceptance_time(grade)
+                working_days = allowed if isinstance(allowed, int) else -(-allowed // day) if allowed else 0
+                if working_days * 7 / len(set(hours.days)) > _LONGEST_CALENDAR_DAYS:
+                    raise ValueError(f"sla.acceptance.{grade}: {self.sla.acceptance[grade]} of {rep.id}'s working "
+                                     f"hours ({hours.start}-{hours.end} on {', '.join(hours.days)}) is more than "
+                                     f"ten years of their working days")
         return self
 
     def policy_of(self, team: str) -> TeamPolicy:
