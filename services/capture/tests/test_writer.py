@@ -23,6 +23,7 @@ from leadpipe_common.envelope import Message, encode, new_traceparent
 from leadpipe_common.events import Attribution, LeadCaptured, LeadMerged, LeadStageChanged
 from leadpipe_common.pacing import Linger
 from leadpipe_common.testing import factories
+from leadpipe_common.testing.waits import kept_waiting
 from leadpipe_common.uow import SqlUnitOfWork
 
 from capture.redrive import Redriver
@@ -430,9 +431,8 @@ async def test_a_merge_into_a_lead_another_process_is_merging_on_waits_and_follo
         await write_together(db, [d, s, t])
         async with sessions() as onward, onward.begin():
             await CaptureStore(onward).redirect_people({s.lead.lead_id: t.lead.lead_id})  # not committed yet
-            merging = asyncio.create_task(merge_people(db, {d.lead.lead_id: s.lead.lead_id}))
-            await asyncio.sleep(0.5)
-            assert not merging.done(), "the merge into S did not wait for S's own merge being applied"
+            merging = await kept_waiting(merge_people(db, {d.lead.lead_id: s.lead.lead_id}),
+                                         "the merge into S did not wait for S's own merge being applied")
         await asyncio.wait_for(merging, 10)
         held = await open_lead_of(db, d)
     assert held == t.lead.lead_id
@@ -476,9 +476,7 @@ async def test_a_merge_applied_while_another_process_closes_the_survivor_waits_f
                 async with sessions() as merging, merging.begin():
                     await CaptureStore(merging).redirect_people({duplicate.lead.lead_id: survivor.lead.lead_id})
 
-            merging = asyncio.create_task(merge())
-            await asyncio.sleep(0.5)
-            assert not merging.done(), "the merge did not wait for the close being applied"
+            merging = await kept_waiting(merge(), "the merge did not wait for the close being applied")
         await asyncio.wait_for(merging, 10)
         held = await open_lead_of(db, duplicate)
     assert held is None
@@ -586,9 +584,7 @@ async def test_two_people_of_one_lead_touching_it_at_once_are_written_one_after_
 
         async with raw_transaction(db) as conn:
             await admit(conn, [first], datetime.now(UTC))
-            waiting = asyncio.create_task(touch_second())
-            await asyncio.sleep(0.5)
-            assert not waiting.done(), "the second touch of the lead did not wait for the first"
+            waiting = await kept_waiting(touch_second(), "the second touch of the lead did not wait for the first")
         await asyncio.wait_for(waiting, 10)
         async with db.connect() as conn:
             rows = (await conn.execute(sa.text("SELECT touch_id, event FROM capture.touches WHERE lead_id = :s "

@@ -1,9 +1,12 @@
 """delivery's queue on the real Postgres: what a dispatcher's round claims."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+
+from leadpipe_common.testing.waits import kept_waiting
 
 from delivery.store import Attempted, Claimed, DeliveryStore
 
@@ -146,8 +149,6 @@ async def test_a_rounds_attempts_are_recorded_in_one_call_each_as_its_verdict_sa
 
 async def test_a_subscription_deleted_while_another_process_queues_for_it_takes_those_deliveries_with_it(db):
     """The queueing process has not refreshed its book: the deletion waits for it, then drops what it queued."""
-    import asyncio
-
     gone, now = f"gone-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
     async with db.begin() as conn:
         assert await DeliveryStore(conn).add_subscription({
@@ -163,9 +164,7 @@ async def test_a_subscription_deleted_while_another_process_queues_for_it_takes_
             store = DeliveryStore(queueing)
             assert await store.still_subscribed({gone, "never-made"}) == {gone}
             await store.enqueue(due(gone, 2, now))
-            deleting = asyncio.create_task(delete())
-            await asyncio.sleep(0.5)
-            assert not deleting.done(), "the deletion did not wait for the deliveries being queued"
+            deleting = await kept_waiting(delete(), "the deletion did not wait for the deliveries being queued")
         assert await asyncio.wait_for(deleting, 10) == 2
         async with db.connect() as conn:
             left = (await conn.execute(sa.text(
@@ -180,8 +179,6 @@ async def test_a_subscription_deleted_while_another_process_queues_for_it_takes_
 async def test_a_leads_deliveries_queued_by_two_processes_at_once_are_numbered_in_commit_order(db):
     """The claim sees only committed rows: had the second process's row the higher seq but committed first, it
     would be sent before the first's, which appears later with the lower seq."""
-    import asyncio
-
     sub, lead, now = f"order-{uuid.uuid4().hex[:8]}", uuid.uuid4(), datetime.now(UTC)
     first, second = ({"subscription_id": sub, "lead_id": lead, "event_id": uuid.uuid4(), "event_type": kind,
                       "body": b"{}", "created_at": now, "next_at": now} for kind in ("lead.assigned", "lead.routed"))
@@ -193,9 +190,8 @@ async def test_a_leads_deliveries_queued_by_two_processes_at_once_are_numbered_i
     try:
         async with db.begin() as queueing:
             await DeliveryStore(queueing).enqueue([first])
-            other = asyncio.create_task(queue_second())
-            await asyncio.sleep(0.5)
-            assert not other.done(), "the second process queued for the lead while the first had not committed"
+            other = await kept_waiting(queue_second(),
+                                       "the second process queued for the lead while the first had not committed")
         await asyncio.wait_for(other, 10)
         async with db.connect() as conn:
             order = (await conn.execute(sa.text("SELECT event_type FROM delivery.deliveries WHERE subscription_id"

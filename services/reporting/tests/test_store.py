@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import LeadFacts, Projection, project
 from reporting.reports import Filters, sla
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
@@ -87,9 +88,7 @@ async def test_a_merge_into_a_lead_another_process_is_merging_on_reaches_the_end
 
         async with db.begin() as onward:
             await merge_in(onward, shadow, [(s, t)])  # not committed yet
-            blind = asyncio.create_task(merge_d_into_s())
-            await asyncio.sleep(0.5)
-            assert not blind.done(), "the merge into S did not wait for S's own merge being applied"
+            blind = await kept_waiting(merge_d_into_s(), "the merge into S did not wait for S's own merge being applied")
         await asyncio.wait_for(blind, 10)
         rows = await leads_in(db, shadow)
     assert (rows[t].utm_source, rows[t].captured_at) == days(d)[d]
