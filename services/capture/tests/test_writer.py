@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from leadpipe_common import outbox as outbox_rows
 from leadpipe_common import topics
@@ -106,6 +107,36 @@ async def test_only_touches_and_keyed_submissions_take_the_transaction_and_its_f
         stored = (await conn.execute(sa.text("SELECT lead_id FROM capture.leads WHERE email LIKE :run"),
                                      {"run": f"%{run}%"})).scalars().all()
     assert stored == [subs[2].lead.lead_id]
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["opening-statement", "transaction"])
+async def test_a_person_held_elsewhere_fails_only_their_own_submissions_of_a_round(db, keyed):
+    """Whether the held row stops the statement that opens leads or admit's transaction, the round's other
+    people (a new one, a touch of an open lead) are written and only the held person's request fails."""
+    run = uuid.uuid4().hex[:8]
+    held, known, new = (f"{who}.{run}@sap.com" for who in ("held", "known", "new"))
+    before = [submission(held), submission(known)]
+    await write_together(db, before)
+    impatient = create_async_engine(db.url, connect_args={"server_settings": {"lock_timeout": "300"}})
+    try:
+        async with db.connect() as other:
+            await other.execute(sa.text("SELECT 1 FROM capture.people WHERE person_key = :k FOR UPDATE"), {"k": held})
+            held_sub, new_sub, touch_sub = submission(held, key=f"k-{run}" if keyed else None), submission(new), \
+                submission(known)
+            results = await write_together(impatient, [held_sub, new_sub, touch_sub], return_exceptions=True)
+            await other.rollback()
+    finally:
+        await impatient.dispose()
+
+    failed, opened, touched = results
+    assert isinstance(failed, asyncpg.LockNotAvailableError)
+    assert (opened.answer["existing"], touched.answer["existing"]) == (False, True)
+    async with db.connect() as conn:
+        stored = set((await conn.execute(sa.text(
+            "SELECT request_id FROM capture.leads WHERE email LIKE :run UNION ALL "
+            "SELECT touch_id FROM capture.touches t JOIN capture.leads l USING (lead_id) WHERE l.email LIKE :run"),
+            {"run": f"%{run}%"})).scalars())
+    assert stored == {before[0].request_id, before[1].request_id, new_sub.request_id, touch_sub.lead.lead_id}
 
 
 async def test_a_batch_of_outcomes_leaves_what_applying_them_in_turn_would(db):

@@ -362,6 +362,17 @@ async def _first_touches(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> 
             for r in await conn.fetch(_FIRST_TOUCHES, list(lead_ids))}
 
 
+#: Locks the batch's people who are free (in key order, as every capture transaction does; SKIP LOCKED waits for
+#: none) and returns the ones held by another transaction. A row inserted since the lock was tried counts as held.
+_HELD_PEOPLE = f"""
+WITH free AS MATERIALIZED (
+    SELECT person_key FROM {SCHEMA}.people WHERE person_key = ANY($1::text[])
+    ORDER BY person_key COLLATE "C" FOR UPDATE SKIP LOCKED
+)
+SELECT person_key FROM {SCHEMA}.people WHERE person_key = ANY($1::text[]) AND person_key NOT IN (SELECT * FROM free)
+"""
+
+
 class WriterStopped(RuntimeError):
     """The writer stopped while a submission waited for its round: it may or may not be stored."""
 
@@ -403,7 +414,8 @@ class LeadWriter:
     A failed commit fails its requests (they answer 503); it does not make capture unready. Rounds go one after
     another, so a round may wait on a row held elsewhere only as long as the pool's ``lock_timeout`` allows
     (``CAPTURE_DB_LOCK_TIMEOUT_MS``, and each statement ``CAPTURE_DB_STATEMENT_TIMEOUT_MS``): then it fails, and
-    the rounds behind it go on.
+    the rounds behind it go on. A round stopped by a person's row held past the lock timeout is written again
+    without the people held elsewhere, whose requests alone fail; any other failure fails the whole round.
     """
 
     name = "capture-writer"
@@ -452,19 +464,51 @@ class LeadWriter:
 
     async def _commit(self, batch: list[Submitted]) -> list[Admitted | Exception]:
         now = self._clock()
-        async with raw_pooled(self._engine) as conn:
-            results: list[Admitted | Exception | None] = list(await open_leads(conn, batch, now))
+        try:
+            async with raw_pooled(self._engine) as conn:
+                results: list[Admitted | Exception | None] = list(await open_leads(conn, batch, now))
+        except asyncpg.LockNotAvailableError as exc:  # the statement stored nothing
+            if len({sub.person_key for sub in batch}) < 2:
+                raise
+            return await self._around_held(batch, now, exc)
         rest = [i for i, result in enumerate(results) if result is None]
         if rest:
+            subs = [batch[i] for i in rest]
             try:
                 async with raw_transaction(self._engine) as conn:
-                    admitted = await admit(conn, [batch[i] for i in rest], now)
+                    admitted = await admit(conn, subs, now)
+            except asyncpg.LockNotAvailableError as exc:
+                admitted = (await self._around_held(subs, now, exc) if len({s.person_key for s in subs}) > 1
+                            else self._failed(subs, exc))
             except Exception as exc:  # the leads opened above are stored: only these requests fail
-                log.warning("lead write failed", error=repr(exc), leads=len(rest))
-                admitted = [exc] * len(rest)
+                admitted = self._failed(subs, exc)
             for i, result in zip(rest, admitted, strict=True):
                 results[i] = result
         return results  # type: ignore[return-value]
+
+    async def _around_held(self, batch: list[Submitted], now: datetime,
+                           held_error: asyncpg.LockNotAvailableError) -> list[Admitted | Exception]:
+        """``batch`` again, once a row it needed stayed locked past the lock timeout: the people whose rows are
+        locked elsewhere fail (``held_error``, a 503 to retry); everyone else is written, in one transaction.
+
+        A person's row held for seconds (a stuck transaction of another process, an operator's) would otherwise
+        fail every request that shared its round, however unrelated, and again in each round it joins."""
+        try:
+            async with raw_transaction(self._engine) as conn:
+                held = {r["person_key"] for r in await conn.fetch(_HELD_PEOPLE, sorted({s.person_key for s in batch}))}
+                free = [sub for sub in batch if sub.person_key not in held]
+                admitted = iter(await admit(conn, free, now) if free else [])
+        except Exception as exc:
+            return self._failed(batch, exc)
+        if held:
+            log.warning("lead write waited on people held elsewhere: their submissions failed, the rest written",
+                        held=len(held), leads=len(batch))
+        return [held_error if sub.person_key in held else next(admitted) for sub in batch]
+
+    @staticmethod
+    def _failed(batch: Sequence[Submitted], exc: Exception) -> list[Admitted | Exception]:
+        log.warning("lead write failed", error=repr(exc), leads=len(batch))
+        return [exc] * len(batch)
 
     async def _run(self) -> None:
         while True:
