@@ -192,3 +192,18 @@ async def test_an_attempt_postgres_refuses_to_record_holds_up_no_other():
     assert sorted(queue.recorded) == [0, 2]
     # An operator sees a delivery that will be sent again.
     assert REGISTRY.get_sample_value("delivery_attempts_unrecorded_total", labels) == before + 1
+
+
+async def test_a_stopping_dispatcher_finishes_what_is_under_way_and_claims_nothing_more():
+    """A backlog must not keep a stop claiming round after round (each attempt up to its total timeout)."""
+    clock = Clock()
+    queue = Queue(due(200), clock)
+    answer = asyncio.Event()
+    sender = dispatcher(queue, Pool(queue), clock, answer)
+    sender.start()
+    await until(lambda: queue.leases)
+    answer.set()
+    await until(lambda: len(sender._finished) == 64)
+    await sender.stop()
+    assert len(queue.leases) == 1
+    assert sorted(queue.recorded) == list(range(64)) and len(queue.due) == 136

@@ -91,6 +91,11 @@ class BackgroundLoop:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def stopping(self) -> bool:
+        """``stop`` was called: the loop runs rounds until one does nothing, then returns."""
+        return self._stopping.is_set()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
 

@@ -18,7 +18,8 @@ together, so its recordings do not queue behind each other for the pool
 (leases cover the attempt and a few seconds of recording). A result recorded
 after its lease all the same (the pool busy elsewhere, Postgres slow) records
 nothing over the claim that took its delivery since: that delivery was sent
-twice, which receivers drop by its ``webhook-id``.
+twice, which receivers drop by its ``webhook-id``. A stop claims nothing more:
+the attempts under way finish (within their total timeout) and are recorded.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class Dispatcher(BackgroundLoop):
     async def step(self) -> int:
         if self._finished:
             await self._record_finished()
+        if self.stopping:  # what is under way finishes (stop waits for it); nothing new starts
+            return 0
         room = self._max - sum(self._in_flight.values())
         if room <= 0 or not self._subs:
             return 0
