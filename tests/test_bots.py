@@ -167,7 +167,7 @@ def token_key_of_test_stack() -> bytes:
     from capture.app import token_key
     from capture.settings import CaptureSettings
 
-    return token_key(CaptureSettings(token_secret=TOKEN_SECRET), {})
+    return token_key(CaptureSettings(token_secret=TOKEN_SECRET), [])
 
 
 async def test_a_captcha_is_verified_with_its_service_and_an_outage_follows_the_forms_choice(stack, db):

@@ -58,7 +58,7 @@ def serving(engine: AsyncEngine) -> FastAPI:
     settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
     app = create_app(settings)
     app.state.keys = Keys(engine, ADMIN)
-    context = Capture(forms=load_forms(settings.forms_file), writer=LeadWriter(engine, 1, lambda: None, utc_now),
+    context = Capture(forms=load_forms(settings.forms_file).forms, writer=LeadWriter(engine, 1, lambda: None, utc_now),
                       clock=utc_now, limits=Limits(parse_rate("100/second", "rate"), parse_rate("100/second", "rate"),
                                                    {}, ()),
                       token_key=b"k" * 32, verifier=None, identity=load_identity(settings.identity_file))  # type: ignore[arg-type]

@@ -5,7 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from capture.domain import (Form, InvalidSubmission, captcha_answer, captcha_suspicions, capture_lead, fingerprint,
-                            issue_form_token, may_post_from, parse_forms, parse_identity, person_key, suspicions)
+                            issue_form_token, may_post_from, parse_forms, parse_identity, parse_unlisted, person_key,
+                            suspicions)
+from capture.throttle import parse_rate
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LEAD_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -80,6 +82,38 @@ def test_a_form_id_with_odd_characters_is_refused():
 def test_the_forms_file_rejects_unknown_keys():
     with pytest.raises(ValueError, match="forms.demo: unknown keys"):
         parse_forms({"forms": {"demo": {"thank_you": "https://x"}}})
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    ({"forms": {"report": {"offer": 2024}}}, r"forms.report.offer: expected text \(quote it: offer: \"2024\"\)"),
+    ({"forms": {"report": {"name": True}}}, "forms.report.name: expected text"),
+    ({"forms": {"report": {"thank_you_url": "/thanks"}}}, "forms.report.thank_you_url: expected an absolute http"),
+    ({"forms": {"report": {"thank_you_url": 42}}}, "forms.report.thank_you_url: expected an absolute http"),
+    ({"forms": {"contact us": {}}}, "forms.contact us: a form id is 1 to 100 letters"),
+    ({"forms": {False: {}}}, "forms.False: a form id is .* quote one YAML reads otherwise"),
+    ({"form": {"demo": {"require_token": True}}}, r"unknown keys \['form'\] \(known: forms, unlisted\)"),
+    ({"forms": ["demo"]}, "forms: expected a mapping"),
+], ids=["number-offer", "boolean-name", "relative-thank-you-url", "number-thank-you-url", "id-with-a-space",
+        "yaml-boolean-id", "misspelt-top-level-key", "forms-as-a-list"])
+def test_the_forms_file_refuses_what_would_fail_each_post_later_or_switch_its_checks_off(raw, reason):
+    with pytest.raises(ValueError, match=reason):
+        parse_forms(raw)
+
+
+def test_a_form_id_of_digits_is_the_text_it_reads_as():
+    assert list(parse_forms({"forms": {2024: {"offer": "report"}}})) == ["2024"]
+
+
+def test_unlisted_checks_take_only_what_a_form_not_listed_can_have():
+    assert parse_unlisted({}).require_token is False and parse_unlisted({}).captcha is None
+    assert parse_unlisted({"unlisted": {"require_token": True, "rate_limit": "5/minute"}}).require_token
+    with pytest.raises(ValueError, match=r"unlisted: unknown keys \['thank_you_url'\]"):
+        parse_unlisted({"unlisted": {"thank_you_url": "https://example.com/thanks"}})
+
+
+def test_a_rate_that_lets_nothing_through_is_refused():
+    with pytest.raises(ValueError, match="forms.demo.rate_limit: '0/minute' lets nothing through"):
+        parse_rate("0/minute", "forms.demo.rate_limit")
 
 
 def test_a_form_may_name_the_origins_whose_pages_post_it_with_fetch():

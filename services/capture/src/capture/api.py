@@ -14,7 +14,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
@@ -40,7 +40,7 @@ from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
 
 from capture.captcha import Verifier
-from capture.domain import (TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
+from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, issue_form_token, person_key, suspicions)
 from capture.handlers import SOURCE
 from capture.throttle import Network, Throttle, browser_identity, client_address, counted_as, parse_rate
@@ -68,6 +68,9 @@ class Limits:
     per_form: dict[str, RateLimitItem]
     trusted_proxies: tuple[Network, ...]
     throttle: Throttle = field(default_factory=Throttle)
+    #: Submissions per client address to forms not listed and to ``/v1/leads`` (``unlisted.rate_limit``);
+    #: None: ``per_address``.
+    unlisted: RateLimitItem | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,14 @@ class Capture:
     verifier: Verifier
     #: How an e-mail address names a person (``CAPTURE_IDENTITY_FILE``).
     identity: IdentityRules
+    #: The checks of a post naming no form listed (the forms file's ``unlisted:``); its form id is blank.
+    unlisted: Form = Form(form_id="", name="")
+
+    def checks(self, form_id: str | None) -> Form:
+        """The bot checks a post naming ``form_id`` gets: its form's, or the unlisted ones under its id (a form
+        token is signed for the form id it is posted to)."""
+        form = self.forms.get(form_id or "")
+        return form if form is not None else replace(self.unlisted, form_id=form_id or "")
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,9 @@ async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: 
     if who is not None:
         rate, identity = (_rate(who.rate_limit) if who.rate_limit else limits.per_key), ("key", who.key_id)
     else:
-        rate = limits.per_form.get(form_id or "", limits.per_address)
+        listed = form_id is not None and form_id in rt.context.forms
+        rate = (limits.per_form.get(form_id, limits.per_address) if listed  # type: ignore[arg-type]
+                else limits.unlisted or limits.per_address)
         address = _address(request, limits)
         identity = browser_identity(address, form_id, rt.context.forms)
     _throttle(limits, rate, identity, "key" if who else "address")
@@ -152,7 +165,6 @@ def _rate(text: str) -> RateLimitItem:
 
 
 CaptureRuntime = Annotated[Runtime[Capture, CaptureStore], Depends(runtime)]
-FORM_ID = r"[A-Za-z0-9_.:-]{1,100}"
 FormId = Annotated[str, Path(pattern=f"^{FORM_ID}$")]
 router = APIRouter(tags=["capture"])
 
@@ -246,7 +258,8 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         # form's own limit applies all the same, or posting to /v1/leads would be the way around it.
         _throttle(limits, limits.per_form[form.form_id], browser_identity(sender.address, form.form_id,
                                                                           rt.context.forms), "address")
-    reasons = [] if sender.vouched else await _suspicions(rt.context, fields, form, now, sender)
+    reasons = [] if sender.vouched else await _suspicions(rt.context, fields, rt.context.checks(
+        lead.attribution.form_id), now, sender)
     submitted = Submitted(lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),
                           request_id=uuid.uuid4(), traceparent=child_traceparent(request.headers.get("traceparent")),
                           idempotency_key=key, fingerprint=fingerprint(fields, form_id) if key else None)
@@ -267,10 +280,10 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
     return admitted
 
 
-async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form | None, now: datetime,
+async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form, now: datetime,
                       sender: Sender) -> list[str]:
     reasons = suspicions(fields, form, now, ctx.token_key)
-    if reasons or form is None or form.captcha is None:
+    if reasons or form.captcha is None:
         return reasons  # a known bot costs no call to the verifier
     answer = captcha_answer(fields, form.captcha)
     verdict = await ctx.verifier.verify(form.form_id, form.captcha, answer, sender.address) if answer else None
@@ -476,8 +489,9 @@ _NO_STORE = {"Cache-Control": "no-store"}  # a cached token would say the form w
 
 
 def _known_form(rt: Runtime[Capture, CaptureStore], form_id: str) -> Form:
-    form = rt.context.forms.get(form_id)
-    if form is None:
+    """The form a token is asked for: a listed one, or any while ``unlisted:`` requires tokens."""
+    form = rt.context.checks(form_id)
+    if not form.require_token and form_id not in rt.context.forms:
         raise Problem(404, f"no form {form_id!r} in the forms file")
     return form
 

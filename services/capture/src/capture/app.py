@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
+import structlog
 import yaml
 from fastapi import FastAPI
 from limits import RateLimitItem
@@ -19,22 +20,51 @@ from leadpipe_common.service import Clients, consumer_app, utc_now
 from capture.api import Capture, Limits, problem_response
 from capture.captcha import Verifier
 from capture.cors import CrossOrigin
-from capture.domain import Form, IdentityRules, Submission, parse_forms, parse_identity
+from capture.domain import Form, IdentityRules, Submission, parse_forms, parse_identity, parse_unlisted
 from capture.service import SERVICE
 from capture.settings import CaptureSettings
 from capture.throttle import parse_networks, parse_rate
 from capture.writer import LeadWriter
 
+log = structlog.get_logger(__name__)
 
-def load_forms(path: Any) -> dict[str, Form]:
+
+class FormsFile(NamedTuple):
+    #: The forms listed, by id.
+    forms: dict[str, Form]
+    #: The checks of a post to a form id not listed, or to ``/v1/leads`` without a key.
+    unlisted: Form
+
+    def guarded(self) -> list[Form]:
+        """Every set of checks in the file, the unlisted one included."""
+        return [*self.forms.values(), self.unlisted]
+
+
+def load_forms(path: Any) -> FormsFile:
     """Raises ValueError naming the file and the entry that is wrong."""
     try:
         with open(path, encoding="utf-8") as f:
-            forms = parse_forms(yaml.safe_load(f) or {})
-        form_rates(forms)
-        return forms
+            raw = yaml.safe_load(f) or {}
+        if not isinstance(raw, Mapping):
+            raise ValueError("expected a mapping with forms: (and unlisted:)")
+        loaded = FormsFile(parse_forms(raw), parse_unlisted(raw))
+        form_rates(loaded.forms)
+        if loaded.unlisted.rate_limit:
+            parse_rate(loaded.unlisted.rate_limit, "unlisted.rate_limit")
+        return loaded
     except (yaml.YAMLError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def unguarded_warning(loaded: FormsFile) -> str | None:
+    """Why a form's token or CAPTCHA may be walked around: the same post to a form id not listed (or to
+    ``/v1/leads``) is let in with the honeypot checked alone, unless ``unlisted:`` asks for more."""
+    guarded = sorted(f.form_id for f in loaded.forms.values() if f.require_token or f.captcha)
+    if not guarded or loaded.unlisted.require_token or loaded.unlisted.captcha:
+        return None
+    return (f"forms {guarded} require a form token or a CAPTCHA, but a post to a form id not listed (or to /v1/leads "
+            "without a key) is checked for the honeypot alone: give the forms file's unlisted: a require_token or "
+            "captcha too, or bots walk around them")
 
 
 def load_identity(path: Any) -> IdentityRules:
@@ -51,53 +81,61 @@ def form_rates(forms: dict[str, Form]) -> dict[str, RateLimitItem]:
             for form_id, form in forms.items() if form.rate_limit}
 
 
-def token_key(settings: CaptureSettings, forms: dict[str, Form]) -> bytes:
+def token_key(settings: CaptureSettings, forms: Sequence[Form]) -> bytes:
     """The key form tokens are signed with: the same in every capture process, or tokens fail between them."""
     secret = settings.token_secret or settings.session_secret
     if secret is None:
-        requiring = sorted(f for f, form in forms.items() if form.require_token)
+        requiring = sorted(_where(form) for form in forms if form.require_token)
         if requiring:
-            raise ValueError(f"forms {requiring} require a form token: set CAPTURE_TOKEN_SECRET (or "
+            raise ValueError(f"{', '.join(requiring)} require a form token: set CAPTURE_TOKEN_SECRET (or "
                              "LEADPIPE_SESSION_SECRET), the same in every capture process")
         return os.urandom(32)  # no form checks tokens: the ones handed out are never verified
     # Its own key, so a form token can never pass for a session cookie signed with the same secret.
     return hmac.new(secret.get_secret_value().encode(), b"leadpipe capture form tokens", hashlib.sha256).digest()
 
 
-def captcha_secrets(forms: dict[str, Form], environ: Mapping[str, str]) -> dict[str, str]:
+def captcha_secrets(forms: Sequence[Form], environ: Mapping[str, str]) -> dict[str, str]:
     """The secret key of each CAPTCHA the forms use, from the environment variable each names."""
-    needed = {form.captcha.secret_env: form_id for form_id, form in forms.items() if form.captcha}
-    missing = [f"{env} (forms.{form_id}.captcha)" for env, form_id in needed.items() if not environ.get(env)]
+    needed = {form.captcha.secret_env: _where(form) for form in forms if form.captcha}
+    missing = [f"{env} ({where}.captcha)" for env, where in needed.items() if not environ.get(env)]
     if missing:
         raise ValueError(f"the CAPTCHA secret is not set: {', '.join(missing)}")
     return {env: environ[env] for env in needed}
 
 
+def _where(form: Form) -> str:
+    return f"forms.{form.form_id}" if form.form_id else "unlisted"
+
+
 def check(settings: CaptureSettings) -> None:
     """Refuse a configuration capture cannot serve with, before it starts (raises ValueError saying why)."""
-    forms = load_forms(settings.forms_file)
+    loaded = load_forms(settings.forms_file)
     load_identity(settings.identity_file)
-    token_key(settings, forms)
-    captcha_secrets(forms, os.environ)
+    token_key(settings, loaded.guarded())
+    captcha_secrets(loaded.guarded(), os.environ)
 
 
 def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     settings = settings or CaptureSettings()
-    forms = load_forms(settings.forms_file)
-    key = token_key(settings, forms)
-    secrets = captcha_secrets(forms, os.environ)
+    loaded = load_forms(settings.forms_file)
+    forms, unlisted = loaded
+    key = token_key(settings, loaded.guarded())
+    secrets = captcha_secrets(loaded.guarded(), os.environ)
     identity = load_identity(settings.identity_file)
+    if warning := unguarded_warning(loaded):
+        log.warning(warning, forms_file=str(settings.forms_file))
 
     limits = Limits(per_address=parse_rate(settings.rate_limit, "CAPTURE_RATE_LIMIT"),
                     per_key=parse_rate(settings.key_rate_limit, "CAPTURE_KEY_RATE_LIMIT"),
                     per_form=form_rates(forms), trusted_proxies=parse_networks(settings.trusted_proxies,
-                                                                               "CAPTURE_TRUSTED_PROXIES"))
+                                                                               "CAPTURE_TRUSTED_PROXIES"),
+                    unlisted=parse_rate(unlisted.rate_limit, "unlisted.rate_limit") if unlisted.rate_limit else None)
 
     def context(clients: Clients) -> Capture:
         writer = LeadWriter(clients.engine, settings.write_batch_max, on_commit=clients.wake_relay, clock=utc_now,
                             linger=Linger(settings.write_linger_ms / 1000, settings.write_round_target))
         return Capture(forms=forms, writer=writer, clock=utc_now, limits=limits, token_key=key,
-                       verifier=Verifier(clients.http, secrets), identity=identity)
+                       verifier=Verifier(clients.http, secrets), identity=identity, unlisted=unlisted)
 
     app = consumer_app(SERVICE, settings, context)
     app.add_exception_handler(Problem, problem_response)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -380,34 +381,73 @@ def _hostnames(values: Any, where: str) -> frozenset[str]:
                                             "or wildcard)")
 
 
+#: What a form id may be: it is part of the URL a form posts to.
+FORM_ID = r"[A-Za-z0-9_.:-]{1,100}"
+_FORM_ID = re.compile(f"^{FORM_ID}$")
+#: What the ``unlisted:`` checks may set: a form not listed has no page of its own to name or send people to.
+_UNLISTED_KEYS = _FORM_KEYS - {"name", "thank_you_url", "offer", "allowed_origins"}
+
+
 def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
     """The ``forms:`` mapping of the forms file, checked; raises ``ValueError`` naming the bad entry."""
+    unknown = set(raw) - {"forms", "unlisted"}
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(map(str, unknown))} (known: forms, unlisted)")
+    listed = raw.get("forms") or {}
+    if not isinstance(listed, Mapping):
+        raise ValueError("forms: expected a mapping of form ids to their settings")
     forms = {}
-    for form_id, spec in (raw.get("forms") or {}).items():
-        spec = spec or {}
-        where = f"forms.{form_id}"
-        if not isinstance(spec, Mapping):
-            raise ValueError(f"{where}: expected a mapping")
-        unknown = set(spec) - _FORM_KEYS
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(_FORM_KEYS)})")
-        if not isinstance(spec.get("require_token", False), bool):
-            raise ValueError(f"{where}.require_token: expected true or false")
-        forms[str(form_id)] = Form(
-            form_id=str(form_id),
-            name=str(spec.get("name") or form_id),
-            thank_you_url=spec.get("thank_you_url"),
-            offer=spec.get("offer"),
-            allowed_origins=parse_origins(spec.get("allowed_origins") or [], f"{where}.allowed_origins"),
-            honeypot=str(spec.get("honeypot") or DEFAULT_HONEYPOT),
-            rate_limit=str(spec["rate_limit"]) if spec.get("rate_limit") else None,
-            require_token=spec.get("require_token", False),
-            min_fill_seconds=_seconds(spec.get("min_fill_seconds", 3), f"{where}.min_fill_seconds"),
-            token_max_age_seconds=_seconds(spec.get("token_max_age_seconds", 86_400),
-                                           f"{where}.token_max_age_seconds", positive=True),
-            captcha=parse_captcha(spec["captcha"], f"{where}.captcha") if spec.get("captcha") else None,
-        )
+    for key, spec in listed.items():
+        # YAML reads an id of digits as a number (it means the same), yes/no/on/off as booleans (not what was meant).
+        form_id = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+        if not isinstance(form_id, str) or not _FORM_ID.match(form_id):
+            raise ValueError(f"forms.{key}: a form id is 1 to 100 letters, digits and _ . : - (it is part of the URL "
+                             "the form posts to; quote one YAML reads otherwise)")
+        forms[form_id] = _form(form_id, spec, f"forms.{form_id}", _FORM_KEYS)
     return forms
+
+
+def parse_unlisted(raw: Mapping[str, Any]) -> Form:
+    """The forms file's ``unlisted:`` checks, for a post to a form id not listed and a post to ``/v1/leads`` without
+    an API key (the honeypot alone when not set); raises ``ValueError`` naming the bad entry."""
+    return _form("", raw.get("unlisted"), "unlisted", _UNLISTED_KEYS)
+
+
+def _form(form_id: str, spec: Any, where: str, keys: set[str]) -> Form:
+    spec = spec or {}
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where}: expected a mapping")
+    unknown = set(spec) - keys
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(map(str, unknown))} (known: {sorted(keys)})")
+    if not isinstance(spec.get("require_token", False), bool):
+        raise ValueError(f"{where}.require_token: expected true or false")
+    # YAML reads 2024, 1.0, no and on as numbers and booleans: quoted, they are the text they look like.
+    for text in ("name", "offer", "honeypot", "rate_limit"):
+        if spec.get(text) is not None and not isinstance(spec[text], str):
+            raise ValueError(f"{where}.{text}: expected text (quote it: {text}: \"{spec[text]}\")")
+    thank_you_url = spec.get("thank_you_url")
+    if thank_you_url is not None and not (isinstance(thank_you_url, str) and _absolute_url(thank_you_url)):
+        raise ValueError(f"{where}.thank_you_url: expected an absolute http(s) URL, like https://example.com/thanks")
+    return Form(
+        form_id=form_id,
+        name=spec.get("name") or form_id,
+        thank_you_url=thank_you_url,
+        offer=spec.get("offer"),
+        allowed_origins=parse_origins(spec.get("allowed_origins") or [], f"{where}.allowed_origins"),
+        honeypot=spec.get("honeypot") or DEFAULT_HONEYPOT,
+        rate_limit=spec.get("rate_limit") or None,
+        require_token=spec.get("require_token", False),
+        min_fill_seconds=_seconds(spec.get("min_fill_seconds", 3), f"{where}.min_fill_seconds"),
+        token_max_age_seconds=_seconds(spec.get("token_max_age_seconds", 86_400),
+                                       f"{where}.token_max_age_seconds", positive=True),
+        captcha=parse_captcha(spec["captcha"], f"{where}.captcha") if spec.get("captcha") else None,
+    )
+
+
+def _absolute_url(text: str) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not any(c.isspace() for c in text)
 
 
 # -- one person, one lead --------------------------------------------------------------

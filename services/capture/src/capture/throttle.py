@@ -33,9 +33,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def parse_rate(text: str, where: str) -> RateLimitItem:
     """``30/minute``, ``5 per second``...; raises ValueError naming ``where``."""
     try:
-        return parse(text)
+        rate = parse(text)
     except ValueError:
         raise ValueError(f"{where}: {text!r} is not a rate like 30/minute or 100/second") from None
+    if rate.amount < 1:  # would refuse every submission with a 429
+        raise ValueError(f"{where}: {text!r} lets nothing through; at least 1 per period")
+    return rate
 
 
 def parse_networks(text: str, where: str) -> tuple[Network, ...]:
