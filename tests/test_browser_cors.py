@@ -84,11 +84,15 @@ async def test_preflights_are_answered_for_allowed_origins_only_and_never_allow_
         allowed = await client.options("/v1/forms/demo-request", headers={"origin": PAGE_ORIGIN, **ask})
         other = await client.options("/v1/leads", headers={"origin": "https://evil.example", **ask})
         post = await client.post("/v1/leads", json={"email": "x@example.com"}, headers={"origin": "https://evil.example"})
+        ours = await client.post("/v1/leads", json={"email": "x@example.com"}, headers={"origin": PAGE_ORIGIN})
     assert allowed.status_code == 204 and allowed.headers["access-control-allow-origin"] == PAGE_ORIGIN
     assert "POST" in allowed.headers["access-control-allow-methods"]
     assert "access-control-allow-credentials" not in allowed.headers
     assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
     assert post.status_code == 202 and "access-control-allow-origin" not in post.headers
+    # A page reads when to retry a 429 or 503, and whether a retried key was answered from before.
+    assert ours.status_code == 202 and ours.headers["access-control-allow-origin"] == PAGE_ORIGIN
+    assert ours.headers["access-control-expose-headers"] == "Retry-After, Idempotent-Replayed"
 
 
 async def test_the_token_script_lets_a_person_who_took_their_time_through(pages, tmp_path, db):

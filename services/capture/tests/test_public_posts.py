@@ -145,3 +145,21 @@ def test_a_token_or_captcha_on_listed_forms_alone_is_called_out_at_start():
     assert warning(FORMS) is None
     assert warning({"forms": {"contact-us": {}}}) is None
 
+
+@pytest.mark.parametrize(("accept", "send", "status", "type_"), [
+    ("*/*", {"json": {"email": "jo@example.com"}}, 202, "application/json"),
+    ("*/*", {"data": {"email": "jo@example.com"}}, 303, None),
+    ("text/html,*/*", {"json": {"email": "jo@example.com"}}, 303, None),
+    ("*/*", {"json": {"email": "not an address"}}, 422, "application/json"),
+    ("*/*", {"data": {"email": "not an address"}}, 422, "text/html"),
+], ids=["fetch-posting-json", "html-form", "json-asking-for-html", "fetch-refused", "html-form-refused"])
+async def test_a_page_posting_json_with_fetchs_default_accept_reads_the_api_answer_and_a_form_the_page(
+        tmp_path, accept, send, status, type_):
+    app, _, _, _ = serving(tmp_path, FORMS)
+    async with client(app, accept=accept) as capture:
+        reply = await capture.post("/v1/forms/whitepaper", **send)
+    assert reply.status_code == status
+    if type_:
+        assert reply.headers["content-type"].startswith(type_)
+    if status == 303:
+        assert reply.headers["location"] == "https://example.com/thanks"

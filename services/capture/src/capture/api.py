@@ -175,7 +175,11 @@ def _media_type(request: Request) -> str:
 
 def _wants_json(request: Request) -> bool:
     accept = request.headers.get("accept", "")
-    return "application/json" in accept and "text/html" not in accept.split("application/json")[0]
+    if "application/json" in accept:
+        return "text/html" not in accept.split("application/json")[0]
+    # fetch() sends "*/*" unless told otherwise, and no HTML form sends JSON: a page posting JSON reads the API's
+    # answer (a redirect to a thank-you page on another site would fail its fetch after the lead was stored).
+    return _media_type(request) in JSON_TYPES and "text/html" not in accept
 
 
 async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -383,7 +387,8 @@ async def post_lead(request: Request) -> JSONResponse:
     summary="Submit a lead from an HTML form",
     description="Accepts what browsers send, with the fields of `Submission`. Answers 303 to the form's "
                 "thank-you URL, a confirmation page when none is configured, or 202 JSON when the client sends "
-                "`Accept: application/json`. A browser's refused post gets the problem as a readable page.",
+                "`Accept: application/json`, or a JSON body without asking for `text/html` (`fetch()`). A "
+                "browser's refused form post gets the problem as a readable page.",
     status_code=303,
     response_class=Response,
     responses={

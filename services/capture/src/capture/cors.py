@@ -19,6 +19,9 @@ from capture.domain import Form, may_post_from
 _PUBLIC = re.compile(r"^/v1/(?:leads|forms/(?P<form>[^/]+)(?:/token)?)$")
 ALLOWED_HEADERS = "content-type, accept, idempotency-key, traceparent"
 MAX_AGE_S = "600"
+#: What a page may read of an answer beyond the safelisted headers: when to retry a 429 or 503, and that a repeated
+#: Idempotency-Key was answered from before.
+EXPOSED_HEADERS = b"Retry-After, Idempotent-Replayed"
 
 
 class CrossOrigin:
@@ -47,7 +50,7 @@ class CrossOrigin:
         async def send_with_cors(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), (b"access-control-allow-origin", origin.encode()),
-                                      (b"vary", b"Origin")]
+                                      (b"access-control-expose-headers", EXPOSED_HEADERS), (b"vary", b"Origin")]
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
