@@ -116,6 +116,19 @@ def test_data_breaking_its_schema_is_a_schema_error_naming_the_field():
     assert "contact.email" in err.value.detail
 
 
+@pytest.mark.parametrize("moment", ["2026-03-01T09:00:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"],
+                         ids=["without-an-offset", "year-0-in-utc", "year-10000-in-utc"])
+def test_a_time_no_reader_could_store_or_compare_is_a_schema_error_not_a_stage_stuck_for_ever(moment):
+    """Postgres's driver cannot encode a time outside years 1 - 9999 in UTC, and a naive time compared with an aware
+    one raises TypeError: either, accepted, failed its batch on every retry in the stage that stored it."""
+    msg = encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)
+    broken = msg.value.replace(b'"captured_at":"2026-11-23T09:30:00Z"', f'"captured_at":"{moment}"'.encode())
+    assert broken != msg.value
+    with pytest.raises(DecodeError) as err:
+        decode(list(msg.headers), msg.key, broken)
+    assert err.value.kind == "schema" and "captured_at" in err.value.detail
+
+
 def test_unknown_fields_from_a_newer_producer_are_ignored():
     lead = a_lead()
     data = lead.model_dump(mode="json") | {"loyalty_tier": "gold"}

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Stage = Literal[
     "captured", "enriched", "mql", "nurture", "disqualified", "routed", "deadlettered",
@@ -42,6 +42,12 @@ Grade = Literal["A", "B", "C", "D"]
 Disposition = Literal["accepted", "rejected", "contacted", "qualified", "won", "lost"]
 
 T = TypeVar("T")
+
+#: A moment every reader can store and compare: with its offset (a naive time compared with an aware one raises
+#: TypeError), and a day inside what Postgres's timestamptz and Python both hold in UTC (0001-01-01T00:00+01:00
+#: is year 0 in UTC: asyncpg cannot encode it). Refused where it comes in (422 at the API), so no event carrying
+#: one reaches a stage that would fail on it for ever. Checked by pydantic's core: no Python call per field.
+Moment = Annotated[AwareDatetime, Field(gt=datetime(1, 1, 2, tzinfo=UTC), lt=datetime(9999, 12, 30, tzinfo=UTC))]
 
 
 class Model(BaseModel):
@@ -72,7 +78,7 @@ class Contact(Model):
     country: str | None = None
     message: str | None = None
     marketing_consent: bool = False
-    marketing_consent_at: datetime | None = None
+    marketing_consent_at: Moment | None = None
 
 
 class Sourced(Model, Generic[T]):
@@ -104,7 +110,7 @@ class ScoreReason(Model):
     points: int
     #: The touch an intent rule matched (the lead's first touch is the lead's id), and when it happened.
     touch_id: UUID | None = None
-    touch_at: datetime | None = None
+    touch_at: Moment | None = None
     #: The rule's points before decay.
     full_points: int | None = None
 
@@ -133,7 +139,7 @@ class Touch(Model):
     """One submission by a person whose lead was open: what they did then, not who they are."""
 
     touch_id: UUID
-    at: datetime
+    at: Moment
     attribution: Attribution
 
 
@@ -161,7 +167,7 @@ class LeadCaptured(Event):
 
     type: ClassVar[str] = "lead.captured"
     version: ClassVar[int] = 2
-    captured_at: datetime
+    captured_at: Moment
     contact: Contact
     attribution: Attribution
     #: The person (by normalised e-mail address) across their leads: stable when a closed lead's person returns.
@@ -177,7 +183,7 @@ class LeadTouched(Event):
 
     type: ClassVar[str] = "lead.touched"
     version: ClassVar[int] = 1
-    captured_at: datetime
+    captured_at: Moment
     contact: Contact
     attribution: Attribution
     person_id: UUID | None = None
@@ -189,11 +195,11 @@ class LeadEnriched(Event):
 
     type: ClassVar[str] = "lead.enriched"
     version: ClassVar[int] = 2
-    captured_at: datetime
+    captured_at: Moment
     contact: Contact
     attribution: Attribution
     enrichment: Enrichment
-    enriched_at: datetime
+    enriched_at: Moment
     person_id: UUID | None = None
     #: The touch this enrichment followed (None: the lead's capture).
     touch: Touch | None = None
@@ -204,13 +210,13 @@ class LeadScored(Event):
 
     type: ClassVar[str] = "lead.scored"
     version: ClassVar[int] = 2
-    captured_at: datetime
+    captured_at: Moment
     contact: Contact
     attribution: Attribution
     enrichment: Enrichment
-    enriched_at: datetime
+    enriched_at: Moment
     score: Score
-    scored_at: datetime
+    scored_at: Moment
     person_id: UUID | None = None
     #: The touch that re-scored the lead (None: its first score).
     touch: Touch | None = None
@@ -221,15 +227,15 @@ class LeadRouted(Event):
 
     type: ClassVar[str] = "lead.routed"
     version: ClassVar[int] = 3
-    captured_at: datetime
+    captured_at: Moment
     contact: Contact
     attribution: Attribution
     enrichment: Enrichment
-    enriched_at: datetime
+    enriched_at: Moment
     score: Score
-    scored_at: datetime
+    scored_at: Moment
     assignment: Assignment
-    routed_at: datetime
+    routed_at: Moment
     person_id: UUID | None = None
     #: Set on a re-engagement: the new touch of a lead its holder already has (same owner, same deadline).
     touch: Touch | None = None
@@ -244,7 +250,7 @@ class LeadStageChanged(Event):
     version: ClassVar[int] = 1
     from_stage: Stage | None
     to_stage: Stage
-    at: datetime
+    at: Moment
     by: str
     reason: str
     attribution: Attribution
@@ -252,7 +258,7 @@ class LeadStageChanged(Event):
     owner_id: str | None = None
     team: str | None = None
     grade: Grade | None = None
-    due_at: datetime | None = None
+    due_at: Moment | None = None
     # What sales said: a code from the editable list, and a won deal's value.
     reason_code: str | None = None
     amount: Decimal | None = None
@@ -278,7 +284,7 @@ class DispositionReport(Model):
     amount: Decimal | None = Field(None, gt=0, max_digits=18, decimal_places=2, validate_default=True)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", validate_default=True)
     #: When it happened in the sales tool; absent = when leadpipe hears of it.
-    at: datetime | None = None
+    at: Moment | None = None
 
     @field_validator("reason_code")
     @classmethod
@@ -325,14 +331,14 @@ class LeadSlaBreached(Event):
     owner_id: str
     team: str
     grade: Grade | None
-    due_at: datetime
-    breached_at: datetime
+    due_at: Moment
+    breached_at: Moment
     #: 1 for the first breach of this lead, 2 for the next holder's, ...
     breach: int = Field(ge=1)
     action: Literal["reassigned", "escalated"]
     next_owner_id: str
     next_owner_name: str
-    next_due_at: datetime | None
+    next_due_at: Moment | None
     attribution: Attribution
 
 
@@ -343,7 +349,7 @@ class LeadQueued(Event):
     type: ClassVar[str] = "lead.queued"
     version: ClassVar[int] = 1
     team: str
-    at: datetime
+    at: Moment
     reason: str
     grade: Grade | None
     attribution: Attribution
@@ -357,9 +363,9 @@ class LeadAssigned(Event):
     owner_id: str
     owner_name: str
     team: str
-    at: datetime
-    queued_at: datetime
-    due_at: datetime | None
+    at: Moment
+    queued_at: Moment
+    due_at: Moment | None
     reason: str
     grade: Grade | None
     attribution: Attribution
@@ -375,7 +381,7 @@ class LeadReengaged(Event):
     touch: Touch
     owner_id: str
     team: str
-    at: datetime
+    at: Moment
     reason: str
     attribution: Attribution
     score: int
@@ -389,7 +395,7 @@ class LeadMerged(Event):
     type: ClassVar[str] = "lead.merged"
     version: ClassVar[int] = 1
     survivor_id: UUID
-    at: datetime
+    at: Moment
     by: str
     reason: str
     attribution: Attribution
@@ -404,7 +410,7 @@ class LeadQuarantined(Event):
 
     type: ClassVar[str] = "lead.quarantined"
     version: ClassVar[int] = 1
-    received_at: datetime
+    received_at: Moment
     reasons: list[str]
     form_id: str | None
     utm_source: str | None

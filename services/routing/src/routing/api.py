@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from prometheus_client import Counter
-from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from leadpipe_common.auth import Principal, needs
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
-from leadpipe_common.events import DispositionReport, LeadDispositioned
+from leadpipe_common.events import DispositionReport, LeadDispositioned, Moment
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
@@ -134,8 +134,8 @@ reps_router = APIRouter(prefix="/v1", tags=["reps and routing data"],
 class AwayPeriod(BaseModel):
     """A rep is out of office from ``starts_at`` (inclusive) until ``ends_at``: no new leads meanwhile."""
 
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Moment
+    ends_at: Moment
     reason: str | None = Field(None, max_length=200, description="shown to whoever reads the routing reason")
 
     @field_validator("ends_at")
