@@ -68,3 +68,39 @@ def test_a_letter_sent_back_is_the_original_record_and_one_without_its_value_is_
                            value=b"x" * MAX_REQUEST_SIZE, headers=(), kind="rejected", error="e", stage="scoring",
                            at=AT)
     assert read_back(big).original() is None and not read_back(big).whole
+
+
+def test_headers_without_a_value_are_as_if_absent_in_a_letter_and_in_the_inbox_copy_of_it():
+    """Kafka allows a header with no value (Java and librdkafka clients send them; aiokafka reads None): reading
+    one raised, inside the dead-lettering itself or storing a final rejection, and failed the batch for ever."""
+    from leadpipe_common.envelope import Message
+
+    dlq, announcement = letter(headers=(("traceparent", None), ("x-correlation-id", None)))
+    assert announcement.header("traceparent") is not None  # a trace of its own, none to continue
+    assert dlq.header("x-correlation-id") is None
+    assert Message.from_json(dlq.to_json()) == dlq
+
+
+async def test_a_record_whose_id_header_has_no_value_is_dead_lettered_not_retried_for_ever():
+    from dataclasses import dataclass
+
+    from leadpipe_common.consumer import BatchApplier
+    from leadpipe_common.envelope import encode
+    from leadpipe_common.events import LeadDispositioned
+    from leadpipe_common.uow import MemoryUnitOfWork
+
+    @dataclass
+    class Record:
+        topic: str
+        partition: int
+        offset: int
+        key: bytes | None
+        value: bytes | None
+        headers: list
+
+    report = encode(topics.FEEDBACK, LeadDispositioned(lead_id=LEAD, outcome="accepted", rep_id="ana"),
+                    event_id=uuid.uuid4(), source="crm", time=AT)
+    blank_id = [(k, None if k == "ce_id" else v) for k, v in report.headers]
+    applier = BatchApplier(service="routing", handlers={}, unit_of_work=lambda: MemoryUnitOfWork(object()))
+    [dlq] = await applier.apply([Record(topics.FEEDBACK, 0, 7, report.key, report.value, blank_id)])
+    assert dlq.topic == topics.DEADLETTER and "ce_id is missing" in (dlq.header("dlq.error.message") or "")

@@ -205,8 +205,9 @@ def dead_letter(
 _DLQ_NAMESPACE = uuid.UUID("6f1c8a9e-3b7d-4e52-9a0c-1d2e3f405162")
 
 
-def _header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:
-    return next((v.decode(errors="replace") for k, v in headers if k == name), None)
+def _header(headers: Sequence[tuple[str, bytes | None]], name: str) -> str | None:
+    # Kafka allows a header without a value (aiokafka gives None; Java and librdkafka clients send them): absent.
+    return next((v.decode(errors="replace") for k, v in headers if k == name and v is not None), None)
 
 
 class FetchPacer:

@@ -98,7 +98,8 @@ class Message:
             "topic": self.topic,
             "key": None if self.key is None else self.key.decode("latin-1"),
             "value": self.value.decode("latin-1"),
-            "headers": [[k, v.decode("latin-1")] for k, v in self.headers],
+            # A header may have no value (Kafka allows it): null, read back as None.
+            "headers": [[k, None if v is None else v.decode("latin-1")] for k, v in self.headers],
         }
 
     @classmethod
@@ -107,12 +108,12 @@ class Message:
             topic=d["topic"],
             key=None if d["key"] is None else d["key"].encode("latin-1"),
             value=d["value"].encode("latin-1"),
-            headers=tuple((k, v.encode("latin-1")) for k, v in d["headers"]),
+            headers=tuple((k, None if v is None else v.encode("latin-1")) for k, v in d["headers"]),
         )
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
-            if k == name:
+            if k == name and v is not None:
                 return v.decode()
         return None
 
@@ -218,6 +219,8 @@ def _attributes(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]
     attrs: dict[str, str] = {}
     for k, v in headers:
         if k.startswith("ce_"):
+            if v is None:  # a header without a value: as if absent (a required one is then missing)
+                continue
             try:
                 attrs[k[3:]] = v.decode()
             except UnicodeDecodeError:
@@ -267,7 +270,7 @@ def decode(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key
         raise DecodeError("schema", f"ce_id {attrs['id']!r} is not a UUID") from exc
     if key is not None and key != str(event.lead_id).encode():
         raise DecodeError("schema", "record key does not match the event's lead_id")
-    traceparent = next((v.decode(errors="replace") for k, v in headers if k == "traceparent"), None)
+    traceparent = next((v.decode(errors="replace") for k, v in headers if k == "traceparent" and v is not None), None)
     if time is None:
         raise DecodeError("schema", "ce_time is missing")
     return Envelope(id=event_id, source=attrs["source"], time=time, data=event, traceparent=traceparent)
