@@ -105,3 +105,30 @@ async def test_a_loop_cancelled_from_outside_during_a_round_still_ends():
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(loop._task, timeout=5)
     assert loop._task.cancelled()
+
+
+class Failing(BackgroundLoop):
+    """A round that always fails, as a relay's does while the broker is away."""
+
+    def __init__(self) -> None:
+        super().__init__(batch_max=100, idle_s=30)
+        self.rounds = 0
+
+    async def step(self) -> int:
+        self.rounds += 1
+        raise ConnectionError("the broker is away")
+
+
+async def test_wakes_do_not_cut_a_failing_loops_backoff_short_but_a_stop_does():
+    """Every capture write round wakes its relay: during a broker outage that was a retry (and a warning) per
+    request, not a backoff."""
+    loop = Failing()
+    loop.start()
+    await until(lambda: loop.rounds == 1)
+    for _ in range(20):  # a few milliseconds, well within the first backoff (0.05 - 0.1 s)
+        loop.wake()
+        for _ in range(5):
+            await asyncio.sleep(0)
+    assert loop.rounds == 1
+    async with asyncio.timeout(1):
+        await loop.stop()

@@ -26,6 +26,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -131,7 +132,12 @@ class BackgroundLoop:
                 self.on_failure()
                 if self._stopping.is_set():
                     return
-                await self._sleep(delay)
+                # Only a stop cuts a failure's wait short: a wake (every capture write round wakes its relay)
+                # would otherwise retry a broker or database that is away once per request.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                if self._stopping.is_set():
+                    return
                 continue
             if self._stopping.is_set() and done == 0:
                 return
