@@ -7,6 +7,7 @@ for a browser's form post, the same problem as a readable page.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import html
 import inspect
@@ -202,13 +203,17 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
             raise Problem(422, "body must be a JSON object", [FieldProblem("body", "must be a JSON object")])
         return parsed
     if media == "application/x-www-form-urlencoded":
-        try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            raise Problem(422, "form body is not UTF-8", [FieldProblem("body", "must be UTF-8")]) from None
+        charset = _charset(request)
         fields: dict[str, Any] = {}
-        for k, v in pairs:
-            fields.setdefault(k, v)  # the first value wins when a name repeats
+        # Split with each byte kept as itself (latin-1), percent-encoded or raw alike, then each name and value
+        # decoded strictly on its own: a page in another charset is refused naming the field, not stored with
+        # U+FFFD in place of its letters (where jérôme@ and jèrûme@ become one person).
+        for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
+            name = _decoded(k, charset, None)
+            fields.setdefault(name, _decoded(v, charset, name))  # the first value wins when a name repeats
+        if charset != "utf-8" and (where := nul_path(fields)) is not None:
+            # Some codecs decode to U+0000 from bytes the shared NUL check does not read as one.
+            raise Problem(422, "the lead was not accepted", [FieldProblem(where, NUL_REASON)])
         return fields
     try:
         form = await request.form(max_files=10, max_fields=200)
@@ -225,6 +230,38 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
     if (where := nul_path(fields)) is not None:
         raise Problem(422, "the lead was not accepted", [FieldProblem(where, NUL_REASON)])
     return fields
+
+
+def _charset(request: Request) -> str:
+    """The codec a form body's ``charset=`` names (browsers send none: UTF-8); 415 for one capture cannot read a
+    form body in."""
+    params = (p.partition("=") for p in request.headers.get("content-type", "").split(";")[1:])
+    named = next((v.strip().strip('"') for k, _, v in params if k.strip().lower() == "charset"), None)
+    if named is None:
+        return "utf-8"
+    try:
+        # str.encode refuses unknown names and codecs that are not text encodings (base64) alike; one writing
+        # these four otherwise (UTF-16, UTF-7) cannot have its pairs told apart.
+        if "=&+%".encode(named) == b"=&+%":
+            return codecs.lookup(named).name
+    except (LookupError, UnicodeError):
+        pass
+    raise Problem(415, f"unsupported charset {named!r}",
+                  [FieldProblem("Content-Type", f"charset {named!r} is not one capture reads forms in; send UTF-8")])
+
+
+def _decoded(raw: str, charset: str, name: str | None) -> str:
+    """A form name (``name`` None) or ``name``'s value, its bytes as latin-1 text, decoded in ``charset``;
+    422 naming the field when they are not in it."""
+    data = raw.encode("latin-1")
+    try:
+        return data.decode(charset)
+    except UnicodeDecodeError:
+        field = name if name is not None else data.decode(charset, "backslashreplace")
+        label = "UTF-8" if charset == "utf-8" else charset
+        raise Problem(422, f"the form was not sent as {label}", [FieldProblem(
+            field, f"is not {label}: the page must send its form as UTF-8 (accept-charset=\"UTF-8\" on the "
+                   f"<form>, or <meta charset=\"utf-8\"> on the page)")]) from None
 
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")

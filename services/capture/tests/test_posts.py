@@ -1,0 +1,156 @@
+"""capture's public posts and the quarantine's release in-process, with no broker or Postgres: the app as its
+lifespan leaves it, on a writer and a unit of work that record what reaches them."""
+
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+from leadpipe_common.auth import Keys
+from leadpipe_common.service import Runtime
+
+from capture.api import Capture, Limits
+from capture.app import create_app, load_forms, load_identity
+from capture.settings import CaptureSettings
+from capture.throttle import parse_rate
+from capture.writer import Admitted, Submitted, answer_for
+
+NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+ADMIN = f"test-bootstrap-{uuid.uuid4().hex}"
+FORM = "/v1/forms/contact-us"
+AS_JSON = {"accept": "application/json"}
+URLENCODED = {"content-type": "application/x-www-form-urlencoded", **AS_JSON}
+
+
+def in_charset(charset: str) -> dict[str, str]:
+    return {**URLENCODED, "content-type": f"application/x-www-form-urlencoded; charset={charset}"}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Pipeline:
+    """Where capture's posts end: the leads written and the submissions quarantined, as stored."""
+
+    def __init__(self) -> None:
+        self.written: list[Submitted] = []
+        self.quarantined: dict[uuid.UUID, SimpleNamespace] = {}
+
+    async def write(self, submitted: Submitted) -> Admitted:  # LeadWriter.write
+        self.written.append(submitted)
+        return Admitted(answer_for(submitted.lead.lead_id, submitted, existing=False))
+
+    @property
+    def lead(self) -> Any:
+        return self.written[-1].lead
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[SimpleNamespace]:
+        yield SimpleNamespace(store=Store(self), publish=lambda messages: None, commit=_nothing)
+
+
+async def _nothing() -> None:
+    pass
+
+
+class Store:
+    """capture's store, as far as quarantining and releasing reach it before a lead is written."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def quarantine(self, row: dict[str, Any]) -> None:
+        # As Postgres takes jsonb: text it cannot store (a lone surrogate) fails the insert.
+        json.dumps(row["fields"], ensure_ascii=False).encode("utf-8")
+        self._pipeline.quarantined[row["lead_id"]] = SimpleNamespace(**row, released_at=None)
+
+    async def lock_quarantined(self, lead_id: uuid.UUID) -> SimpleNamespace | None:
+        return self._pipeline.quarantined.get(lead_id)
+
+
+@pytest.fixture
+def pipeline() -> Pipeline:
+    return Pipeline()
+
+
+@pytest.fixture
+async def client(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    app = create_app(settings)
+    app.state.keys = Keys(None, ADMIN)  # type: ignore[arg-type]  # the bootstrap key is never looked up
+    loaded = load_forms(settings.forms_file)
+    context = Capture(forms=loaded.forms, writer=pipeline, clock=utc_now,  # type: ignore[arg-type]
+                      limits=Limits(parse_rate("1000/second", "rate"), parse_rate("1000/second", "rate"), {}, ()),
+                      token_key=b"k" * 32, verifier=None, identity=load_identity(settings.identity_file),  # type: ignore[arg-type]
+                      unlisted=loaded.unlisted)
+    app.state.runtime = Runtime(settings=settings, context=context, engine=None, producer=None,  # type: ignore[arg-type]
+                                unit_of_work=pipeline.unit_of_work, wake_relay=lambda: None)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://capture") as client:
+        yield client
+
+
+def refused(r: httpx.Response, status: int, field: str) -> str:
+    """The reason the answer gives for ``field``, once it is the refusal expected."""
+    assert r.status_code == status, (r.status_code, r.text)
+    reasons = {e["field"]: e["reason"] for e in r.json()["errors"]}
+    assert field in reasons, reasons
+    return reasons[field]
+
+
+# -- a form's charset --------------------------------------------------------------
+
+
+async def test_a_form_from_a_latin_1_page_is_refused_naming_the_field_not_stored_with_its_letters_replaced(
+        client, pipeline):
+    r = await client.post(FORM, content=b"first_name=Ann&email=j%E9r%F4me@example.fr", headers=URLENCODED)
+    reason = refused(r, 422, "email")
+    assert "UTF-8" in reason and 'accept-charset="UTF-8"' in reason
+    assert pipeline.written == []
+
+
+async def test_a_form_whose_raw_bytes_are_not_utf_8_is_refused_naming_the_field_too(client, pipeline):
+    r = await client.post(FORM, content="email=a@example.com&first_name=Jérôme".encode("latin-1"), headers=URLENCODED)
+    assert "UTF-8" in refused(r, 422, "first_name")
+    assert pipeline.written == []
+
+
+async def test_a_field_name_that_is_not_utf_8_is_named_as_well_as_it_can_be(client):
+    r = await client.post(FORM, content=b"email=a@example.com&pr%E9nom=Ann", headers=URLENCODED)
+    assert "UTF-8" in refused(r, 422, "pr\\xe9nom")
+
+
+async def test_a_form_naming_its_charset_is_read_in_it(client, pipeline):
+    r = await client.post(FORM, content=b"email=j%E9r%F4me@example.fr&company=Soci%E9t%E9",
+                          headers=in_charset("ISO-8859-1"))
+    assert r.status_code == 202, r.text
+    assert (pipeline.lead.contact.email, pipeline.lead.contact.company) == ("jérôme@example.fr", "Société")
+
+
+async def test_a_utf_8_form_is_read_as_ever(client, pipeline):
+    r = await client.post(FORM, content=b"email=j%C3%A9r%C3%B4me@example.fr&first_name=J\xc3\xa9r\xc3\xb4me",
+                          headers=URLENCODED)
+    assert r.status_code == 202, r.text
+    assert (pipeline.lead.contact.email, pipeline.lead.contact.first_name) == ("jérôme@example.fr", "Jérôme")
+
+
+@pytest.mark.parametrize("charset", ["klingon", "base64", "utf-16"])
+async def test_a_charset_capture_cannot_read_a_form_in_is_refused_naming_it(client, pipeline, charset):
+    r = await client.post(FORM, content=b"email=a@example.com",
+                          headers=in_charset(charset))
+    assert charset in refused(r, 415, "Content-Type")
+    assert pipeline.written == []
+
+
+async def test_a_charset_that_decodes_to_nul_from_other_bytes_is_refused_as_nul(client, pipeline):
+    r = await client.post(FORM, content=b"email=a@example.com&first_name=a%5Cx00b",
+                          headers=in_charset("unicode_escape"))
+    assert "NUL" in refused(r, 422, "first_name")
+    assert pipeline.written == []
