@@ -154,3 +154,32 @@ async def test_a_charset_that_decodes_to_nul_from_other_bytes_is_refused_as_nul(
                           headers=in_charset("unicode_escape"))
     assert "NUL" in refused(r, 422, "first_name")
     assert pipeline.written == []
+
+
+# -- a name sent twice --------------------------------------------------------------
+
+
+async def test_a_ticked_checkbox_after_its_hidden_zero_records_consent_in_a_url_encoded_form(client, pipeline):
+    r = await client.post(FORM, content=b"email=a@example.com&marketing_consent=0&marketing_consent=1",
+                          headers=URLENCODED)
+    assert r.status_code == 202, r.text
+    assert pipeline.lead.contact.marketing_consent is True
+
+
+async def test_an_unticked_checkbox_leaves_its_hidden_zero_as_refusal(client, pipeline):
+    r = await client.post(FORM, content=b"email=a@example.com&marketing_consent=0", headers=URLENCODED)
+    assert r.status_code == 202, r.text
+    assert pipeline.lead.contact.marketing_consent is False
+
+
+async def test_a_ticked_checkbox_after_its_hidden_zero_records_consent_in_a_multipart_form(client, pipeline):
+    r = await client.post(FORM, files=[("marketing_consent", (None, "0")), ("marketing_consent", (None, "on")),
+                                       ("email", (None, "a@example.com"))], headers=AS_JSON)
+    assert r.status_code == 202, r.text
+    assert pipeline.lead.contact.marketing_consent is True
+
+
+async def test_the_last_of_a_repeated_field_is_the_one_taken(client, pipeline):
+    r = await client.post(FORM, content=b"email=&email=a@example.com&company=Old&company=New", headers=URLENCODED)
+    assert r.status_code == 202, r.text
+    assert (pipeline.lead.contact.email, pipeline.lead.contact.company) == ("a@example.com", "New")

@@ -210,7 +210,9 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
         # U+FFFD in place of its letters (where jérôme@ and jèrûme@ become one person).
         for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
             name = _decoded(k, charset, None)
-            fields.setdefault(name, _decoded(v, charset, name))  # the first value wins when a name repeats
+            # The last value wins when a name repeats, as in JSON and as Rails, Django and PHP read forms: a hidden
+            # "0" before a checkbox's "1" is the box unticked or ticked.
+            fields[name] = _decoded(v, charset, name)
         if charset != "utf-8" and (where := nul_path(fields)) is not None:
             # Some codecs decode to U+0000 from bytes the shared NUL check does not read as one.
             raise Problem(422, "the lead was not accepted", [FieldProblem(where, NUL_REASON)])
@@ -225,7 +227,7 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
     for k, v in form.multi_items():
         if isinstance(v, UploadFile):
             continue  # attachments are not part of a lead
-        fields.setdefault(k, v)
+        fields[k] = v  # the last value wins, as in a URL-encoded form
     # http.RefuseNul leaves multipart bodies to us: a file's bytes may hold anything, its text fields not.
     if (where := nul_path(fields)) is not None:
         raise Problem(422, "the lead was not accepted", [FieldProblem(where, NUL_REASON)])
