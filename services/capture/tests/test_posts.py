@@ -15,6 +15,7 @@ import pytest
 from leadpipe_common.auth import Keys
 from leadpipe_common.service import Runtime
 
+from capture import api
 from capture.api import Capture, Limits
 from capture.app import create_app, load_forms, load_identity
 from capture.settings import CaptureSettings
@@ -25,6 +26,7 @@ NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
 ADMIN = f"test-bootstrap-{uuid.uuid4().hex}"
 FORM = "/v1/forms/contact-us"
 AS_JSON = {"accept": "application/json"}
+AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 URLENCODED = {"content-type": "application/x-www-form-urlencoded", **AS_JSON}
 
 
@@ -63,6 +65,8 @@ async def _nothing() -> None:
 class Store:
     """capture's store, as far as quarantining and releasing reach it before a lead is written."""
 
+    session = None  # only ever passed to raw_connection, which the tests replace
+
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
 
@@ -74,10 +78,24 @@ class Store:
     async def lock_quarantined(self, lead_id: uuid.UUID) -> SimpleNamespace | None:
         return self._pipeline.quarantined.get(lead_id)
 
+    async def mark_released(self, lead_id: uuid.UUID, at: datetime) -> None:
+        self._pipeline.quarantined[lead_id].released_at = at
+
 
 @pytest.fixture
-def pipeline() -> Pipeline:
-    return Pipeline()
+def pipeline(monkeypatch) -> Pipeline:
+    pipeline = Pipeline()
+
+    async def admit(connection: None, submitted: list[Submitted], now: datetime) -> None:
+        pipeline.written.extend(submitted)
+
+    async def no_connection(session: None) -> None:
+        return None
+
+    # A release writes its lead as the writer's rounds do, on the session's connection.
+    monkeypatch.setattr(api, "admit", admit)
+    monkeypatch.setattr(api, "raw_connection", no_connection)
+    return pipeline
 
 
 @pytest.fixture
@@ -183,3 +201,54 @@ async def test_the_last_of_a_repeated_field_is_the_one_taken(client, pipeline):
     r = await client.post(FORM, content=b"email=&email=a@example.com&company=Old&company=New", headers=URLENCODED)
     assert r.status_code == 202, r.text
     assert (pipeline.lead.contact.email, pipeline.lead.contact.company) == ("a@example.com", "New")
+
+
+# -- what quarantine keeps, and its release ------------------------------------------------
+
+
+async def quarantined(client: httpx.AsyncClient, pipeline: Pipeline, **send: Any) -> SimpleNamespace:
+    """What a bot's post (its honeypot filled) left in quarantine."""
+    r = await client.post(FORM, headers={**AS_JSON, **send.pop("headers", {})}, **send)
+    assert r.status_code == 202, r.text
+    assert pipeline.written == []
+    return pipeline.quarantined[uuid.UUID(r.json()["lead_id"])]
+
+
+async def release(client: httpx.AsyncClient, kept: SimpleNamespace) -> httpx.Response:
+    return await client.post(f"/v1/quarantine/{kept.lead_id}/release", headers=AS_ADMIN)
+
+
+async def test_a_json_null_is_left_out_of_quarantine_so_a_released_lead_has_no_company_called_none(
+        client, pipeline):
+    kept = await quarantined(client, pipeline, json={"email": "ann@example.com", "company": None,
+                                                     "marketing_consent": None, "_gotcha": "x"})
+    assert kept.fields == {"email": "ann@example.com", "_gotcha": "x"}
+    r = await release(client, kept)
+    assert r.status_code == 200, r.text
+    assert (pipeline.lead.contact.company, pipeline.lead.contact.marketing_consent) == (None, False)
+
+
+async def test_the_known_fields_are_kept_whatever_a_bot_put_before_them(client, pipeline):
+    padding = {f"pad{i}": "x" for i in range(150)}
+    kept = await quarantined(client, pipeline, json={**padding, "_gotcha": "x", "email": "bob@example.com",
+                                                     "marketing_consent": True})
+    assert len(kept.fields) == 100
+    assert (kept.fields["email"], kept.fields["marketing_consent"]) == ("bob@example.com", "True")
+    r = await release(client, kept)
+    assert r.status_code == 200, r.text
+    assert (pipeline.lead.contact.email, pipeline.lead.contact.marketing_consent) == ("bob@example.com", True)
+
+
+async def test_a_lone_surrogate_in_a_field_nobody_reads_is_quarantined_not_refused_as_unavailable(client, pipeline):
+    body = b'{"email": "eve@example.com", "_gotcha": "x", "\\ud800": "a\\udfffb"}'
+    kept = await quarantined(client, pipeline, content=body, headers={"content-type": "application/json"})
+    assert kept.fields == {"email": "eve@example.com", "_gotcha": "x", "?": "a?b"}
+
+
+async def test_a_release_of_what_is_no_valid_lead_is_refused_naming_the_field_and_stays_quarantined(
+        client, pipeline):
+    kept = await quarantined(client, pipeline, json={"email": "cy@example.com", "_gotcha": "x"})
+    kept.fields = {"email": "cy@example.com", "marketing_consent": "None"}  # as quarantine kept a null before
+    r = await release(client, kept)
+    assert "true or false" in refused(r, 409, "marketing_consent")
+    assert kept.released_at is None and pipeline.written == []

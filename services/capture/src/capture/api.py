@@ -42,7 +42,8 @@ from leadpipe_common.service import Runtime, runtime, runtime_of
 
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
-                            capture_lead, fingerprint, issue_form_token, person_key, suspicions)
+                            capture_lead, fingerprint, issue_form_token, person_key, quarantined_fields,
+                            suspicions)
 from capture.handlers import SOURCE
 from capture.throttle import Network, Throttle, browser_identity, client_address, counted_as, parse_rate
 from capture.store import CaptureStore
@@ -348,7 +349,7 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
     """Keep the submission out of the pipeline, answered as a person's; with an Idempotency-Key, the key is
     claimed for that answer (a repeat gets exactly it, bot checks passed or not), or answered as before."""
     lead = submitted.lead
-    kept = {str(k)[:100]: str(v)[:5000] for k, v in list(fields.items())[:100]}
+    kept = quarantined_fields(fields)
     event = LeadQuarantined(lead_id=lead.lead_id, received_at=lead.captured_at, reasons=reasons,
                             form_id=lead.attribution.form_id, utm_source=lead.attribution.utm_source, fields=kept)
     answer = _answer(lead)
@@ -626,7 +627,8 @@ async def list_quarantine(rt: CaptureRuntime, limit: Annotated[int, Query(ge=1, 
     description="The submission becomes a lead under the id its sender was answered with (or, when its person "
                 "has an open lead by now, a touch of that lead) and goes on leads.captured exactly once: "
                 "releasing it again changes nothing and says `repeated`.",
-    responses=problem_responses(404, 503, _404="nothing quarantined under this id"),
+    responses=problem_responses(404, 409, 503, _404="nothing quarantined under this id",
+                                _409="what was kept is not a valid lead: `errors` names each field"),
 )
 async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> dict[str, Any]:
     now = rt.context.clock()
@@ -637,8 +639,13 @@ async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> d
                 raise Problem(404, f"nothing quarantined under {lead_id}")
             if row.released_at is not None:
                 return {"lead_id": lead_id, "released_at": row.released_at, "repeated": True}
-            lead = capture_lead(row.fields, lead_id=lead_id, received_at=row.received_at,
-                                form=rt.context.forms.get(row.form_id or ""), form_id=row.form_id)
+            try:
+                lead = capture_lead(row.fields, lead_id=lead_id, received_at=row.received_at,
+                                    form=rt.context.forms.get(row.form_id or ""), form_id=row.form_id)
+            except InvalidSubmission as exc:
+                # Quarantined before what a release needs was kept whatever came with it (a null was kept as
+                # "None", an e-mail past the 100th field was dropped): it stays in quarantine, the admin told why.
+                raise Problem(409, "the quarantined submission is not a valid lead", exc.errors) from None
             # Like any submission: a lead of its own, or a touch of its person's open lead.
             await admit(await raw_connection(uow.store.session), [Submitted(
                 lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),

@@ -315,6 +315,32 @@ def capture_lead(
     return LeadCaptured(lead_id=lead_id, captured_at=received_at, contact=contact, attribution=attribution)
 
 
+#: What quarantine keeps of a submission besides its known fields: this many fields in all, names and values cut.
+KEPT_FIELDS, KEPT_NAME, KEPT_VALUE = 100, 100, 5000
+
+
+def quarantined_fields(fields: Mapping[str, Any]) -> dict[str, str]:
+    """What quarantine keeps of a submission: text an admin reads and a release makes the lead of again.
+
+    The known fields whatever the cap (a release needs the e-mail a bot's padding would push out), whole; others
+    while there is room, cut. A JSON null is left out, as ``capture_lead`` leaves it: kept as "None" it would be a
+    company called None, or a consent no release could read. Text a store cannot hold (a lone surrogate, which
+    JSON lets a bot send) is replaced, so the submission is quarantined rather than refused with a 503.
+    """
+    present = [(str(k), v) for k, v in fields.items() if v is not None]
+    kept = {k: str(v) for k, v in present if k in FIELDS}
+    for k, v in present:
+        if len(kept) >= KEPT_FIELDS:
+            break
+        if k not in FIELDS:
+            kept.setdefault(k[:KEPT_NAME], str(v)[:KEPT_VALUE])
+    return {_storable(k): _storable(v) for k, v in kept.items()}
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 _FORM_KEYS = {"name", "thank_you_url", "offer", "allowed_origins", "honeypot", "rate_limit", "require_token",
               "min_fill_seconds", "token_max_age_seconds", "captcha"}
 _CAPTCHA_KEYS = {"provider", "verify_url", "field", "secret_env", "timeout_s", "on_error", "min_score", "hostnames",
