@@ -1,6 +1,6 @@
 """capture's rate limits with an injected clock: no IO, no sleeping."""
 
-from capture.throttle import Throttle, parse_rate
+from capture.throttle import Throttle, client_address, parse_networks, parse_rate
 
 
 class Clock:
@@ -51,3 +51,22 @@ def test_passed_windows_are_swept_so_many_clients_do_not_grow_memory_forever():
     clock.now += Throttle.SWEEP_S
     throttle.retry_after(rate, "address", "192.0.2.1")
     assert len(throttle._windows) == 1
+
+
+PROXIES = parse_networks("10.0.0.0/8", "test")
+
+
+def test_a_port_a_proxy_appends_to_the_client_address_is_no_part_of_whose_count_it_is():
+    """Azure Application Gateway forwards the client's port too: a new one for every connection."""
+    assert client_address("10.0.0.1", "203.0.113.7:51234", PROXIES) == "203.0.113.7"
+    assert client_address("10.0.0.1", "[2001:db8::1]:443", PROXIES) == "2001:db8::1"
+    assert client_address("10.0.0.1", "[2001:db8::1]", PROXIES) == "2001:db8::1"
+    assert client_address("10.0.0.1", "203.0.113.7:51234, 10.0.0.2:8080", PROXIES) == "203.0.113.7"
+
+
+def test_an_address_without_a_port_is_taken_as_it_is():
+    assert client_address("10.0.0.1", "2001:db8::1", PROXIES) == "2001:db8::1"  # its last group is no port
+    assert client_address("10.0.0.1", "::ffff:203.0.113.7", PROXIES) == "::ffff:203.0.113.7"
+    assert client_address("10.0.0.1", "203.0.113.7", PROXIES) == "203.0.113.7"
+    assert client_address("10.0.0.1", "unknown", PROXIES) == "unknown"
+    assert client_address("198.51.100.9", "203.0.113.7:51234", PROXIES) == "198.51.100.9"  # not from a proxy

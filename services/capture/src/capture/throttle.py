@@ -13,9 +13,10 @@ must not buy a database lookup per request where no key would be throttled),
 unless its key id was found valid before (looked up once every few seconds
 at most, whoever sends it). ``X-Forwarded-For`` is believed only
 from ``CAPTURE_TRUSTED_PROXIES``: the client is the nearest address in it not
-one of them. The counts live in each process's memory, a fixed window per
-rate and identity that starts at its first hit: with N capture processes a
-client may get up to N times the limit (a shared store would make them exact).
+one of them (a port a proxy appends to an address is no part of it). The
+counts live in each process's memory, a fixed window per rate and identity
+that starts at its first hit: with N capture processes a client may get up
+to N times the limit (a shared store would make them exact).
 """
 
 from __future__ import annotations
@@ -50,13 +51,24 @@ def parse_networks(text: str, where: str) -> tuple[Network, ...]:
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
     """Who is asking: the peer, unless it is a trusted proxy; then the nearest untrusted hop it forwards for."""
-    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    hops = [_without_port(h.strip()) for h in (forwarded_for or "").split(",") if h.strip()]
     address = peer or "unknown"
     for hop in reversed([*hops]) if _trusted(address, trusted) else ():
         address = hop
         if not _trusted(hop, trusted):
             break
     return address
+
+
+def _without_port(hop: str) -> str:
+    """A forwarded address without the port some proxies append (Azure Application Gateway: ``203.0.113.7:51234``,
+    ``[2001:db8::1]:443``): with it, each connection would be a client of its own to the rate limits."""
+    if hop.startswith("["):
+        host, closed, port = hop[1:].partition("]")
+        return host if closed and (not port or port[:1] == ":" and port[1:].isdigit()) else hop
+    host, colon, port = hop.rpartition(":")
+    # One colon only: a bare IPv6 address ends in digits after a colon too.
+    return host if colon and ":" not in host and port.isdigit() else hop
 
 
 def counted_as(address: str) -> str:
