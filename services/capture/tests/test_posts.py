@@ -252,3 +252,31 @@ async def test_a_release_of_what_is_no_valid_lead_is_refused_naming_the_field_an
     r = await release(client, kept)
     assert "true or false" in refused(r, 409, "marketing_consent")
     assert kept.released_at is None and pipeline.written == []
+
+
+# -- a body nested deep ---------------------------------------------------------------------
+
+
+def nested(depth: int) -> bytes:
+    """A lead whose field nobody reads is ``depth`` levels deep, the body around it one more."""
+    return b'{"email": "a@example.com", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+async def test_a_keyed_post_of_a_body_nested_too_deep_to_hash_is_refused_naming_the_body_at_any_depth(client):
+    """json.loads takes a body a few levels deeper than the fingerprint's json.dumps can hash: that was a 500."""
+    answers = {}
+    for depth in range(850, 1050):
+        r = await client.post("/v1/leads", content=nested(depth),
+                              headers={"content-type": "application/json", "idempotency-key": f"deep-{depth}"})
+        answers[depth] = r.status_code
+        if r.status_code == 422:
+            assert "nested" in refused(r, 422, "body")
+    assert set(answers.values()) == {422}, {d: s for d, s in answers.items() if s != 422}
+
+
+async def test_a_body_nested_past_the_limit_is_refused_and_one_within_it_taken(client, pipeline):
+    headers = {"content-type": "application/json"}
+    r = await client.post("/v1/leads", content=nested(api.MAX_NESTING), headers=headers)
+    assert "nested" in refused(r, 422, "body")
+    r = await client.post("/v1/leads", content=nested(api.MAX_NESTING - 1), headers=headers)
+    assert r.status_code == 202, r.text

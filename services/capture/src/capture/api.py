@@ -184,6 +184,24 @@ def _wants_json(request: Request) -> bool:
     return _media_type(request) in JSON_TYPES and "text/html" not in accept
 
 
+#: How deep a JSON body may nest. A lead's fields are flat; json.loads takes a body nested almost to the
+#: interpreter's recursion limit, and hashing it for an Idempotency-Key (json.dumps) then failed: a 500.
+MAX_NESTING = 64
+TOO_DEEP = f"is nested more than {MAX_NESTING} levels deep"
+
+
+def _deeper_than(value: dict[str, Any], limit: int) -> bool:
+    """Whether ``value``'s objects and arrays nest more than ``limit`` levels (it is the first), level by level:
+    no recursion, whatever the depth."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)
+                 if isinstance(child, dict | list)]
+        if not level:
+            return False
+    return True
+
+
 async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
     media = _media_type(request)
     if media not in allowed:
@@ -199,9 +217,11 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
         except ValueError as exc:
             raise Problem(422, "body is not valid JSON", [FieldProblem("body", str(exc))]) from None
         except RecursionError:
-            raise Problem(422, "body is nested too deeply", [FieldProblem("body", "is nested too deeply")]) from None
+            raise Problem(422, "body is nested too deeply", [FieldProblem("body", TOO_DEEP)]) from None
         if not isinstance(parsed, dict):
             raise Problem(422, "body must be a JSON object", [FieldProblem("body", "must be a JSON object")])
+        if _deeper_than(parsed, MAX_NESTING):
+            raise Problem(422, "body is nested too deeply", [FieldProblem("body", TOO_DEEP)])
         return parsed
     if media == "application/x-www-form-urlencoded":
         charset = _charset(request)
