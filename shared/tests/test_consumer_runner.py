@@ -77,6 +77,57 @@ async def test_a_rejected_event_is_dead_lettered_and_applied_once_after_the_fix(
         await drop_schema(engine, name)
 
 
+async def test_a_record_its_handler_fails_on_for_good_is_dead_lettered_and_the_partition_moves_on(stack, bootstrap):
+    """Postgres refuses a value of one event (a data error, not an outage): retried as a batch, then each record
+    alone; that one goes to the dead-letter topic (kind handler, not in the inbox) and the next is applied."""
+    name = f"runner_{uuid.uuid4().hex[:8]}"
+    source, output = f"test.{name}.in", f"test.{name}.out"
+    await create_topics(bootstrap, [source, output])
+    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url,
+                                retry_backoff_max_s=0.2)
+    engine = make_engine(settings)
+    metadata = sa.MetaData(schema=name)
+    table = inbox_table(metadata)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+        await conn.run_sync(metadata.create_all)
+    fixed = False
+
+    async def handle_lead_captured(uow, batch):
+        for env in batch:
+            if env.data.contact.email.startswith("poison") and not fixed:
+                await uow.session.execute(sa.text("SELECT CAST(:v AS integer)"), {"v": "not a number"})
+        return {env.id: [encode(output, env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)]
+                for env in batch}
+
+    producer = Producer(settings, client_id=name)
+    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
+                           unit_of_work=lambda: SqlUnitOfWork(make_sessionmaker(engine), lambda session: None, table))
+    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source], applier=applier,
+                            producer=producer)
+    await producer.start()
+    await runner.start()
+    try:
+        poison, after = factories.captured("poison@example.com"), factories.captured("after@example.com")
+        sent = [factories.message(source, poison), factories.message(source, after)]
+        await produce(bootstrap, sent)
+        dead = await read_topic(bootstrap, "leads.deadletter", where=for_lead(poison.lead_id), until=bool)
+        assert dead[0].headers["dlq.error.kind"] == "handler"
+        assert "DataError" in dead[0].headers["dlq.error.message"]
+        assert "not a number" not in dead[0].headers["dlq.error.message"]  # no statement's parameters
+        assert dead[0].value == sent[0].value
+        assert await read_topic(bootstrap, output, where=for_lead(after.lead_id), until=bool)
+        assert await _inbox_rows(engine, table) == 1  # only the record applied
+
+        fixed = True
+        await produce(bootstrap, sent[:1])  # what leadpipe-redrive sends
+        assert await read_topic(bootstrap, output, where=for_lead(poison.lead_id), until=bool)
+    finally:
+        await runner.stop()
+        await producer.stop()
+        await drop_schema(engine, name)
+
+
 async def drop_schema(engine, name: str) -> None:  # noqa: ANN001
     """A test's own schema goes with it: against a DATABASE_URL of the user's, nothing is left behind."""
     async with engine.begin() as conn:

@@ -55,7 +55,12 @@ what is read twice.
 
 A failure in 3 or 4 (database or broker away) is retried with capped
 exponential backoff and jitter (``leadpipe_common.retry``); the batch is never skipped and no offset moves past an
-unprocessed record; ``ready`` is false meanwhile. On partition revocation the
+unprocessed record; ``ready`` is false meanwhile. A batch that fails ``POISON_AFTER`` times in a row with an error
+neither an outage (``db.is_unavailable``, a ``KafkaError``) nor a broken stage (a missing table or privilege:
+SQLSTATE classes 42, 3D, 3F, 28, 0A) explains is then applied a record at a time, in log order: a record that
+fails alone so is dead-lettered (kind ``handler``, not recorded in the inbox, so a redrive after the fix applies
+it), and the others are applied as ever. Errors are logged and dead-lettered without the values bound to their
+statements (``db.error_text``). On partition revocation the
 runner finishes the batch in hand before giving partitions up. On
 ``stop`` it stops fetching (a poll waiting for records is cut short),
 finishes and commits the current batch, and leaves the group, each step
@@ -85,6 +90,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 
 from leadpipe_common import topics, topology
+from leadpipe_common.db import error_text, is_unavailable
 from leadpipe_common.envelope import DecodeError, Envelope, Message, child_traceparent, decode, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.kafka import client_options
@@ -203,6 +209,32 @@ def dead_letter(
 
 
 _DLQ_NAMESPACE = uuid.UUID("6f1c8a9e-3b7d-4e52-9a0c-1d2e3f405162")
+
+
+#: Attempts at a batch failing with errors no outage explains before its records are tried one by one.
+POISON_AFTER = 5
+#: SQLSTATE classes that say the stage itself is broken, whatever record it applies (a table or column missing:
+#: migrations not run; no privilege; a wrong database): dead-lettering every record would hide that, so such a
+#: batch is retried, the stage unready, until someone mends it. 42: syntax or access rule; 3D: database; 3F:
+#: schema; 28: authorization; 0A: feature not supported.
+_BROKEN_STAGE = frozenset({"42", "3D", "3F", "28", "0A"})
+
+
+def _transient(exc: BaseException) -> bool:
+    """The broker or the database away: retrying cures it."""
+    return isinstance(exc, KafkaError) or is_unavailable(exc)
+
+
+def _broken_stage(exc: BaseException) -> bool:
+    error: BaseException | None = exc
+    for _ in range(3):  # SQLAlchemy's wrapper, the driver's error
+        if error is None:
+            break
+        code = getattr(error, "sqlstate", None) or getattr(getattr(error, "orig", None), "sqlstate", None)
+        if isinstance(code, str) and code[:2] in _BROKEN_STAGE:
+            return True
+        error = error.__cause__
+    return False
 
 
 def _header(headers: Sequence[tuple[str, bytes | None]], name: str) -> str | None:
@@ -527,27 +559,59 @@ class ConsumerRunner:
 
     async def _apply_with_retry(self, batch: Mapping[TopicPartition, Sequence]) -> int:
         """The number of attempts it took, or 0 if it was abandoned because we are stopping."""
+        records = [r for records in batch.values() for r in records]
         attempt = 0
+        #: Failures in a row that neither an outage nor a broken stage explains: a record may be poison.
+        unexplained = 0
         while True:
             started = time.perf_counter()
             try:
-                outputs = await self._applier.apply([r for records in batch.values() for r in records])
-                OUTPUTS.inc(await self._producer.send_all(outputs))
+                if unexplained >= POISON_AFTER:
+                    await self._apply_around_poison(records)
+                else:
+                    outputs = await self._applier.apply(records)
+                    OUTPUTS.inc(await self._producer.send_all(outputs))
                 BATCH_SECONDS.observe(time.perf_counter() - started)
                 self.healthy = True
                 return attempt + 1
-            except Exception as exc:  # transient by assumption: DB or broker away
+            except Exception as exc:
+                unexplained = 0 if _transient(exc) or _broken_stage(exc) else unexplained + 1
                 self.healthy = False
                 RETRIES.inc()
                 delay = backoff(attempt, cap=self._settings.retry_backoff_max_s)
-                log.warning("batch failed; will retry", error=repr(exc), attempt=attempt, retry_in_s=round(delay, 2),
-                            events=sum(len(records) for records in batch.values()))
+                log.warning("batch failed; will retry", error=error_text(exc), attempt=attempt,
+                            retry_in_s=round(delay, 2), events=len(records))
                 attempt += 1
                 try:
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                     return 0  # stopping: leave it uncommitted for redelivery
                 except TimeoutError:
                     continue
+
+    async def _apply_around_poison(self, records: Sequence[Record]) -> None:
+        """Each record alone, in log order, once the batch kept failing with an error no outage explains: a record
+        that fails alone so is dead-lettered (kind ``handler``), the others are applied. An outage or a broken
+        stage meanwhile raises, and the batch is retried as before (what was applied is in the inbox)."""
+        poison: list[tuple[Record, Exception]] = []
+        for record in records:
+            try:
+                outputs = await self._applier.apply([record])
+            except Exception as exc:
+                if _transient(exc) or _broken_stage(exc):
+                    raise
+                poison.append((record, exc))
+                continue
+            OUTPUTS.inc(await self._producer.send_all(outputs))
+        letters: list[Message] = []
+        for record, exc in poison:
+            error = error_text(exc)[:2000]
+            DEADLETTERED.labels("handler").inc()
+            log.error("dead-lettering a record its handler fails on", error=error, topic=record.topic,
+                      partition=record.partition, offset=record.offset,
+                      lead_id=(record.key or b"").decode(errors="replace"), event_id=_header(record.headers, "ce_id"))
+            letters += self._applier.dead_letter(record, "handler", error)
+        if letters:
+            OUTPUTS.inc(await self._producer.send_all(letters))
 
     def _commit_due(self) -> bool:
         return time.monotonic() - self._committed_at >= self._settings.commit_interval_ms / 1000
@@ -710,6 +774,10 @@ class BatchApplier:
                     applied.append((env.id, env.type, outcome))
             await uow.record(applied)
             await uow.commit()
+
+    def dead_letter(self, record: Record, kind: str, error: str) -> list[Message]:
+        """``record``'s dead letter (and its lead's announcement), written now; not recorded in the inbox."""
+        return self._dead_letter(record, kind, error, self._clock())
 
     def _dead_letter(self, record: Record, kind: str, error: str, now: datetime, final: bool = False) -> list[Message]:
         return dead_letter(

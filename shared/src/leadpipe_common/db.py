@@ -54,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,16 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+#: asyncpg names a value it could not send ("invalid input for query argument $1: 'jo@example.com' (...)").
+_ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+[^:]*): .*? \(", re.DOTALL)
+
+
+def error_text(exc: BaseException) -> str:
+    """``exc`` as a log line or a dead letter may carry it: what failed and where, never a value bound to a
+    statement (leads' personal data; ``make_engine`` hides SQLAlchemy's parameters, this asyncpg's own)."""
+    return _ARGUMENT_VALUE.sub(r"\1 (", f"{type(exc).__name__}: {exc}")
+
+
 def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str] | None = None) -> AsyncEngine:
     """``server_settings``: Postgres settings each new connection starts with (sent with the connection's
     start-up, so they cost no round trip: a ``SET`` per transaction would cost one)."""
@@ -117,6 +128,9 @@ def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str]
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_recycle=1800,
+        # An error's message names its statement, not its parameters: those are leads' personal data, and the
+        # message goes to logs and dead letters.
+        hide_parameters=True,
         connect_args={"server_settings": dict(server_settings)} if server_settings else {},
     )
 

@@ -42,6 +42,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from leadpipe_common.db import error_text
 from leadpipe_common.problems import NUL_REASON, FieldProblem, field_problems, nul_path
 
 log = structlog.get_logger(__name__)
@@ -113,7 +114,7 @@ def install_problem_handlers(app: FastAPI, unavailable: Sequence[type[Exception]
     async def _unavailable(request: Request, exc: Exception) -> Response:
         if not retry_later(exc):
             raise exc  # a bug (a missing table, bad SQL): a 500, logged with its traceback, so someone looks
-        log.warning("database unavailable", error=repr(exc), path=request.url.path)
+        log.warning("database unavailable", error=error_text(exc), path=request.url.path)
         return await _render(request, Problem(503, "the database cannot serve this right now; please retry",
                                               headers={"Retry-After": "5"}))
 

@@ -36,7 +36,7 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from leadpipe_common.db import insert_rows, json_value, raw_transaction, table_name
+from leadpipe_common.db import error_text, insert_rows, json_value, raw_transaction, table_name
 from leadpipe_common.envelope import Message
 from leadpipe_common.pacing import Linger
 from leadpipe_common.producer import Producer
@@ -128,7 +128,7 @@ class BackgroundLoop:
                 failures += 1
                 self.failing = True
                 delay = backoff(failures - 1, cap=10.0)
-                log.warning(f"{self.name} failed; will retry", error=repr(exc), retry_in_s=round(delay, 2))
+                log.warning(f"{self.name} failed; will retry", error=error_text(exc), retry_in_s=round(delay, 2))
                 self.on_failure()
                 if self._stopping.is_set():
                     return

@@ -45,7 +45,7 @@ from leadpipe_common.settings import KafkaSettings
 
 GROUP = "leadpipe-redrive"
 #: The kinds of error a dead letter names (``dlq.error.kind``).
-KINDS = ("undecodable", "schema", "rejected")
+KINDS = ("undecodable", "schema", "rejected", "handler")
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0].split(": ", 
 @cli.command()
 def main(
     stage: str | None = typer.Option(None, help="only records dead-lettered by this service (e.g. scoring)"),
-    kind: str | None = typer.Option(None, help="only this kind of error: undecodable, schema or rejected"),
+    kind: str | None = typer.Option(None, help="only this kind of error: undecodable, schema, rejected or handler"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be sent; send nothing"),
 ) -> None:
     """Send dead-lettered records back to their source topics, once each.

@@ -53,7 +53,7 @@ import structlog
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from leadpipe_common.db import json_value, raw_pooled, raw_transaction
+from leadpipe_common.db import error_text, json_value, raw_pooled, raw_transaction
 from leadpipe_common.events import Contact, LeadCaptured, LeadTouched, Touch
 from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.pacing import Linger
@@ -507,7 +507,7 @@ class LeadWriter:
 
     @staticmethod
     def _failed(batch: Sequence[Submitted], exc: Exception) -> list[Admitted | Exception]:
-        log.warning("lead write failed", error=repr(exc), leads=len(batch))
+        log.warning("lead write failed", error=error_text(exc), leads=len(batch))
         return [exc] * len(batch)
 
     async def _run(self) -> None:
@@ -541,7 +541,7 @@ class LeadWriter:
         try:
             results = await self._commit([sub for sub, _ in batch])
         except Exception as exc:
-            log.warning("lead write failed", error=repr(exc), leads=len(batch))
+            log.warning("lead write failed", error=error_text(exc), leads=len(batch))
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)

@@ -37,7 +37,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 from standardwebhooks.webhooks import Webhook
 
-from leadpipe_common.db import is_unavailable
+from leadpipe_common.db import error_text, is_unavailable
 from leadpipe_common.outbox import BackgroundLoop
 
 from delivery.domain import Subscription, after_attempt, retry_after_s
@@ -129,7 +129,7 @@ class Dispatcher(BackgroundLoop):
                 await self._record_finished()
             except Exception as exc:
                 log.warning("could not record the last delivery attempts", attempts=len(self._finished),
-                            error=repr(exc))
+                            error=error_text(exc))
 
     async def _record_finished(self) -> None:
         """Records the attempts ended since the last round, in one transaction."""
@@ -152,7 +152,7 @@ class Dispatcher(BackgroundLoop):
                 except Exception as exc:  # its lease expires and the delivery is sent again: at least once
                     UNRECORDED.labels(one[0].claimed.subscription_id, "error").inc()
                     log.warning("could not record a delivery attempt", subscription=one[0].claimed.subscription_id,
-                                error=repr(exc))
+                                error=error_text(exc))
 
     async def _record(self, finished: list[tuple[Attempted, str | None]]) -> None:
         async with self._uow() as uow:

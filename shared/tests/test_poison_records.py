@@ -1,0 +1,104 @@
+"""A record its handler always fails on, in the runner's retry loop, with no broker and no Postgres: a producer and
+an inbox in memory, the runner never started."""
+
+import asyncio
+import uuid
+
+import asyncpg
+import sqlalchemy.exc
+from aiokafka import TopicPartition
+
+from leadpipe_common import topics
+from leadpipe_common.consumer import POISON_AFTER, BatchApplier, ConsumerRunner
+from leadpipe_common.envelope import Message, encode
+from leadpipe_common.settings import ConsumerSettings
+from leadpipe_common.testing import factories
+from leadpipe_common.uow import MemoryUnitOfWork
+
+
+class Sent:
+    """A producer that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def send_all(self, messages: list[Message]) -> int:
+        self.messages += messages
+        return len(messages)
+
+
+class Handler:
+    """Answers one output per lead, and raises ``error`` for the leads in ``fails_on``."""
+
+    def __init__(self, error: Exception, fails_on: set[uuid.UUID]) -> None:
+        self.error, self.fails_on = error, fails_on
+        self.calls = 0
+
+    async def __call__(self, uow, batch):  # noqa: ANN001, ANN204
+        self.calls += 1
+        if any(env.data.lead_id in self.fails_on for env in batch):
+            raise self.error
+        return {env.id: [encode("test.out", env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)]
+                for env in batch}
+
+
+def runner(handler: Handler) -> tuple[ConsumerRunner, Sent]:
+    sent = Sent()
+    applier = BatchApplier(service="scoring", handlers={"lead.enriched": handler},
+                           unit_of_work=lambda: MemoryUnitOfWork(object()))
+    settings = ConsumerSettings(kafka_bootstrap_servers="127.0.0.1:9", database_url="postgresql+asyncpg://x@127.0.0.1:1/x",
+                                retry_backoff_max_s=0.01)
+    return ConsumerRunner(settings=settings, service="scoring", input_topics=[topics.ENRICHED], applier=applier,
+                          producer=sent), sent  # type: ignore[arg-type]
+
+
+def batch_of(*leads) -> dict[TopicPartition, list]:  # noqa: ANN002
+    return {TopicPartition(topics.ENRICHED, 0): [
+        factories.consumed(factories.message(topics.ENRICHED, lead), offset) for offset, lead in enumerate(leads)]}
+
+
+async def test_a_record_its_handler_always_fails_on_is_dead_lettered_and_the_rest_of_its_batch_applied():
+    """A value no database could take (a year-0 time, say) failed its batch on every retry: the partition, then
+    the stage, stopped for good."""
+    good, poison, later = (factories.enriched(f"{who}@example.com") for who in ("ada", "bo", "cy"))
+    stage, sent = runner(Handler(OverflowError("date value out of range"), {poison.lead_id}))
+
+    assert await stage._apply_with_retry(batch_of(good, poison, later)) == POISON_AFTER + 1
+
+    outputs = [m for m in sent.messages if m.topic == "test.out"]
+    assert sorted(m.key for m in outputs) == sorted(str(lead.lead_id).encode() for lead in (good, later))
+    [letter] = [m for m in sent.messages if m.topic == topics.DEADLETTER]
+    assert letter.key == str(poison.lead_id).encode() and letter.header("dlq.error.kind") == "handler"
+    assert letter.header("dlq.error.message") == "OverflowError: date value out of range"
+    assert letter.header("dlq.final") is None  # a redrive after the fix applies it
+    [stalled] = [m for m in sent.messages if m.topic == topics.LIFECYCLE]
+    assert stalled.key == letter.key  # the lead is seen to stop at this stage
+
+
+async def stopped_after(stage: ConsumerRunner, handler: Handler, calls: int, batch) -> int:  # noqa: ANN001
+    attempts = asyncio.create_task(stage._apply_with_retry(batch))
+    async with asyncio.timeout(10):
+        while handler.calls < calls:
+            await asyncio.sleep(0.001)
+    stage._stopping.set()
+    return await attempts
+
+
+async def test_an_outage_is_waited_out_however_long_never_taken_for_a_poison_record():
+    lead = factories.enriched()
+    down = sqlalchemy.exc.OperationalError("INSERT", {}, ConnectionRefusedError("connection refused"))
+    handler = Handler(down, {lead.lead_id})
+    stage, sent = runner(handler)
+    assert await stopped_after(stage, handler, 4 * POISON_AFTER, batch_of(lead)) == 0  # left for redelivery
+    assert sent.messages == []
+
+
+async def test_a_stage_missing_its_table_dead_letters_nothing_it_waits_to_be_mended():
+    """Every record would fail alone: dead-lettering them all would empty the stage's input into the dead-letter
+    topic over a deployment mistake."""
+    missing = sqlalchemy.exc.ProgrammingError("INSERT", {}, asyncpg.UndefinedTableError('relation "scores" does not exist'))
+    good, other = factories.enriched("ada@example.com"), factories.enriched("bo@example.com")
+    handler = Handler(missing, {good.lead_id, other.lead_id})
+    stage, sent = runner(handler)
+    assert await stopped_after(stage, handler, 4 * POISON_AFTER, batch_of(good, other)) == 0
+    assert sent.messages == []
