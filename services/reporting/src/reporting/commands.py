@@ -17,7 +17,7 @@ from leadpipe_common import topics
 from leadpipe_common.cli import database_errors, load_settings
 
 from reporting.domain import parse_moment
-from reporting.export import export
+from reporting.export import OutputError, export
 from reporting.replay import Progress, replay
 from reporting.settings import ReportingSettings
 
@@ -94,10 +94,10 @@ def add_commands(cli: typer.Typer) -> None:
         try:
             n = _run_with_progress("exporting", lambda update: export(
                 settings, output, chosen, since=start, until=end, progress=update))
-        except (KafkaError, LookupError) as exc:
-            typer.secho(f"cannot read {topics.LIFECYCLE} at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
+        except OutputError as exc:
+            typer.secho(str(exc), err=True, fg="red")
             raise typer.Exit(1) from None
-        except OSError as exc:
-            typer.secho(f"cannot write {output}: {exc.strerror or exc}", err=True, fg="red")
+        except (KafkaError, LookupError, OSError) as exc:  # OSError: the Kafka client's TLS files, a socket
+            typer.secho(f"cannot read {topics.LIFECYCLE} at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None
         typer.echo(f"wrote {n:,} events to {output} ({chosen})")

@@ -3,13 +3,18 @@
 Guarantees: memory stays flat (rows are written a fetched batch at a time);
 an event is in the slice when its CloudEvents time is at or after ``since``
 and before ``until``; an undecodable record is left out, as the live service
-dead-letters it.
+dead-letters it; the output file changes only when the export completes: it
+is written under a hidden name beside it and renamed over it at the end, so
+a failure or an interruption leaves the previous export as it was.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,21 @@ from reporting.replay import Progress, decoded
 EXPORT_COLUMNS = ("event_id", "type", "time", "lead_id", "from_stage", "to_stage", "at", "by", "reason",
                   "reason_code", "owner_id", "team", "grade", "amount", "currency", "utm_source", "utm_medium",
                   "utm_campaign", "utm_content", "form_id", "offer", "partition", "offset", "data")
+
+
+class OutputError(Exception):
+    """Writing the output file failed (as opposed to reading the topic, or the Kafka client's own files)."""
+
+    def __init__(self, output: Path, cause: OSError) -> None:
+        super().__init__(f"cannot write {output}: {cause.strerror or cause}")
+
+
+@contextmanager
+def _writing(output: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(output, exc) from exc
 
 
 def export_row(env: Envelope, partition: int, offset: int) -> dict[str, Any]:
@@ -48,18 +68,33 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
 
     schema = pa.schema([(c, pa.int64() if c in ("partition", "offset") else pa.string()) for c in EXPORT_COLUMNS])
     written, seen = 0, 0
-    with ExitStack() as files:
-        jsonl = files.enter_context(output.open("w", encoding="utf-8")) if fmt == "jsonl" else None
-        parquet = None if jsonl else files.enter_context(pq.ParquetWriter(output, schema, compression="zstd"))
-        async with TopicScan(settings, topics.LIFECYCLE, since=since) as scan:
-            async for records in scan.batches():
-                rows = [export_row(env, r.partition, r.offset) for r, env in decoded(records)[0]
-                        if not (since and env.time < since) and not (until and env.time >= until)]
-                if jsonl is not None:
-                    jsonl.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
-                elif rows:
-                    parquet.write_table(pa.Table.from_pylist(rows, schema=schema))
-                written += len(rows)
-                seen += len(records)
-                progress(seen, scan.total)
+    # Beside the output, so the rename cannot cross file systems; created exclusively, with the permissions a
+    # plain open would give, so what the analyst gets is the same file as before.
+    partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
+    with _writing(output):
+        partial.open("x").close()
+    try:
+        with ExitStack() as files:
+            with _writing(output):
+                jsonl = files.enter_context(partial.open("w", encoding="utf-8")) if fmt == "jsonl" else None
+                parquet = None if jsonl else files.enter_context(pq.ParquetWriter(partial, schema, compression="zstd"))
+            async with TopicScan(settings, topics.LIFECYCLE, since=since) as scan:
+                async for records in scan.batches():
+                    rows = [export_row(env, r.partition, r.offset) for r, env in decoded(records)[0]
+                            if not (since and env.time < since) and not (until and env.time >= until)]
+                    with _writing(output):
+                        if jsonl is not None:
+                            jsonl.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+                        elif rows:
+                            parquet.write_table(pa.Table.from_pylist(rows, schema=schema))
+                    written += len(rows)
+                    seen += len(records)
+                    progress(seen, scan.total)
+            with _writing(output):
+                files.close()  # the last writes (and Parquet's footer) fail here, if anywhere
+        with _writing(output):
+            os.replace(partial, output)
+    except BaseException:  # an interruption (Ctrl-C cancels the task) as much as an error
+        partial.unlink(missing_ok=True)
+        raise
     return written

@@ -1,0 +1,129 @@
+"""The export's output file: replaced only by a complete export, and a write error told apart from a read error."""
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from typer.testing import CliRunner
+
+from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.settings import KafkaSettings
+from leadpipe_common.testing import factories
+from reporting import export as export_module
+from reporting.__main__ import cli
+from reporting.export import export
+
+PREVIOUS = '{"event_id":"earlier","type":"lead.captured"}\n'
+
+
+def step(offset: int):
+    event = LeadStageChanged(lead_id=uuid.uuid4(), from_stage=None, to_stage="captured",
+                             at=datetime(2026, 11, 23, 9, tzinfo=UTC), by="t", reason="r", attribution=Attribution())
+    return factories.consumed(factories.message("leads.lifecycle", event), offset)
+
+
+class Scan:
+    """A topic scan handing out ``batches``, then failing with ``then`` (if given) instead of ending."""
+
+    def __init__(self, batches, then: BaseException | None = None) -> None:
+        self._batches, self._then = batches, then
+        self.total = sum(len(b) for b in batches)
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+    async def batches(self):
+        for batch in self._batches:
+            yield batch
+        if self._then is not None:
+            raise self._then
+
+
+def previous_export(tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name
+    if name.endswith(".parquet"):
+        pq.write_table(pa.table({"event_id": ["earlier"]}), target)
+    else:
+        target.write_text(PREVIOUS)
+    return target
+
+
+async def run_export(target: Path, scan: Scan, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(export_module, "TopicScan", scan)
+    return await export(KafkaSettings(), target, target.suffix.removeprefix("."), since=None, until=None)
+
+
+@pytest.mark.parametrize("name", ["old.jsonl", "old.parquet"])
+async def test_an_export_the_broker_cannot_serve_leaves_the_previous_export_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str):
+    target = previous_export(tmp_path, name)
+    before = target.read_bytes()
+    with pytest.raises(KafkaConnectionError):
+        await run_export(target, Scan([], then=KafkaConnectionError("unreachable")), monkeypatch)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+@pytest.mark.parametrize("name", ["old.jsonl", "old.parquet"])
+async def test_an_export_failing_midway_never_leaves_part_of_the_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str):
+    target = previous_export(tmp_path, name)
+    before = target.read_bytes()
+    with pytest.raises(KafkaConnectionError):
+        await run_export(target, Scan([[step(0), step(1)]], then=KafkaConnectionError("gone")), monkeypatch)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+async def test_an_export_interrupted_midway_leaves_the_previous_export_and_no_partial_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    target = previous_export(tmp_path, "old.jsonl")
+    # Ctrl-C under asyncio.run cancels the running task: the export sees a CancelledError.
+    with pytest.raises(asyncio.CancelledError):
+        await run_export(target, Scan([[step(0)]], then=asyncio.CancelledError()), monkeypatch)
+    assert target.read_text() == PREVIOUS
+    assert [p.name for p in tmp_path.iterdir()] == ["old.jsonl"]
+
+
+@pytest.mark.parametrize("name", ["old.jsonl", "old.parquet"])
+async def test_a_complete_export_replaces_the_previous_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str):
+    target = previous_export(tmp_path, name)
+    assert await run_export(target, Scan([[step(0), step(1)], [step(2)]]), monkeypatch) == 3
+    if name.endswith(".parquet"):
+        offsets = pq.read_table(target).column("offset").to_pylist()
+    else:
+        offsets = [json.loads(line)["offset"] for line in target.read_text().splitlines()]
+    assert offsets == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_missing_kafka_ca_file_is_reported_as_a_read_error_not_a_write_error(tmp_path: Path):
+    target = previous_export(tmp_path, "old.jsonl")
+    done = CliRunner().invoke(cli, ["export", str(target)], env={
+        "KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": str(tmp_path / "missing-ca.pem")})
+    assert done.exit_code == 1
+    assert "cannot read leads.lifecycle" in done.output and "cannot write" not in done.output
+    assert target.read_text() == PREVIOUS
+
+
+def test_an_output_the_export_cannot_write_is_reported_as_a_write_error(tmp_path: Path, monkeypatch):
+    target = tmp_path / "lifecycle.jsonl"
+    target.mkdir()  # running as root, permissions would not stop the write; a directory in the way does
+    monkeypatch.setattr(export_module, "TopicScan", Scan([[step(0)]]))
+    done = CliRunner().invoke(cli, ["export", str(target)])
+    assert done.exit_code == 1
+    assert f"cannot write {target}" in done.output
+    assert [p.name for p in tmp_path.iterdir()] == ["lifecycle.jsonl"]
