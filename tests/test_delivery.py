@@ -191,3 +191,49 @@ async def test_a_subscription_made_through_the_api_shows_its_secret_once_and_rot
         assert "api-crm" not in {s["id"] for s in (await delivery.get("/v1/subscriptions")).json()}
         assert (await delivery.post("/v1/subscriptions", json=body, headers={"Authorization": ""})).status_code \
             == 401
+
+
+
+async def test_events_wait_while_a_stored_subscription_cannot_be_opened_and_are_sent_once_it_is_gone(stack, db):
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from cryptography.fernet import Fernet
+
+    # Sealed under a key this stack never had: as after LEADPIPE_SESSION_SECRET was changed.
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"whsec_c2VhbGVkIHVuZGVyIGFub3RoZXIga2V5IQ==").decode()
+    async with db.begin() as conn:
+        await conn.execute(sa.text(
+            "INSERT INTO delivery.subscriptions (id, url, events, filter, secrets, created_by, created_at, "
+            "updated_at) VALUES ('sealed-away', 'https://hooks.example.com/x', ARRAY['lead.routed'], '{}', "
+            "CAST(:secrets AS jsonb), 'test', :now, :now)"),
+            {"secrets": json.dumps([{"sealed": foreign, "expires_at": None}]), "now": datetime.now(UTC)})
+    try:
+        async with httpx.AsyncClient(base_url=url(stack, "delivery"), headers=KEY_HEADERS) as delivery, \
+                httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture, \
+                httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
+            async with asyncio.timeout(30):
+                while (answer := await delivery.get("/readyz")).status_code != 503:
+                    await asyncio.sleep(0.3)
+            assert answer.json()["checks"]["delivery-subscriptions-refresh"] != "ok"
+            assert "delivery_subscriptions_unopened 1.0" in (await delivery.get("/metrics")).text
+
+            lead = (await capture.post("/v1/leads", json={"email": f"wait.{uuid.uuid4().hex[:6]}@stripe.com",
+                                                          **SALES_READY, "utm_source": WEBHOOK_SOURCE})).json()
+            async with asyncio.timeout(60):  # routed: its lead.routed is in the topic for delivery to read
+                while (await routing.get(f"/v1/leads/{lead['lead_id']}/handoff")).status_code != 200:
+                    await asyncio.sleep(0.3)
+            # Ample for a delivery not held back to be queued and tried (the receiver's first answer is a 500).
+            await asyncio.sleep(5)
+            assert of_lead(received(stack), lead["lead_id"]) == []
+            assert (await delivery.get("/v1/deliveries", params={"lead_id": lead["lead_id"]})).json() == []
+
+            assert (await delivery.delete("/v1/subscriptions/sealed-away")).status_code == 200
+            # The event read while it was held back goes to the file's subscription that wants it.
+            await until(lambda: any(r["answer"] == 204 for r in of_lead(received(stack), lead["lead_id"])))
+            async with asyncio.timeout(30):
+                while (await delivery.get("/readyz")).status_code != 200:
+                    await asyncio.sleep(0.3)
+    finally:
+        async with db.begin() as conn:  # whatever failed, the stack's delivery must not stay paused
+            await conn.execute(sa.text("DELETE FROM delivery.subscriptions WHERE id = 'sealed-away'"))

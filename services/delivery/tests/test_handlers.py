@@ -3,12 +3,14 @@
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from leadpipe_common import topics
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from delivery.domain import parse_subscriptions
 from delivery.handlers import Delivery, handle_deliverable
-from delivery.subscriptions import SubscriptionBook
+from delivery.subscriptions import SecretBox, SubscriptionBook, UnopenedSubscriptions, sealed_secrets
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -20,9 +22,13 @@ SUBS = parse_subscriptions({"subscriptions": [
 
 
 class Queue:
-    def __init__(self, subscribed: set[str] = frozenset()) -> None:
+    def __init__(self, subscribed: set[str] = frozenset(), api_rows: list[dict] = ()) -> None:
         self.rows: list[dict] = []
         self.subscribed = subscribed  # the API subscriptions the database holds
+        self.api_rows = list(api_rows)  # ...and their rows, as the book reads them
+
+    async def api_subscriptions(self) -> list[dict]:
+        return self.api_rows
 
     async def enqueue(self, rows) -> None:
         self.rows += rows
@@ -52,8 +58,6 @@ async def test_a_disposition_is_queued_once_for_each_subscription_that_wants_it_
 
 
 async def test_nothing_is_queued_for_an_api_subscription_another_process_deleted_meanwhile():
-    from delivery.subscriptions import SecretBox, sealed_secrets
-
     box = SecretBox.from_secrets(None, "a session secret")
     book = SubscriptionBook(SUBS, box, allow_private=False)
     book.load([{"id": name, "url": f"https://{name}.example.com/h", "events": ["lead.stage_changed"], "filter": {},
@@ -64,3 +68,25 @@ async def test_nothing_is_queued_for_an_api_subscription_another_process_deleted
         await handle_deliverable(uow, [factories.envelope(topics.LIFECYCLE, step("accepted"))],
                                  Delivery(book, clock=lambda: NOW, http=None))
     assert sorted(row["subscription_id"] for row in uow.store.rows) == ["crm", "kept"]  # the file's: no lookup
+
+
+def api_row(name: str, box: SecretBox) -> dict:
+    return {"id": name, "url": f"https://{name}.example.com/h", "events": ["lead.stage_changed"], "filter": {},
+            "retry_hours": None, "secrets": sealed_secrets(box, [(SECRET, None)])}
+
+
+@pytest.mark.parametrize("key", [None, "the session secret after its rotation"])
+async def test_no_event_is_consumed_while_a_stored_subscription_cannot_be_opened(key):
+    # Sealed under the session secret before it was rotated (or unset): this process cannot open it.
+    stored = api_row("hubspot", SecretBox.from_secrets(None, "the session secret before its rotation"))
+    book = SubscriptionBook(SUBS, SecretBox.from_secrets(None, key), allow_private=False)
+    uow = MemoryUnitOfWork(Queue(subscribed={"hubspot"}, api_rows=[stored]))
+    batch = [factories.envelope(topics.LIFECYCLE, step("accepted"))]
+    async with uow:
+        with pytest.raises(UnopenedSubscriptions, match="hubspot.*LEADPIPE_SESSION_SECRET"):
+            await handle_deliverable(uow, batch, Delivery(book, clock=lambda: NOW, http=None))
+    assert uow.store.rows == []  # the runner retries the batch; nothing is committed past it
+    uow.store.api_rows = []  # deleted through the API: the retried batch goes to the file's subscriptions
+    async with uow:
+        await handle_deliverable(uow, batch, Delivery(book, clock=lambda: NOW, http=None))
+    assert [row["subscription_id"] for row in uow.store.rows] == ["crm"]

@@ -7,7 +7,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from delivery.domain import live_secrets, new_secret, parse_subscription, parse_subscriptions
-from delivery.subscriptions import SecretBox, SubscriptionBook, opened_secrets, sealed_secrets
+from delivery.subscriptions import (
+    BookRefresh, SecretBox, SubscriptionBook, UnopenedSubscriptions, opened_secrets, sealed_secrets,
+)
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 FILE = parse_subscriptions({"subscriptions": [
@@ -62,7 +64,7 @@ def test_the_book_holds_the_files_and_the_apis_subscriptions_and_leaves_out_what
     expired = row(box, "expired-key", [(new_secret(bytes(32)), NOW - timedelta(seconds=1)),
                                        (new_secret(bytes(range(32))), None)])
     book.load([row(box), stranger, expired, row(box, "crm")], NOW)
-    assert book.loaded and set(book) == {"crm", "slack", "expired-key"}
+    assert book.loaded and set(book) == {"crm", "slack", "expired-key"} and book.unopened == ("sealed-elsewhere",)
     assert book.source("crm") == "file" and book.source("slack") == "api"
     assert book["expired-key"].secrets == (new_secret(bytes(range(32))),)
     assert book["crm"] == FILE["crm"]  # the file's wins over a row of the same id
@@ -92,3 +94,62 @@ def test_the_consumer_decodes_only_the_event_types_some_subscription_in_force_as
     assert wanted_record(headers("lead.stage_changed", "lost"), ctx)
     assert not wanted_record(headers("lead.stage_changed", "enriched"), ctx)
     assert not wanted_record(headers("lead.stage_changed", "routed"), ctx)
+
+
+@pytest.mark.parametrize(("secrets_key", "session_secret", "named"), [
+    (None, None, "neither DELIVERY_SECRETS_KEY nor LEADPIPE_SESSION_SECRET"),
+    (None, "a session secret rotated since", "derived from LEADPIPE_SESSION_SECRET (DELIVERY_SECRETS_KEY is unset)"),
+    (Fernet.generate_key().decode(), None, "with DELIVERY_SECRETS_KEY"),
+], ids=["no key", "rotated session secret", "changed secrets key"])
+def test_a_stored_subscription_that_cannot_be_opened_is_held_against_the_key_the_operator_set(
+        secrets_key, session_secret, named):
+    from prometheus_client import REGISTRY
+
+    book = SubscriptionBook(FILE, SecretBox.from_secrets(secrets_key, session_secret), allow_private=False)
+    book.load([row(SecretBox.from_secrets(None, "the session secret it was sealed with"))], NOW)
+    assert set(book) == {"crm"} and book.unopened == ("slack",)
+    assert REGISTRY.get_sample_value("delivery_subscriptions_unopened") == 1
+    with pytest.raises(UnopenedSubscriptions, match=r"\(slack\) cannot be opened") as refused:
+        book.require_opened()
+    assert named in str(refused.value)
+    book.load([], NOW)  # deleted through the API
+    book.require_opened()
+    assert REGISTRY.get_sample_value("delivery_subscriptions_unopened") == 0
+
+
+async def test_the_refresh_fails_readiness_while_a_stored_subscription_cannot_be_opened():
+    class Store:
+        rows = [row(SecretBox([Fernet.generate_key()]))]
+
+        async def api_subscriptions(self):
+            return self.rows
+
+    class Uow:
+        store = Store()
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            pass
+
+    book = SubscriptionBook(FILE, SecretBox([Fernet.generate_key()]), allow_private=False)
+    refresh = BookRefresh(book, Uow, lambda: NOW, every_s=5)
+    with pytest.raises(UnopenedSubscriptions):  # the loop marks itself failing: /readyz names it
+        await refresh.step()
+    Store.rows = []
+    assert await refresh.step() == 0
+
+
+def test_while_a_stored_subscription_cannot_be_opened_every_deliverable_type_is_decoded():
+    import types
+
+    from delivery.service import wanted_record
+
+    book = SubscriptionBook(FILE, None, allow_private=False)
+    ctx = types.SimpleNamespace(subscriptions=book)
+    queued = [("ce_id", b"x"), ("ce_type", b"lead.queued")]
+    book.load([row(SecretBox([Fernet.generate_key()]))], NOW)  # slack wants lead.queued; the file's crm does not
+    assert wanted_record(queued, ctx)  # passed over, its offset would be committed and slack would never get it
+    book.load([], NOW)
+    assert not wanted_record(queued, ctx)

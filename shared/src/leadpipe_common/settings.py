@@ -103,7 +103,9 @@ class ServiceSettings(KafkaSettings):
     session_secret: SecretStr | None = Field(
         None, validation_alias="LEADPIPE_SESSION_SECRET",
         description="signs the dashboard's login sessions (32 characters or more); give every replica the same "
-                    "one (unset: random per process, so a restart asks for a new login)")
+                    "one (unset: random per process, so a restart asks for a new login). With "
+                    "`DELIVERY_SECRETS_KEY` unset it also seals delivery's webhook secrets: changed or unset, "
+                    "delivery consumes nothing until it is back (see `DELIVERY_SECRETS_KEY`)")
 
     @field_validator("bootstrap_key")
     @classmethod

@@ -35,8 +35,12 @@ class Delivery:
 async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Envelope],
                              ctx: Delivery) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
-    if not ctx.subscriptions.loaded:
+    # Read again while some cannot be opened: one deleted meanwhile must not hold up the batch till the refresh.
+    if not ctx.subscriptions.loaded or ctx.subscriptions.unopened:
         ctx.subscriptions.load(await uow.store.api_subscriptions(), now)
+    # Queued for the others alone, these events would never reach the receivers left out: the batch fails,
+    # and the runner retries it (nothing committed, /readyz failing) until they can be opened.
+    ctx.subscriptions.require_opened()
     rows = []
     for env in batch:
         targets = [sub for sub in ctx.subscriptions.values() if wants(sub, env.data)]

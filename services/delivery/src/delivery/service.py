@@ -20,12 +20,13 @@ from delivery.subscriptions import DELIVERABLE_TYPES, BookRefresh
 
 def wanted_record(headers: object, ctx: Delivery) -> bool:
     """Only the types some subscription in force asks for are decoded (until the API's subscriptions were
-    read, every type one may ask for); the rest is passed over, as it would be queued for nobody. So are the
+    read, and while some cannot be opened, every type one may ask for: the handler must see them to hold them
+    back); the rest is passed over, as it would be queued for nobody. So are the
     pipeline's own steps on the lifecycle (``ce_tostage`` captured, enriched, ...: four a lead, decoded only to
     be dropped when a subscription takes ``lead.stage_changed``), which is delivered for sales' dispositions
     only."""
     book = ctx.subscriptions
-    wanted = book.wanted_types if book.loaded else DELIVERABLE_TYPES
+    wanted = book.wanted_types if book.loaded and not book.unopened else DELIVERABLE_TYPES
     event_type = to_stage = None
     for k, v in headers:  # type: ignore[attr-defined]
         if k == "ce_type":

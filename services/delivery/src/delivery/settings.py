@@ -37,6 +37,9 @@ class DeliverySettings(ConsumerSettings):
     secrets_key: SecretStr | None = Field(
         None, description="seals the webhook secrets of subscriptions made through the admin API (Fernet keys, "
                           "comma-separated: the first seals, all open; unset: derived from "
-                          "`LEADPIPE_SESSION_SECRET`, which `make run` sets)")
+                          "`LEADPIPE_SESSION_SECRET`, which `make run` sets). Changing it (or, while it is unset, "
+                          "`LEADPIPE_SESSION_SECRET`) without keeping the old key, or unsetting both, leaves those "
+                          "subscriptions unopenable: delivery then consumes nothing and `/readyz` fails until the "
+                          "old key is back or they are deleted")
     subscriptions_refresh_s: float = Field(5, gt=0, description="how often each process reloads the "
                                                                 "subscriptions made through the admin API")

@@ -11,7 +11,12 @@ once; events consumed before a subscription is in force in a process are not
 sent to it. The handler reads them before its first batch, so a restart
 never consumes events without them. A secret replaced by a rotation keeps signing until its expiry,
 so receivers switch over at their pace. A stored subscription that cannot be
-opened (the key changed) is logged and left out, never sent unsigned.
+opened (the key changed, or neither setting is there to make one) is never
+sent unsigned, and never treated as absent: while any exists, the handler
+fails every batch it is given (the runner retries it, commits nothing and
+``/readyz`` fails), the refresh fails (``/readyz`` fails even with no traffic),
+and ``delivery_subscriptions_unopened`` counts them; the events wait in the
+topic until the key they were sealed with is back or they are deleted.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 import structlog
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from prometheus_client import Gauge
 
 from leadpipe_common.outbox import BackgroundLoop
 
@@ -35,12 +41,23 @@ log = structlog.get_logger(__name__)
 #: The ``ce_type`` header value of every event type a subscription may ask for.
 DELIVERABLE_TYPES = frozenset(t.encode() for t in DELIVERABLE)
 
+UNOPENED = Gauge("delivery_subscriptions_unopened", "Subscriptions stored through the admin API whose secrets this "
+                 "process cannot open: while any, it consumes nothing")
+
+NO_KEY = "neither DELIVERY_SECRETS_KEY nor LEADPIPE_SESSION_SECRET (from which the key is derived) is set"
+
+
+class UnopenedSubscriptions(Exception):
+    """Stored subscriptions this process cannot open: consuming without them would never send them what it read."""
+
 
 class SecretBox:
     """Seals webhook secrets for the database and opens them again."""
 
-    def __init__(self, keys: list[bytes]) -> None:
+    def __init__(self, keys: list[bytes], source: str = "DELIVERY_SECRETS_KEY") -> None:
         self._fernet = MultiFernet([Fernet(k) for k in keys])
+        #: Where the keys come from, as the operator set it: what a secret that will not open is blamed on.
+        self.source = source
 
     @classmethod
     def from_secrets(cls, secrets_key: str | None, session_secret: str | None) -> SecretBox | None:
@@ -57,7 +74,8 @@ class SecretBox:
         if session_secret:
             # Its own key, so nothing sealed here can pass for a session cookie signed with the same secret.
             derived = hmac.new(session_secret.encode(), b"leadpipe delivery webhook secrets", hashlib.sha256)
-            return cls([base64.urlsafe_b64encode(derived.digest())])
+            return cls([base64.urlsafe_b64encode(derived.digest())],
+                       "the key derived from LEADPIPE_SESSION_SECRET (DELIVERY_SECRETS_KEY is unset)")
         return None
 
     def seal(self, secret: str) -> str:
@@ -85,8 +103,11 @@ class SubscriptionBook(Mapping[str, Subscription]):
         self.allow_private = allow_private
         self._all: dict[str, Subscription] = {}
         self._put(dict(from_file))
-        #: The API's subscriptions were read at least once (a handler reads them first if not).
-        self.loaded = box is None
+        #: The API's subscriptions were read at least once (a handler reads them first if not). Read even with no
+        #: key: stored ones that nothing here can open must stop the consumer, not pass for none.
+        self.loaded = False
+        #: The ids of stored subscriptions whose secrets cannot be opened (the key changed, or there is none).
+        self.unopened: tuple[str, ...] = ()
 
     def __getitem__(self, key: str) -> Subscription:
         return self._all[key]
@@ -109,8 +130,12 @@ class SubscriptionBook(Mapping[str, Subscription]):
     def load(self, rows: list[dict[str, Any]], now: datetime) -> None:
         """Put the API's subscriptions (rows of ``delivery.subscriptions``) in force beside the file's."""
         made: dict[str, Subscription] = {}
+        unopened: list[str] = []
         for row in rows:
-            if row["id"] in self.from_file or self.box is None:
+            if row["id"] in self.from_file:
+                continue
+            if self.box is None:
+                unopened.append(row["id"])
                 continue
             try:
                 secrets = live_secrets(opened_secrets(self.box, row["secrets"]), now)
@@ -119,12 +144,29 @@ class SubscriptionBook(Mapping[str, Subscription]):
                      "filter": row["filter"], "retry_hours": row["retry_hours"]},
                     f"subscription {row['id']}", allow_private=self.allow_private)
             except InvalidToken:
-                log.error("a subscription's secrets cannot be opened with DELIVERY_SECRETS_KEY; left out",
-                          subscription=row["id"])
+                unopened.append(row["id"])
             except ValueError as exc:
                 log.error("a stored subscription is invalid; left out", subscription=row["id"], error=str(exc))
         self._put({**self.from_file, **made})
+        if set(unopened) - set(self.unopened):  # once when it starts or spreads, not at every refresh
+            log.error("stored subscriptions cannot be opened; consuming nothing until they can",
+                      subscriptions=unopened, error=str(self._unopened_error(unopened)))
+        elif self.unopened and not unopened:
+            log.info("every stored subscription can be opened; consuming again")
+        self.unopened = tuple(unopened)
+        UNOPENED.set(len(unopened))
         self.loaded = True
+
+    def require_opened(self) -> None:
+        """Raise UnopenedSubscriptions while a stored subscription cannot be opened."""
+        if self.unopened:
+            raise self._unopened_error(self.unopened)
+
+    def _unopened_error(self, ids: list[str] | tuple[str, ...]) -> UnopenedSubscriptions:
+        why = f"cannot be opened with {self.box.source}" if self.box else f"cannot be opened: {NO_KEY}"
+        return UnopenedSubscriptions(
+            f"{len(ids)} subscription(s) made through the admin API ({', '.join(ids)}) {why}; delivery consumes "
+            f"nothing until the key they were sealed with is back or they are deleted (DELETE /v1/subscriptions/ID)")
 
 
 class BookRefresh(BackgroundLoop):
@@ -139,12 +181,12 @@ class BookRefresh(BackgroundLoop):
 
     async def step(self) -> int:
         await refresh(self._book, self._uow, self._clock())
+        # A failing round is what fails /readyz even while no event comes for the consumer to stop at.
+        self._book.require_opened()
         return 0
 
 
 async def refresh(book: SubscriptionBook, unit_of_work: Callable[[], Any], now: datetime) -> None:
-    if book.box is None:
-        return
     async with unit_of_work() as uow:
         rows = await uow.store.api_subscriptions()
     book.load(rows, now)
