@@ -9,7 +9,7 @@ import sqlalchemy.exc
 from aiokafka import TopicPartition
 
 from leadpipe_common import topics
-from leadpipe_common.consumer import POISON_AFTER, BatchApplier, ConsumerRunner
+from leadpipe_common.consumer import POISON_AFTER, BatchApplier, ConsumerRunner, NotNow
 from leadpipe_common.envelope import Message, encode
 from leadpipe_common.settings import ConsumerSettings
 from leadpipe_common.testing import factories
@@ -101,4 +101,13 @@ async def test_a_stage_missing_its_table_dead_letters_nothing_it_waits_to_be_men
     handler = Handler(missing, {good.lead_id, other.lead_id})
     stage, sent = runner(handler)
     assert await stopped_after(stage, handler, 4 * POISON_AFTER, batch_of(good, other)) == 0
+    assert sent.messages == []
+
+
+async def test_a_batch_its_handler_says_must_wait_waits_however_long_and_is_never_dead_lettered():
+    """delivery holds its input while a stored subscription cannot be opened (its key is missing)."""
+    lead = factories.enriched()
+    handler = Handler(NotNow("a subscription cannot be opened"), {lead.lead_id})
+    stage, sent = runner(handler)
+    assert await stopped_after(stage, handler, 4 * POISON_AFTER, batch_of(lead)) == 0
     assert sent.messages == []

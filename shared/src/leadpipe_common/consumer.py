@@ -55,8 +55,9 @@ what is read twice.
 
 A failure in 3 or 4 (database or broker away) is retried with capped
 exponential backoff and jitter (``leadpipe_common.retry``); the batch is never skipped and no offset moves past an
-unprocessed record; ``ready`` is false meanwhile. A batch that fails ``POISON_AFTER`` times in a row with an error
-neither an outage (``db.is_unavailable``, a ``KafkaError``) nor a broken stage (a missing table or privilege:
+unprocessed record; ``ready`` is false meanwhile; so is a batch whose handler raises ``NotNow`` (it waits for
+something outside it). A batch that fails ``POISON_AFTER`` times in a row with an error neither an outage
+(``db.is_unavailable``, a ``KafkaError``), ``NotNow``, nor a broken stage (a missing table or privilege:
 SQLSTATE classes 42, 3D, 3F, 28, 0A) explains is then applied a record at a time, in log order: a record that
 fails alone so is dead-lettered (kind ``handler``, not recorded in the inbox, so a redrive after the fix applies
 it), and the others are applied as ever. Errors are logged and dead-lettered without the values bound to their
@@ -136,6 +137,11 @@ class Rejected:
 
     reason: str
     final: bool = False
+
+
+class NotNow(Exception):
+    """Raised by a handler: the batch must wait for something outside it (a setting, a key), so it is retried,
+    however long, with the stage unready, and never taken for a poison record."""
 
 
 Outcome = list[Message] | Rejected
@@ -221,8 +227,8 @@ _BROKEN_STAGE = frozenset({"42", "3D", "3F", "28", "0A"})
 
 
 def _transient(exc: BaseException) -> bool:
-    """The broker or the database away: retrying cures it."""
-    return isinstance(exc, KafkaError) or is_unavailable(exc)
+    """The broker or the database away, or a handler's ``NotNow``: retrying cures it."""
+    return isinstance(exc, (KafkaError, NotNow)) or is_unavailable(exc)
 
 
 def _broken_stage(exc: BaseException) -> bool:

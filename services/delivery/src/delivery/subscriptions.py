@@ -32,6 +32,7 @@ import structlog
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from prometheus_client import Gauge
 
+from leadpipe_common.consumer import NotNow
 from leadpipe_common.outbox import BackgroundLoop
 
 from delivery.domain import DELIVERABLE, Subscription, live_secrets, parse_subscription
@@ -47,8 +48,9 @@ UNOPENED = Gauge("delivery_subscriptions_unopened", "Subscriptions stored throug
 NO_KEY = "neither DELIVERY_SECRETS_KEY nor LEADPIPE_SESSION_SECRET (from which the key is derived) is set"
 
 
-class UnopenedSubscriptions(Exception):
-    """Stored subscriptions this process cannot open: consuming without them would never send them what it read."""
+class UnopenedSubscriptions(NotNow):
+    """Stored subscriptions this process cannot open: consuming without them would never send them what it read.
+    (Not the batch's fault: it waits, however long, and is never dead-lettered.)"""
 
 
 class SecretBox:
