@@ -11,13 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from leadpipe_common.auth import Keys
 from leadpipe_common.service import Runtime
 
 from capture import api
 from capture.api import Capture, Limits
-from capture.app import create_app, load_forms, load_identity
+from capture.app import FormsFile, create_app, form_rates, load_forms, load_identity, token_key, unguarded_warning
+from capture.domain import TOKEN_FIELD, issue_form_token, parse_forms, parse_unlisted
 from capture.settings import CaptureSettings
 from capture.throttle import parse_rate
 from capture.writer import Admitted, Submitted, answer_for
@@ -98,20 +100,29 @@ def pipeline(monkeypatch) -> Pipeline:
     return pipeline
 
 
-@pytest.fixture
-async def client(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
-    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+@contextlib.asynccontextmanager
+async def serving(pipeline: Pipeline, settings: CaptureSettings, per_address: str = "1000/second",
+                  accept: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """capture's app on ``settings`` (its forms file, its token secret), as its lifespan leaves it, on ``pipeline``."""
     app = create_app(settings)
     app.state.keys = Keys(None, ADMIN)  # type: ignore[arg-type]  # the bootstrap key is never looked up
     loaded = load_forms(settings.forms_file)
-    context = Capture(forms=loaded.forms, writer=pipeline, clock=utc_now,  # type: ignore[arg-type]
-                      limits=Limits(parse_rate("1000/second", "rate"), parse_rate("1000/second", "rate"), {}, ()),
-                      token_key=b"k" * 32, verifier=None, identity=load_identity(settings.identity_file),  # type: ignore[arg-type]
-                      unlisted=loaded.unlisted)
+    limits = Limits(parse_rate(per_address, "rate"), parse_rate("1000/second", "rate"), form_rates(loaded.forms), (),
+                    unlisted=parse_rate(loaded.unlisted.rate_limit, "rate") if loaded.unlisted.rate_limit else None)
+    context = Capture(forms=loaded.forms, writer=pipeline, clock=utc_now, limits=limits,  # type: ignore[arg-type]
+                      token_key=token_key(settings, loaded.guarded()), verifier=None,  # type: ignore[arg-type]
+                      identity=load_identity(settings.identity_file), unlisted=loaded.unlisted)
     app.state.runtime = Runtime(settings=settings, context=context, engine=None, producer=None,  # type: ignore[arg-type]
                                 unit_of_work=pipeline.unit_of_work, wake_relay=lambda: None)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://capture") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://capture",
+                                 headers={"accept": accept} if accept else None) as client:
+        yield client
+
+
+@pytest.fixture
+async def client(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(pipeline, CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)) as client:
         yield client
 
 
@@ -280,3 +291,99 @@ async def test_a_body_nested_past_the_limit_is_refused_and_one_within_it_taken(c
     assert "nested" in refused(r, 422, "body")
     r = await client.post("/v1/leads", content=nested(api.MAX_NESTING - 1), headers=headers)
     assert r.status_code == 202, r.text
+
+
+# -- posts naming no listed form (the forms file's unlisted:) and what each client reads -----------------------
+
+TOKEN_SECRET = "unlisted-tests-" + uuid.uuid4().hex
+FORMS = {"forms": {"demo-request": {"name": "Request a demo", "offer": "demo", "require_token": True,
+                                    "min_fill_seconds": 0},
+                   "whitepaper": {"thank_you_url": "https://example.com/thanks"}},
+         "unlisted": {"require_token": True, "min_fill_seconds": 0, "rate_limit": "2/minute"}}
+
+
+def guarded(pipeline: Pipeline, tmp_path, forms: dict[str, Any] = FORMS, accept: str = "application/json"):  # noqa: ANN001, ANN201
+    path = tmp_path / "forms.yaml"
+    path.write_text(yaml.safe_dump(forms))
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN, forms_file=path,
+                               token_secret=TOKEN_SECRET)
+    return serving(pipeline, settings, per_address="100/minute", accept=accept)
+
+
+def written(pipeline: Pipeline) -> list[str | None]:
+    return [sub.lead.attribution.form_id for sub in pipeline.written]
+
+
+def reasons(pipeline: Pipeline) -> list[list[str]]:
+    return [row.reasons for row in pipeline.quarantined.values()]
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/forms/demo-requesT", {"email": "bot@example.com", "offer": "demo"}),
+    ("/v1/leads", {"email": "bot@example.com", "offer": "demo", "utm_source": "google"}),
+    ("/v1/leads", {"email": "bot@example.com", "form_id": "not-listed"}),
+], ids=["a-form-id-one-letter-off", "the-json-endpoint", "the-json-endpoint-naming-an-unlisted-form"])
+async def test_a_post_naming_no_listed_form_gets_the_unlisted_checks_not_a_way_around_them(pipeline, tmp_path, path,
+                                                                                          body):
+    async with guarded(pipeline, tmp_path) as capture:
+        reply = await capture.post(path, json=body)
+    assert reply.status_code == 202  # answered as a person is
+    assert written(pipeline) == []
+    assert reasons(pipeline) == [["no form token (the form's token script did not run)"]]
+
+
+async def test_a_token_for_an_unlisted_form_id_is_handed_out_and_lets_its_post_in(pipeline, tmp_path):
+    async with guarded(pipeline, tmp_path) as capture:
+        token = (await capture.get("/v1/forms/landing-page-7/token")).json()["token"]
+        reply = await capture.post("/v1/forms/landing-page-7", json={"email": "jo@example.com", TOKEN_FIELD: token})
+        stolen = await capture.post("/v1/forms/landing-page-8", json={"email": "jo@example.com", TOKEN_FIELD: token})
+    assert (reply.status_code, stolen.status_code) == (202, 202)
+    assert written(pipeline) == ["landing-page-7"]
+    assert reasons(pipeline) == [["the form token is forged or belongs to another form"]]
+
+
+async def test_without_unlisted_checks_an_unlisted_form_has_no_token_to_ask_for_and_only_the_honeypot(pipeline,
+                                                                                                     tmp_path):
+    key = token_key(CaptureSettings(DATABASE_URL=NOWHERE, token_secret=TOKEN_SECRET), [])
+    async with guarded(pipeline, tmp_path, {"forms": FORMS["forms"]}) as capture:
+        missing = await capture.get("/v1/forms/landing-page-7/token")
+        listed = await capture.post("/v1/forms/demo-request", json={
+            "email": "jo@example.com", TOKEN_FIELD: issue_form_token("demo-request", datetime.now(UTC), key)})
+        unlisted = await capture.post("/v1/forms/landing-page-7", json={"email": "jo@example.com"})
+    assert missing.status_code == 404
+    assert (listed.status_code, unlisted.status_code) == (202, 202)
+    assert written(pipeline) == ["demo-request", "landing-page-7"] and pipeline.quarantined == {}
+
+
+async def test_posts_naming_no_listed_form_share_the_unlisted_rate_limit(pipeline, tmp_path):
+    async with guarded(pipeline, tmp_path) as capture:
+        codes = [(await capture.post(path, json={"email": "jo@example.com"})).status_code
+                 for path in ("/v1/forms/x1", "/v1/leads", "/v1/forms/x2")]
+    assert codes == [202, 202, 429]
+
+
+def test_a_token_or_captcha_on_listed_forms_alone_is_called_out_at_start():
+    def warning(raw: dict[str, Any]) -> str | None:
+        return unguarded_warning(FormsFile(parse_forms(raw), parse_unlisted(raw)))
+
+    assert "demo-request" in (warning({"forms": FORMS["forms"]}) or "")
+    assert warning(FORMS) is None
+    assert warning({"forms": {"contact-us": {}}}) is None
+
+
+@pytest.mark.parametrize(("accept", "send", "status", "type_"), [
+    ("*/*", {"json": {"email": "jo@example.com"}}, 202, "application/json"),
+    ("*/*", {"data": {"email": "jo@example.com"}}, 303, None),
+    ("text/html,*/*", {"json": {"email": "jo@example.com"}}, 303, None),
+    ("*/*", {"json": {"email": "not an address"}}, 422, "application/json"),
+    ("*/*", {"data": {"email": "not an address"}}, 422, "text/html"),
+], ids=["fetch-posting-json", "html-form", "json-asking-for-html", "fetch-refused", "html-form-refused"])
+async def test_a_page_posting_json_with_fetchs_default_accept_reads_the_api_answer_and_a_form_the_page(
+        pipeline, tmp_path, accept, send, status, type_):
+    async with guarded(pipeline, tmp_path, accept=accept) as capture:
+        reply = await capture.post("/v1/forms/whitepaper", **send)
+    assert reply.status_code == status
+    if type_:
+        assert reply.headers["content-type"].startswith(type_)
+    if status == 303:
+        assert reply.headers["location"] == "https://example.com/thanks"
