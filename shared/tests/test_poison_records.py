@@ -111,3 +111,30 @@ async def test_a_batch_its_handler_says_must_wait_waits_however_long_and_is_neve
     stage, sent = runner(handler)
     assert await stopped_after(stage, handler, 4 * POISON_AFTER, batch_of(lead)) == 0
     assert sent.messages == []
+
+
+class Fetches:
+    """aiokafka's consumer as the loop polls it: the first poll raises what aiokafka's record reader raised on a
+    header name that is not UTF-8, the later ones bring nothing."""
+
+    def __init__(self, stage: ConsumerRunner) -> None:
+        self.stage, self.polls = stage, 0
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict:
+        self.polls += 1
+        if self.polls == 1:
+            raise UnicodeDecodeError("utf-8", b"\xff\xfe", 0, 1, "invalid start byte")
+        if self.polls == 3:
+            self.stage._stopping.set()
+        return {}
+
+    def assignment(self) -> set:
+        return set()
+
+
+async def test_a_fetch_aiokafka_cannot_read_is_retried_as_an_outage_not_the_end_of_the_loop():
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    stage._consumer = fetches = Fetches(stage)  # type: ignore[assignment]
+    async with asyncio.timeout(10):
+        await stage._run()  # returns only because the third poll asked it to stop
+    assert fetches.polls == 3

@@ -460,12 +460,17 @@ class ConsumerRunner:
                 # stop() cut the poll short; records it had just taken are not committed, so read again later.
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 break
-            except KafkaError as exc:
+            except Exception as exc:
+                # A KafkaError: the broker away. Anything else came out of aiokafka reading what it fetched (a
+                # header name that is not UTF-8 raises UnicodeDecodeError there): ending the loop would leave the
+                # stage consuming nothing with /healthz still fine, so it is retried like an outage, unready,
+                # and logged as the error it is.
                 self._polling = False  # a back-off is no poll: stop must not cancel it, it ends the wait instead
                 self.healthy = False
                 delay = backoff(fetch_failures, base=0.5, cap=5)
                 fetch_failures += 1
-                log.warning("fetch failed; retrying", error=str(exc), retry_in_s=round(delay, 2))
+                (log.warning if isinstance(exc, KafkaError) else log.error)(
+                    "fetch failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 2))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 continue
