@@ -400,3 +400,17 @@ def test_a_touch_that_leaves_fields_out_keeps_what_the_person_told_before():
     before = Contact(email="jo@x.example", job_title="CTO", country="US", marketing_consent=True)
     now = latest_contact(before, Contact(email="jo@x.example", job_title="CEO", message="call me"))
     assert (now.job_title, now.country, now.message, now.marketing_consent) == ("CEO", "US", "call me", True)
+
+
+def test_what_quarantine_keeps_of_a_bots_padding_fits_one_event_whatever_it_sent():
+    """JSON writes a control character in six bytes: the padding made a quarantined event the broker refused."""
+    import json
+
+    from capture.domain import KEPT_BYTES, quarantined_fields
+
+    padded = {f"f{i}": "\x01" * 5000 for i in range(100)} | {"email": "bot@example.com"}
+    kept = quarantined_fields(padded)
+    assert kept["email"] == "bot@example.com"
+    assert len(json.dumps(kept)) <= KEPT_BYTES + 100
+    small = {f"f{i}": "spam" for i in range(20)}
+    assert quarantined_fields(small) == small  # what a bot usually sends is kept whole
