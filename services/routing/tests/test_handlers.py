@@ -318,6 +318,25 @@ async def test_an_mql_carries_the_version_of_the_routing_data_that_routed_it(uow
     assert data(routed).routing_data_version == "v-test"
 
 
+async def test_a_reload_while_a_batch_is_applied_leaves_the_whole_batch_on_the_version_it_began_with(uow, ctx):
+    reported = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, reported))[0]).assignment.owner_id
+    lock_handoffs = uow.store.lock_handoffs
+
+    async def reloaded_meanwhile(lead_ids):  # noqa: ANN001, ANN202
+        ctx.reference = Reference(DATA, "v-reloaded")  # what the routing data's watch does between two awaits
+        return await lock_handoffs(lead_ids)
+
+    uow.store.lock_handoffs = reloaded_meanwhile
+    fresh = factories.scored("mql", country="DE")
+    outputs = await runner(uow, ctx).apply([factories.consumed(report(reported.lead_id, outcome="accepted",
+                                                                      rep_id=owner), 0),
+                                            factories.consumed(factories.message(topics.SCORED, fresh), 0)])
+    [routed] = [m for m in outputs if m.topic == topics.ROUTED]
+    assert data(routed).routing_data_version == "v-test"
+    assert ctx.reference.version == "v-reloaded"  # the next batch takes it
+
+
 async def test_a_lead_nobody_can_take_waits_in_its_queue_until_the_first_shift_starts(uow):
     ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # 09:00 on a Monday; shifts start at 10:00
     lead = factories.scored("mql", country="DE")

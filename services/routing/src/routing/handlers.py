@@ -30,6 +30,7 @@ order, as every path does (``routing.store``).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -283,12 +284,13 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
     # then finds it held. Locked report by report, in log order, they could deadlock with a merge or another
     # batch about the same leads.
     await uow.store.lock_handoffs(env.data.lead_id for env in batch)
+    data = ctx.data  # one version for the whole batch, whatever a reload does meanwhile
     # One at a time, in log order: two reports about one lead in a batch
     # must see each other's effect.
     for env in each(batch):
         report = env.data
         assert isinstance(report, LeadDispositioned)
-        result = await record_disposition(uow.store, report, ctx.data, now, env.traceparent)
+        result = await record_disposition(uow.store, report, data, now, env.traceparent)
         # A report refused for where the lead is now (no such hand-off, an illegal move, not its holder) is
         # refused for good: were it applied when read again after a later report made the move legal (a
         # redelivery), the same input would have two outcomes. One naming a rep or reason code the routing
@@ -316,6 +318,8 @@ async def handle_scored_and_dispositioned(uow: UnitOfWork[RoutingStore], batch: 
     stands, so a touch in the same batch meets the lead where sales left it (a lead just rejected is recycled to
     a new holder, not re-engaged with the rep who turned it down). A report cannot be about a lead a score of
     the same batch first routes: sales learn of a lead from its lead.routed, after routing committed it."""
+    # One version of the routing data for the whole batch: a reload meanwhile replaces the original's reference.
+    ctx = dataclasses.replace(ctx)
     scores = [env for env in batch if isinstance(env.data, LeadScored)]
     reports = [env for env in batch if not isinstance(env.data, LeadScored)]
     if scores and reports:
