@@ -387,6 +387,15 @@ def test_identity_rules_that_make_no_sense_are_refused_naming_the_entry():
         parse_identity({"providers": {"a.example": {"same_as": "b.example"}, "b.example": {"same_as": "c.example"}}})
 
 
+@pytest.mark.parametrize(("raw", "message"), [
+    (["plus_tags"], "expected a mapping with plus_tags: and providers: at the top level"),
+    ({"providers": ["gmail.com"]}, "providers: expected a mapping of mail domains"),
+])
+def test_identity_rules_of_the_wrong_shape_are_refused_not_crashed_on(raw, message):
+    with pytest.raises(ValueError, match=message):
+        parse_identity(raw)
+
+
 def test_a_request_fingerprint_ignores_field_order_but_not_values_or_the_form():
     assert fingerprint({"email": "a@b.co", "x": "1"}, "demo") == fingerprint({"x": "1", "email": "a@b.co"}, "demo")
     assert fingerprint({"email": "a@b.co"}, "demo") != fingerprint({"email": "a@b.co"}, "pricing")

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from leadpipe_common.testing import factories
+from delivery.app import load_subscriptions
 from delivery.domain import after_attempt, parse_subscriptions, retry_after_s, target_problem, wants
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -50,6 +51,7 @@ def test_a_refused_secret_is_named_by_its_place_and_none_of_it_is_said():
     ({"secrets": ["shh"]}, "whsec_"),
     ({"secrets": []}, "at least one"),
     ({"events": ["lead.captured"]}, "events"),
+    ({"events": [["lead.routed"]]}, r"subscriptions\[0\]\.events: a list of lead\.routed"),
     ({"filter": {"colour": "red"}}, "filter"),
     ({"id": "has space"}, "id"),
     ({"retry_hours": 0}, "retry_hours"),
@@ -59,6 +61,25 @@ def test_a_refused_secret_is_named_by_its_place_and_none_of_it_is_said():
 def test_a_bad_subscription_is_refused_naming_the_entry(spec, message):
     with pytest.raises(ValueError, match=message):
         subscription(**spec)
+
+
+def test_a_subscriptions_file_that_is_a_list_at_the_top_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text("- id: crm\n  url: https://crm.example.com/hooks\n")
+    with pytest.raises(ValueError, match=rf"{path}: expected a mapping with subscriptions: at the top level"):
+        load_subscriptions(path, allow_private=False)
+
+
+def test_a_subscriptions_file_of_a_shape_no_check_foresaw_is_refused_naming_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text("subscriptions: []\n")
+
+    def unforeseen(raw, *, allow_private):
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr("delivery.app.parse_subscriptions", unforeseen)
+    with pytest.raises(ValueError, match=rf"{path}: invalid \(TypeError: unhashable type: 'list'\)"):
+        load_subscriptions(path, allow_private=False)
 
 
 def test_private_targets_are_allowed_only_when_asked_and_names_are_judged_by_what_they_resolve_to():

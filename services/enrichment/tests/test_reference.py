@@ -39,3 +39,26 @@ def test_keywords_written_as_one_word_instead_of_a_list_are_refused(tmp_path):
     titles.write_text("seniority:\n  - value: manager\n    keywords: manager\ndepartments: []\n")
     with pytest.raises(ReferenceDataError, match=r"seniority\[0\]\.keywords must be a list"):
         load_reference(DATA / "companies.csv", titles, DATA / "country_aliases.yaml")
+
+
+def test_a_company_row_missing_its_name_is_refused_naming_the_line_and_the_column(tmp_path):
+    companies = tmp_path / "companies.csv"
+    companies.write_text("domain,name,industry,employee_count,country\nacme.com,Acme,Software,100,US\n\nacme.de\n")
+    with pytest.raises(ReferenceDataError, match=rf"{companies}:4: missing the name column"):
+        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+
+
+def test_a_file_of_a_shape_no_check_foresaw_is_refused_naming_the_file_not_crashing(tmp_path, monkeypatch):
+    def unforeseen(path):
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr("enrichment.reference.load_titles", unforeseen)
+    with pytest.raises(ReferenceDataError, match=r"titles\.yaml: invalid \(TypeError: unhashable type: 'list'\)"):
+        load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "country_aliases.yaml")
+
+
+def test_a_companies_file_saved_in_another_encoding_than_utf8_is_refused_naming_the_file(tmp_path):
+    companies = tmp_path / "companies.csv"
+    companies.write_bytes("domain,name\nmüller.de,Müller GmbH\n".encode("latin-1"))
+    with pytest.raises(ReferenceDataError, match=rf"{companies}: not UTF-8 text"):
+        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")

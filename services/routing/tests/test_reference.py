@@ -61,3 +61,35 @@ def test_the_longest_sla_allowed_gives_every_rep_a_deadline(files, longest):
     data = files.load().data
     start = datetime(2027, 3, 26, 15, 0, tzinfo=UTC)
     assert all(acceptance_due("C", rep.id, data, start) > start for rep in data.reps)
+
+
+def test_an_account_row_missing_its_owner_is_refused_naming_the_line_and_the_column(files):
+    files.accounts.write_text(files.accounts.read_text() + "acme.com,Acme\n")
+    lines = len(files.accounts.read_text().splitlines())
+    with pytest.raises(ValueError, match=rf"accounts\.csv:{lines}: missing the owner column"):
+        files.load()
+
+
+def test_a_reload_of_an_account_row_missing_its_owner_keeps_the_data_in_force(files):
+    routing = Routing(files.load(), clock=lambda: None, files=files)  # type: ignore[arg-type, return-value]
+    in_force = routing.reference
+    files.accounts.write_text(files.accounts.read_text() + "acme.com\n")
+    with pytest.raises(ValueError, match=r"accounts\.csv:\d+: missing the name column"):
+        reload_reference(routing, trigger="test")
+    assert routing.reference is in_force
+
+
+def test_data_of_a_shape_no_check_foresaw_fails_a_reload_as_invalid_files_not_as_a_crash(files, monkeypatch):
+    """The file watch and the reload API catch ValueError: anything else stopped the watch's round with a
+    generic failure and answered the reload API with a 500."""
+    routing = Routing(files.load(), clock=lambda: None, files=files)  # type: ignore[arg-type, return-value]
+    in_force = routing.reference
+
+    def unforeseen(raw):
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr("routing.reference.parse_routing_data", unforeseen)
+    with pytest.raises(ValueError, match=r"routing reference data is invalid \(TypeError: unhashable type: 'list'\)"
+                                         r" \(files: reps .*reps\.yaml"):
+        reload_reference(routing, trigger="test")
+    assert routing.reference is in_force

@@ -504,13 +504,19 @@ class IdentityRules:
 
 def parse_identity(raw: Mapping[str, Any]) -> IdentityRules:
     """Raises ValueError naming the bad entry."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("expected a mapping with plus_tags: and providers: at the top level")
     unknown = set(raw) - {"plus_tags", "providers"}
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)} (known: plus_tags, providers)")
     if not isinstance(raw.get("plus_tags", True), bool):
         raise ValueError("plus_tags: expected true or false")
+    listed = raw.get("providers") or {}
+    if not isinstance(listed, Mapping):
+        raise ValueError("providers: expected a mapping of mail domains to their settings, like gmail.com: "
+                         "{ignore_dots: true}")
     providers = {}
-    for domain, spec in (raw.get("providers") or {}).items():
+    for domain, spec in listed.items():
         spec = spec or {}
         if not isinstance(spec, Mapping) or set(spec) - {"ignore_dots", "plus_tags", "same_as"}:
             raise ValueError(f"providers.{domain}: expected a mapping of ignore_dots, plus_tags, same_as")

@@ -23,6 +23,9 @@ def load_subscriptions(path: Path, *, allow_private: bool) -> dict[str, Subscrip
             return parse_subscriptions(yaml.safe_load(f) or {}, allow_private=allow_private)
     except (yaml.YAMLError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
+    except (TypeError, AttributeError, KeyError) as exc:
+        # Data of a shape no check foresaw is a wrong file all the same, never a crash at start.
+        raise ValueError(f"{path}: invalid ({type(exc).__name__}: {exc})") from None
 
 
 def secret_box(settings: DeliverySettings) -> SecretBox | None:

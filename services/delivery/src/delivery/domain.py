@@ -44,6 +44,8 @@ class Subscription:
 
 def parse_subscriptions(raw: Mapping[str, Any], *, allow_private: bool) -> dict[str, Subscription]:
     """The ``subscriptions:`` list of the file, checked; raises ValueError naming the bad entry."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("expected a mapping with subscriptions: at the top level")
     items = raw.get("subscriptions") or []
     if not isinstance(items, list):
         raise ValueError("subscriptions: expected a list")
@@ -78,7 +80,8 @@ def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscri
         if not _valid_secret(secret):  # said without any of it: a refusal is logged
             raise ValueError(f"{where}.secrets[{i}]: not a whsec_<base64> secret")
     events = item.get("events")
-    if not isinstance(events, list) or not events or not set(events) <= set(DELIVERABLE):
+    if (not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events)
+            or not set(events) <= set(DELIVERABLE)):
         raise ValueError(f"{where}.events: a list of {', '.join(DELIVERABLE)}")
     flt = item.get("filter") or {}
     if not isinstance(flt, Mapping) or set(flt) - set(FILTER_KEYS):

