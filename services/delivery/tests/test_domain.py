@@ -52,7 +52,8 @@ def test_a_refused_secret_is_named_by_its_place_and_none_of_it_is_said():
     ({"secrets": []}, "at least one"),
     ({"events": ["lead.captured"]}, "events"),
     ({"events": [["lead.routed"]]}, r"subscriptions\[0\]\.events: a list of lead\.routed"),
-    ({"filter": {"colour": "red"}}, "filter"),
+    ({"filter": {"colour": "red"}}, r"filter: unknown keys \['colour'\] \(known: team, owner, grade, source\)"),
+    ({"retry_hour": 5}, r"unknown keys \['retry_hour'\] \(known: id, url, secrets, events, filter, retry_hours\)"),
     ({"id": "has space"}, "id"),
     ({"retry_hours": 0}, "retry_hours"),
     ({"retry_hours": 1e9}, "at most 720"), ({"retry_hours": float("inf")}, "retry_hours"),
@@ -61,6 +62,12 @@ def test_a_refused_secret_is_named_by_its_place_and_none_of_it_is_said():
 def test_a_bad_subscription_is_refused_naming_the_entry(spec, message):
     with pytest.raises(ValueError, match=message):
         subscription(**spec)
+
+
+def test_a_misspelt_key_at_the_top_of_the_subscriptions_file_is_refused_naming_it():
+    """``subscription:`` for ``subscriptions:`` left every webhook out without a word."""
+    with pytest.raises(ValueError, match=r"unknown keys \['subscription'\] \(known: subscriptions\)"):
+        parse_subscriptions({"subscription": [{"id": "crm"}]}, allow_private=False)
 
 
 def test_a_subscriptions_file_that_is_a_list_at_the_top_is_refused_naming_the_file(tmp_path):

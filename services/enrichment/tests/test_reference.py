@@ -62,3 +62,16 @@ def test_a_companies_file_saved_in_another_encoding_than_utf8_is_refused_naming_
     companies.write_bytes("domain,name\nmüller.de,Müller GmbH\n".encode("latin-1"))
     with pytest.raises(ReferenceDataError, match=rf"{companies}: not UTF-8 text"):
         load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("seniority: []\ndepartements: []\n", r"unknown keys \['departements'\] \(known: seniority, departments\)"),
+    ("seniority:\n  - {value: manager, keywords: [lead], not-in: [lead generation]}\ndepartments: []\n",
+     r"seniority\[0\]: unknown keys \['not-in'\] \(known: value, keywords, not_in\)"),
+])
+def test_a_misspelt_key_in_the_title_rules_is_refused_naming_it_and_the_known_ones(tmp_path, text, message):
+    """``not-in:`` for ``not_in:`` dropped the rule's exclusions: every Lead Generation Specialist a manager."""
+    titles = tmp_path / "titles.yaml"
+    titles.write_text(text)
+    with pytest.raises(ReferenceDataError, match=message):
+        load_reference(DATA / "companies.csv", titles, DATA / "country_aliases.yaml")

@@ -93,3 +93,27 @@ def test_data_of_a_shape_no_check_foresaw_fails_a_reload_as_invalid_files_not_as
                                          r" \(files: reps .*reps\.yaml"):
         reload_reference(routing, trigger="test")
     assert routing.reference is in_force
+
+
+def test_a_misspelt_key_at_the_top_of_the_reps_file_is_refused_naming_it_and_the_known_ones(files):
+    """``team:`` for ``teams:`` dropped every overflow policy without a word."""
+    files.reps.write_text(files.reps.read_text().replace("\nteams:", "\nteam:"))
+    with pytest.raises(ValueError, match=r"reps\.yaml: unknown keys \['team'\] \(known: reps, teams, working_hours\)"):
+        files.load()
+
+
+@pytest.mark.parametrize(("file", "before", "after", "message"), [
+    ("reps", "weight: 2,", "wieght: 2,", r"reps\.0\.wieght: unknown key \(known: active, capacity, email, holidays, "
+                                         r"id, name, team, timezone, weight, working_hours\)"),
+    ("reps", 'start: "09:00"', 'begin: "09:00"', r"working_hours\.begin: unknown key \(known: days, end, start\)"),
+    ("reps", "{when_nobody_available: wait}", "{when_nobody: wait}",
+     r"teams\.global-inbound\.when_nobody: unknown key \(known: overflow_to, when_nobody_available\)"),
+    ("territories", "min_employees: 1000", "min_employees: 1000, size: big",
+     r"territories\.segments\.0\.size: unknown key \(known: min_employees, name\)"),
+])
+def test_a_misspelt_key_inside_the_routing_files_is_refused_with_the_known_ones(files, file, before, after,
+                                                                                message):
+    path = getattr(files, file)
+    path.write_text(path.read_text().replace(before, after, 1))
+    with pytest.raises(ValueError, match=message):
+        files.load()

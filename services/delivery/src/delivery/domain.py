@@ -26,6 +26,7 @@ DELIVERABLE = ("lead.routed", "lead.sla_breached", "lead.queued", "lead.assigned
 #: The stages a disposition moves a lead to: what a CRM mirrors.
 SALES_STAGES = frozenset({"accepted", "rejected", "contacted", "qualified", "won", "lost"})
 FILTER_KEYS = ("team", "owner", "grade", "source")
+SUBSCRIPTION_KEYS = ("id", "url", "secrets", "events", "filter", "retry_hours")
 #: The longest a failing delivery may be retried (30 days), for every subscription and the service's default.
 LONGEST_RETRY_HOURS = 24 * 30
 
@@ -46,6 +47,9 @@ def parse_subscriptions(raw: Mapping[str, Any], *, allow_private: bool) -> dict[
     """The ``subscriptions:`` list of the file, checked; raises ValueError naming the bad entry."""
     if not isinstance(raw, Mapping):
         raise ValueError("expected a mapping with subscriptions: at the top level")
+    unknown = set(raw) - {"subscriptions"}
+    if unknown:  # a misspelt subscriptions: would leave every webhook out without a word
+        raise ValueError(f"unknown keys {sorted(map(str, unknown))} (known: subscriptions)")
     items = raw.get("subscriptions") or []
     if not isinstance(items, list):
         raise ValueError("subscriptions: expected a list")
@@ -61,9 +65,9 @@ def parse_subscriptions(raw: Mapping[str, Any], *, allow_private: bool) -> dict[
 def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscription:
     if not isinstance(item, Mapping):
         raise ValueError(f"{where}: expected a mapping")
-    unknown = set(item) - {"id", "url", "secrets", "events", "filter", "retry_hours"}
+    unknown = set(item) - set(SUBSCRIPTION_KEYS)
     if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        raise ValueError(f"{where}: unknown keys {sorted(map(str, unknown))} (known: {', '.join(SUBSCRIPTION_KEYS)})")
     sub_id = item.get("id")
     if not isinstance(sub_id, str) or not re.match(r"^[A-Za-z0-9_-]{1,100}$", sub_id):
         raise ValueError(f"{where}.id: letters, digits, - and _ (1-100)")
@@ -84,8 +88,11 @@ def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscri
             or not set(events) <= set(DELIVERABLE)):
         raise ValueError(f"{where}.events: a list of {', '.join(DELIVERABLE)}")
     flt = item.get("filter") or {}
-    if not isinstance(flt, Mapping) or set(flt) - set(FILTER_KEYS):
+    if not isinstance(flt, Mapping):
         raise ValueError(f"{where}.filter: keys among {', '.join(FILTER_KEYS)}")
+    unknown = set(flt) - set(FILTER_KEYS)
+    if unknown:
+        raise ValueError(f"{where}.filter: unknown keys {sorted(map(str, unknown))} (known: {', '.join(FILTER_KEYS)})")
     retry_hours = item.get("retry_hours")
     # At most what the admin API allows: a window past what a datetime can add (1e9, .inf) failed every attempt
     # of the subscription's (OverflowError), which was never recorded and so sent again at every lease.

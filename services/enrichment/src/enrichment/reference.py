@@ -68,11 +68,19 @@ def _phrases(raw: list) -> tuple[str, ...]:
     return tuple(str(k).lower() for k in raw)
 
 
+_TITLES_KEYS = ("seniority", "departments")
+_RULE_KEYS = ("value", "keywords", "not_in")
+
+
 def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
     if not isinstance(raw, list):
         raise ReferenceDataError(f"{path}: {key} must be a list of rules")
     rules = []
     for i, item in enumerate(raw):
+        unknown = set(item) - set(_RULE_KEYS) if isinstance(item, dict) else set()
+        if unknown:  # a misspelt not_in: would drop the rule's exclusions without a word
+            raise ReferenceDataError(f"{path}: {key}[{i}]: unknown keys {sorted(map(str, unknown))} "
+                                     f"(known: {', '.join(_RULE_KEYS)})")
         if not isinstance(item, dict) or "value" not in item or not item.get("keywords"):
             raise ReferenceDataError(f"{path}: {key}[{i}] needs a value and keywords")
         not_in = item.get("not_in", [])
@@ -97,6 +105,9 @@ def _yaml(path: Path) -> dict:
 def load_titles(path: Path) -> tuple[tuple[TitleRule, ...], tuple[TitleRule, ...]]:
     """(seniority rules, department rules)."""
     data = _yaml(path)
+    unknown = set(data) - set(_TITLES_KEYS)
+    if unknown:
+        raise ReferenceDataError(f"{path}: unknown keys {sorted(map(str, unknown))} (known: {', '.join(_TITLES_KEYS)})")
     return _title_rules(data.get("seniority"), "seniority", path), _title_rules(data.get("departments"),
                                                                                   "departments", path)
 

@@ -84,6 +84,11 @@ class RoutingFiles:
             account_rows.append({"domain": r["domain"].strip().lower(), "name": r["name"].strip(),
                                  "owner": r["owner"].strip()})
         reps_doc = _mapping(self.reps, texts[self.reps])
+        # The file's other keys go to the schema one by one: any more would be dropped without a word (a misspelt
+        # teams: dropped every overflow policy).
+        unknown = set(reps_doc) - set(_REPS_KEYS)
+        if unknown:
+            raise ValueError(f"{self.reps}: unknown keys {sorted(map(str, unknown))} (known: {', '.join(_REPS_KEYS)})")
         raw = {"reps": reps_doc.get("reps", []), "accounts": account_rows,
                "territories": _mapping(self.territories, texts[self.territories]),
                "sla": _mapping(self.sla, texts[self.sla]), "reasons": _mapping(self.reasons, texts[self.reasons])}
@@ -98,6 +103,10 @@ class RoutingFiles:
     def _names(self) -> str:
         return ", ".join(f"{name} {getattr(self, name)}" for name in ("reps", "accounts", "territories", "sla",
                                                                        "reasons"))
+
+
+#: The keys of the reps file: its reps, and the working hours and team policies that go with them.
+_REPS_KEYS = ("reps", "teams", "working_hours")
 
 
 def _mapping(path: Path, text: str) -> dict:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -274,4 +275,26 @@ def parse_routing_data(raw: Mapping[str, Any]) -> RoutingData:
     try:
         return RoutingData.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidRoutingData(f"routing reference data is invalid: {describe(exc.errors())}") from None
+        errors = [{**e, "msg": f"unknown key (known: {', '.join(_keys_at(RoutingData, e['loc'][:-1]))})"}
+                  if e["type"] == "extra_forbidden" else e for e in exc.errors()]
+        raise InvalidRoutingData(f"routing reference data is invalid: {describe(errors)}") from None
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the model at ``loc`` (a path of field names, list indexes and mapping keys) knows: a misspelt key
+    is told with the ones meant (``begin`` beside ``start``)."""
+    kind: Any = model
+    for part in loc:
+        kind = _model_in(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            kind = kind.model_fields[str(part)].annotation
+        else:  # a list's index or a mapping's key: on to what it holds
+            kind = get_args(kind)[-1]
+    return sorted(_model_in(kind).model_fields)
+
+
+def _model_in(kind: Any) -> Any:
+    """``WorkingHours`` of ``WorkingHours | None``; anything else as it is."""
+    if isinstance(kind, UnionType):
+        return next((a for a in get_args(kind) if isinstance(a, type) and issubclass(a, BaseModel)), kind)
+    return kind
