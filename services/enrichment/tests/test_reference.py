@@ -75,3 +75,27 @@ def test_a_misspelt_key_in_the_title_rules_is_refused_naming_it_and_the_known_on
     titles.write_text(text)
     with pytest.raises(ReferenceDataError, match=message):
         load_reference(DATA / "companies.csv", titles, DATA / "country_aliases.yaml")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("Norge: NO\n", r"Norge: false is no country code: quote it"),
+    ("Deutschland: Germany\n", r"Deutschland: 'Germany' is not an ISO 3166-1 alpha-2 country code \(like DE, GB, US; "
+                               r"Germany is DE\)"),
+    ("Britain: UK\n", r"Britain: 'UK' is not an ISO 3166-1 alpha-2 country code"),
+])
+def test_a_country_alias_that_is_no_country_code_is_refused_naming_the_entry(tmp_path, text, message):
+    """Norge: NO read as FALSE and Deutschland: Germany as GERMANY: no territory lists them, and such leads went
+    to the default team."""
+    aliases = tmp_path / "country_aliases.yaml"
+    aliases.write_text(text)
+    with pytest.raises(ReferenceDataError, match=message):
+        load_reference(DATA / "companies.csv", DATA / "titles.yaml", aliases)
+
+
+def test_a_company_country_that_is_no_country_code_is_refused_naming_the_line(tmp_path):
+    companies = tmp_path / "companies.csv"
+    companies.write_text("domain,name,country\nacme.com,Acme,us\nacme.de,Acme GmbH,Germany\n")
+    with pytest.raises(ReferenceDataError, match=rf"{companies}:3: country: 'Germany' is not an ISO 3166-1 alpha-2 "
+                                                 r"country code \(like DE, GB, US; Germany is DE\)"):
+        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+

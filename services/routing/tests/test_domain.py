@@ -105,6 +105,29 @@ def test_an_account_owned_by_someone_not_in_the_reps_file_is_refused():
         parse_routing_data({**DATA.model_dump(), "accounts": [{"domain": "x.com", "name": "X", "owner": "zed"}]})
 
 
+def with_regions(**regions: list) -> dict:
+    raw = DATA.model_dump()
+    raw["territories"]["regions"] = regions
+    return raw
+
+
+@pytest.mark.parametrize(("codes", "message"), [
+    ([False], r"territories\.regions: emea: false is no country code: quote it \(YAML reads NO"),
+    (["DE", "UK"], r"territories\.regions: emea: 'UK' is not an ISO 3166-1 alpha-2 country code \(like DE, GB, US\)"),
+    (["Germany"], r"emea: 'Germany' is not an ISO 3166-1 alpha-2 country code"),
+])
+def test_a_region_listing_what_is_no_country_code_is_refused_naming_the_region(codes, message):
+    """Enrichment gives ISO codes: a region listing FALSE (NO unquoted) or UK matches no lead, and its leads went to
+    the default team without a word."""
+    with pytest.raises(InvalidRoutingData, match=message):
+        parse_routing_data(with_regions(emea=codes))
+
+
+def test_a_country_code_in_lower_case_routes_as_the_code_it_is():
+    data = parse_routing_data(with_regions(emea=["de", "fr"]))
+    assert choose_route(mql(country="DE"), data).team == "emea"
+
+
 def test_an_sla_of_years_of_a_reps_few_working_minutes_is_refused_naming_the_rep_and_grade():
     """8760 working hours of a rep on a minute a week is 10,000 years of Mondays: searched for at every lead routed
     to them, past the calendar's end."""

