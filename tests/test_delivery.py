@@ -143,6 +143,11 @@ async def test_a_delivery_given_up_after_its_window_is_sent_again_when_redriven(
     command = subprocess.run([sys.executable, "-m", "delivery", "redrive", "--subscription", "test-down"],
                              env={**stack.env(), "DELIVERY_PORT": "0"}, capture_output=True, text=True, timeout=60)
     assert command.returncode == 0 and "0 dead deliveries queued again for test-down" in command.stdout, command
+    misspelt = subprocess.run([sys.executable, "-m", "delivery", "redrive", "--subscription", "test-dwon"],
+                              env={**stack.env(), "DELIVERY_PORT": "0", "COLUMNS": "500"}, capture_output=True,
+                              text=True, timeout=60)
+    assert misspelt.returncode == 2 and "'test-dwon' is no subscription in force" in misspelt.stderr, misspelt
+    assert "test-down" in misspelt.stderr.split("one of", 1)[1]
 
 
 async def test_a_subscription_made_through_the_api_shows_its_secret_once_and_rotates_it(stack, db):

@@ -98,6 +98,18 @@ def test_a_rule_comparing_with_what_its_fact_can_never_be_is_refused_at_start(co
         parse_rules({**_raw(), "fit": [{"rule": "x", "points": 3, **condition}]})
 
 
+@pytest.mark.parametrize(("grades", "why"), [
+    ({"A": 60, "B": 80, "C": 35}, r"grades: B: 80 must be below A \(60\), or no lead would be graded B"),
+    ({"A": 80, "B": 60, "C": 60}, r"grades: C: 60 must be below B \(60\), or no lead would be graded C"),
+    ({"A": 180, "B": 60, "C": 35}, r"grades: A: 180 is above 100, the highest score: no lead would be graded A"),
+    ({"A": 80, "B": 60, "C": 0}, r"grades: C: 0: every score \(0 to 100\) reaches it, so no lead would be graded "
+                                 r"below C"),
+])
+def test_grade_thresholds_that_leave_a_grade_unreachable_are_refused_naming_the_grade(grades, why):
+    with pytest.raises(InvalidRules, match=why):
+        parse_rules({**RULES.model_dump(by_alias=True), "grades": grades})
+
+
 def test_a_yes_or_no_fact_is_compared_with_yes_or_no():
     assert parse_rules({**_raw(), "fit": [{"rule": "x", "field": "is_free_mail", "equals": False, "points": 3}]})
 

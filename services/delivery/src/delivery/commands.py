@@ -11,6 +11,7 @@ import typer
 from leadpipe_common.cli import database_errors, load_settings
 from leadpipe_common.db import make_engine
 
+from delivery.app import load_subscriptions
 from delivery.settings import DeliverySettings
 from delivery.store import DeliveryStore
 
@@ -28,14 +29,33 @@ def add_commands(cli: typer.Typer) -> None:
         except ValueError:
             raise typer.BadParameter(f"{lead!r} is not a lead id (a UUID)", param_hint="--lead") from None
 
-        async def run() -> int:
+        in_file: set[str] = set()
+        if subscription is not None:
+            try:
+                in_file = set(load_subscriptions(settings.subscriptions_file,
+                                                 allow_private=settings.allow_private_targets))
+            except ValueError as exc:
+                typer.secho(str(exc), err=True, fg="red")
+                raise typer.Exit(2) from None
+
+        async def run() -> int | list[str]:
+            """How many were queued again; or, for a subscription that is not in force, those that are."""
             engine = make_engine(settings)
             try:
                 async with engine.begin() as conn:
-                    return await DeliveryStore(conn).redrive(datetime.now(UTC), subscription, lead_id)
+                    store = DeliveryStore(conn)
+                    if subscription is not None:
+                        known = sorted(in_file | {row["id"] for row in await store.api_subscriptions()})
+                        if subscription not in known:
+                            return known
+                    return await store.redrive(datetime.now(UTC), subscription, lead_id)
             finally:
                 await engine.dispose()
 
         with database_errors():
             n = asyncio.run(run())
+        if isinstance(n, list):
+            # A misspelt id would match nothing and report "0 queued again": as if nothing were dead.
+            raise typer.BadParameter(f"{subscription!r} is no subscription in force; one of {', '.join(n) or '(none)'}",
+                                     param_hint="--subscription")
         typer.echo(f"{n:,} dead deliveries queued again" + (f" for {subscription}" if subscription else ""))

@@ -109,9 +109,26 @@ class Rule(Condition):
 
 
 class Grades(_Strict):
+    """The least score of each grade; below C is D. A score is 0 to 100 (clamped)."""
+
     A: int
     B: int
     C: int
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Grades:
+        # Out of range or out of order, a grade is never given (A: 180, or B: 80 above A: 60), without a word.
+        for grade, least in (("A", self.A), ("B", self.B), ("C", self.C)):
+            if least > 100:
+                raise ValueError(f"{grade}: {least} is above 100, the highest score: no lead would be graded {grade}")
+            if least < 1:
+                raise ValueError(f"{grade}: {least}: every score (0 to 100) reaches it, so no lead would be graded "
+                                 f"below {grade}")
+        for higher, lower in (("A", "B"), ("B", "C")):
+            if getattr(self, lower) >= getattr(self, higher):
+                raise ValueError(f"{lower}: {getattr(self, lower)} must be below {higher} ({getattr(self, higher)}), "
+                                 f"or no lead would be graded {lower}")
+        return self
 
 
 class Thresholds(_Strict):

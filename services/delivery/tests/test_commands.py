@@ -1,0 +1,56 @@
+"""``leadpipe-delivery redrive`` from the command line (the database stood in for: what it asks, what it answers)."""
+
+from contextlib import asynccontextmanager
+
+import pytest
+from typer.testing import CliRunner
+
+from delivery.__main__ import cli
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class Store:
+    redriven: list[str | None] = []
+
+    def __init__(self, conn: object) -> None:
+        pass
+
+    async def api_subscriptions(self) -> list[dict]:
+        return [{"id": "slack"}]
+
+    async def redrive(self, now, subscription_id=None, lead_id=None) -> int:
+        Store.redriven.append(subscription_id)
+        return 3
+
+
+class Engine:
+    @asynccontextmanager
+    async def begin(self):
+        yield None
+
+    async def dispose(self) -> None:
+        pass
+
+
+@pytest.fixture
+def redrive(tmp_path, monkeypatch):
+    subscriptions = tmp_path / "subscriptions.yaml"
+    subscriptions.write_text(f"subscriptions:\n  - {{id: crm, url: https://crm.example.com/h, secrets: [{SECRET}], "
+                             "events: [lead.routed]}\n")
+    monkeypatch.setenv("DELIVERY_SUBSCRIPTIONS_FILE", str(subscriptions))
+    monkeypatch.setattr("delivery.commands.make_engine", lambda settings: Engine())
+    monkeypatch.setattr("delivery.commands.DeliveryStore", Store)
+    Store.redriven = []
+    return lambda *args: CliRunner().invoke(cli, ["redrive", *args], env={"COLUMNS": "500"})
+
+
+def test_a_redrive_of_a_misspelt_subscription_is_refused_naming_those_in_force_the_files_and_the_apis(redrive):
+    """It matched nothing and said "0 dead deliveries queued again for crn": as if nothing of crm's were dead."""
+    refused = redrive("--subscription", "crn")
+    assert refused.exit_code == 2 and "'crn' is no subscription in force; one of crm, slack" in refused.output
+    assert Store.redriven == []
+    for subscription in ("crm", "slack"):
+        result = redrive("--subscription", subscription)
+        assert result.exit_code == 0 and f"3 dead deliveries queued again for {subscription}" in result.output
+    assert Store.redriven == ["crm", "slack"]
