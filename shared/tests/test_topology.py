@@ -1,5 +1,9 @@
 """The topology table: topics, their retention, and who reads and writes what."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -48,3 +52,16 @@ async def test_the_topics_on_the_broker_carry_the_retention_of_the_table(bootstr
             for response in described for r in response.resources}
     expected = topology.retention_ms(TopicSettings().retention_overrides())
     assert seen == {name: str(ms) for name, ms in expected.items()}
+
+
+def test_create_topics_on_a_cluster_that_has_them_reports_the_partitions_each_has(stack):
+    made = stack.topic_settings().topic_partitions
+    asked = made + 1
+    result = subprocess.run([sys.executable, "-c", "from leadpipe_common.admin import run; run()"],
+                            env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+                                 "TOPIC_PARTITIONS": str(asked), "COLUMNS": "500"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith("leads.")] == [
+        f"{name}: {made} partitions, not TOPIC_PARTITIONS={asked} (a topic that exists is left as it is)"
+        for name in topology.TOPICS]

@@ -2,19 +2,24 @@
 
 Guarantees: ``ensure_topics`` is idempotent (existing topics are left as they
 are, retention included: change a live topic's retention with your cluster's
-tools) and returns only once every topic exists, so services started after
-it never race topic auto-creation with a partition count of one. Every topic
-it creates gets an explicit ``retention.ms`` (``topology``, overridden by
-``TOPIC_RETENTION``), never the cluster's default.
+tools) and returns only once the cluster lists every topic, with the
+partitions each has, so services started after it never race topic
+auto-creation with a partition count of one. A topic the cluster refuses to
+create (a replication factor above its brokers, a policy, an authorization)
+raises ``TopicsRefused`` naming the topic and Kafka's reason: Kafka answers
+such a request without an error, each topic carrying its own, and aiokafka
+raises none. Every topic it creates gets an explicit ``retention.ms``
+(``topology``, overridden by ``TOPIC_RETENTION``), never the cluster's default.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import typer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
 from leadpipe_common import topology
 from leadpipe_common.kafka import client_options
@@ -25,7 +30,25 @@ def admin_client(settings: TopicSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**client_options(settings), client_id="leadpipe-admin")
 
 
-async def ensure_topics(settings: TopicSettings, timeout_s: float = 30) -> None:
+class TopicsRefused(RuntimeError):
+    """The cluster did not create some of the topics, or does not list them."""
+
+
+def refusals(response: Any) -> dict[str, list[str]]:
+    """The topics a CreateTopics ``response`` says were not created, by Kafka's reason; one that exists (another
+    process created it first) is no refusal."""
+    refused: dict[str, list[str]] = {}
+    for name, code, *message in response.topic_errors:  # version 0 carries no message
+        if code in (0, TopicAlreadyExistsError.errno):
+            continue
+        error = for_code(code)
+        said = message[0] if message and message[0] else error.description
+        refused.setdefault(f"{said} ({error.message})", []).append(name)
+    return refused
+
+
+async def ensure_topics(settings: TopicSettings, timeout_s: float = 30) -> dict[str, int]:
+    """Create the topics missing; the partitions of every topic once the cluster lists them all."""
     retention = topology.retention_ms(settings.retention_overrides())
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
@@ -46,10 +69,18 @@ async def ensure_topics(settings: TopicSettings, timeout_s: float = 30) -> None:
             for name in topology.TOPICS if name not in existing
         ]
         if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
+            refused = refusals(await admin.create_topics(missing))
+            if refused:
+                raise TopicsRefused("; ".join(f"{', '.join(names)}: {reason}" for reason, names in refused.items()))
+        while True:
+            listed = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics() if t["error_code"] == 0}
+            unlisted = [name for name in topology.TOPICS if not listed.get(name)]
+            if not unlisted:
+                return {name: listed[name] for name in topology.TOPICS}
+            if asyncio.get_running_loop().time() > deadline:
+                raise TopicsRefused(f"{', '.join(unlisted)}: created, yet the cluster did not list them within "
+                                    f"{timeout_s:g}s")
+            await asyncio.sleep(0.3)  # a new topic reaches every broker's metadata a moment after its creation
     finally:
         await admin.close()
 
@@ -69,14 +100,21 @@ def main() -> None:
 
     settings = load_settings(TopicSettings)
     try:
-        asyncio.run(ensure_topics(settings))
+        partitions = asyncio.run(ensure_topics(settings))
+    except TopicsRefused as exc:
+        typer.secho(f"cannot create the topics on {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from None
     except KafkaError as exc:
         typer.secho(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
     retention = topology.retention_ms(settings.retention_overrides())
     for name in topology.TOPICS:
+        if partitions[name] != settings.topic_partitions:
+            typer.secho(f"{name}: {partitions[name]} partitions, not TOPIC_PARTITIONS={settings.topic_partitions} "
+                        "(a topic that exists is left as it is)", fg="yellow")
+            continue
         kept = "forever" if retention[name] < 0 else f"{retention[name] / 86_400_000:g} days"
-        typer.echo(f"{name}: {settings.topic_partitions} partitions, kept {kept}")
+        typer.echo(f"{name}: {partitions[name]} partitions, kept {kept}")
 
 
 def run() -> None:
