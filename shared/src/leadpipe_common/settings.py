@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from leadpipe_common import topics
 from leadpipe_common.topology import parse_retention
@@ -73,8 +75,8 @@ class ServiceSettings(KafkaSettings):
 
     database_url: str = Field(
         DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL",
-        description="any `postgresql://` URL, each service in its own schema; unset, `make run` starts an "
-                    "embedded Postgres here",
+        description="any `postgresql://` URL, each service in its own schema; TLS by `?sslmode=` (see below); "
+                    "unset, `make run` starts an embedded Postgres here",
     )
     db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE",
                               description="database connections per process (and as many again in overflow)")
@@ -125,19 +127,62 @@ class ServiceSettings(KafkaSettings):
     @field_validator("database_url")
     @classmethod
     def _use_asyncpg(cls, url: str) -> str:
-        # Users paste the URL their Postgres provider gives them; the async
-        # engine needs the asyncpg dialect spelled out.
-        for prefix in ("postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+asyncpg://" + url[len(prefix) :]
-        if not url.startswith("postgresql+asyncpg://"):
-            raise ValueError("DATABASE_URL must be a postgresql:// URL")
-        return url
+        return asyncpg_url(url)
 
     def db_server_settings(self) -> dict[str, str]:
         """Postgres settings every connection of the serving process's pool starts with (none by default); the
         engines of admin commands and migrations do without them."""
         return {}
+
+
+#: libpq's ``sslmode`` values, which asyncpg takes as its ``ssl`` argument.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+#: Certificate files libpq takes in the URL; asyncpg reads them from libpq's variables instead.
+_SSL_FILES = {"sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "sslcrl": "PGSSLCRL"}
+
+
+def asyncpg_url(text: str) -> str:
+    """``DATABASE_URL`` as SQLAlchemy's asyncpg dialect takes it, or a ValueError naming the variable (never
+    echoing its value: it holds the password).
+
+    The dialect hands every query parameter to ``asyncpg.connect`` as an argument: libpq's ``sslmode``, in the
+    URL most providers give, failed every connection with a TypeError; it becomes asyncpg's ``ssl``, which
+    takes the same modes. Any other parameter would fail the same way, so it is refused here, at start.
+    """
+    # Users paste the URL their Postgres provider gives them; the async
+    # engine needs the asyncpg dialect spelled out.
+    for prefix in ("postgresql://", "postgres://"):
+        if text.startswith(prefix):
+            text = "postgresql+asyncpg://" + text[len(prefix) :]
+    if not text.startswith("postgresql+asyncpg://"):
+        raise ValueError("DATABASE_URL must be a postgresql:// URL")
+    try:
+        url = make_url(text)
+        port = url.port
+    except (ArgumentError, ValueError):
+        raise ValueError("DATABASE_URL is not a URL of the form postgresql://user:password@host:port/database "
+                         "(a port is a number; a password with @, : or / in it is written %40, %3A, %2F)") from None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"DATABASE_URL: port {port} is not a port number (1-65535)")
+    if url.host and "@" in url.host:
+        raise ValueError("DATABASE_URL: the host holds an @; an @ in the user or password is written %40")
+    query = dict(url.query)
+    for name, value in query.items():
+        if isinstance(value, tuple):
+            raise ValueError(f"DATABASE_URL: {name} is given {len(value)} times")
+        if name in _SSL_FILES:
+            raise ValueError(f"DATABASE_URL: {name} is not taken in the URL; set {_SSL_FILES[name]} to the file "
+                             "instead")
+        if name not in ("sslmode", "ssl"):
+            raise ValueError(f"DATABASE_URL: unknown parameter {name!r} (only sslmode is taken)")
+        if value not in SSL_MODES:
+            raise ValueError(f"DATABASE_URL: {name}={value!r} is not one of {', '.join(SSL_MODES)}")
+    if "sslmode" not in query:
+        return text
+    if "ssl" in query and query["ssl"] != query["sslmode"]:
+        raise ValueError("DATABASE_URL: sslmode and ssl say different things; give sslmode alone")
+    return url.difference_update_query(["sslmode"]).update_query_dict({"ssl": query["sslmode"]}).render_as_string(
+        hide_password=False)
 
 
 class ConsumerSettings(ServiceSettings):

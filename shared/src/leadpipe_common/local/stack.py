@@ -41,7 +41,7 @@ from leadpipe_common.local.infra import Broker, Postgres, die_with_parent, port_
 from leadpipe_common.retry import backoff
 from leadpipe_common.auth import ADMIN, split
 from leadpipe_common.keys import create_key, key_is_valid
-from leadpipe_common.settings import ServiceSettings, StackSettings, TopicSettings
+from leadpipe_common.settings import ServiceSettings, StackSettings, TopicSettings, asyncpg_url
 from leadpipe_common.topology import PORTS, TOPICS
 
 #: Each service and its base port, from the topology table.
@@ -329,6 +329,18 @@ def _ports() -> dict[str, int]:
     return ports
 
 
+def _database_url() -> str | None:
+    """DATABASE_URL as the services take it (the asyncpg dialect, libpq's sslmode as asyncpg's ssl): the stack
+    migrates with it in this process, where a plain postgresql:// URL found no async driver."""
+    given = os.environ.get("DATABASE_URL")
+    if given is None:
+        return None
+    try:
+        return asyncpg_url(given)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @cli.command()
 def run() -> None:
     """Start broker, Postgres and every service; Ctrl-C stops everything cleanly.
@@ -348,7 +360,7 @@ def run() -> None:
     stack = Stack(
         data_dir=data_dir.resolve(), broker_port=where.broker_port, postgres_port=where.postgres_port,
         replicas=_replicas(), base_ports=_ports(),
-        bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), database_url=os.environ.get("DATABASE_URL"),
+        bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), database_url=_database_url(),
     )
     stopping = False
 

@@ -1,0 +1,81 @@
+"""DATABASE_URL as Postgres providers hand it out reaches asyncpg; one asyncpg cannot take is refused at start
+(nothing here reaches a database: port 1 refuses every connection)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from leadpipe_common import db
+from leadpipe_common.local import stack
+from leadpipe_common.settings import ServiceSettings
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+PROVIDED = "postgresql://doadmin:s3cret@127.0.0.1:1/defaultdb?sslmode=require"
+
+
+def connect_arguments(url: str) -> dict:
+    engine = db.make_engine(ServiceSettings(DATABASE_URL=url))
+    return engine.dialect.create_connect_args(engine.url)[1]
+
+
+@pytest.mark.parametrize("mode", SSL_MODES)
+def test_libpqs_sslmode_reaches_asyncpg_as_its_ssl_argument(mode):
+    arguments = connect_arguments(f"postgresql://u:pw@db.example.com:25060/defaultdb?sslmode={mode}")
+    assert arguments["ssl"] == mode and "sslmode" not in arguments
+
+
+async def test_a_providers_url_fails_to_connect_for_want_of_a_server_not_for_its_sslmode():
+    engine = db.make_engine(ServiceSettings(DATABASE_URL=PROVIDED))
+    try:
+        with pytest.raises(OSError):
+            await db.ping(engine)
+    finally:
+        await engine.dispose()
+
+
+def test_migrate_with_a_providers_url_says_the_database_is_unreachable_not_a_traceback():
+    result = subprocess.run([sys.executable, "-m", "routing", "migrate"], env={**os.environ, "DATABASE_URL": PROVIDED},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "cannot use the database at DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("postgresql://u:s3cret@db.example.com:notaport/db", "a port is a number"),
+    ("postgresql://u:s3cret@db.example.com:70000/db", "port 70000 is not a port number"),
+    ("postgresql://u:s3cret@db.example.com/db?sslmode=on", "sslmode='on' is not one of disable, allow"),
+    ("postgresql://u:s3cret@db.example.com/db?application_name=leadpipe", "unknown parameter 'application_name'"),
+    ("postgresql://u:s3cret@db.example.com/db?sslrootcert=/ca.pem", "set PGSSLROOTCERT"),
+    ("postgresql://u:s3cret@db.example.com/db?sslmode=require&ssl=disable", "sslmode and ssl say different things"),
+    ("postgresql://u:s3c@ret@db.example.com/db", "written %40"),
+])
+def test_a_url_asyncpg_cannot_take_is_refused_naming_database_url_never_its_password(url, says):
+    with pytest.raises(ValidationError) as refused:
+        ServiceSettings(DATABASE_URL=url)
+    message = refused.value.errors()[0]["msg"]
+    assert "DATABASE_URL" in message and says in message and "s3c" not in message
+
+
+def test_a_service_given_a_bad_port_in_database_url_stops_with_one_line():
+    result = subprocess.run([sys.executable, "-m", "routing", "serve"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "DATABASE_URL": "postgresql://u:s3cret@db.example.com:notaport/db"})
+    assert result.returncode == 2 and "invalid setting DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
+
+
+def test_make_run_migrates_with_the_url_the_services_take(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:pw@db.example.com/db?sslmode=verify-full")
+    assert stack._database_url() == "postgresql+asyncpg://u:pw@db.example.com/db?ssl=verify-full"
+
+
+@pytest.mark.parametrize("mode", ["disable", "prefer"])
+async def test_a_url_with_sslmode_reaches_the_stacks_postgres(stack, mode):
+    url = stack.database_url.replace("postgresql+asyncpg://", "postgresql://") + f"?sslmode={mode}"
+    engine = db.make_engine(ServiceSettings(DATABASE_URL=url))
+    try:
+        await db.ping(engine)
+    finally:
+        await engine.dispose()
