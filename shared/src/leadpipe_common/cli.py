@@ -50,7 +50,9 @@ def load_settings(factory: Callable[[], S]) -> S:
         return factory()
     except ValidationError as exc:
         for err in exc.errors():
-            typer.secho(f"invalid setting {_env_name(factory, err['loc'])}: {err['msg']}", err=True, fg="red")
+            # A check across settings (TLS files, SASL credentials) names its variables in its message.
+            where = f"setting {_env_name(factory, err['loc'])}" if err["loc"] else "settings"
+            typer.secho(f"invalid {where}: {err['msg']}", err=True, fg="red")
         raise typer.Exit(2) from None
 
 

@@ -4,14 +4,14 @@ Guarantees: the producer, the consumer runner, the topic admin, topic scans
 (replay, export) and the dead-letter redrive all connect through
 ``client_options``, so TLS and SASL (PLAIN, SCRAM-SHA-256/512) set once in
 the environment reach every one of them; the SASL password leaves its
-``SecretStr`` only here, into the client.
+``SecretStr`` only here, into the client. The TLS context comes from
+``KafkaSettings.kafka_ssl_context``, which the settings ran when they were
+read: a file it cannot use stopped the start, naming its variable.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from aiokafka.helpers import create_ssl_context
 
 from leadpipe_common.settings import KafkaSettings
 
@@ -20,11 +20,7 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
     protocol = settings.kafka_security_protocol
     options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers, "security_protocol": protocol}
     if protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
-        )
+        options["ssl_context"] = settings.kafka_ssl_context()
     if protocol.startswith("SASL"):
         assert settings.kafka_sasl_password is not None  # the settings refuse SASL without one
         options.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_plain_username=settings.kafka_sasl_username,

@@ -10,6 +10,8 @@ one ``DATABASE_URL`` and one ``KAFKA_BOOTSTRAP_SERVERS`` serve a whole stack.
 
 from __future__ import annotations
 
+import socket
+import ssl
 from pathlib import Path
 
 from typing import Literal
@@ -50,7 +52,7 @@ class KafkaSettings(BaseSettings):
     kafka_ssl_certfile: Path | None = Field(None, validation_alias="KAFKA_SSL_CERTFILE",
                                             description="with TLS: a client certificate (mutual TLS)")
     kafka_ssl_keyfile: Path | None = Field(None, validation_alias="KAFKA_SSL_KEYFILE",
-                                           description="with TLS: the client certificate's key")
+                                           description="with TLS: the client certificate's key (unencrypted)")
 
     # The embedded broker cannot answer InitProducerId; a real cluster can.
     kafka_enable_idempotence: bool = Field(
@@ -67,7 +69,73 @@ class KafkaSettings(BaseSettings):
                              "and KAFKA_SASL_PASSWORD")
         if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
             raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        self.kafka_ssl_context()  # a file it cannot use stops the start, not every client's connect
         return self
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, servers: str) -> str:
+        # aiokafka parses them only when a client connects: a port that is no number was a ValueError
+        # traceback there, or a broker "not reachable yet" for ever in a loop that waits for one.
+        for entry in servers.split(","):
+            problem = _host_port_problem(entry.strip())
+            if problem:
+                raise ValueError(f"{entry.strip()!r} {problem} (host:port, comma-separated)")
+        return servers
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of every Kafka client (None without TLS); a file it cannot use is a ValueError naming
+        its variable."""
+        if self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        files = {"KAFKA_SSL_CAFILE": self.kafka_ssl_cafile, "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+                 "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile}
+        for variable, path in files.items():
+            if path is not None:
+                try:
+                    path.open("rb").close()
+                except OSError as exc:
+                    raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+        cafile, certfile, keyfile = (str(path) if path else None for path in files.values())
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+        except ssl.SSLError as exc:
+            raise ValueError(f"KAFKA_SSL_CAFILE: {cafile} holds no CA certificate in PEM ({exc.reason})") from None
+        if certfile:
+            try:
+                # An empty password, never None: with None, OpenSSL asks for the key's password on the terminal.
+                context.load_cert_chain(certfile, keyfile, password="")
+            except ssl.SSLError as exc:
+                raise ValueError(f"KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE: {certfile} and {keyfile} are not a "
+                                 "certificate in PEM and its unencrypted key"
+                                 + (f" ({exc.reason})" if exc.reason else "")) from None
+        return context
+
+
+def _host_port_problem(entry: str) -> str | None:
+    """Why ``entry`` is no ``host:port`` aiokafka can connect to (``host`` alone: port 9092), or None."""
+    if not entry:
+        return "is an empty entry"
+    if "/" in entry or any(c.isspace() for c in entry):
+        return "is not host:port (no scheme, path or space)"
+    if entry.startswith("["):  # an IPv6 address, its port after the bracket
+        address, bracket, port = entry[1:].partition("]")
+        if not bracket or not address or (port and not port.startswith(":")):
+            return "is not [IPv6 address]:port"
+        port = port[1:] if port else "9092"
+    elif entry.count(":") > 1:  # an IPv6 address without brackets: no port
+        try:
+            socket.inet_pton(socket.AF_INET6, entry)
+        except OSError:
+            return "is not host:port (an IPv6 address with a port is written [address]:port)"
+        return None
+    else:
+        host, _, port = entry.rpartition(":") if ":" in entry else (entry, ":", "9092")
+        if not host:
+            return "names no host"
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        return f"has port {port!r}, not a number in 1-65535"
+    return None
 
 
 class ServiceSettings(KafkaSettings):

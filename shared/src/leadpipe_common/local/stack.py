@@ -41,7 +41,7 @@ from leadpipe_common.local.infra import Broker, Postgres, die_with_parent, port_
 from leadpipe_common.retry import backoff
 from leadpipe_common.auth import ADMIN, split
 from leadpipe_common.keys import create_key, key_is_valid
-from leadpipe_common.settings import ServiceSettings, StackSettings, TopicSettings, asyncpg_url
+from leadpipe_common.settings import KafkaSettings, ServiceSettings, StackSettings, TopicSettings, asyncpg_url
 from leadpipe_common.topology import PORTS, TOPICS
 
 #: Each service and its base port, from the topology table.
@@ -356,6 +356,7 @@ def run() -> None:
 
     console = Console()
     where = load_settings(StackSettings)
+    load_settings(KafkaSettings)  # the broker's address and TLS files every service and topic creation take
     data_dir = where.data_dir
     stack = Stack(
         data_dir=data_dir.resolve(), broker_port=where.broker_port, postgres_port=where.postgres_port,
