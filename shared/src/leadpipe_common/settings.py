@@ -177,6 +177,16 @@ class ServiceSettings(KafkaSettings):
                     "`DELIVERY_SECRETS_KEY` unset it also seals delivery's webhook secrets: changed or unset, "
                     "delivery consumes nothing until it is back (see `DELIVERY_SECRETS_KEY`)")
 
+    @field_validator("port")
+    @classmethod
+    def _a_port(cls, port: int) -> int:
+        # Not Field(ge=, le=): each service declares its port again, with its own default, and a subclass's
+        # declaration drops the base's constraints; a validator holds for every subclass. 0 (any free port) is
+        # what commands that serve nothing are given (the stack tests' rescore, redrive, export).
+        if not 0 <= port < 65536:
+            raise ValueError("must be a port number, 1-65535 (0: any free one)")
+        return port
+
     @field_validator("bootstrap_key")
     @classmethod
     def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:

@@ -34,6 +34,7 @@ from pathlib import Path
 import httpx
 import typer
 from aiokafka.errors import KafkaError
+from sqlalchemy.engine import make_url
 
 from leadpipe_common import migrations
 from leadpipe_common.admin import ensure_topics
@@ -341,6 +342,21 @@ def _database_url() -> str | None:
         raise typer.BadParameter(str(exc)) from None
 
 
+def _shown_url(url: str) -> str:
+    """A database URL as `make run` prints it: as a user writes it, its password masked (a terminal is shared
+    and recorded)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=True)
+
+
+def _admin_key_lines(key_file: Path, key: str) -> list[str]:
+    """What `make run` says of the admin key: the one it keeps, or, for LEADPIPE_BOOTSTRAP_KEY, that it is the
+    user's (their secret, never printed, and not in the data directory)."""
+    if os.environ.get("LEADPIPE_BOOTSTRAP_KEY"):
+        return ["admin API key: the LEADPIPE_BOOTSTRAP_KEY you set (not shown)",
+                "  export LEADPIPE_KEY=<your LEADPIPE_BOOTSTRAP_KEY>"]
+    return [f"admin API key (kept in {key_file}): [bold]{key}[/]", f"  export LEADPIPE_KEY={key}"]
+
+
 @cli.command()
 def run() -> None:
     """Start broker, Postgres and every service; Ctrl-C stops everything cleanly.
@@ -385,7 +401,7 @@ def run() -> None:
         table.add_column("what")
         table.add_column("where")
         table.add_row("broker", stack.bootstrap + (" (embedded Tansu, memory only)" if stack.broker else ""))
-        table.add_row("postgres", (stack.database_url or "").replace("+asyncpg", "")
+        table.add_row("postgres", _shown_url(stack.database_url or "")
                       + (f" (embedded, data in {data_dir})" if stack.postgres else ""))
         for sp in stack.processes:
             table.add_row(sp.name, f"{sp.url}  docs {sp.url}/docs  metrics {sp.url}/metrics")
@@ -394,8 +410,8 @@ def run() -> None:
         url = {sp.service: sp.url for sp in reversed(stack.processes)}
         # Commands to copy and paste: never wrapped, whatever the terminal's width.
         say = functools.partial(console.print, soft_wrap=True)
-        say(f"admin API key (kept in {stack.admin_key_file}): [bold]{admin_key}[/]")
-        say(f"  export LEADPIPE_KEY={admin_key}")
+        for line in _admin_key_lines(stack.admin_key_file, admin_key):
+            say(line)
         say(f"post a lead:  curl -s {url['capture']}/v1/leads -H 'content-type: application/json' "
             "-d '{\"email\": \"ada@stripe.com\", \"job_title\": \"VP Marketing\", \"offer\": \"demo\"}'")
         say(f"the funnel:   curl -s {url['reporting']}/v1/reports/funnel -H \"Authorization: Bearer $LEADPIPE_KEY\"")
