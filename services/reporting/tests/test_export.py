@@ -110,12 +110,12 @@ async def test_a_complete_export_replaces_the_previous_one(
     assert [p.name for p in tmp_path.iterdir()] == [name]
 
 
-def test_a_missing_kafka_ca_file_is_reported_as_a_read_error_not_a_write_error(tmp_path: Path):
+def test_a_missing_kafka_ca_file_is_named_as_the_setting_it_is_not_a_write_error(tmp_path: Path):
     target = previous_export(tmp_path, "old.jsonl")
     done = CliRunner().invoke(cli, ["export", str(target)], env={
         "KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": str(tmp_path / "missing-ca.pem")})
-    assert done.exit_code == 1
-    assert "cannot read leads.lifecycle" in done.output and "cannot write" not in done.output
+    assert done.exit_code == 2
+    assert done.output.startswith("invalid settings: KAFKA_SSL_CAFILE: cannot read ") and "cannot write" not in done.output
     assert target.read_text() == PREVIOUS
 
 

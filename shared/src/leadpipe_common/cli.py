@@ -52,7 +52,9 @@ def load_settings(factory: Callable[[], S]) -> S:
         for err in exc.errors():
             # A check across settings (TLS files, SASL credentials) names its variables in its message.
             where = f"setting {_env_name(factory, err['loc'])}" if err["loc"] else "settings"
-            typer.secho(f"invalid {where}: {err['msg']}", err=True, fg="red")
+            # pydantic prefixes a validator's own message ("Value error, ..."): the message is what the user reads.
+            message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            typer.secho(f"invalid {where}: {message}", err=True, fg="red")
         raise typer.Exit(2) from None
 
 
