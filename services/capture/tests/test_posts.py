@@ -102,7 +102,7 @@ def pipeline(monkeypatch) -> Pipeline:
 
 @contextlib.asynccontextmanager
 async def serving(pipeline: Pipeline, settings: CaptureSettings, per_address: str = "1000/second",
-                  accept: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+                  accept: str | None = None, verifier: Any = None) -> AsyncIterator[httpx.AsyncClient]:
     """capture's app on ``settings`` (its forms file, its token secret), as its lifespan leaves it, on ``pipeline``."""
     app = create_app(settings)
     app.state.keys = Keys(None, ADMIN)  # type: ignore[arg-type]  # the bootstrap key is never looked up
@@ -110,7 +110,7 @@ async def serving(pipeline: Pipeline, settings: CaptureSettings, per_address: st
     limits = Limits(parse_rate(per_address, "rate"), parse_rate("1000/second", "rate"), form_rates(loaded.forms), (),
                     unlisted=parse_rate(loaded.unlisted.rate_limit, "rate") if loaded.unlisted.rate_limit else None)
     context = Capture(forms=loaded.forms, writer=pipeline, clock=utc_now, limits=limits,  # type: ignore[arg-type]
-                      token_key=token_key(settings, loaded.guarded()), verifier=None,  # type: ignore[arg-type]
+                      token_key=token_key(settings, loaded.guarded()), verifier=verifier,
                       identity=load_identity(settings.identity_file), unlisted=loaded.unlisted)
     app.state.runtime = Runtime(settings=settings, context=context, engine=None, producer=None,  # type: ignore[arg-type]
                                 unit_of_work=pipeline.unit_of_work, wake_relay=lambda: None)  # type: ignore[arg-type]
@@ -302,12 +302,13 @@ FORMS = {"forms": {"demo-request": {"name": "Request a demo", "offer": "demo", "
          "unlisted": {"require_token": True, "min_fill_seconds": 0, "rate_limit": "2/minute"}}
 
 
-def guarded(pipeline: Pipeline, tmp_path, forms: dict[str, Any] = FORMS, accept: str = "application/json"):  # noqa: ANN001, ANN201
+def guarded(pipeline: Pipeline, tmp_path, forms: dict[str, Any] = FORMS, accept: str = "application/json",  # noqa: ANN001, ANN201
+            verifier: Any = None):
     path = tmp_path / "forms.yaml"
     path.write_text(yaml.safe_dump(forms))
     settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN, forms_file=path,
                                token_secret=TOKEN_SECRET)
-    return serving(pipeline, settings, per_address="100/minute", accept=accept)
+    return serving(pipeline, settings, per_address="100/minute", accept=accept, verifier=verifier)
 
 
 def written(pipeline: Pipeline) -> list[str | None]:
@@ -387,3 +388,29 @@ async def test_a_page_posting_json_with_fetchs_default_accept_reads_the_api_answ
         assert reply.headers["content-type"].startswith(type_)
     if status == 303:
         assert reply.headers["location"] == "https://example.com/thanks"
+
+
+class Verifier:
+    """Siteverify as capture calls it: every answer solved; notes what each check was counted under."""
+
+    def __init__(self) -> None:
+        self.counted_as: list[str] = []
+
+    async def verify(self, form_id: str, captcha: Any, answer: str, remote_ip: str | None) -> dict[str, Any]:
+        self.counted_as.append(form_id)
+        return {"success": True}
+
+
+async def test_captcha_checks_of_made_up_form_ids_are_counted_together_not_as_a_series_each(
+        pipeline, tmp_path, monkeypatch):
+    """Each id a caller made up was a metric series of its own that capture kept for ever."""
+    monkeypatch.setenv("TEST_TURNSTILE_SECRET", "s")
+    captcha = {"provider": "turnstile", "secret_env": "TEST_TURNSTILE_SECRET"}
+    verifier = Verifier()
+    async with guarded(pipeline, tmp_path, {"forms": {"contact-us": {"captcha": captcha}}, "unlisted": {"captcha": captcha}},
+                       verifier=verifier) as capture:
+        for path in ("/v1/forms/contact-us", "/v1/forms/made-up-1", "/v1/forms/made-up-2"):
+            reply = await capture.post(path, json={"email": "jo@example.com", "cf-turnstile-response": "ok"})
+            assert reply.status_code == 202
+    assert verifier.counted_as == ["contact-us", "(unlisted)", "(unlisted)"]
+    assert written(pipeline) == ["contact-us", "made-up-1", "made-up-2"]
