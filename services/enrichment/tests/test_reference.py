@@ -99,3 +99,17 @@ def test_a_company_country_that_is_no_country_code_is_refused_naming_the_line(tm
                                                  r"country code \(like DE, GB, US; Germany is DE\)"):
         load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
 
+
+
+def test_a_companies_file_a_spreadsheet_saved_with_a_byte_order_mark_is_read(tmp_path):
+    companies = tmp_path / "companies.csv"
+    companies.write_bytes("domain,name,employee_count\nacme.com,Acme,120\n".encode("utf-8-sig"))
+    reference = load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+    assert reference.companies["acme.com"].employee_count == 120
+
+
+def test_a_negative_head_count_is_refused_naming_the_line(tmp_path):
+    companies = tmp_path / "companies.csv"
+    companies.write_text("domain,name,employee_count\nacme.com,Acme,-5\n")
+    with pytest.raises(ReferenceDataError, match=rf"{companies}:2: employee_count '-5' is below zero"):
+        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")

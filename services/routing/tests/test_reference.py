@@ -117,3 +117,14 @@ def test_a_misspelt_key_inside_the_routing_files_is_refused_with_the_known_ones(
     path.write_text(path.read_text().replace(before, after, 1))
     with pytest.raises(ValueError, match=message):
         files.load()
+
+
+def test_an_accounts_file_a_spreadsheet_saved_with_a_byte_order_mark_is_read(files):
+    files.accounts.write_bytes(files.accounts.read_text().encode("utf-8-sig"))
+    assert files.load().data.accounts
+
+
+def test_an_accounts_file_in_another_encoding_than_utf8_is_refused_not_read_with_its_letters_replaced(files):
+    files.accounts.write_bytes(files.accounts.read_text().encode() + "müller.de,Müller GmbH,ana\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"accounts\.csv: not UTF-8 \(byte \d+\); save it as UTF-8"):
+        files.load()

@@ -33,14 +33,19 @@ def _int_or_none(value: str, where: str) -> int | None:
     if not value.strip():
         return None
     try:
-        return int(value)
+        count = int(value)
     except ValueError:
         raise ReferenceDataError(f"{where}: employee_count {value!r} is not a whole number") from None
+    if count < 0:
+        raise ReferenceDataError(f"{where}: employee_count {value!r} is below zero")
+    return count
 
 
 def load_companies(path: Path) -> dict[str, Company]:
     companies = {}
-    with path.open(newline="", encoding="utf-8") as f:
+    # utf-8-sig: a spreadsheet saving "CSV UTF-8" starts the file with a byte-order mark, which would otherwise be
+    # part of the first column's name ("missing columns ['domain']").
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = {"domain", "name"} - set(reader.fieldnames or ())
         if missing:

@@ -60,8 +60,17 @@ class RoutingFiles:
         digest = hashlib.sha256()
         for p in self.paths:
             digest.update(len(texts[p]).to_bytes(8, "big") + texts[p])
+        decoded = {}
+        for p, t in texts.items():
+            try:
+                # utf-8-sig: a spreadsheet saving "CSV UTF-8" starts the file with a byte-order mark, which would
+                # otherwise be part of the first column's name.
+                decoded[p] = t.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                # Read with replacement characters, mueller.de spelt with u-umlaut would silently never match.
+                raise ValueError(f"{p}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
         try:
-            data = self._parse({p: t.decode("utf-8", errors="replace") for p, t in texts.items()})
+            data = self._parse(decoded)
         except (TypeError, AttributeError, KeyError) as exc:
             # Data of a shape no check foresaw is a wrong file all the same, never a crash: the file watch and the
             # reload API catch ValueError, and serve and what-if say it.
