@@ -135,6 +135,8 @@ async def test_a_delivery_given_up_after_its_window_is_sent_again_when_redriven(
         failed = [r["answer"] for r in of_lead(received(stack), lead)]
         assert failed and set(failed) == {500}
         receiver_log(stack.data_dir).with_name("receiver.jsonl.fixed").touch()  # the receiver is mended
+        misspelt_id = await delivery.post("/v1/deliveries/redrive", json={"subscription_id": "test-dwon"})
+        assert misspelt_id.status_code == 422 and misspelt_id.json()["errors"][0]["field"] == "subscription_id"
         redriven = await delivery.post("/v1/deliveries/redrive", json={"subscription_id": "test-down"})
         assert redriven.json()["redriven"] >= 1
         async with asyncio.timeout(60):

@@ -213,8 +213,14 @@ class Redriven(BaseModel):
 
 
 @router.post("/v1/deliveries/redrive", summary="Send dead deliveries again (their retry window restarts)",
-             response_model=Redriven, dependencies=[needs("admin")])
+             response_model=Redriven, dependencies=[needs("admin")],
+             responses=problem_responses(422, _422="`subscription_id` names no subscription in force"))
 async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
+    if body.subscription_id is not None and body.subscription_id not in rt.context.subscriptions:
+        # "0 redriven" for a misspelt id would read as "nothing was dead" (leadpipe-delivery redrive refuses it too).
+        raise Problem(422, "the redrive was not made", [FieldProblem(
+            "subscription_id", f"{body.subscription_id!r} is no subscription in force; one of "
+                               f"{', '.join(sorted(rt.context.subscriptions)) or '(none)'}")])
     async with rt.unit_of_work() as uow:
         n = await uow.store.redrive(rt.context.clock(), body.subscription_id, body.lead_id)
         await uow.commit()
