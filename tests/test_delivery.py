@@ -235,6 +235,8 @@ async def test_events_wait_while_a_stored_subscription_cannot_be_opened_and_are_
             assert of_lead(received(stack), lead["lead_id"]) == []
             assert (await delivery.get("/v1/deliveries", params={"lead_id": lead["lead_id"]})).json() == []
 
+            rotation = await delivery.post("/v1/subscriptions/sealed-away/secrets", json={})
+            assert rotation.status_code == 409 and "sealed with another key" in rotation.json()["error"]
             assert (await delivery.delete("/v1/subscriptions/sealed-away")).status_code == 200
             # The event read while it was held back goes to the file's subscription that wants it.
             await until(lambda: any(r["answer"] == 204 for r in of_lead(received(stack), lead["lead_id"])))

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
+from cryptography.fernet import InvalidToken
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
@@ -165,7 +166,8 @@ async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
 
 @router.post("/v1/subscriptions/{subscription_id}/secrets",
              summary="Rotate a subscription's secret: a new one signs from now, beside the old for a while",
-             response_model=Rotated, responses=problem_responses(404, 409, 503, _409="defined in the file"))
+             response_model=Rotated, responses=problem_responses(
+                 404, 409, 503, _409="defined in the file, or sealed with a key this process does not have"))
 async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntime,
                         who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
     box, book, now = _box(rt), rt.context.subscriptions, rt.context.clock()
@@ -176,8 +178,13 @@ async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntim
         row = await uow.store.subscription_row(subscription_id)
         if row is None:
             raise Problem(404, f"no subscription {subscription_id!r}")
-        kept = [(s, min(at, until) if at else until) for s, at in opened_secrets(box, row["secrets"])
-                if (at is None or at > now) and until > now]
+        try:
+            opened = opened_secrets(box, row["secrets"])
+        except InvalidToken:
+            raise Problem(409, f"subscription {subscription_id!r} was sealed with another key than this process has "
+                               f"({box.source}): give that key back, or delete the subscription and make it "
+                               "again") from None
+        kept = [(s, min(at, until) if at else until) for s, at in opened if (at is None or at > now) and until > now]
         await uow.store.set_secrets(subscription_id, sealed_secrets(box, [*kept, (secret, None)]), now)
         await uow.commit()
         book.load(await uow.store.api_subscriptions(), now)
