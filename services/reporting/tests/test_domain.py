@@ -54,6 +54,12 @@ def test_a_dead_letter_step_without_attribution_does_not_erase_the_first_touch()
     assert facts.attribution["utm_source"] == "google" and facts.furthest == 0
 
 
+def test_a_captured_leads_first_touch_is_its_capture_whole_never_filled_in_by_a_later_event():
+    facts = fold([step("captured", attribution=Attribution(utm_source="google")), step("accepted", "routed", 9)])
+    assert (facts.attribution["utm_source"], facts.attribution["utm_campaign"], facts.attribution["offer"]) == (
+        "google", None, None)
+
+
 def test_a_breach_closes_one_holder_and_opens_the_next():
     due = T0 + timedelta(minutes=18)  # HISTORY's hand-off to ana
     breached = LeadSlaBreached(lead_id=LEAD, owner_id="ana", team="emea", grade="A", due_at=due, breached_at=due,

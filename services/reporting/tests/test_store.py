@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.events import Attribution, LeadMerged, LeadSlaBreached, LeadStageChanged
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import LeadFacts, Projection, project
 from reporting.reports import Filters, sla
@@ -92,6 +92,46 @@ async def test_a_merge_into_a_lead_another_process_is_merging_on_reaches_the_end
         await asyncio.wait_for(blind, 10)
         rows = await leads_in(db, shadow)
     assert (rows[t].utm_source, rows[t].captured_at) == days(d)[d]
+
+
+async def save_in(db, shadow: str, batch: list) -> None:  # noqa: ANN001
+    """One batch of ``(event id, recorded at, event)`` projected and saved in ``shadow``, committed."""
+    async with db.begin() as conn:
+        translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+        await ReportingStore(translated).save(project(batch))
+
+
+async def test_a_survivor_takes_the_earlier_leads_first_touch_whole_however_the_events_were_batched(db):
+    """D (google, nothing else) was captured a day before S (newsletter's spring campaign, the ebook), merged into
+    S, then S moved on: S's first touch is D's, with no campaign or offer of S's mixed in, live or replayed."""
+    d, s = uuid.uuid4(), uuid.uuid4()
+    t0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    d_touch, s_touch = Attribution(utm_source="google"), Attribution(utm_source="newsletter", utm_campaign="spring",
+                                                                     offer="ebook")
+
+    def at(days: int, event):  # noqa: ANN001, ANN202
+        return uuid.uuid4(), t0 + timedelta(days=days), event
+
+    d_captured = at(0, LeadStageChanged(lead_id=d, from_stage=None, to_stage="captured", at=t0, by="capture",
+                                        reason="r", attribution=d_touch))
+    s_captured = at(1, LeadStageChanged(lead_id=s, from_stage=None, to_stage="captured", at=t0 + timedelta(days=1),
+                                        by="capture", reason="r", attribution=s_touch))
+    merged = at(2, LeadMerged(lead_id=d, survivor_id=s, at=t0 + timedelta(days=2), by="anna", reason="same person",
+                              attribution=d_touch))
+    s_accepted = at(3, LeadStageChanged(lead_id=s, from_stage="routed", to_stage="accepted",
+                                        at=t0 + timedelta(days=3), by="ana", reason="r", attribution=s_touch))
+    found = []
+    for batches in ([[d_captured, s_captured], [merged], [s_accepted]],  # live: S's next event a batch after
+                    [[d_captured, s_captured], [merged, s_accepted]],  # replayed: in one batch
+                    [[merged], [s_accepted], [d_captured], [s_captured]]):  # the merge seen before either capture
+        async with shadow_with(db, {}) as shadow:
+            for batch in batches:
+                await save_in(db, shadow, batch)
+            async with db.connect() as conn:
+                found.append((await conn.execute(sa.text(
+                    f'SELECT utm_source, utm_medium, utm_campaign, offer, captured_at FROM "{shadow}".leads '
+                    'WHERE lead_id = :s'), {"s": s})).one()._tuple())
+    assert found == [("google", None, None, None, t0)] * 3
 
 
 def test_merges_are_applied_along_their_chain():

@@ -83,10 +83,15 @@ class LeadFacts:
     lost_reason: str | None = None
 
     def merge(self, other: LeadFacts) -> None:
-        """The same rule the database applies: earliest times, furthest stage, first known values."""
-        for key, value in other.attribution.items():
-            if self.attribution.get(key) is None:
-                self.attribution[key] = value
+        """The same rule the database applies: the earliest capture's attribution, whole (field by field only
+        while no capture is known), earliest times, furthest stage, first known values."""
+        mine, theirs = self.first_at.get("captured"), other.first_at.get("captured")
+        if theirs is not None and (mine is None or theirs < mine):
+            self.attribution = dict(other.attribution)
+        elif mine is None and theirs is None:
+            for key, value in other.attribution.items():
+                if self.attribution.get(key) is None:
+                    self.attribution[key] = value
         for stage, at in other.first_at.items():
             self.first_at[stage] = min(self.first_at.get(stage, at), at)
         self.furthest = max(self.furthest, other.furthest)

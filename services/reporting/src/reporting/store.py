@@ -19,11 +19,12 @@
   released is a lead in ``leads`` under the same id.
 
 Every write is idempotent and independent of order (first times are
-``LEAST``, the furthest stage ``GREATEST``, values ``COALESCE``; steps are
-keyed by event id), so a redelivered or replayed event changes nothing and a
-rebuild from the log equals the live tables. That is why the service needs no
-inbox. ``TABLES`` is what a replay rebuilds and swaps in. ``ReportingStore``
-writes a projection, on a unit of work's session or a replay's connection.
+``LEAST``, the furthest stage ``GREATEST``, the first touch the earliest
+capture's, whole, values ``COALESCE``; steps are keyed by event id), so a
+redelivered or replayed event changes nothing and a rebuild from the log
+equals the live tables. That is why the service needs no inbox. ``TABLES`` is
+what a replay rebuilds and swaps in. ``ReportingStore`` writes a projection,
+on a unit of work's session or a replay's connection.
 """
 
 from __future__ import annotations
@@ -129,13 +130,17 @@ async def save_steps(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[s
     await insert_rows(conn, steps, rows, conflict=_IGNORE)
 
 
-#: The batch's facts of each lead merged into what is stored: a dimension keeps its first value, a stage its
-#: earliest time, the lead its furthest stage (the batch holds one row per lead: one statement may not
-#: update a row twice).
+#: The batch's facts of each lead merged into what is stored: the attribution is the earliest capture's, whole
+#: (filled in field by field only while no capture is known: a field one touch left empty is not another's to
+#: fill, or a survivor's first touch would mix its own with the lead merged into it, and differ by batching);
+#: a value keeps its first, a stage its earliest time, the lead its furthest stage (the batch holds one row per
+#: lead: one statement may not update a row twice).
 _MERGE_LEADS = "ON CONFLICT (lead_id) DO UPDATE SET " + ", ".join([
+    *(f"{c} = CASE WHEN leads.captured_at IS NULL AND excluded.captured_at IS NULL THEN COALESCE(leads.{c}, "
+      f"excluded.{c}) WHEN excluded.captured_at < COALESCE(leads.captured_at, 'infinity') THEN excluded.{c} "
+      f"ELSE leads.{c} END" for c in DIMENSIONS.values()),
     *(f"{c} = COALESCE(leads.{c}, excluded.{c})"
-      for c in ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_content", "grade", "won_amount",
-                "won_currency", "rejected_reason", "lost_reason")),
+      for c in ("grade", "won_amount", "won_currency", "rejected_reason", "lost_reason")),
     *(f"{s}_at = LEAST(leads.{s}_at, excluded.{s}_at)" for s in STAGE_COLUMNS),
     "furthest = GREATEST(leads.furthest, excluded.furthest)",
 ])
@@ -228,7 +233,7 @@ copied AS (
     ON CONFLICT DO NOTHING
 )
 UPDATE {schema}.leads s SET
-    {", ".join(f"{c} = CASE WHEN m.captured_at < s.captured_at THEN m.{c} ELSE s.{c} END"
+    {", ".join(f"{c} = CASE WHEN m.captured_at < COALESCE(s.captured_at, 'infinity') THEN m.{c} ELSE s.{c} END"
                for c in DIMENSIONS.values())},
     {", ".join(f"{st}_at = LEAST(s.{st}_at, m.{st}_at)" for st in STAGE_COLUMNS)},
     furthest = GREATEST(s.furthest, m.furthest),
