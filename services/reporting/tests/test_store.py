@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from leadpipe_common.events import Attribution, LeadMerged, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.events import (
+    Attribution, LeadMerged, LeadQuarantined, LeadSlaBreached, LeadStageChanged, LeadTouched, Touch,
+)
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import LeadFacts, Projection, project
-from reporting.reports import Filters, sla
+from reporting.reports import Filters, sla, spam_report
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
 
 
@@ -132,6 +134,34 @@ async def test_a_survivor_takes_the_earlier_leads_first_touch_whole_however_the_
                     f'SELECT utm_source, utm_medium, utm_campaign, offer, captured_at FROM "{shadow}".leads '
                     'WHERE lead_id = :s'), {"s": s})).one()._tuple())
     assert found == [("google", None, None, None, t0)] * 3
+
+
+async def test_a_submission_released_as_a_touch_of_its_persons_open_lead_is_counted_released_not_spam(db):
+    """Three submissions taken for bots': one released as a lead of its own, one released when its person had a
+    lead open (a touch of that lead, under the submission's id), one kept out."""
+    own, touch, bot, open_lead = (uuid.uuid4() for _ in range(4))
+    t0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
+    demo = Attribution(form_id="demo", utm_source="google")
+
+    def quarantined(lead: uuid.UUID):  # noqa: ANN202
+        return uuid.uuid4(), t0, LeadQuarantined(lead_id=lead, received_at=t0, reasons=["token too fresh"],
+                                                 form_id="demo", utm_source="google", fields={})
+
+    def captured(lead: uuid.UUID, minutes: int):  # noqa: ANN202
+        at = t0 + timedelta(minutes=minutes)
+        return uuid.uuid4(), at, LeadStageChanged(lead_id=lead, from_stage=None, to_stage="captured", at=at,
+                                                  by="capture", reason="r", attribution=demo)
+
+    touched = LeadTouched(lead_id=open_lead, captured_at=t0 - timedelta(days=1), contact={"email": "p@x.example"},
+                          attribution=demo, touch=Touch(touch_id=touch, at=t0, attribution=demo))
+    async with shadow_with(db, {}) as shadow:
+        await save_in(db, shadow, [quarantined(own), quarantined(touch), quarantined(bot),
+                                   captured(open_lead, -24 * 60), captured(own, 60),
+                                   (uuid.uuid4(), t0 + timedelta(hours=1), touched)])
+        async with db.connect() as conn:
+            translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+            report = await spam_report(translated, Filters())
+    assert (report["quarantined"], report["released"], report["spam"]) == (3, 2, 1)
 
 
 def test_merges_are_applied_along_their_chain():

@@ -203,7 +203,9 @@ async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
         where.append(spam.c.received_at < f.until)
     if f.source is not None:
         where.append(spam.c.utm_source == f.source)
-    released = sa.exists().where(leads.c.lead_id == spam.c.lead_id, leads.c.captured_at.is_not(None))
+    # Released, it is a lead of its own or, when its person had a lead open, a touch of that lead.
+    released = sa.or_(sa.exists().where(leads.c.lead_id == spam.c.lead_id, leads.c.captured_at.is_not(None)),
+                      sa.exists().where(touches.c.touch_id == spam.c.lead_id))
     rows = await conn.execute(
         sa.select(spam.c.form_id, spam.c.utm_source, sa.func.count().label("quarantined"),
                   sa.func.count().filter(released).label("released"))

@@ -16,7 +16,8 @@
   both.
 - ``spam``: one row per quarantined submission (from ``leads.quarantined``):
   when, which form and source, nothing the sender wrote. One that was
-  released is a lead in ``leads`` under the same id.
+  released is a lead in ``leads`` under the same id or, when its person had
+  a lead open, a touch of that lead in ``touches`` under the same id.
 
 Every write is idempotent and independent of order (first times are
 ``LEAST``, the furthest stage ``GREATEST``, the first touch the earliest
@@ -111,6 +112,8 @@ touches = sa.Table(
     sa.Column("touch_id", UUID(as_uuid=True), primary_key=True),  # the lead's id for its capture
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     *(sa.Column(c, sa.Text) for c in DIMENSIONS.values()),
+    # A released submission is looked up by its id (the spam report), whichever lead it became a touch of.
+    sa.Index("touches_touch_id", "touch_id"),
 )
 merges = sa.Table(
     "merges",
