@@ -311,7 +311,7 @@ async def test_the_funnel_counts_every_stage_each_lead_reached(story: Story):
     assert [(s["stage"], s["count"]) for s in funnel["stages"]] == [
         ("captured", 8), ("enriched", 8), ("mql", 6), ("routed", 6), ("accepted", 3), ("qualified", 2), ("won", 2)]
     assert [s["conversion"] for s in funnel["stages"]] == [None, 1.0, 0.75, 1.0, 0.5, 0.6667, 1.0]
-    assert funnel["exits"] == {"contacted": 0, "nurture": 3, "disqualified": 1, "rejected": 2, "lost": 1}
+    assert funnel["exits"] == {"nurture": 1, "disqualified": 1, "rejected": 2, "lost": 1}
     assert {k: [r[s] for s in ("captured", "mql", "routed", "accepted", "qualified", "won")]
             for k, r in by_source.items()} == {
         "google": [4, 3, 3, 2, 1, 1], "linkedin": [3, 3, 3, 1, 1, 1], "newsletter": [1, 0, 0, 0, 0, 0]}

@@ -13,7 +13,7 @@ from leadpipe_common.events import (
 )
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import LeadFacts, Projection, project
-from reporting.reports import Filters, sla, spam_report
+from reporting.reports import Filters, funnel, sla, spam_report
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
 
 
@@ -162,6 +162,37 @@ async def test_a_submission_released_as_a_touch_of_its_persons_open_lead_is_coun
             translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
             report = await spam_report(translated, Filters())
     assert (report["quarantined"], report["released"], report["spam"]) == (3, 2, 1)
+
+
+def through(lead: uuid.UUID, *stages: str) -> list[tuple[uuid.UUID, datetime, LeadStageChanged]]:
+    """``lead``'s steps through ``stages``, a minute apart; a rejection's way back to nurture at the same moment,
+    as routing records it."""
+    t0, minute, out, previous = datetime(2026, 11, 2, 9, tzinfo=UTC), 0, [], None
+    for stage in stages:
+        minute += 0 if (previous, stage) == ("rejected", "nurture") else 1
+        at = t0 + timedelta(minutes=minute)
+        out.append((uuid.uuid4(), at, LeadStageChanged(
+            lead_id=lead, from_stage=previous, to_stage=stage, at=at, by="t", reason="r",
+            attribution=Attribution(utm_source="src-1"), reason_code="not-a-fit" if stage == "rejected" else None)))
+        previous = stage
+    return out
+
+
+async def test_the_funnel_counts_each_lead_out_of_it_where_its_latest_stage_left_it(db):
+    """Sales rejected one lead (back in nurture: counted rejected); another, rejected too, was recycled and won;
+    one nurtured from the start; one contacted and still with sales; one contacted then lost."""
+    won, rejected, nurtured, contacted, lost = (uuid.uuid4() for _ in range(5))
+    sales = ("captured", "mql", "routed", "accepted", "contacted")
+    events = [*through(won, "captured", "mql", "routed", "rejected", "nurture", "mql", "routed", "accepted",
+                       "contacted", "won"),
+              *through(rejected, "captured", "mql", "routed", "rejected", "nurture"),
+              *through(nurtured, "captured", "nurture"), *through(contacted, *sales), *through(lost, *sales, "lost")]
+    async with shadow_with(db, {}) as shadow:
+        await save_in(db, shadow, events)
+        async with db.connect() as conn:
+            translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+            report = await funnel(translated, Filters())
+    assert report["exits"] == {"nurture": 1, "disqualified": 0, "rejected": 1, "lost": 1}
 
 
 def test_merges_are_applied_along_their_chain():

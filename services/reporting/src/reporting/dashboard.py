@@ -256,7 +256,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 <main>
 <h1>Funnel and closed-loop reports</h1>
 <section class="cards">{"".join(f'<div class="card"><div class="k">{k}</div><div class="v" data-kpi="{k}">{v}</div><div class="s">{s}</div></div>' for k, v, s in cards)}</section>
-<section class="panel"><h2>Combined funnel</h2><p class="hint">Leads captured in the range that reached each stage (or a later one); percentages are conversion from the stage above. Left the funnel: {exits}.</p>{funnel_chart(funnel["stages"])}</section>
+<section class="panel"><h2>Combined funnel</h2><p class="hint">Leads captured in the range that reached each stage (or a later one); percentages are conversion from the stage above. Out of the funnel now (each lead where its latest stage left it; one sales rejected, back in nurture, as rejected): {exits}.</p>{funnel_chart(funnel["stages"])}</section>
 <section class="panel"><h2>Conversion by source</h2>{table(["Source", "Captured", "MQL", "Routed", "Accepted", "Won", "Captured → MQL", "Close rate"], source_rows, "No leads in this range.")}</section>
 <div class="two">
 <section class="panel"><h2>Velocity</h2><div class="cards">{velocity_cards}</div></section>

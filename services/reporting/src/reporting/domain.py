@@ -9,6 +9,10 @@ no clock. The rules:
   captured, and follows those leads through every later stage.
 - Conversion between consecutive stages is reached(next) / reached(stage).
 - Close rate is won / captured. Revenue is summed per currency, never mixed.
+- A lead is out of the funnel when its latest stage is an exit (``EXITS``):
+  nurture, disqualified or lost, or nurture after sales rejected it (counted
+  as rejected). One recycled into the funnel since, or won, is not; nor is
+  one contacted, a step on the way to qualified.
 - A hand-off met its SLA when the holder accepted (or rejected) the lead by
   the deadline; it missed when the deadline passed first. A hand-off is
   known by its lead and deadline, and answered by the first acceptance or
@@ -33,6 +37,8 @@ from leadpipe_common.events import (
 #: The stages whose first time is kept per lead: the funnel, then the side exits.
 STAGE_COLUMNS: tuple[str, ...] = (*FUNNEL, "contacted", "nurture", "disqualified", "rejected", "lost")
 RANK: dict[str, int] = {stage: i for i, stage in enumerate(FUNNEL)}
+#: Where a lead out of the funnel is, as the funnel report counts it.
+EXITS: tuple[str, ...] = ("nurture", "disqualified", "rejected", "lost")
 #: How each breakdown is asked for, and the lead attribute it groups by.
 DIMENSIONS: dict[str, str] = {
     "source": "utm_source", "medium": "utm_medium", "campaign": "utm_campaign", "content": "utm_content",

@@ -14,12 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncResult
 from leadpipe_common.events import FUNNEL
 
 from reporting.domain import (
-    DIMENSIONS, RANK, VELOCITY, AttributionTally, LeadCredit, attribution_rows, breakdown_row, funnel_stages, rate,
-    sla_row, spam_rows,
+    DIMENSIONS, EXITS, RANK, STAGE_COLUMNS, VELOCITY, AttributionTally, LeadCredit, attribution_rows, breakdown_row,
+    funnel_stages, rate, sla_row, spam_rows,
 )
 from reporting.store import handoffs, leads, spam, steps, touches
-
-SIDE_EXITS = ("contacted", "nurture", "disqualified", "rejected", "lost")
 
 
 @dataclass(frozen=True)
@@ -51,10 +49,27 @@ def _reached() -> list[Any]:
     return [sa.func.count().filter(leads.c.furthest >= RANK[s]).label(s) for s in FUNNEL]
 
 
+#: When a step was recorded; a step from before that was kept (reporting 0005) has only its own time.
+_RECORDED = sa.func.coalesce(steps.c.recorded_at, steps.c.at)
+#: Each stage's place in a lead's life: what comes last of two steps recorded at one moment.
+_STAGE_ORDER = sa.func.array_position(sa.literal(list(STAGE_COLUMNS)), steps.c.to_stage)
+#: A lead's latest stage, looked up only for a lead that ever reached an exit (the leads table keeps each
+#: stage's first time, not where a recycled lead went after).
+_LATEST = (sa.select(steps.c.from_stage, steps.c.to_stage)
+        .where(steps.c.lead_id == leads.c.lead_id, steps.c.to_stage.in_(STAGE_COLUMNS),
+               sa.or_(*(leads.c[f"{s}_at"].is_not(None) for s in EXITS)))
+        .order_by(_RECORDED.desc(), steps.c.at.desc(), _STAGE_ORDER.desc()).limit(1).lateral("latest"))
+#: Where a lead is: sales' rejection sends it back to nurture at once, and it counts as rejected there.
+_EXIT = sa.case((sa.or_(_LATEST.c.to_stage == "rejected",
+                        sa.and_(_LATEST.c.to_stage == "nurture", _LATEST.c.from_stage == "rejected")),
+                 sa.literal_column("'rejected'", sa.Text)), else_=_LATEST.c.to_stage)
+
+
 async def funnel(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
-    side = [sa.func.count(leads.c[f"{s}_at"]).label(s) for s in SIDE_EXITS]
-    row = (await conn.execute(sa.select(*_reached(), *side).where(*f.where()))).one()._mapping
-    return {"filters": f.describe(), "stages": funnel_stages(row), "exits": {s: row[s] for s in SIDE_EXITS}}
+    out = [sa.func.count().filter(_EXIT == s).label(s) for s in EXITS]
+    row = (await conn.execute(sa.select(*_reached(), *out).select_from(leads.outerjoin(_LATEST, sa.true()))
+                              .where(*f.where()))).one()._mapping
+    return {"filters": f.describe(), "stages": funnel_stages(row), "exits": {s: row[s] for s in EXITS}}
 
 
 async def breakdown(conn: AsyncConnection, f: Filters, dimension: str) -> dict[str, Any]:
@@ -140,8 +155,6 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
-#: When a step was recorded; a step from before that was kept (reporting 0005) has only its own time.
-_RECORDED = sa.func.coalesce(steps.c.recorded_at, steps.c.at)
 #: A hand-off's answer: the first acceptance or rejection of its lead recorded since it began (routing's clock
 #: on both; the answer's own time may be dated earlier by the sales tool). Each hand-off of a recycled lead has
 #: its own; one from before 0005 (no start) takes the lead's first answer, as reports did then.
@@ -215,7 +228,7 @@ async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
 
 async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] | None:
     later = ["queued", "assigned", "touched", "reengaged", "sla_breached", "merged"]
-    order = sa.func.array_position(sa.literal(list(FUNNEL) + list(SIDE_EXITS) + later), steps.c.to_stage)
+    order = sa.func.array_position(sa.literal(list(STAGE_COLUMNS) + later), steps.c.to_stage)
     rows = (await conn.execute(sa.select(steps).where(steps.c.lead_id == lead_id).order_by(steps.c.at, order))).all()
     if not rows:
         return None
