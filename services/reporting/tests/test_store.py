@@ -13,7 +13,7 @@ from leadpipe_common.events import (
 )
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import LeadFacts, Projection, project
-from reporting.reports import Filters, funnel, sla, spam_report
+from reporting.reports import Filters, funnel, rejections, sla, spam_report
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
 
 
@@ -164,16 +164,18 @@ async def test_a_submission_released_as_a_touch_of_its_persons_open_lead_is_coun
     assert (report["quarantined"], report["released"], report["spam"]) == (3, 2, 1)
 
 
-def through(lead: uuid.UUID, *stages: str) -> list[tuple[uuid.UUID, datetime, LeadStageChanged]]:
+def through(lead: uuid.UUID, *stages: str, source: str = "src-1",
+            reasons: tuple[str, ...] = ("not-a-fit",)) -> list[tuple[uuid.UUID, datetime, LeadStageChanged]]:
     """``lead``'s steps through ``stages``, a minute apart; a rejection's way back to nurture at the same moment,
-    as routing records it."""
+    as routing records it. Its rejections give ``reasons`` in turn."""
     t0, minute, out, previous = datetime(2026, 11, 2, 9, tzinfo=UTC), 0, [], None
+    codes = iter(reasons)
     for stage in stages:
         minute += 0 if (previous, stage) == ("rejected", "nurture") else 1
         at = t0 + timedelta(minutes=minute)
         out.append((uuid.uuid4(), at, LeadStageChanged(
             lead_id=lead, from_stage=previous, to_stage=stage, at=at, by="t", reason="r",
-            attribution=Attribution(utm_source="src-1"), reason_code="not-a-fit" if stage == "rejected" else None)))
+            attribution=Attribution(utm_source=source), reason_code=next(codes) if stage == "rejected" else None)))
         previous = stage
     return out
 
@@ -193,6 +195,30 @@ async def test_the_funnel_counts_each_lead_out_of_it_where_its_latest_stage_left
             translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
             report = await funnel(translated, Filters())
     assert report["exits"] == {"nurture": 1, "disqualified": 0, "rejected": 1, "lost": 1}
+
+
+async def test_every_rejection_is_reported_with_its_reason_of_a_lead_recycled_or_merged_away_since_too(db):
+    """Sales rejected a lead for not fitting, a touch recycled it, and sales rejected it again for its budget;
+    another, rejected for its timing, was merged into a lead sales never rejected."""
+    recycled, merged, survivor = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    at = datetime(2026, 11, 3, tzinfo=UTC)
+    events = [*through(recycled, "captured", "mql", "routed", "rejected", "nurture", "mql", "routed", "rejected",
+                       "nurture", source="src-a", reasons=("not-a-fit", "no-budget")),
+              *through(merged, "captured", "mql", "routed", "rejected", "nurture", source="src-b",
+                       reasons=("timing",)),
+              *through(survivor, "captured", "mql", "routed", source="src-c"),
+              (uuid.uuid4(), at, LeadMerged(lead_id=merged, survivor_id=survivor, at=at, by="anna",
+                                            reason="same person", attribution=Attribution(utm_source="src-b")))]
+    async with shadow_with(db, {}) as shadow:
+        await save_in(db, shadow, events)
+        async with db.connect() as conn:
+            translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+            report = await rejections(translated, Filters())
+            kept = (await conn.execute(sa.text(f'SELECT rejected_reason FROM "{shadow}".leads WHERE lead_id = :s'),
+                                       {"s": survivor})).scalar()
+    assert sorted((r["source"], r["reason_code"], r["rejections"], r["leads"]) for r in report["rows"]) == [
+        ("src-a", "no-budget", 1, 1), ("src-a", "not-a-fit", 1, 1), ("src-b", "timing", 1, 1)]
+    assert kept == "timing"  # the survivor's row carries the merged lead's rejection, its reason too
 
 
 def test_merges_are_applied_along_their_chain():

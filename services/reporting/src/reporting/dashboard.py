@@ -235,7 +235,8 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
                 for t in sla["teams"]]
     rep_rows = [[esc(r["owner_id"]), esc(r["team"]), f"{r['met']:,}", f"{r['missed']:,}", bar(r["compliance"])]
                 for r in sla["reps"]]
-    rejection_rows = [[esc(r["source"]), esc(r["reason_code"]), f"{r['leads']:,}"] for r in rejections["rows"]]
+    rejection_rows = [[esc(r["source"]), esc(r["reason_code"]), f"{r['rejections']:,}", f"{r['leads']:,}"]
+                      for r in rejections["rows"]]
     spam_rows = [[esc(r["form_id"]), esc(r["source"]), f"{r['spam']:,}", f"{r['released']:,}"] for r in spam["rows"]]
     options = "".join(f'<option value="{esc(s)}"{" selected" if s == f.source else ""}>{esc(s)}</option>' for s in sources)
     query = urlencode({k: v for k, v in {"since": since, "until": until, "source": source}.items() if v})
@@ -265,7 +266,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 <div class="two">
 <section class="panel"><h2>Hand-off SLA by team</h2>{table(["Team", "Hand-offs", "Met", "Missed", "Open", "Compliance"], sla_rows, "No hand-offs with a deadline yet.")}
 <details><summary>per rep</summary>{table(["Rep", "Team", "Met", "Missed", "Compliance"], rep_rows, "No hand-offs yet.")}</details></section>
-<section class="panel"><h2>Rejection reasons by source</h2>{table(["Source", "Reason", "Leads"], rejection_rows, "Sales rejected nothing in this range.")}</section>
+<section class="panel"><h2>Rejection reasons by source</h2>{table(["Source", "Reason", "Rejections", "Leads"], rejection_rows, "Sales rejected nothing in this range.")}</section>
 </div>
 <section class="panel"><h2>Spam kept out, by form and source</h2><p class="hint">Submissions taken for bots' (answered as people, never leads): {spam["spam"]:,} kept out; {spam["released"]:,} released by an admin as false positives.</p>{table(["Form", "Source", "Spam", "Released"], spam_rows, "No submission was taken for a bot's in this range.")}</section>
 <p class="foot">JSON and CSV: <a href="/v1/reports/funnel?{query}">funnel</a> · <a href="/v1/reports/funnel/by/source?{query}">by source</a> ·

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncResult
 from leadpipe_common.events import FUNNEL
 
 from reporting.domain import (
-    DIMENSIONS, EXITS, RANK, STAGE_COLUMNS, VELOCITY, AttributionTally, LeadCredit, attribution_rows, breakdown_row,
-    funnel_stages, rate, sla_row, spam_rows,
+    DIMENSIONS, EXITS, NONE_LABEL, RANK, STAGE_COLUMNS, VELOCITY, AttributionTally, LeadCredit, attribution_rows,
+    breakdown_row, funnel_stages, rate, sla_row, spam_rows,
 )
 from reporting.store import handoffs, leads, spam, steps, touches
 
@@ -198,13 +198,20 @@ async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
 
 
 async def rejections(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
-    source, reason = leads.c.utm_source, leads.c.rejected_reason
+    """Every rejection of the cohort's leads, by the lead's source and the reason code: each time sales rejected
+    a recycled lead, and a lead merged into another since too (the rejection was a rep's answer on that lead,
+    under its own first touch); how many rejections, of how many leads."""
+    source, reason = leads.c.utm_source, steps.c.detail["reason_code"].astext
+    rejected = sa.and_(steps.c.lead_id == leads.c.lead_id, steps.c.to_stage == sa.literal_column("'rejected'"))
     rows = await conn.execute(
-        sa.select(source.label("source"), reason.label("reason_code"), sa.func.count().label("leads"))
-        .where(*f.where(), reason.is_not(None)).group_by(source, reason).order_by(sa.func.count().desc(), source, reason)
+        sa.select(source.label("source"), reason.label("reason_code"), sa.func.count().label("rejections"),
+                  sa.func.count(sa.distinct(leads.c.lead_id)).label("leads"))
+        .select_from(leads.join(steps, rejected)).where(*f.where(people=False))
+        .group_by(source, reason).order_by(sa.func.count().desc(), source, reason)
     )
     return {"filters": f.describe(),
-            "rows": [{"source": r.source or "(none)", "reason_code": r.reason_code, "leads": r.leads} for r in rows]}
+            "rows": [{"source": r.source or NONE_LABEL, "reason_code": r.reason_code or NONE_LABEL,
+                      "rejections": r.rejections, "leads": r.leads} for r in rows]}
 
 
 async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """reporting's tables: a read model of ``leads.lifecycle``, nothing else.
 
 - ``leads``: one row per lead: its first-touch attribution, when it first
-  reached each stage, the furthest funnel stage it reached, a won deal's value.
+  reached each stage, the furthest funnel stage it reached, a won deal's value,
+  a reason it was rejected and lost for (every rejection's is in ``steps``).
 - ``steps``: every lifecycle event, for timelines and rejection reasons.
 - ``handoffs``: each hand-off of a routed lead (keyed by lead and
   deadline): its holder, when it began and when it was breached; whether it
@@ -240,7 +241,9 @@ UPDATE {schema}.leads s SET
                for c in DIMENSIONS.values())},
     {", ".join(f"{st}_at = LEAST(s.{st}_at, m.{st}_at)" for st in STAGE_COLUMNS)},
     furthest = GREATEST(s.furthest, m.furthest),
-    won_amount = COALESCE(s.won_amount, m.won_amount), won_currency = COALESCE(s.won_currency, m.won_currency)
+    won_amount = COALESCE(s.won_amount, m.won_amount), won_currency = COALESCE(s.won_currency, m.won_currency),
+    rejected_reason = COALESCE(s.rejected_reason, m.rejected_reason),
+    lost_reason = COALESCE(s.lost_reason, m.lost_reason)
 FROM m WHERE s.lead_id = :survivor
 """)
 
