@@ -3,7 +3,7 @@
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,12 +12,12 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from typer.testing import CliRunner
 
-from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.events import Attribution, LeadReengaged, LeadStageChanged, LeadTouched, Touch
 from leadpipe_common.settings import KafkaSettings
 from leadpipe_common.testing import factories
 from reporting import export as export_module
 from reporting.__main__ import cli
-from reporting.export import export
+from reporting.export import export, export_row
 
 PREVIOUS = '{"event_id":"earlier","type":"lead.captured"}\n'
 
@@ -127,3 +127,16 @@ def test_an_output_the_export_cannot_write_is_reported_as_a_write_error(tmp_path
     assert done.exit_code == 1
     assert f"cannot write {target}" in done.output
     assert [p.name for p in tmp_path.iterdir()] == ["lifecycle.jsonl"]
+
+
+def test_a_touchs_row_has_that_touchs_time_and_attribution_not_the_leads_first_touch():
+    first, again = Attribution(utm_source="google", offer="demo"), Attribution(utm_source="newsletter", offer="ebook")
+    lead, at = uuid.uuid4(), datetime(2026, 11, 23, 9, tzinfo=UTC)
+    touch = Touch(touch_id=uuid.uuid4(), at=at, attribution=again)
+    touched = LeadTouched(lead_id=lead, captured_at=datetime(2026, 11, 1, tzinfo=UTC),
+                          contact={"email": "jo@x.example"}, attribution=first, touch=touch)
+    told = LeadReengaged(lead_id=lead, touch=touch, owner_id="ana", team="emea", at=at + timedelta(minutes=1),
+                         reason="came back", attribution=first, score=80, grade="A")
+    rows = [export_row(factories.envelope("leads.lifecycle", e), 0, 0) for e in (touched, told)]
+    assert [(r["at"], r["utm_source"], r["offer"]) for r in rows] == [
+        ("2026-11-23T09:00:00Z", "newsletter", "ebook"), ("2026-11-23T09:01:00Z", "newsletter", "ebook")]

@@ -6,6 +6,13 @@ and before ``until``; an undecodable record is left out, as the live service
 dead-letters it; the output file changes only when the export completes: it
 is written under a hidden name beside it and renamed over it at the end, so
 a failure or an interruption leaves the previous export as it was.
+
+The columns (``EXPORT_COLUMNS``) flatten what analysts filter on; ``data`` is
+the whole event. ``at`` is when it happened: the step's time, the breach's,
+or for ``lead.touched`` the touch's (``lead.reengaged``: when the holder was
+told). ``utm_*``, ``form_id`` and ``offer`` are the lead's first touch, as
+every event carries it, except on ``lead.touched`` and ``lead.reengaged``,
+which are about a later touch: there they are that touch's.
 """
 
 from __future__ import annotations
@@ -48,11 +55,14 @@ def _writing(output: Path) -> Iterator[None]:
 
 def export_row(env: Envelope, partition: int, offset: int) -> dict[str, Any]:
     data = env.data.model_dump(mode="json")
-    attribution = data.get("attribution") or {}
+    # A touch's events are about that touch: its time and attribution, not the first touch every event carries.
+    touch = data.get("touch") or {}
+    attribution = touch.get("attribution") or data.get("attribution") or {}
     return {
         "event_id": str(env.id), "type": env.type, "time": env.time.isoformat(), "lead_id": str(env.data.lead_id),
         "from_stage": data.get("from_stage"), "to_stage": data.get("to_stage", env.type.removeprefix("lead.")),
-        "at": data.get("at") or data.get("breached_at"), "by": data.get("by"), "reason": data.get("reason"),
+        "at": data.get("at") or data.get("breached_at") or touch.get("at"), "by": data.get("by"),
+        "reason": data.get("reason"),
         "reason_code": data.get("reason_code"), "owner_id": data.get("owner_id"), "team": data.get("team"),
         "grade": data.get("grade"), "amount": data.get("amount"), "currency": data.get("currency"),
         **{k: attribution.get(k) for k in ("utm_source", "utm_medium", "utm_campaign", "utm_content", "form_id", "offer")},
