@@ -118,6 +118,10 @@ def test_a_bare_until_date_includes_the_whole_day():
     assert parse_moment("2026-11-23", end=True) == datetime(2026, 11, 24, tzinfo=UTC)
 
 
+def test_a_compact_iso_until_date_includes_the_whole_day_too():
+    assert parse_moment("20261123", end=True) == datetime(2026, 11, 24, tzinfo=UTC)
+
+
 def test_a_moment_that_is_not_iso_is_refused_with_an_example():
     with pytest.raises(ValueError, match="2026-11-23T09:00Z"):
         parse_moment("yesterday")

@@ -61,8 +61,11 @@ def parse_moment(value: str | None, *, end: bool = False) -> datetime | None:
     if value is None or value == "":
         return None
     try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
+        day: date | None = date.fromisoformat(value)  # any ISO date (20261123 too), not only ten characters
+    except ValueError:
+        day = None
+    try:
+        if day is not None:
             moment = datetime.combine(day + timedelta(days=1) if end else day, time(), UTC)
         else:
             moment = datetime.fromisoformat(value)
