@@ -1,4 +1,8 @@
-"""The dashboard's sign-out, with the session store stood in for: what it ends, and what it answers."""
+"""The dashboard's sign-out, with the session store stood in for: what it ends, and what it answers; and its
+page, with the reports stood in for."""
+
+import re
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -7,7 +11,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from leadpipe_common import auth
 from leadpipe_common.http import install_problem_handlers
-from reporting import dashboard
+from reporting import dashboard, reports
+from reporting.domain import funnel_stages
 
 SESSIONS = auth.Sessions("s3cret")
 
@@ -94,3 +99,42 @@ async def test_a_refused_sign_in_leaves_the_session_the_browser_had():
     async with client(keys, SESSIONS.issue("abc123")) as browser:
         refused = await browser.post("/dashboard/login", data={"key": "lpk_ghi789.secret"})
     assert refused.status_code == 403 and keys.ended == []
+
+
+class Reader:
+    """The key of a reader, and a database with no sources in it."""
+
+    async def authenticate(self, key: str) -> auth.Principal:
+        return auth.Principal(key_id="abc123", name="reader", scopes=frozenset({"reports:read"}))
+
+    def connect(self):  # noqa: ANN201
+        return self
+
+    async def __aenter__(self):  # noqa: ANN204
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def execute(self, statement: object) -> list:
+        return []
+
+
+@pytest.mark.parametrize("model, credit", [("first", "first touch"), ("last", "last touch"),
+                                           ("linear", "linear (every touch)")])
+async def test_the_won_revenue_card_names_the_attribution_model_picked(monkeypatch, model, credit):
+    async def report(conn, f, *args):  # noqa: ANN001, ANN202
+        return {"stages": funnel_stages({}), "exits": {},
+                "rows": [], "compliance": None, "teams": [], "reps": [], "spam": 0, "released": 0}
+
+    for name in ("funnel", "breakdown", "attribution", "velocity", "sla", "rejections", "spam_report"):
+        monkeypatch.setattr(reports, name, report)
+    app = FastAPI()
+    app.include_router(dashboard.router)
+    app.state.sessions, app.state.keys, app.state.runtime = SESSIONS, Reader(), SimpleNamespace(engine=Reader())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
+                                 headers={"Authorization": "Bearer lp_abc123_secret"}) as browser:
+        page = await browser.get("/dashboard", params={"model": model})
+    assert page.status_code == 200, page.text
+    card = re.search(r'data-kpi="Won revenue">[^<]*</div><div class="s">([^<]*)<', page.text)
+    assert card is not None and card.group(1) == f"credit: {credit}"

@@ -217,7 +217,8 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     cards = [("Captured", f"{reached['captured']:,}", "leads in range"),
              ("MQLs", f"{reached['mql']:,}", f"{pct(rate(reached['mql'], reached['captured']))} of captured"),
              ("Won", f"{reached['won']:,}", f"close rate {pct(close)}"),
-             ("Won revenue", money({c: str(v) for c, v in revenue.items()}), "first-touch attributed"),
+             # Summed from the campaign table below, so credited as it is: under the model picked.
+             ("Won revenue", money({c: str(v) for c, v in revenue.items()}), f"credit: {MODEL_LABELS[model].lower()}"),
              ("SLA met", pct(sla["compliance"]), "of hand-offs with a deadline")]
     source_rows = [[esc(r["value"]), f"{r['captured']:,}", f"{r['mql']:,}", f"{r['routed']:,}", f"{r['accepted']:,}",
                     f"{r['won']:,}", bar(rate(r["mql"], r["captured"])), bar(r["close_rate"])]
