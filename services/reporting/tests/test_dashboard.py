@@ -12,7 +12,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from leadpipe_common import auth
 from leadpipe_common.http import install_problem_handlers
 from reporting import dashboard, reports
+from reporting.app import create_app
 from reporting.domain import funnel_stages
+from reporting.settings import ReportingSettings
 
 SESSIONS = auth.Sessions("s3cret")
 
@@ -30,13 +32,18 @@ class Keys:
         self.ended.append(session)
 
 
-def client(keys: Keys, cookie: str | None) -> httpx.AsyncClient:
+def client(keys: Keys, cookie: str | None, public_origin: str | None = None) -> httpx.AsyncClient:
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(dashboard.router)
-    app.state.sessions, app.state.keys = SESSIONS, keys
+    app.state.sessions, app.state.keys, app.state.public_origin = SESSIONS, keys, public_origin
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
                              cookies={auth.SESSION_COOKIE: cookie} if cookie else None)
+
+
+class Valid(Keys):
+    async def authenticate(self, key: str) -> auth.Principal:
+        return auth.Principal(key_id="def456", name="analyst", scopes=frozenset({auth.READ_REPORTS}))
 
 
 async def test_signing_out_ends_the_session_of_the_cookie_for_every_copy_of_it():
@@ -79,10 +86,6 @@ async def test_a_sign_in_the_database_cannot_check_now_says_to_try_again():
 
 async def test_signing_in_again_ends_the_session_the_browser_had():
     """The new cookie replaces the old one in this browser only: a copy of the old one must stop working too."""
-    class Valid(Keys):
-        async def authenticate(self, key: str) -> auth.Principal:
-            return auth.Principal(key_id="def456", name="analyst", scopes=frozenset({auth.READ_REPORTS}))
-
     keys, old = Valid(), SESSIONS.issue("abc123")
     async with client(keys, old) as browser:
         signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"})
@@ -138,3 +141,41 @@ async def test_the_won_revenue_card_names_the_attribution_model_picked(monkeypat
     assert page.status_code == 200, page.text
     card = re.search(r'data-kpi="Won revenue">[^<]*</div><div class="s">([^<]*)<', page.text)
     assert card is not None and card.group(1) == f"credit: {credit}"
+
+
+def service(keys: Keys, cookie: str | None = None, **settings: object) -> httpx.AsyncClient:
+    """The whole service (its settings, the shared edge), without its consumer, broker or database."""
+    app = create_app(ReportingSettings(**settings))
+    app.state.keys = keys
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
+                             cookies={auth.SESSION_COOKIE: cookie} if cookie else None)
+
+
+async def test_behind_a_proxy_that_terminates_tls_the_session_cookie_is_secure():
+    """The proxy forwards plain http (uvicorn believes no X-Forwarded-Proto): the request's scheme says nothing."""
+    async with service(Valid(), public_origin="https://reports.example.com") as browser:
+        signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"},
+                                       headers={"sec-fetch-site": "same-origin", "x-forwarded-proto": "https"})
+    assert signed_in.status_code == 200 and "; secure" in signed_in.headers["set-cookie"].lower()
+
+
+async def test_served_over_plain_http_the_session_cookie_is_not_secure_or_the_browser_would_drop_it():
+    async with service(Valid()) as browser:
+        signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"},
+                                       headers={"sec-fetch-site": "same-origin"})
+    assert signed_in.status_code == 200 and "secure" not in signed_in.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("public_origin, origin, allowed", [
+    ("https://reports.example.com", "https://reports.example.com", True),
+    ("https://reports.example.com", "http://reporting", False),
+    ("https://reports.example.com", "https://evil.example", False),
+    (None, "http://reporting", True),
+    (None, "https://evil.example", False),
+], ids=["its public origin", "the address behind the proxy", "another site", "unset: the address it came to",
+        "unset: another site"])
+async def test_a_browser_that_sends_only_origin_signs_in_from_the_public_origin_alone(public_origin, origin, allowed):
+    """Safari before 16.4 and Firefox before 90 send no Sec-Fetch-Site: their Origin is all there is to go by."""
+    async with client(Valid(), None, public_origin=public_origin) as browser:
+        answer = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"}, headers={"origin": origin})
+    assert answer.status_code == (200 if allowed else 403)

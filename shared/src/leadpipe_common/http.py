@@ -23,7 +23,8 @@ Guarantees:
   ``503`` with ``Retry-After: 5`` in the same shape, never ``500``; any
   other database error stays a ``500``.
 - ``cross_site``: a browser's form post from another site is recognised (by
-  ``Sec-Fetch-Site`` or ``Origin``), so a page elsewhere cannot sign a
+  ``Sec-Fetch-Site`` or ``Origin``, the latter compared with
+  ``<SERVICE>_PUBLIC_ORIGIN`` when set), so a page elsewhere cannot sign a
   visitor in or out; clients that send neither header (curl, SDKs) are not
   browsers and pass.
 """
@@ -134,7 +135,15 @@ def cross_site(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return False
-    return origin != f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return origin != public_origin(request)
+
+
+def public_origin(request: Request) -> str:
+    """The origin browsers reach this service at: ``<SERVICE>_PUBLIC_ORIGIN`` when set (behind a proxy that
+    terminates TLS a request arrives as plain http, whatever the browser used), else the address the request
+    came to."""
+    configured: str | None = getattr(request.app.state, "public_origin", None)
+    return configured or f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 
 class BodyLimit:

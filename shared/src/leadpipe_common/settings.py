@@ -15,6 +15,7 @@ import ssl
 from pathlib import Path
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -166,6 +167,13 @@ class ServiceSettings(KafkaSettings):
     workers: int = Field(1, ge=1, description="uvicorn worker processes behind the port")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger request bodies get `413` (declared or "
                                                                 "chunked)")
+    # uvicorn serves plain HTTP and believes no X-Forwarded-Proto (cli.serve): behind a proxy that terminates TLS
+    # every request arrives as http, so where browsers really are must be said.
+    public_origin: str | None = Field(
+        None, description="where browsers reach the service when a proxy in front of it terminates TLS, as "
+                          "`scheme://host[:port]` (`https://reports.example.com`): with `https` the dashboard's "
+                          "session cookie is `Secure`, and a dashboard sign-in or sign-out must come from this "
+                          "origin; unset: the address each request came to (`make run` serves `http://127.0.0.1`)")
     bootstrap_key: SecretStr | None = Field(
         None, validation_alias="LEADPIPE_BOOTSTRAP_KEY",
         description="a secret of your choice (24 characters or more) that is an admin API key on every service, "
@@ -186,6 +194,11 @@ class ServiceSettings(KafkaSettings):
         if not 0 <= port < 65536:
             raise ValueError("must be a port number, 1-65535 (0: any free one)")
         return port
+
+    @field_validator("public_origin")
+    @classmethod
+    def _an_origin(cls, value: str | None) -> str | None:
+        return None if value is None else web_origin(value)
 
     @field_validator("bootstrap_key")
     @classmethod
@@ -211,6 +224,27 @@ class ServiceSettings(KafkaSettings):
         """Postgres settings every connection of the serving process's pool starts with (none by default); the
         engines of admin commands and migrations do without them."""
         return {}
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def web_origin(text: str) -> str:
+    """``text`` as a browser writes it in ``Origin`` (``https://host[:port]``: lower case, no default port, no
+    trailing slash), or a ValueError saying what is wrong with it."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or any(c.isspace() for c in parts.netloc):
+        raise ValueError(f"{text!r} is not an origin: write http(s)://host[:port], e.g. https://reports.example.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"{text!r} is not an origin: write http(s)://host[:port] alone, with no path, query or user")
+    try:
+        port = parts.port  # None when none is given
+    except ValueError:  # not a number, or past 65535
+        port = 0
+    if port == 0:
+        raise ValueError(f"{text!r} has a port that is not a number in 1-65535")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != _DEFAULT_PORTS[parts.scheme] else "")
 
 
 #: libpq's ``sslmode`` values, which asyncpg takes as its ``ssl`` argument.

@@ -4,7 +4,8 @@ No JavaScript and no build step: the funnel is an inline SVG, the rest are
 tables with bars drawn in CSS, so it renders the same in any browser and in a
 headless test. It needs the ``reports:read`` scope: a browser signs in once
 with an API key on ``/dashboard/login`` and gets a signed, ``HttpOnly``,
-``SameSite=Strict`` session cookie naming the key (never its secret), which
+``SameSite=Strict`` session cookie (``Secure`` when ``REPORTING_PUBLIC_ORIGIN``
+is https) naming the key (never its secret), which
 stops working when the key is revoked; ``/dashboard/logout`` ends it on the
 server too, so a copy of the cookie stops working as well.
 """
@@ -23,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from leadpipe_common.auth import SESSION_COOKIE, identify, keys_of
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
-from leadpipe_common.http import Problem, cross_site, problem_responses
+from leadpipe_common.http import Problem, cross_site, problem_responses, public_origin
 from leadpipe_common.service import runtime_of
 
 from reporting import reports
@@ -157,7 +158,7 @@ async def login(request: Request) -> Response:
     page = HTMLResponse('<!doctype html><meta http-equiv="refresh" content="0; url=/dashboard">'
                         '<title>Signed in</title><a href="/dashboard">Open the dashboard</a>')
     page.set_cookie(SESSION_COOKIE, sessions.issue(who.key_id), max_age=sessions.lifetime_s, httponly=True,
-                    samesite="strict", secure=request.url.scheme == "https", path="/")
+                    samesite="strict", secure=public_origin(request).startswith("https://"), path="/")
     return page
 
 
