@@ -2,6 +2,8 @@
 
 import hashlib
 
+import pytest
+
 from leadpipe_common import auth
 
 
@@ -31,6 +33,12 @@ def test_a_session_names_its_key_until_it_expires_and_a_tampered_one_names_nothi
     assert auth.Sessions("other secret", clock=lambda: now[0]).read(cookie) is None
     now[0] += 61
     assert sessions.read(cookie) is None
+
+
+@pytest.mark.parametrize("cookie", ["abc123.1.nonce.\u00e9", "abc123.1.nonce.\u00c3\u00a9"], ids=["latin-1", "utf-8"])
+def test_a_cookie_whose_signature_holds_a_non_ascii_character_names_no_session(cookie):
+    """Starlette reads a cookie's bytes as latin-1: a browser's UTF-8 arrives as two characters."""
+    assert auth.Sessions("s3cret").read(cookie) is None
 
 
 def test_each_session_is_named_by_the_digest_of_its_own_nonce_which_only_the_cookie_holds():

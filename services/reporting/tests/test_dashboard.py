@@ -179,3 +179,15 @@ async def test_a_browser_that_sends_only_origin_signs_in_from_the_public_origin_
     async with client(Valid(), None, public_origin=public_origin) as browser:
         answer = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"}, headers={"origin": origin})
     assert answer.status_code == (200 if allowed else 403)
+
+
+@pytest.mark.parametrize("method, path, answered", [
+    ("GET", "/dashboard", 303), ("GET", "/v1/reports/funnel", 401), ("GET", "/docs", 401),
+    ("POST", "/dashboard/logout", 303), ("POST", "/dashboard/login", 200),
+])
+async def test_a_session_cookie_with_a_non_ascii_byte_is_no_session_not_a_server_error(method, path, answered):
+    """A browser sends what a page or an extension set, in any bytes: it was a 500 on every protected route."""
+    async with service(Valid()) as browser:
+        answer = await browser.request(method, path, headers={"cookie": b"leadpipe_session=abc123.1.n.\xc3\xa9"},
+                                       data={"key": "lpk_def456.secret"} if path == "/dashboard/login" else None)
+    assert answer.status_code == answered

@@ -339,7 +339,8 @@ class Sessions:
     def read(self, cookie: str) -> Session | None:
         """The session of a cookie signed here and not expired; None for any other."""
         payload, _, signature = cookie.rpartition(".")
-        if not payload or not hmac.compare_digest(signature, self._sign(payload)):
+        # As bytes: compare_digest raises TypeError on a str with a non-ASCII character, which any cookie may hold.
+        if not payload or not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             return None
         key_id, expires, nonce = (payload.split(".") + ["", "", ""])[:3]
         if not expires.isdigit() or int(expires) < self._clock():
