@@ -1,5 +1,5 @@
-"""The dashboard's sign-out, with the session store stood in for: what it ends, and what it answers; and its
-page, with the reports stood in for."""
+"""The dashboard's sign-in and sign-out, with the key and session store stood in for: what they end, and what
+they answer; and its page, with the reports stood in for."""
 
 import re
 from types import SimpleNamespace
@@ -41,9 +41,17 @@ def client(keys: Keys, cookie: str | None, public_origin: str | None = None) -> 
                              cookies={auth.SESSION_COOKIE: cookie} if cookie else None)
 
 
+ANALYST = auth.Principal(key_id="def456", name="analyst", scopes=frozenset({auth.READ_REPORTS}))
+
+
 class Valid(Keys):
+    """Takes every key and every session for the analyst's."""
+
     async def authenticate(self, key: str) -> auth.Principal:
-        return auth.Principal(key_id="def456", name="analyst", scopes=frozenset({auth.READ_REPORTS}))
+        return ANALYST
+
+    async def of_session(self, session: auth.Session) -> auth.Principal:
+        return ANALYST
 
 
 async def test_signing_out_ends_the_session_of_the_cookie_for_every_copy_of_it():
@@ -123,6 +131,19 @@ class Reader:
         return []
 
 
+class Empty:
+    """A database connection that finds nothing."""
+
+    async def __aenter__(self) -> "Empty":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def execute(self, statement: object) -> list:
+        return []
+
+
 @pytest.mark.parametrize("model, credit", [("first", "first touch"), ("last", "last touch"),
                                            ("linear", "linear (every touch)")])
 async def test_the_won_revenue_card_names_the_attribution_model_picked(monkeypatch, model, credit):
@@ -146,7 +167,8 @@ async def test_the_won_revenue_card_names_the_attribution_model_picked(monkeypat
 def service(keys: Keys, cookie: str | None = None, **settings: object) -> httpx.AsyncClient:
     """The whole service (its settings, the shared edge), without its consumer, broker or database."""
     app = create_app(ReportingSettings(**settings))
-    app.state.keys = keys
+    app.state.keys, app.state.sessions = keys, SESSIONS
+    app.state.runtime = SimpleNamespace(engine=SimpleNamespace(connect=Empty))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
                              cookies={auth.SESSION_COOKIE: cookie} if cookie else None)
 
@@ -191,3 +213,38 @@ async def test_a_session_cookie_with_a_non_ascii_byte_is_no_session_not_a_server
         answer = await browser.request(method, path, headers={"cookie": b"leadpipe_session=abc123.1.n.\xc3\xa9"},
                                        data={"key": "lpk_def456.secret"} if path == "/dashboard/login" else None)
     assert answer.status_code == answered
+
+
+@pytest.fixture
+def no_leads(monkeypatch):
+    stages = [{"stage": stage, "count": 0, "conversion": None} for stage in dashboard.STAGE_LABELS]
+
+    async def funnel(conn, f):
+        return {"stages": stages, "exits": {}}
+
+    async def rows(*args, **kwargs):
+        return {"rows": [], "teams": [], "reps": [], "compliance": None, "spam": 0, "released": 0}
+
+    monkeypatch.setattr(reports, "funnel", funnel)
+    for report in ("breakdown", "attribution", "velocity", "sla", "rejections", "spam_report"):
+        monkeypatch.setattr(reports, report, rows)
+
+
+@pytest.mark.parametrize("path, credentials", [
+    ("/dashboard", {"cookie": f"theme=dark; {auth.SESSION_COOKIE}={SESSIONS.issue('def456')}"}),
+    ("/dashboard", {"authorization": "Bearer lpk_def456_secret"}),
+    ("/v1/reports/funnel", {"cookie": f"{auth.SESSION_COOKIE}={SESSIONS.issue('def456')}"}),
+    ("/v1/reports/funnel", {"x-api-key": "lpk_def456_secret"}),
+    ("/v1/reports/funnel?format=csv", {"authorization": "Bearer lpk_def456_secret"}),
+], ids=["the dashboard, signed in", "the dashboard, with a key", "JSON, signed in", "JSON, with a key", "CSV"])
+async def test_what_a_session_or_a_key_reads_is_kept_by_no_cache(no_leads, path, credentials):
+    """After signing out on a shared computer, Back must not show the dashboard from the browser's cache."""
+    async with service(Valid()) as browser:
+        answer = await browser.get(path, headers=credentials)
+    assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+
+
+async def test_signing_out_tells_the_browser_to_drop_what_it_cached_of_the_session():
+    async with client(Keys(), SESSIONS.issue("abc123")) as browser:
+        signed_out = await browser.post("/dashboard/logout")
+    assert signed_out.status_code == 303 and signed_out.headers["clear-site-data"] == '"cache"'

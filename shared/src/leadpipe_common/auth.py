@@ -42,7 +42,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from leadpipe_common.http import Problem
+from leadpipe_common.http import SESSION_COOKIE, Problem
 
 SCOPES = ("capture:write", "feedback:write", "reports:read", "admin")
 ADMIN = "admin"
@@ -219,8 +219,6 @@ def _remember(cache: collections.OrderedDict[K, V], key: K, entry: V) -> None:
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer lpk_...`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same API key in `X-API-Key`")
-#: A session cookie, for the dashboard's browser users (see ``sessions``).
-SESSION_COOKIE = "leadpipe_session"
 
 
 def _live(stored: StoredKey | None) -> TypeGuard[StoredKey]:

@@ -17,7 +17,11 @@ Guarantees:
 - ``SecurityHeaders``: every response says ``X-Content-Type-Options:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
-  framing (``frame-ancestors 'none'``) and sends no referrer.
+  framing (``frame-ancestors 'none'``) and sends no referrer. Every answer to
+  a request that carries a key or a dashboard session says
+  ``Cache-Control: no-store``: what a key or a session may read is kept by
+  no cache, the browser's included (Back after signing out on a shared
+  computer shows nothing).
 - A request that meets the database unable to serve it now
   (``db.is_unavailable``) where no route answers that itself is answered
   ``503`` with ``Retry-After: 5`` in the same shape, never ``500``; any
@@ -307,9 +311,28 @@ class SecurityHeaders(ResponseHook):
     def starting(self, scope: dict[str, Any], message: dict[str, Any]) -> None:
         headers = list(message.get("headers", []))
         headers.append((b"x-content-type-options", b"nosniff"))
+        if _credentials(scope.get("headers", ())):
+            # Over whatever the route said: an answer for a key or a session is no one else's to keep.
+            headers = [(k, v) for k, v in headers if k != b"cache-control"] + [(b"cache-control", b"no-store")]
         content_type = next((v for k, v in headers if k == b"content-type"), b"")
         if content_type.startswith(b"text/html"):
             docs = scope.get("path", "") in ("/docs", "/redoc")
             headers += [(b"content-security-policy", (_DOCS_POLICY if docs else _PAGE_POLICY).encode()),
                         (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
         message["headers"] = headers
+
+
+#: A session cookie, for the dashboard's browser users (``auth.Sessions``); named here, where the edge tells
+#: the requests that carry one.
+SESSION_COOKIE = "leadpipe_session"
+_SESSION_COOKIE = SESSION_COOKIE.encode() + b"="
+
+
+def _credentials(headers: Any) -> bool:
+    """Whether a request's headers carry a key (right or wrong) or a dashboard session cookie."""
+    for name, value in headers:
+        if name in (b"authorization", b"x-api-key"):
+            return True
+        if name == b"cookie" and any(c.strip().startswith(_SESSION_COOKIE) for c in value.split(b";")):
+            return True
+    return False

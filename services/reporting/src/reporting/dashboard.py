@@ -183,7 +183,8 @@ async def logout(request: Request) -> Response:
             raise
         # The cookie stays, so that signing out again can still end the session.
         return sign_out_page("Signing out cannot be recorded right now; please try again.", 503)
-    response = RedirectResponse("/dashboard/login", status_code=303)
+    # The pages this browser kept from the session go too (browsers honour it over https and on localhost).
+    response = RedirectResponse("/dashboard/login", status_code=303, headers={"Clear-Site-Data": '"cache"'})
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
