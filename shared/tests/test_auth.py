@@ -1,6 +1,7 @@
 """API keys and dashboard sessions, the parts with no IO."""
 
 import hashlib
+from types import SimpleNamespace
 
 import pytest
 
@@ -54,3 +55,53 @@ async def test_the_bootstrap_key_is_admin_without_a_database():
     keys = auth.Keys(engine=None, bootstrap="x" * 30)  # type: ignore[arg-type]
     assert await keys.authenticate("x" * 30) == auth.BOOTSTRAP
     assert await keys.authenticate("not a key") is None
+
+
+class NothingSignedOut:
+    """A database in which no session was signed out."""
+
+    def connect(self) -> "NothingSignedOut":
+        return self
+
+    async def __aenter__(self) -> "NothingSignedOut":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def execute(self, statement: object) -> SimpleNamespace:
+        return SimpleNamespace(scalar=lambda: False)
+
+
+BOOTSTRAP_KEY, ROTATED = "first-bootstrap-key-0123456789", "second-bootstrap-key-0123456789"
+
+
+def session_of(keys: auth.Keys, sessions: auth.Sessions) -> auth.Session:
+    return sessions.read(sessions.issue(keys.session_key_id(auth.BOOTSTRAP)))
+
+
+async def test_a_session_the_bootstrap_key_opened_ends_when_that_key_is_changed_or_unset():
+    sessions, signed_in = auth.Sessions("s3cret"), auth.Keys(NothingSignedOut(), BOOTSTRAP_KEY)
+    session = session_of(signed_in, sessions)
+    assert await signed_in.of_session(session) == auth.BOOTSTRAP
+    assert await auth.Keys(NothingSignedOut(), BOOTSTRAP_KEY).of_session(session) == auth.BOOTSTRAP  # any replica
+    assert await auth.Keys(NothingSignedOut(), ROTATED).of_session(session) is None
+    assert await auth.Keys(NothingSignedOut(), None).of_session(session) is None
+
+
+async def test_a_bootstrap_session_from_before_sessions_were_bound_to_the_key_is_ended():
+    keys, sessions = auth.Keys(NothingSignedOut(), BOOTSTRAP_KEY), auth.Sessions("s3cret")
+    assert await keys.of_session(sessions.read(sessions.issue("bootstrap"))) is None
+
+
+def test_a_bootstrap_sessions_cookie_shows_neither_the_key_nor_its_digest():
+    keys = auth.Keys(NothingSignedOut(), BOOTSTRAP_KEY)
+    key_id = keys.session_key_id(auth.BOOTSTRAP)
+    assert key_id.startswith("bootstrap-") and key_id != auth.Keys(NothingSignedOut(), ROTATED).session_key_id(
+        auth.BOOTSTRAP)
+    assert BOOTSTRAP_KEY not in key_id and auth.digest(BOOTSTRAP_KEY).hex()[:16] not in key_id
+
+
+def test_a_stored_keys_session_names_the_key_by_its_own_id():
+    analyst = auth.Principal("abc123", "analyst", frozenset({auth.READ_REPORTS}))
+    assert auth.Keys(NothingSignedOut(), BOOTSTRAP_KEY).session_key_id(analyst) == "abc123"

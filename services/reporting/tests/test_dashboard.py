@@ -31,6 +31,9 @@ class Keys:
             raise ConnectionRefusedError("database down")
         self.ended.append(session)
 
+    def session_key_id(self, who: auth.Principal) -> str:
+        return who.key_id
+
 
 def client(keys: Keys, cookie: str | None, public_origin: str | None = None) -> httpx.AsyncClient:
     app = FastAPI()
@@ -248,3 +251,29 @@ async def test_signing_out_tells_the_browser_to_drop_what_it_cached_of_the_sessi
     async with client(Keys(), SESSIONS.issue("abc123")) as browser:
         signed_out = await browser.post("/dashboard/logout")
     assert signed_out.status_code == 303 and signed_out.headers["clear-site-data"] == '"cache"'
+
+
+class NothingSignedOut:
+    """The auth schema of a database in which no session was signed out."""
+
+    def connect(self) -> "NothingSignedOut":
+        return self
+
+    async def __aenter__(self) -> "NothingSignedOut":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def execute(self, statement: object) -> SimpleNamespace:
+        return SimpleNamespace(scalar=lambda: False)
+
+
+async def test_a_dashboard_session_opened_with_the_bootstrap_key_ends_when_the_key_is_changed(no_leads):
+    bootstrap, rotated = "the-first-bootstrap-key-0123456789", "the-next-bootstrap-key-0123456789"
+    async with service(auth.Keys(NothingSignedOut(), bootstrap)) as browser:
+        signed_in = await browser.post("/dashboard/login", data={"key": bootstrap})
+        assert signed_in.status_code == 200 and (await browser.get("/v1/reports/funnel")).status_code == 200
+        cookie = browser.cookies[auth.SESSION_COOKIE]
+    async with service(auth.Keys(NothingSignedOut(), rotated), cookie) as browser:
+        assert (await browser.get("/v1/reports/funnel")).status_code == 401

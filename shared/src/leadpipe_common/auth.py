@@ -9,7 +9,8 @@ Guarantees:
 - Scopes: ``capture:write``, ``feedback:write``, ``reports:read``; ``admin``
   grants every scope.
 - ``LEADPIPE_BOOTSTRAP_KEY``, when set, is an admin key that needs no row
-  (first start, tests, automation).
+  (first start, tests, automation). A dashboard session it opened ends when
+  it is changed or unset, as a stored key's ends when the key is revoked.
 - Clients send ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. No
   key, or an unknown or revoked one: ``401`` with ``WWW-Authenticate``; a key
   without the scope: ``403``. A revoked key stops working within
@@ -26,6 +27,7 @@ Guarantees:
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import hmac
 import secrets
@@ -159,10 +161,25 @@ class Keys:
         cached = self._cache.get(parts[0]) if parts else None
         return cached is not None and _live(cached[1])
 
+    def session_key_id(self, who: Principal) -> str:
+        """The key id a dashboard session of ``who`` names: a stored key's own; for the bootstrap key, one of the
+        key in force (``_bootstrap_session``), so that changing it ends the sessions the old one opened."""
+        if who.key_id == BOOTSTRAP.key_id and self._bootstrap_session is not None:
+            return self._bootstrap_session
+        return who.key_id
+
+    @functools.cached_property
+    def _bootstrap_session(self) -> str | None:
+        # The cookie shows it, so it is derived slowly: it must not be a fast way to test guesses of the key.
+        if self._bootstrap is None:
+            return None
+        tag = hashlib.scrypt(self._bootstrap, salt=b"leadpipe dashboard session", n=2**14, r=8, p=1, dklen=8)
+        return f"{BOOTSTRAP.key_id}-{tag.hex()}"
+
     async def of_session(self, session: Session) -> Principal | None:
         """The key a session names, while the key is valid and the session is not signed out."""
-        if session.key_id == BOOTSTRAP.key_id and self._bootstrap is not None:
-            found: Principal | None = BOOTSTRAP
+        if session.key_id.startswith(BOOTSTRAP.key_id):  # no stored key's id (hex) starts so: nothing to look up
+            found: Principal | None = BOOTSTRAP if session.key_id == self._bootstrap_session else None
         else:
             stored = await self.find(session.key_id)
             found = _holder(stored) if _live(stored) else None

@@ -152,12 +152,12 @@ async def login(request: Request) -> Response:
         if not is_unavailable(exc):
             raise
         return login_page("The key cannot be checked right now; please try again.", 503)
-    sessions = request.app.state.sessions
+    sessions, key_id = request.app.state.sessions, keys_of(request).session_key_id(who)
     # A page that moves on by itself rather than a redirect: the navigation to the dashboard then starts
     # on this site, so the browser sends the SameSite=Strict cookie with it.
     page = HTMLResponse('<!doctype html><meta http-equiv="refresh" content="0; url=/dashboard">'
                         '<title>Signed in</title><a href="/dashboard">Open the dashboard</a>')
-    page.set_cookie(SESSION_COOKIE, sessions.issue(who.key_id), max_age=sessions.lifetime_s, httponly=True,
+    page.set_cookie(SESSION_COOKIE, sessions.issue(key_id), max_age=sessions.lifetime_s, httponly=True,
                     samesite="strict", secure=public_origin(request).startswith("https://"), path="/")
     return page
 
