@@ -115,10 +115,13 @@ async def test_a_batch_its_handler_says_must_wait_waits_however_long_and_is_neve
 
 class Fetches:
     """aiokafka's consumer as the loop polls it: the first poll raises what aiokafka's record reader raised on a
-    header name that is not UTF-8, the later ones bring nothing."""
+    header name that is not UTF-8 (having moved on the positions of the partitions it drained before that one), the
+    later ones bring nothing."""
 
     def __init__(self, stage: ConsumerRunner) -> None:
         self.stage, self.polls = stage, 0
+        self.applied, self.committed_only = TopicPartition(topics.SCORED, 0), TopicPartition(topics.FEEDBACK, 0)
+        self.sought: dict[TopicPartition, int] = {}
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict:
         self.polls += 1
@@ -129,12 +132,45 @@ class Fetches:
         return {}
 
     def assignment(self) -> set:
-        return set()
+        return {self.applied, self.committed_only}
+
+    async def committed(self, tp: TopicPartition) -> int:
+        return 3
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought[tp] = offset
+
+    def highwater(self, tp: TopicPartition) -> None:
+        return None
 
 
-async def test_a_fetch_aiokafka_cannot_read_is_retried_as_an_outage_not_the_end_of_the_loop():
+async def test_a_fetch_aiokafka_cannot_read_is_retried_from_what_was_applied_not_the_end_of_the_loop():
+    """Ending the loop left the stage consuming nothing with /healthz fine; retrying from where aiokafka had moved
+    the positions would pass over (and commit past) the records it drained of other partitions before failing."""
     stage, _ = runner(Handler(RuntimeError("unused"), set()))
     stage._consumer = fetches = Fetches(stage)  # type: ignore[assignment]
+    stage._done[fetches.applied] = 7  # applied up to offset 6
     async with asyncio.timeout(10):
         await stage._run()  # returns only because the third poll asked it to stop
     assert fetches.polls == 3
+    assert fetches.sought == {fetches.applied: 7, fetches.committed_only: 3}
+
+
+async def test_a_database_gone_read_only_is_waited_out_never_taken_for_poison():
+    """A failover lands the connections on a standby (or a managed Postgres near full turns read-only): every
+    record fails alike, and dead-lettering them emptied the stage's input into the dead-letter topic."""
+    leads = [factories.enriched(f"{who}@example.com") for who in ("ada", "bo", "cy")]
+    read_only = sqlalchemy.exc.InternalError("INSERT", {}, asyncpg.ReadOnlySQLTransactionError(
+        "cannot execute INSERT in a read-only transaction"))
+    handler = Handler(read_only, {lead.lead_id for lead in leads})
+    stage, sent = runner(handler)
+    assert await stopped_after(stage, handler, 4 * POISON_AFTER, batch_of(*leads)) == 0
+    assert sent.messages == []
+
+
+async def test_a_bug_that_fails_every_record_of_a_batch_alike_stops_the_stage_rather_than_dead_letter_them_all():
+    leads = [factories.enriched(f"{who}@example.com") for who in ("ada", "bo", "cy")]
+    handler = Handler(AttributeError("'NoneType' object has no attribute 'team'"), {lead.lead_id for lead in leads})
+    stage, sent = runner(handler)
+    assert await stopped_after(stage, handler, 4 * POISON_AFTER, batch_of(*leads)) == 0
+    assert sent.messages == []

@@ -56,3 +56,23 @@ async def test_a_request_the_database_cannot_serve_now_is_asked_to_retry_not_fai
 ], ids=["a bug", "a migration not applied", "a constraint", "bad SQL", "a missing file"])
 async def test_a_bug_is_still_a_server_error_not_a_request_to_retry_for_ever(error):
     assert (await get(app_failing_with(error))).status_code == 500
+
+
+def test_an_error_naming_a_value_the_driver_could_not_send_is_told_without_it():
+    """asyncpg quotes the value (up to 40 characters) and its reason may quote it again: leads' addresses."""
+    import asyncpg
+
+    from leadpipe_common.db import error_text
+
+    for message in ("invalid input for query argument $3: ['Ada (Stripe) ada@stripe.com', 'bo@exam... "
+                    "(expected str, got int)",
+                    "invalid input for query argument $1: 'x' (invalid UUID 'x': length must be between 32..36)"):
+        text = error_text(asyncpg.exceptions.DataError(message))
+        assert text == "DataError: invalid input for query argument " + message.split(" ")[5].rstrip(":") + \
+            " (its value not shown)"
+
+
+def test_a_database_gone_read_only_is_asked_to_retry():
+    import asyncpg
+
+    assert is_unavailable(asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"))

@@ -56,12 +56,13 @@ what is read twice.
 A failure in 3 or 4 (database or broker away) is retried with capped
 exponential backoff and jitter (``leadpipe_common.retry``); the batch is never skipped and no offset moves past an
 unprocessed record; ``ready`` is false meanwhile; so is a batch whose handler raises ``NotNow`` (it waits for
-something outside it). A batch that fails ``POISON_AFTER`` times in a row with an error neither an outage
-(``db.is_unavailable``, a ``KafkaError``), ``NotNow``, nor a broken stage (a missing table or privilege:
-SQLSTATE classes 42, 3D, 3F, 28, 0A) explains is then applied a record at a time, in log order: a record that
-fails alone so is dead-lettered (kind ``handler``, not recorded in the inbox, so a redrive after the fix applies
-it), and the others are applied as ever. Errors are logged and dead-lettered without the values bound to their
-statements (``db.error_text``). On partition revocation the
+something outside it). A batch that fails ``POISON_AFTER`` times in a row with an error that may be about a
+record (the database's word on a value: SQLSTATE classes 22 and 23; or an error of the handler's own code) is
+then applied a record at a time, in log order: a record that fails alone so is dead-lettered (kind ``handler``,
+not recorded in the inbox, so a redrive after the fix applies it), and the others are applied as ever. Any other
+database error (a read-only standby, a missing table, no privilege) is retried however long, and so is a batch of
+several records that all fail alike with an error of the code's own (a bug is mended, not dead-lettered). Errors
+are logged and dead-lettered without the values bound to their statements (``db.error_text``). On partition revocation the
 runner finishes the batch in hand before giving partitions up. On
 ``stop`` it stops fetching (a poll waiting for records is cut short),
 finishes and commits the current batch, and leaves the group, each step
@@ -85,9 +86,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from sqlalchemy.exc import DBAPIError
 from prometheus_client import Counter, Gauge, Histogram
 
 from leadpipe_common import topics, topology
@@ -219,11 +222,12 @@ _DLQ_NAMESPACE = uuid.UUID("6f1c8a9e-3b7d-4e52-9a0c-1d2e3f405162")
 
 #: Attempts at a batch failing with errors no outage explains before its records are tried one by one.
 POISON_AFTER = 5
-#: SQLSTATE classes that say the stage itself is broken, whatever record it applies (a table or column missing:
-#: migrations not run; no privilege; a wrong database): dead-lettering every record would hide that, so such a
-#: batch is retried, the stage unready, until someone mends it. 42: syntax or access rule; 3D: database; 3F:
-#: schema; 28: authorization; 0A: feature not supported.
-_BROKEN_STAGE = frozenset({"42", "3D", "3F", "28", "0A"})
+#: The database errors that are about a value, not about the database: a data exception (22: a time out of
+#: range, text that is no number) or a broken constraint (23). Any other error the database gives (a read-only
+#: standby, a missing table, no privilege, an I/O error) fails every record alike: dead-lettering them would
+#: empty the stage's input into the dead-letter topic, so such a batch is retried, the stage unready, however
+#: long.
+_DATA_CLASSES = frozenset({"22", "23"})
 
 
 def _transient(exc: BaseException) -> bool:
@@ -231,16 +235,27 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (KafkaError, NotNow)) or is_unavailable(exc)
 
 
-def _broken_stage(exc: BaseException) -> bool:
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error (SQLAlchemy's wrapper, or the driver's own), None for any other error."""
     error: BaseException | None = exc
-    for _ in range(3):  # SQLAlchemy's wrapper, the driver's error
+    for _ in range(3):
         if error is None:
             break
         code = getattr(error, "sqlstate", None) or getattr(getattr(error, "orig", None), "sqlstate", None)
-        if isinstance(code, str) and code[:2] in _BROKEN_STAGE:
-            return True
+        if isinstance(code, str) and code:
+            return code
         error = error.__cause__
-    return False
+    return None
+
+
+def _may_be_poison(exc: BaseException) -> bool:
+    """Whether ``exc`` may be about the record applied (see ``_DATA_CLASSES``); an outage never is."""
+    if _transient(exc):
+        return False
+    code = _sqlstate(exc)
+    if code is not None:
+        return code[:2] in _DATA_CLASSES
+    return not isinstance(exc, (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError))
 
 
 def _header(headers: Sequence[tuple[str, bytes | None]], name: str) -> str | None:
@@ -471,6 +486,8 @@ class ConsumerRunner:
                 fetch_failures += 1
                 (log.warning if isinstance(exc, KafkaError) else log.error)(
                     "fetch failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 2))
+                if not isinstance(exc, KafkaError):
+                    await self._rewind_to_applied()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 continue
@@ -501,6 +518,26 @@ class ConsumerRunner:
                     self._note_progress(batch)
         async with self._batch_lock:
             await self._commit_pending()  # stopping: what was applied is not read again
+
+    async def _rewind_to_applied(self) -> None:
+        """Every partition back to its first record not applied. aiokafka drains the partitions it fetched one
+        after another, moving each one's position as it goes: an error reading a later one loses the records it
+        had drained of the others, which the next fetch would pass over (and commit past)."""
+        assert self._consumer is not None
+        async with self._batch_lock:
+            await self._commit_pending()
+        for tp in self.assignment():
+            try:
+                position = self._done.get(tp)
+                if position is None:
+                    position = await self._consumer.committed(tp)
+                if position is None:
+                    await self._consumer.seek_to_beginning(tp)  # nothing applied yet: auto_offset_reset's start
+                else:
+                    self._consumer.seek(tp, position)
+            except (KafkaError, ValueError, AssertionError) as exc:  # given away meanwhile: its next owner reads it
+                log.warning("could not rewind a partition after a failed fetch", partition=f"{tp.topic}/{tp.partition}",
+                            error=repr(exc))
 
     async def _rewind_beyond_end(self, assigned: set[TopicPartition]) -> None:
         """Partitions committed past their log end are read from the beginning (see the module)."""
@@ -586,7 +623,7 @@ class ConsumerRunner:
                 self.healthy = True
                 return attempt + 1
             except Exception as exc:
-                unexplained = 0 if _transient(exc) or _broken_stage(exc) else unexplained + 1
+                unexplained = unexplained + 1 if _may_be_poison(exc) else 0
                 self.healthy = False
                 RETRIES.inc()
                 delay = backoff(attempt, cap=self._settings.retry_backoff_max_s)
@@ -600,19 +637,26 @@ class ConsumerRunner:
                     continue
 
     async def _apply_around_poison(self, records: Sequence[Record]) -> None:
-        """Each record alone, in log order, once the batch kept failing with an error no outage explains: a record
-        that fails alone so is dead-lettered (kind ``handler``), the others are applied. An outage or a broken
-        stage meanwhile raises, and the batch is retried as before (what was applied is in the inbox)."""
+        """Each record alone, in log order, once the batch kept failing with an error that may be about a record:
+        a record that fails alone so is dead-lettered (kind ``handler``), the others are applied. Any other error
+        meanwhile raises, and the batch is retried as before (what was applied is in the inbox); so does a batch
+        of several records every one of which fails with the same error that is not the database's word on a
+        value: a bug that fails every record alike is mended, not worked around by dead-lettering the stream."""
         poison: list[tuple[Record, Exception]] = []
+        applied = 0
         for record in records:
             try:
                 outputs = await self._applier.apply([record])
             except Exception as exc:
-                if _transient(exc) or _broken_stage(exc):
+                if not _may_be_poison(exc):
                     raise
                 poison.append((record, exc))
                 continue
+            applied += 1
             OUTPUTS.inc(await self._producer.send_all(outputs))
+        if not applied and len(poison) > 1 and _sqlstate(poison[0][1]) is None \
+                and len({type(exc) for _, exc in poison}) == 1:
+            raise poison[0][1]
         letters: list[Message] = []
         for record, exc in poison:
             error = error_text(exc)[:2000]

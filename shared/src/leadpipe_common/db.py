@@ -81,9 +81,10 @@ UNAVAILABLE: tuple[type[Exception], ...] = (OSError, DBAPIError, PoolTimeout, as
                                             asyncpg.InterfaceError)
 #: SQLSTATEs a retry may cure: the classes of connection exceptions (08), insufficient resources (53: too many
 #: connections, out of memory or disk), operator intervention (57: a statement cancelled or timed out, a
-#: shutdown, "cannot connect now"); a serialization failure, a deadlock, and lock_timeout's "lock not available".
+#: shutdown, "cannot connect now"); a serialization failure, a deadlock, lock_timeout's "lock not available", and
+#: a read-only transaction (a failover landed the connection on a standby; a managed Postgres nearly out of disk).
 _RETRY_CLASSES = ("08", "53", "57")
-_RETRY_CODES = frozenset({"40001", "40P01", "55P03"})
+_RETRY_CODES = frozenset({"40001", "40P01", "55P03", "25006"})
 #: OSErrors of files, which no wait cures and no database raises (a connection's are ConnectionError, timeouts,
 #: or a plain OSError naming what each address answered).
 _NOT_THE_DATABASE = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
@@ -107,14 +108,15 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
-#: asyncpg names a value it could not send ("invalid input for query argument $1: 'jo@example.com' (...)").
-_ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+[^:]*): .*? \(", re.DOTALL)
+#: asyncpg names a value it could not send, and its reason may quote it again ("invalid input for query argument
+#: $1: 'x' (invalid UUID 'x': ...)"): the rest of that line goes.
+_ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+)[^\n]*")
 
 
 def error_text(exc: BaseException) -> str:
     """``exc`` as a log line or a dead letter may carry it: what failed and where, never a value bound to a
     statement (leads' personal data; ``make_engine`` hides SQLAlchemy's parameters, this asyncpg's own)."""
-    return _ARGUMENT_VALUE.sub(r"\1 (", f"{type(exc).__name__}: {exc}")
+    return _ARGUMENT_VALUE.sub(r"\1 (its value not shown)", f"{type(exc).__name__}: {exc}")
 
 
 def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str] | None = None) -> AsyncEngine:
