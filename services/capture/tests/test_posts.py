@@ -201,6 +201,19 @@ async def test_an_unticked_checkbox_leaves_its_hidden_zero_as_refusal(client, pi
     assert pipeline.lead.contact.marketing_consent is False
 
 
+async def test_a_multipart_form_from_a_latin_1_page_is_refused_naming_the_field_as_a_url_encoded_one_is(
+        client, pipeline):
+    """Starlette reads a part that is not UTF-8 as latin-1, silently: jérôme@ was stored as the page's bytes read
+    in another charset (C1 controls and mojibake for cp1252's curly quotes and euro)."""
+    latin = await client.post(FORM, files=[("email", (None, "jérôme@example.fr".encode("latin-1"))),
+                                           ("first_name", (None, "Jérôme".encode("cp1252")))], headers=AS_JSON)
+    assert "is not UTF-8" in refused(latin, 422, "email")
+    utf8 = await client.post(FORM, files=[("email", (None, "jérôme@example.fr".encode())),
+                                          ("first_name", (None, "Jérôme".encode()))], headers=AS_JSON)
+    assert utf8.status_code == 202, utf8.text
+    assert (pipeline.lead.contact.email, pipeline.lead.contact.first_name) == ("jérôme@example.fr", "Jérôme")
+
+
 async def test_a_ticked_checkbox_after_its_hidden_zero_records_consent_in_a_multipart_form(client, pipeline):
     r = await client.post(FORM, files=[("marketing_consent", (None, "0")), ("marketing_consent", (None, "on")),
                                        ("email", (None, "a@example.com"))], headers=AS_JSON)

@@ -250,6 +250,11 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
     for k, v in form.multi_items():
         if isinstance(v, UploadFile):
             continue  # attachments are not part of a lead
+        # Starlette reads a text part that is not UTF-8 as latin-1, silently: a page in another charset would
+        # have its letters stored mangled. What was UTF-8 in the body is found there as such.
+        for text, name in ((k, None), (v, k)):
+            if not text.isascii() and text.encode("utf-8") not in body:
+                _decoded(text, "utf-8", name)  # raises the 422 a URL-encoded form gets
         fields[k] = v  # the last value wins, as in a URL-encoded form
     # http.RefuseNul leaves multipart bodies to us: a file's bytes may hold anything, its text fields not.
     if (where := nul_path(fields)) is not None:
