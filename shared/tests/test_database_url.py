@@ -51,6 +51,8 @@ def test_migrate_with_a_providers_url_says_the_database_is_unreachable_not_a_tra
     ("postgresql://u:s3cret@db.example.com/db?sslrootcert=/ca.pem", "set PGSSLROOTCERT"),
     ("postgresql://u:s3cret@db.example.com/db?sslmode=require&ssl=disable", "sslmode and ssl say different things"),
     ("postgresql://u:s3c@ret@db.example.com/db", "written %40"),
+    ("postgresql://u:s3cret@db.example.com/db?command_timeout=soon", "command_timeout='soon' is not a number"),
+    ("postgresql://u:s3cret@db.example.com/db?target_session_attrs=master", "target_session_attrs='master' is not"),
 ])
 def test_a_url_asyncpg_cannot_take_is_refused_naming_database_url_never_its_password(url, says):
     with pytest.raises(ValidationError) as refused:
@@ -79,3 +81,13 @@ async def test_a_url_with_sslmode_reaches_the_stacks_postgres(stack, mode):
         await db.ping(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("query", ["prepared_statement_cache_size=0", "command_timeout=30",
+                                   "target_session_attrs=read-write", "host=db1:5432&host=db2:5432"],
+                         ids=["pgbouncer", "statement-timeout", "primary-only", "two-servers"])
+def test_what_the_driver_takes_from_the_url_is_kept_in_it(query):
+    """A PgBouncer's prepared_statement_cache_size=0 or a failover pair of hosts stopped the start once the URL's
+    parameters were checked."""
+    settings = ServiceSettings(DATABASE_URL=f"postgresql://u:s3cret@/db?{query}")
+    assert settings.database_url.endswith(query)

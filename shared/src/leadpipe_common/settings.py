@@ -253,13 +253,35 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 _SSL_FILES = {"sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "sslcrl": "PGSSLCRL"}
 
 
+def _number(text: str, *, whole: bool, least: float) -> bool:
+    try:
+        return (int(text) if whole else float(text)) >= least
+    except ValueError:
+        return False
+
+
+#: Parameters SQLAlchemy's asyncpg dialect or asyncpg itself take from the URL as they are (text), each with its
+#: check: prepared_statement_cache_size (0 behind PgBouncer in transaction mode), command_timeout (seconds a
+#: statement may take), target_session_attrs (which server of several to use).
+_PASSED_ON = {
+    "prepared_statement_cache_size": lambda v: _number(v, whole=True, least=0),
+    "command_timeout": lambda v: _number(v, whole=False, least=1e-9),
+    "target_session_attrs": lambda v: v in ("any", "primary", "standby", "prefer-standby", "read-write", "read-only"),
+}
+_PASSED_ON_AS = {"prepared_statement_cache_size": "a whole number of 0 or more",
+                 "command_timeout": "a number of seconds above 0",
+                 "target_session_attrs": "one of any, primary, standby, prefer-standby, read-write, read-only"}
+
+
 def asyncpg_url(text: str) -> str:
     """``DATABASE_URL`` as SQLAlchemy's asyncpg dialect takes it, or a ValueError naming the variable (never
     echoing its value: it holds the password).
 
     The dialect hands every query parameter to ``asyncpg.connect`` as an argument: libpq's ``sslmode``, in the
     URL most providers give, failed every connection with a TypeError; it becomes asyncpg's ``ssl``, which
-    takes the same modes. Any other parameter would fail the same way, so it is refused here, at start.
+    takes the same modes. Several ``host`` parameters name servers to try in turn, and ``_PASSED_ON`` lists the
+    others the dialect or asyncpg take as text; any other parameter (libpq's own) would fail every connection,
+    so it is refused here, at start.
     """
     # Users paste the URL their Postgres provider gives them; the async
     # engine needs the asyncpg dialect spelled out.
@@ -280,13 +302,20 @@ def asyncpg_url(text: str) -> str:
         raise ValueError("DATABASE_URL: the host holds an @; an @ in the user or password is written %40")
     query = dict(url.query)
     for name, value in query.items():
+        if name == "host":  # ?host=a:5432&host=b:5432: several servers, tried in turn (failover)
+            continue
         if isinstance(value, tuple):
             raise ValueError(f"DATABASE_URL: {name} is given {len(value)} times")
         if name in _SSL_FILES:
             raise ValueError(f"DATABASE_URL: {name} is not taken in the URL; set {_SSL_FILES[name]} to the file "
                              "instead")
+        if name in _PASSED_ON:
+            if not _PASSED_ON[name](value):
+                raise ValueError(f"DATABASE_URL: {name}={value!r} is not {_PASSED_ON_AS[name]}")
+            continue
         if name not in ("sslmode", "ssl"):
-            raise ValueError(f"DATABASE_URL: unknown parameter {name!r} (only sslmode is taken)")
+            raise ValueError(f"DATABASE_URL: unknown parameter {name!r} (taken: sslmode, host, "
+                             f"{', '.join(_PASSED_ON)})")
         if value not in SSL_MODES:
             raise ValueError(f"DATABASE_URL: {name}={value!r} is not one of {', '.join(SSL_MODES)}")
     if "sslmode" not in query:
