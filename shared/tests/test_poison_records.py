@@ -5,8 +5,10 @@ import asyncio
 import uuid
 
 import asyncpg
+import pytest
 import sqlalchemy.exc
 from aiokafka import TopicPartition
+from aiokafka.errors import UnsupportedCodecError
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import POISON_AFTER, BatchApplier, ConsumerRunner, NotNow
@@ -118,15 +120,15 @@ class Fetches:
     header name that is not UTF-8 (having moved on the positions of the partitions it drained before that one), the
     later ones bring nothing."""
 
-    def __init__(self, stage: ConsumerRunner) -> None:
-        self.stage, self.polls = stage, 0
+    def __init__(self, stage: ConsumerRunner, error: Exception) -> None:
+        self.stage, self.polls, self.error = stage, 0, error
         self.applied, self.committed_only = TopicPartition(topics.SCORED, 0), TopicPartition(topics.FEEDBACK, 0)
         self.sought: dict[TopicPartition, int] = {}
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict:
         self.polls += 1
         if self.polls == 1:
-            raise UnicodeDecodeError("utf-8", b"\xff\xfe", 0, 1, "invalid start byte")
+            raise self.error
         if self.polls == 3:
             self.stage._stopping.set()
         return {}
@@ -144,11 +146,14 @@ class Fetches:
         return None
 
 
-async def test_a_fetch_aiokafka_cannot_read_is_retried_from_what_was_applied_not_the_end_of_the_loop():
+@pytest.mark.parametrize("error", [UnicodeDecodeError("utf-8", b"\xff\xfe", 0, 1, "invalid start byte"),
+                                   UnsupportedCodecError("Libraries for lz4 compression codec not found")],
+                         ids=["header-name-not-utf-8", "lz4-batch"])
+async def test_a_fetch_aiokafka_cannot_read_is_retried_from_what_was_applied_not_the_end_of_the_loop(error):
     """Ending the loop left the stage consuming nothing with /healthz fine; retrying from where aiokafka had moved
     the positions would pass over (and commit past) the records it drained of other partitions before failing."""
     stage, _ = runner(Handler(RuntimeError("unused"), set()))
-    stage._consumer = fetches = Fetches(stage)  # type: ignore[assignment]
+    stage._consumer = fetches = Fetches(stage, error)  # type: ignore[assignment]
     stage._done[fetches.applied] = 7  # applied up to offset 6
     async with asyncio.timeout(10):
         await stage._run()  # returns only because the third poll asked it to stop
@@ -168,9 +173,10 @@ async def test_a_database_gone_read_only_is_waited_out_never_taken_for_poison():
     assert sent.messages == []
 
 
-async def test_a_bug_that_fails_every_record_of_a_batch_alike_stops_the_stage_rather_than_dead_letter_them_all():
-    leads = [factories.enriched(f"{who}@example.com") for who in ("ada", "bo", "cy")]
-    handler = Handler(AttributeError("'NoneType' object has no attribute 'team'"), {lead.lead_id for lead in leads})
-    stage, sent = runner(handler)
-    assert await stopped_after(stage, handler, 4 * POISON_AFTER, batch_of(*leads)) == 0
-    assert sent.messages == []
+async def test_two_bad_records_alone_in_a_batch_are_both_dead_lettered_not_held_for_ever():
+    """What a redrive of several letters before the fix sends back: the stage must not stall on them."""
+    leads = [factories.enriched(f"{who}@example.com") for who in ("ada", "bo")]
+    stage, sent = runner(Handler(OverflowError("date value out of range"), {lead.lead_id for lead in leads}))
+    assert await stage._apply_with_retry(batch_of(*leads)) == POISON_AFTER + 1
+    assert [m.key for m in sent.messages if m.topic == topics.DEADLETTER] == [str(lead.lead_id).encode()
+                                                                              for lead in leads]

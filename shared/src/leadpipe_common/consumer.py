@@ -60,9 +60,8 @@ something outside it). A batch that fails ``POISON_AFTER`` times in a row with a
 record (the database's word on a value: SQLSTATE classes 22 and 23; or an error of the handler's own code) is
 then applied a record at a time, in log order: a record that fails alone so is dead-lettered (kind ``handler``,
 not recorded in the inbox, so a redrive after the fix applies it), and the others are applied as ever. Any other
-database error (a read-only standby, a missing table, no privilege) is retried however long, and so is a batch of
-several records that all fail alike with an error of the code's own (a bug is mended, not dead-lettered). Errors
-are logged and dead-lettered without the values bound to their statements (``db.error_text``). On partition revocation the
+database error (a read-only standby, a missing table, no privilege) is retried however long. Errors are logged and
+dead-lettered without the values bound to their statements (``db.error_text``). On partition revocation the
 runner finishes the batch in hand before giving partitions up. On
 ``stop`` it stops fetching (a poll waiting for records is cut short),
 finishes and commits the current batch, and leaves the group, each step
@@ -89,7 +88,7 @@ from typing import Any, Protocol
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy.exc import DBAPIError
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -379,6 +378,8 @@ class ConsumerRunner:
         self._committed_at = time.monotonic()
         #: Partitions assigned whose position is yet to be compared with the log end.
         self._unchecked: set[TopicPartition] = set()
+        #: Partitions to seek back to their first record not applied before the next fetch (a fetch failed).
+        self._rewind: set[TopicPartition] = set()
         self._trim = _trimmer()
         self._since_trim = 0
         self._pacer = FetchPacer(settings.fetch_batch_target, settings.fetch_min_wait_ms, settings.fetch_max_wait_ms,
@@ -463,6 +464,12 @@ class ConsumerRunner:
             if self._unchecked:
                 unchecked, self._unchecked = self._unchecked & self.assignment(), set()
                 await self._rewind_beyond_end(unchecked)
+            if self._rewind:
+                self._rewind = await self._rewind_to_applied(self._rewind & self.assignment())
+                if self._rewind:  # no fetch before every partition is back where it must be read from
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=backoff(fetch_failures, base=0.5, cap=5))
+                    continue
             self._polling = True
             try:
                 batch = await self._consumer.getmany(
@@ -476,18 +483,18 @@ class ConsumerRunner:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 break
             except Exception as exc:
-                # A KafkaError: the broker away. Anything else came out of aiokafka reading what it fetched (a
-                # header name that is not UTF-8 raises UnicodeDecodeError there): ending the loop would leave the
-                # stage consuming nothing with /healthz still fine, so it is retried like an outage, unready,
-                # and logged as the error it is.
+                # A KafkaError: the broker away, or a record batch aiokafka cannot read (a codec it lacks, a bad
+                # CRC). Anything else came out of aiokafka reading what it fetched too (a header name that is not
+                # UTF-8 raises UnicodeDecodeError there): ending the loop would leave the stage consuming nothing
+                # with /healthz still fine, so it is retried like an outage, unready, logged as the error it is,
+                # from where each partition must be read (``_rewind_to_applied``).
                 self._polling = False  # a back-off is no poll: stop must not cancel it, it ends the wait instead
                 self.healthy = False
                 delay = backoff(fetch_failures, base=0.5, cap=5)
                 fetch_failures += 1
                 (log.warning if isinstance(exc, KafkaError) else log.error)(
                     "fetch failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 2))
-                if not isinstance(exc, KafkaError):
-                    await self._rewind_to_applied()
+                self._rewind = set(self.assignment())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 continue
@@ -519,25 +526,32 @@ class ConsumerRunner:
         async with self._batch_lock:
             await self._commit_pending()  # stopping: what was applied is not read again
 
-    async def _rewind_to_applied(self) -> None:
-        """Every partition back to its first record not applied. aiokafka drains the partitions it fetched one
-        after another, moving each one's position as it goes: an error reading a later one loses the records it
-        had drained of the others, which the next fetch would pass over (and commit past)."""
+    async def _rewind_to_applied(self, partitions: set[TopicPartition]) -> set[TopicPartition]:
+        """``partitions`` back to their first record not applied; returns those it could not rewind yet (the
+        broker away), to be rewound before the next fetch.
+
+        aiokafka drains the partitions it fetched one after another, moving each one's position as it goes: an
+        error reading a later one (an outage's, or a record it cannot read) loses the records it had drained of
+        the others, which the next fetch would pass over, and the next commit commit past."""
         assert self._consumer is not None
-        async with self._batch_lock:
-            await self._commit_pending()
-        for tp in self.assignment():
+        left: set[TopicPartition] = set()
+        for tp in partitions:
             try:
                 position = self._done.get(tp)
+                if position is None:  # nothing applied of it in this process: where it was assigned at
+                    async with asyncio.timeout(min(5.0, self._settings.session_timeout_ms / 1000)):
+                        position = await self._consumer.committed(tp)
                 if position is None:
-                    position = await self._consumer.committed(tp)
-                if position is None:
-                    await self._consumer.seek_to_beginning(tp)  # nothing applied yet: auto_offset_reset's start
+                    await self._consumer.seek_to_beginning(tp)  # auto_offset_reset's start, as when it was assigned
                 else:
                     self._consumer.seek(tp, position)
-            except (KafkaError, ValueError, AssertionError) as exc:  # given away meanwhile: its next owner reads it
-                log.warning("could not rewind a partition after a failed fetch", partition=f"{tp.topic}/{tp.partition}",
-                            error=repr(exc))
+            except IllegalStateError:
+                pass  # given away meanwhile: its next owner reads it from what was committed
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("could not rewind a partition after a failed fetch; trying again before the next one",
+                            partition=f"{tp.topic}/{tp.partition}", error=repr(exc))
+                left.add(tp)
+        return left
 
     async def _rewind_beyond_end(self, assigned: set[TopicPartition]) -> None:
         """Partitions committed past their log end are read from the beginning (see the module)."""
@@ -639,11 +653,12 @@ class ConsumerRunner:
     async def _apply_around_poison(self, records: Sequence[Record]) -> None:
         """Each record alone, in log order, once the batch kept failing with an error that may be about a record:
         a record that fails alone so is dead-lettered (kind ``handler``), the others are applied. Any other error
-        meanwhile raises, and the batch is retried as before (what was applied is in the inbox); so does a batch
-        of several records every one of which fails with the same error that is not the database's word on a
-        value: a bug that fails every record alike is mended, not worked around by dead-lettering the stream."""
+        meanwhile raises, and the batch is retried as before (what was applied is in the inbox).
+
+        A release whose handler fails on every record dead-letters them all, one batch after another, as the
+        poison they look like from here (a batch alone cannot tell a bug from two bad records, and holding the
+        stage on two bad records is what this is for): after the fix, ``leadpipe-redrive --kind handler``."""
         poison: list[tuple[Record, Exception]] = []
-        applied = 0
         for record in records:
             try:
                 outputs = await self._applier.apply([record])
@@ -652,11 +667,7 @@ class ConsumerRunner:
                     raise
                 poison.append((record, exc))
                 continue
-            applied += 1
             OUTPUTS.inc(await self._producer.send_all(outputs))
-        if not applied and len(poison) > 1 and _sqlstate(poison[0][1]) is None \
-                and len({type(exc) for _, exc in poison}) == 1:
-            raise poison[0][1]
         letters: list[Message] = []
         for record, exc in poison:
             error = error_text(exc)[:2000]
