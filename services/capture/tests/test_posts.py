@@ -214,6 +214,29 @@ async def test_a_multipart_form_from_a_latin_1_page_is_refused_naming_the_field_
     assert (pipeline.lead.contact.email, pipeline.lead.contact.first_name) == ("jérôme@example.fr", "Jérôme")
 
 
+def multipart(charset: str, **fields: str) -> tuple[bytes, dict[str, str]]:
+    """A multipart body whose Content-Type names its charset, as a Java or .NET client may send it."""
+    parts = b"".join(b'--XX\r\nContent-Disposition: form-data; name="' + name.encode() + b'"\r\n\r\n'
+                     + value.encode(charset) + b"\r\n" for name, value in fields.items())
+    return parts + b"--XX--\r\n", {**AS_JSON, "content-type": f"multipart/form-data; boundary=XX; charset={charset}"}
+
+
+@pytest.mark.parametrize(("charset", "company"), [("windows-1252", "Café €"), ("koi8-r", "Иван"),
+                                                  ("iso-8859-1", "Jérôme")])
+async def test_a_multipart_form_naming_its_charset_is_read_in_it(client, pipeline, charset, company):
+    body, headers = multipart(charset, email="a@example.com", company=company)
+    r = await client.post(FORM, content=body, headers=headers)
+    assert r.status_code == 202, r.text
+    assert pipeline.lead.contact.company == company
+
+
+async def test_a_multipart_part_not_in_the_charset_its_form_names_is_refused_naming_it(client):
+    body, headers = multipart("latin-1", email="a@example.com", company="Café")  # sent as latin-1 ...
+    r = await client.post(FORM, content=body, headers={**headers, "content-type": headers["content-type"].replace(
+        "latin-1", "shift_jis")})  # ... saying Shift JIS
+    assert "is not shift_jis" in refused(r, 422, "company")
+
+
 async def test_a_ticked_checkbox_after_its_hidden_zero_records_consent_in_a_multipart_form(client, pipeline):
     r = await client.post(FORM, files=[("marketing_consent", (None, "0")), ("marketing_consent", (None, "on")),
                                        ("email", (None, "a@example.com"))], headers=AS_JSON)

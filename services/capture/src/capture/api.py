@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 from urllib.parse import parse_qsl
 
 import structlog
@@ -240,6 +240,7 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
             # Some codecs decode to U+0000 from bytes the shared NUL check does not read as one.
             raise Problem(422, "the lead was not accepted", [FieldProblem(where, NUL_REASON)])
         return fields
+    charset = _charset(request)  # Starlette reads the parts in it (415 for one capture cannot read)
     try:
         form = await request.form(max_files=10, max_fields=200)
     except HTTPException:
@@ -250,11 +251,11 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
     for k, v in form.multi_items():
         if isinstance(v, UploadFile):
             continue  # attachments are not part of a lead
-        # Starlette reads a text part that is not UTF-8 as latin-1, silently: a page in another charset would
-        # have its letters stored mangled. What was UTF-8 in the body is found there as such.
+        # Starlette reads a text part that is not in the form's charset as latin-1, silently: a page in another
+        # charset would have its letters stored mangled. What was in that charset in the body is found there.
         for text, name in ((k, None), (v, k)):
-            if not text.isascii() and text.encode("utf-8") not in body:
-                _decoded(text, "utf-8", name)  # raises the 422 a URL-encoded form gets
+            if not text.isascii() and not _sent_as(text, charset, body):
+                _not_in(charset, name if name is not None else text)
         fields[k] = v  # the last value wins, as in a URL-encoded form
     # http.RefuseNul leaves multipart bodies to us: a file's bytes may hold anything, its text fields not.
     if (where := nul_path(fields)) is not None:
@@ -287,11 +288,22 @@ def _decoded(raw: str, charset: str, name: str | None) -> str:
     try:
         return data.decode(charset)
     except UnicodeDecodeError:
-        field = name if name is not None else data.decode(charset, "backslashreplace")
-        label = "UTF-8" if charset == "utf-8" else charset
-        raise Problem(422, f"the form was not sent as {label}", [FieldProblem(
-            field, f"is not {label}: the page must send its form as UTF-8 (accept-charset=\"UTF-8\" on the "
-                   f"<form>, or <meta charset=\"utf-8\"> on the page)")]) from None
+        _not_in(charset, name if name is not None else data.decode(charset, "backslashreplace"))
+
+
+def _sent_as(text: str, charset: str, body: bytes) -> bool:
+    """Whether ``text`` is in ``body`` as ``charset`` writes it."""
+    try:
+        return text.encode(charset) in body
+    except UnicodeEncodeError:
+        return False
+
+
+def _not_in(charset: str, field: str) -> NoReturn:
+    label = "UTF-8" if charset == "utf-8" else charset
+    raise Problem(422, f"the form was not sent as {label}", [FieldProblem(
+        field, f"is not {label}: the page must send its form as UTF-8 (accept-charset=\"UTF-8\" on the "
+               f"<form>, or <meta charset=\"utf-8\"> on the page)")])
 
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
