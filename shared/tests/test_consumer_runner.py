@@ -128,6 +128,38 @@ async def test_a_record_its_handler_fails_on_for_good_is_dead_lettered_and_the_p
         await drop_schema(engine, name)
 
 
+@pytest.mark.parametrize("compression", ["lz4", "snappy", "zstd"])
+async def test_records_another_client_compressed_are_read(stack, bootstrap, compression):
+    """A sales tool may produce its feedback compressed: aiokafka without the codec failed every fetch of it."""
+    name = f"runner_{uuid.uuid4().hex[:8]}"
+    source = f"test.{name}.in"
+    await create_topics(bootstrap, [source])
+    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url)
+    seen: list[uuid.UUID] = []
+
+    async def handle_lead_captured(uow, batch):
+        seen.extend(env.data.lead_id for env in batch)
+        return {}
+
+    producer = Producer(settings, client_id=name)
+    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
+                           unit_of_work=lambda: MemoryUnitOfWork(object()))
+    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source], applier=applier,
+                            producer=producer)
+    await producer.start()
+    await runner.start()
+    try:
+        leads = [factories.captured(f"{i}@example.com") for i in range(3)]
+        await produce(bootstrap, [factories.message(source, lead) for lead in leads], compression=compression)
+        async with asyncio.timeout(30):
+            while len(seen) < 3:
+                await asyncio.sleep(0.1)
+        assert sorted(seen) == sorted(lead.lead_id for lead in leads)  # keys spread over partitions: any order
+    finally:
+        await runner.stop()
+        await producer.stop()
+
+
 async def drop_schema(engine, name: str) -> None:  # noqa: ANN001
     """A test's own schema goes with it: against a DATABASE_URL of the user's, nothing is left behind."""
     async with engine.begin() as conn:

@@ -95,8 +95,10 @@ def _record(r: Any) -> Record:
                   headers={k: v.decode(errors="replace") for k, v in r.headers})
 
 
-async def produce(bootstrap: str, messages: list[Message]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+async def produce(bootstrap: str, messages: list[Message], compression: str | None = None) -> None:
+    """``messages`` on the broker, as another client would send them (``compression``: lz4, snappy, zstd, gzip)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
+                                compression_type=compression)
     await producer.start()
     try:
         futures = [
