@@ -145,6 +145,9 @@ class Fetches:
     def highwater(self, tp: TopicPartition) -> None:
         return None
 
+    async def end_offsets(self, partitions: list) -> dict:
+        return {tp: 10_000 for tp in partitions}
+
 
 @pytest.mark.parametrize("error", [UnicodeDecodeError("utf-8", b"\xff\xfe", 0, 1, "invalid start byte"),
                                    UnsupportedCodecError("Libraries for lz4 compression codec not found")],
@@ -180,3 +183,28 @@ async def test_two_bad_records_alone_in_a_batch_are_both_dead_lettered_not_held_
     assert await stage._apply_with_retry(batch_of(*leads)) == POISON_AFTER + 1
     assert [m.key for m in sent.messages if m.topic == topics.DEADLETTER] == [str(lead.lead_id).encode()
                                                                               for lead in leads]
+
+
+class LostLog(Fetches):
+    """The broker lost its log (the embedded one restarting): the committed offset lies past the log's end."""
+
+    async def committed(self, tp: TopicPartition) -> int:
+        return 5000
+
+    async def end_offsets(self, partitions: list) -> dict:
+        return {tp: 0 for tp in partitions}
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self.sought[tp] = 0
+
+
+async def test_a_failed_fetch_does_not_undo_reading_a_partition_whose_log_was_lost_from_its_start():
+    """The rewind sent a partition nothing was applied of back to its committed offset, past the new log's end:
+    the records written since waited unread, then were committed past."""
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    stage._consumer = fetches = LostLog(stage, UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"))  # type: ignore[assignment]
+    stage._done[fetches.applied] = 7
+    async with asyncio.timeout(10):
+        await stage._run()
+    assert fetches.sought == {fetches.applied: 7, fetches.committed_only: 0}

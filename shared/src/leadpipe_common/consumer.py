@@ -461,15 +461,17 @@ class ConsumerRunner:
         self.healthy = True
         fetch_failures = 0
         while not self._stopping.is_set():
-            if self._unchecked:
-                unchecked, self._unchecked = self._unchecked & self.assignment(), set()
-                await self._rewind_beyond_end(unchecked)
             if self._rewind:
                 self._rewind = await self._rewind_to_applied(self._rewind & self.assignment())
                 if self._rewind:  # no fetch before every partition is back where it must be read from
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=backoff(fetch_failures, base=0.5, cap=5))
                     continue
+            # After the rewind: a partition it sent back to its committed offset is checked against its log end
+            # again (a broker that lost its log), as when it was assigned.
+            if self._unchecked:
+                unchecked, self._unchecked = self._unchecked & self.assignment(), set()
+                await self._rewind_beyond_end(unchecked)
             self._polling = True
             try:
                 batch = await self._consumer.getmany(
@@ -545,6 +547,8 @@ class ConsumerRunner:
                     await self._consumer.seek_to_beginning(tp)  # auto_offset_reset's start, as when it was assigned
                 else:
                     self._consumer.seek(tp, position)
+                if tp not in self._done:  # where it was assigned at: past its log end, it is read from the start
+                    self._unchecked.add(tp)
             except IllegalStateError:
                 pass  # given away meanwhile: its next owner reads it from what was committed
             except (KafkaError, TimeoutError) as exc:
