@@ -128,3 +128,14 @@ def test_an_accounts_file_in_another_encoding_than_utf8_is_refused_not_read_with
     files.accounts.write_bytes(files.accounts.read_text().encode() + "müller.de,Müller GmbH,ana\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"accounts\.csv: not UTF-8 \(byte \d+\); save it as UTF-8"):
         files.load()
+
+
+def test_checking_country_codes_loads_no_country_calendar_a_rep_does_not_name():
+    """holidays' list of countries imports all 279 calendars: 8 MB more in every routing process."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, routing.app, routing.domain.reference; "
+                             "print(sum(m.startswith('holidays.countries.') for m in sys.modules))"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "0"

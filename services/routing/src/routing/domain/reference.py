@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+from holidays import registry as holidays_registry
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -112,7 +113,9 @@ class TeamRule(_Strict):
 
 
 #: ISO 3166-1 alpha-2, and XK (Kosovo): not ISO's, but what enrichment gives for a Kosovan phone number.
-_COUNTRY_CODES = frozenset(holidays.list_supported_countries(include_aliases=False))
+#: Read from the holidays package's registry, which names every country without importing its module:
+#: list_supported_countries imports all 279 of them (+8 MB in every routing process, whose reps may name none).
+_COUNTRY_CODES = frozenset(codes[1] for codes in holidays_registry.COUNTRIES.values())
 
 
 class Territories(_Strict):
