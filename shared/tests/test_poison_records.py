@@ -162,6 +162,7 @@ async def test_a_fetch_aiokafka_cannot_read_is_retried_from_what_was_applied_not
         await stage._run()  # returns only because the third poll asked it to stop
     assert fetches.polls == 3
     assert fetches.sought == {fetches.applied: 7, fetches.committed_only: 3}
+    assert stage.healthy  # ready again once fetches answer, with no record to apply
 
 
 async def test_a_database_gone_read_only_is_waited_out_never_taken_for_poison():

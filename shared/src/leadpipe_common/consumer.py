@@ -502,6 +502,8 @@ class ConsumerRunner:
                 continue
             finally:
                 self._polling = False
+            # The broker answers again: an idle stage is ready without waiting for a record to apply.
+            self.healthy = True
             fetch_failures = 0
             fetched = sum(len(records) for records in batch.values())
             self._since_trim += fetched
