@@ -235,6 +235,9 @@ async def test_events_wait_while_a_stored_subscription_cannot_be_opened_and_are_
             assert of_lead(received(stack), lead["lead_id"]) == []
             assert (await delivery.get("/v1/deliveries", params={"lead_id": lead["lead_id"]})).json() == []
 
+            listed = {sub["id"]: sub for sub in (await delivery.get("/v1/subscriptions")).json()}
+            assert listed["sealed-away"]["opened"] is False and listed["sealed-away"]["signing_secrets"] == 0
+            assert all(sub["opened"] for sub_id, sub in listed.items() if sub_id != "sealed-away")
             rotation = await delivery.post("/v1/subscriptions/sealed-away/secrets", json={})
             assert rotation.status_code == 409 and "sealed with another key" in rotation.json()["error"]
             assert (await delivery.delete("/v1/subscriptions/sealed-away")).status_code == 200

@@ -68,6 +68,9 @@ class SubscriptionState(BaseModel):
     signing_secrets: int
     #: A receiver answered 410 Gone: nothing is sent until it is switched back on.
     disabled: bool
+    #: False: made through the API and sealed with another key than this process has (DELIVERY_SECRETS_KEY, or
+    #: LEADPIPE_SESSION_SECRET's): delivery consumes nothing until the key is back or it is deleted.
+    opened: bool = True
 
 
 def _state(sub: Subscription, book: SubscriptionBook, off: set[str]) -> dict[str, Any]:
@@ -76,15 +79,26 @@ def _state(sub: Subscription, book: SubscriptionBook, off: set[str]) -> dict[str
             "source": book.source(sub.id), "signing_secrets": len(sub.secrets), "disabled": sub.id in off}
 
 
+def _unopened_state(row: dict[str, Any], off: set[str]) -> dict[str, Any]:
+    """A stored subscription this process cannot open, as far as it can be told without its secrets."""
+    return {"id": row["id"], "url": row["url"], "events": sorted(row["events"]),
+            "filter": {k: sorted(v) if isinstance(v, list) else [v] for k, v in (row["filter"] or {}).items()},
+            "retry_hours": row["retry_hours"], "source": "api", "signing_secrets": 0, "disabled": row["id"] in off,
+            "opened": False}
+
+
 @router.get("/v1/subscriptions", summary="The subscriptions in force (never their secrets)",
             response_model=list[SubscriptionState], dependencies=[needs("admin")])
 async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
     book = rt.context.subscriptions
     async with rt.unit_of_work() as uow:
-        if book.box is not None:  # this process may not have seen another's change yet
-            book.load(await uow.store.api_subscriptions(), rt.context.clock())
+        rows = await uow.store.api_subscriptions()
+        if book.box is not None or rows:  # this process may not have seen another's change yet
+            book.load(rows, rt.context.clock())
         off = await uow.store.disabled_ids()
-    return [_state(s, book, off) for s in book.values()]
+    # Those it cannot open are listed too: an operator finds here what holds delivery back, not only in its log.
+    unopened = [_unopened_state(row, off) for row in rows if row["id"] in set(book.unopened)]
+    return [*(_state(s, book, off) for s in book.values()), *unopened]
 
 
 class NewSubscription(BaseModel):
