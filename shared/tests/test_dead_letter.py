@@ -68,6 +68,10 @@ def test_a_letter_sent_back_is_the_original_record_and_one_without_its_value_is_
                            value=b"x" * MAX_REQUEST_SIZE, headers=(), kind="rejected", error="e", stage="scoring",
                            at=AT)
     assert read_back(big).original() is None and not read_back(big).whole
+    # A record aiokafka could not read has no bytes to send back: an empty record would be a new poison one.
+    [unreadable] = dead_letter(record_topic=topics.ENRICHED, partition=1, offset=7, key=None, value=None, headers=(),
+                               kind="unreadable", error="UnicodeDecodeError", stage="scoring", at=AT)
+    assert read_back(unreadable).original() is None and not read_back(unreadable).whole
 
 
 def test_headers_without_a_value_are_as_if_absent_in_a_letter_and_in_the_inbox_copy_of_it():

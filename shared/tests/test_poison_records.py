@@ -209,3 +209,78 @@ async def test_a_failed_fetch_does_not_undo_reading_a_partition_whose_log_was_lo
     async with asyncio.timeout(10):
         await stage._run()
     assert fetches.sought == {fetches.applied: 7, fetches.committed_only: 0}
+
+
+class OneUnreadable:
+    """Two partitions as aiokafka reads them: a regular fetch drains ``good`` (moving its position), then fails on
+    ``bad``'s second record, which it cannot read; a fetch of one partition gives a record at a time."""
+
+    def __init__(self, stage: ConsumerRunner) -> None:
+        self.stage = stage
+        self.good, self.bad = TopicPartition(topics.ENRICHED, 0), TopicPartition(topics.ENRICHED, 1)
+        leads = {tp: [factories.enriched(f"{tp.partition}.{i}@example.com") for i in range(3)]
+                 for tp in (self.good, self.bad)}
+        self.log = {tp: [factories.consumed(factories.message(topics.ENRICHED, lead), i, partition=tp.partition)
+                         for i, lead in enumerate(leads[tp])] for tp in leads}
+        for records in self.log.values():
+            for record in records:
+                record.timestamp = 0  # ms since the epoch, as aiokafka's records carry it
+        self.unreadable = (self.bad, 1)
+        self.positions = {self.good: 0, self.bad: 0}
+        self.quiet = 0
+
+    def _read(self, tp: TopicPartition, most: int) -> list:
+        out = []
+        while len(out) < most and self.positions[tp] < len(self.log[tp]):
+            if (tp, self.positions[tp]) == self.unreadable:
+                raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+            out.append(self.log[tp][self.positions[tp]])
+            self.positions[tp] += 1
+        return out
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int, max_records: int) -> dict:
+        got = {}
+        for tp in partitions or (self.good, self.bad):
+            if records := self._read(tp, max_records - sum(map(len, got.values()))):
+                got[tp] = records
+        if not got and not partitions:
+            self.quiet += 1
+            if self.quiet == 2:
+                self.stage._stopping.set()
+        return got
+
+    def assignment(self) -> set:
+        return {self.good, self.bad}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    async def committed(self, tp: TopicPartition) -> int:
+        return 0
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
+
+    def highwater(self, tp: TopicPartition) -> None:
+        return None
+
+    async def end_offsets(self, partitions: list) -> dict:
+        return {tp: len(self.log[tp]) for tp in partitions}
+
+    async def commit(self, offsets: dict) -> None:
+        self.committed_at = dict(offsets)
+
+
+async def test_a_record_aiokafka_cannot_read_is_passed_over_with_a_letter_naming_where_it_is_not_a_stalled_stage():
+    """Every partition is fetched again after a failed fetch: one unreadable record held them all for ever."""
+    stage, sent = runner(Handler(RuntimeError("unused"), set()))
+    stage._consumer = log = OneUnreadable(stage)  # type: ignore[assignment]
+    async with asyncio.timeout(30):
+        await stage._run()
+    applied = sorted(m.key for m in sent.messages if m.topic == "test.out")
+    everyone_else = [r for tp in (log.good, log.bad) for i, r in enumerate(log.log[tp]) if (tp, i) != log.unreadable]
+    assert applied == sorted(r.key for r in everyone_else)
+    [letter] = [m for m in sent.messages if m.topic == topics.DEADLETTER]
+    assert (letter.header("dlq.error.kind"), letter.header("dlq.source.partition"), letter.header("dlq.source.offset"),
+            letter.value) == ("unreadable", "1", "1", b"")
+    assert log.committed_at == {log.good: 3, log.bad: 3}  # past it, once the stage stops

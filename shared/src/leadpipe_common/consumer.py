@@ -61,7 +61,10 @@ record (the database's word on a value: SQLSTATE classes 22 and 23; or an error 
 then applied a record at a time, in log order: a record that fails alone so is dead-lettered (kind ``handler``,
 not recorded in the inbox, so a redrive after the fix applies it), and the others are applied as ever. Any other
 database error (a read-only standby, a missing table, no privilege) is retried however long. Errors are logged and
-dead-lettered without the values bound to their statements (``db.error_text``). On partition revocation the
+dead-lettered without the values bound to their statements (``db.error_text``). A record the Kafka client cannot
+read at all (a bad CRC, a codec, a header name that is not UTF-8) fails every fetch of every partition; after
+``UNREADABLE_AFTER`` such fetches it is looked for partition by partition and passed over, the records before it
+applied, with a dead letter (kind ``unreadable``) naming its topic, partition and offset and holding no bytes. On partition revocation the
 runner finishes the batch in hand before giving partitions up. On
 ``stop`` it stops fetching (a poll waiting for records is cut short),
 finishes and commits the current batch, and leaves the group, each step
@@ -88,7 +91,8 @@ from typing import Any, Protocol
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (CommitFailedError, CorruptRecordException, IllegalStateError, InvalidMessageError,
+                             KafkaError, UnsupportedCodecError)
 from sqlalchemy.exc import DBAPIError
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -227,6 +231,17 @@ POISON_AFTER = 5
 #: empty the stage's input into the dead-letter topic, so such a batch is retried, the stage unready, however
 #: long.
 _DATA_CLASSES = frozenset({"22", "23"})
+
+
+#: Fetches in a row failing on a record aiokafka cannot read before the record is looked for and passed over.
+UNREADABLE_AFTER = 3
+
+
+def _unreadable(exc: BaseException) -> bool:
+    """Whether a failed fetch failed on a record's bytes (a bad CRC, a codec, a header name that is not UTF-8),
+    not on the broker."""
+    return not isinstance(exc, KafkaError) or isinstance(exc, (CorruptRecordException, InvalidMessageError,
+                                                                UnsupportedCodecError))
 
 
 def _transient(exc: BaseException) -> bool:
@@ -459,7 +474,7 @@ class ConsumerRunner:
     async def _run(self) -> None:
         assert self._consumer is not None
         self.healthy = True
-        fetch_failures = 0
+        fetch_failures = unreadable = 0
         while not self._stopping.is_set():
             if self._rewind:
                 self._rewind = await self._rewind_to_applied(self._rewind & self.assignment())
@@ -472,7 +487,16 @@ class ConsumerRunner:
             if self._unchecked:
                 unchecked, self._unchecked = self._unchecked & self.assignment(), set()
                 await self._rewind_beyond_end(unchecked)
-            self._polling = True
+            if unreadable >= UNREADABLE_AFTER:
+                # Every partition is fetched again after each failure, so one record aiokafka cannot read would
+                # hold them all: it is looked for, partition by partition, and passed over.
+                unreadable = 0
+                try:
+                    await self._pass_over_unreadable()
+                except Exception as exc:  # the broker away meanwhile, say: the regular fetch goes on failing
+                    log.warning("could not look for the record that cannot be read", error=repr(exc))
+                    self._rewind = set(self.assignment())
+                    continue
             try:
                 batch = await self._consumer.getmany(
                     timeout_ms=self._settings.batch_timeout_ms,
@@ -497,6 +521,7 @@ class ConsumerRunner:
                 (log.warning if isinstance(exc, KafkaError) else log.error)(
                     "fetch failed; retrying", error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 2))
                 self._rewind = set(self.assignment())
+                unreadable = unreadable + 1 if _unreadable(exc) else 0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 continue
@@ -504,7 +529,7 @@ class ConsumerRunner:
                 self._polling = False
             # The broker answers again: an idle stage is ready without waiting for a record to apply.
             self.healthy = True
-            fetch_failures = 0
+            fetch_failures = unreadable = 0
             fetched = sum(len(records) for records in batch.values())
             self._since_trim += fetched
             self._pace(self._pacer.observe(fetched, time.monotonic()))
@@ -558,6 +583,43 @@ class ConsumerRunner:
                             partition=f"{tp.topic}/{tp.partition}", error=repr(exc))
                 left.add(tp)
         return left
+
+    async def _pass_over_unreadable(self) -> None:
+        """Find the record aiokafka cannot read, each partition read alone a record at a time from where it must be
+        read, and move past it: the records before it on its partition are applied as any batch, and a dead letter
+        (kind ``unreadable``) names its topic, partition and offset; its bytes could not be read, so the letter
+        holds none. Partitions that read well are sought back for the regular fetch."""
+        assert self._consumer is not None
+        for tp in sorted(self.assignment(), key=lambda t: (t.topic, t.partition)):
+            start = await self._consumer.position(tp)
+            read: list[Record] = []
+            try:
+                # It lies within one batch's reach of the position: a regular fetch would have got past it else.
+                while len(read) <= self._settings.batch_max_records:
+                    got = await self._consumer.getmany(tp, timeout_ms=self._settings.batch_timeout_ms, max_records=1)
+                    if not got.get(tp):
+                        break
+                    read += got[tp]
+            except Exception as exc:
+                if not _unreadable(exc):
+                    raise
+                at = await self._consumer.position(tp)
+                async with self._batch_lock:
+                    if read:
+                        if not await self._apply_with_retry({tp: read}):
+                            return  # stopping: read again later
+                        self._uncommitted[tp] = self._done[tp] = read[-1].offset + 1
+                    error = f"aiokafka cannot read it: {type(exc).__name__}: {exc}"[:2000]
+                    DEADLETTERED.labels("unreadable").inc()
+                    log.error("passing over a record that cannot be read", topic=tp.topic, partition=tp.partition,
+                              offset=at, error=error)
+                    OUTPUTS.inc(await self._producer.send_all(dead_letter(
+                        record_topic=tp.topic, partition=tp.partition, offset=at, key=None, value=None, headers=(),
+                        kind="unreadable", error=error, stage=self._service, at=datetime.now(UTC))))
+                    self._consumer.seek(tp, at + 1)
+                    self._uncommitted[tp] = self._done[tp] = at + 1
+                return
+            self._consumer.seek(tp, start)
 
     async def _rewind_beyond_end(self, assigned: set[TopicPartition]) -> None:
         """Partitions committed past their log end are read from the beginning (see the module)."""

@@ -45,7 +45,7 @@ from leadpipe_common.settings import KafkaSettings
 
 GROUP = "leadpipe-redrive"
 #: The kinds of error a dead letter names (``dlq.error.kind``).
-KINDS = ("undecodable", "schema", "rejected", "handler")
+KINDS = ("undecodable", "schema", "rejected", "handler", "unreadable")
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,9 @@ class DeadLetter:
 
     @property
     def whole(self) -> bool:
-        """Whether it carries the original's value and headers (see ``consumer.dead_letter``)."""
-        return self.header("dlq.value.dropped") is None
+        """Whether it carries the original's value and headers (see ``consumer.dead_letter``): not when they were
+        too big, or could not be read at all (kind ``unreadable``)."""
+        return self.header("dlq.value.dropped") is None and self.header("dlq.error.kind") != "unreadable"
 
     def original(self) -> Message | None:
         source = self.header("dlq.source.topic")
@@ -130,6 +131,12 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                     if not selected(letter, stage, kind):
                         tally["skipped"] += 1
                         continue
+                    if letter.header("dlq.error.kind") == "unreadable":
+                        say(f"not sent: the original could not be read; it is "
+                            f"{letter.header('dlq.source.topic')}/{letter.header('dlq.source.partition')} at offset "
+                            f"{letter.header('dlq.source.offset')}")
+                        tally["unreadable"] += 1
+                        continue
                     if not letter.whole:
                         say(f"not sent: too big for a dead letter; the original is "
                             f"{letter.header('dlq.source.topic')}/{letter.header('dlq.source.partition')} at offset "
@@ -167,7 +174,7 @@ cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0].split(": ", 
 @cli.command()
 def main(
     stage: str | None = typer.Option(None, help="only records dead-lettered by this service (e.g. scoring)"),
-    kind: str | None = typer.Option(None, help="only this kind of error: undecodable, schema, rejected or handler"),
+    kind: str | None = typer.Option(None, help="only this kind of error: undecodable, schema, rejected, handler or unreadable"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be sent; send nothing"),
 ) -> None:
     """Send dead-lettered records back to their source topics, once each.
