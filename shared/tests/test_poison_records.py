@@ -284,3 +284,31 @@ async def test_a_record_aiokafka_cannot_read_is_passed_over_with_a_letter_naming
     assert (letter.header("dlq.error.kind"), letter.header("dlq.source.partition"), letter.header("dlq.source.offset"),
             letter.value) == ("unreadable", "1", "1", b"")
     assert log.committed_at == {log.good: 3, log.bad: 3}  # past it, once the stage stops
+
+
+class Waiting:
+    """A consumer whose poll waits a minute for records that never come."""
+
+    def __init__(self) -> None:
+        self.polling = asyncio.Event()
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict:
+        self.polling.set()
+        await asyncio.sleep(60)
+        return {}
+
+    def assignment(self) -> set:
+        return set()
+
+    async def stop(self) -> None:
+        pass
+
+
+async def test_a_stop_cuts_a_waiting_poll_short_rather_than_wait_out_its_timeout():
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    stage._consumer = waiting = Waiting()  # type: ignore[assignment]
+    stage._task = asyncio.create_task(stage._run())
+    await waiting.polling.wait()
+    async with asyncio.timeout(5):  # the poll alone would take 60 s
+        await stage.stop()
+    assert stage._task.done()

@@ -497,6 +497,7 @@ class ConsumerRunner:
                     log.warning("could not look for the record that cannot be read", error=repr(exc))
                     self._rewind = set(self.assignment())
                     continue
+            self._polling = True
             try:
                 batch = await self._consumer.getmany(
                     timeout_ms=self._settings.batch_timeout_ms,
