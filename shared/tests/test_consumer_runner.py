@@ -23,18 +23,41 @@ from leadpipe_common.uow import MemoryUnitOfWork, SqlUnitOfWork
 pytestmark = pytest.mark.asyncio
 
 
-async def test_a_rejected_event_is_dead_lettered_and_applied_once_after_the_fix(stack, bootstrap):
-    name = f"runner_{uuid.uuid4().hex[:8]}"
-    source, output = f"test.{name}.in", f"test.{name}.out"
+def topics_of(name: str) -> tuple[str, str]:
+    """A test runner's input and output topics."""
+    return f"test.{name}.in", f"test.{name}.out"
+
+
+@contextlib.asynccontextmanager
+async def consuming(stack, bootstrap: str, name: str, handle_lead_captured,  # noqa: ANN001
+                    **settings: object) -> AsyncIterator[tuple[object, sa.Table]]:
+    """A runner of ``handle_lead_captured`` on ``topics_of(name)``'s input, its inbox in a schema ``name`` of the
+    stack's database (dropped afterwards); yields the engine and the inbox table."""
+    source, output = topics_of(name)
     await create_topics(bootstrap, [source, output])
-    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url)
-    engine = make_engine(settings)
+    config = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url, **settings)
+    engine = make_engine(config)
     metadata = sa.MetaData(schema=name)
     table = inbox_table(metadata)
     async with engine.begin() as conn:
         await conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
         await conn.run_sync(metadata.create_all)
+    producer = Producer(config, client_id=name)
+    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
+                           unit_of_work=lambda: SqlUnitOfWork(make_sessionmaker(engine), lambda session: None, table))
+    runner = ConsumerRunner(settings=config, service=name, input_topics=[source], applier=applier, producer=producer)
+    await producer.start()
+    await runner.start()
+    try:
+        yield engine, table
+    finally:
+        await runner.stop()
+        await producer.stop()
+        await drop_schema(engine, name)
 
+
+async def test_a_rejected_event_is_dead_lettered_and_applied_once_after_the_fix(stack, bootstrap):
+    source, output = topics_of(name := f"runner_{uuid.uuid4().hex[:8]}")
     fixed = False
     calls = 0
 
@@ -46,14 +69,7 @@ async def test_a_rejected_event_is_dead_lettered_and_applied_once_after_the_fix(
         return {env.id: [encode(output, env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)]
                 for env in batch}
 
-    producer = Producer(settings, client_id=name)
-    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
-                           unit_of_work=lambda: SqlUnitOfWork(make_sessionmaker(engine), lambda session: None, table))
-    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source], applier=applier,
-                            producer=producer)
-    await producer.start()
-    await runner.start()
-    try:
+    async with consuming(stack, bootstrap, name, handle_lead_captured) as (engine, table):
         lead = factories.captured()
         msg = factories.message(source, lead)
         await produce(bootstrap, [msg])
@@ -71,26 +87,12 @@ async def test_a_rejected_event_is_dead_lettered_and_applied_once_after_the_fix(
         assert both[0].id == both[1].id == out[0].id
         assert calls == 2  # rejected once, applied once; the third copy came from the inbox
         assert await _inbox_rows(engine, table) == 1
-    finally:
-        await runner.stop()
-        await producer.stop()
-        await drop_schema(engine, name)
 
 
 async def test_a_record_its_handler_fails_on_for_good_is_dead_lettered_and_the_partition_moves_on(stack, bootstrap):
     """Postgres refuses a value of one event (a data error, not an outage): retried as a batch, then each record
     alone; that one goes to the dead-letter topic (kind handler, not in the inbox) and the next is applied."""
-    name = f"runner_{uuid.uuid4().hex[:8]}"
-    source, output = f"test.{name}.in", f"test.{name}.out"
-    await create_topics(bootstrap, [source, output])
-    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url,
-                                retry_backoff_max_s=0.2)
-    engine = make_engine(settings)
-    metadata = sa.MetaData(schema=name)
-    table = inbox_table(metadata)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-        await conn.run_sync(metadata.create_all)
+    source, output = topics_of(name := f"runner_{uuid.uuid4().hex[:8]}")
     fixed = False
 
     async def handle_lead_captured(uow, batch):
@@ -100,14 +102,7 @@ async def test_a_record_its_handler_fails_on_for_good_is_dead_lettered_and_the_p
         return {env.id: [encode(output, env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)]
                 for env in batch}
 
-    producer = Producer(settings, client_id=name)
-    applier = BatchApplier(service=name, handlers={"lead.captured": handle_lead_captured},
-                           unit_of_work=lambda: SqlUnitOfWork(make_sessionmaker(engine), lambda session: None, table))
-    runner = ConsumerRunner(settings=settings, service=name, input_topics=[source], applier=applier,
-                            producer=producer)
-    await producer.start()
-    await runner.start()
-    try:
+    async with consuming(stack, bootstrap, name, handle_lead_captured, retry_backoff_max_s=0.2) as (engine, table):
         poison, after = factories.captured("poison@example.com"), factories.captured("after@example.com")
         sent = [factories.message(source, poison), factories.message(source, after)]
         await produce(bootstrap, sent)
@@ -122,10 +117,6 @@ async def test_a_record_its_handler_fails_on_for_good_is_dead_lettered_and_the_p
         fixed = True
         await produce(bootstrap, sent[:1])  # what leadpipe-redrive sends
         assert await read_topic(bootstrap, output, where=for_lead(poison.lead_id), until=bool)
-    finally:
-        await runner.stop()
-        await producer.stop()
-        await drop_schema(engine, name)
 
 
 @pytest.mark.parametrize("compression", ["lz4", "snappy", "zstd"])
