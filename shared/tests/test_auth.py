@@ -1,11 +1,11 @@
 """API keys and dashboard sessions, the parts with no IO."""
 
 import hashlib
-from types import SimpleNamespace
 
 import pytest
 
 from leadpipe_common import auth
+from leadpipe_common.testing.fakes import NothingSignedOut
 
 
 def test_a_new_key_is_its_id_and_a_secret_of_which_only_the_digest_is_kept():
@@ -55,22 +55,6 @@ async def test_the_bootstrap_key_is_admin_without_a_database():
     keys = auth.Keys(engine=None, bootstrap="x" * 30)  # type: ignore[arg-type]
     assert await keys.authenticate("x" * 30) == auth.BOOTSTRAP
     assert await keys.authenticate("not a key") is None
-
-
-class NothingSignedOut:
-    """A database in which no session was signed out."""
-
-    def connect(self) -> "NothingSignedOut":
-        return self
-
-    async def __aenter__(self) -> "NothingSignedOut":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        pass
-
-    async def execute(self, statement: object) -> SimpleNamespace:
-        return SimpleNamespace(scalar=lambda: False)
 
 
 BOOTSTRAP_KEY, ROTATED = "first-bootstrap-key-0123456789", "second-bootstrap-key-0123456789"

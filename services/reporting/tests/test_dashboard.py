@@ -11,6 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from leadpipe_common import auth
 from leadpipe_common.http import install_problem_handlers
+from leadpipe_common.testing.fakes import NothingSignedOut
 from reporting import dashboard, reports
 from reporting.app import create_app
 from reporting.domain import funnel_stages
@@ -251,22 +252,6 @@ async def test_signing_out_tells_the_browser_to_drop_what_it_cached_of_the_sessi
     async with client(Keys(), SESSIONS.issue("abc123")) as browser:
         signed_out = await browser.post("/dashboard/logout")
     assert signed_out.status_code == 303 and signed_out.headers["clear-site-data"] == '"cache"'
-
-
-class NothingSignedOut:
-    """The auth schema of a database in which no session was signed out."""
-
-    def connect(self) -> "NothingSignedOut":
-        return self
-
-    async def __aenter__(self) -> "NothingSignedOut":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        pass
-
-    async def execute(self, statement: object) -> SimpleNamespace:
-        return SimpleNamespace(scalar=lambda: False)
 
 
 async def test_a_dashboard_session_opened_with_the_bootstrap_key_ends_when_the_key_is_changed(no_leads):

@@ -1,8 +1,10 @@
-"""In-memory stand-ins for handler unit tests (with ``uow.MemoryUnitOfWork``): no broker, no Postgres."""
+"""In-memory stand-ins for unit tests (handlers with ``uow.MemoryUnitOfWork``, and auth's ``Keys``): no
+broker, no Postgres."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 
@@ -16,3 +18,19 @@ class SavedRows:
     async def save(self, rows: Sequence[dict[str, Any]]) -> None:
         for row in rows:
             self.rows[row[self._key]] = dict(row)
+
+
+class NothingSignedOut:
+    """What ``auth.Keys`` reads of a database in which no session was signed out."""
+
+    def connect(self) -> "NothingSignedOut":
+        return self
+
+    async def __aenter__(self) -> "NothingSignedOut":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def execute(self, statement: object) -> SimpleNamespace:
+        return SimpleNamespace(scalar=lambda: False)
