@@ -49,6 +49,30 @@ def test_the_projection_does_not_depend_on_order_or_repetition():
     assert forwards == backwards
 
 
+def test_two_steps_recorded_at_one_moment_have_one_latest_whatever_order_they_are_folded_in():
+    """Routing records a rejection and the way back to nurture at one moment: the rejection, after nurture in
+    ``STAGE_COLUMNS``, is the latest (the funnel counts either as rejected)."""
+    rejected = [*HISTORY[:4], step("rejected", "routed", 10, reason_code="not-a-fit"), step("nurture", "rejected", 10)]
+    for events in (rejected, list(reversed(rejected))):
+        row = fold(events).row()
+        assert (row["latest_from_stage"], row["latest_to_stage"]) == ("routed", "rejected")
+
+
+def test_a_leads_latest_step_is_the_one_recorded_last_even_when_dated_earlier():
+    """The sales tool's clock is behind: its acceptance, recorded after the lead was routed, is dated before."""
+    routed = step("routed", "mql", 3, owner_id="ana", team="emea", due_at=T0 + timedelta(minutes=18))
+    accepted = recorded(LeadStageChanged(lead_id=LEAD, from_stage="routed", to_stage="accepted", at=T0, by="t",
+                                         reason="r", attribution=ADS), minutes=5)
+    for events in ([routed, accepted], [accepted, routed]):
+        row = fold(events).row()
+        assert (row["latest_to_stage"], row["latest_at"], row["latest_recorded_at"]) == (
+            "accepted", T0, T0 + timedelta(minutes=5))
+
+
+def test_a_step_outside_the_kept_stages_does_not_move_a_lead():
+    assert fold([step("captured"), step("deadlettered", "captured", 5)]).latest.to_stage == "captured"
+
+
 def test_a_dead_letter_step_without_attribution_does_not_erase_the_first_touch():
     facts = fold([step("captured"), step("deadlettered", attribution=Attribution())])
     assert facts.attribution["utm_source"] == "google" and facts.furthest == 0

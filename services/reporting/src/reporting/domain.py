@@ -79,6 +79,20 @@ def parse_moment(value: str | None, *, end: bool = False) -> datetime | None:
     return moment
 
 
+@dataclass(frozen=True, order=True)
+class Step:
+    """A lead's step into one of ``STAGE_COLUMNS``, ordered as "which came last": by when leadpipe recorded it,
+    then its own time, then the stage's place in a lead's life (a rejection and its way back to nurture are
+    recorded at one moment), then where it came from, so that any two steps have one latest however they
+    arrive."""
+
+    recorded_at: datetime
+    at: datetime
+    order: int
+    from_stage: str
+    to_stage: str = field(compare=False)
+
+
 @dataclass
 class LeadFacts:
     lead_id: uuid.UUID
@@ -90,6 +104,8 @@ class LeadFacts:
     won_currency: str | None = None
     rejected_reason: str | None = None
     lost_reason: str | None = None
+    #: Where the lead is: its latest step (what the funnel's exits count).
+    latest: Step | None = None
 
     def merge(self, other: LeadFacts) -> None:
         """The same rule the database applies: the earliest capture's attribution, whole (field by field only
@@ -104,6 +120,8 @@ class LeadFacts:
         for stage, at in other.first_at.items():
             self.first_at[stage] = min(self.first_at.get(stage, at), at)
         self.furthest = max(self.furthest, other.furthest)
+        if other.latest is not None and (self.latest is None or other.latest > self.latest):
+            self.latest = other.latest
         for name in ("grade", "won_amount", "won_currency", "rejected_reason", "lost_reason"):
             if getattr(self, name) is None:
                 setattr(self, name, getattr(other, name))
@@ -115,7 +133,15 @@ class LeadFacts:
             **{f"{s}_at": self.first_at.get(s) for s in STAGE_COLUMNS},
             "won_amount": self.won_amount, "won_currency": self.won_currency,
             "rejected_reason": self.rejected_reason, "lost_reason": self.lost_reason,
+            **_latest_row(self.latest),
         }
+
+
+def _latest_row(step: Step | None) -> dict[str, Any]:
+    if step is None:
+        return dict.fromkeys(("latest_recorded_at", "latest_at", "latest_from_stage", "latest_to_stage"))
+    return {"latest_recorded_at": step.recorded_at, "latest_at": step.at,
+            "latest_from_stage": step.from_stage or None, "latest_to_stage": step.to_stage}
 
 
 @dataclass(frozen=True)
@@ -203,9 +229,12 @@ def project(events: Iterable[tuple[uuid.UUID, datetime, Event]]) -> Projection:
 
 
 def _stage_changed(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadStageChanged) -> None:
+    kept = e.to_stage in STAGE_COLUMNS
     facts = LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c) for c in DIMENSIONS.values()},
-                      grade=e.grade, first_at={e.to_stage: e.at} if e.to_stage in STAGE_COLUMNS else {},
-                      furthest=RANK.get(e.to_stage, -1))
+                      grade=e.grade, first_at={e.to_stage: e.at} if kept else {},
+                      furthest=RANK.get(e.to_stage, -1),
+                      latest=Step(recorded, e.at, STAGE_COLUMNS.index(e.to_stage), e.from_stage or "", e.to_stage)
+                      if kept else None)
     if e.to_stage == "won":
         facts.won_amount, facts.won_currency = e.amount, e.currency
     elif e.to_stage == "rejected":

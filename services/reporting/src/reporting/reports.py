@@ -51,24 +51,16 @@ def _reached() -> list[Any]:
 
 #: When a step was recorded; a step from before that was kept (reporting 0005) has only its own time.
 _RECORDED = sa.func.coalesce(steps.c.recorded_at, steps.c.at)
-#: Each stage's place in a lead's life: what comes last of two steps recorded at one moment.
-_STAGE_ORDER = sa.func.array_position(sa.literal(list(STAGE_COLUMNS)), steps.c.to_stage)
-#: A lead's latest stage, looked up only for a lead that ever reached an exit (the leads table keeps each
-#: stage's first time, not where a recycled lead went after).
-_LATEST = (sa.select(steps.c.from_stage, steps.c.to_stage)
-        .where(steps.c.lead_id == leads.c.lead_id, steps.c.to_stage.in_(STAGE_COLUMNS),
-               sa.or_(*(leads.c[f"{s}_at"].is_not(None) for s in EXITS)))
-        .order_by(_RECORDED.desc(), steps.c.at.desc(), _STAGE_ORDER.desc()).limit(1).lateral("latest"))
-#: Where a lead is: sales' rejection sends it back to nurture at once, and it counts as rejected there.
-_EXIT = sa.case((sa.or_(_LATEST.c.to_stage == "rejected",
-                        sa.and_(_LATEST.c.to_stage == "nurture", _LATEST.c.from_stage == "rejected")),
-                 sa.literal_column("'rejected'", sa.Text)), else_=_LATEST.c.to_stage)
+#: Where a lead out of the funnel is: sales' rejection sends it back to nurture at once, and it counts as
+#: rejected there.
+_EXIT = sa.case((sa.or_(leads.c.latest_to_stage == "rejected",
+                        sa.and_(leads.c.latest_to_stage == "nurture", leads.c.latest_from_stage == "rejected")),
+                 sa.literal_column("'rejected'", sa.Text)), else_=leads.c.latest_to_stage)
 
 
 async def funnel(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     out = [sa.func.count().filter(_EXIT == s).label(s) for s in EXITS]
-    row = (await conn.execute(sa.select(*_reached(), *out).select_from(leads.outerjoin(_LATEST, sa.true()))
-                              .where(*f.where()))).one()._mapping
+    row = (await conn.execute(sa.select(*_reached(), *out).where(*f.where()))).one()._mapping
     return {"filters": f.describe(), "stages": funnel_stages(row), "exits": {s: row[s] for s in EXITS}}
 
 

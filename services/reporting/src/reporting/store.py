@@ -1,8 +1,9 @@
 """reporting's tables: a read model of ``leads.lifecycle``, nothing else.
 
 - ``leads``: one row per lead: its first-touch attribution, when it first
-  reached each stage, the furthest funnel stage it reached, a won deal's value,
-  a reason it was rejected and lost for (every rejection's is in ``steps``).
+  reached each stage, the furthest funnel stage it reached, its latest step
+  (where it is now), a won deal's value, a reason it was rejected and lost for
+  (every rejection's is in ``steps``).
 - ``steps``: every lifecycle event, for timelines and rejection reasons.
 - ``handoffs``: each hand-off of a routed lead (keyed by lead and
   deadline): its holder, when it began and when it was breached; whether it
@@ -21,7 +22,8 @@
   a lead open, a touch of that lead in ``touches`` under the same id.
 
 Every write is idempotent and independent of order (first times are
-``LEAST``, the furthest stage ``GREATEST``, the first touch the earliest
+``LEAST``, the furthest stage ``GREATEST``, the latest step the greatest in
+``domain.Step``'s order, the first touch the earliest
 capture's, whole, values ``COALESCE``; steps are keyed by event id), so a
 redelivered or replayed event changes nothing and a rebuild from the log
 equals the live tables. That is why the service needs no inbox. ``TABLES`` is
@@ -66,6 +68,12 @@ leads = sa.Table(
     sa.Column("lost_reason", sa.Text),
     # Sales merged this lead into another: the survivor stands for the person; this row is in no report.
     sa.Column("merged_into", UUID(as_uuid=True)),
+    # Where the lead is: its latest step into one of the stages above (``domain.Step``), kept at each write so
+    # the funnel's exits read one row a lead, not every lead's steps.
+    sa.Column("latest_recorded_at", sa.DateTime(timezone=True)),
+    sa.Column("latest_at", sa.DateTime(timezone=True)),
+    sa.Column("latest_from_stage", sa.Text),
+    sa.Column("latest_to_stage", sa.Text),
     sa.Index("leads_captured_at", "captured_at"),
 )
 steps = sa.Table(
@@ -134,6 +142,21 @@ async def save_steps(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[s
     await insert_rows(conn, steps, rows, conflict=_IGNORE)
 
 
+LATEST = ("latest_recorded_at", "latest_at", "latest_from_stage", "latest_to_stage")
+
+
+def _step_order(table: str) -> str:
+    """``domain.Step``'s order of a row's latest step, as SQL: compared as a row, greater is later."""
+    stages = ", ".join(f"'{s}'" for s in STAGE_COLUMNS)
+    return (f"({table}.latest_recorded_at, {table}.latest_at, array_position(ARRAY[{stages}], "
+            f"{table}.latest_to_stage), COALESCE({table}.latest_from_stage, ''))")
+
+
+#: The batch's latest step of a lead is later than the one stored (each of a SET's expressions reads the row
+#: as it was, so every latest column is judged on the same old values).
+_LATER = (f"excluded.latest_to_stage IS NOT NULL AND (leads.latest_to_stage IS NULL "
+          f"OR {_step_order('excluded')} > {_step_order('leads')})")
+
 #: The batch's facts of each lead merged into what is stored: the attribution is the earliest capture's, whole
 #: (filled in field by field only while no capture is known: a field one touch left empty is not another's to
 #: fill, or a survivor's first touch would mix its own with the lead merged into it, and differ by batching);
@@ -147,6 +170,7 @@ _MERGE_LEADS = "ON CONFLICT (lead_id) DO UPDATE SET " + ", ".join([
       for c in ("grade", "won_amount", "won_currency", "rejected_reason", "lost_reason")),
     *(f"{s}_at = LEAST(leads.{s}_at, excluded.{s}_at)" for s in STAGE_COLUMNS),
     "furthest = GREATEST(leads.furthest, excluded.furthest)",
+    *(f"{c} = CASE WHEN {_LATER} THEN excluded.{c} ELSE leads.{c} END" for c in LATEST),
 ])
 
 
