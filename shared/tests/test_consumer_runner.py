@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.exc import DBAPIError
 
 from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Rejected
@@ -117,6 +117,63 @@ async def test_a_record_its_handler_fails_on_for_good_is_dead_lettered_and_the_p
         fixed = True
         await produce(bootstrap, sent[:1])  # what leadpipe-redrive sends
         assert await read_topic(bootstrap, output, where=for_lead(poison.lead_id), until=bool)
+
+
+class NotUtf8(str):
+    """A header name whose bytes on the wire are not UTF-8 (another client's bug): aiokafka's encoder asks the
+    name for its bytes, and gets these."""
+
+    def encode(self, *args: object, **kwargs: object) -> bytes:
+        return b"ce_\xff"
+
+
+async def produce_one_batch(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, list]]) -> None:
+    """``records`` (key, value, headers) in one record batch on ``topic``'s partition 0, as written by aiokafka's
+    pure-Python encoder (the compiled one checks header names itself)."""
+    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        batch._builder = _DefaultRecordBatchBuilderPy(2, 0, is_transactional=0, producer_id=-1, producer_epoch=-1,
+                                                     base_sequence=0, batch_size=1 << 20)
+        for key, value, headers in records:
+            assert batch.append(key=key, value=value, timestamp=None, headers=headers) is not None
+        await (await producer.send_batch(batch, topic, partition=0))
+    finally:
+        await producer.stop()
+
+
+async def test_a_record_that_cannot_be_read_is_dead_lettered_by_place_and_the_partition_moves_on(stack, bootstrap):
+    """One record of a batch has a header name that is not UTF-8: aiokafka fails every fetch of its partition,
+    and reads none of the records after it in its batch either. The runner applies the record before it,
+    dead-letters it and the rest of its batch by place (kind unreadable, no bytes), and applies the next batch."""
+    source, output = topics_of(name := f"runner_{uuid.uuid4().hex[:8]}")
+    seen: list[uuid.UUID] = []
+
+    async def handle_lead_captured(uow, batch):
+        seen.extend(env.data.lead_id for env in batch)
+        return {}
+
+    before, bad, after, later = (factories.captured(f"{n}@example.com") for n in ("before", "bad", "after", "later"))
+    records = []
+    for lead in (before, bad, after):
+        m = factories.message(source, lead)
+        records.append((m.key, m.value, [*m.headers, *([(NotUtf8("ce_x"), b"1")] if lead is bad else [])]))
+    m = factories.message(source, later)
+    async with consuming(stack, bootstrap, name, handle_lead_captured, retry_backoff_max_s=0.2):
+        await produce_one_batch(bootstrap, source, records)
+        await produce_one_batch(bootstrap, source, [(m.key, m.value, list(m.headers))])
+        async with asyncio.timeout(60):
+            while len(seen) < 2:
+                await asyncio.sleep(0.1)
+        dead = await read_topic(bootstrap, "leads.deadletter", until=lambda found: len(found) >= 2,
+                                where=lambda r: r.headers.get("dlq.source.topic") == source)
+    assert seen == [before.lead_id, later.lead_id]
+    assert [(d.headers["dlq.error.kind"], d.headers["dlq.source.partition"], d.headers["dlq.source.offset"], d.value)
+            for d in dead] == [("unreadable", "0", "1", b""), ("unreadable", "0", "2", b"")]
+    assert "the record at offset 1 in its record batch" in dead[1].headers["dlq.error.message"]
 
 
 @pytest.mark.parametrize("compression", ["lz4", "snappy", "zstd"])

@@ -64,7 +64,9 @@ database error (a read-only standby, a missing table, no privilege) is retried h
 dead-lettered without the values bound to their statements (``db.error_text``). A record the Kafka client cannot
 read at all (a bad CRC, a codec, a header name that is not UTF-8) fails every fetch of every partition; after
 ``UNREADABLE_AFTER`` such fetches it is looked for partition by partition and passed over, the records before it
-applied, with a dead letter (kind ``unreadable``) naming its topic, partition and offset and holding no bytes. On partition revocation the
+applied, with a dead letter (kind ``unreadable``) naming its topic, partition and offset and holding no bytes.
+aiokafka reads a record batch whole, so the records after such a record in its batch cannot be read either: each
+gets a letter of its own. On partition revocation the
 runner finishes the batch in hand before giving partitions up. On
 ``stop`` it stops fetching (a poll waiting for records is cut short),
 finishes and commits the current batch, and leaves the group, each step
@@ -587,9 +589,9 @@ class ConsumerRunner:
 
     async def _pass_over_unreadable(self) -> None:
         """Find the record aiokafka cannot read, each partition read alone a record at a time from where it must be
-        read, and move past it: the records before it on its partition are applied as any batch, and a dead letter
-        (kind ``unreadable``) names its topic, partition and offset; its bytes could not be read, so the letter
-        holds none. Partitions that read well are sought back for the regular fetch."""
+        read, and move past it: the records before it on its partition are applied as any batch, and it is
+        dead-lettered (``_dead_letter_unreadable``). Partitions that read well are sought back for the regular
+        fetch."""
         assert self._consumer is not None
         for tp in sorted(self.assignment(), key=lambda t: (t.topic, t.partition)):
             start = await self._consumer.position(tp)
@@ -604,23 +606,45 @@ class ConsumerRunner:
             except Exception as exc:
                 if not _unreadable(exc):
                     raise
-                at = await self._consumer.position(tp)
                 async with self._batch_lock:
                     if read:
                         if not await self._apply_with_retry({tp: read}):
                             return  # stopping: read again later
                         self._uncommitted[tp] = self._done[tp] = read[-1].offset + 1
-                    error = f"aiokafka cannot read it: {type(exc).__name__}: {exc}"[:2000]
-                    DEADLETTERED.labels("unreadable").inc()
-                    log.error("passing over a record that cannot be read", topic=tp.topic, partition=tp.partition,
-                              offset=at, error=error)
-                    OUTPUTS.inc(await self._producer.send_all(dead_letter(
-                        record_topic=tp.topic, partition=tp.partition, offset=at, key=None, value=None, headers=(),
-                        kind="unreadable", error=error, stage=self._service, at=datetime.now(UTC))))
-                    self._consumer.seek(tp, at + 1)
-                    self._uncommitted[tp] = self._done[tp] = at + 1
+                    await self._dead_letter_unreadable(tp, exc)
                 return
             self._consumer.seek(tp, start)
+
+    async def _dead_letter_unreadable(self, tp: TopicPartition, exc: BaseException) -> None:
+        """Pass over the record at ``tp``'s position, which ``exc`` says cannot be read, and every one after it that
+        cannot be read either, each with a dead letter (kind ``unreadable``) naming its topic, partition and offset;
+        its bytes could not be read, so the letter holds none. aiokafka decodes a record batch whole before it
+        skips to the position, so the rest of a bad record's batch fails alike: each is tried in turn until one
+        reads (the regular fetch takes it from there) or the partition has no more."""
+        assert self._consumer is not None
+        first = await self._consumer.position(tp)
+        at = first
+        while True:
+            why = "" if at == first else f" (or the record at offset {first} in its record batch)"
+            error = f"aiokafka cannot read it{why}: {type(exc).__name__}: {exc}"[:2000]
+            DEADLETTERED.labels("unreadable").inc()
+            log.error("passing over a record that cannot be read", topic=tp.topic, partition=tp.partition,
+                      offset=at, error=error)
+            OUTPUTS.inc(await self._producer.send_all(dead_letter(
+                record_topic=tp.topic, partition=tp.partition, offset=at, key=None, value=None, headers=(),
+                kind="unreadable", error=error, stage=self._service, at=datetime.now(UTC))))
+            self._consumer.seek(tp, at + 1)
+            self._uncommitted[tp] = self._done[tp] = at + 1
+            try:
+                got = await self._consumer.getmany(tp, timeout_ms=self._settings.batch_timeout_ms, max_records=1)
+            except Exception as again:
+                if not _unreadable(again):
+                    raise
+                exc, at = again, await self._consumer.position(tp)
+                continue
+            if got.get(tp):
+                self._consumer.seek(tp, got[tp][0].offset)
+            return
 
     async def _rewind_beyond_end(self, assigned: set[TopicPartition]) -> None:
         """Partitions committed past their log end are read from the beginning (see the module)."""
