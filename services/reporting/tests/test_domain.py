@@ -216,6 +216,20 @@ def test_each_attribution_model_shares_a_leads_credit_among_its_touches_up_to_th
                                   "linkedin": (1.5, 0.5, {"EUR": "450.00"}, 0.3333)}
 
 
+def test_linear_revenue_is_shared_in_whole_cents_that_add_up_to_the_deal():
+    """100.00 over three touches of three values: 33.34 + 33.33 + 33.33 (the first touched takes the odd cent);
+    a value touched twice of three takes two thirds."""
+    def linear(*values):
+        tally = AttributionTally("linear")
+        tally.add(LeadCredit(touches=[(T0 + n * DAY, v) for n, v in enumerate(values)], won_at=T0 + 9 * DAY,
+                             amount=Decimal("100.00"), currency="EUR"))
+        return {r["value"]: r["won_revenue"]["EUR"] for r in tally.rows()}
+
+    assert linear("google", "linkedin", "newsletter") == {"google": "33.34", "linkedin": "33.33",
+                                                          "newsletter": "33.33"}
+    assert linear("linkedin", "google", "google") == {"google": "66.67", "linkedin": "33.33"}
+
+
 def test_a_merge_is_recorded_and_shown_on_both_timelines():
     from leadpipe_common.events import LeadMerged
 

@@ -377,19 +377,41 @@ class LeadCredit:
     currency: str | None = None
 
 
+def _credited(lead: LeadCredit, model: str) -> list[str | None]:
+    """The values of the touches that share the lead's credit, one entry per touch, in time order: the first
+    or the last touch, or each. A won lead credits only the touches up to its win."""
+    touches = sorted(lead.touches, key=lambda t: t[0])
+    before = [value for at, value in touches if lead.won_at is None or at <= lead.won_at] or [touches[0][1]]
+    return before[:1] if model == "first" else before[-1:] if model == "last" else before
+
+
 def credit(lead: LeadCredit, model: str) -> dict[str | None, float]:
     """How one lead's credit (1 in all) is shared among the values of its touches: all of it to the first or
-    the last touch, or an equal part to each. A won lead credits only the touches up to its win."""
-    touches = sorted(lead.touches, key=lambda t: t[0])
-    before = [t for t in touches if lead.won_at is None or t[0] <= lead.won_at] or touches[:1]
-    if model == "first":
-        return {before[0][1]: 1.0}
-    if model == "last":
-        return {before[-1][1]: 1.0}
+    the last touch, or an equal part to each."""
+    values = _credited(lead, model)
     shares: dict[str | None, float] = {}
-    for _, value in before:
-        shares[value] = shares.get(value, 0.0) + 1 / len(before)
+    for value in values:
+        shares[value] = shares.get(value, 0.0) + 1 / len(values)
     return shares
+
+
+_CENT = Decimal("0.01")
+
+
+def revenue_credit(lead: LeadCredit, model: str, amount: Decimal) -> dict[str | None, Decimal]:
+    """``amount`` (the lead's won deal) shared as ``credit`` shares the lead, in whole cents that add up to it:
+    each value its part rounded down to the cent, then a cent more to the largest remainders (on a tie, the
+    value touched first), so that 100.00 over three touches is 33.34 + 33.33 + 33.33, not 99.99 in all."""
+    values = _credited(lead, model)
+    cents = int((amount / _CENT).to_integral_value())
+    touches: dict[str | None, int] = {}
+    for value in values:
+        touches[value] = touches.get(value, 0) + 1
+    parts = {value: divmod(cents * n, len(values)) for value, n in touches.items()}
+    left = cents - sum(whole for whole, _ in parts.values())
+    order = list(touches)  # first touched first
+    extra = set(sorted(order, key=lambda v: (-parts[v][1], order.index(v)))[:left])
+    return {value: (whole + (value in extra)) * _CENT for value, (whole, _) in parts.items()}
 
 
 class AttributionTally:
@@ -408,13 +430,15 @@ class AttributionTally:
             row["captured"] += share
             if lead.won_at is not None:
                 row["won"] += share
-                if lead.amount is not None and lead.currency:
-                    row["revenue"][lead.currency] = row["revenue"].get(lead.currency, Decimal(0)) + (
-                        lead.amount * Decimal(share))
+        if lead.won_at is not None and lead.amount is not None and lead.currency:
+            for value, part in revenue_credit(lead, self.model, lead.amount).items():
+                revenue = self._rows[value]["revenue"]
+                revenue[lead.currency] = revenue.get(lead.currency, Decimal(0)) + part
 
     def rows(self) -> list[dict[str, Any]]:
         """Per value: the leads it is credited with, the wins, the close rate and won revenue per currency.
-        Fractions (linear) are kept to four decimals; revenue to the cent."""
+        Fractions (linear) are kept to four decimals; revenue is shared in whole cents (``revenue_credit``), so
+        the rows add up to the revenue won."""
         out = [{"value": value if value is not None else NONE_LABEL, "captured": _num(r["captured"]),
                 "won": _num(r["won"]), "close_rate": rate(r["won"], r["captured"]),
                 "won_revenue": {c: str(a.quantize(Decimal("0.01"))) for c, a in sorted(r["revenue"].items())}}
