@@ -318,6 +318,8 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     if args.only_reports:
         for label, figures in await reports_phase(stack, args.replay_events):
             _line(label, figures)
+        if args.screenshot:
+            await dashboard_screenshot(stack, args.screenshot)
         return
     url = next(p.url for p in stack.processes if p.service == "capture")
     assert stack.bootstrap
@@ -613,6 +615,22 @@ async def reports_phase(stack: Stack, n_events: int) -> list[tuple[str, str]]:
     return rows
 
 
+async def dashboard_screenshot(stack: Stack, path: Path) -> None:
+    """The dashboard over the reporting phase's leads, signed in as a person would, the whole page as a PNG."""
+    from leadpipe_common.testing.browser import chromium
+    from leadpipe_common.testing.plugin import TEST_KEY
+
+    reporting_url = next(p.url for p in stack.processes if p.service == "reporting")
+    with tempfile.TemporaryDirectory(prefix="leadpipe-chromium-") as profile:
+        async with chromium(Path(profile)) as page:
+            await page.goto(f"{reporting_url}/dashboard")
+            await page.sign_in(TEST_KEY)
+            await page.screenshot(path)  # lays the page out at the screenshot's width, to measure its height
+            height = await page.evaluate("document.documentElement.scrollHeight")
+            await page.screenshot(path, height=int(height))
+    print(f"the dashboard: {path}", flush=True)
+
+
 async def plumbing_phase(bootstrap: str, n: int) -> list[tuple[str, str]]:
     """What every consumed record costs a stage before its own work: the shared plumbing alone, in this
     process, against the stack's broker while the stack idles. ``n`` copies of a stage's input (the first
@@ -706,12 +724,19 @@ def cli() -> None:
     parser.add_argument("--replay-events", type=int, default=200_000,
                         help="synthetic lifecycle events for the reporting phase (0 leaves it out)")
     parser.add_argument("--only-reports", action="store_true", help="run only the reporting phase")
+    parser.add_argument("--screenshot", type=Path, metavar="PNG",
+                        help="with --only-reports: a screenshot of the dashboard over those leads (docs/dashboard.png "
+                             "is made so, with --replay-events 30000; needs Debian's chromium)")
     parser.add_argument("--idle-seconds", type=float, default=20, help="length of the idle-cost phase")
     parser.add_argument("--skip-wrk", action="store_true", help="leave out capture against a bare endpoint (wrk)")
     parser.add_argument("--wrk-seconds", type=float, default=10, help="length of each wrk run")
     parser.add_argument("--wrk-connections", type=int, default=32)
     parser.add_argument("--capture-workers", type=int, default=int(os.environ.get("CAPTURE_WORKERS", 1)))
     args = parser.parse_args()
+    if args.screenshot and not (args.only_reports and args.replay_events):
+        parser.error("--screenshot goes with --only-reports and --replay-events above 0")
+    if args.screenshot and not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        parser.error("--screenshot needs Chromium: apt-get install chromium")
 
     stack = make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-bench-")))
     stack.durable = True

@@ -497,9 +497,7 @@ async def test_a_browser_signs_in_with_a_key_and_the_dashboard_renders_the_funne
     async with chromium(tmp_path / "profile") as page:
         await page.goto(f"{reporting_url}/dashboard")  # not signed in: the sign-in page
         assert "Sign in" in await page.html()
-        await page.evaluate(f"document.getElementById('key').value = {json.dumps(TEST_KEY)};"
-                            "document.querySelector('form[action=\"/dashboard/login\"]').submit()")
-        await page.wait_for("location.pathname === '/dashboard' && !!document.getElementById('funnel-chart')")
+        await page.sign_in(TEST_KEY)
         dom = await page.html()
         cookies = (await page.call("Network.getCookies", urls=[reporting_url]))["cookies"]
         shot = tmp_path / "dashboard.png"

@@ -271,7 +271,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 <details><summary>per rep</summary>{table(["Rep", "Team", "Met", "Missed", "Compliance"], rep_rows, "No hand-offs yet.")}</details></section>
 <section class="panel"><h2>Rejection reasons by source</h2>{table(["Source", "Reason", "Rejections", "Leads"], rejection_rows, "Sales rejected nothing in this range.")}</section>
 </div>
-<section class="panel"><h2>Spam kept out, by form and source</h2><p class="hint">Submissions taken for bots' (answered as people, never leads): {spam["spam"]:,} kept out; {spam["released"]:,} released by an admin as false positives.</p>{table(["Form", "Source", "Spam", "Released"], spam_rows, "No submission was taken for a bot's in this range.")}</section>
+<section class="panel"><h2>Spam kept out, by form and source</h2><p class="hint">Submissions judged to come from bots (answered as people would be, never made leads): {spam["spam"]:,} kept out; {spam["released"]:,} released by an admin as false positives.</p>{table(["Form", "Source", "Spam", "Released"], spam_rows, "No submission in this range was judged to come from a bot.")}</section>
 <p class="foot">JSON and CSV: <a href="/v1/reports/funnel?{query}">funnel</a> · <a href="/v1/reports/funnel/by/source?{query}">by source</a> ·
 <a href="/v1/reports/attribution/campaign?{model_query}">attribution</a> · <a href="/v1/reports/velocity?{query}">velocity</a> ·
 <a href="/v1/reports/sla?{query}">SLA</a> · <a href="/v1/reports/rejections?{query}">rejections</a> ·
