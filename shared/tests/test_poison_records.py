@@ -228,6 +228,9 @@ class OneUnreadable:
         self.unreadable = (self.bad, 1)
         self.positions = {self.good: 0, self.bad: 0}
         self.quiet = 0
+        #: Fetches made holding the batch lock: during a rebalance, such a fetch would wait for the rebalance,
+        #: which waits for the lock.
+        self.fetched_locked = 0
 
     def _read(self, tp: TopicPartition, most: int) -> list:
         out = []
@@ -239,6 +242,7 @@ class OneUnreadable:
         return out
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int, max_records: int) -> dict:
+        self.fetched_locked += self.stage._batch_lock.locked()
         got = {}
         for tp in partitions or (self.good, self.bad):
             if records := self._read(tp, max_records - sum(map(len, got.values()))):
@@ -284,6 +288,7 @@ async def test_a_record_aiokafka_cannot_read_is_passed_over_with_a_letter_naming
     assert (letter.header("dlq.error.kind"), letter.header("dlq.source.partition"), letter.header("dlq.source.offset"),
             letter.value) == ("unreadable", "1", "1", b"")
     assert log.committed_at == {log.good: 3, log.bad: 3}  # past it, once the stage stops
+    assert log.fetched_locked == 0
 
 
 class Waiting:

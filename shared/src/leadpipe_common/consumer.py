@@ -589,9 +589,13 @@ class ConsumerRunner:
 
     async def _pass_over_unreadable(self) -> None:
         """Find the record aiokafka cannot read, each partition read alone a record at a time from where it must be
-        read, and move past it: the records before it on its partition are applied as any batch, and it is
-        dead-lettered (``_dead_letter_unreadable``). Partitions that read well are sought back for the regular
-        fetch."""
+        read, and move past it: the records before it on its partition are applied as any batch, and it and the
+        records after it that cannot be read either (``_unreadable_from``) get a dead letter each (kind
+        ``unreadable``) naming its topic, partition and offset; their bytes could not be read, so the letters
+        hold none. Partitions that read well are sought back for the regular fetch.
+
+        Every fetch here is made outside ``_batch_lock``: a fetch during a rebalance waits for it to end, and the
+        rebalance waits for that lock (``on_partitions_revoked``)."""
         assert self._consumer is not None
         for tp in sorted(self.assignment(), key=lambda t: (t.topic, t.partition)):
             start = await self._consumer.position(tp)
@@ -606,45 +610,48 @@ class ConsumerRunner:
             except Exception as exc:
                 if not _unreadable(exc):
                     raise
+                found, resume = await self._unreadable_from(tp, exc)
                 async with self._batch_lock:
+                    if tp not in self.assignment():
+                        return  # given away meanwhile: its next owner finds the record again
                     if read:
                         if not await self._apply_with_retry({tp: read}):
                             return  # stopping: read again later
                         self._uncommitted[tp] = self._done[tp] = read[-1].offset + 1
-                    await self._dead_letter_unreadable(tp, exc)
+                    DEADLETTERED.labels("unreadable").inc(len(found))
+                    log.error("passing over records that cannot be read", topic=tp.topic, partition=tp.partition,
+                              offsets=f"{found[0][0]}-{found[-1][0]}", count=len(found), error=found[0][1])
+                    now = datetime.now(UTC)
+                    OUTPUTS.inc(await self._producer.send_all([
+                        letter for offset, error in found for letter in dead_letter(
+                            record_topic=tp.topic, partition=tp.partition, offset=offset, key=None, value=None,
+                            headers=(), kind="unreadable", error=error, stage=self._service, at=now)]))
+                    self._consumer.seek(tp, resume)
+                    self._uncommitted[tp] = self._done[tp] = found[-1][0] + 1
                 return
             self._consumer.seek(tp, start)
 
-    async def _dead_letter_unreadable(self, tp: TopicPartition, exc: BaseException) -> None:
-        """Pass over the record at ``tp``'s position, which ``exc`` says cannot be read, and every one after it that
-        cannot be read either, each with a dead letter (kind ``unreadable``) naming its topic, partition and offset;
-        its bytes could not be read, so the letter holds none. aiokafka decodes a record batch whole before it
-        skips to the position, so the rest of a bad record's batch fails alike: each is tried in turn until one
-        reads (the regular fetch takes it from there) or the partition has no more."""
+    async def _unreadable_from(self, tp: TopicPartition, exc: BaseException) -> tuple[list[tuple[int, str]], int]:
+        """The records from ``tp``'s position on that cannot be read, the first for ``exc``, each with its error;
+        and where the partition reads again. aiokafka decodes a record batch whole before it skips to the
+        position, so the rest of a bad record's batch fails alike: each is tried in turn until one reads, the
+        partition has no more, or the runner stops."""
         assert self._consumer is not None
         first = await self._consumer.position(tp)
-        at = first
-        while True:
-            why = "" if at == first else f" (or the record at offset {first} in its record batch)"
-            error = f"aiokafka cannot read it{why}: {type(exc).__name__}: {exc}"[:2000]
-            DEADLETTERED.labels("unreadable").inc()
-            log.error("passing over a record that cannot be read", topic=tp.topic, partition=tp.partition,
-                      offset=at, error=error)
-            OUTPUTS.inc(await self._producer.send_all(dead_letter(
-                record_topic=tp.topic, partition=tp.partition, offset=at, key=None, value=None, headers=(),
-                kind="unreadable", error=error, stage=self._service, at=datetime.now(UTC))))
-            self._consumer.seek(tp, at + 1)
-            self._uncommitted[tp] = self._done[tp] = at + 1
+        found = [(first, f"aiokafka cannot read it: {type(exc).__name__}: {exc}"[:2000])]
+        while not self._stopping.is_set():
+            after = found[-1][0] + 1
+            self._consumer.seek(tp, after)
             try:
                 got = await self._consumer.getmany(tp, timeout_ms=self._settings.batch_timeout_ms, max_records=1)
             except Exception as again:
                 if not _unreadable(again):
                     raise
-                exc, at = again, await self._consumer.position(tp)
+                found.append((await self._consumer.position(tp), f"aiokafka cannot read it (or the record at offset "
+                              f"{first} in its record batch): {type(again).__name__}: {again}"[:2000]))
                 continue
-            if got.get(tp):
-                self._consumer.seek(tp, got[tp][0].offset)
-            return
+            return found, (got[tp][0].offset if got.get(tp) else after)
+        return found, found[-1][0] + 1
 
     async def _rewind_beyond_end(self, assigned: set[TopicPartition]) -> None:
         """Partitions committed past their log end are read from the beginning (see the module)."""
