@@ -7,6 +7,13 @@ keeps it on the lead's row as events arrive. Rows from before are filled in
 from ``steps``, in the store's order: when recorded, then the step's own
 time, then the stage's place in a lead's life, then where it came from.
 
+A reporting process of the release before keeps writing rows without these
+columns while it runs: stop it before migrating (deploy/k8s's reporting is
+``Recreate``), or run ``leadpipe-reporting replay`` after. A step from
+before 0005 has no recorded time and is ordered by its own, as the funnel
+did; the same event applied again now carries its recorded time, and a
+replay orders every step so.
+
 Revision ID: 0008
 Revises: 0007
 """
