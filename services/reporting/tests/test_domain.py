@@ -230,6 +230,14 @@ def test_linear_revenue_is_shared_in_whole_cents_that_add_up_to_the_deal():
     assert linear("linkedin", "google", "google") == {"google": "66.67", "linkedin": "33.33"}
 
 
+def test_a_won_lead_whose_capture_is_unknown_is_credited_to_itself():
+    """No touch on record and no capture known: the report gets the lead's own row, at no time."""
+    for model in ("first", "last", "linear"):
+        tally = AttributionTally(model)
+        tally.add(LeadCredit(touches=[(None, "google")], won_at=T0, amount=Decimal("10.00"), currency="EUR"))
+        assert [(r["value"], r["won"], r["won_revenue"]) for r in tally.rows()] == [("google", 1, {"EUR": "10.00"})]
+
+
 def test_a_merge_is_recorded_and_shown_on_both_timelines():
     from leadpipe_common.events import LeadMerged
 

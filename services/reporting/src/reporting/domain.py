@@ -371,7 +371,7 @@ MODELS = ("first", "last", "linear")
 class LeadCredit:
     """A lead as attribution sees it: its touches' (time, value) and whether, and for how much, it was won."""
 
-    touches: Sequence[tuple[datetime, str | None]]
+    touches: Sequence[tuple[datetime | None, str | None]]
     won_at: datetime | None = None
     amount: Decimal | None = None
     currency: str | None = None
@@ -380,8 +380,11 @@ class LeadCredit:
 def _credited(lead: LeadCredit, model: str) -> list[str | None]:
     """The values of the touches that share the lead's credit, one entry per touch, in time order: the first
     or the last touch, or each. A won lead credits only the touches up to its win."""
-    touches = sorted(lead.touches, key=lambda t: t[0])
-    before = [value for at, value in touches if lead.won_at is None or at <= lead.won_at] or [touches[0][1]]
+    # A lead with no touch on record and no capture known (its capture dead-lettered, say) is its own touch,
+    # at no known time: first, and before any win.
+    touches = sorted(lead.touches, key=lambda t: (t[0] is not None, t[0] or datetime.min))
+    before = [value for at, value in touches if lead.won_at is None or at is None or at <= lead.won_at] or [
+        touches[0][1]]
     return before[:1] if model == "first" else before[-1:] if model == "last" else before
 
 
