@@ -1,9 +1,14 @@
 """The dispatcher's transport connects only to public addresses, whatever a name resolves to at that moment."""
 
+import asyncio
+import socket
+import threading
+import time
+
 import httpx
 import pytest
 
-from delivery.network import PublicOnlyTransport
+from delivery.network import LOOKUPS_PER_HOST, PublicOnlyBackend, PublicOnlyTransport
 
 pytestmark = pytest.mark.asyncio
 
@@ -24,3 +29,28 @@ async def test_private_targets_are_reached_when_allowed():
         with pytest.raises(httpx.ConnectError) as refused:
             await client.post("http://127.0.0.1:9/hook", content=b"{}", timeout=2)  # nothing listens on port 9
     assert "not a public address" not in str(refused.value)
+
+
+async def test_a_receiver_whose_name_servers_are_slow_holds_up_no_other_receivers_lookups():
+    """Eight attempts to a receiver whose name takes seconds to look up, given up on after 0.2 s each: their
+    lookups went on in the loop's six default threads, and another receiver's lookup waited for one."""
+    started, release = [], threading.Event()
+
+    def resolve(host: str, port: int, type: int) -> list:  # noqa: A002 (getaddrinfo's own name)
+        if host == "slow.example":
+            started.append(host)
+            release.wait(10)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    backend = PublicOnlyBackend(allow_private=False, resolve=resolve)
+    try:
+        slow = await asyncio.gather(*(backend.lookup("slow.example", 443, 0.2) for _ in range(8)),
+                                    return_exceptions=True)
+        assert all(isinstance(r, TimeoutError) for r in slow)
+        t0 = time.monotonic()
+        [info] = await backend.lookup("crm.example.com", 443, 1.0)
+        assert info[4][0] == "93.184.216.34" and time.monotonic() - t0 < 1.0
+        assert len(started) == LOOKUPS_PER_HOST  # the others waited for those, and gave up
+    finally:
+        release.set()
+        backend.close()
