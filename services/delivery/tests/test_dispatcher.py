@@ -108,11 +108,15 @@ def due(n: int) -> list[Claimed]:
                     leased_until=NOW + timedelta(seconds=20)) for i in range(n)]
 
 
-def dispatcher(queue: Queue, pool: Pool, clock: Clock, answer: asyncio.Event | None = None) -> Dispatcher:
+def dispatcher(queue: Queue, pool: Pool, clock: Clock, answer: asyncio.Event | None = None,
+               refusal: Exception | None = None) -> Dispatcher:
+    """A dispatcher whose receivers answer 204 (once ``answer`` is set), or whose client raises ``refusal``."""
     async def nothing():  # noqa: ANN202
         yield b""
 
     async def receiver(request: httpx.Request) -> httpx.Response:
+        if refusal is not None:
+            raise refusal
         if answer is not None:
             await answer.wait()
         return httpx.Response(204, content=nothing())  # streamed, as a receiver's answer is read
@@ -192,6 +196,28 @@ async def test_an_attempt_postgres_refuses_to_record_holds_up_no_other():
     assert sorted(queue.recorded) == [0, 2]
     # An operator sees a delivery that will be sent again.
     assert REGISTRY.get_sample_value("delivery_attempts_unrecorded_total", labels) == before + 1
+
+
+async def test_an_attempt_the_http_client_refuses_to_make_is_recorded_as_failed_not_lost():
+    """A URL httpx will not send to (a port out of range, a host it cannot parse) raised past the attempt: its
+    result was never recorded, so the delivery was claimed again at every lease, for ever, holding its lead's
+    later deliveries back."""
+    clock = Clock()
+    queue = Queue(due(2), clock)
+    recorded: list[Attempted] = []
+    record = queue.record
+
+    async def keeping(attempted: list[Attempted]) -> set[int]:
+        recorded.extend(attempted)
+        return await record(attempted)
+
+    queue.record = keeping  # type: ignore[method-assign]
+    sender = dispatcher(queue, Pool(queue), clock, refusal=ExceptionGroup("connect", [OverflowError("port")]))
+    assert await sender.step() == 2
+    await sender.stop()
+    assert sorted(queue.recorded) == [0, 1]
+    assert {(a.outcome, a.status) for a in recorded} == {("retry", None)}
+    assert all("OverflowError" in (a.error or "") or "connect" in (a.error or "") for a in recorded)
 
 
 async def test_a_stopping_dispatcher_finishes_what_is_under_way_and_claims_nothing_more():

@@ -1,5 +1,6 @@
 """What goes to which webhook, and what follows each attempt: pure, with the time passed in."""
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,6 +36,11 @@ def test_a_subscription_gets_the_events_it_asked_for_that_pass_its_filter():
     assert not wants(subscription(events=["lead.sla_breached"]), routed())
 
 
+def test_a_secret_without_base64_padding_is_taken_as_the_standard_webhooks_libraries_take_it():
+    unpadded = "whsec_" + base64.b64encode(bytes(range(32))).decode().rstrip("=")
+    assert subscription(secrets=[unpadded]).secrets == (unpadded,)
+
+
 def test_a_refused_secret_is_named_by_its_place_and_none_of_it_is_said():
     with pytest.raises(ValueError) as refused:
         subscription(secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "sk_live_9f8e7d6c5b4a"])
@@ -58,6 +64,13 @@ def test_a_refused_secret_is_named_by_its_place_and_none_of_it_is_said():
     ({"retry_hours": 0}, "retry_hours"),
     ({"retry_hours": 1e9}, "at most 720"), ({"retry_hours": float("inf")}, "retry_hours"),
     ({"retry_hours": float("nan")}, "retry_hours"),
+    # URLs the HTTP client would refuse at every attempt: each attempt failed unrecorded, sent again for ever.
+    ({"url": "http://0177.0.0.1/hook"}, r"url: 0177\.0\.0\.1 is not an IPv4 address"),
+    ({"url": "https://crm.example.com:abc/h"}, r"url: .* is not a URL: Port could not be cast"),
+    ({"url": "https://crm.example.com:99999/h"}, r"url: .* is not a URL: Port out of range"),
+    ({"url": "https://crm.example.com/a\tb"}, r"url: .* holds a control character"),
+    ({"url": "http://[1.2.3.4]/"}, r"subscriptions\[0\]\.url: .* is not a URL"),
+    ({"filter": {"team": ["emea\x00"]}}, r"filter\.team: a value holds a control character"),
 ])
 def test_a_bad_subscription_is_refused_naming_the_entry(spec, message):
     with pytest.raises(ValueError, match=message):
@@ -113,6 +126,9 @@ def test_failures_back_off_exponentially_with_jitter_and_retry_after_is_honoured
     assert wait(500, 30) == 1800.0  # capped at an hour, halved by the jitter
     assert wait(429, 1, retry_after=120) == 120 and wait(503, 1, retry_after=7) == 7
     assert wait(500, 1, retry_after=120) == 2.5  # Retry-After counts on 429 and 503 only
+    # Asked to come back at once (0, or a date gone by): the backoff still applies, or the receiver would be
+    # asked again as fast as it answers, for the whole window.
+    assert wait(429, 3, retry_after=0) == wait(503, 3, retry_after=1) == 10.0
 
 
 def test_after_the_retry_window_a_delivery_is_dead():
@@ -126,6 +142,7 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
     assert retry_after_s("Mon, 23 Nov 2026 09:01:00 GMT", NOW) == 60
     assert retry_after_s("soon", NOW) is None and retry_after_s(None, NOW) is None
     assert retry_after_s("\u00b2", NOW) is None  # a digit to str.isdigit, not to float()
+    assert retry_after_s("Mon, 01 Jan 2024 00:00:00 +99999999999999999999", NOW) is None  # no OverflowError
 
 
 def test_no_answer_and_no_attempt_count_can_keep_a_delivery_from_its_verdict():

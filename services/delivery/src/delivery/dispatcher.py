@@ -187,7 +187,10 @@ class Dispatcher(BackgroundLoop):
                 status = reply.status_code
                 retry_after = retry_after_s(reply.headers.get("retry-after"), at)
                 response = await head_of(reply)
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001
+            # Not only the network's errors: whatever keeps an attempt from being made (a URL httpx refuses, a
+            # port out of range at connect) is a failed attempt, recorded and retried in its window; one that
+            # escaped here was never recorded, and was claimed again at every lease, for ever.
             error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
         finally:
             self._in_flight[d.subscription_id] -= 1

@@ -93,6 +93,9 @@ def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscri
     unknown = set(flt) - set(FILTER_KEYS)
     if unknown:
         raise ValueError(f"{where}.filter: unknown keys {sorted(map(str, unknown))} (known: {', '.join(FILTER_KEYS)})")
+    for key, value in flt.items():
+        if any(_CONTROL.search(str(v)) for v in (value if isinstance(value, list) else [value])):
+            raise ValueError(f"{where}.filter.{key}: a value holds a control character")
     retry_hours = item.get("retry_hours")
     # At most what the admin API allows: a window past what a datetime can add (1e9, .inf) failed every attempt
     # of the subscription's (OverflowError), which was never recorded and so sent again at every lease.
@@ -119,19 +122,39 @@ def live_secrets(secrets: Sequence[tuple[str, datetime | None]], now: datetime) 
 def _valid_secret(secret: Any) -> bool:
     if not isinstance(secret, str) or not secret.startswith("whsec_"):
         return False
+    encoded = secret.removeprefix("whsec_")
     try:
-        return len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) >= 16
+        # Padding optional, as the Standard Webhooks libraries read it (32 bytes are often written as 43 letters).
+        return len(base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)) >= 16
     except ValueError:
         return False
+
+
+#: ASCII control characters: no URL or filter value holds one (a tab is dropped by some URL parsers and refused by
+#: others; Postgres refuses a NUL in text).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: A host written as four numbers: an IPv4 address, or a mistake (leading zeros read as octal by some resolvers).
+_DOTTED = re.compile(r"^[0-9]+(\.[0-9]+){3}$")
 
 
 def target_problem(url: str, *, allow_private: bool) -> str | None:
     """Why a webhook target is refused (None: it is not): not http(s), or (unless allowed) a private,
     loopback, link-local or otherwise non-public literal address. (A name is judged by what it resolves to when
     a delivery is sent: ``delivery.network``.)"""
-    parts = urlsplit(url)
+    if _CONTROL.search(url):
+        return f"{url!r} holds a control character"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (read for its checks: a port that is no number, or out of range)
+    except ValueError as exc:
+        return f"{url!r} is not a URL: {exc}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL"
+    if _DOTTED.match(parts.hostname):
+        try:
+            ipaddress.IPv4Address(parts.hostname)
+        except ValueError:
+            return f"{parts.hostname} is not an IPv4 address (four numbers 0-255, no leading zeros)"
     if allow_private:
         return None
     host = parts.hostname
@@ -212,7 +235,7 @@ def retry_after_s(value: str | None, now: datetime) -> float | None:
         return float(value)  # a number too large for a float is inf: past any window
     try:
         return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an offset of 10**20 hours overflows
         return None
 
 
@@ -220,17 +243,17 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
                   now: datetime, window: timedelta, jitter: float, base_s: float = 5.0,
                   cap_s: float = 3600.0) -> Verdict:
     """What to do after attempt number ``attempts`` (1 for the first) got ``status`` (None: no answer:
-    timeout or connection error). Backoff doubles from ``base_s`` up to ``cap_s`` with full jitter
-    (``jitter`` in [0, 1)); a 429 or 503 with ``Retry-After`` waits that long instead."""
+    timeout or connection error). Backoff doubles from ``base_s`` up to ``cap_s``, each wait between half and
+    all of it (``jitter`` in [0, 1)); a 429 or 503 with a longer ``Retry-After`` waits that long instead (a
+    shorter one, 0 or a date gone by, would have the receiver asked again at once, as fast as it answers)."""
     if status is not None and 200 <= status < 300:
         return Verdict("delivered")
     if status == 410:
         return Verdict("gone")
+    # The exponent is bounded first: a delivery may fail for weeks of windows, and 2.0 ** 1024 is no float.
+    wait = min(cap_s, base_s * 2.0 ** min(attempts - 1, 64)) * (0.5 + jitter / 2)
     if status in (429, 503) and retry_after is not None:
-        wait = retry_after
-    else:
-        # The exponent is bounded first: a delivery may fail for weeks of windows, and 2.0 ** 1024 is no float.
-        wait = min(cap_s, base_s * 2.0 ** min(attempts - 1, 64)) * (0.5 + jitter / 2)
+        wait = max(wait, retry_after)
     # Compared in seconds: a receiver's Retry-After may be beyond any date a datetime can hold.
     if wait > (first_at + window - now).total_seconds():
         return Verdict("dead")
