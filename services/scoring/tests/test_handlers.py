@@ -12,13 +12,14 @@ from scoring.domain import TouchFacts, parse_rules
 from scoring.handlers import Scoring, handle_lead_enriched, handle_lead_merged
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-CTX = Scoring(parse_rules({
+RULES = {
     "version": "test-1", "grades": {"A": 80, "B": 60, "C": 35}, "thresholds": {"mql": 50, "nurture": 10},
     "fit": [{"rule": "Enterprise", "field": "employee_count", "gte": 1000, "points": 30}],
     "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 40, "half_life_days": 30},
                {"rule": "White paper", "field": "offer", "equals": "whitepaper", "points": 20}],
     "disqualify": [{"rule": "Disposable", "field": "is_disposable", "equals": True}],
-}), clock=lambda: NOW)
+}
+CTX = Scoring(parse_rules(RULES), clock=lambda: NOW)
 
 
 def decoded(message):
@@ -48,7 +49,8 @@ class MemoryScores:
             self.touch_rows.setdefault((row["lead_id"], row["touch_id"]), row)
 
     async def save(self, rows):
-        self.rows.update({row["lead_id"]: row for row in rows})
+        # The lead kept as JSON, as Postgres gives it back.
+        self.rows.update({row["lead_id"]: {**row, "lead": row["lead"].model_dump(mode="json")} for row in rows})
 
     async def merge(self, survivors):
         def end_of_chain(lead_id):
@@ -99,6 +101,24 @@ async def test_a_touch_of_an_mql_is_rescored_without_moving_the_lead():
     _, outputs = await score(touched(lead, "whitepaper"), store)
     assert [m.topic for m in outputs] == [topics.SCORED]  # routing re-engages the holder; no new step
     assert decoded(outputs[0]).touch is not None and decoded(outputs[0]).score.value == 90
+
+
+async def test_a_message_is_scored_for_the_touch_that_wrote_it_not_again_for_each_later_touch():
+    """The contact form's message stays on the person's contact (capture keeps what a shorter form left out):
+    three white-paper downloads after it carried it too, and each was scored as having written it."""
+    ctx = Scoring(parse_rules({**RULES, "intent": [
+        *RULES["intent"], {"rule": "Wrote a message", "field": "has_message", "equals": True, "points": 5}]}),
+        clock=lambda: NOW)
+    store = MemoryScores()
+    lead = factories.enriched("reader@smallco.example", offer="whitepaper")
+    lead = lead.model_copy(update={"contact": lead.contact.model_copy(update={"message": "Call me about pricing"})})
+    outputs = []
+    for event in (lead, *(touched(lead, "whitepaper", days) for days in (1, 2, 3))):
+        uow, env = MemoryUnitOfWork(store), factories.envelope(topics.ENRICHED, event)
+        async with uow:
+            outputs = (await handle_lead_enriched(uow, [env], ctx))[env.id]
+    reasons = [r.rule for r in decoded(outputs[0]).score.reasons]
+    assert reasons.count("Wrote a message") == 1 and reasons.count("White paper") == 4
 
 
 async def test_a_late_touch_of_a_disqualified_lead_changes_nothing():

@@ -179,11 +179,17 @@ class TouchFacts:
     facts: Mapping[str, Any]
 
 
-def touch_of(lead: LeadEnriched) -> TouchFacts:
-    """The touch this enriched lead carries: its capture (the lead's id and first touch) or a later touch."""
+def touch_of(lead: LeadEnriched, message_before: str | None = None) -> TouchFacts:
+    """The touch this enriched lead carries: its capture (the lead's id and first touch) or a later touch.
+
+    A later touch's contact is what is known of the person after it, an earlier message included when this
+    submission had none: the touch wrote a message only when its contact's differs from ``message_before``
+    (the lead's as last scored), or every later touch would score the first message again."""
+    message = lead.contact.message
     if lead.touch is None:
-        return TouchFacts(lead.lead_id, lead.captured_at, _touch_facts(lead.attribution, lead.contact.message))
-    return TouchFacts(lead.touch.touch_id, lead.touch.at, _touch_facts(lead.touch.attribution, lead.contact.message))
+        return TouchFacts(lead.lead_id, lead.captured_at, _touch_facts(lead.attribution, message))
+    written = message if message != message_before else None
+    return TouchFacts(lead.touch.touch_id, lead.touch.at, _touch_facts(lead.touch.attribution, written))
 
 
 def _touch_facts(a: Attribution, message: str | None) -> dict[str, Any]:

@@ -75,15 +75,19 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
                                ctx: Scoring) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
     leads = [env.data for env in batch]
-    decisions = {lead_id: decision for lead_id, (decision, _) in
-                 (await uow.store.standing(lead.lead_id for lead in leads)).items()}  # locked, in id order
+    standing = await uow.store.standing(lead.lead_id for lead in leads)  # locked, in id order
+    decisions = {lead_id: decision for lead_id, (decision, _) in standing.items()}
+    # The message each lead's contact held as last scored: a touch's own is only one that differs from it.
+    messages = {lead_id: ((kept or {}).get("contact") or {}).get("message")
+                for lead_id, (_, kept) in standing.items()}
     touches = await uow.store.touches(lead.lead_id for lead in leads)
     outcomes: dict[uuid.UUID, Outcome] = {}
     touch_rows, score_rows = [], []
     for env in each(batch):
         lead = env.data
         assert isinstance(lead, LeadEnriched)
-        touch = touch_of(lead)
+        touch = touch_of(lead, messages.get(lead.lead_id))
+        messages[lead.lead_id] = lead.contact.message
         known = touches[lead.lead_id]
         if all(t.touch_id != touch.touch_id for t in known):
             known.append(touch)
