@@ -13,6 +13,7 @@ from routing.domain import (
     Applied, Handoff, InvalidRoutingData, Refused, Repeated, WorkingHours, acceptance_due, add_working_time,
     Placed, Presence, Waiting, apply_disposition, breach, choose_route, next_turn, parse_routing_data, place,
 )
+from routing.domain.routes import Route
 from routing.reference import RoutingFiles
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -304,6 +305,33 @@ def test_after_the_allowed_reassignments_the_lead_escalates_to_the_team_queue():
     b = breach(once, SALES, {}, NOW)
     assert b.action == "escalated" and b.assignment.owner_id == "queue:emea"
     assert b.handoff.due_at is None and b.rotation is None
+
+
+#: Ana works days, Ben evenings (UTC).
+SHIFTS = parse_routing_data({**SALES.model_dump(), "reps": [
+    {**r, "timezone": "UTC", **({"working_hours": {"start": "17:00", "end": "24:00"}} if r["id"] == "ben" else {})}
+    for r in SALES.model_dump()["reps"]]})
+
+
+def test_a_lead_whose_deadline_passes_before_anyone_else_is_on_shift_waits_for_them_not_for_the_team():
+    """Routed to Ana at 16:00 with 15 minutes: at 16:16 Ben is not on shift yet. It waits in the queue, to be
+    handed to Ben at 17:00 (not back to Ana, who missed it), instead of escalating with no deadline for good."""
+    day = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
+    b = breach(handoff(owner="ana", due_at=day + timedelta(hours=16, minutes=15)), SHIFTS, {},
+               day + timedelta(hours=16, minutes=16))
+    assert (b.action, b.assignment.owner_id, b.handoff.due_at) == ("escalated", "queue:emea", None)
+    assert b.handoff.waiting_since == day + timedelta(hours=16, minutes=16) and "waits" in b.assignment.reason
+    still_day = place(Route("team", "emea", "waited"), SHIFTS, {}, day + timedelta(hours=16, minutes=30),
+                      Presence(), passed_over=b.handoff.holders)
+    assert isinstance(still_day, Waiting)  # Ana is on shift, but she held it
+    evening = place(Route("team", "emea", "waited"), SHIFTS, {}, day + timedelta(hours=17, minutes=1),
+                    Presence(), passed_over=b.handoff.holders)
+    assert isinstance(evening, Placed) and evening.rep.id == "ben"
+
+
+def test_a_lead_every_rep_of_the_team_held_escalates_to_the_team_queue_for_good():
+    b = breach(handoff(owner="ben", holders=("ana",)), SHIFTS, {}, NOW)
+    assert (b.action, b.assignment.owner_id, b.handoff.waiting_since) == ("escalated", "queue:emea", None)
 
 
 def test_a_merged_lead_closes_with_no_deadline_and_a_repeat_changes_nothing():

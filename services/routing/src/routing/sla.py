@@ -128,7 +128,8 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
         handoff, lead = held.handoff, held.lead
         queued_at = handoff.waiting_since or now
         waited = f"waited in the {handoff.team} queue since {queued_at.isoformat(timespec='seconds')}"
-        placement = place(Route("team", handoff.team, waited), ref.data, turns.states, now, presence)
+        placement = place(Route("team", handoff.team, waited), ref.data, turns.states, now, presence,
+                          passed_over=handoff.holders)
         if not isinstance(placement, Placed):
             continue  # its reps' turns went to leads that waited longer
         turns.take(placement.team, placement.rotation)

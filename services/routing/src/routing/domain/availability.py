@@ -18,7 +18,7 @@ time as an argument; the holiday calendars are computed, not fetched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -122,9 +122,10 @@ class Waiting:
 
 
 def place(route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int]], now: datetime,
-          presence: Presence) -> Placed | Waiting:
+          presence: Presence, passed_over: Collection[str] = ()) -> Placed | Waiting:
     """Who takes a lead on ``route`` at ``now``: its account owner, a rep of its team's rotation, or by overflow
-    a rep of another team; or nobody yet. ``states`` is each team's rotation state."""
+    a rep of another team; or nobody yet. ``states`` is each team's rotation state; reps ``passed_over`` (who
+    held the lead and missed its deadline) are not asked again."""
     if route.kind == "account" and route.owner is not None:
         o = route.owner
         why = unavailable(o, data, now, presence)
@@ -134,7 +135,7 @@ def place(route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int
         route = Route("team", o.team, f"{route.reason}, who is {why}")
     skipped: list[str] = []
     for i, team in enumerate(overflow_chain(route.team, data)):
-        members = [r for r in data.reps if r.team == team]
+        members = [r for r in data.reps if r.team == team and r.id not in passed_over]
         reasons = {r.id: unavailable(r, data, now, presence) for r in members}
         free = [r for r in members if reasons[r.id] is None]
         if free:
