@@ -219,11 +219,13 @@ async def test_a_missed_deadline_hands_the_lead_on_once_within_its_trace(uow, ct
         assert await act_on_missed_deadlines(uow, ctx, limit=10) == 0
 
 
-def touch_of(lead, decision="mql"):
-    from leadpipe_common.events import Attribution, Touch
+def touch_of(lead, decision="mql", points=40):
+    """``lead`` touched again (a demo request via ads), scored ``decision`` with ``points`` of intent for it."""
+    from leadpipe_common.events import Attribution, ScoreReason, Touch
 
     touch = Touch(touch_id=uuid.uuid4(), at=T0, attribution=Attribution(offer="demo", utm_source="ads"))
-    score = lead.score.model_copy(update={"decision": decision})
+    reason = ScoreReason(rule="Demo", category="intent", points=points, touch_id=touch.touch_id, touch_at=T0)
+    score = lead.score.model_copy(update={"decision": decision, "reasons": [*lead.score.reasons, reason]})
     return lead.model_copy(update={"touch": touch, "score": score})
 
 
@@ -267,6 +269,29 @@ async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_t
     assert uow.store.turns == {"emea": 2}
 
 
+async def test_a_touch_that_adds_no_intent_leaves_a_lead_sales_rejected_in_nurture(uow, ctx):
+    """Scoring never hears of the rejection: the lead stays an MQL there, so a newsletter sign-up that earns
+    nothing would have sent it straight back to sales."""
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="not-a-fit")
+    assert await route(uow, ctx, touch_of(lead, points=0)) == []
+    assert uow.store.handoffs[lead.lead_id].handoff.status == "rejected"
+
+
+async def test_a_recycled_lead_goes_to_a_new_holder_not_back_to_the_account_owner_who_rejected_it(uow):
+    accounts = [{"domain": "bigco.com", "name": "BigCo", "owner": "ana"}]
+    ctx = Routing(Reference(parse_routing_data({**DATA.model_dump(), "accounts": accounts}), "v-test"), clock=Clock())
+    lead = factories.scored("mql", email="jo@bigco.com", country="DE")
+    first = data((await route(uow, ctx, lead))[0]).assignment
+    assert (first.method, first.owner_id) == ("account", "ana")
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=first.owner_id, reason_code="not-a-fit")
+    back, routed, step = await route(uow, ctx, touch_of(lead))
+    again = data(routed).assignment
+    assert again.owner_id != first.owner_id and again.method in ("territory", "overflow", "queue")
+    assert first.owner_id in uow.store.handoffs[lead.lead_id].handoff.holders  # nor by a missed deadline later
+
+
 async def test_a_rejection_and_a_touch_read_in_one_batch_recycle_the_lead_rather_than_re_engage_its_rejecter(
         uow, ctx):
     """The two topics have no order between them: sales' report goes first, so the touch meets the lead where
@@ -281,9 +306,13 @@ async def test_a_rejection_and_a_touch_read_in_one_batch_recycle_the_lead_rather
     assert uow.store.turns == {"emea": 2}
 
 
-async def test_a_recycled_leads_second_hand_off_has_events_of_its_own(uow, ctx):
+async def test_a_recycled_leads_second_hand_off_has_events_of_its_own(uow):
     """Consumers (reporting's steps, delivery's webhooks) keep one event per id: the second time round's missed
-    deadline and acceptance are new events, not repeats of the first hand-off's."""
+    deadline and acceptance are new events, not repeats of the first hand-off's. (Three reps: the one who
+    rejected it is passed over the second time round, and its holder then misses the deadline too.)"""
+    cy = {"id": "cy", "name": "Cy", "team": "emea", "weight": 1}
+    ctx = Routing(Reference(parse_routing_data({**DATA.model_dump(), "reps": [*DATA.model_dump()["reps"], cy]}),
+                            "v-test"), clock=Clock())
     lead = factories.scored("mql", country="DE")
 
     async def first_deadline_missed() -> tuple[set[str], str]:

@@ -49,7 +49,7 @@ from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
     Applied, Handoff, Merged, Placed, Refused, Repeated, RoutingData, Step, Waiting, acceptance_due,
-    apply_disposition, capacity_bound, choose_route, merge_into, overflow_chain, place,
+    apply_disposition, capacity_bound, choose_route, merge_into, overflow_chain, place, recycled_by,
 )
 from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
@@ -167,7 +167,7 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         if env.data.lead_id not in held:
             continue
         holding = holdings.get(env.data.lead_id)
-        if holding is not None and holding.handoff.status == "rejected" and env.data.score.decision == "mql":
+        if holding is not None and recycled_by(holding.handoff, env.data):
             recycled[env.id] = holding.handoff.cycle + 1
         else:
             outcomes[env.id] = _reengage(env, holding, now)
@@ -201,7 +201,10 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             continue
         lead = env.data
         assert isinstance(lead, LeadScored)
-        placement = place(route, ref.data, turns.states, now, presence)
+        # A recycled lead goes to a new holder: not back to the rep who rejected it (nor, if the new one misses
+        # its deadline, to them by the rotation; the reps who missed the last hand-off's may have it again).
+        before = (holdings[lead.lead_id].handoff.owner_id,) if env.id in recycled else ()
+        placement = place(route, ref.data, turns.states, now, presence, passed_over=before)
         if isinstance(placement, Placed):
             turns.take(placement.team, placement.rotation)
             presence = presence.holding_one_more(placement.rep.id)
@@ -212,7 +215,7 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         handoff = Handoff(lead_id=lead.lead_id, status="routed", owner_id=assignment.owner_id,
                           team=assignment.team, grade=lead.score.grade, waiting_since=now if waiting else None,
                           due_at=acceptance_due(lead.score.grade, assignment.owner_id, ref.data, now),
-                          cycle=recycled.get(env.id, 0))
+                          cycle=recycled.get(env.id, 0), holders=before)
         changed = LeadStageChanged(
             lead_id=lead.lead_id, from_stage="mql", to_stage="routed", at=now, by="routing",
             reason=f"assigned to {assignment.owner_name}: {assignment.reason}", attribution=lead.attribution,

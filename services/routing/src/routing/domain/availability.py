@@ -125,10 +125,10 @@ def place(route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int
           presence: Presence, passed_over: Collection[str] = ()) -> Placed | Waiting:
     """Who takes a lead on ``route`` at ``now``: its account owner, a rep of its team's rotation, or by overflow
     a rep of another team; or nobody yet. ``states`` is each team's rotation state; reps ``passed_over`` (who
-    held the lead and missed its deadline) are not asked again."""
+    held the lead before: missed its deadline, or rejected it) are not asked again."""
     if route.kind == "account" and route.owner is not None:
         o = route.owner
-        why = unavailable(o, data, now, presence)
+        why = "the lead's holder before" if o.id in passed_over else unavailable(o, data, now, presence)
         if why is None:
             return Placed(Assignment(owner_id=o.id, owner_name=o.name, owner_email=o.email, team=o.team,
                                      method="account", reason=route.reason), o, o.team, None)

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from leadpipe_common.events import DispositionReport, Grade, LeadDispositioned
+from leadpipe_common.events import DispositionReport, Grade, LeadDispositioned, LeadScored
 
 from routing.domain.reference import Rep, RoutingData
 from routing.domain.routes import queue_of
@@ -60,6 +60,22 @@ class Handoff:
 
 
 CLOSED: frozenset[str] = frozenset({"won", "lost", "rejected", "merged"})
+
+
+def recycled_by(handoff: Handoff, lead: LeadScored) -> bool:
+    """Whether ``lead``'s touch routes a lead sales rejected again: the touch earned intent points of its own and
+    the score is at the MQL bar. Scoring never learns of the rejection, so a lead it made an MQL stays one:
+    a touch that adds nothing (a newsletter sign-up, say) leaves the lead in nurture."""
+    touch = lead.touch
+    return (handoff.status == "rejected" and touch is not None and lead.score.decision == "mql"
+            and any(r.category == "intent" and r.points > 0 and r.touch_id == touch.touch_id
+                    for r in lead.score.reasons))
+
+
+def holders_after(handoff: Handoff) -> tuple[str, ...]:
+    """Everyone who held ``handoff``'s lead, its holder now included: whom a recycled lead is not handed to
+    again."""
+    return handoff.holders if handoff.owner_id in handoff.holders else (*handoff.holders, handoff.owner_id)
 #: Closed for good by sales (capture's closed stages): such a lead is never merged away, only merged into.
 #: A rejected lead is back in nurture, its person's open lead, and may be.
 SALES_CLOSED: frozenset[str] = frozenset({"won", "lost"})
