@@ -18,11 +18,13 @@ ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "0
 
 
 def data(reps, teams=None, accounts=()):
-    # Every team leads may go to has a rep on file (an absent one is off the rota here).
-    absent = [{"id": f"absent-{team}", "name": "Absent", "team": team, "timezone": "UTC", "active": False}
-              for team in ("emea", "apac", "desk") if team not in {r["team"] for r in reps}]
+    # Every team leads may go to must reach an active rep: one given none here overflows to the first team given.
+    given = [r["team"] for r in reps]
+    unstaffed = {team: {"when_nobody_available": "overflow", "overflow_to": given[0]}
+                 for team in ("emea", "apac", "desk") if team not in given}
     return parse_routing_data({
-        "reps": [*reps, *absent], "accounts": list(accounts), "working_hours": OFFICE, "teams": teams or {},
+        "reps": list(reps), "accounts": list(accounts), "working_hours": OFFICE,
+        "teams": {**unstaffed, **(teams or {})},
         "territories": {"regions": {"emea": ["DE"], "apac": ["JP"]}, "segments": [{"name": "all", "min_employees": 0}],
                         "unknown_size_segment": "all",
                         "teams": [{"team": "emea", "region": "emea"}, {"team": "apac", "region": "apac"}],
@@ -184,7 +186,7 @@ def test_wrong_availability_settings_are_refused_with_the_entry_named(change, me
 def test_a_team_with_no_reps_that_leads_would_go_to_is_refused_unless_it_overflows_to_one_with_reps():
     """A typo in a territory rule would keep its region's leads in a queue with no deadline and nobody to take
     them."""
-    raw = data([BERLIN, DESK]).model_dump()
+    raw = data([BERLIN, TOKYO, DESK]).model_dump()
     typo = {**raw["territories"], "teams": [{"team": "emea-typo", "region": "emea"}]}
     with pytest.raises(InvalidRoutingData, match="team emea-typo has no reps"):
         parse_routing_data({**raw, "territories": typo})
@@ -194,6 +196,18 @@ def test_a_team_with_no_reps_that_leads_would_go_to_is_refused_unless_it_overflo
         parse_routing_data({**raw, "territories": typo, "teams": {"emea-typo": {"overflow_to": "emea"}}})
     hiring = {"emea-typo": {"when_nobody_available": "overflow", "overflow_to": "emea"}}
     assert parse_routing_data({**raw, "territories": typo, "teams": hiring}).policy_of("emea-typo").overflow_to
+
+
+def test_a_team_whose_reps_are_all_inactive_is_refused_naming_it_as_a_team_with_no_reps_is():
+    """An inactive rep is never handed a lead: their team's leads would wait in a queue nobody takes from."""
+    raw = data([BERLIN, TOKYO, DESK]).model_dump()
+    gone = [{**rep, "active": rep["team"] != "apac"} for rep in raw["reps"]]
+    with pytest.raises(InvalidRoutingData, match="team apac has no active reps .* the reps of apac are all inactive"):
+        parse_routing_data({**raw, "reps": gone})
+    with pytest.raises(InvalidRoutingData, match="default_team has no active reps .* of desk are all inactive"):
+        parse_routing_data({**raw, "reps": [{**rep, "active": rep["team"] != "desk"} for rep in raw["reps"]]})
+    covered = {"apac": {"when_nobody_available": "overflow", "overflow_to": "desk"}}
+    assert parse_routing_data({**raw, "reps": gone, "teams": covered}).policy_of("apac").overflow_to == "desk"
 
 
 def test_what_if_routes_a_known_history_again_and_names_every_violation():

@@ -24,6 +24,7 @@ DATA = parse_routing_data({
         {"id": "ben", "name": "Ben", "team": "emea", "weight": 1},
         {"id": "cy", "name": "Cy", "team": "emea-ent", "weight": 1},
         {"id": "dee", "name": "Dee", "team": "rest", "active": False},
+        {"id": "fay", "name": "Fay", "team": "rest", "working_hours": {"days": ["sat", "sun"]}},
         {"id": "eve", "name": "Eve", "team": "emea-ent", "weight": 1, "active": False},
     ],
     "accounts": [
@@ -77,9 +78,9 @@ def test_a_country_outside_every_territory_goes_to_the_default_team():
     assert choose_route(mql(country="BR"), DATA).team == "rest"
 
 
-def test_a_team_with_nobody_active_holds_the_lead_in_its_queue():
-    waiting = place(choose_route(mql(country="BR"), DATA), DATA, {}, NOW, Presence())
-    assert isinstance(waiting, Waiting) and "dee inactive" in waiting.reason
+def test_a_team_with_nobody_who_can_take_the_lead_now_holds_it_in_its_queue():
+    waiting = place(choose_route(mql(country="BR"), DATA), DATA, {}, NOW, Presence())  # a Monday
+    assert isinstance(waiting, Waiting) and "dee inactive" in waiting.reason and "fay off shift" in waiting.reason
     assert (waiting.assignment.owner_id, waiting.assignment.method) == ("queue:rest", "queue")
 
 

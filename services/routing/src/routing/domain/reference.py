@@ -245,11 +245,19 @@ class RoutingData(_Strict):
             if policy.overflow_to is not None and policy.overflow_to not in known:
                 raise ValueError(f"teams: {team} overflows to {policy.overflow_to!r}, which is no team")
         # A team with no reps at all (a typo in a territory rule, say) would keep its leads in a queue that has
-        # no deadline and nobody to hand them to: lost without a word.
-        staffed = {r.team for r in self.reps}
+        # no deadline and nobody to hand them to: lost without a word. An inactive rep is never handed a lead, so a
+        # team of inactive reps only is as empty.
+        staffed = {r.team for r in self.reps if r.active}
+        on_file = {r.team for r in self.reps}
         for team in sorted({rule.team for rule in t.teams} | {t.default_team}):
-            if not staffed.intersection(overflow_chain(team, self)):
+            chain = overflow_chain(team, self)
+            if not staffed.intersection(chain):
                 where = "default_team" if team == t.default_team else f"team {team}"
+                idle = [c for c in chain if c in on_file]
+                if idle:
+                    raise ValueError(f"territories: {where} has no active reps (nor overflows to a team that has): "
+                                     f"the reps of {', '.join(idle)} are all inactive, so its leads would wait "
+                                     "for ever")
                 raise ValueError(f"territories: {where} has no reps (nor overflows to a team that has): its "
                                  "leads would wait for ever")
         # Working time is counted a day at a time on the holder's calendar: an SLA of years of a rep's few
