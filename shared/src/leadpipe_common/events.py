@@ -237,7 +237,8 @@ class LeadRouted(Event):
     assignment: Assignment
     routed_at: Moment
     person_id: UUID | None = None
-    #: Set on a re-engagement: the new touch of a lead its holder already has (same owner, same deadline).
+    #: The touch whose score this follows: a re-engagement's (a lead its holder already has: same owner, same
+    #: deadline), or a routing's when a touch lifted the lead to MQL (from nurture, or recycled after a rejection).
     touch: Touch | None = None
     #: Which reps, teams and territories routed it (a digest of routing's files; changes on every reload).
     routing_data_version: str | None = None

@@ -1,4 +1,5 @@
-"""Reads the history a what-if needs from the topics: past MQLs, where each went, and when sales answered it.
+"""Reads the history a what-if needs from the topics: every routing of an MQL, where it went, and when sales
+answered it.
 
 Guarantees: the topics are scanned (``leadpipe_common.scan``) outside any
 consumer group and nothing is written anywhere; records that do not decode
@@ -7,15 +8,15 @@ are counted and passed over, as the live consumers dead-letter them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from leadpipe_common import topics
-from leadpipe_common.envelope import DecodeError, decode
+from leadpipe_common.envelope import DecodeError, decode, derive_id
 from leadpipe_common.events import (
-    Assignment, LeadMerged, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged,
+    Assignment, LeadMerged, LeadReengaged, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged,
 )
 from leadpipe_common.scan import TopicScan
 from leadpipe_common.settings import KafkaSettings
@@ -34,36 +35,74 @@ class History:
 
 async def read_history(settings: KafkaSettings, since: datetime,
                        progress: Callable[[int, int], None] = lambda done, total: None) -> History:
-    scored: dict[UUID, tuple[LeadScored, tuple[int, int]]] = {}
-    routed: dict[UUID, tuple[datetime, Assignment]] = {}
-    answered: dict[UUID, datetime] = {}
+    scores: dict[UUID, tuple[LeadScored, tuple[int, int]]] = {}  # MQL scores by event id, in log order
+    routed: dict[UUID, tuple[datetime, Assignment]] = {}  # by event id
+    reengaged: set[UUID] = set()  # event ids
+    answers: dict[UUID, list[datetime]] = {}
     skipped = seen = 0
     async with TopicScan(settings, [topics.SCORED, topics.ROUTED, topics.LIFECYCLE], since=since) as scan:
         async for records in scan.batches():
             for r in records:
                 try:
-                    event = decode(r.headers, r.key, r.value).data
+                    envelope = decode(r.headers, r.key, r.value)
                 except DecodeError:
                     skipped += 1
                     continue
+                event = envelope.data
                 lead_id = getattr(event, "lead_id", None)
                 if isinstance(event, LeadScored):
-                    if event.touch is None and event.score.decision == "mql":
-                        scored.setdefault(event.lead_id, (event, (r.partition, r.offset)))
+                    if event.score.decision == "mql":
+                        scores[envelope.id] = (event, (r.partition, r.offset))
                 elif isinstance(event, LeadRouted):
-                    if event.touch is None and event.lead_id not in routed:
-                        routed[event.lead_id] = (event.routed_at, event.assignment)
+                    routed[envelope.id] = (event.routed_at, event.assignment)
+                elif isinstance(event, LeadReengaged):
+                    reengaged.add(envelope.id)
                 elif lead_id is not None:
                     at = _answer_time(event)
-                    if at is not None and (lead_id not in answered or at < answered[lead_id]):
-                        answered[lead_id] = at
+                    if at is not None:
+                        answers.setdefault(lead_id, []).append(at)
             seen += len(records)
             progress(seen, scan.total)
-    leads = []
-    for lead_id, (lead, position) in scored.items():
-        at, actual = routed.get(lead_id, (lead.scored_at, None))
-        leads.append(PastLead(lead, at, actual, answered.get(lead_id), position))
-    return History(leads, skipped)
+    return History(_past_leads(scores, routed, reengaged, answers), skipped)
+
+
+def _past_leads(scores: dict[UUID, tuple[LeadScored, tuple[int, int]]],
+                routed: dict[UUID, tuple[datetime, Assignment]], reengaged: set[UUID],
+                answers: dict[UUID, list[datetime]]) -> list[PastLead]:
+    """One ``PastLead`` per routing of an MQL score, and one per lead whose first score is not routed yet.
+
+    Routing's outputs of a score take ids derived from the score's (``follow_up``): the score routed a lead
+    when a ``lead.routed`` derives from it and no ``lead.reengaged`` does. So a lead a touch lifted from nurture
+    to MQL, or recycled after sales rejected it, counts as routed (once per routing), while a touch of a lead
+    sales already held, told to its holder on ``leads.routed`` too, is no second routing. The later records of
+    a deadline's breach or a queue's hand-out derive from no score: the first assignment is the one counted."""
+    leads: list[PastLead] = []
+    routed_leads: set[UUID] = set()
+    for score_id, (lead, position) in scores.items():
+        out = routed.get(derive_id(score_id, LeadRouted.type))
+        if out is None or derive_id(score_id, LeadReengaged.type) in reengaged:
+            continue
+        at, assignment = out
+        first = lead.lead_id not in routed_leads
+        routed_leads.add(lead.lead_id)
+        leads.append(PastLead(lead, at, assignment, _answered(answers.get(lead.lead_id, ()), at, first), position))
+    # Not routed (yet): a lead's first score only. A later score without a touch changes nothing routed (a merge
+    # gave it a duplicate's touches), and a touch routing did not route was of a lead sales held or closed.
+    waiting: dict[UUID, tuple[LeadScored, tuple[int, int]]] = {}
+    for lead, position in scores.values():
+        if lead.touch is None and lead.lead_id not in routed_leads:
+            waiting.setdefault(lead.lead_id, (lead, position))
+    for lead_id, (lead, position) in waiting.items():
+        leads.append(PastLead(lead, lead.scored_at, None, _answered(answers.get(lead_id, ()), lead.scored_at, True),
+                              position))
+    return leads
+
+
+def _answered(times: Iterable[datetime], routed_at: datetime, first: bool) -> datetime | None:
+    """When sales first answered a routing: a recycled one, only by an answer after it (the rejection that
+    recycled it answered the routing before); a lead's first, by its earliest answer (a report's time is sales',
+    which may run behind routing's clock)."""
+    return min((at for at in times if first or at >= routed_at), default=None)
 
 
 def _answer_time(event: object) -> datetime | None:

@@ -31,10 +31,12 @@ from routing.domain.routes import choose_route
 
 @dataclass(frozen=True)
 class PastLead:
+    """One routing of an MQL (a lead recycled after a rejection is routed, and counted, again)."""
+
     lead: LeadScored
     #: When routing routed it (else when it was scored).
     at: datetime
-    #: The assignment it got first; None: not routed (yet).
+    #: The assignment this routing gave (not a later one after a missed deadline or a wait); None: not routed (yet).
     actual: Assignment | None = None
     #: When its holder stopped holding it unanswered; None: still held.
     answered_at: datetime | None = None

@@ -1,0 +1,122 @@
+"""what-if's history, read from topics faked in memory: what routing's handlers wrote, as a scan reads it back."""
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+import routing.whatif
+from leadpipe_common import topics
+from leadpipe_common.envelope import decode
+from leadpipe_common.events import Attribution, LeadDispositioned, Touch
+from leadpipe_common.testing import factories
+from routing.domain import parse_routing_data
+from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored
+from routing.reference import Reference
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+DATA = parse_routing_data({
+    "reps": [{"id": "ana", "name": "Ana", "team": "emea"}, {"id": "ben", "name": "Ben", "team": "emea"}],
+    "accounts": [],
+    "territories": {"regions": {"emea": ["DE"]}, "segments": [{"name": "all", "min_employees": 0}],
+                    "unknown_size_segment": "all", "teams": [{"team": "emea", "region": "emea"}],
+                    "default_team": "emea"},
+    "working_hours": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"},
+    "reasons": {"rejected": {"not-a-fit": "Not our ICP"}},
+})
+
+
+class Topics:
+    """What a scan of leads.scored, leads.routed and the lifecycle reads: every record written, in order."""
+
+    def __init__(self) -> None:
+        self.records: list[SimpleNamespace] = []
+
+    def add(self, message) -> None:
+        offset = sum(r.topic == message.topic for r in self.records)
+        self.records.append(SimpleNamespace(topic=message.topic, partition=0, offset=offset, key=message.key,
+                                            value=message.value, headers=list(message.headers)))
+
+    def scan(self, settings, wanted, *, since):
+        records = [r for r in self.records if r.topic in wanted]
+
+        class Scan:
+            total = len(records)
+
+            async def __aenter__(self):
+                return self
+
+            async def __aexit__(self, *exc):
+                return None
+
+            async def batches(self):
+                yield records
+
+        return Scan()
+
+
+@pytest.fixture
+def log(monkeypatch) -> Topics:
+    t = Topics()
+    monkeypatch.setattr(routing.whatif, "TopicScan", t.scan)
+    return t
+
+
+def touch_of(lead):
+    touch = Touch(touch_id=uuid.uuid4(), at=T0, attribution=Attribution(offer="demo"))
+    return lead.model_copy(update={"touch": touch, "score": lead.score.model_copy(update={"decision": "mql"})})
+
+
+async def test_the_history_holds_every_routing_of_an_mql_touched_or_not_and_no_re_engagement(uow, log):
+    """A lead a touch lifts from nurture, and a lead recycled after sales rejected it, are routed with their touch
+    on the score: each routing counts, with its own time, holder and answer; a touch told to a lead's holder does
+    not."""
+    now = T0
+    ctx = Routing(Reference(DATA, "v-test"), clock=lambda: now)
+
+    async def score(lead) -> str | None:
+        """The owner routing gave ``lead``'s score, if it routed it."""
+        message = factories.message(topics.SCORED, lead)
+        log.add(message)
+        env = decode(message.headers, message.key, message.value)
+        async with uow:
+            out = (await handle_lead_scored(uow, [env], ctx))[env.id]
+            await uow.commit()
+        for m in out:
+            log.add(m)
+        return next((decode(m.headers, m.key, m.value).data.assignment.owner_id for m in out
+                     if m.topic == topics.ROUTED), None)
+
+    plain, lifted, recycled, held = (factories.scored(d, country="DE") for d in ("mql", "nurture", "mql", "mql"))
+    plain_owner = await score(plain)
+    assert await score(lifted) is None  # nurture: not routed
+    first_owner, held_owner = await score(recycled), await score(held)
+    now = T0 + timedelta(minutes=10)
+    env = factories.envelope(topics.FEEDBACK, LeadDispositioned(lead_id=recycled.lead_id, outcome="rejected",
+                                                                rep_id=first_owner, reason_code="not-a-fit"))
+    async with uow:
+        for m in (await handle_lead_dispositioned(uow, [env], ctx))[env.id]:
+            log.add(m)
+        await uow.commit()
+    now = T0 + timedelta(hours=1)
+    lifted_owner, second_owner = await score(touch_of(lifted)), await score(touch_of(recycled))
+    assert await score(touch_of(held)) == held_owner  # re-engaged: its holder told on leads.routed too
+    waiting = factories.scored("mql", country="DE")
+    log.add(factories.message(topics.SCORED, waiting))  # scored, not routed yet
+
+    history = await routing.whatif.read_history(None, T0)
+
+    assert history.skipped == 0
+    assert Counter((p.lead.lead_id, p.at, p.actual and p.actual.owner_id, p.answered_at) for p in history.leads) \
+        == Counter([
+            (plain.lead_id, T0, plain_owner, None),
+            (recycled.lead_id, T0, first_owner, T0 + timedelta(minutes=10)),  # answered by the rejection
+            (held.lead_id, T0, held_owner, None),  # once: its touch re-engaged its holder
+            (lifted.lead_id, T0 + timedelta(hours=1), lifted_owner, None),
+            (recycled.lead_id, T0 + timedelta(hours=1), second_owner, None),  # the rejection came before it
+            (waiting.lead_id, waiting.scored_at, None, None),
+        ])
+    # Each routing keeps its score's place in leads.scored: leads routed at one moment are replayed as read.
+    assert len({p.position for p in history.leads}) == len(history.leads)
