@@ -24,14 +24,14 @@ def add_commands(cli: typer.Typer) -> None:
         "that breaks the candidate's working hours, holidays or capacity. Reads the topics; writes nothing."))
     def what_if_command(
         since: str = typer.Option(..., help="route again the MQLs scored since this moment (ISO date-time, UTC "
-                                            "unless zoned)"),
+                                            "unless zoned; 1970 or later)"),
         reps: Path | None = typer.Option(None, help="candidate reps file (default: ROUTING_REPS_FILE)",
                                          exists=True, dir_okay=False),
         territories: Path | None = typer.Option(None, help="candidate territories file (default: "
                                                            "ROUTING_TERRITORIES_FILE)", exists=True, dir_okay=False),
     ) -> None:
-        settings = load_settings(RoutingSettings)
         moment = _moment(since)
+        settings = load_settings(RoutingSettings)
         files = settings.files
         candidate = replace(files, reps=reps or files.reps, territories=territories or files.territories)
         try:
@@ -62,7 +62,15 @@ def _moment(value: str) -> datetime:
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not an ISO date-time (2026-11-23T09:00Z)",
                                  param_hint="--since") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment < _EPOCH:
+        # Kafka's timestamps count from 1970: the broker client refuses an earlier one with a bare ValueError.
+        raise typer.BadParameter(f"{value!r} is before 1970-01-01T00:00Z, where the topics' timestamps begin "
+                                 "(1970-01-01 reads them all)", param_hint="--since")
+    return moment
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _report(result: WhatIf, since: datetime, version: str, reps: Path, territories: Path, skipped: int) -> None:
