@@ -13,15 +13,18 @@ from aiokafka.errors import KafkaError
 from leadpipe_common.cli import load_settings
 
 from routing.domain import WhatIf, what_if
+from routing.reference import RoutingFiles
 from routing.settings import RoutingSettings
 from routing.whatif import read_history
 
 
 def add_commands(cli: typer.Typer) -> None:
     @cli.command("what-if", help=(
-        "Route the past MQLs again under candidate reps and territories files, with the live rules. Prints, per "
-        "team and rep, how many leads each would have got against what they did get, and every real assignment "
-        "that breaks the candidate's working hours, holidays or capacity. Reads the topics; writes nothing."))
+        "Route the past MQLs again under candidate reps, territories and accounts files, with the live rules. "
+        "Prints, per team and rep, how many leads each would have got against what they did get, and every real "
+        "assignment that breaks the candidate's working hours, holidays or capacity. To try a rep leaving, give "
+        "--reps without them and --accounts with their accounts owned by others. Reads the topics; writes "
+        "nothing."))
     def what_if_command(
         since: str = typer.Option(..., help="route again the MQLs scored since this moment (ISO date-time, UTC "
                                             "unless zoned; 1970 or later)"),
@@ -29,11 +32,14 @@ def add_commands(cli: typer.Typer) -> None:
                                          exists=True, dir_okay=False),
         territories: Path | None = typer.Option(None, help="candidate territories file (default: "
                                                            "ROUTING_TERRITORIES_FILE)", exists=True, dir_okay=False),
+        accounts: Path | None = typer.Option(None, help="candidate accounts file (default: "
+                                                        "ROUTING_ACCOUNTS_FILE)", exists=True, dir_okay=False),
     ) -> None:
         moment = _moment(since)
         settings = load_settings(RoutingSettings)
         files = settings.files
-        candidate = replace(files, reps=reps or files.reps, territories=territories or files.territories)
+        candidate = replace(files, reps=reps or files.reps, territories=territories or files.territories,
+                            accounts=accounts or files.accounts)
         try:
             reference = candidate.load()
         except ValueError as exc:
@@ -52,8 +58,7 @@ def add_commands(cli: typer.Typer) -> None:
                 typer.secho(f"cannot read the topics at KAFKA_BOOTSTRAP_SERVERS ({settings.kafka_bootstrap_servers}):"
                             f" {exc}", err=True, fg="red")
                 raise typer.Exit(1) from None
-        _report(what_if(history.leads, reference.data), moment, reference.version, candidate.reps,
-                candidate.territories, history.skipped)
+        _report(what_if(history.leads, reference.data), moment, reference.version, candidate, history.skipped)
 
 
 def _moment(value: str) -> datetime:
@@ -73,13 +78,14 @@ def _moment(value: str) -> datetime:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _report(result: WhatIf, since: datetime, version: str, reps: Path, territories: Path, skipped: int) -> None:
+def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, skipped: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(soft_wrap=True)
     console.print(f"what-if: {result.leads:,} MQLs since {since.isoformat()} routed again under routing data "
-                  f"{version} (reps {reps}, territories {territories}); nothing was written"
+                  f"{version} (reps {files.reps}, territories {files.territories}, accounts {files.accounts}); "
+                  "nothing was written"
                   + (f"; {skipped:,} undecodable records passed over" if skipped else ""))
     table = Table("team", "rep", "would get", "did get", "change")
     totals = result.team_totals()
