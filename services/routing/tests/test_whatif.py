@@ -10,7 +10,7 @@ import pytest
 import routing.whatif
 from leadpipe_common import topics
 from leadpipe_common.envelope import decode
-from leadpipe_common.events import Attribution, LeadDispositioned, Touch
+from leadpipe_common.events import Attribution, LeadDispositioned, ScoreReason, Touch
 from leadpipe_common.testing import factories
 from routing.domain import parse_routing_data
 from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored
@@ -65,8 +65,11 @@ def log(monkeypatch) -> Topics:
 
 
 def touch_of(lead):
+    """``lead`` touched again (a demo request), an MQL with intent points for that touch, as scoring names it."""
     touch = Touch(touch_id=uuid.uuid4(), at=T0, attribution=Attribution(offer="demo"))
-    return lead.model_copy(update={"touch": touch, "score": lead.score.model_copy(update={"decision": "mql"})})
+    reason = ScoreReason(rule="Demo", category="intent", points=40, touch_id=touch.touch_id, touch_at=T0)
+    score = lead.score.model_copy(update={"decision": "mql", "reasons": [*lead.score.reasons, reason]})
+    return lead.model_copy(update={"touch": touch, "score": score})
 
 
 async def test_the_history_holds_every_routing_of_an_mql_touched_or_not_and_no_re_engagement(uow, log):
