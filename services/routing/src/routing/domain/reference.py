@@ -7,6 +7,7 @@ the service at start with the entry named.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -19,6 +20,7 @@ from holidays import registry as holidays_registry
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from leadpipe_common.domain_names import ascii_domain
 from leadpipe_common.events import Grade
 from leadpipe_common.problems import describe
 
@@ -284,7 +286,17 @@ class RoutingData(_Strict):
         return rep.working_hours or self.working_hours
 
     def account(self, domain: str | None) -> Account | None:
-        return next((a for a in self.accounts if a.domain == domain), None) if domain else None
+        return self.accounts_by_domain.get(ascii_domain(domain)) if domain else None
+
+    @functools.cached_property
+    def accounts_by_domain(self) -> dict[str, Account]:
+        """Each account under its domain's ASCII form (the first of any listed twice): enrichment passes a company
+        domain on as the address or companies.csv spelt it, müller.de or xn--mller-kva.de, and accounts.csv may
+        spell it either way. Computed once: reference data is replaced on a reload, never changed in place."""
+        by_domain: dict[str, Account] = {}
+        for a in self.accounts:
+            by_domain.setdefault(ascii_domain(a.domain), a)
+        return by_domain
 
     def region_of(self, country: str | None) -> str | None:
         return next((region for region, cs in self.territories.regions.items() if country in cs), None)
