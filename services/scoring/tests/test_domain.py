@@ -110,6 +110,18 @@ def test_grade_thresholds_that_leave_a_grade_unreachable_are_refused_naming_the_
         parse_rules({**RULES.model_dump(by_alias=True), "grades": grades})
 
 
+@pytest.mark.parametrize(("listed", "spelt"), [("müller.de", "xn--mller-kva.de"), ("XN--MLLER-KVA.de", "Müller.de")])
+def test_a_rule_naming_a_non_ascii_domain_matches_it_whichever_spelling_the_rule_and_the_lead_use(listed, spelt):
+    """Capture keeps an address's domain in Unicode, a rule may name it in ASCII (xn--): compared as written, a
+    competitor so named was never knocked out."""
+    rules = parse_rules({**_raw(), "disqualify": [{"rule": "Competitor", "field": "company_domain", "in": [listed]},
+                                                  {"rule": "Their staff", "field": "email_domain", "equals": listed}]})
+    enrichment = lead().enrichment.model_copy(update={"email_domain": spelt,
+                                                      "company_domain": Sourced(value=spelt, source="email")})
+    s = score(lead().model_copy(update={"enrichment": enrichment}), rules)
+    assert [r.rule for r in s.reasons if r.category == "disqualify"] == ["Competitor", "Their staff"]
+
+
 def test_a_yes_or_no_fact_is_compared_with_yes_or_no():
     assert parse_rules({**_raw(), "fit": [{"rule": "x", "field": "is_free_mail", "equals": False, "points": 3}]})
 

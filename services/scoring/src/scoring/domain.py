@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from leadpipe_common.domain_names import ascii_domain
 from leadpipe_common.events import Attribution, Decision, Grade, LeadEnriched, Score, ScoreReason
 from leadpipe_common.problems import describe
 
@@ -42,6 +43,9 @@ class _Strict(BaseModel):
 
 #: The facts that are yes or no; the others are text or numbers.
 YES_NO_FACTS = frozenset({"is_free_mail", "is_disposable", "has_message", "has_phone", "marketing_consent"})
+#: The facts that are domain names, compared in their ASCII form: a rule may write müller.de or xn--mller-kva.de,
+#: and a lead's domain comes as its address spelt it.
+DOMAIN_FACTS = frozenset({"email_domain", "company_domain"})
 def _scalar(value: Any) -> Any:
     if not isinstance(value, str | int | float | bool):
         raise ValueError(f"expected text, a number or true/false, not {type(value).__name__}")
@@ -80,8 +84,9 @@ class Condition(_Strict):
         """``equals``, ``in`` and ``not_in`` case-folded, once: every rule is tested on every lead and touch
         (an instance attribute once computed: pydantic's private attributes are read through a slow path).
         Rules are read once and never changed; a ``model_copy(update=...)`` of a tested rule would keep it."""
-        return (_norm(self.equals), None if self.in_ is None else frozenset(_norm(v) for v in self.in_),
-                None if self.not_in is None else frozenset(_norm(v) for v in self.not_in))
+        norm = _norm_domain if self.field in DOMAIN_FACTS else _norm
+        return (norm(self.equals), None if self.in_ is None else frozenset(norm(v) for v in self.in_),
+                None if self.not_in is None else frozenset(norm(v) for v in self.not_in))
 
     def holds(self, facts: Mapping[str, Any]) -> bool:
         value = facts.get(self.field)
@@ -166,6 +171,10 @@ def _norm(v: Any) -> Any:
     return v.casefold() if isinstance(v, str) else v
 
 
+def _norm_domain(v: Any) -> Any:
+    return _norm(ascii_domain(v)) if isinstance(v, str) else v
+
+
 #: The facts a touch brings (what the person did then); the rest describe the person as known now.
 TOUCH_FACTS = ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_content", "has_message")
 
@@ -212,8 +221,8 @@ def facts_of(lead: LeadEnriched) -> dict[str, Any]:
         "department": val(e.department),
         "is_free_mail": e.is_free_mail.value,
         "is_disposable": e.is_disposable.value,
-        "email_domain": e.email_domain,
-        "company_domain": val(e.company_domain),
+        "email_domain": ascii_domain(e.email_domain),
+        "company_domain": ascii_domain(e.company_domain.value) if e.company_domain else None,
         "job_title": c.job_title,
         "form_id": a.form_id,
         "offer": a.offer,
