@@ -85,6 +85,12 @@ def test_vice_president_is_not_mistaken_for_president():
     assert classify_title("President", REF.seniority) == "c-level"
 
 
+def test_words_parted_by_a_hyphen_match_a_keyword_parted_by_a_space():
+    """'Vice-President Sales' was c-level: "vice president" missed the hyphen, and "president" was found."""
+    assert classify_title("Vice-President Sales", REF.seniority) == "vp"
+    assert classify_title("Senior Vice - President, Finance", REF.seniority) == "vp"
+
+
 def test_keywords_match_whole_words_only():
     assert classify_title("Head of IT", REF.departments) == "it"
     assert classify_title("Digital Marketing Manager", REF.departments) == "marketing"

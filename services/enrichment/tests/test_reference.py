@@ -34,6 +34,18 @@ def test_lead_as_the_work_a_job_does_is_not_a_rank(title, seniority, department)
     assert classify_title(title, SHIPPED.departments) == department
 
 
+@pytest.mark.parametrize(("title", "seniority", "department"), [
+    ("Vice-President Sales", "vp", "sales"), ("Senior Vice-President Finance", "vp", "finance"),
+    ("VICE-PRESIDENT MARKETING", "vp", "marketing"), ("Vice President", "vp", None), ("Vice-President", "vp", None),
+    ("President", "c-level", "executive"), ("Co Founder", "c-level", "executive"),
+])
+def test_a_vice_president_is_a_vp_of_their_function_however_the_title_is_written(title, seniority, department):
+    """Hyphenated, a vice president was c-level (scored as the company's head); without a function named, one was
+    given the executive department (+8 as a buying department) for the "president" in the title."""
+    assert classify_title(title, SHIPPED.seniority) == seniority
+    assert classify_title(title, SHIPPED.departments) == department
+
+
 def test_keywords_written_as_one_word_instead_of_a_list_are_refused(tmp_path):
     """A bare string would match its single letters: every title with an 'a' in it would be a manager."""
     titles = tmp_path / "titles.yaml"

@@ -30,8 +30,9 @@ class Company:
 
 @dataclass(frozen=True)
 class TitleRule:
-    """``value`` applies when any keyword appears as whole words in the job title, other than inside one of the
-    ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in "Lead Generation Specialist")."""
+    """``value`` applies when any keyword appears as whole words in the job title (words parted by spaces or hyphens
+    alike), other than inside one of the ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in "Lead
+    Generation Specialist")."""
 
     value: str
     keywords: tuple[str, ...]
@@ -49,9 +50,15 @@ class TitleRule:
         return self._pattern.search(title) is not None
 
 
+#: What parts the words of a title: spaces and hyphens, one or more, alike.
+_BETWEEN_WORDS = r"[\s\-\u2010\u2011]+"
+
+
 def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str]:
-    # Longest first, so "lead generation" is taken whole before "lead" could be.
-    alternatives = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+    # Longest first, so "lead generation" is taken whole before "lead" could be. Words parted by a space or a
+    # hyphen alike: "vice president" must be taken whole in "Vice-President" too, or its "president" reads c-level.
+    alternatives = "|".join(_BETWEEN_WORDS.join(map(re.escape, re.split(_BETWEEN_WORDS, p.strip())))
+                            for p in sorted(phrases, key=len, reverse=True))
     return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
 
 
