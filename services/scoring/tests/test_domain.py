@@ -92,6 +92,20 @@ def test_a_rule_without_an_operator_is_refused():
     ({"field": "utm_medium", "in": [["cpc", "ppc"]]}, "in"),  # a list in a list: unhashable on the first lead
     ({"field": "country", "in": ["DK", False]}, "country is not yes or no"),  # [DK, NO] unquoted in YAML
     ({"field": "offer", "equals": True}, "offer is not yes or no"),
+    ({"field": "employee_count", "equals": "big"}, "rule 'x': employee_count is a number, so 'big' never matches it"),
+    ({"field": "employee_count", "in": [200, "1000"]}, "employee_count is a number, so '1000' never matches it: "
+                                                      "write a number, unquoted"),
+    ({"field": "industry", "gte": 10}, "rule 'x': industry is text, and gte compares numbers"),
+    ({"field": "has_phone", "lt": 1}, "has_phone is yes or no, and lt compares numbers"),
+    ({"field": "is_free_mail", "equals": "yes"}, "rule 'x': is_free_mail is yes or no: compare it with true or "
+                                                 "false, unquoted, not 'yes'"),
+    ({"field": "has_phone", "equals": 1}, "has_phone is yes or no: compare it with true or false"),
+    ({"field": "utm_campaign", "equals": 2026}, r"rule 'x': utm_campaign is text, so the number 2026 never matches "
+                                                r'it: quote it \("2026"\)'),
+    ({"field": "country", "equals": "Germany"}, r"rule 'x': country is a two-letter country code \(ISO 3166-1 "
+                                                r"alpha-2: DE, GB, US\), as enrichment gives every country, so "
+                                                r"'Germany' never matches it"),
+    ({"field": "company_country", "not_in": ["DE", "DEU"]}, "company_country is a two-letter country code"),
 ])
 def test_a_rule_comparing_with_what_its_fact_can_never_be_is_refused_at_start(condition, why):
     with pytest.raises(InvalidRules, match=why):
@@ -124,6 +138,16 @@ def test_a_rule_naming_a_non_ascii_domain_matches_it_whichever_spelling_the_rule
 
 def test_a_yes_or_no_fact_is_compared_with_yes_or_no():
     assert parse_rules({**_raw(), "fit": [{"rule": "x", "field": "is_free_mail", "equals": False, "points": 3}]})
+
+
+def test_each_fact_compared_with_its_own_kind_of_value_is_accepted():
+    assert parse_rules({**_raw(), "fit": [
+        {"rule": "Size", "field": "employee_count", "in": [50, 100.0], "points": 1},
+        {"rule": "Band", "field": "employee_count", "gte": 20, "lt": 200, "points": 1},
+        {"rule": "Served", "field": "country", "in": ["de", "GB", "XK"], "points": 1},
+        {"rule": "Campaign", "field": "utm_campaign", "equals": "2026", "points": 1},
+        {"rule": "Phone", "field": "has_phone", "equals": True, "present": True, "points": 1},
+    ]})
 
 
 def test_the_shipped_rules_file_is_valid():

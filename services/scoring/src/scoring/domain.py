@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,11 +42,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-#: The facts that are yes or no; the others are text or numbers.
+#: The facts that are yes or no, and those that are numbers; the others are text.
 YES_NO_FACTS = frozenset({"is_free_mail", "is_disposable", "has_message", "has_phone", "marketing_consent"})
+NUMBER_FACTS = frozenset({"employee_count"})
+#: The text facts that are countries: enrichment gives every one as an ISO 3166-1 alpha-2 code (DE, not Germany).
+COUNTRY_FACTS = frozenset({"country", "company_country"})
+_COUNTRY_CODE = re.compile(r"[A-Za-z]{2}")
 #: The facts that are domain names, compared in their ASCII form: a rule may write müller.de or xn--mller-kva.de,
 #: and a lead's domain comes as its address spelt it.
 DOMAIN_FACTS = frozenset({"email_domain", "company_domain"})
+
+
 def _scalar(value: Any) -> Any:
     if not isinstance(value, str | int | float | bool):
         raise ValueError(f"expected text, a number or true/false, not {type(value).__name__}")
@@ -68,16 +75,51 @@ class Condition(_Strict):
     present: bool | None = None
 
     @model_validator(mode="after")
-    def _has_operator(self) -> Condition:
+    def _can_match(self) -> Condition:
+        rule = getattr(self, "rule", None)
+        named = f"rule {rule!r}: " if rule is not None else ""
         if all(v is None for v in (self.equals, self.in_, self.not_in, self.gte, self.lt, self.present)):
-            raise ValueError("needs an operator: equals, in, not_in, gte, lt or present")
-        compared = [self.equals, *(self.in_ or ()), *(self.not_in or ())]
-        flag = next((v for v in compared if isinstance(v, bool)), None)
-        if self.field not in YES_NO_FACTS and flag is not None:
-            # YAML reads NO (Norway), yes, on and off as booleans: such a rule would never match, silently.
-            raise ValueError(f"{self.field} is not yes or no, but a value here reads as {str(flag).lower()}: quote "
-                             "it (YAML reads NO, yes, on and off unquoted as booleans)")
+            raise ValueError(f"{named}needs an operator: equals, in, not_in, gte, lt or present")
+        mismatch = self._mismatch()
+        if mismatch:
+            raise ValueError(f"{named}{mismatch}")
         return self
+
+    def _mismatch(self) -> str | None:
+        """What in this test its fact's type can never match (None: nothing). Such a rule would be read and
+        never fire (or, in not_in, never exclude), without a word: "big" is no head count, and gte 10 no industry."""
+        field = self.field
+        compared = [v for v in (self.equals, *(self.in_ or ()), *(self.not_in or ())) if v is not None]
+        if field in YES_NO_FACTS:
+            kind = "yes or no"
+            odd = next((v for v in compared if not isinstance(v, bool)), None)
+            if odd is not None:
+                return f"{field} is yes or no: compare it with true or false, unquoted, not {odd!r}"
+        elif field in NUMBER_FACTS:
+            kind = "a number"
+            odd = next((v for v in compared if isinstance(v, bool) or not isinstance(v, int | float)), None)
+            if odd is not None:
+                return (f"{field} is a number, so {odd!r} never matches it: write a number, unquoted (1000, not "
+                        '"1000")')
+        else:
+            kind = "text"
+            flag = next((v for v in compared if isinstance(v, bool)), None)
+            if flag is not None:
+                # YAML reads NO (Norway), yes, on and off as booleans.
+                return (f"{field} is not yes or no, but a value here reads as {str(flag).lower()}: quote it (YAML "
+                        "reads NO, yes, on and off unquoted as booleans)")
+            number = next((v for v in compared if not isinstance(v, str)), None)
+            if number is not None:
+                return f'{field} is text, so the number {number!r} never matches it: quote it ("{number}")'
+            if field in COUNTRY_FACTS:
+                odd = next((v for v in compared if not _COUNTRY_CODE.fullmatch(v)), None)
+                if odd is not None:
+                    return (f"{field} is a two-letter country code (ISO 3166-1 alpha-2: DE, GB, US), as enrichment "
+                            f"gives every country, so {odd!r} never matches it")
+        for operator in ("gte", "lt"):
+            if getattr(self, operator) is not None and field not in NUMBER_FACTS:
+                return f"{field} is {kind}, and {operator} compares numbers: test it with equals, in or not_in"
+        return None
 
     @functools.cached_property
     def folded(self) -> tuple[Any, frozenset[Any] | None, frozenset[Any] | None]:
