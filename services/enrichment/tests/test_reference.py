@@ -143,3 +143,18 @@ def test_a_company_with_a_non_ascii_domain_is_found_whichever_spelling_the_file_
     reference = load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
     assert enrich(Contact(email="jo@xn--mller-kva.de"), reference).company_name.value == "Müller GmbH"
     assert enrich(Contact(email="jo@shop.bücher.de"), reference).company_name.value == "Bücher AG"
+
+
+def test_a_company_under_a_public_suffix_on_the_free_mail_list_is_not_free_mail():
+    """za.com is on the free-mail list, and anyone registers a name under it: acme.za.com was free mail (-10, and
+    no company domain)."""
+    e = enrich(Contact(email="jo@acme.za.com"), SHIPPED)
+    assert e.is_free_mail.value is False
+    assert e.company_domain.value == "acme.za.com"
+    assert enrich(Contact(email="jo@za.com"), SHIPPED).is_free_mail.value is True
+
+
+def test_a_free_mail_providers_regional_subdomain_is_free_mail_though_unlisted():
+    """The list names some of Road Runner's regional domains (nc.rr.com), not all: rr.com covers the rest."""
+    assert "twcny.rr.com" not in SHIPPED.free_mail
+    assert enrich(Contact(email="jo@twcny.rr.com"), SHIPPED).is_free_mail.value is True

@@ -73,6 +73,9 @@ class ReferenceData:
     seniority: tuple[TitleRule, ...]  # first match wins
     departments: tuple[TitleRule, ...]  # first match wins
     country_aliases: Mapping[str, str]  # casefolded name -> alpha-2
+    #: Listed domains under which every name is someone else's (public suffixes: acme.za.com is Acme's, not za.com's
+    #: free mail): such an entry flags its own name only, where any other flags its subdomains too (nc.rr.com).
+    public_suffixes: frozenset[str] = frozenset()
 
 
 def _suffixes(domain: str) -> list[str]:
@@ -81,8 +84,8 @@ def _suffixes(domain: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels) - 1)]
 
 
-def _in_list(domain: str, listed: frozenset[str]) -> bool:
-    return any(d in listed for d in _suffixes(domain))
+def _in_list(domain: str, listed: frozenset[str], public_suffixes: frozenset[str]) -> bool:
+    return domain in listed or any(d in listed and d not in public_suffixes for d in _suffixes(domain)[1:])
 
 
 def normalise_country(value: str | None, aliases: Mapping[str, str]) -> str | None:
@@ -139,8 +142,8 @@ def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
     # Capture keeps an internationalised domain in Unicode (闲鱼.shop), the lists may hold it in ASCII
     # (xn--di5au2k.shop): looked up as written, a disposable address would pass for a business one.
     looked_up = ascii_domain(email_domain)
-    free = _in_list(looked_up, ref.free_mail)
-    disposable = _in_list(looked_up, ref.disposable)
+    free = _in_list(looked_up, ref.free_mail, ref.public_suffixes)
+    disposable = _in_list(looked_up, ref.disposable, ref.public_suffixes)
     company = None
     company_domain = None
     if not (free or disposable):

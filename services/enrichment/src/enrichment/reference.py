@@ -160,6 +160,11 @@ def _read(path: Path, load: Callable[[Path], T]) -> T:
         raise ReferenceDataError(f"{path}: invalid ({type(exc).__name__}: {exc})") from None
 
 
+#: The entries of the pinned free-mail and disposable lists that are public suffixes (publicsuffix.org): names
+#: under them are registered by anyone (acme.za.com), so each flags only itself. Check again on bumping a list.
+PUBLIC_SUFFIXES = frozenset({"za.com", "dyndns.org"})
+
+
 def load_reference(companies: Path, titles: Path, country_aliases: Path) -> ReferenceData:
     seniority, departments = _read(titles, load_titles)
     return ReferenceData(
@@ -169,4 +174,5 @@ def load_reference(companies: Path, titles: Path, country_aliases: Path) -> Refe
         seniority=seniority,
         departments=departments,
         country_aliases=_read(country_aliases, load_country_aliases),
+        public_suffixes=PUBLIC_SUFFIXES,
     )
