@@ -251,3 +251,45 @@ def test_capacity_checks_count_held_leads_up_to_the_largest_cap_of_the_reps_chec
               {**BERLIN, "id": "cleo", "name": "Cleo"}])
     assert capacity_bound(d.reps) == 7
     assert capacity_bound([r for r in d.reps if r.id == "cleo"]) == 0  # nobody capped: nothing to count
+
+
+def test_every_calendar_loaded_alone_knows_the_subdivisions_the_holidays_package_lists():
+    """Routing reads one country's calendar without importing every country's (8 MB): by the package's own
+    registry, so each code it supports, aliases included, is found, with the same subdivisions."""
+    import holidays
+
+    from routing.domain.holiday_calendars import subdivisions
+
+    supported = holidays.list_supported_countries()
+    assert {code: list(subdivisions(code) or ()) for code in supported} == supported
+    assert subdivisions("XX") is None
+
+
+def test_a_reps_public_holiday_is_found_in_their_countrys_calendar_and_region():
+    from datetime import date
+
+    from routing.domain.availability import public_holiday
+
+    assert public_holiday("DE-BE", date(2026, 3, 8)) == "Women's Day"  # Berlin's own
+    assert public_holiday("DE-BY", date(2026, 3, 8)) is None
+    assert public_holiday("UK", date(2026, 12, 25)) == "Christmas Day"  # an alias of GB
+
+
+def test_the_shipped_reps_calendars_load_without_every_countrys():
+    """Every country's calendar module is 8 MB of each routing process: checked in a fresh interpreter, since
+    this one may have imported them (the test above does)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from datetime import datetime, UTC; from pathlib import Path; import routing.service\n"
+        "from routing.reference import RoutingFiles; from routing.domain.availability import Presence, unavailable\n"
+        "d = Path(routing.service.__file__).parent / 'data'\n"
+        "data = RoutingFiles(*(d / n for n in ('reps.yaml', 'accounts.csv', 'territories.yaml', 'sla.yaml',\n"
+        "                                        'reasons.yaml'))).load().data\n"
+        "assert any(r.holidays for r in data.reps)\n"
+        "[unavailable(r, data, datetime(2026, 12, 25, 12, tzinfo=UTC), Presence()) for r in data.reps]\n"
+        "print('holidays.countries' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -24,10 +24,10 @@ from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays as calendars
 
 from leadpipe_common.events import Assignment
 
+from routing.domain.holiday_calendars import holidays_of
 from routing.domain.reference import _WEEKDAYS, Rep, RoutingData, WorkingHours, overflow_chain
 from routing.domain.routes import Route, next_turn, queue_of
 
@@ -58,7 +58,7 @@ class Presence:
 @lru_cache(maxsize=256)
 def _calendar(code: str, year: int) -> Mapping[date, str]:
     country, _, subdivision = code.partition("-")
-    return calendars.country_holidays(country, subdiv=subdivision or None, years=year)
+    return holidays_of(country, subdivision or None, year)
 
 
 def public_holiday(code: str, day: date) -> str | None:

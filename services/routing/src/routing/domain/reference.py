@@ -15,7 +15,6 @@ from types import UnionType
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
 from holidays import registry as holidays_registry
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from leadpipe_common.domain_names import ascii_domain
 from leadpipe_common.events import Grade
 from leadpipe_common.problems import describe
+
+from routing.domain.holiday_calendars import subdivisions
 
 
 class _Strict(BaseModel):
@@ -79,12 +80,12 @@ class Rep(_Strict):
     def _known_calendar(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        supported = holidays.list_supported_countries()
         country, _, subdivision = v.upper().partition("-")
-        if country not in supported:
+        known = subdivisions(country)
+        if known is None:
             raise ValueError(f"no holiday calendar for {v!r} (use a country code like DE, or US-CA)")
-        if subdivision and subdivision not in supported[country]:
-            raise ValueError(f"{country} has no subdivision {subdivision!r} (known: {', '.join(supported[country])})")
+        if subdivision and subdivision not in known:
+            raise ValueError(f"{country} has no subdivision {subdivision!r} (known: {', '.join(known)})")
         return v.upper()
 
     @field_validator("timezone")
