@@ -153,3 +153,18 @@ def test_while_a_stored_subscription_cannot_be_opened_every_deliverable_type_is_
     assert wanted_record(queued, ctx)  # passed over, its offset would be committed and slack would never get it
     book.load([], NOW)
     assert not wanted_record(queued, ctx)
+
+
+def test_a_stored_subscription_no_longer_valid_here_holds_delivery_back_naming_why():
+    """Made to a private address while DELIVERY_ALLOW_PRIVATE_TARGETS was on, then the setting turned off: left
+    out, its events were consumed and never queued for it (lost to it), and it vanished from the listing."""
+    box = SecretBox.from_secrets(None, "a session secret")
+    private = {**row(box), "url": "http://10.0.0.5/hook"}
+    allowed = SubscriptionBook(FILE, box, allow_private=True)
+    allowed.load([private], NOW)
+    allowed.require_opened()
+    book = SubscriptionBook(FILE, box, allow_private=False)
+    book.load([private], NOW)
+    assert set(book) == {"crm"} and book.unopened == ("slack",) and "private" in book.invalid["slack"]
+    with pytest.raises(UnopenedSubscriptions, match=r"subscription slack .* is no longer valid here \(.*10\.0\.0\.5"):
+        book.require_opened()

@@ -69,8 +69,12 @@ class SubscriptionState(BaseModel):
     #: A receiver answered 410 Gone: nothing is sent until it is switched back on.
     disabled: bool
     #: False: made through the API and sealed with another key than this process has (DELIVERY_SECRETS_KEY, or
-    #: LEADPIPE_SESSION_SECRET's): delivery consumes nothing until the key is back or it is deleted.
+    #: LEADPIPE_SESSION_SECRET's), or no longer valid here (``problem``): delivery consumes nothing until the key
+    #: or setting is back or it is deleted.
     opened: bool = True
+    #: Why a subscription that is not opened is refused when it was stored fine (a private address after
+    #: DELIVERY_ALLOW_PRIVATE_TARGETS was turned off, say); None otherwise.
+    problem: str | None = None
 
 
 def _state(sub: Subscription, book: SubscriptionBook, off: set[str]) -> dict[str, Any]:
@@ -79,12 +83,12 @@ def _state(sub: Subscription, book: SubscriptionBook, off: set[str]) -> dict[str
             "source": book.source(sub.id), "signing_secrets": len(sub.secrets), "disabled": sub.id in off}
 
 
-def _unopened_state(row: dict[str, Any], off: set[str]) -> dict[str, Any]:
-    """A stored subscription this process cannot open, as far as it can be told without its secrets."""
+def _unopened_state(row: dict[str, Any], off: set[str], problem: str | None) -> dict[str, Any]:
+    """A stored subscription this process cannot use, as far as it can be told without its secrets."""
     return {"id": row["id"], "url": row["url"], "events": sorted(row["events"]),
             "filter": {k: sorted(v) if isinstance(v, list) else [v] for k, v in (row["filter"] or {}).items()},
             "retry_hours": row["retry_hours"], "source": "api", "signing_secrets": 0, "disabled": row["id"] in off,
-            "opened": False}
+            "opened": False, "problem": problem}
 
 
 @router.get("/v1/subscriptions", summary="The subscriptions in force (never their secrets)",
@@ -97,7 +101,8 @@ async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
             book.load(rows, rt.context.clock())
         off = await uow.store.disabled_ids()
     # Those it cannot open are listed too: an operator finds here what holds delivery back, not only in its log.
-    unopened = [_unopened_state(row, off) for row in rows if row["id"] in set(book.unopened)]
+    unopened = [_unopened_state(row, off, book.invalid.get(row["id"])) for row in rows
+                if row["id"] in set(book.unopened)]
     return [*(_state(s, book, off) for s in book.values()), *unopened]
 
 

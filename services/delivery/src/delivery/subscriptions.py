@@ -108,8 +108,12 @@ class SubscriptionBook(Mapping[str, Subscription]):
         #: The API's subscriptions were read at least once (a handler reads them first if not). Read even with no
         #: key: stored ones that nothing here can open must stop the consumer, not pass for none.
         self.loaded = False
-        #: The ids of stored subscriptions whose secrets cannot be opened (the key changed, or there is none).
+        #: The ids of stored subscriptions that cannot be used: their secrets cannot be opened (the key changed, or
+        #: there is none), or they are no longer valid here (``invalid``).
         self.unopened: tuple[str, ...] = ()
+        #: Stored subscriptions this process refuses, and why: one made while DELIVERY_ALLOW_PRIVATE_TARGETS was
+        #: on, pointing at a private address, after it was turned off.
+        self.invalid: dict[str, str] = {}
 
     def __getitem__(self, key: str) -> Subscription:
         return self._all[key]
@@ -133,6 +137,7 @@ class SubscriptionBook(Mapping[str, Subscription]):
         """Put the API's subscriptions (rows of ``delivery.subscriptions``) in force beside the file's."""
         made: dict[str, Subscription] = {}
         unopened: list[str] = []
+        invalid: dict[str, str] = {}
         for row in rows:
             if row["id"] in self.from_file:
                 continue
@@ -148,7 +153,11 @@ class SubscriptionBook(Mapping[str, Subscription]):
             except InvalidToken:
                 unopened.append(row["id"])
             except ValueError as exc:
-                log.error("a stored subscription is invalid; left out", subscription=row["id"], error=str(exc))
+                # Left out, its events would be consumed and never queued for it: held against, as one that
+                # cannot be opened is, until it is fixed or deleted.
+                invalid[row["id"]] = str(exc).partition(": ")[2] or str(exc)
+                unopened.append(row["id"])
+        self.invalid = invalid
         self._put({**self.from_file, **made})
         if set(unopened) - set(self.unopened):  # once when it starts or spreads, not at every refresh
             log.error("stored subscriptions cannot be opened; consuming nothing until they can",
@@ -165,10 +174,15 @@ class SubscriptionBook(Mapping[str, Subscription]):
             raise self._unopened_error(self.unopened)
 
     def _unopened_error(self, ids: list[str] | tuple[str, ...]) -> UnopenedSubscriptions:
+        sealed = [i for i in ids if i not in self.invalid]
         why = f"cannot be opened with {self.box.source}" if self.box else f"cannot be opened: {NO_KEY}"
-        return UnopenedSubscriptions(
-            f"{len(ids)} subscription(s) made through the admin API ({', '.join(ids)}) {why}; delivery consumes "
-            f"nothing until the key they were sealed with is back or they are deleted (DELETE /v1/subscriptions/ID)")
+        parts = [f"{len(sealed)} subscription(s) made through the admin API ({', '.join(sealed)}) {why}; delivery "
+                 "consumes nothing until the key they were sealed with is back or they are deleted "
+                 "(DELETE /v1/subscriptions/ID)"] if sealed else []
+        parts += [f"subscription {i} made through the admin API is no longer valid here ({self.invalid[i]}); delivery "
+                  "consumes nothing until the setting it needs is back or it is deleted (DELETE /v1/subscriptions/ID)"
+                  for i in ids if i in self.invalid]
+        return UnopenedSubscriptions("; ".join(parts))
 
 
 class BookRefresh(BackgroundLoop):
