@@ -14,7 +14,10 @@ from scoring.domain import RescoreSummary
 from scoring.rescore import rescore
 from scoring.settings import ScoringSettings
 
-MOVES = {"to_mql": "to MQL (recycled to sales)", "below_bar": "below the MQL bar (kept: only sales sends back)"}
+MOVES = {"to_mql": "to MQL (recycled to sales)",
+         # Scoring never reads sales' answers: its MQLs include leads sales has since accepted, won, lost or
+         # rejected, and the count cannot tell them apart.
+         "below_bar": "below the MQL bar (kept: only sales sends back; some may be with sales or closed by now)"}
 
 
 def add_commands(cli: typer.Typer) -> None:
