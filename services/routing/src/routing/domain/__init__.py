@@ -41,7 +41,7 @@ from routing.domain.breaches import Breach, breach
 from routing.domain.clock import acceptance_due, add_working_days, add_working_time
 from routing.domain.dispositions import (
     ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
-    holders_after, merge_into, recycled_by, remembered,
+    merge_into, recycled_by, remembered,
 )
 from routing.domain.reference import (
     Account, InvalidRoutingData, Reasons, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy, TeamRule, Territories,
@@ -55,7 +55,7 @@ __all__ = [
     "InvalidRoutingData", "Merged", "PastLead", "Placed", "Presence", "Reasons", "Refused", "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
-    "holders_after", "merge_into", "next_turn",
+    "merge_into", "next_turn",
     "on_shift", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "recycled_by", "remembered",
     "segment_of", "unavailable", "what_if",
 ]

@@ -19,7 +19,7 @@ from leadpipe_common.events import Assignment
 
 from routing.domain.availability import Presence, unavailable
 from routing.domain.clock import acceptance_due
-from routing.domain.dispositions import Handoff, holders_after
+from routing.domain.dispositions import Handoff
 from routing.domain.reference import RoutingData
 from routing.domain.routes import next_turn, queue_of
 
@@ -44,7 +44,7 @@ def breach(handoff: Handoff, data: RoutingData, state: Mapping[str, int], now: d
     for a rep who has not held it, when one is only unable to take it now.
     """
     presence = presence or Presence()
-    held = holders_after(handoff)
+    held = (*handoff.holders, handoff.owner_id) if handoff.owner_id not in handoff.holders else handoff.holders
     unheld = [r for r in data.reps if r.team == handoff.team and r.id not in held and r.active]
     candidates = [r for r in unheld if unavailable(r, data, now, presence) is None]
     if handoff.reassignments >= data.sla.max_reassignments or not candidates:

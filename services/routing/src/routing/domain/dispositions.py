@@ -72,10 +72,6 @@ def recycled_by(handoff: Handoff, lead: LeadScored) -> bool:
                     for r in lead.score.reasons))
 
 
-def holders_after(handoff: Handoff) -> tuple[str, ...]:
-    """Everyone who held ``handoff``'s lead, its holder now included: whom a recycled lead is not handed to
-    again."""
-    return handoff.holders if handoff.owner_id in handoff.holders else (*handoff.holders, handoff.owner_id)
 #: Closed for good by sales (capture's closed stages): such a lead is never merged away, only merged into.
 #: A rejected lead is back in nurture, its person's open lead, and may be.
 SALES_CLOSED: frozenset[str] = frozenset({"won", "lost"})
