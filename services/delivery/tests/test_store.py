@@ -53,6 +53,26 @@ async def test_a_receiver_switched_back_on_gets_what_waited_with_a_fresh_retry_w
     assert len(waiting) == 2 and {(d.created_at, d.attempts) for d in waiting} == {(now, 0)}
 
 
+async def test_switching_a_receiver_back_on_leaves_a_delivery_under_way_to_its_attempt(db):
+    """Another of its deliveries got the 410 while this one was being sent: made due by `enable`, it was claimed
+    and sent again beside its attempt (twice to the receiver), and that attempt's result was never recorded."""
+    run = uuid.uuid4().hex[:8]
+    sub, now = f"busy-{run}", datetime.now(UTC)
+    later = now + timedelta(seconds=2)  # within the lease
+    async with db.connect() as conn:
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 2, now - timedelta(minutes=1)))
+        [under_way] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, limit=1)
+        await store.disable(sub, now + timedelta(seconds=1), "410 Gone")
+        assert await store.enable(sub, later) is True
+        claimed = await store.claim(later, later + timedelta(seconds=20), {sub: 5}, limit=5)
+        recorded = await store.record([attempted(under_way, "delivered", 204, later)])
+        await conn.rollback()
+    assert under_way.seq not in {d.seq for d in claimed}
+    assert [(d.created_at, d.attempts) for d in claimed] == [(later, 0)]  # what waited: at once, a fresh window
+    assert recorded == {under_way.seq}
+
+
 async def test_a_redrive_restarts_the_backoff_and_leaves_a_deleted_subscriptions_deliveries_dead(db):
     """A deleted subscription's id may be taken again by another receiver: what it left must not go there."""
     run = uuid.uuid4().hex[:8]

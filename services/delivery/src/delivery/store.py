@@ -244,7 +244,8 @@ class DeliveryStore:
             "duration_ms": [a.duration_ms for a in attempted],
             "state": [a.outcome if d else "pending" for a, d in zip(attempted, done, strict=True)],
             "done_at": [a.at if d else None for a, d in zip(attempted, done, strict=True)],
-            # A 410 keeps the lease as next_at: the subscription is switched off, and switching it on resets it.
+            # A 410 keeps the lease as next_at: the subscription is switched off; switched back on, it is sent
+            # again (no sooner than the lease's end).
             "retry_at": [a.next_at if a.outcome == "retry" else None for a in attempted],
         })
         return {r.seq for r in rows}
@@ -275,8 +276,12 @@ class DeliveryStore:
                                         .returning(disabled.c.subscription_id))
         if not done.all():
             return False
+        # Only what is due: a delivery whose next_at is ahead is leased (an attempt under way when another of its
+        # subscription's got the 410, or the 410's own, its lease kept) or waits for its retry. Made due now, a
+        # leased one would be claimed and sent again beside its attempt, whose result would then not be recorded.
         await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
-                                                           deliveries.c.status == "pending")
+                                                           deliveries.c.status == "pending",
+                                                           deliveries.c.next_at <= now)
                                  .values(**_fresh_window(now)))
         return True
 
