@@ -12,6 +12,8 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 class Store:
     redriven: list[str | None] = []
+    #: The file's subscriptions each redrive was told are in force.
+    in_file: list[set[str]] = []
 
     def __init__(self, conn: object) -> None:
         pass
@@ -19,8 +21,9 @@ class Store:
     async def api_subscriptions(self) -> list[dict]:
         return [{"id": "slack"}]
 
-    async def redrive(self, now, subscription_id=None, lead_id=None) -> int:
+    async def redrive(self, now, subscription_id=None, lead_id=None, *, in_file) -> int:
         Store.redriven.append(subscription_id)
+        Store.in_file.append(set(in_file))
         return 3
 
 
@@ -41,7 +44,7 @@ def redrive(tmp_path, monkeypatch):
     monkeypatch.setenv("DELIVERY_SUBSCRIPTIONS_FILE", str(subscriptions))
     monkeypatch.setattr("delivery.commands.make_engine", lambda settings: Engine())
     monkeypatch.setattr("delivery.commands.DeliveryStore", Store)
-    Store.redriven = []
+    Store.redriven, Store.in_file = [], []
     return lambda *args: CliRunner().invoke(cli, ["redrive", *args], env={"COLUMNS": "500"})
 
 
@@ -54,3 +57,10 @@ def test_a_redrive_of_a_misspelt_subscription_is_refused_naming_those_in_force_t
         result = redrive("--subscription", subscription)
         assert result.exit_code == 0 and f"3 dead deliveries queued again for {subscription}" in result.output
     assert Store.redriven == ["crm", "slack"]
+
+
+def test_a_redrive_of_all_knows_the_files_subscriptions_so_that_it_queues_none_of_a_removed_ones(redrive):
+    """It queued the dead deliveries of subscriptions no longer in force again: nothing claims them, for ever."""
+    result = redrive()
+    assert result.exit_code == 0 and "3 dead deliveries queued again" in result.output
+    assert Store.redriven == [None] and Store.in_file == [{"crm"}]

@@ -84,10 +84,43 @@ async def test_a_redrive_restarts_the_backoff_and_leaves_a_deleted_subscriptions
             "UPDATE delivery.deliveries SET status = 'dead', attempts = 12, last_error = CASE subscription_id "
             "WHEN :deleted THEN 'subscription deleted' ELSE '500' END WHERE subscription_id IN (:dead, :deleted)"),
             {"dead": dead, "deleted": deleted})
-        redriven = await store.redrive(now)
+        redriven = await store.redrive(now, in_file={dead, deleted})  # the deleted one's id taken by the file
         back = await store.claim(now, now + timedelta(seconds=20), {dead: 1, deleted: 1}, 5)
         await conn.rollback()
     assert redriven == 1 and [(d.subscription_id, d.attempts) for d in back] == [(dead, 0)]
+
+
+async def test_what_waits_for_a_subscription_removed_from_the_file_ends_dead_and_a_redrive_of_all_leaves_it(db):
+    """Removed from the file, a subscription's waiting deliveries were claimed by nobody and stayed pending for
+    ever, and a redrive of all queued its dead ones again, to wait for ever too."""
+    run = uuid.uuid4().hex[:8]
+    removed, now = f"removed-{run}", datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(removed, 2, now))
+        [failed] = await store.claim(now, now + timedelta(seconds=20), {removed: 1}, 1)
+        await store.record([attempted(failed, "dead", 500, now)])
+        await store.disable(removed, now, "410 Gone")
+        # The file has every other subscription the stack's queue knows: this one alone is no longer in force.
+        in_file = set((await conn.execute(sa.text(
+            "SELECT subscription_id FROM delivery.deliveries UNION SELECT subscription_id FROM delivery.disabled"
+        ))).scalars()) - {removed}
+
+        async def left() -> list[tuple]:
+            rows = await conn.execute(sa.text("SELECT status, last_error FROM delivery.deliveries "
+                                              "WHERE subscription_id = :id ORDER BY seq"), {"id": removed})
+            return [tuple(r) for r in rows]
+
+        dropped = await store.drop_removed(in_file, now)
+        after_drop, switched_off = await left(), removed in await store.disabled_ids()
+        await store.redrive(now, in_file=in_file)
+        after_redrive_of_all = await left()
+        back_in_the_file = await store.redrive(now, removed, in_file=in_file | {removed})
+        await conn.rollback()
+    assert dropped == {removed: 1} and not switched_off
+    gone = ("dead", "subscription removed from the subscriptions file")
+    assert after_drop == after_redrive_of_all == [("dead", None), gone]
+    assert back_in_the_file == 2  # a file read at a start may have been the wrong one
 
 
 async def test_a_late_attempt_never_overrides_the_verdict_already_recorded(db):
@@ -230,7 +263,7 @@ async def test_a_redriven_deliverys_new_attempts_are_logged_after_its_old_ones(d
         await store.enqueue(due(sub, 1, now))
         [first] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
         await store.record([attempted(first, "dead", 500, now)])
-        await store.redrive(now)
+        await store.redrive(now, in_file={sub})
         [again] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
         await store.record([attempted(again, "delivered", 204, now)])
         log = (await conn.execute(sa.text("SELECT attempt, status FROM delivery.attempts WHERE delivery_seq = :seq"

@@ -117,28 +117,55 @@ def test_a_stored_subscription_that_cannot_be_opened_is_held_against_the_key_the
     assert REGISTRY.get_sample_value("delivery_subscriptions_unopened") == 0
 
 
-async def test_the_refresh_fails_readiness_while_a_stored_subscription_cannot_be_opened():
-    class Store:
-        rows = [row(SecretBox([Fernet.generate_key()]))]
+class Store:
+    """The API's subscriptions as the refresh reads them; the file's ids each drop of the removed was given."""
 
-        async def api_subscriptions(self):
-            return self.rows
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+        self.in_file_at_drops: list[set[str]] = []
 
+    async def api_subscriptions(self):
+        return self.rows
+
+    async def drop_removed(self, in_file, at):
+        self.in_file_at_drops.append(set(in_file))
+        return {}
+
+
+def unit_of_work(store: Store):
     class Uow:
-        store = Store()
-
         async def __aenter__(self):
             return self
 
         async def __aexit__(self, *exc):
             pass
 
+        async def commit(self):
+            pass
+
+    Uow.store = store
+    return Uow
+
+
+async def test_the_refresh_fails_readiness_while_a_stored_subscription_cannot_be_opened():
+    store = Store([row(SecretBox([Fernet.generate_key()]))])
+
     book = SubscriptionBook(FILE, SecretBox([Fernet.generate_key()]), allow_private=False)
-    refresh = BookRefresh(book, Uow, lambda: NOW, every_s=5)
+    refresh = BookRefresh(book, unit_of_work(store), lambda: NOW, every_s=5)
     with pytest.raises(UnopenedSubscriptions):  # the loop marks itself failing: /readyz names it
         await refresh.step()
-    Store.rows = []
+    store.rows = []
     assert await refresh.step() == 0
+
+
+async def test_at_start_what_waits_for_a_subscription_no_longer_in_the_file_is_dropped_once():
+    """Removed from the file, a subscription's waiting deliveries were claimed by nobody: pending for ever."""
+    store = Store([])
+    refresh = BookRefresh(SubscriptionBook(FILE, None, allow_private=False), unit_of_work(store), lambda: NOW,
+                          every_s=5)
+    await refresh.step()
+    await refresh.step()
+    assert store.in_file_at_drops == [{"crm"}]  # the file is read only at a start
 
 
 def test_while_a_stored_subscription_cannot_be_opened_every_deliverable_type_is_decoded():

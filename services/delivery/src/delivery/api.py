@@ -248,7 +248,8 @@ async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
             "subscription_id", f"{body.subscription_id!r} is no subscription in force; one of "
                                f"{', '.join(sorted(rt.context.subscriptions)) or '(none)'}")])
     async with rt.unit_of_work() as uow:
-        n = await uow.store.redrive(rt.context.clock(), body.subscription_id, body.lead_id)
+        n = await uow.store.redrive(rt.context.clock(), body.subscription_id, body.lead_id,
+                                    in_file=rt.context.subscriptions.from_file)
         await uow.commit()
     return {"redriven": n}
 

@@ -29,14 +29,11 @@ def add_commands(cli: typer.Typer) -> None:
         except ValueError:
             raise typer.BadParameter(f"{lead!r} is not a lead id (a UUID)", param_hint="--lead") from None
 
-        in_file: set[str] = set()
-        if subscription is not None:
-            try:
-                in_file = set(load_subscriptions(settings.subscriptions_file,
-                                                 allow_private=settings.allow_private_targets))
-            except ValueError as exc:
-                typer.secho(str(exc), err=True, fg="red")
-                raise typer.Exit(2) from None
+        try:  # read for a redrive of all too: only subscriptions in force get theirs back
+            in_file = set(load_subscriptions(settings.subscriptions_file, allow_private=settings.allow_private_targets))
+        except ValueError as exc:
+            typer.secho(str(exc), err=True, fg="red")
+            raise typer.Exit(2) from None
 
         async def run() -> int | list[str]:
             """How many were queued again; or, for a subscription that is not in force, those that are."""
@@ -48,7 +45,7 @@ def add_commands(cli: typer.Typer) -> None:
                         known = sorted(in_file | {row["id"] for row in await store.api_subscriptions()})
                         if subscription not in known:
                             return known
-                    return await store.redrive(datetime.now(UTC), subscription, lead_id)
+                    return await store.redrive(datetime.now(UTC), subscription, lead_id, in_file=in_file)
             finally:
                 await engine.dispose()
 

@@ -88,6 +88,10 @@ subscriptions = sa.Table(
 
 #: The last error of a subscription's deliveries dropped when it was deleted.
 _DELETED = "subscription deleted"
+#: ...and of those dropped because their subscription was no longer in the file when delivery started.
+_REMOVED = "subscription removed from the subscriptions file"
+#: A delivery's subscription is one made through the admin API.
+_made_through_api = sa.exists().where(subscriptions.c.id == deliveries.c.subscription_id)
 _ENQUEUE = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_once")
 #: A transaction lock per lead (see ``enqueue``), taken in the order given (sorted: two batches never wait on
 #: each other in a cycle).
@@ -254,13 +258,18 @@ class DeliveryStore:
         await self._conn.execute(insert(disabled).values(subscription_id=subscription_id, at=at, reason=reason)
                                  .on_conflict_do_nothing())
 
-    async def redrive(self, now: datetime, subscription_id: str | None = None,
-                      lead_id: uuid.UUID | None = None) -> int:
-        """Dead deliveries (of one subscription, one lead, or all) back in the queue, their retry window and
-        backoff starting again now; how many."""
-        # A deleted subscription's deliveries stay dead: its id may be taken again by another receiver.
+    async def redrive(self, now: datetime, subscription_id: str | None = None, lead_id: uuid.UUID | None = None,
+                      *, in_file: Collection[str]) -> int:
+        """Dead deliveries (of one subscription, one lead, or all) of subscriptions in force (``in_file``, or made
+        through the API) back in the queue, their retry window and backoff starting again now; how many."""
+        # Of a subscription in force only: nothing claims another's, which would wait for ever. A deleted one's
+        # deliveries stay dead: its id may be taken again by another receiver. Those dropped because the file
+        # lacked it at a start (the wrong file, maybe) come back once it is in the file again, but never to a
+        # subscription made through the API under its id.
+        in_force = sa.or_(deliveries.c.subscription_id.in_(sorted(in_file)),
+                          sa.and_(deliveries.c.last_error.is_distinct_from(_REMOVED), _made_through_api))
         query = (deliveries.update().where(deliveries.c.status == "dead",
-                                           deliveries.c.last_error.is_distinct_from(_DELETED))
+                                           deliveries.c.last_error.is_distinct_from(_DELETED), in_force)
                  .values(status="pending", done_at=None, **_fresh_window(now))
                  .returning(deliveries.c.seq))
         if subscription_id is not None:
@@ -333,6 +342,23 @@ class DeliveryStore:
                                       deliveries.c.status == "pending")
             .values(status="dead", done_at=at, last_error=_DELETED).returning(deliveries.c.seq))
         return len(dropped.all())
+
+    async def drop_removed(self, in_file: Collection[str], at: datetime) -> dict[str, int]:
+        """What waits for a subscription no longer in force (in neither ``in_file`` nor the API's) becomes dead
+        ("subscription removed from the subscriptions file"), as a deletion leaves it; how many, by subscription.
+        Nothing would ever claim it: it would wait for ever, or go to whoever takes the id next."""
+        gone = sa.and_(deliveries.c.subscription_id.not_in(sorted(in_file)), ~_made_through_api)
+        # Its switch-off goes too, as a deletion's does: an API subscription may take the id.
+        await self._conn.execute(disabled.delete().where(
+            disabled.c.subscription_id.not_in(sorted(in_file)),
+            ~sa.exists().where(subscriptions.c.id == disabled.c.subscription_id)))
+        dropped = await self._conn.execute(
+            deliveries.update().where(deliveries.c.status == "pending", gone)
+            .values(status="dead", done_at=at, last_error=_REMOVED).returning(deliveries.c.subscription_id))
+        by_subscription: dict[str, int] = {}
+        for row in dropped:
+            by_subscription[row.subscription_id] = by_subscription.get(row.subscription_id, 0) + 1
+        return by_subscription
 
     async def oldest_waiting(self) -> dict[str, float]:
         """Per subscription, the age in seconds of its oldest pending delivery."""

@@ -186,7 +186,8 @@ class SubscriptionBook(Mapping[str, Subscription]):
 
 
 class BookRefresh(BackgroundLoop):
-    """Reloads the API's subscriptions, so a change made through another process takes effect here too."""
+    """Reloads the API's subscriptions, so a change made through another process takes effect here too; first,
+    drops what waits for a subscription the file no longer has (``drop_removed``)."""
 
     name = "delivery-subscriptions-refresh"
 
@@ -194,8 +195,12 @@ class BookRefresh(BackgroundLoop):
                  every_s: float) -> None:
         super().__init__(batch_max=1, idle_s=every_s)
         self._book, self._uow, self._clock = book, unit_of_work, clock
+        self._dropped_removed = False
 
     async def step(self) -> int:
+        if not self._dropped_removed:  # the file is read only when the process starts
+            await drop_removed(self._book, self._uow, self._clock())
+            self._dropped_removed = True
         await refresh(self._book, self._uow, self._clock())
         # A failing round is what fails /readyz even while no event comes for the consumer to stop at.
         self._book.require_opened()
@@ -206,3 +211,14 @@ async def refresh(book: SubscriptionBook, unit_of_work: Callable[[], Any], now: 
     async with unit_of_work() as uow:
         rows = await uow.store.api_subscriptions()
     book.load(rows, now)
+
+
+async def drop_removed(book: SubscriptionBook, unit_of_work: Callable[[], Any], now: datetime) -> None:
+    """The deliveries waiting for a subscription in neither the file nor the API's become dead, as a deletion
+    leaves them: one removed from the file since the last start would otherwise keep them pending for ever."""
+    async with unit_of_work() as uow:
+        dropped = await uow.store.drop_removed(book.from_file, now)
+        await uow.commit()
+    if dropped:
+        log.warning("deliveries of subscriptions no longer in force are dead (removed from the subscriptions file)",
+                    subscriptions=dropped)
