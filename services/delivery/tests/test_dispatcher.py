@@ -36,6 +36,8 @@ class Queue:
         self.pool_wait = timedelta(0)
         #: How long the gauge's query over every waiting delivery takes.
         self.gauge_time = timedelta(0)
+        #: The age of each subscription's oldest waiting delivery.
+        self.ages: dict[str, float] = {}
 
     async def disabled_ids(self) -> set[str]:
         self.clock.now += self.pool_wait
@@ -53,7 +55,7 @@ class Queue:
 
     async def oldest_waiting(self) -> dict[str, float]:
         self.clock.now += self.gauge_time
-        return {}
+        return self.ages
 
     async def record(self, attempted: list[Attempted]) -> set[int]:
         await asyncio.sleep(0.001)  # a round trip
@@ -109,7 +111,7 @@ def due(n: int) -> list[Claimed]:
 
 
 def dispatcher(queue: Queue, pool: Pool, clock: Clock, answer: asyncio.Event | None = None,
-               refusal: Exception | None = None) -> Dispatcher:
+               refusal: Exception | None = None, subscriptions: dict | None = None) -> Dispatcher:
     """A dispatcher whose receivers answer 204 (once ``answer`` is set), or whose client raises ``refusal``."""
     async def nothing():  # noqa: ANN202
         yield b""
@@ -122,7 +124,7 @@ def dispatcher(queue: Queue, pool: Pool, clock: Clock, answer: asyncio.Event | N
         return httpx.Response(204, content=nothing())  # streamed, as a receiver's answer is read
 
     return Dispatcher(unit_of_work=pool, client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
-                      subscriptions=SUBS, clock=clock, retry_window=timedelta(hours=72), retry_base_s=5,
+                      subscriptions=SUBS if subscriptions is None else subscriptions, clock=clock, retry_window=timedelta(hours=72), retry_base_s=5,
                       connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
 
 
@@ -168,6 +170,22 @@ async def test_a_slow_look_at_the_backlog_does_not_shorten_the_lease():
     await dispatcher(queue, Pool(queue), clock).step()
     [(now, _)] = queue.leases
     assert now == NOW + timedelta(seconds=4)
+
+
+async def test_a_deleted_subscriptions_oldest_waiting_age_is_no_longer_reported():
+    """Its series kept its last value for ever: an alert on waiting deliveries fired for a subscription gone."""
+    clock = Clock()
+    queue = Queue([], clock)
+    queue.ages = {"crm0": 30.0}
+    subscriptions = dict(SUBS)
+    sender = dispatcher(queue, Pool(queue), clock, subscriptions=subscriptions)
+    await sender.step()
+    assert REGISTRY.get_sample_value("delivery_oldest_waiting_seconds", {"subscription": "crm0"}) == 30.0
+    del subscriptions["crm0"]  # deleted through the API
+    sender._gauged_at = float("-inf")  # the gauge is due again
+    await sender.step()
+    assert REGISTRY.get_sample_value("delivery_oldest_waiting_seconds", {"subscription": "crm0"}) is None
+    assert REGISTRY.get_sample_value("delivery_oldest_waiting_seconds", {"subscription": "crm1"}) == 0.0
 
 
 async def test_attempts_the_database_could_not_take_are_recorded_by_a_later_round():

@@ -87,6 +87,8 @@ class Dispatcher(BackgroundLoop):
         #: Attempts ended since the last round, each with the reason to switch its subscription off (a 410).
         self._finished: list[tuple[Attempted, str | None]] = []
         self._gauged_at = float("-inf")
+        #: The subscriptions whose oldest waiting delivery this dispatcher last reported.
+        self._gauged: set[str] = set()
 
     async def step(self) -> int:
         if self._finished:
@@ -110,8 +112,13 @@ class Dispatcher(BackgroundLoop):
             await uow.commit()
         if waiting is not None:
             self._gauged_at = time.monotonic()
-            for sub_id in self._subs:
+            in_force = set(self._subs)
+            # A subscription deleted since would keep its last age for ever, as if its deliveries still waited.
+            for sub_id in self._gauged - in_force:
+                OLDEST.remove(sub_id)
+            for sub_id in in_force:
                 OLDEST.labels(sub_id).set(waiting.get(sub_id, 0.0))
+            self._gauged = in_force
         for delivery in claimed:
             self._in_flight[delivery.subscription_id] += 1
             task = asyncio.create_task(self._attempt(delivery), name=f"delivery-{delivery.seq}")
