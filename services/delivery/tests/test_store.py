@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -121,6 +122,19 @@ async def test_what_waits_for_a_subscription_removed_from_the_file_ends_dead_and
     gone = ("dead", "subscription removed from the subscriptions file")
     assert after_drop == after_redrive_of_all == [("dead", None), gone]
     assert back_in_the_file == 2  # a file read at a start may have been the wrong one
+
+
+async def test_a_dead_deliverys_last_response_is_shown_with_it(db):
+    """The README promises it kept; the lead's deliveries left it out, so nobody could read why they died."""
+    sub, now = f"refused-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 1, now))
+        [claimed] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
+        await store.record([replace(attempted(claimed, "dead", 422, now), response='{"error": "unknown team"}')])
+        [shown] = await store.of_lead(claimed.lead_id)
+        await conn.rollback()
+    assert (shown["status"], shown["last_status"], shown["last_response"]) == ("dead", 422, '{"error": "unknown team"}')
 
 
 async def test_a_late_attempt_never_overrides_the_verdict_already_recorded(db):

@@ -45,6 +45,9 @@ class DeliveryState(BaseModel):
     next_at: datetime | None
     last_status: int | None
     last_error: str | None
+    #: The receiver's last answer: its body's first 2,000 bytes, as sent (None: no answer). A dead delivery's
+    #: says why it was refused.
+    last_response: str | None
     attempts: list[Attempt]
 
 

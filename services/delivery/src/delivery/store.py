@@ -308,7 +308,8 @@ class DeliveryStore:
                 {"attempt": t.attempt, "at": t.at, "status": t.status, "error": t.error, "duration_ms": t.duration_ms})
         return [{"subscription_id": r.subscription_id, "event_id": r.event_id, "event_type": r.event_type,
                  "status": r.status, "created_at": r.created_at, "next_at": r.next_at if r.status == "pending" else None,
-                 "last_status": r.last_status, "last_error": r.last_error, "attempts": by_seq.get(r.seq, [])}
+                 "last_status": r.last_status, "last_error": r.last_error, "last_response": r.last_response,
+                 "attempts": by_seq.get(r.seq, [])}
                 for r in rows]
 
     async def api_subscriptions(self) -> list[dict[str, Any]]:

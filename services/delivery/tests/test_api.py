@@ -1,0 +1,63 @@
+"""delivery's HTTP API with the key store and the queue stood in for: what it answers."""
+
+import uuid
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import httpx
+from fastapi import FastAPI
+
+from leadpipe_common import auth
+from leadpipe_common.http import install_problem_handlers
+
+from delivery.api import router
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+ANALYST = auth.Principal(key_id="def456", name="analyst", scopes=frozenset({auth.READ_REPORTS}))
+
+
+class Keys:
+    async def authenticate(self, key: str) -> auth.Principal:
+        return ANALYST
+
+
+class Queue:
+    """A lead's deliveries, as the store reads them."""
+
+    def __init__(self, deliveries: list[dict]) -> None:
+        self.deliveries = deliveries
+
+    async def of_lead(self, lead_id: uuid.UUID) -> list[dict]:
+        return self.deliveries
+
+
+def serving(queue: Queue) -> httpx.AsyncClient:
+    class Uow:
+        store = queue
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            pass
+
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.state.keys, app.state.runtime = Keys(), SimpleNamespace(unit_of_work=Uow)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://delivery",
+                             headers={"Authorization": "Bearer lp_abc123_secret"})
+
+
+async def test_a_dead_delivery_is_shown_with_the_receivers_last_response():
+    """The README promises it kept; the answer left it out, so nobody could read why a delivery died."""
+    dead = {"subscription_id": "crm", "event_id": uuid.uuid4(), "event_type": "lead.routed", "status": "dead",
+            "created_at": NOW, "next_at": None, "last_status": 422, "last_error": None,
+            "last_response": '{"error": "unknown team"}',
+            "attempts": [{"attempt": 1, "at": NOW, "status": 422, "error": None, "duration_ms": 7}]}
+    async with serving(Queue([dead])) as client:
+        shown = await client.get("/v1/deliveries", params={"lead_id": str(uuid.uuid4())})
+    assert shown.status_code == 200, shown.text
+    [delivery] = shown.json()
+    assert (delivery["status"], delivery["last_status"], delivery["last_response"]) == (
+        "dead", 422, '{"error": "unknown team"}')
