@@ -137,6 +137,16 @@ def test_after_the_retry_window_a_delivery_is_dead():
     assert v.outcome == "dead"
 
 
+def test_a_retry_after_past_the_window_gets_one_last_attempt_at_its_end():
+    """It made the delivery dead at once: a receiver that said when it takes deliveries again never got it."""
+    first_at, window = NOW - timedelta(hours=71), timedelta(hours=72)
+    last = after_attempt(503, 7200, attempts=3, first_at=first_at, now=NOW, window=window, jitter=0.5)
+    assert (last.outcome, last.next_at) == ("retry", NOW + timedelta(hours=1))
+    # That attempt, at the window's end, is the last, whatever it is told.
+    assert after_attempt(429, 60, attempts=4, first_at=first_at, now=last.next_at, window=window,
+                         jitter=0.5).outcome == "dead"
+
+
 def test_retry_after_is_read_as_seconds_or_an_http_date():
     assert retry_after_s("30", NOW) == 30
     assert retry_after_s("Mon, 23 Nov 2026 09:01:00 GMT", NOW) == 60
@@ -148,10 +158,11 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
 def test_no_answer_and_no_attempt_count_can_keep_a_delivery_from_its_verdict():
     """A verdict that raised left the delivery unrecorded: sent again every lease, for ever."""
     window = timedelta(hours=72)
-    assert after_attempt(503, 999_999_999_999, attempts=1, first_at=NOW, now=NOW, window=window,
-                         jitter=0.5).outcome == "dead"  # far past the window, and past datetime's years
-    assert after_attempt(503, retry_after_s("9" * 400, NOW), attempts=1, first_at=NOW, now=NOW, window=window,
-                         jitter=0.5).outcome == "dead"
+    far = after_attempt(503, 999_999_999_999, attempts=1, first_at=NOW, now=NOW, window=window, jitter=0.5)
+    assert (far.outcome, far.next_at) == ("retry", NOW + window)  # far past the window, and past datetime's years
+    endless = after_attempt(503, retry_after_s("9" * 400, NOW), attempts=1, first_at=NOW, now=NOW, window=window,
+                            jitter=0.5)
+    assert (endless.outcome, endless.next_at) == ("retry", NOW + window)
     many = after_attempt(500, None, attempts=5_000, first_at=NOW, now=NOW, window=window, jitter=0.0)
     assert (many.outcome, many.next_at) == ("retry", NOW + timedelta(seconds=1800))  # the cap, halved
 

@@ -245,16 +245,24 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
     """What to do after attempt number ``attempts`` (1 for the first) got ``status`` (None: no answer:
     timeout or connection error). Backoff doubles from ``base_s`` up to ``cap_s``, each wait between half and
     all of it (``jitter`` in [0, 1)); a 429 or 503 with a longer ``Retry-After`` waits that long instead (a
-    shorter one, 0 or a date gone by, would have the receiver asked again at once, as fast as it answers)."""
+    shorter one, 0 or a date gone by, would have the receiver asked again at once, as fast as it answers). A
+    wait past the window's end is dead, but a 429 or 503 with ``Retry-After`` waits until that end instead, for
+    one last attempt: the receiver said it will take deliveries again."""
     if status is not None and 200 <= status < 300:
         return Verdict("delivered")
     if status == 410:
         return Verdict("gone")
     # The exponent is bounded first: a delivery may fail for weeks of windows, and 2.0 ** 1024 is no float.
     wait = min(cap_s, base_s * 2.0 ** min(attempts - 1, 64)) * (0.5 + jitter / 2)
-    if status in (429, 503) and retry_after is not None:
-        wait = max(wait, retry_after)
+    asked = retry_after if status in (429, 503) else None
+    if asked is not None:
+        wait = max(wait, asked)
     # Compared in seconds: a receiver's Retry-After may be beyond any date a datetime can hold.
-    if wait > (first_at + window - now).total_seconds():
+    left = (first_at + window - now).total_seconds()
+    if wait > left:
+        # Dead at once, it never got the attempt its receiver asked for; that last attempt, at the window's end
+        # (nothing left of it then), is dead whatever it is told.
+        if asked is not None and left > 0:
+            return Verdict("retry", first_at + window)
         return Verdict("dead")
     return Verdict("retry", now + timedelta(seconds=wait))
