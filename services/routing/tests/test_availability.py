@@ -94,6 +94,74 @@ def test_a_rep_is_off_on_the_public_holidays_of_their_country_and_region_by_thei
     assert why(night_owl, datetime(2026, 12, 31, 15, tzinfo=UTC)) == "public holiday (New Year's Day)"
 
 
+#: Weeknights 22:00-06:00 in Berlin: each shift is the day's it starts on.
+NIGHTS = {**BERLIN, "id": "nia", "name": "Nia",
+          "working_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "22:00", "end": "06:00"}}
+EVERY_NIGHT = {**NIGHTS, "holidays": None, "working_hours": {**NIGHTS["working_hours"], "days": ALWAYS["days"]}}
+
+
+def test_a_night_shift_runs_past_midnight_until_its_end_the_next_morning():
+    assert why(NIGHTS, MONDAY.replace(hour=20, minute=59)) == "off shift"  # 21:59 on Monday in Berlin
+    assert why(NIGHTS, MONDAY.replace(hour=21)) is None  # 22:00
+    assert why(NIGHTS, MONDAY.replace(day=24, hour=4, minute=59)) is None  # 05:59 on Tuesday: Monday's shift
+    assert why(NIGHTS, MONDAY.replace(day=24, hour=5)) == "off shift"  # 06:00: it has ended
+    assert why(NIGHTS, MONDAY.replace(day=24, hour=11)) == "off shift"  # noon
+
+
+def test_a_night_shift_belongs_to_the_day_it_starts_on():
+    saturday, sunday, monday = (datetime(2026, 11, d, 2, tzinfo=UTC) for d in (28, 29, 30))  # 03:00 in Berlin
+    assert why(NIGHTS, saturday) is None  # Friday's shift
+    assert why(NIGHTS, saturday.replace(hour=21)) == "off shift"  # Saturday 22:00: no shift starts on a Saturday
+    assert why(NIGHTS, sunday) == "off shift"
+    assert why(NIGHTS, monday) == "off shift"  # Sunday night: none started on Sunday
+    assert why(NIGHTS, monday.replace(hour=21)) is None  # Monday's
+
+
+def test_a_public_holiday_takes_off_the_night_shift_that_starts_on_it_and_no_other():
+    """Christmas Day 2026 is a Friday: Thursday's shift is worked to its end on Christmas morning, and Friday's
+    is off whole, Boxing Day's early hours too (a shift is never cut in two at midnight)."""
+    assert why(NIGHTS, datetime(2026, 12, 24, 23, tzinfo=UTC)) is None  # 00:00 on the 25th, Thursday's shift
+    assert why(NIGHTS, datetime(2026, 12, 25, 4, tzinfo=UTC)) is None  # 05:00 on the 25th
+    christmas = "public holiday (Christmas Day)"
+    assert why(NIGHTS, datetime(2026, 12, 25, 21, tzinfo=UTC)) == christmas  # 22:00 on the 25th, Friday's shift
+    assert why(NIGHTS, datetime(2026, 12, 26, 2, tzinfo=UTC)) == christmas  # 03:00 on the 26th, still Friday's
+
+
+def test_a_night_shift_the_clocks_go_back_in_ends_at_its_local_time_an_hour_later():
+    # Berlin goes from summer time (UTC+2) to winter time (UTC+1) at 03:00 on Sunday 2027-10-31.
+    assert why(EVERY_NIGHT, datetime(2027, 10, 30, 20, tzinfo=UTC)) is None  # Saturday 22:00 CEST
+    assert why(EVERY_NIGHT, datetime(2027, 10, 31, 4, 59, tzinfo=UTC)) is None  # 05:59 CET: nine hours on
+    assert why(EVERY_NIGHT, datetime(2027, 10, 31, 5, tzinfo=UTC)) == "off shift"  # 06:00 CET
+
+
+def test_a_night_shift_the_clocks_go_forward_in_ends_at_its_local_time_an_hour_sooner():
+    # Berlin goes from UTC+1 to UTC+2 at 02:00 on Sunday 2027-03-28 (02:00 becomes 03:00).
+    assert why(EVERY_NIGHT, datetime(2027, 3, 27, 21, tzinfo=UTC)) is None  # Saturday 22:00 CET
+    assert why(EVERY_NIGHT, datetime(2027, 3, 28, 3, 59, tzinfo=UTC)) is None  # 05:59 CEST: seven hours on
+    assert why(EVERY_NIGHT, datetime(2027, 3, 28, 4, tzinfo=UTC)) == "off shift"  # 06:00 CEST
+
+
+def test_a_shift_that_starts_or_ends_at_a_time_the_clocks_skip_does_so_when_they_jump_past_it():
+    """02:30 never comes in Berlin on 2027-03-28: a shift ending then ends at the jump (03:00 summer time), not
+    at 03:30 as Python reads the skipped time; one starting then starts at the jump."""
+    evening = {**EVERY_NIGHT, "working_hours": {"days": ALWAYS["days"], "start": "20:00", "end": "02:30"}}
+    assert why(evening, datetime(2027, 3, 28, 0, 59, tzinfo=UTC)) is None  # 01:59 CET
+    assert why(evening, datetime(2027, 3, 28, 1, tzinfo=UTC)) == "off shift"  # 03:00 CEST
+    early = {**EVERY_NIGHT, "working_hours": {"days": ALWAYS["days"], "start": "02:30", "end": "10:00"}}
+    assert why(early, datetime(2027, 3, 28, 0, 59, tzinfo=UTC)) == "off shift"
+    assert why(early, datetime(2027, 3, 28, 1, tzinfo=UTC)) is None
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    ("09:00", "09:00", r"start and end at the same time \(09:00\), so they are empty \(00:00-24:00 is around"),
+    ("00:00", "00:00", r"start and end at the same time \(00:00\)"),
+    ("24:00", "06:00", r"start 24:00 is the end of a day: a shift from midnight starts at 00:00"),
+])
+def test_working_hours_of_no_time_are_refused_naming_the_reps_entry(start, end, message):
+    with pytest.raises(InvalidRoutingData, match=rf"reps\.0\.working_hours: working hours {message}"):
+        data([{**NIGHTS, "working_hours": {"start": start, "end": end}}])
+
+
 def test_an_out_of_office_period_keeps_new_leads_away_until_it_ends():
     at = MONDAY.replace(hour=10)
     away = Presence(away={"ana": [Away(at - timedelta(hours=1), at + timedelta(hours=2), "dentist")]})

@@ -1,7 +1,7 @@
 import uuid
 from dataclasses import replace
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,8 +10,9 @@ import pytest
 
 from leadpipe_common.events import Attribution, Contact, Enrichment, LeadDispositioned, LeadScored, Score, Sourced
 from routing.domain import (
-    Applied, Handoff, InvalidRoutingData, Refused, Repeated, WorkingHours, acceptance_due, add_working_time,
-    Placed, Presence, Waiting, apply_disposition, breach, choose_route, next_turn, parse_routing_data, place,
+    Applied, Handoff, InvalidRoutingData, Refused, Repeated, WorkingHours, acceptance_due, add_working_days,
+    add_working_time, Placed, Presence, Waiting, apply_disposition, breach, choose_route, next_turn,
+    parse_routing_data, place,
 )
 from routing.domain.routes import Route
 from routing.reference import RoutingFiles
@@ -140,13 +141,15 @@ def test_a_country_code_in_lower_case_routes_as_the_code_it_is():
     assert choose_route(mql(country="DE"), data).team == "emea"
 
 
-def test_an_sla_of_years_of_a_reps_few_working_minutes_is_refused_naming_the_rep_and_grade():
+@pytest.mark.parametrize("minute", [{"days": ["mon"], "start": "09:00", "end": "09:01"},
+                                    {"days": ["mon"], "start": "23:59", "end": "00:00"}])  # a night shift too
+def test_an_sla_of_years_of_a_reps_few_working_minutes_is_refused_naming_the_rep_and_grade(minute):
     """8760 working hours of a rep on a minute a week is 10,000 years of Mondays: searched for at every lead routed
     to them, past the calendar's end."""
-    minute = {"days": ["mon"], "start": "09:00", "end": "09:01"}
     raw = DATA.model_dump()
     raw["reps"][0]["working_hours"] = minute
-    with pytest.raises(InvalidRoutingData, match=r"sla\.acceptance\.C: 8760h of .*more than ten years"):
+    with pytest.raises(InvalidRoutingData,
+                       match=r"sla\.acceptance\.C: 8760h of ana's working hours .*more than ten years"):
         parse_routing_data({**raw, "sla": {"acceptance": {"A": "15m", "C": "8760h"}}})
     assert parse_routing_data({**raw, "sla": {"acceptance": {"A": "15m", "C": "1h"}}})  # an hour of Mondays is fine
 
@@ -233,6 +236,56 @@ def test_a_deadline_pauses_on_the_holders_public_holidays():
     off = SALES.model_copy(update={"reps": [r.model_copy(update={"holidays": "DE"}) for r in berlin]})
     assert acceptance_due("C", "ana", plain, start) == datetime(2027, 5, 6, 15, 0, tzinfo=BERLIN)
     assert acceptance_due("C", "ana", off, start) == datetime(2027, 5, 7, 15, 0, tzinfo=BERLIN)
+
+
+#: Weeknights 22:00-06:00: each shift is the day's it starts on.
+NIGHTS = WorkingHours(start="22:00", end="06:00")
+
+
+def test_a_deadline_in_a_night_shift_runs_on_past_midnight():
+    monday_late = datetime(2026, 11, 23, 23, 50, tzinfo=BERLIN)
+    assert add_working_time(monday_late, timedelta(minutes=15), NIGHTS, BERLIN) == datetime(2026, 11, 24, 0, 5,
+                                                                                             tzinfo=BERLIN)
+
+
+def test_a_lead_arriving_in_the_small_hours_counts_in_the_night_shift_that_began_the_evening_before():
+    tuesday_early = datetime(2026, 11, 24, 5, 50, tzinfo=BERLIN)  # Monday's shift, 10 minutes before its end
+    assert add_working_time(tuesday_early, timedelta(minutes=15), NIGHTS, BERLIN) == datetime(2026, 11, 24, 22, 5,
+                                                                                              tzinfo=BERLIN)
+    saturday_early = datetime(2026, 11, 28, 5, 50, tzinfo=BERLIN)  # Friday's shift: the next is Monday's
+    assert add_working_time(saturday_early, timedelta(minutes=15), NIGHTS, BERLIN) == datetime(2026, 11, 30, 22, 5,
+                                                                                               tzinfo=BERLIN)
+
+
+def test_a_working_day_of_a_night_shift_ends_at_the_same_time_in_the_next_shift():
+    saturday_early = datetime(2026, 11, 28, 3, 0, tzinfo=BERLIN)  # in Friday's shift
+    assert add_working_days(saturday_early, 1, NIGHTS, BERLIN) == datetime(2026, 12, 1, 3, 0, tzinfo=BERLIN)
+    monday_noon = datetime(2026, 11, 30, 12, 0, tzinfo=BERLIN)  # off shift: Monday's whole shift is the day
+    assert add_working_days(monday_noon, 1, NIGHTS, BERLIN) == datetime(2026, 12, 1, 6, 0, tzinfo=BERLIN)
+
+
+def test_a_holiday_stops_the_clock_for_the_night_shift_that_starts_on_it_only():
+    """Christmas Day 2026 is a Friday in Germany (Boxing Day the Saturday): Thursday's shift runs on into Christmas
+    morning; Friday's shift is not worked."""
+    def christmas(day):
+        return day in (date(2026, 12, 25), date(2026, 12, 26))
+
+    in_thursdays = datetime(2026, 12, 25, 3, 0, tzinfo=BERLIN)
+    assert add_working_time(in_thursdays, timedelta(hours=1), NIGHTS, BERLIN, christmas) == in_thursdays + timedelta(
+        hours=1)
+    in_fridays = datetime(2026, 12, 25, 23, 0, tzinfo=BERLIN)
+    assert add_working_time(in_fridays, timedelta(hours=1), NIGHTS, BERLIN, christmas) == datetime(2026, 12, 28, 23, 0,
+                                                                                                   tzinfo=BERLIN)
+
+
+def test_a_night_shift_the_clocks_go_forward_in_is_an_hour_shorter_and_its_working_day_is_still_one_shift():
+    # Berlin's Saturday 2027-03-27 22:00 to Sunday 06:00 is seven hours: 02:00 becomes 03:00.
+    every_night = WorkingHours(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="22:00", end="06:00")
+    saturday = datetime(2027, 3, 27, 22, 0, tzinfo=BERLIN)
+    assert add_working_time(saturday, timedelta(hours=8), every_night, BERLIN) == datetime(2027, 3, 28, 23, 0,
+                                                                                          tzinfo=BERLIN)
+    assert add_working_days(saturday + timedelta(hours=1), 1, every_night, BERLIN) == datetime(2027, 3, 28, 23, 0,
+                                                                                              tzinfo=BERLIN)
 
 
 def test_queues_and_grades_without_a_deadline_have_no_sla():

@@ -7,6 +7,13 @@ an out-of-office period; holding fewer unaccepted leads than their
 ``capacity``. Account owners too: an owner who cannot take a lead now passes
 it to their team's rotation.
 
+A shift belongs to the day it starts, as workforce tools have it: a night
+shift (22:00-06:00) on ``fri`` covers Saturday until 06:00, and is off whole
+when Friday is a public holiday (never cut in two at midnight). A shift
+starts and ends the first moment the rep's clock shows its time: the first
+of the two when clocks go back, and when clocks go forward past it, the
+moment they jump.
+
 When nobody in a team can, the team's policy decides: ``wait`` in the team's
 queue (the lead is handed out when the first rep can take it, and its SLA
 clock starts then) or ``overflow`` to a named team, whose own policy applies
@@ -18,9 +25,10 @@ time as an argument; the holiday calendars are computed, not fetched.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -66,22 +74,62 @@ def public_holiday(code: str, day: date) -> str | None:
     return _calendar(code, day.year).get(day)
 
 
+def shift_of(day: date, hours: WorkingHours, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """When the shift that starts on ``day`` (a local date, worked or not) opens and closes, in UTC; a night
+    shift closes on the day after. Built in local wall time, so a day that changes its clocks is as long as it
+    is."""
+    midnight = datetime(day.year, day.month, day.day)
+    opens = midnight + timedelta(minutes=hours.minutes(hours.start))
+    closes = midnight + timedelta(minutes=hours.minutes(hours.end) + (24 * 60 if hours.overnight else 0))
+    return first_moment(opens, tz), first_moment(closes, tz)
+
+
+def first_moment(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The first moment, in UTC, that a clock in ``tz`` shows the naive ``wall`` time: the first of the two a
+    clock going back shows twice, and the moment a clock going forward skips past it when it never shows it.
+    (Python's own reading of a skipped time, ``fold=0``, is as far after the jump as the time is into the gap:
+    a night shift ending at a skipped 02:30 would run until 03:30.)"""
+    moment = wall.replace(tzinfo=tz).astimezone(UTC)
+    if moment.astimezone(tz).replace(tzinfo=None) == wall:
+        return moment
+    # Skipped: the jump lies between the time read at the offset after it (fold=1) and at the one before it.
+    # Clocks change on a whole second, so halving the seconds between finds the second it happens.
+    before, after = math.floor(wall.replace(tzinfo=tz, fold=1).timestamp()), math.ceil(moment.timestamp())
+    while after - before > 1:
+        middle = (before + after) // 2
+        if datetime.fromtimestamp(middle, tz).replace(tzinfo=None) < wall:
+            before = middle
+        else:
+            after = middle
+    return datetime.fromtimestamp(after, UTC)
+
+
+def shift_day(hours: WorkingHours, tz: ZoneInfo, now: datetime) -> date | None:
+    """The local date the shift ``now`` falls in started on (whose weekday and holidays apply to it), or None
+    when ``now`` is off shift."""
+    today = now.astimezone(tz).date()
+    # Yesterday's night shift runs into today; no other shift of yesterday's does.
+    for day in ((today - timedelta(days=1), today) if hours.overnight else (today,)):
+        if _WEEKDAYS[day.weekday()] in hours.days:
+            opens, closes = shift_of(day, hours, tz)
+            if opens <= now < closes:
+                return day
+    return None
+
+
 def on_shift(hours: WorkingHours, tz: ZoneInfo, now: datetime) -> bool:
-    local = now.astimezone(tz)
-    minute = local.hour * 60 + local.minute
-    return (_WEEKDAYS[local.weekday()] in hours.days
-            and hours.minutes(hours.start) <= minute < hours.minutes(hours.end))
+    return shift_day(hours, tz, now) is not None
 
 
 def unavailable(rep: Rep, data: RoutingData, now: datetime, presence: Presence) -> str | None:
     """Why ``rep`` cannot take a new lead at ``now``, or None when they can."""
     if not rep.active:
         return "inactive"
-    tz = ZoneInfo(rep.timezone)
-    if not on_shift(data.hours_of(rep), tz, now):
+    day = shift_day(data.hours_of(rep), ZoneInfo(rep.timezone), now)
+    if day is None:
         return "off shift"
     if rep.holidays:
-        holiday = public_holiday(rep.holidays, now.astimezone(tz).date())
+        holiday = public_holiday(rep.holidays, day)
         if holiday:
             return f"public holiday ({holiday})"
     away = next((a for a in presence.away.get(rep.id, ()) if a.covers(now)), None)

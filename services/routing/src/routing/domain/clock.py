@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from routing.domain.availability import public_holiday
+from routing.domain.availability import first_moment, public_holiday, shift_of
 from routing.domain.reference import _WEEKDAYS, RoutingData, WorkingHours
 
 
@@ -22,7 +22,8 @@ def add_working_time(start: datetime, work: timedelta, hours: WorkingHours, tz: 
     not worked, whatever the hours say.
 
     Working intervals are built in local wall time and compared in UTC, so a
-    day that changes its clocks (DST) is exactly as long as it is.
+    day that changes its clocks (DST) is exactly as long as it is. A night
+    shift is its start day's: ``day_off`` of that day takes all of it off.
     """
     if work <= timedelta(0):
         return start.astimezone(UTC)
@@ -30,10 +31,9 @@ def add_working_time(start: datetime, work: timedelta, hours: WorkingHours, tz: 
     remaining = work
     # How many working days the deadline may take (one more for a day a clock change shortens): in calendar
     # days, ``work.days`` assumed 24-hour working days, and a rep on two hours a day ran out of days to look at.
-    nominal_day = timedelta(minutes=hours.minutes(hours.end) - hours.minutes(hours.start))
-    needed = math.ceil(work / nominal_day) + 1
-    for day in _working_days(now.astimezone(tz).date(), hours, day_off, within=needed):
-        opens, closes = _open(day, hours, tz)
+    needed = math.ceil(work / hours.length) + 1
+    for day in _working_days(_first_shift_day(now, tz), hours, day_off, within=needed):
+        opens, closes = shift_of(day, hours, tz)
         if now < closes:
             now = max(now, opens)
             if now + remaining <= closes:
@@ -51,20 +51,26 @@ def add_working_days(start: datetime, days: int, hours: WorkingHours, tz: ZoneIn
     now = start.astimezone(UTC)
     if days <= 0:
         return now
-    ahead = _working_days(now.astimezone(tz).date(), hours, day_off, within=days)
+    ahead = _working_days(_first_shift_day(now, tz), hours, day_off, within=days)
     day = next(ahead)
-    opens, closes = _open(day, hours, tz)
+    opens, closes = shift_of(day, hours, tz)
     while now >= closes:  # to the first working day still open at ``start``
         day = next(ahead)
-        opens, closes = _open(day, hours, tz)
+        opens, closes = shift_of(day, hours, tz)
     if now <= opens:
         for _ in range(days - 1):
             day = next(ahead)
-        return _open(day, hours, tz)[1]
+        return shift_of(day, hours, tz)[1]
+    # From the shift's start day: 03:00 in Friday's night shift is 27 hours into Friday, and 03:00 in the next's.
     time_of_day = now.astimezone(tz).replace(tzinfo=None) - datetime(day.year, day.month, day.day)
     for _ in range(days):
         day = next(ahead)
-    return (datetime(day.year, day.month, day.day, tzinfo=tz) + time_of_day).astimezone(UTC)
+    return first_moment(datetime(day.year, day.month, day.day) + time_of_day, tz)
+
+
+def _first_shift_day(now: datetime, tz: ZoneInfo) -> date:
+    """The first day whose shift may still be open at ``now``: yesterday's, as a night shift runs into today."""
+    return now.astimezone(tz).date() - timedelta(days=1)
 
 
 def _working_days(day: date, hours: WorkingHours, day_off: Callable[[date], bool], within: int) -> Iterator[date]:
@@ -74,15 +80,6 @@ def _working_days(day: date, hours: WorkingHours, day_off: Callable[[date], bool
             yield day
         day += timedelta(days=1)
     raise ValueError("working hours never add up to the deadline")  # unreachable with days non-empty
-
-
-def _open(day: date, hours: WorkingHours, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """When ``day``'s working hours open and close, in UTC: built in local wall time, so a day that changes its
-    clocks is exactly as long as it is."""
-    midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-    opens = (midnight + timedelta(minutes=hours.minutes(hours.start))).astimezone(UTC)
-    closes = (midnight + timedelta(minutes=hours.minutes(hours.end))).astimezone(UTC)
-    return opens, closes
 
 
 def acceptance_due(grade: str | None, holder_id: str, data: RoutingData, start: datetime) -> datetime | None:

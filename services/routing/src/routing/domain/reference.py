@@ -36,7 +36,9 @@ _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
 
 
 class WorkingHours(_Strict):
-    """The hours an SLA clock runs: ``start``-``end`` (``24:00`` allowed) on ``days``, in the rep's zone."""
+    """The hours an SLA clock runs: ``start``-``end`` (``24:00`` allowed) on ``days``, in the rep's zone. An
+    ``end`` before ``start`` (``22:00``-``06:00``) is a night shift, ending the next day; a shift belongs to the
+    day it starts, so ``fri`` 22:00-06:00 covers Saturday until 06:00 (and Friday's holiday takes it off)."""
 
     days: list[Weekday] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1)
     start: str = "09:00"
@@ -50,10 +52,24 @@ class WorkingHours(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _ordered(self) -> WorkingHours:
-        if self.minutes(self.start) >= self.minutes(self.end):
-            raise ValueError(f"working hours end ({self.end}) must come after their start ({self.start})")
+    def _some_time(self) -> WorkingHours:
+        if self.start == "24:00":
+            raise ValueError("working hours start 24:00 is the end of a day: a shift from midnight starts at 00:00")
+        if self.minutes(self.start) == self.minutes(self.end):
+            raise ValueError(f"working hours start and end at the same time ({self.start}), so they are empty "
+                             "(00:00-24:00 is around the clock)")
         return self
+
+    @property
+    def overnight(self) -> bool:
+        """Whether a shift ends on the day after it starts: its end comes before its start (22:00-06:00)."""
+        return self.minutes(self.end) < self.minutes(self.start)
+
+    @property
+    def length(self) -> timedelta:
+        """How long a shift is by the clock on the wall (a clock change makes it an hour longer or shorter)."""
+        span = self.minutes(self.end) - self.minutes(self.start)
+        return timedelta(minutes=span + 24 * 60 if span < 0 else span)
 
     @staticmethod
     def minutes(clock: str) -> int:
@@ -267,7 +283,7 @@ class RoutingData(_Strict):
         # minutes a week would be searched for (and run past the calendar's end) at every lead routed to them.
         for rep in self.reps:
             hours = self.hours_of(rep)
-            day = timedelta(minutes=hours.minutes(hours.end) - hours.minutes(hours.start))
+            day = hours.length
             for grade in sorted(self.sla.acceptance, key=str):
                 allowed = self.sla.acceptance_time(grade)
                 working_days = allowed if isinstance(allowed, int) else -(-allowed // day) if allowed else 0
