@@ -2,7 +2,7 @@
 
 import pytest
 
-from enrichment.domain import classify_title, enrich
+from enrichment.domain import classify_title, enrich, normalise_country
 from enrichment.reference import ReferenceDataError, load_reference
 from enrichment.settings import DATA
 from leadpipe_common.events import Contact
@@ -103,6 +103,18 @@ def test_a_country_alias_that_is_no_country_code_is_refused_naming_the_entry(tmp
     aliases.write_text(text)
     with pytest.raises(ReferenceDataError, match=message):
         load_reference(DATA / "companies.csv", DATA / "titles.yaml", aliases)
+
+
+@pytest.mark.parametrize(("written", "country"), [
+    ("Korea", None), ("korea", None), ("South Korea", "KR"), ("Republic of Korea", "KR"), ("North Korea", "KP"),
+])
+def test_korea_alone_names_no_country_as_it_may_be_either(written, country):
+    assert normalise_country(written, SHIPPED.country_aliases) == country
+
+
+def test_a_lead_who_writes_korea_gets_their_country_from_their_phone_number_instead():
+    lead = enrich(Contact(email="jo@example.com", country="Korea", phone="+82 2 2125 1234"), SHIPPED)
+    assert lead.country is not None and (lead.country.value, lead.country.source) == ("KR", "phone")
 
 
 def test_a_company_country_that_is_no_country_code_is_refused_naming_the_line(tmp_path):
