@@ -80,6 +80,11 @@ def test_country_names_codes_and_aliases_normalise_to_iso_alpha2():
     assert normalise_country("Atlantis", {}) is None
 
 
+def test_a_name_listed_without_a_code_gives_no_country_where_iso_would_give_one():
+    assert normalise_country("Congo", {}) == "CG"  # ISO's name for the Republic, though the DRC goes by it too
+    assert normalise_country(" congo ", {"congo": ""}) is None
+
+
 def test_vice_president_is_not_mistaken_for_president():
     assert classify_title("Vice President, Marketing", REF.seniority) == "vp"
     assert classify_title("President", REF.seniority) == "c-level"

@@ -112,9 +112,25 @@ def test_korea_alone_names_no_country_as_it_may_be_either(written, country):
     assert normalise_country(written, SHIPPED.country_aliases) == country
 
 
+@pytest.mark.parametrize(("written", "country"), [
+    ("Congo", None), ("Republic of the Congo", "CG"), ("Democratic Republic of the Congo", "CD"), ("DR Congo", "CD"),
+])
+def test_congo_alone_names_no_country_though_iso_gives_it_to_one_of_the_two(written, country):
+    assert normalise_country(written, SHIPPED.country_aliases) == country
+
+
 def test_a_lead_who_writes_korea_gets_their_country_from_their_phone_number_instead():
     lead = enrich(Contact(email="jo@example.com", country="Korea", phone="+82 2 2125 1234"), SHIPPED)
     assert lead.country is not None and (lead.country.value, lead.country.source) == ("KR", "phone")
+
+
+@pytest.mark.parametrize("entry", ['Congo: ""\n', "Congo:\n"])
+def test_an_alias_without_a_code_is_a_name_of_no_country_whatever_iso_says(tmp_path, entry):
+    aliases = tmp_path / "country_aliases.yaml"
+    aliases.write_text(entry)
+    reference = load_reference(DATA / "companies.csv", DATA / "titles.yaml", aliases)
+    assert normalise_country("Congo", reference.country_aliases) is None
+    assert normalise_country("Republic of the Congo", reference.country_aliases) == "CG"
 
 
 def test_a_company_country_that_is_no_country_code_is_refused_naming_the_line(tmp_path):

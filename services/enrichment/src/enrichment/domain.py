@@ -72,7 +72,7 @@ class ReferenceData:
     disposable: frozenset[str]
     seniority: tuple[TitleRule, ...]  # first match wins
     departments: tuple[TitleRule, ...]  # first match wins
-    country_aliases: Mapping[str, str]  # casefolded name -> alpha-2
+    country_aliases: Mapping[str, str]  # casefolded name -> alpha-2, or "" for a name of two countries
     #: Listed domains under which every name is someone else's (public suffixes: acme.za.com is Acme's, not za.com's
     #: free mail): such an entry flags its own name only, where any other flags its subdomains too (nc.rr.com).
     public_suffixes: frozenset[str] = frozenset()
@@ -91,14 +91,14 @@ def _in_list(domain: str, listed: frozenset[str], public_suffixes: frozenset[str
 def normalise_country(value: str | None, aliases: Mapping[str, str]) -> str | None:
     """ISO 3166-1 alpha-2 for a code, an ISO name or a listed alias; None if it names no country.
 
-    No fuzzy matching: "Korea" must not silently become the wrong Korea.
+    No fuzzy matching: "Korea" must not silently become the wrong Korea. An alias listed without a code names
+    no country either: ISO calls one of two countries by a name both go by ("Congo"), and lookup would pick it.
     """
     if not value:
         return None
     value = value.strip()
-    alias = aliases.get(value.casefold())
-    if alias:
-        return alias
+    if value.casefold() in aliases:
+        return aliases[value.casefold()] or None
     try:
         return pycountry.countries.lookup(value).alpha_2
     except LookupError:

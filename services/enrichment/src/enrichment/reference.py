@@ -125,7 +125,8 @@ def load_country_aliases(path: Path) -> dict[str, str]:
     for name, code in _yaml(path).items():
         if not isinstance(name, str):
             raise ReferenceDataError(f"{path}: {name!r}: a country name is text (quote it)")
-        aliases[name.casefold()] = _country_code(code, f"{path}: {name}")
+        # No code (Congo: "" or Congo: alone) is a name of two countries: it gives none.
+        aliases[name.casefold()] = _country_code("" if code is None else code, f"{path}: {name}")
     return aliases
 
 
