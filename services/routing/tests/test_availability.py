@@ -152,6 +152,15 @@ def test_a_shift_that_starts_or_ends_at_a_time_the_clocks_skip_does_so_when_they
     assert why(early, datetime(2027, 3, 28, 1, tzinfo=UTC)) is None
 
 
+def test_a_shift_ending_in_the_hour_the_clocks_go_back_over_ends_at_its_first_showing():
+    """02:00-03:00 comes twice in Berlin on 2027-10-31: a shift ending at 02:30 ends the first time the clock
+    shows it, and is not on again when the clock shows 02:00 a second time."""
+    evening = {**EVERY_NIGHT, "working_hours": {"days": ALWAYS["days"], "start": "20:00", "end": "02:30"}}
+    assert why(evening, datetime(2027, 10, 31, 0, 29, tzinfo=UTC)) is None  # 02:29 summer time
+    assert why(evening, datetime(2027, 10, 31, 0, 30, tzinfo=UTC)) == "off shift"  # 02:30 summer time
+    assert why(evening, datetime(2027, 10, 31, 1, 5, tzinfo=UTC)) == "off shift"  # 02:05 winter time, again
+
+
 @pytest.mark.parametrize(("start", "end", "message"), [
     ("09:00", "09:00", r"start and end at the same time \(09:00\), so they are empty \(00:00-24:00 is around"),
     ("00:00", "00:00", r"start and end at the same time \(00:00\)"),

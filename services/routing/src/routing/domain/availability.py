@@ -107,8 +107,22 @@ def first_moment(wall: datetime, tz: ZoneInfo) -> datetime:
 def shift_day(hours: WorkingHours, tz: ZoneInfo, now: datetime) -> date | None:
     """The local date the shift ``now`` falls in started on (whose weekday and holidays apply to it), or None
     when ``now`` is off shift."""
-    today = now.astimezone(tz).date()
-    # Yesterday's night shift runs into today; no other shift of yesterday's does.
+    local = now.astimezone(tz)
+    if local.fold:  # the second showing of an hour clocks go back over: a shift may have ended at the first
+        return _shift_day_exactly(hours, tz, now, local.date())
+    # The rep's wall clock decides everywhere else (the exact path is ~6x dearer, and routing asks it of every
+    # rep of a team for every lead): a clock going forward past a shift's start or end jumps past it too.
+    minute, today = local.hour * 60 + local.minute, local.date()
+    start, end = hours.minutes(hours.start), hours.minutes(hours.end)
+    if start <= minute < end or (hours.overnight and minute >= start):
+        return today if _WEEKDAYS[today.weekday()] in hours.days else None
+    if hours.overnight and minute < end:  # yesterday's night shift runs into today; no other shift does
+        yesterday = today - timedelta(days=1)
+        return yesterday if _WEEKDAYS[yesterday.weekday()] in hours.days else None
+    return None
+
+
+def _shift_day_exactly(hours: WorkingHours, tz: ZoneInfo, now: datetime, today: date) -> date | None:
     for day in ((today - timedelta(days=1), today) if hours.overnight else (today,)):
         if _WEEKDAYS[day.weekday()] in hours.days:
             opens, closes = shift_of(day, hours, tz)
