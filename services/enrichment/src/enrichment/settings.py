@@ -17,4 +17,5 @@ class EnrichmentSettings(ConsumerSettings):
     companies_file: Path = Field(DATA / "companies.csv", description="company domains: name, industry, size, country")
     titles_file: Path = Field(DATA / "titles.yaml", description="job-title rules: seniority and department")
     country_aliases_file: Path = Field(DATA / "country_aliases.yaml",
-                                       description="country names ISO does not know, mapped to their codes")
+                                       description="country names ISO does not know, mapped to their codes; `\"\"` for a name "
+                                                   "of two countries (`Congo`), which then gives none")
