@@ -151,6 +151,28 @@ async def test_a_lead_sales_rejected_and_a_touch_sent_back_has_a_second_hand_off
     assert ("nurture", "mql") in {(a, b) for a, b, _ in moves}
 
 
+async def test_a_lead_sales_rejected_as_spam_stays_in_nurture_when_it_asks_for_a_demo(stack, bootstrap):
+    """The bundled reasons.yaml says spam does not recycle: the touch is scored, but no second routing."""
+    email = address("test.submission")
+    lead_id = (await post(stack, {"email": email, **SALES_READY})).json()["lead_id"]
+    await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
+        owner = (await routing.get(f"/v1/leads/{lead_id}/handoff")).json()["owner_id"]
+        answer = await routing.post(f"/v1/leads/{lead_id}/disposition",
+                                    json={"outcome": "rejected", "reason_code": "spam", "rep_id": owner})
+        assert answer.status_code == 200, answer.text
+        await post(stack, {"email": email, "offer": "demo", "utm_source": "retargeting"})  # would recycle it
+        await read_topic(bootstrap, topics.SCORED, where=lambda r: r.key.decode() == lead_id and r.json()["touch"],
+                         until=bool)
+        await asyncio.sleep(2)  # routing reads the touch's score (and emits nothing for it)
+        assert (await routing.get(f"/v1/leads/{lead_id}/handoff")).json()["status"] == "rejected"
+    routed = await read_all(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id)
+    assert len({r.id for r in routed}) == 1
+    steps = await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "nurture" for r in f))
+    [back] = [r.json() for r in steps if r.json().get("from_stage") == "rejected"]
+    assert back["reason"] == "returned to marketing: spam; its touches do not send it back to sales"
+
+
 async def test_a_closed_leads_person_starts_a_new_lead_with_the_same_person_id(stack, bootstrap):
     email = address("returning")
     lead_id = (await post(stack, {"email": email, **SALES_READY})).json()["lead_id"]

@@ -11,8 +11,8 @@ import pytest
 from leadpipe_common.events import Attribution, Contact, Enrichment, LeadDispositioned, LeadScored, Score, Sourced
 from routing.domain import (
     Applied, Handoff, InvalidRoutingData, Refused, Repeated, WorkingHours, acceptance_due, add_working_days,
-    add_working_time, Placed, Presence, Waiting, apply_disposition, breach, choose_route, next_turn,
-    parse_routing_data, place,
+    add_working_time, Placed, Presence, Waiting, apply_disposition, breach, choose_route, kept_back_by, next_turn,
+    parse_routing_data, place, recycled_by,
 )
 from routing.domain.routes import Route
 from routing.reference import RoutingFiles
@@ -327,6 +327,53 @@ def test_rejected_lead_returns_to_nurture_with_its_reason():
     assert [(s.from_stage, s.to_stage, s.reason_code) for s in verdict.steps] == [
         ("routed", "rejected", "not-a-fit"), ("rejected", "nurture", "not-a-fit")]
     assert verdict.handoff.closed
+
+
+#: Sales' word on noise: a lead rejected as spam is not theirs again, whatever it downloads.
+NOISE = parse_routing_data({**SALES.model_dump(), "reasons": {"rejected": {
+    "not-a-fit": "Not our ICP", "spam": {"text": "Spam or a test", "recycle": False}}}})
+
+
+def rejected(code: str) -> Handoff:
+    verdict = apply_disposition(handoff(), report("rejected", reason_code=code), NOISE)
+    assert isinstance(verdict, Applied)
+    return verdict.handoff
+
+
+def touched(lead: LeadScored, points: int = 40) -> LeadScored:
+    """``lead`` touched again (a white paper), an MQL with ``points`` of intent earned by that touch."""
+    from leadpipe_common.events import ScoreReason, Touch
+
+    touch = Touch(touch_id=uuid.uuid4(), at=NOW, attribution=Attribution(offer="white-paper"))
+    reason = ScoreReason(rule="White paper", category="intent", points=points, touch_id=touch.touch_id, touch_at=NOW)
+    return lead.model_copy(update={"touch": touch, "score": lead.score.model_copy(update={"reasons": [reason]})})
+
+
+def test_a_touch_lifting_a_lead_rejected_for_a_reason_that_recycles_routes_it_again():
+    assert recycled_by(rejected("not-a-fit"), touched(mql()), NOISE.reasons)
+    assert kept_back_by(rejected("not-a-fit"), touched(mql()), NOISE.reasons) is None
+
+
+def test_a_touch_of_a_lead_rejected_for_a_reason_that_does_not_recycle_leaves_it_in_nurture_and_names_the_reason():
+    assert not recycled_by(rejected("spam"), touched(mql()), NOISE.reasons)
+    assert kept_back_by(rejected("spam"), touched(mql()), NOISE.reasons) == "spam"
+
+
+def test_a_touch_that_would_not_recycle_the_lead_anyway_is_not_said_to_be_kept_back_by_its_rejection():
+    assert kept_back_by(rejected("spam"), touched(mql(), points=0), NOISE.reasons) is None
+
+
+def test_a_lead_rejected_with_a_code_since_gone_from_the_reasons_file_recycles_as_before_the_option():
+    renamed = parse_routing_data({**NOISE.model_dump(), "reasons": {"rejected": {"junk": "Spam or a test"}}})
+    assert recycled_by(rejected("spam"), touched(mql()), renamed.reasons)
+
+
+def test_a_lead_rejected_for_a_reason_that_does_not_recycle_returns_to_nurture_saying_so():
+    spam = apply_disposition(handoff(), report("rejected", reason_code="spam"), NOISE)
+    fit = apply_disposition(handoff(), report("rejected", reason_code="not-a-fit"), NOISE)
+    assert isinstance(spam, Applied) and isinstance(fit, Applied)
+    assert spam.steps[1].reason == "returned to marketing: spam; its touches do not send it back to sales"
+    assert fit.steps[1].reason == "returned to marketing: not-a-fit"
 
 
 def test_a_lead_cannot_be_won_before_it_was_accepted():

@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog.testing
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchApplier, Rejected
@@ -277,6 +278,47 @@ async def test_a_touch_that_adds_no_intent_leaves_a_lead_sales_rejected_in_nurtu
     await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="not-a-fit")
     assert await route(uow, ctx, touch_of(lead, points=0)) == []
     assert uow.store.handoffs[lead.lead_id].handoff.status == "rejected"
+
+
+#: Sales' word on noise: a lead rejected as spam is not theirs again, whatever it downloads.
+NOISE = parse_routing_data({**DATA.model_dump(), "reasons": {"rejected": {
+    "not-a-fit": "Not our ICP", "spam": {"text": "Spam or a test submission", "recycle": False}}}})
+
+
+async def test_a_lead_sales_rejected_as_spam_stays_in_nurture_when_a_touch_lifts_it_and_the_log_says_why(uow):
+    ctx = Routing(Reference(NOISE, "v-test"), clock=Clock())
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="spam")
+    with structlog.testing.capture_logs() as lines:
+        assert await route(uow, ctx, touch_of(lead)) == []
+    assert uow.store.handoffs[lead.lead_id].handoff.status == "rejected"
+    assert uow.store.turns == {"emea": 1}  # routed once
+    assert [line["reason_code"] for line in lines if "does not recycle" in line["event"]] == ["spam"]
+
+
+async def test_a_lead_recycled_once_stays_in_nurture_when_its_new_holder_rejects_it_as_spam(uow):
+    ctx = Routing(Reference(NOISE, "v-test"), clock=Clock())
+    lead = factories.scored("mql", country="DE")
+    first = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=first, reason_code="not-a-fit")
+    _, routed, _ = await route(uow, ctx, touch_of(lead))  # recycled: not-a-fit recycles
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=data(routed).assignment.owner_id,
+              reason_code="spam")
+    assert await route(uow, ctx, touch_of(lead)) == []
+    assert uow.store.turns == {"emea": 2}
+
+
+async def test_a_persons_next_lead_is_routed_though_sales_rejected_their_last_one_as_spam(uow):
+    """The rejection ends recycling for that lead only: once it is closed (disqualified, say), the person's next
+    submission is a new lead, routed like any."""
+    ctx = Routing(Reference(NOISE, "v-test"), clock=Clock())
+    person = uuid.uuid4()
+    lead, later = (factories.scored("mql", country="DE").model_copy(update={"person_id": person}) for _ in "ab")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="spam")
+    routed, _ = await route(uow, ctx, later)
+    assert data(routed).lead_id == later.lead_id and uow.store.turns == {"emea": 2}
 
 
 async def test_a_recycled_lead_goes_to_a_new_holder_not_back_to_the_account_owner_who_rejected_it(uow):

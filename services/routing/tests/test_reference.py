@@ -110,11 +110,32 @@ def test_a_misspelt_key_at_the_top_of_the_reps_file_is_refused_naming_it_and_the
      r"teams\.global-inbound\.when_nobody: unknown key \(known: overflow_to, when_nobody_available\)"),
     ("territories", "min_employees: 1000", "min_employees: 1000, size: big",
      r"territories\.segments\.0\.size: unknown key \(known: min_employees, name\)"),
+    ("reasons", "recycle: false}", "recyle: false}",
+     r"reasons\.rejected\.bad-contact\.recyle: unknown key \(known: recycle, text\)"),
 ])
 def test_a_misspelt_key_inside_the_routing_files_is_refused_with_the_known_ones(files, file, before, after,
                                                                                 message):
     path = getattr(files, file)
     path.write_text(path.read_text().replace(before, after, 1))
+    with pytest.raises(ValueError, match=message):
+        files.load()
+
+
+def test_the_shipped_reasons_keep_leads_rejected_as_noise_in_nurture_and_recycle_the_rest(files):
+    reasons = files.load().data.reasons
+    assert {code for code in reasons.rejected if not reasons.recycles(code)} == {
+        "spam", "competitor", "student-or-job-seeker", "bad-contact", "duplicate"}
+    assert reasons.recycles("not-a-fit") and reasons.recycles("no-budget")
+    assert reasons.rejected["spam"].text == "Spam or a test submission"
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("spam: {recycle: false}", r"reasons\.rejected\.spam\.text: is required"),
+    ("spam:", r"reasons\.rejected\.spam: expected the code's text, or \{text: \.\.\., recycle: false\}"),
+    ("spam: {text: Spam, recycle: sometimes}", r"reasons\.rejected\.spam\.recycle: Input should be a valid boolean"),
+])
+def test_a_rejection_reason_written_wrong_is_refused_naming_the_code_and_what_it_needs(files, entry, message):
+    files.reasons.write_text(f"rejected:\n  not-a-fit: Not our ICP\n  {entry}\n")
     with pytest.raises(ValueError, match=message):
         files.load()
 

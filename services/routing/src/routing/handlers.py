@@ -11,7 +11,9 @@
   ``lead.reengaged`` step and a fresh ``lead.routed`` record with the same
   owner and the same deadline (no second routing, no second SLA clock). A
   lead sales rejected is back in nurture: a touch that lifts it to the bar
-  recycles it (``nurture → mql → routed``) to a new holder with a new clock.
+  recycles it (``nurture → mql → routed``) to a new holder with a new clock,
+  unless the reasons file says its rejection reason does not recycle (spam,
+  say): then it stays in nurture, with a log line and no output.
 - ``lead.dispositioned`` in (``leads.feedback``): the same
   :func:`record_disposition` the HTTP API calls, so both paths behave the
   same; an illegal report is rejected to the dead-letter topic with the reason,
@@ -49,7 +51,7 @@ from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
     Applied, Handoff, Merged, Placed, Refused, Repeated, RoutingData, Step, Waiting, acceptance_due,
-    apply_disposition, capacity_bound, choose_route, merge_into, overflow_chain, place, recycled_by,
+    apply_disposition, capacity_bound, choose_route, kept_back_by, merge_into, overflow_chain, place, recycled_by,
 )
 from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
@@ -167,10 +169,15 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         if env.data.lead_id not in held:
             continue
         holding = holdings.get(env.data.lead_id)
-        if holding is not None and recycled_by(holding.handoff, env.data):
+        if holding is not None and recycled_by(holding.handoff, env.data, ref.data.reasons):
             recycled[env.id] = holding.handoff.cycle + 1
-        else:
-            outcomes[env.id] = _reengage(env, holding, now)
+            continue
+        if holding is not None and (code := kept_back_by(holding.handoff, env.data, ref.data.reasons)):
+            # Nothing is emitted, as for any touch that leaves a rejected lead in nurture; this one would have
+            # routed it but for its rejection reason, which is worth a word to whoever asks why it did not.
+            log.info("touch leaves a lead sales rejected in nurture: its rejection reason does not recycle",
+                     reason_code=code)
+        outcomes[env.id] = _reengage(env, holding, now)
     mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"
             and (env.id in recycled or not (env.data.touch is not None and env.data.lead_id in held))]
     assigned = await store.already_assigned(env.data.lead_id for env in mqls if env.id not in recycled)

@@ -22,7 +22,10 @@ class RoutingSettings(ConsumerSettings):
     territories_file: Path = Field(DATA / "territories.yaml", description="regions, segments and team rules")
     sla_file: Path = Field(DATA / "sla.yaml", description="acceptance deadline per grade; reassignments before "
                                                           "escalation")
-    reasons_file: Path = Field(DATA / "reasons.yaml", description="rejection and loss reason codes")
+    reasons_file: Path = Field(DATA / "reasons.yaml", description="rejection and loss reason codes; a rejection "
+                                                                  "code given as `{text: ..., recycle: false}` "
+                                                                  "keeps a lead rejected for it in nurture (see A "
+                                                                  "recycle)")
     sla_check_s: float = Field(5.0, gt=0, description="how often the watch looks for missed deadlines and hands "
                                                        "out leads waiting in a team's queue")
     reload_check_s: float = Field(5.0, ge=0, description="how often the routing files are checked for changes "

@@ -41,21 +41,22 @@ from routing.domain.breaches import Breach, breach
 from routing.domain.clock import acceptance_due, add_working_days, add_working_time
 from routing.domain.dispositions import (
     ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
-    merge_into, recycled_by, remembered,
+    kept_back_by, merge_into, recycled_by, remembered,
 )
 from routing.domain.reference import (
-    Account, InvalidRoutingData, Reasons, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy, TeamRule, Territories,
-    WorkingHours, overflow_chain, parse_routing_data,
+    Account, InvalidRoutingData, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
+    TeamRule, Territories, WorkingHours, overflow_chain, parse_routing_data,
 )
 from routing.domain.routes import Route, choose_route, next_turn, queue_of, segment_of
 from routing.domain.whatif import PastLead, Violation, WhatIf, what_if
 
 __all__ = [
     "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
-    "InvalidRoutingData", "Merged", "PastLead", "Placed", "Presence", "Reasons", "Refused", "Rep", "Repeated", "Route",
+    "InvalidRoutingData", "Merged", "PastLead", "Placed", "Presence", "Reasons", "Refused", "RejectionReason", "Rep",
+    "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
-    "merge_into", "next_turn",
+    "kept_back_by", "merge_into", "next_turn",
     "on_shift", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "recycled_by", "remembered",
     "segment_of", "unavailable", "what_if",
 ]

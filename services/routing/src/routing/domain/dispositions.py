@@ -16,7 +16,7 @@ from typing import Literal
 
 from leadpipe_common.events import DispositionReport, Grade, LeadDispositioned, LeadScored
 
-from routing.domain.reference import Rep, RoutingData
+from routing.domain.reference import Reasons, Rep, RoutingData
 from routing.domain.routes import queue_of
 
 
@@ -62,10 +62,27 @@ class Handoff:
 CLOSED: frozenset[str] = frozenset({"won", "lost", "rejected", "merged"})
 
 
-def recycled_by(handoff: Handoff, lead: LeadScored) -> bool:
+def recycled_by(handoff: Handoff, lead: LeadScored, reasons: Reasons) -> bool:
     """Whether ``lead``'s touch routes a lead sales rejected again: the touch earned intent points of its own and
     the score is at the MQL bar. Scoring never learns of the rejection, so a lead it made an MQL stays one:
-    a touch that adds nothing (a newsletter sign-up, say) leaves the lead in nurture."""
+    a touch that adds nothing (a newsletter sign-up, say) leaves the lead in nurture, and so does any touch of
+    a lead rejected for a reason that does not recycle (``kept_back_by``)."""
+    return _lifted_back(handoff, lead) and kept_back_by(handoff, lead, reasons) is None
+
+
+def kept_back_by(handoff: Handoff, lead: LeadScored, reasons: Reasons) -> str | None:
+    """The reason code that keeps ``lead``'s touch from routing the lead again when it otherwise would: sales
+    rejected it as spam, say, which the reasons file says does not recycle. None when the touch recycles it or
+    would not anyway."""
+    if not _lifted_back(handoff, lead):
+        return None
+    # The history holds the current hand-off's reports only (a recycle starts a new one): the rejection in it is
+    # the one that sent the lead back to nurture.
+    code = next((d.reason_code for d in reversed(handoff.history) if d.outcome == "rejected"), None)
+    return code if code is not None and not reasons.recycles(code) else None
+
+
+def _lifted_back(handoff: Handoff, lead: LeadScored) -> bool:
     touch = lead.touch
     return (handoff.status == "rejected" and touch is not None and lead.score.decision == "mql"
             and any(r.category == "intent" and r.points > 0 and r.touch_id == touch.touch_id
@@ -149,9 +166,14 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
     label = f"{d.outcome} by {rep.name}"
     if d.outcome == "rejected":
         assert d.reason_code is not None
-        why = f"{label}: {d.reason_code} ({data.reasons.rejected[d.reason_code]})" + (f": {d.reason}" if d.reason else "")
+        rejection = data.reasons.rejected[d.reason_code]
+        why = f"{label}: {d.reason_code} ({rejection.text})" + (f": {d.reason}" if d.reason else "")
+        # The lead's timeline shows no event for a touch that leaves it in nurture: this step says why none will
+        # route it (as the reasons file stands now; a touch goes by the file in force when it comes).
+        back = f"returned to marketing: {d.reason_code}" + (
+            "" if rejection.recycle else "; its touches do not send it back to sales")
         steps = (Step(handoff.status, "rejected", why, reason_code=d.reason_code),
-                 Step("rejected", "nurture", f"returned to marketing: {d.reason_code}", reason_code=d.reason_code))
+                 Step("rejected", "nurture", back, reason_code=d.reason_code))
     elif d.outcome == "won":
         steps = (Step(handoff.status, "won", f"{label}: {d.amount} {d.currency}", amount=d.amount, currency=d.currency),)
     elif d.outcome == "lost":

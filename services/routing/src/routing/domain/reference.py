@@ -210,11 +210,37 @@ class SlaPolicy(_Strict):
         return timedelta(**{_UNITS[unit]: n})
 
 
+class RejectionReason(_Strict):
+    """A rejection code: its text, and whether a touch may send a lead rejected for it back to sales. In the file
+    ``code: text`` alone is one that may (most are); ``code: {text: ..., recycle: false}`` one that may not."""
+
+    text: str
+    #: False: the lead stays in nurture whatever its touches score. Sales rejected it as noise (spam, a
+    #: competitor, a duplicate of an open deal), which its next download would only send them again.
+    recycle: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_alone(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return {"text": v}
+        if not isinstance(v, dict):
+            # pydantic would say "a valid dictionary or instance of RejectionReason": true, but no help in YAML.
+            raise ValueError("expected the code's text, or {text: ..., recycle: false}")
+        return v
+
+
 class Reasons(_Strict):
     """The codes sales may give for a rejection or a loss: marketing reads these by source."""
 
-    rejected: dict[str, str] = Field(default_factory=dict)
+    rejected: dict[str, RejectionReason] = Field(default_factory=dict)
     lost: dict[str, str] = Field(default_factory=dict)
+
+    def recycles(self, code: str) -> bool:
+        """Whether a touch may route a lead sales rejected with ``code`` again. A code no longer in the file
+        (a rename since) says nothing against it: it may, as every lead could before the option."""
+        reason = self.rejected.get(code)
+        return reason is None or reason.recycle
 
 
 class TeamPolicy(_Strict):
