@@ -323,6 +323,20 @@ def test_what_if_takes_leads_routed_at_one_moment_in_the_order_routing_read_them
     assert what_if(unknown, candidate).violations == what_if(unknown[::-1], candidate).violations
 
 
+def test_what_if_leaves_in_nurture_a_lead_recycled_after_a_rejection_whose_reason_does_not_recycle_now():
+    """Recycled before the reasons file kept leads rejected as spam in nurture: live routing would not route it
+    again, so no rep would get it; the rep who did still did."""
+    candidate = parse_routing_data({**data([BERLIN, DESK]).model_dump(), "reasons": {"rejected": {
+        "not-a-fit": "Not our ICP", "spam": {"text": "Spam or a test submission", "recycle": False}}}})
+    ten = MONDAY.replace(hour=9)
+    ana = Assignment(owner_id="ana", owner_name="Ana", team="emea", method="territory", reason="r")
+    history = [PastLead(mql("DE"), ten, ana, recycled_after="spam"),
+               PastLead(mql("DE"), ten, ana, recycled_after="not-a-fit")]
+    result = what_if(history, candidate)
+    assert (result.leads, result.kept_in_nurture) == (2, 1)
+    assert result.rows() == [("emea", "ana", 1, 2)]
+
+
 def test_capacity_checks_count_held_leads_up_to_the_largest_cap_of_the_reps_checked():
     d = data([{**BERLIN, "capacity": 2}, {**BERLIN, "id": "ben", "name": "Ben", "capacity": 7},
               {**BERLIN, "id": "cleo", "name": "Cleo"}])

@@ -74,3 +74,15 @@ def test_what_if_an_account_owner_leaves_is_answered_with_candidate_reps_and_acc
     assert "lena.fischer 1 0 +1" in answered.said and "tom.berg 0 1 -1" in answered.said
     assert "1 real assignments break the candidate data" in answered.said
     assert "tom.berg emea-enterprise not a rep in the candidate reps file" in answered.said
+
+
+def test_what_if_says_how_many_recycled_leads_would_stay_in_nurture_under_the_reasons_in_force(what_if):
+    """Recycled after sales rejected it as spam, before the bundled reasons file kept such leads in nurture."""
+    lead = factories.scored("mql", country="DE")
+    seen = Assignment(owner_id="amelie.durand", owner_name="Amélie Durand", team="emea-commercial",
+                      method="territory", reason="r")
+    what_if.history = [PastLead(lead, MONDAY, seen, position=(0, 0), recycled_after="spam")]
+    answered = what_if("--since", "2026-11-01")
+    assert answered.exit_code == 0, answered.output
+    assert "1 recycled after a rejection whose reason does not recycle now would stay in nurture" in answered.said
+    assert "amelie.durand 0 1 -1" in answered.said  # she got it; nobody would

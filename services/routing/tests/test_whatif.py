@@ -123,3 +123,6 @@ async def test_the_history_holds_every_routing_of_an_mql_touched_or_not_and_no_r
         ])
     # Each routing keeps its score's place in leads.scored: leads routed at one moment are replayed as read.
     assert len({p.position for p in history.leads}) == len(history.leads)
+    # A recycled routing names the rejection it came after, which the data in force may no longer recycle.
+    assert [(p.lead.lead_id, p.recycled_after) for p in history.leads if p.recycled_after] == [
+        (recycled.lead_id, "not-a-fit")]

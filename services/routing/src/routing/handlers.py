@@ -57,6 +57,8 @@ from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
 
 SOURCE = "leadpipe/routing"
+#: The name of a recycled lead's ``nurture → mql`` step beside its ``mql → routed``: its id derives from the score's.
+RECYCLED = "lead.stage_changed/recycled"
 log = structlog.get_logger(__name__)
 
 
@@ -243,7 +245,7 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
                 lead_id=lead.lead_id, from_stage="nurture", to_stage="mql", at=now, by="routing",
                 reason=f"recycled after sales rejected it: {_touch_summary(lead)}", attribution=lead.attribution)
             outcomes[env.id].insert(0, follow_up(env, topics.LIFECYCLE, back, source=SOURCE, time=now,
-                                                 name="lead.stage_changed/recycled"))  # beside mql -> routed
+                                                 name=RECYCLED))
             await store.reassign(row)
             await store.update_handoff(handoff, routed)
         else:

@@ -22,6 +22,7 @@ from leadpipe_common.scan import TopicScan
 from leadpipe_common.settings import KafkaSettings
 
 from routing.domain import PastLead
+from routing.handlers import RECYCLED
 
 #: Sales answered a routed lead (it stops counting against its holder's capacity).
 ANSWERS = frozenset({"accepted", "rejected"})
@@ -39,6 +40,8 @@ async def read_history(settings: KafkaSettings, since: datetime,
     routed: dict[UUID, tuple[datetime, Assignment]] = {}  # by event id
     reengaged: set[UUID] = set()  # event ids
     answers: dict[UUID, list[datetime]] = {}
+    rejected_as: dict[UUID, str | None] = {}  # the reason code of each lead's latest rejection read
+    recycled: dict[UUID, str | None] = {}  # recycled steps by event id: the rejection's reason code
     skipped = seen = 0
     async with TopicScan(settings, [topics.SCORED, topics.ROUTED, topics.LIFECYCLE], since=since) as scan:
         async for records in scan.batches():
@@ -58,17 +61,22 @@ async def read_history(settings: KafkaSettings, since: datetime,
                 elif isinstance(event, LeadReengaged):
                     reengaged.add(envelope.id)
                 elif lead_id is not None:
+                    if isinstance(event, LeadStageChanged) and event.to_stage == "rejected":
+                        rejected_as[lead_id] = event.reason_code
+                    elif isinstance(event, LeadStageChanged) and (event.from_stage, event.by) == ("nurture", "routing"):
+                        # The lifecycle is in order per lead: the rejection read last is the one it recycled after.
+                        recycled[envelope.id] = rejected_as.get(lead_id)
                     at = _answer_time(event)
                     if at is not None:
                         answers.setdefault(lead_id, []).append(at)
             seen += len(records)
             progress(seen, scan.total)
-    return History(_past_leads(scores, routed, reengaged, answers), skipped)
+    return History(_past_leads(scores, routed, reengaged, answers, recycled), skipped)
 
 
 def _past_leads(scores: dict[UUID, tuple[LeadScored, tuple[int, int]]],
                 routed: dict[UUID, tuple[datetime, Assignment]], reengaged: set[UUID],
-                answers: dict[UUID, list[datetime]]) -> list[PastLead]:
+                answers: dict[UUID, list[datetime]], recycled: dict[UUID, str | None]) -> list[PastLead]:
     """One ``PastLead`` per routing of an MQL score, and one per lead whose first score is not routed yet.
 
     Routing's outputs of a score take ids derived from the score's (``follow_up``): the score routed a lead
@@ -85,7 +93,8 @@ def _past_leads(scores: dict[UUID, tuple[LeadScored, tuple[int, int]]],
         at, assignment = out
         first = lead.lead_id not in routed_leads
         routed_leads.add(lead.lead_id)
-        leads.append(PastLead(lead, at, assignment, _answered(answers.get(lead.lead_id, ()), at, first), position))
+        leads.append(PastLead(lead, at, assignment, _answered(answers.get(lead.lead_id, ()), at, first), position,
+                              recycled_after=recycled.get(derive_id(score_id, RECYCLED))))
     # Not routed (yet): a lead's first score only. A later score without a touch changes nothing routed (a merge
     # gave it a duplicate's touches), and a touch routing did not route was of a lead sales held or closed.
     waiting: dict[UUID, tuple[LeadScored, tuple[int, int]]] = {}

@@ -7,7 +7,9 @@ the deadline passed it on); out-of-office periods are not simulated (they
 live in the database, not in files). What happened is judged by the same
 rules: every real assignment the candidate data would not have made to that
 rep at that moment (off shift, on a holiday, at capacity, no longer a rep)
-is a violation.
+is a violation. A lead recycled after a rejection whose reason the data says
+does not recycle is not routed again (a touch that did not recycle a lead is
+no routing in the history: the other way round is not simulated).
 
 Pure: the history comes in as ``PastLead``s, in any order; it is routed again
 in the order live routing applied it (``_live_order``).
@@ -42,6 +44,8 @@ class PastLead:
     answered_at: datetime | None = None
     #: Where its score is in ``leads.scored`` (partition, offset): when routing read it; None: unknown.
     position: tuple[int, int] | None = None
+    #: Recycled after sales rejected it: the rejection's reason code; None: not recycled, or rejected unseen.
+    recycled_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class WhatIf:
     would: Counter[tuple[str, str]] = field(default_factory=Counter)
     did: Counter[tuple[str, str]] = field(default_factory=Counter)
     overflowed: int = 0
+    #: Recycled in reality after a rejection whose reason, as the data has it, does not recycle: not routed again.
+    kept_in_nurture: int = 0
     violations: list[Violation] = field(default_factory=list)
 
     def rows(self) -> list[tuple[str, str, int, int]]:
@@ -110,13 +116,17 @@ def what_if(history: Iterable[PastLead], data: RoutingData) -> WhatIf:
     for past in sorted(history, key=_live_order):
         out.leads += 1
         lead, at = past.lead, past.at
-        placed = place(choose_route(lead, data), data, states, at, Presence(held=would_hold.at(at)))
-        if isinstance(placed, Placed):
-            if placed.rotation is not None:
-                states[placed.team] = placed.rotation
-            would_hold.add(placed.rep.id, past.answered_at)
-            out.overflowed += placed.assignment.method == "overflow"
-        out.would[(placed.assignment.team, placed.assignment.owner_id)] += 1
+        if past.recycled_after is not None and not data.reasons.recycles(past.recycled_after):
+            # Recycled before the reasons file said that rejection ends recycling: live routing now leaves it be.
+            out.kept_in_nurture += 1
+        else:
+            placed = place(choose_route(lead, data), data, states, at, Presence(held=would_hold.at(at)))
+            if isinstance(placed, Placed):
+                if placed.rotation is not None:
+                    states[placed.team] = placed.rotation
+                would_hold.add(placed.rep.id, past.answered_at)
+                out.overflowed += placed.assignment.method == "overflow"
+            out.would[(placed.assignment.team, placed.assignment.owner_id)] += 1
         real = past.actual
         if real is None:
             continue
