@@ -284,3 +284,67 @@ async def test_a_redriven_deliverys_new_attempts_are_logged_after_its_old_ones(d
                                           " ORDER BY attempt"), {"seq": first.seq})).all()
         await conn.rollback()
     assert again.attempts == 0 and [tuple(r) for r in log] == [(1, 500), (2, 204)]
+
+
+async def test_a_purge_clears_the_body_and_last_answer_of_deliveries_finished_before_the_cutoff_only(db):
+    """The body is the lead's contact details: kept while the delivery may still be sent, not for ever. The row
+    stays, for the audit trail and so that a re-read event is not queued again."""
+    sub = f"purge-{uuid.uuid4().hex[:8]}"
+    # Long before anything the stack's own tests finish, so the purge's count is this test's alone.
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
+    cutoff, lately = long_ago + timedelta(days=30), long_ago + timedelta(days=40)
+    queued = due(sub, 4, long_ago - timedelta(hours=1))
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(queued)
+        delivered, dead, recent = sorted(await store.claim(long_ago, long_ago + timedelta(seconds=20), {sub: 3}, 3),
+                                         key=lambda c: c.seq)  # the fourth is left pending, however old
+        await store.record([replace(attempted(delivered, "delivered", 204, long_ago), response="thanks"),
+                            replace(attempted(dead, "dead", 422, long_ago), response='{"error": "unknown team"}'),
+                            replace(attempted(recent, "delivered", 204, lately), response="thanks")])
+
+        purged = await store.purge(cutoff, limit=100)
+        rows = (await conn.execute(sa.text(
+            "SELECT status, body IS NULL, last_response, attempts, last_status, done_at FROM delivery.deliveries "
+            "WHERE subscription_id = :sub ORDER BY seq"), {"sub": sub})).all()
+        [shown] = await store.of_lead(dead.lead_id)
+        await store.enqueue([row for row in queued if row["event_id"] == dead.event_id])  # its event read again
+        count = (await conn.execute(sa.text("SELECT count(*) FROM delivery.deliveries WHERE subscription_id = :sub"),
+                                    {"sub": sub})).scalar_one()
+        await conn.rollback()
+    assert purged == 2
+    assert [tuple(r) for r in rows] == [
+        ("delivered", True, None, 1, 204, long_ago),
+        ("dead", True, None, 1, 422, long_ago),
+        ("delivered", False, "thanks", 1, 204, lately),  # finished after the cutoff
+        ("pending", False, None, 0, None, None),  # still to be sent
+    ]
+    assert (shown["status"], shown["last_status"], shown["last_response"], len(shown["attempts"])) == (
+        "dead", 422, None, 1)
+    assert count == 4
+
+
+async def test_a_purge_round_takes_at_most_its_limit_the_longest_finished_first(db):
+    """A first purge of a long history goes in bounded rounds, each a short transaction."""
+    sub = f"chunks-{uuid.uuid4().hex[:8]}"
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 3, long_ago - timedelta(hours=1)))
+        claimed = sorted(await store.claim(long_ago, long_ago + timedelta(seconds=20), {sub: 3}, 3),
+                         key=lambda c: c.seq)
+        await store.record([attempted(c, "delivered", 204, long_ago + timedelta(minutes=len(claimed) - i))
+                            for i, c in enumerate(claimed)])  # the last one queued finished first
+
+        async def purged() -> list[bool]:
+            return list((await conn.execute(sa.text(
+                "SELECT body IS NULL FROM delivery.deliveries WHERE subscription_id = :sub ORDER BY seq"),
+                {"sub": sub})).scalars())
+
+        first = await store.purge(long_ago + timedelta(days=1), limit=2)
+        after_first = await purged()
+        second = await store.purge(long_ago + timedelta(days=1), limit=2)
+        after_second = await purged()
+        await conn.rollback()
+    assert (first, after_first) == (2, [False, True, True])
+    assert (second, after_second) == (1, [True, True, True])

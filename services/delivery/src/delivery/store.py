@@ -11,7 +11,10 @@ timeout and its recording) taken with ``SKIP LOCKED``, so several dispatchers
 share the work, and a dispatcher killed mid-attempt leaves a lease that
 expires: the delivery is sent again, with the same ``webhook-id``. An attempt
 is recorded only while its claim's lease still holds the delivery: one that
-outlived it never overwrites what the newer claim records.
+outlived it never overwrites what the newer claim records. A finished
+delivery's body and its receiver's last answer are cleared once it is older
+than the retention (``purge``); its row stays, and so does its place in
+``deliveries_once``: a re-read event is never queued again.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ deliveries = sa.Table(
     sa.Column("lead_id", UUID(as_uuid=True), nullable=False),
     sa.Column("event_id", UUID(as_uuid=True), nullable=False),  # the webhook-id
     sa.Column("event_type", sa.Text, nullable=False),
-    sa.Column("body", sa.LargeBinary, nullable=False),  # the CloudEvent, structured JSON, as signed
+    # The CloudEvent, structured JSON, as signed; NULL once purged, with last_response, DELIVERY_KEEP_BODIES_DAYS
+    # after the delivery finished: it holds the lead's contact details, needed only while it may still be sent.
+    sa.Column("body", sa.LargeBinary),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     # pending -> delivered | dead
     sa.Column("status", sa.Text, nullable=False, server_default="pending"),
@@ -53,6 +58,9 @@ deliveries = sa.Table(
     sa.Index("deliveries_queue", "subscription_id", "lead_id", "seq", postgresql_where=sa.text("status = 'pending'")),
     sa.Index("deliveries_due", "next_at", postgresql_where=sa.text("status = 'pending'")),
     sa.Index("deliveries_lead", "lead_id"),
+    # Finished deliveries still holding their body, by age: what a purge round reads, oldest first. Purged rows
+    # leave it, so it holds about the retention's worth of deliveries, not the whole history.
+    sa.Index("deliveries_unpurged", "done_at", postgresql_where=sa.text("status <> 'pending' AND body IS NOT NULL")),
 )
 attempts = sa.Table(
     "attempts",
@@ -155,6 +163,23 @@ _RECORD = sa.text(
         ON CONFLICT DO NOTHING
     )
     SELECT seq FROM kept
+    """
+)
+
+#: Up to ``:limit`` finished deliveries done before ``:cutoff``, oldest first, lose their body and their receiver's
+#: last answer; the row stays (its ids keep a re-read event from being queued again, its times and statuses are
+#: the audit trail). Bounded, so that a first purge of a long history holds no lock for long; rows another
+#: transaction holds (a redrive) are skipped, and the lock's own level checks again that a row is still finished.
+_PURGE = sa.text(
+    f"""
+    UPDATE {SCHEMA}.deliveries SET body = NULL, last_response = NULL
+    WHERE seq IN (
+        SELECT seq FROM {SCHEMA}.deliveries
+        WHERE status <> 'pending' AND body IS NOT NULL AND done_at < :cutoff
+        ORDER BY done_at LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING seq
     """
 )
 
@@ -293,6 +318,11 @@ class DeliveryStore:
                                                            deliveries.c.next_at <= now)
                                  .values(**_fresh_window(now)))
         return True
+
+    async def purge(self, cutoff: datetime, limit: int) -> int:
+        """Clear the body and last response of up to ``limit`` deliveries finished (delivered or dead) before
+        ``cutoff``, the oldest first; how many."""
+        return len((await self._conn.execute(_PURGE, {"cutoff": cutoff, "limit": limit})).all())
 
     async def disabled_ids(self) -> set[str]:
         return {r.subscription_id for r in await self._conn.execute(sa.select(disabled.c.subscription_id))}
