@@ -11,14 +11,20 @@ from leadpipe_common import auth
 from leadpipe_common.http import install_problem_handlers
 
 from delivery.api import router
+from delivery.store import Redrive
+from delivery.subscriptions import SubscriptionBook
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 ANALYST = auth.Principal(key_id="def456", name="analyst", scopes=frozenset({auth.READ_REPORTS}))
+ADMIN = auth.Principal(key_id="abc123", name="ops", scopes=frozenset({auth.ADMIN}))
 
 
 class Keys:
+    def __init__(self, principal: auth.Principal = ANALYST) -> None:
+        self.principal = principal
+
     async def authenticate(self, key: str) -> auth.Principal:
-        return ANALYST
+        return self.principal
 
 
 class Queue:
@@ -30,8 +36,11 @@ class Queue:
     async def of_lead(self, lead_id: uuid.UUID) -> list[dict]:
         return self.deliveries
 
+    async def redrive(self, now, subscription_id=None, lead_id=None, *, in_file) -> Redrive:
+        return Redrive(queued=1, purged=2)
 
-def serving(queue: Queue) -> httpx.AsyncClient:
+
+def serving(queue: Queue, principal: auth.Principal = ANALYST) -> httpx.AsyncClient:
     class Uow:
         store = queue
 
@@ -41,10 +50,16 @@ def serving(queue: Queue) -> httpx.AsyncClient:
         async def __aexit__(self, *exc):
             pass
 
+        async def commit(self):
+            pass
+
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(router)
-    app.state.keys, app.state.runtime = Keys(), SimpleNamespace(unit_of_work=Uow)
+    book = SubscriptionBook({}, None, allow_private=False)
+    app.state.keys = Keys(principal)
+    app.state.runtime = SimpleNamespace(unit_of_work=Uow,
+                                        context=SimpleNamespace(subscriptions=book, clock=lambda: NOW))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://delivery",
                              headers={"Authorization": "Bearer lp_abc123_secret"})
 
@@ -61,3 +76,11 @@ async def test_a_dead_delivery_is_shown_with_the_receivers_last_response():
     [delivery] = shown.json()
     assert (delivery["status"], delivery["last_status"], delivery["last_response"]) == (
         "dead", 422, '{"error": "unknown team"}')
+
+
+async def test_a_redrive_answers_how_many_it_left_dead_because_their_body_was_purged():
+    """A purged delivery has nothing left to send: the answer says so beside what was queued again."""
+    async with serving(Queue([]), ADMIN) as client:
+        answer = await client.post("/v1/deliveries/redrive", json={"lead_id": str(uuid.uuid4())})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"redriven": 1, "purged": 2}

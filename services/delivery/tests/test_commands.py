@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from delivery.__main__ import cli
+from delivery.store import Redrive
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -14,6 +15,8 @@ class Store:
     redriven: list[str | None] = []
     #: The file's subscriptions each redrive was told are in force.
     in_file: list[set[str]] = []
+    #: Of the dead deliveries each redrive is asked for, those whose body was purged.
+    purged = 0
 
     def __init__(self, conn: object) -> None:
         pass
@@ -24,7 +27,7 @@ class Store:
     async def redrive(self, now, subscription_id=None, lead_id=None, *, in_file) -> int:
         Store.redriven.append(subscription_id)
         Store.in_file.append(set(in_file))
-        return 3
+        return Redrive(queued=3, purged=Store.purged)
 
 
 class Engine:
@@ -44,7 +47,7 @@ def redrive(tmp_path, monkeypatch):
     monkeypatch.setenv("DELIVERY_SUBSCRIPTIONS_FILE", str(subscriptions))
     monkeypatch.setattr("delivery.commands.make_engine", lambda settings: Engine())
     monkeypatch.setattr("delivery.commands.DeliveryStore", Store)
-    Store.redriven, Store.in_file = [], []
+    Store.redriven, Store.in_file, Store.purged = [], [], 0
     return lambda *args: CliRunner().invoke(cli, ["redrive", *args], env={"COLUMNS": "500"})
 
 
@@ -64,3 +67,17 @@ def test_a_redrive_of_all_knows_the_files_subscriptions_so_that_it_queues_none_o
     result = redrive()
     assert result.exit_code == 0 and "3 dead deliveries queued again" in result.output
     assert Store.redriven == [None] and Store.in_file == [{"crm"}]
+
+
+def test_a_redrive_says_how_many_it_left_dead_because_their_body_was_purged(redrive):
+    """Left out without a word, they would read as never dead, or as queued and lost."""
+    Store.purged = 2
+    result = redrive("--lead", "6c8229b8-7d3e-4b1e-9a53-0f1f2b3c4d5e")
+    assert result.exit_code == 0, result.output
+    assert "3 dead deliveries queued again" in result.output
+    assert "2 left dead: their body was purged" in result.output
+
+
+def test_a_redrive_that_left_nothing_out_says_nothing_of_purged_bodies(redrive):
+    result = redrive()
+    assert result.exit_code == 0 and "purged" not in result.output

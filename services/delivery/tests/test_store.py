@@ -348,3 +348,28 @@ async def test_a_purge_round_takes_at_most_its_limit_the_longest_finished_first(
         await conn.rollback()
     assert (first, after_first) == (2, [False, True, True])
     assert (second, after_second) == (1, [True, True, True])
+
+
+async def test_a_redrive_leaves_out_the_dead_deliveries_whose_body_was_purged_and_counts_them(db):
+    """A purged delivery has nothing left to send: queued again, it would go out empty (or not at all) and die
+    again, while the answer claimed it was sent once more."""
+    sub = f"purged-{uuid.uuid4().hex[:8]}"
+    long_ago, now = datetime(2001, 1, 1, tzinfo=UTC), datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 3, long_ago - timedelta(hours=1)))
+        old, recent, of_another_lead = sorted(await store.claim(long_ago, long_ago + timedelta(seconds=20),
+                                                                {sub: 3}, 3), key=lambda c: c.seq)
+        await store.record([attempted(old, "dead", 500, long_ago), attempted(of_another_lead, "dead", 500, long_ago),
+                            attempted(recent, "dead", 500, long_ago + timedelta(days=40))])
+        await store.purge(long_ago + timedelta(days=30), limit=100)
+
+        of_one_lead = await store.redrive(now, lead_id=old.lead_id, in_file={sub})
+        of_all = await store.redrive(now, sub, in_file={sub})
+        rows = (await conn.execute(sa.text(
+            "SELECT status, body IS NULL FROM delivery.deliveries WHERE subscription_id = :sub ORDER BY seq"),
+            {"sub": sub})).all()
+        await conn.rollback()
+    assert (of_one_lead.queued, of_one_lead.purged) == (0, 1)
+    assert (of_all.queued, of_all.purged) == (1, 2)
+    assert [tuple(r) for r in rows] == [("dead", True), ("pending", False), ("dead", True)]

@@ -239,6 +239,8 @@ class RedriveRequest(BaseModel):
 
 class Redriven(BaseModel):
     redriven: int
+    purged: int = Field(description="dead deliveries asked for that were left dead: their body was purged "
+                                    "(`DELIVERY_KEEP_BODIES_DAYS` after they died), so there is nothing to send")
 
 
 @router.post("/v1/deliveries/redrive", summary="Send dead deliveries again (their retry window restarts)",
@@ -251,10 +253,10 @@ async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
             "subscription_id", f"{body.subscription_id!r} is no subscription in force; one of "
                                f"{', '.join(sorted(rt.context.subscriptions)) or '(none)'}")])
     async with rt.unit_of_work() as uow:
-        n = await uow.store.redrive(rt.context.clock(), body.subscription_id, body.lead_id,
-                                    in_file=rt.context.subscriptions.from_file)
+        done = await uow.store.redrive(rt.context.clock(), body.subscription_id, body.lead_id,
+                                       in_file=rt.context.subscriptions.from_file)
         await uow.commit()
-    return {"redriven": n}
+    return {"redriven": done.queued, "purged": done.purged}
 
 
 class Enabled(BaseModel):

@@ -13,7 +13,7 @@ from leadpipe_common.db import make_engine
 
 from delivery.app import load_subscriptions
 from delivery.settings import DeliverySettings
-from delivery.store import DeliveryStore
+from delivery.store import DeliveryStore, Redrive
 
 
 def add_commands(cli: typer.Typer) -> None:
@@ -22,7 +22,8 @@ def add_commands(cli: typer.Typer) -> None:
         subscription: str | None = typer.Option(None, help="only this subscription's dead deliveries"),
         lead: str | None = typer.Option(None, help="only this lead's (its id)"),
     ) -> None:
-        """Send deliveries that were given up after the retry window again; their window starts anew."""
+        """Send deliveries that were given up after the retry window again; their window starts anew. Those
+        whose body was purged (DELIVERY_KEEP_BODIES_DAYS after they died) stay dead, counted."""
         settings = load_settings(DeliverySettings)
         try:
             lead_id = uuid.UUID(lead) if lead else None
@@ -35,7 +36,7 @@ def add_commands(cli: typer.Typer) -> None:
             typer.secho(str(exc), err=True, fg="red")
             raise typer.Exit(2) from None
 
-        async def run() -> int | list[str]:
+        async def run() -> Redrive | list[str]:
             """How many were queued again; or, for a subscription that is not in force, those that are."""
             engine = make_engine(settings)
             try:
@@ -50,9 +51,13 @@ def add_commands(cli: typer.Typer) -> None:
                 await engine.dispose()
 
         with database_errors():
-            n = asyncio.run(run())
-        if isinstance(n, list):
+            done = asyncio.run(run())
+        if isinstance(done, list):
             # A misspelt id would match nothing and report "0 queued again": as if nothing were dead.
-            raise typer.BadParameter(f"{subscription!r} is no subscription in force; one of {', '.join(n) or '(none)'}",
-                                     param_hint="--subscription")
-        typer.echo(f"{n:,} dead deliveries queued again" + (f" for {subscription}" if subscription else ""))
+            raise typer.BadParameter(f"{subscription!r} is no subscription in force; one of "
+                                     f"{', '.join(done) or '(none)'}", param_hint="--subscription")
+        typer.echo(f"{done.queued:,} dead deliveries queued again" + (f" for {subscription}" if subscription else ""))
+        if done.purged:
+            # Said, not silently left out: they look like what was asked for, and will never be sent.
+            typer.echo(f"{done.purged:,} left dead: their body was purged (DELIVERY_KEEP_BODIES_DAYS after they "
+                       "died), so there is nothing to send")

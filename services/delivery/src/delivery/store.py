@@ -212,6 +212,14 @@ class Attempted:
     next_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Redrive:
+    #: Dead deliveries queued again.
+    queued: int
+    #: Dead deliveries asked for that were left dead: their body was purged, there is nothing to send.
+    purged: int
+
+
 def _fresh_window(now: datetime) -> dict[str, Any]:
     """A delivery sent again from ``now``: its retry window and backoff start over (redrive, enable)."""
     return {"next_at": now, "created_at": now, "attempts": 0}
@@ -284,24 +292,30 @@ class DeliveryStore:
                                  .on_conflict_do_nothing())
 
     async def redrive(self, now: datetime, subscription_id: str | None = None, lead_id: uuid.UUID | None = None,
-                      *, in_file: Collection[str]) -> int:
+                      *, in_file: Collection[str]) -> Redrive:
         """Dead deliveries (of one subscription, one lead, or all) of subscriptions in force (``in_file``, or made
-        through the API) back in the queue, their retry window and backoff starting again now; how many."""
+        through the API) back in the queue, their retry window and backoff starting again now; how many, and how
+        many were left out because their body was purged."""
         # Of a subscription in force only: nothing claims another's, which would wait for ever. A deleted one's
         # deliveries stay dead: its id may be taken again by another receiver. Those dropped because the file
         # lacked it at a start (the wrong file, maybe) come back once it is in the file again, but never to a
         # subscription made through the API under its id.
         in_force = sa.or_(deliveries.c.subscription_id.in_(sorted(in_file)),
                           sa.and_(deliveries.c.last_error.is_distinct_from(_REMOVED), _made_through_api))
-        query = (deliveries.update().where(deliveries.c.status == "dead",
-                                           deliveries.c.last_error.is_distinct_from(_DELETED), in_force)
-                 .values(status="pending", done_at=None, **_fresh_window(now))
-                 .returning(deliveries.c.seq))
+        asked = [deliveries.c.status == "dead", deliveries.c.last_error.is_distinct_from(_DELETED), in_force]
         if subscription_id is not None:
-            query = query.where(deliveries.c.subscription_id == subscription_id)
+            asked.append(deliveries.c.subscription_id == subscription_id)
         if lead_id is not None:
-            query = query.where(deliveries.c.lead_id == lead_id)
-        return len((await self._conn.execute(query)).all())
+            asked.append(deliveries.c.lead_id == lead_id)
+        # A purged one has nothing left to send. One a purge clears while this waits for its row is left out too:
+        # the update checks the row again once it has it.
+        queued = await self._conn.execute(deliveries.update().where(*asked, deliveries.c.body.is_not(None))
+                                          .values(status="pending", done_at=None, **_fresh_window(now))
+                                          .returning(deliveries.c.seq))
+        n = len(queued.all())
+        purged = await self._conn.execute(sa.select(sa.func.count()).select_from(deliveries)
+                                          .where(*asked, deliveries.c.body.is_(None)))
+        return Redrive(queued=n, purged=purged.scalar_one())
 
     async def enable(self, subscription_id: str, now: datetime) -> bool:
         """Undo a receiver's 410; whether it was switched off. What waited meanwhile is sent now, its retry
