@@ -7,7 +7,7 @@ import pytest
 
 from leadpipe_common.testing import factories
 from delivery.app import load_subscriptions
-from delivery.domain import after_attempt, parse_subscriptions, retry_after_s, target_problem, wants
+from delivery.domain import after_attempt, parse_subscriptions, purge_cutoff, retry_after_s, target_problem, wants
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -212,3 +212,14 @@ async def test_a_receivers_answer_with_nul_bytes_is_kept_as_text_postgres_can_st
         async with client.stream("POST", "https://crm.example.com/h") as reply:
             kept = await head_of(reply)
     assert "\x00" not in kept and kept.startswith("\x1f\ufffd\x08\ufffd")
+
+
+def test_a_finished_delivery_loses_its_body_once_it_finished_longer_ago_than_the_retention():
+    assert purge_cutoff(NOW, 30) == NOW - timedelta(days=30)
+    assert purge_cutoff(NOW, 0.5) == NOW - timedelta(hours=12)
+
+
+@pytest.mark.parametrize("keep_days", [0, 1e9, float("inf")])
+def test_a_retention_of_0_or_of_longer_than_any_date_goes_back_purges_nothing(keep_days):
+    """0 is "for ever"; a retention of millennia overflowed the date, and every round failed on it."""
+    assert purge_cutoff(NOW, keep_days) is None

@@ -45,9 +45,10 @@ class DeliveryState(BaseModel):
     next_at: datetime | None
     last_status: int | None
     last_error: str | None
-    #: The receiver's last answer: its body's first 2,000 bytes, as sent (None: no answer). A dead delivery's
-    #: says why it was refused.
-    last_response: str | None
+    last_response: str | None = Field(description="the receiver's last answer: its body's first 2,000 bytes, as "
+                                                  "sent (a dead delivery's says why it was refused); null: no "
+                                                  "answer, or cleared `DELIVERY_KEEP_BODIES_DAYS` after the delivery "
+                                                  "finished, with what was sent")
     attempts: list[Attempt]
 
 

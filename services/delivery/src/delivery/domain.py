@@ -266,3 +266,18 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
             return Verdict("retry", first_at + window)
         return Verdict("dead")
     return Verdict("retry", now + timedelta(seconds=wait))
+
+
+# -- retention ----------------------------------------------------------------------------
+
+
+def purge_cutoff(now: datetime, keep_days: float) -> datetime | None:
+    """When a delivery must have finished (delivered or dead) for its body and its receiver's last answer to be
+    purged at ``now``: ``keep_days`` before it. None: nothing is purged (0 keeps them for ever, and so does a
+    retention longer than any date goes back)."""
+    if keep_days <= 0:
+        return None
+    try:
+        return now - timedelta(days=keep_days)
+    except OverflowError:  # no delivery finished that long ago: a retention of millennia (or inf) keeps them all
+        return None

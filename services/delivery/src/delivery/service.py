@@ -15,6 +15,7 @@ from delivery.handlers import (
     handle_lead_sla_breached, handle_lead_stage_changed,
 )
 from delivery.network import PublicOnlyTransport
+from delivery.retention import Purge
 from delivery.store import DeliveryStore
 from delivery.subscriptions import DELIVERABLE_TYPES, BookRefresh
 
@@ -71,5 +72,6 @@ SERVICE: Service[Delivery, DeliveryStore] = Service(
         dispatcher(rt),
         BookRefresh(rt.context.subscriptions, rt.unit_of_work, rt.context.clock,
                     every_s=rt.settings.subscriptions_refresh_s),  # type: ignore[attr-defined]
+        Purge(rt.unit_of_work, rt.context.clock, keep_days=rt.settings.keep_bodies_days),  # type: ignore[attr-defined]
     ],
 )

@@ -43,3 +43,8 @@ class DeliverySettings(ConsumerSettings):
                           "old key is back or they are deleted")
     subscriptions_refresh_s: float = Field(5, gt=0, description="how often each process reloads the "
                                                                 "subscriptions made through the admin API")
+    keep_bodies_days: float = Field(30, ge=0, description="how long a finished delivery (delivered, or dead) keeps "
+                                                         "its body (the event, with the lead's contact details) and "
+                                                         "its receiver's last answer; then both are purged, and a "
+                                                         "dead one can no longer be redriven (its row, times, "
+                                                         "statuses and attempts stay); 0: for ever")
