@@ -337,6 +337,26 @@ def test_what_if_leaves_in_nurture_a_lead_recycled_after_a_rejection_whose_reaso
     assert result.rows() == [("emea", "ana", 1, 2)]
 
 
+def test_what_if_keeps_a_lead_in_nurture_from_a_recycle_it_would_not_make_on_and_judges_none_of_its_later_routings():
+    """Rejected as spam, recycled to Ben, rejected as not a fit, recycled to Ana: under reasons that keep spam in
+    nurture the lead never reaches Ben, so it is never rejected again nor recycled after that either; Ben, gone
+    from the candidate reps, and Ana, off shift at night, broke nothing the candidate data would have done."""
+    candidate = parse_routing_data({**data([BERLIN, DESK]).model_dump(), "reasons": {"rejected": {
+        "not-a-fit": "Not our ICP", "spam": {"text": "Spam or a test submission", "recycle": False}}}})
+    ten, night = MONDAY.replace(hour=9), MONDAY.replace(hour=21)
+    ana = Assignment(owner_id="ana", owner_name="Ana", team="emea", method="territory", reason="r")
+    ben = Assignment(owner_id="ben", owner_name="Ben", team="emea", method="territory", reason="r")
+    lead = mql("DE")
+    history = [PastLead(lead, ten, ana, answered_at=ten + timedelta(minutes=5)),
+               PastLead(lead, ten + timedelta(hours=1), ben, answered_at=ten + timedelta(hours=2),
+                        recycled_after="spam"),
+               PastLead(lead, night, ana, recycled_after="not-a-fit")]
+    result = what_if(reversed(history), candidate)
+    assert (result.leads, result.kept_in_nurture) == (3, 2)
+    assert result.rows() == [("emea", "ana", 1, 2), ("emea", "ben", 0, 1)]
+    assert result.violations == []
+
+
 def test_capacity_checks_count_held_leads_up_to_the_largest_cap_of_the_reps_checked():
     d = data([{**BERLIN, "capacity": 2}, {**BERLIN, "id": "ben", "name": "Ben", "capacity": 7},
               {**BERLIN, "id": "cleo", "name": "Cleo"}])

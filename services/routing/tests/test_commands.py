@@ -84,5 +84,6 @@ def test_what_if_says_how_many_recycled_leads_would_stay_in_nurture_under_the_re
     what_if.history = [PastLead(lead, MONDAY, seen, position=(0, 0), recycled_after="spam")]
     answered = what_if("--since", "2026-11-01")
     assert answered.exit_code == 0, answered.output
-    assert "1 recycled after a rejection whose reason does not recycle now would stay in nurture" in answered.said
+    assert ("1 routings would not happen: the lead would stay in nurture, recycled after a rejection whose reason "
+            "does not recycle now") in answered.said
     assert "amelie.durand 0 1 -1" in answered.said  # she got it; nobody would

@@ -101,8 +101,8 @@ def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, 
     console.print(f"{result.overflowed:,} would overflow to another team; {queued:,} would wait in a team's queue "
                   "(out-of-office periods are not simulated)")
     if result.kept_in_nurture:
-        console.print(f"{result.kept_in_nurture:,} recycled after a rejection whose reason does not recycle now "
-                      f"would stay in nurture (reasons {files.reasons})")
+        console.print(f"{result.kept_in_nurture:,} routings would not happen: the lead would stay in nurture, "
+                      f"recycled after a rejection whose reason does not recycle now (reasons {files.reasons})")
     console.print(f"{len(result.violations):,} real assignments break the candidate data"
                   + (":" if result.violations else ""))
     if result.violations:

@@ -8,8 +8,10 @@ live in the database, not in files). What happened is judged by the same
 rules: every real assignment the candidate data would not have made to that
 rep at that moment (off shift, on a holiday, at capacity, no longer a rep)
 is a violation. A lead recycled after a rejection whose reason the data says
-does not recycle is not routed again (a touch that did not recycle a lead is
-no routing in the history: the other way round is not simulated).
+does not recycle is not routed again, nor is it at any later routing (it
+never leaves nurture), and those real assignments are not judged (a touch
+that did not recycle a lead is no routing in the history: the other way
+round is not simulated).
 
 Pure: the history comes in as ``PastLead``s, in any order; it is routed again
 in the order live routing applied it (``_live_order``).
@@ -64,7 +66,8 @@ class WhatIf:
     would: Counter[tuple[str, str]] = field(default_factory=Counter)
     did: Counter[tuple[str, str]] = field(default_factory=Counter)
     overflowed: int = 0
-    #: Recycled in reality after a rejection whose reason, as the data has it, does not recycle: not routed again.
+    #: Routings not made again: recycled in reality after a rejection whose reason, as the data has it, does not
+    #: recycle, and every later routing of such a lead.
     kept_in_nurture: int = 0
     violations: list[Violation] = field(default_factory=list)
 
@@ -113,11 +116,17 @@ def what_if(history: Iterable[PastLead], data: RoutingData) -> WhatIf:
     out = WhatIf()
     states: dict[str, dict[str, int]] = {}
     would_hold, did_hold = _Holdings(), _Holdings()
+    # Leads a recycle the data would not make left in nurture: their later routings could not have happened.
+    in_nurture: set[uuid.UUID] = set()
     for past in sorted(history, key=_live_order):
         out.leads += 1
         lead, at = past.lead, past.at
-        if past.recycled_after is not None and not data.reasons.recycles(past.recycled_after):
-            # Recycled before the reasons file said that rejection ends recycling: live routing now leaves it be.
+        kept = lead.lead_id in in_nurture or (
+            past.recycled_after is not None and not data.reasons.recycles(past.recycled_after))
+        if kept:
+            # Recycled before the reasons file said that rejection ends recycling: live routing now leaves it be,
+            # and the rejections and recycles that followed in reality never come.
+            in_nurture.add(lead.lead_id)
             out.kept_in_nurture += 1
         else:
             placed = place(choose_route(lead, data), data, states, at, Presence(held=would_hold.at(at)))
@@ -133,10 +142,13 @@ def what_if(history: Iterable[PastLead], data: RoutingData) -> WhatIf:
         out.did[(real.team, real.owner_id)] += 1
         if real.method == "queue":
             continue
-        rep = data.rep(real.owner_id)
-        why = ("not a rep in the candidate reps file" if rep is None
-               else unavailable(rep, data, at, Presence(held=did_hold.at(at))))
-        if why is not None:
-            out.violations.append(Violation(at, lead.lead_id, real.owner_id, real.team, why))
+        # A kept lead is one the candidate data would not route at all: whether it would have let this rep take
+        # it is moot. Still, the rep did hold it while their other leads came.
+        if not kept:
+            rep = data.rep(real.owner_id)
+            why = ("not a rep in the candidate reps file" if rep is None
+                   else unavailable(rep, data, at, Presence(held=did_hold.at(at))))
+            if why is not None:
+                out.violations.append(Violation(at, lead.lead_id, real.owner_id, real.team, why))
         did_hold.add(real.owner_id, past.answered_at)
     return out
