@@ -270,6 +270,16 @@ async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_t
     assert uow.store.turns == {"emea": 2}
 
 
+async def test_a_recycle_names_the_reason_code_of_the_rejection_it_came_after(uow, ctx):
+    """Whoever reads the lifecycle from the recycle on (the what-if) can tell what it came after."""
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="not-a-fit")
+    back, _, step = await route(uow, ctx, touch_of(lead))
+    assert (data(back).to_stage, data(back).reason_code) == ("mql", "not-a-fit")
+    assert data(step).reason_code is None  # the routing itself is no answer of sales
+
+
 async def test_a_touch_that_adds_no_intent_leaves_a_lead_sales_rejected_in_nurture(uow, ctx):
     """Scoring never hears of the rejection: the lead stays an MQL there, so a newsletter sign-up that earns
     nothing would have sent it straight back to sales."""

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import routing.handlers
 import routing.whatif
 from leadpipe_common import topics
 from leadpipe_common.envelope import decode
@@ -80,29 +81,14 @@ async def test_the_history_holds_every_routing_of_an_mql_touched_or_not_and_no_r
     ctx = Routing(Reference(DATA, "v-test"), clock=lambda: now)
 
     async def score(lead) -> str | None:
-        """The owner routing gave ``lead``'s score, if it routed it."""
-        message = factories.message(topics.SCORED, lead)
-        log.add(message)
-        env = decode(message.headers, message.key, message.value)
-        async with uow:
-            out = (await handle_lead_scored(uow, [env], ctx))[env.id]
-            await uow.commit()
-        for m in out:
-            log.add(m)
-        return next((decode(m.headers, m.key, m.value).data.assignment.owner_id for m in out
-                     if m.topic == topics.ROUTED), None)
+        return await routed_by(uow, ctx, log, lead)
 
     plain, lifted, recycled, held = (factories.scored(d, country="DE") for d in ("mql", "nurture", "mql", "mql"))
     plain_owner = await score(plain)
     assert await score(lifted) is None  # nurture: not routed
     first_owner, held_owner = await score(recycled), await score(held)
     now = T0 + timedelta(minutes=10)
-    env = factories.envelope(topics.FEEDBACK, LeadDispositioned(lead_id=recycled.lead_id, outcome="rejected",
-                                                                rep_id=first_owner, reason_code="not-a-fit"))
-    async with uow:
-        for m in (await handle_lead_dispositioned(uow, [env], ctx))[env.id]:
-            log.add(m)
-        await uow.commit()
+    await rejected(uow, ctx, log, recycled, first_owner, "not-a-fit")
     now = T0 + timedelta(hours=1)
     lifted_owner, second_owner = await score(touch_of(lifted)), await score(touch_of(recycled))
     assert await score(touch_of(held)) == held_owner  # re-engaged: its holder told on leads.routed too
@@ -126,3 +112,55 @@ async def test_the_history_holds_every_routing_of_an_mql_touched_or_not_and_no_r
     # A recycled routing names the rejection it came after, which the data in force may no longer recycle.
     assert [(p.lead.lead_id, p.recycled_after) for p in history.leads if p.recycled_after] == [
         (recycled.lead_id, "not-a-fit")]
+
+
+async def routed_by(uow, ctx, log, lead) -> str | None:
+    """Score ``lead`` as scoring would, let routing handle it, and log both: the owner it got, if routed."""
+    message = factories.message(topics.SCORED, lead)
+    log.add(message)
+    env = decode(message.headers, message.key, message.value)
+    async with uow:
+        out = (await handle_lead_scored(uow, [env], ctx))[env.id]
+        await uow.commit()
+    for m in out:
+        log.add(m)
+    return next((decode(m.headers, m.key, m.value).data.assignment.owner_id for m in out
+                 if m.topic == topics.ROUTED), None)
+
+
+async def rejected(uow, ctx, log, lead, owner, reason_code) -> None:
+    env = factories.envelope(topics.FEEDBACK, LeadDispositioned(lead_id=lead.lead_id, outcome="rejected",
+                                                                rep_id=owner, reason_code=reason_code))
+    async with uow:
+        for m in (await handle_lead_dispositioned(uow, [env], ctx))[env.id]:
+            log.add(m)
+        await uow.commit()
+
+
+async def test_a_recycle_whose_rejection_came_before_the_window_still_names_it(uow, log):
+    ctx = Routing(Reference(DATA, "v-test"), clock=lambda: T0)
+    lead = factories.scored("mql", country="DE")
+    await rejected(uow, ctx, log, lead, await routed_by(uow, ctx, log, lead), "not-a-fit")
+    log.records.clear()  # the window starts here: the first routing and its rejection are before it
+    await routed_by(uow, ctx, log, touch_of(lead))
+
+    history = await routing.whatif.read_history(None, T0)
+
+    assert [(p.lead.lead_id, p.recycled_after) for p in history.leads] == [(lead.lead_id, "not-a-fit")]
+
+
+async def test_a_recycle_recorded_before_recycles_named_their_rejection_names_the_one_read_in_the_window(
+        uow, log, monkeypatch):
+    monkeypatch.setattr(routing.handlers, "rejected_as", lambda handoff: None)  # routing as it was then
+    ctx = Routing(Reference(DATA, "v-test"), clock=lambda: T0)
+    inside, outside = factories.scored("mql", country="DE"), factories.scored("mql", country="DE")
+    await rejected(uow, ctx, log, outside, await routed_by(uow, ctx, log, outside), "not-a-fit")
+    log.records.clear()  # the window starts here: outside's rejection is before it
+    await rejected(uow, ctx, log, inside, await routed_by(uow, ctx, log, inside), "not-a-fit")
+    await routed_by(uow, ctx, log, touch_of(inside))
+    await routed_by(uow, ctx, log, touch_of(outside))
+
+    history = await routing.whatif.read_history(None, T0)
+
+    recycled = {p.lead.lead_id: p.recycled_after for p in history.leads if p.lead.touch is not None}
+    assert recycled == {inside.lead_id: "not-a-fit", outside.lead_id: None}

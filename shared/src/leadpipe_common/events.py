@@ -260,7 +260,8 @@ class LeadStageChanged(Event):
     team: str | None = None
     grade: Grade | None = None
     due_at: Moment | None = None
-    # What sales said: a code from the editable list, and a won deal's value.
+    # What sales said: a code from the editable list, and a won deal's value. A recycle (nurture -> mql by
+    # routing) carries the code of the rejection it came after, so it can be judged without that step.
     reason_code: str | None = None
     amount: Decimal | None = None
     currency: str | None = None

@@ -52,6 +52,7 @@ from leadpipe_common.uow import UnitOfWork
 from routing.domain import (
     Applied, Handoff, Merged, Placed, Refused, Repeated, RoutingData, Step, Waiting, acceptance_due,
     apply_disposition, capacity_bound, choose_route, kept_back_by, merge_into, overflow_chain, place, recycled_by,
+    rejected_as,
 )
 from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
@@ -241,9 +242,12 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         held_now = Held(handoff, routed, routed_message.header("traceparent"))
         fresh[lead.lead_id] = (position[env.id], held_now)
         if env.id in recycled:
+            # The rejection's code rides along so a reader of the lifecycle (what-if) knows what the lead was
+            # recycled after without reading back to the rejection itself.
             back = LeadStageChanged(
                 lead_id=lead.lead_id, from_stage="nurture", to_stage="mql", at=now, by="routing",
-                reason=f"recycled after sales rejected it: {_touch_summary(lead)}", attribution=lead.attribution)
+                reason=f"recycled after sales rejected it: {_touch_summary(lead)}", attribution=lead.attribution,
+                reason_code=rejected_as(holdings[lead.lead_id].handoff))
             outcomes[env.id].insert(0, follow_up(env, topics.LIFECYCLE, back, source=SOURCE, time=now,
                                                  name=RECYCLED))
             await store.reassign(row)

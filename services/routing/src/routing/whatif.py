@@ -64,8 +64,9 @@ async def read_history(settings: KafkaSettings, since: datetime,
                     if isinstance(event, LeadStageChanged) and event.to_stage == "rejected":
                         rejected_as[lead_id] = event.reason_code
                     elif isinstance(event, LeadStageChanged) and (event.from_stage, event.by) == ("nurture", "routing"):
-                        # The lifecycle is in order per lead: the rejection read last is the one it recycled after.
-                        recycled[envelope.id] = rejected_as.get(lead_id)
+                        # The step names its rejection, however long ago it came; one recorded before it did so
+                        # has only the window's: the lifecycle is in order per lead, so the rejection read last.
+                        recycled[envelope.id] = event.reason_code or rejected_as.get(lead_id)
                     at = _answer_time(event)
                     if at is not None:
                         answers.setdefault(lead_id, []).append(at)

@@ -76,10 +76,15 @@ def kept_back_by(handoff: Handoff, lead: LeadScored, reasons: Reasons) -> str | 
     would not anyway."""
     if not _lifted_back(handoff, lead):
         return None
+    code = rejected_as(handoff)
+    return code if code is not None and not reasons.recycles(code) else None
+
+
+def rejected_as(handoff: Handoff) -> str | None:
+    """The reason code of the rejection that sent the lead back to nurture; None if sales did not reject it."""
     # The history holds the current hand-off's reports only (a recycle starts a new one): the rejection in it is
     # the one that sent the lead back to nurture.
-    code = next((d.reason_code for d in reversed(handoff.history) if d.outcome == "rejected"), None)
-    return code if code is not None and not reasons.recycles(code) else None
+    return next((d.reason_code for d in reversed(handoff.history) if d.outcome == "rejected"), None)
 
 
 def _lifted_back(handoff: Handoff, lead: LeadScored) -> bool:
