@@ -1,3 +1,5 @@
+import pytest
+
 from enrichment.domain import Company, ReferenceData, TitleRule, classify_title, enrich, normalise_country
 from leadpipe_common.events import Contact
 
@@ -15,7 +17,7 @@ REF = ReferenceData(
         TitleRule("manager", ("manager",)),
     ),
     departments=(TitleRule("marketing", ("marketing", "cmo")), TitleRule("it", ("it",))),
-    country_aliases={"uk": "GB", "deutschland": "DE"},
+    country_aliases={"uk": ("GB",), "deutschland": ("DE",), "korea": ("KR", "KP")},
 )
 
 
@@ -82,7 +84,32 @@ def test_country_names_codes_and_aliases_normalise_to_iso_alpha2():
 
 def test_a_name_listed_without_a_code_gives_no_country_where_iso_would_give_one():
     assert normalise_country("Congo", {}) == "CG"  # ISO's name for the Republic, though the DRC goes by it too
-    assert normalise_country(" congo ", {"congo": ""}) is None
+    assert normalise_country(" congo ", {"congo": ()}) is None
+
+
+def test_a_name_several_countries_go_by_names_none_of_them():
+    assert normalise_country("Korea", REF.country_aliases) is None
+
+
+def test_a_national_phone_number_valid_in_exactly_one_of_the_countries_a_name_may_be_settles_both():
+    """Korea, South or North: 010-1234-5678 is a South Korean mobile and no number in the North."""
+    lead = enrich(Contact(email="jo@gmail.com", country="Korea", phone="010-1234-5678"), REF)
+    assert (lead.phone_e164.value, lead.phone_e164.source) == ("+821012345678", "form")
+    assert (lead.country.value, lead.country.source) == ("KR", "phone")
+
+
+@pytest.mark.parametrize(("phone", "why"), [
+    ("02 381 2345", "a number in Seoul and in Pyongyang alike"),
+    ("06 612 3456", "a number in neither"),
+])
+def test_a_national_phone_number_that_does_not_settle_which_country_gives_neither_phone_nor_country(phone, why):
+    lead = enrich(Contact(email="jo@gmail.com", country="Korea", phone=phone), REF)
+    assert (lead.phone_e164, lead.country) == (None, None), why
+
+
+def test_an_international_phone_number_gives_its_own_country_whatever_the_countries_a_name_may_be():
+    lead = enrich(Contact(email="jo@gmail.com", country="Korea", phone="+49 30 1234567"), REF)
+    assert (lead.phone_e164.value, lead.country.value, lead.country.source) == ("+49301234567", "DE", "phone")
 
 
 def test_vice_president_is_not_mistaken_for_president():

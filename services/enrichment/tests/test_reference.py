@@ -2,7 +2,7 @@
 
 import pytest
 
-from enrichment.domain import classify_title, enrich, normalise_country
+from enrichment.domain import classify_title, country_candidates, enrich, normalise_country
 from enrichment.reference import ReferenceDataError, load_reference
 from enrichment.settings import DATA
 from leadpipe_common.events import Contact
@@ -119,18 +119,53 @@ def test_congo_alone_names_no_country_though_iso_gives_it_to_one_of_the_two(writ
     assert normalise_country(written, SHIPPED.country_aliases) == country
 
 
+@pytest.mark.parametrize(("written", "candidates"), [("Korea", ("KR", "KP")), ("Congo", ("CG", "CD"))])
+def test_a_name_two_countries_go_by_lists_both_as_candidates(written, candidates):
+    assert country_candidates(written, SHIPPED.country_aliases) == candidates
+
+
 def test_a_lead_who_writes_korea_gets_their_country_from_their_phone_number_instead():
     lead = enrich(Contact(email="jo@example.com", country="Korea", phone="+82 2 2125 1234"), SHIPPED)
     assert lead.country is not None and (lead.country.value, lead.country.source) == ("KR", "phone")
 
 
-@pytest.mark.parametrize("entry", ['Congo: ""\n', "Congo:\n"])
+@pytest.mark.parametrize(("written", "phone", "e164", "country"), [
+    ("Korea", "010-1234-5678", "+821012345678", "KR"),  # a South Korean mobile
+    ("Congo", "081 234 5678", "+243812345678", "CD"),  # a Vodacom mobile in the DRC
+    ("Congo", "06 612 3456", "+242066123456", "CG"),  # an MTN mobile in Brazzaville
+])
+def test_a_lead_who_writes_a_name_of_two_countries_keeps_a_national_phone_number_valid_in_one(
+        written, phone, e164, country):
+    """Before Korea named two countries, it was KR and so read this number; it must not be lost for it."""
+    lead = enrich(Contact(email="jo@example.com", country=written, phone=phone), SHIPPED)
+    assert lead.phone_e164 is not None and lead.phone_e164.value == e164
+    assert lead.country is not None and (lead.country.value, lead.country.source) == (country, "phone")
+
+
+@pytest.mark.parametrize("entry", ['Congo: ""\n', "Congo:\n", "Congo: []\n"])
 def test_an_alias_without_a_code_is_a_name_of_no_country_whatever_iso_says(tmp_path, entry):
     aliases = tmp_path / "country_aliases.yaml"
     aliases.write_text(entry)
     reference = load_reference(DATA / "companies.csv", DATA / "titles.yaml", aliases)
     assert normalise_country("Congo", reference.country_aliases) is None
     assert normalise_country("Republic of the Congo", reference.country_aliases) == "CG"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("Korea: [KR, North Korea]\n", r"Korea\[1\]: 'North Korea' is not an ISO 3166-1 alpha-2 country code "
+                                   r"\(like DE, GB, US; North Korea is KP\)"),
+    ('Korea: [KR, ""]\n', r"Korea\[1\]: no country code \(a list of the countries the name may be holds codes only; "
+                          r"for none, leave the name empty\)"),
+    ("Korea: [KR, KR]\n", r"Korea\[1\]: KR is listed twice"),
+    ("Korea: [KR, [KP]]\n", r"Korea\[1\]: a list of the countries the name may be holds codes only"),
+    ("Korea: {south: KR, north: KP}\n", r"Korea: give a country code \(DE\), a list of the countries the name may "
+                                        r"be \(\[KR, KP\]\), or nothing"),
+])
+def test_a_list_of_candidate_countries_that_is_not_one_of_codes_is_refused_naming_the_entry(tmp_path, text, message):
+    aliases = tmp_path / "country_aliases.yaml"
+    aliases.write_text(text)
+    with pytest.raises(ReferenceDataError, match=rf"{aliases}: {message}"):
+        load_reference(DATA / "companies.csv", DATA / "titles.yaml", aliases)
 
 
 def test_a_company_country_that_is_no_country_code_is_refused_naming_the_line(tmp_path):

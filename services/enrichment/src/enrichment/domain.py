@@ -72,7 +72,9 @@ class ReferenceData:
     disposable: frozenset[str]
     seniority: tuple[TitleRule, ...]  # first match wins
     departments: tuple[TitleRule, ...]  # first match wins
-    country_aliases: Mapping[str, str]  # casefolded name -> alpha-2, or "" for a name of two countries
+    #: Casefolded name -> the alpha-2 it names, or the candidates of a name several countries go by (KR, KP for
+    #: Korea); none: a name that gives no country.
+    country_aliases: Mapping[str, tuple[str, ...]]
     #: Listed domains under which every name is someone else's (public suffixes: acme.za.com is Acme's, not za.com's
     #: free mail): such an entry flags its own name only, where any other flags its subdomains too (nc.rr.com).
     public_suffixes: frozenset[str] = frozenset()
@@ -88,21 +90,29 @@ def _in_list(domain: str, listed: frozenset[str], public_suffixes: frozenset[str
     return domain in listed or any(d in listed and d not in public_suffixes for d in _suffixes(domain)[1:])
 
 
-def normalise_country(value: str | None, aliases: Mapping[str, str]) -> str | None:
-    """ISO 3166-1 alpha-2 for a code, an ISO name or a listed alias; None if it names no country.
+def country_candidates(value: str | None, aliases: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The ISO 3166-1 alpha-2 countries ``value`` may be: the one a code, an ISO name or a listed alias names; the
+    candidates an alias lists for a name several countries go by ("Korea"); none if it names no country.
 
-    No fuzzy matching: "Korea" must not silently become the wrong Korea. An alias listed without a code names
-    no country either: ISO calls one of two countries by a name both go by ("Congo"), and lookup would pick it.
+    No fuzzy matching: "Korea" must not silently become the wrong Korea. A listed alias overrules ISO, which gives
+    a name two countries go by to one of them ("Congo").
     """
     if not value:
-        return None
+        return ()
     value = value.strip()
-    if value.casefold() in aliases:
-        return aliases[value.casefold()] or None
+    listed = aliases.get(value.casefold())
+    if listed is not None:
+        return listed
     try:
-        return pycountry.countries.lookup(value).alpha_2
+        return (pycountry.countries.lookup(value).alpha_2,)
     except LookupError:
-        return None
+        return ()
+
+
+def normalise_country(value: str | None, aliases: Mapping[str, tuple[str, ...]]) -> str | None:
+    """ISO 3166-1 alpha-2 for a value that names exactly one country, else None."""
+    candidates = country_candidates(value, aliases)
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def normalise_phone(raw: str | None, region: str | None) -> tuple[str, str] | None:
@@ -119,6 +129,21 @@ def normalise_phone(raw: str | None, region: str | None) -> tuple[str, str] | No
         phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
         phonenumbers.region_code_for_number(number),
     )
+
+
+def phone_among(raw: str | None, candidates: tuple[str, ...]) -> tuple[str, str] | None:
+    """(E.164, the number's country) for ``raw`` as a number of one of the countries the form's may be.
+
+    A national number (010-1234-5678) needs its country to be read at all. Of several candidates, the one it is a
+    valid number of decides, when it is exactly one (that one is a South Korean mobile, no number in the North);
+    a number valid in two (02 381 2345: Seoul or Pyongyang) would be a guess, so it is read as if no country
+    were given: only an international one is.
+    """
+    if len(candidates) == 1:
+        return normalise_phone(raw, candidates[0])
+    # Its own country's, not just valid: an international number parses alike against every candidate.
+    fits = [phone for c in candidates if (phone := normalise_phone(raw, c)) is not None and phone[1] == c]
+    return fits[0] if len(fits) == 1 else normalise_phone(raw, None)
 
 
 def classify_title(title: str | None, rules: tuple[TitleRule, ...]) -> str | None:
@@ -150,8 +175,9 @@ def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
         company = next((ref.companies[d] for d in _suffixes(looked_up) if d in ref.companies), None)
         company_domain = company.domain if company else email_domain
 
-    form_country = normalise_country(contact.country, ref.country_aliases)
-    phone = normalise_phone(contact.phone, form_country)
+    candidates = country_candidates(contact.country, ref.country_aliases)
+    form_country = candidates[0] if len(candidates) == 1 else None
+    phone = phone_among(contact.phone, candidates)
     if form_country:
         country = _SourcedStr(value=form_country, source="form")
     elif phone:

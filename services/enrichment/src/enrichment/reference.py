@@ -120,14 +120,39 @@ def load_titles(path: Path) -> tuple[tuple[TitleRule, ...], tuple[TitleRule, ...
                                                                                   "departments", path)
 
 
-def load_country_aliases(path: Path) -> dict[str, str]:
+def load_country_aliases(path: Path) -> dict[str, tuple[str, ...]]:
     aliases = {}
-    for name, code in _yaml(path).items():
+    for name, countries in _yaml(path).items():
         if not isinstance(name, str):
             raise ReferenceDataError(f"{path}: {name!r}: a country name is text (quote it)")
-        # No code (Congo: "" or Congo: alone) is a name of two countries: it gives none.
-        aliases[name.casefold()] = _country_code("" if code is None else code, f"{path}: {name}")
+        aliases[name.casefold()] = _alias_countries(countries, f"{path}: {name}")
     return aliases
+
+
+def _alias_countries(value: object, where: str) -> tuple[str, ...]:
+    """What an alias names: a code (DE), the candidates of a name several countries go by (Korea: [KR, KP]), or,
+    left empty ("" or nothing), no country at all."""
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        raise ReferenceDataError(f"{where}: give a country code (DE), a list of the countries the name may be "
+                                 "([KR, KP]), or nothing")
+    if not isinstance(value, list):
+        code = _country_code(value, where)
+        return (code,) if code else ()
+    codes = []
+    for i, item in enumerate(value):
+        if isinstance(item, list | dict):
+            raise ReferenceDataError(f"{where}[{i}]: a list of the countries the name may be holds codes only")
+        code = _country_code("" if item is None else item, f"{where}[{i}]")
+        if not code:
+            # Left out, Korea: [KR, ""] would name South Korea alone, no candidate in the North.
+            raise ReferenceDataError(f"{where}[{i}]: no country code (a list of the countries the name may be "
+                                     "holds codes only; for none, leave the name empty)")
+        if code in codes:  # a slip for the other candidate, most likely: [KR, KR] would name South Korea alone
+            raise ReferenceDataError(f"{where}[{i}]: {code} is listed twice")
+        codes.append(code)
+    return tuple(codes)
 
 
 #: ISO 3166-1 alpha-2, and XK (Kosovo): not ISO's, but what a Kosovan phone number gives (libphonenumber).
