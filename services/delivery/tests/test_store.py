@@ -25,6 +25,12 @@ def attempted(claimed: Claimed, outcome: str, status: int | None, at: datetime, 
                      outcome=outcome, next_at=next_at)
 
 
+def api_subscription(subscription_id: str, url: str, at: datetime) -> dict:
+    """A row of ``delivery.subscriptions``: one made through the admin API at ``at``."""
+    return {"id": subscription_id, "url": url, "events": ["lead.routed"], "filter": {}, "secrets": [],
+            "created_by": "test", "created_at": at, "updated_at": at}
+
+
 async def test_a_slow_receivers_backlog_takes_only_its_own_slots_of_a_round(db):
     """The README's promise: one slow or failing receiver holds at most its share of the attempts under way."""
     run = uuid.uuid4().hex[:8]
@@ -89,6 +95,32 @@ async def test_a_redrive_restarts_the_backoff_and_leaves_a_deleted_subscriptions
         back = await store.claim(now, now + timedelta(seconds=20), {dead: 1, deleted: 1}, 5)
         await conn.rollback()
     assert redriven.queued == 1 and [(d.subscription_id, d.attempts) for d in back] == [(dead, 0)]
+
+
+async def test_a_redrive_never_sends_a_deleted_subscriptions_dead_deliveries_to_a_new_one_under_its_id(db):
+    """Deletion drops what waits; what was already dead kept its own error, and once a new receiver took the id
+    through the API a redrive sent it the old leads' contact details."""
+    crm, now = f"crm-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    hour_ago = now - timedelta(hours=1)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        assert await store.add_subscription(api_subscription(crm, "https://old.example.com/h",
+                                                             now - timedelta(hours=2)))
+        await store.enqueue(due(crm, 2, hour_ago))
+        [refused] = await store.claim(hour_ago, hour_ago + timedelta(seconds=20), {crm: 1}, 1)
+        await store.record([attempted(refused, "dead", 500, hour_ago)])
+        assert await store.remove_subscription(crm, now - timedelta(minutes=30)) == 1  # the one still waiting
+        assert await store.add_subscription(api_subscription(crm, "https://new.example.com/h",
+                                                             now - timedelta(minutes=10)))
+        await store.enqueue(due(crm, 1, now - timedelta(minutes=5)))
+        [own] = await store.claim(now, now + timedelta(seconds=20), {crm: 1}, 1)
+        await store.record([attempted(own, "dead", 500, now)])
+
+        redriven = await store.redrive(now, crm, in_file=set())
+        pending = (await conn.execute(sa.text("SELECT seq FROM delivery.deliveries WHERE subscription_id = :id "
+                                              "AND status = 'pending'"), {"id": crm})).scalars().all()
+        await conn.rollback()
+    assert redriven.queued == 1 and pending == [own.seq]  # the new receiver's own, nothing of the old one's
 
 
 async def test_what_waits_for_a_subscription_removed_from_the_file_ends_dead_and_a_redrive_of_all_leaves_it(db):

@@ -100,6 +100,11 @@ _DELETED = "subscription deleted"
 _REMOVED = "subscription removed from the subscriptions file"
 #: A delivery's subscription is one made through the admin API.
 _made_through_api = sa.exists().where(subscriptions.c.id == deliveries.c.subscription_id)
+#: ...and the delivery was queued for that subscription, not for an earlier one under its id, deleted since: a
+#: delivery's created_at (set when it is queued, moved to now by a redrive or an enable) is never older than its
+#: subscription.
+_made_through_api_for_it = sa.exists().where(subscriptions.c.id == deliveries.c.subscription_id,
+                                             subscriptions.c.created_at <= deliveries.c.created_at)
 _ENQUEUE = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_once")
 #: A transaction lock per lead (see ``enqueue``), taken in the order given (sorted: two batches never wait on
 #: each other in a cycle).
@@ -297,11 +302,12 @@ class DeliveryStore:
         through the API) back in the queue, their retry window and backoff starting again now; how many, and how
         many were left out because their body was purged."""
         # Of a subscription in force only: nothing claims another's, which would wait for ever. A deleted one's
-        # deliveries stay dead: its id may be taken again by another receiver. Those dropped because the file
-        # lacked it at a start (the wrong file, maybe) come back once it is in the file again, but never to a
-        # subscription made through the API under its id.
+        # deliveries stay dead: its id may be taken again by another receiver. Not only those its deletion
+        # dropped: those already dead then too (the API's subscription under that id is younger than they are).
+        # Those dropped because the file lacked it at a start (the wrong file, maybe) come back once it is in the
+        # file again, but never to a subscription made through the API under its id.
         in_force = sa.or_(deliveries.c.subscription_id.in_(sorted(in_file)),
-                          sa.and_(deliveries.c.last_error.is_distinct_from(_REMOVED), _made_through_api))
+                          sa.and_(deliveries.c.last_error.is_distinct_from(_REMOVED), _made_through_api_for_it))
         asked = [deliveries.c.status == "dead", deliveries.c.last_error.is_distinct_from(_DELETED), in_force]
         if subscription_id is not None:
             asked.append(deliveries.c.subscription_id == subscription_id)
