@@ -1,4 +1,5 @@
-"""``leadpipe-delivery redrive`` from the command line (the database stood in for: what it asks, what it answers)."""
+"""``leadpipe-delivery redrive`` and ``forget`` from the command line (the database stood in for: what they ask,
+what it answers)."""
 
 from contextlib import asynccontextmanager
 
@@ -6,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from delivery.__main__ import cli
-from delivery.store import Redrive
+from delivery.store import Forgotten, Redrive
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -17,6 +18,9 @@ class Store:
     in_file: list[set[str]] = []
     #: Of the dead deliveries each redrive is asked for, those whose body was purged.
     purged = 0
+    #: The subscriptions given up (``forget``), and what each had left.
+    forgotten: list[str] = []
+    waiting: dict[str, Forgotten] = {}
 
     def __init__(self, conn: object) -> None:
         pass
@@ -29,6 +33,12 @@ class Store:
         Store.in_file.append(set(in_file))
         return Redrive(queued=3, purged=Store.purged)
 
+    async def forget(self, subscription_id, at) -> Forgotten | None:
+        Store.forgotten.append(subscription_id)
+        if subscription_id == "slack":  # made through the API
+            return None
+        return Store.waiting.get(subscription_id, Forgotten(dropped=0, was_disabled=False))
+
 
 class Engine:
     @asynccontextmanager
@@ -40,15 +50,25 @@ class Engine:
 
 
 @pytest.fixture
-def redrive(tmp_path, monkeypatch):
+def command(tmp_path, monkeypatch):
     subscriptions = tmp_path / "subscriptions.yaml"
     subscriptions.write_text(f"subscriptions:\n  - {{id: crm, url: https://crm.example.com/h, secrets: [{SECRET}], "
                              "events: [lead.routed]}\n")
     monkeypatch.setenv("DELIVERY_SUBSCRIPTIONS_FILE", str(subscriptions))
     monkeypatch.setattr("delivery.commands.make_engine", lambda settings: Engine())
     monkeypatch.setattr("delivery.commands.DeliveryStore", Store)
-    Store.redriven, Store.in_file, Store.purged = [], [], 0
-    return lambda *args: CliRunner().invoke(cli, ["redrive", *args], env={"COLUMNS": "500"})
+    Store.redriven, Store.in_file, Store.purged, Store.forgotten, Store.waiting = [], [], 0, [], {}
+    return lambda *args: CliRunner().invoke(cli, list(args), env={"COLUMNS": "500"})
+
+
+@pytest.fixture
+def redrive(command):
+    return lambda *args: command("redrive", *args)
+
+
+@pytest.fixture
+def forget(command):
+    return lambda *args: command("forget", *args)
 
 
 def test_a_redrive_of_a_misspelt_subscription_is_refused_naming_those_in_force_the_files_and_the_apis(redrive):
@@ -81,3 +101,32 @@ def test_a_redrive_says_how_many_it_left_dead_because_their_body_was_purged(redr
 def test_a_redrive_that_left_nothing_out_says_nothing_of_purged_bodies(redrive):
     result = redrive()
     assert result.exit_code == 0 and "purged" not in result.output
+
+
+def test_forgetting_a_subscription_removed_from_the_file_says_what_it_gave_up(forget):
+    Store.waiting = {"old-crm": Forgotten(dropped=1_204, was_disabled=True)}
+    result = forget("--subscription", "old-crm")
+    assert result.exit_code == 0, result.output
+    assert result.output == ("1,204 waiting deliveries of old-crm are dead (subscription removed from the "
+                             "subscriptions file); its switch-off by a 410 is cleared\n")
+    assert Store.forgotten == ["old-crm"]
+
+
+def test_forgetting_a_subscription_in_the_file_is_refused_before_the_database_is_touched(forget):
+    """Its deliveries are being sent: given up, they would never reach their receiver."""
+    refused = forget("--subscription", "crm")
+    assert refused.exit_code == 2 and "'crm' is in force: it is in " in refused.output
+    assert "Traceback" not in refused.output and Store.forgotten == []
+
+
+def test_forgetting_a_subscription_made_through_the_api_is_refused_pointing_at_its_deletion(forget):
+    refused = forget("--subscription", "slack")
+    assert refused.exit_code == 2
+    assert "'slack' is in force: it was made through the API; delete it there (DELETE /v1/subscriptions/slack)" in (
+        refused.output)
+
+
+def test_forgetting_an_id_nothing_waits_for_says_so_rather_than_reading_as_done(forget):
+    """A misspelt id matches nothing: "0 ... are dead" would pass for a subscription with nothing left."""
+    result = forget("--subscription", "old-crn")
+    assert result.exit_code == 0 and "nothing waited for old-crn and it was not switched off" in result.output

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from leadpipe_common.testing.waits import kept_waiting
 
-from delivery.store import Attempted, Claimed, DeliveryStore
+from delivery.store import Attempted, Claimed, DeliveryStore, Forgotten
 
 
 def due(subscription: str, n: int, since: datetime) -> list[dict]:
@@ -123,37 +123,59 @@ async def test_a_redrive_never_sends_a_deleted_subscriptions_dead_deliveries_to_
     assert redriven.queued == 1 and pending == [own.seq]  # the new receiver's own, nothing of the old one's
 
 
-async def test_what_waits_for_a_subscription_removed_from_the_file_ends_dead_and_a_redrive_of_all_leaves_it(db):
-    """Removed from the file, a subscription's waiting deliveries were claimed by nobody and stayed pending for
-    ever, and a redrive of all queued its dead ones again, to wait for ever too."""
+async def test_what_waits_for_a_subscription_in_neither_the_file_nor_the_api_is_counted_and_left_waiting(db):
+    """A start with an older file than other processes' (a rolling deploy, a rollback) must not give up what
+    waits for a subscription added since: it is only named, with how many wait."""
     run = uuid.uuid4().hex[:8]
-    removed, now = f"removed-{run}", datetime.now(UTC)
+    removed, in_the_file, made, now = f"removed-{run}", f"file-{run}", f"api-{run}", datetime.now(UTC)
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
-        await store.enqueue(due(removed, 2, now))
+        assert await store.add_subscription(api_subscription(made, "https://api.example.com/h", now))
+        await store.enqueue(due(removed, 2, now) + due(in_the_file, 1, now) + due(made, 1, now))
+        stranded = await store.stranded({in_the_file})
+        pending = (await conn.execute(sa.text("SELECT count(*) FROM delivery.deliveries WHERE subscription_id = :id "
+                                              "AND status = 'pending'"), {"id": removed})).scalar_one()
+        await conn.rollback()
+    assert stranded[removed] == 2 and not {in_the_file, made} & stranded.keys()
+    assert pending == 2
+
+
+async def test_a_forgotten_subscriptions_waiting_deliveries_end_dead_and_come_back_only_once_it_is_in_the_file(db):
+    """Removed from the file, a subscription's waiting deliveries are claimed by nobody: pending for ever until an
+    operator gives them up; a redrive of all must not queue them again, to wait for ever too."""
+    run = uuid.uuid4().hex[:8]
+    removed, made, now = f"removed-{run}", f"api-{run}", datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        assert await store.add_subscription(api_subscription(made, "https://api.example.com/h", now))
+        await store.enqueue(due(removed, 2, now) + due(made, 1, now))
         [failed] = await store.claim(now, now + timedelta(seconds=20), {removed: 1}, 1)
         await store.record([attempted(failed, "dead", 500, now)])
         await store.disable(removed, now, "410 Gone")
+        await store.disable(made, now, "410 Gone")
         # The file has every other subscription the stack's queue knows: this one alone is no longer in force.
         in_file = set((await conn.execute(sa.text(
             "SELECT subscription_id FROM delivery.deliveries UNION SELECT subscription_id FROM delivery.disabled"
-        ))).scalars()) - {removed}
+        ))).scalars()) - {removed, made}
 
-        async def left() -> list[tuple]:
+        async def left(subscription_id: str) -> list[tuple]:
             rows = await conn.execute(sa.text("SELECT status, last_error FROM delivery.deliveries "
-                                              "WHERE subscription_id = :id ORDER BY seq"), {"id": removed})
+                                              "WHERE subscription_id = :id ORDER BY seq"), {"id": subscription_id})
             return [tuple(r) for r in rows]
 
-        dropped = await store.drop_removed(in_file, now)
-        after_drop, switched_off = await left(), removed in await store.disabled_ids()
+        forgotten = await store.forget(removed, now)
+        after_forget, switched_off = await left(removed), await store.disabled_ids()
         await store.redrive(now, in_file=in_file)
-        after_redrive_of_all = await left()
+        after_redrive_of_all = await left(removed)
         back_in_the_file = await store.redrive(now, removed, in_file=in_file | {removed})
+        api_made = await store.forget(made, now)
+        made_left, made_still_off = await left(made), made in await store.disabled_ids()
         await conn.rollback()
-    assert dropped == {removed: 1} and not switched_off
+    assert forgotten == Forgotten(dropped=1, was_disabled=True) and removed not in switched_off
     gone = ("dead", "subscription removed from the subscriptions file")
-    assert after_drop == after_redrive_of_all == [("dead", None), gone]
-    assert back_in_the_file.queued == 2  # a file read at a start may have been the wrong one
+    assert after_forget == after_redrive_of_all == [("dead", None), gone]
+    assert back_in_the_file.queued == 2  # forgotten too early, or with the wrong file read
+    assert api_made is None and made_left == [("pending", None)] and made_still_off  # deleted, rather
 
 
 async def test_a_dead_deliverys_last_response_is_shown_with_it(db):

@@ -4,6 +4,7 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog
 from cryptography.fernet import Fernet
 
 from delivery.domain import live_secrets, new_secret, parse_subscription, parse_subscriptions
@@ -118,18 +119,20 @@ def test_a_stored_subscription_that_cannot_be_opened_is_held_against_the_key_the
 
 
 class Store:
-    """The API's subscriptions as the refresh reads them; the file's ids each drop of the removed was given."""
+    """The API's subscriptions as the refresh reads them; what waits for subscriptions in neither the file nor the
+    API's (given the file's ids, each time it is asked)."""
 
-    def __init__(self, rows: list[dict]) -> None:
+    def __init__(self, rows: list[dict], stranded: dict[str, int] | None = None) -> None:
         self.rows = rows
-        self.in_file_at_drops: list[set[str]] = []
+        self.stranded_waiting = stranded or {}
+        self.in_file_when_asked: list[set[str]] = []
 
     async def api_subscriptions(self):
         return self.rows
 
-    async def drop_removed(self, in_file, at):
-        self.in_file_at_drops.append(set(in_file))
-        return {}
+    async def stranded(self, in_file):
+        self.in_file_when_asked.append(set(in_file))
+        return {sub: n for sub, n in self.stranded_waiting.items() if sub not in in_file}
 
 
 def unit_of_work(store: Store):
@@ -158,14 +161,20 @@ async def test_the_refresh_fails_readiness_while_a_stored_subscription_cannot_be
     assert await refresh.step() == 0
 
 
-async def test_at_start_what_waits_for_a_subscription_no_longer_in_the_file_is_dropped_once():
-    """Removed from the file, a subscription's waiting deliveries were claimed by nobody: pending for ever."""
-    store = Store([])
+async def test_at_start_what_waits_for_a_subscription_no_longer_in_the_file_is_named_once_with_the_command():
+    """Removed from the file, a subscription's waiting deliveries are claimed by nobody; given up at a start, a
+    process started with an older file (a rolling deploy, a rollback) gave up those of subscriptions added since."""
+    store = Store([], stranded={"old-crm": 3, "slack": 1})
     refresh = BookRefresh(SubscriptionBook(FILE, None, allow_private=False), unit_of_work(store), lambda: NOW,
                           every_s=5)
-    await refresh.step()
-    await refresh.step()
-    assert store.in_file_at_drops == [{"crm"}]  # the file is read only at a start
+    with structlog.testing.capture_logs() as lines:
+        await refresh.step()
+        await refresh.step()
+    warned = [(line["log_level"], line["subscription"], line["waiting"], line["command"])
+              for line in lines if "subscription" in line]
+    assert warned == [("warning", "old-crm", 3, "leadpipe-delivery forget --subscription old-crm"),
+                      ("warning", "slack", 1, "leadpipe-delivery forget --subscription slack")]
+    assert store.in_file_when_asked == [{"crm"}]  # the file is read only at a start
 
 
 def test_while_a_stored_subscription_cannot_be_opened_every_deliverable_type_is_decoded():

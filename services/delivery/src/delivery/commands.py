@@ -1,4 +1,5 @@
-"""``leadpipe-delivery redrive``: dead deliveries back in the queue, from the command line."""
+"""``leadpipe-delivery redrive``: dead deliveries back in the queue; ``leadpipe-delivery forget``: what waits for a
+subscription removed from the file given up; from the command line."""
 
 from __future__ import annotations
 
@@ -12,8 +13,21 @@ from leadpipe_common.cli import database_errors, load_settings
 from leadpipe_common.db import make_engine
 
 from delivery.app import load_subscriptions
+from delivery.domain import Subscription
 from delivery.settings import DeliverySettings
-from delivery.store import DeliveryStore, Redrive
+from delivery.store import DeliveryStore, Forgotten, Redrive
+
+
+def _file_subscriptions(settings: DeliverySettings) -> dict[str, Subscription]:
+    """DELIVERY_SUBSCRIPTIONS_FILE's subscriptions; a file that is wrong, or cannot be read, is a message, exit 2."""
+    try:
+        return load_subscriptions(settings.subscriptions_file, allow_private=settings.allow_private_targets)
+    except ValueError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+    except OSError as exc:
+        typer.secho(f"cannot read DELIVERY_SUBSCRIPTIONS_FILE {settings.subscriptions_file}: "
+                    f"{exc.strerror or exc}", err=True, fg="red")
+    raise typer.Exit(2)
 
 
 def add_commands(cli: typer.Typer) -> None:
@@ -61,3 +75,42 @@ def add_commands(cli: typer.Typer) -> None:
             # Said, not silently left out: they look like what was asked for, and will never be sent.
             typer.echo(f"{done.purged:,} left dead: their body was purged (DELIVERY_KEEP_BODIES_DAYS after they "
                        "died), so there is nothing to send")
+
+    @cli.command("forget")
+    def forget_command(
+        subscription: str = typer.Option(..., help="the id of a subscription removed from the subscriptions file"),
+    ) -> None:
+        """Give up what waits for a subscription removed from the subscriptions file: its waiting deliveries turn
+        dead ("subscription removed from the subscriptions file"; a redrive leaves them until the id is in the file
+        again) and its switch-off by a 410 is cleared. Run it once no delivery process has a file with the id any
+        more (after the rollout): such a process would have sent them, and would send to a receiver that answered
+        410 Gone again. An id in force here (in DELIVERY_SUBSCRIPTIONS_FILE, or made through the API) is refused."""
+        settings = load_settings(DeliverySettings)
+        in_file = _file_subscriptions(settings)
+        if subscription in in_file:
+            typer.secho(f"{subscription!r} is in force: it is in {settings.subscriptions_file}; remove it from the "
+                        "file (and roll that out) first", err=True, fg="red")
+            raise typer.Exit(2)
+
+        async def run() -> Forgotten | None:
+            engine = make_engine(settings)
+            try:
+                async with engine.begin() as conn:
+                    return await DeliveryStore(conn).forget(subscription, datetime.now(UTC))
+            finally:
+                await engine.dispose()
+
+        with database_errors():
+            done = asyncio.run(run())
+        if done is None:
+            # Its deliveries are its own: forgotten, they would never reach it.
+            typer.secho(f"{subscription!r} is in force: it was made through the API; delete it there "
+                        f"(DELETE /v1/subscriptions/{subscription}), which gives up what waits for it",
+                        err=True, fg="red")
+            raise typer.Exit(2)
+        if not done.dropped and not done.was_disabled:
+            # A misspelt id matches nothing: said, so that it does not read as done.
+            typer.echo(f"nothing waited for {subscription} and it was not switched off: nothing to forget")
+            return
+        typer.echo(f"{done.dropped:,} waiting deliveries of {subscription} are dead (subscription removed from the "
+                   "subscriptions file)" + ("; its switch-off by a 410 is cleared" if done.was_disabled else ""))

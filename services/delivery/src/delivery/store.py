@@ -96,7 +96,7 @@ subscriptions = sa.Table(
 
 #: The last error of a subscription's deliveries dropped when it was deleted.
 _DELETED = "subscription deleted"
-#: ...and of those dropped because their subscription was no longer in the file when delivery started.
+#: ...and of those an operator gave up once their subscription was removed from the file (``forget``).
 _REMOVED = "subscription removed from the subscriptions file"
 #: A delivery's subscription is one made through the admin API.
 _made_through_api = sa.exists().where(subscriptions.c.id == deliveries.c.subscription_id)
@@ -218,6 +218,14 @@ class Attempted:
 
 
 @dataclass(frozen=True)
+class Forgotten:
+    #: Pending deliveries turned dead.
+    dropped: int
+    #: A receiver's 410 had switched it off; cleared.
+    was_disabled: bool
+
+
+@dataclass(frozen=True)
 class Redrive:
     #: Dead deliveries queued again.
     queued: int
@@ -304,8 +312,8 @@ class DeliveryStore:
         # Of a subscription in force only: nothing claims another's, which would wait for ever. A deleted one's
         # deliveries stay dead: its id may be taken again by another receiver. Not only those its deletion
         # dropped: those already dead then too (the API's subscription under that id is younger than they are).
-        # Those dropped because the file lacked it at a start (the wrong file, maybe) come back once it is in the
-        # file again, but never to a subscription made through the API under its id.
+        # Those forgotten once it left the file come back once it is in the file again (forgotten too early, or
+        # the wrong file read), but never to a subscription made through the API under its id.
         in_force = sa.or_(deliveries.c.subscription_id.in_(sorted(in_file)),
                           sa.and_(deliveries.c.last_error.is_distinct_from(_REMOVED), _made_through_api_for_it))
         asked = [deliveries.c.status == "dead", deliveries.c.last_error.is_distinct_from(_DELETED), in_force]
@@ -394,22 +402,29 @@ class DeliveryStore:
             .values(status="dead", done_at=at, last_error=_DELETED).returning(deliveries.c.seq))
         return len(dropped.all())
 
-    async def drop_removed(self, in_file: Collection[str], at: datetime) -> dict[str, int]:
-        """What waits for a subscription no longer in force (in neither ``in_file`` nor the API's) becomes dead
-        ("subscription removed from the subscriptions file"), as a deletion leaves it; how many, by subscription.
-        Nothing would ever claim it: it would wait for ever, or go to whoever takes the id next."""
-        gone = sa.and_(deliveries.c.subscription_id.not_in(sorted(in_file)), ~_made_through_api)
-        # Its switch-off goes too, as a deletion's does: an API subscription may take the id.
-        await self._conn.execute(disabled.delete().where(
-            disabled.c.subscription_id.not_in(sorted(in_file)),
-            ~sa.exists().where(subscriptions.c.id == disabled.c.subscription_id)))
+    async def stranded(self, in_file: Collection[str]) -> dict[str, int]:
+        """How many deliveries wait for each subscription in neither ``in_file`` nor the API's: nothing here claims
+        them."""
+        rows = await self._conn.execute(
+            sa.select(deliveries.c.subscription_id, sa.func.count())
+            .where(deliveries.c.status == "pending", deliveries.c.subscription_id.not_in(sorted(in_file)),
+                   ~_made_through_api)
+            .group_by(deliveries.c.subscription_id))
+        return {sub: n for sub, n in rows}
+
+    async def forget(self, subscription_id: str, at: datetime) -> Forgotten | None:
+        """Give up a subscription removed from the file: what waits for it becomes dead ("subscription removed from
+        the subscriptions file"), and its switch-off by a 410 goes, as a deletion's does (an API subscription may
+        take the id). None, and nothing changed: it was made through the API (delete it there)."""
+        if await self.subscription_row(subscription_id) is not None:
+            return None
+        cleared = await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id)
+                                           .returning(disabled.c.subscription_id))
         dropped = await self._conn.execute(
-            deliveries.update().where(deliveries.c.status == "pending", gone)
-            .values(status="dead", done_at=at, last_error=_REMOVED).returning(deliveries.c.subscription_id))
-        by_subscription: dict[str, int] = {}
-        for row in dropped:
-            by_subscription[row.subscription_id] = by_subscription.get(row.subscription_id, 0) + 1
-        return by_subscription
+            deliveries.update().where(deliveries.c.subscription_id == subscription_id,
+                                      deliveries.c.status == "pending")
+            .values(status="dead", done_at=at, last_error=_REMOVED).returning(deliveries.c.seq))
+        return Forgotten(dropped=len(dropped.all()), was_disabled=bool(cleared.all()))
 
     async def oldest_waiting(self) -> dict[str, float]:
         """Per subscription, the age in seconds of its oldest pending delivery."""

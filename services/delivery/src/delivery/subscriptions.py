@@ -187,7 +187,7 @@ class SubscriptionBook(Mapping[str, Subscription]):
 
 class BookRefresh(BackgroundLoop):
     """Reloads the API's subscriptions, so a change made through another process takes effect here too; first,
-    drops what waits for a subscription the file no longer has (``drop_removed``)."""
+    warns of what waits for a subscription the file no longer has (``warn_stranded``)."""
 
     name = "delivery-subscriptions-refresh"
 
@@ -195,12 +195,12 @@ class BookRefresh(BackgroundLoop):
                  every_s: float) -> None:
         super().__init__(batch_max=1, idle_s=every_s)
         self._book, self._uow, self._clock = book, unit_of_work, clock
-        self._dropped_removed = False
+        self._warned_stranded = False
 
     async def step(self) -> int:
-        if not self._dropped_removed:  # the file is read only when the process starts
-            await drop_removed(self._book, self._uow, self._clock())
-            self._dropped_removed = True
+        if not self._warned_stranded:  # the file is read only when the process starts
+            await warn_stranded(self._book, self._uow)
+            self._warned_stranded = True
         await refresh(self._book, self._uow, self._clock())
         # A failing round is what fails /readyz even while no event comes for the consumer to stop at.
         self._book.require_opened()
@@ -213,12 +213,15 @@ async def refresh(book: SubscriptionBook, unit_of_work: Callable[[], Any], now: 
     book.load(rows, now)
 
 
-async def drop_removed(book: SubscriptionBook, unit_of_work: Callable[[], Any], now: datetime) -> None:
-    """The deliveries waiting for a subscription in neither the file nor the API's become dead, as a deletion
-    leaves them: one removed from the file since the last start would otherwise keep them pending for ever."""
+async def warn_stranded(book: SubscriptionBook, unit_of_work: Callable[[], Any]) -> None:
+    """Name each subscription in neither the file nor the API's that deliveries wait for, with the command that
+    gives them up. Never given up here: a process started with an older file (a rolling deploy, a rollback, a
+    stray replica) would kill what waits for a subscription added since, and clearing the 410 switch-off of one
+    removed would let processes whose file still has it send to a receiver that answered 410 Gone."""
     async with unit_of_work() as uow:
-        dropped = await uow.store.drop_removed(book.from_file, now)
-        await uow.commit()
-    if dropped:
-        log.warning("deliveries of subscriptions no longer in force are dead (removed from the subscriptions file)",
-                    subscriptions=dropped)
+        stranded = await uow.store.stranded(book.from_file)
+    for subscription_id, waiting in sorted(stranded.items()):
+        log.warning("deliveries wait for a subscription in neither this process's subscriptions file nor the API's; "
+                    "once no process's file has it, give them up with the command",
+                    subscription=subscription_id, waiting=waiting,
+                    command=f"leadpipe-delivery forget --subscription {subscription_id}")
