@@ -82,6 +82,15 @@ def test_a_redrive_of_a_misspelt_subscription_is_refused_naming_those_in_force_t
     assert Store.redriven == ["crm", "slack"]
 
 
+def test_a_subscriptions_file_that_cannot_be_read_is_a_message_not_a_traceback(command, tmp_path, monkeypatch):
+    monkeypatch.setenv("DELIVERY_SUBSCRIPTIONS_FILE", str(tmp_path / "missing.yaml"))
+    for args in (["redrive"], ["forget", "--subscription", "old-crm"]):
+        refused = command(*args)
+        assert refused.exit_code == 2, refused.output
+        assert "cannot read DELIVERY_SUBSCRIPTIONS_FILE" in refused.output and "No such file" in refused.output
+    assert Store.redriven == Store.forgotten == []
+
+
 def test_a_redrive_of_all_knows_the_files_subscriptions_so_that_it_queues_none_of_a_removed_ones(redrive):
     """It queued the dead deliveries of subscriptions no longer in force again: nothing claims them, for ever."""
     result = redrive()

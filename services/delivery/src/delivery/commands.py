@@ -44,11 +44,7 @@ def add_commands(cli: typer.Typer) -> None:
         except ValueError:
             raise typer.BadParameter(f"{lead!r} is not a lead id (a UUID)", param_hint="--lead") from None
 
-        try:  # read for a redrive of all too: only subscriptions in force get theirs back
-            in_file = set(load_subscriptions(settings.subscriptions_file, allow_private=settings.allow_private_targets))
-        except ValueError as exc:
-            typer.secho(str(exc), err=True, fg="red")
-            raise typer.Exit(2) from None
+        in_file = set(_file_subscriptions(settings))  # for a redrive of all too: only those in force get theirs
 
         async def run() -> Redrive | list[str]:
             """How many were queued again; or, for a subscription that is not in force, those that are."""
