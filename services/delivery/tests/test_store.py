@@ -80,6 +80,25 @@ async def test_switching_a_receiver_back_on_leaves_a_delivery_under_way_to_its_a
     assert recorded == {under_way.seq}
 
 
+async def test_a_receiver_switched_back_on_gives_a_delivery_not_yet_due_a_fresh_retry_window_too(db):
+    """Waiting for its retry (or for a last attempt at its window's end) when the receiver was switched back on,
+    it kept its old window, and its first failure after killed it."""
+    sub, now = f"later-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    days_ago, retry_at = now - timedelta(days=5), now + timedelta(minutes=10)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 1, days_ago))  # older than any retry window
+        [failed] = await store.claim(days_ago, days_ago + timedelta(seconds=20), {sub: 1}, 1)
+        await store.record([attempted(failed, "retry", 503, days_ago, next_at=retry_at)])
+        await store.disable(sub, now - timedelta(days=4), "410 Gone")
+        assert await store.enable(sub, now) is True
+        before_its_time = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
+        [retried] = await store.claim(retry_at, retry_at + timedelta(seconds=20), {sub: 1}, 1)
+        await conn.rollback()
+    assert before_its_time == []  # it keeps its time
+    assert (retried.created_at, retried.attempts) == (now, 1)  # a fresh window; its backoff goes on
+
+
 async def test_a_redrive_restarts_the_backoff_and_leaves_a_deleted_subscriptions_deliveries_dead(db):
     """A deleted subscription's id may be taken again by another receiver: what it left must not go there."""
     run = uuid.uuid4().hex[:8]

@@ -234,7 +234,7 @@ class Redrive:
 
 
 def _fresh_window(now: datetime) -> dict[str, Any]:
-    """A delivery sent again from ``now``: its retry window and backoff start over (redrive, enable)."""
+    """A delivery sent again from ``now``: its retry window and backoff start over (a redrive)."""
     return {"next_at": now, "created_at": now, "attempts": 0}
 
 
@@ -332,19 +332,24 @@ class DeliveryStore:
         return Redrive(queued=n, purged=purged.scalar_one())
 
     async def enable(self, subscription_id: str, now: datetime) -> bool:
-        """Undo a receiver's 410; whether it was switched off. What waited meanwhile is sent now, its retry
-        window starting again (a window that ran out while the receiver was off must not kill it at once)."""
+        """Undo a receiver's 410; whether it was switched off. Every waiting delivery's retry window starts again
+        (a window that ran out while the receiver was off must not kill it at once), and what is due is sent
+        now."""
         done = await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id)
                                         .returning(disabled.c.subscription_id))
         if not done.all():
             return False
-        # Only what is due: a delivery whose next_at is ahead is leased (an attempt under way when another of its
-        # subscription's got the 410, or the 410's own, its lease kept) or waits for its retry. Made due now, a
-        # leased one would be claimed and sent again beside its attempt, whose result would then not be recorded.
+        # A fresh window for every waiting delivery, one not yet due too (waiting for its retry, or for a last
+        # attempt at its old window's end), which would otherwise die at its first failure. Only the due ones are
+        # sent now, their backoff starting over: one whose next_at is ahead may be leased (an attempt under way
+        # when another of its subscription's got the 410, or the 410's own, its lease kept); made due, it would be
+        # sent again beside that attempt, whose result would then not be recorded, and that attempt sets its
+        # count when recorded. Its created_at moving is harmless: the attempt is judged by its claim's copy.
+        is_due = deliveries.c.next_at <= now
         await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
-                                                           deliveries.c.status == "pending",
-                                                           deliveries.c.next_at <= now)
-                                 .values(**_fresh_window(now)))
+                                                           deliveries.c.status == "pending")
+                                 .values(created_at=now, next_at=sa.case((is_due, now), else_=deliveries.c.next_at),
+                                         attempts=sa.case((is_due, 0), else_=deliveries.c.attempts)))
         return True
 
     async def purge(self, cutoff: datetime, limit: int) -> int:
