@@ -30,14 +30,16 @@ class Keys:
 class Queue:
     """A lead's deliveries, as the store reads them."""
 
-    def __init__(self, deliveries: list[dict]) -> None:
+    def __init__(self, deliveries: list[dict], not_in_force: dict[str, int] | None = None) -> None:
         self.deliveries = deliveries
+        #: Of the dead deliveries a redrive is asked for, those left out because their subscription is not in force.
+        self.not_in_force = not_in_force or {}
 
     async def of_lead(self, lead_id: uuid.UUID) -> list[dict]:
         return self.deliveries
 
     async def redrive(self, now, subscription_id=None, lead_id=None, *, in_file) -> Redrive:
-        return Redrive(queued=1, purged=2)
+        return Redrive(queued=1, purged=2, not_in_force=self.not_in_force)
 
 
 def serving(queue: Queue, principal: auth.Principal = ANALYST) -> httpx.AsyncClient:
@@ -83,4 +85,12 @@ async def test_a_redrive_answers_how_many_it_left_dead_because_their_body_was_pu
     async with serving(Queue([]), ADMIN) as client:
         answer = await client.post("/v1/deliveries/redrive", json={"lead_id": str(uuid.uuid4())})
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"redriven": 1, "purged": 2}
+    assert answer.json() == {"redriven": 1, "purged": 2, "not_in_force": 0}
+
+
+async def test_a_redrive_answers_how_many_it_left_dead_because_their_subscription_is_not_in_force():
+    """Left out without a word, they read as never dead: a deleted subscription's, or one's missing from the file."""
+    async with serving(Queue([], not_in_force={"old-crm": 3, "gone": 1}), ADMIN) as client:
+        answer = await client.post("/v1/deliveries/redrive", json={})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["not_in_force"] == 4 and answer.json()["redriven"] == 1

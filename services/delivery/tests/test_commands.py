@@ -18,6 +18,8 @@ class Store:
     in_file: list[set[str]] = []
     #: Of the dead deliveries each redrive is asked for, those whose body was purged.
     purged = 0
+    #: ...and those left out because their subscription is not in force, by subscription.
+    not_in_force: dict[str, int] = {}
     #: The subscriptions given up (``forget``), and what each had left.
     forgotten: list[str] = []
     waiting: dict[str, Forgotten] = {}
@@ -31,7 +33,7 @@ class Store:
     async def redrive(self, now, subscription_id=None, lead_id=None, *, in_file) -> int:
         Store.redriven.append(subscription_id)
         Store.in_file.append(set(in_file))
-        return Redrive(queued=3, purged=Store.purged)
+        return Redrive(queued=3, purged=Store.purged, not_in_force=Store.not_in_force)
 
     async def forget(self, subscription_id, at) -> Forgotten | None:
         Store.forgotten.append(subscription_id)
@@ -57,7 +59,8 @@ def command(tmp_path, monkeypatch):
     monkeypatch.setenv("DELIVERY_SUBSCRIPTIONS_FILE", str(subscriptions))
     monkeypatch.setattr("delivery.commands.make_engine", lambda settings: Engine())
     monkeypatch.setattr("delivery.commands.DeliveryStore", Store)
-    Store.redriven, Store.in_file, Store.purged, Store.forgotten, Store.waiting = [], [], 0, [], {}
+    Store.redriven, Store.in_file, Store.purged, Store.not_in_force = [], [], 0, {}
+    Store.forgotten, Store.waiting = [], {}
     return lambda *args: CliRunner().invoke(cli, list(args), env={"COLUMNS": "500"})
 
 
@@ -107,9 +110,20 @@ def test_a_redrive_says_how_many_it_left_dead_because_their_body_was_purged(redr
     assert "2 left dead: their body was purged" in result.output
 
 
-def test_a_redrive_that_left_nothing_out_says_nothing_of_purged_bodies(redrive):
+def test_a_redrive_says_by_subscription_how_many_it_left_dead_because_their_subscription_is_not_in_force(redrive):
+    """Run where DELIVERY_SUBSCRIPTIONS_FILE is not the service's (an admin box), a redrive of all left out every
+    one of the file's subscriptions without a word: as if they had nothing dead."""
+    Store.not_in_force = {"old-crm": 1_204, "billing": 3}
     result = redrive()
-    assert result.exit_code == 0 and "purged" not in result.output
+    assert result.exit_code == 0, result.output
+    assert "3 dead deliveries queued again" in result.output
+    assert "1,207 left dead: their subscription is not in force (deleted, or in neither " in result.output
+    assert "subscriptions.yaml nor the API's): billing 3, old-crm 1,204" in result.output
+
+
+def test_a_redrive_that_left_nothing_out_says_nothing_of_purged_bodies_or_subscriptions(redrive):
+    result = redrive()
+    assert result.exit_code == 0 and result.output == "3 dead deliveries queued again\n"
 
 
 def test_forgetting_a_subscription_removed_from_the_file_says_what_it_gave_up(forget):

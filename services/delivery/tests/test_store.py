@@ -142,6 +142,30 @@ async def test_a_redrive_never_sends_a_deleted_subscriptions_dead_deliveries_to_
     assert redriven.queued == 1 and pending == [own.seq]  # the new receiver's own, nothing of the old one's
 
 
+async def test_a_redrive_counts_by_subscription_what_it_left_dead_because_their_subscription_is_not_in_force(db):
+    """Run with another file than the service's (an admin box), a redrive of all left the file's subscriptions'
+    dead deliveries out without a word. A purged one could not be sent anyway: it is not counted."""
+    run = uuid.uuid4().hex[:8]
+    absent, deleted, kept, now = f"absent-{run}", f"deleted-{run}", f"kept-{run}", datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(absent, 3, now) + due(deleted, 1, now) + due(kept, 1, now))
+        await conn.execute(sa.text(
+            "UPDATE delivery.deliveries SET status = 'dead', last_error = CASE subscription_id "
+            "WHEN :deleted THEN 'subscription deleted' ELSE '500' END "
+            "WHERE subscription_id IN (:absent, :deleted, :kept)"),
+            {"absent": absent, "deleted": deleted, "kept": kept})
+        await conn.execute(sa.text("UPDATE delivery.deliveries SET body = NULL WHERE seq = (SELECT min(seq) "
+                                   "FROM delivery.deliveries WHERE subscription_id = :id)"), {"id": absent})
+        of_each = [await store.redrive(now, sub, in_file={kept, deleted}) for sub in (absent, deleted, kept)]
+        await conn.rollback()
+    assert [(r.queued, r.purged, dict(r.not_in_force)) for r in of_each] == [
+        (0, 0, {absent: 2}),
+        (0, 0, {deleted: 1}),  # the file took the id of one deleted
+        (1, 0, {}),
+    ]
+
+
 async def test_what_waits_for_a_subscription_in_neither_the_file_nor_the_api_is_counted_and_left_waiting(db):
     """A start with an older file than other processes' (a rolling deploy, a rollback) must not give up what
     waits for a subscription added since: it is only named, with how many wait."""

@@ -242,6 +242,9 @@ class Redriven(BaseModel):
     redriven: int
     purged: int = Field(description="dead deliveries asked for that were left dead: their body was purged "
                                     "(`DELIVERY_KEEP_BODIES_DAYS` after they died), so there is nothing to send")
+    not_in_force: int = Field(description="dead deliveries asked for that were left dead: their subscription is not "
+                                          "in force (deleted, or in neither `DELIVERY_SUBSCRIPTIONS_FILE` nor those "
+                                          "made through the API); one whose body was purged too is in neither count")
 
 
 @router.post("/v1/deliveries/redrive", summary="Send dead deliveries again (their retry window restarts)",
@@ -257,7 +260,7 @@ async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
         done = await uow.store.redrive(rt.context.clock(), body.subscription_id, body.lead_id,
                                        in_file=rt.context.subscriptions.from_file)
         await uow.commit()
-    return {"redriven": done.queued, "purged": done.purged}
+    return {"redriven": done.queued, "purged": done.purged, "not_in_force": sum(done.not_in_force.values())}
 
 
 class Enabled(BaseModel):

@@ -37,7 +37,8 @@ def add_commands(cli: typer.Typer) -> None:
         lead: str | None = typer.Option(None, help="only this lead's (its id)"),
     ) -> None:
         """Send deliveries that were given up after the retry window again; their window starts anew. Those
-        whose body was purged (DELIVERY_KEEP_BODIES_DAYS after they died) stay dead, counted."""
+        whose body was purged (DELIVERY_KEEP_BODIES_DAYS after they died), and those of subscriptions not in force
+        (deleted, or in neither DELIVERY_SUBSCRIPTIONS_FILE nor the API's), stay dead, counted."""
         settings = load_settings(DeliverySettings)
         try:
             lead_id = uuid.UUID(lead) if lead else None
@@ -71,6 +72,12 @@ def add_commands(cli: typer.Typer) -> None:
             # Said, not silently left out: they look like what was asked for, and will never be sent.
             typer.echo(f"{done.purged:,} left dead: their body was purged (DELIVERY_KEEP_BODIES_DAYS after they "
                        "died), so there is nothing to send")
+        if done.not_in_force:
+            # Read from another file than the service's (an admin box without DELIVERY_SUBSCRIPTIONS_FILE), a
+            # redrive of all leaves out every subscription of the service's file: said, by subscription.
+            by_subscription = ", ".join(f"{sub} {n:,}" for sub, n in sorted(done.not_in_force.items()))
+            typer.echo(f"{sum(done.not_in_force.values()):,} left dead: their subscription is not in force (deleted, "
+                       f"or in neither {settings.subscriptions_file} nor the API's): {by_subscription}")
 
     @cli.command("forget")
     def forget_command(

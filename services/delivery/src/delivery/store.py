@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -231,6 +231,10 @@ class Redrive:
     queued: int
     #: Dead deliveries asked for that were left dead: their body was purged, there is nothing to send.
     purged: int
+    #: Dead deliveries asked for that were left dead because their subscription is not in force (deleted, or in
+    #: neither the file given nor the API's), by subscription id; only those still holding their body (a purged
+    #: one could not be sent anyway).
+    not_in_force: Mapping[str, int] = field(default_factory=dict)
 
 
 def _fresh_window(now: datetime) -> dict[str, Any]:
@@ -307,20 +311,24 @@ class DeliveryStore:
     async def redrive(self, now: datetime, subscription_id: str | None = None, lead_id: uuid.UUID | None = None,
                       *, in_file: Collection[str]) -> Redrive:
         """Dead deliveries (of one subscription, one lead, or all) of subscriptions in force (``in_file``, or made
-        through the API) back in the queue, their retry window and backoff starting again now; how many, and how
-        many were left out because their body was purged."""
+        through the API) back in the queue, their retry window and backoff starting again now; how many, how
+        many were left out because their body was purged, and how many because their subscription is not in
+        force."""
         # Of a subscription in force only: nothing claims another's, which would wait for ever. A deleted one's
         # deliveries stay dead: its id may be taken again by another receiver. Not only those its deletion
         # dropped: those already dead then too (the API's subscription under that id is younger than they are).
         # Those forgotten once it left the file come back once it is in the file again (forgotten too early, or
         # the wrong file read), but never to a subscription made through the API under its id.
-        in_force = sa.or_(deliveries.c.subscription_id.in_(sorted(in_file)),
-                          sa.and_(deliveries.c.last_error.is_distinct_from(_REMOVED), _made_through_api_for_it))
-        asked = [deliveries.c.status == "dead", deliveries.c.last_error.is_distinct_from(_DELETED), in_force]
+        in_force = sa.and_(
+            deliveries.c.last_error.is_distinct_from(_DELETED),
+            sa.or_(deliveries.c.subscription_id.in_(sorted(in_file)),
+                   sa.and_(deliveries.c.last_error.is_distinct_from(_REMOVED), _made_through_api_for_it)))
+        matching = [deliveries.c.status == "dead"]
         if subscription_id is not None:
-            asked.append(deliveries.c.subscription_id == subscription_id)
+            matching.append(deliveries.c.subscription_id == subscription_id)
         if lead_id is not None:
-            asked.append(deliveries.c.lead_id == lead_id)
+            matching.append(deliveries.c.lead_id == lead_id)
+        asked = [*matching, in_force]
         # A purged one has nothing left to send. One a purge clears while this waits for its row is left out too:
         # the update checks the row again once it has it.
         queued = await self._conn.execute(deliveries.update().where(*asked, deliveries.c.body.is_not(None))
@@ -329,7 +337,12 @@ class DeliveryStore:
         n = len(queued.all())
         purged = await self._conn.execute(sa.select(sa.func.count()).select_from(deliveries)
                                           .where(*asked, deliveries.c.body.is_(None)))
-        return Redrive(queued=n, purged=purged.scalar_one())
+        # Said, not silently left out: a redrive of all run with another file than the service's (an admin box
+        # without DELIVERY_SUBSCRIPTIONS_FILE) leaves out every one of the file's subscriptions.
+        left_out = await self._conn.execute(
+            sa.select(deliveries.c.subscription_id, sa.func.count())
+            .where(*matching, ~in_force, deliveries.c.body.is_not(None)).group_by(deliveries.c.subscription_id))
+        return Redrive(queued=n, purged=purged.scalar_one(), not_in_force={sub: k for sub, k in left_out})
 
     async def enable(self, subscription_id: str, now: datetime) -> bool:
         """Undo a receiver's 410; whether it was switched off. Every waiting delivery's retry window starts again
