@@ -1,46 +1,14 @@
 """reporting's migrations on the real Postgres: tables written by an older release, upgraded by
 ``leadpipe-reporting migrate`` as an operator runs it, in a database of their own."""
 
-import contextlib
-import os
-import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from leadpipe_common.testing.migrations import fresh_database, migrate
 
 from reporting.reports import Filters, funnel
-
-
-def migrate(database_url: str, revision: str) -> None:
-    env = {**os.environ, "DATABASE_URL": database_url}
-    done = subprocess.run([sys.executable, "-m", "reporting", "migrate", revision], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(stack) -> AsyncIterator[tuple[str, AsyncEngine]]:  # noqa: ANN001
-    """A database of its own on the stack's server (reporting's schema name is fixed), dropped after."""
-    name = f"migrations_{uuid.uuid4().hex[:10]}"
-    server = create_async_engine(stack.database_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with server.connect() as conn:
-            await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = make_url(stack.database_url).set(database=name).render_as_string(hide_password=False)
-        engine = create_async_engine(url)
-        try:
-            yield url, engine
-        finally:
-            await engine.dispose()
-            async with server.connect() as conn:
-                await conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    finally:
-        await server.dispose()
 
 
 async def test_leads_recorded_before_0008_are_counted_out_of_the_funnel_where_their_latest_step_left_them(stack):
@@ -61,8 +29,8 @@ async def test_leads_recorded_before_0008_are_counted_out_of_the_funnel_where_th
         (recycled, "nurture", "mql", 0, 60),
         (disqualified, None, "captured", 0, None), (disqualified, "captured", "disqualified", 1, None),
     ]
-    async with fresh_database(stack) as (url, engine):
-        migrate(url, "0007")
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("reporting", url, "0007")
         async with engine.begin() as conn:
             for lead in (rejected, recycled, disqualified):
                 first = {to: at(minutes) for who, _, to, minutes, _ in steps if who == lead}
@@ -80,7 +48,7 @@ async def test_leads_recorded_before_0008_are_counted_out_of_the_funnel_where_th
                 [{"id": uuid.uuid4(), "lead": lead, "frm": frm, "to": to, "at": at(minutes),
                   "recorded": None if recorded is None else at(recorded)}
                  for lead, frm, to, minutes, recorded in steps])
-        migrate(url, "head")
+        migrate("reporting", url, "head")
         async with engine.connect() as conn:
             report = await funnel(conn, Filters())
             latest = {r.lead_id: (r.latest_from_stage, r.latest_to_stage, r.latest_recorded_at) for r in
