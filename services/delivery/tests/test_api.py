@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from leadpipe_common import auth
 from leadpipe_common.http import install_problem_handlers
+from leadpipe_common.testing.fakes import unit_of_work_over
 
 from delivery.api import router
 from delivery.store import Redrive
@@ -43,24 +44,12 @@ class Queue:
 
 
 def serving(queue: Queue, principal: auth.Principal = ANALYST) -> httpx.AsyncClient:
-    class Uow:
-        store = queue
-
-        async def __aenter__(self):
-            return self
-
-        async def __aexit__(self, *exc):
-            pass
-
-        async def commit(self):
-            pass
-
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(router)
     book = SubscriptionBook({}, None, allow_private=False)
     app.state.keys = Keys(principal)
-    app.state.runtime = SimpleNamespace(unit_of_work=Uow,
+    app.state.runtime = SimpleNamespace(unit_of_work=unit_of_work_over(queue),
                                         context=SimpleNamespace(subscriptions=book, clock=lambda: NOW))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://delivery",
                              headers={"Authorization": "Bearer lp_abc123_secret"})

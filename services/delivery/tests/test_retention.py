@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import REGISTRY
 
+from leadpipe_common.testing.fakes import unit_of_work_over
+
 from delivery.retention import Purge
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -17,7 +19,6 @@ class Queue:
         self.finished = sorted(finished)
         #: The cutoff and limit of each purge asked for.
         self.asked: list[tuple[datetime, int]] = []
-        self.commits = 0
 
     async def purge(self, cutoff: datetime, limit: int) -> int:
         self.asked.append((cutoff, limit))
@@ -27,47 +28,32 @@ class Queue:
         return len(gone)
 
 
-def unit_of_work(queue: Queue):
-    class Uow:
-        store = queue
-
-        async def __aenter__(self):
-            return self
-
-        async def __aexit__(self, *exc):
-            pass
-
-        async def commit(self):
-            queue.commits += 1
-
-    return Uow
-
-
 def purged_so_far() -> float:
     return REGISTRY.get_sample_value("delivery_bodies_purged_total") or 0.0
 
 
 async def test_a_round_purges_what_finished_before_the_retention_at_most_a_round_at_a_time_and_counts_it():
     queue = Queue([NOW - timedelta(days=d) for d in (31, 32, 33, 29)])
-    purge = Purge(unit_of_work(queue), lambda: NOW, keep_days=30, round_max=2)
+    uow = unit_of_work_over(queue)
+    purge = Purge(uow, lambda: NOW, keep_days=30, round_max=2)
     before = purged_so_far()
     rounds = [await purge.step() for _ in range(3)]
     assert rounds == [2, 1, 0]  # a full round is followed at once by another; a short one waits
-    assert queue.asked == [(NOW - timedelta(days=30), 2)] * 3 and queue.commits == 3
+    assert queue.asked == [(NOW - timedelta(days=30), 2)] * 3 and uow.commits == 3
     assert queue.finished == [NOW - timedelta(days=29)]
     assert purged_so_far() - before == 3
 
 
 async def test_with_a_retention_of_0_nothing_is_ever_purged():
     queue = Queue([NOW - timedelta(days=3650)])
-    assert await Purge(unit_of_work(queue), lambda: NOW, keep_days=0).step() == 0
+    assert await Purge(unit_of_work_over(queue), lambda: NOW, keep_days=0).step() == 0
     assert queue.asked == []
 
 
 async def test_a_stop_is_not_held_up_by_a_long_first_purge():
     """A stop runs rounds until one does nothing: with a purge's backlog that took round after round."""
     queue = Queue([NOW - timedelta(days=40)] * 10)
-    purge = Purge(unit_of_work(queue), lambda: NOW, keep_days=30, round_max=2)
+    purge = Purge(unit_of_work_over(queue), lambda: NOW, keep_days=30, round_max=2)
     purge.start()
     await asyncio.sleep(0)  # its first round is under way
     await purge.stop()

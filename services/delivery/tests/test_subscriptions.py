@@ -7,6 +7,8 @@ import pytest
 import structlog
 from cryptography.fernet import Fernet
 
+from leadpipe_common.testing.fakes import unit_of_work_over
+
 from delivery.domain import live_secrets, new_secret, parse_subscription, parse_subscriptions
 from delivery.subscriptions import (
     BookRefresh, SecretBox, SubscriptionBook, UnopenedSubscriptions, opened_secrets, sealed_secrets,
@@ -135,26 +137,13 @@ class Store:
         return {sub: n for sub, n in self.stranded_waiting.items() if sub not in in_file}
 
 
-def unit_of_work(store: Store):
-    class Uow:
-        async def __aenter__(self):
-            return self
-
-        async def __aexit__(self, *exc):
-            pass
-
-        async def commit(self):
-            pass
-
-    Uow.store = store
-    return Uow
 
 
 async def test_the_refresh_fails_readiness_while_a_stored_subscription_cannot_be_opened():
     store = Store([row(SecretBox([Fernet.generate_key()]))])
 
     book = SubscriptionBook(FILE, SecretBox([Fernet.generate_key()]), allow_private=False)
-    refresh = BookRefresh(book, unit_of_work(store), lambda: NOW, every_s=5)
+    refresh = BookRefresh(book, unit_of_work_over(store), lambda: NOW, every_s=5)
     with pytest.raises(UnopenedSubscriptions):  # the loop marks itself failing: /readyz names it
         await refresh.step()
     store.rows = []
@@ -165,7 +154,7 @@ async def test_at_start_what_waits_for_a_subscription_no_longer_in_the_file_is_n
     """Removed from the file, a subscription's waiting deliveries are claimed by nobody; given up at a start, a
     process started with an older file (a rolling deploy, a rollback) gave up those of subscriptions added since."""
     store = Store([], stranded={"old-crm": 3, "slack": 1})
-    refresh = BookRefresh(SubscriptionBook(FILE, None, allow_private=False), unit_of_work(store), lambda: NOW,
+    refresh = BookRefresh(SubscriptionBook(FILE, None, allow_private=False), unit_of_work_over(store), lambda: NOW,
                           every_s=5)
     with structlog.testing.capture_logs() as lines:
         await refresh.step()

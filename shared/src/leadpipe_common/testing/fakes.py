@@ -34,3 +34,23 @@ class NothingSignedOut:
 
     async def execute(self, statement: object) -> SimpleNamespace:
         return SimpleNamespace(scalar=lambda: False)
+
+
+def unit_of_work_over(store: Any) -> Any:
+    """A unit-of-work factory over ``store`` for code that opens its own (``async with unit_of_work() as uow``):
+    ``uow.store`` is ``store``; commits are counted on the factory (``.commits``), there is nothing to roll back."""
+
+    class UnitOfWork:
+        commits = 0
+
+        async def __aenter__(self) -> UnitOfWork:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            pass
+
+        async def commit(self) -> None:
+            UnitOfWork.commits += 1
+
+    UnitOfWork.store = store  # type: ignore[attr-defined]
+    return UnitOfWork
