@@ -161,19 +161,26 @@ async def test_a_subscription_made_through_the_api_shows_its_secret_once_and_rot
     async with httpx.AsyncClient(base_url=url(stack, "delivery"), headers=KEY_HEADERS) as delivery, \
             httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
         async def lead_delivered() -> str:
-            lead = (await capture.post("/v1/leads", json={"email": f"api.{uuid.uuid4().hex[:6]}@stripe.com",
-                                                          **SALES_READY, "utm_source": WEBHOOK_API_SOURCE})).json()
+            email = f"api.{uuid.uuid4().hex[:6]}@stripe.com"
+            lead = (await capture.post("/v1/leads", json={"email": email, **SALES_READY, "phone": "+1 415 555 0100",
+                                                          "message": "call me after five", "company": "Stripe",
+                                                          "utm_source": WEBHOOK_API_SOURCE})).json()
             await until(lambda: any(r["answer"] == 204 for r in of_lead(received(stack), lead["lead_id"])))
+            assert {json.dumps(r["event"]["data"]["contact"], sort_keys=True)
+                    for r in of_lead(received(stack), lead["lead_id"])} == {
+                json.dumps({"company": "Stripe", "email": email}, sort_keys=True)}
             return lead["lead_id"]
 
+        # Sent only the contact fields it names: the phone and message the lead was posted with stay out.
         body = {"id": "api-crm", "url": hooks.replace("/hooks", "/api"), "events": ["lead.routed"],
-                "filter": {"source": WEBHOOK_API_SOURCE}}
+                "filter": {"source": WEBHOOK_API_SOURCE}, "contact": ["company", "email"]}
         made = await delivery.post("/v1/subscriptions", json=body)
         assert made.status_code == 201, made.text
         first = made.json()["secret"]
         assert first.startswith("whsec_") and made.json()["source"] == "api"
         listed = await delivery.get("/v1/subscriptions")
-        assert first not in listed.text and {"id": "api-crm", "signing_secrets": 1, "source": "api"}.items() <= \
+        assert first not in listed.text and {"id": "api-crm", "signing_secrets": 1, "source": "api",
+                                             "contact": ["email", "company"]}.items() <= \
             next(s for s in listed.json() if s["id"] == "api-crm").items()
         async with db.connect() as conn:
             stored = (await conn.execute(sa.text("SELECT secrets::text FROM delivery.subscriptions "
@@ -193,6 +200,8 @@ async def test_a_subscription_made_through_the_api_shows_its_secret_once_and_rot
         assert (await delivery.post("/v1/subscriptions", json={**body, "id": "test-crm"})).status_code == 409
         wrong = await delivery.post("/v1/subscriptions", json={**body, "id": "x", "events": ["lead.captured"]})
         assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "events"
+        wrong = await delivery.post("/v1/subscriptions", json={**body, "id": "x", "contact": ["email", "phon"]})
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "contact", wrong.text
         assert (await delivery.delete("/v1/subscriptions/test-crm")).status_code == 409  # the file's
         assert (await delivery.delete("/v1/subscriptions/api-crm")).status_code == 200
         assert "api-crm" not in {s["id"] for s in (await delivery.get("/v1/subscriptions")).json()}

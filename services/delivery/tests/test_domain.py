@@ -7,7 +7,9 @@ import pytest
 
 from leadpipe_common.testing import factories
 from delivery.app import load_subscriptions
-from delivery.domain import after_attempt, parse_subscriptions, purge_cutoff, retry_after_s, target_problem, wants
+from delivery.domain import (
+    after_attempt, parse_subscriptions, purge_cutoff, retry_after_s, target_problem, wants, withheld,
+)
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -36,6 +38,24 @@ def test_a_subscription_gets_the_events_it_asked_for_that_pass_its_filter():
     assert not wants(subscription(events=["lead.sla_breached"]), routed())
 
 
+def test_a_subscription_naming_contact_fields_is_sent_those_alone_and_one_naming_none_the_whole_contact():
+    lead = routed()
+    assert withheld(subscription(), lead) is None
+    left_out = withheld(subscription(contact=["email", "company"]), lead)["contact"]
+    assert left_out == {"first_name", "last_name", "job_title", "phone", "country", "message", "marketing_consent",
+                        "marketing_consent_at"}
+    assert lead.model_dump(mode="json", exclude={"contact": left_out})["contact"] == {
+        "email": lead.contact.email, "company": lead.contact.company}
+    assert withheld(subscription(contact=[]), lead) == {"contact": set(type(lead.contact).model_fields)}
+
+
+def test_an_event_without_a_contact_is_sent_whole_whatever_fields_a_subscription_names():
+    from leadpipe_common.events import Attribution, LeadQueued
+
+    queued = LeadQueued(lead_id=routed().lead_id, team="emea", at=NOW, reason="r", grade="A", attribution=Attribution())
+    assert withheld(subscription(contact=["email"], events=["lead.queued"]), queued) is None
+
+
 def test_a_secret_without_base64_padding_is_taken_as_the_standard_webhooks_libraries_take_it():
     unpadded = "whsec_" + base64.b64encode(bytes(range(32))).decode().rstrip("=")
     assert subscription(secrets=[unpadded]).secrets == (unpadded,)
@@ -59,7 +79,10 @@ def test_a_refused_secret_is_named_by_its_place_and_none_of_it_is_said():
     ({"events": ["lead.captured"]}, "events"),
     ({"events": [["lead.routed"]]}, r"subscriptions\[0\]\.events: a list of lead\.routed"),
     ({"filter": {"colour": "red"}}, r"filter: unknown keys \['colour'\] \(known: team, owner, grade, source\)"),
-    ({"retry_hour": 5}, r"unknown keys \['retry_hour'\] \(known: id, url, secrets, events, filter, retry_hours\)"),
+    ({"retry_hour": 5}, r"unknown keys \['retry_hour'\] \(known: id, url, secrets, events, filter, retry_hours, "
+                        r"contact\)"),
+    ({"contact": ["email", "phon"]}, r"subscriptions\[0\]\.contact: unknown fields \['phon'\] \(known: email, "),
+    ({"contact": "email"}, r"contact: a list of the contact fields"),
     ({"id": "has space"}, "id"),
     ({"retry_hours": 0}, "retry_hours"),
     ({"retry_hours": 1e9}, "at most 720"), ({"retry_hours": float("inf")}, "retry_hours"),

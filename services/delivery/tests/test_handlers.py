@@ -61,7 +61,7 @@ async def test_nothing_is_queued_for_an_api_subscription_another_process_deleted
     box = SecretBox.from_secrets(None, "a session secret")
     book = SubscriptionBook(SUBS, box, allow_private=False)
     book.load([{"id": name, "url": f"https://{name}.example.com/h", "events": ["lead.stage_changed"], "filter": {},
-                "retry_hours": None, "secrets": sealed_secrets(box, [(SECRET, None)])} for name in ("kept", "gone")],
+                "retry_hours": None, "contact": None, "secrets": sealed_secrets(box, [(SECRET, None)])} for name in ("kept", "gone")],
               NOW)
     uow = MemoryUnitOfWork(Queue(subscribed={"kept"}))  # "gone" was deleted; this process has not heard yet
     async with uow:
@@ -72,7 +72,7 @@ async def test_nothing_is_queued_for_an_api_subscription_another_process_deleted
 
 def api_row(name: str, box: SecretBox) -> dict:
     return {"id": name, "url": f"https://{name}.example.com/h", "events": ["lead.stage_changed"], "filter": {},
-            "retry_hours": None, "secrets": sealed_secrets(box, [(SECRET, None)])}
+            "retry_hours": None, "contact": None, "secrets": sealed_secrets(box, [(SECRET, None)])}
 
 
 @pytest.mark.parametrize("key", [None, "the session secret after its rotation"])
@@ -90,3 +90,30 @@ async def test_no_event_is_consumed_while_a_stored_subscription_cannot_be_opened
     async with uow:
         await handle_deliverable(uow, batch, Delivery(book, clock=lambda: NOW, http=None))
     assert [row["subscription_id"] for row in uow.store.rows] == ["crm"]
+
+
+async def test_a_subscription_naming_contact_fields_is_queued_a_body_with_those_alone():
+    from leadpipe_common.envelope import structured
+    from leadpipe_common.events import Assignment, Contact, LeadRouted
+
+    lead = factories.scored("mql").model_copy(update={"contact": Contact(
+        email="jo@example.com", first_name="Jo", company="Acme", phone="+1 415 555 0100", message="call me after 5")})
+    routed = LeadRouted(**dict(lead), assignment=Assignment(owner_id="ana", owner_name="Ana", team="na",
+                                                            method="territory", reason="r"), routed_at=NOW)
+    subs = parse_subscriptions({"subscriptions": [
+        {"id": "crm", "url": "https://crm.example.com/h", "secrets": [SECRET], "events": ["lead.routed"]},
+        {"id": "slack", "url": "https://hooks.example.com/s", "secrets": [SECRET], "events": ["lead.routed"],
+         "contact": ["first_name", "company"]},
+    ]}, allow_private=False)
+    env = factories.envelope(topics.ROUTED, routed)
+    uow = MemoryUnitOfWork(Queue())
+    async with uow:
+        await handle_deliverable(uow, [env], Delivery(SubscriptionBook(subs, None, allow_private=False),
+                                                      clock=lambda: NOW, http=None))
+    bodies = {row["subscription_id"]: row["body"] for row in uow.store.rows}
+    assert bodies["crm"] == structured(env)  # the whole event, as before
+    slack = json.loads(bodies["slack"])
+    assert slack["data"]["contact"] == {"first_name": lead.contact.first_name, "company": lead.contact.company}
+    assert "call me" not in bodies["slack"].decode() and "555" not in bodies["slack"].decode()
+    assert {k: v for k, v in slack.items() if k != "data"} == {k: v for k, v in json.loads(bodies["crm"]).items()
+                                                               if k != "data"}  # same id, type, time, source

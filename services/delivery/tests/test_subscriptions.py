@@ -22,7 +22,7 @@ FILE = parse_subscriptions({"subscriptions": [
 
 def row(box, sub_id="slack", secrets=None):
     return {"id": sub_id, "url": "https://hooks.example.com/s", "events": ["lead.queued"], "filter": {"team": ["na"]},
-            "retry_hours": None, "secrets": sealed_secrets(box, secrets or [(new_secret(os.urandom(32)), None)])}
+            "retry_hours": None, "contact": None, "secrets": sealed_secrets(box, secrets or [(new_secret(os.urandom(32)), None)])}
 
 
 def test_a_new_secret_is_a_standard_webhooks_secret_of_enough_random_bytes():

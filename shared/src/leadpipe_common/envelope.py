@@ -28,6 +28,7 @@ import hashlib
 import random
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -134,8 +135,9 @@ class Envelope:
 
 
 def cloud_event(event: Event, *, event_id: uuid.UUID, source: str, time: datetime,
-                structured: bool = False) -> CloudEvent:
-    """``structured``: the data as a JSON value (structured mode), not as bytes (Kafka's binary mode)."""
+                structured: bool = False, exclude: Mapping[str, Any] | None = None) -> CloudEvent:
+    """``structured``: the data as a JSON value (structured mode), not as bytes (Kafka's binary mode);
+    ``exclude``: what of the data is left out (pydantic's ``exclude``)."""
     return CloudEvent(
         attributes={
             "id": str(event_id),
@@ -148,7 +150,8 @@ def cloud_event(event: Event, *, event_id: uuid.UUID, source: str, time: datetim
             "dataschema": dataschema(event.type, event.version),
             **event.extensions(),
         },
-        data=event.model_dump(mode="json") if structured else event.model_dump_json().encode(),
+        data=(event.model_dump(mode="json", exclude=exclude) if structured
+              else event.model_dump_json(exclude=exclude).encode()),
     )
 
 
@@ -190,10 +193,11 @@ def encode(
     return Message(topic=topic, key=lead_id, value=event.model_dump_json().encode(), headers=tuple(headers))
 
 
-def structured(env: Envelope) -> bytes:
+def structured(env: Envelope, exclude: Mapping[str, Any] | None = None) -> bytes:
     """An incoming event as a CloudEvent in structured JSON mode (``application/cloudevents+json``), with the
-    id, source and time it arrived with: what a webhook carries."""
-    return _FORMAT.write(cloud_event(env.data, event_id=env.id, source=env.source, time=env.time, structured=True))
+    id, source and time it arrived with: what a webhook carries; ``exclude``: what of its data is left out."""
+    return _FORMAT.write(cloud_event(env.data, event_id=env.id, source=env.source, time=env.time, structured=True,
+                                     exclude=exclude))
 
 
 class DecodeError(ValueError):

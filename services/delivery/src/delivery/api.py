@@ -17,7 +17,7 @@ from leadpipe_common.auth import Principal, needs
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
-from delivery.domain import DELIVERABLE, LONGEST_RETRY_HOURS, Subscription, new_secret, parse_subscription
+from delivery.domain import CONTACT_FIELDS, DELIVERABLE, LONGEST_RETRY_HOURS, Subscription, new_secret, parse_subscription
 from delivery.handlers import Delivery
 from delivery.store import DeliveryStore
 from delivery.subscriptions import SecretBox, SubscriptionBook, opened_secrets, sealed_secrets
@@ -66,6 +66,8 @@ class SubscriptionState(BaseModel):
     events: list[str]
     filter: dict[str, list[str]]
     retry_hours: float | None
+    #: The contact fields the receiver is sent (the others are left out of every body); null: all of them.
+    contact: list[str] | None = None
     #: ``file`` (DELIVERY_SUBSCRIPTIONS_FILE: edit the file) or ``api`` (made, rotated and deleted here).
     source: str
     #: How many secrets sign each delivery now (more than one during a rotation); never the secrets.
@@ -84,14 +86,19 @@ class SubscriptionState(BaseModel):
 def _state(sub: Subscription, book: SubscriptionBook, off: set[str]) -> dict[str, Any]:
     return {"id": sub.id, "url": sub.url, "events": sorted(sub.events),
             "filter": {k: sorted(v) for k, v in sub.filter.items()}, "retry_hours": sub.retry_hours,
-            "source": book.source(sub.id), "signing_secrets": len(sub.secrets), "disabled": sub.id in off}
+            "contact": _listed(sub.contact), "source": book.source(sub.id), "signing_secrets": len(sub.secrets), "disabled": sub.id in off}
+
+
+def _listed(fields: frozenset[str] | None) -> list[str] | None:
+    """Contact fields in the order of the contact itself."""
+    return None if fields is None else [f for f in CONTACT_FIELDS if f in fields]
 
 
 def _unopened_state(row: dict[str, Any], off: set[str], problem: str | None) -> dict[str, Any]:
     """A stored subscription this process cannot use, as far as it can be told without its secrets."""
     return {"id": row["id"], "url": row["url"], "events": sorted(row["events"]),
             "filter": {k: sorted(v) if isinstance(v, list) else [v] for k, v in (row["filter"] or {}).items()},
-            "retry_hours": row["retry_hours"], "source": "api", "signing_secrets": 0, "disabled": row["id"] in off,
+            "retry_hours": row["retry_hours"], "contact": row["contact"], "source": "api", "signing_secrets": 0, "disabled": row["id"] in off,
             "opened": False, "problem": problem}
 
 
@@ -121,6 +128,9 @@ class NewSubscription(BaseModel):
                                                                                   "a value or a list")
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery is "
                                                                          "retried (default DELIVERY_RETRY_HOURS)")
+    contact: list[str] | None = Field(None, description=f"the contact fields the receiver is sent, among "
+                                                        f"{', '.join(CONTACT_FIELDS)}; the others are left out of "
+                                                        "every body (default: all of them)")
 
 
 class WithSecret(SubscriptionState):
@@ -177,6 +187,7 @@ async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
     async with rt.unit_of_work() as uow:
         made = await uow.store.add_subscription({
             "id": sub.id, "url": sub.url, "events": sorted(sub.events), "retry_hours": sub.retry_hours,
+            "contact": _listed(sub.contact),
             "filter": {k: sorted(v) for k, v in sub.filter.items()}, "secrets": sealed_secrets(box, [(secret, None)]),
             "created_by": who.name, "created_at": now, "updated_at": now})
         if not made:

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from leadpipe_common.events import (
-    Event, LeadAssigned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged,
+    Contact, Event, LeadAssigned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged,
 )
 
 #: The event types a subscription may ask for. ``lead.stage_changed`` is delivered for sales' dispositions only.
@@ -26,7 +26,9 @@ DELIVERABLE = ("lead.routed", "lead.sla_breached", "lead.queued", "lead.assigned
 #: The stages a disposition moves a lead to: what a CRM mirrors.
 SALES_STAGES = frozenset({"accepted", "rejected", "contacted", "qualified", "won", "lost"})
 FILTER_KEYS = ("team", "owner", "grade", "source")
-SUBSCRIPTION_KEYS = ("id", "url", "secrets", "events", "filter", "retry_hours")
+SUBSCRIPTION_KEYS = ("id", "url", "secrets", "events", "filter", "retry_hours", "contact")
+#: The person's own details an event may carry (``lead.routed``'s ``contact``): what ``contact:`` chooses from.
+CONTACT_FIELDS = tuple(Contact.model_fields)
 #: The longest a failing delivery may be retried (30 days), for every subscription and the service's default.
 LONGEST_RETRY_HOURS = 24 * 30
 
@@ -41,6 +43,8 @@ class Subscription:
     filter: Mapping[str, frozenset[str]]
     #: How long a failing delivery is retried (None: DELIVERY_RETRY_HOURS).
     retry_hours: float | None = None
+    #: The contact fields this receiver is sent (None: all of them); the others are left out of every body.
+    contact: frozenset[str] | None = None
 
 
 def parse_subscriptions(raw: Mapping[str, Any], *, allow_private: bool) -> dict[str, Subscription]:
@@ -102,9 +106,16 @@ def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscri
     if retry_hours is not None and (isinstance(retry_hours, bool) or not isinstance(retry_hours, int | float)
                                     or not 0 < retry_hours <= LONGEST_RETRY_HOURS):
         raise ValueError(f"{where}.retry_hours: a number of hours above 0, at most {LONGEST_RETRY_HOURS:g}")
+    contact = item.get("contact")
+    if contact is not None and (not isinstance(contact, list) or not all(isinstance(c, str) for c in contact)):
+        raise ValueError(f"{where}.contact: a list of the contact fields the receiver is sent, among "
+                         f"{', '.join(CONTACT_FIELDS)} (left out: all of them)")
+    if unknown := set(contact or ()) - set(CONTACT_FIELDS):
+        raise ValueError(f"{where}.contact: unknown fields {sorted(unknown)} (known: {', '.join(CONTACT_FIELDS)})")
     return Subscription(id=sub_id, url=url, secrets=tuple(secrets), events=frozenset(events),
                         filter={k: frozenset(map(str, v if isinstance(v, list) else [v])) for k, v in flt.items()},
-                        retry_hours=float(retry_hours) if retry_hours is not None else None)
+                        retry_hours=float(retry_hours) if retry_hours is not None else None,
+                        contact=frozenset(contact) if contact is not None else None)
 
 
 def new_secret(random_bytes: bytes) -> str:
@@ -212,6 +223,15 @@ def wants(sub: Subscription, event: Event) -> bool:
         return False
     facts = facts_of(event)
     return all(facts.get(key) in allowed for key, allowed in sub.filter.items())
+
+
+def withheld(sub: Subscription, event: Event) -> dict[str, set[str]] | None:
+    """What of ``event`` is left out of the body ``sub`` is sent (pydantic's ``exclude``): the contact fields it
+    does not ask for. None: the whole event."""
+    if sub.contact is None or getattr(event, "contact", None) is None:
+        return None
+    left_out = set(CONTACT_FIELDS) - sub.contact
+    return {"contact": left_out} if left_out else None
 
 
 # -- after an attempt -------------------------------------------------------------------

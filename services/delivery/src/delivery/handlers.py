@@ -1,4 +1,5 @@
-"""delivery's handler: each deliverable event in, one queued delivery per subscription that wants it.
+"""delivery's handler: each deliverable event in, one queued delivery per subscription that wants it, its body
+holding only the contact fields that subscription is sent.
 
 Idempotent by construction (one row per subscription and event id), so the
 service needs no inbox; nothing is produced.
@@ -17,7 +18,7 @@ from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, structured
 from leadpipe_common.uow import UnitOfWork
 
-from delivery.domain import wants
+from delivery.domain import wants, withheld
 from delivery.store import DeliveryStore
 from delivery.subscriptions import SubscriptionBook
 
@@ -43,10 +44,15 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
     ctx.subscriptions.require_opened()
     rows = []
     for env in batch:
-        targets = [sub for sub in ctx.subscriptions.values() if wants(sub, env.data)]
-        body = structured(env) if targets else b""
-        rows += [{"subscription_id": sub.id, "lead_id": env.data.lead_id, "event_id": env.id,
-                  "event_type": env.type, "body": body, "created_at": now, "next_at": now} for sub in targets]
+        # One body for every subscription sent the same contact fields (most: all of them).
+        bodies: dict[frozenset[str] | None, bytes] = {}
+        for sub in ctx.subscriptions.values():
+            if not wants(sub, env.data):
+                continue
+            if sub.contact not in bodies:
+                bodies[sub.contact] = structured(env, withheld(sub, env.data))
+            rows.append({"subscription_id": sub.id, "lead_id": env.data.lead_id, "event_id": env.id,
+                         "event_type": env.type, "body": bodies[sub.contact], "created_at": now, "next_at": now})
     # An API subscription may have been deleted by another process since this one last refreshed its book.
     made = {row["subscription_id"] for row in rows} - ctx.subscriptions.from_file.keys()
     if made and (gone := made - await uow.store.still_subscribed(made)):

@@ -88,6 +88,8 @@ subscriptions = sa.Table(
     sa.Column("events", ARRAY(sa.Text), nullable=False),
     sa.Column("filter", JSONB, nullable=False, server_default="{}"),
     sa.Column("retry_hours", sa.Float),
+    #: The contact fields its receiver is sent; NULL: all of them.
+    sa.Column("contact", ARRAY(sa.Text)),
     sa.Column("secrets", JSONB, nullable=False),
     sa.Column("created_by", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -148,7 +148,7 @@ class SubscriptionBook(Mapping[str, Subscription]):
                 secrets = live_secrets(opened_secrets(self.box, row["secrets"]), now)
                 made[row["id"]] = parse_subscription(
                     {"id": row["id"], "url": row["url"], "secrets": list(secrets), "events": list(row["events"]),
-                     "filter": row["filter"], "retry_hours": row["retry_hours"]},
+                     "filter": row["filter"], "retry_hours": row["retry_hours"], "contact": row["contact"]},
                     f"subscription {row['id']}", allow_private=self.allow_private)
             except InvalidToken:
                 unopened.append(row["id"])
