@@ -59,6 +59,11 @@ leads = sa.Table(
     sa.Column("closed_at", sa.DateTime(timezone=True)),
     # And the lead it was merged into (NULL: not merged, or merged before 0008).
     sa.Column("merged_into", UUID(as_uuid=True)),
+    sa.Index("leads_captured_at", "captured_at"),
+    # The relay's work queue: small, because published rows leave it.
+    sa.Index("leads_unpublished", "seq", postgresql_where=sa.text("published_at IS NULL")),
+    # The re-driver's work list: published leads still waiting for an outcome.
+    sa.Index("leads_awaiting_outcome", "published_at", postgresql_where=sa.text("terminal_stage IS NULL")),
 )
 
 
@@ -91,6 +96,7 @@ quarantine = sa.Table(
     sa.Column("utm_source", sa.Text),
     sa.Column("fields", sa.JSON, nullable=False),
     sa.Column("released_at", sa.DateTime(timezone=True)),
+    sa.Index("quarantine_received", "received_at"),
 )
 #: A person (by normalised e-mail address) and their open lead, if any: the row every submission of theirs
 #: locks, which is what makes "one person, one open lead" hold across capture's processes.
@@ -112,6 +118,7 @@ people = sa.Table(
     sa.Column("person_id", UUID(as_uuid=True), nullable=False, unique=True),
     sa.Column("open_lead_id", UUID(as_uuid=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("people_open_lead", "open_lead_id"),
 )
 #: Later submissions of a person with an open lead; like ``leads``, their own outbox (``lead.touched``).
 touches = sa.Table(
@@ -124,6 +131,9 @@ touches = sa.Table(
     sa.Column("traceparent", sa.Text, nullable=False),
     sa.Column("event", sa.LargeBinary, nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True)),
+    sa.Index("touches_unpublished", "seq", postgresql_where=sa.text("published_at IS NULL")),
+    sa.Index("touches_unpublished_by_lead", "lead_id", "seq", postgresql_where=sa.text("published_at IS NULL")),
+    sa.Index("touches_by_lead", "lead_id", "seq"),
 )
 #: What was answered to a request with an ``Idempotency-Key`` (scoped by caller and endpoint), for 24 hours.
 idempotency = sa.Table(

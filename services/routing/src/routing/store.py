@@ -88,6 +88,13 @@ handoffs = sa.Table(
     sa.Column("waiting_since", sa.DateTime(timezone=True)),
     # Recycled after sales rejected it this many times: the current hand-off's events have ids of their own.
     sa.Column("cycle", sa.Integer, nullable=False, server_default="0"),
+    # The SLA watch's work: routed leads with a clock, by when it runs out.
+    sa.Index("handoffs_due", "due_at", postgresql_where=sa.text("status = 'routed' AND due_at IS NOT NULL")),
+    # The queue watch's: each team's waiting leads, oldest first.
+    sa.Index("handoffs_waiting", "team", "waiting_since",
+             postgresql_where=sa.text("waiting_since IS NOT NULL AND status = 'routed'")),
+    # Capacity counts only the unaccepted leads of each holder.
+    sa.Index("handoffs_held", "owner_id", postgresql_where=sa.text("status = 'routed'")),
 )
 away = sa.Table(
     "away",

@@ -39,6 +39,7 @@ scores = sa.Table(
     #: The lead it was merged into (decision ``merged``; NULL for leads merged before it was kept). A save
     #: replaces both (rows leave it out); none comes for a merged lead, which is closed.
     sa.Column("merged_into", UUID(as_uuid=True)),
+    sa.Index("scores_decision", "decision"),
 )
 #: What ``rescore`` publishes (a recycled lead's events), for the running service's relay to send.
 outbox = outbox_table(metadata)
