@@ -58,7 +58,7 @@ replay: $(STAMP) ## rebuild the reports from leads.lifecycle (REPLAY_ARGS="--sin
 rescore: $(STAMP) ## re-score open leads under the current rules.yaml (RESCORE_ARGS="--dry-run" first)
 	$(VENV)/bin/leadpipe-scoring rescore $(RESCORE_ARGS)
 
-what-if: $(STAMP) ## route past MQLs again under candidate files (WHATIF_ARGS="--since ISO --reps F --territories F --accounts F")
+what-if: $(STAMP) ## route past MQLs again under candidate files (WHATIF_ARGS="--since ISO --reps F --territories F --accounts F --reasons F")
 	$(VENV)/bin/leadpipe-routing what-if $(WHATIF_ARGS)
 
 export: $(STAMP) ## write leads.lifecycle to a file for analysts (EXPORT_ARGS="lifecycle.parquet --since ...")

@@ -1,6 +1,6 @@
 """``leadpipe-routing what-if`` from the command line, the topics stood in for (what it reads, what it says)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -85,5 +85,57 @@ def test_what_if_says_how_many_recycled_leads_would_stay_in_nurture_under_the_re
     answered = what_if("--since", "2026-11-01")
     assert answered.exit_code == 0, answered.output
     assert ("1 routings would not happen: the lead would stay in nurture, recycled after a rejection whose reason "
-            "does not recycle now") in answered.said
+            "does not recycle under reasons") in answered.said
     assert "amelie.durand 0 1 -1" in answered.said  # she got it; nobody would
+
+
+def test_what_if_tries_a_candidate_reasons_file_on_every_recycle_in_the_history(what_if, tmp_path):
+    """What if not-a-fit rejections kept a lead in nurture, and spam ones no longer did: the lead recycled after
+    not-a-fit never goes back to sales, so neither does its later recycle after no-budget; the lead recycled after
+    spam, which the reasons in force keep in nurture, is routed again."""
+    shipped = (SHIPPED / "reasons.yaml").read_text()
+    reasons = tmp_path / "reasons.yaml"
+    reasons.write_text(shipped.replace("not-a-fit: Company or role outside our ideal customer profile",
+                                       "not-a-fit: {text: Outside our ideal customer profile, recycle: false}")
+                       .replace("spam: {text: Spam or a test submission, recycle: false}",
+                                "spam: Spam or a test submission"))
+    assert reasons.read_text() != shipped
+    amelie = Assignment(owner_id="amelie.durand", owner_name="Amélie Durand", team="emea-commercial",
+                        method="territory", reason="r")
+    james = Assignment(owner_id="james.okafor", owner_name="James Okafor", team="emea-commercial",
+                       method="territory", reason="r")
+    twice, spam = factories.scored("mql", country="DE"), factories.scored("mql", country="DE")
+    hour = timedelta(hours=1)
+    what_if.history = [
+        PastLead(twice, MONDAY, amelie, answered_at=MONDAY + hour / 2, position=(0, 0)),
+        PastLead(twice, MONDAY + hour, james, answered_at=MONDAY + 2 * hour, position=(0, 1),
+                 recycled_after="not-a-fit"),
+        PastLead(twice, MONDAY + 3 * hour, amelie, position=(0, 2), recycled_after="no-budget"),
+        PastLead(spam, MONDAY, james, position=(0, 3), recycled_after="spam"),
+    ]
+
+    in_force = what_if("--since", "2026-11-01")
+    assert in_force.exit_code == 0, in_force.output
+    assert "1 routings would not happen" in in_force.said and "emea-commercial (team) 3 4 -1" in in_force.said
+    assert "not tried on past touches" not in in_force.said
+
+    candidate = what_if("--since", "2026-11-01", "--reasons", str(reasons))
+    assert candidate.exit_code == 0, candidate.output
+    assert f"reasons {reasons})" in candidate.said
+    assert ("2 routings would not happen: the lead would stay in nurture, recycled after a rejection whose reason "
+            f"does not recycle under reasons {reasons}") in candidate.said
+    assert "emea-commercial (team) 2 4 -2" in candidate.said
+    # A touch the reasons of its day kept in nurture left no trace to route again: the report says so.
+    assert ("a code these reasons let recycle is not tried on past touches that did not recycle a lead"
+            in candidate.said)
+
+
+def test_a_candidate_reasons_file_that_does_not_load_is_refused_naming_the_entry_before_any_topic_is_read(
+        what_if, tmp_path):
+    reasons = tmp_path / "reasons.yaml"
+    reasons.write_text("rejected:\n  competitor: {text: Competitor, recycel: false}\n")
+    refused = what_if("--since", "2026-11-01", "--reasons", str(reasons))
+    assert refused.exit_code == 2 and isinstance(refused.exception, SystemExit)
+    assert "reasons.rejected.competitor.recycel: unknown key (known: recycle, text)" in refused.said
+    assert f"reasons {reasons}" in refused.said
+    assert what_if.read == []

@@ -1,4 +1,4 @@
-"""``leadpipe-routing what-if``: past MQLs routed again under candidate reps and territories files."""
+"""``leadpipe-routing what-if``: past MQLs routed again under candidate routing files."""
 
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ from routing.whatif import read_history
 
 def add_commands(cli: typer.Typer) -> None:
     @cli.command("what-if", help=(
-        "Route the past MQLs again under candidate reps, territories and accounts files, with the live rules. "
-        "Prints, per team and rep, how many leads each would have got against what they did get, and every real "
-        "assignment that breaks the candidate's working hours, holidays or capacity. To try a rep leaving, give "
-        "--reps without them and --accounts with their accounts owned by others. Reads the topics; writes "
-        "nothing."))
+        "Route the past MQLs again under candidate reps, territories, accounts and reasons files, with the live "
+        "rules. Prints, per team and rep, how many leads each would have got against what they did get, and every "
+        "real assignment that breaks the candidate's working hours, holidays or capacity. To try a rep leaving, "
+        "give --reps without them and --accounts with their accounts owned by others. A recycle after a rejection "
+        "whose code --reasons says does not recycle is not made, nor any later routing of that lead; a code it "
+        "lets recycle that did not then is not tried on past touches (the topics record no touch routing kept in "
+        "nurture). Reads the topics; writes nothing."))
     def what_if_command(
         since: str = typer.Option(..., help="route again the MQLs scored since this moment (ISO date-time, UTC "
                                             "unless zoned; 1970 or later)"),
@@ -34,12 +36,15 @@ def add_commands(cli: typer.Typer) -> None:
                                                            "ROUTING_TERRITORIES_FILE)", exists=True, dir_okay=False),
         accounts: Path | None = typer.Option(None, help="candidate accounts file (default: "
                                                         "ROUTING_ACCOUNTS_FILE)", exists=True, dir_okay=False),
+        reasons: Path | None = typer.Option(None, help="candidate reasons file (default: ROUTING_REASONS_FILE): "
+                                                       "which rejection codes recycle a lead",
+                                            exists=True, dir_okay=False),
     ) -> None:
         moment = _moment(since)
         settings = load_settings(RoutingSettings)
         files = settings.files
         candidate = replace(files, reps=reps or files.reps, territories=territories or files.territories,
-                            accounts=accounts or files.accounts)
+                            accounts=accounts or files.accounts, reasons=reasons or files.reasons)
         try:
             reference = candidate.load()
         except ValueError as exc:
@@ -58,7 +63,8 @@ def add_commands(cli: typer.Typer) -> None:
                 typer.secho(f"cannot read the topics at KAFKA_BOOTSTRAP_SERVERS ({settings.kafka_bootstrap_servers}):"
                             f" {exc}", err=True, fg="red")
                 raise typer.Exit(1) from None
-        _report(what_if(history.leads, reference.data), moment, reference.version, candidate, history.skipped)
+        _report(what_if(history.leads, reference.data), moment, reference.version, candidate, history.skipped,
+                candidate_reasons=reasons is not None)
 
 
 def _moment(value: str) -> datetime:
@@ -78,14 +84,15 @@ def _moment(value: str) -> datetime:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, skipped: int) -> None:
+def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, skipped: int, *,
+            candidate_reasons: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(soft_wrap=True)
     console.print(f"what-if: {result.leads:,} MQLs since {since.isoformat()} routed again under routing data "
-                  f"{version} (reps {files.reps}, territories {files.territories}, accounts {files.accounts}); "
-                  "nothing was written"
+                  f"{version} (reps {files.reps}, territories {files.territories}, accounts {files.accounts}, "
+                  f"reasons {files.reasons}); nothing was written"
                   + (f"; {skipped:,} undecodable records passed over" if skipped else ""))
     table = Table("team", "rep", "would get", "did get", "change")
     totals = result.team_totals()
@@ -102,7 +109,11 @@ def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, 
                   "(out-of-office periods are not simulated)")
     if result.kept_in_nurture:
         console.print(f"{result.kept_in_nurture:,} routings would not happen: the lead would stay in nurture, "
-                      f"recycled after a rejection whose reason does not recycle now (reasons {files.reasons})")
+                      f"recycled after a rejection whose reason does not recycle under reasons {files.reasons}")
+    if candidate_reasons:
+        # The operator asking "what if competitor rejections recycled" would otherwise read no change as the answer.
+        console.print("a code these reasons let recycle is not tried on past touches that did not recycle a lead: "
+                      "the topics record no touch routing kept in nurture")
     console.print(f"{len(result.violations):,} real assignments break the candidate data"
                   + (":" if result.violations else ""))
     if result.violations:
