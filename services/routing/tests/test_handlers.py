@@ -168,6 +168,40 @@ async def test_a_batch_locks_the_hand_offs_it_reports_on_or_touches_in_lead_id_o
     assert locked(uow.store) == ids
 
 
+async def test_a_batch_of_reports_reads_its_hand_offs_in_the_one_up_front_lock_not_again_report_by_report(uow, ctx):
+    """Each report selected its lead's hand-off again, already locked: a statement a report (N+1 a batch)."""
+    leads = sorted((factories.scored("mql", country="DE") for _ in range(3)), key=lambda lead: lead.lead_id)
+    owners = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads]
+    uow.store.locks.clear()
+    batch = [factories.envelope(topics.FEEDBACK, LeadDispositioned(lead_id=lead.lead_id, outcome="accepted",
+                                                                   rep_id=owner))
+             for lead, owner in reversed(list(zip(leads, owners, strict=True)))]
+    async with uow:
+        outcomes = await handle_lead_dispositioned(uow, batch, ctx)
+        await uow.commit()
+    assert uow.store.locks == [lead.lead_id for lead in leads]  # once each, together, in lead id order
+    assert all(len(outcomes[env.id]) == 1 for env in batch)
+    assert {uow.store.handoffs[lead.lead_id].handoff.status for lead in leads} == {"accepted"}
+
+
+async def test_reports_about_one_lead_in_one_batch_each_meet_the_lead_where_the_one_before_left_it(uow, ctx):
+    """Accepted, contacted, then the acceptance again (a resend): the contact is legal only after the acceptance,
+    and the resend is a repeat only if the acceptance is already in the lead's history."""
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    accepted, contacted, again = (
+        factories.envelope(topics.FEEDBACK, LeadDispositioned(lead_id=lead.lead_id, outcome=outcome, rep_id=owner))
+        for outcome in ("accepted", "contacted", "accepted"))
+    async with uow:
+        outcomes = await handle_lead_dispositioned(uow, [accepted, contacted, again], ctx)
+        await uow.commit()
+    assert [[data(m).to_stage for m in outcomes[env.id]] for env in (accepted, contacted)] == [
+        ["accepted"], ["contacted"]]
+    assert outcomes[again.id] == []  # a harmless repeat: nothing emitted, nothing refused
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert (held.status, [d.outcome for d in held.history]) == ("contacted", ["accepted", "contacted"])
+
+
 async def test_a_batch_of_scores_and_reports_locks_every_hand_off_it_may_change_before_any_rotation(uow, ctx):
     """One unit of work for the whole batch: were the reports' hand-offs locked after the scores' rotation rows,
     the SLA watch (a hand-off, then its team's rotation) could wait for the batch while the batch waits for it."""

@@ -109,10 +109,12 @@ def step_event(lead: LeadRouted, h: Handoff, step: Step, at: datetime, by: str) 
 
 async def record_disposition(
     store: RoutingStore, report: LeadDispositioned, data: RoutingData, now: datetime,
-    traceparent: str | None = None,
+    traceparent: str | None = None, *, locked: dict[uuid.UUID, Held] | None = None,
 ) -> DispositionResult:
-    """Apply a sales report to the lead's hand-off, in the caller's unit of work."""
-    held = await store.handoff(report.lead_id)
+    """Apply a sales report to the lead's hand-off, in the caller's unit of work. ``locked``: the hand-offs the
+    caller already locked (``lock_handoffs``, the lead's among them if routing holds it), read from there rather
+    than selected again, and kept as this report leaves the lead for the next report about it."""
+    held = locked.get(report.lead_id) if locked is not None else await store.handoff(report.lead_id)
     if held is None:
         return DispositionResult(None, [])
     lead = held.lead
@@ -120,6 +122,8 @@ async def record_disposition(
     if not isinstance(verdict, Applied):
         return DispositionResult(verdict, [])
     await store.update_handoff(verdict.handoff)
+    if locked is not None:
+        locked[report.lead_id] = dataclasses.replace(held, handoff=verdict.handoff)
     at = report.at or now
     messages = [
         encode(topics.LIFECYCLE, step_event(lead, verdict.handoff, step, at, report.rep_id),
@@ -296,17 +300,18 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
                                     ctx: Routing) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
     outcomes: dict[uuid.UUID, Outcome] = {}
-    # Every lead's hand-off locked first, in lead id order (see routing.store); record_disposition's own lock
-    # then finds it held. Locked report by report, in log order, they could deadlock with a merge or another
-    # batch about the same leads.
-    await uow.store.lock_handoffs(env.data.lead_id for env in batch)
+    # Every lead's hand-off locked first, in lead id order (see routing.store), and read in that one statement:
+    # locked report by report, in log order, they could deadlock with a merge or another batch about the same
+    # leads. (A hand-off it did not find is none a report may be about: sales hear of a lead after its routing
+    # committed.)
+    locked = await uow.store.lock_handoffs(env.data.lead_id for env in batch)
     data = ctx.data  # one version for the whole batch, whatever a reload does meanwhile
     # One at a time, in log order: two reports about one lead in a batch
-    # must see each other's effect.
+    # must see each other's effect (record_disposition keeps ``locked`` as each leaves its lead).
     for env in each(batch):
         report = env.data
         assert isinstance(report, LeadDispositioned)
-        result = await record_disposition(uow.store, report, data, now, env.traceparent)
+        result = await record_disposition(uow.store, report, data, now, env.traceparent, locked=locked)
         # A report refused for where the lead is now (no such hand-off, an illegal move, not its holder) is
         # refused for good: were it applied when read again after a later report made the move legal (a
         # redelivery), the same input would have two outcomes. One naming a rep or reason code the routing
