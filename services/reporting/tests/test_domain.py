@@ -109,6 +109,43 @@ def test_a_recycled_leads_second_hand_off_is_a_hand_off_of_its_own():
         (LEAD, second_due): ("ben", T0 + timedelta(days=3, minutes=3))}
 
 
+def before_0005() -> list[tuple[uuid.UUID, datetime, LeadStageChanged]]:
+    """Routed to ana, whose tool (its clock four minutes behind) dates her acceptance before the hand-off and her
+    rejection before it was recorded; routing sends the lead back to nurture at that moment. All applied before
+    reporting kept recorded times (0005)."""
+    def later(event_step, minutes):  # noqa: ANN001, ANN202
+        event_id, _, event = event_step
+        return event_id, T0 + timedelta(minutes=minutes), event
+
+    return [*HISTORY[:4], later(step("accepted", "routed", 1), 7),
+            later(step("rejected", "accepted", 5, reason_code="not-a-fit"), 9),
+            later(step("nurture", "rejected", 5), 9)]
+
+
+def test_a_step_applied_before_0005_applied_again_leaves_its_leads_row_as_it_was():
+    """0008 filled in the lead's latest step from steps ordered by their own time (they had no other): the
+    rejection. ana's acceptance, redelivered with the time it was recorded (after the rejection's own), must not
+    take its place, alone or with the rest of the tail, nor move the rejection's recorded time."""
+    events = before_0005()
+    stored = fold([(event_id, e.at, e) for event_id, _, e in events])  # as 0008 ordered them: by their own time
+    kept = stored.row()
+    assert (kept["latest_from_stage"], kept["latest_to_stage"], kept["latest_recorded_at"]) == (
+        "accepted", "rejected", T0 + timedelta(minutes=5))
+    held = {event_id for event_id, _, _ in events}
+    for redelivered in ([events[4]], events[3:]):
+        stored.merge(project(redelivered, held).leads[LEAD])
+        assert stored.row() == kept
+
+
+def test_a_hand_off_applied_before_0005_applied_again_starts_no_clock():
+    """Its answers were kept with their own time only: a start (the routed step's recorded time) would leave ana's
+    acceptance, dated before it, answering nothing."""
+    events = before_0005()
+    routed = events[3]
+    assert [h.started_at for h in project([routed], {routed[0]}).handoffs.values()] == [None]
+    assert [h.started_at for h in project([routed]).handoffs.values()] == [T0 + timedelta(minutes=3)]
+
+
 def test_conversion_is_each_stage_over_the_one_before():
     stages = funnel_stages({"captured": 10, "enriched": 10, "mql": 4, "routed": 4, "accepted": 2, "qualified": 0})
     assert [s["conversion"] for s in stages] == [None, 1.0, 0.4, 1.0, 0.5, 0.0, None]

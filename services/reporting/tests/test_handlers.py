@@ -13,8 +13,12 @@ LEAD = uuid.UUID(int=5)
 
 
 class Projections:
-    def __init__(self) -> None:
+    def __init__(self, unrecorded=()) -> None:
         self.saved = []
+        self._unrecorded = set(unrecorded)  # the events whose steps it holds from before 0005
+
+    async def unrecorded(self, event_ids) -> set[uuid.UUID]:
+        return self._unrecorded & set(event_ids)
 
     async def save(self, projection) -> None:
         self.saved.append(projection)
@@ -48,3 +52,17 @@ async def test_a_missed_deadline_closes_the_holders_hand_off_and_opens_the_next(
     [projection] = uow.store.saved
     assert {key: (h.owner_id, h.breached_at) for key, h in projection.handoffs.items()} == {
         (LEAD, T0): ("ana", T0 + timedelta(seconds=1)), (LEAD, T0 + timedelta(minutes=15)): ("ben", None)}
+
+
+async def test_a_redelivered_step_the_store_holds_from_before_0005_is_applied_again_as_it_was_then():
+    """Its step has no recorded time: neither has it as the lead's latest step, nor the hand-off it began."""
+    routed, accepted = step("routed", 2, owner_id="ana", team="emea", due_at=T0 + timedelta(minutes=17)), step(
+        "accepted", 5)
+    uow = MemoryUnitOfWork(Projections(unrecorded={routed.id}))
+    async with uow:
+        await handle_lead_stage_changed(uow, [routed], None)
+        await handle_lead_stage_changed(uow, [accepted], None)
+    before, after = uow.store.saved
+    assert before.leads[LEAD].latest.recorded_at == T0 + timedelta(minutes=2)  # its own time, as 0008 kept it
+    assert [h.started_at for h in before.handoffs.values()] == [None]
+    assert after.leads[LEAD].latest.recorded_at == accepted.time  # one applied since is as it was recorded

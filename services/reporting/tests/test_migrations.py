@@ -6,9 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from leadpipe_common import topics
+from leadpipe_common.db import make_sessionmaker
+from leadpipe_common.envelope import decode, encode
+from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.testing.migrations import fresh_database, migrate
+from leadpipe_common.uow import SqlUnitOfWork
 
-from reporting.reports import Filters, funnel
+from reporting.handlers import handle_lifecycle_events
+from reporting.reports import Filters, funnel, sla
+from reporting.store import TABLES, ReportingStore
 
 
 async def test_leads_recorded_before_0008_are_counted_out_of_the_funnel_where_their_latest_step_left_them(stack):
@@ -56,3 +63,67 @@ async def test_leads_recorded_before_0008_are_counted_out_of_the_funnel_where_th
     assert report["exits"] == {"nurture": 0, "disqualified": 1, "rejected": 1, "lost": 0}
     assert latest == {rejected: ("routed", "rejected", at(9)), recycled: ("nurture", "mql", at(60)),
                       disqualified: ("captured", "disqualified", at(1))}
+
+
+async def test_events_applied_before_0005_and_redelivered_after_it_change_no_column(stack):
+    """Routed to ana, whose tool (its clock four minutes behind) dated her acceptance before the hand-off and her
+    rejection before it was recorded; routing sent the lead back to nurture at that moment. Reporting applied all
+    this under 0004, stopped before committing its offsets, was migrated, and is handed the tail again: the lead is
+    still where 0008 put it (rejected, not accepted), the hand-off has no start (met, as before), every row as it
+    was."""
+    lead = uuid.uuid4()
+    t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+    def at(minutes: int) -> datetime:
+        return t0 + timedelta(minutes=minutes)
+
+    def step(frm: str | None, to: str, minutes: int, recorded: int, **kw: object):  # noqa: ANN202
+        event = LeadStageChanged(lead_id=lead, from_stage=frm, to_stage=to, at=at(minutes), by="t", reason="r",
+                                 attribution=Attribution(utm_source="src-1"), **kw)
+        m = encode(topics.LIFECYCLE, event, event_id=uuid.uuid4(), source="tests", time=at(recorded))
+        return decode(m.headers, m.key, m.value)
+
+    tail = [step("mql", "routed", 2, 2, owner_id="ana", team="emea", due_at=at(17)),
+            step("routed", "accepted", 1, 7), step("accepted", "rejected", 5, 9, reason_code="not-a-fit"),
+            step("rejected", "nurture", 5, 9)]
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("reporting", url, "0004")
+        async with engine.begin() as conn:  # what 0004's reporting wrote for the lead's capture, mql and the tail
+            await conn.execute(sa.text(
+                "INSERT INTO reporting.leads (lead_id, utm_source, furthest, captured_at, mql_at, routed_at, "
+                "accepted_at, rejected_at, nurture_at, rejected_reason) VALUES (:lead, 'src-1', 4, :a0, :a1, :a2, "
+                ":a1, :a5, :a5, 'not-a-fit')"), {"lead": lead, "a0": at(0), "a1": at(1), "a2": at(2), "a5": at(5)})
+            await conn.execute(sa.text(
+                "INSERT INTO reporting.touches (lead_id, touch_id, at, utm_source) VALUES (:lead, :lead, :at, "
+                "'src-1')"), {"lead": lead, "at": at(0)})
+            await conn.execute(sa.text(
+                "INSERT INTO reporting.handoffs (lead_id, holder, owner_id, team, due_at) "
+                "VALUES (:lead, 0, 'ana', 'emea', :due)"), {"lead": lead, "due": at(17)})
+            await conn.execute(sa.text(
+                "INSERT INTO reporting.steps (event_id, lead_id, type, at, from_stage, to_stage, by, reason, detail) "
+                "VALUES (:id, :lead, 'lead.stage_changed', :at, :frm, :to, 't', 'r', '{}')"),
+                [{"id": uuid.uuid4(), "lead": lead, "at": at(0), "frm": None, "to": "captured"},
+                 {"id": uuid.uuid4(), "lead": lead, "at": at(1), "frm": "captured", "to": "mql"},
+                 *({"id": env.id, "lead": lead, "at": env.data.at, "frm": env.data.from_stage,
+                    "to": env.data.to_stage} for env in tail)])
+        migrate("reporting", url, "head")
+
+        async def tables() -> dict[str, list[sa.Row]]:
+            async with engine.connect() as conn:
+                return {t.name: (await conn.execute(sa.select(t).order_by(*t.primary_key.columns))).all()
+                        for t in TABLES}
+
+        before = await tables()
+        [row] = before["leads"]
+        assert (row.latest_from_stage, row.latest_to_stage, row.latest_recorded_at) == ("accepted", "rejected", at(5))
+        # Redelivered whole, then an event a batch (the acceptance alone is later, recorded, than the rejection's
+        # own time).
+        for batch in (tail, *([env] for env in tail)):
+            async with SqlUnitOfWork(make_sessionmaker(engine), ReportingStore) as uow:
+                await handle_lifecycle_events(uow, batch, None)
+                await uow.commit()
+            assert await tables() == before
+        async with engine.connect() as conn:
+            exits, reps = (await funnel(conn, Filters()))["exits"], (await sla(conn, Filters()))["reps"]
+    assert exits["rejected"] == 1
+    assert [(r["owner_id"], r["met"], r["missed"], r["open"]) for r in reps] == [("ana", 1, 0, 0)]

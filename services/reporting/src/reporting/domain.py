@@ -23,7 +23,7 @@ no clock. The rules:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -205,13 +205,20 @@ def _earliest(*moments: datetime | None) -> datetime | None:
     return min((m for m in moments if m is not None), default=None)
 
 
-def project(events: Iterable[tuple[uuid.UUID, datetime, Event]]) -> Projection:
+def project(events: Iterable[tuple[uuid.UUID, datetime, Event]],
+            unrecorded: Collection[uuid.UUID] = frozenset()) -> Projection:
     """Fold ``(event id, recorded at, event)`` into rows; events of other types are ignored.
 
     ``recorded at`` is the event's time on the stream: when its service recorded it. A sales tool may date its
-    answer (``at``) earlier than that, so hand-offs and answers are matched on these times."""
+    answer (``at``) earlier than that, so hand-offs and answers are matched on these times.
+
+    ``unrecorded``: events applied before reporting kept recorded times (0005), whose steps the store holds
+    with their own time alone. Each is applied again as it was then (no recorded time: among its lead's steps
+    it is ordered by its own, as 0008 filled in the lead's latest step, and it starts no hand-off's clock), so
+    that a redelivery, or a replay since a time before 0005, changes nothing it wrote."""
     out = Projection()
-    for event_id, recorded, event in events:
+    for event_id, stamped, event in events:
+        recorded = None if event_id in unrecorded else stamped
         if isinstance(event, LeadStageChanged):
             _stage_changed(out, event_id, recorded, event)
         elif isinstance(event, LeadSlaBreached):
@@ -228,13 +235,14 @@ def project(events: Iterable[tuple[uuid.UUID, datetime, Event]]) -> Projection:
     return out
 
 
-def _stage_changed(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadStageChanged) -> None:
+def _stage_changed(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
+                   e: LeadStageChanged) -> None:
     kept = e.to_stage in STAGE_COLUMNS
     facts = LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c) for c in DIMENSIONS.values()},
                       grade=e.grade, first_at={e.to_stage: e.at} if kept else {},
                       furthest=RANK.get(e.to_stage, -1),
-                      latest=Step(recorded, e.at, STAGE_COLUMNS.index(e.to_stage), e.from_stage or "", e.to_stage)
-                      if kept else None)
+                      latest=Step(e.at if recorded is None else recorded, e.at, STAGE_COLUMNS.index(e.to_stage),
+                                  e.from_stage or "", e.to_stage) if kept else None)
     if e.to_stage == "won":
         facts.won_amount, facts.won_currency = e.amount, e.currency
     elif e.to_stage == "rejected":
@@ -255,7 +263,8 @@ def _stage_changed(out: Projection, event_id: uuid.UUID, recorded: datetime, e: 
     })
 
 
-def _sla_breached(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadSlaBreached) -> None:
+def _sla_breached(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
+                  e: LeadSlaBreached) -> None:
     out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c) for c in DIMENSIONS.values()}))
     out.handoff(HandoffFacts(e.lead_id, e.owner_id, e.team, e.due_at, breached_at=e.breached_at))
     if e.action == "reassigned" and e.next_due_at is not None:
@@ -270,7 +279,8 @@ def _sla_breached(out: Projection, event_id: uuid.UUID, recorded: datetime, e: L
     })
 
 
-def _queue(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadQueued | LeadAssigned) -> None:
+def _queue(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
+           e: LeadQueued | LeadAssigned) -> None:
     """A wait in a team's queue and its end: on the timeline; the rep it ends with holds the lead to the SLA."""
     out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c)
                                                                  for c in DIMENSIONS.values()}))
@@ -285,7 +295,8 @@ def _queue(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadQueu
                       "recorded_at": recorded, "from_stage": None, "by": "routing", **step})
 
 
-def _touched(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadTouched | LeadReengaged) -> None:
+def _touched(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
+             e: LeadTouched | LeadReengaged) -> None:
     """A later touch, and its holder being told of it: on the lead's timeline; the funnel does not move."""
     a = e.touch.attribution
     if isinstance(e, LeadTouched):
@@ -303,7 +314,7 @@ def _touched(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadTo
                                     if v is not None}}})
 
 
-def _merged(out: Projection, event_id: uuid.UUID, recorded: datetime, e: LeadMerged) -> None:
+def _merged(out: Projection, event_id: uuid.UUID, recorded: datetime | None, e: LeadMerged) -> None:
     out.merges.append({"lead_id": e.lead_id, "survivor_id": e.survivor_id, "at": e.at})
     for lead_id, reason in ((e.lead_id, f"merged into {e.survivor_id}: {e.reason}"),
                             (e.survivor_id, f"{e.lead_id} merged into this lead: {e.reason}")):

@@ -21,7 +21,8 @@ from reporting.store import ReportingStore
 async def handle_lifecycle_events(uow: UnitOfWork[ReportingStore], batch: Sequence[Envelope],
                                   ctx: None) -> Mapping[uuid.UUID, Outcome]:
     """Every event reporting consumes folds the same way (``project`` tells them apart)."""
-    await uow.store.save(project((env.id, env.time, env.data) for env in batch))
+    unrecorded = await uow.store.unrecorded([env.id for env in batch])
+    await uow.store.save(project([(env.id, env.time, env.data) for env in batch], unrecorded))
     return {}
 
 

@@ -26,7 +26,8 @@ Every write is idempotent and independent of order (first times are
 ``domain.Step``'s order, the first touch the earliest
 capture's, whole, values ``COALESCE``; steps are keyed by event id), so a
 redelivered or replayed event changes nothing and a rebuild from the log
-equals the live tables. That is why the service needs no inbox. ``TABLES`` is
+equals the live tables. (An event applied before steps kept their recorded
+time, 0005, is applied again without it: ``unrecorded_steps``.) That is why the service needs no inbox. ``TABLES`` is
 what a replay rebuilds and swaps in. ``ReportingStore`` writes a projection,
 on a unit of work's session or a replay's connection.
 """
@@ -140,6 +141,18 @@ _IGNORE = "ON CONFLICT DO NOTHING"
 
 async def save_steps(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     await insert_rows(conn, steps, rows, conflict=_IGNORE)
+
+
+_UNRECORDED = sa.select(steps.c.event_id).where(among(steps.c.event_id, "events"), steps.c.recorded_at.is_(None))
+
+
+async def unrecorded_steps(conn: AsyncConnection | AsyncSession, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``event_ids`` were applied before 0005 (their steps have no recorded time): ``project`` applies
+    them again as they were then, or a redelivery would carry a recorded time that moves the lead's latest
+    step and starts a hand-off's clock the reports never had."""
+    if not event_ids:
+        return set()
+    return set((await conn.execute(_UNRECORDED, {"events": list(event_ids)})).scalars())
 
 
 LATEST = ("latest_recorded_at", "latest_at", "latest_from_stage", "latest_to_stage")
@@ -275,6 +288,9 @@ FROM m WHERE s.lead_id = :survivor
 class ReportingStore:
     def __init__(self, conn: AsyncConnection | AsyncSession) -> None:
         self._conn = conn
+
+    async def unrecorded(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        return await unrecorded_steps(self._conn, event_ids)
 
     async def save(self, p: Projection) -> None:
         # Rows in key order: two processes upserting overlapping leads lock them

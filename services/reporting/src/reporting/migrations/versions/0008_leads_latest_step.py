@@ -11,8 +11,9 @@ A reporting process of the release before keeps writing rows without these
 columns while it runs: stop it before migrating (deploy/k8s's reporting is
 ``Recreate``), or run ``leadpipe-reporting replay`` after. A step from
 before 0005 has no recorded time and is ordered by its own, as the funnel
-did; the same event applied again now carries its recorded time, and a
-replay orders every step so.
+did; the same event applied again is applied without its recorded time too
+(``store.unrecorded_steps``), so it changes nothing; a full replay orders
+every step by its recorded time.
 
 Revision ID: 0008
 Revises: 0007
