@@ -235,6 +235,36 @@ async def test_a_rescore_dry_run_says_exactly_what_the_real_run_then_does(stack,
     assert moves[-2:] == [("nurture", "mql"), ("mql", "routed")], moves
 
 
+async def test_a_rescore_leaves_out_a_lead_sales_has_won_since_and_counts_it_apart(stack, bootstrap, tmp_path):
+    """Rules that score nothing put every MQL below the bar: the one sales holds is counted so; the one sales won
+    (still an MQL to scoring, which never reads sales' answers) is not among the moves but among the closed."""
+    import importlib.resources
+
+    import yaml
+
+    run = uuid.uuid4().hex[:8]
+    won, held = ((await post(stack, {"email": address(name), **SALES_READY, "utm_source": f"rescore-{name}-{run}"}))
+                 .json()["lead_id"] for name in ("won", "held"))
+    for lead_id in (won, held):
+        await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
+        owner = (await routing.get(f"/v1/leads/{won}/handoff")).json()["owner_id"]
+        for report in ({"outcome": "accepted"}, {"outcome": "won", "amount": "900.00", "currency": "EUR"}):
+            answer = await routing.post(f"/v1/leads/{won}/disposition", json={**report, "rep_id": owner})
+            assert answer.status_code == 200, answer.text
+    await steps_of(bootstrap, won, lambda f: any(r.json().get("to_stage") == "won" for r in f))
+    rules = yaml.safe_load((importlib.resources.files("scoring") / "data" / "rules.yaml").read_text())
+    rules.update(version=f"scores-nothing-{run}", fit=[], intent=[], thresholds={"mql": 100, "nurture": 0})
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rules))
+
+    out = rescore(stack, rules_file, "--dry-run")
+
+    assert f"rescore-held-{run}" in out and f"rescore-won-{run}" not in out, out
+    [closed] = [line for line in out.splitlines() if line.startswith("left out as closed")]
+    assert int(closed.rsplit(": ", 1)[1].replace(",", "")) >= 1, out
+
+
 async def test_sales_merge_two_leads_of_one_person_and_reports_count_them_once(stack, bootstrap):
     run = uuid.uuid4().hex[:8]
     earlier = (await post(stack, {"email": f"ann.{run}@stripe.com", **SALES_READY,

@@ -6,18 +6,20 @@ import asyncio
 from datetime import UTC, datetime
 
 import typer
+from aiokafka.errors import KafkaError
 
+from leadpipe_common import topics
 from leadpipe_common.cli import database_errors, load_settings
 
 from scoring.app import load_rules
 from scoring.domain import RescoreSummary
-from scoring.rescore import rescore
+from scoring.rescore import closed_leads, rescore
 from scoring.settings import ScoringSettings
 
 MOVES = {"to_mql": "to MQL (recycled to sales)",
-         # Scoring never reads sales' answers: its MQLs include leads sales has since accepted, won, lost or
-         # rejected, and the count cannot tell them apart.
-         "below_bar": "below the MQL bar (kept: only sales sends back; some may be with sales or closed by now)"}
+         # Scoring never reads sales' answers: its MQLs include leads sales holds or has rejected since (those
+         # sales won or lost are read from the lifecycle and left out).
+         "below_bar": "below the MQL bar (kept: only sales sends back; some may be with sales by now)"}
 
 
 def add_commands(cli: typer.Typer) -> None:
@@ -29,8 +31,9 @@ def add_commands(cli: typer.Typer) -> None:
     ) -> None:
         """Re-score every open lead (nurture, MQL) under the rules file as it is now.
 
-        A nurture lead that now reaches the MQL bar is recycled: routing routes it. Run with --dry-run first:
-        the real run then does exactly what it printed (at the same --at)."""
+        A nurture lead that now reaches the MQL bar is recycled: routing routes it. A lead the lifecycle has
+        closed since (won, lost, merged away) is left out and counted apart. Run with --dry-run first: the real
+        run then does exactly what it printed (at the same --at), but for leads closed in between."""
         settings = load_settings(ScoringSettings)
         try:
             rules = load_rules(settings.rules_file)
@@ -42,11 +45,20 @@ def add_commands(cli: typer.Typer) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
         # Progress on stderr, gone when done: stdout is the report, the same for a dry run and the real one.
+        with Progress(SpinnerColumn(), TextColumn("reading which leads are closed..."),
+                      console=Console(stderr=True), transient=True) as bar:
+            bar.add_task("closed", total=None)
+            try:
+                closed = asyncio.run(closed_leads(settings))
+            except (KafkaError, OSError, LookupError) as exc:
+                typer.secho(f"cannot read {topics.LIFECYCLE} at KAFKA_BOOTSTRAP_SERVERS "
+                            f"({settings.kafka_bootstrap_servers}): {exc}", err=True, fg="red")
+                raise typer.Exit(1) from None
         with Progress(SpinnerColumn(), TextColumn("re-scoring... {task.completed:,} leads"),
                       console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("rescore", total=None)
             with database_errors():
-                summary = asyncio.run(rescore(settings, rules, now, dry_run=dry_run,
+                summary = asyncio.run(rescore(settings, rules, now, closed=closed, dry_run=dry_run,
                                               progress=lambda done: bar.update(task, completed=done)))
         _report(summary, dry_run, now)
 
@@ -73,6 +85,7 @@ def _report(summary: RescoreSummary, dry_run: bool, now: datetime) -> None:
                   + (f"; {summary.skipped:,} scored before leads were kept, skipped" if summary.skipped else ""))
     for move, label in MOVES.items():
         console.print(f"{verb} {label}: {summary.count(move):,}")
+    console.print(f"left out as closed since scored (won, lost or merged away): {summary.closed:,}")
     if summary.moves:
         table = Table("move", "grade", "source", "leads")
         for (move, grade, source), n in sorted(summary.moves.items()):

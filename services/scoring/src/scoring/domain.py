@@ -362,6 +362,8 @@ class RescoreSummary:
     changed_scores: int = 0
     #: Leads scored before scoring kept them, which cannot be re-scored.
     skipped: int = 0
+    #: Leads scoring holds as open that the lifecycle has closed since (won, lost, merged away): left out.
+    closed: int = 0
     moves: dict[tuple[str, str, str], int] = dataclasses.field(default_factory=dict)
 
     def add(self, move: Move | None, grade: str, source: str | None, score_changed: bool) -> None:

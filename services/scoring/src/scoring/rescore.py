@@ -10,30 +10,64 @@ publishes them and routing routes the lead. Their ids derive from the lead
 and the rules version, so running the same re-score again publishes nothing
 new that consumers would keep. An MQL the new rules put below the bar is
 counted, not moved: only sales sends a lead back to nurture.
+
+Scoring follows ``leads.enriched`` alone, so a lead sales has won or lost
+since (or merged away, its merge not yet come down to scoring) is still one
+of its MQLs or nurture leads: ``closed_leads`` reads which leads the
+lifecycle closed, and a re-score leaves those out, counted apart.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from leadpipe_common import topics
 from leadpipe_common.db import make_engine, make_sessionmaker
-from leadpipe_common.envelope import Message, derive_id, encode
-from leadpipe_common.events import LeadEnriched, LeadScored, LeadStageChanged, Score
-from leadpipe_common.settings import ServiceSettings
+from leadpipe_common.envelope import DecodeError, Message, decode, derive_id, encode
+from leadpipe_common.events import CLOSED_STAGES, LeadEnriched, LeadScored, LeadStageChanged, Score
+from leadpipe_common.scan import TopicScan
+from leadpipe_common.settings import KafkaSettings, ServiceSettings
 from leadpipe_common.uow import SqlUnitOfWork
 
-from scoring.domain import RescoreSummary, RuleSet, explain, rescore_move, score
+from scoring.domain import RescoreSummary, RuleSet, TouchFacts, explain, rescore_move, score
 from scoring.handlers import SOURCE
 from scoring.store import ScoringStore, outbox
 
 PAGE = 500
+#: What a lifecycle record's ``ce_tostage`` says when it closes its lead for good (capture follows the same).
+_CLOSING = {stage.encode() for stage in CLOSED_STAGES | {"merged"}}
 
 
-async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, dry_run: bool,
-                  progress: Callable[[int], None] = lambda done: None) -> RescoreSummary:
+def closed_in(records: Iterable[Any]) -> set[uuid.UUID]:
+    """The leads these ``leads.lifecycle`` records close for good: won or lost by sales, disqualified, merged
+    into another lead. Picked by their headers; only those are parsed (one that does not decode is passed over,
+    as the live consumers dead-letter it)."""
+    closed: set[uuid.UUID] = set()
+    for r in records:
+        if any(k == "ce_tostage" and v in _CLOSING for k, v in r.headers):
+            try:
+                closed.add(decode(r.headers, r.key, r.value).data.lead_id)
+            except DecodeError:
+                continue
+    return closed
+
+
+async def closed_leads(settings: KafkaSettings) -> set[uuid.UUID]:
+    """Every lead ``leads.lifecycle`` has closed, read once from its start (kept forever), outside any group."""
+    closed: set[uuid.UUID] = set()
+    async with TopicScan(settings, topics.LIFECYCLE) as scan:
+        async for records in scan.batches():
+            closed |= closed_in(records)
+    return closed
+
+
+async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, closed: Collection[uuid.UUID],
+                  dry_run: bool, progress: Callable[[int], None] = lambda done: None) -> RescoreSummary:
+    """Every open lead scored again, but those in ``closed`` (``closed_leads``), which are left as they are."""
     engine = make_engine(settings)
     unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), ScoringStore, None, outbox)
     summary = RescoreSummary(rules.version)
@@ -45,31 +79,45 @@ async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, d
                 if not page:
                     break
                 after = page[-1].lead_id
-                touches = await uow.store.touches(r.lead_id for r in page if r.lead is not None)
-                rows, messages = [], []
-                for row in page:
-                    if row.lead is None:
-                        summary.skipped += 1
-                        continue
-                    lead = LeadEnriched.model_validate(row.lead)
-                    result = score(lead, rules, touches[row.lead_id], now)
-                    move = rescore_move(row.decision, result.decision)
-                    summary.add(move, result.grade, lead.attribution.utm_source, result.value != row.score)
-                    stage = "mql" if move == "to_mql" else row.decision
-                    rows.append({"lead_id": row.lead_id, "score": result.value, "grade": result.grade,
-                                 "decision": stage, "rules_version": result.rules_version,
-                                 "reasons": result.reasons, "scored_at": now,
-                                 "lead": row.lead})
-                    if move == "to_mql":
-                        messages += _recycled(lead, result, rules, now)
+                touches = await uow.store.touches(r.lead_id for r in page
+                                                  if r.lead is not None and r.lead_id not in closed)
+                rows, messages = rescore_page(page, touches, closed, rules, now, summary)
                 if not dry_run:
                     await uow.store.save(rows)
                     uow.publish(messages)
                     await uow.commit()
-            progress(summary.leads + summary.skipped)
+            progress(summary.leads + summary.skipped + summary.closed)
     finally:
         await engine.dispose()
     return summary
+
+
+def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFacts]], closed: Collection[uuid.UUID],
+                 rules: RuleSet, now: datetime, summary: RescoreSummary) -> tuple[list[dict[str, Any]], list[Message]]:
+    """One page of open leads (``ScoringStore.open_leads``) scored again, counted into ``summary``: the rows to
+    store and what a recycled lead publishes. A closed lead is counted apart and neither scored nor written: it
+    will never be recycled or routed again, and a count of it among the moves would mislead."""
+    rows: list[dict[str, Any]] = []
+    messages: list[Message] = []
+    for row in page:
+        if row.lead_id in closed:
+            summary.closed += 1
+            continue
+        if row.lead is None:
+            summary.skipped += 1
+            continue
+        lead = LeadEnriched.model_validate(row.lead)
+        result = score(lead, rules, touches[row.lead_id], now)
+        move = rescore_move(row.decision, result.decision)
+        summary.add(move, result.grade, lead.attribution.utm_source, result.value != row.score)
+        stage = "mql" if move == "to_mql" else row.decision
+        rows.append({"lead_id": row.lead_id, "score": result.value, "grade": result.grade,
+                     "decision": stage, "rules_version": result.rules_version,
+                     "reasons": result.reasons, "scored_at": now,
+                     "lead": row.lead})
+        if move == "to_mql":
+            messages += _recycled(lead, result, rules, now)
+    return rows, messages
 
 
 def _recycled(lead: LeadEnriched, result: Score, rules: RuleSet, now: datetime) -> list[Message]:

@@ -1,0 +1,87 @@
+"""``leadpipe-scoring rescore``'s re-score of a page of open leads, and its reading of the leads the lifecycle
+closed: no broker, no Postgres."""
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import SimpleNamespace
+
+from leadpipe_common import topics
+from leadpipe_common.envelope import decode
+from leadpipe_common.events import (
+    Attribution, Contact, Enrichment, LeadEnriched, LeadMerged, LeadStageChanged, Sourced,
+)
+from leadpipe_common.testing import factories
+from scoring.domain import RescoreSummary, parse_rules
+from scoring.rescore import closed_in, rescore_page
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+#: Marketing raised the bar to 50: a demo request alone (40) is below it, one from an enterprise (70) is not.
+RULES = parse_rules({
+    "version": "higher-bar", "grades": {"A": 80, "B": 60, "C": 35}, "thresholds": {"mql": 50, "nurture": 10},
+    "fit": [{"rule": "Enterprise", "field": "employee_count", "gte": 1000, "points": 30}],
+    "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 40}],
+    "disqualify": [],
+})
+
+
+def kept(decision: str, *, employees: int | None = None) -> SimpleNamespace:
+    """An open lead's row as ``ScoringStore.open_leads`` reads it: a demo request scoring made ``decision``."""
+    lead = LeadEnriched(
+        lead_id=uuid.uuid4(), captured_at=NOW, enriched_at=NOW, contact=Contact(email="jo@example.com"),
+        attribution=Attribution(offer="demo", utm_source="ads"),
+        enrichment=Enrichment(email_domain="example.com", is_free_mail=Sourced(value=False, source="t"),
+                              is_disposable=Sourced(value=False, source="t"),
+                              employee_count=None if employees is None else Sourced(value=employees, source="t")))
+    return SimpleNamespace(lead_id=lead.lead_id, decision=decision, score=40, lead=lead.model_dump(mode="json"))
+
+
+def test_leads_closed_since_they_were_scored_are_left_out_of_the_moves_and_counted_apart():
+    """Two MQLs the higher bar leaves below it, one of which sales has won since; two nurture leads it lifts,
+    one of which was merged into another lead before scoring heard of the merge."""
+    won, held = kept("mql"), kept("mql")
+    merged_away, lifted = kept("nurture", employees=5000), kept("nurture", employees=5000)
+    page = [won, held, merged_away, lifted]
+    summary = RescoreSummary(RULES.version)
+
+    rows, messages = rescore_page(page, {r.lead_id: [] for r in page}, {won.lead_id, merged_away.lead_id}, RULES,
+                                  NOW, summary)
+
+    assert summary.moves == {("below_bar", "C", "ads"): 1, ("to_mql", "B", "ads"): 1}
+    assert (summary.leads, summary.closed) == (2, 2)
+    assert [row["lead_id"] for row in rows] == [held.lead_id, lifted.lead_id]  # a closed lead is left as it is
+    assert {decode(m.headers, m.key, m.value).data.lead_id for m in messages} == {lifted.lead_id}
+
+
+def test_the_leads_the_lifecycle_closes_for_good_are_read_from_its_records():
+    """Won, lost, disqualified, merged away: closed. Accepted, rejected (a touch may recycle it), recycled: open."""
+    def step(to: str, **kw: object):  # noqa: ANN202
+        lead_id = uuid.uuid4()
+        return lead_id, LeadStageChanged(lead_id=lead_id, from_stage="accepted", to_stage=to, at=NOW, by="t",
+                                         reason="r", attribution=Attribution(), **kw)
+
+    won, lost, disqualified = (step("won", amount=Decimal("900.00"), currency="EUR"), step("lost", reason_code="x"),
+                               step("disqualified"))
+    open_ = [step("accepted"), step("rejected", reason_code="x"), step("mql")]
+    duplicate = uuid.uuid4()
+    merge = LeadMerged(lead_id=duplicate, survivor_id=uuid.uuid4(), at=NOW, by="anna", reason="same person",
+                       attribution=Attribution())
+    messages = [factories.message(topics.LIFECYCLE, event) for _, event in (won, lost, disqualified, *open_)]
+    messages.append(factories.message(topics.LIFECYCLE, merge))
+    records = [factories.consumed(m, offset) for offset, m in enumerate(messages)]
+    garbled = factories.consumed(factories.message(topics.LIFECYCLE, step("won", amount=Decimal(1),
+                                                                          currency="EUR")[1]), len(records))
+    garbled.value = b"not json"  # dead-lettered by the live consumers; passed over here
+
+    assert closed_in([*records, garbled]) == {won[0], lost[0], disqualified[0], duplicate}
+
+
+def test_the_report_gives_the_closed_leads_a_line_of_their_own(capsys):
+    from scoring.commands import _report
+
+    summary = RescoreSummary(RULES.version, closed=3)
+    summary.add("below_bar", "C", "ads", score_changed=True)
+    _report(summary, True, NOW)
+    out = capsys.readouterr().out.splitlines()
+    assert "would move below the MQL bar (kept: only sales sends back; some may be with sales by now): 1" in out
+    assert "left out as closed since scored (won, lost or merged away): 3" in out
