@@ -243,8 +243,8 @@ async def test_a_rescore_leaves_out_a_lead_sales_has_won_since_and_counts_it_apa
     import yaml
 
     run = uuid.uuid4().hex[:8]
-    won, held = ((await post(stack, {"email": address(name), **SALES_READY, "utm_source": f"rescore-{name}-{run}"}))
-                 .json()["lead_id"] for name in ("won", "held"))
+    won, held = [(await post(stack, {"email": address(name), **SALES_READY, "utm_source": f"rescore-{name}-{run}"}))
+                 .json()["lead_id"] for name in ("won", "held")]
     for lead_id in (won, held):
         await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
     async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
