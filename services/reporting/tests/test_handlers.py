@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
-from reporting.handlers import handle_lead_sla_breached, handle_lead_stage_changed
+from reporting.handlers import Reporting, handle_lead_sla_breached, handle_lead_stage_changed
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LEAD = uuid.UUID(int=5)
@@ -17,7 +17,13 @@ class Projections:
         self.saved = []
         self._unrecorded = set(unrecorded)  # the events whose steps it holds from before 0005
 
+        self.lookups = 0
+
+    async def any_unrecorded(self) -> bool:
+        return bool(self._unrecorded)
+
     async def unrecorded(self, event_ids) -> set[uuid.UUID]:
+        self.lookups += 1
         return self._unrecorded & set(event_ids)
 
     async def save(self, projection) -> None:
@@ -34,7 +40,7 @@ async def test_a_batch_of_steps_is_folded_into_one_projection_of_the_lead():
     uow = MemoryUnitOfWork(Projections())
     batch = [step("captured"), step("enriched", 1), step("mql", 2)]
     async with uow:
-        assert await handle_lead_stage_changed(uow, batch, None) == {}
+        assert await handle_lead_stage_changed(uow, batch, Reporting()) == {}
     [projection] = uow.store.saved
     facts = projection.leads[LEAD]
     assert facts.attribution["utm_source"] == "google" and facts.first_at["mql"] == T0 + timedelta(minutes=2)
@@ -48,7 +54,7 @@ async def test_a_missed_deadline_closes_the_holders_hand_off_and_opens_the_next(
         next_due_at=T0 + timedelta(minutes=15), attribution=Attribution()))
     uow = MemoryUnitOfWork(Projections())
     async with uow:
-        await handle_lead_sla_breached(uow, [breach], None)
+        await handle_lead_sla_breached(uow, [breach], Reporting())
     [projection] = uow.store.saved
     assert {key: (h.owner_id, h.breached_at) for key, h in projection.handoffs.items()} == {
         (LEAD, T0): ("ana", T0 + timedelta(seconds=1)), (LEAD, T0 + timedelta(minutes=15)): ("ben", None)}
@@ -58,11 +64,19 @@ async def test_a_redelivered_step_the_store_holds_from_before_0005_is_applied_ag
     """Its step has no recorded time: neither has it as the lead's latest step, nor the hand-off it began."""
     routed, accepted = step("routed", 2, owner_id="ana", team="emea", due_at=T0 + timedelta(minutes=17)), step(
         "accepted", 5)
-    uow = MemoryUnitOfWork(Projections(unrecorded={routed.id}))
+    uow, ctx = MemoryUnitOfWork(Projections(unrecorded={routed.id})), Reporting()
     async with uow:
-        await handle_lead_stage_changed(uow, [routed], None)
-        await handle_lead_stage_changed(uow, [accepted], None)
+        await handle_lead_stage_changed(uow, [routed], ctx)
+        await handle_lead_stage_changed(uow, [accepted], ctx)
     before, after = uow.store.saved
     assert before.leads[LEAD].latest.recorded_at == T0 + timedelta(minutes=2)  # its own time, as 0008 kept it
     assert [h.started_at for h in before.handoffs.values()] == [None]
     assert after.leads[LEAD].latest.recorded_at == accepted.time  # one applied since is as it was recorded
+
+
+async def test_tables_that_hold_no_step_from_before_0005_are_asked_once_not_at_every_batch():
+    uow, ctx = MemoryUnitOfWork(Projections()), Reporting()
+    async with uow:
+        for minutes in range(3):
+            await handle_lead_stage_changed(uow, [step("captured", minutes)], ctx)
+    assert ctx.unrecorded_steps is False and uow.store.lookups == 0

@@ -13,7 +13,7 @@ from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.testing.migrations import fresh_database, migrate
 from leadpipe_common.uow import SqlUnitOfWork
 
-from reporting.handlers import handle_lifecycle_events
+from reporting.handlers import Reporting, handle_lifecycle_events
 from reporting.reports import Filters, funnel, sla
 from reporting.store import TABLES, ReportingStore
 
@@ -120,7 +120,7 @@ async def test_events_applied_before_0005_and_redelivered_after_it_change_no_col
         # own time).
         for batch in (tail, *([env] for env in tail)):
             async with SqlUnitOfWork(make_sessionmaker(engine), ReportingStore) as uow:
-                await handle_lifecycle_events(uow, batch, None)
+                await handle_lifecycle_events(uow, batch, Reporting())
                 await uow.commit()
             assert await tables() == before
         async with engine.connect() as conn:

@@ -66,14 +66,18 @@ def decoded(records: list[Any]) -> tuple[list[tuple[Any, Envelope]], int]:
 
 async def _apply_scan(engine: AsyncEngine, scan: TopicScan, schema: str, progress: Progress, done: int) -> tuple[int, int]:
     skipped = 0
+    # A replay since a time before 0005 meets steps applied without their recorded time, as live does (see
+    # handlers.Reporting); fresh tables hold none, nor will.
+    legacy: bool | None = None
     async for records in scan.batches():
         events, bad = decoded(records)
         skipped += bad
         async with engine.begin() as conn:
             conn = await conn.execution_options(schema_translate_map={SCHEMA: schema})
             store = ReportingStore(conn)
-            # A replay since a time before 0005 meets steps applied without their recorded time, as live does.
-            unrecorded = await store.unrecorded([env.id for _, env in events])
+            if legacy is None:
+                legacy = await store.any_unrecorded()
+            unrecorded = await store.unrecorded([env.id for _, env in events]) if legacy else frozenset()
             await store.save(project([(env.id, env.time, env.data) for _, env in events], unrecorded))
         done += len(records)
         progress(done, scan.total)

@@ -9,12 +9,12 @@ from leadpipe_common.service import Service
 from reporting.api import router as api_router
 from reporting.dashboard import router as dashboard_router
 from reporting.handlers import (
-    handle_lead_assigned, handle_lead_merged, handle_lead_quarantined, handle_lead_queued, handle_lead_reengaged,
+    Reporting, handle_lead_assigned, handle_lead_merged, handle_lead_quarantined, handle_lead_queued, handle_lead_reengaged,
     handle_lead_sla_breached, handle_lead_stage_changed, handle_lead_touched,
 )
 from reporting.store import ReportingStore
 
-SERVICE: Service[None, ReportingStore] = Service(
+SERVICE: Service[Reporting, ReportingStore] = Service(
     name="reporting",
     summary="The shared funnel, closed-loop attribution, velocity, SLA and spam reports, built from "
             "leads.lifecycle and leads.quarantined.",

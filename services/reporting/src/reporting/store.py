@@ -144,6 +144,7 @@ async def save_steps(conn: AsyncConnection | AsyncSession, rows: Sequence[dict[s
 
 
 _UNRECORDED = sa.select(steps.c.event_id).where(among(steps.c.event_id, "events"), steps.c.recorded_at.is_(None))
+_ANY_UNRECORDED = sa.select(sa.exists().where(steps.c.recorded_at.is_(None)))
 
 
 async def unrecorded_steps(conn: AsyncConnection | AsyncSession, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
@@ -291,6 +292,10 @@ class ReportingStore:
 
     async def unrecorded(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         return await unrecorded_steps(self._conn, event_ids)
+
+    async def any_unrecorded(self) -> bool:
+        """Whether any step applied before 0005 (no recorded time) is left (read once a process: a scan)."""
+        return bool((await self._conn.execute(_ANY_UNRECORDED)).scalar())
 
     async def save(self, p: Projection) -> None:
         # Rows in key order: two processes upserting overlapping leads lock them
