@@ -42,14 +42,17 @@ def add_commands(cli: typer.Typer) -> None:
             raise typer.Exit(2) from None
         now = _moment(at)
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
         # Progress on stderr, gone when done: stdout is the report, the same for a dry run and the real one.
-        with Progress(SpinnerColumn(), TextColumn("reading which leads are closed..."),
+        # The lifecycle is kept for ever: on a long-lived stack this read takes a while, so it says how far it is.
+        with Progress(TextColumn(f"reading which leads are closed from {topics.LIFECYCLE}..."), BarColumn(),
+                      TextColumn("{task.completed:,} events"),
                       console=Console(stderr=True), transient=True) as bar:
-            bar.add_task("closed", total=None)
+            task = bar.add_task("closed", total=None)
             try:
-                closed = asyncio.run(closed_leads(settings))
+                closed = asyncio.run(closed_leads(settings, lambda done, total: bar.update(
+                    task, completed=done, total=total)))
             except (KafkaError, OSError, LookupError) as exc:
                 typer.secho(f"cannot read {topics.LIFECYCLE} at KAFKA_BOOTSTRAP_SERVERS "
                             f"({settings.kafka_bootstrap_servers}): {exc}", err=True, fg="red")

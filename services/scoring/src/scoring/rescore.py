@@ -56,12 +56,17 @@ def closed_in(records: Iterable[Any]) -> set[uuid.UUID]:
     return closed
 
 
-async def closed_leads(settings: KafkaSettings) -> set[uuid.UUID]:
-    """Every lead ``leads.lifecycle`` has closed, read once from its start (kept forever), outside any group."""
+async def closed_leads(settings: KafkaSettings,
+                       progress: Callable[[int, int], None] = lambda done, total: None) -> set[uuid.UUID]:
+    """Every lead ``leads.lifecycle`` has closed, read once from its start (kept forever), outside any group;
+    ``progress`` is told the records read and how many there are."""
     closed: set[uuid.UUID] = set()
+    seen = 0
     async with TopicScan(settings, topics.LIFECYCLE) as scan:
         async for records in scan.batches():
             closed |= closed_in(records)
+            seen += len(records)
+            progress(seen, scan.total)
     return closed
 
 
