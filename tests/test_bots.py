@@ -163,6 +163,43 @@ async def test_a_retry_with_the_idempotency_key_of_a_quarantined_post_gets_its_a
     assert leads == 0
 
 
+async def test_a_bot_posting_the_address_of_a_person_with_an_open_lead_is_answered_as_that_persons_touch(stack, db):
+    """Accepted, the post would be a touch of the person's open lead, answered with that lead's id: answered with
+    an id of its own, a bot would learn it was caught. It is kept under its own id, and released it becomes a touch
+    of that lead."""
+    name = f"open.{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        async def post(fields: dict[str, str], **headers: str) -> httpx.Response:
+            reply = await capture.post("/v1/forms/demo-request", data=fields,
+                                       headers={"accept": "application/json", **headers})
+            assert reply.status_code == 202, reply.text
+            return reply
+
+        opened = await post({"email": f"{name}@example.com"})
+        touch = await post({"email": f"{name}@example.com"})
+        bot = {"email": f"{name.upper()}+offer@Example.com", "_gotcha": "autofill"}  # the same person
+        caught = await post(bot, **{"idempotency-key": name})
+        again = await post(bot, **{"idempotency-key": name})
+        lead_id = opened.json()["lead_id"]
+        assert (opened.json()["existing"], touch.json()["lead_id"], touch.json()["existing"]) == (False, lead_id, True)
+        # Field for field the touch's answer, but for when each was received.
+        assert {**caught.json(), "captured_at": None} == {**touch.json(), "captured_at": None}
+        received = datetime.fromisoformat(caught.json()["captured_at"])
+        assert received >= datetime.fromisoformat(touch.json()["captured_at"])
+        assert again.json() == caught.json() and again.headers.get("idempotent-replayed") == "true"
+        async with db.connect() as conn:
+            kept = (await conn.execute(sa.text(
+                "SELECT lead_id::text, received_at FROM capture.quarantine WHERE fields->>'email' = :e"),
+                {"e": bot["email"]})).one()
+        assert kept.lead_id != lead_id and kept.received_at == received
+        released = await capture.post(f"/v1/quarantine/{kept.lead_id}/release", headers=KEY_HEADERS)
+        assert released.status_code == 200 and released.json()["repeated"] is False
+    async with db.connect() as conn:
+        touched = (await conn.execute(sa.text("SELECT lead_id::text FROM capture.touches WHERE touch_id = :t"),
+                                      {"t": uuid.UUID(kept.lead_id)})).scalar_one()
+    assert touched == lead_id and await where_each_went(db, [kept.lead_id]) == {kept.lead_id: "quarantine"}
+
+
 def token_key_of_test_stack() -> bytes:
     from capture.app import token_key
     from capture.settings import CaptureSettings

@@ -46,9 +46,14 @@ class Pipeline:
     def __init__(self) -> None:
         self.written: list[Submitted] = []
         self.quarantined: dict[uuid.UUID, SimpleNamespace] = {}
+        #: People with an open lead (``people``), by person key: a test opens one.
+        self.open_leads: dict[str, uuid.UUID] = {}
 
-    async def write(self, submitted: Submitted) -> Admitted:  # LeadWriter.write
+    async def write(self, submitted: Submitted) -> Admitted:  # LeadWriter.write, answering as admit does
         self.written.append(submitted)
+        open_lead = self.open_leads.get(submitted.person_key)
+        if open_lead is not None:
+            return Admitted(answer_for(open_lead, submitted, existing=True))
         return Admitted(answer_for(submitted.lead.lead_id, submitted, existing=False))
 
     @property
@@ -76,6 +81,9 @@ class Store:
         # As Postgres takes jsonb: text it cannot store (a lone surrogate) fails the insert.
         json.dumps(row["fields"], ensure_ascii=False).encode("utf-8")
         self._pipeline.quarantined[row["lead_id"]] = SimpleNamespace(**row, released_at=None)
+
+    async def open_lead_of(self, person_key: str) -> uuid.UUID | None:
+        return self._pipeline.open_leads.get(person_key)
 
     async def lock_quarantined(self, lead_id: uuid.UUID) -> SimpleNamespace | None:
         return self._pipeline.quarantined.get(lead_id)
@@ -299,6 +307,49 @@ async def test_a_release_of_what_is_no_valid_lead_is_refused_naming_the_field_an
     r = await release(client, kept)
     assert "true or false" in refused(r, 409, "marketing_consent")
     assert kept.released_at is None and pipeline.written == []
+
+
+# -- what a bot is answered ----------------------------------------------------------------
+
+
+async def test_a_bot_posting_the_address_of_a_person_with_an_open_lead_is_answered_as_their_touch_is(
+        client, pipeline):
+    """Accepted, the post would be a touch of that lead: answered with an id of its own, the bot would learn it was
+    caught (and a person wrongly caught would be told of a lead their release never makes)."""
+    open_lead = uuid.uuid4()
+    pipeline.open_leads["ann@example.com"] = open_lead
+    touch = await client.post(FORM, json={"email": "ann@example.com"}, headers=AS_JSON)
+    caught = await client.post(FORM, json={"email": "Ann+offer@Example.com", "_gotcha": "x"}, headers=AS_JSON)
+    assert touch.status_code == caught.status_code == 202
+    assert caught.json()["lead_id"] == str(open_lead) and caught.json()["existing"] is True
+    # Field for field the touch's answer, but for when each was received.
+    assert {**caught.json(), "captured_at": None} == {**touch.json(), "captured_at": None}
+    kept, = pipeline.quarantined.values()
+    assert datetime.fromisoformat(caught.json()["captured_at"]) == kept.received_at
+    assert kept.lead_id != open_lead and len(pipeline.written) == 1  # kept under its own id, not written
+
+
+async def test_a_person_with_an_open_lead_caught_twice_is_kept_twice_under_ids_of_their_own_and_released_under_them(
+        client, pipeline):
+    """Keyed by the open lead's id, the second would collide with the first; a release hands its own id to admit,
+    which makes it a touch of the person's open lead then (or a lead under that id, none being open)."""
+    open_lead = uuid.uuid4()
+    pipeline.open_leads["bo@example.com"] = open_lead
+    answers = [await client.post(FORM, json={"email": "bo@example.com", "_gotcha": str(i)}, headers=AS_JSON)
+               for i in range(2)]
+    assert [r.json()["lead_id"] for r in answers] == [str(open_lead)] * 2
+    first, second = pipeline.quarantined.values()
+    assert len({first.lead_id, second.lead_id, open_lead}) == 3
+    r = await release(client, first)
+    assert r.status_code == 200, r.text
+    assert (pipeline.lead.lead_id, pipeline.written[-1].person_key) == (first.lead_id, "bo@example.com")
+
+
+async def test_a_bot_posting_the_address_of_a_person_without_an_open_lead_is_answered_with_its_own_id(
+        client, pipeline):
+    caught = await client.post(FORM, json={"email": "cy@example.com", "_gotcha": "x"}, headers=AS_JSON)
+    kept, = pipeline.quarantined.values()
+    assert caught.json()["lead_id"] == str(kept.lead_id) and caught.json()["existing"] is False
 
 
 # -- a body nested deep ---------------------------------------------------------------------

@@ -35,7 +35,7 @@ from leadpipe_common import topics
 from leadpipe_common.auth import Principal, has_key, identify, needs, seen_valid
 from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
-from leadpipe_common.events import LeadCaptured, LeadQuarantined
+from leadpipe_common.events import LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
 from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
@@ -47,7 +47,7 @@ from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSu
 from capture.handlers import SOURCE
 from capture.throttle import Network, Throttle, browser_identity, client_address, counted_as, parse_rate
 from capture.store import CaptureStore
-from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit, claim_key
+from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit, answer_for, claim_key
 
 log = structlog.get_logger(__name__)
 
@@ -375,10 +375,12 @@ async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form, now: dat
     return captcha_suspicions(form.captcha, answer, verdict)
 
 
-def _answer(lead: LeadCaptured) -> dict[str, Any]:
-    """What a bot is answered: a new person's answer."""
-    return {"lead_id": str(lead.lead_id), "status": "accepted", "captured_at": lead.captured_at.isoformat(),
-            "form_id": lead.attribution.form_id, "existing": False}
+def _answer(submitted: Submitted, open_lead_id: uuid.UUID | None) -> dict[str, Any]:
+    """What a bot is answered: what ``admit`` would have answered the submission, had it been accepted while its
+    person's open lead was ``open_lead_id`` (a touch of it), or none (a lead of its own, under its own id)."""
+    if open_lead_id is None:
+        return answer_for(submitted.lead.lead_id, submitted, existing=False)
+    return answer_for(open_lead_id, submitted, existing=True)
 
 
 def _replayed(admitted: Admitted) -> dict[str, str]:
@@ -393,7 +395,6 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
     kept = quarantined_fields(fields)
     event = LeadQuarantined(lead_id=lead.lead_id, received_at=lead.captured_at, reasons=reasons,
                             form_id=lead.attribution.form_id, utm_source=lead.attribution.utm_source, fields=kept)
-    answer = _answer(lead)
     try:
         async with rt.unit_of_work() as uow:
             # First, as it opens the transaction the key's claim must be part of (the session begins on its first
@@ -401,6 +402,10 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
             await uow.store.quarantine({"lead_id": lead.lead_id, "received_at": lead.captured_at, "reasons": reasons,
                                         "form_id": lead.attribution.form_id,
                                         "utm_source": lead.attribution.utm_source, "fields": kept})
+            # Accepted, a submission of a person with an open lead is a touch answered with that lead's id: one
+            # of its own would tell a bot it was caught. It is still kept under its own id (the quarantine's key,
+            # and its released lead's or touch's): under the lead's, the person's next one would collide with it.
+            answer = _answer(submitted, await uow.store.open_lead_of(submitted.person_key))
             if submitted.idempotency_key:
                 earlier = await claim_key(await raw_connection(uow.store.session), submitted, rt.context.clock(),
                                           answer)
@@ -665,9 +670,10 @@ async def list_quarantine(rt: CaptureRuntime, limit: Annotated[int, Query(ge=1, 
 
 @quarantine_router.post(
     "/{lead_id}/release", summary="Send a false positive into the pipeline, once", response_model=Released,
-    description="The submission becomes a lead under the id its sender was answered with (or, when its person "
-                "has an open lead by now, a touch of that lead) and goes on leads.captured exactly once: "
-                "releasing it again changes nothing and says `repeated`.",
+    description="The submission becomes a lead under the id it is kept under (the one its sender was answered "
+                "with, unless its person had an open lead then: that lead's), or, when its person has an open lead "
+                "by now, a touch of that lead, and goes on leads.captured exactly once: releasing it again changes "
+                "nothing and says `repeated`.",
     responses=problem_responses(404, 409, 503, _404="nothing quarantined under this id",
                                 _409="what was kept is not a valid lead: `errors` names each field"),
 )

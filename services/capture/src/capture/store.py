@@ -88,7 +88,8 @@ async def lock_people(conn: AsyncConnection | AsyncSession, lead_ids: Sequence[u
 quarantine = sa.Table(
     "quarantine",
     metadata,
-    # The id the sender was answered with; the lead's id if it is released.
+    # The submission's own id: the one its sender was answered with, unless its person had an open lead then
+    # (answered with that lead's id, as a touch is); its lead's id, or its touch's, if it is released.
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("reasons", ARRAY(sa.Text), nullable=False),
@@ -323,6 +324,12 @@ class CaptureStore:
 
     async def quarantine(self, row: dict[str, Any]) -> None:
         await self._session.execute(quarantine.insert().values(**row))
+
+    async def open_lead_of(self, person_key: str) -> uuid.UUID | None:
+        """The person's open lead as last committed, unlocked: what a quarantined submission is answered with
+        (a snapshot, as a live submission's answer is)."""
+        query = sa.select(people.c.open_lead_id).where(people.c.person_key == person_key)
+        return (await self._session.execute(query)).scalar_one_or_none()
 
     async def quarantined(self, limit: int) -> list[Any]:
         query = sa.select(quarantine).order_by(quarantine.c.received_at.desc()).limit(limit)
