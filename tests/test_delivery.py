@@ -166,9 +166,13 @@ async def test_a_subscription_made_through_the_api_shows_its_secret_once_and_rot
                                                           "message": "call me after five", "company": "Stripe",
                                                           "utm_source": WEBHOOK_API_SOURCE})).json()
             await until(lambda: any(r["answer"] == 204 for r in of_lead(received(stack), lead["lead_id"])))
-            assert {json.dumps(r["event"]["data"]["contact"], sort_keys=True)
-                    for r in of_lead(received(stack), lead["lead_id"])} == {
+            sent = [r["event"] for r in of_lead(received(stack), lead["lead_id"])]
+            assert {json.dumps(e["data"]["contact"], sort_keys=True) for e in sent} == {
                 json.dumps({"company": "Stripe", "email": email}, sort_keys=True)}
+            # Nor what enrichment read from them (the number, as E.164), and the receiver is told what was left out.
+            told = ("4155550100", "415 555", "after five")
+            assert not any(t in json.dumps(e) for e in sent for t in told), sent
+            assert all("enrichment.phone_e164" in e["withheld"].split(",") for e in sent), sent
             return lead["lead_id"]
 
         # Sent only the contact fields it names: the phone and message the lead was posted with stay out.

@@ -49,6 +49,25 @@ def test_a_subscription_naming_contact_fields_is_sent_those_alone_and_one_naming
     assert withheld(subscription(contact=[]), lead) == {"contact": set(type(lead.contact).model_fields)}
 
 
+def test_what_enrichment_read_from_a_contact_field_left_out_is_left_out_with_it():
+    from leadpipe_common.events import Sourced
+
+    def enriched(**fields):
+        lead = routed()
+        return lead.model_copy(update={"enrichment": lead.enrichment.model_copy(update={
+            name: Sourced[str](value=value, source=source) for name, (value, source) in fields.items()})})
+
+    told = enriched(phone_e164=("+14155550100", "form"), country=("US", "phone"), seniority=("vp", "job_title"),
+                    department=("marketing", "job_title"), company_name=("Acme", "form"))
+    assert withheld(subscription(contact=["email", "first_name"]), told)["enrichment"] == {
+        "phone_e164", "country", "seniority", "department", "company_name"}
+    # The country read from the phone goes with the phone, not with the country the form had (none here).
+    assert "enrichment" not in withheld(subscription(contact=["email", "phone", "job_title", "company"]), told)
+    # A company name found in the companies file, a country typed in the form: not read from the phone.
+    looked_up = enriched(company_name=("Acme Inc", "companies"), country=("DE", "form"))
+    assert "enrichment" not in withheld(subscription(contact=["email", "country"]), looked_up)
+
+
 def test_an_event_without_a_contact_is_sent_whole_whatever_fields_a_subscription_names():
     from leadpipe_common.events import Attribution, LeadQueued
 

@@ -94,10 +94,17 @@ async def test_no_event_is_consumed_while_a_stored_subscription_cannot_be_opened
 
 async def test_a_subscription_naming_contact_fields_is_queued_a_body_with_those_alone():
     from leadpipe_common.envelope import structured
-    from leadpipe_common.events import Assignment, Contact, LeadRouted
+    from leadpipe_common.events import Assignment, Contact, LeadRouted, Sourced
 
-    lead = factories.scored("mql").model_copy(update={"contact": Contact(
-        email="jo@example.com", first_name="Jo", company="Acme", phone="+1 415 555 0100", message="call me after 5")})
+    lead = factories.scored("mql")
+    lead = lead.model_copy(update={
+        "contact": Contact(email="jo@example.com", first_name="Jo", company="Acme", job_title="Head of Growth",
+                           phone="+1 415 555 0100", message="call me after 5"),
+        # What enrichment reads from the phone and the job title tells them too.
+        "enrichment": lead.enrichment.model_copy(update={
+            "phone_e164": Sourced[str](value="+14155550100", source="form"),
+            "country": Sourced[str](value="US", source="phone"),
+            "seniority": Sourced[str](value="head", source="job_title")})})
     routed = LeadRouted(**dict(lead), assignment=Assignment(owner_id="ana", owner_name="Ana", team="na",
                                                             method="territory", reason="r"), routed_at=NOW)
     subs = parse_subscriptions({"subscriptions": [
@@ -113,7 +120,14 @@ async def test_a_subscription_naming_contact_fields_is_queued_a_body_with_those_
     bodies = {row["subscription_id"]: row["body"] for row in uow.store.rows}
     assert bodies["crm"] == structured(env)  # the whole event, as before
     slack = json.loads(bodies["slack"])
-    assert slack["data"]["contact"] == {"first_name": lead.contact.first_name, "company": lead.contact.company}
-    assert "call me" not in bodies["slack"].decode() and "555" not in bodies["slack"].decode()
+    assert slack["data"]["contact"] == {"first_name": "Jo", "company": "Acme"}
+    for told in ("call me", "4155550100", "415 555", "Growth", '"head"', '"US"'):
+        assert told not in bodies["slack"].decode(), told
+    assert slack["data"]["enrichment"]["email_domain"] == "example.com"  # about the company: kept
+    # Said, so a receiver can tell a field left out from one never given (and why the schema's email is missing).
+    assert slack.pop("withheld") == ("contact.country,contact.email,contact.job_title,contact.last_name,"
+                                     "contact.marketing_consent,contact.marketing_consent_at,contact.message,"
+                                     "contact.phone,enrichment.country,enrichment.phone_e164,enrichment.seniority")
+    assert "withheld" not in json.loads(bodies["crm"])
     assert {k: v for k, v in slack.items() if k != "data"} == {k: v for k, v in json.loads(bodies["crm"]).items()
                                                                if k != "data"}  # same id, type, time, source

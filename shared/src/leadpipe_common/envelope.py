@@ -28,7 +28,7 @@ import hashlib
 import random
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -135,9 +135,13 @@ class Envelope:
 
 
 def cloud_event(event: Event, *, event_id: uuid.UUID, source: str, time: datetime,
-                structured: bool = False, exclude: Mapping[str, Any] | None = None) -> CloudEvent:
+                structured: bool = False, exclude: Mapping[str, Collection[str]] | None = None) -> CloudEvent:
     """``structured``: the data as a JSON value (structured mode), not as bytes (Kafka's binary mode);
-    ``exclude``: what of the data is left out (pydantic's ``exclude``)."""
+    ``exclude``: fields of the data's parts left out (``{"contact": {"phone"}}``), each named in the ``withheld``
+    extension attribute (``contact.phone``, comma-separated): the data no longer holds all its schema asks, and
+    the receiver can tell a field left out from one never given."""
+    cut = {"withheld": ",".join(sorted(f"{part}.{name}" for part, names in exclude.items() for name in names))
+           } if exclude else {}
     return CloudEvent(
         attributes={
             "id": str(event_id),
@@ -149,6 +153,7 @@ def cloud_event(event: Event, *, event_id: uuid.UUID, source: str, time: datetim
             "datacontenttype": "application/json",
             "dataschema": dataschema(event.type, event.version),
             **event.extensions(),
+            **cut,
         },
         data=(event.model_dump(mode="json", exclude=exclude) if structured
               else event.model_dump_json(exclude=exclude).encode()),
@@ -193,9 +198,10 @@ def encode(
     return Message(topic=topic, key=lead_id, value=event.model_dump_json().encode(), headers=tuple(headers))
 
 
-def structured(env: Envelope, exclude: Mapping[str, Any] | None = None) -> bytes:
+def structured(env: Envelope, exclude: Mapping[str, Collection[str]] | None = None) -> bytes:
     """An incoming event as a CloudEvent in structured JSON mode (``application/cloudevents+json``), with the
-    id, source and time it arrived with: what a webhook carries; ``exclude``: what of its data is left out."""
+    id, source and time it arrived with: what a webhook carries; ``exclude``: what of its data is left out (see
+    ``cloud_event``)."""
     return _FORMAT.write(cloud_event(env.data, event_id=env.id, source=env.source, time=env.time, structured=True,
                                      exclude=exclude))
 

@@ -129,8 +129,9 @@ class NewSubscription(BaseModel):
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery is "
                                                                          "retried (default DELIVERY_RETRY_HOURS)")
     contact: list[str] | None = Field(None, description=f"the contact fields the receiver is sent, among "
-                                                        f"{', '.join(CONTACT_FIELDS)}; the others are left out of "
-                                                        "every body (default: all of them)")
+                                                        f"{', '.join(CONTACT_FIELDS)}; the others, and what "
+                                                        "enrichment read from them, are left out of every body "
+                                                        "and named in its `withheld` attribute (default: all)")
 
 
 class WithSecret(SubscriptionState):

@@ -225,13 +225,30 @@ def wants(sub: Subscription, event: Event) -> bool:
     return all(facts.get(key) in allowed for key, allowed in sub.filter.items())
 
 
+#: What enrichment read from a contact field, repeating it or telling it: left out with it. Each is an enrichment
+#: field and the source it must have come from (None: it only ever comes from that contact field). What it
+#: derives from the e-mail address (its domain, free mail or not, the company's domain) is about the company
+#: and stays.
+DERIVED: Mapping[str, tuple[tuple[str, str | None], ...]] = {
+    "phone": (("phone_e164", None), ("country", "phone")),
+    "country": (("country", "form"),),
+    "job_title": (("seniority", None), ("department", None)),
+    "company": (("company_name", "form"),),
+}
+
+
 def withheld(sub: Subscription, event: Event) -> dict[str, set[str]] | None:
     """What of ``event`` is left out of the body ``sub`` is sent (pydantic's ``exclude``): the contact fields it
-    does not ask for. None: the whole event."""
+    does not ask for, and what enrichment read from them (``DERIVED``). None: the whole event."""
     if sub.contact is None or getattr(event, "contact", None) is None:
         return None
     left_out = set(CONTACT_FIELDS) - sub.contact
-    return {"contact": left_out} if left_out else None
+    enrichment = getattr(event, "enrichment", None)
+    derived = {name for field in left_out for name, source in DERIVED.get(field, ())
+               if enrichment is not None and (value := getattr(enrichment, name)) is not None
+               and (source is None or value.source == source)}
+    cut = {"contact": left_out, "enrichment": derived}
+    return {part: names for part, names in cut.items() if names} or None
 
 
 # -- after an attempt -------------------------------------------------------------------
