@@ -107,6 +107,16 @@ async def test_events_applied_before_0005_and_redelivered_after_it_change_no_col
                  *({"id": env.id, "lead": lead, "at": env.data.at, "frm": env.data.from_stage,
                     "to": env.data.to_stage} for env in tail)])
         migrate("reporting", url, "head")
+        async with engine.begin() as conn:
+            # Asked once a process and then for each batch: an index of those steps alone, not a read of all.
+            await conn.execute(sa.text("SET LOCAL enable_seqscan = off"))  # a handful of rows: any plan would do
+            for query in ("SELECT EXISTS (SELECT 1 FROM reporting.steps WHERE recorded_at IS NULL)",
+                          "SELECT event_id FROM reporting.steps WHERE event_id = ANY(CAST(:events AS uuid[])) "
+                          "AND recorded_at IS NULL"):  # store._ANY_UNRECORDED, store._UNRECORDED
+                plan = "\n".join((await conn.execute(sa.text(f"EXPLAIN {query}"),
+                                                     {"events": [uuid.uuid4()]} if ":events" in query else {}
+                                                     )).scalars())
+                assert "steps_unrecorded" in plan, plan
 
         async def tables() -> dict[str, list[sa.Row]]:
             async with engine.connect() as conn:

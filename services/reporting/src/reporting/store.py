@@ -94,6 +94,8 @@ steps = sa.Table(
     sa.Index("steps_lead", "lead_id", "at"),
     # The answers that end hand-offs, a few of all the steps: what the SLA report joins hand-offs with.
     sa.Index("steps_answers", "lead_id", postgresql_where=sa.text("to_stage IN ('accepted', 'rejected')")),
+    # Steps applied before 0005, without their recorded time: what an event delivered again is looked up in.
+    sa.Index("steps_unrecorded", "event_id", postgresql_where=sa.text("recorded_at IS NULL")),
 )
 handoffs = sa.Table(
     "handoffs",
@@ -294,7 +296,7 @@ class ReportingStore:
         return await unrecorded_steps(self._conn, event_ids)
 
     async def any_unrecorded(self) -> bool:
-        """Whether any step applied before 0005 (no recorded time) is left (read once a process: a scan)."""
+        """Whether any step applied before 0005 (no recorded time) is left (asked once a process)."""
         return bool((await self._conn.execute(_ANY_UNRECORDED)).scalar())
 
     async def save(self, p: Projection) -> None:
