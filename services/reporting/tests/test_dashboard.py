@@ -36,11 +36,11 @@ class Keys:
         return who.key_id
 
 
-def client(keys: Keys, cookie: str | None, public_origin: str | None = None) -> httpx.AsyncClient:
+def client(keys: Keys, cookie: str | None, public_origins: tuple[str, ...] = ()) -> httpx.AsyncClient:
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(dashboard.router)
-    app.state.sessions, app.state.keys, app.state.public_origin = SESSIONS, keys, public_origin
+    app.state.sessions, app.state.keys, app.state.public_origins = SESSIONS, keys, public_origins
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
                              cookies={auth.SESSION_COOKIE: cookie} if cookie else None)
 
@@ -185,6 +185,17 @@ async def test_behind_a_proxy_that_terminates_tls_the_session_cookie_is_secure()
     assert signed_in.status_code == 200 and "; secure" in signed_in.headers["set-cookie"].lower()
 
 
+@pytest.mark.parametrize("origin, secure", [("https://reports.example.com", True),
+                                            ("http://leadpipe.internal", False)])
+async def test_reached_under_two_names_the_session_cookie_is_secure_for_the_https_one_alone(origin, secure):
+    """A Secure cookie set for the http name would be dropped by the browser: signed in, it would land on the
+    sign-in page again."""
+    async with service(Valid(), public_origin="https://reports.example.com,http://leadpipe.internal") as browser:
+        signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"},
+                                       headers={"sec-fetch-site": "same-origin", "origin": origin})
+    assert signed_in.status_code == 200 and ("; secure" in signed_in.headers["set-cookie"].lower()) is secure
+
+
 async def test_served_over_plain_http_the_session_cookie_is_not_secure_or_the_browser_would_drop_it():
     async with service(Valid()) as browser:
         signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"},
@@ -192,17 +203,22 @@ async def test_served_over_plain_http_the_session_cookie_is_not_secure_or_the_br
     assert signed_in.status_code == 200 and "secure" not in signed_in.headers["set-cookie"].lower()
 
 
-@pytest.mark.parametrize("public_origin, origin, allowed", [
-    ("https://reports.example.com", "https://reports.example.com", True),
-    ("https://reports.example.com", "http://reporting", False),
-    ("https://reports.example.com", "https://evil.example", False),
-    (None, "http://reporting", True),
-    (None, "https://evil.example", False),
-], ids=["its public origin", "the address behind the proxy", "another site", "unset: the address it came to",
-        "unset: another site"])
-async def test_a_browser_that_sends_only_origin_signs_in_from_the_public_origin_alone(public_origin, origin, allowed):
+REPORTS, INTERNAL = "https://reports.example.com", "https://leadpipe.internal.example.com"
+
+
+@pytest.mark.parametrize("public_origins, origin, allowed", [
+    ((REPORTS,), REPORTS, True),
+    ((REPORTS,), "http://reporting", False),
+    ((REPORTS,), "https://evil.example", False),
+    ((REPORTS, INTERNAL), INTERNAL, True),
+    ((REPORTS, INTERNAL), "https://evil.example", False),
+    ((), "http://reporting", True),
+    ((), "https://evil.example", False),
+], ids=["its public origin", "the address behind the proxy", "another site", "its second name",
+        "another site, with two names", "unset: the address it came to", "unset: another site"])
+async def test_a_browser_that_sends_only_origin_signs_in_from_a_public_origin_alone(public_origins, origin, allowed):
     """Safari before 16.4 and Firefox before 90 send no Sec-Fetch-Site: their Origin is all there is to go by."""
-    async with client(Valid(), None, public_origin=public_origin) as browser:
+    async with client(Valid(), None, public_origins=public_origins) as browser:
         answer = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"}, headers={"origin": origin})
     assert answer.status_code == (200 if allowed else 403)
 

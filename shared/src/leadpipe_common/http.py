@@ -27,8 +27,8 @@ Guarantees:
   ``503`` with ``Retry-After: 5`` in the same shape, never ``500``; any
   other database error stays a ``500``.
 - ``cross_site``: a browser's form post from another site is recognised (by
-  ``Sec-Fetch-Site`` or ``Origin``, the latter compared with
-  ``<SERVICE>_PUBLIC_ORIGIN`` when set), so a page elsewhere cannot sign a
+  ``Sec-Fetch-Site`` or ``Origin``, the latter compared with each of
+  ``<SERVICE>_PUBLIC_ORIGIN``'s origins when set), so a page elsewhere cannot sign a
   visitor in or out; clients that send neither header (curl, SDKs) are not
   browsers and pass.
 """
@@ -139,15 +139,23 @@ def cross_site(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return False
-    return origin != public_origin(request)
+    return origin not in public_origins(request)
+
+
+def public_origins(request: Request) -> tuple[str, ...]:
+    """The origins browsers reach this service at: ``<SERVICE>_PUBLIC_ORIGIN``'s when set (behind a proxy that
+    terminates TLS a request arrives as plain http, whatever the browser used), else the address the request
+    came to."""
+    configured: tuple[str, ...] = getattr(request.app.state, "public_origins", ())
+    return configured or (f"{request.url.scheme}://{request.headers.get('host', '')}",)
 
 
 def public_origin(request: Request) -> str:
-    """The origin browsers reach this service at: ``<SERVICE>_PUBLIC_ORIGIN`` when set (behind a proxy that
-    terminates TLS a request arrives as plain http, whatever the browser used), else the address the request
-    came to."""
-    configured: str | None = getattr(request.app.state, "public_origin", None)
-    return configured or f"{request.url.scheme}://{request.headers.get('host', '')}"
+    """The origin the browser that sent this request is at: the one of ``public_origins`` its ``Origin`` names
+    (a service reached under two names may serve one over https and the other not), else the canonical first."""
+    origins = public_origins(request)
+    origin = request.headers.get("origin")
+    return origin if origin in origins else origins[0]
 
 
 class BodyLimit:

@@ -251,7 +251,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
                   docs_url=None, redoc_url=None, openapi_url=None,
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.sessions = Sessions(settings.session_secret.get_secret_value() if settings.session_secret else None)
-    app.state.public_origin = settings.public_origin
+    app.state.public_origins = settings.public_origins
     # Outermost last: metrics see every answer, security headers go on every one, the limit is on every body,
     # and no text with a NUL gets past the edge.
     if service.fast_lane is not None:

@@ -168,12 +168,15 @@ class ServiceSettings(KafkaSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger request bodies get `413` (declared or "
                                                                 "chunked)")
     # uvicorn serves plain HTTP and believes no X-Forwarded-Proto (cli.serve): behind a proxy that terminates TLS
-    # every request arrives as http, so where browsers really are must be said.
+    # every request arrives as http, so where browsers really are must be said. Several when browsers reach it
+    # under more than one name (two domains, or both during a move from one to the other).
     public_origin: str | None = Field(
         None, description="where browsers reach the service when a proxy in front of it terminates TLS, as "
-                          "`scheme://host[:port]` (`https://reports.example.com`): with `https` the dashboard's "
-                          "session cookie is `Secure`, and a dashboard sign-in or sign-out must come from this "
-                          "origin; unset: the address each request came to (`make run` serves `http://127.0.0.1`)")
+                          "`scheme://host[:port]` (`https://reports.example.com`), or several, comma-separated, "
+                          "when it has more than one name (the first is the canonical one): a dashboard sign-in "
+                          "or sign-out must come from one of them, and the session cookie is `Secure` when the "
+                          "one a sign-in comes from (the first, if it names none) is `https`; unset: the address "
+                          "each request came to (`make run` serves `http://127.0.0.1`)")
     bootstrap_key: SecretStr | None = Field(
         None, validation_alias="LEADPIPE_BOOTSTRAP_KEY",
         description="a secret of your choice (24 characters or more) that is an admin API key on every service, "
@@ -197,8 +200,13 @@ class ServiceSettings(KafkaSettings):
 
     @field_validator("public_origin")
     @classmethod
-    def _an_origin(cls, value: str | None) -> str | None:
-        return None if value is None else web_origin(value)
+    def _origins(cls, value: str | None) -> str | None:
+        return None if value is None else ",".join(web_origin(origin) for origin in value.split(","))
+
+    @property
+    def public_origins(self) -> tuple[str, ...]:
+        """``<SERVICE>_PUBLIC_ORIGIN``'s origins, the canonical one first; none when it is unset."""
+        return tuple(self.public_origin.split(",")) if self.public_origin else ()
 
     @field_validator("bootstrap_key")
     @classmethod

@@ -4,8 +4,8 @@ No JavaScript and no build step: the funnel is an inline SVG, the rest are
 tables with bars drawn in CSS, so it renders the same in any browser and in a
 headless test. It needs the ``reports:read`` scope: a browser signs in once
 with an API key on ``/dashboard/login`` and gets a signed, ``HttpOnly``,
-``SameSite=Strict`` session cookie (``Secure`` when ``REPORTING_PUBLIC_ORIGIN``
-is https) naming the key (never its secret), which
+``SameSite=Strict`` session cookie (``Secure`` when the ``REPORTING_PUBLIC_ORIGIN``
+it is signed in from is https) naming the key (never its secret), which
 stops working when the key is revoked; ``/dashboard/logout`` ends it on the
 server too, so a copy of the cookie stops working as well.
 """
