@@ -1,9 +1,16 @@
-"""The background loop's rounds (relays, watches) with no IO: what a wake and a linger do."""
+"""The background loop's rounds (relays, watches) with no IO: what a wake and a linger do, and what a failing
+one does to the service's readiness."""
 
 import asyncio
 import contextlib
 
+import httpx
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+
+from leadpipe_common.ops import ops_router
 from leadpipe_common.outbox import BackgroundLoop
+from leadpipe_common.service import loop_checks
 
 
 class Writes(BackgroundLoop):
@@ -132,3 +139,43 @@ async def test_wakes_do_not_cut_a_failing_loops_backoff_short_but_a_stop_does():
     assert loop.rounds == 1
     async with asyncio.timeout(1):
         await loop.stop()
+
+
+class FailingHousekeeping(Failing):
+    """A round that always fails, as a purge's does on a statement timeout, in a loop the service works without."""
+
+    name = "housekeeping"
+    essential = False
+
+
+async def database_ok() -> None:
+    pass
+
+
+async def readiness_with(loop: BackgroundLoop) -> httpx.Response:
+    """What /readyz answers with the database reachable and ``loop`` running, once its first round has failed."""
+    app = FastAPI()
+    app.include_router(ops_router(lambda: {"database": database_ok, **loop_checks([loop])}))
+    loop.start()
+    try:
+        await until(lambda: loop.failing)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+            return await client.get("/readyz")
+    finally:
+        await loop.stop()
+
+
+async def test_a_failing_essential_loop_makes_the_service_unready():
+    loop = Failing()
+    loop.name = "relay"
+    answer = await readiness_with(loop)
+    assert answer.status_code == 503 and answer.json()["checks"]["relay"] == "failing: RuntimeError"
+
+
+async def test_a_failing_housekeeping_loop_leaves_the_service_ready_and_is_counted_by_name():
+    """Taking the pod out of service for a purge that fails would stop the work the service still does."""
+    before = REGISTRY.get_sample_value("leadpipe_background_failures_total", {"loop": "housekeeping"}) or 0.0
+    answer = await readiness_with(FailingHousekeeping())
+    assert answer.status_code == 200 and "housekeeping" not in answer.json()["checks"]
+    after = REGISTRY.get_sample_value("leadpipe_background_failures_total", {"loop": "housekeeping"}) or 0.0
+    assert after - before >= 1

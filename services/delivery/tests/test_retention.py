@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import REGISTRY
 
+from leadpipe_common.service import loop_checks
 from leadpipe_common.testing.fakes import unit_of_work_over
 
 from delivery.retention import Purge
@@ -58,3 +59,22 @@ async def test_a_stop_is_not_held_up_by_a_long_first_purge():
     await asyncio.sleep(0)  # its first round is under way
     await purge.stop()
     assert len(queue.asked) == 1 and len(queue.finished) == 8  # that round ends; no other starts
+
+
+class TimingOut:
+    """A queue whose purge always runs past the statement timeout, as a first one over a huge table may."""
+
+    async def purge(self, cutoff: datetime, limit: int) -> int:
+        raise TimeoutError("canceling statement due to statement timeout")
+
+
+async def test_a_failing_purge_leaves_delivery_ready_it_still_sends_and_answers():
+    purge = Purge(unit_of_work_over(TimingOut()), lambda: NOW, keep_days=30)
+    purge.start()
+    try:
+        async with asyncio.timeout(5):
+            while not purge.failing:
+                await asyncio.sleep(0.001)
+        assert loop_checks([purge]) == {}  # no readiness check for it: /readyz goes by the others
+    finally:
+        await purge.stop()

@@ -14,7 +14,9 @@ Guarantees:
 - A failing broker or database is retried with capped backoff and jitter;
   nothing is dropped. A CancelledError raised inside a round (not a
   cancellation of the loop itself) is retried like a failure, never the
-  end of the loop without a word.
+  end of the loop without a word. Every background loop's failing round is
+  logged and counted in ``leadpipe_background_failures_total{loop}``, and
+  fails the service's ``/readyz`` only if the loop is ``essential``.
 - ``wake`` cuts the idle wait so an HTTP caller's event leaves at once, or
   after the relay's linger (``<SERVICE>_OUTBOX_LINGER_MS``), which lets one round carry every
   write of those few milliseconds. With ``<SERVICE>_OUTBOX_ROUND_TARGET`` the linger is paced to the
@@ -46,6 +48,8 @@ log = structlog.get_logger(__name__)
 
 RELAYED = Counter("leadpipe_outbox_relayed_total", "Messages published from an outbox", ["outbox"])
 FAILURES = Counter("leadpipe_outbox_failures_total", "Outbox relay rounds that failed and will be retried", ["outbox"])
+LOOP_FAILURES = Counter("leadpipe_background_failures_total", "Background loop rounds that failed and will be retried",
+                        ["loop"])
 
 
 def outbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -67,10 +71,14 @@ class BackgroundLoop:
     """Runs ``step`` until stopped: again at once while it has a full batch, else after ``idle_s``.
 
     A failing step is retried with capped exponential backoff and jitter, and
-    logged; a ``wake()`` cuts the idle wait short.
+    logged and counted; a ``wake()`` cuts the idle wait short.
     """
 
     name = "loop"
+    #: Whether the service cannot do its work while this loop fails, so its ``/readyz`` fails with it. False for
+    #: housekeeping (clearing what has aged out): while it fails the service still does its work, and taking it
+    #: out of service would stop that too, so the failure shows only in the log and the counter.
+    essential = True
 
     def __init__(self, *, batch_max: int, idle_s: float, wake: asyncio.Event | None = None,
                  linger_s: float = 0.0, round_target: int = 0) -> None:
@@ -127,6 +135,7 @@ class BackgroundLoop:
                     # end the loop would leave its work undone without a word.
                 failures += 1
                 self.failing = True
+                LOOP_FAILURES.labels(self.name).inc()
                 delay = backoff(failures - 1, cap=10.0)
                 log.warning(f"{self.name} failed; will retry", error=error_text(exc), retry_in_s=round(delay, 2))
                 self.on_failure()

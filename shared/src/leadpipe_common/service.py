@@ -17,8 +17,9 @@ at the recent rate, at most 100 ms). On shutdown it stops the
 runner first (finish batch, commit, leave the group), then the background
 loops (each finishes its round), then the producer, then the database pool.
 ``/readyz`` fails while the database is unreachable, the runner is retrying
-or not running, or a background loop's last round failed; for a service that
-serves without the broker, only the database counts. Routes reach the
+or not running, or an essential background loop's last round failed (not a
+housekeeping one's, ``essential = False``: see ``loop_checks``); for a service
+that serves without the broker, only the database counts. Routes reach the
 running service as ``Annotated[Runtime[...], Depends(runtime)]``.
 """
 
@@ -65,6 +66,8 @@ S = TypeVar("S")  # the service's store: its own tables, on one unit of work's s
 class Background(Protocol):
     name: str
     failing: bool
+    #: Whether its failing makes the service unready (``loop_checks``).
+    essential: bool
 
     def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -181,6 +184,14 @@ async def runtime(request: Request) -> Runtime[Any, Any]:
     return runtime_of(request)
 
 
+def loop_checks(loops: Sequence[Background]) -> dict[str, Check]:
+    """The readiness checks of a service's background loops: one for each essential loop, failing while its last
+    round failed. A housekeeping loop (delivery's purge) has none: while it fails the service still does its
+    work, and a probe that took the pod out of service would stop that too (it is logged and counted instead)."""
+    return {loop.name: require(lambda loop=loop: not loop.failing, "failing; retrying with backoff (see the logs)")
+            for loop in loops if loop.essential}
+
+
 def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Callable[[Clients], C]) -> FastAPI:
     """The app of ``service``; ``context`` builds what its handlers and routes need once the clients exist."""
     service.check()
@@ -225,9 +236,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
             await runner.start()
             checks["broker"] = require(lambda: producer.started, "producer not connected")
             checks["consumer"] = require(lambda: runner.ready, "consumer is retrying a batch or not running")
-            for loop in loops:
-                checks[loop.name] = require(lambda loop=loop: not loop.failing,
-                                            "failing; retrying with backoff (see the logs)")
+            checks.update(loop_checks(loops))
         for loop in loops:
             loop.start()
         log.info("service started", topics=topology.inputs_of(service.name), port=settings.port)

@@ -388,6 +388,9 @@ class ExpiredKeys(BackgroundLoop):
     a day of keyed submissions, not every one ever made."""
 
     name = "capture-expired-keys"
+    # Housekeeping: a key past its window is taken over when it comes again (_IDEMPOTENCY_CLAIM), deleted or not,
+    # so while rounds fail only the table grows.
+    essential = False
     BATCH = 1000
     EVERY_S = 300.0
 
@@ -420,6 +423,7 @@ class LeadWriter:
 
     name = "capture-writer"
     failing = False
+    essential = True
 
     def __init__(self, engine: AsyncEngine, max_batch: int, on_commit: Callable[[], None],
                  clock: Callable[[], datetime], linger: Linger | None = None) -> None:
