@@ -160,7 +160,7 @@ async def test_a_subscription_made_through_the_api_shows_its_secret_once_and_rot
     secrets_file = receiver_log(stack.data_dir).with_name("receiver.jsonl.secrets")
     async with httpx.AsyncClient(base_url=url(stack, "delivery"), headers=KEY_HEADERS) as delivery, \
             httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
-        async def lead_delivered() -> str:
+        async def lead_delivered(company: bool = True) -> str:
             email = f"api.{uuid.uuid4().hex[:6]}@stripe.com"
             lead = (await capture.post("/v1/leads", json={"email": email, **SALES_READY, "phone": "+1 415 555 0100",
                                                           "message": "call me after five", "company": "Stripe",
@@ -168,7 +168,8 @@ async def test_a_subscription_made_through_the_api_shows_its_secret_once_and_rot
             await until(lambda: any(r["answer"] == 204 for r in of_lead(received(stack), lead["lead_id"])))
             sent = [r["event"] for r in of_lead(received(stack), lead["lead_id"])]
             assert {json.dumps(e["data"]["contact"], sort_keys=True) for e in sent} == {
-                json.dumps({"company": "Stripe", "email": email}, sort_keys=True)}
+                json.dumps({"email": email, **({"company": "Stripe"} if company else {})}, sort_keys=True)}
+            assert all(("contact.company" in e["withheld"].split(",")) is not company for e in sent), sent
             # Nor what enrichment read from them (the number, as E.164), and the receiver is told what was left out.
             told = ("4155550100", "415 555", "after five")
             assert not any(t in json.dumps(e) for e in sent for t in told), sent
@@ -199,6 +200,20 @@ async def test_a_subscription_made_through_the_api_shows_its_secret_once_and_rot
         signed_with_second = await lead_delivered()
         for lead in (signed_with_first, signed_with_second):
             assert {r["answer"] for r in of_lead(received(stack), lead)} == {204}  # never a bad signature
+
+        # Changed in place, its secret kept: the next lead's body follows the new contact fields.
+        changed = await delivery.patch("/v1/subscriptions/api-crm", json={"contact": ["email"]})
+        assert changed.status_code == 200, changed.text
+        assert {"contact": ["email"], "events": ["lead.routed"], "signing_secrets": 1}.items() <= changed.json().items()
+        assert "secret" not in changed.json()
+        after_change = await lead_delivered(company=False)
+        assert {r["answer"] for r in of_lead(received(stack), after_change)} == {204}
+        wrong = await delivery.patch("/v1/subscriptions/api-crm", json={"contact": ["email", "phon"]})
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "contact", wrong.text
+        wrong = await delivery.patch("/v1/subscriptions/api-crm", json={"contacts": ["email"]})
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "contacts", wrong.text
+        assert (await delivery.patch("/v1/subscriptions/test-crm", json={"contact": ["email"]})).status_code == 409
+        assert (await delivery.patch("/v1/subscriptions/nobody", json={"contact": ["email"]})).status_code == 404
 
         assert (await delivery.post("/v1/subscriptions", json=body)).status_code == 409
         assert (await delivery.post("/v1/subscriptions", json={**body, "id": "test-crm"})).status_code == 409
@@ -253,6 +268,8 @@ async def test_events_wait_while_a_stored_subscription_cannot_be_opened_and_are_
             assert all(sub["opened"] for sub_id, sub in listed.items() if sub_id != "sealed-away")
             rotation = await delivery.post("/v1/subscriptions/sealed-away/secrets", json={})
             assert rotation.status_code == 409 and "sealed with another key" in rotation.json()["error"]
+            change = await delivery.patch("/v1/subscriptions/sealed-away", json={"contact": ["email"]})
+            assert change.status_code == 409 and "sealed with another key" in change.json()["error"]
             assert (await delivery.delete("/v1/subscriptions/sealed-away")).status_code == 200
             # The event read while it was held back goes to the file's subscription that wants it.
             await until(lambda: any(r["answer"] == 204 for r in of_lead(received(stack), lead["lead_id"])))

@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import httpx
+import structlog
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
 from leadpipe_common import auth
@@ -12,8 +14,9 @@ from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.testing.fakes import unit_of_work_over
 
 from delivery.api import router
+from delivery.domain import new_secret, parse_subscriptions
 from delivery.store import Redrive
-from delivery.subscriptions import SubscriptionBook
+from delivery.subscriptions import SecretBox, SubscriptionBook, sealed_secrets
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 ANALYST = auth.Principal(key_id="def456", name="analyst", scopes=frozenset({auth.READ_REPORTS}))
@@ -43,11 +46,55 @@ class Queue:
         return Redrive(queued=1, purged=2, not_in_force=self.not_in_force)
 
 
-def serving(queue: Queue, principal: auth.Principal = ANALYST) -> httpx.AsyncClient:
+class Stored(Queue):
+    """The subscriptions made through the API, as rows of ``delivery.subscriptions``."""
+
+    def __init__(self, *rows: dict, disabled: set[str] = frozenset()) -> None:
+        super().__init__([])
+        self.rows = {row["id"]: dict(row) for row in rows}
+        self.disabled = set(disabled)
+
+    async def api_subscriptions(self) -> list[dict]:
+        return [dict(row) for _, row in sorted(self.rows.items())]
+
+    async def subscription_row(self, subscription_id: str) -> dict | None:
+        row = self.rows.get(subscription_id)
+        return dict(row) if row else None
+
+    async def change_subscription(self, subscription_id: str, columns: dict, at: datetime) -> None:
+        self.rows[subscription_id].update(columns, updated_at=at)
+
+    async def disabled_ids(self) -> set[str]:
+        return set(self.disabled)
+
+
+BOX = SecretBox([Fernet.generate_key()])
+CREATED = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+FILE = parse_subscriptions({"subscriptions": [
+    {"id": "crm", "url": "https://crm.example.com/h", "secrets": [new_secret(bytes(32))], "events": ["lead.routed"]},
+]}, allow_private=False)
+
+
+def made(sub_id: str = "slack", box: SecretBox = BOX, **settings) -> dict:
+    """A row as the API's POST stores it."""
+    return {"id": sub_id, "url": "https://hooks.example.com/s", "events": ["lead.queued", "lead.routed"],
+            "filter": {"team": ["na"]}, "retry_hours": 12.0, "contact": ["email", "company"],
+            "secrets": sealed_secrets(box, [(new_secret(bytes(range(32))), None)]), "created_by": "ops",
+            "created_at": CREATED, "updated_at": CREATED, **settings}
+
+
+def book_of(stored: Stored) -> SubscriptionBook:
+    book = SubscriptionBook(FILE, BOX, allow_private=False)
+    book.load([row for row in stored.rows.values()], NOW)
+    return book
+
+
+def serving(queue: Queue, principal: auth.Principal = ANALYST, book: SubscriptionBook | None = None
+            ) -> httpx.AsyncClient:
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(router)
-    book = SubscriptionBook({}, None, allow_private=False)
+    book = book if book is not None else SubscriptionBook({}, None, allow_private=False)
     app.state.keys = Keys(principal)
     app.state.runtime = SimpleNamespace(unit_of_work=unit_of_work_over(queue),
                                         context=SimpleNamespace(subscriptions=book, clock=lambda: NOW))
@@ -83,3 +130,84 @@ async def test_a_redrive_answers_how_many_it_left_dead_because_their_subscriptio
         answer = await client.post("/v1/deliveries/redrive", json={})
     assert answer.status_code == 200, answer.text
     assert answer.json()["not_in_force"] == 4 and answer.json()["redriven"] == 1
+
+
+async def test_a_changed_url_and_contact_are_stored_in_force_and_listed_and_the_rest_is_kept():
+    """Changed in place: before, a new url or contact meant deleting the subscription (its waiting deliveries
+    dead) and making it again (a new secret for the receiver)."""
+    stored = Stored(made(), disabled={"slack"})
+    book = book_of(stored)
+    secrets = stored.rows["slack"]["secrets"]
+    async with serving(stored, ADMIN, book) as client:
+        with structlog.testing.capture_logs() as lines:
+            changed = await client.patch("/v1/subscriptions/slack",
+                                         json={"url": "https://hooks.example.com/moved", "contact": ["email"]})
+        listed = await client.get("/v1/subscriptions")
+    assert changed.status_code == 200, changed.text
+    slack = next(s for s in listed.json() if s["id"] == "slack")
+    assert changed.json() == slack == {
+        "id": "slack", "url": "https://hooks.example.com/moved", "events": ["lead.queued", "lead.routed"],
+        "filter": {"team": ["na"]}, "retry_hours": 12.0, "contact": ["email"], "source": "api",
+        "signing_secrets": 1, "disabled": True, "opened": True, "problem": None}
+    assert (book["slack"].url, book["slack"].contact) == ("https://hooks.example.com/moved", frozenset({"email"}))
+    row = stored.rows["slack"]
+    assert (row["secrets"], row["created_at"], row["updated_at"]) == (secrets, CREATED, NOW)
+    [line] = [line for line in lines if line["event"] == "subscription changed through the API"]
+    assert (line["by"], line["changed"]) == ("ops", ["contact", "url"]) and "moved" not in str(line)
+
+
+async def test_null_puts_back_the_default_and_a_key_left_out_keeps_its_value():
+    stored = Stored(made())
+    book = book_of(stored)
+    async with serving(stored, ADMIN, book) as client:
+        changed = await client.patch("/v1/subscriptions/slack",
+                                     json={"retry_hours": None, "contact": None, "filter": {"grade": "A"}})
+    assert changed.status_code == 200, changed.text
+    assert {k: changed.json()[k] for k in ("url", "events", "filter", "retry_hours", "contact")} == {
+        "url": "https://hooks.example.com/s", "events": ["lead.queued", "lead.routed"], "filter": {"grade": ["A"]},
+        "retry_hours": None, "contact": None}
+    assert (book["slack"].retry_hours, book["slack"].contact, book["slack"].filter) == (
+        None, None, {"grade": frozenset({"A"})})
+
+
+async def test_a_change_to_a_bad_or_unknown_field_is_refused_naming_it_and_nothing_is_stored():
+    stored = Stored(made())
+    book = book_of(stored)
+    before = dict(stored.rows["slack"])
+    refusals = [({"contact": ["email", "phon"]}, "contact"), ({"url": "http://10.0.0.1/x"}, "url"),
+                ({"events": ["lead.captured"]}, "events"), ({"filter": {"colour": "red"}}, "filter"),
+                ({"url": None}, "url"), ({"events": []}, "events"), ({"retry_hours": 0}, "retry_hours"),
+                ({"url": "https://hooks.example.com/x", "contacts": ["email"]}, "contacts"), ({"id": "other"}, "id"),
+                ({}, "body")]
+    async with serving(stored, ADMIN, book) as client:
+        for body, field in refusals:
+            refused = await client.patch("/v1/subscriptions/slack", json=body)
+            assert refused.status_code == 422, (body, refused.text)
+            assert [e["field"] for e in refused.json()["errors"]] == [field], (body, refused.text)
+    assert stored.rows["slack"] == before and book["slack"].url == "https://hooks.example.com/s"
+
+
+async def test_a_change_to_no_subscription_or_to_the_files_is_refused():
+    stored = Stored(made())
+    async with serving(stored, ADMIN, book_of(stored)) as client:
+        unknown = await client.patch("/v1/subscriptions/nobody", json={"contact": ["email"]})
+        in_file = await client.patch("/v1/subscriptions/crm", json={"contact": ["email"]})
+    assert unknown.status_code == 404, unknown.text
+    assert in_file.status_code == 409 and "DELIVERY_SUBSCRIPTIONS_FILE" in in_file.json()["error"], in_file.text
+
+
+async def test_a_change_to_a_subscription_sealed_with_another_key_is_refused_and_not_stored():
+    """Its secrets cannot be opened here, so it cannot be checked whole, nor put in force."""
+    stored = Stored(made("sealed-away", SecretBox([Fernet.generate_key()])))
+    before = dict(stored.rows["sealed-away"])
+    async with serving(stored, ADMIN, book_of(stored)) as client:
+        refused = await client.patch("/v1/subscriptions/sealed-away", json={"contact": ["email"]})
+    assert refused.status_code == 409 and "sealed with another key" in refused.json()["error"], refused.text
+    assert stored.rows["sealed-away"] == before
+
+
+async def test_a_change_needs_the_admin_scope():
+    stored = Stored(made())
+    async with serving(stored, ANALYST, book_of(stored)) as client:
+        refused = await client.patch("/v1/subscriptions/slack", json={"contact": ["email"]})
+    assert refused.status_code == 403, refused.text

@@ -142,6 +142,26 @@ async def test_a_redrive_never_sends_a_deleted_subscriptions_dead_deliveries_to_
     assert redriven.queued == 1 and pending == [own.seq]  # the new receiver's own, nothing of the old one's
 
 
+async def test_a_changed_subscription_keeps_its_dead_deliveries_for_a_redrive(db):
+    """A change is no deletion: what died before it is still its own, and is sent again (to the new url)."""
+    crm, now = f"crm-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    hour_ago = now - timedelta(hours=1)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        assert await store.add_subscription(api_subscription(crm, "https://old.example.com/h",
+                                                             now - timedelta(hours=2)))
+        await store.enqueue(due(crm, 1, hour_ago))
+        [refused] = await store.claim(hour_ago, hour_ago + timedelta(seconds=20), {crm: 1}, 1)
+        await store.record([attempted(refused, "dead", 500, hour_ago)])
+        await store.change_subscription(crm, {"url": "https://new.example.com/h", "contact": ["email"]}, now)
+        row = await store.subscription_row(crm)
+        redriven = await store.redrive(now, crm, in_file=set())
+        await conn.rollback()
+    assert (row["url"], row["contact"], row["events"]) == ("https://new.example.com/h", ["email"], ["lead.routed"])
+    assert (row["created_at"], row["updated_at"]) == (now - timedelta(hours=2), now)
+    assert redriven.queued == 1
+
+
 async def test_a_redrive_counts_by_subscription_what_it_left_dead_because_their_subscription_is_not_in_force(db):
     """Run with another file than the service's (an admin box), a redrive of all left the file's subscriptions'
     dead deliveries out without a word. A purged one could not be sent anyway: it is not counted."""

@@ -1,5 +1,5 @@
-"""delivery's HTTP API: what was sent for a lead; the subscriptions in force, and making, rotating and deleting
-them (their secrets made here, answered once, stored sealed: ``delivery.subscriptions``)."""
+"""delivery's HTTP API: what was sent for a lead; the subscriptions in force, and making, changing, rotating and
+deleting them (their secrets made here, answered once, stored sealed: ``delivery.subscriptions``)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from typing import Annotated, Any
 import structlog
 from cryptography.fernet import InvalidToken
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from leadpipe_common.auth import Principal, needs
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
-from delivery.domain import CONTACT_FIELDS, DELIVERABLE, LONGEST_RETRY_HOURS, Subscription, new_secret, parse_subscription
+from delivery.domain import (
+    CONTACT_FIELDS, DELIVERABLE, LONGEST_RETRY_HOURS, Subscription, live_secrets, new_secret, parse_subscription,
+)
 from delivery.handlers import Delivery
 from delivery.store import DeliveryStore
 from delivery.subscriptions import SecretBox, SubscriptionBook, opened_secrets, sealed_secrets
@@ -68,7 +70,7 @@ class SubscriptionState(BaseModel):
     retry_hours: float | None
     #: The contact fields the receiver is sent (the others are left out of every body); null: all of them.
     contact: list[str] | None = None
-    #: ``file`` (DELIVERY_SUBSCRIPTIONS_FILE: edit the file) or ``api`` (made, rotated and deleted here).
+    #: ``file`` (DELIVERY_SUBSCRIPTIONS_FILE: edit the file) or ``api`` (made, changed, rotated and deleted here).
     source: str
     #: How many secrets sign each delivery now (more than one during a rotation); never the secrets.
     signing_secrets: int
@@ -134,6 +136,28 @@ class NewSubscription(BaseModel):
                                                         "and named in its `withheld` attribute (default: all)")
 
 
+class SubscriptionChange(BaseModel):
+    """A subscription's new settings, as a JSON merge patch: a key left out keeps its value, ``null`` puts back
+    the default (no filter, DELIVERY_RETRY_HOURS, all contact fields). Its id and secret stay (rotate the secret
+    with ``/secrets``)."""
+
+    # A misspelt key ("contacts") would otherwise be dropped and answered 200, leaving the receiver sent all it was.
+    model_config = ConfigDict(extra="forbid")
+
+    # No default to put back: null is refused, naming the field.
+    url: str = Field(None, max_length=2000, description="the receiver; every delivery sent from now on goes "
+                                                        "there, those waiting included")
+    events: list[str] = Field(None, min_length=1, description=f"any of {', '.join(DELIVERABLE)}; for the "
+                                                              "events read from now on")
+    filter: dict[str, str | list[str]] | None = Field(None, description="team, owner, grade, source: a value or "
+                                                                        "a list; replaced whole (null: none)")
+    retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery "
+                                      "is retried, from its next attempt on (null: DELIVERY_RETRY_HOURS)")
+    contact: list[str] | None = Field(None, description=f"the contact fields the receiver is sent, among "
+                                                        f"{', '.join(CONTACT_FIELDS)}, in the events read from "
+                                                        "now on (null: all)")
+
+
 class WithSecret(SubscriptionState):
     #: Shown once: leadpipe keeps it sealed and never shows it again. Give it to the receiver now.
     secret: str
@@ -171,25 +195,43 @@ def _api_made(rt: Runtime[Delivery, DeliveryStore], subscription_id: str) -> Non
                            "it there")
 
 
+def _opened(box: SecretBox, row: dict[str, Any]) -> list[tuple[str, datetime | None]]:
+    try:
+        return opened_secrets(box, row["secrets"])
+    except InvalidToken:
+        raise Problem(409, f"subscription {row['id']!r} was sealed with another key than this process has "
+                           f"({box.source}): give that key back, or delete the subscription and make it "
+                           "again") from None
+
+
+def _parsed(item: dict[str, Any], book: SubscriptionBook) -> Subscription:
+    """A subscription as the API was given it, checked as the file's are; 422 naming the field."""
+    try:
+        return parse_subscription(item, "body", allow_private=book.allow_private)
+    except ValueError as exc:
+        where, _, reason = str(exc).partition(": ")
+        field = where.removeprefix("body.")
+        raise Problem(422, f"{field}: {reason}", [FieldProblem(field, reason)]) from None
+
+
+def _columns(sub: Subscription) -> dict[str, Any]:
+    """What is stored of a subscription's settings (its secrets apart)."""
+    return {"url": sub.url, "events": sorted(sub.events), "filter": {k: sorted(v) for k, v in sub.filter.items()},
+            "retry_hours": sub.retry_hours, "contact": _listed(sub.contact)}
+
+
 @router.post("/v1/subscriptions", summary="Subscribe a webhook; its secret is answered once", status_code=201,
              response_model=WithSecret, responses=problem_responses(409, 503, _409="the id is taken"))
 async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
                               who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
     box, book, now = _box(rt), rt.context.subscriptions, rt.context.clock()
     secret = new_secret(os.urandom(32))
-    try:
-        sub = parse_subscription({**body.model_dump(), "secrets": [secret]}, "body", allow_private=book.allow_private)
-    except ValueError as exc:
-        where, _, reason = str(exc).partition(": ")
-        field = where.removeprefix("body.")
-        raise Problem(422, f"{field}: {reason}", [FieldProblem(field, reason)]) from None
+    sub = _parsed({**body.model_dump(), "secrets": [secret]}, book)
     if sub.id in book:
         raise Problem(409, f"a subscription {sub.id!r} exists", [FieldProblem("id", "is taken")])
     async with rt.unit_of_work() as uow:
         made = await uow.store.add_subscription({
-            "id": sub.id, "url": sub.url, "events": sorted(sub.events), "retry_hours": sub.retry_hours,
-            "contact": _listed(sub.contact),
-            "filter": {k: sorted(v) for k, v in sub.filter.items()}, "secrets": sealed_secrets(box, [(secret, None)]),
+            "id": sub.id, **_columns(sub), "secrets": sealed_secrets(box, [(secret, None)]),
             "created_by": who.name, "created_at": now, "updated_at": now})
         if not made:
             raise Problem(409, f"a subscription {sub.id!r} exists", [FieldProblem("id", "is taken")])
@@ -197,6 +239,38 @@ async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
         book.load(await uow.store.api_subscriptions(), now)
     log.info("subscription made through the API", subscription=sub.id, by=who.name)
     return {**_state(sub, book, set()), "secret": secret}
+
+
+@router.patch("/v1/subscriptions/{subscription_id}",
+              summary="Change a subscription made through the API (any of url, events, filter, retry_hours, "
+                      "contact); its secret stays", response_model=SubscriptionState, responses=problem_responses(
+                  404, 409, 503, _409="defined in the file, or sealed with a key this process does not have"))
+async def change_subscription(subscription_id: str, body: SubscriptionChange, rt: DeliveryRuntime,
+                              who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
+    box, book, now = _box(rt), rt.context.subscriptions, rt.context.clock()
+    given = body.model_dump(include=body.model_fields_set)
+    if not given:
+        raise Problem(422, "nothing to change", [FieldProblem(
+            "body", f"give any of {', '.join(SubscriptionChange.model_fields)}")])
+    _api_made(rt, subscription_id)
+    async with rt.unit_of_work() as uow:
+        row = await uow.store.subscription_row(subscription_id)
+        if row is None:
+            raise Problem(404, f"no subscription {subscription_id!r}")
+        # Checked whole, as a new one is: the stored settings with the change, signed by the secrets in use.
+        stored = {"id": row["id"], "url": row["url"], "events": list(row["events"]), "filter": row["filter"],
+                  "retry_hours": row["retry_hours"], "contact": row["contact"]}
+        sub = _parsed({**stored, **given, "secrets": list(live_secrets(_opened(box, row), now))}, book)
+        # Only what was given is written: two changes at once, of different fields, both stay.
+        changes = {k: v for k, v in _columns(sub).items() if k in given}
+        await uow.store.change_subscription(subscription_id, changes, now)
+        await uow.commit()
+        book.load(await uow.store.api_subscriptions(), now)
+        off = await uow.store.disabled_ids()
+    # Names only: a URL may hold a token (a chat's incoming webhook).
+    log.info("subscription changed through the API", subscription=subscription_id, by=who.name,
+             changed=sorted(k for k, v in changes.items() if v != stored[k]))
+    return _state(book.get(subscription_id, sub), book, off)
 
 
 @router.post("/v1/subscriptions/{subscription_id}/secrets",
@@ -213,12 +287,7 @@ async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntim
         row = await uow.store.subscription_row(subscription_id)
         if row is None:
             raise Problem(404, f"no subscription {subscription_id!r}")
-        try:
-            opened = opened_secrets(box, row["secrets"])
-        except InvalidToken:
-            raise Problem(409, f"subscription {subscription_id!r} was sealed with another key than this process has "
-                               f"({box.source}): give that key back, or delete the subscription and make it "
-                               "again") from None
+        opened = _opened(box, row)
         kept = [(s, min(at, until) if at else until) for s, at in opened if (at is None or at > now) and until > now]
         await uow.store.set_secrets(subscription_id, sealed_secrets(box, [*kept, (secret, None)]), now)
         await uow.commit()

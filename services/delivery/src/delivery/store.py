@@ -408,6 +408,12 @@ class DeliveryStore:
         await self._conn.execute(subscriptions.update().where(subscriptions.c.id == subscription_id)
                                  .values(secrets=sealed, updated_at=at))
 
+    async def change_subscription(self, subscription_id: str, columns: Mapping[str, Any], at: datetime) -> None:
+        """Its settings in ``columns`` (url, events, filter, retry_hours, contact) replaced. Its created_at stays:
+        the deliveries queued for it before are still its own (a redrive sends them, ``_made_through_api_for_it``)."""
+        await self._conn.execute(subscriptions.update().where(subscriptions.c.id == subscription_id)
+                                 .values(**columns, updated_at=at))
+
     async def remove_subscription(self, subscription_id: str, at: datetime) -> int | None:
         """Delete it; its undelivered deliveries become dead ("subscription deleted"): how many. None: no such
         subscription."""
