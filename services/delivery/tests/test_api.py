@@ -211,3 +211,17 @@ async def test_a_change_needs_the_admin_scope():
     async with serving(stored, ANALYST, book_of(stored)) as client:
         refused = await client.patch("/v1/subscriptions/slack", json={"contact": ["email"]})
     assert refused.status_code == 403, refused.text
+
+
+async def test_a_misspelt_key_is_refused_naming_it_not_dropped():
+    """Dropped, "contacts" would make a subscription sent every contact field, and "subscription" a redrive of all."""
+    stored = Stored()
+    async with serving(stored, ADMIN, book_of(stored)) as client:
+        made_ = await client.post("/v1/subscriptions", json={"id": "chat", "url": "https://hooks.example.com/c",
+                                                              "events": ["lead.routed"], "contacts": ["first_name"]})
+        redriven = await client.post("/v1/deliveries/redrive", json={"subscription": "crm"})
+        rotated = await client.post("/v1/subscriptions/chat/secrets", json={"previous_valid_hour": 1})
+    for answer, field in ((made_, "contacts"), (redriven, "subscription"), (rotated, "previous_valid_hour")):
+        assert answer.status_code == 422, answer.text
+        assert [e["field"] for e in answer.json()["errors"]] == [field], answer.text
+    assert stored.rows == {}

@@ -122,6 +122,9 @@ async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
 class NewSubscription(BaseModel):
     """A webhook to send lead events to; its signing secret is made by leadpipe and shown once."""
 
+    # A misspelt key ("contacts") would otherwise be dropped: the receiver sent all it was meant not to get.
+    model_config = ConfigDict(extra="forbid")
+
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,100}$", description="a name of your choice")
     url: str = Field(max_length=2000, description="the receiver (private addresses are refused unless "
                                                   "DELIVERY_ALLOW_PRIVATE_TARGETS=true)")
@@ -164,6 +167,8 @@ class WithSecret(SubscriptionState):
 
 
 class Rotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     previous_valid_hours: float = Field(24, ge=0, le=24 * 30, description="how long the secrets in use now keep "
                                                                           "signing beside the new one (0: stop now)")
 
@@ -314,6 +319,9 @@ async def delete_subscription(subscription_id: str, rt: DeliveryRuntime,
 
 class RedriveRequest(BaseModel):
     """Which dead deliveries to send again: all of them, one subscription's, or one lead's."""
+
+    # A misspelt key ("subscription") would otherwise be dropped: every dead delivery of all sent again.
+    model_config = ConfigDict(extra="forbid")
 
     subscription_id: str | None = Field(None, max_length=100)
     lead_id: uuid.UUID | None = None
