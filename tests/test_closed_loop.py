@@ -190,6 +190,8 @@ async def story(loop_stack: Stack) -> Story:
         s.answers["accept again"] = await say("won_eur", outcome="accepted", rep_id=owner["won_eur"])
         s.answers["unknown code"] = await say("lost", outcome="rejected", rep_id="maria.lopez", reason_code="meh")
         s.answers["won without amount"] = await say("won_eur", outcome="won", rep_id=owner["won_eur"])
+        s.answers["amount misspelt"] = await say("won_eur", outcome="won", rep_id=owner["won_eur"], ammount="10",
+                                                 currency="EUR")
         s.answers["rejected without code"] = await say("lost", outcome="rejected", rep_id="maria.lopez")
         s.answers["unknown lead"] = await routing.post(f"/v1/leads/{uuid.uuid4()}/disposition",
                                                        json={"outcome": "accepted", "rep_id": "x"})
@@ -266,6 +268,8 @@ async def test_illegal_moves_are_refused_and_explained_and_a_repeat_is_harmless(
     no_amount = story.answers["won without amount"]
     assert no_amount.status_code == 422 and "amount" in no_amount.json()["errors"][0]["reason"]
     assert no_amount.json()["errors"][0]["field"] == "amount"  # the field, not the whole body
+    misspelt = story.answers["amount misspelt"]  # dropped, it would have been a win without revenue
+    assert misspelt.status_code == 422 and "ammount" in [e["field"] for e in misspelt.json()["errors"]]
     no_code = story.answers["rejected without code"].json()["errors"]
     assert no_code == [{"field": "reason_code", "reason": "a rejection needs a reason_code"}]
     assert story.answers["unknown lead"].status_code == 404

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from prometheus_client import Counter
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from leadpipe_common.auth import Principal, needs
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
@@ -37,6 +37,14 @@ def _state(h: Handoff) -> dict[str, Any]:
             "merged_into": str(h.merged_into) if h.merged_into else None}
 
 
+class Disposition(DispositionReport):
+    """A sales tool's report, as posted. Unlike the event on ``leads.feedback`` (whose readers pass over fields a
+    newer producer adds), a key it does not know is refused: dropped, a misspelt ``ammount`` would record a win
+    with no revenue, a ``reason_cod`` a rejection with no reason."""
+
+    model_config = ConfigDict(extra="forbid", title="DispositionReport")
+
+
 @router.post(
     "/{lead_id}/disposition",
     summary="Report what became of a routed lead",
@@ -50,7 +58,7 @@ def _state(h: Handoff) -> dict[str, Any]:
                                 _409="illegal for the lead now, or from a rep who does not hold it"),
     dependencies=[needs("feedback:write")],
 )
-async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request: Request,
+async def post_disposition(lead_id: uuid.UUID, body: Disposition, request: Request,
                            rt: RoutingRuntime) -> dict[str, Any]:
     report = LeadDispositioned(lead_id=lead_id, **dict(body))  # the body passed the same checks already
     try:
@@ -88,6 +96,8 @@ async def get_handoff(lead_id: uuid.UUID, rt: RoutingRuntime) -> dict[str, Any]:
 
 class MergeRequest(BaseModel):
     """Sales says the lead in the path is the same person as ``survivor_id``'s lead."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt "reson" is said, not dropped
 
     survivor_id: uuid.UUID
     rep_id: str = Field(min_length=1, max_length=200, description="who says so (kept on the merge event)")
@@ -134,6 +144,8 @@ reps_router = APIRouter(prefix="/v1", tags=["reps and routing data"],
 class AwayPeriod(BaseModel):
     """A rep is out of office from ``starts_at`` (inclusive) until ``ends_at``: no new leads meanwhile."""
 
+    model_config = ConfigDict(extra="forbid")
+
     starts_at: Moment
     ends_at: Moment
     reason: str | None = Field(None, max_length=200, description="shown to whoever reads the routing reason")
@@ -147,6 +159,8 @@ class AwayPeriod(BaseModel):
 
 
 class Availability(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     away: list[AwayPeriod] = Field(max_length=100, description="every out-of-office period of the rep not yet over; "
                                                                 "replaces the ones set before")
 
