@@ -66,7 +66,7 @@ class Queue:
         self.recorded += [a.claimed.seq for a in attempted]
         return {a.claimed.seq for a in attempted}
 
-    async def disable(self, subscription_id: str, at: datetime, reason: str) -> None:
+    async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> None:
         raise AssertionError("no receiver here answers 410")
 
 
@@ -251,3 +251,42 @@ async def test_a_stopping_dispatcher_finishes_what_is_under_way_and_claims_nothi
     await sender.stop()
     assert len(queue.leases) == 1
     assert sorted(queue.recorded) == list(range(64)) and len(queue.due) == 136
+
+
+async def test_a_410_from_the_url_a_subscription_left_while_it_was_sent_does_not_switch_it_off():
+    """Changed through the API while an attempt to its old url was under way: the receiver it left answers 410,
+    which must not switch off the subscription now sending to another; the delivery goes there after its lease."""
+    def at(url: str) -> dict:
+        return dict(parse_subscriptions({"subscriptions": [
+            {"id": "crm0", "url": url, "secrets": [SECRET], "events": ["lead.routed"]}]}, allow_private=False))
+
+    book, clock = at("https://old.example.com/h"), Clock()
+    queue, switched_off = Queue(due(1), clock), []
+    pool = Pool(queue)
+
+    async def disable(subscription_id: str, when: datetime, reason: str, *, url: str) -> None:
+        switched_off.append((subscription_id, url))
+
+    queue.disable = disable
+    answer = asyncio.Event()
+
+    async def receiver(request: httpx.Request) -> httpx.Response:
+        await answer.wait()
+        return httpx.Response(410 if request.url.host == "old.example.com" else 204)
+
+    d = Dispatcher(unit_of_work=pool, client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
+                   subscriptions=book, clock=clock, retry_window=timedelta(hours=72), retry_base_s=5,
+                   connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
+    await d.step()  # claims it and sends to the old url
+    await asyncio.sleep(0.01)
+    book.update(at("https://new.example.com/h"))  # PATCHed meanwhile
+    answer.set()
+    await until(lambda: d._finished)
+    await d.step()  # records it
+    assert queue.recorded == [0] and switched_off == []
+    book.update(at("https://old.example.com/h"))  # ...while a 410 from where it still sends switches it off
+    queue.due = due(1)
+    await d.step()
+    await until(lambda: d._finished)
+    await d.step()
+    assert switched_off == [("crm0", "https://old.example.com/h")]

@@ -53,7 +53,7 @@ async def test_a_receiver_switched_back_on_gets_what_waited_with_a_fresh_retry_w
     async with db.connect() as conn:
         store = DeliveryStore(conn)
         await store.enqueue(due(gone, 2, now - timedelta(days=5)))  # older than any retry window
-        await store.disable(gone, now - timedelta(days=4), "410 Gone")
+        await store.disable(gone, now - timedelta(days=4), "410 Gone", url="https://gone.example.com/h")
         assert await store.enable(gone, now) is True
         waiting = await store.claim(now, now + timedelta(seconds=20), {gone: 5}, limit=5)
         await conn.rollback()
@@ -70,7 +70,7 @@ async def test_switching_a_receiver_back_on_leaves_a_delivery_under_way_to_its_a
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 2, now - timedelta(minutes=1)))
         [under_way] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, limit=1)
-        await store.disable(sub, now + timedelta(seconds=1), "410 Gone")
+        await store.disable(sub, now + timedelta(seconds=1), "410 Gone", url="https://gone.example.com/h")
         assert await store.enable(sub, later) is True
         claimed = await store.claim(later, later + timedelta(seconds=20), {sub: 5}, limit=5)
         recorded = await store.record([attempted(under_way, "delivered", 204, later)])
@@ -90,7 +90,7 @@ async def test_a_receiver_switched_back_on_gives_a_delivery_not_yet_due_a_fresh_
         await store.enqueue(due(sub, 1, days_ago))  # older than any retry window
         [failed] = await store.claim(days_ago, days_ago + timedelta(seconds=20), {sub: 1}, 1)
         await store.record([attempted(failed, "retry", 503, days_ago, next_at=retry_at)])
-        await store.disable(sub, now - timedelta(days=4), "410 Gone")
+        await store.disable(sub, now - timedelta(days=4), "410 Gone", url="https://gone.example.com/h")
         assert await store.enable(sub, now) is True
         before_its_time = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
         [retried] = await store.claim(retry_at, retry_at + timedelta(seconds=20), {sub: 1}, 1)
@@ -214,8 +214,8 @@ async def test_a_forgotten_subscriptions_waiting_deliveries_end_dead_and_come_ba
         await store.enqueue(due(removed, 2, now) + due(made, 1, now))
         [failed] = await store.claim(now, now + timedelta(seconds=20), {removed: 1}, 1)
         await store.record([attempted(failed, "dead", 500, now)])
-        await store.disable(removed, now, "410 Gone")
-        await store.disable(made, now, "410 Gone")
+        await store.disable(removed, now, "410 Gone", url="https://gone.example.com/h")
+        await store.disable(made, now, "410 Gone", url="https://api.example.com/h")
         # The file has every other subscription the stack's queue knows: this one alone is no longer in force.
         in_file = set((await conn.execute(sa.text(
             "SELECT subscription_id FROM delivery.deliveries UNION SELECT subscription_id FROM delivery.disabled"
@@ -490,3 +490,18 @@ async def test_a_redrive_leaves_out_the_dead_deliveries_whose_body_was_purged_an
     assert (of_one_lead.queued, of_one_lead.purged) == (0, 1)
     assert (of_all.queued, of_all.purged) == (1, 2)
     assert [tuple(r) for r in rows] == [("dead", True), ("pending", False), ("dead", True)]
+
+
+async def test_a_410_from_the_url_an_api_subscription_has_left_does_not_switch_it_off(db):
+    """Another process, its book a refresh behind, sent to the old url and got 410 there: the receiver the
+    subscription left must not switch off the one it moved to."""
+    crm, now = f"moved-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        assert await store.add_subscription(api_subscription(crm, "https://new.example.com/h", now))
+        await store.disable(crm, now, "410 Gone from https://old.example.com/h", url="https://old.example.com/h")
+        kept_on = crm not in await store.disabled_ids()
+        await store.disable(crm, now, "410 Gone from https://new.example.com/h", url="https://new.example.com/h")
+        switched_off = crm in await store.disabled_ids()
+        await conn.rollback()
+    assert kept_on and switched_off

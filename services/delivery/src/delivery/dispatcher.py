@@ -162,11 +162,16 @@ class Dispatcher(BackgroundLoop):
                                 error=error_text(exc))
 
     async def _record(self, finished: list[tuple[Attempted, str | None]]) -> None:
+        """Each attempt, with the url that answered it 410 Gone, if one did."""
         async with self._uow() as uow:
             recorded = await uow.store.record([attempted for attempted, _ in finished])
-            for attempted, gone in finished:
-                if gone is not None:
-                    await uow.store.disable(attempted.claimed.subscription_id, self._clock(), gone)
+            for attempted, gone_from in finished:
+                sub = self._subs.get(attempted.claimed.subscription_id)
+                # A 410 switches off the subscription only if it still sends where the 410 came from: one whose
+                # url was changed meanwhile (an attempt under way, another process's book not yet reloaded) must
+                # not be switched off by the receiver it left; the delivery goes to the new url after its lease.
+                if gone_from is not None and sub is not None and sub.url == gone_from:
+                    await uow.store.disable(sub.id, self._clock(), f"410 Gone from {gone_from}", url=gone_from)
             await uow.commit()
         for attempted, _ in finished:
             if attempted.claimed.seq not in recorded:
@@ -212,7 +217,7 @@ class Dispatcher(BackgroundLoop):
         self._finished.append((Attempted(d, at=at, status=status, error=error, response=response,
                                          duration_ms=int(elapsed * 1000), outcome=verdict.outcome,
                                          next_at=verdict.next_at),
-                               f"410 Gone from {sub.url}" if verdict.outcome == "gone" else None))
+                               sub.url if verdict.outcome == "gone" else None))
         if verdict.outcome == "gone":
             log.warning("receiver answered 410 Gone: subscription switched off", subscription=sub.id)
         elif verdict.outcome == "dead":

@@ -306,9 +306,15 @@ class DeliveryStore:
         })
         return {r.seq for r in rows}
 
-    async def disable(self, subscription_id: str, at: datetime, reason: str) -> None:
-        await self._conn.execute(insert(disabled).values(subscription_id=subscription_id, at=at, reason=reason)
-                                 .on_conflict_do_nothing())
+    async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> None:
+        """Switch it off (its receiver at ``url`` answered 410), unless it is made through the API and sends
+        elsewhere by now: changed by another process than the one that sent (its book a refresh behind)."""
+        moved = sa.exists().where(subscriptions.c.id == subscription_id, subscriptions.c.url != url)
+        await self._conn.execute(
+            insert(disabled).from_select(["subscription_id", "at", "reason"],
+                                         sa.select(sa.literal(subscription_id), sa.literal(at, sa.DateTime(timezone=True)),
+                                                   sa.literal(reason)).where(~moved))
+            .on_conflict_do_nothing())
 
     async def redrive(self, now: datetime, subscription_id: str | None = None, lead_id: uuid.UUID | None = None,
                       *, in_file: Collection[str]) -> Redrive:
