@@ -187,7 +187,11 @@ async def story(loop_stack: Stack) -> Story:
         # Illegal moves, a repeat, bad input, an unknown lead.
         s.answers["won too early"] = await say("lapsed", outcome="won", rep_id=owner["lapsed"], amount="10",
                                                currency="EUR")
-        s.answers["accept again"] = await say("won_eur", outcome="accepted", rep_id=owner["won_eur"])
+        # Posted as the tool would produce it to leads.feedback: with the lead's id, which must be the path's.
+        s.answers["accept again"] = await say("won_eur", outcome="accepted", rep_id=owner["won_eur"],
+                                              lead_id=ids["won_eur"])
+        s.answers["about another lead"] = await say("won_eur", outcome="accepted", rep_id=owner["won_eur"],
+                                                    lead_id=ids["lost"])
         s.answers["unknown code"] = await say("lost", outcome="rejected", rep_id="maria.lopez", reason_code="meh")
         s.answers["won without amount"] = await say("won_eur", outcome="won", rep_id=owner["won_eur"])
         s.answers["amount misspelt"] = await say("won_eur", outcome="won", rep_id=owner["won_eur"], ammount="10",
@@ -268,6 +272,8 @@ async def test_illegal_moves_are_refused_and_explained_and_a_repeat_is_harmless(
     no_amount = story.answers["won without amount"]
     assert no_amount.status_code == 422 and "amount" in no_amount.json()["errors"][0]["reason"]
     assert no_amount.json()["errors"][0]["field"] == "amount"  # the field, not the whole body
+    other = story.answers["about another lead"]
+    assert other.status_code == 422 and [e["field"] for e in other.json()["errors"]] == ["lead_id"]
     misspelt = story.answers["amount misspelt"]  # dropped, it would have been a win without revenue
     assert misspelt.status_code == 422 and "ammount" in [e["field"] for e in misspelt.json()["errors"]]
     no_code = story.answers["rejected without code"].json()["errors"]

@@ -671,9 +671,9 @@ async def list_quarantine(rt: CaptureRuntime, limit: Annotated[int, Query(ge=1, 
 @quarantine_router.post(
     "/{lead_id}/release", summary="Send a false positive into the pipeline, once", response_model=Released,
     description="The submission becomes a lead under the id it is kept under (the one its sender was answered "
-                "with, unless its person had an open lead then: that lead's), or, when its person has an open lead "
-                "by now, a touch of that lead, and goes on leads.captured exactly once: releasing it again changes "
-                "nothing and says `repeated`.",
+                "with, or, if it was answered as a touch of its person's open lead, an id of its own, as the "
+                "quarantine lists it), or, when its person has an open lead by now, a touch of that lead, and goes "
+                "on leads.captured exactly once: releasing it again changes nothing and says `repeated`.",
     responses=problem_responses(404, 409, 503, _404="nothing quarantined under this id",
                                 _409="what was kept is not a valid lead: `errors` names each field"),
 )

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from leadpipe_common.auth import Principal, needs
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
-from leadpipe_common.events import DispositionReport, LeadDispositioned, Moment
+from leadpipe_common.events import DispositionReport as ReportFields
+from leadpipe_common.events import LeadDispositioned, Moment
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
@@ -37,12 +38,15 @@ def _state(h: Handoff) -> dict[str, Any]:
             "merged_into": str(h.merged_into) if h.merged_into else None}
 
 
-class Disposition(DispositionReport):
+class DispositionReport(ReportFields):
     """A sales tool's report, as posted. Unlike the event on ``leads.feedback`` (whose readers pass over fields a
     newer producer adds), a key it does not know is refused: dropped, a misspelt ``ammount`` would record a win
-    with no revenue, a ``reason_cod`` a rejection with no reason."""
+    with no revenue, a ``reason_cod`` a rejection with no reason. The event's own ``lead_id`` may come along (a
+    tool that posts what it would produce), if it is the path's."""
 
-    model_config = ConfigDict(extra="forbid", title="DispositionReport")
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: uuid.UUID | None = Field(None, description="the lead in the path, if given")
 
 
 @router.post(
@@ -58,9 +62,12 @@ class Disposition(DispositionReport):
                                 _409="illegal for the lead now, or from a rep who does not hold it"),
     dependencies=[needs("feedback:write")],
 )
-async def post_disposition(lead_id: uuid.UUID, body: Disposition, request: Request,
+async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request: Request,
                            rt: RoutingRuntime) -> dict[str, Any]:
-    report = LeadDispositioned(lead_id=lead_id, **dict(body))  # the body passed the same checks already
+    if body.lead_id not in (None, lead_id):
+        raise Problem(422, "the report is about another lead", [FieldProblem("lead_id", f"is not {lead_id}, the "
+                                                                                        "lead in the path")])
+    report = LeadDispositioned(**{**dict(body), "lead_id": lead_id})  # the body passed the same checks already
     try:
         async with rt.unit_of_work() as uow:
             result = await record_disposition(uow.store, report, rt.context.data, rt.context.clock(),
