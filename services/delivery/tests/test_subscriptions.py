@@ -193,3 +193,34 @@ def test_a_stored_subscription_no_longer_valid_here_holds_delivery_back_naming_w
     assert set(book) == {"crm"} and book.unopened == ("slack",) and "private" in book.invalid["slack"]
     with pytest.raises(UnopenedSubscriptions, match=r"subscription slack .* is no longer valid here \(.*10\.0\.0\.5"):
         book.require_opened()
+
+
+async def test_a_refresh_that_read_before_a_change_does_not_undo_it_when_it_lands_after():
+    """The refresh reads, a change commits and reloads, then the refresh's older rows arrive: they are not put in
+    force, or the change would be undone in the process that took it until the next refresh."""
+    import asyncio
+
+    box = SecretBox([Fernet.generate_key()])
+    before, after = row(box), {**row(box), "url": "https://hooks.example.com/moved"}
+
+    class Table:
+        def __init__(self) -> None:
+            self.rows, self.answers = [before], [asyncio.Event(), asyncio.Event()]  # each read's answer comes when set
+
+        async def api_subscriptions(self) -> list[dict]:
+            rows, answer = list(self.rows), self.answers.pop(0)  # what this read sees
+            await answer.wait()
+            return rows
+
+    table, book = Table(), SubscriptionBook(FILE, box, allow_private=False)
+    stale_answer, changed_answer = table.answers
+    stale = asyncio.create_task(book.reload(table, NOW))  # the refresh's read, slow to come back
+    await asyncio.sleep(0)
+    table.rows = [after]  # the change commits...
+    changed = asyncio.create_task(book.reload(table, NOW))  # ...and its own reload reads it
+    await asyncio.sleep(0)
+    changed_answer.set()
+    await changed
+    stale_answer.set()  # the refresh's rows, from before the change, land last
+    assert (await stale)[0]["url"] == "https://hooks.example.com/s"
+    assert book["slack"].url == "https://hooks.example.com/moved"

@@ -109,9 +109,7 @@ def _unopened_state(row: dict[str, Any], off: set[str], problem: str | None) -> 
 async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
     book = rt.context.subscriptions
     async with rt.unit_of_work() as uow:
-        rows = await uow.store.api_subscriptions()
-        if book.box is not None or rows:  # this process may not have seen another's change yet
-            book.load(rows, rt.context.clock())
+        rows = await book.reload(uow.store, rt.context.clock())  # this process may not have seen another's change yet
         off = await uow.store.disabled_ids()
     # Those it cannot open are listed too: an operator finds here what holds delivery back, not only in its log.
     unopened = [_unopened_state(row, off, book.invalid.get(row["id"])) for row in rows
@@ -241,7 +239,7 @@ async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
         if not made:
             raise Problem(409, f"a subscription {sub.id!r} exists", [FieldProblem("id", "is taken")])
         await uow.commit()
-        book.load(await uow.store.api_subscriptions(), now)
+        await book.reload(uow.store, now)
     log.info("subscription made through the API", subscription=sub.id, by=who.name)
     return {**_state(sub, book, set()), "secret": secret}
 
@@ -270,7 +268,7 @@ async def change_subscription(subscription_id: str, body: SubscriptionChange, rt
         changes = {k: v for k, v in _columns(sub).items() if k in given}
         await uow.store.change_subscription(subscription_id, changes, now)
         await uow.commit()
-        book.load(await uow.store.api_subscriptions(), now)
+        await book.reload(uow.store, now)
         off = await uow.store.disabled_ids()
     # Names only: a URL may hold a token (a chat's incoming webhook).
     log.info("subscription changed through the API", subscription=subscription_id, by=who.name,
@@ -296,7 +294,7 @@ async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntim
         kept = [(s, min(at, until) if at else until) for s, at in opened if (at is None or at > now) and until > now]
         await uow.store.set_secrets(subscription_id, sealed_secrets(box, [*kept, (secret, None)]), now)
         await uow.commit()
-        book.load(await uow.store.api_subscriptions(), now)
+        await book.reload(uow.store, now)
     log.info("subscription secret rotated", subscription=subscription_id, by=who.name, previous_until=until)
     return {"id": subscription_id, "secret": secret, "previous_valid_until": until}
 
@@ -312,7 +310,7 @@ async def delete_subscription(subscription_id: str, rt: DeliveryRuntime,
         if dropped is None:
             raise Problem(404, f"no subscription {subscription_id!r}")
         await uow.commit()
-        rt.context.subscriptions.load(await uow.store.api_subscriptions(), now)
+        await rt.context.subscriptions.reload(uow.store, now)
     log.info("subscription deleted", subscription=subscription_id, by=who.name, dropped=dropped)
     return {"id": subscription_id, "dropped": dropped}
 

@@ -38,7 +38,7 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
     now = ctx.clock()
     # Read again while some cannot be opened: one deleted meanwhile must not hold up the batch till the refresh.
     if not ctx.subscriptions.loaded or ctx.subscriptions.unopened:
-        ctx.subscriptions.load(await uow.store.api_subscriptions(), now)
+        await ctx.subscriptions.reload(uow.store, now)
     # Queued for the others alone, these events would never reach the receivers left out: the batch fails,
     # and the runner retries it (nothing committed, /readyz failing) until they can be opened.
     ctx.subscriptions.require_opened()

@@ -114,6 +114,8 @@ class SubscriptionBook(Mapping[str, Subscription]):
         #: Stored subscriptions this process refuses, and why: one made while DELIVERY_ALLOW_PRIVATE_TARGETS was
         #: on, pointing at a private address, after it was turned off.
         self.invalid: dict[str, str] = {}
+        #: Reads of the API's subscriptions begun, and the latest of them put in force (``reload``).
+        self._reads = self._applied = 0
 
     def __getitem__(self, key: str) -> Subscription:
         return self._all[key]
@@ -132,6 +134,18 @@ class SubscriptionBook(Mapping[str, Subscription]):
 
     def source(self, subscription_id: str) -> str:
         return "file" if subscription_id in self.from_file else "api"
+
+    async def reload(self, store: Any, now: datetime) -> list[dict[str, Any]]:
+        """Read the API's subscriptions from ``store`` and put them in force, unless a read begun later was put in
+        force first: a refresh that read before a change committed, putting its rows in force after the change's
+        own reload, would undo the change here until the next refresh. The rows read."""
+        self._reads += 1
+        read = self._reads
+        rows = await store.api_subscriptions()
+        if read > self._applied:
+            self._applied = read
+            self.load(rows, now)
+        return rows
 
     def load(self, rows: list[dict[str, Any]], now: datetime) -> None:
         """Put the API's subscriptions (rows of ``delivery.subscriptions``) in force beside the file's."""
@@ -209,8 +223,7 @@ class BookRefresh(BackgroundLoop):
 
 async def refresh(book: SubscriptionBook, unit_of_work: Callable[[], Any], now: datetime) -> None:
     async with unit_of_work() as uow:
-        rows = await uow.store.api_subscriptions()
-    book.load(rows, now)
+        await book.reload(uow.store, now)
 
 
 async def warn_stranded(book: SubscriptionBook, unit_of_work: Callable[[], Any]) -> None:
