@@ -56,7 +56,8 @@ def test_one_public_origin_is_the_only_one():
 @pytest.mark.parametrize("given, says", [
     ("https://reports.example.com,https://leadpipe.internal.example.com/dashboard",
      "'https://leadpipe.internal.example.com/dashboard' is not an origin"),
-    ("https://reports.example.com,", "'' is not an origin"),
+    ("https://reports.example.com,", "has an empty origin (a comma doubled, or one at either end)"),
+    ("https://a.example.com,,https://b.example.com", "has an empty origin"),
     ("https://reports.example.com;https://leadpipe.internal.example.com", "is not an origin"),
 ])
 def test_a_bad_origin_among_several_is_refused_naming_it(given, says):

@@ -201,7 +201,11 @@ class ServiceSettings(KafkaSettings):
     @field_validator("public_origin")
     @classmethod
     def _origins(cls, value: str | None) -> str | None:
-        return None if value is None else ",".join(web_origin(origin) for origin in value.split(","))
+        if value is None:
+            return None
+        if any(not origin.strip() for origin in value.split(",")):
+            raise ValueError(f"{value!r} has an empty origin (a comma doubled, or one at either end)")
+        return ",".join(web_origin(origin) for origin in value.split(","))
 
     @property
     def public_origins(self) -> tuple[str, ...]:
