@@ -505,3 +505,27 @@ async def test_a_410_from_the_url_an_api_subscription_has_left_does_not_switch_i
         switched_off = crm in await store.disabled_ids()
         await conn.rollback()
     assert kept_on and switched_off
+
+
+async def test_a_redrive_never_sends_a_deleted_api_subscriptions_dead_deliveries_to_the_files_under_its_id(db):
+    """A file's subscription has no creation time to tell the deleted one's dead deliveries from its own by: they
+    are marked when it is deleted, and stay dead whoever takes the id."""
+    crm, now = f"crm-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    hour_ago = now - timedelta(hours=1)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        assert await store.add_subscription(api_subscription(crm, "https://old.example.com/h",
+                                                             now - timedelta(hours=2)))
+        await store.enqueue(due(crm, 1, hour_ago))
+        [refused] = await store.claim(hour_ago, hour_ago + timedelta(seconds=20), {crm: 1}, 1)
+        await store.record([attempted(refused, "dead", 500, hour_ago)])  # dead before the deletion, its error kept
+        assert await store.remove_subscription(crm, now - timedelta(minutes=30)) == 0
+        await store.enqueue(due(crm, 1, now - timedelta(minutes=5)))  # now the file's, under the same id
+        [own] = await store.claim(now, now + timedelta(seconds=20), {crm: 1}, 1)
+        await store.record([attempted(own, "dead", 500, now)])
+
+        redriven = await store.redrive(now, crm, in_file={crm})
+        pending = (await conn.execute(sa.text("SELECT seq FROM delivery.deliveries WHERE subscription_id = :id "
+                                              "AND status = 'pending'"), {"id": crm})).scalars().all()
+        await conn.rollback()
+    assert redriven.queued == 1 and pending == [own.seq]  # the file's own, nothing of the deleted one's

@@ -54,6 +54,9 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("last_response", sa.Text),
     sa.Column("done_at", sa.DateTime(timezone=True)),
+    # The API subscription it was queued for was deleted then: whatever later takes its id (a file's subscription,
+    # or the API's again) is another receiver, and a redrive never sends it this.
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("subscription_id", "event_id", name="deliveries_once"),
     sa.Index("deliveries_queue", "subscription_id", "lead_id", "seq", postgresql_where=sa.text("status = 'pending'")),
     sa.Index("deliveries_due", "next_at", postgresql_where=sa.text("status = 'pending'")),
@@ -310,11 +313,9 @@ class DeliveryStore:
         """Switch it off (its receiver at ``url`` answered 410), unless it is made through the API and sends
         elsewhere by now: changed by another process than the one that sent (its book a refresh behind)."""
         moved = sa.exists().where(subscriptions.c.id == subscription_id, subscriptions.c.url != url)
-        await self._conn.execute(
-            insert(disabled).from_select(["subscription_id", "at", "reason"],
-                                         sa.select(sa.literal(subscription_id), sa.literal(at, sa.DateTime(timezone=True)),
-                                                   sa.literal(reason)).where(~moved))
-            .on_conflict_do_nothing())
+        row = sa.select(sa.literal(subscription_id), sa.literal(at, sa.DateTime(timezone=True)), sa.literal(reason))
+        await self._conn.execute(insert(disabled).from_select(["subscription_id", "at", "reason"], row.where(~moved))
+                                 .on_conflict_do_nothing())
 
     async def redrive(self, now: datetime, subscription_id: str | None = None, lead_id: uuid.UUID | None = None,
                       *, in_file: Collection[str]) -> Redrive:
@@ -323,12 +324,13 @@ class DeliveryStore:
         many were left out because their body was purged, and how many because their subscription is not in
         force."""
         # Of a subscription in force only: nothing claims another's, which would wait for ever. A deleted one's
-        # deliveries stay dead: its id may be taken again by another receiver. Not only those its deletion
-        # dropped: those already dead then too (the API's subscription under that id is younger than they are).
+        # deliveries stay dead: its id may be taken again by another receiver, through the API or in the file. Not
+        # only those its deletion dropped: those already dead then too (deleted_at; those dead before 0005 are told
+        # by an API subscription under that id being younger than they are).
         # Those forgotten once it left the file come back once it is in the file again (forgotten too early, or
         # the wrong file read), but never to a subscription made through the API under its id.
         in_force = sa.and_(
-            deliveries.c.last_error.is_distinct_from(_DELETED),
+            deliveries.c.last_error.is_distinct_from(_DELETED), deliveries.c.deleted_at.is_(None),
             sa.or_(deliveries.c.subscription_id.in_(sorted(in_file)),
                    sa.and_(deliveries.c.last_error.is_distinct_from(_REMOVED), _made_through_api_for_it)))
         matching = [deliveries.c.status == "dead"]
@@ -431,7 +433,13 @@ class DeliveryStore:
         dropped = await self._conn.execute(
             deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                       deliveries.c.status == "pending")
-            .values(status="dead", done_at=at, last_error=_DELETED).returning(deliveries.c.seq))
+            .values(status="dead", done_at=at, last_error=_DELETED, deleted_at=at).returning(deliveries.c.seq))
+        # Those already dead keep their receiver's last error, and are marked too: a file's subscription taking the
+        # id has no creation time to tell them from its own by.
+        await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
+                                                           deliveries.c.status == "dead",
+                                                           deliveries.c.deleted_at.is_(None))
+                                 .values(deleted_at=at))
         return len(dropped.all())
 
     async def stranded(self, in_file: Collection[str]) -> dict[str, int]:
