@@ -82,6 +82,13 @@ def test_country_names_codes_and_aliases_normalise_to_iso_alpha2():
     assert normalise_country("Atlantis", {}) is None
 
 
+def test_iso_names_are_found_without_their_article_dots_accents_or_case():
+    assert normalise_country("  the   Gambia ", {}) == "GM"
+    assert normalise_country("MEXICO", {}) == "MX"
+    assert normalise_country("Curacao", {}) == "CW"  # ISO: Curaçao
+    assert normalise_country("St. Lucia", {"st lucia": ("LC",)}) == "LC"
+
+
 def test_a_name_listed_without_a_code_gives_no_country_where_iso_would_give_one():
     assert normalise_country("Congo", {}) == "CG"  # ISO's name for the Republic, though the DRC goes by it too
     assert normalise_country(" congo ", {"congo": ()}) is None

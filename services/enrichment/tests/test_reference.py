@@ -142,6 +142,33 @@ def test_a_lead_who_writes_a_name_of_two_countries_keeps_a_national_phone_number
     assert lead.country is not None and (lead.country.value, lead.country.source) == (country, "phone")
 
 
+@pytest.mark.parametrize(("written", "country"), [
+    ("The Netherlands", "NL"), ("the United Kingdom", "GB"), ("U.K.", "GB"), ("Britain", "GB"),
+    ("Great Britain", "GB"), ("U.S.", "US"), ("U.S.A.", "US"), ("Brasil", "BR"), ("México", "MX"),
+    ("Ivory Coast", "CI"), ("Cote d'Ivoire", "CI"), ("Côte d'Ivoire", "CI"), ("Côte d’Ivoire", "CI"),
+    ("Kosovo", "XK"), ("XK", "XK"), ("the Congo", None), ("ÖSTERREICH", "AT"),
+])
+def test_a_country_written_with_the_accents_dots_or_article_people_use_is_still_the_country(written, country):
+    """These named no country: the lead lost its national phone number and took its company's country instead."""
+    assert normalise_country(written, SHIPPED.country_aliases) == country
+
+
+@pytest.mark.parametrize("written", ["Netherlands", "The Netherlands"])
+def test_a_lead_in_the_netherlands_keeps_its_national_phone_number(written):
+    lead = enrich(Contact(email="jo@example.com", country=written, phone="020 123 4567"), SHIPPED)
+    assert lead.country is not None and (lead.country.value, lead.country.source) == ("NL", "form")
+    assert lead.phone_e164 is not None and lead.phone_e164.value == "+31201234567"
+
+
+def test_two_aliases_that_read_alike_but_name_different_countries_are_refused_naming_both(tmp_path):
+    """Compared without dots, "U.S." and "US" are one name: one of the two entries would be dropped unseen."""
+    aliases = tmp_path / "country_aliases.yaml"
+    aliases.write_text("Georgia: GE\nGEORGIA: US\n")
+    with pytest.raises(ReferenceDataError, match=rf"{aliases}: GEORGIA: the same name as Georgia \(case, accents, "
+                                                 r"dots and a leading \"the\" aside\), which names another country"):
+        load_reference(DATA / "companies.csv", DATA / "titles.yaml", aliases)
+
+
 @pytest.mark.parametrize("entry", ['Congo: ""\n', "Congo:\n", "Congo: []\n"])
 def test_an_alias_without_a_code_is_a_name_of_no_country_whatever_iso_says(tmp_path, entry):
     aliases = tmp_path / "country_aliases.yaml"

@@ -9,6 +9,7 @@ fact from the form apart from one looked up.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -72,8 +73,8 @@ class ReferenceData:
     disposable: frozenset[str]
     seniority: tuple[TitleRule, ...]  # first match wins
     departments: tuple[TitleRule, ...]  # first match wins
-    #: Casefolded name -> the alpha-2 it names, or the candidates of a name several countries go by (KR, KP for
-    #: Korea); none: a name that gives no country.
+    #: Name as ``country_key`` folds it -> the alpha-2 it names, or the candidates of a name several countries go
+    #: by (KR, KP for Korea); none: a name that gives no country.
     country_aliases: Mapping[str, tuple[str, ...]]
     #: Listed domains under which every name is someone else's (public suffixes: acme.za.com is Acme's, not za.com's
     #: free mail): such an entry flags its own name only, where any other flags its subdomains too (nc.rr.com).
@@ -90,6 +91,34 @@ def _in_list(domain: str, listed: frozenset[str], public_suffixes: frozenset[str
     return domain in listed or any(d in listed and d not in public_suffixes for d in _suffixes(domain)[1:])
 
 
+def country_key(name: str) -> str:
+    """How a country's name is compared, on both sides (the aliases file's and ISO's names, a lead's): without a
+    leading "the", dots, accents and case, so "The Netherlands", "U.K." and "México" meet "Netherlands", "UK" and
+    "Mexico" without an alias for every way of writing each."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    # A phone's keyboard writes Côte d’Ivoire with a typographic apostrophe, ISO with a straight one.
+    words = folded.replace(".", "").replace("\u2019", "'").casefold().split()
+    return " ".join(words[1:] if words[:1] == ["the"] and len(words) > 1 else words)
+
+
+#: ISO 3166-1 alpha-2, and XK (Kosovo): not ISO's, but what a Kosovan phone number gives (libphonenumber).
+COUNTRY_CODES = frozenset({c.alpha_2 for c in pycountry.countries} | {"XK"})
+
+
+def _iso_keys() -> dict[str, str]:
+    """Every code and name pycountry's lookup takes, as ``country_key`` folds it -> its alpha-2; codes before names,
+    as in pycountry, should a name of one country be a code of another."""
+    keys = {"xk": "XK"}
+    for field_name in ("alpha_2", "alpha_3", "numeric", "flag", "name", "official_name", "common_name"):
+        for country in pycountry.countries:
+            if (value := getattr(country, field_name, None)) is not None:
+                keys.setdefault(country_key(value), country.alpha_2)
+    return keys
+
+
+_ISO_KEYS = _iso_keys()
+
+
 def country_candidates(value: str | None, aliases: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
     """The ISO 3166-1 alpha-2 countries ``value`` may be: the one a code, an ISO name or a listed alias names; the
     candidates an alias lists for a name several countries go by ("Korea"); none if it names no country.
@@ -99,14 +128,12 @@ def country_candidates(value: str | None, aliases: Mapping[str, tuple[str, ...]]
     """
     if not value:
         return ()
-    value = value.strip()
-    listed = aliases.get(value.casefold())
+    key = country_key(value)
+    listed = aliases.get(key)
     if listed is not None:
         return listed
-    try:
-        return (pycountry.countries.lookup(value).alpha_2,)
-    except LookupError:
-        return ()
+    iso = _ISO_KEYS.get(key)
+    return (iso,) if iso else ()
 
 
 def normalise_country(value: str | None, aliases: Mapping[str, tuple[str, ...]]) -> str | None:

@@ -21,7 +21,7 @@ import yaml
 
 from leadpipe_common.domain_names import ascii_domain
 
-from enrichment.domain import Company, ReferenceData, TitleRule
+from enrichment.domain import COUNTRY_CODES, Company, ReferenceData, TitleRule, country_key
 
 
 class ReferenceDataError(ValueError):
@@ -121,11 +121,17 @@ def load_titles(path: Path) -> tuple[tuple[TitleRule, ...], tuple[TitleRule, ...
 
 
 def load_country_aliases(path: Path) -> dict[str, tuple[str, ...]]:
-    aliases = {}
+    aliases: dict[str, tuple[str, ...]] = {}
+    named_by: dict[str, str] = {}
     for name, countries in _yaml(path).items():
         if not isinstance(name, str):
             raise ReferenceDataError(f"{path}: {name!r}: a country name is text (quote it)")
-        aliases[name.casefold()] = _alias_countries(countries, f"{path}: {name}")
+        key, codes = country_key(name), _alias_countries(countries, f"{path}: {name}")
+        # A lead's "U.K." is looked up as "uk": two entries that read alike so must agree, or one silently loses.
+        if key in aliases and aliases[key] != codes:
+            raise ReferenceDataError(f"{path}: {name}: the same name as {named_by[key]} (case, accents, dots and a "
+                                     "leading \"the\" aside), which names another country")
+        aliases[key], named_by[key] = codes, name
     return aliases
 
 
@@ -155,10 +161,6 @@ def _alias_countries(value: object, where: str) -> tuple[str, ...]:
     return tuple(codes)
 
 
-#: ISO 3166-1 alpha-2, and XK (Kosovo): not ISO's, but what a Kosovan phone number gives (libphonenumber).
-_COUNTRY_CODES = frozenset({c.alpha_2 for c in pycountry.countries} | {"XK"})
-
-
 def _country_code(value: object, where: str) -> str:
     """``value`` as an ISO 3166-1 alpha-2 code (upper case), "" for blank; refused otherwise: a lead given a code
     no territory lists (FALSE, GERMANY) goes to routing's default team without a word."""
@@ -166,7 +168,7 @@ def _country_code(value: object, where: str) -> str:
         raise ReferenceDataError(f"{where}: {str(value).lower()} is no country code: quote it (YAML reads NO, yes, "
                                  "on and off unquoted as booleans; Norway is \"NO\")")
     code = str(value).strip().upper()
-    if code and code not in _COUNTRY_CODES:
+    if code and code not in COUNTRY_CODES:
         try:
             hint = f"; {value} is {pycountry.countries.lookup(str(value).strip()).alpha_2}"
         except LookupError:

@@ -17,6 +17,9 @@ class EnrichmentSettings(ConsumerSettings):
     companies_file: Path = Field(DATA / "companies.csv", description="company domains: name, industry, size, country")
     titles_file: Path = Field(DATA / "titles.yaml", description="job-title rules: seniority and department")
     country_aliases_file: Path = Field(DATA / "country_aliases.yaml",
-                                       description="country names ISO does not know, mapped to their codes; a name several "
-                                                   "countries go by lists them (`Korea: [KR, KP]`), and a lead's phone "
-                                                   "number valid in exactly one of them decides; `\"\"` names none")
+                                       description="country names ISO does not know, mapped to their codes (names, "
+                                                   "here as in ISO and on the form, are compared without case, "
+                                                   "accents, dots or a leading \"the\": `The Netherlands`, `U.K.`, "
+                                                   "`México` need no entry); a name several countries go by lists "
+                                                   "them (`Korea: [KR, KP]`), and a lead's phone number valid in "
+                                                   "exactly one of them decides; `\"\"` names none")
