@@ -105,7 +105,16 @@ def test_a_rule_without_an_operator_is_refused():
     ({"field": "country", "equals": "Germany"}, r"rule 'x': country is a two-letter country code \(ISO 3166-1 "
                                                 r"alpha-2: DE, GB, US\), as enrichment gives every country, so "
                                                 r"'Germany' never matches it"),
-    ({"field": "company_country", "not_in": ["DE", "DEU"]}, "company_country is a two-letter country code"),
+    ({"field": "company_country", "not_in": ["DE", "DEU"]}, "company_country is a two-letter country code.*: DEU "
+                                                           "is DE"),
+    # Two letters, but no country's: enrichment gives GB, so a UK lead never scored the rule's points.
+    ({"field": "country", "in": ["US", "UK", "DE"]}, r"rule 'x': country is a two-letter country code \(ISO 3166-1 "
+                                                     r"alpha-2: DE, GB, US\), as enrichment gives every country, so "
+                                                     r"'UK' never matches it: the United Kingdom is GB"),
+    ({"field": "country", "equals": "en"}, "'en' never matches it: EN is English, a language: England is in GB"),
+    ({"field": "company_country", "in": ["EL"]}, "'EL' never matches it: Greece is GR"),
+    ({"field": "country", "not_in": ["SP"]}, "'SP' never matches it: Spain is ES"),
+    ({"field": "country", "equals": "QQ"}, "'QQ' never matches it$"),
 ])
 def test_a_rule_comparing_with_what_its_fact_can_never_be_is_refused_at_start(condition, why):
     with pytest.raises(InvalidRules, match=why):

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import pycountry
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from leadpipe_common.domain_names import ascii_domain
@@ -47,7 +47,12 @@ YES_NO_FACTS = frozenset({"is_free_mail", "is_disposable", "has_message", "has_p
 NUMBER_FACTS = frozenset({"employee_count"})
 #: The text facts that are countries: enrichment gives every one as an ISO 3166-1 alpha-2 code (DE, not Germany).
 COUNTRY_FACTS = frozenset({"country", "company_country"})
-_COUNTRY_CODE = re.compile(r"[A-Za-z]{2}")
+#: ISO 3166-1 alpha-2, and XK (Kosovo): the codes enrichment gives (from the same pycountry, and XK from a
+#: Kosovan phone number); any other two letters never match.
+COUNTRY_CODES = frozenset({c.alpha_2 for c in pycountry.countries} | {"XK"})
+#: Two letters often written for a country that is not their code: languages' and the EU's codes, and UK.
+_NOT_COUNTRY_CODES = {"UK": "the United Kingdom is GB", "EN": "EN is English, a language: England is in GB",
+                      "EL": "Greece is GR (EL is Greek, and the EU's code)", "SP": "Spain is ES"}
 #: The facts that are domain names, compared in their ASCII form: a rule may write müller.de or xn--mller-kva.de,
 #: and a lead's domain comes as its address spelt it.
 DOMAIN_FACTS = frozenset({"email_domain", "company_domain"})
@@ -61,6 +66,16 @@ def _scalar(value: Any) -> Any:
 
 #: What a fact is compared with: a list in a list (a typo) must be refused here, not fail on the first lead.
 Scalar = Annotated[Any, AfterValidator(_scalar)]
+
+
+def _country_hint(value: str) -> str:
+    """What ``value``, no country code, most likely meant (UK: GB, Germany: DE), as the end of a refusal."""
+    if value.upper() in _NOT_COUNTRY_CODES:
+        return f": {_NOT_COUNTRY_CODES[value.upper()]}"
+    try:
+        return f": {value} is {pycountry.countries.lookup(value.strip()).alpha_2}"
+    except LookupError:
+        return ""
 
 
 class Condition(_Strict):
@@ -112,10 +127,10 @@ class Condition(_Strict):
             if number is not None:
                 return f'{field} is text, so the number {number!r} never matches it: quote it ("{number}")'
             if field in COUNTRY_FACTS:
-                odd = next((v for v in compared if not _COUNTRY_CODE.fullmatch(v)), None)
+                odd = next((v for v in compared if v.upper() not in COUNTRY_CODES), None)
                 if odd is not None:
                     return (f"{field} is a two-letter country code (ISO 3166-1 alpha-2: DE, GB, US), as enrichment "
-                            f"gives every country, so {odd!r} never matches it")
+                            f"gives every country, so {odd!r} never matches it{_country_hint(odd)}")
         for operator in ("gte", "lt"):
             if getattr(self, operator) is not None and field not in NUMBER_FACTS:
                 return f"{field} is {kind}, and {operator} compares numbers: test it with equals, in or not_in"
