@@ -121,6 +121,22 @@ def test_a_rule_comparing_with_what_its_fact_can_never_be_is_refused_at_start(co
         parse_rules({**_raw(), "fit": [{"rule": "x", "points": 3, **condition}]})
 
 
+@pytest.mark.parametrize("field", ["marketing_consent", "has_phone", "seniority", "country", "employee_count"])
+def test_an_intent_rule_on_a_fact_about_the_person_is_refused_as_it_would_count_once_per_touch(field):
+    """Five newsletter touches of a consenting person scored a consent rule's 10 points five times."""
+    value = {"marketing_consent": True, "has_phone": True, "seniority": "vp", "country": "DE", "employee_count": 10}
+    with pytest.raises(InvalidRules, match=rf"intent: rule 'Consented': {field} is a fact about the person, not about "
+                                           r"a touch, .*: make it a fit rule"):
+        parse_rules({**_raw(), "intent": [{"rule": "Consented", "field": field, "equals": value[field], "points": 10}]})
+
+
+def test_an_intent_rule_on_a_fact_of_the_touch_is_accepted():
+    rules = parse_rules({**_raw(), "intent": [{"rule": f, "field": f, "present": True, "points": 1}
+                                              for f in ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign",
+                                                        "utm_content", "has_message")]})
+    assert len(rules.intent) == 7
+
+
 @pytest.mark.parametrize(("grades", "why"), [
     ({"A": 60, "B": 80, "C": 35}, r"grades: B: 80 must be below A \(60\), or no lead would be graded B"),
     ({"A": 80, "B": 60, "C": 60}, r"grades: C: 60 must be below B \(60\), or no lead would be graded C"),

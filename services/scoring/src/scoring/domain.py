@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from leadpipe_common.domain_names import ascii_domain
 from leadpipe_common.events import Attribution, Decision, Grade, LeadEnriched, Score, ScoreReason
@@ -36,6 +36,8 @@ FACTS = (
     "form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_content",
     "has_message", "has_phone", "marketing_consent",
 )
+#: The facts a touch brings (what the person did then); the rest describe the person as known now.
+TOUCH_FACTS = ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_content", "has_message")
 
 
 class _Strict(BaseModel):
@@ -212,6 +214,18 @@ class RuleSet(_Strict):
     intent: list[Rule] = []
     disqualify: list[Rule] = []
 
+    @field_validator("intent")
+    @classmethod
+    def _of_touches(cls, rules: list[Rule]) -> list[Rule]:
+        # An intent rule is tested on every touch: one on the person would count once per touch (five newsletter
+        # touches of a consenting person: five times a consent's points).
+        for r in rules:
+            if r.field not in TOUCH_FACTS:
+                raise ValueError(f"rule {r.rule!r}: {r.field} is a fact about the person, not about a touch, so as an "
+                                 f"intent rule it would count once for every touch: make it a fit rule (intent rules "
+                                 f"test {', '.join(TOUCH_FACTS)})")
+        return rules
+
 
 class InvalidRules(ValueError):
     pass
@@ -230,10 +244,6 @@ def _norm(v: Any) -> Any:
 
 def _norm_domain(v: Any) -> Any:
     return _norm(ascii_domain(v)) if isinstance(v, str) else v
-
-
-#: The facts a touch brings (what the person did then); the rest describe the person as known now.
-TOUCH_FACTS = ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_content", "has_message")
 
 
 @dataclass(frozen=True)
