@@ -137,6 +137,22 @@ def test_an_intent_rule_on_a_fact_of_the_touch_is_accepted():
     assert len(rules.intent) == 7
 
 
+@pytest.mark.parametrize("points", [-100, 0])
+def test_points_on_a_disqualify_rule_are_refused_as_they_would_never_be_counted(points):
+    """A competitor rule's -100 was listed among the reasons of a lead scored 83: the reasons added up to -17."""
+    with pytest.raises(InvalidRules, match=r"disqualify: rule 'Competitor': a disqualify rule has no points \(it "
+                                           r"disqualifies the lead whatever its score\): remove points"):
+        parse_rules({**_raw(), "disqualify": [{"rule": "Competitor", "field": "company_domain",
+                                               "in": ["salesforce.com"], "points": points}]})
+
+
+@pytest.mark.parametrize("category", ["fit", "disqualify"])
+def test_a_half_life_on_a_rule_of_who_the_person_is_is_refused_as_it_would_be_ignored(category):
+    with pytest.raises(InvalidRules, match=rf"{category}: rule 'Manager': half_life_days is for intent rules"):
+        parse_rules({**_raw(), category: [{"rule": "Manager", "field": "seniority", "equals": "manager",
+                                           "half_life_days": 30}]})
+
+
 @pytest.mark.parametrize(("grades", "why"), [
     ({"A": 60, "B": 80, "C": 35}, r"grades: B: 80 must be below A \(60\), or no lead would be graded B"),
     ({"A": 80, "B": 60, "C": 60}, r"grades: C: 60 must be below B \(60\), or no lead would be graded C"),

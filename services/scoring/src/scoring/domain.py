@@ -226,6 +226,28 @@ class RuleSet(_Strict):
                                  f"test {', '.join(TOUCH_FACTS)})")
         return rules
 
+    @field_validator("fit", "disqualify")
+    @classmethod
+    def _without_decay(cls, rules: list[Rule]) -> list[Rule]:
+        # Only an intent rule's points decay (with its touch's age): on a rule of who the person is now it was read
+        # and ignored without a word.
+        for r in rules:
+            if "half_life_days" in r.model_fields_set:
+                raise ValueError(f"rule {r.rule!r}: half_life_days is for intent rules, whose points fade with the "
+                                 f"touch's age; fit and disqualify rules judge the person as known now: remove it")
+        return rules
+
+    @field_validator("disqualify")
+    @classmethod
+    def _without_points(cls, rules: list[Rule]) -> list[Rule]:
+        # A knockout disqualifies whatever the score: its points were listed among the reasons and never counted,
+        # so the reasons no longer added up to the score (-100 for a competitor, and still a score of 83).
+        for r in rules:
+            if "points" in r.model_fields_set:
+                raise ValueError(f"rule {r.rule!r}: a disqualify rule has no points (it disqualifies the lead whatever "
+                                 f"its score): remove points, or make it a fit rule with negative points")
+        return rules
+
 
 class InvalidRules(ValueError):
     pass
