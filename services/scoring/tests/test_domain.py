@@ -153,6 +153,27 @@ def test_a_half_life_on_a_rule_of_who_the_person_is_is_refused_as_it_would_be_ig
                                            "half_life_days": 30}]})
 
 
+@pytest.mark.parametrize(("condition", "why"), [
+    ({"field": "employee_count", "gte": 1000, "lt": 200}, r"rule 'x': gte: 1000 and lt: 200 leave no number between "
+                                                          r"them, so it never holds"),
+    ({"field": "employee_count", "gte": 200, "lt": 200}, "gte: 200 and lt: 200 leave no number between them"),
+    ({"field": "industry", "in": []}, r"rule 'x': in: \[\] lists no value, so it never holds"),
+    ({"field": "seniority", "present": False, "equals": "vp"}, "rule 'x': present: false holds only when seniority "
+                                                               "is unknown, which has no value for equals to test"),
+    ({"field": "employee_count", "present": False, "gte": 10}, "present: false .* no value for gte to test"),
+    ({"field": "industry", "present": False, "not_in": ["Retail"]}, "present: false .* no value for not_in to test"),
+])
+def test_a_rule_that_can_never_hold_is_refused_at_start(condition, why):
+    with pytest.raises(InvalidRules, match=why):
+        parse_rules({**_raw(), "fit": [{"rule": "x", "points": 3, **condition}]})
+
+
+def test_a_rule_testing_that_a_fact_is_unknown_is_accepted():
+    rules = parse_rules({**_raw(), "fit": [{"rule": "No size", "field": "employee_count", "present": False,
+                                            "points": -3}]})
+    assert [r.rule for r in score(lead(), rules).reasons] == ["No size"]
+
+
 @pytest.mark.parametrize(("grades", "why"), [
     ({"A": 60, "B": 80, "C": 35}, r"grades: B: 80 must be below A \(60\), or no lead would be graded B"),
     ({"A": 80, "B": 60, "C": 60}, r"grades: C: 60 must be below B \(60\), or no lead would be graded C"),

@@ -97,10 +97,27 @@ class Condition(_Strict):
         named = f"rule {rule!r}: " if rule is not None else ""
         if all(v is None for v in (self.equals, self.in_, self.not_in, self.gte, self.lt, self.present)):
             raise ValueError(f"{named}needs an operator: equals, in, not_in, gte, lt or present")
-        mismatch = self._mismatch()
+        mismatch = self._mismatch() or self._never_holds()
         if mismatch:
             raise ValueError(f"{named}{mismatch}")
         return self
+
+    def _never_holds(self) -> str | None:
+        """Why these operators together hold for no lead (None: some lead may match): read, such a rule would
+        never fire, without a word."""
+        if self.in_ == []:
+            return "in: [] lists no value, so it never holds: list the values, or remove the rule"
+        if self.gte is not None and self.lt is not None and self.gte >= self.lt:
+            return (f"gte: {self.gte:.15g} and lt: {self.lt:.15g} leave no number between them, so it never holds "
+                    f"(gte: the least it may be; lt: what it must be below)")
+        if self.present is False:
+            # An unknown fact equals nothing and is in no list; not_in it always is, which says nothing more.
+            other = next((name for name, v in (("equals", self.equals), ("in", self.in_), ("not_in", self.not_in),
+                                               ("gte", self.gte), ("lt", self.lt)) if v is not None), None)
+            if other is not None:
+                return (f"present: false holds only when {self.field} is unknown, which has no value for {other} to "
+                        f"test: keep one or the other")
+        return None
 
     def _mismatch(self) -> str | None:
         """What in this test its fact's type can never match (None: nothing). Such a rule would be read and
