@@ -174,6 +174,23 @@ def test_a_rule_testing_that_a_fact_is_unknown_is_accepted():
     assert [r.rule for r in score(lead(), rules).reasons] == ["No size"]
 
 
+@pytest.mark.parametrize(("rules", "why"), [
+    ({"fit": [{"rule": "Big", "field": "employee_count", "gte": 1000, "points": 20},
+              {"rule": "Big", "field": "employee_count", "gte": 5000, "points": 5}]},
+     r"fit: rule 'Big' is named twice \(also in fit\): every reason names its rule"),
+    ({"fit": [{"rule": "Demo", "field": "seniority", "equals": "vp", "points": 5}],
+      "intent": [{"rule": "Paper", "field": "offer", "equals": "paper", "points": 5},
+                 {"rule": "Demo", "field": "offer", "equals": "demo", "points": 30}]},
+     r"intent: rule 'Demo' is named twice \(also in fit\)"),
+    ({"intent": [{"rule": "Ads", "field": "utm_medium", "equals": "cpc", "points": 1}],
+      "disqualify": [{"rule": "Ads", "field": "is_disposable", "equals": True}]},
+     r"disqualify: rule 'Ads' is named twice \(also in intent\)"),
+])
+def test_rules_of_one_name_are_refused_naming_it_as_their_reasons_could_not_be_told_apart(rules, why):
+    with pytest.raises(InvalidRules, match=why):
+        parse_rules({**_raw(), **rules})
+
+
 @pytest.mark.parametrize(("grades", "why"), [
     ({"A": 60, "B": 80, "C": 35}, r"grades: B: 80 must be below A \(60\), or no lead would be graded B"),
     ({"A": 80, "B": 60, "C": 60}, r"grades: C: 60 must be below B \(60\), or no lead would be graded C"),

@@ -23,7 +23,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from leadpipe_common.domain_names import ascii_domain
 from leadpipe_common.events import Attribution, Decision, Grade, LeadEnriched, Score, ScoreReason
@@ -230,6 +232,26 @@ class RuleSet(_Strict):
     fit: list[Rule] = []
     intent: list[Rule] = []
     disqualify: list[Rule] = []
+
+    @field_validator("fit", "intent", "disqualify")
+    @classmethod
+    def _named_apart(cls, rules: list[Rule], info: ValidationInfo) -> list[Rule]:
+        # A reason names its rule, and a lead's reasons are all "why": two rules of one name cannot be told apart.
+        # The lists are checked in order, each against itself and those before it.
+        categories = ("fit", "intent", "disqualify")
+        earlier: dict[str, str] = {}
+        for category in categories[:categories.index(info.field_name)]:
+            for r in info.data.get(category, ()):
+                earlier.setdefault(r.rule, category)
+        twice: list[str] = []
+        for r in rules:
+            if r.rule in earlier and r.rule not in twice:
+                twice.append(r.rule)
+            earlier.setdefault(r.rule, info.field_name)
+        if twice:
+            raise ValueError("; ".join(f"rule {name!r} is named twice (also in {earlier[name]}): every reason "
+                                       f"names its rule, so give each rule a name of its own" for name in twice))
+        return rules
 
     @field_validator("intent")
     @classmethod
