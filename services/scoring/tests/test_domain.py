@@ -229,6 +229,16 @@ def test_each_fact_compared_with_its_own_kind_of_value_is_accepted():
     ]})
 
 
+@pytest.mark.parametrize(("written", "why"), [
+    ("2026-12-05", r'version: 2026-12-05 reads as a date, not text: quote it \(version: "2026-12-05"\)'),
+    ("1.10", "version: 1.1 reads as a number, not text: quote it as you wrote it"),
+])
+def test_an_unquoted_version_yaml_reads_as_a_date_or_a_number_is_refused_saying_to_quote_it(written, why):
+    raw = yaml.safe_load(f"version: {written}\ngrades: {{A: 80, B: 60, C: 35}}\nthresholds: {{mql: 50, nurture: 10}}\n")
+    with pytest.raises(InvalidRules, match=why):
+        parse_rules(raw)
+
+
 def test_the_shipped_rules_file_is_valid():
     shipped = Path(__file__).parents[1] / "src" / "scoring" / "data" / "rules.yaml"
     rules = parse_rules(yaml.safe_load(shipped.read_text()))

@@ -19,7 +19,7 @@ import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import pycountry
@@ -232,6 +232,17 @@ class RuleSet(_Strict):
     fit: list[Rule] = []
     intent: list[Rule] = []
     disqualify: list[Rule] = []
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _quoted(cls, version: Any) -> Any:
+        # YAML reads an unquoted 2026-12-05 as a date and 3 as a number: "a valid string" alone did not say so.
+        if isinstance(version, date):
+            raise ValueError(f'{version} reads as a date, not text: quote it (version: "{version}")')
+        if isinstance(version, int | float) and not isinstance(version, bool):
+            # Read as a number, 1.10 is 1.1: only the writer knows what was meant.
+            raise ValueError(f"{version} reads as a number, not text: quote it as you wrote it (version: \"...\")")
+        return version
 
     @field_validator("fit", "intent", "disqualify")
     @classmethod
