@@ -130,6 +130,14 @@ def test_words_parted_by_a_hyphen_match_a_keyword_parted_by_a_space():
     assert classify_title("Senior Vice - President, Finance", REF.seniority) == "vp"
 
 
+@pytest.mark.parametrize("dash", ["\u2012", "\u2013", "\u2014", "\u2015", "\u2212"])
+def test_words_parted_by_a_dash_match_a_keyword_parted_by_a_space(dash):
+    """A word processor turns "Vice-President" into "Vice–President" (en dash): it was c-level, its "president"
+    found and "vice president" missed."""
+    assert classify_title(f"Vice{dash}President", REF.seniority) == "vp"
+    assert classify_title(f"Senior Vice {dash} President, Finance", REF.seniority) == "vp"
+
+
 def test_keywords_match_whole_words_only():
     assert classify_title("Head of IT", REF.departments) == "it"
     assert classify_title("Digital Marketing Manager", REF.departments) == "marketing"

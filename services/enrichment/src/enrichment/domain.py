@@ -31,9 +31,9 @@ class Company:
 
 @dataclass(frozen=True)
 class TitleRule:
-    """``value`` applies when any keyword appears as whole words in the job title (words parted by spaces or hyphens
-    alike), other than inside one of the ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in "Lead
-    Generation Specialist")."""
+    """``value`` applies when any keyword appears as whole words in the job title (words parted by spaces, hyphens or
+    dashes alike), other than inside one of the ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in
+    "Lead Generation Specialist")."""
 
     value: str
     keywords: tuple[str, ...]
@@ -51,8 +51,10 @@ class TitleRule:
         return self._pattern.search(title) is not None
 
 
-#: What parts the words of a title: spaces and hyphens, one or more, alike.
-_BETWEEN_WORDS = r"[\s\-\u2010\u2011]+"
+#: What parts the words of a title: spaces, hyphens and dashes, one or more, alike. The dashes (figure, en, em,
+#: horizontal bar, minus) because word processors and phone keyboards turn a typed hyphen into one: "Vice–President"
+#: with an en dash was c-level.
+_BETWEEN_WORDS = r"[\s\-\u2010\u2011\u2012\u2013\u2014\u2015\u2212]+"
 
 
 def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str]:
