@@ -138,6 +138,14 @@ def test_words_parted_by_a_dash_match_a_keyword_parted_by_a_space(dash):
     assert classify_title(f"Senior Vice {dash} President, Finance", REF.seniority) == "vp"
 
 
+@pytest.mark.parametrize(("title", "seniority"), [
+    ("C.E.O.", "c-level"), ("C.E.O", "c-level"), ("V.P. Marketing", "vp"), ("Sr.Manager", "manager"),
+])
+def test_an_initialism_written_with_dots_reads_as_the_word_without_them(title, seniority):
+    """A "C.E.O." had no seniority: its letters, parted by dots, were no keyword's whole word."""
+    assert classify_title(title, REF.seniority) == seniority
+
+
 def test_keywords_match_whole_words_only():
     assert classify_title("Head of IT", REF.departments) == "it"
     assert classify_title("Digital Marketing Manager", REF.departments) == "marketing"

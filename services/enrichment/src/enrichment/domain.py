@@ -175,10 +175,15 @@ def phone_among(raw: str | None, candidates: tuple[str, ...]) -> tuple[str, str]
     return fits[0] if len(fits) == 1 else normalise_phone(raw, None)
 
 
+#: Single letters each followed by a dot: an initialism written with dots ("C.E.O.", "V.P"), which reads as one word.
+_DOTTED_INITIALS = re.compile(r"(?<![a-z0-9])[a-z](?:\.[a-z])+\.?(?![a-z0-9])")
+
+
 def classify_title(title: str | None, rules: tuple[TitleRule, ...]) -> str | None:
     if not title:
         return None
-    lowered = title.lower()
+    # Only initials lose their dots: "Sr.Manager" keeps its dot, or "srmanager" would hide the "manager".
+    lowered = _DOTTED_INITIALS.sub(lambda m: m[0].replace(".", ""), title.lower())
     return next((r.value for r in rules if r.matches(lowered)), None)
 
 
