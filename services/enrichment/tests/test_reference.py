@@ -131,6 +131,27 @@ def test_a_misspelt_key_in_the_title_rules_is_refused_naming_it_and_the_known_on
 
 
 @pytest.mark.parametrize(("text", "message"), [
+    ('seniority:\n  - {value: vp, keywords: ["", vp]}\ndepartments: []\n',
+     r"seniority\[0\]\.keywords\[0\] is empty"),
+    ("seniority:\n  - {value: vp, keywords: [vp, ~]}\ndepartments: []\n", r"seniority\[0\]\.keywords\[1\] is empty"),
+    ("seniority:\n  - {value: vp, keywords: [vp, ' - ']}\ndepartments: []\n",
+     r"seniority\[0\]\.keywords\[1\] is empty"),
+    ("seniority: []\ndepartments:\n  - {value: executive, keywords: [ceo], not_in: ['']}\n",
+     r"departments\[0\]\.not_in\[0\] is empty"),
+    ("seniority:\n  - {value: manager, keywords: [lead]}\n  - value:\n    keywords: [vp]\ndepartments: []\n",
+     r"seniority\[1\]\.value is empty"),
+    ("seniority:\n  - {value: ' ', keywords: [vp]}\ndepartments: []\n", r"seniority\[0\]\.value is empty"),
+])
+def test_an_empty_keyword_or_value_in_the_title_rules_is_refused_naming_the_rule(tmp_path, text, message):
+    """An empty keyword matched wherever two separators meet, so "Head of Sales, EMEA" was a vp; a null one was the
+    word "none", and an empty value gave every title it matched the seniority "None"."""
+    titles = tmp_path / "titles.yaml"
+    titles.write_text(text, encoding="utf-8")
+    with pytest.raises(ReferenceDataError, match=message):
+        load_reference(DATA / "companies.csv", titles, DATA / "country_aliases.yaml")
+
+
+@pytest.mark.parametrize(("text", "message"), [
     ("Norge: NO\n", r"Norge: false is no country code: quote it"),
     ("Deutschland: Germany\n", r"Deutschland: 'Germany' is not an ISO 3166-1 alpha-2 country code \(like DE, GB, US; "
                                r"Germany is DE\)"),

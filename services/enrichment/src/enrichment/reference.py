@@ -119,6 +119,7 @@ def _phrases(raw: list) -> tuple[str, ...]:
 
 
 _TITLES_KEYS = ("seniority", "departments")
+_WORD = re.compile(r"[^\W_]")
 _RULE_KEYS = ("value", "keywords", "not_in")
 
 
@@ -133,11 +134,19 @@ def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
                                      f"(known: {', '.join(_RULE_KEYS)})")
         if not isinstance(item, dict) or "value" not in item or not item.get("keywords"):
             raise ReferenceDataError(f"{path}: {key}[{i}] needs a value and keywords")
+        if item["value"] is None or not str(item["value"]).strip():
+            # Read as is, an empty value: gives every title it matches the seniority or department "None".
+            raise ReferenceDataError(f"{path}: {key}[{i}].value is empty: name what a title with its keywords gets")
         not_in = item.get("not_in", [])
         for field in ("keywords", "not_in"):
             # A bare string would be read a letter at a time: "manager" -> m, a, n, ...
             if not isinstance(item.get(field, []), list):
                 raise ReferenceDataError(f"{path}: {key}[{i}].{field} must be a list of phrases, like [a, b]")
+            for j, phrase in enumerate(item.get(field, [])):
+                # "" would match wherever two separators meet ("Sales, EMEA"), and a null would be the word "none".
+                if phrase is None or not _WORD.search(str(phrase)):
+                    raise ReferenceDataError(f"{path}: {key}[{i}].{field}[{j}] is empty: a phrase without a word "
+                                             "matches titles by their punctuation")
         rules.append(TitleRule(str(item["value"]), _phrases(item["keywords"]), _phrases(not_in)))
     return tuple(rules)
 
