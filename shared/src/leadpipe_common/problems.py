@@ -30,7 +30,11 @@ def field_problems(errors: Sequence[Mapping[str, Any]]) -> list[FieldProblem]:
         loc = [str(p) for p in e.get("loc", ())]
         if len(loc) > 1 and loc[0] in ("body", "query", "path"):
             loc = loc[1:]
-        reason = "is required" if e.get("type") == "missing" else str(e.get("msg", "invalid"))
+        reason = str(e.get("msg", "invalid"))
+        if e.get("type") == "missing":
+            reason = "is required"
+        elif reason == "Extra inputs are not permitted":  # pydantic's words, unless a caller said it better
+            reason = "is not a field this takes (misspelt?)"
         out.append(FieldProblem(".".join(loc) or "body", reason.removeprefix("Value error, ")))
     return out
 
