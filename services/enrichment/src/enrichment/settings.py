@@ -16,6 +16,10 @@ class EnrichmentSettings(ConsumerSettings):
     port: int = 8001
     companies_file: Path = Field(DATA / "companies.csv", description="company domains: name, industry, size, country")
     titles_file: Path = Field(DATA / "titles.yaml", description="job-title rules: seniority and department")
+    personal_mail_file: Path = Field(DATA / "personal_mail.txt",
+                                     description="personal e-mail domains (providers, relays such as Firefox "
+                                                 "Relay or Hide My Email) beside the pinned free-mail list: one a "
+                                                 "line, `#` comments; an address there is no business address")
     country_aliases_file: Path = Field(DATA / "country_aliases.yaml",
                                        description="country names ISO does not know, mapped to their codes (names, "
                                                    "here as in ISO and on the form, are compared without case, "
