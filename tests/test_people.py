@@ -141,7 +141,7 @@ async def test_a_lead_sales_rejected_and_a_touch_sent_back_has_a_second_hand_off
 
         await steps_of(bootstrap, lead_id, steps_to("routed", 1))
         await accept_and_reject()
-        await post(stack, {"email": email, "offer": "demo", "utm_source": "retargeting"})  # recycles it
+        await post(stack, {"email": email, "offer": "pricing", "utm_source": "retargeting"})  # recycles it
         await steps_of(bootstrap, lead_id, steps_to("routed", 2))
         await accept_and_reject()
     steps = await steps_of(bootstrap, lead_id, steps_to("rejected", 2))
@@ -161,7 +161,7 @@ async def test_a_lead_sales_rejected_as_spam_stays_in_nurture_when_it_asks_for_a
         answer = await routing.post(f"/v1/leads/{lead_id}/disposition",
                                     json={"outcome": "rejected", "reason_code": "spam", "rep_id": owner})
         assert answer.status_code == 200, answer.text
-        await post(stack, {"email": email, "offer": "demo", "utm_source": "retargeting"})  # would recycle it
+        await post(stack, {"email": email, "offer": "pricing", "utm_source": "retargeting"})  # would recycle it
         await read_topic(bootstrap, topics.SCORED, where=lambda r: r.key.decode() == lead_id and r.json()["touch"],
                          until=bool)
         await asyncio.sleep(2)  # routing reads the touch's score (and emits nothing for it)

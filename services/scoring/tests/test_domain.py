@@ -272,12 +272,26 @@ def test_intent_decays_by_each_rules_half_life_and_each_reason_names_its_touch()
 
 def test_the_reasons_add_up_to_the_score():
     """Four touches decayed to 2.4 points each show 2 each: the score counts 8, not round(9.6) = 10."""
-    half = parse_rules({**_raw(), "intent": [{"rule": "Paper", "field": "offer", "equals": "paper", "points": 10,
-                                              "half_life_days": 1}]})
+    half = parse_rules({**_raw(), "repeats_within_minutes": 0,  # four touches within a second, each counted
+                        "intent": [{"rule": "Paper", "field": "offer", "equals": "paper", "points": 10,
+                                    "half_life_days": 1}]})
     days = 2.0589  # 10 * 0.5 ** (days / 1) = 2.4
     s = score(lead(), half, [touch(days + i / 1e6, "paper") for i in range(4)], NOW)
     assert [r.points for r in s.reasons if r.category == "intent"] == [2, 2, 2, 2]
     assert s.intent == sum(r.points for r in s.reasons if r.category == "intent") == 8
+
+
+def test_the_same_form_sent_twice_within_minutes_is_one_wish_and_counts_once():
+    """A double click or a reload sent the demo request again: counted twice it made a B an A (64 -> 94)."""
+    twice = [touch(1, "demo"), touch(1 - 2 / 86400, "demo")]  # two seconds apart
+    s = score(lead(), RULES, twice, NOW)
+    assert [(r.rule, r.touch_at) for r in s.reasons if r.category == "intent"] == [("Demo", NOW - timedelta(days=1))]
+    assert s.intent == 40
+    # Asked again an hour later, it is a second wish; another rule is never held back by the first.
+    later = [touch(1, "demo"), touch(1 - 1 / 24, "demo"), touch(1 - 3 / 86400, "newsletter")]
+    assert score(lead(), RULES, later, NOW).intent == 90
+    every = RULES.model_copy(update={"repeats_within_minutes": 0})
+    assert score(lead(), every, twice, NOW).intent == 80  # 0: every touch counts, as before
 
 
 def test_the_same_touches_score_the_same_at_the_same_moment_whatever_their_order():

@@ -18,6 +18,8 @@ RULES = {
     "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 40, "half_life_days": 30},
                {"rule": "White paper", "field": "offer", "equals": "whitepaper", "points": 20}],
     "disqualify": [{"rule": "Disposable", "field": "is_disposable", "equals": True}],
+    # The touches made here come within the same instant: each counts, so a test can tell them apart.
+    "repeats_within_minutes": 0,
 }
 CTX = Scoring(parse_rules(RULES), clock=lambda: NOW)
 

@@ -19,7 +19,7 @@ import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pycountry
@@ -232,6 +232,9 @@ class RuleSet(_Strict):
     fit: list[Rule] = []
     intent: list[Rule] = []
     disqualify: list[Rule] = []
+    #: An intent rule a touch holds for within this many minutes after a touch it was counted for counts no
+    #: more: the same form sent twice (a double click, a page reloaded) is one wish, not two. 0: every touch counts.
+    repeats_within_minutes: float = Field(10, ge=0, le=60 * 24 * 365)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -400,10 +403,16 @@ def score(lead: LeadEnriched, rules: RuleSet, touches: Sequence[TouchFacts] = ()
     fit = [r for r in rules.fit if r.holds(facts)]
     knockouts = [r for r in rules.disqualify if r.holds(facts)]
     intent: list[tuple[Rule, TouchFacts, float]] = []
+    counted_at: dict[str, datetime] = {}  # each intent rule's latest touch counted
+    repeat = timedelta(minutes=rules.repeats_within_minutes)
     for touch in sorted(touches, key=lambda t: (t.at, str(t.touch_id))):
         seen = {**facts, **touch.facts}
         age_days = (now - touch.at).total_seconds() / 86400 if now is not None else 0.0
-        intent += [(r, touch, decayed(r.points, r.half_life_days, age_days)) for r in rules.intent if r.holds(seen)]
+        for r in rules.intent:
+            if not r.holds(seen) or (r.rule in counted_at and touch.at - counted_at[r.rule] < repeat):
+                continue
+            counted_at[r.rule] = touch.at
+            intent.append((r, touch, decayed(r.points, r.half_life_days, age_days)))
     fit_points = sum(r.points for r in fit)
     # Each touch's decayed points are rounded as its reason shows them: the reasons add up to the score.
     intent_points = sum(round(points) for _, _, points in intent)
