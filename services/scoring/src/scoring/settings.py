@@ -15,4 +15,5 @@ class ScoringSettings(ConsumerSettings):
 
     port: int = 8002
     rules_file: Path = Field(DATA / "rules.yaml", description="fit, intent and disqualify rules, grades, MQL and "
-                                                             "nurture thresholds")
+                                                             "nurture thresholds, and how soon a repeated intent "
+                                                             "counts again")
