@@ -41,3 +41,28 @@ async def test_deliveries_stored_before_0003_keep_their_bodies_until_a_purge_cle
     assert purged == 2
     assert [tuple(r) for r in rows] == [("delivered", True, None, 500), ("dead", True, None, 500),
                                         ("delivered", False, "busy", 500), ("pending", False, "busy", 500)]
+
+
+async def test_a_deletion_before_0005_still_keeps_its_receivers_dead_deliveries_from_a_redrive(stack):
+    """Under 0004 a deletion left only the deliveries it turned dead ("subscription deleted"); those already dead
+    kept their receiver's error, and a file's subscription taking the id would be redriven them."""
+    deleted_at = datetime(2026, 12, 1, tzinfo=UTC)
+    stored = [  # (error, done_at): dead before the deletion, dropped by it, and the file's own since
+        ("500", deleted_at - timedelta(days=1)), ("subscription deleted", deleted_at),
+        ("500", deleted_at + timedelta(days=1))]
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("delivery", url, "0004")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(
+                "INSERT INTO delivery.deliveries (subscription_id, lead_id, event_id, event_type, body, created_at, "
+                "status, attempts, next_at, last_status, last_error, done_at) VALUES ('crm', :lead, :event, "
+                "'lead.routed', :body, :done, 'dead', 1, :done, 500, :error, :done)"),
+                [{"lead": uuid.uuid4(), "event": uuid.uuid4(), "body": b"{}", "error": error, "done": done}
+                 for error, done in stored])
+        migrate("delivery", url, "head")
+        async with engine.begin() as conn:
+            redriven = await DeliveryStore(conn).redrive(deleted_at + timedelta(days=2), "crm", in_file={"crm"})
+            rows = (await conn.execute(sa.text(
+                "SELECT status, deleted_at FROM delivery.deliveries ORDER BY done_at"))).all()
+    assert redriven.queued == 1
+    assert [tuple(r) for r in rows] == [("dead", deleted_at), ("dead", deleted_at), ("pending", None)]

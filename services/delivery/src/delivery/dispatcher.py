@@ -172,6 +172,10 @@ class Dispatcher(BackgroundLoop):
                 # not be switched off by the receiver it left; the delivery goes to the new url after its lease.
                 if gone_from is not None and sub is not None and sub.url == gone_from:
                     await uow.store.disable(sub.id, self._clock(), f"410 Gone from {gone_from}", url=gone_from)
+                    log.warning("receiver answered 410 Gone: subscription switched off", subscription=sub.id)
+                elif gone_from is not None:
+                    log.info("a url the subscription has left answered 410 Gone: it stays on",
+                             subscription=attempted.claimed.subscription_id)
             await uow.commit()
         for attempted, _ in finished:
             if attempted.claimed.seq not in recorded:
@@ -218,9 +222,7 @@ class Dispatcher(BackgroundLoop):
                                          duration_ms=int(elapsed * 1000), outcome=verdict.outcome,
                                          next_at=verdict.next_at),
                                sub.url if verdict.outcome == "gone" else None))
-        if verdict.outcome == "gone":
-            log.warning("receiver answered 410 Gone: subscription switched off", subscription=sub.id)
-        elif verdict.outcome == "dead":
+        if verdict.outcome == "dead":
             log.warning("delivery given up after the retry window", subscription=sub.id, event_id=str(d.event_id),
                         status=status, error=error)
         self.wake()  # to record it; the lead's next delivery may be due then
