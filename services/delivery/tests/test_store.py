@@ -25,6 +25,13 @@ def attempted(claimed: Claimed, outcome: str, status: int | None, at: datetime, 
                      outcome=outcome, next_at=next_at)
 
 
+async def died(store: DeliveryStore, subscription: str, at: datetime) -> Claimed:
+    """``subscription``'s first due delivery, claimed at ``at`` and given up there (500 at its window's end)."""
+    [claimed] = await store.claim(at, at + timedelta(seconds=20), {subscription: 1}, 1)
+    await store.record([attempted(claimed, "dead", 500, at)])
+    return claimed
+
+
 def api_subscription(subscription_id: str, url: str, at: datetime) -> dict:
     """A row of ``delivery.subscriptions``: one made through the admin API at ``at``."""
     return {"id": subscription_id, "url": url, "events": ["lead.routed"], "filter": {}, "secrets": [],
@@ -126,14 +133,12 @@ async def test_a_redrive_never_sends_a_deleted_subscriptions_dead_deliveries_to_
         assert await store.add_subscription(api_subscription(crm, "https://old.example.com/h",
                                                              now - timedelta(hours=2)))
         await store.enqueue(due(crm, 2, hour_ago))
-        [refused] = await store.claim(hour_ago, hour_ago + timedelta(seconds=20), {crm: 1}, 1)
-        await store.record([attempted(refused, "dead", 500, hour_ago)])
+        await died(store, crm, hour_ago)
         assert await store.remove_subscription(crm, now - timedelta(minutes=30)) == 1  # the one still waiting
         assert await store.add_subscription(api_subscription(crm, "https://new.example.com/h",
                                                              now - timedelta(minutes=10)))
         await store.enqueue(due(crm, 1, now - timedelta(minutes=5)))
-        [own] = await store.claim(now, now + timedelta(seconds=20), {crm: 1}, 1)
-        await store.record([attempted(own, "dead", 500, now)])
+        own = await died(store, crm, now)
 
         redriven = await store.redrive(now, crm, in_file=set())
         pending = (await conn.execute(sa.text("SELECT seq FROM delivery.deliveries WHERE subscription_id = :id "
@@ -151,8 +156,7 @@ async def test_a_changed_subscription_keeps_its_dead_deliveries_for_a_redrive(db
         assert await store.add_subscription(api_subscription(crm, "https://old.example.com/h",
                                                              now - timedelta(hours=2)))
         await store.enqueue(due(crm, 1, hour_ago))
-        [refused] = await store.claim(hour_ago, hour_ago + timedelta(seconds=20), {crm: 1}, 1)
-        await store.record([attempted(refused, "dead", 500, hour_ago)])
+        await died(store, crm, hour_ago)
         await store.change_subscription(crm, {"url": "https://new.example.com/h", "contact": ["email"]}, now)
         row = await store.subscription_row(crm)
         redriven = await store.redrive(now, crm, in_file=set())
@@ -212,8 +216,7 @@ async def test_a_forgotten_subscriptions_waiting_deliveries_end_dead_and_come_ba
         store = DeliveryStore(conn)
         assert await store.add_subscription(api_subscription(made, "https://api.example.com/h", now))
         await store.enqueue(due(removed, 2, now) + due(made, 1, now))
-        [failed] = await store.claim(now, now + timedelta(seconds=20), {removed: 1}, 1)
-        await store.record([attempted(failed, "dead", 500, now)])
+        await died(store, removed, now)
         await store.disable(removed, now, "410 Gone", url="https://gone.example.com/h")
         await store.disable(made, now, "410 Gone", url="https://api.example.com/h")
         # The file has every other subscription the stack's queue knows: this one alone is no longer in force.
@@ -392,8 +395,7 @@ async def test_a_redriven_deliverys_new_attempts_are_logged_after_its_old_ones(d
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, now))
-        [first] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
-        await store.record([attempted(first, "dead", 500, now)])
+        first = await died(store, sub, now)
         await store.redrive(now, in_file={sub})
         [again] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
         await store.record([attempted(again, "delivered", 204, now)])
@@ -517,12 +519,10 @@ async def test_a_redrive_never_sends_a_deleted_api_subscriptions_dead_deliveries
         assert await store.add_subscription(api_subscription(crm, "https://old.example.com/h",
                                                              now - timedelta(hours=2)))
         await store.enqueue(due(crm, 1, hour_ago))
-        [refused] = await store.claim(hour_ago, hour_ago + timedelta(seconds=20), {crm: 1}, 1)
-        await store.record([attempted(refused, "dead", 500, hour_ago)])  # dead before the deletion, its error kept
+        await died(store, crm, hour_ago)  # dead before the deletion, its error kept
         assert await store.remove_subscription(crm, now - timedelta(minutes=30)) == 0
         await store.enqueue(due(crm, 1, now - timedelta(minutes=5)))  # now the file's, under the same id
-        [own] = await store.claim(now, now + timedelta(seconds=20), {crm: 1}, 1)
-        await store.record([attempted(own, "dead", 500, now)])
+        own = await died(store, crm, now)
 
         redriven = await store.redrive(now, crm, in_file={crm})
         pending = (await conn.execute(sa.text("SELECT seq FROM delivery.deliveries WHERE subscription_id = :id "
