@@ -103,19 +103,24 @@ async def test_a_nurture_lead_that_asks_for_a_demo_is_recycled_and_routed_once(s
 
 
 async def test_a_lead_with_sales_is_reengaged_without_a_second_routing_or_sla_clock(stack, bootstrap):
+    """The same form sent again moments later (a double click) earns nothing and tells nobody; the touch after it
+    does, and, read in order behind it, proves the repeat was passed over, not still on its way."""
     email = address("buyer")
     lead_id = (await post(stack, {"email": email, **SALES_READY})).json()["lead_id"]
     await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
     async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
         before = (await routing.get(f"/v1/leads/{lead_id}/handoff")).json()
-        await post(stack, {"email": email, "offer": "pricing", "utm_source": "newsletter"})
-        steps = await steps_of(bootstrap, lead_id, lambda f: any(r.type == "lead.reengaged" for r in f))
+        for offer in ("pricing", "pricing", "whitepaper-lead-scoring"):
+            await post(stack, {"email": email, "offer": offer, "utm_source": "newsletter"})
+        steps = await steps_of(bootstrap, lead_id, lambda f: sum(r.type == "lead.reengaged" for r in f) >= 2)
         after = (await routing.get(f"/v1/leads/{lead_id}/handoff")).json()
-    [reengaged] = [r.json() for r in steps if r.type == "lead.reengaged"]
-    assert reengaged["owner_id"] == before["owner_id"] and "asked for pricing via newsletter" in reengaged["reason"]
+    reengaged = [r.json() for r in steps if r.type == "lead.reengaged"]
+    assert ["asked for pricing via newsletter" in reengaged[0]["reason"],
+            "asked for whitepaper-lead-scoring via newsletter" in reengaged[1]["reason"]] == [True, True], reengaged
+    assert len(reengaged) == 2 and {r["owner_id"] for r in reengaged} == {before["owner_id"]}
     assert after["due_at"] == before["due_at"] and after["owner_id"] == before["owner_id"]
     routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id,
-                              until=lambda f: len({r.id for r in f}) >= 2)
+                              until=lambda f: len({r.id for r in f}) >= 3)
     fresh = [r.json() for r in routed if r.json()["touch"]]
     assert fresh and fresh[0]["assignment"] == next(r.json() for r in routed if not r.json()["touch"])["assignment"]
     assert sum(r.json().get("to_stage") == "routed" for r in steps if r.type == "lead.stage_changed") == 1

@@ -275,14 +275,25 @@ async def test_a_touch_of_a_held_lead_tells_its_holder_with_the_same_deadline(uo
     assert uow.store.turns == {"emea": 1}  # no second routing
 
 
+async def test_a_touch_that_earns_nothing_of_its_own_is_no_news_to_the_holder(uow, ctx):
+    """The same form sent again within scoring's repeat window (a double click) earns no intent points, nor does a
+    touch no intent rule rewards: its holder and the sales tools are not told of it again."""
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    assert await route(uow, ctx, touch_of(lead, points=0)) == []
+    assert len(await route(uow, ctx, touch_of(lead))) == 2  # one that earns points is told
+
+
 async def test_touches_scored_in_the_batch_that_routes_their_lead_are_told_to_its_new_holder(uow, ctx):
     """A person who submits twice in a moment: the lead's first score and its touch's reach routing together."""
     lead = factories.scored("mql", country="DE")
-    batch = [factories.envelope(topics.SCORED, e) for e in (lead, touch_of(lead), touch_of(lead, "nurture"))]
+    touches = (touch_of(lead), touch_of(lead, "nurture"), touch_of(lead, points=0))
+    batch = [factories.envelope(topics.SCORED, e) for e in (lead, *touches)]
     async with uow:
         outcomes = await handle_lead_scored(uow, batch, ctx)
         await uow.commit()
-    (routed, _), *touches = (outcomes[env.id] for env in batch)
+    (routed, _), *touches, repeated = (outcomes[env.id] for env in batch)
+    assert repeated == []  # earned nothing of its own: nothing to tell
     for rerouted, reengaged in touches:
         assert data(rerouted).assignment == data(routed).assignment and data(rerouted).touch is not None
         assert (data(reengaged).type, data(reengaged).owner_id) == ("lead.reengaged",

@@ -7,9 +7,12 @@
   (``routing.sla``), its SLA clock not yet running. Nurture and disqualified
   leads end at scoring (their lifecycle step is scoring's); routing applies
   them with no output. A recycled nurture lead is an MQL like any other.
-  A new touch of a lead sales already holds re-engages its holder: a
-  ``lead.reengaged`` step and a fresh ``lead.routed`` record with the same
-  owner and the same deadline (no second routing, no second SLA clock). A
+  A new touch of a lead sales already holds that earns intent points of its
+  own re-engages its holder: a ``lead.reengaged`` step and a fresh
+  ``lead.routed`` record with the same owner and the same deadline (no second
+  routing, no second SLA clock); a touch that earns nothing (a newsletter
+  sign-up, the same form sent again within scoring's repeat window) tells
+  nobody. A
   lead sales rejected is back in nurture: a touch that lifts it to the bar
   recycles it (``nurture → mql → routed``) to a new holder with a new clock,
   unless the reasons file says its rejection reason does not recycle (spam,
@@ -51,8 +54,8 @@ from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
     Applied, Handoff, Merged, Placed, Refused, Repeated, RoutingData, Step, Waiting, acceptance_due,
-    apply_disposition, capacity_bound, choose_route, kept_back_by, merge_into, overflow_chain, place, recycled_by,
-    rejected_as,
+    apply_disposition, capacity_bound, choose_route, earns_intent, kept_back_by, merge_into, overflow_chain, place,
+    recycled_by, rejected_as,
 )
 from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
@@ -277,6 +280,10 @@ def _reengage(env: Envelope, held: Held | None, now: datetime) -> Outcome:
     assert isinstance(lead, LeadScored) and lead.touch is not None
     if held is None or held.handoff.closed:
         return []  # sales closed it (won, lost, merged; rejected and still below the bar): nobody to tell
+    if not earns_intent(lead):
+        # Nothing new to tell: a double click's second form, or a newsletter sign-up, would otherwise ping the
+        # rep and every sales tool again. The touch stays on the lead's timeline (lead.touched).
+        return []
     h, before = held.handoff, held.lead
     routed = LeadRouted.model_construct(**dict(lead), assignment=before.assignment, routed_at=before.routed_at,
                                         routing_data_version=before.routing_data_version)

@@ -87,11 +87,16 @@ def rejected_as(handoff: Handoff) -> str | None:
     return next((d.reason_code for d in reversed(handoff.history) if d.outcome == "rejected"), None)
 
 
-def _lifted_back(handoff: Handoff, lead: LeadScored) -> bool:
+def earns_intent(lead: LeadScored) -> bool:
+    """Whether ``lead``'s touch earned intent points of its own: not a touch no intent rule rewards (a newsletter
+    sign-up, say), nor one scoring held to a touch it counted moments before (the same form sent twice)."""
     touch = lead.touch
-    return (handoff.status == "rejected" and touch is not None and lead.score.decision == "mql"
-            and any(r.category == "intent" and r.points > 0 and r.touch_id == touch.touch_id
-                    for r in lead.score.reasons))
+    return touch is not None and any(r.category == "intent" and r.points > 0 and r.touch_id == touch.touch_id
+                                     for r in lead.score.reasons)
+
+
+def _lifted_back(handoff: Handoff, lead: LeadScored) -> bool:
+    return handoff.status == "rejected" and lead.score.decision == "mql" and earns_intent(lead)
 
 
 #: Closed for good by sales (capture's closed stages): such a lead is never merged away, only merged into.
