@@ -22,6 +22,12 @@ def test_every_topic_and_event_type_is_described():
     assert {m["name"] for m in doc["components"]["messages"].values()} == set(LATEST)
 
 
+def test_every_message_summary_is_a_whole_sentence():
+    """A summary taken from a docstring's first line alone stopped mid-sentence ("... until an admin")."""
+    for name, message in document()["components"]["messages"].items():
+        assert message["summary"].endswith((".", ")")), f"{name}: {message['summary']!r}"
+
+
 def test_every_reference_resolves():
     doc = yaml.safe_load(to_yaml(document()))
 

@@ -54,7 +54,8 @@ def document() -> dict[str, Any]:
         messages[m.__name__] = {
             "name": m.type,
             "title": m.type,
-            "summary": (m.__doc__ or "").strip().split("\n")[0],
+            # The docstring's first paragraph, whole: its first line alone stops mid-sentence.
+            "summary": " ".join((m.__doc__ or "").strip().split("\n\n")[0].split()),
             "contentType": "application/json",
             "headers": CE_HEADERS,
             "payload": {"$ref": f"#/components/schemas/{m.__name__}"},
