@@ -168,6 +168,21 @@ def test_a_rule_that_can_never_hold_is_refused_at_start(condition, why):
         parse_rules({**_raw(), "fit": [{"rule": "x", "points": 3, **condition}]})
 
 
+@pytest.mark.parametrize(("category", "condition", "why"), [
+    ("disqualify", {"field": "company_domain", "not_in": []},
+     r"disqualify\.0: rule 'x': not_in: \[\] lists no value, so it excludes none and the rule holds for every lead: "
+     r"list the values to exclude, or remove the rule"),
+    ("fit", {"field": "seniority", "equals": "vp", "not_in": []},
+     r"fit\.0: rule 'x': not_in: \[\] lists no value, so it excludes none: list the values to exclude, or remove "
+     r"not_in"),
+])
+def test_not_in_listing_no_value_is_refused_at_start_as_it_excludes_none(category, condition, why):
+    """A competitor knockout whose list was left empty loaded, and disqualified every lead."""
+    points = {"points": 3} if category == "fit" else {}
+    with pytest.raises(InvalidRules, match=why):
+        parse_rules({**_raw(), category: [{"rule": "x", **points, **condition}]})
+
+
 def test_a_rule_testing_that_a_fact_is_unknown_is_accepted():
     rules = parse_rules({**_raw(), "fit": [{"rule": "No size", "field": "employee_count", "present": False,
                                             "points": -3}]})

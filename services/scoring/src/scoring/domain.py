@@ -105,10 +105,17 @@ class Condition(_Strict):
         return self
 
     def _never_holds(self) -> str | None:
-        """Why these operators together hold for no lead (None: some lead may match): read, such a rule would
-        never fire, without a word."""
+        """Why these operators together hold for no lead, or ``not_in: []`` for every one (None: neither): read,
+        such a rule would never fire, or fire on every lead, without a word."""
         if self.in_ == []:
             return "in: [] lists no value, so it never holds: list the values, or remove the rule"
+        if self.not_in == []:
+            # Surely a list left unfilled: as a knockout it would disqualify every lead.
+            alone = all(v is None for v in (self.equals, self.in_, self.gte, self.lt, self.present))
+            if alone:
+                return ("not_in: [] lists no value, so it excludes none and the rule holds for every lead: list the "
+                        "values to exclude, or remove the rule")
+            return "not_in: [] lists no value, so it excludes none: list the values to exclude, or remove not_in"
         if self.gte is not None and self.lt is not None and self.gte >= self.lt:
             return (f"gte: {self.gte:.15g} and lt: {self.lt:.15g} leave no number between them, so it never holds "
                     f"(gte: the least it may be; lt: what it must be below)")
