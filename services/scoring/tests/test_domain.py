@@ -183,6 +183,40 @@ def test_not_in_listing_no_value_is_refused_at_start_as_it_excludes_none(categor
         parse_rules({**_raw(), category: [{"rule": "x", **points, **condition}]})
 
 
+@pytest.mark.parametrize(("condition", "why"), [
+    ({"field": "seniority", "equals": "vp", "not_in": ["c-level", "VP"]},
+     r"fit\.0: rule 'x': seniority equals 'vp', which not_in excludes, so it never holds: keep one or the other"),
+    ({"field": "seniority", "equals": "vp", "in": ["c-level", "director"]},
+     "rule 'x': seniority equals 'vp', which in does not list, so it never holds"),
+    ({"field": "is_free_mail", "equals": True, "in": [False]}, "is_free_mail equals true, which in does not list"),
+    ({"field": "employee_count", "equals": 50, "gte": 200}, "employee_count equals 50, which gte: 200 leaves out, so "
+                                                            "it never holds"),
+    ({"field": "industry", "in": ["Software", "Retail"], "not_in": ["retail", "Insurance", "SOFTWARE"]},
+     r"rule 'x': every value of in for industry is ruled out \('Software', 'Retail' by not_in\), so it never "
+     r"holds: keep one or the other"),
+    ({"field": "employee_count", "in": [50, 5000, 300], "not_in": [300], "gte": 200, "lt": 1000},
+     r"employee_count is ruled out \(50 by gte: 200; 5000 by lt: 1000; 300 by not_in\)"),
+    ({"field": "company_domain", "in": ["müller.de"], "not_in": ["xn--mller-kva.de"]},
+     r"company_domain is ruled out \('müller.de' by not_in\)"),
+    ({"field": "has_phone", "not_in": [True, False]}, "rule 'x': has_phone is yes or no, and not_in excludes both, so "
+                                                      "it never holds"),
+])
+def test_tests_of_one_fact_that_contradict_each_other_are_refused_at_start(condition, why):
+    """seniority equals vp, not_in [VP] loaded and never fired: no lead is a vp and not one."""
+    with pytest.raises(InvalidRules, match=why):
+        parse_rules({**_raw(), "fit": [{"rule": "x", "points": 3, **condition}]})
+
+
+def test_tests_of_one_fact_that_leave_a_value_between_them_are_accepted():
+    rules = parse_rules({**_raw(), "fit": [
+        {"rule": "Senior", "field": "seniority", "equals": "vp", "in": ["VP", "c-level"], "not_in": ["director"],
+         "points": 1},
+        {"rule": "Not retail", "field": "industry", "in": ["Software", "Retail"], "not_in": ["retail"], "points": 1},
+        {"rule": "Mid", "field": "employee_count", "in": [50, 500], "gte": 200, "lt": 1000, "points": 1},
+    ]})
+    assert [r.rule for r in score(lead(employees=500, seniority="vp"), rules).reasons] == ["Senior", "Mid"]
+
+
 def test_a_rule_testing_that_a_fact_is_unknown_is_accepted():
     rules = parse_rules({**_raw(), "fit": [{"rule": "No size", "field": "employee_count", "present": False,
                                             "points": -3}]})

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -70,6 +70,11 @@ def _scalar(value: Any) -> Any:
 
 #: What a fact is compared with: a list in a list (a typo) must be refused here, not fail on the first lead.
 Scalar = Annotated[Any, AfterValidator(_scalar)]
+
+
+def _shown(value: Any) -> str:
+    """A rule's value as a refusal quotes it: true and false as YAML writes them."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def _country_hint(value: str) -> str:
@@ -126,7 +131,46 @@ class Condition(_Strict):
             if other is not None:
                 return (f"present: false holds only when {self.field} is unknown, which has no value for {other} to "
                         f"test: keep one or the other")
-        return None
+        return self._contradiction()
+
+    def _contradiction(self) -> str | None:
+        """Why equals or in offer no value that in, not_in, gte and lt all let through (None: one is left),
+        compared as a lead's fact is (case-folded; a domain in either spelling)."""
+        norm = _norm_for(self.field)
+        listed = None if self.in_ is None else {norm(v) for v in self.in_}
+        excluded = set() if self.not_in is None else {norm(v) for v in self.not_in}
+
+        def ruled_out(value: Any, *, by_in: bool) -> str | None:
+            if by_in and listed is not None and norm(value) not in listed:
+                return "in"
+            if norm(value) in excluded:
+                return "not_in"
+            # gte and lt are only ever beside a number fact, whose values are numbers (else refused before).
+            if self.gte is not None and value < self.gte:
+                return f"gte: {self.gte:.15g}"
+            if self.lt is not None and value >= self.lt:
+                return f"lt: {self.lt:.15g}"
+            return None
+
+        if self.equals is not None:
+            by = ruled_out(self.equals, by_in=True)
+            if by is None:
+                return None
+            why = {"in": "in does not list", "not_in": "not_in excludes"}.get(by, f"{by} leaves out")
+            return f"{self.field} equals {_shown(self.equals)}, which {why}, so it never holds: keep one or the other"
+        if self.in_ is None:
+            if self.field in YES_NO_FACTS and excluded >= {True, False}:
+                return f"{self.field} is yes or no, and not_in excludes both, so it never holds: remove the rule"
+            return None
+        out: dict[str, list[Any]] = {}
+        for value in self.in_:
+            by = ruled_out(value, by_in=False)
+            if by is None:
+                return None
+            out.setdefault(by, []).append(value)
+        return (f"every value of in for {self.field} is ruled out ("
+                + "; ".join(f"{', '.join(map(_shown, values))} by {by}" for by, values in out.items())
+                + "), so it never holds: keep one or the other")
 
     def _mismatch(self) -> str | None:
         """What in this test its fact's type can never match (None: nothing). Such a rule would be read and
@@ -169,7 +213,7 @@ class Condition(_Strict):
         """``equals``, ``in`` and ``not_in`` case-folded, once: every rule is tested on every lead and touch
         (an instance attribute once computed: pydantic's private attributes are read through a slow path).
         Rules are read once and never changed; a ``model_copy(update=...)`` of a tested rule would keep it."""
-        norm = _norm_domain if self.field in DOMAIN_FACTS else _norm
+        norm = _norm_for(self.field)
         return (norm(self.equals), None if self.in_ is None else frozenset(norm(v) for v in self.in_),
                 None if self.not_in is None else frozenset(norm(v) for v in self.not_in))
 
@@ -326,6 +370,11 @@ def _norm(v: Any) -> Any:
 
 def _norm_domain(v: Any) -> Any:
     return _norm(ascii_domain(v)) if isinstance(v, str) else v
+
+
+def _norm_for(field: str) -> Callable[[Any], Any]:
+    """How a rule's values and a lead's fact are compared: a domain in its ASCII form, any text case-folded."""
+    return _norm_domain if field in DOMAIN_FACTS else _norm
 
 
 @dataclass(frozen=True)
