@@ -170,8 +170,8 @@ def test_a_rule_that_can_never_hold_is_refused_at_start(condition, why):
 
 @pytest.mark.parametrize(("category", "condition", "why"), [
     ("disqualify", {"field": "company_domain", "not_in": []},
-     r"disqualify\.0: rule 'x': not_in: \[\] lists no value, so it excludes none and the rule holds for every lead: "
-     r"list the values to exclude, or remove the rule"),
+     r"disqualify\.0: rule 'x': not_in: \[\] lists no value, so it excludes none and the rule holds for every lead "
+     r"whose company_domain is known: list the values to exclude, or write present: true if that is meant"),
     ("fit", {"field": "seniority", "equals": "vp", "not_in": []},
      r"fit\.0: rule 'x': not_in: \[\] lists no value, so it excludes none: list the values to exclude, or remove "
      r"not_in"),
@@ -215,6 +215,23 @@ def test_tests_of_one_fact_that_leave_a_value_between_them_are_accepted():
         {"rule": "Mid", "field": "employee_count", "in": [50, 500], "gte": 200, "lt": 1000, "points": 1},
     ]})
     assert [r.rule for r in score(lead(employees=500, seniority="vp"), rules).reasons] == ["Senior", "Mid"]
+
+
+def test_not_in_holds_only_for_a_known_value_as_every_test_but_present_false():
+    """A knockout not_in the senior ranks disqualified every lead whose seniority was unknown, and an intent rule
+    not_in the newsletter scored every touch without an offer: whoever means unknowns says present: false."""
+    rules = parse_rules({**_raw(), "fit": [{"rule": "Rank unknown", "field": "seniority", "present": False,
+                                            "points": 1}],
+                         "intent": [{"rule": "More than news", "field": "offer", "not_in": ["newsletter"],
+                                     "points": 5}],
+                         "disqualify": [{"rule": "Junior", "field": "seniority", "not_in": ["vp", "c-level"]}]})
+
+    def fired(lead_: LeadEnriched) -> list[str]:
+        return [r.rule for r in score(lead_, rules).reasons]
+
+    assert fired(lead(seniority="manager", offer="demo")) == ["More than news", "Junior"]
+    assert fired(lead(seniority="VP", offer="newsletter")) == []
+    assert fired(lead()) == ["Rank unknown"]
 
 
 def test_a_rule_testing_that_a_fact_is_unknown_is_accepted():

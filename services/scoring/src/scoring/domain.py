@@ -115,17 +115,17 @@ class Condition(_Strict):
         if self.in_ == []:
             return "in: [] lists no value, so it never holds: list the values, or remove the rule"
         if self.not_in == []:
-            # Surely a list left unfilled: as a knockout it would disqualify every lead.
+            # Surely a list left unfilled: as a knockout it would disqualify every lead whose fact is known.
             alone = all(v is None for v in (self.equals, self.in_, self.gte, self.lt, self.present))
             if alone:
-                return ("not_in: [] lists no value, so it excludes none and the rule holds for every lead: list the "
-                        "values to exclude, or remove the rule")
+                return (f"not_in: [] lists no value, so it excludes none and the rule holds for every lead whose "
+                        f"{self.field} is known: list the values to exclude, or write present: true if that is meant")
             return "not_in: [] lists no value, so it excludes none: list the values to exclude, or remove not_in"
         if self.gte is not None and self.lt is not None and self.gte >= self.lt:
             return (f"gte: {self.gte:.15g} and lt: {self.lt:.15g} leave no number between them, so it never holds "
                     f"(gte: the least it may be; lt: what it must be below)")
         if self.present is False:
-            # An unknown fact equals nothing and is in no list; not_in it always is, which says nothing more.
+            # An unknown fact equals nothing, is in no list and not_in none: every other test fails on it.
             other = next((name for name, v in (("equals", self.equals), ("in", self.in_), ("not_in", self.not_in),
                                                ("gte", self.gte), ("lt", self.lt)) if v is not None), None)
             if other is not None:
@@ -226,7 +226,9 @@ class Condition(_Strict):
             return False
         if in_ is not None and _norm(value) not in in_:
             return False
-        if not_in is not None and _norm(value) in not_in:
+        # Unknown, a fact is not_in no list, as it equals nothing and is in none: a knockout not_in the served
+        # countries would disqualify every lead whose country enrichment could not find. present: false asks for it.
+        if not_in is not None and (value is None or _norm(value) in not_in):
             return False
         if self.gte is not None and not (isinstance(value, int | float) and value >= self.gte):
             return False
