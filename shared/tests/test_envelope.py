@@ -209,3 +209,13 @@ def test_where_a_nul_is_named_without_the_nul_itself():
     assert nul_path({"a": [{"b": "ok"}, {"c": "x\x00"}]}) == "a[1].c"
     assert nul_path({"k\x00": "v"}) == "k\\u0000" and "\x00" not in nul_path({"k\x00": "v"})
     assert nul_path({"a": "text \\u0000 as written"}) is None
+
+
+def test_a_body_cut_of_optional_fields_keeps_its_schema_and_one_cut_of_a_required_field_does_not():
+    lead = a_lead()
+    made = dict(event_id=uuid.uuid4(), source="test", time=NOW, structured=True)
+    phone_out = cloud_event(lead, exclude={"contact": {"phone"}}, **made).get_attributes()
+    email_out = cloud_event(lead, exclude={"contact": {"email", "phone"}}, **made).get_attributes()
+    assert (phone_out["withheld"], phone_out["dataschema"]) == (
+        "contact.phone", f"urn:leadpipe:schema:lead.captured:v{LeadCaptured.version}")
+    assert email_out["withheld"] == "contact.email,contact.phone" and "dataschema" not in email_out

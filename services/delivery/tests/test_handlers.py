@@ -124,10 +124,12 @@ async def test_a_subscription_naming_contact_fields_is_queued_a_body_with_those_
     for told in ("call me", "4155550100", "415 555", "Growth", '"head"', '"US"'):
         assert told not in bodies["slack"].decode(), told
     assert slack["data"]["enrichment"]["email_domain"] == "example.com"  # about the company: kept
-    # Said, so a receiver can tell a field left out from one never given (and why the schema's email is missing).
+    # Said, so a receiver can tell a field left out from one never given; without the email the schema requires,
+    # the body no longer claims to adhere to it.
+    assert "dataschema" not in slack and json.loads(bodies["crm"])["dataschema"].endswith("lead.routed:v3")
     assert slack.pop("withheld") == ("contact.country,contact.email,contact.job_title,contact.last_name,"
                                      "contact.marketing_consent,contact.marketing_consent_at,contact.message,"
                                      "contact.phone,enrichment.country,enrichment.phone_e164,enrichment.seniority")
     assert "withheld" not in json.loads(bodies["crm"])
     assert {k: v for k, v in slack.items() if k != "data"} == {k: v for k, v in json.loads(bodies["crm"]).items()
-                                                               if k != "data"}  # same id, type, time, source
+                                                               if k not in ("data", "dataschema")}  # same id ...

@@ -138,10 +138,13 @@ def cloud_event(event: Event, *, event_id: uuid.UUID, source: str, time: datetim
                 structured: bool = False, exclude: Mapping[str, Collection[str]] | None = None) -> CloudEvent:
     """``structured``: the data as a JSON value (structured mode), not as bytes (Kafka's binary mode);
     ``exclude``: fields of the data's parts left out (``{"contact": {"phone"}}``), each named in the ``withheld``
-    extension attribute (``contact.phone``, comma-separated): the data no longer holds all its schema asks, and
-    the receiver can tell a field left out from one never given."""
+    extension attribute (``contact.phone``, comma-separated), so the receiver can tell a field left out from one
+    never given. A cut that leaves out a field the schema requires (``contact.email``) drops ``dataschema``: the
+    data no longer adheres to it, and a receiver validating by it would refuse the event."""
     cut = {"withheld": ",".join(sorted(f"{part}.{name}" for part, names in exclude.items() for name in names))
            } if exclude else {}
+    schema = {} if exclude and _cuts_required(event, exclude) else {"dataschema": dataschema(event.type,
+                                                                                             event.version)}
     return CloudEvent(
         attributes={
             "id": str(event_id),
@@ -151,13 +154,19 @@ def cloud_event(event: Event, *, event_id: uuid.UUID, source: str, time: datetim
             "time": time,
             "subject": str(event.lead_id),
             "datacontenttype": "application/json",
-            "dataschema": dataschema(event.type, event.version),
+            **schema,
             **event.extensions(),
             **cut,
         },
         data=(event.model_dump(mode="json", exclude=exclude) if structured
               else event.model_dump_json(exclude=exclude).encode()),
     )
+
+
+def _cuts_required(event: Event, exclude: Mapping[str, Collection[str]]) -> bool:
+    """Whether ``exclude`` leaves out a field the event's schema requires of one of its parts."""
+    return any(type(getattr(event, part)).model_fields[name].is_required()
+               for part, names in exclude.items() for name in names)
 
 
 def _stamp(time: datetime) -> bytes:
