@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import sqlalchemy.exc
+import structlog
 from prometheus_client import REGISTRY
 
 from delivery.dispatcher import RECORD_MARGIN_S, Dispatcher
@@ -38,6 +39,10 @@ class Queue:
         self.gauge_time = timedelta(0)
         #: The age of each subscription's oldest waiting delivery.
         self.ages: dict[str, float] = {}
+        #: The url of each subscription made through the API, as its table has it once a change commits.
+        self.urls: dict[str, str] = {}
+        #: The subscriptions a receiver's 410 switched off, with the url that answered it.
+        self.switched_off: dict[str, str] = {}
 
     async def disabled_ids(self) -> set[str]:
         self.clock.now += self.pool_wait
@@ -66,8 +71,12 @@ class Queue:
         self.recorded += [a.claimed.seq for a in attempted]
         return {a.claimed.seq for a in attempted}
 
-    async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> None:
-        raise AssertionError("no receiver here answers 410")
+    async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> bool:
+        """As the store's: not when its table has the subscription sending elsewhere by now."""
+        if self.urls.get(subscription_id, url) != url:
+            return False
+        self.switched_off.setdefault(subscription_id, url)
+        return True
 
 
 class Pool:
@@ -253,40 +262,62 @@ async def test_a_stopping_dispatcher_finishes_what_is_under_way_and_claims_nothi
     assert sorted(queue.recorded) == list(range(64)) and len(queue.due) == 136
 
 
+def at(url: str) -> dict:
+    """The book of a process that sends crm0 to ``url``."""
+    return dict(parse_subscriptions({"subscriptions": [
+        {"id": "crm0", "url": url, "secrets": [SECRET], "events": ["lead.routed"]}]}, allow_private=False))
+
+
+def gone_at(old_url: str, book: dict, queue: Queue, clock: Clock, answer: asyncio.Event) -> Dispatcher:
+    """A dispatcher whose receiver at ``old_url`` answers 410 (once ``answer`` is set), any other 204."""
+    async def receiver(request: httpx.Request) -> httpx.Response:
+        await answer.wait()
+        return httpx.Response(410 if str(request.url) == old_url else 204)
+
+    return Dispatcher(unit_of_work=Pool(queue), client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
+                      subscriptions=book, clock=clock, retry_window=timedelta(hours=72), retry_base_s=5,
+                      connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
+
+
 async def test_a_410_from_the_url_a_subscription_left_while_it_was_sent_does_not_switch_it_off():
     """Changed through the API while an attempt to its old url was under way: the receiver it left answers 410,
     which must not switch off the subscription now sending to another; the delivery goes there after its lease."""
-    def at(url: str) -> dict:
-        return dict(parse_subscriptions({"subscriptions": [
-            {"id": "crm0", "url": url, "secrets": [SECRET], "events": ["lead.routed"]}]}, allow_private=False))
-
-    book, clock = at("https://old.example.com/h"), Clock()
-    queue, switched_off = Queue(due(1), clock), []
-    pool = Pool(queue)
-
-    async def disable(subscription_id: str, when: datetime, reason: str, *, url: str) -> None:
-        switched_off.append((subscription_id, url))
-
-    queue.disable = disable
-    answer = asyncio.Event()
-
-    async def receiver(request: httpx.Request) -> httpx.Response:
-        await answer.wait()
-        return httpx.Response(410 if request.url.host == "old.example.com" else 204)
-
-    d = Dispatcher(unit_of_work=pool, client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
-                   subscriptions=book, clock=clock, retry_window=timedelta(hours=72), retry_base_s=5,
-                   connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
+    old, new = "https://old.example.com/h", "https://new.example.com/h"
+    book, clock, answer = at(old), Clock(), asyncio.Event()
+    queue = Queue(due(1), clock)
+    queue.urls["crm0"] = old
+    d = gone_at(old, book, queue, clock, answer)
     await d.step()  # claims it and sends to the old url
     await asyncio.sleep(0.01)
-    book.update(at("https://new.example.com/h"))  # PATCHed meanwhile
+    queue.urls["crm0"] = new  # PATCHed meanwhile: committed, then this process's book reloaded
+    book.update(at(new))
     answer.set()
     await until(lambda: d._finished)
     await d.step()  # records it
-    assert queue.recorded == [0] and switched_off == []
-    book.update(at("https://old.example.com/h"))  # ...while a 410 from where it still sends switches it off
+    assert queue.recorded == [0] and queue.switched_off == {}
+    queue.urls["crm0"] = old  # ...while a 410 from where it still sends switches it off
+    book.update(at(old))
     queue.due = due(1)
     await d.step()
     await until(lambda: d._finished)
     await d.step()
-    assert switched_off == [("crm0", "https://old.example.com/h")]
+    assert queue.switched_off == {"crm0": old}
+
+
+async def test_a_410_from_a_url_changed_by_another_process_is_logged_as_leaving_the_subscription_on():
+    """PATCHed through another process, whose change this one's book has yet to reload: the book still sends to
+    the url that answered 410, but the store, which has the change, leaves the subscription on. The log said
+    it was switched off, of a subscription that went on sending."""
+    old, new = "https://old.example.com/h", "https://new.example.com/h"
+    clock, answer = Clock(), asyncio.Event()
+    queue = Queue(due(1), clock)
+    queue.urls["crm0"] = new
+    d = gone_at(old, at(old), queue, clock, answer)
+    await d.step()
+    answer.set()
+    await until(lambda: d._finished)
+    with structlog.testing.capture_logs() as lines:
+        await d.step()
+    said = [(line["log_level"], line["event"]) for line in lines if line.get("subscription") == "crm0"]
+    assert queue.switched_off == {}
+    assert said == [("info", "a url the subscription has left since answered 410 Gone: it stays on")]

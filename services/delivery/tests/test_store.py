@@ -501,12 +501,21 @@ async def test_a_410_from_the_url_an_api_subscription_has_left_does_not_switch_i
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         assert await store.add_subscription(api_subscription(crm, "https://new.example.com/h", now))
-        await store.disable(crm, now, "410 Gone from https://old.example.com/h", url="https://old.example.com/h")
+        said_off_by_old = await store.disable(crm, now, "410 Gone from https://old.example.com/h",
+                                              url="https://old.example.com/h")
         kept_on = crm not in await store.disabled_ids()
-        await store.disable(crm, now, "410 Gone from https://new.example.com/h", url="https://new.example.com/h")
+        said_off_by_new = await store.disable(crm, now, "410 Gone from https://new.example.com/h",
+                                              url="https://new.example.com/h")
         switched_off = crm in await store.disabled_ids()
+        # Another of its deliveries got the 410 too, a little later: off, as it was since the first.
+        said_off_again = await store.disable(crm, now + timedelta(seconds=1), "410 Gone from https://new.example.com/h",
+                                             url="https://new.example.com/h")
+        off_since = (await conn.execute(sa.text("SELECT at FROM delivery.disabled WHERE subscription_id = :id"),
+                                        {"id": crm})).scalar_one()
         await conn.rollback()
-    assert kept_on and switched_off
+    assert (said_off_by_old, kept_on) == (False, True)  # what the dispatcher logs comes from what it is told
+    assert (said_off_by_new, switched_off) == (True, True)
+    assert said_off_again is True and off_since == now
 
 
 async def test_a_redrive_never_sends_a_deleted_api_subscriptions_dead_deliveries_to_the_files_under_its_id(db):

@@ -166,16 +166,19 @@ class Dispatcher(BackgroundLoop):
         async with self._uow() as uow:
             recorded = await uow.store.record([attempted for attempted, _ in finished])
             for attempted, gone_from in finished:
-                sub = self._subs.get(attempted.claimed.subscription_id)
+                sub_id = attempted.claimed.subscription_id
+                # Deleted since it was sent: nothing to switch off, and a row would switch off whoever takes its id.
+                if gone_from is None or sub_id not in self._subs:
+                    continue
                 # A 410 switches off the subscription only if it still sends where the 410 came from: one whose
                 # url was changed meanwhile (an attempt under way, another process's book not yet reloaded) must
                 # not be switched off by the receiver it left; the delivery goes to the new url after its lease.
-                if gone_from is not None and sub is not None and sub.url == gone_from:
-                    await uow.store.disable(sub.id, self._clock(), f"410 Gone from {gone_from}", url=gone_from)
-                    log.warning("receiver answered 410 Gone: subscription switched off", subscription=sub.id)
-                elif gone_from is not None:
-                    log.info("a url the subscription has left answered 410 Gone: it stays on",
-                             subscription=attempted.claimed.subscription_id)
+                # The store decides: a change commits before any book (this one too) is reloaded.
+                if await uow.store.disable(sub_id, self._clock(), f"410 Gone from {gone_from}", url=gone_from):
+                    log.warning("receiver answered 410 Gone: subscription switched off", subscription=sub_id)
+                else:
+                    log.info("a url the subscription has left since answered 410 Gone: it stays on",
+                             subscription=sub_id)
             await uow.commit()
         for attempted, _ in finished:
             if attempted.claimed.seq not in recorded:

@@ -309,13 +309,20 @@ class DeliveryStore:
         })
         return {r.seq for r in rows}
 
-    async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> None:
+    async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> bool:
         """Switch it off (its receiver at ``url`` answered 410), unless it is made through the API and sends
-        elsewhere by now: changed by another process than the one that sent (its book a refresh behind)."""
+        elsewhere by now: changed since the attempt was sent, in this process or another (its book a refresh
+        behind). Whether it is off: False, it stays on. Checked here, not against a book: a change commits
+        before any book is reloaded, so only this table knows where it sends by now."""
         moved = sa.exists().where(subscriptions.c.id == subscription_id, subscriptions.c.url != url)
         row = sa.select(sa.literal(subscription_id), sa.literal(at, sa.DateTime(timezone=True)), sa.literal(reason))
-        await self._conn.execute(insert(disabled).from_select(["subscription_id", "at", "reason"], row.where(~moved))
-                                 .on_conflict_do_nothing())
+        # Off already (another of its deliveries got the 410 too): kept as it was, and said to be off.
+        done = await self._conn.execute(insert(disabled).from_select(["subscription_id", "at", "reason"],
+                                                                     row.where(~moved))
+                                        .on_conflict_do_update(index_elements=[disabled.c.subscription_id],
+                                                               set_={"at": disabled.c.at})
+                                        .returning(disabled.c.subscription_id))
+        return bool(done.all())
 
     async def redrive(self, now: datetime, subscription_id: str | None = None, lead_id: uuid.UUID | None = None,
                       *, in_file: Collection[str]) -> Redrive:
