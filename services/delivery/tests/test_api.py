@@ -49,10 +49,11 @@ class Queue:
 class Stored(Queue):
     """The subscriptions made through the API, as rows of ``delivery.subscriptions``."""
 
-    def __init__(self, *rows: dict, disabled: set[str] = frozenset()) -> None:
+    def __init__(self, *rows: dict, disabled: dict[str, str | None] | None = None) -> None:
         super().__init__([])
         self.rows = {row["id"]: dict(row) for row in rows}
-        self.disabled = set(disabled)
+        #: The subscriptions a receiver's 410 switched off, with the url that answered it.
+        self.switched_off = dict(disabled or {})
 
     async def api_subscriptions(self) -> list[dict]:
         return [dict(row) for _, row in sorted(self.rows.items())]
@@ -64,8 +65,8 @@ class Stored(Queue):
     async def change_subscription(self, subscription_id: str, columns: dict, at: datetime) -> None:
         self.rows[subscription_id].update(columns, updated_at=at)
 
-    async def disabled_ids(self) -> set[str]:
-        return set(self.disabled)
+    async def disabled_urls(self) -> dict[str, str | None]:
+        return dict(self.switched_off)
 
 
 BOX = SecretBox([Fernet.generate_key()])
@@ -135,7 +136,7 @@ async def test_a_redrive_answers_how_many_it_left_dead_because_their_subscriptio
 async def test_a_changed_url_and_contact_are_stored_in_force_and_listed_and_the_rest_is_kept():
     """Changed in place: before, a new url or contact meant deleting the subscription (its waiting deliveries
     dead) and making it again (a new secret for the receiver)."""
-    stored = Stored(made(), disabled={"slack"})
+    stored = Stored(made(), disabled={"slack": "https://hooks.example.com/s"})  # off, and stays off
     book = book_of(stored)
     secrets = stored.rows["slack"]["secrets"]
     async with serving(stored, ADMIN, book) as client:
@@ -154,6 +155,17 @@ async def test_a_changed_url_and_contact_are_stored_in_force_and_listed_and_the_
     assert (row["secrets"], row["created_at"], row["updated_at"]) == (secrets, CREATED, NOW)
     [line] = [line for line in lines if line["event"] == "subscription changed through the API"]
     assert (line["by"], line["changed"]) == ("ops", ["contact", "url"]) and "moved" not in str(line)
+
+
+async def test_a_files_subscription_is_listed_as_switched_off_only_by_a_410_from_the_url_the_file_gives_it():
+    """A process still on the older file got 410 from the url the file has left: the subscription sends to its
+    new url, and is not listed as off."""
+    async with serving(Stored(disabled={"crm": "https://old-crm.example.com/h"}), ADMIN, book_of(Stored())) as client:
+        moved = (await client.get("/v1/subscriptions")).json()
+    async with serving(Stored(disabled={"crm": "https://crm.example.com/h"}), ADMIN, book_of(Stored())) as client:
+        gone = (await client.get("/v1/subscriptions")).json()
+    assert [(s["id"], s["source"], s["disabled"]) for s in moved] == [("crm", "file", False)]
+    assert [(s["id"], s["source"], s["disabled"]) for s in gone] == [("crm", "file", True)]
 
 
 async def test_null_puts_back_the_default_and_a_key_left_out_keeps_its_value():

@@ -44,9 +44,9 @@ class Queue:
         #: The subscriptions a receiver's 410 switched off, with the url that answered it.
         self.switched_off: dict[str, str] = {}
 
-    async def disabled_ids(self) -> set[str]:
+    async def disabled_urls(self) -> dict[str, str | None]:
         self.clock.now += self.pool_wait
-        return set()
+        return dict(self.switched_off)
 
     async def claim(self, now: datetime, lease_until: datetime, free: dict[str, int], limit: int) -> list[Claimed]:
         self.leases.append((now, lease_until))
@@ -72,10 +72,10 @@ class Queue:
         return {a.claimed.seq for a in attempted}
 
     async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> bool:
-        """As the store's: not when its table has the subscription sending elsewhere by now."""
+        """As the store's: not when its table has the subscription sending elsewhere by now; the url kept."""
         if self.urls.get(subscription_id, url) != url:
             return False
-        self.switched_off.setdefault(subscription_id, url)
+        self.switched_off[subscription_id] = url
         return True
 
 
@@ -133,7 +133,8 @@ def dispatcher(queue: Queue, pool: Pool, clock: Clock, answer: asyncio.Event | N
         return httpx.Response(204, content=nothing())  # streamed, as a receiver's answer is read
 
     return Dispatcher(unit_of_work=pool, client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
-                      subscriptions=SUBS if subscriptions is None else subscriptions, clock=clock, retry_window=timedelta(hours=72), retry_base_s=5,
+                      subscriptions=SUBS if subscriptions is None else subscriptions, from_file=SUBS, clock=clock,
+                      retry_window=timedelta(hours=72), retry_base_s=5,
                       connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
 
 
@@ -268,14 +269,16 @@ def at(url: str) -> dict:
         {"id": "crm0", "url": url, "secrets": [SECRET], "events": ["lead.routed"]}]}, allow_private=False))
 
 
-def gone_at(old_url: str, book: dict, queue: Queue, clock: Clock, answer: asyncio.Event) -> Dispatcher:
+def gone_at(old_url: str, book: dict, queue: Queue, clock: Clock, answer: asyncio.Event, *,
+            from_file: dict) -> Dispatcher:
     """A dispatcher whose receiver at ``old_url`` answers 410 (once ``answer`` is set), any other 204."""
     async def receiver(request: httpx.Request) -> httpx.Response:
         await answer.wait()
         return httpx.Response(410 if str(request.url) == old_url else 204)
 
     return Dispatcher(unit_of_work=Pool(queue), client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
-                      subscriptions=book, clock=clock, retry_window=timedelta(hours=72), retry_base_s=5,
+                      subscriptions=book, from_file=from_file, clock=clock, retry_window=timedelta(hours=72),
+                      retry_base_s=5,
                       connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
 
 
@@ -286,7 +289,7 @@ async def test_a_410_from_the_url_a_subscription_left_while_it_was_sent_does_not
     book, clock, answer = at(old), Clock(), asyncio.Event()
     queue = Queue(due(1), clock)
     queue.urls["crm0"] = old
-    d = gone_at(old, book, queue, clock, answer)
+    d = gone_at(old, book, queue, clock, answer, from_file={})
     await d.step()  # claims it and sends to the old url
     await asyncio.sleep(0.01)
     queue.urls["crm0"] = new  # PATCHed meanwhile: committed, then this process's book reloaded
@@ -312,7 +315,7 @@ async def test_a_410_from_a_url_changed_by_another_process_is_logged_as_leaving_
     clock, answer = Clock(), asyncio.Event()
     queue = Queue(due(1), clock)
     queue.urls["crm0"] = new
-    d = gone_at(old, at(old), queue, clock, answer)
+    d = gone_at(old, at(old), queue, clock, answer, from_file={})
     await d.step()
     answer.set()
     await until(lambda: d._finished)
@@ -321,3 +324,26 @@ async def test_a_410_from_a_url_changed_by_another_process_is_logged_as_leaving_
     said = [(line["log_level"], line["event"]) for line in lines if line.get("subscription") == "crm0"]
     assert queue.switched_off == {}
     assert said == [("info", "a url the subscription has left since answered 410 Gone: it stays on")]
+
+
+async def test_a_410_from_the_url_a_files_subscription_left_holds_off_only_the_processes_still_on_the_old_file():
+    """A rolling deploy moves crm0 to a new url in the file: a process still on the old file gets 410 from the
+    url the receiver left. It switched the subscription off for every process, the new file's too, whose url
+    is live, until an operator enabled it again."""
+    old, new = "https://old.example.com/h", "https://new.example.com/h"
+    clock, answer = Clock(), asyncio.Event()
+    answer.set()
+    queue = Queue(due(1), clock)
+    on_old_file = gone_at(old, at(old), queue, clock, answer, from_file=at(old))
+    on_new_file = gone_at(old, at(new), queue, clock, answer, from_file=at(new))
+    assert await on_old_file.step() == 1
+    await until(lambda: on_old_file._finished)
+    await on_old_file.step()  # records the 410
+    assert queue.switched_off == {"crm0": old}
+    queue.due = due(1)
+    assert await on_new_file.step() == 1  # sent to the new url
+    await until(lambda: on_new_file._finished)
+    await on_new_file.step()
+    queue.due = due(1)
+    assert await on_old_file.step() == 0  # the old url stays off
+    assert queue.recorded == [0, 0] and queue.switched_off == {"crm0": old}

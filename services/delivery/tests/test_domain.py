@@ -8,7 +8,7 @@ import pytest
 from leadpipe_common.testing import factories
 from delivery.app import load_subscriptions
 from delivery.domain import (
-    after_attempt, parse_subscriptions, purge_cutoff, retry_after_s, target_problem, wants, withheld,
+    after_attempt, parse_subscriptions, purge_cutoff, retry_after_s, switched_off, target_problem, wants, withheld,
 )
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -155,6 +155,20 @@ def test_a_success_delivers_and_410_means_gone():
                          jitter=0.5).outcome == "delivered"
     assert after_attempt(410, None, attempts=1, first_at=NOW, now=NOW, window=timedelta(hours=72),
                          jitter=0.5).outcome == "gone"
+
+
+def test_a_410_holds_a_files_subscription_off_only_while_the_file_sends_it_to_the_url_that_answered():
+    """A process still on the older file (a rolling deploy) got 410 from the url the file has left: the new url
+    is live, and a switch-off from it would have stopped every process until an operator enabled it again."""
+    in_file = {"crm": subscription()}
+    assert switched_off({"crm": "https://crm.example.com/hooks"}, in_file) == {"crm"}
+    assert switched_off({"crm": "https://old-crm.example.com/hooks"}, in_file) == set()
+    assert switched_off({"crm": None}, in_file) == {"crm"}  # switched off before the url was kept: not known
+
+
+def test_a_subscription_made_through_the_api_stays_off_whatever_its_url_is_now_until_it_is_enabled():
+    """Its 410 switched it off only from the url it had then (the store checks); a change since leaves it off."""
+    assert switched_off({"slack": "https://hooks.example.com/old"}, {"crm": subscription()}) == {"slack"}
 
 
 def test_failures_back_off_exponentially_with_jitter_and_retry_after_is_honoured():

@@ -66,3 +66,22 @@ async def test_a_deletion_before_0005_still_keeps_its_receivers_dead_deliveries_
                 "SELECT status, deleted_at FROM delivery.deliveries ORDER BY done_at"))).all()
     assert redriven.queued == 1
     assert [tuple(r) for r in rows] == [("dead", deleted_at), ("dead", deleted_at), ("pending", None)]
+
+
+async def test_a_switch_off_recorded_before_0006_holds_its_subscription_off_whatever_its_url(stack):
+    """Under 0005 a 410's switch-off kept no url: which url answered is not known, so it holds every process off,
+    as it did, until it is enabled or a 410 switches it off again from a url that is kept."""
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("delivery", url, "0005")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("INSERT INTO delivery.disabled (subscription_id, at, reason) "
+                                       "VALUES ('crm', now(), '410 Gone from https://crm.example.com/h')"))
+        migrate("delivery", url, "head")
+        async with engine.begin() as conn:
+            store = DeliveryStore(conn)
+            before = await store.disabled_urls()
+            said_off = await store.disable("crm", datetime.now(UTC), "410 Gone from https://new.example.com/h",
+                                           url="https://new.example.com/h")
+            after = await store.disabled_urls()
+    assert before == {"crm": None}
+    assert said_off is True and after == {"crm": "https://new.example.com/h"}

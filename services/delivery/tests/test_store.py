@@ -230,12 +230,12 @@ async def test_a_forgotten_subscriptions_waiting_deliveries_end_dead_and_come_ba
             return [tuple(r) for r in rows]
 
         forgotten = await store.forget(removed, now)
-        after_forget, switched_off = await left(removed), await store.disabled_ids()
+        after_forget, switched_off = await left(removed), await store.disabled_urls()
         await store.redrive(now, in_file=in_file)
         after_redrive_of_all = await left(removed)
         back_in_the_file = await store.redrive(now, removed, in_file=in_file | {removed})
         api_made = await store.forget(made, now)
-        made_left, made_still_off = await left(made), made in await store.disabled_ids()
+        made_left, made_still_off = await left(made), made in await store.disabled_urls()
         await conn.rollback()
     assert forgotten == Forgotten(dropped=1, was_disabled=True) and removed not in switched_off
     gone = ("dead", "subscription removed from the subscriptions file")
@@ -503,10 +503,10 @@ async def test_a_410_from_the_url_an_api_subscription_has_left_does_not_switch_i
         assert await store.add_subscription(api_subscription(crm, "https://new.example.com/h", now))
         said_off_by_old = await store.disable(crm, now, "410 Gone from https://old.example.com/h",
                                               url="https://old.example.com/h")
-        kept_on = crm not in await store.disabled_ids()
+        kept_on = crm not in await store.disabled_urls()
         said_off_by_new = await store.disable(crm, now, "410 Gone from https://new.example.com/h",
                                               url="https://new.example.com/h")
-        switched_off = crm in await store.disabled_ids()
+        switched_off = crm in await store.disabled_urls()
         # Another of its deliveries got the 410 too, a little later: off, as it was since the first.
         said_off_again = await store.disable(crm, now + timedelta(seconds=1), "410 Gone from https://new.example.com/h",
                                              url="https://new.example.com/h")
@@ -516,6 +516,25 @@ async def test_a_410_from_the_url_an_api_subscription_has_left_does_not_switch_i
     assert (said_off_by_old, kept_on) == (False, True)  # what the dispatcher logs comes from what it is told
     assert (said_off_by_new, switched_off) == (True, True)
     assert said_off_again is True and off_since == now
+
+
+async def test_a_410_switching_off_a_files_subscription_keeps_its_url_and_one_from_its_new_url_takes_its_place(db):
+    """A process still on the older file got 410 from the url the file has left: kept with that url, it holds off
+    only the processes still sending there. A 410 from the new url later must switch it off there too: a switch-off
+    left with the old url would have the receiver's 410 ignored for ever."""
+    crm, now = f"file-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    old, new = "https://old.example.com/h", "https://new.example.com/h"
+    later = now + timedelta(minutes=10)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        said_off_by_old = await store.disable(crm, now, f"410 Gone from {old}", url=old)
+        from_old = (await store.disabled_urls())[crm]
+        said_off_by_new = await store.disable(crm, later, f"410 Gone from {new}", url=new)
+        row = (await conn.execute(sa.text("SELECT at, reason, url FROM delivery.disabled WHERE subscription_id = :id"),
+                                  {"id": crm})).one()
+        await conn.rollback()
+    assert said_off_by_old is True and from_old == old
+    assert said_off_by_new is True and tuple(row) == (later, f"410 Gone from {new}", new)
 
 
 async def test_a_redrive_never_sends_a_deleted_api_subscriptions_dead_deliveries_to_the_files_under_its_id(db):

@@ -19,6 +19,7 @@ from leadpipe_common.service import Runtime, runtime
 
 from delivery.domain import (
     CONTACT_FIELDS, DELIVERABLE, LONGEST_RETRY_HOURS, Subscription, live_secrets, new_secret, parse_subscription,
+    switched_off,
 )
 from delivery.handlers import Delivery
 from delivery.store import DeliveryStore
@@ -110,7 +111,7 @@ async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
     book = rt.context.subscriptions
     async with rt.unit_of_work() as uow:
         rows = await book.reload(uow.store, rt.context.clock())  # this process may not have seen another's change yet
-        off = await uow.store.disabled_ids()
+        off = switched_off(await uow.store.disabled_urls(), book.from_file)
     # Those it cannot open are listed too: an operator finds here what holds delivery back, not only in its log.
     unopened = [_unopened_state(row, off, book.invalid.get(row["id"])) for row in rows
                 if row["id"] in set(book.unopened)]
@@ -269,7 +270,7 @@ async def change_subscription(subscription_id: str, body: SubscriptionChange, rt
         await uow.store.change_subscription(subscription_id, changes, now)
         await uow.commit()
         await book.reload(uow.store, now)
-        off = await uow.store.disabled_ids()
+        off = switched_off(await uow.store.disabled_urls(), book.from_file)
     # Names only: a URL may hold a token (a chat's incoming webhook).
     log.info("subscription changed through the API", subscription=subscription_id, by=who.name,
              changed=sorted(k for k, v in changes.items() if v != stored[k]))

@@ -40,7 +40,7 @@ from standardwebhooks.webhooks import Webhook
 from leadpipe_common.db import error_text, is_unavailable
 from leadpipe_common.outbox import BackgroundLoop
 
-from delivery.domain import Subscription, after_attempt, retry_after_s
+from delivery.domain import Subscription, after_attempt, retry_after_s, switched_off
 from delivery.store import Attempted, Claimed
 
 log = structlog.get_logger(__name__)
@@ -65,7 +65,8 @@ class Dispatcher(BackgroundLoop):
     name = "delivery-dispatcher"
 
     def __init__(self, *, unit_of_work: Callable[[], Any], client: httpx.AsyncClient,
-                 subscriptions: Mapping[str, Subscription], clock: Callable[[], datetime], retry_window: timedelta,
+                 subscriptions: Mapping[str, Subscription], from_file: Mapping[str, Subscription],
+                 clock: Callable[[], datetime], retry_window: timedelta,
                  retry_base_s: float,
                  connect_timeout_s: float, timeout_s: float, max_in_flight: int, per_subscription: int,
                  idle_s: float) -> None:
@@ -73,6 +74,8 @@ class Dispatcher(BackgroundLoop):
         self._uow = unit_of_work
         self._client = client
         self._subs = subscriptions
+        #: Those of them from the subscriptions file: one switched off by a 410 from a url it has left is on.
+        self._from_file = from_file
         self._clock = clock
         self._window = retry_window
         self._base_s = retry_base_s
@@ -102,7 +105,7 @@ class Dispatcher(BackgroundLoop):
             # A gauge, not a decision: refreshed every few seconds, not on every round; read before the lease's
             # clock, as it reads every waiting delivery (slow with a backlog), which must not shorten the lease.
             waiting = await uow.store.oldest_waiting() if time.monotonic() >= self._gauged_at + 5 else None
-            disabled = await uow.store.disabled_ids()
+            disabled = switched_off(await uow.store.disabled_urls(), self._from_file)
             # Read once the round has its connection: a wait for one (a busy pool) must not shorten the lease.
             now = self._clock()
             free = {sub: self._per_sub - self._in_flight[sub] for sub in set(self._subs) - disabled}

@@ -305,6 +305,16 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
     return Verdict("retry", now + timedelta(seconds=wait))
 
 
+def switched_off(disabled: Mapping[str, str | None], from_file: Mapping[str, Subscription]) -> set[str]:
+    """Which of the subscriptions a receiver's 410 switched off (``disabled``: by id, the url that answered it;
+    None, not known) are off. Not a file's subscription that the file now sends elsewhere: that 410 came from
+    the url it left, through a process still on the older file (a rolling deploy), and its new url is live. One
+    made through the API stays off, changed or not, until it is enabled (a 410 from a url it had left never
+    switched it off: ``DeliveryStore.disable``)."""
+    return {sub_id for sub_id, url in disabled.items()
+            if url is None or sub_id not in from_file or from_file[sub_id].url == url}
+
+
 # -- retention ----------------------------------------------------------------------------
 
 

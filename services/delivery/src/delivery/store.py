@@ -81,6 +81,9 @@ disabled = sa.Table(
     sa.Column("subscription_id", sa.Text, primary_key=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+    # The url that answered 410 (NULL: switched off before 0006 kept it). A file's subscription the file sends
+    # elsewhere is not held off by it (``domain.switched_off``): a process on an older file got that 410.
+    sa.Column("url", sa.Text),
 )
 
 subscriptions = sa.Table(
@@ -313,15 +316,24 @@ class DeliveryStore:
         """Switch it off (its receiver at ``url`` answered 410), unless it is made through the API and sends
         elsewhere by now: changed since the attempt was sent, in this process or another (its book a refresh
         behind). Whether it is off: False, it stays on. Checked here, not against a book: a change commits
-        before any book is reloaded, so only this table knows where it sends by now."""
+        before any book is reloaded, so only this table knows where it sends by now. A file's subscription has
+        no row here to check: ``url`` is kept, and a process whose file sends it elsewhere sends on
+        (``domain.switched_off``)."""
         moved = sa.exists().where(subscriptions.c.id == subscription_id, subscriptions.c.url != url)
-        row = sa.select(sa.literal(subscription_id), sa.literal(at, sa.DateTime(timezone=True)), sa.literal(reason))
-        # Off already (another of its deliveries got the 410 too): kept as it was, and said to be off.
-        done = await self._conn.execute(insert(disabled).from_select(["subscription_id", "at", "reason"],
-                                                                     row.where(~moved))
-                                        .on_conflict_do_update(index_elements=[disabled.c.subscription_id],
-                                                               set_={"at": disabled.c.at})
-                                        .returning(disabled.c.subscription_id))
+        row = sa.select(sa.literal(subscription_id), sa.literal(at, sa.DateTime(timezone=True)), sa.literal(reason),
+                        sa.literal(url))
+        add = insert(disabled).from_select(["subscription_id", "at", "reason", "url"], row.where(~moved))
+        # Off already from this url (another of its deliveries got the 410 too): kept as it was, and said to be
+        # off. From another (a file's subscription switched off by a process on an older file, or before 0006
+        # kept the url): now from this one, or its receiver's 410 would never switch it off where it sends now.
+        # (Should both urls answer 410 during a rolling deploy, the two files' processes take turns until the
+        # old ones are gone.)
+        same = disabled.c.url == add.excluded.url
+        done = await self._conn.execute(add.on_conflict_do_update(index_elements=[disabled.c.subscription_id], set_={
+            "at": sa.case((same, disabled.c.at), else_=add.excluded.at),
+            "reason": sa.case((same, disabled.c.reason), else_=add.excluded.reason),
+            "url": add.excluded.url,
+        }).returning(disabled.c.subscription_id))
         return bool(done.all())
 
     async def redrive(self, now: datetime, subscription_id: str | None = None, lead_id: uuid.UUID | None = None,
@@ -387,8 +399,11 @@ class DeliveryStore:
         ``cutoff``, the oldest first; how many."""
         return len((await self._conn.execute(_PURGE, {"cutoff": cutoff, "limit": limit})).all())
 
-    async def disabled_ids(self) -> set[str]:
-        return {r.subscription_id for r in await self._conn.execute(sa.select(disabled.c.subscription_id))}
+    async def disabled_urls(self) -> dict[str, str | None]:
+        """Each subscription a receiver's 410 switched off, with the url that answered it (None: not known,
+        switched off before 0006). Which of them are off: ``domain.switched_off``."""
+        return {r.subscription_id: r.url
+                for r in await self._conn.execute(sa.select(disabled.c.subscription_id, disabled.c.url))}
 
     async def of_lead(self, lead_id: uuid.UUID) -> list[dict[str, Any]]:
         rows = (await self._conn.execute(sa.select(deliveries).where(deliveries.c.lead_id == lead_id)
