@@ -150,3 +150,17 @@ def test_keywords_match_whole_words_only():
     assert classify_title("Head of IT", REF.departments) == "it"
     assert classify_title("Digital Marketing Manager", REF.departments) == "marketing"
     assert classify_title("Recruiting Specialist", REF.departments) is None  # "it" inside "recruiting"
+
+
+@pytest.mark.parametrize("title", ["Analista de Negócio", "Analista de Nego\u0301cio", "Sócio"])
+def test_a_keyword_inside_a_word_after_an_accented_letter_is_not_found(title):
+    """An accented letter parted words: the "cio" of the Portuguese "Negócio" (business) and "Sócio" (partner) was
+    a CIO, so a business analyst read as c-level in IT. Decomposed too: "ó" as an "o" and a combining accent."""
+    assert classify_title(title, (TitleRule("c-level", ("cio",)),)) is None
+    assert classify_title("Analista de Negócio, CIO", (TitleRule("c-level", ("cio",)),)) == "c-level"
+
+
+def test_a_title_written_with_decomposed_accents_matches_a_keyword_written_with_composed_ones_and_back():
+    rules = (TitleRule("c-level", ("geschäftsführer",)),)
+    assert classify_title("Gescha\u0308ftsfu\u0308hrer", rules) == "c-level"
+    assert classify_title("Geschäftsführer", (TitleRule("c-level", ("gescha\u0308ftsfu\u0308hrer",)),)) == "c-level"

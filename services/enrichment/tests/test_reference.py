@@ -78,6 +78,9 @@ def test_a_vice_president_is_a_vp_of_their_function_however_the_title_is_written
     # An assistant to a rank holds it; an assistant by themself is entry level.
     ("Assistant Director of Marketing", "director", "marketing"), ("Assistant Manager", "manager", None),
     ("Assistant Marketing Manager", "manager", "marketing"), ("Marketing Assistant", "entry", "marketing"),
+    # An accented letter is a letter: the "cio" of "Negócio" (business) is no CIO.
+    ("Analista de Negócio", None, None), ("Gerente de Negócio", None, None),
+    ("Geschäftsführer IT", "c-level", "it"),
 ])
 def test_common_titles_read_as_the_seniority_and_department_they_name(title, seniority, department):
     """Seniority and department are scored as fit: a Service Owner read as c-level in the executive department got

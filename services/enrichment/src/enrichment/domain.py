@@ -32,8 +32,8 @@ class Company:
 @dataclass(frozen=True)
 class TitleRule:
     """``value`` applies when any keyword appears as whole words in the job title (words parted by spaces, hyphens or
-    dashes alike), other than inside one of the ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in
-    "Lead Generation Specialist")."""
+    dashes alike, made of letters of any script: "cio" is no word of "Negócio"), other than inside one of the
+    ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in "Lead Generation Specialist")."""
 
     value: str
     keywords: tuple[str, ...]
@@ -57,12 +57,24 @@ class TitleRule:
 _BETWEEN_WORDS = r"[\s\-\u2010\u2011\u2012\u2013\u2014\u2015\u2212]+"
 
 
+#: A letter or digit of any script: what a keyword must not touch on either side. With a-z0-9 alone, an accented
+#: letter parted words: the "cio" of the Portuguese "Negócio" (business) was the CIO, and an "Analista de Negócio"
+#: c-level in IT.
+_IN_WORD = r"[^\W_]"
+
+
 def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str]:
     # Longest first, so "lead generation" is taken whole before "lead" could be. Words parted by a space or a
     # hyphen alike: "vice president" must be taken whole in "Vice-President" too, or its "president" reads c-level.
     alternatives = "|".join(_BETWEEN_WORDS.join(map(re.escape, re.split(_BETWEEN_WORDS, p.strip())))
-                            for p in sorted(phrases, key=len, reverse=True))
-    return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
+                            for p in sorted(map(_composed, phrases), key=len, reverse=True))
+    return re.compile(rf"(?<!{_IN_WORD})(?:{alternatives})(?!{_IN_WORD})")
+
+
+def _composed(text: str) -> str:
+    """``text`` with each accented letter one character (NFC): written decomposed, as some keyboards and files do,
+    "ó" is an "o" and a combining accent, which is no letter and so would part "Negócio" before its "cio"."""
+    return unicodedata.normalize("NFC", text)
 
 
 @dataclass(frozen=True)
@@ -183,7 +195,7 @@ def classify_title(title: str | None, rules: tuple[TitleRule, ...]) -> str | Non
     if not title:
         return None
     # Only initials lose their dots: "Sr.Manager" keeps its dot, or "srmanager" would hide the "manager".
-    lowered = _DOTTED_INITIALS.sub(lambda m: m[0].replace(".", ""), title.lower())
+    lowered = _DOTTED_INITIALS.sub(lambda m: m[0].replace(".", ""), _composed(title).lower())
     return next((r.value for r in rules if r.matches(lowered)), None)
 
 
