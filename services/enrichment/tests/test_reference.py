@@ -89,6 +89,23 @@ def test_common_titles_read_as_the_seniority_and_department_they_name(title, sen
                                                                                                      department)
 
 
+@pytest.mark.parametrize(("title", "seniority"), [
+    ("Data Owner & Head of Analytics", "director"), ("Product Owner and Director of Product", "director"),
+    ("Application Owner, Head of IT", "director"), ("Service Owner, IT Manager", "manager"),
+    ("Product Owner & Team Lead", "manager"), ("Process Owner / VP Operations", "vp"),
+    ("System Owner and CIO", "c-level"), ("Business Process Owner & Managing Director", "c-level"),
+    ("Junior Product Owner", "entry"),
+    # Owning a part still reads as it did alone, and owning the company still outranks it.
+    ("Data Owner", "individual-contributor"), ("Senior Product Owner", "individual-contributor"),
+    ("Co-Owner, Product Owner", "c-level"),
+])
+def test_a_title_naming_a_rank_beside_owning_a_part_of_the_company_takes_the_rank(title, seniority):
+    """"Data Owner & Head of Analytics" read as an individual contributor: the rule that keeps a Data Owner from
+    reading as the company's owner came first and won, so the head of a function lost the 12 points the bundled
+    scoring rules give a director."""
+    assert classify_title(title, SHIPPED.seniority) == seniority
+
+
 def test_keywords_written_as_one_word_instead_of_a_list_are_refused(tmp_path):
     """A bare string would match its single letters: every title with an 'a' in it would be a manager."""
     titles = tmp_path / "titles.yaml"
