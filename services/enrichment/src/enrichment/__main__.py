@@ -10,7 +10,8 @@ cli = service_cli(
     app_factory="enrichment.app:create_app",
     settings_factory=EnrichmentSettings,
     migrations_dir=Path(__file__).parent / "migrations",
-    check=lambda s: load_reference(s.companies_file, s.titles_file, s.country_aliases_file, s.personal_mail_file),
+    check=lambda s: load_reference(s.companies_file, s.titles_file, s.country_aliases_file, s.personal_mail_file,
+                                   s.mail_typos_file),
 )
 
 if __name__ == "__main__":

