@@ -557,3 +557,18 @@ async def test_a_redrive_never_sends_a_deleted_api_subscriptions_dead_deliveries
                                               "AND status = 'pending'"), {"id": crm})).scalars().all()
         await conn.rollback()
     assert redriven.queued == 1 and pending == [own.seq]  # the file's own, nothing of the deleted one's
+
+
+async def test_a_new_subscription_starts_on_though_a_late_410_switched_off_a_deleted_one_of_its_id(db):
+    """A process whose book still held the deleted subscription recorded its receiver's 410 after the delete."""
+    crm, now = f"again-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        assert await store.add_subscription(api_subscription(crm, "https://old.example.com/h", now))
+        assert await store.remove_subscription(crm, now) == 0
+        await store.disable(crm, now, "410 Gone from https://old.example.com/h", url="https://old.example.com/h")
+        late_410_recorded = crm in await store.disabled_urls()
+        assert await store.add_subscription(api_subscription(crm, "https://new.example.com/h", now))
+        switched_off = crm in await store.disabled_urls()
+        await conn.rollback()
+    assert (late_410_recorded, switched_off) == (True, False)

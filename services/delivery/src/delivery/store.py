@@ -424,10 +424,15 @@ class DeliveryStore:
         return [dict(r._mapping) for r in await self._conn.execute(sa.select(subscriptions).order_by(subscriptions.c.id))]
 
     async def add_subscription(self, row: dict[str, Any]) -> bool:
-        """False when the id is taken."""
+        """False when the id is taken. A new subscription starts on, whatever an earlier one of its id left."""
         done = await self._conn.execute(insert(subscriptions).values(**row).on_conflict_do_nothing()
                                         .returning(subscriptions.c.id))
-        return bool(done.all())
+        if not done.all():
+            return False
+        # A 410 answering an attempt for a deleted one of its id, recorded after the delete by a process whose book
+        # still held it, would switch this one off before it sent anything.
+        await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == row["id"]))
+        return True
 
     async def subscription_row(self, subscription_id: str) -> dict[str, Any] | None:
         row = (await self._conn.execute(sa.select(subscriptions).where(subscriptions.c.id == subscription_id)
