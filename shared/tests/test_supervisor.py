@@ -1,6 +1,11 @@
-"""make run's supervisor: a dead service restarts, a crash loop backs off, and each crash is said once."""
+"""make run's supervisor: a dead service restarts, a crash loop backs off, each crash is said once, and a stop
+leaves no worker behind."""
 
+import contextlib
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 from leadpipe_common.local.stack import RESTART_MAX_S, STABLE_S, ServiceProcess, Stack
@@ -72,3 +77,38 @@ def test_the_embedded_broker_gets_few_partitions_and_a_cluster_the_default(tmp_p
     monkeypatch.setenv("TOPIC_PARTITIONS", "7")
     assert embedded.topic_settings().topic_partitions == 7
     assert several.topic_settings().topic_partitions == 3  # a stack's own count is not the operator's to change
+
+
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody reaped yet (what init does to an orphan, in its own time)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_service_that_ignores_sigterm_is_killed_with_its_workers(tmp_path):
+    # A leader and its worker, both deaf to SIGTERM, in one process group as uvicorn and its workers are.
+    worker_pid = tmp_path / "worker.pid"
+    deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)"
+    worker = f"{deaf}; open({str(worker_pid)!r}, 'w').write(str(__import__('os').getpid())); time.sleep(60)"
+    leader = f"{deaf}; import subprocess, sys; subprocess.Popen([sys.executable, '-c', {worker!r}]); time.sleep(60)"
+    stack = Stack(data_dir=tmp_path)
+    sp = ServiceProcess("scoring", 0, 0, env={}, command=[sys.executable, "-c", leader])
+    stack.processes.append(sp)
+    sp.start()
+    deadline = time.monotonic() + 10
+    while not worker_pid.exists() or not worker_pid.read_text():
+        assert time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.05)
+    pid = int(worker_pid.read_text())
+    try:
+        stack.stop_services(timeout=0.5)
+        deadline = time.monotonic() + 5
+        while not gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(pid), "the worker outlived the stop of its service"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -14,7 +14,8 @@ Guarantees:
   loop: each further restart waits twice as long (with jitter, at most
   ``RESTART_MAX_S``), so a broken setting does not burn a core restarting.
 - Ctrl-C (or SIGTERM) stops services first (each finishes and commits its
-  batch), then Postgres, then the broker.
+  batch; one still running after the stop timeout is killed with its
+  workers), then Postgres, then the broker.
 """
 
 from __future__ import annotations
@@ -288,8 +289,8 @@ class Stack:
             try:
                 sp.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                sp.proc.kill()
-                sp.proc.wait()
+                # The whole group, as SIGTERM went: uvicorn's workers (<SERVICE>_WORKERS) outlive their leader.
+                sp.kill()
         for sp in targets:
             if sp in self.processes:
                 self.processes.remove(sp)
