@@ -1,13 +1,20 @@
-"""What `make run` is given and what it prints: ports that are ports, no password or secret of the user's on screen
-(nothing starts here)."""
+"""What `make run` is given and what it prints: ports that are ports, no password or secret of the user's on screen,
+a Ctrl-C while starting (no broker, Postgres or service starts here)."""
 
 import importlib
+import os
+import signal
+import sys
+import threading
+import time
 
 import pytest
 from pydantic import ValidationError
 
 from leadpipe_common.cli import _env_name
-from leadpipe_common.local.stack import SERVICES, _admin_key_lines, _shown_url
+from leadpipe_common.local import stack as stack_module
+from leadpipe_common.local.infra import free_port
+from leadpipe_common.local.stack import SERVICES, ServiceProcess, Stack, _admin_key_lines, _shown_url
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -46,3 +53,57 @@ def test_the_key_make_run_made_is_printed_with_where_it_is_kept(monkeypatch, tmp
     monkeypatch.delenv("LEADPIPE_BOOTSTRAP_KEY", raising=False)
     said = "\n".join(_admin_key_lines(tmp_path / "admin.key", "lpk_1_made"))
     assert f"kept in {tmp_path / 'admin.key'}" in said and "export LEADPIPE_KEY=lpk_1_made" in said
+
+
+@pytest.fixture
+def signal_handlers():
+    """make run installs its own Ctrl-C and SIGTERM handlers: the test session gets its own back."""
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in kept.items():
+        signal.signal(sig, handler)
+
+
+def test_ctrl_c_while_a_service_gets_ready_stops_it_at_once_and_never_says_leadpipe_is_up(
+        monkeypatch, tmp_path, capsys, signal_handlers):
+    # Broker, Postgres and migrations are taken as done; one service starts and never gets ready, and Ctrl-C
+    # comes half a second into the wait for it.
+    runs: list[Stack] = []
+    started: list[ServiceProcess] = []
+    ctrl_c = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+
+    def start_services(self: Stack, services: list[str] | None = None) -> list[ServiceProcess]:
+        runs.append(self)
+        never_ready = [sys.executable, "-c", "import time; time.sleep(60)"]
+        sp = ServiceProcess("capture", 0, free_port(), env={}, command=never_ready)
+        sp.start()
+        self.processes.append(sp)
+        started.append(sp)
+        ctrl_c.start()
+        return [sp]
+
+    wait_ready = Stack.wait_ready
+    monkeypatch.setenv("LEADPIPE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(Stack, "start_infra", lambda self: None)
+    monkeypatch.setattr(Stack, "migrate", lambda self, services=None: None)
+    monkeypatch.setattr(Stack, "local_admin_key", lambda self: "lpk_1_local")
+    monkeypatch.setattr(Stack, "start_services", start_services)
+    # Not ready within 3 s fails the start: long after the Ctrl-C, short for a test.
+    monkeypatch.setattr(Stack, "wait_ready", lambda self, processes=None: wait_ready(self, processes, timeout=3))
+
+    began = time.monotonic()
+    try:
+        stack_module.run()
+    finally:
+        ctrl_c.cancel()  # no Ctrl-C once the session's handlers are back
+        if ctrl_c.is_alive():
+            ctrl_c.join()
+    took = time.monotonic() - began
+
+    said = capsys.readouterr().out
+    assert "stopping before leadpipe was up: Ctrl-C" in said and said.rstrip().endswith("leadpipe stopped.")
+    assert "leadpipe is up" not in said and "cannot start" not in said
+    assert took < 2.5
+    (stack,) = runs
+    (service,) = started
+    assert not service.alive and not stack.processes

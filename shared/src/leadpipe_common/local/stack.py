@@ -15,7 +15,9 @@ Guarantees:
   ``RESTART_MAX_S``), so a broken setting does not burn a core restarting.
 - Ctrl-C (or SIGTERM) stops services first (each finishes and commits its
   batch; one still running after the stop timeout is killed with its
-  workers), then Postgres, then the broker.
+  workers), then Postgres, then the broker. While the stack is starting it
+  does so too, without waiting for the rest to start or get ready (only a
+  broker or Postgres being started, or a migration under way, is finished).
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ EMBEDDED_PARTITIONS = 1
 #: A process that ran this long before dying was healthy: it restarts at once.
 STABLE_S = 30.0
 RESTART_MAX_S = 30.0
+
+
+class StartCancelled(Exception):
+    """The stack was asked to stop (``Stack.stopping``) before it was up."""
 
 
 @dataclass
@@ -142,6 +148,13 @@ class Stack:
     broker: Broker | None = None
     postgres: Postgres | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
+    #: Set by make run's Ctrl-C or SIGTERM handler (a plain flag: a handler must not take a lock). While starting,
+    #: migrate, start_services and wait_ready then raise StartCancelled rather than carry on for up to a minute.
+    stopping: bool = False
+
+    def _unless_stopping(self, doing: str) -> None:
+        if self.stopping:
+            raise StartCancelled(f"Ctrl-C (or SIGTERM) while {doing}")
 
     def start_infra(self) -> None:
         if self.bootstrap is None:
@@ -209,6 +222,7 @@ class Stack:
         # In-process: four more interpreters would cost seconds of imports each.
         assert self.database_url
         for service in services or list(SERVICES):
+            self._unless_stopping(f"migrating {service}")
             directory = Path(str(importlib.resources.files(service) / "migrations"))
             try:
                 migrations.upgrade_service(directory, self.database_url, schema=service)
@@ -219,6 +233,7 @@ class Stack:
         started = []
         for service in services or list(SERVICES):
             for i in range(self.replicas.get(service, 1)):
+                self._unless_stopping(f"starting {service}-{i}")
                 port = self.base_ports[service] + REPLICA_PORT_STEP * i
                 if port_open("127.0.0.1", port):
                     raise RuntimeError(f"port {port} for {service} is taken; set {service.upper()}_PORT")
@@ -238,6 +253,7 @@ class Stack:
         with httpx.Client(timeout=1) as client:
             while pending:
                 sp = pending[0]
+                self._unless_stopping(f"waiting for {sp.name} to be ready")
                 if not sp.alive:
                     raise RuntimeError(f"{sp.name} exited with {sp.proc.returncode if sp.proc else '?'} while starting"
                                        + (f"; see {sp.log_path}" if sp.log_path else ""))
@@ -250,6 +266,7 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{sp.name} was not ready within {timeout:.0f}s")
                 time.sleep(0.1)
+        self._unless_stopping("the services were getting ready")  # not "up" a moment before stopping
 
     def restart_broker(self) -> None:
         """Start the embedded broker again (empty: it keeps only memory) and recreate the topics."""
@@ -380,11 +397,9 @@ def run() -> None:
         replicas=_replicas(), base_ports=_ports(),
         bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), database_url=_database_url(),
     )
-    stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stack.stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -419,9 +434,11 @@ def run() -> None:
         say(f"dashboard:    [bold]{url['reporting']}/dashboard[/] (sign in with the key; the API docs at each "
             "service's /docs then open too)")
         console.print("Ctrl-C stops everything.")
-        while not stopping:
+        while not stack.stopping:
             stack.supervise_once(lambda msg: console.print(f"[yellow]{msg}[/]"))
             time.sleep(0.5)
+    except StartCancelled as exc:
+        console.print(f"[yellow]stopping before leadpipe was up: {exc}[/]")
     except RuntimeError as exc:
         console.print(f"[red]cannot start leadpipe:[/] {exc}")
         raise typer.Exit(1) from None
