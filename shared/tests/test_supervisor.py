@@ -112,3 +112,57 @@ def test_a_service_that_ignores_sigterm_is_killed_with_its_workers(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+class FlakyBroker:
+    """An embedded broker that died, and whose next starts fail as ``failures`` says (None: it starts)."""
+
+    def __init__(self, log: Path, failures: list[Exception | None]) -> None:
+        self.log, self.failures, self.running, self.starts = log, failures, False, 0
+
+    def start(self) -> None:
+        self.starts += 1
+        failure = self.failures.pop(0)
+        if failure is not None:
+            raise failure
+        self.running = True
+
+    def kill(self) -> None:
+        self.running = False
+
+
+def test_a_broker_that_fails_to_restart_is_retried_later_while_the_stack_runs_on(tmp_path, monkeypatch):
+    from aiokafka.errors import KafkaConnectionError
+
+    from leadpipe_common.local import stack as stack_module
+
+    # The first start finds the port taken; the second starts, but its topics cannot be made; the third works.
+    broker = FlakyBroker(tmp_path / "tansu.log", [RuntimeError("port 9092 is taken; free the port"), None, None])
+    topics: list[Exception | None] = [KafkaConnectionError("no connection"), None]
+
+    async def ensure_topics(_settings):  # noqa: ANN001, ANN202
+        failure = topics.pop(0)
+        if failure is not None:
+            raise failure
+
+    monkeypatch.setattr(stack_module, "ensure_topics", ensure_topics)
+    stack = Stack(data_dir=tmp_path, bootstrap="127.0.0.1:9092", broker=broker)
+    said: list[str] = []
+
+    stack.supervise_once(said.append, now=0.0)
+    assert broker.starts == 1 and not broker.running and stack.broker_restart_at is not None
+    first_wait = stack.broker_restart_at
+    assert "port 9092 is taken" in said[-1] and "trying again in" in said[-1] and str(broker.log) in said[-1]
+
+    stack.supervise_once(said.append, now=first_wait / 2)  # not due yet: not tried, nothing said
+    assert broker.starts == 1 and len(said) == 2
+
+    stack.supervise_once(said.append, now=first_wait)  # started, but no topics: killed, to be tried again
+    assert broker.starts == 2 and not broker.running and "no connection" in said[-1]
+    assert stack.broker_restart_at - first_wait > first_wait  # each failure waits longer
+
+    stack.supervise_once(said.append, now=stack.broker_restart_at)
+    assert broker.starts == 3 and broker.running and stack.broker_restart_at is None
+    assert said[-1] == "the embedded broker is running again, after 2 failed starts"
+    assert sum("exited" in line for line in said) == 1  # the death is said once, each failed start once
+    assert len(said) == 4

@@ -13,6 +13,9 @@ Guarantees:
   process that dies again within ``STABLE_S`` of its start is in a crash
   loop: each further restart waits twice as long (with jitter, at most
   ``RESTART_MAX_S``), so a broken setting does not burn a core restarting.
+  An embedded broker that dies is restarted too; a restart of it that
+  fails (its port taken, its topics not created) is said and tried again
+  later, with the same backoff, while the services keep running.
 - Ctrl-C (or SIGTERM) stops services first (each finishes and commits its
   batch; one still running after the stop timeout is killed with its
   workers), then Postgres, then the broker. While the stack is starting it
@@ -151,6 +154,9 @@ class Stack:
     #: Set by make run's Ctrl-C or SIGTERM handler (a plain flag: a handler must not take a lock). While starting,
     #: migrate, start_services and wait_ready then raise StartCancelled rather than carry on for up to a minute.
     stopping: bool = False
+    #: Failed restarts in a row of the embedded broker, and when the next is due (None: none failed).
+    broker_failures: int = 0
+    broker_restart_at: float | None = None
 
     def _unless_stopping(self, doing: str) -> None:
         if self.stopping:
@@ -277,11 +283,9 @@ class Stack:
 
     def supervise_once(self, say=print, *, now: float | None = None, at_once: bool = False) -> None:  # noqa: ANN001
         """Restart what died. ``at_once`` skips the crash-loop wait (tests that kill on purpose)."""
-        if self.broker is not None and not self.broker.running:
-            say("the embedded broker exited; starting it again (it comes back empty; capture re-drives "
-                "leads that have no outcome yet)")
-            self.restart_broker()
         now = time.monotonic() if now is None else now
+        if self.broker is not None and not self.broker.running:
+            self._supervise_broker(say, now, at_once=at_once)
         for sp in self.processes:
             if sp.proc is None or sp.alive:
                 continue
@@ -294,6 +298,29 @@ class Stack:
                 say(f"{sp.name} exited with code {sp.proc.returncode}; restarting {when} (restart #{sp.restarts})")
             if at_once or now >= sp.restart_at:
                 sp.start(now)
+
+    def _supervise_broker(self, say, now: float, *, at_once: bool) -> None:  # noqa: ANN001
+        assert self.broker is not None
+        if self.broker_restart_at is None:
+            say("the embedded broker exited; starting it again (it comes back empty; capture re-drives "
+                "leads that have no outcome yet)")
+        elif now < self.broker_restart_at and not at_once:
+            return
+        try:
+            self.restart_broker()
+        except (RuntimeError, OSError) as exc:  # KafkaError is a RuntimeError
+            # Killed, so that the next pass starts it afresh: a broker whose topics failed is of no use either.
+            self.broker.kill()
+            self.broker_failures += 1
+            wait = backoff(self.broker_failures - 1, base=1.0, cap=RESTART_MAX_S)
+            self.broker_restart_at = now + wait
+            say(f"the embedded broker did not start again: {exc}; trying again in {wait:.1f}s "
+                f"(its log: {self.broker.log})")
+            return
+        if self.broker_failures:
+            say(f"the embedded broker is running again, after {self.broker_failures} failed "
+                f"start{'s' if self.broker_failures > 1 else ''}")
+        self.broker_failures, self.broker_restart_at = 0, None
 
     def stop_services(self, processes: list[ServiceProcess] | None = None, timeout: float = 12) -> None:
         targets = list(processes or self.processes)
