@@ -411,6 +411,30 @@ def test_a_touch_that_leaves_fields_out_keeps_what_the_person_told_before():
     assert (now.job_title, now.country, now.message, now.marketing_consent) == ("CEO", "US", "call me", True)
 
 
+@pytest.mark.parametrize("no", ["0", "off", "false", False])
+def test_a_touch_saying_no_to_marketing_withdraws_the_consent_given_before_and_its_time(no):
+    """The hidden "0" of an unticked checkbox made a contact false, which the merge took for a field left out: the
+    person's old consent, and its time, went on to the sales tools."""
+    from capture.domain import stated_consent
+    from capture.writer import latest_contact
+
+    given = capture({"email": "jo@x.example", "marketing_consent": "on"}).contact
+    withdrawal = {"email": "jo@x.example", "marketing_consent": no}
+    now = latest_contact(given, capture(withdrawal).contact, stated_consent(withdrawal))
+    assert (now.marketing_consent, now.marketing_consent_at) == (False, None)
+
+
+@pytest.mark.parametrize("silent", [{}, {"marketing_consent": None}], ids=["left-out", "json-null"])
+def test_a_touch_saying_nothing_of_marketing_keeps_the_consent_given_before(silent):
+    from capture.domain import stated_consent
+    from capture.writer import latest_contact
+
+    given = capture({"email": "jo@x.example", "marketing_consent": "on"}).contact
+    touch = {"email": "jo@x.example", "job_title": "CEO", **silent}
+    now = latest_contact(given, capture(touch).contact, stated_consent(touch))
+    assert (now.marketing_consent, now.marketing_consent_at, now.job_title) == (True, NOW, "CEO")
+
+
 def test_what_quarantine_keeps_of_a_bots_padding_fits_one_event_whatever_it_sent():
     """JSON writes a control character in six bytes: the padding made a quarantined event the broker refused."""
     import json

@@ -209,6 +209,24 @@ async def test_an_unticked_checkbox_leaves_its_hidden_zero_as_refusal(client, pi
     assert pipeline.lead.contact.marketing_consent is False
 
 
+@pytest.mark.parametrize(("body", "consent"), [(b"marketing_consent=0", False),
+                                               (b"marketing_consent=0&marketing_consent=on", True), (b"", None)],
+                         ids=["unticked-after-its-hidden-zero", "ticked", "no-checkbox"])
+async def test_what_a_post_said_of_consent_reaches_the_writer_so_a_touch_can_withdraw_it(client, pipeline, body,
+                                                                                       consent):
+    r = await client.post(FORM, content=b"email=a@example.com&" + body, headers=URLENCODED)
+    assert r.status_code == 202, r.text
+    assert pipeline.written[-1].consent is consent
+
+
+async def test_a_released_submission_that_said_no_to_marketing_withdraws_as_it_would_have(client, pipeline):
+    await client.post(FORM, json={"email": "a@example.com", "marketing_consent": False, "_gotcha": "x"})
+    [lead_id] = pipeline.quarantined
+    r = await client.post(f"/v1/quarantine/{lead_id}/release", headers=AS_ADMIN)
+    assert r.status_code == 200, r.text
+    assert pipeline.written[-1].consent is False
+
+
 async def test_a_multipart_form_from_a_latin_1_page_is_refused_naming_the_field_as_a_url_encoded_one_is(
         client, pipeline):
     """Starlette reads a part that is not UTF-8 as latin-1, silently: jérôme@ was stored as the page's bytes read

@@ -625,6 +625,27 @@ async def test_two_people_of_one_lead_touching_it_at_once_are_written_one_after_
     assert (contact["phone"], contact["company"]) == ("+49 30 1234567", "SAP")
 
 
+async def test_a_touch_saying_no_to_marketing_withdraws_the_consent_its_lead_was_given(db):
+    """A touch's false consent was taken for a field left out: lead.touched went on saying the person consented."""
+    run = uuid.uuid4().hex[:8]
+    email = f"jo.{run}@sap.com"
+
+    def sent(consent: bool | None) -> Submitted:
+        lead = factories.captured(email, marketing_consent=bool(consent),
+                                  marketing_consent_at=datetime.now(UTC) if consent else None)
+        return Submitted(lead=lead, person_key=email, request_id=uuid.uuid4(), traceparent=new_traceparent(),
+                         consent=consent)
+
+    subs = [sent(True), sent(False), sent(None)]
+    for sub in subs:  # one round each: a touch reads the contact the one before it left
+        await write_together(db, [sub])
+    async with db.connect() as conn:
+        rows = (await conn.execute(sa.text("SELECT event FROM capture.touches WHERE touch_id = ANY(:ids) ORDER BY seq"),
+                                   {"ids": [s.lead.lead_id for s in subs[1:]]})).all()
+    contacts = [json.loads(r.event)["contact"] for r in rows]
+    assert [(c["marketing_consent"], c["marketing_consent_at"]) for c in contacts] == [(False, None), (False, None)]
+
+
 async def test_idempotency_keys_past_their_day_are_deleted_and_the_others_kept(db):
     """Kept 24 hours and an hour's margin; the table does not hold every keyed submission ever made."""
     from capture.writer import ExpiredKeys

@@ -43,7 +43,7 @@ from leadpipe_common.service import Runtime, runtime, runtime_of
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, issue_form_token, person_key, quarantined_fields,
-                            suspicions)
+                            stated_consent, suspicions)
 from capture.handlers import SOURCE
 from capture.throttle import Network, Throttle, browser_identity, client_address, counted_as, parse_rate
 from capture.store import CaptureStore
@@ -345,7 +345,8 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         lead.attribution.form_id), now, sender)
     submitted = Submitted(lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),
                           request_id=uuid.uuid4(), traceparent=child_traceparent(request.headers.get("traceparent")),
-                          idempotency_key=key, fingerprint=fingerprint(fields, form_id) if key else None)
+                          idempotency_key=key, fingerprint=fingerprint(fields, form_id) if key else None,
+                          consent=stated_consent(fields))
     try:
         # A bot is answered as a person is: it learns nothing from the answer.
         admitted = await (_quarantine(request, rt, submitted, fields, reasons) if reasons
@@ -697,7 +698,8 @@ async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> d
             await admit(await raw_connection(uow.store.session), [Submitted(
                 lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),
                 request_id=derive_id(lead_id, "release"),
-                traceparent=child_traceparent(request.headers.get("traceparent")))], now)
+                traceparent=child_traceparent(request.headers.get("traceparent")),
+                consent=stated_consent(row.fields))], now)
             await uow.store.mark_released(lead_id, now)
             await uow.commit()
     except UNAVAILABLE as exc:

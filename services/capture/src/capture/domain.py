@@ -44,10 +44,11 @@ def _blank_to_none(v: Any) -> Any:
     return v
 
 
-def _consent(v: Any) -> bool:
-    # Browsers send "on" for a ticked checkbox and nothing for an unticked one.
+def _consent(v: Any) -> bool | None:
+    # Browsers send "on" for a ticked checkbox and nothing for an unticked one: nothing says nothing (None), while
+    # the hidden "0" before the checkbox, or a JSON false, says no, which on a touch withdraws a consent given before.
     if v is None or isinstance(v, bool):
-        return bool(v)
+        return v
     if isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE:
         return v.strip().lower() in _TRUE
     raise ValueError("must be true or false (a ticked checkbox sends 'on')")
@@ -78,7 +79,7 @@ class Submission(BaseModel):
     phone: _text(40) = None
     country: _text(100) = None
     message: _text(5000) = None
-    marketing_consent: Annotated[bool, BeforeValidator(_consent)] = False
+    marketing_consent: Annotated[bool | None, BeforeValidator(_consent)] = None
     form_id: _text(100, pattern=r"^[A-Za-z0-9_.:-]+$") = None
     offer: Tag = None
     utm_source: Tag = None
@@ -303,7 +304,7 @@ def capture_lead(
         phone=sub.phone,
         country=sub.country,
         message=sub.message,
-        marketing_consent=sub.marketing_consent,
+        marketing_consent=bool(sub.marketing_consent),
         marketing_consent_at=received_at if sub.marketing_consent else None,
     )
     attribution = Attribution(
@@ -313,6 +314,12 @@ def capture_lead(
         referrer=sub.referrer, landing_page=sub.landing_page,
     )
     return LeadCaptured(lead_id=lead_id, captured_at=received_at, contact=contact, attribution=attribution)
+
+
+def stated_consent(fields: Mapping[str, Any]) -> bool | None:
+    """What a submission ``capture_lead`` took said of marketing consent: None when it said nothing (an unticked
+    checkbox without its hidden "0"), which a lead's contact, always true or false, cannot tell from a no."""
+    return _consent(fields.get("marketing_consent"))
 
 
 #: What quarantine keeps of a submission besides its known fields: this many fields in all, names and values cut,

@@ -80,6 +80,9 @@ class Submitted:
     #: ``Idempotency-Key`` scoped by caller and endpoint, and the request it names.
     idempotency_key: str | None = None
     fingerprint: str | None = None
+    #: What it said of marketing consent (``domain.stated_consent``): None, nothing, and a touch keeps the
+    #: person's consent; False, a no, and a touch withdraws it.
+    consent: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
             results[i] = Admitted(answer_for(lead_id, sub, existing=False))
             continue
         lead = first[lead_id]
-        known[lead_id] = contact = latest_contact(known.get(lead_id, lead.contact), sub.lead.contact)
+        known[lead_id] = contact = latest_contact(known.get(lead_id, lead.contact), sub.lead.contact, sub.consent)
         touched = LeadTouched(lead_id=lead_id, captured_at=lead.captured_at, contact=contact,
                               attribution=lead.attribution, person_id=person_id,
                               touch=Touch(touch_id=sub.lead.lead_id, at=sub.lead.captured_at,
@@ -340,10 +343,16 @@ def _repeat_within_batch(batch: Sequence[Submitted], results: list[Admitted | Ex
             results[i] = Admitted(owner.answer, repeated=True)  # type: ignore[union-attr]
 
 
-def latest_contact(known: Contact, submitted: Contact) -> Contact:
+def latest_contact(known: Contact, submitted: Contact, consent: bool | None = None) -> Contact:
     """What is known of a person after a submission: what they sent now, and what they sent before where they
-    left a field out (a short form must not erase the job title a long one gave)."""
+    left a field out (a short form must not erase the job title a long one gave).
+
+    ``consent`` is what the submission said of marketing consent (``Submitted.consent``): a no withdraws the
+    consent given before, and its time with it. ``submitted`` cannot say it: its false is also a form without the
+    checkbox, which must not withdraw anything."""
     sent = submitted.model_dump(exclude_none=True, exclude_defaults=True)
+    if consent is False:
+        sent |= {"marketing_consent": False, "marketing_consent_at": None}
     return known.model_copy(update=sent)
 
 
