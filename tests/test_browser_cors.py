@@ -27,18 +27,32 @@ fetch("{capture}/v1/leads", {{method: "POST", headers: {{"content-type": "applic
   .catch(e => {{ document.body.dataset.result = "blocked " + e.name; }});
 </script></body></html>"""
 
-#: A plain HTML form with the form-token script, as the README shows it.
+#: A plain HTML form with the form-token script, as the README shows it; its action tagged for the campaign, as
+#: sites tag it.
 TOKEN_PAGE = """<!doctype html><html><body>
-<form action="{capture}/v1/forms/{form}" method="post"><input name="email" value="{email}"></form>
+<form action="{capture}/v1/forms/{form}?src=ads#top" method="post"><input name="email" value="{email}"></form>
 <script src="{capture}/v1/forms/{form}/token.js"></script>
 </body></html>"""
 TOKEN_EMAIL = "token-script@example.com"
+#: Forms of every shape a site writes, each saying whether the form's token script must fill it.
+TOKEN_FORMS_PAGE = """<!doctype html><html><body>
+<form data-filled="yes" action="{capture}/v1/forms/{form}"></form>
+<form data-filled="yes" action="{capture}/v1/forms/{form}?src=ads&amp;utm_medium=cpc"></form>
+<form data-filled="yes" action="{capture}/v1/forms/{form}#thanks"></form>
+<form data-filled="yes" action="/v1/forms/{form}?src=ads"></form>
+<form data-filled="yes" action="{capture}/v1/forms/{form}"><input name="action" value="subscribe"></form>
+<form data-filled="no" action="{capture}/v1/forms/{form}-other"></form>
+<form data-filled="no" action="{capture}/v1/forms/other?next=/v1/forms/{form}"></form>
+<form data-filled="no"></form>
+<script src="{capture}/v1/forms/{form}/token.js"></script>
+</body></html>"""
 
 
 @pytest.fixture(scope="module")
 def pages(capture_url: str) -> Iterator[None]:
     bodies = {"/": PAGE.format(capture=capture_url).encode(),
-              "/token-form": TOKEN_PAGE.format(capture=capture_url, form=TOKEN_FORM, email=TOKEN_EMAIL).encode()}
+              "/token-form": TOKEN_PAGE.format(capture=capture_url, form=TOKEN_FORM, email=TOKEN_EMAIL).encode(),
+              "/token-forms": TOKEN_FORMS_PAGE.format(capture=capture_url, form=TOKEN_FORM).encode()}
 
     class Page(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
@@ -107,3 +121,14 @@ async def test_the_token_script_lets_a_person_who_took_their_time_through(pages,
         stored = (await conn.execute(sa.text("SELECT email FROM capture.leads WHERE lead_id = :id"),
                                      {"id": lead_id})).scalar_one_or_none()
     assert stored == TOKEN_EMAIL  # a lead, not a quarantined submission
+
+
+async def test_the_token_script_fills_every_form_posting_to_its_form_whatever_its_action_carries(pages, tmp_path):
+    """It compared the end of form.action, the resolved URL: an action tagged ?src=ads got no token, and every
+    submission of it was quarantined while the person saw their thanks."""
+    async with chromium(tmp_path / "token-forms") as page:
+        await page.goto(f"{PAGE_ORIGIN}/token-forms")
+        await page.wait_for("!!window.leadpipeTokens")
+        filled = await page.evaluate("""Array.from(document.forms, f => [f.dataset.filled,
+            !!(f.querySelector('input[name=_token]') || {}).value])""")
+    assert filled == [["yes", True]] * 5 + [["no", False]] * 3

@@ -608,9 +608,19 @@ _TOKEN_SCRIPT = """(function () {
   var formId = %(form_id)s, field = %(field)s, token = %(token)s, action = "/v1/forms/" + formId;
   window.leadpipeTokens = window.leadpipeTokens || {};
   window.leadpipeTokens[formId] = token;
+  function postsThisForm(form) {
+    // The action's path names the form: the resolved URL may carry a query (?src=ads) or a fragment, and
+    // form.action would be an <input name="action"> of the form's own.
+    try {
+      var path = new URL(form.getAttribute("action") || "", document.baseURI).pathname;
+    } catch (e) {
+      return false;
+    }
+    return path.slice(-action.length) === action;
+  }
   function fill() {
     document.querySelectorAll("form").forEach(function (form) {
-      if (form.action.slice(-action.length) !== action) return;
+      if (!postsThisForm(form)) return;
       var input = form.querySelector('input[name="' + field + '"]');
       if (!input) {
         input = document.createElement("input");
