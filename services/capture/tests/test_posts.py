@@ -477,6 +477,21 @@ def test_a_token_or_captcha_on_listed_forms_alone_is_called_out_at_start():
     assert warning({"forms": {"contact-us": {}}}) is None
 
 
+def test_a_captcha_on_a_listed_form_is_called_out_while_unlisted_asks_only_for_a_token_a_bot_fetches_for_free():
+    """A bot fetched the token of /v1/forms/contact-uz and posted there: the CAPTCHA of contact-us was walked around
+    with no word at start."""
+    def warning(raw: dict[str, Any]) -> str | None:
+        return unguarded_warning(FormsFile(parse_forms(raw), parse_unlisted(raw)))
+
+    captcha = {"provider": "turnstile", "secret_env": "TEST_TURNSTILE_SECRET"}
+    forms = {"contact-us": {"captcha": captcha}, "demo-request": {"require_token": True}}
+    called_out = warning({"forms": forms, "unlisted": {"require_token": True}}) or ""
+    assert "['contact-us'] require a CAPTCHA" in called_out and "unlisted: a captcha" in called_out
+    assert "demo-request" not in called_out  # its token is asked of every post there too
+    assert "a captcha too" in (warning({"forms": forms}) or "")
+    assert warning({"forms": forms, "unlisted": {"captcha": captcha}}) is None
+
+
 @pytest.mark.parametrize(("accept", "send", "status", "type_"), [
     ("*/*", {"json": {"email": "jo@example.com"}}, 202, "application/json"),
     ("*/*", {"data": {"email": "jo@example.com"}}, 303, None),

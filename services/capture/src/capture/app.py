@@ -58,13 +58,26 @@ def load_forms(path: Any) -> FormsFile:
 
 def unguarded_warning(loaded: FormsFile) -> str | None:
     """Why a form's token or CAPTCHA may be walked around: the same post to a form id not listed (or to
-    ``/v1/leads``) is let in with the honeypot checked alone, unless ``unlisted:`` asks for more."""
-    guarded = sorted(f.form_id for f in loaded.forms.values() if f.require_token or f.captcha)
-    if not guarded or loaded.unlisted.require_token or loaded.unlisted.captcha:
+    ``/v1/leads``) gets only the checks of ``unlisted:``. A form token there does not stand in for a form's CAPTCHA:
+    a bot fetches a token for any form id it makes up, and needs no person for it.
+
+    Posts to ids not listed do not take a listed form's CAPTCHA themselves: forms may use different providers and
+    keys, and a landing page without the widget would have every post quarantined. The forms file says."""
+    unlisted = loaded.unlisted
+    if unlisted.captcha:
         return None
-    return (f"forms {guarded} require a form token or a CAPTCHA, but a post to a form id not listed (or to /v1/leads "
-            "without a key) is checked for the honeypot alone: give the forms file's unlisted: a require_token or "
-            "captcha too, or bots walk around them")
+    captcha = [f.form_id for f in loaded.forms.values() if f.captcha]
+    token = [] if unlisted.require_token else [f.form_id for f in loaded.forms.values() if f.require_token]
+    walked = sorted({*captcha, *token})
+    if not walked:
+        return None
+    if unlisted.require_token:
+        return (f"forms {walked} require a CAPTCHA, but a post to a form id not listed (or to /v1/leads without a "
+                "key) is checked for a form token alone, which a bot fetches for any id it makes up: give the forms "
+                "file's unlisted: a captcha too, or bots walk around them")
+    return (f"forms {walked} require a form token or a CAPTCHA, but a post to a form id not listed (or to /v1/leads "
+            "without a key) is checked for the honeypot alone: give the forms file's unlisted: "
+            f"{'a captcha' if captcha else 'a require_token or captcha'} too, or bots walk around them")
 
 
 def load_identity(path: Any) -> IdentityRules:
