@@ -221,6 +221,14 @@ def test_an_unreachable_verifier_or_a_refused_secret_follows_the_forms_on_error(
         "the CAPTCHA could not be verified (invalid-input-secret; the form fails closed)"]
 
 
+def test_a_captcha_solved_under_another_sitekey_is_a_bots_even_on_a_form_failing_open():
+    """hCaptcha's sitekey-secret-mismatch was taken for our misconfiguration: failing open, a token solved on
+    another site was let in, and the form's hostnames never checked."""
+    fail_open = replace(CAPTCHA, fail_open=True, hostnames=frozenset({"www.example.com"}))
+    mismatch = {"success": False, "error-codes": ["sitekey-secret-mismatch"]}
+    assert captcha_suspicions(fail_open, "abc", mismatch) == ["the CAPTCHA was not solved (sitekey-secret-mismatch)"]
+
+
 def test_a_captcha_answer_without_a_score_does_not_pass_a_form_that_asks_for_one():
     # A v2 or invisible token solved with the same secret carries no score: it must not skip the v3 check.
     no_score = "the CAPTCHA answer carries no score; the form asks for at least 0.5"

@@ -47,6 +47,11 @@ class Verifier:
         CHECKS.labels(form_id, "solved" if verdict.get("success") else "failed").inc()
         if not verdict.get("success") and {"invalid-input-secret", "missing-input-secret"} & codes:
             log.error("the CAPTCHA verifier refuses this form's secret", form_id=form_id, env=captcha.secret_env)
+        if not verdict.get("success") and "sitekey-secret-mismatch" in codes:
+            # A bot's token from another site, or, if it is every answer, a page showing another account's sitekey.
+            log.warning("the CAPTCHA answer was solved under a sitekey this form's secret does not own: a token from "
+                        "another site, or the form's page shows the wrong sitekey", form_id=form_id,
+                        env=captcha.secret_env)
         return verdict
 
     async def _ask(self, form_id: str, captcha: Captcha, data: dict[str, str]) -> dict[str, Any] | None:

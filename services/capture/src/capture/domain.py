@@ -208,8 +208,11 @@ def captcha_answer(fields: Mapping[str, Any], captcha: Captcha) -> str | None:
     return (answer.strip() or None) if isinstance(answer, str) else None
 
 
-#: Error codes that mean the verifier refused *our* configuration, not the person's answer.
-_OUR_FAULT = frozenset({"missing-input-secret", "invalid-input-secret", "sitekey-secret-mismatch"})
+#: Error codes that mean the verifier refused *our* configuration, not the person's answer. Not hCaptcha's
+#: sitekey-secret-mismatch: the answer was solved under a sitekey our secret does not own, which is what a token
+#: solved on another site looks like (a wrong secret is invalid-input-secret); taken for ours, a form failing open
+#: let it in unchecked.
+_OUR_FAULT = frozenset({"missing-input-secret", "invalid-input-secret"})
 
 
 def captcha_suspicions(captcha: Captcha, answer: str | None, verdict: Mapping[str, Any] | None) -> list[str]:
