@@ -3,6 +3,7 @@
 from typing import Any
 
 import httpx
+import pytest
 import structlog.testing
 
 from capture.captcha import Verifier
@@ -13,7 +14,7 @@ CAPTCHA = parse_captcha({"provider": "hcaptcha", "secret_env": "HCAPTCHA_SECRET"
 
 async def verdict_of(status: int, body: Any) -> dict[str, Any] | None:
     def siteverify(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json=body)
+        return httpx.Response(status, content=body) if isinstance(body, bytes) else httpx.Response(status, json=body)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(siteverify)) as client:
         return await Verifier(client, {"HCAPTCHA_SECRET": "s"}).verify("demo", CAPTCHA, "answer", "203.0.113.7")
@@ -25,3 +26,22 @@ async def test_an_answer_solved_under_another_sitekey_is_logged_as_a_warning_nam
     assert captcha_suspicions(CAPTCHA, "answer", verdict) == ["the CAPTCHA was not solved (sitekey-secret-mismatch)"]
     [line] = [line for line in lines if "sitekey" in line["event"]]
     assert (line["log_level"], line["form_id"]) == ("warning", "demo")
+
+
+@pytest.mark.parametrize("status", [400, 403, 500])
+async def test_a_verdict_in_a_refusal_is_the_verdict_not_an_outage_the_form_fails_open_on(status):
+    """A 4xx carrying success false was taken for a verifier down: the default on_error: open let the answer in."""
+    verdict = await verdict_of(status, {"success": False, "error-codes": ["invalid-input-response"]})
+    assert captcha_suspicions(CAPTCHA, "answer", verdict) == ["the CAPTCHA was not solved (invalid-input-response)"]
+
+
+@pytest.mark.parametrize("body", [{"error": "overloaded"}, ["success", False], b"<html>Bad Gateway</html>"])
+async def test_a_refusal_without_a_verdict_is_an_outage_the_forms_on_error_decides(body):
+    assert await verdict_of(502, body) is None
+
+
+async def test_a_verifier_failing_itself_is_an_outage_the_forms_on_error_decides_whatever_its_status():
+    """Now that a refusal's verdict counts, Turnstile's internal-error must not quarantine a form failing open."""
+    for status in (200, 500):
+        verdict = await verdict_of(status, {"success": False, "error-codes": ["internal-error"]})
+        assert captcha_suspicions(CAPTCHA, "answer", verdict) == []  # the form fails open

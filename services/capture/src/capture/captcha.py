@@ -2,7 +2,8 @@
 
 IO only: a form-encoded POST of ``secret``, ``response`` and ``remoteip``; the
 JSON answer is judged by ``capture.domain.captcha_suspicions``. A timeout, a
-connection error, a non-2xx or a body that is not a JSON object is "unavailable"
+connection error or an answer holding no verdict (a body that is not a JSON
+object; on a non-2xx, one without a true or false ``success``) is "unavailable"
 (None), which the form's ``on_error`` turns into an acceptance or a quarantine.
 """
 
@@ -61,8 +62,12 @@ class Verifier:
             log.warning("CAPTCHA verifier unavailable", form_id=form_id, url=captcha.verify_url, error=repr(exc))
             return None
         try:
-            verdict = reply.json() if reply.is_success else None
+            verdict = reply.json()
         except ValueError:
+            verdict = None
+        # A verifier may refuse an answer with a 4xx and its verdict (success false, the error codes): taken for
+        # "unavailable", a form failing open let a bad answer in. A non-2xx without one is an outage.
+        if not reply.is_success and not (isinstance(verdict, dict) and isinstance(verdict.get("success"), bool)):
             verdict = None
         if not isinstance(verdict, dict):
             log.warning("CAPTCHA verifier gave no verdict", form_id=form_id, url=captcha.verify_url,

@@ -213,6 +213,8 @@ def captcha_answer(fields: Mapping[str, Any], captcha: Captcha) -> str | None:
 #: solved on another site looks like (a wrong secret is invalid-input-secret); taken for ours, a form failing open
 #: let it in unchecked.
 _OUR_FAULT = frozenset({"missing-input-secret", "invalid-input-secret"})
+#: ... and those that mean the verifier failed itself (Turnstile's, asking for a retry): as when it is unreachable.
+_THEIR_FAULT = frozenset({"internal-error"})
 
 
 def captcha_suspicions(captcha: Captcha, answer: str | None, verdict: Mapping[str, Any] | None) -> list[str]:
@@ -220,7 +222,7 @@ def captcha_suspicions(captcha: Captcha, answer: str | None, verdict: Mapping[st
     if answer is None:
         return ["no CAPTCHA answer"]
     codes = [str(c) for c in (verdict or {}).get("error-codes") or []]
-    if verdict is None or (not verdict.get("success") and _OUR_FAULT & set(codes)):
+    if verdict is None or (not verdict.get("success") and (_OUR_FAULT | _THEIR_FAULT) & set(codes)):
         return [] if captcha.fail_open else [
             f"the CAPTCHA could not be verified ({', '.join(codes) or 'verifier unavailable'}; the form fails closed)"]
     if not verdict.get("success"):
