@@ -8,7 +8,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
-from leadpipe_common.http import install_problem_handlers
+from leadpipe_common.http import FieldProblem, Problem, install_problem_handlers
+from leadpipe_common.problems import NUL_REASON
 
 
 def app_failing_with(error: Exception) -> FastAPI:
@@ -76,3 +77,11 @@ def test_a_database_gone_read_only_is_asked_to_retry():
     import asyncpg
 
     assert is_unavailable(asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"))
+
+
+async def test_a_problem_naming_a_field_no_utf_8_can_carry_names_it_by_its_escape_not_with_a_server_error():
+    """A client's JSON may name a field with a lone surrogate; the answer naming it must still be UTF-8."""
+    refused = Problem(422, "the request is invalid", [FieldProblem("x.\ud800", NUL_REASON)])
+    answer = await get(app_failing_with(refused))
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [{"field": "x.\\ud800", "reason": NUL_REASON}]

@@ -398,6 +398,23 @@ async def test_a_body_nested_past_the_limit_is_refused_and_one_within_it_taken(c
     assert r.status_code == 202, r.text
 
 
+# -- a field's name no answer can carry ----------------------------------------------------
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/html"])
+async def test_a_field_named_with_a_lone_surrogate_is_refused_naming_its_escape_not_with_a_server_error(
+        client, pipeline, accept):
+    """JSON lets a name hold a lone surrogate, which no UTF-8 answer can carry: the 422 naming it was a 500."""
+    body = b'{"\\ud800": "a\\u0000", "email": "a@example.com"}'
+    r = await client.post(FORM, content=body, headers={"content-type": "application/json", "accept": accept})
+    assert r.status_code == 422, r.text
+    if accept == "text/html":
+        assert "<strong>\\ud800</strong>: must not contain the NUL character" in r.text
+    else:
+        assert "NUL" in refused(r, 422, "\\ud800")
+    assert pipeline.written == []
+
+
 # -- posts naming no listed form (the forms file's unlisted:) and what each client reads -----------------------
 
 TOKEN_SECRET = "unlisted-tests-" + uuid.uuid4().hex

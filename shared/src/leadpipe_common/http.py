@@ -48,7 +48,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from leadpipe_common.db import error_text
-from leadpipe_common.problems import NUL_REASON, FieldProblem, field_problems, nul_path
+from leadpipe_common.problems import NUL_REASON, FieldProblem, field_problems, nul_path, sendable
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +89,9 @@ class Problem(Exception):
     def __init__(self, status: int, message: str, errors: Sequence[FieldProblem] = (),
                  headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.errors, self.headers = status, message, list(errors), dict(headers or {})
+        # Sendable, as each FieldProblem is: a message may quote what the client sent.
+        self.status, self.message, self.errors, self.headers = (status, sendable(message), list(errors),
+                                                                dict(headers or {}))
 
     def response(self) -> JSONResponse:
         body: dict[str, Any] = {"error": self.message}

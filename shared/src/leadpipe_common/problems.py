@@ -4,7 +4,9 @@ Guarantees: pure (no web framework), so a service's domain can refuse input
 in the same terms its HTTP API answers with (``http.Problem`` carries a list
 of these); a pydantic error becomes ``(field, reason)`` with the transport
 prefix (``body``, ``query``, ``path``) dropped and a missing value said as
-"is required". ``nul_path`` finds text holding U+0000, which PostgreSQL's
+"is required"; a field's name (a client's: JSON lets it hold a lone
+surrogate) and its reason are always text a UTF-8 response can carry.
+``nul_path`` finds text holding U+0000, which PostgreSQL's
 ``text`` and ``jsonb`` cannot store: every edge refuses it (``http.RefuseNul``
 for requests, ``envelope.decode`` for records) so that it never reaches a
 table, where it would fail the same batch on every retry.
@@ -21,6 +23,22 @@ from typing import Any
 class FieldProblem:
     field: str
     reason: str
+
+    def __post_init__(self) -> None:
+        # The field is often a name the client sent, and JSON lets one hold a lone surrogate ("\ud800"), which no
+        # UTF-8 answer (JSON or page) can carry: the Problem naming it was a 500. Written as its escape, it still
+        # names the field. Here, so that no FieldProblem, wherever it is made, can break the answer it is in.
+        object.__setattr__(self, "field", sendable(self.field))
+        object.__setattr__(self, "reason", sendable(self.reason))
+
+
+def sendable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a lone surrogate written as its escape (``\\ud800``), other text as it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def field_problems(errors: Sequence[Mapping[str, Any]]) -> list[FieldProblem]:
