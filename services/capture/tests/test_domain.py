@@ -6,7 +6,7 @@ import pytest
 
 from capture.domain import (Form, InvalidSubmission, captcha_answer, captcha_suspicions, capture_lead, fingerprint,
                             issue_form_token, may_post_from, parse_forms, parse_identity, parse_unlisted, person_key,
-                            suspicions)
+                            suspicions, unverifiable)
 from capture.throttle import parse_rate
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -173,6 +173,13 @@ def test_an_expired_forged_or_missing_token_is_a_bots():
         "no form token (the form's token script did not run)"]
 
 
+@pytest.mark.parametrize("token", ["\ud800", "1.\ud800", "\ud800.abc", "é.abc"])
+def test_a_token_no_key_could_have_signed_is_forged_not_an_error(token):
+    """JSON lets a bot send a lone surrogate, which could not be hashed: the post was a 500."""
+    assert suspicions({"_token": token}, TOKEN_FORM, NOW, KEY) == [
+        "the form token is forged or belongs to another form"]
+
+
 def test_a_form_that_does_not_require_a_token_ignores_it():
     plain = parse_forms({"forms": {"demo": {}}})["demo"]
     assert suspicions({"_token": "garbage"}, plain, NOW, KEY) == []
@@ -208,6 +215,17 @@ def test_a_check_of_what_a_captcha_does_not_answer_is_refused_at_start(provider,
     """Every answer would lack it: every submission of the form would be quarantined, silently."""
     with pytest.raises(ValueError, match=f"forms.demo.captcha.{setting}: {provider} answers no "):
         parse_forms({"forms": {"demo": {"captcha": {"provider": provider, "secret_env": "S", setting: value}}}})
+
+
+def test_a_captcha_answer_no_widget_gives_is_unsolved_and_not_sent_to_the_verifier():
+    """A lone surrogate could not be sent (the post was a 500); a Turnstile token is at most 2,048 characters."""
+    assert unverifiable(CAPTCHA, "\ud800abc") == "the answer is not text a widget gives"
+    assert captcha_suspicions(CAPTCHA, "\ud800abc", None) == [
+        "the CAPTCHA was not solved (the answer is not text a widget gives)"]
+    assert unverifiable(CAPTCHA, "x" * 2048) is None
+    assert captcha_suspicions(CAPTCHA, "x" * 2049, None) == [
+        "the CAPTCHA was not solved (the answer is 2,049 characters long; the widget's are at most 2,048)"]
+    assert unverifiable(SCORED, "x" * 5000) is None  # reCAPTCHA documents no bound: its verifier judges
 
 
 def test_an_unreachable_verifier_or_a_refused_secret_follows_the_forms_on_error():

@@ -19,6 +19,7 @@ from leadpipe_common.service import Runtime
 from capture import api
 from capture.api import Capture, Limits
 from capture.app import FormsFile, create_app, form_rates, load_forms, load_identity, token_key, unguarded_warning
+from capture.captcha import Verifier as SiteverifyClient
 from capture.domain import TOKEN_FIELD, issue_form_token, parse_forms, parse_unlisted
 from capture.settings import CaptureSettings
 from capture.throttle import parse_rate
@@ -551,3 +552,49 @@ async def test_captcha_checks_of_made_up_form_ids_are_counted_together_not_as_a_
             assert reply.status_code == 202
     assert verifier.counted_as == ["contact-us", "(unlisted)", "(unlisted)"]
     assert written(pipeline) == ["contact-us", "made-up-1", "made-up-2"]
+
+
+# -- what no widget or token script sends --------------------------------------------------------------------
+
+TURNSTILE = {"provider": "turnstile", "secret_env": "TEST_TURNSTILE_SECRET"}
+
+
+def siteverify(verdict: dict[str, Any], asked: list[httpx.Request]) -> SiteverifyClient:
+    """capture's siteverify client, the verifier answering ``verdict`` to each request, noted in ``asked``."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json=verdict)
+
+    return SiteverifyClient(httpx.AsyncClient(transport=httpx.MockTransport(answer)), {"TEST_TURNSTILE_SECRET": "s"})
+
+
+def with_field(name: str, json_text: bytes) -> dict[str, Any]:
+    """A lead's post with ``name`` set to ``json_text`` as written in the body (a lone surrogate survives)."""
+    return {"content": b'{"email": "jo@example.com", "' + name.encode() + b'": ' + json_text + b"}",
+            "headers": {"content-type": "application/json"}}
+
+
+@pytest.mark.parametrize("token", [b'"\\ud800"', b'"1.\\ud800"'])
+async def test_a_form_token_holding_a_lone_surrogate_is_taken_for_a_forged_one_not_a_server_error(
+        pipeline, tmp_path, token):
+    async with guarded(pipeline, tmp_path) as capture:
+        reply = await capture.post("/v1/forms/demo-request", **with_field(TOKEN_FIELD, token))
+    assert reply.status_code == 202  # answered as a person is
+    assert written(pipeline) == []
+    assert reasons(pipeline) == [["the form token is forged or belongs to another form"]]
+
+
+async def test_a_captcha_answer_no_widget_gives_is_unsolved_without_a_call_to_the_verifier(
+        pipeline, tmp_path, monkeypatch):
+    """A lone surrogate could not be sent to the verifier (a 500); a Turnstile token is at most 2,048 characters."""
+    monkeypatch.setenv("TEST_TURNSTILE_SECRET", "s")
+    asked: list[httpx.Request] = []
+    async with guarded(pipeline, tmp_path, {"forms": {"contact-us": {"captcha": TURNSTILE}}},
+                       verifier=siteverify({"success": True}, asked)) as capture:
+        for answer in (b'"\\ud800"', json.dumps("x" * 2049).encode(), b'"solved"'):
+            reply = await capture.post("/v1/forms/contact-us", **with_field("cf-turnstile-response", answer))
+            assert reply.status_code == 202, reply.text
+    assert len(asked) == 1 and written(pipeline) == ["contact-us"]
+    assert reasons(pipeline) == [
+        ["the CAPTCHA was not solved (the answer is not text a widget gives)"],
+        ["the CAPTCHA was not solved (the answer is 2,049 characters long; the widget's are at most 2,048)"]]

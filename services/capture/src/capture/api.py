@@ -43,7 +43,7 @@ from leadpipe_common.service import Runtime, runtime, runtime_of
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, issue_form_token, person_key, quarantined_fields,
-                            stated_consent, suspicions)
+                            stated_consent, suspicions, unverifiable)
 from capture.handlers import SOURCE
 from capture.throttle import Network, Throttle, browser_identity, client_address, counted_as, parse_rate
 from capture.store import CaptureStore
@@ -372,7 +372,9 @@ async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form, now: dat
     answer = captcha_answer(fields, form.captcha)
     # Counted under the form's id only when it is listed: ids a caller makes up would each be a metric series.
     label = form.form_id if form.form_id in ctx.forms else UNLISTED
-    verdict = await ctx.verifier.verify(label, form.captcha, answer, sender.address) if answer else None
+    # An answer no widget gives (a lone surrogate, an over-long one) is unsolved without a call to the verifier.
+    verdict = (await ctx.verifier.verify(label, form.captcha, answer, sender.address)
+               if answer is not None and unverifiable(form.captcha, answer) is None else None)
     return captcha_suspicions(form.captcha, answer, verdict)
 
 

@@ -112,6 +112,8 @@ CAPTCHA_PROVIDERS = {
     "hcaptcha": ("https://api.hcaptcha.com/siteverify", "h-captcha-response"),
     "recaptcha": ("https://www.google.com/recaptcha/api/siteverify", "g-recaptcha-response"),
 }
+#: The longest answers the providers document (Cloudflare: a Turnstile token is at most 2,048 characters).
+_MAX_ANSWERS = {"turnstile": 2048}
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ class Captcha:
     hostnames: frozenset[str] = frozenset()
     #: The widget's action (reCAPTCHA v3, Turnstile): a token solved for another widget of the same keys is a bot's.
     action: str | None = None
+    #: The longest answer the provider's widget gives (Turnstile's are at most 2,048 characters); None: none known.
+    max_answer: int | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,9 @@ def token_suspicions(token: str | None, form: Form, now: datetime, key: bytes) -
     """Why a form token does not vouch for a person (empty: it does)."""
     if not token:
         return ["no form token (the form's token script did not run)"]
+    if not token.isascii():
+        # Every token issued is ASCII; JSON lets a bot send a lone surrogate, which could not even be hashed.
+        return [_FORGED]
     stamp, _, mac = token.partition(".")
     if not hmac.compare_digest(mac.encode(), _token_mac(key, form.form_id, stamp).encode()):
         return [_FORGED]
@@ -208,6 +215,18 @@ def captcha_answer(fields: Mapping[str, Any], captcha: Captcha) -> str | None:
     return (answer.strip() or None) if isinstance(answer, str) else None
 
 
+def unverifiable(captcha: Captcha, answer: str) -> str | None:
+    """Why ``answer`` cannot be one the widget gave (None: the verifier is to judge it): an unsolved CAPTCHA,
+    for which the verifier is not asked."""
+    try:
+        answer.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON lets a bot send and no request to the verifier can
+        return "the answer is not text a widget gives"
+    if captcha.max_answer is not None and len(answer) > captcha.max_answer:
+        return f"the answer is {len(answer):,} characters long; the widget's are at most {captcha.max_answer:,}"
+    return None
+
+
 #: Error codes that mean the verifier refused *our* configuration, not the person's answer. Not hCaptcha's
 #: sitekey-secret-mismatch: the answer was solved under a sitekey our secret does not own, which is what a token
 #: solved on another site looks like (a wrong secret is invalid-input-secret); taken for ours, a form failing open
@@ -221,6 +240,8 @@ def captcha_suspicions(captcha: Captcha, answer: str | None, verdict: Mapping[st
     """Why a CAPTCHA does not vouch for a person; ``verdict`` is siteverify's JSON answer, None if unavailable."""
     if answer is None:
         return ["no CAPTCHA answer"]
+    if (why := unverifiable(captcha, answer)) is not None:
+        return [f"the CAPTCHA was not solved ({why})"]
     codes = [str(c) for c in (verdict or {}).get("error-codes") or []]
     if verdict is None or (not verdict.get("success") and (_OUR_FAULT | _THEIR_FAULT) & set(codes)):
         return [] if captcha.fail_open else [
@@ -416,7 +437,7 @@ def parse_captcha(spec: Any, where: str) -> Captcha:
                    timeout_s=_seconds(spec.get("timeout_s", 3.0), f"{where}.timeout_s", positive=True),
                    fail_open=on_error == "open", min_score=min_score,
                    hostnames=frozenset() if hostnames is None else _hostnames(hostnames, f"{where}.hostnames"),
-                   action=action)
+                   action=action, max_answer=_MAX_ANSWERS.get(provider or ""))
 
 
 def _hostnames(values: Any, where: str) -> frozenset[str]:
