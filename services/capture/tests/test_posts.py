@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 import httpx
 import pytest
@@ -187,11 +188,27 @@ async def test_a_charset_capture_cannot_read_a_form_in_is_refused_naming_it(clie
     assert pipeline.written == []
 
 
-async def test_a_charset_that_decodes_to_nul_from_other_bytes_is_refused_as_nul(client, pipeline):
-    r = await client.post(FORM, content=b"email=a@example.com&first_name=a%5Cx00b",
-                          headers=in_charset("unicode_escape"))
-    assert "NUL" in refused(r, 422, "first_name")
+@pytest.mark.parametrize(("charset", "first_name"), [
+    ("idna", b"xn--zz"),  # raised UnicodeError, not UnicodeDecodeError: a 500
+    ("unicode_escape", b"%5Cud800"), ("raw_unicode_escape", b"%5Cud800"),  # a lone surrogate: a 500 further on
+    ("unicode_escape", b"a%5Cx00b"),  # a NUL from bytes the shared NUL check does not read as one
+    ("punycode", b"abc-"), ("rot13", b"Ann")])
+async def test_a_codec_no_page_sends_its_form_in_is_refused_as_a_charset_capture_cannot_read(
+        client, pipeline, charset, first_name):
+    r = await client.post(FORM, content=b"email=a@example.com&first_name=" + first_name, headers=in_charset(charset))
+    assert charset in refused(r, 415, "Content-Type")
     assert pipeline.written == []
+
+
+@pytest.mark.parametrize(("charset", "company"), [
+    ("windows-1252", "Café €"), ("iso-8859-15", "Société €"), ("koi8-r", "Иван"), ("windows-1251", "Иван"),
+    ("shift_jis", "山田"), ("euc-jp", "山田"), ("iso-2022-jp", "山田"), ("gb18030", "张伟"), ("gbk", "张伟"),
+    ("big5", "陳大文"), ("euc-kr", "김민준"), ("us-ascii", "Acme"), ("utf8", "Jérôme")])
+async def test_a_form_in_any_of_the_webs_charsets_is_read_in_it(client, pipeline, charset, company):
+    body = b"email=a@example.com&company=" + quote_from_bytes(company.encode(charset)).encode()
+    r = await client.post(FORM, content=body, headers=in_charset(charset))
+    assert r.status_code == 202, r.text
+    assert pipeline.lead.contact.company == company
 
 
 # -- a name sent twice --------------------------------------------------------------

@@ -236,9 +236,6 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
             # The last value wins when a name repeats, as in JSON and as Rails, Django and PHP read forms: a hidden
             # "0" before a checkbox's "1" is the box unticked or ticked.
             fields[name] = _decoded(v, charset, name)
-        if charset != "utf-8" and (where := nul_path(fields)) is not None:
-            # Some codecs decode to U+0000 from bytes the shared NUL check does not read as one.
-            raise Problem(422, "the lead was not accepted", [FieldProblem(where, NUL_REASON)])
         return fields
     charset = _charset(request)  # Starlette reads the parts in it (415 for one capture cannot read)
     try:
@@ -263,20 +260,33 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
     return fields
 
 
+#: The charsets a form body is read in: the web's (the WHATWG Encoding Standard's that Python has, under Python's
+#: names) and ASCII. Each writes = & + % as ASCII does, so that a body's pairs are told apart before they are
+#: decoded, and decodes U+0000 from a 0 byte only, which the shared NUL check reads. Python's other codecs are not
+#: charsets a page sends: idna raised UnicodeError (a 500), unicode_escape made "%5Cud800" a lone surrogate and
+#: "%5Cx00" a NUL, base64 and UTF-16 cannot have their pairs told apart.
+WEB_CHARSETS = frozenset(codecs.lookup(name).name for name in (
+    "utf-8", "us-ascii", "ibm866", "iso-8859-1", "iso-8859-2", "iso-8859-3", "iso-8859-4", "iso-8859-5",
+    "iso-8859-6", "iso-8859-7", "iso-8859-8", "iso-8859-10", "iso-8859-13", "iso-8859-14", "iso-8859-15",
+    "iso-8859-16", "koi8-r", "koi8-u", "macintosh", "mac-cyrillic", "cp874", "windows-1250", "windows-1251",
+    "windows-1252", "windows-1253", "windows-1254", "windows-1255", "windows-1256", "windows-1257", "windows-1258",
+    "gbk", "gb2312", "gb18030", "big5", "big5-hkscs", "euc-jp", "iso-2022-jp", "shift_jis", "cp932", "euc-kr",
+    "cp949"))
+
+
 def _charset(request: Request) -> str:
-    """The codec a form body's ``charset=`` names (browsers send none: UTF-8); 415 for one capture cannot read a
-    form body in."""
+    """The codec a form body's ``charset=`` names (browsers send none: UTF-8); 415 for one that is not among
+    ``WEB_CHARSETS``."""
     params = (p.partition("=") for p in request.headers.get("content-type", "").split(";")[1:])
     named = next((v.strip().strip('"') for k, _, v in params if k.strip().lower() == "charset"), None)
     if named is None:
         return "utf-8"
     try:
-        # str.encode refuses unknown names and codecs that are not text encodings (base64) alike; one writing
-        # these four otherwise (UTF-16, UTF-7) cannot have its pairs told apart.
-        if "=&+%".encode(named) == b"=&+%":
-            return codecs.lookup(named).name
-    except (LookupError, UnicodeError):
-        pass
+        codec = codecs.lookup(named).name
+    except (LookupError, ValueError):  # ValueError: a name holding NUL
+        codec = None
+    if codec in WEB_CHARSETS:
+        return codec
     raise Problem(415, f"unsupported charset {named!r}",
                   [FieldProblem("Content-Type", f"charset {named!r} is not one capture reads forms in; send UTF-8")])
 
@@ -287,7 +297,7 @@ def _decoded(raw: str, charset: str, name: str | None) -> str:
     data = raw.encode("latin-1")
     try:
         return data.decode(charset)
-    except UnicodeDecodeError:
+    except UnicodeError:  # not only UnicodeDecodeError: a codec may raise its base class
         _not_in(charset, name if name is not None else data.decode(charset, "backslashreplace"))
 
 
@@ -295,7 +305,7 @@ def _sent_as(text: str, charset: str, body: bytes) -> bool:
     """Whether ``text`` is in ``body`` as ``charset`` writes it."""
     try:
         return text.encode(charset) in body
-    except UnicodeEncodeError:
+    except UnicodeError:
         return False
 
 
