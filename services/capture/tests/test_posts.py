@@ -12,9 +12,10 @@ from urllib.parse import quote_from_bytes
 
 import httpx
 import pytest
+import structlog
 import yaml
 
-from leadpipe_common.auth import Keys
+from leadpipe_common.auth import Keys, Principal
 from leadpipe_common.service import Runtime
 
 from capture import api
@@ -112,10 +113,12 @@ def pipeline(monkeypatch) -> Pipeline:
 
 @contextlib.asynccontextmanager
 async def serving(pipeline: Pipeline, settings: CaptureSettings, per_address: str = "1000/second",
-                  accept: str | None = None, verifier: Any = None) -> AsyncIterator[httpx.AsyncClient]:
-    """capture's app on ``settings`` (its forms file, its token secret), as its lifespan leaves it, on ``pipeline``."""
+                  accept: str | None = None, verifier: Any = None,
+                  keys: Any = None) -> AsyncIterator[httpx.AsyncClient]:
+    """capture's app on ``settings`` (its forms file, its token secret), as its lifespan leaves it, on ``pipeline``
+    (``keys``: the API keys it finds, the bootstrap key alone when not given)."""
     app = create_app(settings)
-    app.state.keys = Keys(None, ADMIN)  # type: ignore[arg-type]  # the bootstrap key is never looked up
+    app.state.keys = keys or Keys(None, ADMIN)  # type: ignore[arg-type]  # the bootstrap key is never looked up
     loaded = load_forms(settings.forms_file)
     limits = Limits(parse_rate(per_address, "rate"), parse_rate("1000/second", "rate"), form_rates(loaded.forms), (),
                     unlisted=parse_rate(loaded.unlisted.rate_limit, "rate") if loaded.unlisted.rate_limit else None)
@@ -414,6 +417,38 @@ async def test_a_body_nested_past_the_limit_is_refused_and_one_within_it_taken(c
     assert "nested" in refused(r, 422, "body")
     r = await client.post("/v1/leads", content=nested(api.MAX_NESTING - 1), headers=headers)
     assert r.status_code == 202, r.text
+
+
+# -- a key's own rate limit -------------------------------------------------------------------
+
+
+class OneKey:
+    """The API keys capture finds: any key sent is one capture:write key, with ``rate_limit`` stored as its own."""
+
+    def __init__(self, rate_limit: str) -> None:
+        # An id of its own: capture warns of a key's invalid limit once a process.
+        self.holder = Principal(uuid.uuid4().hex[:12], "importer", frozenset({"capture:write"}), rate_limit=rate_limit)
+
+    async def authenticate(self, token: str) -> Principal:
+        return self.holder
+
+    def seen_valid(self, token: str) -> bool:
+        return True
+
+
+async def test_a_key_whose_stored_rate_limit_lets_nothing_through_posts_under_the_default_not_into_a_server_error(
+        pipeline):
+    """leadpipe-keys took --rate-limit 0/second, which capture cannot count by: each of the key's posts was a 500."""
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    key = OneKey("0/second")
+    with structlog.testing.capture_logs() as lines:
+        async with serving(pipeline, settings, keys=key) as capture:
+            answers = [(await capture.post("/v1/leads", json={"email": f"a{i}@example.com"},
+                                           headers={"Authorization": f"Bearer lpk_{key.holder.key_id}_secret"})
+                        ).status_code for i in range(2)]
+    assert answers == [202, 202] and len(pipeline.written) == 2
+    warned = [line for line in lines if line["log_level"] == "warning" and line.get("key_id") == key.holder.key_id]
+    assert len(warned) == 1 and "CAPTURE_KEY_RATE_LIMIT" in warned[0]["event"]
 
 
 # -- a field's name no answer can carry ----------------------------------------------------

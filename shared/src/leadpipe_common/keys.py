@@ -68,9 +68,12 @@ def create(
         raise typer.BadParameter(f"unknown scope {', '.join(unknown)}; use {', '.join(SCOPES)}", param_hint="--scope")
     if rate_limit is not None:
         try:
-            limits.parse(rate_limit)
+            rate = limits.parse(rate_limit)
         except ValueError:
             raise typer.BadParameter(f"{rate_limit!r} is not a rate like 500/second", param_hint="--rate-limit") from None
+        if rate.amount < 1:  # as capture counts a key's posts: such a key could never post
+            raise typer.BadParameter(f"{rate_limit!r} lets nothing through; at least 1 per period, like 500/second",
+                                     param_hint="--rate-limit")
     settings = _settings()
     with database_errors():
         key_id, key = asyncio.run(create_key(settings, name, scope, rate_limit))
