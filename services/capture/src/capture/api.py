@@ -248,8 +248,11 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
     charset = _charset(request)  # Starlette reads the parts in it (415 for one capture cannot read)
     try:
         form = await request.form(max_files=10, max_fields=200)
-    except HTTPException:
-        raise  # the body limit's 413, answered as such
+    except HTTPException as exc:
+        if exc.status_code != 400:
+            raise  # the body limit's 413, answered as such
+        # Starlette's own answer to a body it cannot parse (no boundary, too many files or fields) names no field.
+        raise Problem(422, "malformed multipart body", [FieldProblem("body", str(exc.detail))]) from None
     except Exception as exc:  # python-multipart's errors for malformed bodies
         raise Problem(422, "malformed multipart body", [FieldProblem("body", str(exc))]) from None
     fields = {}
