@@ -228,6 +228,15 @@ def test_a_captcha_answer_no_widget_gives_is_unsolved_and_not_sent_to_the_verifi
     assert unverifiable(SCORED, "x" * 5000) is None  # reCAPTCHA documents no bound: its verifier judges
 
 
+@pytest.mark.parametrize(("codes", "said"), [(5, "no reason given"), (None, "no reason given"),
+                                            ({"a": 1}, "no reason given"), ("bad-request", "bad-request"),
+                                            ([5, "bad-request"], "5, bad-request")])
+def test_error_codes_that_are_not_a_list_of_text_are_read_as_well_as_they_can_be(codes, said):
+    """A verifier answering a number there made every check of the form a 500."""
+    assert captcha_suspicions(CAPTCHA, "abc", {"success": False, "error-codes": codes}) == [
+        f"the CAPTCHA was not solved ({said})"]
+
+
 def test_an_unreachable_verifier_or_a_refused_secret_follows_the_forms_on_error():
     fail_open = replace(CAPTCHA, fail_open=True)
     refused = {"success": False, "error-codes": ["invalid-input-secret"]}

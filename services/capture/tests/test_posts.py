@@ -663,3 +663,18 @@ async def test_a_captcha_answer_no_widget_gives_is_unsolved_without_a_call_to_th
     assert reasons(pipeline) == [
         ["the CAPTCHA was not solved (the answer is not text a widget gives)"],
         ["the CAPTCHA was not solved (the answer is 2,049 characters long; the widget's are at most 2,048)"]]
+
+
+@pytest.mark.parametrize("codes", [5, [{"code": "bad"}], "invalid-input-response"])
+async def test_a_verifier_answering_error_codes_in_another_shape_leaves_the_post_unsolved_not_failed(
+        pipeline, tmp_path, monkeypatch, codes):
+    """A number there was a 500 (a dict among them too, in the client's own count of refused secrets)."""
+    monkeypatch.setenv("TEST_TURNSTILE_SECRET", "s")
+    verdict = {"success": False, "error-codes": codes}
+    async with guarded(pipeline, tmp_path, {"forms": {"contact-us": {"captcha": TURNSTILE}}},
+                       verifier=siteverify(verdict, [])) as capture:
+        reply = await capture.post("/v1/forms/contact-us", json={"email": "jo@example.com",
+                                                                 "cf-turnstile-response": "token"})
+    assert reply.status_code == 202, reply.text
+    assert written(pipeline) == [] and len(reasons(pipeline)) == 1
+    assert reasons(pipeline)[0][0].startswith("the CAPTCHA was not solved")

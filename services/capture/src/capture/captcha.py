@@ -17,7 +17,7 @@ import httpx
 import structlog
 from prometheus_client import Counter, Histogram
 
-from capture.domain import Captcha
+from capture.domain import Captcha, captcha_error_codes
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,7 @@ class Verifier:
         if verdict is None:
             CHECKS.labels(form_id, "unavailable").inc()
             return None
-        codes = set(verdict.get("error-codes") or [])
+        codes = set(captcha_error_codes(verdict))
         CHECKS.labels(form_id, "solved" if verdict.get("success") else "failed").inc()
         if not verdict.get("success") and {"invalid-input-secret", "missing-input-secret"} & codes:
             log.error("the CAPTCHA verifier refuses this form's secret", form_id=form_id, env=captcha.secret_env)

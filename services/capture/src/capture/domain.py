@@ -242,7 +242,7 @@ def captcha_suspicions(captcha: Captcha, answer: str | None, verdict: Mapping[st
         return ["no CAPTCHA answer"]
     if (why := unverifiable(captcha, answer)) is not None:
         return [f"the CAPTCHA was not solved ({why})"]
-    codes = [str(c) for c in (verdict or {}).get("error-codes") or []]
+    codes = captcha_error_codes(verdict)
     if verdict is None or (not verdict.get("success") and (_OUR_FAULT | _THEIR_FAULT) & set(codes)):
         return [] if captcha.fail_open else [
             f"the CAPTCHA could not be verified ({', '.join(codes) or 'verifier unavailable'}; the form fails closed)"]
@@ -264,6 +264,15 @@ def captcha_suspicions(captcha: Captcha, answer: str | None, verdict: Mapping[st
         elif not score >= captcha.min_score:  # not <: a NaN score is no pass
             reasons.append(f"the CAPTCHA score {score:g} is below the form's {captcha.min_score:g}")
     return reasons
+
+
+def captcha_error_codes(verdict: Mapping[str, Any] | None) -> list[str]:
+    """The verifier's ``error-codes`` as text, whatever it sent: a list's items, a lone code not in one, or none (a
+    verifier behind a proxy may answer anything, and a number there was a 500)."""
+    codes = (verdict or {}).get("error-codes")
+    if isinstance(codes, list):
+        return [str(code) for code in codes]
+    return [codes] if isinstance(codes, str) else []
 
 
 def _shown(value: Any, limit: int = 100) -> str:
