@@ -126,6 +126,19 @@ async def test_a_lead_with_sales_is_reengaged_without_a_second_routing_or_sla_cl
     assert sum(r.json().get("to_stage") == "routed" for r in steps if r.type == "lead.stage_changed") == 1
 
 
+async def test_a_consent_withdrawn_by_the_same_form_sent_again_reaches_the_sales_tools(stack, bootstrap):
+    """The second demo request earns nothing (a repeat), but its no to marketing is news sales tools must get."""
+    email = address("changed.mind")
+    lead_id = (await post(stack, {"email": email, **SALES_READY, "marketing_consent": True})).json()["lead_id"]
+    await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
+    await post(stack, {"email": email, **SALES_READY, "marketing_consent": False})
+    routed = await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id,
+                              until=lambda f: len({r.id for r in f}) >= 2)
+    once = {r.id: r.json() for r in routed}.values()  # a redelivery may publish a record twice, under one id
+    consents = [(r["touch"] is not None, r["contact"]["marketing_consent"]) for r in once]
+    assert consents == [(False, True), (True, False)], consents
+
+
 async def test_a_lead_sales_rejected_and_a_touch_sent_back_has_a_second_hand_off_of_its_own(stack, bootstrap):
     """Consumers keep one event per id (reporting's steps, delivery's webhooks): the second hand-off's
     acceptance is a step of its own, and so is the recycled lead's way back to MQL beside its routing."""

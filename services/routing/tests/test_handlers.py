@@ -284,6 +284,33 @@ async def test_a_touch_that_earns_nothing_of_its_own_is_no_news_to_the_holder(uo
     assert len(await route(uow, ctx, touch_of(lead))) == 2  # one that earns points is told
 
 
+async def test_a_touch_withdrawing_consent_is_told_to_the_holder_though_it_earns_nothing_and_kept_for_the_next(
+        uow, ctx):
+    """The sales tools must hear of a withdrawn consent; a reassignment later sends the lead as last told."""
+    lead = factories.scored("mql", country="DE")
+    consenting = lead.model_copy(update={"contact": lead.contact.model_copy(
+        update={"marketing_consent": True, "marketing_consent_at": T0})})
+    await route(uow, ctx, consenting)
+    withdrawn = touch_of(lead, points=0)  # the contact as capture merged it: the no wins
+    routed, reengaged = await route(uow, ctx, withdrawn)
+    assert data(routed).contact.marketing_consent is False and data(reengaged).type == "lead.reengaged"
+    assert uow.store.handoffs[lead.lead_id].lead.contact.marketing_consent is False
+    assert await route(uow, ctx, touch_of(lead, points=0)) == []  # the same again: no news now
+
+
+async def test_a_consent_withdrawn_in_the_batch_that_routes_its_lead_is_what_the_hand_off_keeps(uow, ctx):
+    lead = factories.scored("mql", country="DE")
+    consenting = lead.model_copy(update={"contact": lead.contact.model_copy(
+        update={"marketing_consent": True, "marketing_consent_at": T0})})
+    batch = [factories.envelope(topics.SCORED, e) for e in (consenting, touch_of(lead, points=0))]
+    async with uow:
+        outcomes = await handle_lead_scored(uow, batch, ctx)
+        await uow.commit()
+    routed, _ = outcomes[batch[1].id]
+    assert data(routed).contact.marketing_consent is False
+    assert uow.store.handoffs[lead.lead_id].lead.contact.marketing_consent is False
+
+
 async def test_touches_scored_in_the_batch_that_routes_their_lead_are_told_to_its_new_holder(uow, ctx):
     """A person who submits twice in a moment: the lead's first score and its touch's reach routing together."""
     lead = factories.scored("mql", country="DE")

@@ -374,8 +374,8 @@ class LeadAssigned(Event):
 
 
 class LeadReengaged(Event):
-    """A lead already with sales was touched again, by a touch that earned intent points of its own: its holder is
-    told (on ``leads.routed`` too); the SLA clock does not restart."""
+    """A lead already with sales was touched again, by a touch that earned intent points of its own or changed the
+    person's contact: its holder is told (on ``leads.routed`` too); the SLA clock does not restart."""
 
     type: ClassVar[str] = "lead.reengaged"
     version: ClassVar[int] = 1

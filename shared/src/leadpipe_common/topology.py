@@ -74,7 +74,7 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(topics.SCORED, "Leads with an explainable fit and intent score, a grade and the MQL decision.",
             (LeadScored,), ("scoring",), ("routing",), stage_input=True),
     Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns "
-                           "it, when it leaves its team's queue for a rep, and when a touch earning intent points re-engages its holder.",
+                           "it, when it leaves its team's queue for a rep, and when a touch earning intent points or changing the contact re-engages its holder.",
             (LeadRouted,), ("routing",), ("delivery", "sales tools")),
     Channel(topics.LIFECYCLE, "Every stage transition of every lead, every later touch, every re-engagement of "
                               "a lead's holder, every merge, every missed hand-off deadline, every wait in a team's "

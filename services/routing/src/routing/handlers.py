@@ -8,11 +8,12 @@
   leads end at scoring (their lifecycle step is scoring's); routing applies
   them with no output. A recycled nurture lead is an MQL like any other.
   A new touch of a lead sales already holds that earns intent points of its
-  own re-engages its holder: a ``lead.reengaged`` step and a fresh
+  own, or changes the person's contact (a consent withdrawn, a new phone
+  number), re-engages its holder: a ``lead.reengaged`` step and a fresh
   ``lead.routed`` record with the same owner and the same deadline (no second
-  routing, no second SLA clock); a touch that earns nothing (a newsletter
-  sign-up, the same form sent again within scoring's repeat window) tells
-  nobody. A
+  routing, no second SLA clock), kept as the lead a reassignment sends on. A
+  touch that does neither (a newsletter sign-up, the same form sent again
+  within scoring's repeat window) tells nobody. A
   lead sales rejected is back in nurture: a touch that lifts it to the bar
   recycles it (``nurture → mql → routed``) to a new holder with a new clock,
   unless the reasons file says its rejection reason does not recycle (spam,
@@ -54,7 +55,7 @@ from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
     Applied, Handoff, Merged, Placed, Refused, Repeated, RoutingData, Step, Waiting, acceptance_due,
-    apply_disposition, capacity_bound, choose_route, earns_intent, kept_back_by, merge_into, overflow_chain, place,
+    apply_disposition, capacity_bound, choose_route, kept_back_by, merge_into, news_for_holder, overflow_chain, place,
     recycled_by, rejected_as,
 )
 from routing.reference import Reference, RoutingFiles
@@ -187,7 +188,10 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             # routed it but for its rejection reason, which is worth a word to whoever asks why it did not.
             log.info("touch leaves a lead sales rejected in nurture: its rejection reason does not recycle",
                      reason_code=code)
-        outcomes[env.id] = _reengage(env, holding, now)
+        outcomes[env.id], told = _reengage(env, holding, now)
+        if told is not None:
+            holdings[env.data.lead_id] = told
+            await store.update_handoff(told.handoff, told.lead)
     mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"
             and (env.id in recycled or not (env.data.touch is not None and env.data.lead_id in held))]
     assigned = await store.already_assigned(env.data.lead_id for env in mqls if env.id not in recycled)
@@ -267,32 +271,42 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     for env in each(touched):
         routed_here = fresh.get(env.data.lead_id)
         if routed_here is not None and position[env.id] > routed_here[0] and not outcomes[env.id]:
-            outcomes[env.id] = _reengage(env, routed_here[1], now)
+            outcomes[env.id], told = _reengage(env, routed_here[1], now)
+            if told is None:
+                continue
+            fresh[env.data.lead_id] = (routed_here[0], told)
+            if any(h is routed_here[1] for h in handoffs):  # not stored yet: stored as told
+                handoffs[next(i for i, h in enumerate(handoffs) if h is routed_here[1])] = told
+            else:  # a recycle's, stored already
+                await store.update_handoff(told.handoff, told.lead)
     await store.save_rotations(turns.changed, turns.taken)
     await store.save_assignments(rows)
     await store.add_handoffs(handoffs)
     return outcomes
 
 
-def _reengage(env: Envelope, held: Held | None, now: datetime) -> Outcome:
-    """Tell the holder of a lead about its new touch: same owner, same deadline, the new score."""
+def _reengage(env: Envelope, held: Held | None, now: datetime) -> tuple[Outcome, Held | None]:
+    """Tell the holder of a lead about its new touch: same owner, same deadline, the new score and contact; and
+    the hand-off holding the lead as told (None: nothing told), which a reassignment sends on and the next touch
+    is compared with."""
     lead = env.data
     assert isinstance(lead, LeadScored) and lead.touch is not None
     if held is None or held.handoff.closed:
-        return []  # sales closed it (won, lost, merged; rejected and still below the bar): nobody to tell
-    if not earns_intent(lead):
-        # Nothing new to tell: a double click's second form, or a newsletter sign-up, would otherwise ping the
-        # rep and every sales tool again. The touch stays on the lead's timeline (lead.touched).
-        return []
+        return [], None  # sales closed it (won, lost, merged; rejected and still below the bar): nobody to tell
     h, before = held.handoff, held.lead
+    if not news_for_holder(before.contact, lead):
+        # A double click's second form, or a newsletter sign-up, would otherwise ping the rep and every sales tool
+        # again. The touch stays on the lead's timeline (lead.touched).
+        return [], None
     routed = LeadRouted.model_construct(**dict(lead), assignment=before.assignment, routed_at=before.routed_at,
                                         routing_data_version=before.routing_data_version)
     reengaged = LeadReengaged(
         lead_id=lead.lead_id, person_id=lead.person_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
         reason=_touch_summary(lead), attribution=lead.attribution, score=lead.score.value, grade=lead.score.grade,
     )
-    return [follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
-            follow_up(env, topics.LIFECYCLE, reengaged, source=SOURCE, time=now)]
+    return ([follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
+             follow_up(env, topics.LIFECYCLE, reengaged, source=SOURCE, time=now)],
+            dataclasses.replace(held, lead=routed))
 
 
 def _touch_summary(lead: LeadScored) -> str:

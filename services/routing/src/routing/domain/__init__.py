@@ -41,7 +41,7 @@ from routing.domain.breaches import Breach, breach
 from routing.domain.clock import acceptance_due, add_working_days, add_working_time
 from routing.domain.dispositions import (
     ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
-    earns_intent, kept_back_by, merge_into, recycled_by, rejected_as, remembered,
+    earns_intent, kept_back_by, merge_into, news_for_holder, recycled_by, rejected_as, remembered,
 )
 from routing.domain.reference import (
     Account, InvalidRoutingData, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
@@ -56,7 +56,7 @@ __all__ = [
     "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
-    "earns_intent", "kept_back_by", "merge_into", "next_turn",
+    "earns_intent", "kept_back_by", "merge_into", "news_for_holder", "next_turn",
     "on_shift", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "recycled_by",
     "rejected_as", "remembered",
     "segment_of", "unavailable", "what_if",

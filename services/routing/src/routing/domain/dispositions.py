@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from leadpipe_common.events import DispositionReport, Grade, LeadDispositioned, LeadScored
+from leadpipe_common.events import Contact, DispositionReport, Grade, LeadDispositioned, LeadScored
 
 from routing.domain.reference import Reasons, Rep, RoutingData
 from routing.domain.routes import queue_of
@@ -93,6 +93,16 @@ def earns_intent(lead: LeadScored) -> bool:
     touch = lead.touch
     return touch is not None and any(r.category == "intent" and r.points > 0 and r.touch_id == touch.touch_id
                                      for r in lead.score.reasons)
+
+
+def news_for_holder(told: Contact, lead: LeadScored) -> bool:
+    """Whether ``lead``'s touch of a lead sales holds is worth telling its holder, who was last told of the person
+    as ``told``: the touch earned intent points of its own, or it changed what sales knows of the person. A
+    consent withdrawn must reach every sales tool, and a new phone number is worth a call; a double click's
+    second form, or a newsletter sign-up that changes nothing, is no news."""
+    # The time a consent was given moves with every form that ticks the box again: no news by itself.
+    return earns_intent(lead) or (lead.contact.model_dump(exclude={"marketing_consent_at"})
+                                  != told.model_dump(exclude={"marketing_consent_at"}))
 
 
 def _lifted_back(handoff: Handoff, lead: LeadScored) -> bool:
