@@ -3,16 +3,19 @@ an inbox in memory, the runner never started."""
 
 import asyncio
 import uuid
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
 import sqlalchemy.exc
+from prometheus_client import REGISTRY
 from aiokafka import TopicPartition
-from aiokafka.errors import UnsupportedCodecError
+from aiokafka.errors import MessageSizeTooLargeError, UnsupportedCodecError
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import POISON_AFTER, BatchApplier, ConsumerRunner, NotNow
 from leadpipe_common.envelope import Message, encode
+from leadpipe_common.producer import MAX_REQUEST_SIZE, message_size
 from leadpipe_common.settings import ConsumerSettings
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
@@ -317,3 +320,62 @@ async def test_a_stop_cuts_a_waiting_poll_short_rather_than_wait_out_its_timeout
     async with asyncio.timeout(5):  # the poll alone would take 60 s
         await stage.stop()
     assert stage._task.done()
+
+
+class SizedBroker:
+    """A producer refusing a message over ``MAX_REQUEST_SIZE`` bytes, as ``Producer`` does before sending, or a dead
+    letter over ``letters`` bytes, as a broker does whose dead-letter topic's ``max.message.bytes`` is lower; keeps
+    what it took."""
+
+    def __init__(self, letters: int = MAX_REQUEST_SIZE) -> None:
+        self.letters, self.messages = letters, []
+
+    async def send_all(self, messages: list[Message]) -> int:
+        for m in messages:
+            if message_size(m) > (self.letters if m.topic == topics.DEADLETTER else MAX_REQUEST_SIZE):
+                raise MessageSizeTooLargeError(f"a message for {m.topic} is {message_size(m)} bytes")
+        self.messages += messages
+        return len(messages)
+
+
+def sales_record(key: bytes, value: bytes = b'{"x": 1}', offset: int = 7) -> SimpleNamespace:
+    """A record a sales tool wrote to leads.feedback that is no CloudEvent: it can only be dead-lettered."""
+    return SimpleNamespace(topic=topics.FEEDBACK, partition=0, offset=offset, key=key, value=value, headers=[],
+                           timestamp=0)
+
+
+async def test_a_record_whose_key_is_as_big_as_the_broker_takes_is_dead_lettered_not_retried_for_ever():
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    stage._producer = broker = SizedBroker()  # type: ignore[assignment]
+    record = sales_record(b"k" * (MAX_REQUEST_SIZE - 150))
+    async with asyncio.timeout(10):
+        assert await stage._apply_with_retry({TopicPartition(topics.FEEDBACK, 0): [record]}) == 1
+    [letter] = broker.messages
+    assert letter.header("dlq.key.dropped") == str(len(record.key)) and letter.header("dlq.source.offset") == "7"
+
+
+async def test_a_dead_letter_the_broker_refuses_goes_smaller_and_one_refused_even_so_is_passed_over_and_counted():
+    """A broker whose limit is below the producer's refused letters dead_letter had sized to fit: the batch was
+    retried for ever."""
+    refused = lambda: REGISTRY.get_sample_value("leadpipe_consumer_deadletters_refused_total",  # noqa: E731
+                                                {"kind": "undecodable"}) or 0.0
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    lead = factories.enriched()
+    good = factories.consumed(factories.message(topics.ENRICHED, lead), 3)
+    bad = sales_record(str(lead.lead_id).encode(), b"x" * 5_000)
+    batch = {TopicPartition(topics.ENRICHED, 0): [good], TopicPartition(topics.FEEDBACK, 0): [bad]}
+
+    stage._producer = roomy = SizedBroker(4_000)  # type: ignore[assignment]
+    async with asyncio.timeout(10):
+        assert await stage._apply_with_retry(batch) == 1
+    [letter] = [m for m in roomy.messages if m.topic == topics.DEADLETTER]
+    assert letter.value == b"" and letter.header("dlq.value.dropped") == "5000" and letter.key == bad.key
+    assert [m.topic for m in roomy.messages if m.topic != topics.DEADLETTER] == ["test.out"]
+
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    stage._producer = tiny = SizedBroker(100)  # type: ignore[assignment]
+    before = refused()
+    async with asyncio.timeout(10):
+        assert await stage._apply_with_retry(batch) == 1
+    assert [m.topic for m in tiny.messages] == ["test.out"]
+    assert refused() == before + 1

@@ -9,7 +9,11 @@ Guarantees, in the order they happen for each batch:
    headers on ``leads.deadletter`` plus ``dlq.*`` headers naming the error,
    the source topic, partition and offset, and the stage. A letter that
    would be over the produce limit goes without the original's value (then
-   its headers), saying so in ``dlq.value.dropped``. A dead letter from
+   its headers, then its key), saying so in ``dlq.value.dropped`` (and
+   ``dlq.headers.dropped``, ``dlq.key.dropped``); one the broker refuses as
+   too large all the same (a topic's limit may be lower) is sent smaller so,
+   and one it refuses even then is passed over, logged and counted
+   (``leadpipe_consumer_deadletters_refused_total``). A dead letter from
    a stage's input (``topology.STAGE_INPUTS``) is also announced on the
    lifecycle as the lead's ``deadlettered`` step.
 3. In one unit of work (``leadpipe_common.uow``: one database transaction):
@@ -94,7 +98,7 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (CommitFailedError, CorruptRecordException, IllegalStateError, InvalidMessageError,
-                             KafkaError, UnsupportedCodecError)
+                             KafkaError, MessageSizeTooLargeError, UnsupportedCodecError)
 from sqlalchemy.exc import DBAPIError
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -117,6 +121,11 @@ REDELIVERED = Counter(
     "leadpipe_consumer_redelivered_total", "Input events already applied (answered from the inbox)"
 )
 DEADLETTERED = Counter("leadpipe_consumer_deadlettered_total", "Records sent to the dead-letter topic", ["kind"])
+LETTERS_REFUSED = Counter(
+    "leadpipe_consumer_deadletters_refused_total",
+    "Dead letters the broker refused as too large even without the original's value, headers and key: the record "
+    "is passed over, named only in the log", ["kind"],
+)
 OUTPUTS = Counter("leadpipe_consumer_outputs_total", "Messages produced by the runner")
 RETRIES = Counter("leadpipe_consumer_retries_total", "Batches retried after a transient failure")
 BATCH_SECONDS = Histogram("leadpipe_consumer_batch_seconds", "Time to apply and commit one batch")
@@ -190,19 +199,12 @@ def dead_letter(
         ("dlq.at", at.isoformat()),
     )
     kept = tuple((k, v) for k, v in headers if not k.startswith("dlq."))
-
-    def letter_of(value: bytes, own: Sequence[tuple[str, bytes]], notes: Sequence[tuple[str, str]]) -> Message:
-        return Message(topic=topics.DEADLETTER, key=key, value=value,
-                       headers=(*own, *((k, v.encode()) for k, v in notes)))
-
+    whole = Message(topic=topics.DEADLETTER, key=key, value=value or b"",
+                    headers=(*kept, *((k, v.encode()) for k, v in extra)))
     # A record the broker took may be too big to take again with the dlq.* headers added: a letter that can
-    # never be produced would hold its batch (and partition) for ever. Its value, then its own headers, go
-    # (the record stays on its source topic, whose coordinates the letter names).
-    dropped = (("dlq.value.dropped", str(len(value or b""))), ("dlq.headers.dropped", str(len(kept))))
-    for letter in (letter_of(value or b"", kept, extra), letter_of(b"", kept, (*extra, *dropped[:1])),
-                   letter_of(b"", (), (*extra, *dropped))):
-        if message_size(letter) <= MAX_REQUEST_SIZE:
-            break
+    # never be produced would hold its batch (and partition) for ever.
+    forms = (whole, *smaller_letters(whole))
+    letter = next((form for form in forms if message_size(form) <= MAX_REQUEST_SIZE), forms[-1])
     if record_topic not in topology.STAGE_INPUTS:
         return [letter]
     try:
@@ -220,6 +222,34 @@ def dead_letter(
     trace = child_traceparent(_header(kept, "traceparent"))
     return [letter, encode(topics.LIFECYCLE, changed, event_id=announcement_id, source=f"leadpipe/{stage}", time=at,
                            traceparent=trace)]
+
+
+def smaller_letters(letter: Message) -> list[Message]:
+    """``letter``'s smaller forms, in the order they are tried: without the original's value, then without its
+    headers too, then without its key too, each saying what went and how much (``dlq.value.dropped``: bytes,
+    ``dlq.headers.dropped``: headers, ``dlq.key.dropped``: bytes). What a form has already dropped is not
+    dropped again. The record stays on its source topic, whose coordinates every form names; redrive sends
+    back no letter without its value (``redrive.DeadLetter.whole``).
+
+    A key is the lead's id as we write it, but the topics sales tools write to take any key: a ~1 MB one
+    left a letter too big even without value and headers, and its batch was retried for ever."""
+    def note(name: str, value: int) -> tuple[str, bytes]:
+        return name, str(value).encode()
+
+    key, value, headers = letter.key, letter.value, tuple(letter.headers)
+    dropped = {k for k, _ in headers if k.startswith("dlq.") and k.endswith(".dropped")}
+    forms: list[Message] = []
+    if "dlq.value.dropped" not in dropped:
+        value, headers = b"", (*headers, note("dlq.value.dropped", len(letter.value or b"")))
+        forms.append(Message(topic=letter.topic, key=key, value=value, headers=headers))
+    if "dlq.headers.dropped" not in dropped:
+        own = sum(1 for k, _ in headers if not k.startswith("dlq."))
+        headers = (*((k, v) for k, v in headers if k.startswith("dlq.")), note("dlq.headers.dropped", own))
+        forms.append(Message(topic=letter.topic, key=key, value=value, headers=headers))
+    if key is not None and "dlq.key.dropped" not in dropped:
+        key, headers = None, (*headers, note("dlq.key.dropped", len(key)))
+        forms.append(Message(topic=letter.topic, key=key, value=value, headers=headers))
+    return forms
 
 
 _DLQ_NAMESPACE = uuid.UUID("6f1c8a9e-3b7d-4e52-9a0c-1d2e3f405162")
@@ -272,6 +302,11 @@ def _may_be_poison(exc: BaseException) -> bool:
     if code is not None:
         return code[:2] in _DATA_CLASSES
     return not isinstance(exc, (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError))
+
+
+def _lead_id(key: bytes | None) -> str:
+    # A lead's id is 36 characters; a key sales tools wrote may be a megabyte, too much for one log line.
+    return (key or b"")[:100].decode(errors="replace")
 
 
 def _header(headers: Sequence[tuple[str, bytes | None]], name: str) -> str | None:
@@ -622,7 +657,7 @@ class ConsumerRunner:
                     log.error("passing over records that cannot be read", topic=tp.topic, partition=tp.partition,
                               offsets=f"{found[0][0]}-{found[-1][0]}", count=len(found), error=found[0][1])
                     now = datetime.now(UTC)
-                    OUTPUTS.inc(await self._producer.send_all([
+                    OUTPUTS.inc(await self._send([
                         letter for offset, error in found for letter in dead_letter(
                             record_topic=tp.topic, partition=tp.partition, offset=offset, key=None, value=None,
                             headers=(), kind="unreadable", error=error, stage=self._service, at=now)]))
@@ -732,7 +767,7 @@ class ConsumerRunner:
                     await self._apply_around_poison(records)
                 else:
                     outputs = await self._applier.apply(records)
-                    OUTPUTS.inc(await self._producer.send_all(outputs))
+                    OUTPUTS.inc(await self._send(outputs))
                 BATCH_SECONDS.observe(time.perf_counter() - started)
                 self.healthy = True
                 return attempt + 1
@@ -767,17 +802,48 @@ class ConsumerRunner:
                     raise
                 poison.append((record, exc))
                 continue
-            OUTPUTS.inc(await self._producer.send_all(outputs))
+            OUTPUTS.inc(await self._send(outputs))
         letters: list[Message] = []
         for record, exc in poison:
             error = error_text(exc)[:2000]
             DEADLETTERED.labels("handler").inc()
             log.error("dead-lettering a record its handler fails on", error=error, topic=record.topic,
                       partition=record.partition, offset=record.offset,
-                      lead_id=(record.key or b"").decode(errors="replace"), event_id=_header(record.headers, "ce_id"))
+                      lead_id=_lead_id(record.key), event_id=_header(record.headers, "ce_id"))
             letters += self._applier.dead_letter(record, "handler", error)
         if letters:
-            OUTPUTS.inc(await self._producer.send_all(letters))
+            OUTPUTS.inc(await self._send(letters))
+
+    async def _send(self, messages: list[Message]) -> int:
+        """``send_all``, but a dead letter the broker refuses as too large (a topic's limit may be below the
+        producer's, which ``dead_letter`` sizes letters by) is sent smaller (``smaller_letters``), and one refused
+        even without the original's value, headers and key is passed over, logged and counted: it would be refused
+        on every retry, and its batch (the partition, the stage) held for ever. Any other message refused so
+        raises, as before."""
+        try:
+            return await self._producer.send_all(messages)
+        except MessageSizeTooLargeError:
+            if not any(m.topic == topics.DEADLETTER for m in messages):
+                raise
+        # Some of the batch may be in already: sent again, absorbed as any redelivery. The other messages keep
+        # their order among themselves; each letter goes alone, so a refusal names it.
+        sent = await self._producer.send_all([m for m in messages if m.topic != topics.DEADLETTER])
+        for letter in (m for m in messages if m.topic == topics.DEADLETTER):
+            for form in (letter, *smaller_letters(letter)):
+                try:
+                    sent += await self._producer.send_all([form])
+                    break
+                except MessageSizeTooLargeError as exc:
+                    refused = exc
+            else:
+                kind = _header(letter.headers, "dlq.error.kind") or "unknown"
+                LETTERS_REFUSED.labels(kind).inc()
+                log.error("the broker refuses even the smallest dead letter; the record is passed over", kind=kind,
+                          topic=_header(letter.headers, "dlq.source.topic"),
+                          partition=_header(letter.headers, "dlq.source.partition"),
+                          offset=_header(letter.headers, "dlq.source.offset"),
+                          error=_header(letter.headers, "dlq.error.message"), refusal=repr(refused))
+        return sent
 
     def _commit_due(self) -> bool:
         return time.monotonic() - self._committed_at >= self._settings.commit_interval_ms / 1000
@@ -880,7 +946,7 @@ class BatchApplier:
                 (log.warning if isinstance(exc, DecodeError) else log.error)(
                     "dead-lettering a record", kind=kind, error=detail,
                     topic=record.topic, partition=record.partition, offset=record.offset,
-                    lead_id=(record.key or b"").decode(errors="replace"), event_id=_header(record.headers, "ce_id"))
+                    lead_id=_lead_id(record.key), event_id=_header(record.headers, "ce_id"))
                 per_record.append(self._dead_letter(record, kind, detail, now))
                 continue
             per_record.append(env.id)

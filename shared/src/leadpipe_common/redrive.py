@@ -20,8 +20,9 @@ Guarantees:
   again (same event ids: stages that applied them do nothing; a letter still
   poisonous is dead-lettered again, once a run).
 - ``--dry-run`` lists what would be sent and moves nothing.
-- A letter that went without the original's value or headers (it was too
-  big to produce with them: ``dlq.value.dropped``) is not sent back empty:
+- A letter that went without the original's value, headers or key (it was
+  too big to produce with them: ``dlq.value.dropped``, which the others come
+  after) is not sent back empty:
   it is listed with where the original is (its source topic, partition and
   offset) and counted as too big.
 """
