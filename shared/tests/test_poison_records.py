@@ -14,7 +14,7 @@ from aiokafka.errors import MessageSizeTooLargeError, UnsupportedCodecError
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import POISON_AFTER, BatchApplier, ConsumerRunner, NotNow
-from leadpipe_common.envelope import Message, encode
+from leadpipe_common.envelope import Message, decode, encode
 from leadpipe_common.producer import MAX_REQUEST_SIZE, message_size
 from leadpipe_common.settings import ConsumerSettings
 from leadpipe_common.testing import factories
@@ -379,3 +379,21 @@ async def test_a_dead_letter_the_broker_refuses_goes_smaller_and_one_refused_eve
         assert await stage._apply_with_retry(batch) == 1
     assert [m.topic for m in tiny.messages] == ["test.out"]
     assert refused() == before + 1
+
+
+async def test_a_record_dead_lettered_for_a_row_postgres_refuses_carries_no_value_of_that_row():
+    """Postgres's DETAIL quotes the failing row: the lead's address and phone went into the letter's
+    dlq.error.message, the log and the deadlettered step's reason that reporting keeps."""
+    lead = factories.enriched("ada.lovelace@stripe.com")
+    refused = asyncpg.exceptions.NotNullViolationError.new({
+        "S": "ERROR", "C": "23502", "s": "scoring", "t": "scores", "c": "grade",
+        "M": 'null value in column "grade" of relation "scores" violates not-null constraint',
+        "D": f"Failing row contains ({lead.lead_id}, ada.lovelace@stripe.com, Ada, +44 20 7946 0958, null)."})
+    stage, sent = runner(Handler(sqlalchemy.exc.IntegrityError("INSERT INTO scoring.scores ...", None, refused),
+                                 {lead.lead_id}))
+    assert await stage._apply_with_retry(batch_of(lead)) == POISON_AFTER + 1
+    [letter] = [m for m in sent.messages if m.topic == topics.DEADLETTER]
+    [step] = [decode(list(m.headers), m.key, m.value) for m in sent.messages if m.topic == topics.LIFECYCLE]
+    for text in (letter.header("dlq.error.message"), step.data.reason):
+        assert "grade" in text and "23502" in text
+        assert "ada" not in text and "7946" not in text

@@ -70,8 +70,61 @@ def test_an_error_naming_a_value_the_driver_could_not_send_is_told_without_it():
                     "invalid input for query argument $1: 'x' (invalid UUID 'x': length must be between 32..36)"):
         text = error_text(asyncpg.exceptions.DataError(message))
         assert text == "DataError: invalid input for query argument " + message.split(" ")[5].rstrip(":") + \
-            " (its value not shown)"
+            " (its value not shown) [SQLSTATE 22000]"
 
+
+
+def _through_sqlalchemy(error: Exception) -> Exception:
+    """``error`` as a statement run through SQLAlchemy's asyncpg dialect raises it: its adapter's error (whose
+    message repeats it whole), raised from it, wrapped in SQLAlchemy's own, parameters hidden (``make_engine``)."""
+    import asyncpg
+    import sqlalchemy.exc
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+
+    dbapi = AsyncAdapt_asyncpg_dbapi(asyncpg)
+    adapted_type = next(dbapi._asyncpg_error_translate[t] for t in type(error).__mro__
+                        if t in dbapi._asyncpg_error_translate)
+    try:
+        try:
+            raise error
+        except Exception as exc:
+            adapted = adapted_type(f"{type(exc)}: {exc}")
+            adapted.sqlstate = exc.sqlstate
+            raise adapted from exc
+    except Exception as adapted:
+        return sqlalchemy.exc.DBAPIError.instance("INSERT INTO scoring.scores VALUES ($1, $2)", ("x", "y"), adapted,
+                                                  dbapi.Error, hide_parameters=True)
+
+
+@pytest.mark.parametrize("fields, told", [
+    ({"C": "23502", "M": 'null value in column "grade" of relation "scores" violates not-null constraint',
+      "D": "Failing row contains (17b81eab, ada.lovelace@stripe.com, Ada, Lovelace, +44 20 7946 0958, null).",
+      "s": "scoring", "t": "scores", "c": "grade"},
+     'NotNullViolationError: null value in column "grade" of relation "scores" violates not-null constraint '
+     "[SQLSTATE 23502, table scoring.scores, column grade]"),
+    ({"C": "23505", "M": 'duplicate key value violates unique constraint "leads_email_key"',
+      "D": "Key (email)=(ada.lovelace@stripe.com) already exists.", "s": "capture", "t": "leads",
+      "n": "leads_email_key"},
+     'UniqueViolationError: duplicate key value violates unique constraint "leads_email_key" '
+     "[SQLSTATE 23505, table capture.leads, constraint leads_email_key]"),
+    ({"C": "22P02", "M": 'invalid input syntax for type uuid: "ada.lovelace@stripe.com"',
+      "H": 'Did you mean "ada.lovelace@stripe.com"?'},
+     "InvalidTextRepresentationError: invalid input syntax for type uuid: (value not shown) [SQLSTATE 22P02]"),
+    ({"C": "42P01", "M": 'relation "scores" does not exist'},
+     'UndefinedTableError: relation "scores" does not exist [SQLSTATE 42P01]'),
+], ids=["a row that breaks not-null", "a key taken", "a value of the wrong type", "a missing table"])
+def test_an_error_from_postgres_is_told_by_its_code_and_names_never_by_the_values_it_quotes(fields, told):
+    """Postgres's DETAIL quotes the failing row or key and a data exception's message the value: the text went to
+    logs, dead letters' dlq.error.message and a deadlettered step's reason on leads.lifecycle."""
+    import asyncpg
+
+    from leadpipe_common.db import error_text
+
+    error = asyncpg.PostgresError.new({"S": "ERROR", **fields})
+    assert error_text(error) == told
+    assert error_text(_through_sqlalchemy(error)) == f"{type(_through_sqlalchemy(error)).__name__}: {told}"
+    for text in (error_text(error), error_text(_through_sqlalchemy(error))):
+        assert "ada" not in text and "7946" not in text and "DETAIL" not in text and "INSERT" not in text
 
 def test_a_database_gone_read_only_is_asked_to_retry():
     import asyncpg

@@ -65,7 +65,8 @@ record (the database's word on a value: SQLSTATE classes 22 and 23; or an error 
 then applied a record at a time, in log order: a record that fails alone so is dead-lettered (kind ``handler``,
 not recorded in the inbox, so a redrive after the fix applies it), and the others are applied as ever. Any other
 database error (a read-only standby, a missing table, no privilege) is retried however long. Errors are logged and
-dead-lettered without the values bound to their statements (``db.error_text``). A record the Kafka client cannot
+dead-lettered without the values bound to their statements or quoted back by Postgres (its DETAIL, a bad value in
+its message: ``db.error_text``). A record the Kafka client cannot
 read at all (a bad CRC, a codec, a header name that is not UTF-8) fails every fetch of every partition; after
 ``UNREADABLE_AFTER`` such fetches it is looked for partition by partition and passed over, the records before it
 applied, with a dead letter (kind ``unreadable``) naming its topic, partition and offset and holding no bytes.

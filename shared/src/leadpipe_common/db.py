@@ -113,10 +113,51 @@ def is_unavailable(exc: BaseException) -> bool:
 _ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+)[^\n]*")
 
 
+#: A quoted string in Postgres's message: a name, or in a data exception the value that failed ("invalid input
+#: syntax for type uuid: "ada@example.com"").
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+#: SQLSTATE classes whose messages quote names and tokens of the statement's own text only, never a value bound to
+#: it (42: a syntax error, an undefined table or column, no privilege; 3F: an invalid schema): what they quote
+#: stays, for the deployment mistake it names.
+_NAMES_CLASSES = ("42", "3F")
+
+
 def error_text(exc: BaseException) -> str:
     """``exc`` as a log line or a dead letter may carry it: what failed and where, never a value bound to a
-    statement (leads' personal data; ``make_engine`` hides SQLAlchemy's parameters, this asyncpg's own)."""
-    return _ARGUMENT_VALUE.sub(r"\1 (its value not shown)", f"{type(exc).__name__}: {exc}")
+    statement (leads' personal data; ``make_engine`` hides SQLAlchemy's parameters, this asyncpg's own).
+
+    An error from Postgres or asyncpg's word on it (``exc``, or one it wraps) is given as its class, the first
+    line of its message with what it quotes removed unless it is a name the error carries (its table, column,
+    constraint), its SQLSTATE and those names: its DETAIL (``Failing row contains (...)``, ``Key (email)=(...)``), its HINT and the
+    statement's text go, since the first two quote the row's values; so does the message of a wrapper around it
+    (SQLAlchemy's repeats the error whole)."""
+    pg = _postgres_error(exc)
+    if pg is None:
+        return _ARGUMENT_VALUE.sub(r"\1 (its value not shown)", f"{type(exc).__name__}: {exc}")
+    code = getattr(pg, "sqlstate", None) or "?"
+    names = {getattr(pg, field, None) for field in ("schema_name", "table_name", "column_name", "constraint_name",
+                                                     "data_type_name")} - {None}
+    line = _ARGUMENT_VALUE.sub(r"\1 (its value not shown)", str(pg.args[0]).split("\n", 1)[0] if pg.args else "")
+    if not code.startswith(_NAMES_CLASSES):
+        line = _QUOTED.sub(lambda m: m[0] if m[0][1:-1].replace('""', '"') in names else "(value not shown)", line)
+    table = ".".join(n for n in (getattr(pg, "schema_name", None), getattr(pg, "table_name", None)) if n)
+    where = "".join(f", {label} {name}" for label, name in (
+        ("table", table), ("column", getattr(pg, "column_name", None)),
+        ("constraint", getattr(pg, "constraint_name", None))) if name)
+    text = f"{type(pg).__name__}: {line} [SQLSTATE {code}{where}]"
+    return text if pg is exc else f"{type(exc).__name__}: {text}"
+
+
+def _postgres_error(exc: BaseException) -> asyncpg.PostgresError | None:
+    """The error from Postgres ``exc`` is or wraps (SQLAlchemy's ``orig``, its asyncpg adapter's cause), if any."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, asyncpg.PostgresError):
+            return error
+        error = getattr(error, "orig", None) or error.__cause__
+    return None
 
 
 def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str] | None = None) -> AsyncEngine:
