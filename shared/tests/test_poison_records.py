@@ -397,3 +397,34 @@ async def test_a_record_dead_lettered_for_a_row_postgres_refuses_carries_no_valu
     for text in (letter.header("dlq.error.message"), step.data.reason):
         assert "grade" in text and "23502" in text
         assert "ada" not in text and "7946" not in text
+
+
+class Assigned:
+    """One partition as the check after an assignment sees it: the group's committed offset and the log end the
+    broker reports."""
+
+    def __init__(self, committed: int, end: int) -> None:
+        self._committed, self._end = committed, end
+        self.rewound: set[TopicPartition] = set()
+
+    async def end_offsets(self, partitions: list) -> dict:
+        return {tp: self._end for tp in partitions}
+
+    async def committed(self, tp: TopicPartition) -> int:
+        return self._committed
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self.rewound |= set(partitions)
+
+
+@pytest.mark.parametrize("committed, end, rewound", [(150, 0, True), (1, 0, True), (12, 12, False), (5, 12, False)])
+async def test_a_partition_assigned_past_its_reported_log_end_by_any_margin_is_read_from_its_start(committed, end,
+                                                                                                    rewound):
+    """A margin of 200 left a log lost under a commit of 150 unread until it grew past 150: its first 150 records,
+    written after the loss, were never read. Every commit of ours is clamped to the reported end, so at or below it
+    is where a log that lost nothing leaves a partition."""
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    stage._consumer = partition = Assigned(committed, end)  # type: ignore[assignment]
+    tp = TopicPartition(topics.ENRICHED, 0)
+    await stage._rewind_beyond_end({tp})
+    assert partition.rewound == ({tp} if rewound else set())

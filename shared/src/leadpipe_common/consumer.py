@@ -54,8 +54,10 @@ A partition assigned at a position beyond its log end (a broker that lost its
 log, like the embedded one restarting, while a commit to it was in flight)
 is read from its beginning instead, as Kafka's out-of-range reset would: the
 embedded Tansu answers such fetches with nothing, for as long as the log is
-shorter, and the records written since would wait unread. The inbox absorbs
-what is read twice.
+shorter, and the records written since would wait unread. Beyond by any
+margin: every commit (this runner's, redrive's) is clamped to the log end
+the broker reports at the time, so a log that lost nothing never leaves a
+position past it. The inbox absorbs what is read twice.
 
 A failure in 3 or 4 (database or broker away) is retried with capped
 exponential backoff and jitter (``leadpipe_common.retry``); the batch is never skipped and no offset moves past an
@@ -368,12 +370,6 @@ def _trimmer() -> Callable[[], None]:
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return lambda: trim(0)
 
-
-#: How far a position may pass the reported log end without it being a lost log. Every commit of the
-#: runner is clamped to the end the broker reports at the time, and Tansu's short answer (its last record
-#: batch's base offset + 1) never decreases on a log that lost nothing, so a position past it means a lost
-#: log; the margin only spares positions committed by other tools without that clamp.
-END_SLACK = 200
 
 #: Records worked through since the last trim that make one worth it (it takes a few ms; memory grows
 #: only with batches of hundreds, a backlog).
@@ -704,8 +700,14 @@ class ConsumerRunner:
             log.warning("could not compare assigned positions with the log ends", error=repr(exc))
             self._unchecked |= assigned
             return
+        # Past the reported end by any margin: every commit of ours (the runner's, redrive's) is clamped to the end
+        # the broker reported then, which never goes down on a log that lost nothing (Tansu's short answer, its
+        # last record batch's base offset + 1, included), so only a lost log leaves a position past it. A margin
+        # (there was one of 200) left the first records written after such a loss unread for good, as many as the
+        # position was past the new end (150 committed, say: the new log's first 150). A position another tool
+        # committed past Tansu's short answer is read from the start again: a cost the inbox absorbs, no loss.
         beyond = {tp: (offset, ends[tp]) for tp, offset in committed.items()
-                  if offset is not None and tp in ends and offset > ends[tp] + END_SLACK}
+                  if offset is not None and tp in ends and offset > ends[tp]}
         if beyond:
             log.warning("committed past the log end (the broker lost data): reading those partitions from the start",
                         partitions={f"{tp.topic}/{tp.partition}": f"{off}>{end}" for tp, (off, end) in beyond.items()})
