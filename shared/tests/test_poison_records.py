@@ -2,6 +2,7 @@
 an inbox in memory, the runner never started."""
 
 import asyncio
+import contextlib
 import uuid
 from types import SimpleNamespace
 
@@ -428,3 +429,46 @@ async def test_a_partition_assigned_past_its_reported_log_end_by_any_margin_is_r
     tp = TopicPartition(topics.ENRICHED, 0)
     await stage._rewind_beyond_end({tp})
     assert partition.rewound == ({tp} if rewound else set())
+
+
+class CancelledOnce(Handler):
+    """A handler whose client library raises a CancelledError of its own once (as a wedged driver may)."""
+
+    async def __call__(self, uow, batch):  # noqa: ANN001, ANN204
+        if self.calls == 0:
+            self.calls += 1
+            raise asyncio.CancelledError("the driver's own timeout")
+        return await super().__call__(uow, batch)
+
+
+async def test_a_batch_cancelled_from_inside_is_retried_not_the_end_of_the_consumer_loop():
+    """It ended the loop for good: the stage consumed nothing more, its /healthz still fine."""
+    lead = factories.enriched()
+    stage, sent = runner(CancelledOnce(RuntimeError("unused"), set()))
+    async with asyncio.timeout(10):
+        assert await stage._apply_with_retry(batch_of(lead)) == 2
+    assert [m.key for m in sent.messages] == [str(lead.lead_id).encode()]
+
+
+class Blocking(Handler):
+    """A handler that waits on something the test controls."""
+
+    def __init__(self) -> None:
+        super().__init__(RuntimeError("unused"), set())
+        self.inside = asyncio.Event()
+
+    async def __call__(self, uow, batch):  # noqa: ANN001, ANN204
+        self.inside.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_consumer_cancelled_from_outside_during_a_batch_still_ends():
+    """stop's last resort, when the batch does not finish in time."""
+    handler = Blocking()
+    stage, _ = runner(handler)
+    task = asyncio.create_task(stage._apply_with_retry(batch_of(factories.enriched())))
+    await asyncio.wait_for(handler.inside.wait(), timeout=5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=5)
+    assert task.cancelled()

@@ -59,7 +59,8 @@ margin: every commit (this runner's, redrive's) is clamped to the log end
 the broker reports at the time, so a log that lost nothing never leaves a
 position past it. The inbox absorbs what is read twice.
 
-A failure in 3 or 4 (database or broker away) is retried with capped
+A failure in 3 or 4 (database or broker away; a CancelledError a library raises inside the batch, which is no
+cancellation of the runner) is retried with capped
 exponential backoff and jitter (``leadpipe_common.retry``); the batch is never skipped and no offset moves past an
 unprocessed record; ``ready`` is false meanwhile; so is a batch whose handler raises ``NotNow`` (it waits for
 something outside it). A batch that fails ``POISON_AFTER`` times in a row with an error that may be about a
@@ -774,8 +775,14 @@ class ConsumerRunner:
                 BATCH_SECONDS.observe(time.perf_counter() - started)
                 self.healthy = True
                 return attempt + 1
-            except Exception as exc:
-                unexplained = unexplained + 1 if _may_be_poison(exc) else 0
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # this loop is being cancelled (stop's last resort)
+                    # Otherwise raised inside the batch (a client library's own cancellation, no word on a record):
+                    # letting it end the loop would leave the stage consuming nothing, for good, /healthz still fine.
+                unexplained = unexplained + 1 if isinstance(exc, Exception) and _may_be_poison(exc) else 0
                 self.healthy = False
                 RETRIES.inc()
                 delay = backoff(attempt, cap=self._settings.retry_backoff_max_s)
