@@ -472,3 +472,24 @@ async def test_a_consumer_cancelled_from_outside_during_a_batch_still_ends():
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=5)
     assert task.cancelled()
+
+
+class SlowReset(Assigned):
+    """A broker that lost the partition's log and is slow to carry out the reset: aiokafka's seek_to_beginning
+    requests it at once, then waits for it up to its request timeout (40 s)."""
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self.rewound |= set(partitions)
+        await asyncio.sleep(40)
+
+
+async def test_the_check_after_an_assignment_does_not_wait_out_a_slow_rewind_so_a_stop_still_commits():
+    """Only the check was bounded (5 s, inside stop's 7 s); the rewind's wait could hold the loop 40 s more, and a
+    stop meanwhile gave up the final commit."""
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    stage._settings = stage._settings.model_copy(update={"session_timeout_ms": 100})  # bounds the check: 0.1 s
+    stage._consumer = partition = SlowReset(committed=5000, end=0)  # type: ignore[assignment]
+    tp = TopicPartition(topics.ENRICHED, 0)
+    async with asyncio.timeout(5):
+        await stage._rewind_beyond_end({tp})
+    assert partition.rewound == {tp}

@@ -691,9 +691,11 @@ class ConsumerRunner:
         if not assigned:
             return
         assert self._consumer is not None
+        # The check and the rewind together are bounded well inside stop's 7 s, so a wedged broker cannot cost
+        # the final commit.
+        deadline = asyncio.get_running_loop().time() + min(5.0, self._settings.session_timeout_ms / 1000)
         try:
-            # Bounded well inside stop's 7 s, so a wedged check cannot cost the final commit.
-            async with asyncio.timeout(min(5.0, self._settings.session_timeout_ms / 1000)):
+            async with asyncio.timeout_at(deadline):
                 ends = await self._consumer.end_offsets(list(assigned))
                 committed = {tp: await self._consumer.committed(tp) for tp in assigned}
         except (KafkaError, TimeoutError) as exc:
@@ -713,7 +715,13 @@ class ConsumerRunner:
             log.warning("committed past the log end (the broker lost data): reading those partitions from the start",
                         partitions={f"{tp.topic}/{tp.partition}": f"{off}>{end}" for tp, (off, end) in beyond.items()})
             try:
-                await self._consumer.seek_to_beginning(*beyond)
+                # The reset is requested at once, and aiokafka's fetcher carries it out in the background before it
+                # fetches those partitions again; only the wait for it (aiokafka's: up to its request timeout,
+                # 40 s) is cut short.
+                async with asyncio.timeout_at(deadline):
+                    await self._consumer.seek_to_beginning(*beyond)
+            except TimeoutError:
+                pass
             except KafkaError as exc:  # given away meanwhile: the next owner checks them itself
                 log.warning("could not rewind partitions no longer ours", error=repr(exc))
 
