@@ -75,7 +75,9 @@ read at all (a bad CRC, a codec, a header name that is not UTF-8) fails every fe
 applied, with a dead letter (kind ``unreadable``) naming its topic, partition and offset and holding no bytes.
 aiokafka reads a record batch whole, so the records after such a record in its batch cannot be read either: each
 gets a letter of its own. On partition revocation the
-runner finishes the batch in hand before giving partitions up. On
+runner finishes the batch in hand before giving partitions up; what it
+applied of them since its last commit is committed only if a commit falls
+due as that batch ends (step 5), else read again by the next owner. On
 ``stop`` it stops fetching (a poll waiting for records is cut short),
 finishes and commits the current batch, and leaves the group, each step
 bounded in time (a wedged client after a broker loss must not hold up the
@@ -382,12 +384,14 @@ class _Listener(ConsumerRebalanceListener):
         self._runner = runner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Holding the batch lock means the batch in hand is applied and its
-        # offsets committed before another process gets these partitions.
+        # Waiting for the batch lock lets the batch in hand be applied and produced before another process gets
+        # these partitions.
         async with self._runner._batch_lock:
             pass
-        # Not committed here: a commit (and its log-end check) inside a rebalance can wait on the very
-        # coordinator that is rebalancing. The new owner reads those records again; the inbox absorbs them.
+        # What was applied of them since the last commit (up to commit_interval_ms of records) is dropped, not
+        # committed here, unless a commit fell due as that batch ended: a commit (and its log-end check) inside a
+        # rebalance can wait on the very coordinator that is rebalancing. The new owner reads those records
+        # again; its inbox absorbs them.
         self._runner._forget(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:

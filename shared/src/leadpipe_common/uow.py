@@ -2,17 +2,22 @@
 
 Guarantees:
 - One unit of work is one database transaction holding the service's store
-  (its own tables), its inbox and its outbox. It commits only when
-  ``commit()`` is called and its block ends without an exception; anything
-  else rolls the whole back. A state change and the events it causes are
-  therefore stored together or not at all.
+  (its own tables), its inbox and its outbox. ``commit()`` commits it, at
+  once: an exception later in the block does not undo what it committed. A
+  block that ends without calling it, normally or by an exception, rolls
+  the whole back. A state change and the events it causes are therefore
+  stored together or not at all.
 - ``publish`` writes messages to the outbox in that transaction (HTTP calls
   and timers; the relay produces them after the commit). The consumer runner
   instead keeps a record's outputs in the inbox (``record``) and produces
   them itself after the commit, so a redelivered record re-emits them.
 - :class:`MemoryUnitOfWork` keeps the same promises in memory (nothing is
   visible before ``commit``): every handler is unit tested with it, with no
-  broker and no Postgres.
+  broker and no Postgres. It knows nothing of the service's tables, though:
+  it keeps outputs recorded in a service without an inbox and messages
+  published in one without an outbox, where :class:`SqlUnitOfWork` raises
+  ``RuntimeError``; a handler test does not catch a handler that produces
+  where its service cannot.
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ class SqlUnitOfWork(Generic[S]):
 class MemoryUnitOfWork(Generic[S]):
     """The same unit of work in memory, for handler tests: ``inbox`` and ``published`` change only on commit.
 
+    It has an inbox and an outbox whatever the service has (see the module).
     The store is the test's fake; as with a rolled-back transaction, a test
     that needs the store itself rolled back gives a fresh fake per unit.
     """
