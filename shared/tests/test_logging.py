@@ -34,3 +34,39 @@ def test_a_nested_walk_hands_the_outer_event_back_and_a_line_may_name_its_own_id
             log.info("about another", lead_id="someone-else")
     assert lines[0]["lead_id"] == str(outer[0].data.lead_id) and lines[0]["event_id"] == str(outer[0].id)
     assert lines[1]["lead_id"] == "someone-else" and lines[1]["event_id"] == str(outer[0].id)
+
+
+def test_a_traceback_of_a_postgres_error_is_logged_without_the_row_it_quotes(capsys):
+    """uvicorn's "Exception in ASGI application" and the consumer's "loop ended" line log a traceback: a failed
+    insert's DETAIL quoted the lead's row there, whatever ``error_text`` kept out of the message."""
+    import logging
+
+    import asyncpg
+
+    from leadpipe_common.logging import configure
+
+    error = asyncpg.PostgresError.new({
+        "S": "ERROR", "C": "23502", "M": 'null value in column "grade" of relation "scores" violates not-null '
+        "constraint", "D": "Failing row contains (17b81eab, ada.lovelace@stripe.com, +44 20 7946 0958, null).",
+        "s": "scoring", "t": "scores", "c": "grade"})
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        for as_json in (True, False):
+            configure("test", json=as_json)
+            try:
+                raise error
+            except asyncpg.PostgresError:
+                logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+                structlog.get_logger("t").error("the consumer loop ended", exc_info=error)
+            written = capsys.readouterr().err
+            assert written.count("NotNullViolationError") >= 2 and "test_logging.py" in written  # the frames stay
+            assert "ada.lovelace" not in written and "7946" not in written, written
+        try:
+            raise ValueError("not from the database: ada@example.com")
+        except ValueError:
+            logging.getLogger("x").exception("other")
+        assert "ada@example.com" in capsys.readouterr().err  # any other exception is written whole
+    finally:
+        root.handlers[:], root.level = handlers, level
+        structlog.reset_defaults()

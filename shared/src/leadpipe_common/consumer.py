@@ -454,7 +454,7 @@ class ConsumerRunner:
         # nothing with no word of why (``ready`` turns false; this says what happened).
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("the consumer loop ended; nothing is consumed until the service restarts",
-                      error=repr(exc), exc_info=exc)
+                      error=error_text(exc), exc_info=exc)
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(

@@ -148,6 +148,11 @@ def error_text(exc: BaseException) -> str:
     return text if pg is exc else f"{type(exc).__name__}: {text}"
 
 
+def from_postgres(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or wraps, an error from Postgres (whose text ``error_text`` rids of values)."""
+    return _postgres_error(exc) is not None
+
+
 def _postgres_error(exc: BaseException) -> asyncpg.PostgresError | None:
     """The error from Postgres ``exc`` is or wraps (SQLAlchemy's ``orig``, its asyncpg adapter's cause), if any."""
     seen: set[int] = set()
