@@ -572,3 +572,23 @@ async def test_a_new_subscription_starts_on_though_a_late_410_switched_off_a_del
         switched_off = crm in await store.disabled_urls()
         await conn.rollback()
     assert (late_410_recorded, switched_off) == (True, False)
+
+
+async def test_secrets_sealed_again_are_written_only_over_those_read(db):
+    """A rotation through the API (or another process's reseal) committed between a refresh's read and its write
+    stays: the reseal of the older secrets writes nothing."""
+    crm, now = f"reseal-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    read = [{"sealed": "sealed-under-the-old-key", "expires_at": None}]
+    rotated = [{"sealed": "a-rotation-since", "expires_at": None}]
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        assert await store.add_subscription({**api_subscription(crm, "https://crm.example.com/h", now),
+                                             "secrets": read})
+        first = await store.reseal_secrets(crm, read, [{"sealed": "sealed-under-the-new-key", "expires_at": None}])
+        stored = (await store.subscription_row(crm))["secrets"]
+        await store.set_secrets(crm, rotated, now)
+        late = await store.reseal_secrets(crm, read, [{"sealed": "from-a-stale-read", "expires_at": None}])
+        kept = await store.subscription_row(crm)
+        await conn.rollback()
+    assert first is True and stored == [{"sealed": "sealed-under-the-new-key", "expires_at": None}]
+    assert late is False and kept["secrets"] == rotated

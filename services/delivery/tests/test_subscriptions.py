@@ -136,6 +136,14 @@ class Store:
         self.in_file_when_asked.append(set(in_file))
         return {sub: n for sub, n in self.stranded_waiting.items() if sub not in in_file}
 
+    async def reseal_secrets(self, subscription_id, read, resealed):
+        """Written only over the secrets read, as the table's UPDATE does."""
+        for i, r in enumerate(self.rows):
+            if r["id"] == subscription_id and r["secrets"] == read:
+                self.rows[i] = {**r, "secrets": resealed}
+                return True
+        return False
+
 
 
 
@@ -224,3 +232,44 @@ async def test_a_refresh_that_read_before_a_change_does_not_undo_it_when_it_land
     stale_answer.set()  # the refresh's rows, from before the change, land last
     assert (await stale)[0]["url"] == "https://hooks.example.com/s"
     assert book["slack"].url == "https://hooks.example.com/moved"
+
+
+async def test_a_refresh_seals_again_under_the_first_key_what_only_an_old_key_opens_so_the_old_key_can_go():
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    secret = new_secret(os.urandom(32))
+    store = Store([row(SecretBox([old_key]), "slack", [(secret, NOW + timedelta(hours=1))]),
+                   row(SecretBox([new_key]), "already-new")])
+    untouched = store.rows[1]
+    book = SubscriptionBook(FILE, SecretBox([new_key, old_key]), allow_private=False)
+    unit_of_work = unit_of_work_over(store)
+    refresh = BookRefresh(book, unit_of_work, lambda: NOW, every_s=5)
+    with structlog.testing.capture_logs() as lines:
+        await refresh.step()
+        await refresh.step()  # nothing left to seal again: nothing written
+    assert unit_of_work.commits == 1 and store.rows[1] is untouched
+    assert opened_secrets(SecretBox([new_key]), store.rows[0]["secrets"]) == [(secret, NOW + timedelta(hours=1))]
+    assert [(line["count"], line["subscriptions"]) for line in lines if "count" in line] == [(1, ["slack"])]
+    assert secret.removeprefix("whsec_") not in str(lines)
+    book.box = SecretBox([new_key])  # the old key dropped
+    await refresh.step()
+    assert set(book) == {"crm", "slack", "already-new"} and not book.unopened
+
+
+async def test_a_reseal_never_writes_over_secrets_changed_since_they_were_read():
+    """Two processes, or a rotation through the API, between the read and the write: the later write is not
+    lost under secrets sealed again from the earlier read."""
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    stale = row(SecretBox([old_key]))
+    rotated = {**stale, "secrets": sealed_secrets(SecretBox([new_key]), [(new_secret(os.urandom(32)), None)])}
+    store = Store([rotated])
+    book = SubscriptionBook(FILE, SecretBox([new_key, old_key]), allow_private=False)
+    assert await book.reseal(store, [stale]) == []
+    assert store.rows == [rotated]
+
+
+def test_only_a_secret_that_a_later_key_alone_opens_is_sealed_again():
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    box = SecretBox([new_key, old_key])
+    assert box.resealed(SecretBox([new_key]).seal("whsec_x")) is None
+    assert SecretBox([new_key]).open(box.resealed(SecretBox([old_key]).seal("whsec_x"))) == "whsec_x"
+    assert SecretBox([old_key]).resealed(SecretBox([old_key]).seal("whsec_x")) is None  # one key: nothing to do

@@ -36,7 +36,8 @@ class DeliverySettings(ConsumerSettings):
     dispatch_idle_s: float = Field(0.5, gt=0, description="how often to look for due deliveries when idle")
     secrets_key: SecretStr | None = Field(
         None, description="seals the webhook secrets of subscriptions made through the admin API (Fernet keys, "
-                          "comma-separated: the first seals, all open; unset: derived from "
+                          "comma-separated: the first seals, all open, and each refresh seals again under the first "
+                          "what only a later one opens, so an old key can go; unset: derived from "
                           "`LEADPIPE_SESSION_SECRET`, which `make run` sets). Changing it (or, while it is unset, "
                           "`LEADPIPE_SESSION_SECRET`) without keeping the old key, or unsetting both, leaves those "
                           "subscriptions unopenable: delivery then consumes nothing and `/readyz` fails until the "

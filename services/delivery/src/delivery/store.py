@@ -443,6 +443,15 @@ class DeliveryStore:
         await self._conn.execute(subscriptions.update().where(subscriptions.c.id == subscription_id)
                                  .values(secrets=sealed, updated_at=at))
 
+    async def reseal_secrets(self, subscription_id: str, read: list[dict[str, Any]],
+                             resealed: list[dict[str, Any]]) -> bool:
+        """Its secrets, sealed again under another key, written if they are still those ``read``: a rotation or
+        another process's reseal committed since stays. Its updated_at stays: nothing an admin sees changed."""
+        done = await self._conn.execute(subscriptions.update().where(subscriptions.c.id == subscription_id,
+                                                                     subscriptions.c.secrets == read)
+                                        .values(secrets=resealed).returning(subscriptions.c.id))
+        return bool(done.all())
+
     async def change_subscription(self, subscription_id: str, columns: Mapping[str, Any], at: datetime) -> None:
         """Its settings in ``columns`` (url, events, filter, retry_hours, contact) replaced. Its created_at stays:
         the deliveries queued for it before are still its own (a redrive sends them, ``_made_through_api_for_it``)."""

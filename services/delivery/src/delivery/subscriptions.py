@@ -4,7 +4,10 @@ Guarantees: a secret made through the API is generated here from 32 random
 bytes, shown once in the answer that made it, and stored only sealed
 (Fernet: AES-128-CBC with HMAC-SHA256) under ``DELIVERY_SECRETS_KEY``, or a
 key derived from ``LEADPIPE_SESSION_SECRET``; it is never logged. Several
-comma-separated keys may be given: the first seals, all open (key rotation).
+comma-separated keys may be given: the first seals, all open (key rotation);
+each refresh seals again under the first key the stored secrets only a later
+one opens (only those: nothing is written once none is left), so an old key
+can be dropped after a refresh.
 Every delivery process reloads the API's subscriptions every
 ``DELIVERY_SUBSCRIPTIONS_REFRESH_S``, and the process that made a change at
 once; events consumed before a subscription is in force in a process are not
@@ -57,7 +60,8 @@ class SecretBox:
     """Seals webhook secrets for the database and opens them again."""
 
     def __init__(self, keys: list[bytes], source: str = "DELIVERY_SECRETS_KEY") -> None:
-        self._fernet = MultiFernet([Fernet(k) for k in keys])
+        self._fernets = [Fernet(k) for k in keys]
+        self._fernet = MultiFernet(self._fernets)
         #: Where the keys come from, as the operator set it: what a secret that will not open is blamed on.
         self.source = source
 
@@ -86,6 +90,17 @@ class SecretBox:
     def open(self, sealed: str) -> str:
         return self._fernet.decrypt(sealed.encode()).decode()
 
+    def resealed(self, sealed: str) -> str | None:
+        """``sealed`` sealed again under the first key, if only a later one opens it (None: the first does, or there
+        is no other). Raises InvalidToken when no key opens it."""
+        if len(self._fernets) == 1:
+            return None
+        try:
+            self._fernets[0].decrypt(sealed.encode())
+            return None
+        except InvalidToken:
+            return self._fernet.rotate(sealed.encode()).decode()
+
 
 def sealed_secrets(box: SecretBox, secrets: list[tuple[str, datetime | None]]) -> list[dict[str, Any]]:
     return [{"sealed": box.seal(s), "expires_at": at.isoformat() if at else None} for s, at in secrets]
@@ -94,6 +109,15 @@ def sealed_secrets(box: SecretBox, secrets: list[tuple[str, datetime | None]]) -
 def opened_secrets(box: SecretBox, sealed: list[dict[str, Any]]) -> list[tuple[str, datetime | None]]:
     return [(box.open(s["sealed"]), datetime.fromisoformat(s["expires_at"]) if s["expires_at"] else None)
             for s in sealed]
+
+
+def resealed_secrets(box: SecretBox, sealed: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """A row's ``secrets`` with each one that only a later key opens sealed again under the first; None when none
+    needs it. Raises InvalidToken when one cannot be opened."""
+    again = [box.resealed(s["sealed"]) for s in sealed]
+    if not any(again):
+        return None
+    return [{**s, "sealed": a or s["sealed"]} for s, a in zip(sealed, again, strict=True)]
 
 
 class SubscriptionBook(Mapping[str, Subscription]):
@@ -182,6 +206,24 @@ class SubscriptionBook(Mapping[str, Subscription]):
         UNOPENED.set(len(unopened))
         self.loaded = True
 
+    async def reseal(self, store: Any, rows: list[dict[str, Any]]) -> list[str]:
+        """Seal again under the first key the secrets of ``rows`` (as read from ``store``) that only a later key
+        opens, so that key can be dropped; the ids of those written. Each row is written only if its secrets are
+        still those read: a rotation, or another process's reseal, committed since is never overwritten."""
+        if self.box is None:
+            return []
+        done = []
+        for row in rows:
+            if row["id"] in self.from_file:
+                continue
+            try:
+                again = resealed_secrets(self.box, row["secrets"])
+            except InvalidToken:
+                continue  # held against as unopened by ``load``
+            if again is not None and await store.reseal_secrets(row["id"], row["secrets"], again):
+                done.append(row["id"])
+        return done
+
     def require_opened(self) -> None:
         """Raise UnopenedSubscriptions while a stored subscription cannot be opened."""
         if self.unopened:
@@ -223,7 +265,16 @@ class BookRefresh(BackgroundLoop):
 
 async def refresh(book: SubscriptionBook, unit_of_work: Callable[[], Any], now: datetime) -> None:
     async with unit_of_work() as uow:
-        await book.reload(uow.store, now)
+        rows = await book.reload(uow.store, now)
+        # Here, not in the API's changes: a round of its own, whose writes wait for no other transaction's locks
+        # but those of the rows they touch. Only rows that need it are written: none once every process has the
+        # same first key.
+        resealed = await book.reseal(uow.store, rows)
+        if resealed:
+            await uow.commit()
+    if resealed:
+        log.info("stored webhook secrets sealed again under the first key of DELIVERY_SECRETS_KEY",
+                 count=len(resealed), subscriptions=resealed)
 
 
 async def warn_stranded(book: SubscriptionBook, unit_of_work: Callable[[], Any]) -> None:
