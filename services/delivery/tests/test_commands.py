@@ -4,10 +4,12 @@ what it answers)."""
 from contextlib import asynccontextmanager
 
 import pytest
+from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from delivery.__main__ import cli
 from delivery.store import Forgotten, Redrive
+from delivery.subscriptions import SecretBox
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -153,3 +155,29 @@ def test_forgetting_an_id_nothing_waits_for_says_so_rather_than_reading_as_done(
     """A misspelt id matches nothing: "0 ... are dead" would pass for a subscription with nothing left."""
     result = forget("--subscription", "old-crn")
     assert result.exit_code == 0 and "nothing waited for old-crn and it was not switched off" in result.output
+
+
+def test_the_key_a_former_session_secret_sealed_with_is_printed_from_the_input_and_opens_what_it_sealed():
+    """With DELIVERY_SECRETS_KEY unset the key is derived from LEADPIPE_SESSION_SECRET and shown nowhere: once the
+    session secret changed, the key to give back could not be had."""
+    former = "a former session secret, 32 characters or more"
+    sealed = SecretBox.from_secrets(None, former).seal(SECRET)
+    printed = CliRunner().invoke(cli, ["derived-key", "--stdin"], input=former + "\n")
+    assert printed.exit_code == 0, printed.output
+    key = printed.output.strip()
+    assert former not in printed.output
+    assert SecretBox.from_secrets(f"{Fernet.generate_key().decode()},{key}", "the session secret now, as long").open(
+        sealed) == SECRET
+
+
+def test_the_key_the_session_secret_in_force_gives_is_printed_to_pin_it_before_a_change():
+    session_secret = "the session secret in force, 32 characters or more"
+    printed = CliRunner().invoke(cli, ["derived-key"], env={"LEADPIPE_SESSION_SECRET": session_secret})
+    assert printed.exit_code == 0, printed.output
+    sealed = SecretBox.from_secrets(None, session_secret).seal(SECRET)
+    assert SecretBox.from_secrets(printed.output.strip(), None).open(sealed) == SECRET
+
+
+def test_no_session_secret_to_derive_a_key_from_is_a_message_not_a_key():
+    refused = CliRunner().invoke(cli, ["derived-key", "--stdin"], input="\n")
+    assert refused.exit_code == 2 and "no session secret" in refused.output

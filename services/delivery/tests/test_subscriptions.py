@@ -273,3 +273,15 @@ def test_only_a_secret_that_a_later_key_alone_opens_is_sealed_again():
     assert box.resealed(SecretBox([new_key]).seal("whsec_x")) is None
     assert SecretBox([new_key]).open(box.resealed(SecretBox([old_key]).seal("whsec_x"))) == "whsec_x"
     assert SecretBox([old_key]).resealed(SecretBox([old_key]).seal("whsec_x")) is None  # one key: nothing to do
+
+
+def test_a_subscription_sealed_under_a_former_session_secrets_key_names_the_command_that_prints_that_key():
+    book = SubscriptionBook(FILE, SecretBox.from_secrets(None, "the session secret now"), allow_private=False)
+    book.load([row(SecretBox.from_secrets(None, "the session secret before"))], NOW)
+    with pytest.raises(UnopenedSubscriptions, match="leadpipe-delivery derived-key --stdin"):
+        book.require_opened()
+    keyed = SubscriptionBook(FILE, SecretBox([Fernet.generate_key()]), allow_private=False)
+    keyed.load([row(SecretBox([Fernet.generate_key()]))], NOW)
+    with pytest.raises(UnopenedSubscriptions) as refused:  # a key the operator set: the operator has the old one
+        keyed.require_opened()
+    assert "derived-key" not in str(refused.value)

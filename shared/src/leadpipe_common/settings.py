@@ -186,7 +186,8 @@ class ServiceSettings(KafkaSettings):
         description="signs the dashboard's login sessions (32 characters or more); give every replica the same "
                     "one (unset: random per process, so a restart asks for a new login). With "
                     "`DELIVERY_SECRETS_KEY` unset it also seals delivery's webhook secrets: changed or unset, "
-                    "delivery consumes nothing until it is back (see `DELIVERY_SECRETS_KEY`)")
+                    "delivery consumes nothing until it, or the key it gave, is back (pin that key in "
+                    "`DELIVERY_SECRETS_KEY` before a change: see there)")
 
     @field_validator("port")
     @classmethod

@@ -1,9 +1,12 @@
 """``leadpipe-delivery redrive``: dead deliveries back in the queue; ``leadpipe-delivery forget``: what waits for a
-subscription removed from the file given up; from the command line."""
+subscription removed from the file given up; ``leadpipe-delivery derived-key``: the sealing key a session secret
+gives; from the command line."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -16,6 +19,7 @@ from delivery.app import load_subscriptions
 from delivery.domain import Subscription
 from delivery.settings import DeliverySettings
 from delivery.store import DeliveryStore, Forgotten, Redrive
+from delivery.subscriptions import derived_key
 
 
 def _file_subscriptions(settings: DeliverySettings) -> dict[str, Subscription]:
@@ -117,3 +121,26 @@ def add_commands(cli: typer.Typer) -> None:
             return
         typer.echo(f"{done.dropped:,} waiting deliveries of {subscription} are dead (subscription removed from the "
                    "subscriptions file)" + ("; its switch-off by a 410 is cleared" if done.was_disabled else ""))
+
+    @cli.command("derived-key")
+    def derived_key_command(
+        stdin: bool = typer.Option(False, "--stdin", help="read the session secret from the input (a line) instead "
+                                                          "of LEADPIPE_SESSION_SECRET"),
+    ) -> None:
+        """Print the key that seals the webhook secrets of subscriptions made through the API while
+        DELIVERY_SECRETS_KEY is unset: the one derived from LEADPIPE_SESSION_SECRET, or with --stdin from a session
+        secret given on the input (a former one). Put in DELIVERY_SECRETS_KEY, it opens what was sealed under it
+        whatever the session secret is. The secret is never taken as an argument: ps and shell histories show
+        those."""
+        if stdin:
+            # Typed at a terminal, it is not echoed; piped in, one line is read.
+            given = getpass.getpass("session secret: ") if sys.stdin.isatty() else sys.stdin.readline()
+            session_secret = given.rstrip("\r\n")
+        else:
+            settings = load_settings(DeliverySettings)
+            session_secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
+        if not session_secret:
+            typer.secho("no session secret: set LEADPIPE_SESSION_SECRET, or give one on the input with --stdin",
+                        err=True, fg="red")
+            raise typer.Exit(2)
+        typer.echo(derived_key(session_secret))

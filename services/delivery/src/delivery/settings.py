@@ -39,9 +39,9 @@ class DeliverySettings(ConsumerSettings):
                           "comma-separated: the first seals, all open, and each refresh seals again under the first "
                           "what only a later one opens, so an old key can go; unset: derived from "
                           "`LEADPIPE_SESSION_SECRET`, which `make run` sets). Changing it (or, while it is unset, "
-                          "`LEADPIPE_SESSION_SECRET`) without keeping the old key, or unsetting both, leaves those "
-                          "subscriptions unopenable: delivery then consumes nothing and `/readyz` fails until the "
-                          "old key is back or they are deleted")
+                          "`LEADPIPE_SESSION_SECRET`: `leadpipe-delivery derived-key` prints the key it gives) without "
+                          "keeping the old key, or unsetting both, leaves those subscriptions unopenable: delivery "
+                          "then consumes nothing and `/readyz` fails until the old key is back or they are deleted")
     subscriptions_refresh_s: float = Field(5, gt=0, description="how often each process reloads the "
                                                                 "subscriptions made through the admin API")
     keep_bodies_days: float = Field(30, ge=0, description="how long a finished delivery (delivered, or dead) keeps "

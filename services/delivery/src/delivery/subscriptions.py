@@ -49,11 +49,21 @@ UNOPENED = Gauge("delivery_subscriptions_unopened", "Subscriptions stored throug
                  "process cannot open: while any, it consumes nothing")
 
 NO_KEY = "neither DELIVERY_SECRETS_KEY nor LEADPIPE_SESSION_SECRET (from which the key is derived) is set"
+DERIVED = "the key derived from LEADPIPE_SESSION_SECRET (DELIVERY_SECRETS_KEY is unset)"
 
 
 class UnopenedSubscriptions(NotNow):
     """Stored subscriptions this process cannot open: consuming without them would never send them what it read.
     (Not the batch's fault: it waits, however long, and is never dead-lettered.)"""
+
+
+def derived_key(session_secret: str) -> str:
+    """The key that seals while DELIVERY_SECRETS_KEY is unset, derived from ``session_secret``: what
+    ``leadpipe-delivery derived-key`` prints, so that it can be put in DELIVERY_SECRETS_KEY before (or after)
+    the session secret changes."""
+    # Its own key, so nothing sealed here can pass for a session cookie signed with the same secret.
+    derived = hmac.new(session_secret.encode(), b"leadpipe delivery webhook secrets", hashlib.sha256)
+    return base64.urlsafe_b64encode(derived.digest()).decode()
 
 
 class SecretBox:
@@ -78,10 +88,7 @@ class SecretBox:
                                  "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key()"
                                  ".decode())')") from None
         if session_secret:
-            # Its own key, so nothing sealed here can pass for a session cookie signed with the same secret.
-            derived = hmac.new(session_secret.encode(), b"leadpipe delivery webhook secrets", hashlib.sha256)
-            return cls([base64.urlsafe_b64encode(derived.digest())],
-                       "the key derived from LEADPIPE_SESSION_SECRET (DELIVERY_SECRETS_KEY is unset)")
+            return cls([derived_key(session_secret).encode()], DERIVED)
         return None
 
     def seal(self, secret: str) -> str:
@@ -232,6 +239,10 @@ class SubscriptionBook(Mapping[str, Subscription]):
     def _unopened_error(self, ids: list[str] | tuple[str, ...]) -> UnopenedSubscriptions:
         sealed = [i for i in ids if i not in self.invalid]
         why = f"cannot be opened with {self.box.source}" if self.box else f"cannot be opened: {NO_KEY}"
+        if self.box and self.box.source == DERIVED:
+            # The key a former session secret gave is printed nowhere else: without it, "put it back" cannot be done.
+            why += (" (if it changed, `leadpipe-delivery derived-key --stdin` prints the key the former one gave, "
+                    "for DELIVERY_SECRETS_KEY)")
         parts = [f"{len(sealed)} subscription(s) made through the admin API ({', '.join(sealed)}) {why}; delivery "
                  "consumes nothing until the key they were sealed with is back or they are deleted "
                  "(DELETE /v1/subscriptions/ID)"] if sealed else []
