@@ -146,8 +146,37 @@ def test_a_subscriptions_file_of_a_shape_no_check_foresaw_is_refused_naming_the_
 
 def test_private_targets_are_allowed_only_when_asked_and_names_are_judged_by_what_they_resolve_to():
     assert target_problem("http://127.0.0.1:9000/", allow_private=True) is None
+    assert target_problem("http://[::1]:9000/", allow_private=True) is None  # loopback: allowed with the switch
+    assert target_problem("http://10.0.0.5/", allow_private=True) is None
+    assert target_problem("http://localhost:8080/", allow_private=True) is None
     assert target_problem("https://crm.example.com/", allow_private=False) is None
     assert target_problem("https://[2606:4700::1111]/", allow_private=False) is None  # a public IPv6 address
+
+
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/latest/meta-data", "http://169.254.170.2/v2/credentials", "http://[fe80::1]/",
+    "http://[fe80::1%25eth0]/", "http://[fd00:ec2::254]/latest/meta-data", "http://100.100.100.200/latest/meta-data",
+    # IPv6 forms that carry 169.254.169.254: mapped, translated, NAT64, 6to4, compatible
+    "http://[::ffff:169.254.169.254]/", "http://[::ffff:0:a9fe:a9fe]/", "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[2002:a9fe:a9fe::1]/", "http://[::a9fe:a9fe]/",
+    # multicast, of global scope too ("global" to Python)
+    "http://224.0.0.1/", "http://239.255.255.250/", "http://224.0.1.1/", "http://[ff02::1]/", "http://[ff0e::1]/",
+    "http://[::ffff:224.0.0.1]/",
+])
+def test_metadata_link_local_and_multicast_targets_are_refused_even_when_private_targets_are_allowed(url):
+    """DELIVERY_ALLOW_PRIVATE_TARGETS=true turned every check off: a subscription could have the instance's
+    metadata service asked from inside, its answer kept as the delivery's last response."""
+    for allow_private in (True, False):
+        problem = target_problem(url, allow_private=allow_private)
+        assert "refused even with DELIVERY_ALLOW_PRIVATE_TARGETS=true" in problem
+
+
+@pytest.mark.parametrize("url", [
+    "http://[fec0::1]/",  # site-local (deprecated)
+    "http://[::ffff:0:127.0.0.1]/", "http://[::ffff:0:a00:5]/",  # IPv4-translated: loopback, 10.0.0.5
+])
+def test_site_local_and_ipv4_translated_addresses_that_python_calls_global_are_not_public(url):
+    assert "not a public address" in target_problem(url, allow_private=False)
 
 
 def test_a_success_delivers_and_410_means_gone():

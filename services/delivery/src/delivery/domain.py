@@ -149,8 +149,9 @@ _DOTTED = re.compile(r"^[0-9]+(\.[0-9]+){3}$")
 
 
 def target_problem(url: str, *, allow_private: bool) -> str | None:
-    """Why a webhook target is refused (None: it is not): not http(s), or (unless allowed) a private,
-    loopback, link-local or otherwise non-public literal address. (A name is judged by what it resolves to when
+    """Why a webhook target is refused (None: it is not): not http(s); a literal address that is link-local, a
+    cloud metadata service's or multicast (``address_problem``), or (unless allowed) private, loopback or
+    otherwise non-public; or (unless allowed) this machine by name. (A name is judged by what it resolves to when
     a delivery is sent: ``delivery.network``.)"""
     if _CONTROL.search(url):
         return f"{url!r} holds a control character"
@@ -166,37 +167,61 @@ def target_problem(url: str, *, allow_private: bool) -> str | None:
             ipaddress.IPv4Address(parts.hostname)
         except ValueError:
             return f"{parts.hostname} is not an IPv4 address (four numbers 0-255, no leading zeros)"
-    if allow_private:
-        return None
     host = parts.hostname
-    if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+    if not allow_private and (host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost")):
         return f"{host} is this machine (set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)"
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None  # a name: judged by what it resolves to when a delivery is sent
-    if not is_public(address):
-        return (f"{host} is a private, loopback or link-local address "
-                "(set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)")
+    problem = address_problem(address, allow_private=allow_private)
+    return f"{host} is {problem}" if problem else None
+
+
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (well-known and local-use), the
+#: IPv4-translated form (SIIT, ``::ffff:0:a.b.c.d``: Python sees no IPv4 in it) and the deprecated
+#: IPv4-compatible form.
+_CARRIERS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96"))
+#: Cloud metadata services outside the link-local ranges: AWS's over IPv6 (Nitro) and Alibaba Cloud's.
+_METADATA = frozenset(ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200"))
+#: IPv6 site-local (deprecated, RFC 3879): private, yet "global" to Python.
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+
+
+def _carried(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 one carries (mapped, translated, 6to4, Teredo, NAT64, IPv4-compatible)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    carried = [v4 for v4 in (address.ipv4_mapped, address.sixtofour, *(address.teredo or ())) if v4]
+    if any(address in network for network in _CARRIERS):
+        carried.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    return carried
+
+
+def address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_private: bool) -> str | None:
+    """Why no webhook is sent to ``address`` (None: one may be). Never to a link-local address, a cloud metadata
+    service or a multicast group, nor to an IPv6 address that carries such an IPv4 one: what
+    DELIVERY_ALLOW_PRIVATE_TARGETS opens is private and loopback ranges (a receiver beside you), not the
+    credentials a metadata service hands whoever asks. Otherwise, unless allowed, only a public address."""
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        address = ipaddress.IPv6Address(int(address))  # fe80::1%eth0: judged without its zone
+    for judged in (address, *_carried(address)):
+        if judged.is_link_local or judged in _METADATA:
+            return "a link-local or cloud metadata address (refused even with DELIVERY_ALLOW_PRIVATE_TARGETS=true)"
+        if judged.is_multicast:
+            return "a multicast address (refused even with DELIVERY_ALLOW_PRIVATE_TARGETS=true)"
+    if not allow_private and not is_public(address):
+        return ("not a public address (private, loopback or otherwise reserved; set "
+                "DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)")
     return None
 
 
-#: IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (well-known and local-use) and the
-#: deprecated IPv4-compatible form.
-_CARRIERS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
-
-
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Global, and so is every IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64,
+    """Global unicast, and so is every IPv4 address an IPv6 one carries (mapped, translated, 6to4, Teredo, NAT64,
     IPv4-compatible): Python judges some of those by their IPv6 prefix alone (``64:ff9b::a9fe:a9fe`` is
-    "global", yet a NAT64 gateway takes it to 169.254.169.254)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        carried = [v4 for v4 in (address.ipv4_mapped, address.sixtofour, *(address.teredo or ())) if v4]
-        if any(address in network for network in _CARRIERS):
-            carried.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
-        if not all(v4.is_global for v4 in carried):
-            return False
-    return address.is_global
+    "global", yet a NAT64 gateway takes it to 169.254.169.254), and calls multicast and site-local "global"."""
+    return all(a.is_global and not a.is_multicast for a in (address, *_carried(address))) and (
+        address not in _SITE_LOCAL)
 
 
 def facts_of(event: Event) -> dict[str, str | None]:

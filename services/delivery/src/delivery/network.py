@@ -1,9 +1,11 @@
 """The dispatcher's HTTP transport: it connects only to the public addresses it checked.
 
 Guarantees: the transport resolves a target's host itself, refuses the
-connection when any address is private, loopback, link-local or otherwise
-not global, or carries such an IPv4 address (NAT64, 6to4, Teredo; unless
-allowed), and connects to an address it checked; a name
+connection when any address is link-local, a cloud metadata service's or
+multicast (allowed private targets or not), or, unless private targets are
+allowed, private, loopback or otherwise not global, or carries such an IPv4
+address (mapped, NAT64, 6to4, Teredo), and connects to an address it
+checked; a name
 cannot resolve to a public address for a check and to an internal one for
 the connection (DNS rebinding). TLS still verifies the certificate against
 the host name. No proxy from the environment is used: a proxy would make the
@@ -28,7 +30,7 @@ import httpcore
 import httpx
 from httpcore._backends.auto import AutoBackend
 
-from delivery.domain import is_public
+from delivery.domain import address_problem
 
 
 #: Lookups of one host under way at once (each holds a thread until its resolver answers).
@@ -64,11 +66,10 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         except (OSError, TimeoutError) as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        if not self._allow_private:
-            for address in addresses:
-                if not is_public(ipaddress.ip_address(address.split("%")[0])):
-                    raise httpcore.ConnectError(f"refused: {host} resolves to {address}, which is not a public address "
-                                                "(set DELIVERY_ALLOW_PRIVATE_TARGETS=true to allow it)")
+        for address in addresses:
+            problem = address_problem(ipaddress.ip_address(address.split("%")[0]), allow_private=self._allow_private)
+            if problem:
+                raise httpcore.ConnectError(f"refused: {host} resolves to {address}, {problem}")
         failure: httpcore.ConnectError | None = None
         for address in addresses:
             try:

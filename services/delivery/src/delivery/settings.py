@@ -21,8 +21,9 @@ class DeliverySettings(ConsumerSettings):
     fetch_batch_target: int = Field(125, ge=0)
     subscriptions_file: Path = Field(DATA / "subscriptions.yaml", description="webhook subscriptions: url, "
                                                                               "secrets, events, filter")
-    allow_private_targets: bool = Field(False, description="allow webhook targets in private, loopback and "
-                                                           "link-local ranges (tests, a receiver beside you)")
+    allow_private_targets: bool = Field(False, description="allow webhook targets in private and loopback ranges "
+                                                           "(tests, a receiver beside you); link-local, cloud "
+                                                           "metadata and multicast addresses stay refused")
     retry_hours: float = Field(72, gt=0, le=LONGEST_RETRY_HOURS,
                                description="how long a failing delivery is retried before it goes to the dead "
                                            "letters (at most 720)")

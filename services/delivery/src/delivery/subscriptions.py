@@ -143,7 +143,8 @@ class SubscriptionBook(Mapping[str, Subscription]):
         #: there is none), or they are no longer valid here (``invalid``).
         self.unopened: tuple[str, ...] = ()
         #: Stored subscriptions this process refuses, and why: one made while DELIVERY_ALLOW_PRIVATE_TARGETS was
-        #: on, pointing at a private address, after it was turned off.
+        #: on, pointing at a private address, after it was turned off; one pointing at a link-local or metadata
+        #: address, which that setting once let through.
         self.invalid: dict[str, str] = {}
         #: Reads of the API's subscriptions begun, and the latest of them put in force (``reload``).
         self._reads = self._applied = 0
