@@ -20,13 +20,13 @@ from leadpipe_common.auth import Keys
 from leadpipe_common.db import make_engine, make_sessionmaker
 from leadpipe_common.service import Runtime
 from leadpipe_common.uow import SqlUnitOfWork
+from leadpipe_common.throttle import parse_rate
 
 from capture.api import Capture, Limits
 from capture.app import create_app, load_forms, load_identity
 from capture.redrive import Redriver
 from capture.settings import CaptureSettings
 from capture.store import CaptureStore, outbox
-from capture.throttle import parse_rate
 from capture.writer import LeadWriter
 
 NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"

@@ -4,10 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from leadpipe_common.throttle import parse_rate
+
 from capture.domain import (Form, InvalidSubmission, captcha_answer, captcha_suspicions, capture_lead, fingerprint,
                             issue_form_token, may_post_from, parse_forms, parse_identity, parse_unlisted, person_key,
                             suspicions, unverifiable)
-from capture.throttle import parse_rate
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LEAD_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -369,15 +370,6 @@ def test_a_captcha_misconfigured_is_refused_naming_the_entry(captcha, message):
         parse_forms({"forms": {"demo": {"captcha": captcha}}})
 
 
-def test_an_ipv6_client_is_counted_by_its_slash_64_and_an_ipv4_one_by_its_address():
-    from capture.throttle import counted_as
-
-    assert counted_as("2001:db8:1:2::17") == counted_as("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
-    assert counted_as("2001:db8:1:3::17") != counted_as("2001:db8:1:2::17")
-    assert counted_as("203.0.113.9") == counted_as("::ffff:203.0.113.9") == "203.0.113.9"
-    assert counted_as("unknown") == "unknown"
-
-
 def test_forms_not_in_the_forms_file_share_one_count_per_address():
     from capture.throttle import browser_identity
 
@@ -386,16 +378,6 @@ def test_forms_not_in_the_forms_file_share_one_count_per_address():
     made_up = {browser_identity("203.0.113.9", f"x{i}", forms) for i in range(5)} | {
         browser_identity("203.0.113.9", None, forms)}
     assert made_up == {("address", "203.0.113.9", "api")}
-
-
-def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy():
-    from capture.throttle import client_address, parse_networks
-
-    proxies = parse_networks("10.0.0.0/8, 192.168.1.5", "test")
-    assert client_address("198.51.100.7", "203.0.113.9", proxies) == "198.51.100.7"  # not a proxy: spoofed header
-    assert client_address("10.1.2.3", "203.0.113.9", proxies) == "203.0.113.9"
-    assert client_address("10.1.2.3", "203.0.113.9, 192.168.1.5", proxies) == "203.0.113.9"  # two proxies deep
-    assert client_address("10.1.2.3", None, proxies) == "10.1.2.3"
 
 
 IDENTITY = parse_identity({"plus_tags": True, "providers": {"gmail.com": {"ignore_dots": True},

@@ -17,6 +17,7 @@ import yaml
 
 from leadpipe_common.auth import Keys, Principal
 from leadpipe_common.service import Runtime
+from leadpipe_common.throttle import parse_rate
 
 from capture import api
 from capture.api import Capture, Limits
@@ -24,7 +25,6 @@ from capture.app import FormsFile, create_app, form_rates, load_forms, load_iden
 from capture.captcha import Verifier as SiteverifyClient
 from capture.domain import TOKEN_FIELD, issue_form_token, parse_forms, parse_unlisted
 from capture.settings import CaptureSettings
-from capture.throttle import parse_rate
 from capture.writer import Admitted, Submitted, answer_for
 
 NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"

@@ -39,13 +39,14 @@ from leadpipe_common.events import LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
 from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
+from leadpipe_common.throttle import Network, Throttle, counted_as, parse_rate, request_address
 
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, issue_form_token, person_key, quarantined_fields,
                             stated_consent, suspicions, unverifiable)
 from capture.handlers import SOURCE
-from capture.throttle import Network, Throttle, browser_identity, client_address, counted_as, parse_rate
+from capture.throttle import browser_identity
 from capture.store import CaptureStore
 from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit, answer_for, claim_key
 
@@ -131,9 +132,7 @@ async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: 
 
 
 def _address(request: Request, limits: Limits) -> str:
-    # Every X-Forwarded-For line, in order (a proxy may add its own line after the client's forged one).
-    return client_address(request.client.host if request.client else None,
-                          ", ".join(request.headers.getlist("x-forwarded-for")), limits.trusted_proxies)
+    return request_address(request, limits.trusted_proxies)
 
 
 async def _key_holder(request: Request, limits: Limits) -> Principal | None:

@@ -16,6 +16,7 @@ from limits import RateLimitItem
 from leadpipe_common.http import Problem
 from leadpipe_common.pacing import Linger
 from leadpipe_common.service import Clients, consumer_app, utc_now
+from leadpipe_common.throttle import parse_networks, parse_rate
 
 from capture.api import Capture, Limits, problem_response
 from capture.captcha import Verifier
@@ -23,7 +24,6 @@ from capture.cors import CrossOrigin
 from capture.domain import Form, IdentityRules, Submission, parse_forms, parse_identity, parse_unlisted
 from capture.service import SERVICE
 from capture.settings import CaptureSettings
-from capture.throttle import parse_networks, parse_rate
 from capture.writer import LeadWriter
 
 log = structlog.get_logger(__name__)

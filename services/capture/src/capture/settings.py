@@ -7,9 +7,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from leadpipe_common.settings import ConsumerSettings
+from leadpipe_common.throttle import parse_networks, parse_rate
 
 from capture.domain import parse_origins
-from capture.throttle import parse_networks, parse_rate
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,6 +1,6 @@
-"""capture's rate limits with an injected clock: no IO, no sleeping."""
+"""Rate limits with an injected clock, and whose count a request adds to: no IO, no sleeping."""
 
-from capture.throttle import Throttle, client_address, parse_networks, parse_rate
+from leadpipe_common.throttle import Throttle, client_address, counted_as, parse_networks, parse_rate
 
 
 class Clock:
@@ -70,3 +70,18 @@ def test_an_address_without_a_port_is_taken_as_it_is():
     assert client_address("10.0.0.1", "203.0.113.7", PROXIES) == "203.0.113.7"
     assert client_address("10.0.0.1", "unknown", PROXIES) == "unknown"
     assert client_address("198.51.100.9", "203.0.113.7:51234", PROXIES) == "198.51.100.9"  # not from a proxy
+
+
+def test_an_ipv6_client_is_counted_by_its_slash_64_and_an_ipv4_one_by_its_address():
+    assert counted_as("2001:db8:1:2::17") == counted_as("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert counted_as("2001:db8:1:3::17") != counted_as("2001:db8:1:2::17")
+    assert counted_as("203.0.113.9") == counted_as("::ffff:203.0.113.9") == "203.0.113.9"
+    assert counted_as("unknown") == "unknown"
+
+
+def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy():
+    proxies = parse_networks("10.0.0.0/8, 192.168.1.5", "test")
+    assert client_address("198.51.100.7", "203.0.113.9", proxies) == "198.51.100.7"  # not a proxy: spoofed header
+    assert client_address("10.1.2.3", "203.0.113.9", proxies) == "203.0.113.9"
+    assert client_address("10.1.2.3", "203.0.113.9, 192.168.1.5", proxies) == "203.0.113.9"  # two proxies deep
+    assert client_address("10.1.2.3", None, proxies) == "10.1.2.3"

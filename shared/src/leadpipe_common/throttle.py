@@ -1,0 +1,128 @@
+"""Rate limits counted in a process's memory, and whose count a request adds to (rates written as the ``limits``
+library parses them); capture's public posts are counted with these (``capture.throttle``).
+
+Guarantees: a client is its address, an IPv6 address by its /64.
+``X-Forwarded-For`` is believed only from the trusted proxies given (capture's
+``CAPTURE_TRUSTED_PROXIES``): the client is the nearest address in
+it not one of them (a port a proxy appends to an address is no part of it).
+The counts live in each process's memory, a fixed window per rate and
+identity that starts at its first hit: with N processes a client may get up
+to N times the limit (a shared store would make them exact). Over a limit,
+the wait is whole seconds, never 0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from limits import RateLimitItem, parse
+from starlette.requests import Request
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_rate(text: str, where: str) -> RateLimitItem:
+    """``30/minute``, ``5 per second``...; raises ValueError naming ``where``."""
+    try:
+        rate = parse(text)
+    except ValueError:
+        raise ValueError(f"{where}: {text!r} is not a rate like 30/minute or 100/second") from None
+    if rate.amount < 1:  # would refuse every request it counts with a 429
+        raise ValueError(f"{where}: {text!r} lets nothing through; at least 1 per period")
+    return rate
+
+
+def parse_networks(text: str, where: str) -> tuple[Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """Who is asking: the peer, unless it is a trusted proxy; then the nearest untrusted hop it forwards for."""
+    hops = [_without_port(h.strip()) for h in (forwarded_for or "").split(",") if h.strip()]
+    address = peer or "unknown"
+    for hop in reversed([*hops]) if _trusted(address, trusted) else ():
+        address = hop
+        if not _trusted(hop, trusted):
+            break
+    return address
+
+
+def request_address(request: Request, trusted: Sequence[Network]) -> str:
+    """``client_address`` of a request."""
+    # Every X-Forwarded-For line, in order (a proxy may add its own line after the client's forged one).
+    return client_address(request.client.host if request.client else None,
+                          ", ".join(request.headers.getlist("x-forwarded-for")), trusted)
+
+
+def _without_port(hop: str) -> str:
+    """A forwarded address without the port some proxies append (Azure Application Gateway: ``203.0.113.7:51234``,
+    ``[2001:db8::1]:443``): with it, each connection would be a client of its own to the rate limits."""
+    if hop.startswith("["):
+        host, closed, port = hop[1:].partition("]")
+        return host if closed and (not port or port[:1] == ":" and port[1:].isdigit()) else hop
+    host, colon, port = hop.rpartition(":")
+    # One colon only: a bare IPv6 address ends in digits after a colon too.
+    return host if colon and ":" not in host and port.isdigit() else hop
+
+
+def counted_as(address: str) -> str:
+    """Whose count a client address adds to: an IPv6 address's /64, which one subscriber (a home, a server)
+    gets whole and can spend an address a request from; an IPv4 address is itself."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
+def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+class Throttle:
+    """Fixed windows in this process's memory.
+
+    Not ``limits``' MemoryStorage: it starts a timer thread to expire its keys
+    whenever the previous one has ended, which under a steady 100 leads/s cost
+    each capture worker about a tenth of its CPU. Here a window restarts when
+    it has passed, and passed windows are swept once a minute.
+    """
+
+    SWEEP_S = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        #: (rate, identity) -> (when the window ends, hits in it)
+        self._windows: dict[tuple[object, ...], tuple[float, int]] = {}
+        self._sweep_at = clock() + self.SWEEP_S
+
+    def retry_after(self, rate: RateLimitItem, *identity: str, count: bool = True) -> int | None:
+        """None when this hit is within ``rate`` for ``identity`` (it counts, unless ``count`` is false: a look
+        only); else whole seconds until the window ends (it does not count)."""
+        now = self._clock()
+        if now >= self._sweep_at:
+            self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
+            self._sweep_at = now + self.SWEEP_S
+        key = (rate.amount, rate.get_expiry(), *identity)
+        ends, hits = self._windows.get(key, (0.0, 0))
+        if now >= ends:
+            ends, hits = now + rate.get_expiry(), 0
+        if hits >= rate.amount:
+            return max(1, math.ceil(ends - now))
+        if count:
+            self._windows[key] = (ends, hits + 1)
+        return None
