@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from leadpipe_common import auth
-from leadpipe_common.testing.fakes import NothingSignedOut
+from leadpipe_common.testing.fakes import NoKeysStored, NothingSignedOut
 
 
 def test_a_new_key_is_its_id_and_a_secret_of_which_only_the_digest_is_kept():
@@ -17,6 +17,23 @@ def test_a_new_key_is_its_id_and_a_secret_of_which_only_the_digest_is_kept():
 
 def test_text_that_is_not_a_key_is_not_split():
     assert auth.split("Bearer nonsense") is None and auth.split("lpk__x") is None
+
+
+SECRET = "s" * 43
+
+
+@pytest.mark.parametrize("token", [
+    "lpk_abc_x", f"lpk_{'0' * 12}_short", f"lpk_{'0' * 11}_{SECRET}", f"lpk_{'0' * 13}_{SECRET}",
+    f"lpk_{'A' * 12}_{SECRET}", f"lpk_{'0' * 12}_{SECRET}s", f"lpk_{'0' * 12}_{'s' * 42}!",
+    f"lpk_{'0' * 12}_{SECRET}\n",
+], ids=["made up", "short secret", "short id", "long id", "upper-case id", "long secret", "not url-safe",
+        "trailing newline"])
+async def test_a_key_not_shaped_as_keys_are_made_is_refused_without_a_lookup(token):
+    """Each made-up lpk_<anything>_<anything> cost a database lookup, however far from a key it was."""
+    stored = NoKeysStored()
+    keys = auth.Keys(stored, "the-bootstrap-key-0123456789")  # type: ignore[arg-type]
+    assert await keys.authenticate(token) is None and stored.lookups == 0
+    assert await keys.authenticate(f"lpk_{'0' * 12}_{SECRET}") is None and stored.lookups == 1  # one of the shape is
 
 
 def test_admin_grants_every_scope_and_other_scopes_only_themselves():

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from leadpipe_common import service as shared_service
-from leadpipe_common.auth import Keys
+from leadpipe_common.auth import Keys, new_key
 from leadpipe_common.db import make_engine, make_sessionmaker
 from leadpipe_common.service import Runtime
 from leadpipe_common.uow import SqlUnitOfWork
@@ -96,12 +96,12 @@ async def test_listing_the_quarantine_while_the_pool_is_exhausted_is_answered_re
 async def test_a_lead_posted_with_an_api_key_that_cannot_be_looked_up_is_answered_retry_later():
     """The key's lookup, before the body is read, checks a connection out too (on the fast lane)."""
     r = await answers("POST", "/v1/leads", json={"email": "ada@example.com"},
-                      headers={"Authorization": f"Bearer lpk_{uuid.uuid4().hex[:12]}_secret"})
+                      headers={"Authorization": f"Bearer {new_key()[1]}"})
     assert is_retry_later(r), (r.status_code, r.text)
 
 
 async def test_an_admin_key_that_cannot_be_looked_up_is_answered_retry_later():
-    r = await answers("GET", "/v1/quarantine", headers={"Authorization": f"Bearer lpk_{uuid.uuid4().hex[:12]}_secret"})
+    r = await answers("GET", "/v1/quarantine", headers={"Authorization": f"Bearer {new_key()[1]}"})
     assert is_retry_later(r), (r.status_code, r.text)
 
 

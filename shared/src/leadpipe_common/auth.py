@@ -1,11 +1,13 @@
 """API keys with scopes: who may call what, for every service but capture's public endpoints and the probes.
 
 Guarantees:
-- A key is ``lpk_<id>_<secret>``: a public id to find it by and 256 random
-  bits. Only the SHA-256 of the secret is stored (in the ``auth`` schema, see
-  ``auth_migrations``); the secret is shown once, when the key is created, and
-  is never logged. (A fast hash is right for random secrets: nothing to
-  guess, unlike a password.) Comparisons are constant-time.
+- A key is ``lpk_<id>_<secret>``: a public id to find it by (12 hex digits)
+  and 256 random bits (43 characters of URL-safe base64). Only the SHA-256 of
+  the secret is stored (in the ``auth`` schema, see ``auth_migrations``); the
+  secret is shown once, when the key is created, and is never logged. (A fast
+  hash is right for random secrets: nothing to guess, unlike a password.)
+  Comparisons are constant-time. Text of any other shape that is not the
+  bootstrap key is refused without a lookup.
 - Scopes: ``capture:write``, ``feedback:write``, ``reports:read``; ``admin``
   grants every scope.
 - ``LEADPIPE_BOOTSTRAP_KEY``, when set, is an admin key that needs no row
@@ -30,6 +32,7 @@ import collections
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 import time
 import uuid
@@ -53,6 +56,9 @@ CACHE_S = 2.0
 #: The most keys (found or not) a process remembers.
 CACHED_KEYS = 10_000
 PREFIX = "lpk"
+#: Every key ``new_key`` makes (``token_hex(6)``, ``token_urlsafe(32)``), and nothing else: what is not one is
+#: refused before anything is looked up.
+_KEY = re.compile(rf"{PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})")
 #: How long a signed-out session is remembered past its cookie's expiry: a process whose clock lags the
 #: database's still takes the cookie for unexpired that long.
 ENDED_KEPT = timedelta(hours=1)
@@ -110,10 +116,10 @@ def new_key() -> tuple[str, str, bytes]:
 
 
 def split(token: str) -> tuple[str, str] | None:
-    parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
-        return None
-    return parts[1], parts[2]
+    """(key id, secret) of a key as ``new_key`` makes them; None for any other text: a made-up ``lpk_x_y``
+    would cost a database lookup (and a place in the cache) for an id no key can have."""
+    match = _KEY.fullmatch(token)
+    return (match[1], match[2]) if match else None
 
 
 @dataclass(frozen=True)

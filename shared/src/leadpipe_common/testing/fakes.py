@@ -36,6 +36,17 @@ class NothingSignedOut:
         return SimpleNamespace(scalar=lambda: False)
 
 
+class NoKeysStored(NothingSignedOut):
+    """What ``auth.Keys`` reads of a database with no API key in it, counting the statements it is sent."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    async def execute(self, statement: object) -> SimpleNamespace:
+        self.lookups += 1
+        return SimpleNamespace(first=lambda: None, scalar=lambda: False)
+
+
 def unit_of_work_over(store: Any) -> Any:
     """A unit-of-work factory over ``store`` for code that opens its own (``async with unit_of_work() as uow``):
     ``uow.store`` is ``store``; commits are counted on the factory (``.commits``), there is nothing to roll back."""
