@@ -1,11 +1,17 @@
-"""API keys and dashboard sessions, the parts with no IO."""
+"""API keys, dashboard sessions and the wrong keys a client sends, with no IO."""
 
 import hashlib
+import importlib
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from leadpipe_common import auth
+from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.testing.fakes import NoKeysStored, NothingSignedOut
+from leadpipe_common.throttle import parse_networks, parse_rate
+from leadpipe_common.topology import SERVICES
 
 
 def test_a_new_key_is_its_id_and_a_secret_of_which_only_the_digest_is_kept():
@@ -106,3 +112,83 @@ def test_a_bootstrap_sessions_cookie_shows_neither_the_key_nor_its_digest():
 def test_a_stored_keys_session_names_the_key_by_its_own_id():
     analyst = auth.Principal("abc123", "analyst", frozenset({auth.READ_REPORTS}))
     assert auth.Keys(NothingSignedOut(), BOOTSTRAP_KEY).session_key_id(analyst) == "abc123"
+
+
+# -- wrong keys, counted per client address -------------------------------------------------
+
+
+def made_up() -> str:
+    """A key of the right shape that no database holds."""
+    return auth.new_key()[1]
+
+
+def service(stored: NoKeysStored, rate: str = "3/minute", proxies: str = "") -> FastAPI:
+    """An app whose one route takes an admin key, on a database with no key in it."""
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/admin", dependencies=[auth.needs(auth.ADMIN)])
+    async def admin() -> dict[str, str]:
+        return {}
+
+    app.state.keys = auth.Keys(stored, BOOTSTRAP_KEY)  # type: ignore[arg-type]
+    app.state.wrong_keys = auth.WrongKeys(parse_rate(rate, "test"), parse_networks(proxies, "test"))
+    return app
+
+
+def calling(app: FastAPI, address: str = "203.0.113.7") -> httpx.AsyncClient:
+    """A client of ``app`` connecting from ``address``."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(address, 50000)),
+                             base_url="http://service")
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_an_address_that_sent_too_many_wrong_keys_gets_429_before_its_next_key_is_looked_up():
+    """Every made-up key cost a database lookup, at whatever rate a client sent them."""
+    stored = NoKeysStored()
+    async with calling(service(stored)) as client:
+        keyless = [(await client.get("/admin")).status_code for _ in range(5)]  # no key: nothing was checked
+        wrong = [(await client.get("/admin", headers=bearer(made_up()))).status_code for _ in range(3)]
+        refused = await client.get("/admin", headers=bearer(made_up()))
+    assert keyless == [401] * 5 and wrong == [401] * 3 and stored.lookups == 3
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+    assert "too many" in refused.json()["error"]
+
+
+async def test_guesses_at_the_bootstrap_key_are_throttled_and_the_key_itself_still_gets_through():
+    """LEADPIPE_BOOTSTRAP_KEY is chosen by a person: it could be guessed at the full request rate."""
+    async with calling(service(NoKeysStored())) as client:
+        guesses = [(await client.get("/admin", headers=bearer(f"{BOOTSTRAP_KEY[:-2]}{n:02}"))).status_code
+                   for n in range(4)]
+        right = await client.get("/admin", headers=bearer(BOOTSTRAP_KEY))
+    assert guesses == [401, 401, 401, 429] and right.status_code == 200
+
+
+async def test_each_address_is_counted_apart_and_a_forwarded_one_only_from_a_trusted_proxy():
+    app = service(NoKeysStored(), rate="1/minute", proxies="10.0.0.0/8")
+    async with calling(app) as client:
+        first = await client.get("/admin", headers=bearer(made_up()))
+        spoofed = await client.get("/admin", headers={**bearer(made_up()), "x-forwarded-for": "198.51.100.1"})
+    async with calling(app, "198.51.100.9") as another:
+        elsewhere = await another.get("/admin", headers=bearer(made_up()))
+    async with calling(app, "10.0.0.2") as proxy:
+        forwarded = [(await proxy.get("/admin", headers={**bearer(made_up()), "x-forwarded-for": f"198.51.100.{n}"})
+                      ).status_code for n in (1, 2, 1)]
+    assert first.status_code == 401
+    assert spoofed.status_code == 429  # not from a proxy: its X-Forwarded-For is not believed
+    assert elsewhere.status_code == 401  # another address, another count
+    assert forwarded == [401, 401, 429]  # behind the proxy, each client its own count
+
+
+@pytest.mark.parametrize("name", [s.name for s in SERVICES])
+async def test_every_service_counts_wrong_keys_by_address_as_its_settings_say(name, monkeypatch):
+    monkeypatch.setenv(f"{name.upper()}_BAD_KEY_RATE_LIMIT", "2/minute")
+    app = importlib.import_module(f"{name}.app").create_app()
+    stored = NoKeysStored()
+    app.state.keys = auth.Keys(stored, None)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as client:
+        codes = [(await client.get("/openapi.json", headers={"X-API-Key": made_up()})).status_code for _ in range(3)]
+    assert codes == [401, 401, 429] and stored.lookups == 2

@@ -15,8 +15,9 @@ import pytest
 import structlog
 import yaml
 
-from leadpipe_common.auth import Keys, Principal
+from leadpipe_common.auth import Keys, Principal, new_key
 from leadpipe_common.service import Runtime
+from leadpipe_common.testing.fakes import NoKeysStored
 from leadpipe_common.throttle import parse_rate
 
 from capture import api
@@ -462,6 +463,32 @@ async def test_a_key_whose_stored_rate_limit_lets_nothing_through_posts_under_th
     assert answers == [202, 202] and len(pipeline.written) == 2
     warned = [line for line in lines if line["log_level"] == "warning" and line.get("key_id") == key.holder.key_id]
     assert len(warned) == 1 and "CAPTURE_KEY_RATE_LIMIT" in warned[0]["event"]
+
+
+# -- wrong keys ------------------------------------------------------------------------------------
+
+
+def made_up() -> dict[str, str]:
+    """A key of the right shape that no database holds."""
+    return {"Authorization": f"Bearer {new_key()[1]}"}
+
+
+async def test_wrong_keys_to_the_posts_and_to_the_quarantine_add_to_one_count_per_address_each_once(pipeline):
+    """The quarantine, served by the same internet-facing process, took made-up keys at any rate, each one a
+    lookup; the posts' own count must not count a wrong key a second time."""
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN, bad_key_rate_limit="3/minute")
+    stored = NoKeysStored()
+    async with serving(pipeline, settings, keys=Keys(stored, ADMIN)) as capture:
+        codes = [(await capture.post("/v1/leads", json={"email": "a@example.com"}, headers=made_up())).status_code,
+                 (await capture.get("/v1/quarantine", headers=made_up())).status_code,
+                 (await capture.post(FORM, json={"email": "a@example.com"}, headers=made_up())).status_code,
+                 (await capture.get("/v1/quarantine", headers=made_up())).status_code]
+        refused = await capture.post("/v1/leads", json={"email": "a@example.com"}, headers=made_up())
+        browser = await capture.post("/v1/leads", json={"email": "b@example.com"})
+        admin = await capture.post("/v1/leads", json={"email": "c@example.com"}, headers=AS_ADMIN)
+    assert codes == [401, 401, 401, 429] and stored.lookups == 3
+    assert refused.status_code == 429 and refused.headers["retry-after"].isdigit()
+    assert (browser.status_code, admin.status_code) == (202, 202)  # no key, or the right one: not held up
 
 
 # -- a field's name no answer can carry ----------------------------------------------------

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from leadpipe_common import auth
 from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.testing.fakes import unit_of_work_over
+from leadpipe_common.throttle import parse_rate
 
 from delivery.api import router
 from delivery.domain import new_secret, parse_subscriptions
@@ -96,7 +97,7 @@ def serving(queue: Queue, principal: auth.Principal = ANALYST, book: Subscriptio
     install_problem_handlers(app)
     app.include_router(router)
     book = book if book is not None else SubscriptionBook({}, None, allow_private=False)
-    app.state.keys = Keys(principal)
+    app.state.keys, app.state.wrong_keys = Keys(principal), auth.WrongKeys(parse_rate("30/minute", "test"))
     app.state.runtime = SimpleNamespace(unit_of_work=unit_of_work_over(queue),
                                         context=SimpleNamespace(subscriptions=book, clock=lambda: NOW))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://delivery",

@@ -11,7 +11,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from leadpipe_common import auth
 from leadpipe_common.http import install_problem_handlers
-from leadpipe_common.testing.fakes import NothingSignedOut
+from leadpipe_common.testing.fakes import NoKeysStored, NothingSignedOut
+from leadpipe_common.throttle import parse_rate
 from reporting import dashboard, reports
 from reporting.app import create_app
 from reporting.domain import funnel_stages
@@ -41,6 +42,7 @@ def client(keys: Keys, cookie: str | None, public_origins: tuple[str, ...] = ())
     install_problem_handlers(app)
     app.include_router(dashboard.router)
     app.state.sessions, app.state.keys, app.state.public_origins = SESSIONS, keys, public_origins
+    app.state.wrong_keys = auth.WrongKeys(parse_rate("30/minute", "test"))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
                              cookies={auth.SESSION_COOKIE: cookie} if cookie else None)
 
@@ -160,6 +162,7 @@ async def test_the_won_revenue_card_names_the_attribution_model_picked(monkeypat
     app = FastAPI()
     app.include_router(dashboard.router)
     app.state.sessions, app.state.keys, app.state.runtime = SESSIONS, Reader(), SimpleNamespace(engine=Reader())
+    app.state.wrong_keys = auth.WrongKeys(parse_rate("30/minute", "test"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
                                  headers={"Authorization": "Bearer lp_abc123_secret"}) as browser:
         page = await browser.get("/dashboard", params={"model": model})
@@ -278,3 +281,20 @@ async def test_a_dashboard_session_opened_with_the_bootstrap_key_ends_when_the_k
         cookie = browser.cookies[auth.SESSION_COOKIE]
     async with service(auth.Keys(NothingSignedOut(), rotated), cookie) as browser:
         assert (await browser.get("/v1/reports/funnel")).status_code == 401
+
+
+async def test_wrong_keys_at_the_sign_in_are_counted_per_address_with_those_sent_to_the_api():
+    """Nothing limited guesses at the sign-in: the bootstrap key, chosen by a person, could be guessed there at the
+    full request rate, and each made-up key cost a lookup."""
+    bootstrap, stored = "the-bootstrap-key-of-a-person-2024", NoKeysStored()
+    async with service(auth.Keys(stored, bootstrap), bad_key_rate_limit="3/minute") as browser:
+        codes = [(await browser.post("/dashboard/login", data={"key": auth.new_key()[1]})).status_code,
+                 (await browser.get("/v1/reports/funnel", headers={"x-api-key": auth.new_key()[1]})).status_code,
+                 (await browser.post("/dashboard/login", data={"key": "the-bootstrap-key-of-a-person-2025"})
+                  ).status_code]
+        guessing = await browser.post("/dashboard/login", data={"key": "the-bootstrap-key-of-a-person-2023"})
+        owner = await browser.post("/dashboard/login", data={"key": bootstrap})
+    assert codes == [401, 401, 401] and stored.lookups == 2
+    assert guessing.status_code == 429 and guessing.headers["retry-after"].isdigit()
+    assert "try again in" in guessing.text and 'action="/dashboard/login"' in guessing.text
+    assert owner.status_code == 200 and auth.SESSION_COOKIE in owner.headers["set-cookie"]  # the key itself is let by

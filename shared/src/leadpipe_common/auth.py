@@ -17,6 +17,15 @@ Guarantees:
   key, or an unknown or revoked one: ``401`` with ``WWW-Authenticate``; a key
   without the scope: ``403``. A revoked key stops working within
   ``CACHE_S`` seconds on every process, with no restart.
+- A client address (``throttle.counted_as``; ``X-Forwarded-For`` only from
+  ``<SERVICE>_TRUSTED_PROXIES``) that has sent ``<SERVICE>_BAD_KEY_RATE_LIMIT``
+  wrong keys, to any route that takes one or to the dashboard sign-in, gets
+  ``429`` with ``Retry-After`` before its next key is compared or looked up,
+  until the window ends: a made-up key must not buy a database lookup, nor
+  the bootstrap key be guessed, at the rate requests come. A key this process
+  found valid still gets through (looked up once every ``CACHE_S`` at most,
+  whoever sends it): others' guesses from its address do not lock it out.
+  The counts are each process's own (``WrongKeys``).
 - A dashboard session (a signed cookie naming a key that may read reports)
   only reads: it grants ``reports:read`` whatever else its key may do.
   Cookies ignore ports and go with every request of the site's pages, so
@@ -37,17 +46,19 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeGuard, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from limits import RateLimitItem
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common.http import SESSION_COOKIE, Problem
+from leadpipe_common.throttle import Network, Throttle, counted_as, request_address
 
 SCOPES = ("capture:write", "feedback:write", "reports:read", "admin")
 ADMIN = "admin"
@@ -159,8 +170,8 @@ class Keys:
 
     def seen_valid(self, token: str) -> bool:
         """Whether the key id of ``token`` was a valid key when this process last looked it up (no lookup; the
-        secret is not checked here). A caller throttling lookups lets these through: one of them is looked up
-        at most once every ``CACHE_S``, whoever sends it."""
+        secret is not checked here). ``check_key`` lets these through when it throttles: one of them is looked
+        up at most once every ``CACHE_S``, whoever sends it."""
         if self._is_bootstrap(token):
             return True
         parts = split(token)
@@ -257,15 +268,54 @@ def keys_of(request: Request) -> Keys:
     return request.app.state.keys
 
 
+@dataclass(frozen=True)
+class WrongKeys:
+    """The wrong keys each client address has sent this process (``consumer_app`` keeps one in
+    ``app.state.wrong_keys``, from ``<SERVICE>_BAD_KEY_RATE_LIMIT`` and ``<SERVICE>_TRUSTED_PROXIES``)."""
+
+    rate: RateLimitItem
+    trusted_proxies: tuple[Network, ...] = ()
+    throttle: Throttle = field(default_factory=Throttle)
+
+    def client(self, request: Request) -> str:
+        return counted_as(request_address(request, self.trusted_proxies))
+
+    def wait(self, client: str) -> int | None:
+        """None while ``client`` may still try keys; else whole seconds until it may."""
+        return self.throttle.retry_after(self.rate, "bad key", client, count=False)
+
+    def count(self, client: str) -> None:
+        self.throttle.retry_after(self.rate, "bad key", client)
+
+
+class TooManyWrongKeys(Problem):
+    """``429``: the client's address has sent too many wrong keys; it may try again in ``wait`` seconds."""
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(429, f"too many requests with unknown or revoked API keys; retry in {wait} s",
+                         headers={"Retry-After": str(wait)})
+        self.wait = wait
+
+
+async def check_key(request: Request, token: str) -> Principal | None:
+    """The holder of ``token``, sent by the request's client; None for a wrong key, which counts against the
+    client's address. Raises ``429`` with ``Retry-After``, before anything is compared or looked up, once that
+    address has sent too many (``WrongKeys``; ``TooManyWrongKeys``), unless this process found the key valid
+    before."""
+    keys, wrong = keys_of(request), request.app.state.wrong_keys
+    client = wrong.client(request)
+    wait = wrong.wait(client)
+    if wait is not None and not keys.seen_valid(token):
+        raise TooManyWrongKeys(wait)
+    found = await keys.authenticate(token)
+    if found is None:
+        wrong.count(client)
+    return found
+
+
 def has_key(request: Request) -> bool:
     """Whether the request carries a key (right or wrong), before anything is looked up."""
     return _token(request) is not None
-
-
-def seen_valid(request: Request) -> bool:
-    """Whether the request's key id was a valid key when last looked up (``Keys.seen_valid``): no lookup."""
-    token = _token(request)
-    return token is not None and keys_of(request).seen_valid(token)
 
 
 def _token(request: Request) -> str | None:
@@ -278,11 +328,12 @@ def _token(request: Request) -> str | None:
 
 async def identify(request: Request, *, sessions: bool = True) -> Principal | None:
     """The caller by key (header) or, with ``sessions``, by dashboard session (cookie); raises 401 for a key
-    that is unknown or revoked. (Cookies ignore ports: a browser signed in to the dashboard sends its session
-    to every service on the host, so a service that must not count it as a key passes ``sessions=False``.)"""
+    that is unknown or revoked, 429 for any key once its client has sent too many of those (``check_key``).
+    (Cookies ignore ports: a browser signed in to the dashboard sends its session to every service on the host,
+    so a service that must not count it as a key passes ``sessions=False``.)"""
     token = _token(request)
     if token:
-        found = await keys_of(request).authenticate(token)
+        found = await check_key(request, token)
         if found is None:
             raise Problem(401, "the API key is unknown or revoked", headers=_challenge())
         return found

@@ -75,13 +75,16 @@ _MEANINGS = {
     413: "the body is over the limit",
     415: "the content type is not one this operation takes",
     422: "a field is missing or invalid: `errors` names each one",
+    429: "too many unknown or revoked API keys from this client address; retry after `Retry-After` seconds",
     503: "a dependency is unavailable; retry after `Retry-After` seconds",
 }
 
 
 def problem_responses(*codes: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for these error codes, each with the ``ProblemBody`` model (``meanings`` by
-    ``_404="..."`` overrides a description)."""
+    ``_404="..."`` overrides a description). Where a key is checked (401), so is how many wrong ones its client
+    sent (429, ``auth.check_key``)."""
+    codes = (*codes, 429) if 401 in codes and 429 not in codes else codes
     return {code: {"model": ProblemBody, "description": meanings.get(f"_{code}", _MEANINGS[code])} for code in codes}
 
 

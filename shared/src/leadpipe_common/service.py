@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadpipe_common import asyncapi, heap, topics, topology
 from leadpipe_common import logging as lp_logging
-from leadpipe_common.auth import Keys, Sessions, principal
+from leadpipe_common.auth import Keys, Sessions, WrongKeys, principal
 from leadpipe_common.consumer import BatchApplier, BatchHandler, ConsumerRunner, Outcome
 from leadpipe_common.db import UNAVAILABLE, is_unavailable, make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import Envelope
@@ -55,6 +55,7 @@ from leadpipe_common.outbox import Claim, OutboxRelay, table_claim
 from leadpipe_common.producer import Producer
 from leadpipe_common.retry import backoff
 from leadpipe_common.settings import ConsumerSettings
+from leadpipe_common.throttle import parse_networks, parse_rate
 from leadpipe_common.uow import SqlUnitOfWork, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -261,6 +262,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.sessions = Sessions(settings.session_secret.get_secret_value() if settings.session_secret else None)
     app.state.public_origins = settings.public_origins
+    app.state.wrong_keys = WrongKeys(parse_rate(settings.bad_key_rate_limit, "BAD_KEY_RATE_LIMIT"),
+                                     parse_networks(settings.trusted_proxies, "TRUSTED_PROXIES"))
     # Outermost last: metrics see every answer, security headers go on every one, the limit is on every body,
     # and no text with a NUL gets past the edge.
     if service.fast_lane is not None:

@@ -14,7 +14,7 @@ import socket
 import ssl
 from pathlib import Path
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from leadpipe_common import topics
+from leadpipe_common.throttle import parse_networks, parse_rate
 from leadpipe_common.topology import parse_retention
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -177,6 +178,16 @@ class ServiceSettings(KafkaSettings):
                           "or sign-out must come from one of them, and the session cookie is `Secure` when the "
                           "one a sign-in comes from (the first, if it names none) is `https`; unset: the address "
                           "each request came to (`make run` serves `http://127.0.0.1`)")
+    # Behind a proxy every client has the proxy's address: one client's wrong keys would lock out all of them.
+    trusted_proxies: str = Field("", description="comma-separated addresses or networks of your proxies; "
+                                                 "`X-Forwarded-For` is believed only from them (rate limits count "
+                                                 "by client address: behind a proxy not named here, every client "
+                                                 "is the proxy)")
+    bad_key_rate_limit: str = Field(
+        "30/minute", description="wrong API keys (unknown, revoked, not a key) one client address may send, on any "
+                                 "route that takes a key and on the dashboard sign-in; past it: `429` with "
+                                 "`Retry-After`, before anything is looked up (a key the process found valid still "
+                                 "gets through)")
     bootstrap_key: SecretStr | None = Field(
         None, validation_alias="LEADPIPE_BOOTSTRAP_KEY",
         description="a secret of your choice (24 characters or more) that is an admin API key on every service, "
@@ -212,6 +223,22 @@ class ServiceSettings(KafkaSettings):
     def public_origins(self) -> tuple[str, ...]:
         """``<SERVICE>_PUBLIC_ORIGIN``'s origins, the canonical one first; none when it is unset."""
         return tuple(self.public_origin.split(",")) if self.public_origin else ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str, info: Any) -> str:
+        parse_networks(v, cls._variable(info.field_name))
+        return v
+
+    @field_validator("bad_key_rate_limit")
+    @classmethod
+    def _a_rate(cls, v: str, info: Any) -> str:
+        parse_rate(v, cls._variable(info.field_name))
+        return v
+
+    @classmethod
+    def _variable(cls, field: str) -> str:
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
 
     @field_validator("bootstrap_key")
     @classmethod

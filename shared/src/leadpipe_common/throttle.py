@@ -1,9 +1,10 @@
 """Rate limits counted in a process's memory, and whose count a request adds to (rates written as the ``limits``
-library parses them); capture's public posts are counted with these (``capture.throttle``).
+library parses them): capture's public posts (``capture.throttle``) and every service's wrong API keys
+(``auth.WrongKeys``) are counted with these.
 
 Guarantees: a client is its address, an IPv6 address by its /64.
-``X-Forwarded-For`` is believed only from the trusted proxies given (capture's
-``CAPTURE_TRUSTED_PROXIES``): the client is the nearest address in
+``X-Forwarded-For`` is believed only from the trusted proxies given (a
+service's ``<SERVICE>_TRUSTED_PROXIES``): the client is the nearest address in
 it not one of them (a port a proxy appends to an address is no part of it).
 The counts live in each process's memory, a fixed window per rate and
 identity that starts at its first hit: with N processes a client may get up

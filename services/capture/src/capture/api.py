@@ -32,14 +32,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from leadpipe_common import topics
-from leadpipe_common.auth import Principal, has_key, identify, needs, seen_valid
+from leadpipe_common.auth import Principal, TooManyWrongKeys, has_key, identify, needs
 from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
 from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
-from leadpipe_common.throttle import Network, Throttle, counted_as, parse_rate, request_address
+from leadpipe_common.throttle import Network, Throttle, parse_rate, request_address
 
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
@@ -114,7 +114,7 @@ class Sender:
 async def _admit(request: Request, rt: Runtime[Capture, CaptureStore], form_id: str | None) -> Sender:
     """Who sends this; raises 401/403 for a bad key and 429 over the limit, before the body is read."""
     limits = rt.context.limits
-    who = await _key_holder(request, limits)
+    who = await _key_holder(request)
     if who is not None and not who.may("capture:write"):
         raise Problem(403, f"this API key ({who.name}) lacks the scope capture:write")
     address = None
@@ -135,30 +135,24 @@ def _address(request: Request, limits: Limits) -> str:
     return request_address(request, limits.trusted_proxies)
 
 
-async def _key_holder(request: Request, limits: Limits) -> Principal | None:
+async def _key_holder(request: Request) -> Principal | None:
     """The key's holder (only a key sent on purpose vouches for a submission: no dashboard session); 401 for an
-    unknown or revoked key, and 429 before the lookup once the client's address has sent too many of those (a
-    key id this process found valid is still looked up: others' made-up keys from its address do not stop it)."""
+    unknown or revoked key, and 429 before the lookup once the client's address has sent too many of those, in
+    one count with its keys to every other route (``auth.check_key``)."""
     if not has_key(request):
         return None
-    refused = ("bad key", counted_as(_address(request, limits)))
-    if not seen_valid(request):  # a key id found valid costs a lookup every few seconds at most, whoever sends it
-        _throttle(limits, limits.per_address, refused, "bad key", count=False,
-                  what="requests with unknown or revoked API keys")
     try:
         return await identify(request, sessions=False)
-    except Problem as exc:
-        if exc.status == 401:
-            limits.throttle.retry_after(limits.per_address, *refused)
+    except TooManyWrongKeys:
+        THROTTLED.labels("bad key").inc()
         raise
 
 
-def _throttle(limits: Limits, rate: RateLimitItem, identity: tuple[str, ...], by: str, count: bool = True,
-              what: str = "submissions") -> None:
-    wait = limits.throttle.retry_after(rate, *identity, count=count)
+def _throttle(limits: Limits, rate: RateLimitItem, identity: tuple[str, ...], by: str) -> None:
+    wait = limits.throttle.retry_after(rate, *identity)
     if wait is not None:
         THROTTLED.labels(by).inc()
-        raise Problem(429, f"too many {what}; retry in {wait} s", headers={"Retry-After": str(wait)})
+        raise Problem(429, f"too many submissions; retry in {wait} s", headers={"Retry-After": str(wait)})
 
 
 @functools.lru_cache(maxsize=256)

@@ -7,7 +7,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from leadpipe_common.settings import ConsumerSettings
-from leadpipe_common.throttle import parse_networks, parse_rate
+from leadpipe_common.throttle import parse_rate
 
 from capture.domain import parse_origins
 
@@ -45,8 +45,6 @@ class CaptureSettings(ConsumerSettings):
                                                      "`rate_limit` overrides it); over it: `429` with `Retry-After`")
     key_rate_limit: str = Field("1000/second", description="submissions per `capture:write` key, for server-to-server "
                                                           "imports (a key's own limit overrides it)")
-    trusted_proxies: str = Field("", description="comma-separated addresses or networks of your proxies; "
-                                                 "`X-Forwarded-For` is believed only from them")
 
     token_secret: SecretStr | None = Field(
         None, description="signs form tokens (forms with `require_token`); give every capture process the same one "
@@ -56,12 +54,6 @@ class CaptureSettings(ConsumerSettings):
     @classmethod
     def _rate(cls, v: str, info: Any) -> str:
         parse_rate(v, f"CAPTURE_{info.field_name.upper()}")
-        return v
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _proxies(cls, v: str) -> str:
-        parse_networks(v, "CAPTURE_TRUSTED_PROXIES")
         return v
     write_batch_max: int = Field(500, ge=1, description="most leads committed in one write round (requests "
                                                         "arriving while one commits share the next)")

@@ -7,12 +7,10 @@ a ``capture:write`` key is counted per key (``CAPTURE_KEY_RATE_LIMIT``, or the
 key's own limit), never per address. Over the limit is ``429`` with
 ``Retry-After``, before the body is read; a JSON post to ``/v1/leads`` naming a
 form with its own ``rate_limit`` in the body is also counted under that form,
-once the body is read. A client address whose unknown or revoked keys reach
-``CAPTURE_RATE_LIMIT`` gets ``429`` before the key is looked up (a made-up key
-must not buy a database lookup per request where no key would be throttled),
-unless its key id was found valid before (looked up once every few seconds
-at most, whoever sends it). ``X-Forwarded-For`` is believed only from
-``CAPTURE_TRUSTED_PROXIES``. The counts live in each process's memory: with N
+once the body is read. Wrong keys are counted per client address as on any
+route that takes a key (``auth.check_key``, ``CAPTURE_BAD_KEY_RATE_LIMIT``),
+the posts' and the quarantine's in one count, each once. ``X-Forwarded-For``
+is believed only from ``CAPTURE_TRUSTED_PROXIES``. The counts live in each process's memory: with N
 capture processes a client may get up to N times the limit.
 """
 

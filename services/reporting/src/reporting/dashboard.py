@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from leadpipe_common.auth import SESSION_COOKIE, identify, keys_of
+from leadpipe_common.auth import SESSION_COOKIE, TooManyWrongKeys, check_key, identify, keys_of
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
 from leadpipe_common.http import Problem, cross_site, problem_responses, public_origin
 from leadpipe_common.service import runtime_of
@@ -111,9 +111,9 @@ LOGIN = """<!doctype html>
 makes one for a person.</p></section></main></body></html>"""
 
 
-def login_page(message: str = "", status: int = 200) -> HTMLResponse:
+def login_page(message: str = "", status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
     shown = f'<p class="error" role="alert">{esc(message)}</p>' if message else ""
-    return HTMLResponse(LOGIN.format(css=CSS, message=shown), status_code=status)
+    return HTMLResponse(LOGIN.format(css=CSS, message=shown), status_code=status, headers=headers)
 
 
 SIGN_OUT = """<!doctype html>
@@ -140,7 +140,8 @@ async def login(request: Request) -> Response:
         return login_page("Sign in from this page, not from another site.", 403)
     key = str((await request.form()).get("key", "")).strip()
     try:
-        who = await keys_of(request).authenticate(key) if key else None
+        # Counted with the wrong keys its address sends to any route: a sign-in is no way to guess keys faster.
+        who = await check_key(request, key) if key else None
         if who is None:
             return login_page("That key is unknown or revoked.", 401)
         if not who.may("reports:read"):
@@ -148,6 +149,9 @@ async def login(request: Request) -> Response:
         # The session this browser had (another key's, say) ends here, not only its cookie: a copy of it must not
         # outlive the sign-in that replaced it. A refused sign-in leaves it as it was.
         await _end_session(request)
+    except TooManyWrongKeys as exc:
+        return login_page(f"Too many unknown or revoked keys were sent from here; try again in {exc.wait} s.",
+                          429, exc.headers)
     except UNAVAILABLE as exc:
         if not is_unavailable(exc):
             raise
