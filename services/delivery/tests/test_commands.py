@@ -87,6 +87,14 @@ def test_a_redrive_of_a_misspelt_subscription_is_refused_naming_those_in_force_t
     assert Store.redriven == ["crm", "slack"]
 
 
+@pytest.mark.parametrize("option", ["--lead", "--subscription"])
+def test_an_empty_lead_or_subscription_is_refused_not_taken_for_a_redrive_of_all(redrive, option):
+    """`--lead "$LEAD"` with the variable unset queued every dead delivery again, of every lead."""
+    refused = redrive(option, "")
+    assert refused.exit_code == 2 and option in refused.output and "''" in refused.output
+    assert Store.redriven == []
+
+
 def test_a_subscriptions_file_that_cannot_be_read_is_a_message_not_a_traceback(command, tmp_path, monkeypatch):
     monkeypatch.setenv("DELIVERY_SUBSCRIPTIONS_FILE", str(tmp_path / "missing.yaml"))
     for args in (["redrive"], ["forget", "--subscription", "old-crm"]):

@@ -45,7 +45,8 @@ def add_commands(cli: typer.Typer) -> None:
         (deleted, or in neither DELIVERY_SUBSCRIPTIONS_FILE nor the API's), stay dead, counted."""
         settings = load_settings(DeliverySettings)
         try:
-            lead_id = uuid.UUID(lead) if lead else None
+            # `--lead "$LEAD"` with the variable unset is no filter: it would redrive every dead delivery.
+            lead_id = uuid.UUID(lead) if lead is not None else None
         except ValueError:
             raise typer.BadParameter(f"{lead!r} is not a lead id (a UUID)", param_hint="--lead") from None
 
