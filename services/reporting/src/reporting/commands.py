@@ -22,6 +22,9 @@ from reporting.replay import Progress, replay
 from reporting.settings import ReportingSettings
 
 def _moment(value: str | None, name: str, *, end: bool = False) -> datetime | None:
+    if value == "":
+        # `--since="$SINCE"` with the variable unset is not "no --since": a replay would rebuild from the start.
+        raise typer.BadParameter("'' is empty: give a moment, or leave the option out", param_hint=name)
     try:
         return parse_moment(value, end=end)
     except ValueError as exc:

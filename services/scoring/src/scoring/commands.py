@@ -67,7 +67,7 @@ def add_commands(cli: typer.Typer) -> None:
 
 
 def _moment(value: str | None) -> datetime:
-    if not value:
+    if value is None:  # an empty --at (an unset variable) is refused below, not taken for now
         return datetime.now(UTC)
     try:
         moment = datetime.fromisoformat(value)

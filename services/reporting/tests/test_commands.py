@@ -1,0 +1,53 @@
+"""``leadpipe-reporting replay`` and ``export`` from the command line, the stream stood in for: what they refuse
+before reading anything."""
+
+import pytest
+from typer.testing import CliRunner
+
+import reporting.commands
+from reporting.__main__ import cli
+from reporting.replay import ReplayStats
+
+
+class Commands:
+    """The commands, with replay and export only noting what they were asked for."""
+
+    def __init__(self) -> None:
+        self.replays: list[object] = []
+        self.exports: list[tuple[object, object]] = []
+
+    async def replay(self, settings, *, since=None, progress=lambda done, total: None) -> ReplayStats:
+        self.replays.append(since)
+        return ReplayStats(0, 0, 0, 0.1)
+
+    async def export(self, settings, output, fmt, *, since, until, progress=lambda done, total: None) -> int:
+        self.exports.append((since, until))
+        return 0
+
+    def __call__(self, *args: str):
+        result = CliRunner().invoke(cli, list(args), env={"COLUMNS": "500"})
+        result.said = " ".join(result.output.replace("│", " ").split())
+        return result
+
+
+@pytest.fixture
+def command(monkeypatch) -> Commands:
+    commands = Commands()
+    monkeypatch.setattr(reporting.commands, "replay", commands.replay)
+    monkeypatch.setattr(reporting.commands, "export", commands.export)
+    return commands
+
+
+def test_an_empty_since_is_refused_not_taken_for_a_rebuild_from_the_start(command):
+    """`replay --since="$SINCE"` with the variable unset dropped the live tables for a rebuild of the whole
+    stream: far more than re-applying a day."""
+    refused = command("replay", "--since=")
+    assert refused.exit_code == 2 and "--since" in refused.said and "'' is empty" in refused.said
+    assert command.replays == []
+
+
+@pytest.mark.parametrize("option", ["--since", "--until"])
+def test_an_empty_since_or_until_of_an_export_is_refused_not_taken_for_the_whole_stream(command, tmp_path, option):
+    refused = command("export", str(tmp_path / "out.jsonl"), f"{option}=")
+    assert refused.exit_code == 2 and option in refused.said and "'' is empty" in refused.said
+    assert command.exports == []
