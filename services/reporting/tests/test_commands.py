@@ -51,3 +51,17 @@ def test_an_empty_since_or_until_of_an_export_is_refused_not_taken_for_the_whole
     refused = command("export", str(tmp_path / "out.jsonl"), f"{option}=")
     assert refused.exit_code == 2 and option in refused.said and "'' is empty" in refused.said
     assert command.exports == []
+
+
+@pytest.mark.parametrize("args", [["replay", "--since", "1969-06-01"],
+                                  ["export", "out.jsonl", "--since", "1969-06-01"],
+                                  ["export", "out.jsonl", "--until", "1969-06-01"]])
+def test_a_moment_before_1970_is_refused_naming_the_option_before_the_stream_is_read(command, tmp_path,
+                                                                                   monkeypatch, args):
+    """The broker client refused a negative timestamp with a bare ValueError, after the replay or export began:
+    a traceback."""
+    monkeypatch.chdir(tmp_path)
+    refused = command(*args)
+    assert refused.exit_code == 2 and args[-2] in refused.said
+    assert "'1969-06-01' is before 1970-01-01T00:00Z" in refused.said
+    assert command.replays == command.exports == []

@@ -7,7 +7,7 @@ import pytest
 from leadpipe_common.events import Attribution, LeadQuarantined, LeadSlaBreached, LeadStageChanged
 from reporting.domain import (
     AttributionTally, LeadCredit, LeadFacts, attribution_rows, breakdown_row,
-    funnel_stages, parse_moment, project, sla_row, spam_rows,
+    funnel_stages, project, sla_row, spam_rows,
 )
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -167,31 +167,6 @@ def test_revenue_is_kept_per_currency_and_rows_rank_by_wins():
 
 def test_sla_compliance_ignores_hand_offs_still_open():
     assert sla_row({"team": "emea"}, met=3, missed=1, open_=5)["compliance"] == 0.75
-
-
-def test_a_time_without_a_zone_is_utc_for_the_api_and_the_commands_alike():
-    assert parse_moment("2026-11-23T09:00") == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-    assert parse_moment("2026-11-23T09:00+01:00") == datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-
-
-def test_a_bare_until_date_includes_the_whole_day():
-    assert parse_moment("2026-11-23") == datetime(2026, 11, 23, tzinfo=UTC)
-    assert parse_moment("2026-11-23", end=True) == datetime(2026, 11, 24, tzinfo=UTC)
-
-
-def test_a_compact_iso_until_date_includes_the_whole_day_too():
-    assert parse_moment("20261123", end=True) == datetime(2026, 11, 24, tzinfo=UTC)
-
-
-def test_a_moment_that_is_not_iso_is_refused_with_an_example():
-    with pytest.raises(ValueError, match="2026-11-23T09:00Z"):
-        parse_moment("yesterday")
-
-
-@pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01T00:00+01:00", "9999-12-31T23:30-01:00"])
-def test_a_moment_at_the_ends_of_the_calendar_is_refused_not_a_crash(value):
-    with pytest.raises(ValueError, match="out of range: years 2 to 9998"):
-        parse_moment(value, end=True)
 
 
 def test_a_csv_cell_a_spreadsheet_would_run_is_kept_as_text():

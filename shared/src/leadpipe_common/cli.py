@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from leadpipe_common.moments import parse_moment, parse_scan_moment
 from leadpipe_common.settings import ServiceSettings
 
 
@@ -43,6 +45,19 @@ def database_errors() -> Iterator[None]:
         cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
         typer.secho(f"cannot use the database at DATABASE_URL: {cause}", err=True, fg="red")
         raise typer.Exit(1) from None
+
+
+def moment_option(value: str | None, option: str, *, end: bool = False, scan: bool = False) -> datetime | None:
+    """A command's moment (``--since``, ``--until``, ``--at``) as ``moments.parse_moment`` reads it, or with
+    ``scan`` (it selects records of the topics) ``parse_scan_moment``; a bad one is refused naming the option,
+    before anything is read. Given empty (``--since="$SINCE"``, the variable unset), it is refused: read as left
+    out, a replay would rebuild from the start."""
+    if value == "":
+        raise typer.BadParameter("'' is empty: give a moment, or leave the option out", param_hint=option)
+    try:
+        return (parse_scan_moment if scan else parse_moment)(value, end=end)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 def load_settings(factory: Callable[[], S]) -> S:

@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from leadpipe_common.auth import needs
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
+from leadpipe_common.moments import parse_moment
 from leadpipe_common.service import runtime_of
 
 from reporting import reports
-from reporting.domain import parse_moment
 from reporting.reports import Filters
 
 router = APIRouter(tags=["reports"], dependencies=[needs("reports:read")],

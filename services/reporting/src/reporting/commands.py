@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,11 @@ import typer
 from aiokafka.errors import KafkaError
 
 from leadpipe_common import topics
-from leadpipe_common.cli import database_errors, load_settings
+from leadpipe_common.cli import database_errors, load_settings, moment_option
 
-from reporting.domain import parse_moment
 from reporting.export import OutputError, export
 from reporting.replay import Progress, replay
 from reporting.settings import ReportingSettings
-
-def _moment(value: str | None, name: str, *, end: bool = False) -> datetime | None:
-    if value == "":
-        # `--since="$SINCE"` with the variable unset is not "no --since": a replay would rebuild from the start.
-        raise typer.BadParameter("'' is empty: give a moment, or leave the option out", param_hint=name)
-    try:
-        return parse_moment(value, end=end)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=name) from None
 
 
 def _progress_bar(label: str):  # noqa: ANN202
@@ -56,14 +45,14 @@ def add_commands(cli: typer.Typer) -> None:
     def replay_command(
         since: str | None = typer.Option(
             None, help="re-apply only the events since this moment (ISO date or date-time, UTC unless it names "
-                       "a zone) on top of the live tables; default: rebuild from the whole stream"),
+                       "a zone; 1970 or later) on top of the live tables; default: rebuild from the whole stream"),
     ) -> None:
         """Rebuild reporting's tables from leads.lifecycle into fresh tables and swap them in.
 
         With --since, re-apply the events since that moment over the live tables instead: nothing
         captured before it is lost."""
         settings = load_settings(ReportingSettings)
-        start = _moment(since, "--since")
+        start = moment_option(since, "--since", scan=True)
         try:
             with database_errors():
                 stats = _run_with_progress("replaying", lambda update: replay(settings, since=start,
@@ -80,8 +69,10 @@ def add_commands(cli: typer.Typer) -> None:
     def export_command(
         output: Path = typer.Argument(..., help="file to write (.jsonl or .parquet)"),
         fmt: str | None = typer.Option(None, "--format", help="jsonl or parquet (default: from the file name)"),
-        since: str | None = typer.Option(None, help="only events at or after this moment (ISO; UTC unless it names a zone)"),
-        until: str | None = typer.Option(None, help="only events before this moment (ISO; a bare date includes that day)"),
+        since: str | None = typer.Option(None, help="only events at or after this moment (ISO; UTC unless it names "
+                                                    "a zone; 1970 or later)"),
+        until: str | None = typer.Option(None, help="only events before this moment (ISO; a bare date includes "
+                                                    "that day; 1970 or later)"),
     ) -> None:
         """Export leads.lifecycle (or a time slice) for analysts, one row per event."""
         chosen = fmt or {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}.get(output.suffix)
@@ -93,7 +84,8 @@ def add_commands(cli: typer.Typer) -> None:
         if not output.parent.is_dir():
             raise typer.BadParameter(f"{output.parent} is not a directory", param_hint="OUTPUT")
         settings = load_settings(ReportingSettings)
-        start, end = _moment(since, "--since"), _moment(until, "--until", end=True)
+        start = moment_option(since, "--since", scan=True)
+        end = moment_option(until, "--until", end=True, scan=True)
         try:
             n = _run_with_progress("exporting", lambda update: export(
                 settings, output, chosen, since=start, until=end, progress=update))

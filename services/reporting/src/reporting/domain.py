@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -50,33 +50,6 @@ VELOCITY: tuple[tuple[str, str, str], ...] = (
     ("accepted_to_won", "accepted", "won"),
 )
 NONE_LABEL = "(none)"
-
-
-def parse_moment(value: str | None, *, end: bool = False) -> datetime | None:
-    """An ISO date or date-time as the API and the commands take it: UTC unless it names a zone.
-
-    A bare date is that day's midnight, or with ``end`` the next midnight, so that
-    ``until=2026-11-23`` includes the whole day. Raises ValueError saying what is wrong.
-    """
-    if value is None or value == "":
-        return None
-    try:
-        day: date | None = date.fromisoformat(value)  # any ISO date (20261123 too), not only ten characters
-    except ValueError:
-        day = None
-    try:
-        if day is not None:
-            moment = datetime.combine(day + timedelta(days=1) if end else day, time(), UTC)
-        else:
-            moment = datetime.fromisoformat(value)
-    except OverflowError:  # the day after 9999-12-31
-        raise ValueError(f"{value!r} is out of range: years 2 to 9998") from None
-    except ValueError:
-        raise ValueError(f"{value!r} is not an ISO date (2026-11-23) or date-time (2026-11-23T09:00Z)") from None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    if not 1 < moment.year < 9999:  # its UTC time must exist too (0001-01-01T00:00+01:00 has none)
-        raise ValueError(f"{value!r} is out of range: years 2 to 9998")
-    return moment
 
 
 @dataclass(frozen=True, order=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import typer
 from aiokafka.errors import KafkaError
 
-from leadpipe_common.cli import load_settings
+from leadpipe_common.cli import load_settings, moment_option
 
 from routing.domain import WhatIf, what_if
 from routing.reference import RoutingFiles
@@ -40,7 +40,7 @@ def add_commands(cli: typer.Typer) -> None:
                                                        "which rejection codes recycle a lead",
                                             exists=True, dir_okay=False),
     ) -> None:
-        moment = _moment(since)
+        moment = moment_option(since, "--since", scan=True)
         settings = load_settings(RoutingSettings)
         files = settings.files
         candidate = replace(files, reps=reps or files.reps, territories=territories or files.territories,
@@ -65,23 +65,6 @@ def add_commands(cli: typer.Typer) -> None:
                 raise typer.Exit(1) from None
         _report(what_if(history.leads, reference.data), moment, reference.version, candidate, history.skipped,
                 candidate_reasons=reasons is not None)
-
-
-def _moment(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO date-time (2026-11-23T09:00Z)",
-                                 param_hint="--since") from None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    if moment < _EPOCH:
-        # Kafka's timestamps count from 1970: the broker client refuses an earlier one with a bare ValueError.
-        raise typer.BadParameter(f"{value!r} is before 1970-01-01T00:00Z, where the topics' timestamps begin "
-                                 "(1970-01-01 reads them all)", param_hint="--since")
-    return moment
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, skipped: int, *,
