@@ -1,6 +1,8 @@
 """``leadpipe-scoring rescore`` from the command line, the lifecycle and the database stood in for: what it
 refuses before reading anything."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from typer.testing import CliRunner
 
@@ -41,3 +43,22 @@ def test_an_empty_at_is_refused_not_taken_for_now(rescore):
     refused = rescore("--dry-run", "--at=")
     assert refused.exit_code == 2 and "--at" in refused.said and "''" in refused.said
     assert rescore.at == []
+
+
+@pytest.mark.parametrize("days, said", [(-365, "more than a day before now"), (-2, "more than a day before now"),
+                                        (2, "more than a day after now")])
+def test_an_at_more_than_a_day_from_now_is_refused_saying_why(rescore, days, said):
+    """A typo of 2025 for 2026 re-scored without a year's decay and stepped leads to MQL a year before now,
+    before many were captured."""
+    at = (datetime.now(UTC) + timedelta(days=days)).isoformat(timespec="minutes")
+    refused = rescore("--dry-run", "--at", at)
+    assert refused.exit_code == 2 and "--at" in refused.said and said in refused.said
+    assert rescore.at == []
+
+
+def test_an_at_within_a_day_of_now_is_scored_as_of_that_moment(rescore):
+    """The real run may come hours after its dry run, at the same --at."""
+    at = (datetime.now(UTC) - timedelta(hours=20)).replace(second=0, microsecond=0)
+    done = rescore("--at", at.isoformat())
+    assert done.exit_code == 0, done.said
+    assert rescore.at == [at]

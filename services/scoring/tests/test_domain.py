@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from leadpipe_common.events import Attribution, Contact, Enrichment, LeadEnriched, Sourced
-from scoring.domain import InvalidRules, TouchFacts, explain, parse_rules, score
+from scoring.domain import InvalidRules, TouchFacts, check_rescore_at, explain, parse_rules, score
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -378,3 +378,13 @@ def test_new_rules_recycle_nurture_to_mql_and_only_count_an_mql_below_the_bar():
         summary.add(move, grade, source, score_changed=move is not None)
     assert summary.moves == {("to_mql", "B", "ads"): 2, ("below_bar", "C", "(none)"): 1}
     assert (summary.leads, summary.changed_scores, summary.count("to_mql")) == (4, 3, 2)
+
+
+def test_a_rescore_may_be_as_of_any_moment_within_a_day_of_now_and_no_further():
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    for within in (now - timedelta(days=1), now, now + timedelta(days=1)):
+        check_rescore_at(within, now)
+    with pytest.raises(ValueError, match=r"2025-11-23T09:00\+00:00 is more than a day before now"):
+        check_rescore_at(datetime(2025, 11, 23, 9, 0, tzinfo=UTC), now)
+    with pytest.raises(ValueError, match="more than a day after now"):
+        check_rescore_at(now + timedelta(days=1, minutes=1), now)

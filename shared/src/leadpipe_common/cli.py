@@ -51,7 +51,7 @@ def moment_option(value: str | None, option: str, *, end: bool = False, scan: bo
     """A command's moment (``--since``, ``--until``, ``--at``) as ``moments.parse_moment`` reads it, or with
     ``scan`` (it selects records of the topics) ``parse_scan_moment``; a bad one is refused naming the option,
     before anything is read. Given empty (``--since="$SINCE"``, the variable unset), it is refused: read as left
-    out, a replay would rebuild from the start."""
+    out, a replay would rebuild from the start, a re-score would score as of now."""
     if value == "":
         raise typer.BadParameter("'' is empty: give a moment, or leave the option out", param_hint=option)
     try:

@@ -9,10 +9,10 @@ import typer
 from aiokafka.errors import KafkaError
 
 from leadpipe_common import topics
-from leadpipe_common.cli import database_errors, load_settings
+from leadpipe_common.cli import database_errors, load_settings, moment_option
 
 from scoring.app import load_rules
-from scoring.domain import RescoreSummary
+from scoring.domain import RescoreSummary, check_rescore_at
 from scoring.rescore import closed_leads, rescore
 from scoring.settings import ScoringSettings
 
@@ -27,20 +27,23 @@ def add_commands(cli: typer.Typer) -> None:
     def rescore_command(
         dry_run: bool = typer.Option(False, "--dry-run", help="print what would change; write nothing"),
         at: str | None = typer.Option(None, help="score as of this moment (ISO date-time, UTC unless zoned; "
-                                                 "default: now): intent decays to it"),
+                                                 "default: now): intent decays to it, and a lead lifted to MQL "
+                                                 "steps to MQL at it; at most a day from now"),
     ) -> None:
         """Re-score every open lead (nurture, MQL) under the rules file as it is now.
 
         A nurture lead that now reaches the MQL bar is recycled: routing routes it. A lead the lifecycle has
         closed since (won, lost, merged away) is left out and counted apart. Run with --dry-run first: the real
-        run then does exactly what it printed (at the same --at), but for leads closed in between."""
+        run then does exactly what it printed (at the same --at), but for leads closed in between. An --at more
+        than a day before or after now is refused: a past one leaves intent undecayed since and dates the steps
+        to MQL then, perhaps before their leads were captured (a typo in the year does that)."""
+        now = _moment(at)
         settings = load_settings(ScoringSettings)
         try:
             rules = load_rules(settings.rules_file)
         except (OSError, ValueError) as exc:
             typer.secho(str(exc), err=True, fg="red")
             raise typer.Exit(2) from None
-        now = _moment(at)
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
@@ -67,13 +70,15 @@ def add_commands(cli: typer.Typer) -> None:
 
 
 def _moment(value: str | None) -> datetime:
-    if value is None:  # an empty --at (an unset variable) is refused below, not taken for now
-        return datetime.now(UTC)
+    now = datetime.now(UTC)
+    moment = moment_option(value, "--at")
+    if moment is None:
+        return now
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO date-time (2026-11-23T09:00Z)", param_hint="--at") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        check_rescore_at(moment, now)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--at") from None
+    return moment
 
 
 def _report(summary: RescoreSummary, dry_run: bool, now: datetime) -> None:

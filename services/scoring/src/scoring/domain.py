@@ -517,6 +517,25 @@ def rescore_move(before: str, decision: str) -> Move | None:
     return None
 
 
+#: How far from the present a re-score may be scored as of (``rescore --at``): room to run for real, later the
+#: same day, at the moment a dry run was for. Further back, intent would decay only to then and the leads it
+#: recycles would step to MQL then, perhaps before they were captured (a year's typo does that); further
+#: ahead, intent would decay by days not yet passed and the steps would be dated in the future.
+RESCORE_AT_TOLERANCE = timedelta(days=1)
+
+
+def check_rescore_at(at: datetime, now: datetime) -> None:
+    """Raises ValueError, saying why, for a moment to re-score as of more than ``RESCORE_AT_TOLERANCE`` from
+    ``now``."""
+    shown = f"{at.isoformat(timespec='minutes')} is more than a day {{}} now ({now.isoformat(timespec='minutes')})"
+    if at < now - RESCORE_AT_TOLERANCE:
+        raise ValueError(shown.format("before") + ": intent would decay only to then, and the leads lifted to MQL "
+                         "would step to MQL then, perhaps before they were captured; give one within a day of now")
+    if at > now + RESCORE_AT_TOLERANCE:
+        raise ValueError(shown.format("after") + ": intent would decay by days not yet passed, and the leads "
+                         "lifted to MQL would step to MQL in the future; give one within a day of now")
+
+
 @dataclass
 class RescoreSummary:
     """What a re-score changed (or would change): moves by grade and source, and how many leads it looked at."""
