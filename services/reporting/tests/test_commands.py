@@ -1,6 +1,8 @@
 """``leadpipe-reporting replay`` and ``export`` from the command line, the stream stood in for: what they refuse
 before reading anything."""
 
+from datetime import UTC, datetime
+
 import pytest
 from typer.testing import CliRunner
 
@@ -14,14 +16,15 @@ class Commands:
 
     def __init__(self) -> None:
         self.replays: list[object] = []
-        self.exports: list[tuple[object, object]] = []
+        #: (format, since, until) of each export.
+        self.exports: list[tuple[str, object, object]] = []
 
     async def replay(self, settings, *, since=None, progress=lambda done, total: None) -> ReplayStats:
         self.replays.append(since)
         return ReplayStats(0, 0, 0, 0.1)
 
     async def export(self, settings, output, fmt, *, since, until, progress=lambda done, total: None) -> int:
-        self.exports.append((since, until))
+        self.exports.append((fmt, since, until))
         return 0
 
     def __call__(self, *args: str):
@@ -65,3 +68,48 @@ def test_a_moment_before_1970_is_refused_naming_the_option_before_the_stream_is_
     assert refused.exit_code == 2 and args[-2] in refused.said
     assert "'1969-06-01' is before 1970-01-01T00:00Z" in refused.said
     assert command.replays == command.exports == []
+
+
+@pytest.mark.parametrize("until", ["2026-11-01T00:00Z", "2026-10-31"])
+def test_an_export_until_no_later_than_since_is_refused_not_written_as_an_empty_export(command, tmp_path, until):
+    """It wrote 0 events over the previous export."""
+    refused = command("export", str(tmp_path / "out.jsonl"), "--since", "2026-11-01", "--until", until)
+    assert refused.exit_code == 2 and "--until" in refused.said and "is not after --since" in refused.said
+    assert command.exports == []
+    done = command("export", str(tmp_path / "out.jsonl"), "--since", "2026-11-01", "--until", "2026-11-01")
+    assert done.exit_code == 0, done.said
+    assert command.exports == [("jsonl", datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))]
+
+
+def test_an_export_to_a_directory_is_refused_before_the_stream_is_read(command, tmp_path):
+    """It failed only when renaming the finished file over it, after reading the whole stream."""
+    for name in ("out.jsonl", "exports"):
+        (tmp_path / name).mkdir()
+        refused = command("export", str(tmp_path / name))
+        assert refused.exit_code == 2 and "is a directory: name the file to write" in refused.said
+    assert command.exports == []
+
+
+@pytest.mark.parametrize("args, chosen", [(["out.parquet", "--format", "PARQUET"], "parquet"),
+                                          (["out.PARQUET"], "parquet"), (["out.JSONL"], "jsonl"),
+                                          (["out.json", "--format", "Jsonl"], "jsonl"),
+                                          (["out.txt", "--format", "jsonl"], "jsonl")])
+def test_the_export_format_is_read_in_any_case_from_the_option_or_the_name(command, tmp_path, monkeypatch, args,
+                                                                           chosen):
+    monkeypatch.chdir(tmp_path)
+    done = command("export", *args)
+    assert done.exit_code == 0, done.said
+    assert [fmt for fmt, _, _ in command.exports] == [chosen]
+
+
+@pytest.mark.parametrize("args, said", [(["out.parquet", "--format", "jsonl"], "out.parquet is named as parquet but "
+                                                                               "--format is jsonl"),
+                                        (["out.jsonl", "--format", "parquet"], "out.jsonl is named as jsonl but "
+                                                                               "--format is parquet"),
+                                        (["out.jsonl", "--format="], "'': use jsonl or parquet")])
+def test_a_format_the_file_name_contradicts_or_an_empty_one_is_refused(command, tmp_path, monkeypatch, args, said):
+    """--format jsonl wrote JSON Lines into out.parquet, which a Parquet reader then refused."""
+    monkeypatch.chdir(tmp_path)
+    refused = command("export", *args)
+    assert refused.exit_code == 2 and "--format" in refused.said and said in refused.said
+    assert command.exports == []

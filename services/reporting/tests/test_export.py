@@ -121,8 +121,9 @@ def test_a_missing_kafka_ca_file_is_named_as_the_setting_it_is_not_a_write_error
 
 def test_an_output_the_export_cannot_write_is_reported_as_a_write_error(tmp_path: Path, monkeypatch):
     target = tmp_path / "lifecycle.jsonl"
-    target.mkdir()  # running as root, permissions would not stop the write; a directory in the way does
-    monkeypatch.setattr(export_module, "TopicScan", Scan([[step(0)]]))
+    scan = Scan([[step(0)]])
+    # Running as root, permissions would not stop the write; a directory put in the way while it reads does.
+    monkeypatch.setattr(export_module, "TopicScan", lambda *args, **kwargs: (target.mkdir(), scan)[1])
     done = CliRunner().invoke(cli, ["export", str(target)])
     assert done.exit_code == 1
     assert f"cannot write {target}" in done.output

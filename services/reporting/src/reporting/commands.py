@@ -20,6 +20,28 @@ from reporting.replay import Progress, replay
 from reporting.settings import ReportingSettings
 
 
+#: The export formats by the file names that say them.
+_NAMED = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def _export_format(output: Path, fmt: str | None) -> str:
+    """--format, in any case, or else the file name's; a name of the other kind is refused rather than either
+    winning: an analyst would open a .parquet file holding JSON Lines with a Parquet reader."""
+    named = _NAMED.get(output.suffix.lower())
+    if fmt is None:
+        if named is None:
+            raise typer.BadParameter(f"{output.name}: name a .jsonl or .parquet file, or give --format",
+                                     param_hint="OUTPUT")
+        return named
+    chosen = fmt.lower()
+    if chosen not in ("jsonl", "parquet"):
+        raise typer.BadParameter(f"{fmt!r}: use jsonl or parquet", param_hint="--format")
+    if named is not None and named != chosen:
+        raise typer.BadParameter(f"{output.name} is named as {named} but --format is {chosen}: name a file of "
+                                 "that kind, or leave --format out", param_hint="--format")
+    return chosen
+
+
 def _progress_bar(label: str):  # noqa: ANN202
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -68,24 +90,27 @@ def add_commands(cli: typer.Typer) -> None:
     @cli.command("export")
     def export_command(
         output: Path = typer.Argument(..., help="file to write (.jsonl or .parquet)"),
-        fmt: str | None = typer.Option(None, "--format", help="jsonl or parquet (default: from the file name)"),
+        fmt: str | None = typer.Option(None, "--format", help="jsonl or parquet (default: from the file name; "
+                                                               "a name of the other kind is refused)"),
         since: str | None = typer.Option(None, help="only events at or after this moment (ISO; UTC unless it names "
                                                     "a zone; 1970 or later)"),
         until: str | None = typer.Option(None, help="only events before this moment (ISO; a bare date includes "
-                                                    "that day; 1970 or later)"),
+                                                    "that day; 1970 or later; after --since)"),
     ) -> None:
         """Export leads.lifecycle (or a time slice) for analysts, one row per event."""
-        chosen = fmt or {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}.get(output.suffix)
-        if chosen is None:
-            raise typer.BadParameter(f"{output.name}: name a .jsonl or .parquet file, or give --format",
-                                     param_hint="OUTPUT")
-        if chosen not in ("jsonl", "parquet"):
-            raise typer.BadParameter(f"{chosen!r}: use jsonl or parquet", param_hint="--format")
+        # Everything is checked before the stream is read: a failure at the end of a long read wastes it, and
+        # a mistake that reads fine (an empty slice) would replace the previous export with nothing.
+        if output.is_dir():
+            raise typer.BadParameter(f"{output} is a directory: name the file to write", param_hint="OUTPUT")
+        chosen = _export_format(output, fmt)
         if not output.parent.is_dir():
             raise typer.BadParameter(f"{output.parent} is not a directory", param_hint="OUTPUT")
-        settings = load_settings(ReportingSettings)
         start = moment_option(since, "--since", scan=True)
         end = moment_option(until, "--until", end=True, scan=True)
+        if start is not None and end is not None and end <= start:
+            raise typer.BadParameter(f"{until!r} is not after --since {since!r}: the slice would hold no event",
+                                     param_hint="--until")
+        settings = load_settings(ReportingSettings)
         try:
             n = _run_with_progress("exporting", lambda update: export(
                 settings, output, chosen, since=start, until=end, progress=update))
