@@ -1,14 +1,20 @@
 """Service command lines refuse bad configuration with a message, never a traceback."""
 
+import importlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
+import pytest
+from typer.testing import CliRunner
 
+from leadpipe_common.cli import QuietServer
 from leadpipe_common.local.infra import free_port
+from leadpipe_common.topology import SERVICES
 
 
 def run_service(service: str, **env: str) -> subprocess.CompletedProcess:
@@ -37,6 +43,39 @@ def test_a_broken_rules_file_stops_the_service_naming_file_and_entry(tmp_path):
     assert result.returncode == 2
     assert str(rules) in result.stderr and "fit.0.field" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def reference_file_settings() -> list[tuple[str, str]]:
+    """(service, variable) for every setting of every service that names a file it reads (its rules, forms...)."""
+    found = []
+    for service in SERVICES:
+        settings = getattr(importlib.import_module(f"{service.name}.settings"), f"{service.name.capitalize()}Settings")
+        prefix = settings.model_config.get("env_prefix", "")
+        found += [(service.name, f"{prefix}{field}".upper()) for field, info in settings.model_fields.items()
+                  if info.annotation is Path]
+    return found
+
+
+@pytest.mark.parametrize(("service", "variable"), reference_file_settings())
+def test_a_reference_file_that_cannot_be_used_stops_the_service_naming_its_setting_the_file_and_why(
+        service, variable, tmp_path, monkeypatch):
+    """Scoring, capture and delivery said only "[Errno 2] No such file or directory: ..." or "'utf-8' codec can't
+    decode byte 0xfc in position 4", enrichment the first alone: which setting (or, from the first, which file) was
+    left to guess."""
+    def served(*args, **kwargs):
+        raise AssertionError(f"{service} started with {variable} unusable")
+
+    monkeypatch.setattr(QuietServer, "run", served)
+    monkeypatch.setattr("uvicorn.run", served)
+    cli = importlib.import_module(f"{service}.__main__").cli
+    latin = tmp_path / "latin-1.yaml"
+    latin.write_bytes("x: m\xfcller\n".encode("latin-1"))
+    for path, why in ((tmp_path / "missing.yaml", f"cannot read {tmp_path / 'missing.yaml'}: No such file"),
+                      (tmp_path, f"cannot read {tmp_path}: Is a directory"),
+                      (latin, f"{latin} is not UTF-8 (byte 4); save it as UTF-8")):
+        done = CliRunner().invoke(cli, ["serve"], env={variable: str(path), "COLUMNS": "500"})
+        assert done.exit_code == 2, done.output
+        assert done.output.startswith(f"{service} cannot start: {variable}: {why}"), done.output
 
 
 def test_an_export_to_a_file_it_cannot_write_or_of_no_known_kind_is_refused_before_it_starts(tmp_path):

@@ -130,10 +130,10 @@ def test_a_file_of_a_shape_no_check_foresaw_is_refused_naming_the_file_not_crash
         load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "country_aliases.yaml")
 
 
-def test_a_companies_file_saved_in_another_encoding_than_utf8_is_refused_naming_the_file(tmp_path):
+def test_a_companies_file_saved_in_another_encoding_than_utf8_is_refused_naming_the_setting_and_the_file(tmp_path):
     companies = tmp_path / "companies.csv"
     companies.write_bytes("domain,name\nmüller.de,Müller GmbH\n".encode("latin-1"))
-    with pytest.raises(ReferenceDataError, match=rf"{companies}: not UTF-8 text"):
+    with pytest.raises(ValueError, match=rf"ENRICHMENT_COMPANIES_FILE: {companies} is not UTF-8 \(byte 13\)"):
         load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
 
 

@@ -139,3 +139,12 @@ def test_a_candidate_reasons_file_that_does_not_load_is_refused_naming_the_entry
     assert "reasons.rejected.competitor.recycel: unknown key (known: recycle, text)" in refused.said
     assert f"reasons {reasons}" in refused.said
     assert what_if.read == []
+
+
+def test_a_candidate_file_that_is_not_utf8_is_refused_naming_its_option_not_the_setting_in_force(what_if, tmp_path):
+    reps = tmp_path / "reps.yaml"
+    reps.write_bytes((SHIPPED / "reps.yaml").read_bytes() + "# M\xfcller\n".encode("latin-1"))
+    refused = what_if("--since", "2026-11-01", "--reps", str(reps))
+    assert refused.exit_code == 2 and isinstance(refused.exception, SystemExit)
+    assert f"--reps: {reps} is not UTF-8" in refused.said
+    assert what_if.read == []

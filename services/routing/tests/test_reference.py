@@ -147,7 +147,8 @@ def test_an_accounts_file_a_spreadsheet_saved_with_a_byte_order_mark_is_read(fil
 
 def test_an_accounts_file_in_another_encoding_than_utf8_is_refused_not_read_with_its_letters_replaced(files):
     files.accounts.write_bytes(files.accounts.read_text().encode() + "müller.de,Müller GmbH,ana\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"accounts\.csv: not UTF-8 \(byte \d+\); save it as UTF-8"):
+    with pytest.raises(ValueError, match=rf"ROUTING_ACCOUNTS_FILE: {files.accounts} is not UTF-8 \(byte \d+\); "
+                                         "save it as UTF-8"):
         files.load()
 
 

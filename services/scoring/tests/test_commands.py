@@ -62,3 +62,14 @@ def test_an_at_within_a_day_of_now_is_scored_as_of_that_moment(rescore):
     done = rescore("--at", at.isoformat())
     assert done.exit_code == 0, done.said
     assert rescore.at == [at]
+
+
+def test_a_rules_file_that_is_not_utf8_is_refused_naming_the_setting_and_the_file(rescore, tmp_path, monkeypatch):
+    """It said only "'utf-8' codec can't decode byte 0xff in position 0": neither which file nor which setting."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_bytes(b"\xff\xfeversion: x\n")
+    monkeypatch.setenv("SCORING_RULES_FILE", str(rules))
+    refused = rescore("--dry-run")
+    assert refused.exit_code == 2 and isinstance(refused.exception, SystemExit)
+    assert f"SCORING_RULES_FILE: {rules} is not UTF-8 (byte 0); save it as UTF-8" in refused.said
+    assert rescore.at == []

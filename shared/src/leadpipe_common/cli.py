@@ -1,7 +1,7 @@
 """The command line every service shares: ``serve`` and ``migrate``.
 
 Guarantees: bad settings, or a reference file the service cannot use, end
-with a one-line message naming the variable or the file and the reason, exit
+with a one-line message naming the variable (and the file) and the reason, exit
 code 2, never a traceback; ``serve`` runs the service's app factory under
 uvicorn, which turns SIGTERM/SIGINT into a clean lifespan shutdown (stop
 fetching, finish and commit the batch, leave the group). A single-process

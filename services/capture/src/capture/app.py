@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import structlog
@@ -13,6 +14,7 @@ import yaml
 from fastapi import FastAPI
 from limits import RateLimitItem
 
+from leadpipe_common.files import read_text
 from leadpipe_common.http import Problem
 from leadpipe_common.pacing import Linger
 from leadpipe_common.service import Clients, consumer_app, utc_now
@@ -40,11 +42,11 @@ class FormsFile(NamedTuple):
         return [*self.forms.values(), self.unlisted]
 
 
-def load_forms(path: Any) -> FormsFile:
-    """Raises ValueError naming the file and the entry that is wrong."""
+def load_forms(path: Any, setting: str = "CAPTURE_FORMS_FILE") -> FormsFile:
+    """Raises ValueError naming the file and the entry that is wrong (or, read, its setting and why)."""
+    text = read_text(Path(path), setting)
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
+        raw = yaml.safe_load(text) or {}
         if not isinstance(raw, Mapping):
             raise ValueError("expected a mapping with forms: (and unlisted:)")
         loaded = FormsFile(parse_forms(raw), parse_unlisted(raw))
@@ -80,11 +82,11 @@ def unguarded_warning(loaded: FormsFile) -> str | None:
             f"{'a captcha' if captcha else 'a require_token or captcha'} too, or bots walk around them")
 
 
-def load_identity(path: Any) -> IdentityRules:
-    """Raises ValueError naming the file and the entry that is wrong."""
+def load_identity(path: Any, setting: str = "CAPTURE_IDENTITY_FILE") -> IdentityRules:
+    """Raises ValueError naming the file and the entry that is wrong (or, read, its setting and why)."""
+    text = read_text(Path(path), setting)
     try:
-        with open(path, encoding="utf-8") as f:
-            return parse_identity(yaml.safe_load(f) or {})
+        return parse_identity(yaml.safe_load(text) or {})
     except (yaml.YAMLError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from fastapi import FastAPI
 
+from leadpipe_common.files import read_text
 from leadpipe_common.service import consumer_app, utc_now
 
 from delivery.domain import Subscription, parse_subscriptions
@@ -16,11 +17,12 @@ from delivery.settings import DeliverySettings
 from delivery.subscriptions import SecretBox, SubscriptionBook
 
 
-def load_subscriptions(path: Path, *, allow_private: bool) -> dict[str, Subscription]:
-    """Raises ValueError naming the file and the entry that is wrong."""
+def load_subscriptions(path: Path, *, allow_private: bool,
+                       setting: str = "DELIVERY_SUBSCRIPTIONS_FILE") -> dict[str, Subscription]:
+    """Raises ValueError naming the file and the entry that is wrong (or, read, its setting and why)."""
+    text = read_text(path, setting)
     try:
-        with open(path, encoding="utf-8") as f:
-            return parse_subscriptions(yaml.safe_load(f) or {}, allow_private=allow_private)
+        return parse_subscriptions(yaml.safe_load(text) or {}, allow_private=allow_private)
     except (yaml.YAMLError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
     except (TypeError, AttributeError, KeyError) as exc:

@@ -28,10 +28,7 @@ def _file_subscriptions(settings: DeliverySettings) -> dict[str, Subscription]:
         return load_subscriptions(settings.subscriptions_file, allow_private=settings.allow_private_targets)
     except ValueError as exc:
         typer.secho(str(exc), err=True, fg="red")
-    except OSError as exc:
-        typer.secho(f"cannot read DELIVERY_SUBSCRIPTIONS_FILE {settings.subscriptions_file}: "
-                    f"{exc.strerror or exc}", err=True, fg="red")
-    raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 def add_commands(cli: typer.Typer) -> None:

@@ -12,6 +12,7 @@ title rules and country aliases are files a user edits (see settings).
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ import pycountry
 import yaml
 
 from leadpipe_common.domain_names import ascii_domain
+from leadpipe_common.files import read_text
 
 from enrichment.domain import COUNTRY_CODES, Company, ReferenceData, TitleRule, country_key
 
@@ -79,12 +81,10 @@ def _company_domain(written: str, name: str, where: str) -> str:
     raise ReferenceDataError(f"{where}: domain {written.strip()!r} is not a domain (write it like acme.com)")
 
 
-def load_companies(path: Path) -> dict[str, Company]:
+def load_companies(path: Path, setting: str = "ENRICHMENT_COMPANIES_FILE") -> dict[str, Company]:
     companies: dict[str, Company] = {}
     listed_on: dict[str, int] = {}
-    # utf-8-sig: a spreadsheet saving "CSV UTF-8" starts the file with a byte-order mark, which would otherwise be
-    # part of the first column's name ("missing columns ['domain']").
-    with path.open(newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(read_text(path, setting), newline="") as f:
         reader = csv.DictReader(f)
         missing = {"domain", "name"} - set(reader.fieldnames or ())
         if missing:
@@ -153,9 +153,10 @@ def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
     return tuple(rules)
 
 
-def _yaml(path: Path) -> dict:
+def _yaml(path: Path, setting: str) -> dict:
+    text = read_text(path, setting)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ReferenceDataError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -163,9 +164,10 @@ def _yaml(path: Path) -> dict:
     return data
 
 
-def load_titles(path: Path) -> tuple[tuple[TitleRule, ...], tuple[TitleRule, ...]]:
+def load_titles(path: Path, setting: str = "ENRICHMENT_TITLES_FILE") -> tuple[tuple[TitleRule, ...],
+                                                                              tuple[TitleRule, ...]]:
     """(seniority rules, department rules)."""
-    data = _yaml(path)
+    data = _yaml(path, setting)
     unknown = set(data) - set(_TITLES_KEYS)
     if unknown:
         raise ReferenceDataError(f"{path}: unknown keys {sorted(map(str, unknown))} (known: {', '.join(_TITLES_KEYS)})")
@@ -173,10 +175,10 @@ def load_titles(path: Path) -> tuple[tuple[TitleRule, ...], tuple[TitleRule, ...
                                                                                   "departments", path)
 
 
-def load_country_aliases(path: Path) -> dict[str, tuple[str, ...]]:
+def load_country_aliases(path: Path, setting: str = "ENRICHMENT_COUNTRY_ALIASES_FILE") -> dict[str, tuple[str, ...]]:
     aliases: dict[str, tuple[str, ...]] = {}
     named_by: dict[str, str] = {}
-    for name, countries in _yaml(path).items():
+    for name, countries in _yaml(path, setting).items():
         if not isinstance(name, str):
             raise ReferenceDataError(f"{path}: {name!r}: a country name is text (quote it)")
         key, codes = country_key(name), _alias_countries(countries, f"{path}: {name}")
@@ -234,8 +236,6 @@ def _country_code(value: object, where: str) -> str:
 def _read(path: Path, load: Callable[[Path], T]) -> T:
     try:
         return load(path)
-    except UnicodeDecodeError:
-        raise ReferenceDataError(f"{path}: not UTF-8 text (save it as UTF-8)") from None
     except (TypeError, AttributeError, KeyError) as exc:
         # Data of a shape no check foresaw is a wrong file all the same, named as the others are, never a crash.
         raise ReferenceDataError(f"{path}: invalid ({type(exc).__name__}: {exc})") from None
@@ -250,11 +250,11 @@ PUBLIC_SUFFIXES = frozenset({"za.com", "dyndns.org"})
 PERSONAL_MAIL = Path(__file__).parent / "data" / "personal_mail.txt"
 
 
-def load_personal_mail(path: Path) -> frozenset[str]:
+def load_personal_mail(path: Path, setting: str = "ENRICHMENT_PERSONAL_MAIL_FILE") -> frozenset[str]:
     """One domain a line, as it follows the @ of an address; ``#`` starts a comment. A line that is no such
     domain is refused, naming it: loaded, it would never match."""
     domains = set()
-    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line, text in enumerate(read_text(path, setting).splitlines(), start=1):
         written = text.partition("#")[0].strip()
         if written:
             domains.add(ascii_domain(_company_domain(written, "", f"{path}:{line}")))
@@ -265,12 +265,12 @@ def load_personal_mail(path: Path) -> frozenset[str]:
 MAIL_TYPOS = Path(__file__).parent / "data" / "mail_typos.yaml"
 
 
-def load_mail_typos(path: Path) -> dict[str, str]:
+def load_mail_typos(path: Path, setting: str = "ENRICHMENT_MAIL_TYPOS_FILE") -> dict[str, str]:
     """typo -> the provider's domain it misspells, both in their ASCII form, from a mapping of each provider's
     domain to a list of its typos. A key or entry that is no domain, a provider listed as its own typo and a typo
     listed twice are refused, naming them."""
     typos: dict[str, str] = {}
-    for written, listed in _yaml(path).items():
+    for written, listed in _yaml(path, setting).items():
         where = f"{path}: {written}"
         if not isinstance(written, str):
             raise ReferenceDataError(f"{where}: a provider's domain is text, like gmail.com")

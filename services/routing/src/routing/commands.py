@@ -43,8 +43,9 @@ def add_commands(cli: typer.Typer) -> None:
         moment = moment_option(since, "--since", scan=True)
         settings = load_settings(RoutingSettings)
         files = settings.files
-        candidate = replace(files, reps=reps or files.reps, territories=territories or files.territories,
-                            accounts=accounts or files.accounts, reasons=reasons or files.reasons)
+        given = {"reps": reps, "territories": territories, "accounts": accounts, "reasons": reasons}
+        candidate = replace(files, **{name: path or getattr(files, name) for name, path in given.items()},
+                            names={**files.names, **{name: f"--{name}" for name, path in given.items() if path}})
         try:
             reference = candidate.load()
         except ValueError as exc:

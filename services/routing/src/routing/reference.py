@@ -10,10 +10,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from leadpipe_common.files import decode, read_bytes
 
 from routing.domain import RoutingData, parse_routing_data
 
@@ -26,6 +29,11 @@ class Reference:
     version: str
 
 
+#: The setting that names each file, as a file that cannot be read is reported.
+SETTINGS = {"reps": "ROUTING_REPS_FILE", "accounts": "ROUTING_ACCOUNTS_FILE", "territories": "ROUTING_TERRITORIES_FILE",
+            "sla": "ROUTING_SLA_FILE", "reasons": "ROUTING_REASONS_FILE"}
+
+
 @dataclass(frozen=True)
 class RoutingFiles:
     reps: Path
@@ -33,6 +41,8 @@ class RoutingFiles:
     territories: Path
     sla: Path
     reasons: Path
+    #: What names each file to the user, by its field: its setting, or what-if's option for a candidate file.
+    names: Mapping[str, str] = field(default_factory=lambda: dict(SETTINGS), compare=False)
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -51,24 +61,12 @@ class RoutingFiles:
 
     def load(self) -> Reference:
         """Raises ValueError naming the file and the entry that is wrong."""
-        texts = {}
-        for p in self.paths:
-            try:
-                texts[p] = p.read_bytes()
-            except OSError as exc:
-                raise ValueError(f"{p}: cannot be read: {exc.strerror}") from None
+        named = {getattr(self, name): self.names.get(name, f"the {name} file") for name in SETTINGS}
+        texts = {p: read_bytes(p, named[p]) for p in self.paths}
         digest = hashlib.sha256()
         for p in self.paths:
             digest.update(len(texts[p]).to_bytes(8, "big") + texts[p])
-        decoded = {}
-        for p, t in texts.items():
-            try:
-                # utf-8-sig: a spreadsheet saving "CSV UTF-8" starts the file with a byte-order mark, which would
-                # otherwise be part of the first column's name.
-                decoded[p] = t.decode("utf-8-sig")
-            except UnicodeDecodeError as exc:
-                # Read with replacement characters, mueller.de spelt with u-umlaut would silently never match.
-                raise ValueError(f"{p}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+        decoded = {p: decode(t, p, named[p]) for p, t in texts.items()}
         try:
             data = self._parse(decoded)
         except (TypeError, AttributeError, KeyError) as exc:

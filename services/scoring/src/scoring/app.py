@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from fastapi import FastAPI
 
+from leadpipe_common.files import read_text
 from leadpipe_common.service import consumer_app, utc_now
 
 from scoring.domain import RuleSet, parse_rules
@@ -15,9 +16,11 @@ from scoring.service import SERVICE
 from scoring.settings import ScoringSettings
 
 
-def load_rules(path: Path) -> RuleSet:
+def load_rules(path: Path, setting: str = "SCORING_RULES_FILE") -> RuleSet:
+    """Raises ValueError naming the file (and, when it cannot be read, its setting) and what is wrong."""
+    text = read_text(path, setting)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
     try:

@@ -41,7 +41,7 @@ def add_commands(cli: typer.Typer) -> None:
         settings = load_settings(ScoringSettings)
         try:
             rules = load_rules(settings.rules_file)
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             typer.secho(str(exc), err=True, fg="red")
             raise typer.Exit(2) from None
         from rich.console import Console
