@@ -134,3 +134,48 @@ def test_a_service_stops_on_its_signal_not_at_its_next_housekeeping_tick():
         assert server.wait(timeout=20) == -signal.SIGTERM  # uvicorn raises the signal again once it is down
     finally:
         server.kill()
+
+
+def migrate(*args: str, **env: str):
+    from typer.testing import CliRunner
+
+    from routing.__main__ import cli
+
+    # No Postgres listens on port 1: whatever gets that far fails as an unreachable database.
+    return CliRunner().invoke(cli, ["migrate", *args], env={
+        "DATABASE_URL": "postgresql+asyncpg://leadpipe:x@127.0.0.1:1/leadpipe", "COLUMNS": "500", **env})
+
+
+def test_a_revision_the_history_does_not_have_is_refused_before_the_database_is_touched():
+    """alembic's CommandError was not caught: a typo in the revision ended in a traceback, after the shared auth
+    schema had been migrated."""
+    result = migrate("0099")
+    assert result.exit_code == 2, result.output
+    assert "routing: cannot migrate to '0099'" in result.output and "Can't locate revision" in result.output
+    assert "Traceback" not in result.output and "DATABASE_URL" not in result.output
+
+
+def test_a_migration_says_the_revision_it_left_in_place_not_the_one_asked_for(monkeypatch):
+    from leadpipe_common import migrations
+
+    for before, after, said in ((("0003",), ("0006",), "routing: migrated to 0006 (from 0003)"),
+                                ((), ("0006",), "routing: migrated to 0006 (from no tables)"),
+                                (("0006",), ("0006",), "routing: already at 0006; nothing to do")):
+        monkeypatch.setattr(migrations, "upgrade_service", lambda *a, before=before, after=after, **k: (before, after))
+        result = migrate("head")
+        assert result.exit_code == 0 and result.output.strip() == said
+
+
+def test_a_target_older_than_the_revision_in_place_is_no_upgrade():
+    """alembic's upgrade to an older revision runs no step: migrate said "migrated to 0001" and changed nothing."""
+    from alembic.script import ScriptDirectory
+
+    import routing
+    from leadpipe_common.migrations import config, older_than_in_place
+
+    script = ScriptDirectory.from_config(config(Path(routing.__file__).parent / "migrations", "", ""))
+    assert older_than_in_place(script, ("0006",), "0003")
+    assert older_than_in_place(script, ("0006",), "base")
+    for current, target in ((("0006",), "head"), (("0006",), "0006"), (("0003",), "0006"), ((), "0003"),
+                            (("0003",), "+1")):
+        assert not older_than_in_place(script, current, target), (current, target)

@@ -1,6 +1,9 @@
 """delivery's migrations on the real Postgres: tables written by an older release, upgraded by
 ``leadpipe-delivery migrate`` as an operator runs it, in a database of their own."""
 
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -85,3 +88,22 @@ async def test_a_switch_off_recorded_before_0006_holds_its_subscription_off_what
             after = await store.disabled_urls()
     assert before == {"crm": None}
     assert said_off is True and after == {"crm": "https://new.example.com/h"}
+
+
+async def test_a_migrate_to_a_revision_older_than_the_one_in_place_is_refused_and_changes_nothing(stack):
+    """alembic's upgrade to an older revision runs no step, and migrate said "migrated to 0002" all the same."""
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("delivery", url, "0004")
+        back = subprocess.run([sys.executable, "-m", "delivery", "migrate", "0002"], capture_output=True, text=True,
+                              env={**os.environ, "DATABASE_URL": url}, timeout=120)
+        again = subprocess.run([sys.executable, "-m", "delivery", "migrate", "0004"], capture_output=True,
+                               text=True, env={**os.environ, "DATABASE_URL": url}, timeout=120)
+        up = subprocess.run([sys.executable, "-m", "delivery", "migrate"], capture_output=True, text=True,
+                            env={**os.environ, "DATABASE_URL": url}, timeout=120)
+        async with engine.begin() as conn:
+            in_place = (await conn.execute(sa.text("SELECT version_num FROM delivery.alembic_version"))).scalar_one()
+    assert back.returncode == 2 and "Traceback" not in back.stderr
+    assert "delivery: cannot migrate to '0002': 0002 is older than the revision in place (0004)" in back.stderr
+    assert again.returncode == 0 and again.stdout.strip() == "delivery: already at 0004; nothing to do"
+    assert up.returncode == 0 and up.stdout.strip().startswith("delivery: migrated to 00")
+    assert up.stdout.strip().endswith("(from 0004)") and in_place != "0004"

@@ -6,7 +6,10 @@ code 2, never a traceback; ``serve`` runs the service's app factory under
 uvicorn, which turns SIGTERM/SIGINT into a clean lifespan shutdown (stop
 fetching, finish and commit the batch, leave the group). A single-process
 server wakes once a second for uvicorn's housekeeping (the Date header,
-the exit check) instead of ten times, and at once on a signal.
+the exit check) instead of ten times, and at once on a signal. ``migrate``
+only upgrades: a revision the service's history does not have, or one older
+than the revision in place, is refused (exit code 2); what it prints is the
+revision in place once it is done.
 """
 
 from __future__ import annotations
@@ -128,15 +131,27 @@ def service_cli(
 
     @cli.command()
     def migrate(revision: str = typer.Argument("head", help="target revision")) -> None:
-        """Create or upgrade this service's tables (its own schema)."""
+        """Create or upgrade this service's tables (its own schema); it never goes back to an older revision."""
         # Imported here, not at the top: alembic (with mako) is ~10 MB of every serving process's memory,
         # and a serving process never migrates.
+        from alembic.util import CommandError
+
         from leadpipe_common import migrations
 
         settings = load_settings(settings_factory)
-        with database_errors():
-            migrations.upgrade_service(migrations_dir, settings.database_url, schema=name, revision=revision)
-        typer.echo(f"{name}: migrated to {revision}")
+        try:
+            with database_errors():
+                before, after = migrations.upgrade_service(migrations_dir, settings.database_url, schema=name,
+                                                           revision=revision)
+        except CommandError as exc:  # a revision its history does not have, or one older than in place
+            typer.secho(f"{name}: cannot migrate to {revision!r}: {exc}", err=True, fg="red")
+            raise typer.Exit(2) from None
+        # What is in place, not what was asked: "head" names no revision, and an upgrade may find nothing to do.
+        now = ", ".join(after) or "no revision"
+        if before == after:
+            typer.echo(f"{name}: already at {now}; nothing to do")
+        else:
+            typer.echo(f"{name}: migrated to {now} (from {', '.join(before) or 'no tables'})")
 
     return cli
 

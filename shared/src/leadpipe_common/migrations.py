@@ -5,7 +5,11 @@ service's ``alembic_version`` table inside that schema, so services migrate
 independently against one shared server or against separate databases. It
 holds a Postgres advisory lock per schema for the whole upgrade, so replicas
 that all migrate on start (init containers) run one after another, and the
-later ones find nothing left to do.
+later ones find nothing left to do. Migrations only go up: a target older
+than the revision in place is refused (``NotAnUpgrade``), as is one the
+service's history does not have (alembic's ``CommandError``, before any
+connection is made); ``upgrade`` returns the revisions in place before and
+after, so that what is said is what was done.
 Migrations ship inside each service's package, so an installed wheel can
 migrate without the source tree.
 """
@@ -13,11 +17,15 @@ migrate without the source tree.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -29,8 +37,50 @@ def config(migrations_dir: Path, database_url: str, schema: str) -> Config:
     return cfg
 
 
-def upgrade(migrations_dir: Path, database_url: str, schema: str, revision: str = "head") -> None:
-    command.upgrade(config(migrations_dir, database_url, schema), revision)
+class NotAnUpgrade(CommandError):
+    """The target is older than the revision in place: an upgrade to it would do nothing."""
+
+
+#: The revisions in place in a schema (none before its first migration).
+Heads = tuple[str, ...]
+
+
+def upgrade(migrations_dir: Path, database_url: str, schema: str, revision: str = "head") -> tuple[Heads, Heads]:
+    """The revisions in place before and after."""
+    cfg = config(migrations_dir, database_url, schema)
+    command.upgrade(cfg, revision)
+    return cfg.attributes["before"], cfg.attributes["after"]
+
+
+def check_revision(migrations_dir: Path, revision: str) -> None:
+    """Raise ``CommandError`` for a ``revision`` the history does not have, before anything connects.
+
+    A relative target (``+1``, ``head-1``) depends on what is in place: alembic resolves it once connected."""
+    if re.search(r"[+-]\d+$", revision):
+        return
+    script = ScriptDirectory.from_config(config(migrations_dir, "", ""))
+    script.get_revisions(revision)
+
+
+def older_than_in_place(script: ScriptDirectory, current: Heads, destination: str) -> bool:
+    """Whether ``destination`` lies below a revision in place (``current``): alembic's upgrade to it runs no step,
+    so a migrate that meant to go back would report success having changed nothing."""
+    try:
+        targets = [rev.revision for rev in script.get_revisions(destination) if rev is not None]
+    except CommandError:
+        return False  # relative, resolved by alembic against what is in place
+    if not targets:
+        return bool(current)  # "base" under any revision
+    for target in targets:
+        for head in current:
+            if head == target:
+                continue
+            try:
+                if any(True for _ in script.iterate_revisions(head, target)):
+                    return True
+            except RevisionError:  # not an ancestor of this head
+                continue
+    return False
 
 
 #: The shared ``auth`` schema (API keys, ``leadpipe_common.auth``): every service migrates it before its own,
@@ -38,9 +88,13 @@ def upgrade(migrations_dir: Path, database_url: str, schema: str, revision: str 
 AUTH_MIGRATIONS = Path(__file__).parent / "auth_migrations"
 
 
-def upgrade_service(migrations_dir: Path, database_url: str, schema: str, revision: str = "head") -> None:
+def upgrade_service(migrations_dir: Path, database_url: str, schema: str,
+                    revision: str = "head") -> tuple[Heads, Heads]:
+    """The service's revisions in place before and after; a target it does not have is refused before the
+    shared schema is touched."""
+    check_revision(migrations_dir, revision)
     upgrade(AUTH_MIGRATIONS, database_url, schema="auth")
-    upgrade(migrations_dir, database_url, schema=schema, revision=revision)
+    return upgrade(migrations_dir, database_url, schema=schema, revision=revision)
 
 
 def run_env(target_metadata: sa.MetaData) -> None:
@@ -58,8 +112,16 @@ def run_env(target_metadata: sa.MetaData) -> None:
             version_table_schema=schema,
             include_schemas=True,
         )
+        migration = context.get_context()
+        before = tuple(migration.get_current_heads())
+        destination = context.get_revision_argument()
+        if (isinstance(destination, str) and migration.script is not None
+                and older_than_in_place(migration.script, before, destination)):
+            raise NotAnUpgrade(f"{destination} is older than the revision in place ({', '.join(before)}): migrate "
+                               "only upgrades, it never goes back")
         with context.begin_transaction():
             context.run_migrations()
+        cfg.attributes["before"], cfg.attributes["after"] = before, tuple(migration.get_current_heads())
 
     async def main() -> None:
         engine = create_async_engine(url)
