@@ -179,3 +179,16 @@ def test_a_target_older_than_the_revision_in_place_is_no_upgrade():
     for current, target in ((("0006",), "head"), (("0006",), "0006"), (("0003",), "0006"), ((), "0003"),
                             (("0003",), "+1")):
         assert not older_than_in_place(script, current, target), (current, target)
+
+
+def test_a_command_holds_the_kafka_clients_log_lines_back_and_only_while_it_runs(caplog):
+    import logging
+
+    from leadpipe_common.kafka import quiet_client_logs
+
+    client = logging.getLogger("aiokafka.client")
+    with quiet_client_logs():
+        client.error('Unable connect to "127.0.0.1:1"')
+    assert caplog.records == []
+    client.error("after the command")  # a service's logs keep them
+    assert [r.getMessage() for r in caplog.records] == ["after the command"]

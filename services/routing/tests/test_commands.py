@@ -148,3 +148,12 @@ def test_a_candidate_file_that_is_not_utf8_is_refused_naming_its_option_not_the_
     assert refused.exit_code == 2 and isinstance(refused.exception, SystemExit)
     assert f"--reps: {reps} is not UTF-8" in refused.said
     assert what_if.read == []
+
+
+def test_an_unreachable_broker_is_one_line_without_the_kafka_clients_own(caplog):
+    """aiokafka's "Unable connect to ..." came bare on stderr ahead of what-if's own message, which says it."""
+    closed = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "COLUMNS": "500"}
+    result = CliRunner().invoke(cli, ["what-if", "--since", "2026-11-01"], env=closed)
+    assert result.exit_code == 1
+    assert "cannot read the topics at KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:1)" in result.output
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("aiokafka")] == []

@@ -85,3 +85,16 @@ def test_the_report_gives_the_closed_leads_a_line_of_their_own(capsys):
     out = capsys.readouterr().out.splitlines()
     assert "would move below the MQL bar (kept: only sales sends back; some may be with sales by now): 1" in out
     assert "left out as closed since scored (won, lost or merged away): 3" in out
+
+
+def test_an_unreachable_broker_is_one_line_without_the_kafka_clients_own(caplog):
+    """aiokafka's "Unable connect to ..." came bare on stderr ahead of rescore's own message, which says it."""
+    from typer.testing import CliRunner
+
+    from scoring.__main__ import cli
+
+    closed = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "COLUMNS": "500"}
+    result = CliRunner().invoke(cli, ["rescore", "--dry-run"], env=closed)
+    assert result.exit_code == 1
+    assert f"cannot read {topics.LIFECYCLE} at KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:1)" in result.output
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("aiokafka")] == []

@@ -7,10 +7,15 @@ the environment reach every one of them; the SASL password leaves its
 ``SecretStr`` only here, into the client. The TLS context comes from
 ``KafkaSettings.kafka_ssl_context``, which the settings ran when they were
 read: a file it cannot use stopped the start, naming its variable.
+A command line holds aiokafka's own log lines back (``quiet_client_logs``)
+and says in one line what failed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 from leadpipe_common.settings import KafkaSettings
@@ -26,3 +31,18 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
         options.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_plain_username=settings.kafka_sasl_username,
                        sasl_plain_password=settings.kafka_sasl_password.get_secret_value())
     return options
+
+
+@contextlib.contextmanager
+def quiet_client_logs() -> Iterator[None]:
+    """Around a command's use of Kafka: aiokafka's log lines held back, critical ones aside.
+
+    With no logging set up, Python prints aiokafka's errors bare on stderr: an ``Unable connect to ...`` line
+    for every attempt at an unreachable broker, ahead of the command's own one-line message, which says it."""
+    logger = logging.getLogger("aiokafka")
+    kept = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(kept)

@@ -30,7 +30,6 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
 from dataclasses import dataclass
 
@@ -41,7 +40,7 @@ from aiokafka.errors import KafkaError
 from leadpipe_common import topics, topology
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
-from leadpipe_common.kafka import client_options
+from leadpipe_common.kafka import client_options, quiet_client_logs
 from leadpipe_common.settings import KafkaSettings
 
 GROUP = "leadpipe-redrive"
@@ -191,10 +190,10 @@ def main(
                                  param_hint="--stage")
     if kind is not None and kind not in KINDS:
         raise typer.BadParameter(f"{kind!r}: one of {', '.join(KINDS)}", param_hint="--kind")
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one-line error below says it
     settings = load_settings(KafkaSettings)
     try:
-        tally = asyncio.run(redrive(settings, stage=stage, kind=kind, dry_run=dry_run, say=typer.echo))
+        with quiet_client_logs():  # the one-line error below says it
+            tally = asyncio.run(redrive(settings, stage=stage, kind=kind, dry_run=dry_run, say=typer.echo))
     except KafkaError as exc:
         typer.secho(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None

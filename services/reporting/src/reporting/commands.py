@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from aiokafka.errors import KafkaError
 
 from leadpipe_common import topics
 from leadpipe_common.cli import database_errors, load_settings, moment_option
+from leadpipe_common.kafka import quiet_client_logs
 
 from reporting.export import OutputError, export
 from reporting.replay import Progress, replay
@@ -50,8 +50,7 @@ def _progress_bar(label: str):  # noqa: ANN202
 
 
 def _run_with_progress(label: str, work: Callable[[Progress], Any]) -> Any:
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    with _progress_bar(label) as bar:
+    with quiet_client_logs(), _progress_bar(label) as bar:
         task = bar.add_task(label, total=None, rate="")
         started = time.perf_counter()
 

@@ -11,6 +11,7 @@ import typer
 from aiokafka.errors import KafkaError
 
 from leadpipe_common.cli import load_settings, moment_option
+from leadpipe_common.kafka import quiet_client_logs
 
 from routing.domain import WhatIf, what_if
 from routing.reference import RoutingFiles
@@ -58,8 +59,9 @@ def add_commands(cli: typer.Typer) -> None:
                       console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("scan", total=None)
             try:
-                history = asyncio.run(read_history(settings, moment, lambda done, total: bar.update(
-                    task, completed=done, total=total)))
+                with quiet_client_logs():  # the one-line error below says it
+                    history = asyncio.run(read_history(settings, moment, lambda done, total: bar.update(
+                        task, completed=done, total=total)))
             except (KafkaError, OSError, LookupError) as exc:
                 typer.secho(f"cannot read the topics at KAFKA_BOOTSTRAP_SERVERS ({settings.kafka_bootstrap_servers}):"
                             f" {exc}", err=True, fg="red")

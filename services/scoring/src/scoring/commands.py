@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaError
 
 from leadpipe_common import topics
 from leadpipe_common.cli import database_errors, load_settings, moment_option
+from leadpipe_common.kafka import quiet_client_logs
 
 from scoring.app import load_rules
 from scoring.domain import RescoreSummary, check_rescore_at
@@ -54,8 +55,9 @@ def add_commands(cli: typer.Typer) -> None:
                       console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("closed", total=None)
             try:
-                closed = asyncio.run(closed_leads(settings, lambda done, total: bar.update(
-                    task, completed=done, total=total)))
+                with quiet_client_logs():  # the one-line error below says it
+                    closed = asyncio.run(closed_leads(settings, lambda done, total: bar.update(
+                        task, completed=done, total=total)))
             except (KafkaError, OSError, LookupError) as exc:
                 typer.secho(f"cannot read {topics.LIFECYCLE} at KAFKA_BOOTSTRAP_SERVERS "
                             f"({settings.kafka_bootstrap_servers}): {exc}", err=True, fg="red")
