@@ -86,3 +86,21 @@ async def test_topics_the_cluster_never_lists_fail_once_the_wait_is_over(monkeyp
 
 async def _nothing_listed() -> list[dict]:
     return []
+
+
+def test_a_cluster_out_of_reach_is_waited_for_out_loud_then_named_in_one_line(monkeypatch, capsys, caplog):
+    """It waited 30 s in silence but for aiokafka's "Unable connect to ..." at every attempt (~100 lines)."""
+    monkeypatch.setattr(admin, "WAIT_S", 0.5)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nothing listens on port 1
+    with pytest.raises(typer.Exit) as failed:
+        admin.main()
+    out, err = capsys.readouterr()
+    assert failed.value.exit_code == 1 and out == ""
+    assert err.splitlines()[0] == "waiting for Kafka at 127.0.0.1:1 (up to 0.5 s)..."
+    assert err.splitlines()[1].startswith("cannot reach Kafka at 127.0.0.1:1: ") and len(err.splitlines()) == 2
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("aiokafka")] == []
+
+
+def test_a_cluster_reached_at_once_is_not_said_to_be_waited_for(monkeypatch, capsys):
+    assert create_topics_with(monkeypatch, StandInCluster()) == 0
+    assert "waiting" not in capsys.readouterr().err

@@ -84,7 +84,7 @@ def test_ctrl_c_while_a_service_gets_ready_stops_it_at_once_and_never_says_leadp
 
     wait_ready = Stack.wait_ready
     monkeypatch.setenv("LEADPIPE_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(Stack, "start_infra", lambda self: None)
+    monkeypatch.setattr(Stack, "start_infra", lambda self, say=None: None)
     monkeypatch.setattr(Stack, "migrate", lambda self, services=None: None)
     monkeypatch.setattr(Stack, "local_admin_key", lambda self: "lpk_1_local")
     monkeypatch.setattr(Stack, "start_services", start_services)
@@ -107,3 +107,18 @@ def test_ctrl_c_while_a_service_gets_ready_stops_it_at_once_and_never_says_leadp
     (stack,) = runs
     (service,) = started
     assert not service.alive and not stack.processes
+
+
+def test_a_broker_and_postgres_of_the_users_are_not_said_to_be_started_and_a_wait_for_the_broker_is_said(
+        monkeypatch, tmp_path, caplog):
+    """make run's status said "starting broker and Postgres..." for 30 s while it started neither and waited for
+    KAFKA_BOOTSTRAP_SERVERS, under aiokafka's "Unable connect to ..." at every attempt."""
+    monkeypatch.setattr(stack_module, "KAFKA_WAIT_S", 0.5)
+    stack = Stack(data_dir=tmp_path, bootstrap="127.0.0.1:1",  # nothing listens on port 1
+                  database_url="postgresql+asyncpg://leadpipe@127.0.0.1:1/leadpipe")
+    said: list[str] = []
+    with pytest.raises(RuntimeError, match="cannot reach Kafka at 127.0.0.1:1"):
+        stack.start_infra(say=said.append)
+    assert said == ["creating the topics on Kafka at 127.0.0.1:1...", "waiting for Kafka at 127.0.0.1:1 (up to 0.5 s)..."]
+    assert stack.broker is None and stack.postgres is None
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("aiokafka")] == []

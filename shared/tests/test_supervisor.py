@@ -140,7 +140,7 @@ def test_a_broker_that_fails_to_restart_is_retried_later_while_the_stack_runs_on
     broker = FlakyBroker(tmp_path / "tansu.log", [RuntimeError("port 9092 is taken; free the port"), None, None])
     topics: list[Exception | None] = [KafkaConnectionError("no connection"), None]
 
-    async def ensure_topics(_settings):  # noqa: ANN001, ANN202
+    async def ensure_topics(_settings, *_wait, **_waiting):  # noqa: ANN001, ANN002, ANN003, ANN202
         failure = topics.pop(0)
         if failure is not None:
             raise failure

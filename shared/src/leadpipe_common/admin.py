@@ -10,11 +10,15 @@ raises ``TopicsRefused`` naming the topic and Kafka's reason: Kafka answers
 such a request without an error, each topic carrying its own, and aiokafka
 raises none. Every topic it creates gets an explicit ``retention.ms``
 (``topology``, overridden by ``TOPIC_RETENTION``), never the cluster's default.
+A cluster it cannot reach yet is tried again for up to ``WAIT_S`` (an init
+container may start with the broker); ``waiting`` is told once, at the first
+failed attempt, so that the wait is said rather than silent.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -22,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
 from leadpipe_common import topology
-from leadpipe_common.kafka import client_options
+from leadpipe_common.kafka import client_options, quiet_client_logs
 from leadpipe_common.settings import TopicSettings
 
 
@@ -47,10 +51,17 @@ def refusals(response: Any) -> dict[str, list[str]]:
     return refused
 
 
-async def ensure_topics(settings: TopicSettings, timeout_s: float = 30) -> dict[str, int]:
-    """Create the topics missing; the partitions of every topic once the cluster lists them all."""
+#: How long a cluster that cannot be reached is tried again, and one that created the topics waited to list them.
+WAIT_S = 30.0
+
+
+async def ensure_topics(settings: TopicSettings, timeout_s: float = WAIT_S, *,
+                        waiting: Callable[[], object] = lambda: None) -> dict[str, int]:
+    """Create the topics missing; the partitions of every topic once the cluster lists them all. ``waiting`` is
+    called once, when the cluster could not be reached at the first attempt."""
     retention = topology.retention_ms(settings.retention_overrides())
     deadline = asyncio.get_running_loop().time() + timeout_s
+    attempts = 0
     while True:
         admin = admin_client(settings)
         try:
@@ -60,6 +71,9 @@ async def ensure_topics(settings: TopicSettings, timeout_s: float = 30) -> dict[
             await admin.close()
             if asyncio.get_running_loop().time() > deadline:
                 raise
+            attempts += 1
+            if attempts == 1:
+                waiting()
             await asyncio.sleep(0.3)
     try:
         existing = set(await admin.list_topics())
@@ -99,13 +113,17 @@ def main() -> None:
     from leadpipe_common.cli import load_settings
 
     settings = load_settings(TopicSettings)
+    servers = settings.kafka_bootstrap_servers
     try:
-        partitions = asyncio.run(ensure_topics(settings))
+        # aiokafka would log every failed attempt of the wait (~100 lines): the wait is said once instead.
+        with quiet_client_logs():
+            partitions = asyncio.run(ensure_topics(settings, WAIT_S, waiting=lambda: typer.echo(
+                f"waiting for Kafka at {servers} (up to {WAIT_S:g} s)...", err=True)))
     except TopicsRefused as exc:
-        typer.secho(f"cannot create the topics on {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
+        typer.secho(f"cannot create the topics on {servers}: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
     except KafkaError as exc:
-        typer.secho(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
+        typer.secho(f"cannot reach Kafka at {servers}: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
     retention = topology.retention_ms(settings.retention_overrides())
     for name in topology.TOPICS:

@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from sqlalchemy.engine import make_url
 
 from leadpipe_common import migrations
 from leadpipe_common.admin import ensure_topics
+from leadpipe_common.kafka import quiet_client_logs
 from leadpipe_common.local.infra import Broker, Postgres, die_with_parent, port_open
 from leadpipe_common.retry import backoff
 from leadpipe_common.auth import ADMIN, split
@@ -68,6 +70,8 @@ EMBEDDED_PARTITIONS = 1
 #: A process that ran this long before dying was healthy: it restarts at once.
 STABLE_S = 30.0
 RESTART_MAX_S = 30.0
+#: How long a broker that cannot be reached is waited for before the start fails.
+KAFKA_WAIT_S = 30.0
 
 
 class StartCancelled(Exception):
@@ -162,19 +166,30 @@ class Stack:
         if self.stopping:
             raise StartCancelled(f"Ctrl-C (or SIGTERM) while {doing}")
 
-    def start_infra(self) -> None:
+    def start_infra(self, say: Callable[[str], object] = lambda doing: None) -> None:
+        """Start what is embedded and create the topics; ``say`` is told what is under way (make run's status
+        line: a broker and Postgres of the user's are not started, and a wait for their broker is said)."""
         if self.bootstrap is None:
+            say("starting the embedded broker...")
             self.broker = Broker(self.broker_port, self.data_dir / "logs")
             self.broker.start()
             self.bootstrap = self.broker.bootstrap
         if self.database_url is None:
+            say("starting the embedded Postgres...")
             self.postgres = Postgres(self.postgres_port, self.data_dir / "postgres" / "data", durable=self.durable)
             self.postgres.start()
             self.database_url = self.postgres.url()
+        say(f"creating the topics on Kafka at {self.bootstrap}...")
+        waiting = f"waiting for Kafka at {self.bootstrap} (up to {KAFKA_WAIT_S:g} s)..."
         try:
-            asyncio.run(ensure_topics(self.topic_settings()))
+            self._ensure_topics(waiting=lambda: say(waiting))
         except KafkaError as exc:
             raise RuntimeError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
+
+    def _ensure_topics(self, waiting: Callable[[], object] = lambda: None) -> None:
+        # aiokafka logs each failed attempt of the wait (~100 lines over it): what failed is said once, by the caller.
+        with quiet_client_logs():
+            asyncio.run(ensure_topics(self.topic_settings(), KAFKA_WAIT_S, waiting=waiting))
 
     def topic_settings(self) -> TopicSettings:
         assert self.bootstrap
@@ -279,7 +294,7 @@ class Stack:
         assert self.broker is not None
         self.broker.kill()
         self.broker.start()
-        asyncio.run(ensure_topics(self.topic_settings()))
+        self._ensure_topics()
 
     def supervise_once(self, say=print, *, now: float | None = None, at_once: bool = False) -> None:  # noqa: ANN001
         """Restart what died. ``at_once`` skips the crash-loop wait (tests that kill on purpose)."""
@@ -432,9 +447,10 @@ def run() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
     try:
-        with console.status("starting broker and Postgres..."):
-            stack.start_infra()
-        with console.status("migrating..."):
+        with console.status("starting...") as status:
+            stack.start_infra(say=status.update)
+        where_db = f" in Postgres at {_shown_url(stack.database_url)}" if stack.database_url else ""
+        with console.status(f"migrating{where_db}..."):
             stack.migrate()
             admin_key = stack.local_admin_key()
         with console.status("starting services..."):
