@@ -2,8 +2,10 @@
 (nothing here reaches a database: port 1 refuses every connection)."""
 
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from pydantic import ValidationError
@@ -91,3 +93,40 @@ def test_what_the_driver_takes_from_the_url_is_kept_in_it(query):
     parameters were checked."""
     settings = ServiceSettings(DATABASE_URL=f"postgresql://u:s3cret@/db?{query}")
     assert settings.database_url.endswith(query)
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts connections (the kernel completes them) and never answers: a wedged Postgres."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        yield f"postgresql://leadpipe:s3cret@127.0.0.1:{listening.getsockname()[1]}/leadpipe"
+
+
+async def test_a_postgres_that_never_answers_fails_the_connection_at_the_connect_timeout(silent_server, monkeypatch):
+    """asyncpg waits 60 s by default: a service's request, or a command, hung that long."""
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 0.3)
+    engine = db.make_engine(ServiceSettings(DATABASE_URL=silent_server))
+    began = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError) as failed:
+            await db.ping(engine)
+    finally:
+        await engine.dispose()
+    assert time.monotonic() - began < 5 and db.is_unavailable(failed.value)
+
+
+def test_a_command_on_a_postgres_that_never_answers_says_what_it_waited_for(silent_server, monkeypatch):
+    """migrate (keys, rescore, redrive alike) sat silent for asyncpg's 60 s, then said "cannot use the database
+    at DATABASE_URL: " and nothing more (a TimeoutError's text is empty)."""
+    from typer.testing import CliRunner
+
+    from routing.__main__ import cli
+
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("leadpipe_common.cli.CONNECT_TIMEOUT_S", 0.3)
+    began = time.monotonic()
+    result = CliRunner().invoke(cli, ["migrate"], env={"DATABASE_URL": silent_server, "COLUMNS": "500"})
+    assert result.exit_code == 1 and time.monotonic() - began < 10
+    assert result.output.strip() == "cannot use the database at DATABASE_URL: it did not answer within 0.3 s"

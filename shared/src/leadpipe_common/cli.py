@@ -28,6 +28,7 @@ import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from leadpipe_common.db import CONNECT_TIMEOUT_S
 from leadpipe_common.moments import parse_moment, parse_scan_moment
 from leadpipe_common.settings import ServiceSettings
 
@@ -46,6 +47,8 @@ def database_errors() -> Iterator[None]:
         yield
     except DATABASE_ERRORS as exc:
         cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        if isinstance(cause, TimeoutError):  # its text is empty
+            cause = f"it did not answer within {CONNECT_TIMEOUT_S:g} s"
         typer.secho(f"cannot use the database at DATABASE_URL: {cause}", err=True, fg="red")
         raise typer.Exit(1) from None
 

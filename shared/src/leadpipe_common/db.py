@@ -29,6 +29,9 @@ Guarantees:
   lookup's text is the same whatever the batch's size and asyncpg prepares it once per connection. With
   ``in_()`` each new length was a new statement (one parameter per value): prepared, planned and cached
   again, and SQLAlchemy expanded the list in Python on every call.
+- A new connection not set up within ``CONNECT_TIMEOUT_S`` (10 s, not
+  asyncpg's 60) fails with ``TimeoutError``, for every engine: services',
+  commands' and migrations'.
 - ``is_unavailable(exc)`` tells an error that means Postgres cannot serve
   this now (unreachable, every pooled connection busy, a lock or statement
   timeout, a deadlock, too many connections, a shutdown) from a bug (a
@@ -165,9 +168,21 @@ def _postgres_error(exc: BaseException) -> asyncpg.PostgresError | None:
     return None
 
 
+#: How long a new connection may take to be set up (TCP, TLS, authentication), asyncpg's default 60 s cut short:
+#: a Postgres that accepts connections and never answers (wedged, or something else on its port) held a command
+#: line silent for a minute, and a service's request as long before its 503.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def connect_args(server_settings: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What every engine passes to ``asyncpg.connect``."""
+    return {"timeout": CONNECT_TIMEOUT_S, **({"server_settings": dict(server_settings)} if server_settings else {})}
+
+
 def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str] | None = None) -> AsyncEngine:
     """``server_settings``: Postgres settings each new connection starts with (sent with the connection's
-    start-up, so they cost no round trip: a ``SET`` per transaction would cost one)."""
+    start-up, so they cost no round trip: a ``SET`` per transaction would cost one). A connection not set up
+    within ``CONNECT_TIMEOUT_S`` fails with ``TimeoutError`` (an ``OSError``: unavailable, a 503)."""
     # No pre-ping: it costs a round trip per transaction. A connection that
     # went stale (Postgres restarted) fails its transaction, which every
     # caller already retries or answers 503 for, and the pool then drops it.
@@ -179,7 +194,7 @@ def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str]
         # An error's message names its statement, not its parameters: those are leads' personal data, and the
         # message goes to logs and dead letters.
         hide_parameters=True,
-        connect_args={"server_settings": dict(server_settings)} if server_settings else {},
+        connect_args=connect_args(server_settings),
     )
 
 

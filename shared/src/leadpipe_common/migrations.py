@@ -28,6 +28,8 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from leadpipe_common.db import connect_args
+
 
 def config(migrations_dir: Path, database_url: str, schema: str) -> Config:
     cfg = Config()
@@ -124,7 +126,7 @@ def run_env(target_metadata: sa.MetaData) -> None:
         cfg.attributes["before"], cfg.attributes["after"] = before, tuple(migration.get_current_heads())
 
     async def main() -> None:
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, connect_args=connect_args())
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(migrate)
