@@ -161,3 +161,23 @@ def test_checking_country_codes_loads_no_country_calendar_a_rep_does_not_name():
                              "print(sum(m.startswith('holidays.countries.') for m in sys.modules))"],
                             capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "0"
+
+
+@pytest.mark.parametrize("reps", ["", "reps: []\n", "teams: {}\n", "reps:\n"], ids=["empty", "none", "no-key", "null"])
+def test_a_reps_file_that_lists_no_reps_is_refused_saying_so_naming_the_file(files, reps):
+    """It was refused for the accounts' owners ("body: accounts name owners who are not reps: [...]"): neither
+    that the file lists nobody, nor, from a reference file, what "body" is."""
+    files.reps.write_text(reps)
+    with pytest.raises(ValueError) as refused:
+        files.load()
+    assert str(refused.value) == f"{files.reps}: the reps file lists no reps (a list under reps:, at least one)"
+
+
+def test_a_problem_of_the_files_as_a_whole_is_said_without_a_requests_body_prefix(files):
+    reps = yaml.safe_load(files.reps.read_text())
+    reps["reps"].append(dict(reps["reps"][0]))
+    files.reps.write_text(yaml.safe_dump(reps))
+    with pytest.raises(ValueError) as refused:
+        files.load()
+    assert str(refused.value).startswith(f"routing reference data is invalid: rep ids used twice: "
+                                         f"['{reps['reps'][0]['id']}']")

@@ -58,8 +58,12 @@ def field_problems(errors: Sequence[Mapping[str, Any]]) -> list[FieldProblem]:
 
 
 def describe(errors: Sequence[Mapping[str, Any]]) -> str:
-    """The same problems as one line (``field: reason; ...``), for a reference file a service refuses at start."""
-    return "; ".join(f"{p.field}: {p.reason}" for p in field_problems(errors))
+    """The same problems as one line (``field: reason; ...``), for a reference file a service refuses at start.
+
+    A problem of the whole (a check across fields, pydantic's empty location) is said as its reason alone:
+    ``field_problems`` names it ``body``, a request's, which a file has none of."""
+    return "; ".join(f"{p.field}: {p.reason}" if e.get("loc") else p.reason
+                     for e, p in zip(errors, field_problems(errors), strict=True))
 
 
 #: What is said of a field whose text holds U+0000.

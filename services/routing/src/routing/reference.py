@@ -96,7 +96,11 @@ class RoutingFiles:
         unknown = set(reps_doc) - set(_REPS_KEYS)
         if unknown:
             raise ValueError(f"{self.reps}: unknown keys {sorted(map(str, unknown))} (known: {', '.join(_REPS_KEYS)})")
-        raw = {"reps": reps_doc.get("reps", []), "accounts": account_rows,
+        if reps_doc.get("reps") in (None, []):
+            # Checked as a whole, such a file was first refused for whatever named a rep ("accounts name owners
+            # who are not reps: [...]"), which does not say that the file is empty, or is the wrong file.
+            raise ValueError(f"{self.reps}: the reps file lists no reps (a list under reps:, at least one)")
+        raw = {"reps": reps_doc["reps"], "accounts": account_rows,
                "territories": _mapping(self.territories, texts[self.territories]),
                "sla": _mapping(self.sla, texts[self.sla]), "reasons": _mapping(self.reasons, texts[self.reasons])}
         for key in ("working_hours", "teams"):
