@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
 from leadpipe_common import topology
+from leadpipe_common.cli_help import Command
 from leadpipe_common.kafka import client_options, quiet_client_logs
 from leadpipe_common.settings import TopicSettings
 
@@ -102,7 +103,7 @@ async def ensure_topics(settings: TopicSettings, timeout_s: float = WAIT_S, *,
 cli = typer.Typer(add_completion=False)
 
 
-@cli.command()
+@cli.command(cls=Command)
 def main() -> None:
     """Create leadpipe's topics on the cluster in KAFKA_BOOTSTRAP_SERVERS.
 

@@ -28,6 +28,7 @@ import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from leadpipe_common.cli_help import Group
 from leadpipe_common.db import CONNECT_TIMEOUT_S
 from leadpipe_common.moments import parse_moment, parse_scan_moment
 from leadpipe_common.settings import ServiceSettings
@@ -97,7 +98,7 @@ def service_cli(
     check: Callable[[Any], object] = lambda settings: None,
 ) -> typer.Typer:
     """``check(settings)`` loads the service's reference data; ValueError or OSError stops ``serve``."""
-    cli = typer.Typer(help=f"leadpipe {name} service", no_args_is_help=True, add_completion=False)
+    cli = typer.Typer(help=f"leadpipe {name} service", no_args_is_help=True, add_completion=False, cls=Group)
 
     @cli.command()
     def serve(
@@ -134,7 +135,9 @@ def service_cli(
 
     @cli.command()
     def migrate(revision: str = typer.Argument("head", help="target revision")) -> None:
-        """Create or upgrade this service's tables (its own schema); it never goes back to an older revision."""
+        """Create or upgrade this service's tables (its own schema).
+
+        It never goes back: a revision older than the one in place is refused."""
         # Imported here, not at the top: alembic (with mako) is ~10 MB of every serving process's memory,
         # and a serving process never migrates.
         from alembic.util import CommandError

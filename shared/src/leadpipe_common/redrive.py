@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from leadpipe_common import topics, topology
+from leadpipe_common.cli_help import Command
 from leadpipe_common.envelope import Message
 from leadpipe_common.producer import Producer
 from leadpipe_common.kafka import client_options, quiet_client_logs
@@ -171,7 +172,7 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
 cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0].split(": ", 1)[1])
 
 
-@cli.command()
+@cli.command(cls=Command)
 def main(
     stage: str | None = typer.Option(None, help="only records dead-lettered by this service (e.g. scoring)"),
     kind: str | None = typer.Option(None, help="only this kind of error: undecodable, schema, rejected, handler or unreadable"),

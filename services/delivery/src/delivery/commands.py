@@ -37,8 +37,9 @@ def add_commands(cli: typer.Typer) -> None:
         subscription: str | None = typer.Option(None, help="only this subscription's dead deliveries"),
         lead: str | None = typer.Option(None, help="only this lead's (its id)"),
     ) -> None:
-        """Send deliveries that were given up after the retry window again; their window starts anew. Those
-        whose body was purged (DELIVERY_KEEP_BODIES_DAYS after they died), and those of subscriptions not in force
+        """Send dead deliveries again; their retry window starts anew.
+
+        A dead delivery is one given up after its retry window. Those whose body was purged (DELIVERY_KEEP_BODIES_DAYS after they died), and those of subscriptions not in force
         (deleted, or in neither DELIVERY_SUBSCRIPTIONS_FILE nor the API's), stay dead, counted."""
         settings = load_settings(DeliverySettings)
         try:
@@ -85,8 +86,9 @@ def add_commands(cli: typer.Typer) -> None:
     def forget_command(
         subscription: str = typer.Option(..., help="the id of a subscription removed from the subscriptions file"),
     ) -> None:
-        """Give up what waits for a subscription removed from the subscriptions file: its waiting deliveries turn
-        dead ("subscription removed from the subscriptions file"; a redrive leaves them until the id is in the file
+        """Give up what waits for a subscription no longer in the file.
+
+        The subscription is one removed from the subscriptions file. Its waiting deliveries turn dead ("subscription removed from the subscriptions file"; a redrive leaves them until the id is in the file
         again) and its switch-off by a 410 is cleared. Run it once no delivery process has a file with the id any
         more (after the rollout): such a process would have sent them, and would send to a receiver that answered
         410 Gone again. An id in force here (in DELIVERY_SUBSCRIPTIONS_FILE, or made through the API) is refused."""

@@ -68,9 +68,9 @@ def add_commands(cli: typer.Typer) -> None:
             None, help="re-apply only the events since this moment (ISO date or date-time, UTC unless it names "
                        "a zone; 1970 or later) on top of the live tables; default: rebuild from the whole stream"),
     ) -> None:
-        """Rebuild reporting's tables from leads.lifecycle into fresh tables and swap them in.
+        """Rebuild reporting's tables from leads.lifecycle and swap them in.
 
-        With --since, re-apply the events since that moment over the live tables instead: nothing
+        The tables are built afresh beside the live ones, which they then replace. With --since, re-apply the events since that moment over the live tables instead: nothing
         captured before it is lost."""
         settings = load_settings(ReportingSettings)
         start = moment_option(since, "--since", scan=True)

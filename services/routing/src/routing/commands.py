@@ -21,8 +21,9 @@ from routing.whatif import read_history
 
 def add_commands(cli: typer.Typer) -> None:
     @cli.command("what-if", help=(
-        "Route the past MQLs again under candidate reps, territories, accounts and reasons files, with the live "
-        "rules. Prints, per team and rep, how many leads each would have got against what they did get, and every "
+        "Route past MQLs again under candidate routing files, against what was routed.\n\n"
+        "The candidates are reps, territories, accounts and reasons files; the rules are the live ones. Prints, "
+        "per team and rep, how many leads each would have got against what they did get, and every "
         "real assignment that breaks the candidate's working hours, holidays or capacity. To try a rep leaving, "
         "give --reps without them and --accounts with their accounts owned by others. A recycle after a rejection "
         "whose code --reasons says does not recycle is not made, nor any later routing of that lead; a code it "

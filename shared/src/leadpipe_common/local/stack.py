@@ -45,6 +45,7 @@ from sqlalchemy.engine import make_url
 
 from leadpipe_common import migrations
 from leadpipe_common.admin import ensure_topics
+from leadpipe_common.cli_help import Group
 from leadpipe_common.kafka import quiet_client_logs
 from leadpipe_common.local.infra import Broker, Postgres, die_with_parent, port_open
 from leadpipe_common.retry import backoff
@@ -362,7 +363,8 @@ class Stack:
             self.broker.stop()
 
 
-cli = typer.Typer(help="Run the whole leadpipe pipeline on this machine.", no_args_is_help=True, add_completion=False)
+cli = typer.Typer(help="Run the whole leadpipe pipeline on this machine.", no_args_is_help=True, add_completion=False,
+                  cls=Group)
 
 
 @cli.callback()
