@@ -49,3 +49,26 @@ def test_every_older_published_version_has_an_upcaster():
         for version in range(1, model.version):
             assert contracts.path_of(ROOT, event_type, version).exists()
             assert (event_type, version) in UPCASTERS, f"{event_type} v{version} cannot be read any more"
+
+
+def publish(*args: str):
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(contracts.cli, list(args), env={"COLUMNS": "500"})
+
+
+def test_the_command_takes_help_for_help_not_for_a_directory_to_publish_into(tmp_path, monkeypatch):
+    """`contracts --help` made a directory named --help and published every schema into it."""
+    monkeypatch.chdir(tmp_path)
+    result = publish("--help")
+    assert result.exit_code == 0 and "docs/schemas" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_that_is_not_the_repositorys_root_is_refused_and_left_empty(tmp_path):
+    for root in (tmp_path, tmp_path / "missing"):
+        result = publish(str(root))
+        assert result.exit_code == 2
+        assert result.output == f"{root}: no docs/schemas directory here; give the repository's root\n"
+    assert list(tmp_path.iterdir()) == []
+

@@ -7,19 +7,23 @@ in it is written by hand. The README holds a copy between the
 ``<!-- config:begin -->`` and ``<!-- config:end -->`` markers, which the
 test suite compares with a fresh rendering (``make config-doc`` rewrites it),
 so the README cannot drift from the code. Local tooling: no service imports it.
+Its command line (``python -m leadpipe_common.local.configdoc [README]``)
+refuses a file it cannot read or write, or one without the markers, in one
+line, exit code 2, the file left as it was.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import typer
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from leadpipe_common.cli_help import Command
 from leadpipe_common.settings import ConsumerSettings, ServiceSettings, StackSettings, TopicSettings
 from leadpipe_common.topology import SERVICES
 
@@ -107,11 +111,34 @@ def render(readme: str) -> str:
     return f"{head}{BEGIN}\n{table()}{END}{tail}"
 
 
-def main() -> None:
-    """``python -m leadpipe_common.local.configdoc README.md``: rewrite the table in place."""
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
+cli = typer.Typer(add_completion=False)
+
+
+@cli.command(cls=Command)
+def main(readme: Path = typer.Argument(Path("README.md"), help="the README whose table is rewritten in place")) -> None:
+    """Rewrite README's configuration table from the settings classes.
+
+    What `make config-doc` runs. The table is the text between the <!-- config:begin --> and <!-- config:end --> markers."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except OSError as exc:
+        _refuse(readme, f"cannot be read: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        _refuse(readme, f"not UTF-8 (byte {exc.start})")
+    try:
+        rendered = render(text)
+    except ValueError as exc:
+        _refuse(readme, str(exc).replace("the README has", "has"))
+    try:
+        readme.write_text(rendered, encoding="utf-8")
+    except OSError as exc:
+        _refuse(readme, f"cannot be written: {exc.strerror or exc}")
+
+
+def _refuse(readme: Path, why: str) -> NoReturn:
+    typer.secho(f"{readme}: {why}", err=True, fg="red")
+    raise typer.Exit(2)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

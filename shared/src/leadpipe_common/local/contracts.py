@@ -7,15 +7,20 @@ when they differ: changing an event's shape means a new ``version`` and an
 upcaster from the old one (``events.UPCASTERS``), never an edit under the
 old number. ``write_new`` (``make schemas``) adds the file of a new version
 and refuses to overwrite a published one. Local tooling: no service imports it.
+Its command line (``python -m leadpipe_common.local.contracts [ROOT]``)
+takes the repository's root, and refuses a directory without ``docs/schemas``
+(where it would publish every schema anew) in one line, exit code 2.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+import typer
+
+from leadpipe_common.cli_help import Command
 from leadpipe_common.events import LATEST, Event
 
 DIR = Path("docs") / "schemas"
@@ -70,15 +75,30 @@ def write_new(root: Path) -> list[Path]:
     return written
 
 
-def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
-    for path in write_new(root):
-        print(f"published {path.relative_to(root)}")
+cli = typer.Typer(add_completion=False)
+
+
+@cli.command(cls=Command)
+def main(root: Path = typer.Argument(Path("."), help="the repository's root, which holds docs/schemas")) -> None:
+    """Publish each new event version's schema under docs/schemas; check them all.
+
+    What `make schemas` runs. A published version is never written again; one whose model changed shape is named, exit code 1."""
+    if not (root / DIR).is_dir():
+        # Anything else (a typo, an option it does not take) would be given every schema, published anew.
+        typer.secho(f"{root}: no {DIR} directory here; give the repository's root", err=True, fg="red")
+        raise typer.Exit(2)
+    try:
+        written = write_new(root)
+    except OSError as exc:
+        typer.secho(f"cannot publish under {root / DIR}: {exc.strerror or exc} ({exc.filename})", err=True, fg="red")
+        raise typer.Exit(2) from None
+    for path in written:
+        typer.echo(f"published {path.relative_to(root)}")
     problems = check(root)
     for problem in problems:
-        print(problem, file=sys.stderr)
-    raise SystemExit(1 if problems else 0)
+        typer.secho(problem, err=True, fg="red")
+    raise typer.Exit(1 if problems else 0)
 
 
 if __name__ == "__main__":
-    main()
+    cli()
