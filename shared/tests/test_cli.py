@@ -1,6 +1,7 @@
 """Service command lines refuse bad configuration with a message, never a traceback."""
 
 import importlib
+import json
 import os
 import signal
 import subprocess
@@ -192,3 +193,31 @@ def test_a_command_holds_the_kafka_clients_log_lines_back_and_only_while_it_runs
     assert caplog.records == []
     client.error("after the command")  # a service's logs keep them
     assert [r.getMessage() for r in caplog.records] == ["after the command"]
+
+
+def test_a_service_that_cannot_reach_the_broker_at_start_says_so_in_one_line_not_a_traceback():
+    """It logged starlette's traceback of the start, a dozen frames in one log event, after aiokafka's own line."""
+    result = run_service("routing", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", ROUTING_PORT="0", LOG_JSON="true")
+    assert result.returncode == 3  # uvicorn's code for a start that failed
+    assert "Traceback" not in result.stderr and "Unable connect" not in result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    said = next(e for e in events if e["event"].startswith("cannot start"))
+    assert said["event"] == "cannot start: no broker answers at KAFKA_BOOTSTRAP_SERVERS"
+    assert said["servers"] == "127.0.0.1:1" and "Unable to bootstrap" in said["error"]
+    assert [e["event"] for e in events if e["level"] == "error"] == [said["event"], "Application startup failed. Exiting."]
+
+
+async def test_any_other_failed_start_keeps_its_traceback_for_uvicorn_to_log():
+    from leadpipe_common.service import _traceback_unless_said
+
+    async def failing_start(scope, receive, send):
+        await send({"type": "lifespan.startup.failed", "message": "Traceback (most recent call last): ..."})
+
+    for said, logged in (([], "Traceback (most recent call last): ..."), ([ConnectionError()], "")):
+        sent: list[dict] = []
+
+        async def send(message, sent=sent):
+            sent.append(message)
+
+        await _traceback_unless_said(failing_start, said)({}, None, send)
+        assert sent == [{"type": "lifespan.startup.failed", "message": logged}]

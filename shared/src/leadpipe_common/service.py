@@ -21,6 +21,11 @@ or not running, or an essential background loop's last round failed (not a
 housekeeping one's, ``essential = False``: see ``loop_checks``); for a service
 that serves without the broker, only the database counts. Routes reach the
 running service as ``Annotated[Runtime[...], Depends(runtime)]``.
+A service that needs the broker to start and cannot reach it says so in one
+log line (the servers, KAFKA_BOOTSTRAP_SERVERS, aiokafka's reason) and its
+start fails without a traceback; any other failure of the start is logged
+with its traceback, as a bug must be. The database is not needed to start
+(``/readyz`` says while it is away).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import httpx
 import sqlalchemy as sa
 import structlog
+from aiokafka.errors import KafkaConnectionError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -49,6 +55,7 @@ from leadpipe_common.consumer import BatchApplier, BatchHandler, ConsumerRunner,
 from leadpipe_common.db import UNAVAILABLE, is_unavailable, make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
+from leadpipe_common.kafka import quiet_client_logs
 from leadpipe_common.http import BodyLimit, RefuseNul, SecurityHeaders, install_problem_handlers, problem_responses
 from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
 from leadpipe_common.outbox import Claim, OutboxRelay, table_claim
@@ -197,6 +204,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     """The app of ``service``; ``context`` builds what its handlers and routes need once the clients exist."""
     service.check()
     checks: dict[str, Check] = {}
+    #: Set once a failed start has been said in its own line.
+    start_failure_said: list[BaseException] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
@@ -233,8 +242,17 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         if service.serves_without_broker:
             starting = asyncio.create_task(_start_when_broker_is_up(producer, runner), name=f"{service.name}-start")
         else:
-            await producer.start()
-            await runner.start()
+            try:
+                # aiokafka logs every failed attempt on its own: the failure is said once, below.
+                with quiet_client_logs():
+                    await producer.start()
+                    await runner.start()
+            except KafkaConnectionError as exc:
+                log.error("cannot start: no broker answers at KAFKA_BOOTSTRAP_SERVERS",
+                          servers=settings.kafka_bootstrap_servers, error=str(exc))
+                start_failure_said.append(exc)
+                await producer.stop()
+                raise
             checks["broker"] = require(lambda: producer.started, "producer not connected")
             checks["consumer"] = require(lambda: runner.ready, "consumer is retrying a batch or not running")
             checks.update(loop_checks(loops))
@@ -260,6 +278,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     app = FastAPI(title=f"leadpipe {service.name}", version="1", summary=service.summary, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None,
                   telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.router.lifespan = _traceback_unless_said(app.router.lifespan, start_failure_said)  # type: ignore[method-assign]
     app.state.sessions = Sessions(settings.session_secret.get_secret_value() if settings.session_secret else None)
     app.state.public_origins = settings.public_origins
     app.state.wrong_keys = WrongKeys(parse_rate(settings.bad_key_rate_limit, "BAD_KEY_RATE_LIMIT"),
@@ -284,6 +303,23 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         app.include_router(asyncapi.router(), dependencies=[Depends(principal)],  # any valid key
                            responses=problem_responses(401))
     return app
+
+
+def _traceback_unless_said(lifespan: Callable[[Any, Any, Any], Awaitable[None]],
+                           said: list[BaseException]) -> Callable[[Any, Any, Any], Awaitable[None]]:
+    """Starlette's lifespan handler, but for a failed start already said in a line of its own (an unreachable
+    broker): Starlette hands uvicorn the start's traceback to log, a dozen frames around that line in one
+    log event, which read as a bug."""
+
+    async def handle(scope: Any, receive: Any, send: Any) -> None:
+        async def say(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed" and said:
+                message = {**message, "message": ""}  # uvicorn logs a message only when there is one
+            await send(message)
+
+        await lifespan(scope, receive, say)
+
+    return handle
 
 
 def docs_router() -> APIRouter:
