@@ -130,3 +130,13 @@ def test_a_command_on_a_postgres_that_never_answers_says_what_it_waited_for(sile
     result = CliRunner().invoke(cli, ["migrate"], env={"DATABASE_URL": silent_server, "COLUMNS": "500"})
     assert result.exit_code == 1 and time.monotonic() - began < 10
     assert result.output.strip() == "cannot use the database at DATABASE_URL: it did not answer within 0.3 s"
+
+
+def test_make_run_on_a_postgres_that_never_answers_says_what_it_waited_for(silent_server, monkeypatch, tmp_path):
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 0.3)
+    url = silent_server.replace("postgresql://", "postgresql+asyncpg://")
+    with pytest.raises(RuntimeError) as failed:
+        stack.Stack(data_dir=tmp_path, bootstrap="127.0.0.1:1", database_url=url).migrate(["routing"])
+    assert str(failed.value) == (f"migrating routing failed: Postgres at {stack._shown_url(url)} did not answer "
+                                 "within 0.3 s")
+    assert "s3cret" not in str(failed.value)

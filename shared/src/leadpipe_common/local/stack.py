@@ -43,7 +43,7 @@ import typer
 from aiokafka.errors import KafkaError
 from sqlalchemy.engine import make_url
 
-from leadpipe_common import migrations
+from leadpipe_common import db, migrations
 from leadpipe_common.admin import ensure_topics
 from leadpipe_common.cli_help import Group
 from leadpipe_common.kafka import quiet_client_logs
@@ -248,6 +248,9 @@ class Stack:
             directory = Path(str(importlib.resources.files(service) / "migrations"))
             try:
                 migrations.upgrade_service(directory, self.database_url, schema=service)
+            except TimeoutError as exc:  # its text is empty
+                raise RuntimeError(f"migrating {service} failed: Postgres at {_shown_url(self.database_url)} did not "
+                                   f"answer within {db.CONNECT_TIMEOUT_S:g} s") from exc
             except Exception as exc:
                 raise RuntimeError(f"migrating {service} failed: {exc}") from exc
 
