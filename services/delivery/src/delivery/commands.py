@@ -127,9 +127,11 @@ def add_commands(cli: typer.Typer) -> None:
         stdin: bool = typer.Option(False, "--stdin", help="read the session secret from the input (a line) instead "
                                                           "of LEADPIPE_SESSION_SECRET"),
     ) -> None:
-        """Print the key that seals the webhook secrets of subscriptions made through the API while
-        DELIVERY_SECRETS_KEY is unset: the one derived from LEADPIPE_SESSION_SECRET, or with --stdin from a session
-        secret given on the input (a former one). Put in DELIVERY_SECRETS_KEY, it opens what was sealed under it
+        """Print the sealing key a session secret gives (for DELIVERY_SECRETS_KEY).
+
+        That key seals the webhook secrets of subscriptions made through the API while DELIVERY_SECRETS_KEY is
+        unset: the one derived from LEADPIPE_SESSION_SECRET, or with --stdin from a session secret given on the
+        input (a former one). Put in DELIVERY_SECRETS_KEY, it opens what was sealed under it
         whatever the session secret is. The secret is never taken as an argument: ps and shell histories show
         those."""
         if stdin:
