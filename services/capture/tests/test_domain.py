@@ -50,8 +50,10 @@ def test_a_ticked_checkbox_records_consent_and_when_it_was_given():
     assert lead.contact.marketing_consent_at == NOW
 
 
-def test_no_consent_records_no_time():
-    lead = capture({"email": "ada@example.com"})
+@pytest.mark.parametrize("silent", [{}, {"marketing_consent": ""}, {"marketing_consent": " "}],
+                         ids=["left-out", "empty", "blank"])
+def test_no_consent_records_no_time(silent):
+    lead = capture({"email": "ada@example.com", **silent})
     assert lead.contact.marketing_consent is False
     assert lead.contact.marketing_consent_at is None
 
@@ -441,8 +443,11 @@ def test_a_touch_saying_no_to_marketing_withdraws_the_consent_given_before_and_i
     assert (now.marketing_consent, now.marketing_consent_at) == (False, None)
 
 
-@pytest.mark.parametrize("silent", [{}, {"marketing_consent": None}], ids=["left-out", "json-null"])
+@pytest.mark.parametrize("silent", [{}, {"marketing_consent": None}, {"marketing_consent": ""},
+                                    {"marketing_consent": " "}], ids=["left-out", "json-null", "empty", "blank"])
 def test_a_touch_saying_nothing_of_marketing_keeps_the_consent_given_before(silent):
+    """A blank consent was a no, unlike a blank in any other field: an importer sending "" for what it did not know
+    withdrew the consent of every person it touched."""
     from capture.domain import stated_consent
     from capture.writer import latest_contact
 

@@ -232,8 +232,9 @@ async def test_an_unticked_checkbox_leaves_its_hidden_zero_as_refusal(client, pi
 
 
 @pytest.mark.parametrize(("body", "consent"), [(b"marketing_consent=0", False),
-                                               (b"marketing_consent=0&marketing_consent=on", True), (b"", None)],
-                         ids=["unticked-after-its-hidden-zero", "ticked", "no-checkbox"])
+                                               (b"marketing_consent=0&marketing_consent=on", True), (b"", None),
+                                               (b"marketing_consent=", None)],
+                         ids=["unticked-after-its-hidden-zero", "ticked", "no-checkbox", "empty-field"])
 async def test_what_a_post_said_of_consent_reaches_the_writer_so_a_touch_can_withdraw_it(client, pipeline, body,
                                                                                        consent):
     r = await client.post(FORM, content=b"email=a@example.com&" + body, headers=URLENCODED)

@@ -34,7 +34,7 @@ ATTRIBUTION_FIELDS = (
 FIELDS = (*CONTACT_FIELDS, "marketing_consent", *ATTRIBUTION_FIELDS)
 
 _TRUE = {"true", "on", "yes", "1", "y"}
-_FALSE = {"false", "off", "no", "0", "n", ""}
+_FALSE = {"false", "off", "no", "0", "n"}
 
 
 def _blank_to_none(v: Any) -> Any:
@@ -47,10 +47,13 @@ def _blank_to_none(v: Any) -> Any:
 def _consent(v: Any) -> bool | None:
     # Browsers send "on" for a ticked checkbox and nothing for an unticked one: nothing says nothing (None), while
     # the hidden "0" before the checkbox, or a JSON false, says no, which on a touch withdraws a consent given before.
+    # A blank value is nothing too, as in every other field: importers and Zapier mappings send "" for what they do
+    # not know, and taken for a no it withdrew the consent of every person they touched.
+    v = _blank_to_none(v)
     if v is None or isinstance(v, bool):
         return v
-    if isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE:
-        return v.strip().lower() in _TRUE
+    if isinstance(v, str) and v.lower() in _TRUE | _FALSE:
+        return v.lower() in _TRUE
     raise ValueError("must be true or false (a ticked checkbox sends 'on')")
 
 
@@ -353,7 +356,8 @@ def capture_lead(
 
 def stated_consent(fields: Mapping[str, Any]) -> bool | None:
     """What a submission ``capture_lead`` took said of marketing consent: None when it said nothing (an unticked
-    checkbox without its hidden "0"), which a lead's contact, always true or false, cannot tell from a no."""
+    checkbox without its hidden "0", or a blank value), which a lead's contact, always true or false, cannot tell
+    from a no."""
     return _consent(fields.get("marketing_consent"))
 
 
