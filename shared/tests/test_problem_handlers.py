@@ -126,6 +126,31 @@ def test_an_error_from_postgres_is_told_by_its_code_and_names_never_by_the_value
     for text in (error_text(error), error_text(_through_sqlalchemy(error))):
         assert "ada" not in text and "7946" not in text and "DETAIL" not in text and "INSERT" not in text
 
+@pytest.mark.parametrize("fields, told", [
+    ({"C": "22P02", "M": 'invalid input syntax for type uuid: "ada"@example.com"'},
+     "invalid input syntax for type uuid: (value not shown)"),
+    ({"C": "22P02", "M": 'invalid input syntax for type integer: "12 Baker St\nLondon ada@example.com"'},
+     "invalid input syntax for type integer: (value not shown)"),
+    ({"C": "22003", "M": 'value "ada@example.com" is out of range for type integer'},
+     "value (value not shown)"),
+    ({"C": "22P02", "M": 'invalid input syntax for type uuid: "email"@example.com"', "c": "email"},
+     "invalid input syntax for type uuid: (value not shown)"),
+    ({"C": "23502", "M": 'null value in column "grade" of relation "scores" violates not-null constraint',
+      "t": "scores", "c": "grade"},
+     'null value in column "grade" of relation "scores" violates not-null constraint'),
+], ids=["a value holding a quote", "a value holding a newline", "the words after a value",
+        "a value opening with a name", "names only"])
+def test_a_value_postgres_quotes_is_cut_with_all_after_it_whatever_it_holds(fields, told):
+    """Postgres quotes a value raw: a quote in it ended the quoted string early (``"ada"@example.com"`` left
+    ``@example.com"``), and a newline in it left its first line, the closing quote being on a later one."""
+    import asyncpg
+
+    from leadpipe_common.db import error_text
+
+    error = asyncpg.PostgresError.new({"S": "ERROR", **fields})
+    assert error_text(error).split(": ", 1)[1].rsplit(" [SQLSTATE", 1)[0] == told
+
+
 def test_a_database_gone_read_only_is_asked_to_retry():
     import asyncpg
 

@@ -116,9 +116,9 @@ def is_unavailable(exc: BaseException) -> bool:
 _ARGUMENT_VALUE = re.compile(r"(invalid input for query argument \$\d+)[^\n]*")
 
 
-#: A quoted string in Postgres's message: a name, or in a data exception the value that failed ("invalid input
-#: syntax for type uuid: "ada@example.com"").
-_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+#: What may follow a name Postgres's message quotes ("column "grade" of relation "scores" violates ..."): after
+#: anything else, the quote that seemed to close the name is a value's own.
+_AFTER_NAME = re.compile(r"[\s,;:)]|$")
 #: SQLSTATE classes whose messages quote names and tokens of the statement's own text only, never a value bound to
 #: it (42: a syntax error, an undefined table or column, no privilege; 3F: an invalid schema): what they quote
 #: stays, for the deployment mistake it names.
@@ -130,7 +130,7 @@ def error_text(exc: BaseException) -> str:
     statement (leads' personal data; ``make_engine`` hides SQLAlchemy's parameters, this asyncpg's own).
 
     An error from Postgres or asyncpg's word on it (``exc``, or one it wraps) is given as its class, the first
-    line of its message with what it quotes removed unless it is a name the error carries (its table, column,
+    line of its message cut at the first quote that does not open a name the error carries (its table, column,
     constraint), its SQLSTATE and those names: its DETAIL (``Failing row contains (...)``, ``Key (email)=(...)``), its HINT and the
     statement's text go, since the first two quote the row's values; so does the message of a wrapper around it
     (SQLAlchemy's repeats the error whole)."""
@@ -142,13 +142,29 @@ def error_text(exc: BaseException) -> str:
                                                      "data_type_name")} - {None}
     line = _ARGUMENT_VALUE.sub(r"\1 (its value not shown)", str(pg.args[0]).split("\n", 1)[0] if pg.args else "")
     if not code.startswith(_NAMES_CLASSES):
-        line = _QUOTED.sub(lambda m: m[0] if m[0][1:-1].replace('""', '"') in names else "(value not shown)", line)
+        line = _values_cut(line, names)
     table = ".".join(n for n in (getattr(pg, "schema_name", None), getattr(pg, "table_name", None)) if n)
     where = "".join(f", {label} {name}" for label, name in (
         ("table", table), ("column", getattr(pg, "column_name", None)),
         ("constraint", getattr(pg, "constraint_name", None))) if name)
     text = f"{type(pg).__name__}: {line} [SQLSTATE {code}{where}]"
     return text if pg is exc else f"{type(exc).__name__}: {text}"
+
+
+def _values_cut(line: str, names: set[str]) -> str:
+    """``line`` up to the first double quote that does not open one of ``names``, then "(value not shown)".
+
+    Postgres quotes a value raw, not doubling a quote in it: ``"ada"@example.com"`` is one value, which a quoted
+    string ended at its second quote, leaving ``@example.com"``; a value's newline put its closing quote on a line
+    the first is cut from. Only what is a name is known to end, so nothing after a value is kept."""
+    start = line.find('"')
+    while start != -1:
+        name = next((n for n in names if n and line.startswith(f'"{n}"', start)
+                     and _AFTER_NAME.match(line, start + len(n) + 2)), None)
+        if name is None:
+            return line[:start] + "(value not shown)"
+        start = line.find('"', start + len(name) + 2)
+    return line
 
 
 def from_postgres(exc: BaseException) -> bool:
