@@ -1,5 +1,6 @@
 """Every line logged while an event is in hand names its lead and event."""
 
+import pytest
 import structlog
 
 from leadpipe_common.envelope import decode
@@ -67,6 +68,64 @@ def test_a_traceback_of_a_postgres_error_is_logged_without_the_row_it_quotes(cap
         except ValueError:
             logging.getLogger("x").exception("other")
         assert "ada@example.com" in capsys.readouterr().err  # any other exception is written whole
+    finally:
+        root.handlers[:], root.level = handlers, level
+        structlog.reset_defaults()
+
+
+def _failed_insert():
+    import asyncpg
+
+    return asyncpg.PostgresError.new({
+        "S": "ERROR", "C": "23502", "M": 'null value in column "grade" of relation "scores" violates not-null '
+        "constraint", "D": "Failing row contains (17b81eab, ada.lovelace@stripe.com, +44 20 7946 0958, null).",
+        "s": "scoring", "t": "scores", "c": "grade"})
+
+
+def _rollback_fails():
+    try:
+        raise _failed_insert()
+    except Exception:
+        raise RuntimeError("batch failed")  # no "from": Python chains the insert's error as its context
+
+
+def _repeats_it():
+    try:
+        raise _failed_insert()
+    except Exception as exc:
+        raise RuntimeError(f"batch failed: {exc}")
+
+
+def _in_a_group():
+    try:
+        raise _failed_insert()
+    except Exception as exc:
+        raise ExceptionGroup("the batch's writes failed", [exc])
+
+
+@pytest.mark.parametrize("fail", [_rollback_fails, _repeats_it, _in_a_group],
+                         ids=["raised while handling it", "its message repeating it", "in an exception group"])
+def test_a_traceback_with_a_postgres_error_anywhere_in_its_chain_is_logged_without_the_row(capsys, fail):
+    """A rollback failing after a failed insert logged the insert's DETAIL, the row, in the context Python writes
+    before it: only a Postgres error wrapped (``orig``, ``__cause__``) was written without its values."""
+    import logging
+
+    from leadpipe_common.logging import configure
+
+    try:
+        fail()
+    except Exception as exc:
+        error = exc
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        for as_json in (True, False):
+            configure("test", json=as_json)
+            structlog.get_logger("t").error("the consumer loop ended", exc_info=error)
+            written = capsys.readouterr().err
+            assert "NotNullViolationError" in written and type(error).__name__ in written, written
+            assert "raise _failed_insert()" in written and "fail()" in written, written  # the frames of the chain stay
+            assert "ada.lovelace" not in written and "7946" not in written and "DETAIL" not in written, written
     finally:
         root.handlers[:], root.level = handlers, level
         structlog.reset_defaults()

@@ -151,6 +151,28 @@ def test_a_value_postgres_quotes_is_cut_with_all_after_it_whatever_it_holds(fiel
     assert error_text(error).split(": ", 1)[1].rsplit(" [SQLSTATE", 1)[0] == told
 
 
+def test_an_error_raised_while_handling_a_postgres_one_is_told_without_the_values_its_message_repeats():
+    """``RuntimeError(f"batch failed: {exc}")`` carries the failing row in its message, to a log's error= or a
+    dead letter's reason; a message of its own stays."""
+    import asyncpg
+
+    from leadpipe_common.db import error_text
+
+    def raised_while_handling(message_of):
+        try:
+            try:
+                raise asyncpg.PostgresError.new({"S": "ERROR", "C": "23502", "M": 'null value in column "grade"',
+                                                 "D": "Failing row contains (ada.lovelace@stripe.com).", "c": "grade"})
+            except asyncpg.PostgresError as exc:
+                raise RuntimeError(message_of(exc))  # no "from": the Postgres error is its context
+        except RuntimeError as exc:
+            return exc
+
+    repeating = raised_while_handling(lambda exc: f"batch failed: {exc}")
+    assert error_text(repeating) == "RuntimeError: (its message repeats a database error's; not shown)"
+    assert error_text(raised_while_handling(lambda exc: "batch failed")) == "RuntimeError: batch failed"
+
+
 def test_a_database_gone_read_only_is_asked_to_retry():
     import asyncpg
 

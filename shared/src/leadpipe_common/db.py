@@ -133,10 +133,16 @@ def error_text(exc: BaseException) -> str:
     line of its message cut at the first quote that does not open a name the error carries (its table, column,
     constraint), its SQLSTATE and those names: its DETAIL (``Failing row contains (...)``, ``Key (email)=(...)``), its HINT and the
     statement's text go, since the first two quote the row's values; so does the message of a wrapper around it
-    (SQLAlchemy's repeats the error whole)."""
+    (SQLAlchemy's repeats the error whole), and that of an exception raised while handling one when it repeats
+    the error's message, DETAIL or HINT (``RuntimeError(f"batch failed: {exc}")``)."""
     pg = _postgres_error(exc)
     if pg is None:
-        return _ARGUMENT_VALUE.sub(r"\1 (its value not shown)", f"{type(exc).__name__}: {exc}")
+        told = f"{type(exc).__name__}: {exc}"
+        if any(part in told for handled in postgres_errors(exc)
+               for part in (handled.args[0] if handled.args else None, handled.detail, handled.hint)
+               if isinstance(part, str) and part):
+            return f"{type(exc).__name__}: (its message repeats a database error's; not shown)"
+        return _ARGUMENT_VALUE.sub(r"\1 (its value not shown)", told)
     code = getattr(pg, "sqlstate", None) or "?"
     names = {getattr(pg, field, None) for field in ("schema_name", "table_name", "column_name", "constraint_name",
                                                      "data_type_name")} - {None}
@@ -168,8 +174,29 @@ def _values_cut(line: str, names: set[str]) -> str:
 
 
 def from_postgres(exc: BaseException) -> bool:
-    """Whether ``exc`` is, or wraps, an error from Postgres (whose text ``error_text`` rids of values)."""
-    return _postgres_error(exc) is not None
+    """Whether an error from Postgres (whose text ``error_text`` rids of values) is in ``exc``'s chain: ``exc``,
+    what it wraps, what it was raised while handling, an exception group's members (``postgres_errors``)."""
+    return bool(postgres_errors(exc))
+
+
+def postgres_errors(exc: BaseException) -> list[asyncpg.PostgresError]:
+    """Every error from Postgres in ``exc``'s chain, as far as a traceback of it goes and SQLAlchemy's ``orig``:
+    a rollback that fails while a failed insert is handled has the insert's error, and its row, as its context."""
+    found: list[asyncpg.PostgresError] = []
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, asyncpg.PostgresError):
+            found.append(error)
+        context = None if error.__suppress_context__ else error.__context__
+        members = error.exceptions if isinstance(error, BaseExceptionGroup) else ()
+        todo += [e for e in (getattr(error, "orig", None), error.__cause__, context, *members)
+                 if isinstance(e, BaseException)]
+    return found
 
 
 def _postgres_error(exc: BaseException) -> asyncpg.PostgresError | None:

@@ -10,15 +10,17 @@ lead and event id too). The ids are rendered only when a line is written: a
 batch walked in silence costs one variable set per event (binding them as
 structlog context vars cost ~18 us an event, twice per event in every stage).
 Standard-library loggers (uvicorn, aiokafka, alembic) go through the same
-renderer. An exception from Postgres is logged without the values its
-message quotes (``postgres_values_left_out``): a traceback of a failed insert
-would otherwise print the lead's row.
+renderer. An exception from Postgres, or one with it anywhere in its chain
+(raised while handling it, say), is logged without the values its message
+quotes (``postgres_values_left_out``): a traceback of a failed insert would
+otherwise print the lead's row.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import textwrap
 import traceback
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -36,9 +38,10 @@ _IN_HAND: ContextVar[Envelope | None] = ContextVar("leadpipe_event_in_hand", def
 
 
 def postgres_values_left_out(_logger: object, _method: str, event: dict) -> dict:
-    """A structlog processor: an exception from Postgres (or wrapping one) is written as its traceback's frames and
-    ``db.error_text``, not its message whole, whose DETAIL (``Failing row contains (...)``) and quoted values hold
-    a lead's personal data. Any other exception is left to the renderer."""
+    """A structlog processor: an exception with an error from Postgres in its chain (wrapped, raised while handling
+    one, in a group: ``db.from_postgres``) is written as its traceback's frames with each exception of the chain
+    told by ``db.error_text``, not by its message whole: a Postgres error's DETAIL (``Failing row contains
+    (...)``) and quoted values hold a lead's personal data. Any other exception is left to the renderer."""
     exc_info = event.get("exc_info")
     if not exc_info:
         return event
@@ -46,14 +49,37 @@ def postgres_values_left_out(_logger: object, _method: str, event: dict) -> dict
            else exc_info[1] if isinstance(exc_info, tuple) else sys.exc_info()[1])
     if exc is None:
         return event
-    from leadpipe_common.db import error_text, from_postgres  # the database's modules only once one failed
+    from leadpipe_common.db import from_postgres  # the database's modules only once one failed
 
     if not from_postgres(exc):
         return event
     del event["exc_info"]
-    event["exception"] = ("Traceback (most recent call last):\n" + "".join(traceback.format_tb(exc.__traceback__))
-                          + error_text(exc))
+    event["exception"] = "".join(_chain_told(exc, set())).rstrip("\n")
     return event
+
+
+def _chain_told(exc: BaseException, seen: set[int]) -> Iterator[str]:
+    """``exc``'s traceback as Python writes it (what it was caused by or raised while handling first, a group's
+    members after it), each exception told by ``db.error_text``."""
+    from leadpipe_common.db import error_text
+
+    seen.add(id(exc))
+    cause, context = exc.__cause__, None if exc.__suppress_context__ else exc.__context__
+    if cause is not None and id(cause) not in seen:
+        yield from _chain_told(cause, seen)
+        yield "\nThe above exception was the direct cause of the following exception:\n\n"
+    elif context is not None and id(context) not in seen:
+        yield from _chain_told(context, seen)
+        yield "\nDuring handling of the above exception, another exception occurred:\n\n"
+    if exc.__traceback__ is not None:
+        yield "Traceback (most recent call last):\n"
+        yield from traceback.format_tb(exc.__traceback__)
+    yield error_text(exc) + "\n"
+    if isinstance(exc, BaseExceptionGroup):
+        for number, member in enumerate(exc.exceptions, 1):
+            if id(member) not in seen:
+                told = "".join(_chain_told(member, seen))
+                yield f"  +---------------- {number} ----------------\n" + textwrap.indent(told, "  | ")
 
 
 def name_event_in_hand(_logger: object, _method: str, event: dict) -> dict:
