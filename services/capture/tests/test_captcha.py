@@ -28,6 +28,30 @@ async def test_an_answer_solved_under_another_sitekey_is_logged_as_a_warning_nam
     assert (line["log_level"], line["form_id"]) == ("warning", "demo")
 
 
+async def test_answers_solved_under_another_sitekey_are_warned_of_once_a_minute_per_form_and_all_counted():
+    """A bot replaying tokens from another site wrote a warning per answer, flooding the log."""
+    from prometheus_client import REGISTRY
+
+    def failed(form_id: str) -> float:
+        labels = {"form_id": form_id, "outcome": "failed"}
+        return REGISTRY.get_sample_value("capture_captcha_checks_total", labels) or 0.0
+
+    def siteverify(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"success": False, "error-codes": ["sitekey-secret-mismatch"]})
+
+    now = [1000.0]
+    before = {form_id: failed(form_id) for form_id in ("demo", "pricing")}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(siteverify)) as client:
+        verifier = Verifier(client, {"HCAPTCHA_SECRET": "s"}, clock=lambda: now[0])
+        with structlog.testing.capture_logs() as lines:
+            for form_id, at in [("demo", 1000.0), ("demo", 1030.0), ("pricing", 1030.0), ("demo", 1059.9),
+                                ("demo", 1060.0), ("demo", 1061.0)]:
+                now[0] = at
+                await verifier.verify(form_id, CAPTCHA, "answer", None)
+    assert [line["form_id"] for line in lines if "sitekey" in line["event"]] == ["demo", "pricing", "demo"]
+    assert {form_id: failed(form_id) - count for form_id, count in before.items()} == {"demo": 5, "pricing": 1}
+
+
 @pytest.mark.parametrize("status", [400, 403, 500])
 async def test_a_verdict_in_a_refusal_is_the_verdict_not_an_outage_the_form_fails_open_on(status):
     """A 4xx carrying success false was taken for a verifier down: the default on_error: open let the answer in."""

@@ -10,7 +10,7 @@ object; on a non-2xx, one without a true or false ``success``) is "unavailable"
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -25,14 +25,22 @@ CHECKS = Counter("capture_captcha_checks_total", "CAPTCHA answers verified, by f
                  ["form_id", "outcome"])
 LATENCY = Histogram("capture_captcha_verify_seconds", "Time the CAPTCHA verifier took to answer",
                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5))
+#: How often a form may warn of answers solved under another sitekey: a bot replaying tokens from another site
+#: wrote one warning per answer. CHECKS counts each as failed.
+MISMATCH_WARNING_EVERY_S = 60.0
 
 
 class Verifier:
     """Verifies answers with each form's verifier, using the secrets named by the forms (read at start)."""
 
-    def __init__(self, client: httpx.AsyncClient, secrets: Mapping[str, str]) -> None:
+    def __init__(self, client: httpx.AsyncClient, secrets: Mapping[str, str],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._secrets = dict(secrets)
+        self._clock = clock
+        #: When each form last warned of a sitekey mismatch; its keys are CHECKS' form ids, the forms listed and
+        #: "(unlisted)", so ids a bot makes up do not grow it.
+        self._mismatch_warned: dict[str, float] = {}
 
     async def verify(self, form_id: str, captcha: Captcha, answer: str, remote_ip: str | None) -> dict[str, Any] | None:
         data = {"secret": self._secrets[captcha.secret_env], "response": answer}
@@ -48,12 +56,20 @@ class Verifier:
         CHECKS.labels(form_id, "solved" if verdict.get("success") else "failed").inc()
         if not verdict.get("success") and {"invalid-input-secret", "missing-input-secret"} & codes:
             log.error("the CAPTCHA verifier refuses this form's secret", form_id=form_id, env=captcha.secret_env)
-        if not verdict.get("success") and "sitekey-secret-mismatch" in codes:
+        if not verdict.get("success") and "sitekey-secret-mismatch" in codes and self._may_warn_of_mismatch(form_id):
             # A bot's token from another site, or, if it is every answer, a page showing another account's sitekey.
             log.warning("the CAPTCHA answer was solved under a sitekey this form's secret does not own: a token from "
                         "another site, or the form's page shows the wrong sitekey", form_id=form_id,
                         env=captcha.secret_env)
         return verdict
+
+    def _may_warn_of_mismatch(self, form_id: str) -> bool:
+        now = self._clock()
+        last = self._mismatch_warned.get(form_id)
+        if last is not None and now - last < MISMATCH_WARNING_EVERY_S:
+            return False
+        self._mismatch_warned[form_id] = now
+        return True
 
     async def _ask(self, form_id: str, captcha: Captcha, data: dict[str, str]) -> dict[str, Any] | None:
         try:
