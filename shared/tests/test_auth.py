@@ -2,6 +2,8 @@
 
 import hashlib
 import importlib
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -10,7 +12,7 @@ from fastapi import FastAPI
 from leadpipe_common import auth
 from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.testing.fakes import NoKeysStored, NothingSignedOut
-from leadpipe_common.throttle import parse_networks, parse_rate
+from leadpipe_common.throttle import Throttle, parse_networks, parse_rate
 from leadpipe_common.topology import SERVICES
 
 
@@ -122,8 +124,31 @@ def made_up() -> str:
     return auth.new_key()[1]
 
 
+class KeysStored(NoKeysStored):
+    """A database holding the keys made with ``add``, counting the statements it is sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, SimpleNamespace] = {}
+
+    def add(self) -> str:
+        """A new admin key, stored."""
+        key_id, key, secret_digest = auth.new_key()
+        self.rows[key_id] = SimpleNamespace(key_id=key_id, name="analyst", secret_sha256=secret_digest,
+                                            scopes=[auth.ADMIN], created_at=datetime.now(UTC), revoked_at=None,
+                                            rate_limit=None)
+        return key
+
+    async def execute(self, statement: object) -> SimpleNamespace:
+        await super().execute(statement)
+        [key_id] = statement.compile().params.values()  # type: ignore[attr-defined]
+        row = self.rows.get(key_id)
+        return SimpleNamespace(first=lambda: row, scalar=lambda: False)
+
+
 def service(stored: NoKeysStored, rate: str = "3/minute", proxies: str = "") -> FastAPI:
-    """An app whose one route takes an admin key, on a database with no key in it."""
+    """An app whose one route takes an admin key, on ``stored``; the time stands still for its counts (no window
+    ends within a test)."""
     app = FastAPI()
     install_problem_handlers(app)
 
@@ -132,7 +157,8 @@ def service(stored: NoKeysStored, rate: str = "3/minute", proxies: str = "") -> 
         return {}
 
     app.state.keys = auth.Keys(stored, BOOTSTRAP_KEY)  # type: ignore[arg-type]
-    app.state.wrong_keys = auth.WrongKeys(parse_rate(rate, "test"), parse_networks(proxies, "test"))
+    app.state.wrong_keys = auth.WrongKeys(parse_rate(rate, "test"), parse_networks(proxies, "test"),
+                                          Throttle(clock=lambda: 1000.0))
     return app
 
 
@@ -146,16 +172,35 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def test_an_address_that_sent_too_many_wrong_keys_gets_429_before_its_next_key_is_looked_up():
+async def test_an_address_that_sent_too_many_wrong_keys_gets_429_and_its_guesses_cost_the_process_few_lookups():
     """Every made-up key cost a database lookup, at whatever rate a client sent them."""
     stored = NoKeysStored()
-    async with calling(service(stored)) as client:
+    app = service(stored)
+    async with calling(app) as client:
         keyless = [(await client.get("/admin")).status_code for _ in range(5)]  # no key: nothing was checked
         wrong = [(await client.get("/admin", headers=bearer(made_up()))).status_code for _ in range(3)]
-        refused = await client.get("/admin", headers=bearer(made_up()))
-    assert keyless == [401] * 5 and wrong == [401] * 3 and stored.lookups == 3
-    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
-    assert "too many" in refused.json()["error"]
+        not_keys = [await client.get("/admin", headers=bearer(f"not a key {n}")) for n in range(3)]
+        looked_up_by_then = stored.lookups
+        guesses = [await client.get("/admin", headers=bearer(made_up())) for _ in range(10)]
+    async with calling(app, "198.51.100.9") as another:  # over its own limit, within the same process's budget
+        more = [(await another.get("/admin", headers=bearer(made_up()))).status_code for _ in range(4)]
+    assert keyless == [401] * 5 and wrong == [401] * 3 and looked_up_by_then == 3
+    assert {r.status_code for r in not_keys + guesses} == {429} and "too many" in not_keys[0].json()["error"]
+    assert {r.headers["retry-after"] for r in not_keys + guesses[:5]} == {"60"}  # when the address's window ends
+    assert {r.headers["retry-after"] for r in guesses[5:]} == {"1"}  # when the process looks a key up again
+    assert more == [401, 401, 401, 429] and stored.lookups == 3 + auth.THROTTLED_LOOKUPS.amount + 3
+
+
+async def test_a_key_not_seen_yet_gets_through_from_an_address_that_sent_too_many_wrong_keys():
+    """Behind a NAT or an ingress every client has one address: 3 junk keys from anyone there (30 a minute by
+    default) refused every key the process had not yet found valid, a sign-in after a restart or on another
+    replica, until the window ended."""
+    stored = KeysStored()
+    key = stored.add()
+    async with calling(service(stored)) as client:
+        wrong = [(await client.get("/admin", headers=bearer(made_up()))).status_code for _ in range(3)]
+        right = await client.get("/admin", headers=bearer(key))
+    assert wrong == [401] * 3 and right.status_code == 200
 
 
 async def test_guesses_at_the_bootstrap_key_are_throttled_and_the_key_itself_still_gets_through():
@@ -190,5 +235,6 @@ async def test_every_service_counts_wrong_keys_by_address_as_its_settings_say(na
     stored = NoKeysStored()
     app.state.keys = auth.Keys(stored, None)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as client:
-        codes = [(await client.get("/openapi.json", headers={"X-API-Key": made_up()})).status_code for _ in range(3)]
-    assert codes == [401, 401, 429] and stored.lookups == 2
+        codes = [(await client.get("/openapi.json", headers={"X-API-Key": key})).status_code
+                 for key in (made_up(), "not a key", "not a key either")]
+    assert codes == [401, 401, 429] and stored.lookups == 1

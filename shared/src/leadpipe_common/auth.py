@@ -20,11 +20,16 @@ Guarantees:
 - A client address (``throttle.counted_as``; ``X-Forwarded-For`` only from
   ``<SERVICE>_TRUSTED_PROXIES``) that has sent ``<SERVICE>_BAD_KEY_RATE_LIMIT``
   wrong keys, to any route that takes one or to the dashboard sign-in, gets
-  ``429`` with ``Retry-After`` before its next key is compared or looked up,
-  until the window ends: a made-up key must not buy a database lookup, nor
-  the bootstrap key be guessed, at the rate requests come. A key this process
-  found valid still gets through (looked up once every ``CACHE_S`` at most,
-  whoever sends it): others' guesses from its address do not lock it out.
+  ``429`` with ``Retry-After`` for its next wrong key until the window ends:
+  a made-up key must not buy a database lookup, nor the bootstrap key be
+  guessed, at the rate requests come; text not of a stored key's shape (a
+  guess at the bootstrap key) gets it before it is compared. A key this
+  process found valid still gets through (looked up once every ``CACHE_S``
+  at most, whoever sends it); one of a stored key's shape that it has not
+  (after a restart, on another replica) is still looked up, within
+  ``THROTTLED_LOOKUPS`` (5 a second) for the whole process, as the address
+  may be a NAT or a proxy with real clients behind it. Guesses sent faster
+  than that from their address can still make such a client wait a second.
   The counts are each process's own (``WrongKeys``).
 - A dashboard session (a signed cookie naming a key that may read reports)
   only reads: it grants ``reports:read`` whatever else its key may do.
@@ -58,7 +63,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common.http import SESSION_COOKIE, Problem
-from leadpipe_common.throttle import Network, Throttle, counted_as, request_address
+from leadpipe_common.throttle import Network, Throttle, counted_as, parse_rate, request_address
 
 SCOPES = ("capture:write", "feedback:write", "reports:read", "admin")
 ADMIN = "admin"
@@ -70,6 +75,10 @@ PREFIX = "lpk"
 #: Every key ``new_key`` makes (``token_hex(6)``, ``token_urlsafe(32)``), and nothing else: what is not one is
 #: refused before anything is looked up.
 _KEY = re.compile(rf"{PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})")
+#: Lookups of keys of a stored key's shape, not found valid before, that a process makes in all for addresses
+#: over their limit of wrong keys: what bounds their guesses' cost to the database while letting real clients
+#: behind the same address (a NAT, a proxy) in with a key the process has not seen yet.
+THROTTLED_LOOKUPS = parse_rate("5/second", "THROTTLED_LOOKUPS")
 #: How long a signed-out session is remembered past its cookie's expiry: a process whose clock lags the
 #: database's still takes the cookie for unexpired that long.
 ENDED_KEPT = timedelta(hours=1)
@@ -170,8 +179,8 @@ class Keys:
 
     def seen_valid(self, token: str) -> bool:
         """Whether the key id of ``token`` was a valid key when this process last looked it up (no lookup; the
-        secret is not checked here). ``check_key`` lets these through when it throttles: one of them is looked
-        up at most once every ``CACHE_S``, whoever sends it."""
+        secret is not checked here). ``check_key`` lets these through when it throttles, outside
+        ``THROTTLED_LOOKUPS``: one of them is looked up at most once every ``CACHE_S``, whoever sends it."""
         if self._is_bootstrap(token):
             return True
         parts = split(token)
@@ -276,6 +285,7 @@ class WrongKeys:
     rate: RateLimitItem
     trusted_proxies: tuple[Network, ...] = ()
     throttle: Throttle = field(default_factory=Throttle)
+    throttled_lookups: RateLimitItem = THROTTLED_LOOKUPS
 
     def client(self, request: Request) -> str:
         return counted_as(request_address(request, self.trusted_proxies))
@@ -286,6 +296,11 @@ class WrongKeys:
 
     def count(self, client: str) -> None:
         self.throttle.retry_after(self.rate, "bad key", client)
+
+    def lookup_while_throttled(self) -> int | None:
+        """None when a key sent from an address over ``rate`` may be looked up (it counts against
+        ``throttled_lookups``, one count for the whole process); else whole seconds until one may."""
+        return self.throttle.retry_after(self.throttled_lookups, "lookup while throttled")
 
 
 class TooManyWrongKeys(Problem):
@@ -299,14 +314,23 @@ class TooManyWrongKeys(Problem):
 
 async def check_key(request: Request, token: str) -> Principal | None:
     """The holder of ``token``, sent by the request's client; None for a wrong key, which counts against the
-    client's address. Raises ``429`` with ``Retry-After``, before anything is compared or looked up, once that
-    address has sent too many (``WrongKeys``; ``TooManyWrongKeys``), unless this process found the key valid
-    before."""
+    client's address. Once that address has sent too many (``WrongKeys``), raises ``429`` with ``Retry-After``
+    (``TooManyWrongKeys``) for a wrong key; and, before anything is compared or looked up, for a key this
+    process did not find valid before that is not of a stored key's shape, or once ``THROTTLED_LOOKUPS`` is
+    spent."""
     keys, wrong = keys_of(request), request.app.state.wrong_keys
     client = wrong.client(request)
     wait = wrong.wait(client)
     if wait is not None and not keys.seen_valid(token):
-        raise TooManyWrongKeys(wait)
+        # The address may be a NAT or an ingress: refusing every key not seen yet let anyone behind it lock out
+        # every other client's first use of a key (after a restart, on another replica) with 30 junk keys a minute.
+        if split(token) is None:  # nothing to look up: the bootstrap key guessed, or no key at all
+            raise TooManyWrongKeys(wait)
+        if (busy := wrong.lookup_while_throttled()) is not None:
+            raise TooManyWrongKeys(busy)
+        if (found := await keys.authenticate(token)) is None:
+            raise TooManyWrongKeys(wait)
+        return found
     found = await keys.authenticate(token)
     if found is None:
         wrong.count(client)
@@ -328,7 +352,7 @@ def _token(request: Request) -> str | None:
 
 async def identify(request: Request, *, sessions: bool = True) -> Principal | None:
     """The caller by key (header) or, with ``sessions``, by dashboard session (cookie); raises 401 for a key
-    that is unknown or revoked, 429 for any key once its client has sent too many of those (``check_key``).
+    that is unknown or revoked, 429 once its client has sent too many of those (``check_key``).
     (Cookies ignore ports: a browser signed in to the dashboard sends its session to every service on the host,
     so a service that must not count it as a key passes ``sessions=False``.)"""
     token = _token(request)

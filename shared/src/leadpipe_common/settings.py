@@ -178,7 +178,7 @@ class ServiceSettings(KafkaSettings):
                           "or sign-out must come from one of them, and the session cookie is `Secure` when the "
                           "one a sign-in comes from (the first, if it names none) is `https`; unset: the address "
                           "each request came to (`make run` serves `http://127.0.0.1`)")
-    # Behind a proxy every client has the proxy's address: one client's wrong keys would lock out all of them.
+    # Behind a proxy every client has the proxy's address: one client's wrong keys would count against all of them.
     trusted_proxies: str = Field("", description="comma-separated addresses or networks of your proxies; "
                                                  "`X-Forwarded-For` is believed only from them (rate limits count "
                                                  "by client address: behind a proxy not named here, every client "
@@ -186,8 +186,9 @@ class ServiceSettings(KafkaSettings):
     bad_key_rate_limit: str = Field(
         "30/minute", description="wrong API keys (unknown, revoked, not a key) one client address may send, on any "
                                  "route that takes a key and on the dashboard sign-in; past it: `429` with "
-                                 "`Retry-After`, before anything is looked up (a key the process found valid still "
-                                 "gets through)")
+                                 "`Retry-After` for a wrong key, and before it is compared for text not shaped as "
+                                 "a key (a key the process found valid still gets through; one of a key's shape it "
+                                 "has not is looked up, 5 a second at most for the whole process)")
     bootstrap_key: SecretStr | None = Field(
         None, validation_alias="LEADPIPE_BOOTSTRAP_KEY",
         description="a secret of your choice (24 characters or more) that is an admin API key on every service, "

@@ -137,8 +137,8 @@ def _address(request: Request, limits: Limits) -> str:
 
 async def _key_holder(request: Request) -> Principal | None:
     """The key's holder (only a key sent on purpose vouches for a submission: no dashboard session); 401 for an
-    unknown or revoked key, and 429 before the lookup once the client's address has sent too many of those, in
-    one count with its keys to every other route (``auth.check_key``)."""
+    unknown or revoked key, and 429 once the client's address has sent too many of those, in one count with its
+    keys to every other route (``auth.check_key``)."""
     if not has_key(request):
         return None
     try:
