@@ -102,6 +102,17 @@ def test_compose_runs_every_service_on_its_port_and_keeps_kafka_s_data_in_its_vo
     assert services["topics"]["command"] == ["leadpipe-create-topics"]
 
 
+def test_each_service_clients_reach_is_shown_how_to_name_the_proxy_in_front_of_it():
+    """Neither the manifests nor compose named a TRUSTED_PROXIES: behind an ingress every client was the ingress's
+    address, and one client's wrong keys throttled all of them."""
+    reached = {name for name, s in yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"].items()
+               if name in SERVICES and s.get("ports")}
+    assert "capture" in reached
+    for path in (K8S / "config.yaml", DEPLOY / "compose.yaml"):
+        shown = re.findall(r"^ *# ([A-Z]+)_TRUSTED_PROXIES: \S+$", path.read_text(), re.MULTILINE)
+        assert {s.lower() for s in shown} == reached, path.name
+
+
 def test_nothing_local_goes_into_an_image():
     ignored = set((Path(__file__).parents[1] / ".dockerignore").read_text().split())
     assert {".venv", ".data", ".tools", ".git"} <= ignored

@@ -1,6 +1,9 @@
 """Rate limits with an injected clock, and whose count a request adds to: no IO, no sleeping."""
 
-from leadpipe_common.throttle import Throttle, client_address, counted_as, parse_networks, parse_rate
+import structlog
+from starlette.requests import Request
+
+from leadpipe_common.throttle import Throttle, client_address, counted_as, parse_networks, parse_rate, request_address
 
 
 class Clock:
@@ -85,3 +88,22 @@ def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy():
     assert client_address("10.1.2.3", "203.0.113.9", proxies) == "203.0.113.9"
     assert client_address("10.1.2.3", "203.0.113.9, 192.168.1.5", proxies) == "203.0.113.9"  # two proxies deep
     assert client_address("10.1.2.3", None, proxies) == "10.1.2.3"
+
+
+def request_from(peer: str, forwarded_for: str | None = None) -> Request:
+    headers = [(b"x-forwarded-for", forwarded_for.encode())] if forwarded_for else []
+    return Request({"type": "http", "headers": headers, "client": (peer, 50000)})
+
+
+def test_a_forwarded_address_from_a_peer_not_trusted_is_logged_once_a_process_as_a_proxy_likely_not_named(
+        monkeypatch):
+    """Behind an ingress left out of TRUSTED_PROXIES (the k8s manifests set none) every client was the ingress,
+    one client's wrong keys throttling all of them, and nothing said why."""
+    monkeypatch.setattr("leadpipe_common.throttle._forwarded_untrusted_said", False, raising=False)  # not said yet
+    with structlog.testing.capture_logs() as lines:
+        believed = request_address(request_from("10.0.0.2", "203.0.113.9"), PROXIES)
+        direct = request_address(request_from("198.51.100.7"), PROXIES)
+        ingress = [request_address(request_from("10.0.0.2", f"203.0.113.{n}"), ()) for n in range(3)]
+    assert (believed, direct, ingress) == ("203.0.113.9", "198.51.100.7", ["10.0.0.2"] * 3)
+    [line] = lines
+    assert (line["log_level"], line["peer"]) == ("warning", "10.0.0.2") and "TRUSTED_PROXIES" in line["event"]

@@ -6,6 +6,8 @@ Guarantees: a client is its address, an IPv6 address by its /64.
 ``X-Forwarded-For`` is believed only from the trusted proxies given (a
 service's ``<SERVICE>_TRUSTED_PROXIES``): the client is the nearest address in
 it not one of them (a port a proxy appends to an address is no part of it).
+The first ``X-Forwarded-For`` from a peer not trusted is logged, a warning
+once a process: the proxy it likely came from was not named.
 The counts live in each process's memory, a fixed window per rate and
 identity that starts at its first hit: with N processes a client may get up
 to N times the limit (a shared store would make them exact). Over a limit,
@@ -19,8 +21,11 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
+import structlog
 from limits import RateLimitItem, parse
 from starlette.requests import Request
+
+log = structlog.get_logger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -55,10 +60,29 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
 
 
 def request_address(request: Request, trusted: Sequence[Network]) -> str:
-    """``client_address`` of a request."""
+    """``client_address`` of a request. The first ``X-Forwarded-For`` a process gets from a peer not in ``trusted``
+    is logged as a warning: that peer is likely a proxy not named in ``<SERVICE>_TRUSTED_PROXIES``, behind which
+    every client counts as one address."""
+    peer = request.client.host if request.client else None
     # Every X-Forwarded-For line, in order (a proxy may add its own line after the client's forged one).
-    return client_address(request.client.host if request.client else None,
-                          ", ".join(request.headers.getlist("x-forwarded-for")), trusted)
+    forwarded = ", ".join(request.headers.getlist("x-forwarded-for"))
+    if forwarded and not _forwarded_untrusted_said and not _trusted(peer or "", trusted):
+        _say_forwarded_untrusted(peer)
+    return client_address(peer, forwarded, trusted)
+
+
+#: Whether this process warned of an X-Forwarded-For from a peer it does not trust: a proxy left out of
+#: TRUSTED_PROXIES sends one with every request, and once is enough to tell.
+_forwarded_untrusted_said = False
+
+
+def _say_forwarded_untrusted(peer: str | None) -> None:
+    global _forwarded_untrusted_said
+    _forwarded_untrusted_said = True
+    log.warning("X-Forwarded-For came from an address not in <SERVICE>_TRUSTED_PROXIES and is not believed: if it "
+                "is your proxy (an ingress, a load balancer), name its network there, or every client behind it "
+                "counts as that one address against the rate limits, one client's wrong keys against all of them "
+                "(said once a process)", peer=peer)
 
 
 def _without_port(hop: str) -> str:
