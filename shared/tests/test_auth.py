@@ -1,5 +1,6 @@
 """API keys, dashboard sessions and the wrong keys a client sends, with no IO."""
 
+import asyncio
 import hashlib
 import importlib
 from datetime import UTC, datetime
@@ -125,7 +126,8 @@ def made_up() -> str:
 
 
 class KeysStored(NoKeysStored):
-    """A database holding the keys made with ``add``, counting the statements it is sent."""
+    """A database holding the keys made with ``add``, counting the statements it is sent; each lookup lets other
+    requests run meanwhile, as a database's round trip does."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -141,6 +143,7 @@ class KeysStored(NoKeysStored):
 
     async def execute(self, statement: object) -> SimpleNamespace:
         await super().execute(statement)
+        await asyncio.sleep(0)
         [key_id] = statement.compile().params.values()  # type: ignore[attr-defined]
         row = self.rows.get(key_id)
         return SimpleNamespace(first=lambda: row, scalar=lambda: False)
@@ -201,6 +204,26 @@ async def test_a_key_not_seen_yet_gets_through_from_an_address_that_sent_too_man
         wrong = [(await client.get("/admin", headers=bearer(made_up()))).status_code for _ in range(3)]
         right = await client.get("/admin", headers=bearer(key))
     assert wrong == [401] * 3 and right.status_code == 200
+
+
+async def test_keys_sent_at_once_are_counted_before_they_are_looked_up():
+    """A wrong key was counted once its lookup had ended: 50 made-up keys sent at once, with a limit of 3 a minute,
+    all found the address within it and cost 50 lookups."""
+    stored = KeysStored()
+    async with calling(service(stored)) as client:
+        answers = await asyncio.gather(*[client.get("/admin", headers=bearer(made_up())) for _ in range(50)])
+    codes = [r.status_code for r in answers]
+    assert (codes.count(401), codes.count(429)) == (3, 47)
+    assert stored.lookups == 3 + auth.THROTTLED_LOOKUPS.amount
+
+
+async def test_a_valid_key_costs_its_address_one_count_the_first_time_and_none_once_found_valid():
+    stored = KeysStored()
+    key = stored.add()
+    async with calling(service(stored)) as client:
+        used = [(await client.get("/admin", headers=bearer(key))).status_code for _ in range(5)]
+        wrong = [(await client.get("/admin", headers=bearer(made_up()))).status_code for _ in range(3)]
+    assert used == [200] * 5 and wrong == [401, 401, 429]
 
 
 async def test_guesses_at_the_bootstrap_key_are_throttled_and_the_key_itself_still_gets_through():

@@ -31,6 +31,9 @@ class Keys:
     async def authenticate(self, key: str) -> auth.Principal:
         return self.principal
 
+    def seen_valid(self, token: str) -> bool:
+        return True
+
 
 class Queue:
     """A lead's deliveries, as the store reads them."""

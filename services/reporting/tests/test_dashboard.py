@@ -36,6 +36,9 @@ class Keys:
     def session_key_id(self, who: auth.Principal) -> str:
         return who.key_id
 
+    def seen_valid(self, token: str) -> bool:
+        return False  # every key is new here: counted, then looked up
+
 
 def client(keys: Keys, cookie: str | None, public_origins: tuple[str, ...] = ()) -> httpx.AsyncClient:
     app = FastAPI()
@@ -123,6 +126,9 @@ class Reader:
 
     async def authenticate(self, key: str) -> auth.Principal:
         return auth.Principal(key_id="abc123", name="reader", scopes=frozenset({"reports:read"}))
+
+    def seen_valid(self, token: str) -> bool:
+        return True
 
     def connect(self):  # noqa: ANN201
         return self

@@ -290,12 +290,9 @@ class WrongKeys:
     def client(self, request: Request) -> str:
         return counted_as(request_address(request, self.trusted_proxies))
 
-    def wait(self, client: str) -> int | None:
-        """None while ``client`` may still try keys; else whole seconds until it may."""
-        return self.throttle.retry_after(self.rate, "bad key", client, count=False)
-
-    def count(self, client: str) -> None:
-        self.throttle.retry_after(self.rate, "bad key", client)
+    def count(self, client: str) -> int | None:
+        """None while ``client`` may still try keys, and this try counts; else whole seconds until it may."""
+        return self.throttle.retry_after(self.rate, "bad key", client)
 
     def lookup_while_throttled(self) -> int | None:
         """None when a key sent from an address over ``rate`` may be looked up (it counts against
@@ -313,27 +310,32 @@ class TooManyWrongKeys(Problem):
 
 
 async def check_key(request: Request, token: str) -> Principal | None:
-    """The holder of ``token``, sent by the request's client; None for a wrong key, which counts against the
-    client's address. Once that address has sent too many (``WrongKeys``), raises ``429`` with ``Retry-After``
-    (``TooManyWrongKeys``) for a wrong key; and, before anything is compared or looked up, for a key this
-    process did not find valid before that is not of a stored key's shape, or once ``THROTTLED_LOOKUPS`` is
-    spent."""
+    """The holder of ``token``, sent by the request's client; None for a wrong key. A key this process did not
+    find valid before counts against the client's address before it is looked up (a valid one too, the first
+    time); one it did, only if it is wrong. Once that address has sent too many (``WrongKeys``), raises ``429``
+    with ``Retry-After`` (``TooManyWrongKeys``) for a wrong key; and, before anything is compared or looked up,
+    for a key this process did not find valid before that is not of a stored key's shape, or once
+    ``THROTTLED_LOOKUPS`` is spent."""
     keys, wrong = keys_of(request), request.app.state.wrong_keys
     client = wrong.client(request)
-    wait = wrong.wait(client)
-    if wait is not None and not keys.seen_valid(token):
-        # The address may be a NAT or an ingress: refusing every key not seen yet let anyone behind it lock out
-        # every other client's first use of a key (after a restart, on another replica) with 30 junk keys a minute.
-        if split(token) is None:  # nothing to look up: the bootstrap key guessed, or no key at all
-            raise TooManyWrongKeys(wait)
-        if (busy := wrong.lookup_while_throttled()) is not None:
-            raise TooManyWrongKeys(busy)
-        if (found := await keys.authenticate(token)) is None:
-            raise TooManyWrongKeys(wait)
+    if keys.seen_valid(token):  # a key in use (a CRM's, every second) must not spend its address's allowance
+        found = await keys.authenticate(token)
+        if found is None:
+            wrong.count(client)
         return found
-    found = await keys.authenticate(token)
-    if found is None:
-        wrong.count(client)
+    # Counted before the lookup: counted after it, 50 made-up keys sent at once all found the address within its
+    # limit (3 a minute, say) while the first lookups were under way, and all 50 were looked up.
+    wait = wrong.count(client)
+    if wait is None:
+        return await keys.authenticate(token)
+    # The address may be a NAT or an ingress: refusing every key not seen yet let anyone behind it lock out every
+    # other client's first use of a key (after a restart, on another replica) with 30 junk keys a minute.
+    if split(token) is None:  # nothing to look up: the bootstrap key guessed, or no key at all
+        raise TooManyWrongKeys(wait)
+    if (busy := wrong.lookup_while_throttled()) is not None:
+        raise TooManyWrongKeys(busy)
+    if (found := await keys.authenticate(token)) is None:
+        raise TooManyWrongKeys(wait)
     return found
 
 
