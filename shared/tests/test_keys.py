@@ -4,6 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from leadpipe_common import keys
+from leadpipe_common.throttle import parse_rate
 
 
 @pytest.mark.parametrize("rate", ["0/second", "0 per minute"])
@@ -14,3 +15,15 @@ def test_a_rate_limit_that_lets_nothing_through_is_refused_not_stored_for_captur
                                            "--rate-limit", rate], env={"COLUMNS": "500"})
     assert result.exit_code == 2
     assert "lets nothing through" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("rate", ["0/second", "fast", "500 a second"])
+def test_a_rate_limit_is_refused_by_the_rule_capture_counts_by_and_in_its_words(monkeypatch, rate):
+    """leadpipe-keys checked a rate with a copy of the rule capture counts by (throttle.parse_rate) and words of
+    its own: the copy could drift from the rule, and a key be stored with a rate capture cannot count by."""
+    with pytest.raises(ValueError) as capture:
+        parse_rate(rate, "--rate-limit")
+    monkeypatch.setattr(keys, "_settings", lambda: pytest.fail("the key was about to be stored"))
+    result = CliRunner().invoke(keys.cli, ["create", "--name", "importer", "--scope", "capture:write",
+                                           "--rate-limit", rate], env={"COLUMNS": "500"})
+    assert result.exit_code == 2 and str(capture.value) in " ".join(result.output.split())

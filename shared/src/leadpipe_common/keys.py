@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import limits
 import sqlalchemy as sa
 import typer
 
@@ -20,6 +19,7 @@ from leadpipe_common.auth import SCOPES, api_keys, new_key
 from leadpipe_common.cli import database_errors, load_settings
 from leadpipe_common.db import make_engine
 from leadpipe_common.settings import ServiceSettings
+from leadpipe_common.throttle import parse_rate
 
 cli = typer.Typer(help="Create, list and revoke leadpipe API keys.", no_args_is_help=True, add_completion=False)
 
@@ -67,13 +67,10 @@ def create(
     if unknown:
         raise typer.BadParameter(f"unknown scope {', '.join(unknown)}; use {', '.join(SCOPES)}", param_hint="--scope")
     if rate_limit is not None:
-        try:
-            rate = limits.parse(rate_limit)
-        except ValueError:
-            raise typer.BadParameter(f"{rate_limit!r} is not a rate like 500/second", param_hint="--rate-limit") from None
-        if rate.amount < 1:  # as capture counts a key's posts: such a key could never post
-            raise typer.BadParameter(f"{rate_limit!r} lets nothing through; at least 1 per period, like 500/second",
-                                     param_hint="--rate-limit")
+        try:  # as capture counts a key's posts by it: a rate it could not count by is refused here, not there
+            parse_rate(rate_limit, "--rate-limit")
+        except ValueError as exc:  # typer names the option itself
+            raise typer.BadParameter(str(exc).removeprefix("--rate-limit: "), param_hint="--rate-limit") from None
     settings = _settings()
     with database_errors():
         key_id, key = asyncio.run(create_key(settings, name, scope, rate_limit))
