@@ -24,6 +24,8 @@ class MemoryRoutingStore:
         self.away: dict[str, list[Away]] = {}
         #: Every row lock asked for, in order: a hand-off's lead id, a rotation's team.
         self.locks: list[uuid.UUID | str] = []
+        #: Every statement writing over stored hand-offs, in order: the leads it wrote.
+        self.updates: list[list[uuid.UUID]] = []
 
     async def already_assigned(self, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         return {i for i in lead_ids if i in self.assignments}
@@ -90,6 +92,14 @@ class MemoryRoutingStore:
     async def update_handoff(self, h: Handoff, lead: Any = None) -> None:
         held = self.handoffs[h.lead_id]
         self.handoffs[h.lead_id] = replace(held, handoff=h, lead=lead if lead is not None else held.lead)
+        self.updates.append([h.lead_id])
+
+    async def update_handoffs(self, held: Sequence[Held]) -> None:
+        last = {h.handoff.lead_id: h for h in held}
+        for lead_id, h in last.items():
+            self.handoffs[lead_id] = replace(self.handoffs[lead_id], handoff=h.handoff, lead=h.lead)
+        if last:
+            self.updates.append(sorted(last))
 
 
 @pytest.fixture

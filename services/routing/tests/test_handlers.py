@@ -328,6 +328,41 @@ async def test_touches_scored_in_the_batch_that_routes_their_lead_are_told_to_it
     assert uow.store.turns == {"emea": 1}  # routed once
 
 
+async def test_a_batch_of_touches_told_to_their_holders_stores_the_told_leads_in_one_write(uow, ctx):
+    """An importer re-sending known people: one write for the batch, not one a touch inside the transaction holding
+    their locks; a lead told twice is written once, as last told, and one told nothing is not written."""
+    a, b, c = (factories.scored("mql", country="DE") for _ in range(3))
+    for lead in (a, b, c):
+        await route(uow, ctx, lead)
+    uow.store.updates.clear()
+    touches = (touch_of(a), touch_of(b), touch_of(a), touch_of(c, points=0))
+    batch = [factories.envelope(topics.SCORED, e) for e in touches]
+    async with uow:
+        outcomes = await handle_lead_scored(uow, batch, ctx)
+        await uow.commit()
+    assert [len(outcomes[env.id]) for env in batch] == [2, 2, 2, 0]
+    assert uow.store.updates == [sorted([a.lead_id, b.lead_id])]
+    assert uow.store.handoffs[a.lead_id].lead.touch == touches[2].touch
+
+
+async def test_a_recycled_lead_and_a_later_touch_of_it_in_the_same_batch_are_stored_in_one_write(uow, ctx):
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="not-a-fit")
+    uow.store.updates.clear()
+    touches = (touch_of(lead), touch_of(lead))
+    batch = [factories.envelope(topics.SCORED, e) for e in touches]
+    async with uow:
+        outcomes = await handle_lead_scored(uow, batch, ctx)
+        await uow.commit()
+    _, routed, _ = outcomes[batch[0].id]
+    told, _ = outcomes[batch[1].id]
+    assert data(told).assignment == data(routed).assignment and data(routed).assignment.owner_id != owner
+    held = uow.store.handoffs[lead.lead_id]
+    assert (held.handoff.status, held.handoff.cycle, held.lead.touch) == ("routed", 1, touches[1].touch)
+    assert uow.store.updates == [[lead.lead_id]]
+
+
 async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_the_bar(uow, ctx):
     lead = factories.scored("mql", country="DE")
     owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id

@@ -1,13 +1,17 @@
 """routing's store on the real Postgres of the test stack (each test's writes rolled back)."""
 
 import uuid
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from routing.store import RoutingStore, handoffs
+from leadpipe_common.events import Assignment, LeadRouted
+from leadpipe_common.testing import factories
+from routing.domain import Handoff
+from routing.store import Held, RoutingStore, handoffs
 
 pytestmark = pytest.mark.asyncio
 
@@ -28,3 +32,32 @@ async def test_held_leads_are_counted_exactly_or_only_as_far_as_a_capacity_check
     assert capped.held == {busy: 3}
     assert above.held == {busy: 5}
     assert uncounted.held == {}
+
+
+def _held(now: datetime) -> Held:
+    lead = factories.scored("mql")
+    routed = LeadRouted.model_construct(**dict(lead), routed_at=now, routing_data_version="v1", assignment=Assignment(
+        owner_id="ana", owner_name="Ana", team="t", method="territory", reason="in territory"))
+    handoff = Handoff(lead_id=lead.lead_id, status="routed", owner_id="ana", team="t", grade="B",
+                      due_at=now + timedelta(minutes=15))
+    return Held(handoff, routed, f"trace-{lead.lead_id}")
+
+
+async def test_hand_offs_are_written_over_each_as_last_given_their_trace_kept(db):
+    now = datetime.now(UTC)
+    a, b = _held(now), _held(now)
+    a_first = replace(a, handoff=replace(a.handoff, status="accepted", due_at=None))
+    a_last = replace(a, handoff=replace(a.handoff, status="merged", due_at=None, merged_into=b.handoff.lead_id,
+                                        holders=("ben",), cycle=2),
+                     lead=a.lead.model_copy(update={"routing_data_version": "v2"}))
+    b_told = replace(b, handoff=replace(b.handoff, waiting_since=now, grade="A"),
+                     lead=b.lead.model_copy(update={"routing_data_version": "v3"}))
+    async with AsyncSession(db) as session, session.begin():
+        store = RoutingStore(session)
+        await store.add_handoffs([a, b])
+        await store.update_handoffs([a_first, b_told, a_last])
+        stored = await store.lock_handoffs([a.handoff.lead_id, b.handoff.lead_id])
+        await session.rollback()
+    assert (stored[a.handoff.lead_id].handoff, stored[b.handoff.lead_id].handoff) == (a_last.handoff, b_told.handoff)
+    assert [stored[h.handoff.lead_id].lead.routing_data_version for h in (a, b)] == ["v2", "v3"]
+    assert [stored[h.handoff.lead_id].traceparent for h in (a, b)] == [a.traceparent, b.traceparent]

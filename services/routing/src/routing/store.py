@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic_core import to_json
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -172,6 +173,24 @@ _TURNED = sa.func.unnest(
                ).render_derived(name="u")
 _SAVE_ROTATIONS = (rotation.update().where(rotation.c.team == _TURNED.c.team)
                    .values(state=sa.cast(_TURNED.c.state, JSONB), turns=rotation.c.turns + _TURNED.c.turns))
+#: What a hand-off's row holds besides its key, as ``update_handoffs`` writes it (JSON travels as text).
+_STORED = ("status", "owner_id", "team", "grade", "due_at", "reassignments", "holders", "history", "merged_into",
+           "waiting_since", "cycle", "lead")
+
+
+def _travels_as(column: sa.Column[Any]) -> Any:
+    return sa.Text() if isinstance(column.type, sa.JSON) else column.type
+
+
+# Parameters are named "new_<column>": one named as a column of the table would be taken as a value to SET.
+_UPDATED = sa.func.unnest(*(sa.bindparam(f"new_{c}", type_=ARRAY(_travels_as(handoffs.c[c])))
+                            for c in ("lead_id", *_STORED))
+                          ).table_valued(*(sa.column(c, _travels_as(handoffs.c[c])) for c in ("lead_id", *_STORED))
+                                         ).render_derived(name="u")
+_UPDATE_HANDOFFS = (handoffs.update().where(handoffs.c.lead_id == _UPDATED.c.lead_id)
+                    .values({**{c: sa.cast(_UPDATED.c[c], handoffs.c[c].type)
+                                if isinstance(handoffs.c[c].type, sa.JSON) else _UPDATED.c[c] for c in _STORED},
+                             "updated_at": sa.func.now()}))
 _HELD = (sa.select(handoffs.c.owner_id, sa.func.count())
          .where(handoffs.c.status == "routed", among(handoffs.c.owner_id, "reps")).group_by(handoffs.c.owner_id))
 #: The same, each rep's count stopping at ``:cap``: an index scan of at most that many entries a rep, where the
@@ -306,6 +325,20 @@ class RoutingStore:
             await self._session.execute(_SET_AWAY, [
                 {"rep_id": rep_id, "starts_at": p.starts_at, "ends_at": p.ends_at, "reason": p.reason, "set_by": by}
                 for p in periods])
+
+    async def update_handoffs(self, held: Sequence[Held]) -> None:
+        """Store each of ``held``'s hand-off and lead (not its trace, as ``update_handoff``) over its row, in one
+        statement whatever their number (a batch's touches told to their holders took one UPDATE each, in the
+        batch's transaction, the rows locked). A lead given twice is written once, as last given: one statement
+        updates a row at most once."""
+        last = {h.handoff.lead_id: h for h in held}
+        if not last:
+            return
+        rows = [{"lead_id": i, **_handoff_values(last[i].handoff), "lead": last[i].lead} for i in sorted(last)]
+        json_columns = {c for c in _STORED if isinstance(handoffs.c[c].type, sa.JSON)}
+        await self._session.execute(_UPDATE_HANDOFFS, {
+            f"new_{c}": [to_json(r[c], by_alias=False).decode() if c in json_columns else r[c] for r in rows]
+            for c in ("lead_id", *_STORED)})
 
     async def update_handoff(self, h: Handoff, lead: LeadRouted | None = None) -> None:
         values = _handoff_values(h)
