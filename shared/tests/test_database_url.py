@@ -8,11 +8,13 @@ import sys
 import time
 
 import pytest
+import sqlalchemy as sa
+import typer
 from pydantic import ValidationError
 
 from leadpipe_common import db
 from leadpipe_common.local import stack
-from leadpipe_common.settings import ServiceSettings
+from leadpipe_common.settings import ServiceSettings, StackSettings
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 PROVIDED = "postgresql://doadmin:s3cret@127.0.0.1:1/defaultdb?sslmode=require"
@@ -104,39 +106,101 @@ def silent_server():
         yield f"postgresql://leadpipe:s3cret@127.0.0.1:{listening.getsockname()[1]}/leadpipe"
 
 
-async def test_a_postgres_that_never_answers_fails_the_connection_at_the_connect_timeout(silent_server, monkeypatch):
+async def test_a_postgres_that_never_answers_fails_the_connection_at_the_connect_timeout(silent_server):
     """asyncpg waits 60 s by default: a service's request, or a command, hung that long."""
-    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 0.3)
-    engine = db.make_engine(ServiceSettings(DATABASE_URL=silent_server))
+    engine = db.make_engine(ServiceSettings(DATABASE_URL=silent_server, DATABASE_CONNECT_TIMEOUT_S=0.3))
     began = time.monotonic()
     try:
-        with pytest.raises(TimeoutError) as failed:
+        with pytest.raises(db.ConnectTimeout) as failed:
             await db.ping(engine)
     finally:
         await engine.dispose()
     assert time.monotonic() - began < 5 and db.is_unavailable(failed.value)
+    assert str(failed.value) == "Postgres did not answer a new connection within 0.3 s"
 
 
-def test_a_command_on_a_postgres_that_never_answers_says_what_it_waited_for(silent_server, monkeypatch):
+def test_the_connect_timeout_is_ten_seconds_unless_database_connect_timeout_s_says_otherwise(monkeypatch):
+    """A database that wakes slowly (Aurora Serverless resuming, a cloud SQL proxy's cold start) needs longer; make
+    run, which migrates in its own process, takes the same variable."""
+    assert ServiceSettings().database_connect_timeout_s == StackSettings().database_connect_timeout_s == 10
+    monkeypatch.setenv("DATABASE_CONNECT_TIMEOUT_S", "45")
+    assert ServiceSettings().database_connect_timeout_s == StackSettings().database_connect_timeout_s == 45
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+@pytest.mark.parametrize("settings", [ServiceSettings, StackSettings])
+def test_a_connect_timeout_that_is_no_positive_number_is_refused_naming_the_variable(settings, value, monkeypatch):
+    monkeypatch.setenv("DATABASE_CONNECT_TIMEOUT_S", value)
+    with pytest.raises(ValidationError) as refused:
+        settings()
+    assert [e["loc"] for e in refused.value.errors()] == [("DATABASE_CONNECT_TIMEOUT_S",)]
+
+
+def test_a_command_on_a_postgres_that_never_answers_says_what_it_waited_for(silent_server):
     """migrate (keys, rescore, redrive alike) sat silent for asyncpg's 60 s, then said "cannot use the database
     at DATABASE_URL: " and nothing more (a TimeoutError's text is empty)."""
     from typer.testing import CliRunner
 
     from routing.__main__ import cli
 
-    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 0.3)
-    monkeypatch.setattr("leadpipe_common.cli.CONNECT_TIMEOUT_S", 0.3)
     began = time.monotonic()
-    result = CliRunner().invoke(cli, ["migrate"], env={"DATABASE_URL": silent_server, "COLUMNS": "500"})
+    result = CliRunner().invoke(cli, ["migrate"], env={"DATABASE_URL": silent_server, "COLUMNS": "500",
+                                                       "DATABASE_CONNECT_TIMEOUT_S": "0.3"})
     assert result.exit_code == 1 and time.monotonic() - began < 10
     assert result.output.strip() == "cannot use the database at DATABASE_URL: it did not answer within 0.3 s"
 
 
-def test_make_run_on_a_postgres_that_never_answers_says_what_it_waited_for(silent_server, monkeypatch, tmp_path):
-    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 0.3)
+def test_a_statement_that_times_out_is_not_said_to_be_a_database_that_did_not_answer():
+    """asyncpg raises the same bare TimeoutError for a statement past DATABASE_URL's command_timeout as for a
+    connect: every one was reported as "did not answer within 10 s", sending whoever read it to the network."""
+    from typer.testing import CliRunner
+
+    from leadpipe_common.cli import database_errors
+
+    def fails_with(exc):
+        app = typer.Typer()
+
+        @app.command()
+        def command() -> None:
+            with database_errors():
+                raise exc
+
+        return CliRunner().invoke(app, [], env={"COLUMNS": "500"}).output.strip()
+
+    assert fails_with(TimeoutError()) == ("cannot use the database at DATABASE_URL: it timed out after connecting "
+                                          "(a statement outlasting DATABASE_URL's command_timeout, say)")
+    assert fails_with(db.ConnectTimeout(25)) == ("cannot use the database at DATABASE_URL: it did not answer "
+                                                 "within 25 s")
+
+
+def test_make_run_on_a_postgres_that_never_answers_says_what_it_waited_for(silent_server, tmp_path):
     url = silent_server.replace("postgresql://", "postgresql+asyncpg://")
     with pytest.raises(RuntimeError) as failed:
-        stack.Stack(data_dir=tmp_path, bootstrap="127.0.0.1:1", database_url=url).migrate(["routing"])
+        stack.Stack(data_dir=tmp_path, bootstrap="127.0.0.1:1", database_url=url,
+                    connect_timeout_s=0.3).migrate(["routing"])
     assert str(failed.value) == (f"migrating routing failed: Postgres at {stack._shown_url(url)} did not answer "
                                  "within 0.3 s")
     assert "s3cret" not in str(failed.value)
+
+
+def test_make_run_on_a_statement_that_times_out_does_not_say_postgres_did_not_answer(monkeypatch, tmp_path):
+    def times_out(*args, **kwargs):
+        raise TimeoutError
+
+    monkeypatch.setattr(stack.migrations, "upgrade_service", times_out)
+    url = "postgresql+asyncpg://leadpipe:s3cret@127.0.0.1:1/leadpipe"
+    with pytest.raises(RuntimeError) as failed:
+        stack.Stack(data_dir=tmp_path, database_url=url).migrate(["routing"])
+    assert str(failed.value) == ("migrating routing failed: it timed out after connecting to Postgres at "
+                                 f"{stack._shown_url(url)}")
+
+
+async def test_a_statement_past_command_timeout_is_no_connect_timeout(stack):
+    engine = db.make_engine(ServiceSettings(DATABASE_URL=f"{stack.database_url}?command_timeout=0.2"))
+    try:
+        with pytest.raises(TimeoutError) as failed:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT pg_sleep(2)"))
+    finally:
+        await engine.dispose()
+    assert not isinstance(failed.value, db.ConnectTimeout)

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from leadpipe_common.cli_help import Group
-from leadpipe_common.db import CONNECT_TIMEOUT_S
+from leadpipe_common.db import ConnectTimeout
 from leadpipe_common.moments import parse_moment, parse_scan_moment
 from leadpipe_common.settings import ServiceSettings
 
@@ -48,8 +48,11 @@ def database_errors() -> Iterator[None]:
         yield
     except DATABASE_ERRORS as exc:
         cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-        if isinstance(cause, TimeoutError):  # its text is empty
-            cause = f"it did not answer within {CONNECT_TIMEOUT_S:g} s"
+        if isinstance(cause, ConnectTimeout):
+            cause = f"it did not answer within {cause.seconds:g} s"
+        elif isinstance(cause, TimeoutError) and not str(cause):
+            # Once connected: asyncpg's own, for a statement past DATABASE_URL's command_timeout (most likely).
+            cause = "it timed out after connecting (a statement outlasting DATABASE_URL's command_timeout, say)"
         typer.secho(f"cannot use the database at DATABASE_URL: {cause}", err=True, fg="red")
         raise typer.Exit(1) from None
 
@@ -147,8 +150,9 @@ def service_cli(
         settings = load_settings(settings_factory)
         try:
             with database_errors():
-                before, after = migrations.upgrade_service(migrations_dir, settings.database_url, schema=name,
-                                                           revision=revision)
+                before, after = migrations.upgrade_service(
+                    migrations_dir, settings.database_url, schema=name, revision=revision,
+                    connect_timeout_s=settings.database_connect_timeout_s)
         except CommandError as exc:  # a revision its history does not have, or one older than in place
             typer.secho(f"{name}: cannot migrate to {revision!r}: {exc}", err=True, fg="red")
             raise typer.Exit(2) from None

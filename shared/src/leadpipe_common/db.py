@@ -29,9 +29,13 @@ Guarantees:
   lookup's text is the same whatever the batch's size and asyncpg prepares it once per connection. With
   ``in_()`` each new length was a new statement (one parameter per value): prepared, planned and cached
   again, and SQLAlchemy expanded the list in Python on every call.
-- A new connection not set up within ``CONNECT_TIMEOUT_S`` (10 s, not
-  asyncpg's 60) fails with ``TimeoutError``, for every engine: services',
-  commands' and migrations'.
+- A new connection not set up within ``DATABASE_CONNECT_TIMEOUT_S`` (10 s
+  by default, not asyncpg's 60) fails with ``ConnectTimeout`` (a
+  ``TimeoutError``), for every engine built here (``engine_for``):
+  services', commands' and migrations'. Only a connect raises it: a
+  statement past ``DATABASE_URL``'s ``command_timeout`` is asyncpg's bare
+  ``TimeoutError``, so what says "did not answer" is never about a slow
+  statement.
 - ``is_unavailable(exc)`` tells an error that means Postgres cannot serve
   this now (unreachable, every pooled connection busy, a lock or statement
   timeout, a deadlock, too many connections, a shutdown) from a bug (a
@@ -73,7 +77,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from leadpipe_common.envelope import Message
-from leadpipe_common.settings import ServiceSettings
+from leadpipe_common.settings import DEFAULT_CONNECT_TIMEOUT_S, ServiceSettings
 
 
 #: What a database error comes as: Postgres unreachable or gone (``OSError``), a statement that failed
@@ -211,33 +215,52 @@ def _postgres_error(exc: BaseException) -> asyncpg.PostgresError | None:
     return None
 
 
-#: How long a new connection may take to be set up (TCP, TLS, authentication), asyncpg's default 60 s cut short:
-#: a Postgres that accepts connections and never answers (wedged, or something else on its port) held a command
-#: line silent for a minute, and a service's request as long before its 503.
-CONNECT_TIMEOUT_S = 10.0
+class ConnectTimeout(TimeoutError):
+    """A new connection was not set up within its connect timeout: Postgres, or whatever holds its port, did not
+    answer. (asyncpg's own TimeoutError says nothing, and is what a statement past ``command_timeout`` raises too.)"""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Postgres did not answer a new connection within {seconds:g} s")
+        self.seconds = seconds
 
 
-def connect_args(server_settings: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """What every engine passes to ``asyncpg.connect``."""
-    return {"timeout": CONNECT_TIMEOUT_S, **({"server_settings": dict(server_settings)} if server_settings else {})}
+def engine_for(url: str, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, *,
+               server_settings: Mapping[str, str] | None = None, **options: Any) -> AsyncEngine:
+    """An engine on ``url`` (``options``: ``create_async_engine``'s) whose new connections fail with
+    ``ConnectTimeout`` when not set up within ``connect_timeout_s``; ``server_settings``: Postgres settings each
+    starts with (sent with the connection's start-up, so they cost no round trip: a ``SET`` per transaction
+    would cost one)."""
+    engine = create_async_engine(url, connect_args={
+        "timeout": connect_timeout_s, **({"server_settings": dict(server_settings)} if server_settings else {})},
+        **options)
+
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        # The dialect's own connect, as SQLAlchemy would call it; only here is a timeout known to be the connect's.
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except TimeoutError as exc:
+            raise ConnectTimeout(connect_timeout_s) from exc
+
+    sa.event.listen(engine.sync_engine, "do_connect", connect)
+    return engine
 
 
 def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str] | None = None) -> AsyncEngine:
-    """``server_settings``: Postgres settings each new connection starts with (sent with the connection's
-    start-up, so they cost no round trip: a ``SET`` per transaction would cost one). A connection not set up
-    within ``CONNECT_TIMEOUT_S`` fails with ``TimeoutError`` (an ``OSError``: unavailable, a 503)."""
+    """The engine of a service or a command (``engine_for``): a connection not set up within
+    ``DATABASE_CONNECT_TIMEOUT_S`` fails with ``ConnectTimeout`` (an ``OSError``: unavailable, a 503)."""
     # No pre-ping: it costs a round trip per transaction. A connection that
     # went stale (Postgres restarted) fails its transaction, which every
     # caller already retries or answers 503 for, and the pool then drops it.
-    return create_async_engine(
+    return engine_for(
         settings.database_url,
+        settings.database_connect_timeout_s,
+        server_settings=server_settings,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_recycle=1800,
         # An error's message names its statement, not its parameters: those are leads' personal data, and the
         # message goes to logs and dead letters.
         hide_parameters=True,
-        connect_args=connect_args(server_settings),
     )
 
 

@@ -51,7 +51,8 @@ async def key_is_valid(settings: ServiceSettings, key_id: str) -> bool:
 def _settings() -> ServiceSettings:
     settings = load_settings(ServiceSettings)
     with database_errors():
-        migrations.upgrade(migrations.AUTH_MIGRATIONS, settings.database_url, schema="auth")
+        migrations.upgrade(migrations.AUTH_MIGRATIONS, settings.database_url, schema="auth",
+                           connect_timeout_s=settings.database_connect_timeout_s)
     return settings
 
 

@@ -26,16 +26,18 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from leadpipe_common.db import connect_args
+from leadpipe_common.db import engine_for
+from leadpipe_common.settings import DEFAULT_CONNECT_TIMEOUT_S
 
 
-def config(migrations_dir: Path, database_url: str, schema: str) -> Config:
+def config(migrations_dir: Path, database_url: str, schema: str,
+           connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir))
     cfg.attributes["database_url"] = database_url
     cfg.attributes["schema"] = schema
+    cfg.attributes["connect_timeout_s"] = connect_timeout_s
     return cfg
 
 
@@ -47,9 +49,11 @@ class NotAnUpgrade(CommandError):
 Heads = tuple[str, ...]
 
 
-def upgrade(migrations_dir: Path, database_url: str, schema: str, revision: str = "head") -> tuple[Heads, Heads]:
-    """The revisions in place before and after."""
-    cfg = config(migrations_dir, database_url, schema)
+def upgrade(migrations_dir: Path, database_url: str, schema: str, revision: str = "head",
+            connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> tuple[Heads, Heads]:
+    """The revisions in place before and after; a connection not set up within ``connect_timeout_s``
+    (``DATABASE_CONNECT_TIMEOUT_S``) fails with ``db.ConnectTimeout``."""
+    cfg = config(migrations_dir, database_url, schema, connect_timeout_s)
     command.upgrade(cfg, revision)
     return cfg.attributes["before"], cfg.attributes["after"]
 
@@ -90,13 +94,14 @@ def older_than_in_place(script: ScriptDirectory, current: Heads, destination: st
 AUTH_MIGRATIONS = Path(__file__).parent / "auth_migrations"
 
 
-def upgrade_service(migrations_dir: Path, database_url: str, schema: str,
-                    revision: str = "head") -> tuple[Heads, Heads]:
+def upgrade_service(migrations_dir: Path, database_url: str, schema: str, revision: str = "head",
+                    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> tuple[Heads, Heads]:
     """The service's revisions in place before and after; a target it does not have is refused before the
     shared schema is touched."""
     check_revision(migrations_dir, revision)
-    upgrade(AUTH_MIGRATIONS, database_url, schema="auth")
-    return upgrade(migrations_dir, database_url, schema=schema, revision=revision)
+    upgrade(AUTH_MIGRATIONS, database_url, schema="auth", connect_timeout_s=connect_timeout_s)
+    return upgrade(migrations_dir, database_url, schema=schema, revision=revision,
+                   connect_timeout_s=connect_timeout_s)
 
 
 def run_env(target_metadata: sa.MetaData) -> None:
@@ -126,7 +131,7 @@ def run_env(target_metadata: sa.MetaData) -> None:
         cfg.attributes["before"], cfg.attributes["after"] = before, tuple(migration.get_current_heads())
 
     async def main() -> None:
-        engine = create_async_engine(url, connect_args=connect_args())
+        engine = engine_for(url, cfg.attributes["connect_timeout_s"])
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(migrate)

@@ -28,6 +28,18 @@ from leadpipe_common.topology import parse_retention
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/leadpipe"
+#: How long a new database connection may take to be set up (TCP, TLS, sign-in) by default: asyncpg's 60 s held a
+#: command line silent for a minute on a Postgres that accepts connections and never answers (wedged, or something
+#: else on its port), and a service's request as long before its 503.
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+
+
+def _connect_timeout() -> Any:
+    # One variable for the services and for make run, which migrates in its own process (StackSettings).
+    return Field(DEFAULT_CONNECT_TIMEOUT_S, gt=0, validation_alias="DATABASE_CONNECT_TIMEOUT_S",
+                 description="seconds a new database connection may take to be set up (TCP, TLS, sign-in) before it "
+                             "fails; raise it for a database that wakes slowly (Aurora Serverless resuming, a cloud "
+                             "SQL proxy's cold start)")
 
 
 class KafkaSettings(BaseSettings):
@@ -148,6 +160,7 @@ class ServiceSettings(KafkaSettings):
         description="any `postgresql://` URL, each service in its own schema; TLS by `?sslmode=` (see below); "
                     "unset, `make run` starts an embedded Postgres here",
     )
+    database_connect_timeout_s: float = _connect_timeout()
     db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE",
                               description="database connections per process (and as many again in overflow)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
@@ -451,10 +464,12 @@ class TopicSettings(KafkaSettings):
 
 
 class StackSettings(BaseSettings):
-    """Where ``make run`` puts the embedded broker and Postgres it starts (when it starts them)."""
+    """Where ``make run`` puts the embedded broker and Postgres it starts (when it starts them), and how long it
+    waits for a Postgres to answer when it migrates."""
 
     model_config = SettingsConfigDict(env_prefix="LEADPIPE_", extra="ignore", frozen=True)
 
     data_dir: Path = Field(Path(".data"), description="the embedded Postgres's data and every log of `make run`")
     broker_port: int = Field(9092, ge=1, le=65535, description="port of the embedded broker")
     postgres_port: int = Field(5432, ge=1, le=65535, description="port of the embedded Postgres")
+    database_connect_timeout_s: float = _connect_timeout()  # for its migrations, on the embedded Postgres or yours

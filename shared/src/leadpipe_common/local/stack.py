@@ -51,7 +51,9 @@ from leadpipe_common.local.infra import Broker, Postgres, die_with_parent, port_
 from leadpipe_common.retry import backoff
 from leadpipe_common.auth import ADMIN, split
 from leadpipe_common.keys import create_key, key_is_valid
-from leadpipe_common.settings import KafkaSettings, ServiceSettings, StackSettings, TopicSettings, asyncpg_url
+from leadpipe_common.settings import (
+    DEFAULT_CONNECT_TIMEOUT_S, KafkaSettings, ServiceSettings, StackSettings, TopicSettings, asyncpg_url,
+)
 from leadpipe_common.topology import PORTS, TOPICS
 
 #: Each service and its base port, from the topology table.
@@ -148,6 +150,8 @@ class Stack:
     base_ports: dict[str, int] = field(default_factory=lambda: dict(SERVICES))
     bootstrap: str | None = None
     database_url: str | None = None
+    #: How long its migrations wait for a new connection (DATABASE_CONNECT_TIMEOUT_S).
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
     durable: bool = True
     service_logs: bool = False  # write service output to files instead of the terminal
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -247,10 +251,14 @@ class Stack:
             self._unless_stopping(f"migrating {service}")
             directory = Path(str(importlib.resources.files(service) / "migrations"))
             try:
-                migrations.upgrade_service(directory, self.database_url, schema=service)
-            except TimeoutError as exc:  # its text is empty
+                migrations.upgrade_service(directory, self.database_url, schema=service,
+                                           connect_timeout_s=self.connect_timeout_s)
+            except db.ConnectTimeout as exc:
                 raise RuntimeError(f"migrating {service} failed: Postgres at {_shown_url(self.database_url)} did not "
-                                   f"answer within {db.CONNECT_TIMEOUT_S:g} s") from exc
+                                   f"answer within {exc.seconds:g} s") from exc
+            except TimeoutError as exc:  # asyncpg's, once connected (a statement): its text is empty
+                raise RuntimeError(f"migrating {service} failed: it timed out after connecting to Postgres at "
+                                   f"{_shown_url(self.database_url)}") from exc
             except Exception as exc:
                 raise RuntimeError(f"migrating {service} failed: {exc}") from exc
 
@@ -443,6 +451,7 @@ def run() -> None:
         data_dir=data_dir.resolve(), broker_port=where.broker_port, postgres_port=where.postgres_port,
         replicas=_replicas(), base_ports=_ports(),
         bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), database_url=_database_url(),
+        connect_timeout_s=where.database_connect_timeout_s,
     )
 
     def on_signal(signum: int, _frame: object) -> None:
