@@ -43,6 +43,8 @@ class Queue:
         self.urls: dict[str, str] = {}
         #: The subscriptions a receiver's 410 switched off, with the url that answered it.
         self.switched_off: dict[str, str] = {}
+        #: ``record`` and ``disable`` calls, in order: the order their rows are locked in.
+        self.writes: list[str] = []
 
     async def disabled_urls(self) -> dict[str, str | None]:
         self.clock.now += self.pool_wait
@@ -63,6 +65,7 @@ class Queue:
         return self.ages
 
     async def record(self, attempted: list[Attempted]) -> set[int]:
+        self.writes.append("record")
         await asyncio.sleep(0.001)  # a round trip
         if self.failures:
             raise self.failures.pop(0)
@@ -73,6 +76,7 @@ class Queue:
 
     async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> bool:
         """As the store's: not when its table has the subscription sending elsewhere by now; the url kept."""
+        self.writes.append("disable")
         if self.urls.get(subscription_id, url) != url:
             return False
         self.switched_off[subscription_id] = url
@@ -324,6 +328,20 @@ async def test_a_410_from_a_url_changed_by_another_process_is_logged_as_leaving_
     said = [(line["log_level"], line["event"]) for line in lines if line.get("subscription") == "crm0"]
     assert queue.switched_off == {}
     assert said == [("info", "a url the subscription has left since answered 410 Gone: it stays on")]
+
+
+async def test_a_410_switches_its_subscription_off_before_the_attempt_is_recorded():
+    """The switch-off share-locks the subscription's row, which a deletion locks before the subscription's
+    deliveries: after ``record`` (which locks the delivery's row) it could wait for a deletion waiting for it."""
+    old = "https://old.example.com/h"
+    clock, answer = Clock(), asyncio.Event()
+    answer.set()
+    queue = Queue(due(1), clock)
+    d = gone_at(old, at(old), queue, clock, answer, from_file={})
+    await d.step()
+    await until(lambda: d._finished)
+    await d.step()
+    assert queue.switched_off == {"crm0": old} and queue.writes == ["disable", "record"]
 
 
 async def test_a_410_from_the_url_a_files_subscription_left_holds_off_only_the_processes_still_on_the_old_file():

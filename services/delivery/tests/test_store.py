@@ -518,6 +518,58 @@ async def test_a_410_from_the_url_an_api_subscription_has_left_does_not_switch_i
     assert said_off_again is True and off_since == now
 
 
+async def test_a_410_recorded_while_a_change_of_its_url_commits_waits_for_it_and_leaves_the_subscription_on(db):
+    """A PATCH to a new url in flight as a 410 from the old one is recorded: unlocked, the 410's check read the
+    old url, the PATCH answered on, and the switch-off, committed just after, held the new url off."""
+    crm, now = f"moving-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    old, new = "https://old.example.com/h", "https://new.example.com/h"
+    async with db.begin() as conn:
+        assert await DeliveryStore(conn).add_subscription(api_subscription(crm, old, now))
+
+    async def gone_from_old() -> bool:
+        async with db.begin() as conn:
+            return await DeliveryStore(conn).disable(crm, now, f"410 Gone from {old}", url=old)
+
+    try:
+        async with db.begin() as patching:
+            store = DeliveryStore(patching)
+            assert await store.subscription_row(crm) is not None
+            await store.change_subscription(crm, {"url": new}, now)
+            recording = await kept_waiting(gone_from_old(), "the switch-off did not wait for the change of its url")
+        assert await asyncio.wait_for(recording, 10) is False
+        async with db.connect() as conn:
+            assert crm not in await DeliveryStore(conn).disabled_urls()
+    finally:
+        async with db.begin() as conn:
+            await DeliveryStore(conn).remove_subscription(crm, now)
+
+
+async def test_a_change_of_url_waits_for_a_410_being_recorded_and_finds_the_subscription_off(db):
+    """The other way round: the 410 came from where it still sent, so it is off, and the PATCH that follows must
+    not answer on (one made through the API stays off, changed or not, until it is enabled)."""
+    crm, now = f"moving-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    old, new = "https://old.example.com/h", "https://new.example.com/h"
+    async with db.begin() as conn:
+        assert await DeliveryStore(conn).add_subscription(api_subscription(crm, old, now))
+
+    async def patch() -> dict[str, str | None]:
+        async with db.begin() as conn:
+            store = DeliveryStore(conn)
+            assert await store.subscription_row(crm) is not None
+            await store.change_subscription(crm, {"url": new}, now)
+        async with db.connect() as conn:  # as the PATCH reads it for its answer, once committed
+            return await DeliveryStore(conn).disabled_urls()
+
+    try:
+        async with db.begin() as recording:
+            assert await DeliveryStore(recording).disable(crm, now, f"410 Gone from {old}", url=old) is True
+            patching = await kept_waiting(patch(), "the change of its url did not wait for the 410 being recorded")
+        assert (await asyncio.wait_for(patching, 10)).get(crm) == old
+    finally:
+        async with db.begin() as conn:
+            await DeliveryStore(conn).remove_subscription(crm, now)
+
+
 async def test_a_410_switching_off_a_files_subscription_keeps_its_url_and_one_from_its_new_url_takes_its_place(db):
     """A process still on the older file got 410 from the url the file has left: kept with that url, it holds off
     only the processes still sending there. A 410 from the new url later must switch it off there too: a switch-off

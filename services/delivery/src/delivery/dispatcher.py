@@ -167,7 +167,8 @@ class Dispatcher(BackgroundLoop):
     async def _record(self, finished: list[tuple[Attempted, str | None]]) -> None:
         """Each attempt, with the url that answered it 410 Gone, if one did."""
         async with self._uow() as uow:
-            recorded = await uow.store.record([attempted for attempted, _ in finished])
+            # The switch-offs first: each locks its subscription's row, which a deletion locks before the
+            # deliveries ``record`` updates (after them, the two could each wait for the other: a deadlock).
             for attempted, gone_from in finished:
                 sub_id = attempted.claimed.subscription_id
                 # Deleted since it was sent: nothing to switch off, and a row would switch off whoever takes its id.
@@ -182,6 +183,7 @@ class Dispatcher(BackgroundLoop):
                 else:
                     log.info("a url the subscription has left since answered 410 Gone: it stays on",
                              subscription=sub_id)
+            recorded = await uow.store.record([attempted for attempted, _ in finished])
             await uow.commit()
         for attempted, _ in finished:
             if attempted.claimed.seq not in recorded:

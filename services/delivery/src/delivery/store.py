@@ -318,11 +318,19 @@ class DeliveryStore:
         behind). Whether it is off: False, it stays on. Checked here, not against a book: a change commits
         before any book is reloaded, so only this table knows where it sends by now. A file's subscription has
         no row here to check: ``url`` is kept, and a process whose file sends it elsewhere sends on
-        (``domain.switched_off``)."""
-        moved = sa.exists().where(subscriptions.c.id == subscription_id, subscriptions.c.url != url)
-        row = sa.select(sa.literal(subscription_id), sa.literal(at, sa.DateTime(timezone=True)), sa.literal(reason),
-                        sa.literal(url))
-        add = insert(disabled).from_select(["subscription_id", "at", "reason", "url"], row.where(~moved))
+        (``domain.switched_off``).
+
+        Its row is share-locked until this transaction ends: a change of its url in flight (PATCH) is waited for,
+        and its new url read; a change that comes later waits for this, and answers it off. Unlocked, a change
+        committing just after this check left it switched off at its new url, by the receiver it had left, with
+        the change's answer saying on. Called before its deliveries' attempts are recorded: a deletion locks the
+        row first, then its deliveries, and the other way round the two could each wait for the other."""
+        sends_to = (await self._conn.execute(
+            sa.select(subscriptions.c.url).where(subscriptions.c.id == subscription_id).with_for_update(read=True)
+        )).scalar_one_or_none()
+        if sends_to is not None and sends_to != url:
+            return False
+        add = insert(disabled).values(subscription_id=subscription_id, at=at, reason=reason, url=url)
         # Off already from this url (another of its deliveries got the 410 too): kept as it was, and said to be
         # off. From another (a file's subscription switched off by a process on an older file, or before 0006
         # kept the url): now from this one, or its receiver's 410 would never switch it off where it sends now.
