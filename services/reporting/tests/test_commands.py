@@ -4,9 +4,9 @@ before reading anything."""
 from datetime import UTC, datetime
 
 import pytest
-from typer.testing import CliRunner
 
 import reporting.commands
+from leadpipe_common.testing.cli import invoke
 from reporting.__main__ import cli
 from reporting.replay import ReplayStats
 
@@ -28,9 +28,7 @@ class Commands:
         return 0
 
     def __call__(self, *args: str):
-        result = CliRunner().invoke(cli, list(args), env={"COLUMNS": "500"})
-        result.said = " ".join(result.output.replace("│", " ").split())
-        return result
+        return invoke(cli, args)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 import routing.commands
+from leadpipe_common.testing.cli import invoke
 from leadpipe_common.events import Assignment
 from leadpipe_common.testing import factories
 from routing.__main__ import cli
@@ -29,10 +30,7 @@ class WhatIf:
         return History(self.history, 0)
 
     def __call__(self, *args: str):
-        result = CliRunner().invoke(cli, ["what-if", *args], env={"COLUMNS": "500"})
-        # One line of words, however the terminal wrapped it and whatever the tables' borders.
-        result.said = " ".join(result.output.replace("│", " ").split())
-        return result
+        return invoke(cli, ["what-if", *args])
 
 
 @pytest.fixture

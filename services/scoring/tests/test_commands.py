@@ -4,9 +4,9 @@ refuses before reading anything."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from typer.testing import CliRunner
 
 import scoring.commands
+from leadpipe_common.testing.cli import invoke
 from scoring.__main__ import cli
 from scoring.domain import RescoreSummary
 
@@ -25,9 +25,7 @@ class Rescore:
         return RescoreSummary(rules.version)
 
     def __call__(self, *args: str):
-        result = CliRunner().invoke(cli, ["rescore", *args], env={"COLUMNS": "500"})
-        result.said = " ".join(result.output.replace("│", " ").split())
-        return result
+        return invoke(cli, ["rescore", *args])
 
 
 @pytest.fixture
