@@ -226,13 +226,19 @@ async def test_a_valid_key_costs_its_address_one_count_the_first_time_and_none_o
     assert used == [200] * 5 and wrong == [401, 401, 429]
 
 
-async def test_guesses_at_the_bootstrap_key_are_throttled_and_the_key_itself_still_gets_through():
-    """LEADPIPE_BOOTSTRAP_KEY is chosen by a person: it could be guessed at the full request rate."""
-    async with calling(service(NoKeysStored())) as client:
+async def test_guesses_at_the_bootstrap_key_are_throttled_and_the_right_one_is_no_different_meanwhile():
+    """LEADPIPE_BOOTSTRAP_KEY is chosen by a person: it could be guessed at the full request rate. Had the right
+    key got through while the guesses got 429, the answer would have told a guesser when it was right."""
+    app = service(NoKeysStored())
+    async with calling(app) as client:
+        before = await client.get("/admin", headers=bearer(BOOTSTRAP_KEY))
         guesses = [(await client.get("/admin", headers=bearer(f"{BOOTSTRAP_KEY[:-2]}{n:02}"))).status_code
                    for n in range(4)]
         right = await client.get("/admin", headers=bearer(BOOTSTRAP_KEY))
-    assert guesses == [401, 401, 401, 429] and right.status_code == 200
+    async with calling(app, "198.51.100.9") as elsewhere:
+        other = await elsewhere.get("/admin", headers=bearer(BOOTSTRAP_KEY))
+    assert before.status_code == 200 and guesses == [401, 401, 401, 429]
+    assert right.status_code == 429 and other.status_code == 200  # its own address only, until the window ends
 
 
 async def test_each_address_is_counted_apart_and_a_forwarded_one_only_from_a_trusted_proxy():

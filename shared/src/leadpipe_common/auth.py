@@ -23,7 +23,9 @@ Guarantees:
   ``429`` with ``Retry-After`` for its next wrong key until the window ends:
   a made-up key must not buy a database lookup, nor the bootstrap key be
   guessed, at the rate requests come; text not of a stored key's shape (a
-  guess at the bootstrap key) gets it before it is compared. A key this
+  guess at the bootstrap key) gets it before it is compared, the bootstrap
+  key itself too (its 200 among the guesses' 429s would tell a guesser it was
+  right). A key this
   process found valid still gets through (looked up once every ``CACHE_S``
   at most, whoever sends it); one of a stored key's shape that it has not
   (after a restart, on another replica) is still looked up, within
@@ -294,6 +296,10 @@ class WrongKeys:
         """None while ``client`` may still try keys, and this try counts; else whole seconds until it may."""
         return self.throttle.retry_after(self.rate, "bad key", client)
 
+    def over(self, client: str) -> int | None:
+        """Whole seconds until ``client`` may try keys again, if it has sent too many wrong ones; this is no try."""
+        return self.throttle.retry_after(self.rate, "bad key", client, count=False)
+
     def lookup_while_throttled(self) -> int | None:
         """None when a key sent from an address over ``rate`` may be looked up (it counts against
         ``throttled_lookups``, one count for the whole process); else whole seconds until one may."""
@@ -319,6 +325,10 @@ async def check_key(request: Request, token: str) -> Principal | None:
     keys, wrong = keys_of(request), request.app.state.wrong_keys
     client = wrong.client(request)
     if keys.seen_valid(token):  # a key in use (a CRM's, every second) must not spend its address's allowance
+        if split(token) is None and (wait := wrong.over(client)) is not None:
+            # The bootstrap key, while its address is over the limit: refused as a guess is. Let through, it made
+            # the throttle an oracle: 429 for every wrong guess, 200 for the right one, at the rate requests come.
+            raise TooManyWrongKeys(wait)
         found = await keys.authenticate(token)
         if found is None:
             wrong.count(client)
