@@ -489,7 +489,9 @@ async def test_wrong_keys_to_the_posts_and_to_the_quarantine_add_to_one_count_pe
         admin = await capture.post("/v1/leads", json={"email": "c@example.com"}, headers=AS_ADMIN)
     assert codes == [401, 401, 401, 429] and stored.lookups == 3 + 2  # the last two within auth.THROTTLED_LOOKUPS
     assert refused.status_code == 429 and refused.headers["retry-after"].isdigit()
-    assert (browser.status_code, admin.status_code) == (202, 202)  # no key, or the right one: not held up
+    assert browser.status_code == 202  # no key: not held up
+    # The bootstrap key is held up from this address until the window ends: let through, it would tell a guesser.
+    assert admin.status_code == 429
 
 
 # -- a field's name no answer can carry ----------------------------------------------------

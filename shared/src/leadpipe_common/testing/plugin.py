@@ -169,7 +169,12 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
                    # Two capture processes, so that what must be race-free across processes is raced.
                    "CAPTURE_WORKERS": "2",
                    # Every test posts from 127.0.0.1; LIMITED_FORM is the one that is held to a limit.
-                   "CAPTURE_RATE_LIMIT": "1000000/minute", **_test_routing(data_dir)},
+                   "CAPTURE_RATE_LIMIT": "1000000/minute", **_test_routing(data_dir),
+                   # Every test sends the bootstrap key from 127.0.0.1, where some send wrong keys on purpose: held
+                   # to the default, one test's wrong keys would hold up the next one's admin key (unit tests hold
+                   # the throttle itself).
+                   **{f"{s.upper()}_BAD_KEY_RATE_LIMIT": "1000000/minute"
+                      for s in ("capture", "enrichment", "scoring", "routing", "reporting", "delivery")}},
     )
 
 
