@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -76,7 +77,7 @@ class Queue:
 
     async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> bool:
         """As the store's: not when its table has the subscription sending elsewhere by now; the url kept."""
-        self.writes.append("disable")
+        self.writes.append(f"disable {subscription_id}")
         if self.urls.get(subscription_id, url) != url:
             return False
         self.switched_off[subscription_id] = url
@@ -341,7 +342,7 @@ async def test_a_410_switches_its_subscription_off_before_the_attempt_is_recorde
     await d.step()
     await until(lambda: d._finished)
     await d.step()
-    assert queue.switched_off == {"crm0": old} and queue.writes == ["disable", "record"]
+    assert queue.switched_off == {"crm0": old} and queue.writes == ["disable crm0", "record"]
 
 
 async def test_a_410_from_the_url_a_files_subscription_left_holds_off_only_the_processes_still_on_the_old_file():
@@ -365,3 +366,24 @@ async def test_a_410_from_the_url_a_files_subscription_left_holds_off_only_the_p
     queue.due = due(1)
     assert await on_old_file.step() == 0  # the old url stays off
     assert queue.recorded == [0, 0] and queue.switched_off == {"crm0": old}
+
+
+async def test_410s_from_two_receivers_switch_their_subscriptions_off_in_subscription_order():
+    """Every dispatcher takes the switch-off rows in one order: two rounds with 410s from the same two receivers,
+    each in the order its attempts ended, could each hold one row and wait for the other's (a deadlock)."""
+    book = dict(parse_subscriptions({"subscriptions": [
+        {"id": sub, "url": f"https://{sub}.example.com/h", "secrets": [SECRET], "events": ["lead.routed"]}
+        for sub in ("crm0", "crm1")]}, allow_private=False))
+    clock = Clock()
+    queue = Queue([replace(c, subscription_id=sub) for c, sub in zip(due(2), ("crm1", "crm0"), strict=True)], clock)
+
+    async def gone(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(410)
+
+    d = Dispatcher(unit_of_work=Pool(queue), client=httpx.AsyncClient(transport=httpx.MockTransport(gone)),
+                   subscriptions=book, from_file=book, clock=clock, retry_window=timedelta(hours=72), retry_base_s=5,
+                   connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
+    await d.step()
+    await until(lambda: d._finished)
+    await d.step()
+    assert queue.writes == ["disable crm0", "disable crm1", "record"]

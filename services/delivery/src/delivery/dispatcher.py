@@ -168,8 +168,10 @@ class Dispatcher(BackgroundLoop):
         """Each attempt, with the url that answered it 410 Gone, if one did."""
         async with self._uow() as uow:
             # The switch-offs first: each locks its subscription's row, which a deletion locks before the
-            # deliveries ``record`` updates (after them, the two could each wait for the other: a deadlock).
-            for attempted, gone_from in finished:
+            # deliveries ``record`` updates (after them, the two could each wait for the other: a deadlock). In
+            # subscription order, as every dispatcher takes them: two rounds with 410s from the same two receivers
+            # would otherwise each hold one switch-off row and wait for the other's.
+            for attempted, gone_from in sorted(finished, key=lambda f: f[0].claimed.subscription_id):
                 sub_id = attempted.claimed.subscription_id
                 # Deleted since it was sent: nothing to switch off, and a row would switch off whoever takes its id.
                 if gone_from is None or sub_id not in self._subs:
