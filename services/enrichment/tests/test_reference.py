@@ -114,11 +114,16 @@ def test_keywords_written_as_one_word_instead_of_a_list_are_refused(tmp_path):
         load_reference(DATA / "companies.csv", titles, DATA / "country_aliases.yaml")
 
 
+def with_companies(companies):
+    """The reference data with ``companies`` for its companies file and the bundled others."""
+    return load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+
+
 def test_a_company_row_missing_its_name_is_refused_naming_the_line_and_the_column(tmp_path):
     companies = tmp_path / "companies.csv"
     companies.write_text("domain,name,industry,employee_count,country\nacme.com,Acme,Software,100,US\n\nacme.de\n")
     with pytest.raises(ReferenceDataError, match=rf"{companies}:4: missing the name column"):
-        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+        with_companies(companies)
 
 
 def test_a_file_of_a_shape_no_check_foresaw_is_refused_naming_the_file_not_crashing(tmp_path, monkeypatch):
@@ -134,7 +139,7 @@ def test_a_companies_file_saved_in_another_encoding_than_utf8_is_refused_naming_
     companies = tmp_path / "companies.csv"
     companies.write_bytes("domain,name\nmüller.de,Müller GmbH\n".encode("latin-1"))
     with pytest.raises(ValueError, match=rf"ENRICHMENT_COMPANIES_FILE: {companies} is not UTF-8 \(byte 13\)"):
-        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+        with_companies(companies)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -281,14 +286,13 @@ def test_a_company_country_that_is_no_country_code_is_refused_naming_the_line(tm
     companies.write_text("domain,name,country\nacme.com,Acme,us\nacme.de,Acme GmbH,Germany\n")
     with pytest.raises(ReferenceDataError, match=rf"{companies}:3: country: 'Germany' is not an ISO 3166-1 alpha-2 "
                                                  r"country code \(like DE, GB, US; Germany is DE\)"):
-        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
-
+        with_companies(companies)
 
 
 def test_a_companies_file_a_spreadsheet_saved_with_a_byte_order_mark_is_read(tmp_path):
     companies = tmp_path / "companies.csv"
     companies.write_bytes("domain,name,employee_count\nacme.com,Acme,120\n".encode("utf-8-sig"))
-    reference = load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+    reference = with_companies(companies)
     assert reference.companies["acme.com"].employee_count == 120
 
 
@@ -302,7 +306,7 @@ def test_a_company_domain_written_as_no_address_has_it_is_refused_with_the_domai
     companies.write_text(f"domain,name\nacme.de,Acme GmbH\n{domain},Acme\n")
     with pytest.raises(ReferenceDataError, match=rf"{companies}:3: domain '{re.escape(domain)}' is not what follows "
                                                  rf"the @ of an address: write the domain alone: {alone}"):
-        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+        with_companies(companies)
 
 
 def test_a_company_row_with_its_name_and_domain_swapped_is_refused_saying_so(tmp_path):
@@ -310,7 +314,7 @@ def test_a_company_row_with_its_name_and_domain_swapped_is_refused_saying_so(tmp
     companies.write_text("domain,name\nAcme Corp,acme.com\n")
     with pytest.raises(ReferenceDataError, match=rf"{companies}:2: domain 'Acme Corp' is not a domain, and the name "
                                                  r"'acme.com' is one: are the two columns swapped\?"):
-        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+        with_companies(companies)
 
 
 def test_a_company_domain_that_is_no_domain_at_all_is_refused_naming_the_line(tmp_path):
@@ -318,7 +322,7 @@ def test_a_company_domain_that_is_no_domain_at_all_is_refused_naming_the_line(tm
     companies.write_text("domain,name\nacme,Acme\n")
     with pytest.raises(ReferenceDataError, match=rf"{companies}:2: domain 'acme' is not a domain \(write it like "
                                                  r"acme.com\)"):
-        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+        with_companies(companies)
 
 
 @pytest.mark.parametrize(("rows", "message"), [
@@ -331,7 +335,7 @@ def test_a_company_domain_listed_twice_is_refused_naming_both_lines(tmp_path, ro
     companies = tmp_path / "companies.csv"
     companies.write_text(f"domain,name\n{rows}", encoding="utf-8")
     with pytest.raises(ReferenceDataError, match=rf"{companies}:{message}"):
-        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+        with_companies(companies)
 
 
 def test_a_company_with_an_empty_name_is_refused_naming_the_line(tmp_path):
@@ -339,7 +343,7 @@ def test_a_company_with_an_empty_name_is_refused_naming_the_line(tmp_path):
     companies = tmp_path / "companies.csv"
     companies.write_text("domain,name,country\nacme.com, ,US\n")
     with pytest.raises(ReferenceDataError, match=rf"{companies}:2: empty name"):
-        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+        with_companies(companies)
 
 
 def test_the_bundled_companies_file_passes_these_checks():
@@ -351,7 +355,7 @@ def test_a_negative_head_count_is_refused_naming_the_line(tmp_path):
     companies = tmp_path / "companies.csv"
     companies.write_text("domain,name,employee_count\nacme.com,Acme,-5\n")
     with pytest.raises(ReferenceDataError, match=rf"{companies}:2: employee_count '-5' is below zero"):
-        load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+        with_companies(companies)
 
 
 @pytest.mark.parametrize("email", ["jo@闲鱼.shop", "jo@XN--DI5AU2K.shop", "jo@雨云.com"])
@@ -366,7 +370,7 @@ def test_a_disposable_domain_with_a_non_ascii_name_is_flagged_however_it_is_spel
 def test_a_company_with_a_non_ascii_domain_is_found_whichever_spelling_the_file_and_the_address_use(tmp_path):
     companies = tmp_path / "companies.csv"
     companies.write_text("domain,name\nmüller.de,Müller GmbH\nxn--bcher-kva.de,Bücher AG\n", encoding="utf-8")
-    reference = load_reference(companies, DATA / "titles.yaml", DATA / "country_aliases.yaml")
+    reference = with_companies(companies)
     assert enrich(Contact(email="jo@xn--mller-kva.de"), reference).company_name.value == "Müller GmbH"
     assert enrich(Contact(email="jo@shop.bücher.de"), reference).company_name.value == "Bücher AG"
 
