@@ -185,13 +185,13 @@ async def test_an_address_that_sent_too_many_wrong_keys_gets_429_and_its_guesses
         not_keys = [await client.get("/admin", headers=bearer(f"not a key {n}")) for n in range(3)]
         looked_up_by_then = stored.lookups
         guesses = [await client.get("/admin", headers=bearer(made_up())) for _ in range(10)]
-    async with calling(app, "198.51.100.9") as another:  # over its own limit, within the same process's budget
+    async with calling(app, "198.51.100.9") as another:  # over its own limit, with an allowance of its own
         more = [(await another.get("/admin", headers=bearer(made_up()))).status_code for _ in range(4)]
     assert keyless == [401] * 5 and wrong == [401] * 3 and looked_up_by_then == 3
     assert {r.status_code for r in not_keys + guesses} == {429} and "too many" in not_keys[0].json()["error"]
-    assert {r.headers["retry-after"] for r in not_keys + guesses[:5]} == {"60"}  # when the address's window ends
-    assert {r.headers["retry-after"] for r in guesses[5:]} == {"1"}  # when the process looks a key up again
-    assert more == [401, 401, 401, 429] and stored.lookups == 3 + auth.THROTTLED_LOOKUPS.amount + 3
+    assert {r.headers["retry-after"] for r in not_keys + guesses[:1]} == {"60"}  # when the address's window ends
+    assert {r.headers["retry-after"] for r in guesses[1:]} == {"1"}  # when the address has a key looked up again
+    assert more == [401, 401, 401, 429] and stored.lookups == 3 + 1 + 3 + 1
 
 
 async def test_a_key_not_seen_yet_gets_through_from_an_address_that_sent_too_many_wrong_keys():
@@ -206,6 +206,48 @@ async def test_a_key_not_seen_yet_gets_through_from_an_address_that_sent_too_man
     assert wrong == [401] * 3 and right.status_code == 200
 
 
+async def test_junk_keys_from_one_address_do_not_hold_up_a_real_keys_first_use_behind_another_throttled_one():
+    """Keys looked up for addresses over their limit were one budget for the whole process: one address sending
+    made-up keys faster than 5 a second spent all of it, and a real client's new key behind any other address over
+    its limit got 429 for as long as they came."""
+    stored = KeysStored()
+    key = stored.add()
+    app = service(stored)
+    async with calling(app) as flooding, calling(app, "198.51.100.9") as nat:
+        over = [(await client.get("/admin", headers=bearer(made_up()))).status_code
+                for client in (flooding, nat) for _ in range(3)]
+        junk = [(await flooding.get("/admin", headers=bearer(made_up()))).status_code for _ in range(20)]
+        real = await nat.get("/admin", headers=bearer(key))
+    assert over == [401] * 6 and junk == [429] * 20
+    assert real.status_code == 200
+
+
+async def test_addresses_over_their_limit_get_a_lookup_each_and_together_no_more_than_the_process_allows():
+    stored = NoKeysStored()
+    app = service(stored)
+    looked_up = []
+    for n in range(10):
+        before = stored.lookups
+        async with calling(app, f"198.51.100.{n}") as client:
+            for _ in range(3 + 4):  # its limit, then 4 more while over it
+                await client.get("/admin", headers=bearer(made_up()))
+        looked_up.append(stored.lookups - before)
+    assert auth.THROTTLED_LOOKUPS.amount == 5 and auth.THROTTLED_LOOKUPS_PER_ADDRESS.amount == 1
+    assert looked_up == [3 + 1] * 5 + [3] * 5  # the process's 5 spent by the first five addresses, 1 each
+
+
+def test_a_key_the_process_has_no_lookup_left_for_does_not_spend_its_addresss_own():
+    """Else that address would wait on its own allowance once the process's budget came back."""
+    now = [1000.0]
+    wrong = auth.WrongKeys(parse_rate("3/minute", "test"), throttle=Throttle(clock=lambda: now[0]))
+    spent = [wrong.lookup_while_throttled(f"198.51.100.{n}") for n in range(5)]
+    now[0] += 0.5
+    refused = wrong.lookup_while_throttled("203.0.113.7")
+    now[0] += 0.5  # the process's second has passed, the address's own would not have
+    assert spent == [None] * 5 and refused == 1
+    assert wrong.lookup_while_throttled("203.0.113.7") is None
+
+
 async def test_keys_sent_at_once_are_counted_before_they_are_looked_up():
     """A wrong key was counted once its lookup had ended: 50 made-up keys sent at once, with a limit of 3 a minute,
     all found the address within it and cost 50 lookups."""
@@ -214,7 +256,7 @@ async def test_keys_sent_at_once_are_counted_before_they_are_looked_up():
         answers = await asyncio.gather(*[client.get("/admin", headers=bearer(made_up())) for _ in range(50)])
     codes = [r.status_code for r in answers]
     assert (codes.count(401), codes.count(429)) == (3, 47)
-    assert stored.lookups == 3 + auth.THROTTLED_LOOKUPS.amount
+    assert stored.lookups == 3 + auth.THROTTLED_LOOKUPS_PER_ADDRESS.amount
 
 
 async def test_a_valid_key_costs_its_address_one_count_the_first_time_and_none_once_found_valid():

@@ -29,9 +29,14 @@ Guarantees:
   process found valid still gets through (looked up once every ``CACHE_S``
   at most, whoever sends it); one of a stored key's shape that it has not
   (after a restart, on another replica) is still looked up, within
+  ``THROTTLED_LOOKUPS_PER_ADDRESS`` (1 a second) for its address and
   ``THROTTLED_LOOKUPS`` (5 a second) for the whole process, as the address
   may be a NAT or a proxy with real clients behind it. Guesses sent faster
-  than that from their address can still make such a client wait a second.
+  than once a second from their address can keep such a client behind it
+  waiting (a second at a time) as long as they last, not one behind another
+  address; guesses from several addresses over the limit at once (1 a
+  second from each at most) can spend the process's 5 and keep such a
+  client behind any address over the limit waiting meanwhile.
   The counts are each process's own (``WrongKeys``).
 - A dashboard session (a signed cookie naming a key that may read reports)
   only reads: it grants ``reports:read`` whatever else its key may do.
@@ -81,6 +86,9 @@ _KEY = re.compile(rf"{PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})")
 #: over their limit of wrong keys: what bounds their guesses' cost to the database while letting real clients
 #: behind the same address (a NAT, a proxy) in with a key the process has not seen yet.
 THROTTLED_LOOKUPS = parse_rate("5/second", "THROTTLED_LOOKUPS")
+#: Those lookups that one such address may have: with the process's alone, one address sending junk keys faster
+#: spent all of them, and a real client's new key behind every other throttled address waited as long as it did.
+THROTTLED_LOOKUPS_PER_ADDRESS = parse_rate("1/second", "THROTTLED_LOOKUPS_PER_ADDRESS")
 #: How long a signed-out session is remembered past its cookie's expiry: a process whose clock lags the
 #: database's still takes the cookie for unexpired that long.
 ENDED_KEPT = timedelta(hours=1)
@@ -288,6 +296,7 @@ class WrongKeys:
     trusted_proxies: tuple[Network, ...] = ()
     throttle: Throttle = field(default_factory=Throttle)
     throttled_lookups: RateLimitItem = THROTTLED_LOOKUPS
+    throttled_lookups_per_address: RateLimitItem = THROTTLED_LOOKUPS_PER_ADDRESS
 
     def client(self, request: Request) -> str:
         return counted_as(request_address(request, self.trusted_proxies))
@@ -300,10 +309,24 @@ class WrongKeys:
         """Whole seconds until ``client`` may try keys again, if it has sent too many wrong ones; this is no try."""
         return self.throttle.retry_after(self.rate, "bad key", client, count=False)
 
-    def lookup_while_throttled(self) -> int | None:
-        """None when a key sent from an address over ``rate`` may be looked up (it counts against
-        ``throttled_lookups``, one count for the whole process); else whole seconds until one may."""
-        return self.throttle.retry_after(self.throttled_lookups, "lookup while throttled")
+    def lookup_while_throttled(self, client: str) -> int | None:
+        """None when a key sent from ``client``, an address over ``rate``, may be looked up: it counts against
+        ``throttled_lookups_per_address`` for ``client`` and ``throttled_lookups`` for the whole process. Else whole
+        seconds until it may, and it counts against neither.
+
+        The per-address counts live in ``throttle`` beside the addresses' counts of wrong keys, and are swept with
+        them: one more window for each address over the limit, so what a flood from many addresses adds to memory
+        is at most what their counts of wrong keys already hold."""
+        budgets = ((self.throttled_lookups_per_address, ("lookup while throttled", client)),
+                   (self.throttled_lookups, ("lookup while throttled",)))
+        # Looked at before either is counted: an address refused by the process's budget would otherwise spend its
+        # own allowance for nothing, and one refused its own would spend the others' share of the process's.
+        waits = [w for rate, identity in budgets if (w := self.throttle.retry_after(rate, *identity, count=False))]
+        if waits:
+            return max(waits)
+        for rate, identity in budgets:
+            self.throttle.retry_after(rate, *identity)
+        return None
 
 
 class TooManyWrongKeys(Problem):
@@ -320,8 +343,8 @@ async def check_key(request: Request, token: str) -> Principal | None:
     find valid before counts against the client's address before it is looked up (a valid one too, the first
     time); one it did, only if it is wrong. Once that address has sent too many (``WrongKeys``), raises ``429``
     with ``Retry-After`` (``TooManyWrongKeys``) for a wrong key; and, before anything is compared or looked up,
-    for a key this process did not find valid before that is not of a stored key's shape, or once
-    ``THROTTLED_LOOKUPS`` is spent."""
+    for a key this process did not find valid before that is not of a stored key's shape, or once its address's
+    ``THROTTLED_LOOKUPS_PER_ADDRESS`` or the process's ``THROTTLED_LOOKUPS`` is spent."""
     keys, wrong = keys_of(request), request.app.state.wrong_keys
     client = wrong.client(request)
     if keys.seen_valid(token):  # a key in use (a CRM's, every second) must not spend its address's allowance
@@ -342,7 +365,7 @@ async def check_key(request: Request, token: str) -> Principal | None:
     # other client's first use of a key (after a restart, on another replica) with 30 junk keys a minute.
     if split(token) is None:  # nothing to look up: the bootstrap key guessed, or no key at all
         raise TooManyWrongKeys(wait)
-    if (busy := wrong.lookup_while_throttled()) is not None:
+    if (busy := wrong.lookup_while_throttled(client)) is not None:
         raise TooManyWrongKeys(busy)
     if (found := await keys.authenticate(token)) is None:
         raise TooManyWrongKeys(wait)

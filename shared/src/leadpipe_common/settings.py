@@ -201,7 +201,8 @@ class ServiceSettings(KafkaSettings):
                                  "route that takes a key and on the dashboard sign-in; past it: `429` with "
                                  "`Retry-After` for a wrong key, and before it is compared for text not shaped as "
                                  "a key (a key the process found valid still gets through; one of a key's shape it "
-                                 "has not is looked up, 5 a second at most for the whole process)")
+                                 "has not is looked up, once a second at most for its address and 5 a second "
+                                 "for the whole process)")
     bootstrap_key: SecretStr | None = Field(
         None, validation_alias="LEADPIPE_BOOTSTRAP_KEY",
         description="a secret of your choice (24 characters or more) that is an admin API key on every service, "
