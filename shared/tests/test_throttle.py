@@ -3,6 +3,7 @@
 import structlog
 from starlette.requests import Request
 
+from leadpipe_common import throttle as throttle_module
 from leadpipe_common.throttle import Throttle, client_address, counted_as, parse_networks, parse_rate, request_address
 
 
@@ -95,11 +96,10 @@ def request_from(peer: str, forwarded_for: str | None = None) -> Request:
     return Request({"type": "http", "headers": headers, "client": (peer, 50000)})
 
 
-def test_a_forwarded_address_from_a_peer_not_trusted_is_logged_once_a_process_as_a_proxy_likely_not_named(
-        monkeypatch):
+def test_a_forwarded_address_from_a_peer_not_trusted_is_logged_once_as_a_proxy_likely_not_named(monkeypatch):
     """Behind an ingress left out of TRUSTED_PROXIES (the k8s manifests set none) every client was the ingress,
     one client's wrong keys throttling all of them, and nothing said why."""
-    monkeypatch.setattr("leadpipe_common.throttle._forwarded_untrusted_said", False, raising=False)  # not said yet
+    monkeypatch.setattr(throttle_module, "_forwarded_untrusted_said", set())  # nothing said yet
     with structlog.testing.capture_logs() as lines:
         believed = request_address(request_from("10.0.0.2", "203.0.113.9"), PROXIES)
         direct = request_address(request_from("198.51.100.7"), PROXIES)
@@ -107,3 +107,38 @@ def test_a_forwarded_address_from_a_peer_not_trusted_is_logged_once_a_process_as
     assert (believed, direct, ingress) == ("203.0.113.9", "198.51.100.7", ["10.0.0.2"] * 3)
     [line] = lines
     assert (line["log_level"], line["peer"]) == ("warning", "10.0.0.2") and "TRUSTED_PROXIES" in line["event"]
+
+
+def test_a_header_a_client_forged_does_not_use_up_the_warning_the_proxy_not_named_needs(monkeypatch):
+    """The warning was said once a process: a client on the internet that sent X-Forwarded-For first took it, and
+    the ingress left out of TRUSTED_PROXIES, sending it with every request after, was never named."""
+    monkeypatch.setattr(throttle_module, "_forwarded_untrusted_said", set())
+    with structlog.testing.capture_logs() as lines:
+        request_address(request_from("198.51.100.7", "203.0.113.9"), PROXIES)  # forged, from the client itself
+        for n in range(3):
+            request_address(request_from("192.168.5.4", f"203.0.113.{n}"), PROXIES)  # the ingress, not named
+    assert [line["peer"] for line in lines] == ["198.51.100.7", "192.168.5.4"]
+
+
+def test_peers_not_trusted_are_warned_of_up_to_a_bound_then_once_as_more_then_not_at_all(monkeypatch):
+    """Anyone can send the header from every address they have: the peers remembered, and the lines logged, must not
+    grow with them."""
+    said: set[str] = set()
+    monkeypatch.setattr(throttle_module, "_forwarded_untrusted_said", said)
+    bound = throttle_module.FORWARDED_UNTRUSTED_PEERS
+    with structlog.testing.capture_logs() as lines:
+        for n in range(bound + 10):
+            request_address(request_from(f"198.51.{n // 250}.{n % 250}", "203.0.113.9"), ())
+        request_address(request_from("2001:db8:1:2::17", "203.0.113.9"), ())
+    assert bound == 64 and len(lines) == bound + 1 and len(said) == bound + 1
+    assert {line["log_level"] for line in lines} == {"warning"} and "more than 64" in lines[-1]["event"]
+
+
+def test_an_ipv6_peer_not_trusted_is_warned_of_once_for_its_slash_64(monkeypatch):
+    """Else one client could fill the peers remembered from its own /64 and hide the proxy's warning."""
+    monkeypatch.setattr(throttle_module, "_forwarded_untrusted_said", set())
+    with structlog.testing.capture_logs() as lines:
+        for n in range(1, 100):
+            request_address(request_from(f"2001:db8:1:2::{n:x}", "203.0.113.9"), ())
+        request_address(request_from("10.0.0.2", "203.0.113.9"), ())
+    assert [line["peer"] for line in lines] == ["2001:db8:1:2::1", "10.0.0.2"]

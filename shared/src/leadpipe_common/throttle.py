@@ -6,8 +6,11 @@ Guarantees: a client is its address, an IPv6 address by its /64.
 ``X-Forwarded-For`` is believed only from the trusted proxies given (a
 service's ``<SERVICE>_TRUSTED_PROXIES``): the client is the nearest address in
 it not one of them (a port a proxy appends to an address is no part of it).
-The first ``X-Forwarded-For`` from a peer not trusted is logged, a warning
-once a process: the proxy it likely came from was not named.
+An ``X-Forwarded-For`` from a peer not trusted is logged, a warning the
+first time each such peer (an IPv6 one by its /64) sends one, for the first
+``FORWARDED_UNTRUSTED_PEERS`` (64) of them a process sees; then one warning
+that there are more, and no other: the proxy it likely came from was not
+named.
 The counts live in each process's memory, a fixed window per rate and
 identity that starts at its first hit: with N processes a client may get up
 to N times the limit (a shared store would make them exact). Over a limit,
@@ -60,29 +63,40 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
 
 
 def request_address(request: Request, trusted: Sequence[Network]) -> str:
-    """``client_address`` of a request. The first ``X-Forwarded-For`` a process gets from a peer not in ``trusted``
-    is logged as a warning: that peer is likely a proxy not named in ``<SERVICE>_TRUSTED_PROXIES``, behind which
-    every client counts as one address."""
+    """``client_address`` of a request. The first ``X-Forwarded-For`` a process gets from each peer not in
+    ``trusted`` (up to ``FORWARDED_UNTRUSTED_PEERS`` of them) is logged as a warning: that peer is likely a proxy
+    not named in ``<SERVICE>_TRUSTED_PROXIES``, behind which every client counts as one address."""
     peer = request.client.host if request.client else None
     # Every X-Forwarded-For line, in order (a proxy may add its own line after the client's forged one).
     forwarded = ", ".join(request.headers.getlist("x-forwarded-for"))
-    if forwarded and not _forwarded_untrusted_said and not _trusted(peer or "", trusted):
+    if forwarded and not _trusted(peer or "", trusted):
         _say_forwarded_untrusted(peer)
     return client_address(peer, forwarded, trusted)
 
 
-#: Whether this process warned of an X-Forwarded-For from a peer it does not trust: a proxy left out of
-#: TRUSTED_PROXIES sends one with every request, and once is enough to tell.
-_forwarded_untrusted_said = False
+#: The most peers not trusted that a process warns of for their X-Forwarded-For, each once.
+FORWARDED_UNTRUSTED_PEERS = 64
+#: Those warned of, by ``counted_as`` (so one IPv6 client cannot fill it from its /64). A proxy left out of
+#: TRUSTED_PROXIES sends the header with every request, and once is enough to tell; once a process, though, let a
+#: header forged by any client use up the one warning, and the operator never learnt their proxy was not named.
+#: Bounded: anyone can send the header, from as many addresses as they have.
+_forwarded_untrusted_said: set[str] = set()
 
 
 def _say_forwarded_untrusted(peer: str | None) -> None:
-    global _forwarded_untrusted_said
-    _forwarded_untrusted_said = True
+    who = counted_as(peer or "unknown")
+    said = _forwarded_untrusted_said
+    if who in said or len(said) > FORWARDED_UNTRUSTED_PEERS:
+        return
+    said.add(who)
+    if len(said) > FORWARDED_UNTRUSTED_PEERS:  # one line to say the list goes on, then none: the log stays bounded
+        log.warning(f"X-Forwarded-For came from more than {FORWARDED_UNTRUSTED_PEERS} addresses not in "
+                    "<SERVICE>_TRUSTED_PROXIES (each warned of once, above); no more of them are said", peer=peer)
+        return
     log.warning("X-Forwarded-For came from an address not in <SERVICE>_TRUSTED_PROXIES and is not believed: if it "
                 "is your proxy (an ingress, a load balancer), name its network there, or every client behind it "
                 "counts as that one address against the rate limits, one client's wrong keys against all of them "
-                "(said once a process)", peer=peer)
+                f"(said once for each such address, for the first {FORWARDED_UNTRUSTED_PEERS})", peer=peer)
 
 
 def _without_port(hop: str) -> str:
