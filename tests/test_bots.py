@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -198,6 +199,41 @@ async def test_a_bot_posting_the_address_of_a_person_with_an_open_lead_is_answer
         touched = (await conn.execute(sa.text("SELECT lead_id::text FROM capture.touches WHERE touch_id = :t"),
                                       {"t": uuid.UUID(kept.lead_id)})).scalar_one()
     assert touched == lead_id and await where_each_went(db, [kept.lead_id]) == {kept.lead_id: "quarantine"}
+
+
+async def test_a_released_yes_counts_only_if_newer_than_the_word_its_person_gave_since(stack, db):
+    """A yes caught as a bot's, then a no from the person (a touch of their open lead, or the submission that opens
+    one): released, the yes made them consent again, as if it were their newest word. A yes caught after a no
+    still grants consent once released."""
+    run = uuid.uuid4().hex[:8]
+    touching, opening, newer = (f"{who}.{run}@example.com" for who in ("touching", "opening", "newer"))
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        async def post(email: str, consent: str | None = None, *, bot: bool = False) -> None:
+            fields = {"email": email, **({"marketing_consent": consent} if consent else {}),
+                      **({"_gotcha": "autofill"} if bot else {})}
+            reply = await capture.post("/v1/forms/demo-request", data=fields, headers={"accept": "application/json"})
+            assert reply.status_code == 202, reply.text
+
+        await post(touching)  # their lead is open, and says nothing of marketing
+        for email in (touching, opening):
+            await post(email, "on", bot=True)
+            await post(email, "0")
+        await post(newer, "0")
+        await post(newer, "on", bot=True)
+        released = {}
+        for email in (touching, opening, newer):
+            async with db.connect() as conn:
+                released[email] = (await conn.execute(sa.text(
+                    "SELECT lead_id FROM capture.quarantine WHERE fields->>'email' = :e"), {"e": email})).scalar_one()
+            reply = await capture.post(f"/v1/quarantine/{released[email]}/release", headers=KEY_HEADERS)
+            assert reply.status_code == 200 and reply.json()["repeated"] is False, reply.text
+    async with db.connect() as conn:
+        rows = await conn.execute(sa.text("SELECT touch_id, event FROM capture.touches WHERE touch_id = ANY(:t)"),
+                                  {"t": list(released.values())})
+        events = dict(rows.all())
+    consent = {email: json.loads(events[touch_id])["contact"]["marketing_consent"]
+               for email, touch_id in released.items()}
+    assert consent == {touching: False, opening: False, newer: True}
 
 
 def token_key_of_test_stack() -> bytes:

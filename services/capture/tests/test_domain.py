@@ -4,18 +4,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from leadpipe_common.events import Contact
 from leadpipe_common.throttle import parse_rate
 
-from capture.domain import (Form, InvalidSubmission, captcha_answer, captcha_suspicions, capture_lead, fingerprint,
-                            issue_form_token, may_post_from, parse_forms, parse_identity, parse_unlisted, person_key,
-                            suspicions, unverifiable)
+from capture.domain import (Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions, capture_lead,
+                            fingerprint, issue_form_token, latest_contact, may_post_from, parse_forms, parse_identity,
+                            parse_unlisted, person_key, stated_consent, suspicions, unverifiable)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+LATER = NOW + timedelta(hours=1)
 LEAD_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 
 
-def capture(fields, **kw):
-    return capture_lead(fields, lead_id=LEAD_ID, received_at=NOW, **kw)
+def capture(fields, at=NOW, **kw):
+    return capture_lead(fields, lead_id=LEAD_ID, received_at=at, **kw)
 
 
 def test_a_valid_submission_becomes_a_captured_lead_with_attribution():
@@ -422,11 +424,8 @@ def test_a_request_fingerprint_ignores_field_order_but_not_values_or_the_form():
 
 
 def test_a_touch_that_leaves_fields_out_keeps_what_the_person_told_before():
-    from capture.writer import latest_contact
-    from leadpipe_common.events import Contact
-
-    before = Contact(email="jo@x.example", job_title="CTO", country="US", marketing_consent=True)
-    now = latest_contact(before, Contact(email="jo@x.example", job_title="CEO", message="call me"))
+    before = OnRecord(Contact(email="jo@x.example", job_title="CTO", country="US", marketing_consent=True))
+    now = latest_contact(before, capture({"email": "jo@x.example", "job_title": "CEO", "message": "call me"})).contact
     assert (now.job_title, now.country, now.message, now.marketing_consent) == ("CEO", "US", "call me", True)
 
 
@@ -434,12 +433,9 @@ def test_a_touch_that_leaves_fields_out_keeps_what_the_person_told_before():
 def test_a_touch_saying_no_to_marketing_withdraws_the_consent_given_before_and_its_time(no):
     """The hidden "0" of an unticked checkbox made a contact false, which the merge took for a field left out: the
     person's old consent, and its time, went on to the sales tools."""
-    from capture.domain import stated_consent
-    from capture.writer import latest_contact
-
-    given = capture({"email": "jo@x.example", "marketing_consent": "on"}).contact
+    given = OnRecord(capture({"email": "jo@x.example", "marketing_consent": "on"}).contact)
     withdrawal = {"email": "jo@x.example", "marketing_consent": no}
-    now = latest_contact(given, capture(withdrawal).contact, stated_consent(withdrawal))
+    now = latest_contact(given, capture(withdrawal, at=LATER), stated_consent(withdrawal)).contact
     assert (now.marketing_consent, now.marketing_consent_at) == (False, None)
 
 
@@ -448,13 +444,59 @@ def test_a_touch_saying_no_to_marketing_withdraws_the_consent_given_before_and_i
 def test_a_touch_saying_nothing_of_marketing_keeps_the_consent_given_before(silent):
     """A blank consent was a no, unlike a blank in any other field: an importer sending "" for what it did not know
     withdrew the consent of every person it touched."""
-    from capture.domain import stated_consent
-    from capture.writer import latest_contact
-
-    given = capture({"email": "jo@x.example", "marketing_consent": "on"}).contact
+    given = OnRecord(capture({"email": "jo@x.example", "marketing_consent": "on"}).contact)
     touch = {"email": "jo@x.example", "job_title": "CEO", **silent}
-    now = latest_contact(given, capture(touch).contact, stated_consent(touch))
+    now = latest_contact(given, capture(touch, at=LATER), stated_consent(touch)).contact
     assert (now.marketing_consent, now.marketing_consent_at, now.job_title) == (True, NOW, "CEO")
+
+
+YES, NO = {"email": "jo@x.example", "marketing_consent": "on"}, {"email": "jo@x.example", "marketing_consent": "0"}
+
+
+def opened(fields, at):
+    """What a lead opened by ``fields`` at ``at`` has on record."""
+    return OnRecord.first(capture(fields, at=at), stated_consent(fields))
+
+
+def said_no_at(at, opening):
+    """The record of a person who said no at ``at``: opening their lead, or touching it after an earlier yes."""
+    if opening:
+        return opened(NO, at)
+    return latest_contact(opened(YES, at - timedelta(days=1)), capture(NO, at=at), False)
+
+
+@pytest.mark.parametrize("opening", [True, False], ids=["the-no-opened-the-lead", "the-no-touched-it"])
+@pytest.mark.parametrize("yes_at", [NOW, LATER], ids=["older-yes", "yes-as-old"])
+def test_a_released_yes_not_newer_than_the_no_given_since_does_not_grant_consent_again(opening, yes_at):
+    """A yes quarantined at T1, a no at T2, the yes released at T3: taken as the newest word, the release made the
+    person consent again. The rest of what it sent is taken, as from any touch."""
+    record = said_no_at(LATER, opening)
+    released = latest_contact(record, capture(YES | {"job_title": "CTO"}, at=yes_at), True)
+    assert (released.contact.marketing_consent, released.contact.marketing_consent_at) == (False, None)
+    assert released.contact.job_title == "CTO"
+    assert released.consent_withdrawn_at == LATER  # so an old yes released next is no newer either
+
+
+@pytest.mark.parametrize("opening", [True, False], ids=["the-no-opened-the-lead", "the-no-touched-it"])
+def test_a_released_yes_newer_than_the_no_on_record_grants_consent(opening):
+    record = said_no_at(NOW, opening)
+    released = latest_contact(record, capture(YES, at=LATER), True)
+    assert (released.contact.marketing_consent, released.contact.marketing_consent_at) == (True, LATER)
+    assert released.consent_withdrawn_at is None
+
+
+def test_a_released_no_older_than_the_yes_given_since_leaves_the_consent():
+    record = opened(YES, LATER)
+    released = latest_contact(record, capture(NO, at=NOW), False)
+    assert (released.contact.marketing_consent, released.contact.marketing_consent_at) == (True, LATER)
+    assert released.consent_withdrawn_at is None
+
+
+def test_a_released_yes_grants_consent_to_a_person_who_has_said_nothing_of_it_since():
+    """Only a word counts against it: a form without the checkbox, whose false is silence, does not."""
+    record = opened({"email": "jo@x.example"}, LATER)
+    released = latest_contact(record, capture(YES, at=NOW), True)
+    assert (released.contact.marketing_consent, released.contact.marketing_consent_at) == (True, NOW)
 
 
 def test_what_quarantine_keeps_of_a_bots_padding_fits_one_event_whatever_it_sent():

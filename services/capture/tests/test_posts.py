@@ -5,7 +5,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote_from_bytes
@@ -361,6 +361,17 @@ async def test_a_release_of_what_is_no_valid_lead_is_refused_naming_the_field_an
     r = await release(client, kept)
     assert "true or false" in refused(r, 409, "marketing_consent")
     assert kept.released_at is None and pipeline.written == []
+
+
+async def test_a_released_submission_is_written_as_of_when_it_was_sent_not_when_it_was_released(client, pipeline):
+    """Its yes or no counts only if newer than the person's word on record: dated by its release, a yes caught days
+    ago would outweigh the no they gave since."""
+    kept = await quarantined(client, pipeline, json={"email": "di@example.com", "marketing_consent": True,
+                                                      "_gotcha": "x"})
+    kept.received_at -= timedelta(days=3)
+    r = await release(client, kept)
+    assert r.status_code == 200, r.text
+    assert (pipeline.lead.captured_at, pipeline.written[-1].consent) == (kept.received_at, True)
 
 
 # -- what a bot is answered ----------------------------------------------------------------

@@ -361,6 +361,52 @@ def stated_consent(fields: Mapping[str, Any]) -> bool | None:
     return _consent(fields.get("marketing_consent"))
 
 
+@dataclass(frozen=True)
+class OnRecord:
+    """What capture holds of a lead's person: the contact their submissions left, and when they last said no to
+    marketing. A yes's time is the contact's ``marketing_consent_at``; a no's has no place there (the contact's
+    false is also a consent never asked for), yet without it a word older than the no cannot be told from a newer."""
+
+    contact: Contact
+    #: None: they have not said no since their last yes (or ever), or said it before capture kept its time.
+    consent_withdrawn_at: datetime | None = None
+
+    @classmethod
+    def first(cls, lead: LeadCaptured, consent: bool | None) -> OnRecord:
+        """What the submission that opens a lead puts on record; ``consent`` as in ``latest_contact``."""
+        return cls(lead.contact, lead.captured_at if consent is False else None)
+
+    @property
+    def consent_said_at(self) -> datetime | None:
+        """When the word on marketing consent now on record was given (None: none known)."""
+        return self.contact.marketing_consent_at if self.contact.marketing_consent else self.consent_withdrawn_at
+
+
+_CONSENT_FIELDS = frozenset({"marketing_consent", "marketing_consent_at"})
+
+
+def latest_contact(known: OnRecord, submitted: LeadCaptured, consent: bool | None = None) -> OnRecord:
+    """What is known of a person after a submission: what they sent now, and what they sent before where they
+    left a field out (a short form must not erase the job title a long one gave).
+
+    ``consent`` is what the submission said of marketing consent (``stated_consent``): a no withdraws the
+    consent given before, and its time with it. ``submitted`` cannot say it: its false is also a form without the
+    checkbox, which must not withdraw anything. A yes or a no counts only if it was sent after the word on record:
+    a quarantined submission is released after its person may have spoken again, and its old yes must not undo a
+    no they gave since (the rest of what it sent is taken as from any touch)."""
+    sent = submitted.contact.model_dump(exclude_none=True, exclude_defaults=True)
+    if consent is False:
+        sent |= {"marketing_consent": False, "marketing_consent_at": None}
+    withdrawn_at = known.consent_withdrawn_at
+    if "marketing_consent" in sent:
+        said_at = known.consent_said_at
+        if said_at is not None and submitted.captured_at <= said_at:
+            sent = {k: v for k, v in sent.items() if k not in _CONSENT_FIELDS}
+        else:
+            withdrawn_at = None if sent["marketing_consent"] else submitted.captured_at
+    return OnRecord(known.contact.model_copy(update=sent), withdrawn_at)
+
+
 #: What quarantine keeps of a submission besides its known fields: this many fields in all, names and values cut,
 #: and at most KEPT_BYTES of them as JSON. JSON writes a control character in six bytes: 100 fields of 5,000 of
 #: them made a 3 MB leads.quarantined event, past what the broker takes, and capture's relay, which sends its

@@ -59,6 +59,9 @@ leads = sa.Table(
     sa.Column("closed_at", sa.DateTime(timezone=True)),
     # And the lead it was merged into (NULL: not merged, or merged before 0008).
     sa.Column("merged_into", UUID(as_uuid=True)),
+    # When its first submission said no to marketing (NULL: it did not, or came before 0009): a word the contact's
+    # false cannot tell from silence, and which a submission released from quarantine later must be newer than.
+    sa.Column("consent_withdrawn_at", sa.DateTime(timezone=True)),
     sa.Index("leads_captured_at", "captured_at"),
     # The relay's work queue: small, because published rows leave it.
     sa.Index("leads_unpublished", "seq", postgresql_where=sa.text("published_at IS NULL")),
@@ -132,6 +135,9 @@ touches = sa.Table(
     sa.Column("traceparent", sa.Text, nullable=False),
     sa.Column("event", sa.LargeBinary, nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True)),
+    # When the person last said no to marketing, as of this touch (``domain.OnRecord``; NULL: not since their last
+    # yes, or before 0009).
+    sa.Column("consent_withdrawn_at", sa.DateTime(timezone=True)),
     sa.Index("touches_unpublished", "seq", postgresql_where=sa.text("published_at IS NULL")),
     sa.Index("touches_unpublished_by_lead", "lead_id", "seq", postgresql_where=sa.text("published_at IS NULL")),
     sa.Index("touches_by_lead", "lead_id", "seq"),

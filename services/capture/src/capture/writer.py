@@ -54,10 +54,11 @@ from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common.db import error_text, json_value, raw_pooled, raw_transaction
-from leadpipe_common.events import Contact, LeadCaptured, LeadTouched, Touch
+from leadpipe_common.events import LeadCaptured, LeadTouched, Touch
 from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.pacing import Linger
 
+from capture.domain import OnRecord, latest_contact
 from capture.store import SCHEMA
 
 log = structlog.get_logger(__name__)
@@ -114,12 +115,14 @@ SET open_lead_id = coalesce(people.open_lead_id, excluded.open_lead_id), updated
 RETURNING person_key, person_id, open_lead_id
 """
 _INSERT_LEADS = f"""
-INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bytea[])
+INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event,
+                            consent_withdrawn_at)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bytea[],
+                     $8::timestamptz[])
 """
 _INSERT_TOUCHES = f"""
-INSERT INTO {SCHEMA}.touches (touch_id, lead_id, touched_at, traceparent, event)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::bytea[])
+INSERT INTO {SCHEMA}.touches (touch_id, lead_id, touched_at, traceparent, event, consent_withdrawn_at)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::bytea[], $6::timestamptz[])
 """
 #: A key claimed afresh, or taken over once its window expired; only those are returned.
 _IDEMPOTENCY_CLAIM = f"""
@@ -133,7 +136,7 @@ _IDEMPOTENCY_SEEN = f"SELECT key, fingerprint, answer FROM {SCHEMA}.idempotency 
 _IDEMPOTENCY_ANSWER = f"""
 UPDATE {SCHEMA}.idempotency i SET answer = v.a FROM unnest($1::text[], $2::jsonb[]) AS v(k, a) WHERE i.key = v.k
 """
-_FIRST_TOUCHES = f"SELECT lead_id, event FROM {SCHEMA}.leads WHERE lead_id = ANY($1::uuid[])"
+_FIRST_TOUCHES = f"SELECT lead_id, event, consent_withdrawn_at FROM {SCHEMA}.leads WHERE lead_id = ANY($1::uuid[])"
 #: A transaction lock per lead touched (advisory: the relay's row locks on the same leads are not in its way),
 #: taken in the order given.
 _LOCK_TOUCHED = """
@@ -144,8 +147,9 @@ FROM unnest($1::uuid[]) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
 #: a lead, a cost growing with a person's touches that a busy one (a script with a key) would push past the
 #: statement timeout, failing its whole round.
 _LATEST_TOUCHES = f"""
-SELECT t.lead_id, t.event FROM unnest($1::uuid[]) AS l(lead_id)
-CROSS JOIN LATERAL (SELECT lead_id, event FROM {SCHEMA}.touches WHERE lead_id = l.lead_id ORDER BY seq DESC LIMIT 1) t
+SELECT t.lead_id, t.event, t.consent_withdrawn_at FROM unnest($1::uuid[]) AS l(lead_id)
+CROSS JOIN LATERAL (SELECT lead_id, event, consent_withdrawn_at FROM {SCHEMA}.touches WHERE lead_id = l.lead_id
+                    ORDER BY seq DESC LIMIT 1) t
 """
 
 
@@ -171,18 +175,21 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
         [sub.lead.lead_id for _, sub in ordered], [now] * len(ordered))}
 
     new_leads: dict[uuid.UUID, LeadCaptured] = {}
+    known: dict[uuid.UUID, OnRecord] = {}
     for key, ids in groups.items():
         person_id, open_lead_id = owners[key]
         if open_lead_id == candidates[key].lead.lead_id:
             new_leads[open_lead_id] = candidates[key].lead.model_copy(update={"person_id": person_id})
+            known[open_lead_id] = OnRecord.first(candidates[key].lead, candidates[key].consent)
     earlier = {lid for key, (_, lid) in owners.items() if lid not in new_leads}
     if earlier:
         # Two people may share a lead (one was merged into the other's): their touches, written by two
         # processes at once, would each miss the other's contact and could commit (and be published) out of
         # their order. One writer at a time per lead, in lead order; what it reads next sees the other's touch.
         await conn.execute(_LOCK_TOUCHED, sorted(earlier))
-    first = {**new_leads, **await _first_touches(conn, earlier)}
-    known = {lead_id: lead.contact for lead_id, lead in new_leads.items()} | await _latest_contacts(conn, earlier)
+    opened = await _first_touches(conn, earlier)
+    first = {**new_leads, **{lead_id: lead for lead_id, (lead, _) in opened.items()}}
+    known |= {lead_id: record for lead_id, (_, record) in opened.items()} | await _latest_records(conn, earlier)
 
     lead_rows: list[tuple[Any, ...]] = []
     touch_rows: list[tuple[Any, ...]] = []
@@ -191,17 +198,18 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
         person_id, lead_id = owners[sub.person_key]
         if sub.lead.lead_id == lead_id:
             lead_rows.append((lead_id, sub.request_id, sub.lead.contact.email, sub.lead.attribution.form_id,
-                              sub.lead.captured_at, sub.traceparent, new_leads[lead_id].model_dump_json().encode()))
+                              sub.lead.captured_at, sub.traceparent, new_leads[lead_id].model_dump_json().encode(),
+                              OnRecord.first(sub.lead, sub.consent).consent_withdrawn_at))
             results[i] = Admitted(answer_for(lead_id, sub, existing=False))
             continue
         lead = first[lead_id]
-        known[lead_id] = contact = latest_contact(known.get(lead_id, lead.contact), sub.lead.contact, sub.consent)
-        touched = LeadTouched(lead_id=lead_id, captured_at=lead.captured_at, contact=contact,
+        known[lead_id] = record = latest_contact(known[lead_id], sub.lead, sub.consent)
+        touched = LeadTouched(lead_id=lead_id, captured_at=lead.captured_at, contact=record.contact,
                               attribution=lead.attribution, person_id=person_id,
                               touch=Touch(touch_id=sub.lead.lead_id, at=sub.lead.captured_at,
                                           attribution=sub.lead.attribution))
         touch_rows.append((sub.lead.lead_id, lead_id, sub.lead.captured_at, sub.traceparent,
-                           touched.model_dump_json().encode()))
+                           touched.model_dump_json().encode(), record.consent_withdrawn_at))
         results[i] = Admitted(answer_for(lead_id, sub, existing=True))
     if lead_rows:
         await conn.execute(_INSERT_LEADS, *_columns(lead_rows))
@@ -222,20 +230,21 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
 _OPEN_LEADS = f"""
 WITH v AS (
     SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[],
-                         $8::text[], $9::bytea[], $10::bytea[])
+                         $8::text[], $9::bytea[], $10::bytea[], $11::timestamptz[])
     WITH ORDINALITY AS v(person_key, person_id, lead_id, request_id, email, form_id, captured_at, traceparent,
-                         head, tail, n)
+                         head, tail, consent_withdrawn_at, n)
 ), p AS (
     INSERT INTO {SCHEMA}.people (person_key, person_id, open_lead_id, updated_at)
-    SELECT person_key, person_id, lead_id, $11::timestamptz FROM v ORDER BY n
+    SELECT person_key, person_id, lead_id, $12::timestamptz FROM v ORDER BY n
     ON CONFLICT (person_key) DO UPDATE
     SET open_lead_id = excluded.open_lead_id, updated_at = excluded.updated_at
     WHERE people.open_lead_id IS NULL  -- a person with an open lead is locked, left as is and not returned
     RETURNING person_key, person_id, open_lead_id
 ), l AS (
-    INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event)
+    INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event,
+                                consent_withdrawn_at)
     SELECT v.lead_id, v.request_id, v.email, v.form_id, v.captured_at, v.traceparent,
-           v.head || convert_to(p.person_id::text, 'UTF8') || v.tail
+           v.head || convert_to(p.person_id::text, 'UTF8') || v.tail, v.consent_withdrawn_at
     FROM v JOIN p ON p.person_key = v.person_key AND p.open_lead_id = v.lead_id
 )
 SELECT person_key, person_id, open_lead_id FROM p
@@ -271,7 +280,8 @@ async def open_leads(conn: asyncpg.Connection, batch: Sequence[Submitted], now: 
         return results
     ordered = sorted(first.items())  # people locked in key order, as admit locks them
     rows = [(key, uuid.uuid4(), batch[i].lead.lead_id, batch[i].request_id, batch[i].lead.contact.email,
-             batch[i].lead.attribution.form_id, batch[i].lead.captured_at, batch[i].traceparent, head, tail)
+             batch[i].lead.attribution.form_id, batch[i].lead.captured_at, batch[i].traceparent, head, tail,
+             OnRecord.first(batch[i].lead, batch[i].consent).consent_withdrawn_at)
             for key, (i, (head, tail)) in ordered]
     opened = {r["person_key"] for r in await conn.fetch(_OPEN_LEADS, *_columns(rows), now)
               if r["open_lead_id"] == batch[first[r["person_key"]][0]].lead.lead_id}
@@ -343,32 +353,24 @@ def _repeat_within_batch(batch: Sequence[Submitted], results: list[Admitted | Ex
             results[i] = Admitted(owner.answer, repeated=True)  # type: ignore[union-attr]
 
 
-def latest_contact(known: Contact, submitted: Contact, consent: bool | None = None) -> Contact:
-    """What is known of a person after a submission: what they sent now, and what they sent before where they
-    left a field out (a short form must not erase the job title a long one gave).
-
-    ``consent`` is what the submission said of marketing consent (``Submitted.consent``): a no withdraws the
-    consent given before, and its time with it. ``submitted`` cannot say it: its false is also a form without the
-    checkbox, which must not withdraw anything."""
-    sent = submitted.model_dump(exclude_none=True, exclude_defaults=True)
-    if consent is False:
-        sent |= {"marketing_consent": False, "marketing_consent_at": None}
-    return known.model_copy(update=sent)
-
-
-async def _latest_contacts(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, Contact]:
-    """The contact each lead's latest touch left, for leads touched before."""
+async def _latest_records(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, OnRecord]:
+    """What each lead's latest touch left on record, for leads touched before."""
     if not lead_ids:
         return {}
-    return {r["lead_id"]: LeadTouched.model_validate_json(r["event"]).contact
+    return {r["lead_id"]: OnRecord(LeadTouched.model_validate_json(r["event"]).contact, r["consent_withdrawn_at"])
             for r in await conn.fetch(_LATEST_TOUCHES, list(lead_ids))}
 
 
-async def _first_touches(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, LeadCaptured]:
+async def _first_touches(conn: asyncpg.Connection,
+                         lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[LeadCaptured, OnRecord]]:
+    """Each lead's first submission, and what it put on record."""
     if not lead_ids:
         return {}
-    return {r["lead_id"]: LeadCaptured.model_validate_json(r["event"])
-            for r in await conn.fetch(_FIRST_TOUCHES, list(lead_ids))}
+    found = {}
+    for r in await conn.fetch(_FIRST_TOUCHES, list(lead_ids)):
+        lead = LeadCaptured.model_validate_json(r["event"])
+        found[r["lead_id"]] = (lead, OnRecord(lead.contact, r["consent_withdrawn_at"]))
+    return found
 
 
 #: Locks the batch's people who are free (in key order, as every capture transaction does; SKIP LOCKED waits for
