@@ -1,5 +1,6 @@
 """The runner's batch logic (decode, dead letters, inbox, grouping, order) with no broker and no Postgres."""
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -7,8 +8,9 @@ import pytest
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchApplier, Rejected
-from leadpipe_common.envelope import Message, encode
+from leadpipe_common.envelope import Message, decode, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.producer import MAX_REQUEST_SIZE, message_size
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 
@@ -144,6 +146,48 @@ async def test_a_final_rejection_is_remembered_with_its_dead_letter_so_a_copy_re
     assert uow.inbox == {uuid.UUID(msg.header("ce_id")): produced}
     willing = Handlers()
     assert await applier(willing, uow).apply(records(msg)) == produced and willing.calls == []
+
+
+class Bloating(Handlers):
+    """Writes a row to the outbox for each event (kept or undone with its unit of work), and answers the events in
+    ``bloated`` with an output too large to produce."""
+
+    def __init__(self, bloated: set[uuid.UUID]) -> None:
+        super().__init__()
+        self.bloated = bloated
+
+    async def captured(self, uow, batch):
+        uow.publish([out(env, "written") for env in batch])
+        answers = await super().captured(uow, batch)
+        return {eid: [bloat(m) for m in outputs] if eid in self.bloated else outputs for eid, outputs in answers.items()}
+
+
+def bloat(m: Message) -> Message:
+    """``m`` with a value too large to produce."""
+    return dataclasses.replace(m, value=b" " * MAX_REQUEST_SIZE)
+
+
+async def test_an_event_whose_output_is_too_large_to_produce_is_dead_lettered_its_writes_undone_and_not_remembered():
+    """Stored with its output, the event was answered from the inbox with that output on every retry of its batch,
+    which the producer refused every time: the partition was held for ever."""
+    big, small = captured(), captured()
+    big_id, small_id = (uuid.UUID(m.header("ce_id")) for m in (big, small))
+    handlers, uow = Bloating({big_id}), MemoryUnitOfWork(None)
+    produced = await applier(handlers, uow).apply(records(big, small))
+
+    assert [m.topic for m in produced] == [topics.DEADLETTER, topics.LIFECYCLE, "test.out"]
+    letter = produced[0]
+    size = message_size(bloat(out(decode(big.headers, big.key, big.value), "captured")))
+    assert letter.header("dlq.error.kind") == "rejected" and letter.header("dlq.final") is None
+    assert letter.header("dlq.error.message") == (
+        f"output lead.captured of {size} bytes is over the produce limit of {MAX_REQUEST_SIZE} bytes")
+    assert letter.value == big.value and produced[2].key == small.key
+    assert handlers.calls == [[big_id, small_id], [small_id]]  # the unit done again without it
+    assert [m.key for m in uow.published] == [small.key] and list(uow.inbox) == [small_id]
+
+    handlers.bloated = set()  # the limit raised, or the output mended: what a redrive then sends is applied
+    assert [m.topic for m in await applier(handlers, uow).apply(records(big))] == ["test.out"]
+    assert set(uow.inbox) == {big_id, small_id}
 
 
 async def test_an_event_of_a_type_nobody_handles_is_applied_with_no_output():

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from leadpipe_common.consumer import BatchApplier, ConsumerRunner, Rejected
 from leadpipe_common.db import inbox_table, make_engine, make_sessionmaker
 from leadpipe_common.envelope import encode
-from leadpipe_common.producer import Producer
+from leadpipe_common.producer import MAX_REQUEST_SIZE, Producer
 from leadpipe_common.settings import ConsumerSettings
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.kafka import create_topics, for_lead, produce, read_topic
@@ -87,6 +88,44 @@ async def test_a_rejected_event_is_dead_lettered_and_applied_once_after_the_fix(
         assert both[0].id == both[1].id == out[0].id
         assert calls == 2  # rejected once, applied once; the third copy came from the inbox
         assert await _inbox_rows(engine, table) == 1
+
+
+async def test_an_event_whose_output_is_too_large_to_produce_is_dead_lettered_and_the_partition_moves_on(stack,
+                                                                                                       bootstrap):
+    """Stored with its writes, the output was refused on every send and answered from the inbox on every retry: the
+    partition was held for ever. Now its input is rejected before anything of it is stored."""
+    source, output = topics_of(name := f"runner_{uuid.uuid4().hex[:8]}")
+    effects = sa.Table("effects", sa.MetaData(schema=name), sa.Column("event_id", sa.Uuid))
+    raised = False
+
+    async def handle_lead_captured(uow, batch):
+        await uow.session.execute(effects.insert(), [{"event_id": env.id} for env in batch])
+        answers = {}
+        for env in batch:
+            m = encode(output, env.data, event_id=uuid.uuid5(env.id, "out"), source="t", time=env.time)
+            if env.data.contact.email.startswith("bloated") and not raised:
+                m = dataclasses.replace(m, value=m.value.ljust(MAX_REQUEST_SIZE))
+            answers[env.id] = [m]
+        return answers
+
+    async with consuming(stack, bootstrap, name, handle_lead_captured) as (engine, table):
+        async with engine.begin() as conn:
+            await conn.run_sync(effects.metadata.create_all)
+        big, after = factories.captured("bloated@example.com"), factories.captured("after@example.com")
+        sent = [factories.message(source, big), factories.message(source, after)]
+        await produce(bootstrap, sent)
+        dead = await read_topic(bootstrap, "leads.deadletter", where=for_lead(big.lead_id), until=bool)
+        assert dead[0].headers["dlq.error.kind"] == "rejected" and dead[0].value == sent[0].value
+        assert dead[0].headers["dlq.error.message"].endswith(f"is over the produce limit of {MAX_REQUEST_SIZE} bytes")
+        assert await read_topic(bootstrap, output, where=for_lead(after.lead_id), until=bool)
+        assert await _inbox_rows(engine, table) == 1  # only the record applied
+        async with engine.connect() as conn:  # the rejected event's writes were undone with its unit of work
+            assert (await conn.execute(sa.select(effects.c.event_id))).scalars().all() == [
+                uuid.UUID(sent[1].header("ce_id"))]
+
+        raised = True
+        await produce(bootstrap, sent[:1])  # what leadpipe-redrive sends
+        assert await read_topic(bootstrap, output, where=for_lead(big.lead_id), until=bool)
 
 
 async def test_a_record_its_handler_fails_on_for_good_is_dead_lettered_and_the_partition_moves_on(stack, bootstrap):

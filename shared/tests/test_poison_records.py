@@ -3,6 +3,7 @@ an inbox in memory, the runner never started."""
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from types import SimpleNamespace
 
@@ -48,10 +49,11 @@ class Handler:
                 for env in batch}
 
 
-def runner(handler: Handler) -> tuple[ConsumerRunner, Sent]:
+def runner(handler: Handler, uow: MemoryUnitOfWork | None = None) -> tuple[ConsumerRunner, Sent]:
+    """A runner of ``handler``, its inbox ``uow``'s (kept from one unit of work to the next) or none."""
     sent = Sent()
     applier = BatchApplier(service="scoring", handlers={"lead.enriched": handler},
-                           unit_of_work=lambda: MemoryUnitOfWork(object()))
+                           unit_of_work=(lambda: uow) if uow is not None else lambda: MemoryUnitOfWork(object()))
     settings = ConsumerSettings(kafka_bootstrap_servers="127.0.0.1:9", database_url="postgresql+asyncpg://x@127.0.0.1:1/x",
                                 retry_backoff_max_s=0.01)
     return ConsumerRunner(settings=settings, service="scoring", input_topics=[topics.ENRICHED], applier=applier,
@@ -325,15 +327,15 @@ async def test_a_stop_cuts_a_waiting_poll_short_rather_than_wait_out_its_timeout
 
 class SizedBroker:
     """A producer refusing a message over ``MAX_REQUEST_SIZE`` bytes, as ``Producer`` does before sending, or a dead
-    letter over ``letters`` bytes, as a broker does whose dead-letter topic's ``max.message.bytes`` is lower; keeps
-    what it took."""
+    letter over ``letters`` bytes or another message over ``outputs``, as a broker does whose topic's
+    ``max.message.bytes`` is lower; keeps what it took."""
 
-    def __init__(self, letters: int = MAX_REQUEST_SIZE) -> None:
-        self.letters, self.messages = letters, []
+    def __init__(self, letters: int = MAX_REQUEST_SIZE, outputs: int = MAX_REQUEST_SIZE) -> None:
+        self.letters, self.outputs, self.messages = letters, outputs, []
 
     async def send_all(self, messages: list[Message]) -> int:
         for m in messages:
-            if message_size(m) > (self.letters if m.topic == topics.DEADLETTER else MAX_REQUEST_SIZE):
+            if message_size(m) > min(MAX_REQUEST_SIZE, self.letters if m.topic == topics.DEADLETTER else self.outputs):
                 raise MessageSizeTooLargeError(f"a message for {m.topic} is {message_size(m)} bytes")
         self.messages += messages
         return len(messages)
@@ -380,6 +382,73 @@ async def test_a_dead_letter_the_broker_refuses_goes_smaller_and_one_refused_eve
         assert await stage._apply_with_retry(batch) == 1
     assert [m.topic for m in tiny.messages] == ["test.out"]
     assert refused() == before + 1
+
+
+class Bloating(Handler):
+    """Answers one output per lead, padded to ``sizes[lead]`` bytes of value for the leads it names."""
+
+    def __init__(self, sizes: dict[uuid.UUID, int]) -> None:
+        super().__init__(RuntimeError("unused"), set())
+        self.sizes = sizes
+
+    async def __call__(self, uow, batch):  # noqa: ANN001, ANN204
+        answers = await super().__call__(uow, batch)
+        return {env.id: [dataclasses.replace(m, value=m.value.ljust(self.sizes.get(env.data.lead_id, 0)))
+                         for m in answers[env.id]] for env in batch}
+
+
+async def test_an_output_over_the_produce_limit_dead_letters_its_input_at_once_not_its_batch_for_ever():
+    """A lead whose fields made its output over 1 MiB: stored, refused by the producer on every send and answered from
+    the inbox on every retry, it held its partition, and the stage with it, for good."""
+    big, small = factories.enriched("ada@example.com"), factories.enriched("bo@example.com")
+    stage, _ = runner(Bloating({big.lead_id: MAX_REQUEST_SIZE}), MemoryUnitOfWork(object()))
+    stage._producer = broker = SizedBroker()  # type: ignore[assignment]
+    async with asyncio.timeout(10):
+        assert await stage._apply_with_retry(batch_of(big, small)) == 1
+    assert [(m.topic, m.key) for m in broker.messages] == [
+        (topics.DEADLETTER, str(big.lead_id).encode()), (topics.LIFECYCLE, str(big.lead_id).encode()),
+        ("test.out", str(small.lead_id).encode())]
+    assert "over the produce limit of 1048576 bytes" in broker.messages[0].header("dlq.error.message")
+
+
+async def test_an_output_the_broker_refuses_as_too_large_dead_letters_its_input_on_the_retry_and_a_redrive_sends_it():
+    """A topic whose limit is below the producer's: the output passed the producer's check and was stored, then
+    the broker refused it on every send. Its input's letter comes on the retry; the inbox keeps what it stored, so a
+    redrive once the topic's limit is raised sends that output."""
+    big, small = factories.enriched("ada@example.com"), factories.enriched("bo@example.com")
+    uow = MemoryUnitOfWork(object())
+    stage, _ = runner(Bloating({big.lead_id: 5_000}), uow)
+    stage._producer = strict = SizedBroker(outputs=4_000)  # type: ignore[assignment]
+    batch = batch_of(big, small)
+    async with asyncio.timeout(10):
+        assert await stage._apply_with_retry(batch) == 2
+    [letter] = [m for m in strict.messages if m.topic == topics.DEADLETTER]
+    assert letter.key == str(big.lead_id).encode() and letter.header("dlq.error.kind") == "rejected"
+    assert letter.header("dlq.error.message").endswith("is over test.out's limit: the broker refused it as too large")
+    assert {m.key for m in strict.messages if m.topic == "test.out"} == {str(small.lead_id).encode()}
+    [stored] = next(outputs for outputs in uow.inbox.values() if outputs and outputs[0].key == letter.key)
+
+    stage._producer = raised = SizedBroker()  # type: ignore[assignment]
+    async with asyncio.timeout(10):
+        assert await stage._apply_with_retry({tp: records[:1] for tp, records in batch.items()}) == 1  # a redrive
+    assert raised.messages == [stored]
+
+
+async def test_an_output_stored_too_large_by_an_earlier_release_dead_letters_its_input_on_the_retry():
+    """Partitions already held by such an output (stored before outputs were measured) move on after the upgrade."""
+    lead = factories.enriched()
+    uow = MemoryUnitOfWork(object())
+    batch = batch_of(lead)
+    [record] = batch[TopicPartition(topics.ENRICHED, 0)]
+    huge = dataclasses.replace(factories.message("test.out", lead), value=b" " * MAX_REQUEST_SIZE)
+    uow.inbox[uuid.UUID(dict(record.headers)["ce_id"].decode())] = [huge]
+    stage, _ = runner(Handler(RuntimeError("unused"), set()), uow)
+    stage._producer = broker = SizedBroker()  # type: ignore[assignment]
+    async with asyncio.timeout(10):
+        assert await stage._apply_with_retry(batch) == 2
+    assert [m.topic for m in broker.messages] == [topics.DEADLETTER, topics.LIFECYCLE]
+    assert broker.messages[0].header("dlq.error.message") == (
+        f"output lead.enriched of {message_size(huge)} bytes is over the produce limit of {MAX_REQUEST_SIZE} bytes")
 
 
 async def test_a_record_dead_lettered_for_a_row_postgres_refuses_carries_no_value_of_that_row():

@@ -26,13 +26,23 @@ Guarantees, in the order they happen for each batch:
    letter and never applied out of its place in the log (the letter says
    ``dlq.final``, and redrive leaves it); any other
    rejection is not stored, so that a redriven copy is applied once its cause
-   is fixed. Then it commits. A service without an inbox hands every event
+   is fixed. An event with an output too large to produce (over the
+   producer's ``MAX_REQUEST_SIZE``, measured on the bytes its handler
+   encoded) is such a rejection too, its reason the output's type and size:
+   the unit of work is left uncommitted, which undoes its handler's writes,
+   and done again without it, so a redriven copy is applied once the limit
+   is raised. Then it commits. A service without an inbox hands every event
    to its handlers, which must then be idempotent by construction: they return no outputs,
    and what they publish through their outbox carries ids derived from the
    event, so a redelivery publishes the same ids again (capture's merges).
    This step is :class:`BatchApplier`, which knows nothing of Kafka.
 4. Every output of the batch (including the stored outputs of redelivered
-   events) is produced and acknowledged by the broker.
+   events) is produced and acknowledged by the broker. One refused as too
+   large all the same (a topic's limit may be lower than the producer's;
+   the batch is sent again in parts to find it) fails the batch, and the
+   retry answers its input with such a rejection's letter instead of what it
+   stored: its writes were committed with that output, so the inbox keeps
+   both, and a redrive once the limit is raised sends it.
 5. Only then may the offsets be committed, per partition, last offset + 1:
    at most every ``commit_interval_ms`` (a commit and its log-end check are
    two broker round trips; per batch they cost more than the batch at
@@ -95,7 +105,7 @@ import ctypes
 import itertools
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -318,6 +328,34 @@ def _lead_id(key: bytes | None) -> str:
 def _header(headers: Sequence[tuple[str, bytes | None]], name: str) -> str | None:
     # Kafka allows a header without a value (aiokafka gives None; Java and librdkafka clients send them): absent.
     return next((v.decode(errors="replace") for k, v in headers if k == name and v is not None), None)
+
+
+class OutputsRefused(MessageSizeTooLargeError):
+    """Outputs of a batch refused alone as too large (by the producer's check or the broker): stored in the inbox,
+    they would be refused on every retry. The batch is retried, and the retry answers their inputs with a dead
+    letter (``BatchApplier.apply``'s ``refused``). A KafkaError, so never taken for a poison record."""
+
+    def __init__(self, outputs: list[Message]) -> None:
+        super().__init__(f"{len(outputs)} output(s) refused as too large: " + ", ".join(
+            f"{m.header('ce_type') or m.topic} of {message_size(m)} bytes for {m.topic}" for m in outputs[:5]))
+        self.outputs = outputs
+
+
+def _too_large(output: Message, size: int) -> str:
+    """Why the input of ``output`` (``size`` bytes, over the producer's limit or refused by the broker) is
+    dead-lettered."""
+    what = f"output {output.header('ce_type') or output.topic} of {size} bytes"
+    if size > MAX_REQUEST_SIZE:
+        return f"{what} is over the produce limit of {MAX_REQUEST_SIZE} bytes"
+    return f"{what} is over {output.topic}'s limit: the broker refused it as too large"
+
+
+def _unproducible(outputs: Sequence[Message], refused: Collection[Message]) -> str | None:
+    """Why ``outputs`` cannot be produced (one is over the producer's limit, or was refused alone), or None."""
+    for m in outputs:
+        if (size := message_size(m)) > MAX_REQUEST_SIZE or (refused and m in refused):
+            return _too_large(m, size)
+    return None
 
 
 class FetchPacer:
@@ -776,13 +814,15 @@ class ConsumerRunner:
         attempt = 0
         #: Failures in a row that neither an outage nor a broken stage explains: a record may be poison.
         unexplained = 0
+        #: Outputs refused alone as too large in an earlier attempt: their inputs get a dead letter instead.
+        refused: set[Message] = set()
         while True:
             started = time.perf_counter()
             try:
                 if unexplained >= POISON_AFTER:
-                    await self._apply_around_poison(records)
+                    await self._apply_around_poison(records, refused)
                 else:
-                    outputs = await self._applier.apply(records)
+                    outputs = await self._applier.apply(records, refused)
                     OUTPUTS.inc(await self._send(outputs))
                 BATCH_SECONDS.observe(time.perf_counter() - started)
                 self.healthy = True
@@ -794,6 +834,8 @@ class ConsumerRunner:
                         raise  # this loop is being cancelled (stop's last resort)
                     # Otherwise raised inside the batch (a client library's own cancellation, no word on a record):
                     # letting it end the loop would leave the stage consuming nothing, for good, /healthz still fine.
+                if isinstance(exc, OutputsRefused):
+                    refused.update(exc.outputs)
                 unexplained = unexplained + 1 if isinstance(exc, Exception) and _may_be_poison(exc) else 0
                 self.healthy = False
                 RETRIES.inc()
@@ -807,7 +849,7 @@ class ConsumerRunner:
                 except TimeoutError:
                     continue
 
-    async def _apply_around_poison(self, records: Sequence[Record]) -> None:
+    async def _apply_around_poison(self, records: Sequence[Record], refused: Collection[Message]) -> None:
         """Each record alone, in log order, once the batch kept failing with an error that may be about a record:
         a record that fails alone so is dead-lettered (kind ``handler``), the others are applied. Any other error
         meanwhile raises, and the batch is retried as before (what was applied is in the inbox).
@@ -818,7 +860,7 @@ class ConsumerRunner:
         poison: list[tuple[Record, Exception]] = []
         for record in records:
             try:
-                outputs = await self._applier.apply([record])
+                outputs = await self._applier.apply([record], refused)
             except Exception as exc:
                 if not _may_be_poison(exc):
                     raise
@@ -837,19 +879,22 @@ class ConsumerRunner:
             OUTPUTS.inc(await self._send(letters))
 
     async def _send(self, messages: list[Message]) -> int:
-        """``send_all``, but a dead letter the broker refuses as too large (a topic's limit may be below the
-        producer's, which ``dead_letter`` sizes letters by) is sent smaller (``smaller_letters``), and one refused
-        even without the original's value, headers and key is passed over, logged and counted: it would be refused
-        on every retry, and its batch (the partition, the stage) held for ever. Any other message refused so
-        raises, as before."""
+        """``send_all``, but a batch refused as too large is sent again in parts, so that a refusal names its message.
+        A dead letter refused so (a topic's limit may be below the producer's, which ``dead_letter`` sizes letters
+        by) is sent smaller (``smaller_letters``), and one refused even without the original's value, headers and
+        key is passed over, logged and counted: it would be refused on every retry, and its batch (the partition,
+        the stage) held for ever. Any other message refused alone (an output over its topic's limit, or one stored
+        before outputs were held to the producer's) raises ``OutputsRefused`` once the others are sent: stored in
+        the inbox, it would be refused on every retry too, so the retry answers its input with a dead letter
+        (``BatchApplier.apply``)."""
         try:
             return await self._producer.send_all(messages)
         except MessageSizeTooLargeError:
-            if not any(m.topic == topics.DEADLETTER for m in messages):
-                raise
+            pass
         # Some of the batch may be in already: sent again, absorbed as any redelivery. The other messages keep
         # their order among themselves; each letter goes alone, so a refusal names it.
-        sent = await self._producer.send_all([m for m in messages if m.topic != topics.DEADLETTER])
+        outputs = [m for m in messages if m.topic != topics.DEADLETTER]
+        sent = await self._send_outputs(outputs, together=len(outputs) < len(messages))
         for letter in (m for m in messages if m.topic == topics.DEADLETTER):
             for form in (letter, *smaller_letters(letter)):
                 try:
@@ -865,6 +910,23 @@ class ConsumerRunner:
                           partition=_header(letter.headers, "dlq.source.partition"),
                           offset=_header(letter.headers, "dlq.source.offset"),
                           error=_header(letter.headers, "dlq.error.message"), refusal=repr(refused))
+        return sent
+
+    async def _send_outputs(self, outputs: list[Message], *, together: bool) -> int:
+        """What of a batch refused as too large is no dead letter: ``together`` first (the refusal may have been a
+        letter's), else each alone, in order; raises ``OutputsRefused`` naming those refused alone, once the
+        others are in."""
+        if together:
+            with contextlib.suppress(MessageSizeTooLargeError):
+                return await self._producer.send_all(outputs)
+        sent, refused = 0, []
+        for m in outputs:
+            try:
+                sent += await self._producer.send_all([m])
+            except MessageSizeTooLargeError:
+                refused.append(m)
+        if refused:
+            raise OutputsRefused(refused)
         return sent
 
     def _commit_due(self) -> bool:
@@ -925,7 +987,8 @@ class BatchApplier:
     once. Events are handed to their handlers in log order, one call for
     each run of events going to the same handler (a handler declared for
     several types gets them together), all in one unit of work that commits
-    before ``apply`` returns.
+    before ``apply`` returns (done again without an event whose outputs
+    cannot be produced, once for each such event it finds).
     """
 
     def __init__(
@@ -946,7 +1009,10 @@ class BatchApplier:
         self._clock = clock
         self._select = select
 
-    async def apply(self, records: Sequence[Record]) -> list[Message]:
+    async def apply(self, records: Sequence[Record], refused: Collection[Message] = ()) -> list[Message]:
+        """The messages to produce for ``records``. ``refused``: outputs refused alone as too large in an earlier
+        attempt at this batch (a topic's limit below the producer's); an event whose outputs (stored or new) hold
+        one is answered with a dead letter instead, as one whose new outputs are over the producer's limit."""
         now = self._clock()
         per_record: list[list[Message] | uuid.UUID] = []
         envelopes: dict[uuid.UUID, tuple[Envelope, Record]] = {}
@@ -975,8 +1041,10 @@ class BatchApplier:
             envelopes.setdefault(env.id, (env, record))
 
         results: dict[uuid.UUID, list[Message]] = {}
-        if envelopes:
-            await self._apply_envelopes(envelopes, results, now)
+        #: New events whose outputs cannot be produced, with why: the unit of work is done again without them.
+        unproducible: dict[uuid.UUID, str] = {}
+        while envelopes and not await self._apply_envelopes(envelopes, results, now, refused, unproducible):
+            results.clear()
         outputs: list[Message] = []
         emitted: set[uuid.UUID] = set()
         for item in per_record:
@@ -991,14 +1059,28 @@ class BatchApplier:
 
     async def _apply_envelopes(
         self, envelopes: dict[uuid.UUID, tuple[Envelope, Record]], results: dict[uuid.UUID, list[Message]],
-        now: datetime,
-    ) -> None:
-        """One unit of work: answer redeliveries from the inbox, hand new events to their handlers."""
+        now: datetime, refused: Collection[Message], unproducible: dict[uuid.UUID, str],
+    ) -> bool:
+        """One unit of work: answer redeliveries from the inbox, hand new events to their handlers. False, with
+        nothing committed, at the first new event whose outputs cannot be produced: it is added to
+        ``unproducible``, whose events are dead-lettered, not handed to their handlers, on the next call."""
         async with self._unit_of_work() as uow:
             stored = await uow.seen(envelopes)
             REDELIVERED.inc(len(stored))
             results.update(stored)
-            fresh = [env for eid, (env, _) in envelopes.items() if eid not in stored]
+            for eid, outputs in stored.items():
+                if refused and (why := _unproducible(outputs, refused)) is not None:
+                    # Its writes are committed with those outputs: the inbox keeps them, and a redrive after the
+                    # limit is raised sends them.
+                    DEADLETTERED.labels("rejected").inc()
+                    record = envelopes[eid][1]
+                    log.warning("a stored output is refused as too large; its input is rejected", reason=why,
+                                lead_id=_lead_id(record.key), event_id=str(eid))
+                    results[eid] = self._dead_letter(record, "rejected", why, now)
+            for eid, why in unproducible.items():
+                if eid not in stored:
+                    results[eid] = self._dead_letter(envelopes[eid][1], "rejected", why, now)
+            fresh = [env for eid, (env, _) in envelopes.items() if eid not in stored and eid not in unproducible]
             # Handlers are called in log order: one call for each run of events going to the same handler. A
             # handler declared for several types (delivery's, reporting's) gets them together, in their order
             # (delivery queues each lead's webhooks in it); a lead's merge between two of its scorings is
@@ -1024,10 +1106,19 @@ class BatchApplier:
                         # Else not recorded in the inbox: once the cause is fixed, a
                         # redriven copy of this event must be applied afresh.
                         continue
+                    if (why := _unproducible(outcome, refused)) is not None:
+                        DEADLETTERED.labels("rejected").inc()
+                        log.warning("an output is too large to produce; its input is rejected", reason=why)
+                        unproducible[env.id] = why
+                        # Left uncommitted, the unit's writes are undone: its handler's for this event, which a
+                        # redrive after the limit is raised applies afresh, and the others', done again without
+                        # it (the events after it may have read what it wrote).
+                        return False
                     results[env.id] = outcome
                     applied.append((env.id, env.type, outcome))
             await uow.record(applied)
             await uow.commit()
+            return True
 
     def dead_letter(self, record: Record, kind: str, error: str) -> list[Message]:
         """``record``'s dead letter (and its lead's announcement), written now; not recorded in the inbox."""
