@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy.exc
 from prometheus_client import REGISTRY
 from aiokafka import TopicPartition
-from aiokafka.errors import MessageSizeTooLargeError, UnsupportedCodecError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, UnsupportedCodecError
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import POISON_AFTER, BatchApplier, ConsumerRunner, NotNow
@@ -541,6 +541,114 @@ async def test_a_consumer_cancelled_from_outside_during_a_batch_still_ends():
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=5)
     assert task.cancelled()
+
+
+class CancelledInside(Fetches):
+    """``Fetches``, whose client raises a CancelledError of its own once (its internal timeout; nothing cancelled the
+    runner): in the first poll, in the rewind after a first poll that failed (``committed``), or in the check of the
+    partition that rewind sent back to its committed offset (``end_offsets``)."""
+
+    def __init__(self, stage: ConsumerRunner, where: str) -> None:
+        own = asyncio.CancelledError("the client's own")
+        super().__init__(stage, own if where == "getmany" else KafkaConnectionError("broker away"))
+        self.where, self.raised = where, where == "getmany"
+
+    def _once(self, where: str) -> None:
+        if where == self.where and not self.raised:
+            self.raised = True
+            raise asyncio.CancelledError("the client's own")
+
+    async def committed(self, tp: TopicPartition) -> int:
+        self._once("committed")
+        return await super().committed(tp)
+
+    async def end_offsets(self, partitions: list) -> dict:
+        self._once("end_offsets")
+        return await super().end_offsets(partitions)
+
+
+@pytest.mark.parametrize("where", ["getmany", "committed", "end_offsets"],
+                         ids=["in-a-poll", "in-a-rewind", "in-the-check-of-a-rewound-partition"])
+async def test_a_cancelled_error_the_client_raises_of_its_own_is_retried_not_the_end_of_the_consumer_loop(where):
+    """It ended the loop for good, the task cancelled as by a stop, so not even the loop's end was logged: the stage
+    consumed nothing more."""
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    stage._consumer = fetches = CancelledInside(stage, where)  # type: ignore[assignment]
+    stage._done[fetches.applied] = 7
+    loop = asyncio.create_task(stage._run())
+    await asyncio.wait([loop], timeout=10)
+    assert fetches.raised and loop.done() and not loop.cancelled()  # it returned: the third poll asked it to stop
+    assert fetches.polls == 3 and fetches.sought == {fetches.applied: 7, fetches.committed_only: 3}
+
+
+class Committing:
+    """aiokafka's consumer as the loop uses it: one partition bringing a record a poll until ``records`` are all
+    read, then asking the loop to stop; its first offset commit raises a CancelledError of its own."""
+
+    def __init__(self, stage: ConsumerRunner, records: list) -> None:
+        self.stage, self.records, self.polls = stage, records, 0
+        self.tp = TopicPartition(topics.ENRICHED, 0)
+        self.commits: list[dict] = []
+        self.committing = asyncio.Event()
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict:
+        self.polls += 1
+        if self.polls > len(self.records):
+            self.stage._stopping.set()
+            return {}
+        return {self.tp: [self.records[self.polls - 1]]}
+
+    def assignment(self) -> set:
+        return {self.tp}
+
+    def highwater(self, tp: TopicPartition) -> None:
+        return None
+
+    async def end_offsets(self, partitions: list) -> dict:
+        return {tp: 10_000 for tp in partitions}
+
+    async def commit(self, offsets: dict) -> None:
+        self.commits.append(dict(offsets))
+        self.committing.set()
+        if len(self.commits) == 1:
+            raise asyncio.CancelledError("the client's own")
+
+
+def committing_after_each_batch(leads: list) -> tuple[ConsumerRunner, Sent, list]:
+    stage, sent = runner(Handler(RuntimeError("unused"), set()))
+    stage._settings = stage._settings.model_copy(update={"commit_interval_ms": 0})
+    [records] = batch_of(*leads).values()
+    for record in records:
+        record.timestamp = 0  # ms since the epoch, as aiokafka's records carry it
+    return stage, sent, records
+
+
+async def test_a_cancelled_error_the_client_raises_in_an_offset_commit_is_a_commit_not_made_not_the_end_of_the_loop():
+    leads = [factories.enriched(f"{who}@example.com") for who in ("ada", "bo")]
+    stage, sent, records = committing_after_each_batch(leads)
+    stage._consumer = consumer = Committing(stage, records)  # type: ignore[assignment]
+    loop = asyncio.create_task(stage._run())
+    await asyncio.wait([loop], timeout=10)
+    assert loop.done() and not loop.cancelled()
+    assert consumer.commits == [{consumer.tp: 1}, {consumer.tp: 2}]  # the second covers what the first did not
+    assert [m.key for m in sent.messages] == [str(lead.lead_id).encode() for lead in leads]
+
+
+class CommitHangs(Committing):
+    async def commit(self, offsets: dict) -> None:
+        self.committing.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_consumer_cancelled_from_outside_during_an_offset_commit_still_ends():
+    """stop's last resort, when the commit does not finish in time."""
+    stage, _, records = committing_after_each_batch([factories.enriched()])
+    stage._consumer = consumer = CommitHangs(stage, records)  # type: ignore[assignment]
+    loop = asyncio.create_task(stage._run())
+    await asyncio.wait_for(consumer.committing.wait(), timeout=5)
+    loop.cancel()
+    await asyncio.wait([loop], timeout=5)
+    assert loop.cancelled()
 
 
 class SlowReset(Assigned):

@@ -93,7 +93,11 @@ finishes and commits the current batch, and leaves the group, each step
 bounded in time (a wedged client after a broker loss must not hold up the
 exit: 7 s for the batch, 2 s to leave the group).
 An offset commit that takes longer than the session timeout is abandoned;
-the batch is then redelivered and absorbed by the inbox.
+the batch is then redelivered and absorbed by the inbox. A CancelledError a
+client library raises of its own (no cancellation of the runner) inside a
+fetch, an offset commit or a rewind fails that step as the library's other
+errors do (a fetch or a rewind is tried again, a commit abandoned): only
+``stop`` ends the loop.
 """
 
 from __future__ import annotations
@@ -288,8 +292,8 @@ UNREADABLE_AFTER = 3
 def _unreadable(exc: BaseException) -> bool:
     """Whether a failed fetch failed on a record's bytes (a bad CRC, a codec, a header name that is not UTF-8),
     not on the broker."""
-    return not isinstance(exc, KafkaError) or isinstance(exc, (CorruptRecordException, InvalidMessageError,
-                                                                UnsupportedCodecError))
+    return isinstance(exc, Exception) and (not isinstance(exc, KafkaError) or isinstance(
+        exc, (CorruptRecordException, InvalidMessageError, UnsupportedCodecError)))
 
 
 def _transient(exc: BaseException) -> bool:
@@ -318,6 +322,17 @@ def _may_be_poison(exc: BaseException) -> bool:
     if code is not None:
         return code[:2] in _DATA_CLASSES
     return not isinstance(exc, (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError))
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` is a cancellation of the task it is raised in (``stop``'s), which must end that task. A
+    CancelledError a client library raises of its own inside a call (its internal timeout; nothing cancelled the
+    runner) is not: it fails that call like the library's other errors, for ending the loop would leave the stage
+    consuming nothing, for good, with /healthz still fine."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _lead_id(key: bytes | None) -> str:
@@ -490,7 +505,11 @@ class ConsumerRunner:
     def _ended(self, task: asyncio.Task[None]) -> None:
         # Only a stop ends the loop; anything else it did not foresee would leave the service consuming
         # nothing with no word of why (``ready`` turns false; this says what happened).
-        if not task.cancelled() and (exc := task.exception()) is not None:
+        if task.cancelled():
+            # A CancelledError that ended the loop leaves the task cancelled, as a stop does: said unless it was one.
+            if not self._stopping.is_set():
+                log.error("the consumer loop was cancelled; nothing is consumed until the service restarts")
+        elif (exc := task.exception()) is not None:
             log.error("the consumer loop ended; nothing is consumed until the service restarts",
                       error=error_text(exc), exc_info=exc)
 
@@ -570,7 +589,9 @@ class ConsumerRunner:
                 unreadable = 0
                 try:
                     await self._pass_over_unreadable()
-                except Exception as exc:  # the broker away meanwhile, say: the regular fetch goes on failing
+                except (Exception, asyncio.CancelledError) as exc:  # the broker away meanwhile, say
+                    if _cancelled(exc):
+                        raise
                     log.warning("could not look for the record that cannot be read", error=repr(exc))
                     self._rewind = set(self.assignment())
                     continue
@@ -580,18 +601,18 @@ class ConsumerRunner:
                     timeout_ms=self._settings.batch_timeout_ms,
                     max_records=self._settings.batch_max_records,
                 )
-            except asyncio.CancelledError:
-                if not self._stopping.is_set():
-                    raise
-                # stop() cut the poll short; records it had just taken are not committed, so read again later.
-                asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                break
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                if _cancelled(exc):
+                    if not self._stopping.is_set():
+                        raise
+                    # stop() cut the poll short; records it had just taken are not committed, so read again later.
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    break
                 # A KafkaError: the broker away, or a record batch aiokafka cannot read (a codec it lacks, a bad
                 # CRC). Anything else came out of aiokafka reading what it fetched too (a header name that is not
-                # UTF-8 raises UnicodeDecodeError there): ending the loop would leave the stage consuming nothing
-                # with /healthz still fine, so it is retried like an outage, unready, logged as the error it is,
-                # from where each partition must be read (``_rewind_to_applied``).
+                # UTF-8 raises UnicodeDecodeError there), or is its own CancelledError: ending the loop would leave
+                # the stage consuming nothing with /healthz still fine, so it is retried like an outage, unready,
+                # logged as the error it is, from where each partition must be read (``_rewind_to_applied``).
                 self._polling = False  # a back-off is no poll: stop must not cancel it, it ends the wait instead
                 self.healthy = False
                 delay = backoff(fetch_failures, base=0.5, cap=5)
@@ -656,7 +677,9 @@ class ConsumerRunner:
                     self._unchecked.add(tp)
             except IllegalStateError:
                 pass  # given away meanwhile: its next owner reads it from what was committed
-            except (KafkaError, TimeoutError) as exc:
+            except (KafkaError, TimeoutError, asyncio.CancelledError) as exc:
+                if _cancelled(exc):
+                    raise
                 log.warning("could not rewind a partition after a failed fetch; trying again before the next one",
                             partition=f"{tp.topic}/{tp.partition}", error=repr(exc))
                 left.add(tp)
@@ -740,7 +763,9 @@ class ConsumerRunner:
             async with asyncio.timeout_at(deadline):
                 ends = await self._consumer.end_offsets(list(assigned))
                 committed = {tp: await self._consumer.committed(tp) for tp in assigned}
-        except (KafkaError, TimeoutError) as exc:
+        except (KafkaError, TimeoutError, asyncio.CancelledError) as exc:
+            if _cancelled(exc):
+                raise
             # Fetching goes on meanwhile; the check is tried again before the next poll.
             log.warning("could not compare assigned positions with the log ends", error=repr(exc))
             self._unchecked |= assigned
@@ -764,7 +789,9 @@ class ConsumerRunner:
                     await self._consumer.seek_to_beginning(*beyond)
             except TimeoutError:
                 pass
-            except KafkaError as exc:  # given away meanwhile: the next owner checks them itself
+            except (KafkaError, asyncio.CancelledError) as exc:  # given away meanwhile, say: its next owner checks
+                if _cancelled(exc):
+                    raise
                 log.warning("could not rewind partitions no longer ours", error=repr(exc))
 
     def _pace(self, wait_ms: int) -> None:
@@ -828,12 +855,9 @@ class ConsumerRunner:
                 self.healthy = True
                 return attempt + 1
             except (Exception, asyncio.CancelledError) as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise  # this loop is being cancelled (stop's last resort)
-                    # Otherwise raised inside the batch (a client library's own cancellation, no word on a record):
-                    # letting it end the loop would leave the stage consuming nothing, for good, /healthz still fine.
+                if _cancelled(exc):
+                    raise  # this loop is being cancelled (stop's last resort)
+                # Any other CancelledError was raised inside the batch (a client library's own, no word on a record).
                 if isinstance(exc, OutputsRefused):
                     refused.update(exc.outputs)
                 unexplained = unexplained + 1 if isinstance(exc, Exception) and _may_be_poison(exc) else 0
@@ -950,6 +974,10 @@ class ConsumerRunner:
             await asyncio.wait_for(self._commit_once(dict(offsets)), timeout=self._settings.session_timeout_ms / 1000)
         except TimeoutError:
             log.warning("offset commit timed out; the batch will be redelivered")
+        except asyncio.CancelledError as exc:
+            if _cancelled(exc):
+                raise
+            log.warning("offset commit cancelled inside the client; the batch will be redelivered", error=repr(exc))
 
     async def _commit_once(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
