@@ -305,3 +305,9 @@ async def test_wrong_keys_at_the_sign_in_are_counted_per_address_with_those_sent
     assert "try again in" in guessing.text and 'action="/dashboard/login"' in guessing.text
     # The key itself too, from this address until the window ends: its 200 would tell the guesser it was right.
     assert owner.status_code == 429 and "set-cookie" not in owner.headers
+
+
+@pytest.mark.parametrize("seconds, shown", [(-7200.0, "0 s"), (0.0, "0 s"), (0.4, "0.4 s")])
+def test_a_duration_is_never_shown_below_zero(seconds, shown):
+    """A step dated before the one it follows is reached at once: "-7200.0 s" read as a time spent."""
+    assert dashboard.duration(seconds) == shown

@@ -13,7 +13,7 @@ from leadpipe_common.events import (
 )
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import LeadFacts, Projection, project
-from reporting.reports import Filters, funnel, rejections, sla, spam_report
+from reporting.reports import Filters, funnel, rejections, sla, spam_report, velocity
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
 
 
@@ -223,6 +223,32 @@ async def test_every_rejection_is_reported_with_its_reason_of_a_lead_recycled_or
     assert sorted((r["source"], r["reason_code"], r["rejections"], r["leads"]) for r in report["rows"]) == [
         ("src-a", "no-budget", 1, 1), ("src-a", "not-a-fit", 1, 1), ("src-b", "timing", 1, 1)]
     assert kept == "timing"  # the survivor's row carries the merged lead's rejection, its reason too
+
+
+async def test_an_acceptance_a_sales_tool_dates_before_the_routing_counts_as_at_once_however_the_events_came(db):
+    """A CRM posted {"outcome": "accepted", "at": "2020-01-01T00:00Z"} for a lead routed ten minutes after its
+    capture and won an hour after that: no interval is negative, and the win is timed from the routing, not from
+    2020, applied in order or newest first."""
+    lead, t0 = uuid.uuid4(), datetime(2026, 11, 2, 9, tzinfo=UTC)
+    dated = {"captured": t0, "routed": t0 + timedelta(minutes=10), "accepted": datetime(2020, 1, 1, tzinfo=UTC),
+             "won": t0 + timedelta(minutes=70)}
+    events, previous = [], None
+    for stage, at in dated.items():
+        events.append((uuid.uuid4(), t0 + timedelta(minutes=len(events)), LeadStageChanged(
+            lead_id=lead, from_stage=previous, to_stage=stage, at=at, by="t", reason="r",
+            attribution=Attribution(utm_source="crm"))))
+        previous = stage
+    found = []
+    for batches in ([events], [[e] for e in reversed(events)]):
+        async with shadow_with(db, {}) as shadow:
+            for batch in batches:
+                await save_in(db, shadow, batch)
+            async with db.connect() as conn:
+                translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+                found.append({r["interval"]: (r["leads"], r["p50_seconds"], r["p90_seconds"])
+                              for r in (await velocity(translated, Filters()))["rows"]})
+    assert found == [{"capture_to_routed": (1, 600.0, 600.0), "routed_to_accepted": (1, 0.0, 0.0),
+                      "accepted_to_won": (1, 3600.0, 3600.0)}] * 2
 
 
 def test_merges_are_applied_along_their_chain():

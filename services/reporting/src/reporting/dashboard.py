@@ -50,6 +50,9 @@ def pct(value: float | None) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
+    if seconds <= 0:
+        # The velocity report counts a step dated before the one it follows as reached at once: never below 0.
+        return "0 s"
     if seconds < 90:
         return f"{seconds:.1f} s"
     if seconds < 5400:

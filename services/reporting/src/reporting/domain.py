@@ -18,6 +18,12 @@ no clock. The rules:
   known by its lead and deadline, and answered by the first acceptance or
   rejection recorded after it began: a lead sales rejected and a touch sent
   back is handed off again, and that hand-off is judged on its own.
+- Velocity (``VELOCITY``) is a lead's first cycle: from the first time it
+  reached one stage to the first time it reached the next, so a recycled
+  lead's later routings and answers do not count. A stage counts as reached
+  no earlier than any funnel stage before it: a sales tool dates its own
+  answers, and an acceptance it dates before the routing it answers was
+  reached at once (0 s), not in negative time.
 """
 
 from __future__ import annotations

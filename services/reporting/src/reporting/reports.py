@@ -126,10 +126,23 @@ async def _by_lead(result: AsyncResult[Any]) -> AsyncIterator[LeadCredit]:
         yield LeadCredit(points, *won)
 
 
+def _reached_at(stage: str) -> Any:
+    """When a lead first reached ``stage``, as velocity reads it: no earlier than any funnel stage before it.
+
+    A sales tool dates its answer itself, so an acceptance can be dated before the routing it answers (a CRM's
+    "at": 2020); an interval between them would be negative. It is read so here, not kept so when the event is
+    applied: the stage before may be applied after it (out of order, a merge, a replay), and the first times
+    the store keeps are each the same whatever order the events came in, so this is too."""
+    own = leads.c[f"{stage}_at"]
+    earlier = [leads.c[f"{s}_at"] for s in FUNNEL[:RANK[stage]]]
+    # GREATEST skips NULLs (a stage never recorded); the CASE keeps a stage not reached unreached.
+    return sa.case((own.is_(None), None), else_=sa.func.greatest(own, *earlier)) if earlier else own
+
+
 async def velocity(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     columns = []
     for name, a, b in VELOCITY:
-        seconds = sa.extract("epoch", leads.c[f"{b}_at"] - leads.c[f"{a}_at"])
+        seconds = sa.extract("epoch", _reached_at(b) - _reached_at(a))
         columns += [
             sa.func.percentile_cont(0.5).within_group(seconds).label(f"{name}_p50"),
             sa.func.percentile_cont(0.9).within_group(seconds).label(f"{name}_p90"),
