@@ -8,7 +8,7 @@ import pytest
 import reporting.commands
 from leadpipe_common.testing.cli import invoke
 from reporting.__main__ import cli
-from reporting.replay import ReplayStats
+from reporting.replay import ReplayStats, TruncatedStream
 
 
 class Commands:
@@ -18,9 +18,16 @@ class Commands:
         self.replays: list[object] = []
         #: (format, since, until) of each export.
         self.exports: list[tuple[str, object, object]] = []
+        #: Whether each replay was forced.
+        self.forced: list[bool] = []
+        #: Set: the stream no longer starts at its first event, and a full rebuild not forced is refused so.
+        self.truncated: str | None = None
 
-    async def replay(self, settings, *, since=None, progress=lambda done, total: None) -> ReplayStats:
+    async def replay(self, settings, *, since=None, force=False, progress=lambda done, total: None) -> ReplayStats:
         self.replays.append(since)
+        self.forced.append(force)
+        if self.truncated and since is None and not force:
+            raise TruncatedStream(self.truncated)
         return ReplayStats(0, 0, 0, 0.1)
 
     async def export(self, settings, output, fmt, *, since, until, progress=lambda done, total: None) -> int:
@@ -45,6 +52,22 @@ def test_an_empty_since_is_refused_not_taken_for_a_rebuild_from_the_start(comman
     refused = command("replay", "--since=")
     assert refused.exit_code == 2 and "--since" in refused.said and "'' is empty" in refused.said
     assert command.replays == []
+
+
+def test_a_rebuild_from_a_stream_that_lost_its_first_events_is_refused_with_a_message_not_a_traceback(command):
+    command.truncated = "it holds leads.lifecycle partition 0 from offset 1,234"
+    refused = command("replay")
+    assert refused.exit_code == 1 and "replay refused: it holds leads.lifecycle partition 0 from offset 1,234" in (
+        refused.said)
+    assert "Traceback" not in refused.output
+
+
+def test_a_rebuild_with_force_goes_ahead_from_what_the_stream_holds(command):
+    """--force is the operator's word that the leads of the events the stream lost may go."""
+    command.truncated = "it holds leads.lifecycle partition 0 from offset 1,234"
+    done = command("replay", "--force")
+    assert done.exit_code == 0, done.said
+    assert "swapped in" in done.said and command.forced == [True]
 
 
 @pytest.mark.parametrize("option", ["--since", "--until"])

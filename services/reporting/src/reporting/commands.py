@@ -16,7 +16,7 @@ from leadpipe_common.cli import database_errors, load_settings, moment_option
 from leadpipe_common.kafka import quiet_client_logs
 
 from reporting.export import OutputError, export
-from reporting.replay import Progress, replay
+from reporting.replay import Progress, TruncatedStream, replay
 from reporting.settings import ReportingSettings
 
 
@@ -67,17 +67,24 @@ def add_commands(cli: typer.Typer) -> None:
         since: str | None = typer.Option(
             None, help="re-apply only the events since this moment (ISO date or date-time, UTC unless it names "
                        "a zone; 1970 or later) on top of the live tables; default: rebuild from the whole stream"),
+        force: bool = typer.Option(
+            False, "--force", help="rebuild even when the stream no longer starts at its first event (retention, "
+                                   "a truncated log): every lead of the events it lost is lost from the reports"),
     ) -> None:
         """Rebuild reporting's tables from leads.lifecycle and swap them in.
 
-        The tables are built afresh beside the live ones, which they then replace. With --since, re-apply the events since that moment over the live tables instead: nothing
-        captured before it is lost."""
+        The tables are built afresh beside the live ones, which they then replace; a stream that no longer starts
+        at its first event is refused unless --force. With --since, re-apply the events since that moment over the
+        live tables instead: nothing captured before it is lost."""
         settings = load_settings(ReportingSettings)
         start = moment_option(since, "--since", scan=True)
         try:
             with database_errors():
-                stats = _run_with_progress("replaying", lambda update: replay(settings, since=start,
+                stats = _run_with_progress("replaying", lambda update: replay(settings, since=start, force=force,
                                                                               progress=update))
+        except TruncatedStream as exc:
+            typer.secho(f"replay refused: {exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
         except (KafkaError, LookupError) as exc:
             typer.secho(f"cannot read {topics.LIFECYCLE} at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None

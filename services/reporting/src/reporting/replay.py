@@ -9,6 +9,12 @@ projection is idempotent and order-independent, so events it applies to the
 new tables after the swap change nothing that the replay did not already
 write, and the reports after a replay equal the live ones.
 
+A full rebuild needs the whole stream: a topic whose retention dropped its
+oldest events (``TOPIC_RETENTION``), or a cluster that truncated it, starts
+above offset 0, and tables built from what is left would lose every lead
+captured before. Such a rebuild is refused (``TruncatedStream``) before
+anything is written, unless ``force``: the operator means to lose them.
+
 ``replay(since=T)`` never builds fresh tables: tables built from the events
 since T alone would lose every lead captured before T. It re-applies the
 events since T on top of the live tables instead, which the same
@@ -18,7 +24,7 @@ idempotence makes safe (what was applied already changes nothing).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,6 +57,23 @@ class ReplayStats:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
+
+
+class TruncatedStream(Exception):
+    """A full rebuild refused: the stream no longer holds its first events."""
+
+
+def refuse_truncated(starts: Mapping[Any, int]) -> None:
+    """Refuse a full rebuild from partitions (``TopicPartition``: their first offset held) of which any starts
+    above offset 0: the events before it are gone, and the leads they made would be gone from the rebuilt tables
+    with them, silently (the reports would just be smaller)."""
+    cut = sorted((tp, offset) for tp, offset in starts.items() if offset > 0)
+    if cut:
+        held = ", ".join(f"{tp.topic} partition {tp.partition} from offset {offset:,}" for tp, offset in cut)
+        raise TruncatedStream(
+            f"the stream no longer starts at its first event: it holds {held} (retention, or a truncated log); "
+            "tables rebuilt from it would lose every lead of the events before. Re-apply what it holds over the "
+            "live tables with --since 1970-01-01, or rebuild from it anyway with --force")
 
 
 def decoded(records: list[Any]) -> tuple[list[tuple[Any, Envelope]], int]:
@@ -102,8 +125,9 @@ async def _swap(conn: AsyncConnection) -> None:
     await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}"'))
 
 
-async def replay(settings: ServiceSettings, *, since: datetime | None = None,
+async def replay(settings: ServiceSettings, *, since: datetime | None = None, force: bool = False,
                  progress: Progress = lambda done, total: None) -> ReplayStats:
+    """``force``: rebuild even from a stream that no longer starts at its first event (``refuse_truncated``)."""
     started = time.perf_counter()
     engine = make_engine(settings)
     try:
@@ -111,9 +135,11 @@ async def replay(settings: ServiceSettings, *, since: datetime | None = None,
             async with TopicScan(settings, SOURCES, since=since) as scan:
                 done, skipped = await _apply_scan(engine, scan, SCHEMA, progress, 0)
             return ReplayStats(done, skipped, 0, time.perf_counter() - started)
-        async with engine.begin() as conn:
-            await _create_shadow(conn)
         async with TopicScan(settings, SOURCES, since=since) as scan:
+            if not force:
+                refuse_truncated(scan.starts)
+            async with engine.begin() as conn:
+                await _create_shadow(conn)
             done, skipped = await _apply_scan(engine, scan, SHADOW, progress, 0)
             async with engine.begin() as conn:
                 await _swap(conn)
