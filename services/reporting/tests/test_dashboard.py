@@ -311,3 +311,17 @@ async def test_wrong_keys_at_the_sign_in_are_counted_per_address_with_those_sent
 def test_a_duration_is_never_shown_below_zero(seconds, shown):
     """A step dated before the one it follows is reached at once: "-7200.0 s" read as a time spent."""
     assert dashboard.duration(seconds) == shown
+
+
+@pytest.mark.parametrize("revenue, shown", [
+    ({"EUR": "0.50"}, "0.50 EUR"), ({"EUR": "2.50"}, "2.50 EUR"), ({"EUR": "1200.00"}, "1,200 EUR"),
+    ({"USD": "1500.25", "EUR": "1200.00"}, "1,200 EUR · 1,500.25 USD"), ({"EUR": "0.005"}, "0.01 EUR"),
+])
+def test_won_revenue_shows_its_cents_unless_it_is_whole(revenue, shown):
+    """Rounded to whole units half to even, a deal of 0.50 EUR was "0 EUR" and one of 2.50 "2 EUR"."""
+    assert dashboard.money(revenue) == shown
+
+
+def test_a_currency_is_written_into_the_page_escaped():
+    """A lifecycle event's currency is any text: it was the one value written into the page as it came."""
+    assert dashboard.money({"<script>x</script>": "10.00"}) == "10 &lt;script&gt;x&lt;/script&gt;"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -65,7 +65,15 @@ def duration(seconds: float | None) -> str:
 def money(revenue: dict[str, str]) -> str:
     if not revenue:
         return "–"
-    return " · ".join(f"{Decimal(v):,.0f} {c}" for c, v in sorted(revenue.items()))
+    # The currency is whatever a lifecycle event carried, not only a sales tool's checked code: escaped.
+    return " · ".join(f"{amount(Decimal(v))} {esc(c)}" for c, v in sorted(revenue.items()))
+
+
+def amount(value: Decimal) -> str:
+    """Whole units when the amount is whole, else with its cents (a part of a cent rounded half up). Rounded to
+    whole units, half to even as Decimal formats, a deal of 0.50 read "0"."""
+    cents = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{cents:,.0f}" if cents == cents.to_integral_value() else f"{cents:,.2f}"
 
 
 def funnel_chart(stages: list[dict[str, Any]]) -> str:
