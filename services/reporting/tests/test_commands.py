@@ -4,11 +4,12 @@ before reading anything."""
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 import reporting.commands
 from leadpipe_common.testing.cli import invoke
 from reporting.__main__ import cli
-from reporting.replay import ReplayStats, TruncatedStream
+from reporting.replay import CatchUpFailed, ReplayStats, TruncatedStream
 
 
 class Commands:
@@ -22,12 +23,16 @@ class Commands:
         self.forced: list[bool] = []
         #: Set: the stream no longer starts at its first event, and a full rebuild not forced is refused so.
         self.truncated: str | None = None
+        #: Set: a replay fails so after the swap.
+        self.behind: CatchUpFailed | None = None
 
     async def replay(self, settings, *, since=None, force=False, progress=lambda done, total: None) -> ReplayStats:
         self.replays.append(since)
         self.forced.append(force)
         if self.truncated and since is None and not force:
             raise TruncatedStream(self.truncated)
+        if self.behind is not None:
+            raise self.behind
         return ReplayStats(0, 0, 0, 0.1)
 
     async def export(self, settings, output, fmt, *, since, until, progress=lambda done, total: None) -> int:
@@ -68,6 +73,16 @@ def test_a_rebuild_with_force_goes_ahead_from_what_the_stream_holds(command):
     done = command("replay", "--force")
     assert done.exit_code == 0, done.said
     assert "swapped in" in done.said and command.forced == [True]
+
+
+def test_a_replay_that_fails_after_the_swap_says_which_replay_applies_what_it_missed_and_why(command):
+    behind = CatchUpFailed(datetime(2026, 11, 23, 9, 50, tzinfo=UTC))
+    behind.__cause__ = KafkaConnectionError("broker gone")
+    command.behind = behind
+    failed = command("replay")
+    assert failed.exit_code == 1 and "Traceback" not in failed.output
+    assert "run `leadpipe-reporting replay --since 2026-11-23T09:50:00+00:00`" in failed.said
+    assert "cannot read leads.lifecycle at" in failed.said and "broker gone" in failed.said
 
 
 @pytest.mark.parametrize("option", ["--since", "--until"])

@@ -1,11 +1,14 @@
 """A full replay's refusal of a stream that no longer starts at its first event, the broker and database stood in
 for: what it names, and that it comes before anything is written."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from reporting import replay as replay_module
-from reporting.replay import TruncatedStream, refuse_truncated, replay
+from reporting.replay import CatchUpFailed, TruncatedStream, refuse_truncated, replay
 
 LIFECYCLE, QUARANTINED = "leads.lifecycle", "leads.quarantined"
 
@@ -25,10 +28,11 @@ def test_a_stream_held_from_its_first_event_is_rebuilt():
 
 
 class Scan:
-    """A scan of partitions whose first offsets held are ``starts``, holding no record."""
+    """A scan of partitions whose first offsets held are ``starts``, holding no record; looking for the log's end
+    again fails with ``then``, if given."""
 
-    def __init__(self, starts: dict[TopicPartition, int]) -> None:
-        self.starts, self.total = starts, 0
+    def __init__(self, starts: dict[TopicPartition, int], then: BaseException | None = None) -> None:
+        self.starts, self.total, self._then = starts, 0, then
 
     def __call__(self, *args, **kwargs):
         return self
@@ -44,6 +48,8 @@ class Scan:
         yield
 
     async def extend(self) -> int:
+        if self._then is not None:
+            raise self._then
         return 0
 
 
@@ -87,3 +93,20 @@ async def test_a_truncated_stream_is_refused_before_anything_is_written_unless_f
         with pytest.raises(TruncatedStream):
             await replay(object())
     assert any("reporting_replay" in s for s in database.statements) is written
+
+
+async def test_a_catch_up_that_fails_after_the_swap_names_the_since_that_applies_what_it_missed(monkeypatch):
+    """The broker went away after the swap: the events the live service applied to the old tables during the
+    rebuild were in neither, and the command said only "cannot read leads.lifecycle"."""
+    database, lost = Database(), KafkaConnectionError("broker gone")
+    monkeypatch.setattr(replay_module, "make_engine", lambda settings: database)
+    monkeypatch.setattr(replay_module, "TopicScan", Scan({TopicPartition(LIFECYCLE, 0): 0}, then=lost))
+    began = datetime.now(UTC).replace(microsecond=0)
+    with pytest.raises(CatchUpFailed) as failed:
+        await replay(object())
+    ended = datetime.now(UTC)
+    assert any(s.startswith("ALTER TABLE") for s in database.statements)  # swapped in
+    # From before the scan began, with room for producers' clocks: re-applying more changes nothing.
+    assert began - timedelta(minutes=5) <= failed.value.since <= ended - timedelta(minutes=5)
+    assert f"leadpipe-reporting replay --since {failed.value.since.isoformat()}" in str(failed.value)
+    assert failed.value.__cause__ is lost

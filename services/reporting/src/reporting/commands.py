@@ -16,7 +16,7 @@ from leadpipe_common.cli import database_errors, load_settings, moment_option
 from leadpipe_common.kafka import quiet_client_logs
 
 from reporting.export import OutputError, export
-from reporting.replay import Progress, TruncatedStream, replay
+from reporting.replay import CatchUpFailed, Progress, TruncatedStream, replay
 from reporting.settings import ReportingSettings
 
 
@@ -80,8 +80,12 @@ def add_commands(cli: typer.Typer) -> None:
         start = moment_option(since, "--since", scan=True)
         try:
             with database_errors():
-                stats = _run_with_progress("replaying", lambda update: replay(settings, since=start, force=force,
-                                                                              progress=update))
+                try:
+                    stats = _run_with_progress("replaying", lambda update: replay(settings, since=start, force=force,
+                                                                                  progress=update))
+                except CatchUpFailed as exc:
+                    typer.secho(str(exc), err=True, fg="red")
+                    raise exc.__cause__ from None  # told below as any failure of the broker or the database
         except TruncatedStream as exc:
             typer.secho(f"replay refused: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None

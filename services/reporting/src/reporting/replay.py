@@ -19,6 +19,11 @@ anything is written, unless ``force``: the operator means to lose them.
 since T alone would lose every lead captured before T. It re-applies the
 events since T on top of the live tables instead, which the same
 idempotence makes safe (what was applied already changes nothing).
+
+A failure after the swap (the broker gone while catching up) leaves the
+new tables without what the live service applied to the old ones between
+the scan and the swap: ``CatchUpFailed`` names the ``--since`` that
+re-applies it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,6 +79,22 @@ def refuse_truncated(starts: Mapping[Any, int]) -> None:
             f"the stream no longer starts at its first event: it holds {held} (retention, or a truncated log); "
             "tables rebuilt from it would lose every lead of the events before. Re-apply what it holds over the "
             "live tables with --since 1970-01-01, or rebuild from it anyway with --force")
+
+
+#: How much earlier than the scan a catch-up re-applies from: a record is stamped by its producer's clock, maybe
+#: before the scan looked for the log's end (in flight then, or sent again), and re-applying more changes nothing.
+_CLOCK_MARGIN = timedelta(minutes=5)
+
+
+class CatchUpFailed(Exception):
+    """The rebuilt tables are swapped in, but what arrived during the rebuild could not be applied to them (the
+    cause is chained): ``since`` is the moment a ``replay --since`` re-applies it from."""
+
+    def __init__(self, since: datetime) -> None:
+        self.since = since
+        super().__init__(f"the rebuilt tables are swapped in, but what the live service applied to the old ones "
+                         f"during the rebuild is not in them: once the cause below is fixed, run "
+                         f"`leadpipe-reporting replay --since {since.isoformat()}`")
 
 
 def decoded(records: list[Any]) -> tuple[list[tuple[Any, Envelope]], int]:
@@ -135,6 +156,8 @@ async def replay(settings: ServiceSettings, *, since: datetime | None = None, fo
             async with TopicScan(settings, SOURCES, since=since) as scan:
                 done, skipped = await _apply_scan(engine, scan, SCHEMA, progress, 0)
             return ReplayStats(done, skipped, 0, time.perf_counter() - started)
+        # Before the scan looks for the log's end: all the live service applies after it, the catch-up applies.
+        scanned_at = datetime.now(UTC).replace(microsecond=0)
         async with TopicScan(settings, SOURCES, since=since) as scan:
             if not force:
                 refuse_truncated(scan.starts)
@@ -143,9 +166,12 @@ async def replay(settings: ServiceSettings, *, since: datetime | None = None, fo
             done, skipped = await _apply_scan(engine, scan, SHADOW, progress, 0)
             async with engine.begin() as conn:
                 await _swap(conn)
-            # What the live service applied to the old tables while we rebuilt.
-            caught_up = await scan.extend()
-            done, more = await _apply_scan(engine, scan, SCHEMA, progress, done)
+            try:
+                # What the live service applied to the old tables while we rebuilt.
+                caught_up = await scan.extend()
+                done, more = await _apply_scan(engine, scan, SCHEMA, progress, done)
+            except Exception as exc:
+                raise CatchUpFailed(scanned_at - _CLOCK_MARGIN) from exc
         return ReplayStats(done - caught_up, skipped + more, caught_up, time.perf_counter() - started)
     finally:
         await engine.dispose()
