@@ -325,3 +325,15 @@ def test_won_revenue_shows_its_cents_unless_it_is_whole(revenue, shown):
 def test_a_currency_is_written_into_the_page_escaped():
     """A lifecycle event's currency is any text: it was the one value written into the page as it came."""
     assert dashboard.money({"<script>x</script>": "10.00"}) == "10 &lt;script&gt;x&lt;/script&gt;"
+
+
+@pytest.mark.parametrize("asked, said", [
+    ({"since": "bad"}, "since: &#x27;bad&#x27; is not an ISO date"),
+    ({"since": "2026-11-02", "until": "2026-11-01"}, "until: must be after since"),
+])
+async def test_filters_that_are_wrong_get_the_page_saying_what_is_wrong_not_the_apis_json(no_leads, asked, said):
+    async with service(Valid()) as browser:
+        page = await browser.get("/dashboard", params=asked, headers={"authorization": "Bearer lpk_def456_secret"})
+    assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
+    assert f'<p class="error" role="alert">No report for these filters: {said}' in page.text
+    assert f'name="since" value="{asked["since"]}"' in page.text  # kept, to be corrected

@@ -214,7 +214,15 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
         return RedirectResponse("/dashboard/login", status_code=303)
     if not who.may("reports:read"):
         return login_page(f"That key ({who.name}) lacks the reports:read scope.", 403)
-    f = filters(since, until, source)
+    try:
+        f = filters(since, until, source)
+    except Problem as exc:
+        # A person typed the address (the form's date fields send only dates): a page saying what is wrong,
+        # with the filters to correct, not the API's JSON.
+        wrong = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors) or exc.message
+        return HTMLResponse(f"""{header(since, until, source, [source] if source else [], model)}
+<main><h1>Funnel and closed-loop reports</h1><p class="error" role="alert">No report for these filters: \
+{esc(wrong)}.</p></main></body></html>""", status_code=exc.status)
     async with runtime_of(request).engine.connect() as conn:
         funnel = await reports.funnel(conn, f)
         by_source = await reports.breakdown(conn, f, "source")
@@ -242,8 +250,6 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
                    for r in by_source["rows"]]
     campaign_rows = [[esc(r["value"]), f"{r['captured']:,}", f"{r['won']:,}", money(r["won_revenue"]), bar(r["close_rate"])]
                      for r in by_campaign["rows"]]
-    models = "".join(f'<option value="{m}"{" selected" if m == model else ""}>{label}</option>'
-                     for m, label in MODEL_LABELS.items())
     velocity_cards = "".join(
         f'<div class="card small"><div class="k">{esc(v["from"])} → {esc(v["to"])}</div>'
         f'<div class="v">{duration(v["p50_seconds"])}</div><div class="s">p50 · p90 {duration(v["p90_seconds"])} · '
@@ -256,22 +262,11 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     rejection_rows = [[esc(r["source"]), esc(r["reason_code"]), f"{r['rejections']:,}", f"{r['leads']:,}"]
                       for r in rejections["rows"]]
     spam_rows = [[esc(r["form_id"]), esc(r["source"]), f"{r['spam']:,}", f"{r['released']:,}"] for r in spam["rows"]]
-    options = "".join(f'<option value="{esc(s)}"{" selected" if s == f.source else ""}>{esc(s)}</option>' for s in sources)
     query = urlencode({k: v for k, v in {"since": since, "until": until, "source": source}.items() if v})
     model_query = urlencode({k: v for k, v in {"since": since, "until": until, "source": source,
                                                "model": model}.items() if v})
     exits = " · ".join(f"{k} {v:,}" for k, v in funnel["exits"].items())
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>leadpipe · funnel</title><style>{CSS}</style></head>
-<body><header><div class="brand">lead<b>pipe</b> <span>closed-loop funnel</span></div>
-<form method="get" action="/dashboard">
-<label>From <input type="date" name="since" value="{esc(since)}"></label>
-<label>To <input type="date" name="until" value="{esc(until)}"></label>
-<label>Source <select name="source"><option value="">all sources</option>{options}</select></label>
-<label>Credit <select name="model">{models}</select></label>
-<button type="submit">Apply</button></form>
-<form method="post" action="/dashboard/logout"><button type="submit" class="quiet">Sign out</button></form></header>
+    page = f"""{header(since, until, f.source, sources, model)}
 <main>
 <h1>Funnel and closed-loop reports</h1>
 <section class="cards">{"".join(f'<div class="card"><div class="k">{k}</div><div class="v" data-kpi="{k}">{v}</div><div class="s">{s}</div></div>' for k, v, s in cards)}</section>
@@ -293,6 +288,24 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 <a href="/v1/reports/spam?{query}">spam</a> · <a href="/docs">API docs</a></p>
 </main></body></html>"""
     return HTMLResponse(page)
+
+
+def header(since: str | None, until: str | None, source: str | None, sources: list[str], model: str) -> str:
+    """The page up to its reports: the filters as asked for (a source among ``sources``), and signing out."""
+    options = "".join(f'<option value="{esc(s)}"{" selected" if s == source else ""}>{esc(s)}</option>' for s in sources)
+    models = "".join(f'<option value="{m}"{" selected" if m == model else ""}>{label}</option>'
+                     for m, label in MODEL_LABELS.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>leadpipe · funnel</title><style>{CSS}</style></head>
+<body><header><div class="brand">lead<b>pipe</b> <span>closed-loop funnel</span></div>
+<form method="get" action="/dashboard">
+<label>From <input type="date" name="since" value="{esc(since)}"></label>
+<label>To <input type="date" name="until" value="{esc(until)}"></label>
+<label>Source <select name="source"><option value="">all sources</option>{options}</select></label>
+<label>Credit <select name="model">{models}</select></label>
+<button type="submit">Apply</button></form>
+<form method="post" action="/dashboard/logout"><button type="submit" class="quiet">Sign out</button></form></header>"""
 
 
 CSS = """
