@@ -8,8 +8,8 @@ import pytest
 
 from leadpipe_common.events import Assignment, Attribution, Contact, Enrichment, LeadScored, Score, Sourced
 from routing.domain import (
-    Away, Handoff, InvalidRoutingData, Placed, Presence, Waiting, breach, capacity_bound, choose_route, overflow_chain,
-    parse_routing_data, place, unavailable,
+    Away, Handoff, InvalidRoutingData, Placed, Presence, Route, Waiting, breach, capacity_bound, choose_route,
+    overflow_chain, parse_routing_data, place, unavailable,
 )
 from routing.domain import PastLead, what_if
 
@@ -241,10 +241,55 @@ def test_a_missed_deadline_passes_over_reps_who_cannot_take_the_lead():
     at = MONDAY.replace(hour=10)
     held = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="ana", team="emea", grade="A", due_at=at)
     away = Presence(away={"ben": [Away(at, at + timedelta(days=1))]})
-    b = breach(held, d, {}, at, away)
+    route = Route("team", "emea", "territory emea / all")
+    b = breach(held, route, d, {}, at, away)
     assert b.action == "reassigned" and b.assignment.owner_id == "cy"
     everyone_away = Presence(away={r: [Away(at, at + timedelta(days=1))] for r in ("ben", "cy")})
-    assert breach(held, d, {}, at, everyone_away).action == "escalated"
+    assert breach(held, route, d, {}, at, everyone_away).action == "escalated"
+
+
+#: Emea overflows to the desk, whose one active rep is on around the clock.
+OVERFLOWING = data([BERLIN, {**BERLIN, "id": "ben", "name": "Ben"}, DESK,
+                    {**DESK, "id": "dan", "name": "Dan", "active": False}],
+                   teams={"emea": {"when_nobody_available": "overflow", "overflow_to": "desk"}})
+
+
+def test_a_missed_deadline_overflows_the_lead_when_nobody_else_in_its_team_can_take_it_now():
+    at = MONDAY.replace(hour=10)
+    route = choose_route(mql("DE"), OVERFLOWING)
+    held = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="ana", team="emea", grade="A", due_at=at)
+    b = breach(held, route, OVERFLOWING, {}, at, Presence(away={"ben": [Away(at, at + timedelta(days=1))]}))
+    assert (b.action, b.assignment.owner_id, b.assignment.method) == ("reassigned", "dot", "overflow")
+    assert (b.handoff.team, b.handoff.due_at, b.rotation) == ("desk", at + timedelta(minutes=15), {"dot": 0})
+    assert "ana missed the acceptance deadline once" in b.assignment.reason and "ben out of office" in b.assignment.reason
+
+
+def test_a_lead_an_overflow_rep_let_pass_at_night_waits_in_its_own_teams_queue_for_the_morning():
+    """A German lead at 02:00 goes to the desk; its one active rep misses the deadline. It used to land in the
+    desk's queue with no waiting mark, where only that rep could take it, and stay there: now it waits in emea's
+    queue, which its reps may take from and the queue watch hands out when their shift starts."""
+    night = MONDAY + timedelta(days=1, hours=1)  # 02:00 on Tuesday in Berlin
+    route = choose_route(mql("DE"), OVERFLOWING)
+    first = place(route, OVERFLOWING, {}, night, Presence())
+    assert isinstance(first, Placed) and (first.rep.id, first.team) == ("dot", "desk")
+    held = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="dot", team="desk", grade="A",
+                   due_at=night + timedelta(minutes=15))
+    missed = night + timedelta(minutes=16)
+    b = breach(held, route, OVERFLOWING, {}, missed, Presence())
+    assert (b.action, b.assignment.owner_id, b.handoff.team) == ("escalated", "queue:emea", "emea")
+    assert (b.handoff.waiting_since, b.handoff.due_at, b.handoff.holders) == (missed, None, ("dot",))
+    assert "nobody in emea can take it now (ana off shift, ben off shift)" in b.assignment.reason
+    morning = place(Route("team", b.handoff.team, "waited"), OVERFLOWING, {}, night + timedelta(hours=7),
+                    Presence(), passed_over=b.handoff.holders)
+    assert isinstance(morning, Placed) and morning.rep.id in {"ana", "ben"}
+
+
+def test_a_lead_every_active_rep_of_its_team_and_its_overflow_held_escalates_to_its_teams_queue_with_no_mark():
+    at = MONDAY.replace(hour=10)
+    held = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="dot", team="desk", grade="A", due_at=at,
+                   holders=("ana", "ben"))
+    b = breach(held, choose_route(mql("DE"), OVERFLOWING), OVERFLOWING, {}, at, Presence())
+    assert (b.action, b.assignment.owner_id, b.handoff.waiting_since) == ("escalated", "queue:emea", None)
 
 
 @pytest.mark.parametrize(("change", "message"), [

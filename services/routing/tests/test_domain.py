@@ -404,16 +404,20 @@ def test_unknown_reps_and_reason_codes_are_invalid_not_conflicts():
     assert isinstance(verdict, Refused) and (verdict.kind, verdict.field) == ("invalid", "reason_code")
 
 
+#: The route of the leads ``handoff`` makes, as a missed deadline places them again.
+EMEA = Route("team", "emea", "territory emea / smb")
+
+
 def test_a_missed_deadline_passes_the_lead_to_the_next_rep_who_has_not_held_it():
-    b = breach(handoff(owner="ana"), SALES, {}, NOW)
+    b = breach(handoff(owner="ana"), EMEA, SALES, {}, NOW)
     assert b.action == "reassigned" and b.assignment.owner_id == "ben"
     assert b.handoff.holders == ("ana",) and b.handoff.reassignments == 1
     assert b.handoff.due_at is not None and b.rotation is not None
 
 
 def test_after_the_allowed_reassignments_the_lead_escalates_to_the_team_queue():
-    once = breach(handoff(owner="ana"), SALES, {}, NOW).handoff
-    b = breach(once, SALES, {}, NOW)
+    once = breach(handoff(owner="ana"), EMEA, SALES, {}, NOW).handoff
+    b = breach(once, EMEA, SALES, {}, NOW)
     assert b.action == "escalated" and b.assignment.owner_id == "queue:emea"
     assert b.handoff.due_at is None and b.rotation is None
 
@@ -428,7 +432,7 @@ def test_a_lead_whose_deadline_passes_before_anyone_else_is_on_shift_waits_for_t
     """Routed to Ana at 16:00 with 15 minutes: at 16:16 Ben is not on shift yet. It waits in the queue, to be
     handed to Ben at 17:00 (not back to Ana, who missed it), instead of escalating with no deadline for good."""
     day = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
-    b = breach(handoff(owner="ana", due_at=day + timedelta(hours=16, minutes=15)), SHIFTS, {},
+    b = breach(handoff(owner="ana", due_at=day + timedelta(hours=16, minutes=15)), EMEA, SHIFTS, {},
                day + timedelta(hours=16, minutes=16))
     assert (b.action, b.assignment.owner_id, b.handoff.due_at) == ("escalated", "queue:emea", None)
     assert b.handoff.waiting_since == day + timedelta(hours=16, minutes=16) and "waits" in b.assignment.reason
@@ -441,7 +445,7 @@ def test_a_lead_whose_deadline_passes_before_anyone_else_is_on_shift_waits_for_t
 
 
 def test_a_lead_every_rep_of_the_team_held_escalates_to_the_team_queue_for_good():
-    b = breach(handoff(owner="ben", holders=("ana",)), SHIFTS, {}, NOW)
+    b = breach(handoff(owner="ben", holders=("ana",)), EMEA, SHIFTS, {}, NOW)
     assert (b.action, b.assignment.owner_id, b.handoff.waiting_since) == ("escalated", "queue:emea", None)
 
 

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import structlog.testing
@@ -11,9 +12,9 @@ from leadpipe_common.consumer import BatchApplier, Rejected
 from leadpipe_common.envelope import decode
 from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.testing import factories
-from routing.domain import parse_routing_data
+from routing.domain import Away, parse_routing_data
 from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored
-from routing.reference import Reference
+from routing.reference import Reference, RoutingFiles
 from routing.service import SERVICE
 from routing.sla import act_on_missed_deadlines, hand_out_waiting_leads
 
@@ -252,6 +253,62 @@ async def test_a_missed_deadline_hands_the_lead_on_once_within_its_trace(uow, ct
     assert {m.header("traceparent").split("-")[1] for m in uow.published} == {trace}
     async with uow:  # the new holder's deadline is 15 minutes away: nothing more is due
         assert await act_on_missed_deadlines(uow, ctx, limit=10) == 0
+
+
+BUNDLED = Path(__file__).parents[1] / "src" / "routing" / "data"
+
+
+def bundled(now: datetime) -> Routing:
+    """Routing with the shipped reference files: regional teams overflow to global-inbound, whose only active rep,
+    alex.moreau, is on around the clock."""
+    files = RoutingFiles(*(BUNDLED / n for n in ("reps.yaml", "accounts.csv", "territories.yaml", "sla.yaml",
+                                                  "reasons.yaml")))
+    clock = Clock()
+    clock.now = now
+    return Routing(files.load(), clock=clock)
+
+
+async def test_a_lead_the_overflow_desk_let_pass_at_night_waits_for_its_own_team_and_goes_out_in_the_morning(uow):
+    """A German enterprise lead at 02:00 on a Tuesday overflows to alex.moreau, who misses the deadline. It used to
+    land in global-inbound's queue with no waiting mark, where only alex could take it, for good."""
+    night = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # 02:00 in Berlin
+    ctx = bundled(night)
+    lead = factories.scored("mql", country="DE", employees=5000)
+    routed, *_ = await route(uow, ctx, lead)
+    assert (data(routed).assignment.owner_id, data(routed).assignment.method) == ("alex.moreau", "overflow")
+    ctx.clock.now = night + timedelta(hours=1, minutes=1)  # a B lead's hour has run out
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 1
+        await uow.commit()
+    breached, rerouted = uow.published
+    assert (data(breached).action, data(rerouted).assignment.owner_id) == ("escalated", "queue:emea-enterprise")
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert (held.team, held.waiting_since, held.due_at) == ("emea-enterprise", ctx.clock.now, None)
+    ctx.clock.now = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # 09:00 in Berlin and Stockholm
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 1
+        await uow.commit()
+    assigned, rerouted = uow.published[2:]
+    assert data(assigned).owner_id in {"lena.fischer", "tom.berg"} and data(assigned).team == "emea-enterprise"
+    assert uow.store.handoffs[lead.lead_id].handoff.due_at == ctx.clock.now + timedelta(hours=1)
+
+
+async def test_a_missed_deadline_overflows_the_lead_with_the_overflow_teams_rotation_locked_and_turned(uow):
+    ctx = bundled(datetime(2026, 11, 24, 9, 0, tzinfo=UTC))  # 10:00 in Berlin
+    uow.store.away["tom.berg"] = [Away(ctx.clock.now, ctx.clock.now + timedelta(days=1), "holiday")]
+    lead = factories.scored("mql", country="DE", employees=5000)
+    routed, _ = await route(uow, ctx, lead)
+    assert data(routed).assignment.owner_id == "lena.fischer"
+    ctx.clock.now += timedelta(hours=1, minutes=1)
+    uow.store.locks.clear()
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 1
+        await uow.commit()
+    breached, rerouted = uow.published
+    assert (data(breached).action, data(breached).next_owner_id) == ("reassigned", "alex.moreau")
+    assert data(rerouted).assignment.method == "overflow" and "tom.berg out of office" in data(rerouted).assignment.reason
+    assert uow.store.locks == ["emea-enterprise", "global-inbound"]  # the overflow's rotation locked too
+    assert uow.store.turns == {"emea-enterprise": 1, "global-inbound": 1}
 
 
 def touch_of(lead, decision="mql", points=40):

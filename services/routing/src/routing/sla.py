@@ -7,8 +7,10 @@ live in Postgres, so a restart loses none (one missed while routing was down
 fires at the next check). Each breach emits ``lead.sla_breached`` on the
 lifecycle and the lead again on ``leads.routed`` with its new owner (or its
 team's queue), both with ids derived from the lead and the breach number,
-both continuing the trace the lead was routed in. The next holder must be
-able to take a lead now (``availability``); with nobody, the lead escalates.
+both continuing the trace the lead was routed in. The next holder is found
+as for a new lead (its route, overflow included, every earlier holder passed
+over) and must be able to take a lead now (``availability``); with nobody,
+the lead waits in its team's queue for this watch to hand out.
 
 Waiting leads are claimed the same way (``SKIP LOCKED``, teams with a rep
 free now only), each handed to whoever can take it now by the same rules
@@ -37,7 +39,8 @@ from leadpipe_common.service import Runtime
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Placed, Presence, Route, acceptance_due, breach, capacity_bound, overflow_chain, place, unavailable,
+    Placed, Presence, Route, acceptance_due, breach, capacity_bound, choose_route, overflow_chain, place,
+    unavailable,
 )
 from routing.handlers import Routing
 from routing.reference import Reference
@@ -60,7 +63,10 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
     if not due:
         return 0
     ref = ctx.reference
-    teams = {held.handoff.team for held in due}
+    # A missed lead is placed again as a new one would be: every team its route may reach is locked before held
+    # leads are counted, as routing a new lead does.
+    routes = {held.handoff.lead_id: choose_route(held.lead, ref.data) for held in due}
+    teams = {t for route in routes.values() for t in overflow_chain(route.team, ref.data)}
     turns = Turns(await store.lock_rotations(teams))
     reps = [r for r in ref.data.reps if r.team in teams]
     presence = await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
@@ -68,9 +74,9 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
     for held in due:
         handoff, lead = held.handoff, held.lead
         trace = child_traceparent(held.traceparent)
-        b = breach(handoff, ref.data, turns.states.get(handoff.team, {}), now, presence)
-        turns.take(handoff.team, b.rotation)
-        if b.rotation is not None:
+        b = breach(handoff, routes[handoff.lead_id], ref.data, turns.states, now, presence)
+        turns.take(b.handoff.team, b.rotation)
+        if b.action == "reassigned":  # an account owner's too, though no rotation turned for them
             presence = presence.holding_one_more(b.assignment.owner_id)
         n = b.handoff.reassignments
         rerouted = lead.model_copy(update={"assignment": b.assignment, "routed_at": now,

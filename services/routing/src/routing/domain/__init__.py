@@ -9,12 +9,13 @@ wait in its queue (handed out when a rep can take it) or overflow to another
 team.
 
 The hand-off SLA gives the holder a deadline per grade, counted in their own
-working hours and time zone. A missed deadline passes the lead to the team's
-next rep in the rotation (a normal turn: the breaching rep's turn is spent and
-never given back), and after ``max_reassignments`` to the team's queue; with
-nobody who has not held it able to take it now, it waits in the queue for the
-first who can. A lead sales rejected is recycled by a touch that earns intent,
-to a new holder.
+working hours and time zone. A missed deadline places the lead again as a new
+lead is placed (rotation, overflow), every rep who held it passed over (a
+normal turn: the breaching rep's turn is spent and never given back), and
+after ``max_reassignments`` escalates it to the queue; with nobody who has not
+held it able to take it now, it waits in its team's queue for the first who
+can. A lead sales rejected is recycled by a touch that earns intent, to a new
+holder.
 
 Dispositions move a routed lead through accepted -> contacted -> qualified ->
 won | lost, or rejected (back to nurture). A closed lead stays closed; the

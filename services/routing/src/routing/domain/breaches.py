@@ -1,11 +1,14 @@
-"""Missed hand-off deadlines: the lead passes to the team's next rep, or after too many, to the team's queue.
+"""Missed hand-off deadlines: the lead is placed again as a new lead would be, its holders passed over.
 
 A reassignment is a normal rotation turn: the breaching rep's turn is spent
-and never given back. When every rep of the team who has not held the lead
-is unable to take one now (off shift, away, at capacity), the lead waits in
-the team's queue for the first of them who can, as a newly routed lead
-would; with none left (each held it, or is inactive), or after
-``max_reassignments``, the queue keeps it for the team to take.
+and never given back. The lead goes where its route sends a new lead (its
+account owner, else its team's rotation, else its team's overflow), reps who
+held it passed over: a lead an overflow team held goes back to its own team
+first. When nobody who has not held it can take it now (off shift, away, at
+capacity), it waits in its team's queue, marked as waiting, for the first who
+can (or the overflow), as a newly routed lead would; with none left (each held
+it, or is inactive) it goes to its team's queue for that team to take, and
+after ``max_reassignments`` to the queue of the team holding it.
 """
 
 from __future__ import annotations
@@ -17,16 +20,17 @@ from typing import Literal
 
 from leadpipe_common.events import Assignment
 
-from routing.domain.availability import Presence, unavailable
+from routing.domain.availability import Placed, Presence, place
 from routing.domain.clock import acceptance_due
 from routing.domain.dispositions import Handoff
-from routing.domain.reference import RoutingData
-from routing.domain.routes import next_turn, queue_of
+from routing.domain.reference import RoutingData, overflow_chain
+from routing.domain.routes import Route, queue_of
 
 
 @dataclass(frozen=True)
 class Breach:
-    """What a missed deadline does: the hand-off after it, and the new owner's assignment."""
+    """What a missed deadline does: the hand-off after it, and the new owner's assignment. ``rotation`` is the
+    new state of the rotation of the hand-off's (new) team, when it turned."""
 
     handoff: Handoff
     action: Literal["reassigned", "escalated"]
@@ -34,36 +38,42 @@ class Breach:
     rotation: dict[str, int] | None
 
 
-def breach(handoff: Handoff, data: RoutingData, state: Mapping[str, int], now: datetime,
-           presence: Presence | None = None) -> Breach:
-    """Pass a lead whose holder missed the deadline to the team's next rep, or escalate it to the queue.
+def breach(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int]],
+           now: datetime, presence: Presence | None = None) -> Breach:
+    """Hand on a lead whose holder missed the deadline: placed on ``route`` (the lead's route now, as
+    ``choose_route`` gives it) as a new lead would be, with every rep who held it passed over; or escalated.
 
-    Reps who already held the lead, and reps who cannot take a lead now
-    (``availability``), are passed over; with nobody left, or after
-    ``max_reassignments``, the lead goes to the team's queue: to wait there
-    for a rep who has not held it, when one is only unable to take it now.
-    """
+    ``states`` is each team's rotation state. With nobody who may take it able to now, it waits in its route's
+    team's queue; with none left who may ever take it (each held it, or is inactive) it is escalated to that
+    queue, and after ``max_reassignments`` to the queue of the team holding it, with no waiting mark."""
     presence = presence or Presence()
     held = (*handoff.holders, handoff.owner_id) if handoff.owner_id not in handoff.holders else handoff.holders
-    unheld = [r for r in data.reps if r.team == handoff.team and r.id not in held and r.active]
-    candidates = [r for r in unheld if unavailable(r, data, now, presence) is None]
-    if handoff.reassignments >= data.sla.max_reassignments or not candidates:
-        waits = handoff.reassignments < data.sla.max_reassignments and bool(unheld)
-        missed = "missed the acceptance deadline " + (f"{handoff.reassignments + 1} times"
-                                                      if handoff.reassignments else "once")
-        why = (f"{missed}; nobody else in {handoff.team} can take it now: waits in the {handoff.team} queue for "
-               "the first who can" if waits else f"{missed}; escalated to the {handoff.team} queue")
-        assignment = Assignment(owner_id=queue_of(handoff.team), owner_name=f"{handoff.team} queue",
-                                team=handoff.team, method="queue", reason=why)
-        after = replace(handoff, owner_id=assignment.owner_id, due_at=None, holders=held,
-                        reassignments=handoff.reassignments + 1, waiting_since=now if waits else None)
-        return Breach(after, "escalated", assignment, None)
-    # The rotation's state keeps every rep's credit; only those still eligible compete for this turn.
-    rep, new_state = next_turn(candidates, state)
-    rotation = {**state, **new_state}
-    assignment = Assignment(owner_id=rep.id, owner_name=rep.name, owner_email=rep.email, team=handoff.team,
-                            method="territory", reason=f"{handoff.owner_id} missed the acceptance deadline; "
-                            f"next in the {handoff.team} rotation")
-    after = replace(handoff, owner_id=rep.id, holders=held, reassignments=handoff.reassignments + 1,
-                    due_at=acceptance_due(handoff.grade, rep.id, data, now))
-    return Breach(after, "reassigned", assignment, rotation)
+    missed = f"{handoff.owner_id} missed the acceptance deadline " + (
+        f"{handoff.reassignments + 1} times" if handoff.reassignments else "once")
+    if handoff.reassignments < data.sla.max_reassignments:
+        placement = place(replace(route, reason=f"{missed}; {route.reason}"), data, states, now, presence,
+                          passed_over=held)
+        if isinstance(placement, Placed):
+            a = placement.assignment
+            after = replace(handoff, owner_id=a.owner_id, team=a.team, holders=held,
+                            reassignments=handoff.reassignments + 1,
+                            due_at=acceptance_due(handoff.grade, a.owner_id, data, now))
+            return Breach(after, "reassigned", a, placement.rotation)
+        reachable = set(overflow_chain(placement.team, data))
+        if any(r.active and r.team in reachable and r.id not in held for r in data.reps):
+            a = placement.assignment
+            after = replace(handoff, owner_id=a.owner_id, team=a.team, due_at=None, holders=held,
+                            reassignments=handoff.reassignments + 1, waiting_since=now)
+            return Breach(after, "escalated", a, None)
+        # A waiting mark on a lead the watch may never hand to anyone would have it claimed every round. Its own
+        # team's queue, not the holder's: an overflow team's may have nobody but the holder to take it.
+        return _escalated(handoff, placement.team, held, missed)
+    return _escalated(handoff, handoff.team, held, missed)
+
+
+def _escalated(handoff: Handoff, team: str, held: tuple[str, ...], missed: str) -> Breach:
+    assignment = Assignment(owner_id=queue_of(team), owner_name=f"{team} queue", team=team, method="queue",
+                            reason=f"{missed}; escalated to the {team} queue")
+    after = replace(handoff, owner_id=assignment.owner_id, team=team, due_at=None, holders=held,
+                    reassignments=handoff.reassignments + 1, waiting_since=None)
+    return Breach(after, "escalated", assignment, None)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from leadpipe_common.events import LeadScored
+from leadpipe_common.events import LeadRouted, LeadScored
 
 from routing.domain.reference import Rep, RoutingData, Territories
 
@@ -35,7 +35,8 @@ def segment_of(employees: int | None, territories: Territories) -> str:
     return territories.unknown_size_segment
 
 
-def choose_route(lead: LeadScored, data: RoutingData) -> Route:
+def choose_route(lead: LeadScored | LeadRouted, data: RoutingData) -> Route:
+    """The route of a new lead, or of a routed one placed again (its holder missed the deadline)."""
     e = lead.enrichment
     domain = e.company_domain.value if e.company_domain else None
     account = data.account(domain)
