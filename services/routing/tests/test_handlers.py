@@ -607,6 +607,18 @@ async def test_a_lead_nobody_can_take_waits_in_its_queue_until_the_first_shift_s
         assert await hand_out_waiting_leads(uow, ctx, limit=10) == 0  # handed out once
 
 
+async def test_a_touch_of_a_lead_a_rep_took_from_the_queue_re_sends_it_naming_that_rep_not_the_queue(uow):
+    ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the lead is queued
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana")
+    routed, reengaged = await route(uow, ctx, touch_of(lead))
+    assert data(reengaged).owner_id == "ana"
+    a = data(routed).assignment
+    assert (a.owner_id, a.owner_name, a.team) == ("ana", "Ana", "emea") and "taken from the queue by Ana" in a.reason
+    assert uow.store.handoffs[lead.lead_id].lead.assignment == a  # kept as told
+
+
 async def test_waiting_leads_go_out_longest_waiting_first_and_only_as_far_as_capacity_allows(uow):
     capped = parse_routing_data({**LATE_SHIFT.model_dump(), "reps": [
         {**r.model_dump(), "capacity": 1} for r in LATE_SHIFT.reps]})

@@ -48,7 +48,7 @@ from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
 from leadpipe_common.events import (
-    LeadDispositioned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadScored, LeadStageChanged,
+    Assignment, LeadDispositioned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadScored, LeadStageChanged,
 )
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
@@ -192,7 +192,7 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             # routed it but for its rejection reason, which is worth a word to whoever asks why it did not.
             log.info("touch leaves a lead sales rejected in nurture: its rejection reason does not recycle",
                      reason_code=code)
-        outcomes[env.id], told = _reengage(env, holding, now)
+        outcomes[env.id], told = _reengage(env, holding, now, ref.data)
         if told is not None:
             holdings[env.data.lead_id] = rewritten[env.data.lead_id] = told
     mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"
@@ -274,7 +274,7 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     for env in each(touched):
         routed_here = fresh.get(env.data.lead_id)
         if routed_here is not None and position[env.id] > routed_here[0] and not outcomes[env.id]:
-            outcomes[env.id], told = _reengage(env, routed_here[1], now)
+            outcomes[env.id], told = _reengage(env, routed_here[1], now, ref.data)
             if told is None:
                 continue
             fresh[env.data.lead_id] = (routed_here[0], told)
@@ -289,7 +289,8 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     return outcomes
 
 
-def _reengage(env: Envelope, held: Held | None, now: datetime) -> tuple[Outcome, Held | None]:
+def _reengage(env: Envelope, held: Held | None, now: datetime,
+              data: RoutingData) -> tuple[Outcome, Held | None]:
     """Tell the holder of a lead about its new touch: same owner, same deadline, the new score and contact; and
     the hand-off holding the lead as told (None: nothing told), which a reassignment sends on and the next touch
     is compared with."""
@@ -302,8 +303,8 @@ def _reengage(env: Envelope, held: Held | None, now: datetime) -> tuple[Outcome,
         # A double click's second form, or a newsletter sign-up, would otherwise ping the rep and every sales tool
         # again. The touch stays on the lead's timeline (lead.touched).
         return [], None
-    routed = LeadRouted.model_construct(**dict(lead), assignment=before.assignment, routed_at=before.routed_at,
-                                        routing_data_version=before.routing_data_version)
+    routed = LeadRouted.model_construct(**dict(lead), assignment=_holders(before.assignment, h, data),
+                                        routed_at=before.routed_at, routing_data_version=before.routing_data_version)
     reengaged = LeadReengaged(
         lead_id=lead.lead_id, person_id=lead.person_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
         reason=_touch_summary(lead), attribution=lead.attribution, score=lead.score.value, grade=lead.score.grade,
@@ -311,6 +312,19 @@ def _reengage(env: Envelope, held: Held | None, now: datetime) -> tuple[Outcome,
     return ([follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
              follow_up(env, topics.LIFECYCLE, reengaged, source=SOURCE, time=now)],
             dataclasses.replace(held, lead=routed))
+
+
+def _holders(assignment: Assignment, h: Handoff, data: RoutingData) -> Assignment:
+    """``assignment`` naming the lead's holder now. A rep who accepts a lead from its team's queue becomes its
+    holder, but the stored lead still names the queue: writing it again on every such acceptance would cost more
+    than mending it here, for the rarer touch that re-sends it."""
+    if assignment.owner_id == h.owner_id:
+        return assignment
+    rep = data.rep(h.owner_id)
+    name = rep.name if rep else h.owner_id  # a rep since gone from the reps file is still the holder
+    return assignment.model_copy(update={"owner_id": h.owner_id, "owner_name": name,
+                                         "owner_email": rep.email if rep else None,
+                                         "reason": f"{assignment.reason}; taken from the queue by {name}"})
 
 
 def _touch_summary(lead: LeadScored) -> str:
