@@ -80,11 +80,13 @@ class MemoryRoutingStore:
         return {h.handoff.team for h in self.handoffs.values()
                 if h.handoff.status == "routed" and h.handoff.waiting_since is not None}
 
-    async def claim_waiting(self, teams: Iterable[str], limit: int) -> list[Held]:
+    async def claim_waiting(self, teams: Iterable[str], limit: int,
+                            after: tuple[datetime, uuid.UUID] | None = None) -> list[Held]:
         wanted = set(teams)
-        waiting = [h for h in self.handoffs.values() if h.handoff.status == "routed"
-                   and h.handoff.waiting_since is not None and h.handoff.team in wanted]
-        return sorted(waiting, key=lambda h: h.handoff.waiting_since)[:limit]  # type: ignore[arg-type, return-value]
+        waiting = sorted((h for h in self.handoffs.values() if h.handoff.status == "routed"
+                          and h.handoff.waiting_since is not None and h.handoff.team in wanted),
+                         key=lambda h: (h.handoff.waiting_since, h.handoff.lead_id))
+        return [h for h in waiting if after is None or (h.handoff.waiting_since, h.handoff.lead_id) > after][:limit]
 
     async def set_away(self, rep_id: str, periods: Sequence[Away], by: str, now: datetime) -> None:
         self.away[rep_id] = [a for a in self.away.get(rep_id, []) if a.ends_at <= now] + list(periods)

@@ -640,6 +640,42 @@ async def test_waiting_leads_go_out_longest_waiting_first_and_only_as_far_as_cap
         await uow.commit()
 
 
+async def test_leads_waiting_longer_for_a_rep_who_is_away_do_not_hold_up_a_lead_a_free_rep_may_take(uow, ctx):
+    """Three leads Ben let pass wait for Ana, who is away; a later one waits for anyone. The queue watch used to
+    claim the oldest three (its limit) every round, hand none out, and never reach the fourth."""
+    ana_away = Away(T0, T0 + timedelta(days=1), "holiday")
+    uow.store.away["ana"] = [ana_away]
+    passed = [factories.scored("mql", country="DE") for _ in range(3)]
+    for lead in passed:
+        await route(uow, ctx, lead)  # to Ben
+    ctx.clock.now = T0 + timedelta(minutes=16)
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 3  # nobody but Ana left for them: they wait
+        await uow.commit()
+    ctx.clock.now += timedelta(minutes=1)
+    uow.store.away["ben"] = [Away(ctx.clock.now, ctx.clock.now + timedelta(minutes=1))]
+    later = factories.scored("mql", country="DE")
+    await route(uow, ctx, later)
+    assert [uow.store.handoffs[lead.lead_id].handoff.owner_id for lead in (*passed, later)] == ["queue:emea"] * 4
+    ctx.clock.now += timedelta(minutes=1)  # Ben is back
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, limit=3) == 1
+        await uow.commit()
+    assert uow.store.handoffs[later.lead_id].handoff.owner_id == "ben"
+    assert all(uow.store.handoffs[lead.lead_id].handoff.waiting_since is not None for lead in passed)
+
+
+async def test_a_round_hands_out_no_more_waiting_leads_than_its_limit(uow):
+    ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the leads are queued
+    for _ in range(3):
+        await route(uow, ctx, factories.scored("mql", country="DE"))
+    ctx.clock.now = T0 + timedelta(hours=1)
+    for expected in (2, 1, 0):
+        async with uow:
+            assert await hand_out_waiting_leads(uow, ctx, limit=2) == expected
+            await uow.commit()
+
+
 async def test_a_rep_at_a_cap_larger_than_a_teammates_gets_no_lead_past_it(uow):
     capped = parse_routing_data({**DATA.model_dump(), "reps": [
         {**DATA.reps[0].model_dump(), "capacity": 1}, {**DATA.reps[1].model_dump(), "capacity": 3}]})

@@ -61,3 +61,19 @@ async def test_hand_offs_are_written_over_each_as_last_given_their_trace_kept(db
     assert (stored[a.handoff.lead_id].handoff, stored[b.handoff.lead_id].handoff) == (a_last.handoff, b_told.handoff)
     assert [stored[h.handoff.lead_id].lead.routing_data_version for h in (a, b)] == ["v2", "v3"]
     assert [stored[h.handoff.lead_id].traceparent for h in (a, b)] == [a.traceparent, b.traceparent]
+
+
+async def test_waiting_leads_are_claimed_page_by_page_past_the_last_one_claimed_ties_broken_by_lead_id(db):
+    now, team = datetime.now(UTC), f"team-{uuid.uuid4().hex[:8]}"
+    queued = [replace(h, handoff=replace(h.handoff, team=team, owner_id=f"queue:{team}", due_at=None,
+                                         waiting_since=now + timedelta(seconds=1 if i == 3 else 0)))
+              for i, h in enumerate(_held(now) for _ in range(4))]  # three queued in one batch, one after
+    async with AsyncSession(db) as session, session.begin():
+        store = RoutingStore(session)
+        await store.add_handoffs(queued)
+        first = await store.claim_waiting([team], 2)
+        last = first[-1].handoff
+        rest = await store.claim_waiting([team], 2, after=(last.waiting_since, last.lead_id))  # type: ignore[arg-type]
+        await session.rollback()
+    in_order = sorted(queued[:3], key=lambda h: h.handoff.lead_id) + queued[3:]
+    assert [h.handoff.lead_id for h in first + rest] == [h.handoff.lead_id for h in in_order]

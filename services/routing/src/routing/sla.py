@@ -16,7 +16,9 @@ Waiting leads are claimed the same way (``SKIP LOCKED``, teams with a rep
 free now only), each handed to whoever can take it now by the same rules
 that routed it (overflow included): ``lead.assigned`` on the lifecycle and
 the lead again on ``leads.routed``, ids derived from the lead; its SLA clock
-starts then. A lead nobody can take yet stays, untouched.
+starts then. A lead nobody can take yet stays, untouched, and the round
+claims the next page past it while a queue is open, so the longest waiting
+leads, if nobody free may take them, do not keep later ones waiting.
 
 The reference watch reloads the routing files when they change (stat every
 few seconds); files that do not parse leave the data in force and are
@@ -26,6 +28,7 @@ logged, counted and retried on their next change.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import structlog
@@ -44,7 +47,7 @@ from routing.domain import (
 )
 from routing.handlers import Routing
 from routing.reference import Reference
-from routing.store import RoutingStore, Turns
+from routing.store import Held, RoutingStore, Turns
 
 SOURCE = "leadpipe/routing"
 log = structlog.get_logger(__name__)
@@ -125,19 +128,34 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
         return 0
     turns = Turns(await store.lock_rotations(teams))
     presence = await store.presence(rep_ids, now, up_to=up_to)
-    queues = open_queues(presence)
     messages: list[Message] = []
     handed = 0
+
+    async def claimed() -> AsyncIterator[Held]:
+        # Page after page while a queue is open (``presence`` as the hand-outs so far left it): the longest
+        # waiting leads may be ones nobody free now may take (each held them before), and claimed alone round
+        # after round they kept every later lead waiting.
+        after = None
+        while handed < limit and (queues := open_queues(presence)):
+            page = await store.claim_waiting(queues, limit, after=after)
+            for held in page:
+                if handed == limit:
+                    return
+                yield held
+            if len(page) < limit:
+                return
+            after = (page[-1].handoff.waiting_since, page[-1].handoff.lead_id)
+
     # Claimed after the rotation rows, unlike every other path (hand-offs, then rotation): SKIP LOCKED never
     # waits for a hand-off another unit holds, so it cannot close a cycle of waits.
-    for held in await store.claim_waiting(queues, limit):
+    async for held in claimed():
         handoff, lead = held.handoff, held.lead
         queued_at = handoff.waiting_since or now
         waited = f"waited in the {handoff.team} queue since {queued_at.isoformat(timespec='seconds')}"
         placement = place(Route("team", handoff.team, waited), ref.data, turns.states, now, presence,
                           passed_over=handoff.holders)
         if not isinstance(placement, Placed):
-            continue  # its reps' turns went to leads that waited longer
+            continue  # its reps' turns went to leads that waited longer, or each of them held it before
         turns.take(placement.team, placement.rotation)
         presence = presence.holding_one_more(placement.rep.id)
         a = placement.assignment

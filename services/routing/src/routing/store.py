@@ -299,17 +299,21 @@ class RoutingStore:
                                                         handoffs.c.status == "routed"))
         return set(rows.scalars())
 
-    async def claim_waiting(self, teams: Iterable[str], limit: int) -> list[Held]:
-        """Leads waiting in ``teams``' queues, longest first, locked; those another process holds are skipped."""
-        rows = await self._session.execute(
-            sa.select(handoffs)
-            .where(handoffs.c.waiting_since.is_not(None), handoffs.c.status == "routed",
-                   handoffs.c.team.in_(sorted(set(teams))))
-            .order_by(handoffs.c.waiting_since)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return [_held(r) for r in rows]
+    async def claim_waiting(self, teams: Iterable[str], limit: int,
+                            after: tuple[datetime, uuid.UUID] | None = None) -> list[Held]:
+        """Leads waiting in ``teams``' queues, longest first (then by lead id: a batch queues many at one moment),
+        locked; those another process holds are skipped. ``after``: only those after this (waiting since, lead
+        id), the last of a page claimed before."""
+        query = (sa.select(handoffs)
+                 .where(handoffs.c.waiting_since.is_not(None), handoffs.c.status == "routed",
+                        handoffs.c.team.in_(sorted(set(teams))))
+                 .order_by(handoffs.c.waiting_since, handoffs.c.lead_id)
+                 .limit(limit)
+                 .with_for_update(skip_locked=True))
+        if after is not None:
+            query = query.where(sa.tuple_(handoffs.c.waiting_since, handoffs.c.lead_id) > sa.tuple_(
+                sa.literal(after[0], handoffs.c.waiting_since.type), sa.literal(after[1], handoffs.c.lead_id.type)))
+        return [_held(r) for r in await self._session.execute(query)]
 
     async def away_of(self, rep_id: str, now: datetime) -> list[Away]:
         rows = await self._session.execute(
