@@ -398,6 +398,12 @@ def test_the_same_disposition_twice_is_a_harmless_repeat_but_a_different_one_is_
     assert isinstance(other, Refused) and other.kind == "conflict"
 
 
+def test_a_rep_who_rejects_a_lead_from_the_queue_is_its_holder_when_it_returns_to_nurture():
+    verdict = apply_disposition(handoff(owner="queue:emea"), report("rejected", rep="ben", reason_code="not-a-fit"),
+                                SALES)
+    assert isinstance(verdict, Applied) and (verdict.handoff.status, verdict.handoff.owner_id) == ("rejected", "ben")
+
+
 def test_unknown_reps_and_reason_codes_are_invalid_not_conflicts():
     assert apply_disposition(handoff(), report("accepted", rep="zed"), SALES).field == "rep_id"
     verdict = apply_disposition(handoff(), report("rejected", reason_code="meh"), SALES)

@@ -434,6 +434,17 @@ async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_t
     assert uow.store.turns == {"emea": 2}
 
 
+async def test_a_lead_a_rep_rejected_from_the_queue_is_recycled_to_someone_else(uow):
+    ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the lead is queued
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id="ana", reason_code="not-a-fit")
+    assert uow.store.handoffs[lead.lead_id].handoff.owner_id == "ana"
+    ctx.clock.now = T0 + timedelta(hours=1)  # both on shift; Ana first in the file, so first in an unturned rotation
+    _, routed, _ = await route(uow, ctx, touch_of(lead))
+    assert data(routed).assignment.owner_id == "ben"
+
+
 async def test_a_recycle_names_the_reason_code_of_the_rejection_it_came_after(uow, ctx):
     """Whoever reads the lifecycle from the recycle on (the what-if) can tell what it came after."""
     lead = factories.scored("mql", country="DE")
