@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from leadpipe_common.events import Attribution, LeadReengaged, LeadStageChanged, LeadTouched, Touch
 from leadpipe_common.settings import KafkaSettings
 from leadpipe_common.testing import factories
+from leadpipe_common.testing.fakes import TopicScanOf
 from reporting import export as export_module
 from reporting.__main__ import cli
 from reporting.export import export, export_row
@@ -28,29 +29,6 @@ def step(offset: int):
     return factories.consumed(factories.message("leads.lifecycle", event), offset)
 
 
-class Scan:
-    """A topic scan handing out ``batches``, then failing with ``then`` (if given) instead of ending."""
-
-    def __init__(self, batches, then: BaseException | None = None) -> None:
-        self._batches, self._then = batches, then
-        self.total = sum(len(b) for b in batches)
-
-    def __call__(self, *args, **kwargs):
-        return self
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        pass
-
-    async def batches(self):
-        for batch in self._batches:
-            yield batch
-        if self._then is not None:
-            raise self._then
-
-
 def previous_export(tmp_path: Path, name: str) -> Path:
     target = tmp_path / name
     if name.endswith(".parquet"):
@@ -60,7 +38,7 @@ def previous_export(tmp_path: Path, name: str) -> Path:
     return target
 
 
-async def run_export(target: Path, scan: Scan, monkeypatch: pytest.MonkeyPatch) -> int:
+async def run_export(target: Path, scan: TopicScanOf, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setattr(export_module, "TopicScan", scan)
     return await export(KafkaSettings(), target, target.suffix.removeprefix("."), since=None, until=None)
 
@@ -71,7 +49,7 @@ async def test_an_export_the_broker_cannot_serve_leaves_the_previous_export_as_i
     target = previous_export(tmp_path, name)
     before = target.read_bytes()
     with pytest.raises(KafkaConnectionError):
-        await run_export(target, Scan([], then=KafkaConnectionError("unreachable")), monkeypatch)
+        await run_export(target, TopicScanOf([], fails_at_end=KafkaConnectionError("unreachable")), monkeypatch)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [name]
 
@@ -82,7 +60,8 @@ async def test_an_export_failing_midway_never_leaves_part_of_the_rows(
     target = previous_export(tmp_path, name)
     before = target.read_bytes()
     with pytest.raises(KafkaConnectionError):
-        await run_export(target, Scan([[step(0), step(1)]], then=KafkaConnectionError("gone")), monkeypatch)
+        scan = TopicScanOf([[step(0), step(1)]], fails_at_end=KafkaConnectionError("gone"))
+        await run_export(target, scan, monkeypatch)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [name]
 
@@ -92,7 +71,7 @@ async def test_an_export_interrupted_midway_leaves_the_previous_export_and_no_pa
     target = previous_export(tmp_path, "old.jsonl")
     # Ctrl-C under asyncio.run cancels the running task: the export sees a CancelledError.
     with pytest.raises(asyncio.CancelledError):
-        await run_export(target, Scan([[step(0)]], then=asyncio.CancelledError()), monkeypatch)
+        await run_export(target, TopicScanOf([[step(0)]], fails_at_end=asyncio.CancelledError()), monkeypatch)
     assert target.read_text() == PREVIOUS
     assert [p.name for p in tmp_path.iterdir()] == ["old.jsonl"]
 
@@ -101,7 +80,7 @@ async def test_an_export_interrupted_midway_leaves_the_previous_export_and_no_pa
 async def test_a_complete_export_replaces_the_previous_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str):
     target = previous_export(tmp_path, name)
-    assert await run_export(target, Scan([[step(0), step(1)], [step(2)]]), monkeypatch) == 3
+    assert await run_export(target, TopicScanOf([[step(0), step(1)], [step(2)]]), monkeypatch) == 3
     if name.endswith(".parquet"):
         offsets = pq.read_table(target).column("offset").to_pylist()
     else:
@@ -121,7 +100,7 @@ def test_a_missing_kafka_ca_file_is_named_as_the_setting_it_is_not_a_write_error
 
 def test_an_output_the_export_cannot_write_is_reported_as_a_write_error(tmp_path: Path, monkeypatch):
     target = tmp_path / "lifecycle.jsonl"
-    scan = Scan([[step(0)]])
+    scan = TopicScanOf([[step(0)]])
     # Running as root, permissions would not stop the write; a directory put in the way while it reads does.
     monkeypatch.setattr(export_module, "TopicScan", lambda *args, **kwargs: (target.mkdir(), scan)[1])
     done = CliRunner().invoke(cli, ["export", str(target)])

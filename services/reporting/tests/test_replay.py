@@ -7,6 +7,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
+from leadpipe_common.testing.fakes import TopicScanOf
 from reporting import replay as replay_module
 from reporting.replay import CatchUpFailed, TruncatedStream, refuse_truncated, replay
 
@@ -25,32 +26,6 @@ def test_a_rebuild_is_refused_naming_each_partition_that_no_longer_starts_at_its
 
 def test_a_stream_held_from_its_first_event_is_rebuilt():
     refuse_truncated({TopicPartition(LIFECYCLE, 0): 0, TopicPartition(QUARANTINED, 0): 0})
-
-
-class Scan:
-    """A scan of partitions whose first offsets held are ``starts``, holding no record; looking for the log's end
-    again fails with ``then``, if given."""
-
-    def __init__(self, starts: dict[TopicPartition, int], then: BaseException | None = None) -> None:
-        self.starts, self.total, self._then = starts, 0, then
-
-    def __call__(self, *args, **kwargs):
-        return self
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        pass
-
-    async def batches(self):
-        return
-        yield
-
-    async def extend(self) -> int:
-        if self._then is not None:
-            raise self._then
-        return 0
 
 
 class Database:
@@ -86,7 +61,7 @@ async def test_a_truncated_stream_is_refused_before_anything_is_written_unless_f
     """The shadow schema was dropped and made before the stream was looked at."""
     database = Database()
     monkeypatch.setattr(replay_module, "make_engine", lambda settings: database)
-    monkeypatch.setattr(replay_module, "TopicScan", Scan({TopicPartition(LIFECYCLE, 0): 500}))
+    monkeypatch.setattr(replay_module, "TopicScan", TopicScanOf(starts={TopicPartition(LIFECYCLE, 0): 500}))
     if force:
         await replay(object(), force=True)
     else:
@@ -100,7 +75,8 @@ async def test_a_catch_up_that_fails_after_the_swap_names_the_since_that_applies
     rebuild were in neither, and the command said only "cannot read leads.lifecycle"."""
     database, lost = Database(), KafkaConnectionError("broker gone")
     monkeypatch.setattr(replay_module, "make_engine", lambda settings: database)
-    monkeypatch.setattr(replay_module, "TopicScan", Scan({TopicPartition(LIFECYCLE, 0): 0}, then=lost))
+    monkeypatch.setattr(replay_module, "TopicScan",
+                        TopicScanOf(starts={TopicPartition(LIFECYCLE, 0): 0}, fails_to_extend=lost))
     began = datetime.now(UTC).replace(microsecond=0)
     with pytest.raises(CatchUpFailed) as failed:
         await replay(object())

@@ -65,3 +65,36 @@ def unit_of_work_over(store: Any) -> Any:
 
     UnitOfWork.store = store  # type: ignore[attr-defined]
     return UnitOfWork
+
+
+class TopicScanOf:
+    """Stands in for ``scan.TopicScan`` (patched over it; called with its arguments, it returns itself): hands out
+    ``batches`` (each a list of records) from partitions whose first offsets held are ``starts``. ``fails_at_end``
+    is raised once the batches are out, where the scan would next read the broker; ``fails_to_extend`` by
+    ``extend`` (the broker gone when the log's end is looked for again)."""
+
+    def __init__(self, batches: Sequence[list[Any]] = (), *, starts: dict[Any, int] | None = None,
+                 fails_at_end: BaseException | None = None, fails_to_extend: BaseException | None = None) -> None:
+        self._batches, self.starts = batches, starts or {}
+        self._fails_at_end, self._fails_to_extend = fails_at_end, fails_to_extend
+        self.total = sum(len(b) for b in batches)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TopicScanOf:
+        return self
+
+    async def __aenter__(self) -> TopicScanOf:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def batches(self) -> Any:
+        for batch in self._batches:
+            yield batch
+        if self._fails_at_end is not None:
+            raise self._fails_at_end
+
+    async def extend(self) -> int:
+        if self._fails_to_extend is not None:
+            raise self._fails_to_extend
+        return 0
