@@ -180,6 +180,19 @@ def through(lead: uuid.UUID, *stages: str, source: str = "src-1",
     return out
 
 
+async def read_after_both_orders(db, events, read):
+    """What ``read`` (a report, given a connection to the shadow tables) says after ``events`` were saved in one
+    batch, and after they were saved one a batch newest first: the two must agree, whatever came first."""
+    found = []
+    for batches in ([events], [[e] for e in reversed(events)]):
+        async with shadow_with(db, {}) as shadow:
+            for batch in batches:
+                await save_in(db, shadow, batch)
+            async with db.connect() as conn:
+                found.append(await read(await conn.execution_options(schema_translate_map={SCHEMA: shadow})))
+    return found
+
+
 async def test_the_funnel_counts_each_lead_out_of_it_where_its_latest_stage_left_it(db):
     """Sales rejected one lead (back in nurture: counted rejected); another, rejected too, was recycled and won;
     one nurtured from the start; one contacted and still with sales; one contacted then lost."""
@@ -189,15 +202,10 @@ async def test_the_funnel_counts_each_lead_out_of_it_where_its_latest_stage_left
                        "contacted", "won"),
               *through(rejected, "captured", "mql", "routed", "rejected", "nurture"),
               *through(nurtured, "captured", "nurture"), *through(contacted, *sales), *through(lost, *sales, "lost")]
-    found = []
-    # In one batch, and an event a batch newest first: where each lead is does not depend on what came first.
-    for batches in ([events], [[e] for e in reversed(events)]):
-        async with shadow_with(db, {}) as shadow:
-            for batch in batches:
-                await save_in(db, shadow, batch)
-            async with db.connect() as conn:
-                translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
-                found.append((await funnel(translated, Filters()))["exits"])
+    async def exits(conn):
+        return (await funnel(conn, Filters()))["exits"]
+
+    found = await read_after_both_orders(db, events, exits)
     assert found == [{"nurture": 1, "disqualified": 0, "rejected": 1, "lost": 1}] * 2
 
 
@@ -238,15 +246,11 @@ async def test_an_acceptance_a_sales_tool_dates_before_the_routing_counts_as_at_
             lead_id=lead, from_stage=previous, to_stage=stage, at=at, by="t", reason="r",
             attribution=Attribution(utm_source="crm"))))
         previous = stage
-    found = []
-    for batches in ([events], [[e] for e in reversed(events)]):
-        async with shadow_with(db, {}) as shadow:
-            for batch in batches:
-                await save_in(db, shadow, batch)
-            async with db.connect() as conn:
-                translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
-                found.append({r["interval"]: (r["leads"], r["p50_seconds"], r["p90_seconds"])
-                              for r in (await velocity(translated, Filters()))["rows"]})
+    async def intervals(conn):
+        return {r["interval"]: (r["leads"], r["p50_seconds"], r["p90_seconds"])
+                for r in (await velocity(conn, Filters()))["rows"]}
+
+    found = await read_after_both_orders(db, events, intervals)
     assert found == [{"capture_to_routed": (1, 600.0, 600.0), "routed_to_accepted": (1, 0.0, 0.0),
                       "accepted_to_won": (1, 3600.0, 3600.0)}] * 2
 
