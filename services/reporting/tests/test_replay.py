@@ -9,7 +9,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from leadpipe_common.testing.fakes import TopicScanOf
 from reporting import replay as replay_module
-from reporting.replay import CatchUpFailed, TruncatedStream, refuse_truncated, replay
+from reporting.replay import CatchUpFailed, LostHistory, TruncatedStream, refuse_truncated, replay
 
 LIFECYCLE, QUARANTINED = "leads.lifecycle", "leads.quarantined"
 
@@ -29,13 +29,21 @@ def test_a_stream_held_from_its_first_event_is_rebuilt():
 
 
 class Database:
-    """An engine whose connections note each statement's text."""
+    """An engine whose connections note each statement's text; its live tables hold ``lost`` leads (captured on
+    ``earliest``) that tables rebuilt from the stream lack."""
 
-    def __init__(self) -> None:
+    def __init__(self, lost: int = 0, earliest: datetime | None = None) -> None:
         self.statements: list[str] = []
+        self._missing = (lost, earliest)
 
     def begin(self):
         return self
+
+    def connect(self):
+        return self
+
+    def one(self):
+        return self._missing
 
     async def __aenter__(self):
         return self
@@ -46,8 +54,9 @@ class Database:
     async def execution_options(self, **options):
         return self
 
-    async def execute(self, statement, *args) -> None:
+    async def execute(self, statement, *args):
         self.statements.append(str(statement))
+        return self
 
     async def run_sync(self, work) -> None:
         self.statements.append("CREATE TABLE ...")
@@ -86,3 +95,22 @@ async def test_a_catch_up_that_fails_after_the_swap_names_the_since_that_applies
     assert began - timedelta(minutes=5) <= failed.value.since <= ended - timedelta(minutes=5)
     assert f"leadpipe-reporting replay --since {failed.value.since.isoformat()}" in str(failed.value)
     assert failed.value.__cause__ is lost
+
+
+@pytest.mark.parametrize("force, swapped", [(False, False), (True, True)])
+async def test_a_rebuild_lacking_leads_the_live_tables_hold_is_not_swapped_in_unless_forced(monkeypatch, force, swapped):
+    """The embedded broker keeps its log in memory: after a restart the stream starts at offset 0 again with only
+    what came since, and a rebuild from it swapped out every lead reporting had kept in Postgres."""
+    database = Database(lost=1234, earliest=datetime(2026, 11, 2, 9, 30, tzinfo=UTC))
+    monkeypatch.setattr(replay_module, "make_engine", lambda settings: database)
+    monkeypatch.setattr(replay_module, "TopicScan", TopicScanOf(starts={TopicPartition(LIFECYCLE, 0): 0}))
+    if force:
+        await replay(object(), force=True)
+    else:
+        with pytest.raises(LostHistory) as refused:
+            await replay(object())
+        said = str(refused.value)
+        assert "1,234 leads" in said and "2026-11-02 09:30 UTC" in said and "left as they were" in said
+        assert "--since 1970-01-01" in said and "--force" in said
+        assert database.statements[-1] == 'DROP SCHEMA "reporting_replay" CASCADE'  # the rebuilt tables, unused
+    assert any(s.startswith("ALTER TABLE") for s in database.statements) is swapped

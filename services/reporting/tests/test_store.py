@@ -13,6 +13,7 @@ from leadpipe_common.events import (
 )
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import LeadFacts, Projection, project
+from reporting.replay import missing_from
 from reporting.reports import Filters, funnel, rejections, sla, spam_report, velocity
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
 
@@ -351,3 +352,19 @@ async def test_streamed_touches_are_credited_to_their_lead_across_fetches():
     leads = [lead async for lead in _by_lead(Fetched())]
     assert [([v for _, v in lead.touches], lead.won_at) for lead in leads] == [
         (["ads", "seo", "mail"], won), (["ads", "seo"], None)]
+
+
+async def test_leads_the_live_tables_hold_and_a_rebuild_lacks_are_counted_when_captured_before_the_scan(db):
+    """What a replay checks before its swap: a stream that lost events and started again from offset 0 (the
+    embedded broker restarted) rebuilds tables without the leads of what it lost. Those captured after the scan
+    began may still be on their way to the rebuilt tables, and do not count."""
+    kept, lost, lost_earlier, on_its_way = (uuid.uuid4() for _ in range(4))
+    t = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    live_leads = {kept: ("a", t), lost: ("a", t + timedelta(hours=1)), lost_earlier: ("b", t - timedelta(days=3)),
+                  on_its_way: ("a", t + timedelta(hours=3))}
+    async with shadow_with(db, live_leads) as live, shadow_with(db, {kept: ("a", t)}) as rebuilt:
+        async with db.connect() as conn:
+            found = await missing_from(conn, live, rebuilt, before=t + timedelta(hours=2))
+            nothing_lost = await missing_from(conn, rebuilt, live, before=t + timedelta(hours=2))
+    assert found == (2, t - timedelta(days=3))
+    assert nothing_lost == (0, None)

@@ -30,8 +30,8 @@ Guarantees, in the order they happen for each batch:
    producer's ``MAX_REQUEST_SIZE``, measured on the bytes its handler
    encoded) is such a rejection too, its reason the output's type and size:
    the unit of work is left uncommitted, which undoes its handler's writes,
-   and done again without it, so a redriven copy is applied once the limit
-   is raised. Then it commits. A service without an inbox hands every event
+   and done again without it, so a redriven copy is applied afresh once
+   its output fits (the handler or the data fixed). Then it commits. A service without an inbox hands every event
    to its handlers, which must then be idempotent by construction: they return no outputs,
    and what they publish through their outbox carries ids derived from the
    event, so a redelivery publishes the same ids again (capture's merges).
@@ -1139,7 +1139,7 @@ class BatchApplier:
                         log.warning("an output is too large to produce; its input is rejected", reason=why)
                         unproducible[env.id] = why
                         # Left uncommitted, the unit's writes are undone: its handler's for this event, which a
-                        # redrive after the limit is raised applies afresh, and the others', done again without
+                        # redrive applies afresh once its output fits, and the others', done again without
                         # it (the events after it may have read what it wrote).
                         return False
                     results[env.id] = outcome

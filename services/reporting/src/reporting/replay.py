@@ -13,7 +13,13 @@ A full rebuild needs the whole stream: a topic whose retention dropped its
 oldest events (``TOPIC_RETENTION``), or a cluster that truncated it, starts
 above offset 0, and tables built from what is left would lose every lead
 captured before. Such a rebuild is refused (``TruncatedStream``) before
-anything is written, unless ``force``: the operator means to lose them.
+anything is written, unless ``force``: the operator means to lose them. A
+log that lost its events and started again from offset 0 (the embedded
+broker keeps its log in memory: a restart empties it, while reporting's
+tables persist) is told only after the rebuild: before the swap, the live
+tables' leads captured before the scan began must all be in the rebuilt
+ones, or the swap is refused (``LostHistory``), the live tables left as they
+were, unless ``force``.
 
 ``replay(since=T)`` never builds fresh tables: tables built from the events
 since T alone would lose every lead captured before T. It re-applies the
@@ -79,6 +85,28 @@ def refuse_truncated(starts: Mapping[Any, int]) -> None:
             f"the stream no longer starts at its first event: it holds {held} (retention, or a truncated log); "
             "tables rebuilt from it would lose every lead of the events before. Re-apply what it holds over the "
             "live tables with --since 1970-01-01, or rebuild from it anyway with --force")
+
+
+class LostHistory(TruncatedStream):
+    """A full rebuild refused before its swap: the live tables hold leads the rebuilt ones lack."""
+
+    def __init__(self, lost: int, earliest: datetime) -> None:
+        super().__init__(
+            f"the stream no longer holds the events of {lost:,} leads the live tables have (the earliest captured "
+            f"{earliest.astimezone(UTC):%Y-%m-%d %H:%M} UTC): the broker lost them (the embedded one keeps its log "
+            "in memory, so a restart empties it; or retention, or a truncated log). The live tables are left as "
+            "they were. Re-apply what the stream holds over them with --since 1970-01-01, or rebuild from it anyway "
+            "with --force")
+
+
+async def missing_from(conn: AsyncConnection, live: str, rebuilt: str, before: datetime) -> tuple[int, datetime | None]:
+    """How many leads the tables in schema ``live`` hold, captured before ``before``, that those in ``rebuilt``
+    lack; and the earliest one's capture time. Only before: what was captured since may still be on its way to
+    the rebuilt tables (the catch-up after the swap applies it)."""
+    row = (await conn.execute(sa.text(
+        f'SELECT count(*), min(l.captured_at) FROM "{live}".leads l WHERE l.captured_at < :before '
+        f'AND NOT EXISTS (SELECT 1 FROM "{rebuilt}".leads r WHERE r.lead_id = l.lead_id)'), {"before": before})).one()
+    return row[0], row[1]
 
 
 #: How much earlier than the scan a catch-up re-applies from: a record is stamped by its producer's clock, maybe
@@ -148,7 +176,8 @@ async def _swap(conn: AsyncConnection) -> None:
 
 async def replay(settings: ServiceSettings, *, since: datetime | None = None, force: bool = False,
                  progress: Progress = lambda done, total: None) -> ReplayStats:
-    """``force``: rebuild even from a stream that no longer starts at its first event (``refuse_truncated``)."""
+    """``force``: rebuild even from a stream that no longer starts at its first event (``refuse_truncated``), or
+    that lacks leads the live tables hold (``LostHistory``)."""
     started = time.perf_counter()
     engine = make_engine(settings)
     try:
@@ -164,6 +193,13 @@ async def replay(settings: ServiceSettings, *, since: datetime | None = None, fo
             async with engine.begin() as conn:
                 await _create_shadow(conn)
             done, skipped = await _apply_scan(engine, scan, SHADOW, progress, 0)
+            if not force:
+                async with engine.connect() as conn:
+                    lost, earliest = await missing_from(conn, SCHEMA, SHADOW, scanned_at - _CLOCK_MARGIN)
+                if lost:
+                    async with engine.begin() as conn:
+                        await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}" CASCADE'))
+                    raise LostHistory(lost, earliest or scanned_at)
             async with engine.begin() as conn:
                 await _swap(conn)
             try:
