@@ -12,9 +12,9 @@ from leadpipe_common.events import (
     Attribution, LeadMerged, LeadQuarantined, LeadSlaBreached, LeadStageChanged, LeadTouched, Touch,
 )
 from leadpipe_common.testing.waits import kept_waiting
-from reporting.domain import LeadFacts, Projection, project
+from reporting.domain import MODELS, LeadFacts, Projection, project
 from reporting.replay import missing_from
-from reporting.reports import Filters, funnel, rejections, sla, spam_report, velocity
+from reporting.reports import Filters, attribution, funnel, rejections, sla, spam_report, velocity
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
 
 
@@ -208,6 +208,24 @@ async def test_the_funnel_counts_each_lead_out_of_it_where_its_latest_stage_left
 
     found = await read_after_both_orders(db, events, exits)
     assert found == [{"nurture": 1, "disqualified": 0, "rejected": 1, "lost": 1}] * 2
+
+
+async def test_attribution_counts_as_captured_the_leads_the_funnel_does_under_every_model(db):
+    """Reporting never saw two leads' captures (dead-lettered): all it saw of one was its way to nurture, which
+    the funnel counts nowhere and "Won by campaign" counted captured, so their close rates differed; the other
+    reached mql, a funnel stage, and is captured in both. A third was captured and won."""
+    won, nurtured, scored = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    events = [*through(won, "captured", "mql", "routed", "accepted", "won", source="src-won"),
+              *through(nurtured, "captured", "nurture", source="src-nurtured")[1:],
+              *through(scored, "captured", "mql", source="src-scored")[1:]]
+
+    async def captured(conn):
+        stages = {s["stage"]: s["count"] for s in (await funnel(conn, Filters()))["stages"]}
+        credited = {model: (await attribution(conn, Filters(), "source", model))["rows"] for model in MODELS}
+        return stages["captured"], {m: sorted((r["value"], r["captured"]) for r in rows) for m, rows in credited.items()}
+
+    found = await read_after_both_orders(db, events, captured)
+    assert found == [(2, dict.fromkeys(MODELS, [("src-scored", 1), ("src-won", 1)]))] * 2
 
 
 async def test_every_rejection_is_reported_with_its_reason_of_a_lead_recycled_or_merged_away_since_too(db):

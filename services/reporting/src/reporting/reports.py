@@ -49,6 +49,13 @@ def _reached() -> list[Any]:
     return [sa.func.count().filter(leads.c.furthest >= RANK[s]).label(s) for s in FUNNEL]
 
 
+#: The leads the funnel counts as captured: those that reached a funnel stage. Any lifecycle event makes a lead's
+#: row (a queueing, a breach, a step to nurture), so one whose capture reporting never saw (dead-lettered, a log
+#: cut short) can have a row and no stage; counted captured in attribution, its close rate differed from the
+#: funnel's.
+_CAPTURED = leads.c.furthest >= RANK["captured"]
+
+
 #: When a step was recorded; a step from before that was kept (reporting 0005) has only its own time.
 _RECORDED = sa.func.coalesce(steps.c.recorded_at, steps.c.at)
 #: Where a lead out of the funnel is: sales' rejection sends it back to nurture at once, and it counts as
@@ -79,7 +86,7 @@ async def attribution(conn: AsyncConnection, f: Filters, dimension: str, model: 
     counts = await conn.execute(
         sa.select(col.label("value"), sa.func.count().label("captured"),
                   sa.func.count().filter(leads.c.furthest >= RANK["won"]).label("won"))
-        .where(*f.where()).group_by(col)
+        .where(*f.where(), _CAPTURED).group_by(col)
     )
     revenue = await conn.execute(
         sa.select(col.label("value"), leads.c.won_currency.label("currency"),
@@ -102,7 +109,7 @@ async def _multi_touch(conn: AsyncConnection, f: Filters, dimension: str, model:
                        sa.func.coalesce(touches.c.at, leads.c.captured_at).label("at"), value.label("value"))
              .select_from(leads.outerjoin(touches, touches.c.lead_id == leads.c.lead_id))
              # A lead's rows together, and sums in one order: the same figures every run.
-             .where(*f.where()).order_by(leads.c.lead_id, touches.c.touch_id))
+             .where(*f.where(), _CAPTURED).order_by(leads.c.lead_id, touches.c.touch_id))
     tally = AttributionTally(model)
     async with conn.stream(query) as result:
         async for lead in _by_lead(result):
