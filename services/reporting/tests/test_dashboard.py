@@ -337,3 +337,37 @@ async def test_filters_that_are_wrong_get_the_page_saying_what_is_wrong_not_the_
     assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
     assert f'<p class="error" role="alert">No report for these filters: {said}' in page.text
     assert f'name="since" value="{asked["since"]}"' in page.text  # kept, to be corrected
+
+
+def listed(page: str) -> list[tuple[str, bool]]:
+    """The source filter's options: (value, selected)."""
+    select = re.search(r'<select name="source">(.*?)</select>', page, re.S)
+    assert select is not None
+    return [(value, bool(selected)) for value, selected in re.findall(r'<option value="([^"]*)"( selected)?>',
+                                                                     select.group(1))]
+
+
+def sources_with_most_leads(monkeypatch, names: list[str], more: bool) -> None:
+    async def sources(conn, f, limit):  # noqa: ANN001, ANN202
+        return names, more
+
+    monkeypatch.setattr(reports, "sources", sources)
+
+
+async def test_a_source_asked_for_beyond_those_listed_is_listed_selected_not_shown_as_all_sources(no_leads,
+                                                                                                monkeypatch):
+    """Its figures are one source's: "all sources" over them would mislead."""
+    sources_with_most_leads(monkeypatch, ["google", "newsletter"], more=True)
+    async with service(Valid()) as browser:
+        page = await browser.get("/dashboard", params={"source": "bing"},
+                                 headers={"authorization": "Bearer lpk_def456_secret"})
+    assert page.status_code == 200
+    assert listed(page.text) == [("", False), ("bing", True), ("google", False), ("newsletter", False)]
+
+
+@pytest.mark.parametrize("more", [True, False], ids=["more sources", "every source"])
+async def test_the_source_list_says_when_it_holds_only_the_sources_with_the_most_leads(no_leads, monkeypatch, more):
+    sources_with_most_leads(monkeypatch, ["google", "newsletter"], more=more)
+    async with service(Valid()) as browser:
+        page = await browser.get("/dashboard", headers={"authorization": "Bearer lpk_def456_secret"})
+    assert page.status_code == 200 and ("the 2 with the most leads in range" in page.text) is more

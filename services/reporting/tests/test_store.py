@@ -14,7 +14,7 @@ from leadpipe_common.events import (
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import MODELS, LeadFacts, Projection, project
 from reporting.replay import missing_from
-from reporting.reports import Filters, attribution, funnel, rejections, sla, spam_report, velocity
+from reporting.reports import Filters, attribution, funnel, rejections, sla, sources, spam_report, velocity
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
 
 
@@ -226,6 +226,18 @@ async def test_attribution_counts_as_captured_the_leads_the_funnel_does_under_ev
 
     found = await read_after_both_orders(db, events, captured)
     assert found == [(2, dict.fromkeys(MODELS, [("src-scored", 1), ("src-won", 1)]))] * 2
+
+
+async def test_the_sources_listed_are_those_with_the_most_leads_in_the_range_whatever_source_is_picked(db):
+    """A bot posted the most leads, under one source, a week after the range."""
+    t0 = datetime(2026, 11, 2, tzinfo=UTC)
+    captured = {uuid.uuid4(): (source, t0 + timedelta(days=day))
+                for source, day in [*[("mail", 0)] * 3, *[("ads", 0)] * 2, ("seo", 0), *[("bot-1", 7)] * 4]}
+    in_range = Filters(since=t0, until=t0 + timedelta(days=1), source="seo")
+    async with shadow_with(db, captured) as shadow, db.connect() as conn:
+        translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+        found = [await sources(translated, in_range, limit) for limit in (2, 3)]
+    assert found == [(["mail", "ads"], True), (["mail", "ads", "seo"], False)]
 
 
 async def test_every_rejection_is_reported_with_its_reason_of_a_lead_recycled_or_merged_away_since_too(db):

@@ -18,7 +18,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -30,10 +29,12 @@ from leadpipe_common.service import runtime_of
 from reporting import reports
 from reporting.api import filters
 from reporting.domain import rate
-from reporting.store import leads
 
 router = APIRouter(tags=["dashboard"])
 
+#: How many sources the filter lists: utm_source is free text from anonymous posts, so a bot posting a new
+#: one each time would make the page megabytes.
+SOURCES_LISTED = 100
 MODEL_LABELS = {"first": "First touch", "last": "Last touch", "linear": "Linear (every touch)"}
 STAGE_LABELS = {"captured": "Captured", "enriched": "Enriched", "mql": "MQL", "routed": "Routed to sales",
                 "accepted": "Accepted (SAL)", "qualified": "Qualified (SQL)", "won": "Won"}
@@ -231,8 +232,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
         sla = await reports.sla(conn, f)
         rejections = await reports.rejections(conn, f)
         spam = await reports.spam_report(conn, f)
-        sources = [r[0] for r in await conn.execute(
-            sa.select(leads.c.utm_source).where(leads.c.utm_source.is_not(None)).distinct().order_by(leads.c.utm_source))]
+        sources, more = await reports.sources(conn, f, SOURCES_LISTED)
     reached = {s["stage"]: s["count"] for s in funnel["stages"]}
     revenue: dict[str, Decimal] = {}
     for row in by_campaign["rows"]:
@@ -266,7 +266,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     model_query = urlencode({k: v for k, v in {"since": since, "until": until, "source": source,
                                                "model": model}.items() if v})
     exits = " · ".join(f"{k} {v:,}" for k, v in funnel["exits"].items())
-    page = f"""{header(since, until, f.source, sources, model)}
+    page = f"""{header(since, until, f.source, sources, model, more)}
 <main>
 <h1>Funnel and closed-loop reports</h1>
 <section class="cards">{"".join(f'<div class="card"><div class="k">{k}</div><div class="v" data-kpi="{k}">{v}</div><div class="s">{s}</div></div>' for k, v, s in cards)}</section>
@@ -290,9 +290,16 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     return HTMLResponse(page)
 
 
-def header(since: str | None, until: str | None, source: str | None, sources: list[str], model: str) -> str:
-    """The page up to its reports: the filters as asked for (a source among ``sources``), and signing out."""
-    options = "".join(f'<option value="{esc(s)}"{" selected" if s == source else ""}>{esc(s)}</option>' for s in sources)
+def header(since: str | None, until: str | None, source: str | None, sources: list[str], model: str,
+           more: bool = False) -> str:
+    """The page up to its reports: the filters as asked for (a source among ``sources``, ``more``: not all
+    there are), and signing out."""
+    # The source asked for is listed even when it is not among those: shown as "all sources", it would hide
+    # that the figures are one source's.
+    listed = sorted({*sources, source} if source else sources)
+    options = "".join(f'<option value="{esc(s)}"{" selected" if s == source else ""}>{esc(s)}</option>' for s in listed)
+    cut = (f'<span class="more">the {len(sources)} with the most leads in range; any other: '
+           f'<code>?source=</code> in the address</span>' if more else "")
     models = "".join(f'<option value="{m}"{" selected" if m == model else ""}>{label}</option>'
                      for m, label in MODEL_LABELS.items())
     return f"""<!doctype html>
@@ -302,7 +309,7 @@ def header(since: str | None, until: str | None, source: str | None, sources: li
 <form method="get" action="/dashboard">
 <label>From <input type="date" name="since" value="{esc(since)}"></label>
 <label>To <input type="date" name="until" value="{esc(until)}"></label>
-<label>Source <select name="source"><option value="">all sources</option>{options}</select></label>
+<label>Source <select name="source"><option value="">all sources</option>{options}</select>{cut}</label>
 <label>Credit <select name="model">{models}</select></label>
 <button type="submit">Apply</button></form>
 <form method="post" action="/dashboard/logout"><button type="submit" class="quiet">Sign out</button></form></header>"""
@@ -337,6 +344,7 @@ table{width:100%;border-collapse:collapse;font-size:14px}th{text-align:left;font
 td{padding:7px 8px;border-bottom:1px solid #f0f1f5;white-space:nowrap}tbody tr:hover{background:#fafbff}
 .meter{display:inline-block;width:70px;height:8px;border-radius:4px;background:#edf0f7;vertical-align:middle;margin-right:6px;overflow:hidden}
 .meter span{display:block;height:100%;background:var(--accent)}.empty{color:var(--mute)}details{margin-top:10px}summary{cursor:pointer;color:var(--accent)}
+header .more{margin-top:3px;font-size:11px;color:#9aa3b5}header code{color:#c6cbd6}
 header button.quiet{background:transparent;border:1px solid #374151;color:#c6cbd6}
 .login{max-width:440px;margin:48px auto}.login h1{font-size:22px;margin:0 0 12px}.login label{display:block;font-weight:600;margin-bottom:6px}
 .login input{width:100%;padding:9px 10px;border:1px solid var(--line);border-radius:8px;font:inherit;margin-bottom:12px}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +63,18 @@ _RECORDED = sa.func.coalesce(steps.c.recorded_at, steps.c.at)
 _EXIT = sa.case((sa.or_(leads.c.latest_to_stage == "rejected",
                         sa.and_(leads.c.latest_to_stage == "nurture", leads.c.latest_from_stage == "rejected")),
                  sa.literal_column("'rejected'", sa.Text)), else_=leads.c.latest_to_stage)
+
+
+async def sources(conn: AsyncConnection, f: Filters, limit: int) -> tuple[list[str], bool]:
+    """The ``limit`` sources with the most leads captured in the range (whatever source ``f`` picks), most
+    first, and whether there are more. utm_source is free text from anonymous posts: a bot can make thousands.
+    (One pass over the range's leads, as every report takes; a row past the limit tells there are more.)"""
+    cohort = replace(f, source=None)
+    rows = await conn.execute(
+        sa.select(leads.c.utm_source).where(*cohort.where(), leads.c.utm_source.is_not(None))
+        .group_by(leads.c.utm_source).order_by(sa.func.count().desc(), leads.c.utm_source).limit(limit + 1))
+    found = [r[0] for r in rows]
+    return found[:limit], len(found) > limit
 
 
 async def funnel(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
