@@ -371,3 +371,39 @@ async def test_the_source_list_says_when_it_holds_only_the_sources_with_the_most
     async with service(Valid()) as browser:
         page = await browser.get("/dashboard", headers={"authorization": "Bearer lpk_def456_secret"})
     assert page.status_code == 200 and ("the 2 with the most leads in range" in page.text) is more
+
+
+#: A row of any of the tables keyed by free text (a source, a campaign, a form).
+ROW = {"source": "src", "form_id": "demo", "reason_code": "no-budget", "captured": 1, "mql": 0, "routed": 0,
+       "accepted": 0, "won": 0, "close_rate": None, "won_revenue": {}, "rejections": 1, "leads": 1, "spam": 1,
+       "released": 0}
+
+
+@pytest.mark.parametrize("report, panel, csv", [
+    ("breakdown", "Conversion by source", "/v1/reports/funnel/by/source?since=2026-11-01&amp;format=csv"),
+    ("attribution", "Won by campaign",
+     "/v1/reports/attribution/campaign?since=2026-11-01&amp;model=first&amp;format=csv"),
+    ("rejections", "Rejection reasons by source", "/v1/reports/rejections?since=2026-11-01&amp;format=csv"),
+    ("spam_report", "Spam kept out, by form and source", "/v1/reports/spam?since=2026-11-01&amp;format=csv"),
+])
+async def test_a_table_of_more_rows_than_it_shows_shows_the_first_and_links_the_csv_of_them_all(
+        no_leads, monkeypatch, report, panel, csv):
+    """A bot posting a new campaign or source each time made a table of as many rows, and the page megabytes."""
+    async def many(*args, **kwargs):  # noqa: ANN202
+        return {"rows": [{**ROW, "value": f"v{n}"} for n in range(dashboard.ROWS_SHOWN + 1)], "teams": [],
+                "reps": [], "compliance": None, "spam": 0, "released": 0}
+
+    monkeypatch.setattr(reports, report, many)
+    async with service(Valid()) as browser:
+        page = await browser.get("/dashboard", params={"since": "2026-11-01"},
+                                 headers={"authorization": "Bearer lpk_def456_secret"})
+    section = re.search(rf"<h2>{re.escape(panel)}</h2>(.*?)</section>", page.text, re.S)
+    assert page.status_code == 200 and section is not None
+    assert section.group(1).count("<tr>") == 1 + dashboard.ROWS_SHOWN  # the head, then the rows shown
+    assert f"The first {dashboard.ROWS_SHOWN} of {dashboard.ROWS_SHOWN + 1}" in section.group(1)
+    assert f'<a href="{csv}">CSV</a>' in section.group(1)
+
+
+def test_a_table_of_no_more_rows_than_it_shows_shows_them_all_without_a_note():
+    rows = [{**ROW, "value": f"v{n}"} for n in range(dashboard.ROWS_SHOWN)]
+    assert dashboard.top(rows, "sources", "/v1/reports/funnel/by/source", {}) == (rows, "")

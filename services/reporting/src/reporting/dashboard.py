@@ -35,6 +35,8 @@ router = APIRouter(tags=["dashboard"])
 #: How many sources the filter lists: utm_source is free text from anonymous posts, so a bot posting a new
 #: one each time would make the page megabytes.
 SOURCES_LISTED = 100
+#: How many rows a table keyed by such free text (a source, a campaign) shows; the CSV has them all.
+ROWS_SHOWN = 100
 MODEL_LABELS = {"first": "First touch", "last": "Last touch", "linear": "Linear (every touch)"}
 STAGE_LABELS = {"captured": "Captured", "enriched": "Enriched", "mql": "MQL", "routed": "Routed to sales",
                 "accepted": "Accepted (SAL)", "qualified": "Qualified (SQL)", "won": "Won"}
@@ -97,6 +99,17 @@ def funnel_chart(stages: list[dict[str, Any]]) -> str:
 def bar(value: float | None) -> str:
     width = 0 if value is None else max(0, min(100, value * 100))
     return f'<span class="meter"><span style="width:{width:.1f}%"></span></span> {pct(value)}'
+
+
+def top(rows: list[dict[str, Any]], what: str, report: str,
+        asked: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
+    """A table's first ``ROWS_SHOWN`` rows, in the report's order, and a note saying how many there are and where
+    they all are (``report``'s CSV for the filters ``asked``), when that is not all of them."""
+    if len(rows) <= ROWS_SHOWN:
+        return rows, ""
+    csv = f"{report}?{urlencode({**asked, 'format': 'csv'})}"
+    return rows[:ROWS_SHOWN], (f'<p class="hint">The first {ROWS_SHOWN:,} of {len(rows):,} {what}; all of them: '
+                               f'<a href="{esc(csv)}">CSV</a>.</p>')
 
 
 def table(head: list[str], body: list[list[str]], empty: str, caption: str = "") -> str:
@@ -245,11 +258,20 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
              # Summed from the campaign table below, so credited as it is: under the model picked.
              ("Won revenue", money({c: str(v) for c, v in revenue.items()}), f"credit: {MODEL_LABELS[model].lower()}"),
              ("SLA met", pct(sla["compliance"]), "of hand-offs with a deadline")]
+    asked = {k: v for k, v in {"since": since, "until": until, "source": source}.items() if v}
+    query, model_query = urlencode(asked), urlencode({**asked, "model": model})
+    shown_sources, more_sources = top(by_source["rows"], "sources", "/v1/reports/funnel/by/source", asked)
+    # Cut after the revenue card summed them: won revenue is every campaign's, not the first hundred's.
+    shown_campaigns, more_campaigns = top(by_campaign["rows"], "campaigns", "/v1/reports/attribution/campaign",
+                                          {**asked, "model": model})
+    shown_rejections, more_rejections = top(rejections["rows"], "sources and reasons", "/v1/reports/rejections",
+                                            asked)
+    shown_spam, more_spam = top(spam["rows"], "forms and sources", "/v1/reports/spam", asked)
     source_rows = [[esc(r["value"]), f"{r['captured']:,}", f"{r['mql']:,}", f"{r['routed']:,}", f"{r['accepted']:,}",
                     f"{r['won']:,}", bar(rate(r["mql"], r["captured"])), bar(r["close_rate"])]
-                   for r in by_source["rows"]]
+                   for r in shown_sources]
     campaign_rows = [[esc(r["value"]), f"{r['captured']:,}", f"{r['won']:,}", money(r["won_revenue"]), bar(r["close_rate"])]
-                     for r in by_campaign["rows"]]
+                     for r in shown_campaigns]
     velocity_cards = "".join(
         f'<div class="card small"><div class="k">{esc(v["from"])} → {esc(v["to"])}</div>'
         f'<div class="v">{duration(v["p50_seconds"])}</div><div class="s">p50 · p90 {duration(v["p90_seconds"])} · '
@@ -260,28 +282,25 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     rep_rows = [[esc(r["owner_id"]), esc(r["team"]), f"{r['met']:,}", f"{r['missed']:,}", bar(r["compliance"])]
                 for r in sla["reps"]]
     rejection_rows = [[esc(r["source"]), esc(r["reason_code"]), f"{r['rejections']:,}", f"{r['leads']:,}"]
-                      for r in rejections["rows"]]
-    spam_rows = [[esc(r["form_id"]), esc(r["source"]), f"{r['spam']:,}", f"{r['released']:,}"] for r in spam["rows"]]
-    query = urlencode({k: v for k, v in {"since": since, "until": until, "source": source}.items() if v})
-    model_query = urlencode({k: v for k, v in {"since": since, "until": until, "source": source,
-                                               "model": model}.items() if v})
+                      for r in shown_rejections]
+    spam_rows = [[esc(r["form_id"]), esc(r["source"]), f"{r['spam']:,}", f"{r['released']:,}"] for r in shown_spam]
     exits = " · ".join(f"{k} {v:,}" for k, v in funnel["exits"].items())
     page = f"""{header(since, until, f.source, sources, model, more)}
 <main>
 <h1>Funnel and closed-loop reports</h1>
 <section class="cards">{"".join(f'<div class="card"><div class="k">{k}</div><div class="v" data-kpi="{k}">{v}</div><div class="s">{s}</div></div>' for k, v, s in cards)}</section>
 <section class="panel"><h2>Combined funnel</h2><p class="hint">Leads captured in the range that reached each stage (or a later one); percentages are conversion from the stage above. Out of the funnel now (each lead where its latest stage left it; one sales rejected, back in nurture, as rejected): {exits}.</p>{funnel_chart(funnel["stages"])}</section>
-<section class="panel"><h2>Conversion by source</h2>{table(["Source", "Captured", "MQL", "Routed", "Accepted", "Won", "Captured → MQL", "Close rate"], source_rows, "No leads in this range.")}</section>
+<section class="panel"><h2>Conversion by source</h2>{table(["Source", "Captured", "MQL", "Routed", "Accepted", "Won", "Captured → MQL", "Close rate"], source_rows, "No leads in this range.")}{more_sources}</section>
 <div class="two">
 <section class="panel"><h2>Velocity</h2><div class="cards">{velocity_cards}</div></section>
-<section class="panel"><h2>Won by campaign</h2><p class="hint">Credit: {MODEL_LABELS[model].lower()}.</p>{table(["Campaign", "Captured", "Won", "Revenue", "Close rate"], campaign_rows, "Nothing won yet.")}</section>
+<section class="panel"><h2>Won by campaign</h2><p class="hint">Credit: {MODEL_LABELS[model].lower()}.</p>{table(["Campaign", "Captured", "Won", "Revenue", "Close rate"], campaign_rows, "Nothing won yet.")}{more_campaigns}</section>
 </div>
 <div class="two">
 <section class="panel"><h2>Hand-off SLA by team</h2>{table(["Team", "Hand-offs", "Met", "Missed", "Open", "Compliance"], sla_rows, "No hand-offs with a deadline yet.")}
 <details><summary>per rep</summary>{table(["Rep", "Team", "Met", "Missed", "Compliance"], rep_rows, "No hand-offs yet.")}</details></section>
-<section class="panel"><h2>Rejection reasons by source</h2>{table(["Source", "Reason", "Rejections", "Leads"], rejection_rows, "Sales rejected nothing in this range.")}</section>
+<section class="panel"><h2>Rejection reasons by source</h2>{table(["Source", "Reason", "Rejections", "Leads"], rejection_rows, "Sales rejected nothing in this range.")}{more_rejections}</section>
 </div>
-<section class="panel"><h2>Spam kept out, by form and source</h2><p class="hint">Submissions judged to come from bots (answered as people would be, never made leads): {spam["spam"]:,} kept out; {spam["released"]:,} released by an admin as false positives.</p>{table(["Form", "Source", "Spam", "Released"], spam_rows, "No submission in this range was judged to come from a bot.")}</section>
+<section class="panel"><h2>Spam kept out, by form and source</h2><p class="hint">Submissions judged to come from bots (answered as people would be, never made leads): {spam["spam"]:,} kept out; {spam["released"]:,} released by an admin as false positives.</p>{table(["Form", "Source", "Spam", "Released"], spam_rows, "No submission in this range was judged to come from a bot.")}{more_spam}</section>
 <p class="foot">JSON and CSV: <a href="/v1/reports/funnel?{query}">funnel</a> · <a href="/v1/reports/funnel/by/source?{query}">by source</a> ·
 <a href="/v1/reports/attribution/campaign?{model_query}">attribution</a> · <a href="/v1/reports/velocity?{query}">velocity</a> ·
 <a href="/v1/reports/sla?{query}">SLA</a> · <a href="/v1/reports/rejections?{query}">rejections</a> ·
