@@ -1,8 +1,9 @@
 """reporting's JSON and CSV API.
 
-Every report takes the same cohort filters: ``since`` and ``until`` (an ISO
-date or date-time; a bare ``until`` date includes that whole day) select leads
-by capture time, ``source`` one ``utm_source``. ``format=csv`` (or ``Accept:
+Every report but a lead's timeline takes the same cohort filters: ``since``
+and ``until`` (an ISO date or date-time; a bare ``until`` date includes that
+whole day) select leads by capture time (spam: submissions by arrival),
+``source`` one ``utm_source``. ``format=csv`` (or ``Accept:
 text/csv``) answers a CSV of the report's rows instead of JSON.
 """
 

@@ -1,8 +1,8 @@
 """The dashboard: one server-rendered page over the same queries as the JSON API.
 
-No JavaScript and no build step: the funnel is an inline SVG, the rest are
-tables with bars drawn in CSS, so it renders the same in any browser and in a
-headless test. It needs the ``reports:read`` scope: a browser signs in once
+No JavaScript and no build step: the funnel is a list of its stages and the
+rest are tables, their bars drawn in CSS, so it renders the same in any
+browser and in a headless test. It needs the ``reports:read`` scope: a browser signs in once
 with an API key on ``/dashboard/login`` and gets a signed, ``HttpOnly``,
 ``SameSite=Strict`` session cookie (``Secure`` when the ``REPORTING_PUBLIC_ORIGIN``
 it is signed in from is https) naming the key (never its secret), which
