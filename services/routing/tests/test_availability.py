@@ -292,6 +292,16 @@ def test_a_lead_every_active_rep_of_its_team_and_its_overflow_held_escalates_to_
     assert (b.action, b.assignment.owner_id, b.handoff.waiting_since) == ("escalated", "queue:emea", None)
 
 
+def test_a_lead_the_overflow_desk_lets_pass_at_the_last_allowed_reassignment_escalates_to_its_own_teams_queue():
+    """Only the desk's one active rep, who missed it, may take from the desk's queue: its own team's reps may."""
+    at = MONDAY.replace(hour=10)
+    held = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="dot", team="desk", grade="A", due_at=at,
+                   reassignments=OVERFLOWING.sla.max_reassignments, holders=("ana",))
+    b = breach(held, choose_route(mql("DE"), OVERFLOWING), OVERFLOWING, {}, at, Presence())
+    assert (b.action, b.assignment.owner_id, b.handoff.team) == ("escalated", "queue:emea", "emea")
+    assert (b.handoff.waiting_since, b.handoff.due_at) == (None, None)
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"reps": [{**BERLIN, "holidays": "XX"}]}, "no holiday calendar for 'XX'"),
     ({"reps": [{**BERLIN, "holidays": "DE-ZZ"}]}, "DE has no subdivision 'ZZ'"),

@@ -7,8 +7,8 @@ held it passed over: a lead an overflow team held goes back to its own team
 first. When nobody who has not held it can take it now (off shift, away, at
 capacity), it waits in its team's queue, marked as waiting, for the first who
 can (or the overflow), as a newly routed lead would; with none left (each held
-it, or is inactive) it goes to its team's queue for that team to take, and
-after ``max_reassignments`` to the queue of the team holding it.
+it, or is inactive), or after ``max_reassignments``, it goes to its team's
+queue for that team to take.
 """
 
 from __future__ import annotations
@@ -65,10 +65,11 @@ def breach(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[st
             after = replace(handoff, owner_id=a.owner_id, team=a.team, due_at=None, holders=held,
                             reassignments=handoff.reassignments + 1, waiting_since=now)
             return Breach(after, "escalated", a, None)
-        # A waiting mark on a lead the watch may never hand to anyone would have it claimed every round. Its own
-        # team's queue, not the holder's: an overflow team's may have nobody but the holder to take it.
+        # A waiting mark on a lead the watch may never hand to anyone would have it claimed every round.
         return _escalated(handoff, placement.team, held, missed)
-    return _escalated(handoff, handoff.team, held, missed)
+    # Its route's team's queue, not the holder's: an overflow team's may have nobody but the holder to take it,
+    # and a team since renamed or emptied in the files, nobody at all.
+    return _escalated(handoff, route.team, held, missed)
 
 
 def _escalated(handoff: Handoff, team: str, held: tuple[str, ...], missed: str) -> Breach:
