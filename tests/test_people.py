@@ -292,11 +292,18 @@ async def test_sales_merge_two_leads_of_one_person_and_reports_count_them_once(s
     for lead_id in (earlier, later):
         await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
     async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
-        merged = await routing.post(f"/v1/leads/{earlier}/merge", json={"survivor_id": later, "rep_id": "anna.schmidt"})
-        again = await routing.post(f"/v1/leads/{earlier}/merge", json={"survivor_id": later, "rep_id": "anna.schmidt"})
-        itself = await routing.post(f"/v1/leads/{later}/merge", json={"survivor_id": later, "rep_id": "x"})
-        unknown = await routing.post(f"/v1/leads/{uuid.uuid4()}/merge", json={"survivor_id": later, "rep_id": "x"})
-        other_way = await routing.post(f"/v1/leads/{later}/merge", json={"survivor_id": earlier, "rep_id": "x"})
+        # A merge is said by a rep who may report on the lead it closes: its holder (or any rep of its team's queue).
+        holder = (await routing.get(f"/v1/leads/{earlier}/handoff")).json()["owner_id"]
+        rep = holder if not holder.startswith("queue:") else next(
+            r["id"] for r in (await routing.get("/v1/reps")).json()["reps"]
+            if r["team"] == holder.removeprefix("queue:"))
+        stranger = await routing.post(f"/v1/leads/{earlier}/merge", json={"survivor_id": later, "rep_id": "x"})
+        merged = await routing.post(f"/v1/leads/{earlier}/merge", json={"survivor_id": later, "rep_id": rep})
+        again = await routing.post(f"/v1/leads/{earlier}/merge", json={"survivor_id": later, "rep_id": rep})
+        itself = await routing.post(f"/v1/leads/{later}/merge", json={"survivor_id": later, "rep_id": rep})
+        unknown = await routing.post(f"/v1/leads/{uuid.uuid4()}/merge", json={"survivor_id": later, "rep_id": rep})
+        other_way = await routing.post(f"/v1/leads/{later}/merge", json={"survivor_id": earlier, "rep_id": rep})
+    assert stranger.status_code == 422 and stranger.json()["errors"][0]["field"] == "rep_id", stranger.text
     assert merged.status_code == 200 and merged.json()["status"] == "merged" and not merged.json()["repeated"]
     assert again.json()["repeated"] is True and again.json()["events"] == []
     assert (itself.status_code, unknown.status_code, other_way.status_code) == (422, 404, 409)

@@ -459,14 +459,28 @@ def test_a_merged_lead_closes_with_no_deadline_and_a_repeat_changes_nothing():
     from routing.domain import Merged, Refused, Repeated, merge_into
 
     lead, survivor = handoff("accepted"), replace(handoff("routed"), lead_id=uuid.UUID(int=8))
-    merged = merge_into(lead, survivor)
+    merged = merge_into(lead, survivor, "ana", SALES)
     assert isinstance(merged, Merged) and merged.handoff.closed
     assert (merged.handoff.status, merged.handoff.due_at, merged.handoff.merged_into) == ("merged", None, survivor.lead_id)
-    assert isinstance(merge_into(merged.handoff, survivor), Repeated)
-    elsewhere = merge_into(merged.handoff, replace(survivor, lead_id=uuid.UUID(int=9)))
+    assert isinstance(merge_into(merged.handoff, survivor, "ana", SALES), Repeated)
+    elsewhere = merge_into(merged.handoff, replace(survivor, lead_id=uuid.UUID(int=9)), "ana", SALES)
     assert isinstance(elsewhere, Refused) and elsewhere.kind == "conflict"
-    assert isinstance(merge_into(lead, lead), Refused)
-    assert isinstance(merge_into(survivor, merged.handoff), Refused)  # into a lead merged away
+    assert isinstance(merge_into(lead, lead, "ana", SALES), Refused)
+    assert isinstance(merge_into(survivor, merged.handoff, "ana", SALES), Refused)  # into a lead merged away
+
+
+def test_only_a_rep_who_may_report_on_a_lead_may_merge_it_away():
+    from routing.domain import Merged, merge_into
+
+    lead, survivor = handoff("accepted"), replace(handoff("routed", owner="ben"), lead_id=uuid.UUID(int=8))
+    unknown = merge_into(lead, survivor, "anna.schmidt", SALES)
+    assert isinstance(unknown, Refused) and (unknown.kind, unknown.field) == ("invalid", "rep_id")
+    not_theirs = merge_into(lead, survivor, "ben", SALES)  # the survivor's holder, not the lead's
+    assert isinstance(not_theirs, Refused) and (not_theirs.kind, not_theirs.field) == ("conflict", "rep_id")
+    assert "held by ana" in not_theirs.reason
+    queued = replace(lead, status="routed", owner_id="queue:emea")
+    assert isinstance(merge_into(queued, survivor, "ben", SALES), Merged)  # any rep of its team may take it
+    assert merge_into(queued, survivor, "cy", SALES).field == "rep_id"  # not one of another team
 
 
 @pytest.mark.parametrize("outcome", ["won", "lost"])
@@ -474,10 +488,10 @@ def test_a_won_or_lost_lead_cannot_be_merged_away_but_the_other_lead_can_be_merg
     from routing.domain import Merged, merge_into
 
     closed, other = handoff(outcome, due_at=None), replace(handoff("accepted"), lead_id=uuid.UUID(int=8))
-    refused = merge_into(closed, other)
+    refused = merge_into(closed, other, "ana", SALES)
     assert isinstance(refused, Refused) and (refused.kind, refused.field) == ("conflict", "lead_id")
     assert f"closed as {outcome}" in refused.reason and f"merge {other.lead_id} into it" in refused.reason
-    into_it = merge_into(other, closed)
+    into_it = merge_into(other, closed, "ana", SALES)
     assert isinstance(into_it, Merged) and into_it.handoff.merged_into == closed.lead_id
 
 
@@ -485,4 +499,4 @@ def test_a_rejected_lead_back_in_nurture_may_be_merged_away():
     from routing.domain import Merged, merge_into
 
     rejected, survivor = handoff("rejected", due_at=None), replace(handoff("accepted"), lead_id=uuid.UUID(int=8))
-    assert isinstance(merge_into(rejected, survivor), Merged)
+    assert isinstance(merge_into(rejected, survivor, "ana", SALES), Merged)

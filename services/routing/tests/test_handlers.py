@@ -13,7 +13,7 @@ from leadpipe_common.envelope import decode
 from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.testing import factories
 from routing.domain import Away, parse_routing_data
-from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored
+from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored, record_merge
 from routing.reference import Reference, RoutingFiles
 from routing.service import SERVICE
 from routing.sla import act_on_missed_deadlines, hand_out_waiting_leads
@@ -151,6 +151,29 @@ async def test_a_report_naming_a_reason_code_routing_lacks_is_applied_when_redri
 def locked(store) -> list:
     """The rows a unit of work locked, in the order it first asked for each."""
     return list(dict.fromkeys(store.locks))
+
+
+async def merge(uow, ctx, lead_id, survivor_id, rep_id):
+    async with uow:
+        result = await record_merge(uow.store, lead_id, survivor_id, rep_id, "one person", ctx.data, ctx.clock())
+        uow.publish(result.messages)
+        await uow.commit()
+    return result
+
+
+async def test_a_merge_is_said_by_a_rep_in_the_reps_file_who_holds_the_lead_it_closes(uow, ctx):
+    leads = [factories.scored("mql", country="DE") for _ in range(2)]
+    holders = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads]
+    duplicate, survivor = (lead.lead_id for lead in leads)
+    published = len(uow.published)
+    unknown = (await merge(uow, ctx, duplicate, survivor, "anna.schmidt")).verdict
+    assert (unknown.kind, unknown.field) == ("invalid", "rep_id")
+    stranger = (await merge(uow, ctx, duplicate, survivor, holders[1])).verdict  # the survivor's holder
+    assert (stranger.kind, stranger.field) == ("conflict", "rep_id")
+    assert uow.store.handoffs[duplicate].handoff.status == "routed" and len(uow.published) == published
+    merged = await merge(uow, ctx, duplicate, survivor, holders[0])
+    assert uow.store.handoffs[duplicate].handoff.merged_into == survivor
+    assert [data(m).type for m in merged.messages] == ["lead.merged"] and data(merged.messages[0]).by == holders[0]
 
 
 async def test_a_batch_locks_the_hand_offs_it_reports_on_or_touches_in_lead_id_order_not_in_log_order(uow, ctx):

@@ -136,7 +136,7 @@ async def test_a_batch_reporting_on_two_leads_and_a_merge_of_them_at_once_both_c
 
     async def merge():
         async with SqlUnitOfWork(sessions, RoutingStore) as uow:
-            result = await record_merge(uow.store, a, b, "test", "one person", datetime.now(UTC))
+            result = await record_merge(uow.store, a, b, owner[a], "one person", ctx.data, datetime.now(UTC))
             await uow.commit()
         return result
 

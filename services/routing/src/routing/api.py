@@ -107,7 +107,10 @@ class MergeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt "reson" is said, not dropped
 
     survivor_id: uuid.UUID
-    rep_id: str = Field(min_length=1, max_length=200, description="who says so (kept on the merge event)")
+    rep_id: str = Field(min_length=1, max_length=200,
+                        description="who says so (kept on the merge event): a rep in the reps file who may report "
+                                    "on the lead in the path (its holder, or any rep of its team while it waits "
+                                    "in the team's queue)")
     reason: str | None = Field(None, max_length=2000)
 
 
@@ -116,10 +119,12 @@ class MergeRequest(BaseModel):
     summary="Merge a lead into another: they are one person",
     description="The lead in the path closes as `merged`; the survivor keeps the earliest first touch and every "
                 "touch of both, and reports count the person once. The same merge again answers 200 with "
-                "`repeated: true`. Both must be leads routing handed to sales.",
+                "`repeated: true`. Both must be leads routing handed to sales. Only a rep who may report on the "
+                "lead in the path (as for a disposition) may merge it: an unknown `rep_id` answers 422, another "
+                "rep's lead 409.",
     responses=problem_responses(404, 409, 503, _404="either lead is not one routing handed to sales",
                                 _409="already merged into another lead, won or lost (merge the other into "
-                                     "it), or the survivor was merged"),
+                                     "it), the survivor was merged, or from a rep who does not hold the lead"),
     dependencies=[needs("feedback:write")],
 )
 async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, rt: RoutingRuntime) -> dict[str, Any]:
@@ -127,7 +132,7 @@ async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, r
     try:
         async with rt.unit_of_work() as uow:
             result = await record_merge(uow.store, lead_id, body.survivor_id, body.rep_id, reason,
-                                        rt.context.clock(), request.headers.get("traceparent"))
+                                        rt.context.data, rt.context.clock(), request.headers.get("traceparent"))
             uow.publish(result.messages)
             await uow.commit()
     except UNAVAILABLE as exc:

@@ -147,14 +147,15 @@ class MergeResult:
 
 
 async def record_merge(store: RoutingStore, lead_id: uuid.UUID, survivor_id: uuid.UUID, by: str, reason: str,
-                       now: datetime, traceparent: str | None = None) -> MergeResult:
-    """Close ``lead_id`` as merged into ``survivor_id``, in the caller's unit of work (both locked in lead id
-    order, as every path locks hand-offs, so a merge and a batch about the same two leads cannot deadlock)."""
+                       data: RoutingData, now: datetime, traceparent: str | None = None) -> MergeResult:
+    """Close ``lead_id`` as merged into ``survivor_id`` by rep ``by``, in the caller's unit of work (both locked in
+    lead id order, as every path locks hand-offs, so a merge and a batch about the same two leads cannot
+    deadlock)."""
     found = await store.lock_handoffs((lead_id, survivor_id))
     held, survivor = found.get(lead_id), found.get(survivor_id)
     if held is None or survivor is None:
         return MergeResult(None, [])
-    verdict = merge_into(held.handoff, survivor.handoff)
+    verdict = merge_into(held.handoff, survivor.handoff, by, data)
     if not isinstance(verdict, Merged):
         return MergeResult(verdict, [])
     await store.update_handoff(verdict.handoff)

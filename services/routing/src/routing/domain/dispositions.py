@@ -238,15 +238,22 @@ class Merged:
     handoff: Handoff
 
 
-def merge_into(lead: Handoff, survivor: Handoff) -> Merged | Repeated | Refused:
-    """Sales says ``lead`` is the same person as ``survivor``'s lead. A won or lost lead is never merged away (the
-    other lead is merged into it); a survivor may be closed."""
+def merge_into(lead: Handoff, survivor: Handoff, rep_id: str, data: RoutingData) -> Merged | Repeated | Refused:
+    """Rep ``rep_id`` says ``lead`` is the same person as ``survivor``'s lead. A won or lost lead is never merged
+    away (the other lead is merged into it); a survivor may be closed. A merge closes ``lead``, so it is said by
+    whoever may report on it (``apply_disposition``'s rule); the survivor is left as it is, whoever holds it."""
     if lead.lead_id == survivor.lead_id:
         return Refused("invalid", "survivor_id", "a lead cannot be merged into itself")
+    rep = data.rep(rep_id)
+    if rep is None:
+        return Refused("invalid", "rep_id", f"no rep {rep_id!r} in the reps file")
     if lead.merged_into == survivor.lead_id:
         return Repeated(lead)
     if lead.merged_into is not None:
         return Refused("conflict", "survivor_id", f"the lead was already merged into {lead.merged_into}")
+    not_holder = _not_the_holder(lead, rep)
+    if not_holder:
+        return Refused("conflict", "rep_id", not_holder)
     if lead.status in SALES_CLOSED:
         # Merged away, its win or loss would pass to the survivor's row in the reports, beside the survivor's
         # own outcome (two wins keep one amount; a win and a loss contradict): the closed lead must survive.
