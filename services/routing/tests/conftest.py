@@ -88,6 +88,20 @@ class MemoryRoutingStore:
                          key=lambda h: (h.handoff.waiting_since, h.handoff.lead_id))
         return [h for h in waiting if after is None or (h.handoff.waiting_since, h.handoff.lead_id) > after][:limit]
 
+    async def open_outside(self, teams: Iterable[str]) -> dict[str, tuple[int, int]]:
+        known, found = set(teams), {}
+        for h in (held.handoff for held in self.handoffs.values()):
+            if not h.closed and h.team not in known:
+                n, queued = found.get(h.team, (0, 0))
+                found[h.team] = (n + 1, queued + (h.owner_id == f"queue:{h.team}"))
+        return found
+
+    async def claim_queued(self, teams: Iterable[str], limit: int) -> list[Held]:
+        queues = {f"queue:{team}" for team in teams}
+        return sorted((h for h in self.handoffs.values()
+                       if h.handoff.status == "routed" and h.handoff.owner_id in queues),
+                      key=lambda h: h.handoff.lead_id)[:limit]
+
     async def set_away(self, rep_id: str, periods: Sequence[Away], by: str, now: datetime) -> None:
         self.away[rep_id] = [a for a in self.away.get(rep_id, []) if a.ends_at <= now] + list(periods)
 

@@ -9,7 +9,7 @@ import pytest
 from leadpipe_common.events import Assignment, Attribution, Contact, Enrichment, LeadScored, Score, Sourced
 from routing.domain import (
     Away, Handoff, InvalidRoutingData, Placed, Presence, Route, Waiting, breach, capacity_bound, choose_route,
-    overflow_chain, parse_routing_data, place, unavailable,
+    orphaned, overflow_chain, parse_routing_data, place, requeue, staffed_teams, unavailable,
 )
 from routing.domain import PastLead, what_if
 
@@ -300,6 +300,22 @@ def test_a_lead_the_overflow_desk_lets_pass_at_the_last_allowed_reassignment_esc
     b = breach(held, choose_route(mql("DE"), OVERFLOWING), OVERFLOWING, {}, at, Presence())
     assert (b.action, b.assignment.owner_id, b.handoff.team) == ("escalated", "queue:emea", "emea")
     assert (b.handoff.waiting_since, b.handoff.due_at) == (None, None)
+
+
+def test_a_team_gone_from_the_files_or_left_with_inactive_reps_only_is_orphaned_but_one_overflowing_to_a_rep_is_not():
+    d = data([BERLIN, DESK, {**TOKYO, "team": "retired", "active": False}])  # apac has no reps; it overflows
+    assert orphaned({"emea", "apac", "desk", "retired", "emea-old"}, d) == {"retired", "emea-old"}
+    assert staffed_teams(d) == {"emea", "apac", "desk"}
+
+
+def test_a_lead_in_an_orphaned_teams_queue_moves_to_its_routes_queue_as_it_was_waiting_or_not():
+    at = MONDAY.replace(hour=10)
+    waiting = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="queue:emea-old", team="emea-old", grade="A",
+                      due_at=None, waiting_since=at, holders=("old.rep",), reassignments=1)
+    moved, told = requeue(waiting, choose_route(mql("DE"), OVERFLOWING))
+    assert moved == replace(waiting, owner_id="queue:emea", team="emea")
+    assert (told.owner_id, told.team, told.method) == ("queue:emea", "emea", "queue")
+    assert "emea-old queue" in told.reason and "territory" in told.reason
 
 
 @pytest.mark.parametrize(("change", "message"), [

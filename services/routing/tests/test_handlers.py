@@ -3,6 +3,7 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import structlog.testing
@@ -16,7 +17,7 @@ from routing.domain import Away, parse_routing_data
 from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored, record_merge
 from routing.reference import Reference, RoutingFiles
 from routing.service import SERVICE
-from routing.sla import act_on_missed_deadlines, hand_out_waiting_leads
+from routing.sla import SlaWatch, act_on_missed_deadlines, hand_out_waiting_leads
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 DATA = parse_routing_data({
@@ -721,3 +722,84 @@ async def test_a_rep_at_a_cap_larger_than_a_teammates_gets_no_lead_past_it(uow):
     held = [h.owner_id for h in handoffs if h.waiting_since is None]
     assert sorted(held) == ["ana", "ben", "ben", "ben"]  # each up to their own cap, Ben's the larger
     assert handoffs[4].waiting_since is not None  # both full: it waits, though Ben's count passed Ana's cap
+
+
+def renamed(before, team="emea-inbound"):
+    """``before``'s files after a reorganisation: team emea is called ``team`` everywhere in them."""
+    raw = before.model_dump()
+    return parse_routing_data({
+        **raw, "reps": [{**r, "team": team} for r in raw["reps"]],
+        "territories": {**raw["territories"], "teams": [{**rule, "team": team} for rule in raw["territories"]["teams"]],
+                        "default_team": team}})
+
+
+def watch(uow, ctx) -> SlaWatch:
+    """The SLA watch over the in-memory unit of work: it asks its runtime for nothing else."""
+    return SlaWatch(SimpleNamespace(context=ctx, unit_of_work=lambda: uow), every_s=1, batch_max=10)  # type: ignore[arg-type]
+
+
+async def test_a_lead_waiting_in_the_queue_of_a_team_renamed_in_the_files_moves_to_its_routes_queue_and_goes_out(uow):
+    """Renamed from emea, emea-inbound takes emea's leads from now on; one waiting in queue:emea used to wait there
+    for ever, for no rep is of emea any more."""
+    ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the lead is queued
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    ctx.reference = Reference(renamed(LATE_SHIFT), "v-renamed")
+    with structlog.testing.capture_logs() as logs:
+        assert await watch(uow, ctx).step() == 1
+    [warning] = [line for line in logs if line["log_level"] == "warning"]
+    assert (warning["team"], warning["open_leads"], warning["queued"]) == ("emea", 1, 1)
+    [moved] = uow.published
+    assert data(moved).assignment.owner_id == "queue:emea-inbound" and "from the emea queue" in data(
+        moved).assignment.reason
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert (held.owner_id, held.team, held.waiting_since) == ("queue:emea-inbound", "emea-inbound", T0)
+    ctx.clock.now = T0 + timedelta(hours=1)  # the shift starts
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 1
+        await uow.commit()
+    assigned, _ = uow.published[1:]
+    assert data(assigned).team == "emea-inbound" and data(assigned).queued_at == T0
+
+
+async def test_a_lead_escalated_to_the_queue_of_a_team_since_renamed_moves_where_the_new_teams_reps_may_take_it(uow):
+    ctx = Routing(Reference(DATA, "v-test"), clock=Clock())
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    for minutes in (16, 32):  # ana and ben each miss it: escalated to queue:emea for good
+        ctx.clock.now = T0 + timedelta(minutes=minutes)
+        async with uow:
+            await act_on_missed_deadlines(uow, ctx, limit=10)
+            await uow.commit()
+    assert uow.store.handoffs[lead.lead_id].handoff.owner_id == "queue:emea"
+    ctx.reference = Reference(renamed(DATA), "v-renamed")
+    assert isinstance(await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana"), Rejected)
+    await watch(uow, ctx).step()
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert (held.owner_id, held.waiting_since, held.due_at) == ("queue:emea-inbound", None, None)
+    assert data(uow.published[-1]).assignment.owner_id == "queue:emea-inbound"
+    await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana")
+    assert uow.store.handoffs[lead.lead_id].handoff.status == "accepted"
+
+
+async def test_leads_the_reps_of_a_renamed_team_hold_are_warned_of_once_per_version_of_the_files_and_stay_theirs(uow):
+    ctx = Routing(Reference(DATA, "v-test"), clock=Clock())
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=owner)
+    published = len(uow.published)
+    ctx.reference = Reference(renamed(DATA), "v-renamed")
+    sla = watch(uow, ctx)
+    with structlog.testing.capture_logs() as logs:
+        assert await sla.step() == 0
+        await sla.step()  # the same files: not checked again
+        ctx.reference = Reference(renamed(DATA, "emea-north"), "v-renamed-again")
+        await sla.step()
+    warnings = [(line["team"], line["version"]) for line in logs if line["log_level"] == "warning"]
+    assert warnings == [("emea", "v-renamed"), ("emea", "v-renamed-again")]
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert (held.owner_id, held.team, held.status) == (owner, "emea", "accepted") and len(uow.published) == published
+    ctx.reference = Reference(DATA, "v-test")  # emea is back: nothing to warn of
+    with structlog.testing.capture_logs() as logs:
+        await sla.step()
+    assert not [line for line in logs if line["log_level"] == "warning"]

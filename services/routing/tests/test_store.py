@@ -77,3 +77,24 @@ async def test_waiting_leads_are_claimed_page_by_page_past_the_last_one_claimed_
         await session.rollback()
     in_order = sorted(queued[:3], key=lambda h: h.handoff.lead_id) + queued[3:]
     assert [h.handoff.lead_id for h in first + rest] == [h.handoff.lead_id for h in in_order]
+
+
+async def test_open_leads_of_teams_the_files_do_not_staff_are_counted_and_those_in_their_queues_claimed(db):
+    now, gone, live = datetime.now(UTC), f"gone-{uuid.uuid4().hex[:8]}", f"live-{uuid.uuid4().hex[:8]}"
+    held, waiting, escalated, accepted, closed, elsewhere = (_held(now) for _ in range(6))
+
+    def of(h: Held, team: str, **kw) -> Held:
+        return replace(h, handoff=replace(h.handoff, team=team, **kw))
+
+    rows = [of(held, gone), of(waiting, gone, owner_id=f"queue:{gone}", due_at=None, waiting_since=now),
+            of(escalated, gone, owner_id=f"queue:{gone}", due_at=None, reassignments=2),
+            of(accepted, gone, status="accepted", due_at=None), of(closed, gone, status="won", due_at=None),
+            of(elsewhere, live, owner_id=f"queue:{live}", due_at=None, waiting_since=now)]
+    async with AsyncSession(db) as session, session.begin():
+        store = RoutingStore(session)
+        await store.add_handoffs(rows)
+        counted = await store.open_outside(["t", live])  # "t": every other test's team
+        claimed = await store.claim_queued([gone], 10)
+        await session.rollback()
+    assert counted.get(gone) == (4, 2) and live not in counted  # the won lead is closed: no team holds it
+    assert sorted(h.handoff.lead_id for h in claimed) == sorted(h.handoff.lead_id for h in (waiting, escalated))

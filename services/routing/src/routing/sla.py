@@ -23,16 +23,29 @@ leads, if nobody free may take them, do not keep later ones waiting.
 The reference watch reloads the routing files when they change (stat every
 few seconds); files that do not parse leave the data in force and are
 logged, counted and retried on their next change.
+
+The files are checked for the teams they send leads to, not for those the
+stored hand-offs name. So at its first round, and at the first after each new
+version of the files (a reload by the file watch or the API), the SLA watch
+checks the open hand-offs once: each team that holds some but that no active
+rep of the files may take a lead for (renamed, removed, or left with
+inactive reps) is logged as a warning and counted
+(``routing_orphaned_leads``). The leads in such a team's queue, waiting or
+escalated, would wait there for ever: every round moves them to the queue of
+their route's team (``orphans``), re-sent on ``leads.routed``, and hands out
+the waiting ones from there as any waiting lead. (Leads its reps hold stay
+with them: they still speak for them, and a missed deadline goes by the
+lead's route.)
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import replace
 
 import structlog
-from prometheus_client import Counter, Histogram, Info
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 from leadpipe_common import topics
 from leadpipe_common.envelope import Message, child_traceparent, encode
@@ -42,8 +55,8 @@ from leadpipe_common.service import Runtime
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Placed, Presence, Route, acceptance_due, breach, capacity_bound, choose_route, overflow_chain, place,
-    unavailable,
+    Placed, Presence, Route, acceptance_due, breach, capacity_bound, choose_route, orphaned, overflow_chain, place,
+    requeue, staffed_teams, unavailable,
 )
 from routing.handlers import Routing
 from routing.reference import Reference
@@ -56,6 +69,10 @@ QUEUE_WAITS = Histogram("routing_queue_wait_seconds", "How long leads waited in 
                         buckets=(60, 300, 900, 3600, 4 * 3600, 16 * 3600, 24 * 3600, 72 * 3600))
 RELOADS = Counter("routing_data_reloads_total", "Reloads of the routing files", ["trigger", "outcome"])
 DATA_VERSION = Info("routing_data", "The version of the routing files in force")
+ORPHANED = Gauge("routing_orphaned_leads", "Open leads of a team no active rep of the routing files may take a lead "
+                 "for, at the check of the files in force", ["team"])
+REQUEUED = Counter("routing_orphans_requeued_total",
+                   "Leads moved out of the queue of a team no active rep may take a lead for, to their route's team's")
 
 
 async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, limit: int) -> int:
@@ -182,24 +199,81 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
     return handed
 
 
+async def orphaned_teams(uow: UnitOfWork[RoutingStore], ref: Reference) -> set[str]:
+    """The routing data ``ref`` checked against the open hand-offs (a read; nothing to commit): each team holding
+    some that no active rep of ``ref`` may take a lead for is logged as a warning and counted. Those with leads
+    in their queue, for ``requeue_orphans``."""
+    found = await uow.store.open_outside(staffed_teams(ref.data))
+    ORPHANED.clear()  # a team staffed again, or holding no lead now, is no longer one
+    for team, (held, queued) in sorted(found.items()):
+        ORPHANED.labels(team).set(held)
+        log.warning("a team holds open leads, but no active rep in the routing files may take a lead for it: the "
+                    "leads in its queue move to their route's team's queue, those its reps hold stay with them",
+                    team=team, open_leads=held, queued=queued, version=ref.version)
+    return {team for team, (_, queued) in found.items() if queued}
+
+
+async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Collection[str], limit: int) -> int:
+    """One round, in ``uow`` (the caller commits): leads in the queues of ``teams`` (the last check's), or waiting
+    in any queue, that no active rep may take a lead from, moved to their route's team's queue; the number moved.
+    (A team staffed again by a later version of the files keeps its leads.)"""
+    store = uow.store
+    ref = ctx.reference
+    gone = orphaned(set(teams) | await store.waiting_teams(), ref.data)
+    if not gone:
+        return 0
+    now = ctx.clock()
+    messages: list[Message] = []
+    claimed = await store.claim_queued(gone, limit)
+    for held in claimed:
+        handoff, lead = held.handoff, held.lead
+        after, assignment = requeue(handoff, choose_route(lead, ref.data))
+        rerouted = lead.model_copy(update={"assignment": assignment, "routed_at": now,
+                                           "routing_data_version": ref.version})
+        # Unique to this move: a lead moved, moved back by a later change of the files and moved again is sent
+        # each time; a round retried sends the same event again.
+        since = handoff.waiting_since.isoformat() if handoff.waiting_since else f"escalated/{handoff.reassignments}"
+        messages.append(encode(topics.ROUTED, rerouted, source=SOURCE, time=now,
+                               event_id=handoff.event_id(f"lead.routed/requeued/{handoff.team}/{after.team}/{since}"),
+                               traceparent=child_traceparent(held.traceparent)))
+        await store.update_handoff(after, rerouted)
+        REQUEUED.inc()
+        log.info("lead moved out of the queue of a team nobody may take it for", lead_id=str(lead.lead_id),
+                 team=handoff.team, to=after.team, waiting=after.waiting_since is not None)
+    uow.publish(messages)
+    return len(claimed)
+
+
 class SlaWatch(BackgroundLoop):
-    """Missed deadlines first, then waiting leads, every ``every_s`` (at once again while either had a full
-    batch)."""
+    """Missed deadlines first, then leads left in the queue of a team nobody may take them for, then waiting leads,
+    every ``every_s`` (at once again while any had a full batch). Its first round, and the first after each new
+    version of the routing files, first checks the open hand-offs against them (``orphaned_teams``)."""
 
     name = "routing-sla-watch"
 
     def __init__(self, runtime: Runtime[Routing, RoutingStore], every_s: float, batch_max: int = 200) -> None:
         super().__init__(batch_max=batch_max, idle_s=every_s)
         self._runtime = runtime
+        self._checked: str | None = None  # the version of the files checked against the open hand-offs
+        self._orphaned: set[str] = set()
 
     async def step(self) -> int:
+        ctx = self._runtime.context
+        ref = ctx.reference
+        if ref.version != self._checked:
+            async with self._runtime.unit_of_work() as uow:
+                self._orphaned = await orphaned_teams(uow, ref)
+            self._checked = ref.version
         async with self._runtime.unit_of_work() as uow:
-            acted = await act_on_missed_deadlines(uow, self._runtime.context, self._batch_max)
+            acted = await act_on_missed_deadlines(uow, ctx, self._batch_max)
             await uow.commit()
         async with self._runtime.unit_of_work() as uow:
-            handed = await hand_out_waiting_leads(uow, self._runtime.context, self._batch_max)
+            moved = await requeue_orphans(uow, ctx, self._orphaned, self._batch_max)
             await uow.commit()
-        return max(acted, handed)
+        async with self._runtime.unit_of_work() as uow:
+            handed = await hand_out_waiting_leads(uow, ctx, self._batch_max)
+            await uow.commit()
+        return max(acted, moved, handed)
 
 
 class ReferenceWatch(BackgroundLoop):

@@ -44,7 +44,7 @@ from leadpipe_common.db import among, compiled_once, inbox_table, insert_rows
 from leadpipe_common.events import DispositionReport, LeadRouted
 from leadpipe_common.outbox import outbox_table
 
-from routing.domain import Away, Handoff, Presence
+from routing.domain import CLOSED, Away, Handoff, Presence
 
 SCHEMA = "routing"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -298,6 +298,27 @@ class RoutingStore:
             sa.select(handoffs.c.team).distinct().where(handoffs.c.waiting_since.is_not(None),
                                                         handoffs.c.status == "routed"))
         return set(rows.scalars())
+
+    async def open_outside(self, teams: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """Teams other than ``teams`` that hand-offs not yet closed name: each with its number of such leads, and of
+        those in its queue. Reads every open hand-off (no index serves a team left out): for a check when the
+        routing files change, not for every round."""
+        queued = handoffs.c.owner_id == sa.literal("queue:") + handoffs.c.team
+        rows = await self._session.execute(
+            sa.select(handoffs.c.team, sa.func.count(), sa.func.count().filter(queued))
+            .where(handoffs.c.status.not_in(sorted(CLOSED)), sa.not_(among(handoffs.c.team, "teams")))
+            .group_by(handoffs.c.team), {"teams": sorted(set(teams))})
+        return {team: (n, in_queue) for team, n, in_queue in rows.tuples()}
+
+    async def claim_queued(self, teams: Iterable[str], limit: int) -> list[Held]:
+        """Unaccepted leads in ``teams``' queues, waiting or escalated, by lead id, locked; those another process
+        holds are skipped. (By owner: the index of held leads serves it.)"""
+        rows = await self._session.execute(
+            sa.select(handoffs)
+            .where(handoffs.c.status == "routed", among(handoffs.c.owner_id, "queues"))
+            .order_by(handoffs.c.lead_id).limit(limit).with_for_update(skip_locked=True),
+            {"queues": [f"queue:{team}" for team in sorted(set(teams))]})
+        return [_held(r) for r in rows]
 
     async def claim_waiting(self, teams: Iterable[str], limit: int,
                             after: tuple[datetime, uuid.UUID] | None = None) -> list[Held]:

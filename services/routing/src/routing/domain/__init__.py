@@ -31,7 +31,8 @@ time is always an argument.
 The package's modules: ``reference`` (the data's schema), ``routes`` (route
 choice and the rotation), ``availability`` (who can take a lead now, and
 what a team does when nobody can), ``clock`` (working time), ``dispositions`` (the
-state machine), ``breaches`` (missed deadlines), ``whatif`` (past leads
+state machine), ``breaches`` (missed deadlines), ``orphans`` (leads left in
+the queue of a team the files no longer staff), ``whatif`` (past leads
 routed again under candidate data). Their public names are re-exported here.
 """
 
@@ -44,6 +45,7 @@ from routing.domain.dispositions import (
     ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
     earns_intent, kept_back_by, merge_into, news_for_holder, recycled_by, rejected_as, remembered,
 )
+from routing.domain.orphans import orphaned, requeue, staffed, staffed_teams
 from routing.domain.reference import (
     Account, InvalidRoutingData, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
     TeamRule, Territories, WorkingHours, overflow_chain, parse_routing_data,
@@ -58,7 +60,7 @@ __all__ = [
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
     "earns_intent", "kept_back_by", "merge_into", "news_for_holder", "next_turn",
-    "on_shift", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "recycled_by",
-    "rejected_as", "remembered",
-    "segment_of", "unavailable", "what_if",
+    "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "recycled_by",
+    "rejected_as", "remembered", "requeue",
+    "segment_of", "staffed", "staffed_teams", "unavailable", "what_if",
 ]
