@@ -384,15 +384,25 @@ async def test_streamed_touches_are_credited_to_their_lead_across_fetches():
         (["ads", "seo", "mail"], won), (["ads", "seo"], None)]
 
 
-async def test_leads_the_live_tables_hold_and_a_rebuild_lacks_are_counted_when_captured_before_the_scan(db):
+async def test_leads_the_live_tables_hold_and_a_rebuild_lacks_count_when_their_events_were_recorded_before_the_scan(db):
     """What a replay checks before its swap: a stream that lost events and started again from offset 0 (the
-    embedded broker restarted) rebuilds tables without the leads of what it lost. Those captured after the scan
-    began may still be on their way to the rebuilt tables, and do not count."""
-    kept, lost, lost_earlier, on_its_way = (uuid.uuid4() for _ in range(4))
+    embedded broker restarted) rebuilds tables without the leads of what it lost. A lead whose events were
+    recorded after the scan began may still be on its way to the rebuilt tables, however long ago it was
+    captured (a submission released from quarantine during the rebuild), and does not count."""
+    kept, lost, lost_earlier, released = (uuid.uuid4() for _ in range(4))
     t = datetime(2026, 11, 2, 9, tzinfo=UTC)
-    live_leads = {kept: ("a", t), lost: ("a", t + timedelta(hours=1)), lost_earlier: ("b", t - timedelta(days=3)),
-                  on_its_way: ("a", t + timedelta(hours=3))}
-    async with shadow_with(db, live_leads) as live, shadow_with(db, {kept: ("a", t)}) as rebuilt:
+
+    def captured(lead: uuid.UUID, at: datetime, recorded: datetime):  # noqa: ANN202
+        return uuid.uuid4(), recorded, LeadStageChanged(lead_id=lead, from_stage=None, to_stage="captured", at=at,
+                                                        by="t", reason="r", attribution=Attribution())
+
+    kept_step = captured(kept, t, t)
+    live_steps = [kept_step, captured(lost, t + timedelta(hours=1), t + timedelta(hours=1)),
+                  captured(lost_earlier, t - timedelta(days=3), t - timedelta(days=3)),
+                  captured(released, t - timedelta(days=3), t + timedelta(hours=3))]
+    async with shadow_with(db, {}) as live, shadow_with(db, {}) as rebuilt:
+        await save_in(db, live, live_steps)
+        await save_in(db, rebuilt, [kept_step])
         async with db.connect() as conn:
             found = await missing_from(conn, live, rebuilt, before=t + timedelta(hours=2))
             nothing_lost = await missing_from(conn, rebuilt, live, before=t + timedelta(hours=2))

@@ -69,12 +69,13 @@ def add_commands(cli: typer.Typer) -> None:
                        "a zone; 1970 or later) on top of the live tables; default: rebuild from the whole stream"),
         force: bool = typer.Option(
             False, "--force", help="rebuild even when the stream no longer starts at its first event (retention, "
-                                   "a truncated log): every lead of the events it lost is lost from the reports"),
+                                   "a truncated log), or lacks leads the live tables hold (a broker that lost its "
+                                   "log): every lead of the events it lost is lost from the reports"),
     ) -> None:
         """Rebuild reporting's tables from leads.lifecycle and swap them in.
 
         The tables are built afresh beside the live ones, which they then replace; a stream that no longer starts
-        at its first event is refused unless --force. With --since, re-apply the events since that moment over the
+        at its first event, or tables rebuilt without leads the live ones hold, are refused unless --force. With --since, re-apply the events since that moment over the
         live tables instead: nothing captured before it is lost."""
         settings = load_settings(ReportingSettings)
         start = moment_option(since, "--since", scan=True)

@@ -16,10 +16,10 @@ captured before. Such a rebuild is refused (``TruncatedStream``) before
 anything is written, unless ``force``: the operator means to lose them. A
 log that lost its events and started again from offset 0 (the embedded
 broker keeps its log in memory: a restart empties it, while reporting's
-tables persist) is told only after the rebuild: before the swap, the live
-tables' leads captured before the scan began must all be in the rebuilt
-ones, or the swap is refused (``LostHistory``), the live tables left as they
-were, unless ``force``.
+tables persist) is told only after the rebuild: before the swap, every lead
+of the live tables with an event recorded before the scan began must be in
+the rebuilt ones, or the swap is refused (``LostHistory``), the live tables
+left as they were, unless ``force``.
 
 ``replay(since=T)`` never builds fresh tables: tables built from the events
 since T alone would lose every lead captured before T. It re-applies the
@@ -92,20 +92,24 @@ class LostHistory(TruncatedStream):
 
     def __init__(self, lost: int, earliest: datetime) -> None:
         super().__init__(
-            f"the stream no longer holds the events of {lost:,} leads the live tables have (the earliest captured "
-            f"{earliest.astimezone(UTC):%Y-%m-%d %H:%M} UTC): the broker lost them (the embedded one keeps its log "
-            "in memory, so a restart empties it; or retention, or a truncated log). The live tables are left as "
-            "they were. Re-apply what the stream holds over them with --since 1970-01-01, or rebuild from it anyway "
-            "with --force")
+            f"the rebuilt tables lack {lost:,} leads the live tables have, of events recorded before the replay began "
+            f"(the earliest {earliest.astimezone(UTC):%Y-%m-%d %H:%M} UTC): the stream no longer holds them (the "
+            "embedded broker keeps its log in memory, so a restart empties it; or retention, or a truncated log). "
+            "The live tables are left as they were. Re-apply what the stream holds over them with --since "
+            "1970-01-01, or rebuild from it anyway with --force")
 
 
 async def missing_from(conn: AsyncConnection, live: str, rebuilt: str, before: datetime) -> tuple[int, datetime | None]:
-    """How many leads the tables in schema ``live`` hold, captured before ``before``, that those in ``rebuilt``
-    lack; and the earliest one's capture time. Only before: what was captured since may still be on its way to
-    the rebuilt tables (the catch-up after the swap applies it)."""
+    """How many leads the tables in schema ``live`` hold that those in ``rebuilt`` lack, of events recorded before
+    ``before``; and the earliest such event's time. By when their events were recorded on the stream, not when
+    the leads were captured: a submission released from quarantine while the rebuild ran is a lead captured
+    days ago whose events came after the scan (the catch-up after the swap applies them). A step from before
+    0005, with no recorded time, counts by its own."""
     row = (await conn.execute(sa.text(
-        f'SELECT count(*), min(l.captured_at) FROM "{live}".leads l WHERE l.captured_at < :before '
-        f'AND NOT EXISTS (SELECT 1 FROM "{rebuilt}".leads r WHERE r.lead_id = l.lead_id)'), {"before": before})).one()
+        f'SELECT count(*), min(m.first) FROM (SELECT (SELECT min(coalesce(s.recorded_at, s.at)) FROM "{live}".steps s '
+        f'WHERE s.lead_id = l.lead_id) AS first FROM "{live}".leads l '
+        f'WHERE NOT EXISTS (SELECT 1 FROM "{rebuilt}".leads r WHERE r.lead_id = l.lead_id)) m WHERE m.first < :before'),
+        {"before": before})).one()
     return row[0], row[1]
 
 
