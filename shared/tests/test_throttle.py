@@ -96,10 +96,17 @@ def request_from(peer: str, forwarded_for: str | None = None) -> Request:
     return Request({"type": "http", "headers": headers, "client": (peer, 50000)})
 
 
+def fresh_warnings(monkeypatch, clock: Clock | None = None) -> Clock:
+    """Nothing warned of yet, on a clock the test moves."""
+    clock = clock or Clock()
+    monkeypatch.setattr(throttle_module, "_forwarded_untrusted", throttle_module.ForwardedUntrusted(clock))
+    return clock
+
+
 def test_a_forwarded_address_from_a_peer_not_trusted_is_logged_once_as_a_proxy_likely_not_named(monkeypatch):
     """Behind an ingress left out of TRUSTED_PROXIES (the k8s manifests set none) every client was the ingress,
     one client's wrong keys throttling all of them, and nothing said why."""
-    monkeypatch.setattr(throttle_module, "_forwarded_untrusted_said", set())  # nothing said yet
+    fresh_warnings(monkeypatch)
     with structlog.testing.capture_logs() as lines:
         believed = request_address(request_from("10.0.0.2", "203.0.113.9"), PROXIES)
         direct = request_address(request_from("198.51.100.7"), PROXIES)
@@ -109,10 +116,19 @@ def test_a_forwarded_address_from_a_peer_not_trusted_is_logged_once_as_a_proxy_l
     assert (line["log_level"], line["peer"]) == ("warning", "10.0.0.2") and "TRUSTED_PROXIES" in line["event"]
 
 
+def test_requests_without_the_header_or_from_a_trusted_proxy_never_look_at_the_warnings(monkeypatch):
+    """They are nearly every request: the warnings may cost only the requests that bring one."""
+    def no_clock() -> float:
+        raise AssertionError("the warnings were looked at")
+    fresh_warnings(monkeypatch, no_clock)  # type: ignore[arg-type]
+    assert request_address(request_from("198.51.100.7"), PROXIES) == "198.51.100.7"
+    assert request_address(request_from("10.0.0.2", "203.0.113.9"), PROXIES) == "203.0.113.9"
+
+
 def test_a_header_a_client_forged_does_not_use_up_the_warning_the_proxy_not_named_needs(monkeypatch):
     """The warning was said once a process: a client on the internet that sent X-Forwarded-For first took it, and
     the ingress left out of TRUSTED_PROXIES, sending it with every request after, was never named."""
-    monkeypatch.setattr(throttle_module, "_forwarded_untrusted_said", set())
+    fresh_warnings(monkeypatch)
     with structlog.testing.capture_logs() as lines:
         request_address(request_from("198.51.100.7", "203.0.113.9"), PROXIES)  # forged, from the client itself
         for n in range(3):
@@ -120,23 +136,72 @@ def test_a_header_a_client_forged_does_not_use_up_the_warning_the_proxy_not_name
     assert [line["peer"] for line in lines] == ["198.51.100.7", "192.168.5.4"]
 
 
-def test_peers_not_trusted_are_warned_of_up_to_a_bound_then_once_as_more_then_not_at_all(monkeypatch):
-    """Anyone can send the header from every address they have: the peers remembered, and the lines logged, must not
-    grow with them."""
-    said: set[str] = set()
-    monkeypatch.setattr(throttle_module, "_forwarded_untrusted_said", said)
-    bound = throttle_module.FORWARDED_UNTRUSTED_PEERS
+def test_headers_forged_from_many_addresses_after_a_start_delay_the_proxys_warning_by_a_minute_not_for_ever(
+        monkeypatch):
+    """Each peer was warned of once, for the first 64 a process saw, and then never again: a forger with 64
+    addresses (or an IPv6 /48) spent them all before the ingress's first request, and it was never named."""
+    clock = fresh_warnings(monkeypatch)
+    ingress = request_from("192.168.5.4", "203.0.113.9")
     with structlog.testing.capture_logs() as lines:
-        for n in range(bound + 10):
-            request_address(request_from(f"198.51.{n // 250}.{n % 250}", "203.0.113.9"), ())
-        request_address(request_from("2001:db8:1:2::17", "203.0.113.9"), ())
-    assert bound == 64 and len(lines) == bound + 1 and len(said) == bound + 1
-    assert {line["log_level"] for line in lines} == {"warning"} and "more than 64" in lines[-1]["event"]
+        for n in range(100):
+            request_address(request_from(f"2001:db8:0:{n:x}::1", "203.0.113.9"), PROXIES)
+        request_address(ingress, PROXIES)
+        clock.now += 60
+        request_address(ingress, PROXIES)
+    peers = [line.get("peer") for line in lines]
+    assert len(peers) == 10 + 2 and peers[-1] == "192.168.5.4"  # ten forged, the line of those unsaid, the ingress
+    assert "192.168.5.4" not in peers[:-1]
+
+
+def test_at_most_ten_warnings_are_said_a_minute_and_one_line_says_how_many_were_not(monkeypatch):
+    """Anyone can send the header from every address they have: the lines logged must not grow with them."""
+    clock = fresh_warnings(monkeypatch)
+    with structlog.testing.capture_logs() as lines:
+        for n in range(25):
+            request_address(request_from(f"198.51.100.{n}", "203.0.113.9"), ())
+        clock.now += 59
+        request_address(request_from("198.51.100.200", "203.0.113.9"), ())
+        clock.now += 1
+        request_address(request_from("198.51.100.201", "203.0.113.9"), ())
+    assert throttle_module.FORWARDED_UNTRUSTED_PER_MINUTE == 10 and len(lines) == 10 + 2
+    assert {line["log_level"] for line in lines} == {"warning"}
+    assert [line["peer"] for line in lines[:10]] == [f"198.51.100.{n}" for n in range(10)]
+    assert lines[10]["unsaid"] == 16 and "16 more" in lines[10]["event"]
+    assert lines[11]["peer"] == "198.51.100.201"
+
+
+def test_each_peer_not_trusted_is_warned_of_again_an_hour_after_it_was_last(monkeypatch):
+    """Once tells the operator; again an hour later keeps a proxy still not named in the log they read today."""
+    clock = fresh_warnings(monkeypatch)
+    ingress = request_from("192.168.5.4", "203.0.113.9")
+    with structlog.testing.capture_logs() as lines:
+        request_address(ingress, ())
+        clock.now += 3599
+        request_address(ingress, ())
+        clock.now += 1
+        request_address(ingress, ())
+    assert [line["peer"] for line in lines] == ["192.168.5.4", "192.168.5.4"]
+
+
+def test_the_peers_remembered_stay_bounded_and_none_is_forgotten_within_its_hour(monkeypatch):
+    """Forgotten within its hour, a peer could be warned of again at once; remembered without a bound, every
+    address a forger has would stay in memory."""
+    clock = fresh_warnings(monkeypatch)
+    warnings: throttle_module.ForwardedUntrusted = throttle_module._forwarded_untrusted
+    for n in range(3000):
+        clock.now += 6  # ten new peers a minute, as many as are warned of
+        request_address(request_from(f"10.{n // 250}.{n % 250}.1", "203.0.113.9"), ())
+    assert len(warnings._said) == throttle_module.FORWARDED_UNTRUSTED_PEERS == 1024
+    assert clock.now - next(iter(warnings._said.values())) > throttle_module.FORWARDED_UNTRUSTED_EVERY_S
+    with structlog.testing.capture_logs() as lines:
+        clock.now += 3599 - 600  # the peer warned of ten minutes ago is remembered for its whole hour
+        request_address(request_from(f"10.{2899 // 250}.{2899 % 250}.1", "203.0.113.9"), ())
+    assert lines == []
 
 
 def test_an_ipv6_peer_not_trusted_is_warned_of_once_for_its_slash_64(monkeypatch):
     """Else one client could fill the peers remembered from its own /64 and hide the proxy's warning."""
-    monkeypatch.setattr(throttle_module, "_forwarded_untrusted_said", set())
+    fresh_warnings(monkeypatch)
     with structlog.testing.capture_logs() as lines:
         for n in range(1, 100):
             request_address(request_from(f"2001:db8:1:2::{n:x}", "203.0.113.9"), ())

@@ -6,11 +6,14 @@ Guarantees: a client is its address, an IPv6 address by its /64.
 ``X-Forwarded-For`` is believed only from the trusted proxies given (a
 service's ``<SERVICE>_TRUSTED_PROXIES``): the client is the nearest address in
 it not one of them (a port a proxy appends to an address is no part of it).
-An ``X-Forwarded-For`` from a peer not trusted is logged, a warning the
-first time each such peer (an IPv6 one by its /64) sends one, for the first
-``FORWARDED_UNTRUSTED_PEERS`` (64) of them a process sees; then one warning
-that there are more, and no other: the proxy it likely came from was not
-named.
+An ``X-Forwarded-For`` from a peer not trusted is logged, a warning that
+the proxy it likely came from was not named: each such peer (an IPv6 one by
+its /64) at most once an hour, and at most ``FORWARDED_UNTRUSTED_PER_MINUTE``
+(10) warnings a minute in all; those left unsaid in a minute are counted, and
+one line says how many, with the next header from any such peer after that
+minute. The peers remembered are at most ``FORWARDED_UNTRUSTED_PEERS``
+(1,024), the oldest warned of forgotten first: more than the 610 at most an
+hour can warn of, so none is forgotten within its hour.
 The counts live in each process's memory, a fixed window per rate and
 identity that starts at its first hit: with N processes a client may get up
 to N times the limit (a shared store would make them exact). Over a limit,
@@ -22,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -63,40 +67,71 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
 
 
 def request_address(request: Request, trusted: Sequence[Network]) -> str:
-    """``client_address`` of a request. The first ``X-Forwarded-For`` a process gets from each peer not in
-    ``trusted`` (up to ``FORWARDED_UNTRUSTED_PEERS`` of them) is logged as a warning: that peer is likely a proxy
-    not named in ``<SERVICE>_TRUSTED_PROXIES``, behind which every client counts as one address."""
+    """``client_address`` of a request. An ``X-Forwarded-For`` from a peer not in ``trusted`` is logged as a
+    warning (each peer at most once an hour, see ``ForwardedUntrusted``): that peer is likely a proxy not named in
+    ``<SERVICE>_TRUSTED_PROXIES``, behind which every client counts as one address."""
     peer = request.client.host if request.client else None
     # Every X-Forwarded-For line, in order (a proxy may add its own line after the client's forged one).
     forwarded = ", ".join(request.headers.getlist("x-forwarded-for"))
     if forwarded and not _trusted(peer or "", trusted):
-        _say_forwarded_untrusted(peer)
+        _forwarded_untrusted.say(peer)
     return client_address(peer, forwarded, trusted)
 
 
-#: The most peers not trusted that a process warns of for their X-Forwarded-For, each once.
-FORWARDED_UNTRUSTED_PEERS = 64
-#: Those warned of, by ``counted_as`` (so one IPv6 client cannot fill it from its /64). A proxy left out of
-#: TRUSTED_PROXIES sends the header with every request, and once is enough to tell; once a process, though, let a
-#: header forged by any client use up the one warning, and the operator never learnt their proxy was not named.
-#: Bounded: anyone can send the header, from as many addresses as they have.
-_forwarded_untrusted_said: set[str] = set()
+#: How often each peer not trusted may be warned of for its X-Forwarded-For. A proxy left out of TRUSTED_PROXIES
+#: sends the header with every request: once tells, and again an hour later keeps it in the log. Said once a process
+#: (or once a peer for the first 64 peers), a header forged by clients from enough addresses used it all up before
+#: the real proxy's first request, and the operator never learnt their proxy was not named.
+FORWARDED_UNTRUSTED_EVERY_S = 3600.0
+#: The most warnings a minute, for all peers: anyone can send the header, from as many addresses as they have.
+FORWARDED_UNTRUSTED_PER_MINUTE = 10
+#: The most peers remembered: more than an hour's warnings at FORWARDED_UNTRUSTED_PER_MINUTE, so the one forgotten
+#: when full was last warned of over an hour ago.
+FORWARDED_UNTRUSTED_PEERS = 1024
 
 
-def _say_forwarded_untrusted(peer: str | None) -> None:
-    who = counted_as(peer or "unknown")
-    said = _forwarded_untrusted_said
-    if who in said or len(said) > FORWARDED_UNTRUSTED_PEERS:
-        return
-    said.add(who)
-    if len(said) > FORWARDED_UNTRUSTED_PEERS:  # one line to say the list goes on, then none: the log stays bounded
-        log.warning(f"X-Forwarded-For came from more than {FORWARDED_UNTRUSTED_PEERS} addresses not in "
-                    "<SERVICE>_TRUSTED_PROXIES (each warned of once, above); no more of them are said", peer=peer)
-        return
-    log.warning("X-Forwarded-For came from an address not in <SERVICE>_TRUSTED_PROXIES and is not believed: if it "
-                "is your proxy (an ingress, a load balancer), name its network there, or every client behind it "
-                "counts as that one address against the rate limits, one client's wrong keys against all of them "
-                f"(said once for each such address, for the first {FORWARDED_UNTRUSTED_PEERS})", peer=peer)
+class ForwardedUntrusted:
+    """Warnings of an X-Forwarded-For from peers not trusted, bounded in time and in memory (see the module)."""
+
+    MINUTE_S = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        #: ``counted_as`` (so one IPv6 client cannot fill it from its /64) -> when it was last warned of; oldest
+        #: first, as a peer moves to the end when warned of again.
+        self._said: OrderedDict[str, float] = OrderedDict()
+        self._minute_ends = 0.0
+        self._said_this_minute = 0
+        self._unsaid = 0
+
+    def say(self, peer: str | None) -> None:
+        who = counted_as(peer or "unknown")
+        now = self._clock()
+        if now >= self._minute_ends:
+            if self._unsaid:  # no timer to say it when the minute ends: the next such header says it
+                log.warning(f"{self._unsaid} more X-Forwarded-For from addresses not in <SERVICE>_TRUSTED_PROXIES "
+                            f"were not warned of in a minute (at most {FORWARDED_UNTRUSTED_PER_MINUTE} warnings a "
+                            "minute)", unsaid=self._unsaid)
+            self._minute_ends, self._said_this_minute, self._unsaid = now + self.MINUTE_S, 0, 0
+        said_at = self._said.get(who)
+        if said_at is not None and now - said_at < FORWARDED_UNTRUSTED_EVERY_S:
+            return
+        if self._said_this_minute >= FORWARDED_UNTRUSTED_PER_MINUTE:
+            # Not remembered as said, so the proxy's next request may get its warning in a later minute.
+            self._unsaid += 1
+            return
+        self._said_this_minute += 1
+        self._said.pop(who, None)  # to the end, as the newest
+        self._said[who] = now
+        if len(self._said) > FORWARDED_UNTRUSTED_PEERS:
+            self._said.popitem(last=False)
+        log.warning("X-Forwarded-For came from an address not in <SERVICE>_TRUSTED_PROXIES and is not believed: if it "
+                    "is your proxy (an ingress, a load balancer), name its network there, or every client behind it "
+                    "counts as that one address against the rate limits, one client's wrong keys against all of them "
+                    "(said at most once an hour for each such address)", peer=peer)
+
+
+_forwarded_untrusted = ForwardedUntrusted()
 
 
 def _without_port(hop: str) -> str:
