@@ -339,6 +339,24 @@ async def test_filters_that_are_wrong_get_the_page_saying_what_is_wrong_not_the_
     assert f'name="since" value="{asked["since"]}"' in page.text  # kept, to be corrected
 
 
+
+async def test_a_credit_model_it_does_not_have_gets_the_page_naming_the_ones_it_has_not_the_apis_json(no_leads):
+    """FastAPI checked the model before the page could: ?model=bogus answered the API's 422 JSON in the browser."""
+    async with service(Valid()) as browser:
+        page = await browser.get("/dashboard", params={"since": "2026-11-01", "model": "bogus"},
+                                 headers={"authorization": "Bearer lpk_def456_secret"})
+    assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
+    assert ('<p class="error" role="alert">No report for these filters: model: must be one of first, last, linear'
+            in page.text)
+    assert 'name="since" value="2026-11-01"' in page.text  # kept, to be corrected
+
+
+async def test_a_browser_without_a_session_is_sent_to_sign_in_whatever_credit_model_it_asks_for():
+    """The model's 422 JSON came before the redirect, as if the page were there to be had without signing in."""
+    async with service(Keys()) as browser:
+        answer = await browser.get("/dashboard", params={"model": "bogus"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/dashboard/login"
+
 def listed(page: str) -> list[tuple[str, bool]]:
     """The source filter's options: (value, selected)."""
     select = re.search(r'<select name="source">(.*?)</select>', page, re.S)

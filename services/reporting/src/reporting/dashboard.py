@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from leadpipe_common.auth import SESSION_COOKIE, TooManyWrongKeys, check_key, identify, keys_of
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
-from leadpipe_common.http import Problem, cross_site, problem_responses, public_origin
+from leadpipe_common.http import FieldProblem, Problem, cross_site, problem_responses, public_origin
 from leadpipe_common.service import runtime_of
 
 from reporting import reports
@@ -222,14 +222,21 @@ async def logout(request: Request) -> Response:
 @router.get("/dashboard", response_class=HTMLResponse, summary="The dashboard (signed-in browsers and API keys)")
 async def dashboard(request: Request, since: str | None = Query(None), until: str | None = Query(None),
                     source: str | None = Query(None),
-                    model: Literal["first", "last", "linear"] = Query("first")) -> Response:
+                    model: str | None = Query(None, description="credit: first (the default), last or linear")
+                    ) -> Response:
+    # model is checked here with the other filters, not by FastAPI: its 422 JSON would come before the sign-in
+    # redirect and instead of the page saying what is wrong.
     who = await identify(request)
     if who is None:
         return RedirectResponse("/dashboard/login", status_code=303)
     if not who.may("reports:read"):
         return login_page(f"That key ({who.name}) lacks the reports:read scope.", 403)
+    model = model or "first"
     try:
         f = filters(since, until, source)
+        if model not in MODEL_LABELS:
+            raise Problem(422, "the report filters are invalid",
+                          [FieldProblem("model", f"must be one of {', '.join(MODEL_LABELS)}")])
     except Problem as exc:
         # A person typed the address (the form's date fields send only dates): a page saying what is wrong,
         # with the filters to correct, not the API's JSON.
