@@ -44,8 +44,8 @@ def breach(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[st
     ``choose_route`` gives it) as a new lead would be, with every rep who held it passed over; or escalated.
 
     ``states`` is each team's rotation state. With nobody who may take it able to now, it waits in its route's
-    team's queue; with none left who may ever take it (each held it, or is inactive) it is escalated to that
-    queue, and after ``max_reassignments`` to the queue of the team holding it, with no waiting mark."""
+    team's queue; with none left who may ever take it (each held it, or is inactive), and after
+    ``max_reassignments``, it is escalated to that queue too, not to the holder's, with no waiting mark."""
     presence = presence or Presence()
     held = (*handoff.holders, handoff.owner_id) if handoff.owner_id not in handoff.holders else handoff.holders
     missed = f"{handoff.owner_id} missed the acceptance deadline " + (
