@@ -88,18 +88,20 @@ class MemoryRoutingStore:
                          key=lambda h: (h.handoff.waiting_since, h.handoff.lead_id))
         return [h for h in waiting if after is None or (h.handoff.waiting_since, h.handoff.lead_id) > after][:limit]
 
-    async def open_outside(self, teams: Iterable[str]) -> dict[str, tuple[int, int]]:
+    async def open_outside(self, teams: Iterable[str]) -> dict[str, tuple[int, int, int]]:
         known, found = set(teams), {}
         for h in (held.handoff for held in self.handoffs.values()):
             if not h.closed and h.team not in known:
-                n, queued = found.get(h.team, (0, 0))
-                found[h.team] = (n + 1, queued + (h.owner_id == f"queue:{h.team}"))
+                n, queued, escalated = found.get(h.team, (0, 0, 0))
+                in_queue = h.owner_id == f"queue:{h.team}"
+                found[h.team] = (n + 1, queued + in_queue, escalated + (in_queue and h.waiting_since is None))
         return found
 
-    async def claim_queued(self, teams: Iterable[str], limit: int) -> list[Held]:
-        queues = {f"queue:{team}" for team in teams}
-        return sorted((h for h in self.handoffs.values()
-                       if h.handoff.status == "routed" and h.handoff.owner_id in queues),
+    async def claim_queued(self, teams: Iterable[str], limit: int, *, escalated_in: Iterable[str] = ()) -> list[Held]:
+        queues, escalated = {f"queue:{team}" for team in teams}, {f"queue:{team}" for team in escalated_in}
+        return sorted((h for h in self.handoffs.values() if h.handoff.status == "routed" and (
+                           h.handoff.owner_id in queues
+                           or (h.handoff.owner_id in escalated and h.handoff.waiting_since is None))),
                       key=lambda h: h.handoff.lead_id)[:limit]
 
     async def set_away(self, rep_id: str, periods: Sequence[Away], by: str, now: datetime) -> None:

@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leadpipe_common.events import Assignment, Attribution, Contact, Enrichment, LeadScored, Score, Sourced
+from leadpipe_common.events import (
+    Assignment, Attribution, Contact, Enrichment, LeadDispositioned, LeadScored, Score, Sourced,
+)
 from routing.domain import (
-    Away, Handoff, InvalidRoutingData, Placed, Presence, Route, Waiting, breach, capacity_bound, choose_route,
-    orphaned, overflow_chain, parse_routing_data, place, requeue, staffed_teams, unavailable,
+    Applied, Away, Handoff, InvalidRoutingData, Placed, Presence, Route, Waiting, breach, capacity_bound, choose_route,
+    apply_disposition, orphaned, overflow_chain, parse_routing_data, place, requeue, staffed_teams, unavailable,
 )
 from routing.domain import PastLead, what_if
 
@@ -308,14 +310,63 @@ def test_a_team_gone_from_the_files_or_left_with_inactive_reps_only_is_orphaned_
     assert staffed_teams(d) == {"emea", "apac", "desk"}
 
 
+def test_a_team_only_its_overflow_staffs_is_orphaned_for_escalated_leads_which_only_its_own_reps_may_take():
+    d = data([BERLIN, DESK])  # apac has no reps; it overflows to emea
+    assert orphaned({"emea", "apac", "desk"}, d, escalated=True) == {"apac"}
+    assert staffed_teams(d, escalated=True) == {"emea", "desk"}
+
+
 def test_a_lead_in_an_orphaned_teams_queue_moves_to_its_routes_queue_as_it_was_waiting_or_not():
     at = MONDAY.replace(hour=10)
     waiting = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="queue:emea-old", team="emea-old", grade="A",
                       due_at=None, waiting_since=at, holders=("old.rep",), reassignments=1)
-    moved, told = requeue(waiting, choose_route(mql("DE"), OVERFLOWING))
+    moved, told = requeue(waiting, choose_route(mql("DE"), OVERFLOWING), OVERFLOWING)
     assert moved == replace(waiting, owner_id="queue:emea", team="emea")
     assert (told.owner_id, told.team, told.method) == ("queue:emea", "emea", "queue")
     assert "emea-old queue" in told.reason and "territory" in told.reason
+    escalated = replace(waiting, waiting_since=None, reassignments=3)
+    assert requeue(escalated, choose_route(mql("DE"), OVERFLOWING), OVERFLOWING)[0] == replace(
+        escalated, owner_id="queue:emea", team="emea")
+
+
+#: Apac has no reps of its own: it overflows to emea, which has none either, and on to the desk.
+UNSTAFFED_APAC = data([DESK, {**DESK, "id": "dan", "name": "Dan"}],
+                      teams={"apac": {"when_nobody_available": "overflow", "overflow_to": "emea"}})
+
+
+def takers(handoff, d):
+    """The reps of ``d`` who may accept ``handoff``."""
+    return {r.id for r in d.reps if isinstance(apply_disposition(
+        handoff, LeadDispositioned(lead_id=handoff.lead_id, outcome="accepted", rep_id=r.id, at=MONDAY), d), Applied)}
+
+
+def test_a_lead_escalated_to_the_queue_of_a_team_with_no_reps_of_its_own_moves_along_its_overflow_to_one_that_has():
+    escalated = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="queue:apac", team="apac", grade="A",
+                        due_at=None, reassignments=3)
+    moved, told = requeue(escalated, choose_route(mql("JP"), UNSTAFFED_APAC), UNSTAFFED_APAC)
+    assert (moved.owner_id, moved.waiting_since) == ("queue:desk", None) and takers(moved, UNSTAFFED_APAC) == {
+        "dot", "dan"}
+    assert "only a rep of apac may take an escalated lead from its queue" in told.reason
+
+
+def test_a_lead_the_overflow_lets_pass_at_the_last_reassignment_escalates_to_the_first_team_along_it_with_reps_of_its_own():
+    """Apac and emea are accepted with no reps, as they overflow to the desk; but only a team's own reps may take a
+    lead from its queue, so escalated to queue:apac, as it was, nobody ever could."""
+    at = MONDAY.replace(hour=10)
+    held = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="dot", team="desk", grade="A", due_at=at,
+                   reassignments=UNSTAFFED_APAC.sla.max_reassignments, holders=("dan",))
+    b = breach(held, choose_route(mql("JP"), UNSTAFFED_APAC), UNSTAFFED_APAC, {}, at, Presence())
+    assert (b.action, b.assignment.owner_id, b.handoff.team, b.handoff.waiting_since) == (
+        "escalated", "queue:desk", "desk", None)
+    assert takers(b.handoff, UNSTAFFED_APAC) == {"dot", "dan"}
+
+
+def test_a_lead_every_rep_of_its_overflow_held_escalates_to_the_first_team_along_it_with_reps_of_its_own():
+    at = MONDAY.replace(hour=10)
+    held = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="dot", team="desk", grade="A", due_at=at,
+                   holders=("dan",))
+    b = breach(held, choose_route(mql("JP"), UNSTAFFED_APAC), UNSTAFFED_APAC, {}, at, Presence())
+    assert (b.action, b.assignment.owner_id, b.handoff.waiting_since) == ("escalated", "queue:desk", None)
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -162,6 +162,28 @@ def test_the_shipped_reference_files_are_consistent():
     assert data.sla.acceptance["A"] == "15m" and "not-a-fit" in data.reasons.rejected
 
 
+SHIPPED = RoutingFiles(*(Path(__file__).parents[1] / "src" / "routing" / "data" / name for name in (
+    "reps.yaml", "accounts.csv", "territories.yaml", "sla.yaml", "reasons.yaml"))).load().data
+
+
+@pytest.mark.parametrize("team", sorted(team for team, policy in SHIPPED.teams.items() if policy.overflow_to))
+def test_a_lead_escalated_in_the_shipped_files_lands_where_a_rep_may_take_it_though_its_team_has_no_reps_left(team):
+    """The shipped files less a regional team's reps (and their accounts) are accepted, as the team overflows to
+    global-inbound: a lead of its the desk lets pass at the last reassignment used to go to the team's queue, which
+    only a rep of the team may take from."""
+    raw = SHIPPED.model_dump()
+    gone = {r["id"] for r in raw["reps"] if r["team"] == team}
+    data = parse_routing_data({**raw, "reps": [r for r in raw["reps"] if r["id"] not in gone],
+                               "accounts": [a for a in raw["accounts"] if a["owner"] not in gone]})
+    desk = [r.id for r in data.reps if r.team == "global-inbound" and r.active]
+    held = Handoff(lead_id=uuid.UUID(int=7), status="routed", owner_id=desk[0], team="global-inbound", grade="A",
+                   due_at=NOW, reassignments=data.sla.max_reassignments, holders=tuple(desk[1:]))
+    b = breach(held, Route("team", team, "territory"), data, {}, NOW)
+    takers = [r.id for r in data.reps
+              if isinstance(apply_disposition(b.handoff, report("accepted", r.id), data), Applied)]
+    assert b.action == "escalated" and takers
+
+
 # -- the hand-off SLA and dispositions --------------------------------------------
 
 OFFICE = WorkingHours()  # mon-fri 09:00-17:00

@@ -803,3 +803,62 @@ async def test_leads_the_reps_of_a_renamed_team_hold_are_warned_of_once_per_vers
     with structlog.testing.capture_logs() as logs:
         await sla.step()
     assert not [line for line in logs if line["log_level"] == "warning"]
+
+
+def desk_only(before):
+    """``before``'s files with emea's reps moved to a desk: emea, left with no reps, overflows to it."""
+    raw = before.model_dump()
+    return parse_routing_data({**raw, "reps": [{**r, "team": "desk"} for r in raw["reps"]],
+                               "teams": {"emea": {"when_nobody_available": "overflow", "overflow_to": "desk"}}})
+
+
+async def test_a_lead_the_desk_lets_pass_at_the_last_reassignment_escalates_to_the_desks_queue_not_its_emptied_teams(uow):
+    """Emea is accepted with no reps as it overflows to the desk, but only emea's own reps may take a lead from
+    emea's queue: escalated there, as it was, nobody ever could."""
+    ctx = Routing(Reference(desk_only(DATA), "v-desk"), clock=Clock())
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    for minutes in (16, 32):  # ana and ben each miss it
+        ctx.clock.now = T0 + timedelta(minutes=minutes)
+        await watch(uow, ctx).step()
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert (held.owner_id, held.team, held.waiting_since, held.due_at) == ("queue:desk", "desk", None, None)
+    assert data(uow.published[-1]).assignment.owner_id == "queue:desk"
+    await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana")
+    assert uow.store.handoffs[lead.lead_id].handoff.status == "accepted"
+
+
+async def test_a_lead_escalated_to_a_team_since_left_with_no_reps_of_its_own_moves_to_its_overflows_queue(uow):
+    ctx = Routing(Reference(DATA, "v-test"), clock=Clock())
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    for minutes in (16, 32):  # ana and ben each miss it: escalated to queue:emea for good
+        ctx.clock.now = T0 + timedelta(minutes=minutes)
+        async with uow:
+            await act_on_missed_deadlines(uow, ctx, limit=10)
+            await uow.commit()
+    ctx.reference = Reference(desk_only(DATA), "v-desk")
+    assert isinstance(await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana"), Rejected)
+    with structlog.testing.capture_logs() as logs:
+        assert await watch(uow, ctx).step() == 1
+    [warning] = [line for line in logs if line["log_level"] == "warning"]
+    assert (warning["team"], warning["escalated"]) == ("emea", 1)
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert (held.owner_id, held.team, held.waiting_since) == ("queue:desk", "desk", None)
+    await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana")
+    assert uow.store.handoffs[lead.lead_id].handoff.status == "accepted"
+
+
+async def test_a_lead_waiting_in_a_team_since_left_with_no_reps_of_its_own_stays_for_its_overflow_to_hand_out(uow):
+    ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the lead is queued
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    ctx.reference = Reference(desk_only(LATE_SHIFT), "v-desk")
+    with structlog.testing.capture_logs() as logs:
+        assert await watch(uow, ctx).step() == 0
+    assert not [line for line in logs if line["log_level"] == "warning"]
+    assert uow.store.handoffs[lead.lead_id].handoff.owner_id == "queue:emea"
+    ctx.clock.now = T0 + timedelta(hours=1)  # the shift starts
+    await watch(uow, ctx).step()
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert held.owner_id in {"ana", "ben"} and held.team == "desk"

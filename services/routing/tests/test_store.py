@@ -95,6 +95,8 @@ async def test_open_leads_of_teams_the_files_do_not_staff_are_counted_and_those_
         await store.add_handoffs(rows)
         counted = await store.open_outside(["t", live])  # "t": every other test's team
         claimed = await store.claim_queued([gone], 10)
+        escalated_only = await store.claim_queued([], 10, escalated_in=[gone, live])
         await session.rollback()
-    assert counted.get(gone) == (4, 2) and live not in counted  # the won lead is closed: no team holds it
+    assert counted.get(gone) == (4, 2, 1) and live not in counted  # the won lead is closed: no team holds it
     assert sorted(h.handoff.lead_id for h in claimed) == sorted(h.handoff.lead_id for h in (waiting, escalated))
+    assert [h.handoff.lead_id for h in escalated_only] == [escalated.handoff.lead_id]

@@ -29,13 +29,15 @@ stored hand-offs name. So at its first round, and at the first after each new
 version of the files (a reload by the file watch or the API), the SLA watch
 checks the open hand-offs once: each team that holds some but that no active
 rep of the files may take a lead for (renamed, removed, or left with
-inactive reps) is logged as a warning and counted
-(``routing_orphaned_leads``). The leads in such a team's queue, waiting or
-escalated, would wait there for ever: every round moves them to the queue of
-their route's team (``orphans``), re-sent on ``leads.routed``, and hands out
-the waiting ones from there as any waiting lead. (Leads its reps hold stay
-with them: they still speak for them, and a missed deadline goes by the
-lead's route.)
+inactive reps), and each holding escalated leads in its queue with no active
+rep of its own (only a team's own reps may take from its queue, though its
+overflow's take its waiting leads), is logged as a warning and counted
+(``routing_orphaned_leads``). Those leads in its queue would wait there for
+ever: every round moves them (``orphans``: a waiting one to its route's
+team's queue, an escalated one to the first along that team's overflow with
+reps of its own), re-sent on ``leads.routed``, and hands out the waiting ones
+from there as any waiting lead. (Leads its reps hold stay with them: they
+still speak for them, and a missed deadline goes by the lead's route.)
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
     Placed, Presence, Route, acceptance_due, breach, capacity_bound, choose_route, orphaned, overflow_chain, place,
-    requeue, staffed_teams, unavailable,
+    requeue, staffed, staffed_teams, unavailable,
 )
 from routing.handlers import Routing
 from routing.reference import Reference
@@ -70,9 +72,11 @@ QUEUE_WAITS = Histogram("routing_queue_wait_seconds", "How long leads waited in 
 RELOADS = Counter("routing_data_reloads_total", "Reloads of the routing files", ["trigger", "outcome"])
 DATA_VERSION = Info("routing_data", "The version of the routing files in force")
 ORPHANED = Gauge("routing_orphaned_leads", "Open leads of a team no active rep of the routing files may take a lead "
-                 "for, at the check of the files in force", ["team"])
+                 "for (or, of a team only its overflow staffs, escalated leads in its queue), at the check of the "
+                 "files in force", ["team"])
 REQUEUED = Counter("routing_orphans_requeued_total",
-                   "Leads moved out of the queue of a team no active rep may take a lead for, to their route's team's")
+                   "Leads moved out of the queue of a team no active rep may take them from, to their route's team's "
+                   "(escalated ones: to the first along its overflow with reps of its own)")
 
 
 async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, limit: int) -> int:
@@ -201,33 +205,49 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
 
 async def orphaned_teams(uow: UnitOfWork[RoutingStore], ref: Reference) -> set[str]:
     """The routing data ``ref`` checked against the open hand-offs (a read; nothing to commit): each team holding
-    some that no active rep of ``ref`` may take a lead for is logged as a warning and counted. Those with leads
-    in their queue, for ``requeue_orphans``."""
-    found = await uow.store.open_outside(staffed_teams(ref.data))
+    some that no active rep of ``ref`` may take a lead for, or escalated ones in its queue that no active rep of its
+    own may take, is logged as a warning and counted. Those with such leads in their queue, for
+    ``requeue_orphans``."""
+    data = ref.data
+    found = await uow.store.open_outside(staffed_teams(data, escalated=True))
     ORPHANED.clear()  # a team staffed again, or holding no lead now, is no longer one
-    for team, (held, queued) in sorted(found.items()):
+    stuck: set[str] = set()
+    for team, (held, queued, escalated) in sorted(found.items()):
+        if staffed(team, data):
+            # Its overflow's reps take its waiting leads; only those escalated there, which they may not, are stuck.
+            if escalated:
+                ORPHANED.labels(team).set(escalated)
+                log.warning("escalated leads wait in the queue of a team with no active rep of its own, and only its "
+                            "own reps may take them: they move to the queue of a team along its overflow that has",
+                            team=team, escalated=escalated, version=ref.version)
+                stuck.add(team)
+            continue
         ORPHANED.labels(team).set(held)
         log.warning("a team holds open leads, but no active rep in the routing files may take a lead for it: the "
                     "leads in its queue move to their route's team's queue, those its reps hold stay with them",
                     team=team, open_leads=held, queued=queued, version=ref.version)
-    return {team for team, (_, queued) in found.items() if queued}
+        if queued:
+            stuck.add(team)
+    return stuck
 
 
 async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Collection[str], limit: int) -> int:
     """One round, in ``uow`` (the caller commits): leads in the queues of ``teams`` (the last check's), or waiting
-    in any queue, that no active rep may take a lead from, moved to their route's team's queue; the number moved.
-    (A team staffed again by a later version of the files keeps its leads.)"""
+    in any queue, that no active rep may take from there, moved (``requeue``); the number moved. Those of a team
+    its overflow staffs move only when escalated. (A team staffed again by a later version of the files keeps its
+    leads.)"""
     store = uow.store
     ref = ctx.reference
     gone = orphaned(set(teams) | await store.waiting_teams(), ref.data)
-    if not gone:
+    escalated_in = orphaned(teams, ref.data, escalated=True) - gone
+    if not gone and not escalated_in:
         return 0
     now = ctx.clock()
     messages: list[Message] = []
-    claimed = await store.claim_queued(gone, limit)
+    claimed = await store.claim_queued(gone, limit, escalated_in=escalated_in)
     for held in claimed:
         handoff, lead = held.handoff, held.lead
-        after, assignment = requeue(handoff, choose_route(lead, ref.data))
+        after, assignment = requeue(handoff, choose_route(lead, ref.data), ref.data)
         rerouted = lead.model_copy(update={"assignment": assignment, "routed_at": now,
                                            "routing_data_version": ref.version})
         # Unique to this move: a lead moved, moved back by a later change of the files and moved again is sent

@@ -299,25 +299,31 @@ class RoutingStore:
                                                         handoffs.c.status == "routed"))
         return set(rows.scalars())
 
-    async def open_outside(self, teams: Iterable[str]) -> dict[str, tuple[int, int]]:
-        """Teams other than ``teams`` that hand-offs not yet closed name: each with its number of such leads, and of
-        those in its queue. Reads every open hand-off (no index serves a team left out): for a check when the
-        routing files change, not for every round."""
+    async def open_outside(self, teams: Iterable[str]) -> dict[str, tuple[int, int, int]]:
+        """Teams other than ``teams`` that hand-offs not yet closed name: each with its number of such leads, of
+        those in its queue, and of those escalated there (in its queue with no waiting mark). Reads every open
+        hand-off (no index serves a team left out): for a check when the routing files change, not for every
+        round."""
         queued = handoffs.c.owner_id == sa.literal("queue:") + handoffs.c.team
         rows = await self._session.execute(
-            sa.select(handoffs.c.team, sa.func.count(), sa.func.count().filter(queued))
+            sa.select(handoffs.c.team, sa.func.count(), sa.func.count().filter(queued),
+                      sa.func.count().filter(queued & handoffs.c.waiting_since.is_(None)))
             .where(handoffs.c.status.not_in(sorted(CLOSED)), sa.not_(among(handoffs.c.team, "teams")))
             .group_by(handoffs.c.team), {"teams": sorted(set(teams))})
-        return {team: (n, in_queue) for team, n, in_queue in rows.tuples()}
+        return {team: (n, in_queue, escalated) for team, n, in_queue, escalated in rows.tuples()}
 
-    async def claim_queued(self, teams: Iterable[str], limit: int) -> list[Held]:
-        """Unaccepted leads in ``teams``' queues, waiting or escalated, by lead id, locked; those another process
-        holds are skipped. (By owner: the index of held leads serves it.)"""
+    async def claim_queued(self, teams: Iterable[str], limit: int, *, escalated_in: Iterable[str] = ()) -> list[Held]:
+        """Unaccepted leads in ``teams``' queues, waiting or escalated, and those escalated (no waiting mark) in
+        ``escalated_in``'s, by lead id, locked; those another process holds are skipped. (By owner: the index of
+        held leads serves it.)"""
         rows = await self._session.execute(
             sa.select(handoffs)
-            .where(handoffs.c.status == "routed", among(handoffs.c.owner_id, "queues"))
+            .where(handoffs.c.status == "routed", sa.or_(
+                among(handoffs.c.owner_id, "queues"),
+                sa.and_(among(handoffs.c.owner_id, "escalated"), handoffs.c.waiting_since.is_(None))))
             .order_by(handoffs.c.lead_id).limit(limit).with_for_update(skip_locked=True),
-            {"queues": [f"queue:{team}" for team in sorted(set(teams))]})
+            {"queues": [f"queue:{team}" for team in sorted(set(teams))],
+             "escalated": [f"queue:{team}" for team in sorted(set(escalated_in))]})
         return [_held(r) for r in rows]
 
     async def claim_waiting(self, teams: Iterable[str], limit: int,

@@ -12,9 +12,10 @@ The hand-off SLA gives the holder a deadline per grade, counted in their own
 working hours and time zone. A missed deadline places the lead again as a new
 lead is placed (rotation, overflow), every rep who held it passed over (a
 normal turn: the breaching rep's turn is spent and never given back), and
-after ``max_reassignments`` escalates it to the queue; with nobody who has not
-held it able to take it now, it waits in its team's queue for the first who
-can. A lead sales rejected is recycled by a touch that earns intent, to a new
+after ``max_reassignments`` escalates it to the queue of its team (or of the
+first along its overflow with reps of its own: only those may take from it);
+with nobody who has not held it able to take it now, it waits in its team's
+queue for the first who can. A lead sales rejected is recycled by a touch that earns intent, to a new
 holder.
 
 Dispositions move a routed lead through accepted -> contacted -> qualified ->
@@ -32,7 +33,7 @@ The package's modules: ``reference`` (the data's schema), ``routes`` (route
 choice and the rotation), ``availability`` (who can take a lead now, and
 what a team does when nobody can), ``clock`` (working time), ``dispositions`` (the
 state machine), ``breaches`` (missed deadlines), ``orphans`` (leads left in
-the queue of a team the files no longer staff), ``whatif`` (past leads
+the queue of a team the files no longer staff, and who may take from a queue), ``whatif`` (past leads
 routed again under candidate data). Their public names are re-exported here.
 """
 
@@ -45,7 +46,7 @@ from routing.domain.dispositions import (
     ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
     earns_intent, kept_back_by, merge_into, news_for_holder, recycled_by, rejected_as, remembered,
 )
-from routing.domain.orphans import orphaned, requeue, staffed, staffed_teams
+from routing.domain.orphans import escalation_team, orphaned, requeue, staffed, staffed_teams
 from routing.domain.reference import (
     Account, InvalidRoutingData, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
     TeamRule, Territories, WorkingHours, overflow_chain, parse_routing_data,
@@ -59,7 +60,7 @@ __all__ = [
     "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
-    "earns_intent", "kept_back_by", "merge_into", "news_for_holder", "next_turn",
+    "earns_intent", "escalation_team", "kept_back_by", "merge_into", "news_for_holder", "next_turn",
     "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "recycled_by",
     "rejected_as", "remembered", "requeue",
     "segment_of", "staffed", "staffed_teams", "unavailable", "what_if",

@@ -6,9 +6,12 @@ account owner, else its team's rotation, else its team's overflow), reps who
 held it passed over: a lead an overflow team held goes back to its own team
 first. When nobody who has not held it can take it now (off shift, away, at
 capacity), it waits in its team's queue, marked as waiting, for the first who
-can (or the overflow), as a newly routed lead would; with none left (each held
-it, or is inactive), or after ``max_reassignments``, it goes to its team's
-queue for that team to take.
+can (or the overflow), as a newly routed lead would. With none left (each held
+it, or is inactive), or after ``max_reassignments``, it is escalated: to the
+queue of the first team along its team's overflow with active reps of its
+own, for them to take. Only a queue's own team may take a lead from it
+(``dispositions``), and a territory team may have no reps of its own when it
+overflows to a team that has.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from leadpipe_common.events import Assignment
 from routing.domain.availability import Placed, Presence, place
 from routing.domain.clock import acceptance_due
 from routing.domain.dispositions import Handoff
+from routing.domain.orphans import escalation_team
 from routing.domain.reference import RoutingData, overflow_chain
 from routing.domain.routes import Route, queue_of
 
@@ -45,7 +49,8 @@ def breach(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[st
 
     ``states`` is each team's rotation state. With nobody who may take it able to now, it waits in its route's
     team's queue; with none left who may ever take it (each held it, or is inactive), and after
-    ``max_reassignments``, it is escalated to that queue too, not to the holder's, with no waiting mark."""
+    ``max_reassignments``, it is escalated, with no waiting mark, to the queue of the first team along its route's
+    team's overflow with active reps of its own (``escalation_team``), not to the holder's."""
     presence = presence or Presence()
     held = (*handoff.holders, handoff.owner_id) if handoff.owner_id not in handoff.holders else handoff.holders
     missed = f"{handoff.owner_id} missed the acceptance deadline " + (
@@ -66,13 +71,17 @@ def breach(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[st
                             reassignments=handoff.reassignments + 1, waiting_since=now)
             return Breach(after, "escalated", a, None)
         # A waiting mark on a lead the watch may never hand to anyone would have it claimed every round.
-        return _escalated(handoff, placement.team, held, missed)
-    # Its route's team's queue, not the holder's: an overflow team's may have nobody but the holder to take it,
+        return _escalated(handoff, placement.team, held, missed, data)
+    # Its route's team's, not the holder's: an overflow team's queue may have nobody but the holder to take it,
     # and a team since renamed or emptied in the files, nobody at all.
-    return _escalated(handoff, route.team, held, missed)
+    return _escalated(handoff, route.team, held, missed, data)
 
 
-def _escalated(handoff: Handoff, team: str, held: tuple[str, ...], missed: str) -> Breach:
+def _escalated(handoff: Handoff, of: str, held: tuple[str, ...], missed: str, data: RoutingData) -> Breach:
+    # The holder's team when no team along ``of``'s overflow has reps of its own (files the reference check
+    # refuses, as it keeps one on the way of every team it routes to): the holder was a rep of it, so its queue
+    # is the one place a rep was once allowed to take the lead from.
+    team = escalation_team(of, data) or handoff.team
     assignment = Assignment(owner_id=queue_of(team), owner_name=f"{team} queue", team=team, method="queue",
                             reason=f"{missed}; escalated to the {team} queue")
     after = replace(handoff, owner_id=assignment.owner_id, team=team, due_at=None, holders=held,
