@@ -1,5 +1,6 @@
 """routing's handlers and SLA watch with an in-memory unit of work: no broker, no Postgres."""
 
+import copy
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from leadpipe_common.consumer import BatchApplier, Rejected
 from leadpipe_common.envelope import decode
 from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.testing import factories
+from leadpipe_common.uow import MemoryUnitOfWork
 from routing.domain import Away, parse_routing_data
 from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored, record_merge
 from routing.reference import Reference, RoutingFiles
@@ -733,9 +735,14 @@ def renamed(before, team="emea-inbound"):
                         "default_team": team}})
 
 
+#: How long after a lead was routed or moved the SLA watch may move it out of a queue.
+SETTLE = timedelta(minutes=1)
+
+
 def watch(uow, ctx) -> SlaWatch:
     """The SLA watch over the in-memory unit of work: it asks its runtime for nothing else."""
-    return SlaWatch(SimpleNamespace(context=ctx, unit_of_work=lambda: uow), every_s=1, batch_max=10)  # type: ignore[arg-type]
+    return SlaWatch(SimpleNamespace(context=ctx, unit_of_work=lambda: uow), every_s=1, batch_max=10,  # type: ignore[arg-type]
+                    settle_s=SETTLE.total_seconds())
 
 
 async def test_a_lead_waiting_in_the_queue_of_a_team_renamed_in_the_files_moves_to_its_routes_queue_and_goes_out(uow):
@@ -745,6 +752,7 @@ async def test_a_lead_waiting_in_the_queue_of_a_team_renamed_in_the_files_moves_
     lead = factories.scored("mql", country="DE")
     await route(uow, ctx, lead)
     ctx.reference = Reference(renamed(LATE_SHIFT), "v-renamed")
+    ctx.clock.now = T0 + SETTLE
     with structlog.testing.capture_logs() as logs:
         assert await watch(uow, ctx).step() == 1
     [warning] = [line for line in logs if line["log_level"] == "warning"]
@@ -774,6 +782,7 @@ async def test_a_lead_escalated_to_the_queue_of_a_team_since_renamed_moves_where
     assert uow.store.handoffs[lead.lead_id].handoff.owner_id == "queue:emea"
     ctx.reference = Reference(renamed(DATA), "v-renamed")
     assert isinstance(await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana"), Rejected)
+    ctx.clock.now += SETTLE
     await watch(uow, ctx).step()
     held = uow.store.handoffs[lead.lead_id].handoff
     assert (held.owner_id, held.waiting_since, held.due_at) == ("queue:emea-inbound", None, None)
@@ -839,6 +848,7 @@ async def test_a_lead_escalated_to_a_team_since_left_with_no_reps_of_its_own_mov
             await uow.commit()
     ctx.reference = Reference(desk_only(DATA), "v-desk")
     assert isinstance(await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana"), Rejected)
+    ctx.clock.now += SETTLE
     with structlog.testing.capture_logs() as logs:
         assert await watch(uow, ctx).step() == 1
     [warning] = [line for line in logs if line["log_level"] == "warning"]
@@ -862,3 +872,52 @@ async def test_a_lead_waiting_in_a_team_since_left_with_no_reps_of_its_own_stays
     await watch(uow, ctx).step()
     held = uow.store.handoffs[lead.lead_id].handoff
     assert held.owner_id in {"ana", "ben"} and held.team == "desk"
+
+
+async def test_a_lead_moved_to_a_queue_back_and_there_again_by_changes_of_the_files_is_sent_each_time_with_its_own_id(
+        uow):
+    """Delivery keeps one row per event id: an id repeated by the third move was dropped, and the sales tool kept the
+    queue the lead had left."""
+    ctx = Routing(Reference(LATE_SHIFT, "v1"), clock=Clock())  # nobody on shift: the lead waits in queue:emea
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    sla = watch(uow, ctx)
+    for version, files in (("v2", renamed(LATE_SHIFT)), ("v3", LATE_SHIFT), ("v4", renamed(LATE_SHIFT))):
+        ctx.reference = Reference(files, version)
+        ctx.clock.now += SETTLE
+        assert await sla.step() == 1
+    sent = [(m.header("ce_id"), data(m).assignment.owner_id) for m in uow.published]
+    assert [owner for _, owner in sent] == ["queue:emea-inbound", "queue:emea", "queue:emea-inbound"]
+    assert len({event_id for event_id, _ in sent}) == 3
+
+
+async def test_a_move_out_of_a_queue_retried_after_its_round_was_lost_is_sent_with_the_same_id(uow):
+    ctx = Routing(Reference(LATE_SHIFT, "v1"), clock=Clock())
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    ctx.reference, ctx.clock.now = Reference(renamed(LATE_SHIFT), "v2"), T0 + SETTLE
+    before = copy.deepcopy(uow.store)
+    await watch(uow, ctx).step()
+    retried = MemoryUnitOfWork(before)  # the round's transaction rolled back: the store as it was
+    ctx.clock.now += timedelta(seconds=5)
+    await watch(retried, ctx).step()
+    [first], [again] = (u.published[-1:] for u in (uow, retried))
+    assert first.header("ce_id") == again.header("ce_id")
+
+
+async def test_two_processes_on_different_files_move_a_waiting_lead_between_their_queues_once_a_minute_at_most(uow):
+    """In a rolling update each finds the other's queue orphaned: they moved the lead back and forth every round."""
+    old = Routing(Reference(LATE_SHIFT, "old"), clock=Clock())  # nobody on shift: the lead waits in queue:emea
+    lead = factories.scored("mql", country="DE")
+    await route(uow, old, lead)
+    new = Routing(Reference(renamed(LATE_SHIFT), "new"), clock=old.clock)
+    updated, not_yet = watch(uow, new), watch(uow, old)
+    old.clock.now = T0 + SETTLE
+    for _ in range(5):
+        await updated.step()
+        await not_yet.step()
+        old.clock.now += timedelta(seconds=5)
+    assert [data(m).assignment.owner_id for m in uow.published] == ["queue:emea-inbound"]
+    old.clock.now += SETTLE
+    await not_yet.step()
+    assert [data(m).assignment.owner_id for m in uow.published] == ["queue:emea-inbound", "queue:emea"]

@@ -14,7 +14,10 @@ from routing.store import RoutingStore, inbox, outbox
 def _watches(rt: Runtime[Routing, RoutingStore]) -> list[BackgroundLoop]:
     settings = rt.settings
     assert isinstance(settings, RoutingSettings)
-    loops: list[BackgroundLoop] = [SlaWatch(rt, every_s=settings.sla_check_s)]
+    # Processes whose files differ (a rolling update, a reload one has not seen yet) would move a lead between
+    # their queues every round: a move waits at least as long as a reload may take to be seen everywhere.
+    loops: list[BackgroundLoop] = [SlaWatch(rt, every_s=settings.sla_check_s,
+                                            settle_s=max(60.0, settings.reload_check_s))]
     if settings.reload_check_s:
         loops.append(ReferenceWatch(rt.context, every_s=settings.reload_check_s))
     return loops

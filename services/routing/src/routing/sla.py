@@ -35,9 +35,14 @@ overflow's take its waiting leads), is logged as a warning and counted
 (``routing_orphaned_leads``). Those leads in its queue would wait there for
 ever: every round moves them (``orphans``: a waiting one to its route's
 team's queue, an escalated one to the first along that team's overflow with
-reps of its own), re-sent on ``leads.routed``, and hands out the waiting ones
-from there as any waiting lead. (Leads its reps hold stay with them: they
-still speak for them, and a missed deadline goes by the lead's route.)
+reps of its own), re-sent on ``leads.routed`` with an id of that move's own,
+and hands out the waiting ones from there as any waiting lead. (Leads its
+reps hold stay with them: they still speak for them, and a missed deadline
+goes by the lead's route.) A lead routed or moved less than a while ago
+(``settle_s``: a minute, or the reload interval if longer) is left for a
+later round: while processes run on two versions of the files (a rolling
+update, a reload not yet seen) each finds the other's queue orphaned, and
+they would move it back and forth every round.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Collection
 from dataclasses import replace
+from datetime import timedelta
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram, Info
@@ -231,11 +237,12 @@ async def orphaned_teams(uow: UnitOfWork[RoutingStore], ref: Reference) -> set[s
     return stuck
 
 
-async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Collection[str], limit: int) -> int:
+async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Collection[str], limit: int,
+                          settle: timedelta = timedelta(0)) -> int:
     """One round, in ``uow`` (the caller commits): leads in the queues of ``teams`` (the last check's), or waiting
     in any queue, that no active rep may take from there, moved (``requeue``); the number moved. Those of a team
-    its overflow staffs move only when escalated. (A team staffed again by a later version of the files keeps its
-    leads.)"""
+    its overflow staffs move only when escalated. A lead routed (or moved) less than ``settle`` ago stays for a
+    later round. (A team staffed again by a later version of the files keeps its leads.)"""
     store = uow.store
     ref = ctx.reference
     gone = orphaned(set(teams) | await store.waiting_teams(), ref.data)
@@ -244,36 +251,47 @@ async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Co
         return 0
     now = ctx.clock()
     messages: list[Message] = []
-    claimed = await store.claim_queued(gone, limit, escalated_in=escalated_in)
-    for held in claimed:
+    moved = 0
+    for held in await store.claim_queued(gone, limit, escalated_in=escalated_in):
         handoff, lead = held.handoff, held.lead
+        if now - lead.routed_at < settle:
+            # In a rolling update, processes on two versions of the files each find the other's queue orphaned and
+            # would move a lead back and forth every round, re-sending it each time. Left for a while (the page it
+            # fills is claimed again meanwhile, for that while at most), it moves once per ``settle`` at worst.
+            continue
         after, assignment = requeue(handoff, choose_route(lead, ref.data), ref.data)
         rerouted = lead.model_copy(update={"assignment": assignment, "routed_at": now,
                                            "routing_data_version": ref.version})
-        # Unique to this move: a lead moved, moved back by a later change of the files and moved again is sent
-        # each time; a round retried sends the same event again.
-        since = handoff.waiting_since.isoformat() if handoff.waiting_since else f"escalated/{handoff.reassignments}"
+        # Unique to this move: the stored lead's routed_at changes with every move (and every breach or hand-out),
+        # so a lead moved A to B, back, and A to B again is sent each time (delivery keeps one row per event id, and
+        # would drop a repeat, leaving the sales tool with the queue before); a round retried, on the same stored
+        # lead, sends the same event again.
+        since = lead.routed_at.isoformat()
         messages.append(encode(topics.ROUTED, rerouted, source=SOURCE, time=now,
                                event_id=handoff.event_id(f"lead.routed/requeued/{handoff.team}/{after.team}/{since}"),
                                traceparent=child_traceparent(held.traceparent)))
         await store.update_handoff(after, rerouted)
+        moved += 1
         REQUEUED.inc()
         log.info("lead moved out of the queue of a team nobody may take it for", lead_id=str(lead.lead_id),
                  team=handoff.team, to=after.team, waiting=after.waiting_since is not None)
     uow.publish(messages)
-    return len(claimed)
+    return moved
 
 
 class SlaWatch(BackgroundLoop):
     """Missed deadlines first, then leads left in the queue of a team nobody may take them for, then waiting leads,
     every ``every_s`` (at once again while any had a full batch). Its first round, and the first after each new
-    version of the routing files, first checks the open hand-offs against them (``orphaned_teams``)."""
+    version of the routing files, first checks the open hand-offs against them (``orphaned_teams``). A lead routed
+    or moved less than ``settle_s`` ago is not moved out of a queue (``requeue_orphans``)."""
 
     name = "routing-sla-watch"
 
-    def __init__(self, runtime: Runtime[Routing, RoutingStore], every_s: float, batch_max: int = 200) -> None:
+    def __init__(self, runtime: Runtime[Routing, RoutingStore], every_s: float, batch_max: int = 200,
+                 settle_s: float = 60.0) -> None:
         super().__init__(batch_max=batch_max, idle_s=every_s)
         self._runtime = runtime
+        self._settle = timedelta(seconds=settle_s)
         self._checked: str | None = None  # the version of the files checked against the open hand-offs
         self._orphaned: set[str] = set()
 
@@ -288,7 +306,7 @@ class SlaWatch(BackgroundLoop):
             acted = await act_on_missed_deadlines(uow, ctx, self._batch_max)
             await uow.commit()
         async with self._runtime.unit_of_work() as uow:
-            moved = await requeue_orphans(uow, ctx, self._orphaned, self._batch_max)
+            moved = await requeue_orphans(uow, ctx, self._orphaned, self._batch_max, self._settle)
             await uow.commit()
         async with self._runtime.unit_of_work() as uow:
             handed = await hand_out_waiting_leads(uow, ctx, self._batch_max)
