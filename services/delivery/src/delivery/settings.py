@@ -25,8 +25,9 @@ class DeliverySettings(ConsumerSettings):
                                                            "(tests, a receiver beside you); link-local, cloud "
                                                            "metadata and multicast addresses stay refused")
     retry_hours: float = Field(72, gt=0, le=LONGEST_RETRY_HOURS,
-                               description="how long a failing delivery is retried before it goes to the dead "
-                                           "letters (at most 720)")
+                               description="how long a failing delivery is retried (at most 720); then it is "
+                                           "dead, in delivery's own table, not on `leads.deadletter`: "
+                                           "`leadpipe-delivery redrive` sends it again")
     retry_base_s: float = Field(5, gt=0, description="the first retry's wait; each later one doubles it (with "
                                                     "jitter, at most an hour)")
     connect_timeout_s: float = Field(5, gt=0, description="connect timeout of one attempt")
