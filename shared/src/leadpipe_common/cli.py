@@ -57,6 +57,10 @@ def database_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+#: What every command's help says of a moment ``moment_option`` reads (``--since``, ``--until``, ``--at``).
+MOMENT = "an ISO date or date-time; UTC unless zoned"
+
+
 def moment_option(value: str | None, option: str, *, end: bool = False, scan: bool = False) -> datetime | None:
     """A command's moment (``--since``, ``--until``, ``--at``) as ``moments.parse_moment`` reads it, or with
     ``scan`` (it selects records of the topics) ``parse_scan_moment``; a bad one is refused naming the option,

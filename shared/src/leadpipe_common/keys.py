@@ -101,7 +101,8 @@ def list_keys() -> None:
 
 
 @cli.command()
-def revoke(key_id: str = typer.Argument(..., help="the key's id (the part after lpk_)")) -> None:
+def revoke(key_id: str = typer.Argument(..., help="the key's 12-hex-digit id (lpk_<id>_...), as `leadpipe-keys "
+                                                    "list` shows it")) -> None:
     """Revoke a key: every service refuses it within seconds."""
     async def mark() -> int:
         engine = make_engine(settings)

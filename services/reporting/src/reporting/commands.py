@@ -12,7 +12,7 @@ import typer
 from aiokafka.errors import KafkaError
 
 from leadpipe_common import topics
-from leadpipe_common.cli import database_errors, load_settings, moment_option
+from leadpipe_common.cli import MOMENT, database_errors, load_settings, moment_option
 from leadpipe_common.kafka import quiet_client_logs
 
 from reporting.export import OutputError, export
@@ -65,8 +65,8 @@ def add_commands(cli: typer.Typer) -> None:
     @cli.command("replay")
     def replay_command(
         since: str | None = typer.Option(
-            None, help="re-apply only the events since this moment (ISO date or date-time, UTC unless it names "
-                       "a zone; 1970 or later) on top of the live tables; default: rebuild from the whole stream"),
+            None, help=f"re-apply only the events since this moment ({MOMENT}; 1970 or later) on top of the "
+                       "live tables; default: rebuild from the whole stream"),
         force: bool = typer.Option(
             False, "--force", help="rebuild even when the stream no longer starts at its first event (retention, "
                                    "a truncated log), or lacks leads the live tables hold (a broker that lost its "
@@ -100,13 +100,14 @@ def add_commands(cli: typer.Typer) -> None:
 
     @cli.command("export")
     def export_command(
-        output: Path = typer.Argument(..., help="file to write (.jsonl or .parquet)"),
+        output: Path = typer.Argument(..., help="file to write, named .jsonl, .json (both JSON Lines) or .parquet, "
+                                                "in any case; another name needs --format"),
         fmt: str | None = typer.Option(None, "--format", help="jsonl or parquet (default: from the file name; "
                                                                "a name of the other kind is refused)"),
-        since: str | None = typer.Option(None, help="only events at or after this moment (ISO; UTC unless it names "
-                                                    "a zone; 1970 or later)"),
-        until: str | None = typer.Option(None, help="only events before this moment (ISO; a bare date includes "
-                                                    "that day; 1970 or later; after --since)"),
+        since: str | None = typer.Option(None, help=f"only events at or after this moment ({MOMENT}; 1970 or "
+                                                    "later)"),
+        until: str | None = typer.Option(None, help=f"only events before this moment ({MOMENT}; a bare date "
+                                                    "includes that day; 1970 or later; after --since)"),
     ) -> None:
         """Export leads.lifecycle (or a time slice) for analysts, one row per event."""
         # Everything is checked before the stream is read: a failure at the end of a long read wastes it, and

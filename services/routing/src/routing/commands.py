@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from aiokafka.errors import KafkaError
 
-from leadpipe_common.cli import load_settings, moment_option
+from leadpipe_common.cli import MOMENT, load_settings, moment_option
 from leadpipe_common.kafka import quiet_client_logs
 
 from routing.domain import WhatIf, what_if
@@ -30,8 +30,8 @@ def add_commands(cli: typer.Typer) -> None:
         "lets recycle that did not then is not tried on past touches (the topics record no touch routing kept in "
         "nurture). Reads the topics; writes nothing."))
     def what_if_command(
-        since: str = typer.Option(..., help="route again the MQLs scored since this moment (ISO date-time, UTC "
-                                            "unless zoned; 1970 or later)"),
+        since: str = typer.Option(..., help=f"route again the MQLs scored since this moment ({MOMENT}; 1970 or "
+                                            "later)"),
         reps: Path | None = typer.Option(None, help="candidate reps file (default: ROUTING_REPS_FILE)",
                                          exists=True, dir_okay=False),
         territories: Path | None = typer.Option(None, help="candidate territories file (default: "

@@ -9,7 +9,7 @@ import typer
 from aiokafka.errors import KafkaError
 
 from leadpipe_common import topics
-from leadpipe_common.cli import database_errors, load_settings, moment_option
+from leadpipe_common.cli import MOMENT, database_errors, load_settings, moment_option
 from leadpipe_common.kafka import quiet_client_logs
 
 from scoring.app import load_rules
@@ -27,7 +27,7 @@ def add_commands(cli: typer.Typer) -> None:
     @cli.command("rescore")
     def rescore_command(
         dry_run: bool = typer.Option(False, "--dry-run", help="print what would change; write nothing"),
-        at: str | None = typer.Option(None, help="score as of this moment (ISO date-time, UTC unless zoned; "
+        at: str | None = typer.Option(None, help=f"score as of this moment ({MOMENT}; "
                                                  "default: now): intent decays to it, and a lead lifted to MQL "
                                                  "steps to MQL at it; at most a day from now"),
     ) -> None:
