@@ -49,7 +49,7 @@ test-unit: $(STAMP) ## only the tests that need no broker or Postgres
 bench: $(STAMP) ## start a stack and print throughput and latency figures
 	$(VENV)/bin/python -m tests.bench $(BENCH_ARGS)
 
-redrive: $(STAMP) ## send dead-lettered records back to their topics (REDRIVE_ARGS="--dry-run")
+redrive: $(STAMP) ## send dead letters (leads.deadletter) back to their topics (REDRIVE_ARGS="--dry-run"); dead webhook deliveries: leadpipe-delivery redrive
 	$(VENV)/bin/leadpipe-redrive $(REDRIVE_ARGS)
 
 replay: $(STAMP) ## rebuild the reports from leads.lifecycle (REPLAY_ARGS="--since 2026-11-01": re-apply only what came since)

@@ -47,6 +47,8 @@ from leadpipe_common.settings import KafkaSettings
 GROUP = "leadpipe-redrive"
 #: The kinds of error a dead letter names (``dlq.error.kind``).
 KINDS = ("undecodable", "schema", "rejected", "handler", "unreadable")
+#: The services that consume, and so may dead-letter what they read: what ``--stage`` takes.
+STAGES = tuple(sorted(s.name for s in topology.SERVICES if topology.inputs_of(s.name)))
 
 
 @dataclass(frozen=True)
@@ -174,20 +176,23 @@ cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0].split(": ", 
 
 @cli.command(cls=Command)
 def main(
-    stage: str | None = typer.Option(None, help="only records dead-lettered by this service (e.g. scoring)"),
+    stage: str | None = typer.Option(None, help=f"only records dead-lettered by this service: "
+                                                f"{', '.join(STAGES[:-1])} or {STAGES[-1]}"),
     kind: str | None = typer.Option(None, help="only this kind of error: undecodable, schema, rejected, handler or unreadable"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be sent; send nothing"),
 ) -> None:
     """Send dead-lettered records back to their source topics, once each.
 
     The cluster is the one in KAFKA_BOOTSTRAP_SERVERS (with KAFKA_SECURITY_PROTOCOL and friends).
+
+    Webhook calls that failed for good are not dead letters but dead deliveries, in delivery's own table:
+    `leadpipe-delivery redrive` sends those again.
     """
     from leadpipe_common.cli import load_settings
 
     # A misspelt filter would match no letter and report "sent nothing": as if there were nothing to send.
-    consumers = sorted(s.name for s in topology.SERVICES if topology.inputs_of(s.name))
-    if stage is not None and stage not in consumers:
-        raise typer.BadParameter(f"{stage!r} is no consuming service; one of {', '.join(consumers)}",
+    if stage is not None and stage not in STAGES:
+        raise typer.BadParameter(f"{stage!r} is no consuming service; one of {', '.join(STAGES)}",
                                  param_hint="--stage")
     if kind is not None and kind not in KINDS:
         raise typer.BadParameter(f"{kind!r}: one of {', '.join(KINDS)}", param_hint="--kind")

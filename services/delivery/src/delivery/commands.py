@@ -40,7 +40,10 @@ def add_commands(cli: typer.Typer) -> None:
         """Send dead deliveries again; their retry window starts anew.
 
         A dead delivery is one given up after its retry window. Those whose body was purged (DELIVERY_KEEP_BODIES_DAYS after they died), and those of subscriptions not in force
-        (deleted, or in neither DELIVERY_SUBSCRIPTIONS_FILE nor the API's), stay dead, counted."""
+        (deleted, or in neither DELIVERY_SUBSCRIPTIONS_FILE nor the API's), stay dead, counted.
+
+        Dead deliveries are not dead letters: records a stage could not process wait on leads.deadletter, and
+        `leadpipe-redrive` (make redrive) sends those back."""
         settings = load_settings(DeliverySettings)
         try:
             # `--lead "$LEAD"` with the variable unset is no filter: it would redrive every dead delivery.
