@@ -253,6 +253,28 @@ async def test_an_attempt_the_http_client_refuses_to_make_is_recorded_as_failed_
     assert all("OverflowError" in (a.error or "") or "connect" in (a.error or "") for a in recorded)
 
 
+async def test_a_delivery_gets_its_whole_retry_window_from_its_first_attempt_not_from_when_it_was_queued():
+    """A lead's deliveries go out one at a time: one queued behind an earlier one failing for most of a window was
+    given up at its first failure. One whose first attempt was a window ago is given up all the same."""
+    clock = Clock()
+    long_ago = NOW - timedelta(hours=73)  # the window is 72 hours
+    waited, retried = due(2)
+    queue = Queue([replace(waited, created_at=long_ago),
+                   replace(retried, created_at=long_ago, attempts=9, first_attempt_at=long_ago)], clock)
+    recorded: list[Attempted] = []
+    record = queue.record
+
+    async def keeping(attempted: list[Attempted]) -> set[int]:
+        recorded.extend(attempted)
+        return await record(attempted)
+
+    queue.record = keeping  # type: ignore[method-assign]
+    sender = dispatcher(queue, Pool(queue), clock, refusal=httpx.ConnectError("refused"))
+    assert await sender.step() == 2
+    await sender.stop()
+    assert {a.claimed.seq: a.outcome for a in recorded} == {waited.seq: "retry", retried.seq: "dead"}
+
+
 async def test_a_stopping_dispatcher_finishes_what_is_under_way_and_claims_nothing_more():
     """A backlog must not keep a stop claiming round after round (each attempt up to its total timeout)."""
     clock = Clock()

@@ -90,6 +90,29 @@ async def test_a_switch_off_recorded_before_0006_holds_its_subscription_off_what
     assert said_off is True and after == {"crm": "https://new.example.com/h"}
 
 
+async def test_a_delivery_tried_before_0007_keeps_its_window_and_one_never_tried_gets_it_from_its_first_attempt(
+        stack):
+    """Under 0006 every window counted from created_at; 0007 counts it from the first attempt. One already
+    retried keeps the window it was judged by (its first logged attempt may precede a redrive that restarted
+    it); one never tried has none yet."""
+    queued = datetime(2026, 12, 1, tzinfo=UTC)
+    stored = [("pending", 3), ("pending", 0), ("dead", 5)]  # (status, attempts)
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("delivery", url, "0006")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(
+                "INSERT INTO delivery.deliveries (subscription_id, lead_id, event_id, event_type, body, created_at, "
+                "status, attempts, next_at) VALUES ('crm', :lead, :event, 'lead.routed', :body, :queued, :status, "
+                ":attempts, :queued)"),
+                [{"lead": uuid.uuid4(), "event": uuid.uuid4(), "body": b"{}", "queued": queued, "status": status,
+                  "attempts": attempts} for status, attempts in stored])
+        migrate("delivery", url, "head")
+        async with engine.begin() as conn:
+            rows = (await conn.execute(sa.text(
+                "SELECT first_attempt_at FROM delivery.deliveries ORDER BY seq"))).scalars().all()
+    assert rows == [queued, None, None]
+
+
 async def test_a_migrate_to_a_revision_older_than_the_one_in_place_is_refused_and_changes_nothing(stack):
     """alembic's upgrade to an older revision runs no step, and migrate said "migrated to 0002" all the same."""
     async with fresh_database(stack.database_url) as (url, engine):

@@ -103,7 +103,40 @@ async def test_a_receiver_switched_back_on_gives_a_delivery_not_yet_due_a_fresh_
         [retried] = await store.claim(retry_at, retry_at + timedelta(seconds=20), {sub: 1}, 1)
         await conn.rollback()
     assert before_its_time == []  # it keeps its time
-    assert (retried.created_at, retried.attempts) == (now, 1)  # a fresh window; its backoff goes on
+    # A fresh window, opened by its next attempt; its backoff goes on.
+    assert (retried.created_at, retried.first_attempt_at, retried.attempts) == (now, None, 1)
+
+
+async def test_a_deliverys_retry_window_opens_at_its_first_attempt_however_long_it_was_queued_before(db):
+    """A lead's later delivery waits behind its earlier one: counted from when it was queued, its window could be
+    spent before it was ever sent. Its first attempt opens it, and its later attempts leave it where it is."""
+    sub, now = f"queued-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    days_ago, first, second = now - timedelta(days=5), now - timedelta(minutes=2), now - timedelta(minutes=1)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 1, days_ago))  # older than any retry window
+        [never_tried] = await store.claim(first, first + timedelta(seconds=20), {sub: 1}, 1)
+        await store.record([attempted(never_tried, "retry", 500, first, next_at=second)])
+        [tried_once] = await store.claim(second, second + timedelta(seconds=20), {sub: 1}, 1)
+        await store.record([attempted(tried_once, "retry", 500, second, next_at=now)])
+        [tried_twice] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
+        await conn.rollback()
+    assert never_tried.first_attempt_at is None
+    assert tried_once.first_attempt_at == tried_twice.first_attempt_at == first
+
+
+async def test_a_redriven_delivery_gets_a_retry_window_opened_by_its_next_attempt(db):
+    """Given up at its window's end, it would be given up again at its first failure after a redrive."""
+    sub, now = f"redriven-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    days_ago = now - timedelta(days=5)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 1, days_ago))
+        await died(store, sub, days_ago)
+        assert (await store.redrive(now, sub, in_file={sub})).queued == 1
+        [again] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
+        await conn.rollback()
+    assert (again.created_at, again.first_attempt_at, again.attempts) == (now, None, 0)
 
 
 async def test_a_redrive_restarts_the_backoff_and_leaves_a_deleted_subscriptions_deliveries_dead(db):

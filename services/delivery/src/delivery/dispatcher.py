@@ -10,8 +10,9 @@ transport, which connects only to public addresses it resolved itself
 (``delivery.network``). After an attempt: 2xx delivered; ``410``
 switches the subscription off (its deliveries wait until it is redriven);
 ``429``/``503`` with ``Retry-After`` waits that long; anything else backs
-off exponentially with jitter, until the retry window ends and the delivery
-is dead, with its last response kept. What the attempts that ended since the
+off exponentially with jitter, until the retry window (counted from the
+delivery's first attempt) ends and the delivery is dead, with its last
+response kept. What the attempts that ended since the
 last round got is recorded by the next round, all in one transaction: the
 dispatcher takes one pooled connection at a time, however many attempts end
 together, so its recordings do not queue behind each other for the pool
@@ -223,7 +224,10 @@ class Dispatcher(BackgroundLoop):
         elapsed = time.perf_counter() - started
         now = self._clock()
         window = timedelta(hours=sub.retry_hours) if sub.retry_hours else self._window
-        verdict = after_attempt(status, retry_after, attempts=d.attempts + 1, first_at=d.created_at, now=now,
+        # From its first attempt, not from when it was queued: it may have waited most of a window behind its
+        # lead's earlier delivery. This attempt opens it, as its recording stores (``store._RECORD``).
+        first_at = d.first_attempt_at or at
+        verdict = after_attempt(status, retry_after, attempts=d.attempts + 1, first_at=first_at, now=now,
                                 window=window, jitter=random.random(), base_s=self._base_s)
         LATENCY.labels(sub.id).observe(elapsed)
         ATTEMPTS.labels(sub.id, verdict.outcome).inc()

@@ -305,11 +305,12 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
                   now: datetime, window: timedelta, jitter: float, base_s: float = 5.0,
                   cap_s: float = 3600.0) -> Verdict:
     """What to do after attempt number ``attempts`` (1 for the first) got ``status`` (None: no answer:
-    timeout or connection error). Backoff doubles from ``base_s`` up to ``cap_s``, each wait between half and
-    all of it (``jitter`` in [0, 1)); a 429 or 503 with a longer ``Retry-After`` waits that long instead (a
-    shorter one, 0 or a date gone by, would have the receiver asked again at once, as fast as it answers). A
-    wait past the window's end is dead, but a 429 or 503 with ``Retry-After`` waits until that end instead, for
-    one last attempt: the receiver said it will take deliveries again."""
+    timeout or connection error), its retry ``window`` open since ``first_at`` (its first attempt). Backoff
+    doubles from ``base_s`` up to ``cap_s``, each wait between half and all of it (``jitter`` in [0, 1)); a 429
+    or 503 with a longer ``Retry-After`` waits that long instead (a shorter one, 0 or a date gone by, would have
+    the receiver asked again at once, as fast as it answers). A wait past the window's end is dead, but a 429 or
+    503 with ``Retry-After`` waits until that end instead, for one last attempt: the receiver said it will take
+    deliveries again."""
     if status is not None and 200 <= status < 300:
         return Verdict("delivered")
     if status == 410:

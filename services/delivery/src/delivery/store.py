@@ -46,6 +46,10 @@ deliveries = sa.Table(
     # after the delivery finished: it holds the lead's contact details, needed only while it may still be sent.
     sa.Column("body", sa.LargeBinary),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # When its retry window opened: its first attempt (NULL: none yet, or none since a redrive or an enable). Not
+    # created_at: a lead's deliveries go out one at a time, and one queued behind an earlier failing one would
+    # find its window spent before it was ever sent.
+    sa.Column("first_attempt_at", sa.DateTime(timezone=True)),
     # pending -> delivered | dead
     sa.Column("status", sa.Text, nullable=False, server_default="pending"),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
@@ -145,7 +149,8 @@ _CLAIM = sa.text(
         AND d.status = 'pending' AND d.next_at <= :now
         FOR UPDATE SKIP LOCKED
     )
-    RETURNING seq, subscription_id, lead_id, event_id, event_type, body, attempts, created_at, next_at
+    RETURNING seq, subscription_id, lead_id, event_id, event_type, body, attempts, created_at, next_at,
+              first_attempt_at
     """
 )
 #: A round's attempts in one statement, each only while the claim that sent it still holds its delivery:
@@ -157,7 +162,8 @@ _RECORD = sa.text(
     WITH kept AS (
         UPDATE {SCHEMA}.deliveries d
         SET attempts = r.attempt, last_status = r.http_status, last_error = r.error, last_response = r.response,
-            status = r.state, done_at = r.done_at, next_at = coalesce(r.retry_at, d.next_at)
+            status = r.state, done_at = r.done_at, next_at = coalesce(r.retry_at, d.next_at),
+            first_attempt_at = coalesce(d.first_attempt_at, r.attempted_at)
         FROM unnest(CAST(:seq AS bigint[]), CAST(:leased_until AS timestamptz[]), CAST(:attempt AS int[]),
                     CAST(:attempted_at AS timestamptz[]), CAST(:http_status AS int[]), CAST(:error AS text[]),
                     CAST(:response AS text[]), CAST(:duration_ms AS int[]), CAST(:state AS text[]),
@@ -209,6 +215,8 @@ class Claimed:
     created_at: datetime
     #: The ``next_at`` the claim set: its result is recorded only while the delivery still has it.
     leased_until: datetime
+    #: When its retry window opened (None: this is its first attempt, or the first since a redrive or an enable).
+    first_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -246,8 +254,9 @@ class Redrive:
 
 
 def _fresh_window(now: datetime) -> dict[str, Any]:
-    """A delivery sent again from ``now``: its retry window and backoff start over (a redrive)."""
-    return {"next_at": now, "created_at": now, "attempts": 0}
+    """A delivery sent again from ``now``: its retry window (from its next attempt) and backoff start over (a
+    redrive)."""
+    return {"next_at": now, "created_at": now, "attempts": 0, "first_attempt_at": None}
 
 
 class DeliveryStore:
@@ -394,11 +403,13 @@ class DeliveryStore:
         # sent now, their backoff starting over: one whose next_at is ahead may be leased (an attempt under way
         # when another of its subscription's got the 410, or the 410's own, its lease kept); made due, it would be
         # sent again beside that attempt, whose result would then not be recorded, and that attempt sets its
-        # count when recorded. Its created_at moving is harmless: the attempt is judged by its claim's copy.
+        # count when recorded. Its window reopening is harmless: the attempt is judged by its claim's copy, and,
+        # recorded, opens the new window at its own start, seconds before this.
         is_due = deliveries.c.next_at <= now
         await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                                            deliveries.c.status == "pending")
-                                 .values(created_at=now, next_at=sa.case((is_due, now), else_=deliveries.c.next_at),
+                                 .values(created_at=now, first_attempt_at=None,
+                                         next_at=sa.case((is_due, now), else_=deliveries.c.next_at),
                                          attempts=sa.case((is_due, 0), else_=deliveries.c.attempts)))
         return True
 
