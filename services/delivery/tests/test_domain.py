@@ -68,6 +68,16 @@ def test_what_enrichment_read_from_a_contact_field_left_out_is_left_out_with_it(
     assert "enrichment" not in withheld(subscription(contact=["email", "country"]), looked_up)
 
 
+def test_a_receiver_not_sent_some_contact_fields_is_still_sent_the_whole_score():
+    """Its reasons name the rules that held, not the facts they tested: which of them a withheld field decided
+    cannot be told here (the README says what they may reveal). Should a reason come to name its fact, those
+    on a withheld field are to be cut with it."""
+    from leadpipe_common.events import ScoreReason
+
+    assert set(ScoreReason.model_fields) == {"rule", "category", "points", "touch_id", "touch_at", "full_points"}
+    assert "score" not in withheld(subscription(contact=["email"]), routed())
+
+
 def test_an_event_without_a_contact_is_sent_whole_whatever_fields_a_subscription_names():
     from leadpipe_common.events import Attribution, LeadQueued
 

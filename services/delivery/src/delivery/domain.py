@@ -253,7 +253,8 @@ def wants(sub: Subscription, event: Event) -> bool:
 #: What enrichment read from a contact field, repeating it or telling it: left out with it. Each is an enrichment
 #: field and the source it must have come from (None: it only ever comes from that contact field). What it
 #: derives from the e-mail address (its domain, free mail or not, the company's domain) is about the company
-#: and stays.
+#: and stays. So does the score, reasons and all: a reason names its rule, not the fact the rule tested, so
+#: which reasons a withheld field decided cannot be told here (the README says what they may reveal).
 DERIVED: Mapping[str, tuple[tuple[str, str | None], ...]] = {
     "phone": (("phone_e164", None), ("country", "phone")),
     "country": (("country", "form"),),
