@@ -770,15 +770,20 @@ async def test_a_lead_waiting_in_the_queue_of_a_team_renamed_in_the_files_moves_
     assert data(assigned).team == "emea-inbound" and data(assigned).queued_at == T0
 
 
-async def test_a_lead_escalated_to_the_queue_of_a_team_since_renamed_moves_where_the_new_teams_reps_may_take_it(uow):
-    ctx = Routing(Reference(DATA, "v-test"), clock=Clock())
-    lead = factories.scored("mql", country="DE")
+async def escalated_for_good(uow, ctx, lead) -> None:  # noqa: ANN001
+    """``lead`` (a German MQL) routed, then missed by ana and ben in turn: escalated to queue:emea for good."""
     await route(uow, ctx, lead)
-    for minutes in (16, 32):  # ana and ben each miss it: escalated to queue:emea for good
+    for minutes in (16, 32):
         ctx.clock.now = T0 + timedelta(minutes=minutes)
         async with uow:
             await act_on_missed_deadlines(uow, ctx, limit=10)
             await uow.commit()
+
+
+async def test_a_lead_escalated_to_the_queue_of_a_team_since_renamed_moves_where_the_new_teams_reps_may_take_it(uow):
+    ctx = Routing(Reference(DATA, "v-test"), clock=Clock())
+    lead = factories.scored("mql", country="DE")
+    await escalated_for_good(uow, ctx, lead)
     assert uow.store.handoffs[lead.lead_id].handoff.owner_id == "queue:emea"
     ctx.reference = Reference(renamed(DATA), "v-renamed")
     assert isinstance(await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana"), Rejected)
@@ -840,12 +845,7 @@ async def test_a_lead_the_desk_lets_pass_at_the_last_reassignment_escalates_to_t
 async def test_a_lead_escalated_to_a_team_since_left_with_no_reps_of_its_own_moves_to_its_overflows_queue(uow):
     ctx = Routing(Reference(DATA, "v-test"), clock=Clock())
     lead = factories.scored("mql", country="DE")
-    await route(uow, ctx, lead)
-    for minutes in (16, 32):  # ana and ben each miss it: escalated to queue:emea for good
-        ctx.clock.now = T0 + timedelta(minutes=minutes)
-        async with uow:
-            await act_on_missed_deadlines(uow, ctx, limit=10)
-            await uow.commit()
+    await escalated_for_good(uow, ctx, lead)
     ctx.reference = Reference(desk_only(DATA), "v-desk")
     assert isinstance(await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana"), Rejected)
     ctx.clock.now += SETTLE
