@@ -1,8 +1,9 @@
-"""A reference file that cannot be used is named with its setting and the reason."""
+"""A reference file that cannot be used is named with its setting (or, read, the place in it) and the reason."""
 
 import pytest
+import yaml
 
-from leadpipe_common.files import read_text
+from leadpipe_common.files import RepeatedKey, UniqueKeyLoader, parse_yaml, read_text
 
 
 def test_a_missing_file_or_a_directory_is_named_with_its_setting(tmp_path):
@@ -24,3 +25,34 @@ def test_a_spreadsheets_byte_order_mark_is_no_part_of_the_text(tmp_path):
     csv = tmp_path / "accounts.csv"
     csv.write_bytes(b"\xef\xbb\xbfdomain,name\n")
     assert read_text(csv, "ROUTING_ACCOUNTS_FILE") == "domain,name\n"
+
+
+def test_a_key_given_twice_in_one_mapping_is_refused_naming_the_file_the_key_and_both_lines(tmp_path):
+    """YAML keeps the last and drops the first: a second secrets: during a rotation dropped the old secret."""
+    path = tmp_path / "subscriptions.yaml"
+    text = "subscriptions:\n  - id: crm\n    secrets: [whsec_old]\n    secrets: [whsec_new]\n"
+    with pytest.raises(ValueError, match=rf"^{path}:4:5: 'secrets' is given again \(first on line 3\): YAML would "
+                                         "keep only the last and drop the first without a word; give it once$"):
+        parse_yaml(text, path)
+
+
+def test_the_loader_alone_refuses_a_repeated_key_naming_its_line_and_column():
+    with pytest.raises(RepeatedKey, match=r"^line 3, column 1: 'fit' is given again \(first on line 1\)"):
+        yaml.load("fit: []\nintent: []\nfit: []\n", Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+
+
+def test_two_spellings_of_one_key_are_a_repeat_and_the_first_is_named_as_it_was_written(tmp_path):
+    with pytest.raises(ValueError, match=r":2:1: 'true' is given again \(first on line 1, as 'yes'\)"):
+        parse_yaml("yes: 1\ntrue: 2\n", tmp_path / "forms.yaml")
+
+
+def test_the_same_key_in_different_mappings_and_a_merge_overridden_beside_it_are_no_repeats(tmp_path):
+    text = "fit:\n  - {rule: A, points: 1}\n  - {rule: B, points: 2}\nbase: &b {x: 1, y: 1}\nteam: {<<: *b, x: 2}\n"
+    assert parse_yaml(text, tmp_path / "rules.yaml") == {
+        "fit": [{"rule": "A", "points": 1}, {"rule": "B", "points": 2}], "base": {"x": 1, "y": 1},
+        "team": {"x": 2, "y": 1}}
+
+
+def test_text_that_is_not_yaml_is_refused_naming_the_file(tmp_path):
+    with pytest.raises(ValueError, match=rf"(?s)^{tmp_path}/sla.yaml: not valid YAML: .*line 2, column 6"):
+        parse_yaml("acceptance:\n  A: [15m\n", tmp_path / "sla.yaml")

@@ -594,6 +594,22 @@ async def test_posts_naming_no_listed_form_share_the_unlisted_rate_limit(pipelin
     assert codes == [202, 202, 429]
 
 
+@pytest.mark.parametrize(("name", "text", "line", "key"), [
+    # The second demo-request, pasted in to add a CAPTCHA, replaced the first and its offer: demo went unscored.
+    ("forms.yaml", "forms:\n  demo-request: {offer: demo}\n  demo-request: {captcha: {provider: turnstile}}\n", 3,
+     "demo-request"),
+    ("identity.yaml", "plus_tags: true\nproviders:\n  gmail.com: {ignore_dots: true}\nplus_tags: false\n", 4,
+     "plus_tags"),
+])
+def test_a_key_given_twice_in_the_forms_or_identity_file_is_refused_naming_the_key_and_its_line(tmp_path, name, text,
+                                                                                                line, key):
+    path = tmp_path / name
+    path.write_text(text)
+    load = load_forms if name == "forms.yaml" else load_identity
+    with pytest.raises(ValueError, match=rf"^{path}:{line}:\d+: '{key}' is given again"):
+        load(path)
+
+
 def test_a_token_or_captcha_on_listed_forms_alone_is_called_out_at_start():
     def warning(raw: dict[str, Any]) -> str | None:
         return unguarded_warning(FormsFile(parse_forms(raw), parse_unlisted(raw)))

@@ -142,6 +142,17 @@ def test_a_subscriptions_file_that_is_a_list_at_the_top_is_refused_naming_the_fi
         load_subscriptions(path, allow_private=False)
 
 
+def test_a_second_secrets_line_in_a_subscription_is_refused_naming_the_line_not_put_in_place_of_the_first(
+        tmp_path):
+    """Added below the old one during a rotation, the new secret replaced it: receivers still checking the old
+    one refused every delivery."""
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text("subscriptions:\n  - id: crm\n    url: https://crm.example.com/hooks\n"
+                    f"    secrets: [{SECRET}]\n    secrets: [whsec_{'A' * 32}]\n    events: [lead.routed]\n")
+    with pytest.raises(ValueError, match=rf"^{path}:5:5: 'secrets' is given again \(first on line 4\)"):
+        load_subscriptions(path, allow_private=False)
+
+
 def test_a_subscriptions_file_of_a_shape_no_check_foresaw_is_refused_naming_the_file(tmp_path, monkeypatch):
     path = tmp_path / "subscriptions.yaml"
     path.write_text("subscriptions: []\n")

@@ -5,7 +5,8 @@ import re
 import pytest
 
 from enrichment.domain import classify_title, country_candidates, enrich, normalise_country
-from enrichment.reference import ReferenceDataError, load_reference
+from enrichment.reference import (ReferenceDataError, load_country_aliases, load_mail_typos, load_reference,
+                                  load_titles)
 from enrichment.settings import DATA
 from leadpipe_common.events import Contact
 
@@ -118,6 +119,19 @@ def test_keywords_written_as_one_word_instead_of_a_list_are_refused(tmp_path):
     titles.write_text("seniority:\n  - value: manager\n    keywords: manager\ndepartments: []\n")
     with pytest.raises(ReferenceDataError, match=r"seniority\[0\]\.keywords must be a list"):
         load_reference(DATA / "companies.csv", titles, DATA / "country_aliases.yaml")
+
+
+@pytest.mark.parametrize(("load", "text", "key"), [
+    (load_titles, "seniority: []\ndepartments: []\nseniority:\n  - {value: vp, keywords: [vp]}\n", "seniority"),
+    # UK read as the US for every lead writing UK, and nothing said the GB entry was gone.
+    (load_country_aliases, "UK: GB\nUSA: US\nUK: US\n", "UK"),
+    (load_mail_typos, "gmail.com: [gmial.com]\nyahoo.com: [yaho.com]\ngmail.com: [gmal.com]\n", "gmail.com"),
+])
+def test_a_key_given_twice_in_a_yaml_reference_file_is_refused_naming_the_key_and_its_line(tmp_path, load, text, key):
+    path = tmp_path / "reference.yaml"
+    path.write_text(text)
+    with pytest.raises(ReferenceDataError, match=rf"^{path}:3:1: '{key}' is given again \(first on line 1\)"):
+        load(path)
 
 
 def with_companies(companies):

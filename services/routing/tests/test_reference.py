@@ -63,6 +63,24 @@ def test_the_longest_sla_allowed_gives_every_rep_a_deadline(files, longest):
     assert all(acceptance_due("C", rep.id, data, start) > start for rep in data.reps)
 
 
+@pytest.mark.parametrize(("name", "repeat"), [
+    ("reps", "teams:\n  apac: {when_nobody_available: wait}\n"),
+    ("territories", "unknown_size_segment: enterprise\n"),
+    ("sla", "max_reassignments: 5\n"),
+    ("reasons", "lost:\n  price: Lost on price\n"),
+])
+def test_a_key_given_twice_in_a_routing_file_is_refused_naming_the_file_the_key_and_its_line(files, name, repeat):
+    """A second teams: in the reps file replaced every overflow policy of the first without a word."""
+    path = getattr(files, name)
+    shipped = path.read_text()
+    key = repeat.split(":")[0]
+    first = next(n for n, line in enumerate(shipped.splitlines(), 1) if line.startswith(f"{key}:"))
+    path.write_text(shipped.rstrip("\n") + "\n" + repeat)
+    again = len(shipped.rstrip("\n").splitlines()) + 1
+    with pytest.raises(ValueError, match=rf"^{path}:{again}:1: '{key}' is given again \(first on line {first}\)"):
+        files.load()
+
+
 def test_an_account_row_missing_its_owner_is_refused_naming_the_line_and_the_column(files):
     files.accounts.write_text(files.accounts.read_text() + "acme.com,Acme\n")
     lines = len(files.accounts.read_text().splitlines())

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from leadpipe_common.events import Attribution, Contact, Enrichment, LeadEnriched, Sourced
+from scoring.app import load_rules
 from scoring.domain import InvalidRules, TouchFacts, check_rescore_at, explain, parse_rules, score
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -305,10 +306,24 @@ def test_an_unquoted_version_yaml_reads_as_a_date_or_a_number_is_refused_saying_
         parse_rules(raw)
 
 
+SHIPPED_RULES = Path(__file__).parents[1] / "src" / "scoring" / "data" / "rules.yaml"
+
+
 def test_the_shipped_rules_file_is_valid():
-    shipped = Path(__file__).parents[1] / "src" / "scoring" / "data" / "rules.yaml"
-    rules = parse_rules(yaml.safe_load(shipped.read_text()))
+    rules = load_rules(SHIPPED_RULES)
     assert rules.thresholds.mql > rules.thresholds.nurture
+
+
+def test_a_second_fit_section_in_the_rules_file_is_refused_naming_the_line_not_put_in_place_of_the_first(
+        tmp_path):
+    """YAML keeps the last of a key given twice: the second fit: replaced the whole first one without a word."""
+    shipped = SHIPPED_RULES.read_text()
+    first = next(n for n, line in enumerate(shipped.splitlines(), 1) if line.startswith("fit:"))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(shipped + "fit:\n  - {rule: Served country, field: country, in: [US], points: 10}\n")
+    again = len(shipped.splitlines()) + 1
+    with pytest.raises(ValueError, match=rf"^{rules}:{again}:1: 'fit' is given again \(first on line {first}\)"):
+        load_rules(rules)
 
 
 def _raw():

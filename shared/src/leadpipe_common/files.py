@@ -1,5 +1,5 @@
 """Reading the editable files a service's settings name (its rules, forms, subscriptions, routing and enrichment
-data): whole, as UTF-8.
+data): whole, as UTF-8, and those in YAML as YAML.
 
 Guarantees: a file that cannot be used is a ValueError naming the setting that
 names it, the file and why, as the Kafka TLS files are named
@@ -7,11 +7,19 @@ names it, the file and why, as the Kafka TLS files are named
 directory``), never a bare ``[Errno 2]`` or codec error that names neither.
 ``setting`` is whatever names the file to the user: its variable, or a
 command's option for a file given there.
+
+Every YAML file the project reads is read with ``parse_yaml``: a mapping that
+gives one key twice is refused, naming the file, the key and the line and
+column of each (plain YAML keeps the last and drops the first without a word).
+YAML that does not parse is a ValueError naming the file and where.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 def read_bytes(path: Path, setting: str) -> bytes:
@@ -35,3 +43,59 @@ def decode(data: bytes, path: Path, setting: str) -> str:
 
 def read_text(path: Path, setting: str) -> str:
     return decode(read_bytes(path, setting), path, setting)
+
+
+class RepeatedKey(yaml.constructor.ConstructorError):
+    """A mapping gives one key twice. Lines and columns count from 1, as an editor counts them."""
+
+    def __init__(self, first: yaml.Node, again: yaml.Node) -> None:
+        self.key = _written(again)
+        self.line, self.column = again.start_mark.line + 1, again.start_mark.column + 1
+        # yes: and true: are one key to YAML: the first is named as it was written, or it would not be found.
+        spelt = "" if _written(first) == self.key else f", as {_written(first)}"
+        self.reason = (f"{self.key} is given again (first on line {first.start_mark.line + 1}{spelt}): YAML would "
+                       "keep only the last and drop the first without a word; give it once")
+        super().__init__(None, None, self.reason, again.start_mark)
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}: {self.reason}"
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` refusing a mapping that gives one key twice (``RepeatedKey``): a second ``fit:`` in the
+    rules would replace the first whole, a second ``secrets:`` in the middle of a rotation would drop the old
+    secret, and neither would say so."""
+
+
+def _written(key: yaml.Node) -> str:
+    return repr(key.value) if isinstance(key, yaml.ScalarNode) else f"the key on line {key.start_mark.line + 1}"
+
+
+def _mapping_once_a_key(loader: UniqueKeyLoader, node: yaml.MappingNode) -> Any:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        # A merge (<<: *defaults) is meant to be overridden by the keys beside it: those are no repeats.
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node)
+        except TypeError:  # an unhashable key: SafeLoader refuses it itself, saying why
+            continue
+        if first is not key_node:
+            raise RepeatedKey(first, key_node)
+    yield from loader.construct_yaml_map(node)
+
+
+UniqueKeyLoader.add_constructor("tag:yaml.org,2002:map", _mapping_once_a_key)
+
+
+def parse_yaml(text: str, path: Path) -> Any:
+    """``text``, read from ``path``, as YAML (None when it holds none). Text that is not YAML, or gives a key twice
+    in one mapping, is a ValueError naming the file and where: ``rules.yaml:14:1: 'fit' is given again ...``."""
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except RepeatedKey as exc:
+        raise ValueError(f"{path}:{exc.line}:{exc.column}: {exc.reason}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None

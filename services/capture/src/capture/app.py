@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import structlog
-import yaml
 from fastapi import FastAPI
 from limits import RateLimitItem
 
-from leadpipe_common.files import read_text
+from leadpipe_common.files import parse_yaml, read_text
 from leadpipe_common.http import Problem
 from leadpipe_common.pacing import Linger
 from leadpipe_common.service import Clients, consumer_app, utc_now
@@ -44,9 +43,8 @@ class FormsFile(NamedTuple):
 
 def load_forms(path: Any, setting: str = "CAPTURE_FORMS_FILE") -> FormsFile:
     """Raises ValueError naming the file and the entry that is wrong (or, read, its setting and why)."""
-    text = read_text(Path(path), setting)
+    raw = parse_yaml(read_text(Path(path), setting), path) or {}
     try:
-        raw = yaml.safe_load(text) or {}
         if not isinstance(raw, Mapping):
             raise ValueError("expected a mapping with forms: (and unlisted:)")
         loaded = FormsFile(parse_forms(raw), parse_unlisted(raw))
@@ -54,7 +52,7 @@ def load_forms(path: Any, setting: str = "CAPTURE_FORMS_FILE") -> FormsFile:
         if loaded.unlisted.rate_limit:
             parse_rate(loaded.unlisted.rate_limit, "unlisted.rate_limit")
         return loaded
-    except (yaml.YAMLError, ValueError) as exc:
+    except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
 
@@ -84,10 +82,10 @@ def unguarded_warning(loaded: FormsFile) -> str | None:
 
 def load_identity(path: Any, setting: str = "CAPTURE_IDENTITY_FILE") -> IdentityRules:
     """Raises ValueError naming the file and the entry that is wrong (or, read, its setting and why)."""
-    text = read_text(Path(path), setting)
+    raw = parse_yaml(read_text(Path(path), setting), path) or {}
     try:
-        return parse_identity(yaml.safe_load(text) or {})
-    except (yaml.YAMLError, ValueError) as exc:
+        return parse_identity(raw)
+    except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from fastapi import FastAPI
 
-from leadpipe_common.files import read_text
+from leadpipe_common.files import parse_yaml, read_text
 from leadpipe_common.service import consumer_app, utc_now
 
 from delivery.domain import Subscription, parse_subscriptions
@@ -20,10 +19,10 @@ from delivery.subscriptions import SecretBox, SubscriptionBook
 def load_subscriptions(path: Path, *, allow_private: bool,
                        setting: str = "DELIVERY_SUBSCRIPTIONS_FILE") -> dict[str, Subscription]:
     """Raises ValueError naming the file and the entry that is wrong (or, read, its setting and why)."""
-    text = read_text(path, setting)
+    raw = parse_yaml(read_text(path, setting), path) or {}
     try:
-        return parse_subscriptions(yaml.safe_load(text) or {}, allow_private=allow_private)
-    except (yaml.YAMLError, ValueError) as exc:
+        return parse_subscriptions(raw, allow_private=allow_private)
+    except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     except (TypeError, AttributeError, KeyError) as exc:
         # Data of a shape no check foresaw is a wrong file all the same, never a crash at start.

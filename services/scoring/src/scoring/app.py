@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from fastapi import FastAPI
 
-from leadpipe_common.files import read_text
+from leadpipe_common.files import parse_yaml, read_text
 from leadpipe_common.service import consumer_app, utc_now
 
 from scoring.domain import RuleSet, parse_rules
@@ -18,11 +17,7 @@ from scoring.settings import ScoringSettings
 
 def load_rules(path: Path, setting: str = "SCORING_RULES_FILE") -> RuleSet:
     """Raises ValueError naming the file (and, when it cannot be read, its setting) and what is wrong."""
-    text = read_text(path, setting)
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    raw = parse_yaml(read_text(path, setting), path) or {}
     try:
         return parse_rules(raw)
     except ValueError as exc:
