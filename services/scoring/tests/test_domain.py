@@ -1,3 +1,4 @@
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -280,6 +281,33 @@ def test_a_rule_naming_a_non_ascii_domain_matches_it_whichever_spelling_the_rule
                                                       "company_domain": Sourced(value=spelt, source="email")})
     s = score(lead().model_copy(update={"enrichment": enrichment}), rules)
     assert [r.rule for r in s.reasons if r.category == "disqualify"] == ["Competitor", "Their staff"]
+
+
+@pytest.mark.parametrize(("written", "fix"), [
+    ("https://hubspot.com/pricing", "write the domain alone: hubspot.com"),
+    ("@hubspot.com", "write the domain alone: hubspot.com"),
+    ("HubSpot.COM.", "write the domain alone: HubSpot.COM"),
+    ("www.hubspot.com", "write the domain alone: hubspot.com"),
+    ("", "write it like acme.com"),
+    ("hub_spot.com", "write it like acme.com"),
+    ("hubspot", "write it like acme.com"),
+])
+def test_a_domain_in_a_rule_that_no_address_ends_in_is_refused_with_the_domain_to_write(written, fix):
+    """Loaded, https://hubspot.com matched no lead: the competitor's staff were scored as prospects, no word said."""
+    for field, test in (("company_domain", "in"), ("email_domain", "not_in"), ("company_domain", "equals")):
+        value = written if test == "equals" else ["salesforce.com", written]
+        with pytest.raises(InvalidRules, match=rf"disqualify\.0: rule 'Competitor': {field} is a domain as it follows "
+                                               rf"the @ of an address, so {re.escape(repr(written))} never matches it: "
+                                               rf"{re.escape(fix)}$"):
+            parse_rules({**_raw(), "disqualify": [{"rule": "Competitor", "field": field, test: value}]})
+
+
+def test_a_domain_written_in_capitals_is_accepted_and_matches_as_an_address_spells_it():
+    """As in companies.csv: a domain has no case, and an address's is compared in lower case."""
+    rules = parse_rules({**_raw(), "disqualify": [{"rule": "Competitor", "field": "email_domain",
+                                                   "in": ["HubSpot.COM"]}]})
+    enrichment = lead().enrichment.model_copy(update={"email_domain": "hubspot.com"})
+    assert score(lead().model_copy(update={"enrichment": enrichment}), rules).decision == "disqualified"
 
 
 def test_a_yes_or_no_fact_is_compared_with_yes_or_no():

