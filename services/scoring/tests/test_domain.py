@@ -1,3 +1,4 @@
+import functools
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -308,6 +309,41 @@ def test_a_domain_written_in_capitals_is_accepted_and_matches_as_an_address_spel
                                                    "in": ["HubSpot.COM"]}]})
     enrichment = lead().enrichment.model_copy(update={"email_domain": "hubspot.com"})
     assert score(lead().model_copy(update={"enrichment": enrichment}), rules).decision == "disqualified"
+
+
+@pytest.mark.parametrize(("where", "written", "why"), [
+    # Read as 1, 1.0, 15 and false, each of these loaded and scored other than written.
+    ("fit.0.points", True, "true reads as yes or no, not a whole number: write a whole number, unquoted"),
+    ("fit.0.points", "15", "'15' is text, not a whole number: write a whole number, unquoted"),
+    ("fit.0.points", 7.5, "7.5 is not a whole number: write one, unquoted"),
+    ("fit.0.points", 7.0, "7.0 is written with a decimal point: write 7"),
+    ("fit.0.gte", True, "true reads as yes or no, not a number: write a number, unquoted"),
+    ("fit.0.lt", "1000", "'1000' is text, not a number: write a number, unquoted"),
+    ("fit.0.present", "no", "'no' is text, not true or false: write true or false, unquoted"),
+    ("fit.0.present", 0, "0 is a number, not true or false: write true or false, unquoted"),
+    ("intent.0.half_life_days", "30", "'30' is text, not a number: write a number, unquoted"),
+    ("repeats_within_minutes", True, "true reads as yes or no, not a number: write a number, unquoted"),
+    ("thresholds.mql", "60", "'60' is text, not a whole number: write a whole number, unquoted"),
+    ("grades.A", True, "true reads as yes or no, not a whole number: write a whole number, unquoted"),
+    ("fit.0.rule", "", r"is empty: name the rule \(a lead's reasons show it\)"),
+    ("fit.0.rule", "  ", "is empty: name the rule"),
+    ("fit.0.rule", 5, "5 is a number, not text: quote it"),
+    ("version", "", "is empty: write the version stamped on each scored lead"),
+])
+def test_a_setting_of_the_rules_of_another_type_than_it_takes_is_refused_saying_what_to_write(where, written, why):
+    raw = {**_raw(), "fit": [{"rule": "Enterprise", "field": "employee_count", "gte": 1000, "points": 20}],
+           "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 30, "half_life_days": 30}]}
+    *parents, key = [int(part) if part.isdigit() else part for part in where.split(".")]
+    functools.reduce(lambda node, part: node[part], parents, raw)[key] = written
+    with pytest.raises(InvalidRules, match=why):
+        parse_rules(raw)
+
+
+def test_whole_numbers_are_taken_for_a_number_of_the_rules():
+    rules = parse_rules({**_raw(), "repeats_within_minutes": 5,
+                         "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 30,
+                                     "half_life_days": 30}]})
+    assert (rules.repeats_within_minutes, rules.intent[0].half_life_days) == (5, 30)
 
 
 def test_a_yes_or_no_fact_is_compared_with_yes_or_no():

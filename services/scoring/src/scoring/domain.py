@@ -24,7 +24,8 @@ from typing import Annotated, Any, Literal
 
 import pycountry
 from pydantic import (
-    AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+    AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
+    ValidationInfo, field_validator, model_validator,
 )
 
 from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
@@ -72,6 +73,20 @@ def _scalar(value: Any) -> Any:
 Scalar = Annotated[Any, AfterValidator(_scalar)]
 
 
+def _not_empty(what: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if not text.strip():
+            raise ValueError(f"is empty: {what}")
+        return text
+    return check
+
+
+#: A rule's name, and the rules' version: text, never empty (a reason named "" says nothing of why, and a score
+#: stamped with version "" says nothing of which rules gave it).
+RuleName = Annotated[StrictStr, AfterValidator(_not_empty("name the rule (a lead's reasons show it)"))]
+Version = Annotated[StrictStr, AfterValidator(_not_empty("write the version stamped on each scored lead"))]
+
+
 def _shown(value: Any) -> str:
     """A rule's value as a refusal quotes it: true and false as YAML writes them."""
     return str(value).lower() if isinstance(value, bool) else repr(value)
@@ -94,9 +109,10 @@ class Condition(_Strict):
     equals: Scalar | None = None
     in_: list[Scalar] | None = Field(None, alias="in")
     not_in: list[Scalar] | None = None
-    gte: float | None = None
-    lt: float | None = None
-    present: bool | None = None
+    # Strict: lax, gte: true read as 1, and present: "no" or 0 as false, which turns the test round.
+    gte: StrictFloat | None = None
+    lt: StrictFloat | None = None
+    present: StrictBool | None = None
 
     @model_validator(mode="after")
     def _can_match(self) -> Condition:
@@ -247,18 +263,19 @@ class Condition(_Strict):
 
 
 class Rule(Condition):
-    rule: str
-    points: int = 0
+    rule: RuleName
+    # Strict, as every number of the rules: lax, points: true read as 1 and "15" as 15.
+    points: StrictInt = 0
     #: Intent rules: the points of a touch halve every this many days (unset: they never decay).
-    half_life_days: float | None = Field(None, gt=0)
+    half_life_days: StrictFloat | None = Field(None, gt=0)
 
 
 class Grades(_Strict):
     """The least score of each grade; below C is D. A score is 0 to 100 (clamped)."""
 
-    A: int
-    B: int
-    C: int
+    A: StrictInt
+    B: StrictInt
+    C: StrictInt
 
     @model_validator(mode="after")
     def _reachable(self) -> Grades:
@@ -277,8 +294,8 @@ class Grades(_Strict):
 
 
 class Thresholds(_Strict):
-    mql: int = Field(ge=0, le=100)
-    nurture: int = Field(ge=0, le=100)
+    mql: StrictInt = Field(ge=0, le=100)
+    nurture: StrictInt = Field(ge=0, le=100)
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -288,7 +305,7 @@ class Thresholds(_Strict):
 
 
 class RuleSet(_Strict):
-    version: str
+    version: Version
     grades: Grades
     thresholds: Thresholds
     fit: list[Rule] = []
@@ -296,7 +313,7 @@ class RuleSet(_Strict):
     disqualify: list[Rule] = []
     #: An intent rule a touch holds for within this many minutes after a touch it was counted for counts no
     #: more: the same form sent twice (a double click, a page reloaded) is one wish, not two. 0: every touch counts.
-    repeats_within_minutes: float = Field(10, ge=0, le=60 * 24 * 365)
+    repeats_within_minutes: StrictFloat = Field(10, ge=0, le=60 * 24 * 365)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -372,7 +389,35 @@ def parse_rules(raw: Mapping[str, Any]) -> RuleSet:
     try:
         return RuleSet.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidRules(f"scoring rules are invalid: {describe(exc.errors())}") from None
+        errors = [{**e, "msg": _type_reason(e) or e["msg"]} for e in exc.errors()]
+        raise InvalidRules(f"scoring rules are invalid: {describe(errors)}") from None
+
+
+#: What each strict type of the rules takes, as a refusal says it.
+_TAKES = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false", "string_type": "text"}
+
+
+def _type_reason(error: Mapping[str, Any]) -> str | None:
+    """A value of the wrong type, said as what it reads as and what to write (pydantic says only "Input should be
+    a valid integer", which does not say that the "15" it was given is text). None: no type error."""
+    takes = _TAKES.get(error["type"])
+    if takes is None:
+        return None
+    value = error.get("input")
+    if isinstance(value, bool):
+        read = f"{_shown(value)} reads as yes or no"
+    elif isinstance(value, str):
+        read = f"{value!r} is text"
+    elif isinstance(value, float) and takes == "a whole number":
+        return (f"{value!r} is written with a decimal point: write {value:.0f}" if value.is_integer()
+                else f"{value!r} is not a whole number: write one, unquoted")
+    elif isinstance(value, int | float):
+        read = f"{value!r} is a number"
+    elif value is None:
+        read = "nothing is given"
+    else:
+        read = f"a {type(value).__name__} is given"
+    return f"{read}, not {takes}: " + ("quote it" if takes == "text" else f"write {takes}, unquoted")
 
 
 def _norm(v: Any) -> Any:
