@@ -42,7 +42,7 @@ def test_a_broken_rules_file_stops_the_service_naming_file_and_entry(tmp_path):
                      "fit:\n  - {rule: Size, field: headcount, gte: 10, points: 5}\n")
     result = run_service("scoring", SCORING_RULES_FILE=str(rules))
     assert result.returncode == 2
-    assert str(rules) in result.stderr and "fit.0.field" in result.stderr
+    assert str(rules) in result.stderr and "fit: rule 'Size': field" in result.stderr
     assert "Traceback" not in result.stderr
 
 

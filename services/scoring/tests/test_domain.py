@@ -81,9 +81,36 @@ def test_the_rules_version_is_stamped_on_the_score():
     assert score(lead(), RULES).rules_version == "test-1"
 
 
-def test_a_rule_on_an_unknown_fact_is_refused_with_its_position():
-    with pytest.raises(InvalidRules, match=r"fit\.0\.field"):
+def test_a_rule_on_an_unknown_fact_is_refused_naming_the_rule():
+    with pytest.raises(InvalidRules, match=r"^scoring rules are invalid: fit: rule 'x': field: Input should be "
+                                           r"'industry'"):
         parse_rules({**_raw(), "fit": [{"rule": "x", "field": "favourite_colour", "equals": "red"}]})
+
+
+def test_a_refusal_names_the_rule_not_its_place_in_its_list_and_one_without_a_name_by_its_place():
+    """fit.7.points: its author had to count the rules to find the eighth."""
+    fit = [{"rule": "Enterprise", "field": "employee_count", "gte": 1000, "points": 20},
+           {"rule": "Served", "field": "country", "in": ["DE"], "points": "10"}]
+    with pytest.raises(InvalidRules, match=r"^scoring rules are invalid: fit: rule 'Served': points: '10' is text"):
+        parse_rules({**_raw(), "fit": fit})
+    with pytest.raises(InvalidRules, match=r"^scoring rules are invalid: fit\.1\.rule: is required$"):
+        parse_rules({**_raw(), "fit": [fit[0], {"field": "country", "in": ["DE"], "points": 10}]})
+
+
+@pytest.mark.parametrize(("misspelt", "where", "known"), [
+    ({"fit": [{"rule": "Enterprise", "field": "employee_count", "gte": 1000, "point": 20}]},
+     "fit: rule 'Enterprise': point: is not a key a rule takes",
+     "rule, field, equals, in, not_in, gte, lt, present, points, half_life_days"),
+    ({"repeat_within_minutes": 5}, "repeat_within_minutes: is not a key the rules file takes",
+     "version, grades, thresholds, fit, intent, disqualify, repeats_within_minutes"),
+    ({"grades": {"A": 80, "B": 60, "C": 35, "D": 10}}, r"grades\.D: is not a key grades takes", "A, B, C"),
+    ({"thresholds": {"mql": 50, "nurture": 10, "sql": 80}}, r"thresholds\.sql: is not a key thresholds takes",
+     "mql, nurture"),
+])
+def test_a_key_the_rules_do_not_know_is_refused_beside_the_keys_they_know(misspelt, where, known):
+    """point: for points: read as a rule of no points, until refused as "not a field this takes" with no hint."""
+    with pytest.raises(InvalidRules, match=rf"^scoring rules are invalid: {where} \(misspelt\?\); it takes {known}$"):
+        parse_rules({**_raw(), **misspelt})
 
 
 def test_a_rule_without_an_operator_is_refused():
@@ -173,10 +200,10 @@ def test_a_rule_that_can_never_hold_is_refused_at_start(condition, why):
 
 @pytest.mark.parametrize(("category", "condition", "why"), [
     ("disqualify", {"field": "company_domain", "not_in": []},
-     r"disqualify\.0: rule 'x': not_in: \[\] lists no value, so it excludes none and the rule holds for every lead "
+     r"disqualify: rule 'x': not_in: \[\] lists no value, so it excludes none and the rule holds for every lead "
      r"whose company_domain is known: list the values to exclude, or write present: true if that is meant"),
     ("fit", {"field": "seniority", "equals": "vp", "not_in": []},
-     r"fit\.0: rule 'x': not_in: \[\] lists no value, so it excludes none: list the values to exclude, or remove "
+     r"fit: rule 'x': not_in: \[\] lists no value, so it excludes none: list the values to exclude, or remove "
      r"not_in"),
 ])
 def test_not_in_listing_no_value_is_refused_at_start_as_it_excludes_none(category, condition, why):
@@ -188,7 +215,7 @@ def test_not_in_listing_no_value_is_refused_at_start_as_it_excludes_none(categor
 
 @pytest.mark.parametrize(("condition", "why"), [
     ({"field": "seniority", "equals": "vp", "not_in": ["c-level", "VP"]},
-     r"fit\.0: rule 'x': seniority equals 'vp', which not_in excludes, so it never holds: keep one or the other"),
+     r"fit: rule 'x': seniority equals 'vp', which not_in excludes, so it never holds: keep one or the other"),
     ({"field": "seniority", "equals": "vp", "in": ["c-level", "director"]},
      "rule 'x': seniority equals 'vp', which in does not list, so it never holds"),
     ({"field": "is_free_mail", "equals": True, "in": [False]}, "is_free_mail equals true, which in does not list"),
@@ -297,7 +324,7 @@ def test_a_domain_in_a_rule_that_no_address_ends_in_is_refused_with_the_domain_t
     """Loaded, https://hubspot.com matched no lead: the competitor's staff were scored as prospects, no word said."""
     for field, test in (("company_domain", "in"), ("email_domain", "not_in"), ("company_domain", "equals")):
         value = written if test == "equals" else ["salesforce.com", written]
-        with pytest.raises(InvalidRules, match=rf"disqualify\.0: rule 'Competitor': {field} is a domain as it follows "
+        with pytest.raises(InvalidRules, match=rf"disqualify: rule 'Competitor': {field} is a domain as it follows "
                                                rf"the @ of an address, so {re.escape(repr(written))} never matches it: "
                                                rf"{re.escape(fix)}$"):
             parse_rules({**_raw(), "disqualify": [{"rule": "Competitor", "field": field, test: value}]})

@@ -116,13 +116,12 @@ class Condition(_Strict):
 
     @model_validator(mode="after")
     def _can_match(self) -> Condition:
-        rule = getattr(self, "rule", None)
-        named = f"rule {rule!r}: " if rule is not None else ""
+        # parse_rules names the rule these are said of.
         if all(v is None for v in (self.equals, self.in_, self.not_in, self.gte, self.lt, self.present)):
-            raise ValueError(f"{named}needs an operator: equals, in, not_in, gte, lt or present")
+            raise ValueError("needs an operator: equals, in, not_in, gte, lt or present")
         mismatch = self._mismatch() or self._never_holds()
         if mismatch:
-            raise ValueError(f"{named}{mismatch}")
+            raise ValueError(mismatch)
         return self
 
     def _never_holds(self) -> str | None:
@@ -389,8 +388,49 @@ def parse_rules(raw: Mapping[str, Any]) -> RuleSet:
     try:
         return RuleSet.model_validate(raw)
     except ValidationError as exc:
-        errors = [{**e, "msg": _type_reason(e) or e["msg"]} for e in exc.errors()]
+        errors = [{**e, "loc": _placed(e["loc"], raw), "msg": _unknown_key(e) or _type_reason(e) or e["msg"]}
+                  for e in exc.errors()]
         raise InvalidRules(f"scoring rules are invalid: {describe(errors)}") from None
+
+
+_RULE_LISTS = ("fit", "intent", "disqualify")
+
+
+def _placed(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
+    """Where an error is, a rule named by its name (``fit: rule 'Enterprise': points``), not its place in its
+    list (``fit.0.points``), which its author would have to count to; a rule without a name keeps its place."""
+    if len(loc) < 2 or loc[0] not in _RULE_LISTS or not isinstance(loc[1], int):
+        return loc
+    try:
+        name = raw[loc[0]][loc[1]]["rule"]
+    except (KeyError, IndexError, TypeError):
+        return loc
+    if not isinstance(name, str) or not name.strip():
+        return loc
+    rule = f"{loc[0]}: rule {name!r}"
+    within = ".".join(map(str, loc[2:]))
+    # One part: describe joins parts with dots, and "fit: rule 'Enterprise'" is said as it is.
+    return (f"{rule}: {within}" if within else rule,)
+
+
+def _unknown_key(error: Mapping[str, Any]) -> str | None:
+    """A key none of the rules' parts takes, said beside those it does take (a misspelt point: beside points:).
+    None: no unknown key."""
+    if error["type"] != "extra_forbidden":
+        return None
+    parent = tuple(error["loc"][:-1])
+    if not parent:
+        model, of = RuleSet, "the rules file"
+    elif parent[0] in _RULE_LISTS and len(parent) == 2:
+        model, of = Rule, "a rule"
+    else:
+        model, of = {("grades",): (Grades, "grades"), ("thresholds",): (Thresholds, "thresholds")}.get(
+            parent, (None, ""))
+        if model is None:
+            return None
+    # A rule's name first, though Condition declares its own fields before it.
+    known = ", ".join(sorted((f.alias or name for name, f in model.model_fields.items()), key=lambda k: k != "rule"))
+    return f"is not a key {of} takes (misspelt?); it takes {known}"
 
 
 #: What each strict type of the rules takes, as a refusal says it.
