@@ -92,8 +92,13 @@ async def test_a_revoked_key_stops_working_within_seconds_without_a_restart(stac
 
 async def test_keys_are_stored_and_listed_only_as_digests(stack, db):
     key_id, secret_key = create(stack, "importer", "capture:write")
+    limited = keys(stack, "create", "--name", "bulk-importer", "--scope", "capture:write", "--rate-limit", "50/second")
+    assert limited.returncode == 0, limited.stderr
     listing = keys(stack, "list")
     assert key_id in listing.stdout and secret_key not in listing.stdout and "importer" in listing.stdout
+    # Its own rate limit is shown, so a key rotated by the runbook keeps it.
+    [bulk] = [line for line in listing.stdout.splitlines() if "bulk-importer" in line]
+    assert bulk.endswith("active  rate limit 50/second")
     async with db.connect() as conn:
         row = (await conn.execute(sa.text("SELECT * FROM auth.api_keys WHERE key_id = :id"), {"id": key_id})).one()
     assert secret_key.split("_", 2)[2].encode() not in bytes(row.secret_sha256) and len(row.secret_sha256) == 32

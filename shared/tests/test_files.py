@@ -53,6 +53,20 @@ def test_the_same_key_in_different_mappings_and_a_merge_overridden_beside_it_are
         "team": {"x": 2, "y": 1}}
 
 
-def test_text_that_is_not_yaml_is_refused_naming_the_file(tmp_path):
-    with pytest.raises(ValueError, match=rf"(?s)^{tmp_path}/sla.yaml: not valid YAML: .*line 2, column 6"):
+def test_text_that_is_not_yaml_is_refused_in_one_line_naming_the_file_and_where(tmp_path):
+    with pytest.raises(ValueError) as refused:
         parse_yaml("acceptance:\n  A: [15m\n", tmp_path / "sla.yaml")
+    said = str(refused.value)
+    assert said.startswith(f"{tmp_path}/sla.yaml:3:1: not valid YAML: while parsing a flow sequence; expected ")
+    assert "\n" not in said and "<unicode string>" not in said
+
+
+@pytest.mark.parametrize("text, why", [
+    ("version: 2026-02-30\n", "day is out of range for month"),  # the README's unquoted date, mistyped
+    ("subscriptions: !!bool maybe\n", "'maybe'"),
+    ("at: !!timestamp abc\n", "not valid YAML"),
+])
+def test_a_value_yaml_cannot_build_is_refused_naming_the_file_not_raised_bare(tmp_path, text, why):
+    with pytest.raises(ValueError, match=rf"^{tmp_path}/rules.yaml: not valid YAML: .*") as refused:
+        parse_yaml(text, tmp_path / "rules.yaml")
+    assert why in str(refused.value)

@@ -97,5 +97,15 @@ def parse_yaml(text: str, path: Path) -> Any:
         return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except RepeatedKey as exc:
         raise ValueError(f"{path}:{exc.line}:{exc.column}: {exc.reason}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        # One line, where an editor finds it: PyYAML's own text spans lines and names "<unicode string>".
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        said = "; ".join(part for part in (exc.context, exc.problem) if part)
+        raise ValueError(f"{where}: not valid YAML: {said}") from None
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, KeyError, OverflowError, RecursionError) as exc:
+        # PyYAML's builders of values raise plain errors of their own: a date that is no date (version:
+        # 2026-02-30) is a ValueError "day is out of range for month", a !!bool maybe a KeyError; unnamed, no
+        # one could tell which file, let alone where.
+        raise ValueError(f"{path}: not valid YAML: {exc!r}" if isinstance(exc, KeyError | RecursionError)
+                         else f"{path}: not valid YAML: {exc}") from None

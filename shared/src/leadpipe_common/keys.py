@@ -81,7 +81,7 @@ def create(
 
 @cli.command("list")
 def list_keys() -> None:
-    """List keys: id, name, scopes, created, revoked (never a secret)."""
+    """List keys: id, name, scopes, created, revoked, and a rate limit of its own if it has one (never a secret)."""
     async def rows() -> list[sa.Row]:
         engine = make_engine(settings)
         try:
@@ -97,7 +97,10 @@ def list_keys() -> None:
         typer.echo("no keys yet: `leadpipe-keys create --name NAME --scope SCOPE`")
     for r in found:
         state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
-        typer.echo(f"{r.key_id}  {r.name:<24} {','.join(r.scopes):<40} created {r.created_at:%Y-%m-%d %H:%M}  {state}")
+        # Its own rate limit too: a key rotated without it falls back to CAPTURE_KEY_RATE_LIMIT without a word.
+        rate = f"  rate limit {r.rate_limit}" if r.rate_limit else ""
+        typer.echo(f"{r.key_id}  {r.name:<24} {','.join(r.scopes):<40} created {r.created_at:%Y-%m-%d %H:%M}  "
+                   f"{state}{rate}")
 
 
 @cli.command()
