@@ -346,6 +346,9 @@ def test_a_domain_written_in_capitals_is_accepted_and_matches_as_an_address_spel
     ("fit.0.points", 7.0, "7.0 is written with a decimal point: write 7"),
     ("fit.0.gte", True, "true reads as yes or no, not a number: write a number, unquoted"),
     ("fit.0.lt", "1000", "'1000' is text, not a number: write a number, unquoted"),
+    # Unquoted all the same: YAML 1.1 reads an exponent without a dot and a sign as text.
+    ("fit.0.gte", "1e3", r"'1e3' is text to YAML, which reads a number with an exponent only written like "
+                         r"1\.0e\+3: write 1000"),
     ("fit.0.present", "no", "'no' is text, not true or false: write true or false, unquoted"),
     ("fit.0.present", 0, "0 is a number, not true or false: write true or false, unquoted"),
     ("intent.0.half_life_days", "30", "'30' is text, not a number: write a number, unquoted"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -437,6 +438,15 @@ def _unknown_key(error: Mapping[str, Any]) -> str | None:
 _TAKES = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false", "string_type": "text"}
 
 
+def _yaml_reads_as_text(value: str) -> bool:
+    """Whether ``value``, unquoted, is a number to Python but text to YAML 1.1 (``1e3``, ``5E2``)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return "e" in value.lower() and value.strip() == value and math.isfinite(number)
+
+
 def _type_reason(error: Mapping[str, Any]) -> str | None:
     """A value of the wrong type, said as what it reads as and what to write (pydantic says only "Input should be
     a valid integer", which does not say that the "15" it was given is text). None: no type error."""
@@ -447,6 +457,10 @@ def _type_reason(error: Mapping[str, Any]) -> str | None:
     if isinstance(value, bool):
         read = f"{_shown(value)} reads as yes or no"
     elif isinstance(value, str):
+        if takes in ("a number", "a whole number") and _yaml_reads_as_text(value):
+            # YAML 1.1 reads 1e3 as text (its exponent needs a dot and a sign): "write it unquoted" would not do.
+            return (f"{value!r} is text to YAML, which reads a number with an exponent only written like 1.0e+3: "
+                    f"write {float(value):g}")
         read = f"{value!r} is text"
     elif isinstance(value, float) and takes == "a whole number":
         return (f"{value!r} is written with a decimal point: write {value:.0f}" if value.is_integer()
