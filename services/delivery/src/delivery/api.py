@@ -154,7 +154,8 @@ class SubscriptionChange(BaseModel):
     filter: dict[str, str | list[str]] | None = Field(None, description="team, owner, grade, source: a value or "
                                                                         "a list; replaced whole (null: none)")
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery "
-                                      "is retried, from its next attempt on (null: DELIVERY_RETRY_HOURS)")
+                                      "is retried, counted from its first attempt; it holds from the next attempt on, for those "
+                                      "waiting too (null: DELIVERY_RETRY_HOURS)")
     contact: list[str] | None = Field(None, description=f"the contact fields the receiver is sent, among "
                                                         f"{', '.join(CONTACT_FIELDS)}, in the events read from "
                                                         "now on (null: all)")
