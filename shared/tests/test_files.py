@@ -70,3 +70,18 @@ def test_a_value_yaml_cannot_build_is_refused_naming_the_file_not_raised_bare(tm
     with pytest.raises(ValueError, match=rf"^{tmp_path}/rules.yaml: not valid YAML: .*") as refused:
         parse_yaml(text, tmp_path / "rules.yaml")
     assert why in str(refused.value)
+
+
+def test_an_anchored_mapping_merging_another_and_overriding_it_is_no_repeat_when_met_again(tmp_path):
+    """Checked after PyYAML had flattened it (its merge's keys among its own, in place), the second sight of
+    such a mapping through an alias seemed to give its overridden key twice."""
+    text = ("defaults: &d {when_nobody_available: wait, max: 1}\n"
+            "teams:\n  emea: {<<: &e {<<: *d, max: 2}, x: 1}\n  apac: {copy: *e}\n")
+    assert parse_yaml(text, tmp_path / "teams.yaml")["teams"]["apac"] == {
+        "copy": {"when_nobody_available": "wait", "max": 2}}
+
+
+def test_two_merges_in_one_mapping_are_a_repeat(tmp_path):
+    """The later would win, without a word; a list of merges (<<: [*a, *b]) says which wins."""
+    with pytest.raises(ValueError, match=r"teams.yaml:3:19: '<<' is given again \(first on line 3\)"):
+        parse_yaml("a: &a {x: 1}\nb: &b {x: 2}\nc: {<<: *a, y: 0, <<: *b}\n", tmp_path / "teams.yaml")

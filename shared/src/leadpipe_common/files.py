@@ -64,30 +64,37 @@ class RepeatedKey(yaml.constructor.ConstructorError):
 class UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` refusing a mapping that gives one key twice (``RepeatedKey``): a second ``fit:`` in the
     rules would replace the first whole, a second ``secrets:`` in the middle of a rotation would drop the old
-    secret, and neither would say so."""
+    secret, and neither would say so. Two merges (``<<:``) in one mapping are a repeat too (the later would win);
+    the keys a merge brings are not, being meant to be overridden by those beside it."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        #: Mappings whose own keys were checked. Each is checked before PyYAML flattens it, which puts the keys
+        #: its merges bring among its own, in place: an anchored mapping with a merge and a key overriding it,
+        #: met again through an alias, would otherwise seem to give that key twice.
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # PyYAML flattens every mapping before building it, and a merge's mapping before the one merging it.
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._check_once_a_key(node)
+        super().flatten_mapping(node)
+
+    def _check_once_a_key(self, node: yaml.MappingNode) -> None:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = ("<<",) if key_node.tag == "tag:yaml.org,2002:merge" else self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: SafeLoader refuses it itself, saying why
+                continue
+            if first is not key_node:
+                raise RepeatedKey(first, key_node)
 
 
 def _written(key: yaml.Node) -> str:
     return repr(key.value) if isinstance(key, yaml.ScalarNode) else f"the key on line {key.start_mark.line + 1}"
-
-
-def _mapping_once_a_key(loader: UniqueKeyLoader, node: yaml.MappingNode) -> Any:
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        # A merge (<<: *defaults) is meant to be overridden by the keys beside it: those are no repeats.
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            first = seen.setdefault(key, key_node)
-        except TypeError:  # an unhashable key: SafeLoader refuses it itself, saying why
-            continue
-        if first is not key_node:
-            raise RepeatedKey(first, key_node)
-    yield from loader.construct_yaml_map(node)
-
-
-UniqueKeyLoader.add_constructor("tag:yaml.org,2002:map", _mapping_once_a_key)
 
 
 def parse_yaml(text: str, path: Path) -> Any:

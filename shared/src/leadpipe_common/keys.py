@@ -81,7 +81,7 @@ def create(
 
 @cli.command("list")
 def list_keys() -> None:
-    """List keys: id, name, scopes, created, revoked, and a rate limit of its own if it has one (never a secret)."""
+    """List keys: id, name, scopes, created, revoked, own rate limit (never a secret)."""
     async def rows() -> list[sa.Row]:
         engine = make_engine(settings)
         try:
