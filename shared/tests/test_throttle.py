@@ -1,10 +1,13 @@
 """Rate limits with an injected clock, and whose count a request adds to: no IO, no sleeping."""
 
+import pytest
 import structlog
 from starlette.requests import Request
 
 from leadpipe_common import throttle as throttle_module
-from leadpipe_common.throttle import Throttle, client_address, counted_as, parse_networks, parse_rate, request_address
+from leadpipe_common.throttle import (
+    Rate, Throttle, client_address, counted_as, parse_networks, parse_rate, request_address,
+)
 
 
 class Clock:
@@ -13,6 +16,26 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.mark.parametrize(("written", "rate"), [
+    ("30/minute", Rate(30, 60)), ("5 per second", Rate(5, 1)), ("100/2 hours", Rate(100, 7200)),
+    ("1/Second", Rate(1, 1)), (" 30 / minute ", Rate(30, 60)), ("10/days", Rate(10, 86_400)),
+    ("3/month", Rate(3, 30 * 86_400)), ("1 per 2 years", Rate(1, 720 * 86_400)), ("5 persecond", Rate(5, 1)),
+])
+def test_rates_are_read_in_the_limits_librarys_notation(written, rate):
+    assert parse_rate(written, "CAPTURE_RATE_LIMIT") == rate
+
+
+@pytest.mark.parametrize(("written", "why"), [
+    # The limits library kept the first of several and dropped the others without a word.
+    ("1/second; 50/minute", "is not a rate like 30/minute or 100/second"),
+    ("30/fortnight", "is not a rate like"), ("thirty/minute", "is not a rate like"), ("", "is not a rate like"),
+    ("0/second", "lets nothing through"), ("5/0 seconds", "has a period of no length"),
+])
+def test_a_rate_it_cannot_read_is_refused_naming_where_it_was_written(written, why):
+    with pytest.raises(ValueError, match=f"^CAPTURE_RATE_LIMIT: {written!r} {why}"):
+        parse_rate(written, "CAPTURE_RATE_LIMIT")
 
 
 def test_hits_within_the_rate_pass_and_the_next_waits_until_the_window_ends():

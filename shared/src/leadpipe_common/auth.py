@@ -65,12 +65,11 @@ from typing import Annotated, Any, TypeGuard, TypeVar
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from limits import RateLimitItem
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common.http import SESSION_COOKIE, Problem
-from leadpipe_common.throttle import Network, Throttle, counted_as, parse_rate, request_address
+from leadpipe_common.throttle import Network, Rate, Throttle, counted_as, parse_rate, request_address
 
 SCOPES = ("capture:write", "feedback:write", "reports:read", "admin")
 ADMIN = "admin"
@@ -292,11 +291,11 @@ class WrongKeys:
     """The wrong keys each client address has sent this process (``consumer_app`` keeps one in
     ``app.state.wrong_keys``, from ``<SERVICE>_BAD_KEY_RATE_LIMIT`` and ``<SERVICE>_TRUSTED_PROXIES``)."""
 
-    rate: RateLimitItem
+    rate: Rate
     trusted_proxies: tuple[Network, ...] = ()
     throttle: Throttle = field(default_factory=Throttle)
-    throttled_lookups: RateLimitItem = THROTTLED_LOOKUPS
-    throttled_lookups_per_address: RateLimitItem = THROTTLED_LOOKUPS_PER_ADDRESS
+    throttled_lookups: Rate = THROTTLED_LOOKUPS
+    throttled_lookups_per_address: Rate = THROTTLED_LOOKUPS_PER_ADDRESS
 
     def client(self, request: Request) -> str:
         return counted_as(request_address(request, self.trusted_proxies))

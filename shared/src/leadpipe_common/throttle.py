@@ -1,6 +1,6 @@
-"""Rate limits counted in a process's memory, and whose count a request adds to (rates written as the ``limits``
-library parses them): capture's public posts (``capture.throttle``) and every service's wrong API keys
-(``auth.WrongKeys``) are counted with these.
+"""Rate limits counted in a process's memory, and whose count a request adds to (rates written ``30/minute``,
+``5 per second``, ``100/2 hours``: the ``limits`` library's notation, one rate at a time): capture's public posts
+(``capture.throttle``) and every service's wrong API keys (``auth.WrongKeys``) are counted with these.
 
 Guarantees: a client is its address, an IPv6 address by its /64.
 ``X-Forwarded-For`` is believed only from the trusted proxies given (a
@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
-from limits import RateLimitItem, parse
 from starlette.requests import Request
 
 log = structlog.get_logger(__name__)
@@ -37,15 +38,34 @@ log = structlog.get_logger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_rate(text: str, where: str) -> RateLimitItem:
-    """``30/minute``, ``5 per second``...; raises ValueError naming ``where``."""
-    try:
-        rate = parse(text)
-    except ValueError:
-        raise ValueError(f"{where}: {text!r} is not a rate like 30/minute or 100/second") from None
-    if rate.amount < 1:  # would refuse every request it counts with a 429
+@dataclass(frozen=True)
+class Rate:
+    """At most ``amount`` in a window of ``seconds``."""
+
+    amount: int
+    seconds: int
+
+
+#: The ``limits`` library's notation (a month is 30 days, a year 12 of them), read here: the library cost every
+#: process 1.5 MB of resident memory (with wrapt, deprecated and importlib_resources) for this parse alone, the
+#: counting being ``Throttle``'s own.
+_RATE = re.compile(r"\s*([0-9]+)\s*(?:/|per)\s*([0-9]+)?\s*(second|minute|hour|day|month|year)s?\s*",
+                   re.IGNORECASE)
+_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400, "month": 30 * 86_400, "year": 360 * 86_400}
+
+
+def parse_rate(text: str, where: str) -> Rate:
+    """``30/minute``, ``5 per second``, ``100/2 hours``...; raises ValueError naming ``where``. One rate only:
+    ``limits`` took ``1/second; 50/minute`` and kept the first, the second dropped without a word."""
+    match = _RATE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"{where}: {text!r} is not a rate like 30/minute or 100/second (one rate)")
+    amount, multiple, unit = int(match[1]), int(match[2] or 1), match[3].lower()
+    if amount < 1:  # would refuse every request it counts with a 429
         raise ValueError(f"{where}: {text!r} lets nothing through; at least 1 per period")
-    return rate
+    if multiple < 1:
+        raise ValueError(f"{where}: {text!r} has a period of no length")
+    return Rate(amount, multiple * _SECONDS[unit])
 
 
 def parse_networks(text: str, where: str) -> tuple[Network, ...]:
@@ -184,17 +204,17 @@ class Throttle:
         self._windows: dict[tuple[object, ...], tuple[float, int]] = {}
         self._sweep_at = clock() + self.SWEEP_S
 
-    def retry_after(self, rate: RateLimitItem, *identity: str, count: bool = True) -> int | None:
+    def retry_after(self, rate: Rate, *identity: str, count: bool = True) -> int | None:
         """None when this hit is within ``rate`` for ``identity`` (it counts, unless ``count`` is false: a look
         only); else whole seconds until the window ends (it does not count)."""
         now = self._clock()
         if now >= self._sweep_at:
             self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
             self._sweep_at = now + self.SWEEP_S
-        key = (rate.amount, rate.get_expiry(), *identity)
+        key = (rate.amount, rate.seconds, *identity)
         ends, hits = self._windows.get(key, (0.0, 0))
         if now >= ends:
-            ends, hits = now + rate.get_expiry(), 0
+            ends, hits = now + rate.seconds, 0
         if hits >= rate.amount:
             return max(1, math.ceil(ends - now))
         if count:

@@ -24,7 +24,6 @@ import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.routing import APIRoute
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from limits import RateLimitItem
 from prometheus_client import Counter
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +38,7 @@ from leadpipe_common.events import LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
 from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
-from leadpipe_common.throttle import Network, Throttle, parse_rate, request_address
+from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, request_address
 
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
@@ -66,14 +65,14 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 class Limits:
     """capture's rate limits, parsed at start (``capture.throttle``)."""
 
-    per_address: RateLimitItem
-    per_key: RateLimitItem
-    per_form: dict[str, RateLimitItem]
+    per_address: Rate
+    per_key: Rate
+    per_form: dict[str, Rate]
     trusted_proxies: tuple[Network, ...]
     throttle: Throttle = field(default_factory=Throttle)
     #: Submissions per client address to forms not listed and to ``/v1/leads`` (``unlisted.rate_limit``);
     #: None: ``per_address``.
-    unlisted: RateLimitItem | None = None
+    unlisted: Rate | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ async def _key_holder(request: Request) -> Principal | None:
         raise
 
 
-def _throttle(limits: Limits, rate: RateLimitItem, identity: tuple[str, ...], by: str) -> None:
+def _throttle(limits: Limits, rate: Rate, identity: tuple[str, ...], by: str) -> None:
     wait = limits.throttle.retry_after(rate, *identity)
     if wait is not None:
         THROTTLED.labels(by).inc()
@@ -156,7 +155,7 @@ def _throttle(limits: Limits, rate: RateLimitItem, identity: tuple[str, ...], by
 
 
 @functools.lru_cache(maxsize=256)
-def _key_rate(key_id: str, text: str) -> RateLimitItem | None:
+def _key_rate(key_id: str, text: str) -> Rate | None:
     """A key's own rate limit; None, with a warning (once a process, as cached), for one capture cannot count by."""
     try:
         return parse_rate(text, "the key's rate limit")

@@ -11,13 +11,12 @@ from typing import Any, NamedTuple
 
 import structlog
 from fastapi import FastAPI
-from limits import RateLimitItem
 
 from leadpipe_common.files import parse_yaml, read_text
 from leadpipe_common.http import Problem
 from leadpipe_common.pacing import Linger
 from leadpipe_common.service import Clients, consumer_app, utc_now
-from leadpipe_common.throttle import parse_networks, parse_rate
+from leadpipe_common.throttle import Rate, parse_networks, parse_rate
 
 from capture.api import Capture, Limits, problem_response
 from capture.captcha import Verifier
@@ -89,7 +88,7 @@ def load_identity(path: Any, setting: str = "CAPTURE_IDENTITY_FILE") -> Identity
         raise ValueError(f"{path}: {exc}") from None
 
 
-def form_rates(forms: dict[str, Form]) -> dict[str, RateLimitItem]:
+def form_rates(forms: dict[str, Form]) -> dict[str, Rate]:
     return {form_id: parse_rate(form.rate_limit, f"forms.{form_id}.rate_limit")
             for form_id, form in forms.items() if form.rate_limit}
 
