@@ -29,6 +29,8 @@ class Queue:
         self.due = due
         self.clock = clock
         self.recorded: list[int] = []
+        #: Every attempt handed to ``record``, its outcome with it, recorded or not.
+        self.attempted: list[Attempted] = []
         self.leases: list[tuple[datetime, datetime]] = []
         #: Raised by the coming ``record`` calls, in turn.
         self.failures: list[Exception] = []
@@ -67,6 +69,7 @@ class Queue:
 
     async def record(self, attempted: list[Attempted]) -> set[int]:
         self.writes.append("record")
+        self.attempted += attempted
         await asyncio.sleep(0.001)  # a round trip
         if self.failures:
             raise self.failures.pop(0)
@@ -237,20 +240,12 @@ async def test_an_attempt_the_http_client_refuses_to_make_is_recorded_as_failed_
     later deliveries back."""
     clock = Clock()
     queue = Queue(due(2), clock)
-    recorded: list[Attempted] = []
-    record = queue.record
-
-    async def keeping(attempted: list[Attempted]) -> set[int]:
-        recorded.extend(attempted)
-        return await record(attempted)
-
-    queue.record = keeping  # type: ignore[method-assign]
     sender = dispatcher(queue, Pool(queue), clock, refusal=ExceptionGroup("connect", [OverflowError("port")]))
     assert await sender.step() == 2
     await sender.stop()
     assert sorted(queue.recorded) == [0, 1]
-    assert {(a.outcome, a.status) for a in recorded} == {("retry", None)}
-    assert all("OverflowError" in (a.error or "") or "connect" in (a.error or "") for a in recorded)
+    assert {(a.outcome, a.status) for a in queue.attempted} == {("retry", None)}
+    assert all("OverflowError" in (a.error or "") or "connect" in (a.error or "") for a in queue.attempted)
 
 
 async def test_a_delivery_gets_its_whole_retry_window_from_its_first_attempt_not_from_when_it_was_queued():
@@ -261,18 +256,10 @@ async def test_a_delivery_gets_its_whole_retry_window_from_its_first_attempt_not
     waited, retried = due(2)
     queue = Queue([replace(waited, created_at=long_ago),
                    replace(retried, created_at=long_ago, attempts=9, first_attempt_at=long_ago)], clock)
-    recorded: list[Attempted] = []
-    record = queue.record
-
-    async def keeping(attempted: list[Attempted]) -> set[int]:
-        recorded.extend(attempted)
-        return await record(attempted)
-
-    queue.record = keeping  # type: ignore[method-assign]
     sender = dispatcher(queue, Pool(queue), clock, refusal=httpx.ConnectError("refused"))
     assert await sender.step() == 2
     await sender.stop()
-    assert {a.claimed.seq: a.outcome for a in recorded} == {waited.seq: "retry", retried.seq: "dead"}
+    assert {a.claimed.seq: a.outcome for a in queue.attempted} == {waited.seq: "retry", retried.seq: "dead"}
 
 
 async def test_a_stopping_dispatcher_finishes_what_is_under_way_and_claims_nothing_more():
