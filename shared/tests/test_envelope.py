@@ -219,3 +219,16 @@ def test_a_body_cut_of_optional_fields_keeps_its_schema_and_one_cut_of_a_require
     assert (phone_out["withheld"], phone_out["dataschema"]) == (
         "contact.phone", f"urn:leadpipe:schema:lead.captured:v{LeadCaptured.version}")
     assert email_out["withheld"] == "contact.email,contact.phone" and "dataschema" not in email_out
+
+
+def test_a_body_cut_of_some_items_of_a_list_names_each_and_keeps_its_schema():
+    from leadpipe_common.events import ScoreReason
+
+    lead = factories.scored()
+    reasons = [ScoreReason(rule=name, category="fit", points=5) for name in ("Industry", "Seniority", "Phone")]
+    lead = lead.model_copy(update={"score": lead.score.model_copy(update={"reasons": reasons})})
+    made = dict(event_id=uuid.uuid4(), source="test", time=NOW, structured=True)
+    cut = cloud_event(lead, exclude={"contact": {"phone"}, "score": {"reasons": {2, 1}}}, **made)
+    assert cut.get_attributes()["withheld"] == "contact.phone,score.reasons[1],score.reasons[2]"
+    assert cut.get_attributes()["dataschema"] == f"urn:leadpipe:schema:lead.scored:v{type(lead).version}"
+    assert [r["rule"] for r in cut.get_data()["score"]["reasons"]] == ["Industry"]

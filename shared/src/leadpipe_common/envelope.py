@@ -134,15 +134,20 @@ class Envelope:
         return self.data.type
 
 
+#: What of an event's data a body leaves out (pydantic's ``exclude``): by part, the fields cut whole
+#: (``{"contact": {"phone"}}``), or by field the items of a list (``{"score": {"reasons": {0, 2}}}``).
+Exclude = Mapping[str, Collection[str] | Mapping[str, Collection[int]]]
+
+
 def cloud_event(event: Event, *, event_id: uuid.UUID, source: str, time: datetime,
-                structured: bool = False, exclude: Mapping[str, Collection[str]] | None = None) -> CloudEvent:
+                structured: bool = False, exclude: Exclude | None = None) -> CloudEvent:
     """``structured``: the data as a JSON value (structured mode), not as bytes (Kafka's binary mode);
-    ``exclude``: fields of the data's parts left out (``{"contact": {"phone"}}``), each named in the ``withheld``
-    extension attribute (``contact.phone``, comma-separated), so the receiver can tell a field left out from one
-    never given. A cut that leaves out a field the schema requires (``contact.email``) drops ``dataschema``: the
-    data no longer adheres to it, and a receiver validating by it would refuse the event."""
-    cut = {"withheld": ",".join(sorted(f"{part}.{name}" for part, names in exclude.items() for name in names))
-           } if exclude else {}
+    ``exclude``: what of the data's parts is left out (``Exclude``), each field or item named in the ``withheld``
+    extension attribute (``contact.phone,score.reasons[2]``, comma-separated), so the receiver can tell a field
+    left out from one never given. A cut that leaves out a field the schema requires (``contact.email``) drops
+    ``dataschema``: the data no longer adheres to it, and a receiver validating by it would refuse the event (items
+    of a list leave it valid)."""
+    cut = {"withheld": ",".join(_paths(exclude))} if exclude else {}
     schema = {} if exclude and _cuts_required(event, exclude) else {"dataschema": dataschema(event.type,
                                                                                              event.version)}
     return CloudEvent(
@@ -163,10 +168,22 @@ def cloud_event(event: Event, *, event_id: uuid.UUID, source: str, time: datetim
     )
 
 
-def _cuts_required(event: Event, exclude: Mapping[str, Collection[str]]) -> bool:
-    """Whether ``exclude`` leaves out a field the event's schema requires of one of its parts."""
+def _paths(cut: Any, at: str = "") -> list[str]:
+    """Each field and list item ``cut`` (an ``Exclude``) leaves out, as a path: ``contact.phone``,
+    ``score.reasons[2]``."""
+    def step(key: str | int) -> str:
+        return f"{at}[{key}]" if isinstance(key, int) else f"{at}.{key}" if at else key
+
+    if isinstance(cut, Mapping):
+        return [path for key in sorted(cut) for path in _paths(cut[key], step(key))]
+    return [step(key) for key in sorted(cut)]
+
+
+def _cuts_required(event: Event, exclude: Exclude) -> bool:
+    """Whether ``exclude`` leaves out a field the event's schema requires of one of its parts (a field some of
+    whose items it leaves out is still there)."""
     return any(type(getattr(event, part)).model_fields[name].is_required()
-               for part, names in exclude.items() for name in names)
+               for part, names in exclude.items() if not isinstance(names, Mapping) for name in names)
 
 
 def _stamp(time: datetime) -> bytes:
@@ -207,7 +224,7 @@ def encode(
     return Message(topic=topic, key=lead_id, value=event.model_dump_json().encode(), headers=tuple(headers))
 
 
-def structured(env: Envelope, exclude: Mapping[str, Collection[str]] | None = None) -> bytes:
+def structured(env: Envelope, exclude: Exclude | None = None) -> bytes:
     """An incoming event as a CloudEvent in structured JSON mode (``application/cloudevents+json``), with the
     id, source and time it arrived with: what a webhook carries; ``exclude``: what of its data is left out (see
     ``cloud_event``)."""
