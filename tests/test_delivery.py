@@ -174,6 +174,9 @@ async def test_a_subscription_made_through_the_api_shows_its_secret_once_and_rot
             told = ("4155550100", "415 555", "after five")
             assert not any(t in json.dumps(e) for e in sent for t in told), sent
             assert all("enrichment.phone_e164" in e["withheld"].split(",") for e in sent), sent
+            # Nor the reasons that read them (the seniority the job title gave); the offer's stays.
+            rules = {r["rule"] for e in sent for r in e["data"]["score"]["reasons"]}
+            assert "Asked for a demo" in rules and "Decision maker (C-level or VP)" not in rules, rules
             return lead["lead_id"]
 
         # Sent only the contact fields it names: the phone and message the lead was posted with stay out.

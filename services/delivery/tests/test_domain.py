@@ -8,7 +8,8 @@ import pytest
 from leadpipe_common.testing import factories
 from delivery.app import load_subscriptions
 from delivery.domain import (
-    after_attempt, parse_subscriptions, purge_cutoff, retry_after_s, switched_off, target_problem, wants, withheld,
+    CONTACT_FIELDS, after_attempt, parse_subscriptions, purge_cutoff, retry_after_s, switched_off, target_problem,
+    wants, withheld,
 )
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -68,14 +69,34 @@ def test_what_enrichment_read_from_a_contact_field_left_out_is_left_out_with_it(
     assert "enrichment" not in withheld(subscription(contact=["email", "country"]), looked_up)
 
 
-def test_a_receiver_not_sent_some_contact_fields_is_still_sent_the_whole_score():
-    """Its reasons name the rules that held, not the facts they tested: which of them a withheld field decided
-    cannot be told here (the README says what they may reveal). Should a reason come to name its fact, those
-    on a withheld field are to be cut with it."""
+def scored_with(*reads):
+    """A routed lead whose reasons read ``reads`` (one list, or None, a reason each)."""
     from leadpipe_common.events import ScoreReason
 
-    assert set(ScoreReason.model_fields) == {"rule", "category", "points", "touch_id", "touch_at", "full_points"}
-    assert "score" not in withheld(subscription(contact=["email"]), routed())
+    lead = routed()
+    reasons = [ScoreReason(rule=f"Rule {i}", category="fit", points=5, reads=r) for i, r in enumerate(reads)]
+    return lead.model_copy(update={"score": lead.score.model_copy(update={"reasons": reasons})})
+
+
+def test_a_reason_whose_rule_read_a_contact_field_left_out_is_left_out_with_it_and_the_numbers_stay():
+    """A decision maker's reason tells the seniority of a job title left out, a served country's read from the
+    phone tells of the phone; a company's head count tells of no contact field."""
+    lead = scored_with([], ["job_title"], ["country", "phone"], ["message"])
+    cut = withheld(subscription(contact=["email", "country", "message"]), lead)
+    assert cut["score"] == {"reasons": {1, 2}}
+    sent = lead.model_dump(mode="json", exclude=cut)["score"]
+    assert [r["rule"] for r in sent["reasons"]] == ["Rule 0", "Rule 3"]
+    assert {k: v for k, v in sent.items() if k != "reasons"} == {
+        k: v for k, v in lead.score.model_dump(mode="json").items() if k != "reasons"}
+    assert "score" not in withheld(subscription(contact=["email", "job_title", "country", "phone", "message"]), lead)
+
+
+def test_a_reason_that_does_not_say_what_it_read_is_left_out_whenever_a_contact_field_is():
+    """Scored before reasons said what they read: any of them may tell of the field left out."""
+    lead = scored_with(None, [])
+    assert withheld(subscription(contact=[*CONTACT_FIELDS[:-1]]), lead)["score"] == {"reasons": {0}}
+    assert withheld(subscription(contact=list(CONTACT_FIELDS)), lead) is None
+    assert withheld(subscription(), lead) is None
 
 
 def test_an_event_without_a_contact_is_sent_whole_whatever_fields_a_subscription_names():

@@ -94,7 +94,7 @@ async def test_no_event_is_consumed_while_a_stored_subscription_cannot_be_opened
 
 async def test_a_subscription_naming_contact_fields_is_queued_a_body_with_those_alone():
     from leadpipe_common.envelope import structured
-    from leadpipe_common.events import Assignment, Contact, LeadRouted, Sourced
+    from leadpipe_common.events import Assignment, Contact, LeadRouted, ScoreReason, Sourced
 
     lead = factories.scored("mql")
     lead = lead.model_copy(update={
@@ -104,7 +104,11 @@ async def test_a_subscription_naming_contact_fields_is_queued_a_body_with_those_
         "enrichment": lead.enrichment.model_copy(update={
             "phone_e164": Sourced[str](value="+14155550100", source="form"),
             "country": Sourced[str](value="US", source="phone"),
-            "seniority": Sourced[str](value="head", source="job_title")})})
+            "seniority": Sourced[str](value="head", source="job_title")}),
+        # ... and so does a reason whose rule read the job title; a company's does not.
+        "score": lead.score.model_copy(update={"reasons": [
+            ScoreReason(rule="Enterprise size", category="fit", points=20, reads=[]),
+            ScoreReason(rule="Decision maker (C-level or VP)", category="fit", points=20, reads=["job_title"])]})})
     routed = LeadRouted(**dict(lead), assignment=Assignment(owner_id="ana", owner_name="Ana", team="na",
                                                             method="territory", reason="r"), routed_at=NOW)
     subs = parse_subscriptions({"subscriptions": [
@@ -121,15 +125,18 @@ async def test_a_subscription_naming_contact_fields_is_queued_a_body_with_those_
     assert bodies["crm"] == structured(env)  # the whole event, as before
     slack = json.loads(bodies["slack"])
     assert slack["data"]["contact"] == {"first_name": "Jo", "company": "Acme"}
-    for told in ("call me", "4155550100", "415 555", "Growth", '"head"', '"US"'):
+    for told in ("call me", "4155550100", "415 555", "Growth", '"head"', '"US"', "Decision maker"):
         assert told not in bodies["slack"].decode(), told
     assert slack["data"]["enrichment"]["email_domain"] == "example.com"  # about the company: kept
+    assert [r["rule"] for r in slack["data"]["score"]["reasons"]] == ["Enterprise size"]
+    assert slack["data"]["score"]["value"] == routed.score.value  # the numbers stay: receivers route on them
     # Said, so a receiver can tell a field left out from one never given; without the email the schema requires,
     # the body no longer claims to adhere to it.
-    assert "dataschema" not in slack and json.loads(bodies["crm"])["dataschema"].endswith("lead.routed:v3")
+    assert "dataschema" not in slack and json.loads(bodies["crm"])["dataschema"].endswith("lead.routed:v4")
     assert slack.pop("withheld") == ("contact.country,contact.email,contact.job_title,contact.last_name,"
                                      "contact.marketing_consent,contact.marketing_consent_at,contact.message,"
-                                     "contact.phone,enrichment.country,enrichment.phone_e164,enrichment.seniority")
+                                     "contact.phone,enrichment.country,enrichment.phone_e164,enrichment.seniority,"
+                                     "score.reasons[1]")
     assert "withheld" not in json.loads(bodies["crm"])
     assert {k: v for k, v in slack.items() if k != "data"} == {k: v for k, v in json.loads(bodies["crm"]).items()
                                                                if k not in ("data", "dataschema")}  # same id ...

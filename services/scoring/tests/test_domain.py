@@ -9,7 +9,7 @@ import yaml
 
 from leadpipe_common.events import Attribution, Contact, Enrichment, LeadEnriched, Sourced
 from scoring.app import load_rules
-from scoring.domain import InvalidRules, TouchFacts, check_rescore_at, explain, parse_rules, score
+from scoring.domain import FACTS, READS, InvalidRules, TouchFacts, check_rescore_at, explain, parse_rules, score
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -54,6 +54,47 @@ def test_a_senior_enterprise_demo_request_is_an_mql_graded_a():
 def test_every_point_is_explained():
     s = score(lead(employees=5000, offer="demo"), RULES)
     assert [(r.rule, r.category, r.points) for r in s.reasons] == [("Enterprise", "fit", 30), ("Demo", "intent", 40)]
+
+
+def test_each_reason_names_the_contact_fields_its_rule_read():
+    """The seniority is read from the job title; a head count from the companies file, a touch's offer and the
+    company's domain (from the e-mail address) tell of no contact field."""
+    rules = parse_rules({**_raw(), "fit": [
+        {"rule": "Enterprise", "field": "employee_count", "gte": 1000, "points": 30},
+        {"rule": "Decision maker", "field": "seniority", "in": ["c-level", "vp"], "points": 20},
+        {"rule": "Business e-mail address", "field": "company_domain", "present": True, "points": 10}],
+        "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 40}]})
+    vp = lead(employees=5000, seniority="vp", offer="demo")
+    vp = vp.model_copy(update={"enrichment": vp.enrichment.model_copy(update={
+        "company_domain": Sourced(value="example.com", source="email")})})
+    assert [(r.rule, r.reads) for r in score(vp, rules).reasons] == [
+        ("Enterprise", []), ("Decision maker", ["job_title"]), ("Business e-mail address", []), ("Demo", [])]
+
+
+def test_a_rule_on_the_country_reads_the_phone_too_unless_the_form_gave_the_country():
+    """The person's own facts read their fields. The country is the form's, else the phone's or the company's:
+    one that is not the form's tells of the phone, and that the form gave none."""
+    rules = parse_rules({**_raw(), "fit": [
+        {"rule": "Served country", "field": "country", "in": ["US"], "points": 10},
+        {"rule": "Reachable by phone", "field": "has_phone", "equals": True, "points": 5},
+        {"rule": "Opted in", "field": "marketing_consent", "equals": True, "points": 5}],
+        "intent": [{"rule": "Wrote a message", "field": "has_message", "equals": True, "points": 5}]})
+
+    def reads(source: str) -> dict[str, list[str]]:
+        enrichment = lead().enrichment.model_copy(update={
+            "country": Sourced(value="US", source=source), "phone_e164": Sourced(value="+14155550100", source="form")})
+        told = lead().model_copy(update={"enrichment": enrichment, "contact": Contact(
+            email="jo@example.com", phone="+1 415 555 0100", message="call me", marketing_consent=True)})
+        return {r.rule: r.reads for r in score(told, rules).reasons}
+
+    assert reads("form") == {"Served country": ["country"], "Reachable by phone": ["phone"],
+                             "Opted in": ["marketing_consent"], "Wrote a message": ["message"]}
+    assert reads("phone")["Served country"] == reads("companies")["Served country"] == ["country", "phone"]
+
+
+def test_every_fact_a_rule_may_test_names_the_contact_fields_it_comes_from():
+    assert set(READS) == set(FACTS)
+    assert {field for fields in READS.values() for field in fields} <= set(Contact.model_fields)
 
 
 def test_a_newsletter_sign_up_goes_to_nurture():

@@ -113,6 +113,10 @@ class ScoreReason(Model):
     touch_at: Moment | None = None
     #: The rule's points before decay.
     full_points: int | None = None
+    #: The contact fields the rule's fact comes from (``seniority``: ``job_title``), so the reason tells of them;
+    #: ``[]``: none (a fact about the company, the e-mail's domain or the touch's attribution). None: not said
+    #: (scored before reasons said it): it may tell of any field.
+    reads: list[str] | None = None
 
 
 class Score(Model):
@@ -209,7 +213,7 @@ class LeadScored(Event):
     """The enriched lead with an explainable score, a grade and the MQL decision."""
 
     type: ClassVar[str] = "lead.scored"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     captured_at: Moment
     contact: Contact
     attribution: Attribution
@@ -226,7 +230,7 @@ class LeadRouted(Event):
     """A sales-ready lead and who owns it now."""
 
     type: ClassVar[str] = "lead.routed"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
     captured_at: Moment
     contact: Contact
     attribution: Attribution
@@ -432,6 +436,9 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     **{(t, 1): dict for t in ("lead.captured", "lead.enriched", "lead.scored", "lead.routed")},
     # lead.routed v3 added routing_data_version (optional) and the assignment method overflow: v2 is valid v3.
     ("lead.routed", 2): dict,
+    # lead.scored v3 and lead.routed v4 added the score's reasons' reads (optional): a reason of the older ones
+    # does not say what it read.
+    ("lead.scored", 2): dict, ("lead.routed", 3): dict,
 }
 
 

@@ -133,9 +133,10 @@ class NewSubscription(BaseModel):
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery is "
                                                                          "retried (default DELIVERY_RETRY_HOURS)")
     contact: list[str] | None = Field(None, description=f"the contact fields the receiver is sent, among "
-                                                        f"{', '.join(CONTACT_FIELDS)}; the others, and what "
-                                                        "enrichment read from them, are left out of every body "
-                                                        "and named in its `withheld` attribute (default: all)")
+                                                        f"{', '.join(CONTACT_FIELDS)}; the others, what "
+                                                        "enrichment read from them and the score's reasons that "
+                                                        "read them are left out of every body and named in its "
+                                                        "`withheld` attribute (default: all)")
 
 
 class SubscriptionChange(BaseModel):

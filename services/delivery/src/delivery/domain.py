@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from leadpipe_common.events import (
     Contact, Event, LeadAssigned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged,
+    Score, ScoreReason,
 )
 
 #: The event types a subscription may ask for. ``lead.stage_changed`` is delivered for sales' dispositions only.
@@ -253,8 +254,7 @@ def wants(sub: Subscription, event: Event) -> bool:
 #: What enrichment read from a contact field, repeating it or telling it: left out with it. Each is an enrichment
 #: field and the source it must have come from (None: it only ever comes from that contact field). What it
 #: derives from the e-mail address (its domain, free mail or not, the company's domain) is about the company
-#: and stays. So does the score, reasons and all: a reason names its rule, not the fact the rule tested, so
-#: which reasons a withheld field decided cannot be told here (the README says what they may reveal).
+#: and stays. (The score's reasons say themselves which contact fields they read: ``ScoreReason.reads``.)
 DERIVED: Mapping[str, tuple[tuple[str, str | None], ...]] = {
     "phone": (("phone_e164", None), ("country", "phone")),
     "country": (("country", "form"),),
@@ -263,9 +263,10 @@ DERIVED: Mapping[str, tuple[tuple[str, str | None], ...]] = {
 }
 
 
-def withheld(sub: Subscription, event: Event) -> dict[str, set[str]] | None:
+def withheld(sub: Subscription, event: Event) -> dict[str, set[str] | dict[str, set[int]]] | None:
     """What of ``event`` is left out of the body ``sub`` is sent (pydantic's ``exclude``): the contact fields it
-    does not ask for, and what enrichment read from them (``DERIVED``). None: the whole event."""
+    does not ask for, what enrichment read from them (``DERIVED``), and the score's reasons that tell of them
+    (``telling``). None: the whole event."""
     if sub.contact is None or getattr(event, "contact", None) is None:
         return None
     left_out = set(CONTACT_FIELDS) - sub.contact
@@ -273,8 +274,20 @@ def withheld(sub: Subscription, event: Event) -> dict[str, set[str]] | None:
     derived = {name for field in left_out for name, source in DERIVED.get(field, ())
                if enrichment is not None and (value := getattr(enrichment, name)) is not None
                and (source is None or value.source == source)}
-    cut = {"contact": left_out, "enrichment": derived}
+    score = getattr(event, "score", None)
+    reasons = telling(score.reasons, left_out) if isinstance(score, Score) else set()
+    cut = {"contact": left_out, "enrichment": derived, "score": {"reasons": reasons} if reasons else {}}
     return {part: names for part, names in cut.items() if names} or None
+
+
+def telling(reasons: Sequence[ScoreReason], left_out: set[str]) -> set[int]:
+    """The places of the reasons that tell of a contact field ``left_out``: those whose rule read one (a reason
+    names its rule, and "Decision maker" tells the seniority of a job title left out), and, while any field is
+    left out, those that do not say what they read (scored before reasons said it): each may tell of any. The
+    score's numbers stay: receivers route on them."""
+    if not left_out:
+        return set()
+    return {i for i, reason in enumerate(reasons) if reason.reads is None or not left_out.isdisjoint(reason.reads)}
 
 
 # -- after an attempt -------------------------------------------------------------------

@@ -62,6 +62,20 @@ _NOT_COUNTRY_CODES = {"UK": "the United Kingdom is GB", "EN": "EN is English, a 
 #: The facts that are domain names, compared in their ASCII form: a rule may write müller.de or xn--mller-kva.de,
 #: and a lead's domain comes as its address spelt it.
 DOMAIN_FACTS = frozenset({"email_domain", "company_domain"})
+#: The contact fields each fact comes from: what a reason of a rule on it tells of the person's own details
+#: (``ScoreReason.reads``), so that a receiver not sent a field is not sent the reasons that tell of it either
+#: (delivery). The seniority and department are read from the job title, the phone's presence from the phone.
+#: What comes from the e-mail address's domain or the companies file is about the company, and the touch's
+#: attribution about the campaign: none (as delivery's ``DERIVED``, which keeps them). The country is the form's,
+#: else the phone's, else the company's: see ``reads_of``.
+READS: Mapping[str, tuple[str, ...]] = {
+    "industry": (), "employee_count": (), "company_country": (), "is_free_mail": (), "is_disposable": (),
+    "email_domain": (), "company_domain": (), "form_id": (), "offer": (), "utm_source": (), "utm_medium": (),
+    "utm_campaign": (), "utm_content": (),
+    "country": ("country", "phone"),
+    "seniority": ("job_title",), "department": ("job_title",), "job_title": ("job_title",),
+    "has_message": ("message",), "has_phone": ("phone",), "marketing_consent": ("marketing_consent",),
+}
 
 
 def _scalar(value: Any) -> Any:
@@ -544,6 +558,15 @@ def facts_of(lead: LeadEnriched) -> dict[str, Any]:
     }
 
 
+def reads_of(fact: str, lead: LeadEnriched) -> list[str]:
+    """The contact fields a rule on ``fact`` read for ``lead`` (``READS``). A country the form gave tells of that
+    field alone; any other (the phone's, the company's, none) tells of both: that the form gave none, and the
+    phone's country or that no valid phone was given."""
+    if fact == "country" and lead.enrichment.country is not None and lead.enrichment.country.source == "form":
+        return ["country"]
+    return list(READS[fact])
+
+
 def grade_for(value: int, grades: Grades) -> Grade:
     if value >= grades.A:
         return "A"
@@ -591,10 +614,11 @@ def score(lead: LeadEnriched, rules: RuleSet, touches: Sequence[TouchFacts] = ()
     else:
         decision = "nurture"
     reasons = (
-        [ScoreReason(rule=r.rule, category="fit", points=r.points) for r in fit]
+        [ScoreReason(rule=r.rule, category="fit", points=r.points, reads=reads_of(r.field, lead)) for r in fit]
         + [ScoreReason(rule=r.rule, category="intent", points=round(points), touch_id=t.touch_id, touch_at=t.at,
-                       full_points=r.points) for r, t, points in intent]
-        + [ScoreReason(rule=r.rule, category="disqualify", points=r.points) for r in knockouts]
+                       full_points=r.points, reads=reads_of(r.field, lead)) for r, t, points in intent]
+        + [ScoreReason(rule=r.rule, category="disqualify", points=r.points, reads=reads_of(r.field, lead))
+           for r in knockouts]
     )
     return Score(
         value=value, grade=grade_for(value, rules.grades), fit=fit_points, intent=intent_points,
