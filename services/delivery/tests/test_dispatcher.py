@@ -31,15 +31,12 @@ class Queue:
         self.recorded: list[int] = []
         #: Every attempt handed to ``record``, its outcome with it, recorded or not.
         self.attempted: list[Attempted] = []
-        self.leases: list[tuple[datetime, datetime]] = []
+        #: The lease of each claim, and the clock it was asked to count it by (None: Postgres's).
+        self.leases: list[tuple[timedelta, datetime | None]] = []
         #: Raised by the coming ``record`` calls, in turn.
         self.failures: list[Exception] = []
         #: A delivery whose result Postgres refuses, whatever else is recorded with it.
         self.unrecordable: int | None = None
-        #: How long the round's first statement waits for a pooled connection.
-        self.pool_wait = timedelta(0)
-        #: How long the gauge's query over every waiting delivery takes.
-        self.gauge_time = timedelta(0)
         #: The age of each subscription's oldest waiting delivery.
         self.ages: dict[str, float] = {}
         #: The url of each subscription made through the API, as its table has it once a change commits.
@@ -50,11 +47,11 @@ class Queue:
         self.writes: list[str] = []
 
     async def disabled_urls(self) -> dict[str, str | None]:
-        self.clock.now += self.pool_wait
         return dict(self.switched_off)
 
-    async def claim(self, now: datetime, lease_until: datetime, free: dict[str, int], limit: int) -> list[Claimed]:
-        self.leases.append((now, lease_until))
+    async def claim(self, free: dict[str, int], limit: int, *, lease: timedelta,
+                    now: datetime | None = None) -> list[Claimed]:
+        self.leases.append((lease, now))
         taken: list[Claimed] = []
         for d in self.due:
             if len(taken) < limit and free.get(d.subscription_id, 0) > 0:
@@ -64,7 +61,6 @@ class Queue:
         return taken
 
     async def oldest_waiting(self) -> dict[str, float]:
-        self.clock.now += self.gauge_time
         return self.ages
 
     async def record(self, attempted: list[Attempted]) -> set[int]:
@@ -167,27 +163,16 @@ async def test_attempts_that_end_together_are_recorded_over_one_pooled_connectio
     assert sorted(queue.recorded) == list(range(64))
 
 
-async def test_a_round_that_waited_for_a_pooled_connection_leases_from_when_it_had_one():
-    """A busy pool makes the claim wait: a lease counted from before would run out while the attempt is under
-    way."""
+async def test_a_dispatcher_whose_clock_runs_ahead_leases_by_postgres_clock_not_its_own():
+    """Two dispatchers on hosts whose clocks were a minute apart: the one ahead judged the other's lease run out
+    and sent the delivery it still held. Every claim is now due and leased by Postgres's clock (``store``'s
+    tests: when the claim runs, after a wait for the pool or the backlog's gauge); the dispatcher gives only
+    the lease's length, the attempt's total timeout and the recording's margin."""
     clock = Clock()
+    clock.now = NOW + timedelta(minutes=1)
     queue = Queue([], clock)
-    queue.pool_wait = timedelta(seconds=10)
     await dispatcher(queue, Pool(queue), clock).step()
-    [(now, lease_until)] = queue.leases
-    assert now == NOW + timedelta(seconds=10)
-    assert lease_until == now + timedelta(seconds=15 + RECORD_MARGIN_S)
-
-
-async def test_a_slow_look_at_the_backlog_does_not_shorten_the_lease():
-    """The gauge of the oldest waiting delivery reads every waiting row: with a backlog it takes a while, which
-    must come before the lease's clock, not out of the attempt's time."""
-    clock = Clock()
-    queue = Queue([], clock)
-    queue.gauge_time = timedelta(seconds=4)
-    await dispatcher(queue, Pool(queue), clock).step()
-    [(now, _)] = queue.leases
-    assert now == NOW + timedelta(seconds=4)
+    assert queue.leases == [(timedelta(seconds=15 + RECORD_MARGIN_S), None)]
 
 
 async def test_a_deleted_subscriptions_oldest_waiting_age_is_no_longer_reported():

@@ -11,6 +11,9 @@ from leadpipe_common.testing.waits import kept_waiting
 
 from delivery.store import Attempted, Claimed, DeliveryStore, Forgotten
 
+#: How long a claim leases a delivery for in these tests (a dispatcher's: its total timeout and the margin).
+LEASE = timedelta(seconds=20)
+
 
 def due(subscription: str, n: int, since: datetime) -> list[dict]:
     """``n`` due deliveries of ``subscription``, each to a lead of its own, the oldest first."""
@@ -27,7 +30,7 @@ def attempted(claimed: Claimed, outcome: str, status: int | None, at: datetime, 
 
 async def died(store: DeliveryStore, subscription: str, at: datetime) -> Claimed:
     """``subscription``'s first due delivery, claimed at ``at`` and given up there (500 at its window's end)."""
-    [claimed] = await store.claim(at, at + timedelta(seconds=20), {subscription: 1}, 1)
+    [claimed] = await store.claim({subscription: 1}, 1, lease=LEASE, now=at)
     await store.record([attempted(claimed, "dead", 500, at)])
     return claimed
 
@@ -46,11 +49,46 @@ async def test_a_slow_receivers_backlog_takes_only_its_own_slots_of_a_round(db):
     async with db.connect() as conn:  # rolled back at the end: nothing is left in the stack's queue
         store = DeliveryStore(conn)
         await store.enqueue(due(slow, 10, now - timedelta(hours=1)) + due(other, 2, now - timedelta(minutes=1)))
-        claimed = await store.claim(now, now + timedelta(seconds=20), {slow: 3, other: 3}, limit=5)
-        again = await store.claim(now, now + timedelta(seconds=20), {slow: 0, other: 3}, limit=5)
+        claimed = await store.claim({slow: 3, other: 3}, 5, lease=LEASE, now=now)
+        again = await store.claim({slow: 0, other: 3}, 5, lease=LEASE, now=now)
         await conn.rollback()
     assert sorted(c.subscription_id for c in claimed) == [other] * 2 + [slow] * 3
     assert again == []  # the slow one's slots are taken; what was claimed is leased
+
+
+async def test_a_claim_is_due_and_leased_by_postgres_clock_from_when_it_runs(db):
+    """Each dispatcher took its host's clock: one a minute ahead of another judged the other's lease run out, and
+    sent the delivery it still held. Postgres's clock is every dispatcher's; read when the claim runs, not when its
+    transaction began: the round's gauge over a backlog (or a wait for the pool) must not shorten the lease."""
+    sub = f"clock-{uuid.uuid4().hex[:8]}"
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        began = (await conn.execute(sa.text("SELECT now()"))).scalar_one()
+        # One due a minute ago, one due in a minute, by Postgres's clock.
+        await store.enqueue(due(sub, 1, began - timedelta(minutes=1)) + due(sub, 1, began + timedelta(minutes=1)))
+        await conn.execute(sa.text("SELECT pg_sleep(0.3)"))  # the round's slow first statement
+        claimed = await store.claim({sub: 5}, 5, lease=LEASE)
+        ended = (await conn.execute(sa.text("SELECT clock_timestamp()"))).scalar_one()
+        again = await store.claim({sub: 5}, 5, lease=LEASE)
+        await conn.rollback()
+    [leased] = claimed
+    assert began + timedelta(seconds=0.3) + LEASE <= leased.leased_until <= ended + LEASE
+    assert again == []  # one leased, the other not yet due
+
+
+async def test_switching_a_receiver_back_on_from_a_host_whose_clock_runs_ahead_leaves_a_delivery_under_way_alone(db):
+    """The admin's host a minute ahead of Postgres: by its clock the lease of an attempt under way had run out, so
+    the delivery was made due again, sent beside that attempt, and the attempt's result was never recorded."""
+    sub, now = f"ahead-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 1, now - timedelta(minutes=1)))
+        [under_way] = await store.claim({sub: 1}, 1, lease=LEASE)
+        await store.disable(sub, now, "410 Gone", url="https://gone.example.com/h")
+        assert await store.enable(sub, now + timedelta(minutes=1)) is True
+        recorded = await store.record([attempted(under_way, "delivered", 204, now)])
+        await conn.rollback()
+    assert recorded == {under_way.seq}
 
 
 async def test_a_receiver_switched_back_on_gets_what_waited_with_a_fresh_retry_window(db):
@@ -62,7 +100,7 @@ async def test_a_receiver_switched_back_on_gets_what_waited_with_a_fresh_retry_w
         await store.enqueue(due(gone, 2, now - timedelta(days=5)))  # older than any retry window
         await store.disable(gone, now - timedelta(days=4), "410 Gone", url="https://gone.example.com/h")
         assert await store.enable(gone, now) is True
-        waiting = await store.claim(now, now + timedelta(seconds=20), {gone: 5}, limit=5)
+        waiting = await store.claim({gone: 5}, 5, lease=LEASE, now=now)
         await conn.rollback()
     assert len(waiting) == 2 and {(d.created_at, d.attempts) for d in waiting} == {(now, 0)}
 
@@ -76,10 +114,10 @@ async def test_switching_a_receiver_back_on_leaves_a_delivery_under_way_to_its_a
     async with db.connect() as conn:
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 2, now - timedelta(minutes=1)))
-        [under_way] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, limit=1)
+        [under_way] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
         await store.disable(sub, now + timedelta(seconds=1), "410 Gone", url="https://gone.example.com/h")
         assert await store.enable(sub, later) is True
-        claimed = await store.claim(later, later + timedelta(seconds=20), {sub: 5}, limit=5)
+        claimed = await store.claim({sub: 5}, 5, lease=LEASE, now=later)
         recorded = await store.record([attempted(under_way, "delivered", 204, later)])
         await conn.rollback()
     assert under_way.seq not in {d.seq for d in claimed}
@@ -95,12 +133,12 @@ async def test_a_receiver_switched_back_on_gives_a_delivery_not_yet_due_a_fresh_
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, days_ago))  # older than any retry window
-        [failed] = await store.claim(days_ago, days_ago + timedelta(seconds=20), {sub: 1}, 1)
+        [failed] = await store.claim({sub: 1}, 1, lease=LEASE, now=days_ago)
         await store.record([attempted(failed, "retry", 503, days_ago, next_at=retry_at)])
         await store.disable(sub, now - timedelta(days=4), "410 Gone", url="https://gone.example.com/h")
         assert await store.enable(sub, now) is True
-        before_its_time = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
-        [retried] = await store.claim(retry_at, retry_at + timedelta(seconds=20), {sub: 1}, 1)
+        before_its_time = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
+        [retried] = await store.claim({sub: 1}, 1, lease=LEASE, now=retry_at)
         await conn.rollback()
     assert before_its_time == []  # it keeps its time
     # A fresh window, opened by its next attempt; its backoff goes on.
@@ -115,11 +153,11 @@ async def test_a_deliverys_retry_window_opens_at_its_first_attempt_however_long_
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, days_ago))  # older than any retry window
-        [never_tried] = await store.claim(first, first + timedelta(seconds=20), {sub: 1}, 1)
+        [never_tried] = await store.claim({sub: 1}, 1, lease=LEASE, now=first)
         await store.record([attempted(never_tried, "retry", 500, first, next_at=second)])
-        [tried_once] = await store.claim(second, second + timedelta(seconds=20), {sub: 1}, 1)
+        [tried_once] = await store.claim({sub: 1}, 1, lease=LEASE, now=second)
         await store.record([attempted(tried_once, "retry", 500, second, next_at=now)])
-        [tried_twice] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
+        [tried_twice] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
         await conn.rollback()
     assert never_tried.first_attempt_at is None
     assert tried_once.first_attempt_at == tried_twice.first_attempt_at == first
@@ -134,7 +172,7 @@ async def test_a_redriven_delivery_gets_a_retry_window_opened_by_its_next_attemp
         await store.enqueue(due(sub, 1, days_ago))
         await died(store, sub, days_ago)
         assert (await store.redrive(now, sub, in_file={sub})).queued == 1
-        [again] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
+        [again] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
         await conn.rollback()
     assert (again.created_at, again.first_attempt_at, again.attempts) == (now, None, 0)
 
@@ -151,7 +189,7 @@ async def test_a_redrive_restarts_the_backoff_and_leaves_a_deleted_subscriptions
             "WHEN :deleted THEN 'subscription deleted' ELSE '500' END WHERE subscription_id IN (:dead, :deleted)"),
             {"dead": dead, "deleted": deleted})
         redriven = await store.redrive(now, in_file={dead, deleted})  # the deleted one's id taken by the file
-        back = await store.claim(now, now + timedelta(seconds=20), {dead: 1, deleted: 1}, 5)
+        back = await store.claim({dead: 1, deleted: 1}, 5, lease=LEASE, now=now)
         await conn.rollback()
     assert redriven.queued == 1 and [(d.subscription_id, d.attempts) for d in back] == [(dead, 0)]
 
@@ -283,7 +321,7 @@ async def test_a_dead_deliverys_last_response_is_shown_with_it(db):
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, now))
-        [claimed] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
+        [claimed] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
         await store.record([replace(attempted(claimed, "dead", 422, now), response='{"error": "unknown team"}')])
         [shown] = await store.of_lead(claimed.lead_id)
         await conn.rollback()
@@ -297,7 +335,7 @@ async def test_a_late_attempt_never_overrides_the_verdict_already_recorded(db):
     async with db.connect() as conn:
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, now))
-        [claimed] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 5)
+        [claimed] = await store.claim({sub: 1}, 5, lease=LEASE, now=now)
         for outcome in ("delivered", "dead"):
             await store.record([attempted(claimed, outcome, 204 if outcome == "delivered" else 500, now)])
         status = (await conn.execute(sa.text("SELECT status FROM delivery.deliveries WHERE seq = :seq"),
@@ -316,10 +354,10 @@ async def test_an_attempt_that_outlived_its_lease_records_nothing_over_the_claim
     async with db.connect() as conn:
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, now))
-        [first] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 5)
-        [second] = await store.claim(later, later + timedelta(seconds=20), {sub: 1}, 5)
+        [first] = await store.claim({sub: 1}, 5, lease=LEASE, now=now)
+        [second] = await store.claim({sub: 1}, 5, lease=LEASE, now=later)
         stale = await store.record([attempted(first, "retry", 503, now, next_at=later + timedelta(seconds=5))])
-        third = await store.claim(later + timedelta(seconds=6), later + timedelta(seconds=26), {sub: 1}, 5)
+        third = await store.claim({sub: 1}, 5, lease=LEASE, now=later + timedelta(seconds=6))
         kept = await store.record([attempted(second, "delivered", 204, later)])
         row = (await conn.execute(sa.text("SELECT status, attempts, last_status FROM delivery.deliveries "
                                           "WHERE seq = :seq"), {"seq": first.seq})).one()
@@ -339,7 +377,7 @@ async def test_a_rounds_attempts_are_recorded_in_one_call_each_as_its_verdict_sa
     async with db.connect() as conn:
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 4, now - timedelta(seconds=10)))
-        claimed = sorted(await store.claim(now, now + timedelta(seconds=20), {sub: 4}, 5), key=lambda c: c.seq)
+        claimed = sorted(await store.claim({sub: 4}, 5, lease=LEASE, now=now), key=lambda c: c.seq)
         recorded = await store.record([
             attempted(claimed[0], "delivered", 204, now),
             attempted(claimed[1], "retry", None, now, next_at=retry_at, error="ConnectTimeout: "),
@@ -430,7 +468,7 @@ async def test_a_redriven_deliverys_new_attempts_are_logged_after_its_old_ones(d
         await store.enqueue(due(sub, 1, now))
         first = await died(store, sub, now)
         await store.redrive(now, in_file={sub})
-        [again] = await store.claim(now, now + timedelta(seconds=20), {sub: 1}, 1)
+        [again] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
         await store.record([attempted(again, "delivered", 204, now)])
         log = (await conn.execute(sa.text("SELECT attempt, status FROM delivery.attempts WHERE delivery_seq = :seq"
                                           " ORDER BY attempt"), {"seq": first.seq})).all()
@@ -449,7 +487,7 @@ async def test_a_purge_clears_the_body_and_last_answer_of_deliveries_finished_be
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(queued)
-        delivered, dead, recent = sorted(await store.claim(long_ago, long_ago + timedelta(seconds=20), {sub: 3}, 3),
+        delivered, dead, recent = sorted(await store.claim({sub: 3}, 3, lease=LEASE, now=long_ago),
                                          key=lambda c: c.seq)  # the fourth is left pending, however old
         await store.record([replace(attempted(delivered, "delivered", 204, long_ago), response="thanks"),
                             replace(attempted(dead, "dead", 422, long_ago), response='{"error": "unknown team"}'),
@@ -483,8 +521,7 @@ async def test_a_purge_round_takes_at_most_its_limit_the_longest_finished_first(
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 3, long_ago - timedelta(hours=1)))
-        claimed = sorted(await store.claim(long_ago, long_ago + timedelta(seconds=20), {sub: 3}, 3),
-                         key=lambda c: c.seq)
+        claimed = sorted(await store.claim({sub: 3}, 3, lease=LEASE, now=long_ago), key=lambda c: c.seq)
         await store.record([attempted(c, "delivered", 204, long_ago + timedelta(minutes=len(claimed) - i))
                             for i, c in enumerate(claimed)])  # the last one queued finished first
 
@@ -510,8 +547,8 @@ async def test_a_redrive_leaves_out_the_dead_deliveries_whose_body_was_purged_an
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 3, long_ago - timedelta(hours=1)))
-        old, recent, of_another_lead = sorted(await store.claim(long_ago, long_ago + timedelta(seconds=20),
-                                                                {sub: 3}, 3), key=lambda c: c.seq)
+        old, recent, of_another_lead = sorted(await store.claim({sub: 3}, 3, lease=LEASE, now=long_ago),
+                                              key=lambda c: c.seq)
         await store.record([attempted(old, "dead", 500, long_ago), attempted(of_another_lead, "dead", 500, long_ago),
                             attempted(recent, "dead", 500, long_ago + timedelta(days=40))])
         await store.purge(long_ago + timedelta(days=30), limit=100)

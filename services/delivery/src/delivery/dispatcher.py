@@ -103,16 +103,14 @@ class Dispatcher(BackgroundLoop):
         if room <= 0 or not self._subs:
             return 0
         async with self._uow() as uow:
-            # A gauge, not a decision: refreshed every few seconds, not on every round; read before the lease's
-            # clock, as it reads every waiting delivery (slow with a backlog), which must not shorten the lease.
+            # A gauge, not a decision: refreshed every few seconds, not on every round.
             waiting = await uow.store.oldest_waiting() if time.monotonic() >= self._gauged_at + 5 else None
             disabled = switched_off(await uow.store.disabled_urls(), self._from_file)
-            # Read once the round has its connection: a wait for one (a busy pool) must not shorten the lease.
-            now = self._clock()
             free = {sub: self._per_sub - self._in_flight[sub] for sub in set(self._subs) - disabled}
-            # The lease outlives the attempt and its recording, so no other dispatcher takes it meanwhile.
-            claimed = await uow.store.claim(now, now + timedelta(seconds=self._total_s + RECORD_MARGIN_S), free,
-                                            room)
+            # The lease outlives the attempt and its recording, so no other dispatcher takes it meanwhile. Counted
+            # by Postgres's clock when the claim runs, not by this host's: every dispatcher judges it by the same
+            # clock, and a wait before the claim (a busy pool, the gauge over a backlog) does not shorten it.
+            claimed = await uow.store.claim(free, room, lease=timedelta(seconds=self._total_s + RECORD_MARGIN_S))
             await uow.commit()
         if waiting is not None:
             self._gauged_at = time.monotonic()

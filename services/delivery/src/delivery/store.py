@@ -7,7 +7,8 @@ the redeliveries of the event; only the oldest pending delivery of each
 the order their transactions commit (a lock per lead while queueing), so a
 lead's later event never overtakes an earlier one, even when two processes
 queue for it at once; a claim is a lease (``next_at`` moved past the attempt's
-timeout and its recording) taken with ``SKIP LOCKED``, so several dispatchers
+timeout and its recording, by Postgres's clock, which every dispatcher shares,
+whatever its host's says) taken with ``SKIP LOCKED``, so several dispatchers
 share the work, and a dispatcher killed mid-attempt leaves a lease that
 expires: the delivery is sent again, with the same ``webhook-id``. An attempt
 is recorded only while its claim's lease still holds the delivery: one that
@@ -22,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -128,17 +129,21 @@ FROM unnest(CAST(:leads AS uuid[])) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
 #: Each open subscription's due deliveries, at most its free slots of them (a slow receiver's backlog must not
 #: fill the round and starve the others), a lead's only when nothing earlier of it is pending; then the due
 #: ones of all, oldest first, up to the round's room. The lock's own level checks again that a row is still
-#: pending and due: another dispatcher may have claimed it since this statement's snapshot.
+#: pending and due: another dispatcher may have claimed it since this statement's snapshot. Due and leased by
+#: Postgres's clock (``:now`` only in tests): two hosts' clocks apart by more than a lease would each judge the
+#: other's lease run out, and both send the delivery. The statement's start, not the transaction's (``now()``):
+#: what the round read before (the backlog's gauge) must not shorten the lease.
 _CLAIM = sa.text(
     f"""
-    UPDATE {SCHEMA}.deliveries SET next_at = :lease_until
+    WITH clock AS (SELECT coalesce(CAST(:now AS timestamptz), statement_timestamp()) AS now)
+    UPDATE {SCHEMA}.deliveries SET next_at = (SELECT now FROM clock) + CAST(:lease AS interval)
     WHERE seq IN (
         SELECT d.seq FROM {SCHEMA}.deliveries d
         WHERE d.seq IN (
             SELECT c.seq FROM unnest(CAST(:subs AS text[]), CAST(:free AS int[])) AS room(sub, free)
             CROSS JOIN LATERAL (
                 SELECT c.seq, c.next_at FROM {SCHEMA}.deliveries c
-                WHERE c.status = 'pending' AND c.next_at <= :now AND c.subscription_id = room.sub
+                WHERE c.status = 'pending' AND c.next_at <= (SELECT now FROM clock) AND c.subscription_id = room.sub
                   AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries e
                                   WHERE e.status = 'pending' AND e.subscription_id = c.subscription_id
                                     AND e.lead_id = c.lead_id AND e.seq < c.seq)
@@ -146,7 +151,7 @@ _CLAIM = sa.text(
             ) c
             ORDER BY c.next_at LIMIT :limit
         )
-        AND d.status = 'pending' AND d.next_at <= :now
+        AND d.status = 'pending' AND d.next_at <= (SELECT now FROM clock)
         FOR UPDATE SKIP LOCKED
     )
     RETURNING seq, subscription_id, lead_id, event_id, event_type, body, attempts, created_at, next_at,
@@ -286,14 +291,15 @@ class DeliveryStore:
             sorted(subscription_ids))).order_by(subscriptions.c.id).with_for_update(read=True, key_share=True))
         return {r.id for r in rows}
 
-    async def claim(self, now: datetime, lease_until: datetime, free: Mapping[str, int],
-                    limit: int) -> list[Claimed]:
-        """Up to ``limit`` due deliveries, of each subscription at most its ``free`` slots, leased until
-        ``lease_until``."""
+    async def claim(self, free: Mapping[str, int], limit: int, *, lease: timedelta,
+                    now: datetime | None = None) -> list[Claimed]:
+        """Up to ``limit`` deliveries due by Postgres's clock, of each subscription at most its ``free`` slots,
+        leased for ``lease`` from when this statement starts (until each one's ``leased_until``). ``now`` stands in
+        for Postgres's clock in tests that move through time; a dispatcher never gives one."""
         subs = sorted(sub for sub, n in free.items() if n > 0)
         if not subs:
             return []
-        rows = await self._conn.execute(_CLAIM, {"now": now, "lease_until": lease_until, "subs": subs,
+        rows = await self._conn.execute(_CLAIM, {"now": now, "lease": lease, "subs": subs,
                                                  "free": [free[sub] for sub in subs], "limit": limit})
         return [Claimed(*r) for r in rows]
 
@@ -404,8 +410,9 @@ class DeliveryStore:
         # when another of its subscription's got the 410, or the 410's own, its lease kept); made due, it would be
         # sent again beside that attempt, whose result would then not be recorded, and that attempt sets its
         # count when recorded. Its window reopening is harmless: the attempt is judged by its claim's copy, and,
-        # recorded, opens the new window at its own start, seconds before this.
-        is_due = deliveries.c.next_at <= now
+        # recorded, opens the new window at its own start, seconds before this. Due by Postgres's clock, which set
+        # the lease: by this process's, ahead by more than a lease, the delivery under way would be due.
+        is_due = deliveries.c.next_at <= sa.func.statement_timestamp()
         await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                                            deliveries.c.status == "pending")
                                  .values(created_at=now, first_attempt_at=None,
