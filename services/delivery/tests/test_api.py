@@ -107,18 +107,31 @@ def serving(queue: Queue, principal: auth.Principal = ANALYST, book: Subscriptio
                              headers={"Authorization": "Bearer lp_abc123_secret"})
 
 
-async def test_a_dead_delivery_is_shown_with_the_receivers_last_response():
-    """The README promises it kept; the answer left it out, so nobody could read why a delivery died."""
-    dead = {"subscription_id": "crm", "event_id": uuid.uuid4(), "event_type": "lead.routed", "status": "dead",
-            "created_at": NOW, "next_at": None, "last_status": 422, "last_error": None,
-            "last_response": '{"error": "unknown team"}',
+def dead(response: str) -> dict:
+    """A delivery given up after its receiver answered 422 with ``response``, as the store reads it."""
+    return {"subscription_id": "crm", "event_id": uuid.uuid4(), "event_type": "lead.routed", "status": "dead",
+            "created_at": NOW, "next_at": None, "last_status": 422, "last_error": None, "last_response": response,
             "attempts": [{"attempt": 1, "at": NOW, "status": 422, "error": None, "duration_ms": 7}]}
-    async with serving(Queue([dead])) as client:
+
+
+async def test_a_dead_delivery_is_shown_to_an_admin_with_the_receivers_last_response():
+    """The README promises it kept; the answer left it out, so nobody could read why a delivery died."""
+    async with serving(Queue([dead('{"error": "unknown team"}')]), ADMIN) as client:
         shown = await client.get("/v1/deliveries", params={"lead_id": str(uuid.uuid4())})
     assert shown.status_code == 200, shown.text
     [delivery] = shown.json()
     assert (delivery["status"], delivery["last_status"], delivery["last_response"]) == (
         "dead", 422, '{"error": "unknown team"}')
+
+
+async def test_a_key_that_only_reads_reports_sees_no_receivers_answer():
+    """With DELIVERY_ALLOW_PRIVATE_TARGETS a subscription may send to an internal service: 2,000 bytes of each of
+    its answers were shown to every key that reads reports. What became of the delivery is still shown."""
+    async with serving(Queue([dead('{"db_password": "hunter2"}')]), ANALYST) as client:
+        shown = await client.get("/v1/deliveries", params={"lead_id": str(uuid.uuid4())})
+    assert shown.status_code == 200, shown.text
+    [delivery] = shown.json()
+    assert (delivery["status"], delivery["last_status"], delivery["last_response"]) == ("dead", 422, None)
 
 
 async def test_a_redrive_answers_how_many_it_left_dead_because_their_body_was_purged():

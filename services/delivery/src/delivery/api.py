@@ -13,7 +13,7 @@ from cryptography.fernet import InvalidToken
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadpipe_common.auth import Principal, needs
+from leadpipe_common.auth import ADMIN, Principal, needs
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
@@ -49,18 +49,25 @@ class DeliveryState(BaseModel):
     last_status: int | None
     last_error: str | None
     last_response: str | None = Field(description="the receiver's last answer: its body's first 2,000 bytes, as "
-                                                  "sent (a dead delivery's says why it was refused); null: no "
-                                                  "answer, or cleared `DELIVERY_KEEP_BODIES_DAYS` after the delivery "
-                                                  "finished, with what was sent")
+                                                  "sent (a dead delivery's says why it was refused), shown to admin "
+                                                  "keys only; null: no answer, cleared `DELIVERY_KEEP_BODIES_DAYS` "
+                                                  "after the delivery finished, with what was sent, or the caller "
+                                                  "is not an admin key (a receiver may be an internal service, "
+                                                  "`DELIVERY_ALLOW_PRIVATE_TARGETS`)")
     attempts: list[Attempt]
 
 
 @router.get("/v1/deliveries", summary="Every delivery of a lead's events, with every attempt",
-            response_model=list[DeliveryState], dependencies=[needs("reports:read")])
-async def list_deliveries(lead_id: Annotated[uuid.UUID, Query(description="the lead")],
-                          rt: DeliveryRuntime) -> list[dict[str, Any]]:
+            response_model=list[DeliveryState])
+async def list_deliveries(lead_id: Annotated[uuid.UUID, Query(description="the lead")], rt: DeliveryRuntime,
+                          who: Annotated[Principal, needs("reports:read")]) -> list[dict[str, Any]]:
     async with rt.unit_of_work() as uow:
-        return await uow.store.of_lead(lead_id)
+        deliveries = await uow.store.of_lead(lead_id)
+    if who.may(ADMIN):
+        return deliveries
+    # A receiver's answer is its service's, not leadpipe's: with DELIVERY_ALLOW_PRIVATE_TARGETS a subscription to
+    # an internal service would let any key that reads reports read that service's answers here.
+    return [{**delivery, "last_response": None} for delivery in deliveries]
 
 
 class SubscriptionState(BaseModel):
