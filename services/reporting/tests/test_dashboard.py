@@ -330,6 +330,11 @@ def test_a_currency_is_written_into_the_page_escaped():
 @pytest.mark.parametrize("asked, said", [
     ({"since": "bad"}, "since: &#x27;bad&#x27; is not an ISO date"),
     ({"since": "2026-11-02", "until": "2026-11-01"}, "until: must be after since"),
+    # Every one wrong, not only the first: corrected one at a time, each page found the next.
+    ({"since": "bad", "until": "worse", "model": "bogus"},
+     "since: &#x27;bad&#x27; is not an ISO date (2026-11-23) or date-time (2026-11-23T09:00Z); "
+     "until: &#x27;worse&#x27; is not an ISO date (2026-11-23) or date-time (2026-11-23T09:00Z); "
+     "model: must be one of first, last, linear."),
 ])
 async def test_filters_that_are_wrong_get_the_page_saying_what_is_wrong_not_the_apis_json(no_leads, asked, said):
     async with service(Valid()) as browser:
@@ -349,6 +354,17 @@ async def test_a_credit_model_it_does_not_have_gets_the_page_naming_the_ones_it_
     assert ('<p class="error" role="alert">No report for these filters: model: must be one of first, last, linear'
             in page.text)
     assert 'name="since" value="2026-11-01"' in page.text  # kept, to be corrected
+
+
+async def test_report_filters_that_are_wrong_are_each_named_in_one_answer_of_the_api(no_leads):
+    """The API named only the first: a client correcting since was then told of until, one request at a time."""
+    async with service(Valid()) as client:
+        answer = await client.get("/v1/reports/funnel", params={"since": "bad", "until": "worse"},
+                                  headers={"authorization": "Bearer lpk_def456_secret"})
+    assert answer.status_code == 422
+    assert [(e["field"], e["reason"]) for e in answer.json()["errors"]] == [
+        ("since", "'bad' is not an ISO date (2026-11-23) or date-time (2026-11-23T09:00Z)"),
+        ("until", "'worse' is not an ISO date (2026-11-23) or date-time (2026-11-23T09:00Z)")]
 
 
 async def test_a_browser_without_a_session_is_sent_to_sign_in_whatever_credit_model_it_asks_for():

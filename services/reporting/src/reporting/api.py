@@ -32,17 +32,24 @@ router = APIRouter(tags=["reports"], dependencies=[needs("reports:read")],
                    responses=problem_responses(401, 403, 404, 422, _404="no such lead (timeline)"))
 
 
-def _moment(value: str | None, name: str, *, end: bool = False) -> datetime | None:
+def _moment(value: str | None, name: str, wrong: list[FieldProblem], *, end: bool = False) -> datetime | None:
+    """``value`` read; None, with what is wrong with it added to ``wrong``, when it is no moment."""
     try:
         return parse_moment(value, end=end)
     except ValueError as exc:
-        raise Problem(422, "the report filters are invalid", [FieldProblem(name, str(exc))]) from None
+        wrong.append(FieldProblem(name, str(exc)))
+        return None
 
 
 def filters(since: str | None, until: str | None, source: str | None) -> Filters:
-    f = Filters(_moment(since, "since"), _moment(until, "until", end=True), source or None)
+    """The cohort asked for; a 422 naming every filter that is wrong, not only the first: corrected one at a
+    time, each answer would find the next."""
+    wrong: list[FieldProblem] = []
+    f = Filters(_moment(since, "since", wrong), _moment(until, "until", wrong, end=True), source or None)
     if f.since and f.until and f.since >= f.until:
-        raise Problem(422, "the report filters are invalid", [FieldProblem("until", "must be after since")])
+        wrong.append(FieldProblem("until", "must be after since"))
+    if wrong:
+        raise Problem(422, "the report filters are invalid", wrong)
     return f
 
 

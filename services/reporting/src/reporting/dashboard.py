@@ -232,18 +232,19 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     if not who.may("reports:read"):
         return login_page(f"That key ({who.name}) lacks the reports:read scope.", 403)
     model = model or "first"
+    # Every filter that is wrong, in one page: corrected one at a time, each page would find the next.
+    problems = [] if model in MODEL_LABELS else [FieldProblem("model", f"must be one of {', '.join(MODEL_LABELS)}")]
     try:
         f = filters(since, until, source)
-        if model not in MODEL_LABELS:
-            raise Problem(422, "the report filters are invalid",
-                          [FieldProblem("model", f"must be one of {', '.join(MODEL_LABELS)}")])
     except Problem as exc:
+        problems = [*exc.errors, *problems]
+    if problems:
         # A person typed the address (the form's date fields send only dates): a page saying what is wrong,
         # with the filters to correct, not the API's JSON.
-        wrong = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors) or exc.message
+        wrong = "; ".join(f"{e.field}: {e.reason}" for e in problems)
         return HTMLResponse(f"""{header(since, until, source, [source] if source else [], model)}
 <main><h1>Funnel and closed-loop reports</h1><p class="error" role="alert">No report for these filters: \
-{esc(wrong)}.</p></main></body></html>""", status_code=exc.status)
+{esc(wrong)}.</p></main></body></html>""", status_code=422)
     async with runtime_of(request).engine.connect() as conn:
         funnel = await reports.funnel(conn, f)
         by_source = await reports.breakdown(conn, f, "source")
