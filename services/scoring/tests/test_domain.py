@@ -410,6 +410,38 @@ def test_a_setting_of_the_rules_of_another_type_than_it_takes_is_refused_saying_
         parse_rules(raw)
 
 
+@pytest.mark.parametrize(("where", "written", "why"), [
+    ("fit.0.gte", ".nan", r"^scoring rules are invalid: fit: rule 'Enterprise': gte: \.nan is not a number, so no "
+                          r"employee_count passes it and it never holds: write one$"),
+    ("fit.0.lt", ".NaN", r"fit: rule 'Enterprise': lt: \.nan is not a number, so no employee_count passes it"),
+    ("fit.0.gte", ".inf", r"fit: rule 'Enterprise': gte: \.inf leaves no employee_count that passes it, so it never "
+                          r"holds: write a number$"),
+    ("fit.0.lt", "-.inf", r"fit: rule 'Enterprise': lt: -\.inf leaves no employee_count that passes it"),
+    ("fit.0.gte", "-.inf", r"fit: rule 'Enterprise': gte: -\.inf leaves out no employee_count: write a number, or "
+                           r"remove gte \(present: true holds for every lead whose employee_count is known\)$"),
+    ("fit.0.lt", ".inf", r"fit: rule 'Enterprise': lt: \.inf leaves out no employee_count: write a number, or remove "
+                         r"lt"),
+    ("fit.0.equals", ".nan", r"fit: rule 'Enterprise': employee_count is a number, so \.nan never matches it: write a "
+                             r"number$"),
+    ("fit.0.not_in", "[10, .inf]", r"fit: rule 'Enterprise': employee_count is a number, so \.inf never matches it"),
+    ("intent.0.half_life_days", ".nan", r"intent: rule 'Demo': half_life_days: \.nan is not a number: write a number "
+                                        r"of days, or remove half_life_days for points that never fade$"),
+    ("intent.0.half_life_days", ".inf", r"intent: rule 'Demo': half_life_days: \.inf is infinite: write a number of "
+                                        r"days"),
+    ("repeats_within_minutes", ".nan", r"^scoring rules are invalid: repeats_within_minutes: \.nan is not a number: "
+                                       r"write a number of minutes \(0: every touch counts\)$"),
+])
+def test_yamls_not_a_number_and_infinities_are_refused_where_a_number_is_written_naming_the_rule_and_the_key(
+        where, written, why):
+    """gte: .nan loaded, and its rule never held: no number is at least NaN, below it or equal to it."""
+    raw = {**_raw(), "fit": [{"rule": "Enterprise", "field": "employee_count", "gte": 1000, "points": 20}],
+           "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 30, "half_life_days": 30}]}
+    *parents, key = [int(part) if part.isdigit() else part for part in where.split(".")]
+    functools.reduce(lambda node, part: node[part], parents, raw)[key] = yaml.safe_load(written)  # as YAML reads it
+    with pytest.raises(InvalidRules, match=why):
+        parse_rules(raw)
+
+
 def test_whole_numbers_are_taken_for_a_number_of_the_rules():
     rules = parse_rules({**_raw(), "repeats_within_minutes": 5,
                          "intent": [{"rule": "Demo", "field": "offer", "equals": "demo", "points": 30,

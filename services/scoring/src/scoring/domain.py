@@ -25,8 +25,8 @@ from typing import Annotated, Any, Literal
 
 import pycountry
 from pydantic import (
-    AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
-    ValidationInfo, field_validator, model_validator,
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
+    ValidationError, ValidationInfo, field_validator, model_validator,
 )
 
 from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
@@ -107,6 +107,22 @@ def _shown(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
+def _yaml_number(value: float) -> str:
+    """A number that is no number (NaN, an infinity) as YAML writes it, as a refusal quotes it: .nan, .inf, -.inf."""
+    return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+
+
+def _finite(what: str) -> Callable[[Any], Any]:
+    """Refuses what YAML reads as NaN or an infinity (.nan, .inf) where ``what`` is meant: read, NaN is above,
+    below and equal to no number (``x < nan`` is always false), so every comparison with it quietly fails."""
+    def check(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            is_ = "not a number" if math.isnan(value) else "infinite"
+            raise ValueError(f"{_yaml_number(value)} is {is_}: write {what}")
+        return value
+    return check
+
+
 def _country_hint(value: str) -> str:
     """What ``value``, no country code, most likely meant (UK: GB, Germany: DE), as the end of a refusal."""
     if value.upper() in _NOT_COUNTRY_CODES:
@@ -140,8 +156,20 @@ class Condition(_Strict):
         return self
 
     def _never_holds(self) -> str | None:
-        """Why these operators together hold for no lead, or ``not_in: []`` for every one (None: neither): read,
-        such a rule would never fire, or fire on every lead, without a word."""
+        """Why these operators together hold for no lead, or for every one (``not_in: []``, a bound of .inf or
+        -.inf that leaves out no number) (None: neither): read, such a rule would never fire, or fire on every lead,
+        without a word."""
+        for operator, bound in (("gte", self.gte), ("lt", self.lt)):
+            # YAML reads .nan, .inf and -.inf as numbers: no number is at least NaN or below it.
+            if bound is None or math.isfinite(bound):
+                continue
+            if math.isnan(bound):
+                return f"{operator}: .nan is not a number, so no {self.field} passes it and it never holds: write one"
+            if (bound > 0) == (operator == "gte"):  # gte: .inf, lt: -.inf
+                return (f"{operator}: {_yaml_number(bound)} leaves no {self.field} that passes it, so it never "
+                        f"holds: write a number")
+            return (f"{operator}: {_yaml_number(bound)} leaves out no {self.field}: write a number, or remove "
+                    f"{operator} (present: true holds for every lead whose {self.field} is known)")
         if self.in_ == []:
             return "in: [] lists no value, so it never holds: list the values, or remove the rule"
         if self.not_in == []:
@@ -218,6 +246,10 @@ class Condition(_Strict):
             if odd is not None:
                 return (f"{field} is a number, so {odd!r} never matches it: write a number, unquoted (1000, not "
                         '"1000")')
+            # NaN equals nothing, not even itself, and no count is infinite.
+            odd = next((v for v in compared if isinstance(v, float) and not math.isfinite(v)), None)
+            if odd is not None:
+                return f"{field} is a number, so {_yaml_number(odd)} never matches it: write a number"
         else:
             kind = "text"
             flag = next((v for v in compared if isinstance(v, bool)), None)
@@ -281,7 +313,9 @@ class Rule(Condition):
     # Strict, as every number of the rules: lax, points: true read as 1 and "15" as 15.
     points: StrictInt = 0
     #: Intent rules: the points of a touch halve every this many days (unset: they never decay).
-    half_life_days: StrictFloat | None = Field(None, gt=0)
+    half_life_days: Annotated[StrictFloat, BeforeValidator(_finite(
+        "a number of days, or remove half_life_days for points that never fade"
+    ))] | None = Field(None, gt=0)
 
 
 class Grades(_Strict):
@@ -327,7 +361,9 @@ class RuleSet(_Strict):
     disqualify: list[Rule] = []
     #: An intent rule a touch holds for within this many minutes after a touch it was counted for counts no
     #: more: the same form sent twice (a double click, a page reloaded) is one wish, not two. 0: every touch counts.
-    repeats_within_minutes: StrictFloat = Field(10, ge=0, le=60 * 24 * 365)
+    repeats_within_minutes: Annotated[StrictFloat, BeforeValidator(_finite(
+        "a number of minutes (0: every touch counts)"
+    ))] = Field(10, ge=0, le=60 * 24 * 365)
 
     @field_validator("version", mode="before")
     @classmethod
