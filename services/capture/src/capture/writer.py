@@ -175,12 +175,10 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
         [sub.lead.lead_id for _, sub in ordered], [now] * len(ordered))}
 
     new_leads: dict[uuid.UUID, LeadCaptured] = {}
-    known: dict[uuid.UUID, OnRecord] = {}
     for key, ids in groups.items():
         person_id, open_lead_id = owners[key]
         if open_lead_id == candidates[key].lead.lead_id:
             new_leads[open_lead_id] = candidates[key].lead.model_copy(update={"person_id": person_id})
-            known[open_lead_id] = OnRecord.first(candidates[key].lead, candidates[key].consent)
     earlier = {lid for key, (_, lid) in owners.items() if lid not in new_leads}
     if earlier:
         # Two people may share a lead (one was merged into the other's): their touches, written by two
@@ -189,7 +187,7 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
         await conn.execute(_LOCK_TOUCHED, sorted(earlier))
     opened = await _first_touches(conn, earlier)
     first = {**new_leads, **{lead_id: lead for lead_id, (lead, _) in opened.items()}}
-    known |= {lead_id: record for lead_id, (_, record) in opened.items()} | await _latest_records(conn, earlier)
+    known = {lead_id: record for lead_id, (_, record) in opened.items()} | await _latest_records(conn, earlier)
 
     lead_rows: list[tuple[Any, ...]] = []
     touch_rows: list[tuple[Any, ...]] = []
@@ -197,9 +195,11 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
         sub = batch[i]
         person_id, lead_id = owners[sub.person_key]
         if sub.lead.lead_id == lead_id:
+            # Its person's first submission here (candidates): on record before their touches that follow it.
+            known[lead_id] = record = OnRecord.first(sub.lead, sub.consent)
             lead_rows.append((lead_id, sub.request_id, sub.lead.contact.email, sub.lead.attribution.form_id,
                               sub.lead.captured_at, sub.traceparent, new_leads[lead_id].model_dump_json().encode(),
-                              OnRecord.first(sub.lead, sub.consent).consent_withdrawn_at))
+                              record.consent_withdrawn_at))
             results[i] = Admitted(answer_for(lead_id, sub, existing=False))
             continue
         lead = first[lead_id]
