@@ -16,7 +16,8 @@ after ``max_reassignments`` escalates it to the queue of its team (or of the
 first along its overflow with reps of its own: only those may take from it);
 with nobody who has not held it able to take it now, it waits in its team's
 queue for the first who can. A lead sales rejected is recycled by a touch that earns intent, to a new
-holder.
+holder. A manager may hand the open leads a rep holds (they left, or are away for long) to another rep, or back
+through routing, each placed as a missed deadline places a lead; they keep their status.
 
 Dispositions move a routed lead through accepted -> contacted -> qualified ->
 won | lost, or rejected (back to nurture). A closed lead stays closed; the
@@ -32,7 +33,7 @@ time is always an argument.
 The package's modules: ``reference`` (the data's schema), ``routes`` (route
 choice and the rotation), ``availability`` (who can take a lead now, and
 what a team does when nobody can), ``clock`` (working time), ``dispositions`` (the
-state machine), ``breaches`` (missed deadlines), ``orphans`` (leads left in
+state machine), ``breaches`` (missed deadlines), ``handovers`` (a rep's leads handed to another), ``orphans`` (leads left in
 the queue of a team the files no longer staff, and who may take from a queue), ``whatif`` (past leads
 routed again under candidate data). Their public names are re-exported here.
 """
@@ -40,12 +41,13 @@ routed again under candidate data). Their public names are re-exported here.
 from routing.domain.availability import (
     Away, Placed, Presence, Waiting, capacity_bound, on_shift, place, public_holiday, unavailable,
 )
-from routing.domain.breaches import Breach, breach
+from routing.domain.breaches import Breach, breach, held_by, place_again
 from routing.domain.clock import acceptance_due, add_working_days, add_working_time
 from routing.domain.dispositions import (
     ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
     earns_intent, kept_back_by, merge_into, news_for_holder, recycled_by, rejected_as, remembered,
 )
+from routing.domain.handovers import hand_to, handover_refused, reroute
 from routing.domain.orphans import escalation_team, orphaned, requeue, staffed, staffed_teams
 from routing.domain.reference import (
     Account, InvalidRoutingData, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
@@ -60,8 +62,8 @@ __all__ = [
     "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
-    "earns_intent", "escalation_team", "kept_back_by", "merge_into", "news_for_holder", "next_turn",
-    "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place", "public_holiday", "queue_of", "recycled_by",
-    "rejected_as", "remembered", "requeue",
+    "earns_intent", "escalation_team", "hand_to", "handover_refused", "held_by", "kept_back_by", "merge_into",
+    "news_for_holder", "next_turn", "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place",
+    "place_again", "public_holiday", "queue_of", "recycled_by", "rejected_as", "remembered", "requeue", "reroute",
     "segment_of", "staffed", "staffed_teams", "unavailable", "what_if",
 ]

@@ -11,7 +11,8 @@ it, or is inactive), or after ``max_reassignments``, it is escalated: to the
 queue of the first team along its team's overflow with active reps of its
 own, for them to take. Only a queue's own team may take a lead from it
 (``dispositions``), and a territory team may have no reps of its own when it
-overflows to a team that has.
+overflows to a team that has. A manager's hand-over of a rep's leads through
+routing places each the same way (``place_again``; ``handovers``).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from routing.domain.routes import Route, queue_of
 
 @dataclass(frozen=True)
 class Breach:
-    """What a missed deadline does: the hand-off after it, and the new owner's assignment. ``rotation`` is the
-    new state of the rotation of the hand-off's (new) team, when it turned."""
+    """What a missed deadline does (or a hand-over through routing: ``place_again``): the hand-off after it, and
+    the new owner's assignment. ``rotation`` is the new state of the rotation of the hand-off's (new) team, when
+    it turned."""
 
     handoff: Handoff
     action: Literal["reassigned", "escalated"]
@@ -45,45 +47,58 @@ class Breach:
 def breach(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int]],
            now: datetime, presence: Presence | None = None) -> Breach:
     """Hand on a lead whose holder missed the deadline: placed on ``route`` (the lead's route now, as
-    ``choose_route`` gives it) as a new lead would be, with every rep who held it passed over; or escalated.
-
-    ``states`` is each team's rotation state. With nobody who may take it able to now, it waits in its route's
-    team's queue; with none left who may ever take it (each held it, or is inactive), and after
-    ``max_reassignments``, it is escalated, with no waiting mark, to the queue of the first team along its route's
-    team's overflow with active reps of its own (``escalation_team``), not to the holder's."""
-    presence = presence or Presence()
-    held = (*handoff.holders, handoff.owner_id) if handoff.owner_id not in handoff.holders else handoff.holders
+    ``choose_route`` gives it) as a new lead would be, with every rep who held it passed over (``place_again``);
+    or, after ``max_reassignments``, escalated, with no waiting mark, to the queue of the first team along its
+    route's team's overflow with active reps of its own (``escalation_team``), not to the holder's."""
     missed = f"{handoff.owner_id} missed the acceptance deadline " + (
         f"{handoff.reassignments + 1} times" if handoff.reassignments else "once")
     if handoff.reassignments < data.sla.max_reassignments:
-        placement = place(replace(route, reason=f"{missed}; {route.reason}"), data, states, now, presence,
-                          passed_over=held)
-        if isinstance(placement, Placed):
-            a = placement.assignment
-            after = replace(handoff, owner_id=a.owner_id, team=a.team, holders=held,
-                            reassignments=handoff.reassignments + 1,
-                            due_at=acceptance_due(handoff.grade, a.owner_id, data, now))
-            return Breach(after, "reassigned", a, placement.rotation)
-        reachable = set(overflow_chain(placement.team, data))
-        if any(r.active and r.team in reachable and r.id not in held for r in data.reps):
-            a = placement.assignment
-            after = replace(handoff, owner_id=a.owner_id, team=a.team, due_at=None, holders=held,
-                            reassignments=handoff.reassignments + 1, waiting_since=now)
-            return Breach(after, "escalated", a, None)
-        # A waiting mark on a lead the watch may never hand to anyone would have it claimed every round.
-        return _escalated(handoff, placement.team, held, missed, data)
-    # Its route's team's, not the holder's: an overflow team's queue may have nobody but the holder to take it,
-    # and a team since renamed or emptied in the files, nobody at all.
-    return _escalated(handoff, route.team, held, missed, data)
+        b = place_again(handoff, route, data, states, now, presence or Presence(), why=missed)
+    else:
+        # Its route's team's, not the holder's: an overflow team's queue may have nobody but the holder to take
+        # it, and a team since renamed or emptied in the files, nobody at all.
+        b = _escalated(handoff, route.team, held_by(handoff), missed, data)
+    return replace(b, handoff=replace(b.handoff, reassignments=handoff.reassignments + 1))
 
 
-def _escalated(handoff: Handoff, of: str, held: tuple[str, ...], missed: str, data: RoutingData) -> Breach:
+def place_again(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int]],
+                now: datetime, presence: Presence, *, why: str, can_wait: bool = True) -> Breach:
+    """``handoff`` placed on ``route`` as a new lead would be, every rep who held it (its holder too) passed over
+    and ``why`` leading the reason: what a missed deadline does, and a manager's hand-over through routing.
+
+    ``states`` is each team's rotation state. With nobody who may take it able to now, it waits in its route's
+    team's queue (unless not ``can_wait``: a lead sales accepted has no deadline for the queue watch to start);
+    with none left who may ever take it (each held it, or is inactive), or when it may not wait, it is escalated,
+    with no waiting mark, to the queue of the first team along its route's team's overflow with active reps of its
+    own (``escalation_team``). The count of reassignments is the caller's."""
+    held = held_by(handoff)
+    placement = place(replace(route, reason=f"{why}; {route.reason}"), data, states, now, presence,
+                      passed_over=held)
+    if isinstance(placement, Placed):
+        a = placement.assignment
+        after = replace(handoff, owner_id=a.owner_id, team=a.team, holders=held,
+                        due_at=acceptance_due(handoff.grade, a.owner_id, data, now))
+        return Breach(after, "reassigned", a, placement.rotation)
+    reachable = set(overflow_chain(placement.team, data))
+    if can_wait and any(r.active and r.team in reachable and r.id not in held for r in data.reps):
+        a = placement.assignment
+        after = replace(handoff, owner_id=a.owner_id, team=a.team, due_at=None, holders=held, waiting_since=now)
+        return Breach(after, "escalated", a, None)
+    # A waiting mark on a lead the watch may never hand to anyone would have it claimed every round.
+    return _escalated(handoff, placement.team, held, why, data)
+
+
+def held_by(handoff: Handoff) -> tuple[str, ...]:
+    """Every rep who held the lead, its holder now last."""
+    return (*handoff.holders, handoff.owner_id) if handoff.owner_id not in handoff.holders else handoff.holders
+
+
+def _escalated(handoff: Handoff, of: str, held: tuple[str, ...], why: str, data: RoutingData) -> Breach:
     # The holder's team when no team along ``of``'s overflow has reps of its own (files the reference check
     # refuses, as it keeps one on the way of every team it routes to): the holder was a rep of it, so its queue
     # is the one place a rep was once allowed to take the lead from.
     team = escalation_team(of, data) or handoff.team
     assignment = Assignment(owner_id=queue_of(team), owner_name=f"{team} queue", team=team, method="queue",
-                            reason=f"{missed}; escalated to the {team} queue")
-    after = replace(handoff, owner_id=assignment.owner_id, team=team, due_at=None, holders=held,
-                    reassignments=handoff.reassignments + 1, waiting_since=None)
+                            reason=f"{why}; escalated to the {team} queue")
+    after = replace(handoff, owner_id=assignment.owner_id, team=team, due_at=None, holders=held, waiting_since=None)
     return Breach(after, "escalated", assignment, None)
