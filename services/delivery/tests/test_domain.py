@@ -39,6 +39,18 @@ def test_a_subscription_gets_the_events_it_asked_for_that_pass_its_filter():
     assert not wants(subscription(events=["lead.sla_breached"]), routed())
 
 
+def test_a_hand_over_goes_to_subscriptions_asking_for_it_filtered_by_its_new_holder_and_team():
+    from leadpipe_common.events import Attribution, LeadHandedOver
+
+    handed = LeadHandedOver(lead_id=routed().lead_id, from_owner_id="ana", owner_id="ben", owner_name="Ben",
+                            team="dach", stage="accepted", at=NOW, by="sales-ops", reason="ana left", due_at=None,
+                            grade="A", attribution=Attribution(utm_source="tests"))
+    asked = subscription(events=["lead.handed_over"])
+    assert wants(asked, handed) and wants(subscription(events=["lead.handed_over"], filter={"owner": "ben"}), handed)
+    assert not wants(subscription(events=["lead.handed_over"], filter={"team": "emea"}), handed)
+    assert not wants(subscription(), handed)
+
+
 def test_a_subscription_naming_contact_fields_is_sent_those_alone_and_one_naming_none_the_whole_contact():
     lead = routed()
     assert withheld(subscription(), lead) is None

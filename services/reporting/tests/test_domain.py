@@ -94,6 +94,27 @@ def test_a_breach_closes_one_holder_and_opens_the_next():
         ("ana", T0 + timedelta(minutes=3), due), ("ben", due, None)]
 
 
+def test_a_hand_over_is_on_the_timeline_opens_the_new_holders_hand_off_when_unaccepted_and_moves_no_stage():
+    from leadpipe_common.events import LeadHandedOver
+
+    def handed(stage, due_at):
+        return recorded(LeadHandedOver(lead_id=LEAD, from_owner_id="ana", owner_id="ben", owner_name="Ben",
+                                       team="emea", stage=stage, at=T0 + timedelta(minutes=9), by="sales-ops",
+                                       reason="handed over from ana by sales-ops: left", due_at=due_at, grade="A", attribution=ADS), minutes=9)
+
+    new_due = T0 + timedelta(minutes=24)
+    unaccepted = project([*HISTORY[:4], handed("routed", new_due)])
+    assert [(h.owner_id, h.due_at, h.started_at) for _, h in sorted(unaccepted.handoffs.items())] == [
+        ("ana", T0 + timedelta(minutes=18), T0 + timedelta(minutes=3)), ("ben", new_due, T0 + timedelta(minutes=9))]
+    assert unaccepted.leads[LEAD].latest.to_stage == "routed" and unaccepted.leads[LEAD].furthest == 3
+    [step] = [s for s in unaccepted.steps if s["type"] == "lead.handed_over"]
+    assert (step["to_stage"], step["by"], step["reason"], step["detail"]["from_owner_id"]) == (
+        "handed_over", "sales-ops", "handed to Ben: handed over from ana by sales-ops: left", "ana")
+    accepted = project([*HISTORY[:5], handed("accepted", None)])
+    assert [h.owner_id for h in accepted.handoffs.values()] == ["ana"]  # no deadline: no hand-off to judge
+    assert accepted.leads[LEAD].latest.to_stage == "accepted"
+
+
 def test_a_recycled_leads_second_hand_off_is_a_hand_off_of_its_own():
     """Rejected, sent back by a touch, routed again: two hand-offs, whatever order the events are folded in."""
     second_due = T0 + timedelta(days=3, minutes=18)

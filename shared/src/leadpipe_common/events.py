@@ -377,6 +377,26 @@ class LeadAssigned(Event):
     attribution: Attribution
 
 
+class LeadHandedOver(Event):
+    """A manager handed a lead a rep held, open, to another holder (the rep left, or is away for long): a rep they
+    named, or where routing placed it as a new lead of its route (a team's queue when nobody can take it now).
+    ``stage`` is where it stands, unchanged; an unaccepted lead's acceptance deadline starts again (``due_at``)."""
+
+    type: ClassVar[str] = "lead.handed_over"
+    version: ClassVar[int] = 1
+    from_owner_id: str
+    owner_id: str
+    owner_name: str
+    team: str
+    stage: Literal["routed", "accepted", "contacted", "qualified"]
+    at: Moment
+    by: str
+    reason: str
+    due_at: Moment | None
+    grade: Grade | None
+    attribution: Attribution
+
+
 class LeadReengaged(Event):
     """A lead already with sales was touched again, by a touch that earned intent points of its own or changed the
     person's contact: its holder is told (on ``leads.routed`` too); the SLA clock does not restart."""
@@ -427,7 +447,7 @@ class LeadQuarantined(Event):
 LATEST: dict[str, type[Event]] = {
     m.type: m
     for m in (LeadCaptured, LeadTouched, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged, LeadDispositioned,
-              LeadSlaBreached, LeadQueued, LeadAssigned, LeadReengaged, LeadMerged, LeadQuarantined)
+              LeadSlaBreached, LeadQueued, LeadAssigned, LeadHandedOver, LeadReengaged, LeadMerged, LeadQuarantined)
 }
 
 #: (type, version) -> function turning that version's JSON into the next one's.

@@ -24,8 +24,8 @@ from datetime import timedelta
 
 from leadpipe_common import topics
 from leadpipe_common.events import (
-    Event, LeadAssigned, LeadCaptured, LeadDispositioned, LeadEnriched, LeadMerged, LeadQuarantined, LeadQueued,
-    LeadReengaged, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged, LeadTouched,
+    Event, LeadAssigned, LeadCaptured, LeadDispositioned, LeadEnriched, LeadHandedOver, LeadMerged, LeadQuarantined,
+    LeadQueued, LeadReengaged, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged, LeadTouched,
 )
 
 
@@ -74,12 +74,14 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(topics.SCORED, "Leads with an explainable fit and intent score, a grade and the MQL decision.",
             (LeadScored,), ("scoring",), ("routing",), stage_input=True),
     Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns "
-                           "it, when it leaves its team's queue for a rep, and when a touch earning intent points or changing the contact re-engages its holder.",
+                           "it, when it leaves its team's queue for a rep, when a manager hands it over, and when a "
+                           "touch earning intent points or changing the contact re-engages its holder.",
             (LeadRouted,), ("routing",), ("delivery", "sales tools")),
     Channel(topics.LIFECYCLE, "Every stage transition of every lead, every later touch, every re-engagement of "
                               "a lead's holder, every merge, every missed hand-off deadline, every wait in a team's "
-                              "queue and its end: the stream the funnel reports are rebuilt from.",
-            (LeadStageChanged, LeadSlaBreached, LeadQueued, LeadAssigned, LeadTouched, LeadReengaged, LeadMerged),
+                              "queue and its end, every hand-over: the stream the funnel reports are rebuilt from.",
+            (LeadStageChanged, LeadSlaBreached, LeadQueued, LeadAssigned, LeadHandedOver, LeadTouched, LeadReengaged,
+             LeadMerged),
             ("capture", "enrichment", "scoring", "routing"),
             ("capture", "reporting", "delivery"), retention=FOREVER),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",

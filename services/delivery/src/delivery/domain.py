@@ -17,13 +17,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from leadpipe_common.events import (
-    Contact, Event, LeadAssigned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged,
-    Score, ScoreReason,
+    Contact, Event, LeadAssigned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached,
+    LeadStageChanged, Score, ScoreReason,
 )
 
 #: The event types a subscription may ask for. ``lead.stage_changed`` is delivered for sales' dispositions only.
-DELIVERABLE = ("lead.routed", "lead.sla_breached", "lead.queued", "lead.assigned", "lead.stage_changed",
-               "lead.reengaged", "lead.merged")
+DELIVERABLE = ("lead.routed", "lead.sla_breached", "lead.queued", "lead.assigned", "lead.handed_over",
+               "lead.stage_changed", "lead.reengaged", "lead.merged")
 #: The stages a disposition moves a lead to: what a CRM mirrors.
 SALES_STAGES = frozenset({"accepted", "rejected", "contacted", "qualified", "won", "lost"})
 FILTER_KEYS = ("team", "owner", "grade", "source")
@@ -231,7 +231,7 @@ def facts_of(event: Event) -> dict[str, str | None]:
     if isinstance(event, LeadRouted):
         return {"team": event.assignment.team, "owner": event.assignment.owner_id, "grade": event.score.grade,
                 "source": source}
-    if isinstance(event, LeadSlaBreached | LeadReengaged | LeadStageChanged | LeadAssigned):
+    if isinstance(event, LeadSlaBreached | LeadReengaged | LeadStageChanged | LeadAssigned | LeadHandedOver):
         return {"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source}
     if isinstance(event, LeadQueued):
         return {"team": event.team, "owner": None, "grade": event.grade, "source": source}
@@ -241,7 +241,8 @@ def facts_of(event: Event) -> dict[str, str | None]:
 def deliverable(event: Event) -> bool:
     if isinstance(event, LeadStageChanged):
         return event.to_stage in SALES_STAGES
-    return isinstance(event, LeadRouted | LeadSlaBreached | LeadQueued | LeadAssigned | LeadReengaged | LeadMerged)
+    return isinstance(event, LeadRouted | LeadSlaBreached | LeadQueued | LeadAssigned | LeadHandedOver | LeadReengaged
+                      | LeadMerged)
 
 
 def wants(sub: Subscription, event: Event) -> bool:

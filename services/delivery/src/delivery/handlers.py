@@ -63,3 +63,4 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
 
 handle_lead_routed = handle_lead_sla_breached = handle_lead_stage_changed = handle_deliverable
 handle_lead_reengaged = handle_lead_merged = handle_lead_queued = handle_lead_assigned = handle_deliverable
+handle_lead_handed_over = handle_deliverable

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from leadpipe_common.events import (
-    LeadAssigned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged,
+    LeadAssigned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged,
 )
 from leadpipe_common.service import Runtime, Service
 
@@ -11,8 +11,8 @@ from delivery.api import router
 from delivery.dispatcher import Dispatcher
 from delivery.domain import SALES_STAGES
 from delivery.handlers import (
-    Delivery, handle_lead_assigned, handle_lead_merged, handle_lead_queued, handle_lead_reengaged, handle_lead_routed,
-    handle_lead_sla_breached, handle_lead_stage_changed,
+    Delivery, handle_lead_assigned, handle_lead_handed_over, handle_lead_merged, handle_lead_queued,
+    handle_lead_reengaged, handle_lead_routed, handle_lead_sla_breached, handle_lead_stage_changed,
 )
 from delivery.network import PublicOnlyTransport
 from delivery.retention import Purge
@@ -62,6 +62,7 @@ SERVICE: Service[Delivery, DeliveryStore] = Service(
             "retried for days.",
     consumes={LeadRouted: handle_lead_routed, LeadSlaBreached: handle_lead_sla_breached,
               LeadQueued: handle_lead_queued, LeadAssigned: handle_lead_assigned,
+              LeadHandedOver: handle_lead_handed_over,
               LeadStageChanged: handle_lead_stage_changed, LeadReengaged: handle_lead_reengaged,
               LeadMerged: handle_lead_merged},
     select=wanted_record,

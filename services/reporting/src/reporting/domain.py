@@ -36,8 +36,8 @@ from decimal import Decimal
 from typing import Any
 
 from leadpipe_common.events import (
-    FUNNEL, Event, LeadAssigned, LeadMerged, LeadQuarantined, LeadQueued, LeadReengaged, LeadSlaBreached,
-    LeadStageChanged, LeadTouched,
+    FUNNEL, Event, LeadAssigned, LeadHandedOver, LeadMerged, LeadQuarantined, LeadQueued, LeadReengaged,
+    LeadSlaBreached, LeadStageChanged, LeadTouched,
 )
 
 #: The stages whose first time is kept per lead: the funnel, then the side exits.
@@ -204,6 +204,8 @@ def project(events: Iterable[tuple[uuid.UUID, datetime, Event]],
             _sla_breached(out, event_id, recorded, event)
         elif isinstance(event, LeadQueued | LeadAssigned):
             _queue(out, event_id, recorded, event)
+        elif isinstance(event, LeadHandedOver):
+            _handed_over(out, event_id, recorded, event)
         elif isinstance(event, LeadTouched | LeadReengaged):
             _touched(out, event_id, recorded, event)
         elif isinstance(event, LeadMerged):
@@ -272,6 +274,21 @@ def _queue(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
                 "detail": e.model_dump(mode="json", include={"owner_id", "team", "queued_at", "due_at"})}
     out.steps.append({"event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.at,
                       "recorded_at": recorded, "from_stage": None, "by": "routing", **step})
+
+
+def _handed_over(out: Projection, event_id: uuid.UUID, recorded: datetime | None, e: LeadHandedOver) -> None:
+    """A manager's hand-over: on the timeline; an unaccepted lead's new holder holds it to a new deadline. The
+    funnel does not move (the lead keeps its stage)."""
+    out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c)
+                                                                 for c in DIMENSIONS.values()}))
+    if e.due_at is not None:
+        out.handoff(HandoffFacts(e.lead_id, e.owner_id, e.team, e.due_at, started_at=recorded))
+    out.steps.append({
+        "event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.at, "recorded_at": recorded,
+        "from_stage": None, "to_stage": "handed_over", "by": e.by,
+        "reason": f"handed to {e.owner_name}: {e.reason}",  # routing's reason says from whom, by whom, why
+        "detail": e.model_dump(mode="json", include={"from_owner_id", "owner_id", "team", "stage", "due_at"}),
+    })
 
 
 def _touched(out: Projection, event_id: uuid.UUID, recorded: datetime | None,

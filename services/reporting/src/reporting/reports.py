@@ -258,7 +258,7 @@ async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
 
 
 async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] | None:
-    later = ["queued", "assigned", "touched", "reengaged", "sla_breached", "merged"]
+    later = ["queued", "assigned", "handed_over", "touched", "reengaged", "sla_breached", "merged"]
     order = sa.func.array_position(sa.literal(list(STAGE_COLUMNS) + later), steps.c.to_stage)
     rows = (await conn.execute(sa.select(steps).where(steps.c.lead_id == lead_id).order_by(steps.c.at, order))).all()
     if not rows:

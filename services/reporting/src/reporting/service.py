@@ -1,16 +1,16 @@
 """reporting, declared: what it consumes and what it serves."""
 
 from leadpipe_common.events import (
-    LeadAssigned, LeadMerged, LeadQuarantined, LeadQueued, LeadReengaged, LeadSlaBreached, LeadStageChanged,
-    LeadTouched,
+    LeadAssigned, LeadHandedOver, LeadMerged, LeadQuarantined, LeadQueued, LeadReengaged, LeadSlaBreached,
+    LeadStageChanged, LeadTouched,
 )
 from leadpipe_common.service import Service
 
 from reporting.api import router as api_router
 from reporting.dashboard import router as dashboard_router
 from reporting.handlers import (
-    Reporting, handle_lead_assigned, handle_lead_merged, handle_lead_quarantined, handle_lead_queued, handle_lead_reengaged,
-    handle_lead_sla_breached, handle_lead_stage_changed, handle_lead_touched,
+    Reporting, handle_lead_assigned, handle_lead_handed_over, handle_lead_merged, handle_lead_quarantined,
+    handle_lead_queued, handle_lead_reengaged, handle_lead_sla_breached, handle_lead_stage_changed, handle_lead_touched,
 )
 from reporting.store import ReportingStore
 
@@ -21,7 +21,7 @@ SERVICE: Service[Reporting, ReportingStore] = Service(
     consumes={LeadStageChanged: handle_lead_stage_changed, LeadSlaBreached: handle_lead_sla_breached,
               LeadQuarantined: handle_lead_quarantined, LeadTouched: handle_lead_touched,
               LeadReengaged: handle_lead_reengaged, LeadMerged: handle_lead_merged, LeadQueued: handle_lead_queued,
-              LeadAssigned: handle_lead_assigned},
+              LeadAssigned: handle_lead_assigned, LeadHandedOver: handle_lead_handed_over},
     store=ReportingStore,
     routes=[api_router, dashboard_router],
 )
