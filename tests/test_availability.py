@@ -128,3 +128,46 @@ async def test_a_period_already_over_is_declared_again_from_the_same_start(stack
         assert again.status_code == 200, again.text
         assert (await sol(routing))["unavailable_because"].startswith("out of office (dentist, again) until")
         assert (await routing.put(f"/v1/reps/{SHIFT_REP}/availability", json={"away": []})).status_code == 200
+
+
+async def test_the_leads_a_rep_holds_are_handed_to_another_rep_once_as_they_stood(stack, bootstrap):
+    """Sol accepts a lead of the shift team (taken from its queue, or routed to Sol on shift); a manager hands Sol's
+    leads to a rep of the shipped files. It stays accepted, re-sent with its new owner beside lead.handed_over; the
+    same call again moves nothing. A target not in the files is refused naming `to`; a rep routing never handed a
+    lead is not found."""
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS, timeout=30) as routing, \
+            httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        answer = await capture.post("/v1/leads", json={
+            "email": f"ada.{uuid.uuid4().hex[:8]}@novartis.com", "job_title": "Chief Marketing Officer",
+            "country": SHIFT_COUNTRY, "offer": "demo"})
+        lead_id = answer.json()["lead_id"]
+        await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id, until=bool)
+        accepted = await routing.post(f"/v1/leads/{lead_id}/disposition",
+                                      json={"outcome": "accepted", "rep_id": SHIFT_REP})
+        assert accepted.status_code == 200, accepted.text
+        to = next(r["id"] for r in (await routing.get("/v1/reps")).json()["reps"]
+                  if r["active"] and r["id"] != SHIFT_REP)
+
+        nobody = await routing.post(f"/v1/reps/{SHIFT_REP}/handover", json={"to": "no.such.rep"})
+        assert nobody.status_code == 422 and nobody.json()["errors"] == [
+            {"field": "to", "reason": "no rep 'no.such.rep' in the reps file"}]
+        assert (await routing.post("/v1/reps/never.a.rep/handover", json={"to": to})).status_code == 404
+
+        handed = await routing.post(f"/v1/reps/{SHIFT_REP}/handover", json={"to": to, "reason": "moved to partners"})
+        assert handed.status_code == 200, handed.text
+        moved = {m["lead_id"]: m for m in handed.json()["moved"]}
+        assert (moved[lead_id]["owner_id"], moved[lead_id]["status"], moved[lead_id]["due_at"]) == (
+            to, "accepted", None)
+        assert handed.json()["more"] is False
+        steps = await read_topic(bootstrap, topics.LIFECYCLE, where=lambda r: r.key.decode() == lead_id,
+                                 until=lambda found: any(r.type == "lead.handed_over" for r in found))
+        [fact] = [r.json() for r in steps if r.type == "lead.handed_over"]
+        assert (fact["from_owner_id"], fact["owner_id"], fact["stage"]) == (SHIFT_REP, to, "accepted")
+        assert "moved to partners" in fact["reason"]
+        await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id,
+                         until=lambda found: any(r.json()["assignment"]["owner_id"] == to for r in found))
+        handoff = (await routing.get(f"/v1/leads/{lead_id}/handoff")).json()
+        assert (handoff["owner_id"], handoff["status"]) == (to, "accepted")
+
+        again = await routing.post(f"/v1/reps/{SHIFT_REP}/handover", json={"to": to})
+        assert again.status_code == 200 and (again.json()["count"], again.json()["moved"]) == (0, [])

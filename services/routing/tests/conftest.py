@@ -61,6 +61,15 @@ class MemoryRoutingStore:
         self.locks += list(found)
         return found
 
+    async def lock_held(self, owner_id: str, limit: int) -> list[Held]:
+        held = sorted((h for h in self.handoffs.values() if h.handoff.owner_id == owner_id and not h.handoff.closed),
+                      key=lambda h: h.handoff.lead_id)[:limit]
+        self.locks += [h.handoff.lead_id for h in held]
+        return held
+
+    async def ever_held(self, rep_id: str) -> bool:
+        return any(h.handoff.owner_id == rep_id or rep_id in h.handoff.holders for h in self.handoffs.values())
+
     async def claim_due(self, limit: int, now: datetime) -> list[Held]:
         due = [h for h in self.handoffs.values()
                if h.handoff.status == "routed" and h.handoff.due_at is not None and h.handoff.due_at <= now]

@@ -16,7 +16,7 @@ from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from routing.domain import Away, parse_routing_data
-from routing.handlers import Routing, handle_lead_dispositioned, handle_lead_scored, record_merge
+from routing.handlers import Routing, hand_over, handle_lead_dispositioned, handle_lead_scored, record_merge
 from routing.reference import Reference, RoutingFiles
 from routing.service import SERVICE
 from routing.sla import SlaWatch, act_on_missed_deadlines, hand_out_waiting_leads
@@ -921,3 +921,97 @@ async def test_two_processes_on_different_files_move_a_waiting_lead_between_thei
     old.clock.now += SETTLE
     await not_yet.step()
     assert [data(m).assignment.owner_id for m in uow.published] == ["queue:emea-inbound", "queue:emea"]
+
+
+#: The reps file after ana left the company, and cy joined.
+ANA_LEFT = parse_routing_data({**DATA.model_dump(), "reps": [{"id": "ben", "name": "Ben", "team": "emea", "weight": 1},
+                                                             {"id": "cy", "name": "Cy", "team": "emea", "weight": 1}]})
+
+
+async def leads_of(uow, ctx, owner, n):
+    """``n`` leads routed to ``owner`` (of as many routed as it takes), each with the message that routed it."""
+    held = []
+    while len(held) < n:
+        routed = (await route(uow, ctx, factories.scored("mql", country="DE")))[0]
+        if data(routed).assignment.owner_id == owner:
+            held.append(routed)
+    return held
+
+
+async def handed_over(uow, ctx, rep_id, to, limit=500):
+    async with uow:
+        result = await hand_over(uow.store, rep_id, ctx.data.rep(to) if to else None, "sales-ops",
+                                 "left the company", ctx.reference, ctx.clock(), limit)
+        uow.publish(result.messages)
+        await uow.commit()
+    return result
+
+
+async def test_the_open_leads_of_a_rep_who_left_go_to_the_named_rep_as_they_stood_each_re_sent_beside_a_hand_over(
+        uow, ctx):
+    accepted, waiting, rejected = await leads_of(uow, ctx, "ana", 3)
+    await say(uow, ctx, data(accepted).lead_id, outcome="accepted", rep_id="ana")
+    await say(uow, ctx, data(rejected).lead_id, outcome="rejected", rep_id="ana", reason_code="not-a-fit")
+    ctx.reference, ctx.clock.now = Reference(ANA_LEFT, "v2"), T0 + timedelta(hours=1)
+    published = len(uow.published)
+    result = await handed_over(uow, ctx, "ana", "cy")
+    moved = {h.lead_id: h for h in result.moved}
+    assert sorted(moved) == sorted(data(m).lead_id for m in (accepted, waiting)) and not result.more
+    assert (moved[data(accepted).lead_id].status, moved[data(accepted).lead_id].due_at) == ("accepted", None)
+    assert moved[data(waiting).lead_id].due_at == ctx.clock.now + timedelta(minutes=15)  # cy's own deadline
+    assert uow.store.handoffs[data(rejected).lead_id].handoff.owner_id == "ana"  # closed: nobody's to hand over
+    sent = uow.published[published:]
+    assert [m.topic for m in sent] == [topics.LIFECYCLE, topics.ROUTED] * 2
+    facts = {data(m).lead_id: data(m) for m in sent if m.topic == topics.LIFECYCLE}
+    assert {(f.from_owner_id, f.owner_id, f.stage, f.by) for f in facts.values()} == {
+        ("ana", "cy", "accepted", "sales-ops"), ("ana", "cy", "routed", "sales-ops")}
+    assert all(data(m).assignment.owner_id == "cy" and data(m).routing_data_version == "v2"
+               for m in sent if m.topic == topics.ROUTED)
+    trace = accepted.header("traceparent").split("-")[1]  # the lead's own trace goes on
+    assert {m.header("traceparent").split("-")[1] for m in sent if data(m).lead_id == data(accepted).lead_id} == {
+        trace}
+    assert await say(uow, ctx, data(accepted).lead_id, outcome="contacted", rep_id="cy")  # cy carries it on
+    assert (await handed_over(uow, ctx, "ana", "cy")).moved == []  # the same request again moves nothing
+    assert len(uow.published) == published + 4  # and sends nothing
+
+
+async def test_the_leads_of_a_rep_handed_back_through_routing_are_placed_as_a_missed_deadline_places_them(uow, ctx):
+    [held] = await leads_of(uow, ctx, "ana", 1)
+    ctx.reference = Reference(ANA_LEFT, "v2")
+    turns = uow.store.turns["emea"]
+    uow.store.locks.clear()
+    result = await handed_over(uow, ctx, "ana", None)
+    [moved] = result.moved
+    assert moved.owner_id in {"ben", "cy"} and moved.due_at == T0 + timedelta(minutes=15)
+    assert moved.holders == ("ana",) and moved.reassignments == 0  # no deadline was missed
+    assert uow.store.turns["emea"] == turns + 1  # a normal turn of the rotation
+    assert uow.store.locks == [data(held).lead_id, "emea"]  # hand-offs, then rotation, as every path locks
+    [fact] = [data(m) for m in uow.published if m.topic == topics.LIFECYCLE and m.header("ce_type") == "lead.handed_over"]
+    assert fact.reason.startswith("handed over from ana by sales-ops: left the company; territory emea")
+
+
+async def test_a_large_holding_is_handed_over_a_page_at_a_time_saying_while_more_remain(uow, ctx):
+    held = sorted(data(m).lead_id for m in await leads_of(uow, ctx, "ana", 3))
+    pages = [await handed_over(uow, ctx, "ana", "ben", limit=2) for _ in range(3)]
+    assert [([h.lead_id for h in p.moved], p.more) for p in pages] == [(held[:2], True), (held[2:], False), ([], False)]
+
+
+async def test_a_lead_handed_to_a_rep_back_and_to_them_again_is_sent_each_time_with_ids_of_its_own(uow, ctx):
+    """Delivery keeps one row per event id: a repeated id would leave the sales tool with the holder before."""
+    await leads_of(uow, ctx, "ana", 1)
+    published = len(uow.published)
+    for rep_id, to in (("ana", "ben"), ("ben", "ana"), ("ana", "ben")):
+        ctx.clock.now += timedelta(minutes=1)
+        assert len((await handed_over(uow, ctx, rep_id, to)).moved) == 1
+    ids = [m.header("ce_id") for m in uow.published[published:]]
+    assert len(ids) == 6 == len(set(ids))
+
+
+async def test_a_hand_over_retried_after_its_transaction_was_lost_is_sent_with_the_same_ids(uow, ctx):
+    await leads_of(uow, ctx, "ana", 1)
+    before = copy.deepcopy(uow.store)
+    await handed_over(uow, ctx, "ana", "ben")
+    retried = MemoryUnitOfWork(before)  # the transaction rolled back: the store as it was
+    ctx.clock.now += timedelta(seconds=5)
+    await handed_over(retried, ctx, "ana", "ben")
+    assert [m.header("ce_id") for m in uow.published[-2:]] == [m.header("ce_id") for m in retried.published]

@@ -100,3 +100,28 @@ async def test_open_leads_of_teams_the_files_do_not_staff_are_counted_and_those_
     assert counted.get(gone) == (4, 2, 1) and live not in counted  # the won lead is closed: no team holds it
     assert sorted(h.handoff.lead_id for h in claimed) == sorted(h.handoff.lead_id for h in (waiting, escalated))
     assert [h.handoff.lead_id for h in escalated_only] == [escalated.handoff.lead_id]
+
+
+async def test_a_reps_open_leads_are_locked_a_page_at_a_time_by_lead_id_and_a_former_holder_is_known(db):
+    now = datetime.now(UTC)
+    rep, other, former = (f"rep-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    routed, accepted, qualified, won, merged, passed_on = (_held(now) for _ in range(6))
+
+    def of(h: Held, owner: str, **kw) -> Held:
+        return replace(h, handoff=replace(h.handoff, owner_id=owner, **kw))
+
+    rows = [of(routed, rep), of(accepted, rep, status="accepted", due_at=None),
+            of(qualified, rep, status="qualified", due_at=None), of(won, rep, status="won", due_at=None),
+            of(merged, rep, status="merged", due_at=None, merged_into=won.handoff.lead_id),
+            of(passed_on, other, holders=(former,))]
+    async with AsyncSession(db) as session, session.begin():
+        store = RoutingStore(session)
+        await store.add_handoffs(rows)
+        page = await store.lock_held(rep, 2)
+        whole = await store.lock_held(rep, 10)
+        known = [await store.ever_held(r) for r in (rep, other, former, f"rep-{uuid.uuid4().hex[:8]}")]
+        await session.rollback()
+    open_ = sorted(h.handoff.lead_id for h in (routed, accepted, qualified))
+    assert [h.handoff.lead_id for h in page] == open_[:2]  # won and merged are closed: nobody's to hand over
+    assert [h.handoff.lead_id for h in whole] == open_
+    assert known == [True, True, True, False]  # holders now, and one who held a lead before

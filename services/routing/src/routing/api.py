@@ -1,5 +1,5 @@
 """routing's HTTP API for sales tools: dispositions, merges and a lead's hand-off state; reps' availability
-(out-of-office periods) and a reload of the routing files."""
+(out-of-office periods), the hand-over of a rep's leads, and a reload of the routing files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -18,8 +18,8 @@ from leadpipe_common.events import LeadDispositioned, Moment
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
-from routing.domain import Away, Handoff, Presence, Refused, Rep, Repeated, RoutingData, unavailable
-from routing.handlers import Routing, record_disposition, record_merge
+from routing.domain import Away, Handoff, Presence, Refused, Rep, Repeated, RoutingData, handover_refused, unavailable
+from routing.handlers import Routing, hand_over, record_disposition, record_merge
 from routing.sla import reload_reference
 from routing.store import RoutingStore
 
@@ -242,6 +242,62 @@ async def put_availability(rep_id: str, body: Availability, rt: RoutingRuntime,
         raise Problem(503, "availability cannot be stored right now; please retry",
                       headers={"Retry-After": "5"}) from None
     return _rep_state(rep, rt.context.data, presence, now)
+
+
+#: The most leads one hand-over call moves: a rep's whole holding in one transaction and one answer could be
+#: thousands of rows locked and re-sent at once.
+HANDOVER_PAGE = 500
+
+
+class HandoverRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt "too" is said, not taken for null (through routing)
+
+    to: str | None = Field(min_length=1, max_length=200,
+                           description="the rep who takes the leads: active, in the reps file (their shift, absence "
+                                       "and capacity are not asked); null: each lead is placed again as a missed "
+                                       "deadline places it, the rep passed over")
+    reason: str | None = Field(None, max_length=2000, description="kept on each lead's lead.handed_over")
+
+
+@reps_router.post(
+    "/reps/{rep_id}/handover",
+    summary="Hand the open leads a rep holds to another rep, or back through routing",
+    description="For a rep who left or is away for long: the open leads they hold (not won, lost, rejected or "
+                "merged; accepted, contacted and qualified ones too) go to `to`, or, with `\"to\": null`, each is "
+                "placed again as a missed deadline places a lead (its route, rotation and overflow, every earlier "
+                "holder passed over; a team's queue when nobody can take it now). A lead keeps its status; an "
+                "unaccepted one gets a new acceptance deadline in its new holder's working hours. Each is re-sent "
+                "on `leads.routed` with `lead.handed_over` on the lifecycle. At most `limit` leads a call, the "
+                "first by lead id: `more: true` says the rep holds more, for the same call again. The rep need "
+                "not be in the reps file any more; one routing never handed a lead to answers 404, and a rep "
+                "holding nothing (a repeat) answers 200 with nothing moved.",
+    responses=problem_responses(404, 503, _404="no such rep in the reps file, and no lead was ever theirs"),
+)
+async def post_handover(rep_id: str, body: HandoverRequest, request: Request, rt: RoutingRuntime,
+                        who: Annotated[Principal, needs("admin")],
+                        limit: Annotated[int, Query(ge=1, le=HANDOVER_PAGE)] = HANDOVER_PAGE) -> dict[str, Any]:
+    ref, now = rt.context.reference, rt.context.clock()
+    refused = handover_refused(rep_id, body.to, ref.data)
+    if refused is not None:
+        raise Problem(422, refused.reason, [FieldProblem(refused.field or "to", refused.reason)])
+    to = ref.data.rep(body.to) if body.to is not None else None
+    try:
+        async with rt.unit_of_work() as uow:
+            result = await hand_over(uow.store, rep_id, to, who.name, body.reason, ref, now, limit,
+                                     request.headers.get("traceparent"))
+            unknown = not result.moved and ref.data.rep(rep_id) is None and not await uow.store.ever_held(rep_id)
+            uow.publish(result.messages)
+            await uow.commit()
+    except UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
+        raise Problem(503, "the hand-over cannot be stored right now; please retry",
+                      headers={"Retry-After": "5"}) from None
+    if unknown:
+        raise Problem(404, f"no rep {rep_id!r} in the reps file, and routing never handed them a lead")
+    return {"rep_id": rep_id, "to": body.to, "count": len(result.moved), "more": result.more,
+            "moved": [{"lead_id": str(h.lead_id), "owner_id": h.owner_id, "team": h.team, "status": h.status,
+                       "due_at": h.due_at.isoformat() if h.due_at else None} for h in result.moved]}
 
 
 @reps_router.post(

@@ -48,15 +48,16 @@ from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
 from leadpipe_common.events import (
-    Assignment, LeadDispositioned, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadScored, LeadStageChanged,
+    Assignment, LeadDispositioned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadScored,
+    LeadStageChanged,
 )
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Applied, Handoff, Merged, Placed, Refused, Repeated, RoutingData, Step, Waiting, acceptance_due,
-    apply_disposition, capacity_bound, choose_route, kept_back_by, merge_into, news_for_holder, overflow_chain, place,
-    recycled_by, rejected_as,
+    Applied, Handoff, Merged, Placed, Presence, Refused, Rep, Repeated, Route, RoutingData, Step, Waiting,
+    acceptance_due, apply_disposition, capacity_bound, choose_route, hand_to, kept_back_by, merge_into,
+    news_for_holder, overflow_chain, place, recycled_by, rejected_as, reroute,
 )
 from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
@@ -164,6 +165,71 @@ async def record_merge(store: RoutingStore, lead_id: uuid.UUID, survivor_id: uui
     return MergeResult(verdict, [encode(topics.LIFECYCLE, merged, event_id=uuid.uuid5(lead_id, "merged"),
                                         source=SOURCE, time=now,
                                         traceparent=child_traceparent(traceparent or held.traceparent))])
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What a hand-over moved: each lead's hand-off as it is now, and whether the rep holds open leads beyond them."""
+
+    moved: list[Handoff]
+    more: bool
+    messages: list[Message]
+
+
+async def hand_over(store: RoutingStore, rep_id: str, to: Rep | None, by: str, reason: str | None, ref: Reference,
+                    now: datetime, limit: int, traceparent: str | None = None) -> Handover:
+    """Hand the first ``limit`` open leads ``rep_id`` holds (by lead id) to ``to`` (``handover_refused`` passed them),
+    or, with None, place each again through routing (``reroute``), in the caller's unit of work: each re-sent on
+    ``leads.routed`` with its new owner beside ``lead.handed_over``. The rep holding none (all moved before: a
+    repeat) moves nothing."""
+    page = await store.lock_held(rep_id, limit + 1)
+    held, more = page[:limit], len(page) > limit
+    why = f"handed over from {rep_id} by {by}" + (f": {reason}" if reason else "")
+    routes: dict[uuid.UUID, Route] = {}
+    turns, presence = Turns({}), Presence()
+    if to is None and held:
+        # Placed as a missed deadline places a lead: every team its route may reach is locked before held leads
+        # are counted, as routing a new lead does.
+        routes = {h.handoff.lead_id: choose_route(h.lead, ref.data) for h in held}
+        teams = {t for route in routes.values() for t in overflow_chain(route.team, ref.data)}
+        turns = Turns(await store.lock_rotations(teams))
+        reps = [r for r in ref.data.reps if r.team in teams]
+        presence = await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
+    moved: list[Held] = []
+    messages: list[Message] = []
+    for h in held:
+        handoff, lead = h.handoff, h.lead
+        if to is not None:
+            after, assignment = hand_to(handoff, lead.assignment, to, ref.data, now, why)
+        else:
+            placed = reroute(handoff, routes[handoff.lead_id], ref.data, turns.states, now, presence, why)
+            turns.take(placed.handoff.team, placed.rotation)
+            if placed.action == "reassigned" and handoff.status == "routed":  # capacity counts unaccepted leads
+                presence = presence.holding_one_more(placed.assignment.owner_id)
+            after, assignment = placed.handoff, placed.assignment
+        rerouted = lead.model_copy(update={"assignment": assignment, "routed_at": now,
+                                           "routing_data_version": ref.version})
+        handed = LeadHandedOver(
+            lead_id=lead.lead_id, from_owner_id=rep_id, owner_id=assignment.owner_id,
+            owner_name=assignment.owner_name, team=assignment.team, stage=handoff.status,  # type: ignore[arg-type]
+            at=now, by=by, reason=assignment.reason, due_at=after.due_at, grade=handoff.grade,
+            attribution=lead.attribution)
+        # Unique to this move, as a move out of an orphaned queue is (``sla.requeue_orphans``): the stored lead's
+        # routed_at changes with every move, so a lead handed A to B, back, and to B again is sent each time; a
+        # hand-over retried after its transaction was lost sends the same events again.
+        move = f"{rep_id}/{assignment.owner_id}/{lead.routed_at.isoformat()}"
+        trace = child_traceparent(traceparent or h.traceparent)
+        messages += [
+            encode(topics.LIFECYCLE, handed, event_id=handoff.event_id(f"lead.handed_over/{move}"), source=SOURCE,
+                   time=now, traceparent=trace),
+            encode(topics.ROUTED, rerouted, event_id=handoff.event_id(f"lead.routed/handed_over/{move}"),
+                   source=SOURCE, time=now, traceparent=trace),
+        ]
+        moved.append(dataclasses.replace(h, handoff=after, lead=rerouted))
+    await store.update_handoffs(moved)  # one statement, however many leads a page moves
+    await store.save_rotations(turns.changed, turns.taken)
+    log.info("leads handed over", rep=rep_id, to=to.id if to else "routing", by=by, moved=len(moved), more=more)
+    return Handover([h.handoff for h in moved], more, messages)
 
 
 async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],

@@ -265,6 +265,27 @@ class RoutingStore:
             return {}
         return {r.lead_id: _held(r) for r in await self._session.execute(_HANDOFFS, {"ids": ids})}
 
+    async def lock_held(self, owner_id: str, limit: int) -> list[Held]:
+        """Up to ``limit`` open hand-offs (not won, lost, rejected or merged) ``owner_id`` holds, the first by lead
+        id, locked in that order in one statement (see the module). No index serves a holder's accepted leads: it
+        reads every open hand-off, for a manager's hand-over, not for every round."""
+        rows = await self._session.execute(
+            sa.select(handoffs)
+            .where(handoffs.c.owner_id == owner_id, handoffs.c.status.not_in(sorted(CLOSED)))
+            .order_by(handoffs.c.lead_id)
+            .limit(limit)
+            .with_for_update()
+        )
+        return [_held(r) for r in rows]
+
+    async def ever_held(self, rep_id: str) -> bool:
+        """Whether a hand-off names ``rep_id`` as its holder, now (open or closed) or before."""
+        rows = await self._session.execute(
+            sa.select(sa.literal(1))
+            .where(sa.or_(handoffs.c.owner_id == rep_id, handoffs.c.holders.contains([rep_id])))
+            .limit(1))
+        return rows.first() is not None
+
     async def claim_due(self, limit: int, now: datetime) -> list[Held]:
         """Hand-offs whose acceptance deadline passed by ``now``, locked; those another process holds are skipped."""
         rows = await self._session.execute(

@@ -1,0 +1,112 @@
+"""routing's HTTP API over the in-memory store: what the hand-over of a rep's leads answers."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import httpx
+from fastapi import FastAPI
+
+from leadpipe_common import auth, topics
+from leadpipe_common.events import Assignment, LeadRouted
+from leadpipe_common.http import install_problem_handlers
+from leadpipe_common.testing import factories
+from leadpipe_common.throttle import parse_rate
+from routing.api import reps_router
+from routing.domain import Handoff, parse_routing_data
+from routing.handlers import Routing
+from routing.reference import Reference
+from routing.store import Held
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+ADMIN = auth.Principal(key_id="abc123", name="sales-ops", scopes=frozenset({auth.ADMIN}))
+SALES_TOOL = auth.Principal(key_id="def456", name="crm", scopes=frozenset({"feedback:write"}))
+#: Ana left: she is gone from the files.
+DATA = parse_routing_data({
+    "reps": [{"id": "ben", "name": "Ben", "team": "emea"}, {"id": "cy", "name": "Cy", "team": "emea",
+                                                            "active": False}],
+    "accounts": [],
+    "territories": {"regions": {"emea": ["DE"]}, "segments": [{"name": "all", "min_employees": 0}],
+                    "unknown_size_segment": "all", "teams": [{"team": "emea", "region": "emea"}],
+                    "default_team": "emea"},
+    "working_hours": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"},
+    "sla": {"acceptance": {"B": "15m"}},
+})
+
+
+class Keys:
+    def __init__(self, principal: auth.Principal) -> None:
+        self.principal = principal
+
+    async def authenticate(self, key: str) -> auth.Principal:
+        return self.principal
+
+    def seen_valid(self, token: str) -> bool:
+        return True
+
+
+def serving(uow, principal: auth.Principal = ADMIN) -> httpx.AsyncClient:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(reps_router)
+    app.state.keys, app.state.wrong_keys = Keys(principal), auth.WrongKeys(parse_rate("30/minute", "test"))
+    app.state.runtime = SimpleNamespace(unit_of_work=lambda: uow,
+                                        context=Routing(Reference(DATA, "v1"), clock=lambda: NOW))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://routing",
+                             headers={"Authorization": "Bearer lp_abc123_secret"})
+
+
+def holding(uow, owner: str, n: int, status: str = "accepted") -> list[uuid.UUID]:
+    """``n`` leads ``owner`` holds, stored as routing stores them; their ids, in order."""
+    for _ in range(n):
+        lead = factories.scored("mql", country="DE")
+        routed = LeadRouted.model_construct(**dict(lead), routed_at=NOW - timedelta(days=3), routing_data_version="v0",
+                                            assignment=Assignment(owner_id=owner, owner_name=owner, team="emea",
+                                                                  method="territory", reason="territory emea / all"))
+        handoff = Handoff(lead_id=lead.lead_id, status=status, owner_id=owner, team="emea", grade="B", due_at=None)
+        uow.store.handoffs[lead.lead_id] = Held(handoff, routed, None)
+    return sorted(lead_id for lead_id, h in uow.store.handoffs.items() if h.handoff.owner_id == owner)
+
+
+async def test_the_leads_of_a_rep_who_left_are_handed_over_a_page_at_a_time_and_a_repeat_moves_nothing(uow):
+    leads = holding(uow, "ana", 3)
+    async with serving(uow) as client:
+        pages = [await client.post("/v1/reps/ana/handover", params={"limit": 2},
+                                   json={"to": "ben", "reason": "left the company"}) for _ in range(3)]
+    assert [p.status_code for p in pages] == [200, 200, 200], pages[0].text
+    first, second, repeat = (p.json() for p in pages)
+    assert ([m["lead_id"] for m in first["moved"]], first["count"], first["more"]) == (
+        [str(i) for i in leads[:2]], 2, True)
+    assert first["moved"][0] == {"lead_id": str(leads[0]), "owner_id": "ben", "team": "emea", "status": "accepted",
+                                 "due_at": None}
+    assert ([m["lead_id"] for m in second["moved"]], second["more"]) == ([str(leads[2])], False)
+    assert (repeat["count"], repeat["moved"], repeat["more"]) == (0, [], False)
+    assert [m.topic for m in uow.published] == [topics.LIFECYCLE, topics.ROUTED] * 3  # committed with the moves
+
+
+async def test_a_hand_over_to_a_rep_not_in_the_files_or_inactive_is_refused_naming_to_and_moves_nothing(uow):
+    holding(uow, "ana", 1)
+    async with serving(uow) as client:
+        unknown = await client.post("/v1/reps/ana/handover", json={"to": "zed"})
+        inactive = await client.post("/v1/reps/ana/handover", json={"to": "cy"})
+        unsaid = await client.post("/v1/reps/ana/handover", json={})
+    assert (unknown.status_code, unknown.json()["errors"]) == (
+        422, [{"field": "to", "reason": "no rep 'zed' in the reps file"}])
+    assert (inactive.status_code, inactive.json()["errors"][0]["field"]) == (422, "to")
+    assert unsaid.status_code == 422  # through routing is said with "to": null, never by leaving it out
+    assert uow.published == [] and {h.handoff.owner_id for h in uow.store.handoffs.values()} == {"ana"}
+
+
+async def test_a_rep_routing_never_handed_a_lead_is_not_found(uow):
+    async with serving(uow) as client:
+        nobody = await client.post("/v1/reps/no.such.rep/handover", json={"to": "ben"})
+        known = await client.post("/v1/reps/ben/handover", json={"to": None})  # in the files, holding nothing
+    assert nobody.status_code == 404 and "no.such.rep" in nobody.json()["error"]
+    assert (known.status_code, known.json()["count"]) == (200, 0)
+
+
+async def test_a_hand_over_needs_the_admin_scope(uow):
+    holding(uow, "ana", 1)
+    async with serving(uow, SALES_TOOL) as client:
+        answer = await client.post("/v1/reps/ana/handover", json={"to": "ben"})
+    assert answer.status_code == 403 and uow.published == []
