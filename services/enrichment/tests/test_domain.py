@@ -97,6 +97,26 @@ def test_without_a_country_the_phone_number_tells_it():
     assert (e.country.value, e.country.source) == ("GB", "phone")
 
 
+@pytest.mark.parametrize("phone", ["+800 1234 5678", "+870 301 234 567", "+883 510 012 345", "+979 1 2345 6789"])
+def test_a_number_of_no_country_is_kept_but_tells_no_country(phone):
+    """+800 freephone and satellite numbers are libphonenumber's region "001": the lead's country was 001, which a
+    `country not_in` rule disqualified and no territory took."""
+    lead = enrich(Contact(email="jo@gmail.com", phone=phone), REF)
+    assert lead.phone_e164 is not None
+    assert lead.country is None
+
+
+def test_a_number_of_no_country_leaves_the_country_to_the_company():
+    lead = enrich(Contact(email="jo@acme.com", phone="+800 1234 5678"), REF)
+    assert (lead.phone_e164.value, lead.country.value, lead.country.source) == ("+80012345678", "US", "companies")
+
+
+@pytest.mark.parametrize(("phone", "island"), [("+247 62889", "Ascension"), ("+290 8999", "Tristan da Cunha")])
+def test_a_number_of_an_island_iso_counts_as_saint_helenas_tells_sh(phone, island):
+    lead = enrich(Contact(email="jo@gmail.com", phone=phone), REF)
+    assert (lead.country.value, lead.country.source) == ("SH", "phone"), island
+
+
 def test_without_country_or_phone_the_company_tells_it():
     e = enrich(Contact(email="jo@acme.com"), REF)
     assert (e.country.value, e.country.source) == ("US", "companies")

@@ -162,8 +162,18 @@ def normalise_country(value: str | None, aliases: Mapping[str, tuple[str, ...]])
     return candidates[0] if len(candidates) == 1 else None
 
 
-def normalise_phone(raw: str | None, region: str | None) -> tuple[str, str] | None:
-    """(E.164, the number's country) for a valid number, else None."""
+#: Regions libphonenumber gives numbers in that ISO 3166-1 counts as part of a country: Ascension (+247) and Tristan
+#: da Cunha (+290 8) have numbering of their own, but to ISO are Saint Helena's, SH.
+_PART_OF_COUNTRY = {"AC": "SH", "TA": "SH"}
+
+
+def normalise_phone(raw: str | None, region: str | None) -> tuple[str, str | None] | None:
+    """(E.164, the number's country) for a valid number, else None.
+
+    The country is None for a number of no country: libphonenumber's region for +800 freephone, +870 Inmarsat and
+    the other non-geographic codes is "001", which a ``country not_in`` rule would disqualify, routing could place
+    in no territory and reports would show as a country.
+    """
     if not raw:
         return None
     try:
@@ -172,13 +182,15 @@ def normalise_phone(raw: str | None, region: str | None) -> tuple[str, str] | No
         return None
     if not phonenumbers.is_valid_number(number):
         return None
+    country = phonenumbers.region_code_for_number(number)
+    country = _PART_OF_COUNTRY.get(country, country)
     return (
         phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
-        phonenumbers.region_code_for_number(number),
+        country if country in COUNTRY_CODES else None,
     )
 
 
-def phone_among(raw: str | None, candidates: tuple[str, ...]) -> tuple[str, str] | None:
+def phone_among(raw: str | None, candidates: tuple[str, ...]) -> tuple[str, str | None] | None:
     """(E.164, the number's country) for ``raw`` as a number of one of the countries the form's may be.
 
     A national number (010-1234-5678) needs its country to be read at all. Of several candidates, the one it is a
@@ -245,7 +257,7 @@ def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
     phone = phone_among(contact.phone, candidates)
     if form_country:
         country = _SourcedStr(value=form_country, source="form")
-    elif phone:
+    elif phone and phone[1]:
         country = _SourcedStr(value=phone[1], source="phone")
     elif company and company.country:
         country = _SourcedStr(value=company.country, source="companies")
