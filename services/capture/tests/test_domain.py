@@ -417,6 +417,44 @@ def test_identity_rules_of_the_wrong_shape_are_refused_not_crashed_on(raw, messa
         parse_identity(raw)
 
 
+@pytest.mark.parametrize(("provider", "message"), [
+    # Read for its truth, the text "false" was true: j.doe@acme.com and jdoe@acme.com became one person.
+    ({"ignore_dots": "false"}, r"providers.acme.com.ignore_dots: expected true or false, not 'false' \(leave out"),
+    ({"plus_tags": "no"}, r"providers.acme.com.plus_tags: expected true or false, not 'no' \(leave out the quotes\)"),
+    ({"ignore_dots": 1}, r"providers.acme.com.ignore_dots: expected true or false, not 1$"),
+    ({"same_as": "GMAIL.COM."}, r"providers.acme.com.same_as: 'GMAIL.COM.' is not a domain .*\(write the domain "
+                                r"alone: GMAIL.COM"),
+    ({"same_as": ["gmail.com"]}, r"providers.acme.com.same_as: \['gmail.com'\] is not a domain"),
+    ({"same_as": "gmail"}, r"providers.acme.com.same_as: 'gmail' is not a domain .*\(write it like gmail.com"),
+    ({"same_as": "gmail.com", "ignore_dots": True}, r"providers.acme.com: an alias \(same_as\) takes the rules of "
+                                                    r"gmail.com; give ignore_dots there"),
+    ({"ignore_dot": True}, r"providers.acme.com: unknown keys \['ignore_dot'\] \(known: ignore_dots, plus_tags"),
+    (False, r"providers.acme.com: expected a mapping of ignore_dots, plus_tags, same_as"),
+], ids=["quoted-false", "quoted-no", "number", "fully-qualified-alias", "alias-list", "alias-no-domain",
+        "alias-with-rules-of-its-own", "misspelt-key", "not-a-mapping"])
+def test_an_identity_value_of_the_wrong_type_is_refused_naming_the_entry_and_key(provider, message):
+    with pytest.raises(ValueError, match=message):
+        parse_identity({"providers": {"acme.com": provider}})
+
+
+@pytest.mark.parametrize(("providers", "message"), [
+    ({"https://gmail.com": {"ignore_dots": True}},
+     r"providers.https://gmail.com: .*\(write the domain alone: gmail.com\)"),
+    ({True: {"ignore_dots": True}}, "providers.True: True is not a domain"),
+    ({"gmail.com": {"ignore_dots": True}, "Gmail.com": {}}, "providers.Gmail.com: gmail.com is listed already"),
+], ids=["a-site", "a-yaml-boolean", "listed-twice-in-two-cases"])
+def test_an_identity_provider_that_is_no_mail_domain_is_refused(providers, message):
+    with pytest.raises(ValueError, match=message):
+        parse_identity({"providers": providers})
+
+
+def test_a_provider_written_in_either_spelling_of_its_domain_rules_its_addresses():
+    rules = parse_identity({"providers": {"XN--MLLER-KVA.de": {"ignore_dots": True},
+                                          "mueller.example": {"same_as": "xn--mller-kva.de"}}})
+    # Addresses are kept as email-validator spells them, the Unicode way: an alias names the same person.
+    assert person_key("j.doe@müller.de", rules) == person_key("j.doe@mueller.example", rules) == "jdoe@müller.de"
+
+
 def test_a_request_fingerprint_ignores_field_order_but_not_values_or_the_form():
     assert fingerprint({"email": "a@b.co", "x": "1"}, "demo") == fingerprint({"x": "1", "email": "a@b.co"}, "demo")
     assert fingerprint({"email": "a@b.co"}, "demo") != fingerprint({"email": "a@b.co"}, "pricing")

@@ -610,6 +610,16 @@ def test_a_key_given_twice_in_the_forms_or_identity_file_is_refused_naming_the_k
         load(path)
 
 
+def test_a_quoted_false_in_the_identity_file_stops_capture_naming_the_file_the_entry_and_the_key(tmp_path):
+    """ignore_dots: "false" was read as true: j.doe@acme.com and jdoe@acme.com were one person, and one's post a
+    touch of the other's lead."""
+    path = tmp_path / "identity.yaml"
+    path.write_text('plus_tags: true\nproviders:\n  acme.com: {ignore_dots: "false"}\n')
+    with pytest.raises(ValueError, match=rf"^{path}: providers.acme.com.ignore_dots: expected true or false, not "
+                                         r"'false' \(leave out the quotes\)$"):
+        load_identity(path)
+
+
 def test_a_token_or_captcha_on_listed_forms_alone_is_called_out_at_start():
     def warning(raw: dict[str, Any]) -> str | None:
         return unguarded_warning(FormsFile(parse_forms(raw), parse_unlisted(raw)))

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
 from leadpipe_common.events import Attribution, Contact, LeadCaptured
 from leadpipe_common.problems import FieldProblem, field_problems
 
@@ -594,40 +595,90 @@ class IdentityRules:
     providers: Mapping[str, Provider] = dataclasses.field(default_factory=dict)
 
 
+_PROVIDER_KEYS = ("ignore_dots", "plus_tags", "same_as")
+
+
 def parse_identity(raw: Mapping[str, Any]) -> IdentityRules:
-    """Raises ValueError naming the bad entry."""
+    """Raises ValueError naming the bad entry and key."""
     if not isinstance(raw, Mapping):
         raise ValueError("expected a mapping with plus_tags: and providers: at the top level")
     unknown = set(raw) - {"plus_tags", "providers"}
     if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)} (known: plus_tags, providers)")
-    if not isinstance(raw.get("plus_tags", True), bool):
-        raise ValueError("plus_tags: expected true or false")
+        raise ValueError(f"unknown keys {sorted(map(str, unknown))} (known: plus_tags, providers)")
+    plus_tags = _yes_or_no(raw.get("plus_tags", True), "plus_tags")
     listed = raw.get("providers") or {}
     if not isinstance(listed, Mapping):
         raise ValueError("providers: expected a mapping of mail domains to their settings, like gmail.com: "
                          "{ignore_dots: true}")
-    providers = {}
-    for domain, spec in listed.items():
-        spec = spec or {}
-        if not isinstance(spec, Mapping) or set(spec) - {"ignore_dots", "plus_tags", "same_as"}:
-            raise ValueError(f"providers.{domain}: expected a mapping of ignore_dots, plus_tags, same_as")
-        providers[str(domain).lower()] = Provider(ignore_dots=bool(spec.get("ignore_dots", False)),
-                                                  plus_tags=spec.get("plus_tags"),
-                                                  same_as=str(spec["same_as"]).lower() if spec.get("same_as") else None)
+    providers: dict[str, Provider] = {}
+    written_as: dict[str, str] = {}
+    for written, spec in listed.items():
+        where = f"providers.{written}"
+        domain = _mail_domain(written, where)
+        if domain in written_as:
+            # YAML sees two keys in Gmail.com and gmail.com; kept both, the later would silently win.
+            raise ValueError(f"{where}: {written_as[domain]} is listed already; give each domain once")
+        written_as[domain] = str(written)
+        spec = {} if spec is None else spec  # a domain with nothing under it: its settings are the defaults
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{where}: expected a mapping of {', '.join(_PROVIDER_KEYS)}, like {{ignore_dots: true}}")
+        unknown = set(spec) - set(_PROVIDER_KEYS)
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(map(str, unknown))} (known: {', '.join(_PROVIDER_KEYS)})")
+        same_as = spec.get("same_as")
+        if same_as is not None and len(spec) > 1:
+            # An alias's addresses take the rules of the domain it names: its own would be read by nobody.
+            raise ValueError(f"{where}: an alias (same_as) takes the rules of {same_as}; give "
+                             f"{', '.join(sorted(set(spec) - {'same_as'}))} there, not here")
+        providers[domain] = Provider(
+            ignore_dots=_yes_or_no(spec.get("ignore_dots", False), f"{where}.ignore_dots"),
+            plus_tags=None if spec.get("plus_tags") is None else _yes_or_no(spec["plus_tags"], f"{where}.plus_tags"),
+            same_as=None if same_as is None else _as_addresses_spell_it(_mail_domain(same_as, f"{where}.same_as"),
+                                                                        f"{where}.same_as"))
     for domain, provider in providers.items():
-        if provider.same_as and providers.get(provider.same_as, Provider()).same_as:
-            raise ValueError(f"providers.{domain}.same_as: {provider.same_as} is itself an alias")
-    return IdentityRules(plus_tags=raw.get("plus_tags", True), providers=providers)
+        if provider.same_as and providers.get(ascii_domain(provider.same_as), Provider()).same_as:
+            raise ValueError(f"providers.{written_as[domain]}.same_as: {provider.same_as} is itself an alias")
+    return IdentityRules(plus_tags=plus_tags, providers=providers)
+
+
+#: What YAML reads as true or false unquoted: quoted, it is text.
+_YAML_BOOLEANS = frozenset({"true", "false", "yes", "no", "on", "off"})
+
+
+def _yes_or_no(value: Any, where: str) -> bool:
+    # Taken for its truth, the text "false" (or "no", quoted) was true: j.doe and jdoe at a company became one person.
+    if not isinstance(value, bool):
+        quoted = isinstance(value, str) and value.lower() in _YAML_BOOLEANS
+        raise ValueError(f"{where}: expected true or false, not {value!r}{' (leave out the quotes)' if quoted else ''}")
+    return value
+
+
+def _mail_domain(written: Any, where: str) -> str:
+    """``written``, a domain an address may end in, in the ASCII form rules are looked up by (``ascii_domain``);
+    raises ValueError naming ``where`` and what to write instead."""
+    if not isinstance(written, str) or not is_domain(written):
+        alone = domain_alone(written) if isinstance(written, str) else None
+        fix = f"write the domain alone: {alone}" if alone else "write it like gmail.com"
+        raise ValueError(f"{where}: {written!r} is not a domain as it follows the @ of an address ({fix})")
+    return ascii_domain(written)
+
+
+def _as_addresses_spell_it(domain: str, where: str) -> str:
+    """``domain`` as capture keeps it in an address (email-validator's spelling: ``xn--mller-kva.de`` is
+    ``müller.de``): an alias's addresses name their person by it, the same one as an address written there."""
+    try:
+        return validate_email(f"x@{domain}", check_deliverability=False).domain
+    except EmailNotValidError as exc:  # an xn-- label that is no IDNA, say: no address ends in it
+        raise ValueError(f"{where}: {domain!r} is not a domain as it follows the @ of an address ({exc})") from None
 
 
 def person_key(email: str, rules: IdentityRules) -> str:
     """The person an address names: ``Jane.Doe+news@GoogleMail.com`` and ``janedoe@gmail.com`` are one."""
     local, _, domain = email.strip().casefold().rpartition("@")
-    provider = rules.providers.get(domain, Provider())
+    provider = rules.providers.get(ascii_domain(domain), Provider())
     if provider.same_as:
         domain = provider.same_as
-        provider = rules.providers.get(domain, Provider())
+        provider = rules.providers.get(ascii_domain(domain), Provider())
     plus_tags = rules.plus_tags if provider.plus_tags is None else provider.plus_tags
     if plus_tags and "+" in local[1:]:
         local = local[: local.index("+", 1)]
