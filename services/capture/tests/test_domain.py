@@ -8,8 +8,8 @@ from leadpipe_common.events import Contact
 from leadpipe_common.throttle import parse_rate
 
 from capture.domain import (Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions, capture_lead,
-                            fingerprint, issue_form_token, latest_contact, may_post_from, parse_forms, parse_identity,
-                            parse_unlisted, person_key, stated_consent, suspicions, unverifiable)
+                            fingerprint, issue_form_token, latest_contact, may_post_from, overlong, parse_forms,
+                            parse_identity, parse_unlisted, person_key, stated_consent, suspicions, unverifiable)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -63,6 +63,38 @@ def test_no_consent_records_no_time(silent):
 def test_blank_form_fields_are_absent_not_empty_strings():
     lead = capture({"email": "ada@example.com", "company": "   ", "phone": ""})
     assert lead.contact.company is None and lead.contact.phone is None
+
+
+def test_a_landing_page_with_long_tracking_parameters_is_cut_to_its_limit_and_the_lead_kept():
+    """location.href with long tracking parameters, or an ad's long utm_content, was a 422 no visitor could act on:
+    the lead was lost."""
+    page = "https://www.example.com/demo?" + "gclid=" + "a" * 3000
+    lead = capture({"email": "ada@example.com", "landing_page": page, "referrer": page, "utm_content": "é" * 250,
+                    "utm_term": "  spring sale  "})
+    assert lead.attribution.landing_page == page[:2048] and lead.attribution.referrer == page[:2048]
+    assert lead.attribution.utm_content == "é" * 200
+    assert lead.attribution.utm_term == "spring sale"
+
+
+def test_a_cut_leaves_no_half_a_percent_escape_at_the_end():
+    page = "https://www.example.com/?q=" + "a" * 2019 + "%2Fb"  # the 2,048th character is the 2 of %2F
+    assert capture({"email": "ada@example.com", "landing_page": page}).attribution.landing_page == page[:2046]
+
+
+def test_only_what_a_script_fills_in_is_cut_and_what_the_person_typed_is_refused():
+    long = {"email": "ada@example.com", "first_name": "x" * 201, "message": "x" * 5001, "offer": "x" * 201,
+            "utm_source": "x" * 201, "landing_page": "https://example.com/" + "x" * 2048}
+    with pytest.raises(InvalidSubmission) as err:
+        capture(long)
+    assert {e.field for e in err.value.errors} == {"first_name", "message", "offer"}
+    assert overlong(long) == ["utm_source", "landing_page"]
+    assert overlong({"utm_source": "x" * 200, "landing_page": None}) == []
+
+
+def test_an_attribution_field_that_is_not_text_is_still_refused():
+    with pytest.raises(InvalidSubmission) as err:
+        capture({"email": "ada@example.com", "utm_content": ["a", "b"]})
+    assert [e.field for e in err.value.errors] == ["utm_content"]
 
 
 def test_the_form_in_the_url_wins_and_its_offer_fills_in():

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import structlog
 import yaml
+from prometheus_client import REGISTRY
 
 from leadpipe_common.auth import Keys, Principal, new_key
 from leadpipe_common.service import Runtime
@@ -213,6 +214,26 @@ async def test_a_form_in_any_of_the_webs_charsets_is_read_in_it(client, pipeline
     r = await client.post(FORM, content=body, headers=in_charset(charset))
     assert r.status_code == 202, r.text
     assert pipeline.lead.contact.company == company
+
+
+# -- attribution a page filled in --------------------------------------------------------------
+
+
+async def test_a_browser_form_whose_landing_page_is_too_long_is_thanked_and_its_lead_kept_cut_and_counted(pipeline):
+    """location.href with long tracking parameters was a 422 "Please check the form" the visitor could not act on,
+    and the lead was lost."""
+    page = "https://www.example.com/demo?utm_source=ads&fbclid=" + "x" * 3000
+    cut = REGISTRY.get_sample_value("capture_attribution_cut_total", {"field": "landing_page"}) or 0.0
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    with structlog.testing.capture_logs() as lines:
+        async with serving(pipeline, settings, accept="text/html") as capture:
+            r = await capture.post(FORM, data={"email": "ada@example.com", "landing_page": page})
+    assert r.status_code == 200 and "Please check the form" not in r.text, r.text  # contact-us's thank-you page
+    assert pipeline.lead.attribution.landing_page == page[:2048]
+    assert REGISTRY.get_sample_value("capture_attribution_cut_total", {"field": "landing_page"}) == cut + 1
+    logged = [line for line in lines if line["event"] == "attribution cut to its limit"]
+    assert [line["fields"] for line in logged] == [["landing_page"]]
+    assert "ada@example.com" not in str(logged) and "xxxx" not in str(logged)
 
 
 # -- a name sent twice --------------------------------------------------------------

@@ -42,7 +42,7 @@ from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, reques
 
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
-                            capture_lead, fingerprint, issue_form_token, person_key, quarantined_fields,
+                            capture_lead, fingerprint, issue_form_token, overlong, person_key, quarantined_fields,
                             stated_consent, suspicions, unverifiable)
 from capture.handlers import SOURCE
 from capture.throttle import browser_identity
@@ -56,6 +56,8 @@ REJECTED = Counter("capture_requests_rejected_total", "Requests refused", ["stat
 THROTTLED = Counter("capture_requests_throttled_total", "Submissions refused with 429", ["by"])
 QUARANTINED = Counter("capture_submissions_quarantined_total", "Submissions taken for bots' (answered as people)",
                       ["endpoint"])
+CUT = Counter("capture_attribution_cut_total", "Attribution fields a page filled in past their limit, cut to it",
+              ["field"])
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -372,6 +374,11 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     if not admitted.repeated:
         (QUARANTINED if reasons else ACCEPTED).labels(endpoint).inc()
+        if cut := overlong(fields):
+            # Field names only: a landing page's query may hold the person's address.
+            for name in cut:
+                CUT.labels(name).inc()
+            log.info("attribution cut to its limit", fields=cut, form_id=lead.attribution.form_id)
     if not reasons:
         structlog.contextvars.bind_contextvars(lead_id=admitted.answer["lead_id"])
     return admitted

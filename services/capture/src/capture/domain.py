@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -67,7 +68,35 @@ def _text(max_length: int, pattern: str | None = None) -> Any:
 
 Name = _text(200)
 Tag = _text(200)
-Url = _text(2048)
+
+#: The attribution a page's script fills in (from the ad's link, ``document.referrer``, ``location.href``), which
+#: the person never sees and cannot shorten, and each one's limit. Refused, a landing page carrying long tracking
+#: parameters lost its lead to a "Please check the form" no one could act on: over its limit, a value is cut to it.
+FILLED_IN = {"utm_source": 200, "utm_medium": 200, "utm_campaign": 200, "utm_term": 200, "utm_content": 200,
+             "referrer": 2048, "landing_page": 2048}
+#: A percent escape the cut left unfinished at the end (``%2``): a decoder would read it as wrong or refuse it.
+_HALF_ESCAPE = re.compile(r"%[0-9A-Fa-f]?\Z")
+
+
+def _cut(v: Any, limit: int) -> Any:
+    v = _blank_to_none(v)
+    if isinstance(v, str) and len(v) > limit:
+        # Whole characters (code points) are kept, as the limit counts them.
+        v = _HALF_ESCAPE.sub("", v[:limit]).rstrip()
+    return v
+
+
+def _filled_in(field: str) -> Any:
+    """Optional text a script fills in: blank means absent; longer than its limit, it is cut to it, not refused."""
+    limit = FILLED_IN[field]
+    return Annotated[str | None, BeforeValidator(functools.partial(_cut, limit=limit)),
+                     Field(description=f"cut to its first {limit:,} characters when longer")]
+
+
+def overlong(fields: Mapping[str, Any]) -> list[str]:
+    """The attribution fields of ``fields`` that ``capture_lead`` cuts to their limit."""
+    return [name for name, limit in FILLED_IN.items()
+            if isinstance(value := fields.get(name), str) and len(value.strip()) > limit]
 
 
 class Submission(BaseModel):
@@ -86,13 +115,13 @@ class Submission(BaseModel):
     marketing_consent: Annotated[bool | None, BeforeValidator(_consent)] = None
     form_id: _text(100, pattern=r"^[A-Za-z0-9_.:-]+$") = None
     offer: Tag = None
-    utm_source: Tag = None
-    utm_medium: Tag = None
-    utm_campaign: Tag = None
-    utm_term: Tag = None
-    utm_content: Tag = None
-    referrer: Url = None
-    landing_page: Url = None
+    utm_source: _filled_in("utm_source") = None
+    utm_medium: _filled_in("utm_medium") = None
+    utm_campaign: _filled_in("utm_campaign") = None
+    utm_term: _filled_in("utm_term") = None
+    utm_content: _filled_in("utm_content") = None
+    referrer: _filled_in("referrer") = None
+    landing_page: _filled_in("landing_page") = None
 
     @field_validator("email")
     @classmethod
