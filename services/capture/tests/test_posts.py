@@ -683,6 +683,38 @@ async def test_a_page_posting_json_with_fetchs_default_accept_reads_the_api_answ
         assert reply.headers["location"] == "https://example.com/thanks"
 
 
+#: What a browser marks a page's fetch() or XMLHttpRequest with, and a form's navigation.
+FETCH = {"sec-fetch-mode": "cors", "sec-fetch-dest": "empty", "sec-fetch-site": "cross-site"}
+NAVIGATION = {"sec-fetch-mode": "navigate", "sec-fetch-dest": "document", "sec-fetch-site": "cross-site"}
+NAVIGATION_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize(("accept", "marks", "send", "status", "type_"), [
+    ("*/*", FETCH, {"data": {"email": "jo@example.com"}}, 202, "application/json"),
+    ("*/*", FETCH, {"files": {"email": (None, "jo@example.com")}}, 202, "application/json"),
+    ("*/*", FETCH, {"data": {"email": "not an address"}}, 422, "application/json"),
+    ("*/*", {"sec-fetch-mode": "same-origin", "sec-fetch-dest": "empty"}, {"data": {"email": "jo@example.com"}}, 202,
+     "application/json"),
+    ("text/html, text/event-stream", FETCH, {"data": {"email": "jo@example.com"}}, 303, None),
+    (NAVIGATION_ACCEPT, NAVIGATION, {"data": {"email": "jo@example.com"}}, 303, None),
+    (NAVIGATION_ACCEPT, NAVIGATION, {"data": {"email": "not an address"}}, 422, "text/html"),
+], ids=["fetch-posting-form-data", "fetch-posting-multipart", "fetch-refused", "same-origin-fetch",
+        "script-asking-for-html", "form-navigation", "form-navigation-refused"])
+async def test_a_page_posting_a_form_body_with_fetch_reads_the_api_answer_and_a_form_navigation_is_redirected(
+        pipeline, tmp_path, accept, marks, send, status, type_):
+    """fetch(url, {method: "POST", body: new FormData(form)}) was redirected to a thank-you page on another site,
+    which failed the fetch with a CORS error after the lead was stored: the page may send it again."""
+    async with guarded(pipeline, tmp_path, accept=accept) as capture:
+        reply = await capture.post("/v1/forms/whitepaper", headers=marks, **send)
+    assert reply.status_code == status, reply.text
+    if type_:
+        assert reply.headers["content-type"].startswith(type_)
+    if status == 303:
+        assert reply.headers["location"] == "https://example.com/thanks"
+    if status == 202:
+        assert reply.json()["lead_id"] == str(pipeline.lead.lead_id)
+
+
 class Verifier:
     """Siteverify as capture calls it: every answer solved; notes what each check was counted under."""
 

@@ -183,9 +183,15 @@ def _wants_json(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     if "application/json" in accept:
         return "text/html" not in accept.split("application/json")[0]
-    # fetch() sends "*/*" unless told otherwise, and no HTML form sends JSON: a page posting JSON reads the API's
-    # answer (a redirect to a thank-you page on another site would fail its fetch after the lead was stored).
-    return _media_type(request) in JSON_TYPES and "text/html" not in accept
+    if "text/html" in accept:
+        return False  # a browser's form, or a script that shows the page it gets (htmx asks for text/html)
+    # fetch() and XMLHttpRequest send "*/*" unless told otherwise, a FormData body too, and a redirect to a
+    # thank-you page on another site fails the fetch after the lead was stored (the page may send it again). A
+    # browser marks them, in headers no script can set: a script's request is for no document (Sec-Fetch-Dest:
+    # empty), a form's is a navigation. No HTML form sends JSON either.
+    return (request.headers.get("sec-fetch-dest") == "empty"
+            or request.headers.get("sec-fetch-mode") in ("cors", "same-origin")
+            or _media_type(request) in JSON_TYPES)
 
 
 #: How deep a JSON body may nest. A lead's fields are flat; json.loads takes a body nested almost to the
@@ -496,12 +502,14 @@ async def post_lead(request: Request) -> JSONResponse:
     summary="Submit a lead from an HTML form",
     description="Accepts what browsers send, with the fields of `Submission`. Answers 303 to the form's "
                 "thank-you URL, a confirmation page when none is configured, or 202 JSON when the client sends "
-                "`Accept: application/json`, or a JSON body without asking for `text/html` (`fetch()`). A "
-                "browser's refused form post gets the problem as a readable page.",
+                "`Accept: application/json`, or, without asking for `text/html`, posts from a page's script "
+                "(`fetch()`: `Sec-Fetch-Dest: empty`) or a JSON body. A browser's refused form post gets the "
+                "problem as a readable page.",
     status_code=303,
     response_class=Response,
     responses={
-        202: {"model": Accepted, "description": "accepted (`Accept: application/json`); the lead is durable"},
+        202: {"model": Accepted, "description": "accepted (`Accept: application/json`, or `fetch()`); the lead is "
+                                                "durable"},
         200: {"description": "accepted; a confirmation page (the form has no thank-you URL)",
               "content": {"text/html": {"schema": {"type": "string"}}}},
         303: {"description": "accepted; on to the form's thank-you URL (`Location`)"},
