@@ -8,6 +8,7 @@ import functools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import httpx
@@ -24,7 +25,7 @@ from leadpipe_common.throttle import parse_rate
 
 from capture.api import Capture, Limits
 from capture.app import create_app, load_forms, load_identity
-from capture.redrive import Redriver
+from capture.redrive import LONGEST_WAIT_S, Redriver
 from capture.settings import CaptureSettings
 from capture.store import CaptureStore, outbox
 from capture.writer import LeadWriter
@@ -142,10 +143,12 @@ async def test_capture_serves_from_connections_that_give_up_on_a_held_row_and_a_
 
 
 class Recorded:
-    """An engine whose transactions record the statements they are sent, and find nothing stuck."""
+    """An engine whose transactions record the statements they are sent, and their parameters, and find nothing
+    stuck."""
 
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.params: list[dict[str, Any]] = []
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator["Recorded"]:
@@ -153,6 +156,7 @@ class Recorded:
 
     async def execute(self, statement, params=None):  # noqa: ANN001, ANN201
         self.sent.append(str(statement))
+        self.params.append(params or {})
         return self
 
     def all(self) -> list:
@@ -167,3 +171,19 @@ async def test_the_re_driver_lifts_the_statement_timeout_capture_sets_for_reques
     engine = Recorded()
     await Redriver(engine, after_s=300, every_s=30, max_redrives=3, on_redrive=lambda: None).step()  # type: ignore[arg-type]
     assert engine.sent[0] == "SELECT set_config('statement_timeout', '0', true)"
+
+
+async def test_the_stuck_count_and_the_re_drive_go_by_one_deadline_never_sooner_than_the_first_wait():
+    """least(after * backoff^n, 3600) capped even the first wait (CAPTURE_REDRIVE_AFTER_S=7200 re-drove after an
+    hour), and the count of stuck leads read CAPTURE_REDRIVE_AFTER_S alone: the two disagreed. (What Postgres makes
+    of the deadline is test_writer's.)"""
+    engine = Recorded()
+    await Redriver(engine, after_s=7200, every_s=30, max_redrives=3, on_redrive=lambda: None,  # type: ignore[arg-type]
+                   backoff=2).step()
+    stuck, redrive = engine.sent[1:]
+    assert "count(*)" in stuck and "UPDATE" in redrive  # counted first: the leads it re-drives are among them
+    # The first wait CAPTURE_REDRIVE_AFTER_S, each further one backoff times longer, up to an hour unless the first
+    # is longer.
+    deadline = "greatest(:after, least(:after * power(:backoff, redrives), :longest))"
+    assert deadline in stuck and deadline in redrive
+    assert [(p["after"], p["backoff"], p["longest"]) for p in engine.params[1:]] == [(7200, 2, LONGEST_WAIT_S)] * 2

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from leadpipe_common import outbox as outbox_rows
@@ -382,6 +383,30 @@ async def test_a_redriven_lead_takes_its_published_touches_along(stack, db):
                 "(SELECT bool_and(published_at IS NULL) FROM capture.touches WHERE lead_id = :lead)"),
                 {"lead": opening.lead.lead_id})).one()
     assert tuple(unpublished) == (True, True)
+
+
+async def test_a_lead_is_re_driven_no_sooner_than_capture_redrive_after_s_and_counted_stuck_when_it_is(stack, db):
+    """least(after * backoff^n, 3600) capped even the first wait: CAPTURE_REDRIVE_AFTER_S=7200 re-drove after an
+    hour, while capture_leads_stuck, reading CAPTURE_REDRIVE_AFTER_S alone, counted none of the leads re-driven."""
+    run = uuid.uuid4().hex[:8]
+    waiting, due = submission(f"ev.{run}@sap.com"), submission(f"fa.{run}@sap.com")
+    ours = [waiting.lead.lead_id, due.lead.lead_id]
+    async with captures_paused(stack):
+        await write_together(db, [waiting, due])
+        async with db.begin() as conn:  # published weeks ago, and nothing came back
+            for sub, days in ((waiting, 20), (due, 40)):
+                await conn.execute(sa.text("UPDATE capture.leads SET published_at = now() - make_interval(days => "
+                                           ":days) WHERE lead_id = :lead"), {"days": days, "lead": sub.lead.lead_id})
+        # A first wait of 30 days, far past the hour further waits stop at: only this test's leads are that old.
+        redriver = Redriver(db, after_s=30 * 86400, every_s=3600, max_redrives=3, on_redrive=lambda: None)
+        redriven = await redriver.step()
+        async with db.connect() as conn:
+            unpublished = dict((await conn.execute(sa.text(
+                "SELECT lead_id, published_at IS NULL FROM capture.leads WHERE lead_id = ANY(:ours)"),
+                {"ours": ours})).all())
+    assert unpublished == {waiting.lead.lead_id: False, due.lead.lead_id: True}
+    assert redriven == 1
+    assert REGISTRY.get_sample_value("capture_leads_stuck") == 1  # the lead it re-drove, not the one still waiting
 
 
 async def open_lead_of(db, sub: Submitted) -> uuid.UUID | None:  # noqa: ANN001

@@ -23,11 +23,21 @@ from capture.store import SCHEMA
 log = structlog.get_logger(__name__)
 
 REDRIVEN = Counter("capture_leads_redriven_total", "Leads re-published because no terminal outcome arrived in time")
-STUCK = Gauge("capture_leads_stuck", "Leads past the re-drive deadline without a terminal outcome, at the last check")
+STUCK = Gauge("capture_leads_stuck", "Leads past their re-drive deadline without a terminal outcome, at the last "
+              "check (those it re-drove, those left for a human, any one batch did not reach)")
 REDRIVE_BATCH = 1000
 GIVEN_UP = Gauge("capture_leads_redrive_exhausted", "Stuck leads re-driven the maximum number of times")
 
 
+#: The longest a re-drive waits for a lead's outcome, however many times it was re-driven: unless
+#: ``CAPTURE_REDRIVE_AFTER_S`` is longer, which every re-drive waits at least.
+LONGEST_WAIT_S = 3600
+#: Whether a lead is past its re-drive deadline, for both the re-drive and the count of stuck leads: capped at
+#: LONGEST_WAIT_S, a first wait of CAPTURE_REDRIVE_AFTER_S=7200 re-drove after an hour, while the count, reading
+#: CAPTURE_REDRIVE_AFTER_S alone, said nothing was stuck. Each further try waits ``backoff`` times longer, so a long
+#: outage does not use up a lead's tries while nothing can succeed.
+_PAST_DEADLINE = """terminal_stage IS NULL AND published_at < now() - make_interval(
+    secs => greatest(:after, least(:after * power(:backoff, redrives), :longest)))"""
 #: The lead's touches published so far go again with it (after it, in order, as the relay's claim sends them): a
 #: broker that lost the lead's events lost theirs too, and a touch may lift the lead's score.
 _REDRIVE = sa.text(
@@ -36,10 +46,7 @@ _REDRIVE = sa.text(
         UPDATE {SCHEMA}.leads SET published_at = NULL, redrives = redrives + 1
         WHERE lead_id IN (
             SELECT lead_id FROM {SCHEMA}.leads
-            WHERE terminal_stage IS NULL AND redrives < :max_redrives
-              -- each further try waits twice as long (capped at an hour), so a long
-              -- outage does not use up a lead's tries while nothing can succeed
-              AND published_at < now() - make_interval(secs => least(:after * power(:backoff, redrives), 3600))
+            WHERE {_PAST_DEADLINE} AND redrives < :max_redrives
             ORDER BY seq LIMIT :batch FOR UPDATE SKIP LOCKED
         )
         RETURNING lead_id
@@ -55,11 +62,12 @@ _REDRIVE = sa.text(
 #: timeout stays: the re-drive skips leads a relay holds and touches it is publishing (their committed
 #: published_at is still NULL), so it waits on nobody's rows, and must not hold its own for ever.
 _UNHURRIED = sa.text("SELECT set_config('statement_timeout', '0', true)")
+#: Counted before the re-drive, so the leads it re-drives are among them.
 _STUCK = sa.text(
     f"""
     SELECT count(*) AS stuck, count(*) FILTER (WHERE redrives >= :max_redrives) AS exhausted
     FROM {SCHEMA}.leads
-    WHERE terminal_stage IS NULL AND published_at < now() - make_interval(secs => :after)
+    WHERE {_PAST_DEADLINE}
     """
 )
 
@@ -67,7 +75,8 @@ _STUCK = sa.text(
 class Redriver(BackgroundLoop):
     """Re-publishes leads that reached no terminal outcome within ``after_s`` of being published.
 
-    The n-th re-drive of a lead waits ``after_s * backoff**n`` (at most an hour).
+    The n-th re-drive of a lead waits ``after_s * backoff**n``, at most ``LONGEST_WAIT_S`` (an hour) unless that
+    is less than ``after_s``, which every re-drive waits at least.
 
     Safe because every stage is idempotent and re-emits the outputs it stored:
     a lead that was merely slow is applied nowhere twice. A lead re-driven
@@ -86,11 +95,12 @@ class Redriver(BackgroundLoop):
         self._on_redrive = on_redrive
 
     async def step(self) -> int:
-        params = {"after": self._after_s, "max_redrives": self._max}
+        params = {"after": self._after_s, "backoff": self._backoff, "longest": LONGEST_WAIT_S,
+                  "max_redrives": self._max}
         async with self._engine.begin() as conn:
             await conn.execute(_UNHURRIED)  # for this transaction only
-            redriven = (await conn.execute(_REDRIVE, {**params, "backoff": self._backoff, "batch": REDRIVE_BATCH})).all()
             counts = (await conn.execute(_STUCK, params)).one()
+            redriven = (await conn.execute(_REDRIVE, {**params, "batch": REDRIVE_BATCH})).all()
         STUCK.set(counts.stuck)
         GIVEN_UP.set(counts.exhausted)
         if redriven:

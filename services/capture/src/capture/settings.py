@@ -111,4 +111,5 @@ class CaptureSettings(ConsumerSettings):
     redrive_max: int = Field(10, ge=1, description="re-drives of one lead at most (then it is counted as "
                                                    "exhausted, for a human)")
     redrive_backoff: float = Field(2.0, ge=1.0, description="each further re-drive of a lead waits this factor "
-                                                            "longer (at most an hour)")
+                                                            "longer, up to an hour (never less than "
+                                                            "`CAPTURE_REDRIVE_AFTER_S`)")
