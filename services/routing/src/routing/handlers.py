@@ -167,6 +167,18 @@ async def record_merge(store: RoutingStore, lead_id: uuid.UUID, survivor_id: uui
                                         traceparent=child_traceparent(traceparent or held.traceparent))])
 
 
+async def locked_for_placing(store: RoutingStore, held: Sequence[Held], data: RoutingData,
+                             now: datetime) -> tuple[dict[uuid.UUID, Route], Turns, Presence]:
+    """What placing ``held`` again as new leads of their routes needs (a missed deadline, a hand-over through
+    routing): each lead's route now, and the rotations of every team those routes may reach, locked before the
+    reps' held leads are counted, as routing a new lead does."""
+    routes = {h.handoff.lead_id: choose_route(h.lead, data) for h in held}
+    teams = {t for route in routes.values() for t in overflow_chain(route.team, data)}
+    turns = Turns(await store.lock_rotations(teams))
+    reps = [r for r in data.reps if r.team in teams]
+    return routes, turns, await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
+
+
 @dataclass(frozen=True)
 class Handover:
     """What a hand-over moved: each lead's hand-off as it is now, and whether the rep holds open leads beyond them."""
@@ -188,13 +200,7 @@ async def hand_over(store: RoutingStore, rep_id: str, to: Rep | None, by: str, r
     routes: dict[uuid.UUID, Route] = {}
     turns, presence = Turns({}), Presence()
     if to is None and held:
-        # Placed as a missed deadline places a lead: every team its route may reach is locked before held leads
-        # are counted, as routing a new lead does.
-        routes = {h.handoff.lead_id: choose_route(h.lead, ref.data) for h in held}
-        teams = {t for route in routes.values() for t in overflow_chain(route.team, ref.data)}
-        turns = Turns(await store.lock_rotations(teams))
-        reps = [r for r in ref.data.reps if r.team in teams]
-        presence = await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
+        routes, turns, presence = await locked_for_placing(store, held, ref.data, now)
     moved: list[Held] = []
     messages: list[Message] = []
     for h in held:

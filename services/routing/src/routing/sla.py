@@ -66,7 +66,7 @@ from routing.domain import (
     Placed, Presence, Route, acceptance_due, breach, capacity_bound, choose_route, orphaned, overflow_chain, place,
     requeue, staffed, staffed_teams, unavailable,
 )
-from routing.handlers import Routing
+from routing.handlers import Routing, locked_for_placing
 from routing.reference import Reference
 from routing.store import Held, RoutingStore, Turns
 
@@ -93,13 +93,7 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
     if not due:
         return 0
     ref = ctx.reference
-    # A missed lead is placed again as a new one would be: every team its route may reach is locked before held
-    # leads are counted, as routing a new lead does.
-    routes = {held.handoff.lead_id: choose_route(held.lead, ref.data) for held in due}
-    teams = {t for route in routes.values() for t in overflow_chain(route.team, ref.data)}
-    turns = Turns(await store.lock_rotations(teams))
-    reps = [r for r in ref.data.reps if r.team in teams]
-    presence = await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
+    routes, turns, presence = await locked_for_placing(store, due, ref.data, now)  # placed again as new leads
     messages: list[Message] = []
     for held in due:
         handoff, lead = held.handoff, held.lead
