@@ -14,7 +14,13 @@ Guarantees:
   block failed by the database or the network, or cancelled, never returns
   its connection to the pool (SQLAlchemy did not see the error, so it cannot
   tell a dead connection); one failed by anything else (the broker, say)
-  returns it idle, its transaction rolled back.
+  returns it idle, its transaction rolled back. A cancelled block (a
+  deadline: capture's write rounds) closes its connection at once, sending
+  no ROLLBACK: asyncpg would first wait for Postgres to acknowledge the
+  cancel of the statement in flight, which a silent Postgres (a failover
+  dropping packets) never does, and the deadline would end nothing.
+  Postgres rolls back the transaction of a connection that closes; whether
+  a COMMIT in flight took is unknown, as after any lost connection.
 - ``insert_rows`` writes a batch of rows as ONE statement (``INSERT ..
   SELECT .. FROM unnest(<one array per column>)``) in the session's
   transaction, rows in the order given; ``upsert``, the inbox, the outbox
@@ -292,7 +298,8 @@ def json_value(value: Any) -> Any:
 async def raw_pooled(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """The asyncpg connection of a pooled one, in no transaction (a statement alone commits on its own); a
     block failed by the database or the network, or cancelled (a query may be half done), takes the connection
-    out of the pool; one failed by something else with the connection idle returns it."""
+    out of the pool (cancelled, closed at once: see the module); one failed by something else with the connection
+    idle returns it."""
     async with engine.connect() as conn:
         raw = await raw_connection(conn)
         try:
@@ -302,6 +309,8 @@ async def raw_pooled(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
                 await conn.invalidate()
             raise
         except BaseException:
+            # Before SQLAlchemy's close, which would first wait (up to 2 s) for the cancel of the statement in flight.
+            raw.terminate()
             await conn.invalidate()
             raise
 
@@ -312,9 +321,21 @@ _CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 @contextlib.asynccontextmanager
 async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction on the asyncpg connection of a pooled one: committed if the block ends normally."""
-    async with raw_pooled(engine) as raw, raw.transaction():
-        yield raw
+    """A transaction on the asyncpg connection of a pooled one: committed if the block ends normally, rolled back
+    if it fails; a cancelled block's connection is closed instead (see the module)."""
+    async with raw_pooled(engine) as raw:
+        transaction = raw.transaction()
+        await transaction.start()
+        try:
+            yield raw
+        except Exception:
+            await transaction.rollback()
+            raise
+        except BaseException:
+            # Not ``async with raw.transaction()``: its ROLLBACK would wait for the cancelled statement's end first.
+            raw.terminate()
+            raise
+        await transaction.commit()
 
 
 def among(column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:

@@ -7,6 +7,20 @@ nothing is half-written; ``stop`` first finishes the requests already queued,
 and one that arrives as it stops (or finds the writer cancelled mid-round)
 gets an error, never a wait for ever.
 
+Postgres may go silent (a failover dropping packets): a statement then waits
+for an answer until TCP gives up, if it ever does, and Postgres's own
+statement timeout cannot end it. So a round has a deadline of its own
+(``round_deadline_s``: capture's statement timeout and a second). Past it,
+the statement in flight is abandoned and its connection closed, never
+returned to the pool mid-statement, and the round's requests fail with
+``WriteTimedOut`` (a 503 to retry) while the next round goes on. Whether a
+timed-out statement committed is unknown, so none of its requests is
+answered as stored; none is lost either: a retry finds what did commit (its
+Idempotency-Key's answer, or its person's open lead, which it touches). A
+request waits for its answer at most twice the deadline (the round before
+its own, then its own) and its linger; one that stopped waiting before its
+round began is left out of it.
+
 In that transaction ``admit`` decides, race-free across capture's processes:
 - an ``Idempotency-Key`` seen in the last 24 hours answers what it answered
   then and writes nothing (the key's row is locked by the first request
@@ -42,7 +56,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -388,6 +402,13 @@ class WriterStopped(RuntimeError):
     """The writer stopped while a submission waited for its round: it may or may not be stored."""
 
 
+class WriteTimedOut(TimeoutError):
+    """Postgres did not answer in time (see the module): the submission may or may not be stored."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Postgres did not answer the write within {seconds:g} s: it may or may not be stored")
+
+
 _DELETE_EXPIRED = sa.text(f"""
 DELETE FROM {SCHEMA}.idempotency WHERE key IN (
     SELECT key FROM {SCHEMA}.idempotency WHERE created_at < :before LIMIT :batch FOR UPDATE SKIP LOCKED)
@@ -427,9 +448,11 @@ class LeadWriter:
 
     A failed commit fails its requests (they answer 503); it does not make capture unready. Rounds go one after
     another, so a round may wait on a row held elsewhere only as long as the pool's ``lock_timeout`` allows
-    (``CAPTURE_DB_LOCK_TIMEOUT_MS``, and each statement ``CAPTURE_DB_STATEMENT_TIMEOUT_MS``): then it fails, and
-    the rounds behind it go on. A round stopped by a person's row held past the lock timeout is written again
-    without the people held elsewhere, whose requests alone fail; any other failure fails the whole round.
+    (``CAPTURE_DB_LOCK_TIMEOUT_MS``, and each statement ``CAPTURE_DB_STATEMENT_TIMEOUT_MS``), and on a silent
+    Postgres only until its deadline: then it fails, and the rounds behind it go on. A round stopped by a person's
+    row held past the lock timeout is written again without the people held elsewhere, whose requests alone fail;
+    any other failure fails the whole round, except that leads a first statement stored stay answered when the
+    transaction after it fails or times out.
     """
 
     name = "capture-writer"
@@ -437,13 +460,17 @@ class LeadWriter:
     essential = True
 
     def __init__(self, engine: AsyncEngine, max_batch: int, on_commit: Callable[[], None],
-                 clock: Callable[[], datetime], linger: Linger | None = None) -> None:
-        """``linger``: how long a round waits for more submissions (see the module); none if not given."""
+                 clock: Callable[[], datetime], linger: Linger | None = None,
+                 round_deadline_s: float | None = None) -> None:
+        """``linger``: how long a round waits for more submissions (see the module), none if not given;
+        ``round_deadline_s``: how long a round's statements may take in all (see the module), None: for ever."""
         self._engine = engine
         self._max_batch = max_batch
         self._on_commit = on_commit
         self._clock = clock
         self._linger = linger or Linger(0.0)
+        self._round_s = round_deadline_s
+        self._answer_within = None if round_deadline_s is None else 2 * round_deadline_s + self._linger.max_s
         self._queue: asyncio.Queue[tuple[Submitted, asyncio.Future[Admitted]]] = asyncio.Queue()
         #: Set by ``write`` once a lingering round has its target; None while no round lingers.
         self._filled: asyncio.Event | None = None
@@ -468,32 +495,41 @@ class LeadWriter:
         _refuse(queued)
 
     async def write(self, submitted: Submitted) -> Admitted:
-        """Return once ``submitted`` is committed (or was answered before); raise if it could not be."""
+        """Return once ``submitted`` is committed (or was answered before); raise if it could not be, or if no
+        answer came in time (``WriteTimedOut``: see the module)."""
         if self._stopping or (self._task is not None and self._task.done()):
             raise WriterStopped("the writer has stopped")  # nothing would take it from the queue
         done: asyncio.Future[Admitted] = asyncio.get_running_loop().create_future()
         await self._queue.put((submitted, done))
         if self._filled is not None and self._round_full():
             self._filled.set()
-        return await done
+        waited = asyncio.timeout(self._answer_within)
+        try:
+            async with waited:
+                return await done  # given up on, ``done`` is cancelled: a round yet to begin leaves it out
+        except TimeoutError:
+            if waited.expired():
+                raise WriteTimedOut(self._answer_within) from None  # type: ignore[arg-type]
+            raise  # the round's own answer
 
     async def _commit(self, batch: list[Submitted]) -> list[Admitted | Exception]:
         now = self._clock()
+        deadline = None if self._round_s is None else asyncio.get_running_loop().time() + self._round_s
         try:
-            async with raw_pooled(self._engine) as conn:
+            async with self._connection(deadline) as conn:
                 results: list[Admitted | Exception | None] = list(await open_leads(conn, batch, now))
         except asyncpg.LockNotAvailableError as exc:  # the statement stored nothing
             if len({sub.person_key for sub in batch}) < 2:
                 raise
-            return await self._around_held(batch, now, exc)
+            return await self._around_held(batch, now, exc, deadline)
         rest = [i for i, result in enumerate(results) if result is None]
         if rest:
             subs = [batch[i] for i in rest]
             try:
-                async with raw_transaction(self._engine) as conn:
+                async with self._connection(deadline, transaction=True) as conn:
                     admitted = await admit(conn, subs, now)
             except asyncpg.LockNotAvailableError as exc:
-                admitted = (await self._around_held(subs, now, exc) if len({s.person_key for s in subs}) > 1
+                admitted = (await self._around_held(subs, now, exc, deadline) if len({s.person_key for s in subs}) > 1
                             else self._failed(subs, exc))
             except Exception as exc:  # the leads opened above are stored: only these requests fail
                 admitted = self._failed(subs, exc)
@@ -501,15 +537,15 @@ class LeadWriter:
                 results[i] = result
         return results  # type: ignore[return-value]
 
-    async def _around_held(self, batch: list[Submitted], now: datetime,
-                           held_error: asyncpg.LockNotAvailableError) -> list[Admitted | Exception]:
+    async def _around_held(self, batch: list[Submitted], now: datetime, held_error: asyncpg.LockNotAvailableError,
+                           deadline: float | None) -> list[Admitted | Exception]:
         """``batch`` again, once a row it needed stayed locked past the lock timeout: the people whose rows are
         locked elsewhere fail (``held_error``, a 503 to retry); everyone else is written, in one transaction.
 
         A person's row held for seconds (a stuck transaction of another process, an operator's) would otherwise
         fail every request that shared its round, however unrelated, and again in each round it joins."""
         try:
-            async with raw_transaction(self._engine) as conn:
+            async with self._connection(deadline, transaction=True) as conn:
                 held = {r["person_key"] for r in await conn.fetch(_HELD_PEOPLE, sorted({s.person_key for s in batch}))}
                 free = [sub for sub in batch if sub.person_key not in held]
                 admitted = iter(await admit(conn, free, now) if free else [])
@@ -519,6 +555,21 @@ class LeadWriter:
             log.warning("lead write waited on people held elsewhere: their submissions failed, the rest written",
                         held=len(held), leads=len(batch))
         return [held_error if sub.person_key in held else next(admitted) for sub in batch]
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, deadline: float | None, *,
+                          transaction: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection (in a transaction if asked) for part of a round, given up on at the round's
+        ``deadline`` (loop time; None: never): the statement in flight is abandoned and the connection closed
+        (``raw_pooled``), and ``WriteTimedOut`` raised."""
+        waited = asyncio.timeout_at(deadline)
+        try:
+            async with waited, (raw_transaction if transaction else raw_pooled)(self._engine) as conn:
+                yield conn
+        except TimeoutError as exc:
+            if waited.expired():
+                raise WriteTimedOut(self._round_s) from exc  # type: ignore[arg-type]
+            raise
 
     @staticmethod
     def _failed(batch: Sequence[Submitted], exc: Exception) -> list[Admitted | Exception]:
@@ -553,6 +604,11 @@ class LeadWriter:
 
     async def _round(self, batch: list[tuple[Submitted, asyncio.Future[Admitted]]]) -> None:
         """Commit ``batch`` and answer each of its requests (an error of the round fails them all)."""
+        # A request already answered (it stopped waiting: a 503) is left out: its client retries, and the retry
+        # would find this one stored as a lead of its own and be taken for a second submission, a touch of it.
+        batch = [(sub, fut) for sub, fut in batch if not fut.done()]
+        if not batch:
+            return
         try:
             results = await self._commit([sub for sub, _ in batch])
         except Exception as exc:

@@ -1,9 +1,11 @@
-"""In-memory stand-ins for unit tests (handlers with ``uow.MemoryUnitOfWork``, and auth's ``Keys``): no
-broker, no Postgres."""
+"""In-memory stand-ins for unit tests (handlers with ``uow.MemoryUnitOfWork``, auth's ``Keys``, the asyncpg
+connections of ``db.raw_pooled``): no broker, no Postgres."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -98,3 +100,88 @@ class TopicScanOf:
         if self._fails_to_extend is not None:
             raise self._fails_to_extend
         return 0
+
+
+class SilentPostgres:
+    """Stands in for the engine of ``db.raw_pooled`` and ``db.raw_transaction`` (with ``db.raw_connection`` patched
+    to ``SilentPostgres.driver``) on a Postgres that may go silent, as behind a failover that drops packets: once
+    ``silent``, a statement sent (``SilentConnection.execute``, ``fetch``, a transaction's BEGIN, COMMIT or
+    ROLLBACK) is never answered, as asyncpg without a timeout then waits. Every connection handed out is kept
+    (``connections``), with what it was sent and whether it was closed (``terminated``) or taken out of the pool
+    (``invalidated``)."""
+
+    def __init__(self) -> None:
+        self.silent = False
+        self.connections: list[SilentConnection] = []
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[SilentConnection]:
+        conn = SilentConnection(self)
+        self.connections.append(conn)
+        yield conn
+
+    @staticmethod
+    async def driver(conn: SilentConnection) -> SilentConnection:
+        """``db.raw_connection``'s stand-in: the pooled connection and the driver's are one here."""
+        return conn
+
+
+class SilentConnection:
+    """A pooled connection of ``SilentPostgres`` and its asyncpg connection in one."""
+
+    def __init__(self, server: SilentPostgres) -> None:
+        self._server = server
+        self.sent: list[str] = []
+        self.terminated = self.invalidated = self.in_transaction = False
+
+    async def execute(self, statement: str, *args: Any) -> str:
+        self.sent.append(statement)
+        if self._server.silent:
+            await asyncio.Event().wait()
+        return "OK"
+
+    async def fetch(self, statement: str, *args: Any) -> list[Any]:
+        await self.execute(statement, *args)
+        return []
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    def is_in_transaction(self) -> bool:
+        return self.in_transaction
+
+    def is_closed(self) -> bool:
+        return self.terminated
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+    async def invalidate(self) -> None:
+        self.invalidated = True
+
+
+class _Transaction:
+    """asyncpg's ``Transaction``, as far as ``db.raw_transaction`` uses it."""
+
+    def __init__(self, conn: SilentConnection) -> None:
+        self._conn = conn
+
+    async def start(self) -> None:
+        await self._conn.execute("BEGIN")
+        self._conn.in_transaction = True
+
+    async def commit(self) -> None:
+        await self._end("COMMIT")
+
+    async def rollback(self) -> None:
+        await self._end("ROLLBACK")
+
+    async def _end(self, statement: str) -> None:
+        await self._conn.execute(statement)
+        self._conn.in_transaction = False
+
+    async def __aenter__(self) -> None:
+        await self.start()
+
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        await (self.rollback() if kind is not None else self.commit())

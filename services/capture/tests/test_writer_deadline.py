@@ -1,0 +1,132 @@
+"""capture's group-commit writer when Postgres goes silent (a failover dropping packets), with no Postgres: its
+statements stand in for the writer's own and wait as asyncpg would, for an answer that never comes
+(``fakes.SilentPostgres``). Each round has a deadline; each request an answer within twice it."""
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from leadpipe_common import db
+from leadpipe_common.envelope import new_traceparent
+from leadpipe_common.testing import factories
+from leadpipe_common.testing.fakes import SilentPostgres
+
+from capture import writer as writer_module
+from capture.settings import CaptureSettings
+from capture.writer import Admitted, LeadWriter, Submitted, WriteTimedOut, answer_for
+
+DEADLINE_S = 0.1
+NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+
+
+def submission(email: str) -> Submitted:
+    return Submitted(lead=factories.captured(email), person_key=email, request_id=uuid.uuid4(),
+                     traceparent=new_traceparent())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def opened(sub: Submitted) -> Admitted:
+    return Admitted(answer_for(sub.lead.lead_id, sub, existing=False))
+
+
+@pytest.fixture
+def postgres(monkeypatch) -> SilentPostgres:
+    server = SilentPostgres()
+    monkeypatch.setattr(db, "raw_connection", SilentPostgres.driver)
+    return server
+
+
+@pytest.fixture
+def rounds(monkeypatch) -> list[list[str]]:
+    """The people of each round's first statement, which opens every submission's lead once Postgres answers."""
+    seen: list[list[str]] = []
+
+    async def open_leads(conn, batch, now):  # noqa: ANN001, ANN202
+        seen.append([sub.person_key for sub in batch])
+        await conn.fetch("open leads")
+        return [opened(sub) for sub in batch]
+
+    monkeypatch.setattr(writer_module, "open_leads", open_leads)
+    return seen
+
+
+def writer_on(postgres: SilentPostgres) -> LeadWriter:
+    return LeadWriter(postgres, max_batch=10, on_commit=lambda: None, clock=utc_now,  # type: ignore[arg-type]
+                      round_deadline_s=DEADLINE_S)
+
+
+async def test_a_round_postgres_never_answers_fails_its_request_at_its_deadline_and_the_next_round_is_written(
+        postgres, rounds):
+    writer = writer_on(postgres)
+    writer.start()
+    try:
+        postgres.silent = True
+        started = time.monotonic()
+        with pytest.raises(WriteTimedOut):
+            await asyncio.wait_for(writer.write(submission("ada@example.com")), timeout=5)
+        assert time.monotonic() - started < 1
+        [silent] = postgres.connections
+        assert silent.terminated and silent.invalidated  # closed, never back in the pool mid-statement
+        postgres.silent = False  # the failover is over
+        written = await asyncio.wait_for(writer.write(submission("bo@example.com")), timeout=5)
+    finally:
+        await writer.stop()
+    assert written.answer["existing"] is False
+    assert rounds == [["ada@example.com"], ["bo@example.com"]]
+
+
+async def test_leads_stored_before_a_round_timed_out_are_answered_and_only_its_unanswered_transaction_fails(
+        postgres, monkeypatch):
+    """The first statement stored a new person's lead; the touch's transaction after it got no answer."""
+    async def open_leads(conn, batch, now):  # noqa: ANN001, ANN202
+        await conn.fetch("open leads")
+        return [opened(batch[0]), None]
+
+    async def admit(conn, batch, now):  # noqa: ANN001, ANN202
+        postgres.silent = True
+        await conn.fetch("admit")
+
+    monkeypatch.setattr(writer_module, "open_leads", open_leads)
+    monkeypatch.setattr(writer_module, "admit", admit)
+    writer = writer_on(postgres)
+    pending = [asyncio.ensure_future(writer.write(submission(email))) for email in ("new@example.com",
+                                                                                    "known@example.com")]
+    await asyncio.sleep(0)  # both queued: they share the round
+    writer.start()
+    try:
+        new, touch = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout=5)
+    finally:
+        await writer.stop()
+    assert isinstance(new, Admitted) and new.answer["existing"] is False
+    assert isinstance(touch, WriteTimedOut)
+    first, transaction = postgres.connections
+    assert not (first.terminated or first.invalidated)
+    assert transaction.sent == ["BEGIN", "admit"]  # neither committed nor waited on for a ROLLBACK
+    assert transaction.terminated and transaction.invalidated
+
+
+async def test_a_request_whose_round_never_comes_is_answered_within_twice_the_deadline_and_then_left_unwritten(
+        postgres, rounds):
+    writer = writer_on(postgres)  # not started: a round ahead that never ends
+    started = time.monotonic()
+    with pytest.raises(WriteTimedOut):
+        await asyncio.wait_for(writer.write(submission("gave-up@example.com")), timeout=5)
+    assert 2 * DEADLINE_S <= time.monotonic() - started < 1
+    writer.start()
+    try:
+        await asyncio.wait_for(writer.write(submission("later@example.com")), timeout=5)
+    finally:
+        await writer.stop()
+    # Its client was told to retry: written too, it would be stored twice (the retry a touch of it).
+    assert rounds == [["later@example.com"]]
+
+
+def test_a_write_round_is_given_the_statement_timeout_and_a_second_and_none_without_one():
+    assert CaptureSettings(DATABASE_URL=NOWHERE, db_statement_timeout_ms=5000).write_round_deadline_s() == 6.0
+    assert CaptureSettings(DATABASE_URL=NOWHERE, db_statement_timeout_ms=0).write_round_deadline_s() is None
