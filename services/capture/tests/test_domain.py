@@ -581,3 +581,23 @@ def test_what_quarantine_keeps_of_a_bots_padding_fits_one_event_whatever_it_sent
     assert len(json.dumps(kept)) <= KEPT_BYTES + 100
     small = {f"f{i}": "spam" for i in range(20)}
     assert quarantined_fields(small) == small  # what a bot usually sends is kept whole
+
+
+def test_a_quarantine_cursor_names_exactly_where_its_page_ended():
+    from capture.domain import parse_quarantine_cursor, quarantine_cursor
+
+    at = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=UTC)
+    assert parse_quarantine_cursor(quarantine_cursor(at, LEAD_ID)) == (at, LEAD_ID)
+
+
+@pytest.mark.parametrize("before", [
+    "", "yesterday", "é", "a", "not base64!",
+    "MjAyNi0xMS0yM1QwOTozMDoxNSAwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDE",  # a time with no time zone
+    "MjAyNi0xMS0yM1QwOTozMDoxNSswMDowMA",  # a time and no id
+    "eWVzdGVyZGF5IDAwMDAwMDAwLTAwMDAtNDAwMC04MDAwLTAwMDAwMDAwMDAwMQ",  # an id and no time
+])
+def test_a_quarantine_cursor_the_list_did_not_give_is_refused_saying_what_to_pass(before):
+    from capture.domain import parse_quarantine_cursor
+
+    with pytest.raises(ValueError, match=r"pass the `before` of its Link header's rel=\"next\" as it is"):
+        parse_quarantine_cursor(before)

@@ -96,6 +96,14 @@ class Store:
     async def mark_released(self, lead_id: uuid.UUID, at: datetime) -> None:
         self._pipeline.quarantined[lead_id].released_at = at
 
+    async def quarantined(self, limit: int, *, before: tuple[datetime, uuid.UUID] | None = None,
+                          form_id: str | None = None) -> list[dict[str, Any]]:
+        """As the store lists them (its SQL is test_quarantine_store's): newest first, by time then id."""
+        rows = sorted((vars(r) for r in self._pipeline.quarantined.values()),
+                      key=lambda r: (r["received_at"], r["lead_id"]), reverse=True)
+        return [dict(r) for r in rows if (before is None or (r["received_at"], r["lead_id"]) < before)
+                and (form_id is None or r["form_id"] == form_id)][:limit]
+
 
 @pytest.fixture
 def pipeline(monkeypatch) -> Pipeline:
@@ -800,3 +808,62 @@ async def test_a_verifier_answering_error_codes_in_another_shape_leaves_the_post
     assert reply.status_code == 202, reply.text
     assert written(pipeline) == [] and len(reasons(pipeline)) == 1
     assert reasons(pipeline)[0][0].startswith("the CAPTCHA was not solved")
+
+
+# -- listing the quarantine ---------------------------------------------------------------------
+
+
+def kept_at(pipeline: Pipeline, at: datetime, form_id: str = "contact-us") -> uuid.UUID:
+    lead_id = uuid.uuid4()
+    pipeline.quarantined[lead_id] = SimpleNamespace(lead_id=lead_id, received_at=at, reasons=["a bot's"],
+                                                    form_id=form_id, utm_source=None, fields={}, released_at=None)
+    return lead_id
+
+
+def next_page(r: httpx.Response) -> str | None:
+    """The path and query of the answer's ``Link: <...>; rel="next"``, if any."""
+    assert r.status_code == 200, r.text
+    return r.links.get("next", {}).get("url")
+
+
+async def every_page(client: httpx.AsyncClient, first: str) -> list[list[str]]:
+    pages, url = [], first
+    while url is not None:
+        r = await client.get(url, headers=AS_ADMIN)
+        pages.append([q["lead_id"] for q in r.json()])
+        url = next_page(r)
+    return pages
+
+
+async def test_a_flood_past_one_page_is_listed_page_by_page_newest_first_to_the_earliest_false_positive(
+        client, pipeline):
+    at = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    person = kept_at(pipeline, at)
+    flood = [kept_at(pipeline, at + timedelta(seconds=1)) for _ in range(4)]  # one moment: the id orders them
+    newest = [str(i) for i in sorted(flood, reverse=True)]
+    assert await every_page(client, "/v1/quarantine?limit=2") == [newest[:2], newest[2:], [str(person)]]
+
+
+async def test_one_forms_submissions_are_listed_and_its_next_page_keeps_to_that_form(client, pipeline):
+    at = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    mine = [kept_at(pipeline, at + timedelta(seconds=i), "webinar") for i in range(3)]
+    for i in range(3):
+        kept_at(pipeline, at + timedelta(seconds=i, milliseconds=500))
+    r = await client.get("/v1/quarantine", params={"limit": 2, "form_id": "webinar"}, headers=AS_ADMIN)
+    assert "form_id=webinar" in next_page(r)
+    assert await every_page(client, "/v1/quarantine?limit=2&form_id=webinar") == [
+        [str(mine[2]), str(mine[1])], [str(mine[0])]]
+
+
+async def test_the_last_page_names_no_next_one(client, pipeline):
+    kept_at(pipeline, datetime(2026, 12, 1, 9, tzinfo=UTC))
+    r = await client.get("/v1/quarantine", params={"limit": 1}, headers=AS_ADMIN)
+    assert len(r.json()) == 1 and next_page(r) is None
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ({"before": "page-2"}, "before"), ({"form_id": "contact us"}, "form_id"), ({"form_id": ""}, "form_id"),
+    ({"limit": 0}, "limit"), ({"limit": 1001}, "limit"),
+])
+async def test_a_page_asked_for_with_a_value_the_list_does_not_take_is_refused_naming_it(client, query, field):
+    refused(await client.get("/v1/quarantine", params=query, headers=AS_ADMIN), 422, field)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NoReturn
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -42,8 +42,9 @@ from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, reques
 
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
-                            capture_lead, fingerprint, issue_form_token, overlong, person_key, quarantined_fields,
-                            stated_consent, suspicions, unverifiable)
+                            capture_lead, fingerprint, issue_form_token, overlong, parse_quarantine_cursor,
+                            person_key, quarantine_cursor, quarantined_fields, stated_consent, suspicions,
+                            unverifiable)
 from capture.handlers import SOURCE
 from capture.throttle import browser_identity
 from capture.store import CaptureStore
@@ -703,10 +704,38 @@ quarantine_router = APIRouter(prefix="/v1/quarantine", tags=["quarantine"], depe
                               responses=problem_responses(401, 403, 503))
 
 
-@quarantine_router.get("", summary="Submissions taken for bots', newest first", response_model=list[Quarantined])
-async def list_quarantine(rt: CaptureRuntime, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Any]:
+@quarantine_router.get(
+    "", summary="Submissions taken for bots', newest first, a page at a time", response_model=list[Quarantined],
+    description="At most `limit` submissions, newest first. When more follow, the answer's `Link` header names "
+                "the next page (`rel=\"next\"`: the same query, with `before` where this page ended); the last page "
+                "has none. A bot's flood buries a person's submission no page of 1,000 reaches: follow the pages, "
+                "or ask for one form's (`form_id`).",
+    responses={200: {"headers": {"Link": {"description": "`</v1/quarantine?...>; rel=\"next\"` while more follow",
+                                          "schema": {"type": "string"}}}},
+               **problem_responses(422, _422="`limit`, `before` or `form_id` is not one this list takes")},
+)
+async def list_quarantine(
+        request: Request, response: Response, rt: CaptureRuntime,
+        limit: Annotated[int, Query(ge=1, le=1000, description="submissions a page holds at most")] = 100,
+        before: Annotated[str | None, Query(description="where the page before ended, as the `Link` header of "
+                                                        "its answer gives it (opaque)")] = None,
+        form_id: Annotated[str | None, Query(pattern=f"^{FORM_ID}$", description="only submissions to this "
+                                                                                  "form")] = None) -> list[Any]:
+    try:
+        after = None if before is None else parse_quarantine_cursor(before)
+    except ValueError as exc:
+        raise Problem(422, "the request is invalid", [FieldProblem("before", str(exc))]) from None
     async with rt.unit_of_work() as uow:
-        return [dict(r._mapping) for r in await uow.store.quarantined(limit)]
+        # One more than the page: whether a next page exists, without a page that turns out empty.
+        rows = await uow.store.quarantined(limit + 1, before=after, form_id=form_id)
+    page = rows[:limit]
+    if len(rows) > limit:
+        last = page[-1]
+        query = {"limit": limit, "before": quarantine_cursor(last["received_at"], last["lead_id"]),
+                 **({"form_id": form_id} if form_id is not None else {})}
+        # A path, not a URL: behind a proxy the host this process sees is not the one the client asked.
+        response.headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    return page
 
 
 @quarantine_router.post(

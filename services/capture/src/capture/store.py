@@ -337,9 +337,17 @@ class CaptureStore:
         query = sa.select(people.c.open_lead_id).where(people.c.person_key == person_key)
         return (await self._session.execute(query)).scalar_one_or_none()
 
-    async def quarantined(self, limit: int) -> list[Any]:
-        query = sa.select(quarantine).order_by(quarantine.c.received_at.desc()).limit(limit)
-        return list(await self._session.execute(query))
+    async def quarantined(self, limit: int, *, before: tuple[datetime, uuid.UUID] | None = None,
+                          form_id: str | None = None) -> list[dict[str, Any]]:
+        """Up to ``limit`` quarantined submissions, newest first (by when received, then by id: an order with no
+        ties, so a page can end anywhere), only those after ``before`` (received_at, lead_id: where a page ended)
+        and to ``form_id``, if given. ``quarantine_received`` serves the order and the position alike."""
+        query = sa.select(quarantine).order_by(quarantine.c.received_at.desc(), quarantine.c.lead_id.desc())
+        if before is not None:
+            query = query.where(sa.tuple_(quarantine.c.received_at, quarantine.c.lead_id) < sa.tuple_(*before))
+        if form_id is not None:
+            query = query.where(quarantine.c.form_id == form_id)
+        return [dict(r._mapping) for r in await self._session.execute(query.limit(limit))]
 
     async def lock_quarantined(self, lead_id: uuid.UUID) -> Any:
         query = sa.select(quarantine).where(quarantine.c.lead_id == lead_id).with_for_update()
