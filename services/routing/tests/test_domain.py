@@ -89,6 +89,21 @@ def test_a_country_outside_every_territory_goes_to_the_default_team():
     assert choose_route(mql(country="BR"), DATA).team == "rest"
 
 
+@pytest.mark.parametrize("country", ["BR", "RU", None])
+def test_the_default_teams_reason_names_no_country_nor_whether_the_lead_has_one(country):
+    """The reason goes on lead.queued, sent whole to receivers a subscription withholds the phone and country
+    from: "no territory for RU" told them the country the phone number gave."""
+    reason = choose_route(mql(country=country), DATA).reason
+    assert reason == "no territory for the lead's country, if any; default team"
+
+
+def test_a_territory_rule_for_any_region_names_no_region_of_the_lead():
+    data = parse_routing_data({**DATA.model_dump(), "territories": {
+        **DATA.territories.model_dump(), "teams": [{"team": "emea", "segment": "smb"}]}})
+    assert choose_route(mql(country="DE"), data).reason == "territory any / smb"
+    assert choose_route(mql(country="FR", employees=5000), DATA).reason == "territory emea / enterprise"
+
+
 def test_a_team_with_nobody_who_can_take_the_lead_now_holds_it_in_its_queue():
     waiting = place(choose_route(mql(country="BR"), DATA), DATA, {}, NOW, Presence())  # a Monday
     assert isinstance(waiting, Waiting) and "dee inactive" in waiting.reason and "fay off shift" in waiting.reason

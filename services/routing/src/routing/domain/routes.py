@@ -47,10 +47,15 @@ def choose_route(lead: LeadScored | LeadRouted, data: RoutingData) -> Route:
     country = (e.country or e.company_country).value if (e.country or e.company_country) else None
     region = data.region_of(country)
     segment = segment_of(e.employee_count.value if e.employee_count else None, data.territories)
+    # A reason names the rule that took the lead (or the default), never the lead's country or region, nor
+    # whether it has one: it goes to every receiver, and on events without the contact (lead.queued,
+    # lead.handed_over) to those a subscription's contact: withholds the phone and country from.
+    # A rule's region tells no more than the team it gives; a rule for any region says "any", not the lead's.
+    # The holder sees the country in the contact.
     for rule in data.territories.teams:
         if (rule.region is None or rule.region == region) and (rule.segment is None or rule.segment == segment):
-            return Route("team", rule.team, f"territory {region or 'unknown'} / {segment}")
-    return Route("team", data.territories.default_team, f"no territory for {country or 'unknown country'}; default team")
+            return Route("team", rule.team, f"territory {rule.region or 'any'} / {segment}")
+    return Route("team", data.territories.default_team, "no territory for the lead's country, if any; default team")
 
 
 def next_turn(reps: Sequence[Rep], state: Mapping[str, int]) -> tuple[Rep, dict[str, int]]:
