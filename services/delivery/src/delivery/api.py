@@ -143,7 +143,10 @@ class NewSubscription(BaseModel):
                                                         f"{', '.join(CONTACT_FIELDS)}; the others, what "
                                                         "enrichment read from them and the score's reasons that "
                                                         "read them are left out of every body and named in its "
-                                                        "`withheld` attribute (default: all)")
+                                                        "`withheld` attribute (default: all). The score's numbers "
+                                                        "stay: they tell a receiver that knows the rules what the "
+                                                        "reasons left out add up to, and so may tell what a field "
+                                                        "left out gave")
 
 
 class SubscriptionChange(BaseModel):

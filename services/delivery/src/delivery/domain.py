@@ -285,7 +285,8 @@ def telling(reasons: Sequence[ScoreReason], left_out: set[str]) -> set[int]:
     """The places of the reasons that tell of a contact field ``left_out``: those whose rule read one (a reason
     names its rule, and "Decision maker" tells the seniority of a job title left out), and, while any field is
     left out, those that do not say what they read (scored before reasons said it): each may tell of any. The
-    score's numbers stay: receivers route on them."""
+    score's numbers stay: receivers route on them (though to one that knows the rules they tell what the reasons
+    left out add up to: the README says so)."""
     if not left_out:
         return set()
     return {i for i, reason in enumerate(reasons) if reason.reads is None or not left_out.isdisjoint(reason.reads)}
