@@ -254,14 +254,9 @@ def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
 
     candidates = country_candidates(contact.country, ref.country_aliases)
     form_country = candidates[0] if len(candidates) == 1 else None
+    # Never with the company's country assumed: a lead of a German company may have a US number, and Germany's
+    # numbering takes most ten-digit US numbers ((415) 555-2671 is +49 4155 552671), so a rep would dial a stranger.
     phone = phone_among(contact.phone, candidates)
-    if phone is None and form_country is None and company is not None and company.country:
-        # A number written without its +country ((415) 555-2671), on a form that names no one country, is read as
-        # one of the company's country, as a rep there would dial it: else no such lead is "Reachable by phone". That
-        # country is assumed, not read from the number, so the number tells none: the lead's country stays the
-        # company's (source companies), not passed off as the phone's.
-        if (assumed := normalise_phone(contact.phone, company.country)) is not None:
-            phone = (assumed[0], None)
     if form_country:
         country = _SourcedStr(value=form_country, source="form")
     elif phone and phone[1]:
