@@ -385,28 +385,41 @@ async def test_a_redriven_lead_takes_its_published_touches_along(stack, db):
     assert tuple(unpublished) == (True, True)
 
 
-async def test_a_lead_is_re_driven_no_sooner_than_capture_redrive_after_s_and_counted_stuck_when_it_is(stack, db):
+async def test_a_lead_is_re_driven_no_sooner_than_capture_redrive_after_s_and_counted_stuck_until_its_outcome(
+        stack, db):
     """least(after * backoff^n, 3600) capped even the first wait: CAPTURE_REDRIVE_AFTER_S=7200 re-drove after an
-    hour, while capture_leads_stuck, reading CAPTURE_REDRIVE_AFTER_S alone, counted none of the leads re-driven."""
+    hour. And capture_leads_stuck must count a lead that never finishes at every check, not only at the one that
+    re-drives it: a re-drive starts its wait again (published_at), so counted by the re-drive's deadline it was
+    stuck at 1 check in 100, and an alert on the gauge never fired."""
     run = uuid.uuid4().hex[:8]
-    waiting, due = submission(f"ev.{run}@sap.com"), submission(f"fa.{run}@sap.com")
-    ours = [waiting.lead.lead_id, due.lead.lead_id]
-    async with captures_paused(stack):
-        await write_together(db, [waiting, due])
-        async with db.begin() as conn:  # published weeks ago, and nothing came back
-            for sub, days in ((waiting, 20), (due, 40)):
-                await conn.execute(sa.text("UPDATE capture.leads SET published_at = now() - make_interval(days => "
-                                           ":days) WHERE lead_id = :lead"), {"days": days, "lead": sub.lead.lead_id})
-        # A first wait of 30 days, far past the hour further waits stop at: only this test's leads are that old.
-        redriver = Redriver(db, after_s=30 * 86400, every_s=3600, max_redrives=3, on_redrive=lambda: None)
-        redriven = await redriver.step()
+    waiting, due, retried = (submission(f"{who}.{run}@sap.com") for who in ("ev", "fa", "gu"))
+    ours = [waiting.lead.lead_id, due.lead.lead_id, retried.lead.lead_id]
+    # A first wait of 30 days, far past the hour further waits stop at: no other test's lead is due.
+    redriver = Redriver(db, after_s=30 * 86400, every_s=3600, max_redrives=3, on_redrive=lambda: None)
+
+    async def stuck() -> float:
+        await redriver.step()
+        return REGISTRY.get_sample_value("capture_leads_stuck")
+
+    async with captures_paused(stack):  # no relay publishes and no outcome is learnt: only the test moves the rows
+        await write_together(db, [waiting, due, retried])
+        others = await stuck()  # other tests' leads re-driven and still without an outcome; ours are unpublished
+        async with db.begin() as conn:  # published days ago, and nothing came back
+            for sub, days, redrives in ((waiting, 20, 0), (due, 40, 0), (retried, 1, 1)):
+                await conn.execute(sa.text(
+                    "UPDATE capture.leads SET published_at = now() - make_interval(days => :days), "
+                    "redrives = :redrives WHERE lead_id = :lead"),
+                    {"days": days, "redrives": redrives, "lead": sub.lead.lead_id})
+        # retried: re-driven once and published again a day ago, its next try not due for 29 days, but no outcome
+        # since it was first published over 30 days ago.
+        assert await stuck() == others + 2
         async with db.connect() as conn:
             unpublished = dict((await conn.execute(sa.text(
                 "SELECT lead_id, published_at IS NULL FROM capture.leads WHERE lead_id = ANY(:ours)"),
                 {"ours": ours})).all())
-    assert unpublished == {waiting.lead.lead_id: False, due.lead.lead_id: True}
-    assert redriven == 1
-    assert REGISTRY.get_sample_value("capture_leads_stuck") == 1  # the lead it re-drove, not the one still waiting
+        assert unpublished == {waiting.lead.lead_id: False, due.lead.lead_id: True, retried.lead.lead_id: False}
+        # due, just re-driven (its wait starts again when a relay publishes it), is still stuck at the next check.
+        assert await stuck() == others + 2
 
 
 async def open_lead_of(db, sub: Submitted) -> uuid.UUID | None:  # noqa: ANN001

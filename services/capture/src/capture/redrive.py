@@ -23,8 +23,8 @@ from capture.store import SCHEMA
 log = structlog.get_logger(__name__)
 
 REDRIVEN = Counter("capture_leads_redriven_total", "Leads re-published because no terminal outcome arrived in time")
-STUCK = Gauge("capture_leads_stuck", "Leads past their re-drive deadline without a terminal outcome, at the last "
-              "check (those it re-drove, those left for a human, any one batch did not reach)")
+STUCK = Gauge("capture_leads_stuck", "Leads without a terminal outcome CAPTURE_REDRIVE_AFTER_S after they were first "
+              "published (re-driven or not), at the last check")
 REDRIVE_BATCH = 1000
 GIVEN_UP = Gauge("capture_leads_redrive_exhausted", "Stuck leads re-driven the maximum number of times")
 
@@ -32,9 +32,8 @@ GIVEN_UP = Gauge("capture_leads_redrive_exhausted", "Stuck leads re-driven the m
 #: The longest a re-drive waits for a lead's outcome, however many times it was re-driven: unless
 #: ``CAPTURE_REDRIVE_AFTER_S`` is longer, which every re-drive waits at least.
 LONGEST_WAIT_S = 3600
-#: Whether a lead is past its re-drive deadline, for both the re-drive and the count of stuck leads: capped at
-#: LONGEST_WAIT_S, a first wait of CAPTURE_REDRIVE_AFTER_S=7200 re-drove after an hour, while the count, reading
-#: CAPTURE_REDRIVE_AFTER_S alone, said nothing was stuck. Each further try waits ``backoff`` times longer, so a long
+#: Whether a lead is due for a re-drive: capped at LONGEST_WAIT_S alone, a first wait of
+#: CAPTURE_REDRIVE_AFTER_S=7200 re-drove after an hour. Each further try waits ``backoff`` times longer, so a long
 #: outage does not use up a lead's tries while nothing can succeed.
 _PAST_DEADLINE = """terminal_stage IS NULL AND published_at < now() - make_interval(
     secs => greatest(:after, least(:after * power(:backoff, redrives), :longest)))"""
@@ -62,12 +61,15 @@ _REDRIVE = sa.text(
 #: timeout stays: the re-drive skips leads a relay holds and touches it is publishing (their committed
 #: published_at is still NULL), so it waits on nobody's rows, and must not hold its own for ever.
 _UNHURRIED = sa.text("SELECT set_config('statement_timeout', '0', true)")
-#: Counted before the re-drive, so the leads it re-drives are among them.
+#: Not by the re-drive's deadline: a re-drive starts a lead's wait again (published_at) and backs it off, so a lead
+#: that never finishes was past it only at the check that re-drove it, and an alert on capture_leads_stuck > 0 for
+#: some minutes never fired. A lead re-driven once was past CAPTURE_REDRIVE_AFTER_S without an outcome then, and
+#: stays stuck until one comes.
 _STUCK = sa.text(
     f"""
     SELECT count(*) AS stuck, count(*) FILTER (WHERE redrives >= :max_redrives) AS exhausted
     FROM {SCHEMA}.leads
-    WHERE {_PAST_DEADLINE}
+    WHERE terminal_stage IS NULL AND (redrives > 0 OR published_at < now() - make_interval(secs => :after))
     """
 )
 
