@@ -723,6 +723,28 @@ async def test_a_page_posting_a_form_body_with_fetch_reads_the_api_answer_and_a_
         assert reply.json()["lead_id"] == str(pipeline.lead.lead_id)
 
 
+#: What htmx 1 and 2 send from a page on capture's own site: XMLHttpRequest's Accept, and HX-Request.
+HTMX = {"hx-request": "true", "sec-fetch-mode": "same-origin", "sec-fetch-dest": "empty",
+        "sec-fetch-site": "same-origin"}
+
+
+@pytest.mark.parametrize(("send", "status", "type_"), [
+    ({"data": {"email": "jo@example.com"}}, 303, None),
+    ({"data": {"email": "not an address"}}, 422, "text/html"),
+    ({"json": {"email": "jo@example.com"}}, 202, "application/json"),
+], ids=["htmx-posting-a-form", "htmx-refused", "htmx-posting-json"])
+async def test_htmx_posting_a_form_gets_the_pages_it_swaps_in_not_json(pipeline, tmp_path, send, status, type_):
+    """htmx 1 and 2 send Accept: */* and the marks of a script's request: answered as a fetch(), they swapped the
+    JSON answer into the page. A JSON body (htmx's json-enc) still reads the JSON answer, as before."""
+    async with guarded(pipeline, tmp_path, accept="*/*") as capture:
+        reply = await capture.post("/v1/forms/whitepaper", headers=HTMX, **send)
+    assert reply.status_code == status, reply.text
+    if type_:
+        assert reply.headers["content-type"].startswith(type_)
+    if status == 303:
+        assert reply.headers["location"] == "https://example.com/thanks"
+
+
 class Verifier:
     """Siteverify as capture calls it: every answer solved; notes what each check was counted under."""
 

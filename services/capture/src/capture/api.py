@@ -185,14 +185,19 @@ def _wants_json(request: Request) -> bool:
     if "application/json" in accept:
         return "text/html" not in accept.split("application/json")[0]
     if "text/html" in accept:
-        return False  # a browser's form, or a script that shows the page it gets (htmx asks for text/html)
+        return False  # a browser's form, or a script that shows the page it gets (htmx 4 asks for text/html)
+    if _media_type(request) in JSON_TYPES:
+        return True  # no HTML form sends JSON
+    # htmx 1 and 2 post a form body by XMLHttpRequest with its "*/*" and swap the answer into the page: JSON there
+    # is the lead's id where the page's thanks should be. They say so in HX-Request alone.
+    if request.headers.get("hx-request") == "true":
+        return False
     # fetch() and XMLHttpRequest send "*/*" unless told otherwise, a FormData body too, and a redirect to a
     # thank-you page on another site fails the fetch after the lead was stored (the page may send it again). A
     # browser marks them, in headers no script can set: a script's request is for no document (Sec-Fetch-Dest:
-    # empty), a form's is a navigation. No HTML form sends JSON either.
+    # empty), a form's is a navigation.
     return (request.headers.get("sec-fetch-dest") == "empty"
-            or request.headers.get("sec-fetch-mode") in ("cors", "same-origin")
-            or _media_type(request) in JSON_TYPES)
+            or request.headers.get("sec-fetch-mode") in ("cors", "same-origin"))
 
 
 #: How deep a JSON body may nest. A lead's fields are flat; json.loads takes a body nested almost to the
@@ -504,8 +509,8 @@ async def post_lead(request: Request) -> JSONResponse:
     description="Accepts what browsers send, with the fields of `Submission`. Answers 303 to the form's "
                 "thank-you URL, a confirmation page when none is configured, or 202 JSON when the client sends "
                 "`Accept: application/json`, or, without asking for `text/html`, posts from a page's script "
-                "(`fetch()`: `Sec-Fetch-Dest: empty`) or a JSON body. A browser's refused form post gets the "
-                "problem as a readable page.",
+                "(`fetch()`: `Sec-Fetch-Dest: empty`; not htmx's form posts, `HX-Request: true`) or a JSON body. A "
+                "browser's refused form post gets the problem as a readable page.",
     status_code=303,
     response_class=Response,
     responses={
