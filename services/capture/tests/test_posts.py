@@ -25,7 +25,7 @@ from capture import api
 from capture.api import Capture, Limits
 from capture.app import FormsFile, create_app, form_rates, load_forms, load_identity, token_key, unguarded_warning
 from capture.captcha import Verifier as SiteverifyClient
-from capture.domain import TOKEN_FIELD, issue_form_token, parse_forms, parse_unlisted
+from capture.domain import TOKEN_FIELD, issue_form_token, parse_forms, parse_unlisted, person_key
 from capture.settings import CaptureSettings
 from capture.writer import Admitted, Submitted, answer_for
 
@@ -647,6 +647,17 @@ def test_a_quoted_false_in_the_identity_file_stops_capture_naming_the_file_the_e
     with pytest.raises(ValueError, match=rf"^{path}: providers.acme.com.ignore_dots: expected true or false, not "
                                          r"'false' \(leave out the quotes\)$"):
         load_identity(path)
+
+
+def test_a_setting_left_empty_in_the_identity_file_is_its_default(tmp_path):
+    """ignore_dots: ~ (or nothing after the colon) is YAML's null: earlier versions read it as the default, false;
+    refused as no true or false, a file kept from them stopped capture."""
+    path = tmp_path / "identity.yaml"
+    path.write_text("plus_tags: ~\nproviders:\n  acme.com: {ignore_dots: ~, plus_tags: ~}\n  gmail.com:\n"
+                    "    ignore_dots: true\n  googlemail.com:\n    same_as: gmail.com\n    ignore_dots:\n")
+    rules = load_identity(path)
+    assert person_key("J.Doe+news@acme.com", rules) == "j.doe@acme.com"  # dots kept, +tags dropped
+    assert person_key("j.doe+news@googlemail.com", rules) == "jdoe@gmail.com"  # an alias, with no rules of its own
 
 
 def test_a_token_or_captcha_on_listed_forms_alone_is_called_out_at_start():

@@ -657,7 +657,8 @@ def parse_identity(raw: Mapping[str, Any]) -> IdentityRules:
     unknown = set(raw) - {"plus_tags", "providers"}
     if unknown:
         raise ValueError(f"unknown keys {sorted(map(str, unknown))} (known: plus_tags, providers)")
-    plus_tags = _yes_or_no(raw.get("plus_tags", True), "plus_tags")
+    # Left empty (plus_tags: ~), a setting is its default, as one left out is (as earlier versions read a provider's).
+    plus_tags = _yes_or_no(True if raw.get("plus_tags") is None else raw["plus_tags"], "plus_tags")
     listed = raw.get("providers") or {}
     if not isinstance(listed, Mapping):
         raise ValueError("providers: expected a mapping of mail domains to their settings, like gmail.com: "
@@ -677,6 +678,7 @@ def parse_identity(raw: Mapping[str, Any]) -> IdentityRules:
         unknown = set(spec) - set(_PROVIDER_KEYS)
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(map(str, unknown))} (known: {', '.join(_PROVIDER_KEYS)})")
+        spec = {key: value for key, value in spec.items() if value is not None}  # ignore_dots: ~ is the default
         same_as = spec.get("same_as")
         if same_as is not None and len(spec) > 1:
             # An alias's addresses take the rules of the domain it names: its own would be read by nobody.
@@ -684,7 +686,7 @@ def parse_identity(raw: Mapping[str, Any]) -> IdentityRules:
                              f"{', '.join(sorted(set(spec) - {'same_as'}))} there, not here")
         providers[domain] = Provider(
             ignore_dots=_yes_or_no(spec.get("ignore_dots", False), f"{where}.ignore_dots"),
-            plus_tags=None if spec.get("plus_tags") is None else _yes_or_no(spec["plus_tags"], f"{where}.plus_tags"),
+            plus_tags=_yes_or_no(spec["plus_tags"], f"{where}.plus_tags") if "plus_tags" in spec else None,
             same_as=None if same_as is None else _as_addresses_spell_it(_mail_domain(same_as, f"{where}.same_as"),
                                                                         f"{where}.same_as"))
     for domain, provider in providers.items():
