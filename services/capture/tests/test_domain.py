@@ -1,6 +1,7 @@
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote
 
 import pytest
 
@@ -79,6 +80,18 @@ def test_a_landing_page_with_long_tracking_parameters_is_cut_to_its_limit_and_th
 def test_a_cut_leaves_no_half_a_percent_escape_at_the_end():
     page = "https://www.example.com/?q=" + "a" * 2019 + "%2Fb"  # the 2,048th character is the 2 of %2F
     assert capture({"email": "ada@example.com", "landing_page": page}).attribution.landing_page == page[:2046]
+
+
+@pytest.mark.parametrize("kept", range(1, 13))
+def test_a_cut_leaves_no_part_of_a_characters_escapes_at_the_end(kept):
+    """Cut after %C3 of %C3%A9 (é), the page kept a lone byte escape, on which decodeURIComponent throws: a cut
+    anywhere in the escapes of one character (here 😀, %F0%9F%98%80) drops them all, one after them keeps them."""
+    smiley = "%F0%9F%98%80"
+    start = "https://www.example.com/?q=" + "a" * (2048 - 27 - kept)  # the cut keeps `kept` characters of smiley
+    page = start + smiley + "b" * 100
+    landing_page = capture({"email": "ada@example.com", "landing_page": page}).attribution.landing_page
+    assert landing_page == (start + smiley if kept == len(smiley) else start)
+    assert unquote(landing_page, errors="strict").endswith("a😀" if kept == len(smiley) else "a")
 
 
 def test_only_what_a_script_fills_in_is_cut_and_what_the_person_typed_is_refused():

@@ -76,14 +76,32 @@ FILLED_IN = {"utm_source": 200, "utm_medium": 200, "utm_campaign": 200, "utm_ter
              "referrer": 2048, "landing_page": 2048}
 #: A percent escape the cut left unfinished at the end (``%2``): a decoder would read it as wrong or refuse it.
 _HALF_ESCAPE = re.compile(r"%[0-9A-Fa-f]?\Z")
+#: The whole percent escapes at the end, where a character's UTF-8 bytes may have been cut short.
+_ESCAPES_AT_END = re.compile(r"(?:%[0-9A-Fa-f]{2})+\Z")
 
 
 def _cut(v: Any, limit: int) -> Any:
     v = _blank_to_none(v)
     if isinstance(v, str) and len(v) > limit:
         # Whole characters (code points) are kept, as the limit counts them.
-        v = _HALF_ESCAPE.sub("", v[:limit]).rstrip()
+        v = _whole_character_escapes(_HALF_ESCAPE.sub("", v[:limit])).rstrip()
     return v
+
+
+def _whole_character_escapes(v: str) -> str:
+    """``v`` without the escapes of a character the cut left short at its end: ``%C3`` of ``%C3%A9`` (é) is no
+    character, and decodeURIComponent throws on it."""
+    if not (escapes := _ESCAPES_AT_END.search(v)):
+        return v
+    data = bytes.fromhex(escapes[0].replace("%", ""))
+    follow = 0  # the continuation bytes (10xxxxxx) at the end, of which a character has at most three
+    while follow < min(3, len(data) - 1) and data[-1 - follow] & 0xC0 == 0x80:
+        follow += 1
+    first = data[-1 - follow]
+    wanted = 2 if first & 0xE0 == 0xC0 else 3 if first & 0xF0 == 0xE0 else 4 if first & 0xF8 == 0xF0 else 1
+    if follow + 1 >= wanted:
+        return v  # whole, or not UTF-8 the cut could have split (the page sent it so)
+    return v[:escapes.end() - 3 * (follow + 1)]
 
 
 def _filled_in(field: str) -> Any:
