@@ -61,9 +61,9 @@ class MemoryRoutingStore:
         self.locks += list(found)
         return found
 
-    async def lock_held(self, owner_id: str, limit: int) -> list[Held]:
-        held = sorted((h for h in self.handoffs.values() if h.handoff.owner_id == owner_id and not h.handoff.closed),
-                      key=lambda h: h.handoff.lead_id)[:limit]
+    async def lock_held(self, owner_id: str, limit: int, *, after: uuid.UUID | None = None) -> list[Held]:
+        held = sorted((h for h in self.handoffs.values() if h.handoff.owner_id == owner_id and not h.handoff.closed
+                       and (after is None or h.handoff.lead_id > after)), key=lambda h: h.handoff.lead_id)[:limit]
         self.locks += [h.handoff.lead_id for h in held]
         return held
 

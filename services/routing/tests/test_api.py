@@ -1,6 +1,7 @@
 """routing's HTTP API over the in-memory store: what the hand-over of a rep's leads answers."""
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -82,6 +83,31 @@ async def test_the_leads_of_a_rep_who_left_are_handed_over_a_page_at_a_time_and_
     assert ([m["lead_id"] for m in second["moved"]], second["more"]) == ([str(leads[2])], False)
     assert (repeat["count"], repeat["moved"], repeat["more"]) == (0, [], False)
     assert [m.topic for m in uow.published] == [topics.LIFECYCLE, topics.ROUTED] * 3  # committed with the moves
+
+
+async def test_through_routing_accepted_leads_nobody_can_take_are_answered_apart_and_the_next_page_starts_after_them(
+        uow):
+    """Ben held them before Ana, and Cy is inactive: nobody may take them, and they stay Ana's."""
+    leads = holding(uow, "ana", 3)
+    for lead_id in leads:
+        h = uow.store.handoffs[lead_id]
+        uow.store.handoffs[lead_id] = replace(h, handoff=replace(h.handoff, holders=("ben",)))
+    async with serving(uow) as client:
+        first = await client.post("/v1/reps/ana/handover", params={"limit": 2}, json={"to": None})
+        second = await client.post("/v1/reps/ana/handover", params={"limit": 2, "after": first.json()["next_after"]},
+                                   json={"to": None})
+        bad = await client.post("/v1/reps/ana/handover", params={"after": "the-last-one"}, json={"to": None})
+    assert (first.status_code, second.status_code) == (200, 200), first.text
+    first, second = first.json(), second.json()
+    assert (first["count"], first["moved"], first["more"], first["next_after"]) == (0, [], True, str(leads[1]))
+    assert [k["lead_id"] for k in first["kept"]] == [str(i) for i in leads[:2]]
+    assert first["kept"][0] == {"lead_id": str(leads[0]), "status": "accepted", "reason": (
+        "territory emea / all; nobody in emea can take it now (cy inactive); a lead sales accepted does not wait in "
+        "a queue: it stays with ana")}
+    assert ([k["lead_id"] for k in second["kept"]], second["more"], second["next_after"]) == (
+        [str(leads[2])], False, None)
+    assert bad.status_code == 422 and [e["field"] for e in bad.json()["errors"]] == ["after"]
+    assert uow.published == [] and {h.handoff.owner_id for h in uow.store.handoffs.values()} == {"ana"}
 
 
 async def test_a_hand_over_to_a_rep_not_in_the_files_or_inactive_is_refused_naming_to_and_moves_nothing(uow):

@@ -938,10 +938,10 @@ async def leads_of(uow, ctx, owner, n):
     return held
 
 
-async def handed_over(uow, ctx, rep_id, to, limit=500):
+async def handed_over(uow, ctx, rep_id, to, limit=500, after=None):
     async with uow:
         result = await hand_over(uow.store, rep_id, ctx.data.rep(to) if to else None, "sales-ops",
-                                 "left the company", ctx.reference, ctx.clock(), limit)
+                                 "left the company", ctx.reference, ctx.clock(), limit, after=after)
         uow.publish(result.messages)
         await uow.commit()
     return result
@@ -988,6 +988,54 @@ async def test_the_leads_of_a_rep_handed_back_through_routing_are_placed_as_a_mi
     assert uow.store.locks == [data(held).lead_id, "emea"]  # hand-offs, then rotation, as every path locks
     [fact] = [data(m) for m in uow.published if m.topic == topics.LIFECYCLE and m.header("ce_type") == "lead.handed_over"]
     assert fact.reason.startswith("handed over from ana by sales-ops: left the company; territory emea")
+
+
+#: Ana left, and Ben and Cy start at 10:00: before then nobody can take a lead.
+ANA_LEFT_LATE = parse_routing_data({**ANA_LEFT.model_dump(), "working_hours": {
+    "days": ["mon", "tue", "wed", "thu", "fri"], "start": "10:00", "end": "17:00"}})
+
+
+async def test_through_routing_the_accepted_leads_nobody_can_take_now_stay_with_the_rep_and_are_answered_apart(
+        uow, ctx):
+    """In a team's queue they would stay for ever (the queue watch, and the move out of a queue the files stop
+    staffing, take only leads waiting to be accepted; a rep of the team may only accept or reject one there). The
+    unaccepted lead waits in the queue, as after a missed deadline. Later, with reps on shift, the same call moves
+    the kept leads."""
+    accepted, contacted, waiting = await leads_of(uow, ctx, "ana", 3)
+    for lead in (accepted, contacted):
+        await say(uow, ctx, data(lead).lead_id, outcome="accepted", rep_id="ana")
+    await say(uow, ctx, data(contacted).lead_id, outcome="contacted", rep_id="ana")
+    ctx.reference, ctx.clock.now = Reference(ANA_LEFT_LATE, "v2"), T0 + timedelta(minutes=30)
+    published = len(uow.published)
+    result = await handed_over(uow, ctx, "ana", None)
+    [moved] = result.moved
+    assert (moved.lead_id, moved.owner_id, moved.waiting_since) == (data(waiting).lead_id, "queue:emea", ctx.clock.now)
+    kept = {k.handoff.lead_id: k.reason for k in result.kept}
+    assert sorted(kept) == sorted(data(m).lead_id for m in (accepted, contacted)) and not result.more
+    assert all("nobody in emea can take it now (ben off shift, cy off shift)" in r and r.endswith("stays with ana")
+               for r in kept.values())
+    assert {(uow.store.handoffs[i].handoff.owner_id, uow.store.handoffs[i].handoff.status) for i in kept} == {
+        ("ana", "accepted"), ("ana", "contacted")}
+    assert {data(m).lead_id for m in uow.published[published:]} == {moved.lead_id}  # nothing said of the kept
+    ctx.clock.now = T0 + timedelta(hours=1, minutes=30)  # Ben and Cy are on shift
+    later = await handed_over(uow, ctx, "ana", None)
+    assert sorted(h.lead_id for h in later.moved) == sorted(kept) and later.kept == []
+    carrier = uow.store.handoffs[data(contacted).lead_id].handoff.owner_id
+    assert carrier in {"ben", "cy"}
+    assert await say(uow, ctx, data(contacted).lead_id, outcome="qualified", rep_id=carrier)  # carried on
+
+
+async def test_a_page_of_kept_leads_does_not_hold_up_the_rep_s_leads_after_it(uow, ctx):
+    """Kept leads stay the rep's, first by lead id: a next page starting from the first again would find them
+    again, for ever when a whole page is kept."""
+    held = sorted(data(m).lead_id for m in await leads_of(uow, ctx, "ana", 3))
+    for lead_id in held:
+        await say(uow, ctx, lead_id, outcome="accepted", rep_id="ana")
+    ctx.reference, ctx.clock.now = Reference(ANA_LEFT_LATE, "v2"), T0 + timedelta(minutes=30)
+    first = await handed_over(uow, ctx, "ana", None, limit=2)
+    second = await handed_over(uow, ctx, "ana", None, limit=2, after=first.next_after)
+    assert [([k.handoff.lead_id for k in p.kept], p.more, p.next_after) for p in (first, second)] == [
+        (held[:2], True, held[1]), (held[2:], False, None)]
 
 
 async def test_a_large_holding_is_handed_over_a_page_at_a_time_saying_while_more_remain(uow, ctx):

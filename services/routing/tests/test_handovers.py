@@ -8,7 +8,7 @@ import pytest
 
 from leadpipe_common.events import Assignment, LeadDispositioned
 from routing.domain import (
-    Applied, Handoff, Presence, Refused, Route, apply_disposition, breach, hand_to, handover_refused,
+    Applied, Breach, Handoff, Kept, Presence, Refused, Route, apply_disposition, breach, hand_to, handover_refused,
     parse_routing_data, reroute,
 )
 
@@ -106,15 +106,24 @@ def test_an_unaccepted_lead_through_routing_at_night_waits_in_its_teams_queue_fo
 
 def test_an_accepted_lead_through_routing_goes_to_the_next_rep_still_accepted_with_no_deadline():
     b = reroute(held("accepted"), EMEA, DATA, {}, MONDAY, Presence(), WHY)
-    assert (b.handoff.owner_id, b.handoff.status, b.handoff.due_at) == ("ben", "accepted", None)
+    assert isinstance(b, Breach) and (b.handoff.owner_id, b.handoff.status, b.handoff.due_at) == ("ben", "accepted", None)
+    assert b.handoff.holders == ("ana",) and b.rotation is not None
+    assert b.assignment.reason.startswith(f"{WHY}; territory emea / all; weighted rotation in emea")
 
 
-def test_an_accepted_lead_nobody_can_take_now_goes_with_no_waiting_mark_to_a_queue_whose_reps_may_take_it():
-    """Apac has no reps of its own: waiting in its queue, an accepted lead would be handed out by no watch (the
-    queue watch starts acceptance deadlines) and taken by no rep (only a queue's own team may take from it)."""
-    b = reroute(held("accepted"), APAC, DATA, {}, NIGHT, Presence(), WHY)
-    assert (b.handoff.owner_id, b.handoff.waiting_since, b.handoff.due_at) == ("queue:emea", None, None)
-    assert b.handoff.status == "accepted" and b.handoff.holders == ("ana",)
-    taken = apply_disposition(b.handoff, LeadDispositioned(lead_id=b.handoff.lead_id, outcome="contacted",
-                                                           rep_id="cy"), DATA)
-    assert isinstance(taken, Applied) and (taken.handoff.owner_id, taken.handoff.status) == ("cy", "contacted")
+@pytest.mark.parametrize("status", ["accepted", "contacted", "qualified"])
+@pytest.mark.parametrize("route", [EMEA, APAC], ids=["its team off shift", "through its overflow off shift"])
+def test_a_lead_sales_accepted_that_nobody_can_take_now_stays_with_its_holder_saying_why(status, route):
+    """Not to a queue: the queue watch hands out only leads waiting to be accepted (and a queue the files stop
+    staffing gives up only those), and a rep of the team may only accept or reject a lead from it: it would stay
+    there for ever."""
+    lead = held(status)
+    kept = reroute(lead, route, DATA, {}, NIGHT, Presence(), WHY)
+    assert isinstance(kept, Kept) and kept.handoff == lead
+    assert "nobody in emea can take it now (ben off shift, cy off shift, old inactive)" in kept.reason
+    assert kept.reason.endswith("a lead sales accepted does not wait in a queue: it stays with ana")
+
+
+def test_an_accepted_lead_every_active_rep_of_its_route_held_stays_with_its_holder():
+    kept = reroute(held("accepted", holders=("ben", "cy")), EMEA, DATA, {}, MONDAY, Presence(), WHY)
+    assert isinstance(kept, Kept) and "nobody in emea can take it now (old inactive)" in kept.reason

@@ -119,9 +119,11 @@ async def test_a_reps_open_leads_are_locked_a_page_at_a_time_by_lead_id_and_a_fo
         await store.add_handoffs(rows)
         page = await store.lock_held(rep, 2)
         whole = await store.lock_held(rep, 10)
+        after_first = await store.lock_held(rep, 10, after=page[0].handoff.lead_id)
         known = [await store.ever_held(r) for r in (rep, other, former, f"rep-{uuid.uuid4().hex[:8]}")]
         await session.rollback()
     open_ = sorted(h.handoff.lead_id for h in (routed, accepted, qualified))
     assert [h.handoff.lead_id for h in page] == open_[:2]  # won and merged are closed: nobody's to hand over
     assert [h.handoff.lead_id for h in whole] == open_
+    assert [h.handoff.lead_id for h in after_first] == open_[1:]  # Postgres orders uuids as Python does
     assert known == [True, True, True, False]  # holders now, and one who held a lead before

@@ -379,7 +379,8 @@ class LeadAssigned(Event):
 
 class LeadHandedOver(Event):
     """A manager handed a lead a rep held, open, to another holder (the rep left, or is away for long): a rep they
-    named, or where routing placed it as a new lead of its route (a team's queue when nobody can take it now).
+    named, or where routing placed it as a new lead of its route (an unaccepted one to a team's queue when nobody can
+    take it now; one sales accepted only to a rep).
     ``stage`` is where it stands, unchanged; an unaccepted lead's acceptance deadline starts again (``due_at``)."""
 
     type: ClassVar[str] = "lead.handed_over"

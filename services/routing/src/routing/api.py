@@ -255,7 +255,8 @@ class HandoverRequest(BaseModel):
     to: str | None = Field(min_length=1, max_length=200,
                            description="the rep who takes the leads: active, in the reps file (their shift, absence "
                                        "and capacity are not asked); null: each lead is placed again as a missed "
-                                       "deadline places it, the rep passed over")
+                                       "deadline places it, the rep passed over (an accepted one only with a rep "
+                                       "who can take it now, else it is kept)")
     reason: str | None = Field(None, max_length=2000, description="kept on each lead's lead.handed_over")
 
 
@@ -265,17 +266,22 @@ class HandoverRequest(BaseModel):
     description="For a rep who left or is away for long: the open leads they hold (not won, lost, rejected or "
                 "merged; accepted, contacted and qualified ones too) go to `to`, or, with `\"to\": null`, each is "
                 "placed again as a missed deadline places a lead (its route, rotation and overflow, every earlier "
-                "holder passed over; a team's queue when nobody can take it now). A lead keeps its status; an "
-                "unaccepted one gets a new acceptance deadline in its new holder's working hours. Each is re-sent "
-                "on `leads.routed` with `lead.handed_over` on the lifecycle. At most `limit` leads a call, the "
-                "first by lead id: `more: true` says the rep holds more, for the same call again. The rep need "
-                "not be in the reps file any more; one routing never handed a lead to answers 404, and a rep "
-                "holding nothing (a repeat) answers 200 with nothing moved.",
+                "holder passed over): an unaccepted one nobody can take now waits in a team's queue; an accepted "
+                "(contacted, qualified) one nobody can take now stays with the rep, listed in `kept` with the "
+                "reason, for a named `to` or a later call. A lead keeps its status; an unaccepted one gets a new "
+                "acceptance deadline in its new holder's working hours. Each lead moved is re-sent on "
+                "`leads.routed` with `lead.handed_over` on the lifecycle. At most `limit` leads a call, the first "
+                "by lead id after `after`: `more: true` says the rep holds more, and `next_after` is the `after` "
+                "of the next page. The rep need not be in the reps file any more; one routing never handed a lead "
+                "to answers 404, and a rep holding nothing (a repeat) answers 200 with nothing moved.",
     responses=problem_responses(404, 503, _404="no such rep in the reps file, and no lead was ever theirs"),
 )
 async def post_handover(rep_id: str, body: HandoverRequest, request: Request, rt: RoutingRuntime,
                         who: Annotated[Principal, needs("admin")],
-                        limit: Annotated[int, Query(ge=1, le=HANDOVER_PAGE)] = HANDOVER_PAGE) -> dict[str, Any]:
+                        limit: Annotated[int, Query(ge=1, le=HANDOVER_PAGE)] = HANDOVER_PAGE,
+                        after: Annotated[uuid.UUID | None, Query(
+                            description="only the rep's leads after this lead id: the `next_after` of the page "
+                                        "before")] = None) -> dict[str, Any]:
     ref, now = rt.context.reference, rt.context.clock()
     refused = handover_refused(rep_id, body.to, ref.data)
     if refused is not None:
@@ -284,8 +290,9 @@ async def post_handover(rep_id: str, body: HandoverRequest, request: Request, rt
     try:
         async with rt.unit_of_work() as uow:
             result = await hand_over(uow.store, rep_id, to, who.name, body.reason, ref, now, limit,
-                                     request.headers.get("traceparent"))
-            unknown = not result.moved and ref.data.rep(rep_id) is None and not await uow.store.ever_held(rep_id)
+                                     request.headers.get("traceparent"), after=after)
+            unknown = (not result.moved and not result.kept and ref.data.rep(rep_id) is None
+                       and not await uow.store.ever_held(rep_id))
             uow.publish(result.messages)
             await uow.commit()
     except UNAVAILABLE as exc:
@@ -296,8 +303,11 @@ async def post_handover(rep_id: str, body: HandoverRequest, request: Request, rt
     if unknown:
         raise Problem(404, f"no rep {rep_id!r} in the reps file, and routing never handed them a lead")
     return {"rep_id": rep_id, "to": body.to, "count": len(result.moved), "more": result.more,
+            "next_after": str(result.next_after) if result.next_after else None,
             "moved": [{"lead_id": str(h.lead_id), "owner_id": h.owner_id, "team": h.team, "status": h.status,
-                       "due_at": h.due_at.isoformat() if h.due_at else None} for h in result.moved]}
+                       "due_at": h.due_at.isoformat() if h.due_at else None} for h in result.moved],
+            "kept": [{"lead_id": str(k.handoff.lead_id), "status": k.handoff.status, "reason": k.reason}
+                     for k in result.kept]}
 
 
 @reps_router.post(

@@ -55,7 +55,7 @@ from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Applied, Handoff, Merged, Placed, Presence, Refused, Rep, Repeated, Route, RoutingData, Step, Waiting,
+    Applied, Handoff, Kept, Merged, Placed, Presence, Refused, Rep, Repeated, Route, RoutingData, Step, Waiting,
     acceptance_due, apply_disposition, capacity_bound, choose_route, hand_to, kept_back_by, merge_into,
     news_for_holder, overflow_chain, place, recycled_by, rejected_as, reroute,
 )
@@ -181,44 +181,60 @@ async def locked_for_placing(store: RoutingStore, held: Sequence[Held], data: Ro
 
 @dataclass(frozen=True)
 class Handover:
-    """What a hand-over moved: each lead's hand-off as it is now, and whether the rep holds open leads beyond them."""
+    """What a hand-over moved: each lead's hand-off as it is now; the leads sales accepted that routing could give to
+    no rep now, left with the rep; and, when the rep holds open leads beyond the page, the last lead of it (for the
+    next page to start after)."""
 
     moved: list[Handoff]
-    more: bool
+    kept: list[Kept]
+    next_after: uuid.UUID | None
     messages: list[Message]
+
+    @property
+    def more(self) -> bool:
+        return self.next_after is not None
 
 
 async def hand_over(store: RoutingStore, rep_id: str, to: Rep | None, by: str, reason: str | None, ref: Reference,
-                    now: datetime, limit: int, traceparent: str | None = None) -> Handover:
-    """Hand the first ``limit`` open leads ``rep_id`` holds (by lead id) to ``to`` (``handover_refused`` passed them),
-    or, with None, place each again through routing (``reroute``), in the caller's unit of work: each re-sent on
-    ``leads.routed`` with its new owner beside ``lead.handed_over``. The rep holding none (all moved before: a
-    repeat) moves nothing."""
-    page = await store.lock_held(rep_id, limit + 1)
-    held, more = page[:limit], len(page) > limit
+                    now: datetime, limit: int, traceparent: str | None = None, *,
+                    after: uuid.UUID | None = None) -> Handover:
+    """Hand the first ``limit`` open leads ``rep_id`` holds (by lead id, after ``after``) to ``to``
+    (``handover_refused`` passed them), or, with None, place each again through routing (``reroute``: one sales
+    accepted that nobody can take now is kept), in the caller's unit of work: each moved re-sent on ``leads.routed``
+    with its new owner beside ``lead.handed_over``. The rep holding none (all moved before: a repeat) moves
+    nothing."""
+    page = await store.lock_held(rep_id, limit + 1, after=after)
+    held = page[:limit]
+    # Kept leads stay the rep's, first by lead id: a next page that started again from the first would find them
+    # again, and a page of them alone would never reach the leads after.
+    next_after = held[-1].handoff.lead_id if len(page) > limit else None
     why = f"handed over from {rep_id} by {by}" + (f": {reason}" if reason else "")
     routes: dict[uuid.UUID, Route] = {}
     turns, presence = Turns({}), Presence()
     if to is None and held:
         routes, turns, presence = await locked_for_placing(store, held, ref.data, now)
     moved: list[Held] = []
+    kept: list[Kept] = []
     messages: list[Message] = []
     for h in held:
         handoff, lead = h.handoff, h.lead
         if to is not None:
-            after, assignment = hand_to(handoff, lead.assignment, to, ref.data, now, why)
+            now_held, assignment = hand_to(handoff, lead.assignment, to, ref.data, now, why)
         else:
             placed = reroute(handoff, routes[handoff.lead_id], ref.data, turns.states, now, presence, why)
+            if isinstance(placed, Kept):
+                kept.append(placed)
+                continue
             turns.take(placed.handoff.team, placed.rotation)
             if placed.action == "reassigned" and handoff.status == "routed":  # capacity counts unaccepted leads
                 presence = presence.holding_one_more(placed.assignment.owner_id)
-            after, assignment = placed.handoff, placed.assignment
+            now_held, assignment = placed.handoff, placed.assignment
         rerouted = lead.model_copy(update={"assignment": assignment, "routed_at": now,
                                            "routing_data_version": ref.version})
         handed = LeadHandedOver(
             lead_id=lead.lead_id, from_owner_id=rep_id, owner_id=assignment.owner_id,
             owner_name=assignment.owner_name, team=assignment.team, stage=handoff.status,  # type: ignore[arg-type]
-            at=now, by=by, reason=assignment.reason, due_at=after.due_at, grade=handoff.grade,
+            at=now, by=by, reason=assignment.reason, due_at=now_held.due_at, grade=handoff.grade,
             attribution=lead.attribution)
         # Unique to this move, as a move out of an orphaned queue is (``sla.requeue_orphans``): the stored lead's
         # routed_at changes with every move, so a lead handed A to B, back, and to B again is sent each time; a
@@ -231,11 +247,12 @@ async def hand_over(store: RoutingStore, rep_id: str, to: Rep | None, by: str, r
             encode(topics.ROUTED, rerouted, event_id=handoff.event_id(f"lead.routed/handed_over/{move}"),
                    source=SOURCE, time=now, traceparent=trace),
         ]
-        moved.append(dataclasses.replace(h, handoff=after, lead=rerouted))
+        moved.append(dataclasses.replace(h, handoff=now_held, lead=rerouted))
     await store.update_handoffs(moved)  # one statement, however many leads a page moves
     await store.save_rotations(turns.changed, turns.taken)
-    log.info("leads handed over", rep=rep_id, to=to.id if to else "routing", by=by, moved=len(moved), more=more)
-    return Handover([h.handoff for h in moved], more, messages)
+    log.info("leads handed over", rep=rep_id, to=to.id if to else "routing", by=by, moved=len(moved),
+             kept=len(kept), more=next_after is not None)
+    return Handover([h.handoff for h in moved], kept, next_after, messages)
 
 
 async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],

@@ -265,13 +265,14 @@ class RoutingStore:
             return {}
         return {r.lead_id: _held(r) for r in await self._session.execute(_HANDOFFS, {"ids": ids})}
 
-    async def lock_held(self, owner_id: str, limit: int) -> list[Held]:
+    async def lock_held(self, owner_id: str, limit: int, *, after: uuid.UUID | None = None) -> list[Held]:
         """Up to ``limit`` open hand-offs (not won, lost, rejected or merged) ``owner_id`` holds, the first by lead
-        id, locked in that order in one statement (see the module). No index serves a holder's accepted leads: it
-        reads every open hand-off, for a manager's hand-over, not for every round."""
+        id (those after ``after``), locked in that order in one statement (see the module). No index serves a
+        holder's accepted leads: it reads every open hand-off, for a manager's hand-over, not for every round."""
         rows = await self._session.execute(
             sa.select(handoffs)
-            .where(handoffs.c.owner_id == owner_id, handoffs.c.status.not_in(sorted(CLOSED)))
+            .where(handoffs.c.owner_id == owner_id, handoffs.c.status.not_in(sorted(CLOSED)),
+                   handoffs.c.lead_id > after if after is not None else sa.true())
             .order_by(handoffs.c.lead_id)
             .limit(limit)
             .with_for_update()

@@ -17,7 +17,8 @@ first along its overflow with reps of its own: only those may take from it);
 with nobody who has not held it able to take it now, it waits in its team's
 queue for the first who can. A lead sales rejected is recycled by a touch that earns intent, to a new
 holder. A manager may hand the open leads a rep holds (they left, or are away for long) to another rep, or back
-through routing, each placed as a missed deadline places a lead; they keep their status.
+through routing, each placed as a missed deadline places a lead (one sales accepted only with a rep who can take it
+now: a queue is for leads waiting to be accepted); they keep their status.
 
 Dispositions move a routed lead through accepted -> contacted -> qualified ->
 won | lost, or rejected (back to nurture). A closed lead stays closed; the
@@ -47,7 +48,7 @@ from routing.domain.dispositions import (
     ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
     earns_intent, kept_back_by, merge_into, news_for_holder, recycled_by, rejected_as, remembered,
 )
-from routing.domain.handovers import hand_to, handover_refused, reroute
+from routing.domain.handovers import Kept, hand_to, handover_refused, reroute
 from routing.domain.orphans import escalation_team, orphaned, requeue, staffed, staffed_teams
 from routing.domain.reference import (
     Account, InvalidRoutingData, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
@@ -58,8 +59,8 @@ from routing.domain.whatif import PastLead, Violation, WhatIf, what_if
 
 __all__ = [
     "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
-    "InvalidRoutingData", "Merged", "PastLead", "Placed", "Presence", "Reasons", "Refused", "RejectionReason", "Rep",
-    "Repeated", "Route",
+    "InvalidRoutingData", "Kept", "Merged", "PastLead", "Placed", "Presence", "Reasons", "Refused", "RejectionReason",
+    "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
     "earns_intent", "escalation_team", "hand_to", "handover_refused", "held_by", "kept_back_by", "merge_into",

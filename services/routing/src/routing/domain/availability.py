@@ -172,10 +172,15 @@ class Placed:
 
 @dataclass(frozen=True)
 class Waiting:
-    """Nobody who may take the lead can now: it waits in ``team``'s queue, and ``reason`` says why."""
+    """Nobody who may take the lead can now: it waits in ``team``'s queue. ``nobody`` says why (its route, and why
+    each team along its overflow has nobody); ``reason`` says where it waits too."""
 
     team: str
-    reason: str
+    nobody: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.nobody}; waits in the {self.team} queue"
 
     @property
     def assignment(self) -> Assignment:
@@ -210,7 +215,7 @@ def place(route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int
                                      method="overflow" if i else "territory", reason=f"{route.reason}; {how}"),
                           rep, team, {**state, **turned})
         skipped.append(f"nobody in {team} can take it now ({_summary(reasons) or 'no reps'})")
-    return Waiting(route.team, f"{route.reason}; {'; '.join(skipped)}; waits in the {route.team} queue")
+    return Waiting(route.team, f"{route.reason}; {'; '.join(skipped)}")
 
 
 def _summary(reasons: Mapping[str, str | None]) -> str:

@@ -62,15 +62,15 @@ def breach(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[st
 
 
 def place_again(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int]],
-                now: datetime, presence: Presence, *, why: str, can_wait: bool = True) -> Breach:
+                now: datetime, presence: Presence, *, why: str) -> Breach:
     """``handoff`` placed on ``route`` as a new lead would be, every rep who held it (its holder too) passed over
-    and ``why`` leading the reason: what a missed deadline does, and a manager's hand-over through routing.
+    and ``why`` leading the reason: what a missed deadline does, and a manager's hand-over through routing of an
+    unaccepted lead.
 
     ``states`` is each team's rotation state. With nobody who may take it able to now, it waits in its route's
-    team's queue (unless not ``can_wait``: a lead sales accepted has no deadline for the queue watch to start);
-    with none left who may ever take it (each held it, or is inactive), or when it may not wait, it is escalated,
-    with no waiting mark, to the queue of the first team along its route's team's overflow with active reps of its
-    own (``escalation_team``). The count of reassignments is the caller's."""
+    team's queue; with none left who may ever take it (each held it, or is inactive), it is escalated, with no
+    waiting mark, to the queue of the first team along its route's team's overflow with active reps of its own
+    (``escalation_team``). The count of reassignments is the caller's."""
     held = held_by(handoff)
     placement = place(replace(route, reason=f"{why}; {route.reason}"), data, states, now, presence,
                       passed_over=held)
@@ -80,7 +80,7 @@ def place_again(handoff: Handoff, route: Route, data: RoutingData, states: Mappi
                         due_at=acceptance_due(handoff.grade, a.owner_id, data, now))
         return Breach(after, "reassigned", a, placement.rotation)
     reachable = set(overflow_chain(placement.team, data))
-    if can_wait and any(r.active and r.team in reachable and r.id not in held for r in data.reps):
+    if any(r.active and r.team in reachable and r.id not in held for r in data.reps):
         a = placement.assignment
         after = replace(handoff, owner_id=a.owner_id, team=a.team, due_at=None, holders=held, waiting_since=now)
         return Breach(after, "escalated", a, None)

@@ -202,10 +202,10 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
                       reason_code=d.reason_code),)
     else:
         steps = (Step(handoff.status, d.outcome, label + (f": {d.reason}" if d.reason else "")),)
-    # The rep who reports holds the lead after: its holder, or a rep of its team taking it from the queue. One who
-    # rejects it from there took it to turn it down: as its holder, a recycle passes them over rather than the
-    # queue. One who reports on a lead sales accepted before it went back to the queue (``handovers``) carries it on.
-    after = replace(handoff, status=d.outcome, owner_id=rep.id, history=(*handoff.history, said),
+    # A rep who rejects a lead from the team's queue took it to turn it down: as its holder, a recycle passes
+    # them over rather than the queue.
+    owner = rep.id if d.outcome in ("accepted", "rejected") else handoff.owner_id
+    after = replace(handoff, status=d.outcome, owner_id=owner, history=(*handoff.history, said),
                     due_at=None if d.outcome in ("accepted", "rejected") else handoff.due_at, waiting_since=None)
     return Applied(after, steps)
 

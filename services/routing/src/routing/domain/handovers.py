@@ -10,20 +10,21 @@ a missed deadline does; no deadline was missed, so the SLA's count of reassignme
 joins its holders, passed over whenever routing places it again.
 
 Through routing, an unaccepted lead nobody who may take it can take now waits in its team's queue, as after a
-missed deadline. One sales accepted has no deadline for the queue watch to start: it goes, with no waiting mark,
-to the queue of the first team along its route's team's overflow with active reps of its own, and the first of
-them to report on it takes it (``dispositions``).
+missed deadline. One sales accepted goes to a rep who can take it now, or nowhere: a queue is for leads waiting
+to be accepted (the queue watch hands out only those, starting their deadline, a team's reps may only accept or
+reject one from it, and a queue the files stop staffing gives up only those), so in a queue it would stay for
+ever. It stays with its holder (``Kept``), for the manager to name a rep or ask routing again later.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from leadpipe_common.events import Assignment
 
-from routing.domain.availability import Presence
+from routing.domain.availability import Placed, Presence, place
 from routing.domain.breaches import Breach, held_by, place_again
 from routing.domain.clock import acceptance_due
 from routing.domain.dispositions import Handoff, Refused
@@ -64,13 +65,30 @@ def hand_to(handoff: Handoff, before: Assignment, rep: Rep, data: RoutingData, n
     return after, assignment
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A lead sales accepted that a hand-over through routing could give to no rep now: it stays with its holder,
+    and ``reason`` says why."""
+
+    handoff: Handoff
+    reason: str
+
+
 def reroute(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int]],
-            now: datetime, presence: Presence, why: str) -> Breach:
+            now: datetime, presence: Presence, why: str) -> Breach | Kept:
     """``handoff``, open and held by a rep, placed again on ``route`` (the lead's route now, as ``choose_route``
-    gives it) as a missed deadline places a lead (``place_again``), ``why`` leading the reason. ``rotation`` is the
-    new state of the turned team's rotation, when one turned."""
-    accepted = handoff.status != "routed"
-    placed = place_again(handoff, route, data, states, now, presence, why=why, can_wait=not accepted)
-    if accepted:
-        return replace(placed, handoff=replace(placed.handoff, due_at=None))  # its deadline was met already
-    return placed
+    gives it), ``why`` leading the reason: an unaccepted lead as a missed deadline places it (``place_again``); one
+    sales accepted with a rep who can take it now, or else ``Kept``. ``rotation`` is the new state of the turned
+    team's rotation, when one turned."""
+    if handoff.status == "routed":
+        return place_again(handoff, route, data, states, now, presence, why=why)
+    held = held_by(handoff)
+    placement = place(route, data, states, now, presence, passed_over=held)
+    if not isinstance(placement, Placed):
+        return Kept(handoff, f"{placement.nobody}; a lead sales accepted does not wait in a queue: it stays with "
+                             f"{handoff.owner_id}")
+    a = placement.assignment
+    assignment = a.model_copy(update={"reason": f"{why}; {a.reason}"})
+    # Its acceptance deadline was met already: none again, as when it is handed to a named rep.
+    after = replace(handoff, owner_id=a.owner_id, team=a.team, holders=held, due_at=None, waiting_since=None)
+    return Breach(after, "reassigned", assignment, placement.rotation)
