@@ -42,7 +42,8 @@ def test_a_subscription_gets_the_events_it_asked_for_that_pass_its_filter():
 def test_a_hand_over_goes_to_subscriptions_asking_for_it_filtered_by_its_new_holder_and_team():
     from leadpipe_common.events import Attribution, LeadHandedOver
 
-    handed = LeadHandedOver(lead_id=routed().lead_id, from_owner_id="ana", owner_id="ben", owner_name="Ben",
+    handed = LeadHandedOver(lead_id=routed().lead_id, from_owner_id="ana", from_team="emea", from_due_at=None,
+                            owner_id="ben", owner_name="Ben",
                             team="dach", stage="accepted", at=NOW, by="sales-ops", reason="ana left", due_at=None,
                             grade="A", attribution=Attribution(utm_source="tests"))
     asked = subscription(events=["lead.handed_over"])

@@ -94,14 +94,18 @@ def test_a_breach_closes_one_holder_and_opens_the_next():
         ("ana", T0 + timedelta(minutes=3), due), ("ben", due, None)]
 
 
-def test_a_hand_over_is_on_the_timeline_opens_the_new_holders_hand_off_when_unaccepted_and_moves_no_stage():
+def handed(stage, due_at, minutes=9, from_due_at=T0 + timedelta(minutes=18)):
+    """HISTORY's lead, held by ana (due 9:18 while unaccepted), handed to ben ``minutes`` after T0."""
     from leadpipe_common.events import LeadHandedOver
 
-    def handed(stage, due_at):
-        return recorded(LeadHandedOver(lead_id=LEAD, from_owner_id="ana", owner_id="ben", owner_name="Ben",
-                                       team="emea", stage=stage, at=T0 + timedelta(minutes=9), by="sales-ops",
-                                       reason="handed over from ana by sales-ops: left", due_at=due_at, grade="A", attribution=ADS), minutes=9)
+    at = T0 + timedelta(minutes=minutes)
+    return recorded(LeadHandedOver(
+        lead_id=LEAD, from_owner_id="ana", from_team="emea", from_due_at=from_due_at if stage == "routed" else None,
+        owner_id="ben", owner_name="Ben", team="emea", stage=stage, at=at, by="sales-ops",
+        reason="handed over from ana by sales-ops: left", due_at=due_at, grade="A", attribution=ADS), minutes=minutes)
 
+
+def test_a_hand_over_is_on_the_timeline_opens_the_new_holders_hand_off_when_unaccepted_and_moves_no_stage():
     new_due = T0 + timedelta(minutes=24)
     unaccepted = project([*HISTORY[:4], handed("routed", new_due)])
     assert [(h.owner_id, h.due_at, h.started_at) for _, h in sorted(unaccepted.handoffs.items())] == [
@@ -113,6 +117,17 @@ def test_a_hand_over_is_on_the_timeline_opens_the_new_holders_hand_off_when_unac
     accepted = project([*HISTORY[:5], handed("accepted", None)])
     assert [h.owner_id for h in accepted.handoffs.values()] == ["ana"]  # no deadline: no hand-off to judge
     assert accepted.leads[LEAD].latest.to_stage == "accepted"
+
+
+def test_a_hand_over_ends_the_holders_hand_off_whatever_order_the_events_are_folded_in():
+    """Ana, due 9:18, is handed over at 9:05; Ben is due 9:20. Ana's hand-off ends there: the SLA report answers
+    it only with what was recorded before, and counts it neither met nor missed (``reports.sla``)."""
+    events = [HISTORY[3], handed("routed", T0 + timedelta(minutes=20), minutes=5)]
+    expected = [("ana", T0 + timedelta(minutes=3), T0 + timedelta(minutes=5)), ("ben", T0 + timedelta(minutes=5), None)]
+    for folded in (events, list(reversed(events)), events + events):
+        handoffs = project(folded).handoffs
+        assert [(h.owner_id, h.started_at, h.handed_over_at) for _, h in sorted(handoffs.items())] == expected
+        assert handoffs[(LEAD, T0 + timedelta(minutes=18))].row()["handed_over_at"] == T0 + timedelta(minutes=5)
 
 
 def test_a_recycled_leads_second_hand_off_is_a_hand_off_of_its_own():
@@ -187,7 +202,12 @@ def test_revenue_is_kept_per_currency_and_rows_rank_by_wins():
 
 
 def test_sla_compliance_ignores_hand_offs_still_open():
-    assert sla_row({"team": "emea"}, met=3, missed=1, open_=5)["compliance"] == 0.75
+    assert sla_row({"team": "emea"}, met=3, missed=1, open_=5, handed_over=0)["compliance"] == 0.75
+
+
+def test_hand_offs_handed_over_before_their_deadline_are_counted_apart_and_in_no_compliance():
+    row = sla_row({"team": "emea"}, met=3, missed=1, open_=0, handed_over=2)
+    assert (row["handoffs"], row["handed_over"], row["compliance"]) == (6, 2, 0.75)
 
 
 def test_a_csv_cell_a_spreadsheet_would_run_is_kept_as_text():

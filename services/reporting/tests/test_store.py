@@ -5,11 +5,13 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from leadpipe_common.events import (
-    Attribution, LeadMerged, LeadQuarantined, LeadSlaBreached, LeadStageChanged, LeadTouched, Touch,
+    Attribution, LeadHandedOver, LeadMerged, LeadQuarantined, LeadSlaBreached, LeadStageChanged, LeadTouched, Touch,
 )
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import MODELS, LeadFacts, Projection, project
@@ -331,6 +333,44 @@ async def test_each_hand_off_of_a_recycled_lead_is_judged_on_its_own_however_the
     rows, reps = found[0]
     assert [r.owner_id for r in rows] == ["ana", "ben"]
     assert [(r["owner_id"], r["met"], r["missed"], r["open"]) for r in reps] == [("ana", 1, 0, 0), ("ben", 0, 0, 1)]
+
+
+def handed_over_lead(lead: uuid.UUID, ben_answers_after: int | None) -> list[tuple[uuid.UUID, datetime, Any]]:
+    """Routed to ana at 9:03, due 9:18; a manager hands it to ben at 9:05, due 9:20 (or, with ``ben_answers_after``
+    None, at 9:25, after ana's deadline); ben accepts that many minutes after 9:00."""
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+    def at(minutes: int) -> datetime:
+        return t0 + timedelta(minutes=minutes)
+
+    handed_at = 5 if ben_answers_after is not None else 25
+    routed = LeadStageChanged(lead_id=lead, from_stage="mql", to_stage="routed", at=at(3), by="t", reason="r",
+                              attribution=Attribution(), owner_id="ana", team="emea", due_at=at(18))
+    handed = LeadHandedOver(lead_id=lead, from_owner_id="ana", from_team="emea", from_due_at=at(18), owner_id="ben",
+                            owner_name="Ben", team="emea", stage="routed", at=at(handed_at), by="sales-ops",
+                            reason="ana left", due_at=at(handed_at + 15), grade="A", attribution=Attribution())
+    events = [(uuid.uuid4(), at(3), routed), (uuid.uuid4(), at(handed_at), handed)]
+    if ben_answers_after is not None:
+        accepted = LeadStageChanged(lead_id=lead, from_stage="routed", to_stage="accepted", at=at(ben_answers_after),
+                                    by="t", reason="r", attribution=Attribution())
+        events.append((uuid.uuid4(), at(ben_answers_after), accepted))
+    return events
+
+
+@pytest.mark.parametrize(("ben_answers_after", "expected"), [
+    (19, [("ana", 0, 0, 0, 1), ("ben", 1, 0, 0, 0)]),  # after ana's deadline, before his own
+    (10, [("ana", 0, 0, 0, 1), ("ben", 1, 0, 0, 0)]),  # one answer, one hand-off met by it
+    (None, [("ana", 0, 1, 0, 0), ("ben", 0, 0, 1, 0)]),  # handed over unanswered after ana's deadline
+])
+async def test_a_hand_off_a_manager_handed_over_before_its_deadline_is_neither_met_nor_missed_however_batched(
+        db, ben_answers_after, expected):
+    """Ana was handed over at 9:05, her deadline 9:18: Ben's answer is his, not hers, whether he gave it after 9:18
+    (it counted as her miss) or before (it counted as her hand-off met too)."""
+    lead = uuid.uuid4()
+    events = handed_over_lead(lead, ben_answers_after)
+    found = await read_after_both_orders(db, events, lambda conn: sla(conn, Filters()))
+    assert found[0] == found[1]
+    assert [(r["owner_id"], r["met"], r["missed"], r["open"], r["handed_over"]) for r in found[0]["reps"]] == expected
 
 
 async def test_a_deadline_missed_stays_missed_when_the_lead_is_merged_into_another(db):

@@ -965,6 +965,9 @@ async def test_the_open_leads_of_a_rep_who_left_go_to_the_named_rep_as_they_stoo
     facts = {data(m).lead_id: data(m) for m in sent if m.topic == topics.LIFECYCLE}
     assert {(f.from_owner_id, f.owner_id, f.stage, f.by) for f in facts.values()} == {
         ("ana", "cy", "accepted", "sales-ops"), ("ana", "cy", "routed", "sales-ops")}
+    # The hand-off each ended, for reporting to close: ana's deadline on the unaccepted lead, none on the other.
+    assert [(facts[data(m).lead_id].from_team, facts[data(m).lead_id].from_due_at) for m in (accepted, waiting)] == [
+        ("emea", None), ("emea", T0 + timedelta(minutes=15))]
     assert all(data(m).assignment.owner_id == "cy" and data(m).routing_data_version == "v2"
                for m in sent if m.topic == topics.ROUTED)
     trace = accepted.header("traceparent").split("-")[1]  # the lead's own trace goes on

@@ -381,11 +381,16 @@ class LeadHandedOver(Event):
     """A manager handed a lead a rep held, open, to another holder (the rep left, or is away for long): a rep they
     named, or where routing placed it as a new lead of its route (an unaccepted one to a team's queue when nobody can
     take it now; one sales accepted only to a rep).
-    ``stage`` is where it stands, unchanged; an unaccepted lead's acceptance deadline starts again (``due_at``)."""
+    ``stage`` is where it stands, unchanged; an unaccepted lead's acceptance deadline starts again (``due_at``), and
+    the hand-off it had (``from_owner_id``'s, of ``from_team``, due ``from_due_at``) ends unanswered, neither met
+    nor missed."""
 
     type: ClassVar[str] = "lead.handed_over"
     version: ClassVar[int] = 1
     from_owner_id: str
+    from_team: str
+    #: The deadline of the hand-off the hand-over ended: None for a lead sales accepted (it had none left).
+    from_due_at: Moment | None
     owner_id: str
     owner_name: str
     team: str

@@ -285,8 +285,8 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
         f'<div class="v">{duration(v["p50_seconds"])}</div><div class="s">p50 · p90 {duration(v["p90_seconds"])} · '
         f'{v["leads"]:,} leads</div></div>'
         for v in velocity["rows"])
-    sla_rows = [[esc(t["team"]), f"{t['handoffs']:,}", f"{t['met']:,}", f"{t['missed']:,}", f"{t['open']:,}", bar(t["compliance"])]
-                for t in sla["teams"]]
+    sla_rows = [[esc(t["team"]), f"{t['handoffs']:,}", f"{t['met']:,}", f"{t['missed']:,}", f"{t['open']:,}",
+                 f"{t['handed_over']:,}", bar(t["compliance"])] for t in sla["teams"]]
     rep_rows = [[esc(r["owner_id"]), esc(r["team"]), f"{r['met']:,}", f"{r['missed']:,}", bar(r["compliance"])]
                 for r in sla["reps"]]
     rejection_rows = [[esc(r["source"]), esc(r["reason_code"]), f"{r['rejections']:,}", f"{r['leads']:,}"]
@@ -304,7 +304,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 <section class="panel"><h2>Won by campaign</h2><p class="hint">Credit: {MODEL_LABELS[model].lower()}.</p>{table(["Campaign", "Captured", "Won", "Revenue", "Close rate"], campaign_rows, "Nothing won yet.")}{more_campaigns}</section>
 </div>
 <div class="two">
-<section class="panel"><h2>Hand-off SLA by team</h2>{table(["Team", "Hand-offs", "Met", "Missed", "Open", "Compliance"], sla_rows, "No hand-offs with a deadline yet.")}
+<section class="panel"><h2>Hand-off SLA by team</h2>{table(["Team", "Hand-offs", "Met", "Missed", "Open", "Handed over", "Compliance"], sla_rows, "No hand-offs with a deadline yet.")}
 <details><summary>per rep</summary>{table(["Rep", "Team", "Met", "Missed", "Compliance"], rep_rows, "No hand-offs yet.")}</details></section>
 <section class="panel"><h2>Rejection reasons by source</h2>{table(["Source", "Reason", "Rejections", "Leads"], rejection_rows, "Sales rejected nothing in this range.")}{more_rejections}</section>
 </div>

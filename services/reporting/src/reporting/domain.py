@@ -17,7 +17,10 @@ no clock. The rules:
   the deadline; it missed when the deadline passed first. A hand-off is
   known by its lead and deadline, and answered by the first acceptance or
   rejection recorded after it began: a lead sales rejected and a touch sent
-  back is handed off again, and that hand-off is judged on its own.
+  back is handed off again, and that hand-off is judged on its own. A
+  manager's hand-over ends the holder's hand-off unanswered: no answer after
+  it is theirs (it answers the new holder's), and one ended before its
+  deadline is neither met nor missed, but handed over.
 - Velocity (``VELOCITY``) is a lead's first cycle: from the first time it
   reached one stage to the first time it reached the next, so a recycled
   lead's later routings and answers do not count. A stage counts as reached
@@ -136,6 +139,8 @@ class HandoffFacts:
     #: its breach was seen.
     started_at: datetime | None = None
     breached_at: datetime | None = None
+    #: When a manager handed the lead on, ending the hand-off unanswered (routing's clock, as its start).
+    handed_over_at: datetime | None = None
 
     @property
     def key(self) -> tuple[uuid.UUID, datetime]:
@@ -143,7 +148,7 @@ class HandoffFacts:
 
     def row(self) -> dict[str, Any]:
         return {"lead_id": self.lead_id, "owner_id": self.owner_id, "team": self.team, "due_at": self.due_at,
-                "started_at": self.started_at, "breached_at": self.breached_at}
+                "started_at": self.started_at, "breached_at": self.breached_at, "handed_over_at": self.handed_over_at}
 
 
 @dataclass
@@ -172,11 +177,12 @@ class Projection:
         return facts
 
     def handoff(self, h: HandoffFacts) -> None:
-        """Keep the earliest start and breach of a hand-off seen, as the database does."""
+        """Keep the earliest start, breach and hand-over of a hand-off seen, as the database does."""
         known = self.handoffs.get(h.key)
         if known is not None:
             h = replace(h, started_at=_earliest(h.started_at, known.started_at),
-                        breached_at=_earliest(h.breached_at, known.breached_at))
+                        breached_at=_earliest(h.breached_at, known.breached_at),
+                        handed_over_at=_earliest(h.handed_over_at, known.handed_over_at))
         self.handoffs[h.key] = h
 
 
@@ -277,10 +283,13 @@ def _queue(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
 
 
 def _handed_over(out: Projection, event_id: uuid.UUID, recorded: datetime | None, e: LeadHandedOver) -> None:
-    """A manager's hand-over: on the timeline; an unaccepted lead's new holder holds it to a new deadline. The
-    funnel does not move (the lead keeps its stage)."""
+    """A manager's hand-over: on the timeline; an unaccepted lead's holder's hand-off ends there, and its new holder
+    holds it to a new deadline. The funnel does not move (the lead keeps its stage)."""
     out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c)
                                                                  for c in DIMENSIONS.values()}))
+    if e.from_due_at is not None:
+        out.handoff(HandoffFacts(e.lead_id, e.from_owner_id, e.from_team, e.from_due_at,
+                                 handed_over_at=e.at if recorded is None else recorded))
     if e.due_at is not None:
         out.handoff(HandoffFacts(e.lead_id, e.owner_id, e.team, e.due_at, started_at=recorded))
     out.steps.append({
@@ -461,6 +470,7 @@ def _num(x: float) -> float | int:
     return int(rounded) if rounded == int(rounded) else rounded
 
 
-def sla_row(key: Mapping[str, str], met: int, missed: int, open_: int) -> dict[str, Any]:
-    return {**key, "handoffs": met + missed + open_, "met": met, "missed": missed, "open": open_,
-            "compliance": rate(met, met + missed)}
+def sla_row(key: Mapping[str, str], met: int, missed: int, open_: int, handed_over: int) -> dict[str, Any]:
+    """A hand-off handed over before its deadline was not the holder's to meet any more: in no compliance."""
+    return {**key, "handoffs": met + missed + open_ + handed_over, "met": met, "missed": missed, "open": open_,
+            "handed_over": handed_over, "compliance": rate(met, met + missed)}

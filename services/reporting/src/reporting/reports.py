@@ -180,8 +180,9 @@ def _seconds(value: float | None) -> float | None:
 
 
 #: A hand-off's answer: the first acceptance or rejection of its lead recorded since it began (routing's clock
-#: on both; the answer's own time may be dated earlier by the sales tool). Each hand-off of a recycled lead has
-#: its own; one from before 0005 (no start) takes the lead's first answer, as reports did then.
+#: on both; the answer's own time may be dated earlier by the sales tool), and before a manager handed the lead
+#: on (the answers after are the new holder's). Each hand-off of a recycled lead has its own; one from before
+#: 0005 (no start) takes the lead's first answer, as reports did then.
 #: (One join of every hand-off with its lead's answers, the first kept per hand-off: looked up one hand-off at
 #: a time, the dashboard's SLA table took 1.5 s over 48,000 leads instead of 0.1.) The stages are written out,
 #: not bound, so the planner can use the partial index of answers (``steps_answers``) in a cached plan too.
@@ -190,7 +191,8 @@ _ANSWERS = sa.or_(steps.c.to_stage == sa.literal_column("'accepted'"),
 _ANSWERED = (sa.select(handoffs, steps.c.at.label("answered_at"))
              .select_from(handoffs.outerjoin(steps, sa.and_(
                  steps.c.lead_id == handoffs.c.lead_id, _ANSWERS,
-                 sa.or_(handoffs.c.started_at.is_(None), _RECORDED >= handoffs.c.started_at))))
+                 sa.or_(handoffs.c.started_at.is_(None), _RECORDED >= handoffs.c.started_at),
+                 sa.or_(handoffs.c.handed_over_at.is_(None), _RECORDED < handoffs.c.handed_over_at))))
              .distinct(handoffs.c.lead_id, handoffs.c.due_at)
              .order_by(handoffs.c.lead_id, handoffs.c.due_at, _RECORDED, steps.c.at))
 
@@ -198,10 +200,15 @@ _ANSWERED = (sa.select(handoffs, steps.c.at.label("answered_at"))
 async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     h = _ANSWERED.subquery()
     # Unanswered, the comparisons are NULL: false here, or "open" (neither) would be NULL and never counted.
+    unanswered = sa.and_(h.c.breached_at.is_(None), h.c.answered_at.is_(None))
     met = sa.and_(h.c.breached_at.is_(None), sa.func.coalesce(h.c.answered_at <= h.c.due_at, False))
-    missed = sa.or_(h.c.breached_at.is_not(None), sa.func.coalesce(h.c.answered_at > h.c.due_at, False))
+    # Handed over unanswered after its deadline, the hand-off was missed: no breach will come (the lead moved on).
+    missed = sa.or_(h.c.breached_at.is_not(None), sa.func.coalesce(h.c.answered_at > h.c.due_at, False),
+                    sa.and_(unanswered, sa.func.coalesce(h.c.handed_over_at >= h.c.due_at, False)))
+    handed_over = sa.and_(unanswered, sa.func.coalesce(h.c.handed_over_at < h.c.due_at, False))
     counts = [sa.func.count().filter(met).label("met"), sa.func.count().filter(missed).label("missed"),
-              sa.func.count().filter(sa.not_(sa.or_(met, missed))).label("open")]
+              sa.func.count().filter(sa.not_(sa.or_(met, missed, handed_over))).label("open"),
+              sa.func.count().filter(handed_over).label("handed_over")]
     joined = h.join(leads, h.c.lead_id == leads.c.lead_id)
     # A hand-off is a rep's, whoever the lead turned out to be: merging a lead into another keeps its met or
     # missed deadline (or a miss would vanish with a merge); one still open when merged will never be answered.
@@ -213,8 +220,8 @@ async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
         .where(*f.where(people=False), judged)
         .group_by(sa.func.grouping_sets(sa.tuple_(h.c.team), sa.tuple_(h.c.team, h.c.owner_id)))
         .order_by(h.c.team, h.c.owner_id))).all()
-    teams = [sla_row({"team": r.team}, r.met, r.missed, r.open) for r in rows if r.per_team]
-    reps = [sla_row({"team": r.team, "owner_id": r.owner_id}, r.met, r.missed, r.open)
+    teams = [sla_row({"team": r.team}, r.met, r.missed, r.open, r.handed_over) for r in rows if r.per_team]
+    reps = [sla_row({"team": r.team, "owner_id": r.owner_id}, r.met, r.missed, r.open, r.handed_over)
             for r in rows if not r.per_team]
     total = {"met": sum(t["met"] for t in teams), "missed": sum(t["missed"] for t in teams)}
     return {"filters": f.describe(), "compliance": rate(total["met"], total["met"] + total["missed"]),

@@ -6,9 +6,10 @@
   (every rejection's is in ``steps``).
 - ``steps``: every lifecycle event, for timelines and rejection reasons.
 - ``handoffs``: each hand-off of a routed lead (keyed by lead and
-  deadline): its holder, when it began and when it was breached; whether it
-  was met is read when a report asks, against the first acceptance or
-  rejection ``steps`` recorded after it began.
+  deadline): its holder, when it began, when it was breached and when a
+  manager handed the lead on (ending it); whether it was met is read when a
+  report asks, against the first acceptance or rejection ``steps`` recorded
+  after it began (and before it was handed over).
 - ``touches``: each lead's capture and every later touch, with its
   attribution: what last-touch and linear attribution credit.
 - ``merges``: leads sales said are one person. Applying one (again, after
@@ -107,6 +108,7 @@ handoffs = sa.Table(
     sa.Column("team", sa.Text, nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True)),  # None: only its breach was seen (or from before 0005)
     sa.Column("breached_at", sa.DateTime(timezone=True)),
+    sa.Column("handed_over_at", sa.DateTime(timezone=True)),  # ended by a manager's hand-over (0010)
 )
 spam = sa.Table(
     "spam",
@@ -194,10 +196,11 @@ async def save_leads(conn: AsyncConnection | AsyncSession, facts: Sequence[LeadF
     await insert_rows(conn, leads, [f.row() for f in facts], conflict=_MERGE_LEADS)
 
 
-#: A hand-off's earliest start and breach are kept (one row per lead and deadline in a batch).
+#: A hand-off's earliest start, breach and hand-over are kept (one row per lead and deadline in a batch).
 _MERGE_HANDOFFS = ("ON CONFLICT (lead_id, due_at) DO UPDATE SET "
                    "started_at = LEAST(handoffs.started_at, excluded.started_at), "
-                   "breached_at = LEAST(handoffs.breached_at, excluded.breached_at)")
+                   "breached_at = LEAST(handoffs.breached_at, excluded.breached_at), "
+                   "handed_over_at = LEAST(handoffs.handed_over_at, excluded.handed_over_at)")
 
 
 async def save_handoffs(conn: AsyncConnection | AsyncSession, facts: Sequence[HandoffFacts]) -> None:

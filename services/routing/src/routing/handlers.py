@@ -232,8 +232,9 @@ async def hand_over(store: RoutingStore, rep_id: str, to: Rep | None, by: str, r
         rerouted = lead.model_copy(update={"assignment": assignment, "routed_at": now,
                                            "routing_data_version": ref.version})
         handed = LeadHandedOver(
-            lead_id=lead.lead_id, from_owner_id=rep_id, owner_id=assignment.owner_id,
-            owner_name=assignment.owner_name, team=assignment.team, stage=handoff.status,  # type: ignore[arg-type]
+            lead_id=lead.lead_id, from_owner_id=rep_id, from_team=handoff.team, from_due_at=handoff.due_at,
+            owner_id=assignment.owner_id, owner_name=assignment.owner_name, team=assignment.team,
+            stage=handoff.status,  # type: ignore[arg-type]
             at=now, by=by, reason=assignment.reason, due_at=now_held.due_at, grade=handoff.grade,
             attribution=lead.attribution)
         # Unique to this move, as a move out of an orphaned queue is (``sla.requeue_orphans``): the stored lead's
