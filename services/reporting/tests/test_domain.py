@@ -4,7 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from leadpipe_common.events import Attribution, LeadQuarantined, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.events import (
+    Attribution, LeadHandedOver, LeadQuarantined, LeadSlaBreached, LeadStageChanged,
+)
 from reporting.domain import (
     AttributionTally, LeadCredit, LeadFacts, attribution_rows, breakdown_row,
     funnel_stages, project, sla_row, spam_rows,
@@ -127,7 +129,25 @@ def test_a_hand_over_ends_the_holders_hand_off_whatever_order_the_events_are_fol
     for folded in (events, list(reversed(events)), events + events):
         handoffs = project(folded).handoffs
         assert [(h.owner_id, h.started_at, h.handed_over_at) for _, h in sorted(handoffs.items())] == expected
-        assert handoffs[(LEAD, T0 + timedelta(minutes=18))].row()["handed_over_at"] == T0 + timedelta(minutes=5)
+        assert handoffs[(LEAD, "ana", T0 + timedelta(minutes=18))].row()["handed_over_at"] == T0 + timedelta(minutes=5)
+
+
+def test_two_holders_with_one_deadline_have_a_hand_off_each_whatever_order_the_events_are_folded_in():
+    """Routed to ana on Friday at 18:30, due Monday at 9:15; handed over to ben on Saturday, due Monday at 9:15
+    too. Keyed by lead and deadline alone, one row was kept: ana's live, ben's by a replay (one batch)."""
+    friday = datetime(2026, 11, 20, 18, 30, tzinfo=UTC)
+    saturday, monday = friday + timedelta(hours=16), datetime(2026, 11, 23, 9, 15, tzinfo=UTC)
+    routed = (uuid.uuid4(), friday, LeadStageChanged(
+        lead_id=LEAD, from_stage="mql", to_stage="routed", at=friday, by="t", reason="r", attribution=ADS,
+        owner_id="ana", team="emea", due_at=monday))
+    handed_over = (uuid.uuid4(), saturday, LeadHandedOver(
+        lead_id=LEAD, from_owner_id="ana", from_team="emea", from_due_at=monday, owner_id="ben", owner_name="Ben",
+        team="emea", stage="routed", at=saturday, by="sales-ops", reason="ana left", due_at=monday, grade="A",
+        attribution=ADS))
+    for events in ([routed, handed_over], [handed_over, routed]):
+        handoffs = project(events).handoffs
+        assert [(h.owner_id, h.due_at, h.started_at, h.handed_over_at) for _, h in sorted(handoffs.items())] == [
+            ("ana", monday, friday, saturday), ("ben", monday, saturday, None)]
 
 
 def test_a_recycled_leads_second_hand_off_is_a_hand_off_of_its_own():
@@ -141,8 +161,8 @@ def test_a_recycled_leads_second_hand_off_is_a_hand_off_of_its_own():
         return {key: (h.owner_id, h.started_at) for key, h in project(events).handoffs.items()}
 
     assert holders(recycled) == holders(list(reversed(recycled))) == {
-        (LEAD, T0 + timedelta(minutes=18)): ("ana", T0 + timedelta(minutes=3)),
-        (LEAD, second_due): ("ben", T0 + timedelta(days=3, minutes=3))}
+        (LEAD, "ana", T0 + timedelta(minutes=18)): ("ana", T0 + timedelta(minutes=3)),
+        (LEAD, "ben", second_due): ("ben", T0 + timedelta(days=3, minutes=3))}
 
 
 def before_0005() -> list[tuple[uuid.UUID, datetime, LeadStageChanged]]:

@@ -57,7 +57,8 @@ async def test_a_missed_deadline_closes_the_holders_hand_off_and_opens_the_next(
         await handle_lead_sla_breached(uow, [breach], Reporting())
     [projection] = uow.store.saved
     assert {key: (h.owner_id, h.breached_at) for key, h in projection.handoffs.items()} == {
-        (LEAD, T0): ("ana", T0 + timedelta(seconds=1)), (LEAD, T0 + timedelta(minutes=15)): ("ben", None)}
+        (LEAD, "ana", T0): ("ana", T0 + timedelta(seconds=1)),
+        (LEAD, "ben", T0 + timedelta(minutes=15)): ("ben", None)}
 
 
 async def test_a_redelivered_step_the_store_holds_from_before_0005_is_applied_again_as_it_was_then():

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from leadpipe_common import topics
 from leadpipe_common.db import make_sessionmaker
 from leadpipe_common.envelope import decode, encode
-from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.events import Attribution, LeadHandedOver, LeadStageChanged
 from leadpipe_common.testing.migrations import fresh_database, migrate
 from leadpipe_common.uow import SqlUnitOfWork
 
@@ -137,3 +137,43 @@ async def test_events_applied_before_0005_and_redelivered_after_it_change_no_col
             exits, reps = (await funnel(conn, Filters()))["exits"], (await sla(conn, Filters()))["reps"]
     assert exits["rejected"] == 1
     assert [(r["owner_id"], r["met"], r["missed"], r["open"]) for r in reps] == [("ana", 1, 0, 0)]
+
+
+async def test_hand_offs_kept_before_0011_stay_and_a_second_holder_with_the_same_deadline_gets_a_row_of_its_own(
+        stack):
+    """Under 0010 reporting held ana's hand-off of a lead routed Friday evening, due Monday at 9:15. Migrated, it
+    stays; the lead handed to ben on Saturday, due Monday at 9:15 too, gets ben's own row beside it (one row a lead
+    and deadline lost his), and ben's acceptance is his alone."""
+    lead = uuid.uuid4()
+    friday = datetime(2026, 11, 20, 18, 30, tzinfo=UTC)
+    saturday, monday = friday + timedelta(hours=16), datetime(2026, 11, 23, 9, 15, tzinfo=UTC)
+
+    def recorded(event, at: datetime):  # noqa: ANN001, ANN202
+        m = encode(topics.LIFECYCLE, event, event_id=uuid.uuid4(), source="tests", time=at)
+        return decode(m.headers, m.key, m.value)
+
+    tail = [recorded(LeadHandedOver(lead_id=lead, from_owner_id="ana", from_team="emea", from_due_at=monday,
+                                    owner_id="ben", owner_name="Ben", team="emea", stage="routed", at=saturday,
+                                    by="sales-ops", reason="ana left", due_at=monday, grade="A",
+                                    attribution=Attribution()), saturday),
+            recorded(LeadStageChanged(lead_id=lead, from_stage="routed", to_stage="accepted", at=monday - timedelta(
+                minutes=15), by="t", reason="r", attribution=Attribution()), monday - timedelta(minutes=15))]
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("reporting", url, "0010")
+        async with engine.begin() as conn:  # what 0010's reporting wrote for the lead's routing to ana
+            await conn.execute(sa.text(
+                "INSERT INTO reporting.leads (lead_id, furthest, routed_at) VALUES (:lead, 3, :friday)"),
+                {"lead": lead, "friday": friday})
+            await conn.execute(sa.text(
+                "INSERT INTO reporting.handoffs (lead_id, owner_id, team, due_at, started_at) "
+                "VALUES (:lead, 'ana', 'emea', :monday, :friday)"), {"lead": lead, "monday": monday, "friday": friday})
+        migrate("reporting", url, "head")
+        async with SqlUnitOfWork(make_sessionmaker(engine), ReportingStore) as uow:
+            await handle_lifecycle_events(uow, tail, Reporting())
+            await uow.commit()
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.text(
+                "SELECT owner_id, due_at, started_at, handed_over_at FROM reporting.handoffs ORDER BY owner_id"))).all()
+            reps = (await sla(conn, Filters()))["reps"]
+    assert [tuple(r) for r in rows] == [("ana", monday, friday, saturday), ("ben", monday, saturday, None)]
+    assert [(r["owner_id"], r["met"], r["handed_over"]) for r in reps] == [("ana", 0, 1), ("ben", 1, 0)]

@@ -373,6 +373,31 @@ async def test_a_hand_off_a_manager_handed_over_before_its_deadline_is_neither_m
     assert [(r["owner_id"], r["met"], r["missed"], r["open"], r["handed_over"]) for r in found[0]["reps"]] == expected
 
 
+async def test_two_holders_of_a_lead_with_one_deadline_are_each_judged_on_their_own_however_batched(db):
+    """Routed to ana on Friday evening, due Monday at 9:15; handed to ben on Saturday, due Monday at 9:15 too; ben
+    accepts on Monday at 9:00. One row a lead and deadline kept ana's live (ben's answer judged hers) and ben's in
+    a replay (one batch)."""
+    lead = uuid.uuid4()
+    friday = datetime(2026, 11, 20, 18, 30, tzinfo=UTC)
+    saturday, monday = friday + timedelta(hours=16), datetime(2026, 11, 23, 9, 15, tzinfo=UTC)
+    events = [
+        (uuid.uuid4(), friday, LeadStageChanged(lead_id=lead, from_stage="mql", to_stage="routed", at=friday, by="t",
+                                                reason="r", attribution=Attribution(), owner_id="ana", team="emea",
+                                                due_at=monday)),
+        (uuid.uuid4(), saturday, LeadHandedOver(lead_id=lead, from_owner_id="ana", from_team="emea",
+                                                from_due_at=monday, owner_id="ben", owner_name="Ben", team="emea",
+                                                stage="routed", at=saturday, by="sales-ops", reason="ana left",
+                                                due_at=monday, grade="A", attribution=Attribution())),
+        (uuid.uuid4(), monday - timedelta(minutes=15), LeadStageChanged(
+            lead_id=lead, from_stage="routed", to_stage="accepted", at=monday - timedelta(minutes=15), by="t",
+            reason="r", attribution=Attribution())),
+    ]
+    found = await read_after_both_orders(db, events, lambda conn: sla(conn, Filters()))
+    assert found[0] == found[1]
+    assert [(r["owner_id"], r["met"], r["missed"], r["open"], r["handed_over"]) for r in found[0]["reps"]] == [
+        ("ana", 0, 0, 0, 1), ("ben", 1, 0, 0, 0)]
+
+
 async def test_a_deadline_missed_stays_missed_when_the_lead_is_merged_into_another(db):
     """ana missed her deadline on D, then D was merged into S: the miss is still hers; ben's hand-off of a lead
     merged away while open is counted nowhere (nobody will answer it)."""

@@ -15,9 +15,10 @@ no clock. The rules:
   one contacted, a step on the way to qualified.
 - A hand-off met its SLA when the holder accepted (or rejected) the lead by
   the deadline; it missed when the deadline passed first. A hand-off is
-  known by its lead and deadline, and answered by the first acceptance or
+  known by its lead, holder and deadline, and answered by the first acceptance or
   rejection recorded after it began: a lead sales rejected and a touch sent
   back is handed off again, and that hand-off is judged on its own. A
+  hand-off is its holder's: two holders with one deadline have one each. A
   manager's hand-over ends the holder's hand-off unanswered: no answer after
   it is theirs (it answers the new holder's), and one ended before its
   deadline is neither met nor missed, but handed over.
@@ -128,8 +129,11 @@ def _latest_row(step: Step | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class HandoffFacts:
-    """One holder's hand-off of a lead, known by (lead, deadline): every event about it carries both, whereas
-    a count of holders starts again when a recycled lead is routed a second time."""
+    """One holder's hand-off of a lead, known by (lead, holder, deadline): every event about it carries all three,
+    whereas a count of holders starts again when a recycled lead is routed a second time. The deadline alone is
+    not enough: a lead handed over off hours is due at the next working hours' start, as its holder's was (routed
+    Friday evening, handed over Saturday, both due Monday 9:15). A lead handed back to a holder with the very
+    deadline they had is theirs on the one hand-off, ended by the first hand-over."""
 
     lead_id: uuid.UUID
     owner_id: str
@@ -143,8 +147,8 @@ class HandoffFacts:
     handed_over_at: datetime | None = None
 
     @property
-    def key(self) -> tuple[uuid.UUID, datetime]:
-        return self.lead_id, self.due_at
+    def key(self) -> tuple[uuid.UUID, str, datetime]:
+        return self.lead_id, self.owner_id, self.due_at
 
     def row(self) -> dict[str, Any]:
         return {"lead_id": self.lead_id, "owner_id": self.owner_id, "team": self.team, "due_at": self.due_at,
@@ -156,7 +160,7 @@ class Projection:
     """One batch of lifecycle events, folded: what to write."""
 
     leads: dict[uuid.UUID, LeadFacts] = field(default_factory=dict)
-    handoffs: dict[tuple[uuid.UUID, datetime], HandoffFacts] = field(default_factory=dict)
+    handoffs: dict[tuple[uuid.UUID, str, datetime], HandoffFacts] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
     #: Submissions taken for bots': where they came from, nothing of what they said.
     spam: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)

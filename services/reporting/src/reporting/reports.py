@@ -193,8 +193,8 @@ _ANSWERED = (sa.select(handoffs, steps.c.at.label("answered_at"))
                  steps.c.lead_id == handoffs.c.lead_id, _ANSWERS,
                  sa.or_(handoffs.c.started_at.is_(None), _RECORDED >= handoffs.c.started_at),
                  sa.or_(handoffs.c.handed_over_at.is_(None), _RECORDED < handoffs.c.handed_over_at))))
-             .distinct(handoffs.c.lead_id, handoffs.c.due_at)
-             .order_by(handoffs.c.lead_id, handoffs.c.due_at, _RECORDED, steps.c.at))
+             .distinct(handoffs.c.lead_id, handoffs.c.owner_id, handoffs.c.due_at)
+             .order_by(handoffs.c.lead_id, handoffs.c.owner_id, handoffs.c.due_at, _RECORDED, steps.c.at))
 
 
 async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:

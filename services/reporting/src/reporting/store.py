@@ -5,8 +5,8 @@
   (where it is now), a won deal's value, a reason it was rejected and lost for
   (every rejection's is in ``steps``).
 - ``steps``: every lifecycle event, for timelines and rejection reasons.
-- ``handoffs``: each hand-off of a routed lead (keyed by lead and
-  deadline): its holder, when it began, when it was breached and when a
+- ``handoffs``: each hand-off of a routed lead (keyed by lead, holder and
+  deadline): its team, when it began, when it was breached and when a
   manager handed the lead on (ending it); whether it was met is read when a
   report asks, against the first acceptance or rejection ``steps`` recorded
   after it began (and before it was handed over).
@@ -102,9 +102,10 @@ handoffs = sa.Table(
     "handoffs",
     metadata,
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
-    # A lead's hand-offs each have their own deadline; the breach of one names it.
+    # A lead's hand-offs are each a holder's, with a deadline; the breach of one names both (0011: two holders
+    # of a lead handed over off hours may have one deadline).
+    sa.Column("owner_id", sa.Text, primary_key=True),
     sa.Column("due_at", sa.DateTime(timezone=True), primary_key=True),
-    sa.Column("owner_id", sa.Text, nullable=False),
     sa.Column("team", sa.Text, nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True)),  # None: only its breach was seen (or from before 0005)
     sa.Column("breached_at", sa.DateTime(timezone=True)),
@@ -196,8 +197,8 @@ async def save_leads(conn: AsyncConnection | AsyncSession, facts: Sequence[LeadF
     await insert_rows(conn, leads, [f.row() for f in facts], conflict=_MERGE_LEADS)
 
 
-#: A hand-off's earliest start, breach and hand-over are kept (one row per lead and deadline in a batch).
-_MERGE_HANDOFFS = ("ON CONFLICT (lead_id, due_at) DO UPDATE SET "
+#: A hand-off's earliest start, breach and hand-over are kept (one row per lead, holder and deadline in a batch).
+_MERGE_HANDOFFS = ("ON CONFLICT (lead_id, owner_id, due_at) DO UPDATE SET "
                    "started_at = LEAST(handoffs.started_at, excluded.started_at), "
                    "breached_at = LEAST(handoffs.breached_at, excluded.breached_at), "
                    "handed_over_at = LEAST(handoffs.handed_over_at, excluded.handed_over_at)")
