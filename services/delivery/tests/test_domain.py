@@ -39,17 +39,26 @@ def test_a_subscription_gets_the_events_it_asked_for_that_pass_its_filter():
     assert not wants(subscription(events=["lead.sla_breached"]), routed())
 
 
-def test_a_hand_over_goes_to_subscriptions_asking_for_it_filtered_by_its_new_holder_and_team():
+def test_a_hand_over_goes_to_subscriptions_following_the_team_or_holder_it_left_or_went_to():
+    """A CRM following emea-enterprise's leads hears that one left it for dach: filtered on the new team alone,
+    it never did, and kept the lead as its own."""
     from leadpipe_common.events import Attribution, LeadHandedOver
 
-    handed = LeadHandedOver(lead_id=routed().lead_id, from_owner_id="ana", from_team="emea", from_due_at=None,
-                            owner_id="ben", owner_name="Ben",
-                            team="dach", stage="accepted", at=NOW, by="sales-ops", reason="ana left", due_at=None,
-                            grade="A", attribution=Attribution(utm_source="tests"))
-    asked = subscription(events=["lead.handed_over"])
-    assert wants(asked, handed) and wants(subscription(events=["lead.handed_over"], filter={"owner": "ben"}), handed)
-    assert not wants(subscription(events=["lead.handed_over"], filter={"team": "emea"}), handed)
-    assert not wants(subscription(), handed)
+    handed = LeadHandedOver(lead_id=routed().lead_id, from_owner_id="ana", from_team="emea-enterprise",
+                            from_due_at=None, owner_id="ben", owner_name="Ben", team="dach", stage="accepted", at=NOW,
+                            by="sales-ops", reason="ana left", due_at=None, grade="A",
+                            attribution=Attribution(utm_source="tests"))
+
+    def following(**flt):
+        return subscription(events=["lead.handed_over"], filter=flt)
+
+    assert wants(following(), handed)
+    assert all(wants(following(**flt), handed) for flt in (
+        {"team": "emea-enterprise"}, {"team": "dach"}, {"owner": "ana"}, {"owner": "ben"},
+        {"team": "emea-enterprise", "owner": "ben"}, {"team": ["apac", "dach"]}))
+    assert not any(wants(following(**flt), handed) for flt in (
+        {"team": "apac"}, {"owner": "cy"}, {"team": "dach", "grade": "B"}))
+    assert not wants(subscription(), handed)  # not asked for
 
 
 def test_a_subscription_naming_contact_fields_is_sent_those_alone_and_one_naming_none_the_whole_contact():

@@ -225,17 +225,22 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         address not in _SITE_LOCAL)
 
 
-def facts_of(event: Event) -> dict[str, str | None]:
-    """What filters test: the team, owner and grade an event names, and the lead's first-touch source."""
+def facts_of(event: Event) -> dict[str, tuple[str | None, ...]]:
+    """What filters test: the team, owner and grade an event names, and the lead's first-touch source, each as the
+    values a filter may match. A hand-over names the team and holder the lead left beside those it went to: a
+    receiver following a team (or a rep) hears that a lead left it, or it would hold the lead as its own for ever."""
     source = getattr(getattr(event, "attribution", None), "utm_source", None)
+    if isinstance(event, LeadHandedOver):
+        return {"team": (event.from_team, event.team), "owner": (event.from_owner_id, event.owner_id),
+                "grade": (event.grade,), "source": (source,)}
+    team = owner = grade = None
     if isinstance(event, LeadRouted):
-        return {"team": event.assignment.team, "owner": event.assignment.owner_id, "grade": event.score.grade,
-                "source": source}
-    if isinstance(event, LeadSlaBreached | LeadReengaged | LeadStageChanged | LeadAssigned | LeadHandedOver):
-        return {"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source}
-    if isinstance(event, LeadQueued):
-        return {"team": event.team, "owner": None, "grade": event.grade, "source": source}
-    return {"team": None, "owner": None, "grade": None, "source": source}
+        team, owner, grade = event.assignment.team, event.assignment.owner_id, event.score.grade
+    elif isinstance(event, LeadSlaBreached | LeadReengaged | LeadStageChanged | LeadAssigned):
+        team, owner, grade = event.team, event.owner_id, event.grade
+    elif isinstance(event, LeadQueued):
+        team, grade = event.team, event.grade
+    return {"team": (team,), "owner": (owner,), "grade": (grade,), "source": (source,)}
 
 
 def deliverable(event: Event) -> bool:
@@ -249,7 +254,7 @@ def wants(sub: Subscription, event: Event) -> bool:
     if event.type not in sub.events or not deliverable(event):
         return False
     facts = facts_of(event)
-    return all(facts.get(key) in allowed for key, allowed in sub.filter.items())
+    return all(not allowed.isdisjoint(facts.get(key, (None,))) for key, allowed in sub.filter.items())
 
 
 #: What enrichment read from a contact field, repeating it or telling it: left out with it. Each is an enrichment
