@@ -131,6 +131,12 @@ async def test_a_rep_routing_never_handed_a_lead_is_not_found(uow):
     assert (known.status_code, known.json()["count"]) == (200, 0)
 
 
+async def test_a_teams_queue_is_not_a_rep_to_hand_over_and_is_refused_naming_rep_id(uow):
+    async with serving(uow) as client:
+        queue = await client.post("/v1/reps/queue:emea/handover", json={"to": "ben"})
+    assert (queue.status_code, [e["field"] for e in queue.json()["errors"]]) == (422, ["rep_id"])
+
+
 async def test_a_hand_over_needs_the_admin_scope(uow):
     holding(uow, "ana", 1)
     async with serving(uow, SALES_TOOL) as client:

@@ -272,8 +272,10 @@ class HandoverRequest(BaseModel):
                 "acceptance deadline in its new holder's working hours. Each lead moved is re-sent on "
                 "`leads.routed` with `lead.handed_over` on the lifecycle. At most `limit` leads a call, the first "
                 "by lead id after `after`: `more: true` says the rep holds more, and `next_after` is the `after` "
-                "of the next page. The rep need not be in the reps file any more; one routing never handed a lead "
-                "to answers 404, and a rep holding nothing (a repeat) answers 200 with nothing moved.",
+                "of the next page. The rep need not be in the reps file any more: an id neither in it nor ever "
+                "handed a lead answers 404, and a rep holding nothing (a repeat, or one in the file with no lead) "
+                "answers 200 with nothing moved. A team's queue as the rep is a 422 naming `rep_id`, and a `to` "
+                "not an active rep of the file, or the rep themselves, a 422 naming `to`.",
     responses=problem_responses(404, 503, _404="no such rep in the reps file, and no lead was ever theirs"),
 )
 async def post_handover(rep_id: str, body: HandoverRequest, request: Request, rt: RoutingRuntime,
