@@ -127,6 +127,34 @@ async def test_a_request_whose_round_never_comes_is_answered_within_twice_the_de
     assert rounds == [["later@example.com"]]
 
 
+async def test_a_request_its_round_holds_is_answered_by_that_round_never_given_up_on_as_the_round_stores_it(
+        postgres, monkeypatch):
+    """A working Postgres, a little slow, and more requests queued than a round takes: the rounds go one at a time,
+    and a request's wait for its round runs out while its round is storing it."""
+    stored: list[str] = []
+
+    async def open_leads(conn, batch, now):  # noqa: ANN001, ANN202
+        await conn.fetch("open leads")
+        stored.extend(sub.person_key for sub in batch)  # answered: committed
+        return [opened(sub) for sub in batch]
+
+    monkeypatch.setattr(writer_module, "open_leads", open_leads)
+    postgres.answer_after_s = 0.6 * DEADLINE_S
+    writer = LeadWriter(postgres, max_batch=1, on_commit=lambda: None, clock=utc_now,  # type: ignore[arg-type]
+                        round_deadline_s=DEADLINE_S)
+    writer.start()
+    subs = [submission(f"queued.{i}@example.com") for i in range(8)]
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*map(writer.write, subs), return_exceptions=True),
+                                         timeout=5)
+    finally:
+        await writer.stop()
+    assert all(isinstance(result, Admitted | WriteTimedOut) for result in results), results
+    # A 503 for a stored lead: its client retries, and the retry is taken for a second submission, a touch of it.
+    assert [isinstance(result, Admitted) for result in results] == [sub.person_key in stored for sub in subs]
+    assert isinstance(results[-1], WriteTimedOut)  # seven rounds away when its wait ran out: left unwritten
+
+
 def test_a_write_round_is_given_the_statement_timeout_and_a_second_and_none_without_one():
     assert CaptureSettings(DATABASE_URL=NOWHERE, db_statement_timeout_ms=5000).write_round_deadline_s() == 6.0
     assert CaptureSettings(DATABASE_URL=NOWHERE, db_statement_timeout_ms=0).write_round_deadline_s() is None

@@ -17,9 +17,12 @@ returned to the pool mid-statement, and the round's requests fail with
 timed-out statement committed is unknown, so none of its requests is
 answered as stored; none is lost either: a retry finds what did commit (its
 Idempotency-Key's answer, or its person's open lead, which it touches). A
-request waits for its answer at most twice the deadline (the round before
-its own, then its own) and its linger; one that stopped waiting before its
-round began is left out of it.
+request waits at most twice the deadline and its linger for a round to take
+it (with more than ``max_batch`` queued, its round may be several away);
+one given up on then (a 503) is left out of its round, so never stored.
+Once its round holds it, it waits for that round's answer, which the round's
+deadline bounds: given up on while its round commits it, it would be
+answered 503 and stored all the same.
 
 In that transaction ``admit`` decides, race-free across capture's processes:
 - an ``Idempotency-Key`` seen in the last 24 hours answers what it answered
@@ -436,11 +439,21 @@ class ExpiredKeys(BackgroundLoop):
             return (await conn.execute(_DELETE_EXPIRED, {"before": before, "batch": self.BATCH})).rowcount
 
 
-def _refuse(requests: Sequence[tuple[Submitted, asyncio.Future[Admitted]]]) -> None:
+@dataclass(eq=False)
+class _Request:
+    """A submission waiting in the writer for its answer (``done``)."""
+
+    submitted: Submitted
+    done: asyncio.Future[Admitted]
+    #: Its round began with it in: from then on only the round answers it (see ``LeadWriter.write``).
+    taken: bool = False
+
+
+def _refuse(requests: Sequence[_Request]) -> None:
     """Answer requests the writer will not write with an error (a 503 to retry), never a wait for ever."""
-    for _, fut in requests:
-        if not fut.done():
-            fut.set_exception(WriterStopped("the writer stopped before this submission was answered"))
+    for request in requests:
+        if not request.done.done():
+            request.done.set_exception(WriterStopped("the writer stopped before this submission was answered"))
 
 
 class LeadWriter:
@@ -470,8 +483,8 @@ class LeadWriter:
         self._clock = clock
         self._linger = linger or Linger(0.0)
         self._round_s = round_deadline_s
-        self._answer_within = None if round_deadline_s is None else 2 * round_deadline_s + self._linger.max_s
-        self._queue: asyncio.Queue[tuple[Submitted, asyncio.Future[Admitted]]] = asyncio.Queue()
+        self._take_within = None if round_deadline_s is None else 2 * round_deadline_s + self._linger.max_s
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         #: Set by ``write`` once a lingering round has its target; None while no round lingers.
         self._filled: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -496,21 +509,27 @@ class LeadWriter:
 
     async def write(self, submitted: Submitted) -> Admitted:
         """Return once ``submitted`` is committed (or was answered before); raise if it could not be, or if no
-        answer came in time (``WriteTimedOut``: see the module)."""
+        round took it in time or its round got no answer in time (``WriteTimedOut``: see the module)."""
         if self._stopping or (self._task is not None and self._task.done()):
             raise WriterStopped("the writer has stopped")  # nothing would take it from the queue
-        done: asyncio.Future[Admitted] = asyncio.get_running_loop().create_future()
-        await self._queue.put((submitted, done))
+        request = _Request(submitted, asyncio.get_running_loop().create_future())
+        await self._queue.put(request)
         if self._filled is not None and self._round_full():
             self._filled.set()
-        waited = asyncio.timeout(self._answer_within)
+        done = request.done
         try:
-            async with waited:
-                return await done  # given up on, ``done`` is cancelled: a round yet to begin leaves it out
-        except TimeoutError:
-            if waited.expired():
-                raise WriteTimedOut(self._answer_within) from None  # type: ignore[arg-type]
-            raise  # the round's own answer
+            if self._take_within is not None:
+                # Not ``await done`` under a timeout: that would cancel ``done`` when time is up, and a round
+                # already committing it would store a lead its client was answered 503 for, and retries.
+                await asyncio.wait([done], timeout=self._take_within)
+                if not (done.done() or request.taken):
+                    done.cancel()  # its round, yet to begin, leaves it out
+                    raise WriteTimedOut(self._take_within)
+            # Taken: the round's answer, stored or not, comes within the round's own deadline.
+            return await done
+        except asyncio.CancelledError:
+            done.cancel()  # the request went away (its client hung up): a round yet to begin leaves it out
+            raise
 
     async def _commit(self, batch: list[Submitted]) -> list[Admitted | Exception]:
         now = self._clock()
@@ -596,35 +615,37 @@ class LeadWriter:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _drain(self) -> list[tuple[Submitted, asyncio.Future[Admitted]]]:
+    def _drain(self) -> list[_Request]:
         taken = []
         while not self._queue.empty():
             taken.append(self._queue.get_nowait())
         return taken
 
-    async def _round(self, batch: list[tuple[Submitted, asyncio.Future[Admitted]]]) -> None:
+    async def _round(self, batch: list[_Request]) -> None:
         """Commit ``batch`` and answer each of its requests (an error of the round fails them all)."""
         # A request already answered (it stopped waiting: a 503) is left out: its client retries, and the retry
         # would find this one stored as a lead of its own and be taken for a second submission, a touch of it.
-        batch = [(sub, fut) for sub, fut in batch if not fut.done()]
+        batch = [request for request in batch if not request.done.done()]
         if not batch:
             return
+        for request in batch:
+            request.taken = True
         try:
-            results = await self._commit([sub for sub, _ in batch])
+            results = await self._commit([request.submitted for request in batch])
         except Exception as exc:
             log.warning("lead write failed", error=error_text(exc), leads=len(batch))
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            for request in batch:
+                if not request.done.done():
+                    request.done.set_exception(exc)
             return
         WRITE_BATCH.observe(len(batch))
-        for (_, fut), result in zip(batch, results, strict=True):
-            if fut.done():
+        for request, result in zip(batch, results, strict=True):
+            if request.done.done():
                 continue
             if isinstance(result, Exception):
-                fut.set_exception(result)
+                request.done.set_exception(result)
             else:
-                fut.set_result(result)
+                request.done.set_result(result)
         self._on_commit()
 
     async def _linger_for_more(self) -> None:

@@ -106,12 +106,14 @@ class SilentPostgres:
     """Stands in for the engine of ``db.raw_pooled`` and ``db.raw_transaction`` (with ``db.raw_connection`` patched
     to ``SilentPostgres.driver``) on a Postgres that may go silent, as behind a failover that drops packets: once
     ``silent``, a statement sent (``SilentConnection.execute``, ``fetch``, a transaction's BEGIN, COMMIT or
-    ROLLBACK) is never answered, as asyncpg without a timeout then waits. Every connection handed out is kept
+    ROLLBACK) is never answered, as asyncpg without a timeout then waits; until then each is answered
+    ``answer_after_s`` after it was sent (a Postgres slow but working). Every connection handed out is kept
     (``connections``), with what it was sent and whether it was closed (``terminated``) or taken out of the pool
     (``invalidated``)."""
 
     def __init__(self) -> None:
         self.silent = False
+        self.answer_after_s = 0.0
         self.connections: list[SilentConnection] = []
 
     @contextlib.asynccontextmanager
@@ -138,6 +140,7 @@ class SilentConnection:
         self.sent.append(statement)
         if self._server.silent:
             await asyncio.Event().wait()
+        await asyncio.sleep(self._server.answer_after_s)
         return "OK"
 
     async def fetch(self, statement: str, *args: Any) -> list[Any]:
