@@ -756,7 +756,7 @@ class Failover:
 
 async def test_a_round_postgres_stops_answering_is_given_up_on_and_the_retry_finds_the_lead_it_stored(stack, db):
     """Postgres commits the round's statement, but its answer is lost (a failover): the request is answered 503
-    within the round's deadline, not when TCP gives up, its connection is not pooled again, and the client's retry
+    within the statement's deadline, not when TCP gives up, its connection is not pooled again, and the client's retry
     touches the lead that was stored: none lost, none opened twice."""
     run = uuid.uuid4().hex[:8]
     email = f"failover.{run}@sap.com"
@@ -766,7 +766,7 @@ async def test_a_round_postgres_stops_answering_is_given_up_on_and_the_retry_fin
         invalidated: list[object] = []
         sa.event.listen(engine.sync_engine, "invalidate", lambda conn, record, exc: invalidated.append(conn))
         writer = LeadWriter(engine, max_batch=10, on_commit=lambda: None, clock=lambda: datetime.now(UTC),
-                            round_deadline_s=1.0)
+                            statement_deadline_s=1.0)
         writer.start()
         try:
             # A first lead sets up the pooled connection and prepares the statement that opens leads: the silent

@@ -1,6 +1,6 @@
 """capture's group-commit writer when Postgres goes silent (a failover dropping packets), with no Postgres: its
 statements stand in for the writer's own and wait as asyncpg would, for an answer that never comes
-(``fakes.SilentPostgres``). Each round has a deadline; each request an answer within twice it."""
+(``fakes.SilentPostgres``). Each statement of a round has a deadline; each request a round within twice it."""
 
 import asyncio
 import time
@@ -58,7 +58,7 @@ def rounds(monkeypatch) -> list[list[str]]:
 
 def writer_on(postgres: SilentPostgres) -> LeadWriter:
     return LeadWriter(postgres, max_batch=10, on_commit=lambda: None, clock=utc_now,  # type: ignore[arg-type]
-                      round_deadline_s=DEADLINE_S)
+                      statement_deadline_s=DEADLINE_S)
 
 
 async def test_a_round_postgres_never_answers_fails_its_request_at_its_deadline_and_the_next_round_is_written(
@@ -111,6 +111,39 @@ async def test_leads_stored_before_a_round_timed_out_are_answered_and_only_its_u
     assert transaction.terminated and transaction.invalidated
 
 
+async def test_a_round_whose_every_statement_is_answered_within_the_deadline_is_written_however_long_in_all(
+        postgres, monkeypatch):
+    """A working Postgres, a little slow: each of the round's statements (its first, then the transaction's BEGIN,
+    three of admit's and the COMMIT) takes most of the deadline, all of them together several times it."""
+    async def open_leads(conn, batch, now):  # noqa: ANN001, ANN202
+        await conn.fetch("open leads")
+        return [opened(batch[0]), None]
+
+    async def admit(conn, batch, now):  # noqa: ANN001, ANN202
+        for statement in ("claim keys", "lock people", "insert touches"):
+            await conn.fetch(statement)
+        return [Admitted(answer_for(sub.lead.lead_id, sub, existing=True)) for sub in batch]
+
+    monkeypatch.setattr(writer_module, "open_leads", open_leads)
+    monkeypatch.setattr(writer_module, "admit", admit)
+    postgres.answer_after_s = 0.6 * DEADLINE_S
+    writer = writer_on(postgres)
+    pending = [asyncio.ensure_future(writer.write(submission(email))) for email in ("new@example.com",
+                                                                                    "known@example.com")]
+    await asyncio.sleep(0)  # both queued: they share the round
+    started = time.monotonic()
+    writer.start()
+    try:
+        new, touch = await asyncio.wait_for(asyncio.gather(*pending), timeout=5)
+    finally:
+        await writer.stop()
+    assert time.monotonic() - started > 3 * DEADLINE_S
+    assert new.answer["existing"] is False and touch.answer["existing"] is True
+    first, transaction = postgres.connections
+    assert transaction.sent == ["BEGIN", "claim keys", "lock people", "insert touches", "COMMIT"]
+    assert not (first.terminated or transaction.terminated or transaction.invalidated)
+
+
 async def test_a_request_whose_round_never_comes_is_answered_within_twice_the_deadline_and_then_left_unwritten(
         postgres, rounds):
     writer = writer_on(postgres)  # not started: a round ahead that never ends
@@ -141,7 +174,7 @@ async def test_a_request_its_round_holds_is_answered_by_that_round_never_given_u
     monkeypatch.setattr(writer_module, "open_leads", open_leads)
     postgres.answer_after_s = 0.6 * DEADLINE_S
     writer = LeadWriter(postgres, max_batch=1, on_commit=lambda: None, clock=utc_now,  # type: ignore[arg-type]
-                        round_deadline_s=DEADLINE_S)
+                        statement_deadline_s=DEADLINE_S)
     writer.start()
     subs = [submission(f"queued.{i}@example.com") for i in range(8)]
     try:
@@ -155,6 +188,6 @@ async def test_a_request_its_round_holds_is_answered_by_that_round_never_given_u
     assert isinstance(results[-1], WriteTimedOut)  # seven rounds away when its wait ran out: left unwritten
 
 
-def test_a_write_round_is_given_the_statement_timeout_and_a_second_and_none_without_one():
-    assert CaptureSettings(DATABASE_URL=NOWHERE, db_statement_timeout_ms=5000).write_round_deadline_s() == 6.0
-    assert CaptureSettings(DATABASE_URL=NOWHERE, db_statement_timeout_ms=0).write_round_deadline_s() is None
+def test_each_statement_of_a_write_round_is_given_the_statement_timeout_and_a_second_and_none_without_one():
+    assert CaptureSettings(DATABASE_URL=NOWHERE, db_statement_timeout_ms=5000).write_statement_deadline_s() == 6.0
+    assert CaptureSettings(DATABASE_URL=NOWHERE, db_statement_timeout_ms=0).write_statement_deadline_s() is None

@@ -146,7 +146,7 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     def context(clients: Clients) -> Capture:
         writer = LeadWriter(clients.engine, settings.write_batch_max, on_commit=clients.wake_relay, clock=utc_now,
                             linger=Linger(settings.write_linger_ms / 1000, settings.write_round_target),
-                            round_deadline_s=settings.write_round_deadline_s())
+                            statement_deadline_s=settings.write_statement_deadline_s())
         return Capture(forms=forms, writer=writer, clock=utc_now, limits=limits, token_key=key,
                        verifier=Verifier(clients.http, secrets), identity=identity, unlisted=unlisted)
 

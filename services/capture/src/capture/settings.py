@@ -83,19 +83,19 @@ class CaptureSettings(ConsumerSettings):
                                                            "retries its batch; 0: for ever")
     db_statement_timeout_ms: int = Field(5000, ge=0, description="how long one statement of capture's may take, "
                                                                 "waits included, before Postgres cancels it (a "
-                                                                "`503` with `Retry-After` for the request); a write "
-                                                                "round Postgres has not answered a second after it "
-                                                                "(silent: a failover) is given up on, its requests "
-                                                                "`503` too; the re-driver's are not limited; 0: no "
-                                                                "limit, on either side")
+                                                                "`503` with `Retry-After` for the request); a "
+                                                                "write's statement Postgres has not answered a "
+                                                                "second after it (silent: a failover) is given up "
+                                                                "on, its requests `503` too; the re-driver's are "
+                                                                "not limited; 0: no limit, on either side")
 
     def db_server_settings(self) -> dict[str, str]:
         return {"lock_timeout": str(self.db_lock_timeout_ms), "statement_timeout": str(self.db_statement_timeout_ms)}
 
-    def write_round_deadline_s(self) -> float | None:
-        """How long a write round's statements may take in all before the writer stops waiting for Postgres (see
-        ``writer``): the statement timeout, and a second for the network and the answer of a server that cancels
-        one; none without a statement timeout."""
+    def write_statement_deadline_s(self) -> float | None:
+        """How long each statement of a write round may go unanswered before the writer stops waiting for Postgres
+        (see ``writer``): the statement timeout, and a second for the network and the answer of a server that
+        cancels one; none without a statement timeout."""
         return self.db_statement_timeout_ms / 1000 + 1.0 if self.db_statement_timeout_ms else None
 
     outbox_batch_max: int = 1000

@@ -9,10 +9,16 @@ gets an error, never a wait for ever.
 
 Postgres may go silent (a failover dropping packets): a statement then waits
 for an answer until TCP gives up, if it ever does, and Postgres's own
-statement timeout cannot end it. So a round has a deadline of its own
-(``round_deadline_s``: capture's statement timeout and a second). Past it,
-the statement in flight is abandoned and its connection closed, never
-returned to the pool mid-statement, and the round's requests fail with
+statement timeout cannot end it. So each statement of a round has a deadline
+of its own (``statement_deadline_s``: capture's statement timeout and a
+second), counted from when it is sent: the connection and its BEGIN, each
+statement, the COMMIT. A working Postgres answers every statement by then,
+if only with the statement timeout's error, so a deadline passed means
+silence; a round of many statements (a dozen, with the retry around people
+held elsewhere), each slow but within its timeout, is never cut short, as
+one deadline for the whole round would cut it. Past it, the statement in
+flight is abandoned and its connection closed, never returned to the pool
+mid-statement, and the requests of that part of the round fail with
 ``WriteTimedOut`` (a 503 to retry) while the next round goes on. Whether a
 timed-out statement committed is unknown, so none of its requests is
 answered as stored; none is lost either: a retry finds what did commit (its
@@ -20,9 +26,9 @@ Idempotency-Key's answer, or its person's open lead, which it touches). A
 request waits at most twice the deadline and its linger for a round to take
 it (with more than ``max_batch`` queued, its round may be several away);
 one given up on then (a 503) is left out of its round, so never stored.
-Once its round holds it, it waits for that round's answer, which the round's
-deadline bounds: given up on while its round commits it, it would be
-answered 503 and stored all the same.
+Once its round holds it, it waits for that round's answer, which the
+statements' deadlines bound: given up on while its round commits it, it
+would be answered 503 and stored all the same.
 
 In that transaction ``admit`` decides, race-free across capture's processes:
 - an ``Idempotency-Key`` seen in the last 24 hours answers what it answered
@@ -439,6 +445,26 @@ class ExpiredKeys(BackgroundLoop):
             return (await conn.execute(_DELETE_EXPIRED, {"before": before, "batch": self.BATCH})).rowcount
 
 
+class _EachStatementTimed:
+    """A round's asyncpg connection, as far as the writer's statements use it, that gives each statement the whole
+    statement deadline as it is sent (``LeadWriter._connection``). It has no other method: a statement sent
+    otherwise would run on the deadline of the one before it."""
+
+    def __init__(self, conn: asyncpg.Connection, restart: Callable[[], None]) -> None:
+        self._conn, self._restart = conn, restart
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        self._restart()
+        return await self._conn.fetch(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        self._restart()
+        return await self._conn.execute(query, *args)
+
+    def is_in_transaction(self) -> bool:
+        return self._conn.is_in_transaction()
+
+
 @dataclass(eq=False)
 class _Request:
     """A submission waiting in the writer for its answer (``done``)."""
@@ -462,10 +488,10 @@ class LeadWriter:
     A failed commit fails its requests (they answer 503); it does not make capture unready. Rounds go one after
     another, so a round may wait on a row held elsewhere only as long as the pool's ``lock_timeout`` allows
     (``CAPTURE_DB_LOCK_TIMEOUT_MS``, and each statement ``CAPTURE_DB_STATEMENT_TIMEOUT_MS``), and on a silent
-    Postgres only until its deadline: then it fails, and the rounds behind it go on. A round stopped by a person's
-    row held past the lock timeout is written again without the people held elsewhere, whose requests alone fail;
-    any other failure fails the whole round, except that leads a first statement stored stay answered when the
-    transaction after it fails or times out.
+    Postgres only until a statement's deadline: then it fails, and the rounds behind it go on. A round stopped by
+    a person's row held past the lock timeout is written again without the people held elsewhere, whose requests
+    alone fail; any other failure fails the whole round, except that leads a first statement stored stay answered
+    when the transaction after it fails or times out.
     """
 
     name = "capture-writer"
@@ -474,16 +500,17 @@ class LeadWriter:
 
     def __init__(self, engine: AsyncEngine, max_batch: int, on_commit: Callable[[], None],
                  clock: Callable[[], datetime], linger: Linger | None = None,
-                 round_deadline_s: float | None = None) -> None:
+                 statement_deadline_s: float | None = None) -> None:
         """``linger``: how long a round waits for more submissions (see the module), none if not given;
-        ``round_deadline_s``: how long a round's statements may take in all (see the module), None: for ever."""
+        ``statement_deadline_s``: how long Postgres may take to answer each statement of a round (see the
+        module), None: for ever."""
         self._engine = engine
         self._max_batch = max_batch
         self._on_commit = on_commit
         self._clock = clock
         self._linger = linger or Linger(0.0)
-        self._round_s = round_deadline_s
-        self._take_within = None if round_deadline_s is None else 2 * round_deadline_s + self._linger.max_s
+        self._statement_s = statement_deadline_s
+        self._take_within = None if statement_deadline_s is None else 2 * statement_deadline_s + self._linger.max_s
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         #: Set by ``write`` once a lingering round has its target; None while no round lingers.
         self._filled: asyncio.Event | None = None
@@ -525,7 +552,7 @@ class LeadWriter:
                 if not (done.done() or request.taken):
                     done.cancel()  # its round, yet to begin, leaves it out
                     raise WriteTimedOut(self._take_within)
-            # Taken: the round's answer, stored or not, comes within the round's own deadline.
+            # Taken: the round's answer, stored or not, comes within its statements' deadlines.
             return await done
         except asyncio.CancelledError:
             done.cancel()  # the request went away (its client hung up): a round yet to begin leaves it out
@@ -533,22 +560,21 @@ class LeadWriter:
 
     async def _commit(self, batch: list[Submitted]) -> list[Admitted | Exception]:
         now = self._clock()
-        deadline = None if self._round_s is None else asyncio.get_running_loop().time() + self._round_s
         try:
-            async with self._connection(deadline) as conn:
+            async with self._connection() as conn:
                 results: list[Admitted | Exception | None] = list(await open_leads(conn, batch, now))
         except asyncpg.LockNotAvailableError as exc:  # the statement stored nothing
             if len({sub.person_key for sub in batch}) < 2:
                 raise
-            return await self._around_held(batch, now, exc, deadline)
+            return await self._around_held(batch, now, exc)
         rest = [i for i, result in enumerate(results) if result is None]
         if rest:
             subs = [batch[i] for i in rest]
             try:
-                async with self._connection(deadline, transaction=True) as conn:
+                async with self._connection(transaction=True) as conn:
                     admitted = await admit(conn, subs, now)
             except asyncpg.LockNotAvailableError as exc:
-                admitted = (await self._around_held(subs, now, exc, deadline) if len({s.person_key for s in subs}) > 1
+                admitted = (await self._around_held(subs, now, exc) if len({s.person_key for s in subs}) > 1
                             else self._failed(subs, exc))
             except Exception as exc:  # the leads opened above are stored: only these requests fail
                 admitted = self._failed(subs, exc)
@@ -556,15 +582,15 @@ class LeadWriter:
                 results[i] = result
         return results  # type: ignore[return-value]
 
-    async def _around_held(self, batch: list[Submitted], now: datetime, held_error: asyncpg.LockNotAvailableError,
-                           deadline: float | None) -> list[Admitted | Exception]:
+    async def _around_held(self, batch: list[Submitted], now: datetime,
+                           held_error: asyncpg.LockNotAvailableError) -> list[Admitted | Exception]:
         """``batch`` again, once a row it needed stayed locked past the lock timeout: the people whose rows are
         locked elsewhere fail (``held_error``, a 503 to retry); everyone else is written, in one transaction.
 
         A person's row held for seconds (a stuck transaction of another process, an operator's) would otherwise
         fail every request that shared its round, however unrelated, and again in each round it joins."""
         try:
-            async with self._connection(deadline, transaction=True) as conn:
+            async with self._connection(transaction=True) as conn:
                 held = {r["person_key"] for r in await conn.fetch(_HELD_PEOPLE, sorted({s.person_key for s in batch}))}
                 free = [sub for sub in batch if sub.person_key not in held]
                 admitted = iter(await admit(conn, free, now) if free else [])
@@ -576,19 +602,27 @@ class LeadWriter:
         return [held_error if sub.person_key in held else next(admitted) for sub in batch]
 
     @contextlib.asynccontextmanager
-    async def _connection(self, deadline: float | None, *,
-                          transaction: bool = False) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection (in a transaction if asked) for part of a round, given up on at the round's
-        ``deadline`` (loop time; None: never): the statement in flight is abandoned and the connection closed
+    async def _connection(self, *, transaction: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection (in a transaction if asked) for part of a round, given up on when Postgres has not
+        answered a statement within the statement deadline (the connection and its BEGIN, each statement sent
+        on it, the COMMIT: see the module): the statement in flight is abandoned and the connection closed
         (``raw_pooled``), and ``WriteTimedOut`` raised."""
-        waited = asyncio.timeout_at(deadline)
+        deadline = asyncio.timeout(None)
         try:
-            async with waited, (raw_transaction if transaction else raw_pooled)(self._engine) as conn:
-                yield conn
+            async with deadline:
+                self._restart(deadline)  # the connection and its BEGIN
+                async with (raw_transaction if transaction else raw_pooled)(self._engine) as conn:
+                    yield _EachStatementTimed(conn, lambda: self._restart(deadline))  # type: ignore[misc]
+                    self._restart(deadline)  # the COMMIT
         except TimeoutError as exc:
-            if waited.expired():
-                raise WriteTimedOut(self._round_s) from exc  # type: ignore[arg-type]
+            if deadline.expired():
+                raise WriteTimedOut(self._statement_s) from exc  # type: ignore[arg-type]
             raise
+
+    def _restart(self, deadline: asyncio.Timeout) -> None:
+        """Give the statement about to be sent the whole statement deadline, whatever those before it took."""
+        if self._statement_s is not None:
+            deadline.reschedule(asyncio.get_running_loop().time() + self._statement_s)
 
     @staticmethod
     def _failed(batch: Sequence[Submitted], exc: Exception) -> list[Admitted | Exception]:
