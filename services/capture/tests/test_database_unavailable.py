@@ -139,7 +139,17 @@ async def test_capture_serves_from_connections_that_give_up_on_a_held_row_and_a_
             async with engine.connect():
                 pass
         await engine.dispose()
-    assert sent == [{"lock_timeout": "1500", "statement_timeout": "5000"}, {}]
+    assert sent == [{"lock_timeout": "1500", "statement_timeout": "5000", "client_connection_check_interval": "1000"},
+                    {}]
+
+
+def test_capture_asks_postgres_to_check_it_is_still_connected_while_a_statement_runs_and_asks_nothing_when_off():
+    """Postgres runs a statement of a connection closed under it on until it checks that its client is still there;
+    a Postgres before 14 has no such check and refuses a session that asks for one, so 0 asks for none."""
+    checked = CaptureSettings(DATABASE_URL=NOWHERE, db_client_check_ms=250).db_server_settings()
+    unchecked = CaptureSettings(DATABASE_URL=NOWHERE, db_client_check_ms=0).db_server_settings()
+    assert checked["client_connection_check_interval"] == "250"
+    assert "client_connection_check_interval" not in unchecked
 
 
 class Recorded:

@@ -4,8 +4,9 @@ Guarantees:
 - Engines are built by a service's composition root from its settings, never
   at import time. The serving process's pool may start each connection with
   Postgres settings of its own (``server_settings``: capture's lock and
-  statement timeouts, for its requests); admin commands and migrations build
-  their engines without them, so nothing cuts a long one short.
+  statement timeouts, for its requests, and its check that the client is
+  still connected); admin commands and migrations build their engines
+  without them, so nothing cuts a long one short.
 - ``raw_pooled`` is a pooled connection's asyncpg connection itself (each
   statement its own transaction), ``raw_transaction`` one transaction on it,
   for the hottest paths (capture's writer, where most requests commit alone
@@ -18,9 +19,16 @@ Guarantees:
   deadline: capture's write rounds) closes its connection at once, sending
   no ROLLBACK: asyncpg would first wait for Postgres to acknowledge the
   cancel of the statement in flight, which a silent Postgres (a failover
-  dropping packets) never does, and the deadline would end nothing.
-  Postgres rolls back the transaction of a connection that closes; whether
-  a COMMIT in flight took is unknown, as after any lost connection.
+  dropping packets) never does, and the deadline would end nothing. Postgres
+  rolls back the transaction of a connection that closes; whether a COMMIT
+  in flight took is unknown, as after any lost connection. Nor is a cancel
+  sent (asyncpg sends its CancelRequest from a task that ``terminate``
+  cancels before it connects): Postgres runs the statement in flight on,
+  holding its rows and locks, until it notices the connection closed (while
+  idle at once; while running a statement only if the pool asks it to check,
+  ``client_connection_check_interval``, as capture's does) or the
+  statement's timeout ends it. A cancel of our own was not added: asyncpg
+  offers none in public, and one to a silent Postgres would wait too.
 - ``insert_rows`` writes a batch of rows as ONE statement (``INSERT ..
   SELECT .. FROM unnest(<one array per column>)``) in the session's
   transaction, rows in the order given; ``upsert``, the inbox, the outbox

@@ -88,9 +88,23 @@ class CaptureSettings(ConsumerSettings):
                                                                 "second after it (silent: a failover) is given up "
                                                                 "on, its requests `503` too; the re-driver's are "
                                                                 "not limited; 0: no limit, on either side")
+    # A statement capture gave up on (its write's deadline, a shutdown) is closed on capture's side with no cancel
+    # sent (see db.py): Postgres runs it on, holding the people's rows, advisory and Idempotency-Key locks, until
+    # it ends or its timeout does (never, for the re-driver's), while the pool opens a new connection in its
+    # place. Postgres notices a closed connection while idle at once, while running a statement only at this
+    # check.
+    db_client_check_ms: int = Field(1000, ge=0, description="how often Postgres checks, while it runs one of "
+                                                           "capture's statements, that capture is still "
+                                                           "connected, so that a statement capture gave up on "
+                                                           "ends then, not at its timeout (Postgres's "
+                                                           "`client_connection_check_interval`: Postgres 14 or "
+                                                           "later, on Linux, macOS or a BSD); 0: never, for an "
+                                                           "older Postgres, which refuses the setting")
 
     def db_server_settings(self) -> dict[str, str]:
-        return {"lock_timeout": str(self.db_lock_timeout_ms), "statement_timeout": str(self.db_statement_timeout_ms)}
+        check = {"client_connection_check_interval": str(self.db_client_check_ms)} if self.db_client_check_ms else {}
+        return {"lock_timeout": str(self.db_lock_timeout_ms), "statement_timeout": str(self.db_statement_timeout_ms),
+                **check}
 
     def write_statement_deadline_s(self) -> float | None:
         """How long each statement of a write round may go unanswered before the writer stops waiting for Postgres
