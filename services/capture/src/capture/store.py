@@ -100,7 +100,9 @@ quarantine = sa.Table(
     sa.Column("utm_source", sa.Text),
     sa.Column("fields", sa.JSON, nullable=False),
     sa.Column("released_at", sa.DateTime(timezone=True)),
-    sa.Index("quarantine_received", "received_at"),
+    # The list's order (``quarantine_page``), every form's and one form's.
+    sa.Index("quarantine_received", "received_at", "lead_id"),
+    sa.Index("quarantine_by_form", "form_id", "received_at", "lead_id"),
 )
 #: A person (by normalised e-mail address) and their open lead, if any: the row every submission of theirs
 #: locks, which is what makes "one person, one open lead" hold across capture's processes.
@@ -278,6 +280,20 @@ async def claim_publishable(conn: asyncpg.Connection, limit: int) -> Claimed:
     )
 
 
+def quarantine_page(limit: int, *, before: tuple[datetime, uuid.UUID] | None = None,
+                    form_id: str | None = None) -> sa.Select[Any]:
+    """Up to ``limit`` quarantined submissions, newest first (by when received, then by id: an order with no ties,
+    so a page can end anywhere), only those after ``before`` (received_at, lead_id: where a page ended) and to
+    ``form_id``, if given. An index in that order serves each page, position included: ``quarantine_received``,
+    or ``quarantine_by_form`` for one form's, which would otherwise pass over every other form's rows."""
+    query = sa.select(quarantine).order_by(quarantine.c.received_at.desc(), quarantine.c.lead_id.desc())
+    if before is not None:
+        query = query.where(sa.tuple_(quarantine.c.received_at, quarantine.c.lead_id) < sa.tuple_(*before))
+    if form_id is not None:
+        query = query.where(quarantine.c.form_id == form_id)
+    return query.limit(limit)
+
+
 class CaptureStore:
     """capture's writes outside the group-commit writer, on one unit of work's session."""
 
@@ -339,15 +355,10 @@ class CaptureStore:
 
     async def quarantined(self, limit: int, *, before: tuple[datetime, uuid.UUID] | None = None,
                           form_id: str | None = None) -> list[dict[str, Any]]:
-        """Up to ``limit`` quarantined submissions, newest first (by when received, then by id: an order with no
-        ties, so a page can end anywhere), only those after ``before`` (received_at, lead_id: where a page ended)
-        and to ``form_id``, if given. ``quarantine_received`` serves the order and the position alike."""
-        query = sa.select(quarantine).order_by(quarantine.c.received_at.desc(), quarantine.c.lead_id.desc())
-        if before is not None:
-            query = query.where(sa.tuple_(quarantine.c.received_at, quarantine.c.lead_id) < sa.tuple_(*before))
-        if form_id is not None:
-            query = query.where(quarantine.c.form_id == form_id)
-        return [dict(r._mapping) for r in await self._session.execute(query.limit(limit))]
+        """Up to ``limit`` quarantined submissions, newest first, after ``before`` and to ``form_id`` if given
+        (``quarantine_page``)."""
+        query = quarantine_page(limit, before=before, form_id=form_id)
+        return [dict(r._mapping) for r in await self._session.execute(query)]
 
     async def lock_quarantined(self, lead_id: uuid.UUID) -> Any:
         query = sa.select(quarantine).where(quarantine.c.lead_id == lead_id).with_for_update()
