@@ -1,6 +1,6 @@
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import unquote
 
 import pytest
@@ -603,11 +603,22 @@ def test_a_quarantine_cursor_names_exactly_where_its_page_ended():
     assert parse_quarantine_cursor(quarantine_cursor(at, LEAD_ID)) == (at, LEAD_ID)
 
 
+def test_a_quarantine_cursor_written_in_another_time_zone_names_the_same_moment_in_utc():
+    from capture.domain import parse_quarantine_cursor, quarantine_cursor
+
+    at = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=UTC)
+    received_at, _ = parse_quarantine_cursor(quarantine_cursor(at.astimezone(timezone(timedelta(hours=14))), LEAD_ID))
+    assert received_at == at and received_at.utcoffset() == timedelta(0)
+
+
 @pytest.mark.parametrize("before", [
     "", "yesterday", "é", "a", "not base64!",
     "MjAyNi0xMS0yM1QwOTozMDoxNSAwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDE",  # a time with no time zone
     "MjAyNi0xMS0yM1QwOTozMDoxNSswMDowMA",  # a time and no id
     "eWVzdGVyZGF5IDAwMDAwMDAwLTAwMDAtNDAwMC04MDAwLTAwMDAwMDAwMDAwMQ",  # an id and no time
+    # Times whose UTC is outside the calendar: 0001-01-01T00:00:00+14:00 and 9999-12-31T23:59:59-14:00, with an id.
+    "MDAwMS0wMS0wMVQwMDowMDowMCsxNDowMCAwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDE",
+    "OTk5OS0xMi0zMVQyMzo1OTo1OS0xNDowMCAwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDE",
 ])
 def test_a_quarantine_cursor_the_list_did_not_give_is_refused_saying_what_to_pass(before):
     from capture.domain import parse_quarantine_cursor

@@ -895,7 +895,10 @@ async def test_the_last_page_names_no_next_one(client, pipeline):
 
 
 @pytest.mark.parametrize(("query", "field"), [
-    ({"before": "page-2"}, "before"), ({"form_id": "contact us"}, "form_id"), ({"form_id": ""}, "form_id"),
+    ({"before": "page-2"}, "before"),
+    # 0001-01-01T00:00:00+14:00, before the calendar in UTC, and an id
+    ({"before": "MDAwMS0wMS0wMVQwMDowMDowMCsxNDowMCAwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDE"}, "before"),
+    ({"form_id": "contact us"}, "form_id"), ({"form_id": ""}, "form_id"),
     ({"limit": 0}, "limit"), ({"limit": 1001}, "limit"),
 ])
 async def test_a_page_asked_for_with_a_value_the_list_does_not_take_is_refused_naming_it(client, query, field):

@@ -504,11 +504,14 @@ def parse_quarantine_cursor(text: str) -> tuple[datetime, uuid.UUID]:
     try:
         held = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True).decode()
         at, lead_id = held.split(" ")
-        position = (datetime.fromisoformat(at), uuid.UUID(lead_id))
-    except ValueError:  # not base64 (binascii.Error), not UTF-8, not two parts, no time, no id: all ValueErrors
+        received_at = datetime.fromisoformat(at)
+        if received_at.tzinfo is None:  # never written so, and not comparable with a stored time
+            raise ValueError(_NOT_A_CURSOR)
+        # In UTC here: a time whose UTC falls outside the calendar (0001-01-01T00:00:00+14:00) failed only once
+        # asyncpg converted it, an OverflowError that answered 500.
+        position = (received_at.astimezone(UTC), uuid.UUID(lead_id))
+    except (ValueError, OverflowError):  # not base64 (binascii.Error), not UTF-8, not two parts, no time, no id
         raise ValueError(_NOT_A_CURSOR) from None
-    if position[0].tzinfo is None:  # never written so, and not comparable with a stored time
-        raise ValueError(_NOT_A_CURSOR)
     return position
 
 
