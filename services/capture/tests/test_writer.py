@@ -251,7 +251,7 @@ async def test_a_request_queued_as_the_stop_stopped_waiting_is_answered_not_left
 
     async def the_wait_then_a_request() -> None:
         await waited()
-        writer._queue.put_nowait((submission(f"late.{uuid.uuid4().hex[:8]}@sap.com"), done))
+        writer._queue.put_nowait(writer_module._Request(submission(f"late.{uuid.uuid4().hex[:8]}@sap.com"), done))
 
     writer._queue.join = the_wait_then_a_request  # type: ignore[method-assign]
     await asyncio.wait_for(writer.stop(), timeout=10)
