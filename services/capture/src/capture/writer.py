@@ -23,9 +23,11 @@ mid-statement, and the requests of that part of the round fail with
 timed-out statement committed is unknown, so none of its requests is
 answered as stored; none is lost either: a retry finds what did commit (its
 Idempotency-Key's answer, or its person's open lead, which it touches). A
-request waits at most twice the deadline and its linger for a round to take
-it (with more than ``max_batch`` queued, its round may be several away);
-one given up on then (a 503) is left out of its round, so never stored.
+request waits for a round to take it until Postgres has answered the writer
+nothing for twice the deadline and its linger (with more than ``max_batch``
+queued, its round may be several away, each answered: a slow Postgres is no
+reason to give up); one given up on then (a 503) is left out of its round,
+so never stored.
 Once its round holds it, it waits for that round's answer, which the
 statements' deadlines bound: given up on while its round commits it, it
 would be answered 503 and stored all the same.
@@ -511,6 +513,9 @@ class LeadWriter:
         self._linger = linger or Linger(0.0)
         self._statement_s = statement_deadline_s
         self._take_within = None if statement_deadline_s is None else 2 * statement_deadline_s + self._linger.max_s
+        #: Loop time Postgres last answered this writer (a statement, a round's end): a request waiting for a
+        #: round is given up on only after ``_take_within`` of silence, not of a slow round's honest work.
+        self._heard_at = float("-inf")
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         #: Set by ``write`` once a lingering round has its target; None while no round lingers.
         self._filled: asyncio.Event | None = None
@@ -547,11 +552,17 @@ class LeadWriter:
         try:
             if self._take_within is not None:
                 # Not ``await done`` under a timeout: that would cancel ``done`` when time is up, and a round
-                # already committing it would store a lead its client was answered 503 for, and retries.
-                await asyncio.wait([done], timeout=self._take_within)
-                if not (done.done() or request.taken):
-                    done.cancel()  # its round, yet to begin, leaves it out
-                    raise WriteTimedOut(self._take_within)
+                # already committing it would store a lead its client was answered 503 for, and retries. Nor one
+                # wait from when it was queued: rounds ahead of it that Postgres keeps answering may take longer
+                # (a backlog, slow disks), and only silence is a reason to give up.
+                loop = asyncio.get_running_loop()
+                queued_at = loop.time()
+                while not (done.done() or request.taken):
+                    silent_until = max(queued_at, self._heard_at) + self._take_within
+                    if loop.time() >= silent_until:
+                        done.cancel()  # its round, yet to begin, leaves it out
+                        raise WriteTimedOut(self._take_within)
+                    await asyncio.wait([done], timeout=silent_until - loop.time())
             # Taken: the round's answer, stored or not, comes within its statements' deadlines.
             return await done
         except asyncio.CancelledError:
@@ -620,9 +631,12 @@ class LeadWriter:
             raise
 
     def _restart(self, deadline: asyncio.Timeout) -> None:
-        """Give the statement about to be sent the whole statement deadline, whatever those before it took."""
+        """Give the statement about to be sent the whole statement deadline, whatever those before it took: the
+        one before it was answered (``_heard_at``)."""
+        now = asyncio.get_running_loop().time()
+        self._heard_at = now
         if self._statement_s is not None:
-            deadline.reschedule(asyncio.get_running_loop().time() + self._statement_s)
+            deadline.reschedule(now + self._statement_s)
 
     @staticmethod
     def _failed(batch: Sequence[Submitted], exc: Exception) -> list[Admitted | Exception]:
@@ -672,6 +686,7 @@ class LeadWriter:
                 if not request.done.done():
                     request.done.set_exception(exc)
             return
+        self._heard_at = asyncio.get_running_loop().time()
         WRITE_BATCH.observe(len(batch))
         for request, result in zip(batch, results, strict=True):
             if request.done.done():
