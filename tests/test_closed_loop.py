@@ -296,6 +296,8 @@ async def test_each_missed_deadline_fires_once_across_two_crashed_routing_proces
     assert first["owner_id"] == story.first_owner[story.lapsed]["owner_id"] and first["action"] == "reassigned"
     assert second["owner_id"] == first["next_owner_id"] != first["owner_id"]
     assert second["action"] == "escalated" and second["next_owner_id"] == f"queue:{team}"
+    # Each breach names the team it handed the lead to: the next holder's own breach is of that team.
+    assert (first["next_team"], second["next_team"]) == (second["team"], team)
     assert [r.json()["assignment"]["owner_id"] for r in story.rerouted] == [
         first["owner_id"], first["next_owner_id"], f"queue:{team}"]
     async with story.client("routing") as routing:

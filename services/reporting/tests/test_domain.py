@@ -96,6 +96,37 @@ def test_a_breach_closes_one_holder_and_opens_the_next():
         ("ana", T0 + timedelta(minutes=3), due), ("ben", due, None)]
 
 
+def breached_to_ben(**kw) -> tuple[uuid.UUID, datetime, LeadSlaBreached]:
+    """HISTORY's ana (emea) missed her 9:18 deadline: routing handed the lead to ben, due 9:33."""
+    due = T0 + timedelta(minutes=18)
+    return recorded(LeadSlaBreached(lead_id=LEAD, owner_id="ana", team="emea", grade="A", due_at=due, breached_at=due,
+                                    breach=1, action="reassigned", next_owner_id="ben", next_owner_name="Ben",
+                                    next_due_at=due + timedelta(minutes=15), attribution=ADS, **kw), minutes=18)
+
+
+def test_a_breach_files_the_next_hand_off_under_the_team_routing_gave_it_not_the_missed_holders():
+    """Ben is of dach, emea's overflow: his hand-off is dach's, ana's miss stays emea's."""
+    handoffs = project([HISTORY[3], breached_to_ben(next_team="dach")]).handoffs
+    assert [(h.owner_id, h.team) for _, h in sorted(handoffs.items())] == [("ana", "emea"), ("ben", "dach")]
+
+
+def test_a_v1_breach_files_the_next_hand_off_under_the_missed_holders_team_for_want_of_another():
+    handoffs = project([HISTORY[3], breached_to_ben()]).handoffs
+    assert handoffs[(LEAD, "ben", T0 + timedelta(minutes=33))].team == "emea"
+
+
+def test_a_hand_off_named_with_two_teams_keeps_one_whatever_order_the_events_are_folded_in():
+    """A v1 breach guessed emea for ben's hand-off; its own breach later says dach. The database keeps the first
+    team by name whatever came first (``store._MERGE_HANDOFFS``); so must a replay's batch, or the two differ."""
+    due = T0 + timedelta(minutes=33)
+    his = recorded(LeadSlaBreached(lead_id=LEAD, owner_id="ben", team="dach", grade="A", due_at=due, breached_at=due,
+                                   breach=2, action="escalated", next_owner_id="emea", next_owner_name="EMEA queue",
+                                   next_due_at=None, attribution=ADS), minutes=33)
+    events = [breached_to_ben(), his]
+    for folded in (events, list(reversed(events))):
+        assert project(folded).handoffs[(LEAD, "ben", due)].team == "dach"
+
+
 def handed(stage, due_at, minutes=9, from_due_at=T0 + timedelta(minutes=18)):
     """HISTORY's lead, held by ana (due 9:18 while unaccepted), handed to ben ``minutes`` after T0."""
     from leadpipe_common.events import LeadHandedOver

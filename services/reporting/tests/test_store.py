@@ -398,6 +398,39 @@ async def test_two_holders_of_a_lead_with_one_deadline_are_each_judged_on_their_
         ("ana", 0, 0, 0, 1), ("ben", 1, 0, 0, 0)]
 
 
+async def test_a_hand_off_an_overflow_team_got_on_a_breach_is_that_teams_however_batched(db):
+    """ana (emea) missed her deadline; routing gave the lead to ben, of dach (emea's overflow), who missed his: emea
+    and dach missed one each. A v1 breach did not name ben's team (its guess: emea), his own breach does: the
+    live tables kept the team the hand-off was first saved with (batch by batch, the guess), a replay's batch the
+    last; now both keep one by one rule."""
+    lead = uuid.uuid4()
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    ana_due, ben_due = t0 + timedelta(minutes=15), t0 + timedelta(minutes=30)
+
+    def breach(owner: str, team: str, due: datetime, n: int, **kw: Any) -> tuple[uuid.UUID, datetime, LeadSlaBreached]:
+        return (uuid.uuid4(), due, LeadSlaBreached(lead_id=lead, owner_id=owner, team=team, grade="A", due_at=due,
+                                                   breached_at=due, breach=n, attribution=Attribution(), **kw))
+
+    routed = (uuid.uuid4(), t0, LeadStageChanged(lead_id=lead, from_stage="mql", to_stage="routed", at=t0, by="t",
+                                                 reason="r", attribution=Attribution(), owner_id="ana", team="emea",
+                                                 due_at=ana_due))
+    his = breach("ben", "dach", ben_due, 2, action="escalated", next_owner_id="emea", next_owner_name="EMEA queue",
+                 next_due_at=None)
+    to_ben = {"action": "reassigned", "next_owner_id": "ben", "next_owner_name": "Ben", "next_due_at": ben_due}
+    for hers in (breach("ana", "emea", ana_due, 1, next_team="dach", **to_ben),
+                 breach("ana", "emea", ana_due, 1, **to_ben)):
+        events = [routed, hers, his]
+        found = []
+        for batches in ([events], [[e] for e in events], [[e] for e in reversed(events)]):
+            async with shadow_with(db, {}) as shadow:
+                for batch in batches:
+                    await save_in(db, shadow, batch)
+                async with db.connect() as conn:
+                    report = await sla(await conn.execution_options(schema_translate_map={SCHEMA: shadow}), Filters())
+                found.append([(t["team"], t["missed"]) for t in report["teams"]])
+        assert found == [[("dach", 1), ("emea", 1)]] * 3
+
+
 async def test_a_deadline_missed_stays_missed_when_the_lead_is_merged_into_another(db):
     """ana missed her deadline on D, then D was merged into S: the miss is still hers; ben's hand-off of a lead
     merged away while open is counted nowhere (nobody will answer it)."""

@@ -333,7 +333,7 @@ class LeadSlaBreached(Event):
     """The holder of a lead did not accept it within the hand-off SLA."""
 
     type: ClassVar[str] = "lead.sla_breached"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     owner_id: str
     team: str
     grade: Grade | None
@@ -345,6 +345,9 @@ class LeadSlaBreached(Event):
     next_owner_id: str
     next_owner_name: str
     next_due_at: Moment | None
+    #: The next holder's team (or the queue's): routing may hand the lead along an overflow to another team than
+    #: ``team``. None: not said (breached before v2).
+    next_team: str | None = None
     attribution: Attribution
 
 
@@ -465,6 +468,8 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     # lead.scored v3 and lead.routed v4 added the score's reasons' reads (optional): a reason of the older ones
     # does not say what it read.
     ("lead.scored", 2): dict, ("lead.routed", 3): dict,
+    # lead.sla_breached v2 added next_team (optional): a v1 breach does not say which team the lead went to.
+    ("lead.sla_breached", 1): dict,
 }
 
 

@@ -181,10 +181,13 @@ class Projection:
         return facts
 
     def handoff(self, h: HandoffFacts) -> None:
-        """Keep the earliest start, breach and hand-over of a hand-off seen, as the database does."""
+        """Keep the earliest start, breach and hand-over of a hand-off seen, and the first team by name, as the
+        database does. Every event of a hand-off names its team alike, but for a v1 breach's guess at its next
+        holder's (``_sla_breached``): one rule independent of order is what keeps a replay equal to the live
+        tables, though it may keep the guess."""
         known = self.handoffs.get(h.key)
         if known is not None:
-            h = replace(h, started_at=_earliest(h.started_at, known.started_at),
+            h = replace(h, team=min(h.team, known.team), started_at=_earliest(h.started_at, known.started_at),
                         breached_at=_earliest(h.breached_at, known.breached_at),
                         handed_over_at=_earliest(h.handed_over_at, known.handed_over_at))
         self.handoffs[h.key] = h
@@ -259,14 +262,17 @@ def _sla_breached(out: Projection, event_id: uuid.UUID, recorded: datetime | Non
     out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c) for c in DIMENSIONS.values()}))
     out.handoff(HandoffFacts(e.lead_id, e.owner_id, e.team, e.due_at, breached_at=e.breached_at))
     if e.action == "reassigned" and e.next_due_at is not None:
-        out.handoff(HandoffFacts(e.lead_id, e.next_owner_id, e.team, e.next_due_at, started_at=recorded))
+        # The next holder may be of another team (an overflow's): a v1 breach did not say, and its holder's is
+        # the best guess (a later event of that hand-off may name its team: ``Projection.handoff``).
+        out.handoff(HandoffFacts(e.lead_id, e.next_owner_id, e.next_team or e.team, e.next_due_at,
+                                 started_at=recorded))
     out.steps.append({
         "event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.breached_at, "recorded_at": recorded,
         "from_stage": "routed",
         "to_stage": "sla_breached", "by": "routing",
         "reason": f"{e.owner_id} missed the acceptance deadline; {e.action} to {e.next_owner_name}",
         "detail": e.model_dump(mode="json", include={"owner_id", "team", "grade", "due_at", "breach", "action",
-                                                      "next_owner_id", "next_due_at"}),
+                                                      "next_owner_id", "next_team", "next_due_at"}),
     })
 
 

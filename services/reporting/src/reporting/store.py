@@ -197,8 +197,12 @@ async def save_leads(conn: AsyncConnection | AsyncSession, facts: Sequence[LeadF
     await insert_rows(conn, leads, [f.row() for f in facts], conflict=_MERGE_LEADS)
 
 
-#: A hand-off's earliest start, breach and hand-over are kept (one row per lead, holder and deadline in a batch).
+#: A hand-off's earliest start, breach and hand-over are kept (one row per lead, holder and deadline in a batch),
+#: and its first team by name, as ``Projection.handoff`` keeps them: the same rule whatever order and batches the
+#: events come in (a v1 breach guessed its next holder's team). "C" orders as Python does (by code point), where
+#: the database's collation may not ("EMEA" and "dach").
 _MERGE_HANDOFFS = ("ON CONFLICT (lead_id, owner_id, due_at) DO UPDATE SET "
+                   'team = LEAST(handoffs.team COLLATE "C", excluded.team COLLATE "C"), '
                    "started_at = LEAST(handoffs.started_at, excluded.started_at), "
                    "breached_at = LEAST(handoffs.breached_at, excluded.breached_at), "
                    "handed_over_at = LEAST(handoffs.handed_over_at, excluded.handed_over_at)")

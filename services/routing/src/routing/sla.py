@@ -111,7 +111,7 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
                 lead_id=lead.lead_id, owner_id=handoff.owner_id, team=handoff.team, grade=handoff.grade,
                 due_at=handoff.due_at or now, breached_at=now, breach=n, action=b.action,
                 next_owner_id=b.assignment.owner_id, next_owner_name=b.assignment.owner_name,
-                next_due_at=b.handoff.due_at, attribution=lead.attribution,
+                next_due_at=b.handoff.due_at, next_team=b.handoff.team, attribution=lead.attribution,
             ),
             event_id=handoff.event_id(f"lead.sla_breached/{n}"), source=SOURCE, time=now, traceparent=trace,
         )
