@@ -55,10 +55,29 @@ def test_a_hand_over_goes_to_subscriptions_following_the_team_or_holder_it_left_
     assert wants(following(), handed)
     assert all(wants(following(**flt), handed) for flt in (
         {"team": "emea-enterprise"}, {"team": "dach"}, {"owner": "ana"}, {"owner": "ben"},
-        {"team": "emea-enterprise", "owner": "ben"}, {"team": ["apac", "dach"]}))
+        {"team": "emea-enterprise", "owner": "ana"}, {"team": "dach", "owner": "ben", "grade": "A"},
+        {"team": ["apac", "dach"]}))
     assert not any(wants(following(**flt), handed) for flt in (
         {"team": "apac"}, {"owner": "cy"}, {"team": "dach", "grade": "B"}))
     assert not wants(subscription(), handed)  # not asked for
+
+
+def test_a_hand_over_passes_a_filter_only_when_the_side_it_left_or_the_side_it_went_to_holds_it_whole():
+    """ana of emea hands a lead to ben of dach: a receiver following emea's ben hears nothing of it (ben was
+    never emea's), nor one following dach's ana."""
+    from leadpipe_common.events import Attribution, LeadHandedOver
+
+    handed = LeadHandedOver(lead_id=routed().lead_id, from_owner_id="ana", from_team="emea", from_due_at=None,
+                            owner_id="ben", owner_name="Ben", team="dach", stage="accepted", at=NOW, by="sales-ops",
+                            reason="ana left", due_at=None, grade="A", attribution=Attribution(utm_source="tests"))
+
+    def following(**flt):
+        return subscription(events=["lead.handed_over"], filter=flt)
+
+    assert not any(wants(following(**flt), handed) for flt in (
+        {"team": "emea", "owner": "ben"}, {"team": "dach", "owner": "ana"},
+        {"team": "emea", "owner": ["ben", "cy"]}))
+    assert wants(following(team=["emea", "dach"], owner="ben"), handed)  # the side it went to: dach's ben
 
 
 def test_a_subscription_naming_contact_fields_is_sent_those_alone_and_one_naming_none_the_whole_contact():

@@ -225,14 +225,16 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         address not in _SITE_LOCAL)
 
 
-def facts_of(event: Event) -> dict[str, tuple[str | None, ...]]:
-    """What filters test: the team, owner and grade an event names, and the lead's first-touch source, each as the
-    values a filter may match. A hand-over names the team and holder the lead left beside those it went to: a
-    receiver following a team (or a rep) hears that a lead left it, or it would hold the lead as its own for ever."""
+def facts_of(event: Event) -> tuple[dict[str, str | None], ...]:
+    """What filters test: the team, owner and grade an event names, and the lead's first-touch source; a filter
+    passes an event when it holds for one of these, as a whole. A hand-over names two: the team and holder the
+    lead left and those it went to (grade and source on both), so a receiver following a team (or a rep) hears
+    that a lead left it, or it would hold the lead as its own for ever. Each side is judged whole: ana of emea
+    handing a lead to ben of dach is not news of emea's ben, who is on neither side."""
     source = getattr(getattr(event, "attribution", None), "utm_source", None)
     if isinstance(event, LeadHandedOver):
-        return {"team": (event.from_team, event.team), "owner": (event.from_owner_id, event.owner_id),
-                "grade": (event.grade,), "source": (source,)}
+        return ({"team": event.from_team, "owner": event.from_owner_id, "grade": event.grade, "source": source},
+                {"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source})
     team = owner = grade = None
     if isinstance(event, LeadRouted):
         team, owner, grade = event.assignment.team, event.assignment.owner_id, event.score.grade
@@ -240,7 +242,7 @@ def facts_of(event: Event) -> dict[str, tuple[str | None, ...]]:
         team, owner, grade = event.team, event.owner_id, event.grade
     elif isinstance(event, LeadQueued):
         team, grade = event.team, event.grade
-    return {"team": (team,), "owner": (owner,), "grade": (grade,), "source": (source,)}
+    return ({"team": team, "owner": owner, "grade": grade, "source": source},)
 
 
 def deliverable(event: Event) -> bool:
@@ -253,8 +255,7 @@ def deliverable(event: Event) -> bool:
 def wants(sub: Subscription, event: Event) -> bool:
     if event.type not in sub.events or not deliverable(event):
         return False
-    facts = facts_of(event)
-    return all(not allowed.isdisjoint(facts.get(key, (None,))) for key, allowed in sub.filter.items())
+    return any(all(facts.get(key) in allowed for key, allowed in sub.filter.items()) for facts in facts_of(event))
 
 
 #: What enrichment read from a contact field, repeating it or telling it: left out with it. Each is an enrichment
