@@ -8,6 +8,7 @@ import functools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -24,7 +25,7 @@ from leadpipe_common.uow import SqlUnitOfWork
 from leadpipe_common.throttle import parse_rate
 
 from capture.api import Capture, Limits
-from capture.app import create_app, load_forms, load_identity
+from capture.app import create_app, load_forms, load_identity, per_server_settings
 from capture.redrive import LONGEST_WAIT_S, Redriver
 from capture.settings import CaptureSettings
 from capture.store import CaptureStore, outbox
@@ -139,17 +140,51 @@ async def test_capture_serves_from_connections_that_give_up_on_a_held_row_and_a_
             async with engine.connect():
                 pass
         await engine.dispose()
-    assert sent == [{"lock_timeout": "1500", "statement_timeout": "5000", "client_connection_check_interval": "1000"},
-                    {}]
+    # Not the client check: a Postgres before 14 refuses a start-up that asks for it (per_server_settings sets it).
+    assert sent == [{"lock_timeout": "1500", "statement_timeout": "5000"}, {}]
 
 
-def test_capture_asks_postgres_to_check_it_is_still_connected_while_a_statement_runs_and_asks_nothing_when_off():
+@pytest.mark.parametrize(("check_ms", "server_major", "asked"), [
+    (250, 14, {"client_connection_check_interval": "250"}),
+    (250, 17, {"client_connection_check_interval": "250"}),
+    (250, 13, {}),
+    (0, 17, {}),
+], ids=["postgres-14", "postgres-17", "postgres-13", "check-off"])
+def test_capture_asks_postgres_14_or_later_to_check_it_is_still_connected_and_an_older_one_nothing(
+        check_ms, server_major, asked):
     """Postgres runs a statement of a connection closed under it on until it checks that its client is still there;
-    a Postgres before 14 has no such check and refuses a session that asks for one, so 0 asks for none."""
-    checked = CaptureSettings(DATABASE_URL=NOWHERE, db_client_check_ms=250).db_server_settings()
-    unchecked = CaptureSettings(DATABASE_URL=NOWHERE, db_client_check_ms=0).db_server_settings()
-    assert checked["client_connection_check_interval"] == "250"
-    assert "client_connection_check_interval" not in unchecked
+    a Postgres before 14 has no such check and refused every connection that asked for one (SQLSTATE 42704: 500s)."""
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, db_client_check_ms=check_ms)
+    assert settings.db_settings_for(server_major) == asked
+
+
+class NewConnection:
+    """A new connection of capture's pool as its ``connect`` listener gets it (SQLAlchemy's adapted asyncpg
+    connection, whose ``run_async`` runs a coroutine on the asyncpg one) on a server of version ``major``."""
+
+    def __init__(self, major: int) -> None:
+        self.major = major
+        self.ran: list[tuple[Any, ...]] = []
+        self.driver_connection = self
+
+    def get_server_version(self) -> SimpleNamespace:
+        return SimpleNamespace(major=self.major, minor=0, micro=0)
+
+    def run_async(self, fn):  # noqa: ANN001, ANN201
+        return asyncio.run(fn(self))
+
+    async def execute(self, query: str, *args: Any) -> str:
+        self.ran.append((query, *args))
+        return "SELECT 1"
+
+
+def test_each_new_connection_of_capture_is_asked_for_the_client_check_its_server_has():
+    connected = per_server_settings(CaptureSettings(DATABASE_URL=NOWHERE, db_client_check_ms=250))
+    new, old = NewConnection(16), NewConnection(13)
+    connected(new, None)
+    connected(old, None)
+    assert new.ran == [("SELECT set_config($1, $2, false)", "client_connection_check_interval", "250")]
+    assert old.ran == []
 
 
 class Recorded:

@@ -4,9 +4,10 @@ Guarantees:
 - Engines are built by a service's composition root from its settings, never
   at import time. The serving process's pool may start each connection with
   Postgres settings of its own (``server_settings``: capture's lock and
-  statement timeouts, for its requests, and its check that the client is
-  still connected); admin commands and migrations build their engines
-  without them, so nothing cuts a long one short.
+  statement timeouts, for its requests; capture sets its check that the
+  client is still connected itself, once the server's version is known);
+  admin commands and migrations build their engines without them, so
+  nothing cuts a long one short.
 - ``raw_pooled`` is a pooled connection's asyncpg connection itself (each
   statement its own transaction), ``raw_transaction`` one transaction on it,
   for the hottest paths (capture's writer, where most requests commit alone

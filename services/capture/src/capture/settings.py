@@ -92,19 +92,27 @@ class CaptureSettings(ConsumerSettings):
     # sent (see db.py): Postgres runs it on, holding the people's rows, advisory and Idempotency-Key locks, until
     # it ends or its timeout does (never, for the re-driver's), while the pool opens a new connection in its
     # place. Postgres notices a closed connection while idle at once, while running a statement only at this
-    # check.
+    # check. Not sent with the connection's start-up, as the timeouts are: a Postgres before 14 refused every
+    # connection that asked for it (SQLSTATE 42704, a 500 for every request); set once the server's version is
+    # known, a round trip per new connection.
     db_client_check_ms: int = Field(1000, ge=0, description="how often Postgres checks, while it runs one of "
                                                            "capture's statements, that capture is still "
                                                            "connected, so that a statement capture gave up on "
                                                            "ends then, not at its timeout (Postgres's "
-                                                           "`client_connection_check_interval`: Postgres 14 or "
-                                                           "later, on Linux, macOS or a BSD); 0: never, for an "
-                                                           "older Postgres, which refuses the setting")
+                                                           "`client_connection_check_interval`, which Postgres "
+                                                           "14 or later has on Linux, macOS or a BSD: set 0 for "
+                                                           "one on Windows; an older Postgres has none and is "
+                                                           "not asked); 0: never")
 
     def db_server_settings(self) -> dict[str, str]:
-        check = {"client_connection_check_interval": str(self.db_client_check_ms)} if self.db_client_check_ms else {}
-        return {"lock_timeout": str(self.db_lock_timeout_ms), "statement_timeout": str(self.db_statement_timeout_ms),
-                **check}
+        return {"lock_timeout": str(self.db_lock_timeout_ms), "statement_timeout": str(self.db_statement_timeout_ms)}
+
+    def db_settings_for(self, server_major: int) -> dict[str, str]:
+        """The Postgres settings a new connection of the serving process's pool is given once it is known to be
+        on a server of version ``server_major``: those ``db_server_settings`` cannot ask of every server."""
+        if self.db_client_check_ms and server_major >= 14:
+            return {"client_connection_check_interval": str(self.db_client_check_ms)}
+        return {}
 
     def write_statement_deadline_s(self) -> float | None:
         """How long each statement of a write round may go unanswered before the writer stops waiting for Postgres
