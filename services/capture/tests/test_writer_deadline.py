@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 
 from leadpipe_common import db
@@ -143,6 +144,40 @@ async def test_a_round_whose_every_statement_is_answered_within_the_deadline_is_
     first, transaction = postgres.connections
     assert transaction.sent == ["BEGIN", "claim keys", "lock people", "insert touches", "COMMIT"]
     assert not (first.terminated or transaction.terminated or transaction.invalidated)
+
+
+async def test_a_lock_timeout_near_the_deadline_leaves_its_rollback_a_whole_deadline_and_the_round_goes_around_it(
+        postgres, monkeypatch):
+    """Postgres gave up on a held person's row (lock_timeout) just before the statement's deadline: its ROLLBACK,
+    slow but answered, ran on what was left of that deadline, so the round failed WriteTimedOut (503s for everyone
+    in it) instead of retrying around the held person."""
+    async def open_leads(conn, batch, now):  # noqa: ANN001, ANN202
+        await conn.fetch("open leads")
+        return [None] * len(batch)  # touches, all of them: admit's transaction
+
+    async def admit(conn, batch, now):  # noqa: ANN001, ANN202
+        await conn.fetch("lock people")
+        return [Admitted(answer_for(sub.lead.lead_id, sub, existing=True)) for sub in batch]
+
+    monkeypatch.setattr(writer_module, "open_leads", open_leads)
+    monkeypatch.setattr(writer_module, "admit", admit)
+    deadline_s = 2 * DEADLINE_S  # room for a loaded machine within the statement that answers at 0.95 of it
+    postgres.answers = {"lock people": (0.95 * deadline_s, asyncpg.LockNotAvailableError("lock timeout")),
+                        "ROLLBACK": (0.6 * deadline_s, None)}
+    writer = LeadWriter(postgres, max_batch=10, on_commit=lambda: None, clock=utc_now,  # type: ignore[arg-type]
+                        statement_deadline_s=deadline_s)
+    pending = [asyncio.ensure_future(writer.write(submission(email))) for email in ("ada@example.com",
+                                                                                    "bo@example.com")]
+    await asyncio.sleep(0)  # both queued: they share the round
+    writer.start()
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout=5)
+    finally:
+        await writer.stop()
+    assert all(isinstance(result, Admitted) for result in results), results
+    _, failed, around = postgres.connections
+    assert failed.sent == ["BEGIN", "lock people", "ROLLBACK"] and not failed.terminated
+    assert around.sent[-2:] == ["lock people", "COMMIT"]  # _around_held: no one held, everyone written
 
 
 async def test_a_request_whose_round_never_comes_is_answered_within_twice_the_deadline_and_then_left_unwritten(

@@ -12,7 +12,8 @@ for an answer until TCP gives up, if it ever does, and Postgres's own
 statement timeout cannot end it. So each statement of a round has a deadline
 of its own (``statement_deadline_s``: capture's statement timeout and a
 second), counted from when it is sent: the connection and its BEGIN, each
-statement, the COMMIT. A working Postgres answers every statement by then,
+statement, the COMMIT, and the ROLLBACK after a statement Postgres refused
+(counted from the refusal). A working Postgres answers every statement by then,
 if only with the statement timeout's error, so a deadline passed means
 silence; a round of many statements (a dozen, with the retry around people
 held elsewhere), each slow but within its timeout, is never cut short, as
@@ -449,19 +450,31 @@ class ExpiredKeys(BackgroundLoop):
 
 class _EachStatementTimed:
     """A round's asyncpg connection, as far as the writer's statements use it, that gives each statement the whole
-    statement deadline as it is sent (``LeadWriter._connection``). It has no other method: a statement sent
-    otherwise would run on the deadline of the one before it."""
+    statement deadline as it is sent (``LeadWriter._connection``), and the ROLLBACK after one Postgres refused a
+    whole deadline too. It has no other method: a statement sent otherwise would run on the deadline of the one
+    before it."""
 
     def __init__(self, conn: asyncpg.Connection, restart: Callable[[], None]) -> None:
         self._conn, self._restart = conn, restart
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         self._restart()
-        return await self._conn.fetch(query, *args)
+        try:
+            return await self._conn.fetch(query, *args)
+        except asyncpg.PostgresError:
+            # Answered, if with an error: a lock timeout comes near the statement's deadline, and the rollback
+            # that follows would have what was left of it, its round failing WriteTimedOut instead of going
+            # around the person held.
+            self._restart()
+            raise
 
     async def execute(self, query: str, *args: Any) -> str:
         self._restart()
-        return await self._conn.execute(query, *args)
+        try:
+            return await self._conn.execute(query, *args)
+        except asyncpg.PostgresError:
+            self._restart()  # as in fetch
+            raise
 
     def is_in_transaction(self) -> bool:
         return self._conn.is_in_transaction()

@@ -107,13 +107,15 @@ class SilentPostgres:
     to ``SilentPostgres.driver``) on a Postgres that may go silent, as behind a failover that drops packets: once
     ``silent``, a statement sent (``SilentConnection.execute``, ``fetch``, a transaction's BEGIN, COMMIT or
     ROLLBACK) is never answered, as asyncpg without a timeout then waits; until then each is answered
-    ``answer_after_s`` after it was sent (a Postgres slow but working). Every connection handed out is kept
-    (``connections``), with what it was sent and whether it was closed (``terminated``) or taken out of the pool
-    (``invalidated``)."""
+    ``answer_after_s`` after it was sent (a Postgres slow but working); a statement in ``answers`` is answered
+    once as it says instead: after its own time, with its error if it has one (a lock timeout, say). Every
+    connection handed out is kept (``connections``), with what it was sent and whether it was closed
+    (``terminated``) or taken out of the pool (``invalidated``)."""
 
     def __init__(self) -> None:
         self.silent = False
         self.answer_after_s = 0.0
+        self.answers: dict[str, tuple[float, Exception | None]] = {}
         self.connections: list[SilentConnection] = []
 
     @contextlib.asynccontextmanager
@@ -140,7 +142,10 @@ class SilentConnection:
         self.sent.append(statement)
         if self._server.silent:
             await asyncio.Event().wait()
-        await asyncio.sleep(self._server.answer_after_s)
+        after_s, error = self._server.answers.pop(statement, (self._server.answer_after_s, None))
+        await asyncio.sleep(after_s)
+        if error is not None:
+            raise error
         return "OK"
 
     async def fetch(self, statement: str, *args: Any) -> list[Any]:
