@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from leadpipe_common import outbox as outbox_rows
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchApplier
-from leadpipe_common.db import make_sessionmaker, raw_transaction
+from leadpipe_common.db import make_sessionmaker, raw_connection, raw_transaction
 from leadpipe_common.envelope import Message, encode, new_traceparent
 from leadpipe_common.events import Attribution, LeadCaptured, LeadMerged, LeadStageChanged
 from leadpipe_common.pacing import Linger
@@ -28,8 +28,10 @@ from leadpipe_common.testing import factories
 from leadpipe_common.testing.waits import kept_waiting
 from leadpipe_common.uow import SqlUnitOfWork
 
+from capture.app import per_server_settings
 from capture.redrive import Redriver
 from capture.service import SERVICE
+from capture.settings import CaptureSettings
 from capture.store import CaptureStore, Claimed, claim_publishable, outbox
 from capture.writer import LeadWriter, Submitted, WriteTimedOut, _split_event, admit
 
@@ -138,6 +140,24 @@ async def test_a_person_held_elsewhere_fails_only_their_own_submissions_of_a_rou
             "SELECT touch_id FROM capture.touches t JOIN capture.leads l USING (lead_id) WHERE l.email LIKE :run"),
             {"run": f"%{run}%"})).scalars())
     assert stored == {before[0].request_id, before[1].request_id, new_sub.request_id, touch_sub.lead.lead_id}
+
+
+async def test_capture_connections_keep_the_client_check_their_postgres_has_through_rolled_back_transactions(db):
+    """Set by the pool's connect listener outside any transaction (a SET in one would end with it), on a Postgres
+    14 or later; an older one is asked nothing and still connects (it refused a start-up that asked)."""
+    engine = create_async_engine(db.url, pool_size=1, max_overflow=0)
+    sa.event.listen(engine.sync_engine, "connect", per_server_settings(
+        CaptureSettings(DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:1/none", db_client_check_ms=250)))
+    try:
+        seen = []
+        for _ in range(2):  # the second on the same connection, back from the pool (its transaction rolled back)
+            async with engine.connect() as conn:
+                major = (await raw_connection(conn)).get_server_version().major
+                seen.append((await conn.execute(sa.text("SHOW client_connection_check_interval"))).scalar()
+                            if major >= 14 else "no such setting")
+    finally:
+        await engine.dispose()
+    assert seen == (["250ms", "250ms"] if major >= 14 else ["no such setting"] * 2)
 
 
 async def test_a_batch_of_outcomes_leaves_what_applying_them_in_turn_would(db):
