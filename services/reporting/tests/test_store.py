@@ -429,6 +429,16 @@ async def test_a_hand_off_an_overflow_team_got_on_a_breach_is_that_teams_however
                     report = await sla(await conn.execution_options(schema_translate_map={SCHEMA: shadow}), Filters())
                 found.append([(t["team"], t["missed"]) for t in report["teams"]])
         assert found == [[("dach", 1), ("emea", 1)]] * 3
+    # Nothing later names ben's team (he has yet to answer): only the breach's next_team files his hand-off under
+    # dach, where a v1 breach's guess is emea, the team of the rep who missed.
+    for hers, team in ((breach("ana", "emea", ana_due, 1, next_team="dach", **to_ben), "dach"),
+                       (breach("ana", "emea", ana_due, 1, **to_ben), "emea")):
+        async with shadow_with(db, {}) as shadow:
+            await save_in(db, shadow, [routed, hers])
+            async with db.connect() as conn:
+                report = await sla(await conn.execution_options(schema_translate_map={SCHEMA: shadow}), Filters())
+        assert sorted((t["team"], t["missed"], t["open"]) for t in report["teams"]) == sorted(
+            {("emea", 1, 0), (team, 0, 1)} if team != "emea" else {("emea", 1, 1)})
 
 
 async def test_a_deadline_missed_stays_missed_when_the_lead_is_merged_into_another(db):
