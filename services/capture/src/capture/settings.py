@@ -100,9 +100,10 @@ class CaptureSettings(ConsumerSettings):
                                                            "connected, so that a statement capture gave up on "
                                                            "ends then, not at its timeout (Postgres's "
                                                            "`client_connection_check_interval`, which Postgres "
-                                                           "14 or later has on Linux, macOS or a BSD: set 0 for "
-                                                           "one on Windows; an older Postgres has none and is "
-                                                           "not asked); 0: never")
+                                                           "14 or later has on Linux, and 15 or later on macOS "
+                                                           "or a BSD too: set 0 for any other, which refuses "
+                                                           "it, Windows included; an older Postgres has none "
+                                                           "and is not asked); 0: never")
 
     def db_server_settings(self) -> dict[str, str]:
         return {"lock_timeout": str(self.db_lock_timeout_ms), "statement_timeout": str(self.db_statement_timeout_ms)}
