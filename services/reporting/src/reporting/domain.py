@@ -171,7 +171,7 @@ class Projection:
 
     def touch(self, lead_id: uuid.UUID, touch_id: uuid.UUID, at: datetime, attribution: Any) -> None:
         self.touches[(lead_id, touch_id)] = {"lead_id": lead_id, "touch_id": touch_id, "at": at,
-                                             **{c: getattr(attribution, c) for c in DIMENSIONS.values()}}
+                                             **dimensions_of(attribution)}
 
     def lead(self, lead_id: uuid.UUID) -> LeadFacts:
         # Not setdefault: that builds a LeadFacts (dozens of fields) for every event of a lead already here.
@@ -191,6 +191,11 @@ class Projection:
                         breached_at=_earliest(h.breached_at, known.breached_at),
                         handed_over_at=_earliest(h.handed_over_at, known.handed_over_at))
         self.handoffs[h.key] = h
+
+
+def dimensions_of(attribution: Any) -> dict[str, Any]:
+    """The attribution columns a lead or touch row keeps (``DIMENSIONS``), from an event's attribution."""
+    return {c: getattr(attribution, c) for c in DIMENSIONS.values()}
 
 
 def _earliest(*moments: datetime | None) -> datetime | None:
@@ -232,7 +237,7 @@ def project(events: Iterable[tuple[uuid.UUID, datetime, Event]],
 def _stage_changed(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
                    e: LeadStageChanged) -> None:
     kept = e.to_stage in STAGE_COLUMNS
-    facts = LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c) for c in DIMENSIONS.values()},
+    facts = LeadFacts(e.lead_id, attribution=dimensions_of(e.attribution),
                       grade=e.grade, first_at={e.to_stage: e.at} if kept else {},
                       furthest=RANK.get(e.to_stage, -1),
                       latest=Step(e.at if recorded is None else recorded, e.at, STAGE_COLUMNS.index(e.to_stage),
@@ -259,7 +264,7 @@ def _stage_changed(out: Projection, event_id: uuid.UUID, recorded: datetime | No
 
 def _sla_breached(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
                   e: LeadSlaBreached) -> None:
-    out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c) for c in DIMENSIONS.values()}))
+    out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution=dimensions_of(e.attribution)))
     out.handoff(HandoffFacts(e.lead_id, e.owner_id, e.team, e.due_at, breached_at=e.breached_at))
     if e.action == "reassigned" and e.next_due_at is not None:
         # The next holder may be of another team (an overflow's): a v1 breach did not say, and its holder's is
@@ -279,8 +284,7 @@ def _sla_breached(out: Projection, event_id: uuid.UUID, recorded: datetime | Non
 def _queue(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
            e: LeadQueued | LeadAssigned) -> None:
     """A wait in a team's queue and its end: on the timeline; the rep it ends with holds the lead to the SLA."""
-    out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c)
-                                                                 for c in DIMENSIONS.values()}))
+    out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution=dimensions_of(e.attribution)))
     if isinstance(e, LeadQueued):
         step = {"to_stage": "queued", "reason": e.reason, "detail": {"team": e.team}}
     else:
@@ -295,8 +299,7 @@ def _queue(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
 def _handed_over(out: Projection, event_id: uuid.UUID, recorded: datetime | None, e: LeadHandedOver) -> None:
     """A manager's hand-over: on the timeline; an unaccepted lead's holder's hand-off ends there, and its new holder
     holds it to a new deadline. The funnel does not move (the lead keeps its stage)."""
-    out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution={c: getattr(e.attribution, c)
-                                                                 for c in DIMENSIONS.values()}))
+    out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution=dimensions_of(e.attribution)))
     if e.from_due_at is not None:
         out.handoff(HandoffFacts(e.lead_id, e.from_owner_id, e.from_team, e.from_due_at,
                                  handed_over_at=e.at if recorded is None else recorded))
