@@ -245,7 +245,7 @@ async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Co
         return 0
     now = ctx.clock()
     messages: list[Message] = []
-    moved = 0
+    moved: list[Held] = []
     for held in await store.claim_queued(gone, limit, escalated_in=escalated_in):
         handoff, lead = held.handoff, held.lead
         if now - lead.routed_at < settle:
@@ -264,13 +264,13 @@ async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Co
         messages.append(encode(topics.ROUTED, rerouted, source=SOURCE, time=now,
                                event_id=handoff.event_id(f"lead.routed/requeued/{handoff.team}/{after.team}/{since}"),
                                traceparent=child_traceparent(held.traceparent)))
-        await store.update_handoff(after, rerouted)
-        moved += 1
+        moved.append(replace(held, handoff=after, lead=rerouted))
         REQUEUED.inc()
         log.info("lead moved out of the queue of a team nobody may take it for", lead_id=str(lead.lead_id),
                  team=handoff.team, to=after.team, waiting=after.waiting_since is not None)
+    await store.update_handoffs(moved)  # one statement for the round's moves
     uow.publish(messages)
-    return moved
+    return len(moved)
 
 
 class SlaWatch(BackgroundLoop):
