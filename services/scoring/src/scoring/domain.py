@@ -62,6 +62,8 @@ _NOT_COUNTRY_CODES = {"UK": "the United Kingdom is GB", "EN": "EN is English, a 
 #: The facts that are domain names, compared in their ASCII form: a rule may write müller.de or xn--mller-kva.de,
 #: and a lead's domain comes as its address spelt it.
 DOMAIN_FACTS = frozenset({"email_domain", "company_domain"})
+#: The rules file's lists of rules, in the order they are checked (a name is refused where an earlier one has it).
+_RULE_LISTS = ("fit", "intent", "disqualify")
 #: The contact fields each fact comes from: what a reason of a rule on it tells of the person's own details
 #: (``ScoreReason.reads``), so that a receiver not sent a field is not sent the reasons that tell of it either
 #: (delivery). The seniority and department are read from the job title, the phone's presence from the phone.
@@ -381,9 +383,8 @@ class RuleSet(_Strict):
     def _named_apart(cls, rules: list[Rule], info: ValidationInfo) -> list[Rule]:
         # A reason names its rule, and a lead's reasons are all "why": two rules of one name cannot be told apart.
         # The lists are checked in order, each against itself and those before it.
-        categories = ("fit", "intent", "disqualify")
         earlier: dict[str, str] = {}
-        for category in categories[:categories.index(info.field_name)]:
+        for category in _RULE_LISTS[:_RULE_LISTS.index(info.field_name)]:
             for r in info.data.get(category, ()):
                 earlier.setdefault(r.rule, category)
         twice: list[str] = []
@@ -442,9 +443,6 @@ def parse_rules(raw: Mapping[str, Any]) -> RuleSet:
         errors = [{**e, "loc": _placed(e["loc"], raw), "msg": _unknown_key(e) or _type_reason(e) or e["msg"]}
                   for e in exc.errors()]
         raise InvalidRules(f"scoring rules are invalid: {describe(errors)}") from None
-
-
-_RULE_LISTS = ("fit", "intent", "disqualify")
 
 
 def _placed(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
