@@ -228,3 +228,23 @@ async def test_requests_queued_behind_rounds_postgres_keeps_answering_are_each_w
 def test_each_statement_of_a_write_round_is_given_the_statement_timeout_and_a_second_and_none_without_one():
     assert CaptureSettings(DATABASE_URL=NOWHERE, db_statement_timeout_ms=5000).write_statement_deadline_s() == 6.0
     assert CaptureSettings(DATABASE_URL=NOWHERE, db_statement_timeout_ms=0).write_statement_deadline_s() is None
+
+
+async def test_requests_queued_behind_rounds_postgres_never_answers_are_given_up_on_together_not_one_round_each(
+        postgres, rounds):
+    """Postgres silent, eight requests, rounds of one: a round sent is no answer, so the requests queued behind the
+    first are answered 503 twice the deadline after they came, not each a deadline after the round before it."""
+    postgres.silent = True
+    writer = LeadWriter(postgres, max_batch=1, on_commit=lambda: None, clock=utc_now,  # type: ignore[arg-type]
+                        statement_deadline_s=DEADLINE_S)
+    writer.start()
+    started = time.monotonic()
+    try:
+        results = await asyncio.wait_for(asyncio.gather(
+            *(writer.write(submission(f"queued.{i}@example.com")) for i in range(8)), return_exceptions=True),
+            timeout=5)
+    finally:
+        await writer.stop()
+    assert all(isinstance(result, WriteTimedOut) for result in results), results
+    assert time.monotonic() - started < 5 * DEADLINE_S  # one round each: eight deadlines
+    assert len(rounds) < 4  # the rest left out of any round: never sent to a Postgres that does not answer

@@ -454,27 +454,28 @@ class _EachStatementTimed:
     whole deadline too. It has no other method: a statement sent otherwise would run on the deadline of the one
     before it."""
 
-    def __init__(self, conn: asyncpg.Connection, restart: Callable[[], None]) -> None:
-        self._conn, self._restart = conn, restart
+    def __init__(self, conn: asyncpg.Connection, restart: Callable[[], None], heard: Callable[[], None]) -> None:
+        self._conn, self._restart, self._heard = conn, restart, heard
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
+        return await self._sent(self._conn.fetch, query, args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return await self._sent(self._conn.execute, query, args)
+
+    async def _sent(self, send: Callable[..., Any], query: str, args: tuple[Any, ...]) -> Any:
         self._restart()
         try:
-            return await self._conn.fetch(query, *args)
+            answer = await send(query, *args)
         except asyncpg.PostgresError:
             # Answered, if with an error: a lock timeout comes near the statement's deadline, and the rollback
             # that follows would have what was left of it, its round failing WriteTimedOut instead of going
             # around the person held.
+            self._heard()
             self._restart()
             raise
-
-    async def execute(self, query: str, *args: Any) -> str:
-        self._restart()
-        try:
-            return await self._conn.execute(query, *args)
-        except asyncpg.PostgresError:
-            self._restart()  # as in fetch
-            raise
+        self._heard()
+        return answer
 
     def is_in_transaction(self) -> bool:
         return self._conn.is_in_transaction()
@@ -636,20 +637,24 @@ class LeadWriter:
             async with deadline:
                 self._restart(deadline)  # the connection and its BEGIN
                 async with (raw_transaction if transaction else raw_pooled)(self._engine) as conn:
-                    yield _EachStatementTimed(conn, lambda: self._restart(deadline))  # type: ignore[misc]
+                    yield _EachStatementTimed(conn, lambda: self._restart(deadline),  # type: ignore[misc]
+                                              self._heard)
                     self._restart(deadline)  # the COMMIT
+            self._heard()  # the COMMIT answered
         except TimeoutError as exc:
             if deadline.expired():
                 raise WriteTimedOut(self._statement_s) from exc  # type: ignore[arg-type]
             raise
 
     def _restart(self, deadline: asyncio.Timeout) -> None:
-        """Give the statement about to be sent the whole statement deadline, whatever those before it took: the
-        one before it was answered (``_heard_at``)."""
-        now = asyncio.get_running_loop().time()
-        self._heard_at = now
+        """Give the statement about to be sent the whole statement deadline, whatever those before it took."""
         if self._statement_s is not None:
-            deadline.reschedule(now + self._statement_s)
+            deadline.reschedule(asyncio.get_running_loop().time() + self._statement_s)
+
+    def _heard(self) -> None:
+        """Postgres answered a statement of this writer's (``_heard_at``): sending one proves nothing, and each
+        round sent to a silent Postgres would put off giving up on the requests queued behind it."""
+        self._heard_at = asyncio.get_running_loop().time()
 
     @staticmethod
     def _failed(batch: Sequence[Submitted], exc: Exception) -> list[Admitted | Exception]:
@@ -699,7 +704,6 @@ class LeadWriter:
                 if not request.done.done():
                     request.done.set_exception(exc)
             return
-        self._heard_at = asyncio.get_running_loop().time()
         WRITE_BATCH.observe(len(batch))
         for request, result in zip(batch, results, strict=True):
             if request.done.done():
