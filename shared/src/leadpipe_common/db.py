@@ -333,16 +333,14 @@ async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connecti
     """A transaction on the asyncpg connection of a pooled one: committed if the block ends normally, rolled back
     if it fails; a cancelled block's connection is closed instead (see the module)."""
     async with raw_pooled(engine) as raw:
+        # Not ``async with raw.transaction()``: its ROLLBACK of a cancelled block would wait for the cancelled
+        # statement's end first; raw_pooled closes that block's connection at once instead.
         transaction = raw.transaction()
         await transaction.start()
         try:
             yield raw
         except Exception:
             await transaction.rollback()
-            raise
-        except BaseException:
-            # Not ``async with raw.transaction()``: its ROLLBACK would wait for the cancelled statement's end first.
-            raw.terminate()
             raise
         await transaction.commit()
 

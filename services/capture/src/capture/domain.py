@@ -620,8 +620,7 @@ def _form(form_id: str, spec: Any, where: str, keys: set[str]) -> Form:
     unknown = set(spec) - keys
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(map(str, unknown))} (known: {sorted(keys)})")
-    if not isinstance(spec.get("require_token", False), bool):
-        raise ValueError(f"{where}.require_token: expected true or false")
+    _yes_or_no(spec.get("require_token", False), f"{where}.require_token")
     # YAML reads 2024, 1.0, no and on as numbers and booleans: quoted, they are the text they look like.
     for text in ("name", "offer", "honeypot", "rate_limit"):
         if spec.get(text) is not None and not isinstance(spec[text], str):
