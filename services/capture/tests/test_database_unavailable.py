@@ -19,13 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from leadpipe_common import service as shared_service
 from leadpipe_common.auth import Keys, new_key
-from leadpipe_common.db import make_engine, make_sessionmaker
+from leadpipe_common.db import make_engine, make_sessionmaker, per_server_settings
 from leadpipe_common.service import Runtime
 from leadpipe_common.uow import SqlUnitOfWork
 from leadpipe_common.throttle import parse_rate
 
 from capture.api import Capture, Limits
-from capture.app import create_app, load_forms, load_identity, per_server_settings
+from capture.app import create_app, load_forms, load_identity
 from capture.redrive import LONGEST_WAIT_S, Redriver
 from capture.settings import CaptureSettings
 from capture.store import CaptureStore, outbox
@@ -179,7 +179,7 @@ class NewConnection:
 
 
 def test_each_new_connection_of_capture_is_asked_for_the_client_check_its_server_has():
-    connected = per_server_settings(CaptureSettings(DATABASE_URL=NOWHERE, db_client_check_ms=250))
+    connected = per_server_settings(CaptureSettings(DATABASE_URL=NOWHERE, db_client_check_ms=250).db_settings_for)
     new, old = NewConnection(16), NewConnection(13)
     connected(new, None)
     connected(old, None)

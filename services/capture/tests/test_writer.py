@@ -28,7 +28,7 @@ from leadpipe_common.testing import factories
 from leadpipe_common.testing.waits import kept_waiting
 from leadpipe_common.uow import SqlUnitOfWork
 
-from capture.app import per_server_settings
+from leadpipe_common.db import per_server_settings
 from capture.redrive import Redriver
 from capture.service import SERVICE
 from capture.settings import CaptureSettings
@@ -147,7 +147,8 @@ async def test_capture_connections_keep_the_client_check_their_postgres_has_thro
     14 or later; an older one is asked nothing and still connects (it refused a start-up that asked)."""
     engine = create_async_engine(db.url, pool_size=1, max_overflow=0)
     sa.event.listen(engine.sync_engine, "connect", per_server_settings(
-        CaptureSettings(DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:1/none", db_client_check_ms=250)))
+        CaptureSettings(DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:1/none",
+                        db_client_check_ms=250).db_settings_for))
     try:
         seen = []
         for _ in range(2):  # the second on the same connection, back from the pool (its transaction rolled back)

@@ -279,6 +279,18 @@ def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str]
     )
 
 
+def per_server_settings(settings_for: Callable[[int], Mapping[str, str]]) -> Callable[[Any, Any], None]:
+    """A pool's ``connect`` listener: sets on each new connection the Postgres settings its server's major version
+    allows (``ServiceSettings.db_settings_for``: a setting an older server lacks, asked at start-up, would refuse
+    the connection), outside any transaction, so that they last as long as it does."""
+    def connected(dbapi_connection: Any, record: Any) -> None:
+        wanted = settings_for(dbapi_connection.driver_connection.get_server_version().major)
+        for name, value in wanted.items():
+            dbapi_connection.run_async(lambda raw, name=name, value=value:
+                                       raw.execute("SELECT set_config($1, $2, false)", name, value))
+    return connected
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 

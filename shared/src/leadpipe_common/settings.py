@@ -280,6 +280,12 @@ class ServiceSettings(KafkaSettings):
         engines of admin commands and migrations do without them."""
         return {}
 
+    def db_settings_for(self, server_major: int) -> dict[str, str]:
+        """Postgres settings each new connection of the serving process's pool is given once its server's major
+        version is known (``db.per_server_settings``): those a server of another version would refuse at start-up
+        (none by default)."""
+        return {}
+
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

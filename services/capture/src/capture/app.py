@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import sqlalchemy as sa
 import structlog
 from fastapi import FastAPI
 
@@ -128,17 +127,6 @@ def check(settings: CaptureSettings) -> None:
     captcha_secrets(loaded.guarded(), os.environ)
 
 
-def per_server_settings(settings: CaptureSettings) -> Callable[[Any, Any], None]:
-    """The pool's ``connect`` listener: sets on each new connection the Postgres settings its server's version
-    allows (``CaptureSettings.db_settings_for``), outside any transaction, so that they last as long as it does."""
-    def connected(dbapi_connection: Any, record: Any) -> None:
-        wanted = settings.db_settings_for(dbapi_connection.driver_connection.get_server_version().major)
-        for name, value in wanted.items():
-            dbapi_connection.run_async(lambda raw, name=name, value=value:
-                                       raw.execute("SELECT set_config($1, $2, false)", name, value))
-    return connected
-
-
 def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     settings = settings or CaptureSettings()
     loaded = load_forms(settings.forms_file)
@@ -156,8 +144,6 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
                     unlisted=parse_rate(unlisted.rate_limit, "unlisted.rate_limit") if unlisted.rate_limit else None)
 
     def context(clients: Clients) -> Capture:
-        # Before the pool's first connection: none is made until the lifespan has built everything.
-        sa.event.listen(clients.engine.sync_engine, "connect", per_server_settings(settings))
         writer = LeadWriter(clients.engine, settings.write_batch_max, on_commit=clients.wake_relay, clock=utc_now,
                             linger=Linger(settings.write_linger_ms / 1000, settings.write_round_target),
                             statement_deadline_s=settings.write_statement_deadline_s())
