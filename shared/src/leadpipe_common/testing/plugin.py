@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from leadpipe_common.files import UniqueKeyLoader
+from leadpipe_common.files import parse_yaml
 from leadpipe_common.local.infra import die_with_parent, free_port
 from leadpipe_common.testing.captcha import SECRET as CAPTCHA_SECRET
 from leadpipe_common.testing.captcha import VERIFIER
@@ -47,8 +47,8 @@ CAPTCHA_TIMEOUT_S = 0.5
 def _test_forms(data_dir: Path) -> Path:
     """The shipped forms plus the bot-defence ones: a tight rate limit (every other test posts from one address),
     a required form token, a CAPTCHA failing open and one failing closed."""
-    bundled = yaml.load((importlib.resources.files("capture") / "data" / "forms.yaml").read_text(),
-                        Loader=UniqueKeyLoader)
+    shipped_forms = importlib.resources.files("capture") / "data" / "forms.yaml"
+    bundled = parse_yaml(shipped_forms.read_text(), shipped_forms)
     bundled["forms"][LIMITED_FORM] = {"name": "Rate limit test", "rate_limit": "3/minute"}
     bundled["forms"][TOKEN_FORM] = {"name": "Token test", "require_token": True, "min_fill_seconds": TOKEN_FILL_S,
                                     "token_max_age_seconds": 3600}
@@ -125,7 +125,7 @@ def routing_files(data_dir: Path) -> dict[str, Path]:
 def write_test_reps(data_dir: Path, sol_hours: dict) -> None:
     """The shipped reps, always on shift, plus SHIFT_REP with ``sol_hours`` (SHIFT_TEAM waits for them)."""
     shipped = importlib.resources.files("routing") / "data"
-    reps = always_on_shift(yaml.load((shipped / "reps.yaml").read_text(), Loader=UniqueKeyLoader))
+    reps = always_on_shift(parse_yaml((shipped / "reps.yaml").read_text(), shipped / "reps.yaml"))
     reps["reps"].append({"id": SHIFT_REP, "name": "Sol Shift", "team": SHIFT_TEAM, "timezone": "UTC",
                          "working_hours": sol_hours})
     reps["teams"] = {**reps.get("teams", {}), SHIFT_TEAM: {"when_nobody_available": "wait"}}
@@ -136,7 +136,7 @@ def _test_routing(data_dir: Path) -> dict[str, str]:
     """Routing data for the test stacks: every shipped rep always on shift, and a SHIFT_TEAM whose rep works
     one hour starting twelve hours from now (so a lead from SHIFT_COUNTRY waits in its queue)."""
     shipped = importlib.resources.files("routing") / "data"
-    territories = yaml.load((shipped / "territories.yaml").read_text(), Loader=UniqueKeyLoader)
+    territories = parse_yaml((shipped / "territories.yaml").read_text(), shipped / "territories.yaml")
     territories["regions"][SHIFT_TEAM] = [SHIFT_COUNTRY]
     territories["teams"].insert(0, {"team": SHIFT_TEAM, "region": SHIFT_TEAM})
     files = routing_files(data_dir)
