@@ -85,7 +85,7 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
     if isinstance(verdict, Refused):
         DISPOSITIONS.labels(report.outcome, verdict.kind).inc()
         status = 409 if verdict.kind == "conflict" else 422
-        raise Problem(status, verdict.reason, [FieldProblem(verdict.field or "outcome", verdict.reason)])
+        raise Problem(status, verdict.reason, [FieldProblem(verdict.field, verdict.reason)])
     DISPOSITIONS.labels(report.outcome, "repeated" if isinstance(verdict, Repeated) else "applied").inc()
     return {**_state(verdict.handoff), "repeated": isinstance(verdict, Repeated),
             "events": [m.header("ce_id") for m in result.messages]}
@@ -144,7 +144,7 @@ async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, r
         raise Problem(404, f"{lead_id} and {body.survivor_id} must both be leads routing handed to sales")
     if isinstance(verdict, Refused):
         raise Problem(409 if verdict.kind == "conflict" else 422, verdict.reason,
-                      [FieldProblem(verdict.field or "survivor_id", verdict.reason)])
+                      [FieldProblem(verdict.field, verdict.reason)])
     return {**_state(verdict.handoff), "survivor_id": str(body.survivor_id),
             "repeated": isinstance(verdict, Repeated), "events": [m.header("ce_id") for m in result.messages]}
 
@@ -287,7 +287,7 @@ async def post_handover(rep_id: str, body: HandoverRequest, request: Request, rt
     ref, now = rt.context.reference, rt.context.clock()
     refused = handover_refused(rep_id, body.to, ref.data)
     if refused is not None:
-        raise Problem(422, refused.reason, [FieldProblem(refused.field or "to", refused.reason)])
+        raise Problem(422, refused.reason, [FieldProblem(refused.field, refused.reason)])
     to = ref.data.rep(body.to) if body.to is not None else None
     try:
         async with rt.unit_of_work() as uow:

@@ -150,10 +150,11 @@ class Repeated:
 
 @dataclass(frozen=True)
 class Refused:
-    """``invalid``: the report names something that does not exist; ``conflict``: the move is illegal now."""
+    """``invalid``: the report names something that does not exist; ``conflict``: the move is illegal now. ``field``:
+    the field of the request at fault, which the API's answer names."""
 
     kind: Literal["invalid", "conflict"]
-    field: str | None
+    field: str
     reason: str
 
 
