@@ -770,6 +770,30 @@ async def test_a_lead_waiting_in_the_queue_of_a_team_renamed_in_the_files_moves_
     assert data(assigned).team == "emea-inbound" and data(assigned).queued_at == T0
 
 
+async def test_a_round_of_the_sla_watch_reads_which_teams_have_leads_waiting_once_and_hands_out_the_leads_it_moved(
+        uow):
+    """The move out of orphaned queues and the hand-out each asked for the teams with leads waiting, every few
+    seconds; the hand-out now takes the move's answer, with the queues the move just filled."""
+    ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the lead is queued
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    ctx.reference = Reference(renamed(LATE_SHIFT), "v-renamed")
+    ctx.clock.now = T0 + timedelta(hours=1)  # the shift starts, long after the lead settled in queue:emea
+    reads, waiting_teams = 0, uow.store.waiting_teams
+
+    async def counted() -> set[str]:
+        nonlocal reads
+        reads += 1
+        return await waiting_teams()
+
+    uow.store.waiting_teams = counted
+    assert await watch(uow, ctx).step() == 1
+    moved, assigned, rerouted = uow.published
+    assert data(moved).assignment.owner_id == "queue:emea-inbound"
+    assert data(assigned).team == "emea-inbound" and data(rerouted).assignment.owner_id in {"ana", "ben"}
+    assert reads == 1
+
+
 async def escalated_for_good(uow, ctx, lead) -> None:  # noqa: ANN001
     """``lead`` (a German MQL) routed, then missed by ana and ben in turn: escalated to queue:emea for good."""
     await route(uow, ctx, lead)

@@ -63,8 +63,8 @@ from leadpipe_common.service import Runtime
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Placed, Presence, Route, acceptance_due, breach, capacity_bound, choose_route, orphaned, overflow_chain, place,
-    requeue, staffed, staffed_teams, unavailable,
+    Handoff, Placed, Presence, Route, acceptance_due, breach, capacity_bound, choose_route, orphaned, overflow_chain,
+    place, requeue, staffed, staffed_teams, unavailable,
 )
 from routing.handlers import Routing, locked_for_placing
 from routing.reference import Reference
@@ -126,12 +126,17 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
     return len(due)
 
 
-async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, limit: int) -> int:
-    """One round, in ``uow`` (the caller commits): the number of waiting leads handed to a rep."""
+async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, limit: int,
+                                 waiting_in: Collection[str] | None = None) -> int:
+    """One round, in ``uow`` (the caller commits): the number of waiting leads handed to a rep. ``waiting_in``: the
+    teams with leads waiting, as the round read them (None: read here). A team in it with none waiting any more
+    (handed out by another process, moved) costs at most its rotation locks; a lead queued meanwhile in a team
+    missing from it is claimed by the next round."""
     now = ctx.clock()
     store = uow.store
     ref = ctx.reference
-    waiting_in = await store.waiting_teams()
+    if waiting_in is None:
+        waiting_in = await store.waiting_teams()
     if not waiting_in:
         return 0
     reachable = {team: overflow_chain(team, ref.data) for team in waiting_in}
@@ -231,18 +236,19 @@ async def orphaned_teams(uow: UnitOfWork[RoutingStore], ref: Reference) -> set[s
     return stuck
 
 
-async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Collection[str], limit: int,
-                          settle: timedelta = timedelta(0)) -> int:
-    """One round, in ``uow`` (the caller commits): leads in the queues of ``teams`` (the last check's), or waiting
-    in any queue, that no active rep may take from there, moved (``requeue``); the number moved. Those of a team
-    its overflow staffs move only when escalated. A lead routed (or moved) less than ``settle`` ago stays for a
-    later round. (A team staffed again by a later version of the files keeps its leads.)"""
+async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Collection[str],
+                          waiting_in: Collection[str], limit: int, settle: timedelta = timedelta(0)) -> list[Handoff]:
+    """One round, in ``uow`` (the caller commits): leads in the queues of ``teams`` (the last check's), or of
+    ``waiting_in`` (the teams with leads waiting, read in ``uow``), that no active rep may take from there, moved
+    (``requeue``); the hand-offs moved, as they are now. Those of a team its overflow staffs move only when
+    escalated. A lead routed (or moved) less than ``settle`` ago stays for a later round. (A team staffed again by
+    a later version of the files keeps its leads.)"""
     store = uow.store
     ref = ctx.reference
-    gone = orphaned(set(teams) | await store.waiting_teams(), ref.data)
+    gone = orphaned(set(teams) | set(waiting_in), ref.data)
     escalated_in = orphaned(teams, ref.data, escalated=True) - gone
     if not gone and not escalated_in:
-        return 0
+        return []
     now = ctx.clock()
     messages: list[Message] = []
     moved: list[Held] = []
@@ -270,14 +276,15 @@ async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Co
                  team=handoff.team, to=after.team, waiting=after.waiting_since is not None)
     await store.update_handoffs(moved)  # one statement for the round's moves
     uow.publish(messages)
-    return len(moved)
+    return [h.handoff for h in moved]
 
 
 class SlaWatch(BackgroundLoop):
     """Missed deadlines first, then leads left in the queue of a team nobody may take them for, then waiting leads,
-    every ``every_s`` (at once again while any had a full batch). Its first round, and the first after each new
-    version of the routing files, first checks the open hand-offs against them (``orphaned_teams``). A lead routed
-    or moved less than ``settle_s`` ago is not moved out of a queue (``requeue_orphans``)."""
+    every ``every_s`` (at once again while any had a full batch), each in a unit of work of its own. Its first
+    round, and the first after each new version of the routing files, first checks the open hand-offs against them
+    (``orphaned_teams``). A lead routed or moved less than ``settle_s`` ago is not moved out of a queue
+    (``requeue_orphans``). The teams with leads waiting are read once a round, for the moves and the hand-out."""
 
     name = "routing-sla-watch"
 
@@ -300,12 +307,17 @@ class SlaWatch(BackgroundLoop):
             acted = await act_on_missed_deadlines(uow, ctx, self._batch_max)
             await uow.commit()
         async with self._runtime.unit_of_work() as uow:
-            moved = await requeue_orphans(uow, ctx, self._orphaned, self._batch_max, self._settle)
+            # After the missed deadlines committed: a lead one of them escalated to a queue waits there now.
+            waiting = await uow.store.waiting_teams()
+            moved = await requeue_orphans(uow, ctx, self._orphaned, waiting, self._batch_max, self._settle)
             await uow.commit()
+        # The hand-out reads no waiting teams of its own (one read for two, every few seconds), so a lead moved to
+        # wait in another team's queue is named here, to go out this round, as before.
+        waiting |= {h.team for h in moved if h.waiting_since is not None}
         async with self._runtime.unit_of_work() as uow:
-            handed = await hand_out_waiting_leads(uow, ctx, self._batch_max)
+            handed = await hand_out_waiting_leads(uow, ctx, self._batch_max, waiting)
             await uow.commit()
-        return max(acted, moved, handed)
+        return max(acted, len(moved), handed)
 
 
 class ReferenceWatch(BackgroundLoop):
