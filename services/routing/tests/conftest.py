@@ -26,6 +26,8 @@ class MemoryRoutingStore:
         self.locks: list[uuid.UUID | str] = []
         #: Every statement writing over stored hand-offs, in order: the leads it wrote.
         self.updates: list[list[uuid.UUID]] = []
+        #: Every statement writing over stored assignments (recycled leads'), in order: the leads it wrote.
+        self.reassigned: list[list[uuid.UUID]] = []
 
     async def already_assigned(self, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         return {i for i in lead_ids if i in self.assignments}
@@ -44,9 +46,13 @@ class MemoryRoutingStore:
             assert row["lead_id"] not in self.assignments, "a lead assigned twice"
             self.assignments[row["lead_id"]] = dict(row)
 
-    async def reassign(self, row: dict[str, Any]) -> None:
-        assert row["lead_id"] in self.assignments
-        self.assignments[row["lead_id"]] = dict(row)
+    async def reassign(self, rows: Sequence[dict[str, Any]]) -> None:
+        last = {row["lead_id"]: row for row in rows}
+        for lead_id, row in last.items():
+            assert lead_id in self.assignments
+            self.assignments[lead_id] = dict(row)
+        if last:
+            self.reassigned.append(sorted(last))
 
     async def add_handoffs(self, held: Sequence[Held]) -> None:
         self.handoffs.update({h.handoff.lead_id: h for h in held})

@@ -281,6 +281,23 @@ async def test_a_missed_deadline_hands_the_lead_on_once_within_its_trace(uow, ct
         assert await act_on_missed_deadlines(uow, ctx, limit=10) == 0
 
 
+async def test_a_rounds_missed_deadlines_are_stored_in_one_write_and_each_lead_handed_on_once(uow, ctx):
+    """One UPDATE a lead made a round of 200 missed deadlines 200 round trips inside the transaction holding their
+    locks."""
+    leads = [factories.scored("mql", country="DE") for _ in range(3)]
+    owners = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads]
+    uow.store.updates.clear()
+    ctx.clock.now = T0 + timedelta(minutes=16)
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 3
+        await uow.commit()
+    assert uow.store.updates == [sorted(lead.lead_id for lead in leads)]
+    breached = [data(m) for m in uow.published if m.topic == topics.LIFECYCLE]
+    assert sorted(b.lead_id for b in breached) == sorted(lead.lead_id for lead in leads)
+    held = [uow.store.handoffs[lead.lead_id].handoff for lead in leads]
+    assert [(h.owner_id != owner, h.reassignments) for h, owner in zip(held, owners, strict=True)] == [(True, 1)] * 3
+
+
 BUNDLED = Path(__file__).parents[1] / "src" / "routing" / "data"
 
 
@@ -444,6 +461,19 @@ async def test_a_recycled_lead_and_a_later_touch_of_it_in_the_same_batch_are_sto
     held = uow.store.handoffs[lead.lead_id]
     assert (held.handoff.status, held.handoff.cycle, held.lead.touch) == ("routed", 1, touches[1].touch)
     assert uow.store.updates == [[lead.lead_id]]
+
+
+async def test_leads_recycled_in_one_batch_have_their_new_assignments_stored_in_one_write(uow, ctx):
+    leads = [factories.scored("mql", country="DE") for _ in range(2)]
+    for lead in leads:
+        owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+        await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="not-a-fit")
+    async with uow:
+        await handle_lead_scored(uow, [factories.envelope(topics.SCORED, touch_of(lead)) for lead in leads], ctx)
+        await uow.commit()
+    assert uow.store.reassigned == [sorted(lead.lead_id for lead in leads)]
+    for lead in leads:
+        assert uow.store.assignments[lead.lead_id]["owner_id"] == uow.store.handoffs[lead.lead_id].handoff.owner_id
 
 
 async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_the_bar(uow, ctx):
@@ -642,6 +672,22 @@ async def test_a_lead_nobody_can_take_waits_in_its_queue_until_the_first_shift_s
     assert (held.owner_id, held.waiting_since, held.due_at) == (owner, None, T0 + timedelta(hours=1, minutes=15))
     async with uow:
         assert await hand_out_waiting_leads(uow, ctx, limit=10) == 0  # handed out once
+
+
+async def test_a_rounds_waiting_leads_are_stored_in_one_write_as_they_are_handed_out(uow):
+    ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the leads are queued
+    leads = [factories.scored("mql", country="DE") for _ in range(3)]
+    for lead in leads:
+        await route(uow, ctx, lead)
+    uow.store.updates.clear()
+    ctx.clock.now = T0 + timedelta(hours=1)
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 3
+        await uow.commit()
+    assert uow.store.updates == [sorted(lead.lead_id for lead in leads)]
+    held = [uow.store.handoffs[lead.lead_id] for lead in leads]
+    assert all(h.handoff.waiting_since is None and h.lead.assignment.owner_id == h.handoff.owner_id in {"ana", "ben"}
+               for h in held)
 
 
 async def test_a_touch_of_a_lead_a_rep_took_from_the_queue_re_sends_it_naming_that_rep_not_the_queue(uow):

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadpipe_common.events import Assignment, LeadRouted
 from leadpipe_common.testing import factories
 from routing.domain import Handoff
-from routing.store import Held, RoutingStore, handoffs
+from routing.store import Held, RoutingStore, assignments, handoffs
 
 pytestmark = pytest.mark.asyncio
 
@@ -61,6 +61,27 @@ async def test_hand_offs_are_written_over_each_as_last_given_their_trace_kept(db
     assert (stored[a.handoff.lead_id].handoff, stored[b.handoff.lead_id].handoff) == (a_last.handoff, b_told.handoff)
     assert [stored[h.handoff.lead_id].lead.routing_data_version for h in (a, b)] == ["v2", "v3"]
     assert [stored[h.handoff.lead_id].traceparent for h in (a, b)] == [a.traceparent, b.traceparent]
+
+
+async def test_recycled_leads_new_assignments_are_written_over_theirs_in_one_statement_as_last_given(db):
+    now = datetime.now(UTC)
+    later = now + timedelta(days=3)
+    a, b, other = (uuid.uuid4() for _ in range(3))
+
+    def row(lead_id: uuid.UUID, owner: str, at: datetime, **kw: str) -> dict:
+        return {"lead_id": lead_id, "owner_id": owner, "team": "t", "method": "territory", "reason": f"to {owner}",
+                "routed_at": at, **kw}
+
+    async with AsyncSession(db) as session, session.begin():
+        store = RoutingStore(session)
+        await store.save_assignments([row(lead_id, "ana", now) for lead_id in (a, b, other)])
+        await store.reassign([row(a, "ben", later), row(b, "cy", later),
+                              row(a, "dee", later, team="u", method="queue")])
+        stored = {r.lead_id: (r.owner_id, r.team, r.method, r.reason, r.routed_at) for r in await session.execute(
+            sa.select(assignments).where(assignments.c.lead_id.in_([a, b, other])))}
+        await session.rollback()
+    assert stored == {a: ("dee", "u", "queue", "to dee", later), b: ("cy", "t", "territory", "to cy", later),
+                      other: ("ana", "t", "territory", "to ana", now)}  # a lead not recycled keeps its assignment
 
 
 async def test_waiting_leads_are_claimed_page_by_page_past_the_last_one_claimed_ties_broken_by_lead_id(db):

@@ -307,7 +307,7 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     turns = Turns(await store.lock_rotations(teams))
     reps = [r for r in ref.data.reps if r.team in teams]
     presence = await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
-    rows, handoffs = [], []
+    rows, handoffs, reassigned = [], [], []
     fresh: dict[uuid.UUID, tuple[int, Held]] = {}  # routed in this batch: where in it, and the hand-off
     position = {env.id: i for i, env in enumerate(batch)}
     for env in mqls:
@@ -355,7 +355,7 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
                 reason_code=rejected_as(holdings[lead.lead_id].handoff))
             outcomes[env.id].insert(0, follow_up(env, topics.LIFECYCLE, back, source=SOURCE, time=now,
                                                  name=RECYCLED))
-            await store.reassign(row)
+            reassigned.append(row)
             rewritten[lead.lead_id] = held_now
         else:
             rows.append(row)
@@ -375,6 +375,9 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
                 rewritten[env.data.lead_id] = told
     await store.save_rotations(turns.changed, turns.taken)
     await store.save_assignments(rows)
+    # The recycles' in one statement, as the new leads': their hand-offs are locked since the batch began, so no
+    # other unit of work writes these rows meanwhile.
+    await store.reassign(reassigned)
     await store.add_handoffs(handoffs)
     await store.update_handoffs(list(rewritten.values()))  # locked since the batch began: no new lock, no wait
     return outcomes

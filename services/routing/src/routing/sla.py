@@ -95,6 +95,7 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
     ref = ctx.reference
     routes, turns, presence = await locked_for_placing(store, due, ref.data, now)  # placed again as new leads
     messages: list[Message] = []
+    handed_on: list[Held] = []
     for held in due:
         handoff, lead = held.handoff, held.lead
         trace = child_traceparent(held.traceparent)
@@ -117,10 +118,13 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
         )
         messages += [breached, encode(topics.ROUTED, rerouted, event_id=handoff.event_id(f"lead.routed/{n}"),
                                       source=SOURCE, time=now, traceparent=trace)]
-        await store.update_handoff(b.handoff, rerouted)
+        handed_on.append(replace(held, handoff=b.handoff, lead=rerouted))
         BREACHES.labels(b.action).inc()
         log.info("acceptance deadline missed", lead_id=str(lead.lead_id), event_id=breached.header("ce_id"),
                  owner=handoff.owner_id, action=b.action, next_owner=b.assignment.owner_id)
+    # One statement for the round, not one UPDATE a lead: each row is claimed (locked) above, in this unit of work,
+    # so nothing else may change it before the commit and the write never misses one.
+    await store.update_handoffs(handed_on)
     await store.save_rotations(turns.changed, turns.taken)
     uow.publish(messages)
     return len(due)
@@ -155,6 +159,7 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
     turns = Turns(await store.lock_rotations(teams))
     presence = await store.presence(rep_ids, now, up_to=up_to)
     messages: list[Message] = []
+    handed_out: list[Held] = []
     handed = 0
 
     async def claimed() -> AsyncIterator[Held]:
@@ -199,10 +204,11 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, li
             encode(topics.ROUTED, rerouted, event_id=uuid.uuid5(lead.lead_id, f"lead.routed/assigned/{wait}"),
                    source=SOURCE, time=now, traceparent=trace),
         ]
-        await store.update_handoff(after, rerouted)
+        handed_out.append(replace(held, handoff=after, lead=rerouted))
         QUEUE_WAITS.observe((now - queued_at).total_seconds())
         handed += 1
         log.info("waiting lead handed out", lead_id=str(lead.lead_id), owner=a.owner_id, team=a.team)
+    await store.update_handoffs(handed_out)  # one statement for the round; each row claimed (locked) above
     await store.save_rotations(turns.changed, turns.taken)
     uow.publish(messages)
     return handed

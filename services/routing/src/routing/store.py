@@ -191,6 +191,13 @@ _UPDATE_HANDOFFS = (handoffs.update().where(handoffs.c.lead_id == _UPDATED.c.lea
                     .values({**{c: sa.cast(_UPDATED.c[c], handoffs.c[c].type)
                                 if isinstance(handoffs.c[c].type, sa.JSON) else _UPDATED.c[c] for c in _STORED},
                              "updated_at": sa.func.now()}))
+#: A batch's recycled leads' new assignments over those sales rejected, one statement (parameters named as for
+#: ``_UPDATED``).
+_ASSIGNED_AGAIN = sa.func.unnest(*(sa.bindparam(f"new_{c.name}", type_=ARRAY(c.type)) for c in assignments.c)
+                                 ).table_valued(*(sa.column(c.name, c.type) for c in assignments.c)
+                                                ).render_derived(name="u")
+_REASSIGN = (assignments.update().where(assignments.c.lead_id == _ASSIGNED_AGAIN.c.lead_id)
+             .values({c.name: _ASSIGNED_AGAIN.c[c.name] for c in assignments.c if c.name != "lead_id"}))
 _HELD = (sa.select(handoffs.c.owner_id, sa.func.count())
          .where(handoffs.c.status == "routed", among(handoffs.c.owner_id, "reps")).group_by(handoffs.c.owner_id))
 #: The same, each rep's count stopping at ``:cap``: an index scan of at most that many entries a rep, where the
@@ -242,10 +249,15 @@ class RoutingStore:
         # A lead is never assigned twice (``already_assigned``, one partition per lead): no ON CONFLICT.
         await insert_rows(self._session, assignments, rows)
 
-    async def reassign(self, row: dict[str, Any]) -> None:
-        """A recycled lead's new assignment replaces the one sales rejected."""
-        await self._session.execute(assignments.update().where(assignments.c.lead_id == row["lead_id"])
-                                    .values(**{k: v for k, v in row.items() if k != "lead_id"}))
+    async def reassign(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Recycled leads' new assignments (every column) replace those sales rejected, in one statement whatever
+        their number; a lead given twice is written once, as last given."""
+        last = {row["lead_id"]: row for row in rows}
+        if not last:
+            return
+        ids = sorted(last)
+        await self._session.execute(_REASSIGN, {f"new_{c.name}": [last[i][c.name] for i in ids]
+                                                for c in assignments.c})
 
     async def add_handoffs(self, held: Sequence[Held]) -> None:
         await insert_rows(self._session, handoffs, [
