@@ -80,6 +80,53 @@ def test_a_hand_over_passes_a_filter_only_when_the_side_it_left_or_the_side_it_w
     assert wants(following(team=["emea", "dach"], owner="ben"), handed)  # the side it went to: dach's ben
 
 
+def breached(**over):
+    from leadpipe_common.events import Attribution, LeadSlaBreached
+
+    fields = {"lead_id": routed().lead_id, "owner_id": "ana", "team": "emea", "grade": "A", "due_at": NOW,
+              "breached_at": NOW, "breach": 1, "action": "reassigned", "next_owner_id": "ola",
+              "next_owner_name": "Ola", "next_due_at": NOW + timedelta(minutes=15), "next_team": "overflow-team",
+              "attribution": Attribution(utm_source="tests")}
+    return LeadSlaBreached(**fields | over)
+
+
+def test_a_breach_goes_to_subscriptions_following_the_team_or_holder_it_sent_the_lead_to():
+    """ana of emea misses her deadline and the lead goes along the overflow to ola of overflow-team: a receiver
+    following overflow-team (or ola) hears of the breach that sent it the lead, not only one following emea."""
+    def following(**flt):
+        return subscription(events=["lead.sla_breached"], filter=flt)
+
+    assert all(wants(following(**flt), breached()) for flt in (
+        {"team": "emea"}, {"owner": "ana"}, {"team": "overflow-team"}, {"owner": "ola"},
+        {"team": "overflow-team", "owner": "ola", "grade": "A", "source": "tests"}))
+    escalated = breached(action="escalated", next_owner_id="queue:overflow-team", next_owner_name="overflow-team queue",
+                         next_due_at=None)
+    assert wants(following(team="overflow-team"), escalated)
+    assert not any(wants(following(**flt), breached()) for flt in (
+        {"team": "apac"}, {"owner": "cy"}, {"team": "overflow-team", "grade": "B"}))
+
+
+def test_a_breach_passes_a_filter_only_when_the_missed_holder_or_the_next_holder_holds_it_whole():
+    """Each side is judged whole: ola was never emea's, nor ana overflow-team's."""
+    def following(**flt):
+        return subscription(events=["lead.sla_breached"], filter=flt)
+
+    assert not any(wants(following(**flt), breached()) for flt in (
+        {"team": "emea", "owner": "ola"}, {"team": "overflow-team", "owner": "ana"}))
+
+
+def test_a_breach_from_before_v2_passes_no_team_filter_on_the_side_it_went_to():
+    """A v1 breach does not say the next holder's team: it may be an overflow's, so emea is not guessed."""
+    v1 = breached(next_team=None, next_owner_id="ben")
+
+    def following(**flt):
+        return subscription(events=["lead.sla_breached"], filter=flt)
+
+    assert wants(following(owner="ben"), v1)
+    assert not wants(following(team="emea", owner="ben"), v1)
+    assert wants(following(team="emea", owner="ana"), v1)
+
+
 def test_a_subscription_naming_contact_fields_is_sent_those_alone_and_one_naming_none_the_whole_contact():
     lead = routed()
     assert withheld(subscription(), lead) is None

@@ -137,8 +137,9 @@ class NewSubscription(BaseModel):
     events: list[str] = Field(min_length=1, description=f"any of {', '.join(DELIVERABLE)}")
     filter: dict[str, str | list[str]] = Field(default_factory=dict, description="team, owner, grade, source: "
                                                                                   "a value or a list (lead.handed_over "
-                                                                                  "passes when the side it left or the "
-                                                                                  "side it went to meets every key)")
+                                                                                  "and lead.sla_breached pass when the "
+                                                                                  "side the lead left or the side it "
+                                                                                  "went to meets every key)")
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery is "
                                                                          "retried (default DELIVERY_RETRY_HOURS)")
     contact: list[str] | None = Field(None, description=f"the contact fields the receiver is sent, among "
@@ -165,8 +166,9 @@ class SubscriptionChange(BaseModel):
     events: list[str] = Field(None, min_length=1, description=f"any of {', '.join(DELIVERABLE)}; for the "
                                                               "events read from now on")
     filter: dict[str, str | list[str]] | None = Field(None, description="team, owner, grade, source: a value or "
-                                                                        "a list (lead.handed_over passes when the "
-                                                                        "side it left or the side it went to meets "
+                                                                        "a list (lead.handed_over and "
+                                                                        "lead.sla_breached pass when the side the "
+                                                                        "lead left or the side it went to meets "
                                                                         "every key); replaced whole (null: none)")
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery "
                                       "is retried, counted from its first attempt; it holds from the next attempt on, for those "

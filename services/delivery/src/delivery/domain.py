@@ -230,15 +230,23 @@ def facts_of(event: Event) -> tuple[dict[str, str | None], ...]:
     passes an event when it holds for one of these, as a whole. A hand-over names two: the team and holder the
     lead left and those it went to (grade and source on both), so a receiver following a team (or a rep) hears
     that a lead left it, or it would hold the lead as its own for ever. Each side is judged whole: ana of emea
-    handing a lead to ben of dach is not news of emea's ben, who is on neither side."""
+    handing a lead to ben of dach is not news of emea's ben, who is on neither side.
+
+    A missed deadline names two as well: the holder who missed it and the one it sent the lead to (a rep, or a
+    team's queue, ``queue:<team>``), whom a receiver following the overflow team it went to hears of too. A
+    breach from before v2 does not say the next holder's team: that side passes no team filter (the lead may
+    have gone along an overflow to any team), an owner filter alone still."""
     source = getattr(getattr(event, "attribution", None), "utm_source", None)
     if isinstance(event, LeadHandedOver):
         return ({"team": event.from_team, "owner": event.from_owner_id, "grade": event.grade, "source": source},
                 {"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source})
+    if isinstance(event, LeadSlaBreached):
+        return ({"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source},
+                {"team": event.next_team, "owner": event.next_owner_id, "grade": event.grade, "source": source})
     team = owner = grade = None
     if isinstance(event, LeadRouted):
         team, owner, grade = event.assignment.team, event.assignment.owner_id, event.score.grade
-    elif isinstance(event, LeadSlaBreached | LeadReengaged | LeadStageChanged | LeadAssigned):
+    elif isinstance(event, LeadReengaged | LeadStageChanged | LeadAssigned):
         team, owner, grade = event.team, event.owner_id, event.grade
     elif isinstance(event, LeadQueued):
         team, grade = event.team, event.grade
