@@ -46,7 +46,7 @@ class Queue:
     async def of_lead(self, lead_id: uuid.UUID) -> list[dict]:
         return self.deliveries
 
-    async def redrive(self, now, subscription_id=None, lead_id=None, *, in_file) -> Redrive:
+    async def redrive(self, subscription_id=None, lead_id=None, *, in_file) -> Redrive:
         return Redrive(queued=1, purged=2, not_in_force=self.not_in_force)
 
 

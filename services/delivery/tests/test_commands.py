@@ -32,7 +32,7 @@ class Store:
     async def api_subscriptions(self) -> list[dict]:
         return [{"id": "slack"}]
 
-    async def redrive(self, now, subscription_id=None, lead_id=None, *, in_file) -> int:
+    async def redrive(self, subscription_id=None, lead_id=None, *, in_file) -> int:
         Store.redriven.append(subscription_id)
         Store.in_file.append(set(in_file))
         return Redrive(queued=3, purged=Store.purged, not_in_force=Store.not_in_force)

@@ -64,7 +64,7 @@ async def test_a_deletion_before_0005_still_keeps_its_receivers_dead_deliveries_
                  for error, done in stored])
         migrate("delivery", url, "head")
         async with engine.begin() as conn:
-            redriven = await DeliveryStore(conn).redrive(deleted_at + timedelta(days=2), "crm", in_file={"crm"})
+            redriven = await DeliveryStore(conn).redrive("crm", in_file={"crm"})
             rows = (await conn.execute(sa.text(
                 "SELECT status, deleted_at FROM delivery.deliveries ORDER BY done_at"))).all()
     assert redriven.queued == 1

@@ -35,6 +35,12 @@ async def died(store: DeliveryStore, subscription: str, at: datetime) -> Claimed
     return claimed
 
 
+async def postgres_clock(conn) -> datetime:
+    """Postgres's clock as it reads when asked (not the transaction's start): what a later statement writes as its
+    own start is not earlier."""
+    return (await conn.execute(sa.text("SELECT clock_timestamp()"))).scalar_one()
+
+
 def api_subscription(subscription_id: str, url: str, at: datetime) -> dict:
     """A row of ``delivery.subscriptions``: one made through the admin API at ``at``."""
     return {"id": subscription_id, "url": url, "events": ["lead.routed"], "filter": {}, "secrets": [],
@@ -76,18 +82,25 @@ async def test_a_claim_is_due_and_leased_by_postgres_clock_from_when_it_runs(db)
     assert again == []  # one leased, the other not yet due
 
 
-async def test_switching_a_receiver_back_on_from_a_host_whose_clock_runs_ahead_leaves_a_delivery_under_way_alone(db):
+async def test_switching_a_receiver_back_on_goes_by_postgres_clock_for_what_is_under_way_and_what_waited(db):
     """The admin's host a minute ahead of Postgres: by its clock the lease of an attempt under way had run out, so
-    the delivery was made due again, sent beside that attempt, and the attempt's result was never recorded."""
+    the delivery was made due again, sent beside that attempt, and the attempt's result was never recorded; and
+    what waited was made due at the host's time, so no claim (by Postgres's clock) took it for a minute. Switching
+    back on takes no host's time: what waited is due at once, what is under way left to its attempt."""
     sub, now = f"ahead-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
-        await store.enqueue(due(sub, 1, now - timedelta(minutes=1)))
+        await store.enqueue(due(sub, 2, now - timedelta(minutes=1)))
         [under_way] = await store.claim({sub: 1}, 1, lease=LEASE)
         await store.disable(sub, now, "410 Gone", url="https://gone.example.com/h")
-        assert await store.enable(sub, now + timedelta(minutes=1)) is True
+        opened = await postgres_clock(conn)
+        assert await store.enable(sub) is True
+        closed = await postgres_clock(conn)
+        waited = await store.claim({sub: 5}, 5, lease=LEASE)
         recorded = await store.record([attempted(under_way, "delivered", 204, now)])
         await conn.rollback()
+    [sent_at_once] = waited
+    assert sent_at_once.seq != under_way.seq and opened <= sent_at_once.created_at <= closed
     assert recorded == {under_way.seq}
 
 
@@ -99,10 +112,13 @@ async def test_a_receiver_switched_back_on_gets_what_waited_with_a_fresh_retry_w
         store = DeliveryStore(conn)
         await store.enqueue(due(gone, 2, now - timedelta(days=5)))  # older than any retry window
         await store.disable(gone, now - timedelta(days=4), "410 Gone", url="https://gone.example.com/h")
-        assert await store.enable(gone, now) is True
-        waiting = await store.claim({gone: 5}, 5, lease=LEASE, now=now)
+        opened = await postgres_clock(conn)
+        assert await store.enable(gone) is True
+        closed = await postgres_clock(conn)
+        waiting = await store.claim({gone: 5}, 5, lease=LEASE)
         await conn.rollback()
-    assert len(waiting) == 2 and {(d.created_at, d.attempts) for d in waiting} == {(now, 0)}
+    assert len(waiting) == 2 and {d.attempts for d in waiting} == {0}
+    assert all(opened <= d.created_at <= closed for d in waiting)
 
 
 async def test_switching_a_receiver_back_on_leaves_a_delivery_under_way_to_its_attempt(db):
@@ -116,12 +132,14 @@ async def test_switching_a_receiver_back_on_leaves_a_delivery_under_way_to_its_a
         await store.enqueue(due(sub, 2, now - timedelta(minutes=1)))
         [under_way] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
         await store.disable(sub, now + timedelta(seconds=1), "410 Gone", url="https://gone.example.com/h")
-        assert await store.enable(sub, later) is True
-        claimed = await store.claim({sub: 5}, 5, lease=LEASE, now=later)
+        opened = await postgres_clock(conn)
+        assert await store.enable(sub) is True
+        claimed = await store.claim({sub: 5}, 5, lease=LEASE)
         recorded = await store.record([attempted(under_way, "delivered", 204, later)])
         await conn.rollback()
     assert under_way.seq not in {d.seq for d in claimed}
-    assert [(d.created_at, d.attempts) for d in claimed] == [(later, 0)]  # what waited: at once, a fresh window
+    [waited] = claimed
+    assert opened <= waited.created_at and waited.attempts == 0  # what waited: at once, a fresh window
     assert recorded == {under_way.seq}
 
 
@@ -136,13 +154,15 @@ async def test_a_receiver_switched_back_on_gives_a_delivery_not_yet_due_a_fresh_
         [failed] = await store.claim({sub: 1}, 1, lease=LEASE, now=days_ago)
         await store.record([attempted(failed, "retry", 503, days_ago, next_at=retry_at)])
         await store.disable(sub, now - timedelta(days=4), "410 Gone", url="https://gone.example.com/h")
-        assert await store.enable(sub, now) is True
+        opened = await postgres_clock(conn)
+        assert await store.enable(sub) is True
+        closed = await postgres_clock(conn)
         before_its_time = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
         [retried] = await store.claim({sub: 1}, 1, lease=LEASE, now=retry_at)
         await conn.rollback()
     assert before_its_time == []  # it keeps its time
     # A fresh window, opened by its next attempt; its backoff goes on.
-    assert (retried.created_at, retried.first_attempt_at, retried.attempts) == (now, None, 1)
+    assert (retried.first_attempt_at, retried.attempts) == (None, 1) and opened <= retried.created_at <= closed
 
 
 async def test_a_deliverys_retry_window_opens_at_its_first_attempt_however_long_it_was_queued_before(db):
@@ -171,10 +191,12 @@ async def test_a_redriven_delivery_gets_a_retry_window_opened_by_its_next_attemp
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, days_ago))
         await died(store, sub, days_ago)
-        assert (await store.redrive(now, sub, in_file={sub})).queued == 1
-        [again] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
+        opened = await postgres_clock(conn)
+        assert (await store.redrive(sub, in_file={sub})).queued == 1
+        closed = await postgres_clock(conn)
+        [again] = await store.claim({sub: 1}, 1, lease=LEASE)  # due at once by Postgres's clock
         await conn.rollback()
-    assert (again.created_at, again.first_attempt_at, again.attempts) == (now, None, 0)
+    assert (again.first_attempt_at, again.attempts) == (None, 0) and opened <= again.created_at <= closed
 
 
 async def test_a_redrive_restarts_the_backoff_and_leaves_a_deleted_subscriptions_deliveries_dead(db):
@@ -188,8 +210,8 @@ async def test_a_redrive_restarts_the_backoff_and_leaves_a_deleted_subscriptions
             "UPDATE delivery.deliveries SET status = 'dead', attempts = 12, last_error = CASE subscription_id "
             "WHEN :deleted THEN 'subscription deleted' ELSE '500' END WHERE subscription_id IN (:dead, :deleted)"),
             {"dead": dead, "deleted": deleted})
-        redriven = await store.redrive(now, in_file={dead, deleted})  # the deleted one's id taken by the file
-        back = await store.claim({dead: 1, deleted: 1}, 5, lease=LEASE, now=now)
+        redriven = await store.redrive(in_file={dead, deleted})  # the deleted one's id taken by the file
+        back = await store.claim({dead: 1, deleted: 1}, 5, lease=LEASE)
         await conn.rollback()
     assert redriven.queued == 1 and [(d.subscription_id, d.attempts) for d in back] == [(dead, 0)]
 
@@ -211,7 +233,7 @@ async def test_a_redrive_never_sends_a_deleted_subscriptions_dead_deliveries_to_
         await store.enqueue(due(crm, 1, now - timedelta(minutes=5)))
         own = await died(store, crm, now)
 
-        redriven = await store.redrive(now, crm, in_file=set())
+        redriven = await store.redrive(crm, in_file=set())
         pending = (await conn.execute(sa.text("SELECT seq FROM delivery.deliveries WHERE subscription_id = :id "
                                               "AND status = 'pending'"), {"id": crm})).scalars().all()
         await conn.rollback()
@@ -230,7 +252,7 @@ async def test_a_changed_subscription_keeps_its_dead_deliveries_for_a_redrive(db
         await died(store, crm, hour_ago)
         await store.change_subscription(crm, {"url": "https://new.example.com/h", "contact": ["email"]}, now)
         row = await store.subscription_row(crm)
-        redriven = await store.redrive(now, crm, in_file=set())
+        redriven = await store.redrive(crm, in_file=set())
         await conn.rollback()
     assert (row["url"], row["contact"], row["events"]) == ("https://new.example.com/h", ["email"], ["lead.routed"])
     assert (row["created_at"], row["updated_at"]) == (now - timedelta(hours=2), now)
@@ -252,7 +274,7 @@ async def test_a_redrive_counts_by_subscription_what_it_left_dead_because_their_
             {"absent": absent, "deleted": deleted, "kept": kept})
         await conn.execute(sa.text("UPDATE delivery.deliveries SET body = NULL WHERE seq = (SELECT min(seq) "
                                    "FROM delivery.deliveries WHERE subscription_id = :id)"), {"id": absent})
-        of_each = [await store.redrive(now, sub, in_file={kept, deleted}) for sub in (absent, deleted, kept)]
+        of_each = [await store.redrive(sub, in_file={kept, deleted}) for sub in (absent, deleted, kept)]
         await conn.rollback()
     assert [(r.queued, r.purged, dict(r.not_in_force)) for r in of_each] == [
         (0, 0, {absent: 2}),
@@ -302,9 +324,9 @@ async def test_a_forgotten_subscriptions_waiting_deliveries_end_dead_and_come_ba
 
         forgotten = await store.forget(removed, now)
         after_forget, switched_off = await left(removed), await store.disabled_urls()
-        await store.redrive(now, in_file=in_file)
+        await store.redrive(in_file=in_file)
         after_redrive_of_all = await left(removed)
-        back_in_the_file = await store.redrive(now, removed, in_file=in_file | {removed})
+        back_in_the_file = await store.redrive(removed, in_file=in_file | {removed})
         api_made = await store.forget(made, now)
         made_left, made_still_off = await left(made), made in await store.disabled_urls()
         await conn.rollback()
@@ -467,8 +489,8 @@ async def test_a_redriven_deliverys_new_attempts_are_logged_after_its_old_ones(d
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, now))
         first = await died(store, sub, now)
-        await store.redrive(now, in_file={sub})
-        [again] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
+        await store.redrive(in_file={sub})
+        [again] = await store.claim({sub: 1}, 1, lease=LEASE)
         await store.record([attempted(again, "delivered", 204, now)])
         log = (await conn.execute(sa.text("SELECT attempt, status FROM delivery.attempts WHERE delivery_seq = :seq"
                                           " ORDER BY attempt"), {"seq": first.seq})).all()
@@ -543,7 +565,7 @@ async def test_a_redrive_leaves_out_the_dead_deliveries_whose_body_was_purged_an
     """A purged delivery has nothing left to send: queued again, it would go out empty (or not at all) and die
     again, while the answer claimed it was sent once more."""
     sub = f"purged-{uuid.uuid4().hex[:8]}"
-    long_ago, now = datetime(2001, 1, 1, tzinfo=UTC), datetime.now(UTC)
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 3, long_ago - timedelta(hours=1)))
@@ -553,8 +575,8 @@ async def test_a_redrive_leaves_out_the_dead_deliveries_whose_body_was_purged_an
                             attempted(recent, "dead", 500, long_ago + timedelta(days=40))])
         await store.purge(long_ago + timedelta(days=30), limit=100)
 
-        of_one_lead = await store.redrive(now, lead_id=old.lead_id, in_file={sub})
-        of_all = await store.redrive(now, sub, in_file={sub})
+        of_one_lead = await store.redrive(lead_id=old.lead_id, in_file={sub})
+        of_all = await store.redrive(sub, in_file={sub})
         rows = (await conn.execute(sa.text(
             "SELECT status, body IS NULL FROM delivery.deliveries WHERE subscription_id = :sub ORDER BY seq"),
             {"sub": sub})).all()
@@ -674,7 +696,7 @@ async def test_a_redrive_never_sends_a_deleted_api_subscriptions_dead_deliveries
         await store.enqueue(due(crm, 1, now - timedelta(minutes=5)))  # now the file's, under the same id
         own = await died(store, crm, now)
 
-        redriven = await store.redrive(now, crm, in_file={crm})
+        redriven = await store.redrive(crm, in_file={crm})
         pending = (await conn.execute(sa.text("SELECT seq FROM delivery.deliveries WHERE subscription_id = :id "
                                               "AND status = 'pending'"), {"id": crm})).scalars().all()
         await conn.rollback()

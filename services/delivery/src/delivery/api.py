@@ -363,8 +363,7 @@ async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
             "subscription_id", f"{body.subscription_id!r} is no subscription in force; one of "
                                f"{', '.join(sorted(rt.context.subscriptions)) or '(none)'}")])
     async with rt.unit_of_work() as uow:
-        done = await uow.store.redrive(rt.context.clock(), body.subscription_id, body.lead_id,
-                                       in_file=rt.context.subscriptions.from_file)
+        done = await uow.store.redrive(body.subscription_id, body.lead_id, in_file=rt.context.subscriptions.from_file)
         await uow.commit()
     return {"redriven": done.queued, "purged": done.purged, "not_in_force": sum(done.not_in_force.values())}
 
@@ -382,6 +381,6 @@ async def enable(subscription_id: str, rt: DeliveryRuntime) -> dict[str, Any]:
     if subscription_id not in rt.context.subscriptions:
         raise Problem(404, f"no subscription {subscription_id!r}")
     async with rt.unit_of_work() as uow:
-        was = await uow.store.enable(subscription_id, rt.context.clock())
+        was = await uow.store.enable(subscription_id)
         await uow.commit()
     return {"id": subscription_id, "was_disabled": was}

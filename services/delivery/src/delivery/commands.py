@@ -63,7 +63,7 @@ def add_commands(cli: typer.Typer) -> None:
                         known = sorted(in_file | {row["id"] for row in await store.api_subscriptions()})
                         if subscription not in known:
                             return known
-                    return await store.redrive(datetime.now(UTC), subscription, lead_id, in_file=in_file)
+                    return await store.redrive(subscription, lead_id, in_file=in_file)
             finally:
                 await engine.dispose()
 

@@ -258,10 +258,12 @@ class Redrive:
     not_in_force: Mapping[str, int] = field(default_factory=dict)
 
 
-def _fresh_window(now: datetime) -> dict[str, Any]:
-    """A delivery sent again from ``now``: its retry window (from its next attempt) and backoff start over (a
-    redrive)."""
-    return {"next_at": now, "created_at": now, "attempts": 0, "first_attempt_at": None}
+#: A delivery sent again from when the statement runs: its retry window (from its next attempt) and backoff start
+#: over (a redrive). By Postgres's clock, which claims judge it due by: from a host whose clock ran ahead, it
+#: waited out the difference before it was sent.
+_FRESH_WINDOW: Mapping[str, Any] = {"next_at": sa.func.statement_timestamp(),
+                                    "created_at": sa.func.statement_timestamp(), "attempts": 0,
+                                    "first_attempt_at": None}
 
 
 class DeliveryStore:
@@ -359,8 +361,8 @@ class DeliveryStore:
         }).returning(disabled.c.subscription_id))
         return bool(done.all())
 
-    async def redrive(self, now: datetime, subscription_id: str | None = None, lead_id: uuid.UUID | None = None,
-                      *, in_file: Collection[str]) -> Redrive:
+    async def redrive(self, subscription_id: str | None = None, lead_id: uuid.UUID | None = None, *,
+                      in_file: Collection[str]) -> Redrive:
         """Dead deliveries (of one subscription, one lead, or all) of subscriptions in force (``in_file``, or made
         through the API) back in the queue, their retry window and backoff starting again now; how many, how
         many were left out because their body was purged, and how many because their subscription is not in
@@ -384,7 +386,7 @@ class DeliveryStore:
         # A purged one has nothing left to send. One a purge clears while this waits for its row is left out too:
         # the update checks the row again once it has it.
         queued = await self._conn.execute(deliveries.update().where(*asked, deliveries.c.body.is_not(None))
-                                          .values(status="pending", done_at=None, **_fresh_window(now))
+                                          .values(status="pending", done_at=None, **_FRESH_WINDOW)
                                           .returning(deliveries.c.seq))
         n = len(queued.all())
         purged = await self._conn.execute(sa.select(sa.func.count()).select_from(deliveries)
@@ -396,7 +398,7 @@ class DeliveryStore:
             .where(*matching, ~in_force, deliveries.c.body.is_not(None)).group_by(deliveries.c.subscription_id))
         return Redrive(queued=n, purged=purged.scalar_one(), not_in_force={sub: k for sub, k in left_out})
 
-    async def enable(self, subscription_id: str, now: datetime) -> bool:
+    async def enable(self, subscription_id: str) -> bool:
         """Undo a receiver's 410; whether it was switched off. Every waiting delivery's retry window starts again
         (a window that ran out while the receiver was off must not kill it at once), and what is due is sent
         now."""
@@ -410,9 +412,12 @@ class DeliveryStore:
         # when another of its subscription's got the 410, or the 410's own, its lease kept); made due, it would be
         # sent again beside that attempt, whose result would then not be recorded, and that attempt sets its
         # count when recorded. Its window reopening is harmless: the attempt is judged by its claim's copy, and,
-        # recorded, opens the new window at its own start, seconds before this. Due by Postgres's clock, which set
-        # the lease: by this process's, ahead by more than a lease, the delivery under way would be due.
-        is_due = deliveries.c.next_at <= sa.func.statement_timestamp()
+        # recorded, opens the new window at its own start, seconds before this. Judged due and made due by
+        # Postgres's clock, which set the lease and which claims read: by this process's, ahead of it, what waited
+        # would wait out the difference before it was sent, and (ahead by more than a lease) the delivery under
+        # way would be due.
+        now = sa.func.statement_timestamp()
+        is_due = deliveries.c.next_at <= now
         await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                                            deliveries.c.status == "pending")
                                  .values(created_at=now, first_attempt_at=None,

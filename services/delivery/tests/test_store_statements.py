@@ -1,0 +1,63 @@
+"""delivery's queue statements read, not run: which clock what they write is taken from (test_store.py runs them
+on the real Postgres)."""
+
+from datetime import datetime
+
+from sqlalchemy.dialects import postgresql
+
+from delivery.store import DeliveryStore
+
+
+class Answer:
+    """What a statement answers when there is one row of each: enable's switch-off found, one delivery redriven."""
+
+    def all(self) -> list[tuple]:
+        return [("crm",)]
+
+    def scalar_one(self) -> int:
+        return 0
+
+    def __iter__(self):
+        return iter(())
+
+
+class Recording:
+    """A connection that runs nothing and keeps each statement it is given."""
+
+    def __init__(self) -> None:
+        self.statements: list = []
+
+    async def execute(self, statement, params=None) -> Answer:
+        self.statements.append(statement)
+        return Answer()
+
+    def updates_of_deliveries(self) -> list[tuple[str, dict]]:
+        """Each UPDATE of delivery.deliveries, as Postgres is sent it, and its parameters."""
+        compiled = [s.compile(dialect=postgresql.dialect()) for s in self.statements
+                    if s.is_dml and s.is_update and s.table.name == "deliveries"]
+        return [(str(c), c.params) for c in compiled]
+
+
+def host_times(params: dict) -> list[datetime]:
+    return [v for v in params.values() if isinstance(v, datetime)]
+
+
+async def test_a_redrive_makes_dead_deliveries_due_by_postgres_clock_not_the_hosts():
+    """Run on a host whose clock was ahead of Postgres's, a redrive set next_at (and created_at) by the host's:
+    claims judge a delivery due by Postgres's clock, so the redriven deliveries waited out the difference."""
+    conn = Recording()
+    await DeliveryStore(conn).redrive("crm", in_file={"crm"})
+    [(sql, params)] = conn.updates_of_deliveries()
+    assert "next_at=statement_timestamp()" in sql and "created_at=statement_timestamp()" in sql
+    assert host_times(params) == []
+
+
+async def test_switching_a_receiver_back_on_makes_what_waited_due_by_postgres_clock_not_the_hosts():
+    """Switched back on from a host whose clock was ahead of Postgres's, what waited got the host's time as next_at
+    and was sent only once Postgres's clock caught up."""
+    conn = Recording()
+    assert await DeliveryStore(conn).enable("crm") is True
+    [(sql, params)] = conn.updates_of_deliveries()
+    assert "THEN statement_timestamp() ELSE delivery.deliveries.next_at" in sql
+    assert "created_at=statement_timestamp()" in sql
+    assert host_times(params) == []
