@@ -32,7 +32,7 @@ class Queue:
         #: Every attempt handed to ``record``, its outcome with it, recorded or not.
         self.attempted: list[Attempted] = []
         #: The lease of each claim, and the clock it was asked to count it by (None: Postgres's).
-        self.leases: list[tuple[timedelta, datetime | None]] = []
+        self.leases: list[timedelta] = []
         #: Raised by the coming ``record`` calls, in turn.
         self.failures: list[Exception] = []
         #: A delivery whose result Postgres refuses, whatever else is recorded with it.
@@ -49,9 +49,8 @@ class Queue:
     async def disabled_urls(self) -> dict[str, str | None]:
         return dict(self.switched_off)
 
-    async def claim(self, free: dict[str, int], limit: int, *, lease: timedelta,
-                    now: datetime | None = None) -> list[Claimed]:
-        self.leases.append((lease, now))
+    async def claim(self, free: dict[str, int], limit: int, *, lease: timedelta) -> list[Claimed]:
+        self.leases.append(lease)
         taken: list[Claimed] = []
         for d in self.due:
             if len(taken) < limit and free.get(d.subscription_id, 0) > 0:
@@ -172,7 +171,7 @@ async def test_a_dispatcher_whose_clock_runs_ahead_leases_by_postgres_clock_not_
     clock.now = NOW + timedelta(minutes=1)
     queue = Queue([], clock)
     await dispatcher(queue, Pool(queue), clock).step()
-    assert queue.leases == [(timedelta(seconds=15 + RECORD_MARGIN_S), None)]
+    assert queue.leases == [timedelta(seconds=15 + RECORD_MARGIN_S)]
 
 
 async def test_a_deleted_subscriptions_oldest_waiting_age_is_no_longer_reported():

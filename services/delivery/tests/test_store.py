@@ -29,10 +29,17 @@ def attempted(claimed: Claimed, outcome: str, status: int | None, at: datetime, 
 
 
 async def died(store: DeliveryStore, subscription: str, at: datetime) -> Claimed:
-    """``subscription``'s first due delivery, claimed at ``at`` and given up there (500 at its window's end)."""
-    [claimed] = await store.claim({subscription: 1}, 1, lease=LEASE, now=at)
+    """``subscription``'s first due delivery, claimed and given up at ``at`` (500 at its window's end)."""
+    [claimed] = await store.claim({subscription: 1}, 1, lease=LEASE)
     await store.record([attempted(claimed, "dead", 500, at)])
     return claimed
+
+
+async def fall_due(conn, seq: int) -> None:
+    """Delivery ``seq``'s next_at (a retry's time, or a lease's end) moved back to Postgres's clock now: as if that
+    time had come, for the next claim to find it due (claims read no other clock)."""
+    await conn.execute(sa.text("UPDATE delivery.deliveries SET next_at = statement_timestamp() WHERE seq = :seq"),
+                       {"seq": seq})
 
 
 async def postgres_clock(conn) -> datetime:
@@ -55,8 +62,8 @@ async def test_a_slow_receivers_backlog_takes_only_its_own_slots_of_a_round(db):
     async with db.connect() as conn:  # rolled back at the end: nothing is left in the stack's queue
         store = DeliveryStore(conn)
         await store.enqueue(due(slow, 10, now - timedelta(hours=1)) + due(other, 2, now - timedelta(minutes=1)))
-        claimed = await store.claim({slow: 3, other: 3}, 5, lease=LEASE, now=now)
-        again = await store.claim({slow: 0, other: 3}, 5, lease=LEASE, now=now)
+        claimed = await store.claim({slow: 3, other: 3}, 5, lease=LEASE)
+        again = await store.claim({slow: 0, other: 3}, 5, lease=LEASE)
         await conn.rollback()
     assert sorted(c.subscription_id for c in claimed) == [other] * 2 + [slow] * 3
     assert again == []  # the slow one's slots are taken; what was claimed is leased
@@ -130,7 +137,7 @@ async def test_switching_a_receiver_back_on_leaves_a_delivery_under_way_to_its_a
     async with db.connect() as conn:
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 2, now - timedelta(minutes=1)))
-        [under_way] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
+        [under_way] = await store.claim({sub: 1}, 1, lease=LEASE)
         await store.disable(sub, now + timedelta(seconds=1), "410 Gone", url="https://gone.example.com/h")
         opened = await postgres_clock(conn)
         assert await store.enable(sub) is True
@@ -151,14 +158,15 @@ async def test_a_receiver_switched_back_on_gives_a_delivery_not_yet_due_a_fresh_
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, days_ago))  # older than any retry window
-        [failed] = await store.claim({sub: 1}, 1, lease=LEASE, now=days_ago)
+        [failed] = await store.claim({sub: 1}, 1, lease=LEASE)
         await store.record([attempted(failed, "retry", 503, days_ago, next_at=retry_at)])
         await store.disable(sub, now - timedelta(days=4), "410 Gone", url="https://gone.example.com/h")
         opened = await postgres_clock(conn)
         assert await store.enable(sub) is True
         closed = await postgres_clock(conn)
-        before_its_time = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
-        [retried] = await store.claim({sub: 1}, 1, lease=LEASE, now=retry_at)
+        before_its_time = await store.claim({sub: 1}, 1, lease=LEASE)
+        await fall_due(conn, failed.seq)  # retry_at has come
+        [retried] = await store.claim({sub: 1}, 1, lease=LEASE)
         await conn.rollback()
     assert before_its_time == []  # it keeps its time
     # A fresh window, opened by its next attempt; its backoff goes on.
@@ -173,11 +181,11 @@ async def test_a_deliverys_retry_window_opens_at_its_first_attempt_however_long_
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, days_ago))  # older than any retry window
-        [never_tried] = await store.claim({sub: 1}, 1, lease=LEASE, now=first)
+        [never_tried] = await store.claim({sub: 1}, 1, lease=LEASE)
         await store.record([attempted(never_tried, "retry", 500, first, next_at=second)])
-        [tried_once] = await store.claim({sub: 1}, 1, lease=LEASE, now=second)
+        [tried_once] = await store.claim({sub: 1}, 1, lease=LEASE)
         await store.record([attempted(tried_once, "retry", 500, second, next_at=now)])
-        [tried_twice] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
+        [tried_twice] = await store.claim({sub: 1}, 1, lease=LEASE)
         await conn.rollback()
     assert never_tried.first_attempt_at is None
     assert tried_once.first_attempt_at == tried_twice.first_attempt_at == first
@@ -343,7 +351,7 @@ async def test_a_dead_deliverys_last_response_is_shown_with_it(db):
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, now))
-        [claimed] = await store.claim({sub: 1}, 1, lease=LEASE, now=now)
+        [claimed] = await store.claim({sub: 1}, 1, lease=LEASE)
         await store.record([replace(attempted(claimed, "dead", 422, now), response='{"error": "unknown team"}')])
         [shown] = await store.of_lead(claimed.lead_id)
         await conn.rollback()
@@ -357,7 +365,7 @@ async def test_a_late_attempt_never_overrides_the_verdict_already_recorded(db):
     async with db.connect() as conn:
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, now))
-        [claimed] = await store.claim({sub: 1}, 5, lease=LEASE, now=now)
+        [claimed] = await store.claim({sub: 1}, 5, lease=LEASE)
         for outcome in ("delivered", "dead"):
             await store.record([attempted(claimed, outcome, 204 if outcome == "delivered" else 500, now)])
         status = (await conn.execute(sa.text("SELECT status FROM delivery.deliveries WHERE seq = :seq"),
@@ -372,14 +380,16 @@ async def test_an_attempt_that_outlived_its_lease_records_nothing_over_the_claim
     its attempt's number."""
     run = uuid.uuid4().hex[:8]
     sub, now = f"lease-{run}", datetime.now(UTC)
-    later = now + timedelta(seconds=21)  # the first lease has run out
+    later = now + timedelta(seconds=21)  # the second round's attempt, once the first lease has run out
     async with db.connect() as conn:
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 1, now))
-        [first] = await store.claim({sub: 1}, 5, lease=LEASE, now=now)
-        [second] = await store.claim({sub: 1}, 5, lease=LEASE, now=later)
-        stale = await store.record([attempted(first, "retry", 503, now, next_at=later + timedelta(seconds=5))])
-        third = await store.claim({sub: 1}, 5, lease=LEASE, now=later + timedelta(seconds=6))
+        [first] = await store.claim({sub: 1}, 5, lease=LEASE)
+        await fall_due(conn, first.seq)  # its lease has run out
+        [second] = await store.claim({sub: 1}, 5, lease=LEASE)
+        # Its retry at once: recorded, it would have the third round send the delivery again.
+        stale = await store.record([attempted(first, "retry", 503, now, next_at=now)])
+        third = await store.claim({sub: 1}, 5, lease=LEASE)
         kept = await store.record([attempted(second, "delivered", 204, later)])
         row = (await conn.execute(sa.text("SELECT status, attempts, last_status FROM delivery.deliveries "
                                           "WHERE seq = :seq"), {"seq": first.seq})).one()
@@ -399,7 +409,7 @@ async def test_a_rounds_attempts_are_recorded_in_one_call_each_as_its_verdict_sa
     async with db.connect() as conn:
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 4, now - timedelta(seconds=10)))
-        claimed = sorted(await store.claim({sub: 4}, 5, lease=LEASE, now=now), key=lambda c: c.seq)
+        claimed = sorted(await store.claim({sub: 4}, 5, lease=LEASE), key=lambda c: c.seq)
         recorded = await store.record([
             attempted(claimed[0], "delivered", 204, now),
             attempted(claimed[1], "retry", None, now, next_at=retry_at, error="ConnectTimeout: "),
@@ -415,7 +425,7 @@ async def test_a_rounds_attempts_are_recorded_in_one_call_each_as_its_verdict_sa
             {"sub": sub})).all()
         await conn.rollback()
     lease = claimed[0].leased_until
-    assert lease == now + timedelta(seconds=20)
+    assert {c.leased_until for c in claimed} == {lease}  # one claim, one lease
     assert recorded == {c.seq for c in claimed}
     assert [tuple(r) for r in rows] == [
         ("delivered", 1, 204, None, lease, now),
@@ -509,7 +519,7 @@ async def test_a_purge_clears_the_body_and_last_answer_of_deliveries_finished_be
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(queued)
-        delivered, dead, recent = sorted(await store.claim({sub: 3}, 3, lease=LEASE, now=long_ago),
+        delivered, dead, recent = sorted(await store.claim({sub: 3}, 3, lease=LEASE),
                                          key=lambda c: c.seq)  # the fourth is left pending, however old
         await store.record([replace(attempted(delivered, "delivered", 204, long_ago), response="thanks"),
                             replace(attempted(dead, "dead", 422, long_ago), response='{"error": "unknown team"}'),
@@ -543,7 +553,7 @@ async def test_a_purge_round_takes_at_most_its_limit_the_longest_finished_first(
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 3, long_ago - timedelta(hours=1)))
-        claimed = sorted(await store.claim({sub: 3}, 3, lease=LEASE, now=long_ago), key=lambda c: c.seq)
+        claimed = sorted(await store.claim({sub: 3}, 3, lease=LEASE), key=lambda c: c.seq)
         await store.record([attempted(c, "delivered", 204, long_ago + timedelta(minutes=len(claimed) - i))
                             for i, c in enumerate(claimed)])  # the last one queued finished first
 
@@ -569,7 +579,7 @@ async def test_a_redrive_leaves_out_the_dead_deliveries_whose_body_was_purged_an
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue(due(sub, 3, long_ago - timedelta(hours=1)))
-        old, recent, of_another_lead = sorted(await store.claim({sub: 3}, 3, lease=LEASE, now=long_ago),
+        old, recent, of_another_lead = sorted(await store.claim({sub: 3}, 3, lease=LEASE),
                                               key=lambda c: c.seq)
         await store.record([attempted(old, "dead", 500, long_ago), attempted(of_another_lead, "dead", 500, long_ago),
                             attempted(recent, "dead", 500, long_ago + timedelta(days=40))])

@@ -1,7 +1,7 @@
-"""delivery's queue statements read, not run: which clock what they write is taken from (test_store.py runs them
-on the real Postgres)."""
+"""delivery's queue statements read, not run: which clock they judge and write by (test_store.py runs them on the
+real Postgres)."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.dialects import postgresql
 
@@ -9,7 +9,7 @@ from delivery.store import DeliveryStore
 
 
 class Answer:
-    """What a statement answers when there is one row of each: enable's switch-off found, one delivery redriven."""
+    """What a statement answers: enable's switch-off found, one delivery redriven, none due for a claim."""
 
     def all(self) -> list[tuple]:
         return [("crm",)]
@@ -61,3 +61,12 @@ async def test_switching_a_receiver_back_on_makes_what_waited_due_by_postgres_cl
     assert "THEN statement_timestamp() ELSE delivery.deliveries.next_at" in sql
     assert "created_at=statement_timestamp()" in sql
     assert host_times(params) == []
+
+
+async def test_a_claim_is_due_and_leased_by_postgres_clock_alone():
+    """Its statement took a time standing in for Postgres's clock (a hook for tests): a caller that gave it its
+    host's would judge due and lease by a clock the other dispatchers do not read."""
+    conn = Recording()
+    assert await DeliveryStore(conn).claim({"crm": 2}, 5, lease=timedelta(seconds=20)) == []
+    [claim] = [s.compile(dialect=postgresql.dialect()) for s in conn.statements]
+    assert "now" not in claim.params and "statement_timestamp()" in str(claim)

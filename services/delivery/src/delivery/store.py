@@ -130,12 +130,12 @@ FROM unnest(CAST(:leads AS uuid[])) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
 #: fill the round and starve the others), a lead's only when nothing earlier of it is pending; then the due
 #: ones of all, oldest first, up to the round's room. The lock's own level checks again that a row is still
 #: pending and due: another dispatcher may have claimed it since this statement's snapshot. Due and leased by
-#: Postgres's clock (``:now`` only in tests): two hosts' clocks apart by more than a lease would each judge the
-#: other's lease run out, and both send the delivery. The statement's start, not the transaction's (``now()``):
-#: what the round read before (the backlog's gauge) must not shorten the lease.
+#: Postgres's clock: two hosts' clocks apart by more than a lease would each judge the other's lease run out, and
+#: both send the delivery. The statement's start, not the transaction's (``now()``): what the round read before
+#: (the backlog's gauge) must not shorten the lease.
 _CLAIM = sa.text(
     f"""
-    WITH clock AS (SELECT coalesce(CAST(:now AS timestamptz), statement_timestamp()) AS now)
+    WITH clock AS (SELECT statement_timestamp() AS now)
     UPDATE {SCHEMA}.deliveries SET next_at = (SELECT now FROM clock) + CAST(:lease AS interval)
     WHERE seq IN (
         SELECT d.seq FROM {SCHEMA}.deliveries d
@@ -293,16 +293,14 @@ class DeliveryStore:
             sorted(subscription_ids))).order_by(subscriptions.c.id).with_for_update(read=True, key_share=True))
         return {r.id for r in rows}
 
-    async def claim(self, free: Mapping[str, int], limit: int, *, lease: timedelta,
-                    now: datetime | None = None) -> list[Claimed]:
+    async def claim(self, free: Mapping[str, int], limit: int, *, lease: timedelta) -> list[Claimed]:
         """Up to ``limit`` deliveries due by Postgres's clock, of each subscription at most its ``free`` slots,
-        leased for ``lease`` from when this statement starts (until each one's ``leased_until``). ``now`` stands in
-        for Postgres's clock in tests that move through time; a dispatcher never gives one."""
+        leased for ``lease`` from when this statement starts (until each one's ``leased_until``)."""
         subs = sorted(sub for sub, n in free.items() if n > 0)
         if not subs:
             return []
-        rows = await self._conn.execute(_CLAIM, {"now": now, "lease": lease, "subs": subs,
-                                                 "free": [free[sub] for sub in subs], "limit": limit})
+        rows = await self._conn.execute(_CLAIM, {"lease": lease, "subs": subs, "free": [free[sub] for sub in subs],
+                                                 "limit": limit})
         return [Claimed(*r) for r in rows]
 
     async def record(self, attempted: Sequence[Attempted]) -> set[int]:
