@@ -45,3 +45,10 @@ async def test_an_htmx_preflight_from_another_origin_is_refused_with_no_cors_hea
                                      access_control_request_method="POST", access_control_request_headers=HTMX_HEADERS)
     assert status == 403
     assert not any(name.startswith("access-control-") for name in headers)
+
+
+async def test_a_page_of_an_allowed_origin_may_read_the_thank_you_page_capture_sends_its_htmx_post_to():
+    """htmx reads the headers the browser lets it: HX-Redirect unexposed, it swapped the confirmation in instead."""
+    status, headers = await answered(method="POST", origin=PAGE, hx_request="true")
+    exposed = {h.strip().lower() for h in headers["access-control-expose-headers"].split(",")}
+    assert {"hx-redirect", "retry-after", "idempotent-replayed"} <= exposed

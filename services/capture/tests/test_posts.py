@@ -745,7 +745,7 @@ HTMX = {"hx-request": "true", "sec-fetch-mode": "same-origin", "sec-fetch-dest":
 
 
 @pytest.mark.parametrize(("send", "status", "type_"), [
-    ({"data": {"email": "jo@example.com"}}, 303, None),
+    ({"data": {"email": "jo@example.com"}}, 200, "text/html"),
     ({"data": {"email": "not an address"}}, 422, "text/html"),
     ({"json": {"email": "jo@example.com"}}, 202, "application/json"),
 ], ids=["htmx-posting-a-form", "htmx-refused", "htmx-posting-json"])
@@ -755,6 +755,39 @@ async def test_htmx_posting_a_form_gets_the_pages_it_swaps_in_not_json(pipeline,
     async with guarded(pipeline, tmp_path, accept="*/*") as capture:
         reply = await capture.post("/v1/forms/whitepaper", headers=HTMX, **send)
     answered_as(reply, status, type_)
+
+
+#: The whitepaper form, posted to by htmx on a page of another site that the form allows.
+HTMX_PAGE = "https://www.example.org"
+FROM_HTMX_PAGE = {"forms": {"whitepaper": {"thank_you_url": "https://example.com/thanks",
+                                           "allowed_origins": [HTMX_PAGE]}}}
+
+
+@pytest.mark.parametrize("accept", ["*/*", "text/html"], ids=["htmx-2", "htmx-4"])
+async def test_htmx_posting_to_a_form_with_a_thank_you_page_is_sent_there_by_hx_redirect_not_a_redirect_it_follows(
+        pipeline, tmp_path, accept):
+    """htmx followed the 303 inside its own request: to a thank-you page on another site that failed (CORS), and
+    the visitor saw an error though the lead was stored. htmx reads HX-Redirect only on a 2xx, and only if a page
+    of another origin may read it."""
+    async with guarded(pipeline, tmp_path, FROM_HTMX_PAGE, accept=accept) as capture:
+        reply = await capture.post("/v1/forms/whitepaper", data={"email": "jo@example.com"},
+                                   headers={**HTMX, "sec-fetch-site": "cross-site", "sec-fetch-mode": "cors",
+                                            "origin": HTMX_PAGE})
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["hx-redirect"] == "https://example.com/thanks"
+    assert "location" not in reply.headers
+    exposed = {h.strip().lower() for h in reply.headers["access-control-expose-headers"].split(",")}
+    assert "hx-redirect" in exposed
+    assert written(pipeline) == ["whitepaper"]
+
+
+async def test_a_browsers_own_form_post_is_still_redirected_to_the_thank_you_page_not_told_it_in_hx_redirect(
+        pipeline, tmp_path):
+    async with guarded(pipeline, tmp_path, FROM_HTMX_PAGE, accept=NAVIGATION_ACCEPT) as capture:
+        reply = await capture.post("/v1/forms/whitepaper", data={"email": "jo@example.com"},
+                                   headers={**NAVIGATION, "origin": HTMX_PAGE})
+    answered_as(reply, 303, None)
+    assert "hx-redirect" not in reply.headers
 
 
 class Verifier:

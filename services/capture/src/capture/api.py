@@ -190,7 +190,7 @@ def _wants_json(request: Request) -> bool:
         return True  # no HTML form sends JSON
     # htmx 1 and 2 post a form body by XMLHttpRequest with its "*/*" and swap the answer into the page: JSON there
     # is the lead's id where the page's thanks should be. They say so in HX-Request alone.
-    if request.headers.get("hx-request") == "true":
+    if _from_htmx(request):
         return False
     # fetch() and XMLHttpRequest send "*/*" unless told otherwise, a FormData body too, and a redirect to a
     # thank-you page on another site fails the fetch after the lead was stored (the page may send it again). A
@@ -198,6 +198,10 @@ def _wants_json(request: Request) -> bool:
     # empty), a form's is a navigation.
     return (request.headers.get("sec-fetch-dest") == "empty"
             or request.headers.get("sec-fetch-mode") in ("cors", "same-origin"))
+
+
+def _from_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
 
 
 #: How deep a JSON body may nest. A lead's fields are flat; json.loads takes a body nested almost to the
@@ -507,7 +511,8 @@ async def post_lead(request: Request) -> JSONResponse:
     "/v1/forms/{form_id}",
     summary="Submit a lead from an HTML form",
     description="Accepts what browsers send, with the fields of `Submission`. Answers 303 to the form's "
-                "thank-you URL, a confirmation page when none is configured, or 202 JSON when the client sends "
+                "thank-you URL (to htmx, `HX-Request: true`: 200 with that URL in `HX-Redirect`), a confirmation "
+                "page when none is configured, or 202 JSON when the client sends "
                 "`Accept: application/json`, or, without asking for `text/html`, posts from a page's script "
                 "(`fetch()`: `Sec-Fetch-Dest: empty`; not htmx's form posts, `HX-Request: true`) or a JSON body. A "
                 "browser's refused form post gets the problem as a readable page.",
@@ -516,7 +521,11 @@ async def post_lead(request: Request) -> JSONResponse:
     responses={
         202: {"model": Accepted, "description": "accepted (`Accept: application/json`, or `fetch()`); the lead is "
                                                 "durable"},
-        200: {"description": "accepted; a confirmation page (the form has no thank-you URL)",
+        200: {"description": "accepted; a confirmation page (the form has no thank-you URL, or the post is htmx's "
+                             "and `HX-Redirect` names the thank-you URL)",
+              "headers": {"HX-Redirect": {"description": "the form's thank-you URL, to an htmx post (`HX-Request: "
+                                                         "true`): htmx loads it as a page",
+                                          "schema": {"type": "string"}}},
               "content": {"text/html": {"schema": {"type": "string"}}}},
         303: {"description": "accepted; on to the form's thank-you URL (`Location`)"},
         **_ERRORS,
@@ -532,6 +541,12 @@ async def post_form(form_id: FormId, request: Request) -> Response:
         return JSONResponse(admitted.answer, status_code=202, headers=_replayed(admitted))
     form = rt.context.forms.get(form_id)
     if form and form.thank_you_url:
+        if _from_htmx(request):
+            # htmx follows a redirect inside its own request, and one to a thank-you page on another site fails
+            # there (CORS) after the lead was stored: the visitor saw an error. Told in HX-Redirect on a 2xx,
+            # htmx loads the page as a navigation; the thanks page is what it swaps in if it cannot read that.
+            return HTMLResponse(_thanks_page(form.name), status_code=200,
+                                headers={"HX-Redirect": form.thank_you_url, **_replayed(admitted)})
         return RedirectResponse(form.thank_you_url, status_code=303, headers=_replayed(admitted))
     return HTMLResponse(_thanks_page(form.name if form else None), status_code=200, headers=_replayed(admitted))
 

@@ -18,15 +18,16 @@ from capture.domain import Form, may_post_from
 
 _PUBLIC = re.compile(r"^/v1/(?:leads|forms/(?P<form>[^/]+)(?:/token)?)$")
 #: htmx's headers say which page and element sent the request (``HX-Request`` among them: how capture tells htmx's
-#: form posts, which get the redirect or the page, from a ``fetch()``). Not one of them is a credential; without
-#: them the preflight of every htmx post from another origin failed. htmx 4 adds ``HX-Source`` and
-#: ``HX-Request-Type``.
+#: form posts, which get the thank-you page in ``HX-Redirect`` or the confirmation page, from a ``fetch()``). Not
+#: one of them is a credential; without them the preflight of every htmx post from another origin failed. htmx 4
+#: adds ``HX-Source`` and ``HX-Request-Type``.
 ALLOWED_HEADERS = ("content-type, accept, idempotency-key, traceparent, hx-request, hx-current-url, hx-target, "
                    "hx-trigger, hx-trigger-name, hx-boosted, hx-prompt, hx-source, hx-request-type")
 MAX_AGE_S = "600"
-#: What a page may read of an answer beyond the safelisted headers: when to retry a 429 or 503, and that a repeated
-#: Idempotency-Key was answered from before.
-EXPOSED_HEADERS = b"Retry-After, Idempotent-Replayed"
+#: What a page may read of an answer beyond the safelisted headers: when to retry a 429 or 503, that a repeated
+#: Idempotency-Key was answered from before, and the thank-you page an htmx post is sent to (htmx reads no header
+#: a cross-origin answer does not expose, and would swap the confirmation page in instead).
+EXPOSED_HEADERS = b"Retry-After, Idempotent-Replayed, HX-Redirect"
 
 
 class CrossOrigin:
