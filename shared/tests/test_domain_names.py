@@ -1,6 +1,6 @@
 import pytest
 
-from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
+from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain, unicode_domain
 
 
 @pytest.mark.parametrize("spelling", ["闲鱼.shop", "闲鱼.SHOP", "XN--DI5AU2K.shop", "xn--di5au2k.shop"])
@@ -11,6 +11,13 @@ def test_both_spellings_of_an_internationalised_domain_compare_as_one(spelling):
 def test_a_sharp_s_is_its_own_letter_as_at_capture_not_ss():
     """IDNA 2003 (Python's "idna" codec) read straße.de as strasse.de: another domain, someone else's account."""
     assert ascii_domain("straße.de") == "xn--strae-oqa.de" != ascii_domain("strasse.de")
+
+
+@pytest.mark.parametrize(("written", "folded"), [("Straße.DE", "straße.de"), ("STRAẞE.de", "straße.de"),
+                                                  ("ΑΣ.gr", "ασ.gr"), ("ας.GR", "ας.gr"), ("ACME.com", "acme.com")])
+def test_a_domain_folds_to_the_unicode_spelling_an_address_keeps_with_its_sharp_s_and_final_sigma(written, folded):
+    """str.casefold folds straße.de into strasse.de, and ας.gr into ασ.gr: other domains."""
+    assert unicode_domain(written) == folded
 
 
 @pytest.mark.parametrize("name", ["😭.abrdns.com", "a_b.闲鱼.com"])

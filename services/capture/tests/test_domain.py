@@ -500,6 +500,40 @@ def test_a_provider_written_in_either_spelling_of_its_domain_rules_its_addresses
     assert person_key("j.doe@müller.de", rules) == person_key("j.doe@mueller.example", rules) == "jdoe@müller.de"
 
 
+def person_of(address: str) -> str:
+    """The person key of ``address`` as capture keeps it (email-validator's spelling)."""
+    return person_key(capture({"email": address}).contact.email, IDENTITY)
+
+
+@pytest.mark.parametrize(("one", "another"), [("jo@straße.de", "jo@strasse.de"), ("jo@ας.gr", "jo@ασ.gr")])
+def test_addresses_at_two_domains_that_casefold_spells_alike_are_two_people(one, another):
+    """str.casefold makes ß "ss" and ς "σ": straße.de (xn--strae-oqa.de) and strasse.de, two domains with two
+    owners, were one person's, and one's post a touch of the other's lead."""
+    assert person_of(one) != person_of(another)
+
+
+@pytest.mark.parametrize("typed", ["Jo@Straße.DE", "jo@STRAẞE.de", "JO@straße.de"])
+def test_a_domain_with_a_sharp_s_names_one_person_whatever_case_it_was_typed_in(typed):
+    assert person_of(typed) == "jo@straße.de"
+
+
+@pytest.mark.parametrize(("address", "person"), [
+    ("Jo@Müller.DE", "jo@müller.de"), ("Jo@闲鱼.SHOP", "jo@闲鱼.shop"),
+    # Cherokee: IDNA folds to the capital letters, as casefold does; lower() would have changed these people's keys.
+    ("Jo@ꭰꭱ.com", "jo@ᎠᎡ.com"),
+])
+def test_a_person_at_a_domain_that_idna_and_casefold_fold_alike_keeps_their_key(address, person):
+    assert person_of(address) == person
+
+
+def test_the_identity_rules_of_a_domain_with_a_sharp_s_are_its_own_not_those_of_its_casefold_twin():
+    """Looked up as strasse.example, straße.example's own entry never applied, and strasse.de's applied to straße.de."""
+    rules = parse_identity({"providers": {"straße.example": {"same_as": "gmail.com"},
+                                          "gmail.com": {"ignore_dots": True}, "strasse.de": {"ignore_dots": True}}})
+    assert person_key("j.o@straße.example", rules) == "jo@gmail.com"
+    assert person_key("j.o@straße.de", rules) == "j.o@straße.de"
+
+
 def test_a_request_fingerprint_ignores_field_order_but_not_values_or_the_form():
     assert fingerprint({"email": "a@b.co", "x": "1"}, "demo") == fingerprint({"x": "1", "email": "a@b.co"}, "demo")
     assert fingerprint({"email": "a@b.co"}, "demo") != fingerprint({"email": "a@b.co"}, "pricing")

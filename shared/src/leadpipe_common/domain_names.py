@@ -36,6 +36,19 @@ def ascii_domain(domain: str) -> str:
         return domain.lower()
 
 
+def unicode_domain(domain: str) -> str:
+    """``domain`` in its Unicode form, folded as IDNA 2008 with the UTS 46 mapping folds it, the spelling
+    email-validator keeps an address's domain in: ``Straße.DE`` and ``STRAẞE.de`` are ``straße.de``. Not
+    ``str.casefold``, which makes ß "ss" and ς "σ": ``straße.de`` (``xn--strae-oqa.de``) and ``strasse.de`` are two
+    domains. A name the mapping refuses stays as it is, lower case."""
+    if domain.isascii():
+        return domain.lower()
+    try:
+        return idna.uts46_remap(domain, std3_rules=False, transitional=False)
+    except UnicodeError:  # idna.InvalidCodepoint is one
+        return domain.lower()
+
+
 #: A domain name in its ASCII form (``ascii_domain``): two labels or more of letters, digits and inner hyphens.
 _DOMAIN = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))+")
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
+from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain, unicode_domain
 from leadpipe_common.events import Attribution, Contact, LeadCaptured
 from leadpipe_common.problems import FieldProblem, field_problems
 
@@ -748,7 +748,9 @@ def _as_addresses_spell_it(domain: str, where: str) -> str:
 
 def person_key(email: str, rules: IdentityRules) -> str:
     """The person an address names: ``Jane.Doe+news@GoogleMail.com`` and ``janedoe@gmail.com`` are one."""
-    local, _, domain = email.strip().casefold().rpartition("@")
+    local, _, domain = email.strip().rpartition("@")
+    # The domain folded as IDNA 2008 folds it: casefold made straße.de's people strasse.de's, another domain's.
+    local, domain = local.casefold(), unicode_domain(domain)
     provider = rules.providers.get(ascii_domain(domain), Provider())
     if provider.same_as:
         domain = provider.same_as
