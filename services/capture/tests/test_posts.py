@@ -124,9 +124,10 @@ def pipeline(monkeypatch) -> Pipeline:
 @contextlib.asynccontextmanager
 async def serving(pipeline: Pipeline, settings: CaptureSettings, per_address: str = "1000/second",
                   accept: str | None = None, verifier: Any = None,
-                  keys: Any = None) -> AsyncIterator[httpx.AsyncClient]:
+                  keys: Any = None, root_path: str = "") -> AsyncIterator[httpx.AsyncClient]:
     """capture's app on ``settings`` (its forms file, its token secret), as its lifespan leaves it, on ``pipeline``
-    (``keys``: the API keys it finds, the bootstrap key alone when not given)."""
+    (``keys``: the API keys it finds, the bootstrap key alone when not given; ``root_path``: the prefix a proxy
+    serves it under, as the server tells it)."""
     app = create_app(settings)
     app.state.keys = keys or Keys(None, ADMIN)  # type: ignore[arg-type]  # the bootstrap key is never looked up
     loaded = load_forms(settings.forms_file)
@@ -137,7 +138,7 @@ async def serving(pipeline: Pipeline, settings: CaptureSettings, per_address: st
                       identity=load_identity(settings.identity_file), unlisted=loaded.unlisted)
     app.state.runtime = Runtime(settings=settings, context=context, engine=None, producer=None,  # type: ignore[arg-type]
                                 unit_of_work=pipeline.unit_of_work, wake_relay=lambda: None)  # type: ignore[arg-type]
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, root_path=root_path)
     async with httpx.AsyncClient(transport=transport, base_url="http://capture",
                                  headers={"accept": accept} if accept else None) as client:
         yield client
@@ -920,6 +921,20 @@ async def test_one_forms_submissions_are_listed_and_its_next_page_keeps_to_that_
     assert "form_id=webinar" in next_page(r)
     assert await every_page(client, "/v1/quarantine?limit=2&form_id=webinar") == [
         [str(mine[2]), str(mine[1])], [str(mine[0])]]
+
+
+@pytest.mark.parametrize("asked", ["/v1/quarantine", "/leads/v1/quarantine"],
+                         ids=["prefix-out-of-the-path", "prefix-in-the-path"])
+async def test_behind_a_proxys_path_prefix_the_next_page_is_named_under_that_prefix(pipeline, asked):
+    """Named by the path this process saw, the next page was /v1/quarantine, which the proxy does not route to
+    capture, wherever a server keeps its root path out of the request's path (the ASGI spec lets it do either)."""
+    at = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    for i in range(2):
+        kept_at(pipeline, at + timedelta(seconds=i))
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    async with serving(pipeline, settings, root_path="/leads") as client:
+        r = await client.get(asked, params={"limit": 1}, headers=AS_ADMIN)
+    assert next_page(r).startswith("/leads/v1/quarantine?limit=1&before=")
 
 
 async def test_the_last_page_names_no_next_one(client, pipeline):

@@ -753,8 +753,10 @@ async def list_quarantine(
         last = page[-1]
         query = {"limit": limit, "before": quarantine_cursor(last["received_at"], last["lead_id"]),
                  **({"form_id": form_id} if form_id is not None else {})}
-        # A path, not a URL: behind a proxy the host this process sees is not the one the client asked.
-        response.headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+        # A path, not a URL: behind a proxy the host this process sees is not the one the client asked. Under the
+        # prefix the proxy serves capture at (root_path), which a server may keep out of request.url.path.
+        path = request.scope.get("root_path", "") + request.app.url_path_for("list_quarantine")
+        response.headers["Link"] = f'<{path}?{urlencode(query)}>; rel="next"'
     return page
 
 
