@@ -119,9 +119,10 @@ async def test_preflights_are_answered_for_allowed_origins_only_and_never_allow_
     assert "access-control-allow-credentials" not in allowed.headers
     assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
     assert post.status_code == 202 and "access-control-allow-origin" not in post.headers
-    # A page reads when to retry a 429 or 503, and whether a retried key was answered from before.
+    # A page reads when to retry a 429 or 503, whether a retried key was answered from before, and where htmx
+    # is sent to thank the visitor.
     assert ours.status_code == 202 and ours.headers["access-control-allow-origin"] == PAGE_ORIGIN
-    assert ours.headers["access-control-expose-headers"] == "Retry-After, Idempotent-Replayed"
+    assert ours.headers["access-control-expose-headers"] == "Retry-After, Idempotent-Replayed, HX-Redirect"
 
 
 async def test_the_token_script_lets_a_person_who_took_their_time_through(pages, tmp_path, db):
