@@ -738,7 +738,7 @@ def cli() -> None:
     if args.screenshot and not (shutil.which("chromium") or shutil.which("chromium-browser")):
         parser.error("--screenshot needs Chromium: apt-get install chromium")
 
-    stack = make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-bench-")))
+    stack = make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-bench-")), quick_failover=False)
     stack.durable = True
     stack.partitions = None  # what `make run` creates, not the tests' several
     # The test stacks' quick watches and delivery retries are for tests' patience: measure the defaults.

@@ -35,7 +35,7 @@ from leadpipe_common.events import LeadDispositioned
 from leadpipe_common.local.stack import SERVICES, Stack
 from leadpipe_common.testing.kafka import produce, read_all, read_topic
 from leadpipe_common.testing.browser import chromium
-from leadpipe_common.testing.plugin import KEY_HEADERS, TEST_KEY, make_test_stack, quick_failover, running
+from leadpipe_common.testing.plugin import KEY_HEADERS, TEST_KEY, make_test_stack, running
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e, pytest.mark.integration]
 
@@ -51,7 +51,6 @@ def loop_stack() -> Iterator[Stack]:
     stack = make_test_stack(data_dir, replicas={**dict.fromkeys(SERVICES, 1), "routing": 2})
     stack.extra_env.update({"ROUTING_SLA_FILE": str(data_dir / "sla.yaml"),
                             "ROUTING_SLA_CHECK_S": "0.5", "ROUTING_OUTBOX_IDLE_S": "0.2"})
-    quick_failover(stack, ["routing"])  # the crash below
     with running(stack) as s:
         yield s
 

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from leadpipe_common.testing.plugin import WEBHOOK_SOURCE, make_test_stack, quick_failover, receiver_log, running
+from leadpipe_common.testing.plugin import WEBHOOK_SOURCE, make_test_stack, receiver_log, running
 from tests.faults import Ledger, LifecycleAudit, assert_conserved, capture_url
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
@@ -29,7 +29,6 @@ def faulty():
     # A tight re-drive schedule (every 5 s, 30 tries) so recovery fits a test's patience.
     stack.extra_env.update({"CAPTURE_REDRIVE_AFTER_S": "5", "CAPTURE_REDRIVE_CHECK_S": "1",
                             "CAPTURE_REDRIVE_BACKOFF": "1", "CAPTURE_REDRIVE_MAX": "30"})
-    quick_failover(stack, ("capture", "enrichment", "scoring", "routing", "delivery"))
     with running(stack):
         yield stack
 

@@ -19,6 +19,7 @@ from leadpipe_common.producer import MAX_REQUEST_SIZE, Producer
 from leadpipe_common.settings import ConsumerSettings
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.kafka import create_topics, for_lead, produce, read_topic
+from leadpipe_common.testing.plugin import QUICK_FAILOVER
 from leadpipe_common.uow import MemoryUnitOfWork, SqlUnitOfWork
 
 pytestmark = pytest.mark.asyncio
@@ -36,7 +37,8 @@ async def consuming(stack, bootstrap: str, name: str, handle_lead_captured,  # n
     stack's database (dropped afterwards); yields the engine and the inbox table."""
     source, output = topics_of(name)
     await create_topics(bootstrap, [source, output])
-    config = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url, **settings)
+    config = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url,
+                              **{**QUICK_FAILOVER, **settings})
     engine = make_engine(config)
     metadata = sa.MetaData(schema=name)
     table = inbox_table(metadata)
@@ -222,7 +224,7 @@ async def test_records_another_client_compressed_are_read(stack, bootstrap, comp
     name = f"runner_{uuid.uuid4().hex[:8]}"
     source = f"test.{name}.in"
     await create_topics(bootstrap, [source])
-    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url)
+    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url, **QUICK_FAILOVER)
     seen: list[uuid.UUID] = []
 
     async def handle_lead_captured(uow, batch):
@@ -279,7 +281,7 @@ async def test_a_partition_committed_past_its_log_end_is_read_from_its_start(sta
     finally:
         await squatter.stop()
 
-    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url)
+    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url, **QUICK_FAILOVER)
     async with forwarding(settings, name, source, output):
         keys = {str(lead.lead_id).encode() for lead in leads}
         out = await read_topic(bootstrap, output, where=lambda r: r.key in keys, until=lambda found: len(found) >= 3)
@@ -295,7 +297,7 @@ async def test_a_stop_cuts_a_waiting_poll_short_and_commits_what_was_applied(sta
     lead = factories.captured()
     await produce(bootstrap, [factories.message(source, lead)])
 
-    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url,
+    settings = ConsumerSettings(kafka_bootstrap_servers=bootstrap, database_url=stack.database_url, **QUICK_FAILOVER,
                                 batch_timeout_ms=60_000, commit_interval_ms=600_000)
     async with forwarding(settings, name, source, output):
         await read_topic(bootstrap, output, where=for_lead(lead.lead_id), until=bool)

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,7 +148,16 @@ def _test_routing(data_dir: Path) -> dict[str, str]:
             "ROUTING_RELOAD_CHECK_S": "0.5", "ROUTING_SLA_CHECK_S": "0.5"}
 
 
-def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> Stack:
+#: A consumer group's session as short as the settings allow (3 s). On the embedded broker a new group's first join
+#: takes half the session (5 s at the default 10 s), and a killed member's successor waits for its session to
+#: lapse: each consumer a test starts, and each crash it recovers from, costs that much less. Tests run only on the
+#: embedded broker (a cluster's group.min.session.timeout.ms is 6 s).
+QUICK_FAILOVER = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 1000}
+
+
+def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None, quick_failover: bool = True) -> Stack:
+    """A stack on free ports in ``data_dir``, its services set for tests; ``quick_failover``: ``QUICK_FAILOVER``
+    (the benchmark keeps the defaults `make run` has)."""
     forms = _test_forms(data_dir)
     replicas = replicas or dict.fromkeys(SERVICES, 1)
     replica_offsets = tuple(REPLICA_PORT_STEP * i for i in range(max(replicas.values())))
@@ -176,17 +185,10 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None) -> S
                    # to the default, one test's wrong keys would hold up the next one's admin key (unit tests hold
                    # the throttle itself).
                    **{f"{s.upper()}_BAD_KEY_RATE_LIMIT": "1000000/minute"
-                      for s in ("capture", "enrichment", "scoring", "routing", "reporting", "delivery")}},
+                      for s in ("capture", "enrichment", "scoring", "routing", "reporting", "delivery")},
+                   **{f"{s.upper()}_{name.upper()}": str(value) for s in SERVICES if quick_failover
+                      for name, value in QUICK_FAILOVER.items()}},
     )
-
-
-def quick_failover(stack: Stack, services: Iterable[str]) -> None:
-    """A killed process's partitions go to its successor within ~3 s, not the default 10: a new member's join
-    waits for the dead one's session to lapse. The settings' floor (3 s), which the embedded broker allows
-    (a Kafka cluster's group.min.session.timeout.ms is 6 s, but test stacks always run the embedded one)."""
-    for service in services:
-        stack.extra_env.update({f"{service.upper()}_SESSION_TIMEOUT_MS": "3000",
-                                f"{service.upper()}_HEARTBEAT_INTERVAL_MS": "1000"})
 
 
 @contextmanager
