@@ -52,7 +52,9 @@ async def test_a_disposition_is_queued_once_for_each_subscription_that_wants_it_
         outcomes = await handle_deliverable(uow, [accepted, enriched], Delivery(SubscriptionBook(SUBS, None, allow_private=False), clock=lambda: NOW, http=None))
     assert outcomes == {accepted.id: [], enriched.id: []}  # nothing is produced
     [row] = uow.store.rows  # the enrichment step is no disposition; slack's filter wants team na
-    assert (row["subscription_id"], row["event_id"], row["next_at"]) == ("crm", accepted.id, NOW)
+    assert (row["subscription_id"], row["event_id"]) == ("crm", accepted.id)
+    # Due by Postgres's clock, which the store queues it by: this host's may be ahead of it.
+    assert not {"created_at", "next_at"} & row.keys()
     body = json.loads(row["body"])
     assert (body["id"], body["type"], body["data"]["to_stage"]) == (str(accepted.id), "lead.stage_changed", "accepted")
 

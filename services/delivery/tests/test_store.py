@@ -89,6 +89,22 @@ async def test_a_claim_is_due_and_leased_by_postgres_clock_from_when_it_runs(db)
     assert again == []  # one leased, the other not yet due
 
 
+async def test_a_delivery_queued_without_a_time_is_queued_and_due_at_once_by_postgres_clock(db):
+    """The handler gave each new delivery its host's time: a delivery process ahead of Postgres held it back from
+    every claim (by Postgres's clock) for the difference. It gives none now, and the store takes Postgres's."""
+    sub = f"queued-{uuid.uuid4().hex[:8]}"
+    [row] = due(sub, 1, datetime.now(UTC))
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        opened = await postgres_clock(conn)
+        await store.enqueue([{k: v for k, v in row.items() if k not in ("created_at", "next_at")}])
+        closed = await postgres_clock(conn)
+        claimed = await store.claim({sub: 1}, 1, lease=LEASE)  # due when queued, by the claim's clock
+        await conn.rollback()
+    [at_once] = claimed
+    assert opened <= at_once.created_at <= closed  # the backlog's gauge reads its age by Postgres's clock too
+
+
 async def test_switching_a_receiver_back_on_goes_by_postgres_clock_for_what_is_under_way_and_what_waited(db):
     """The admin's host a minute ahead of Postgres: by its clock the lease of an attempt under way had run out, so
     the delivery was made due again, sent beside that attempt, and the attempt's result was never recorded; and

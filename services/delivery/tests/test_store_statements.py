@@ -1,11 +1,18 @@
 """delivery's queue statements read, not run: which clock they judge and write by (test_store.py runs them on the
 real Postgres)."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.dialects import postgresql
 
+from leadpipe_common import topics
+from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.testing import factories
+from leadpipe_common.uow import MemoryUnitOfWork
+from delivery.domain import parse_subscriptions
+from delivery.handlers import Delivery, handle_deliverable
 from delivery.store import DeliveryStore
+from delivery.subscriptions import SubscriptionBook
 
 
 class Answer:
@@ -26,9 +33,11 @@ class Recording:
 
     def __init__(self) -> None:
         self.statements: list = []
+        self.parameters: list = []
 
     async def execute(self, statement, params=None) -> Answer:
         self.statements.append(statement)
+        self.parameters.append(params)
         return Answer()
 
     def updates_of_deliveries(self) -> list[tuple[str, dict]]:
@@ -36,6 +45,13 @@ class Recording:
         compiled = [s.compile(dialect=postgresql.dialect()) for s in self.statements
                     if s.is_dml and s.is_update and s.table.name == "deliveries"]
         return [(str(c), c.params) for c in compiled]
+
+
+    def inserts_into_deliveries(self) -> list[tuple[str, list[dict]]]:
+        """Each INSERT into delivery.deliveries, as Postgres is sent it for its rows (several at once), and them."""
+        compiled = [(str(s.compile(dialect=postgresql.dialect(), column_keys=list(rows[0]))), rows)
+                    for s, rows in zip(self.statements, self.parameters, strict=True) if isinstance(rows, list)]
+        return [(sql, rows) for sql, rows in compiled if sql.startswith("INSERT INTO delivery.deliveries ")]
 
 
 def host_times(params: dict) -> list[datetime]:
@@ -70,3 +86,24 @@ async def test_a_claim_is_due_and_leased_by_postgres_clock_alone():
     assert await DeliveryStore(conn).claim({"crm": 2}, 5, lease=timedelta(seconds=20)) == []
     [claim] = [s.compile(dialect=postgresql.dialect()) for s in conn.statements]
     assert "now" not in claim.params and "statement_timestamp()" in str(claim)
+
+
+async def test_a_new_delivery_is_queued_due_by_postgres_clock_not_the_delivery_hosts():
+    """The handler queued each new delivery with its host's time as next_at (and created_at): claims judge a
+    delivery due by Postgres's clock, so a delivery process whose clock ran ahead of it held every new delivery
+    back by the difference. The handler's rows through the store itself, as Postgres would be sent them."""
+    ahead = datetime(2026, 11, 23, 9, 5, tzinfo=UTC)
+    subs = parse_subscriptions({"subscriptions": [{"id": "crm", "url": "https://crm.example.com/h", "events": [
+        "lead.stage_changed"], "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}]}, allow_private=False)
+    accepted = LeadStageChanged(lead_id=factories.captured().lead_id, from_stage="routed", to_stage="accepted",
+                                at=ahead, by="ana", reason="r", attribution=Attribution(), owner_id="ana", team="na")
+    conn = Recording()
+    uow = MemoryUnitOfWork(DeliveryStore(conn))
+    async with uow:
+        await handle_deliverable(uow, [factories.envelope(topics.LIFECYCLE, accepted)],
+                                 Delivery(SubscriptionBook(subs, None, allow_private=False), clock=lambda: ahead,
+                                          http=None))
+    [(sql, [row])] = conn.inserts_into_deliveries()
+    assert "(subscription_id, lead_id, event_id, event_type, body, created_at, next_at)" in sql
+    assert "%(body)s, statement_timestamp(), statement_timestamp())" in sql
+    assert row["subscription_id"] == "crm" and host_times(row) == []

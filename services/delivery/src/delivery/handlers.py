@@ -35,10 +35,9 @@ class Delivery:
 
 async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Envelope],
                              ctx: Delivery) -> dict[uuid.UUID, Outcome]:
-    now = ctx.clock()
     # Read again while some cannot be opened: one deleted meanwhile must not hold up the batch till the refresh.
     if not ctx.subscriptions.loaded or ctx.subscriptions.unopened:
-        await ctx.subscriptions.reload(uow.store, now)
+        await ctx.subscriptions.reload(uow.store, ctx.clock())
     # Queued for the others alone, these events would never reach the receivers left out: the batch fails,
     # and the runner retries it (nothing committed, /readyz failing) until they can be opened.
     ctx.subscriptions.require_opened()
@@ -51,8 +50,9 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
                 continue
             if sub.contact not in bodies:
                 bodies[sub.contact] = structured(env, withheld(sub, env.data))
+            # No time: the store queues it by Postgres's clock, which claims judge it due by, not this host's.
             rows.append({"subscription_id": sub.id, "lead_id": env.data.lead_id, "event_id": env.id,
-                         "event_type": env.type, "body": bodies[sub.contact], "created_at": now, "next_at": now})
+                         "event_type": env.type, "body": bodies[sub.contact]})
     # An API subscription may have been deleted by another process since this one last refreshed its book.
     made = {row["subscription_id"] for row in rows} - ctx.subscriptions.from_file.keys()
     if made and (gone := made - await uow.store.still_subscribed(made)):

@@ -46,7 +46,9 @@ deliveries = sa.Table(
     # The CloudEvent, structured JSON, as signed; NULL once purged, with last_response, DELIVERY_KEEP_BODIES_DAYS
     # after the delivery finished: it holds the lead's contact details, needed only while it may still be sent.
     sa.Column("body", sa.LargeBinary),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # When it was queued (or redriven, or its receiver switched back on), by Postgres's clock (``enqueue``), which
+    # the backlog's gauge reads its age by.
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
     # When its retry window opened: its first attempt (NULL: none yet, or none since a redrive or an enable). Not
     # created_at: a lead's deliveries go out one at a time, and one queued behind an earlier failing one would
     # find its window spent before it was ever sent.
@@ -54,7 +56,8 @@ deliveries = sa.Table(
     # pending -> delivered | dead
     sa.Column("status", sa.Text, nullable=False, server_default="pending"),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_at", sa.DateTime(timezone=True), nullable=False),
+    # Queued due at once by Postgres's clock (``enqueue``), which claims judge it due by.
+    sa.Column("next_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
     sa.Column("last_status", sa.Integer),
     sa.Column("last_error", sa.Text),
     sa.Column("last_response", sa.Text),
@@ -272,6 +275,9 @@ class DeliveryStore:
 
     async def enqueue(self, rows: Sequence[dict[str, Any]]) -> None:
         """Queue ``rows``; a lead's rows get their ``seq`` only once no other transaction still queues for it.
+        Rows that give no ``created_at`` and ``next_at`` (the handler's) are queued, due at once, by Postgres's
+        clock: by a delivery process's, ahead of it, each new delivery waited out the difference before any claim
+        took it.
 
         The claim sends a lead's lowest pending ``seq`` first, but it sees only committed rows: two processes
         (one reading leads.routed, one leads.lifecycle) queueing for one lead at once could commit the higher
