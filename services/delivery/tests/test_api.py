@@ -66,6 +66,12 @@ class Stored(Queue):
         row = self.rows.get(subscription_id)
         return dict(row) if row else None
 
+    async def add_subscription(self, row: dict) -> bool:
+        if row["id"] in self.rows:
+            return False
+        self.rows[row["id"]] = dict(row)
+        return True
+
     async def change_subscription(self, subscription_id: str, columns: dict, at: datetime) -> None:
         self.rows[subscription_id].update(columns, updated_at=at)
 
@@ -148,6 +154,19 @@ async def test_a_redrive_answers_how_many_it_left_dead_because_their_subscriptio
         answer = await client.post("/v1/deliveries/redrive", json={})
     assert answer.status_code == 200, answer.text
     assert answer.json()["not_in_force"] == 4 and answer.json()["redriven"] == 1
+
+
+async def test_a_subscription_made_through_the_api_is_dated_by_postgres_clock_not_the_api_hosts():
+    """Dated by the API host's clock: ahead of Postgres's, by which its deliveries are queued, the deliveries of its
+    first moments were judged an earlier holder's of its id, and a redrive left them dead; behind, an earlier
+    holder's dead deliveries were judged its own, and a redrive sent them to this receiver."""
+    stored = Stored()
+    async with serving(stored, ADMIN, book_of(stored)) as client:
+        answer = await client.post("/v1/subscriptions", json={"id": "chat", "url": "https://hooks.example.com/c",
+                                                              "events": ["lead.routed"]})
+    assert answer.status_code == 201, answer.text
+    row = stored.rows["chat"]
+    assert row["created_by"] == "ops" and not {"created_at", "updated_at"} & row.keys()  # the store's to set
 
 
 async def test_a_changed_url_and_contact_are_stored_in_force_and_listed_and_the_rest_is_kept():

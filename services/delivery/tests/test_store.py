@@ -48,10 +48,11 @@ async def postgres_clock(conn) -> datetime:
     return (await conn.execute(sa.text("SELECT clock_timestamp()"))).scalar_one()
 
 
-def api_subscription(subscription_id: str, url: str, at: datetime) -> dict:
-    """A row of ``delivery.subscriptions``: one made through the admin API at ``at``."""
+def api_subscription(subscription_id: str, url: str, at: datetime | None) -> dict:
+    """A row of ``delivery.subscriptions``: one made through the admin API at ``at`` (None: as the API gives it,
+    for Postgres's clock to date)."""
     return {"id": subscription_id, "url": url, "events": ["lead.routed"], "filter": {}, "secrets": [],
-            "created_by": "test", "created_at": at, "updated_at": at}
+            "created_by": "test", **({"created_at": at, "updated_at": at} if at else {})}
 
 
 async def test_a_slow_receivers_backlog_takes_only_its_own_slots_of_a_round(db):
@@ -262,6 +263,27 @@ async def test_a_redrive_never_sends_a_deleted_subscriptions_dead_deliveries_to_
                                               "AND status = 'pending'"), {"id": crm})).scalars().all()
         await conn.rollback()
     assert redriven.queued == 1 and pending == [own.seq]  # the new receiver's own, nothing of the old one's
+
+
+async def test_a_new_subscription_is_dated_by_postgres_clock_and_a_redrive_sends_its_first_deliveries(db):
+    """The API dated a subscription by its host's clock: ahead of Postgres's, by which its deliveries are queued,
+    those of its first moments looked older than it, an earlier holder's of its id, and once dead a redrive left
+    them dead ("not in force"). The API gives no time now: the store takes Postgres's."""
+    crm = f"new-{uuid.uuid4().hex[:8]}"
+    [queued] = due(crm, 1, datetime.now(UTC))
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        opened = await postgres_clock(conn)
+        assert await store.add_subscription(api_subscription(crm, "https://crm.example.com/h", None))
+        closed = await postgres_clock(conn)
+        row = await store.subscription_row(crm)
+        # Queued at once, as the handler gives it: by Postgres's clock too.
+        await store.enqueue([{k: v for k, v in queued.items() if k not in ("created_at", "next_at")}])
+        await died(store, crm, datetime.now(UTC))
+        redriven = await store.redrive(crm, in_file=set())
+        await conn.rollback()
+    assert opened <= row["created_at"] == row["updated_at"] <= closed
+    assert (redriven.queued, dict(redriven.not_in_force)) == (1, {})
 
 
 async def test_a_changed_subscription_keeps_its_dead_deliveries_for_a_redrive(db):

@@ -107,3 +107,17 @@ async def test_a_new_delivery_is_queued_due_by_postgres_clock_not_the_delivery_h
     assert "(subscription_id, lead_id, event_id, event_type, body, created_at, next_at)" in sql
     assert "%(body)s, statement_timestamp(), statement_timestamp())" in sql
     assert row["subscription_id"] == "crm" and host_times(row) == []
+
+
+async def test_a_subscription_stored_without_a_time_is_dated_by_postgres_clock():
+    """Dated by the API host's clock, a subscription was compared with its deliveries' created_at, Postgres's, to
+    tell its own from an earlier holder's of its id: the two clocks apart, a redrive took the wrong ones."""
+    conn = Recording()
+    assert await DeliveryStore(conn).add_subscription({
+        "id": "crm", "url": "https://crm.example.com/h", "events": ["lead.routed"], "filter": {}, "retry_hours": None,
+        "contact": None, "secrets": [], "created_by": "ops"}) is True
+    [made] = [s.compile(dialect=postgresql.dialect()) for s in conn.statements
+              if s.is_dml and s.is_insert and s.table.name == "subscriptions"]
+    assert "created_by, created_at, updated_at) VALUES (" in str(made)
+    assert "%(created_by)s, statement_timestamp(), statement_timestamp())" in str(made)
+    assert host_times(made.params) == []

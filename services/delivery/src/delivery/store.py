@@ -106,8 +106,10 @@ subscriptions = sa.Table(
     sa.Column("contact", ARRAY(sa.Text)),
     sa.Column("secrets", JSONB, nullable=False),
     sa.Column("created_by", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Dated by Postgres's clock (``add_subscription``), as its deliveries' created_at is, which
+    # ``_made_through_api_for_it`` compares it with.
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
 )
 
 #: The last error of a subscription's deliveries dropped when it was deleted.
@@ -118,7 +120,9 @@ _REMOVED = "subscription removed from the subscriptions file"
 _made_through_api = sa.exists().where(subscriptions.c.id == deliveries.c.subscription_id)
 #: ...and the delivery was queued for that subscription, not for an earlier one under its id, deleted since: a
 #: delivery's created_at (set when it is queued, moved to now by a redrive or an enable) is never older than its
-#: subscription.
+#: subscription. Both by Postgres's clock: dated by the API host's, ahead of Postgres's, a subscription disowned
+#: what was queued for it in its first moments (a redrive left it dead), and behind, it took as its own what an
+#: earlier holder of its id had left dead just before (a redrive sent it to the new receiver).
 _made_through_api_for_it = sa.exists().where(subscriptions.c.id == deliveries.c.subscription_id,
                                              subscriptions.c.created_at <= deliveries.c.created_at)
 _ENQUEUE = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_once")
@@ -459,7 +463,8 @@ class DeliveryStore:
         return [dict(r._mapping) for r in await self._conn.execute(sa.select(subscriptions).order_by(subscriptions.c.id))]
 
     async def add_subscription(self, row: dict[str, Any]) -> bool:
-        """False when the id is taken. A new subscription starts on, whatever an earlier one of its id left."""
+        """False when the id is taken. A new subscription starts on, whatever an earlier one of its id left. A row
+        that gives no ``created_at`` and ``updated_at`` (the API's) is dated by Postgres's clock."""
         done = await self._conn.execute(insert(subscriptions).values(**row).on_conflict_do_nothing()
                                         .returning(subscriptions.c.id))
         if not done.all():
