@@ -155,9 +155,10 @@ async def story(loop_stack: Stack) -> Story:
             assert response.status_code == 202, response.text
             ids[name] = response.json()["lead_id"]
         # dee comes back through the newsletter before sales wins her: a touch, not a lead; last-touch and
-        # linear attribution credit it.
+        # linear attribution credit it. Sent by an importer (a key), it is told it touched her lead.
         response = await capture.post("/v1/leads", json={"email": "Dee@Stripe.com", "offer": "pricing",
-                                                         "utm_source": "newsletter", "utm_campaign": "q4"})
+                                                         "utm_source": "newsletter", "utm_campaign": "q4"},
+                                      headers=KEY_HEADERS)
         assert response.json()["lead_id"] == ids["won_usd"] and response.json()["existing"], response.text
         for i in range(BOTS):  # answered as people, kept out of every report but the spam report
             response = await capture.post("/v1/forms/demo-request", data={

@@ -27,7 +27,8 @@ def address(name: str) -> str:
 
 
 async def post(stack, body: dict[str, Any], **headers: str) -> httpx.Response:  # noqa: ANN001
-    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+    """An importer's post (a capture:write key): its answer says whether the person was known (``existing``)."""
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30, headers=KEY_HEADERS) as capture:
         return await capture.post("/v1/leads", json=body, headers=headers)
 
 
@@ -39,7 +40,7 @@ async def steps_of(bootstrap: str, lead_id: str, until: Any, timeout: float = 30
 async def test_fifty_simultaneous_submissions_of_one_address_make_one_lead_routed_once(stack, bootstrap):
     email = address("jane.doe")
     spellings = [email, email.upper(), email.replace("@", "+webinar@")]
-    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=60) as capture:
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=60, headers=KEY_HEADERS) as capture:
         answers = await asyncio.gather(*(
             capture.post("/v1/leads", json={"email": spellings[i % 3], **SALES_READY, "utm_source": f"s{i}"})
             for i in range(50)))
@@ -84,6 +85,19 @@ async def test_a_retry_with_the_same_idempotency_key_gets_the_same_answer_and_cr
     assert (leads, touches) == (1, 0)
     bad = await post(stack, body, **{"Idempotency-Key": "x" * 300})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+async def test_a_post_without_a_key_is_not_told_whether_its_person_had_an_open_lead(stack):
+    """Anyone may post an address: told `existing`, they learned whether that person is in a sales pipeline."""
+    email = address("ceo")
+    opened = await post(stack, {"email": email, "offer": "newsletter"})
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        known = await capture.post("/v1/leads", json={"email": email, "offer": "demo"})
+        new = await capture.post("/v1/forms/demo-request", json={"email": address("nobody")},
+                                 headers={"accept": "application/json"})
+    assert opened.json()["existing"] is False
+    assert known.status_code == new.status_code == 202
+    assert set(known.json()) == set(new.json()) == {"lead_id", "status", "captured_at", "form_id"}
 
 
 async def test_a_nurture_lead_that_asks_for_a_demo_is_recycled_and_routed_once(stack, bootstrap):

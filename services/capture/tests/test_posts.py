@@ -17,7 +17,9 @@ import yaml
 from prometheus_client import REGISTRY
 
 from leadpipe_common.auth import Keys, Principal, new_key
+from leadpipe_common.envelope import new_traceparent
 from leadpipe_common.service import Runtime
+from leadpipe_common.testing import factories
 from leadpipe_common.testing.fakes import NoKeysStored
 from leadpipe_common.throttle import parse_rate
 
@@ -416,7 +418,7 @@ async def test_a_bot_posting_the_address_of_a_person_with_an_open_lead_is_answer
     touch = await client.post(FORM, json={"email": "ann@example.com"}, headers=AS_JSON)
     caught = await client.post(FORM, json={"email": "Ann+offer@Example.com", "_gotcha": "x"}, headers=AS_JSON)
     assert touch.status_code == caught.status_code == 202
-    assert caught.json()["lead_id"] == str(open_lead) and caught.json()["existing"] is True
+    assert caught.json()["lead_id"] == str(open_lead) and "existing" not in caught.json()
     # Field for field the touch's answer, but for when each was received.
     assert {**caught.json(), "captured_at": None} == {**touch.json(), "captured_at": None}
     kept, = pipeline.quarantined.values()
@@ -444,7 +446,67 @@ async def test_a_bot_posting_the_address_of_a_person_without_an_open_lead_is_ans
         client, pipeline):
     caught = await client.post(FORM, json={"email": "cy@example.com", "_gotcha": "x"}, headers=AS_JSON)
     kept, = pipeline.quarantined.values()
-    assert caught.json()["lead_id"] == str(kept.lead_id) and caught.json()["existing"] is False
+    assert caught.json()["lead_id"] == str(kept.lead_id) and "existing" not in caught.json()
+
+
+# -- whether a person was known, and who is told ----------------------------------------------------
+
+
+def importer() -> tuple["OneKey", dict[str, str]]:
+    """A capture:write key (a server importing leads), and the header that sends it."""
+    key = OneKey("1000/second")
+    return key, {"Authorization": f"Bearer lpk_{key.holder.key_id}_secret"}
+
+
+@pytest.mark.parametrize("path", ["/v1/leads", FORM])
+async def test_an_anonymous_post_naming_a_person_with_an_open_lead_is_not_told_they_were_known(
+        client, pipeline, path):
+    """Anyone may post ceo@rival.com: told `existing`, they learned whether that person is in the sales pipeline."""
+    pipeline.open_leads["ceo@rival.com"] = uuid.uuid4()
+    known = await client.post(path, json={"email": "ceo@rival.com"}, headers=AS_JSON)
+    new = await client.post(path, json={"email": "nobody@rival.com"}, headers=AS_JSON)
+    assert known.status_code == new.status_code == 202
+    assert set(known.json()) == set(new.json()) == {"lead_id", "status", "captured_at", "form_id"}
+
+
+async def test_a_key_holder_is_told_whether_the_person_was_known(pipeline):
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    open_lead = uuid.uuid4()
+    pipeline.open_leads["ceo@rival.com"] = open_lead
+    key, sent = importer()
+    async with serving(pipeline, settings, keys=key) as capture:
+        known = await capture.post("/v1/leads", json={"email": "ceo@rival.com"}, headers=sent)
+        new = await capture.post("/v1/leads", json={"email": "nobody@rival.com"}, headers=sent)
+    assert (known.json()["lead_id"], known.json()["existing"]) == (str(open_lead), True)
+    assert new.json()["existing"] is False
+
+
+def test_the_answer_an_anonymous_posts_idempotency_key_keeps_says_nothing_of_its_person_either():
+    """What the writer keeps for a key is the answer it gives: a retry hours later, in another process, is told no
+    more than the first post was."""
+    def sent(keyed: bool) -> Submitted:
+        return Submitted(lead=factories.captured("ceo@rival.com"), person_key="ceo@rival.com",
+                         request_id=uuid.uuid4(), traceparent=new_traceparent(), keyed=keyed)
+
+    open_lead = uuid.uuid4()
+    assert "existing" not in answer_for(open_lead, sent(keyed=False), existing=True)
+    assert answer_for(open_lead, sent(keyed=True), existing=True)["existing"] is True
+
+
+async def test_an_answer_kept_for_an_idempotency_key_by_an_earlier_version_is_replayed_without_existing(
+        client, pipeline):
+    """Earlier versions kept `existing` in every answer, an anonymous caller's too: replayed as it was kept, the
+    retry would be told what the first post no longer is."""
+    kept = {"lead_id": str(uuid.uuid4()), "status": "accepted", "captured_at": utc_now().isoformat(),
+            "form_id": "contact-us", "existing": True}
+
+    async def replay(submitted: Submitted) -> Admitted:
+        return Admitted(kept, repeated=True)
+
+    pipeline.write = replay  # type: ignore[method-assign]
+    r = await client.post(FORM, json={"email": "ceo@rival.com"}, headers={**AS_JSON, "idempotency-key": "k1"})
+    assert r.status_code == 202 and r.headers["idempotent-replayed"] == "true"
+    assert r.json() == {k: v for k, v in kept.items() if k != "existing"}
 
 
 # -- a body nested deep ---------------------------------------------------------------------

@@ -36,10 +36,12 @@ from capture.store import CaptureStore, Claimed, claim_publishable, outbox
 from capture.writer import LeadWriter, Submitted, WriteTimedOut, _split_event, admit
 
 
-def submission(email: str, key: str | None = None) -> Submitted:
+def submission(email: str, key: str | None = None, *, keyed: bool = True) -> Submitted:
+    """An importer's (sent with a key, unless not ``keyed``): its answer names the lead it opened or touched and
+    says which (``existing``)."""
     lead = factories.captured(email)
     return Submitted(lead=lead, person_key=email, request_id=uuid.uuid4(), traceparent=new_traceparent(),
-                     idempotency_key=key, fingerprint="f" if key else None)
+                     idempotency_key=key, fingerprint="f" if key else None, keyed=keyed)
 
 
 async def write_together(db, subs: list[Submitted], *, return_exceptions: bool = False) -> list:  # noqa: ANN001
@@ -286,6 +288,21 @@ async def test_repeats_of_an_answered_key_sent_together_all_get_its_answer(db):
     [first] = await write_together(db, [submission(f"again.{run}@sap.com", key=f"again-{run}")])
     repeats = await write_together(db, [submission(f"again.{run}@sap.com", key=f"again-{run}") for _ in range(3)])
     assert [(r.answer["lead_id"], r.repeated) for r in repeats] == [(first.answer["lead_id"], True)] * 3
+
+
+async def test_an_anonymous_submissions_answer_and_the_one_its_key_keeps_say_nothing_of_its_person(db):
+    """The touch of an open lead and the lead a new person opens are answered alike to a caller without a key,
+    in either statement of a round, and so is the retry its Idempotency-Key answers."""
+    run = uuid.uuid4().hex[:8]
+    known = f"known.{run}@sap.com"
+    await write_together(db, [submission(known)])
+    anonymous = [submission(known, keyed=False), submission(f"new.{run}@sap.com", keyed=False),
+                 submission(known, key=f"anon-{run}", keyed=False)]
+    touched, opened, keyed_touch = await write_together(db, anonymous)
+    [replayed] = await write_together(db, [submission(known, key=f"anon-{run}", keyed=False)])
+    assert replayed.repeated and replayed.answer == keyed_touch.answer
+    for admitted in (touched, opened, keyed_touch, replayed):
+        assert set(admitted.answer) == {"lead_id", "status", "captured_at", "form_id"}
 
 
 #: A claim's limit past any backlog an earlier test may have left: the test's rows are the newest.

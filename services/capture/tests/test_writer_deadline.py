@@ -25,8 +25,9 @@ NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
 
 
 def submission(email: str) -> Submitted:
+    """An importer's (sent with a key): its answer says whether it opened a lead or touched one."""
     return Submitted(lead=factories.captured(email), person_key=email, request_id=uuid.uuid4(),
-                     traceparent=new_traceparent())
+                     traceparent=new_traceparent(), keyed=True)
 
 
 def utc_now() -> datetime:

@@ -25,7 +25,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.routing import APIRoute
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import Counter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -377,7 +378,7 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
     submitted = Submitted(lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),
                           request_id=uuid.uuid4(), traceparent=child_traceparent(request.headers.get("traceparent")),
                           idempotency_key=key, fingerprint=fingerprint(fields, form_id) if key else None,
-                          consent=stated_consent(fields))
+                          consent=stated_consent(fields), keyed=sender.vouched)
     try:
         # A bot is answered as a person is: it learns nothing from the answer.
         admitted = await (_quarantine(request, rt, submitted, fields, reasons) if reasons
@@ -388,6 +389,9 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         raise
     except Exception:
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+    if not sender.vouched and "existing" in admitted.answer:
+        # An answer kept for an Idempotency-Key by an earlier version, which told anyone: replayed, it must not.
+        admitted = replace(admitted, answer={k: v for k, v in admitted.answer.items() if k != "existing"})
     if not admitted.repeated:
         (QUARANTINED if reasons else ACCEPTED).labels(endpoint).inc()
         if cut := overlong(fields):
@@ -472,8 +476,13 @@ class Accepted(BaseModel):
     #: When this submission was received.
     captured_at: datetime
     form_id: str | None
-    #: The person already had an open lead: this submission is a new touch of it (``lead_id`` is that lead's).
-    existing: bool
+    # Left out of an anonymous caller's answer, never null: documented as a boolean that is not required.
+    existing: bool | SkipJsonSchema[None] = Field(
+        None, json_schema_extra=lambda schema: schema.pop("default", None),
+        description="Told only to a caller with a `capture:write` key (an importer): `true` when the person "
+                    "already had an open lead, and this submission is a new touch of it (`lead_id` is that lead's). "
+                    "Absent for anyone else: anyone may post any address, and whether that person is in a sales "
+                    "pipeline is not theirs to learn.")
 
 
 def _body(*media_types: str) -> dict[str, Any]:

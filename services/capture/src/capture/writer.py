@@ -110,6 +110,8 @@ class Submitted:
     #: What it said of marketing consent (``domain.stated_consent``): None, nothing, and a touch keeps the
     #: person's consent; False, a no, and a touch withdraws it.
     consent: bool | None = None
+    #: Sent with a ``capture:write`` key (an importer): its answer may say whether its person was known.
+    keyed: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,14 @@ class IdempotencyMismatch(ValueError):
 
 
 def answer_for(lead_id: uuid.UUID, sub: Submitted, existing: bool) -> dict[str, Any]:
-    return {"lead_id": str(lead_id), "status": "accepted", "captured_at": sub.lead.captured_at.isoformat(),
-            "form_id": sub.lead.attribution.form_id, "existing": existing}
+    """What ``sub``'s sender is told (and what its Idempotency-Key keeps): ``existing`` only with a key. Anyone
+    on the internet may post any address, and that a person has an open lead is their place in someone's sales
+    pipeline: an importer needs it, a page's visitor does not."""
+    answer = {"lead_id": str(lead_id), "status": "accepted", "captured_at": sub.lead.captured_at.isoformat(),
+              "form_id": sub.lead.attribution.form_id}
+    if sub.keyed:
+        answer["existing"] = existing
+    return answer
 
 
 # The writer's statements run on the asyncpg connection itself, many rows in one statement (unnest):
