@@ -165,9 +165,10 @@ async def test_a_retry_with_the_idempotency_key_of_a_quarantined_post_gets_its_a
 
 
 async def test_a_bot_posting_the_address_of_a_person_with_an_open_lead_is_answered_as_that_persons_touch(stack, db):
-    """Accepted, the post would be a touch of the person's open lead, answered with that lead's id: answered with
-    an id of its own, a bot would learn it was caught. It is kept under its own id, and released it becomes a touch
-    of that lead."""
+    """Without a key, the person's touch and the bot's post are each answered with the id they are kept under,
+    never the lead's: had the touch named the lead and the bot an id of its own, the bot would learn it was caught;
+    had both named it, anyone would learn the person is in the pipeline. Released, the bot's becomes a touch of that
+    lead under the id it was answered with."""
     name = f"open.{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
         async def post(fields: dict[str, str], **headers: str) -> httpx.Response:
@@ -182,9 +183,11 @@ async def test_a_bot_posting_the_address_of_a_person_with_an_open_lead_is_answer
         caught = await post(bot, **{"idempotency-key": name})
         again = await post(bot, **{"idempotency-key": name})
         lead_id = opened.json()["lead_id"]
-        assert touch.json()["lead_id"] == lead_id and "existing" not in touch.json()  # told to a key alone
-        # Field for field the touch's answer, but for when each was received.
-        assert {**caught.json(), "captured_at": None} == {**touch.json(), "captured_at": None}
+        assert lead_id not in (touch.json()["lead_id"], caught.json()["lead_id"])
+        assert "existing" not in touch.json()  # told to a key alone
+        # Field for field the touch's answer, but for the id and when each was received.
+        assert ({**caught.json(), "lead_id": None, "captured_at": None}
+                == {**touch.json(), "lead_id": None, "captured_at": None})
         received = datetime.fromisoformat(caught.json()["captured_at"])
         assert received >= datetime.fromisoformat(touch.json()["captured_at"])
         assert again.json() == caught.json() and again.headers.get("idempotent-replayed") == "true"
@@ -192,13 +195,15 @@ async def test_a_bot_posting_the_address_of_a_person_with_an_open_lead_is_answer
             kept = (await conn.execute(sa.text(
                 "SELECT lead_id::text, received_at FROM capture.quarantine WHERE fields->>'email' = :e"),
                 {"e": bot["email"]})).one()
-        assert kept.lead_id != lead_id and kept.received_at == received
+        assert kept.lead_id == caught.json()["lead_id"] and kept.received_at == received
         released = await capture.post(f"/v1/quarantine/{kept.lead_id}/release", headers=KEY_HEADERS)
         assert released.status_code == 200 and released.json()["repeated"] is False
     async with db.connect() as conn:
-        touched = (await conn.execute(sa.text("SELECT lead_id::text FROM capture.touches WHERE touch_id = :t"),
-                                      {"t": uuid.UUID(kept.lead_id)})).scalar_one()
-    assert touched == lead_id and await where_each_went(db, [kept.lead_id]) == {kept.lead_id: "quarantine"}
+        touched = dict((await conn.execute(sa.text(
+            "SELECT touch_id::text, lead_id::text FROM capture.touches WHERE touch_id = ANY(:t)"),
+            {"t": [uuid.UUID(touch.json()["lead_id"]), uuid.UUID(kept.lead_id)]})).all())
+    assert touched == {touch.json()["lead_id"]: lead_id, kept.lead_id: lead_id}
+    assert await where_each_went(db, [kept.lead_id]) == {kept.lead_id: "quarantine"}
 
 
 async def test_a_released_yes_counts_only_if_newer_than_the_word_its_person_gave_since(stack, db):

@@ -87,8 +87,11 @@ async def test_a_retry_with_the_same_idempotency_key_gets_the_same_answer_and_cr
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Idempotency-Key"
 
 
-async def test_a_post_without_a_key_is_not_told_whether_its_person_had_an_open_lead(stack):
-    """Anyone may post an address: told `existing`, they learned whether that person is in a sales pipeline."""
+async def test_a_post_without_a_key_is_not_told_whether_its_person_had_an_open_lead(stack, db):
+    """Anyone may post an address: told `existing`, or the open lead's id (which their next post would name
+    again), they learned whether that person is in a sales pipeline. They are told the id of their own touch."""
+    import sqlalchemy as sa
+
     email = address("ceo")
     opened = await post(stack, {"email": email, "offer": "newsletter"})
     async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
@@ -98,6 +101,10 @@ async def test_a_post_without_a_key_is_not_told_whether_its_person_had_an_open_l
     assert opened.json()["existing"] is False
     assert known.status_code == new.status_code == 202
     assert set(known.json()) == set(new.json()) == {"lead_id", "status", "captured_at", "form_id"}
+    async with db.connect() as conn:
+        touched = (await conn.execute(sa.text("SELECT lead_id::text FROM capture.touches WHERE touch_id = :t"),
+                                      {"t": uuid.UUID(known.json()["lead_id"])})).scalar_one()
+    assert touched == opened.json()["lead_id"] != known.json()["lead_id"]
 
 
 async def test_a_nurture_lead_that_asks_for_a_demo_is_recycled_and_routed_once(stack, bootstrap):

@@ -89,9 +89,6 @@ class Store:
         json.dumps(row["fields"], ensure_ascii=False).encode("utf-8")
         self._pipeline.quarantined[row["lead_id"]] = SimpleNamespace(**row, released_at=None)
 
-    async def open_lead_of(self, person_key: str) -> uuid.UUID | None:
-        return self._pipeline.open_leads.get(person_key)
-
     async def lock_quarantined(self, lead_id: uuid.UUID) -> SimpleNamespace | None:
         return self._pipeline.quarantined.get(lead_id)
 
@@ -411,31 +408,34 @@ async def test_a_released_submission_is_written_as_of_when_it_was_sent_not_when_
 
 async def test_a_bot_posting_the_address_of_a_person_with_an_open_lead_is_answered_as_their_touch_is(
         client, pipeline):
-    """Accepted, the post would be a touch of that lead: answered with an id of its own, the bot would learn it was
-    caught (and a person wrongly caught would be told of a lead their release never makes)."""
+    """Each with the id it is kept under, and neither with the lead's: had the touch's answer named the lead, a bot
+    answered with an id of its own would learn it was caught (and a person wrongly caught would be told of a lead
+    their release never makes); had both, anyone would learn the person is in the pipeline."""
     open_lead = uuid.uuid4()
     pipeline.open_leads["ann@example.com"] = open_lead
     touch = await client.post(FORM, json={"email": "ann@example.com"}, headers=AS_JSON)
     caught = await client.post(FORM, json={"email": "Ann+offer@Example.com", "_gotcha": "x"}, headers=AS_JSON)
     assert touch.status_code == caught.status_code == 202
-    assert caught.json()["lead_id"] == str(open_lead) and "existing" not in caught.json()
-    # Field for field the touch's answer, but for when each was received.
-    assert {**caught.json(), "captured_at": None} == {**touch.json(), "captured_at": None}
     kept, = pipeline.quarantined.values()
+    [written] = pipeline.written
+    assert (touch.json()["lead_id"], caught.json()["lead_id"]) == (str(written.lead.lead_id), str(kept.lead_id))
+    assert open_lead not in (written.lead.lead_id, kept.lead_id)
+    # Field for field the touch's answer, but for the id and when each was received.
+    assert ({**caught.json(), "lead_id": None, "captured_at": None}
+            == {**touch.json(), "lead_id": None, "captured_at": None})
     assert datetime.fromisoformat(caught.json()["captured_at"]) == kept.received_at
-    assert kept.lead_id != open_lead and len(pipeline.written) == 1  # kept under its own id, not written
 
 
-async def test_a_person_with_an_open_lead_caught_twice_is_kept_twice_under_ids_of_their_own_and_released_under_them(
+async def test_a_person_with_an_open_lead_caught_twice_is_kept_twice_under_the_ids_they_were_answered_with(
         client, pipeline):
-    """Keyed by the open lead's id, the second would collide with the first; a release hands its own id to admit,
-    which makes it a touch of the person's open lead then (or a lead under that id, none being open)."""
+    """Under the open lead's id, the second would collide with the first; a release hands the id to admit, which
+    makes it a touch of the person's open lead then (or a lead under that id, none being open)."""
     open_lead = uuid.uuid4()
     pipeline.open_leads["bo@example.com"] = open_lead
     answers = [await client.post(FORM, json={"email": "bo@example.com", "_gotcha": str(i)}, headers=AS_JSON)
                for i in range(2)]
-    assert [r.json()["lead_id"] for r in answers] == [str(open_lead)] * 2
     first, second = pipeline.quarantined.values()
+    assert [r.json()["lead_id"] for r in answers] == [str(first.lead_id), str(second.lead_id)]
     assert len({first.lead_id, second.lead_id, open_lead}) == 3
     r = await release(client, first)
     assert r.status_code == 200, r.text
@@ -467,6 +467,25 @@ async def test_an_anonymous_post_naming_a_person_with_an_open_lead_is_not_told_t
     new = await client.post(path, json={"email": "nobody@rival.com"}, headers=AS_JSON)
     assert known.status_code == new.status_code == 202
     assert set(known.json()) == set(new.json()) == {"lead_id", "status", "captured_at", "form_id"}
+    # Each its own submission's id (the touch's, the new lead's), not the open lead's.
+    assert [r.json()["lead_id"] for r in (known, new)] == [str(sub.lead.lead_id) for sub in pipeline.written]
+
+
+async def test_which_anonymous_answers_name_one_id_says_nothing_of_whether_the_address_had_an_open_lead(
+        client, pipeline):
+    """Two answers naming one id told that the address had an open lead: two posts caught on purpose (a honeypot
+    filled) named it only then, and so did one caught and one let through, without leaving a lead of their own."""
+    open_lead = uuid.uuid4()
+    pipeline.open_leads["known@rival.com"] = open_lead
+
+    async def ids(email: str) -> list[str]:
+        person, bot = {"email": email}, {"email": email, "_gotcha": "x"}
+        return [(await client.post(FORM, json=body, headers=AS_JSON)).json()["lead_id"]
+                for body in (bot, bot, person, person, bot)]
+
+    known, new = await ids("known@rival.com"), await ids("new@rival.com")
+    assert [known.index(i) for i in known] == [new.index(i) for i in new] == [0, 1, 2, 3, 4]
+    assert str(open_lead) not in known
 
 
 async def test_a_key_holder_is_told_whether_the_person_was_known(pipeline):

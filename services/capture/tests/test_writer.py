@@ -292,10 +292,11 @@ async def test_repeats_of_an_answered_key_sent_together_all_get_its_answer(db):
 
 async def test_an_anonymous_submissions_answer_and_the_one_its_key_keeps_say_nothing_of_its_person(db):
     """The touch of an open lead and the lead a new person opens are answered alike to a caller without a key,
-    in either statement of a round, and so is the retry its Idempotency-Key answers."""
+    in either statement of a round, each with the id it is stored under, and so is the retry its Idempotency-Key
+    answers."""
     run = uuid.uuid4().hex[:8]
     known = f"known.{run}@sap.com"
-    await write_together(db, [submission(known)])
+    [earlier] = await write_together(db, [submission(known)])
     anonymous = [submission(known, keyed=False), submission(f"new.{run}@sap.com", keyed=False),
                  submission(known, key=f"anon-{run}", keyed=False)]
     touched, opened, keyed_touch = await write_together(db, anonymous)
@@ -303,6 +304,14 @@ async def test_an_anonymous_submissions_answer_and_the_one_its_key_keeps_say_not
     assert replayed.repeated and replayed.answer == keyed_touch.answer
     for admitted in (touched, opened, keyed_touch, replayed):
         assert set(admitted.answer) == {"lead_id", "status", "captured_at", "form_id"}
+    assert [a.answer["lead_id"] for a in (touched, opened, keyed_touch)] == [str(s.lead.lead_id) for s in anonymous]
+    async with db.connect() as conn:
+        touches = dict((await conn.execute(sa.text(
+            "SELECT touch_id, lead_id FROM capture.touches WHERE touch_id = ANY(:ids)"),
+            {"ids": [anonymous[0].lead.lead_id, anonymous[2].lead.lead_id]})).all())
+        leads = (await conn.execute(sa.text("SELECT count(*) FROM capture.leads WHERE lead_id = :id"),
+                                    {"id": anonymous[1].lead.lead_id})).scalar_one()
+    assert set(touches.values()) == {uuid.UUID(earlier.answer["lead_id"])} and len(touches) == 2 and leads == 1
 
 
 #: A claim's limit past any backlog an earlier test may have left: the test's rows are the newest.

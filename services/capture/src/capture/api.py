@@ -418,14 +418,6 @@ async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form, now: dat
     return captcha_suspicions(form.captcha, answer, verdict)
 
 
-def _answer(submitted: Submitted, open_lead_id: uuid.UUID | None) -> dict[str, Any]:
-    """What a bot is answered: what ``admit`` would have answered the submission, had it been accepted while its
-    person's open lead was ``open_lead_id`` (a touch of it), or none (a lead of its own, under its own id)."""
-    if open_lead_id is None:
-        return answer_for(submitted.lead.lead_id, submitted, existing=False)
-    return answer_for(open_lead_id, submitted, existing=True)
-
-
 def _replayed(admitted: Admitted) -> dict[str, str]:
     return {"Idempotent-Replayed": "true"} if admitted.repeated else {}
 
@@ -445,10 +437,9 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
             await uow.store.quarantine({"lead_id": lead.lead_id, "received_at": lead.captured_at, "reasons": reasons,
                                         "form_id": lead.attribution.form_id,
                                         "utm_source": lead.attribution.utm_source, "fields": kept})
-            # Accepted, a submission of a person with an open lead is a touch answered with that lead's id: one
-            # of its own would tell a bot it was caught. It is still kept under its own id (the quarantine's key,
-            # and its released lead's or touch's): under the lead's, the person's next one would collide with it.
-            answer = _answer(submitted, await uow.store.open_lead_of(submitted.person_key))
+            # As admit answers a sender without a key (a bot's has none), whether or not its person has an open
+            # lead: the id it is stored under, which a release gives its lead or touch.
+            answer = answer_for(lead.lead_id, submitted, existing=False)
             if submitted.idempotency_key:
                 earlier = await claim_key(await raw_connection(uow.store.session), submitted, rt.context.clock(),
                                           answer)
@@ -471,7 +462,11 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
 class Accepted(BaseModel):
     """A 2xx: the lead is durable (stored; its events follow)."""
 
-    lead_id: uuid.UUID
+    lead_id: uuid.UUID = Field(description="To a caller with a `capture:write` key, the lead this submission opened "
+                                           "or touched (`existing`). To anyone else, the id this submission is "
+                                           "kept under: the lead's it opened, or, when its person already had an "
+                                           "open lead, its touch's (on that lead's timeline), never an earlier "
+                                           "lead's.")
     status: Literal["accepted"]
     #: When this submission was received.
     captured_at: datetime
@@ -772,9 +767,9 @@ async def list_quarantine(
 @quarantine_router.post(
     "/{lead_id}/release", summary="Send a false positive into the pipeline, once", response_model=Released,
     description="The submission becomes a lead under the id it is kept under (the one its sender was answered "
-                "with, or, if it was answered as a touch of its person's open lead, an id of its own, as the "
-                "quarantine lists it), or, when its person has an open lead by now, a touch of that lead, and goes "
-                "on leads.captured exactly once: releasing it again changes nothing and says `repeated`.",
+                "with, as the quarantine lists it), or, when its person has an open lead by now, a touch of that "
+                "lead under that id, and goes on leads.captured exactly once: releasing it again changes nothing "
+                "and says `repeated`.",
     responses=problem_responses(404, 409, 503, _404="nothing quarantined under this id",
                                 _409="what was kept is not a valid lead: `errors` names each field"),
 )

@@ -347,12 +347,6 @@ class CaptureStore:
     async def quarantine(self, row: dict[str, Any]) -> None:
         await self._session.execute(quarantine.insert().values(**row))
 
-    async def open_lead_of(self, person_key: str) -> uuid.UUID | None:
-        """The person's open lead as last committed, unlocked: what a quarantined submission is answered with
-        (a snapshot, as a live submission's answer is)."""
-        query = sa.select(people.c.open_lead_id).where(people.c.person_key == person_key)
-        return (await self._session.execute(query)).scalar_one_or_none()
-
     async def quarantined(self, limit: int, *, before: tuple[datetime, uuid.UUID] | None = None,
                           form_id: str | None = None) -> list[dict[str, Any]]:
         """Up to ``limit`` quarantined submissions, newest first, after ``before`` and to ``form_id`` if given

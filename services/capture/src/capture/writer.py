@@ -126,11 +126,15 @@ class IdempotencyMismatch(ValueError):
 
 
 def answer_for(lead_id: uuid.UUID, sub: Submitted, existing: bool) -> dict[str, Any]:
-    """What ``sub``'s sender is told (and what its Idempotency-Key keeps): ``existing`` only with a key. Anyone
-    on the internet may post any address, and that a person has an open lead is their place in someone's sales
-    pipeline: an importer needs it, a page's visitor does not."""
-    answer = {"lead_id": str(lead_id), "status": "accepted", "captured_at": sub.lead.captured_at.isoformat(),
-              "form_id": sub.lead.attribution.form_id}
+    """What ``sub``'s sender is told (and what its Idempotency-Key keeps), ``sub`` being stored as a touch of
+    ``lead_id`` (``existing``) or as that lead.
+
+    Only a key holder (an importer) is told which, and the lead's id. Anyone on the internet may post any address,
+    and that a person has an open lead is their place in someone's sales pipeline: a sender without a key is told
+    the id ``sub`` itself is stored under (its lead's, or its touch's). The open lead's id would tell as much as
+    soon as two answers named it: a person's two posts, or two a bot got caught with on purpose."""
+    answer = {"lead_id": str(lead_id if sub.keyed else sub.lead.lead_id), "status": "accepted",
+              "captured_at": sub.lead.captured_at.isoformat(), "form_id": sub.lead.attribution.form_id}
     if sub.keyed:
         answer["existing"] = existing
     return answer
