@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadpipe_common.testing.kafka import for_lead, read_topic
+from leadpipe_common.testing.plugin import KEY_HEADERS
 
 pytestmark = pytest.mark.asyncio
 
@@ -151,7 +152,8 @@ async def test_a_person_whose_row_another_transaction_holds_gets_a_503_to_retry_
     # the lead: the retry would then rightly open a new one).
     email, sales_ready = f"held.{uuid.uuid4().hex[:8]}@example.com", {"job_title": "Chief Marketing Officer",
                                                                       "country": "US", "offer": "demo"}
-    async with httpx.AsyncClient(base_url=capture_url, timeout=15) as client:
+    # With a key: only a key holder is told the open lead a touch went to.
+    async with httpx.AsyncClient(base_url=capture_url, timeout=15, headers=KEY_HEADERS) as client:
         first = await client.post("/v1/leads", json={"email": email, **sales_ready})
         assert first.status_code == 202
         async with db.connect() as conn, conn.begin():
@@ -163,4 +165,4 @@ async def test_a_person_whose_row_another_transaction_holds_gets_a_503_to_retry_
         assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
         assert waited < 10
         again = await client.post("/v1/leads", json={"email": email, **sales_ready})
-    assert again.status_code == 202 and again.json()["lead_id"] == first.json()["lead_id"]
+    assert again.status_code == 202 and again.json()["lead_id"] == first.json()["lead_id"] and again.json()["existing"]
