@@ -115,16 +115,19 @@ class Clock:
 
 
 def due(n: int) -> list[Claimed]:
-    """``n`` deliveries, spread over the subscriptions, each to a lead of its own."""
+    """``n`` deliveries, spread over the subscriptions, each to a lead of its own, claimed when Postgres's clock
+    read ``NOW``."""
     subs = sorted(SUBS)
     return [Claimed(seq=i, subscription_id=subs[i % len(subs)], lead_id=uuid.uuid4(), event_id=uuid.uuid4(),
                     event_type="lead.routed", body=b"{}", attempts=0, created_at=NOW,
-                    leased_until=NOW + timedelta(seconds=20)) for i in range(n)]
+                    leased_until=NOW + timedelta(seconds=20), claimed_at=NOW) for i in range(n)]
 
 
 def dispatcher(queue: Queue, pool: Pool, clock: Clock, answer: asyncio.Event | None = None,
-               refusal: Exception | None = None, subscriptions: dict | None = None) -> Dispatcher:
-    """A dispatcher whose receivers answer 204 (once ``answer`` is set), or whose client raises ``refusal``."""
+               refusal: Exception | None = None, subscriptions: dict | None = None, status: int = 204,
+               headers: dict[str, str] | None = None) -> Dispatcher:
+    """A dispatcher whose receivers answer ``status`` with ``headers`` (once ``answer`` is set), or whose client
+    raises ``refusal``."""
     async def nothing():  # noqa: ANN202
         yield b""
 
@@ -133,7 +136,7 @@ def dispatcher(queue: Queue, pool: Pool, clock: Clock, answer: asyncio.Event | N
             raise refusal
         if answer is not None:
             await answer.wait()
-        return httpx.Response(204, content=nothing())  # streamed, as a receiver's answer is read
+        return httpx.Response(status, headers=headers, content=nothing())  # streamed, as a receiver's answer is read
 
     return Dispatcher(unit_of_work=pool, client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
                       subscriptions=SUBS if subscriptions is None else subscriptions, from_file=SUBS, clock=clock,
@@ -172,6 +175,50 @@ async def test_a_dispatcher_whose_clock_runs_ahead_leases_by_postgres_clock_not_
     queue = Queue([], clock)
     await dispatcher(queue, Pool(queue), clock).step()
     assert queue.leases == [timedelta(seconds=15 + RECORD_MARGIN_S)]
+
+
+async def test_a_dispatcher_whose_clock_runs_behind_never_retries_before_a_receivers_retry_after():
+    """A receiver answered 429 with ``Retry-After: 120``; the dispatcher's host, ten minutes behind Postgres, dated
+    the retry by its own clock, and the claims (by Postgres's) sent it again at once. The attempt is dated, and
+    its retry reckoned, by Postgres's clock as the claim read it."""
+    clock = Clock()
+    clock.now = NOW - timedelta(minutes=10)
+    queue = Queue(due(1), clock)
+    sender = dispatcher(queue, Pool(queue), clock, status=429, headers={"retry-after": "120"})
+    assert await sender.step() == 1
+    await sender.stop()
+    [tried] = queue.attempted
+    assert tried.outcome == "retry" and tried.status == 429
+    assert NOW + timedelta(seconds=120) <= tried.next_at < NOW + timedelta(seconds=121)
+    assert NOW <= tried.at < NOW + timedelta(seconds=1)  # its first_attempt_at, as recorded
+
+
+async def test_a_dispatcher_whose_clock_runs_ahead_retries_after_its_backoff_by_postgres_clock():
+    """Dated by a host ten minutes ahead of Postgres, a first retry meant for 5 s later waited ten minutes more."""
+    clock = Clock()
+    clock.now = NOW + timedelta(minutes=10)
+    queue = Queue(due(1), clock)
+    sender = dispatcher(queue, Pool(queue), clock, refusal=httpx.ConnectError("refused"))
+    assert await sender.step() == 1
+    await sender.stop()
+    [tried] = queue.attempted
+    assert tried.outcome == "retry" and NOW <= tried.at < NOW + timedelta(seconds=1)
+    assert NOW + timedelta(seconds=2.5) <= tried.next_at < NOW + timedelta(seconds=6)  # 5 s, with its jitter
+
+
+async def test_dispatchers_whose_clocks_disagree_end_a_deliverys_retry_window_when_postgres_clock_says():
+    """A delivery's window counts from its first attempt, which one process dated; another, whose host's clock
+    was three hours ahead, gave it up two hours early, and one three hours behind retried it past its end."""
+    opened, spent = due(2)
+    for skew in (timedelta(hours=3), -timedelta(hours=3)):
+        clock = Clock()
+        clock.now = NOW + skew
+        queue = Queue([replace(opened, attempts=1, first_attempt_at=NOW - timedelta(hours=70)),
+                       replace(spent, attempts=1, first_attempt_at=NOW - timedelta(hours=73))], clock)
+        sender = dispatcher(queue, Pool(queue), clock, refusal=httpx.ConnectError("refused"))
+        assert await sender.step() == 2
+        await sender.stop()
+        assert {a.claimed.seq: a.outcome for a in queue.attempted} == {opened.seq: "retry", spent.seq: "dead"}
 
 
 async def test_a_deleted_subscriptions_oldest_waiting_age_is_no_longer_reported():

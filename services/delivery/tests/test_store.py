@@ -87,6 +87,8 @@ async def test_a_claim_is_due_and_leased_by_postgres_clock_from_when_it_runs(db)
         await conn.rollback()
     [leased] = claimed
     assert began + timedelta(seconds=0.3) + LEASE <= leased.leased_until <= ended + LEASE
+    # The reading it leased by, handed to the dispatcher, which dates the attempt and its retry from it.
+    assert leased.claimed_at == leased.leased_until - LEASE
     assert again == []  # one leased, the other not yet due
 
 

@@ -1,6 +1,7 @@
 """delivery's queue statements read, not run: which clock they judge and write by (test_store.py runs them on the
 real Postgres)."""
 
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.dialects import postgresql
@@ -11,7 +12,7 @@ from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from delivery.domain import parse_subscriptions
 from delivery.handlers import Delivery, handle_deliverable
-from delivery.store import DeliveryStore
+from delivery.store import Claimed, DeliveryStore
 from delivery.subscriptions import SubscriptionBook
 
 
@@ -86,6 +87,20 @@ async def test_a_claim_is_due_and_leased_by_postgres_clock_alone():
     assert await DeliveryStore(conn).claim({"crm": 2}, 5, lease=timedelta(seconds=20)) == []
     [claim] = [s.compile(dialect=postgresql.dialect()) for s in conn.statements]
     assert "now" not in claim.params and "statement_timestamp()" in str(claim)
+
+
+async def test_a_claim_tells_the_dispatcher_postgres_clock_as_it_read_it():
+    """The dispatcher dated its attempts, their retries and their windows by its host's clock, which claims do not
+    read: a host behind Postgres's retried before a receiver's Retry-After. The claim returns the reading of
+    Postgres's clock it leased by, as each delivery's ``claimed_at``, for the dispatcher to reckon from."""
+    conn = Recording()
+    await DeliveryStore(conn).claim({"crm": 2}, 5, lease=timedelta(seconds=20))
+    [claim] = [str(s.compile(dialect=postgresql.dialect())) for s in conn.statements]
+    returned = [column.strip() for column in claim.split("RETURNING", 1)[1].split(",")]
+    assert len(returned) == len(fields(Claimed))  # read in order, as ``Claimed``'s fields
+    into = dict(zip((f.name for f in fields(Claimed)), returned, strict=True))
+    assert into["claimed_at"] == "(SELECT now FROM clock)" and into["leased_until"] == "next_at"
+    assert "WITH clock AS (SELECT statement_timestamp() AS now)" in claim
 
 
 async def test_a_new_delivery_is_queued_due_by_postgres_clock_not_the_delivery_hosts():

@@ -12,8 +12,9 @@ switches the subscription off (its deliveries wait until it is redriven);
 ``429``/``503`` with ``Retry-After`` waits that long; anything else backs
 off exponentially with jitter, until the retry window (counted from the
 delivery's first attempt) ends and the delivery is dead, with its last
-response kept. What the attempts that ended since the
-last round got is recorded by the next round, all in one transaction: the
+response kept. Those times are Postgres's, as claims judge them, whatever
+this host's clock says (``_postgres_clock``). What the attempts that ended
+since the last round got is recorded by the next round, all in one transaction: the
 dispatcher takes one pooled connection at a time, however many attempts end
 together, so its recordings do not queue behind each other for the pool
 (leases cover the attempt and a few seconds of recording). A result recorded
@@ -60,6 +61,16 @@ OLDEST = Gauge("delivery_oldest_waiting_seconds", "Age of the oldest delivery no
 #: What a lease holds a delivery for beyond the attempt's total timeout: the claim's commit, and the recording
 #: of the attempt's result by the round after it ends.
 RECORD_MARGIN_S = 5
+
+
+def _postgres_clock(d: Claimed, asked: float) -> datetime:
+    """Postgres's clock now, as this host reckons it: its reading when ``d`` was claimed plus the monotonic time
+    since the claim was ``asked`` for, which takes in the claim's round trip, so the reckoning is never behind.
+    Claims judge a retry due by that clock, so an attempt is dated, and its retry and window reckoned, by it too.
+    By this host's clock, ahead of Postgres's, every backoff was longer by the difference; behind it, shorter,
+    and a receiver's ``Retry-After`` was not waited out; two hosts' clocks apart disagreed on when a delivery's
+    retry window ended."""
+    return d.claimed_at + timedelta(seconds=time.monotonic() - asked)
 
 
 class Dispatcher(BackgroundLoop):
@@ -110,6 +121,9 @@ class Dispatcher(BackgroundLoop):
             # The lease outlives the attempt and its recording, so no other dispatcher takes it meanwhile. Counted
             # by Postgres's clock when the claim runs, not by this host's: every dispatcher judges it by the same
             # clock, and a wait before the claim (a busy pool, the gauge over a backlog) does not shorten it.
+            # Counted from before it is asked for, so that what this host counts since is never less than what
+            # Postgres's clock has run since the claim's reading (``_postgres_clock``).
+            asked = time.monotonic()
             claimed = await uow.store.claim(free, room, lease=timedelta(seconds=self._total_s + RECORD_MARGIN_S))
             await uow.commit()
         if waiting is not None:
@@ -123,7 +137,7 @@ class Dispatcher(BackgroundLoop):
             self._gauged = in_force
         for delivery in claimed:
             self._in_flight[delivery.subscription_id] += 1
-            task = asyncio.create_task(self._attempt(delivery), name=f"delivery-{delivery.seq}")
+            task = asyncio.create_task(self._attempt(delivery, asked), name=f"delivery-{delivery.seq}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(claimed)
@@ -194,12 +208,13 @@ class Dispatcher(BackgroundLoop):
                             subscription=attempted.claimed.subscription_id, event_id=str(attempted.claimed.event_id),
                             status=attempted.status, error=attempted.error)
 
-    async def _attempt(self, d: Claimed) -> None:
+    async def _attempt(self, d: Claimed, asked: float) -> None:
         sub = self._subs.get(d.subscription_id)
         if sub is None:  # deleted since the claim: its deliveries are dead already, and the lease lapses
             self._in_flight[d.subscription_id] -= 1
             return
-        started, at = time.perf_counter(), self._clock()
+        # Signed with it too: one time per attempt, the one its log shows the receiver was given.
+        started, at = time.perf_counter(), _postgres_clock(d, asked)
         status: int | None = None
         error: str | None = None
         response: str | None = None
@@ -220,7 +235,7 @@ class Dispatcher(BackgroundLoop):
         finally:
             self._in_flight[d.subscription_id] -= 1
         elapsed = time.perf_counter() - started
-        now = self._clock()
+        now = _postgres_clock(d, asked)
         window = timedelta(hours=sub.retry_hours) if sub.retry_hours else self._window
         # From its first attempt, not from when it was queued: it may have waited most of a window behind its
         # lead's earlier delivery. This attempt opens it, as its recording stores (``store._RECORD``).

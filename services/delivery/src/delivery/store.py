@@ -139,7 +139,8 @@ FROM unnest(CAST(:leads AS uuid[])) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
 #: pending and due: another dispatcher may have claimed it since this statement's snapshot. Due and leased by
 #: Postgres's clock: two hosts' clocks apart by more than a lease would each judge the other's lease run out, and
 #: both send the delivery. The statement's start, not the transaction's (``now()``): what the round read before
-#: (the backlog's gauge) must not shorten the lease.
+#: (the backlog's gauge) must not shorten the lease. That clock's reading is returned too: the dispatcher dates
+#: its attempts and their verdicts from it (``Claimed.claimed_at``).
 _CLAIM = sa.text(
     f"""
     WITH clock AS (SELECT statement_timestamp() AS now)
@@ -162,7 +163,7 @@ _CLAIM = sa.text(
         FOR UPDATE SKIP LOCKED
     )
     RETURNING seq, subscription_id, lead_id, event_id, event_type, body, attempts, created_at, next_at,
-              first_attempt_at
+              (SELECT now FROM clock), first_attempt_at
     """
 )
 #: A round's attempts in one statement, each only while the claim that sent it still holds its delivery:
@@ -227,6 +228,9 @@ class Claimed:
     created_at: datetime
     #: The ``next_at`` the claim set: its result is recorded only while the delivery still has it.
     leased_until: datetime
+    #: Postgres's clock when the claim ran (its lease counts from it): what the dispatcher reckons the attempt's
+    #: times from, so that its retry is due, and its window judged, by the clock claims read.
+    claimed_at: datetime
     #: When its retry window opened (None: this is its first attempt, or the first since a redrive or an enable).
     first_attempt_at: datetime | None = None
 
