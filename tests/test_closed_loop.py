@@ -39,7 +39,7 @@ from leadpipe_common.testing.plugin import KEY_HEADERS, TEST_KEY, make_test_stac
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e, pytest.mark.integration]
 
-DEADLINE_S = 7
+DEADLINE_S = 10
 
 
 @pytest.fixture(scope="module")
