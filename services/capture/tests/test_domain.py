@@ -150,6 +150,17 @@ def test_the_forms_file_refuses_what_would_fail_each_post_later_or_switch_its_ch
         parse_forms(raw)
 
 
+def test_a_thank_you_url_beyond_ascii_is_kept_as_a_header_can_carry_it():
+    """Starlette writes headers in Latin-1: as written, a Japanese host in HX-Redirect was a 500 after the lead was
+    stored. Its escapes stay as they were."""
+    forms = parse_forms({"forms": {"jp": {"thank_you_url": "https://例え.JP/спасибо?q=ü&r=%20#top"}}})
+    assert forms["jp"].thank_you_url == "https://xn--r8jz45g.jp/%D1%81%D0%BF%D0%B0%D1%81%D0%B8%D0%B1%D0%BE?q=%C3%BC&r=%20#top"
+    assert parse_forms({"forms": {"en": {"thank_you_url": "https://example.com/thanks?a=1"}}})[
+        "en"].thank_you_url == "https://example.com/thanks?a=1"
+    with pytest.raises(ValueError, match="forms.x.thank_you_url: its host is no domain name IDNA can spell in ASCII"):
+        parse_forms({"forms": {"x": {"thank_you_url": "https://thanks😀.example/"}}})
+
+
 def test_a_form_id_of_digits_is_the_text_it_reads_as():
     assert list(parse_forms({"forms": {2024: {"offer": "report"}}})) == ["2024"]
 

@@ -863,6 +863,16 @@ async def test_htmx_posting_to_a_form_with_a_thank_you_page_is_sent_there_by_hx_
     assert written(pipeline) == ["whitepaper"]
 
 
+async def test_htmx_is_sent_to_a_thank_you_page_at_a_host_beyond_latin_1_not_answered_500_after_the_lead_is_stored(
+        pipeline, tmp_path):
+    jp = {"forms": {"whitepaper": {"thank_you_url": "https://例え.jp/ありがとう"}}}
+    async with guarded(pipeline, tmp_path, jp, accept="*/*") as capture:
+        reply = await capture.post("/v1/forms/whitepaper", data={"email": "jo@example.com"}, headers=HTMX)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["hx-redirect"] == "https://xn--r8jz45g.jp/%E3%81%82%E3%82%8A%E3%81%8C%E3%81%A8%E3%81%86"
+    assert written(pipeline) == ["whitepaper"]
+
+
 async def test_a_browsers_own_form_post_is_still_redirected_to_the_thank_you_page_not_told_it_in_hx_redirect(
         pipeline, tmp_path):
     async with guarded(pipeline, tmp_path, FROM_HTMX_PAGE, accept=NAVIGATION_ACCEPT) as capture:

@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -628,6 +628,10 @@ def _form(form_id: str, spec: Any, where: str, keys: set[str]) -> Form:
     thank_you_url = spec.get("thank_you_url")
     if thank_you_url is not None and not (isinstance(thank_you_url, str) and _absolute_url(thank_you_url)):
         raise ValueError(f"{where}.thank_you_url: expected an absolute http(s) URL, like https://example.com/thanks")
+    if thank_you_url is not None:
+        thank_you_url = _ascii_url(thank_you_url)
+        if not thank_you_url.isascii():
+            raise ValueError(f"{where}.thank_you_url: its host is no domain name IDNA can spell in ASCII")
     return Form(
         form_id=form_id,
         name=spec.get("name") or form_id,
@@ -647,6 +651,23 @@ def _form(form_id: str, spec: Any, where: str, keys: set[str]) -> Form:
 def _absolute_url(text: str) -> bool:
     parts = urlsplit(text)
     return parts.scheme in ("http", "https") and bool(parts.netloc) and not any(c.isspace() for c in text)
+
+
+#: What a URL keeps unescaped: its delimiters and the escapes already in it (as Starlette's RedirectResponse).
+_URL_SAFE = ":/%#?=@[]!$&'()*+,;"
+
+
+def _ascii_url(text: str) -> str:
+    """``text`` as a response header may carry it: the host in IDNA's ASCII form, the rest percent-encoded as
+    Starlette encodes a redirect's ``Location``. Headers are written in Latin-1: a thank-you page at a Japanese
+    host, sent to htmx in ``HX-Redirect`` as written, was a 500 after the lead was stored."""
+    parts = urlsplit(text)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not hostport.isascii():  # an IPv6 literal is ASCII: only a name is spelt again
+        host, colon, port = hostport.partition(":")
+        hostport = ascii_domain(host) + colon + port
+    return urlunsplit((parts.scheme, quote(userinfo, safe=_URL_SAFE) + at + hostport,
+                       *(quote(part, safe=_URL_SAFE) for part in (parts.path, parts.query, parts.fragment))))
 
 
 # -- one person, one lead --------------------------------------------------------------
