@@ -91,8 +91,8 @@ async def lock_people(conn: AsyncConnection | AsyncSession, lead_ids: Sequence[u
 quarantine = sa.Table(
     "quarantine",
     metadata,
-    # The submission's own id: the one its sender was answered with, unless its person had an open lead then
-    # (answered with that lead's id, as a touch is); its lead's id, or its touch's, if it is released.
+    # The submission's own id, the one its sender was answered with (no key: never the open lead's, which a
+    # version before 0d1cb50 answered for a person who had one); its lead's id, or its touch's, if released.
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("reasons", ARRAY(sa.Text), nullable=False),
