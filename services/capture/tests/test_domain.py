@@ -8,9 +8,10 @@ import pytest
 from leadpipe_common.events import Contact
 from leadpipe_common.throttle import parse_rate
 
-from capture.domain import (Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions, capture_lead,
-                            fingerprint, issue_form_token, latest_contact, may_post_from, overlong, parse_forms,
-                            parse_identity, parse_unlisted, person_key, stated_consent, suspicions, unverifiable)
+from capture.domain import (ConsentWord, Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions,
+                            capture_lead, fingerprint, issue_form_token, latest_contact, may_post_from, newer_word,
+                            overlong, parse_forms, parse_identity, parse_unlisted, person_key, stated_consent,
+                            suspicions, unverifiable)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -625,6 +626,74 @@ def test_a_released_yes_grants_consent_to_a_person_who_has_said_nothing_of_it_si
     record = opened({"email": "jo@x.example"}, LATER)
     released = latest_contact(record, capture(YES, at=NOW), True)
     assert (released.contact.marketing_consent, released.contact.marketing_consent_at) == (True, NOW)
+
+
+# A person's word outlives the lead they gave it on: their next lead, opened once that one closed, is weighed
+# against it.
+SAID_NO, SAID_YES = ConsentWord(False, LATER), ConsentWord(True, LATER)
+
+
+def opened_after(fields, at, person_said):
+    """What a lead opened by ``fields`` at ``at`` has on record, its person's last word being ``person_said``."""
+    return OnRecord.first(capture(fields, at=at), stated_consent(fields), person_said)
+
+
+@pytest.mark.parametrize("yes_at", [NOW, LATER], ids=["older-yes", "yes-as-old"])
+def test_a_released_yes_older_than_the_no_given_on_a_closed_lead_opens_a_lead_without_consent(yes_at):
+    """Yes on Monday, caught in quarantine on Tuesday, no on Wednesday, the lead lost, Tuesday's released on
+    Thursday: the new lead took the yes, the no having been the closed lead's, and marketing mailed her. The rest of
+    what it sent is taken."""
+    record = opened_after(YES | {"job_title": "CTO"}, yes_at, SAID_NO)
+    assert (record.contact.marketing_consent, record.contact.marketing_consent_at) == (False, None)
+    assert record.contact.job_title == "CTO"
+    assert record.consent_withdrawn_at == LATER  # so an old yes released onto the new lead next is no newer either
+
+
+def test_a_lead_opened_saying_nothing_after_a_no_keeps_it_against_an_older_yes_released_onto_it():
+    """A new lead opened without a word recorded no consent, rightly, but no time for the no: a yes from before the
+    no, released as a touch of it, gave consent back."""
+    record = opened_after({"email": "jo@x.example"}, LATER + timedelta(days=1), SAID_NO)
+    assert (record.contact.marketing_consent, record.consent_withdrawn_at) == (False, LATER)
+    released = latest_contact(record, capture(YES, at=NOW), True)
+    assert (released.contact.marketing_consent, released.contact.marketing_consent_at) == (False, None)
+
+
+def test_a_lead_opened_by_a_no_older_than_its_persons_no_keeps_the_newer():
+    """Kept at its own time, the older no let a yes sent between the two count."""
+    record = opened_after(NO, NOW, SAID_NO)
+    assert record.consent_withdrawn_at == LATER
+    released = latest_contact(record, capture(YES, at=NOW + timedelta(minutes=30)), True)
+    assert released.contact.marketing_consent is False
+
+
+def test_a_yes_sent_after_its_persons_no_opens_a_lead_with_consent():
+    record = opened_after(YES, LATER + timedelta(days=1), SAID_NO)
+    assert (record.contact.marketing_consent, record.contact.marketing_consent_at) == (True, LATER + timedelta(days=1))
+    assert record.consent_withdrawn_at is None
+
+
+@pytest.mark.parametrize("fields", [{"email": "jo@x.example"}, NO], ids=["saying-nothing", "an-older-no"])
+def test_a_yes_given_on_a_closed_lead_is_not_carried_into_a_new_one(fields):
+    """A first submission that says nothing records no consent, whatever its person said on another lead; nor does
+    a yes given since make one that said no give it."""
+    assert opened_after(fields, NOW, SAID_YES) == OnRecord.first(capture(fields, at=NOW), stated_consent(fields))
+    assert opened_after(fields, NOW, SAID_YES).contact.marketing_consent is False
+
+
+def test_a_persons_word_is_the_newer_by_when_it_was_sent_one_as_old_counting_as_older():
+    older_yes, newer_yes = ConsentWord(True, NOW), ConsentWord(True, LATER + timedelta(hours=1))
+    assert newer_word(SAID_NO, older_yes) == SAID_NO  # released after the no it came before
+    assert newer_word(older_yes, SAID_NO) == SAID_NO
+    assert newer_word(SAID_NO, ConsentWord(True, LATER)) == SAID_NO
+    assert newer_word(SAID_NO, newer_yes) == newer_yes
+    assert newer_word(SAID_NO, None) == SAID_NO  # saying nothing keeps it
+    assert newer_word(None, older_yes) == older_yes
+    assert newer_word(None, None) is None
+
+
+def test_a_submission_says_its_word_as_of_when_it_was_sent():
+    assert ConsentWord.of(capture(NO, at=NOW), False) == ConsentWord(False, NOW)
+    assert ConsentWord.of(capture({"email": "jo@x.example"}, at=NOW), None) is None
 
 
 def test_what_quarantine_keeps_of_a_bots_padding_fits_one_event_whatever_it_sent():

@@ -4,13 +4,17 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from leadpipe_common.db import make_sessionmaker
+from leadpipe_common.db import make_sessionmaker, raw_transaction
+from leadpipe_common.envelope import new_traceparent
+from leadpipe_common.testing import factories
 from leadpipe_common.testing.migrations import fresh_database, migrate
 
 from capture.store import CaptureStore, quarantine_page
+from capture.writer import Submitted, admit
 
 
 async def plan(conn: AsyncConnection, query: sa.Select) -> str:
@@ -47,3 +51,35 @@ async def test_a_quarantine_kept_before_0010_is_paged_from_indexes_in_the_lists_
     assert "quarantine_received" in every_form and "Sort" not in every_form, every_form
     assert [r["lead_id"] for r in page] == [lead for lead, _, _ in sorted(mine, key=lambda r: (r[1], r[0]),
                                                                             reverse=True)]
+
+
+async def test_people_kept_before_0011_have_no_word_on_record_until_they_say_one(stack):
+    """0011 keeps on each person's row what they last said of marketing, whichever lead they said it on. It leaves
+    the rows it finds without one (docs/upgrading.md): their words are on their leads, which name them only inside
+    each lead's event, and a merged lead holds two people's. What they say from then on is kept."""
+    before = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    person_id, open_lead = uuid.uuid4(), uuid.uuid4()
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("capture", url, "0010")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(
+                "INSERT INTO capture.people (person_key, person_id, open_lead_id, updated_at) "
+                "VALUES ('ann@sap.com', :p, :l, :at)"), {"p": person_id, "l": open_lead, "at": before})
+        migrate("capture", url, "head")
+        async with engine.connect() as conn:
+            kept = (await conn.execute(sa.text("SELECT person_id, open_lead_id, consent, consent_said_at "
+                                               "FROM capture.people WHERE person_key = 'ann@sap.com'"))).one()
+        with pytest.raises(sa.exc.IntegrityError, match="people_consent_said_when"):
+            async with engine.begin() as conn:  # a word without when it was sent could be weighed against nothing
+                await conn.execute(sa.text("UPDATE capture.people SET consent = false"))
+        async with engine.begin() as conn:  # her lead closed
+            await conn.execute(sa.text("UPDATE capture.people SET open_lead_id = NULL"))
+        no = factories.captured("ann@sap.com").model_copy(update={"captured_at": before + timedelta(days=1)})
+        async with raw_transaction(engine) as raw:
+            await admit(raw, [Submitted(lead=no, person_key="ann@sap.com", request_id=uuid.uuid4(),
+                                        traceparent=new_traceparent(), consent=False)], datetime.now(UTC))
+        async with engine.connect() as conn:
+            word = (await conn.execute(sa.text("SELECT consent, consent_said_at FROM capture.people "
+                                               "WHERE person_key = 'ann@sap.com'"))).one()
+    assert tuple(kept) == (person_id, open_lead, None, None)
+    assert tuple(word) == (False, no.captured_at)

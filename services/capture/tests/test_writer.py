@@ -9,7 +9,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -32,6 +32,7 @@ from leadpipe_common.db import per_server_settings
 from capture.redrive import Redriver
 from capture.service import SERVICE
 from capture.settings import CaptureSettings
+from capture.domain import ConsentWord, OnRecord, newer_word
 from capture.store import CaptureStore, Claimed, claim_publishable, outbox
 from capture.writer import LeadWriter, Submitted, WriteTimedOut, _split_event, admit
 
@@ -729,6 +730,122 @@ async def test_a_touch_saying_no_to_marketing_withdraws_the_consent_its_lead_was
                                    {"ids": [s.lead.lead_id for s in subs[1:]]})).all()
     contacts = [json.loads(r.event)["contact"] for r in rows]
     assert [(c["marketing_consent"], c["marketing_consent_at"]) for c in contacts] == [(False, None), (False, None)]
+
+
+def said(email: str, consent: bool | None, at: datetime) -> Submitted:
+    """A submission of ``email`` sent at ``at`` saying ``consent`` to marketing (None: nothing)."""
+    lead = factories.captured(email, marketing_consent=bool(consent), marketing_consent_at=at if consent else None)
+    return Submitted(lead=lead.model_copy(update={"captured_at": at}), person_key=email, request_id=uuid.uuid4(),
+                     traceparent=new_traceparent(), consent=consent)
+
+
+async def released(db, sub: Submitted) -> None:  # noqa: ANN001
+    """``sub`` released from quarantine: admit, in a transaction of its own, as a release calls it."""
+    async with raw_transaction(db) as conn:
+        await admit(conn, [sub], datetime.now(UTC))
+
+
+async def close(db, lead_id: uuid.UUID) -> None:  # noqa: ANN001
+    """What capture's lifecycle follower does when a lead is won, lost or disqualified."""
+    async with make_sessionmaker(db)() as session, session.begin():
+        await CaptureStore(session).close_leads([lead_id])
+
+
+async def lead_on_record(db, lead_id: uuid.UUID) -> OnRecord:  # noqa: ANN001
+    async with db.connect() as conn:
+        row = (await conn.execute(sa.text("SELECT event, consent_withdrawn_at FROM capture.leads WHERE lead_id = :l"),
+                                  {"l": lead_id})).one()
+    return OnRecord(LeadCaptured.model_validate_json(row.event).contact, row.consent_withdrawn_at)
+
+
+async def word_of(db, person_key: str) -> ConsentWord | None:  # noqa: ANN001
+    """What ``person_key``'s row holds of their last word on marketing consent."""
+    async with db.connect() as conn:
+        row = (await conn.execute(sa.text("SELECT consent, consent_said_at FROM capture.people WHERE person_key = :k"),
+                                  {"k": person_key})).one()
+    return None if row.consent is None else ConsentWord(row.consent, row.consent_said_at)
+
+
+@pytest.mark.parametrize("how", ["released", "posted"])
+async def test_a_yes_older_than_a_no_given_on_a_closed_lead_opens_a_lead_without_consent(db, how):
+    """Ann says yes on L1 (Monday); a submission of hers saying yes is quarantined (Tuesday); she says no on L1
+    (Wednesday); L1 is lost; Tuesday's is released (Thursday). It opened L2 saying yes, her no being L1's alone, and
+    marketing mailed her. Posted (a capture process's clock behind another's), the statement that opens leads leaves
+    it to admit, which weighs it."""
+    run = uuid.uuid4().hex[:8]
+    ann = f"ann.{run}@sap.com"
+    monday, tuesday, wednesday = (datetime.now(UTC) - timedelta(days=days) for days in (3, 2, 1))
+    yes, caught, no = said(ann, True, monday), said(ann, True, tuesday), said(ann, False, wednesday)
+    for sub in (yes, no):
+        await write_together(db, [sub])
+    await close(db, yes.lead.lead_id)
+    await (released(db, caught) if how == "released" else write_together(db, [caught]))
+
+    record = await lead_on_record(db, caught.lead.lead_id)
+    assert (record.contact.marketing_consent, record.contact.marketing_consent_at) == (False, None)
+    assert record.consent_withdrawn_at == no.lead.captured_at  # an older yes released onto L2 next counts no more
+    assert await word_of(db, ann) == ConsentWord(False, no.lead.captured_at)
+
+
+async def test_a_lead_opened_saying_nothing_after_a_no_keeps_it_against_an_older_yes_released_onto_it(db):
+    """L2, opened by a form without the checkbox, rightly recorded no consent, but not the no: a yes from before the
+    no, released as a touch of L2, gave consent back."""
+    run = uuid.uuid4().hex[:8]
+    jo = f"jo.{run}@sap.com"
+    monday, tuesday, wednesday = (datetime.now(UTC) - timedelta(days=days) for days in (3, 2, 1))
+    caught, no, silent = said(jo, True, monday), said(jo, False, tuesday), said(jo, None, wednesday)
+    await write_together(db, [no])
+    await close(db, no.lead.lead_id)
+    await write_together(db, [silent])  # the statement that opens leads
+    await released(db, caught)
+
+    assert (await lead_on_record(db, silent.lead.lead_id)).consent_withdrawn_at == no.lead.captured_at
+    async with db.connect() as conn:
+        event = (await conn.execute(sa.text("SELECT event FROM capture.touches WHERE touch_id = :t"),
+                                    {"t": caught.lead.lead_id})).scalar_one()
+    contact = json.loads(event)["contact"]
+    assert (contact["marketing_consent"], contact["marketing_consent_at"]) == (False, None)
+
+
+#: A person's word on record and what the submission that opens their next lead says: (consent, hours after it).
+OPENINGS = [(word, (consent, hours)) for word in (None, False, True) for consent in (None, False, True)
+            for hours in (-1, 0, 1)]
+
+
+@pytest.mark.parametrize(("word", "opening"), OPENINGS, ids=[f"{w}-then-{c}-{h:+d}h" for w, (c, h) in OPENINGS])
+@pytest.mark.parametrize("how", ["opening-statement", "admit"])
+async def test_the_statement_that_opens_leads_weighs_a_persons_word_as_admit_does(db, word, opening, how):
+    """The weighing is written twice, in Python (admit) and in the one statement that opens most leads: each puts
+    on record what ``OnRecord.first`` says, and keeps the newer word on the person's row."""
+    run = uuid.uuid4().hex[:8]
+    email = f"kim.{run}@sap.com"
+    then = datetime.now(UTC) - timedelta(days=1)
+    person_said = None if word is None else ConsentWord(word, then)
+    async with db.begin() as conn:  # a person whose last lead closed after they said ``word``
+        await conn.execute(sa.text("INSERT INTO capture.people (person_key, person_id, updated_at, consent, "
+                                   "consent_said_at) VALUES (:k, :p, :at, :c, :said)"),
+                           {"k": email, "p": uuid.uuid4(), "at": then, "c": word,
+                            "said": None if word is None else then})
+    consent, hours = opening
+    sub = said(email, consent, then + timedelta(hours=hours))
+    await (write_together(db, [sub]) if how == "opening-statement" else released(db, sub))
+
+    assert await lead_on_record(db, sub.lead.lead_id) == OnRecord.first(sub.lead, consent, person_said)
+    assert await word_of(db, email) == newer_word(person_said, ConsentWord.of(sub.lead, consent))
+
+
+async def test_a_persons_word_on_their_row_is_the_newer_by_when_it_was_sent(db):
+    """Touches keep it too, and a released one older than the word on record leaves it."""
+    run = uuid.uuid4().hex[:8]
+    lee = f"lee.{run}@sap.com"
+    monday, tuesday, wednesday, thursday = (datetime.now(UTC) - timedelta(days=days) for days in (4, 3, 2, 1))
+    yes, caught = said(lee, True, monday), said(lee, True, tuesday)
+    no, silent = said(lee, False, wednesday), said(lee, None, thursday)
+    await write_together(db, [yes])
+    assert await word_of(db, lee) == ConsentWord(True, yes.lead.captured_at)
+    await write_together(db, [no, silent])  # touches, in one round
+    await released(db, caught)
+    assert await word_of(db, lee) == ConsentWord(False, no.lead.captured_at)
 
 
 async def test_idempotency_keys_past_their_day_are_deleted_and_the_others_kept(db):

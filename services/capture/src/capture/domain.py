@@ -420,14 +420,50 @@ class OnRecord:
     consent_withdrawn_at: datetime | None = None
 
     @classmethod
-    def first(cls, lead: LeadCaptured, consent: bool | None) -> OnRecord:
-        """What the submission that opens a lead puts on record; ``consent`` as in ``latest_contact``."""
-        return cls(lead.contact, lead.captured_at if consent is False else None)
+    def first(cls, lead: LeadCaptured, consent: bool | None, person_said: ConsentWord | None = None) -> OnRecord:
+        """What the submission that opens a lead puts on record; ``consent`` as in ``latest_contact``.
+
+        ``person_said`` is its person's word on record (``ConsentWord``), given on a lead of theirs since closed
+        (or merged away): the lead is new, its person is not. A no newer than what this submission said (silence
+        included) holds on the new lead, as it would on a touch: a yes released from quarantine, older than the
+        no, must not open a lead marketing may mail, and the lead keeps the no's time, or an older yes released
+        onto it next would count. A yes is not carried over: a first submission that says nothing records no
+        consent."""
+        record = cls(lead.contact, lead.captured_at if consent is False else None)
+        if person_said is None or person_said.consent:
+            return record
+        said_at = record.consent_said_at
+        if said_at is not None and said_at > person_said.said_at:
+            return record
+        return cls(lead.contact.model_copy(update={"marketing_consent": False, "marketing_consent_at": None}),
+                   person_said.said_at)
 
     @property
     def consent_said_at(self) -> datetime | None:
         """When the word on marketing consent now on record was given (None: none known)."""
         return self.contact.marketing_consent_at if self.contact.marketing_consent else self.consent_withdrawn_at
+
+
+@dataclass(frozen=True)
+class ConsentWord:
+    """What a person last said of marketing consent, whichever of their leads they said it on: yes or no, and when
+    it was sent (not when it was stored: a submission released from quarantine is stored days after)."""
+
+    consent: bool
+    said_at: datetime
+
+    @classmethod
+    def of(cls, submitted: LeadCaptured, consent: bool | None) -> ConsentWord | None:
+        """What ``submitted`` said (``consent`` as in ``latest_contact``); None: nothing."""
+        return None if consent is None else cls(consent, submitted.captured_at)
+
+
+def newer_word(on_record: ConsentWord | None, said: ConsentWord | None) -> ConsentWord | None:
+    """Of two words the newer by when it was sent, as ``latest_contact`` weighs them: one as old as the word on
+    record counts as older."""
+    if said is None or (on_record is not None and said.said_at <= on_record.said_at):
+        return on_record
+    return said
 
 
 _CONSENT_FIELDS = frozenset({"marketing_consent", "marketing_consent_at"})

@@ -111,7 +111,8 @@ quarantine = sa.Table(
 #: person_key order compared byte-wise (Python's order of str; in SQL ``COLLATE "C"``, since the database's
 #: collation may put "a.b" and "ab" the other way round), before any lock of its on a lead: the writer's rounds
 #: (``writer._OPEN_LEADS``, or ``writer._PEOPLE_UPSERT`` and then the advisory lock of each lead touched, in lead
-#: id order; Idempotency-Keys before them, which the follower never locks) and the lifecycle follower
+#: id order, ``writer._STORE`` then writing only people rows the upsert holds; Idempotency-Keys before them, which
+#: the follower never locks) and the lifecycle follower
 #: (``_LOCK_PEOPLE`` for the people of every lead its batch closes or merges, then those leads' rows). The writer
 #: never waits on a lead's row (it inserts new leads and only reads old ones). So no two transactions each hold
 #: a person the other waits for: Postgres would abort one of them (a 503 for the round, a retried batch). The
@@ -124,6 +125,11 @@ people = sa.Table(
     sa.Column("person_id", UUID(as_uuid=True), nullable=False, unique=True),
     sa.Column("open_lead_id", UUID(as_uuid=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # What they last said of marketing consent, on whichever of their leads, and when they sent it (``domain.
+    # ConsentWord``): a lead of theirs opened after one closed is weighed against it. NULL: nothing said since 0011.
+    sa.Column("consent", sa.Boolean),
+    sa.Column("consent_said_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("(consent IS NULL) = (consent_said_at IS NULL)", name="people_consent_said_when"),
     sa.Index("people_open_lead", "open_lead_id"),
 )
 #: Later submissions of a person with an open lead; like ``leads``, their own outbox (``lead.touched``).

@@ -55,9 +55,12 @@ each request otherwise paid a statement and a commit of its own.
 ``LeadWriter`` first stores, in ONE statement (its own transaction), the
 submissions without an Idempotency-Key that open a lead for their person:
 that statement upserts and locks the people and inserts the leads of those
-whose person had no open lead. Everything else (touches, later submissions of
-a person within the batch, Idempotency-Keys) then goes through ``admit`` in a
-transaction, as it always did. Each submission's answer comes from the
+whose person had no open lead, weighing what each said of marketing consent
+against its person's last word, and keeping the newer. Everything else
+(touches, later submissions of a person within the batch, Idempotency-Keys,
+a yes older than its person's no) then goes through ``admit`` in a
+transaction, as it always did, whose last statement stores its leads, its
+touches and its people's words together. Each submission's answer comes from the
 statement that stored it: a failure of the second part fails only its own.
 """
 
@@ -84,7 +87,7 @@ from leadpipe_common.events import LeadCaptured, LeadTouched, Touch
 from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.pacing import Linger
 
-from capture.domain import OnRecord, latest_contact
+from capture.domain import ConsentWord, OnRecord, latest_contact, newer_word
 from capture.store import SCHEMA
 
 log = structlog.get_logger(__name__)
@@ -150,17 +153,23 @@ SELECT k, p, l, u FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::timestampt
 ORDER BY n
 ON CONFLICT (person_key) DO UPDATE
 SET open_lead_id = coalesce(people.open_lead_id, excluded.open_lead_id), updated_at = excluded.updated_at
-RETURNING person_key, person_id, open_lead_id
+RETURNING person_key, person_id, open_lead_id, consent, consent_said_at
 """
-_INSERT_LEADS = f"""
-INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event,
-                            consent_withdrawn_at)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bytea[],
-                     $8::timestamptz[])
-"""
-_INSERT_TOUCHES = f"""
-INSERT INTO {SCHEMA}.touches (touch_id, lead_id, touched_at, traceparent, event, consent_withdrawn_at)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::bytea[], $6::timestamptz[])
+#: A round's leads and touches, and its people's words on marketing consent where the round changed them
+#: (``_PEOPLE_UPSERT`` read them, their rows locked): one statement, the transaction's last.
+_STORE = f"""
+WITH l AS (
+    INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event,
+                                consent_withdrawn_at)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bytea[],
+                         $8::timestamptz[])
+), t AS (
+    INSERT INTO {SCHEMA}.touches (touch_id, lead_id, touched_at, traceparent, event, consent_withdrawn_at)
+    SELECT * FROM unnest($9::uuid[], $10::uuid[], $11::timestamptz[], $12::text[], $13::bytea[], $14::timestamptz[])
+)
+UPDATE {SCHEMA}.people SET consent = w.consent, consent_said_at = w.said_at
+FROM unnest($15::text[], $16::boolean[], $17::timestamptz[]) AS w(person_key, consent, said_at)
+WHERE people.person_key = w.person_key
 """
 #: A key claimed afresh, or taken over once its window expired; only those are returned.
 _IDEMPOTENCY_CLAIM = f"""
@@ -208,9 +217,12 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
     candidates = {key: batch[ids[0]] for key, ids in groups.items()}
     # In key order (one statement, its rows in that order), so two writers lock people alike.
     ordered = sorted(candidates.items())
-    owners = {r["person_key"]: (r["person_id"], r["open_lead_id"]) for r in await conn.fetch(
-        _PEOPLE_UPSERT, [key for key, _ in ordered], [uuid.uuid4() for _ in ordered],
-        [sub.lead.lead_id for _, sub in ordered], [now] * len(ordered))}
+    people = await conn.fetch(_PEOPLE_UPSERT, [key for key, _ in ordered], [uuid.uuid4() for _ in ordered],
+                              [sub.lead.lead_id for _, sub in ordered], [now] * len(ordered))
+    owners = {r["person_key"]: (r["person_id"], r["open_lead_id"]) for r in people}
+    # What each person last said of marketing, on whichever lead: a lead opened here is weighed against it.
+    said = {r["person_key"]: _word(r) for r in people}
+    words = dict(said)
 
     new_leads: dict[uuid.UUID, LeadCaptured] = {}
     for key, ids in groups.items():
@@ -232,11 +244,13 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
     for i in fresh:  # in the order they came: a lead's touches (of one person or two) keep it
         sub = batch[i]
         person_id, lead_id = owners[sub.person_key]
+        words[sub.person_key] = newer_word(words[sub.person_key], ConsentWord.of(sub.lead, sub.consent))
         if sub.lead.lead_id == lead_id:
             # Its person's first submission here (candidates): on record before their touches that follow it.
-            known[lead_id] = record = OnRecord.first(sub.lead, sub.consent)
+            known[lead_id] = record = OnRecord.first(sub.lead, sub.consent, said[sub.person_key])
+            event = new_leads[lead_id].model_copy(update={"contact": record.contact})
             lead_rows.append((lead_id, sub.request_id, sub.lead.contact.email, sub.lead.attribution.form_id,
-                              sub.lead.captured_at, sub.traceparent, new_leads[lead_id].model_dump_json().encode(),
+                              sub.lead.captured_at, sub.traceparent, event.model_dump_json().encode(),
                               record.consent_withdrawn_at))
             results[i] = Admitted(answer_for(lead_id, sub, existing=False))
             continue
@@ -249,10 +263,9 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
         touch_rows.append((sub.lead.lead_id, lead_id, sub.lead.captured_at, sub.traceparent,
                            touched.model_dump_json().encode(), record.consent_withdrawn_at))
         results[i] = Admitted(answer_for(lead_id, sub, existing=True))
-    if lead_rows:
-        await conn.execute(_INSERT_LEADS, *_columns(lead_rows))
-    if touch_rows:
-        await conn.execute(_INSERT_TOUCHES, *_columns(touch_rows))
+    spoken = [(key, word.consent, word.said_at) for key, word in sorted(words.items())
+              if word is not None and word != said[key]]
+    await conn.execute(_STORE, *_columns(lead_rows, 8), *_columns(touch_rows, 6), *_columns(spoken, 3))
     answered = [(batch[i].idempotency_key, json.dumps(results[i].answer))  # type: ignore[union-attr]
                 for i in fresh if batch[i].idempotency_key]
     if answered:
@@ -265,24 +278,37 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
 # request commits alone, and its four round trips (BEGIN, people, leads, COMMIT) were most of the writer's
 # CPU. The lead's event names its person, known only once the person's row is upserted: the event is sent
 # as the bytes before and after its person_id, and the statement puts the id between them.
+# The person's word on marketing consent is weighed in it too, as admit weighs it in Python (domain.newer_word,
+# OnRecord.first), where their row is locked and read anyway: the newer by when it was sent is kept (one as old as
+# the person's counts as older), and a new lead keeps the time of a no that holds on it. Only a yes sent no later
+# than its person's no would change the lead's event: that person is left to admit (locked, not returned), as one
+# with an open lead is. That takes a clock behind another capture process's (a release goes to admit anyway), so
+# it costs no round trip in practice.
 _OPEN_LEADS = f"""
 WITH v AS (
     SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[],
-                         $8::text[], $9::bytea[], $10::bytea[], $11::timestamptz[])
+                         $8::text[], $9::bytea[], $10::bytea[], $11::timestamptz[], $12::boolean[], $13::timestamptz[])
     WITH ORDINALITY AS v(person_key, person_id, lead_id, request_id, email, form_id, captured_at, traceparent,
-                         head, tail, consent_withdrawn_at, n)
+                         head, tail, consent_withdrawn_at, consent, consent_said_at, n)
 ), p AS (
-    INSERT INTO {SCHEMA}.people (person_key, person_id, open_lead_id, updated_at)
-    SELECT person_key, person_id, lead_id, $12::timestamptz FROM v ORDER BY n
+    INSERT INTO {SCHEMA}.people (person_key, person_id, open_lead_id, updated_at, consent, consent_said_at)
+    SELECT person_key, person_id, lead_id, $14::timestamptz, consent, consent_said_at FROM v ORDER BY n
     ON CONFLICT (person_key) DO UPDATE
-    SET open_lead_id = excluded.open_lead_id, updated_at = excluded.updated_at
+    SET open_lead_id = excluded.open_lead_id, updated_at = excluded.updated_at,
+        consent = CASE WHEN excluded.consent_said_at > coalesce(people.consent_said_at, '-infinity')
+                       THEN excluded.consent ELSE people.consent END,
+        consent_said_at = CASE WHEN excluded.consent_said_at > coalesce(people.consent_said_at, '-infinity')
+                               THEN excluded.consent_said_at ELSE people.consent_said_at END
     WHERE people.open_lead_id IS NULL  -- a person with an open lead is locked, left as is and not returned
-    RETURNING person_key, person_id, open_lead_id
+      AND NOT (excluded.consent IS TRUE AND people.consent IS FALSE
+               AND excluded.consent_said_at <= people.consent_said_at)
+    RETURNING person_key, person_id, open_lead_id, consent, consent_said_at
 ), l AS (
     INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event,
                                 consent_withdrawn_at)
     SELECT v.lead_id, v.request_id, v.email, v.form_id, v.captured_at, v.traceparent,
-           v.head || convert_to(p.person_id::text, 'UTF8') || v.tail, v.consent_withdrawn_at
+           v.head || convert_to(p.person_id::text, 'UTF8') || v.tail,
+           CASE WHEN p.consent IS FALSE THEN p.consent_said_at ELSE v.consent_withdrawn_at END
     FROM v JOIN p ON p.person_key = v.person_key AND p.open_lead_id = v.lead_id
 )
 SELECT person_key, person_id, open_lead_id FROM p
@@ -319,7 +345,8 @@ async def open_leads(conn: asyncpg.Connection, batch: Sequence[Submitted], now: 
     ordered = sorted(first.items())  # people locked in key order, as admit locks them
     rows = [(key, uuid.uuid4(), batch[i].lead.lead_id, batch[i].request_id, batch[i].lead.contact.email,
              batch[i].lead.attribution.form_id, batch[i].lead.captured_at, batch[i].traceparent, head, tail,
-             OnRecord.first(batch[i].lead, batch[i].consent).consent_withdrawn_at)
+             OnRecord.first(batch[i].lead, batch[i].consent).consent_withdrawn_at,
+             batch[i].consent, None if batch[i].consent is None else batch[i].lead.captured_at)
             for key, (i, (head, tail)) in ordered]
     opened = {r["person_key"] for r in await conn.fetch(_OPEN_LEADS, *_columns(rows), now)
               if r["open_lead_id"] == batch[first[r["person_key"]][0]].lead.lead_id}
@@ -329,9 +356,17 @@ async def open_leads(conn: asyncpg.Connection, batch: Sequence[Submitted], now: 
     return results
 
 
-def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows (at least one) as columns: one array parameter per column of an ``unnest`` statement."""
+def _columns(rows: Sequence[tuple[Any, ...]], width: int | None = None) -> list[list[Any]]:
+    """Rows as columns: one array parameter per column of an ``unnest`` statement (``width`` of them when there may
+    be no row)."""
+    if not rows and width is not None:
+        return [[] for _ in range(width)]
     return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _word(row: Any) -> ConsentWord | None:
+    """The person's word on marketing consent a row of ``people`` holds (None: none since 0011)."""
+    return None if row["consent"] is None else ConsentWord(row["consent"], row["consent_said_at"])
 
 
 async def _claim_keys(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datetime,
