@@ -6,6 +6,7 @@ from urllib.parse import unquote
 import pytest
 
 from leadpipe_common.events import Contact
+from leadpipe_common.testing import factories
 from leadpipe_common.throttle import parse_rate
 
 from capture.domain import (ConsentWord, Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions,
@@ -739,3 +740,18 @@ def test_a_quarantine_cursor_the_list_did_not_give_is_refused_saying_what_to_pas
 
     with pytest.raises(ValueError, match=r"pass the `before` of its Link header's rel=\"next\" as it is"):
         parse_quarantine_cursor(before)
+
+
+def test_a_persons_newer_no_holds_on_a_lead_they_touch_but_their_yes_is_not_carried_over():
+    """Said on a lead sales merged into this one, the no is on no record of this lead's."""
+    monday, tuesday = datetime(2026, 11, 30, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    silent = OnRecord(factories.captured("ann@home.example").contact)
+    heeded = silent.heeding(ConsentWord(False, tuesday))
+    assert (heeded.contact.marketing_consent, heeded.consent_withdrawn_at) == (False, tuesday)
+    assert latest_contact(heeded, factories.captured("ann@sap.com").model_copy(update={"captured_at": monday}),
+                          True).contact.marketing_consent is False  # her yes from before the no
+    yes = OnRecord(factories.captured("ann@home.example", marketing_consent=True,
+                                      marketing_consent_at=tuesday).contact)
+    assert yes.heeding(ConsentWord(False, monday)) == yes  # an older no
+    assert yes.heeding(ConsentWord(False, tuesday)).contact.marketing_consent is False  # as old: the no
+    assert silent.heeding(ConsentWord(True, tuesday)) == silent

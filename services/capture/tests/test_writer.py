@@ -807,6 +807,29 @@ async def test_a_lead_opened_saying_nothing_after_a_no_keeps_it_against_an_older
     assert (contact["marketing_consent"], contact["marketing_consent_at"]) == (False, None)
 
 
+async def test_a_no_given_on_a_lead_merged_into_another_holds_against_an_older_yes_released_onto_the_survivor(db):
+    """Ann's two addresses: sales merged the lead of the one she said no on into the other's. The survivor's record
+    never heard that no, and her yes from before it, released from quarantine as a touch of the survivor, gave
+    consent back."""
+    run = uuid.uuid4().hex[:8]
+    home, work = f"ann.{run}@home.example", f"ann.{run}@sap.com"
+    sunday, monday, tuesday, wednesday = (datetime.now(UTC) - timedelta(days=days) for days in (4, 3, 2, 1))
+    survivor, yes, caught, no = (said(home, None, sunday), said(work, True, monday), said(work, True, tuesday),
+                                 said(work, False, wednesday))
+    for sub in (survivor, yes, no):
+        await write_together(db, [sub])
+    await merge_people(db, {yes.lead.lead_id: survivor.lead.lead_id})
+    await released(db, caught)
+
+    async with db.connect() as conn:
+        touch = (await conn.execute(sa.text("SELECT event, consent_withdrawn_at FROM capture.touches "
+                                            "WHERE touch_id = :t"), {"t": caught.lead.lead_id})).one()
+    contact = json.loads(touch.event)["contact"]
+    assert json.loads(touch.event)["lead_id"] == str(survivor.lead.lead_id)
+    assert (contact["marketing_consent"], contact["marketing_consent_at"]) == (False, None)
+    assert touch.consent_withdrawn_at == no.lead.captured_at
+
+
 #: A person's word on record and what the submission that opens their next lead says: (consent, hours after it).
 OPENINGS = [(word, (consent, hours)) for word in (None, False, True) for consent in (None, False, True)
             for hours in (-1, 0, 1)]

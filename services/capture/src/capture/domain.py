@@ -429,14 +429,19 @@ class OnRecord:
         no, must not open a lead marketing may mail, and the lead keeps the no's time, or an older yes released
         onto it next would count. A yes is not carried over: a first submission that says nothing records no
         consent."""
-        record = cls(lead.contact, lead.captured_at if consent is False else None)
+        return cls(lead.contact, lead.captured_at if consent is False else None).heeding(person_said)
+
+    def heeding(self, person_said: ConsentWord | None) -> OnRecord:
+        """This record with its person's no (``person_said``) on it when that no is newer than the word it holds
+        (silence included; one as old counts as older): given on a lead of theirs since closed, or on one sales
+        merged into this lead, it holds here too. A yes is not carried over."""
         if person_said is None or person_said.consent:
-            return record
-        said_at = record.consent_said_at
+            return self
+        said_at = self.consent_said_at
         if said_at is not None and said_at > person_said.said_at:
-            return record
-        return cls(lead.contact.model_copy(update={"marketing_consent": False, "marketing_consent_at": None}),
-                   person_said.said_at)
+            return self
+        return OnRecord(self.contact.model_copy(update={"marketing_consent": False, "marketing_consent_at": None}),
+                        person_said.said_at)
 
     @property
     def consent_said_at(self) -> datetime | None:

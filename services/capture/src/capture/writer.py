@@ -255,7 +255,9 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
             results[i] = Admitted(answer_for(lead_id, sub, existing=False))
             continue
         lead = first[lead_id]
-        known[lead_id] = record = latest_contact(known[lead_id], sub.lead, sub.consent)
+        # Their no on record holds on the lead they touch: said on a lead sales merged into this one (another
+        # address of theirs), it is on no record of this lead's.
+        known[lead_id] = record = latest_contact(known[lead_id].heeding(said[sub.person_key]), sub.lead, sub.consent)
         touched = LeadTouched(lead_id=lead_id, captured_at=lead.captured_at, contact=record.contact,
                               attribution=lead.attribution, person_id=person_id,
                               touch=Touch(touch_id=sub.lead.lead_id, at=sub.lead.captured_at,
