@@ -367,6 +367,14 @@ async def test_report_filters_that_are_wrong_are_each_named_in_one_answer_of_the
         ("until", "'worse' is not an ISO date (2026-11-23) or date-time (2026-11-23T09:00Z)")]
 
 
+async def test_a_wrong_format_is_named_in_the_same_answer_as_the_wrong_filters_not_after_them(no_leads):
+    async with service(Valid()) as client:
+        answer = await client.get("/v1/reports/sla", params={"since": "nope", "format": "xml"},
+                                  headers={"authorization": "Bearer lpk_def456_secret"})
+    assert answer.status_code == 422
+    assert [e["field"] for e in answer.json()["errors"]] == ["format", "since"]
+
+
 async def test_a_browser_without_a_session_is_sent_to_sign_in_whatever_credit_model_it_asks_for():
     """The model's 422 JSON came before the redirect, as if the page were there to be had without signing in."""
     async with service(Keys()) as browser:

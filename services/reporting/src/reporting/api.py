@@ -41,10 +41,10 @@ def _moment(value: str | None, name: str, wrong: list[FieldProblem], *, end: boo
         return None
 
 
-def filters(since: str | None, until: str | None, source: str | None) -> Filters:
-    """The cohort asked for; a 422 naming every filter that is wrong, not only the first: corrected one at a
-    time, each answer would find the next."""
-    wrong: list[FieldProblem] = []
+def filters(since: str | None, until: str | None, source: str | None, fmt: str | None = None) -> Filters:
+    """The cohort asked for; a 422 naming every filter that is wrong (and the answer's ``format``), not only the
+    first: corrected one at a time, each answer would find the next."""
+    wrong: list[FieldProblem] = _format_problems(fmt)
     f = Filters(_moment(since, "since", wrong), _moment(until, "until", wrong, end=True), source or None)
     if f.since and f.until and f.since >= f.until:
         wrong.append(FieldProblem("until", "must be after since"))
@@ -83,11 +83,15 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _format_problems(fmt: str | None) -> list[FieldProblem]:
+    return [] if fmt in (None, "", "json", "csv") else [FieldProblem("format", f"{fmt!r}: use json or csv")]
+
+
 async def answer(request: Request, fmt: str | None, name: str,
                  build: Callable[[AsyncConnection], Awaitable[dict[str, Any] | None]],
                  rows: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> Response:
-    if fmt not in (None, "", "json", "csv"):
-        raise Problem(422, "unknown format", [FieldProblem("format", f"{fmt!r}: use json or csv")])
+    if wrong := _format_problems(fmt):  # the timeline's, which has no filters
+        raise Problem(422, "unknown format", wrong)
     async with runtime_of(request).engine.connect() as conn:
         body = await build(conn)
     if body is None:
@@ -102,7 +106,7 @@ async def answer(request: Request, fmt: str | None, name: str,
 @router.get("/v1/reports/funnel", summary="The combined funnel: leads that reached each stage, and conversion")
 async def funnel(request: Request, since: str | None = Since, until: str | None = Until,
                  source: str | None = Source, format: str | None = Format) -> Response:
-    f = filters(since, until, source)
+    f = filters(since, until, source, format)
     return await answer(request, format, "funnel", lambda c: reports.funnel(c, f),
                         lambda b: b["stages"] + [{"stage": k, "count": v} for k, v in b["exits"].items()])
 
@@ -111,7 +115,7 @@ async def funnel(request: Request, since: str | None = Since, until: str | None 
 async def breakdown(request: Request, dimension: Literal["source", "medium", "campaign", "content", "form", "offer"],
                     since: str | None = Since, until: str | None = Until, source: str | None = Source,
                     format: str | None = Format) -> Response:
-    f = filters(since, until, source)
+    f = filters(since, until, source, format)
     return await answer(request, format, f"funnel-by-{dimension}", lambda c: reports.breakdown(c, f, dimension),
                         lambda b: b["rows"])
 
@@ -124,7 +128,7 @@ async def attribution(request: Request, dimension: Literal["source", "campaign",
                           "first", description="first touch (all credit to the capture), last touch before the win, "
                                                "or linear (an equal share to every touch up to the win)"),
                       format: str | None = Format) -> Response:
-    f = filters(since, until, source)
+    f = filters(since, until, source, format)
     return await answer(request, format, f"attribution-by-{dimension}-{model}",
                         lambda c: reports.attribution(c, f, dimension, model), lambda b: b["rows"])
 
@@ -132,14 +136,14 @@ async def attribution(request: Request, dimension: Literal["source", "campaign",
 @router.get("/v1/reports/velocity", summary="Time from capture to routed, routed to accepted, accepted to won (p50, p90)")
 async def velocity(request: Request, since: str | None = Since, until: str | None = Until,
                    source: str | None = Source, format: str | None = Format) -> Response:
-    f = filters(since, until, source)
+    f = filters(since, until, source, format)
     return await answer(request, format, "velocity", lambda c: reports.velocity(c, f), lambda b: b["rows"])
 
 
 @router.get("/v1/reports/sla", summary="Hand-off SLA compliance per team and per rep")
 async def sla(request: Request, since: str | None = Since, until: str | None = Until,
               source: str | None = Source, format: str | None = Format) -> Response:
-    f = filters(since, until, source)
+    f = filters(since, until, source, format)
     return await answer(request, format, "sla", lambda c: reports.sla(c, f),
                         lambda b: [{"owner_id": "(team)", **t} for t in b["teams"]] + b["reps"])
 
@@ -147,7 +151,7 @@ async def sla(request: Request, since: str | None = Since, until: str | None = U
 @router.get("/v1/reports/rejections", summary="Why sales rejected leads, by source")
 async def rejections(request: Request, since: str | None = Since, until: str | None = Until,
                      source: str | None = Source, format: str | None = Format) -> Response:
-    f = filters(since, until, source)
+    f = filters(since, until, source, format)
     return await answer(request, format, "rejections", lambda c: reports.rejections(c, f), lambda b: b["rows"])
 
 
@@ -156,7 +160,7 @@ async def rejections(request: Request, since: str | None = Since, until: str | N
 async def spam(request: Request, since: str | None = Query(None, description="quarantined at or after"),
                until: str | None = Query(None, description="quarantined before (a bare date includes the day)"),
                source: str | None = Source, format: str | None = Format) -> Response:
-    f = filters(since, until, source)
+    f = filters(since, until, source, format)
     return await answer(request, format, "spam", lambda c: reports.spam_report(c, f), lambda b: b["rows"])
 
 
