@@ -25,6 +25,8 @@ class Commands:
         self.truncated: str | None = None
         #: Set: a replay fails so after the swap.
         self.behind: CatchUpFailed | None = None
+        #: Records an export leaves out as undecodable.
+        self.undecodable = 0
 
     async def replay(self, settings, *, since=None, force=False, progress=lambda done, total: None) -> ReplayStats:
         self.replays.append(since)
@@ -35,9 +37,10 @@ class Commands:
             raise self.behind
         return ReplayStats(0, 0, 0, 0.1)
 
-    async def export(self, settings, output, fmt, *, since, until, progress=lambda done, total: None) -> int:
+    async def export(self, settings, output, fmt, *, since, until,
+                     progress=lambda done, total: None) -> tuple[int, int]:
         self.exports.append((fmt, since, until))
-        return 0
+        return 3, self.undecodable
 
     def __call__(self, *args: str):
         return invoke(cli, args)
@@ -149,3 +152,13 @@ def test_a_format_the_file_name_contradicts_or_an_empty_one_is_refused(command, 
     refused = command("export", *args)
     assert refused.exit_code == 2 and "--format" in refused.said and said in refused.said
     assert command.exports == []
+
+
+def test_an_export_says_how_many_records_it_left_out_as_undecodable(command, tmp_path):
+    """Replay said so; export wrote a file lacking them without a word, and the analyst took it for the stream."""
+    command.undecodable = 2
+    done = command("export", str(tmp_path / "out.jsonl"))
+    assert done.exit_code == 0, done.output
+    assert "wrote 3 events to" in done.output and "; 2 undecodable left out" in done.output
+    command.undecodable = 0
+    assert "undecodable" not in command("export", str(tmp_path / "out.jsonl")).output

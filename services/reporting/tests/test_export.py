@@ -38,7 +38,7 @@ def previous_export(tmp_path: Path, name: str) -> Path:
     return target
 
 
-async def run_export(target: Path, scan: TopicScanOf, monkeypatch: pytest.MonkeyPatch) -> int:
+async def run_export(target: Path, scan: TopicScanOf, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
     monkeypatch.setattr(export_module, "TopicScan", scan)
     return await export(KafkaSettings(), target, target.suffix.removeprefix("."), since=None, until=None)
 
@@ -80,7 +80,7 @@ async def test_an_export_interrupted_midway_leaves_the_previous_export_and_no_pa
 async def test_a_complete_export_replaces_the_previous_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str):
     target = previous_export(tmp_path, name)
-    assert await run_export(target, TopicScanOf([[step(0), step(1)], [step(2)]]), monkeypatch) == 3
+    assert await run_export(target, TopicScanOf([[step(0), step(1)], [step(2)]]), monkeypatch) == (3, 0)
     if name.endswith(".parquet"):
         offsets = pq.read_table(target).column("offset").to_pylist()
     else:
@@ -120,3 +120,11 @@ def test_a_touchs_row_has_that_touchs_time_and_attribution_not_the_leads_first_t
     rows = [export_row(factories.envelope("leads.lifecycle", e), 0, 0) for e in (touched, told)]
     assert [(r["at"], r["utm_source"], r["offer"]) for r in rows] == [
         ("2026-11-23T09:00:00Z", "newsletter", "ebook"), ("2026-11-23T09:01:00Z", "newsletter", "ebook")]
+
+
+async def test_an_export_counts_the_records_it_leaves_out_as_undecodable(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    garbled = step(1)
+    garbled.value = b"{not json"
+    assert await run_export(tmp_path / "out.jsonl", TopicScanOf([[step(0), garbled], [step(2)]]), monkeypatch) == (2, 1)
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2

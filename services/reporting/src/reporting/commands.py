@@ -124,7 +124,7 @@ def add_commands(cli: typer.Typer) -> None:
                                      param_hint="--until")
         settings = load_settings(ReportingSettings)
         try:
-            n = _run_with_progress("exporting", lambda update: export(
+            n, skipped = _run_with_progress("exporting", lambda update: export(
                 settings, output, chosen, since=start, until=end, progress=update))
         except OutputError as exc:
             typer.secho(str(exc), err=True, fg="red")
@@ -132,4 +132,5 @@ def add_commands(cli: typer.Typer) -> None:
         except (KafkaError, LookupError, OSError) as exc:  # OSError: the Kafka client's TLS files, a socket
             typer.secho(f"cannot read {topics.LIFECYCLE} at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None
-        typer.echo(f"wrote {n:,} events to {output} ({chosen})")
+        typer.echo(f"wrote {n:,} events to {output} ({chosen})"
+                   + (f"; {skipped:,} undecodable left out (the live service dead-letters them)" if skipped else ""))

@@ -71,13 +71,14 @@ def export_row(env: Envelope, partition: int, offset: int) -> dict[str, Any]:
 
 
 async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: datetime | None, until: datetime | None,
-                 progress: Progress = lambda done, total: None) -> int:
-    """Write the events as JSON Lines or Parquet, a fetched batch at a time (memory stays flat)."""
+                 progress: Progress = lambda done, total: None) -> tuple[int, int]:
+    """Write the events as JSON Lines or Parquet, a fetched batch at a time (memory stays flat); how many were
+    written, and how many records were left out as undecodable (the analyst must hear that the file lacks them)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.schema([(c, pa.int64() if c in ("partition", "offset") else pa.string()) for c in EXPORT_COLUMNS])
-    written, seen = 0, 0
+    written, seen, skipped = 0, 0, 0
     # Beside the output, so the rename cannot cross file systems; created exclusively, with the permissions a
     # plain open would give, so what the analyst gets is the same file as before.
     partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
@@ -90,7 +91,9 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
                 parquet = None if jsonl else files.enter_context(pq.ParquetWriter(partial, schema, compression="zstd"))
             async with TopicScan(settings, topics.LIFECYCLE, since=since) as scan:
                 async for records in scan.batches():
-                    rows = [export_row(env, r.partition, r.offset) for r, env in decoded(records)[0]
+                    readable, unreadable = decoded(records)
+                    skipped += unreadable
+                    rows = [export_row(env, r.partition, r.offset) for r, env in readable
                             if not (since and env.time < since) and not (until and env.time >= until)]
                     with _writing(output):
                         if jsonl is not None:
@@ -107,4 +110,4 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
     except BaseException:  # an interruption (Ctrl-C cancels the task) as much as an error
         partial.unlink(missing_ok=True)
         raise
-    return written
+    return written, skipped
