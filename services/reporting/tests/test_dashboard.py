@@ -327,6 +327,17 @@ def test_a_currency_is_written_into_the_page_escaped():
     assert dashboard.money({"<script>x</script>": "10.00"}) == "10 &lt;script&gt;x&lt;/script&gt;"
 
 
+async def test_a_moment_the_address_gives_stays_in_the_filter_not_cleared_by_a_date_picker(no_leads):
+    """A date input clears a value that is not a plain date: Apply then sent since= and the report widened to all
+    time without a word."""
+    async with service(Valid()) as browser:
+        page = await browser.get("/dashboard", params={"since": "2026-11-23T09:00Z", "until": "2026-11-30"},
+                                 headers={"authorization": "Bearer lpk_def456_secret"})
+    assert page.status_code == 200
+    assert '<input type="text" name="since" value="2026-11-23T09:00Z">' in page.text
+    assert '<input type="date" name="until" value="2026-11-30">' in page.text
+
+
 @pytest.mark.parametrize("asked, said", [
     ({"since": "bad"}, "since: &#x27;bad&#x27; is not an ISO date"),
     ({"since": "2026-11-02", "until": "2026-11-01"}, "until: must be after since"),

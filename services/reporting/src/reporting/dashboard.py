@@ -13,6 +13,7 @@ server too, so a copy of the cookie stops working as well.
 from __future__ import annotations
 
 import html
+import re
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -334,12 +335,23 @@ def header(since: str | None, until: str | None, source: str | None, sources: li
 <title>leadpipe · funnel</title><style>{CSS}</style></head>
 <body><header><div class="brand">lead<b>pipe</b> <span>closed-loop funnel</span></div>
 <form method="get" action="/dashboard">
-<label>From <input type="date" name="since" value="{esc(since)}"></label>
-<label>To <input type="date" name="until" value="{esc(until)}"></label>
+<label>From (UTC) {_moment_input("since", since)}</label>
+<label>To (UTC) {_moment_input("until", until)}</label>
 <label>Source <select name="source"><option value="">all sources</option>{options}</select>{cut}</label>
 <label>Credit <select name="model">{models}</select></label>
 <button type="submit">Apply</button></form>
 <form method="post" action="/dashboard/logout"><button type="submit" class="quiet">Sign out</button></form></header>"""
+
+
+_PLAIN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _moment_input(name: str, value: str) -> str:
+    """A date picker for a plain date (or none); a moment the address gave (2026-11-23T09:00Z) as text: a date
+    input clears a value that is not a date, and Apply then sent the filter empty, widening the report to all
+    time."""
+    kind = "date" if not value or _PLAIN_DATE.fullmatch(value) else "text"
+    return f'<input type="{kind}" name="{name}" value="{esc(value)}">'
 
 
 CSS = """
