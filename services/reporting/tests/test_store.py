@@ -16,7 +16,7 @@ from leadpipe_common.events import (
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import MODELS, LeadFacts, Projection, project
 from reporting.replay import missing_from
-from reporting.reports import Filters, attribution, funnel, rejections, sla, sources, spam_report, velocity
+from reporting.reports import Filters, attribution, breakdown, funnel, rejections, sla, sources, spam_report, velocity
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
 
 
@@ -167,7 +167,7 @@ async def test_a_submission_released_as_a_touch_of_its_persons_open_lead_is_coun
     assert (report["quarantined"], report["released"], report["spam"]) == (3, 2, 1)
 
 
-def through(lead: uuid.UUID, *stages: str, source: str = "src-1",
+def through(lead: uuid.UUID, *stages: str, source: str | None = "src-1",
             reasons: tuple[str, ...] = ("not-a-fit",)) -> list[tuple[uuid.UUID, datetime, LeadStageChanged]]:
     """``lead``'s steps through ``stages``, a minute apart; a rejection's way back to nurture at the same moment,
     as routing records it. Its rejections give ``reasons`` in turn."""
@@ -228,6 +228,23 @@ async def test_attribution_counts_as_captured_the_leads_the_funnel_does_under_ev
 
     found = await read_after_both_orders(db, events, captured)
     assert found == [(2, dict.fromkeys(MODELS, [("src-scored", 1), ("src-won", 1)]))] * 2
+
+
+async def test_leads_without_a_source_and_those_whose_source_reads_none_are_one_row_under_every_model(db):
+    """Google Analytics writes a direct visit's medium "(none)", and forms pass it on: counted apart from the
+    leads that gave none, they were two rows named "(none)"."""
+    events = [*through(uuid.uuid4(), "captured", "mql", source=None), *through(uuid.uuid4(), "captured", source=None),
+              *through(uuid.uuid4(), "captured", source="(none)"), *through(uuid.uuid4(), "captured", source="ads")]
+
+    async def rows(conn):
+        credited = {model: (await attribution(conn, Filters(), "source", model))["rows"] for model in MODELS}
+        by_source = (await breakdown(conn, Filters(), "source"))["rows"]
+        return (sorted((r["value"], r["captured"]) for r in by_source),
+                {m: sorted((r["value"], r["captured"]) for r in found) for m, found in credited.items()})
+
+    found = await read_after_both_orders(db, events, rows)
+    expected = [("(none)", 3), ("ads", 1)]
+    assert found == [(expected, dict.fromkeys(MODELS, expected))] * 2
 
 
 async def test_the_sources_listed_are_those_with_the_most_leads_in_the_range_whatever_source_is_picked(db):

@@ -83,8 +83,14 @@ async def funnel(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     return {"filters": f.describe(), "stages": funnel_stages(row), "exits": {s: row[s] for s in EXITS}}
 
 
+def _labelled(value: Any) -> Any:
+    """A value grouped under its label: a missing one is "(none)", as Google Analytics writes a direct visit's
+    medium, which forms pass on as it is; grouped apart, the two were two rows under one name."""
+    return sa.func.coalesce(value, NONE_LABEL)
+
+
 async def breakdown(conn: AsyncConnection, f: Filters, dimension: str) -> dict[str, Any]:
-    col = leads.c[DIMENSIONS[dimension]]
+    col = _labelled(leads.c[DIMENSIONS[dimension]])
     rows = await conn.execute(sa.select(col.label("value"), *_reached()).where(*f.where()).group_by(col))
     out = [breakdown_row(r.value, r._mapping) for r in rows]
     out.sort(key=lambda r: (-r["captured"], r["value"]))
@@ -94,7 +100,7 @@ async def breakdown(conn: AsyncConnection, f: Filters, dimension: str) -> dict[s
 async def attribution(conn: AsyncConnection, f: Filters, dimension: str, model: str = "first") -> dict[str, Any]:
     if model != "first":
         return await _multi_touch(conn, f, dimension, model)
-    col = leads.c[DIMENSIONS[dimension]]
+    col = _labelled(leads.c[DIMENSIONS[dimension]])
     counts = await conn.execute(
         sa.select(col.label("value"), sa.func.count().label("captured"),
                   sa.func.count().filter(leads.c.furthest >= RANK["won"]).label("won"))
@@ -116,7 +122,7 @@ async def _multi_touch(conn: AsyncConnection, f: Filters, dimension: str, model:
     A year's cohort has millions of touches, far beyond reporting's memory: they are read through a
     server-side cursor and tallied a lead at a time, so only one lead's touches and a row per value are held."""
     column = DIMENSIONS[dimension]
-    value = sa.func.coalesce(touches.c[column], sa.case((touches.c.lead_id.is_(None), leads.c[column])))
+    value = _labelled(sa.func.coalesce(touches.c[column], sa.case((touches.c.lead_id.is_(None), leads.c[column]))))
     query = (sa.select(leads.c.lead_id, leads.c.won_at, leads.c.won_amount, leads.c.won_currency,
                        sa.func.coalesce(touches.c.at, leads.c.captured_at).label("at"), value.label("value"))
              .select_from(leads.outerjoin(touches, touches.c.lead_id == leads.c.lead_id))
@@ -232,7 +238,7 @@ async def rejections(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     """Every rejection of the cohort's leads, by the lead's source and the reason code: each time sales rejected
     a recycled lead, and a lead merged into another since too (the rejection was a rep's answer on that lead,
     under its own first touch); how many rejections, of how many leads."""
-    source, reason = leads.c.utm_source, steps.c.detail["reason_code"].astext
+    source, reason = _labelled(leads.c.utm_source), _labelled(steps.c.detail["reason_code"].astext)
     rejected = sa.and_(steps.c.lead_id == leads.c.lead_id, steps.c.to_stage == sa.literal_column("'rejected'"))
     rows = await conn.execute(
         sa.select(source.label("source"), reason.label("reason_code"), sa.func.count().label("rejections"),
@@ -257,10 +263,11 @@ async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     # Released, it is a lead of its own or, when its person had a lead open, a touch of that lead.
     released = sa.or_(sa.exists().where(leads.c.lead_id == spam.c.lead_id, leads.c.captured_at.is_not(None)),
                       sa.exists().where(touches.c.touch_id == spam.c.lead_id))
+    form_id, source = _labelled(spam.c.form_id).label("form_id"), _labelled(spam.c.utm_source).label("utm_source")
     rows = await conn.execute(
-        sa.select(spam.c.form_id, spam.c.utm_source, sa.func.count().label("quarantined"),
+        sa.select(form_id, source, sa.func.count().label("quarantined"),
                   sa.func.count().filter(released).label("released"))
-        .where(*where).group_by(spam.c.form_id, spam.c.utm_source))
+        .where(*where).group_by(form_id, source))
     return {"filters": f.describe(), **spam_rows([r._mapping for r in rows])}
 
 
