@@ -246,6 +246,12 @@ async def test_leads_without_a_source_and_those_whose_source_reads_none_are_one_
     expected = [("(none)", 3), ("ads", 1)]
     assert found == [(expected, dict.fromkeys(MODELS, expected))] * 2
 
+    async def picked(conn):  # the row's source, picked in the dashboard's list, is those three leads
+        listed, _ = await sources(conn, Filters(), 5)
+        return listed, (await funnel(conn, Filters(source="(none)")))["stages"][0]["count"]
+
+    assert await read_after_both_orders(db, events, picked) == [(["(none)", "ads"], 3)] * 2
+
 
 async def test_the_sources_listed_are_those_with_the_most_leads_in_the_range_whatever_source_is_picked(db):
     """A bot posted the most leads, under one source, a week after the range."""

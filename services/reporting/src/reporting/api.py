@@ -55,7 +55,7 @@ def filters(since: str | None, until: str | None, source: str | None, fmt: str |
 
 Since = Query(None, description="leads captured at or after (ISO date or date-time)")
 Until = Query(None, description="leads captured before (a bare date includes the whole day)")
-Source = Query(None, description="only leads with this utm_source")
+Source = Query(None, description="only leads with this utm_source; (none): those that gave none")
 Format = Query(None, description="json (default) or csv")
 
 

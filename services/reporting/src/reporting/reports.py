@@ -37,12 +37,23 @@ class Filters:
         if self.until is not None:
             clauses.append(leads.c.captured_at < self.until)
         if self.source is not None:
-            clauses.append(leads.c.utm_source == self.source)
+            clauses.append(_is_source(leads.c.utm_source, self.source))
         return clauses
 
     def describe(self) -> dict[str, Any]:
         return {"since": self.since.isoformat() if self.since else None,
                 "until": self.until.isoformat() if self.until else None, "source": self.source}
+
+
+def _labelled(value: Any) -> Any:
+    """A value grouped under its label: a missing one is "(none)", as Google Analytics writes a direct visit's
+    medium, which forms pass on as it is; grouped apart, the two were two rows under one name."""
+    return sa.func.coalesce(value, NONE_LABEL)
+
+
+def _is_source(column: Any, source: str) -> Any:
+    """``column`` holds ``source``; "(none)", the row of the leads that gave none, is those (``_labelled``)."""
+    return sa.or_(column.is_(None), column == NONE_LABEL) if source == NONE_LABEL else column == source
 
 
 def _reached() -> list[Any]:
@@ -70,9 +81,10 @@ async def sources(conn: AsyncConnection, f: Filters, limit: int) -> tuple[list[s
     first, and whether there are more. utm_source is free text from anonymous posts: a bot can make thousands.
     (One pass over the range's leads, as every report takes; a row past the limit tells there are more.)"""
     cohort = replace(f, source=None)
+    source = _labelled(leads.c.utm_source)  # "(none)" picks the leads that gave none as well
     rows = await conn.execute(
-        sa.select(leads.c.utm_source).where(*cohort.where(), leads.c.utm_source.is_not(None))
-        .group_by(leads.c.utm_source).order_by(sa.func.count().desc(), leads.c.utm_source).limit(limit + 1))
+        sa.select(source).where(*cohort.where())
+        .group_by(source).order_by(sa.func.count().desc(), source).limit(limit + 1))
     found = [r[0] for r in rows]
     return found[:limit], len(found) > limit
 
@@ -81,12 +93,6 @@ async def funnel(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     out = [sa.func.count().filter(_EXIT == s).label(s) for s in EXITS]
     row = (await conn.execute(sa.select(*_reached(), *out).where(*f.where()))).one()._mapping
     return {"filters": f.describe(), "stages": funnel_stages(row), "exits": {s: row[s] for s in EXITS}}
-
-
-def _labelled(value: Any) -> Any:
-    """A value grouped under its label: a missing one is "(none)", as Google Analytics writes a direct visit's
-    medium, which forms pass on as it is; grouped apart, the two were two rows under one name."""
-    return sa.func.coalesce(value, NONE_LABEL)
 
 
 async def breakdown(conn: AsyncConnection, f: Filters, dimension: str) -> dict[str, Any]:
@@ -259,7 +265,7 @@ async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     if f.until is not None:
         where.append(spam.c.received_at < f.until)
     if f.source is not None:
-        where.append(spam.c.utm_source == f.source)
+        where.append(_is_source(spam.c.utm_source, f.source))
     # Released, it is a lead of its own or, when its person had a lead open, a touch of that lead.
     released = sa.or_(sa.exists().where(leads.c.lead_id == spam.c.lead_id, leads.c.captured_at.is_not(None)),
                       sa.exists().where(touches.c.touch_id == spam.c.lead_id))
