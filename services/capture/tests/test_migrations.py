@@ -1,6 +1,10 @@
 """capture's migrations on the real Postgres: tables written by an older release, upgraded by
 ``leadpipe-capture migrate`` as an operator runs it, in a database of their own."""
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -83,3 +87,21 @@ async def test_people_kept_before_0011_have_no_word_on_record_until_they_say_one
                                                "WHERE person_key = 'ann@sap.com'"))).one()
     assert tuple(kept) == (person_id, open_lead, None, None)
     assert tuple(word) == (False, no.captured_at)
+
+
+async def test_a_migration_of_a_table_another_transaction_holds_gives_up_having_changed_nothing(stack):
+    """0011 alters people, which takes the table whole: queued behind an admin's open transaction on it, it held
+    every request of capture's behind itself (each timing out, 503) for as long as that transaction lasted."""
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("capture", url, "0010")
+        async with engine.connect() as holder, holder.begin():
+            await holder.execute(sa.text("SELECT count(*) FROM capture.people"))  # held until this block ends
+            env = {**os.environ, "DATABASE_URL": url}
+            refused = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "capture", "migrate"], env=env,
+                                              capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1, refused.stderr
+        assert "capture: cannot migrate now: a table of capture is held by another transaction: waited 10 s" \
+               in refused.stderr and "Traceback" not in refused.stderr
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.text("SELECT version_num FROM capture.alembic_version"))).scalar() == "0010"
+        migrate("capture", url, "head")  # the table free: as any migration

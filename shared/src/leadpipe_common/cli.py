@@ -160,6 +160,9 @@ def service_cli(
         except CommandError as exc:  # a revision its history does not have, or one older than in place
             typer.secho(f"{name}: cannot migrate to {revision!r}: {exc}", err=True, fg="red")
             raise typer.Exit(2) from None
+        except migrations.TableBusy as exc:  # another transaction's: running it again later will do
+            typer.secho(f"{name}: cannot migrate now: {exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
         # What is in place, not what was asked: "head" names no revision, and an upgrade may find nothing to do.
         now = ", ".join(after) or "no revision"
         if before == after:

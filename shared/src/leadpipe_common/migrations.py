@@ -5,7 +5,9 @@ service's ``alembic_version`` table inside that schema, so services migrate
 independently against one shared server or against separate databases. It
 holds a Postgres advisory lock per schema for the whole upgrade, so replicas
 that all migrate on start (init containers) run one after another, and the
-later ones find nothing left to do. Migrations only go up: a target older
+later ones find nothing left to do. A migration waits at most
+``LOCK_TIMEOUT_S`` for a lock on a table it changes, then fails having
+changed nothing (``TableBusy``). Migrations only go up: a target older
 than the revision in place is refused (``NotAnUpgrade``), as is one the
 service's history does not have (alembic's ``CommandError``, before any
 connection is made); ``upgrade`` returns the revisions in place before and
@@ -43,6 +45,17 @@ def config(migrations_dir: Path, database_url: str, schema: str,
 
 class NotAnUpgrade(CommandError):
     """The target is older than the revision in place: an upgrade to it would do nothing."""
+
+
+#: How long a migration waits for a lock on a table it changes. An ALTER TABLE queued behind a long transaction on
+#: its table (an admin's open psql, a report) holds every later reader and writer of the table behind itself: the
+#: service's requests would wait, then fail, for as long as that transaction lasted. Failing instead, it changed
+#: nothing and can be run again once the table is free.
+LOCK_TIMEOUT_S = 10
+
+
+class TableBusy(Exception):
+    """A table the migration changes stayed held by another transaction past ``LOCK_TIMEOUT_S``: nothing changed."""
 
 
 #: The revisions in place in a schema (none before its first migration).
@@ -112,6 +125,8 @@ def run_env(target_metadata: sa.MetaData) -> None:
 
     def migrate(connection: sa.Connection) -> None:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"leadpipe-migrate:{schema}"})
+        # After the advisory lock: a replica's migrate still waits for another's as long as that one takes.
+        connection.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_S}s'"))
         connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         context.configure(
             connection=connection,
@@ -126,8 +141,15 @@ def run_env(target_metadata: sa.MetaData) -> None:
                 and older_than_in_place(migration.script, before, destination)):
             raise NotAnUpgrade(f"{destination} is older than the revision in place ({', '.join(before)}): migrate "
                                "only upgrades, it never goes back")
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_timeout's "lock not available"
+                raise
+            raise TableBusy(f"a table of {schema} is held by another transaction: waited {LOCK_TIMEOUT_S} s for it, "
+                            "changed nothing; run migrate again once it ends (pg_stat_activity shows who holds "
+                            "it: a session 'idle in transaction', a long report)") from None
         cfg.attributes["before"], cfg.attributes["after"] = before, tuple(migration.get_current_heads())
 
     async def main() -> None:
