@@ -123,7 +123,7 @@ from sqlalchemy.exc import DBAPIError
 from prometheus_client import Counter, Gauge, Histogram
 
 from leadpipe_common import topics, topology
-from leadpipe_common.db import error_text, is_unavailable
+from leadpipe_common.db import error_text, is_unavailable, sqlstate
 from leadpipe_common.envelope import DecodeError, Envelope, Message, child_traceparent, decode, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.kafka import client_options
@@ -301,24 +301,11 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (KafkaError, NotNow)) or is_unavailable(exc)
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a database error (SQLAlchemy's wrapper, or the driver's own), None for any other error."""
-    error: BaseException | None = exc
-    for _ in range(3):
-        if error is None:
-            break
-        code = getattr(error, "sqlstate", None) or getattr(getattr(error, "orig", None), "sqlstate", None)
-        if isinstance(code, str) and code:
-            return code
-        error = error.__cause__
-    return None
-
-
 def _may_be_poison(exc: BaseException) -> bool:
     """Whether ``exc`` may be about the record applied (see ``_DATA_CLASSES``); an outage never is."""
     if _transient(exc):
         return False
-    code = _sqlstate(exc)
+    code = sqlstate(exc)
     if code is not None:
         return code[:2] in _DATA_CLASSES
     return not isinstance(exc, (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError))

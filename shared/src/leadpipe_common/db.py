@@ -112,6 +112,19 @@ _RETRY_CODES = frozenset({"40001", "40P01", "55P03", "25006"})
 _NOT_THE_DATABASE = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error (SQLAlchemy's wrapper, or the driver's own), None for any other error."""
+    error: BaseException | None = exc
+    for _ in range(3):
+        if error is None:
+            break
+        code = getattr(error, "sqlstate", None) or getattr(getattr(error, "orig", None), "sqlstate", None)
+        if isinstance(code, str) and code:
+            return code
+        error = error.__cause__
+    return None
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means Postgres cannot serve this now, so that the same request may pass later: the
     connection or the pool failed, or Postgres said so (by SQLSTATE, on the error or the one it wraps)."""

@@ -29,7 +29,7 @@ from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
-from leadpipe_common.db import engine_for
+from leadpipe_common.db import engine_for, sqlstate
 from leadpipe_common.settings import DEFAULT_CONNECT_TIMEOUT_S
 
 
@@ -145,7 +145,7 @@ def run_env(target_metadata: sa.MetaData) -> None:
             with context.begin_transaction():
                 context.run_migrations()
         except sa.exc.DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_timeout's "lock not available"
+            if sqlstate(exc) != "55P03":  # lock_timeout's "lock not available"
                 raise
             raise TableBusy(f"a table of {schema} is held by another transaction: waited {LOCK_TIMEOUT_S} s for it, "
                             "changed nothing; run migrate again once it ends (pg_stat_activity shows who holds "
