@@ -391,6 +391,7 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     if not sender.vouched and "existing" in admitted.answer:
         # An answer kept for an Idempotency-Key by an earlier version, which told anyone: replayed, it must not.
+        # Dead once every key claimed before 0d1cb50 has expired (one idempotency window after that release).
         admitted = replace(admitted, answer={k: v for k, v in admitted.answer.items() if k != "existing"})
     if not admitted.repeated:
         (QUARANTINED if reasons else ACCEPTED).labels(endpoint).inc()

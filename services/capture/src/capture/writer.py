@@ -348,7 +348,7 @@ async def open_leads(conn: asyncpg.Connection, batch: Sequence[Submitted], now: 
     rows = [(key, uuid.uuid4(), batch[i].lead.lead_id, batch[i].request_id, batch[i].lead.contact.email,
              batch[i].lead.attribution.form_id, batch[i].lead.captured_at, batch[i].traceparent, head, tail,
              OnRecord.first(batch[i].lead, batch[i].consent).consent_withdrawn_at,
-             batch[i].consent, None if batch[i].consent is None else batch[i].lead.captured_at)
+             *_word_columns(ConsentWord.of(batch[i].lead, batch[i].consent)))
             for key, (i, (head, tail)) in ordered]
     opened = {r["person_key"] for r in await conn.fetch(_OPEN_LEADS, *_columns(rows), now)
               if r["open_lead_id"] == batch[first[r["person_key"]][0]].lead.lead_id}
@@ -364,6 +364,11 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int | None = None) -> list[
     if not rows and width is not None:
         return [[] for _ in range(width)]
     return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _word_columns(word: ConsentWord | None) -> tuple[bool | None, datetime | None]:
+    """A word as the people row's (consent, consent_said_at)."""
+    return (None, None) if word is None else (word.consent, word.said_at)
 
 
 def _word(row: Any) -> ConsentWord | None:
