@@ -31,7 +31,7 @@ class Queue:
         self.recorded: list[int] = []
         #: Every attempt handed to ``record``, its outcome with it, recorded or not.
         self.attempted: list[Attempted] = []
-        #: The lease of each claim, and the clock it was asked to count it by (None: Postgres's).
+        #: The lease of each claim.
         self.leases: list[timedelta] = []
         #: Raised by the coming ``record`` calls, in turn.
         self.failures: list[Exception] = []
@@ -165,11 +165,11 @@ async def test_attempts_that_end_together_are_recorded_over_one_pooled_connectio
     assert sorted(queue.recorded) == list(range(64))
 
 
-async def test_a_dispatcher_whose_clock_runs_ahead_leases_by_postgres_clock_not_its_own():
+async def test_a_dispatcher_asks_for_a_lease_as_long_as_the_attempt_and_its_recording_whatever_its_clock():
     """Two dispatchers on hosts whose clocks were a minute apart: the one ahead judged the other's lease run out
-    and sent the delivery it still held. Every claim is now due and leased by Postgres's clock (``store``'s
-    tests: when the claim runs, after a wait for the pool or the backlog's gauge); the dispatcher gives only
-    the lease's length, the attempt's total timeout and the recording's margin."""
+    and sent the delivery it still held. Claims are due and leased by Postgres's clock (``store``'s tests); the
+    dispatcher, whatever its own clock says, gives only the lease's length: the attempt's total timeout and the
+    recording's margin."""
     clock = Clock()
     clock.now = NOW + timedelta(minutes=1)
     queue = Queue([], clock)

@@ -122,9 +122,8 @@ class MemoryRoutingStore:
     async def set_away(self, rep_id: str, periods: Sequence[Away], by: str, now: datetime) -> None:
         self.away[rep_id] = [a for a in self.away.get(rep_id, []) if a.ends_at <= now] + list(periods)
 
-    async def update_handoff(self, h: Handoff, lead: Any = None) -> None:
-        held = self.handoffs[h.lead_id]
-        self.handoffs[h.lead_id] = replace(held, handoff=h, lead=lead if lead is not None else held.lead)
+    async def update_handoff(self, h: Handoff) -> None:
+        self.handoffs[h.lead_id] = replace(self.handoffs[h.lead_id], handoff=h)
         self.updates.append([h.lead_id])
 
     async def update_handoffs(self, held: Sequence[Held]) -> None:

@@ -90,8 +90,6 @@ def _format_problems(fmt: str | None) -> list[FieldProblem]:
 async def answer(request: Request, fmt: str | None, name: str,
                  build: Callable[[AsyncConnection], Awaitable[dict[str, Any] | None]],
                  rows: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> Response:
-    if wrong := _format_problems(fmt):  # the timeline's, which has no filters
-        raise Problem(422, "unknown format", wrong)
     async with runtime_of(request).engine.connect() as conn:
         body = await build(conn)
     if body is None:
@@ -166,6 +164,9 @@ async def spam(request: Request, since: str | None = Query(None, description="qu
 
 @router.get("/v1/leads/{lead_id}/timeline", summary="One lead's full history, oldest first")
 async def timeline(request: Request, lead_id: uuid.UUID, format: str | None = Format) -> Response:
+    if wrong := _format_problems(format):  # the reports check it with their filters; the timeline has none
+        raise Problem(422, "unknown format", wrong)
+
     async def build(conn: AsyncConnection) -> dict[str, Any] | None:
         found = await reports.timeline(conn, lead_id)
         if found is None:

@@ -405,10 +405,6 @@ class RoutingStore:
             f"new_{c}": [to_json(r[c], by_alias=False).decode() if c in json_columns else r[c] for r in rows]
             for c in ("lead_id", *_STORED)})
 
-    async def update_handoff(self, h: Handoff, lead: LeadRouted | None = None) -> None:
-        values = _handoff_values(h)
-        if lead is not None:
-            values["lead"] = lead.model_dump(mode="json")
-        await self._session.execute(
-            handoffs.update().where(handoffs.c.lead_id == h.lead_id).values(**values, updated_at=sa.func.now())
-        )
+    async def update_handoff(self, h: Handoff) -> None:
+        await self._session.execute(handoffs.update().where(handoffs.c.lead_id == h.lead_id)
+                                    .values(**_handoff_values(h), updated_at=sa.func.now()))
