@@ -1,9 +1,11 @@
-"""``leadpipe-keys`` refuses what it is given before it touches the database."""
+"""``leadpipe-keys`` refuses what it is given before it touches the database, and says in one line what it could not do."""
 
 import pytest
+from alembic.util import CommandError
 from typer.testing import CliRunner
 
-from leadpipe_common import keys
+from leadpipe_common import keys, migrations
+from leadpipe_common.migrations import TableBusy
 from leadpipe_common.throttle import parse_rate
 
 
@@ -27,3 +29,22 @@ def test_a_rate_limit_is_refused_by_the_rule_capture_counts_by_and_in_its_words(
     result = CliRunner().invoke(keys.cli, ["create", "--name", "importer", "--scope", "capture:write",
                                            "--rate-limit", rate], env={"COLUMNS": "500"})
     assert result.exit_code == 2 and str(capture.value) in " ".join(result.output.split())
+
+
+
+@pytest.mark.parametrize(("refusal", "said", "code"), [
+    (CommandError("Can't locate revision identified by '0009'"), "auth: cannot migrate to 'head': Can't locate", 2),
+    (TableBusy("a table of auth is held by another transaction"), "auth: cannot migrate now: a table of auth", 1),
+])
+def test_an_auth_schema_it_cannot_migrate_is_one_line_not_a_traceback(monkeypatch, refusal, said, code):
+    """Only the database's own errors were caught around the auth schema's migration: a schema a newer release
+    had migrated (alembic's CommandError) or a table held past the lock timeout ended leadpipe-keys in a
+    traceback, which its promise rules out."""
+    def refuse(*args, **kwargs):
+        raise refusal
+
+    monkeypatch.setattr(migrations, "upgrade", refuse)
+    result = CliRunner().invoke(keys.cli, ["list"], env={
+        "COLUMNS": "500", "DATABASE_URL": "postgresql+asyncpg://leadpipe:x@127.0.0.1:1/leadpipe"})
+    assert result.exit_code == code and isinstance(result.exception, SystemExit), result.exception
+    assert said in " ".join(result.output.split())

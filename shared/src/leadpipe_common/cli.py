@@ -57,6 +57,28 @@ def database_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+@contextlib.contextmanager
+def migration_errors(schema: str, revision: str = "head") -> Iterator[None]:
+    """Around a command's migration of ``schema`` (a service's own, or the shared ``auth``): what the database
+    says as ``database_errors`` does; a revision the history does not have (a typo, or a schema a newer release
+    migrated) or one older than in place, one line and exit code 2; a table held by another transaction past
+    the lock timeout, one line and exit code 1 (running it again later will do). Never a traceback."""
+    # Imported here, not at the top: alembic (with mako) is ~10 MB of every serving process's memory.
+    from alembic.util import CommandError
+
+    from leadpipe_common.migrations import TableBusy
+
+    try:
+        with database_errors():
+            yield
+    except CommandError as exc:
+        typer.secho(f"{schema}: cannot migrate to {revision!r}: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    except TableBusy as exc:
+        typer.secho(f"{schema}: cannot migrate now: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from None
+
+
 #: What every command's help says of a moment ``moment_option`` reads (``--since``, ``--until``, ``--at``).
 MOMENT = "an ISO date or date-time; UTC unless zoned"
 
@@ -147,22 +169,13 @@ def service_cli(
         It never goes back: a revision older than the one in place is refused."""
         # Imported here, not at the top: alembic (with mako) is ~10 MB of every serving process's memory,
         # and a serving process never migrates.
-        from alembic.util import CommandError
-
         from leadpipe_common import migrations
 
         settings = load_settings(settings_factory)
-        try:
-            with database_errors():
-                before, after = migrations.upgrade_service(
-                    migrations_dir, settings.database_url, schema=name, revision=revision,
-                    connect_timeout_s=settings.database_connect_timeout_s)
-        except CommandError as exc:  # a revision its history does not have, or one older than in place
-            typer.secho(f"{name}: cannot migrate to {revision!r}: {exc}", err=True, fg="red")
-            raise typer.Exit(2) from None
-        except migrations.TableBusy as exc:  # another transaction's: running it again later will do
-            typer.secho(f"{name}: cannot migrate now: {exc}", err=True, fg="red")
-            raise typer.Exit(1) from None
+        with migration_errors(name, revision):
+            before, after = migrations.upgrade_service(
+                migrations_dir, settings.database_url, schema=name, revision=revision,
+                connect_timeout_s=settings.database_connect_timeout_s)
         # What is in place, not what was asked: "head" names no revision, and an upgrade may find nothing to do.
         now = ", ".join(after) or "no revision"
         if before == after:

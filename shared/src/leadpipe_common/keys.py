@@ -16,7 +16,7 @@ import typer
 
 from leadpipe_common import migrations
 from leadpipe_common.auth import SCOPES, api_keys, new_key
-from leadpipe_common.cli import database_errors, load_settings
+from leadpipe_common.cli import database_errors, load_settings, migration_errors
 from leadpipe_common.db import make_engine
 from leadpipe_common.settings import ServiceSettings
 from leadpipe_common.throttle import parse_rate
@@ -50,7 +50,7 @@ async def key_is_valid(settings: ServiceSettings, key_id: str) -> bool:
 
 def _settings() -> ServiceSettings:
     settings = load_settings(ServiceSettings)
-    with database_errors():
+    with migration_errors("auth"):
         migrations.upgrade(migrations.AUTH_MIGRATIONS, settings.database_url, schema="auth",
                            connect_timeout_s=settings.database_connect_timeout_s)
     return settings
