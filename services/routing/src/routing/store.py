@@ -173,31 +173,42 @@ _TURNED = sa.func.unnest(
                ).render_derived(name="u")
 _SAVE_ROTATIONS = (rotation.update().where(rotation.c.team == _TURNED.c.team)
                    .values(state=sa.cast(_TURNED.c.state, JSONB), turns=rotation.c.turns + _TURNED.c.turns))
-#: What a hand-off's row holds besides its key, as ``update_handoffs`` writes it (JSON travels as text).
-_STORED = ("status", "owner_id", "team", "grade", "due_at", "reassignments", "holders", "history", "merged_into",
-           "waiting_since", "cycle", "lead")
 
 
 def _travels_as(column: sa.Column[Any]) -> Any:
     return sa.Text() if isinstance(column.type, sa.JSON) else column.type
 
 
-# Parameters are named "new_<column>": one named as a column of the table would be taken as a value to SET.
-_UPDATED = sa.func.unnest(*(sa.bindparam(f"new_{c}", type_=ARRAY(_travels_as(handoffs.c[c])))
-                            for c in ("lead_id", *_STORED))
-                          ).table_valued(*(sa.column(c, _travels_as(handoffs.c[c])) for c in ("lead_id", *_STORED))
-                                         ).render_derived(name="u")
-_UPDATE_HANDOFFS = (handoffs.update().where(handoffs.c.lead_id == _UPDATED.c.lead_id)
-                    .values({**{c: sa.cast(_UPDATED.c[c], handoffs.c[c].type)
-                                if isinstance(handoffs.c[c].type, sa.JSON) else _UPDATED.c[c] for c in _STORED},
-                             "updated_at": sa.func.now()}))
-#: A batch's recycled leads' new assignments over those sales rejected, one statement (parameters named as for
-#: ``_UPDATED``).
-_ASSIGNED_AGAIN = sa.func.unnest(*(sa.bindparam(f"new_{c.name}", type_=ARRAY(c.type)) for c in assignments.c)
-                                 ).table_valued(*(sa.column(c.name, c.type) for c in assignments.c)
-                                                ).render_derived(name="u")
-_REASSIGN = (assignments.update().where(assignments.c.lead_id == _ASSIGNED_AGAIN.c.lead_id)
-             .values({c.name: _ASSIGNED_AGAIN.c[c.name] for c in assignments.c if c.name != "lead_id"}))
+def _bulk_update(table: sa.Table, key: str, columns: Sequence[str]) -> sa.Update:
+    """One UPDATE writing ``columns`` over the rows of ``table`` whose ``key`` the arrays of ``_bulk_parameters``
+    name, however many rows: ``UPDATE .. FROM unnest(arrays)``, one array a column (JSON travels as text).
+    Parameters are named "new_<column>": one named as a column of the table would be taken as a value to SET."""
+    given = sa.func.unnest(*(sa.bindparam(f"new_{c}", type_=ARRAY(_travels_as(table.c[c]))) for c in (key, *columns))
+                           ).table_valued(*(sa.column(c, _travels_as(table.c[c])) for c in (key, *columns))
+                                          ).render_derived(name="u")
+    return (table.update().where(table.c[key] == given.c[key])
+            .values({c: sa.cast(given.c[c], table.c[c].type) if isinstance(table.c[c].type, sa.JSON) else given.c[c]
+                     for c in columns}))
+
+
+def _bulk_parameters(table: sa.Table, key: str, columns: Sequence[str],
+                     rows: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
+    """``rows`` as the arrays of ``_bulk_update(table, key, columns)``: the last row given of each key (one statement
+    updates a row at most once), sorted by key, the order every path locks rows in."""
+    last = {row[key]: row for row in rows}
+    keys = sorted(last)
+    return {f"new_{c}": [to_json(last[k][c], by_alias=False).decode() if isinstance(table.c[c].type, sa.JSON)
+                         else last[k][c] for k in keys]
+            for c in (key, *columns)}
+
+
+#: What a hand-off's row holds besides its key, as ``update_handoffs`` writes it.
+_STORED = ("status", "owner_id", "team", "grade", "due_at", "reassignments", "holders", "history", "merged_into",
+           "waiting_since", "cycle", "lead")
+_UPDATE_HANDOFFS = _bulk_update(handoffs, "lead_id", _STORED).values(updated_at=sa.func.now())
+#: What a recycled lead's new assignment writes over the one sales rejected: every column.
+_ASSIGNMENT = tuple(c.name for c in assignments.c if c.name != "lead_id")
+_REASSIGN = _bulk_update(assignments, "lead_id", _ASSIGNMENT)
 _HELD = (sa.select(handoffs.c.owner_id, sa.func.count())
          .where(handoffs.c.status == "routed", among(handoffs.c.owner_id, "reps")).group_by(handoffs.c.owner_id))
 #: The same, each rep's count stopping at ``:cap``: an index scan of at most that many entries a rep, where the
@@ -252,12 +263,8 @@ class RoutingStore:
     async def reassign(self, rows: Sequence[dict[str, Any]]) -> None:
         """Recycled leads' new assignments (every column) replace those sales rejected, in one statement whatever
         their number; a lead given twice is written once, as last given."""
-        last = {row["lead_id"]: row for row in rows}
-        if not last:
-            return
-        ids = sorted(last)
-        await self._session.execute(_REASSIGN, {f"new_{c.name}": [last[i][c.name] for i in ids]
-                                                for c in assignments.c})
+        if rows:
+            await self._session.execute(_REASSIGN, _bulk_parameters(assignments, "lead_id", _ASSIGNMENT, rows))
 
     async def add_handoffs(self, held: Sequence[Held]) -> None:
         await insert_rows(self._session, handoffs, [
@@ -396,14 +403,9 @@ class RoutingStore:
         statement whatever their number (a batch's touches told to their holders took one UPDATE each, in the
         batch's transaction, the rows locked). A lead given twice is written once, as last given: one statement
         updates a row at most once."""
-        last = {h.handoff.lead_id: h for h in held}
-        if not last:
-            return
-        rows = [{"lead_id": i, **_handoff_values(last[i].handoff), "lead": last[i].lead} for i in sorted(last)]
-        json_columns = {c for c in _STORED if isinstance(handoffs.c[c].type, sa.JSON)}
-        await self._session.execute(_UPDATE_HANDOFFS, {
-            f"new_{c}": [to_json(r[c], by_alias=False).decode() if c in json_columns else r[c] for r in rows]
-            for c in ("lead_id", *_STORED)})
+        if held:
+            await self._session.execute(_UPDATE_HANDOFFS, _bulk_parameters(handoffs, "lead_id", _STORED, (
+                {"lead_id": h.handoff.lead_id, **_handoff_values(h.handoff), "lead": h.lead} for h in held)))
 
     async def update_handoff(self, h: Handoff) -> None:
         await self._session.execute(handoffs.update().where(handoffs.c.lead_id == h.lead_id)
