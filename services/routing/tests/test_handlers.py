@@ -329,7 +329,7 @@ async def test_a_lead_the_overflow_desk_let_pass_at_night_waits_for_its_own_team
     assert (held.team, held.waiting_since, held.due_at) == ("emea-enterprise", ctx.clock.now, None)
     ctx.clock.now = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # 09:00 in Berlin and Stockholm
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 1
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
         await uow.commit()
     assigned, rerouted = uow.published[2:]
     assert data(assigned).owner_id in {"lena.fischer", "tom.berg"} and data(assigned).team == "emea-enterprise"
@@ -658,10 +658,10 @@ async def test_a_lead_nobody_can_take_waits_in_its_queue_until_the_first_shift_s
     assert uow.store.handoffs[lead.lead_id].handoff.waiting_since == T0
     ctx.clock.now = T0 + timedelta(minutes=59)
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 0
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 0
     ctx.clock.now = T0 + timedelta(hours=1)
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 1
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
         await uow.commit()
     assigned, rerouted = uow.published
     owner = data(rerouted).assignment.owner_id
@@ -671,7 +671,7 @@ async def test_a_lead_nobody_can_take_waits_in_its_queue_until_the_first_shift_s
     held = uow.store.handoffs[lead.lead_id].handoff
     assert (held.owner_id, held.waiting_since, held.due_at) == (owner, None, T0 + timedelta(hours=1, minutes=15))
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 0  # handed out once
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 0  # handed out once
 
 
 async def test_a_rounds_waiting_leads_are_stored_in_one_write_as_they_are_handed_out(uow):
@@ -682,7 +682,7 @@ async def test_a_rounds_waiting_leads_are_stored_in_one_write_as_they_are_handed
     uow.store.updates.clear()
     ctx.clock.now = T0 + timedelta(hours=1)
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 3
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 3
         await uow.commit()
     assert uow.store.updates == [sorted(lead.lead_id for lead in leads)]
     held = [uow.store.handoffs[lead.lead_id] for lead in leads]
@@ -712,14 +712,15 @@ async def test_waiting_leads_go_out_longest_waiting_first_and_only_as_far_as_cap
         await route(uow, ctx, lead)
     ctx.clock.now = T0 + timedelta(hours=1)
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 2  # ana and ben hold one each
+        # ana and ben hold one each
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 2
         await uow.commit()
     handoffs = uow.store.handoffs
     assert {handoffs[lead.lead_id].handoff.owner_id for lead in leads[:2]} == {"ana", "ben"}
     assert handoffs[leads[2].lead_id].handoff.waiting_since == T0 + timedelta(minutes=2)
     await say(uow, ctx, leads[0].lead_id, outcome="accepted", rep_id=handoffs[leads[0].lead_id].handoff.owner_id)
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 1  # a slot freed
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1  # a slot freed
         await uow.commit()
 
 
@@ -742,7 +743,7 @@ async def test_leads_waiting_longer_for_a_rep_who_is_away_do_not_hold_up_a_lead_
     assert [uow.store.handoffs[lead.lead_id].handoff.owner_id for lead in (*passed, later)] == ["queue:emea"] * 4
     ctx.clock.now += timedelta(minutes=1)  # Ben is back
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, limit=3) == 1
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=3) == 1
         await uow.commit()
     assert uow.store.handoffs[later.lead_id].handoff.owner_id == "ben"
     assert all(uow.store.handoffs[lead.lead_id].handoff.waiting_since is not None for lead in passed)
@@ -755,7 +756,7 @@ async def test_a_round_hands_out_no_more_waiting_leads_than_its_limit(uow):
     ctx.clock.now = T0 + timedelta(hours=1)
     for expected in (2, 1, 0):
         async with uow:
-            assert await hand_out_waiting_leads(uow, ctx, limit=2) == expected
+            assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=2) == expected
             await uow.commit()
 
 
@@ -810,7 +811,7 @@ async def test_a_lead_waiting_in_the_queue_of_a_team_renamed_in_the_files_moves_
     assert (held.owner_id, held.team, held.waiting_since) == ("queue:emea-inbound", "emea-inbound", T0)
     ctx.clock.now = T0 + timedelta(hours=1)  # the shift starts
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, limit=10) == 1
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
         await uow.commit()
     assigned, _ = uow.published[1:]
     assert data(assigned).team == "emea-inbound" and data(assigned).queued_at == T0

@@ -130,17 +130,15 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
     return len(due)
 
 
-async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, limit: int,
-                                 waiting_in: Collection[str] | None = None) -> int:
+async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, waiting_in: Collection[str],
+                                 limit: int) -> int:
     """One round, in ``uow`` (the caller commits): the number of waiting leads handed to a rep. ``waiting_in``: the
-    teams with leads waiting, as the round read them (None: read here). A team in it with none waiting any more
+    teams with leads waiting, as the round read them (``waiting_teams``). A team in it with none waiting any more
     (handed out by another process, moved) costs at most its rotation locks; a lead queued meanwhile in a team
     missing from it is claimed by the next round."""
     now = ctx.clock()
     store = uow.store
     ref = ctx.reference
-    if waiting_in is None:
-        waiting_in = await store.waiting_teams()
     if not waiting_in:
         return 0
     reachable = {team: overflow_chain(team, ref.data) for team in waiting_in}
@@ -321,7 +319,7 @@ class SlaWatch(BackgroundLoop):
         # wait in another team's queue is named here, to go out this round, as before.
         waiting |= {h.team for h in moved if h.waiting_since is not None}
         async with self._runtime.unit_of_work() as uow:
-            handed = await hand_out_waiting_leads(uow, ctx, self._batch_max, waiting)
+            handed = await hand_out_waiting_leads(uow, ctx, waiting, self._batch_max)
             await uow.commit()
         return max(acted, len(moved), handed)
 
