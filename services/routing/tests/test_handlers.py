@@ -156,6 +156,22 @@ def locked(store) -> list:
     return list(dict.fromkeys(store.locks))
 
 
+async def counting_writes(uow, work):
+    """What ``work`` (a batch or a round over ``uow``, not yet begun) returned, run in a unit of work of its own and
+    committed, the store's statements writing over stored rows (``updates``, ``reassigned``) counted from it on."""
+    uow.store.updates.clear()
+    uow.store.reassigned.clear()
+    async with uow:
+        done = await work
+        await uow.commit()
+    return done
+
+
+def one_write(leads) -> list:
+    """What the store records of one statement writing the rows of ``leads``, each once, in lead id order."""
+    return [sorted(lead.lead_id for lead in leads)]
+
+
 async def merge(uow, ctx, lead_id, survivor_id, rep_id):
     async with uow:
         result = await record_merge(uow.store, lead_id, survivor_id, rep_id, "one person", ctx.data, ctx.clock())
@@ -286,12 +302,9 @@ async def test_a_rounds_missed_deadlines_are_stored_in_one_write_and_each_lead_h
     locks."""
     leads = [factories.scored("mql", country="DE") for _ in range(3)]
     owners = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads]
-    uow.store.updates.clear()
     ctx.clock.now = T0 + timedelta(minutes=16)
-    async with uow:
-        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 3
-        await uow.commit()
-    assert uow.store.updates == [sorted(lead.lead_id for lead in leads)]
+    assert await counting_writes(uow, act_on_missed_deadlines(uow, ctx, limit=10)) == 3
+    assert uow.store.updates == one_write(leads)
     breached = [data(m) for m in uow.published if m.topic == topics.LIFECYCLE]
     assert sorted(b.lead_id for b in breached) == sorted(lead.lead_id for lead in leads)
     held = [uow.store.handoffs[lead.lead_id].handoff for lead in leads]
@@ -434,14 +447,11 @@ async def test_a_batch_of_touches_told_to_their_holders_stores_the_told_leads_in
     a, b, c = (factories.scored("mql", country="DE") for _ in range(3))
     for lead in (a, b, c):
         await route(uow, ctx, lead)
-    uow.store.updates.clear()
     touches = (touch_of(a), touch_of(b), touch_of(a), touch_of(c, points=0))
     batch = [factories.envelope(topics.SCORED, e) for e in touches]
-    async with uow:
-        outcomes = await handle_lead_scored(uow, batch, ctx)
-        await uow.commit()
+    outcomes = await counting_writes(uow, handle_lead_scored(uow, batch, ctx))
     assert [len(outcomes[env.id]) for env in batch] == [2, 2, 2, 0]
-    assert uow.store.updates == [sorted([a.lead_id, b.lead_id])]
+    assert uow.store.updates == one_write([a, b])
     assert uow.store.handoffs[a.lead_id].lead.touch == touches[2].touch
 
 
@@ -449,18 +459,15 @@ async def test_a_recycled_lead_and_a_later_touch_of_it_in_the_same_batch_are_sto
     lead = factories.scored("mql", country="DE")
     owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
     await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="not-a-fit")
-    uow.store.updates.clear()
     touches = (touch_of(lead), touch_of(lead))
     batch = [factories.envelope(topics.SCORED, e) for e in touches]
-    async with uow:
-        outcomes = await handle_lead_scored(uow, batch, ctx)
-        await uow.commit()
+    outcomes = await counting_writes(uow, handle_lead_scored(uow, batch, ctx))
     _, routed, _ = outcomes[batch[0].id]
     told, _ = outcomes[batch[1].id]
     assert data(told).assignment == data(routed).assignment and data(routed).assignment.owner_id != owner
     held = uow.store.handoffs[lead.lead_id]
     assert (held.handoff.status, held.handoff.cycle, held.lead.touch) == ("routed", 1, touches[1].touch)
-    assert uow.store.updates == [[lead.lead_id]]
+    assert uow.store.updates == one_write([lead])
 
 
 async def test_leads_recycled_in_one_batch_have_their_new_assignments_stored_in_one_write(uow, ctx):
@@ -468,10 +475,9 @@ async def test_leads_recycled_in_one_batch_have_their_new_assignments_stored_in_
     for lead in leads:
         owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
         await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="not-a-fit")
-    async with uow:
-        await handle_lead_scored(uow, [factories.envelope(topics.SCORED, touch_of(lead)) for lead in leads], ctx)
-        await uow.commit()
-    assert uow.store.reassigned == [sorted(lead.lead_id for lead in leads)]
+    batch = [factories.envelope(topics.SCORED, touch_of(lead)) for lead in leads]
+    await counting_writes(uow, handle_lead_scored(uow, batch, ctx))
+    assert uow.store.reassigned == one_write(leads)
     for lead in leads:
         assert uow.store.assignments[lead.lead_id]["owner_id"] == uow.store.handoffs[lead.lead_id].handoff.owner_id
 
@@ -679,12 +685,10 @@ async def test_a_rounds_waiting_leads_are_stored_in_one_write_as_they_are_handed
     leads = [factories.scored("mql", country="DE") for _ in range(3)]
     for lead in leads:
         await route(uow, ctx, lead)
-    uow.store.updates.clear()
     ctx.clock.now = T0 + timedelta(hours=1)
-    async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 3
-        await uow.commit()
-    assert uow.store.updates == [sorted(lead.lead_id for lead in leads)]
+    waiting = await uow.store.waiting_teams()
+    assert await counting_writes(uow, hand_out_waiting_leads(uow, ctx, waiting, limit=10)) == 3
+    assert uow.store.updates == one_write(leads)
     held = [uow.store.handoffs[lead.lead_id] for lead in leads]
     assert all(h.handoff.waiting_since is None and h.lead.assignment.owner_id == h.handoff.owner_id in {"ana", "ben"}
                for h in held)
