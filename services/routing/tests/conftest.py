@@ -126,6 +126,13 @@ class MemoryRoutingStore:
         self.handoffs[h.lead_id] = replace(self.handoffs[h.lead_id], handoff=h)
         self.updates.append([h.lead_id])
 
+    async def update_handoffs_only(self, changed: Sequence[Handoff]) -> None:
+        last = {h.lead_id: h for h in changed}
+        for lead_id, h in last.items():
+            self.handoffs[lead_id] = replace(self.handoffs[lead_id], handoff=h)
+        if last:
+            self.updates.append(sorted(last))
+
     async def update_handoffs(self, held: Sequence[Held]) -> None:
         last = {h.handoff.lead_id: h for h in held}
         for lead_id, h in last.items():

@@ -227,6 +227,29 @@ async def test_a_batch_of_reports_reads_its_hand_offs_in_the_one_up_front_lock_n
     assert {uow.store.handoffs[lead.lead_id].handoff.status for lead in leads} == {"accepted"}
 
 
+async def test_a_batch_of_reports_stores_the_hand_offs_it_changed_in_one_write_each_as_its_last_report_left_it(
+        uow, ctx):
+    """One UPDATE a report made a batch of N reports N round trips inside the transaction holding their locks. A
+    report repeated, refused or about no routed lead changes nothing, so writes nothing."""
+    taken, worked, refused, repeated = leads = [factories.scored("mql", country="DE") for _ in range(4)]
+    owners = {lead.lead_id: data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads}
+    await say(uow, ctx, repeated.lead_id, outcome="accepted", rep_id=owners[repeated.lead_id])
+    said = [(taken, "accepted", {}), (worked, "accepted", {}), (worked, "contacted", {}),
+            (refused, "won", {"amount": "1200", "currency": "EUR"}), (repeated, "accepted", {})]
+    batch = [factories.envelope(topics.FEEDBACK, LeadDispositioned(lead_id=lead.lead_id, outcome=outcome,
+                                                                   rep_id=owners[lead.lead_id], **fields))
+             for lead, outcome, fields in said]
+    batch.append(factories.envelope(topics.FEEDBACK, LeadDispositioned(lead_id=uuid.uuid4(), outcome="accepted",
+                                                                       rep_id="ana")))
+    outcomes = await counting_writes(uow, handle_lead_dispositioned(uow, batch, ctx))
+    answers = [outcomes[env.id] for env in batch]
+    assert [len(a) for a in answers[:3]] == [1, 1, 1] and answers[4] == []  # the repeat emits nothing
+    assert isinstance(answers[3], Rejected) and isinstance(answers[5], Rejected)
+    assert uow.store.updates == one_write([taken, worked])
+    assert [uow.store.handoffs[lead.lead_id].handoff.status for lead in leads] == [
+        "accepted", "contacted", "routed", "accepted"]
+
+
 async def test_reports_about_one_lead_in_one_batch_each_meet_the_lead_where_the_one_before_left_it(uow, ctx):
     """Accepted, contacted, then the acceptance again (a resend): the contact is legal only after the acceptance,
     and the resend is a repeat only if the acceptance is already in the lead's history."""

@@ -63,6 +63,25 @@ async def test_hand_offs_are_written_over_each_as_last_given_their_trace_kept(db
     assert [stored[h.handoff.lead_id].traceparent for h in (a, b)] == [a.traceparent, b.traceparent]
 
 
+async def test_hand_offs_alone_are_written_over_each_as_last_given_their_leads_and_traces_kept(db):
+    """A batch of reports writes its hand-offs in one statement; a report changes no lead, so none is written back
+    (one read by an older version in a rolling update would lose the fields that version does not know)."""
+    now = datetime.now(UTC)
+    a, b, other = _held(now), _held(now), _held(now)
+    a_first = replace(a.handoff, status="accepted", due_at=None, owner_id="ben")
+    a_last = replace(a_first, status="rejected", holders=("cy",), cycle=1, history=a.handoff.history)
+    b_after = replace(b.handoff, status="accepted", due_at=None, waiting_since=None)
+    async with AsyncSession(db) as session, session.begin():
+        store = RoutingStore(session)
+        await store.add_handoffs([a, b, other])
+        await store.update_handoffs_only([a_first, b_after, a_last])
+        stored = await store.lock_handoffs([h.handoff.lead_id for h in (a, b, other)])
+        await session.rollback()
+    assert [stored[h.handoff.lead_id].handoff for h in (a, b, other)] == [a_last, b_after, other.handoff]
+    assert [stored[h.handoff.lead_id].lead for h in (a, b)] == [a.lead, b.lead]
+    assert [stored[h.handoff.lead_id].traceparent for h in (a, b)] == [a.traceparent, b.traceparent]
+
+
 async def test_recycled_leads_new_assignments_are_written_over_theirs_in_one_statement_as_last_given(db):
     now = datetime.now(UTC)
     later = now + timedelta(days=3)

@@ -19,11 +19,12 @@
   unless the reasons file says its rejection reason does not recycle (spam,
   say): then it stays in nurture, with a log line and no output.
 - ``lead.dispositioned`` in (``leads.feedback``): the same
-  :func:`record_disposition` the HTTP API calls, so both paths behave the
-  same; an illegal report is rejected to the dead-letter topic with the reason,
-  for good (the inbox keeps the letter: read again, it is not applied), unless
-  it names a rep or reason code the routing data lacks (redriven once the
-  files are fixed, it is applied).
+  :func:`disposition` the HTTP API's :func:`record_disposition` applies, so
+  both paths behave the same (a batch writes the hand-offs its reports
+  changed in one statement); an illegal report is rejected to the dead-letter
+  topic with the reason, for good (the inbox keeps the letter: read again, it
+  is not applied), unless it names a rep or reason code the routing data
+  lacks (redriven once the files are fixed, it is applied).
 
 Events caused by a disposition get ids derived from the lead and the stage
 they record, not from the report: the same disposition sent over HTTP and
@@ -112,31 +113,34 @@ def step_event(lead: LeadRouted, h: Handoff, step: Step, at: datetime, by: str) 
     )
 
 
-async def record_disposition(
-    store: RoutingStore, report: LeadDispositioned, data: RoutingData, now: datetime,
-    traceparent: str | None = None, *, locked: dict[uuid.UUID, Held] | None = None,
-) -> DispositionResult:
-    """Apply a sales report to the lead's hand-off, in the caller's unit of work. ``locked``: the hand-offs the
-    caller already locked (``lock_handoffs``, the lead's among them if routing holds it), read from there rather
-    than selected again, and kept as this report leaves the lead for the next report about it."""
-    held = locked.get(report.lead_id) if locked is not None else await store.handoff(report.lead_id)
-    if held is None:
-        return DispositionResult(None, [])
-    lead = held.lead
+def disposition(held: Held, report: LeadDispositioned, data: RoutingData, now: datetime,
+                traceparent: str | None = None) -> DispositionResult:
+    """What a sales report does to the lead's hand-off ``held``, and the events it sends; nothing is stored: the
+    caller writes an applied verdict's hand-off."""
     verdict = apply_disposition(held.handoff, report, data)
     if not isinstance(verdict, Applied):
         return DispositionResult(verdict, [])
-    await store.update_handoff(verdict.handoff)
-    if locked is not None:
-        locked[report.lead_id] = dataclasses.replace(held, handoff=verdict.handoff)
     at = report.at or now
     messages = [
-        encode(topics.LIFECYCLE, step_event(lead, verdict.handoff, step, at, report.rep_id),
+        encode(topics.LIFECYCLE, step_event(held.lead, verdict.handoff, step, at, report.rep_id),
                event_id=verdict.handoff.event_id(f"disposition/{step.to_stage}"), source=SOURCE, time=now,
                traceparent=child_traceparent(traceparent or held.traceparent))
         for step in verdict.steps
     ]
     return DispositionResult(verdict, messages)
+
+
+async def record_disposition(store: RoutingStore, report: LeadDispositioned, data: RoutingData, now: datetime,
+                             traceparent: str | None = None) -> DispositionResult:
+    """Apply a sales report to the lead's hand-off (locked), in the caller's unit of work: the HTTP API's one
+    report. (A batch from the topic locks its leads at once and writes them once: ``handle_lead_dispositioned``.)"""
+    held = await store.handoff(report.lead_id)
+    if held is None:
+        return DispositionResult(None, [])
+    result = disposition(held, report, data, now, traceparent)
+    if isinstance(result.verdict, Applied):
+        await store.update_handoff(result.verdict.handoff)
+    return result
 
 
 @dataclass(frozen=True)
@@ -439,12 +443,23 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
     # committed.)
     locked = await uow.store.lock_handoffs(env.data.lead_id for env in batch)
     data = ctx.data  # one version for the whole batch, whatever a reload does meanwhile
+    # The hand-offs the batch's reports changed, each as its last report left it: written in one statement at the
+    # end. One UPDATE a report made a batch of N reports N round trips in a row, inside the transaction holding
+    # their locks.
+    rewritten: dict[uuid.UUID, Handoff] = {}
     # One at a time, in log order: two reports about one lead in a batch
-    # must see each other's effect (record_disposition keeps ``locked`` as each leaves its lead).
+    # must see each other's effect (``locked`` keeps each lead as the report before left it).
     for env in each(batch):
         report = env.data
         assert isinstance(report, LeadDispositioned)
-        result = await record_disposition(uow.store, report, data, now, env.traceparent, locked=locked)
+        held = locked.get(report.lead_id)
+        if held is None:
+            result = DispositionResult(None, [])
+        else:
+            result = disposition(held, report, data, now, env.traceparent)
+            if isinstance(result.verdict, Applied):
+                rewritten[report.lead_id] = result.verdict.handoff
+                locked[report.lead_id] = dataclasses.replace(held, handoff=result.verdict.handoff)
         # A report refused for where the lead is now (no such hand-off, an illegal move, not its holder) is
         # refused for good: were it applied when read again after a later report made the move legal (a
         # redelivery), the same input would have two outcomes. One naming a rep or reason code the routing
@@ -456,6 +471,9 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
                                         final=result.verdict.kind == "conflict")
         else:
             outcomes[env.id] = result.messages
+    # Only the hand-offs: a report changes no lead, and one written back by a process on an older version (a
+    # rolling update) would lose the fields its model does not know.
+    await uow.store.update_handoffs_only(list(rewritten.values()))  # locked since the batch began: no new lock
     return outcomes
 
 

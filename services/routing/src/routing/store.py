@@ -202,10 +202,12 @@ def _bulk_parameters(table: sa.Table, key: str, columns: Sequence[str],
             for c in (key, *columns)}
 
 
-#: What a hand-off's row holds besides its key, as ``update_handoffs`` writes it.
-_STORED = ("status", "owner_id", "team", "grade", "due_at", "reassignments", "holders", "history", "merged_into",
-           "waiting_since", "cycle", "lead")
+#: A hand-off's own columns, as ``_handoff_values`` gives them; with the lead, what ``update_handoffs`` writes.
+_HANDOFF = ("status", "owner_id", "team", "grade", "due_at", "reassignments", "holders", "history", "merged_into",
+            "waiting_since", "cycle")
+_STORED = (*_HANDOFF, "lead")
 _UPDATE_HANDOFFS = _bulk_update(handoffs, "lead_id", _STORED).values(updated_at=sa.func.now())
+_UPDATE_HANDOFFS_ONLY = _bulk_update(handoffs, "lead_id", _HANDOFF).values(updated_at=sa.func.now())
 #: What a recycled lead's new assignment writes over the one sales rejected: every column.
 _ASSIGNMENT = tuple(c.name for c in assignments.c if c.name != "lead_id")
 _REASSIGN = _bulk_update(assignments, "lead_id", _ASSIGNMENT)
@@ -406,6 +408,14 @@ class RoutingStore:
         if held:
             await self._session.execute(_UPDATE_HANDOFFS, _bulk_parameters(handoffs, "lead_id", _STORED, (
                 {"lead_id": h.handoff.lead_id, **_handoff_values(h.handoff), "lead": h.lead} for h in held)))
+
+    async def update_handoffs_only(self, changed: Sequence[Handoff]) -> None:
+        """Store each of ``changed`` over its row, its lead and trace left as stored (as ``update_handoff``), in one
+        statement whatever their number (a batch of reports took one UPDATE each). A lead given twice is written
+        once, as last given."""
+        if changed:
+            await self._session.execute(_UPDATE_HANDOFFS_ONLY, _bulk_parameters(handoffs, "lead_id", _HANDOFF, (
+                {"lead_id": h.lead_id, **_handoff_values(h)} for h in changed)))
 
     async def update_handoff(self, h: Handoff) -> None:
         await self._session.execute(handoffs.update().where(handoffs.c.lead_id == h.lead_id)
