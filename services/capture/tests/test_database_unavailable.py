@@ -187,6 +187,38 @@ def test_each_new_connection_of_capture_is_asked_for_the_client_check_its_server
     assert old.ran == []
 
 
+def leadpipes_connect_listeners(engine: AsyncEngine) -> list[Any]:
+    """The ``connect`` listeners of ``engine``'s pool that are leadpipe's (SQLAlchemy's own set up its dialect)."""
+    return [fn for fn in engine.sync_engine.pool.dispatch.connect if fn.__module__.startswith("leadpipe_common")]
+
+
+def test_the_serving_pool_asks_each_new_connection_for_the_client_check_and_a_commands_asks_nothing(monkeypatch):
+    """The engine factory attaches the per-server settings to the serving process's engine, the one the lifespan
+    builds; an admin command's engine from the same settings is asked nothing (a long command is not cut short)."""
+    built: list[AsyncEngine] = []
+
+    def building(*args, **kwargs):  # noqa: ANN202
+        built.append(make_engine(*args, **kwargs))
+        raise Built
+
+    async def start(app: FastAPI) -> None:
+        with pytest.raises(Built):
+            async with app.router.lifespan_context(app):
+                pass
+
+    monkeypatch.setattr(shared_service, "make_engine", building)
+    monkeypatch.setattr(shared_service.lp_logging, "configure", lambda *args: None)
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, db_client_check_ms=250)
+    asyncio.run(start(create_app(settings)))
+    served, commanded = NewConnection(16), NewConnection(16)
+    for connected in leadpipes_connect_listeners(built[0]):
+        connected(served, None)
+    for connected in leadpipes_connect_listeners(make_engine(settings)):
+        connected(commanded, None)
+    assert served.ran == [("SELECT set_config($1, $2, false)", "client_connection_check_interval", "250")]
+    assert commanded.ran == []
+
+
 class Recorded:
     """An engine whose transactions record the statements they are sent, and their parameters, and find nothing
     stuck."""

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from leadpipe_common import outbox as outbox_rows
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchApplier
-from leadpipe_common.db import make_sessionmaker, raw_connection, raw_transaction
+from leadpipe_common.db import make_engine, make_sessionmaker, raw_connection, raw_transaction
 from leadpipe_common.envelope import Message, encode, new_traceparent
 from leadpipe_common.events import Attribution, LeadCaptured, LeadMerged, LeadStageChanged
 from leadpipe_common.pacing import Linger
@@ -28,7 +28,6 @@ from leadpipe_common.testing import factories
 from leadpipe_common.testing.waits import kept_waiting
 from leadpipe_common.uow import SqlUnitOfWork
 
-from leadpipe_common.db import per_server_settings
 from capture.redrive import Redriver
 from capture.service import SERVICE
 from capture.settings import CaptureSettings
@@ -146,12 +145,10 @@ async def test_a_person_held_elsewhere_fails_only_their_own_submissions_of_a_rou
 
 
 async def test_capture_connections_keep_the_client_check_their_postgres_has_through_rolled_back_transactions(db):
-    """Set by the pool's connect listener outside any transaction (a SET in one would end with it), on a Postgres
-    14 or later; an older one is asked nothing and still connects (it refused a start-up that asked)."""
-    engine = create_async_engine(db.url, pool_size=1, max_overflow=0)
-    sa.event.listen(engine.sync_engine, "connect", per_server_settings(
-        CaptureSettings(DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:1/none",
-                        db_client_check_ms=250).db_settings_for))
+    """Set by the serving pool's connect listener outside any transaction (a SET in one would end with it), on a
+    Postgres 14 or later; an older one is asked nothing and still connects (it refused a start-up that asked)."""
+    engine = make_engine(CaptureSettings(DATABASE_URL=db.url.render_as_string(hide_password=False),
+                                         db_client_check_ms=250, DB_POOL_SIZE=1), serving=True)
     try:
         seen = []
         for _ in range(2):  # the second on the same connection, back from the pool (its transaction rolled back)

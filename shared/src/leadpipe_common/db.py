@@ -2,12 +2,13 @@
 
 Guarantees:
 - Engines are built by a service's composition root from its settings, never
-  at import time. The serving process's pool may start each connection with
-  Postgres settings of its own (``server_settings``: capture's lock and
-  statement timeouts, for its requests; capture sets its check that the
-  client is still connected itself, once the server's version is known);
-  admin commands and migrations build their engines without them, so
-  nothing cuts a long one short.
+  at import time. The serving process's pool (``make_engine(.., serving=True)``,
+  the one place that gives them) may start each connection with Postgres
+  settings of its own (``db_server_settings``: capture's lock and statement
+  timeouts, for its requests) and give it more once its server's version is
+  known (``db_settings_for``: capture's check that the client is still
+  connected); admin commands and migrations build their engines without
+  them, so nothing cuts a long one short.
 - ``raw_pooled`` is a pooled connection's asyncpg connection itself (each
   statement its own transaction), ``raw_transaction`` one transaction on it,
   for the hottest paths (capture's writer, where most requests commit alone
@@ -273,16 +274,20 @@ def engine_for(url: str, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, *
     return engine
 
 
-def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str] | None = None) -> AsyncEngine:
+def make_engine(settings: ServiceSettings, *, serving: bool = False) -> AsyncEngine:
     """The engine of a service or a command (``engine_for``): a connection not set up within
-    ``DATABASE_CONNECT_TIMEOUT_S`` fails with ``ConnectTimeout`` (an ``OSError``: unavailable, a 503)."""
+    ``DATABASE_CONNECT_TIMEOUT_S`` fails with ``ConnectTimeout`` (an ``OSError``: unavailable, a 503).
+
+    ``serving``: the serving process's, whose every new connection is given the Postgres settings ``settings``
+    asks for (``db_server_settings`` at start-up, ``db_settings_for`` once its server's version is known); a
+    command's or a migration's has none, so that nothing cuts a long one short."""
     # No pre-ping: it costs a round trip per transaction. A connection that
     # went stale (Postgres restarted) fails its transaction, which every
     # caller already retries or answers 503 for, and the pool then drops it.
-    return engine_for(
+    engine = engine_for(
         settings.database_url,
         settings.database_connect_timeout_s,
-        server_settings=server_settings,
+        server_settings=settings.db_server_settings() if serving else None,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_recycle=1800,
@@ -290,6 +295,10 @@ def make_engine(settings: ServiceSettings, *, server_settings: Mapping[str, str]
         # message goes to logs and dead letters.
         hide_parameters=True,
     )
+    if serving:
+        # Before the pool's first connection, which nothing has asked for yet.
+        sa.event.listen(engine.sync_engine, "connect", per_server_settings(settings.db_settings_for))
+    return engine
 
 
 def per_server_settings(settings_for: Callable[[int], Mapping[str, str]]) -> Callable[[Any, Any], None]:

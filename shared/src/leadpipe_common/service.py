@@ -52,7 +52,7 @@ from leadpipe_common import asyncapi, heap, topics, topology
 from leadpipe_common import logging as lp_logging
 from leadpipe_common.auth import Keys, Sessions, WrongKeys, principal
 from leadpipe_common.consumer import BatchApplier, BatchHandler, ConsumerRunner, Outcome
-from leadpipe_common.db import UNAVAILABLE, is_unavailable, make_engine, make_sessionmaker, per_server_settings, ping
+from leadpipe_common.db import UNAVAILABLE, is_unavailable, make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
 from leadpipe_common.kafka import quiet_client_logs
@@ -210,8 +210,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         lp_logging.configure(service.name, settings.log_level, settings.log_json)
-        engine = make_engine(settings, server_settings=settings.db_server_settings())
-        sa.event.listen(engine.sync_engine, "connect", per_server_settings(settings.db_settings_for))
+        engine = make_engine(settings, serving=True)
         producer = Producer(settings, client_id=service.name)
         claim = service.claim()
         relay = (OutboxRelay(engine, producer, claim, name=service.name, batch_max=settings.outbox_batch_max,
