@@ -239,8 +239,8 @@ def test_conversion_is_each_stage_over_the_one_before():
 
 
 def test_a_breakdown_row_carries_counts_rates_and_close_rate():
-    row = breakdown_row(None, {"captured": 3, "mql": 2, "won": 1})
-    assert row["value"] == "(none)" and row["mql_to_routed"] == 0.0 and row["close_rate"] == 0.3333
+    row = breakdown_row("ads", {"captured": 3, "mql": 2, "won": 1})
+    assert row["value"] == "ads" and row["mql_to_routed"] == 0.0 and row["close_rate"] == 0.3333
 
 
 def test_revenue_is_kept_per_currency_and_rows_rank_by_wins():
@@ -279,8 +279,8 @@ def test_a_quarantined_submission_is_counted_where_it_came_from_and_nothing_it_s
 
 
 def test_spam_is_what_was_quarantined_less_what_an_admin_released():
-    report = spam_rows([{"form_id": "demo", "utm_source": None, "quarantined": 3, "released": 1},
-                        {"form_id": None, "utm_source": "ads", "quarantined": 5, "released": 0}])
+    report = spam_rows([{"form_id": "demo", "utm_source": "(none)", "quarantined": 3, "released": 1},
+                        {"form_id": "(none)", "utm_source": "ads", "quarantined": 5, "released": 0}])
     assert report["rows"] == [
         {"form_id": "(none)", "source": "ads", "quarantined": 5, "released": 0, "spam": 5},
         {"form_id": "demo", "source": "(none)", "quarantined": 3, "released": 1, "spam": 2}]

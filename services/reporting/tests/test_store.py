@@ -168,7 +168,7 @@ async def test_a_submission_released_as_a_touch_of_its_persons_open_lead_is_coun
 
 
 def through(lead: uuid.UUID, *stages: str, source: str | None = "src-1",
-            reasons: tuple[str, ...] = ("not-a-fit",)) -> list[tuple[uuid.UUID, datetime, LeadStageChanged]]:
+            reasons: tuple[str | None, ...] = ("not-a-fit",)) -> list[tuple[uuid.UUID, datetime, LeadStageChanged]]:
     """``lead``'s steps through ``stages``, a minute apart; a rejection's way back to nurture at the same moment,
     as routing records it. Its rejections give ``reasons`` in turn."""
     t0, minute, out, previous = datetime(2026, 11, 2, 9, tzinfo=UTC), 0, [], None
@@ -287,6 +287,24 @@ async def test_every_rejection_is_reported_with_its_reason_of_a_lead_recycled_or
     assert sorted((r["source"], r["reason_code"], r["rejections"], r["leads"]) for r in report["rows"]) == [
         ("src-a", "no-budget", 1, 1), ("src-a", "not-a-fit", 1, 1), ("src-b", "timing", 1, 1)]
     assert kept == "timing"  # the survivor's row carries the merged lead's rejection, its reason too
+
+
+async def test_a_rejection_and_a_quarantined_submission_that_gave_nothing_are_reported_under_none(db):
+    """The SQL labels a missing value "(none)" (``_labelled``), the only place that does: no row of the
+    rejections or the spam report reaches a reader as null."""
+    t0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
+    bot = uuid.uuid4(), t0, LeadQuarantined(lead_id=uuid.uuid4(), received_at=t0, reasons=["token too fresh"],
+                                            form_id=None, utm_source=None, fields={})
+    events = [*through(uuid.uuid4(), "captured", "mql", "routed", "rejected", "nurture", source=None,
+                       reasons=(None,)), bot]
+    async with shadow_with(db, {}) as shadow:
+        await save_in(db, shadow, events)
+        async with db.connect() as conn:
+            translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+            rejected = (await rejections(translated, Filters()))["rows"]
+            quarantined = (await spam_report(translated, Filters()))["rows"]
+    assert [(r["source"], r["reason_code"], r["rejections"]) for r in rejected] == [("(none)", "(none)", 1)]
+    assert [(r["form_id"], r["source"], r["spam"]) for r in quarantined] == [("(none)", "(none)", 1)]
 
 
 async def test_an_acceptance_a_sales_tool_dates_before_the_routing_counts_as_at_once_however_the_events_came(db):

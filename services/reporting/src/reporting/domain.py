@@ -59,6 +59,8 @@ VELOCITY: tuple[tuple[str, str, str], ...] = (
     ("routed_to_accepted", "routed", "accepted"),
     ("accepted_to_won", "accepted", "won"),
 )
+#: A missing value's row in the reports: the SQL labels it so (``reports._labelled``), so the rows and tallies
+#: shaped here get every value as text.
 NONE_LABEL = "(none)"
 
 
@@ -360,8 +362,8 @@ def funnel_stages(reached: Mapping[str, int]) -> list[dict[str, Any]]:
     return rows
 
 
-def breakdown_row(value: str | None, reached: Mapping[str, int]) -> dict[str, Any]:
-    row: dict[str, Any] = {"value": value if value is not None else NONE_LABEL}
+def breakdown_row(value: str, reached: Mapping[str, int]) -> dict[str, Any]:
+    row: dict[str, Any] = {"value": value}
     row.update({stage: reached.get(stage, 0) for stage in FUNNEL})
     for a, b in zip(FUNNEL, FUNNEL[1:], strict=False):
         row[f"{a}_to_{b}"] = rate(reached.get(b, 0), reached.get(a, 0))
@@ -371,9 +373,9 @@ def breakdown_row(value: str | None, reached: Mapping[str, int]) -> dict[str, An
 
 def attribution_rows(counts: Sequence[Mapping[str, Any]], revenue: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per value: captured, won, close rate, and won revenue per currency (``{"EUR": "1200.00"}``)."""
-    rows: dict[str | None, dict[str, Any]] = {
-        c["value"]: {"value": c["value"] if c["value"] is not None else NONE_LABEL, "captured": c["captured"],
-                     "won": c["won"], "close_rate": rate(c["won"], c["captured"]), "won_revenue": {}}
+    rows: dict[str, dict[str, Any]] = {
+        c["value"]: {"value": c["value"], "captured": c["captured"], "won": c["won"],
+                     "close_rate": rate(c["won"], c["captured"]), "won_revenue": {}}
         for c in counts
     }
     for r in sorted(revenue, key=lambda r: r["currency"] or ""):  # currencies in a stable order
@@ -385,7 +387,7 @@ def attribution_rows(counts: Sequence[Mapping[str, Any]], revenue: Sequence[Mapp
 def spam_rows(counts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per form and source: submissions quarantined, how many an admin released (false positives), and the
     spam kept out (the rest); largest first."""
-    rows = [{"form_id": c["form_id"] or NONE_LABEL, "source": c["utm_source"] or NONE_LABEL,
+    rows = [{"form_id": c["form_id"], "source": c["utm_source"],
              "quarantined": c["quarantined"], "released": c["released"], "spam": c["quarantined"] - c["released"]}
             for c in counts]
     rows.sort(key=lambda r: (-r["spam"], r["form_id"], r["source"]))
@@ -400,13 +402,13 @@ MODELS = ("first", "last", "linear")
 class LeadCredit:
     """A lead as attribution sees it: its touches' (time, value) and whether, and for how much, it was won."""
 
-    touches: Sequence[tuple[datetime | None, str | None]]
+    touches: Sequence[tuple[datetime | None, str]]
     won_at: datetime | None = None
     amount: Decimal | None = None
     currency: str | None = None
 
 
-def _credited(lead: LeadCredit, model: str) -> list[str | None]:
+def _credited(lead: LeadCredit, model: str) -> list[str]:
     """The values of the touches that share the lead's credit, one entry per touch, in time order: the first
     or the last touch, or each. A won lead credits only the touches up to its win."""
     # A lead with no touch on record and no capture known (its capture dead-lettered, say) is its own touch,
@@ -417,11 +419,11 @@ def _credited(lead: LeadCredit, model: str) -> list[str | None]:
     return before[:1] if model == "first" else before[-1:] if model == "last" else before
 
 
-def credit(lead: LeadCredit, model: str) -> dict[str | None, float]:
+def credit(lead: LeadCredit, model: str) -> dict[str, float]:
     """How one lead's credit (1 in all) is shared among the values of its touches: all of it to the first or
     the last touch, or an equal part to each."""
     values = _credited(lead, model)
-    shares: dict[str | None, float] = {}
+    shares: dict[str, float] = {}
     for value in values:
         shares[value] = shares.get(value, 0.0) + 1 / len(values)
     return shares
@@ -430,13 +432,13 @@ def credit(lead: LeadCredit, model: str) -> dict[str | None, float]:
 _CENT = Decimal("0.01")
 
 
-def revenue_credit(lead: LeadCredit, model: str, amount: Decimal) -> dict[str | None, Decimal]:
+def revenue_credit(lead: LeadCredit, model: str, amount: Decimal) -> dict[str, Decimal]:
     """``amount`` (the lead's won deal) shared as ``credit`` shares the lead, in whole cents that add up to it:
     each value its part rounded down to the cent, then a cent more to the largest remainders (on a tie, the
     value touched first), so that 100.00 over three touches is 33.34 + 33.33 + 33.33, not 99.99 in all."""
     values = _credited(lead, model)
     cents = int((amount / _CENT).to_integral_value())
-    touches: dict[str | None, int] = {}
+    touches: dict[str, int] = {}
     for value in values:
         touches[value] = touches.get(value, 0) + 1
     parts = {value: divmod(cents * n, len(values)) for value, n in touches.items()}
@@ -454,7 +456,7 @@ class AttributionTally:
 
     def __init__(self, model: str) -> None:
         self.model = model
-        self._rows: dict[str | None, dict[str, Any]] = {}
+        self._rows: dict[str, dict[str, Any]] = {}
 
     def add(self, lead: LeadCredit) -> None:
         for value, share in credit(lead, self.model).items():
@@ -471,7 +473,7 @@ class AttributionTally:
         """Per value: the leads it is credited with, the wins, the close rate and won revenue per currency.
         Fractions (linear) are kept to four decimals; revenue is shared in whole cents (``revenue_credit``), so
         the rows add up to the revenue won."""
-        out = [{"value": value if value is not None else NONE_LABEL, "captured": _num(r["captured"]),
+        out = [{"value": value, "captured": _num(r["captured"]),
                 "won": _num(r["won"]), "close_rate": rate(r["won"], r["captured"]),
                 "won_revenue": {c: str(a.quantize(Decimal("0.01"))) for c, a in sorted(r["revenue"].items())}}
                for value, r in self._rows.items()]

@@ -144,7 +144,7 @@ async def _multi_touch(conn: AsyncConnection, f: Filters, dimension: str, model:
 async def _by_lead(result: AsyncResult[Any]) -> AsyncIterator[LeadCredit]:
     """Each lead with its touches, from rows ordered by lead; fetched a thousand rows to a round trip."""
     lead_id: Any = None
-    points: list[tuple[Any, str | None]] = []
+    points: list[tuple[Any, str]] = []
     won: tuple[Any, Any, Any] = (None, None, None)
     async for part in result.partitions(1000):
         for r in part:
@@ -253,8 +253,8 @@ async def rejections(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
         .group_by(source, reason).order_by(sa.func.count().desc(), source, reason)
     )
     return {"filters": f.describe(),
-            "rows": [{"source": r.source or NONE_LABEL, "reason_code": r.reason_code or NONE_LABEL,
-                      "rejections": r.rejections, "leads": r.leads} for r in rows]}
+            "rows": [{"source": r.source, "reason_code": r.reason_code, "rejections": r.rejections, "leads": r.leads}
+                     for r in rows]}
 
 
 async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
