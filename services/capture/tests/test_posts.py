@@ -60,8 +60,8 @@ class Pipeline:
         self.written.append(submitted)
         open_lead = self.open_leads.get(submitted.person_key)
         if open_lead is not None:
-            return Admitted(answer_for(open_lead, submitted, existing=True))
-        return Admitted(answer_for(submitted.lead.lead_id, submitted, existing=False))
+            return Admitted.of(open_lead, submitted, existing=True)
+        return Admitted.of(submitted.lead.lead_id, submitted, existing=False)
 
     @property
     def lead(self) -> Any:
@@ -440,6 +440,29 @@ async def test_a_person_with_an_open_lead_caught_twice_is_kept_twice_under_the_i
     r = await release(client, first)
     assert r.status_code == 200, r.text
     assert (pipeline.lead.lead_id, pipeline.written[-1].person_key) == (first.lead_id, "bo@example.com")
+
+
+async def test_a_keyless_touch_is_logged_under_its_open_lead_and_its_own_id_while_answered_with_its_own(
+        client, pipeline):
+    """Only operators read the logs: the request's lines name the lead it touched as lead_id, and the touch as
+    touch_id. Under lead_id, the touch's id (the answer's) sent whoever read them to a lead that does not exist.
+    (The request runs in this test's own task, httpx's transport awaiting the app: what it bound for its later
+    lines is in this context after it, as in the server's task of its own.)"""
+    open_lead = uuid.uuid4()
+    pipeline.open_leads["ann@example.com"] = open_lead
+
+    async def post(email: str) -> tuple[str, dict[str, Any]]:
+        structlog.contextvars.clear_contextvars()
+        try:
+            answer = await client.post(FORM, json={"email": email}, headers=AS_JSON)
+            return answer.json()["lead_id"], structlog.contextvars.get_contextvars()
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+    touch, new = await post("ann@example.com"), await post("bo@example.com")
+    touched, opened = (str(sub.lead.lead_id) for sub in pipeline.written)
+    assert touch == (touched, {"lead_id": str(open_lead), "touch_id": touched})
+    assert new == (opened, {"lead_id": opened})
 
 
 async def test_a_bot_posting_the_address_of_a_person_without_an_open_lead_is_answered_with_its_own_id(

@@ -33,7 +33,9 @@ from capture.service import SERVICE
 from capture.settings import CaptureSettings
 from capture.domain import ConsentWord, OnRecord, newer_word
 from capture.store import CaptureStore, Claimed, claim_publishable, outbox
-from capture.writer import LeadWriter, Submitted, WriteTimedOut, _split_event, admit
+from capture.writer import (
+    Admitted, LeadWriter, Submitted, WriteTimedOut, _repeat_within_batch, _split_event, admit, answer_for,
+)
 
 
 def submission(email: str, key: str | None = None, *, keyed: bool = True) -> Submitted:
@@ -61,6 +63,27 @@ def test_a_lead_event_is_cut_exactly_where_its_person_id_goes():
     head, tail = _split_event(lead)
     person_id = uuid.uuid4()
     assert head + str(person_id).encode() + tail == lead.model_copy(update={"person_id": person_id}).model_dump_json().encode()
+
+
+def test_a_repeat_of_a_key_within_a_round_is_logged_as_the_touch_its_first_request_stored():
+    """Answered the first's answer (the touch's id, to a caller without a key), and logged as what the first
+    stored: the lead it touched, and the touch."""
+    first = submission("ann@sap.com", key="k", keyed=False)
+    again = dataclasses.replace(first, lead=factories.captured("ann@sap.com"), request_id=uuid.uuid4())
+    open_lead = uuid.uuid4()
+    results: list = [Admitted.of(open_lead, first, existing=True), None]
+    _repeat_within_batch([first, again], results)
+    assert (results[1].answer, results[1].repeated) == (results[0].answer, True)
+    assert results[1].logged() == {"lead_id": str(open_lead), "touch_id": str(first.lead.lead_id)}
+
+
+def test_an_answer_kept_for_an_idempotency_key_is_logged_as_a_leads_only_when_it_says_it_names_one():
+    """A kept answer is all a later request has: a caller without a key was told an id that may be a touch's."""
+    open_lead = uuid.uuid4()
+    anonymous = answer_for(open_lead, submission("ann@sap.com", keyed=False), existing=True)
+    importer = answer_for(open_lead, submission("ann@sap.com"), existing=True)
+    assert Admitted(anonymous, repeated=True).logged() == {"answered_id": anonymous["lead_id"]}
+    assert Admitted(importer, repeated=True).logged() == {"lead_id": str(open_lead)}
 
 
 async def test_one_batch_opens_new_peoples_leads_and_makes_the_rest_touches(db):
@@ -310,6 +333,24 @@ async def test_an_anonymous_submissions_answer_and_the_one_its_key_keeps_say_not
         leads = (await conn.execute(sa.text("SELECT count(*) FROM capture.leads WHERE lead_id = :id"),
                                     {"id": anonymous[1].lead.lead_id})).scalar_one()
     assert set(touches.values()) == {uuid.UUID(earlier.answer["lead_id"])} and len(touches) == 2 and leads == 1
+
+
+async def test_a_touch_is_logged_under_the_lead_it_touched_and_its_own_id_whoever_sent_it(db):
+    """What the request's log lines name (``Admitted.logged``), from either statement of a round: the lead as
+    lead_id and a touch as touch_id, a caller without a key being answered with the touch's id all the same; an
+    answer replayed for an Idempotency-Key knows only the id it named."""
+    run = uuid.uuid4().hex[:8]
+    known = f"known.{run}@sap.com"
+    [earlier] = await write_together(db, [submission(known)])
+    subs = [submission(known, keyed=False), submission(known), submission(f"new.{run}@sap.com", keyed=False),
+            submission(known, key=f"log-{run}", keyed=False)]
+    written = await write_together(db, subs)
+    [replayed] = await write_together(db, [submission(known, key=f"log-{run}", keyed=False)])
+    lead, ids = earlier.answer["lead_id"], [str(sub.lead.lead_id) for sub in subs]
+    assert [admitted.logged() for admitted in (*written, replayed)] == [
+        {"lead_id": lead, "touch_id": ids[0]}, {"lead_id": lead, "touch_id": ids[1]}, {"lead_id": ids[2]},
+        {"lead_id": lead, "touch_id": ids[3]}, {"answered_id": ids[3]}]
+    assert written[0].answer["lead_id"] == ids[0]  # the answer as it was: the touch's own id
 
 
 #: A claim's limit past any backlog an earlier test may have left: the test's rows are the newest.

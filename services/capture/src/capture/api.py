@@ -389,6 +389,11 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         raise
     except Exception:
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+    if not reasons:
+        # The lead and the touch by their own ids, for operators only: a keyless touch is answered with the touch's
+        # id, which logged as lead_id sent whoever read the logs to a lead that does not exist. Before `existing`
+        # is dropped below: an old answer that says it names the lead is logged as the lead's.
+        structlog.contextvars.bind_contextvars(**admitted.logged())
     if not sender.vouched and "existing" in admitted.answer:
         # An answer kept for an Idempotency-Key by an earlier version, which told anyone: replayed, it must not.
         # Dead once every key claimed before 0d1cb50 has expired (one idempotency window after that release).
@@ -400,8 +405,6 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
             for name in cut:
                 CUT.labels(name).inc()
             log.info("attribution cut to its limit", fields=cut, form_id=lead.attribution.form_id)
-    if not reasons:
-        structlog.contextvars.bind_contextvars(lead_id=admitted.answer["lead_id"])
     return admitted
 
 

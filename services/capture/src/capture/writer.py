@@ -72,7 +72,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -122,6 +122,27 @@ class Admitted:
     answer: dict[str, Any]
     #: The answer was given before, to an earlier request with the same Idempotency-Key.
     repeated: bool = False
+    #: What the submission is stored as, for operators' logs only (the answer may tell neither): the lead it opened
+    #: or touched, and its touch's id when it is a touch. Unknown (None) for an answer kept for an Idempotency-Key
+    #: by an earlier request, which keeps only what that request was told.
+    lead_id: uuid.UUID | None = None
+    touch_id: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, lead_id: uuid.UUID, sub: Submitted, *, existing: bool) -> Admitted:
+        """``sub`` stored as a touch of ``lead_id`` (``existing``) or as that lead: its answer (``answer_for``)
+        and what it is stored as."""
+        return cls(answer_for(lead_id, sub, existing), lead_id=lead_id,
+                   touch_id=sub.lead.lead_id if existing else None)
+
+    def logged(self) -> dict[str, str]:
+        """The ids the request's log lines name: the lead as ``lead_id``, never a touch's id (what a sender without
+        a key is answered with), and a touch as ``touch_id``. Of an answer kept for an Idempotency-Key only the id
+        it named is known: the lead's when it says ``existing`` (a key holder's, or anyone's before 0d1cb50); else
+        a lead's or a touch's, as ``answered_id``."""
+        if self.lead_id is not None:
+            return {"lead_id": str(self.lead_id), **({"touch_id": str(self.touch_id)} if self.touch_id else {})}
+        return {"lead_id" if "existing" in self.answer else "answered_id": self.answer["lead_id"]}
 
 
 class IdempotencyMismatch(ValueError):
@@ -252,7 +273,7 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
             lead_rows.append((lead_id, sub.request_id, sub.lead.contact.email, sub.lead.attribution.form_id,
                               sub.lead.captured_at, sub.traceparent, event.model_dump_json().encode(),
                               record.consent_withdrawn_at))
-            results[i] = Admitted(answer_for(lead_id, sub, existing=False))
+            results[i] = Admitted.of(lead_id, sub, existing=False)
             continue
         lead = first[lead_id]
         # Their no on record holds on the lead they touch: said on a lead sales merged into this one (another
@@ -264,7 +285,7 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
                                           attribution=sub.lead.attribution))
         touch_rows.append((sub.lead.lead_id, lead_id, sub.lead.captured_at, sub.traceparent,
                            touched.model_dump_json().encode(), record.consent_withdrawn_at))
-        results[i] = Admitted(answer_for(lead_id, sub, existing=True))
+        results[i] = Admitted.of(lead_id, sub, existing=True)
     spoken = [(key, word.consent, word.said_at) for key, word in sorted(words.items())
               if word is not None and word != said[key]]
     await conn.execute(_STORE, *_columns(lead_rows, 8), *_columns(touch_rows, 6), *_columns(spoken, 3))
@@ -354,7 +375,7 @@ async def open_leads(conn: asyncpg.Connection, batch: Sequence[Submitted], now: 
               if r["open_lead_id"] == batch[first[r["person_key"]][0]].lead.lead_id}
     for key in opened:
         i = first[key][0]
-        results[i] = Admitted(answer_for(batch[i].lead.lead_id, batch[i], existing=False))
+        results[i] = Admitted.of(batch[i].lead.lead_id, batch[i], existing=False)
     return results
 
 
@@ -430,7 +451,7 @@ def _repeat_within_batch(batch: Sequence[Submitted], results: list[Admitted | Ex
         elif sub.fingerprint != batch[first[key]].fingerprint:
             results[i] = IdempotencyMismatch("this Idempotency-Key was used for a different request")
         else:
-            results[i] = Admitted(owner.answer, repeated=True)  # type: ignore[union-attr]
+            results[i] = replace(owner, repeated=True)  # type: ignore[type-var]  # the ids of what the first stored
 
 
 async def _latest_records(conn: asyncpg.Connection, lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, OnRecord]:
