@@ -25,9 +25,8 @@ SUBS = parse_subscriptions({"subscriptions": [
 class Queue:
     """The deliveries' table as the dispatcher uses it."""
 
-    def __init__(self, due: list[Claimed], clock: "Clock") -> None:
+    def __init__(self, due: list[Claimed]) -> None:
         self.due = due
-        self.clock = clock
         self.recorded: list[int] = []
         #: Every attempt handed to ``record``, its outcome with it, recorded or not.
         self.attempted: list[Attempted] = []
@@ -73,7 +72,7 @@ class Queue:
         self.recorded += [a.claimed.seq for a in attempted]
         return {a.claimed.seq for a in attempted}
 
-    async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> bool:
+    async def disable(self, subscription_id: str, reason: str, *, url: str) -> bool:
         """As the store's: not when its table has the subscription sending elsewhere by now; the url kept."""
         self.writes.append(f"disable {subscription_id}")
         if self.urls.get(subscription_id, url) != url:
@@ -106,24 +105,16 @@ class Pool:
         pass
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def due(n: int) -> list[Claimed]:
+def due(n: int, claimed_at: datetime = NOW) -> list[Claimed]:
     """``n`` deliveries, spread over the subscriptions, each to a lead of its own, claimed when Postgres's clock
-    read ``NOW``."""
+    read ``claimed_at``."""
     subs = sorted(SUBS)
     return [Claimed(seq=i, subscription_id=subs[i % len(subs)], lead_id=uuid.uuid4(), event_id=uuid.uuid4(),
-                    event_type="lead.routed", body=b"{}", attempts=0, created_at=NOW,
-                    leased_until=NOW + timedelta(seconds=20), claimed_at=NOW) for i in range(n)]
+                    event_type="lead.routed", body=b"{}", attempts=0, created_at=claimed_at,
+                    leased_until=claimed_at + timedelta(seconds=20), claimed_at=claimed_at) for i in range(n)]
 
 
-def dispatcher(queue: Queue, pool: Pool, clock: Clock, answer: asyncio.Event | None = None,
+def dispatcher(queue: Queue, pool: Pool, answer: asyncio.Event | None = None,
                refusal: Exception | None = None, subscriptions: dict | None = None, status: int = 204,
                headers: dict[str, str] | None = None) -> Dispatcher:
     """A dispatcher whose receivers answer ``status`` with ``headers`` (once ``answer`` is set), or whose client
@@ -139,7 +130,7 @@ def dispatcher(queue: Queue, pool: Pool, clock: Clock, answer: asyncio.Event | N
         return httpx.Response(status, headers=headers, content=nothing())  # streamed, as a receiver's answer is read
 
     return Dispatcher(unit_of_work=pool, client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
-                      subscriptions=SUBS if subscriptions is None else subscriptions, from_file=SUBS, clock=clock,
+                      subscriptions=SUBS if subscriptions is None else subscriptions, from_file=SUBS,
                       retry_window=timedelta(hours=72), retry_base_s=5,
                       connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
 
@@ -153,11 +144,10 @@ async def until(condition) -> None:  # noqa: ANN001
 async def test_attempts_that_end_together_are_recorded_over_one_pooled_connection():
     """64 attempts under way, a pool of ~20 shared with the consumer: one connection each, the recordings would
     queue for the pool past their leases, and another round would send those deliveries again."""
-    clock = Clock()
-    queue = Queue(due(64), clock)
+    queue = Queue(due(64))
     pool = Pool(queue)
     answer = asyncio.Event()
-    sender = dispatcher(queue, pool, clock, answer)
+    sender = dispatcher(queue, pool, answer)
     assert await sender.step() == 64
     answer.set()  # every receiver answers at once
     await sender.stop()  # waits for the attempts, then records what the next round would have
@@ -170,10 +160,8 @@ async def test_a_dispatcher_asks_for_a_lease_as_long_as_the_attempt_and_its_reco
     and sent the delivery it still held. Claims are due and leased by Postgres's clock (``store``'s tests); the
     dispatcher, whatever its own clock says, gives only the lease's length: the attempt's total timeout and the
     recording's margin."""
-    clock = Clock()
-    clock.now = NOW + timedelta(minutes=1)
-    queue = Queue([], clock)
-    await dispatcher(queue, Pool(queue), clock).step()
+    queue = Queue([])
+    await dispatcher(queue, Pool(queue)).step()
     assert queue.leases == [timedelta(seconds=15 + RECORD_MARGIN_S)]
 
 
@@ -181,41 +169,38 @@ async def test_a_dispatcher_whose_clock_runs_behind_never_retries_before_a_recei
     """A receiver answered 429 with ``Retry-After: 120``; the dispatcher's host, ten minutes behind Postgres, dated
     the retry by its own clock, and the claims (by Postgres's) sent it again at once. The attempt is dated, and
     its retry reckoned, by Postgres's clock as the claim read it."""
-    clock = Clock()
-    clock.now = NOW - timedelta(minutes=10)
-    queue = Queue(due(1), clock)
-    sender = dispatcher(queue, Pool(queue), clock, status=429, headers={"retry-after": "120"})
+    postgres = datetime.now(UTC) + timedelta(minutes=10)
+    queue = Queue(due(1, claimed_at=postgres))
+    sender = dispatcher(queue, Pool(queue), status=429, headers={"retry-after": "120"})
     assert await sender.step() == 1
     await sender.stop()
     [tried] = queue.attempted
     assert tried.outcome == "retry" and tried.status == 429
-    assert NOW + timedelta(seconds=120) <= tried.next_at < NOW + timedelta(seconds=121)
-    assert NOW <= tried.at < NOW + timedelta(seconds=1)  # its first_attempt_at, as recorded
+    assert postgres + timedelta(seconds=120) <= tried.next_at < postgres + timedelta(seconds=121)
+    assert postgres <= tried.at < postgres + timedelta(seconds=1)  # its first_attempt_at, as recorded
 
 
 async def test_a_dispatcher_whose_clock_runs_ahead_retries_after_its_backoff_by_postgres_clock():
     """Dated by a host ten minutes ahead of Postgres, a first retry meant for 5 s later waited ten minutes more."""
-    clock = Clock()
-    clock.now = NOW + timedelta(minutes=10)
-    queue = Queue(due(1), clock)
-    sender = dispatcher(queue, Pool(queue), clock, refusal=httpx.ConnectError("refused"))
+    postgres = datetime.now(UTC) - timedelta(minutes=10)
+    queue = Queue(due(1, claimed_at=postgres))
+    sender = dispatcher(queue, Pool(queue), refusal=httpx.ConnectError("refused"))
     assert await sender.step() == 1
     await sender.stop()
     [tried] = queue.attempted
-    assert tried.outcome == "retry" and NOW <= tried.at < NOW + timedelta(seconds=1)
-    assert NOW + timedelta(seconds=2.5) <= tried.next_at < NOW + timedelta(seconds=6)  # 5 s, with its jitter
+    assert tried.outcome == "retry" and postgres <= tried.at < postgres + timedelta(seconds=1)
+    assert postgres + timedelta(seconds=2.5) <= tried.next_at < postgres + timedelta(seconds=6)  # 5 s, with jitter
 
 
 async def test_dispatchers_whose_clocks_disagree_end_a_deliverys_retry_window_when_postgres_clock_says():
     """A delivery's window counts from its first attempt, which one process dated; another, whose host's clock
     was three hours ahead, gave it up two hours early, and one three hours behind retried it past its end."""
-    opened, spent = due(2)
     for skew in (timedelta(hours=3), -timedelta(hours=3)):
-        clock = Clock()
-        clock.now = NOW + skew
-        queue = Queue([replace(opened, attempts=1, first_attempt_at=NOW - timedelta(hours=70)),
-                       replace(spent, attempts=1, first_attempt_at=NOW - timedelta(hours=73))], clock)
-        sender = dispatcher(queue, Pool(queue), clock, refusal=httpx.ConnectError("refused"))
+        postgres = datetime.now(UTC) - skew  # this host's clock ``skew`` ahead of it
+        opened, spent = due(2, claimed_at=postgres)
+        queue = Queue([replace(opened, attempts=1, first_attempt_at=postgres - timedelta(hours=70)),
+                       replace(spent, attempts=1, first_attempt_at=postgres - timedelta(hours=73))])
+        sender = dispatcher(queue, Pool(queue), refusal=httpx.ConnectError("refused"))
         assert await sender.step() == 2
         await sender.stop()
         assert {a.claimed.seq: a.outcome for a in queue.attempted} == {opened.seq: "retry", spent.seq: "dead"}
@@ -223,11 +208,10 @@ async def test_dispatchers_whose_clocks_disagree_end_a_deliverys_retry_window_wh
 
 async def test_a_deleted_subscriptions_oldest_waiting_age_is_no_longer_reported():
     """Its series kept its last value for ever: an alert on waiting deliveries fired for a subscription gone."""
-    clock = Clock()
-    queue = Queue([], clock)
+    queue = Queue([])
     queue.ages = {"crm0": 30.0}
     subscriptions = dict(SUBS)
-    sender = dispatcher(queue, Pool(queue), clock, subscriptions=subscriptions)
+    sender = dispatcher(queue, Pool(queue), subscriptions=subscriptions)
     await sender.step()
     assert REGISTRY.get_sample_value("delivery_oldest_waiting_seconds", {"subscription": "crm0"}) == 30.0
     del subscriptions["crm0"]  # deleted through the API
@@ -239,10 +223,9 @@ async def test_a_deleted_subscriptions_oldest_waiting_age_is_no_longer_reported(
 
 async def test_attempts_the_database_could_not_take_are_recorded_by_a_later_round():
     """Every pooled connection busy for a while: what the attempts got is kept until a round can record it."""
-    clock = Clock()
-    queue = Queue(due(1), clock)
+    queue = Queue(due(1))
     queue.failures = [sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached")] * 2
-    sender = dispatcher(queue, Pool(queue), clock)
+    sender = dispatcher(queue, Pool(queue))
     sender.start()
     await until(lambda: queue.recorded)
     await sender.stop()
@@ -252,10 +235,9 @@ async def test_attempts_the_database_could_not_take_are_recorded_by_a_later_roun
 async def test_an_attempt_postgres_refuses_to_record_holds_up_no_other():
     """Unlike an unavailable database, a row that fails would fail every later round: only it is given up (its
     lease lapses and it is sent again), not the round's other attempts."""
-    clock = Clock()
-    queue = Queue(due(3), clock)
+    queue = Queue(due(3))
     queue.unrecordable = 1
-    sender = dispatcher(queue, Pool(queue), clock)
+    sender = dispatcher(queue, Pool(queue))
     labels = {"subscription": queue.due[1].subscription_id, "why": "error"}
     before = REGISTRY.get_sample_value("delivery_attempts_unrecorded_total", labels) or 0
     assert await sender.step() == 3
@@ -269,9 +251,8 @@ async def test_an_attempt_the_http_client_refuses_to_make_is_recorded_as_failed_
     """A URL httpx will not send to (a port out of range, a host it cannot parse) raised past the attempt: its
     result was never recorded, so the delivery was claimed again at every lease, for ever, holding its lead's
     later deliveries back."""
-    clock = Clock()
-    queue = Queue(due(2), clock)
-    sender = dispatcher(queue, Pool(queue), clock, refusal=ExceptionGroup("connect", [OverflowError("port")]))
+    queue = Queue(due(2))
+    sender = dispatcher(queue, Pool(queue), refusal=ExceptionGroup("connect", [OverflowError("port")]))
     assert await sender.step() == 2
     await sender.stop()
     assert sorted(queue.recorded) == [0, 1]
@@ -282,12 +263,11 @@ async def test_an_attempt_the_http_client_refuses_to_make_is_recorded_as_failed_
 async def test_a_delivery_gets_its_whole_retry_window_from_its_first_attempt_not_from_when_it_was_queued():
     """A lead's deliveries go out one at a time: one queued behind an earlier one failing for most of a window was
     given up at its first failure. One whose first attempt was a window ago is given up all the same."""
-    clock = Clock()
     long_ago = NOW - timedelta(hours=73)  # the window is 72 hours
     waited, retried = due(2)
     queue = Queue([replace(waited, created_at=long_ago),
-                   replace(retried, created_at=long_ago, attempts=9, first_attempt_at=long_ago)], clock)
-    sender = dispatcher(queue, Pool(queue), clock, refusal=httpx.ConnectError("refused"))
+                   replace(retried, created_at=long_ago, attempts=9, first_attempt_at=long_ago)])
+    sender = dispatcher(queue, Pool(queue), refusal=httpx.ConnectError("refused"))
     assert await sender.step() == 2
     await sender.stop()
     assert {a.claimed.seq: a.outcome for a in queue.attempted} == {waited.seq: "retry", retried.seq: "dead"}
@@ -295,10 +275,9 @@ async def test_a_delivery_gets_its_whole_retry_window_from_its_first_attempt_not
 
 async def test_a_stopping_dispatcher_finishes_what_is_under_way_and_claims_nothing_more():
     """A backlog must not keep a stop claiming round after round (each attempt up to its total timeout)."""
-    clock = Clock()
-    queue = Queue(due(200), clock)
+    queue = Queue(due(200))
     answer = asyncio.Event()
-    sender = dispatcher(queue, Pool(queue), clock, answer)
+    sender = dispatcher(queue, Pool(queue), answer)
     sender.start()
     await until(lambda: queue.leases)
     answer.set()
@@ -314,7 +293,7 @@ def at(url: str) -> dict:
         {"id": "crm0", "url": url, "secrets": [SECRET], "events": ["lead.routed"]}]}, allow_private=False))
 
 
-def gone_at(old_url: str, book: dict, queue: Queue, clock: Clock, answer: asyncio.Event, *,
+def gone_at(old_url: str, book: dict, queue: Queue, answer: asyncio.Event, *,
             from_file: dict) -> Dispatcher:
     """A dispatcher whose receiver at ``old_url`` answers 410 (once ``answer`` is set), any other 204."""
     async def receiver(request: httpx.Request) -> httpx.Response:
@@ -322,7 +301,7 @@ def gone_at(old_url: str, book: dict, queue: Queue, clock: Clock, answer: asynci
         return httpx.Response(410 if str(request.url) == old_url else 204)
 
     return Dispatcher(unit_of_work=Pool(queue), client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
-                      subscriptions=book, from_file=from_file, clock=clock, retry_window=timedelta(hours=72),
+                      subscriptions=book, from_file=from_file, retry_window=timedelta(hours=72),
                       retry_base_s=5,
                       connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
 
@@ -331,10 +310,10 @@ async def test_a_410_from_the_url_a_subscription_left_while_it_was_sent_does_not
     """Changed through the API while an attempt to its old url was under way: the receiver it left answers 410,
     which must not switch off the subscription now sending to another; the delivery goes there after its lease."""
     old, new = "https://old.example.com/h", "https://new.example.com/h"
-    book, clock, answer = at(old), Clock(), asyncio.Event()
-    queue = Queue(due(1), clock)
+    book, answer = at(old), asyncio.Event()
+    queue = Queue(due(1))
     queue.urls["crm0"] = old
-    d = gone_at(old, book, queue, clock, answer, from_file={})
+    d = gone_at(old, book, queue, answer, from_file={})
     await d.step()  # claims it and sends to the old url
     await asyncio.sleep(0.01)
     queue.urls["crm0"] = new  # PATCHed meanwhile: committed, then this process's book reloaded
@@ -357,10 +336,10 @@ async def test_a_410_from_a_url_changed_by_another_process_is_logged_as_leaving_
     the url that answered 410, but the store, which has the change, leaves the subscription on. The log said
     it was switched off, of a subscription that went on sending."""
     old, new = "https://old.example.com/h", "https://new.example.com/h"
-    clock, answer = Clock(), asyncio.Event()
-    queue = Queue(due(1), clock)
+    answer = asyncio.Event()
+    queue = Queue(due(1))
     queue.urls["crm0"] = new
-    d = gone_at(old, at(old), queue, clock, answer, from_file={})
+    d = gone_at(old, at(old), queue, answer, from_file={})
     await d.step()
     answer.set()
     await until(lambda: d._finished)
@@ -375,10 +354,10 @@ async def test_a_410_switches_its_subscription_off_before_the_attempt_is_recorde
     """The switch-off share-locks the subscription's row, which a deletion locks before the subscription's
     deliveries: after ``record`` (which locks the delivery's row) it could wait for a deletion waiting for it."""
     old = "https://old.example.com/h"
-    clock, answer = Clock(), asyncio.Event()
+    answer = asyncio.Event()
     answer.set()
-    queue = Queue(due(1), clock)
-    d = gone_at(old, at(old), queue, clock, answer, from_file={})
+    queue = Queue(due(1))
+    d = gone_at(old, at(old), queue, answer, from_file={})
     await d.step()
     await until(lambda: d._finished)
     await d.step()
@@ -390,11 +369,11 @@ async def test_a_410_from_the_url_a_files_subscription_left_holds_off_only_the_p
     url the receiver left. It switched the subscription off for every process, the new file's too, whose url
     is live, until an operator enabled it again."""
     old, new = "https://old.example.com/h", "https://new.example.com/h"
-    clock, answer = Clock(), asyncio.Event()
+    answer = asyncio.Event()
     answer.set()
-    queue = Queue(due(1), clock)
-    on_old_file = gone_at(old, at(old), queue, clock, answer, from_file=at(old))
-    on_new_file = gone_at(old, at(new), queue, clock, answer, from_file=at(new))
+    queue = Queue(due(1))
+    on_old_file = gone_at(old, at(old), queue, answer, from_file=at(old))
+    on_new_file = gone_at(old, at(new), queue, answer, from_file=at(new))
     assert await on_old_file.step() == 1
     await until(lambda: on_old_file._finished)
     await on_old_file.step()  # records the 410
@@ -414,14 +393,13 @@ async def test_410s_from_two_receivers_switch_their_subscriptions_off_in_subscri
     book = dict(parse_subscriptions({"subscriptions": [
         {"id": sub, "url": f"https://{sub}.example.com/h", "secrets": [SECRET], "events": ["lead.routed"]}
         for sub in ("crm0", "crm1")]}, allow_private=False))
-    clock = Clock()
-    queue = Queue([replace(c, subscription_id=sub) for c, sub in zip(due(2), ("crm1", "crm0"), strict=True)], clock)
+    queue = Queue([replace(c, subscription_id=sub) for c, sub in zip(due(2), ("crm1", "crm0"), strict=True)])
 
     async def gone(request: httpx.Request) -> httpx.Response:
         return httpx.Response(410)
 
     d = Dispatcher(unit_of_work=Pool(queue), client=httpx.AsyncClient(transport=httpx.MockTransport(gone)),
-                   subscriptions=book, from_file=book, clock=clock, retry_window=timedelta(hours=72), retry_base_s=5,
+                   subscriptions=book, from_file=book, retry_window=timedelta(hours=72), retry_base_s=5,
                    connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
     await d.step()
     await until(lambda: d._finished)

@@ -83,7 +83,7 @@ async def test_a_switch_off_recorded_before_0006_holds_its_subscription_off_what
         async with engine.begin() as conn:
             store = DeliveryStore(conn)
             before = await store.disabled_urls()
-            said_off = await store.disable("crm", datetime.now(UTC), "410 Gone from https://new.example.com/h",
+            said_off = await store.disable("crm", "410 Gone from https://new.example.com/h",
                                            url="https://new.example.com/h")
             after = await store.disabled_urls()
     assert before == {"crm": None}

@@ -17,13 +17,17 @@ from delivery.subscriptions import SubscriptionBook
 
 
 class Answer:
-    """What a statement answers: enable's switch-off found, one delivery redriven, none due for a claim."""
+    """What a statement answers: enable's switch-off found, one delivery redriven, none due for a claim, no
+    subscription made through the API (a switch-off's)."""
 
     def all(self) -> list[tuple]:
         return [("crm",)]
 
     def scalar_one(self) -> int:
         return 0
+
+    def scalar_one_or_none(self) -> None:
+        return None
 
     def __iter__(self):
         return iter(())
@@ -136,3 +140,15 @@ async def test_a_subscription_stored_without_a_time_is_dated_by_postgres_clock()
     assert "created_by, created_at, updated_at) VALUES (" in str(made)
     assert "%(created_by)s, statement_timestamp(), statement_timestamp())" in str(made)
     assert host_times(made.params) == []
+
+
+async def test_a_410s_switch_off_is_dated_by_postgres_clock_not_the_dispatchers_host():
+    """The dispatcher dated a switch-off by its host's clock, beside attempts and deliveries dated by Postgres's:
+    the table of switch-offs could say a receiver went before the attempt whose 410 said so."""
+    conn = Recording()
+    assert await DeliveryStore(conn).disable("crm", "410 Gone from https://crm.example.com/h",
+                                             url="https://crm.example.com/h") is True
+    [off] = [s.compile(dialect=postgresql.dialect()) for s in conn.statements
+             if s.is_dml and s.is_insert and s.table.name == "disabled"]
+    assert "VALUES (%(subscription_id)s, statement_timestamp(), %(reason)s, %(url)s)" in str(off)
+    assert host_times(off.params) == []

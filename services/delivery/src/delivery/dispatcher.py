@@ -13,11 +13,13 @@ switches the subscription off (its deliveries wait until it is redriven);
 off exponentially with jitter, until the retry window (counted from the
 delivery's first attempt) ends and the delivery is dead, with its last
 response kept. Those times are Postgres's, as claims judge them, whatever
-this host's clock says (``_postgres_clock``). What the attempts that ended
-since the last round got is recorded by the next round, all in one transaction: the
-dispatcher takes one pooled connection at a time, however many attempts end
-together, so its recordings do not queue behind each other for the pool
-(leases cover the attempt and a few seconds of recording). A result recorded
+this host's clock says (``_postgres_clock``), and so is a switch-off's, which
+the store dates: the dispatcher reads no wall clock of its host's. What the
+attempts that ended since the last round got is recorded by the next round,
+all in one transaction: the dispatcher takes one pooled connection at a time,
+however many attempts end together, so its recordings do not queue behind
+each other for the pool (leases cover the attempt and a few seconds of
+recording). A result recorded
 after its lease all the same (the pool busy elsewhere, Postgres slow) records
 nothing over the claim that took its delivery since: that delivery was sent
 twice, which receivers drop by its ``webhook-id``. A stop claims nothing more:
@@ -78,8 +80,7 @@ class Dispatcher(BackgroundLoop):
 
     def __init__(self, *, unit_of_work: Callable[[], Any], client: httpx.AsyncClient,
                  subscriptions: Mapping[str, Subscription], from_file: Mapping[str, Subscription],
-                 clock: Callable[[], datetime], retry_window: timedelta,
-                 retry_base_s: float,
+                 retry_window: timedelta, retry_base_s: float,
                  connect_timeout_s: float, timeout_s: float, max_in_flight: int, per_subscription: int,
                  idle_s: float) -> None:
         super().__init__(batch_max=max_in_flight, idle_s=idle_s)
@@ -88,7 +89,6 @@ class Dispatcher(BackgroundLoop):
         self._subs = subscriptions
         #: Those of them from the subscriptions file: one switched off by a 410 from a url it has left is on.
         self._from_file = from_file
-        self._clock = clock
         self._window = retry_window
         self._base_s = retry_base_s
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
@@ -193,7 +193,7 @@ class Dispatcher(BackgroundLoop):
                 # url was changed meanwhile (an attempt under way, another process's book not yet reloaded) must
                 # not be switched off by the receiver it left; the delivery goes to the new url after its lease.
                 # The store decides: a change commits before any book (this one too) is reloaded.
-                if await uow.store.disable(sub_id, self._clock(), f"410 Gone from {gone_from}", url=gone_from):
+                if await uow.store.disable(sub_id, f"410 Gone from {gone_from}", url=gone_from):
                     log.warning("receiver answered 410 Gone: subscription switched off", subscription=sub_id)
                 else:
                     log.info("a url the subscription has left since answered 410 Gone: it stays on",

@@ -48,7 +48,7 @@ def dispatcher(rt: Runtime[Delivery, DeliveryStore]) -> Dispatcher:
     return Dispatcher(
         unit_of_work=rt.unit_of_work, client=rt.context.http, subscriptions=rt.context.subscriptions,
         from_file=rt.context.subscriptions.from_file,
-        clock=rt.context.clock, retry_window=timedelta(hours=settings.retry_hours),  # type: ignore[attr-defined]
+        retry_window=timedelta(hours=settings.retry_hours),  # type: ignore[attr-defined]
         retry_base_s=settings.retry_base_s,  # type: ignore[attr-defined]
         connect_timeout_s=settings.connect_timeout_s, timeout_s=settings.timeout_s,  # type: ignore[attr-defined]
         max_in_flight=settings.max_in_flight, per_subscription=settings.per_subscription,  # type: ignore[attr-defined]

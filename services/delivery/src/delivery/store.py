@@ -341,13 +341,13 @@ class DeliveryStore:
         })
         return {r.seq for r in rows}
 
-    async def disable(self, subscription_id: str, at: datetime, reason: str, *, url: str) -> bool:
-        """Switch it off (its receiver at ``url`` answered 410), unless it is made through the API and sends
-        elsewhere by now: changed since the attempt was sent, in this process or another (its book a refresh
-        behind). Whether it is off: False, it stays on. Checked here, not against a book: a change commits
-        before any book is reloaded, so only this table knows where it sends by now. A file's subscription has
-        no row here to check: ``url`` is kept, and a process whose file sends it elsewhere sends on
-        (``domain.switched_off``).
+    async def disable(self, subscription_id: str, reason: str, *, url: str) -> bool:
+        """Switch it off (its receiver at ``url`` answered 410), from now by Postgres's clock, unless it is made
+        through the API and sends elsewhere by now: changed since the attempt was sent, in this process or another
+        (its book a refresh behind). Whether it is off: False, it stays on. Checked here, not against a book: a
+        change commits before any book is reloaded, so only this table knows where it sends by now. A file's
+        subscription has no row here to check: ``url`` is kept, and a process whose file sends it elsewhere sends
+        on (``domain.switched_off``).
 
         Its row is share-locked until this transaction ends: a change of its url in flight (PATCH) is waited for,
         and its new url read; a change that comes later waits for this, and answers it off. Unlocked, a change
@@ -359,7 +359,10 @@ class DeliveryStore:
         )).scalar_one_or_none()
         if sends_to is not None and sends_to != url:
             return False
-        add = insert(disabled).values(subscription_id=subscription_id, at=at, reason=reason, url=url)
+        # Dated as the attempts that got the 410 and the deliveries it holds back are: by the dispatcher's host's
+        # clock, the switch-off could read as coming before the attempt that caused it.
+        add = insert(disabled).values(subscription_id=subscription_id, at=sa.func.statement_timestamp(),
+                                      reason=reason, url=url)
         # Off already from this url (another of its deliveries got the 410 too): kept as it was, and said to be
         # off. From another (a file's subscription switched off by a process on an older file, or before 0006
         # kept the url): now from this one, or its receiver's 410 would never switch it off where it sends now.
