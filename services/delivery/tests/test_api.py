@@ -1,7 +1,7 @@
 """delivery's HTTP API with the key store and the queue stood in for: what it answers."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import httpx
@@ -20,6 +20,8 @@ from delivery.store import Redrive
 from delivery.subscriptions import SecretBox, SubscriptionBook, sealed_secrets
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+#: Postgres's clock in the stood-in store, seven minutes ahead of the API host's (``NOW``).
+POSTGRES_NOW = NOW + timedelta(minutes=7)
 ANALYST = auth.Principal(key_id="def456", name="analyst", scopes=frozenset({auth.READ_REPORTS}))
 ADMIN = auth.Principal(key_id="abc123", name="ops", scopes=frozenset({auth.ADMIN}))
 
@@ -72,8 +74,11 @@ class Stored(Queue):
         self.rows[row["id"]] = dict(row)
         return True
 
-    async def change_subscription(self, subscription_id: str, columns: dict, at: datetime) -> None:
-        self.rows[subscription_id].update(columns, updated_at=at)
+    async def change_subscription(self, subscription_id: str, columns: dict) -> None:
+        self.rows[subscription_id].update(columns, updated_at=POSTGRES_NOW)
+
+    async def set_secrets(self, subscription_id: str, sealed: list[dict]) -> None:
+        self.rows[subscription_id].update(secrets=sealed, updated_at=POSTGRES_NOW)
 
     async def disabled_urls(self) -> dict[str, str | None]:
         return dict(self.switched_off)
@@ -188,9 +193,22 @@ async def test_a_changed_url_and_contact_are_stored_in_force_and_listed_and_the_
         "signing_secrets": 1, "disabled": True, "opened": True, "problem": None}
     assert (book["slack"].url, book["slack"].contact) == ("https://hooks.example.com/moved", frozenset({"email"}))
     row = stored.rows["slack"]
-    assert (row["secrets"], row["created_at"], row["updated_at"]) == (secrets, CREATED, NOW)
+    assert (row["secrets"], row["created_at"], row["updated_at"]) == (secrets, CREATED, POSTGRES_NOW)
     [line] = [line for line in lines if line["event"] == "subscription changed through the API"]
     assert (line["by"], line["changed"]) == ("ops", ["contact", "url"]) and "moved" not in str(line)
+
+
+async def test_a_rotation_is_dated_by_postgres_clock_and_the_old_secret_signs_beside_the_new_one():
+    """A rotation dated the row by the API host's clock, its created_at by Postgres's: one table, two clocks, and a
+    host behind Postgres's could show a subscription changed before it was made. The store dates it now."""
+    stored = Stored(made())
+    book = book_of(stored)
+    async with serving(stored, ADMIN, book) as client:
+        rotated = await client.post("/v1/subscriptions/slack/secrets", json={"previous_valid_hours": 24})
+    assert rotated.status_code == 200, rotated.text
+    row = stored.rows["slack"]
+    assert (row["created_at"], row["updated_at"]) == (CREATED, POSTGRES_NOW)
+    assert len(book["slack"].secrets) == 2 and rotated.json()["secret"] in book["slack"].secrets
 
 
 async def test_a_files_subscription_is_listed_as_switched_off_only_by_a_410_from_the_url_the_file_gives_it():

@@ -298,12 +298,15 @@ async def test_a_changed_subscription_keeps_its_dead_deliveries_for_a_redrive(db
                                                              now - timedelta(hours=2)))
         await store.enqueue(due(crm, 1, hour_ago))
         await died(store, crm, hour_ago)
-        await store.change_subscription(crm, {"url": "https://new.example.com/h", "contact": ["email"]}, now)
+        opened = await postgres_clock(conn)
+        await store.change_subscription(crm, {"url": "https://new.example.com/h", "contact": ["email"]})
+        closed = await postgres_clock(conn)
         row = await store.subscription_row(crm)
         redriven = await store.redrive(crm, in_file=set())
         await conn.rollback()
     assert (row["url"], row["contact"], row["events"]) == ("https://new.example.com/h", ["email"], ["lead.routed"])
-    assert (row["created_at"], row["updated_at"]) == (now - timedelta(hours=2), now)
+    # Changed now by Postgres's clock, as it was made by it (here, a row given a time two hours ago).
+    assert row["created_at"] == now - timedelta(hours=2) and opened <= row["updated_at"] <= closed
     assert redriven.queued == 1
 
 
@@ -678,7 +681,7 @@ async def test_a_410_recorded_while_a_change_of_its_url_commits_waits_for_it_and
         async with db.begin() as patching:
             store = DeliveryStore(patching)
             assert await store.subscription_row(crm) is not None
-            await store.change_subscription(crm, {"url": new}, now)
+            await store.change_subscription(crm, {"url": new})
             recording = await kept_waiting(gone_from_old(), "the switch-off did not wait for the change of its url")
         assert await asyncio.wait_for(recording, 10) is False
         async with db.connect() as conn:
@@ -700,7 +703,7 @@ async def test_a_change_of_url_waits_for_a_410_being_recorded_and_finds_the_subs
         async with db.begin() as conn:
             store = DeliveryStore(conn)
             assert await store.subscription_row(crm) is not None
-            await store.change_subscription(crm, {"url": new}, now)
+            await store.change_subscription(crm, {"url": new})
         async with db.connect() as conn:  # as the PATCH reads it for its answer, once committed
             return await DeliveryStore(conn).disabled_urls()
 
@@ -784,9 +787,12 @@ async def test_secrets_sealed_again_are_written_only_over_those_read(db):
                                              "secrets": read})
         first = await store.reseal_secrets(crm, read, [{"sealed": "sealed-under-the-new-key", "expires_at": None}])
         stored = (await store.subscription_row(crm))["secrets"]
-        await store.set_secrets(crm, rotated, now)
+        opened = await postgres_clock(conn)
+        await store.set_secrets(crm, rotated)
+        closed = await postgres_clock(conn)
         late = await store.reseal_secrets(crm, read, [{"sealed": "from-a-stale-read", "expires_at": None}])
         kept = await store.subscription_row(crm)
         await conn.rollback()
     assert first is True and stored == [{"sealed": "sealed-under-the-new-key", "expires_at": None}]
     assert late is False and kept["secrets"] == rotated
+    assert opened <= kept["updated_at"] <= closed  # the rotation's time, by Postgres's clock; a reseal's none

@@ -152,3 +152,16 @@ async def test_a_410s_switch_off_is_dated_by_postgres_clock_not_the_dispatchers_
              if s.is_dml and s.is_insert and s.table.name == "disabled"]
     assert "VALUES (%(subscription_id)s, statement_timestamp(), %(reason)s, %(url)s)" in str(off)
     assert host_times(off.params) == []
+
+
+async def test_a_subscriptions_change_and_its_secrets_rotation_are_dated_by_postgres_clock():
+    """Its created_at is Postgres's (``add_subscription``): its updated_at, dated by the API host's clock, could
+    come before it, and the row read as changed before it was made."""
+    conn = Recording()
+    store = DeliveryStore(conn)
+    await store.change_subscription("crm", {"url": "https://moved.example.com/h"})
+    await store.set_secrets("crm", [{"sealed": "a-new-secret", "expires_at": None}])
+    changed, rotated = [s.compile(dialect=postgresql.dialect()) for s in conn.statements]
+    assert "SET url=%(url)s, updated_at=statement_timestamp()" in str(changed)
+    assert "SET secrets=%(secrets)s::JSONB, updated_at=statement_timestamp()" in str(rotated)
+    assert host_times(changed.params) == host_times(rotated.params) == []

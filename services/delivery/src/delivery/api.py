@@ -286,7 +286,7 @@ async def change_subscription(subscription_id: str, body: SubscriptionChange, rt
         sub = _parsed({**stored, **given, "secrets": list(live_secrets(_opened(box, row), now))}, book)
         # Only what was given is written: two changes at once, of different fields, both stay.
         changes = {k: v for k, v in _columns(sub).items() if k in given}
-        await uow.store.change_subscription(subscription_id, changes, now)
+        await uow.store.change_subscription(subscription_id, changes)
         await uow.commit()
         await book.reload(uow.store, now)
         off = switched_off(await uow.store.disabled_urls(), book.from_file)
@@ -305,6 +305,8 @@ async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntim
     box, book, now = _box(rt), rt.context.subscriptions, rt.context.clock()
     _api_made(rt, subscription_id)
     secret = new_secret(os.urandom(32))
+    # By this host's clock, unlike the row's updated_at (the store's): each process judges a secret's expiry by its
+    # own clock when it reloads (``SubscriptionBook.load``); a skew only moves the end of the overlap by as much.
     until = now + timedelta(hours=body.previous_valid_hours)
     async with rt.unit_of_work() as uow:
         row = await uow.store.subscription_row(subscription_id)
@@ -312,7 +314,7 @@ async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntim
             raise Problem(404, f"no subscription {subscription_id!r}")
         opened = _opened(box, row)
         kept = [(s, min(at, until) if at else until) for s, at in opened if (at is None or at > now) and until > now]
-        await uow.store.set_secrets(subscription_id, sealed_secrets(box, [*kept, (secret, None)]), now)
+        await uow.store.set_secrets(subscription_id, sealed_secrets(box, [*kept, (secret, None)]))
         await uow.commit()
         await book.reload(uow.store, now)
     log.info("subscription secret rotated", subscription=subscription_id, by=who.name, previous_until=until)

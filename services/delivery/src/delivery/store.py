@@ -107,7 +107,7 @@ subscriptions = sa.Table(
     sa.Column("secrets", JSONB, nullable=False),
     sa.Column("created_by", sa.Text, nullable=False),
     # Dated by Postgres's clock (``add_subscription``), as its deliveries' created_at is, which
-    # ``_made_through_api_for_it`` compares it with.
+    # ``_made_through_api_for_it`` compares it with; and so is every change and rotation since.
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
 )
@@ -486,9 +486,10 @@ class DeliveryStore:
                                         .with_for_update(key_share=True))).first()  # its id is not changed
         return dict(row._mapping) if row else None
 
-    async def set_secrets(self, subscription_id: str, sealed: list[dict[str, Any]], at: datetime) -> None:
+    async def set_secrets(self, subscription_id: str, sealed: list[dict[str, Any]]) -> None:
+        """Its secrets replaced (a rotation), its updated_at now by Postgres's clock, as its created_at was."""
         await self._conn.execute(subscriptions.update().where(subscriptions.c.id == subscription_id)
-                                 .values(secrets=sealed, updated_at=at))
+                                 .values(secrets=sealed, updated_at=sa.func.statement_timestamp()))
 
     async def reseal_secrets(self, subscription_id: str, read: list[dict[str, Any]],
                              resealed: list[dict[str, Any]]) -> bool:
@@ -499,11 +500,13 @@ class DeliveryStore:
                                         .values(secrets=resealed).returning(subscriptions.c.id))
         return bool(done.all())
 
-    async def change_subscription(self, subscription_id: str, columns: Mapping[str, Any], at: datetime) -> None:
-        """Its settings in ``columns`` (url, events, filter, retry_hours, contact) replaced. Its created_at stays:
-        the deliveries queued for it before are still its own (a redrive sends them, ``_made_through_api_for_it``)."""
+    async def change_subscription(self, subscription_id: str, columns: Mapping[str, Any]) -> None:
+        """Its settings in ``columns`` (url, events, filter, retry_hours, contact) replaced, its updated_at now by
+        Postgres's clock: dated by the API host's, a row's updated_at could come before its created_at. Its
+        created_at stays: the deliveries queued for it before are still its own (a redrive sends them,
+        ``_made_through_api_for_it``)."""
         await self._conn.execute(subscriptions.update().where(subscriptions.c.id == subscription_id)
-                                 .values(**columns, updated_at=at))
+                                 .values(**columns, updated_at=sa.func.statement_timestamp()))
 
     async def remove_subscription(self, subscription_id: str, at: datetime) -> int | None:
         """Delete it; its undelivered deliveries become dead ("subscription deleted"): how many. None: no such
