@@ -37,7 +37,7 @@ class Store:
         Store.in_file.append(set(in_file))
         return Redrive(queued=3, purged=Store.purged, not_in_force=Store.not_in_force)
 
-    async def forget(self, subscription_id, at) -> Forgotten | None:
+    async def forget(self, subscription_id) -> Forgotten | None:
         Store.forgotten.append(subscription_id)
         if subscription_id == "slack":  # made through the API
             return None

@@ -254,7 +254,7 @@ async def test_a_redrive_never_sends_a_deleted_subscriptions_dead_deliveries_to_
                                                              now - timedelta(hours=2)))
         await store.enqueue(due(crm, 2, hour_ago))
         await died(store, crm, hour_ago)
-        assert await store.remove_subscription(crm, now - timedelta(minutes=30)) == 1  # the one still waiting
+        assert await store.remove_subscription(crm) == 1  # the one still waiting
         assert await store.add_subscription(api_subscription(crm, "https://new.example.com/h",
                                                              now - timedelta(minutes=10)))
         await store.enqueue(due(crm, 1, now - timedelta(minutes=5)))
@@ -373,12 +373,12 @@ async def test_a_forgotten_subscriptions_waiting_deliveries_end_dead_and_come_ba
                                               "WHERE subscription_id = :id ORDER BY seq"), {"id": subscription_id})
             return [tuple(r) for r in rows]
 
-        forgotten = await store.forget(removed, now)
+        forgotten = await store.forget(removed)
         after_forget, switched_off = await left(removed), await store.disabled_urls()
         await store.redrive(in_file=in_file)
         after_redrive_of_all = await left(removed)
         back_in_the_file = await store.redrive(removed, in_file=in_file | {removed})
-        api_made = await store.forget(made, now)
+        api_made = await store.forget(made)
         made_left, made_still_off = await left(made), made in await store.disabled_urls()
         await conn.rollback()
     assert forgotten == Forgotten(dropped=1, was_disabled=True) and removed not in switched_off
@@ -386,6 +386,35 @@ async def test_a_forgotten_subscriptions_waiting_deliveries_end_dead_and_come_ba
     assert after_forget == after_redrive_of_all == [("dead", None), gone]
     assert back_in_the_file.queued == 2  # forgotten too early, or with the wrong file read
     assert api_made is None and made_left == [("pending", None)] and made_still_off  # deleted, rather
+
+
+async def test_what_a_deletion_or_a_forget_gives_up_is_dead_from_then_by_postgres_clock(db):
+    """Given up at the API's (or the command's) host's time, a delivery's done_at was on another clock than every
+    other delivery's, which the purge judges them all by: from a host behind Postgres, its body was purged early
+    (a redrive of a forgotten one, back in the file, found nothing to send); from one ahead, kept too long."""
+    run = uuid.uuid4().hex[:8]
+    deleted, removed, now = f"deleted-{run}", f"removed-{run}", datetime.now(UTC)
+    dead_at = now - timedelta(minutes=4)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        assert await store.add_subscription(api_subscription(deleted, "https://api.example.com/h",
+                                                             now - timedelta(hours=1)))
+        await store.enqueue(due(deleted, 2, now - timedelta(minutes=5)) + due(removed, 1, now))
+        await died(store, deleted, dead_at)  # dead before the deletion
+        opened = await postgres_clock(conn)
+        assert await store.remove_subscription(deleted) == 1
+        assert await store.forget(removed) == Forgotten(dropped=1, was_disabled=False)
+        closed = await postgres_clock(conn)
+        rows = (await conn.execute(sa.text(
+            "SELECT last_error, done_at, deleted_at FROM delivery.deliveries "
+            "WHERE subscription_id IN (:deleted, :removed) ORDER BY seq"), {"deleted": deleted, "removed": removed}
+        )).all()
+        await conn.rollback()
+    dead_before, dropped, forgotten = rows
+    assert dead_before.done_at == dead_at and opened <= dead_before.deleted_at <= closed
+    assert dropped.last_error == "subscription deleted" and opened <= dropped.done_at == dropped.deleted_at <= closed
+    assert forgotten.last_error == "subscription removed from the subscriptions file"
+    assert opened <= forgotten.done_at <= closed and forgotten.deleted_at is None
 
 
 async def test_a_dead_deliverys_last_response_is_shown_with_it(db):
@@ -490,7 +519,7 @@ async def test_a_subscription_deleted_while_another_process_queues_for_it_takes_
 
     async def delete() -> int | None:
         async with db.begin() as conn:
-            return await DeliveryStore(conn).remove_subscription(gone, datetime.now(UTC))
+            return await DeliveryStore(conn).remove_subscription(gone)
 
     try:
         async with db.begin() as queueing:
@@ -688,7 +717,7 @@ async def test_a_410_recorded_while_a_change_of_its_url_commits_waits_for_it_and
             assert crm not in await DeliveryStore(conn).disabled_urls()
     finally:
         async with db.begin() as conn:
-            await DeliveryStore(conn).remove_subscription(crm, now)
+            await DeliveryStore(conn).remove_subscription(crm)
 
 
 async def test_a_change_of_url_waits_for_a_410_being_recorded_and_finds_the_subscription_off(db):
@@ -714,7 +743,7 @@ async def test_a_change_of_url_waits_for_a_410_being_recorded_and_finds_the_subs
         assert (await asyncio.wait_for(patching, 10)).get(crm) == old
     finally:
         async with db.begin() as conn:
-            await DeliveryStore(conn).remove_subscription(crm, now)
+            await DeliveryStore(conn).remove_subscription(crm)
 
 
 async def test_a_410_switching_off_a_files_subscription_keeps_its_url_and_one_from_its_new_url_takes_its_place(db):
@@ -749,7 +778,7 @@ async def test_a_redrive_never_sends_a_deleted_api_subscriptions_dead_deliveries
                                                              now - timedelta(hours=2)))
         await store.enqueue(due(crm, 1, hour_ago))
         await died(store, crm, hour_ago)  # dead before the deletion, its error kept
-        assert await store.remove_subscription(crm, now - timedelta(minutes=30)) == 0
+        assert await store.remove_subscription(crm) == 0
         await store.enqueue(due(crm, 1, now - timedelta(minutes=5)))  # now the file's, under the same id
         own = await died(store, crm, now)
 
@@ -766,7 +795,7 @@ async def test_a_new_subscription_starts_on_though_a_late_410_switched_off_a_del
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         assert await store.add_subscription(api_subscription(crm, "https://old.example.com/h", now))
-        assert await store.remove_subscription(crm, now) == 0
+        assert await store.remove_subscription(crm) == 0
         await store.disable(crm, "410 Gone from https://old.example.com/h", url="https://old.example.com/h")
         late_410_recorded = crm in await store.disabled_urls()
         assert await store.add_subscription(api_subscription(crm, "https://new.example.com/h", now))

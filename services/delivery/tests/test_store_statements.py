@@ -12,13 +12,13 @@ from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from delivery.domain import parse_subscriptions
 from delivery.handlers import Delivery, handle_deliverable
-from delivery.store import Claimed, DeliveryStore
+from delivery.store import Claimed, DeliveryStore, Forgotten
 from delivery.subscriptions import SubscriptionBook
 
 
 class Answer:
     """What a statement answers: enable's switch-off found, one delivery redriven, none due for a claim, no
-    subscription made through the API (a switch-off's)."""
+    subscription made through the API (a switch-off's, a forget's)."""
 
     def all(self) -> list[tuple]:
         return [("crm",)]
@@ -27,6 +27,9 @@ class Answer:
         return 0
 
     def scalar_one_or_none(self) -> None:
+        return None
+
+    def first(self) -> None:
         return None
 
     def __iter__(self):
@@ -165,3 +168,17 @@ async def test_a_subscriptions_change_and_its_secrets_rotation_are_dated_by_post
     assert "SET url=%(url)s, updated_at=statement_timestamp()" in str(changed)
     assert "SET secrets=%(secrets)s::JSONB, updated_at=statement_timestamp()" in str(rotated)
     assert host_times(changed.params) == host_times(rotated.params) == []
+
+
+async def test_what_a_deletion_or_a_forget_gives_up_is_dead_from_postgres_clock_not_the_hosts():
+    """Given up at the API's (or the command's) host's time, a delivery's done_at was on another clock than every
+    other delivery's, which the purge judges them all by."""
+    conn = Recording()
+    store = DeliveryStore(conn)
+    assert await store.remove_subscription("crm") == 1
+    assert await store.forget("old-crm") == Forgotten(dropped=1, was_disabled=True)
+    dropped, marked, forgotten = conn.updates_of_deliveries()
+    assert "done_at=statement_timestamp()" in dropped[0] and "deleted_at=statement_timestamp()" in dropped[0]
+    assert "SET deleted_at=statement_timestamp()" in marked[0]  # those dead already
+    assert "done_at=statement_timestamp()" in forgotten[0]
+    assert [host_times(params) for _, params in (dropped, marked, forgotten)] == [[], [], []]

@@ -326,13 +326,12 @@ async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntim
 async def delete_subscription(subscription_id: str, rt: DeliveryRuntime,
                               who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
     _api_made(rt, subscription_id)
-    now = rt.context.clock()
     async with rt.unit_of_work() as uow:
-        dropped = await uow.store.remove_subscription(subscription_id, now)
+        dropped = await uow.store.remove_subscription(subscription_id)
         if dropped is None:
             raise Problem(404, f"no subscription {subscription_id!r}")
         await uow.commit()
-        await rt.context.subscriptions.reload(uow.store, now)
+        await rt.context.subscriptions.reload(uow.store, rt.context.clock())
     log.info("subscription deleted", subscription=subscription_id, by=who.name, dropped=dropped)
     return {"id": subscription_id, "dropped": dropped}
 

@@ -8,7 +8,6 @@ import asyncio
 import getpass
 import sys
 import uuid
-from datetime import UTC, datetime
 
 import typer
 
@@ -106,7 +105,7 @@ def add_commands(cli: typer.Typer) -> None:
             engine = make_engine(settings)
             try:
                 async with engine.begin() as conn:
-                    return await DeliveryStore(conn).forget(subscription, datetime.now(UTC))
+                    return await DeliveryStore(conn).forget(subscription)
             finally:
                 await engine.dispose()
 

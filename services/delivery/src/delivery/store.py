@@ -508,8 +508,9 @@ class DeliveryStore:
         await self._conn.execute(subscriptions.update().where(subscriptions.c.id == subscription_id)
                                  .values(**columns, updated_at=sa.func.statement_timestamp()))
 
-    async def remove_subscription(self, subscription_id: str, at: datetime) -> int | None:
-        """Delete it; its undelivered deliveries become dead ("subscription deleted"): how many. None: no such
+    async def remove_subscription(self, subscription_id: str) -> int | None:
+        """Delete it; its undelivered deliveries become dead ("subscription deleted") now by Postgres's clock, as
+        every other delivery finishes (``record``) and as the purge judges their age: how many. None: no such
         subscription."""
         gone = await self._conn.execute(subscriptions.delete().where(subscriptions.c.id == subscription_id)
                                         .returning(subscriptions.c.id))
@@ -519,13 +520,14 @@ class DeliveryStore:
         dropped = await self._conn.execute(
             deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                       deliveries.c.status == "pending")
-            .values(status="dead", done_at=at, last_error=_DELETED, deleted_at=at).returning(deliveries.c.seq))
+            .values(status="dead", done_at=sa.func.statement_timestamp(), last_error=_DELETED,
+                    deleted_at=sa.func.statement_timestamp()).returning(deliveries.c.seq))
         # Those already dead keep their receiver's last error, and are marked too: a file's subscription taking the
         # id has no creation time to tell them from its own by.
         await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                                            deliveries.c.status == "dead",
                                                            deliveries.c.deleted_at.is_(None))
-                                 .values(deleted_at=at))
+                                 .values(deleted_at=sa.func.statement_timestamp()))
         return len(dropped.all())
 
     async def stranded(self, in_file: Collection[str]) -> dict[str, int]:
@@ -538,10 +540,11 @@ class DeliveryStore:
             .group_by(deliveries.c.subscription_id))
         return {sub: n for sub, n in rows}
 
-    async def forget(self, subscription_id: str, at: datetime) -> Forgotten | None:
+    async def forget(self, subscription_id: str) -> Forgotten | None:
         """Give up a subscription removed from the file: what waits for it becomes dead ("subscription removed from
-        the subscriptions file"), and its switch-off by a 410 goes, as a deletion's does (an API subscription may
-        take the id). None, and nothing changed: it was made through the API (delete it there)."""
+        the subscriptions file") now by Postgres's clock, and its switch-off by a 410 goes, as a deletion's does (an
+        API subscription may take the id). None, and nothing changed: it was made through the API (delete it
+        there)."""
         if await self.subscription_row(subscription_id) is not None:
             return None
         cleared = await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id)
@@ -549,7 +552,8 @@ class DeliveryStore:
         dropped = await self._conn.execute(
             deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                       deliveries.c.status == "pending")
-            .values(status="dead", done_at=at, last_error=_REMOVED).returning(deliveries.c.seq))
+            .values(status="dead", done_at=sa.func.statement_timestamp(), last_error=_REMOVED)
+            .returning(deliveries.c.seq))
         return Forgotten(dropped=len(dropped.all()), was_disabled=bool(cleared.all()))
 
     async def oldest_waiting(self) -> dict[str, float]:
