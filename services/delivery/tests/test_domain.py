@@ -8,8 +8,8 @@ import pytest
 from leadpipe_common.testing import factories
 from delivery.app import load_subscriptions
 from delivery.domain import (
-    CONTACT_FIELDS, after_attempt, parse_subscriptions, purge_cutoff, retry_after_s, switched_off, target_problem,
-    wants, withheld,
+    CONTACT_FIELDS, LONGEST_KEEP_DAYS, after_attempt, parse_subscriptions, purge_after, retry_after_s, switched_off,
+    target_problem, wants, withheld,
 )
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -430,11 +430,13 @@ async def test_a_receivers_answer_with_nul_bytes_is_kept_as_text_postgres_can_st
 
 
 def test_a_finished_delivery_loses_its_body_once_it_finished_longer_ago_than_the_retention():
-    assert purge_cutoff(NOW, 30) == NOW - timedelta(days=30)
-    assert purge_cutoff(NOW, 0.5) == NOW - timedelta(hours=12)
+    assert purge_after(30) == timedelta(days=30)
+    assert purge_after(0.5) == timedelta(hours=12)
+    assert purge_after(LONGEST_KEEP_DAYS) == timedelta(days=LONGEST_KEEP_DAYS)
 
 
-@pytest.mark.parametrize("keep_days", [0, 1e9, float("inf")])
-def test_a_retention_of_0_or_of_longer_than_any_date_goes_back_purges_nothing(keep_days):
-    """0 is "for ever"; a retention of millennia overflowed the date, and every round failed on it."""
-    assert purge_cutoff(NOW, keep_days) is None
+@pytest.mark.parametrize("keep_days", [0, LONGEST_KEEP_DAYS + 1, 1e9, float("inf")])
+def test_a_retention_of_0_or_of_longer_than_any_delivery_is_old_purges_nothing(keep_days):
+    """0 is "for ever"; a retention of millennia overflowed the date, and every round failed on it (in Postgres
+    now, whose dates go back no further than 4713 BC)."""
+    assert purge_after(keep_days) is None

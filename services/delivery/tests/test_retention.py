@@ -10,6 +10,7 @@ from leadpipe_common.testing.fakes import unit_of_work_over
 
 from delivery.retention import Purge
 
+#: Postgres's clock, by which the stood-in queue judges how long ago a delivery finished.
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
@@ -18,13 +19,13 @@ class Queue:
 
     def __init__(self, finished: list[datetime]) -> None:
         self.finished = sorted(finished)
-        #: The cutoff and limit of each purge asked for.
-        self.asked: list[tuple[datetime, int]] = []
+        #: The retention and limit of each purge asked for.
+        self.asked: list[tuple[timedelta, int]] = []
 
-    async def purge(self, cutoff: datetime, limit: int) -> int:
-        self.asked.append((cutoff, limit))
+    async def purge(self, keep: timedelta, limit: int) -> int:
+        self.asked.append((keep, limit))
         await asyncio.sleep(0)  # a round trip
-        gone = [at for at in self.finished if at < cutoff][:limit]
+        gone = [at for at in self.finished if at < NOW - keep][:limit]
         self.finished = self.finished[len(gone):]
         return len(gone)
 
@@ -36,25 +37,25 @@ def purged_so_far() -> float:
 async def test_a_round_purges_what_finished_before_the_retention_at_most_a_round_at_a_time_and_counts_it():
     queue = Queue([NOW - timedelta(days=d) for d in (31, 32, 33, 29)])
     uow = unit_of_work_over(queue)
-    purge = Purge(uow, lambda: NOW, keep_days=30, round_max=2)
+    purge = Purge(uow, keep_days=30, round_max=2)
     before = purged_so_far()
     rounds = [await purge.step() for _ in range(3)]
     assert rounds == [2, 1, 0]  # a full round is followed at once by another; a short one waits
-    assert queue.asked == [(NOW - timedelta(days=30), 2)] * 3 and uow.commits == 3
+    assert queue.asked == [(timedelta(days=30), 2)] * 3 and uow.commits == 3
     assert queue.finished == [NOW - timedelta(days=29)]
     assert purged_so_far() - before == 3
 
 
 async def test_with_a_retention_of_0_nothing_is_ever_purged():
     queue = Queue([NOW - timedelta(days=3650)])
-    assert await Purge(unit_of_work_over(queue), lambda: NOW, keep_days=0).step() == 0
+    assert await Purge(unit_of_work_over(queue), keep_days=0).step() == 0
     assert queue.asked == []
 
 
 async def test_a_stop_is_not_held_up_by_a_long_first_purge():
     """A stop runs rounds until one does nothing: with a purge's backlog that took round after round."""
     queue = Queue([NOW - timedelta(days=40)] * 10)
-    purge = Purge(unit_of_work_over(queue), lambda: NOW, keep_days=30, round_max=2)
+    purge = Purge(unit_of_work_over(queue), keep_days=30, round_max=2)
     purge.start()
     await asyncio.sleep(0)  # its first round is under way
     await purge.stop()
@@ -64,12 +65,12 @@ async def test_a_stop_is_not_held_up_by_a_long_first_purge():
 class TimingOut:
     """A queue whose purge always runs past the statement timeout, as a first one over a huge table may."""
 
-    async def purge(self, cutoff: datetime, limit: int) -> int:
+    async def purge(self, keep: timedelta, limit: int) -> int:
         raise TimeoutError("canceling statement due to statement timeout")
 
 
 async def test_a_failing_purge_leaves_delivery_ready_it_still_sends_and_answers():
-    purge = Purge(unit_of_work_over(TimingOut()), lambda: NOW, keep_days=30)
+    purge = Purge(unit_of_work_over(TimingOut()), keep_days=30)
     purge.start()
     try:
         async with asyncio.timeout(5):

@@ -48,6 +48,12 @@ async def postgres_clock(conn) -> datetime:
     return (await conn.execute(sa.text("SELECT clock_timestamp()"))).scalar_one()
 
 
+async def kept_since(conn, cutoff: datetime) -> timedelta:
+    """The retention that, by Postgres's clock, purges what finished before ``cutoff`` (and a few milliseconds
+    after it, by the time the purge runs)."""
+    return await postgres_clock(conn) - cutoff
+
+
 def api_subscription(subscription_id: str, url: str, at: datetime | None) -> dict:
     """A row of ``delivery.subscriptions``: one made through the admin API at ``at`` (None: as the API gives it,
     for Postgres's clock to date)."""
@@ -597,7 +603,7 @@ async def test_a_purge_clears_the_body_and_last_answer_of_deliveries_finished_be
                             replace(attempted(dead, "dead", 422, long_ago), response='{"error": "unknown team"}'),
                             replace(attempted(recent, "delivered", 204, lately), response="thanks")])
 
-        purged = await store.purge(cutoff, limit=100)
+        purged = await store.purge(await kept_since(conn, cutoff), limit=100)
         rows = (await conn.execute(sa.text(
             "SELECT status, body IS NULL, last_response, attempts, last_status, done_at FROM delivery.deliveries "
             "WHERE subscription_id = :sub ORDER BY seq"), {"sub": sub})).all()
@@ -618,6 +624,28 @@ async def test_a_purge_clears_the_body_and_last_answer_of_deliveries_finished_be
     assert count == 4
 
 
+async def test_a_purge_counts_the_retention_back_from_postgres_clock_which_dated_the_finish(db):
+    """The purge counted the retention back from its host's clock, deliveries' done_at being Postgres's: a delivery
+    host behind Postgres purged bodies before their retention ended (a dead delivery could no longer be redriven),
+    one ahead kept them longer. A minute either side of the retention's end, by Postgres's clock."""
+    sub = f"retention-{uuid.uuid4().hex[:8]}"
+    # A retention no other test's deliveries are as old as (some 25 years), so what is purged is this test's alone.
+    keep = timedelta(days=9000)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        ended = await postgres_clock(conn) - keep
+        await store.enqueue(due(sub, 2, ended - timedelta(hours=1)))
+        claimed = sorted(await store.claim({sub: 2}, 2, lease=LEASE), key=lambda c: c.seq)
+        await store.record([attempted(c, "delivered", 204, at) for c, at in zip(
+            claimed, (ended - timedelta(minutes=1), ended + timedelta(minutes=1)), strict=True)])
+        purged = await store.purge(keep, limit=100)
+        bodies = (await conn.execute(sa.text(
+            "SELECT body IS NULL FROM delivery.deliveries WHERE subscription_id = :sub ORDER BY seq"),
+            {"sub": sub})).scalars().all()
+        await conn.rollback()
+    assert (purged, bodies) == (1, [True, False])
+
+
 async def test_a_purge_round_takes_at_most_its_limit_the_longest_finished_first(db):
     """A first purge of a long history goes in bounded rounds, each a short transaction."""
     sub = f"chunks-{uuid.uuid4().hex[:8]}"
@@ -634,9 +662,9 @@ async def test_a_purge_round_takes_at_most_its_limit_the_longest_finished_first(
                 "SELECT body IS NULL FROM delivery.deliveries WHERE subscription_id = :sub ORDER BY seq"),
                 {"sub": sub})).scalars())
 
-        first = await store.purge(long_ago + timedelta(days=1), limit=2)
+        first = await store.purge(await kept_since(conn, long_ago + timedelta(days=1)), limit=2)
         after_first = await purged()
-        second = await store.purge(long_ago + timedelta(days=1), limit=2)
+        second = await store.purge(await kept_since(conn, long_ago + timedelta(days=1)), limit=2)
         after_second = await purged()
         await conn.rollback()
     assert (first, after_first) == (2, [False, True, True])
@@ -655,7 +683,7 @@ async def test_a_redrive_leaves_out_the_dead_deliveries_whose_body_was_purged_an
                                               key=lambda c: c.seq)
         await store.record([attempted(old, "dead", 500, long_ago), attempted(of_another_lead, "dead", 500, long_ago),
                             attempted(recent, "dead", 500, long_ago + timedelta(days=40))])
-        await store.purge(long_ago + timedelta(days=30), limit=100)
+        await store.purge(await kept_since(conn, long_ago + timedelta(days=30)), limit=100)
 
         of_one_lead = await store.redrive(lead_id=old.lead_id, in_file={sub})
         of_all = await store.redrive(sub, in_file={sub})

@@ -182,3 +182,13 @@ async def test_what_a_deletion_or_a_forget_gives_up_is_dead_from_postgres_clock_
     assert "SET deleted_at=statement_timestamp()" in marked[0]  # those dead already
     assert "done_at=statement_timestamp()" in forgotten[0]
     assert [host_times(params) for _, params in (dropped, marked, forgotten)] == [[], [], []]
+
+
+async def test_a_purge_counts_the_retention_back_from_postgres_clock_not_the_hosts():
+    """Its cutoff was the purging host's clock less the retention, deliveries' done_at Postgres's: a host behind
+    Postgres purged bodies before their retention ended, and a dead delivery could no longer be redriven."""
+    conn = Recording()
+    await DeliveryStore(conn).purge(timedelta(days=30), limit=100)
+    [(purge, params)] = zip(conn.statements, conn.parameters, strict=True)
+    assert "done_at < statement_timestamp() - CAST(:keep AS interval)" in purge.text
+    assert params == {"keep": timedelta(days=30), "limit": 100}

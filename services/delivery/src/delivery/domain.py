@@ -374,13 +374,15 @@ def switched_off(disabled: Mapping[str, str | None], from_file: Mapping[str, Sub
 # -- retention ----------------------------------------------------------------------------
 
 
-def purge_cutoff(now: datetime, keep_days: float) -> datetime | None:
-    """When a delivery must have finished (delivered or dead) for its body and its receiver's last answer to be
-    purged at ``now``: ``keep_days`` before it. None: nothing is purged (0 keeps them for ever, and so does a
-    retention longer than any date goes back)."""
-    if keep_days <= 0:
+#: A retention longer than this purges nothing: no delivery finished that long ago (some 2,700 years), and a much
+#: longer one could not be counted back from now at all (Postgres's dates begin in 4713 BC).
+LONGEST_KEEP_DAYS = 1_000_000
+
+
+def purge_after(keep_days: float) -> timedelta | None:
+    """How long after it finished (delivered or dead) a delivery's body and its receiver's last answer are purged:
+    ``keep_days``. None: nothing is purged (0 keeps them for ever, and so does a retention longer than any
+    delivery's age, ``LONGEST_KEEP_DAYS``)."""
+    if keep_days <= 0 or keep_days > LONGEST_KEEP_DAYS:  # inf too
         return None
-    try:
-        return now - timedelta(days=keep_days)
-    except OverflowError:  # no delivery finished that long ago: a retention of millennia (or inf) keeps them all
-        return None
+    return timedelta(days=keep_days)

@@ -2,8 +2,9 @@
 may still need them (``DELIVERY_KEEP_BODIES_DAYS``).
 
 Guarantees: only delivered and dead deliveries lose their body and last
-answer, once they finished longer ago than the retention (a pending one keeps
-its body however old: it is still to be sent); the row stays, with its ids,
+answer, once they finished longer ago than the retention by Postgres's clock,
+which dated their finish, whatever this host's says (a pending one keeps its
+body however old: it is still to be sent); the row stays, with its ids,
 status, times and attempts. A round clears at most ``ROUND_MAX`` rows in a
 transaction of its own, the longest finished first; rounds follow each other
 while each finds a full one, then the purge waits ``EVERY_S``, so a first
@@ -16,7 +17,6 @@ A failing round is retried, logged and counted; it does not fail ``/readyz``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -24,7 +24,7 @@ from prometheus_client import Counter
 
 from leadpipe_common.outbox import BackgroundLoop
 
-from delivery.domain import purge_cutoff
+from delivery.domain import purge_after
 
 log = structlog.get_logger(__name__)
 
@@ -44,23 +44,22 @@ class Purge(BackgroundLoop):
     # answers, so the pod stays in service; the failure is in the log and leadpipe_background_failures_total.
     essential = False
 
-    def __init__(self, unit_of_work: Callable[[], Any], clock: Callable[[], datetime], keep_days: float,
-                 round_max: int = ROUND_MAX, every_s: float = EVERY_S) -> None:
+    def __init__(self, unit_of_work: Callable[[], Any], keep_days: float, round_max: int = ROUND_MAX,
+                 every_s: float = EVERY_S) -> None:
         super().__init__(batch_max=round_max, idle_s=every_s)
-        self._uow, self._clock = unit_of_work, clock
-        self._keep_days = keep_days
+        self._uow = unit_of_work
+        self._keep_days, self._keep = keep_days, purge_after(keep_days)
         self._round_max = round_max
 
     async def step(self) -> int:
         if self.stopping:  # a stop runs rounds until one does nothing: a long purge would hold the stop up
             return 0
-        cutoff = purge_cutoff(self._clock(), self._keep_days)
-        if cutoff is None:
+        if self._keep is None:
             return 0
         async with self._uow() as uow:
-            purged = await uow.store.purge(cutoff, self._round_max)
+            purged = await uow.store.purge(self._keep, self._round_max)
             await uow.commit()
         if purged:
             PURGED.inc(purged)
-            log.info("delivery bodies purged", deliveries=purged, finished_before=cutoff.isoformat())
+            log.info("delivery bodies purged", deliveries=purged, finished_days_ago=self._keep_days)
         return purged

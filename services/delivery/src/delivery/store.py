@@ -198,16 +198,19 @@ _RECORD = sa.text(
     """
 )
 
-#: Up to ``:limit`` finished deliveries done before ``:cutoff``, oldest first, lose their body and their receiver's
-#: last answer; the row stays (its ids keep a re-read event from being queued again, its times and statuses are
-#: the audit trail). Bounded, so that a first purge of a long history holds no lock for long; rows another
-#: transaction holds (a redrive) are skipped, and the lock's own level checks again that a row is still finished.
+#: Up to ``:limit`` finished deliveries done longer than ``:keep`` ago by Postgres's clock, oldest first, lose their
+#: body and their receiver's last answer; the row stays (its ids keep a re-read event from being queued again, its
+#: times and statuses are the audit trail). Bounded, so that a first purge of a long history holds no lock for long;
+#: rows another transaction holds (a redrive) are skipped, and the lock's own level checks again that a row is still
+#: finished. By the clock that dated their done_at (``record``, ``remove_subscription``, ``forget``): by a delivery
+#: host's, behind Postgres's, a body was purged before its retention ended, and a dead delivery could no longer be
+#: redriven.
 _PURGE = sa.text(
     f"""
     UPDATE {SCHEMA}.deliveries SET body = NULL, last_response = NULL
     WHERE seq IN (
         SELECT seq FROM {SCHEMA}.deliveries
-        WHERE status <> 'pending' AND body IS NOT NULL AND done_at < :cutoff
+        WHERE status <> 'pending' AND body IS NOT NULL AND done_at < statement_timestamp() - CAST(:keep AS interval)
         ORDER BY done_at LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
@@ -440,10 +443,10 @@ class DeliveryStore:
                                          attempts=sa.case((is_due, 0), else_=deliveries.c.attempts)))
         return True
 
-    async def purge(self, cutoff: datetime, limit: int) -> int:
-        """Clear the body and last response of up to ``limit`` deliveries finished (delivered or dead) before
-        ``cutoff``, the oldest first; how many."""
-        return len((await self._conn.execute(_PURGE, {"cutoff": cutoff, "limit": limit})).all())
+    async def purge(self, keep: timedelta, limit: int) -> int:
+        """Clear the body and last response of up to ``limit`` deliveries finished (delivered or dead) longer than
+        ``keep`` ago by Postgres's clock, the oldest first; how many."""
+        return len((await self._conn.execute(_PURGE, {"keep": keep, "limit": limit})).all())
 
     async def disabled_urls(self) -> dict[str, str | None]:
         """Each subscription a receiver's 410 switched off, with the url that answered it (None: not known,
