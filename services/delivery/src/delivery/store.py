@@ -273,8 +273,8 @@ class Redrive:
 
 
 #: A delivery sent again from when the statement runs: its retry window (from its next attempt) and backoff start
-#: over (a redrive). By Postgres's clock, which claims judge it due by: from a host whose clock ran ahead, it
-#: waited out the difference before it was sent.
+#: over (a redrive; ``enable`` for what is due). By Postgres's clock, which claims judge it due by: from a host
+#: whose clock ran ahead, it waited out the difference before it was sent.
 _FRESH_WINDOW: Mapping[str, Any] = {"next_at": sa.func.statement_timestamp(),
                                     "created_at": sa.func.statement_timestamp(), "attempts": 0,
                                     "first_attempt_at": None}
@@ -434,13 +434,14 @@ class DeliveryStore:
         # Postgres's clock, which set the lease and which claims read: by this process's, ahead of it, what waited
         # would wait out the difference before it was sent, and (ahead by more than a lease) the delivery under
         # way would be due.
-        now = sa.func.statement_timestamp()
-        is_due = deliveries.c.next_at <= now
+        is_due = deliveries.c.next_at <= sa.func.statement_timestamp()
         await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                                            deliveries.c.status == "pending")
-                                 .values(created_at=now, first_attempt_at=None,
-                                         next_at=sa.case((is_due, now), else_=deliveries.c.next_at),
-                                         attempts=sa.case((is_due, 0), else_=deliveries.c.attempts)))
+                                 .values(**{**_FRESH_WINDOW,
+                                            "next_at": sa.case((is_due, _FRESH_WINDOW["next_at"]),
+                                                               else_=deliveries.c.next_at),
+                                            "attempts": sa.case((is_due, _FRESH_WINDOW["attempts"]),
+                                                                else_=deliveries.c.attempts)}))
         return True
 
     async def purge(self, keep: timedelta, limit: int) -> int:
