@@ -457,8 +457,8 @@ class TopicSettings(KafkaSettings):
                                    description="replicas of each topic created (3 on a production cluster)")
     topic_retention: str = Field(
         "", validation_alias="TOPIC_RETENTION",
-        description="`topic=duration` pairs over the built-in retention (lifecycle and dead letters forever, the "
-                    "rest 30 days), e.g. `leads.captured=7d,leads.routed=forever`")
+        description="`topic=duration` pairs over the built-in retention (lifecycle, quarantined and dead letters "
+                    "forever, the rest 30 days), e.g. `leads.captured=7d,leads.routed=forever`")
 
     @field_validator("topic_retention")
     @classmethod
