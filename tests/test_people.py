@@ -314,7 +314,8 @@ async def test_sales_merge_two_leads_of_one_person_and_reports_count_them_once(s
         await steps_of(bootstrap, lead_id, lambda f: any(r.json().get("to_stage") == "routed" for r in f))
     async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS) as routing:
         # A merge is said by a rep who may report on the lead it closes: its holder (or any rep of its team's queue).
-        holder = (await routing.get(f"/v1/leads/{earlier}/handoff")).json()["owner_id"]
+        held = {lead_id: (await routing.get(f"/v1/leads/{lead_id}/handoff")).json() for lead_id in (earlier, later)}
+        holder = held[earlier]["owner_id"]
         rep = holder if not holder.startswith("queue:") else next(
             r["id"] for r in (await routing.get("/v1/reps")).json()["reps"]
             if r["team"] == holder.removeprefix("queue:"))
@@ -328,7 +329,11 @@ async def test_sales_merge_two_leads_of_one_person_and_reports_count_them_once(s
     assert merged.status_code == 200 and merged.json()["status"] == "merged" and not merged.json()["repeated"]
     assert again.json()["repeated"] is True and again.json()["events"] == []
     assert (itself.status_code, unknown.status_code, other_way.status_code) == (422, 404, 409)
-    await steps_of(bootstrap, earlier, lambda f: any(r.type == "lead.merged" for r in f))
+    found = await steps_of(bootstrap, earlier, lambda f: any(r.type == "lead.merged" for r in f))
+    # It names who held each lead as routing showed them, for webhooks filtered on either's team, rep or grade.
+    [merge] = [r.json() for r in found if r.type == "lead.merged"]
+    assert [merge[f"{side}{k}"] for side in ("", "survivor_") for k in ("owner_id", "team", "grade")] == [
+        held[lead_id][k] for lead_id in (earlier, later) for k in ("owner_id", "team", "grade")]
     # The person's next submission, under the merged lead's address, is a touch of the survivor.
     async with asyncio.timeout(30):
         while (touch := await post(stack, {"email": f"ann.{run}@stripe.com", "offer": "pricing"})).json()[

@@ -1,3 +1,4 @@
+import json
 import pickle
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -7,7 +8,7 @@ from cloudevents.core.bindings.kafka import to_binary
 from cloudevents.core.formats.json import JSONFormat
 
 from leadpipe_common.envelope import (
-    DecodeError, Message, child_traceparent, cloud_event, decode, derive_id, encode, follow_up,
+    DecodeError, Message, child_traceparent, cloud_event, dataschema, decode, derive_id, encode, follow_up,
 )
 from leadpipe_common.events import (
     UPCASTERS, Attribution, Contact, LeadCaptured, LeadMerged, LeadStageChanged, parse_event,
@@ -146,6 +147,21 @@ def test_older_versions_are_upcast_before_validation(monkeypatch):
 
     monkeypatch.setitem(UPCASTERS, ("lead.captured", 0), v0_to_v1)
     assert parse_event("lead.captured", 0, old) == lead
+
+
+def test_a_merge_from_before_v2_reads_as_one_that_names_neither_holder():
+    """A v1 lead.merged on the lifecycle, as routing wrote it before merges named who held each lead: it still
+    reads, and says nothing of the holders (not guessed from ``by``), for delivery's filters to pass it on its
+    source alone."""
+    survivor = uuid.uuid4()
+    v1 = {"lead_id": str(uuid.uuid4()), "survivor_id": str(survivor), "at": "2026-11-23T09:30:00Z", "by": "ana",
+          "reason": "same person", "attribution": {"utm_source": "google"}}
+    msg = encode("leads.lifecycle", LeadMerged.model_validate(v1), event_id=uuid.uuid4(), source="t", time=NOW)
+    headers = [(k, dataschema("lead.merged", 1).encode() if k == "ce_dataschema" else v) for k, v in msg.headers]
+    merged = decode(headers, msg.key, json.dumps(v1).encode()).data
+    assert isinstance(merged, LeadMerged) and (merged.survivor_id, merged.by) == (survivor, "ana")
+    assert (merged.owner_id, merged.team, merged.grade) == (None, None, None)
+    assert (merged.survivor_owner_id, merged.survivor_team, merged.survivor_grade) == (None, None, None)
 
 
 def test_a_trace_is_continued_with_a_new_span():

@@ -195,6 +195,31 @@ async def test_a_merge_is_said_by_a_rep_in_the_reps_file_who_holds_the_lead_it_c
     assert [data(m).type for m in merged.messages] == ["lead.merged"] and data(merged.messages[0]).by == holders[0]
 
 
+async def test_a_merge_names_who_held_each_lead_for_receivers_following_either(uow):
+    """The duplicate is emea's (ana's or ben's, grade B), the survivor dach's cy's (grade A): lead.merged names
+    both holders, their teams and grades, or delivery could pass it to no subscription filtered on them."""
+    raw = {"reps": [{"id": "ana", "name": "Ana", "team": "emea"}, {"id": "ben", "name": "Ben", "team": "emea"},
+                    {"id": "cy", "name": "Cy", "team": "dach"}],
+           "accounts": [],
+           "territories": {"regions": {"emea": ["DE"], "dach": ["AT"]},
+                           "segments": [{"name": "all", "min_employees": 0}], "unknown_size_segment": "all",
+                           "teams": [{"team": "emea", "region": "emea"}, {"team": "dach", "region": "dach"}],
+                           "default_team": "emea"},
+           "working_hours": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00",
+                             "end": "24:00"},
+           "sla": {"acceptance": {"A": "15m", "B": "1h"}}}
+    ctx = Routing(Reference(parse_routing_data(raw), "v-test"), clock=Clock())
+    duplicate = factories.scored("mql", country="DE")
+    survivor = factories.scored("mql", country="AT")
+    survivor = survivor.model_copy(update={"score": survivor.score.model_copy(update={"grade": "A"})})
+    holder = data((await route(uow, ctx, duplicate))[0]).assignment.owner_id
+    await route(uow, ctx, survivor)
+    [message] = (await merge(uow, ctx, duplicate.lead_id, survivor.lead_id, holder)).messages
+    merged = data(message)
+    assert (merged.owner_id, merged.team, merged.grade) == (holder, "emea", "B") and holder in {"ana", "ben"}
+    assert (merged.survivor_owner_id, merged.survivor_team, merged.survivor_grade) == ("cy", "dach", "A")
+
+
 async def test_a_batch_locks_the_hand_offs_it_reports_on_or_touches_in_lead_id_order_not_in_log_order(uow, ctx):
     """A merge locks its two leads in id order: a batch locking the same two in the other order could deadlock
     with it, each holding the row the other waits for."""

@@ -428,11 +428,21 @@ class LeadMerged(Event):
     which keeps the earliest first touch and every touch of both; reports count the person once."""
 
     type: ClassVar[str] = "lead.merged"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     survivor_id: UUID
     at: Moment
     by: str
     reason: str
+    #: Who held this lead when it was merged away (a rep, or a team's queue, ``queue:<team>``), their team and
+    #: the lead's grade, as routing stored its hand-off: a receiver following that team or rep is told the lead
+    #: it holds is closed. None: not said (merged before v2).
+    owner_id: str | None = None
+    team: str | None = None
+    grade: Grade | None = None
+    #: The same of the survivor, which may be another team's: its receiver is told the lead took in another.
+    survivor_owner_id: str | None = None
+    survivor_team: str | None = None
+    survivor_grade: Grade | None = None
     attribution: Attribution
 
     def extensions(self) -> dict[str, str]:
@@ -470,6 +480,9 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("lead.scored", 2): dict, ("lead.routed", 3): dict,
     # lead.sla_breached v2 added next_team (optional): a v1 breach does not say which team the lead went to.
     ("lead.sla_breached", 1): dict,
+    # lead.merged v2 added who held each of the two leads (optional): a v1 merge does not say. Its ``by`` is no
+    # stand-in: a rep of the team says a merge of a lead in its queue, and before that rule any name could.
+    ("lead.merged", 1): dict,
 }
 
 

@@ -164,8 +164,12 @@ async def record_merge(store: RoutingStore, lead_id: uuid.UUID, survivor_id: uui
     if not isinstance(verdict, Merged):
         return MergeResult(verdict, [])
     await store.update_handoff(verdict.handoff)
+    # Both holders, for receivers following either: the duplicate's is told its lead is closed, the survivor's
+    # (maybe of another team) that its lead took in another.
     merged = LeadMerged(lead_id=lead_id, survivor_id=survivor_id, at=now, by=by, reason=reason,
-                        attribution=held.lead.attribution)
+                        owner_id=held.handoff.owner_id, team=held.handoff.team, grade=held.handoff.grade,
+                        survivor_owner_id=survivor.handoff.owner_id, survivor_team=survivor.handoff.team,
+                        survivor_grade=survivor.handoff.grade, attribution=held.lead.attribution)
     return MergeResult(verdict, [encode(topics.LIFECYCLE, merged, event_id=uuid.uuid5(lead_id, "merged"),
                                         source=SOURCE, time=now,
                                         traceparent=child_traceparent(traceparent or held.traceparent))])
