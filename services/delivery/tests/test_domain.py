@@ -127,6 +127,56 @@ def test_a_breach_from_before_v2_passes_no_team_filter_on_the_side_it_went_to():
     assert wants(following(team="emea", owner="ana"), v1)
 
 
+def merged(**over):
+    from leadpipe_common.events import Attribution, LeadMerged
+
+    fields = {"lead_id": routed().lead_id, "survivor_id": routed().lead_id, "at": NOW, "by": "ana",
+              "reason": "same person", "owner_id": "ana", "team": "emea-enterprise", "grade": "B",
+              "survivor_owner_id": "cy", "survivor_team": "dach", "survivor_grade": "A",
+              "attribution": Attribution(utm_source="tests")}
+    return LeadMerged(**fields | over)
+
+
+def following_merges(**flt):
+    return subscription(events=["lead.merged"], filter=flt)
+
+
+def test_a_merge_goes_to_subscriptions_following_the_team_holder_or_grade_of_either_lead():
+    """ana of emea-enterprise holds the lead merged into cy's of dach: a CRM following emea-enterprise (the
+    README's own subscription) must hear its lead is closed, or it offers routing dispositions it refuses (409);
+    one following dach hears its lead took in another."""
+    assert all(wants(following_merges(**flt), merged()) for flt in (
+        {"team": "emea-enterprise"}, {"team": "dach"}, {"owner": "ana"}, {"owner": "cy"}, {"grade": "B"},
+        {"grade": "A"}, {"team": "emea-enterprise", "owner": "ana", "grade": "B", "source": "tests"},
+        {"team": "dach", "owner": "cy", "grade": "A"}, {"team": ["apac", "dach"]}))
+    assert not any(wants(following_merges(**flt), merged()) for flt in (
+        {"team": "apac"}, {"owner": "ben"}, {"grade": "C"}))
+    assert not wants(subscription(filter={"team": "emea-enterprise"}), merged())  # not asked for
+
+
+def test_a_merge_passes_a_filter_only_when_one_lead_meets_it_whole():
+    """Each lead is judged whole: cy never held emea-enterprise's lead, nor was the survivor graded B; and the
+    event carries the first-touch source of the lead merged away alone, not the survivor's."""
+    assert not any(wants(following_merges(**flt), merged()) for flt in (
+        {"team": "emea-enterprise", "owner": "cy"}, {"team": "dach", "owner": "ana"}, {"team": "dach", "grade": "B"},
+        {"team": "dach", "source": "tests"}))
+    assert wants(following_merges(source="tests"), merged())
+
+
+def test_a_merge_from_before_v2_passes_a_filter_on_its_source_alone():
+    """A v1 merge names neither holder nor grade: whose leads they were is not guessed (not from ``by``, who
+    need not have held it), so a team, owner or grade filter passes none, as before v2; a source filter still."""
+    from leadpipe_common.events import parse_event
+
+    v1 = merged().model_dump(mode="json", exclude={"owner_id", "team", "grade", "survivor_owner_id",
+                                                   "survivor_team", "survivor_grade"})
+    old = parse_event("lead.merged", 1, v1)
+    assert wants(following_merges(), old) and wants(following_merges(source="tests"), old)
+    assert not any(wants(following_merges(**flt), old) for flt in (
+        {"team": "emea-enterprise"}, {"team": "dach"}, {"owner": "ana"}, {"grade": "B"},
+        {"owner": "ana", "source": "tests"}))
+
+
 def test_a_subscription_naming_contact_fields_is_sent_those_alone_and_one_naming_none_the_whole_contact():
     lead = routed()
     assert withheld(subscription(), lead) is None

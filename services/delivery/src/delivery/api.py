@@ -139,7 +139,9 @@ class NewSubscription(BaseModel):
                                                                                   "a value or a list (lead.handed_over "
                                                                                   "and lead.sla_breached pass when the "
                                                                                   "side the lead left or the side it "
-                                                                                  "went to meets every key)")
+                                                                                  "went to meets every key, "
+                                                                                  "lead.merged when the lead merged "
+                                                                                  "away or the survivor does)")
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery is "
                                                                          "retried (default DELIVERY_RETRY_HOURS)")
     contact: list[str] | None = Field(None, description=f"the contact fields the receiver is sent, among "
@@ -169,7 +171,9 @@ class SubscriptionChange(BaseModel):
                                                                         "a list (lead.handed_over and "
                                                                         "lead.sla_breached pass when the side the "
                                                                         "lead left or the side it went to meets "
-                                                                        "every key); replaced whole (null: none)")
+                                                                        "every key, lead.merged when the lead "
+                                                                        "merged away or the survivor does); "
+                                                                        "replaced whole (null: none)")
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery "
                                       "is retried, counted from its first attempt; it holds from the next attempt on, for those "
                                       "waiting too (null: DELIVERY_RETRY_HOURS)")

@@ -235,7 +235,14 @@ def facts_of(event: Event) -> tuple[dict[str, str | None], ...]:
     A missed deadline names two as well: the holder who missed it and the one it sent the lead to (a rep, or a
     team's queue, ``queue:<team>``), whom a receiver following the overflow team it went to hears of too. A
     breach from before v2 does not say the next holder's team: that side passes no team filter (the lead may
-    have gone along an overflow to any team), an owner filter alone still."""
+    have gone along an overflow to any team), an owner filter alone still.
+
+    A merge names two leads, each with its holder and grade: the one merged away, whose receiver must hear that
+    the lead it holds is closed (routing refuses its dispositions from then on), and the survivor, whose
+    receiver hears that its lead took in another. The event carries the first-touch source of the lead merged
+    away alone: the survivor's side passes no source filter. A merge from before v2 names no holder and no
+    grade: it passes a filter on source alone, as it always did, none on team, owner or grade (it is not
+    guessed whose it was)."""
     source = getattr(getattr(event, "attribution", None), "utm_source", None)
     if isinstance(event, LeadHandedOver):
         return ({"team": event.from_team, "owner": event.from_owner_id, "grade": event.grade, "source": source},
@@ -243,6 +250,10 @@ def facts_of(event: Event) -> tuple[dict[str, str | None], ...]:
     if isinstance(event, LeadSlaBreached):
         return ({"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source},
                 {"team": event.next_team, "owner": event.next_owner_id, "grade": event.grade, "source": source})
+    if isinstance(event, LeadMerged):
+        return ({"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source},
+                {"team": event.survivor_team, "owner": event.survivor_owner_id, "grade": event.survivor_grade,
+                 "source": None})
     team = owner = grade = None
     if isinstance(event, LeadRouted):
         team, owner, grade = event.assignment.team, event.assignment.owner_id, event.score.grade
