@@ -74,6 +74,20 @@ def test_what_if_an_account_owner_leaves_is_answered_with_candidate_reps_and_acc
     assert "tom.berg emea-enterprise not a rep in the candidate reps file" in answered.said
 
 
+def test_file_names_rep_ids_and_teams_with_brackets_are_printed_as_they_are_not_read_as_markup(what_if, tmp_path):
+    """rich read them as its markup: the candidate reps[draft].yaml was said to be reps.yaml (another file than the
+    one used), a rep ana[emea] showed as ana, and a team [/b] ended the command in a MarkupError."""
+    reps = tmp_path / "reps[draft].yaml"
+    reps.write_text((SHIPPED / "reps.yaml").read_text())
+    ana = Assignment(owner_id="ana[emea]", owner_name="Ana", team="[/b]", method="territory", reason="r")
+    what_if.history = [PastLead(factories.scored("mql", country="DE"), MONDAY, ana, position=(0, 0))]
+    answered = what_if("--since", "2026-11-01", "--reps", str(reps))
+    assert answered.exit_code == 0, answered.output
+    assert f"reps {reps}," in answered.said
+    assert "[/b] (team) 0 1 -1" in answered.said and "ana[emea] 0 1 -1" in answered.said
+    assert "ana[emea] [/b] not a rep in the candidate reps file" in answered.said
+
+
 def test_what_if_says_how_many_recycled_leads_would_stay_in_nurture_under_the_reasons_in_force(what_if):
     """Recycled after sales rejected it as spam, before the bundled reasons file kept such leads in nurture."""
     lead = factories.scored("mql", country="DE")

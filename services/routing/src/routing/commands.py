@@ -74,12 +74,16 @@ def add_commands(cli: typer.Typer) -> None:
 def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, skipped: int, *,
             candidate_reasons: bool = False) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
+    # Paths, ids, teams and reasons are the operator's or the topics' text, never markup: a file reps[draft].yaml
+    # read as markup is said to be reps.yaml, and a team "[/b]" ends the report in a MarkupError.
     console = Console(soft_wrap=True)
-    console.print(f"what-if: {result.leads:,} MQLs since {since.isoformat()} routed again under routing data "
-                  f"{version} (reps {files.reps}, territories {files.territories}, accounts {files.accounts}, "
-                  f"reasons {files.reasons}); nothing was written"
+    console.print(escape(f"what-if: {result.leads:,} MQLs since {since.isoformat()} routed again under routing "
+                         f"data {version} (reps {files.reps}, territories {files.territories}, accounts "
+                         f"{files.accounts}, reasons {files.reasons}); nothing was written")
                   + (f"; {skipped:,} undecodable records passed over" if skipped else ""))
     table = Table("team", "rep", "would get", "did get", "change")
     totals = result.team_totals()
@@ -87,16 +91,17 @@ def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, 
     for team, owner, would, did in result.rows():
         if team != last_team:
             w, d = totals[team]
-            table.add_row(f"[bold]{team}[/bold]", "(team)", f"{w:,}", f"{d:,}", f"{w - d:+,}")
+            table.add_row(Text(team, style="bold"), "(team)", f"{w:,}", f"{d:,}", f"{w - d:+,}")
             last_team = team
-        table.add_row("", owner, f"{would:,}", f"{did:,}", f"{would - did:+,}")
+        table.add_row("", Text(owner), f"{would:,}", f"{did:,}", f"{would - did:+,}")
     console.print(table)
     queued = sum(n for (_, owner), n in result.would.items() if owner.startswith("queue:"))
     console.print(f"{result.overflowed:,} would overflow to another team; {queued:,} would wait in a team's queue "
                   "(out-of-office periods are not simulated)")
     if result.kept_in_nurture:
-        console.print(f"{result.kept_in_nurture:,} routings would not happen: the lead would stay in nurture, "
-                      f"recycled after a rejection whose reason does not recycle under reasons {files.reasons}")
+        console.print(escape(f"{result.kept_in_nurture:,} routings would not happen: the lead would stay in "
+                             "nurture, recycled after a rejection whose reason does not recycle under reasons "
+                             f"{files.reasons}"))
     if candidate_reasons:
         # The operator asking "what if competitor rejections recycled" would otherwise read no change as the answer.
         console.print("a code these reasons let recycle is not tried on past touches that did not recycle a lead: "
@@ -106,5 +111,6 @@ def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, 
     if result.violations:
         violations = Table("routed at", "lead", "rep", "team", "why")
         for v in result.violations:
-            violations.add_row(v.at.isoformat(timespec="seconds"), str(v.lead_id), v.owner_id, v.team, v.why)
+            violations.add_row(v.at.isoformat(timespec="seconds"), str(v.lead_id), Text(v.owner_id), Text(v.team),
+                               Text(v.why))
         console.print(violations)
