@@ -71,3 +71,16 @@ def test_a_rules_file_that_is_not_utf8_is_refused_naming_the_setting_and_the_fil
     assert refused.exit_code == 2 and isinstance(refused.exception, SystemExit)
     assert f"SCORING_RULES_FILE: {rules} is not UTF-8 (byte 0); save it as UTF-8" in refused.said
     assert rescore.at == []
+
+
+def test_sources_with_brackets_are_printed_as_they_are_not_read_as_markup(rescore, monkeypatch):
+    """utm_source is free text from anonymous posts, printed through rich: a source news[letter] showed as news,
+    and a source [/b] ended the report in a MarkupError, after a real run had written its moves."""
+    async def moved(settings, rules, now, *, closed, dry_run, progress=lambda done: None) -> RescoreSummary:
+        return RescoreSummary(rules.version, leads=2, moves={("to_mql", "A", "news[letter]"): 1,
+                                                             ("to_mql", "B", "[/b]"): 1})
+
+    monkeypatch.setattr(scoring.commands, "rescore", moved)
+    done = rescore("--dry-run")
+    assert done.exit_code == 0, done.output
+    assert "to_mql A news[letter] 1" in done.said and "to_mql B [/b] 1" in done.said

@@ -85,13 +85,17 @@ def _moment(value: str | None) -> datetime:
 
 def _report(summary: RescoreSummary, dry_run: bool, now: datetime) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     verb = "would move" if dry_run else "moved"
+    # The rules' version and utm_source (free text from anonymous posts) are never markup: a source "[/b]" would
+    # end the report in a MarkupError after a real run had written its moves.
     console = Console(soft_wrap=True)
-    console.print(f"{'dry run: ' if dry_run else ''}re-scored {summary.leads:,} open leads under rules "
-                  f"{summary.rules_version} as of {now.isoformat()}; {summary.changed_scores:,} scores "
-                  f"{'would change' if dry_run else 'changed'}"
+    console.print(escape(f"{'dry run: ' if dry_run else ''}re-scored {summary.leads:,} open leads under rules "
+                         f"{summary.rules_version} as of {now.isoformat()}; {summary.changed_scores:,} scores "
+                         f"{'would change' if dry_run else 'changed'}")
                   + (f"; {summary.skipped:,} scored before leads were kept, skipped" if summary.skipped else ""))
     for move, label in MOVES.items():
         console.print(f"{verb} {label}: {summary.count(move):,}")
@@ -99,7 +103,7 @@ def _report(summary: RescoreSummary, dry_run: bool, now: datetime) -> None:
     if summary.moves:
         table = Table("move", "grade", "source", "leads")
         for (move, grade, source), n in sorted(summary.moves.items()):
-            table.add_row(move, grade, source, f"{n:,}")
+            table.add_row(Text(move), Text(grade), Text(source), f"{n:,}")
         console.print(table)
     if dry_run:
         console.print("nothing was written; run without --dry-run (and the same --at) to apply")
