@@ -122,3 +122,37 @@ def test_a_broker_and_postgres_of_the_users_are_not_said_to_be_started_and_a_wai
     assert said == ["creating the topics on Kafka at 127.0.0.1:1...", "waiting for Kafka at 127.0.0.1:1 (up to 0.5 s)..."]
     assert stack.broker is None and stack.postgres is None
     assert [r.getMessage() for r in caplog.records if r.name.startswith("aiokafka")] == []
+
+
+def test_a_broker_address_data_directory_and_message_with_brackets_are_printed_as_they_are_not_read_as_markup(
+        monkeypatch, tmp_path, capsys, signal_handlers):
+    """make run printed them through rich's markup: a broker at [fe80::1]:9092 showed as :9092, a data directory
+    data[old] as data, and a message holding "[/x]" ended make run in a MarkupError."""
+    data = tmp_path / "data[old]"
+
+    def start_services(self: Stack, services: list[str] | None = None) -> list[ServiceProcess]:
+        self.processes += [ServiceProcess(service, 0, port, env={}) for service, port in SERVICES.items()]
+        return self.processes
+
+    def supervise_once(self: Stack, say=print, **_) -> None:  # noqa: ANN001
+        say(f"the embedded broker did not start again: [/x]; trying again in 1.0s (its log: {data / 'broker.log'})")
+        self.stopping = True
+
+    monkeypatch.setenv("LEADPIPE_DATA_DIR", str(data))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "[fe80::1]:9092")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://leadpipe@127.0.0.1:5432/leadpipe")
+    monkeypatch.delenv("LEADPIPE_BOOTSTRAP_KEY", raising=False)
+    monkeypatch.setattr(Stack, "start_infra", lambda self, say=None: None)
+    monkeypatch.setattr(Stack, "migrate", lambda self, services=None: None)
+    monkeypatch.setattr(Stack, "local_admin_key", lambda self: "lpk_1_local")
+    monkeypatch.setattr(Stack, "start_services", start_services)
+    monkeypatch.setattr(Stack, "wait_ready", lambda self, processes=None: None)
+    monkeypatch.setattr(Stack, "supervise_once", supervise_once)
+    monkeypatch.setenv("COLUMNS", "500")
+
+    stack_module.run()
+    said = capsys.readouterr().out
+    assert "[fe80::1]:9092" in said
+    assert f"kept in {data / 'admin.key'}" in said
+    assert f"did not start again: [/x]; trying again in 1.0s (its log: {data / 'broker.log'})" in said
+    assert said.rstrip().endswith("leadpipe stopped.")

@@ -427,7 +427,11 @@ def _admin_key_lines(key_file: Path, key: str) -> list[str]:
     if os.environ.get("LEADPIPE_BOOTSTRAP_KEY"):
         return ["admin API key: the LEADPIPE_BOOTSTRAP_KEY you set (not shown)",
                 "  export LEADPIPE_KEY=<your LEADPIPE_BOOTSTRAP_KEY>"]
-    return [f"admin API key (kept in {key_file}): [bold]{key}[/]", f"  export LEADPIPE_KEY={key}"]
+    from rich.markup import escape
+
+    # Printed as rich markup: a data directory data[old] would be said to be data.
+    return [escape(f"admin API key (kept in {key_file}): ") + f"[bold]{escape(key)}[/]",
+            escape(f"  export LEADPIPE_KEY={key}")]
 
 
 @cli.command()
@@ -439,7 +443,9 @@ def run() -> None:
     DATABASE_URL use yours instead of starting embedded ones.
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from leadpipe_common.cli import load_settings
 
@@ -462,9 +468,11 @@ def run() -> None:
     started = time.monotonic()
     try:
         with console.status("starting...") as status:
-            stack.start_infra(say=status.update)
+            # Addresses, paths and errors are never markup: a broker at [fe80::1]:9092 would show as :9092, and
+            # an error holding "[/x]" would end make run in a MarkupError.
+            stack.start_infra(say=lambda doing: status.update(escape(doing)))
         where_db = f" in Postgres at {_shown_url(stack.database_url)}" if stack.database_url else ""
-        with console.status(f"migrating{where_db}..."):
+        with console.status(escape(f"migrating{where_db}...")):
             stack.migrate()
             admin_key = stack.local_admin_key()
         with console.status("starting services..."):
@@ -473,9 +481,9 @@ def run() -> None:
         table = Table(title=f"leadpipe is up ({time.monotonic() - started:.1f}s)", title_justify="left")
         table.add_column("what")
         table.add_column("where")
-        table.add_row("broker", stack.bootstrap + (" (embedded Tansu, memory only)" if stack.broker else ""))
-        table.add_row("postgres", _shown_url(stack.database_url or "")
-                      + (f" (embedded, data in {data_dir})" if stack.postgres else ""))
+        table.add_row("broker", Text(stack.bootstrap + (" (embedded Tansu, memory only)" if stack.broker else "")))
+        table.add_row("postgres", Text(_shown_url(stack.database_url or "")
+                                       + (f" (embedded, data in {data_dir})" if stack.postgres else "")))
         for sp in stack.processes:
             table.add_row(sp.name, f"{sp.url}  docs {sp.url}/docs  metrics {sp.url}/metrics")
         table.add_row("topics", ", ".join(TOPICS))
@@ -492,12 +500,12 @@ def run() -> None:
             "service's /docs then open too)")
         console.print("Ctrl-C stops everything.")
         while not stack.stopping:
-            stack.supervise_once(lambda msg: console.print(f"[yellow]{msg}[/]"))
+            stack.supervise_once(lambda msg: console.print(f"[yellow]{escape(msg)}[/]"))
             time.sleep(0.5)
     except StartCancelled as exc:
-        console.print(f"[yellow]stopping before leadpipe was up: {exc}[/]")
+        console.print(f"[yellow]stopping before leadpipe was up: {escape(str(exc))}[/]")
     except RuntimeError as exc:
-        console.print(f"[red]cannot start leadpipe:[/] {exc}")
+        console.print(f"[red]cannot start leadpipe:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     finally:
         with console.status("stopping..."):
