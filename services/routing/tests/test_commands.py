@@ -23,11 +23,12 @@ class WhatIf:
 
     def __init__(self) -> None:
         self.history: list[PastLead] = []
+        self.first_held: list[tuple[str, datetime]] = []
         self.read: list[datetime] = []
 
     async def read_history(self, settings, since, progress=lambda done, total: None) -> History:
         self.read.append(since)
-        return History(self.history, 0)
+        return History(self.history, 0, self.first_held)
 
     def __call__(self, *args: str):
         return invoke(cli, ["what-if", *args])
@@ -86,6 +87,30 @@ def test_file_names_rep_ids_and_teams_with_brackets_are_printed_as_they_are_not_
     assert f"reps {reps}," in answered.said
     assert "[/b] (team) 0 1 -1" in answered.said and "ana[emea] 0 1 -1" in answered.said
     assert "ana[emea] [/b] not a rep in the candidate reps file" in answered.said
+
+
+def test_a_since_older_than_the_topics_hold_is_answered_from_what_they_hold_with_a_warning_naming_when_that_begins(
+        what_if):
+    """The stage topics are kept 30 days: a --since 90 days back read from the first records held, and the table
+    came out short while looking complete. A planning tool writing nothing still answers, exit 0, but says so."""
+    lead = factories.scored("mql", country="DE")
+    seen = Assignment(owner_id="amelie.durand", owner_name="Amélie Durand", team="emea-commercial",
+                      method="territory", reason="r")
+    what_if.history = [PastLead(lead, MONDAY, seen, position=(0, 0))]
+    what_if.first_held = [("leads.scored", datetime(2026, 11, 2, 8, tzinfo=UTC)),
+                          ("leads.routed", datetime(2026, 11, 3, 9, 30, tzinfo=UTC)),
+                          ("leads.lifecycle", datetime(2026, 10, 1, tzinfo=UTC))]  # cut before --since: whole
+    answered = what_if("--since", "2026-11-01")
+    assert answered.exit_code == 0, answered.output
+    assert ("warning: the topics no longer hold all they recorded since --since 2026-11-01T00:00:00+00:00 "
+            "(retention, or a truncated log): they hold leads.routed only from 2026-11-03T09:30:00.000+00:00, "
+            "leads.scored only from 2026-11-02T08:00:00.000+00:00.") in answered.said
+    assert "a --since of 2026-11-03T09:30:00.000+00:00 or later reads a history they hold whole" in answered.said
+    assert "leads.lifecycle" not in answered.said
+    assert "amelie.durand 1 1 +0" in answered.said  # the table, from what is held
+
+    whole = what_if("--since", "2026-11-04")
+    assert whole.exit_code == 0 and "warning" not in whole.said
 
 
 def test_what_if_says_how_many_recycled_leads_would_stay_in_nurture_under_the_reasons_in_force(what_if):

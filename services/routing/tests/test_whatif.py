@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from aiokafka import TopicPartition
 
 import routing.handlers
 import routing.whatif
@@ -34,6 +35,8 @@ class Topics:
 
     def __init__(self) -> None:
         self.records: list[SimpleNamespace] = []
+        #: What the scan says of partitions that lost their first records: (topic, partition) -> first held.
+        self.first_held: dict[tuple[str, int], datetime] = {}
 
     def add(self, message) -> None:
         offset = sum(r.topic == message.topic for r in self.records)
@@ -42,9 +45,12 @@ class Topics:
 
     def scan(self, settings, wanted, *, since):
         records = [r for r in self.records if r.topic in wanted]
+        cut = {TopicPartition(topic, p): at for (topic, p), at in self.first_held.items()
+               if topic in wanted}
 
         class Scan:
             total = len(records)
+            first_held = cut
 
             async def __aenter__(self):
                 return self
@@ -164,3 +170,10 @@ async def test_a_recycle_recorded_before_recycles_named_their_rejection_names_th
 
     recycled = {p.lead.lead_id: p.recycled_after for p in history.leads if p.lead.touch is not None}
     assert recycled == {inside.lead_id: "not-a-fit", outside.lead_id: None}
+
+
+async def test_the_history_says_when_each_partition_that_lost_its_first_records_begins_now(log):
+    """What the report needs to tell a --since older than the topics' retention from a quiet week."""
+    log.first_held = {(topics.SCORED, 3): T0, (topics.LIFECYCLE, 0): T0 + timedelta(days=1)}
+    history = await routing.whatif.read_history(None, T0 - timedelta(days=90))
+    assert sorted(history.first_held) == [(topics.LIFECYCLE, T0 + timedelta(days=1)), (topics.SCORED, T0)]

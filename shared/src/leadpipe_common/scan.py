@@ -8,6 +8,11 @@ joined, so a scan never disturbs the services consuming the same topic.
 Within a partition records come in log order; across partitions and topics
 there is no order.
 
+A scan since a moment quietly starts at the first record still held where
+retention (or a truncated log) deleted the ones before: ``first_held`` says
+when each such partition's records now begin, for the caller to tell whether
+what it read since ``since`` is whole.
+
 The end of a partition is the larger of ListOffsets' answer and the high
 watermark of the scan's own fetches: the embedded Tansu broker answers
 ListOffsets(latest) with the last record *batch*'s base offset + 1, short of
@@ -18,7 +23,7 @@ would stop a scan early.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -40,6 +45,9 @@ class TopicScan:
         self.partitions: list[TopicPartition] = []
         self.starts: dict[TopicPartition, int] = {}
         self.ends: dict[TopicPartition, int] = {}
+        #: Of a scan since a moment, each partition that no longer starts at offset 0 (retention, or a truncated
+        #: log): the broker time of the first record it still holds (a partition that holds none is not here).
+        self.first_held: dict[TopicPartition, datetime] = {}
         self._unfetched: set[TopicPartition] = set()
 
     async def __aenter__(self) -> TopicScan:
@@ -61,6 +69,14 @@ class TopicScan:
                 found = await self._consumer.offsets_for_times(
                     {tp: int(self._since.timestamp() * 1000) for tp in self.partitions})
                 self.starts = {tp: (found[tp].offset if found.get(tp) else self.ends[tp]) for tp in self.partitions}
+                # Cut as a full replay judges it (``reporting.replay.refuse_truncated``): the log starts above 0.
+                log_starts = await self._consumer.beginning_offsets(self.partitions)
+                cut = [tp for tp in self.partitions if log_starts[tp] > 0]
+                if cut:
+                    # Every record is stamped at or after 1970: the first at or after 0 is the first still held.
+                    first = await self._consumer.offsets_for_times({tp: 0 for tp in cut})
+                    self.first_held = {tp: datetime.fromtimestamp(f.timestamp / 1000, UTC)
+                                       for tp, f in first.items() if f is not None}
             for tp, offset in self.starts.items():
                 self._consumer.seek(tp, offset)
             self._unfetched = set(self.partitions)

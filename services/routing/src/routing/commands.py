@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 from leadpipe_common.cli import MOMENT, load_settings, moment_option
 from leadpipe_common.kafka import quiet_client_logs
 
-from routing.domain import WhatIf, what_if
+from routing.domain import WhatIf, truncated_since, what_if
 from routing.reference import RoutingFiles
 from routing.settings import RoutingSettings
 from routing.whatif import read_history
@@ -28,7 +28,8 @@ def add_commands(cli: typer.Typer) -> None:
         "give --reps without them and --accounts with their accounts owned by others. A recycle after a rejection "
         "whose code --reasons says does not recycle is not made, nor any later routing of that lead; a code it "
         "lets recycle that did not then is not tried on past touches (the topics record no touch routing kept in "
-        "nurture). Reads the topics; writes nothing."))
+        "nurture). Reads the topics; writes nothing. A --since before the first records a topic still holds "
+        "(retention, or a truncated log) is answered from what it holds, under a warning naming from when."))
     def what_if_command(
         since: str = typer.Option(..., help=f"route again the MQLs scored since this moment ({MOMENT}; 1970 or "
                                             "later)"),
@@ -68,11 +69,11 @@ def add_commands(cli: typer.Typer) -> None:
                             f" {exc}", err=True, fg="red")
                 raise typer.Exit(1) from None
         _report(what_if(history.leads, reference.data), moment, reference.version, candidate, history.skipped,
-                candidate_reasons=reasons is not None)
+                candidate_reasons=reasons is not None, truncated=truncated_since(moment, history.first_held))
 
 
 def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, skipped: int, *,
-            candidate_reasons: bool = False) -> None:
+            candidate_reasons: bool = False, truncated: dict[str, datetime] | None = None) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -85,6 +86,16 @@ def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, 
                          f"data {version} (reps {files.reps}, territories {files.territories}, accounts "
                          f"{files.accounts}, reasons {files.reasons}); nothing was written")
                   + (f"; {skipped:,} undecodable records passed over" if skipped else ""))
+    if truncated:
+        # Told, not refused as a full replay is: what-if writes nothing, and a plan may still be made from what is
+        # held; but the counts below would otherwise look complete.
+        held = ", ".join(f"{topic} only from {at.isoformat(timespec='milliseconds')}"
+                         for topic, at in truncated.items())
+        whole = max(truncated.values()).isoformat(timespec="milliseconds")
+        console.print(Text(f"warning: the topics no longer hold all they recorded since --since {since.isoformat()} "
+                           f"(retention, or a truncated log): they hold {held}. The MQLs, routings and answers "
+                           "recorded between --since and then are left out, so the counts below may be short; a "
+                           f"--since of {whole} or later reads a history they hold whole", style="yellow"))
     table = Table("team", "rep", "would get", "did get", "change")
     totals = result.team_totals()
     last_team = None

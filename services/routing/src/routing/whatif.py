@@ -3,13 +3,16 @@ answered it.
 
 Guarantees: the topics are scanned (``leadpipe_common.scan``) outside any
 consumer group and nothing is written anywhere; records that do not decode
-are counted and passed over, as the live consumers dead-letter them.
+are counted and passed over, as the live consumers dead-letter them. Where a
+partition no longer starts at its first record, when its first record held
+was recorded is kept (``History.first_held``) for the report to say whether
+the history since the moment asked is whole.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -32,6 +35,8 @@ ANSWERS = frozenset({"accepted", "rejected"})
 class History:
     leads: list[PastLead]
     skipped: int
+    #: (topic, when its first record held was recorded) of each partition that lost its first records.
+    first_held: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 async def read_history(settings: KafkaSettings, since: datetime,
@@ -72,7 +77,8 @@ async def read_history(settings: KafkaSettings, since: datetime,
                         answers.setdefault(lead_id, []).append(at)
             seen += len(records)
             progress(seen, scan.total)
-    return History(_past_leads(scores, routed, reengaged, answers, recycled), skipped)
+        first_held = [(tp.topic, at) for tp, at in scan.first_held.items()]
+    return History(_past_leads(scores, routed, reengaged, answers, recycled), skipped, first_held)
 
 
 def _past_leads(scores: dict[UUID, tuple[LeadScored, tuple[int, int]]],

@@ -14,7 +14,9 @@ that did not recycle a lead is no routing in the history: the other way
 round is not simulated).
 
 Pure: the history comes in as ``PastLead``s, in any order; it is routed again
-in the order live routing applied it (``_live_order``).
+in the order live routing applied it (``_live_order``). ``truncated_since``
+tells, from where the topics' partitions now begin, whether any of the
+history since a moment is gone.
 """
 
 from __future__ import annotations
@@ -102,6 +104,20 @@ class _Holdings:
             while heap and heap[0] <= now:
                 heapq.heappop(heap)
         return {rep_id: len(heap) for rep_id, heap in self._until.items()}
+
+
+def truncated_since(since: datetime, first_held: Iterable[tuple[str, datetime]]) -> dict[str, datetime]:
+    """The topics that may have lost records recorded since ``since``, each with the moment from which it holds all
+    it recorded. ``first_held``: of each partition read that no longer starts at its first record (retention, or a
+    truncated log), its topic and when the first record it still holds was recorded. Where that is after
+    ``since``, what came between may be gone, and a history read from ``since`` would count fewer leads while
+    looking complete; where it is not, only records from before ``since`` are. Empty: nothing since is lost."""
+    cut: dict[str, datetime] = {}
+    for topic, at in first_held:
+        if at > since:
+            # A topic is whole from when its partition cut latest is.
+            cut[topic] = max(at, cut.get(topic, at))
+    return dict(sorted(cut.items()))
 
 
 def _live_order(past: PastLead) -> tuple[datetime, bool, tuple[int, int], uuid.UUID]:
