@@ -1,6 +1,7 @@
 """The siteverify call as capture makes it, against a verifier answering what each test needs (no network)."""
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -69,3 +70,44 @@ async def test_a_verifier_failing_itself_is_an_outage_the_forms_on_error_decides
     for status in (200, 500):
         verdict = await verdict_of(status, {"success": False, "error-codes": ["internal-error"]})
         assert captcha_suspicions(CAPTCHA, "answer", verdict) == []  # the form fails open
+
+
+
+def answering(verdict: dict[str, Any], answers: list[str]) -> httpx.AsyncClient:
+    """A client of a verifier answering ``verdict`` to each call, the answer of each noted in ``answers``."""
+    def siteverify(request: httpx.Request) -> httpx.Response:
+        answers.append(dict(parse_qsl(request.content.decode()))["response"])
+        return httpx.Response(200, json=verdict)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(siteverify))
+
+
+async def test_a_solved_answer_is_kept_for_its_submissions_retries_as_long_as_a_token_lives_and_no_longer():
+    asked: list[str] = []
+    now = [0.0]
+    async with answering({"success": True}, asked) as client:
+        verifier = Verifier(client, {"HCAPTCHA_SECRET": "s"}, clock=lambda: now[0])
+        calls = []
+        for at in (0.0, 1.0, 299.9, 300.0, 301.0):
+            now[0] = at
+            await verifier.verify("demo", CAPTCHA, "answer", None, submission="jo's post")
+            calls.append(len(asked))
+    assert calls == [1, 1, 1, 2, 2]
+
+
+async def test_no_more_solved_answers_are_kept_than_the_bound_the_oldest_dropped_first():
+    asked: list[str] = []
+    async with answering({"success": True}, asked) as client:
+        verifier = Verifier(client, {"HCAPTCHA_SECRET": "s"}, clock=lambda: 0.0, solved_kept_at_most=2)
+        for post in ("a", "b", "c", "c", "b", "a"):
+            await verifier.verify("demo", CAPTCHA, post, None, submission=post)
+    assert asked == ["a", "b", "c", "a"]
+
+
+async def test_an_unsolved_answer_is_not_kept_its_retry_is_asked_again():
+    asked: list[str] = []
+    async with answering({"success": False, "error-codes": ["invalid-input-response"]}, asked) as client:
+        verifier = Verifier(client, {"HCAPTCHA_SECRET": "s"})
+        for _ in range(2):
+            await verifier.verify("demo", CAPTCHA, "answer", None, submission="jo's post")
+    assert asked == ["answer", "answer"]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote_from_bytes
+from urllib.parse import parse_qsl, quote_from_bytes
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ from leadpipe_common.auth import Keys, Principal, new_key
 from leadpipe_common.envelope import new_traceparent
 from leadpipe_common.service import Runtime
 from leadpipe_common.testing import factories
+from leadpipe_common.testing.captcha import SECRET, FakeVerifier
 from leadpipe_common.testing.fakes import NoKeysStored
 from leadpipe_common.throttle import parse_rate
 
@@ -29,7 +30,7 @@ from capture.app import FormsFile, create_app, form_rates, load_forms, load_iden
 from capture.captcha import Verifier as SiteverifyClient
 from capture.domain import TOKEN_FIELD, issue_form_token, parse_forms, parse_unlisted, person_key
 from capture.settings import CaptureSettings
-from capture.writer import Admitted, Submitted, answer_for
+from capture.writer import Admitted, Submitted, WriterStopped, answer_for
 
 NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
 ADMIN = f"test-bootstrap-{uuid.uuid4().hex}"
@@ -55,8 +56,12 @@ class Pipeline:
         self.quarantined: dict[uuid.UUID, SimpleNamespace] = {}
         #: People with an open lead (``people``), by person key: a test opens one.
         self.open_leads: dict[str, uuid.UUID] = {}
+        #: What the next writes raise, in turn, storing nothing (a test makes Postgres fail).
+        self.failures: list[Exception] = []
 
     async def write(self, submitted: Submitted) -> Admitted:  # LeadWriter.write, answering as admit does
+        if self.failures:
+            raise self.failures.pop(0)
         self.written.append(submitted)
         open_lead = self.open_leads.get(submitted.person_key)
         if open_lead is not None:
@@ -911,7 +916,8 @@ class Verifier:
     def __init__(self) -> None:
         self.counted_as: list[str] = []
 
-    async def verify(self, form_id: str, captcha: Any, answer: str, remote_ip: str | None) -> dict[str, Any]:
+    async def verify(self, form_id: str, captcha: Any, answer: str, remote_ip: str | None,
+                     submission: str | None = None) -> dict[str, Any]:
         self.counted_as.append(form_id)
         return {"success": True}
 
@@ -990,6 +996,80 @@ async def test_a_verifier_answering_error_codes_in_another_shape_leaves_the_post
     assert reply.status_code == 202, reply.text
     assert written(pipeline) == [] and len(reasons(pipeline)) == 1
     assert reasons(pipeline)[0][0].startswith("the CAPTCHA was not solved")
+
+
+# -- a CAPTCHA form retried after a 503 ---------------------------------------------------------------------
+
+
+def one_process(fake: FakeVerifier) -> SiteverifyClient:
+    """A capture process's siteverify client, calling ``fake`` (in-process)."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        status, verdict = fake.siteverify(dict(parse_qsl(request.content.decode())))
+        return httpx.Response(status, json=verdict)
+
+    return SiteverifyClient(httpx.AsyncClient(transport=httpx.MockTransport(answer)), {"TEST_CAPTCHA_SECRET": SECRET})
+
+
+def captcha_form(provider: str) -> dict[str, Any]:
+    return {"forms": {"contact-us": {"captcha": {"provider": provider, "secret_env": "TEST_CAPTCHA_SECRET"}}}}
+
+
+ANSWER_FIELDS = {"turnstile": "cf-turnstile-response", "hcaptcha": "h-captcha-response",
+                 "recaptcha": "g-recaptcha-response"}
+
+
+def solved(provider: str, email: str = "jo@example.com") -> dict[str, Any]:
+    return {"email": email, ANSWER_FIELDS[provider]: "human"}
+
+
+@pytest.mark.parametrize("provider", ["turnstile", "hcaptcha", "recaptcha"])
+async def test_a_captcha_form_retried_after_a_503_is_written_as_a_lead_not_quarantined_for_its_spent_answer(
+        pipeline, tmp_path, monkeypatch, provider):
+    """The providers verify an answer once: the retry of a post whose write failed brought the answer the first
+    post had spent, the verifier said timeout-or-duplicate, and the person was quarantined as a bot (answered 202)."""
+    monkeypatch.setenv("TEST_CAPTCHA_SECRET", SECRET)
+    fake = FakeVerifier(single_use=True)
+    pipeline.failures.append(WriterStopped("the writer has stopped"))
+    async with guarded(pipeline, tmp_path, captcha_form(provider), verifier=one_process(fake)) as capture:
+        first = await capture.post("/v1/forms/contact-us", json=solved(provider))
+        retry = await capture.post("/v1/forms/contact-us", json=solved(provider))
+    assert first.status_code == 503 and retry.status_code == 202, (first.text, retry.text)
+    assert written(pipeline) == ["contact-us"] and reasons(pipeline) == []
+    assert len(fake.calls) == 1  # the retry was answered by what this process was told
+
+
+async def test_an_answer_kept_for_a_retry_is_spent_for_any_other_submission_a_bot_sends_with_it(
+        pipeline, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_CAPTCHA_SECRET", SECRET)
+    fake = FakeVerifier(single_use=True)
+    async with guarded(pipeline, tmp_path, captcha_form("turnstile"), verifier=one_process(fake)) as capture:
+        for email in ("jo@example.com", "bot-1@example.com"):
+            reply = await capture.post("/v1/forms/contact-us", json=solved("turnstile", email))
+            assert reply.status_code == 202, reply.text
+    assert [sub.lead.contact.email for sub in pipeline.written] == ["jo@example.com"]
+    assert reasons(pipeline) == [["the CAPTCHA was not solved (timeout-or-duplicate)"]]
+
+
+@pytest.mark.parametrize(("provider", "retry_is"), [("turnstile", "a lead"), ("hcaptcha", "quarantined"),
+                                                    ("recaptcha", "quarantined")])
+async def test_a_retry_landing_on_another_process_is_a_lead_for_turnstile_and_may_be_quarantined_for_the_others(
+        pipeline, tmp_path, monkeypatch, provider, retry_is):
+    """Turnstile answers a call repeated with its idempotency_key as it answered the first; hCaptcha and reCAPTCHA
+    have no such key, and the other process, never told the answer was solved, gets timeout-or-duplicate (as the
+    README says: an admin releases it)."""
+    monkeypatch.setenv("TEST_CAPTCHA_SECRET", SECRET)
+    fake = FakeVerifier(single_use=True)  # the provider both processes ask
+    pipeline.failures.append(WriterStopped("the writer has stopped"))
+    async with guarded(pipeline, tmp_path, captcha_form(provider), verifier=one_process(fake)) as one:
+        first = await one.post("/v1/forms/contact-us", json=solved(provider))
+    async with guarded(pipeline, tmp_path, captcha_form(provider), verifier=one_process(fake)) as another:
+        retry = await another.post("/v1/forms/contact-us", json=solved(provider))
+    assert first.status_code == 503 and retry.status_code == 202, (first.text, retry.text)
+    assert ("a lead" if written(pipeline) == ["contact-us"] else "quarantined") == retry_is
+    if retry_is == "quarantined":
+        assert reasons(pipeline) == [["the CAPTCHA was not solved (timeout-or-duplicate)"]]
+    keys = {call.get("idempotency_key") for call in fake.calls}
+    assert len(fake.calls) == 2 and len(keys) == 1 and (None in keys) == (provider != "turnstile")
 
 
 # -- listing the quarantine ---------------------------------------------------------------------

@@ -417,7 +417,10 @@ async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form, now: dat
     # Counted under the form's id only when it is listed: ids a caller makes up would each be a metric series.
     label = form.form_id if form.form_id in ctx.forms else UNLISTED
     # An answer no widget gives (a lone surrogate, an over-long one) is unsolved without a call to the verifier.
-    verdict = (await ctx.verifier.verify(label, form.captcha, answer, sender.address)
+    # The submission's fingerprint names its retries: a post retried after a 503 brings the answer its first post
+    # spent, which the provider, asked again, refuses as a duplicate (``capture.captcha``).
+    verdict = (await ctx.verifier.verify(label, form.captcha, answer, sender.address,
+                                         fingerprint(fields, form.form_id))
                if answer is not None and unverifiable(form.captcha, answer) is None else None)
     return captcha_suspicions(form.captcha, answer, verdict)
 

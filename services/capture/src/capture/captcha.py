@@ -5,11 +5,19 @@ JSON answer is judged by ``capture.domain.captcha_suspicions``. A timeout, a
 connection error or an answer holding no verdict (a body that is not a JSON
 object; on a non-2xx, one without a true or false ``success``) is "unavailable"
 (None), which the form's ``on_error`` turns into an acceptance or a quarantine.
+
+The providers verify an answer once; asked again, they refuse it as a duplicate. A submission whose write failed
+(a ``503``) is retried with the answer its first post spent, so the verdicts of solved answers are kept, by the
+submission they came with (its fingerprint: form, fields and answer), for as long as a token lives, and a retry
+of that submission gets its verdict again without asking. Only in this process: for another, Turnstile answers a
+call repeated with the same ``idempotency_key`` as it answered the first, and the key is made from the
+submission. Bound to the submission, a spent answer stays spent for anything else a bot would send with it.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,24 +36,48 @@ LATENCY = Histogram("capture_captcha_verify_seconds", "Time the CAPTCHA verifier
 #: How often a form may warn of answers solved under another sitekey: a bot replaying tokens from another site
 #: wrote one warning per answer. CHECKS counts each as failed.
 MISMATCH_WARNING_EVERY_S = 60.0
+#: How long a solved answer's verdict is kept for a retry of its submission: no provider's token lives longer
+#: (Turnstile's 300 s; hCaptcha's and reCAPTCHA v2's less), so no retry brings it later.
+SOLVED_KEPT_S = 300.0
+#: ... and how many are kept at most, the oldest dropped first: each costs a solved CAPTCHA, but a flood of them
+#: must not grow the process.
+SOLVED_KEPT_AT_MOST = 10_000
+#: The namespace of the ``idempotency_key`` sent with a submission's answer (``idempotency_key``).
+_RETRIES = uuid.UUID("4f0c2d8e-7a51-4a53-9a0e-5b1f3c6d2e71")
+
+
+def idempotency_key(submission: str) -> str:
+    """The ``idempotency_key`` of siteverify calls for ``submission``'s answer: the same in every process, for
+    every retry of the submission, and for no other submission."""
+    return str(uuid.uuid5(_RETRIES, submission))
 
 
 class Verifier:
     """Verifies answers with each form's verifier, using the secrets named by the forms (read at start)."""
 
     def __init__(self, client: httpx.AsyncClient, secrets: Mapping[str, str],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, solved_kept_s: float = SOLVED_KEPT_S,
+                 solved_kept_at_most: int = SOLVED_KEPT_AT_MOST) -> None:
         self._client = client
         self._secrets = dict(secrets)
         self._clock = clock
         #: When each form last warned of a sitekey mismatch; its keys are CHECKS' form ids, the forms listed and
         #: "(unlisted)", so ids a bot makes up do not grow it.
         self._mismatch_warned: dict[str, float] = {}
+        self._solved = _Kept(clock, solved_kept_s, solved_kept_at_most)
 
-    async def verify(self, form_id: str, captcha: Captcha, answer: str, remote_ip: str | None) -> dict[str, Any] | None:
+    async def verify(self, form_id: str, captcha: Captcha, answer: str, remote_ip: str | None,
+                     submission: str | None = None) -> dict[str, Any] | None:
+        """Siteverify's verdict on ``answer`` (None: unavailable); ``submission``, the fingerprint of what came
+        with it, names its retries (see the module)."""
+        if submission is not None and (kept := self._solved.get(submission)) is not None:
+            CHECKS.labels(form_id, "repeated").inc()
+            return kept
         data = {"secret": self._secrets[captcha.secret_env], "response": answer}
         if remote_ip:
             data["remoteip"] = remote_ip
+        if submission is not None and captcha.takes_idempotency_key:
+            data["idempotency_key"] = idempotency_key(submission)
         started = time.perf_counter()
         verdict = await self._ask(form_id, captcha, data)
         LATENCY.observe(time.perf_counter() - started)
@@ -54,6 +86,10 @@ class Verifier:
             return None
         codes = set(captcha_error_codes(verdict))
         CHECKS.labels(form_id, "solved" if verdict.get("success") else "failed").inc()
+        if verdict.get("success") is True and submission is not None:
+            # Kept whatever the form then makes of it (a host or action it does not expect): the retry is judged
+            # as the first post was. An unsolved one is not: asked again, the provider refuses it again.
+            self._solved.put(submission, verdict)
         if not verdict.get("success") and {"invalid-input-secret", "missing-input-secret"} & codes:
             log.error("the CAPTCHA verifier refuses this form's secret", form_id=form_id, env=captcha.secret_env)
         if not verdict.get("success") and "sitekey-secret-mismatch" in codes and self._may_warn_of_mismatch(form_id):
@@ -90,3 +126,35 @@ class Verifier:
                         status=reply.status_code)
             return None
         return verdict
+
+
+class _Kept:
+    """Values by key, each for ``keep_s`` from when it was put, at most ``at_most`` of them (the oldest dropped
+    first). Each is kept as long, so the order they were put in is the order they expire in."""
+
+    def __init__(self, clock: Callable[[], float], keep_s: float, at_most: int) -> None:
+        self._clock = clock
+        self._keep_s = keep_s
+        self._at_most = at_most
+        self._kept: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        self._expire()
+        kept = self._kept.get(key)
+        return None if kept is None else kept[1]
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._expire()
+        if key in self._kept:
+            return  # two posts of one submission at once, both verified: the token lives from the first
+        if len(self._kept) >= self._at_most:
+            del self._kept[next(iter(self._kept))]
+        self._kept[key] = (self._clock() + self._keep_s, value)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        while self._kept:
+            oldest = next(iter(self._kept))
+            if self._kept[oldest][0] > now:
+                return
+            del self._kept[oldest]
