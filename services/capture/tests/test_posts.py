@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, quote_from_bytes
 
+import asyncpg
 import httpx
 import pytest
 import structlog
@@ -30,7 +31,7 @@ from capture.app import FormsFile, create_app, form_rates, load_forms, load_iden
 from capture.captcha import Verifier as SiteverifyClient
 from capture.domain import TOKEN_FIELD, issue_form_token, parse_forms, parse_unlisted, person_key
 from capture.settings import CaptureSettings
-from capture.writer import Admitted, Submitted, WriterStopped, answer_for
+from capture.writer import Admitted, Submitted, WriterStopped, WriteTimedOut, answer_for
 
 NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
 ADMIN = f"test-bootstrap-{uuid.uuid4().hex}"
@@ -56,7 +57,7 @@ class Pipeline:
         self.quarantined: dict[uuid.UUID, SimpleNamespace] = {}
         #: People with an open lead (``people``), by person key: a test opens one.
         self.open_leads: dict[str, uuid.UUID] = {}
-        #: What the next writes raise, in turn, storing nothing (a test makes Postgres fail).
+        #: What the next writes or quarantines raise, in turn, storing nothing (a test makes Postgres fail).
         self.failures: list[Exception] = []
 
     async def write(self, submitted: Submitted) -> Admitted:  # LeadWriter.write, answering as admit does
@@ -90,6 +91,8 @@ class Store:
         self._pipeline = pipeline
 
     async def quarantine(self, row: dict[str, Any]) -> None:
+        if self._pipeline.failures:
+            raise self._pipeline.failures.pop(0)
         # As Postgres takes jsonb: text it cannot store (a lone surrogate) fails the insert.
         json.dumps(row["fields"], ensure_ascii=False).encode("utf-8")
         self._pipeline.quarantined[row["lead_id"]] = SimpleNamespace(**row, released_at=None)
@@ -128,10 +131,12 @@ def pipeline(monkeypatch) -> Pipeline:
 @contextlib.asynccontextmanager
 async def serving(pipeline: Pipeline, settings: CaptureSettings, per_address: str = "1000/second",
                   accept: str | None = None, verifier: Any = None,
-                  keys: Any = None, root_path: str = "") -> AsyncIterator[httpx.AsyncClient]:
+                  keys: Any = None, root_path: str = "",
+                  escaped: list[Exception] | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """capture's app on ``settings`` (its forms file, its token secret), as its lifespan leaves it, on ``pipeline``
     (``keys``: the API keys it finds, the bootstrap key alone when not given; ``root_path``: the prefix a proxy
-    serves it under, as the server tells it)."""
+    serves it under, as the server tells it; ``escaped``: where the errors the app raises to its server go, which
+    the server logs with their tracebacks)."""
     app = create_app(settings)
     app.state.keys = keys or Keys(None, ADMIN)  # type: ignore[arg-type]  # the bootstrap key is never looked up
     loaded = load_forms(settings.forms_file)
@@ -142,7 +147,15 @@ async def serving(pipeline: Pipeline, settings: CaptureSettings, per_address: st
                       identity=load_identity(settings.identity_file), unlisted=loaded.unlisted)
     app.state.runtime = Runtime(settings=settings, context=context, engine=None, producer=None,  # type: ignore[arg-type]
                                 unit_of_work=pipeline.unit_of_work, wake_relay=lambda: None)  # type: ignore[arg-type]
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, root_path=root_path)
+    async def server(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:  # uvicorn logs it, "Exception in ASGI application", with its traceback
+            if escaped is None:
+                raise
+            escaped.append(exc)
+
+    transport = httpx.ASGITransport(app=server, raise_app_exceptions=False, root_path=root_path)
     async with httpx.AsyncClient(transport=transport, base_url="http://capture",
                                  headers={"accept": accept} if accept else None) as client:
         yield client
@@ -996,6 +1009,46 @@ async def test_a_verifier_answering_error_codes_in_another_shape_leaves_the_post
     assert reply.status_code == 202, reply.text
     assert written(pipeline) == [] and len(reasons(pipeline)) == 1
     assert reasons(pipeline)[0][0].startswith("the CAPTCHA was not solved")
+
+
+# -- when a submission cannot be stored -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [
+    WriterStopped("the writer has stopped"), WriteTimedOut(1.0),
+    asyncpg.LockNotAvailableError("canceling statement due to lock timeout"),
+    ConnectionRefusedError("connection refused")],
+    ids=["the writer stopping", "Postgres silent", "a person's row held elsewhere", "Postgres unreachable"])
+@pytest.mark.parametrize("sender", ["a person", "a bot"])
+async def test_a_submission_the_database_cannot_store_now_is_answered_503_to_retry(pipeline, error, sender):
+    pipeline.failures.append(error)
+    escaped: list[Exception] = []
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    async with serving(pipeline, settings, escaped=escaped) as capture:
+        reply = await capture.post(FORM, json={"email": "jo@example.com", "_gotcha": "x" if sender == "a bot" else ""},
+                                   headers=AS_JSON)
+    assert (reply.status_code, reply.headers.get("retry-after")) == (503, "5"), reply.text
+    assert reply.json()["error"] == "leads cannot be stored right now; please retry"
+    assert escaped == []
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("a bug"), asyncpg.UniqueViolationError("duplicate key value violates unique constraint"),
+    asyncpg.UndefinedTableError('relation "capture.leads" does not exist')],
+    ids=["a bug", "a constraint", "a migration not applied"])
+@pytest.mark.parametrize("sender", ["a person", "a bot"])
+async def test_a_submission_failing_for_a_reason_a_retry_cannot_cure_is_a_server_error_with_its_traceback_logged(
+        pipeline, error, sender):
+    """Answered 503 "please retry", a bug was retried by every client for ever, and logged nowhere."""
+    pipeline.failures.append(error)
+    escaped: list[Exception] = []
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    async with serving(pipeline, settings, escaped=escaped) as capture:
+        reply = await capture.post(FORM, json={"email": "jo@example.com", "_gotcha": "x" if sender == "a bot" else ""},
+                                   headers=AS_JSON)
+    assert reply.status_code == 500 and "retry-after" not in reply.headers
+    assert escaped == [error]  # to the server, which logs it with its traceback
+    assert pipeline.written == [] and pipeline.quarantined == {}
 
 
 # -- a CAPTCHA form retried after a 503 ---------------------------------------------------------------------

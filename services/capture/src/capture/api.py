@@ -49,7 +49,8 @@ from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSu
 from capture.handlers import SOURCE
 from capture.throttle import browser_identity
 from capture.store import CaptureStore
-from capture.writer import Admitted, IdempotencyMismatch, LeadWriter, Submitted, admit, answer_for, claim_key
+from capture.writer import (Admitted, IdempotencyMismatch, LeadWriter, Submitted, WriterStopped, WriteTimedOut, admit,
+                            answer_for, claim_key)
 
 log = structlog.get_logger(__name__)
 
@@ -385,9 +386,14 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
                           else rt.context.writer.write(submitted))
     except IdempotencyMismatch as exc:
         raise Problem(422, "the Idempotency-Key was used before", [FieldProblem("Idempotency-Key", str(exc))]) from None
-    except Problem:
-        raise
-    except Exception:
+    except (WriterStopped, WriteTimedOut):
+        raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+    except UNAVAILABLE as exc:
+        # Only what a retry may cure is a 503: a bug, or an error Postgres will give again (a missing table, a
+        # constraint), answered "please retry", was retried for ever and logged nowhere. It is a 500, logged with
+        # its traceback by the server, as on every route (http.install_problem_handlers).
+        if not is_unavailable(exc):
+            raise
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     if not reasons:
         # The lead and the touch by their own ids, for operators only: a keyless touch is answered with the touch's
