@@ -1051,6 +1051,42 @@ async def test_a_submission_failing_for_a_reason_a_retry_cannot_cure_is_a_server
     assert pipeline.written == [] and pipeline.quarantined == {}
 
 
+# -- the page a browser's refused form post gets -------------------------------------------------------------
+
+AS_A_BROWSER = {"accept": "text/html"}
+CORRECT_IT = "correct it and send it again"
+
+
+async def test_a_form_post_refused_for_what_it_sent_asks_the_person_to_correct_it_naming_the_field(client):
+    reply = await client.post(FORM, data={"email": "not an address"}, headers=AS_A_BROWSER)
+    assert reply.status_code == 422 and "text/html" in reply.headers["content-type"]
+    assert "<title>Please check the form</title>" in reply.text and CORRECT_IT in reply.text
+    assert "<strong>email</strong>" in reply.text
+
+
+async def test_a_form_post_that_cannot_be_stored_now_asks_the_person_to_send_it_again_when_retry_after_says(
+        pipeline, client):
+    """Every refusal said "Please check the form ... correct it": told so for a 503, people changed a form they
+    had right, or gave up."""
+    pipeline.failures.append(WriterStopped("the writer has stopped"))
+    reply = await client.post(FORM, data={"email": "jo@example.com"}, headers=AS_A_BROWSER)
+    assert (reply.status_code, reply.headers["retry-after"]) == (503, "5")
+    assert "<title>Please try again shortly</title>" in reply.text and "send it again in 5 seconds" in reply.text
+    assert "check the form" not in reply.text and CORRECT_IT not in reply.text
+
+
+async def test_a_form_post_over_the_rate_limit_asks_the_person_to_wait_as_long_as_retry_after_says(pipeline):
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    async with serving(pipeline, settings, per_address="1/minute", accept="text/html") as capture:
+        await capture.post(FORM, data={"email": "jo@example.com"})
+        reply = await capture.post(FORM, data={"email": "jo@example.com"})
+    assert reply.status_code == 429
+    wait = int(reply.headers["retry-after"])
+    assert "<title>Please try again shortly</title>" in reply.text
+    assert f"send it again in {wait} second{'s' if wait > 1 else ''}" in reply.text
+    assert "check the form" not in reply.text and CORRECT_IT not in reply.text
+
+
 # -- a CAPTCHA form retried after a 503 ---------------------------------------------------------------------
 
 

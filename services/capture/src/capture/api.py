@@ -839,10 +839,33 @@ def _thanks_page(form_name: str | None) -> str:
     return _PAGE.format(title="Thank you", body=f"<p>We received your submission{what} and will be in touch.</p>")
 
 
+#: The refusals of what the form sent, which the person corrects; others are no fault of theirs.
+_INPUT_REFUSED = frozenset({400, 413, 415, 422})
+#: Why a submission refused for now was, to the person: over the rate limit of their address (an office or a
+#: mobile network may share it), or capture unable to store it.
+_NOT_NOW = {429: "Many submissions have come from your network in a short time.",
+            503: "We could not store your submission just now."}
+
+
 def _error_page(exc: Problem) -> str:
+    if exc.status in _NOT_NOW:
+        # Told to correct a form they had right, people changed it or gave up; what they are to do is wait.
+        return _PAGE.format(title="Please try again shortly", body=f"<p>{_NOT_NOW[exc.status]}</p><p>Go back to "
+                                                                   f"the form and send it again {_wait(exc)}.</p>")
     items = "".join(f"<li><strong>{html.escape(e.field)}</strong>: {html.escape(e.reason)}</li>" for e in exc.errors)
     listing = f"<ul>{items}</ul>" if items else ""
+    if exc.status not in _INPUT_REFUSED:
+        return _PAGE.format(title="The form could not be sent", body=f"<p>{html.escape(exc.message)}.</p>{listing}")
     return _PAGE.format(
         title="Please check the form",
         body=f"<p>{html.escape(exc.message)}.</p>{listing}<p>Go back to the form, correct it and send it again.</p>",
     )
+
+
+def _wait(exc: Problem) -> str:
+    """When to send it again, as the answer's ``Retry-After`` says (in seconds, as capture sends it)."""
+    after = exc.headers.get("Retry-After", "")
+    if not after.isdecimal():
+        return "in a few seconds"
+    seconds = max(int(after), 1)
+    return "in 1 second" if seconds == 1 else f"in {seconds} seconds"
