@@ -7,7 +7,6 @@ for a browser's form post, the same problem as a readable page.
 
 from __future__ import annotations
 
-import codecs
 import functools
 import html
 import inspect
@@ -17,7 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NamedTuple, NoReturn
 from urllib.parse import parse_qsl, urlencode
 
 import structlog
@@ -27,9 +26,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
+from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from leadpipe_common import topics
 from leadpipe_common.auth import Principal, TooManyWrongKeys, has_key, identify, needs
@@ -257,85 +258,133 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
             # "0" before a checkbox's "1" is the box unticked or ticked.
             fields[name] = _decoded(v, charset, name)
         return fields
-    charset = _charset(request)  # Starlette reads the parts in it (415 for one capture cannot read)
+    charset = _charset(request)
+    # Starlette reads the text parts in the charset the header names, by Python's meaning of the name, and as
+    # latin-1, silently, those not in it. Told to read them as latin-1 (each byte kept as itself), it leaves them
+    # to be decoded here, strictly and by the web's meaning, as a URL-encoded body's are.
+    as_bytes = request.headers["content-type"] + "; charset=latin-1"  # the last one counts
+    if parse_options_header(as_bytes)[1].get(b"charset") != b"latin-1":  # an unclosed quote took it in
+        raise Problem(422, "malformed multipart body", [FieldProblem("body", "its Content-Type is malformed")])
     try:
-        form = await request.form(max_files=10, max_fields=200)
-    except HTTPException as exc:
-        if exc.status_code != 400:
-            raise  # the body limit's 413, answered as such
-        # Starlette's own answer to a body it cannot parse (no boundary, too many files or fields) names no field.
-        raise Problem(422, "malformed multipart body", [FieldProblem("body", str(exc.detail))]) from None
+        form = await MultiPartParser(Headers({"content-type": as_bytes}), request.stream(), max_files=10,
+                                     max_fields=200).parse()
+    except MultiPartException as exc:  # no boundary, too many files or fields
+        raise Problem(422, "malformed multipart body", [FieldProblem("body", exc.message)]) from None
     except Exception as exc:  # python-multipart's errors for malformed bodies
         raise Problem(422, "malformed multipart body", [FieldProblem("body", str(exc))]) from None
     fields = {}
     for k, v in form.multi_items():
         if isinstance(v, UploadFile):
             continue  # attachments are not part of a lead
-        # Starlette reads a text part that is not in the form's charset as latin-1, silently: a page in another
-        # charset would have its letters stored mangled. What was in that charset in the body is found there.
-        for text, name in ((k, None), (v, k)):
-            if not text.isascii() and not _sent_as(text, charset, body):
-                _not_in(charset, name if name is not None else text)
-        fields[k] = v  # the last value wins, as in a URL-encoded form
+        name = _decoded(k, charset, None)
+        fields[name] = _decoded(v, charset, name)  # the last value wins, as in a URL-encoded form
     # http.RefuseNul leaves multipart bodies to us: a file's bytes may hold anything, its text fields not.
     if (where := nul_path(fields)) is not None:
         raise Problem(422, "the lead was not accepted", [FieldProblem(where, NUL_REASON)])
     return fields
 
 
-#: The charsets a form body is read in: the web's (the WHATWG Encoding Standard's that Python has, under Python's
-#: names) and ASCII. Each writes = & + % as ASCII does, so that a body's pairs are told apart before they are
-#: decoded, and decodes U+0000 from a 0 byte only, which the shared NUL check reads. Python's other codecs are not
-#: charsets a page sends: idna raised UnicodeError (a 500), unicode_escape made "%5Cud800" a lone surrogate and
-#: "%5Cx00" a NUL, base64 and UTF-16 cannot have their pairs told apart.
-WEB_CHARSETS = frozenset(codecs.lookup(name).name for name in (
-    "utf-8", "us-ascii", "ibm866", "iso-8859-1", "iso-8859-2", "iso-8859-3", "iso-8859-4", "iso-8859-5",
-    "iso-8859-6", "iso-8859-7", "iso-8859-8", "iso-8859-10", "iso-8859-13", "iso-8859-14", "iso-8859-15",
-    "iso-8859-16", "koi8-r", "koi8-u", "macintosh", "mac-cyrillic", "cp874", "windows-1250", "windows-1251",
-    "windows-1252", "windows-1253", "windows-1254", "windows-1255", "windows-1256", "windows-1257", "windows-1258",
-    "gbk", "gb2312", "gb18030", "big5", "big5-hkscs", "euc-jp", "iso-2022-jp", "shift_jis", "cp932", "euc-kr",
-    "cp949"))
+class Charset(NamedTuple):
+    #: As the WHATWG Encoding Standard names it (and a refusal does).
+    name: str
+    #: The Python codec that reads it.
+    codec: str
 
 
-def _charset(request: Request) -> str:
-    """The codec a form body's ``charset=`` names (browsers send none: UTF-8); 415 for one that is not among
-    ``WEB_CHARSETS``."""
+#: The charsets a form body is read in: the web's (the WHATWG Encoding Standard's), each with the Python codec that
+#: reads it and the labels the standard gives it, the only names it is taken under, with the standard's meaning:
+#: iso-8859-1, latin1 and us-ascii name windows-1252, which a browser sends for them (Python's latin-1 read its
+#: 0x80-0x9F, € and curly quotes among them, as control characters), shift_jis names cp932, euc-kr cp949, gbk
+#: gb18030. Each single-byte codec reads every letter as the standard does; a byte it leaves undefined (the
+#: standard's C1 control) is refused. The multi-byte ones are the nearest Python has: a sequence they read
+#: otherwise they mostly refuse, a handful are look-alikes (EUC-JP's 〜 for ～).
+#: Each writes = & + % as ASCII does, so that a body's pairs are told apart before they are decoded, and decodes
+#: U+0000 from a 0 byte only, which the shared NUL check reads. Left out: UTF-16 (its pairs cannot be told apart),
+#: KOI8-U (Python's reads two of its letters, ў and Ў, as box drawings), the standard's replacement and
+#: x-user-defined; and every other Python codec, no charset a page sends (idna raised UnicodeError, a 500;
+#: unicode_escape made "%5Cud800" a lone surrogate and "%5Cx00" a NUL).
+_WEB_ENCODINGS = {
+    Charset("UTF-8", "utf-8"): "unicode-1-1-utf-8 unicode11utf8 unicode20utf8 utf-8 utf8 x-unicode20utf8",
+    Charset("IBM866", "cp866"): "866 cp866 csibm866 ibm866",
+    Charset("ISO-8859-2", "iso8859_2"): "csisolatin2 iso-8859-2 iso-ir-101 iso8859-2 iso88592 iso_8859-2 "
+                                         "iso_8859-2:1987 l2 latin2",
+    Charset("ISO-8859-3", "iso8859_3"): "csisolatin3 iso-8859-3 iso-ir-109 iso8859-3 iso88593 iso_8859-3 "
+                                         "iso_8859-3:1988 l3 latin3",
+    Charset("ISO-8859-4", "iso8859_4"): "csisolatin4 iso-8859-4 iso-ir-110 iso8859-4 iso88594 iso_8859-4 "
+                                         "iso_8859-4:1988 l4 latin4",
+    Charset("ISO-8859-5", "iso8859_5"): "csisolatincyrillic cyrillic iso-8859-5 iso-ir-144 iso8859-5 iso88595 "
+                                         "iso_8859-5 iso_8859-5:1988",
+    Charset("ISO-8859-6", "iso8859_6"): "arabic asmo-708 csiso88596e csiso88596i csisolatinarabic ecma-114 "
+                                         "iso-8859-6 iso-8859-6-e iso-8859-6-i iso-ir-127 iso8859-6 iso88596 "
+                                         "iso_8859-6 iso_8859-6:1987",
+    Charset("ISO-8859-7", "iso8859_7"): "csisolatingreek ecma-118 elot_928 greek greek8 iso-8859-7 iso-ir-126 "
+                                         "iso8859-7 iso88597 iso_8859-7 iso_8859-7:1987 sun_eu_greek",
+    Charset("ISO-8859-8", "iso8859_8"): "csiso88598e csisolatinhebrew hebrew iso-8859-8 iso-8859-8-e iso-ir-138 "
+                                         "iso8859-8 iso88598 iso_8859-8 iso_8859-8:1988 visual",
+    Charset("ISO-8859-8-I", "iso8859_8"): "csiso88598i iso-8859-8-i logical",
+    Charset("ISO-8859-10", "iso8859_10"): "csisolatin6 iso-8859-10 iso-ir-157 iso8859-10 iso885910 l6 latin6",
+    Charset("ISO-8859-13", "iso8859_13"): "iso-8859-13 iso8859-13 iso885913",
+    Charset("ISO-8859-14", "iso8859_14"): "iso-8859-14 iso8859-14 iso885914",
+    Charset("ISO-8859-15", "iso8859_15"): "csisolatin9 iso-8859-15 iso8859-15 iso885915 iso_8859-15 l9",
+    Charset("ISO-8859-16", "iso8859_16"): "iso-8859-16",
+    Charset("KOI8-R", "koi8_r"): "cskoi8r koi koi8 koi8-r koi8_r",
+    Charset("macintosh", "mac_roman"): "csmacintosh mac macintosh x-mac-roman",
+    Charset("windows-874", "cp874"): "dos-874 iso-8859-11 iso8859-11 iso885911 tis-620 windows-874",
+    Charset("windows-1250", "cp1250"): "cp1250 windows-1250 x-cp1250",
+    Charset("windows-1251", "cp1251"): "cp1251 windows-1251 x-cp1251",
+    Charset("windows-1252", "cp1252"): "ansi_x3.4-1968 ascii cp1252 cp819 csisolatin1 ibm819 iso-8859-1 iso-ir-100 "
+                                       "iso8859-1 iso88591 iso_8859-1 iso_8859-1:1987 l1 latin1 us-ascii "
+                                       "windows-1252 x-cp1252",
+    Charset("windows-1253", "cp1253"): "cp1253 windows-1253 x-cp1253",
+    Charset("windows-1254", "cp1254"): "cp1254 csisolatin5 iso-8859-9 iso-ir-148 iso8859-9 iso88599 iso_8859-9 "
+                                       "iso_8859-9:1989 l5 latin5 windows-1254 x-cp1254",
+    Charset("windows-1255", "cp1255"): "cp1255 windows-1255 x-cp1255",
+    Charset("windows-1256", "cp1256"): "cp1256 windows-1256 x-cp1256",
+    Charset("windows-1257", "cp1257"): "cp1257 windows-1257 x-cp1257",
+    Charset("windows-1258", "cp1258"): "cp1258 windows-1258 x-cp1258",
+    Charset("x-mac-cyrillic", "mac_cyrillic"): "x-mac-cyrillic x-mac-ukrainian",
+    Charset("GBK", "gb18030"): "chinese csgb2312 csiso58gb231280 gb2312 gb_2312 gb_2312-80 gbk iso-ir-58 x-gbk",
+    Charset("gb18030", "gb18030"): "gb18030",
+    Charset("Big5", "big5hkscs"): "big5 big5-hkscs cn-big5 csbig5 x-x-big5",
+    Charset("EUC-JP", "euc_jp"): "cseucpkdfmtjapanese euc-jp x-euc-jp",
+    Charset("ISO-2022-JP", "iso2022_jp"): "csiso2022jp iso-2022-jp",
+    Charset("Shift_JIS", "cp932"): "csshiftjis ms932 ms_kanji shift-jis shift_jis sjis windows-31j x-sjis",
+    Charset("EUC-KR", "cp949"): "cseuckr csksc56011987 euc-kr iso-ir-149 korean ks_c_5601-1987 ks_c_5601-1989 "
+                                "ksc5601 ksc_5601 windows-949",
+}
+WEB_CHARSETS = {label: charset for charset, labels in _WEB_ENCODINGS.items() for label in labels.split()}
+UTF_8 = Charset("UTF-8", "utf-8")
+#: What the standard strips from around a label.
+_ASCII_WHITESPACE = " \t\n\f\r"
+
+
+def _charset(request: Request) -> Charset:
+    """The charset a form body's ``charset=`` names (browsers send none: UTF-8), by its WHATWG label; 415 for one
+    that is not among ``WEB_CHARSETS``."""
     params = (p.partition("=") for p in request.headers.get("content-type", "").split(";")[1:])
     named = next((v.strip().strip('"') for k, _, v in params if k.strip().lower() == "charset"), None)
     if named is None:
-        return "utf-8"
-    try:
-        codec = codecs.lookup(named).name
-    except (LookupError, ValueError):  # ValueError: a name holding NUL
-        codec = None
-    if codec in WEB_CHARSETS:
-        return codec
+        return UTF_8
+    label = named.strip(_ASCII_WHITESPACE).lower()
+    if label in WEB_CHARSETS:
+        return WEB_CHARSETS[label]
     raise Problem(415, f"unsupported charset {named!r}",
                   [FieldProblem("Content-Type", f"charset {named!r} is not one capture reads forms in; send UTF-8")])
 
 
-def _decoded(raw: str, charset: str, name: str | None) -> str:
+def _decoded(raw: str, charset: Charset, name: str | None) -> str:
     """A form name (``name`` None) or ``name``'s value, its bytes as latin-1 text, decoded in ``charset``;
     422 naming the field when they are not in it."""
     data = raw.encode("latin-1")
     try:
-        return data.decode(charset)
+        return data.decode(charset.codec)
     except UnicodeError:  # not only UnicodeDecodeError: a codec may raise its base class
-        _not_in(charset, name if name is not None else data.decode(charset, "backslashreplace"))
+        _not_in(charset, name if name is not None else data.decode(charset.codec, "backslashreplace"))
 
 
-def _sent_as(text: str, charset: str, body: bytes) -> bool:
-    """Whether ``text`` is in ``body`` as ``charset`` writes it."""
-    try:
-        return text.encode(charset) in body
-    except UnicodeError:
-        return False
-
-
-def _not_in(charset: str, field: str) -> NoReturn:
-    label = "UTF-8" if charset == "utf-8" else charset
-    raise Problem(422, f"the form was not sent as {label}", [FieldProblem(
-        field, f"is not {label}: the page must send its form as UTF-8 (accept-charset=\"UTF-8\" on the "
+def _not_in(charset: Charset, field: str) -> NoReturn:
+    raise Problem(422, f"the form was not sent as {charset.name}", [FieldProblem(
+        field, f"is not {charset.name}: the page must send its form as UTF-8 (accept-charset=\"UTF-8\" on the "
                f"<form>, or <meta charset=\"utf-8\"> on the page)")])
 
 
