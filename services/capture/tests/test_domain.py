@@ -11,8 +11,8 @@ from leadpipe_common.throttle import parse_rate
 
 from capture.domain import (ConsentWord, Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, issue_form_token, latest_contact, may_post_from, newer_word,
-                            overlong, parse_forms, parse_identity, parse_unlisted, person_key, stated_consent,
-                            suspicions, unverifiable)
+                            overlong, parse_forms, parse_identity, parse_origins, parse_unlisted, person_key,
+                            stated_consent, suspicions, unverifiable)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -191,6 +191,27 @@ def test_a_form_may_name_the_origins_whose_pages_post_it_with_fetch():
 def test_an_origin_that_is_not_scheme_host_and_port_is_refused(origin):
     with pytest.raises(ValueError, match="is not an origin"):
         parse_forms({"forms": {"demo": {"allowed_origins": [origin]}}})
+
+
+@pytest.mark.parametrize(("written", "sent"), [
+    ("https://www.example.com:443", "https://www.example.com"), ("http://127.0.0.1:80", "http://127.0.0.1"),
+    ("https://www.example.com:0443", "https://www.example.com"),
+    ("http://app.example:08080", "http://app.example:8080"),
+    ("https://app.example:80", "https://app.example:80"), ("http://app.example:443", "http://app.example:443"),
+    ("https://www.example.com", "https://www.example.com")])
+def test_an_origin_is_kept_as_browsers_send_it_without_its_schemes_default_port(written, sent):
+    """Browsers leave the default port out of Origin: https://www.example.com:443 was taken, and matched no page."""
+    forms = parse_forms({"forms": {"demo": {"allowed_origins": [written]}}})
+    assert forms["demo"].allowed_origins == {sent}
+    assert may_post_from(sent, forms["demo"], frozenset())
+    assert parse_origins(f"{written}, https://other.example", "CAPTURE_CORS_ORIGINS") == {sent, "https://other.example"}
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999"])
+def test_an_origin_naming_a_port_no_page_has_is_refused_naming_it(port):
+    with pytest.raises(ValueError, match=f"CAPTURE_CORS_ORIGINS: 'https://www.example.com:{port}' names port "
+                                         f"{int(port)}; a port is 1 to 65535"):
+        parse_origins(f"https://www.example.com:{port}", "CAPTURE_CORS_ORIGINS")
 
 
 def test_a_filled_hidden_field_is_a_bots_mark_and_a_form_may_name_its_own():

@@ -336,7 +336,9 @@ def _shown(value: Any, limit: int = 100) -> str:
     return text if text.isprintable() else repr(text)
 
 
-_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:\d{1,5})?")
+_ORIGIN = re.compile(r"(https?)://[a-z0-9.-]+(?::(\d{1,5}))?")
+#: The ports a browser leaves out of an ``Origin`` (the scheme's default).
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def parse_origins(values: Any, where: str) -> frozenset[str]:
@@ -345,8 +347,22 @@ def parse_origins(values: Any, where: str) -> frozenset[str]:
         values = [v for v in (part.strip() for part in values.split(",")) if v]
     if not isinstance(values, list | tuple):
         raise ValueError(f"{where}: expected a list of origins")
-    return _each_like(values, _ORIGIN, where, "an origin like https://www.example.com (scheme, host and port only; "
-                                              "no path, no wildcard)")
+    origins = _each_like(values, _ORIGIN, where, "an origin like https://www.example.com (scheme, host and port "
+                                                 "only; no path, no wildcard)")
+    return frozenset(_as_browsers_send(origin, where) for origin in origins)
+
+
+def _as_browsers_send(origin: str, where: str) -> str:
+    """``origin`` as a browser's ``Origin`` header writes it: with no port when it is the scheme's default, and the
+    port's number without leading zeros. Written ``https://www.example.com:443``, it matched no page's."""
+    scheme, port = _ORIGIN.fullmatch(origin).groups()  # type: ignore[union-attr]  # matched by parse_origins
+    if port is None:
+        return origin
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"{where}: {origin!r} names port {number}; a port is 1 to 65535")
+    base = origin[:origin.rindex(":")]
+    return base if number == _DEFAULT_PORTS[scheme] else f"{base}:{number}"
 
 
 def _each_like(values: list[Any] | tuple[Any, ...], pattern: re.Pattern[str], where: str, like: str) -> frozenset[str]:
