@@ -186,6 +186,11 @@ def test_a_rule_without_an_operator_is_refused():
     ({"field": "company_country", "in": ["EL"]}, "'EL' never matches it: Greece is GR"),
     ({"field": "country", "not_in": ["SP"]}, "'SP' never matches it: Spain is ES"),
     ({"field": "country", "equals": "QQ"}, "'QQ' never matches it$"),
+    # A head count is whole and never below zero: enrichment refuses any other.
+    ({"field": "employee_count", "in": [1000.5]}, r"rule 'x': employee_count is a count, a whole number 0 or more, "
+                                                  r"so 1000.5 never matches it: write a whole number$"),
+    ({"field": "employee_count", "equals": -5}, "employee_count is a count, a whole number 0 or more, so -5 never"),
+    ({"field": "employee_count", "not_in": [200, 9.5]}, "employee_count is a count, .* so 9.5 never matches it"),
 ])
 def test_a_rule_comparing_with_what_its_fact_can_never_be_is_refused_at_start(condition, why):
     with pytest.raises(InvalidRules, match=why):
@@ -228,6 +233,13 @@ def test_a_half_life_on_a_rule_of_who_the_person_is_is_refused_as_it_would_be_ig
     ({"field": "employee_count", "gte": 1000, "lt": 200}, r"rule 'x': gte: 1000 and lt: 200 leave no number between "
                                                           r"them, so it never holds"),
     ({"field": "employee_count", "gte": 200, "lt": 200}, "gte: 200 and lt: 200 leave no number between them"),
+    ({"field": "employee_count", "lt": 0}, r"rule 'x': lt: 0 leaves no employee_count below it: it is a count, a "
+                                           r"whole number 0 or more, so it never holds$"),
+    ({"field": "employee_count", "lt": -0.5}, "lt: -0.5 leaves no employee_count below it"),
+    ({"field": "employee_count", "gte": 10.5, "lt": 10.9}, r"rule 'x': gte: 10.5 and lt: 10.9 leave no "
+                                                           r"employee_count between them: it is a count, a whole "
+                                                           r"number 0 or more, so it never holds$"),
+    ({"field": "employee_count", "gte": -5, "lt": 0}, "gte: -5 and lt: 0 leave no employee_count between them"),
     ({"field": "industry", "in": []}, r"rule 'x': in: \[\] lists no value, so it never holds"),
     ({"field": "seniority", "present": False, "equals": "vp"}, "rule 'x': present: false holds only when seniority "
                                                                "is unknown, which has no value for equals to test"),
@@ -237,6 +249,25 @@ def test_a_half_life_on_a_rule_of_who_the_person_is_is_refused_as_it_would_be_ig
 def test_a_rule_that_can_never_hold_is_refused_at_start(condition, why):
     with pytest.raises(InvalidRules, match=why):
         parse_rules({**_raw(), "fit": [{"rule": "x", "points": 3, **condition}]})
+
+
+def test_bounds_on_a_count_that_leave_it_a_whole_number_are_accepted_and_hold_for_it():
+    """gte: 10.5 holds for 11 and up, as gte: 11 does: a bound between two counts is no rule that never holds."""
+    rules = parse_rules({**_raw(), "fit": [
+        {"rule": "No staff", "field": "employee_count", "lt": 1, "points": 1},
+        {"rule": "Ten up", "field": "employee_count", "gte": 10, "points": 1},
+        {"rule": "Over ten and a half", "field": "employee_count", "gte": 10.5, "points": 1},
+        {"rule": "Eleven", "field": "employee_count", "gte": 10.5, "lt": 11.5, "points": 1},
+        {"rule": "Thousands", "field": "employee_count", "in": [1000, 2000.0], "points": 1},
+    ]})
+
+    def fired(employees: int) -> list[str]:
+        return [r.rule for r in score(lead(employees=employees), rules).reasons]
+
+    assert fired(0) == ["No staff"]
+    assert fired(10) == ["Ten up"]
+    assert fired(11) == ["Ten up", "Over ten and a half", "Eleven"]
+    assert fired(1000) == fired(2000) == ["Ten up", "Over ten and a half", "Thousands"]
 
 
 @pytest.mark.parametrize(("category", "condition", "why"), [

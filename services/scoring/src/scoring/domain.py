@@ -51,6 +51,9 @@ class _Strict(BaseModel):
 #: The facts that are yes or no, and those that are numbers; the others are text.
 YES_NO_FACTS = frozenset({"is_free_mail", "is_disposable", "has_message", "has_phone", "marketing_consent"})
 NUMBER_FACTS = frozenset({"employee_count"})
+#: The number facts that are counts: whole, never below zero (enrichment refuses any other head count), so
+#: ``in: [1000.5]``, ``lt: 0`` or ``gte: 10.5, lt: 10.9`` hold for no lead.
+COUNT_FACTS = frozenset({"employee_count"})
 #: The text facts that are countries: enrichment gives every one as an ISO 3166-1 alpha-2 code (DE, not Germany).
 COUNTRY_FACTS = frozenset({"country", "company_country"})
 #: ISO 3166-1 alpha-2, and XK (Kosovo): the codes enrichment gives (from the same pycountry, and XK from a
@@ -184,6 +187,14 @@ class Condition(_Strict):
         if self.gte is not None and self.lt is not None and self.gte >= self.lt:
             return (f"gte: {self.gte:.15g} and lt: {self.lt:.15g} leave no number between them, so it never holds "
                     f"(gte: the least it may be; lt: what it must be below)")
+        if self.field in COUNT_FACTS and self.lt is not None:
+            # The least count gte lets through (a bound of 10.5: 11); a gte alone always leaves some (10.5: 11 and
+            # up), as does an lt above 0 alone (lt: 1: 0).
+            least = 0 if self.gte is None else max(math.ceil(self.gte), 0)
+            if least >= self.lt:
+                tests = (f"lt: {self.lt:.15g} leaves no {self.field} below it" if self.gte is None else
+                         f"gte: {self.gte:.15g} and lt: {self.lt:.15g} leave no {self.field} between them")
+                return f"{tests}: it is a count, a whole number 0 or more, so it never holds"
         if self.present is False:
             # An unknown fact equals nothing, is in no list and not_in none: every other test fails on it.
             other = next((name for name, v in (("equals", self.equals), ("in", self.in_), ("not_in", self.not_in),
@@ -252,6 +263,11 @@ class Condition(_Strict):
             odd = next((v for v in compared if isinstance(v, float) and not math.isfinite(v)), None)
             if odd is not None:
                 return f"{field} is a number, so {_yaml_number(odd)} never matches it: write a number"
+            if field in COUNT_FACTS:
+                odd = next((v for v in compared if v < 0 or (isinstance(v, float) and not v.is_integer())), None)
+                if odd is not None:
+                    return (f"{field} is a count, a whole number 0 or more, so {odd!r} never matches it: write a "
+                            "whole number")
         else:
             kind = "text"
             flag = next((v for v in compared if isinstance(v, bool)), None)
