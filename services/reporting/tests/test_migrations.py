@@ -3,19 +3,21 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common import topics
 from leadpipe_common.db import make_sessionmaker
 from leadpipe_common.envelope import decode, encode
-from leadpipe_common.events import Attribution, LeadHandedOver, LeadStageChanged
+from leadpipe_common.events import Attribution, Event, LeadHandedOver, LeadMerged, LeadStageChanged, LeadTouched, Touch
 from leadpipe_common.testing.migrations import fresh_database, migrate
 from leadpipe_common.uow import SqlUnitOfWork
 
 from reporting.handlers import Reporting, handle_lifecycle_events
-from reporting.reports import Filters, funnel, sla
-from reporting.store import TABLES, ReportingStore
+from reporting.reports import Filters, attribution, funnel, sla
+from reporting.store import TABLES, ReportingStore, touches
 
 
 async def test_leads_recorded_before_0008_are_counted_out_of_the_funnel_where_their_latest_step_left_them(stack):
@@ -177,3 +179,114 @@ async def test_hand_offs_kept_before_0011_stay_and_a_second_holder_with_the_same
             reps = (await sla(conn, Filters()))["reps"]
     assert [tuple(r) for r in rows] == [("ana", monday, friday, saturday), ("ben", monday, saturday, None)]
     assert [(r["owner_id"], r["met"], r["handed_over"]) for r in reps] == [("ana", 0, 1), ("ben", 1, 0)]
+
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def day(n: int) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+def captured(lead: uuid.UUID, on: int, source: str) -> LeadStageChanged:
+    return LeadStageChanged(lead_id=lead, from_stage=None, to_stage="captured", at=day(on), by="capture",
+                            reason="r", attribution=Attribution(utm_source=source))
+
+
+def touched(lead: uuid.UUID, on: int, source: str, first: LeadStageChanged) -> LeadTouched:
+    return LeadTouched(lead_id=lead, captured_at=first.at, contact={"email": "p@x.example"},
+                       attribution=first.attribution,
+                       touch=Touch(touch_id=uuid.uuid4(), at=day(on), attribution=Attribution(utm_source=source)))
+
+
+async def applied_live(engine: AsyncEngine, events: list[Event]) -> None:
+    """``events`` applied by this release's handler, each in a batch of its own, recorded when it happened."""
+    for event in events:
+        at = event.at if isinstance(event, LeadStageChanged | LeadMerged) else event.touch.at
+        m = encode(topics.LIFECYCLE, event, event_id=uuid.uuid4(), source="tests", time=at)
+        async with SqlUnitOfWork(make_sessionmaker(engine), ReportingStore) as uow:
+            await handle_lifecycle_events(uow, [decode(m.headers, m.key, m.value)], Reporting())
+            await uow.commit()
+
+
+async def touch_rows(engine: AsyncEngine) -> set[tuple]:
+    async with engine.connect() as conn:
+        return {tuple(r) for r in await conn.execute(sa.select(touches))}
+
+
+async def as_0003_left_them(engine: AsyncEngine, captured_before: list[uuid.UUID]) -> None:
+    """What 0011's reporting holds when the leads ``captured_before`` 0003 were touched (and merged) after it:
+    0003 made touches empty, so their captures are in no touch row (nor copied by a merge)."""
+    async with engine.begin() as conn:
+        await conn.execute(sa.delete(touches).where(touches.c.touch_id.in_(captured_before)))
+
+
+async def test_a_lead_captured_before_0003_and_touched_since_is_credited_its_capture_again(stack):
+    """0003 made touches empty and filled nothing in: a lead captured before it and touched after held its later
+    touches alone, and last and linear credit, which read a lead's own first touch only when it has no touch,
+    gave them all of it. One from the fair, touched at a webinar and won, then touched again: linear gave the
+    webinar the whole deal. One from the expo, won before its only touch since: last credited that touch, after
+    the win. Migrated, each has its capture back, as this release writes it at capture; a lead never touched,
+    and one captured after 0003, are as they were."""
+    fair, expo, quiet, new = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    firsts = {lead: captured(lead, on, source) for lead, on, source in
+              ((fair, 0, "fair"), (expo, 0, "expo"), (quiet, 0, "print"), (new, 20, "ads"))}
+
+    def won(lead: uuid.UUID, on: int) -> LeadStageChanged:
+        return LeadStageChanged(lead_id=lead, from_stage="captured", to_stage="won", at=day(on), by="t", reason="r",
+                                attribution=firsts[lead].attribution, amount=Decimal("1000"), currency="EUR")
+
+    events = [*firsts.values(), won(expo, 1), touched(fair, 3, "webinar", firsts[fair]), won(fair, 5),
+              touched(expo, 6, "retarget", firsts[expo]), touched(fair, 10, "retarget", firsts[fair]),
+              touched(new, 21, "webinar", firsts[new])]
+
+    async def credited() -> dict[tuple[str, str], list[tuple[str, float]]]:
+        async with engine.connect() as conn:
+            return {(source, model): sorted((r["value"], r["captured"]) for r in (
+                await attribution(conn, Filters(source=source), "source", model))["rows"])
+                for source in ("fair", "expo") for model in ("last", "linear")}
+
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("reporting", url, "0011")
+        await applied_live(engine, events)
+        written = await touch_rows(engine)
+        await as_0003_left_them(engine, [fair, expo, quiet])
+        before = await credited()
+        migrate("reporting", url, "head")
+        after = await credited()
+        migrated = await touch_rows(engine)
+    assert before == {("fair", "last"): [("webinar", 1)], ("fair", "linear"): [("webinar", 1)],
+                      ("expo", "last"): [("retarget", 1)], ("expo", "linear"): [("retarget", 1)]}
+    assert after == {("fair", "last"): [("webinar", 1)], ("fair", "linear"): [("fair", 0.5), ("webinar", 0.5)],
+                     ("expo", "last"): [("expo", 1)], ("expo", "linear"): [("expo", 1)]}
+    # Each capture as this release writes it: its id, time and attribution. The untouched lead gets none: it is
+    # its own first touch in the reports as before.
+    assert migrated == {row for row in written if row[:2] != (quiet, quiet)}
+
+
+async def test_a_capture_from_before_0003_merged_into_another_lead_is_copied_to_its_survivor_as_the_merge_does(
+        stack):
+    """Two pairs of leads captured before 0003, each merged after it (merge copies a lead's touches to its
+    survivor; the capture was in none). Early, the first of its pair, was merged into late: late's row holds
+    early's capture since, its own attribution is not kept, so late gets early's capture back, not its own. Keeper,
+    the first of its pair, took joiner in: it gets its own capture back, and joiner's. The leads merged away had no
+    touch of their own: they are in no report, and get none."""
+    early, late, keeper, joiner = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    firsts = {lead: captured(lead, on, source) for lead, on, source in
+              ((early, 1, "partner"), (late, 2, "seo"), (keeper, 3, "events"), (joiner, 4, "social"))}
+
+    def merged(lead: uuid.UUID, survivor: uuid.UUID, on: int) -> LeadMerged:
+        return LeadMerged(lead_id=lead, survivor_id=survivor, at=day(on), by="anna", reason="same person",
+                          attribution=firsts[lead].attribution)
+
+    events = [*firsts.values(), touched(late, 11, "mail", firsts[late]), merged(early, late, 12),
+              touched(keeper, 13, "mail", firsts[keeper]), merged(joiner, keeper, 14)]
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("reporting", url, "0011")
+        await applied_live(engine, events)
+        written = await touch_rows(engine)
+        await as_0003_left_them(engine, list(firsts))
+        migrate("reporting", url, "head")
+        migrated = await touch_rows(engine)
+    assert {(late, early), (keeper, joiner)} <= {row[:2] for row in written}  # the merges' copies of captures
+    assert migrated == {row for row in written if row[:2] not in {(late, late), (early, early), (joiner, joiner)}}

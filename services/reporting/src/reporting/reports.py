@@ -123,7 +123,7 @@ async def attribution(conn: AsyncConnection, f: Filters, dimension: str, model: 
 
 async def _multi_touch(conn: AsyncConnection, f: Filters, dimension: str, model: str) -> dict[str, Any]:
     """Last-touch or linear credit, over every touch of the cohort's leads (a lead without touches on record,
-    from before they were kept, is its own first touch).
+    from before they were kept, is its own first touch; one touched since has its capture among them, 0012).
 
     A year's cohort has millions of touches, far beyond reporting's memory: they are read through a
     server-side cursor and tallied a lead at a time, so only one lead's touches and a row per value are held."""
