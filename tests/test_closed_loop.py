@@ -301,6 +301,8 @@ async def test_each_missed_deadline_fires_once_across_two_crashed_routing_proces
     assert (first["next_team"], second["next_team"]) == (second["team"], team)
     assert [r.json()["assignment"]["owner_id"] for r in story.rerouted] == [
         first["owner_id"], first["next_owner_id"], f"queue:{team}"]
+    # Each numbers the hand-off it announces: by two crashed processes' outboxes, still one more each time.
+    assert [r.json()["handoff_seq"] for r in story.rerouted] == [1, 2, 3]
     async with story.client("routing") as routing:
         handoff = (await routing.get(f"/v1/leads/{story.lapsed}/handoff")).json()
     assert handoff["owner_id"] == f"queue:{team}" and handoff["due_at"] is None and handoff["reassignments"] == 2

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from cloudevents.core.bindings.kafka import to_binary
 from cloudevents.core.formats.json import JSONFormat
+from pydantic import ValidationError
 
 from leadpipe_common.envelope import (
     DecodeError, Message, child_traceparent, cloud_event, dataschema, decode, derive_id, encode, follow_up,
 )
 from leadpipe_common.events import (
-    UPCASTERS, Attribution, Contact, LeadCaptured, LeadMerged, LeadStageChanged, parse_event,
+    UPCASTERS, Attribution, Contact, LeadCaptured, LeadMerged, LeadRouted, LeadStageChanged, parse_event,
 )
 from leadpipe_common.testing import factories
 
@@ -162,6 +163,31 @@ def test_a_merge_from_before_v2_reads_as_one_that_names_neither_holder():
     assert isinstance(merged, LeadMerged) and (merged.survivor_id, merged.by) == (survivor, "ana")
     assert (merged.owner_id, merged.team, merged.grade) == (None, None, None)
     assert (merged.survivor_owner_id, merged.survivor_team, merged.survivor_grade) == (None, None, None)
+
+
+def a_v4_routed_lead() -> dict:
+    """A lead.routed as routing wrote it at v4: the lead scored, and who got it, without its hand-off's number."""
+    lead = factories.scored("mql")
+    return {**lead.model_dump(mode="json"), "routed_at": "2026-11-23T09:30:00Z", "routing_data_version": "v1",
+            "assignment": {"owner_id": "ana", "owner_name": "Ana", "team": "emea", "method": "territory",
+                           "reason": "territory emea / all"}}
+
+
+def test_a_routed_lead_from_before_v5_reads_as_one_that_does_not_number_its_hand_off():
+    """A v4 lead.routed on leads.routed, as routing wrote it before each record numbered the hand-off it announces:
+    it still reads, with no number (not a guessed one a consumer would compare with a real one)."""
+    v4 = a_v4_routed_lead()
+    msg = encode("leads.routed", LeadRouted.model_validate(v4), event_id=uuid.uuid4(), source="t", time=NOW)
+    headers = [(k, dataschema("lead.routed", 4).encode() if k == "ce_dataschema" else v) for k, v in msg.headers]
+    routed = decode(headers, msg.key, json.dumps(v4).encode()).data
+    assert isinstance(routed, LeadRouted) and routed.assignment.owner_id == "ana"
+    assert routed.handoff_seq is None
+
+
+def test_a_routed_leads_hand_off_number_is_at_least_one():
+    v5 = {**a_v4_routed_lead(), "handoff_seq": 0}
+    with pytest.raises(ValidationError, match="handoff_seq"):
+        parse_event("lead.routed", 5, v5)
 
 
 def test_a_trace_is_continued_with_a_new_span():

@@ -134,7 +134,7 @@ async def test_a_subscription_naming_contact_fields_is_queued_a_body_with_those_
     assert slack["data"]["score"]["value"] == routed.score.value  # the numbers stay: receivers route on them
     # Said, so a receiver can tell a field left out from one never given; without the email the schema requires,
     # the body no longer claims to adhere to it.
-    assert "dataschema" not in slack and json.loads(bodies["crm"])["dataschema"].endswith("lead.routed:v4")
+    assert "dataschema" not in slack and json.loads(bodies["crm"])["dataschema"].endswith("lead.routed:v5")
     assert slack.pop("withheld") == ("contact.country,contact.email,contact.job_title,contact.last_name,"
                                      "contact.marketing_consent,contact.marketing_consent_at,contact.message,"
                                      "contact.phone,enrichment.country,enrichment.phone_e164,enrichment.seniority,"
@@ -142,3 +142,24 @@ async def test_a_subscription_naming_contact_fields_is_queued_a_body_with_those_
     assert "withheld" not in json.loads(bodies["crm"])
     assert {k: v for k, v in slack.items() if k != "data"} == {k: v for k, v in json.loads(bodies["crm"]).items()
                                                                if k not in ("data", "dataschema")}  # same id ...
+
+
+async def test_a_lead_routed_is_sent_with_the_number_of_the_hand_off_it_announces_whatever_contact_is_withheld():
+    """Routing's records of one lead may reach leads.routed out of order (README: Order of a lead's events), and delivery
+    sends them in the order it read them: a receiver keeps the holder of the highest number."""
+    from leadpipe_common.events import Assignment, LeadRouted
+
+    routed = LeadRouted(**dict(factories.scored("mql")), routed_at=NOW, handoff_seq=3, assignment=Assignment(
+        owner_id="ana", owner_name="Ana", team="na", method="territory", reason="r"))
+    subs = parse_subscriptions({"subscriptions": [
+        {"id": "crm", "url": "https://crm.example.com/h", "secrets": [SECRET], "events": ["lead.routed"]},
+        {"id": "slack", "url": "https://hooks.example.com/s", "secrets": [SECRET], "events": ["lead.routed"],
+         "contact": []},
+    ]}, allow_private=False)
+    uow = MemoryUnitOfWork(Queue())
+    async with uow:
+        await handle_deliverable(uow, [factories.envelope(topics.ROUTED, routed)],
+                                 Delivery(SubscriptionBook(subs, None, allow_private=False), clock=lambda: NOW,
+                                          http=None))
+    assert {row["subscription_id"]: json.loads(row["body"])["data"]["handoff_seq"] for row in uow.store.rows} == {
+        "crm": 3, "slack": 3}

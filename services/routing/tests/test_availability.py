@@ -321,12 +321,12 @@ def test_a_lead_in_an_orphaned_teams_queue_moves_to_its_routes_queue_as_it_was_w
     waiting = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="queue:emea-old", team="emea-old", grade="A",
                       due_at=None, waiting_since=at, holders=("old.rep",), reassignments=1)
     moved, told = requeue(waiting, choose_route(mql("DE"), OVERFLOWING), OVERFLOWING)
-    assert moved == replace(waiting, owner_id="queue:emea", team="emea")
+    assert moved == replace(waiting, owner_id="queue:emea", team="emea", seq=waiting.seq + 1)  # a hand-off of its own
     assert (told.owner_id, told.team, told.method) == ("queue:emea", "emea", "queue")
     assert "emea-old queue" in told.reason and "territory" in told.reason
     escalated = replace(waiting, waiting_since=None, reassignments=3)
     assert requeue(escalated, choose_route(mql("DE"), OVERFLOWING), OVERFLOWING)[0] == replace(
-        escalated, owner_id="queue:emea", team="emea")
+        escalated, owner_id="queue:emea", team="emea", seq=escalated.seq + 1)
 
 
 #: Apac has no reps of its own: it overflows to emea, which has none either, and on to the desk.

@@ -353,6 +353,18 @@ def test_a_lead_in_the_team_queue_becomes_the_lead_of_the_team_rep_who_accepts_i
     assert (verdict.handoff.status, verdict.handoff.owner_id) == ("accepted", "ben")
 
 
+def test_a_lead_taken_from_the_queue_is_a_new_hand_off_but_its_holders_reports_are_not():
+    """A rep taking a lead from its team's queue becomes its holder: the next lead.routed (a re-engagement's) names
+    them, and must not be told from the queue's by a number equal to it."""
+    queued = handoff(owner="queue:emea", due_at=None, seq=2)
+    taken = apply_disposition(queued, report("accepted", rep="ben"), SALES)
+    assert isinstance(taken, Applied) and (taken.handoff.owner_id, taken.handoff.seq) == ("ben", 3)
+    contacted = apply_disposition(taken.handoff, report("contacted", rep="ben"), SALES)
+    assert isinstance(contacted, Applied) and contacted.handoff.seq == 3
+    held = apply_disposition(handoff(seq=2), report("accepted", rep="ana"), SALES)
+    assert isinstance(held, Applied) and held.handoff.seq == 2
+
+
 def test_a_rep_of_another_team_cannot_take_a_lead_from_a_queue():
     verdict = apply_disposition(handoff(owner="queue:emea", due_at=None), report("accepted", rep="cy"), SALES)
     assert isinstance(verdict, Refused) and verdict.kind == "conflict" and "emea queue" in verdict.reason
@@ -465,6 +477,14 @@ def test_after_the_allowed_reassignments_the_lead_escalates_to_the_team_queue():
     assert b.handoff.due_at is None and b.rotation is None
 
 
+def test_each_missed_deadline_hands_the_lead_on_under_the_next_number_whether_reassigned_or_escalated():
+    first = handoff(owner="ana")
+    reassigned = breach(first, EMEA, SALES, {}, NOW).handoff
+    escalated = breach(reassigned, EMEA, SALES, {}, NOW).handoff
+    assert [(h.owner_id, h.seq) for h in (first, reassigned, escalated)] == [
+        ("ana", 1), ("ben", 2), ("queue:emea", 3)]
+
+
 #: Ana works days, Ben evenings (UTC).
 SHIFTS = parse_routing_data({**SALES.model_dump(), "reps": [
     {**r, "timezone": "UTC", **({"working_hours": {"start": "17:00", "end": "24:00"}} if r["id"] == "ben" else {})}
@@ -479,6 +499,7 @@ def test_a_lead_whose_deadline_passes_before_anyone_else_is_on_shift_waits_for_t
                day + timedelta(hours=16, minutes=16))
     assert (b.action, b.assignment.owner_id, b.handoff.due_at) == ("escalated", "queue:emea", None)
     assert b.handoff.waiting_since == day + timedelta(hours=16, minutes=16) and "waits" in b.assignment.reason
+    assert b.handoff.seq == 2  # the queue holds it now: a hand-off of its own
     still_day = place(Route("team", "emea", "waited"), SHIFTS, {}, day + timedelta(hours=16, minutes=30),
                       Presence(), passed_over=b.handoff.holders)
     assert isinstance(still_day, Waiting)  # Ana is on shift, but she held it

@@ -12,7 +12,7 @@ import structlog.testing
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchApplier, Rejected
 from leadpipe_common.envelope import decode
-from leadpipe_common.events import LeadDispositioned
+from leadpipe_common.events import LeadDispositioned, LeadRouted
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from routing.domain import Away, parse_routing_data
@@ -436,6 +436,65 @@ async def test_a_touch_of_a_held_lead_tells_its_holder_with_the_same_deadline(uo
     assert uow.store.turns == {"emea": 1}  # no second routing
 
 
+async def test_a_re_engagement_overtaken_by_the_reassignment_after_it_is_told_stale_by_its_number(uow, ctx):
+    """The broker away, routing commits a touch's re-engagement of a lead and its own send of it waits (backing off
+    up to 30 s); the deadline passes and the SLA watch hands the lead on through the outbox, whose relay sends
+    first. A consumer of leads.routed gets the new holder's record, then the old one's: it keeps the new holder by
+    the numbers, whichever comes last."""
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    told, _ = await route(uow, ctx, touch_of(lead))  # the consumer's own send of it, held up
+    ctx.clock.now = T0 + timedelta(minutes=16)
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 1
+        await uow.commit()
+    [reassigned] = [m for m in uow.published if m.topic == topics.ROUTED]  # the outbox's, sent first
+    for arrival in ([reassigned, told], [told, reassigned]):
+        kept = None
+        for event in map(data, arrival):
+            if kept is None or event.handoff_seq >= kept.handoff_seq:
+                kept = event
+        assert kept is not None and kept.assignment.owner_id == uow.store.handoffs[lead.lead_id].handoff.owner_id
+    assert data(told).assignment.owner_id != data(reassigned).assignment.owner_id
+
+
+async def test_every_lead_routed_of_a_lead_carries_the_number_of_the_hand_off_it_announces(uow):
+    """One more at every change of holder, whichever path announces it (a routing, a hand-out from the queue, a
+    reassignment, a hand-over, a recycle); a touch telling the holder again announces the same hand-off."""
+    ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the lead is queued
+    lead = factories.scored("mql", country="DE")
+
+    def sent_since(published: int) -> LeadRouted:
+        """The lead.routed the outbox got after its first ``published`` messages."""
+        [message] = [m for m in uow.published[published:] if m.topic == topics.ROUTED]
+        return data(message)
+
+    queued = data((await route(uow, ctx, lead))[0])
+    ctx.clock.now = T0 + timedelta(hours=1)  # the shift starts
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
+        await uow.commit()
+    handed_out = sent_since(0)
+    told = data((await route(uow, ctx, touch_of(lead)))[0])
+    ctx.clock.now += timedelta(minutes=16)
+    published = len(uow.published)
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 1
+        await uow.commit()
+    reassigned = sent_since(published)
+    told_again = data((await route(uow, ctx, touch_of(lead)))[0])
+    published = len(uow.published)
+    await handed_over(uow, ctx, reassigned.assignment.owner_id, handed_out.assignment.owner_id)
+    handed = sent_since(published)
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=handed.assignment.owner_id, reason_code="not-a-fit")
+    _, recycled, _ = await route(uow, ctx, touch_of(lead))
+    numbered = [queued, handed_out, told, reassigned, told_again, handed, data(recycled)]
+    assert [e.handoff_seq for e in numbered] == [1, 2, 2, 3, 3, 4, 5]
+    assert [e.assignment.owner_id == f.assignment.owner_id for e, f in zip(numbered, numbered[1:])] == [
+        False, True, False, True, False, False]
+    assert uow.store.handoffs[lead.lead_id].handoff.seq == 5
+
+
 async def test_a_touch_that_earns_nothing_of_its_own_is_no_news_to_the_holder(uow, ctx):
     """The same form sent again within scoring's repeat window (a double click) earns no intent points, nor does a
     touch no intent rule rewards: its holder and the sales tools are not told of it again."""
@@ -745,13 +804,15 @@ async def test_a_rounds_waiting_leads_are_stored_in_one_write_as_they_are_handed
 async def test_a_touch_of_a_lead_a_rep_took_from_the_queue_re_sends_it_naming_that_rep_not_the_queue(uow):
     ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the lead is queued
     lead = factories.scored("mql", country="DE")
-    await route(uow, ctx, lead)
+    queued, *_ = await route(uow, ctx, lead)
     await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="ana")
     routed, reengaged = await route(uow, ctx, touch_of(lead))
     assert data(reengaged).owner_id == "ana"
     a = data(routed).assignment
     assert (a.owner_id, a.owner_name, a.team) == ("ana", "Ana", "emea") and "taken from the queue by Ana" in a.reason
     assert uow.store.handoffs[lead.lead_id].lead.assignment == a  # kept as told
+    # Ana's is a hand-off after the queue's: a consumer that got them out of order keeps hers.
+    assert (data(queued).handoff_seq, data(routed).handoff_seq) == (1, 2)
 
 
 async def test_waiting_leads_go_out_longest_waiting_first_and_only_as_far_as_capacity_allows(uow):
@@ -865,8 +926,9 @@ async def test_a_lead_waiting_in_the_queue_of_a_team_renamed_in_the_files_moves_
     async with uow:
         assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
         await uow.commit()
-    assigned, _ = uow.published[1:]
+    assigned, rerouted = uow.published[1:]
     assert data(assigned).team == "emea-inbound" and data(assigned).queued_at == T0
+    assert [data(m).handoff_seq for m in (moved, rerouted)] == [2, 3]  # each a hand-off of its own
 
 
 async def test_a_round_of_the_sla_watch_reads_which_teams_have_leads_waiting_once_and_hands_out_the_leads_it_moved(

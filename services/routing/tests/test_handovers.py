@@ -53,7 +53,7 @@ def test_an_accepted_lead_handed_to_a_named_rep_stays_accepted_with_no_deadline_
     accepted = held("accepted", history=())
     after, told = hand_to(accepted, sent_as(), rep("ben"), DATA, MONDAY, WHY)
     assert (after.status, after.owner_id, after.team, after.due_at) == ("accepted", "ben", "emea", None)
-    assert after.holders == ("ana",) and after.reassignments == 0
+    assert after.holders == ("ana",) and after.reassignments == 0 and after.seq == accepted.seq + 1
     assert (told.owner_id, told.owner_name, told.method, told.reason) == ("ben", "Ben", "territory", WHY)
     carried_on = apply_disposition(after, LeadDispositioned(lead_id=after.lead_id, outcome="contacted",
                                                             rep_id="ben"), DATA)
@@ -95,7 +95,7 @@ def test_an_unaccepted_lead_through_routing_goes_where_a_missed_deadline_would_s
     missed = breach(lead, EMEA, DATA, {}, MONDAY, Presence())
     assert (b.action, b.assignment.owner_id, b.rotation) == (missed.action, missed.assignment.owner_id, missed.rotation)
     assert b.assignment.owner_id == "ben"  # ana holds it, cy held it before
-    assert b.handoff == replace(missed.handoff, reassignments=0)
+    assert b.handoff == replace(missed.handoff, reassignments=0)  # a hand-off of its own too (``seq``)
     assert b.assignment.reason.startswith(WHY) and b.handoff.due_at == MONDAY + timedelta(minutes=15)
 
 
@@ -107,7 +107,7 @@ def test_an_unaccepted_lead_through_routing_at_night_waits_in_its_teams_queue_fo
 def test_an_accepted_lead_through_routing_goes_to_the_next_rep_still_accepted_with_no_deadline():
     b = reroute(held("accepted"), EMEA, DATA, {}, MONDAY, Presence(), WHY)
     assert isinstance(b, Breach) and (b.handoff.owner_id, b.handoff.status, b.handoff.due_at) == ("ben", "accepted", None)
-    assert b.handoff.holders == ("ana",) and b.rotation is not None
+    assert b.handoff.holders == ("ana",) and b.rotation is not None and b.handoff.seq == 2
     assert b.assignment.reason.startswith(f"{WHY}; territory emea / all; weighted rotation in emea")
 
 

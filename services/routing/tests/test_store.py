@@ -48,7 +48,7 @@ async def test_hand_offs_are_written_over_each_as_last_given_their_trace_kept(db
     a, b = _held(now), _held(now)
     a_first = replace(a, handoff=replace(a.handoff, status="accepted", due_at=None))
     a_last = replace(a, handoff=replace(a.handoff, status="merged", due_at=None, merged_into=b.handoff.lead_id,
-                                        holders=("ben",), cycle=2),
+                                        holders=("ben",), cycle=2, seq=4),
                      lead=a.lead.model_copy(update={"routing_data_version": "v2"}))
     b_told = replace(b, handoff=replace(b.handoff, waiting_since=now, grade="A"),
                      lead=b.lead.model_copy(update={"routing_data_version": "v3"}))
@@ -69,7 +69,7 @@ async def test_hand_offs_alone_are_written_over_each_as_last_given_their_leads_a
     now = datetime.now(UTC)
     a, b, other = _held(now), _held(now), _held(now)
     a_first = replace(a.handoff, status="accepted", due_at=None, owner_id="ben")
-    a_last = replace(a_first, status="rejected", holders=("cy",), cycle=1, history=a.handoff.history)
+    a_last = replace(a_first, status="rejected", holders=("cy",), cycle=1, history=a.handoff.history, seq=2)
     b_after = replace(b.handoff, status="accepted", due_at=None, waiting_since=None)
     async with AsyncSession(db) as session, session.begin():
         store = RoutingStore(session)

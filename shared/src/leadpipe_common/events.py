@@ -230,7 +230,7 @@ class LeadRouted(Event):
     """A sales-ready lead and who owns it now."""
 
     type: ClassVar[str] = "lead.routed"
-    version: ClassVar[int] = 4
+    version: ClassVar[int] = 5
     captured_at: Moment
     contact: Contact
     attribution: Attribution
@@ -246,6 +246,11 @@ class LeadRouted(Event):
     touch: Touch | None = None
     #: Which reps, teams and territories routed it (a digest of routing's files; changes on every reload).
     routing_data_version: str | None = None
+    #: The number of the hand-off this announces, among the lead's: one more at every change of its holder (a
+    #: rep, or a team's queue); a re-engagement announces the holder's again, with its number. Routing sends a
+    #: lead's records by two paths (its consumer's own sends, its outbox), which may overtake each other: a
+    #: consumer ignores one numbered below the highest it applied. None: not said (routed before v5).
+    handoff_seq: int | None = Field(default=None, ge=1)
 
 
 class LeadStageChanged(Event):
@@ -480,6 +485,9 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("lead.scored", 2): dict, ("lead.routed", 3): dict,
     # lead.sla_breached v2 added next_team (optional): a v1 breach does not say which team the lead went to.
     ("lead.sla_breached", 1): dict,
+    # lead.routed v5 added handoff_seq (optional): a v4 record does not say which of the lead's hand-offs it
+    # announces, so a consumer cannot tell it stale.
+    ("lead.routed", 4): dict,
     # lead.merged v2 added who held each of the two leads (optional): a v1 merge does not say. Its ``by`` is no
     # stand-in: a rep of the team says a merge of a lead in its queue, and before that rule any name could.
     ("lead.merged", 1): dict,

@@ -10,8 +10,9 @@
   A new touch of a lead sales already holds that earns intent points of its
   own, or changes the person's contact (a consent withdrawn, a new phone
   number), re-engages its holder: a ``lead.reengaged`` step and a fresh
-  ``lead.routed`` record with the same owner and the same deadline (no second
-  routing, no second SLA clock), kept as the lead a reassignment sends on. A
+  ``lead.routed`` record with the same owner, the same deadline and the same
+  hand-off number (no second routing, no second SLA clock), kept as the lead a
+  reassignment sends on. A
   touch that does neither (a newsletter sign-up, the same form sent again
   within scoring's repeat window) tells nobody. A
   lead sales rejected is back in nurture: a touch that lifts it to the bar
@@ -29,6 +30,14 @@
 Events caused by a disposition get ids derived from the lead and the stage
 they record, not from the report: the same disposition sent over HTTP and
 over the topic yields the same events, and consumers keep one.
+
+Every ``lead.routed`` carries the number of the hand-off it announces
+(``Handoff.seq``, one more at every change of holder): what a batch here
+causes the consumer runner sends after the commit, what the SLA watch and the
+HTTP API cause goes through the outbox, and a record of one path may overtake
+an earlier one of the other (a send retried while the broker was away, a
+process dying between commit and send). By the number a consumer keeps the
+holder now.
 
 Both come to :func:`handle_scored_and_dispositioned`, one call a batch, which
 locks every hand-off the batch may change before any other row, in lead id
@@ -238,7 +247,7 @@ async def hand_over(store: RoutingStore, rep_id: str, to: Rep | None, by: str, r
                 presence = presence.holding_one_more(placed.assignment.owner_id)
             now_held, assignment = placed.handoff, placed.assignment
         rerouted = lead.model_copy(update={"assignment": assignment, "routed_at": now,
-                                           "routing_data_version": ref.version})
+                                           "routing_data_version": ref.version, "handoff_seq": now_held.seq})
         handed = LeadHandedOver(
             lead_id=lead.lead_id, from_owner_id=rep_id, from_team=handoff.team, from_due_at=handoff.due_at,
             owner_id=assignment.owner_id, owner_name=assignment.owner_name, team=assignment.team,
@@ -333,12 +342,14 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             presence = presence.holding_one_more(placement.rep.id)
         assignment = placement.assignment
         waiting = isinstance(placement, Waiting)
+        # A recycle hands the lead on, to a new holder: the number after its last hand-off's.
+        seq = holdings[lead.lead_id].handoff.seq + 1 if env.id in recycled else 1
         routed = LeadRouted.model_construct(**dict(lead), assignment=assignment, routed_at=now,  # validated parts
-                                            routing_data_version=ref.version)
+                                            routing_data_version=ref.version, handoff_seq=seq)
         handoff = Handoff(lead_id=lead.lead_id, status="routed", owner_id=assignment.owner_id,
                           team=assignment.team, grade=lead.score.grade, waiting_since=now if waiting else None,
                           due_at=acceptance_due(lead.score.grade, assignment.owner_id, ref.data, now),
-                          cycle=recycled.get(env.id, 0), holders=before)
+                          cycle=recycled.get(env.id, 0), holders=before, seq=seq)
         changed = LeadStageChanged(
             lead_id=lead.lead_id, from_stage="mql", to_stage="routed", at=now, by="routing",
             reason=f"assigned to {assignment.owner_name}: {assignment.reason}", attribution=lead.attribution,
@@ -405,8 +416,10 @@ def _reengage(env: Envelope, held: Held | None, now: datetime,
         # A double click's second form, or a newsletter sign-up, would otherwise ping the rep and every sales tool
         # again. The touch stays on the lead's timeline (lead.touched).
         return [], None
+    # The same hand-off told again: its number, not a new one (one taken from the queue since has its own).
     routed = LeadRouted.model_construct(**dict(lead), assignment=_holders(before.assignment, h, data),
-                                        routed_at=before.routed_at, routing_data_version=before.routing_data_version)
+                                        routed_at=before.routed_at, routing_data_version=before.routing_data_version,
+                                        handoff_seq=h.seq)
     reengaged = LeadReengaged(
         lead_id=lead.lead_id, person_id=lead.person_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
         reason=_touch_summary(lead), attribution=lead.attribution, score=lead.score.value, grade=lead.score.grade,

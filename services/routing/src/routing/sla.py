@@ -105,7 +105,7 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
             presence = presence.holding_one_more(b.assignment.owner_id)
         n = b.handoff.reassignments
         rerouted = lead.model_copy(update={"assignment": b.assignment, "routed_at": now,
-                                           "routing_data_version": ref.version})
+                                           "routing_data_version": ref.version, "handoff_seq": b.handoff.seq})
         breached = encode(
             topics.LIFECYCLE,
             LeadSlaBreached(
@@ -188,9 +188,10 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, wa
         turns.take(placement.team, placement.rotation)
         presence = presence.holding_one_more(placement.rep.id)
         a = placement.assignment
-        after = replace(handoff, owner_id=a.owner_id, team=a.team, waiting_since=None,
-                        due_at=acceptance_due(handoff.grade, a.owner_id, ref.data, now))
-        rerouted = lead.model_copy(update={"assignment": a, "routed_at": now, "routing_data_version": ref.version})
+        after = handoff.handed_on(owner_id=a.owner_id, team=a.team, waiting_since=None,
+                                  due_at=acceptance_due(handoff.grade, a.owner_id, ref.data, now))
+        rerouted = lead.model_copy(update={"assignment": a, "routed_at": now, "routing_data_version": ref.version,
+                                           "handoff_seq": after.seq})
         trace = child_traceparent(held.traceparent)
         wait = queued_at.isoformat()  # a recycled lead may wait again: each wait's end is its own event
         assigned = LeadAssigned(lead_id=lead.lead_id, owner_id=a.owner_id, owner_name=a.owner_name, team=a.team,
@@ -265,7 +266,7 @@ async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Co
             continue
         after, assignment = requeue(handoff, choose_route(lead, ref.data), ref.data)
         rerouted = lead.model_copy(update={"assignment": assignment, "routed_at": now,
-                                           "routing_data_version": ref.version})
+                                           "routing_data_version": ref.version, "handoff_seq": after.seq})
         # Unique to this move: the stored lead's routed_at changes with every move (and every breach or hand-out),
         # so a lead moved A to B, back, and A to B again is sent each time (delivery keeps one row per event id, and
         # would drop a repeat, leaving the sales tool with the queue before); a round retried, on the same stored

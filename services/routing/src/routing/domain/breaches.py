@@ -76,13 +76,13 @@ def place_again(handoff: Handoff, route: Route, data: RoutingData, states: Mappi
                       passed_over=held)
     if isinstance(placement, Placed):
         a = placement.assignment
-        after = replace(handoff, owner_id=a.owner_id, team=a.team, holders=held,
-                        due_at=acceptance_due(handoff.grade, a.owner_id, data, now))
+        after = handoff.handed_on(owner_id=a.owner_id, team=a.team, holders=held,
+                                  due_at=acceptance_due(handoff.grade, a.owner_id, data, now))
         return Breach(after, "reassigned", a, placement.rotation)
     reachable = set(overflow_chain(placement.team, data))
     if any(r.active and r.team in reachable and r.id not in held for r in data.reps):
         a = placement.assignment
-        after = replace(handoff, owner_id=a.owner_id, team=a.team, due_at=None, holders=held, waiting_since=now)
+        after = handoff.handed_on(owner_id=a.owner_id, team=a.team, due_at=None, holders=held, waiting_since=now)
         return Breach(after, "escalated", a, None)
     # A waiting mark on a lead the watch may never hand to anyone would have it claimed every round.
     return _escalated(handoff, placement.team, held, why, data)
@@ -100,5 +100,5 @@ def _escalated(handoff: Handoff, of: str, held: tuple[str, ...], why: str, data:
     team = escalation_team(of, data) or handoff.team
     assignment = Assignment(owner_id=queue_of(team), owner_name=f"{team} queue", team=team, method="queue",
                             reason=f"{why}; escalated to the {team} queue")
-    after = replace(handoff, owner_id=assignment.owner_id, team=team, due_at=None, holders=held, waiting_since=None)
+    after = handoff.handed_on(owner_id=assignment.owner_id, team=team, due_at=None, holders=held, waiting_since=None)
     return Breach(after, "escalated", assignment, None)

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from leadpipe_common.events import Contact, DispositionReport, Grade, LeadDispositioned, LeadScored
 
@@ -47,6 +47,17 @@ class Handoff:
     waiting_since: datetime | None = None
     #: How often sales rejected it and a touch sent it back (each time a new hand-off, with its own events).
     cycle: int = 0
+    #: The number of its hand-off to its holder now, among the lead's: 1 when first routed, one more at every
+    #: change of holder (``handed_on``). Each lead.routed carries the number of the hand-off it announces: routing
+    #: sends them by two paths (its consumer's sends, its outbox) that may overtake each other, and a consumer
+    #: tells a stale one by it. A re-engagement tells the same holder again: the same number.
+    seq: int = 1
+
+    def handed_on(self, **changes: Any) -> Handoff:
+        """This hand-off given to another holder (a rep, a team's queue) with ``changes``: the next number, whether
+        a lead.routed announces it now (a reassignment, a hand-over, a move) or later (a rep taking it from the
+        queue: its next re-engagement)."""
+        return replace(self, **changes, seq=self.seq + 1)
 
     @property
     def closed(self) -> bool:
@@ -206,9 +217,10 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
     # A rep who rejects a lead from the team's queue took it to turn it down: as its holder, a recycle passes
     # them over rather than the queue.
     owner = rep.id if d.outcome in ("accepted", "rejected") else handoff.owner_id
-    after = replace(handoff, status=d.outcome, owner_id=owner, history=(*handoff.history, said),
+    after = replace(handoff, status=d.outcome, history=(*handoff.history, said),
                     due_at=None if d.outcome in ("accepted", "rejected") else handoff.due_at, waiting_since=None)
-    return Applied(after, steps)
+    # Taken from the queue, it is the rep's now: a hand-off of its own, which a re-engagement's lead.routed names.
+    return Applied(after.handed_on(owner_id=owner) if owner != handoff.owner_id else after, steps)
 
 
 def _not_the_holder(handoff: Handoff, rep: Rep) -> str | None:

@@ -19,7 +19,7 @@ ever. It stays with its holder (``Kept``), for the manager to name a rep or ask 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from leadpipe_common.events import Assignment
@@ -60,8 +60,9 @@ def hand_to(handoff: Handoff, before: Assignment, rep: Rep, data: RoutingData, n
     method = "territory" if before.method == "queue" else before.method
     assignment = Assignment(owner_id=rep.id, owner_name=rep.name, owner_email=rep.email, team=rep.team,
                             method=method, reason=why)
-    after = replace(handoff, owner_id=rep.id, team=rep.team, holders=held_by(handoff), waiting_since=None,
-                    due_at=acceptance_due(handoff.grade, rep.id, data, now) if handoff.status == "routed" else None)
+    after = handoff.handed_on(owner_id=rep.id, team=rep.team, holders=held_by(handoff), waiting_since=None,
+                              due_at=acceptance_due(handoff.grade, rep.id, data, now) if handoff.status == "routed"
+                              else None)
     return after, assignment
 
 
@@ -90,5 +91,5 @@ def reroute(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[s
     a = placement.assignment
     assignment = a.model_copy(update={"reason": f"{why}; {a.reason}"})
     # Its acceptance deadline was met already: none again, as when it is handed to a named rep.
-    after = replace(handoff, owner_id=a.owner_id, team=a.team, holders=held, due_at=None, waiting_since=None)
+    after = handoff.handed_on(owner_id=a.owner_id, team=a.team, holders=held, due_at=None, waiting_since=None)
     return Breach(after, "reassigned", assignment, placement.rotation)

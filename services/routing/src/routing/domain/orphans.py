@@ -24,7 +24,6 @@ by its route.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 
 from leadpipe_common.events import Assignment
 
@@ -72,4 +71,4 @@ def requeue(handoff: Handoff, route: Route, data: RoutingData) -> tuple[Handoff,
     reason = f"{why.format(handoff.team)}; moved to the {team} queue: {route.reason}"
     assignment = Assignment(owner_id=queue_of(team), owner_name=f"{team} queue", team=team, method="queue",
                             reason=reason)
-    return replace(handoff, owner_id=assignment.owner_id, team=team), assignment
+    return handoff.handed_on(owner_id=assignment.owner_id, team=team), assignment
