@@ -57,7 +57,8 @@ def test_a_vice_president_is_a_vp_of_their_function_however_the_title_is_written
     ("Owner", "c-level", "executive"), ("Business Owner", "c-level", "executive"),
     ("Co-Owner", "c-level", "executive"),
     # Working for the chief executive is not being one.
-    ("Founder's Associate", "individual-contributor", None), ("Office of the CEO", None, "executive"),
+    ("Founder's Associate", "individual-contributor", None), ("Founder’s Associate", "individual-contributor", None),
+    ("Founders' Associate", "individual-contributor", None), ("Office of the CEO", None, "executive"),
     ("Chief of Staff", None, None), ("Chief of Staff to the CEO", None, "executive"),
     ("Assistant to the CEO", "individual-contributor", None),
     ("Executive Assistant to the CEO", "individual-contributor", None),

@@ -67,7 +67,7 @@ def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str]:
     # Longest first, so "lead generation" is taken whole before "lead" could be. Words parted by a space or a
     # hyphen alike: "vice president" must be taken whole in "Vice-President" too, or its "president" reads c-level.
     alternatives = "|".join(_BETWEEN_WORDS.join(map(re.escape, re.split(_BETWEEN_WORDS, p.strip())))
-                            for p in sorted(map(_composed, phrases), key=len, reverse=True))
+                            for p in sorted(map(_as_read, phrases), key=len, reverse=True))
     return re.compile(rf"(?<!{_IN_WORD})(?:{alternatives})(?!{_IN_WORD})")
 
 
@@ -75,6 +75,19 @@ def _composed(text: str) -> str:
     """``text`` with each accented letter one character (NFC): written decomposed, as some keyboards and files do,
     "ó" is an "o" and a combining accent, which is no letter and so would part "Negócio" before its "cio"."""
     return unicodedata.normalize("NFC", text)
+
+
+#: An apostrophe and the "s" after it ending a word: a possessive ("CEO's", "Founders' "). Not one inside a word
+#: ("O'Brien", "Int'l").
+_POSSESSIVE = re.compile(rf"(?<={_IN_WORD})'s?(?!{_IN_WORD})")
+
+
+def _as_read(text: str) -> str:
+    """``text`` (a title or a keyword) as the two are compared: composed (``_composed``), the typographic apostrophe
+    a phone's keyboard types ("CEO’s") the straight one, and each possessive the word alone, so that one keyword
+    ("ceo assistant") takes "CEO Assistant", "CEO's Assistant" and "CEO’s Assistant" alike, where each spelling had
+    to be listed."""
+    return _POSSESSIVE.sub("", _composed(text).replace("\u2019", "'"))
 
 
 @dataclass(frozen=True)
@@ -214,7 +227,9 @@ def classify_title(title: str | None, rules: tuple[TitleRule, ...]) -> str | Non
         return None
     # Only initials lose their dots: "Sr.Manager" keeps its dot, or "srmanager" would hide the "manager".
     lowered = _DOTTED_INITIALS.sub(lambda m: m[0].replace(".", ""), _composed(title).lower())
-    return next((r.value for r in rules if r.matches(lowered)), None)
+    # Possessives after the initials: "C.E.O.'s" has a possessive only once its dots are gone.
+    read = _as_read(lowered)
+    return next((r.value for r in rules if r.matches(read)), None)
 
 
 #: Parametrised once: ``Sourced[str]`` looks the class up in pydantic's cache on every use (~1.1 us, a
