@@ -59,7 +59,8 @@ def test_a_vice_president_is_a_vp_of_their_function_however_the_title_is_written
     # Working for the chief executive is not being one.
     ("Founder's Associate", "individual-contributor", None), ("Founder’s Associate", "individual-contributor", None),
     ("Founders' Associate", "individual-contributor", None), ("Office of the CEO", None, "executive"),
-    ("Chief of Staff", None, None), ("Chief of Staff to the CEO", None, "executive"),
+    ("Chief of Staff", None, None), ("Chief of Staff, Office of the CEO", None, "executive"),
+    ("Director, Office of the CEO", "director", "executive"),
     ("Assistant to the CEO", "individual-contributor", None),
     ("Executive Assistant to the CEO", "individual-contributor", None),
     # However the rank they serve is written beside: "to", a comma, brackets, an office.
@@ -83,6 +84,15 @@ def test_a_vice_president_is_a_vp_of_their_function_however_the_title_is_written
     ("Chairwoman", "c-level", "executive"), ("Chairperson", "c-level", "executive"),
     ("Executive Chairman", "c-level", "executive"),
     ("Team Leader", "manager", None), ("Project Leader", "manager", None),
+    # Heads of a business, not of a team.
+    ("General Manager", "c-level", "executive"), ("General Manager, Sales", "c-level", "sales"),
+    ("VP & General Manager", "vp", "executive"),
+    # What the job is about, not who holds it.
+    ("People Operations Manager", "manager", "hr"), ("Operations Manager", "manager", "operations"),
+    ("Quality Controller", None, None), ("Financial Controller", None, "finance"),
+    ("Security Guard", None, None), ("Security Engineer", "individual-contributor", "engineering"),
+    ("Head-hunter", "individual-contributor", "hr"), ("Headhunter", "individual-contributor", "hr"),
+    ("Head of Talent", "director", "hr"),
     # An assistant to a rank holds it; an assistant by themself is entry level.
     ("Assistant Director of Marketing", "director", "marketing"), ("Assistant Manager", "manager", None),
     ("Assistant Marketing Manager", "manager", "marketing"), ("Marketing Assistant", "entry", "marketing"),
@@ -95,6 +105,25 @@ def test_common_titles_read_as_the_seniority_and_department_they_name(title, sen
     28 points it was not owed (a lead nearer 60 became an MQL), a Chief Executive Officer 8 fewer than a CEO."""
     assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
                                                                                                      department)
+
+
+@pytest.mark.parametrize(("title", "department"), [
+    ("EA to the CEO", None), ("EA to CEO", None), ("PA to the CEO", None), ("PA to the Managing Director", None),
+    ("CEO Assistant", None), ("CEO's assistant", None), ("CEO’s Assistant", None), ("MD's Assistant", None),
+    ("Assistant of the CEO", None), ("Secretary to the CEO", None), ("Office Manager to the CEO", None),
+    ("Assistant to President", None), ("Assistant to the Founders", None), ("Chief of Staff to the CEO", None),
+    ("Executive Assistant to the General Manager", None),
+    # Who works for a function's head is in the function.
+    ("PA to CFO", "finance"), ("Chief of Staff to the CFO", "finance"), ("EA to the CMO", "marketing"),
+    ("Assistant to the VP of Sales", "sales"), ("Director's Assistant", None),
+])
+def test_who_works_for_an_executive_is_an_individual_contributor_however_the_title_says_so(title, department):
+    """"EA to the CEO" at stripe.com read as c-level in the executive department: 83 points, grade A, an MQL that
+    asked for nothing, where "Executive Assistant to the CEO" scored 55 and stayed in nurture. Only some ways of
+    writing "assistant to" were known, and "Chief of Staff to the CFO" lost its "chief of staff" to the c-level
+    rule's exclusion and kept "to the cfo", a CFO."""
+    assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (
+        "individual-contributor", department)
 
 
 @pytest.mark.parametrize(("title", "seniority"), [
