@@ -97,12 +97,62 @@ def test_a_vice_president_is_a_vp_of_their_function_however_the_title_is_written
     ("Assistant Director of Marketing", "director", "marketing"), ("Assistant Manager", "manager", None),
     ("Assistant Marketing Manager", "manager", "marketing"), ("Marketing Assistant", "entry", "marketing"),
     # An accented letter is a letter: the "cio" of "Negócio" (business) is no CIO.
-    ("Analista de Negócio", None, None), ("Gerente de Negócio", None, None),
+    ("Analista de Negócio", None, None), ("Gerente de Negócio", "manager", None),
     ("Geschäftsführer IT", "c-level", "it"),
 ])
 def test_common_titles_read_as_the_seniority_and_department_they_name(title, seniority, department):
     """Seniority and department are scored as fit: a Service Owner read as c-level in the executive department got
     28 points it was not owed (a lead nearer 60 became an MQL), a Chief Executive Officer 8 fewer than a CEO."""
+    assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
+                                                                                                     department)
+
+
+@pytest.mark.parametrize(("title", "seniority", "department"), [
+    # French
+    ("Directeur Général", "c-level", "executive"), ("Président-Directeur Général", "c-level", "executive"),
+    ("PDG", "c-level", "executive"), ("DG", "c-level", "executive"), ("Cofondatrice", "c-level", "executive"),
+    ("Directeur Marketing", "director", "marketing"), ("Directrice commerciale", "director", "sales"),
+    ("Responsable Marketing", "manager", "marketing"), ("Chef de projet", "manager", None),
+    ("Stagiaire Marketing", "entry", "marketing"), ("Vice-Président Ventes", "vp", "sales"),
+    ("Vice-Président", "vp", None), ("DRH", "director", "hr"),
+    # Spanish and Portuguese
+    ("Director General", "c-level", "executive"), ("Gerente General", "c-level", "executive"),
+    ("Gerente", "manager", None), ("Jefe de Ventas", "manager", "sales"), ("Fundador", "c-level", "executive"),
+    ("Cofundador", "c-level", "executive"), ("Co-Fundadora", "c-level", "executive"),
+    ("Diretor", "director", None), ("Diretora de Marketing", "director", "marketing"),
+    ("Diretor-Presidente", "c-level", "executive"), ("Becario de Ventas", "entry", "sales"),
+    ("Estagiária de Marketing", "entry", "marketing"),
+    # Italian
+    ("Amministratore Delegato", "c-level", "executive"), ("Direttore Commerciale", "director", "sales"),
+    ("Responsabile Marketing", "manager", "marketing"),
+    # German: a -leiter compound is one word, "Leiter" before or after a function two.
+    ("Leiter Vertrieb", "director", "sales"), ("Leiterin Marketing", "director", "marketing"),
+    ("IT-Leiter", "director", "it"), ("Vertriebsleiter", "director", "sales"),
+    ("Abteilungsleiterin Einkauf", "director", "operations"), ("Teamleiter", "manager", None),
+    ("Team-Leiter Vertrieb", "manager", "sales"), ("Projektleiterin", "manager", None),
+    ("Inhaber", "c-level", "executive"), ("Vorstandsvorsitzender", "c-level", "executive"),
+    ("Werkstudentin Marketing", "entry", "marketing"),
+    # Initials and abbreviations
+    ("MD", "c-level", "executive"), ("MD, UK", "c-level", "executive"), ("GM, EMEA", "c-level", "executive"),
+    ("Managing Dir.", "c-level", "executive"), ("CPO", "c-level", None), ("CDO", "c-level", None),
+    ("CHRO", "c-level", "hr"), ("CCO", "c-level", None), ("CSO", "c-level", None),
+    ("Dir. of Sales", "director", "sales"), ("Mgr, Sales", "manager", "sales"), ("Sr. Mgr", "manager", None),
+    # The short ones are whole words only.
+    ("CMD Engineer", "individual-contributor", "engineering"),
+    ("GMP Quality Specialist", "individual-contributor", None),
+    ("Edge Computing Lead", "manager", None), ("Directory Services Administrator", "individual-contributor", None),
+    # Who works for a head, in these languages too.
+    ("Assistante du PDG", "individual-contributor", None), ("Assistante de direction", "individual-contributor", None),
+    ("Asistente del Director General", "individual-contributor", None),
+    ("Assistente dell'Amministratore Delegato", "individual-contributor", None),
+    ("Assistentin der Geschäftsführerin", "individual-contributor", None),
+    ("Assistante Marketing", "entry", "marketing"),
+])
+def test_a_rank_in_the_languages_of_the_bundled_companies_or_abbreviated_reads_as_it_would_in_english(
+        title, seniority, department):
+    """Most bundled companies are German, French, Spanish or Brazilian, and the rules knew Geschäftsführer alone:
+    a Directeur Général at doctolib.fr scored 28 fewer points than a CEO (no seniority, no buying department), a
+    Diretor de Marketing at nubank.com.br 12 fewer than a Director of Marketing, and an MD or a GM nothing."""
     assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
                                                                                                      department)
 
