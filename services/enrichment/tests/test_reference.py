@@ -107,6 +107,21 @@ def test_common_titles_read_as_the_seniority_and_department_they_name(title, sen
                                                                                                      department)
 
 
+@pytest.mark.parametrize(("title", "seniority"), [
+    ("Director of Student Affairs", "director"), ("Head of Student Recruitment", "director"),
+    ("Trainee Program Director", "director"), ("Student Services Manager", "manager"),
+    ("Graduate & Intern Recruitment Lead", "manager"), ("Director, Junior Programs", "director"),
+    # Who is the student, intern or trainee is still entry level.
+    ("Marketing Intern", "entry"), ("Student", "entry"), ("Sales Trainee", "entry"), ("Management Trainee", "entry"),
+    ("Junior Product Manager", "entry"), ("Product Manager Intern", "entry"), ("Intern, Student Affairs", "entry"),
+])
+def test_a_title_about_students_interns_or_trainees_has_the_rank_of_whoever_holds_it(title, seniority):
+    """The entry rule comes before the ranks (a Junior Product Manager is no manager) and took any title with its
+    words: a Director of Student Affairs or a Trainee Program Director was entry level, and lost a director's 12
+    points."""
+    assert classify_title(title, SHIPPED.seniority) == seniority
+
+
 @pytest.mark.parametrize(("title", "seniority", "department"), [
     # French
     ("Directeur Général", "c-level", "executive"), ("Président-Directeur Général", "c-level", "executive"),
