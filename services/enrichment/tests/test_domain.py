@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from enrichment.domain import Company, ReferenceData, TitleRule, classify_title, enrich, normalise_country
@@ -85,6 +87,32 @@ def test_an_unknown_company_is_not_an_error():
     e = enrich(Contact(email="jo@unheard-of.example"), REF)
     assert e.company_domain.value == "unheard-of.example"
     assert e.company_name is None and e.industry is None
+
+
+def _registrable(domain):
+    return {"us.unheard-of.example": "unheard-of.example", "mail.xn--mller-kva.de": "xn--mller-kva.de",
+            "eu.acme.com": "acme.com"}.get(domain)
+
+
+WITH_REGISTRABLE = dataclasses.replace(REF, registrable_domain=_registrable)
+
+
+@pytest.mark.parametrize(("email", "company_domain"), [
+    ("jo@us.unheard-of.example", "unheard-of.example"),
+    ("jo@mail.müller.de", "müller.de"),  # as the address spells it, looked up in ASCII
+    ("jo@host.example", "host.example"),  # no registrable domain known: the host as it is
+])
+def test_an_unlisted_company_is_known_by_the_registrable_domain_of_the_address(email, company_domain):
+    """jo@us.ibm.com had the company domain us.ibm.com: routing's account ibm.com was missed, and
+    jo@mail.marketo.com escaped a scoring rule on the competitor's marketo.com."""
+    e = enrich(Contact(email=email), WITH_REGISTRABLE)
+    assert (e.company_domain.value, e.company_domain.source) == (company_domain, "email")
+    assert e.company_name is None
+
+
+def test_a_listed_company_is_known_by_its_listed_domain_before_the_registrable_one():
+    e = enrich(Contact(email="jo@eu.acme.com"), dataclasses.replace(REF, registrable_domain=lambda d: "eu.acme.com"))
+    assert (e.company_domain.value, e.company_name.value) == ("acme.com", "Acme Corp")
 
 
 def test_phone_is_normalised_to_e164_using_the_form_country():

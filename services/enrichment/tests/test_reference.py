@@ -499,6 +499,24 @@ def test_a_company_under_a_public_suffix_on_the_free_mail_list_is_not_free_mail(
     assert enrich(Contact(email="jo@za.com"), SHIPPED).is_free_mail.value is True
 
 
+@pytest.mark.parametrize(("email", "company_domain"), [
+    ("jo@us.ibm.com", "ibm.com"), ("jo@mail.marketo.com", "marketo.com"), ("jo@mail.acme.co.uk", "acme.co.uk"),
+    ("jo@a.b.acme.com.br", "acme.com.br"), ("jo@mail.müller.de", "müller.de"),
+    # A tenant of a hosting suffix (the list's private section) is a site of its own.
+    ("jo@foo.github.io", "foo.github.io"), ("jo@mail.foo.github.io", "foo.github.io"),
+    ("jo@acme.herokuapp.com", "acme.herokuapp.com"),
+    # No registrable domain: the host as it is.
+    ("jo@[192.168.0.1]", "[192.168.0.1]"), ("jo@192.168.0.1", "192.168.0.1"), ("jo@localhost", "localhost"),
+    ("jo@co.uk", "co.uk"),
+])
+def test_an_unlisted_company_is_known_by_the_registrable_domain_of_the_address(email, company_domain):
+    """jo@us.ibm.com had the company domain us.ibm.com, so routing's account ibm.com was missed; and
+    jo@mail.marketo.com, at mail.marketo.com, escaped the bundled scoring rule on the competitor's marketo.com and
+    became an MQL."""
+    e = enrich(Contact(email=email), SHIPPED)
+    assert (e.company_domain.value, e.company_domain.source) == (company_domain, "email")
+
+
 def test_a_free_mail_providers_regional_subdomain_is_free_mail_though_unlisted():
     """The list names some of Road Runner's regional domains (nc.rr.com), not all: rr.com covers the rest."""
     assert "twcny.rr.com" not in SHIPPED.free_mail

