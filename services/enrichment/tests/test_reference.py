@@ -354,6 +354,21 @@ def test_a_country_written_with_the_accents_dots_or_article_people_use_is_still_
     assert normalise_country(written, SHIPPED.country_aliases) == country
 
 
+@pytest.mark.parametrize(("written", "country"), [
+    ("Wales", "GB"), ("Northern Ireland", "GB"), ("Sverige", "SE"), ("Danmark", "DK"), ("Norge", "NO"),
+    ("Suomi", "FI"), ("België", "BE"), ("Belgique", "BE"), ("Belgien", "BE"), ("Éire", "IE"), ("Eire", "IE"),
+    ("Irland", "IE"), ("Polska", "PL"), ("Česko", "CZ"), ("Česká republika", "CZ"), ("Magyarország", "HU"),
+    ("Svizzera", "CH"), ("Hrvatska", "HR"), ("Lietuva", "LT"),
+    ("Macedonia", "MK"), ("North Macedonia", "MK"), ("Burma", "MM"), ("Swaziland", "SZ"), ("Cape Verde", "CV"),
+    ("Bosnia", "BA"), ("Trinidad & Tobago", "TT"), ("St. Lucia", "LC"), ("St Lucia", "LC"), ("Vatican", "VA"),
+    ("Holy See", "VA"), ("Palestine", "PS"), ("Brunei", "BN"), ("Macau", "MO"), ("East Timor", "TL"),
+])
+def test_a_country_in_its_own_language_or_by_a_name_iso_no_longer_uses_is_still_the_country(written, country):
+    """A lead in Sweden who wrote Sverige had no country: with a free-mail address and a demo request, a VP of
+    Sales lost the bundled rules' 10 points for a served country, and routing could not place the lead by country."""
+    assert normalise_country(written, SHIPPED.country_aliases) == country
+
+
 @pytest.mark.parametrize("written", ["Netherlands", "The Netherlands"])
 def test_a_lead_in_the_netherlands_keeps_its_national_phone_number(written):
     lead = enrich(Contact(email="jo@example.com", country=written, phone="020 123 4567"), SHIPPED)
