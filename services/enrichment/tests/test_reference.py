@@ -548,6 +548,15 @@ def test_a_relay_or_personal_provider_the_pinned_list_lacks_is_free_mail_from_th
     assert enrich(Contact(email="jo@stripe.com"), ref).is_free_mail.value is False
 
 
+@pytest.mark.parametrize("domain", ["daum.net", "nate.com", "docomo.ne.jp", "ezweb.ne.jp", "au.com",
+                                    "softbank.ne.jp", "i.softbank.jp"])
+def test_a_korean_portals_or_japanese_carriers_mail_is_free_mail_from_the_bundled_file(domain):
+    """The pinned list has naver.com and hanmail.net but not Daum's other domain, Nate, or the address a Japanese
+    phone contract comes with: such a lead was scored as a business address, +10 instead of -10."""
+    e = enrich(Contact(email=f"jo@{domain}"), SHIPPED)
+    assert (e.is_free_mail.value, e.is_free_mail.source, e.company_domain) == (True, "personal-mail", None)
+
+
 def test_a_personal_mail_line_that_is_no_domain_is_refused_naming_the_line(tmp_path):
     mine = tmp_path / "personal_mail.txt"
     mine.write_text("# ours\nexample-mail.com  # a provider\n\n@relay.example\n")
