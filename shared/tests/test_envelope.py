@@ -108,6 +108,17 @@ def test_an_older_version_nested_too_deeply_is_undecodable_not_a_crash():
     assert (err.value.kind, err.value.detail) == ("undecodable", "value is nested too deeply")
 
 
+def test_a_schema_version_too_long_to_be_a_number_is_undecodable_naming_the_header():
+    """Python reads at most 4,300 digits as a number: the ValueError reached the runner's catch-all, which
+    dead-letters it all the same but logs an error, as for a failure decode did not foresee."""
+    msg = encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)
+    huge = f"urn:leadpipe:schema:lead.captured:v{'9' * 5000}".encode()
+    headers = [(k, huge if k == "ce_dataschema" else v) for k, v in msg.headers]
+    with pytest.raises(DecodeError) as err:
+        decode(headers, msg.key, msg.value)
+    assert err.value.kind == "undecodable" and err.value.detail.startswith("ce_dataschema's version has 5000 digits")
+
+
 def test_data_breaking_its_schema_is_a_schema_error_naming_the_field():
     lead = a_lead()
     msg = encode("leads.captured", lead, event_id=uuid.uuid4(), source="t", time=NOW)

@@ -281,7 +281,13 @@ def decode(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key
     if not data.lstrip().startswith(b"{"):
         raise DecodeError("undecodable", "value is not a JSON object")
     match = _SCHEMA_RE.match(attrs.get("dataschema", ""))
-    version = int(match.group("version")) if match else 1
+    try:
+        version = int(match.group("version")) if match else 1
+    except ValueError:
+        # Python reads at most 4,300 digits as a number (sys.set_int_max_str_digits): a bigger version is no
+        # schema of ours, and said so, not left to the runner's catch-all for what decode did not foresee.
+        raise DecodeError("undecodable", f"ce_dataschema's version has {len(match.group('version'))} digits, "
+                                         "more than any schema version") from None
     event_type = attrs["type"]
     try:
         event = parse_event(event_type, version, data)
