@@ -105,7 +105,21 @@ def test_an_older_version_nested_too_deeply_is_undecodable_not_a_crash():
     headers = [(k, v) for k, v in msg.headers if k != "ce_dataschema"]  # version 1: parsed, then upcast
     with pytest.raises(DecodeError) as err:
         decode(headers, msg.key, b'{"a":' + b"[" * 5000)
-    assert (err.value.kind, err.value.detail) == ("undecodable", "value is nested too deeply")
+    assert err.value.kind == "undecodable" and "recursion limit exceeded" in err.value.detail
+
+
+def test_an_older_version_holding_a_lone_surrogate_is_undecodable_at_once_as_the_latest_is():
+    """An older version was parsed with json.loads, which takes a lone surrogate: the event decoded, its outputs
+    could not be written out (PydanticSerializationError), and its batch failed five times before the record was
+    dead-lettered as ``handler``, not at once as ``undecodable``."""
+    msg = encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)
+    broken = msg.value.replace(b'"first_name":null', b'"first_name":"\\ud800"')
+    assert broken != msg.value
+    older = [(k, dataschema("lead.captured", 1).encode() if k == "ce_dataschema" else v) for k, v in msg.headers]
+    for headers in (msg.headers, older):
+        with pytest.raises(DecodeError) as err:
+            decode(headers, msg.key, broken)
+        assert err.value.kind == "undecodable"
 
 
 def test_a_schema_version_too_long_to_be_a_number_is_undecodable_naming_the_header():

@@ -293,9 +293,6 @@ def decode(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key
         event = parse_event(event_type, version, data)
     except UnknownEventType as exc:
         raise DecodeError("schema", str(exc)) from exc
-    except RecursionError:
-        # An older version is parsed with json, which recurses per nesting level (pydantic's parser limits it).
-        raise DecodeError("undecodable", "value is nested too deeply") from None
     except ValueError as exc:
         if not isinstance(exc, ValidationError) or any(e["type"] == "json_invalid" for e in exc.errors()):
             raise DecodeError("undecodable", f"value is not JSON: {exc}") from exc

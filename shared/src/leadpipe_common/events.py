@@ -13,7 +13,6 @@ attribution, enrichment, score), so no service ever reads another's tables.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import from_json
 
 Stage = Literal[
     "captured", "enriched", "mql", "nurture", "disqualified", "routed", "deadlettered",
@@ -501,8 +501,9 @@ class UnknownEventType(ValueError):
 def parse_event(event_type: str, version: int, data: bytes | dict[str, Any]) -> Event:
     """Validate ``data`` (JSON bytes or a parsed object) of ``event_type`` at ``version`` into the latest model.
 
-    Raises ``UnknownEventType`` for a type this library does not know and
-    pydantic's ``ValidationError`` for data that breaks the contract.
+    Raises ``UnknownEventType`` for a type this library does not know, pydantic's ``ValidationError`` for data
+    that breaks the contract, and ``ValueError`` for bytes of an older version that are not JSON as pydantic reads
+    it (the same JSON for every version).
     """
     model = LATEST.get(event_type)
     if model is None:
@@ -510,7 +511,10 @@ def parse_event(event_type: str, version: int, data: bytes | dict[str, Any]) -> 
     if isinstance(data, bytes):
         if version >= model.version:
             return model.model_validate_json(data)  # the common case: one pass, no dict in between
-        data = json.loads(data)
+        # The parser model_validate_json uses, not json.loads: that one takes a lone surrogate ("\ud800"), which
+        # the event then holds and cannot write out again, so every output of it failed its batch; an older
+        # version must be refused just as the latest is (and as deeply nested JSON is, by its depth limit).
+        data = from_json(data)
     while version < model.version:
         upcast = UPCASTERS.get((event_type, version))
         if upcast is None:
