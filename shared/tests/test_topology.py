@@ -39,6 +39,13 @@ def test_stage_inputs_and_service_inputs_come_from_the_table():
     assert topics.ROUTED in topology.outputs_of("routing")
 
 
+def test_every_service_that_consumes_is_named_among_the_producers_of_dead_letters():
+    """Every consumer runner dead-letters what it can never apply; delivery's too, though the table left it out."""
+    consuming = {s.name for s in topology.SERVICES if topology.inputs_of(s.name)}
+    assert consuming <= set(topology.channel(topics.DEADLETTER).producers)
+    assert topics.DEADLETTER in topology.outputs_of("delivery")
+
+
 async def test_the_topics_on_the_broker_carry_the_retention_of_the_table(bootstrap):
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

@@ -96,7 +96,7 @@ CHANNELS: tuple[Channel, ...] = (
                                "headers (dlq.error.kind, dlq.error.message, dlq.source.topic/partition/offset, "
                                "dlq.stage, dlq.at, dlq.final). `make redrive` sends them back, except those "
                                "rejected for good (dlq.final: true).",
-            (), ("enrichment", "scoring", "routing", "capture", "reporting"), ("leadpipe-redrive",),
+            (), ("enrichment", "scoring", "routing", "capture", "reporting", "delivery"), ("leadpipe-redrive",),
             retention=FOREVER),
 )
 
