@@ -325,6 +325,53 @@ async def test_a_stop_cuts_a_waiting_poll_short_rather_than_wait_out_its_timeout
     assert stage._task.done()
 
 
+class SlowCheck(Waiting):
+    """A consumer whose poll waits a minute, and whose check of an assigned partition against its log end waits
+    until ``answer`` is set (a broker slow to answer ListOffsets)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checking, self.answer = asyncio.Event(), asyncio.Event()
+        self.tp = TopicPartition(topics.ENRICHED, 0)
+
+    def assignment(self) -> set:
+        return {self.tp}
+
+    async def end_offsets(self, partitions: list) -> dict:
+        self.checking.set()
+        await self.answer.wait()
+        return {tp: 10 for tp in partitions}
+
+    async def committed(self, tp: TopicPartition) -> int:
+        return 0
+
+
+async def test_a_stop_during_the_check_of_a_new_assignment_starts_no_poll_after_it():
+    """A stop that came while the loop was not polling (the check after an assignment, a rewind, the search for a
+    record that cannot be read: up to 5 s each) found no poll to cut short; the poll that followed waited its
+    timeout, and a batch it brought was applied, before the loop saw the stop."""
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    stage._consumer = slow = SlowCheck()  # type: ignore[assignment]
+    stage._unchecked = {slow.tp}
+    stage._task = asyncio.create_task(stage._run())
+    await asyncio.wait_for(slow.checking.wait(), timeout=5)
+    stopping = asyncio.create_task(stage.stop())
+    await asyncio.sleep(0)
+    slow.answer.set()
+    async with asyncio.timeout(5):  # the stop alone would give the loop 7 s, then cancel it
+        await stopping
+    assert not slow.polling.is_set() and stage._task.done() and not stage._task.cancelled()
+
+
+async def test_a_stop_during_the_search_for_a_record_that_cannot_be_read_fetches_no_more_of_it():
+    """The search reads each partition a record a poll, each poll up to a second: a stop waited for all of them."""
+    stage, sent = runner(Handler(RuntimeError("unused"), set()))
+    stage._consumer = log = OneUnreadable(stage)  # type: ignore[assignment]
+    stage._stopping.set()
+    await stage._pass_over_unreadable()
+    assert log.positions == {log.good: 0, log.bad: 0} and sent.messages == []
+
+
 class SizedBroker:
     """A producer refusing a message over ``MAX_REQUEST_SIZE`` bytes, as ``Producer`` does before sending, or a dead
     letter over ``letters`` bytes or another message over ``outputs``, as a broker does whose topic's

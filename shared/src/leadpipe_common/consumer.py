@@ -88,7 +88,8 @@ gets a letter of its own. On partition revocation the
 runner finishes the batch in hand before giving partitions up; what it
 applied of them since its last commit is committed only if a commit falls
 due as that batch ends (step 5), else read again by the next owner. On
-``stop`` it stops fetching (a poll waiting for records is cut short),
+``stop`` it stops fetching (a poll waiting for records is cut short, and
+none starts after a stop that came during a rewind, a check or a search),
 finishes and commits the current batch, and leaves the group, each step
 bounded in time (a wedged client after a broker loss must not hold up the
 exit: 7 s for the batch, 2 s to leave the group).
@@ -582,6 +583,10 @@ class ConsumerRunner:
                     log.warning("could not look for the record that cannot be read", error=repr(exc))
                     self._rewind = set(self.assignment())
                     continue
+            if self._stopping.is_set():
+                # A stop that came during a rewind, a check or a search above found no poll to cut short: none may
+                # start now (it would wait out its timeout, and a batch it brought would be applied).
+                break
             self._polling = True
             try:
                 batch = await self._consumer.getmany(
@@ -683,11 +688,13 @@ class ConsumerRunner:
         rebalance waits for that lock (``on_partitions_revoked``)."""
         assert self._consumer is not None
         for tp in sorted(self.assignment(), key=lambda t: (t.topic, t.partition)):
+            if self._stopping.is_set():
+                return  # looked for again after the restart, from what was committed
             start = await self._consumer.position(tp)
             read: list[Record] = []
             try:
                 # It lies within one batch's reach of the position: a regular fetch would have got past it else.
-                while len(read) <= self._settings.batch_max_records:
+                while len(read) <= self._settings.batch_max_records and not self._stopping.is_set():
                     got = await self._consumer.getmany(tp, timeout_ms=self._settings.batch_timeout_ms, max_records=1)
                     if not got.get(tp):
                         break
