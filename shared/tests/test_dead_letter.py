@@ -36,6 +36,21 @@ def test_a_poison_record_announces_itself_with_the_same_id_every_time():
     assert letter()[1].header("ce_id") == letter()[1].header("ce_id")
 
 
+def test_a_message_an_outbox_could_never_send_names_the_outbox_and_announces_itself_by_its_event_id():
+    """It never had a place on a topic; set aside again (a round rolled back after its letter went), it must
+    announce its lead's step with the same id, and another message of the same lead with another."""
+    def set_aside(event_id: uuid.UUID) -> list:
+        return dead_letter(record_topic=topics.CAPTURED, partition=None, offset=None, key=str(LEAD).encode(),
+                           value=b"{}", headers=(("ce_id", str(event_id).encode()),), kind="rejected", error="big",
+                           stage="capture", at=AT, outbox="capture")
+
+    first, second = uuid.uuid4(), uuid.uuid4()
+    dlq, announcement = set_aside(first)
+    assert dlq.header("dlq.source.outbox") == "capture" and dlq.header("dlq.source.topic") == topics.CAPTURED
+    assert dlq.header("dlq.source.partition") is None and dlq.header("dlq.source.offset") is None
+    assert announcement.header("ce_id") == set_aside(first)[1].header("ce_id") != set_aside(second)[1].header("ce_id")
+
+
 def test_a_refused_sales_report_does_not_stall_the_lead():
     assert [m.topic for m in letter(topics.FEEDBACK)] == [topics.DEADLETTER]
 

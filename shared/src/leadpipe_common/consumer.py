@@ -200,22 +200,27 @@ class Record(Protocol):
 
 
 def dead_letter(
-    *, record_topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+    *, record_topic: str, partition: int | None, offset: int | None, key: bytes | None, value: bytes | None,
     headers: Sequence[tuple[str, bytes]], kind: str, error: str, stage: str, at: datetime, final: bool = False,
+    outbox: str | None = None,
 ) -> list[Message]:
     """The dead letter, and its lifecycle announcement when the key names a lead stalled by it.
 
     Only a dead letter from a pipeline stage's input stalls its lead; a refused
     sales disposition (``leads.feedback``) leaves the lead where it was. A
     ``final`` rejection's letter says so (``dlq.final``): redrive leaves it.
+    A message an outbox relay can never send (``outbox``: the service whose
+    outbox holds it) has no partition or offset: its letter names the outbox
+    (``dlq.source.outbox``), and its announcement's id derives from its event id.
     """
+    place = ((("dlq.source.partition", str(partition)), ("dlq.source.offset", str(offset))) if outbox is None
+             else (("dlq.source.outbox", outbox),))
     extra = (
         *((("dlq.final", "true"),) if final else ()),
         ("dlq.error.kind", kind),
         ("dlq.error.message", error[:2000]),
         ("dlq.source.topic", record_topic),
-        ("dlq.source.partition", str(partition)),
-        ("dlq.source.offset", str(offset)),
+        *place,
         ("dlq.stage", stage),
         ("dlq.at", at.isoformat()),
     )
@@ -233,8 +238,10 @@ def dead_letter(
     except (ValueError, UnicodeDecodeError):
         return [letter]
     # The record may have no usable id of its own: its position names it,
-    # so a redelivered poison record announces itself with the same id.
-    announcement_id = uuid.uuid5(_DLQ_NAMESPACE, f"{record_topic}/{partition}/{offset}")
+    # so a redelivered poison record announces itself with the same id. An outbox's message has no position, but
+    # always an id of its own (derived from its cause, so the same every time it is set aside).
+    announcement_id = uuid.uuid5(_DLQ_NAMESPACE, f"{record_topic}/{partition}/{offset}" if outbox is None
+                                 else f"{outbox}/{record_topic}/{_header(kept, 'ce_id')}")
     changed = LeadStageChanged(
         lead_id=lead_id, from_stage=None, to_stage="deadlettered", at=at, by=stage,
         reason=f"{kind}: {error[:500]}", attribution=Attribution(),

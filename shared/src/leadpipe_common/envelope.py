@@ -224,6 +224,27 @@ def encode(
     return Message(topic=topic, key=lead_id, value=event.model_dump_json().encode(), headers=tuple(headers))
 
 
+def unvalidated(topic: str, value: bytes, *, event_type: str, lead_id: uuid.UUID, event_id: uuid.UUID, source: str,
+                time: datetime, traceparent: str | None = None) -> Message:
+    """``value``, stored as an event of ``event_type`` that no longer validates, as ``encode`` would write the
+    event but for the headers only its model knows (``ce_dataschema``, its extensions): what an outbox relay sets
+    aside in place of the event it cannot build (``outbox.Unbuildable``). Read without ``ce_dataschema``, it is
+    taken for the type's first version and upcast, so once the model takes it again it decodes."""
+    headers = [
+        ("ce_id", str(event_id).encode()), ("ce_type", event_type.encode()), ("ce_source", source.encode()),
+        ("ce_specversion", b"1.0"), ("ce_time", _stamp(time)), ("ce_subject", str(lead_id).encode()),
+        ("content-type", b"application/json"),
+    ]
+    if traceparent:
+        headers.append(("traceparent", traceparent.encode()))
+    return Message(topic=topic, key=str(lead_id).encode(), value=value, headers=tuple(headers))
+
+
+def schema_violations(exc: ValidationError) -> str:
+    """Each field ``exc`` refuses and why, without the value refused (a lead's address, say)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
 def structured(env: Envelope, exclude: Exclude | None = None) -> bytes:
     """An incoming event as a CloudEvent in structured JSON mode (``application/cloudevents+json``), with the
     id, source and time it arrived with: what a webhook carries; ``exclude``: what of its data is left out (see
@@ -296,10 +317,7 @@ def decode(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key
     except ValueError as exc:
         if not isinstance(exc, ValidationError) or any(e["type"] == "json_invalid" for e in exc.errors()):
             raise DecodeError("undecodable", f"value is not JSON: {exc}") from exc
-        fields = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise DecodeError("schema", f"{event_type} violates its schema: {fields}") from exc
+        raise DecodeError("schema", f"{event_type} violates its schema: {schema_violations(exc)}") from exc
     # Checked on the event as validated: an unknown field is ignored, so it does not matter what it holds.
     if b"\\u0000" in data and (where := nul_path(event.model_dump(mode="json"))) is not None:
         raise DecodeError("schema", f"{event_type} violates its schema: {where}: {NUL_REASON}")

@@ -24,7 +24,8 @@ Guarantees:
   too big to produce with them: ``dlq.value.dropped``, which the others come
   after) is not sent back empty:
   it is listed with where the original is (its source topic, partition and
-  offset) and counted as too big.
+  offset; or, for a message an outbox relay set aside, ``dlq.source.outbox``,
+  the service whose rows keep it) and counted as too big.
 """
 
 from __future__ import annotations
@@ -141,9 +142,13 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                         tally["unreadable"] += 1
                         continue
                     if not letter.whole:
-                        say(f"not sent: too big for a dead letter; the original is "
-                            f"{letter.header('dlq.source.topic')}/{letter.header('dlq.source.partition')} at offset "
-                            f"{letter.header('dlq.source.offset')} ({letter.header('dlq.value.dropped')} bytes)")
+                        outbox = letter.header("dlq.source.outbox")
+                        where = (f"kept by {outbox}, which never sent it to {letter.header('dlq.source.topic')}"
+                                 if outbox else
+                                 f"{letter.header('dlq.source.topic')}/{letter.header('dlq.source.partition')} at "
+                                 f"offset {letter.header('dlq.source.offset')}")
+                        say(f"not sent: too big for a dead letter; the original is {where} "
+                            f"({letter.header('dlq.value.dropped')} bytes)")
                         tally["too big to send back"] += 1
                         continue
                     if letter.header("dlq.final") == "true":

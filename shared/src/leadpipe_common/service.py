@@ -128,8 +128,8 @@ class Service(Generic[C, S]):
     #: Looks at a record's headers (and the service's context) only: records it declines are passed over
     #: undecoded.
     select: Callable[[Sequence[tuple[str, bytes]], C], bool] | None = None
-    #: What the relay publishes, when the service's own table is its outbox (capture's leads);
-    #: by default the ``outbox`` table's rows.
+    #: What the relay publishes, when the service's own table is its outbox (capture's leads), whose rows outlive
+    #: their publication (``OutboxRelay``'s ``keeps``); by default the ``outbox`` table's rows, deleted as sent.
     relay: Claim | None = None
     #: Its routes work with the broker away (capture stores leads for its relay): the consumer and the
     #: producer then start whenever the broker can be reached, and only the database decides readiness.
@@ -215,7 +215,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         claim = service.claim()
         relay = (OutboxRelay(engine, producer, claim, name=service.name, batch_max=settings.outbox_batch_max,
                              idle_s=settings.outbox_idle_s, linger_s=settings.outbox_linger_ms / 1000,
-                             round_target=settings.outbox_round_target)
+                             round_target=settings.outbox_round_target, keeps=service.relay is not None)
                  if claim is not None else None)
         wake = relay.wake if relay else (lambda: None)
         unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), service.store, service.inbox,

@@ -92,10 +92,11 @@ CHANNELS: tuple[Channel, ...] = (
                                 "CAPTCHA failed), with the reasons and what was submitted; an admin may release one "
                                 "into the pipeline (it then appears on leads.captured once, under the same lead id).",
             (LeadQuarantined,), ("capture",), ("reporting", "review tools"), retention=FOREVER),
-    Channel(topics.DEADLETTER, "Records a stage could not apply: the original key, value and headers, plus dlq.* "
-                               "headers (dlq.error.kind, dlq.error.message, dlq.source.topic/partition/offset, "
-                               "dlq.stage, dlq.at, dlq.final). `make redrive` sends them back, except those "
-                               "rejected for good (dlq.final: true).",
+    Channel(topics.DEADLETTER, "Records a stage could not apply, and messages an outbox relay could never send: "
+                               "the original key, value and headers, plus dlq.* headers (dlq.error.kind, "
+                               "dlq.error.message, dlq.source.topic/partition/offset, or dlq.source.outbox for an "
+                               "outbox's, dlq.stage, dlq.at, dlq.final). `make redrive` sends them back, except "
+                               "those rejected for good (dlq.final: true).",
             (), ("enrichment", "scoring", "routing", "capture", "reporting", "delivery"), ("leadpipe-redrive",),
             retention=FOREVER),
 )

@@ -5,15 +5,18 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
+from pydantic import ValidationError
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
-from leadpipe_common.envelope import Envelope, Message, derive_id, encode, follow_up
+from leadpipe_common.envelope import Envelope, Message, derive_id, encode, follow_up, schema_violations, unvalidated
 from leadpipe_common.events import (
     CLOSED_STAGES, TERMINAL_STAGES, LeadCaptured, LeadMerged, LeadStageChanged, LeadTouched,
 )
+from leadpipe_common.outbox import Unbuildable
 from leadpipe_common.uow import UnitOfWork
 
 from capture.store import CaptureStore, Unpublished, UnpublishedTouch, claim_publishable
@@ -51,12 +54,43 @@ def touch_messages(row: UnpublishedTouch) -> Sequence[Message]:
     )
 
 
-async def publishable(conn: asyncpg.Connection, limit: int) -> list[Message]:
+async def publishable(conn: asyncpg.Connection, limit: int) -> list[Message | Unbuildable]:
     """The outbox relay's claim: the events of leads not yet published (the leads table is their outbox),
-    then of touches (likewise), then what the outbox table holds (``lead.quarantined``)."""
+    then of touches (likewise), then what the outbox table holds (``lead.quarantined``). A row whose stored
+    event no longer validates (a model made stricter since) is handed out as ``Unbuildable``: raising here
+    failed every round, and every lead behind it waited for good."""
     claimed = await claim_publishable(conn, limit)
-    return ([m for row in claimed.leads for m in captured_lead_messages(row)]
-            + [m for row in claimed.touches for m in touch_messages(row)] + claimed.outbox)
+    return ([m for row in claimed.leads for m in lead_messages(row)]
+            + [m for row in claimed.touches for m in touched_messages(row)] + claimed.outbox)
+
+
+def lead_messages(row: Unpublished) -> Sequence[Message | Unbuildable]:
+    """``captured_lead_messages``, or what the relay sets aside in their place if they cannot be built."""
+    try:
+        return captured_lead_messages(row)
+    except ValueError as exc:
+        return [_unbuildable(topics.CAPTURED, row.event, LeadCaptured.type, row.lead_id,
+                             derive_id(row.request_id, LeadCaptured.type), row.captured_at, row.traceparent, exc)]
+
+
+def touched_messages(row: UnpublishedTouch) -> Sequence[Message | Unbuildable]:
+    """``touch_messages``, or what the relay sets aside in their place (for enrichment, the stage that takes them)."""
+    try:
+        return touch_messages(row)
+    except ValueError as exc:
+        return [_unbuildable(topics.CAPTURED, row.event, LeadTouched.type, row.lead_id,
+                             derive_id(row.touch_id, f"{LeadTouched.type}@{topics.CAPTURED}"), row.touched_at,
+                             row.traceparent, exc)]
+
+
+def _unbuildable(topic: str, event: bytes, event_type: str, lead_id: uuid.UUID, event_id: uuid.UUID,
+                 at: datetime, traceparent: str, exc: ValueError) -> Unbuildable:
+    """The stored event as it would have gone (its id and trace), and why it cannot: a redrive sends it once the
+    model takes it again; its row stays, marked published."""
+    why = (f"stored {event_type} violates its schema: {schema_violations(exc)}" if isinstance(exc, ValidationError)
+           else f"stored {event_type} cannot be built: {type(exc).__name__}: {exc}"[:500])
+    return Unbuildable(unvalidated(topic, event, event_type=event_type, lead_id=lead_id, event_id=event_id,
+                                   source=SOURCE, time=at, traceparent=traceparent), why)
 
 
 async def handle_lifecycle_events(uow: UnitOfWork[CaptureStore], batch: Sequence[Envelope],

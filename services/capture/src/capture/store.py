@@ -7,7 +7,10 @@ first lifecycle step) are not yet acknowledged by the broker. The shared
 outbox relay claims such rows (``claim_publishable``: ``FOR UPDATE SKIP
 LOCKED``, so several relays share the work), publishes, and commits
 ``published_at`` only after every ack: a crash in between re-publishes the
-same event ids (absorbed downstream), never loses. A person's later
+same event ids (absorbed downstream), never loses. An event it can never send
+(too large, or a stored event a newer model refuses) is set aside on
+``leads.deadletter`` instead (``leadpipe_common.outbox``), its row marked
+published all the same and keeping the event, so the rows behind it go on. A person's later
 submissions (``touches``, their own outbox likewise) go out in order and only
 after their lead's own events, even when another relay holds the lead or an
 older touch mid-publish, so a lead's events stay in order on its key
@@ -214,7 +217,7 @@ _TOUCHES = f"""
                 SELECT 1 FROM {SCHEMA}.touches e
                 WHERE e.lead_id = c.lead_id AND e.seq < c.seq AND e.published_at IS NULL
                   AND e.touch_id NOT IN (SELECT tc.touch_id FROM tc)))
-        RETURNING seq, touch_id AS id, touched_at AS at, traceparent, event
+        RETURNING seq, touch_id AS id, touched_at AS at, traceparent, event, lead_id
     )"""
 
 _UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -243,9 +246,9 @@ _CLAIM = f"""
     WITH {_LEADS.strip()},
     {_TOUCHES.strip()},
     {_OUTBOX.strip()}
-    SELECT 0 AS kind, seq, id, at, traceparent, event, NULL::json AS message FROM l
-    UNION ALL SELECT 1, seq, id, at, traceparent, event, NULL FROM t
-    UNION ALL SELECT 2, seq, NULL, NULL, NULL, NULL, message FROM o"""
+    SELECT 0 AS kind, seq, id, at, traceparent, event, NULL::json AS message, lead_id FROM l
+    UNION ALL SELECT 1, seq, id, at, traceparent, event, NULL, lead_id FROM t
+    UNION ALL SELECT 2, seq, NULL, NULL, NULL, NULL, message, NULL FROM o"""
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,8 @@ class Unpublished:
     captured_at: datetime
     traceparent: str
     event: bytes
+    #: Its row's, for a dead letter's key when ``event`` no longer validates (``handlers.captured_lead_messages``).
+    lead_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -264,6 +269,7 @@ class UnpublishedTouch:
     touched_at: datetime
     traceparent: str
     event: bytes
+    lead_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -279,8 +285,9 @@ async def claim_publishable(conn: asyncpg.Connection, limit: int) -> Claimed:
     """Leads and touches whose events are not yet acknowledged, and the outbox table's messages."""
     rows = sorted(await conn.fetch(_CLAIM, limit), key=lambda r: (r["kind"], r["seq"]))
     return Claimed(
-        leads=[Unpublished(r["seq"], r["id"], r["at"], r["traceparent"], r["event"]) for r in rows if r["kind"] == 0],
-        touches=[UnpublishedTouch(r["seq"], r["id"], r["at"], r["traceparent"], r["event"])
+        leads=[Unpublished(r["seq"], r["id"], r["at"], r["traceparent"], r["event"], r["lead_id"])
+               for r in rows if r["kind"] == 0],
+        touches=[UnpublishedTouch(r["seq"], r["id"], r["at"], r["traceparent"], r["event"], r["lead_id"])
                  for r in rows if r["kind"] == 1],
         outbox=[Message.from_json(json_value(r["message"])) for r in rows if r["kind"] == 2],
     )
