@@ -14,8 +14,8 @@ from prometheus_client import REGISTRY
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, UnsupportedCodecError
 
-from leadpipe_common import topics
-from leadpipe_common.consumer import POISON_AFTER, BatchApplier, ConsumerRunner, NotNow
+from leadpipe_common import consumer as consumer_module, topics
+from leadpipe_common.consumer import POISON_AFTER, BatchApplier, ConsumerRunner, NotNow, _Listener
 from leadpipe_common.envelope import Message, decode, encode
 from leadpipe_common.producer import MAX_REQUEST_SIZE, message_size
 from leadpipe_common.settings import ConsumerSettings
@@ -370,6 +370,56 @@ async def test_a_stop_during_the_search_for_a_record_that_cannot_be_read_fetches
     stage._stopping.set()
     await stage._pass_over_unreadable()
     assert log.positions == {log.good: 0, log.bad: 0} and sent.messages == []
+
+
+class Group:
+    """aiokafka's consumer as a rebalance finds it: three partitions and the log end the broker reports of each;
+    keeps each offset commit, or waits for ever in it (``hangs``), as on a coordinator busy rebalancing."""
+
+    def __init__(self, ends: dict[TopicPartition, int], hangs: bool = False) -> None:
+        self.ends, self.hangs, self.commits = ends, hangs, []
+
+    def assignment(self) -> set:
+        return set(self.ends)
+
+    async def end_offsets(self, partitions: list) -> dict:
+        return {tp: self.ends[tp] for tp in partitions}
+
+    async def commit(self, offsets: dict) -> None:
+        if self.hangs:
+            await asyncio.Event().wait()
+        self.commits.append(dict(offsets))
+
+
+def three_partitions() -> tuple[TopicPartition, TopicPartition, TopicPartition]:
+    return tuple(TopicPartition(topics.ENRICHED, p) for p in range(3))  # type: ignore[return-value]
+
+
+async def test_a_rebalance_commits_what_was_applied_of_the_partitions_it_takes_away():
+    """They were forgotten uncommitted: every rebalance (aiokafka's eager protocol revokes every partition) read up to
+    5 s of records again on each, and sent their stored outputs again, which sales tools reading leads.routed saw
+    twice."""
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    a, b, kept = three_partitions()
+    stage._consumer = group = Group({a: 100, b: 10, kept: 100})  # type: ignore[assignment]
+    stage._uncommitted = {a: 7, b: 12, kept: 5}
+    await _Listener(stage).on_partitions_revoked({a, b})
+    assert group.commits == [{a: 7, b: 10}]  # b's clamped to its reported log end, as every commit is
+    assert stage._uncommitted == {kept: 5}
+
+
+async def test_a_rebalance_whose_commit_does_not_come_back_goes_on_without_it(monkeypatch):
+    """The whole group waits for the revocation: a commit waiting on the coordinator that is rebalancing is given up
+    well before the session timeout that bounds other commits (10 s), and its records are read again by their next
+    owner, absorbed by its inbox."""
+    monkeypatch.setattr(consumer_module, "REVOKE_COMMIT_S", 0.1)
+    stage, _ = runner(Handler(RuntimeError("unused"), set()))
+    a, b, kept = three_partitions()
+    stage._consumer = Group({a: 100, b: 100, kept: 100}, hangs=True)  # type: ignore[assignment]
+    stage._uncommitted = {a: 7, b: 12, kept: 5}
+    async with asyncio.timeout(5):
+        await _Listener(stage).on_partitions_revoked({a, b})
+    assert stage._uncommitted == {kept: 5}
 
 
 class SizedBroker:

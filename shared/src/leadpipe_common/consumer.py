@@ -85,9 +85,10 @@ read at all (a bad CRC, a codec, a header name that is not UTF-8) fails every fe
 applied, with a dead letter (kind ``unreadable``) naming its topic, partition and offset and holding no bytes.
 aiokafka reads a record batch whole, so the records after such a record in its batch cannot be read either: each
 gets a letter of its own. On partition revocation the
-runner finishes the batch in hand before giving partitions up; what it
-applied of them since its last commit is committed only if a commit falls
-due as that batch ends (step 5), else read again by the next owner. On
+runner finishes the batch in hand before giving partitions up, and commits
+what it applied of them since its last commit (clamped to the log end as
+in step 5): within ``REVOKE_COMMIT_S`` (2 s), a failure ignored, for the
+rebalance waits for it; what it leaves is read again by the next owner. On
 ``stop`` it stops fetching (a poll waiting for records is cut short, and
 none starts after a stop that came during a rewind, a check or a search),
 finishes and commits the current batch, and leaves the group, each step
@@ -422,6 +423,10 @@ def _trimmer() -> Callable[[], None]:
     return lambda: trim(0)
 
 
+#: How long the commit of revoked partitions' applied offsets may take: the rebalance waits for it, every member
+#: of the group with it, and what it leaves uncommitted is only read again by the next owner.
+REVOKE_COMMIT_S = 2.0
+
 #: Records worked through since the last trim that make one worth it (it takes a few ms; memory grows
 #: only with batches of hundreds, a backlog).
 TRIM_AFTER_RECORDS = 5000
@@ -435,11 +440,12 @@ class _Listener(ConsumerRebalanceListener):
         # Waiting for the batch lock lets the batch in hand be applied and produced before another process gets
         # these partitions.
         async with self._runner._batch_lock:
-            pass
-        # What was applied of them since the last commit (up to commit_interval_ms of records) is dropped, not
-        # committed here, unless a commit fell due as that batch ended: a commit (and its log-end check) inside a
-        # rebalance can wait on the very coordinator that is rebalancing. The new owner reads those records
-        # again; its inbox absorbs them.
+            # What was applied of them since the last commit (up to commit_interval_ms of records, on every
+            # partition: aiokafka's eager protocol revokes them all at each rebalance) is committed now, or their
+            # next owner, often this process, reads it again and sends its stored outputs again (sales tools
+            # reading leads.routed saw each twice). Briefly, a failure ignored: inside a rebalance a commit (and its
+            # log-end check) may wait on the very coordinator that is rebalancing, and the inbox absorbs a reread.
+            await self._runner._commit_revoked(revoked)
         self._runner._forget(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -966,13 +972,20 @@ class ConsumerRunner:
         if offsets:
             await self._commit(offsets)
 
-    async def _commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+    async def _commit_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Commit what was applied of ``revoked`` and not yet committed, within ``REVOKE_COMMIT_S``."""
+        offsets = {tp: off for tp, off in self._uncommitted.items() if tp in revoked}
+        if offsets:
+            await self._commit(offsets, timeout_s=REVOKE_COMMIT_S)
+
+    async def _commit(self, offsets: Mapping[TopicPartition, int], timeout_s: float | None = None) -> None:
         # Bounded: after the embedded broker restarted, a ListOffsets or an
         # offset commit was seen waiting 25 s and more for a coordinator,
         # stalling the runner and its shutdown. A commit that does not happen
         # only means the batch is read again, which the inbox absorbs.
+        limit = self._settings.session_timeout_ms / 1000
         try:
-            await asyncio.wait_for(self._commit_once(dict(offsets)), timeout=self._settings.session_timeout_ms / 1000)
+            await asyncio.wait_for(self._commit_once(dict(offsets)), timeout=min(limit, timeout_s or limit))
         except TimeoutError:
             log.warning("offset commit timed out; the batch will be redelivered")
         except asyncio.CancelledError as exc:

@@ -426,8 +426,9 @@ class ConsumerSettings(ServiceSettings):
     # schedule; what a crash leaves uncommitted is read again and absorbed by the inbox. Kafka's own auto-commit
     # default is 5 s as well.
     commit_interval_ms: int = Field(5000, ge=0, description="how often applied offsets are committed (and at "
-                                                         "stop); what a crash or a rebalance leaves uncommitted "
-                                                         "is read again; 0: after every batch")
+                                                         "stop, and a rebalance's revoked partitions'); what a "
+                                                         "crash leaves uncommitted (or a rebalance whose commit "
+                                                         "fails) is read again; 0: after every batch")
     session_timeout_ms: int = Field(10_000, ge=3000, description="how long the group waits for a silent member "
                                                                  "before giving its partitions to the others: the "
                                                                  "recovery time after a crash")
