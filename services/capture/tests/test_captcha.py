@@ -104,6 +104,18 @@ async def test_no_more_solved_answers_are_kept_than_the_bound_the_oldest_dropped
     assert asked == ["a", "b", "c", "a"]
 
 
+async def test_a_solved_answer_is_forgotten_once_its_submission_is_stored_its_replay_asked_again():
+    asked: list[str] = []
+    async with answering({"success": True}, asked) as client:
+        verifier = Verifier(client, {"HCAPTCHA_SECRET": "s"}, clock=lambda: 0.0)
+        await verifier.verify("demo", CAPTCHA, "answer", None, submission="jo's post")
+        await verifier.verify("demo", CAPTCHA, "answer", None, submission="jo's post")  # a retry: kept
+        verifier.forget("jo's post")
+        verifier.forget("never kept")
+        await verifier.verify("demo", CAPTCHA, "answer", None, submission="jo's post")
+    assert asked == ["answer", "answer"]
+
+
 async def test_an_unsolved_answer_is_not_kept_its_retry_is_asked_again():
     asked: list[str] = []
     async with answering({"success": False, "error-codes": ["invalid-input-response"]}, asked) as client:

@@ -423,8 +423,10 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         # form's own limit applies all the same, or posting to /v1/leads would be the way around it.
         _throttle(limits, limits.per_form[form.form_id], browser_identity(sender.address, form.form_id,
                                                                           rt.context.forms), "address")
-    reasons = [] if sender.vouched else await _suspicions(rt.context, fields, rt.context.checks(
-        lead.attribution.form_id), now, sender)
+    checks = rt.context.checks(lead.attribution.form_id)
+    # What names this submission's retries to the CAPTCHA verifier (``capture.captcha``), until it is stored.
+    answered = fingerprint(fields, checks.form_id) if checks.captcha is not None and not sender.vouched else None
+    reasons = [] if sender.vouched else await _suspicions(rt.context, fields, checks, now, sender, answered)
     submitted = Submitted(lead=lead, person_key=person_key(lead.contact.email, rt.context.identity),
                           request_id=uuid.uuid4(), traceparent=child_traceparent(request.headers.get("traceparent")),
                           idempotency_key=key, fingerprint=fingerprint(fields, form_id) if key else None,
@@ -444,6 +446,10 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         if not is_unavailable(exc):
             raise
         raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+    if answered is not None:
+        # Stored, as a lead or in the quarantine: the verdict kept for the retries of a failed write must let no
+        # replay of it through.
+        rt.context.verifier.forget(answered)
     if not reasons:
         # The lead and the touch by their own ids, for operators only: a keyless touch is answered with the touch's
         # id, which logged as lead_id sent whoever read the logs to a lead that does not exist. Before `existing`
@@ -463,8 +469,8 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
     return admitted
 
 
-async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form, now: datetime,
-                      sender: Sender) -> list[str]:
+async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form, now: datetime, sender: Sender,
+                      answered: str | None) -> list[str]:
     reasons = suspicions(fields, form, now, ctx.token_key)
     if reasons or form.captcha is None:
         return reasons  # a known bot costs no call to the verifier
@@ -474,8 +480,7 @@ async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form, now: dat
     # An answer no widget gives (a lone surrogate, an over-long one) is unsolved without a call to the verifier.
     # The submission's fingerprint names its retries: a post retried after a 503 brings the answer its first post
     # spent, which the provider, asked again, refuses as a duplicate (``capture.captcha``).
-    verdict = (await ctx.verifier.verify(label, form.captcha, answer, sender.address,
-                                         fingerprint(fields, form.form_id))
+    verdict = (await ctx.verifier.verify(label, form.captcha, answer, sender.address, answered)
                if answer is not None and unverifiable(form.captcha, answer) is None else None)
     return captcha_suspicions(form.captcha, answer, verdict)
 

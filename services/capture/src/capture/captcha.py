@@ -7,17 +7,18 @@ object; on a non-2xx, one without a true or false ``success``) is "unavailable"
 (None), which the form's ``on_error`` turns into an acceptance or a quarantine.
 
 The providers verify an answer once; asked again, they refuse it as a duplicate. A submission whose write failed
-(a ``503``) is retried with the answer its first post spent, so the verdicts of solved answers are kept, by the
-submission they came with (its fingerprint: form, fields and answer), for as long as a token lives, and a retry
-of that submission gets its verdict again without asking. Only in this process: for another, Turnstile answers a
-call repeated with the same ``idempotency_key`` as it answered the first, and the key is made from the
-submission. Bound to the submission, a spent answer stays spent for anything else a bot would send with it.
+(a ``503``) is retried with the answer its first post spent, so the verdict of a solved answer is kept, by the
+submission it came with (its fingerprint: form, fields and answer), until that submission is stored
+(``forget``), for as long as a token lives at most, and a retry of it gets its verdict again without asking.
+Only in this process, and only until it is stored: a replay of a stored submission, or any other submission
+sent with the same answer, is asked of the provider, which refuses it as a duplicate. (Turnstile's siteverify
+takes an ``idempotency_key`` that would carry a retry to another process; made from the submission, it would
+carry every replay of it there too, so it is not sent.)
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,22 +37,12 @@ LATENCY = Histogram("capture_captcha_verify_seconds", "Time the CAPTCHA verifier
 #: How often a form may warn of answers solved under another sitekey: a bot replaying tokens from another site
 #: wrote one warning per answer. CHECKS counts each as failed.
 MISMATCH_WARNING_EVERY_S = 60.0
-#: How long a solved answer's verdict is kept for a retry of its submission: no provider's token lives longer
-#: (Turnstile's 300 s; hCaptcha's and reCAPTCHA v2's less), so no retry brings it later.
+#: How long a solved answer's verdict is kept for a retry of its submission not yet stored: no provider's token
+#: lives longer (Turnstile's 300 s; hCaptcha's and reCAPTCHA v2's less), so no retry brings it later.
 SOLVED_KEPT_S = 300.0
 #: ... and how many are kept at most, the oldest dropped first: each costs a solved CAPTCHA, but a flood of them
 #: must not grow the process.
 SOLVED_KEPT_AT_MOST = 10_000
-#: The namespace of the ``idempotency_key`` sent with a submission's answer (``idempotency_key``).
-_RETRIES = uuid.UUID("4f0c2d8e-7a51-4a53-9a0e-5b1f3c6d2e71")
-
-
-def idempotency_key(submission: str) -> str:
-    """The ``idempotency_key`` of siteverify calls for ``submission``'s answer: the same in every process, for
-    every retry of the submission, and for no other submission."""
-    return str(uuid.uuid5(_RETRIES, submission))
-
-
 class Verifier:
     """Verifies answers with each form's verifier, using the secrets named by the forms (read at start)."""
 
@@ -69,15 +60,13 @@ class Verifier:
     async def verify(self, form_id: str, captcha: Captcha, answer: str, remote_ip: str | None,
                      submission: str | None = None) -> dict[str, Any] | None:
         """Siteverify's verdict on ``answer`` (None: unavailable); ``submission``, the fingerprint of what came
-        with it, names its retries (see the module)."""
+        with it, names its retries until it is stored (see the module)."""
         if submission is not None and (kept := self._solved.get(submission)) is not None:
             CHECKS.labels(form_id, "repeated").inc()
             return kept
         data = {"secret": self._secrets[captcha.secret_env], "response": answer}
         if remote_ip:
             data["remoteip"] = remote_ip
-        if submission is not None and captcha.takes_idempotency_key:
-            data["idempotency_key"] = idempotency_key(submission)
         started = time.perf_counter()
         verdict = await self._ask(form_id, captcha, data)
         LATENCY.observe(time.perf_counter() - started)
@@ -127,6 +116,12 @@ class Verifier:
             return None
         return verdict
 
+    def forget(self, submission: str) -> None:
+        """``submission`` is stored (a lead, or in the quarantine): a solved verdict kept for its retries would
+        let every replay of it through unasked, so the next is asked of the provider, which refuses the spent
+        answer."""
+        self._solved.drop(submission)
+
 
 class _Kept:
     """Values by key, each for ``keep_s`` from when it was put, at most ``at_most`` of them (the oldest dropped
@@ -150,6 +145,9 @@ class _Kept:
         if len(self._kept) >= self._at_most:
             del self._kept[next(iter(self._kept))]
         self._kept[key] = (self._clock() + self._keep_s, value)
+
+    def drop(self, key: str) -> None:
+        self._kept.pop(key, None)
 
     def _expire(self) -> None:
         now = self._clock()

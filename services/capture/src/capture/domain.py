@@ -187,9 +187,6 @@ class Captcha:
     action: str | None = None
     #: The longest answer the provider's widget gives (Turnstile's are at most 2,048 characters); None: none known.
     max_answer: int | None = None
-    #: Siteverify takes an ``idempotency_key`` (Turnstile): a call repeated with the same key is answered as the
-    #: first was, where the answer alone, already spent, would be refused as a duplicate.
-    takes_idempotency_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -630,8 +627,7 @@ def parse_captcha(spec: Any, where: str) -> Captcha:
                    timeout_s=_seconds(spec.get("timeout_s", 3.0), f"{where}.timeout_s", positive=True),
                    fail_open=on_error == "open", min_score=min_score,
                    hostnames=frozenset() if hostnames is None else _hostnames(hostnames, f"{where}.hostnames"),
-                   action=action, max_answer=_MAX_ANSWERS.get(provider or ""),
-                   takes_idempotency_key=provider == "turnstile")
+                   action=action, max_answer=_MAX_ANSWERS.get(provider or ""))
 
 
 def _hostnames(values: Any, where: str) -> frozenset[str]:

@@ -7,9 +7,8 @@ answers after ``SLOW_S`` (longer than the test forms' timeout), ``broken`` is a
 ``500``. A wrong secret gets ``invalid-input-secret``, as the real services do.
 
 ``single_use`` verifies a solved answer once, as the real services do: asked
-again, it is ``timeout-or-duplicate``, unless the call repeats the first one's
-``idempotency_key`` (Turnstile's), which gets the first one's answer. Its
-``siteverify`` answers in-process too, for a test's ``httpx.MockTransport``.
+again, it is ``timeout-or-duplicate``. Its ``siteverify`` answers in-process
+too, for a test's ``httpx.MockTransport``.
 """
 
 from __future__ import annotations
@@ -35,9 +34,8 @@ class FakeVerifier:
         self.calls: list[dict[str, str]] = []
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
-        #: Solved answers verified (``single_use``), and each idempotency key's answer with the answer it was for.
+        #: Solved answers verified (``single_use``).
         self._spent: set[str] = set()
-        self._answered: dict[str, tuple[str, tuple[int, dict[str, Any]]]] = {}
 
     @property
     def url(self) -> str:
@@ -56,13 +54,7 @@ class FakeVerifier:
             time.sleep(SLOW_S)
         with self._lock:
             self.calls.append(form)
-            key = form.get("idempotency_key")
-            if key is not None and key in self._answered and self._answered[key][0] == answer:
-                return self._answered[key][1]
-            reply = self._judge(form, answer)
-            if key is not None:
-                self._answered[key] = (answer, reply)
-            return reply
+            return self._judge(form, answer)
 
     def _judge(self, form: dict[str, str], answer: str) -> tuple[int, dict[str, Any]]:
         if answer == "broken":
