@@ -10,9 +10,10 @@ ports of the local stack. The test suite checks each service's declaration
 
 Retention is explicit on every topic, so a real cluster's default (7 days)
 never decides what a later replay can rebuild: ``leads.lifecycle`` (the
-stream every report is rebuilt from) and ``leads.deadletter`` (records
-waiting for a human) are kept forever; the stage topics, which only carry a
-lead from one stage to the next, for 30 days. ``TOPIC_RETENTION`` overrides
+stream every report is rebuilt from), ``leads.quarantined`` (which the
+spam report is rebuilt from) and ``leads.deadletter`` (records waiting for a
+human) are kept forever; the stage topics, which only carry a lead from one
+stage to the next, for 30 days. ``TOPIC_RETENTION`` overrides
 any of them.
 """
 

@@ -295,8 +295,9 @@ class Charset(NamedTuple):
 #: reads it and the labels the standard gives it, the only names it is taken under, with the standard's meaning:
 #: iso-8859-1, latin1 and us-ascii name windows-1252, which a browser sends for them (Python's latin-1 read its
 #: 0x80-0x9F, € and curly quotes among them, as control characters), shift_jis names cp932, euc-kr cp949, gbk
-#: gb18030. Each single-byte codec reads every letter as the standard does; a byte it leaves undefined (the
-#: standard's C1 control) is refused. The multi-byte ones are the nearest Python has: a sequence they read
+#: gb18030. Each single-byte codec reads every letter as the standard does but one (windows-1255's 0xCA, U+05BA,
+#: which Python's cp1255 leaves undefined: a vocalised Hebrew page's holam haser is refused); a byte it leaves
+#: undefined (the standard's C1 control) is refused. The multi-byte ones are the nearest Python has: a sequence they read
 #: otherwise they mostly refuse, a handful are look-alikes (EUC-JP's 〜 for ～).
 #: Each writes = & + % as ASCII does, so that a body's pairs are told apart before they are decoded, and decodes
 #: U+0000 from a 0 byte only, which the shared NUL check reads. Left out: UTF-16 (its pairs cannot be told apart),
