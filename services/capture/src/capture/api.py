@@ -404,6 +404,12 @@ def _idempotency_key(request: Request, sender: Sender) -> str | None:
     return f"{sender.caller} {request.url.path} {key}"
 
 
+def _cannot_store_now() -> Problem:
+    """A post that an outage (Postgres away, the writer stopping or past its deadline) kept from being stored: a
+    retry a few seconds later may well be."""
+    return Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"})
+
+
 async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: dict[str, Any],
                   form_id: str | None, endpoint: str, sender: Sender) -> Admitted:
     key = _idempotency_key(request, sender)
@@ -439,14 +445,14 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
     except IdempotencyMismatch as exc:
         raise Problem(422, "the Idempotency-Key was used before", [FieldProblem("Idempotency-Key", str(exc))]) from None
     except (WriterStopped, WriteTimedOut):
-        raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+        raise _cannot_store_now() from None
     except UNAVAILABLE as exc:
         # Only what a retry may cure is a 503: a bug, or an error Postgres will give again (a missing table, a
         # constraint), answered "please retry", was retried for ever and logged nowhere. It is a 500, logged with
         # its traceback by the server, as on every route (http.install_problem_handlers).
         if not is_unavailable(exc):
             raise
-        raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+        raise _cannot_store_now() from None
     if answered is not None:
         # Stored, as a lead or in the quarantine: the verdict kept for the retries of a failed write must let no
         # replay of it through.
@@ -522,7 +528,7 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
     except UNAVAILABLE as exc:
         if not is_unavailable(exc):
             raise
-        raise Problem(503, "leads cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
+        raise _cannot_store_now() from None
     log.info("submission quarantined", lead_id=str(lead.lead_id), reasons=reasons)
     return Admitted(answer)
 
