@@ -172,6 +172,14 @@ def test_a_rank_in_the_languages_of_the_bundled_companies_or_abbreviated_reads_a
                                                                                                      department)
 
 
+@pytest.mark.parametrize("title", [f"{unit}{leiter}" for unit in ("Team", "Gruppen", "Filial", "Projekt")
+                                   for leiter in ("leiter", "leiterin", "-Leiter", "-Leiterin", " Leiter", " Leiterin")])
+def test_a_german_team_group_branch_or_project_leader_is_a_manager_however_the_compound_is_written(title):
+    """The director rule's "leiter" took a "Gruppen-Leiter" or a "Filial-Leiter" (12 points) where "Gruppenleiter"
+    and "Filialleiter" read as the managers they are (6): only the team's and the project's were kept apart."""
+    assert classify_title(title, SHIPPED.seniority) == "manager"
+
+
 @pytest.mark.parametrize(("title", "department"), [
     ("EA to the CEO", None), ("EA to CEO", None), ("PA to the CEO", None), ("PA to the Managing Director", None),
     ("CEO Assistant", None), ("CEO's assistant", None), ("CEO’s Assistant", None), ("MD's Assistant", None),
