@@ -107,6 +107,22 @@ def test_common_titles_read_as_the_seniority_and_department_they_name(title, sen
                                                                                                      department)
 
 
+@pytest.mark.parametrize(("title", "seniority", "department"), [
+    ("Assistant General Manager", "manager", None), ("Deputy General Manager", "manager", None),
+    ("Assistant GM", "manager", None), ("Deputy GM", "manager", None),
+    ("Assistant General Manager, Sales", "manager", "sales"),
+    # The general manager they assist or stand in for still heads the business.
+    ("General Manager", "c-level", "executive"), ("GM", "c-level", "executive"),
+    ("Country General Manager", "c-level", "executive"), ("GM, EMEA", "c-level", "executive"),
+])
+def test_an_assistant_or_deputy_general_manager_is_a_manager_not_the_head_of_the_business(title, seniority,
+                                                                                          department):
+    """Read as a general manager, a store's or a hotel's Assistant General Manager was c-level in the executive
+    department: 28 points where a manager gets 6."""
+    assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
+                                                                                                     department)
+
+
 @pytest.mark.parametrize(("title", "seniority"), [
     ("Director of Student Affairs", "director"), ("Head of Student Recruitment", "director"),
     ("Trainee Program Director", "director"), ("Student Services Manager", "manager"),
