@@ -247,6 +247,17 @@ def test_an_initialism_written_with_dots_reads_as_the_word_without_them(title, s
     assert classify_title(title, REF.seniority) == seniority
 
 
+@pytest.mark.parametrize(("title", "seniority"), [
+    ("M.D.", None), ("Jo Smith, M.D.", None), ("M.D., Ph.D.", None), ("CEO, M.D.", "c-level"),
+    ("MD", "c-level"), ("MD, UK", "c-level"), ("M.D.'s Assistant", "individual-contributor"),
+])
+def test_an_exclusion_written_with_dots_leaves_out_the_initials_typed_with_them_only(title, seniority):
+    """A physician's "M.D." read as a managing director: its dots go before the rules read a title, so no exclusion
+    could tell it from a managing director's "MD"."""
+    rules = (TitleRule("individual-contributor", ("md assistant",)), TitleRule("c-level", ("md", "ceo"), ("m.d.",)))
+    assert classify_title(title, rules) == seniority
+
+
 def test_keywords_match_whole_words_only():
     assert classify_title("Head of IT", REF.departments) == "it"
     assert classify_title("Digital Marketing Manager", REF.departments) == "marketing"

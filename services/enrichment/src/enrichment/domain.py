@@ -34,19 +34,27 @@ class Company:
 class TitleRule:
     """``value`` applies when any keyword appears as whole words in the job title (words parted by spaces, hyphens or
     dashes alike, made of letters of any script: "cio" is no word of "Negócio"), other than inside one of the
-    ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in "Lead Generation Specialist")."""
+    ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in "Lead Generation Specialist"). A ``not_in``
+    phrase written with a dot is looked for in the title as typed, before its initials lose their dots: "m.d." is a
+    physician's "M.D.", and leaves alone the "MD" a managing director writes."""
 
     value: str
     keywords: tuple[str, ...]
     not_in: tuple[str, ...] = ()
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
     _ignored: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _ignored_as_typed: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        dotted = tuple(p for p in self.not_in if "." in p)
         object.__setattr__(self, "_pattern", _whole_words(self.keywords))
         object.__setattr__(self, "_ignored", _whole_words(self.not_in) if self.not_in else None)
+        object.__setattr__(self, "_ignored_as_typed", _whole_words(dotted) if dotted else None)
 
-    def matches(self, title: str) -> bool:
+    def matches(self, title: str, typed: str) -> bool:
+        """``title`` as ``classify_title`` reads it, ``typed`` as it was typed (in lower case)."""
+        if self._ignored_as_typed is not None:
+            title = _read_title(self._ignored_as_typed.sub(" ", typed))
         if self._ignored is not None:
             title = self._ignored.sub(" ", title)
         return self._pattern.search(title) is not None
@@ -233,14 +241,20 @@ def phone_among(raw: str | None, candidates: tuple[str, ...]) -> tuple[str, str 
 _DOTTED_INITIALS = re.compile(r"(?<![a-z0-9])[a-z](?:\.[a-z])+\.?(?![a-z0-9])")
 
 
+def _read_title(typed: str) -> str:
+    """``typed`` (a title in lower case) as the rules read it."""
+    # Only initials lose their dots: "Sr.Manager" keeps its dot, or "srmanager" would hide the "manager".
+    undotted = _DOTTED_INITIALS.sub(lambda m: m[0].replace(".", ""), typed)
+    # Possessives after the initials: "C.E.O.'s" has a possessive only once its dots are gone.
+    return _as_read(undotted)
+
+
 def classify_title(title: str | None, rules: tuple[TitleRule, ...]) -> str | None:
     if not title:
         return None
-    # Only initials lose their dots: "Sr.Manager" keeps its dot, or "srmanager" would hide the "manager".
-    lowered = _DOTTED_INITIALS.sub(lambda m: m[0].replace(".", ""), _composed(title).lower())
-    # Possessives after the initials: "C.E.O.'s" has a possessive only once its dots are gone.
-    read = _as_read(lowered)
-    return next((r.value for r in rules if r.matches(read)), None)
+    typed = _composed(title).lower()
+    read = _read_title(typed)
+    return next((r.value for r in rules if r.matches(read, typed)), None)
 
 
 #: Parametrised once: ``Sourced[str]`` looks the class up in pydantic's cache on every use (~1.1 us, a
