@@ -230,6 +230,62 @@ def test_who_works_for_an_executive_is_an_individual_contributor_however_the_tit
         "individual-contributor", department)
 
 
+HEADS = tuple(dict.fromkeys(next(r for r in SHIPPED.seniority if r.value == "c-level").keywords
+                            + next(r for r in SHIPPED.departments if r.value == "executive").keywords))
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_who_works_for_any_head_the_title_rules_know_is_an_individual_contributor_outside_the_executive_department(
+        head):
+    """The phrases about those who work for a head were a list of their own, copied by hand from the c-level and
+    executive rules' and behind them: "Assistant to the Directeur Général" and "EA to the Chairwoman" read in the
+    executive department (+8 as a buying department), a "Chairwoman's Assistant" c-level as well (+20)."""
+    for title in (f"Assistant to the {head}", f"EA to the {head}", f"{head}'s Assistant"):
+        assert classify_title(title, SHIPPED.seniority) == "individual-contributor", title
+        assert classify_title(title, SHIPPED.departments) != "executive", title
+
+
+def test_a_phrase_naming_a_rule_stands_for_each_of_its_keywords_so_a_head_added_there_is_known_in_it_too(tmp_path):
+    titles = tmp_path / "titles.yaml"
+    titles.write_text("seniority:\n  - {value: individual-contributor, keywords: [<c-level> assistant]}\n"
+                      "  - {value: c-level, keywords: [ceo, gesellschafter]}\n"
+                      "departments:\n  - {value: executive, keywords: [ceo, gesellschafter], "
+                      "not_in: [to the <executive>]}\n")
+    seniority, departments = load_titles(titles)
+    assert [classify_title(t, seniority) for t in ("Gesellschafter's Assistant", "Gesellschafter")] == [
+        "individual-contributor", "c-level"]
+    assert [classify_title(t, departments) for t in ("EA to the Gesellschafter", "Gesellschafter")] == [
+        None, "executive"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("seniority:\n  - {value: individual-contributor, keywords: [<c-levle> assistant]}\n"
+     "  - {value: c-level, keywords: [ceo]}\ndepartments: []\n",
+     r"seniority\[0\]\.keywords\[0\]: '<c-levle> assistant' names <c-levle>, no rule's value \(the values: "
+     r"individual-contributor, c-level\)"),
+    # The departments' rules are not the seniority's.
+    ("seniority:\n  - {value: c-level, keywords: [ceo]}\n"
+     "departments:\n  - {value: executive, keywords: [ceo], not_in: [<c-level> assistant]}\n",
+     r"departments\[0\]\.not_in\[0\]: '<c-level> assistant' names <c-level>, no rule's value"),
+    ("seniority:\n  - {value: entry, keywords: [intern]}\n  - {value: manager, keywords: [<entry> lead]}\n"
+     "  - {value: entry, keywords: [assistant]}\ndepartments: []\n",
+     r"seniority\[1\]\.keywords\[0\]: '<entry> lead' names <entry>, the value of more than one rule"),
+    ("seniority:\n  - {value: individual-contributor, keywords: [c-level> assistant]}\ndepartments: []\n",
+     r"seniority\[0\]\.keywords\[0\]: 'c-level> assistant': a < or > that encloses no rule's value"),
+    ("seniority:\n  - {value: manager, keywords: [<director> deputy]}\n"
+     "  - {value: director, keywords: [director, <c-level> office]}\n  - {value: c-level, keywords: [ceo]}\n"
+     "departments: []\n",
+     r"seniority\[0\]\.keywords\[0\]: '<director> deputy' names <director>, whose keywords name a rule themselves"),
+])
+def test_a_phrase_naming_a_rule_it_cannot_stand_for_is_refused_naming_the_phrase(tmp_path, text, message):
+    """Read as it is, a misspelt or ambiguous name in angle brackets would match no title, and the phrase it was
+    written for would be missing without a word."""
+    titles = tmp_path / "titles.yaml"
+    titles.write_text(text)
+    with pytest.raises(ReferenceDataError, match=rf"^{titles}: {message}"):
+        load_titles(titles)
+
+
 @pytest.mark.parametrize(("title", "seniority"), [
     ("Data Owner & Head of Analytics", "director"), ("Product Owner and Director of Product", "director"),
     ("Application Owner, Head of IT", "director"), ("Service Owner, IT Manager", "manager"),

@@ -115,10 +115,39 @@ _WORD = re.compile(r"[^\W_]")
 _RULE_KEYS = ("value", "keywords", "not_in")
 
 
+#: A rule of the same list named in a phrase: "<c-level> assistant" stands for "ceo assistant", "cfo assistant" and
+#: so on for each c-level keyword, so that a head added to c-level is known in every phrase about heads.
+_NAMED_RULE = re.compile(r"<([^<>]*)>")
+
+
+def _expanded(phrase: str, keywords_of: dict[str, list[str] | None], where: str) -> list[str]:
+    """``phrase`` once for each keyword of the rule it names (``keywords_of`` maps a value one rule has to its
+    keywords, a value several rules have to None), or as it is if it names none."""
+    named = _NAMED_RULE.search(phrase)
+    if named is None:
+        if "<" in phrase or ">" in phrase:
+            raise ReferenceDataError(f"{where}: {phrase!r}: a < or > that encloses no rule's value (write "
+                                     "<c-level> for each keyword of the c-level rule)")
+        return [phrase]
+    value = named[1].strip()
+    if value not in keywords_of:
+        raise ReferenceDataError(f"{where}: {phrase!r} names <{value}>, no rule's value (the values: "
+                                 f"{', '.join(keywords_of)})")
+    keywords = keywords_of[value]
+    if keywords is None:
+        raise ReferenceDataError(f"{where}: {phrase!r} names <{value}>, the value of more than one rule: name a "
+                                 "value one rule has")
+    if any(_NAMED_RULE.search(k) for k in keywords):
+        raise ReferenceDataError(f"{where}: {phrase!r} names <{value}>, whose keywords name a rule themselves: "
+                                 "name a rule whose keywords are phrases alone")
+    return [p for k in keywords for p in _expanded(phrase[:named.start()] + k + phrase[named.end():], keywords_of,
+                                                  where)]
+
+
 def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
     if not isinstance(raw, list):
         raise ReferenceDataError(f"{path}: {key} must be a list of rules")
-    rules = []
+    items = []
     for i, item in enumerate(raw):
         unknown = set(item) - set(_RULE_KEYS) if isinstance(item, dict) else set()
         if unknown:  # a misspelt not_in: would drop the rule's exclusions without a word
@@ -139,8 +168,18 @@ def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
                 if phrase is None or not _WORD.search(str(phrase)):
                     raise ReferenceDataError(f"{path}: {key}[{i}].{field}[{j}] is empty: a phrase without a word "
                                              "matches titles by their punctuation")
-        rules.append(TitleRule(str(item["value"]), _phrases(item["keywords"]), _phrases(not_in)))
-    return tuple(rules)
+        items.append((str(item["value"]), _phrases(item["keywords"]), _phrases(not_in)))
+    values = [value.lower() for value, _, _ in items]
+    keywords_of = {v: (list(keywords) if values.count(v) == 1 else None)
+                   for v, (_, keywords, _) in zip(values, items, strict=True)}
+    return tuple(TitleRule(value, _all_expanded(keywords, keywords_of, f"{path}: {key}[{i}].keywords"),
+                           _all_expanded(not_in, keywords_of, f"{path}: {key}[{i}].not_in"))
+                 for i, (value, keywords, not_in) in enumerate(items))
+
+
+def _all_expanded(phrases: tuple[str, ...], keywords_of: dict[str, list[str] | None], where: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p for j, phrase in enumerate(phrases)
+                               for p in _expanded(phrase, keywords_of, f"{where}[{j}]")))
 
 
 def _yaml(path: Path, setting: str) -> dict:
