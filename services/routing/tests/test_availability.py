@@ -495,6 +495,19 @@ def test_partitions_cut_no_later_than_since_lose_nothing_of_the_history_since():
     assert truncated_since(MONDAY, []) == {}
 
 
+@pytest.mark.parametrize("first_held", [
+    [("leads.lifecycle", None)],
+    [("leads.lifecycle", MONDAY + timedelta(days=2)), ("leads.lifecycle", None)],
+    [("leads.lifecycle", None), ("leads.lifecycle", MONDAY + timedelta(days=2)),
+     ("leads.lifecycle", MONDAY - timedelta(days=40))],
+])
+def test_a_topic_with_a_partition_that_holds_nothing_now_may_have_lost_any_of_the_history_since(first_held):
+    """A quiet topic past its retention holds no record to date its cut by: it was left out, and what-if's zeros
+    looked complete. No moment from which it is whole can be named, whatever its other partitions hold."""
+    cut = truncated_since(MONDAY, [*first_held, ("leads.scored", MONDAY + timedelta(days=1))])
+    assert cut == {"leads.lifecycle": None, "leads.scored": MONDAY + timedelta(days=1)}
+
+
 def test_capacity_checks_count_held_leads_up_to_the_largest_cap_of_the_reps_checked():
     d = data([{**BERLIN, "capacity": 2}, {**BERLIN, "id": "ben", "name": "Ben", "capacity": 7},
               {**BERLIN, "id": "cleo", "name": "Cleo"}])

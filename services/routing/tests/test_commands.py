@@ -23,7 +23,7 @@ class WhatIf:
 
     def __init__(self) -> None:
         self.history: list[PastLead] = []
-        self.first_held: list[tuple[str, datetime]] = []
+        self.first_held: list[tuple[str, datetime | None]] = []
         self.read: list[datetime] = []
 
     async def read_history(self, settings, since, progress=lambda done, total: None) -> History:
@@ -111,6 +111,22 @@ def test_a_since_older_than_the_topics_hold_is_answered_from_what_they_hold_with
 
     whole = what_if("--since", "2026-11-04")
     assert whole.exit_code == 0 and "warning" not in whole.said
+
+
+def test_a_topic_that_holds_nothing_now_since_its_records_were_deleted_is_warned_of_naming_no_moment(what_if):
+    """A quiet leads.lifecycle past its retention holds no record at all: it was not told, and a table of answers
+    that never came looked complete."""
+    what_if.first_held = [("leads.lifecycle", None), ("leads.scored", datetime(2026, 11, 2, 8, tzinfo=UTC))]
+    answered = what_if("--since", "2026-11-01")
+    assert answered.exit_code == 0, answered.output
+    assert ("warning: the topics no longer hold all they recorded since --since 2026-11-01T00:00:00+00:00 "
+            "(retention, or a truncated log): they hold leads.lifecycle nothing since --since in a partition that "
+            "lost every record it had, leads.scored only from 2026-11-02T08:00:00.000+00:00.") in answered.said
+    assert "no --since is known to read a history they hold whole" in answered.said
+    assert "or later reads a history" not in answered.said
+
+    later = what_if("--since", "2026-11-04")
+    assert later.exit_code == 0 and "they hold leads.lifecycle nothing since --since" in later.said
 
 
 def test_what_if_says_how_many_recycled_leads_would_stay_in_nurture_under_the_reasons_in_force(what_if):

@@ -36,7 +36,7 @@ class Topics:
     def __init__(self) -> None:
         self.records: list[SimpleNamespace] = []
         #: What the scan says of partitions that lost their first records: (topic, partition) -> first held.
-        self.first_held: dict[tuple[str, int], datetime] = {}
+        self.first_held: dict[tuple[str, int], datetime | None] = {}
 
     def add(self, message) -> None:
         offset = sum(r.topic == message.topic for r in self.records)
@@ -173,7 +173,9 @@ async def test_a_recycle_recorded_before_recycles_named_their_rejection_names_th
 
 
 async def test_the_history_says_when_each_partition_that_lost_its_first_records_begins_now(log):
-    """What the report needs to tell a --since older than the topics' retention from a quiet week."""
-    log.first_held = {(topics.SCORED, 3): T0, (topics.LIFECYCLE, 0): T0 + timedelta(days=1)}
+    """What the report needs to tell a --since older than the topics' retention from a quiet week, and a partition
+    that lost every record it had from one never written to."""
+    log.first_held = {(topics.SCORED, 3): T0, (topics.LIFECYCLE, 0): T0 + timedelta(days=1), (topics.ROUTED, 1): None}
     history = await routing.whatif.read_history(None, T0 - timedelta(days=90))
-    assert sorted(history.first_held) == [(topics.LIFECYCLE, T0 + timedelta(days=1)), (topics.SCORED, T0)]
+    assert sorted(history.first_held, key=lambda held: held[0]) == [
+        (topics.LIFECYCLE, T0 + timedelta(days=1)), (topics.ROUTED, None), (topics.SCORED, T0)]

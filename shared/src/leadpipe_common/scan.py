@@ -10,8 +10,8 @@ there is no order.
 
 A scan since a moment quietly starts at the first record still held where
 retention (or a truncated log) deleted the ones before: ``first_held`` says
-when each such partition's records now begin, for the caller to tell whether
-what it read since ``since`` is whole.
+when each such partition's records now begin, or that it holds none at all,
+for the caller to tell whether what it read since ``since`` is whole.
 
 The end of a partition is the larger of ListOffsets' answer and the high
 watermark of the scan's own fetches: the embedded Tansu broker answers
@@ -46,8 +46,9 @@ class TopicScan:
         self.starts: dict[TopicPartition, int] = {}
         self.ends: dict[TopicPartition, int] = {}
         #: Of a scan since a moment, each partition that no longer starts at offset 0 (retention, or a truncated
-        #: log): the broker time of the first record it still holds (a partition that holds none is not here).
-        self.first_held: dict[TopicPartition, datetime] = {}
+        #: log): the broker time of the first record it still holds; None: it holds none, every record it had
+        #: deleted, so nothing dates the cut.
+        self.first_held: dict[TopicPartition, datetime | None] = {}
         self._unfetched: set[TopicPartition] = set()
 
     async def __aenter__(self) -> TopicScan:
@@ -75,8 +76,10 @@ class TopicScan:
                 if cut:
                     # Every record is stamped at or after 1970: the first at or after 0 is the first still held.
                     first = await self._consumer.offsets_for_times({tp: 0 for tp in cut})
-                    self.first_held = {tp: datetime.fromtimestamp(f.timestamp / 1000, UTC)
-                                       for tp, f in first.items() if f is not None}
+                    # None for one that holds nothing: left out, a quiet topic past its retention read as a
+                    # whole history of nothing.
+                    self.first_held = {tp: (datetime.fromtimestamp(f.timestamp / 1000, UTC)
+                                            if (f := first.get(tp)) is not None else None) for tp in cut}
             for tp, offset in self.starts.items():
                 self._consumer.seek(tp, offset)
             self._unfetched = set(self.partitions)

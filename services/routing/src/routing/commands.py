@@ -29,7 +29,8 @@ def add_commands(cli: typer.Typer) -> None:
         "whose code --reasons says does not recycle is not made, nor any later routing of that lead; a code it "
         "lets recycle that did not then is not tried on past touches (the topics record no touch routing kept in "
         "nurture). Reads the topics; writes nothing. A --since before the first records a topic still holds "
-        "(retention, or a truncated log) is answered from what it holds, under a warning naming from when."))
+        "(retention, or a truncated log) is answered from what it holds, under a warning naming from when (or "
+        "that a partition holds nothing at all)."))
     def what_if_command(
         since: str = typer.Option(..., help=f"route again the MQLs scored since this moment ({MOMENT}; 1970 or "
                                             "later)"),
@@ -73,7 +74,7 @@ def add_commands(cli: typer.Typer) -> None:
 
 
 def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, skipped: int, *,
-            candidate_reasons: bool = False, truncated: dict[str, datetime] | None = None) -> None:
+            candidate_reasons: bool = False, truncated: dict[str, datetime | None] | None = None) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -89,13 +90,22 @@ def _report(result: WhatIf, since: datetime, version: str, files: RoutingFiles, 
     if truncated:
         # Told, not refused as a full replay is: what-if writes nothing, and a plan may still be made from what is
         # held; but the counts below would otherwise look complete.
-        held = ", ".join(f"{topic} only from {at.isoformat(timespec='milliseconds')}"
+        held = ", ".join(f"{topic} only from {at.isoformat(timespec='milliseconds')}" if at is not None
+                         else f"{topic} nothing since --since in a partition that lost every record it had"
                          for topic, at in truncated.items())
-        whole = max(truncated.values()).isoformat(timespec="milliseconds")
+        dated = [at for at in truncated.values() if at is not None]
+        if len(dated) == len(truncated):
+            lost = ("The MQLs, routings and answers recorded between --since and then are left out, so the counts "
+                    "below may be short; a --since of "
+                    f"{max(dated).isoformat(timespec='milliseconds')} or later reads a history they hold whole")
+        else:
+            # A partition emptied has no record left to date its cut by: its last records may be from before
+            # --since, or from yesterday.
+            lost = ("The MQLs, routings and answers recorded since --since that they no longer hold are left out, "
+                    "so the counts below may be short; a partition that holds nothing has no record left to tell "
+                    "when it last recorded one, so no --since is known to read a history they hold whole")
         console.print(Text(f"warning: the topics no longer hold all they recorded since --since {since.isoformat()} "
-                           f"(retention, or a truncated log): they hold {held}. The MQLs, routings and answers "
-                           "recorded between --since and then are left out, so the counts below may be short; a "
-                           f"--since of {whole} or later reads a history they hold whole", style="yellow"))
+                           f"(retention, or a truncated log): they hold {held}. {lost}", style="yellow"))
     table = Table("team", "rep", "would get", "did get", "change")
     totals = result.team_totals()
     last_team = None

@@ -5,8 +5,8 @@ Guarantees: the topics are scanned (``leadpipe_common.scan``) outside any
 consumer group and nothing is written anywhere; records that do not decode
 are counted and passed over, as the live consumers dead-letter them. Where a
 partition no longer starts at its first record, when its first record held
-was recorded is kept (``History.first_held``) for the report to say whether
-the history since the moment asked is whole.
+was recorded (or that it holds none) is kept (``History.first_held``) for the
+report to say whether the history since the moment asked is whole.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ ANSWERS = frozenset({"accepted", "rejected"})
 class History:
     leads: list[PastLead]
     skipped: int
-    #: (topic, when its first record held was recorded) of each partition that lost its first records.
-    first_held: list[tuple[str, datetime]] = field(default_factory=list)
+    #: (topic, when its first record held was recorded) of each partition that lost its first records; None for
+    #: one that lost them all.
+    first_held: list[tuple[str, datetime | None]] = field(default_factory=list)
 
 
 async def read_history(settings: KafkaSettings, since: datetime,
