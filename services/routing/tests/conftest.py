@@ -26,6 +26,9 @@ class MemoryRoutingStore:
         self.locks: list[uuid.UUID | str] = []
         #: Every statement writing over stored hand-offs, in order: the leads it wrote.
         self.updates: list[list[uuid.UUID]] = []
+        #: Of those, every one writing the stored leads back too (``update_handoffs``), in order: the leads it wrote.
+        #: Recorded apart: a lead written back unchanged looks the same here, but not to a process on another version.
+        self.leads_written: list[list[uuid.UUID]] = []
         #: Every statement writing over stored assignments (recycled leads'), in order: the leads it wrote.
         self.reassigned: list[list[uuid.UUID]] = []
 
@@ -139,6 +142,7 @@ class MemoryRoutingStore:
             self.handoffs[lead_id] = replace(self.handoffs[lead_id], handoff=h.handoff, lead=h.lead)
         if last:
             self.updates.append(sorted(last))
+            self.leads_written.append(sorted(last))
 
 
 @pytest.fixture
