@@ -126,8 +126,7 @@ class MemoryRoutingStore:
         self.away[rep_id] = [a for a in self.away.get(rep_id, []) if a.ends_at <= now] + list(periods)
 
     async def update_handoff(self, h: Handoff) -> None:
-        self.handoffs[h.lead_id] = replace(self.handoffs[h.lead_id], handoff=h)
-        self.updates.append([h.lead_id])
+        await self.update_handoffs_only([h])
 
     async def update_handoffs_only(self, changed: Sequence[Handoff]) -> None:
         last = {h.lead_id: h for h in changed}

@@ -403,22 +403,21 @@ class RoutingStore:
                 for p in periods])
 
     async def update_handoffs(self, held: Sequence[Held]) -> None:
-        """Store each of ``held``'s hand-off and lead (not its trace, as ``update_handoff``) over its row, in one
-        statement whatever their number (a batch's touches told to their holders took one UPDATE each, in the
-        batch's transaction, the rows locked). A lead given twice is written once, as last given: one statement
-        updates a row at most once."""
+        """Store each of ``held``'s hand-off and lead (not its trace) over its row, in one statement whatever their
+        number (a batch's touches told to their holders took one UPDATE each, in the batch's transaction, the rows
+        locked). A lead given twice is written once, as last given: one statement updates a row at most once."""
         if held:
             await self._session.execute(_UPDATE_HANDOFFS, _bulk_parameters(handoffs, "lead_id", _STORED, (
                 {"lead_id": h.handoff.lead_id, **_handoff_values(h.handoff), "lead": h.lead} for h in held)))
 
     async def update_handoffs_only(self, changed: Sequence[Handoff]) -> None:
-        """Store each of ``changed`` over its row, its lead and trace left as stored (as ``update_handoff``), in one
-        statement whatever their number (a batch of reports took one UPDATE each). A lead given twice is written
-        once, as last given."""
+        """Store each of ``changed`` over its row, its lead and trace left as stored, in one statement whatever their
+        number (a batch of reports took one UPDATE each). A lead given twice is written once, as last given."""
         if changed:
             await self._session.execute(_UPDATE_HANDOFFS_ONLY, _bulk_parameters(handoffs, "lead_id", _HANDOFF, (
                 {"lead_id": h.lead_id, **_handoff_values(h)} for h in changed)))
 
     async def update_handoff(self, h: Handoff) -> None:
-        await self._session.execute(handoffs.update().where(handoffs.c.lead_id == h.lead_id)
-                                    .values(**_handoff_values(h), updated_at=sa.func.now()))
+        """``update_handoffs_only`` of one: a statement of its own wrote the same columns, a second shape to keep
+        in step with the hand-off's columns."""
+        await self.update_handoffs_only([h])
