@@ -512,6 +512,19 @@ def test_the_shipped_rules_file_is_valid():
     assert rules.thresholds.mql > rules.thresholds.nurture
 
 
+def test_with_the_shipped_rules_a_free_mail_reader_is_nurtured_and_climbs_with_each_visit_not_disqualified():
+    """The shipped nurture bar of 15 disqualified a Gmail address's white paper download (-10 + 8: 0): a closed
+    stage, so each later visit opened a new lead, disqualified again, and the intent never added up; the product
+    keeps "disqualified" for spam, competitors and the invalid (the disqualify rules)."""
+    rules = load_rules(SHIPPED_RULES)
+    reader = lead(free=True, offer="whitepaper-lead-scoring")
+    first = score(reader, rules, [], NOW)
+    again = score(reader, rules, [touch(0, "demo")], NOW)  # a later visit, on the same open lead
+    assert (first.value, first.decision) == (0, "nurture")
+    assert again.value > first.value and again.decision == "nurture"
+    assert score(lead(disposable=True, offer="demo"), rules, [], NOW).decision == "disqualified"
+
+
 def test_a_second_fit_section_in_the_rules_file_is_refused_naming_the_line_not_put_in_place_of_the_first(
         tmp_path):
     """YAML keeps the last of a key given twice: the second fit: replaced the whole first one without a word."""

@@ -22,7 +22,7 @@ async def test_an_enriched_lead_is_scored_explained_and_stored(bootstrap, db):
     score = out[0].json()["score"]
     assert score["decision"] == "mql" and score["grade"] in {"A", "B"}
     assert {"Asked for a demo", "Decision maker (C-level or VP)"} <= {r["rule"] for r in score["reasons"]}
-    assert score["rules_version"] == "2026-12-06.1"
+    assert score["rules_version"] == "2026-12-06.2"
     steps = await read_topic(bootstrap, "leads.lifecycle", where=for_lead(lead.lead_id),
                              until=lambda f: any(r.json()["to_stage"] == "mql" for r in f))
     assert any("MQL bar" in r.json()["reason"] for r in steps)
