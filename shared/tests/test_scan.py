@@ -1,11 +1,14 @@
-"""What a scan since a moment says of partitions that lost their first records (the broker stood in for)."""
+"""What a scan since a moment says of partitions that lost their first records (the broker stood in for), and which
+topics that leaves short of what they recorded since."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndTimestamp
 
-from leadpipe_common.scan import TopicScan
+from leadpipe_common.scan import TopicScan, truncated_since
 from leadpipe_common.settings import KafkaSettings
 
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
@@ -61,3 +64,31 @@ async def test_a_partition_that_lost_every_record_it_had_is_told_as_holding_none
     async with scan:
         assert scan.first_held == {CUT: HELD_FROM, EMPTIED: None}
         assert scan.starts == {WHOLE: 0, CUT: 40, EMPTIED: 25}
+
+
+def test_a_topic_whose_partition_holds_records_only_from_after_since_is_cut_from_the_latest_such_start():
+    """30 days' retention and a --since 90 days back: a scan quietly read from the first record held, and what it
+    counted came out short while looking complete."""
+    first_held = [("leads.scored", SINCE + timedelta(days=1)), ("leads.scored", SINCE + timedelta(days=3)),
+                  ("leads.routed", SINCE - timedelta(days=1)), ("leads.lifecycle", SINCE + timedelta(days=2))]
+    assert truncated_since(SINCE, first_held) == {"leads.lifecycle": SINCE + timedelta(days=2),
+                                                  "leads.scored": SINCE + timedelta(days=3)}
+
+
+def test_partitions_cut_no_later_than_since_lose_nothing_of_what_was_recorded_since():
+    """Retention took only records from before --since: what was recorded since is whole, and nothing is said."""
+    assert truncated_since(SINCE, [("leads.scored", SINCE - timedelta(days=40)), ("leads.routed", SINCE)]) == {}
+    assert truncated_since(SINCE, []) == {}
+
+
+@pytest.mark.parametrize("first_held", [
+    [("leads.lifecycle", None)],
+    [("leads.lifecycle", SINCE + timedelta(days=2)), ("leads.lifecycle", None)],
+    [("leads.lifecycle", None), ("leads.lifecycle", SINCE + timedelta(days=2)),
+     ("leads.lifecycle", SINCE - timedelta(days=40))],
+])
+def test_a_topic_with_a_partition_that_holds_nothing_now_may_have_lost_any_of_what_was_recorded_since(first_held):
+    """A quiet topic past its retention holds no record to date its cut by: it was left out, and what-if's zeros
+    looked complete. No moment from which it is whole can be named, whatever its other partitions hold."""
+    cut = truncated_since(SINCE, [*first_held, ("leads.scored", SINCE + timedelta(days=1))])
+    assert cut == {"leads.lifecycle": None, "leads.scored": SINCE + timedelta(days=1)}

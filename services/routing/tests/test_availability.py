@@ -13,7 +13,7 @@ from routing.domain import (
     Applied, Away, Handoff, InvalidRoutingData, Placed, Presence, Route, Waiting, breach, capacity_bound, choose_route,
     apply_disposition, orphaned, overflow_chain, parse_routing_data, place, requeue, staffed_teams, unavailable,
 )
-from routing.domain import PastLead, truncated_since, what_if
+from routing.domain import PastLead, what_if
 
 OFFICE = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}
 ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}
@@ -477,35 +477,6 @@ def test_what_if_keeps_a_lead_in_nurture_from_a_recycle_it_would_not_make_on_and
     assert (result.leads, result.kept_in_nurture) == (3, 2)
     assert result.rows() == [("emea", "ana", 1, 2), ("emea", "ben", 0, 1)]
     assert result.violations == []
-
-
-def test_a_topic_whose_partition_holds_records_only_from_after_since_is_cut_from_the_latest_such_start():
-    """30 days' retention and a --since 90 days back: what-if quietly read from the first record held, and its
-    counts came out short while looking complete."""
-    since = MONDAY
-    first_held = [("leads.scored", since + timedelta(days=1)), ("leads.scored", since + timedelta(days=3)),
-                  ("leads.routed", since - timedelta(days=1)), ("leads.lifecycle", since + timedelta(days=2))]
-    assert truncated_since(since, first_held) == {"leads.lifecycle": since + timedelta(days=2),
-                                                  "leads.scored": since + timedelta(days=3)}
-
-
-def test_partitions_cut_no_later_than_since_lose_nothing_of_the_history_since():
-    """Retention took only records from before --since: the history since is whole, and nothing is said."""
-    assert truncated_since(MONDAY, [("leads.scored", MONDAY - timedelta(days=40)), ("leads.routed", MONDAY)]) == {}
-    assert truncated_since(MONDAY, []) == {}
-
-
-@pytest.mark.parametrize("first_held", [
-    [("leads.lifecycle", None)],
-    [("leads.lifecycle", MONDAY + timedelta(days=2)), ("leads.lifecycle", None)],
-    [("leads.lifecycle", None), ("leads.lifecycle", MONDAY + timedelta(days=2)),
-     ("leads.lifecycle", MONDAY - timedelta(days=40))],
-])
-def test_a_topic_with_a_partition_that_holds_nothing_now_may_have_lost_any_of_the_history_since(first_held):
-    """A quiet topic past its retention holds no record to date its cut by: it was left out, and what-if's zeros
-    looked complete. No moment from which it is whole can be named, whatever its other partitions hold."""
-    cut = truncated_since(MONDAY, [*first_held, ("leads.scored", MONDAY + timedelta(days=1))])
-    assert cut == {"leads.lifecycle": None, "leads.scored": MONDAY + timedelta(days=1)}
 
 
 def test_capacity_checks_count_held_leads_up_to_the_largest_cap_of_the_reps_checked():

@@ -11,7 +11,9 @@ there is no order.
 A scan since a moment quietly starts at the first record still held where
 retention (or a truncated log) deleted the ones before: ``first_held`` says
 when each such partition's records now begin, or that it holds none at all,
-for the caller to tell whether what it read since ``since`` is whole.
+and ``truncated_since`` (pure: it only compares those times with ``since``)
+tells from them which topics may lack records since ``since``, for a command
+to say so rather than pass off what it read as whole.
 
 The end of a partition is the larger of ListOffsets' answer and the high
 watermark of the scan's own fetches: the embedded Tansu broker answers
@@ -22,7 +24,7 @@ would stop a scan early.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +32,25 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from leadpipe_common.kafka import client_options
 from leadpipe_common.settings import KafkaSettings
+
+
+def truncated_since(since: datetime,
+                    first_held: Iterable[tuple[str, datetime | None]]) -> dict[str, datetime | None]:
+    """The topics that may have lost records recorded since ``since``, each with the moment from which it holds all
+    it recorded, or None where no such moment is known. ``first_held``: of each partition read that no longer
+    starts at its first record (``TopicScan.first_held``), its topic and when the first record it still holds
+    was recorded, None if it holds none. Where that is after ``since``, what came between may be gone, and what
+    was read from ``since`` would be short while looking complete; where it is not, only records from before
+    ``since`` are. A partition that holds nothing may have lost records of any time, since ``since`` too, and
+    nothing tells from when it would be whole. Empty: nothing since is lost."""
+    cut: dict[str, datetime | None] = {}
+    for topic, at in first_held:
+        if at is None:
+            cut[topic] = None
+        elif at > since and (topic not in cut or cut[topic] is not None):
+            # A topic is whole from when its partition cut latest is.
+            cut[topic] = max(at, cut.get(topic) or at)
+    return dict(sorted(cut.items()))
 
 
 class TopicScan:

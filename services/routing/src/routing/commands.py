@@ -12,8 +12,9 @@ from aiokafka.errors import KafkaError
 
 from leadpipe_common.cli import MOMENT, load_settings, moment_option
 from leadpipe_common.kafka import quiet_client_logs
+from leadpipe_common.scan import truncated_since
 
-from routing.domain import WhatIf, truncated_since, what_if
+from routing.domain import WhatIf, what_if
 from routing.reference import RoutingFiles
 from routing.settings import RoutingSettings
 from routing.whatif import read_history

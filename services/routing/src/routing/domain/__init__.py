@@ -55,7 +55,7 @@ from routing.domain.reference import (
     TeamRule, Territories, WorkingHours, overflow_chain, parse_routing_data,
 )
 from routing.domain.routes import Route, choose_route, next_turn, queue_of, segment_of
-from routing.domain.whatif import PastLead, Violation, WhatIf, truncated_since, what_if
+from routing.domain.whatif import PastLead, Violation, WhatIf, what_if
 
 __all__ = [
     "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
@@ -66,5 +66,5 @@ __all__ = [
     "earns_intent", "escalation_team", "hand_to", "handover_refused", "held_by", "kept_back_by", "merge_into",
     "news_for_holder", "next_turn", "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place",
     "place_again", "public_holiday", "queue_of", "recycled_by", "rejected_as", "remembered", "requeue", "reroute",
-    "segment_of", "staffed", "staffed_teams", "truncated_since", "unavailable", "what_if",
+    "segment_of", "staffed", "staffed_teams", "unavailable", "what_if",
 ]

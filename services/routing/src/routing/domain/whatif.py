@@ -14,9 +14,9 @@ that did not recycle a lead is no routing in the history: the other way
 round is not simulated).
 
 Pure: the history comes in as ``PastLead``s, in any order; it is routed again
-in the order live routing applied it (``_live_order``). ``truncated_since``
-tells, from where the topics' partitions now begin, whether any of the
-history since a moment is gone.
+in the order live routing applied it (``_live_order``). Whether any of the
+history since a moment is gone is ``leadpipe_common.scan.truncated_since``'s
+to tell.
 """
 
 from __future__ import annotations
@@ -104,25 +104,6 @@ class _Holdings:
             while heap and heap[0] <= now:
                 heapq.heappop(heap)
         return {rep_id: len(heap) for rep_id, heap in self._until.items()}
-
-
-def truncated_since(since: datetime,
-                    first_held: Iterable[tuple[str, datetime | None]]) -> dict[str, datetime | None]:
-    """The topics that may have lost records recorded since ``since``, each with the moment from which it holds all
-    it recorded, or None where no such moment is known. ``first_held``: of each partition read that no longer
-    starts at its first record (retention, or a truncated log), its topic and when the first record it still holds
-    was recorded, None if it holds none. Where that is after ``since``, what came between may be gone, and a
-    history read from ``since`` would count fewer leads while looking complete; where it is not, only records from
-    before ``since`` are. A partition that holds nothing may have lost records of any time, since ``since`` too,
-    and nothing tells from when it would be whole. Empty: nothing since is lost."""
-    cut: dict[str, datetime | None] = {}
-    for topic, at in first_held:
-        if at is None:
-            cut[topic] = None
-        elif at > since and (topic not in cut or cut[topic] is not None):
-            # A topic is whole from when its partition cut latest is.
-            cut[topic] = max(at, cut.get(topic) or at)
-    return dict(sorted(cut.items()))
 
 
 def _live_order(past: PastLead) -> tuple[datetime, bool, tuple[int, int], uuid.UUID]:
