@@ -27,6 +27,8 @@ class Commands:
         self.behind: CatchUpFailed | None = None
         #: Records an export leaves out as undecodable.
         self.undecodable = 0
+        #: What a replay or an export since a moment finds the stream no longer holds (``scan.truncated_since``).
+        self.lost: dict[str, datetime | None] = {}
 
     async def replay(self, settings, *, since=None, force=False, progress=lambda done, total: None) -> ReplayStats:
         self.replays.append(since)
@@ -35,12 +37,12 @@ class Commands:
             raise TruncatedStream(self.truncated)
         if self.behind is not None:
             raise self.behind
-        return ReplayStats(0, 0, 0, 0.1)
+        return ReplayStats(0, 0, 0, 0.1, self.lost if since else {})
 
     async def export(self, settings, output, fmt, *, since, until,
-                     progress=lambda done, total: None) -> tuple[int, int]:
+                     progress=lambda done, total: None) -> tuple[int, int, dict[str, datetime | None]]:
         self.exports.append((fmt, since, until))
-        return 3, self.undecodable
+        return 3, self.undecodable, self.lost if since else {}
 
     def __call__(self, *args: str):
         return invoke(cli, args)
@@ -162,3 +164,46 @@ def test_an_export_says_how_many_records_it_left_out_as_undecodable(command, tmp
     assert "wrote 3 events to" in done.output and "; 2 undecodable left out" in done.output
     command.undecodable = 0
     assert "undecodable" not in command("export", str(tmp_path / "out.jsonl")).output
+
+
+def test_an_export_since_a_moment_before_what_the_stream_holds_is_written_with_a_warning_naming_from_when(
+        command, tmp_path):
+    """The stream had lost a month after --since to retention: the export wrote what was left without a word, and
+    the analyst took the slice for whole. It is still written, exit 0, but says so."""
+    command.lost = {"leads.lifecycle": datetime(2026, 11, 3, 9, 30, tzinfo=UTC)}
+    done = command("export", str(tmp_path / "out.jsonl"), "--since", "2026-11-01")
+    assert done.exit_code == 0, done.output
+    assert "wrote 3 events to" in done.said
+    assert ("warning: the stream no longer holds all it recorded since --since 2026-11-01T00:00:00+00:00 "
+            "(retention, or a truncated log): it holds leads.lifecycle only from 2026-11-03T09:30:00.000+00:00; "
+            "the events it recorded since --since and no longer holds are not in the export, so it may be short; a "
+            "--since of 2026-11-03T09:30:00.000+00:00 or later exports a slice it holds whole") in done.said
+    command.lost = {}
+    assert "warning" not in command("export", str(tmp_path / "out.jsonl"), "--since", "2026-11-04").said
+
+
+def test_an_export_since_a_moment_from_a_partition_that_lost_every_record_is_warned_of_naming_no_moment(
+        command, tmp_path):
+    """A partition emptied by retention has no record left to date its cut by: no --since is known to be whole."""
+    command.lost = {"leads.lifecycle": None}
+    done = command("export", str(tmp_path / "out.jsonl"), "--since", "2026-11-01")
+    assert done.exit_code == 0, done.output
+    assert ("it holds leads.lifecycle nothing since --since in a partition that lost every record it had; the events "
+            "it recorded since --since and no longer holds are not in the export") in done.said
+    assert "no --since is known to export a slice it holds whole" in done.said and "or later" not in done.said
+
+
+def test_a_replay_since_a_moment_before_what_the_stream_holds_says_what_it_could_not_re_apply(command):
+    """`replay --since 1970-01-01`, as a refused rebuild advises, re-applied what a cut stream held and said
+    nothing of what it no longer did."""
+    command.lost = {"leads.lifecycle": datetime(2026, 11, 3, 9, 30, tzinfo=UTC), "leads.quarantined": None}
+    done = command("replay", "--since", "1970-01-01")
+    assert done.exit_code == 0, done.output
+    assert "re-applied over the live tables since 1970-01-01T00:00:00+00:00" in done.said
+    assert ("warning: the stream no longer holds all it recorded since --since 1970-01-01T00:00:00+00:00 "
+            "(retention, or a truncated log): it holds leads.lifecycle only from 2026-11-03T09:30:00.000+00:00, "
+            "leads.quarantined nothing since --since in a partition that lost every record it had; the events it "
+            "recorded since --since and no longer holds were not re-applied: the tables keep what the live service "
+            "applied of them, and lack any it never did") in done.said
+    command.lost = {}
+    assert "warning" not in command("replay", "--since", "2026-11-04").said

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from typer.testing import CliRunner
 
@@ -38,9 +39,10 @@ def previous_export(tmp_path: Path, name: str) -> Path:
     return target
 
 
-async def run_export(target: Path, scan: TopicScanOf, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+async def run_export(target: Path, scan: TopicScanOf, monkeypatch: pytest.MonkeyPatch, *,
+                     since: datetime | None = None) -> tuple[int, int, dict[str, datetime | None]]:
     monkeypatch.setattr(export_module, "TopicScan", scan)
-    return await export(KafkaSettings(), target, target.suffix.removeprefix("."), since=None, until=None)
+    return await export(KafkaSettings(), target, target.suffix.removeprefix("."), since=since, until=None)
 
 
 @pytest.mark.parametrize("name", ["old.jsonl", "old.parquet"])
@@ -80,7 +82,7 @@ async def test_an_export_interrupted_midway_leaves_the_previous_export_and_no_pa
 async def test_a_complete_export_replaces_the_previous_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str):
     target = previous_export(tmp_path, name)
-    assert await run_export(target, TopicScanOf([[step(0), step(1)], [step(2)]]), monkeypatch) == (3, 0)
+    assert await run_export(target, TopicScanOf([[step(0), step(1)], [step(2)]]), monkeypatch) == (3, 0, {})
     if name.endswith(".parquet"):
         offsets = pq.read_table(target).column("offset").to_pylist()
     else:
@@ -126,5 +128,21 @@ async def test_an_export_counts_the_records_it_leaves_out_as_undecodable(tmp_pat
                                                                         monkeypatch: pytest.MonkeyPatch):
     garbled = step(1)
     garbled.value = b"{not json"
-    assert await run_export(tmp_path / "out.jsonl", TopicScanOf([[step(0), garbled], [step(2)]]), monkeypatch) == (2, 1)
+    assert await run_export(tmp_path / "out.jsonl", TopicScanOf([[step(0), garbled], [step(2)]]), monkeypatch) == (2, 1, {})
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
+
+
+async def test_an_export_since_a_moment_before_what_the_stream_holds_says_from_when_it_holds_all_it_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A TOPIC_RETENTION on leads.lifecycle deleted a month of events after --since: the export wrote what was
+    left, and the analyst took the slice for whole."""
+    since = datetime(2020, 1, 1, tzinfo=UTC)
+    held_from = since + timedelta(days=30)
+    cut = {TopicPartition("leads.lifecycle", 0): since - timedelta(days=5),  # lost only what came before --since
+           TopicPartition("leads.lifecycle", 1): held_from}
+    written = await run_export(tmp_path / "out.jsonl", TopicScanOf([[step(0)]], first_held=cut), monkeypatch,
+                               since=since)
+    assert written == (1, 0, {"leads.lifecycle": held_from})
+    whole = await run_export(tmp_path / "out.jsonl", TopicScanOf([[step(0)]], first_held=cut), monkeypatch,
+                             since=held_from)
+    assert whole == (1, 0, {})

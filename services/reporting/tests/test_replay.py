@@ -114,3 +114,17 @@ async def test_a_rebuild_lacking_leads_the_live_tables_hold_is_not_swapped_in_un
         assert "--since 1970-01-01" in said and "--force" in said
         assert database.statements[-1] == 'DROP SCHEMA "reporting_replay" CASCADE'  # the rebuilt tables, unused
     assert any(s.startswith("ALTER TABLE") for s in database.statements) is swapped
+
+
+async def test_a_replay_since_a_moment_before_what_the_stream_holds_says_which_topics_lost_events_since_and_from_when(
+        monkeypatch):
+    """`replay --since 1970-01-01`, as a refused rebuild advises, over a stream retention had cut: it re-applied
+    what was left and said nothing of what was not."""
+    since = datetime(2026, 11, 1, tzinfo=UTC)
+    held_from = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
+    monkeypatch.setattr(replay_module, "make_engine", lambda settings: Database())
+    monkeypatch.setattr(replay_module, "TopicScan", TopicScanOf(first_held={
+        TopicPartition(LIFECYCLE, 0): held_from, TopicPartition(QUARANTINED, 0): None,
+        TopicPartition(QUARANTINED, 1): since - timedelta(days=1)}))
+    stats = await replay(object(), since=since)
+    assert stats.truncated == {LIFECYCLE: held_from, QUARANTINED: None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,19 @@ def _run_with_progress(label: str, work: Callable[[Progress], Any]) -> Any:
         return asyncio.run(work(update))
 
 
+def _warn_truncated(truncated: dict[str, datetime | None], since: datetime, lost: str) -> None:
+    """One line on stderr when the stream no longer holds all it recorded since --since: told, not refused (the
+    exit code stays), as what was read is still right as far as it goes; but it would otherwise look whole.
+    ``lost``: what that leaves out of this command's result."""
+    if not truncated:
+        return
+    held = ", ".join(f"{topic} only from {at.isoformat(timespec='milliseconds')}" if at is not None
+                     else f"{topic} nothing since --since in a partition that lost every record it had"
+                     for topic, at in truncated.items())
+    typer.secho(f"warning: the stream no longer holds all it recorded since --since {since.isoformat()} "
+                f"(retention, or a truncated log): it holds {held}; {lost}", err=True, fg="yellow")
+
+
 def add_commands(cli: typer.Typer) -> None:
     @cli.command("replay")
     def replay_command(
@@ -76,7 +90,8 @@ def add_commands(cli: typer.Typer) -> None:
 
         The tables are built afresh beside the live ones, which they then replace; a stream that no longer starts
         at its first event, or tables rebuilt without leads the live ones hold, are refused unless --force. With --since, re-apply the events since that moment over the
-        live tables instead: nothing captured before it is lost."""
+        live tables instead: nothing captured before it is lost. A --since before the first events the stream still
+        holds (retention, or a truncated log) re-applies what it holds, under a warning naming from when."""
         settings = load_settings(ReportingSettings)
         start = moment_option(since, "--since", scan=True)
         try:
@@ -97,6 +112,11 @@ def add_commands(cli: typer.Typer) -> None:
                 f"swapped in; {stats.caught_up:,} that arrived meanwhile applied")
         typer.echo(f"replayed {stats.events:,} events in {stats.seconds:.1f}s ({stats.rate:,.0f} events/s); {done}"
                    + (f"; {stats.skipped:,} undecodable skipped" if stats.skipped else ""))
+        if start is not None:
+            # A later --since would re-apply less, not more: no moment is offered.
+            _warn_truncated(stats.truncated, start,
+                            "the events it recorded since --since and no longer holds were not re-applied: the "
+                            "tables keep what the live service applied of them, and lack any it never did")
 
     @cli.command("export")
     def export_command(
@@ -109,7 +129,10 @@ def add_commands(cli: typer.Typer) -> None:
         until: str | None = typer.Option(None, help=f"only events before this moment ({MOMENT}; a bare date "
                                                     "includes that day; 1970 or later; after --since)"),
     ) -> None:
-        """Export leads.lifecycle (or a time slice) for analysts, one row per event."""
+        """Export leads.lifecycle (or a time slice) for analysts, one row per event.
+
+        A --since before the first events the stream still holds (retention, or a truncated log) exports what it
+        holds, under a warning naming from when."""
         # Everything is checked before the stream is read: a failure at the end of a long read wastes it, and
         # a mistake that reads fine (an empty slice) would replace the previous export with nothing.
         if output.is_dir():
@@ -124,7 +147,7 @@ def add_commands(cli: typer.Typer) -> None:
                                      param_hint="--until")
         settings = load_settings(ReportingSettings)
         try:
-            n, skipped = _run_with_progress("exporting", lambda update: export(
+            n, skipped, truncated = _run_with_progress("exporting", lambda update: export(
                 settings, output, chosen, since=start, until=end, progress=update))
         except OutputError as exc:
             typer.secho(str(exc), err=True, fg="red")
@@ -134,3 +157,11 @@ def add_commands(cli: typer.Typer) -> None:
             raise typer.Exit(1) from None
         typer.echo(f"wrote {n:,} events to {output} ({chosen})"
                    + (f"; {skipped:,} undecodable left out (the live service dead-letters them)" if skipped else ""))
+        if start is not None and truncated:
+            dated = [at for at in truncated.values() if at is not None]
+            _warn_truncated(truncated, start, "the events it recorded since --since and no longer holds are not in "
+                            "the export, so it may be short; "
+                            + (f"a --since of {max(dated).isoformat(timespec='milliseconds')} or later exports a "
+                               "slice it holds whole" if len(dated) == len(truncated) else
+                               "a partition that holds nothing has no record left to tell when it last recorded "
+                               "one, so no --since is known to export a slice it holds whole"))

@@ -5,7 +5,11 @@ an event is in the slice when its CloudEvents time is at or after ``since``
 and before ``until``; an undecodable record is left out, as the live service
 dead-letters it; the output file changes only when the export completes: it
 is written under a hidden name beside it and renamed over it at the end, so
-a failure or an interruption leaves the previous export as it was.
+a failure or an interruption leaves the previous export as it was. An
+export since a moment holds what the stream still holds: where retention
+(or a truncated log) deleted events recorded since then, ``export`` says
+from when the stream holds them all (``scan.truncated_since``), for the
+analyst to hear that the slice lacks them.
 
 The columns (``EXPORT_COLUMNS``) flatten what analysts filter on; ``data`` is
 the whole event. ``at`` is when it happened: the step's time, the breach's,
@@ -28,7 +32,7 @@ from typing import Any
 
 from leadpipe_common import topics
 from leadpipe_common.envelope import Envelope
-from leadpipe_common.scan import TopicScan
+from leadpipe_common.scan import TopicScan, truncated_since
 from leadpipe_common.settings import KafkaSettings
 
 from reporting.replay import Progress, decoded
@@ -71,9 +75,10 @@ def export_row(env: Envelope, partition: int, offset: int) -> dict[str, Any]:
 
 
 async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: datetime | None, until: datetime | None,
-                 progress: Progress = lambda done, total: None) -> tuple[int, int]:
+                 progress: Progress = lambda done, total: None) -> tuple[int, int, dict[str, datetime | None]]:
     """Write the events as JSON Lines or Parquet, a fetched batch at a time (memory stays flat); how many were
-    written, and how many records were left out as undecodable (the analyst must hear that the file lacks them)."""
+    written, how many records were left out as undecodable, and, of an export since a moment, whether the stream
+    no longer holds all it recorded since (``truncated_since``): the analyst must hear that the file lacks them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -103,6 +108,7 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
                     written += len(rows)
                     seen += len(records)
                     progress(seen, scan.total)
+                first_held = [(tp.topic, at) for tp, at in scan.first_held.items()]
             with _writing(output):
                 files.close()  # the last writes (and Parquet's footer) fail here, if anywhere
         with _writing(output):
@@ -110,4 +116,4 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
     except BaseException:  # an interruption (Ctrl-C cancels the task) as much as an error
         partial.unlink(missing_ok=True)
         raise
-    return written, skipped
+    return written, skipped, {} if since is None else truncated_since(since, first_held)

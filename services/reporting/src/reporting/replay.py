@@ -24,7 +24,11 @@ left as they were, unless ``force``.
 ``replay(since=T)`` never builds fresh tables: tables built from the events
 since T alone would lose every lead captured before T. It re-applies the
 events since T on top of the live tables instead, which the same
-idempotence makes safe (what was applied already changes nothing).
+idempotence makes safe (what was applied already changes nothing). It
+re-applies what the stream still holds: where retention (or a truncated
+log) deleted events recorded since T, ``ReplayStats.truncated`` names the
+topics (``scan.truncated_since``) for the command to say so; nothing is
+refused, as the live tables lose nothing by it.
 
 A failure after the swap (the broker gone while catching up) leaves the
 new tables without what the live service applied to the old ones between
@@ -36,7 +40,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from leadpipe_common import topology
 from leadpipe_common.db import make_engine
 from leadpipe_common.envelope import DecodeError, Envelope, decode
-from leadpipe_common.scan import TopicScan
+from leadpipe_common.scan import TopicScan, truncated_since
 from leadpipe_common.settings import ServiceSettings
 
 from reporting.domain import project
@@ -64,6 +68,9 @@ class ReplayStats:
     skipped: int
     caught_up: int
     seconds: float
+    #: Of a replay since a moment, each topic that no longer holds all it recorded since, with the moment from
+    #: which it does (None: a partition of it holds nothing): what it lost was not re-applied.
+    truncated: dict[str, datetime | None] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -188,7 +195,8 @@ async def replay(settings: ServiceSettings, *, since: datetime | None = None, fo
         if since is not None:
             async with TopicScan(settings, SOURCES, since=since) as scan:
                 done, skipped = await _apply_scan(engine, scan, SCHEMA, progress, 0)
-            return ReplayStats(done, skipped, 0, time.perf_counter() - started)
+            cut = truncated_since(since, [(tp.topic, at) for tp, at in scan.first_held.items()])
+            return ReplayStats(done, skipped, 0, time.perf_counter() - started, cut)
         # Before the scan looks for the log's end: all the live service applies after it, the catch-up applies.
         scanned_at = datetime.now(UTC).replace(microsecond=0)
         async with TopicScan(settings, SOURCES, since=since) as scan:

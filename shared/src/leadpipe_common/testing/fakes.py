@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -71,13 +72,15 @@ def unit_of_work_over(store: Any) -> Any:
 
 class TopicScanOf:
     """Stands in for ``scan.TopicScan`` (patched over it; called with its arguments, it returns itself): hands out
-    ``batches`` (each a list of records) from partitions whose first offsets held are ``starts``. ``fails_at_end``
+    ``batches`` (each a list of records) from partitions whose first offsets held are ``starts``, and of those that
+    lost their first records, when the first held was recorded (``first_held``). ``fails_at_end``
     is raised once the batches are out, where the scan would next read the broker; ``fails_to_extend`` by
     ``extend`` (the broker gone when the log's end is looked for again)."""
 
     def __init__(self, batches: Sequence[list[Any]] = (), *, starts: dict[Any, int] | None = None,
+                 first_held: dict[Any, datetime | None] | None = None,
                  fails_at_end: BaseException | None = None, fails_to_extend: BaseException | None = None) -> None:
-        self._batches, self.starts = batches, starts or {}
+        self._batches, self.starts, self.first_held = batches, starts or {}, first_held or {}
         self._fails_at_end, self._fails_to_extend = fails_at_end, fails_to_extend
         self.total = sum(len(b) for b in batches)
 
