@@ -214,6 +214,13 @@ def test_an_origin_naming_a_port_no_page_has_is_refused_naming_it(port):
         parse_origins(f"https://www.example.com:{port}", "CAPTURE_CORS_ORIGINS")
 
 
+def test_an_origin_whose_port_is_written_in_other_digits_than_ascii_is_refused_naming_where():
+    """Browsers write a port in ASCII digits; one in Arabic-Indic digits was read as 443 by the old check, and is
+    now refused where it is written rather than by the shared normalisation, which would not name it."""
+    with pytest.raises(ValueError, match="CAPTURE_CORS_ORIGINS: 'https://www.example.com:٤٤٣' is not an origin like"):
+        parse_origins("https://www.example.com:٤٤٣", "CAPTURE_CORS_ORIGINS")
+
+
 def test_a_filled_hidden_field_is_a_bots_mark_and_a_form_may_name_its_own():
     forms = parse_forms({"forms": {"demo": {"honeypot": "website"}}})
 

@@ -15,7 +15,6 @@ import ssl
 from pathlib import Path
 
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from leadpipe_common import topics
+from leadpipe_common.origins import web_origin
 from leadpipe_common.throttle import parse_networks, parse_rate
 from leadpipe_common.topology import parse_retention
 
@@ -285,27 +285,6 @@ class ServiceSettings(KafkaSettings):
         version is known (``db.per_server_settings``): those a server of another version would refuse at start-up
         (none by default)."""
         return {}
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def web_origin(text: str) -> str:
-    """``text`` as a browser writes it in ``Origin`` (``https://host[:port]``: lower case, no default port, no
-    trailing slash), or a ValueError saying what is wrong with it."""
-    parts = urlsplit(text.strip())
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or any(c.isspace() for c in parts.netloc):
-        raise ValueError(f"{text!r} is not an origin: write http(s)://host[:port], e.g. https://reports.example.com")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        raise ValueError(f"{text!r} is not an origin: write http(s)://host[:port] alone, with no path, query or user")
-    try:
-        port = parts.port  # None when none is given
-    except ValueError:  # not a number, or past 65535
-        port = 0
-    if port == 0:
-        raise ValueError(f"{text!r} has a port that is not a number in 1-65535")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != _DEFAULT_PORTS[parts.scheme] else "")
 
 
 #: libpq's ``sslmode`` values, which asyncpg takes as its ``ssl`` argument.

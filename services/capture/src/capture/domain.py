@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain, unicode_domain
 from leadpipe_common.events import Attribution, Contact, LeadCaptured
+from leadpipe_common.origins import web_origin
 from leadpipe_common.problems import FieldProblem, field_problems
 
 #: The public contract: the same names in JSON bodies and in HTML forms.
@@ -333,33 +334,26 @@ def _shown(value: Any, limit: int = 100) -> str:
     return text if text.isprintable() else repr(text)
 
 
-_ORIGIN = re.compile(r"(https?)://[a-z0-9.-]+(?::(\d{1,5}))?")
-#: The ports a browser leaves out of an ``Origin`` (the scheme's default).
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: ASCII digits only: ``\d`` also takes other scripts' (a port ٤٤٣), which no browser writes and ``web_origin`` refuses.
+_ORIGIN = re.compile(r"(https?)://[a-z0-9.-]+(?::([0-9]{1,5}))?")
 
 
 def parse_origins(values: Any, where: str) -> frozenset[str]:
-    """Web origins as browsers send them (``https://www.example.com``, no path); raises ValueError naming ``where``."""
+    """Web origins as browsers send them (``https://www.example.com``, no path), as ``web_origin`` writes them;
+    raises ValueError naming ``where``."""
     if isinstance(values, str):
         values = [v for v in (part.strip() for part in values.split(",")) if v]
     if not isinstance(values, list | tuple):
         raise ValueError(f"{where}: expected a list of origins")
     origins = _each_like(values, _ORIGIN, where, "an origin like https://www.example.com (scheme, host and port "
                                                  "only; no path, no wildcard)")
-    return frozenset(_as_browsers_send(origin, where) for origin in origins)
-
-
-def _as_browsers_send(origin: str, where: str) -> str:
-    """``origin`` as a browser's ``Origin`` header writes it: with no port when it is the scheme's default, and the
-    port's number without leading zeros. Written ``https://www.example.com:443``, it matched no page's."""
-    scheme, port = _ORIGIN.fullmatch(origin).groups()  # type: ignore[union-attr]  # matched by parse_origins
-    if port is None:
-        return origin
-    number = int(port)
-    if not 0 < number < 65536:
-        raise ValueError(f"{where}: {origin!r} names port {number}; a port is 1 to 65535")
-    base = origin[:origin.rindex(":")]
-    return base if number == _DEFAULT_PORTS[scheme] else f"{base}:{number}"
+    for origin in origins:
+        port = _ORIGIN.fullmatch(origin).group(2)  # type: ignore[union-attr]  # matched by _each_like
+        # Checked here, not left to web_origin: the refusal names ``where`` and the port as the operator meant it.
+        if port is not None and not 0 < int(port) < 65536:
+            raise ValueError(f"{where}: {origin!r} names port {int(port)}; a port is 1 to 65535")
+    # Written https://www.example.com:443, an origin matched no page's: browsers leave the default port out.
+    return frozenset(web_origin(origin) for origin in origins)
 
 
 def _each_like(values: list[Any] | tuple[Any, ...], pattern: re.Pattern[str], where: str, like: str) -> frozenset[str]:
