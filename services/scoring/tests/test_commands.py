@@ -4,11 +4,13 @@ refuses before reading anything."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka import TopicPartition
 
 import scoring.commands
 from leadpipe_common.testing.cli import invoke
 from scoring.__main__ import cli
 from scoring.domain import RescoreSummary
+from scoring.rescore import refuse_cut
 
 
 class Rescore:
@@ -16,8 +18,12 @@ class Rescore:
 
     def __init__(self) -> None:
         self.at: list[object] = []
+        #: The first offsets the lifecycle's partitions hold.
+        self.starts: dict[object, int] = {}
 
-    async def closed_leads(self, settings, progress=lambda done, total: None) -> set:
+    async def closed_leads(self, settings, progress=lambda done, total: None, *, force=False) -> set:
+        if not force:
+            refuse_cut(self.starts)
         return set()
 
     async def rescore(self, settings, rules, now, *, closed, dry_run, progress=lambda done: None) -> RescoreSummary:
@@ -84,3 +90,14 @@ def test_sources_with_brackets_are_printed_as_they_are_not_read_as_markup(rescor
     done = rescore("--dry-run")
     assert done.exit_code == 0, done.output
     assert "to_mql A news[letter] 1" in done.said and "to_mql B [/b] 1" in done.said
+
+
+def test_a_lifecycle_that_lost_its_first_events_is_refused_before_anything_is_scored(rescore):
+    """A lead the lost events had closed (won, lost, disqualified) was taken for open, re-scored, and recycled to
+    sales if it now reached the bar."""
+    rescore.starts = {TopicPartition("leads.lifecycle", 0): 0, TopicPartition("leads.lifecycle", 1): 1_200}
+    refused = rescore()
+    assert refused.exit_code == 1 and rescore.at == []
+    assert "leads.lifecycle partition 1 from offset 1,200" in refused.said and "--force" in refused.said
+    forced = rescore("--force", "--dry-run")
+    assert forced.exit_code == 0 and len(rescore.at) == 1

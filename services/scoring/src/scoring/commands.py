@@ -14,7 +14,7 @@ from leadpipe_common.kafka import quiet_client_logs
 
 from scoring.app import load_rules
 from scoring.domain import RescoreSummary, check_rescore_at
-from scoring.rescore import closed_leads, rescore
+from scoring.rescore import LifecycleCut, closed_leads, rescore
 from scoring.settings import ScoringSettings
 
 MOVES = {"to_mql": "to MQL (recycled to sales)",
@@ -30,6 +30,9 @@ def add_commands(cli: typer.Typer) -> None:
         at: str | None = typer.Option(None, help=f"score as of this moment ({MOMENT}; "
                                                  "default: now): intent decays to it, and a lead lifted to MQL "
                                                  "steps to MQL at it; at most a day from now"),
+        force: bool = typer.Option(False, "--force", help=f"re-score even when {topics.LIFECYCLE} no longer "
+                                                          "holds its first events (leads closed before them are "
+                                                          "then taken for open)"),
     ) -> None:
         """Re-score every open lead (nurture, MQL) under the rules file as it is now.
 
@@ -37,7 +40,9 @@ def add_commands(cli: typer.Typer) -> None:
         closed since (won, lost, merged away) is left out and counted apart. Run with --dry-run first: the real
         run then does exactly what it printed (at the same --at), but for leads closed in between. An --at more
         than a day before or after now is refused: a past one leaves intent undecayed since and dates the steps
-        to MQL then, perhaps before their leads were captured (a typo in the year does that)."""
+        to MQL then, perhaps before their leads were captured (a typo in the year does that). A lifecycle that
+        no longer holds its first events (its retention, or a truncated log) is refused: the leads it closed
+        before would be taken for open and perhaps recycled to sales."""
         now = _moment(at)
         settings = load_settings(ScoringSettings)
         try:
@@ -57,7 +62,10 @@ def add_commands(cli: typer.Typer) -> None:
             try:
                 with quiet_client_logs():  # the one-line error below says it
                     closed = asyncio.run(closed_leads(settings, lambda done, total: bar.update(
-                        task, completed=done, total=total)))
+                        task, completed=done, total=total), force=force))
+            except LifecycleCut as exc:
+                typer.secho(f"not re-scored: {exc}", err=True, fg="red")
+                raise typer.Exit(1) from None
             except (KafkaError, OSError, LookupError) as exc:
                 typer.secho(f"cannot read {topics.LIFECYCLE} at KAFKA_BOOTSTRAP_SERVERS "
                             f"({settings.kafka_bootstrap_servers}): {exc}", err=True, fg="red")

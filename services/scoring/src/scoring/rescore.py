@@ -56,13 +56,33 @@ def closed_in(records: Iterable[Any]) -> set[uuid.UUID]:
     return closed
 
 
-async def closed_leads(settings: KafkaSettings,
-                       progress: Callable[[int, int], None] = lambda done, total: None) -> set[uuid.UUID]:
+class LifecycleCut(Exception):
+    """The lifecycle no longer holds its first events: a lead closed before them would be taken for open."""
+
+
+def refuse_cut(starts: Mapping[Any, int]) -> None:
+    """Refuse to tell closed leads from partitions (``TopicPartition``: their first offset held) of which any
+    starts above offset 0: a lead won, lost or disqualified by the events before it would be taken for open,
+    re-scored, and recycled to sales if it now reaches the bar."""
+    cut = sorted((tp, offset) for tp, offset in starts.items() if offset > 0)
+    if cut:
+        held = ", ".join(f"{tp.topic} partition {tp.partition} from offset {offset:,}" for tp, offset in cut)
+        raise LifecycleCut(
+            f"{topics.LIFECYCLE} no longer starts at its first event: it holds {held} (a TOPIC_RETENTION that is "
+            "not forever, or a truncated log), so a lead closed before it would be taken for open, re-scored and "
+            "perhaps recycled to sales; re-score anyway with --force")
+
+
+async def closed_leads(settings: KafkaSettings, progress: Callable[[int, int], None] = lambda done, total: None,
+                       *, force: bool = False) -> set[uuid.UUID]:
     """Every lead ``leads.lifecycle`` has closed, read once from its start (kept forever), outside any group;
-    ``progress`` is told the records read and how many there are."""
+    ``progress`` is told the records read and how many there are. A lifecycle that no longer starts at its first
+    event is refused (``LifecycleCut``) unless ``force``."""
     closed: set[uuid.UUID] = set()
     seen = 0
     async with TopicScan(settings, topics.LIFECYCLE) as scan:
+        if not force:
+            refuse_cut(scan.starts)
         async for records in scan.batches():
             closed |= closed_in(records)
             seen += len(records)
