@@ -693,6 +693,25 @@ async def test_a_recycled_lead_goes_to_a_new_holder_not_back_to_the_account_owne
     assert first.owner_id in uow.store.handoffs[lead.lead_id].handoff.holders  # nor by a missed deadline later
 
 
+async def test_a_recycled_lead_only_its_rejecter_may_take_is_escalated_to_the_queue_not_left_waiting_for_ever(uow):
+    """With the shipped files, global-inbound (the default team) has one active rep. A lead it rejected, recycled,
+    was marked waiting for a rep who is not its rejecter: the queue watch claimed it every round and never handed
+    it out."""
+    ctx = bundled(T0)
+    lead = factories.scored("mql", country="EG")  # no territory: the default team
+    assert data((await route(uow, ctx, lead))[0]).assignment.owner_id == "alex.moreau"
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id="alex.moreau", reason_code="not-a-fit")
+    ctx.clock.now = T0 + timedelta(days=3)
+    out = await route(uow, ctx, touch_of(lead))
+    assert [data(m).type for m in out] == ["lead.stage_changed", "lead.routed", "lead.stage_changed"]  # not queued
+    assert data(out[1]).assignment.reason.endswith("escalated to the global-inbound queue")
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert (held.owner_id, held.waiting_since, held.due_at) == ("queue:global-inbound", None, None)
+    assert await uow.store.waiting_teams() == set()
+    await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="alex.moreau")  # the new touch changed their mind
+    assert uow.store.handoffs[lead.lead_id].handoff.status == "accepted"
+
+
 async def test_a_rejection_and_a_touch_read_in_one_batch_recycle_the_lead_rather_than_re_engage_its_rejecter(
         uow, ctx):
     """The two topics have no order between them: sales' report goes first, so the touch meets the lead where

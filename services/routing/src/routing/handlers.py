@@ -66,8 +66,8 @@ from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
     Applied, Handoff, Kept, Merged, Placed, Presence, Refused, Rep, Repeated, Route, RoutingData, Step, Waiting,
-    acceptance_due, apply_disposition, capacity_bound, choose_route, hand_to, kept_back_by, merge_into,
-    news_for_holder, overflow_chain, place, recycled_by, rejected_as, reroute,
+    acceptance_due, apply_disposition, capacity_bound, choose_route, escalated_to, hand_to, kept_back_by, may_wait,
+    merge_into, news_for_holder, overflow_chain, place, recycled_by, rejected_as, reroute,
 )
 from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
@@ -342,6 +342,14 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
             presence = presence.holding_one_more(placement.rep.id)
         assignment = placement.assignment
         waiting = isinstance(placement, Waiting)
+        if waiting and env.id in recycled and not may_wait(placement.team, before, ref.data):
+            # Nobody along its team's overflow but the rep who rejected it may ever take it: as a missed deadline
+            # with nobody left (``place_again``), escalated with no waiting mark, which the queue watch would claim
+            # every round and never hand out. Its team's reps may take it from there, the rejecter too, who may
+            # see the new touch as reason enough: not given back with a clock to one who turned it down.
+            assignment = escalated_to(placement.team, holdings[lead.lead_id].handoff.team, placement.nobody,
+                                      ref.data)
+            waiting = False
         # A recycle hands the lead on, to a new holder: the number after its last hand-off's.
         seq = holdings[lead.lead_id].handoff.seq + 1 if env.id in recycled else 1
         routed = LeadRouted.model_construct(**dict(lead), assignment=assignment, routed_at=now,  # validated parts

@@ -42,7 +42,7 @@ routed again under candidate data). Their public names are re-exported here.
 from routing.domain.availability import (
     Away, Placed, Presence, Waiting, capacity_bound, on_shift, place, public_holiday, unavailable,
 )
-from routing.domain.breaches import Breach, breach, held_by, place_again
+from routing.domain.breaches import Breach, breach, escalated_to, held_by, may_wait, place_again
 from routing.domain.clock import acceptance_due, add_working_days, add_working_time
 from routing.domain.dispositions import (
     ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
@@ -63,7 +63,7 @@ __all__ = [
     "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
-    "earns_intent", "escalation_team", "hand_to", "handover_refused", "held_by", "kept_back_by", "merge_into",
+    "earns_intent", "escalated_to", "escalation_team", "hand_to", "handover_refused", "held_by", "kept_back_by", "may_wait", "merge_into",
     "news_for_holder", "next_turn", "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place",
     "place_again", "public_holiday", "queue_of", "recycled_by", "rejected_as", "remembered", "requeue", "reroute",
     "segment_of", "staffed", "staffed_teams", "unavailable", "what_if",

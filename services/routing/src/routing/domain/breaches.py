@@ -17,7 +17,7 @@ routing places each the same way (``place_again``; ``handovers``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -79,13 +79,30 @@ def place_again(handoff: Handoff, route: Route, data: RoutingData, states: Mappi
         after = handoff.handed_on(owner_id=a.owner_id, team=a.team, holders=held,
                                   due_at=acceptance_due(handoff.grade, a.owner_id, data, now))
         return Breach(after, "reassigned", a, placement.rotation)
-    reachable = set(overflow_chain(placement.team, data))
-    if any(r.active and r.team in reachable and r.id not in held for r in data.reps):
+    if may_wait(placement.team, held, data):
         a = placement.assignment
         after = handoff.handed_on(owner_id=a.owner_id, team=a.team, due_at=None, holders=held, waiting_since=now)
         return Breach(after, "escalated", a, None)
     # A waiting mark on a lead the watch may never hand to anyone would have it claimed every round.
     return _escalated(handoff, placement.team, held, why, data)
+
+
+def may_wait(team: str, passed_over: Collection[str], data: RoutingData) -> bool:
+    """Whether the queue watch may ever hand out a lead waiting in ``team``'s queue with reps ``passed_over``: an
+    active rep along its overflow is not one of them. A lead it may not is escalated instead (``escalated_to``)."""
+    reachable = set(overflow_chain(team, data))
+    return any(r.active and r.team in reachable and r.id not in passed_over for r in data.reps)
+
+
+def escalated_to(of: str, holder_team: str, why: str, data: RoutingData) -> Assignment:
+    """A lead escalated to the queue of the first team along ``of``'s overflow with active reps of its own, for
+    them to take (``escalation_team``); ``holder_team``'s, its last holder's team, with none."""
+    # The holder's team when no team along ``of``'s overflow has reps of its own (files the reference check
+    # refuses, as it keeps one on the way of every team it routes to): the holder was a rep of it, so its queue
+    # is the one place a rep was once allowed to take the lead from.
+    team = escalation_team(of, data) or holder_team
+    return Assignment(owner_id=queue_of(team), owner_name=f"{team} queue", team=team, method="queue",
+                      reason=f"{why}; escalated to the {team} queue")
 
 
 def held_by(handoff: Handoff) -> tuple[str, ...]:
@@ -94,11 +111,7 @@ def held_by(handoff: Handoff) -> tuple[str, ...]:
 
 
 def _escalated(handoff: Handoff, of: str, held: tuple[str, ...], why: str, data: RoutingData) -> Breach:
-    # The holder's team when no team along ``of``'s overflow has reps of its own (files the reference check
-    # refuses, as it keeps one on the way of every team it routes to): the holder was a rep of it, so its queue
-    # is the one place a rep was once allowed to take the lead from.
-    team = escalation_team(of, data) or handoff.team
-    assignment = Assignment(owner_id=queue_of(team), owner_name=f"{team} queue", team=team, method="queue",
-                            reason=f"{why}; escalated to the {team} queue")
-    after = handoff.handed_on(owner_id=assignment.owner_id, team=team, due_at=None, holders=held, waiting_since=None)
+    assignment = escalated_to(of, handoff.team, why, data)
+    after = handoff.handed_on(owner_id=assignment.owner_id, team=assignment.team, due_at=None, holders=held,
+                              waiting_since=None)
     return Breach(after, "escalated", assignment, None)
