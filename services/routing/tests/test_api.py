@@ -102,8 +102,8 @@ async def test_through_routing_accepted_leads_nobody_can_take_are_answered_apart
     assert (first["count"], first["moved"], first["more"], first["next_after"]) == (0, [], True, str(leads[1]))
     assert [k["lead_id"] for k in first["kept"]] == [str(i) for i in leads[:2]]
     assert first["kept"][0] == {"lead_id": str(leads[0]), "status": "accepted", "reason": (
-        "territory emea / all; nobody in emea can take it now (cy inactive); a lead sales accepted does not wait in "
-        "a queue: it stays with ana")}
+        "territory emea / all; nobody in emea can take it now (ben has held it, cy inactive); a lead sales accepted "
+        "does not wait in a queue: it stays with ana")}
     assert ([k["lead_id"] for k in second["kept"]], second["more"], second["next_after"]) == (
         [str(leads[2])], False, None)
     assert bad.status_code == 422 and [e["field"] for e in bad.json()["errors"]] == ["after"]

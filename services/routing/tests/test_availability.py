@@ -263,7 +263,17 @@ def test_a_missed_deadline_overflows_the_lead_when_nobody_else_in_its_team_can_t
     b = breach(held, route, OVERFLOWING, {}, at, Presence(away={"ben": [Away(at, at + timedelta(days=1))]}))
     assert (b.action, b.assignment.owner_id, b.assignment.method) == ("reassigned", "dot", "overflow")
     assert (b.handoff.team, b.handoff.due_at, b.rotation) == ("desk", at + timedelta(minutes=15), {"dot": 0})
-    assert "ana missed the acceptance deadline once" in b.assignment.reason and "ben out of office" in b.assignment.reason
+    assert "ana missed the acceptance deadline;" in b.assignment.reason and "ben out of office" in b.assignment.reason
+
+
+def test_a_second_missed_deadline_is_told_as_the_leads_and_the_reps_passed_over_as_having_held_it():
+    """Ben missed once: the lead twice, once with Ana. Nor has emea "no reps": both held it before."""
+    at = MONDAY.replace(hour=10)
+    held = Handoff(lead_id=uuid.uuid4(), status="routed", owner_id="ben", team="emea", grade="A", due_at=at,
+                   holders=("ana",), reassignments=1)
+    b = breach(held, choose_route(mql("DE"), OVERFLOWING), OVERFLOWING, {}, at, Presence())
+    assert b.assignment.reason.startswith("ben missed the acceptance deadline, the lead's 2nd missed deadline;")
+    assert "nobody in emea can take it now (ana has held it, ben has held it)" in b.assignment.reason
 
 
 def test_a_lead_an_overflow_rep_let_pass_at_night_waits_in_its_own_teams_queue_for_the_morning():

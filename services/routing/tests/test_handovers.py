@@ -120,10 +120,12 @@ def test_a_lead_sales_accepted_that_nobody_can_take_now_stays_with_its_holder_sa
     lead = held(status)
     kept = reroute(lead, route, DATA, {}, NIGHT, Presence(), WHY)
     assert isinstance(kept, Kept) and kept.handoff == lead
-    assert "nobody in emea can take it now (ben off shift, cy off shift, old inactive)" in kept.reason
+    assert "nobody in emea can take it now (ana has held it, ben off shift, cy off shift, old inactive)" in kept.reason
     assert kept.reason.endswith("a lead sales accepted does not wait in a queue: it stays with ana")
 
 
 def test_an_accepted_lead_every_active_rep_of_its_route_held_stays_with_its_holder():
     kept = reroute(held("accepted", holders=("ben", "cy")), EMEA, DATA, {}, MONDAY, Presence(), WHY)
-    assert isinstance(kept, Kept) and "nobody in emea can take it now (old inactive)" in kept.reason
+    assert isinstance(kept, Kept)
+    held_it = "ana has held it, ben has held it, cy has held it"
+    assert f"nobody in emea can take it now ({held_it}, old inactive)" in kept.reason

@@ -202,8 +202,10 @@ def place(route: Route, data: RoutingData, states: Mapping[str, Mapping[str, int
         route = Route("team", o.team, f"{route.reason}, who is {why}")
     skipped: list[str] = []
     for i, team in enumerate(overflow_chain(route.team, data)):
-        members = [r for r in data.reps if r.team == team and r.id not in passed_over]
-        reasons = {r.id: unavailable(r, data, now, presence) for r in members}
+        members = [r for r in data.reps if r.team == team]
+        # A team whose reps were all passed over has reps: the reason says they have held the lead, not "no reps".
+        reasons = {r.id: "has held it" if r.id in passed_over else unavailable(r, data, now, presence)
+                   for r in members}
         free = [r for r in members if reasons[r.id] is None]
         if free:
             state = states.get(team, {})

@@ -50,8 +50,9 @@ def breach(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[st
     ``choose_route`` gives it) as a new lead would be, with every rep who held it passed over (``place_again``);
     or, after ``max_reassignments``, escalated, with no waiting mark, to the queue of the first team along its
     route's team's overflow with active reps of its own (``escalation_team``), not to the holder's."""
-    missed = f"{handoff.owner_id} missed the acceptance deadline " + (
-        f"{handoff.reassignments + 1} times" if handoff.reassignments else "once")
+    # The count is the lead's, not its holder's: earlier holders, passed over since, missed the others.
+    missed = f"{handoff.owner_id} missed the acceptance deadline" + (
+        f", the lead's {_ordinal(handoff.reassignments + 1)} missed deadline" if handoff.reassignments else "")
     if handoff.reassignments < data.sla.max_reassignments:
         b = place_again(handoff, route, data, states, now, presence or Presence(), why=missed)
     else:
@@ -115,3 +116,7 @@ def _escalated(handoff: Handoff, of: str, held: tuple[str, ...], why: str, data:
     after = handoff.handed_on(owner_id=assignment.owner_id, team=assignment.team, due_at=None, holders=held,
                               waiting_since=None)
     return Breach(after, "escalated", assignment, None)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
