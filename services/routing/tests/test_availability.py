@@ -536,3 +536,16 @@ def test_the_shipped_reps_calendars_load_without_every_countrys():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_what_if_passes_over_the_rep_who_rejected_a_recycled_lead_as_live_routing_does():
+    """Ana is first in a fresh rotation, but she rejected the lead. An apac lead only the desk's one active rep
+    may take, who rejected it, is escalated to the desk's queue, not left waiting in apac's for good."""
+    ten = MONDAY.replace(hour=9)
+    ana = Assignment(owner_id="ana", owner_name="Ana", team="emea", method="territory", reason="r")
+    recycled = PastLead(mql("DE"), ten, ana, recycled_after="not-a-fit", rejected_by="ana")
+    assert what_if([recycled], data([BERLIN, {**BERLIN, "id": "ben", "name": "Ben"}])).rows() == [
+        ("emea", "ana", 0, 1), ("emea", "ben", 1, 0)]
+    desk_alone = data([DESK, {**DESK, "id": "dan", "name": "Dan", "active": False}])  # apac overflows to it
+    rejected_by_dot = PastLead(mql("JP"), ten, None, recycled_after="not-a-fit", rejected_by="dot")
+    assert what_if([rejected_by_dot], desk_alone).would == {("desk", "queue:desk"): 1}

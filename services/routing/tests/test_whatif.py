@@ -118,6 +118,9 @@ async def test_the_history_holds_every_routing_of_an_mql_touched_or_not_and_no_r
     # A recycled routing names the rejection it came after, which the data in force may no longer recycle.
     assert [(p.lead.lead_id, p.recycled_after) for p in history.leads if p.recycled_after] == [
         (recycled.lead_id, "not-a-fit")]
+    # And the rep who rejected it, whom live routing passed over.
+    assert [(p.lead.lead_id, p.rejected_by) for p in history.leads if p.rejected_by] == [
+        (recycled.lead_id, first_owner)]
 
 
 async def routed_by(uow, ctx, log, lead) -> str | None:

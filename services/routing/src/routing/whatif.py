@@ -48,6 +48,8 @@ async def read_history(settings: KafkaSettings, since: datetime,
     answers: dict[UUID, list[datetime]] = {}
     rejected_as: dict[UUID, str | None] = {}  # the reason code of each lead's latest rejection read
     recycled: dict[UUID, str | None] = {}  # recycled steps by event id: the rejection's reason code
+    rejecters: dict[UUID, str | None] = {}  # the rep of each lead's latest rejection read
+    recycled_by: dict[UUID, str | None] = {}  # recycled steps by event id: the rep who rejected the lead
     skipped = seen = 0
     async with TopicScan(settings, [topics.SCORED, topics.ROUTED, topics.LIFECYCLE], since=since) as scan:
         async for records in scan.batches():
@@ -69,22 +71,25 @@ async def read_history(settings: KafkaSettings, since: datetime,
                 elif lead_id is not None:
                     if isinstance(event, LeadStageChanged) and event.to_stage == "rejected":
                         rejected_as[lead_id] = event.reason_code
+                        rejecters[lead_id] = event.owner_id  # the rejecter's hand-off, one taken from a queue too
                     elif isinstance(event, LeadStageChanged) and (event.from_stage, event.by) == ("nurture", "routing"):
                         # The step names its rejection, however long ago it came; one recorded before it did so
                         # has only the window's: the lifecycle is in order per lead, so the rejection read last.
                         recycled[envelope.id] = event.reason_code or rejected_as.get(lead_id)
+                        recycled_by[envelope.id] = rejecters.get(lead_id)
                     at = _answer_time(event)
                     if at is not None:
                         answers.setdefault(lead_id, []).append(at)
             seen += len(records)
             progress(seen, scan.total)
         first_held = [(tp.topic, at) for tp, at in scan.first_held.items()]
-    return History(_past_leads(scores, routed, reengaged, answers, recycled), skipped, first_held)
+    return History(_past_leads(scores, routed, reengaged, answers, recycled, recycled_by), skipped, first_held)
 
 
 def _past_leads(scores: dict[UUID, tuple[LeadScored, tuple[int, int]]],
                 routed: dict[UUID, tuple[datetime, Assignment]], reengaged: set[UUID],
-                answers: dict[UUID, list[datetime]], recycled: dict[UUID, str | None]) -> list[PastLead]:
+                answers: dict[UUID, list[datetime]], recycled: dict[UUID, str | None],
+                recycled_by: dict[UUID, str | None]) -> list[PastLead]:
     """One ``PastLead`` per routing of an MQL score, and one per lead whose first score is not routed yet.
 
     Routing's outputs of a score take ids derived from the score's (``follow_up``): the score routed a lead
@@ -101,8 +106,9 @@ def _past_leads(scores: dict[UUID, tuple[LeadScored, tuple[int, int]]],
         at, assignment = out
         first = lead.lead_id not in routed_leads
         routed_leads.add(lead.lead_id)
+        step = derive_id(score_id, RECYCLED)
         leads.append(PastLead(lead, at, assignment, _answered(answers.get(lead.lead_id, ()), at, first), position,
-                              recycled_after=recycled.get(derive_id(score_id, RECYCLED))))
+                              recycled_after=recycled.get(step), rejected_by=recycled_by.get(step)))
     # Not routed (yet): a lead's first score only. A later score without a touch changes nothing routed (a merge
     # gave it a duplicate's touches), and a touch routing did not route was of a lead sales held or closed.
     waiting: dict[UUID, tuple[LeadScored, tuple[int, int]]] = {}

@@ -11,7 +11,9 @@ is a violation. A lead recycled after a rejection whose reason the data says
 does not recycle is not routed again, nor is it at any later routing (it
 never leaves nurture), and those real assignments are not judged (a touch
 that did not recycle a lead is no routing in the history: the other way
-round is not simulated).
+round is not simulated). A recycled lead passes over the rep who rejected
+it, as live, when the history holds the rejection (one before the window
+read is not known).
 
 Pure: the history comes in as ``PastLead``s, in any order; it is routed again
 in the order live routing applied it (``_live_order``). Whether any of the
@@ -30,7 +32,8 @@ from datetime import UTC, datetime
 
 from leadpipe_common.events import Assignment, LeadScored
 
-from routing.domain.availability import Placed, Presence, place, unavailable
+from routing.domain.availability import Placed, Presence, Waiting, place, unavailable
+from routing.domain.breaches import escalated_to, may_wait
 from routing.domain.reference import RoutingData
 from routing.domain.routes import choose_route
 
@@ -50,6 +53,8 @@ class PastLead:
     position: tuple[int, int] | None = None
     #: Recycled after sales rejected it: the rejection's reason code; None: not recycled, or rejected unseen.
     recycled_after: str | None = None
+    #: Recycled: the rep who rejected it, whom live routing passed over; None: not recycled, or rejected unseen.
+    rejected_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,13 +136,19 @@ def what_if(history: Iterable[PastLead], data: RoutingData) -> WhatIf:
             in_nurture.add(lead.lead_id)
             out.kept_in_nurture += 1
         else:
-            placed = place(choose_route(lead, data), data, states, at, Presence(held=would_hold.at(at)))
+            # As live routing: not back to the rep who rejected it, escalated if nobody else may ever take it.
+            rejecter = (past.rejected_by,) if past.rejected_by else ()
+            placed = place(choose_route(lead, data), data, states, at, Presence(held=would_hold.at(at)),
+                           passed_over=rejecter)
+            would = placed.assignment
             if isinstance(placed, Placed):
                 if placed.rotation is not None:
                     states[placed.team] = placed.rotation
                 would_hold.add(placed.rep.id, past.answered_at)
-                out.overflowed += placed.assignment.method == "overflow"
-            out.would[(placed.assignment.team, placed.assignment.owner_id)] += 1
+                out.overflowed += would.method == "overflow"
+            elif isinstance(placed, Waiting) and rejecter and not may_wait(placed.team, rejecter, data):
+                would = escalated_to(placed.team, placed.team, placed.nobody, data)
+            out.would[(would.team, would.owner_id)] += 1
         real = past.actual
         if real is None:
             continue
