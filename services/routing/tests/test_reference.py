@@ -1,5 +1,6 @@
 """The routing files: read, versioned, and reloaded without a restart."""
 
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,3 +200,43 @@ def test_a_problem_of_the_files_as_a_whole_is_said_without_a_requests_body_prefi
         files.load()
     assert str(refused.value).startswith(f"routing reference data is invalid: rep ids used twice: "
                                          f"['{reps['reps'][0]['id']}']")
+
+
+@pytest.mark.parametrize(("written", "alone"), [
+    ("www.acme.com", "acme.com"), ("https://acme.com", "acme.com"), ("@acme.com", "acme.com"),
+    ("acme.com.", "acme.com"), ("https://www.acme.com/about", "acme.com")])
+def test_an_account_domain_no_address_ends_in_is_refused_naming_the_line_and_the_domain_to_write(
+        files, written, alone):
+    """Enrichment gives a lead's company domain bare: www.acme.com matched none, and Acme's leads went to rotation."""
+    files.accounts.write_text(files.accounts.read_text() + f"{written},Acme,tom.berg\n")
+    line = len(files.accounts.read_text().splitlines())
+    with pytest.raises(ValueError, match=rf"accounts\.csv:{line}: domain '{re.escape(written)}' is not what follows "
+                                         rf"the @ of an address: write the domain alone: {re.escape(alone)}$"):
+        files.load()
+
+
+@pytest.mark.parametrize("written", ["", "acme", "exa_mple.com"])
+def test_an_account_domain_that_is_no_domain_is_refused_naming_the_line(files, written):
+    files.accounts.write_text(files.accounts.read_text() + f"{written},Acme,tom.berg\n")
+    line = len(files.accounts.read_text().splitlines())
+    with pytest.raises(ValueError, match=rf"accounts\.csv:{line}: (empty domain|domain '{written}' is not a domain)"):
+        files.load()
+
+
+@pytest.mark.parametrize(("first", "again"), [("siemens.com", "SIEMENS.com"), ("müller.de", "xn--mller-kva.de")])
+def test_an_account_listed_twice_in_either_spelling_is_refused_naming_both_lines(files, first, again):
+    """The first row won without a word: the second owner never got the account's leads."""
+    text = files.accounts.read_text()
+    if first not in text:
+        text += f"{first},Müller GmbH,lena.fischer\n"
+    first_line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith(f"{first},"))
+    files.accounts.write_text(text + f"{again},Again,tom.berg\n")
+    line = len(files.accounts.read_text().splitlines())
+    with pytest.raises(ValueError, match=rf"accounts\.csv:{line}: {again.lower()} is listed already on line "
+                                         rf"{first_line}"):
+        files.load()
+
+
+def test_an_internationalised_account_domain_is_taken_in_either_spelling(files):
+    files.accounts.write_text(files.accounts.read_text() + "müller.de,Müller GmbH,lena.fischer\n")
+    assert files.load().data.account("xn--mller-kva.de").name == "Müller GmbH"

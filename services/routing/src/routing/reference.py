@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
 from leadpipe_common.files import decode, parse_yaml, read_bytes
 
 from routing.domain import RoutingData, parse_routing_data
@@ -80,14 +81,21 @@ class RoutingFiles:
         if missing:
             raise ValueError(f"{self.accounts}: missing columns {sorted(missing)}")
         account_rows = []
+        listed_on: dict[str, tuple[int, str]] = {}
         for r in reader:
+            where = f"{self.accounts}:{reader.line_num}"
             # A row shorter than the header reads None for the columns it lacks.
             short = next((c for c in ("domain", "name", "owner") if r[c] is None), None)
             if short:
-                raise ValueError(f"{self.accounts}:{reader.line_num}: missing the {short} column (the row has "
-                                 "fewer values than the header)")
-            account_rows.append({"domain": r["domain"].strip().lower(), "name": r["name"].strip(),
-                                 "owner": r["owner"].strip()})
+                raise ValueError(f"{where}: missing the {short} column (the row has fewer values than the header)")
+            domain = _account_domain(r["domain"], where)
+            key = ascii_domain(domain)
+            if key in listed_on:  # only the first row's owner would ever get the account's leads
+                line, other = listed_on[key]
+                spelt = f" (as {other}: the same domain, spelt in ASCII or not)" if other != domain else ""
+                raise ValueError(f"{where}: {domain} is listed already on line {line}{spelt}: list an account once")
+            listed_on[key] = (reader.line_num, domain)
+            account_rows.append({"domain": domain, "name": r["name"].strip(), "owner": r["owner"].strip()})
         reps_doc = _mapping(self.reps, texts[self.reps])
         # The file's other keys go to the schema one by one: any more would be dropped without a word (a misspelt
         # teams: dropped every overflow policy).
@@ -116,6 +124,22 @@ class RoutingFiles:
 
 #: The keys of the reps file: its reps, and the working hours and team policies that go with them.
 _REPS_KEYS = ("reps", "teams", "working_hours")
+
+
+def _account_domain(written: str, where: str) -> str:
+    """The domain column, stripped and lower case; refused unless it is a domain as an address has it: enrichment
+    gives a lead's company domain so, and any other value would load and match no lead, sending the account's
+    leads to territory rotation without a word."""
+    domain = written.strip().lower()
+    if not domain:
+        raise ValueError(f"{where}: empty domain")
+    alone = domain_alone(domain)
+    if alone is not None:
+        raise ValueError(f"{where}: domain {written.strip()!r} is not what follows the @ of an address: write the "
+                         f"domain alone: {alone}")
+    if not is_domain(domain):
+        raise ValueError(f"{where}: domain {written.strip()!r} is not a domain (write it like acme.com)")
+    return domain
 
 
 def _mapping(path: Path, text: str) -> dict:

@@ -333,9 +333,9 @@ class RoutingData(_Strict):
 
     @functools.cached_property
     def accounts_by_domain(self) -> dict[str, Account]:
-        """Each account under its domain's ASCII form (the first of any listed twice): enrichment passes a company
-        domain on as the address or companies.csv spelt it, müller.de or xn--mller-kva.de, and accounts.csv may
-        spell it either way. Computed once: reference data is replaced on a reload, never changed in place."""
+        """Each account under its domain's ASCII form (the files refuse one listed twice): enrichment passes a
+        company domain on as the address or companies.csv spelt it, müller.de or xn--mller-kva.de, and accounts.csv
+        may spell it either way. Computed once: reference data is replaced on a reload, never changed in place."""
         by_domain: dict[str, Account] = {}
         for a in self.accounts:
             by_domain.setdefault(ascii_domain(a.domain), a)
