@@ -396,7 +396,8 @@ def test_a_team_with_no_reps_that_leads_would_go_to_is_refused_unless_it_overflo
     """A typo in a territory rule would keep its region's leads in a queue with no deadline and nobody to take
     them."""
     raw = data([BERLIN, TOKYO, DESK]).model_dump()
-    typo = {**raw["territories"], "teams": [{"team": "emea-typo", "region": "emea"}]}
+    typo = {**raw["territories"], "teams": [{"team": "emea-typo", "region": "emea"},
+                                            {"team": "apac", "region": "apac"}]}
     with pytest.raises(InvalidRoutingData, match="team emea-typo has no reps"):
         parse_routing_data({**raw, "territories": typo})
     with pytest.raises(InvalidRoutingData, match="default_team has no reps"):

@@ -240,3 +240,58 @@ def test_an_account_listed_twice_in_either_spelling_is_refused_naming_both_lines
 def test_an_internationalised_account_domain_is_taken_in_either_spelling(files):
     files.accounts.write_text(files.accounts.read_text() + "müller.de,Müller GmbH,lena.fischer\n")
     assert files.load().data.account("xn--mller-kva.de").name == "Müller GmbH"
+
+
+def test_a_territory_rule_after_one_of_the_same_or_a_wider_region_and_segment_is_refused_naming_both(files):
+    """Swapped, the shipped first two rules sent every emea enterprise lead to emea-commercial."""
+    text = files.territories.read_text()
+    enterprise = "  - {team: emea-enterprise, region: emea, segment: enterprise}\n"
+    commercial = "  - {team: emea-commercial, region: emea}\n"
+    files.territories.write_text(text.replace(enterprise + commercial, commercial + enterprise))
+    with pytest.raises(ValueError, match=r"territories: teams\.1 \(emea-enterprise: emea, enterprise\) can never "
+                                         r"apply: teams\.0 \(emea-commercial: emea, any segment\) comes first"):
+        files.load()
+
+
+def test_a_territory_rule_after_a_narrower_one_is_taken(files):
+    files.territories.write_text(files.territories.read_text().replace(
+        "  - {team: apac, region: apac}\n", "  - {team: apac, region: apac}\n  - {team: apac}\n"))
+    assert files.load().data.territories.teams[-1].region is None
+
+
+def test_a_country_in_two_regions_is_refused_naming_both(files):
+    files.territories.write_text(files.territories.read_text().replace("apac: [AU,", "apac: [DE, AU,"))
+    with pytest.raises(ValueError, match=r"territories\.regions: DE is listed in both emea and apac"):
+        files.load()
+
+
+@pytest.mark.parametrize(("file", "before", "after", "where"), [
+    ("reps", "weight: 2,", "weight: true,", r"reps\.0\.weight"),
+    ("reps", "capacity: 20}", "capacity: true}", r"reps\.0\.capacity"),
+    ("sla", "max_reassignments: 2", "max_reassignments: true", r"sla\.max_reassignments"),
+    ("territories", "min_employees: 1000", "min_employees: true", r"territories\.segments\.0\.min_employees"),
+])
+def test_a_yes_or_no_where_a_whole_number_is_meant_is_refused_not_read_as_1(files, file, before, after, where):
+    path = getattr(files, file)
+    path.write_text(path.read_text().replace(before, after, 1))
+    with pytest.raises(ValueError, match=rf"{where}: true reads as yes or no, not a whole number: write a whole "
+                                         "number, unquoted"):
+        files.load()
+
+
+def test_a_rep_on_a_team_no_lead_goes_to_is_refused_as_a_likely_typo_naming_the_teams(files):
+    reps = yaml.safe_load(files.reps.read_text())
+    reps["reps"].append({"id": "new.rep", "name": "New Rep", "team": "emea-enterpirse"})
+    files.reps.write_text(yaml.safe_dump(reps))
+    with pytest.raises(ValueError, match=r"reps: new\.rep's team 'emea-enterpirse' gets no leads: .*\(misspelt\? "
+                                         r"the teams leads go to: amer-commercial, .*emea-enterprise, "
+                                         r"global-inbound\)"):
+        files.load()
+
+
+def test_a_rep_on_a_team_of_their_own_who_owns_an_account_is_taken(files):
+    reps = yaml.safe_load(files.reps.read_text())
+    reps["reps"].append({"id": "key.rep", "name": "Key Rep", "team": "key-accounts"})
+    files.reps.write_text(yaml.safe_dump(reps))
+    files.accounts.write_text(files.accounts.read_text() + "acme.com,Acme,key.rep\n")
+    assert files.load().data.account("acme.com").owner == "key.rep"

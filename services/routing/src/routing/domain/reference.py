@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from holidays import registry as holidays_registry
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from leadpipe_common.domain_names import ascii_domain
 from leadpipe_common.events import Grade
@@ -82,14 +82,15 @@ class Rep(_Strict):
     name: str
     email: str | None = None
     team: str
-    weight: int = Field(1, ge=1, le=100)
+    # Strict: YAML reads weight: true as 1, which is no weight anyone meant.
+    weight: StrictInt = Field(1, ge=1, le=100)
     active: bool = True
     timezone: str = "UTC"
     working_hours: WorkingHours | None = None
     #: Whose public holidays the rep is off on: a country code (``DE``), or country-subdivision (``US-CA``).
     holidays: str | None = None
     #: The most unaccepted leads the rep may hold at once; None: no cap.
-    capacity: int | None = Field(None, ge=1)
+    capacity: StrictInt | None = Field(None, ge=1)
 
     @field_validator("holidays")
     @classmethod
@@ -122,7 +123,7 @@ class Account(_Strict):
 
 class Segment(_Strict):
     name: str
-    min_employees: int = Field(ge=0)
+    min_employees: StrictInt = Field(ge=0)
 
 
 class TeamRule(_Strict):
@@ -164,7 +165,16 @@ class Territories(_Strict):
                 if code.strip().upper() not in _COUNTRY_CODES:
                     raise ValueError(f"{region}: {code!r} is not an ISO 3166-1 alpha-2 country code (like DE, GB, "
                                      "US)")
-        return {region: [code.strip().upper() for code in codes] for region, codes in v.items()}
+        v = {region: [code.strip().upper() for code in codes] for region, codes in v.items()}
+        # A lead's region is the first that lists its country: in any later one the country goes to none of its
+        # rules.
+        first_in: dict[str, str] = {}
+        for region, codes in v.items():
+            for code in codes:
+                if first_in.setdefault(code, region) != region:
+                    raise ValueError(f"{code} is listed in both {first_in[code]} and {region}: a country may be in "
+                                     f"one region (its leads would all go to {first_in[code]})")
+        return v
 
 
 #: The longest an SLA may take on a rep's calendar (see ``RoutingData``): ten years.
@@ -181,7 +191,7 @@ class SlaPolicy(_Strict):
     a grade left out has none."""
 
     acceptance: dict[Grade, str] = Field(default_factory=dict)
-    max_reassignments: int = Field(2, ge=0)
+    max_reassignments: StrictInt = Field(2, ge=0)
 
     @field_validator("acceptance")
     @classmethod
@@ -283,6 +293,15 @@ class RoutingData(_Strict):
                 raise ValueError(f"team {rule.team}: unknown region {rule.region!r}")
             if rule.segment is not None and rule.segment not in segments:
                 raise ValueError(f"team {rule.team}: unknown segment {rule.segment!r}")
+        # The first rule that matches gets the lead: one after a rule of the same or a wider region and segment
+        # never fires (emea before emea/enterprise sent every emea enterprise lead to the first rule's team).
+        for n, rule in enumerate(t.teams):
+            wider = next((i for i, e in enumerate(t.teams[:n])
+                          if e.region in (None, rule.region) and e.segment in (None, rule.segment)), None)
+            if wider is not None:
+                raise ValueError(f"territories: teams.{n} ({_rule(rule)}) can never apply: teams.{wider} "
+                                 f"({_rule(t.teams[wider])}) comes first and takes all its leads; put the narrower "
+                                 "rule first, or remove it")
         known = {r.team for r in self.reps} | {rule.team for rule in t.teams} | {t.default_team}
         for team, policy in self.teams.items():
             if team not in known:
@@ -305,6 +324,18 @@ class RoutingData(_Strict):
                                      "for ever")
                 raise ValueError(f"territories: {where} has no reps (nor overflows to a team that has): its "
                                  "leads would wait for ever")
+        # A rep on a team no lead is sent to (a typo, emea-enterpirse) is never handed one, though the file reads
+        # as if they were in rotation; an account's owner is handed its leads, whatever their team. After the check
+        # above: a typo in a rule leaves the rule's team with no reps, which that check says better.
+        owners = {a.owner for a in self.accounts}
+        routed = ({rule.team for rule in t.teams} | {t.default_team} | {r.team for r in self.reps if r.id in owners}
+                  | {p.overflow_to for p in self.teams.values()
+                     if p.when_nobody_available == "overflow" and p.overflow_to})
+        stray = next((r for r in self.reps if r.active and r.team not in routed), None)
+        if stray is not None:
+            raise ValueError(f"reps: {stray.id}'s team {stray.team!r} gets no leads: no territory rule, "
+                             "default_team, overflow_to or account sends it any, and the rep owns no account "
+                             f"(misspelt? the teams leads go to: {', '.join(sorted(routed))})")
         # Working time is counted a day at a time on the holder's calendar: an SLA of years of a rep's few
         # minutes a week would be searched for (and run past the calendar's end) at every lead routed to them.
         for rep in self.reps:
@@ -348,6 +379,10 @@ class RoutingData(_Strict):
 _WAIT = TeamPolicy()
 
 
+def _rule(rule: TeamRule) -> str:
+    return f"{rule.team}: {rule.region or 'any region'}, {rule.segment or 'any segment'}"
+
+
 def overflow_chain(team: str, data: RoutingData) -> list[str]:
     """``team`` and the teams it overflows to, in order, each once."""
     chain = [team]
@@ -367,9 +402,17 @@ def parse_routing_data(raw: Mapping[str, Any]) -> RoutingData:
     try:
         return RoutingData.model_validate(raw)
     except ValidationError as exc:
-        errors = [{**e, "msg": f"unknown key (known: {', '.join(_keys_at(RoutingData, e['loc'][:-1]))})"}
-                  if e["type"] == "extra_forbidden" else e for e in exc.errors()]
+        errors = [{**e, "msg": _reason(e)} for e in exc.errors()]
         raise InvalidRoutingData(f"routing reference data is invalid: {describe(errors)}") from None
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    """pydantic's reason, or one that says what was written and what to write where pydantic's does not."""
+    if error["type"] == "extra_forbidden":
+        return f"unknown key (known: {', '.join(_keys_at(RoutingData, error['loc'][:-1]))})"
+    if error["type"] == "int_type" and isinstance(error.get("input"), bool):
+        return f"{str(error['input']).lower()} reads as yes or no, not a whole number: write a whole number, unquoted"
+    return error["msg"]
 
 
 def _keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
