@@ -295,3 +295,21 @@ def test_a_rep_on_a_team_of_their_own_who_owns_an_account_is_taken(files):
     files.reps.write_text(yaml.safe_dump(reps))
     files.accounts.write_text(files.accounts.read_text() + "acme.com,Acme,key.rep\n")
     assert files.load().data.account("acme.com").owner == "key.rep"
+
+
+def test_a_reps_working_hours_given_in_part_keep_the_files_default_for_the_rest(files):
+    """Given days alone, a rep was on 09:00-17:00 (the built-in hours) while the file said 08:00-18:00."""
+    files.reps.write_text(files.reps.read_text()
+                          .replace('start: "09:00", end: "17:00"}\nteams', 'start: "08:00", end: "18:00"}\nteams')
+                          .replace("holidays: SE,", "holidays: SE, working_hours: {days: [mon, tue, wed]},"))
+    data = files.load().data
+    hours = data.hours_of(data.rep("tom.berg"))
+    assert (hours.days, hours.start, hours.end) == (["mon", "tue", "wed"], "08:00", "18:00")
+
+
+def test_a_reps_working_hours_given_in_part_are_checked_with_the_files_default(files):
+    files.reps.write_text(files.reps.read_text()
+                          .replace('start: "09:00", end: "17:00"}\nteams', 'start: "08:00", end: "18:00"}\nteams')
+                          .replace("holidays: SE,", 'holidays: SE, working_hours: {end: "08:00"},'))
+    with pytest.raises(ValueError, match=r"reps\.1\.working_hours: .*start and end at the same time \(08:00\)"):
+        files.load()

@@ -277,6 +277,18 @@ class RoutingData(_Strict):
     #: Per team; a team left out waits for its own reps.
     teams: dict[str, TeamPolicy] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _rep_hours_over_the_files(cls, v: Any) -> Any:
+        """A rep's ``working_hours`` given in part (``days`` alone) keeps the file's default for the rest, not the
+        built-in 09:00-17:00: merged here, before either is checked, so that the hours a rep ends up with are."""
+        default = v.get("working_hours") if isinstance(v, dict) else None
+        if not isinstance(default, dict) or not isinstance(v.get("reps"), list):
+            return v
+        reps = [{**rep, "working_hours": {**default, **rep["working_hours"]}}
+                if isinstance(rep, dict) and isinstance(rep.get("working_hours"), dict) else rep for rep in v["reps"]]
+        return {**v, "reps": reps}
+
     @model_validator(mode="after")
     def _consistent(self) -> RoutingData:
         ids = [r.id for r in self.reps]
