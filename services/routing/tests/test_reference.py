@@ -313,3 +313,14 @@ def test_a_reps_working_hours_given_in_part_are_checked_with_the_files_default(f
                           .replace("holidays: SE,", 'holidays: SE, working_hours: {end: "08:00"},'))
     with pytest.raises(ValueError, match=r"reps\.1\.working_hours: .*start and end at the same time \(08:00\)"):
         files.load()
+
+
+@pytest.mark.parametrize(("written", "kept"), [("DE-Augsburg", "DE-Augsburg"), ("de-augsburg", "DE-Augsburg"),
+                                               ("us-ca", "US-CA"), ("fr-zone a", "FR-Zone A"), ("se", "SE")])
+def test_a_holiday_calendar_is_matched_whatever_its_case_and_kept_as_the_holidays_package_spells_it(
+        files, written, kept):
+    """DE-Augsburg was refused as "DE has no subdivision 'AUGSBURG' (known: ..., Augsburg)"."""
+    files.reps.write_text(files.reps.read_text().replace("holidays: SE,", f"holidays: {written},"))
+    data = files.load().data
+    assert data.rep("tom.berg").holidays == kept
+    assert acceptance_due("C", "tom.berg", data, datetime(2026, 8, 7, 15, 0, tzinfo=UTC))

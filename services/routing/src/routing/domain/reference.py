@@ -97,13 +97,18 @@ class Rep(_Strict):
     def _known_calendar(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        country, _, subdivision = v.upper().partition("-")
+        country, _, subdivision = v.partition("-")
+        country = country.upper()
         known = subdivisions(country)
         if known is None:
             raise ValueError(f"no holiday calendar for {v!r} (use a country code like DE, or US-CA)")
-        if subdivision and subdivision not in known:
+        if not subdivision:
+            return country
+        # Matched whatever the case, kept as the package spells it: it knows DE's Augsburg, not AUGSBURG.
+        spelt = next((s for s in known if s.upper() == subdivision.upper()), None)
+        if spelt is None:
             raise ValueError(f"{country} has no subdivision {subdivision!r} (known: {', '.join(known)})")
-        return v.upper()
+        return f"{country}-{spelt}"
 
     @field_validator("timezone")
     @classmethod
