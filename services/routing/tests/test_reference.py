@@ -324,3 +324,24 @@ def test_a_holiday_calendar_is_matched_whatever_its_case_and_kept_as_the_holiday
     data = files.load().data
     assert data.rep("tom.berg").holidays == kept
     assert acceptance_due("C", "tom.berg", data, datetime(2026, 8, 7, 15, 0, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(("written", "quoted"), [("17:00", "17:00"), ("9:00", "09:00"), ("24:00", "24:00")])
+def test_an_unquoted_time_yaml_reads_as_a_number_is_refused_saying_to_quote_it(files, written, quoted):
+    files.reps.write_text(files.reps.read_text().replace('end: "17:00"}\nteams', f"end: {written}}}\nteams"))
+    with pytest.raises(ValueError, match=rf'working_hours\.end: \d+ is how YAML reads {written} unquoted \(a number '
+                                         rf'in base 60\): quote it, "{quoted}"'):
+        files.load()
+
+
+@pytest.mark.parametrize("sla", ["", "# every deadline, gone\n", "max_reassignments: 2\n"])
+def test_an_sla_file_with_no_acceptance_is_refused_naming_the_file(files, sla):
+    """It loaded, and turned every acceptance deadline off without a word."""
+    files.sla.write_text(sla)
+    with pytest.raises(ValueError, match=rf"^{files.sla}: the SLA file gives no acceptance"):
+        files.load()
+
+
+def test_an_sla_file_that_turns_the_deadlines_off_on_purpose_is_taken(files):
+    files.sla.write_text("acceptance: {}\n")
+    assert files.load().data.sla.acceptance == {}

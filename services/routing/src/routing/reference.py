@@ -106,9 +106,15 @@ class RoutingFiles:
             # Checked as a whole, such a file was first refused for whatever named a rep ("accounts name owners
             # who are not reps: [...]"), which does not say that the file is empty, or is the wrong file.
             raise ValueError(f"{self.reps}: the reps file lists no reps (a list under reps:, at least one)")
+        sla = _mapping(self.sla, texts[self.sla])
+        if "acceptance" not in sla:
+            # An empty or comment-only file loaded, and every acceptance deadline was off without a word;
+            # acceptance: {} says so on purpose.
+            raise ValueError(f"{self.sla}: the SLA file gives no acceptance (deadlines by grade under acceptance:, "
+                             "or acceptance: {} for none)")
         raw = {"reps": reps_doc["reps"], "accounts": account_rows,
                "territories": _mapping(self.territories, texts[self.territories]),
-               "sla": _mapping(self.sla, texts[self.sla]), "reasons": _mapping(self.reasons, texts[self.reasons])}
+               "sla": sla, "reasons": _mapping(self.reasons, texts[self.reasons])}
         for key in ("working_hours", "teams"):
             if key in reps_doc:
                 raw[key] = reps_doc[key]

@@ -429,6 +429,12 @@ def _reason(error: Mapping[str, Any]) -> str:
         return f"unknown key (known: {', '.join(_keys_at(RoutingData, error['loc'][:-1]))})"
     if error["type"] == "int_type" and isinstance(error.get("input"), bool):
         return f"{str(error['input']).lower()} reads as yes or no, not a whole number: write a whole number, unquoted"
+    value = error.get("input")
+    if (error["type"] == "string_type" and error["loc"][-1:] in (("start",), ("end",)) and isinstance(value, int)
+            and not isinstance(value, bool) and 0 <= value <= 24 * 60):
+        # YAML 1.1 reads 17:00 unquoted as a number in base 60, 1020, and pydantic says only that it is no text.
+        return (f"{value} is how YAML reads {value // 60}:{value % 60:02d} unquoted (a number in base 60): quote "
+                f'it, "{value // 60:02d}:{value % 60:02d}"')
     return error["msg"]
 
 
