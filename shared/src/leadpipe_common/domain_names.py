@@ -12,7 +12,8 @@ A file that lists domains to match leads by (``companies.csv``, the scoring
 rules) takes only what ``is_domain`` says an address may end in: anything
 else would be read and match no lead without a word. ``domain_alone`` finds
 the domain in what names one as a site or an address does, for the refusal
-to say what to write instead.
+to say what to write instead (``domain_column``, the check such a file's
+domain column goes through, routing's ``accounts.csv`` too).
 """
 
 from __future__ import annotations
@@ -75,3 +76,18 @@ def domain_alone(written: str) -> str | None:
     if alone.lower().startswith("www.") and alone.count(".") > 1:
         alone = alone[4:]
     return alone if alone != written and is_domain(alone) else None
+
+
+def domain_column(written: str) -> str:
+    """A file's domain column, stripped and lower case, or a ValueError saying what is wrong with it: empty, or
+    what names a domain as a site or an address does (``https://acme.com``, ``@acme.com``, ``acme.com.``), which a
+    lead's address never ends in, with the domain to write instead. Whether the rest is a domain (``is_domain``)
+    is the caller's to say: a file may know more of why it is not."""
+    domain = written.strip().lower()
+    if not domain:
+        raise ValueError("empty domain")
+    alone = domain_alone(domain)
+    if alone is not None:
+        raise ValueError(f"domain {written.strip()!r} is not what follows the @ of an address: write the domain "
+                         f"alone: {alone}")
+    return domain

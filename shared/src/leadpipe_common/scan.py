@@ -24,7 +24,7 @@ would stop a scan early.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +51,17 @@ def truncated_since(since: datetime,
             # A topic is whole from when its partition cut latest is.
             cut[topic] = max(at, cut.get(topic) or at)
     return dict(sorted(cut.items()))
+
+
+def cut_from_start(starts: Mapping[TopicPartition, int]) -> str | None:
+    """Of partitions read from their start (``TopicScan.starts``: the first offset each holds), those that no
+    longer start at their first record (retention, or a truncated log), said as "<topic> partition <n> from
+    offset <m>, ..."; None when every one does. A command that must read a topic whole (a rebuild, the closed
+    leads) refuses with it."""
+    cut = sorted((tp, offset) for tp, offset in starts.items() if offset > 0)
+    if not cut:
+        return None
+    return ", ".join(f"{tp.topic} partition {tp.partition} from offset {offset:,}" for tp, offset in cut)
 
 
 class TopicScan:

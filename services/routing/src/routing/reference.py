@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
+from leadpipe_common.domain_names import ascii_domain, domain_column, is_domain
 from leadpipe_common.files import decode, parse_yaml, read_bytes
 
 from routing.domain import RoutingData, parse_routing_data
@@ -136,13 +136,10 @@ def _account_domain(written: str, where: str) -> str:
     """The domain column, stripped and lower case; refused unless it is a domain as an address has it: enrichment
     gives a lead's company domain so, and any other value would load and match no lead, sending the account's
     leads to territory rotation without a word."""
-    domain = written.strip().lower()
-    if not domain:
-        raise ValueError(f"{where}: empty domain")
-    alone = domain_alone(domain)
-    if alone is not None:
-        raise ValueError(f"{where}: domain {written.strip()!r} is not what follows the @ of an address: write the "
-                         f"domain alone: {alone}")
+    try:
+        domain = domain_column(written)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     if not is_domain(domain):
         raise ValueError(f"{where}: domain {written.strip()!r} is not a domain (write it like acme.com)")
     return domain

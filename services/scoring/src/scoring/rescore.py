@@ -29,7 +29,7 @@ from leadpipe_common import topics
 from leadpipe_common.db import make_engine, make_sessionmaker
 from leadpipe_common.envelope import DecodeError, Message, decode, derive_id, encode
 from leadpipe_common.events import CLOSED_STAGES, LeadEnriched, LeadScored, LeadStageChanged, Score
-from leadpipe_common.scan import TopicScan
+from leadpipe_common.scan import TopicScan, cut_from_start
 from leadpipe_common.settings import KafkaSettings, ServiceSettings
 from leadpipe_common.uow import SqlUnitOfWork
 
@@ -64,9 +64,8 @@ def refuse_cut(starts: Mapping[Any, int]) -> None:
     """Refuse to tell closed leads from partitions (``TopicPartition``: their first offset held) of which any
     starts above offset 0: a lead won, lost or disqualified by the events before it would be taken for open,
     re-scored, and recycled to sales if it now reaches the bar."""
-    cut = sorted((tp, offset) for tp, offset in starts.items() if offset > 0)
-    if cut:
-        held = ", ".join(f"{tp.topic} partition {tp.partition} from offset {offset:,}" for tp, offset in cut)
+    held = cut_from_start(starts)
+    if held is not None:
         raise LifecycleCut(
             f"{topics.LIFECYCLE} no longer starts at its first event: it holds {held} (a TOPIC_RETENTION that is "
             "not forever, or a truncated log), so a lead closed before it would be taken for open, re-scored and "
