@@ -103,6 +103,15 @@ async def test_a_letter_the_dead_letter_topic_refuses_whole_goes_smaller_only_wh
     assert deleted.to(topics.DEADLETTER) == []
 
 
+async def test_a_deleted_row_over_the_produce_limit_fails_its_round_before_anything_of_it_is_sent():
+    """Of an outbox table (rows deleted with the claim) no letter of it fits the producer's limit either: the round
+    sent the rest of the claim, failed on the letter, rolled back, and sent the rest again every retry."""
+    broker = Broker()
+    with pytest.raises(Unsendable, match="stays in scoring's outbox"):
+        await relay(broker, keeps=False).publish([captured("ada"), captured("big", MAX_REQUEST_SIZE), captured("bo")])
+    assert broker.messages == []
+
+
 async def test_a_row_no_message_can_be_built_from_is_set_aside_as_a_schema_letter_and_the_rest_sent():
     """A stored lead that stopped validating after a model change failed capture's claim every round."""
     ada, bo = captured("ada"), captured("bo")

@@ -27,7 +27,10 @@ Guarantees:
   deleted, and keep their event; its quarantine table keeps each submission
   its outbox announces. A row the claim deletes is not set aside so, for it would be
   lost: its round fails (``Unsendable``, logged) until ``leads.deadletter``
-  takes the letter whole.
+  takes the letter whole (a topic's lower limit raised), or, for a message
+  over the producer's own limit, which no letter of it fits either, before
+  anything of the round is sent, until the limit is raised or the code that
+  wrote it is fixed.
 - Order holds within one relay batch; two processes relaying at once may
   interleave, so consumers must not rely on order across an outbox.
 - A failing broker or database is retried with capped backoff and jitter;
@@ -314,6 +317,14 @@ class OutboxRelay(BackgroundLoop):
                 refused.append((m, "rejected", _too_large(m, size)))
             else:
                 fitting.append(m)
+        if refused and not self._keeps:
+            # Its letter, the message and more, is over the same limit: it can never be set aside whole, and a
+            # row the claim deletes must not go without it. Failed before anything is sent, the round does not
+            # send the rest again every time it is retried.
+            message, _, why = refused[0]
+            raise Unsendable(f"{message.header('ce_type')} {message.header('ce_id')} for {message.topic}: {why}, "
+                             f"and so is any letter of it; it stays in {self._outbox}'s outbox, the rows behind it "
+                             "waiting, until the producer's limit is raised or the code that wrote it is fixed")
         if refused:
             with contextlib.suppress(MessageSizeTooLargeError):
                 return await self._producer.send_all(fitting), refused

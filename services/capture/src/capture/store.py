@@ -201,7 +201,8 @@ _LEADS = f"""
 #: events go first in the round); and it waits while an older touch of its lead is unpublished and not among
 #: this claim's candidates. With several relays (a capture process each) that older touch or the lead may be
 #: held mid-publish by another relay, its mark not yet committed: the touch goes in a later round. A touch whose
-#: lead row is missing is not held back. Candidates that wait stay locked until the round ends.
+#: lead row is missing is not held back, nor one whose lead's events the relay set aside (a lead that no longer
+#: builds: ``outbox.Unbuildable``): its row is marked published, and a redrive sends them after the touches. Candidates that wait stay locked until the round ends.
 _TOUCHES = f"""
     tc AS (
         SELECT touch_id, lead_id, seq FROM {SCHEMA}.touches
