@@ -34,7 +34,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from leadpipe_common import topics
 from leadpipe_common.auth import Principal, TooManyWrongKeys, has_key, identify, needs
-from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection
+from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection, sqlstate
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadQuarantined
 from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
@@ -444,14 +444,21 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
                           else rt.context.writer.write(submitted))
     except IdempotencyMismatch as exc:
         raise Problem(422, "the Idempotency-Key was used before", [FieldProblem("Idempotency-Key", str(exc))]) from None
+    except Problem:
+        raise
     except (WriterStopped, WriteTimedOut):
         raise _cannot_store_now() from None
-    except UNAVAILABLE as exc:
-        # Only what a retry may cure is a 503: a bug, or an error Postgres will give again (a missing table, a
-        # constraint), answered "please retry", was retried for ever and logged nowhere. It is a 500, logged with
-        # its traceback by the server, as on every route (http.install_problem_handlers).
+    except Exception as exc:
         if not is_unavailable(exc):
-            raise
+            if sqlstate(exc) is not None:
+                # Postgres refused it for good (a missing table, a constraint): answered "please retry", it was
+                # retried for ever and logged nowhere. A 500, logged with its traceback by the server, as on every
+                # route (http.install_problem_handlers).
+                raise
+            # Neither an outage nor Postgres's refusal: the client's own error on a connection lost mid-round
+            # (asyncpg's InternalClientError, seen while Postgres restarted), or a bug. A retry may cure the first,
+            # so the lead is not refused for it; the traceback is logged so that the second is seen.
+            log.exception("a lead could not be stored for an unexpected reason; answered 503 to retry")
         raise _cannot_store_now() from None
     if answered is not None:
         # Stored, as a lead or in the quarantine: the verdict kept for the retries of a failed write must let no
