@@ -1094,6 +1094,19 @@ async def test_a_verifier_answering_error_codes_in_another_shape_leaves_the_post
 # -- when a submission cannot be stored -----------------------------------------------------------------------
 
 
+async def posted_while_storing_fails(pipeline: Pipeline, error: Exception,
+                                     sender: str) -> tuple[httpx.Response, list[Exception]]:
+    """A post (a person's lead, or a bot's submission for the quarantine) while writing it raises ``error``: the
+    answer, and what reached the server."""
+    pipeline.failures.append(error)
+    escaped: list[Exception] = []
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    async with serving(pipeline, settings, escaped=escaped) as capture:
+        reply = await capture.post(FORM, json={"email": "jo@example.com", "_gotcha": "x" if sender == "a bot" else ""},
+                                   headers=AS_JSON)
+    return reply, escaped
+
+
 @pytest.mark.parametrize("error", [
     WriterStopped("the writer has stopped"), WriteTimedOut(1.0),
     asyncpg.LockNotAvailableError("canceling statement due to lock timeout"),
@@ -1101,12 +1114,7 @@ async def test_a_verifier_answering_error_codes_in_another_shape_leaves_the_post
     ids=["the writer stopping", "Postgres silent", "a person's row held elsewhere", "Postgres unreachable"])
 @pytest.mark.parametrize("sender", ["a person", "a bot"])
 async def test_a_submission_the_database_cannot_store_now_is_answered_503_to_retry(pipeline, error, sender):
-    pipeline.failures.append(error)
-    escaped: list[Exception] = []
-    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
-    async with serving(pipeline, settings, escaped=escaped) as capture:
-        reply = await capture.post(FORM, json={"email": "jo@example.com", "_gotcha": "x" if sender == "a bot" else ""},
-                                   headers=AS_JSON)
+    reply, escaped = await posted_while_storing_fails(pipeline, error, sender)
     assert (reply.status_code, reply.headers.get("retry-after")) == (503, "5"), reply.text
     assert reply.json()["error"] == "leads cannot be stored right now; please retry"
     assert escaped == []
@@ -1121,15 +1129,27 @@ async def test_a_submission_postgres_refuses_for_good_is_a_server_error_with_its
         pipeline, error, sender):
     """Answered 503 "please retry", an error Postgres gives again was retried by every client for ever, and logged
     nowhere."""
-    pipeline.failures.append(error)
-    escaped: list[Exception] = []
-    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
-    async with serving(pipeline, settings, escaped=escaped) as capture:
-        reply = await capture.post(FORM, json={"email": "jo@example.com", "_gotcha": "x" if sender == "a bot" else ""},
-                                   headers=AS_JSON)
+    reply, escaped = await posted_while_storing_fails(pipeline, error, sender)
     assert reply.status_code == 500 and "retry-after" not in reply.headers
     assert escaped == [error]  # to the server, which logs it with its traceback
     assert pipeline.written == [] and pipeline.quarantined == {}
+
+
+@pytest.mark.parametrize("error", [
+    asyncpg.InternalClientError("got result for unknown protocol state 3"), RuntimeError("a bug")],
+    ids=["the client's own error on a lost connection", "a bug"])
+@pytest.mark.parametrize("sender", ["a person", "a bot"])
+async def test_a_submission_failing_for_an_unexpected_reason_is_answered_503_to_retry_and_its_traceback_logged(
+        pipeline, error, sender):
+    """Answered 500, a lead posted while Postgres restarted was refused for asyncpg's own error on a connection
+    lost mid-round (the fault tests saw one), which a retry cures: such an error, like a bug, is a 503 to retry,
+    and logged with its traceback so that a bug is seen."""
+    with structlog.testing.capture_logs() as lines:
+        reply, escaped = await posted_while_storing_fails(pipeline, error, sender)
+    assert (reply.status_code, reply.headers.get("retry-after")) == (503, "5"), reply.text
+    assert escaped == []
+    [logged] = [line for line in lines if line["event"].startswith("a lead could not be stored")]
+    assert logged["log_level"] == "error" and logged.get("exc_info") is True
 
 
 # -- the page a browser's refused form post gets -------------------------------------------------------------
@@ -1166,28 +1186,6 @@ async def test_a_form_post_over_the_rate_limit_asks_the_person_to_wait_as_long_a
     assert "<title>Please try again shortly</title>" in reply.text
     assert f"send it again in {wait} second{'s' if wait > 1 else ''}" in reply.text
     assert "check the form" not in reply.text and CORRECT_IT not in reply.text
-
-
-@pytest.mark.parametrize("error", [
-    asyncpg.InternalClientError("got result for unknown protocol state 3"), RuntimeError("a bug")],
-    ids=["the client's own error on a lost connection", "a bug"])
-@pytest.mark.parametrize("sender", ["a person", "a bot"])
-async def test_a_submission_failing_for_an_unexpected_reason_is_answered_503_to_retry_and_its_traceback_logged(
-        pipeline, error, sender):
-    """Answered 500, a lead posted while Postgres restarted was refused for asyncpg's own error on a connection
-    lost mid-round (the fault tests saw one), which a retry cures: such an error, like a bug, is a 503 to retry,
-    and logged with its traceback so that a bug is seen."""
-    pipeline.failures.append(error)
-    escaped: list[Exception] = []
-    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
-    with structlog.testing.capture_logs() as lines:
-        async with serving(pipeline, settings, escaped=escaped) as capture:
-            reply = await capture.post(FORM, json={"email": "jo@example.com",
-                                                   "_gotcha": "x" if sender == "a bot" else ""}, headers=AS_JSON)
-    assert (reply.status_code, reply.headers.get("retry-after")) == (503, "5"), reply.text
-    assert escaped == []
-    [logged] = [line for line in lines if line["event"].startswith("a lead could not be stored")]
-    assert logged["log_level"] == "error" and logged.get("exc_info") is True
 
 
 # -- a CAPTCHA form retried after a 503 ---------------------------------------------------------------------
