@@ -129,3 +129,28 @@ def test_a_traceback_with_a_postgres_error_anywhere_in_its_chain_is_logged_witho
     finally:
         root.handlers[:], root.level = handlers, level
         structlog.reset_defaults()
+
+
+def test_a_terminal_gets_control_characters_escaped_not_a_forged_line(capsys):
+    """A request path or a header is the sender's text: raw, its newline would start a line that reads like the
+    service's own, and an escape sequence would drive the operator's terminal. structlog's console renderer
+    quotes a value holding one, but writes a message (a library's may quote a client's text) as it is."""
+    import logging
+
+    from leadpipe_common.logging import configure
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure("test", json=False)
+        structlog.get_logger("t").warning("database unavailable",
+                                          path="/v1/leads\n2026-12-07 [error] admin key leaked\x1b[2J")
+        logging.getLogger("uvicorn.error").warning("Invalid header: %s", "a\n2026-12-07 [error] forged\x1b[2J")
+        written = capsys.readouterr().err
+        assert written.count("\n") == 2, written  # one line each
+        assert "\x1b" not in written
+        assert "'/v1/leads\\n2026-12-07 [error] admin key leaked\\x1b[2J'" in written
+        assert "Invalid header: a\\n2026-12-07 [error] forged\\x1b[2J" in written
+    finally:
+        root.handlers[:], root.level = handlers, level
+        structlog.reset_defaults()

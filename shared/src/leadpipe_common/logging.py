@@ -10,7 +10,10 @@ lead and event id too). The ids are rendered only when a line is written: a
 batch walked in silence costs one variable set per event (binding them as
 structlog context vars cost ~18 us an event, twice per event in every stage).
 Standard-library loggers (uvicorn, aiokafka, alembic) go through the same
-renderer. An exception from Postgres, or one with it anywhere in its chain
+renderer. On a terminal, control characters in a line's message and values
+are written escaped (``\\n``, ``\\x1b``): a request path or a header may hold
+them, and raw they would forge lines or drive the operator's terminal (JSON
+escapes them itself). An exception from Postgres, or one with it anywhere in its chain
 (raised while handling it, say), is logged without the values its message
 quotes (``postgres_values_left_out``): a traceback of a failed insert would
 otherwise print the lead's row.
@@ -19,6 +22,7 @@ otherwise print the lead's row.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import textwrap
 import traceback
@@ -91,6 +95,19 @@ def name_event_in_hand(_logger: object, _method: str, event: dict) -> dict:
     return event
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def message_control_characters_escaped(_logger: object, _method: str, event: dict) -> dict:
+    """A structlog processor for the console: the message with its control characters escaped as Python would
+    write them. The console renderer quotes a value holding one (``path='/a\\nb'``) but writes the message as
+    it is, and a library's message may quote what a client sent (uvicorn's, a header's text)."""
+    message = event.get("event")
+    if isinstance(message, str) and _CONTROL.search(message):
+        event["event"] = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
+    return event
+
+
 def configure(service: str, level: str = "INFO", json: bool | None = None) -> None:
     as_json = (not sys.stderr.isatty()) if json is None else json
 
@@ -126,7 +143,7 @@ def configure(service: str, level: str = "INFO", json: bool | None = None) -> No
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             postgres_values_left_out,
-            structlog.processors.format_exc_info if as_json else (lambda _l, _m, e: e),
+            structlog.processors.format_exc_info if as_json else message_control_characters_escaped,
             renderer,
         ],
     )
