@@ -393,8 +393,9 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 def _idempotency_key(request: Request, sender: Sender) -> str | None:
-    """The request's ``Idempotency-Key``, scoped by caller and endpoint (one client's key never answers
-    another's request); raises 422 for one that is not 1-255 visible ASCII characters."""
+    """The request's ``Idempotency-Key``, scoped by caller and endpoint (one API key's never answers another's
+    request; anonymous clients share one scope, so theirs must be unguessable: a key another could guess, another
+    could spend first); raises 422 for one that is not 1-255 visible ASCII characters."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
