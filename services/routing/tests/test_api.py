@@ -1,4 +1,5 @@
-"""routing's HTTP API over the in-memory store: what the hand-over of a rep's leads answers."""
+"""routing's HTTP API over the in-memory store: what the hand-over of a rep's leads answers, and who a sales
+tool's report is written down as coming from."""
 
 import uuid
 from dataclasses import replace
@@ -6,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import httpx
+import structlog
 from fastapi import FastAPI
 
 from leadpipe_common import auth, topics
@@ -13,7 +15,7 @@ from leadpipe_common.events import Assignment, LeadRouted
 from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.testing import factories
 from leadpipe_common.throttle import parse_rate
-from routing.api import reps_router
+from routing.api import reps_router, router
 from routing.domain import Handoff, parse_routing_data
 from routing.handlers import Routing
 from routing.reference import Reference
@@ -50,6 +52,7 @@ def serving(uow, principal: auth.Principal = ADMIN) -> httpx.AsyncClient:
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(reps_router)
+    app.include_router(router)
     app.state.keys, app.state.wrong_keys = Keys(principal), auth.WrongKeys(parse_rate("30/minute", "test"))
     app.state.runtime = SimpleNamespace(unit_of_work=lambda: uow,
                                         context=Routing(Reference(DATA, "v1"), clock=lambda: NOW))
@@ -142,3 +145,27 @@ async def test_a_hand_over_needs_the_admin_scope(uow):
     async with serving(uow, SALES_TOOL) as client:
         answer = await client.post("/v1/reps/ana/handover", json={"to": "ben"})
     assert answer.status_code == 403 and uow.published == []
+
+
+async def test_a_report_a_sales_tool_makes_for_a_rep_is_logged_with_the_key_that_made_it_once(uow):
+    """A ``feedback:write`` key speaks for any rep it names: the audit line says which key named whom."""
+    [lead] = holding(uow, "ben", 1, status="routed")
+    with structlog.testing.capture_logs() as lines:
+        async with serving(uow, SALES_TOOL) as client:
+            answers = [await client.post(f"/v1/leads/{lead}/disposition", json={"outcome": "accepted", "rep_id": "ben"})
+                       for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200] and answers[1].json()["repeated"], answers[0].text
+    recorded = [line for line in lines if line["event"] == "disposition recorded"]
+    assert [(r["lead_id"], r["rep_id"], r["key_name"], r["key_id"], r["outcome"]) for r in recorded] == [
+        (str(lead), "ben", "crm", "def456", "accepted")]
+
+
+async def test_a_merge_a_sales_tool_makes_for_a_rep_is_logged_with_the_key_that_made_it(uow):
+    duplicate, survivor = holding(uow, "ben", 2)
+    with structlog.testing.capture_logs() as lines:
+        async with serving(uow, SALES_TOOL) as client:
+            answer = await client.post(f"/v1/leads/{duplicate}/merge",
+                                       json={"survivor_id": str(survivor), "rep_id": "ben"})
+    assert answer.status_code == 200, answer.text
+    assert [(r["lead_id"], r["rep_id"], r["key_name"], r["survivor_id"]) for r in lines
+            if r["event"] == "merge recorded"] == [(str(duplicate), "ben", "crm", str(survivor))]

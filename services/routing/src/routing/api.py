@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -25,6 +26,8 @@ from routing.store import RoutingStore
 
 #: What every route of routing's API gets: settings, routing data, clock and units of work.
 RoutingRuntime = Annotated[Runtime[Routing, RoutingStore], Depends(runtime)]
+
+log = structlog.get_logger(__name__)
 
 DISPOSITIONS = Counter("routing_dispositions_total", "Disposition calls by result", ["outcome", "result"])
 
@@ -49,6 +52,12 @@ class DispositionReport(ReportFields):
     lead_id: uuid.UUID | None = Field(None, description="the lead in the path, if given")
 
 
+def _reported(who: Principal, what: str, lead_id: uuid.UUID, rep_id: str, **facts: str) -> None:
+    """The audit line of a report a key made: a ``feedback:write`` key speaks for any rep it names, so the line
+    says which key named whom (the event keeps the rep)."""
+    log.info(what, lead_id=str(lead_id), rep_id=rep_id, key_id=who.key_id, key_name=who.name, **facts)
+
+
 @router.post(
     "/{lead_id}/disposition",
     summary="Report what became of a routed lead",
@@ -60,10 +69,9 @@ class DispositionReport(ReportFields):
     ),
     responses=problem_responses(404, 409, 503, _404="no routed lead with this id",
                                 _409="illegal for the lead now, or from a rep who does not hold it"),
-    dependencies=[needs("feedback:write")],
 )
-async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request: Request,
-                           rt: RoutingRuntime) -> dict[str, Any]:
+async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request: Request, rt: RoutingRuntime,
+                           who: Annotated[Principal, needs("feedback:write")]) -> dict[str, Any]:
     if body.lead_id not in (None, lead_id):
         raise Problem(422, "the report is about another lead", [FieldProblem("lead_id", f"is not {lead_id}, the "
                                                                                         "lead in the path")])
@@ -87,6 +95,8 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
         status = 409 if verdict.kind == "conflict" else 422
         raise Problem(status, verdict.reason, [FieldProblem(verdict.field, verdict.reason)])
     DISPOSITIONS.labels(report.outcome, "repeated" if isinstance(verdict, Repeated) else "applied").inc()
+    if not isinstance(verdict, Repeated):
+        _reported(who, "disposition recorded", lead_id, body.rep_id, outcome=report.outcome)
     return {**_state(verdict.handoff), "repeated": isinstance(verdict, Repeated),
             "events": [m.header("ce_id") for m in result.messages]}
 
@@ -125,9 +135,9 @@ class MergeRequest(BaseModel):
     responses=problem_responses(404, 409, 503, _404="either lead is not one routing handed to sales",
                                 _409="already merged into another lead, won or lost (merge the other into "
                                      "it), the survivor was merged, or from a rep who does not hold the lead"),
-    dependencies=[needs("feedback:write")],
 )
-async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, rt: RoutingRuntime) -> dict[str, Any]:
+async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, rt: RoutingRuntime,
+                     who: Annotated[Principal, needs("feedback:write")]) -> dict[str, Any]:
     reason = body.reason or f"{body.rep_id} merged it into {body.survivor_id}: the same person"
     try:
         async with rt.unit_of_work() as uow:
@@ -145,6 +155,8 @@ async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, r
     if isinstance(verdict, Refused):
         raise Problem(409 if verdict.kind == "conflict" else 422, verdict.reason,
                       [FieldProblem(verdict.field, verdict.reason)])
+    if not isinstance(verdict, Repeated):
+        _reported(who, "merge recorded", lead_id, body.rep_id, survivor_id=str(body.survivor_id))
     return {**_state(verdict.handoff), "survivor_id": str(body.survivor_id),
             "repeated": isinstance(verdict, Repeated), "events": [m.header("ce_id") for m in result.messages]}
 
