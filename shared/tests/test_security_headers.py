@@ -40,3 +40,25 @@ async def test_an_answer_to_a_request_with_a_key_or_a_session_is_no_store_whatev
 async def test_an_answer_to_a_request_without_credentials_keeps_the_routes_own_caching(headers):
     answer = await get(headers)
     assert answer.headers.get_list("cache-control") == ["public, max-age=60"]
+
+
+async def test_the_api_docs_page_runs_only_swagger_ui_files_pinned_by_hash_and_fetches_no_image_elsewhere():
+    """An admin pastes a key into the page: a script of whatever release the CDN serves now could read it, and
+    an image from anywhere could carry it away."""
+    import re
+
+    from leadpipe_common.service import SWAGGER_UI, swagger_ui
+
+    docs = FastAPI(docs_url=None)  # FastAPI's own page would answer first
+    docs.add_middleware(SecurityHeaders)
+    docs.get("/docs")(lambda: swagger_ui("/capture/openapi.json", "leadpipe capture API"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=docs), base_url="http://capture") as client:
+        answer = await client.get("/docs")
+    page = answer.text
+    fetched = re.findall(r'(?:src|href)="(https?:[^"]+)"([^>]*)>', page)
+    assert sorted(url.removeprefix(SWAGGER_UI) for url, _ in fetched) == ["swagger-ui-bundle.js", "swagger-ui.css"]
+    assert "@5." in SWAGGER_UI and "@5/" not in SWAGGER_UI  # a release, not a range
+    assert all(re.search(r'integrity="sha384-[A-Za-z0-9+/]{64}" crossorigin="anonymous"', rest) for _, rest in fetched)
+    assert "url: '/capture/openapi.json'" in page and '"validatorUrl": null' in page  # no badge from swagger.io
+    policy = dict(part.strip().split(" ", 1) for part in answer.headers["content-security-policy"].split(";"))
+    assert policy["img-src"] == "'self' data:"

@@ -280,9 +280,9 @@ def _nul_in_body(media: bytes, body: bytes) -> str | None:
 
 _PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
                 "frame-ancestors 'none'; base-uri 'none'")
-# FastAPI's Swagger UI and ReDoc load their script and style from jsDelivr.
+# The Swagger UI page loads its script and style from jsDelivr (pinned, by hash: service.swagger_ui).
 _DOCS_POLICY = ("default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-                "style-src 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+                "style-src 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data:; "
                 "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 

@@ -322,6 +322,35 @@ def _traceback_unless_said(lifespan: Callable[[Any, Any, Any], Awaitable[None]],
     return handle
 
 
+#: Swagger UI's files, pinned and held to their hashes (Subresource Integrity): an admin pastes a key into the
+#: page, and FastAPI's default (``swagger-ui-dist@5``, whatever 5.x the CDN serves now) would run any release's
+#: script beside it. The hashes are of the npm package's files, which jsDelivr serves byte for byte.
+SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.36.0/"
+_SWAGGER_FILES = {
+    "swagger-ui-bundle.js": "sha384-fUpRgC19yPykTqzdrUbdAg8NTiu16NEKf9U12J+IJWCg8/1mEI8f2+PEIz60Wyd+",
+    "swagger-ui.css": "sha384-z/AtSaOHGn5MJ5auAHXUypohywlIWLBZo1jeGmhdpVIbCnFhxAH92cwdV41oyINc",
+}
+
+
+def swagger_ui(openapi_url: str, title: str) -> HTMLResponse:
+    """FastAPI's Swagger UI page with its files pinned by hash, no favicon or validator badge fetched from
+    elsewhere (the page's policy allows images from itself only)."""
+    page = get_swagger_ui_html(openapi_url=openapi_url, title=title, swagger_favicon_url="data:,",
+                               swagger_js_url=SWAGGER_UI + "swagger-ui-bundle.js",
+                               swagger_css_url=SWAGGER_UI + "swagger-ui.css",
+                               swagger_ui_parameters={"validatorUrl": None})
+    html = page.body.decode()
+    for name, digest in _SWAGGER_FILES.items():
+        for attribute in ("src", "href"):
+            tag = f'{attribute}="{SWAGGER_UI}{name}"'
+            if tag in html:
+                html = html.replace(tag, f'{tag} integrity="{digest}" crossorigin="anonymous"')
+                break
+        else:
+            raise RuntimeError(f"FastAPI's Swagger UI page no longer links {name} as expected")
+    return HTMLResponse(html)
+
+
 def docs_router() -> APIRouter:
     """``/openapi.json`` and the Swagger UI at ``/docs``: for callers with a key (the Authorize button takes it)
     or a browser signed in to the dashboard, whose session every service on the host accepts."""
@@ -333,7 +362,7 @@ def docs_router() -> APIRouter:
 
     @router.get("/docs")
     async def docs(request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} API")
+        return swagger_ui(request.scope.get("root_path", "") + "/openapi.json", f"{request.app.title} API")
 
     return router
 
