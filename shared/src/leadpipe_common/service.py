@@ -281,8 +281,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     app.router.lifespan = _traceback_unless_said(app.router.lifespan, start_failure_said)  # type: ignore[method-assign]
     app.state.sessions = Sessions(settings.session_secret.get_secret_value() if settings.session_secret else None)
     app.state.public_origins = settings.public_origins
-    app.state.wrong_keys = WrongKeys(parse_rate(settings.bad_key_rate_limit, "BAD_KEY_RATE_LIMIT"),
-                                     parse_networks(settings.trusted_proxies, "TRUSTED_PROXIES"))
+    app.state.wrong_keys = WrongKeys(parse_rate(settings.bad_key_rate_limit, settings.variable("bad_key_rate_limit")),
+                                     parse_networks(settings.trusted_proxies, settings.variable("trusted_proxies")))
     # Outermost last: metrics see every answer, security headers go on every one, the limit is on every body,
     # and no text with a NUL gets past the edge.
     if service.fast_lane is not None:

@@ -242,17 +242,18 @@ class ServiceSettings(KafkaSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, v: str, info: Any) -> str:
-        parse_networks(v, cls._variable(info.field_name))
+        parse_networks(v, cls.variable(info.field_name))
         return v
 
     @field_validator("bad_key_rate_limit")
     @classmethod
     def _a_rate(cls, v: str, info: Any) -> str:
-        parse_rate(v, cls._variable(info.field_name))
+        parse_rate(v, cls.variable(info.field_name))
         return v
 
     @classmethod
-    def _variable(cls, field: str) -> str:
+    def variable(cls, field: str) -> str:
+        """The environment variable that sets ``field`` (``CAPTURE_BAD_KEY_RATE_LIMIT``), for messages."""
         return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
 
     @field_validator("bootstrap_key")
