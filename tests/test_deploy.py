@@ -63,6 +63,22 @@ def test_each_service_has_a_deployment_that_creates_the_topics_and_migrates_befo
         assert set(env) <= known_variables(), set(env) - known_variables()
 
 
+def test_no_pod_gets_a_service_link_variable_that_a_setting_reads():
+    """Kubernetes puts Docker-link variables for every Service of the namespace into every container it starts
+    (``CAPTURE_PORT=tcp://10.96.0.12:80`` for the Service ``capture``), init containers too: ``migrate``, which
+    sets no port of its own, refused to start, and no pod ever came up."""
+    links = set()
+    for name, service in of_kind("Service").items():
+        stem = name.upper().replace("-", "_")
+        links |= {f"{stem}_PORT", f"{stem}_SERVICE_HOST", f"{stem}_SERVICE_PORT"}
+        for port in service["spec"]["ports"]:
+            tcp = f"{stem}_PORT_{port['port']}_{port.get('protocol', 'TCP')}"
+            links |= {tcp, f"{tcp}_PROTO", f"{tcp}_PORT", f"{tcp}_ADDR"}
+    assert links & known_variables(), "the check below would hold for nothing"
+    for name, d in of_kind("Deployment").items():
+        assert d["spec"]["template"]["spec"].get("enableServiceLinks") is False, name
+
+
 def test_the_shared_configuration_names_only_settings_the_code_reads():
     config = of_kind("ConfigMap")["leadpipe"]["data"]
     assert set(config) <= known_variables(), set(config) - known_variables()
