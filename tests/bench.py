@@ -185,7 +185,7 @@ async def kill_and_recover(stack: Stack, url: str, watcher: RoutedWatcher, servi
     killed_at = time.perf_counter()
     stack.supervise_once(say=lambda _m: None)  # what make run's supervisor does
     recovered_at = None
-    async with httpx.AsyncClient(timeout=1) as client:
+    async with httpx.AsyncClient(timeout=1, headers=KEY_HEADERS) as client:  # /metrics takes a key
         while recovered_at is None and time.perf_counter() - killed_at < 120:
             try:
                 metrics = (await client.get(f"{victim.url}/metrics")).text

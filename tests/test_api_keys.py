@@ -43,6 +43,7 @@ def protected(stack: Stack) -> list[tuple[str, str, dict]]:
         ("GET", f"{url(stack, 'capture')}/asyncapi.yaml", {}),
         *(("GET", f"{url(stack, service)}{doc}", {}) for service in ("capture", "routing", "reporting")
           for doc in ("/docs", "/openapi.json")),
+        *(("GET", f"{url(stack, service)}/metrics", {}) for service in ("capture", "delivery")),
     ]
 
 
@@ -62,7 +63,7 @@ async def test_the_public_capture_endpoints_and_the_probes_need_no_key(stack):
     async with httpx.AsyncClient() as client:
         assert (await client.post(f"{url(stack, 'capture')}/v1/leads", json={"email": "open@example.com"})).status_code == 202
         for service in ("capture", "routing", "reporting"):
-            for probe in ("/healthz", "/readyz", "/metrics"):
+            for probe in ("/healthz", "/readyz"):
                 assert (await client.get(f"{url(stack, service)}{probe}")).status_code == 200, (service, probe)
 
 
@@ -74,6 +75,17 @@ async def test_a_key_works_only_for_its_scopes_in_either_header(stack):
         reports = await client.get(f"{url(stack, 'reporting')}/v1/reports/funnel", headers={"Authorization": f"Bearer {crm}"})
     assert disposition.status_code == 404  # past the key: routing never routed this lead
     assert reports.status_code == 403 and "reports:read" in reports.json()["error"]
+
+
+async def test_a_scrapers_key_reads_every_services_metrics_and_nothing_else(stack):
+    _, scraper = create(stack, "prometheus", "metrics:read")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {scraper}"}) as client:
+        scraped = {p.name: await client.get(f"{p.url}/metrics") for p in stack.processes}
+        reports = await client.get(f"{url(stack, 'reporting')}/v1/reports/funnel")
+        subscriptions = await client.get(f"{url(stack, 'delivery')}/v1/subscriptions")
+    assert {s: r.status_code for s, r in scraped.items()} == dict.fromkeys(scraped, 200)
+    assert all("leadpipe_http_requests_total" in r.text for r in scraped.values())
+    assert reports.status_code == subscriptions.status_code == 403
 
 
 async def test_a_revoked_key_stops_working_within_seconds_without_a_restart(stack):

@@ -133,12 +133,12 @@ class KeysStored(NoKeysStored):
         super().__init__()
         self.rows: dict[str, SimpleNamespace] = {}
 
-    def add(self) -> str:
-        """A new admin key, stored."""
+    def add(self, *scopes: str) -> str:
+        """A new key with ``scopes`` (admin when none), stored."""
         key_id, key, secret_digest = auth.new_key()
         self.rows[key_id] = SimpleNamespace(key_id=key_id, name="analyst", secret_sha256=secret_digest,
-                                            scopes=[auth.ADMIN], created_at=datetime.now(UTC), revoked_at=None,
-                                            rate_limit=None)
+                                            scopes=list(scopes or [auth.ADMIN]), created_at=datetime.now(UTC),
+                                            revoked_at=None, rate_limit=None)
         return key
 
     async def execute(self, statement: object) -> SimpleNamespace:
@@ -309,3 +309,27 @@ async def test_every_service_counts_wrong_keys_by_address_as_its_settings_say(na
         codes = [(await client.get("/openapi.json", headers={"X-API-Key": key})).status_code
                  for key in (made_up(), "not a key", "not a key either")]
     assert codes == [401, 401, 429] and stored.lookups == 1
+
+
+@pytest.mark.parametrize("name", [s.name for s in SERVICES])
+async def test_every_service_shows_its_metrics_only_to_a_key_that_may_read_them_and_its_probes_to_anyone(name):
+    """/metrics was open on every service: lead volumes, delivery's subscription ids, and on capture the counters
+    that move when a bot's post is quarantined, which capture promises a bot never learns."""
+    app = importlib.import_module(f"{name}.app").create_app()
+    stored = KeysStored()
+    reader, scraper = stored.add(auth.READ_REPORTS), stored.add(auth.READ_METRICS)
+    app.state.keys = keys = auth.Keys(stored, BOOTSTRAP_KEY)  # type: ignore[arg-type]
+    admins_session = f"{auth.SESSION_COOKIE}={app.state.sessions.issue(keys.session_key_id(auth.BOOTSTRAP))}"
+    async with calling(app) as client:
+        keyless = await client.get("/metrics")
+        reports_only = await client.get("/metrics", headers=bearer(reader))
+        signed_in = await client.get("/metrics", headers={"cookie": admins_session})
+        scraped = await client.get("/metrics", headers=bearer(scraper))
+        by_admin = await client.get("/metrics", headers={"X-API-Key": BOOTSTRAP_KEY})
+        probes = [(await client.get(probe)).status_code for probe in ("/healthz", "/readyz")]
+    assert keyless.status_code == 401 and keyless.headers["www-authenticate"].startswith("Bearer")
+    assert "leadpipe_http_requests_total" not in keyless.text
+    assert reports_only.status_code == 403 and "metrics:read" in reports_only.json()["error"]
+    assert signed_in.status_code == 403 and "dashboard session" in signed_in.json()["error"]  # even an admin key's
+    assert scraped.status_code == by_admin.status_code == 200 and "leadpipe_http_requests_total" in scraped.text
+    assert probes == [200, 503]  # not started: no readiness check has passed, but no key was asked for

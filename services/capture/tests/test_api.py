@@ -106,12 +106,15 @@ async def test_a_bad_browser_form_post_gets_a_readable_page(capture_url):
     assert "email" in r.text
 
 
-async def test_capture_reports_ready_and_exposes_metrics(capture_url):
+async def test_capture_reports_ready_to_anyone_and_its_metrics_only_to_a_key(capture_url):
+    """The metrics move when a bot's post is quarantined: read without a key, they told the bot it was caught."""
     async with httpx.AsyncClient(base_url=capture_url) as client:
         ready = await client.get("/readyz")
-        metrics = await client.get("/metrics")
+        keyless = await client.get("/metrics")
+        metrics = await client.get("/metrics", headers=KEY_HEADERS)
     assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
-    assert "capture_leads_accepted_total" in metrics.text
+    assert keyless.status_code == 401 and "capture_" not in keyless.text
+    assert "capture_leads_accepted_total" in metrics.text and "capture_submissions_quarantined_total" in metrics.text
 
 
 async def _lead_count(db) -> int:
@@ -125,12 +128,12 @@ async def test_public_posts_are_counted_under_their_route_templates(capture_url)
             line = f'leadpipe_http_requests_total{{method="POST",route="{route}",status="{status}"}} '
             return next((float(l.split()[-1]) for l in metrics.splitlines() if l.startswith(line)), 0.0)
 
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers=KEY_HEADERS)).text
         before = count("/v1/leads", "202"), count("/v1/forms/{form_id}", "303"), count("/v1/leads", "422")
         await client.post("/v1/leads", json={"email": f"metered.{uuid.uuid4().hex[:8]}@example.com"})
         await client.post("/v1/forms/whitepaper-lead-scoring", data={"email": f"m.{uuid.uuid4().hex[:8]}@example.com"})
         await client.post("/v1/leads", json={"email": "not an address"})
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers=KEY_HEADERS)).text
     after = count("/v1/leads", "202"), count("/v1/forms/{form_id}", "303"), count("/v1/leads", "422")
     assert [a - b for a, b in zip(after, before)] == [1, 1, 1]
 

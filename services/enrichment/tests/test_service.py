@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from leadpipe_common.envelope import Message
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.kafka import for_lead, partitions_of, produce, read_topic
+from leadpipe_common.testing.plugin import KEY_HEADERS
 
 pytestmark = pytest.mark.asyncio
 
@@ -78,7 +79,7 @@ async def test_an_operator_sees_the_lag_of_every_input_partition_and_requests_by
     async with httpx.AsyncClient(base_url=url) as client:
         await client.get("/readyz")
         await client.get(f"/no/such/{uuid.uuid4()}")
-        text = (await client.get("/metrics")).text
+        text = (await client.get("/metrics", headers=KEY_HEADERS)).text
     samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
     lag = {s.labels["partition"]: s.value for s in samples if s.name == "leadpipe_consumer_lag_records"}
     partitions = await partitions_of(bootstrap, "leads.captured")

@@ -8,8 +8,9 @@ Guarantees:
   hash is right for random secrets: nothing to guess, unlike a password.)
   Comparisons are constant-time. Text of any other shape that is not the
   bootstrap key is refused without a lookup.
-- Scopes: ``capture:write``, ``feedback:write``, ``reports:read``; ``admin``
-  grants every scope.
+- Scopes: ``capture:write``, ``feedback:write``, ``reports:read``,
+  ``metrics:read`` (``/metrics``, for a Prometheus scraper); ``admin`` grants
+  every scope.
 - ``LEADPIPE_BOOTSTRAP_KEY``, when set, is an admin key that needs no row
   (first start, tests, automation). A dashboard session it opened ends when
   it is changed or unset, as a stored key's ends when the key is revoked.
@@ -71,9 +72,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from leadpipe_common.http import SESSION_COOKIE, Problem
 from leadpipe_common.throttle import Network, Rate, Throttle, counted_as, parse_rate, request_address
 
-SCOPES = ("capture:write", "feedback:write", "reports:read", "admin")
+SCOPES = ("capture:write", "feedback:write", "reports:read", "metrics:read", "admin")
 ADMIN = "admin"
 READ_REPORTS = "reports:read"
+#: A scope of its own: a scraper's key, kept in Prometheus' configuration, must read neither reports nor leads.
+READ_METRICS = "metrics:read"
 CACHE_S = 2.0
 #: The most keys (found or not) a process remembers.
 CACHED_KEYS = 10_000

@@ -5,10 +5,16 @@ Guarantees: ``/healthz`` answers 200 while the process is alive and serving
 because Postgres blinked). ``/readyz`` answers 200 only when every readiness
 check passes (broker connected, database reachable, consumer running), else
 503 with each failing check and the kind of its error (the probe is public:
-the error itself, which may name hosts and users, goes to the log). ``/metrics`` is Prometheus text;
-with :class:`RequestMetrics` installed it counts every HTTP request by method,
-route template (never the raw path, so ids do not explode the series) and
-status.
+the error itself, which may name hosts and users, goes to the log). The two
+probes need no key. ``/metrics`` is Prometheus text, for an API key with
+``metrics:read`` (or ``admin``) only: 401 without a key, as every keyed
+endpoint, even before any key exists; 403 for a key without the scope (a
+dashboard session included). It shows lead volumes, subscription ids and, on
+capture, when a bot's post was caught, which no caller without a key may
+learn. A scraper's key is looked up at most once every ``auth.CACHE_S``
+seconds. With :class:`RequestMetrics` installed it counts every HTTP request
+by method, route template (never the raw path, so ids do not explode the
+series) and status.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from leadpipe_common.http import ResponseHook
+from leadpipe_common.auth import READ_METRICS, needs
+from leadpipe_common.http import ResponseHook, problem_responses
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +65,11 @@ def ops_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
         ok = bool(named) and all(v == "ok" for v in report.values())
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": report}, status_code=200 if ok else 503)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+                description="Needs an API key with `metrics:read` (or `admin`): a Prometheus scrape job sends it "
+                            "with `authorization: {credentials_file: ...}`.",
+                dependencies=[needs(READ_METRICS)],
+                responses=problem_responses(401, 403, _403="the API key lacks the scope metrics:read"))
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
