@@ -85,6 +85,14 @@ def test_the_shared_configuration_names_only_settings_the_code_reads():
     assert set(of_kind("Secret")["leadpipe-db"]["stringData"]) <= known_variables()
 
 
+def test_the_manifests_keep_a_place_for_the_scrapers_key_and_no_key_is_committed():
+    """/metrics takes a key: Prometheus' goes in a Secret the operator fills in, never one checked in here."""
+    assert set(of_kind("Secret")["leadpipe-metrics"]["stringData"]) == {"key"}
+    committed = {path.name for path in DEPLOY.rglob("*") if path.is_file()
+                 and re.search(r"lpk_[0-9a-f]{12}_", path.read_text(encoding="utf-8", errors="replace"))}
+    assert not committed
+
+
 def test_each_consuming_stage_scales_on_the_lag_of_every_topic_it_reads():
     allowed = {"bootstrapServers", "consumerGroup", "topic", "lagThreshold", "activationLagThreshold",
                "offsetResetPolicy", "allowIdleConsumers", "scaleToZeroOnInvalidOffset"}
