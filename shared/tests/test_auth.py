@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import importlib
+import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -11,8 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from leadpipe_common import auth
+from leadpipe_common.db import Unanswered
 from leadpipe_common.http import install_problem_handlers
-from leadpipe_common.testing.fakes import NoKeysStored, NothingSignedOut
+from leadpipe_common.testing.fakes import NoKeyAnswered, NoKeysStored, NothingSignedOut
 from leadpipe_common.throttle import Throttle, parse_networks, parse_rate
 from leadpipe_common.topology import SERVICES
 
@@ -84,6 +86,35 @@ async def test_the_bootstrap_key_is_admin_without_a_database():
 
 
 BOOTSTRAP_KEY, ROTATED = "first-bootstrap-key-0123456789", "second-bootstrap-key-0123456789"
+
+
+def silent_postgres() -> auth.Keys:
+    """Keys on a Postgres gone silent (a network partition, a frozen host), each lookup given 50 ms."""
+    return auth.Keys(NoKeyAnswered(), BOOTSTRAP_KEY, deadline_s=0.05)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("unanswered", [
+    lambda keys, session: keys.find(session.key_id), lambda keys, session: keys.ended(session),
+    lambda keys, session: keys.end(session)], ids=["a key", "whether a session was signed out", "a sign-out"])
+async def test_a_lookup_or_sign_out_postgres_never_answers_is_given_up_on_at_its_deadline(unanswered):
+    session = auth.Sessions("s3cret").read(auth.Sessions("s3cret").issue("abc123def456"))
+    started = time.monotonic()
+    with pytest.raises(Unanswered):
+        await asyncio.wait_for(unanswered(silent_postgres(), session), timeout=5)
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("sent", ["a key", "a dashboard session"])
+async def test_a_key_or_session_postgres_does_not_look_up_in_time_is_a_503_to_retry_never_a_401(sent):
+    """A 401 tells a client its key is unknown or revoked, and a client drops such a key."""
+    app = importlib.import_module("reporting.app").create_app()
+    app.state.keys = silent_postgres()
+    cookies = {auth.SESSION_COOKIE: app.state.sessions.issue("abc123def456")} if sent == "a dashboard session" else {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
+                                 cookies=cookies) as client:
+        r = await asyncio.wait_for(client.get("/openapi.json", headers=bearer(made_up()) if not cookies else {}), 5)
+    assert (r.status_code, r.headers.get("retry-after")) == (503, "5"), r.text
+    assert "www-authenticate" not in r.headers
 
 
 def session_of(keys: auth.Keys, sessions: auth.Sessions) -> auth.Session:

@@ -18,6 +18,11 @@ Guarantees:
   key, or an unknown or revoked one: ``401`` with ``WWW-Authenticate``; a key
   without the scope: ``403``. A revoked key stops working within
   ``CACHE_S`` seconds on every process, with no restart.
+- A key or a session that cannot be looked up now (Postgres unreachable, its
+  pool busy, or silent past ``<SERVICE>_DB_REQUEST_DEADLINE_S``:
+  ``db.answered_within``) is never taken for unknown: the request is answered
+  ``503`` with ``Retry-After``, not ``401``, which would have its client drop
+  a valid key. Nothing is cached of a lookup that failed.
 - A client address (``throttle.counted_as``; ``X-Forwarded-For`` only from
   ``<SERVICE>_TRUSTED_PROXIES``) that has sent ``<SERVICE>_BAD_KEY_RATE_LIMIT``
   wrong keys, to any route that takes one or to the dashboard sign-in, gets
@@ -51,6 +56,7 @@ Guarantees:
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -58,7 +64,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeGuard, TypeVar
@@ -67,8 +73,9 @@ import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from leadpipe_common.db import answered_within
 from leadpipe_common.http import SESSION_COOKIE, Problem
 from leadpipe_common.throttle import Network, Rate, Throttle, counted_as, parse_rate, request_address
 
@@ -169,8 +176,11 @@ class Keys:
     """Finds keys, and whether a session was signed out, with a short cache so that checking one costs no
     round trip per request."""
 
-    def __init__(self, engine: AsyncEngine, bootstrap: str | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, engine: AsyncEngine, bootstrap: str | None, clock: Callable[[], float] = time.monotonic,
+                 deadline_s: float | None = None) -> None:
+        """``deadline_s``: how long a lookup may go unanswered (``db.answered_within``); None: for ever."""
         self._engine = engine
+        self._deadline_s = deadline_s
         self._bootstrap = digest(bootstrap) if bootstrap else None
         self._clock = clock
         # Bounded: every made-up key id a caller sends is a miss that would stay otherwise (oldest go first).
@@ -229,7 +239,7 @@ class Keys:
         cached = self._ended.get(session.nonce_sha256)
         if cached and (cached[1] or now - cached[0] < CACHE_S):  # signed out stays signed out
             return cached[1]
-        async with self._engine.connect() as conn:
+        async with self._answered() as conn:
             ended = bool((await conn.execute(sa.select(sa.exists().where(
                 ended_sessions.c.nonce_sha256 == session.nonce_sha256)))).scalar())
         _remember(self._ended, session.nonce_sha256, (now, ended))
@@ -238,11 +248,18 @@ class Keys:
     async def end(self, session: Session) -> None:
         """Sign ``session`` out on every process (see ``ended``). Sign-outs are rare, so the one that writes
         also deletes those whose cookies have expired anyway: the table holds only sessions still to refuse."""
-        async with self._engine.begin() as conn:
+        async with self._answered() as conn:
             await conn.execute(ended_sessions.delete().where(ended_sessions.c.expires_at < sa.func.now() - ENDED_KEPT))
             await conn.execute(insert(ended_sessions).on_conflict_do_nothing().values(
                 nonce_sha256=session.nonce_sha256, expires_at=datetime.fromtimestamp(session.expires, UTC)))
         _remember(self._ended, session.nonce_sha256, (self._clock(), True))
+
+    @contextlib.asynccontextmanager
+    async def _answered(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, within the lookup's deadline. ``begin()``, not ``connect()``, for reads
+        too: see ``db.answered_within``."""
+        async with answered_within(self._deadline_s), self._engine.begin() as conn:
+            yield conn
 
     def _is_bootstrap(self, token: str) -> bool:
         return self._bootstrap is not None and hmac.compare_digest(digest(token), self._bootstrap)
@@ -252,7 +269,7 @@ class Keys:
         cached = self._cache.get(key_id)
         if cached and now - cached[0] < CACHE_S:
             return cached[1]
-        async with self._engine.connect() as conn:
+        async with self._answered() as conn:
             row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id))).first()
         stored = None if row is None else StoredKey(row.key_id, row.name, bytes(row.secret_sha256),
                                                     frozenset(row.scopes), row.created_at, row.revoked_at,

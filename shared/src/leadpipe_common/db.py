@@ -31,6 +31,24 @@ Guarantees:
   ``client_connection_check_interval``, as capture's does) or the
   statement's timeout ends it. A cancel of our own was not added: asyncpg
   offers none in public, and one to a silent Postgres would wait too.
+- ``answered_within(seconds)``: a request's database work (an API key's
+  lookup, a route's unit of work) given up on when Postgres has not done it
+  within ``seconds`` (``<SERVICE>_DB_REQUEST_DEADLINE_S``): the block is
+  cancelled and ``Unanswered`` raised, a ``TimeoutError``, so unavailable:
+  a ``503`` with ``Retry-After``. Postgres gone silent (a network partition,
+  a frozen host) ends no statement, and its own ``statement_timeout`` cannot
+  answer for it: the request, its pooled connection and its client waited
+  until the operating system gave up on the connection, minutes later.
+  Whether the work was done is unknown, as after any lost connection. The
+  block's connections must end where a cancellation reaches them, none
+  returned to the pool mid-statement: ``raw_pooled`` and ``raw_transaction``
+  close theirs at once, a unit of work and SQLAlchemy's own statements
+  invalidate theirs (SQLAlchemy closes it, waiting up to 2 s for Postgres
+  to acknowledge first), and an ``engine.begin()`` block ends its
+  transaction (the COMMIT or ROLLBACK) inside it. Not ``engine.connect()``:
+  the ROLLBACK of the transaction its first statement began is sent by its
+  close, which SQLAlchemy shields from cancellation, so a Postgres gone
+  silent just then held the block past its deadline.
 - ``insert_rows`` writes a batch of rows as ONE statement (``INSERT ..
   SELECT .. FROM unnest(<one array per column>)``) in the session's
   transaction, rows in the order given; ``upsert``, the inbox, the outbox
@@ -74,6 +92,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -251,6 +270,29 @@ class ConnectTimeout(TimeoutError):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"Postgres did not answer a new connection within {seconds:g} s")
         self.seconds = seconds
+
+
+class Unanswered(TimeoutError):
+    """Postgres did not answer a request's database work within its deadline (``answered_within``): it may or may not
+    have done it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Postgres did not answer within {seconds:g} s")
+        self.seconds = seconds
+
+
+@contextlib.asynccontextmanager
+async def answered_within(seconds: float | None) -> AsyncIterator[None]:
+    """The block, cancelled when it has not ended within ``seconds`` (None: no deadline), and ``Unanswered`` raised:
+    for a request's database work (see the module on the connections it may use)."""
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            yield
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise Unanswered(seconds) from exc  # type: ignore[arg-type]  # expired: it had seconds
+        raise
 
 
 def engine_for(url: str, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, *,

@@ -20,7 +20,10 @@ loops (each finishes its round), then the producer, then the database pool.
 or not running, or an essential background loop's last round failed (not a
 housekeeping one's, ``essential = False``: see ``loop_checks``); for a service
 that serves without the broker, only the database counts. Routes reach the
-running service as ``Annotated[Runtime[...], Depends(runtime)]``.
+running service as ``Annotated[Runtime[...], Depends(runtime)]``, and do
+their database work within the request's deadline
+(``Runtime.request_unit_of_work``, ``Runtime.request_deadline``:
+``<SERVICE>_DB_REQUEST_DEADLINE_S``), as an API key's lookup does.
 A service that needs the broker to start and cannot reach it says so in one
 log line (the servers, KAFKA_BOOTSTRAP_SERVERS, aiokafka's reason) and its
 start fails without a traceback; any other failure of the start is logged
@@ -33,8 +36,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -52,7 +55,7 @@ from leadpipe_common import asyncapi, heap, topics, topology
 from leadpipe_common import logging as lp_logging
 from leadpipe_common.auth import Keys, Sessions, WrongKeys, principal
 from leadpipe_common.consumer import BatchApplier, BatchHandler, ConsumerRunner, Outcome
-from leadpipe_common.db import UNAVAILABLE, is_unavailable, make_engine, make_sessionmaker, ping
+from leadpipe_common.db import UNAVAILABLE, answered_within, is_unavailable, make_engine, make_sessionmaker, ping
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
 from leadpipe_common.kafka import quiet_client_logs
@@ -112,6 +115,17 @@ class Runtime(Generic[C, S]):
     producer: Producer
     unit_of_work: Callable[[], SqlUnitOfWork[S]]
     wake_relay: Callable[[], None]
+
+    def request_deadline(self) -> AbstractAsyncContextManager[None]:
+        """The deadline of a request's database work (``<SERVICE>_DB_REQUEST_DEADLINE_S``, ``db.answered_within``):
+        past it, ``db.Unanswered``, a 503 with Retry-After."""
+        return answered_within(self.settings.request_deadline_s())
+
+    @asynccontextmanager
+    async def request_unit_of_work(self) -> AsyncIterator[SqlUnitOfWork[S]]:
+        """A route's unit of work: ``unit_of_work()`` within the request's deadline, its end included."""
+        async with self.request_deadline(), self.unit_of_work() as uow:
+            yield uow
 
 
 @dataclass(frozen=True)
@@ -220,7 +234,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
         wake = relay.wake if relay else (lambda: None)
         unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), service.store, service.inbox,
                                          service.outbox, on_publish=wake)
-        app.state.keys = Keys(engine, settings.bootstrap_key.get_secret_value() if settings.bootstrap_key else None)
+        app.state.keys = Keys(engine, settings.bootstrap_key.get_secret_value() if settings.bootstrap_key else None,
+                              deadline_s=settings.request_deadline_s())
         http = httpx.AsyncClient(timeout=10, follow_redirects=False,
                                  transport=service.http_transport(settings) if service.http_transport else None)
         ctx = context(Clients(engine=engine, producer=producer, wake_relay=wake, http=http))

@@ -181,6 +181,15 @@ class ServiceSettings(KafkaSettings):
     workers: int = Field(1, ge=1, description="uvicorn worker processes behind the port")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger request bodies get `413` (declared or "
                                                                 "chunked)")
+    # Postgres gone silent (a network partition, a frozen host) ends no statement, and its statement_timeout cannot
+    # answer for it: a request waited until the operating system gave up on its connection, minutes later.
+    db_request_deadline_s: float = Field(
+        30.0, ge=0, description="how long Postgres may take to do the database work of one HTTP request (an API "
+                                "key's lookup, then what the route reads and writes) before the request is "
+                                "answered `503` with `Retry-After` and the connection closed; Postgres gone silent "
+                                "(a network partition, a frozen host) otherwise held the request until the "
+                                "operating system gave up on the connection, minutes later. Keep it above what a "
+                                "route's honest work takes; 0: for ever")
     # uvicorn serves plain HTTP and believes no X-Forwarded-Proto (cli.serve): behind a proxy that terminates TLS
     # every request arrives as http, so where browsers really are must be said. Several when browsers reach it
     # under more than one name (two domains, or both during a move from one to the other).
@@ -275,6 +284,10 @@ class ServiceSettings(KafkaSettings):
     @classmethod
     def _use_asyncpg(cls, url: str) -> str:
         return asyncpg_url(url)
+
+    def request_deadline_s(self) -> float | None:
+        """``<SERVICE>_DB_REQUEST_DEADLINE_S`` as ``db.answered_within`` takes it: None for none."""
+        return self.db_request_deadline_s or None
 
     def db_server_settings(self) -> dict[str, str]:
         """Postgres settings every connection of the serving process's pool starts with (none by default); the

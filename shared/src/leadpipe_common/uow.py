@@ -7,6 +7,12 @@ Guarantees:
   block that ends without calling it, normally or by an exception, rolls
   the whole back. A state change and the events it causes are therefore
   stored together or not at all.
+- A block cancelled (a request's deadline, ``db.answered_within``; a
+  shutdown) is not rolled back: its connection is closed (invalidated) and
+  Postgres rolls back what it began. A statement may be in flight, on the
+  session or on its asyncpg connection (capture's writes), and a ROLLBACK
+  would first wait for it to end, on a silent Postgres for ever; nor does
+  the connection go back to the pool mid-statement.
 - ``publish`` writes messages to the outbox in that transaction (HTTP calls
   and timers; the relay produces them after the commit). The consumer runner
   instead keeps a record's outputs in the inbox (``record``) and produces
@@ -88,7 +94,10 @@ class SqlUnitOfWork(Generic[S]):
                         tb: TracebackType | None) -> None:
         assert self._session is not None
         try:
-            await self._session.rollback()  # a no-op after commit(); otherwise nothing of it stays
+            if exc_type is not None and not issubclass(exc_type, Exception):  # cancelled: see the module
+                await self._session.invalidate()
+            else:
+                await self._session.rollback()  # a no-op after commit(); otherwise nothing of it stays
         finally:
             await self._session.close()
             self._session, self._store = None, None

@@ -26,7 +26,7 @@ class SavedRows:
 class NothingSignedOut:
     """What ``auth.Keys`` reads of a database in which no session was signed out."""
 
-    def connect(self) -> "NothingSignedOut":
+    def begin(self) -> "NothingSignedOut":
         return self
 
     async def __aenter__(self) -> "NothingSignedOut":
@@ -48,6 +48,14 @@ class NoKeysStored(NothingSignedOut):
     async def execute(self, statement: object) -> SimpleNamespace:
         self.lookups += 1
         return SimpleNamespace(first=lambda: None, scalar=lambda: False)
+
+
+class NoKeyAnswered(NothingSignedOut):
+    """What ``auth.Keys`` gets of a Postgres gone silent (a network partition, a frozen host): no answer, ever."""
+
+    async def execute(self, statement: object) -> SimpleNamespace:
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
 
 
 def unit_of_work_over(store: Any) -> Any:
