@@ -1,8 +1,10 @@
 """capture's public posts and the quarantine's release in-process, with no broker or Postgres: the app as its
 lifespan leaves it, on a writer and a unit of work that record what reaches them."""
 
+import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +24,7 @@ from leadpipe_common.envelope import new_traceparent
 from leadpipe_common.service import Runtime
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.captcha import SECRET, FakeVerifier
-from leadpipe_common.testing.fakes import NoKeysStored
+from leadpipe_common.testing.fakes import NoKeyAnswered, NoKeysStored
 from leadpipe_common.throttle import parse_rate
 
 from capture import api
@@ -59,6 +61,8 @@ class Pipeline:
         self.open_leads: dict[str, uuid.UUID] = {}
         #: What the next writes or quarantines raise, in turn, storing nothing (a test makes Postgres fail).
         self.failures: list[Exception] = []
+        #: Postgres gone silent (a network partition): the quarantine's statements are never answered.
+        self.silent = False
 
     async def write(self, submitted: Submitted) -> Admitted:  # LeadWriter.write, answering as admit does
         if self.failures:
@@ -91,6 +95,7 @@ class Store:
         self._pipeline = pipeline
 
     async def quarantine(self, row: dict[str, Any]) -> None:
+        await self._answered()
         if self._pipeline.failures:
             raise self._pipeline.failures.pop(0)
         # As Postgres takes jsonb: text it cannot store (a lone surrogate) fails the insert.
@@ -98,7 +103,12 @@ class Store:
         self._pipeline.quarantined[row["lead_id"]] = SimpleNamespace(**row, released_at=None)
 
     async def lock_quarantined(self, lead_id: uuid.UUID) -> SimpleNamespace | None:
+        await self._answered()
         return self._pipeline.quarantined.get(lead_id)
+
+    async def _answered(self) -> None:
+        if self._pipeline.silent:
+            await asyncio.Event().wait()
 
     async def mark_released(self, lead_id: uuid.UUID, at: datetime) -> None:
         self._pipeline.quarantined[lead_id].released_at = at
@@ -106,6 +116,7 @@ class Store:
     async def quarantined(self, limit: int, *, before: tuple[datetime, uuid.UUID] | None = None,
                           form_id: str | None = None) -> list[dict[str, Any]]:
         """As the store lists them (its SQL is test_quarantine_store's): newest first, by time then id."""
+        await self._answered()
         rows = sorted((vars(r) for r in self._pipeline.quarantined.values()),
                       key=lambda r: (r["received_at"], r["lead_id"]), reverse=True)
         return [dict(r) for r in rows if (before is None or (r["received_at"], r["lead_id"]) < before)
@@ -1150,6 +1161,37 @@ async def test_a_submission_failing_for_an_unexpected_reason_is_answered_503_to_
     assert escaped == []
     [logged] = [line for line in lines if line["event"].startswith("a lead could not be stored")]
     assert logged["log_level"] == "error" and logged.get("exc_info") is True
+
+
+SILENT_FOR_A_MOMENT = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN,
+                                     db_request_deadline_s=0.05)
+
+
+@pytest.mark.parametrize("request_", [
+    ("POST", FORM, {"json": {"email": "jo@example.com", "_gotcha": "x"}, "headers": AS_JSON}),
+    ("GET", "/v1/quarantine", {"headers": AS_ADMIN}),
+    ("POST", f"/v1/quarantine/{uuid.uuid4()}/release", {"headers": AS_ADMIN})],
+    ids=["a bot's submission, quarantined", "the quarantine listed", "a quarantined submission released"])
+async def test_quarantine_work_postgres_never_answers_is_answered_503_to_retry_at_its_deadline(pipeline, request_):
+    """A write round gives up on a silent Postgres (a network partition); the quarantine waited until the operating
+    system gave up on its connection, minutes later, holding the request and its client."""
+    method, path, send = request_
+    pipeline.silent = True
+    started = time.monotonic()
+    async with serving(pipeline, SILENT_FOR_A_MOMENT) as capture:
+        reply = await asyncio.wait_for(capture.request(method, path, **send), timeout=5)
+    assert (reply.status_code, reply.headers.get("retry-after")) == (503, "5"), reply.text
+    assert time.monotonic() - started < 1
+
+
+async def test_a_post_whose_key_postgres_does_not_look_up_in_time_is_answered_503_to_retry_never_401(pipeline):
+    """On the fast lane too, which finds the app's answer to an error by its class."""
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
+    async with serving(pipeline, settings, keys=Keys(NoKeyAnswered(), ADMIN, deadline_s=0.05)) as capture:
+        reply = await asyncio.wait_for(capture.post("/v1/leads", json={"email": "jo@example.com"},
+                                                    headers={"Authorization": f"Bearer {new_key()[1]}"}), timeout=5)
+    assert (reply.status_code, reply.headers.get("retry-after")) == (503, "5"), reply.text
+    assert pipeline.written == []
 
 
 # -- the page a browser's refused form post gets -------------------------------------------------------------

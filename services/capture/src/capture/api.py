@@ -513,7 +513,7 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
     event = LeadQuarantined(lead_id=lead.lead_id, received_at=lead.captured_at, reasons=reasons,
                             form_id=lead.attribution.form_id, utm_source=lead.attribution.utm_source, fields=kept)
     try:
-        async with rt.unit_of_work() as uow:
+        async with rt.request_unit_of_work() as uow:
             # First, as it opens the transaction the key's claim must be part of (the session begins on its first
             # statement): stored together or not at all. A key answered before rolls it back (no commit).
             await uow.store.quarantine({"lead_id": lead.lead_id, "received_at": lead.captured_at, "reasons": reasons,
@@ -831,7 +831,7 @@ async def list_quarantine(
         after = None if before is None else parse_quarantine_cursor(before)
     except ValueError as exc:
         raise Problem(422, "the request is invalid", [FieldProblem("before", str(exc))]) from None
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         # One more than the page: whether a next page exists, without a page that turns out empty.
         rows = await uow.store.quarantined(limit + 1, before=after, form_id=form_id)
     page = rows[:limit]
@@ -858,7 +858,7 @@ async def list_quarantine(
 async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> dict[str, Any]:
     now = rt.context.clock()
     try:
-        async with rt.unit_of_work() as uow:
+        async with rt.request_unit_of_work() as uow:
             row = await uow.store.lock_quarantined(lead_id)
             if row is None:
                 raise Problem(404, f"nothing quarantined under {lead_id}")

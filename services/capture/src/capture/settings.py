@@ -88,6 +88,10 @@ class CaptureSettings(ConsumerSettings):
                                                                 "second after it (silent: a failover) is given up "
                                                                 "on, its requests `503` too; the re-driver's are "
                                                                 "not limited; 0: no limit, on either side")
+    # A public post's other database work (a bot's submission kept in quarantine, a key's lookup) gives up about as
+    # soon as a write does (after one statement's 6 s of silence): a few statements, each ended by the statement
+    # timeout on a working Postgres. Keep it above the statement timeout.
+    db_request_deadline_s: float = Field(10.0, ge=0)
     # A statement capture gave up on (its write's deadline, a shutdown) is closed on capture's side with no cancel
     # sent (see db.py): Postgres runs it on, holding the people's rows, advisory and Idempotency-Key locks, until
     # it ends or its timeout does (never, for the re-driver's), while the pool opens a new connection in its
