@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from leadpipe_common import auth
 from leadpipe_common.db import Unanswered
 from leadpipe_common.http import install_problem_handlers
-from leadpipe_common.testing.fakes import NoKeyAnswered, NoKeysStored, NothingSignedOut
+from leadpipe_common.testing.fakes import NeverAnswers, NoKeysStored, NothingSignedOut
 from leadpipe_common.throttle import Throttle, parse_networks, parse_rate
 from leadpipe_common.topology import SERVICES
 
@@ -90,7 +90,7 @@ BOOTSTRAP_KEY, ROTATED = "first-bootstrap-key-0123456789", "second-bootstrap-key
 
 def silent_postgres() -> auth.Keys:
     """Keys on a Postgres gone silent (a network partition, a frozen host), each lookup given 50 ms."""
-    return auth.Keys(NoKeyAnswered(), BOOTSTRAP_KEY, deadline_s=0.05)  # type: ignore[arg-type]
+    return auth.Keys(NeverAnswers(), BOOTSTRAP_KEY, deadline_s=0.05)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("unanswered", [

@@ -24,7 +24,7 @@ from leadpipe_common.envelope import new_traceparent
 from leadpipe_common.service import Runtime
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.captcha import SECRET, FakeVerifier
-from leadpipe_common.testing.fakes import NoKeyAnswered, NoKeysStored
+from leadpipe_common.testing.fakes import NeverAnswers, NoKeysStored
 from leadpipe_common.throttle import parse_rate
 
 from capture import api
@@ -1187,7 +1187,7 @@ async def test_quarantine_work_postgres_never_answers_is_answered_503_to_retry_a
 async def test_a_post_whose_key_postgres_does_not_look_up_in_time_is_answered_503_to_retry_never_401(pipeline):
     """On the fast lane too, which finds the app's answer to an error by its class."""
     settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN)
-    async with serving(pipeline, settings, keys=Keys(NoKeyAnswered(), ADMIN, deadline_s=0.05)) as capture:
+    async with serving(pipeline, settings, keys=Keys(NeverAnswers(), ADMIN, deadline_s=0.05)) as capture:
         reply = await asyncio.wait_for(capture.post("/v1/leads", json={"email": "jo@example.com"},
                                                     headers={"Authorization": f"Bearer {new_key()[1]}"}), timeout=5)
     assert (reply.status_code, reply.headers.get("retry-after")) == (503, "5"), reply.text

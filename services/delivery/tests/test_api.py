@@ -112,7 +112,7 @@ def serving(queue: Queue, principal: auth.Principal = ANALYST, book: Subscriptio
     app.include_router(router)
     book = book if book is not None else SubscriptionBook({}, None, allow_private=False)
     app.state.keys, app.state.wrong_keys = Keys(principal), auth.WrongKeys(parse_rate("30/minute", "test"))
-    app.state.runtime = SimpleNamespace(unit_of_work=unit_of_work_over(queue),
+    app.state.runtime = SimpleNamespace(request_unit_of_work=unit_of_work_over(queue),
                                         context=SimpleNamespace(subscriptions=book, clock=lambda: NOW))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://delivery",
                              headers={"Authorization": "Bearer lp_abc123_secret"})

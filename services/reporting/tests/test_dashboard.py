@@ -122,7 +122,7 @@ async def test_a_refused_sign_in_leaves_the_session_the_browser_had():
 
 
 class Reader:
-    """The key of a reader, and a database with no sources in it."""
+    """The key of a reader."""
 
     async def authenticate(self, key: str) -> auth.Principal:
         return auth.Principal(key_id="abc123", name="reader", scopes=frozenset({"reports:read"}))
@@ -130,21 +130,9 @@ class Reader:
     def seen_valid(self, token: str) -> bool:
         return True
 
-    def connect(self):  # noqa: ANN201
-        return self
-
-    async def __aenter__(self):  # noqa: ANN204
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        pass
-
-    async def execute(self, statement: object) -> list:
-        return []
-
 
 class Empty:
-    """A database connection that finds nothing."""
+    """A database connection that finds nothing (no sources, no leads)."""
 
     async def __aenter__(self) -> "Empty":
         return self
@@ -167,7 +155,8 @@ async def test_the_won_revenue_card_names_the_attribution_model_picked(monkeypat
         monkeypatch.setattr(reports, name, report)
     app = FastAPI()
     app.include_router(dashboard.router)
-    app.state.sessions, app.state.keys, app.state.runtime = SESSIONS, Reader(), SimpleNamespace(engine=Reader())
+    app.state.sessions, app.state.keys = SESSIONS, Reader()
+    app.state.runtime = SimpleNamespace(request_connection=Empty)
     app.state.wrong_keys = auth.WrongKeys(parse_rate("30/minute", "test"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
                                  headers={"Authorization": "Bearer lp_abc123_secret"}) as browser:
@@ -181,7 +170,7 @@ def service(keys: Keys, cookie: str | None = None, **settings: object) -> httpx.
     """The whole service (its settings, the shared edge), without its consumer, broker or database."""
     app = create_app(ReportingSettings(**settings))
     app.state.keys, app.state.sessions = keys, SESSIONS
-    app.state.runtime = SimpleNamespace(engine=SimpleNamespace(connect=Empty))
+    app.state.runtime = SimpleNamespace(request_connection=Empty)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
                              cookies={auth.SESSION_COOKIE: cookie} if cookie else None)
 

@@ -54,7 +54,7 @@ def serving(uow, principal: auth.Principal = ADMIN) -> httpx.AsyncClient:
     app.include_router(reps_router)
     app.include_router(router)
     app.state.keys, app.state.wrong_keys = Keys(principal), auth.WrongKeys(parse_rate("30/minute", "test"))
-    app.state.runtime = SimpleNamespace(unit_of_work=lambda: uow,
+    app.state.runtime = SimpleNamespace(request_unit_of_work=lambda: uow,
                                         context=Routing(Reference(DATA, "v1"), clock=lambda: NOW))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://routing",
                              headers={"Authorization": "Bearer lp_abc123_secret"})

@@ -56,7 +56,6 @@ Guarantees:
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import hashlib
 import hmac
@@ -64,7 +63,8 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeGuard, TypeVar
@@ -75,7 +75,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from leadpipe_common.db import answered_within
+from leadpipe_common.db import transaction_within
 from leadpipe_common.http import SESSION_COOKIE, Problem
 from leadpipe_common.throttle import Network, Rate, Throttle, counted_as, parse_rate, request_address
 
@@ -178,7 +178,7 @@ class Keys:
 
     def __init__(self, engine: AsyncEngine, bootstrap: str | None, clock: Callable[[], float] = time.monotonic,
                  deadline_s: float | None = None) -> None:
-        """``deadline_s``: how long a lookup may go unanswered (``db.answered_within``); None: for ever."""
+        """``deadline_s``: how long a lookup may go unanswered (``db.transaction_within``); None: for ever."""
         self._engine = engine
         self._deadline_s = deadline_s
         self._bootstrap = digest(bootstrap) if bootstrap else None
@@ -254,12 +254,8 @@ class Keys:
                 nonce_sha256=session.nonce_sha256, expires_at=datetime.fromtimestamp(session.expires, UTC)))
         _remember(self._ended, session.nonce_sha256, (self._clock(), True))
 
-    @contextlib.asynccontextmanager
-    async def _answered(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction, within the lookup's deadline. ``begin()``, not ``connect()``, for reads
-        too: see ``db.answered_within``."""
-        async with answered_within(self._deadline_s), self._engine.begin() as conn:
-            yield conn
+    def _answered(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return transaction_within(self._engine, self._deadline_s)
 
     def _is_bootstrap(self, token: str) -> bool:
         return self._bootstrap is not None and hmac.compare_digest(digest(token), self._bootstrap)

@@ -34,21 +34,22 @@ Guarantees:
 - ``answered_within(seconds)``: a request's database work (an API key's
   lookup, a route's unit of work) given up on when Postgres has not done it
   within ``seconds`` (``<SERVICE>_DB_REQUEST_DEADLINE_S``): the block is
-  cancelled and ``Unanswered`` raised, a ``TimeoutError``, so unavailable:
-  a ``503`` with ``Retry-After``. Postgres gone silent (a network partition,
-  a frozen host) ends no statement, and its own ``statement_timeout`` cannot
+  cancelled and ``Unanswered`` raised, a ``TimeoutError``, so unavailable: a
+  ``503`` with ``Retry-After``. Postgres gone silent (a network partition, a
+  frozen host) ends no statement, and its own ``statement_timeout`` cannot
   answer for it: the request, its pooled connection and its client waited
   until the operating system gave up on the connection, minutes later.
   Whether the work was done is unknown, as after any lost connection. The
   block's connections must end where a cancellation reaches them, none
   returned to the pool mid-statement: ``raw_pooled`` and ``raw_transaction``
   close theirs at once, a unit of work and SQLAlchemy's own statements
-  invalidate theirs (SQLAlchemy closes it, waiting up to 2 s for Postgres
-  to acknowledge first), and an ``engine.begin()`` block ends its
-  transaction (the COMMIT or ROLLBACK) inside it. Not ``engine.connect()``:
-  the ROLLBACK of the transaction its first statement began is sent by its
-  close, which SQLAlchemy shields from cancellation, so a Postgres gone
-  silent just then held the block past its deadline.
+  invalidate theirs (SQLAlchemy closes it, waiting up to 2 s for Postgres to
+  acknowledge first), and an ``engine.begin()`` block
+  (``transaction_within``) ends its transaction (the COMMIT or ROLLBACK)
+  inside it. Not ``engine.connect()``: the ROLLBACK of the transaction its
+  first statement began is sent by its close, which SQLAlchemy shields from
+  cancellation, so a Postgres gone silent just then held the block past its
+  deadline.
 - ``insert_rows`` writes a batch of rows as ONE statement (``INSERT ..
   SELECT .. FROM unnest(<one array per column>)``) in the session's
   transaction, rows in the order given; ``upsert``, the inbox, the outbox
@@ -293,6 +294,14 @@ async def answered_within(seconds: float | None) -> AsyncIterator[None]:
         if deadline.expired():
             raise Unanswered(seconds) from exc  # type: ignore[arg-type]  # expired: it had seconds
         raise
+
+
+@contextlib.asynccontextmanager
+async def transaction_within(engine: AsyncEngine, seconds: float | None) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction, ``engine.begin()``, within ``answered_within(seconds)``: for reads too,
+    ``begin()``, not ``connect()`` (see the module)."""
+    async with answered_within(seconds), engine.begin() as conn:
+        yield conn
 
 
 def engine_for(url: str, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, *,

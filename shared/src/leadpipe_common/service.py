@@ -22,7 +22,7 @@ housekeeping one's, ``essential = False``: see ``loop_checks``); for a service
 that serves without the broker, only the database counts. Routes reach the
 running service as ``Annotated[Runtime[...], Depends(runtime)]``, and do
 their database work within the request's deadline
-(``Runtime.request_unit_of_work``, ``Runtime.request_deadline``:
+(``Runtime.request_unit_of_work``, ``Runtime.request_connection``:
 ``<SERVICE>_DB_REQUEST_DEADLINE_S``), as an API key's lookup does.
 A service that needs the broker to start and cannot reach it says so in one
 log line (the servers, KAFKA_BOOTSTRAP_SERVERS, aiokafka's reason) and its
@@ -49,13 +49,14 @@ from aiokafka.errors import KafkaConnectionError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from leadpipe_common import asyncapi, heap, topics, topology
 from leadpipe_common import logging as lp_logging
 from leadpipe_common.auth import Keys, Sessions, WrongKeys, principal
 from leadpipe_common.consumer import BatchApplier, BatchHandler, ConsumerRunner, Outcome
-from leadpipe_common.db import UNAVAILABLE, answered_within, is_unavailable, make_engine, make_sessionmaker, ping
+from leadpipe_common.db import (UNAVAILABLE, answered_within, is_unavailable, make_engine, make_sessionmaker, ping,
+                                transaction_within)
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
 from leadpipe_common.kafka import quiet_client_logs
@@ -116,16 +117,16 @@ class Runtime(Generic[C, S]):
     unit_of_work: Callable[[], SqlUnitOfWork[S]]
     wake_relay: Callable[[], None]
 
-    def request_deadline(self) -> AbstractAsyncContextManager[None]:
-        """The deadline of a request's database work (``<SERVICE>_DB_REQUEST_DEADLINE_S``, ``db.answered_within``):
-        past it, ``db.Unanswered``, a 503 with Retry-After."""
-        return answered_within(self.settings.request_deadline_s())
-
     @asynccontextmanager
     async def request_unit_of_work(self) -> AsyncIterator[SqlUnitOfWork[S]]:
-        """A route's unit of work: ``unit_of_work()`` within the request's deadline, its end included."""
-        async with self.request_deadline(), self.unit_of_work() as uow:
+        """A route's unit of work: ``unit_of_work()``, its end included, within the request's deadline
+        (``<SERVICE>_DB_REQUEST_DEADLINE_S``): past it, ``db.Unanswered``, a 503 with Retry-After."""
+        async with answered_within(self.settings.request_deadline_s()), self.unit_of_work() as uow:
             yield uow
+
+    def request_connection(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A route's connection, in a transaction, within the request's deadline (``db.transaction_within``)."""
+        return transaction_within(self.engine, self.settings.request_deadline_s())
 
 
 @dataclass(frozen=True)

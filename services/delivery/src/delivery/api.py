@@ -61,7 +61,7 @@ class DeliveryState(BaseModel):
             response_model=list[DeliveryState])
 async def list_deliveries(lead_id: Annotated[uuid.UUID, Query(description="the lead")], rt: DeliveryRuntime,
                           who: Annotated[Principal, needs("reports:read")]) -> list[dict[str, Any]]:
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         deliveries = await uow.store.of_lead(lead_id)
     if who.may(ADMIN):
         return deliveries
@@ -116,7 +116,7 @@ def _unopened_state(row: dict[str, Any], off: set[str], problem: str | None) -> 
             response_model=list[SubscriptionState], dependencies=[needs("admin")])
 async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
     book = rt.context.subscriptions
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         rows = await book.reload(uow.store, rt.context.clock())  # this process may not have seen another's change yet
         off = switched_off(await uow.store.disabled_urls(), book.from_file)
     # Those it cannot open are listed too: an operator finds here what holds delivery back, not only in its log.
@@ -255,7 +255,7 @@ async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
     sub = _parsed({**body.model_dump(), "secrets": [secret]}, book)
     if sub.id in book:
         raise Problem(409, f"a subscription {sub.id!r} exists", [FieldProblem("id", "is taken")])
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         # Dated by Postgres's clock, not this host's: its deliveries are, and a redrive tells its own from an
         # earlier holder's of its id by comparing the two (``store._made_through_api_for_it``).
         made = await uow.store.add_subscription({
@@ -280,7 +280,7 @@ async def change_subscription(subscription_id: str, body: SubscriptionChange, rt
         raise Problem(422, "nothing to change", [FieldProblem(
             "body", f"give any of {', '.join(SubscriptionChange.model_fields)}")])
     _api_made(rt, subscription_id)
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         row = await uow.store.subscription_row(subscription_id)
         if row is None:
             raise Problem(404, f"no subscription {subscription_id!r}")
@@ -312,7 +312,7 @@ async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntim
     # By this host's clock, unlike the row's updated_at (the store's): each process judges a secret's expiry by its
     # own clock when it reloads (``SubscriptionBook.load``); a skew only moves the end of the overlap by as much.
     until = now + timedelta(hours=body.previous_valid_hours)
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         row = await uow.store.subscription_row(subscription_id)
         if row is None:
             raise Problem(404, f"no subscription {subscription_id!r}")
@@ -330,7 +330,7 @@ async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntim
 async def delete_subscription(subscription_id: str, rt: DeliveryRuntime,
                               who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
     _api_made(rt, subscription_id)
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         dropped = await uow.store.remove_subscription(subscription_id)
         if dropped is None:
             raise Problem(404, f"no subscription {subscription_id!r}")
@@ -368,7 +368,7 @@ async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
         raise Problem(422, "the redrive was not made", [FieldProblem(
             "subscription_id", f"{body.subscription_id!r} is no subscription in force; one of "
                                f"{', '.join(sorted(rt.context.subscriptions)) or '(none)'}")])
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         done = await uow.store.redrive(body.subscription_id, body.lead_id, in_file=rt.context.subscriptions.from_file)
         await uow.commit()
     return {"redriven": done.queued, "purged": done.purged, "not_in_force": sum(done.not_in_force.values())}
@@ -386,7 +386,7 @@ class Enabled(BaseModel):
 async def enable(subscription_id: str, rt: DeliveryRuntime) -> dict[str, Any]:
     if subscription_id not in rt.context.subscriptions:
         raise Problem(404, f"no subscription {subscription_id!r}")
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         was = await uow.store.enable(subscription_id)
         await uow.commit()
     return {"id": subscription_id, "was_disabled": was}

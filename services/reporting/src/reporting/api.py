@@ -90,7 +90,7 @@ def _format_problems(fmt: str | None) -> list[FieldProblem]:
 async def answer(request: Request, fmt: str | None, name: str,
                  build: Callable[[AsyncConnection], Awaitable[dict[str, Any] | None]],
                  rows: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> Response:
-    async with runtime_of(request).engine.connect() as conn:
+    async with runtime_of(request).request_connection() as conn:
         body = await build(conn)
     if body is None:
         raise Problem(404, "not found")

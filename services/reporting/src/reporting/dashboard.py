@@ -246,7 +246,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
         return HTMLResponse(f"""{header(since, until, source, [source] if source else [], model)}
 <main><h1>Funnel and closed-loop reports</h1><p class="error" role="alert">No report for these filters: \
 {esc(wrong)}.</p></main></body></html>""", status_code=422)
-    async with runtime_of(request).engine.connect() as conn:
+    async with runtime_of(request).request_connection() as conn:
         funnel = await reports.funnel(conn, f)
         by_source = await reports.breakdown(conn, f, "source")
         by_campaign = await reports.attribution(conn, f, "campaign", model)

@@ -18,3 +18,6 @@ class ReportingSettings(ConsumerSettings):
     batch_max_records: int = Field(1000, ge=1)
     fetch_max_wait_ms: int = Field(1000, ge=1)
     fetch_batch_target: int = Field(0, ge=0)
+    # A report reads every lead of its cohort, and the dashboard runs eight of them in one request: honest work that
+    # a shorter deadline would cut short on a big database (with no statement timeout, slow and silent look alike).
+    db_request_deadline_s: float = Field(60.0, ge=0)

@@ -77,7 +77,7 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
                                                                                         "lead in the path")])
     report = LeadDispositioned(**{**dict(body), "lead_id": lead_id})  # the body passed the same checks already
     try:
-        async with rt.unit_of_work() as uow:
+        async with rt.request_unit_of_work() as uow:
             result = await record_disposition(uow.store, report, rt.context.data, rt.context.clock(),
                                               request.headers.get("traceparent"))
             uow.publish(result.messages)
@@ -104,7 +104,7 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
 @router.get("/{lead_id}/handoff", summary="A routed lead's owner, status, SLA deadline and dispositions",
             responses=problem_responses(404, _404="no routed lead with this id"), dependencies=[needs("reports:read")])
 async def get_handoff(lead_id: uuid.UUID, rt: RoutingRuntime) -> dict[str, Any]:
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         held = await uow.store.handoff(lead_id, lock=False)
     if held is None:
         raise Problem(404, f"no routed lead {lead_id}")
@@ -140,7 +140,7 @@ async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, r
                      who: Annotated[Principal, needs("feedback:write")]) -> dict[str, Any]:
     reason = body.reason or f"{body.rep_id} merged it into {body.survivor_id}: the same person"
     try:
-        async with rt.unit_of_work() as uow:
+        async with rt.request_unit_of_work() as uow:
             result = await record_merge(uow.store, lead_id, body.survivor_id, body.rep_id, reason,
                                         rt.context.data, rt.context.clock(), request.headers.get("traceparent"))
             uow.publish(result.messages)
@@ -209,7 +209,7 @@ def _rep_state(rep: Rep, data: RoutingData, presence: Presence, now: datetime) -
                  dependencies=[needs("reports:read")])
 async def get_reps(rt: RoutingRuntime) -> dict[str, Any]:
     ref, now = rt.context.reference, rt.context.clock()
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         presence = await uow.store.presence((r.id for r in ref.data.reps), now)
     return {"routing_data_version": ref.version, "at": now.isoformat(),
             "reps": [_rep_state(r, ref.data, presence, now) for r in ref.data.reps]}
@@ -219,7 +219,7 @@ async def get_reps(rt: RoutingRuntime) -> dict[str, Any]:
                  responses=problem_responses(404), dependencies=[needs("reports:read")])
 async def get_availability(rep_id: str, rt: RoutingRuntime) -> dict[str, Any]:
     rep, now = _rep_or_404(rt, rep_id), rt.context.clock()
-    async with rt.unit_of_work() as uow:
+    async with rt.request_unit_of_work() as uow:
         presence = await uow.store.presence([rep.id], now)
     return _rep_state(rep, rt.context.data, presence, now)
 
@@ -243,7 +243,7 @@ async def put_availability(rep_id: str, body: Availability, rt: RoutingRuntime,
     if len(set(starts)) != len(starts):
         raise Problem(422, "two periods start at the same time", [FieldProblem("away", "starts_at used twice")])
     try:
-        async with rt.unit_of_work() as uow:
+        async with rt.request_unit_of_work() as uow:
             await uow.store.set_away(rep.id, [Away(p.starts_at, p.ends_at, p.reason) for p in body.away], who.name,
                                     now)
             await uow.commit()
@@ -302,7 +302,7 @@ async def post_handover(rep_id: str, body: HandoverRequest, request: Request, rt
         raise Problem(422, refused.reason, [FieldProblem(refused.field, refused.reason)])
     to = ref.data.rep(body.to) if body.to is not None else None
     try:
-        async with rt.unit_of_work() as uow:
+        async with rt.request_unit_of_work() as uow:
             result = await hand_over(uow.store, rep_id, to, who.name, body.reason, ref, now, limit,
                                      request.headers.get("traceparent"), after=after)
             unknown = (not result.moved and not result.kept and ref.data.rep(rep_id) is None

@@ -1,5 +1,5 @@
 """In-memory stand-ins for unit tests (handlers with ``uow.MemoryUnitOfWork``, auth's ``Keys``, the asyncpg
-connections of ``db.raw_pooled``): no broker, no Postgres."""
+connections of ``db.raw_pooled``, a Postgres gone silent): no broker, no Postgres."""
 
 from __future__ import annotations
 
@@ -50,12 +50,46 @@ class NoKeysStored(NothingSignedOut):
         return SimpleNamespace(first=lambda: None, scalar=lambda: False)
 
 
-class NoKeyAnswered(NothingSignedOut):
-    """What ``auth.Keys`` gets of a Postgres gone silent (a network partition, a frozen host): no answer, ever."""
+class NeverAnswers(NothingSignedOut):
+    """An engine as ``auth.Keys`` and ``Runtime.request_connection`` use it (``begin()``), and its connection, on a
+    Postgres gone silent (a network partition, a frozen host): no statement is ever answered."""
 
-    async def execute(self, statement: object) -> SimpleNamespace:
+    async def execute(self, statement: object, *args: Any) -> SimpleNamespace:
         await asyncio.Event().wait()
         raise AssertionError("never answered")
+
+
+class SilentSession:
+    """An ``AsyncSession`` as ``uow.SqlUnitOfWork`` and the stores use it, on a Postgres that may go silent: once
+    ``silent``, a statement (``execute``, ``scalar``, ``scalars``), and a ROLLBACK (which would first wait for the
+    statement in flight), are never answered. What reached it is in ``calls``: each statement, ``ROLLBACK``,
+    ``invalidate`` (the connection closed, nothing waited for) and ``close``."""
+
+    def __init__(self, silent: bool = False) -> None:
+        self.silent = silent
+        self.calls: list[Any] = []
+
+    async def begin(self) -> None:
+        pass
+
+    async def execute(self, statement: object, *args: Any, **kwargs: Any) -> Any:
+        await self._answer(statement)
+
+    scalar = scalars = execute
+
+    async def rollback(self) -> None:
+        await self._answer("ROLLBACK")
+
+    async def invalidate(self) -> None:
+        self.calls.append("invalidate")
+
+    async def close(self) -> None:
+        self.calls.append("close")
+
+    async def _answer(self, statement: object) -> None:
+        self.calls.append(statement)
+        if self.silent:
+            await asyncio.Event().wait()
 
 
 def unit_of_work_over(store: Any) -> Any:
