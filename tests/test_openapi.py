@@ -34,3 +34,12 @@ def test_operations_behind_a_key_say_so_and_answer_401_in_the_error_model():
     disposition = doc["paths"]["/v1/leads/{lead_id}/disposition"]["post"]
     assert disposition["security"] and {"401", "403", "409", "422"} <= set(disposition["responses"])
     assert {"HTTPBearer", "APIKeyHeader"} <= set(doc["components"]["securitySchemes"])
+
+
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+def test_every_operation_behind_a_key_documents_the_503_a_key_that_cannot_be_looked_up_gets(service):
+    """A client reading the document must know that an outage is a 503 to retry, not the 401 that drops a key."""
+    doc = document(service)
+    keyed = {f"{method} {path}": set(op["responses"]) for path, ops in doc["paths"].items()
+             for method, op in ops.items() if "401" in op.get("responses", {})}
+    assert keyed and all({"429", "503"} <= codes for codes in keyed.values()), keyed

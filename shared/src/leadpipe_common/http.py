@@ -83,8 +83,8 @@ _MEANINGS = {
 def problem_responses(*codes: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for these error codes, each with the ``ProblemBody`` model (``meanings`` by
     ``_404="..."`` overrides a description). Where a key is checked (401), so is how many wrong ones its client
-    sent (429, ``auth.check_key``)."""
-    codes = (*codes, 429) if 401 in codes and 429 not in codes else codes
+    sent (429, ``auth.check_key``), and a key that cannot be looked up now is a 503, never a 401."""
+    codes = (*codes, *(c for c in (429, 503) if c not in codes)) if 401 in codes else codes
     return {code: {"model": ProblemBody, "description": meanings.get(f"_{code}", _MEANINGS[code])} for code in codes}
 
 
