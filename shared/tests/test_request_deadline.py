@@ -8,12 +8,15 @@ import time
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from leadpipe_common.auth import Keys
 from leadpipe_common.db import Unanswered, answered_within, is_unavailable
 from leadpipe_common.local.configdoc import service_settings
 from leadpipe_common.service import Runtime
 from leadpipe_common.settings import ConsumerSettings
+from leadpipe_common.testing.failover import Failover
 from leadpipe_common.testing.fakes import NeverAnswers, SilentSession
 from leadpipe_common.uow import SqlUnitOfWork
 
@@ -94,3 +97,26 @@ async def test_a_timeout_of_the_blocks_own_is_not_taken_for_postgres_unanswered(
 def test_a_deadline_of_0_is_none():
     assert ConsumerSettings(db_request_deadline_s=0).request_deadline_s() is None
     assert ConsumerSettings().request_deadline_s() == 30.0
+
+
+async def test_a_key_lookup_postgres_stops_answering_is_given_up_on_at_its_deadline_its_connection_closed(stack):
+    """On the real Postgres, behind a proxy that stops passing its answers on (``testing.failover``)."""
+    failover = Failover(sa.engine.make_url(stack.database_url))
+    async with failover as proxied:
+        engine = create_async_engine(proxied, pool_size=1, max_overflow=0)
+        invalidated: list[object] = []
+        sa.event.listen(engine.sync_engine, "invalidate", lambda conn, record, exc: invalidated.append(conn))
+        keys = Keys(engine, None, deadline_s=1.0)
+        try:
+            assert await asyncio.wait_for(keys.find("0" * 12), timeout=30) is None  # the pool's connection set up
+            failover.silence()
+            started = time.monotonic()
+            with pytest.raises(Unanswered):
+                await asyncio.wait_for(keys.find("1" * 12), timeout=30)
+            assert time.monotonic() - started < 1 + 2 + 3  # and SQLAlchemy's goodbye, up to 2 s
+            assert len(invalidated) == 1  # closed, never back in the pool mid-statement
+            failover.resume()
+            assert await asyncio.wait_for(keys.find("2" * 12), timeout=30) is None  # on a new connection
+        finally:
+            await engine.dispose()
+

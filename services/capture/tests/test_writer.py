@@ -25,6 +25,7 @@ from leadpipe_common.envelope import Message, encode, new_traceparent
 from leadpipe_common.events import Attribution, LeadCaptured, LeadMerged, LeadStageChanged
 from leadpipe_common.pacing import Linger
 from leadpipe_common.testing import factories
+from leadpipe_common.testing.failover import Failover
 from leadpipe_common.testing.waits import kept_waiting
 from leadpipe_common.uow import SqlUnitOfWork
 
@@ -925,58 +926,6 @@ async def test_idempotency_keys_past_their_day_are_deleted_and_the_others_kept(d
         left = {r.key for r in await conn.execute(sa.text("SELECT key FROM capture.idempotency WHERE key = ANY(:k)"),
                                                    {"k": [old.idempotency_key, fresh.idempotency_key]})}
     assert left == {fresh.idempotency_key}
-
-
-class Failover:
-    """A TCP proxy to the stack's Postgres whose answers can stop (``silence``), as behind a failover that drops
-    packets: what Postgres sends is held, not delivered, and the connections stay open; what is sent to it goes
-    through, so a statement may commit whose answer never comes."""
-
-    def __init__(self, url: sa.engine.URL) -> None:
-        self._upstream = (url.host, url.port or 5432)
-        self._url = url
-        self._answering = asyncio.Event()
-        self._answering.set()
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task] = set()
-
-    async def __aenter__(self) -> sa.engine.URL:
-        """The URL of Postgres through the proxy."""
-        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
-        return self._url.set(host="127.0.0.1", port=self._server.sockets[0].getsockname()[1])
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for handler in self._handlers:
-            handler.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
-
-    def silence(self) -> None:
-        self._answering.clear()
-
-    def resume(self) -> None:
-        self._answering.set()
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._handlers.add(asyncio.current_task())  # type: ignore[arg-type]
-        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        try:
-            await asyncio.gather(self._pipe(reader, up_writer, None), self._pipe(up_reader, writer, self._answering))
-        finally:
-            for w in (writer, up_writer):
-                w.close()
-
-    @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, flowing: asyncio.Event | None) -> None:
-        with contextlib.suppress(ConnectionError):  # held answers, delivered once the client has hung up
-            while data := await source.read(65536):
-                if flowing is not None:
-                    await flowing.wait()
-                sink.write(data)
-                await sink.drain()
-        sink.close()  # the other side hung up: so does this one, and Postgres ends the session
 
 
 async def test_a_round_postgres_stops_answering_is_given_up_on_and_the_retry_finds_the_lead_it_stored(stack, db):
