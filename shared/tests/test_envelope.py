@@ -222,6 +222,17 @@ def test_a_routed_lead_from_before_v5_reads_as_one_that_does_not_number_its_hand
     assert routed.handoff_seq is None
 
 
+def test_a_lead_enriched_with_a_seniority_and_department_outside_the_contracts_still_decodes():
+    """Enriched by an older release from a titles file of its own ("partner", "legal"): the values are the
+    contract's since, checked where they are written (enrichment's titles, scoring's rules), not on decoding, which
+    would dead-letter every such record on the topics."""
+    lead = factories.enriched().model_dump(mode="json")
+    lead["enrichment"] |= {"seniority": {"value": "partner", "source": "job_title"},
+                           "department": {"value": "legal", "source": "job_title"}}
+    enrichment = parse_event("lead.enriched", 2, json.dumps(lead).encode()).enrichment
+    assert (enrichment.seniority.value, enrichment.department.value) == ("partner", "legal")
+
+
 def test_a_routed_leads_hand_off_number_is_at_least_one():
     v5 = {**a_v4_routed_lead(), "handoff_seq": 0}
     with pytest.raises(ValidationError, match="handoff_seq"):

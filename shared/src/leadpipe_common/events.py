@@ -40,6 +40,14 @@ Decision = Literal["mql", "nurture", "disqualified"]
 Grade = Literal["A", "B", "C", "D"]
 #: What a sales tool reports back about a routed lead.
 Disposition = Literal["accepted", "rejected", "contacted", "qualified", "won", "lost"]
+#: The seniorities and departments a lead.enriched may carry (``Enrichment``): what enrichment reads from a job
+#: title, and all scoring may compare them with, so a rule naming another (``directors``) is refused rather than
+#: never matching; enrichment refuses a titles file that would give another, which no consumer would know. Kept
+#: text in the models, not a Literal: a record enriched before these were the contract's, from a titles file of
+#: its own, must still decode (tightened, it would be dead-lettered, and the event's published shape change).
+SENIORITIES: tuple[str, ...] = ("entry", "individual-contributor", "manager", "director", "vp", "c-level")
+DEPARTMENTS: tuple[str, ...] = ("marketing", "sales", "engineering", "it", "finance", "operations", "hr", "product",
+                                "customer-success", "executive")
 
 T = TypeVar("T")
 
@@ -88,6 +96,9 @@ class Sourced(Model, Generic[T]):
     source: str
 
 
+_OLDER_TITLES = " (one enriched by an older release, from a titles file of its own, may hold another)"
+
+
 class Enrichment(Model):
     email_domain: str
     company_domain: Sourced[str] | None = None
@@ -97,8 +108,10 @@ class Enrichment(Model):
     industry: Sourced[str] | None = None
     employee_count: Sourced[int] | None = None
     company_country: Sourced[str] | None = None
-    seniority: Sourced[str] | None = None
-    department: Sourced[str] | None = None
+    seniority: Sourced[str] | None = Field(None, description=f"From the job title: one of {', '.join(SENIORITIES)}"
+                                                            f"{_OLDER_TITLES}")
+    department: Sourced[str] | None = Field(None, description=f"From the job title: one of {', '.join(DEPARTMENTS)}"
+                                                             f"{_OLDER_TITLES}")
     phone_e164: Sourced[str] | None = None
     country: Sourced[str] | None = None
 
