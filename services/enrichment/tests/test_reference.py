@@ -8,7 +8,7 @@ from enrichment.domain import classify_title, country_candidates, enrich, normal
 from enrichment.reference import (ReferenceDataError, load_country_aliases, load_mail_typos, load_reference,
                                   load_titles)
 from enrichment.settings import DATA
-from leadpipe_common.events import Contact
+from leadpipe_common.events import DEPARTMENTS, SENIORITIES, Contact
 
 SHIPPED = load_reference(DATA / "companies.csv", DATA / "titles.yaml", DATA / "country_aliases.yaml")
 
@@ -284,6 +284,40 @@ def test_a_phrase_naming_a_rule_it_cannot_stand_for_is_refused_naming_the_phrase
     titles.write_text(text)
     with pytest.raises(ReferenceDataError, match=rf"^{titles}: {message}"):
         load_titles(titles)
+
+
+def test_the_bundled_titles_give_every_seniority_and_department_of_the_event_contract_and_no_other():
+    """Scoring's rules may name only the contract's values: one the titles gave beside them would be scored by no
+    rule, and one of the contract's the titles never gave would let a rule load that never holds."""
+    assert {r.value for r in SHIPPED.seniority} == set(SENIORITIES)
+    assert {r.value for r in SHIPPED.departments} == set(DEPARTMENTS)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("seniority:\n  - {value: directors, keywords: [director]}\ndepartments: []\n",
+     "seniority[0].value: 'directors' is none of the seniorities a lead.enriched event may carry (entry, "
+     "individual-contributor, manager, director, vp, c-level): did you mean director?"),
+    ("seniority: []\ndepartments:\n  - {value: sales, keywords: [sales]}\n  - {value: legal, keywords: [counsel]}\n",
+     "departments[1].value: 'legal' is none of the departments a lead.enriched event may carry (marketing, sales, "
+     "engineering, it, finance, operations, hr, product, customer-success, executive)"),
+], ids=["directors", "legal"])
+def test_a_title_rule_giving_a_value_the_event_contract_does_not_know_is_refused_naming_the_ones_it_knows(
+        tmp_path, text, message):
+    """Given, such a value reached scoring, which refuses a rule naming it: the leads it was given to were never
+    scored for it, without a word."""
+    titles = tmp_path / "titles.yaml"
+    titles.write_text(text)
+    with pytest.raises(ReferenceDataError, match=f"^{re.escape(f'{titles}: {message}')}$"):
+        load_titles(titles)
+
+
+def test_a_title_rules_value_in_another_case_is_given_as_the_event_contract_spells_it(tmp_path):
+    titles = tmp_path / "titles.yaml"
+    titles.write_text("seniority:\n  - {value: Director, keywords: [director]}\n"
+                      "departments:\n  - {value: HR, keywords: [recruiter]}\n")
+    seniority, departments = load_titles(titles)
+    assert (classify_title("Director, Recruiter", seniority), classify_title("Recruiter", departments)) == (
+        "director", "hr")
 
 
 @pytest.mark.parametrize(("title", "seniority"), [

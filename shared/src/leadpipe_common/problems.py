@@ -10,10 +10,13 @@ surrogate) and its reason are always text a UTF-8 response can carry.
 ``text`` and ``jsonb`` cannot store: every edge refuses it (``http.RefuseNul``
 for requests, ``envelope.decode`` for records) so that it never reaches a
 table, where it would fail the same batch on every retry.
+``did_you_mean`` ends the refusal of a value outside a closed set with the
+member it most likely misspells, for every file that names one.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +67,14 @@ def describe(errors: Sequence[Mapping[str, Any]]) -> str:
     ``field_problems`` names it ``body``, a request's, which a file has none of."""
     return "; ".join(f"{p.field}: {p.reason}" if e.get("loc") else p.reason
                      for e, p in zip(errors, field_problems(errors), strict=True))
+
+
+def did_you_mean(value: str, choices: Sequence[str]) -> str:
+    """The end of a refusal of ``value``, not among ``choices``: the one it most likely misspells (``directors``:
+    ``: did you mean director?``), compared case-folded, or "" when none is close."""
+    folded = {c.casefold(): c for c in choices}
+    close = difflib.get_close_matches(value.casefold(), folded, n=1)
+    return f": did you mean {folded[close[0]]}?" if close else ""
 
 
 #: What is said of a field whose text holds U+0000.

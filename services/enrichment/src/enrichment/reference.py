@@ -27,7 +27,9 @@ import pycountry
 from publicsuffixlist import PublicSuffixList
 
 from leadpipe_common.domain_names import ascii_domain, domain_column, is_domain
+from leadpipe_common.events import DEPARTMENTS, SENIORITIES
 from leadpipe_common.files import parse_yaml, read_text
+from leadpipe_common.problems import did_you_mean
 
 from enrichment.domain import COUNTRY_CODES, Company, ReferenceData, TitleRule, country_key
 
@@ -106,6 +108,9 @@ def _phrases(raw: list) -> tuple[str, ...]:
 
 
 _TITLES_KEYS = ("seniority", "departments")
+#: What each list's values may be, and what they are called: the lead.enriched contract's. A value outside it would
+#: be carried to consumers that know none but these: scoring refuses a rule naming it, so it would never be scored.
+_TERMS = {"seniority": (SENIORITIES, "seniorities"), "departments": (DEPARTMENTS, "departments")}
 _WORD = re.compile(r"[^\W_]")
 _RULE_KEYS = ("value", "keywords", "not_in")
 
@@ -153,6 +158,7 @@ def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
         if item["value"] is None or not str(item["value"]).strip():
             # Read as is, an empty value: gives every title it matches the seniority or department "None".
             raise ReferenceDataError(f"{path}: {key}[{i}].value is empty: name what a title with its keywords gets")
+        value = _term(str(item["value"]), key, f"{path}: {key}[{i}].value")
         not_in = item.get("not_in", [])
         for field in ("keywords", "not_in"):
             # A bare string would be read a letter at a time: "manager" -> m, a, n, ...
@@ -163,13 +169,23 @@ def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
                 if phrase is None or not _WORD.search(str(phrase)):
                     raise ReferenceDataError(f"{path}: {key}[{i}].{field}[{j}] is empty: a phrase without a word "
                                              "matches titles by their punctuation")
-        items.append((str(item["value"]), _phrases(item["keywords"]), _phrases(not_in)))
+        items.append((value, _phrases(item["keywords"]), _phrases(not_in)))
     values = [value.lower() for value, _, _ in items]
     keywords_of = {v: (list(keywords) if values.count(v) == 1 else None)
                    for v, (_, keywords, _) in zip(values, items, strict=True)}
     return tuple(TitleRule(value, _all_expanded(keywords, keywords_of, f"{path}: {key}[{i}].keywords"),
                            _all_expanded(not_in, keywords_of, f"{path}: {key}[{i}].not_in"))
                  for i, (value, keywords, not_in) in enumerate(items))
+
+
+def _term(written: str, key: str, where: str) -> str:
+    """``written`` as the contract spells it (``Director``: director), refused when it is none of the contract's."""
+    terms, called = _TERMS[key]
+    spelt = {t.casefold(): t for t in terms}.get(written.strip().casefold())
+    if spelt is None:
+        raise ReferenceDataError(f"{where}: {written!r} is none of the {called} a lead.enriched event may carry "
+                                 f"({', '.join(terms)}){did_you_mean(written.strip(), terms)}")
+    return spelt
 
 
 def _all_expanded(phrases: tuple[str, ...], keywords_of: dict[str, list[str] | None], where: str) -> tuple[str, ...]:
