@@ -197,6 +197,27 @@ def test_a_rule_comparing_with_what_its_fact_can_never_be_is_refused_at_start(co
         parse_rules({**_raw(), "fit": [{"rule": "x", "points": 3, **condition}]})
 
 
+@pytest.mark.parametrize(("category", "condition", "why"), [
+    ("fit", {"rule": "Budget influencer", "field": "seniority", "equals": "directors"}, re.escape(
+        "fit: rule 'Budget influencer': seniority is one of entry, individual-contributor, manager, director, vp, "
+        "c-level (what enrichment reads from a job title), so 'directors' never matches it: did you mean director?")),
+    ("fit", {"rule": "Buying department", "field": "department", "in": ["marketing", "sale"]}, re.escape(
+        "fit: rule 'Buying department': department is one of marketing, sales, engineering, it, finance, operations, "
+        "hr, product, customer-success, executive (what enrichment reads from a job title), so 'sale' never matches "
+        "it: did you mean sales?")),
+    # No value near enough to guess at: the list alone.
+    ("disqualify", {"rule": "Students", "field": "seniority", "not_in": ["vp", "c-level", "Intern"]},
+     r"disqualify: rule 'Students': seniority is one of .* \(what enrichment reads from a job title\), so 'Intern' "
+     r"never matches it"),
+], ids=["directors", "sale", "nothing-near"])
+def test_a_seniority_or_department_enrichment_never_gives_is_refused_naming_the_rule_and_the_ones_it_gives(
+        category, condition, why):
+    """equals: directors and in: [marketing, sale] loaded and never matched: enrichment gives director and sales."""
+    points = {"points": 12} if category == "fit" else {}
+    with pytest.raises(InvalidRules, match=rf"^scoring rules are invalid: {why}$"):
+        parse_rules({**_raw(), category: [{**condition, **points}]})
+
+
 @pytest.mark.parametrize("field", ["marketing_consent", "has_phone", "seniority", "country", "employee_count"])
 def test_an_intent_rule_on_a_fact_about_the_person_is_refused_as_it_would_count_once_per_touch(field):
     """Five newsletter touches of a consenting person scored a consent rule's 10 points five times."""

@@ -30,8 +30,10 @@ from pydantic import (
 )
 
 from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain
-from leadpipe_common.events import Attribution, Decision, Grade, LeadEnriched, Score, ScoreReason
-from leadpipe_common.problems import describe
+from leadpipe_common.events import (
+    DEPARTMENTS, SENIORITIES, Attribution, Decision, Grade, LeadEnriched, Score, ScoreReason,
+)
+from leadpipe_common.problems import describe, did_you_mean
 
 #: The facts a rule may test, derived from an enriched lead.
 FACTS = (
@@ -62,6 +64,9 @@ COUNTRY_CODES = frozenset({c.alpha_2 for c in pycountry.countries} | {"XK"})
 #: Two letters often written for a country that is not their code: languages' and the EU's codes, and UK.
 _NOT_COUNTRY_CODES = {"UK": "the United Kingdom is GB", "EN": "EN is English, a language: England is in GB",
                       "EL": "Greece is GR (EL is Greek, and the EU's code)", "SP": "Spain is ES"}
+#: The text facts that are one of a closed set, the lead.enriched contract's: what enrichment reads from a job
+#: title (a rule on seniority equals directors, or department in [sale], never matched).
+TERMS: Mapping[str, tuple[str, ...]] = {"seniority": SENIORITIES, "department": DEPARTMENTS}
 #: The facts that are domain names, compared in their ASCII form: a rule may write müller.de or xn--mller-kva.de,
 #: and a lead's domain comes as its address spelt it.
 DOMAIN_FACTS = frozenset({"email_domain", "company_domain"})
@@ -283,6 +288,13 @@ class Condition(_Strict):
                 if odd is not None:
                     return (f"{field} is a two-letter country code (ISO 3166-1 alpha-2: DE, GB, US), as enrichment "
                             f"gives every country, so {odd!r} never matches it{_country_hint(odd)}")
+            if field in TERMS:
+                terms = TERMS[field]
+                known = {_norm(t) for t in terms}
+                odd = next((v for v in compared if _norm(v) not in known), None)
+                if odd is not None:
+                    return (f"{field} is one of {', '.join(terms)} (what enrichment reads from a job title), so "
+                            f"{odd!r} never matches it{did_you_mean(odd, terms)}")
             if field in DOMAIN_FACTS:
                 # As companies.csv: a competitor listed as https://hubspot.com was never disqualified, and no
                 # refusal said so.
