@@ -282,10 +282,24 @@ def test_a_refused_secret_is_named_by_its_place_and_none_of_it_is_said():
     ({"url": "https://crm.example.com/a\tb"}, r"url: .* holds a control character"),
     ({"url": "http://[1.2.3.4]/"}, r"subscriptions\[0\]\.url: .* is not a URL"),
     ({"filter": {"team": ["emea\x00"]}}, r"filter\.team: a value holds a control character"),
+    # A grade no lead gets matched nothing, without a word.
+    ({"filter": {"grade": ["A", "b"]}}, r"filter\.grade: 'b' is no grade a lead gets \(grades: A, B, C, D; grades "
+                                        r"are upper case\)"),
+    ({"filter": {"grade": "E"}}, r"filter\.grade: 'E' is no grade a lead gets \(grades: A, B, C, D\), so"),
 ])
 def test_a_bad_subscription_is_refused_naming_the_entry(spec, message):
     with pytest.raises(ValueError, match=message):
         subscription(**spec)
+
+
+def test_a_stored_subscription_whose_grade_filter_is_no_grade_is_read_back_matching_nothing_as_before():
+    """The API took any grade before they were checked: refusing one read back would stop every delivery."""
+    from delivery.domain import parse_subscription
+
+    stored = parse_subscription({"id": "crm", "url": "https://crm.example.com/hooks", "secrets": [SECRET],
+                                 "events": ["lead.routed"], "filter": {"grade": ["a"]}}, "subscription crm",
+                                allow_private=False, stored=True)
+    assert stored.filter == {"grade": frozenset({"a"})}
 
 
 def test_a_misspelt_key_at_the_top_of_the_subscriptions_file_is_refused_naming_it():

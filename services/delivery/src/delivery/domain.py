@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from leadpipe_common.events import (
-    Contact, Event, LeadAssigned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached,
+    Contact, Event, Grade, LeadAssigned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached,
     LeadStageChanged, Score, ScoreReason,
 )
 
@@ -27,6 +27,7 @@ DELIVERABLE = ("lead.routed", "lead.sla_breached", "lead.queued", "lead.assigned
 #: The stages a disposition moves a lead to: what a CRM mirrors.
 SALES_STAGES = frozenset({"accepted", "rejected", "contacted", "qualified", "won", "lost"})
 FILTER_KEYS = ("team", "owner", "grade", "source")
+GRADES = get_args(Grade)
 SUBSCRIPTION_KEYS = ("id", "url", "secrets", "events", "filter", "retry_hours", "contact")
 #: The person's own details an event may carry (``lead.routed``'s ``contact``): what ``contact:`` chooses from.
 CONTACT_FIELDS = tuple(Contact.model_fields)
@@ -67,7 +68,10 @@ def parse_subscriptions(raw: Mapping[str, Any], *, allow_private: bool) -> dict[
     return subs
 
 
-def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscription:
+def parse_subscription(item: Any, where: str, *, allow_private: bool, stored: bool = False) -> Subscription:
+    """``item`` checked; raises ValueError naming ``where``. ``stored``: one the API took before grades were
+    checked, read back as it was (a grade filter that is no grade matched nothing then, and matches nothing now,
+    rather than stopping delivery for every subscription until it is fixed)."""
     if not isinstance(item, Mapping):
         raise ValueError(f"{where}: expected a mapping")
     unknown = set(item) - set(SUBSCRIPTION_KEYS)
@@ -101,6 +105,12 @@ def parse_subscription(item: Any, where: str, *, allow_private: bool) -> Subscri
     for key, value in flt.items():
         if any(_CONTROL.search(str(v)) for v in (value if isinstance(value, list) else [value])):
             raise ValueError(f"{where}.filter.{key}: a value holds a control character")
+    grades = flt.get("grade")
+    if not stored and (wrong := [g for g in (grades if isinstance(grades, list) else [grades])
+                                 if grades is not None and g not in GRADES]):
+        hint = "; grades are upper case" if all(str(g).upper() in GRADES for g in wrong) else ""
+        raise ValueError(f"{where}.filter.grade: {', '.join(map(repr, wrong))} is no grade a lead gets "
+                         f"(grades: {', '.join(GRADES)}{hint}), so it would match nothing")
     retry_hours = item.get("retry_hours")
     # At most what the admin API allows: a window past what a datetime can add (1e9, .inf) failed every attempt
     # of the subscription's (OverflowError), which was never recorded and so sent again at every lease.

@@ -195,7 +195,7 @@ class SubscriptionBook(Mapping[str, Subscription]):
                 made[row["id"]] = parse_subscription(
                     {"id": row["id"], "url": row["url"], "secrets": list(secrets), "events": list(row["events"]),
                      "filter": row["filter"], "retry_hours": row["retry_hours"], "contact": row["contact"]},
-                    f"subscription {row['id']}", allow_private=self.allow_private)
+                    f"subscription {row['id']}", allow_private=self.allow_private, stored=True)
             except InvalidToken:
                 unopened.append(row["id"])
             except ValueError as exc:
