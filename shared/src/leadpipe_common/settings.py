@@ -28,6 +28,8 @@ from leadpipe_common.topology import parse_retention
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/leadpipe"
+#: Where `make run` keeps its embedded Postgres's password, in its data directory (``LEADPIPE_DATA_DIR``).
+POSTGRES_PASSWORD_FILE = "postgres.password"
 #: How long a new database connection may take to be set up (TCP, TLS, sign-in) by default: asyncpg's 60 s held a
 #: command line silent for a minute on a Postgres that accepts connections and never answers (wedged, or something
 #: else on its port), and a service's request as long before its 503.
@@ -158,7 +160,8 @@ class ServiceSettings(KafkaSettings):
     database_url: str = Field(
         DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL",
         description="any `postgresql://` URL, each service in its own schema; TLS by `?sslmode=` (see below); "
-                    "unset, `make run` starts an embedded Postgres here",
+                    "unset, `make run` starts an embedded Postgres here, and a command takes that one's password "
+                    f"from `{POSTGRES_PASSWORD_FILE}` in `LEADPIPE_DATA_DIR`",
     )
     database_connect_timeout_s: float = _connect_timeout()
     db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE",
@@ -288,6 +291,21 @@ class ServiceSettings(KafkaSettings):
     def request_deadline_s(self) -> float | None:
         """``<SERVICE>_DB_REQUEST_DEADLINE_S`` as ``db.answered_within`` takes it: None for none."""
         return self.db_request_deadline_s or None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_postgres_password(cls, given: Any) -> Any:
+        # Unset, DATABASE_URL is make run's embedded Postgres, which takes no connection without the password
+        # make run keeps: a command run beside it (leadpipe-keys, make redrive) reads it where make run's
+        # services are given it from.
+        if not isinstance(given, dict) or "DATABASE_URL" in given:
+            return given
+        try:
+            password = (StackSettings().data_dir / POSTGRES_PASSWORD_FILE).read_text().strip()
+        except OSError:  # no make run here, or another user's
+            return given
+        url = make_url(DEFAULT_DATABASE_URL).set(password=password).render_as_string(hide_password=False)
+        return {**given, "DATABASE_URL": url}
 
     def db_server_settings(self) -> dict[str, str]:
         """Postgres settings every connection of the serving process's pool starts with (none by default); the

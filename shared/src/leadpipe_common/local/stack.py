@@ -3,6 +3,10 @@
 Guarantees:
 - The embedded broker and Postgres start only when ``KAFKA_BOOTSTRAP_SERVERS``
   / ``DATABASE_URL`` are unset; otherwise the given ones are used untouched.
+- The data directory (logs, the admin key, the session secret, the embedded
+  Postgres and its password) is closed to other users at each start; the
+  services get the embedded Postgres's password in their ``DATABASE_URL``,
+  and what is printed of that URL hides it.
 - Topics exist (as ``TopicSettings`` and ``topology`` say: partitions and
   retention; on the embedded broker the stack's own ``partitions``, else
   TOPIC_PARTITIONS when set, else ``EMBEDDED_PARTITIONS``; never fewer than
@@ -29,7 +33,6 @@ import asyncio
 import functools
 import importlib.resources
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -47,12 +50,13 @@ from leadpipe_common import db, migrations
 from leadpipe_common.admin import ensure_topics
 from leadpipe_common.cli_help import Group
 from leadpipe_common.kafka import quiet_client_logs
-from leadpipe_common.local.infra import Broker, Postgres, die_with_parent, port_open
+from leadpipe_common.local.infra import Broker, Postgres, die_with_parent, kept_secret, port_open, write_secret
 from leadpipe_common.retry import backoff
 from leadpipe_common.auth import ADMIN, split
 from leadpipe_common.keys import create_key, key_is_valid
 from leadpipe_common.settings import (
-    DEFAULT_CONNECT_TIMEOUT_S, KafkaSettings, ServiceSettings, StackSettings, TopicSettings, asyncpg_url,
+    DEFAULT_CONNECT_TIMEOUT_S, POSTGRES_PASSWORD_FILE, KafkaSettings, ServiceSettings, StackSettings, TopicSettings,
+    asyncpg_url,
 )
 from leadpipe_common.topology import PORTS, TOPICS
 
@@ -174,6 +178,9 @@ class Stack:
     def start_infra(self, say: Callable[[str], object] = lambda doing: None) -> None:
         """Start what is embedded and create the topics; ``say`` is told what is under way (make run's status
         line: a broker and Postgres of the user's are not started, and a wait for their broker is said)."""
+        # Its logs, keys, secrets and Postgres are its owner's alone (as root, Postgres's user may pass through).
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
         if self.bootstrap is None:
             say("starting the embedded broker...")
             self.broker = Broker(self.broker_port, self.data_dir / "logs")
@@ -181,7 +188,8 @@ class Stack:
             self.bootstrap = self.broker.bootstrap
         if self.database_url is None:
             say("starting the embedded Postgres...")
-            self.postgres = Postgres(self.postgres_port, self.data_dir / "postgres" / "data", durable=self.durable)
+            self.postgres = Postgres(self.postgres_port, self.data_dir / "postgres" / "data",
+                                     self.data_dir / POSTGRES_PASSWORD_FILE, durable=self.durable)
             self.postgres.start()
             self.database_url = self.postgres.url()
         say(f"creating the topics on Kafka at {self.bootstrap}...")
@@ -221,21 +229,13 @@ class Stack:
         if parts and asyncio.run(key_is_valid(settings, parts[0])):
             return kept
         _, key = asyncio.run(create_key(settings, "make run (local admin)", [ADMIN]))
-        self.admin_key_file.parent.mkdir(parents=True, exist_ok=True)
-        self.admin_key_file.touch(mode=0o600)
-        self.admin_key_file.write_text(key + "\n")
-        self.admin_key_file.chmod(0o600)
+        write_secret(self.admin_key_file, key)
         return key
 
     def signing_secret(self) -> str:
         """``LEADPIPE_SESSION_SECRET`` for every process of this stack: dashboard sessions and form tokens then
         hold across replicas and restarts. Kept in the data directory (owner only), made on the first start."""
-        path = self.data_dir / "session.secret"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(32) + "\n")
-        return path.read_text().strip()
+        return kept_secret(self.data_dir / "session.secret")
 
     def env(self) -> dict[str, str]:
         assert self.bootstrap and self.database_url
