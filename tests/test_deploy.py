@@ -110,9 +110,20 @@ def test_each_consuming_stage_scales_on_the_lag_of_every_topic_it_reads():
         assert sorted(t["metadata"]["topic"] for t in spec["triggers"]) == sorted(topology.inputs_of(name))
 
 
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def published(mapping: str | dict[str, Any]) -> tuple[str, str, str]:
+    """A compose port as (host address, host port, container port): "8000:8000" is published on every address."""
+    if isinstance(mapping, dict):
+        return mapping.get("host_ip", "0.0.0.0"), str(mapping.get("published", "")), str(mapping["target"])
+    parts = str(mapping).rsplit(":", 2)
+    return ("0.0.0.0", *parts) if len(parts) == 2 else tuple(parts)  # type: ignore[return-value]
+
+
 def test_compose_runs_every_service_on_its_port_and_keeps_kafka_s_data_in_its_volume():
-    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    services = compose["services"]
+    services = compose()["services"]
     kafka = services["kafka"]
     [volume] = kafka["volumes"]
     assert volume.split(":")[1] == kafka["environment"]["KAFKA_LOG_DIRS"]
@@ -121,16 +132,42 @@ def test_compose_runs_every_service_on_its_port_and_keeps_kafka_s_data_in_its_vo
         assert env[f"{name.upper()}_HOST"] == "0.0.0.0"
         assert set(env) <= known_variables(), set(env) - known_variables()
         for mapping in services[name].get("ports", []):
-            assert mapping.split(":")[1] == env[f"{name.upper()}_PORT"]
+            assert published(mapping)[2] == env[f"{name.upper()}_PORT"]
         assert services[name]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
     assert services["topics"]["command"] == ["leadpipe-create-topics"]
+
+
+def test_compose_publishes_only_captures_port_beyond_the_host():
+    """routing, reporting and delivery were published on every interface (8003-8005), for anyone who reached the
+    host to try keys against; Kafka and Postgres, which authenticate no one here, must not be published at all."""
+    for name, service in compose()["services"].items():
+        for mapping in service.get("ports", []):
+            address, port, _ = published(mapping)
+            assert name == "capture" or address == "127.0.0.1", f"{name} publishes port {port} on {address}"
+    assert not compose()["services"]["kafka"].get("ports") and not compose()["services"]["postgres"].get("ports")
+
+
+#: A compose variable that refuses to start without a value: ${NAME:?message}.
+REQUIRED = re.compile(r"^\$\{[A-Z_]+:\?[^}]+\}$")
+
+
+def test_compose_has_no_password_of_its_own_and_starts_with_none_missing():
+    """POSTGRES_PASSWORD was `leadpipe`, in the database and in every service's DATABASE_URL: every copy of
+    compose.yaml was one known password away from every lead."""
+    services = compose()["services"]
+    assert REQUIRED.match(services["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    for name in SERVICES:
+        url = services[name]["environment"]["DATABASE_URL"]
+        password = re.fullmatch(r"postgresql://[^:/@]+:(.+)@[^@]+", url)
+        assert password and REQUIRED.match(password.group(1)), f"{name}'s DATABASE_URL has a password of its own"
+    secrets = re.findall(r"\$\{(\w*(?:PASSWORD|SECRET)\w*)([^}]*)\}", (DEPLOY / "compose.yaml").read_text())
+    assert secrets and all(rest.startswith(":?") for _, rest in secrets), secrets
 
 
 def test_each_service_clients_reach_is_shown_how_to_name_the_proxy_in_front_of_it():
     """Neither the manifests nor compose named a TRUSTED_PROXIES: behind an ingress every client was the ingress's
     address, and one client's wrong keys throttled all of them."""
-    reached = {name for name, s in yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"].items()
-               if name in SERVICES and s.get("ports")}
+    reached = {name for name, s in compose()["services"].items() if name in SERVICES and s.get("ports")}
     assert "capture" in reached
     for path in (K8S / "config.yaml", DEPLOY / "compose.yaml"):
         shown = re.findall(r"^ *# ([A-Z]+)_TRUSTED_PROXIES: \S+$", path.read_text(), re.MULTILINE)
