@@ -79,6 +79,42 @@ def test_no_pod_gets_a_service_link_variable_that_a_setting_reads():
         assert d["spec"]["template"]["spec"].get("enableServiceLinks") is False, name
 
 
+def pod_templates() -> dict[str, dict[str, Any]]:
+    """Every pod spec the manifests make, by its object's kind and name."""
+    return {f"{d['kind']}/{d['metadata']['name']}": d["spec"]["template"]["spec"] for d in manifests()
+            if "template" in d.get("spec", {})}
+
+
+def test_every_container_runs_as_the_images_user_with_no_privilege_and_a_read_only_root():
+    """No pod said whom to run as: a container started from another image, or with the image's USER
+    overridden, ran as root, could gain privileges, held the runtime's default capabilities and could write
+    to its filesystem."""
+    uid = int(re.search(r"^USER (\d+)$", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE).group(1))
+    assert pod_templates()
+    for name, pod in pod_templates().items():
+        assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": uid,
+                                          "seccompProfile": {"type": "RuntimeDefault"}}, name
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]}}, f"{name}: {container['name']}"
+
+
+def test_only_captures_port_is_open_to_anyone_and_every_other_service_takes_its_own_namespace_only():
+    """Nothing held the pods: any workload of the cluster, in any namespace, could call routing, reporting and
+    delivery, and reach every port a container opened."""
+    policies = of_kind("NetworkPolicy").values()
+    for name, deployment in of_kind("Deployment").items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        held = [p["spec"] for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+        assert held and all(p["policyTypes"] == ["Ingress"] for p in held), name
+        rules = [rule for p in held for rule in p["ingress"]]
+        assert all(rule["ports"] == [{"port": "http"}] for rule in rules), name
+        froms = [rule.get("from") for rule in rules]
+        assert [{"podSelector": {}}] in froms, f"{name} is not reached from its own namespace"
+        assert any(not f for f in froms) == (name == "capture"), f"{name}: only capture is open to anyone"
+
+
 def test_the_shared_configuration_names_only_settings_the_code_reads():
     config = of_kind("ConfigMap")["leadpipe"]["data"]
     assert set(config) <= known_variables(), set(config) - known_variables()
