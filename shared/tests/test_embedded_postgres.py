@@ -76,13 +76,15 @@ def test_with_no_make_run_here_the_default_database_url_names_no_password(monkey
 
 def test_make_runs_data_directory_is_closed_to_other_users_at_each_start(monkeypatch, tmp_path):
     """Its logs hold leads' addresses, and it holds the keys and the password: a directory of 0755 (the umask's)
-    let every user of the machine list and read them."""
+    let every user of the machine list and read them. Its logs are closed too: as root, others may pass through
+    the data directory to Postgres's."""
     data = tmp_path / "data"
-    data.mkdir()
-    data.chmod(0o755)
+    (data / "logs").mkdir(parents=True)
+    for made in (data, data / "logs"):
+        made.chmod(0o755)
     monkeypatch.setattr(Stack, "_ensure_topics", lambda self, waiting=None: None)
     Stack(data_dir=data, bootstrap="127.0.0.1:1", database_url="postgresql+asyncpg://x@127.0.0.1:1/x").start_infra()
-    assert mode(data) == 0o700
+    assert mode(data) == 0o700 and mode(data / "logs") == 0o700
 
 
 @contextlib.contextmanager

@@ -178,9 +178,11 @@ class Stack:
     def start_infra(self, say: Callable[[str], object] = lambda doing: None) -> None:
         """Start what is embedded and create the topics; ``say`` is told what is under way (make run's status
         line: a broker and Postgres of the user's are not started, and a wait for their broker is said)."""
-        # Its logs, keys, secrets and Postgres are its owner's alone (as root, Postgres's user may pass through).
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.chmod(0o700)
+        # Its logs, keys, secrets and Postgres are its owner's alone. As root, every user may pass through the data
+        # directory (Postgres's own must): what it holds is closed one by one.
+        for private in (self.data_dir, self.data_dir / "logs"):
+            private.mkdir(parents=True, exist_ok=True)
+            private.chmod(0o700)
         if self.bootstrap is None:
             say("starting the embedded broker...")
             self.broker = Broker(self.broker_port, self.data_dir / "logs")
