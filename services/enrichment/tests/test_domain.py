@@ -240,6 +240,16 @@ def test_words_parted_by_a_dash_match_a_keyword_parted_by_a_space(dash):
 
 
 @pytest.mark.parametrize(("title", "seniority"), [
+    ("Physician (MD)", None), ("Physician [MD]", None), ("Physician ( MD )", None), ("(Physician) MD", None),
+    ("MD", "c-level"), ("MD (EMEA)", "c-level"), ("Physician, MD", "c-level"),
+])
+def test_words_parted_by_brackets_match_a_phrase_parted_by_a_space(title, seniority):
+    """A "Physician (MD)" was a managing director: the exclusion "physician md" missed the bracket before "md"."""
+    rules = (TitleRule("c-level", ("md",), ("physician md",)),)
+    assert classify_title(title, rules) == seniority
+
+
+@pytest.mark.parametrize(("title", "seniority"), [
     ("C.E.O.", "c-level"), ("C.E.O", "c-level"), ("V.P. Marketing", "vp"), ("Sr.Manager", "manager"),
 ])
 def test_an_initialism_written_with_dots_reads_as_the_word_without_them(title, seniority):

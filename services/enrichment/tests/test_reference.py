@@ -127,13 +127,18 @@ def test_an_assistant_or_deputy_general_manager_is_a_manager_not_the_head_of_the
     ("Physician, MD", None, None), ("Physician MD", None, None), ("MD, Physician", None, None),
     ("MD/PhD Candidate", None, None), ("MD-PhD Student", "entry", None), ("MD, PhD", None, None),
     ("MD Anderson Fellow", None, None), ("Jo Smith, M.D.", None, None), ("M.D., Ph.D.", None, None),
+    # In brackets as well as after a comma.
+    ("Physician (MD)", None, None), ("MD (Physician)", None, None), ("Physician [MD]", None, None),
+    ("MD (PhD)", None, None), ("Physician (M.D.)", None, None),
     # A managing director's MD is still one.
     ("MD", "c-level", "executive"), ("MD EMEA", "c-level", "executive"), ("MD, DACH", "c-level", "executive"),
-    ("Managing Director", "c-level", "executive"),
+    ("Managing Director", "c-level", "executive"), ("Managing Director (MD)", "c-level", "executive"),
+    ("MD (EMEA)", "c-level", "executive"),
 ])
 def test_a_physicians_md_is_no_managing_director(title, seniority, department):
     """Read as a managing director, a "Physician, MD", an "MD/PhD Candidate" or an "MD Anderson Fellow" was
-    c-level in the executive department: 28 points and a buying department they do not have."""
+    c-level in the executive department: 28 points and a buying department they do not have; a "Physician (MD)"
+    was still, its brackets parting "physician" from "md" where a space or a hyphen did not."""
     assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
                                                                                                      department)
 

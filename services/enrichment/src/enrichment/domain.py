@@ -32,9 +32,9 @@ class Company:
 
 @dataclass(frozen=True)
 class TitleRule:
-    """``value`` applies when any keyword appears as whole words in the job title (words parted by spaces, hyphens or
-    dashes alike, made of letters of any script: "cio" is no word of "Negócio"), other than inside one of the
-    ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in "Lead Generation Specialist"). A ``not_in``
+    """``value`` applies when any keyword appears as whole words in the job title (words parted by spaces, hyphens,
+    dashes or brackets alike, made of letters of any script: "cio" is no word of "Negócio"), other than inside one of
+    the ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in "Lead Generation Specialist"). A ``not_in``
     phrase written with a dot is looked for in the title as typed, before its initials lose their dots: "m.d." is a
     physician's "M.D.", and leaves alone the "MD" a managing director writes."""
 
@@ -60,10 +60,11 @@ class TitleRule:
         return self._pattern.search(title) is not None
 
 
-#: What parts the words of a title: spaces, hyphens and dashes, one or more, alike. The dashes (figure, en, em,
-#: horizontal bar, minus) because word processors and phone keyboards turn a typed hyphen into one: "Vice–President"
-#: with an en dash was c-level.
-_BETWEEN_WORDS = r"[\s\-\u2010\u2011\u2012\u2013\u2014\u2015\u2212]+"
+#: What parts the words of a title: spaces, hyphens, dashes and brackets, one or more, alike. The dashes (figure, en,
+#: em, horizontal bar, minus) because word processors and phone keyboards turn a typed hyphen into one:
+#: "Vice–President" with an en dash was c-level. The brackets because a word in brackets still follows the word
+#: before them: a "Physician (MD)" is the "physician md" that c-level's rule leaves out, not a managing director.
+_BETWEEN_WORDS = r"[\s\-\u2010\u2011\u2012\u2013\u2014\u2015\u2212()\[\]]+"
 
 
 #: A letter or digit of any script: what a keyword must not touch on either side. With a-z0-9 alone, an accented
