@@ -2,7 +2,8 @@ import dataclasses
 
 import pytest
 
-from enrichment.domain import Company, ReferenceData, TitleRule, classify_title, enrich, normalise_country
+from enrichment.domain import (Company, ReferenceData, TitleRule, TitleRules, classify_title, enrich,
+                               normalise_country)
 from leadpipe_common.events import Contact
 
 REF = ReferenceData(
@@ -13,13 +14,13 @@ REF = ReferenceData(
     },
     free_mail=frozenset({"gmail.com", "yahoo.co.uk"}),
     disposable=frozenset({"mailinator.com"}),
-    seniority=(
+    seniority=TitleRules((
         TitleRule("vp", ("vp", "vice president")),
         TitleRule("c-level", ("ceo", "chief", "president")),
         TitleRule("director", ("director", "head of")),
         TitleRule("manager", ("manager",)),
-    ),
-    departments=(TitleRule("marketing", ("marketing", "cmo")), TitleRule("it", ("it",))),
+    )),
+    departments=TitleRules((TitleRule("marketing", ("marketing", "cmo")), TitleRule("it", ("it",)))),
     country_aliases={"uk": ("GB",), "deutschland": ("DE",), "korea": ("KR", "KP")},
     personal_mail=frozenset({"hey.com", "mozmail.com"}),
     mail_typos={"gamil.com": "gmail.com", "yahoo.co": "yahoo.com"},
@@ -245,8 +246,27 @@ def test_words_parted_by_a_dash_match_a_keyword_parted_by_a_space(dash):
 ])
 def test_words_parted_by_brackets_match_a_phrase_parted_by_a_space(title, seniority):
     """A "Physician (MD)" was a managing director: the exclusion "physician md" missed the bracket before "md"."""
-    rules = (TitleRule("c-level", ("md",), ("physician md",)),)
+    rules = TitleRules((TitleRule("c-level", ("md",), ("physician md",)),))
     assert classify_title(title, rules) == seniority
+
+
+@pytest.mark.parametrize(("title", "seniority"), [
+    ("Asst. General Manager", "manager"), ("Asst General Manager", "manager"), ("ASST.General Manager", "manager"),
+    ("Assistant General Manager", "manager"), ("General Manager", "c-level"),
+    # A whole word only, with no more than its dot.
+    ("Assts General Manager", "c-level"), ("Asst-General Manager", "manager"),
+])
+def test_an_abbreviation_reads_as_the_words_it_stands_for_with_or_without_its_dot(title, seniority):
+    """An "Asst. General Manager" was the general manager: the rule taking an assistant's knew "assistant" alone."""
+    rules = TitleRules((TitleRule("manager", ("assistant general manager",)),
+                        TitleRule("c-level", ("general manager",))), {"asst": "assistant"})
+    assert classify_title(title, rules) == seniority
+
+
+@pytest.mark.parametrize("title", ["Assistant GM", "Asst GM", "Asst. GM"])
+def test_a_phrase_written_with_an_abbreviation_takes_the_words_it_stands_for_too(title):
+    rules = TitleRules((TitleRule("manager", ("asst gm",)), TitleRule("c-level", ("gm",))), {"asst": "assistant"})
+    assert classify_title(title, rules) == "manager"
 
 
 @pytest.mark.parametrize(("title", "seniority"), [
@@ -264,7 +284,8 @@ def test_an_initialism_written_with_dots_reads_as_the_word_without_them(title, s
 def test_an_exclusion_written_with_dots_leaves_out_the_initials_typed_with_them_only(title, seniority):
     """A physician's "M.D." read as a managing director: its dots go before the rules read a title, so no exclusion
     could tell it from a managing director's "MD"."""
-    rules = (TitleRule("individual-contributor", ("md assistant",)), TitleRule("c-level", ("md", "ceo"), ("m.d.",)))
+    rules = TitleRules((TitleRule("individual-contributor", ("md assistant",)),
+                        TitleRule("c-level", ("md", "ceo"), ("m.d.",))))
     assert classify_title(title, rules) == seniority
 
 
@@ -278,14 +299,16 @@ def test_keywords_match_whole_words_only():
 def test_a_keyword_inside_a_word_after_an_accented_letter_is_not_found(title):
     """An accented letter parted words: the "cio" of the Portuguese "Negócio" (business) and "Sócio" (partner) was
     a CIO, so a business analyst read as c-level in IT. Decomposed too: "ó" as an "o" and a combining accent."""
-    assert classify_title(title, (TitleRule("c-level", ("cio",)),)) is None
-    assert classify_title("Analista de Negócio, CIO", (TitleRule("c-level", ("cio",)),)) == "c-level"
+    rules = TitleRules((TitleRule("c-level", ("cio",)),))
+    assert classify_title(title, rules) is None
+    assert classify_title("Analista de Negócio, CIO", rules) == "c-level"
 
 
 def test_a_title_written_with_decomposed_accents_matches_a_keyword_written_with_composed_ones_and_back():
-    rules = (TitleRule("c-level", ("geschäftsführer",)),)
+    rules = TitleRules((TitleRule("c-level", ("geschäftsführer",)),))
     assert classify_title("Gescha\u0308ftsfu\u0308hrer", rules) == "c-level"
-    assert classify_title("Geschäftsführer", (TitleRule("c-level", ("gescha\u0308ftsfu\u0308hrer",)),)) == "c-level"
+    decomposed = TitleRules((TitleRule("c-level", ("gescha\u0308ftsfu\u0308hrer",)),))
+    assert classify_title("Geschäftsführer", decomposed) == "c-level"
 
 
 @pytest.mark.parametrize("title", ["CEO's Assistant", "CEO’s Assistant", "CEO Assistant", "C.E.O.'s Assistant",
@@ -293,11 +316,12 @@ def test_a_title_written_with_decomposed_accents_matches_a_keyword_written_with_
 def test_a_possessive_reads_as_the_word_alone_however_its_apostrophe_is_typed(title):
     """A phone's keyboard types "CEO’s", a desktop's "CEO's": a keyword written one way missed the other, so each
     was listed twice, and a spelling not listed read as the CEO."""
-    rules = (TitleRule("individual-contributor", ("ceo's assistant", "ceos assistant")), TitleRule("c-level", ("ceo",)))
+    rules = TitleRules((TitleRule("individual-contributor", ("ceo's assistant", "ceos assistant")),
+                        TitleRule("c-level", ("ceo",))))
     assert classify_title(title, rules) == "individual-contributor"
 
 
 @pytest.mark.parametrize("title", ["Int'l Sales Manager", "Int’l Sales Manager"])
 def test_an_apostrophe_inside_a_word_matches_either_apostrophe_and_stays(title):
-    assert classify_title(title, (TitleRule("sales", ("int'l sales",)),)) == "sales"
-    assert classify_title(title, (TitleRule("sales", ("intl sales",)),)) is None
+    assert classify_title(title, TitleRules((TitleRule("sales", ("int'l sales",)),))) == "sales"
+    assert classify_title(title, TitleRules((TitleRule("sales", ("intl sales",)),))) is None

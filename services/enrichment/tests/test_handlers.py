@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from enrichment.domain import Company, ReferenceData
+from enrichment.domain import Company, ReferenceData, TitleRules
 from enrichment.handlers import Enrichment, handle_lead_captured
 from leadpipe_common import topics
 from leadpipe_common.envelope import decode
@@ -13,8 +13,8 @@ from leadpipe_common.uow import MemoryUnitOfWork
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 CTX = Enrichment(
     ReferenceData(companies={"sap.com": Company("sap.com", "SAP SE", "Software", 100_000, "DE")},
-                  free_mail=frozenset({"gmail.com"}), disposable=frozenset(), seniority=(), departments=(),
-                  country_aliases={}),
+                  free_mail=frozenset({"gmail.com"}), disposable=frozenset(), seniority=TitleRules(()),
+                  departments=TitleRules(()), country_aliases={}),
     clock=lambda: NOW,
 )
 

@@ -124,6 +124,45 @@ def test_an_assistant_or_deputy_general_manager_is_a_manager_not_the_head_of_the
 
 
 @pytest.mark.parametrize(("title", "seniority", "department"), [
+    ("Asst. General Manager", "manager", None), ("Asst General Manager", "manager", None),
+    ("Asst. GM", "manager", None), ("Asst. General Manager, Sales", "manager", "sales"),
+    ("Asst. Manager", "manager", None), ("Asst. Director of Marketing", "director", "marketing"),
+    ("Marketing Asst.", "entry", "marketing"), ("Asst. to the CEO", "individual-contributor", None),
+    ("Exec. Asst. to the CEO", "individual-contributor", None), ("CEO's Asst.", "individual-contributor", None),
+    ("General Mgr", "c-level", "executive"), ("Asst. Mgr", "manager", None),
+    ("Office Mgr to the CEO", "individual-contributor", None), ("Managing Dir.", "c-level", "executive"),
+    ("Jr. Developer", "entry", "engineering"), ("Director of Jr. Programs", "director", None),
+    # Spelt out, as before.
+    ("Assistant General Manager", "manager", None), ("General Manager", "c-level", "executive"),
+    ("Directory Services Administrator", "individual-contributor", None),
+])
+def test_an_abbreviated_title_reads_as_the_title_spelt_out(title, seniority, department):
+    """An "Asst. General Manager" was c-level in the executive department: only "assistant general manager" was
+    kept from the general manager's rank, so a store's assistant manager scored 28 points where a manager gets 6.
+    Each abbreviation had to be listed in every phrase naming its word: "mgr" was a manager, but "General Mgr" no
+    general manager and "Office Mgr to the CEO" no one working for the CEO."""
+    assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
+                                                                                                     department)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("abbreviations: [asst]\n", r"abbreviations must map each abbreviation to the words it stands for, like "
+                                r"\{asst: assistant\}"),
+    ("abbreviations: {asst.: assistant}\n", r"abbreviations: 'asst\.': an abbreviation is one word, written without "
+                                            r"its dot \(a title's is read with or without one\)"),
+    ("abbreviations: {sr mgr: senior manager}\n", r"abbreviations: 'sr mgr': an abbreviation is one word"),
+    ("abbreviations: {asst: }\n", r"abbreviations: asst: give the words it stands for"),
+    ("abbreviations: {no: number}\n", r"abbreviations: False: an abbreviation is text \(quote it\)"),
+])
+def test_an_abbreviation_that_could_not_be_read_as_written_is_refused_naming_it(tmp_path, text, message):
+    """Loaded, "asst." or "sr mgr" would never be found in a title, and YAML reads an unquoted "no" as false."""
+    titles = tmp_path / "titles.yaml"
+    titles.write_text(text + "seniority: []\ndepartments: []\n")
+    with pytest.raises(ReferenceDataError, match=rf"^{titles}: {message}"):
+        load_titles(titles)
+
+
+@pytest.mark.parametrize(("title", "seniority", "department"), [
     ("Physician, MD", None, None), ("Physician MD", None, None), ("MD, Physician", None, None),
     ("MD/PhD Candidate", None, None), ("MD-PhD Student", "entry", None), ("MD, PhD", None, None),
     ("MD Anderson Fellow", None, None), ("Jo Smith, M.D.", None, None), ("M.D., Ph.D.", None, None),
@@ -235,8 +274,8 @@ def test_who_works_for_an_executive_is_an_individual_contributor_however_the_tit
         "individual-contributor", department)
 
 
-HEADS = tuple(dict.fromkeys(next(r for r in SHIPPED.seniority if r.value == "c-level").keywords
-                            + next(r for r in SHIPPED.departments if r.value == "executive").keywords))
+HEADS = tuple(dict.fromkeys(next(r for r in SHIPPED.seniority.rules if r.value == "c-level").keywords
+                            + next(r for r in SHIPPED.departments.rules if r.value == "executive").keywords))
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -294,8 +333,8 @@ def test_a_phrase_naming_a_rule_it_cannot_stand_for_is_refused_naming_the_phrase
 def test_the_bundled_titles_give_every_seniority_and_department_of_the_event_contract_and_no_other():
     """Scoring's rules may name only the contract's values: one the titles gave beside them would be scored by no
     rule, and one of the contract's the titles never gave would let a rule load that never holds."""
-    assert {r.value for r in SHIPPED.seniority} == set(SENIORITIES)
-    assert {r.value for r in SHIPPED.departments} == set(DEPARTMENTS)
+    assert {r.value for r in SHIPPED.seniority.rules} == set(SENIORITIES)
+    assert {r.value for r in SHIPPED.departments.rules} == set(DEPARTMENTS)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -392,7 +431,8 @@ def test_a_companies_file_saved_in_another_encoding_than_utf8_is_refused_naming_
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("seniority: []\ndepartements: []\n", r"unknown keys \['departements'\] \(known: seniority, departments\)"),
+    ("seniority: []\ndepartements: []\n",
+     r"unknown keys \['departements'\] \(known: abbreviations, seniority, departments\)"),
     ("seniority:\n  - {value: manager, keywords: [lead], not-in: [lead generation]}\ndepartments: []\n",
      r"seniority\[0\]: unknown keys \['not-in'\] \(known: value, keywords, not_in\)"),
 ])

