@@ -269,6 +269,38 @@ def test_a_phrase_written_with_an_abbreviation_takes_the_words_it_stands_for_too
     assert classify_title(title, rules) == "manager"
 
 
+CLAUSES = TitleRules((TitleRule("individual-contributor", ("ea to",)), TitleRule("c-level", ("ceo", "founder")),
+                      TitleRule("director", ("director",))), not_read_after=("reporting to", "to the"))
+
+
+@pytest.mark.parametrize(("title", "seniority"), [
+    ("Marketing Director (reporting to the CEO)", "director"), ("Marketing Director reporting to the CEO", "director"),
+    ("Director, reporting to the CEO & Founder", "director"), ("Advisor to the CEO", None),
+    # The phrase itself is still read.
+    ("EA to the CEO", "individual-contributor"),
+    # Only to the end of its clause; and whole words only.
+    *((f"Director (reporting to the board{end} Founder", "c-level") for end in ",;|·•)]"),
+    ("CEO, reporting to the Board", "c-level"), ("Trips to Theatres Founder", "c-level"),
+])
+def test_no_rule_reads_the_rest_of_a_clause_after_a_phrase_naming_someone_else(title, seniority):
+    """A "Marketing Director (reporting to the CEO)" was c-level: the CEO they report to lent them a rank."""
+    assert classify_title(title, CLAUSES) == seniority
+
+
+@pytest.mark.parametrize(("title", "department"), [
+    ("EA to the President & CEO", None), ("EA to the President and CEO", None), ("EA to the CEO/Founder", None),
+    # Only to the end of its clause; and whole words only.
+    ("EA to the President, Founder", "executive"), ("Founder, EA to the President", "executive"),
+    ("Trips to Theatres Founder", "executive"),
+])
+def test_an_exclusion_ending_in_an_ellipsis_takes_the_rest_of_its_clause_with_it(title, department):
+    """"EA to the President & CEO" was in the executive department: "to the president" was left out, "& CEO" read."""
+    rules = TitleRules((TitleRule("executive", ("ceo", "president", "founder"), ("to the …",)),))
+    assert classify_title(title, rules) == department
+    assert classify_title(title, TitleRules((TitleRule("executive", ("ceo", "president", "founder"),
+                                                       ("to the ...",)),))) == department
+
+
 @pytest.mark.parametrize(("title", "seniority"), [
     ("C.E.O.", "c-level"), ("C.E.O", "c-level"), ("V.P. Marketing", "vp"), ("Sr.Manager", "manager"),
 ])

@@ -274,6 +274,59 @@ def test_who_works_for_an_executive_is_an_individual_contributor_however_the_tit
         "individual-contributor", department)
 
 
+@pytest.mark.parametrize(("title", "seniority", "department"), [
+    ("Marketing Director (reporting to the CEO)", "director", "marketing"),
+    ("Marketing Director reporting to the CEO", "director", "marketing"),
+    ("Marketing Director, reports to CEO", "director", "marketing"),
+    ("Director (reporting to the CEO & Founder)", "director", None),
+    ("Director (reporting to the CFO)", "director", None),
+    ("Sales Manager, reporting directly to the VP Sales", "manager", "sales"),
+    ("Engineer reporting into the CTO", "individual-contributor", "engineering"),
+    ("Head of Sales, dotted line to the CFO", "director", "sales"),
+    # In the other languages the rules know.
+    ("Directeur Marketing, rattaché au PDG", "director", "marketing"),
+    ("Directrice Marketing, rattaché(e) au PDG", "director", "marketing"),
+    ("Gerente de Ventas, reportando al CEO", "manager", "sales"),
+    ("Gerente de Marketing (subordinado ao CEO)", "manager", "marketing"),
+    ("Responsabile Marketing, a riporto dell'Amministratore Delegato", "manager", "marketing"),
+    ("Leiter Vertrieb, berichtet an den Vorstand", "director", "sales"),
+    # What follows the clause is the holder's again; and reporting is a function too.
+    ("Marketing Director · reporting to the CEO · Founder", "c-level", "marketing"),
+    ("Head of Reporting", "director", None), ("Reporting Analyst", "individual-contributor", None),
+])
+def test_whom_the_holder_reports_to_lends_them_neither_a_rank_nor_a_department(title, seniority, department):
+    """A "Marketing Director (reporting to the CEO)" was c-level: the CEO in the bracket outranked the director, and a
+    "Director (reporting to the CEO)" was in the executive department besides."""
+    assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
+                                                                                                     department)
+
+
+@pytest.mark.parametrize(("title", "seniority", "department"), [
+    ("EA to the President & CEO", "individual-contributor", None),
+    ("EA to the President and CEO", "individual-contributor", None),
+    ("Assistant to the CEO/Founder", "individual-contributor", None),
+    ("Chief of Staff to the President & CEO", "individual-contributor", None),
+    ("Asistente del Presidente y CEO", "individual-contributor", None),
+    ("Assistante du Président et Directeur Général", "individual-contributor", None),
+    # Not an assistant, no rank of the head's either.
+    ("Advisor to the President & CEO", None, None), ("Senior Advisor to the CEO", None, None),
+    ("Chargée de mission auprès du PDG", None, None), ("Director, Office of the CFO", "director", "finance"),
+    ("Office of the President & CEO", None, "executive"),
+    # Who works for the heads of functions is in the first of them, as for one.
+    ("PA to the CFO & COO", "individual-contributor", "finance"),
+    # As before.
+    ("EA to the CEO", "individual-contributor", None), ("Chief of Staff to the CEO", "individual-contributor", None),
+    ("CEO & Founder", "c-level", "executive"), ("VP Sales (EMEA)", "vp", "sales"),
+    ("Director, Office of the CEO", "director", "executive"), ("MD", "c-level", "executive"),
+    ("Founder & CEO, Advisor to the Board", "c-level", "executive"), ("Go-to-Market Director", "director", None),
+])
+def test_who_works_for_a_list_of_heads_holds_none_of_their_ranks(title, seniority, department):
+    """"EA to the President & CEO" was in the executive department: "to the president" was left out, "& CEO" read as
+    the holder's; an "Advisor to the President & CEO" was c-level too."""
+    assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
+                                                                                                     department)
+
+
 HEADS = tuple(dict.fromkeys(next(r for r in SHIPPED.seniority.rules if r.value == "c-level").keywords
                             + next(r for r in SHIPPED.departments.rules if r.value == "executive").keywords))
 
@@ -432,7 +485,8 @@ def test_a_companies_file_saved_in_another_encoding_than_utf8_is_refused_naming_
 
 @pytest.mark.parametrize(("text", "message"), [
     ("seniority: []\ndepartements: []\n",
-     r"unknown keys \['departements'\] \(known: abbreviations, seniority, departments\)"),
+     r"unknown keys \['departements'\] \(known: abbreviations, reports_to, works_for, seniority, "
+     r"departments\)"),
     ("seniority:\n  - {value: manager, keywords: [lead], not-in: [lead generation]}\ndepartments: []\n",
      r"seniority\[0\]: unknown keys \['not-in'\] \(known: value, keywords, not_in\)"),
 ])
@@ -463,6 +517,20 @@ def test_an_empty_keyword_or_value_in_the_title_rules_is_refused_naming_the_rule
     titles.write_text(text, encoding="utf-8")
     with pytest.raises(ReferenceDataError, match=message):
         load_reference(DATA / "companies.csv", titles, DATA / "country_aliases.yaml")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("reports_to: reporting to\n", r"reports_to must be a list of phrases, like \[a, b\]"),
+    ("works_for: [to the, '']\n", r"works_for\[1\] is empty: a phrase without a word matches titles by their "
+                                  r"punctuation"),
+])
+def test_phrases_opening_a_clause_about_someone_else_that_are_no_list_of_phrases_are_refused(tmp_path, text,
+                                                                                              message):
+    """Read a letter at a time, "reporting to" would leave out the rest of a title after every "r" and "e"."""
+    titles = tmp_path / "titles.yaml"
+    titles.write_text(text + "seniority: []\ndepartments: []\n")
+    with pytest.raises(ReferenceDataError, match=rf"^{titles}: {message}"):
+        load_titles(titles)
 
 
 @pytest.mark.parametrize(("text", "message"), [

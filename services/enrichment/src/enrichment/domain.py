@@ -35,8 +35,10 @@ class TitleRule:
     """``value`` applies when any keyword appears as whole words in the job title (words parted by spaces, hyphens,
     dashes or brackets alike, made of letters of any script: "cio" is no word of "Negócio"), other than inside one of
     the ``not_in`` phrases ("lead" is a rank in "Team Lead", the product in "Lead Generation Specialist"). A ``not_in``
-    phrase written with a dot is looked for in the title as typed, before its initials lose their dots: "m.d." is a
-    physician's "M.D.", and leaves alone the "MD" a managing director writes."""
+    phrase ending in "…" (or "...") takes the rest of its clause with it: "to the …" leaves out "to the President &
+    CEO" whole, the list of heads a holder works for. A ``not_in`` phrase written with a dot is looked for in the
+    title as typed, before its initials lose their dots: "m.d." is a physician's "M.D.", and leaves alone the "MD" a
+    managing director writes."""
 
     value: str
     keywords: tuple[str, ...]
@@ -46,7 +48,7 @@ class TitleRule:
     _ignored_as_typed: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        dotted = tuple(p for p in self.not_in if "." in p)
+        dotted = tuple(p for p in self.not_in if "." in _AND_THE_REST.sub("", p))
         object.__setattr__(self, "_pattern", _whole_words(self.keywords))
         object.__setattr__(self, "_ignored", _whole_words(self.not_in) if self.not_in else None)
         object.__setattr__(self, "_ignored_as_typed", _whole_words(dotted) if dotted else None)
@@ -73,12 +75,30 @@ _BETWEEN_WORDS = r"[\s\-\u2010\u2011\u2012\u2013\u2014\u2015\u2212()\[\]]+"
 _IN_WORD = r"[^\W_]"
 
 
-def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str]:
+#: What ends a clause of a title: a comma, a semicolon, a bar, a middle dot or a bullet (as profiles part roles), or
+#: a bracket. Not "&", "and" or "/", which join a list inside one ("to the President & CEO").
+_CLAUSE_END = ",;|·•()[]{}"
+_REST_OF_CLAUSE = f"[^{re.escape(_CLAUSE_END)}]*"
+
+#: How a phrase that stands for the rest of its clause too ends.
+_AND_THE_REST = re.compile(r"\s*(?:…|\.\.\.)$")
+
+
+def _alternatives(phrases: tuple[str, ...]) -> str:
     # Longest first, so "lead generation" is taken whole before "lead" could be. Words parted by a space or a
     # hyphen alike: "vice president" must be taken whole in "Vice-President" too, or its "president" reads c-level.
-    alternatives = "|".join(_BETWEEN_WORDS.join(map(re.escape, re.split(_BETWEEN_WORDS, p.strip())))
-                            for p in sorted(map(_as_read, phrases), key=len, reverse=True))
-    return re.compile(rf"(?<!{_IN_WORD})(?:{alternatives})(?!{_IN_WORD})")
+    return "|".join(map(_alternative, sorted(map(_as_read, phrases), key=len, reverse=True)))
+
+
+def _alternative(phrase: str) -> str:
+    words, and_the_rest = _AND_THE_REST.subn("", phrase)
+    alternative = _BETWEEN_WORDS.join(map(re.escape, re.split(_BETWEEN_WORDS, words.strip())))
+    # The phrase as whole words before the rest: "to the …" is not found in "to theatre".
+    return alternative + rf"(?!{_IN_WORD}){_REST_OF_CLAUSE}" if and_the_rest else alternative
+
+
+def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(rf"(?<!{_IN_WORD})(?:{_alternatives(phrases)})(?!{_IN_WORD})")
 
 
 def _composed(text: str) -> str:
@@ -252,30 +272,52 @@ def _read_title(typed: str) -> str:
 
 @dataclass(frozen=True)
 class TitleRules:
-    """Title rules, the first that matches a title winning, and the abbreviations they read spelt out: each word of
-    ``abbreviations`` ("asst", in lower case), with or without its dot, reads as the words it stands for
+    """Title rules, the first that matches a title winning, and how they read a title.
+
+    Each word of ``abbreviations`` ("asst", in lower case), with or without its dot, reads as the words it stands for
     ("assistant"), in a title and in the rules' phrases alike, so that every phrase naming an assistant takes an
-    "Asst." too where each would have to be listed again with it."""
+    "Asst." too where each would have to be listed again with it. After each ``not_read_after`` phrase ("reporting
+    to"), the rest of its clause names someone other than the holder, and no rule reads it: a "Marketing Director
+    (reporting to the CEO)" is read as a "Marketing Director (reporting to)", not as the CEO. The phrase itself is
+    read ("EA to the CEO": a rule may still take "ea to")."""
 
     rules: tuple[TitleRule, ...]
     abbreviations: Mapping[str, str] = field(default_factory=dict)
+    not_read_after: tuple[str, ...] = ()
     _abbreviated: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _unread: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Its dot taken with it: left, "asst." would be no "assistant" before the word that follows.
+        # Its dot taken with it: left, "asst." would be no "assistant" before the word that follows. Not the first
+        # of an ellipsis: "asst..." is an assistant and the rest of the clause.
         abbreviated = re.compile(rf"(?<!{_IN_WORD})(?:{'|'.join(map(re.escape, self.abbreviations))})"
-                                 rf"(?:\.|(?!{_IN_WORD}))") if self.abbreviations else None
+                                 rf"(?:\.(?!\.)|(?!{_IN_WORD}))") if self.abbreviations else None
         object.__setattr__(self, "_abbreviated", abbreviated)
         object.__setattr__(self, "rules", tuple(replace(r, keywords=self._spelt_out(r.keywords),
                                                         not_in=self._spelt_out(r.not_in)) for r in self.rules))
+        # An ellipsis written after one is redundant: the rest of the clause goes in any case.
+        openers = tuple(_AND_THE_REST.sub("", p) for p in self._spelt_out(self.not_read_after))
+        unread = re.compile(rf"(?<!{_IN_WORD})({_alternatives(openers)})(?!{_IN_WORD}){_REST_OF_CLAUSE}"
+                            ) if openers else None
+        object.__setattr__(self, "_unread", unread)
 
     def _spelt_out(self, phrases: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(map(self.typed, phrases)))
+        return tuple(dict.fromkeys(map(self._typed, phrases)))
 
-    def typed(self, text: str) -> str:
-        """``text`` (a title or a phrase) in lower case as typed, its abbreviations spelt out."""
-        typed = _composed(text).lower()
+    def _typed(self, text: str) -> str:
+        """``text`` (a title or a phrase) in lower case as typed, its abbreviations spelt out and its apostrophes
+        straight (a phrase "sous l'autorité" is written so; a phone types "l’autorité")."""
+        typed = _composed(text).lower().replace("\u2019", "'")
         return typed if self._abbreviated is None else self._abbreviated.sub(self._spelt, typed)
+
+    def read(self, title: str) -> tuple[str, str]:
+        """(``title`` as the rules read it, as typed in lower case) with its abbreviations spelt out and the rest of
+        each clause naming someone else left out."""
+        typed = self._typed(title)
+        if self._unread is not None:
+            # A function, not r"\1": Python 3.11 parses a template again on each call, ~8 us a title.
+            typed = self._unread.sub(lambda clause: clause[1], typed)
+        return _read_title(typed), typed
 
     def _spelt(self, abbreviation: re.Match[str]) -> str:
         written = abbreviation[0]
@@ -286,8 +328,7 @@ class TitleRules:
 def classify_title(title: str | None, rules: TitleRules) -> str | None:
     if not title:
         return None
-    typed = rules.typed(title)
-    read = _read_title(typed)
+    read, typed = rules.read(title)
     return next((r.value for r in rules.rules if r.matches(read, typed)), None)
 
 

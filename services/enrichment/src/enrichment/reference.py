@@ -103,11 +103,20 @@ def load_companies(path: Path, setting: str = "ENRICHMENT_COMPANIES_FILE") -> di
     return companies
 
 
-def _phrases(raw: list) -> tuple[str, ...]:
+def _phrase_list(raw: object, where: str) -> tuple[str, ...]:
+    """``raw``'s phrases in lower case; refused unless it is a list of phrases, each with a word in it."""
+    # A bare string would be read a letter at a time: "manager" -> m, a, n, ...
+    if not isinstance(raw, list):
+        raise ReferenceDataError(f"{where} must be a list of phrases, like [a, b]")
+    for j, phrase in enumerate(raw):
+        # "" would match wherever two separators meet ("Sales, EMEA"), and a null would be the word "none".
+        if phrase is None or not _WORD.search(str(phrase)):
+            raise ReferenceDataError(f"{where}[{j}] is empty: a phrase without a word matches titles by their "
+                                     "punctuation")
     return tuple(str(k).lower() for k in raw)
 
 
-_TITLES_KEYS = ("abbreviations", "seniority", "departments")
+_TITLES_KEYS = ("abbreviations", "reports_to", "works_for", "seniority", "departments")
 #: What each list's values may be, and what they are called: the lead.enriched contract's. A value outside it would
 #: be carried to consumers that know none but these: scoring refuses a rule naming it, so it would never be scored.
 _TERMS = {"seniority": (SENIORITIES, "seniorities"), "departments": (DEPARTMENTS, "departments")}
@@ -159,18 +168,9 @@ def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
         if item["value"] is None or not str(item["value"]).strip():
             # Read as is, an empty value: gives every title it matches the seniority or department "None".
             raise ReferenceDataError(f"{path}: {key}[{i}].value is empty: name what a title with its keywords gets")
-        value = _term(str(item["value"]), key, f"{path}: {key}[{i}].value")
-        not_in = item.get("not_in", [])
-        for field in ("keywords", "not_in"):
-            # A bare string would be read a letter at a time: "manager" -> m, a, n, ...
-            if not isinstance(item.get(field, []), list):
-                raise ReferenceDataError(f"{path}: {key}[{i}].{field} must be a list of phrases, like [a, b]")
-            for j, phrase in enumerate(item.get(field, [])):
-                # "" would match wherever two separators meet ("Sales, EMEA"), and a null would be the word "none".
-                if phrase is None or not _WORD.search(str(phrase)):
-                    raise ReferenceDataError(f"{path}: {key}[{i}].{field}[{j}] is empty: a phrase without a word "
-                                             "matches titles by their punctuation")
-        items.append((value, _phrases(item["keywords"]), _phrases(not_in)))
+        keywords, not_in = (_phrase_list(item.get(field, []), f"{path}: {key}[{i}].{field}")
+                            for field in ("keywords", "not_in"))
+        items.append((_term(str(item["value"]), key, f"{path}: {key}[{i}].value"), keywords, not_in))
     values = [value.lower() for value, _, _ in items]
     keywords_of = {v: (list(keywords) if values.count(v) == 1 else None)
                    for v, (_, keywords, _) in zip(values, items, strict=True)}
@@ -234,9 +234,10 @@ def load_titles(path: Path, setting: str = "ENRICHMENT_TITLES_FILE") -> tuple[Ti
     if unknown:
         raise ReferenceDataError(f"{path}: unknown keys {sorted(map(str, unknown))} (known: {', '.join(_TITLES_KEYS)})")
     abbreviations = _abbreviations(data.get("abbreviations"), path)
-    seniority, departments = (TitleRules(_title_rules(data.get(key), key, path), abbreviations)
-                              for key in ("seniority", "departments"))
-    return seniority, departments
+    reports_to, works_for = (_phrase_list(data.get(key) or [], f"{path}: {key}") for key in ("reports_to", "works_for"))
+    # Whom the holder works for gives a department ("PA to the CFO": finance), never a rank.
+    return (TitleRules(_title_rules(data.get("seniority"), "seniority", path), abbreviations, reports_to + works_for),
+            TitleRules(_title_rules(data.get("departments"), "departments", path), abbreviations, reports_to))
 
 
 def load_country_aliases(path: Path, setting: str = "ENRICHMENT_COUNTRY_ALIASES_FILE") -> dict[str, tuple[str, ...]]:
