@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from leadpipe_common.files import RepeatedKey, UniqueKeyLoader, parse_yaml, read_text
+from leadpipe_common.files import RepeatedKey, UniqueKeyLoader, parse_csv, parse_yaml, read_text
 
 
 def test_a_missing_file_or_a_directory_is_named_with_its_setting(tmp_path):
@@ -85,3 +85,68 @@ def test_two_merges_in_one_mapping_are_a_repeat(tmp_path):
     """The later would win, without a word; a list of merges (<<: [*a, *b]) says which wins."""
     with pytest.raises(ValueError, match=r"teams.yaml:3:19: '<<' is given again \(first on line 3\)"):
         parse_yaml("a: &a {x: 1}\nb: &b {x: 2}\nc: {<<: *a, y: 0, <<: *b}\n", tmp_path / "teams.yaml")
+
+
+COMPANY_COLUMNS = ("domain", "name", "industry", "employee_count", "country")
+
+
+def test_each_csv_row_comes_with_the_line_an_editor_shows_it_on_and_a_value_of_every_column(tmp_path):
+    text = 'domain,name,country\nacme.com,Acme,US\n\n"globex.com","Globex,\nInc.",DE\nsap.com,SAP\n'
+    assert parse_csv(text, tmp_path / "companies.csv", COMPANY_COLUMNS, required=("domain", "name")) == [
+        (2, {"domain": "acme.com", "name": "Acme", "industry": "", "employee_count": "", "country": "US"}),
+        (5, {"domain": "globex.com", "name": "Globex,\nInc.", "industry": "", "employee_count": "", "country": "DE"}),
+        (6, {"domain": "sap.com", "name": "SAP", "industry": "", "employee_count": "", "country": ""})]
+
+
+@pytest.mark.parametrize(("header", "message"), [
+    ("domain,name,size", r"unknown columns \['size'\] in the header \(known: domain, name, industry, employee_count, "
+                         r"country\)$"),
+    ("domain,name,Country", r"unknown columns \['Country'\] in the header \(known: .*\); did you mean country for "
+                            r"'Country'\? \(column names are matched as written, case and spaces too\)$"),
+    ("domain, name", r"unknown columns \[' name'\] in the header \(known: .*\); did you mean name for ' name'\?"),
+    ("domain,name,industy", r"unknown columns \['industy'\] .*; did you mean industry for 'industy'\?$"),
+])
+def test_a_csv_column_the_file_does_not_know_is_refused_naming_the_known_ones_and_the_one_meant(
+        tmp_path, header, message):
+    """Its values were dropped without a word: a companies.csv saying Country or size had every company's
+    country and head count unknown, which changed scoring and routing."""
+    path = tmp_path / "companies.csv"
+    with pytest.raises(ValueError, match=rf"^{path}: {message}"):
+        parse_csv(f"{header}\nacme.com,Acme,DE\n", path, COMPANY_COLUMNS, required=("domain", "name"))
+
+
+def test_a_csv_column_named_twice_in_the_header_is_refused(tmp_path):
+    path = tmp_path / "accounts.csv"
+    with pytest.raises(ValueError, match=rf"^{path}: the header names 'owner' twice: the values of one would be "
+                                         "dropped$"):
+        parse_csv("domain,name,owner,owner\n", path, ("domain", "name", "owner"), required=("domain", "name"))
+
+
+@pytest.mark.parametrize(("header", "rows", "value"), [
+    ("domain,name,owner", "siemens.com,Siemens AG,lena.fischer\nsap.com,SAP, SE,tom.berg", r"value 4 \('tom.berg'\)"),
+    ("domain,name,owner,", "siemens.com,Siemens AG,lena.fischer,\nsap.com,SAP, SE,tom.berg",
+     r"value 4 \('tom.berg'\)"),
+    ("domain,,name,owner", "siemens.com,,Siemens AG,lena.fischer\nsap.com,x,SAP SE,tom.berg", r"value 2 \('x'\)"),
+])
+def test_a_csv_value_under_no_column_of_the_header_is_refused_naming_its_line(tmp_path, header, rows, value):
+    """An unquoted comma in a value shifts the rest: SAP, SE made " SE" the owner and dropped tom.berg."""
+    path = tmp_path / "accounts.csv"
+    with pytest.raises(ValueError, match=rf'^{path}:3: {value} is under no column the header names \(a value holding '
+                                         r'a comma is quoted: "Acme, Inc\."\)$'):
+        parse_csv(f"{header}\n{rows}\n", path, ("domain", "name", "owner"), required=("domain", "name", "owner"))
+
+
+def test_empty_values_under_no_column_as_a_spreadsheet_writes_them_are_taken(tmp_path):
+    rows = parse_csv("domain,name,owner,,\nsap.com,SAP SE,tom.berg,,\nmonzo.com,Monzo,ana, \n",
+                     tmp_path / "accounts.csv", ("domain", "name", "owner"), required=("domain", "name", "owner"))
+    assert [row["owner"] for _, row in rows] == ["tom.berg", "ana"]
+
+
+def test_a_csv_file_or_row_without_a_required_column_is_refused_naming_it(tmp_path):
+    path = tmp_path / "accounts.csv"
+    with pytest.raises(ValueError, match=rf"^{path}: missing columns \['owner'\]$"):
+        parse_csv("domain,name\n", path, ("domain", "name", "owner"), required=("domain", "name", "owner"))
+    with pytest.raises(ValueError, match=rf"^{path}:2: missing the owner column \(the row has fewer values than the "
+                                         r"header\)$"):
+        parse_csv("domain,name,owner\nacme.com,Acme\n", path, ("domain", "name", "owner"),
+                  required=("domain", "name", "owner"))

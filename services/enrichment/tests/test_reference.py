@@ -467,6 +467,20 @@ def test_a_company_row_missing_its_name_is_refused_naming_the_line_and_the_colum
         with_companies(companies)
 
 
+@pytest.mark.parametrize(("column", "meant"), [
+    ("size", ""),
+    ("Country", r"; did you mean country for 'Country'\? \(column names are matched as written, case and spaces too\)"),
+])
+def test_a_companies_column_enrichment_does_not_read_is_refused_naming_the_columns_it_does(tmp_path, column, meant):
+    """Read with row.get(), size or Country loaded, and every company's head count or country was unknown."""
+    companies = tmp_path / "companies.csv"
+    companies.write_text(f"domain,name,industry,{column}\nacme.com,Acme,Software,DE\n")
+    known = "domain, name, industry, employee_count, country"
+    with pytest.raises(ReferenceDataError, match=rf"^{companies}: unknown columns \['{column}'\] in the header "
+                                                 rf"\(known: {known}\){meant}$"):
+        with_companies(companies)
+
+
 def test_a_file_of_a_shape_no_check_foresaw_is_refused_naming_the_file_not_crashing(tmp_path, monkeypatch):
     def unforeseen(path):
         raise TypeError("unhashable type: 'list'")

@@ -89,6 +89,21 @@ def test_an_account_row_missing_its_owner_is_refused_naming_the_line_and_the_col
         files.load()
 
 
+def test_an_account_row_with_an_unquoted_comma_in_its_name_is_refused_naming_its_line(files):
+    """Its owner was " SE", refused as "accounts name owners who are not reps: ['SE']", which named no line."""
+    files.accounts.write_text(files.accounts.read_text().replace("SAP SE", "SAP, SE"))
+    with pytest.raises(ValueError, match=rf'^{files.accounts}:3: value 4 \(\'tom\.berg\'\) is under no column the '
+                                         r'header names \(a value holding a comma is quoted: "Acme, Inc\."\)$'):
+        files.load()
+
+
+def test_an_accounts_column_routing_does_not_read_is_refused_naming_the_columns_it_does(files):
+    files.accounts.write_text(files.accounts.read_text().replace("domain,name,owner", "domain,name,owner,region"))
+    with pytest.raises(ValueError, match=rf"^{files.accounts}: unknown columns \['region'\] in the header \(known: "
+                                         r"domain, name, owner\)$"):
+        files.load()
+
+
 def test_a_reload_of_an_account_row_missing_its_owner_keeps_the_data_in_force(files):
     routing = Routing(files.load(), clock=lambda: None, files=files)  # type: ignore[arg-type, return-value]
     in_force = routing.reference

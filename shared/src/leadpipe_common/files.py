@@ -1,5 +1,5 @@
 """Reading the editable files a service's settings name (its rules, forms, subscriptions, routing and enrichment
-data): whole, as UTF-8, and those in YAML as YAML.
+data): whole, as UTF-8, those in YAML as YAML and those in CSV as CSV.
 
 Guarantees: a file that cannot be used is a ValueError naming the setting that
 names it, the file and why, as the Kafka TLS files are named
@@ -12,10 +12,18 @@ Every YAML file the project reads is read with ``parse_yaml``: a mapping that
 gives one key twice is refused, naming the file, the key and the line and
 column of each (plain YAML keeps the last and drops the first without a word).
 YAML that does not parse is a ValueError naming the file and where.
+
+Every CSV file is read with ``parse_csv``: each row with its line, so that a
+check of a row names ``accounts.csv:4``; a column the file does not know and
+a value under no column are refused, not dropped.
 """
 
 from __future__ import annotations
 
+import csv
+import difflib
+import io
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +124,58 @@ def parse_yaml(text: str, path: Path) -> Any:
         # one could tell which file, let alone where.
         raise ValueError(f"{path}: not valid YAML: {exc!r}" if isinstance(exc, KeyError | RecursionError)
                          else f"{path}: not valid YAML: {exc}") from None
+
+
+def parse_csv(text: str, path: Path, columns: Sequence[str],
+              required: Collection[str]) -> list[tuple[int, dict[str, str]]]:
+    """``text``, read from ``path``, as CSV under a header row of ``columns`` (those ``required`` and any others):
+    each row's line (where it ends, as an editor counts) and its value of every column, "" for one the header or
+    the row leaves out. Blank lines are passed over.
+
+    Refused, as a ValueError naming the file and, for a row, its line: a header without a required column, naming
+    one twice, or naming one not among ``columns`` (naming them, and the one meant when one is close: ``country``
+    for ``Country``): its values would be dropped without a word, every company's country read as unknown; a row
+    without a value of a required column; and a row with a value under no column the header names, as a comma
+    in a value unquoted gives (``SAP, SE``), shifting the values after it."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, [])
+    twice = sorted({name for name in header if name.strip() and header.count(name) > 1})
+    if twice:
+        raise ValueError(f"{path}: the header names {', '.join(map(repr, twice))} twice: the values of one would be "
+                         "dropped")
+    unknown = [name for name in header if name.strip() and name not in columns]
+    if unknown:
+        raise ValueError(f"{path}: unknown columns {unknown} in the header (known: {', '.join(columns)})"
+                         f"{_columns_meant(unknown, columns)}")
+    missing = [name for name in columns if name in required and name not in header]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    rows = []
+    for values in reader:
+        if not values:
+            continue
+        line = reader.line_num
+        stray = next(((n, v) for n, v in enumerate(values)
+                      if v.strip() and (n >= len(header) or not header[n].strip())), None)
+        if stray is not None:
+            raise ValueError(f"{path}:{line}: value {stray[0] + 1} ({stray[1]!r}) is under no column the header "
+                             'names (a value holding a comma is quoted: "Acme, Inc.")')
+        row = dict(zip(header, values, strict=False))
+        short = next((name for name in columns if name in required and name not in row), None)
+        if short:
+            raise ValueError(f"{path}:{line}: missing the {short} column (the row has fewer values than the header)")
+        rows.append((line, {name: row.get(name, "") for name in columns}))
+    return rows
+
+
+def _columns_meant(unknown: Sequence[str], columns: Sequence[str]) -> str:
+    """"; did you mean country for 'Country'?" for the unknown columns a known one is close to, "" for none."""
+    by_fold = {c.lower(): c for c in columns}
+    meant = {name: by_fold.get(name.strip().lower()) or next(iter(difflib.get_close_matches(name, columns, 1)), None)
+             for name in unknown}
+    said = [f"{close} for {name!r}" for name, close in meant.items() if close]
+    if not said:
+        return ""
+    exactly = (" (column names are matched as written, case and spaces too)"
+               if any(name.strip().lower() in by_fold for name in unknown) else "")
+    return f"; did you mean {', '.join(said)}?{exactly}"

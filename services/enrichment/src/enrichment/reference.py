@@ -13,8 +13,6 @@ title rules and country aliases are files a user edits (see settings).
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Callable
 from functools import cache
@@ -28,7 +26,7 @@ from publicsuffixlist import PublicSuffixList
 
 from leadpipe_common.domain_names import ascii_domain, domain_column, is_domain
 from leadpipe_common.events import DEPARTMENTS, SENIORITIES
-from leadpipe_common.files import parse_yaml, read_text
+from leadpipe_common.files import parse_csv, parse_yaml, read_text
 from leadpipe_common.problems import did_you_mean
 
 from enrichment.domain import COUNTRY_CODES, Company, ReferenceData, TitleRule, TitleRules, country_key
@@ -68,38 +66,36 @@ def _company_domain(written: str, name: str, where: str) -> str:
     raise ReferenceDataError(f"{where}: domain {written.strip()!r} is not a domain (write it like acme.com)")
 
 
+#: companies.csv's columns: a lead's company is known by its domain and name; the others may be left empty.
+COMPANY_COLUMNS = ("domain", "name", "industry", "employee_count", "country")
+
+
 def load_companies(path: Path, setting: str = "ENRICHMENT_COMPANIES_FILE") -> dict[str, Company]:
     companies: dict[str, Company] = {}
     listed_on: dict[str, int] = {}
-    with io.StringIO(read_text(path, setting), newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"domain", "name"} - set(reader.fieldnames or ())
-        if missing:
-            raise ReferenceDataError(f"{path}: missing columns {sorted(missing)}")
-        for row in reader:
-            line = reader.line_num
-            # A row shorter than the header reads None for the columns it lacks.
-            short = next((c for c in ("domain", "name") if row[c] is None), None)
-            if short:
-                raise ReferenceDataError(f"{path}:{line}: missing the {short} column (the row has fewer values than "
-                                         "the header)")
-            domain = _company_domain(row["domain"], row["name"], f"{path}:{line}")
-            # An empty name would be shown as the company's, hiding the one the lead typed.
-            if not row["name"].strip():
-                raise ReferenceDataError(f"{path}:{line}: empty name")
-            key = ascii_domain(domain)
-            if key in listed_on:  # the later row would replace the earlier without a word
-                other = companies[key].domain
-                spelt = f" (as {other}: the same domain, spelt in ASCII or not)" if other != domain else ""
-                raise ReferenceDataError(f"{path}:{line}: {domain} is listed already on line {listed_on[key]}{spelt}")
-            listed_on[key] = line
-            companies[key] = Company(
-                domain=domain,
-                name=row["name"].strip(),
-                industry=(row.get("industry") or "").strip() or None,
-                employee_count=_int_or_none(row.get("employee_count") or "", f"{path}:{line}"),
-                country=_country_code(row.get("country") or "", f"{path}:{line}: country") or None,
-            )
+    text = read_text(path, setting)
+    try:
+        rows = parse_csv(text, path, COMPANY_COLUMNS, required=("domain", "name"))
+    except ValueError as exc:
+        raise ReferenceDataError(str(exc)) from None
+    for line, row in rows:
+        domain = _company_domain(row["domain"], row["name"], f"{path}:{line}")
+        # An empty name would be shown as the company's, hiding the one the lead typed.
+        if not row["name"].strip():
+            raise ReferenceDataError(f"{path}:{line}: empty name")
+        key = ascii_domain(domain)
+        if key in listed_on:  # the later row would replace the earlier without a word
+            other = companies[key].domain
+            spelt = f" (as {other}: the same domain, spelt in ASCII or not)" if other != domain else ""
+            raise ReferenceDataError(f"{path}:{line}: {domain} is listed already on line {listed_on[key]}{spelt}")
+        listed_on[key] = line
+        companies[key] = Company(
+            domain=domain,
+            name=row["name"].strip(),
+            industry=row["industry"].strip() or None,
+            employee_count=_int_or_none(row["employee_count"], f"{path}:{line}"),
+            country=_country_code(row["country"], f"{path}:{line}: country") or None,
+        )
     return companies
 
 

@@ -14,7 +14,9 @@ class EnrichmentSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="ENRICHMENT_", extra="ignore", frozen=True)
 
     port: int = 8001
-    companies_file: Path = Field(DATA / "companies.csv", description="company domains: name, industry, size, country")
+    companies_file: Path = Field(DATA / "companies.csv",
+                                 description="companies by domain, in columns `domain`, `name`, `industry`, "
+                                             "`employee_count` (head count), `country` (ISO 3166-1 alpha-2)")
     titles_file: Path = Field(DATA / "titles.yaml", description="job-title rules: seniority and department")
     personal_mail_file: Path = Field(DATA / "personal_mail.txt",
                                      description="personal e-mail domains (providers, relays such as Firefox "

@@ -7,15 +7,13 @@ same version on what it routes.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from leadpipe_common.domain_names import ascii_domain, domain_column, is_domain
-from leadpipe_common.files import decode, parse_yaml, read_bytes
+from leadpipe_common.files import decode, parse_csv, parse_yaml, read_bytes
 
 from routing.domain import RoutingData, parse_routing_data
 
@@ -76,25 +74,17 @@ class RoutingFiles:
         return Reference(data, digest.hexdigest()[:12])
 
     def _parse(self, texts: dict[Path, str]) -> RoutingData:
-        reader = csv.DictReader(io.StringIO(texts[self.accounts], newline=""))
-        missing = {"domain", "name", "owner"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{self.accounts}: missing columns {sorted(missing)}")
         account_rows = []
         listed_on: dict[str, tuple[int, str]] = {}
-        for r in reader:
-            where = f"{self.accounts}:{reader.line_num}"
-            # A row shorter than the header reads None for the columns it lacks.
-            short = next((c for c in ("domain", "name", "owner") if r[c] is None), None)
-            if short:
-                raise ValueError(f"{where}: missing the {short} column (the row has fewer values than the header)")
+        for line, r in parse_csv(texts[self.accounts], self.accounts, _ACCOUNT_COLUMNS, required=_ACCOUNT_COLUMNS):
+            where = f"{self.accounts}:{line}"
             domain = _account_domain(r["domain"], where)
             key = ascii_domain(domain)
             if key in listed_on:  # only the first row's owner would ever get the account's leads
-                line, other = listed_on[key]
+                first, other = listed_on[key]
                 spelt = f" (as {other}: the same domain, spelt in ASCII or not)" if other != domain else ""
-                raise ValueError(f"{where}: {domain} is listed already on line {line}{spelt}: list an account once")
-            listed_on[key] = (reader.line_num, domain)
+                raise ValueError(f"{where}: {domain} is listed already on line {first}{spelt}: list an account once")
+            listed_on[key] = (line, domain)
             account_rows.append({"domain": domain, "name": r["name"].strip(), "owner": r["owner"].strip()})
         reps_doc = _mapping(self.reps, texts[self.reps])
         # The file's other keys go to the schema one by one: any more would be dropped without a word (a misspelt
@@ -127,6 +117,9 @@ class RoutingFiles:
         return ", ".join(f"{name} {getattr(self, name)}" for name in ("reps", "accounts", "territories", "sla",
                                                                        "reasons"))
 
+
+#: The columns of the accounts file, each required.
+_ACCOUNT_COLUMNS = ("domain", "name", "owner")
 
 #: The keys of the reps file: its reps, and the working hours and team policies that go with them.
 _REPS_KEYS = ("reps", "teams", "working_hours")
