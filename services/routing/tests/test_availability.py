@@ -169,7 +169,8 @@ def test_a_shift_ending_in_the_hour_the_clocks_go_back_over_ends_at_its_first_sh
     ("24:00", "06:00", r"start 24:00 is the end of a day: a shift from midnight starts at 00:00"),
 ])
 def test_working_hours_of_no_time_are_refused_naming_the_reps_entry(start, end, message):
-    with pytest.raises(InvalidRoutingData, match=rf"reps\.0\.working_hours: working hours {message}"):
+    with pytest.raises(InvalidRoutingData, match=rf'^reps: rep "nia" \(the 1st\): working_hours: working hours '
+                                                 rf"{message}"):
         data([{**NIGHTS, "working_hours": {"start": start, "end": end}}])
 
 
@@ -398,9 +399,10 @@ def test_a_team_with_no_reps_that_leads_would_go_to_is_refused_unless_it_overflo
     raw = data([BERLIN, TOKYO, DESK]).model_dump()
     typo = {**raw["territories"], "teams": [{"team": "emea-typo", "region": "emea"},
                                             {"team": "apac", "region": "apac"}]}
-    with pytest.raises(InvalidRoutingData, match="team emea-typo has no reps"):
+    with pytest.raises(InvalidRoutingData, match=r'^territories: team rule "emea-typo" \(the 1st\): team emea-typo has '
+                                                 "no reps"):
         parse_routing_data({**raw, "territories": typo})
-    with pytest.raises(InvalidRoutingData, match="default_team has no reps"):
+    with pytest.raises(InvalidRoutingData, match="^territories: default_team: team nobody has no reps"):
         parse_routing_data({**raw, "territories": {**raw["territories"], "default_team": "nobody"}})
     with pytest.raises(InvalidRoutingData, match="team emea-typo has no reps"):  # it waits: overflow_to unused
         parse_routing_data({**raw, "territories": typo, "teams": {"emea-typo": {"overflow_to": "emea"}}})
@@ -414,7 +416,8 @@ def test_a_team_whose_reps_are_all_inactive_is_refused_naming_it_as_a_team_with_
     gone = [{**rep, "active": rep["team"] != "apac"} for rep in raw["reps"]]
     with pytest.raises(InvalidRoutingData, match="team apac has no active reps .* the reps of apac are all inactive"):
         parse_routing_data({**raw, "reps": gone})
-    with pytest.raises(InvalidRoutingData, match="default_team has no active reps .* of desk are all inactive"):
+    with pytest.raises(InvalidRoutingData, match="default_team: team desk has no active reps .* of desk are all "
+                                                 "inactive"):
         parse_routing_data({**raw, "reps": [{**rep, "active": rep["team"] != "desk"} for rep in raw["reps"]]})
     covered = {"apac": {"when_nobody_available": "overflow", "overflow_to": "desk"}}
     assert parse_routing_data({**raw, "reps": gone, "teams": covered}).policy_of("apac").overflow_to == "desk"

@@ -65,7 +65,7 @@ def test_what_if_an_account_owner_leaves_is_answered_with_candidate_reps_and_acc
     what_if.history = [PastLead(sap, MONDAY, tom, position=(0, 0))]
 
     refused = what_if("--since", "2026-11-01", "--reps", str(reps))
-    assert refused.exit_code == 2 and "accounts name owners who are not reps: ['tom.berg']" in refused.said
+    assert refused.exit_code == 2 and "accounts.csv:3: owner: 'tom.berg' is no rep's id" in refused.said
 
     answered = what_if("--since", "2026-11-01", "--reps", str(reps), "--accounts", str(accounts))
     assert answered.exit_code == 0, answered.output
@@ -189,8 +189,7 @@ def test_a_candidate_reasons_file_that_does_not_load_is_refused_naming_the_entry
     reasons.write_text("rejected:\n  competitor: {text: Competitor, recycel: false}\n")
     refused = what_if("--since", "2026-11-01", "--reasons", str(reasons))
     assert refused.exit_code == 2 and isinstance(refused.exception, SystemExit)
-    assert "reasons.rejected.competitor.recycel: unknown key (known: recycle, text)" in refused.said
-    assert f"reasons {reasons}" in refused.said
+    assert f"{reasons}: rejected.competitor.recycel: unknown key (known: recycle, text)" in refused.said
     assert what_if.read == []
 
 

@@ -51,7 +51,7 @@ def test_a_reload_puts_new_reps_in_force_and_bad_files_leave_the_old_ones(files)
 def test_an_sla_longer_than_a_year_is_refused_when_the_files_load_naming_the_grade_and_the_longest_allowed(
         files, too_long):
     files.sla.write_text(f"acceptance:\n  C: {too_long}\n")
-    with pytest.raises(ValueError, match=rf"sla\.acceptance: grade C: '{too_long}' is longer than the longest "
+    with pytest.raises(ValueError, match=rf"^{files.sla}: acceptance: grade C: '{too_long}' is longer than the longest "
                                          r"deadline allowed, 365d \(8760h, 525600m or 31536000s\)"):
         files.load()
 
@@ -129,6 +129,40 @@ def test_data_of_a_shape_no_check_foresaw_fails_a_reload_as_invalid_files_not_as
     assert routing.reference is in_force
 
 
+@pytest.mark.parametrize(("before", "after", "said"), [
+    ("weight: 2,", "weight: heavy,", 'rep "lena.fischer" (the 1st): weight: Input should be a valid integer'),
+    ("{id: tom.berg, ", "{", "the 2nd rep: id: is required"),
+    ('start: "09:00", end: "17:00"}\nteams', 'start: "9am", end: "17:00"}\nteams',
+     "working_hours.start: '9am' is not a time of day like 09:00"),
+    ("sat, sun], start", "sat, sonntag], start", 'rep "alex.moreau" (the 11th): working_hours.days (the 7th): Input '
+                                                 "should be 'mon', 'tue', 'wed', 'thu', 'fri', 'sat' or 'sun'"),
+])
+def test_a_wrong_reps_file_is_refused_naming_it_alone_and_a_rep_by_their_id_and_place_in_it(files, before, after, said):
+    """It named all five files, and a rep by pydantic's index from 0 (reps.0.weight), which no one finds in a file."""
+    files.reps.write_text(files.reps.read_text().replace(before, after, 1))
+    with pytest.raises(ValueError) as refused:
+        files.load()
+    assert str(refused.value) == f"{files.reps}: {said}"
+
+
+def test_an_account_owned_by_no_rep_is_refused_naming_its_line_and_the_rep_meant(files):
+    """It said "accounts name owners who are not reps: ['tom.berq']", which named no line."""
+    files.accounts.write_text(files.accounts.read_text().replace("SAP SE,tom.berg", "SAP SE,tom.berq"))
+    with pytest.raises(ValueError) as refused:
+        files.load()
+    assert str(refused.value) == f"{files.accounts}:3: owner: 'tom.berq' is no rep's id (did you mean tom.berg?)"
+
+
+def test_problems_in_two_files_are_each_said_with_their_own_file(files):
+    files.reps.write_text(files.reps.read_text().replace("weight: 2,", "weight: true,", 1))
+    files.sla.write_text(files.sla.read_text().replace("B: 1h", "B: 1hour"))
+    with pytest.raises(ValueError) as refused:
+        files.load()
+    assert str(refused.value) == (f'{files.reps}: rep "lena.fischer" (the 1st): weight: true reads as yes or no, not '
+                                  f"a whole number: write a whole number, unquoted; {files.sla}: acceptance: grade B: "
+                                  "'1hour' is not a duration like 30s, 15m, 1h or 1d")
+
+
 def test_a_misspelt_key_at_the_top_of_the_reps_file_is_refused_naming_it_and_the_known_ones(files):
     """``team:`` for ``teams:`` dropped every overflow policy without a word."""
     files.reps.write_text(files.reps.read_text().replace("\nteams:", "\nteam:"))
@@ -137,21 +171,22 @@ def test_a_misspelt_key_at_the_top_of_the_reps_file_is_refused_naming_it_and_the
 
 
 @pytest.mark.parametrize(("file", "before", "after", "message"), [
-    ("reps", "weight: 2,", "wieght: 2,", r"reps\.0\.wieght: unknown key \(known: active, capacity, email, holidays, "
-                                         r"id, name, team, timezone, weight, working_hours\)"),
+    ("reps", "weight: 2,", "wieght: 2,", r'rep "lena\.fischer" \(the 1st\): wieght: unknown key \(known: '
+                                         r"active, capacity, email, holidays, id, name, team, timezone, weight, "
+                                         r"working_hours\)"),
     ("reps", 'start: "09:00"', 'begin: "09:00"', r"working_hours\.begin: unknown key \(known: days, end, start\)"),
     ("reps", "{when_nobody_available: wait}", "{when_nobody: wait}",
      r"teams\.global-inbound\.when_nobody: unknown key \(known: overflow_to, when_nobody_available\)"),
     ("territories", "min_employees: 1000", "min_employees: 1000, size: big",
-     r"territories\.segments\.0\.size: unknown key \(known: min_employees, name\)"),
+     r'segment "enterprise" \(the 1st\): size: unknown key \(known: min_employees, name\)'),
     ("reasons", "recycle: false}", "recyle: false}",
-     r"reasons\.rejected\.bad-contact\.recyle: unknown key \(known: recycle, text\)"),
+     r"rejected\.bad-contact\.recyle: unknown key \(known: recycle, text\)"),
 ])
 def test_a_misspelt_key_inside_the_routing_files_is_refused_with_the_known_ones(files, file, before, after,
                                                                                 message):
     path = getattr(files, file)
     path.write_text(path.read_text().replace(before, after, 1))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=rf"^{path}: {message}$"):
         files.load()
 
 
@@ -164,13 +199,13 @@ def test_the_shipped_reasons_keep_leads_rejected_as_noise_in_nurture_and_recycle
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ("spam: {recycle: false}", r"reasons\.rejected\.spam\.text: is required"),
-    ("spam:", r"reasons\.rejected\.spam: expected the code's text, or \{text: \.\.\., recycle: false\}"),
-    ("spam: {text: Spam, recycle: sometimes}", r"reasons\.rejected\.spam\.recycle: Input should be a valid boolean"),
+    ("spam: {recycle: false}", r"rejected\.spam\.text: is required"),
+    ("spam:", r"rejected\.spam: expected the code's text, or \{text: \.\.\., recycle: false\}"),
+    ("spam: {text: Spam, recycle: sometimes}", r"rejected\.spam\.recycle: Input should be a valid boolean"),
 ])
 def test_a_rejection_reason_written_wrong_is_refused_naming_the_code_and_what_it_needs(files, entry, message):
     files.reasons.write_text(f"rejected:\n  not-a-fit: Not our ICP\n  {entry}\n")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=rf"^{files.reasons}: {message}"):
         files.load()
 
 
@@ -207,14 +242,15 @@ def test_a_reps_file_that_lists_no_reps_is_refused_saying_so_naming_the_file(fil
     assert str(refused.value) == f"{files.reps}: the reps file lists no reps (a list under reps:, at least one)"
 
 
-def test_a_problem_of_the_files_as_a_whole_is_said_without_a_requests_body_prefix(files):
+def test_a_rep_id_given_twice_is_refused_naming_the_file_and_both_reps_by_their_place(files):
+    """Said as "rep ids used twice" with every routing file listed, it named neither the file nor the reps."""
     reps = yaml.safe_load(files.reps.read_text())
     reps["reps"].append(dict(reps["reps"][0]))
     files.reps.write_text(yaml.safe_dump(reps))
     with pytest.raises(ValueError) as refused:
         files.load()
-    assert str(refused.value).startswith(f"routing reference data is invalid: rep ids used twice: "
-                                         f"['{reps['reps'][0]['id']}']")
+    assert str(refused.value) == (f"{files.reps}: rep \"lena.fischer\" (the 13th): id: 'lena.fischer' is the 1st "
+                                  "rep's id too: give each rep an id of their own")
 
 
 @pytest.mark.parametrize(("written", "alone"), [
@@ -263,8 +299,9 @@ def test_a_territory_rule_after_one_of_the_same_or_a_wider_region_and_segment_is
     enterprise = "  - {team: emea-enterprise, region: emea, segment: enterprise}\n"
     commercial = "  - {team: emea-commercial, region: emea}\n"
     files.territories.write_text(text.replace(enterprise + commercial, commercial + enterprise))
-    with pytest.raises(ValueError, match=r"territories: teams\.1 \(emea-enterprise: emea, enterprise\) can never "
-                                         r"apply: teams\.0 \(emea-commercial: emea, any segment\) comes first"):
+    with pytest.raises(ValueError, match=rf'^{files.territories}: team rule "emea-enterprise" \(the 2nd\): can never '
+                                         r"apply \(emea-enterprise: emea, enterprise\): the 1st \(emea-commercial: "
+                                         r"emea, any segment\) comes first"):
         files.load()
 
 
@@ -276,21 +313,21 @@ def test_a_territory_rule_after_a_narrower_one_is_taken(files):
 
 def test_a_country_in_two_regions_is_refused_naming_both(files):
     files.territories.write_text(files.territories.read_text().replace("apac: [AU,", "apac: [DE, AU,"))
-    with pytest.raises(ValueError, match=r"territories\.regions: DE is listed in both emea and apac"):
+    with pytest.raises(ValueError, match=rf"^{files.territories}: regions: DE is listed in both emea and apac"):
         files.load()
 
 
 @pytest.mark.parametrize(("file", "before", "after", "where"), [
-    ("reps", "weight: 2,", "weight: true,", r"reps\.0\.weight"),
-    ("reps", "capacity: 20}", "capacity: true}", r"reps\.0\.capacity"),
-    ("sla", "max_reassignments: 2", "max_reassignments: true", r"sla\.max_reassignments"),
-    ("territories", "min_employees: 1000", "min_employees: true", r"territories\.segments\.0\.min_employees"),
+    ("reps", "weight: 2,", "weight: true,", r'rep "lena\.fischer" \(the 1st\): weight'),
+    ("reps", "capacity: 20}", "capacity: true}", r'rep "lena\.fischer" \(the 1st\): capacity'),
+    ("sla", "max_reassignments: 2", "max_reassignments: true", r"max_reassignments"),
+    ("territories", "min_employees: 1000", "min_employees: true", r'segment "enterprise" \(the 1st\): min_employees'),
 ])
 def test_a_yes_or_no_where_a_whole_number_is_meant_is_refused_not_read_as_1(files, file, before, after, where):
     path = getattr(files, file)
     path.write_text(path.read_text().replace(before, after, 1))
-    with pytest.raises(ValueError, match=rf"{where}: true reads as yes or no, not a whole number: write a whole "
-                                         "number, unquoted"):
+    with pytest.raises(ValueError, match=rf"^{path}: {where}: true reads as yes or no, not a whole number: write a "
+                                         "whole number, unquoted"):
         files.load()
 
 
@@ -298,7 +335,8 @@ def test_a_rep_on_a_team_no_lead_goes_to_is_refused_as_a_likely_typo_naming_the_
     reps = yaml.safe_load(files.reps.read_text())
     reps["reps"].append({"id": "new.rep", "name": "New Rep", "team": "emea-enterpirse"})
     files.reps.write_text(yaml.safe_dump(reps))
-    with pytest.raises(ValueError, match=r"reps: new\.rep's team 'emea-enterpirse' gets no leads: .*\(misspelt\? "
+    with pytest.raises(ValueError, match=rf'^{files.reps}: rep "new\.rep" \(the 13th\): team: \'emea-enterpirse\' '
+                                         r"gets no leads: .*\(misspelt\? "
                                          r"the teams leads go to: amer-commercial, .*emea-enterprise, "
                                          r"global-inbound\)"):
         files.load()
@@ -326,7 +364,8 @@ def test_a_reps_working_hours_given_in_part_are_checked_with_the_files_default(f
     files.reps.write_text(files.reps.read_text()
                           .replace('start: "09:00", end: "17:00"}\nteams', 'start: "08:00", end: "18:00"}\nteams')
                           .replace("holidays: SE,", 'holidays: SE, working_hours: {end: "08:00"},'))
-    with pytest.raises(ValueError, match=r"reps\.1\.working_hours: .*start and end at the same time \(08:00\)"):
+    with pytest.raises(ValueError, match=rf'^{files.reps}: rep "tom\.berg" \(the 2nd\): working_hours: .*start and '
+                                         r"end at the same time \(08:00\)"):
         files.load()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from leadpipe_common.domain_names import ascii_domain, domain_column, is_domain
 from leadpipe_common.files import decode, parse_csv, parse_yaml, read_bytes
 
-from routing.domain import RoutingData, parse_routing_data
+from routing.domain import InvalidRoutingData, Problem, RoutingData, parse_routing_data
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class RoutingFiles:
         return Reference(data, digest.hexdigest()[:12])
 
     def _parse(self, texts: dict[Path, str]) -> RoutingData:
-        account_rows = []
+        account_rows, account_lines = [], []
         listed_on: dict[str, tuple[int, str]] = {}
         for line, r in parse_csv(texts[self.accounts], self.accounts, _ACCOUNT_COLUMNS, required=_ACCOUNT_COLUMNS):
             where = f"{self.accounts}:{line}"
@@ -86,6 +86,7 @@ class RoutingFiles:
                 raise ValueError(f"{where}: {domain} is listed already on line {first}{spelt}: list an account once")
             listed_on[key] = (line, domain)
             account_rows.append({"domain": domain, "name": r["name"].strip(), "owner": r["owner"].strip()})
+            account_lines.append(line)
         reps_doc = _mapping(self.reps, texts[self.reps])
         # The file's other keys go to the schema one by one: any more would be dropped without a word (a misspelt
         # teams: dropped every overflow policy).
@@ -110,8 +111,20 @@ class RoutingFiles:
                 raw[key] = reps_doc[key]
         try:
             return parse_routing_data(raw)
-        except ValueError as exc:
-            raise ValueError(f"{exc} (files: {self._names()})") from None
+        except InvalidRoutingData as exc:
+            raise ValueError("; ".join(self._said(p, account_lines) for p in exc.problems)) from None
+
+    def _said(self, problem: Problem, account_lines: list[int]) -> str:
+        """``problem`` in the file it is in: an account by its line (``accounts.csv:4: owner: ...``), any other
+        entry as the problem names it (``reps.yaml: rep "lena.fischer" (the 1st): weight: ...``)."""
+        if problem.file is None:
+            return f"routing reference data is invalid: {problem} (files: {self._names()})"
+        path = getattr(self, problem.file)
+        if problem.file == "accounts" and problem.entry is not None:
+            where = f"{path}:{account_lines[problem.entry]}"
+        else:
+            where = ": ".join(part for part in (str(path), problem.label) if part)
+        return ": ".join(part for part in (where, problem.at, problem.reason) if part)
 
     def _names(self) -> str:
         return ", ".join(f"{name} {getattr(self, name)}" for name in ("reps", "accounts", "territories", "sla",

@@ -51,7 +51,7 @@ from routing.domain.dispositions import (
 from routing.domain.handovers import Kept, hand_to, handover_refused, reroute
 from routing.domain.orphans import escalation_team, orphaned, requeue, staffed, staffed_teams
 from routing.domain.reference import (
-    Account, InvalidRoutingData, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
+    Account, InvalidRoutingData, Problem, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
     TeamRule, Territories, WorkingHours, overflow_chain, parse_routing_data,
 )
 from routing.domain.routes import Route, choose_route, next_turn, queue_of, segment_of
@@ -59,8 +59,8 @@ from routing.domain.whatif import PastLead, Violation, WhatIf, what_if
 
 __all__ = [
     "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
-    "InvalidRoutingData", "Kept", "Merged", "PastLead", "Placed", "Presence", "Reasons", "Refused", "RejectionReason",
-    "Rep", "Repeated", "Route",
+    "InvalidRoutingData", "Kept", "Merged", "PastLead", "Placed", "Presence", "Problem", "Reasons", "Refused",
+    "RejectionReason", "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
     "earns_intent", "escalated_to", "escalation_team", "hand_to", "handover_refused", "held_by", "kept_back_by", "may_wait", "merge_into",

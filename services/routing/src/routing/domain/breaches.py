@@ -28,7 +28,7 @@ from routing.domain.availability import Placed, Presence, place
 from routing.domain.clock import acceptance_due
 from routing.domain.dispositions import Handoff
 from routing.domain.orphans import escalation_team
-from routing.domain.reference import RoutingData, overflow_chain
+from routing.domain.reference import RoutingData, ordinal, overflow_chain
 from routing.domain.routes import Route, queue_of
 
 
@@ -52,7 +52,7 @@ def breach(handoff: Handoff, route: Route, data: RoutingData, states: Mapping[st
     route's team's overflow with active reps of its own (``escalation_team``), not to the holder's."""
     # The count is the lead's, not its holder's: earlier holders, passed over since, missed the others.
     missed = f"{handoff.owner_id} missed the acceptance deadline" + (
-        f", the lead's {_ordinal(handoff.reassignments + 1)} missed deadline" if handoff.reassignments else "")
+        f", the lead's {ordinal(handoff.reassignments + 1)} missed deadline" if handoff.reassignments else "")
     if handoff.reassignments < data.sla.max_reassignments:
         b = place_again(handoff, route, data, states, now, presence or Presence(), why=missed)
     else:
@@ -116,7 +116,3 @@ def _escalated(handoff: Handoff, of: str, held: tuple[str, ...], why: str, data:
     after = handoff.handed_on(owner_id=assignment.owner_id, team=assignment.team, due_at=None, holders=held,
                               waiting_since=None)
     return Breach(after, "escalated", assignment, None)
-
-
-def _ordinal(n: int) -> str:
-    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"

@@ -2,14 +2,18 @@
 
 Pure: the files are read elsewhere (``routing.reference``); here they are
 checked as a whole, so a rep on no team or an account owned by nobody stops
-the service at start with the entry named.
+the service at start, each problem named with the file it is in and the
+entry as a person finds it (``Problem``): a rep by their id and place in the
+list, never by a 0-based index.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from types import UnionType
 from typing import Any, Literal, get_args
@@ -21,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from leadpipe_common.domain_names import ascii_domain
 from leadpipe_common.events import Grade
-from leadpipe_common.problems import describe
+from leadpipe_common.problems import field_problems
 
 from routing.domain.holiday_calendars import subdivisions
 
@@ -286,45 +290,55 @@ class RoutingData(_Strict):
     @classmethod
     def _rep_hours_over_the_files(cls, v: Any) -> Any:
         """A rep's ``working_hours`` given in part (``days`` alone) keeps the file's default for the rest, not the
-        built-in 09:00-17:00: merged here, before either is checked, so that the hours a rep ends up with are."""
+        built-in 09:00-17:00: merged here, before either is checked, so that the hours a rep ends up with are. A key
+        the default has that working hours do not is left to it, and said of it alone, not of every such rep."""
         default = v.get("working_hours") if isinstance(v, dict) else None
         if not isinstance(default, dict) or not isinstance(v.get("reps"), list):
             return v
+        default = {key: value for key, value in default.items() if key in WorkingHours.model_fields}
         reps = [{**rep, "working_hours": {**default, **rep["working_hours"]}}
                 if isinstance(rep, dict) and isinstance(rep.get("working_hours"), dict) else rep for rep in v["reps"]]
         return {**v, "reps": reps}
 
     @model_validator(mode="after")
     def _consistent(self) -> RoutingData:
-        ids = [r.id for r in self.reps]
-        dupes = {i for i in ids if ids.count(i) > 1}
-        if dupes:
-            raise ValueError(f"rep ids used twice: {sorted(dupes)}")
-        unknown_owners = sorted({a.owner for a in self.accounts} - set(ids))
-        if unknown_owners:
-            raise ValueError(f"accounts name owners who are not reps: {unknown_owners}")
+        first_of: dict[str, int] = {}
+        for n, rep in enumerate(self.reps):
+            first = first_of.setdefault(rep.id, n)
+            if first != n:
+                raise _At(("reps", n, "id"), f"{rep.id!r} is the {ordinal(first + 1)} rep's id too: give each rep "
+                                             "an id of their own")
+        for n, account in enumerate(self.accounts):
+            if account.owner not in first_of:
+                raise _At(("accounts", n, "owner"), f"{account.owner!r} is no rep's id"
+                                                    f"{_meant(account.owner, first_of)}")
         t = self.territories
         segments = {s.name for s in t.segments} | {t.unknown_size_segment}
-        for rule in t.teams:
+        for n, rule in enumerate(t.teams):
             if rule.region is not None and rule.region not in t.regions:
-                raise ValueError(f"team {rule.team}: unknown region {rule.region!r}")
+                raise _At(("territories", "teams", n, "region"), f"{rule.region!r} is no region (the regions: "
+                                                                 f"{', '.join(t.regions)})"
+                                                                 f"{_meant(rule.region, t.regions)}")
             if rule.segment is not None and rule.segment not in segments:
-                raise ValueError(f"team {rule.team}: unknown segment {rule.segment!r}")
+                raise _At(("territories", "teams", n, "segment"), f"{rule.segment!r} is no segment (the segments: "
+                                                                  f"{', '.join(sorted(segments))})"
+                                                                  f"{_meant(rule.segment, segments)}")
         # The first rule that matches gets the lead: one after a rule of the same or a wider region and segment
         # never fires (emea before emea/enterprise sent every emea enterprise lead to the first rule's team).
         for n, rule in enumerate(t.teams):
             wider = next((i for i, e in enumerate(t.teams[:n])
                           if e.region in (None, rule.region) and e.segment in (None, rule.segment)), None)
             if wider is not None:
-                raise ValueError(f"territories: teams.{n} ({_rule(rule)}) can never apply: teams.{wider} "
-                                 f"({_rule(t.teams[wider])}) comes first and takes all its leads; put the narrower "
-                                 "rule first, or remove it")
+                raise _At(("territories", "teams", n), f"can never apply ({_rule(rule)}): the {ordinal(wider + 1)} "
+                                                       f"({_rule(t.teams[wider])}) comes first and takes all its "
+                                                       "leads; put the narrower rule first, or remove it")
         known = {r.team for r in self.reps} | {rule.team for rule in t.teams} | {t.default_team}
         for team, policy in self.teams.items():
             if team not in known:
-                raise ValueError(f"teams: {team!r} is no team of reps or territories")
+                raise _At(("teams", team), f"{team!r} is no team of reps or territories")
             if policy.overflow_to is not None and policy.overflow_to not in known:
-                raise ValueError(f"teams: {team} overflows to {policy.overflow_to!r}, which is no team")
+                raise _At(("teams", team), f"overflows to {policy.overflow_to!r}, which is no team"
+                                           f"{_meant(policy.overflow_to, known)}")
         # A team with no reps at all (a typo in a territory rule, say) would keep its leads in a queue that has
         # no deadline and nobody to hand them to: lost without a word. An inactive rep is never handed a lead, so a
         # team of inactive reps only is as empty.
@@ -333,14 +347,14 @@ class RoutingData(_Strict):
         for team in sorted({rule.team for rule in t.teams} | {t.default_team}):
             chain = overflow_chain(team, self)
             if not staffed.intersection(chain):
-                where = "default_team" if team == t.default_team else f"team {team}"
+                at = (("territories", "default_team") if team == t.default_team else
+                      ("territories", "teams", next(n for n, rule in enumerate(t.teams) if rule.team == team)))
                 idle = [c for c in chain if c in on_file]
                 if idle:
-                    raise ValueError(f"territories: {where} has no active reps (nor overflows to a team that has): "
-                                     f"the reps of {', '.join(idle)} are all inactive, so its leads would wait "
-                                     "for ever")
-                raise ValueError(f"territories: {where} has no reps (nor overflows to a team that has): its "
-                                 "leads would wait for ever")
+                    raise _At(at, f"team {team} has no active reps (nor overflows to a team that has): the reps of "
+                                  f"{', '.join(idle)} are all inactive, so its leads would wait for ever")
+                raise _At(at, f"team {team} has no reps (nor overflows to a team that has): its leads would wait "
+                              "for ever")
         # A rep on a team no lead is sent to (a typo, emea-enterpirse) is never handed one, though the file reads
         # as if they were in rotation; an account's owner is handed its leads, whatever their team. After the check
         # above: a typo in a rule leaves the rule's team with no reps, which that check says better.
@@ -348,11 +362,12 @@ class RoutingData(_Strict):
         routed = ({rule.team for rule in t.teams} | {t.default_team} | {r.team for r in self.reps if r.id in owners}
                   | {p.overflow_to for p in self.teams.values()
                      if p.when_nobody_available == "overflow" and p.overflow_to})
-        stray = next((r for r in self.reps if r.active and r.team not in routed), None)
+        stray = next((n for n, r in enumerate(self.reps) if r.active and r.team not in routed), None)
         if stray is not None:
-            raise ValueError(f"reps: {stray.id}'s team {stray.team!r} gets no leads: no territory rule, "
-                             "default_team, overflow_to or account sends it any, and the rep owns no account "
-                             f"(misspelt? the teams leads go to: {', '.join(sorted(routed))})")
+            team = self.reps[stray].team
+            raise _At(("reps", stray, "team"), f"{team!r} gets no leads: no territory rule, default_team, overflow_to "
+                                               "or account sends it any, and the rep owns no account (misspelt? the "
+                                               f"teams leads go to: {', '.join(sorted(routed))})")
         # Working time is counted a day at a time on the holder's calendar: an SLA of years of a rep's few
         # minutes a week would be searched for (and run past the calendar's end) at every lead routed to them.
         for rep in self.reps:
@@ -362,9 +377,10 @@ class RoutingData(_Strict):
                 allowed = self.sla.acceptance_time(grade)
                 working_days = allowed if isinstance(allowed, int) else -(-allowed // day) if allowed else 0
                 if working_days * 7 / len(set(hours.days)) > _LONGEST_CALENDAR_DAYS:
-                    raise ValueError(f"sla.acceptance.{grade}: {self.sla.acceptance[grade]} of {rep.id}'s working "
-                                     f"hours ({hours.start}-{hours.end} on {', '.join(hours.days)}) is more than "
-                                     f"ten years of their working days")
+                    raise _At(("sla", "acceptance", grade), f"{self.sla.acceptance[grade]} of {rep.id}'s working "
+                                                            f"hours ({hours.start}-{hours.end} on "
+                                                            f"{', '.join(hours.days)}) is more than ten years of "
+                                                            "their working days")
         return self
 
     def policy_of(self, team: str) -> TeamPolicy:
@@ -411,16 +427,107 @@ def overflow_chain(team: str, data: RoutingData) -> list[str]:
     return chain
 
 
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 21st."""
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _meant(written: str, known: Collection[str]) -> str:
+    """" (did you mean tom.berg?)" when a known name is close to ``written``, else ""."""
+    close = difflib.get_close_matches(written, sorted(known), 1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+class _At(ValueError):
+    """A problem the checks across the files find, at ``loc`` (a path into the data as pydantic's, field names,
+    list indexes and mapping keys), so that it is said in the file and the entry it is in, as pydantic's are."""
+
+    def __init__(self, loc: tuple[int | str, ...], reason: str) -> None:
+        super().__init__(reason)
+        self.loc = loc
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the routing data, where a person finds it: ``file``, the file it is in (``reps``,
+    ``accounts``, ``territories``, ``sla`` or ``reasons``, as ``RoutingFiles`` names them: the reps file holds
+    ``working_hours`` and ``teams`` too; None for a problem of no one file); ``entry``, the index of the rep or
+    account it is in, and ``label``, that entry as a person finds it (``rep "lena.fischer" (the 1st)``, ``the 3rd
+    rep`` when it has no id); ``at``, the key in the entry or the file (``weight``, ``working_hours.start``,
+    ``segment "smb" (the 3rd): min_employees``); and why. An account is named by its line where its file's lines
+    are known."""
+
+    file: str | None
+    entry: int | None
+    label: str
+    at: str
+    reason: str
+
+    def __str__(self) -> str:
+        return ": ".join(part for part in (self.file, self.label, self.at, self.reason) if part)
+
+
 class InvalidRoutingData(ValueError):
-    pass
+    """The data refused, for each of its ``problems``."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(map(str, self.problems)))
 
 
 def parse_routing_data(raw: Mapping[str, Any]) -> RoutingData:
     try:
         return RoutingData.model_validate(raw)
     except ValidationError as exc:
-        errors = [{**e, "msg": _reason(e)} for e in exc.errors()]
-        raise InvalidRoutingData(f"routing reference data is invalid: {describe(errors)}") from None
+        raise InvalidRoutingData([_problem(e, raw) for e in exc.errors()]) from None
+
+
+#: The file each part of the data comes from (``RoutingFiles``' names). Those in _WHOLE are the whole file: the
+#: part's name is no key of it (territories.yaml holds regions:, not territories: regions:).
+_FILE_OF = {"reps": "reps", "working_hours": "reps", "teams": "reps", "accounts": "accounts",
+            "territories": "territories", "sla": "sla", "reasons": "reasons"}
+_WHOLE = frozenset({"accounts", "territories", "sla", "reasons"})
+#: How an entry of each list of the files is named: a noun, and the key that tells it from the others.
+_ENTRIES = {("reps",): ("rep", "id"), ("accounts",): ("account", "domain"),
+            ("territories", "segments"): ("segment", "name"), ("territories", "teams"): ("team rule", "team")}
+
+
+def _problem(error: Mapping[str, Any], raw: Mapping[str, Any]) -> Problem:
+    found = error.get("ctx", {}).get("error")
+    if isinstance(found, _At):
+        loc, reason = found.loc, str(found)
+    else:
+        loc = tuple(error["loc"])
+        reason = field_problems([{**error, "msg": _reason(error)}])[0].reason
+    file = _FILE_OF.get(str(loc[0])) if loc else None
+    if file is None:
+        return Problem(None, None, "", ".".join(map(str, loc)), reason)
+    entry, label, said, keys, node = None, "", [], [], raw
+    for depth, part in enumerate(loc):
+        if isinstance(part, int) and isinstance(node, list):
+            item = node[part] if 0 <= part < len(node) else None
+            kind = _ENTRIES.get(tuple(str(p) for p in loc[:depth] if not isinstance(p, int)))
+            if kind is None:  # a list of values, as a rep's days: by place
+                keys[-1] += f" (the {ordinal(part + 1)})"
+            else:  # an entry: by its name (the noun says which list) and place
+                noun, key = kind
+                name = item.get(key) if isinstance(item, dict) else None
+                named = (f'{noun} "{name}" (the {ordinal(part + 1)})' if isinstance(name, str) and name.strip()
+                         else f"the {ordinal(part + 1)} {noun}")
+                del keys[-1:]  # the list's own key, which the noun says (none for accounts.csv's rows)
+                if depth == 1:
+                    entry, label = part, named
+                else:
+                    said += [".".join(keys)] if keys else []
+                    said.append(named)
+                keys = []
+            node = item
+            continue
+        if depth > 0 or part not in _WHOLE:
+            keys.append(str(part))
+        node = node.get(part) if isinstance(node, Mapping) else None
+    said += [".".join(keys)] if keys else []
+    return Problem(file, entry, label, ": ".join(said), reason)
 
 
 def _reason(error: Mapping[str, Any]) -> str:
