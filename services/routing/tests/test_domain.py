@@ -98,7 +98,7 @@ def test_the_default_teams_reason_names_no_country_nor_whether_the_lead_has_one(
 
 
 def test_a_territory_rule_for_any_region_names_no_region_of_the_lead():
-    data = parse_routing_data({**DATA.model_dump(), "territories": {
+    data = parse_routing_data({**DATA.model_dump(), "teams": {"emea-ent": {}}, "territories": {
         **DATA.territories.model_dump(), "teams": [{"team": "emea", "segment": "smb"}]}})
     assert choose_route(mql(country="DE"), data).reason == "territory any / smb"
     assert choose_route(mql(country="FR", employees=5000), DATA).reason == "territory emea / enterprise"

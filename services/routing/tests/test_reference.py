@@ -331,23 +331,67 @@ def test_a_yes_or_no_where_a_whole_number_is_meant_is_refused_not_read_as_1(file
         files.load()
 
 
-def test_a_rep_on_a_team_no_lead_goes_to_is_refused_as_a_likely_typo_naming_the_teams(files):
+TEAMS = "amer-commercial, amer-enterprise, apac, emea-commercial, emea-enterprise, global-inbound"
+
+
+@pytest.mark.parametrize(("rep", "place", "team", "meant"), [
+    ("hiro.sato", "9th", "apak", "apac"),  # an account's owner: their team gets their accounts' leads, so it passed
+    ("chloe.tan", "10th", "apak", "apac"),
+    ("lena.fischer", "1st", "emea-enterpirse", "emea-enterprise"),
+])
+def test_an_active_rep_on_a_team_the_files_name_nowhere_else_is_refused_naming_the_team_meant_and_the_teams(
+        files, rep, place, team, meant):
+    """Hiro owns Atlassian: on apak, a typo for apac, he loaded, and left apac's rotation without a word."""
+    text = files.reps.read_text()
+    line = next(row for row in text.splitlines() if f"id: {rep}," in row)
+    files.reps.write_text(text.replace(line, re.sub(r"team: [\w-]+", f"team: {team}", line)))
+    with pytest.raises(ValueError) as refused:
+        files.load()
+    assert str(refused.value) == (f'{files.reps}: rep "{rep}" (the {place}): team: \'{team}\' is no team the files '
+                                  f"name (did you mean {meant}?): no territory rule, default_team, overflow_to or "
+                                  f"teams: entry names it (the teams: {TEAMS}); a team of account owners of its own "
+                                  "is named under teams:")
+
+
+def test_an_inactive_rep_on_a_team_the_files_no_longer_name_is_taken(files):
+    """A team may be removed while its former reps stay on file, inactive: its open leads are the orphan watch's."""
+    files.reps.write_text(files.reps.read_text().replace("team: global-inbound, weight: 1, active: false",
+                                                         "team: emea-inbound, weight: 1, active: false"))
+    assert files.load().data.rep("noah.wright").team == "emea-inbound"
+
+
+def key_rep(files, teams: str = "") -> None:
+    """The shipped files with key.rep on a team of their own, key-accounts, owning acme.com; ``teams`` added under
+    teams:."""
     reps = yaml.safe_load(files.reps.read_text())
-    reps["reps"].append({"id": "new.rep", "name": "New Rep", "team": "emea-enterpirse"})
+    reps["reps"].append({"id": "key.rep", "name": "Key Rep", "team": "key-accounts"})
+    reps["teams"].update(yaml.safe_load(teams) or {})
     files.reps.write_text(yaml.safe_dump(reps))
-    with pytest.raises(ValueError, match=rf'^{files.reps}: rep "new\.rep" \(the 13th\): team: \'emea-enterpirse\' '
-                                         r"gets no leads: .*\(misspelt\? "
-                                         r"the teams leads go to: amer-commercial, .*emea-enterprise, "
-                                         r"global-inbound\)"):
+    files.accounts.write_text(files.accounts.read_text() + "acme.com,Acme,key.rep\n")
+
+
+def test_a_team_of_account_owners_of_its_own_named_under_teams_is_taken(files):
+    key_rep(files, "key-accounts: {when_nobody_available: overflow, overflow_to: global-inbound}")
+    data = files.load().data
+    assert data.account("acme.com").owner == "key.rep" and data.policy_of("key-accounts").overflow_to
+
+
+def test_a_team_of_account_owners_named_nowhere_else_is_refused_saying_to_name_it_under_teams(files):
+    key_rep(files)
+    with pytest.raises(ValueError, match=rf'^{files.reps}: rep "key\.rep" \(the 13th\): team: \'key-accounts\' is no '
+                                         r"team the files name: .*; a team of account owners of its own is named "
+                                         "under teams:$"):
         files.load()
 
 
-def test_a_rep_on_a_team_of_their_own_who_owns_an_account_is_taken(files):
-    reps = yaml.safe_load(files.reps.read_text())
-    reps["reps"].append({"id": "key.rep", "name": "Key Rep", "team": "key-accounts"})
-    files.reps.write_text(yaml.safe_dump(reps))
-    files.accounts.write_text(files.accounts.read_text() + "acme.com,Acme,key.rep\n")
-    assert files.load().data.account("acme.com").owner == "key.rep"
+def test_an_active_rep_on_a_team_named_under_teams_alone_who_owns_no_account_is_refused_as_getting_no_leads(files):
+    key_rep(files, "key-accounts: {when_nobody_available: wait}")
+    files.accounts.write_text(files.accounts.read_text().replace("acme.com,Acme,key.rep\n", ""))
+    with pytest.raises(ValueError, match=rf'^{files.reps}: rep "key\.rep" \(the 13th\): team: \'key-accounts\' gets '
+                                         r"no leads: no territory rule, default_team, overflow_to or account sends it "
+                                         r"any, and the rep owns no account \(misspelt\? the teams leads go to: "
+                                         rf"{TEAMS}\)$"):
+        files.load()
 
 
 def test_a_reps_working_hours_given_in_part_keep_the_files_default_for_the_rest(files):

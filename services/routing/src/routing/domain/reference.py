@@ -355,13 +355,28 @@ class RoutingData(_Strict):
                                   f"{', '.join(idle)} are all inactive, so its leads would wait for ever")
                 raise _At(at, f"team {team} has no reps (nor overflows to a team that has): its leads would wait "
                               "for ever")
-        # A rep on a team no lead is sent to (a typo, emea-enterpirse) is never handed one, though the file reads
-        # as if they were in rotation; an account's owner is handed its leads, whatever their team. After the check
-        # above: a typo in a rule leaves the rule's team with no reps, which that check says better.
+        # An active rep's team is one the files name beside the reps: a rep on another (a typo, apak for apac) is
+        # in no rotation of the team meant, though the file reads as if they were. The check below lets pass an
+        # account's owner (handed its leads, whatever their team) and every rep of their team, and with them the
+        # typo; so a team of account owners of its own is named under teams:. An inactive rep is handed no lead:
+        # one may stay on a team since removed (its open leads are the orphan watch's), and is held to this when
+        # made active. After the check above: a typo in a rule leaves the rule's team with no reps, which it says
+        # better.
+        overflows = {p.overflow_to for p in self.teams.values()
+                     if p.when_nobody_available == "overflow" and p.overflow_to}
+        named = {rule.team for rule in t.teams} | {t.default_team} | set(self.teams) | overflows
+        unnamed = next((n for n, r in enumerate(self.reps) if r.active and r.team not in named), None)
+        if unnamed is not None:
+            team = self.reps[unnamed].team
+            raise _At(("reps", unnamed, "team"), f"{team!r} is no team the files name{_meant(team, named)}: no "
+                                                 "territory rule, default_team, overflow_to or teams: entry names it "
+                                                 f"(the teams: {', '.join(sorted(named))}); a team of account owners "
+                                                 "of its own is named under teams:")
+        # A rep on a team no lead is sent to (one named under teams: alone) is never handed one, though the file
+        # reads as if they were in rotation; an account's owner is handed its leads, whatever their team.
         owners = {a.owner for a in self.accounts}
         routed = ({rule.team for rule in t.teams} | {t.default_team} | {r.team for r in self.reps if r.id in owners}
-                  | {p.overflow_to for p in self.teams.values()
-                     if p.when_nobody_available == "overflow" and p.overflow_to})
+                  | overflows)
         stray = next((n for n, r in enumerate(self.reps) if r.active and r.team not in routed), None)
         if stray is not None:
             team = self.reps[stray].team
