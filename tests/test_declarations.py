@@ -20,7 +20,7 @@ def test_each_service_declares_what_the_topology_says_it_consumes(name):
     declared = importlib.import_module(f"{name}.service").SERVICE
     assert isinstance(declared, Service) and declared.name == name
     declared.check()
-    assert {event for topic in topology.inputs_of(name) for event in topology.channel(topic).events} >= set(
+    assert {event for topic in topology.inputs_of(name) for event in topology.channel(topic).readable} >= set(
         declared.consumes)
 
 

@@ -46,3 +46,17 @@ def test_every_reference_resolves():
         for part in ref.removeprefix("#/").split("/"):
             assert part in target, f"{ref} does not resolve"
             target = target[part]
+
+
+def test_a_type_earlier_versions_left_on_a_topic_is_described_as_received_there_not_as_sent():
+    """leads.lifecycle holds the lead.touched records (with a contact) of earlier versions for ever: a consumer
+    must be told of them, a producer not to write them."""
+    doc = document()
+
+    def names(operation: str) -> list[str]:
+        return [ref["$ref"].rsplit("/", 1)[1] for ref in doc["operations"][operation]["messages"]]
+
+    assert "LeadTouchRecorded" in names("sendLeadsLifecycle") and "LeadTouched" not in names("sendLeadsLifecycle")
+    assert {"LeadTouchRecorded", "LeadTouched"} <= set(names("receiveLeadsLifecycle"))
+    assert "LeadTouched" in doc["channels"]["leadsLifecycle"]["messages"]
+    assert "Earlier versions also wrote lead.touched here" in doc["channels"]["leadsLifecycle"]["description"]

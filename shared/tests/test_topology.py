@@ -19,6 +19,16 @@ def test_every_topic_is_kept_explicitly_and_the_lifecycle_forever():
     assert kept[topics.CAPTURED] == 30 * 86_400_000
 
 
+def test_nothing_a_service_writes_to_a_topic_kept_for_ever_holds_a_persons_contact():
+    """Such a topic is read by analysts and exported; the contact goes only where it is needed (the pipeline's
+    stage topics, kept 30 days; capture's own tables)."""
+    for channel in topology.CHANNELS:
+        if channel.retention is topology.FOREVER:
+            # Anywhere in the event, however deep: its schema defines Contact if any part holds one.
+            held = [event.type for event in channel.events if "Contact" in event.model_json_schema().get("$defs", {})]
+            assert held == [], channel.topic
+
+
 def test_retention_can_be_set_per_topic():
     overrides = topology.parse_retention("leads.captured=7d, leads.routed=forever,leads.feedback=12h")
     assert overrides == {topics.CAPTURED: 7 * 86_400_000, topics.ROUTED: -1, topics.FEEDBACK: 12 * 3_600_000}

@@ -1,15 +1,18 @@
 import dataclasses
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from capture.domain import capture_lead
 from capture.handlers import (
     captured_lead_messages, handle_lead_merged, handle_lead_stage_changed, is_terminal_step, lead_messages,
+    touch_messages,
 )
-from capture.store import Unpublished
-from leadpipe_common.envelope import Envelope
+from capture.store import Unpublished, UnpublishedTouch
+from leadpipe_common.envelope import Envelope, decode, derive_id
 from leadpipe_common.outbox import Unbuildable
-from leadpipe_common.events import Attribution, LeadMerged, LeadStageChanged
+from leadpipe_common.events import (
+    Attribution, LeadMerged, LeadStageChanged, LeadTouched, LeadTouchRecorded, Touch,
+)
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 
@@ -51,6 +54,45 @@ def test_a_stored_lead_that_no_longer_validates_is_handed_to_the_relay_to_set_as
     captured = captured_lead_messages(good)[0]
     assert (aside.stored.topic, aside.stored.key, aside.stored.value, aside.stored.header("ce_id")) == (
         captured.topic, str(row.lead_id).encode(), stored, captured.header("ce_id"))
+
+
+def a_touch_row() -> UnpublishedTouch:
+    """A touch's row as the relay claims it: the person's second submission, with all they said."""
+    first = capture_lead({"email": "ada@example.com", "utm_source": "google"}, lead_id=uuid.uuid4(),
+                         received_at=NOW, form_id="demo-request")
+    again = capture_lead({"email": "ada@example.com", "phone": "+1 415 555 2671", "message": "Call me at home",
+                          "utm_source": "newsletter", "offer": "ebook"}, lead_id=uuid.uuid4(),
+                         received_at=NOW + timedelta(days=2), form_id="ebook")
+    touched = LeadTouched(lead_id=first.lead_id, captured_at=first.captured_at, contact=again.contact,
+                          attribution=first.attribution, person_id=uuid.uuid4(),
+                          touch=Touch(touch_id=again.lead_id, at=again.captured_at, attribution=again.attribution))
+    return UnpublishedTouch(seq=1, touch_id=again.lead_id, touched_at=again.captured_at,
+                            traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                            event=touched.model_dump_json().encode(), lead_id=first.lead_id)
+
+
+def test_a_touch_goes_to_enrichment_whole_and_to_the_lifecycle_without_what_the_person_said():
+    """The lifecycle is kept for ever and read by analysts: a touch there carried its person's e-mail, phone
+    and message for good. Enrichment still gets them, to enrich and score the lead again."""
+    row = a_touch_row()
+    sent, kept = touch_messages(row)
+    assert (sent.topic, sent.header("ce_type"), kept.topic, kept.header("ce_type")) == (
+        "leads.captured", "lead.touched", "leads.lifecycle", "lead.touch_recorded")
+    assert b"ada@example.com" in sent.value and b"555" in sent.value and b"Call me" in sent.value
+    for personal in (b"ada@", b"555", b"Call me", b"contact", b"person_id"):
+        assert personal not in kept.value
+    recorded, touched = decode(kept.headers, kept.key, kept.value).data, LeadTouched.model_validate_json(row.event)
+    assert isinstance(recorded, LeadTouchRecorded)  # the touch, and the lead's first touch, as before
+    assert (recorded.lead_id, recorded.touch, recorded.attribution) == (
+        touched.lead_id, touched.touch, touched.attribution)
+
+
+def test_a_touchs_lifecycle_event_keeps_the_id_its_earlier_lead_touched_had():
+    """A touch published before the upgrade and re-driven after it is one event to reporting's timeline, which
+    de-duplicates by id, not a second touch."""
+    row = a_touch_row()
+    assert [m.header("ce_id") for m in touch_messages(row)] == [
+        str(derive_id(row.touch_id, f"lead.touched@{topic}")) for topic in ("leads.captured", "leads.lifecycle")]
 
 
 def test_capture_follows_only_terminal_lifecycle_steps_by_their_header():

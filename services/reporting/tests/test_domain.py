@@ -5,7 +5,8 @@ from decimal import Decimal
 import pytest
 
 from leadpipe_common.events import (
-    Attribution, LeadHandedOver, LeadQuarantined, LeadSlaBreached, LeadStageChanged,
+    Attribution, LeadHandedOver, LeadQuarantined, LeadSlaBreached, LeadStageChanged, LeadTouched, LeadTouchRecorded,
+    Touch,
 )
 from reporting.domain import (
     AttributionTally, LeadCredit, LeadFacts, attribution_rows, breakdown_row,
@@ -288,17 +289,31 @@ def test_spam_is_what_was_quarantined_less_what_an_admin_released():
     assert spam_rows([])["false_positive_rate"] is None
 
 
-def test_a_later_touch_is_on_the_timeline_and_moves_no_stage():
-    from leadpipe_common.events import LeadTouched, Touch
+LATER_TOUCH = Touch(touch_id=uuid.uuid4(), at=T0 + timedelta(days=2),
+                    attribution=Attribution(offer="demo", utm_source="ads", utm_campaign="spring"))
 
-    touch = Touch(touch_id=uuid.uuid4(), at=T0 + timedelta(days=2), attribution=Attribution(offer="demo",
-                                                                                             utm_source="ads"))
-    touched = LeadTouched(lead_id=LEAD, captured_at=T0, contact={"email": "a@b.example"}, attribution=ADS,
-                          touch=touch)
-    projection = project([*HISTORY[:1], recorded(touched)])
+
+def test_a_later_touch_is_on_the_timeline_and_moves_no_stage():
+    projection = project([*HISTORY[:1], recorded(LeadTouchRecorded(lead_id=LEAD, attribution=ADS,
+                                                                   touch=LATER_TOUCH))])
     assert projection.leads[LEAD].furthest == 0
     [step] = [s for s in projection.steps if s["to_stage"] == "touched"]
-    assert (step["at"], step["reason"], step["detail"]["offer"]) == (touch.at, "asked for demo via ads", "demo")
+    assert (step["at"], step["reason"], step["detail"]["offer"]) == (LATER_TOUCH.at, "asked for demo via ads", "demo")
+    assert list(projection.touches) == [(LEAD, LEAD), (LEAD, LATER_TOUCH.touch_id)]
+
+
+def test_a_touch_without_the_persons_contact_gives_the_facts_an_earlier_versions_lead_touched_gave():
+    """The lifecycle's touch left the contact behind: the timeline, the touches attribution credits and the lead
+    are what they were (but the step's type, which names the event it came from)."""
+    earlier = LeadTouched(lead_id=LEAD, captured_at=T0, attribution=ADS, touch=LATER_TOUCH, person_id=uuid.uuid4(),
+                          contact={"email": "a@b.example", "phone": "+44 20 7946 0958", "message": "call me"})
+    event_id = uuid.uuid4()
+    then, now = (project([*HISTORY[:1], (event_id, LATER_TOUCH.at, e)])
+                 for e in (earlier, LeadTouchRecorded(lead_id=LEAD, attribution=ADS, touch=LATER_TOUCH)))
+    assert now.touches == then.touches and len(now.touches) == 2
+    assert now.leads[LEAD].row() == then.leads[LEAD].row()
+    assert [{**s, "type": "?"} for s in now.steps] == [{**s, "type": "?"} for s in then.steps]
+    assert [s["type"] for s in now.steps] == ["lead.stage_changed", "lead.touch_recorded"]
 
 
 DAY = timedelta(days=1)

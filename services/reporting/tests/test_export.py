@@ -13,7 +13,9 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from typer.testing import CliRunner
 
-from leadpipe_common.events import Attribution, LeadReengaged, LeadStageChanged, LeadTouched, Touch
+from leadpipe_common.events import (
+    Attribution, LeadReengaged, LeadStageChanged, LeadTouched, LeadTouchRecorded, Touch,
+)
 from leadpipe_common.settings import KafkaSettings
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.fakes import TopicScanOf
@@ -115,13 +117,16 @@ def test_a_touchs_row_has_that_touchs_time_and_attribution_not_the_leads_first_t
     first, again = Attribution(utm_source="google", offer="demo"), Attribution(utm_source="newsletter", offer="ebook")
     lead, at = uuid.uuid4(), datetime(2026, 11, 23, 9, tzinfo=UTC)
     touch = Touch(touch_id=uuid.uuid4(), at=at, attribution=again)
-    touched = LeadTouched(lead_id=lead, captured_at=datetime(2026, 11, 1, tzinfo=UTC),
+    touched = LeadTouchRecorded(lead_id=lead, attribution=first, touch=touch)
+    earlier = LeadTouched(lead_id=lead, captured_at=datetime(2026, 11, 1, tzinfo=UTC),
                           contact={"email": "jo@x.example"}, attribution=first, touch=touch)
     told = LeadReengaged(lead_id=lead, touch=touch, owner_id="ana", team="emea", at=at + timedelta(minutes=1),
                          reason="came back", attribution=first, score=80, grade="A")
-    rows = [export_row(factories.envelope("leads.lifecycle", e), 0, 0) for e in (touched, told)]
-    assert [(r["at"], r["utm_source"], r["offer"]) for r in rows] == [
-        ("2026-11-23T09:00:00Z", "newsletter", "ebook"), ("2026-11-23T09:01:00Z", "newsletter", "ebook")]
+    rows = [export_row(factories.envelope("leads.lifecycle", e), 0, 0) for e in (touched, earlier, told)]
+    assert [(r["to_stage"], r["at"], r["utm_source"], r["offer"]) for r in rows] == [
+        ("touched", "2026-11-23T09:00:00Z", "newsletter", "ebook"),
+        ("touched", "2026-11-23T09:00:00Z", "newsletter", "ebook"),  # as an earlier version wrote the touch
+        ("reengaged", "2026-11-23T09:01:00Z", "newsletter", "ebook")]
 
 
 async def test_an_export_counts_the_records_it_leaves_out_as_undecodable(tmp_path: Path,

@@ -3,10 +3,13 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged
+from leadpipe_common.consumer import BatchApplier
+from leadpipe_common.envelope import Message
+from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged, LeadTouchRecorded, Touch
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from reporting.handlers import Reporting, handle_lead_sla_breached, handle_lead_stage_changed
+from reporting.service import SERVICE
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LEAD = uuid.UUID(int=5)
@@ -81,3 +84,36 @@ async def test_tables_that_hold_no_step_from_before_0005_are_asked_once_not_at_e
         for minutes in range(3):
             await handle_lead_stage_changed(uow, [step("captured", minutes)], ctx)
     assert ctx.unrecorded_steps is False and uow.store.lookups == 0
+
+
+#: A later touch as capture wrote it onto leads.lifecycle before lead.touch_recorded: lead.touched v1, with the
+#: person's contact. The topic keeps such records for ever.
+EARLIER_TOUCH = Message(
+    topic="leads.lifecycle", key=str(LEAD).encode(),
+    value=(b'{"lead_id":"%s","captured_at":"2026-11-01T09:00:00Z","contact":{"email":"jo@x.example",'
+           b'"phone":"+1 415 555 2671","message":"call me","marketing_consent":false},"attribution":'
+           b'{"utm_source":"google"},"person_id":"%s","touch":{"touch_id":"%s","at":"2026-11-23T09:00:00Z",'
+           b'"attribution":{"utm_source":"newsletter","offer":"ebook"}}}'
+           % (str(LEAD).encode(), str(uuid.UUID(int=6)).encode(), str(uuid.UUID(int=7)).encode())),
+    headers=(("ce_id", str(uuid.UUID(int=8)).encode()), ("ce_type", b"lead.touched"),
+             ("ce_source", b"leadpipe/capture"), ("ce_specversion", b"1.0"), ("ce_time", b"2026-11-23T09:00:00Z"),
+             ("ce_subject", str(LEAD).encode()), ("content-type", b"application/json"),
+             ("ce_dataschema", b"urn:leadpipe:schema:lead.touched:v1")))
+
+
+async def test_a_touch_the_lifecycle_holds_from_an_earlier_version_with_its_contact_is_read_as_a_touch_is_now():
+    """Both reach reporting's handler through the runner, as a replay of the whole topic reads them, and give the
+    lead the same touch: its id, time and attribution."""
+    now = factories.message("leads.lifecycle", LeadTouchRecorded(
+        lead_id=LEAD, attribution=Attribution(utm_source="google"),
+        touch=Touch(touch_id=uuid.UUID(int=7), at=T0, attribution=Attribution(utm_source="newsletter", offer="ebook"))))
+    touches = []
+    for record in (EARLIER_TOUCH, now):
+        uow = MemoryUnitOfWork(Projections())
+        applier = BatchApplier(service="reporting", handlers=SERVICE.handlers(Reporting()), unit_of_work=lambda: uow)
+        assert await applier.apply([factories.consumed(record, 0)]) == []  # nothing dead-lettered
+        [projection] = uow.store.saved
+        touches.append(projection.touches)
+    assert touches[0] == touches[1] == {(LEAD, uuid.UUID(int=7)): {
+        "lead_id": LEAD, "touch_id": uuid.UUID(int=7), "at": T0, "utm_source": "newsletter", "utm_medium": None,
+        "utm_campaign": None, "utm_content": None, "form_id": None, "offer": "ebook"}}

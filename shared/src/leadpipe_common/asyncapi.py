@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 
 from leadpipe_common import topics
 from leadpipe_common.envelope import dataschema
+from leadpipe_common.events import Event
 from leadpipe_common.topology import CHANNELS
 
 CE_HEADERS = {
@@ -44,8 +45,12 @@ def _channel_id(topic: str) -> str:
     return "".join(part.capitalize() if i else part for i, part in enumerate(topic.replace("-", ".").split(".")))
 
 
+def _refs(cid: str, models: tuple[type[Event], ...]) -> list[dict[str, str]]:
+    return [{"$ref": f"#/channels/{cid}/messages/{m.__name__}"} for m in models]
+
+
 def document() -> dict[str, Any]:
-    models = sorted({m for c in CHANNELS for m in c.events}, key=lambda m: m.type)
+    models = sorted({m for c in CHANNELS for m in c.readable}, key=lambda m: m.type)
     _, defs = models_json_schema([(m, "serialization") for m in models],
                                  ref_template="#/components/schemas/{model}")
     schemas = defs.get("$defs", {})
@@ -72,17 +77,21 @@ def document() -> dict[str, Any]:
         if not c.events:  # raw records of any shape (the dead letters): described, not typed
             channels[cid] = {"address": c.topic, "description": c.summary}
             continue
-        refs = {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in c.events}
-        channels[cid] = {"address": c.topic, "description": c.summary, "messages": refs,
+        refs = {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in c.readable}
+        retired = "".join(f" Earlier versions also wrote {m.type} here, which nothing writes here now: records of "
+                          "it stay on the topic, and its consumers still read them." for m in c.retired)
+        channels[cid] = {"address": c.topic, "description": c.summary + retired, "messages": refs,
                          "bindings": {"kafka": {"topic": c.topic, "partitions": topics.DEFAULT_PARTITIONS,
                                                 "bindingVersion": "0.5.0"}}}
-        msg_refs = [{"$ref": f"#/channels/{cid}/messages/{name}"} for name in refs]
+        # Sent: what its producers write now; received: that, and what earlier versions left on it.
+        sent = _refs(cid, c.events)
         operations[f"send{cid[0].upper()}{cid[1:]}"] = {
-            "action": "send", "channel": {"$ref": f"#/channels/{cid}"}, "messages": msg_refs,
+            "action": "send", "channel": {"$ref": f"#/channels/{cid}"}, "messages": sent,
             "summary": f"Produced by {', '.join(c.producers)}.",
         }
         operations[f"receive{cid[0].upper()}{cid[1:]}"] = {
-            "action": "receive", "channel": {"$ref": f"#/channels/{cid}"}, "messages": msg_refs,
+            "action": "receive", "channel": {"$ref": f"#/channels/{cid}"},
+            "messages": _refs(cid, c.readable) if c.retired else sent,
             "summary": f"Consumed by {', '.join(c.consumers)}.",
         }
     return {

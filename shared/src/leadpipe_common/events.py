@@ -195,7 +195,9 @@ class LeadTouched(Event):
     """A person whose lead is open submitted again: a new touch on that lead (no second lead, no second routing).
 
     ``contact`` is what they submitted now (the latest data); ``attribution`` and ``captured_at`` stay the
-    lead's first touch, as on every event of the lead; ``touch`` is this touch.
+    lead's first touch, as on every event of the lead; ``touch`` is this touch. Enrichment's to re-enrich and
+    re-score the lead: the lifecycle gets ``lead.touch_recorded``, which names nobody (earlier versions put this
+    one there too, and ``leads.lifecycle`` still holds those).
     """
 
     type: ClassVar[str] = "lead.touched"
@@ -205,6 +207,20 @@ class LeadTouched(Event):
     attribution: Attribution
     person_id: UUID | None = None
     touch: Touch
+
+
+class LeadTouchRecorded(Event):
+    """A later touch of an open lead as the lifecycle keeps it: when it came and what brought the person (``touch``),
+    beside the lead's first touch (``attribution``, as on every lifecycle event), and nothing of who they are.
+
+    ``leads.lifecycle`` is kept for ever and read by analysts, whose reports need no one's address, phone or
+    message: those go to enrichment alone, on ``lead.touched``.
+    """
+
+    type: ClassVar[str] = "lead.touch_recorded"
+    version: ClassVar[int] = 1
+    touch: Touch
+    attribution: Attribution
 
 
 class LeadEnriched(Event):
@@ -483,8 +499,9 @@ class LeadQuarantined(Event):
 
 LATEST: dict[str, type[Event]] = {
     m.type: m
-    for m in (LeadCaptured, LeadTouched, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged, LeadDispositioned,
-              LeadSlaBreached, LeadQueued, LeadAssigned, LeadHandedOver, LeadReengaged, LeadMerged, LeadQuarantined)
+    for m in (LeadCaptured, LeadTouched, LeadTouchRecorded, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged,
+              LeadDispositioned, LeadSlaBreached, LeadQueued, LeadAssigned, LeadHandedOver, LeadReengaged, LeadMerged,
+              LeadQuarantined)
 }
 
 #: (type, version) -> function turning that version's JSON into the next one's.

@@ -164,7 +164,7 @@ class Service(Generic[C, S]):
         if taken:
             raise ValueError(f"{self.name} declares routes on {taken}, which every service serves itself")
         inputs = topology.inputs_of(self.name)
-        carried = {event for topic in inputs for event in topology.channel(topic).events}
+        carried = {event for topic in inputs for event in topology.channel(topic).readable}
         stray = [e.type for e in self.consumes if e not in carried]
         if stray:
             raise ValueError(f"{self.name} consumes {stray}, which no topic it reads carries (topology.py)")

@@ -27,6 +27,7 @@ from leadpipe_common import topics
 from leadpipe_common.events import (
     Event, LeadAssigned, LeadCaptured, LeadDispositioned, LeadEnriched, LeadHandedOver, LeadMerged, LeadQuarantined,
     LeadQueued, LeadReengaged, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged, LeadTouched,
+    LeadTouchRecorded,
 )
 
 
@@ -63,6 +64,14 @@ class Channel:
     #: A dead letter from this input stalls its lead in the pipeline (announced on the lifecycle).
     stage_input: bool = False
     retention: timedelta | None = STAGE_RETENTION
+    #: Types earlier versions wrote here and no producer writes any more, which the topic may still hold (kept for
+    #: ever): its consumers may still read them, and the AsyncAPI document says it holds them.
+    retired: tuple[type[Event], ...] = ()
+
+    @property
+    def readable(self) -> tuple[type[Event], ...]:
+        """What a consumer may find on it: what its producers write, and what earlier versions wrote."""
+        return self.events + self.retired
 
 
 CHANNELS: tuple[Channel, ...] = (
@@ -78,13 +87,16 @@ CHANNELS: tuple[Channel, ...] = (
                            "it, when it leaves its team's queue for a rep, when a manager hands it over, and when a "
                            "touch earning intent points or changing the contact re-engages its holder.",
             (LeadRouted,), ("routing",), ("delivery", "sales tools")),
-    Channel(topics.LIFECYCLE, "Every stage transition of every lead, every later touch, every re-engagement of "
+    # Kept for ever and read by analysts: no contact on it (a first touch is a stage change to captured, a later
+    # one lead.touch_recorded); lead.touched, which earlier versions put here whole, is retired.
+    Channel(topics.LIFECYCLE, "Every stage transition of every lead, every later touch (when, and what brought "
+                              "the person: not who they are), every re-engagement of "
                               "a lead's holder, every merge, every missed hand-off deadline, every wait in a team's "
                               "queue and its end, every hand-over: the stream the funnel reports are rebuilt from.",
-            (LeadStageChanged, LeadSlaBreached, LeadQueued, LeadAssigned, LeadHandedOver, LeadTouched, LeadReengaged,
-             LeadMerged),
+            (LeadStageChanged, LeadSlaBreached, LeadQueued, LeadAssigned, LeadHandedOver, LeadTouchRecorded,
+             LeadReengaged, LeadMerged),
             ("capture", "enrichment", "scoring", "routing"),
-            ("capture", "reporting", "delivery"), retention=FOREVER),
+            ("capture", "reporting", "delivery"), retention=FOREVER, retired=(LeadTouched,)),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
             (LeadDispositioned,), ("sales tools",), ("routing",)),
     # Kept as long as the lifecycle: the spam report is rebuilt from it (capture's quarantine table holds the

@@ -14,7 +14,7 @@ from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, Message, derive_id, encode, follow_up, schema_violations, unvalidated
 from leadpipe_common.events import (
-    CLOSED_STAGES, TERMINAL_STAGES, LeadCaptured, LeadMerged, LeadStageChanged, LeadTouched,
+    CLOSED_STAGES, TERMINAL_STAGES, LeadCaptured, LeadMerged, LeadStageChanged, LeadTouched, LeadTouchRecorded,
 )
 from leadpipe_common.outbox import Unbuildable
 from leadpipe_common.uow import UnitOfWork
@@ -45,12 +45,17 @@ def captured_lead_messages(row: Unpublished) -> Sequence[Message]:
 
 
 def touch_messages(row: UnpublishedTouch) -> Sequence[Message]:
-    """``lead.touched`` for enrichment (to re-score the lead) and for the lifecycle (timelines, attribution)."""
+    """``lead.touched`` for enrichment (to re-score the lead), and ``lead.touch_recorded`` for the lifecycle
+    (timelines, attribution): the touch without what the person submitted, which the lifecycle, kept for ever,
+    must not hold."""
     touched = LeadTouched.model_validate_json(row.event)
+    recorded = LeadTouchRecorded(lead_id=touched.lead_id, touch=touched.touch, attribution=touched.attribution)
+    # Each id derived as when both topics had lead.touched: a touch published before the upgrade and re-driven
+    # after it is one event to a reader de-duplicating by id (reporting's timeline), not two.
     return tuple(
-        encode(topic, touched, event_id=derive_id(row.touch_id, f"{touched.type}@{topic}"), source=SOURCE,
+        encode(topic, event, event_id=derive_id(row.touch_id, f"{touched.type}@{topic}"), source=SOURCE,
                time=row.touched_at, traceparent=row.traceparent)
-        for topic in (topics.CAPTURED, topics.LIFECYCLE)
+        for topic, event in ((topics.CAPTURED, touched), (topics.LIFECYCLE, recorded))
     )
 
 

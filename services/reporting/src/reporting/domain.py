@@ -41,7 +41,7 @@ from typing import Any
 
 from leadpipe_common.events import (
     FUNNEL, Event, LeadAssigned, LeadHandedOver, LeadMerged, LeadQuarantined, LeadQueued, LeadReengaged,
-    LeadSlaBreached, LeadStageChanged, LeadTouched,
+    LeadSlaBreached, LeadStageChanged, LeadTouched, LeadTouchRecorded,
 )
 
 #: The stages whose first time is kept per lead: the funnel, then the side exits.
@@ -226,7 +226,7 @@ def project(events: Iterable[tuple[uuid.UUID, datetime, Event]],
             _queue(out, event_id, recorded, event)
         elif isinstance(event, LeadHandedOver):
             _handed_over(out, event_id, recorded, event)
-        elif isinstance(event, LeadTouched | LeadReengaged):
+        elif isinstance(event, LeadTouchRecorded | LeadTouched | LeadReengaged):
             _touched(out, event_id, recorded, event)
         elif isinstance(event, LeadMerged):
             _merged(out, event_id, recorded, event)
@@ -316,10 +316,11 @@ def _handed_over(out: Projection, event_id: uuid.UUID, recorded: datetime | None
 
 
 def _touched(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
-             e: LeadTouched | LeadReengaged) -> None:
-    """A later touch, and its holder being told of it: on the lead's timeline; the funnel does not move."""
+             e: LeadTouchRecorded | LeadTouched | LeadReengaged) -> None:
+    """A later touch, and its holder being told of it: on the lead's timeline; the funnel does not move. A touch is
+    read from what both its lifecycle events carry (``lead.touched`` is an earlier version's, with the contact)."""
     a = e.touch.attribution
-    if isinstance(e, LeadTouched):
+    if isinstance(e, LeadTouchRecorded | LeadTouched):
         out.touch(e.lead_id, e.touch.touch_id, e.touch.at, a)
         what = f"asked for {a.offer}" if a.offer else f"submitted form {a.form_id}" if a.form_id else "came back"
         step = {"at": e.touch.at, "to_stage": "touched", "by": "capture",

@@ -12,10 +12,13 @@ from when the stream holds them all (``scan.truncated_since``), for the
 analyst to hear that the slice lacks them.
 
 The columns (``EXPORT_COLUMNS``) flatten what analysts filter on; ``data`` is
-the whole event. ``at`` is when it happened: the step's time, the breach's,
-or for ``lead.touched`` the touch's (``lead.reengaged``: when the holder was
+the whole event. ``to_stage`` is the stage entered, or for another event its
+type without ``lead.``, a later touch's ``touched`` (as on the timeline)
+whichever version wrote it (``lead.touch_recorded``, or an earlier one's
+``lead.touched``). ``at`` is when it happened: the step's time, the breach's,
+or for a touch the touch's (``lead.reengaged``: when the holder was
 told). ``utm_*``, ``form_id`` and ``offer`` are the lead's first touch, as
-every event carries it, except on ``lead.touched`` and ``lead.reengaged``,
+every event carries it, except on a touch and ``lead.reengaged``,
 which are about a later touch: there they are that touch's.
 """
 
@@ -32,6 +35,7 @@ from typing import Any
 
 from leadpipe_common import topics
 from leadpipe_common.envelope import Envelope
+from leadpipe_common.events import LeadTouchRecorded
 from leadpipe_common.scan import TopicScan, truncated_since
 from leadpipe_common.settings import KafkaSettings
 
@@ -40,6 +44,10 @@ from reporting.replay import Progress, decoded
 EXPORT_COLUMNS = ("event_id", "type", "time", "lead_id", "from_stage", "to_stage", "at", "by", "reason",
                   "reason_code", "owner_id", "team", "grade", "amount", "currency", "utm_source", "utm_medium",
                   "utm_campaign", "utm_content", "form_id", "offer", "partition", "offset", "data")
+
+#: A step that enters no stage is named by its type, but for the later touch, named ``touched`` as the timeline
+#: names it, by whichever version's event it came.
+_STEP_OF = {LeadTouchRecorded.type: "touched"}
 
 
 class OutputError(Exception):
@@ -64,7 +72,8 @@ def export_row(env: Envelope, partition: int, offset: int) -> dict[str, Any]:
     attribution = touch.get("attribution") or data.get("attribution") or {}
     return {
         "event_id": str(env.id), "type": env.type, "time": env.time.isoformat(), "lead_id": str(env.data.lead_id),
-        "from_stage": data.get("from_stage"), "to_stage": data.get("to_stage", env.type.removeprefix("lead.")),
+        "from_stage": data.get("from_stage"),
+        "to_stage": data.get("to_stage", _STEP_OF.get(env.type, env.type.removeprefix("lead."))),
         "at": data.get("at") or data.get("breached_at") or touch.get("at"), "by": data.get("by"),
         "reason": data.get("reason"),
         "reason_code": data.get("reason_code"), "owner_id": data.get("owner_id"), "team": data.get("team"),

@@ -2,7 +2,7 @@
 
 from leadpipe_common.events import (
     LeadAssigned, LeadHandedOver, LeadMerged, LeadQuarantined, LeadQueued, LeadReengaged, LeadSlaBreached,
-    LeadStageChanged, LeadTouched,
+    LeadStageChanged, LeadTouched, LeadTouchRecorded,
 )
 from leadpipe_common.service import Service
 
@@ -10,7 +10,8 @@ from reporting.api import router as api_router
 from reporting.dashboard import router as dashboard_router
 from reporting.handlers import (
     Reporting, handle_lead_assigned, handle_lead_handed_over, handle_lead_merged, handle_lead_quarantined,
-    handle_lead_queued, handle_lead_reengaged, handle_lead_sla_breached, handle_lead_stage_changed, handle_lead_touched,
+    handle_lead_queued, handle_lead_reengaged, handle_lead_sla_breached, handle_lead_stage_changed,
+    handle_lead_touch_recorded, handle_lead_touched,
 )
 from reporting.store import ReportingStore
 
@@ -19,9 +20,11 @@ SERVICE: Service[Reporting, ReportingStore] = Service(
     summary="The shared funnel, closed-loop attribution, velocity, SLA and spam reports, built from "
             "leads.lifecycle and leads.quarantined.",
     consumes={LeadStageChanged: handle_lead_stage_changed, LeadSlaBreached: handle_lead_sla_breached,
-              LeadQuarantined: handle_lead_quarantined, LeadTouched: handle_lead_touched,
+              LeadQuarantined: handle_lead_quarantined, LeadTouchRecorded: handle_lead_touch_recorded,
               LeadReengaged: handle_lead_reengaged, LeadMerged: handle_lead_merged, LeadQueued: handle_lead_queued,
-              LeadAssigned: handle_lead_assigned, LeadHandedOver: handle_lead_handed_over},
+              LeadAssigned: handle_lead_assigned, LeadHandedOver: handle_lead_handed_over,
+              # An earlier version's lifecycle touch: leads.lifecycle keeps those for ever.
+              LeadTouched: handle_lead_touched},
     store=ReportingStore,
     routes=[api_router, dashboard_router],
 )
