@@ -129,6 +129,19 @@ def test_a_touchs_row_has_that_touchs_time_and_attribution_not_the_leads_first_t
         ("reengaged", "2026-11-23T09:01:00Z", "newsletter", "ebook")]
 
 
+def test_an_earlier_versions_touch_is_exported_without_its_persons_contact_as_a_touch_is_now():
+    """leads.lifecycle keeps the lead.touched records of earlier versions, contact and all: the file need not."""
+    touch = Touch(touch_id=uuid.uuid4(), at=datetime(2026, 11, 23, 9, tzinfo=UTC), attribution=Attribution(offer="x"))
+    earlier = LeadTouched(lead_id=uuid.uuid4(), captured_at=datetime(2026, 11, 1, tzinfo=UTC), person_id=uuid.uuid4(),
+                          contact={"email": "jo@x.example", "phone": "+1 415 555 2671", "message": "call me"},
+                          attribution=Attribution(utm_source="google"), touch=touch)
+    row = export_row(factories.envelope("leads.lifecycle", earlier), 0, 0)
+    assert json.loads(row["data"]) == {"lead_id": str(earlier.lead_id), "captured_at": "2026-11-01T00:00:00Z",
+                                       "attribution": earlier.attribution.model_dump(mode="json"),
+                                       "touch": touch.model_dump(mode="json")}
+    assert not any(secret in json.dumps(row) for secret in ("jo@x", "555", "call me", str(earlier.person_id)))
+
+
 async def test_an_export_counts_the_records_it_leaves_out_as_undecodable(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch):
     garbled = step(1)

@@ -12,7 +12,9 @@ from when the stream holds them all (``scan.truncated_since``), for the
 analyst to hear that the slice lacks them.
 
 The columns (``EXPORT_COLUMNS``) flatten what analysts filter on; ``data`` is
-the whole event. ``to_stage`` is the stage entered, or for another event its
+the whole event, but for an earlier version's ``lead.touched``, whose
+person's contact (and ``person_id``) the file leaves out, as the lifecycle's
+touch now carries none. ``to_stage`` is the stage entered, or for another event its
 type without ``lead.``, a later touch's ``touched`` (as on the timeline)
 whichever version wrote it (``lead.touch_recorded``, or an earlier one's
 ``lead.touched``). ``at`` is when it happened: the step's time, the breach's,
@@ -35,7 +37,7 @@ from typing import Any
 
 from leadpipe_common import topics
 from leadpipe_common.envelope import Envelope
-from leadpipe_common.events import LeadTouchRecorded
+from leadpipe_common.events import LeadTouched, LeadTouchRecorded
 from leadpipe_common.scan import TopicScan, truncated_since
 from leadpipe_common.settings import KafkaSettings
 
@@ -48,6 +50,8 @@ EXPORT_COLUMNS = ("event_id", "type", "time", "lead_id", "from_stage", "to_stage
 #: A step that enters no stage is named by its type, but for the later touch, named ``touched`` as the timeline
 #: names it, by whichever version's event it came.
 _STEP_OF = {LeadTouchRecorded.type: "touched"}
+#: What of an event's data the file leaves out: the record keeps it, but no copy for analysts need hold it.
+_LEFT_OUT = {LeadTouched.type: {"contact", "person_id"}}
 
 
 class OutputError(Exception):
@@ -66,7 +70,7 @@ def _writing(output: Path) -> Iterator[None]:
 
 
 def export_row(env: Envelope, partition: int, offset: int) -> dict[str, Any]:
-    data = env.data.model_dump(mode="json")
+    data = env.data.model_dump(mode="json", exclude=_LEFT_OUT.get(env.type))
     # A touch's events are about that touch: its time and attribution, not the first touch every event carries.
     touch = data.get("touch") or {}
     attribution = touch.get("attribution") or data.get("attribution") or {}
