@@ -46,6 +46,7 @@ async def test_a_bot_flood_creates_no_lead_while_every_person_gets_through(stack
                                    until=lambda found: len({r.key for r in found}) >= len(bots))
     assert {r.key.decode() for r in quarantined} == bots
     assert all(r.json()["reasons"] == ["the hidden field _gotcha was filled in"] for r in quarantined)
+    assert not any("fields" in r.json() for r in quarantined)  # what was sent stays in capture's quarantine
     await asyncio.sleep(1)  # a bot's lifecycle step would have been published with the people's
     lifecycle = await read_all(bootstrap, topics.LIFECYCLE, where=lambda r: r.key.decode() in bots)
     assert lifecycle == []

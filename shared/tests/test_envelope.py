@@ -13,7 +13,8 @@ from leadpipe_common.envelope import (
     unvalidated,
 )
 from leadpipe_common.events import (
-    UPCASTERS, Attribution, Contact, LeadCaptured, LeadMerged, LeadRouted, LeadStageChanged, parse_event,
+    UPCASTERS, Attribution, Contact, LeadCaptured, LeadMerged, LeadQuarantined, LeadRouted, LeadStageChanged,
+    parse_event,
 )
 from leadpipe_common.testing import factories
 
@@ -201,6 +202,21 @@ def test_a_merge_from_before_v2_reads_as_one_that_names_neither_holder():
     assert isinstance(merged, LeadMerged) and (merged.survivor_id, merged.by) == (survivor, "ana")
     assert (merged.owner_id, merged.team, merged.grade) == (None, None, None)
     assert (merged.survivor_owner_id, merged.survivor_team, merged.survivor_grade) == (None, None, None)
+
+
+def test_a_quarantined_submission_from_before_v2_reads_without_what_was_submitted():
+    """leads.quarantined keeps capture's v1 records for ever, each with the fields its sender submitted: they still
+    read (the spam report is rebuilt from them), and what was submitted is not carried on into the event."""
+    lead_id = uuid.uuid4()
+    v1 = {"lead_id": str(lead_id), "received_at": "2026-11-23T09:30:00Z", "reasons": ["no CAPTCHA answer"],
+          "form_id": "demo-request", "utm_source": "ads",
+          "fields": {"email": "ann@example.com", "phone": "+44 20 7946 0958", "message": "call me"}}
+    headers = [("ce_id", str(uuid.uuid4()).encode()), ("ce_type", b"lead.quarantined"),
+               ("ce_source", b"leadpipe/capture"), ("ce_specversion", b"1.0"), ("ce_time", b"2026-11-23T09:30:00Z"),
+               ("content-type", b"application/json"), ("ce_dataschema", dataschema("lead.quarantined", 1).encode())]
+    held = decode(headers, str(lead_id).encode(), json.dumps(v1).encode()).data
+    assert isinstance(held, LeadQuarantined)
+    assert held.model_dump(mode="json") == {k: v for k, v in v1.items() if k != "fields"}
 
 
 def a_v4_routed_lead() -> dict:

