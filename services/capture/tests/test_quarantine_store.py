@@ -1,8 +1,10 @@
-"""The quarantine's list on the real Postgres: pages newest first, by when received and then by id, each starting
-where the one before ended, one form's or all."""
+"""The quarantine on the real Postgres: its list's pages newest first, by when received and then by id, each
+starting where the one before ended, one form's or all; its purge."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
 
 from leadpipe_common.db import make_sessionmaker
 
@@ -54,3 +56,30 @@ async def test_every_forms_submissions_after_a_position_come_newest_first(db):
     newest = max(rows, key=lambda r: r["received_at"])
     page = await listed(db, 3, before=(newest["received_at"], newest["lead_id"]))
     assert [r["lead_id"] for r in page] == newest_first(rows)[1:]
+
+
+async def test_a_purge_deletes_what_was_received_before_its_moment_a_round_at_a_time_passing_over_a_held_one(db):
+    """Oldest first, at most a round's limit; the oldest here is held, as by a release under way, and waits for
+    a round after it is let go. The one received at the moment itself stays."""
+    moment = LONG_AGO - timedelta(days=365)  # before every other test's: only this test's rows are older
+    old = [await kept(db, "purged", moment - timedelta(days=d)) for d in (4, 3, 2, 1)]
+    young = await kept(db, "purged", moment)
+    ids = [r["lead_id"] for r in (*old, young)]
+
+    async def purge() -> int:
+        async with make_sessionmaker(db)() as session, session.begin():
+            return await CaptureStore(session).purge_quarantine(moment, 2)
+
+    async def left() -> list[uuid.UUID]:
+        async with db.connect() as conn:
+            found = set((await conn.execute(sa.select(quarantine.c.lead_id).where(quarantine.c.lead_id.in_(ids))))
+                        .scalars())
+        return [i for i in ids if i in found]
+
+    async with db.connect() as holder, holder.begin():
+        await holder.execute(sa.select(quarantine).where(quarantine.c.lead_id == ids[0]).with_for_update())
+        assert await purge() == 2
+        assert await left() == [ids[0], ids[3], ids[4]]
+        assert (await purge(), await purge()) == (1, 0)
+    assert (await purge(), await purge()) == (1, 0)
+    assert await left() == [young["lead_id"]]

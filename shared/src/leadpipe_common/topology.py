@@ -100,7 +100,8 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
             (LeadDispositioned,), ("sales tools",), ("routing",)),
     # Kept as long as the lifecycle: the spam report is rebuilt from it. So it holds no submitted field (nor the
-    # false positives', real people's): an admin reads those in capture's quarantine, through its API.
+    # false positives', real people's): an admin reads those in capture's quarantine, through its API, for as long
+    # as it keeps them (CAPTURE_QUARANTINE_KEEP_DAYS).
     Channel(topics.QUARANTINED, "Submissions taken for a bot's (honeypot filled, form token missing or too fresh, "
                                 "CAPTCHA failed), with the reasons, form and source, not what was submitted (capture's "
                                 "admin API shows that); an admin may release one into the pipeline (it then appears "

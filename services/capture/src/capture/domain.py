@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -538,6 +538,18 @@ def quarantined_fields(fields: Mapping[str, Any]) -> dict[str, str]:
 
 def _storable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def quarantine_kept_since(now: datetime, keep_days: float) -> datetime | None:
+    """The earliest a quarantined submission may have been received and still be kept, ``keep_days`` before
+    ``now``. None: every one is kept (0 keeps them for ever, and so does a retention reaching back before year 1,
+    longer than any submission's age)."""
+    if keep_days <= 0:
+        return None
+    try:
+        return now - timedelta(days=keep_days)
+    except OverflowError:  # infinity too
+        return None
 
 
 #: Why a ``before`` the quarantine's list did not give is refused.

@@ -12,6 +12,7 @@ from leadpipe_common.service import Service
 from capture.api import Capture, PublicPosts, quarantine_router, router
 from capture.handlers import handle_lead_merged, handle_lead_stage_changed, is_terminal_step, publishable
 from capture.redrive import Redriver
+from capture.retention import QuarantinePurge
 from capture.store import CaptureStore, outbox
 from capture.writer import ExpiredKeys
 
@@ -32,5 +33,7 @@ SERVICE: Service[Capture, CaptureStore] = Service(
                  max_redrives=rt.settings.redrive_max, backoff=rt.settings.redrive_backoff,  # type: ignore[attr-defined]
                  on_redrive=rt.wake_relay),
         ExpiredKeys(rt.engine, clock=rt.context.clock),
+        QuarantinePurge(rt.unit_of_work, clock=rt.context.clock,
+                        keep_days=rt.settings.quarantine_keep_days),  # type: ignore[attr-defined]
     ],
 )

@@ -149,3 +149,8 @@ class CaptureSettings(ConsumerSettings):
     redrive_backoff: float = Field(2.0, ge=1.0, description="each further re-drive of a lead waits this factor "
                                                             "longer, up to an hour (never less than "
                                                             "`CAPTURE_REDRIVE_AFTER_S`)")
+    quarantine_keep_days: float = Field(30, ge=0, description="how long the quarantine keeps a submission taken for "
+                                                              "a bot's (what it said, for an admin to review and "
+                                                              "release) after it was received; then it is deleted, "
+                                                              "released or not (the spam report still counts it); "
+                                                              "0: for ever")

@@ -375,6 +375,20 @@ class CaptureStore:
     async def mark_released(self, lead_id: uuid.UUID, at: datetime) -> None:
         await self._session.execute(quarantine.update().where(quarantine.c.lead_id == lead_id).values(released_at=at))
 
+    async def purge_quarantine(self, received_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` quarantined submissions received before ``received_before``, the oldest first,
+        passing over those a release holds; how many."""
+        done = await self._session.execute(_PURGE_QUARANTINE, {"before": received_before, "limit": limit})
+        return len(done.all())
+
+
+#: Read in the order of ``quarantine_received``, which finds them without a scan.
+_PURGE_QUARANTINE = sa.text(f"""
+    DELETE FROM {SCHEMA}.quarantine WHERE lead_id IN (
+        SELECT lead_id FROM {SCHEMA}.quarantine WHERE received_at < :before
+        ORDER BY received_at, lead_id LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING lead_id""")
+
 
 _RECORD_OUTCOMES = sa.text(f"""
     UPDATE {SCHEMA}.leads l SET terminal_stage = o.stage, terminal_at = o.at

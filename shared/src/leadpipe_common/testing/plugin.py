@@ -179,6 +179,9 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None, quic
                    "CAPTURE_TOKEN_SECRET": TOKEN_SECRET, "TEST_CAPTCHA_SECRET": CAPTCHA_SECRET,
                    # Two capture processes, so that what must be race-free across processes is raced.
                    "CAPTURE_WORKERS": "2",
+                   # Tests put submissions received long ago in the quarantine (its pages, its purge): the running
+                   # processes' purge would delete them under those tests.
+                   "CAPTURE_QUARANTINE_KEEP_DAYS": "0",
                    # Every test posts from 127.0.0.1; LIMITED_FORM is the one that is held to a limit.
                    "CAPTURE_RATE_LIMIT": "1000000/minute", **_test_routing(data_dir),
                    # Every test sends the bootstrap key from 127.0.0.1, where some send wrong keys on purpose: held
