@@ -195,9 +195,9 @@ class LeadTouched(Event):
     """A person whose lead is open submitted again: a new touch on that lead (no second lead, no second routing).
 
     ``contact`` is what they submitted now (the latest data); ``attribution`` and ``captured_at`` stay the
-    lead's first touch, as on every event of the lead; ``touch`` is this touch. Enrichment's to re-enrich and
-    re-score the lead: the lifecycle gets ``lead.touch_recorded``, which names nobody (earlier versions put this
-    one there too, and ``leads.lifecycle`` still holds those).
+    lead's first touch, as on every event of the lead; ``touch`` is this touch. It goes to enrichment alone (to
+    enrich and score the lead again); the lifecycle gets ``lead.touch_recorded``, without the contact (earlier
+    versions put this one there too, and ``leads.lifecycle`` still holds those).
     """
 
     type: ClassVar[str] = "lead.touched"

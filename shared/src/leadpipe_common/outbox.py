@@ -25,8 +25,8 @@ Guarantees:
   runner's do when too big) only where what it was built from is kept
   (``keeps``): capture's leads and touches are marked published, not
   deleted, and keep their event; its quarantine table keeps each submission
-  its outbox announces (for ``CAPTURE_QUARANTINE_KEEP_DAYS``). A row the claim deletes is not set aside so, for it would be
-  lost: its round fails (``Unsendable``, logged) until ``leads.deadletter``
+  its outbox announces (for ``CAPTURE_QUARANTINE_KEEP_DAYS``). A row the
+  claim deletes is not set aside so, for it would be lost: its round fails (``Unsendable``, logged) until ``leads.deadletter``
   takes the letter whole (a topic's lower limit raised), or, for a message
   over the producer's own limit, which no letter of it fits either, before
   anything of the round is sent, until the limit is raised or the code that

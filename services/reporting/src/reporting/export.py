@@ -14,14 +14,14 @@ analyst to hear that the slice lacks them.
 The columns (``EXPORT_COLUMNS``) flatten what analysts filter on; ``data`` is
 the whole event, but for an earlier version's ``lead.touched``, whose
 person's contact (and ``person_id``) the file leaves out, as the lifecycle's
-touch now carries none. ``to_stage`` is the stage entered, or for another event its
-type without ``lead.``, a later touch's ``touched`` (as on the timeline)
-whichever version wrote it (``lead.touch_recorded``, or an earlier one's
-``lead.touched``). ``at`` is when it happened: the step's time, the breach's,
-or for a touch the touch's (``lead.reengaged``: when the holder was
-told). ``utm_*``, ``form_id`` and ``offer`` are the lead's first touch, as
-every event carries it, except on a touch and ``lead.reengaged``,
-which are about a later touch: there they are that touch's.
+touch now carries none. ``to_stage`` is the stage entered, or for another
+event its type without ``lead.``, a later touch's ``touched`` (as on the
+timeline) whichever version wrote it (``lead.touch_recorded``, or an earlier
+one's ``lead.touched``). ``at`` is when it happened: the step's time, the
+breach's, or for a touch the touch's (``lead.reengaged``: when the holder
+was told). ``utm_*``, ``form_id`` and ``offer`` are the lead's first touch,
+as every event carries it, except on a touch and ``lead.reengaged``, which
+are about a later touch: there they are that touch's.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ EXPORT_COLUMNS = ("event_id", "type", "time", "lead_id", "from_stage", "to_stage
                   "reason_code", "owner_id", "team", "grade", "amount", "currency", "utm_source", "utm_medium",
                   "utm_campaign", "utm_content", "form_id", "offer", "partition", "offset", "data")
 
-#: A step that enters no stage is named by its type, but for the later touch, named ``touched`` as the timeline
-#: names it, by whichever version's event it came.
+#: What a step that enters no stage is called, where it is not its type without ``lead.``: a later touch is
+#: ``touched``, as on the timeline, whichever version's event it came in.
 _STEP_OF = {LeadTouchRecorded.type: "touched"}
 #: What of an event's data the file leaves out: the record keeps it, but no copy for analysts need hold it.
 _LEFT_OUT = {LeadTouched.type: {"contact", "person_id"}}
