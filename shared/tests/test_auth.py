@@ -364,3 +364,41 @@ async def test_every_service_shows_its_metrics_only_to_a_key_that_may_read_them_
     assert signed_in.status_code == 403 and "dashboard session" in signed_in.json()["error"]  # even an admin key's
     assert scraped.status_code == by_admin.status_code == 200 and "leadpipe_http_requests_total" in scraped.text
     assert probes == [200, 503]  # not started: no readiness check has passed, but no key was asked for
+
+
+class GoesAway(KeysStored):
+    """A database that answers until ``gone`` says how: ``"down"`` (connections refused) or ``"silent"``."""
+
+    gone: str | None = None
+
+    async def execute(self, statement: object) -> SimpleNamespace:
+        if self.gone == "down":
+            raise ConnectionRefusedError("connection refused")
+        if self.gone == "silent":
+            await asyncio.Event().wait()
+        return await super().execute(statement)
+
+
+@pytest.mark.parametrize("gone", ["down", "silent"])
+async def test_a_key_found_valid_keeps_reading_metrics_through_a_database_outage_for_a_while(gone):
+    """Prometheus scrapes every 15 s, past the 2 s a key is cached: /metrics went dark in every incident it is
+    there to show. A key never found valid here is still a 503, and one found valid long ago too."""
+    now = [1000.0]
+    stored = GoesAway()
+    key, unseen = stored.add(auth.READ_METRICS), stored.add(auth.READ_METRICS)
+    keys = auth.Keys(stored, None, clock=lambda: now[0], deadline_s=0.05)  # type: ignore[arg-type]
+    assert await keys.authenticate(key) is not None
+    stored.gone, now[0] = gone, now[0] + 60
+    assert (await asyncio.wait_for(keys.authenticate(key), 1)).scopes == frozenset({auth.READ_METRICS})
+    with pytest.raises((ConnectionRefusedError, Unanswered)):
+        await asyncio.wait_for(keys.authenticate(unseen), 1)
+    now[0] += auth.STALE_S
+    with pytest.raises((ConnectionRefusedError, Unanswered)):
+        await asyncio.wait_for(keys.authenticate(key), 1)
+
+
+async def test_a_keys_lookup_waits_no_longer_than_a_scrape_does_whatever_the_request_deadline(monkeypatch):
+    """A scrape gives up after 10 s by default: a lookup that took the request's 30 s gave it nothing to show."""
+    monkeypatch.setattr(auth, "LOOKUP_S", 0.05)
+    with pytest.raises(Unanswered):
+        await asyncio.wait_for(auth.Keys(NeverAnswers(), None, deadline_s=30).find("abc123def456"), 1)  # type: ignore[arg-type]

@@ -18,6 +18,13 @@ Guarantees:
   key, or an unknown or revoked one: ``401`` with ``WWW-Authenticate``; a key
   without the scope: ``403``. A revoked key stops working within
   ``CACHE_S`` seconds on every process, with no restart.
+- A key's lookup waits at most ``LOOKUP_S`` (or the service's shorter
+  request deadline). While Postgres cannot be asked (down, or silent past
+  that), a key this process found valid within ``STALE_S`` stays valid
+  (not refreshed by the outage): what it reaches that needs no database
+  (``/metrics``, the API documents) keeps answering through the incident it
+  is there to show; a revocation made before the outage and not yet seen
+  here is seen when Postgres answers again. Any other key is a ``503``.
 - A key or a session that cannot be looked up now (Postgres unreachable, its
   pool busy, or silent past ``<SERVICE>_DB_REQUEST_DEADLINE_S``:
   ``db.answered_within``) is never taken for unknown: the request is answered
@@ -75,7 +82,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from leadpipe_common.db import transaction_within
+from leadpipe_common.db import UNAVAILABLE, is_unavailable, transaction_within
 from leadpipe_common.http import SESSION_COOKIE, Problem
 from leadpipe_common.throttle import Network, Rate, Throttle, counted_as, parse_rate, request_address
 
@@ -85,6 +92,10 @@ READ_REPORTS = "reports:read"
 #: A scope of its own: a scraper's key, kept in Prometheus' configuration, must read neither reports nor leads.
 READ_METRICS = "metrics:read"
 CACHE_S = 2.0
+#: How long a key's lookup may wait: a Prometheus scrape gives up after 10 s by default.
+LOOKUP_S = 5.0
+#: How long a key found valid stays so while Postgres cannot be asked (see the module).
+STALE_S = 600.0
 #: The most keys (found or not) a process remembers.
 CACHED_KEYS = 10_000
 PREFIX = "lpk"
@@ -178,9 +189,11 @@ class Keys:
 
     def __init__(self, engine: AsyncEngine, bootstrap: str | None, clock: Callable[[], float] = time.monotonic,
                  deadline_s: float | None = None) -> None:
-        """``deadline_s``: how long a lookup may go unanswered (``db.transaction_within``); None: for ever."""
+        """``deadline_s``: how long a request may wait for Postgres (``db.transaction_within``); None: for ever. A
+        key's lookup waits ``LOOKUP_S`` at most."""
         self._engine = engine
         self._deadline_s = deadline_s
+        self._lookup_s = min(deadline_s or LOOKUP_S, LOOKUP_S)
         self._bootstrap = digest(bootstrap) if bootstrap else None
         self._clock = clock
         # Bounded: every made-up key id a caller sends is a miss that would stay otherwise (oldest go first).
@@ -265,8 +278,13 @@ class Keys:
         cached = self._cache.get(key_id)
         if cached and now - cached[0] < CACHE_S:
             return cached[1]
-        async with self._answered() as conn:
-            row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        try:
+            async with transaction_within(self._engine, self._lookup_s) as conn:
+                row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        except UNAVAILABLE as exc:
+            if cached and _live(cached[1]) and now - cached[0] < STALE_S and is_unavailable(exc):
+                return cached[1]  # kept with its own time: valid STALE_S after it was last found so, no longer
+            raise
         stored = None if row is None else StoredKey(row.key_id, row.name, bytes(row.secret_sha256),
                                                     frozenset(row.scopes), row.created_at, row.revoked_at,
                                                     row.rate_limit)
