@@ -61,6 +61,25 @@ def test_a_command_run_beside_make_run_reaches_its_postgres_with_the_password_ma
     assert ServiceSettings().database_url == "postgresql+asyncpg://postgres:kept-by-make-run@127.0.0.1:5432/leadpipe"
 
 
+def test_a_command_beside_make_run_on_another_port_reaches_make_runs_postgres_not_the_one_on_5432(monkeypatch, tmp_path):
+    """The usual reason to move make run's Postgres is a Postgres of the user's on 5432: a command went there, with
+    make run's password."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("LEADPIPE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LEADPIPE_POSTGRES_PORT", "5433")
+    write_secret(tmp_path / POSTGRES_PASSWORD_FILE, "kept-by-make-run")
+    assert ServiceSettings().database_url == "postgresql+asyncpg://postgres:kept-by-make-run@127.0.0.1:5433/leadpipe"
+
+
+def test_a_make_run_setting_that_is_wrong_leaves_a_services_own_settings_as_they_were(monkeypatch, tmp_path):
+    """A LEADPIPE_* variable of another program's on a server is no reason for a service not to start."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("LEADPIPE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LEADPIPE_POSTGRES_PORT", "not a port")
+    write_secret(tmp_path / POSTGRES_PASSWORD_FILE, "kept-by-make-run")
+    assert ServiceSettings().database_url == DEFAULT_DATABASE_URL
+
+
 def test_a_database_url_of_the_users_is_taken_as_given_beside_make_runs_password(monkeypatch, tmp_path):
     monkeypatch.setenv("LEADPIPE_DATA_DIR", str(tmp_path))
     write_secret(tmp_path / POSTGRES_PASSWORD_FILE, "kept-by-make-run")

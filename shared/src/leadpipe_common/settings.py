@@ -301,10 +301,13 @@ class ServiceSettings(KafkaSettings):
         if not isinstance(given, dict) or "DATABASE_URL" in given:
             return given
         try:
-            password = (StackSettings().data_dir / POSTGRES_PASSWORD_FILE).read_text().strip()
-        except OSError:  # no make run here, or another user's
+            stack = StackSettings()
+            password = (stack.data_dir / POSTGRES_PASSWORD_FILE).read_text().strip()
+        except (OSError, ValueError):  # no make run here, or another user's; LEADPIPE_* not make run's either
             return given
-        url = make_url(DEFAULT_DATABASE_URL).set(password=password).render_as_string(hide_password=False)
+        # On make run's port: one moved off 5432 (LEADPIPE_POSTGRES_PORT) because a Postgres of the user's holds it.
+        url = (make_url(DEFAULT_DATABASE_URL).set(port=stack.postgres_port, password=password)
+               .render_as_string(hide_password=False))
         return {**given, "DATABASE_URL": url}
 
     def db_server_settings(self) -> dict[str, str]:
