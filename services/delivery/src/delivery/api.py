@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadpipe_common.auth import ADMIN, Principal, needs
+from leadpipe_common.db import UNAVAILABLE, is_unavailable
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
@@ -246,6 +247,21 @@ def _columns(sub: Subscription) -> dict[str, Any]:
             "retry_hours": sub.retry_hours, "contact": _listed(sub.contact)}
 
 
+async def _put_in_force(rt: DeliveryRuntime, now: datetime) -> None:
+    """This process's subscriptions read again after a change was committed, under a deadline of their own: the
+    change is stored whatever happens here, so a read Postgres does not answer in time is left to the next refresh
+    (``DELIVERY_SUBSCRIPTIONS_REFRESH_S``), not answered 503 (a retry of a creation would find its id taken and
+    the secret, shown only in this answer, lost)."""
+    try:
+        async with rt.request_unit_of_work() as uow:
+            await rt.context.subscriptions.reload(uow.store, now)
+    except UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
+        log.warning("a subscription change is stored but not yet in force here; the next refresh puts it",
+                    error=type(exc).__name__)
+
+
 @router.post("/v1/subscriptions", summary="Subscribe a webhook; its secret is answered once", status_code=201,
              response_model=WithSecret, responses=problem_responses(409, 503, _409="the id is taken"))
 async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
@@ -263,7 +279,7 @@ async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
         if not made:
             raise Problem(409, f"a subscription {sub.id!r} exists", [FieldProblem("id", "is taken")])
         await uow.commit()
-        await book.reload(uow.store, now)
+    await _put_in_force(rt, now)
     log.info("subscription made through the API", subscription=sub.id, by=who.name)
     return {**_state(sub, book, set()), "secret": secret}
 
@@ -291,9 +307,9 @@ async def change_subscription(subscription_id: str, body: SubscriptionChange, rt
         # Only what was given is written: two changes at once, of different fields, both stay.
         changes = {k: v for k, v in _columns(sub).items() if k in given}
         await uow.store.change_subscription(subscription_id, changes)
-        await uow.commit()
-        await book.reload(uow.store, now)
         off = switched_off(await uow.store.disabled_urls(), book.from_file)
+        await uow.commit()
+    await _put_in_force(rt, now)
     # Names only: a URL may hold a token (a chat's incoming webhook).
     log.info("subscription changed through the API", subscription=subscription_id, by=who.name,
              changed=sorted(k for k, v in changes.items() if v != stored[k]))
@@ -320,7 +336,7 @@ async def rotate_secret(subscription_id: str, body: Rotation, rt: DeliveryRuntim
         kept = [(s, min(at, until) if at else until) for s, at in opened if (at is None or at > now) and until > now]
         await uow.store.set_secrets(subscription_id, sealed_secrets(box, [*kept, (secret, None)]))
         await uow.commit()
-        await book.reload(uow.store, now)
+    await _put_in_force(rt, now)
     log.info("subscription secret rotated", subscription=subscription_id, by=who.name, previous_until=until)
     return {"id": subscription_id, "secret": secret, "previous_valid_until": until}
 
@@ -335,7 +351,7 @@ async def delete_subscription(subscription_id: str, rt: DeliveryRuntime,
         if dropped is None:
             raise Problem(404, f"no subscription {subscription_id!r}")
         await uow.commit()
-        await rt.context.subscriptions.reload(uow.store, rt.context.clock())
+    await _put_in_force(rt, rt.context.clock())
     log.info("subscription deleted", subscription=subscription_id, by=who.name, dropped=dropped)
     return {"id": subscription_id, "dropped": dropped}
 
