@@ -443,3 +443,22 @@ def test_an_sla_file_with_no_acceptance_is_refused_naming_the_file(files, sla):
 def test_an_sla_file_that_turns_the_deadlines_off_on_purpose_is_taken(files):
     files.sla.write_text("acceptance: {}\n")
     assert files.load().data.sla.acceptance == {}
+
+
+def test_routing_on_the_bundled_sample_team_says_so_at_start_naming_what_to_set(tmp_path):
+    """A first deploy routed real leads to the sample's fictional reps, and nothing said so."""
+    import structlog
+
+    from routing.app import create_app
+    from routing.settings import RoutingSettings
+
+    for name in ("reps.yaml", "accounts.csv"):
+        shutil.copy(SHIPPED / name, tmp_path / name)
+    with structlog.testing.capture_logs() as lines:
+        create_app(RoutingSettings())
+        create_app(RoutingSettings(reps_file=tmp_path / "reps.yaml", accounts_file=tmp_path / "accounts.csv"))
+        create_app(RoutingSettings(reps_file=tmp_path / "reps.yaml", accounts_file=tmp_path / "accounts.csv",
+                                   territories_file=SHIPPED / "territories.yaml"))
+    said = [line["unset"] for line in lines if line["event"].startswith("routing to the bundled sample team")]
+    assert said == [["ROUTING_REPS_FILE", "ROUTING_ACCOUNTS_FILE", "ROUTING_TERRITORIES_FILE"],
+                    ["ROUTING_TERRITORIES_FILE"]]
