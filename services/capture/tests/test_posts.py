@@ -1247,6 +1247,49 @@ async def test_a_form_post_over_the_rate_limit_asks_the_person_to_wait_as_long_a
     assert "check the form" not in reply.text and CORRECT_IT not in reply.text
 
 
+# -- a body that takes too long to arrive ---------------------------------------------------------------------
+
+SLOW = 0.2  # the body deadline of these tests, in seconds
+
+
+def trickled(body: bytes) -> Any:
+    """``body`` as a client sends it that sends its first bytes and then, for longer than the deadline, nothing."""
+    async def pieces() -> AsyncIterator[bytes]:
+        yield body[:8]
+        await asyncio.sleep(30)
+        yield body[8:]
+
+    return pieces()
+
+
+@pytest.mark.parametrize(("path", "body", "content_type"), [
+    ("/v1/leads", b'{"email": "slow@example.com"}', "application/json"),
+    (FORM, b"email=slow%40example.com", "application/x-www-form-urlencoded"),
+    (FORM, b'--XX\r\nContent-Disposition: form-data; name="email"\r\n\r\nslow@example.com\r\n--XX--\r\n',
+     "multipart/form-data; boundary=XX"),
+], ids=["json", "form", "multipart"])
+async def test_a_post_whose_body_is_still_arriving_at_the_deadline_gets_408_and_nothing_is_stored(
+        pipeline, path, body, content_type):
+    """capture counts a post against its rate limit before it reads the body: a body trickled in held its
+    connection and up to 64 KiB of memory for as long as its client liked."""
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN, body_deadline_s=SLOW)
+    async with serving(pipeline, settings) as capture:
+        reply = await capture.post(path, content=trickled(body), headers={**AS_JSON, "content-type": content_type})
+    assert (reply.status_code, reply.headers["connection"]) == (408, "close")
+    assert reply.json() == {"error": f"the request body did not arrive within {SLOW:g} s"}
+    assert pipeline.written == [] and pipeline.quarantined == {}
+
+
+async def test_a_browsers_form_post_that_arrived_too_slowly_asks_the_person_to_send_it_again(pipeline):
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN, body_deadline_s=SLOW)
+    async with serving(pipeline, settings, accept="text/html") as capture:
+        reply = await capture.post(FORM, content=trickled(b"email=slow%40example.com"),
+                                   headers={"content-type": "application/x-www-form-urlencoded"})
+    assert reply.status_code == 408 and "text/html" in reply.headers["content-type"]
+    assert "<title>Please try again shortly</title>" in reply.text and "took too long to reach us" in reply.text
+    assert CORRECT_IT not in reply.text
+
+
 # -- a CAPTCHA form retried after a 503 ---------------------------------------------------------------------
 
 

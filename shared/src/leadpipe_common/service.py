@@ -304,7 +304,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     if service.fast_lane is not None:
         app.add_middleware(service.fast_lane)
     app.add_middleware(RefuseNul)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, deadline_s=settings.body_deadline_s)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics)
     install_problem_handlers(app, unavailable=UNAVAILABLE, retry_later=is_unavailable)

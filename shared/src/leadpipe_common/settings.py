@@ -193,6 +193,12 @@ class ServiceSettings(KafkaSettings):
                                 "(a network partition, a frozen host) otherwise held the request until the "
                                 "operating system gave up on the connection, minutes later. Keep it above what a "
                                 "route's honest work takes; 0: for ever")
+    # A route reads a body after its key and rate checks (capture's public posts included): trickled in, a byte
+    # every few seconds, each one held its connection and up to MAX_BODY_BYTES of memory without end.
+    body_deadline_s: float = Field(15.0, gt=0, description="seconds a request's body may take to arrive in full, "
+                                                           "counted from the request's start (its headers "
+                                                           "received); past it: `408` and the connection closed, "
+                                                           "nothing of the request stored")
     # uvicorn serves plain HTTP and believes no X-Forwarded-Proto (cli.serve): behind a proxy that terminates TLS
     # every request arrives as http, so where browsers really are must be said. Several when browsers reach it
     # under more than one name (two domains, or both during a move from one to the other).

@@ -229,7 +229,8 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
     media = _media_type(request)
     if media not in allowed:
         raise Problem(415, f"unsupported content type {media or '(none)'!r}; send one of: {', '.join(allowed)}")
-    body = await request.body()  # http.BodyLimit refuses one over the limit with 413
+    # http.BodyLimit refuses one over the limit with 413, and one still arriving at its deadline with 408.
+    body = await request.body()
     if media == "application/json":
         try:
             # UTF-8 only (RFC 8259): json.loads would take UTF-16 and UTF-32 too, past the NUL check, which
@@ -912,9 +913,10 @@ def _thanks_page(form_name: str | None) -> str:
 
 #: The refusals of what the form sent, which the person corrects; others are no fault of theirs.
 _INPUT_REFUSED = frozenset({400, 413, 415, 422})
-#: Why a submission refused for now was, to the person: over the rate limit of their address (an office or a
-#: mobile network may share it), or capture unable to store it.
-_NOT_NOW = {429: "Many submissions have come from your network in a short time.",
+#: Why a submission refused for now was, to the person: its body too slow to arrive (a weak mobile signal), over
+#: the rate limit of their address (an office or a mobile network may share it), or capture unable to store it.
+_NOT_NOW = {408: "Your submission took too long to reach us.",
+            429: "Many submissions have come from your network in a short time.",
             503: "We could not store your submission just now."}
 
 
