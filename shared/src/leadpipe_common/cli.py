@@ -4,12 +4,15 @@ Guarantees: bad settings, or a reference file the service cannot use, end
 with a one-line message naming the variable (and the file) and the reason, exit
 code 2, never a traceback; ``serve`` runs the service's app factory under
 uvicorn, which turns SIGTERM/SIGINT into a clean lifespan shutdown (stop
-fetching, finish and commit the batch, leave the group). A single-process
-server wakes once a second for uvicorn's housekeeping (the Date header,
-the exit check) instead of ten times, and at once on a signal. ``migrate``
-only upgrades: a revision the service's history does not have, or one older
-than the revision in place, is refused (exit code 2); what it prints is the
-revision in place once it is done.
+fetching, finish and commit the batch, leave the group); it serves at most
+``<SERVICE>_MAX_CONNECTIONS`` open connections (a request on one more is
+answered ``503`` and that connection closed) and closes an idle kept-alive
+one after ``<SERVICE>_KEEP_ALIVE_S``. A single-process server wakes once a
+second for uvicorn's housekeeping (the Date header, the exit check) instead
+of ten times, and at once on a signal. ``migrate`` only upgrades: a revision
+the service's history does not have, or one older than the revision in
+place, is refused (exit code 2); what it prints is the revision in place
+once it is done.
 """
 
 from __future__ import annotations
@@ -141,18 +144,7 @@ def service_cli(
         except (ValueError, OSError) as exc:
             typer.secho(f"{name} cannot start: {exc}", err=True, fg="red")
             raise typer.Exit(2) from None
-        options: dict[str, Any] = {
-            "factory": True,
-            "host": settings.host,
-            "port": settings.port,
-            "workers": workers or settings.workers,
-            "log_config": None,
-            "access_log": False,
-            # uvicorn would believe X-Forwarded-For from 127.0.0.1 and hand the app the forwarded address, so any
-            # local process could pose as any client; the services decide whom to believe (CAPTURE_TRUSTED_PROXIES).
-            "proxy_headers": False,
-            "timeout_graceful_shutdown": 9,
-        }
+        options = server_options(settings, workers)
         if options["workers"] > 1:
             uvicorn.run(app_factory, **options)  # its supervisor builds each worker's server itself
             return
@@ -184,6 +176,28 @@ def service_cli(
             typer.echo(f"{name}: migrated to {now} (from {', '.join(before) or 'no tables'})")
 
     return cli
+
+
+def server_options(settings: ServiceSettings, workers: int | None = None) -> dict[str, Any]:
+    """uvicorn's options for a service's app factory (``workers``: the command line's, over its setting)."""
+    return {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "workers": workers or settings.workers,
+        "log_config": None,
+        "access_log": False,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 and hand the app the forwarded address, so any
+        # local process could pose as any client; the services decide whom to believe (CAPTURE_TRUSTED_PROXIES).
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": 9,
+        # uvicorn refuses a request once the open connections (its own among them) reach its limit: one more, so
+        # that MAX_CONNECTIONS are served.
+        "limit_concurrency": settings.max_connections + 1,
+        # A longer queue of connections not yet accepted would only hold clients to be refused.
+        "backlog": settings.max_connections,
+        "timeout_keep_alive": settings.keep_alive_s,
+    }
 
 
 class QuietServer(uvicorn.Server):

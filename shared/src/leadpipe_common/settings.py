@@ -199,6 +199,17 @@ class ServiceSettings(KafkaSettings):
                                                            "counted from the request's start (its headers "
                                                            "received); past it: `408` and the connection closed, "
                                                            "nothing of the request stored")
+    # uvicorn serves every connection it accepts, for as long as its client likes: thousands of slow or idle ones,
+    # from many addresses, took a process's memory or file descriptors. Past this, a refusal costs nothing to keep.
+    max_connections: int = Field(1000, ge=1, description="open connections one process serves at once, idle "
+                                                         "kept-alive ones included (and requests in progress); a "
+                                                         "request on one more is answered `503` and its connection "
+                                                         "closed; as many again may wait to be accepted (the listen "
+                                                         "backlog)")
+    keep_alive_s: int = Field(5, ge=1, description="seconds an idle kept-alive connection stays open; behind a load "
+                                                   "balancer that reuses its connections to the service, set it "
+                                                   "above the balancer's idle timeout (AWS ALB: 60 s), or it may "
+                                                   "send a request on one just closed (a `502`)")
     # uvicorn serves plain HTTP and believes no X-Forwarded-Proto (cli.serve): behind a proxy that terminates TLS
     # every request arrives as http, so where browsers really are must be said. Several when browsers reach it
     # under more than one name (two domains, or both during a move from one to the other).
