@@ -1,10 +1,11 @@
-"""uvicorn as the services run it (``cli.server_options``), on a real socket: what it lets a client hold."""
+"""uvicorn as the services run it (``cli.server_options``), on a real socket: what a client may hold of it."""
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import uvicorn
 
 from leadpipe_common.cli import server_options
@@ -12,11 +13,22 @@ from leadpipe_common.local.infra import free_port
 from leadpipe_common.settings import ServiceSettings
 
 GET = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+HEAD_START = b"POST / HTTP/1.1\r\nHost: test\r\n"
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
+    """Answers how many bytes of body it read; at /refuse, 413 without reading it."""
+    if scope["path"] == "/refuse":
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", b"1")]})
+        await send({"type": "http.response.body", "body": b"!"})
+        return
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size, more = size + len(message.get("body", b"")), message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(str(size))).encode())]})
+    await send({"type": "http.response.body", "body": str(size).encode()})
 
 
 @contextlib.asynccontextmanager
@@ -39,29 +51,102 @@ async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
     return await asyncio.open_connection("127.0.0.1", port)
 
 
-async def status_of(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
-    """The status line of the answer to a GET sent on the connection."""
-    writer.write(GET)
-    line = await asyncio.wait_for(reader.readline(), 5)
-    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # the rest of its head: no body follows
-    return line.split(b" ")[1]
+async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 request: bytes = GET) -> tuple[bytes, bytes]:
+    """The status and body of the answer to ``request``, sent on the connection."""
+    writer.write(request)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length"))
+    return head.split(b" ")[1], await asyncio.wait_for(reader.readexactly(length), 5)
 
 
-async def test_past_max_connections_a_request_is_answered_503_and_its_connection_closed():
+async def closed(reader: asyncio.StreamReader, within: float) -> bytes:
+    """What the server sent before it closed the connection, which it must do ``within`` seconds."""
+    sent = await asyncio.wait_for(reader.read(), within)
+    assert reader.at_eof()
+    return sent
+
+
+async def test_a_connection_past_max_connections_is_closed_at_once_and_the_limit_itself_served():
+    """uvicorn answers 503 only once a request's head is whole: till then it held every connection offered."""
     async with serving(max_connections=2) as port:
         held = [await connect(port) for _ in range(2)]
-        assert [await status_of(*connection) for connection in held] == [b"204", b"204"]  # kept alive, both
+        assert [(await answer(*connection))[0] for connection in held] == [b"200", b"200"]  # kept alive, both
         reader, writer = await connect(port)
-        assert await status_of(reader, writer) == b"503"
-        await asyncio.wait_for(reader.read(), 5)  # its body, then the end: closed, its file descriptor free again
-        assert reader.at_eof()
+        assert await closed(reader, within=5) == b""  # by the server: the writer is held open
         held[0][1].close()
         await asyncio.sleep(0.1)  # for the server to see it gone
-        assert await status_of(*await connect(port)) == b"204"
+        assert (await answer(*await connect(port)))[0] == b"200"
 
 
 async def test_an_idle_kept_alive_connection_is_closed_after_keep_alive_s():
     async with serving(keep_alive_s=1) as port:
         reader, writer = await connect(port)
-        assert await status_of(reader, writer) == b"204"
-        assert await asyncio.wait_for(reader.read(), 3) == b""  # uvicorn's own 5 s would have run past this
+        assert (await answer(reader, writer))[0] == b"200"
+        await closed(reader, within=3)  # uvicorn's own 5 s would have run past this
+
+
+@pytest.mark.parametrize(("sent", "trickled"), [(b"", b""), (HEAD_START, b"X-A")], ids=["nothing", "part of a head"])
+async def test_a_connection_whose_head_is_not_whole_by_the_header_deadline_is_closed(sent, trickled):
+    async with serving(header_deadline_s=0.5) as port:
+        reader, writer = await connect(port)
+        writer.write(sent)
+        for byte in trickled:  # a byte now and then: no wait between reads is the deadline
+            await asyncio.sleep(0.1)
+            writer.write(bytes([byte]))
+        assert await closed(reader, within=2) == b""
+
+
+async def test_on_a_kept_alive_connection_the_head_deadline_runs_from_the_first_bytes_after_an_answer():
+    """Idle, it is kept KEEP_ALIVE_S (behind a load balancer, longer than its idle timeout); its next head is
+    timed from its first bytes, which uvicorn took for a sign of life, and then waited on for ever."""
+    async with serving(header_deadline_s=0.4, keep_alive_s=5) as port:
+        reader, writer = await connect(port)
+        assert (await answer(reader, writer))[0] == b"200"
+        await asyncio.sleep(0.8)  # idle past the head deadline: no head is late yet
+        assert (await answer(reader, writer))[0] == b"200"
+        writer.write(HEAD_START)
+        assert await closed(reader, within=2) == b""
+
+
+@pytest.mark.parametrize("piece", [5000, 500], ids=["in one read", "in pieces"])
+async def test_a_head_going_on_past_max_header_bytes_is_refused_400_and_its_connection_closed(piece):
+    """uvicorn kept all of it: one connection sending headers without end grew the process by 200 MB a second."""
+    head = HEAD_START + b"X-Pad: " + b"a" * 4200  # not ended, and just past the limit: what comes after the
+    async with serving(max_header_bytes=4096) as port:  # refusal, the server's closed socket answers with a reset
+        reader, writer = await connect(port)
+        for start in range(0, len(head), piece):
+            writer.write(head[start:start + piece])
+            await asyncio.sleep(0.05)
+        sent = await closed(reader, within=5)
+    assert sent.startswith(b"HTTP/1.1 400 ") and sent.endswith(b"Request headers too large.")
+
+
+@pytest.mark.parametrize("pieces", [1, 4], ids=["in one read", "in pieces"])
+async def test_a_head_within_max_header_bytes_is_served_with_its_body_however_it_arrives(pieces):
+    """The read that ends the head may carry more of the body than a head may hold: that is no head too long."""
+    body = b"b" * 20_000
+    head = HEAD_START + b"X-Pad: " + b"a" * 3000 + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+    async with serving(max_header_bytes=4096) as port:
+        reader, writer = await connect(port)
+        step = len(head) // pieces + 1
+        for start in range(0, len(head) - step, step):
+            writer.write(head[start:start + step])
+            await asyncio.sleep(0.05)
+        last = (len(head) - 1) // step * step
+        assert await answer(reader, writer, head[last:] + body) == (b"200", b"20000")
+        assert await answer(reader, writer, head + body) == (b"200", b"20000")  # and the next, kept alive
+
+
+async def test_the_rest_of_a_body_the_app_answered_without_reading_is_not_counted_as_the_next_head():
+    """uvicorn throws it away as it comes: taken for the next request's head, it was refused as one too long."""
+    body = b"b" * 19_900
+    padded = b"GET / HTTP/1.1\r\nHost: test\r\nX-Pad: " + b"a" * 1000 + b"\r\n\r\n"
+    async with serving(max_header_bytes=4096) as port:
+        reader, writer = await connect(port)
+        refused = b"POST /refuse HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n" % len(body)
+        assert await answer(reader, writer, refused + body[:100]) == (b"413", b"!")
+        writer.write(body[100:] + padded[:20])  # the rest, and the next head's start, in one read
+        await asyncio.sleep(0.1)
+        assert await answer(reader, writer, padded[20:]) == (b"200", b"0")

@@ -5,11 +5,11 @@ with a one-line message naming the variable (and the file) and the reason, exit
 code 2, never a traceback; ``serve`` runs the service's app factory under
 uvicorn, which turns SIGTERM/SIGINT into a clean lifespan shutdown (stop
 fetching, finish and commit the batch, leave the group); it serves at most
-``<SERVICE>_MAX_CONNECTIONS`` open connections (a request on one more is
-answered ``503`` and that connection closed) and closes an idle kept-alive
-one after ``<SERVICE>_KEEP_ALIVE_S``. A single-process server wakes once a
-second for uvicorn's housekeeping (the Date header, the exit check) instead
-of ten times, and at once on a signal. ``migrate`` only upgrades: a revision
+``<SERVICE>_MAX_CONNECTIONS`` open connections, bounds what a request's head
+holds and how long it takes (``connections.BoundedHeads``) and closes an
+idle kept-alive connection after ``<SERVICE>_KEEP_ALIVE_S``. A
+single-process server wakes once a second for uvicorn's housekeeping (the
+Date header, the exit check) instead of ten times, and at once on a signal. ``migrate`` only upgrades: a revision
 the service's history does not have, or one older than the revision in
 place, is refused (exit code 2); what it prints is the revision in place
 once it is done.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from leadpipe_common.cli_help import Group
+from leadpipe_common.connections import BoundedHeads
 from leadpipe_common.db import ConnectTimeout
 from leadpipe_common.moments import parse_moment, parse_scan_moment
 from leadpipe_common.settings import ServiceSettings
@@ -191,8 +193,12 @@ def server_options(settings: ServiceSettings, workers: int | None = None) -> dic
         # local process could pose as any client; the services decide whom to believe (CAPTURE_TRUSTED_PROXIES).
         "proxy_headers": False,
         "timeout_graceful_shutdown": 9,
-        # uvicorn refuses a request once the open connections (its own among them) reach its limit: one more, so
-        # that MAX_CONNECTIONS are served.
+        # Its httptools protocol, bounding what a request's head holds, and for how long.
+        "http": functools.partial(BoundedHeads, max_head_bytes=settings.max_header_bytes,
+                                  head_deadline_s=settings.header_deadline_s),
+        # BoundedHeads closes a connection accepted once the open ones (itself among them) reach the limit, and
+        # uvicorn answers 503 a request that comes while as many are in progress: one more, so that
+        # MAX_CONNECTIONS are served.
         "limit_concurrency": settings.max_connections + 1,
         # A longer queue of connections not yet accepted would only hold clients to be refused.
         "backlog": settings.max_connections,

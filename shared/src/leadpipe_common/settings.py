@@ -182,6 +182,14 @@ class ServiceSettings(KafkaSettings):
     port: int = Field(8000, description="HTTP port; replica *i* under `make run` listens on port + 100·*i*")
     # Consumers scale by replicas (processes in the group) instead, so this matters for capture.
     workers: int = Field(1, ge=1, description="uvicorn worker processes behind the port")
+    # uvicorn kept a request's head, however long, for as long as its client took to send it (connections.py).
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="the most a request's head (its request line "
+                                                                  "and headers) may hold; a longer one gets `400` "
+                                                                  "and its connection closed")
+    header_deadline_s: float = Field(10.0, gt=0, description="seconds a request's head may take to arrive in full, "
+                                                             "from the connection's opening or, on a kept-alive "
+                                                             "one, from the first bytes after the previous answer; "
+                                                             "past it the connection is closed")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger request bodies get `413` (declared or "
                                                                 "chunked)")
     # Postgres gone silent (a network partition, a frozen host) ends no statement, and its statement_timeout cannot
@@ -202,10 +210,10 @@ class ServiceSettings(KafkaSettings):
     # uvicorn serves every connection it accepts, for as long as its client likes: thousands of slow or idle ones,
     # from many addresses, took a process's memory or file descriptors. Past this, a refusal costs nothing to keep.
     max_connections: int = Field(1000, ge=1, description="open connections one process serves at once, idle "
-                                                         "kept-alive ones included (and requests in progress); a "
-                                                         "request on one more is answered `503` and its connection "
-                                                         "closed; as many again may wait to be accepted (the listen "
-                                                         "backlog)")
+                                                         "kept-alive ones included: one more is closed as soon as "
+                                                         "it is accepted, and a request that comes while as many "
+                                                         "are in progress is answered `503`; as many again may "
+                                                         "wait to be accepted (the listen backlog)")
     keep_alive_s: int = Field(5, ge=1, description="seconds an idle kept-alive connection stays open; behind a load "
                                                    "balancer that reuses its connections to the service, set it "
                                                    "above the balancer's idle timeout (AWS ALB: 60 s), or it may "
