@@ -207,8 +207,8 @@ class ServiceSettings(KafkaSettings):
                                                            "counted from the request's start (its headers "
                                                            "received); past it: `408` and the connection closed, "
                                                            "nothing of the request stored")
-    # uvicorn serves every connection it accepts, for as long as its client likes: thousands of slow or idle ones,
-    # from many addresses, took a process's memory or file descriptors. Past this, a refusal costs nothing to keep.
+    # uvicorn served every connection it accepted, for as long as its client liked: thousands of slow or idle ones,
+    # from many addresses, could take a process's memory or file descriptors.
     max_connections: int = Field(1000, ge=1, description="open connections one process serves at once, idle "
                                                          "kept-alive ones included: one more is closed as soon as "
                                                          "it is accepted, and a request that comes while as many "
