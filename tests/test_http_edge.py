@@ -1,14 +1,17 @@
-"""What every service's HTTP edge promises: body limits, security headers on pages, one error shape."""
+"""What every service's HTTP edge promises: body limits and deadlines, security headers on pages, one error shape."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from leadpipe_common.local.stack import Stack
-from leadpipe_common.testing.plugin import KEY_HEADERS
+from leadpipe_common.testing.plugin import KEY_HEADERS, ROUTING_BODY_DEADLINE_S
 
 
 def url(stack: Stack, service: str) -> str:
@@ -29,6 +32,23 @@ async def test_a_body_over_the_limit_is_refused_by_every_service_in_the_one_erro
                                headers={"content-type": "application/json"})
     assert r.status_code == 413
     assert r.json() == {"error": "request body is larger than 64 KiB"}
+
+
+async def test_a_body_still_arriving_at_the_deadline_gets_408_and_its_connection_closed(stack):
+    """A client trickling a body held its connection, and up to the body limit of memory, for as long as it liked."""
+    where = urlsplit(url(stack, "routing"))
+    reader, writer = await asyncio.open_connection(where.hostname, where.port)
+    body = b'{"outcome": "accepted", "rep_id": "ana"}'
+    writer.write(f"POST /v1/leads/{uuid.uuid4()}/disposition HTTP/1.1\r\nHost: routing\r\n"
+                 f"Authorization: {KEY_HEADERS['Authorization']}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:5])
+    try:
+        answer = await asyncio.wait_for(reader.read(), ROUTING_BODY_DEADLINE_S + 10)  # to the server's close
+    finally:
+        writer.close()
+    head, _, sent = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and b"\r\nconnection: close" in head.lower()
+    assert json.loads(sent) == {"error": f"the request body did not arrive within {ROUTING_BODY_DEADLINE_S:g} s"}
 
 
 async def test_an_unknown_path_answers_in_the_one_error_shape(stack):

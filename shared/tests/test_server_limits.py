@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 import uvicorn
+from fastapi import FastAPI, Request
 
 from leadpipe_common.cli import server_options
+from leadpipe_common.http import BodyLimit, install_problem_handlers
 from leadpipe_common.local.infra import free_port
 from leadpipe_common.settings import ServiceSettings
 
@@ -31,11 +33,24 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": str(size).encode()})
 
 
+def edge(body_deadline_s: float) -> FastAPI:
+    """An app behind the shared edge's body limit, as ``consumer_app`` builds it, that reads each body."""
+    edged = FastAPI()
+    install_problem_handlers(edged)
+    edged.add_middleware(BodyLimit, max_bytes=64 * 1024, deadline_s=body_deadline_s)
+
+    @edged.post("/")
+    async def read(request: Request) -> dict[str, int]:
+        return {"read": len(await request.body())}
+
+    return edged
+
+
 @contextlib.asynccontextmanager
-async def serving(**settings: Any) -> AsyncIterator[int]:
-    """A server on a free port with the options a service with ``settings`` gets; yields the port."""
+async def serving(serve_app: Any = app, **settings: Any) -> AsyncIterator[int]:
+    """``serve_app`` on a free port with the options a service with ``settings`` gets; yields the port."""
     options = server_options(ServiceSettings(host="127.0.0.1", port=free_port(), **settings))
-    server = uvicorn.Server(uvicorn.Config(lambda: app, **{**options, "lifespan": "off"}))
+    server = uvicorn.Server(uvicorn.Config(lambda: serve_app, **{**options, "lifespan": "off"}))
     serve = asyncio.create_task(server.serve())
     while not server.started:
         assert not serve.done(), serve.result()
@@ -150,3 +165,16 @@ async def test_the_rest_of_a_body_the_app_answered_without_reading_is_not_counte
         writer.write(body[100:] + padded[:20])  # the rest, and the next head's start, in one read
         await asyncio.sleep(0.1)
         assert await answer(reader, writer, padded[20:]) == (b"200", b"0")
+
+
+async def test_a_body_trickled_past_the_body_deadline_is_answered_408_and_the_server_closes_its_connection():
+    """The answer says Connection: close; kept alive, the rest of the body, thrown away as it came, held it."""
+    async with serving(edge(body_deadline_s=0.3)) as port:
+        reader, writer = await connect(port)
+        writer.write(HEAD_START + b"Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{")
+        await asyncio.sleep(0.1)
+        writer.write(b'"a')  # the deadline counts from the request's start, not from the last bytes
+        sent = await closed(reader, within=3)
+    head, _, body = sent.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and b"\r\nconnection: close" in head.lower()
+    assert body == b'{"error":"the request body did not arrive within 0.3 s"}'

@@ -148,6 +148,10 @@ def _test_routing(data_dir: Path) -> dict[str, str]:
             "ROUTING_RELOAD_CHECK_S": "0.5", "ROUTING_SLA_CHECK_S": "0.5"}
 
 
+#: How long routing waits for a request's body in the test stacks.
+ROUTING_BODY_DEADLINE_S = 3
+
+
 #: A consumer group's session as short as the settings allow (3 s). On the embedded broker a new group's first join
 #: takes half the session (5 s at the default 10 s), and a killed member's successor waits for its session to
 #: lapse: each consumer a test starts, and each crash it recovers from, costs that much less. Tests run only on the
@@ -184,6 +188,9 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None, quic
                    "CAPTURE_QUARANTINE_KEEP_DAYS": "0",
                    # Every test posts from 127.0.0.1; LIMITED_FORM is the one that is held to a limit.
                    "CAPTURE_RATE_LIMIT": "1000000/minute", **_test_routing(data_dir),
+                   # A body trickled past the deadline is refused within a test's patience (the default is 15 s);
+                   # routing's, whose bodies come from the tests alone, whole.
+                   "ROUTING_BODY_DEADLINE_S": str(ROUTING_BODY_DEADLINE_S),
                    # Every test sends the bootstrap key from 127.0.0.1, where some send wrong keys on purpose: held
                    # to the default, one test's wrong keys would hold up the next one's admin key (unit tests hold
                    # the throttle itself).
