@@ -178,3 +178,117 @@ async def test_a_body_trickled_past_the_body_deadline_is_answered_408_and_the_se
     head, _, body = sent.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 ") and b"\r\nconnection: close" in head.lower()
     assert body == b'{"error":"the request body did not arrive within 0.3 s"}'
+
+
+class Transport(asyncio.Transport):
+    """A connection's transport, as a protocol sees it: what it wrote, and whether it closed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent, self.closed = b"", False
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("192.0.2.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_a_connection_refused_past_the_limit_no_longer_counts_so_an_admitted_ones_request_is_served():
+    """asyncio reports the refused connection lost a turn later: counted till then, uvicorn answered 503 the
+    requests of admitted connections whose heads came meanwhile, a flood's every turn."""
+    from uvicorn.server import ServerState
+
+    config = uvicorn.Config(lambda: app, **{**server_options(ServiceSettings(max_connections=2)), "lifespan": "off"})
+    config.load()
+    state = ServerState()
+    admitted, also, refused = (config.http_protocol_class(config=config, server_state=state, app_state={})
+                               for _ in range(3))
+    transports = [Transport() for _ in range(3)]
+    for protocol, transport in zip((admitted, also, refused), transports, strict=True):
+        protocol.connection_made(transport)
+    assert transports[2].closed and len(state.connections) == 2
+    admitted.data_received(GET)  # in the same turn
+    await asyncio.sleep(0.05)
+    assert transports[0].sent.startswith(b"HTTP/1.1 200 ") and not transports[0].closed
+
+
+async def test_after_an_early_answer_and_the_rest_of_its_body_the_connection_is_kept_alive_not_cut_at_the_head_deadline():
+    """Behind a load balancer KEEP_ALIVE_S outlasts its idle timeout: closed at the head deadline instead, the
+    balancer's next request met a closed connection (a 502)."""
+    async with serving(header_deadline_s=0.5, keep_alive_s=5) as port:
+        reader, writer = await connect(port)
+        refused = b"POST /refuse HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n" + b"a" * 100
+        assert await answer(reader, writer, refused) == (b"413", b"!")
+        writer.write(b"a" * 900)
+        await asyncio.sleep(1)  # idle past the head deadline, within keep-alive
+        assert (await answer(reader, writer))[0] == b"200"
+
+
+def protocol_of(transport: Transport, serve_app: Any = app, **settings: Any) -> Any:
+    """A connection of a service's server (``cli.server_options``), made on ``transport``."""
+    from uvicorn.server import ServerState
+
+    config = uvicorn.Config(lambda: serve_app, **{**server_options(ServiceSettings(**settings)), "lifespan": "off"})
+    config.load()
+    protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(transport)
+    return protocol
+
+
+async def test_a_pipelined_head_in_the_read_that_ends_a_body_is_counted_from_its_next_piece_not_held_whole(
+        monkeypatch):
+    """A read passed whole held every byte of the next head it carried: a quarter of a megabyte a connection."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    parsed: list[int] = []
+    feed = HttpToolsProtocol.data_received
+    monkeypatch.setattr(HttpToolsProtocol, "data_received",
+                        lambda self, data: (parsed.append(len(data)), feed(self, data))[1])
+    transport = Transport()
+    protocol = protocol_of(transport, max_header_bytes=1024)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\n\r\n")
+    protocol.data_received(b"x" + b"GET /b HTTP/1.1\r\nHost: test\r\nX-Pad: " + b"a" * 250_000)
+    assert sum(parsed[1:]) <= 1 + 2 * 1024
+    await asyncio.sleep(0.05)  # the first request's answer, then the close its refused successor asked for
+    assert transport.sent.startswith(b"HTTP/1.1 200 ") and b"connection: close" in transport.sent.lower()
+    assert transport.closed
+
+
+async def test_a_head_refused_while_an_earlier_request_is_answered_lets_that_answer_go_first_then_closes():
+    """Written over it, the 400 was read as the first request's answer (or nothing came): a client retried a
+    request already done, and capture stored a lead twice."""
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await asyncio.sleep(0.5)
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    async with serving(slow, max_header_bytes=1024) as port:
+        reader, writer = await connect(port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\nhi" + HEAD_START + b"X-Pad: "
+                     + b"a" * 2000)
+        sent = await closed(reader, within=5)
+    head, _, body = sent.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 201 ") and b"connection: close" in head.lower() and body == b"done"
+
+
+async def test_a_websocket_upgrade_is_answered_as_a_request_not_handed_to_a_protocol_no_deadline_holds():
+    async with serving(header_deadline_s=0.5) as port:
+        reader, writer = await connect(port)
+        status, _ = await answer(reader, writer, b"GET / HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
+                                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert status == b"200"

@@ -203,6 +203,8 @@ def server_options(settings: ServiceSettings, workers: int | None = None) -> dic
         # A longer queue of connections not yet accepted would only hold clients to be refused.
         "backlog": settings.max_connections,
         "timeout_keep_alive": settings.keep_alive_s,
+        # No service takes a WebSocket: an upgrade handed the connection to a protocol no deadline above holds.
+        "ws": "none",
     }
 
 

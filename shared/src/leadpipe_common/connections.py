@@ -12,14 +12,25 @@ Guarantees of :class:`BoundedHeads`, with ``<SERVICE>_MAX_HEADER_BYTES``,
 
 - a head that goes on past ``MAX_HEADER_BYTES`` is answered ``400`` and its
   connection closed, having held no more than that (one that began in the
-  read after a pipelined request, or after the rest of a body the app
-  refused, no more than twice that);
+  same read as the end of a body, a pipelined request, or the rest of a
+  body the app refused, no more than twice that: a read is fed to the
+  parser a head's worth at a time);
 - a connection is closed when a request's head is not whole
-  ``HEADER_DEADLINE_S`` after the connection opened, or after the first
-  bytes that came once the previous answer was sent (an idle kept-alive
-  connection is closed after ``<SERVICE>_KEEP_ALIVE_S``, as before);
+  ``HEADER_DEADLINE_S`` after the connection opened, or after its first
+  bytes came (an idle kept-alive connection is closed after
+  ``<SERVICE>_KEEP_ALIVE_S``, as before); nobody is told (a browser's
+  speculative connection never sends anything);
 - a connection accepted while ``MAX_CONNECTIONS`` are open is closed at
-  once, so heads in progress are no more than that;
+  once, so heads in progress are no more than that (and it no longer counts
+  among them: left counted until asyncio reported it lost, a turn later,
+  uvicorn answered 503 the admitted requests whose heads came meanwhile);
+- the rest of a body the app answered early (a ``413``, a ``401``) is
+  thrown away as it comes and timed as a head is; once it is in, the
+  connection is idle as after any answer (``KEEP_ALIVE_S``);
+- a head refused while an earlier request on the connection is still being
+  answered (pipelining) lets that answer go first, with ``Connection:
+  close``: written over it, the refusal was taken for its answer, and a
+  client retried a request already done;
 - a head that arrives whole in one read, the common request, arms no timer:
   a connection's first request costs one, cancelled when its head is whole.
 """
@@ -30,6 +41,9 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+HEAD_LATE = "Request head not in within the header deadline."
 
 
 class BoundedHeads(HttpToolsProtocol):
@@ -46,12 +60,15 @@ class BoundedHeads(HttpToolsProtocol):
         #: Heads whole on this connection so far.
         self._heads = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        #: A head was refused while an answer was owed: what comes now is thrown away.
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
             # uvicorn would answer its request 503, once a head came: till then it would hold it like any other.
             transport.close()
+            self.connections.discard(self)
             return
         self._head_timer = self.loop.call_later(self._head_deadline_s, self._head_late)
 
@@ -60,14 +77,18 @@ class BoundedHeads(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        while data:
+        while data and not self._refused:
             if not self._awaiting_head():
-                super().data_received(data)  # a request's body: uvicorn reads no more of it than the app takes
-                break
+                # A request's body (uvicorn reads no more of it than the app takes), a head's worth at a time: a
+                # pipelined head that begins in it is counted from the next piece, not after the whole read.
+                piece, data = data[:self._max_head], data[self._max_head:]
+                super().data_received(piece)
+                if self.transport.is_closing():
+                    return
+                continue
             room = self._max_head - self._head
             if room <= 0:
-                self.logger.warning("Request headers too large.")
-                self.send_400_response("Request headers too large.")
+                self._refuse("Request headers too large.")
                 return
             # No more than the head may still hold, unless it ends in them: then the rest is its body.
             piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
@@ -81,8 +102,8 @@ class BoundedHeads(HttpToolsProtocol):
                 return  # uvicorn refused what it read (not HTTP)
             if self._in_head and alone and self._heads == heads:
                 self._head += len(piece)
-        if self._awaiting_head():
-            self._start_head_clock()  # a head not whole yet, or any bytes after an answer
+        if self._in_head or self._draining():
+            self._start_head_clock()  # a head not whole yet, or the rest of a body answered early
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -92,6 +113,35 @@ class BoundedHeads(HttpToolsProtocol):
         self._in_head, self._head, self._heads = False, 0, self._heads + 1
         self._stop_head_clock()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        draining = self._draining()
+        super().on_message_complete()
+        if draining:
+            # The rest of a body answered early is in (uvicorn leaves such a cycle as it was): the connection is
+            # idle now, kept alive as after any answer, which uvicorn armed no timer for.
+            self.cycle.more_body = False
+            self._stop_head_clock()
+            if not self.transport.is_closing() and not self.pipeline and self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                    self.timeout_keep_alive_handler)
+
+    def _draining(self) -> bool:
+        """The app answered before the request's body was all in: what comes is the rest of it."""
+        return self.cycle is not None and self.cycle.response_complete and self.cycle.more_body
+
+    def _refuse(self, reason: str) -> None:
+        """A head too long or too late: ``400`` (or, past its deadline, a close), unless an earlier request's
+        answer is still owed: that goes first, saying ``Connection: close``, and the head is thrown away."""
+        self._stop_head_clock()
+        if reason != HEAD_LATE:  # a browser's speculative connection that never sends is no one's fault
+            self.logger.warning(reason)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive, self._refused = False, True
+        elif reason == HEAD_LATE:
+            self.transport.close()
+        else:
+            self.send_400_response(reason)
 
     def _awaiting_head(self) -> bool:
         return self._in_head or self.cycle is None or self.cycle.response_complete
@@ -109,4 +159,4 @@ class BoundedHeads(HttpToolsProtocol):
     def _head_late(self) -> None:
         self._head_timer = None
         if not self.transport.is_closing():
-            self.transport.close()
+            self._refuse(HEAD_LATE)
