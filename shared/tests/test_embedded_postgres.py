@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from leadpipe_common.local.infra import HBA, Postgres, free_port, kept_secret, write_secret
+from leadpipe_common.local.infra import HBA, SCRAM_ITERATIONS, Postgres, free_port, kept_secret, write_secret
 from leadpipe_common.local.stack import Stack, _shown_url
 from leadpipe_common.settings import DEFAULT_DATABASE_URL, POSTGRES_PASSWORD_FILE, ServiceSettings
 
@@ -147,6 +147,12 @@ async def test_the_embedded_postgres_takes_no_connection_without_the_password_ma
     with running(postgres):
         assert await signs_in(postgres.url()) == "postgres"
         assert await refused(postgres, None) and await refused(postgres, "postgres")
+        conn = await asyncpg.connect(postgres.url().replace("postgresql+asyncpg://", "postgresql://"))
+        try:  # few rounds: they guard a chosen password, not 256 random bits, and cost every connection
+            verifier = await conn.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'")
+        finally:
+            await conn.close()
+        assert verifier.startswith(f"SCRAM-SHA-256${SCRAM_ITERATIONS}:")
     assert mode(postgres.password_file) == 0o600
     assert postgres.password not in postgres.log.read_text()
 
