@@ -225,16 +225,35 @@ async def test_a_connection_refused_past_the_limit_no_longer_counts_so_an_admitt
     assert transports[0].sent.startswith(b"HTTP/1.1 200 ") and not transports[0].closed
 
 
+REFUSED = b"POST /refuse HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n" + b"a" * 100
+
+
 async def test_after_an_early_answer_and_the_rest_of_its_body_the_connection_is_kept_alive_not_cut_at_the_head_deadline():
     """Behind a load balancer KEEP_ALIVE_S outlasts its idle timeout: closed at the head deadline instead, the
     balancer's next request met a closed connection (a 502)."""
     async with serving(header_deadline_s=0.5, keep_alive_s=5) as port:
         reader, writer = await connect(port)
-        refused = b"POST /refuse HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n" + b"a" * 100
-        assert await answer(reader, writer, refused) == (b"413", b"!")
+        assert await answer(reader, writer, REFUSED) == (b"413", b"!")
         writer.write(b"a" * 900)
         await asyncio.sleep(1)  # idle past the head deadline, within keep-alive
         assert (await answer(reader, writer))[0] == b"200"
+
+
+async def test_a_request_sent_with_the_rest_of_an_early_answered_body_is_answered_past_keep_alive_s():
+    """The keep-alive timer the body's end armed, in the same read as the next head, was never disarmed: the
+    connection closed mid-request, its answer lost (a capture post retried and stored twice)."""
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/refuse":
+            await app(scope, receive, send)
+            return
+        await asyncio.sleep(1.5)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with serving(slow, keep_alive_s=1) as port:
+        reader, writer = await connect(port)
+        assert await answer(reader, writer, REFUSED) == (b"413", b"!")
+        assert await answer(reader, writer, b"a" * 900 + GET) == (b"200", b"ok")
 
 
 def protocol_of(transport: Transport, serve_app: Any = app, **settings: Any) -> Any:

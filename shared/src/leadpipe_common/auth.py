@@ -24,7 +24,9 @@ Guarantees:
   (not refreshed by the outage): what it reaches that needs no database
   (``/metrics``, the API documents) keeps answering through the incident it
   is there to show; a revocation made before the outage and not yet seen
-  here is seen when Postgres answers again. Any other key is a ``503``.
+  here is seen when Postgres answers again. Any other key is a ``503``, and
+  so is a dashboard session (whether it was signed out is Postgres's to
+  say); every route that needs Postgres is a ``503`` whatever the key.
 - A key or a session that cannot be looked up now (Postgres unreachable, its
   pool busy, or silent past ``<SERVICE>_DB_REQUEST_DEADLINE_S``:
   ``db.answered_within``) is never taken for unknown: the request is answered

@@ -28,9 +28,11 @@ Guarantees of :class:`BoundedHeads`, with ``<SERVICE>_MAX_HEADER_BYTES``,
   thrown away as it comes and timed as a head is; once it is in, the
   connection is idle as after any answer (``KEEP_ALIVE_S``);
 - a head refused while an earlier request on the connection is still being
-  answered (pipelining) lets that answer go first, with ``Connection:
-  close``: written over it, the refusal was taken for its answer, and a
-  client retried a request already done;
+  answered (pipelining) lets that answer go first (saying ``Connection:
+  close`` unless it had begun) and then closes: written over it, the
+  refusal was taken for its answer, and a client retried a request already
+  done. The bytes that follow are thrown away meanwhile; how long the answer
+  takes is the app's to bound;
 - a head that arrives whole in one read, the common request, arms no timer:
   a connection's first request costs one, cancelled when its head is whole.
 """
@@ -108,6 +110,10 @@ class BoundedHeads(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head = True, 0
+        # The keep-alive timer armed when an early-answered body's rest came in (on_message_complete) may have
+        # been armed in this very read: uvicorn disarms it only as a read starts, and would close the connection
+        # mid-request.
+        self._unset_keepalive_if_required()
 
     def on_headers_complete(self) -> None:
         self._in_head, self._head, self._heads = False, 0, self._heads + 1
