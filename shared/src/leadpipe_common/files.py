@@ -21,13 +21,14 @@ a value under no column are refused, not dropped.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from leadpipe_common.problems import closest
 
 
 def read_bytes(path: Path, setting: str) -> bytes:
@@ -171,8 +172,7 @@ def parse_csv(text: str, path: Path, columns: Sequence[str],
 def _columns_meant(unknown: Sequence[str], columns: Sequence[str]) -> str:
     """"; did you mean country for 'Country'?" for the unknown columns a known one is close to, "" for none."""
     by_fold = {c.lower(): c for c in columns}
-    meant = {name: by_fold.get(name.strip().lower()) or next(iter(difflib.get_close_matches(name, columns, 1)), None)
-             for name in unknown}
+    meant = {name: closest(name.strip(), columns) for name in unknown}
     said = [f"{close} for {name!r}" for name, close in meant.items() if close]
     if not said:
         return ""

@@ -17,7 +17,7 @@ member it most likely misspells, for every file that names one.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,12 +69,20 @@ def describe(errors: Sequence[Mapping[str, Any]]) -> str:
                      for e, p in zip(errors, field_problems(errors), strict=True))
 
 
-def did_you_mean(value: str, choices: Sequence[str]) -> str:
-    """The end of a refusal of ``value``, not among ``choices``: the one it most likely misspells (``directors``:
-    ``: did you mean director?``), compared case-folded, or "" when none is close."""
+def closest(value: str, choices: Iterable[str]) -> str | None:
+    """The one of ``choices`` that ``value`` most likely misspells, compared case-folded; None when none is close.
+    Every refusal of a name outside a closed set asks this (files' columns, routing's teams, the contract's
+    seniorities), each wording it its own way."""
     folded = {c.casefold(): c for c in choices}
     close = difflib.get_close_matches(value.casefold(), folded, n=1)
-    return f": did you mean {folded[close[0]]}?" if close else ""
+    return folded[close[0]] if close else None
+
+
+def did_you_mean(value: str, choices: Sequence[str]) -> str:
+    """The end of a refusal of ``value``, not among ``choices``: the one it most likely misspells (``directors``:
+    ``: did you mean director?``), or "" when none is close."""
+    close = closest(value, choices)
+    return f": did you mean {close}?" if close else ""
 
 
 #: What is said of a field whose text holds U+0000.

@@ -9,7 +9,6 @@ list, never by a 0-based index.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from leadpipe_common.domain_names import ascii_domain
 from leadpipe_common.events import Grade
-from leadpipe_common.problems import field_problems
+from leadpipe_common.problems import closest, field_problems
 
 from routing.domain.holiday_calendars import subdivisions
 
@@ -449,8 +448,8 @@ def ordinal(n: int) -> str:
 
 def _meant(written: str, known: Collection[str]) -> str:
     """" (did you mean tom.berg?)" when a known name is close to ``written``, else ""."""
-    close = difflib.get_close_matches(written, sorted(known), 1)
-    return f" (did you mean {close[0]}?)" if close else ""
+    close = closest(written, sorted(known))
+    return f" (did you mean {close}?)" if close else ""
 
 
 class _At(ValueError):
