@@ -167,7 +167,7 @@ def _title_rules(raw: object, key: str, path: Path) -> tuple[TitleRule, ...]:
         keywords, not_in = (_phrase_list(item.get(field, []), f"{path}: {key}[{i}].{field}")
                             for field in ("keywords", "not_in"))
         items.append((_term(str(item["value"]), key, f"{path}: {key}[{i}].value"), keywords, not_in))
-    values = [value.lower() for value, _, _ in items]
+    values = [value for value, _, _ in items]  # as the contract spells them (_term): lower case, as phrases are
     keywords_of = {v: (list(keywords) if values.count(v) == 1 else None)
                    for v, (_, keywords, _) in zip(values, items, strict=True)}
     return tuple(TitleRule(value, _all_expanded(keywords, keywords_of, f"{path}: {key}[{i}].keywords"),
