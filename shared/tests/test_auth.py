@@ -370,8 +370,11 @@ class GoesAway(KeysStored):
     """A database that answers until ``gone`` says how: ``"down"`` (connections refused) or ``"silent"``."""
 
     gone: str | None = None
+    #: Statements sent, answered or not.
+    asked = 0
 
     async def execute(self, statement: object) -> SimpleNamespace:
+        self.asked += 1
         if self.gone == "down":
             raise ConnectionRefusedError("connection refused")
         if self.gone == "silent":
@@ -390,11 +393,38 @@ async def test_a_key_found_valid_keeps_reading_metrics_through_a_database_outage
     assert await keys.authenticate(key) is not None
     stored.gone, now[0] = gone, now[0] + 60
     assert (await asyncio.wait_for(keys.authenticate(key), 1)).scopes == frozenset({auth.READ_METRICS})
-    with pytest.raises((ConnectionRefusedError, Unanswered)):
+    with pytest.raises(auth.Unreachable):  # a lookup just failed: not asked (the next test)
         await asyncio.wait_for(keys.authenticate(unseen), 1)
     now[0] += auth.STALE_S
     with pytest.raises((ConnectionRefusedError, Unanswered)):
         await asyncio.wait_for(keys.authenticate(key), 1)
+
+
+@pytest.mark.parametrize("gone", ["down", "silent"])
+async def test_once_a_lookup_finds_postgres_gone_the_next_keys_and_sessions_are_answered_without_asking_it(gone):
+    """On a silent Postgres every request with a key waited the lookup's 5 s before its answer, stale key or 503,
+    one request after another for as long as the incident lasted."""
+    now = [1000.0]
+    stored = GoesAway()
+    key, unseen = stored.add(auth.READ_METRICS), stored.add(auth.READ_METRICS)
+    keys = auth.Keys(stored, None, clock=lambda: now[0], deadline_s=0.05)  # type: ignore[arg-type]
+    session = auth.Sessions("s3cret").read(auth.Sessions("s3cret").issue(auth.split(key)[0]))  # type: ignore[index]
+    assert await keys.authenticate(key) is not None
+    stored.gone, now[0] = gone, now[0] + 60
+    assert await asyncio.wait_for(keys.authenticate(key), 1) is not None  # asked: it failed, the key is stale
+    asked = stored.asked
+    now[0] += auth.CACHE_S / 2
+    assert await keys.authenticate(key) is not None
+    with pytest.raises(auth.Unreachable):
+        await keys.authenticate(unseen)
+    with pytest.raises(auth.Unreachable):
+        await keys.ended(session)  # type: ignore[arg-type]
+    assert stored.asked == asked
+    now[0] += auth.CACHE_S / 2
+    with pytest.raises((ConnectionRefusedError, Unanswered)):  # asked again once the window is over
+        await asyncio.wait_for(keys.authenticate(unseen), 1)
+    stored.gone, now[0] = None, now[0] + auth.CACHE_S
+    assert await keys.authenticate(unseen) is not None and await keys.ended(session) is False  # type: ignore[arg-type]
 
 
 async def test_a_keys_lookup_waits_no_longer_than_a_scrape_does_whatever_the_request_deadline(monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from leadpipe_common.auth import Keys
+from leadpipe_common.auth import CACHE_S, Keys
 from leadpipe_common.db import Unanswered, answered_within, is_unavailable
 from leadpipe_common.local.configdoc import service_settings
 from leadpipe_common.service import Runtime
@@ -106,7 +106,8 @@ async def test_a_key_lookup_postgres_stops_answering_is_given_up_on_at_its_deadl
         engine = create_async_engine(proxied, pool_size=1, max_overflow=0)
         invalidated: list[object] = []
         sa.event.listen(engine.sync_engine, "invalidate", lambda conn, record, exc: invalidated.append(conn))
-        keys = Keys(engine, None, deadline_s=1.0)
+        now = [0.0]
+        keys = Keys(engine, None, deadline_s=1.0, clock=lambda: now[0])
         try:
             assert await asyncio.wait_for(keys.find("0" * 12), timeout=30) is None  # the pool's connection set up
             failover.silence()
@@ -116,6 +117,7 @@ async def test_a_key_lookup_postgres_stops_answering_is_given_up_on_at_its_deadl
             assert time.monotonic() - started < 1 + 2 + 3  # and SQLAlchemy's goodbye, up to 2 s
             assert len(invalidated) == 1  # closed, never back in the pool mid-statement
             failover.resume()
+            now[0] += CACHE_S  # till then no lookup is tried (test_auth)
             assert await asyncio.wait_for(keys.find("2" * 12), timeout=30) is None  # on a new connection
         finally:
             await engine.dispose()
