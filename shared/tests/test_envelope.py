@@ -13,7 +13,7 @@ from leadpipe_common.envelope import (
     unvalidated,
 )
 from leadpipe_common.events import (
-    UPCASTERS, Attribution, Contact, LeadCaptured, LeadMerged, LeadQuarantined, LeadRouted, LeadStageChanged,
+    UPCASTERS, Attribution, Contact, LeadCaptured, LeadMerged, LeadQuarantined, LeadReengaged, LeadRouted, LeadStageChanged,
     parse_event,
 )
 from leadpipe_common.testing import factories
@@ -217,6 +217,22 @@ def test_a_quarantined_submission_from_before_v2_reads_without_what_was_submitte
     held = decode(headers, str(lead_id).encode(), json.dumps(v1).encode()).data
     assert isinstance(held, LeadQuarantined)
     assert held.model_dump(mode="json") == {k: v for k, v in v1.items() if k != "fields"}
+
+
+def test_a_re_engagement_from_before_v2_reads_without_the_persons_id():
+    """routing's v1 lead.reengaged put the person's id on the lifecycle, kept for ever, beside touches that never
+    carried it: read from such a record, it is not carried on (to a webhook, an export)."""
+    lead_id = uuid.uuid4()
+    v1 = {"lead_id": str(lead_id), "person_id": str(uuid.uuid4()),
+          "touch": {"touch_id": str(uuid.uuid4()), "at": "2026-11-23T09:30:00Z", "attribution": {"offer": "demo"}},
+          "owner_id": "ana", "team": "emea", "at": "2026-11-23T09:31:00Z", "reason": "asked for demo",
+          "attribution": {"utm_source": "ads"}, "score": 80, "grade": "A"}
+    headers = [("ce_id", str(uuid.uuid4()).encode()), ("ce_type", b"lead.reengaged"),
+               ("ce_source", b"leadpipe/routing"), ("ce_specversion", b"1.0"), ("ce_time", b"2026-11-23T09:31:00Z"),
+               ("content-type", b"application/json"), ("ce_dataschema", dataschema("lead.reengaged", 1).encode())]
+    told = decode(headers, str(lead_id).encode(), json.dumps(v1).encode()).data
+    assert isinstance(told, LeadReengaged) and (told.owner_id, told.score) == ("ana", 80)
+    assert "person_id" not in told.model_dump(mode="json")
 
 
 def a_v4_routed_lead() -> dict:

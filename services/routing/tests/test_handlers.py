@@ -431,12 +431,13 @@ def touch_of(lead, decision="mql", points=40):
 
 
 async def test_a_touch_of_a_held_lead_tells_its_holder_with_the_same_deadline(uow, ctx):
-    lead = factories.scored("mql", country="DE")
+    lead = factories.scored("mql", country="DE").model_copy(update={"person_id": uuid.uuid4()})
     first = data((await route(uow, ctx, lead))[0])
     routed, reengaged = await route(uow, ctx, touch_of(lead))
     assert data(routed).assignment == first.assignment and data(routed).touch is not None
     assert (data(reengaged).type, data(reengaged).owner_id) == ("lead.reengaged", first.assignment.owner_id)
     assert "asked for demo via ads" in data(reengaged).reason
+    assert str(lead.person_id) in routed.value.decode() and b"person_id" not in reengaged.value  # the lead alone
     assert uow.store.handoffs[lead.lead_id].handoff.due_at == T0 + timedelta(minutes=15)  # the clock stands
     assert uow.store.turns == {"emea": 1}  # no second routing
 

@@ -442,11 +442,13 @@ class LeadHandedOver(Event):
 
 class LeadReengaged(Event):
     """A lead already with sales was touched again, by a touch that earned intent points of its own or changed the
-    person's contact: its holder is told (on ``leads.routed`` too); the SLA clock does not restart."""
+    person's contact: its holder is told (on ``leads.routed`` too); the SLA clock does not restart.
+
+    Who the person is stays on ``leads.routed``: the lifecycle, kept for ever, names the lead alone (v1 carried its
+    ``person_id``, which ``lead.touch_recorded`` never did)."""
 
     type: ClassVar[str] = "lead.reengaged"
-    version: ClassVar[int] = 1
-    person_id: UUID | None = None
+    version: ClassVar[int] = 2
     touch: Touch
     owner_id: str
     team: str
@@ -506,6 +508,10 @@ LATEST: dict[str, type[Event]] = {
               LeadQuarantined)
 }
 
+def _without(data: dict[str, Any], name: str) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != name}
+
+
 #: (type, version) -> function turning that version's JSON into the next one's.
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     # v2 added person_id and touch, both optional: a v1 lead is one that no person and no touch was known for.
@@ -525,7 +531,10 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("lead.merged", 1): dict,
     # lead.quarantined v2 left out what was submitted (v1's fields): read from an older record, it is dropped too.
     # No reader older than v2 reads a v2 record (a field it requires is missing): upgrade reporting first.
-    ("lead.quarantined", 1): lambda v1: {k: v for k, v in v1.items() if k != "fields"},
+    ("lead.quarantined", 1): lambda v1: _without(v1, "fields"),
+    # lead.reengaged v2 left out person_id, which was optional: a v1 reader takes a v2 record (None), and one read
+    # from an older record is dropped too.
+    ("lead.reengaged", 1): lambda v1: _without(v1, "person_id"),
 }
 
 

@@ -429,7 +429,7 @@ def _reengage(env: Envelope, held: Held | None, now: datetime,
                                         routed_at=before.routed_at, routing_data_version=before.routing_data_version,
                                         handoff_seq=h.seq)
     reengaged = LeadReengaged(
-        lead_id=lead.lead_id, person_id=lead.person_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
+        lead_id=lead.lead_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
         reason=_touch_summary(lead), attribution=lead.attribution, score=lead.score.value, grade=lead.score.grade,
     )
     return ([follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
