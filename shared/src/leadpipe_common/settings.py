@@ -321,7 +321,7 @@ class ServiceSettings(KafkaSettings):
     @classmethod
     def _embedded_postgres_password(cls, given: Any) -> Any:
         # Unset, DATABASE_URL is make run's embedded Postgres, which takes no connection without the password
-        # make run keeps: a command run beside it (leadpipe-keys, make redrive) reads it where make run's
+        # make run keeps: a command run beside it (leadpipe-keys, make replay) reads it where make run's
         # services are given it from.
         if not isinstance(given, dict) or "DATABASE_URL" in given:
             return given

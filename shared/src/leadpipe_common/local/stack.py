@@ -351,7 +351,9 @@ class Stack:
                 f"start{'s' if self.broker_failures > 1 else ''}")
         self.broker_failures, self.broker_restart_at = 0, None
 
-    def stop_services(self, processes: list[ServiceProcess] | None = None, timeout: float = 12) -> None:
+    def stop_services(self, processes: list[ServiceProcess] | None = None, timeout: float = 22) -> None:
+        # A service may take 20 s to stop at worst (deploy/k8s/capture.yaml says which parts): killed sooner, its
+        # last offsets go uncommitted and its batch is done again.
         targets = list(processes or self.processes)
         for sp in targets:
             sp.signal(signal.SIGTERM)
