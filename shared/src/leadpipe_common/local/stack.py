@@ -497,7 +497,9 @@ def run() -> None:
         say = functools.partial(console.print, soft_wrap=True)
         for line in _admin_key_lines(stack.admin_key_file, admin_key):
             say(line)
+        # With the key, as the README's first steps: its answer names Ada's lead on a second run too.
         say(f"post a lead:  curl -s {url['capture']}/v1/leads -H 'content-type: application/json' "
+            "-H \"Authorization: Bearer $LEADPIPE_KEY\" "
             "-d '{\"email\": \"ada@stripe.com\", \"job_title\": \"VP Marketing\", \"offer\": \"demo\"}'")
         say(f"the funnel:   curl -s {url['reporting']}/v1/reports/funnel -H \"Authorization: Bearer $LEADPIPE_KEY\"")
         say(f"dashboard:    [bold]{url['reporting']}/dashboard[/] (sign in with the key; the API docs at each "
