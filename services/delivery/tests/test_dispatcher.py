@@ -6,12 +6,17 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 import sqlalchemy.exc
 import structlog
+import typer
 from prometheus_client import REGISTRY
+
+from leadpipe_common.cli import load_settings
 
 from delivery.dispatcher import RECORD_MARGIN_S, Dispatcher
 from delivery.domain import parse_subscriptions
+from delivery.settings import DeliverySettings
 from delivery.store import Attempted, Claimed
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -131,7 +136,7 @@ def dispatcher(queue: Queue, pool: Pool, answer: asyncio.Event | None = None,
 
     return Dispatcher(unit_of_work=pool, client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
                       subscriptions=SUBS if subscriptions is None else subscriptions, from_file=SUBS,
-                      retry_window=timedelta(hours=72), retry_base_s=5,
+                      retry_window=timedelta(hours=72), retry_base_s=5, refused_attempts=3,
                       connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
 
 
@@ -273,6 +278,34 @@ async def test_a_delivery_gets_its_whole_retry_window_from_its_first_attempt_not
     assert {a.claimed.seq: a.outcome for a in queue.attempted} == {waited.seq: "retry", retried.seq: "dead"}
 
 
+async def test_a_delivery_its_receiver_refuses_is_dead_at_its_third_attempt_saying_it_was_refused():
+    """A CRM that cannot map ``owner_id: queue:emea`` answers 422: the delivery was retried for 72 hours, and the
+    lead's later events (the rep who now holds it) waited behind it. Dead, it lets them go; its last error says
+    why, where one dead after its window has none, and it is counted by the status its receiver answered."""
+    first, third = due(2)
+    queue = Queue([first, replace(third, attempts=2, first_attempt_at=NOW)])
+    labels = {"subscription": third.subscription_id, "status": "422"}
+    before = REGISTRY.get_sample_value("delivery_refused_total", labels) or 0
+    with structlog.testing.capture_logs() as logs:
+        sender = dispatcher(queue, Pool(queue), status=422)
+        assert await sender.step() == 2
+        await sender.stop()
+    tried = {a.claimed.seq: a for a in queue.attempted}
+    assert (tried[first.seq].outcome, tried[first.seq].error) == ("retry", None)
+    assert (tried[third.seq].outcome, tried[third.seq].status) == ("dead", 422)
+    assert tried[third.seq].error == "refused: the receiver answered 422 to attempt 3"
+    assert REGISTRY.get_sample_value("delivery_refused_total", labels) == before + 1
+    assert [e["status"] for e in logs if e["event"] == "delivery refused by its receiver: given up"] == [422]
+
+
+@pytest.mark.parametrize("value", ["0", "101", "three"])
+def test_a_refused_attempts_setting_outside_1_to_100_stops_the_service_naming_it(monkeypatch, capsys, value):
+    monkeypatch.setenv("DELIVERY_REFUSED_ATTEMPTS", value)
+    with pytest.raises(typer.Exit):
+        load_settings(DeliverySettings)
+    assert "invalid setting DELIVERY_REFUSED_ATTEMPTS" in capsys.readouterr().err
+
+
 async def test_a_stopping_dispatcher_finishes_what_is_under_way_and_claims_nothing_more():
     """A backlog must not keep a stop claiming round after round (each attempt up to its total timeout)."""
     queue = Queue(due(200))
@@ -302,7 +335,7 @@ def gone_at(old_url: str, book: dict, queue: Queue, answer: asyncio.Event, *,
 
     return Dispatcher(unit_of_work=Pool(queue), client=httpx.AsyncClient(transport=httpx.MockTransport(receiver)),
                       subscriptions=book, from_file=from_file, retry_window=timedelta(hours=72),
-                      retry_base_s=5,
+                      retry_base_s=5, refused_attempts=3,
                       connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
 
 
@@ -400,6 +433,7 @@ async def test_410s_from_two_receivers_switch_their_subscriptions_off_in_subscri
 
     d = Dispatcher(unit_of_work=Pool(queue), client=httpx.AsyncClient(transport=httpx.MockTransport(gone)),
                    subscriptions=book, from_file=book, retry_window=timedelta(hours=72), retry_base_s=5,
+                   refused_attempts=3,
                    connect_timeout_s=5, timeout_s=15, max_in_flight=64, per_subscription=8, idle_s=0.5)
     await d.step()
     await until(lambda: d._finished)

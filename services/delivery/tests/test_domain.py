@@ -426,6 +426,45 @@ def test_a_retry_after_past_the_window_gets_one_last_attempt_at_its_end():
                          jitter=0.5).outcome == "dead"
 
 
+def test_a_receiver_that_refuses_a_delivery_gives_it_up_at_the_refused_attempt_so_the_leads_next_event_goes():
+    """A CRM that cannot map ``queue:emea`` answered 422 for the whole 72 h window, 105 attempts, while the
+    lead's next events (the rep who now holds it) waited behind it."""
+    def verdict(status, attempts):
+        return after_attempt(status, None, attempts=attempts, first_at=NOW, now=NOW, window=timedelta(hours=72),
+                             jitter=0.0, refused_attempts=3)
+
+    assert [verdict(422, n).outcome for n in (1, 2, 3)] == ["retry", "retry", "dead"]
+    # Spaced by the usual backoff, not sent again at once.
+    assert (verdict(400, 2).next_at - NOW).total_seconds() == 5.0
+    assert verdict(422, 3).reason == "refused: the receiver answered 422 to attempt 3"
+    assert {verdict(status, 3).outcome for status in (400, 401, 403, 404, 405, 413, 415, 422, 451, 499)} == {"dead"}
+
+
+def test_a_refusal_after_earlier_failures_is_given_up_once_the_delivery_has_had_its_refused_attempts():
+    """Counted among all the delivery's attempts since it was queued or redriven: a receiver back from an outage
+    that refuses the message has been asked often enough."""
+    assert after_attempt(404, None, attempts=12, first_at=NOW - timedelta(hours=2), now=NOW,
+                         window=timedelta(hours=72), jitter=0.5, refused_attempts=3).outcome == "dead"
+
+
+def test_a_4xx_that_asks_for_the_message_later_is_retried_for_the_whole_window_as_an_outage_is():
+    for status in (408, 409, 425, 429, 500, 502, 503, None):
+        v = after_attempt(status, None, attempts=50, first_at=NOW, now=NOW, window=timedelta(hours=72),
+                          jitter=0.5, refused_attempts=3)
+        assert (v.outcome, v.reason) == ("retry", None), status
+
+
+def test_a_410_still_switches_the_subscription_off_rather_than_giving_up_the_delivery():
+    assert after_attempt(410, None, attempts=3, first_at=NOW, now=NOW, window=timedelta(hours=72), jitter=0.5,
+                         refused_attempts=1).outcome == "gone"
+
+
+def test_one_refused_attempt_gives_a_delivery_up_at_its_first_refusal():
+    v = after_attempt(400, None, attempts=1, first_at=NOW, now=NOW, window=timedelta(hours=72), jitter=0.5,
+                      refused_attempts=1)
+    assert (v.outcome, v.next_at) == ("dead", None)
+
+
 def test_retry_after_is_read_as_seconds_or_an_http_date():
     assert retry_after_s("30", NOW) == 30
     assert retry_after_s("Mon, 23 Nov 2026 09:01:00 GMT", NOW) == 60

@@ -43,7 +43,7 @@ class DeliveryState(BaseModel):
     subscription_id: str
     event_id: uuid.UUID
     event_type: str
-    #: pending (waiting for its next attempt), delivered, or dead (given up after the retry window)
+    #: pending (waiting for its next attempt), delivered, or dead (given up after the retry window, or refused)
     status: str
     created_at: datetime
     next_at: datetime | None

@@ -9,10 +9,12 @@ so it never delays the others. Targets are called through the client's
 transport, which connects only to public addresses it resolved itself
 (``delivery.network``). After an attempt: 2xx delivered; ``410``
 switches the subscription off (its deliveries wait until it is redriven);
-``429``/``503`` with ``Retry-After`` waits that long; anything else backs
-off exponentially with jitter, until the retry window (counted from the
-delivery's first attempt) ends and the delivery is dead, with its last
-response kept. Those times are Postgres's, as claims judge them, whatever
+``429``/``503`` with ``Retry-After`` waits that long; a refusal (a ``4xx``
+but ``408``/``409``/``425``/``429``: ``domain.refused``) is dead at its
+``refused_attempts``-th attempt, so the lead's later deliveries go; anything
+else backs off exponentially with jitter, until the retry window (counted
+from the delivery's first attempt) ends and the delivery is dead, with its
+last response kept. Those times are Postgres's, as claims judge them, whatever
 this host's clock says (``_postgres_clock``), and so is a switch-off's, which
 the store dates: the dispatcher reads no wall clock of its host's. What the
 attempts that ended since the last round got is recorded by the next round,
@@ -57,6 +59,10 @@ LATENCY = Histogram("delivery_attempt_seconds", "Time one delivery attempt took"
 #: ``lease``: the delivery was claimed again meanwhile). A rate that does not fall is a delivery sent for ever.
 UNRECORDED = Counter("delivery_attempts_unrecorded_total", "Attempts whose result could not be recorded",
                      ["subscription", "why"])
+#: Deliveries given up because their receiver refused them (``domain.refused``), by the status it answered: a
+#: receiver that refuses everything (a wrong secret, a wrong path) shows here, its deliveries dead within seconds.
+REFUSED = Counter("delivery_refused_total", "Deliveries given up because their receiver refused them (a 4xx)",
+                  ["subscription", "status"])
 OLDEST = Gauge("delivery_oldest_waiting_seconds", "Age of the oldest delivery not yet delivered, per subscription",
                ["subscription"])
 
@@ -80,7 +86,7 @@ class Dispatcher(BackgroundLoop):
 
     def __init__(self, *, unit_of_work: Callable[[], Any], client: httpx.AsyncClient,
                  subscriptions: Mapping[str, Subscription], from_file: Mapping[str, Subscription],
-                 retry_window: timedelta, retry_base_s: float,
+                 retry_window: timedelta, retry_base_s: float, refused_attempts: int,
                  connect_timeout_s: float, timeout_s: float, max_in_flight: int, per_subscription: int,
                  idle_s: float) -> None:
         super().__init__(batch_max=max_in_flight, idle_s=idle_s)
@@ -91,6 +97,7 @@ class Dispatcher(BackgroundLoop):
         self._from_file = from_file
         self._window = retry_window
         self._base_s = retry_base_s
+        self._refused_attempts = refused_attempts
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self._total_s = timeout_s
         self._max = max_in_flight
@@ -241,15 +248,22 @@ class Dispatcher(BackgroundLoop):
         # lead's earlier delivery. This attempt opens it, as its recording stores (``store._RECORD``).
         first_at = d.first_attempt_at or at
         verdict = after_attempt(status, retry_after, attempts=d.attempts + 1, first_at=first_at, now=now,
-                                window=window, jitter=random.random(), base_s=self._base_s)
+                                window=window, jitter=random.random(), base_s=self._base_s,
+                                refused_attempts=self._refused_attempts)
         LATENCY.labels(sub.id).observe(elapsed)
         ATTEMPTS.labels(sub.id, verdict.outcome).inc()
         # Recorded by the next round, with every other attempt that ended by then: one connection for all.
-        self._finished.append((Attempted(d, at=at, status=status, error=error, response=response,
+        # A refusal's reason is its delivery's last error: a dead delivery with no error read as one whose window ran
+        # out, and its receiver's answer, when it was an error page, did not say it was given up early.
+        self._finished.append((Attempted(d, at=at, status=status, error=error or verdict.reason, response=response,
                                          duration_ms=int(elapsed * 1000), outcome=verdict.outcome,
                                          next_at=verdict.next_at),
                                sub.url if verdict.outcome == "gone" else None))
-        if verdict.outcome == "dead":
+        if verdict.reason is not None:
+            REFUSED.labels(sub.id, str(status)).inc()
+            log.warning("delivery refused by its receiver: given up", subscription=sub.id, event_id=str(d.event_id),
+                        status=status, attempts=d.attempts + 1)
+        elif verdict.outcome == "dead":
             log.warning("delivery given up after the retry window", subscription=sub.id, event_id=str(d.event_id),
                         status=status, error=error)
         self.wake()  # to record it; the lead's next delivery may be due then

@@ -330,13 +330,28 @@ def telling(reasons: Sequence[ScoreReason], left_out: set[str]) -> set[int]:
 # -- after an attempt -------------------------------------------------------------------
 
 
+#: How many attempts a delivery its receiver refuses gets (``refused``), the default of DELIVERY_REFUSED_ATTEMPTS.
+REFUSED_ATTEMPTS = 3
+#: The 4xx answers that say "not now" rather than "not this" (a timeout, a conflict with what the receiver is
+#: doing, too early, too many): retried for the whole window, as a 5xx is.
+TRANSIENT_4XX = frozenset({408, 409, 425, 429})
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """``delivered``; ``retry`` at ``next_at``; ``dead`` (the window is over); ``gone`` (410: the receiver
-    asked to stop; the subscription is disabled)."""
+    """``delivered``; ``retry`` at ``next_at``; ``dead`` (the window is over, or the receiver refused it:
+    ``reason`` says so); ``gone`` (410: the receiver asked to stop; the subscription is disabled)."""
 
     outcome: str
     next_at: datetime | None = None
+    #: Why it is dead, when its answer alone does not say it (its status is kept beside it).
+    reason: str | None = None
+
+
+def refused(status: int | None) -> bool:
+    """Whether ``status`` refuses this message rather than tells of an outage: a 4xx other than 410 (``gone``)
+    and ``TRANSIENT_4XX``. Sent again, it gets the same answer, and the lead's later deliveries wait behind it."""
+    return status is not None and 400 <= status < 500 and status != 410 and status not in TRANSIENT_4XX
 
 
 def retry_after_s(value: str | None, now: datetime) -> float | None:
@@ -354,18 +369,22 @@ def retry_after_s(value: str | None, now: datetime) -> float | None:
 
 def after_attempt(status: int | None, retry_after: float | None, *, attempts: int, first_at: datetime,
                   now: datetime, window: timedelta, jitter: float, base_s: float = 5.0,
-                  cap_s: float = 3600.0) -> Verdict:
-    """What to do after attempt number ``attempts`` (1 for the first) got ``status`` (None: no answer:
-    timeout or connection error), its retry ``window`` open since ``first_at`` (its first attempt). Backoff
-    doubles from ``base_s`` up to ``cap_s``, each wait between half and all of it (``jitter`` in [0, 1)); a 429
-    or 503 with a longer ``Retry-After`` waits that long instead (a shorter one, 0 or a date gone by, would have
-    the receiver asked again at once, as fast as it answers). A wait past the window's end is dead, but a 429 or
-    503 with ``Retry-After`` waits until that end instead, for one last attempt: the receiver said it will take
-    deliveries again."""
+                  cap_s: float = 3600.0, refused_attempts: int = REFUSED_ATTEMPTS) -> Verdict:
+    """What to do after attempt number ``attempts`` (1 for the first, since it was queued or redriven) got
+    ``status`` (None: no answer: timeout or connection error), its retry ``window`` open since ``first_at`` (its
+    first attempt). A refusal (``refused``) that answers attempt ``refused_attempts`` or a later one is dead: the
+    lead's later deliveries (the rep who now holds it) wait behind it, and a receiver that will never take it
+    would hold them back for the whole window. Backoff doubles from ``base_s`` up to ``cap_s``, each wait between
+    half and all of it (``jitter`` in [0, 1)); a 429 or 503 with a longer ``Retry-After`` waits that long instead
+    (a shorter one, 0 or a date gone by, would have the receiver asked again at once, as fast as it answers). A
+    wait past the window's end is dead, but a 429 or 503 with ``Retry-After`` waits until that end instead, for
+    one last attempt: the receiver said it will take deliveries again."""
     if status is not None and 200 <= status < 300:
         return Verdict("delivered")
     if status == 410:
         return Verdict("gone")
+    if refused(status) and attempts >= refused_attempts:
+        return Verdict("dead", reason=f"refused: the receiver answered {status} to attempt {attempts}")
     # The exponent is bounded first: a delivery may fail for weeks of windows, and 2.0 ** 1024 is no float.
     wait = min(cap_s, base_s * 2.0 ** min(attempts - 1, 64)) * (0.5 + jitter / 2)
     asked = retry_after if status in (429, 503) else None

@@ -50,6 +50,7 @@ def dispatcher(rt: Runtime[Delivery, DeliveryStore]) -> Dispatcher:
         from_file=rt.context.subscriptions.from_file,
         retry_window=timedelta(hours=settings.retry_hours),  # type: ignore[attr-defined]
         retry_base_s=settings.retry_base_s,  # type: ignore[attr-defined]
+        refused_attempts=settings.refused_attempts,  # type: ignore[attr-defined]
         connect_timeout_s=settings.connect_timeout_s, timeout_s=settings.timeout_s,  # type: ignore[attr-defined]
         max_in_flight=settings.max_in_flight, per_subscription=settings.per_subscription,  # type: ignore[attr-defined]
         idle_s=settings.dispatch_idle_s,  # type: ignore[attr-defined]

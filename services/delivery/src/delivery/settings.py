@@ -7,7 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from leadpipe_common.settings import ConsumerSettings
 
-from delivery.domain import LONGEST_RETRY_HOURS
+from delivery.domain import LONGEST_RETRY_HOURS, REFUSED_ATTEMPTS
 
 DATA = Path(__file__).parent / "data"
 
@@ -28,6 +28,12 @@ class DeliverySettings(ConsumerSettings):
                                description="how long a failing delivery is retried (at most 720); then it is "
                                            "dead, in delivery's own table, not on `leads.deadletter`: "
                                            "`leadpipe-delivery redrive` sends it again")
+    # At most 100: about as many as the default window holds, past which the window decides anyway.
+    refused_attempts: int = Field(REFUSED_ATTEMPTS, ge=1, le=100,
+                                  description="the attempt at which a delivery its receiver refuses (a `4xx` other "
+                                              "than `408`, `409`, `410`, `425` and `429`) is given up: dead, as "
+                                              "after the retry window, so the lead's next events go "
+                                              "(1-100, counted since it was queued or redriven)")
     retry_base_s: float = Field(5, gt=0, description="the first retry's wait; each later one doubles it (with "
                                                     "jitter, at most an hour)")
     connect_timeout_s: float = Field(5, gt=0, description="connect timeout of one attempt")
