@@ -436,6 +436,29 @@ async def test_a_dead_deliverys_last_response_is_shown_with_it(db):
     assert (shown["status"], shown["last_status"], shown["last_response"]) == ("dead", 422, '{"error": "unknown team"}')
 
 
+async def test_a_refused_delivery_given_up_lets_its_leads_next_one_go_and_a_redrive_gives_it_its_attempts_again(db):
+    """A receiver refusing a lead's ``lead.routed`` held its ``lead.assigned`` back for the whole window. Given up
+    at its third attempt (``domain.after_attempt``), the next goes; the refusal is kept, saying so, and a redrive
+    sends it again with its attempts counted from naught, so it gets its refused attempts anew."""
+    sub, now, lead = f"refusing-{uuid.uuid4().hex[:8]}", datetime.now(UTC), uuid.uuid4()
+    refusal = "refused: the receiver answered 422 to attempt 3"
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue([{**d, "lead_id": lead} for d in due(sub, 2, now - timedelta(seconds=10))])
+        [routed] = await store.claim({sub: 2}, 2, lease=LEASE)
+        await store.record([attempted(replace(routed, attempts=2), "dead", 422, now, error=refusal)])
+        [assigned] = await store.claim({sub: 2}, 2, lease=LEASE)
+        await store.record([attempted(assigned, "delivered", 204, now)])
+        shown = await store.of_lead(lead)
+        redriven = await store.redrive(subscription_id=sub, in_file={sub})
+        [again] = await store.claim({sub: 2}, 2, lease=LEASE)
+        await conn.rollback()
+    assert assigned.seq > routed.seq
+    assert [(d["status"], d["last_status"], d["last_error"]) for d in shown] == [
+        ("dead", 422, refusal), ("delivered", 204, None)]
+    assert redriven.queued == 1 and (again.seq, again.attempts) == (routed.seq, 0)
+
+
 async def test_a_late_attempt_never_overrides_the_verdict_already_recorded(db):
     """Its lease ran out, another process sent it and recorded the delivery; the first one's failure comes in."""
     run = uuid.uuid4().hex[:8]
