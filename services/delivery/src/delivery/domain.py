@@ -330,8 +330,9 @@ def telling(reasons: Sequence[ScoreReason], left_out: set[str]) -> set[int]:
 # -- after an attempt -------------------------------------------------------------------
 
 
-#: How many attempts a delivery its receiver refuses gets (``refused``), the default of DELIVERY_REFUSED_ATTEMPTS.
-REFUSED_ATTEMPTS = 3
+#: How many attempts a delivery its receiver refuses gets (``refused``), the default of DELIVERY_REFUSED_ATTEMPTS:
+#: 5 to 10 minutes of backoff, which a secret rotation's reload or a receiver's bad deploy rolled back fits in.
+REFUSED_ATTEMPTS = 8
 #: The 4xx answers that say "not now" rather than "not this" (a timeout, a conflict with what the receiver is
 #: doing, too early, too many): retried for the whole window, as a 5xx is.
 TRANSIENT_4XX = frozenset({408, 409, 425, 429})
