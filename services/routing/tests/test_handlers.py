@@ -812,6 +812,59 @@ async def test_a_lead_nobody_can_take_waits_in_its_queue_until_the_first_shift_s
         assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 0  # handed out once
 
 
+#: Lena owns Siemens; she and Tom are ent's reps, on shift from 09:00 to 17:00 in Berlin, and ent's leads wait in
+#: its queue when neither can take them.
+NAMED_ACCOUNTS = parse_routing_data({
+    "reps": [{"id": "lena", "name": "Lena", "team": "ent", "weight": 1, "timezone": "Europe/Berlin"},
+             {"id": "tom", "name": "Tom", "team": "ent", "weight": 1, "timezone": "Europe/Berlin"}],
+    "accounts": [{"domain": "siemens.com", "name": "Siemens AG", "owner": "lena"}],
+    "territories": {"regions": {"emea": ["DE"]}, "segments": [{"name": "all", "min_employees": 0}],
+                    "unknown_size_segment": "all", "teams": [{"team": "ent", "region": "emea"}],
+                    "default_team": "ent"},
+    "teams": {"ent": {"when_nobody_available": "wait"}},
+    "working_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"},
+    "sla": {"acceptance": {"B": "15m"}, "max_reassignments": 1},
+})
+
+
+async def test_named_account_leads_that_waited_in_the_queue_go_to_the_account_owner_not_by_rotation(uow):
+    ctx = Routing(Reference(NAMED_ACCOUNTS, "v-accounts"), clock=Clock())
+    ctx.clock.now = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 02:00 on a Monday in Berlin: nobody on shift
+    leads = [factories.scored("mql", email=f"{who}@siemens.com", country="DE") for who in ("jo", "kim")]
+    for lead in leads:
+        routed, _, queued = await route(uow, ctx, lead)
+        assert data(routed).assignment.owner_id == "queue:ent" and "owner of account Siemens AG" in data(queued).reason
+    ctx.clock.now = datetime(2026, 11, 23, 8, 5, tzinfo=UTC)  # 09:05 in Berlin: Lena and Tom on shift
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 2
+        await uow.commit()
+    rerouted = [data(m) for m in uow.published if m.topic == topics.ROUTED]
+    assert [(r.assignment.owner_id, r.assignment.method) for r in rerouted] == [("lena", "account")] * 2
+    assert all("owner of account Siemens AG" in r.assignment.reason for r in rerouted)
+    assert [data(m).owner_id for m in uow.published if m.topic == topics.LIFECYCLE] == ["lena", "lena"]
+    assert uow.store.turns.get("ent", 0) == 0  # the owner takes her accounts' leads without a turn of the rotation
+
+
+async def test_a_lead_waiting_in_a_team_s_queue_stays_that_team_s_though_its_account_owner_moved_to_another(uow):
+    ctx = Routing(Reference(NAMED_ACCOUNTS, "v-accounts"), clock=Clock())
+    ctx.clock.now = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 02:00 on a Monday in Berlin: nobody on shift
+    lead = factories.scored("mql", email="jo@siemens.com", country="DE")
+    await route(uow, ctx, lead)
+    raw = NAMED_ACCOUNTS.model_dump()
+    moved = parse_routing_data({**raw, "reps": [*raw["reps"], {"id": "ida", "name": "Ida", "team": "keys",
+                                                               "timezone": "Europe/Berlin"}],
+                                "accounts": [{"domain": "siemens.com", "name": "Siemens AG", "owner": "ida"}],
+                                "teams": {**raw["teams"], "keys": {"when_nobody_available": "wait"}}})
+    ctx.reference = Reference(moved, "v-moved")
+    ctx.clock.now = datetime(2026, 11, 23, 8, 5, tzinfo=UTC)
+    async with uow:
+        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
+        await uow.commit()
+    [rerouted] = [data(m) for m in uow.published if m.topic == topics.ROUTED]
+    assert (rerouted.assignment.team, rerouted.assignment.method) == ("ent", "territory")
+    assert rerouted.assignment.owner_id in {"lena", "tom"}
+
+
 async def test_a_rounds_waiting_leads_are_stored_in_one_write_as_they_are_handed_out(uow):
     ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the leads are queued
     leads = [factories.scored("mql", country="DE") for _ in range(3)]

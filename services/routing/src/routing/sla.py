@@ -14,7 +14,8 @@ the lead waits in its team's queue for this watch to hand out.
 
 Waiting leads are claimed the same way (``SKIP LOCKED``, teams with a rep
 free now only), each handed to whoever can take it now by the same rules
-that routed it (overflow included): ``lead.assigned`` on the lifecycle and
+that routed it (its account owner first, if of the queue's team; overflow
+included): ``lead.assigned`` on the lifecycle and
 the lead again on ``leads.routed``, ids derived from the lead; its SLA clock
 starts then. A lead nobody can take yet stays, untouched, and the round
 claims the next page past it while a queue is open, so the longest waiting
@@ -63,8 +64,8 @@ from leadpipe_common.service import Runtime
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Handoff, Placed, Presence, Route, acceptance_due, breach, capacity_bound, choose_route, orphaned, overflow_chain,
-    place, requeue, staffed, staffed_teams, unavailable,
+    Handoff, Placed, Presence, acceptance_due, breach, capacity_bound, choose_route, from_queue, orphaned,
+    overflow_chain, place, requeue, staffed, staffed_teams, unavailable,
 )
 from routing.handlers import Routing, locked_for_placing
 from routing.reference import Reference
@@ -181,8 +182,8 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, wa
         handoff, lead = held.handoff, held.lead
         queued_at = handoff.waiting_since or now
         waited = f"waited in the {handoff.team} queue since {queued_at.isoformat(timespec='seconds')}"
-        placement = place(Route("team", handoff.team, waited), ref.data, turns.states, now, presence,
-                          passed_over=handoff.holders)
+        placement = place(from_queue(choose_route(lead, ref.data), handoff.team, waited), ref.data, turns.states,
+                          now, presence, passed_over=handoff.holders)
         if not isinstance(placement, Placed):
             continue  # its reps' turns went to leads that waited longer, or each of them held it before
         turns.take(placement.team, placement.rotation)

@@ -54,7 +54,7 @@ from routing.domain.reference import (
     Account, InvalidRoutingData, Problem, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
     TeamRule, Territories, WorkingHours, overflow_chain, parse_routing_data,
 )
-from routing.domain.routes import Route, choose_route, next_turn, queue_of, segment_of
+from routing.domain.routes import Route, choose_route, from_queue, next_turn, queue_of, segment_of
 from routing.domain.whatif import PastLead, Violation, WhatIf, what_if
 
 __all__ = [
@@ -63,7 +63,7 @@ __all__ = [
     "RejectionReason", "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
-    "earns_intent", "escalated_to", "escalation_team", "hand_to", "handover_refused", "held_by", "kept_back_by", "may_wait", "merge_into",
+    "earns_intent", "escalated_to", "escalation_team", "from_queue", "hand_to", "handover_refused", "held_by", "kept_back_by", "may_wait", "merge_into",
     "news_for_holder", "next_turn", "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place",
     "place_again", "public_holiday", "queue_of", "recycled_by", "rejected_as", "remembered", "requeue", "reroute",
     "segment_of", "staffed", "staffed_teams", "unavailable", "what_if",

@@ -58,6 +58,17 @@ def choose_route(lead: LeadScored | LeadRouted, data: RoutingData) -> Route:
     return Route("team", data.territories.default_team, "no territory for the lead's country, if any; default team")
 
 
+def from_queue(route: Route, team: str, why: str) -> Route:
+    """The route of a lead waiting in ``team``'s queue as it is handed out, ``route`` its route now
+    (``choose_route``), ``why`` leading the reason: to its account owner when they are of ``team`` (as a new lead
+    of the account goes to them), else to ``team``'s rotation."""
+    if route.kind == "account" and route.team == team:
+        return Route("account", team, f"{why}; {route.reason}", route.owner)
+    # A lead waiting in a team's queue stays that team's, though its route now names another (the files changed
+    # since it was queued): the watch of orphaned queues moves it when nobody may take it there.
+    return Route("team", team, why)
+
+
 def next_turn(reps: Sequence[Rep], state: Mapping[str, int]) -> tuple[Rep, dict[str, int]]:
     """Smooth weighted round-robin (as nginx does it).
 
