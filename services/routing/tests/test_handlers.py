@@ -442,6 +442,33 @@ async def test_a_touch_of_a_held_lead_tells_its_holder_with_the_same_deadline(uo
     assert uow.store.turns == {"emea": 1}  # no second routing
 
 
+async def test_a_touch_that_raises_a_leads_grade_holds_its_next_holder_to_the_new_grades_deadline_not_its_holder(
+        uow):
+    """A C lead gives Ana a day; a demo request makes it an A. Ana keeps the day she was told (no event would tell
+    her a shorter one), but when she misses it Ben gets an A lead with an A's 15 minutes, not a C's day."""
+    graded = parse_routing_data({**DATA.model_dump(), "sla": {"acceptance": {"A": "15m", "C": "1d"},
+                                                              "max_reassignments": 1}})
+    ctx = Routing(Reference(graded, "v-graded"), clock=Clock())
+    lead = factories.scored("mql", country="DE")
+    lead = lead.model_copy(update={"score": lead.score.model_copy(update={"grade": "C"})})
+    assert data((await route(uow, ctx, lead))[0]).assignment.owner_id == "ana"  # first in an unturned rotation
+    ctx.clock.now = T0 + timedelta(hours=1)
+    demo = touch_of(lead)
+    _, reengaged = await route(uow, ctx, demo.model_copy(update={"score": demo.score.model_copy(
+        update={"grade": "A"})}))
+    assert data(reengaged).grade == "A"
+    held = uow.store.handoffs[lead.lead_id].handoff
+    assert (held.grade, held.due_at) == ("A", T0 + timedelta(days=1))  # her clock is not restarted nor shortened
+    ctx.clock.now = T0 + timedelta(days=1, minutes=1)
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 1
+        await uow.commit()
+    breached, rerouted = uow.published
+    assert (data(breached).grade, data(breached).next_owner_id) == ("A", "ben")
+    assert data(breached).next_due_at == ctx.clock.now + timedelta(minutes=15)
+    assert uow.store.handoffs[lead.lead_id].handoff.due_at == ctx.clock.now + timedelta(minutes=15)
+
+
 async def test_a_re_engagement_overtaken_by_the_reassignment_after_it_is_told_stale_by_its_number(uow, ctx):
     """The broker away, routing commits a touch's re-engagement of a lead and its own send of it waits (backing off
     up to 30 s); the deadline passes and the SLA watch hands the lead on through the outbox, whose relay sends

@@ -12,7 +12,8 @@
   number), re-engages its holder: a ``lead.reengaged`` step and a fresh
   ``lead.routed`` record with the same owner, the same deadline and the same
   hand-off number (no second routing, no second SLA clock), kept as the lead a
-  reassignment sends on. A
+  reassignment sends on; the new grade is stored, for the next holder's
+  deadline and every later step. A
   touch that does neither (a newsletter sign-up, the same form sent again
   within scoring's repeat window) tells nobody. A
   lead sales rejected is back in nurture: a touch that lifts it to the bar
@@ -413,8 +414,8 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
 def _reengage(env: Envelope, held: Held | None, now: datetime,
               data: RoutingData) -> tuple[Outcome, Held | None]:
     """Tell the holder of a lead about its new touch: same owner, same deadline, the new score and contact; and
-    the hand-off holding the lead as told (None: nothing told), which a reassignment sends on and the next touch
-    is compared with."""
+    the hand-off holding the lead as told, with the new grade (None: nothing told), which a reassignment sends on
+    and the next touch is compared with."""
     lead = env.data
     assert isinstance(lead, LeadScored) and lead.touch is not None
     if held is None or held.handoff.closed:
@@ -432,9 +433,11 @@ def _reengage(env: Envelope, held: Held | None, now: datetime,
         lead_id=lead.lead_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
         reason=_touch_summary(lead), attribution=lead.attribution, score=lead.score.value, grade=lead.score.grade,
     )
+    # The new grade is the lead's from now on: the next holder's deadline and every later step go by it. The
+    # holder keeps the deadline she was told (nothing would tell her a shorter one), so due_at stays.
     return ([follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
              follow_up(env, topics.LIFECYCLE, reengaged, source=SOURCE, time=now)],
-            dataclasses.replace(held, lead=routed))
+            dataclasses.replace(held, handoff=dataclasses.replace(h, grade=lead.score.grade), lead=routed))
 
 
 def _holders(assignment: Assignment, h: Handoff, data: RoutingData) -> Assignment:
