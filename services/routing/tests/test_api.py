@@ -11,6 +11,7 @@ import structlog
 from fastapi import FastAPI
 
 from leadpipe_common import auth, topics
+from leadpipe_common.envelope import decode
 from leadpipe_common.events import Assignment, LeadRouted
 from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.testing import factories
@@ -169,3 +170,19 @@ async def test_a_merge_a_sales_tool_makes_for_a_rep_is_logged_with_the_key_that_
     assert answer.status_code == 200, answer.text
     assert [(r["lead_id"], r["rep_id"], r["key_name"], r["survivor_id"]) for r in lines
             if r["event"] == "merge recorded"] == [(str(duplicate), "ben", "crm", str(survivor))]
+
+
+async def test_a_report_dated_well_after_routing_records_it_is_refused_naming_at_and_one_just_after_is_dated_now(uow):
+    """A CRM writing its local wall-clock time with a Z is told so, not believed; a clock a little ahead is not an
+    error, but its answer cannot be dated after routing recorded it."""
+    lead, other = holding(uow, "ben", 2, status="routed")
+    async with serving(uow, SALES_TOOL) as client:
+        ahead = await client.post(f"/v1/leads/{lead}/disposition", json={
+            "outcome": "accepted", "rep_id": "ben", "at": (NOW + timedelta(hours=1)).isoformat()})
+        skewed = await client.post(f"/v1/leads/{other}/disposition", json={
+            "outcome": "accepted", "rep_id": "ben", "at": (NOW + timedelta(minutes=2)).isoformat()})
+    assert (ahead.status_code, [e["field"] for e in ahead.json()["errors"]]) == (422, ["at"]), ahead.text
+    assert uow.store.handoffs[lead].handoff.status == "routed"
+    assert skewed.status_code == 200, skewed.text
+    [step] = uow.published
+    assert step.topic == topics.LIFECYCLE and decode(step.headers, step.key, step.value).data.at == NOW

@@ -114,6 +114,17 @@ async def test_a_report_on_a_lead_routing_never_routed_is_rejected(uow, ctx):
     assert isinstance(verdict, Rejected) and "no routed lead" in verdict.reason
 
 
+async def test_a_report_on_the_topic_dated_after_routing_recorded_it_is_dated_when_routing_recorded_it(uow, ctx):
+    """A CRM writing its local wall-clock time with a Z dates an acceptance at 09:05 10:05: read as given, the SLA
+    report counted a miss and velocity grew by an hour. A report dated earlier keeps its date."""
+    late, early = factories.scored("mql", country="DE"), factories.scored("mql", country="DE")
+    owners = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in (late, early)]
+    ctx.clock.now = T0 + timedelta(minutes=5)
+    [ahead] = await say(uow, ctx, late.lead_id, outcome="accepted", rep_id=owners[0], at=T0 + timedelta(hours=1))
+    [before] = await say(uow, ctx, early.lead_id, outcome="accepted", rep_id=owners[1], at=T0 + timedelta(minutes=1))
+    assert (data(ahead).at, data(before).at) == (T0 + timedelta(minutes=5), T0 + timedelta(minutes=1))
+
+
 def runner(uow, ctx) -> BatchApplier:
     """routing's consumer as it runs, its unit of work in memory."""
     return BatchApplier(service="routing", handlers=SERVICE.handlers(ctx), unit_of_work=lambda: uow, clock=ctx.clock)

@@ -19,7 +19,10 @@ from leadpipe_common.events import LeadDispositioned, Moment
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
-from routing.domain import Away, Handoff, Presence, Refused, Rep, Repeated, RoutingData, handover_refused, unavailable
+from routing.domain import (
+    AHEAD_ALLOWED, Away, Handoff, Presence, Refused, Rep, Repeated, RoutingData, dated_ahead, handover_refused,
+    unavailable,
+)
 from routing.handlers import Routing, hand_over, record_disposition, record_merge
 from routing.sla import reload_reference
 from routing.store import RoutingStore
@@ -65,6 +68,9 @@ def _reported(who: Principal, what: str, lead_id: uuid.UUID, rep_id: str, **fact
         "Outcomes: `accepted`, `rejected` (with a `reason_code` from reasons.yaml; the lead returns to nurture), "
         "`contacted`, `qualified`, `won` (with `amount` and `currency`), `lost` (with a `reason_code` or `reason`). "
         "An illegal move answers 409 with the reason; the same report again answers 200 with `repeated: true`. "
+        f"`at` (when it happened; absent: now) may not be more than {AHEAD_ALLOWED.total_seconds() / 60:.0f} "
+        "minutes after routing records the report (a 422 naming `at`: a time zone wrong?); one up to that is dated "
+        "when routing records it. "
         "Sales tools may instead produce a `lead.dispositioned` event to `leads.feedback`."
     ),
     responses=problem_responses(404, 409, 503, _404="no routed lead with this id",
@@ -76,9 +82,12 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
         raise Problem(422, "the report is about another lead", [FieldProblem("lead_id", f"is not {lead_id}, the "
                                                                                         "lead in the path")])
     report = LeadDispositioned(**{**dict(body), "lead_id": lead_id})  # the body passed the same checks already
+    now = rt.context.clock()
+    if (ahead := dated_ahead(report, now)) is not None:
+        raise _refused(report, ahead)
     try:
         async with rt.request_unit_of_work() as uow:
-            result = await record_disposition(uow.store, report, rt.context.data, rt.context.clock(),
+            result = await record_disposition(uow.store, report, rt.context.data, now,
                                               request.headers.get("traceparent"))
             uow.publish(result.messages)
             await uow.commit()
@@ -91,14 +100,18 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
         DISPOSITIONS.labels(report.outcome, "unknown").inc()
         raise Problem(404, f"no routed lead {lead_id}: only leads routing handed to sales take dispositions")
     if isinstance(verdict, Refused):
-        DISPOSITIONS.labels(report.outcome, verdict.kind).inc()
-        status = 409 if verdict.kind == "conflict" else 422
-        raise Problem(status, verdict.reason, [FieldProblem(verdict.field, verdict.reason)])
+        raise _refused(report, verdict)
     DISPOSITIONS.labels(report.outcome, "repeated" if isinstance(verdict, Repeated) else "applied").inc()
     if not isinstance(verdict, Repeated):
         _reported(who, "disposition recorded", lead_id, body.rep_id, outcome=report.outcome)
     return {**_state(verdict.handoff), "repeated": isinstance(verdict, Repeated),
             "events": [m.header("ce_id") for m in result.messages]}
+
+
+def _refused(report: LeadDispositioned, verdict: Refused) -> Problem:
+    DISPOSITIONS.labels(report.outcome, verdict.kind).inc()
+    status = 409 if verdict.kind == "conflict" else 422
+    return Problem(status, verdict.reason, [FieldProblem(verdict.field, verdict.reason)])
 
 
 @router.get("/{lead_id}/handoff", summary="A routed lead's owner, status, SLA deadline and dispositions",

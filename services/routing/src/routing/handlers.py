@@ -67,8 +67,8 @@ from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
     Applied, Handoff, Kept, Merged, Placed, Presence, Refused, Rep, Repeated, Route, RoutingData, Step, Waiting,
-    acceptance_due, apply_disposition, capacity_bound, choose_route, escalated_to, hand_to, kept_back_by, may_wait,
-    merge_into, news_for_holder, overflow_chain, place, recycled_by, rejected_as, reroute,
+    acceptance_due, answered_at, apply_disposition, capacity_bound, choose_route, escalated_to, hand_to,
+    kept_back_by, may_wait, merge_into, news_for_holder, overflow_chain, place, recycled_by, rejected_as, reroute,
 )
 from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
@@ -130,7 +130,7 @@ def disposition(held: Held, report: LeadDispositioned, data: RoutingData, now: d
     verdict = apply_disposition(held.handoff, report, data)
     if not isinstance(verdict, Applied):
         return DispositionResult(verdict, [])
-    at = report.at or now
+    at = answered_at(report, now)
     messages = [
         encode(topics.LIFECYCLE, step_event(held.lead, verdict.handoff, step, at, report.rep_id),
                event_id=verdict.handoff.event_id(f"disposition/{step.to_stage}"), source=SOURCE, time=now,

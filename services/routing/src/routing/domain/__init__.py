@@ -45,8 +45,9 @@ from routing.domain.availability import (
 from routing.domain.breaches import Breach, breach, escalated_to, held_by, may_wait, place_again
 from routing.domain.clock import acceptance_due, add_working_days, add_working_time
 from routing.domain.dispositions import (
-    ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step, apply_disposition,
-    earns_intent, kept_back_by, merge_into, news_for_holder, recycled_by, rejected_as, remembered,
+    AHEAD_ALLOWED, ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step,
+    answered_at, apply_disposition, dated_ahead, earns_intent, kept_back_by, merge_into, news_for_holder, recycled_by,
+    rejected_as, remembered,
 )
 from routing.domain.handovers import Kept, hand_to, handover_refused, reroute
 from routing.domain.orphans import escalation_team, orphaned, requeue, staffed, staffed_teams
@@ -58,12 +59,12 @@ from routing.domain.routes import Route, choose_route, from_queue, next_turn, qu
 from routing.domain.whatif import PastLead, Violation, WhatIf, what_if
 
 __all__ = [
-    "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
+    "AHEAD_ALLOWED", "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
     "InvalidRoutingData", "Kept", "Merged", "PastLead", "Placed", "Presence", "Problem", "Reasons", "Refused",
     "RejectionReason", "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
-    "acceptance_due", "add_working_days", "add_working_time", "apply_disposition", "breach", "capacity_bound", "choose_route",
-    "earns_intent", "escalated_to", "escalation_team", "from_queue", "hand_to", "handover_refused", "held_by", "kept_back_by", "may_wait", "merge_into",
+    "acceptance_due", "add_working_days", "add_working_time", "answered_at", "apply_disposition", "breach", "capacity_bound", "choose_route",
+    "dated_ahead", "earns_intent", "escalated_to", "escalation_team", "from_queue", "hand_to", "handover_refused", "held_by", "kept_back_by", "may_wait", "merge_into",
     "news_for_holder", "next_turn", "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place",
     "place_again", "public_holiday", "queue_of", "recycled_by", "rejected_as", "remembered", "requeue", "reroute",
     "segment_of", "staffed", "staffed_teams", "unavailable", "what_if",

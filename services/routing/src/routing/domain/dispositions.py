@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -167,6 +167,28 @@ class Refused:
     kind: Literal["invalid", "conflict"]
     field: str
     reason: str
+
+
+#: How far after routing's clock a report over HTTP may date its answer and be taken (dated then when routing
+#: records it): a sales tool's clock may run a little ahead, but a time zone wrong is an hour or more.
+AHEAD_ALLOWED = timedelta(minutes=5)
+
+
+def answered_at(d: LeadDispositioned, now: datetime) -> datetime:
+    """When ``d``'s answer was given, routing recording it at ``now``: its ``at`` (absent: ``now``), but never
+    after ``now``: an answer cannot come after routing heard it. A CRM writing its local wall-clock time with a Z
+    would otherwise have an acceptance recorded at 09:05 read 10:05, a miss in the SLA report."""
+    return now if d.at is None else min(d.at, now)
+
+
+def dated_ahead(d: LeadDispositioned, now: datetime) -> Refused | None:
+    """Why a report over HTTP is refused for its ``at``, routing recording it at ``now``: one more than
+    ``AHEAD_ALLOWED`` after it, a time zone wrong most likely, which its sender can mend. (One on the topic is
+    dated ``answered_at``: a record cannot be answered.)"""
+    if d.at is None or d.at <= now + AHEAD_ALLOWED:
+        return None
+    return Refused("invalid", "at", f"{d.at.isoformat()} is after now ({now.isoformat(timespec='seconds')}): an "
+                                    "answer cannot be dated after routing records it; is the time zone right?")
 
 
 def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData) -> Applied | Repeated | Refused:
