@@ -186,3 +186,14 @@ async def test_a_report_dated_well_after_routing_records_it_is_refused_naming_at
     assert skewed.status_code == 200, skewed.text
     [step] = uow.published
     assert step.topic == topics.LIFECYCLE and decode(step.headers, step.key, step.value).data.at == NOW
+
+
+async def test_merging_a_lead_sales_works_into_one_it_rejected_answers_409_saying_to_merge_the_other_way(uow):
+    [rejected] = holding(uow, "ben", 1, status="rejected")
+    [worked] = [lead for lead in holding(uow, "ben", 1) if lead != rejected]
+    async with serving(uow, SALES_TOOL) as client:
+        answer = await client.post(f"/v1/leads/{worked}/merge", json={"survivor_id": str(rejected), "rep_id": "ben"})
+    assert answer.status_code == 409, answer.text
+    [error] = answer.json()["errors"]
+    assert error["field"] == "survivor_id" and f"merge {rejected} into {worked} instead" in error["reason"]
+    assert uow.store.handoffs[worked].handoff.status == "accepted"

@@ -543,15 +543,62 @@ def test_only_a_rep_who_may_report_on_a_lead_may_merge_it_away():
 
 
 @pytest.mark.parametrize("outcome", ["won", "lost"])
-def test_a_won_or_lost_lead_cannot_be_merged_away_but_the_other_lead_can_be_merged_into_it(outcome):
+def test_a_won_or_lost_lead_is_not_merged_away_but_a_rejected_lead_may_be_merged_into_it(outcome):
     from routing.domain import Merged, merge_into
 
-    closed, other = handoff(outcome, due_at=None), replace(handoff("accepted"), lead_id=uuid.UUID(int=8))
-    refused = merge_into(closed, other, "ana", SALES)
+    closed, rejected = handoff(outcome, due_at=None), replace(handoff("rejected"), lead_id=uuid.UUID(int=8))
+    refused = merge_into(closed, rejected, "ana", SALES)
     assert isinstance(refused, Refused) and (refused.kind, refused.field) == ("conflict", "lead_id")
-    assert f"closed as {outcome}" in refused.reason and f"merge {other.lead_id} into it" in refused.reason
-    into_it = merge_into(other, closed, "ana", SALES)
+    assert f"closed as {outcome}" in refused.reason
+    assert f"merge {rejected.lead_id} into {closed.lead_id} instead" in refused.reason
+    into_it = merge_into(rejected, closed, "ana", SALES)
     assert isinstance(into_it, Merged) and into_it.handoff.merged_into == closed.lead_id
+
+
+@pytest.mark.parametrize("stage", ["routed", "accepted", "contacted", "qualified"])
+def test_a_lead_sales_still_works_is_not_merged_into_one_rejected_back_to_nurture_but_takes_it_in(stage):
+    """S, the person's old address, was rejected by Ben; D, the new one, is Ana's. Merged into S, D could never be
+    qualified (closed as merged) nor S (Ben's, and closed as rejected): the person's revenue would be lost."""
+    from routing.domain import Merged, merge_into
+
+    d = handoff(stage, owner="ana")
+    s = replace(handoff("rejected", owner="ben", due_at=None), lead_id=uuid.UUID(int=8))
+    refused = merge_into(d, s, "ana", SALES)
+    assert isinstance(refused, Refused) and (refused.kind, refused.field) == ("conflict", "survivor_id")
+    assert "closed as rejected" in refused.reason
+    assert f"merge {s.lead_id} into {d.lead_id} instead, said by ben, who holds it" in refused.reason
+    taken_in = merge_into(s, d, "ben", SALES)
+    assert isinstance(taken_in, Merged) and taken_in.handoff.merged_into == d.lead_id
+
+
+@pytest.mark.parametrize("outcome", ["won", "lost"])
+@pytest.mark.parametrize("stage", ["routed", "accepted", "contacted", "qualified"])
+def test_a_lead_sales_still_works_and_a_won_or_lost_one_of_the_same_person_are_kept_apart(stage, outcome):
+    """A customer back after a closed deal is a new deal (capture opens a new lead for them): merged into the
+    closed lead it could never be won, and a won or lost lead is never merged away."""
+    from routing.domain import merge_into
+
+    open_ = handoff(stage, owner="ana")
+    deal = replace(handoff(outcome, owner="ben", due_at=None), lead_id=uuid.UUID(int=8))
+    into_deal, into_open = merge_into(open_, deal, "ana", SALES), merge_into(deal, open_, "ben", SALES)
+    assert isinstance(into_deal, Refused) and (into_deal.kind, into_deal.field) == ("conflict", "survivor_id")
+    assert f"closed as {outcome}" in into_deal.reason
+    assert isinstance(into_open, Refused) and (into_open.kind, into_open.field) == ("conflict", "lead_id")
+    # Only a lead sales may still reject can be turned down as a repeat of that deal, and then merged.
+    rejectable = stage in ("routed", "accepted")
+    for refused in (into_deal, into_open):
+        assert f"keep {open_.lead_id} apart from {deal.lead_id}" in refused.reason
+        assert (f"reject it, then merge it into {deal.lead_id}" in refused.reason) == rejectable
+    if rejectable:  # Ben asked: the advice names who may follow it
+        assert "said by ana, who holds it" in into_open.reason and "said by" not in into_deal.reason
+
+
+def test_two_closed_deals_of_one_person_stay_two_leads():
+    from routing.domain import merge_into
+
+    won, lost = handoff("won", due_at=None), replace(handoff("lost", due_at=None), lead_id=uuid.UUID(int=8))
+    refused = merge_into(won, lost, "ana", SALES)
+    assert isinstance(refused, Refused) and f"{lost.lead_id} is closed as lost too" in refused.reason
 
 
 def test_a_rejected_lead_back_in_nurture_may_be_merged_away():

@@ -208,6 +208,26 @@ async def test_a_merge_is_said_by_a_rep_in_the_reps_file_who_holds_the_lead_it_c
     assert [data(m).type for m in merged.messages] == ["lead.merged"] and data(merged.messages[0]).by == holders[0]
 
 
+async def test_a_lead_sales_works_is_not_merged_into_one_rejected_but_takes_it_in_and_its_reports_go_on(uow, ctx):
+    """S, the person's old address, was rejected; D, the new one, is being worked. Merged into S, D could never be
+    qualified, nor S: the person's revenue would never reach the reports. S merged into D, D is."""
+    leads = [factories.scored("mql", country="DE") for _ in range(2)]
+    s, d = (lead.lead_id for lead in leads)
+    s_holder, d_holder = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads]
+    await runner(uow, ctx).apply([
+        factories.consumed(report(s, outcome="accepted", rep_id=s_holder), 0),
+        factories.consumed(report(s, outcome="rejected", rep_id=s_holder, reason_code="not-a-fit"), 1),
+        factories.consumed(report(d, outcome="accepted", rep_id=d_holder), 2),
+        factories.consumed(report(d, outcome="contacted", rep_id=d_holder), 3)])
+    published = len(uow.published)
+    refused = (await merge(uow, ctx, d, s, d_holder)).verdict
+    assert (refused.kind, refused.field) == ("conflict", "survivor_id") and f"merge {s} into {d} instead" in refused.reason
+    assert uow.store.handoffs[d].handoff.status == "contacted" and len(uow.published) == published
+    assert (await merge(uow, ctx, s, d, s_holder)).verdict.handoff.merged_into == d
+    [qualified] = await runner(uow, ctx).apply([factories.consumed(report(d, outcome="qualified", rep_id=d_holder), 4)])
+    assert data(qualified).to_stage == "qualified"
+
+
 async def test_a_merge_names_who_held_each_lead_for_receivers_following_either(uow):
     """The duplicate is emea's (ana's or ben's, grade B), the survivor dach's cy's (grade A): lead.merged names
     both holders, their teams and grades, or delivery could pass it to no subscription filtered on them."""

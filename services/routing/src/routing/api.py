@@ -144,10 +144,12 @@ class MergeRequest(BaseModel):
                 "touch of both, and reports count the person once. The same merge again answers 200 with "
                 "`repeated: true`. Both must be leads routing handed to sales. Only a rep who may report on the "
                 "lead in the path (as for a disposition) may merge it: an unknown `rep_id` answers 422, another "
-                "rep's lead 409.",
+                "rep's lead 409. A lead sales still works (routed, accepted, contacted, qualified) is merged only "
+                "into another such lead (409 otherwise): merged into a closed one, it could never be won.",
     responses=problem_responses(404, 409, 503, _404="either lead is not one routing handed to sales",
-                                _409="already merged into another lead, won or lost (merge the other into "
-                                     "it), the survivor was merged, or from a rep who does not hold the lead"),
+                                _409="already merged into another lead, won or lost, still with sales and "
+                                     "the survivor closed (rejected: merge it into this one; won or lost: keep "
+                                     "both), the survivor was merged, or from a rep who does not hold the lead"),
 )
 async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, rt: RoutingRuntime,
                      who: Annotated[Principal, needs("feedback:write")]) -> dict[str, Any]:

@@ -120,8 +120,8 @@ def _lifted_back(handoff: Handoff, lead: LeadScored) -> bool:
     return handoff.status == "rejected" and lead.score.decision == "mql" and earns_intent(lead)
 
 
-#: Closed for good by sales (capture's closed stages): such a lead is never merged away, only merged into.
-#: A rejected lead is back in nurture, its person's open lead, and may be.
+#: Closed for good by sales (capture's closed stages): such a lead is never merged away, only merged into (by a
+#: lead no longer with sales). A rejected lead is back in nurture, its person's open lead, and may be.
 SALES_CLOSED: frozenset[str] = frozenset({"won", "lost"})
 #: Which status each disposition may follow. Anything else is refused.
 ALLOWED_AFTER: dict[str, frozenset[str]] = {
@@ -274,9 +274,16 @@ class Merged:
 
 
 def merge_into(lead: Handoff, survivor: Handoff, rep_id: str, data: RoutingData) -> Merged | Repeated | Refused:
-    """Rep ``rep_id`` says ``lead`` is the same person as ``survivor``'s lead. A won or lost lead is never merged
-    away (the other lead is merged into it); a survivor may be closed. A merge closes ``lead``, so it is said by
-    whoever may report on it (``apply_disposition``'s rule); the survivor is left as it is, whoever holds it."""
+    """Rep ``rep_id`` says ``lead`` is the same person as ``survivor``'s lead. A merge closes ``lead``, so it is said
+    by whoever may report on it (``apply_disposition``'s rule); the survivor is left as it is, whoever holds it.
+
+    Sales' reports on the person go to the survivor from then on, so a lead sales still works (routed, accepted,
+    contacted, qualified) survives: merged into a closed lead, it could never be qualified or won, and the person's
+    revenue would never reach the reports. A won or lost lead is never merged away; a lead back in nurture
+    (rejected) may be, into any lead. So an open lead and a rejected one merge the rejected one away, and an open
+    lead and a won or lost one do not merge at all: capture opens a new lead for a person whose lead was won or
+    lost, so the pipeline counts a customer who came back as a new deal, and merged away that deal would be lost.
+    (A lead that only repeats a closed deal is rejected, while it may be, then merged.)"""
     if lead.lead_id == survivor.lead_id:
         return Refused("invalid", "survivor_id", "a lead cannot be merged into itself")
     rep = data.rep(rep_id)
@@ -289,13 +296,41 @@ def merge_into(lead: Handoff, survivor: Handoff, rep_id: str, data: RoutingData)
     not_holder = _not_the_holder(lead, rep)
     if not_holder:
         return Refused("conflict", "rep_id", not_holder)
-    if lead.status in SALES_CLOSED:
-        # Merged away, its win or loss would pass to the survivor's row in the reports, beside the survivor's
-        # own outcome (two wins keep one amount; a win and a loss contradict): the closed lead must survive.
-        return Refused("conflict", "lead_id",
-                       f"the lead is closed as {lead.status}, and a closed lead stays closed; to count the person "
-                       f"once, merge {survivor.lead_id} into it instead")
+    # Before the closed checks: the advice they give names the survivor, which must be the end of its chain.
     if survivor.merged_into is not None:
         return Refused("conflict", "survivor_id",
                        f"the survivor was itself merged into {survivor.merged_into}; merge into that lead")
+    if lead.status in SALES_CLOSED:
+        # Merged away, its win or loss would pass to the survivor's row in the reports, beside the survivor's
+        # own outcome (two wins keep one amount; a win and a loss contradict): the closed lead must survive.
+        return Refused("conflict", "lead_id", f"the lead is closed as {lead.status}, and a closed lead stays "
+                                              f"closed; {_instead(lead, survivor, rep)}")
+    if not lead.closed and survivor.closed:
+        return Refused("conflict", "survivor_id",
+                       f"the survivor is closed as {survivor.status}, and this lead is still with sales: merged into "
+                       f"it, this lead could never be qualified or won; {_instead(lead, survivor, rep)}")
     return Merged(replace(lead, status="merged", due_at=None, merged_into=survivor.lead_id, waiting_since=None))
+
+
+def _instead(lead: Handoff, survivor: Handoff, rep: Rep) -> str:
+    """What sales may do instead of ``rep`` merging ``lead`` into ``survivor``, refused as one of them is won or
+    lost, or ``lead`` is open and ``survivor`` closed (neither merged)."""
+    if survivor.status == "rejected":
+        return (f"merge {survivor.lead_id} into {lead.lead_id} instead{_said_by(survivor, rep)}: the lead back in "
+                "nurture is the one merged away (the reports give the survivor the earlier first touch of the two)")
+    if lead.status in SALES_CLOSED and survivor.status in SALES_CLOSED:
+        return f"{survivor.lead_id} is closed as {survivor.status} too: two closed deals stay two leads"
+    deal, open_ = (lead, survivor) if lead.status in SALES_CLOSED else (survivor, lead)
+    apart = f"a person back after a closed deal is a new deal: keep {open_.lead_id} apart from {deal.lead_id}"
+    if open_.status not in ALLOWED_AFTER["rejected"]:
+        return apart  # contacted or qualified: sales works it as a deal of its own
+    return f"{apart} (if it only repeats that deal, reject it, then merge it into {deal.lead_id}{_said_by(open_, rep)})"
+
+
+def _said_by(lead: Handoff, rep: Rep) -> str:
+    """Who may merge ``lead`` away, when ``rep`` may not: advice the caller cannot follow alone says so."""
+    if _not_the_holder(lead, rep) is None:
+        return ""
+    if lead.owner_id == queue_of(lead.team):
+        return f", said by a rep of {lead.team}, in whose queue it waits"
+    return f", said by {lead.owner_id}, who holds it"
