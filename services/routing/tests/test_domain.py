@@ -601,6 +601,21 @@ def test_two_closed_deals_of_one_person_stay_two_leads():
     assert isinstance(refused, Refused) and f"{lost.lead_id} is closed as lost too" in refused.reason
 
 
+@pytest.mark.parametrize("rep", ["ana", "ben", "cy"])
+def test_a_report_on_a_lead_merged_away_is_refused_naming_the_lead_to_report_on_instead_whoever_makes_it(rep):
+    """Ana held D when it was merged into S; a CRM keeping both records reports on D: the refusal names S, not who
+    held D, so the report can be sent there; so are Ben, who holds S, and Cy, of another team."""
+    from routing.domain import merge_into, remembered
+
+    d = handoff("contacted", history=(remembered(report("contacted")),))
+    s = replace(handoff("accepted", owner="ben"), lead_id=uuid.UUID(int=8))
+    merged = merge_into(d, s, "ana", SALES).handoff
+    refused = apply_disposition(merged, report("qualified", rep=rep), SALES)
+    assert isinstance(refused, Refused) and (refused.kind, refused.field) == ("conflict", "outcome")
+    assert refused.reason == f"the lead is closed as merged into {s.lead_id}; report on {s.lead_id} instead"
+    assert isinstance(apply_disposition(merged, report("contacted"), SALES), Repeated)  # a resend from before it
+
+
 def test_a_rejected_lead_back_in_nurture_may_be_merged_away():
     from routing.domain import Merged, merge_into
 

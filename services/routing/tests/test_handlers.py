@@ -210,7 +210,8 @@ async def test_a_merge_is_said_by_a_rep_in_the_reps_file_who_holds_the_lead_it_c
 
 async def test_a_lead_sales_works_is_not_merged_into_one_rejected_but_takes_it_in_and_its_reports_go_on(uow, ctx):
     """S, the person's old address, was rejected; D, the new one, is being worked. Merged into S, D could never be
-    qualified, nor S: the person's revenue would never reach the reports. S merged into D, D is."""
+    qualified, nor S: the person's revenue would never reach the reports. S merged into D, D is, and a report on S
+    (a CRM keeping both records) is refused for good, naming D."""
     leads = [factories.scored("mql", country="DE") for _ in range(2)]
     s, d = (lead.lead_id for lead in leads)
     s_holder, d_holder = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads]
@@ -226,6 +227,9 @@ async def test_a_lead_sales_works_is_not_merged_into_one_rejected_but_takes_it_i
     assert (await merge(uow, ctx, s, d, s_holder)).verdict.handoff.merged_into == d
     [qualified] = await runner(uow, ctx).apply([factories.consumed(report(d, outcome="qualified", rep_id=d_holder), 4)])
     assert data(qualified).to_stage == "qualified"
+    [letter] = await runner(uow, ctx).apply([factories.consumed(report(s, outcome="qualified", rep_id=s_holder), 5)])
+    assert letter.topic == topics.DEADLETTER and letter.header("dlq.final") == "true"
+    assert f"merged into {d}; report on {d} instead" in letter.header("dlq.error.message")
 
 
 async def test_a_merge_names_who_held_each_lead_for_receivers_following_either(uow):

@@ -23,9 +23,10 @@ now: a queue is for leads waiting to be accepted); they keep their status.
 Dispositions move a routed lead through accepted -> contacted -> qualified ->
 won | lost, or rejected (back to nurture). A closed lead stays closed; the
 same report twice is a harmless repeat. Sales may merge a lead into another
-(one person): it closes as merged. A won or lost lead is not merged away,
-nor is a lead sales still works merged into a closed one (it could never be
-won): of an open lead and a rejected one, the rejected one is merged away.
+(one person): it closes as merged, and a report on it is refused naming the
+survivor, to report on instead. A won or lost lead is not merged away, nor is
+a lead sales still works merged into a closed one (it could never be won): of
+an open lead and a rejected one, the rejected one is merged away.
 
 Pure: reps, accounts, territories, the SLA policy and the reason codes come
 in as ``RoutingData``; rotation state and a lead's hand-off come in and their

@@ -3,7 +3,8 @@
 accepted -> contacted -> qualified -> won | lost, or rejected (back to
 nurture). Only the holder speaks for a lead (any rep of its team for a lead in
 the team's queue); a closed lead stays closed; the same report twice is a
-harmless repeat.
+harmless repeat. A lead sales merged into another is closed too: a report on
+it is refused naming the survivor, to report on instead.
 """
 
 from __future__ import annotations
@@ -207,6 +208,12 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
         return Refused("conflict", "outcome",
                        f"the lead was already {d.outcome} ({_describe(earlier)}); a different {d.outcome} report "
                        "cannot replace it")
+    if handoff.merged_into is not None:
+        # Before the holder's rule: a merged lead is nobody's to report on, and whoever reports on it (a CRM still
+        # keeping both records) needs where the person's work goes on, not who held it last.
+        return Refused("conflict", "outcome",
+                       f"the lead is closed as merged into {handoff.merged_into}; report on {handoff.merged_into} "
+                       "instead")
     not_holder = _not_the_holder(handoff, rep)
     if not_holder:
         return Refused("conflict", "rep_id", not_holder)
