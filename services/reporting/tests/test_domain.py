@@ -54,11 +54,26 @@ def test_the_projection_does_not_depend_on_order_or_repetition():
 
 def test_two_steps_recorded_at_one_moment_have_one_latest_whatever_order_they_are_folded_in():
     """Routing records a rejection and the way back to nurture at one moment: the rejection, after nurture in
-    ``STAGE_COLUMNS``, is the latest (the funnel counts either as rejected)."""
+    ``LIFECYCLE``, is the latest (the funnel counts either as rejected)."""
     rejected = [*HISTORY[:4], step("rejected", "routed", 10, reason_code="not-a-fit"), step("nurture", "rejected", 10)]
     for events in (rejected, list(reversed(rejected))):
         row = fold(events).row()
         assert (row["latest_from_stage"], row["latest_to_stage"]) == ("routed", "rejected")
+
+
+@pytest.mark.parametrize("chain", [
+    ("nurture", "mql"),  # scoring: a first score, and a touch in the same batch lifting the lead to MQL
+    ("mql", "routed"),  # routing: a recycle, and the lead's routing
+    ("accepted", "contacted", "qualified", "won"),  # a batch of one lead's sales reports, none dated
+])
+def test_a_chain_of_steps_recorded_at_one_moment_leaves_the_lead_at_its_end_whatever_order_they_are_folded_in(
+        chain):
+    """A stage stamps every step of one batch with one time (recorded and own): the lead is where the last left it,
+    not at a stage it already left."""
+    first = {"nurture": "enriched", "mql": "nurture", "accepted": "routed"}[chain[0]]
+    steps = [step(to, frm, 5) for frm, to in zip((first, *chain), chain, strict=False)]
+    for events in (steps, list(reversed(steps))):
+        assert fold([*HISTORY[:2], *events]).latest.to_stage == chain[-1]
 
 
 def test_a_leads_latest_step_is_the_one_recorded_last_even_when_dated_earlier():

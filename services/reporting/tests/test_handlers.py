@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from leadpipe_common.consumer import BatchApplier
-from leadpipe_common.envelope import Message
+from leadpipe_common.envelope import Message, decode, encode
 from leadpipe_common.events import Attribution, LeadSlaBreached, LeadStageChanged, LeadTouchRecorded, Touch
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
@@ -62,6 +62,29 @@ async def test_a_missed_deadline_closes_the_holders_hand_off_and_opens_the_next(
     assert {key: (h.owner_id, h.breached_at) for key, h in projection.handoffs.items()} == {
         (LEAD, "ana", T0): ("ana", T0 + timedelta(seconds=1)),
         (LEAD, "ben", T0 + timedelta(minutes=15)): ("ben", None)}
+
+
+def scoring_step(from_stage: str, to_stage: str):
+    """A step as scoring records it: dated, and on the stream at, the moment its batch began."""
+    m = encode("leads.lifecycle", LeadStageChanged(lead_id=LEAD, from_stage=from_stage, to_stage=to_stage, at=T0,
+                                                   by="scoring", reason="r", attribution=Attribution()),
+               event_id=uuid.uuid4(), source="leadpipe/scoring", time=T0)
+    return decode(m.headers, m.key, m.value)
+
+
+async def test_a_lead_scored_and_lifted_to_mql_in_one_batch_of_scoring_is_an_mql_however_reporting_gets_the_steps():
+    """Its first score put it in nurture, a touch in the same batch lifted it to MQL: both steps carry one time.
+    Left in nurture, the funnel counted it out of the funnel while it waited for routing."""
+    nurtured, lifted = scoring_step("enriched", "nurture"), scoring_step("nurture", "mql")
+    for batches in ([[nurtured, lifted]], [[lifted, nurtured]], [[nurtured], [lifted]], [[lifted], [nurtured]]):
+        uow, ctx = MemoryUnitOfWork(Projections()), Reporting()
+        async with uow:
+            for batch in batches:
+                await handle_lead_stage_changed(uow, batch, ctx)
+        first, *later = (projection.leads[LEAD] for projection in uow.store.saved)
+        for facts in later:  # what the store keeps of the batches, by the same rule
+            first.merge(facts)
+        assert (first.latest.from_stage, first.latest.to_stage) == ("nurture", "mql")
 
 
 async def test_a_redelivered_step_the_store_holds_from_before_0005_is_applied_again_as_it_was_then():

@@ -16,7 +16,9 @@ from leadpipe_common.events import (
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import MODELS, LeadFacts, Projection, project
 from reporting.replay import missing_from
-from reporting.reports import Filters, attribution, breakdown, funnel, rejections, sla, sources, spam_report, velocity
+from reporting.reports import (
+    Filters, attribution, breakdown, funnel, rejections, sla, sources, spam_report, timeline, velocity,
+)
 from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
 
 
@@ -210,6 +212,26 @@ async def test_the_funnel_counts_each_lead_out_of_it_where_its_latest_stage_left
 
     found = await read_after_both_orders(db, events, exits)
     assert found == [{"nurture": 1, "disqualified": 0, "rejected": 1, "lost": 1}] * 2
+
+
+async def test_a_lead_scoring_nurtured_and_lifted_to_mql_in_one_batch_is_out_of_the_funnel_nowhere(db):
+    """Scoring's first score put the lead in nurture and a touch in the same batch lifted it to MQL: both steps
+    carry one time, recorded and own. It waits for routing, in no exit, and its timeline reads in the order it
+    moved, whichever step the store kept first."""
+    lead, t0 = uuid.uuid4(), datetime(2026, 11, 2, 9, tzinfo=UTC)
+    events = [*through(lead, "captured", "enriched")]
+    scored = t0 + timedelta(minutes=5)
+    events += [(uuid.uuid4(), scored, LeadStageChanged(lead_id=lead, from_stage=frm, to_stage=to, at=scored,
+                                                       by="scoring", reason="r", attribution=Attribution()))
+               for frm, to in (("enriched", "nurture"), ("nurture", "mql"))]
+
+    async def where(conn):
+        moves = [(s["from_stage"], s["to_stage"]) for s in (await timeline(conn, lead))["steps"]]
+        return (await funnel(conn, Filters()))["exits"], moves[-2:]
+
+    found = await read_after_both_orders(db, events, where)
+    assert found == [({"nurture": 0, "disqualified": 0, "rejected": 0, "lost": 0},
+                      [("enriched", "nurture"), ("nurture", "mql")])] * 2
 
 
 async def test_attribution_counts_as_captured_the_leads_the_funnel_does_under_every_model(db):

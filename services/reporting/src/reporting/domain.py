@@ -46,6 +46,15 @@ from leadpipe_common.events import (
 
 #: The stages whose first time is kept per lead: the funnel, then the side exits.
 STAGE_COLUMNS: tuple[str, ...] = (*FUNNEL, "contacted", "nurture", "disqualified", "rejected", "lost")
+#: ``STAGE_COLUMNS`` in the order a lead can pass through them within one moment: which of two steps recorded
+#: together came last. A stage stamps every step of one batch with one time, so a lead's steps can tie:
+#: scoring's first score and a touch lifting it to MQL (enriched → nurture → mql), routing's recycle (nurture →
+#: mql → routed), a batch of sales reports (accepted → contacted → qualified → won), a rejection and its way
+#: back (→ rejected → nurture). Each climbs this order but the way back, so its rejection stays the latest (the
+#: funnel counts it as it counts the nurture after it: rejected). One fixed order, not "the step that follows
+#: the other": that is no order once a chain comes back round, and the latest would differ as events came.
+LIFECYCLE: tuple[str, ...] = ("captured", "enriched", "nurture", "disqualified", "mql", "routed", "accepted",
+                              "contacted", "qualified", "won", "rejected", "lost")
 RANK: dict[str, int] = {stage: i for i, stage in enumerate(FUNNEL)}
 #: Where a lead out of the funnel is, as the funnel report counts it.
 EXITS: tuple[str, ...] = ("nurture", "disqualified", "rejected", "lost")
@@ -67,9 +76,8 @@ NONE_LABEL = "(none)"
 @dataclass(frozen=True, order=True)
 class Step:
     """A lead's step into one of ``STAGE_COLUMNS``, ordered as "which came last": by when leadpipe recorded it,
-    then its own time, then the stage's place in a lead's life (a rejection and its way back to nurture are
-    recorded at one moment), then where it came from, so that any two steps have one latest however they
-    arrive."""
+    then its own time, then the stage's place in ``LIFECYCLE`` (a stage records a lead's steps of one batch at
+    one moment), then where it came from, so that any two steps have one latest however they arrive."""
 
     recorded_at: datetime
     at: datetime
@@ -242,7 +250,7 @@ def _stage_changed(out: Projection, event_id: uuid.UUID, recorded: datetime | No
     facts = LeadFacts(e.lead_id, attribution=dimensions_of(e.attribution),
                       grade=e.grade, first_at={e.to_stage: e.at} if kept else {},
                       furthest=RANK.get(e.to_stage, -1),
-                      latest=Step(e.at if recorded is None else recorded, e.at, STAGE_COLUMNS.index(e.to_stage),
+                      latest=Step(e.at if recorded is None else recorded, e.at, LIFECYCLE.index(e.to_stage),
                                   e.from_stage or "", e.to_stage) if kept else None)
     if e.to_stage == "won":
         facts.won_amount, facts.won_currency = e.amount, e.currency

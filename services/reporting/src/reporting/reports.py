@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncResult
 from leadpipe_common.events import FUNNEL
 
 from reporting.domain import (
-    DIMENSIONS, EXITS, NONE_LABEL, RANK, STAGE_COLUMNS, VELOCITY, AttributionTally, LeadCredit, attribution_rows,
+    DIMENSIONS, EXITS, LIFECYCLE, NONE_LABEL, RANK, VELOCITY, AttributionTally, LeadCredit, attribution_rows,
     breakdown_row, funnel_stages, rate, sla_row, spam_rows,
 )
 from reporting.store import handoffs, leads, spam, steps, touches
@@ -279,7 +279,7 @@ async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
 
 async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] | None:
     later = ["queued", "assigned", "handed_over", "touched", "reengaged", "sla_breached", "merged"]
-    order = sa.func.array_position(sa.literal(list(STAGE_COLUMNS) + later), steps.c.to_stage)
+    order = sa.func.array_position(sa.literal(list(LIFECYCLE) + later), steps.c.to_stage)
     rows = (await conn.execute(sa.select(steps).where(steps.c.lead_id == lead_id).order_by(steps.c.at, order))).all()
     if not rows:
         return None

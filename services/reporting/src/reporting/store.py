@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from leadpipe_common.db import among, insert_rows, schema_in_force
 
-from reporting.domain import DIMENSIONS, STAGE_COLUMNS, HandoffFacts, LeadFacts, Projection
+from reporting.domain import DIMENSIONS, LIFECYCLE, STAGE_COLUMNS, HandoffFacts, LeadFacts, Projection
 
 SCHEMA = "reporting"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -166,7 +166,7 @@ LATEST = ("latest_recorded_at", "latest_at", "latest_from_stage", "latest_to_sta
 
 def _step_order(table: str) -> str:
     """``domain.Step``'s order of a row's latest step, as SQL: compared as a row, greater is later."""
-    stages = ", ".join(f"'{s}'" for s in STAGE_COLUMNS)
+    stages = ", ".join(f"'{s}'" for s in LIFECYCLE)
     return (f"({table}.latest_recorded_at, {table}.latest_at, array_position(ARRAY[{stages}], "
             f"{table}.latest_to_stage), COALESCE({table}.latest_from_stage, ''))")
 
