@@ -39,11 +39,13 @@ async def shadow_with(db, captured: dict[uuid.UUID, tuple[str, datetime]]) -> As
             await conn.execute(sa.text(f'DROP SCHEMA "{shadow}" CASCADE'))
 
 
-async def merge_in(conn, shadow: str, merges: list[tuple[uuid.UUID, uuid.UUID]]) -> None:  # noqa: ANN001
-    """One batch's merges (merged, survivor), saved in ``shadow`` on ``conn``, uncommitted."""
+async def merge_in(conn, shadow: str, merges: list[tuple[uuid.UUID, uuid.UUID]],  # noqa: ANN001
+                   at: datetime | None = None) -> None:
+    """One batch's merges (merged, survivor), made ``at`` (now), saved in ``shadow`` on ``conn``, uncommitted."""
     translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
     p = Projection()
-    p.merges += [{"lead_id": merged, "survivor_id": survivor, "at": datetime.now(UTC)} for merged, survivor in merges]
+    p.merges += [{"lead_id": merged, "survivor_id": survivor, "at": at or datetime.now(UTC)}
+                 for merged, survivor in merges]
     await save_merges(translated, p)
 
 
@@ -506,7 +508,7 @@ async def test_a_hand_off_an_overflow_team_got_on_a_breach_is_that_teams_however
 
 async def test_a_deadline_missed_stays_missed_when_the_lead_is_merged_into_another(db):
     """ana missed her deadline on D, then D was merged into S: the miss is still hers; ben's hand-off of a lead
-    merged away while open is counted nowhere (nobody will answer it)."""
+    merged away while open, before its deadline, is counted nowhere (nobody will answer it)."""
     d, s, e = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
@@ -524,11 +526,41 @@ async def test_a_deadline_missed_stays_missed_when_the_lead_is_merged_into_anoth
             translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
             await ReportingStore(translated).save(project([routed(d, "ana"), routed(e, "ben"),
                                                            (uuid.uuid4(), t0 + timedelta(minutes=15), breach)]))
-            await merge_in(conn, shadow, [(d, s), (e, s)])
+            await merge_in(conn, shadow, [(d, s), (e, s)], at=t0 + timedelta(minutes=10))
         async with db.connect() as conn:
             translated = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
             reps = (await sla(translated, Filters()))["reps"]
     assert [(r["owner_id"], r["met"], r["missed"], r["open"]) for r in reps] == [("ana", 0, 1, 0)]
+
+
+async def test_a_hand_off_its_lead_was_merged_away_unanswered_after_its_deadline_is_missed_however_batched(db):
+    """All due at 9:15, none breached yet: D (ana's) merged at 9:20, past her deadline: missed, as a hand-over then
+    would be. E (ben's) merged at 9:10: open when it closed, left out. F, handed from cat to dan (due 9:20) at
+    9:05, merged at 9:30: cat's was handed over, dan's missed."""
+    d, e, f, s = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+    def at(minutes: int) -> datetime:
+        return t0 + timedelta(minutes=minutes)
+
+    def routed(lead: uuid.UUID, owner: str) -> tuple[uuid.UUID, datetime, LeadStageChanged]:
+        return (uuid.uuid4(), t0, LeadStageChanged(lead_id=lead, from_stage="mql", to_stage="routed", at=t0, by="t",
+                                                    reason="r", attribution=Attribution(), owner_id=owner,
+                                                    team="emea", due_at=at(15)))
+
+    def merged(lead: uuid.UUID, minutes: int) -> tuple[uuid.UUID, datetime, LeadMerged]:
+        return (uuid.uuid4(), at(minutes), LeadMerged(lead_id=lead, survivor_id=s, at=at(minutes), by="ana",
+                                                       reason="same person", attribution=Attribution()))
+
+    handed = LeadHandedOver(lead_id=f, from_owner_id="cat", from_team="emea", from_due_at=at(15), owner_id="dan",
+                            owner_name="Dan", team="emea", stage="routed", at=at(5), by="sales-ops",
+                            reason="cat left", due_at=at(20), grade="A", attribution=Attribution())
+    events = [routed(d, "ana"), merged(d, 20), routed(e, "ben"), merged(e, 10), routed(f, "cat"),
+              (uuid.uuid4(), at(5), handed), merged(f, 30)]
+    found = await read_after_both_orders(db, events, lambda conn: sla(conn, Filters()))
+    assert found[0] == found[1]
+    assert [(r["owner_id"], r["met"], r["missed"], r["open"], r["handed_over"]) for r in found[0]["reps"]] == [
+        ("ana", 0, 1, 0, 0), ("cat", 0, 0, 0, 1), ("dan", 0, 1, 0, 0)]
 
 
 async def test_streamed_touches_are_credited_to_their_lead_across_fetches():

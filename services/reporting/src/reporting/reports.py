@@ -17,7 +17,7 @@ from reporting.domain import (
     DIMENSIONS, EXITS, LIFECYCLE, NONE_LABEL, RANK, VELOCITY, AttributionTally, LeadCredit, attribution_rows,
     breakdown_row, funnel_stages, rate, sla_row, spam_rows,
 )
-from reporting.store import handoffs, leads, spam, steps, touches
+from reporting.store import handoffs, leads, merges, spam, steps, touches
 
 
 @dataclass(frozen=True)
@@ -214,17 +214,22 @@ async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     # Unanswered, the comparisons are NULL: false here, or "open" (neither) would be NULL and never counted.
     unanswered = sa.and_(h.c.breached_at.is_(None), h.c.answered_at.is_(None))
     met = sa.and_(h.c.breached_at.is_(None), sa.func.coalesce(h.c.answered_at <= h.c.due_at, False))
-    # Handed over unanswered after its deadline, the hand-off was missed: no breach will come (the lead moved on).
+    # Handed over, or its lead merged away, unanswered after its deadline, the hand-off was missed: no breach will
+    # come (the lead moved on, or is closed) if routing's watch had yet to record it. A merge ends only a hand-off
+    # still the holder's: one handed over before is counted handed over.
+    merged_late = sa.and_(h.c.handed_over_at.is_(None), sa.func.coalesce(merges.c.at >= h.c.due_at, False))
     missed = sa.or_(h.c.breached_at.is_not(None), sa.func.coalesce(h.c.answered_at > h.c.due_at, False),
-                    sa.and_(unanswered, sa.func.coalesce(h.c.handed_over_at >= h.c.due_at, False)))
+                    sa.and_(unanswered, sa.or_(sa.func.coalesce(h.c.handed_over_at >= h.c.due_at, False),
+                                               merged_late)))
     handed_over = sa.and_(unanswered, sa.func.coalesce(h.c.handed_over_at < h.c.due_at, False))
     counts = [sa.func.count().filter(met).label("met"), sa.func.count().filter(missed).label("missed"),
               sa.func.count().filter(sa.not_(sa.or_(met, missed, handed_over))).label("open"),
               sa.func.count().filter(handed_over).label("handed_over")]
-    joined = h.join(leads, h.c.lead_id == leads.c.lead_id)
-    # A hand-off is a rep's, whoever the lead turned out to be: merging a lead into another keeps its met or
-    # missed deadline (or a miss would vanish with a merge); one still open when merged will never be answered.
-    judged = sa.or_(leads.c.merged_into.is_(None), met, missed)
+    joined = h.join(leads, h.c.lead_id == leads.c.lead_id).outerjoin(merges, merges.c.lead_id == h.c.lead_id)
+    # A hand-off is a rep's, whoever the lead turned out to be: merging a lead into another keeps its met, missed
+    # or handed-over deadline (or a miss would vanish with a merge); one still open when merged, its deadline yet
+    # to come, will never be answered.
+    judged = sa.or_(leads.c.merged_into.is_(None), met, missed, handed_over)
     # Per team and per rep in one pass over the hand-offs (grouping sets): each pass joins them with the answers.
     per_team = sa.func.grouping(h.c.owner_id).label("per_team")
     rows = (await conn.execute(
