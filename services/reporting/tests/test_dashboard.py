@@ -144,9 +144,8 @@ class Empty:
         return []
 
 
-@pytest.mark.parametrize("model, credit", [("first", "first touch"), ("last", "last touch"),
-                                           ("linear", "linear (every touch)")])
-async def test_the_won_revenue_card_names_the_attribution_model_picked(monkeypatch, model, credit):
+async def dashboard_page(monkeypatch: pytest.MonkeyPatch, **params: str) -> str:
+    """The dashboard's page for ``params``, every report stood in for by an empty one."""
     async def report(conn, f, *args):  # noqa: ANN001, ANN202
         return {"stages": funnel_stages({}), "exits": {},
                 "rows": [], "compliance": None, "teams": [], "reps": [], "spam": 0, "released": 0}
@@ -160,10 +159,27 @@ async def test_the_won_revenue_card_names_the_attribution_model_picked(monkeypat
     app.state.wrong_keys = auth.WrongKeys(parse_rate("30/minute", "test"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting",
                                  headers={"Authorization": "Bearer lp_abc123_secret"}) as browser:
-        page = await browser.get("/dashboard", params={"model": model})
+        page = await browser.get("/dashboard", params=params)
     assert page.status_code == 200, page.text
-    card = re.search(r'data-kpi="Won revenue">[^<]*</div><div class="s">([^<]*)<', page.text)
+    return page.text
+
+
+@pytest.mark.parametrize("model, credit", [("first", "first touch"), ("last", "last touch"),
+                                           ("linear", "linear (every touch)")])
+async def test_the_won_revenue_card_names_the_attribution_model_picked(monkeypatch, model, credit):
+    card = re.search(r'data-kpi="Won revenue">[^<]*</div><div class="s">([^<]*)<',
+                     await dashboard_page(monkeypatch, model=model))
     assert card is not None and card.group(1) == f"credit: {credit}"
+
+
+@pytest.mark.parametrize("model, says", [("first", False), ("last", True), ("linear", True)])
+async def test_won_by_campaign_says_a_source_picks_leads_by_first_touch_when_the_credit_may_go_elsewhere(
+        monkeypatch, model, says):
+    """Under last touch or linear, a lead first touched via google may credit a bing campaign: shown under google,
+    the row read as google's."""
+    hint = re.search(r'<h2>Won by campaign</h2><p class="hint">([^<]*)<',
+                     await dashboard_page(monkeypatch, model=model, source="google"))
+    assert hint is not None and ("first touched via google" in hint.group(1)) is says
 
 
 def service(keys: Keys, cookie: str | None = None, **settings: object) -> httpx.AsyncClient:

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from leadpipe_common.events import (
-    Attribution, LeadHandedOver, LeadMerged, LeadQuarantined, LeadSlaBreached, LeadStageChanged, LeadTouched, Touch,
+    Attribution, LeadHandedOver, LeadMerged, LeadQuarantined, LeadSlaBreached, LeadStageChanged, LeadTouched,
+    LeadTouchRecorded, Touch,
 )
 from leadpipe_common.testing.waits import kept_waiting
 from reporting.domain import MODELS, LeadFacts, Projection, project
@@ -252,6 +253,32 @@ async def test_attribution_counts_as_captured_the_leads_the_funnel_does_under_ev
 
     found = await read_after_both_orders(db, events, captured)
     assert found == [(2, dict.fromkeys(MODELS, [("src-scored", 1), ("src-won", 1)]))] * 2
+
+
+async def test_a_source_picks_the_leads_first_touched_from_it_under_every_model_whatever_touch_is_credited(db):
+    """One lead came via google and back via bing before it was won; another via bing, then google. Under last touch
+    google's lead closed through bing, and bing's is google's; asking for google picks google's lead alone."""
+    via_google, via_bing = uuid.uuid4(), uuid.uuid4()
+    events = []
+    for lead, first, then in ((via_google, "google", "bing"), (via_bing, "bing", "google")):
+        steps = through(lead, "captured", "mql", "routed", "accepted", "won", source=first)
+        back = steps[0][1] + timedelta(seconds=90)  # before its routing, long before the win
+        events += [*steps, (uuid.uuid4(), back, LeadTouchRecorded(
+            lead_id=lead, attribution=Attribution(utm_source=first),
+            touch=Touch(touch_id=uuid.uuid4(), at=back, attribution=Attribution(utm_source=then))))]
+
+    async def credited(conn):
+        return {(source, model): sorted((r["value"], r["captured"], r["won"]) for r in (
+                    await attribution(conn, Filters(source=source), "source", model))["rows"])
+                for source in ("google", "bing") for model in MODELS}
+
+    found = await read_after_both_orders(db, events, credited)
+    assert found[0] == found[1]
+    assert found[0] == {
+        ("google", "first"): [("google", 1, 1)], ("google", "last"): [("bing", 1, 1)],
+        ("google", "linear"): [("bing", 0.5, 0.5), ("google", 0.5, 0.5)],
+        ("bing", "first"): [("bing", 1, 1)], ("bing", "last"): [("google", 1, 1)],
+        ("bing", "linear"): [("bing", 0.5, 0.5), ("google", 0.5, 0.5)]}
 
 
 async def test_leads_without_a_source_and_those_whose_source_reads_none_are_one_row_under_every_model(db):

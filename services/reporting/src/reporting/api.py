@@ -56,6 +56,10 @@ def filters(since: str | None, until: str | None, source: str | None, fmt: str |
 Since = Query(None, description="leads captured at or after (ISO date or date-time)")
 Until = Query(None, description="leads captured before (a bare date includes the whole day)")
 Source = Query(None, description="only leads with this utm_source; (none): those that gave none")
+#: Attribution's source picks its leads as every report's does; under a later model it names no credited touch.
+AttributionSource = Query(None, description=(
+    "only leads whose first touch had this utm_source, under every model: under last and linear their credit "
+    "goes to the touches that earn it, whatever their source; (none): those that gave none"))
 Format = Query(None, description="json (default) or csv")
 
 
@@ -121,7 +125,7 @@ async def breakdown(request: Request, dimension: Literal["source", "medium", "ca
 @router.get("/v1/reports/attribution/{dimension}",
             summary="Closed-loop attribution: won deals and revenue by source, campaign or offer, under a model")
 async def attribution(request: Request, dimension: Literal["source", "campaign", "offer"],
-                      since: str | None = Since, until: str | None = Until, source: str | None = Source,
+                      since: str | None = Since, until: str | None = Until, source: str | None = AttributionSource,
                       model: Literal["first", "last", "linear"] = Query(
                           "first", description="first touch (all credit to the capture), last touch before the win, "
                                                "or linear (an equal share to every touch up to the win)"),

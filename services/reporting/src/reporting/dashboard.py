@@ -268,6 +268,10 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
              ("Won revenue", money({c: str(v) for c, v in revenue.items()}), f"credit: {MODEL_LABELS[model].lower()}"),
              ("SLA met", pct(sla["compliance"]), "of hand-offs with a deadline")]
     asked = {k: v for k, v in {"since": since, "until": until, "source": source}.items() if v}
+    # A source picks leads by their first touch in every report; under a later model their credit goes where it
+    # goes, so a campaign of another source can be credited.
+    cohort = (f" Leads first touched via {esc(f.source)}; their credit may go to touches from other sources."
+              if f.source is not None and model != "first" else "")
     query, model_query = urlencode(asked), urlencode({**asked, "model": model})
     shown_sources, more_sources = top(by_source["rows"], "sources", "/v1/reports/funnel/by/source", asked)
     # Cut after the revenue card summed them: won revenue is every campaign's, not the first hundred's.
@@ -302,7 +306,7 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 <section class="panel"><h2>Conversion by source</h2>{table(["Source", "Captured", "MQL", "Routed", "Accepted", "Won", "Captured → MQL", "Close rate"], source_rows, "No leads in this range.")}{more_sources}</section>
 <div class="two">
 <section class="panel"><h2>Velocity</h2><div class="cards">{velocity_cards}</div></section>
-<section class="panel"><h2>Won by campaign</h2><p class="hint">Credit: {MODEL_LABELS[model].lower()}.</p>{table(["Campaign", "Captured", "Won", "Revenue", "Close rate"], campaign_rows, "Nothing won yet.")}{more_campaigns}</section>
+<section class="panel"><h2>Won by campaign</h2><p class="hint">Credit: {MODEL_LABELS[model].lower()}.{cohort}</p>{table(["Campaign", "Captured", "Won", "Revenue", "Close rate"], campaign_rows, "Nothing won yet.")}{more_campaigns}</section>
 </div>
 <div class="two">
 <section class="panel"><h2>Hand-off SLA by team</h2>{table(["Team", "Hand-offs", "Met", "Missed", "Open", "Handed over", "Compliance"], sla_rows, "No hand-offs with a deadline yet.")}

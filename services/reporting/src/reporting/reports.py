@@ -22,7 +22,8 @@ from reporting.store import handoffs, leads, merges, spam, steps, touches
 
 @dataclass(frozen=True)
 class Filters:
-    """A cohort: leads captured in [since, until), optionally from one utm_source."""
+    """A cohort: leads captured in [since, until), optionally first touched from one utm_source (under every
+    attribution model: a later model credits the cohort's touches, of any source)."""
 
     since: datetime | None = None
     until: datetime | None = None
