@@ -385,6 +385,23 @@ async def test_a_missed_deadline_hands_the_lead_on_once_within_its_trace(uow, ct
         assert await act_on_missed_deadlines(uow, ctx, limit=10) == 0
 
 
+async def test_a_lead_escalated_for_good_after_its_last_reassignment_is_not_said_to_wait_for_the_queue_watch(
+        uow, ctx):
+    """Escalated for good, only a rep taking it moves it on: no lead.queued, which says the watch will hand it out."""
+    lead = factories.scored("mql", country="DE")
+    await route(uow, ctx, lead)
+    for minutes in (16, 32):  # ana's, then ben's deadline (max_reassignments: 1)
+        ctx.clock.now = T0 + timedelta(minutes=minutes)
+        async with uow:
+            assert await act_on_missed_deadlines(uow, ctx, limit=10) == 1
+            await uow.commit()
+    breached, rerouted = uow.published[-2:]
+    assert (data(breached).action, data(breached).breach, data(rerouted).assignment.owner_id) == (
+        "escalated", 2, "queue:emea")
+    assert "lead.queued" not in [m.header("ce_type") for m in uow.published]
+    assert uow.store.handoffs[lead.lead_id].handoff.waiting_since is None
+
+
 async def test_a_rounds_missed_deadlines_are_stored_in_one_write_and_each_lead_handed_on_once(uow, ctx):
     """One UPDATE a lead made a round of 200 missed deadlines 200 round trips inside the transaction holding their
     locks."""
@@ -424,15 +441,17 @@ async def test_a_lead_the_overflow_desk_let_pass_at_night_waits_for_its_own_team
     async with uow:
         assert await act_on_missed_deadlines(uow, ctx, limit=10) == 1
         await uow.commit()
-    breached, rerouted = uow.published
+    breached, rerouted, queued = uow.published
     assert (data(breached).action, data(rerouted).assignment.owner_id) == ("escalated", "queue:emea-enterprise")
+    # Told apart from an escalation for good, which only a rep taking it moves on: it waits for the queue watch.
+    assert (data(queued).type, data(queued).team, queued.topic) == ("lead.queued", "emea-enterprise", topics.LIFECYCLE)
     held = uow.store.handoffs[lead.lead_id].handoff
     assert (held.team, held.waiting_since, held.due_at) == ("emea-enterprise", ctx.clock.now, None)
     ctx.clock.now = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # 09:00 in Berlin and Stockholm
     async with uow:
         assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
         await uow.commit()
-    assigned, rerouted = uow.published[2:]
+    assigned, rerouted = uow.published[3:]
     assert data(assigned).owner_id in {"lena.fischer", "tom.berg"} and data(assigned).team == "emea-enterprise"
     assert uow.store.handoffs[lead.lead_id].handoff.due_at == ctx.clock.now + timedelta(hours=1)
 
@@ -1345,6 +1364,9 @@ async def test_through_routing_the_accepted_leads_nobody_can_take_now_stay_with_
     assert {(uow.store.handoffs[i].handoff.owner_id, uow.store.handoffs[i].handoff.status) for i in kept} == {
         ("ana", "accepted"), ("ana", "contacted")}
     assert {data(m).lead_id for m in uow.published[published:]} == {moved.lead_id}  # nothing said of the kept
+    # The moved one's wait is said, as a new lead's is: a hand-over to a queue alone reads like an escalation.
+    assert [m.header("ce_type") for m in uow.published[published:]] == ["lead.handed_over", "lead.routed",
+                                                                        "lead.queued"]
     ctx.clock.now = T0 + timedelta(hours=1, minutes=30)  # Ben and Cy are on shift
     later = await handed_over(uow, ctx, "ana", None)
     assert sorted(h.lead_id for h in later.moved) == sorted(kept) and later.kept == []

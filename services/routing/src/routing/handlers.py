@@ -115,6 +115,18 @@ class DispositionResult:
     messages: list[Message]
 
 
+def queued_again(before: Handoff, after: Handoff, assignment: Assignment, lead: LeadRouted, now: datetime, *,
+                 event_id: uuid.UUID, traceparent: str) -> list[Message]:
+    """``lead.queued`` when a lead handed on (a missed deadline, a hand-over through routing) was left waiting in its
+    team's queue for the queue watch to hand out: without it such a lead read, on the lifecycle, like one escalated
+    for good (both ``escalated``, to the queue, with no deadline), which nobody but a rep taking it moves on."""
+    if after.waiting_since is None or before.waiting_since is not None:
+        return []
+    queued = LeadQueued(lead_id=lead.lead_id, team=assignment.team, at=now, reason=assignment.reason,
+                        grade=after.grade, attribution=lead.attribution)
+    return [encode(topics.LIFECYCLE, queued, event_id=event_id, source=SOURCE, time=now, traceparent=traceparent)]
+
+
 def step_event(lead: LeadRouted, h: Handoff, step: Step, at: datetime, by: str) -> LeadStageChanged:
     return LeadStageChanged(
         lead_id=lead.lead_id, from_stage=step.from_stage, to_stage=step.to_stage, at=at,  # type: ignore[arg-type]
@@ -265,6 +277,8 @@ async def hand_over(store: RoutingStore, rep_id: str, to: Rep | None, by: str, r
                    time=now, traceparent=trace),
             encode(topics.ROUTED, rerouted, event_id=handoff.event_id(f"lead.routed/handed_over/{move}"),
                    source=SOURCE, time=now, traceparent=trace),
+            *queued_again(handoff, now_held, assignment, rerouted, now,
+                          event_id=handoff.event_id(f"lead.queued/handed_over/{move}"), traceparent=trace),
         ]
         moved.append(dataclasses.replace(h, handoff=now_held, lead=rerouted))
     await store.update_handoffs(moved)  # one statement, however many leads a page moves

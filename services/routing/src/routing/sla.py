@@ -6,8 +6,9 @@ with any number of routing processes each deadline fires once; deadlines
 live in Postgres, so a restart loses none (one missed while routing was down
 fires at the next check). Each breach emits ``lead.sla_breached`` on the
 lifecycle and the lead again on ``leads.routed`` with its new owner (or its
-team's queue), both with ids derived from the lead and the breach number,
-both continuing the trace the lead was routed in. The next holder is found
+team's queue), and ``lead.queued`` when the lead is left waiting there for
+this watch (not when escalated for good), each with an id derived from the
+lead and the breach number, each continuing the trace the lead was routed in. The next holder is found
 as for a new lead (its route, overflow included, every earlier holder passed
 over) and must be able to take a lead now (``availability``); with nobody,
 the lead waits in its team's queue for this watch to hand out.
@@ -67,7 +68,7 @@ from routing.domain import (
     Handoff, Placed, Presence, acceptance_due, breach, capacity_bound, choose_route, from_queue, orphaned,
     overflow_chain, place, requeue, staffed, staffed_teams, unavailable,
 )
-from routing.handlers import Routing, locked_for_placing
+from routing.handlers import Routing, locked_for_placing, queued_again
 from routing.reference import Reference
 from routing.store import Held, RoutingStore, Turns
 
@@ -118,7 +119,9 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
             event_id=handoff.event_id(f"lead.sla_breached/{n}"), source=SOURCE, time=now, traceparent=trace,
         )
         messages += [breached, encode(topics.ROUTED, rerouted, event_id=handoff.event_id(f"lead.routed/{n}"),
-                                      source=SOURCE, time=now, traceparent=trace)]
+                                      source=SOURCE, time=now, traceparent=trace),
+                     *queued_again(handoff, b.handoff, b.assignment, rerouted, now,
+                                   event_id=handoff.event_id(f"lead.queued/{n}"), traceparent=trace)]
         handed_on.append(replace(held, handoff=b.handoff, lead=rerouted))
         BREACHES.labels(b.action).inc()
         log.info("acceptance deadline missed", lead_id=str(lead.lead_id), event_id=breached.header("ce_id"),
