@@ -427,6 +427,31 @@ async def test_once_a_lookup_finds_postgres_gone_the_next_keys_and_sessions_are_
     assert await keys.authenticate(unseen) is not None and await keys.ended(session) is False  # type: ignore[arg-type]
 
 
+async def test_once_the_window_after_a_failed_lookup_is_over_one_request_tries_postgres_and_the_others_do_not_wait(
+        monkeypatch):
+    """Each request arriving while the lookup trying Postgres again hung started one of its own and waited it out."""
+    monkeypatch.setattr(auth, "LOOKUP_S", 0.05)
+    now = [1000.0]
+    stored = GoesAway()
+    unseen = stored.add(auth.READ_METRICS)
+    keys = auth.Keys(stored, None, clock=lambda: now[0], deadline_s=30)  # type: ignore[arg-type]
+    stored.gone = "silent"
+    with pytest.raises(Unanswered):
+        await keys.find("0" * 12)
+    now[0] += auth.CACHE_S
+    probe = asyncio.create_task(keys.authenticate(unseen))
+    await asyncio.sleep(0.01)
+    for _ in range(5):
+        with pytest.raises(auth.Unreachable):
+            await asyncio.wait_for(keys.authenticate(unseen), 1)
+    assert stored.asked == 2 and not probe.done()  # the first lookup and the one probe
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    stored.gone = None
+    assert await keys.authenticate(unseen) is not None  # a cancelled probe leaves the next one free to try
+
+
 async def test_a_keys_lookup_waits_no_longer_than_a_scrape_does_whatever_the_request_deadline(monkeypatch):
     """A scrape gives up after 10 s by default: a lookup that took the request's 30 s gave it nothing to show."""
     monkeypatch.setattr(auth, "LOOKUP_S", 0.05)

@@ -32,10 +32,11 @@ Guarantees:
   ``db.answered_within``) is never taken for unknown: the request is answered
   ``503`` with ``Retry-After``, not ``401``, which would have its client drop
   a valid key. Nothing is cached of a lookup that failed, but for ``CACHE_S``
-  after one, no key or session is looked up (``Unreachable``): on a silent
-  Postgres each lookup would hold its request ``LOOKUP_S``, so a key found
-  valid within ``STALE_S`` passes at once and anything else is a ``503`` at
-  once, until the next lookup finds Postgres answering again.
+  after one, and then while one lookup tries Postgres again, no other key or
+  session is looked up (``Unreachable``): on a silent Postgres each lookup
+  would hold its request ``LOOKUP_S``, so a key found valid within
+  ``STALE_S`` passes at once and anything else is a ``503`` at once, until a
+  lookup finds Postgres answering again.
 - A client address (``throttle.counted_as``; ``X-Forwarded-For`` only from
   ``<SERVICE>_TRUSTED_PROXIES``) that has sent ``<SERVICE>_BAD_KEY_RATE_LIMIT``
   wrong keys, to any route that takes one or to the dashboard sign-in, gets
@@ -69,6 +70,7 @@ Guarantees:
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -76,7 +78,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -213,8 +215,10 @@ class Keys:
         self._cache: collections.OrderedDict[str, tuple[float, StoredKey | None]] = collections.OrderedDict()
         # Sessions by nonce digest: whether signed out (bounded alike: a signed cookie is needed to add one).
         self._ended: collections.OrderedDict[bytes, tuple[float, bool]] = collections.OrderedDict()
-        #: When a lookup last failed for want of Postgres (see the module), until one succeeds.
+        #: When a lookup last failed for want of Postgres (see the module), until one succeeds; and whether one is
+        #: trying Postgres again since.
         self._failed_at: float | None = None
+        self._probing = False
 
     async def authenticate(self, token: str) -> Principal | None:
         if self._is_bootstrap(token):
@@ -267,15 +271,9 @@ class Keys:
         cached = self._ended.get(session.nonce_sha256)
         if cached and (cached[1] or now - cached[0] < CACHE_S):  # signed out stays signed out
             return cached[1]
-        self._refuse_if_unreachable(now)
-        try:
-            async with self._answered() as conn:
-                ended = bool((await conn.execute(sa.select(sa.exists().where(
-                    ended_sessions.c.nonce_sha256 == session.nonce_sha256)))).scalar())
-        except UNAVAILABLE as exc:
-            self._failed(exc)
-            raise
-        self._failed_at = None
+        async with self._asking(), self._answered() as conn:
+            ended = bool((await conn.execute(sa.select(sa.exists().where(
+                ended_sessions.c.nonce_sha256 == session.nonce_sha256)))).scalar())
         _remember(self._ended, session.nonce_sha256, (now, ended))
         return ended
 
@@ -302,33 +300,38 @@ class Keys:
         # Kept with its own time: valid STALE_S after it was last found so, no longer.
         stale = cached[1] if cached and _live(cached[1]) and now - cached[0] < STALE_S else None
         try:
-            self._refuse_if_unreachable(now)
-            async with transaction_within(self._engine, self._lookup_s) as conn:
+            async with self._asking(), transaction_within(self._engine, self._lookup_s) as conn:
                 row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id))).first()
         except UNAVAILABLE as exc:
-            unavailable = self._failed(exc)
-            if stale is not None and unavailable:
+            if stale is not None and is_unavailable(exc):
                 return stale
             raise
-        self._failed_at = None
         stored = None if row is None else StoredKey(row.key_id, row.name, bytes(row.secret_sha256),
                                                     frozenset(row.scopes), row.created_at, row.revoked_at,
                                                     row.rate_limit)
         _remember(self._cache, key_id, (now, stored))
         return stored
 
-    def _refuse_if_unreachable(self, now: float) -> None:
-        if self._failed_at is not None and now - self._failed_at < CACHE_S:
+    @contextlib.asynccontextmanager
+    async def _asking(self) -> AsyncIterator[None]:
+        """A lookup, unless one failed for want of Postgres less than ``CACHE_S`` ago or another is trying it again
+        since (``Unreachable``, at once): one request at a time waits to learn whether Postgres answers again, not
+        every request that comes meanwhile."""
+        if self._failed_at is not None and (self._probing or self._clock() - self._failed_at < CACHE_S):
             raise Unreachable
-
-    def _failed(self, exc: BaseException) -> bool:
-        """Whether ``exc`` was for want of Postgres (``db.is_unavailable``), noted so, as of now (a silent Postgres
-        took the whole wait), unless it was a lookup not tried (``Unreachable``: the window runs from the failure
-        that was tried)."""
-        unavailable = is_unavailable(exc)
-        if unavailable and not isinstance(exc, Unreachable):
-            self._failed_at = self._clock()
-        return unavailable
+        probe = self._failed_at is not None
+        self._probing |= probe
+        try:
+            yield
+        except UNAVAILABLE as exc:
+            if is_unavailable(exc):
+                self._failed_at = self._clock()  # as of its end: a silent Postgres took the whole wait
+            raise
+        else:
+            self._failed_at = None
+        finally:
+            if probe:
+                self._probing = False
 
 
 K = TypeVar("K")
