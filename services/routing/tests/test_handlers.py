@@ -523,6 +523,21 @@ async def test_a_touch_that_raises_a_leads_grade_holds_its_next_holder_to_the_ne
     assert uow.store.handoffs[lead.lead_id].handoff.due_at == ctx.clock.now + timedelta(minutes=15)
 
 
+async def test_a_contact_change_scored_lower_as_its_intent_decayed_does_not_lower_the_grade_the_lead_is_held_by(
+        uow, ctx):
+    """A weeks-old A lead whose person gives a new phone is scored C (its demo request's points halved since): stored,
+    the next holder would get a C's day, and a subscription to grade A leads would not hear that it was won."""
+    lead = factories.scored("mql", country="DE")
+    lead = lead.model_copy(update={"score": lead.score.model_copy(update={"grade": "A"})})
+    await route(uow, ctx, lead)
+    moved = touch_of(lead, points=0)
+    moved = moved.model_copy(update={"contact": moved.contact.model_copy(update={"phone": "+49 30 901820"}),
+                                     "score": moved.score.model_copy(update={"grade": "C"})})
+    _, reengaged = await route(uow, ctx, moved)
+    assert data(reengaged).grade == "C"  # the score now, as told
+    assert uow.store.handoffs[lead.lead_id].handoff.grade == "A"
+
+
 async def test_a_re_engagement_overtaken_by_the_reassignment_after_it_is_told_stale_by_its_number(uow, ctx):
     """The broker away, routing commits a touch's re-engagement of a lead and its own send of it waits (backing off
     up to 30 s); the deadline passes and the SLA watch hands the lead on through the outbox, whose relay sends

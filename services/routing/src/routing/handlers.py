@@ -59,8 +59,8 @@ from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
 from leadpipe_common.events import (
-    Assignment, LeadDispositioned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadScored,
-    LeadStageChanged,
+    Assignment, Grade, LeadDispositioned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted,
+    LeadScored, LeadStageChanged,
 )
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
@@ -447,11 +447,19 @@ def _reengage(env: Envelope, held: Held | None, now: datetime,
         lead_id=lead.lead_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
         reason=_touch_summary(lead), attribution=lead.attribution, score=lead.score.value, grade=lead.score.grade,
     )
-    # The new grade is the lead's from now on: the next holder's deadline and every later step go by it. The
-    # holder keeps the deadline she was told (nothing would tell her a shorter one), so due_at stays.
+    # A grade the touch raised is the lead's from now on: the next holder's deadline and every later step go by it.
+    # The holder keeps the deadline she was told (nothing would tell her a shorter one), so due_at stays.
     return ([follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
              follow_up(env, topics.LIFECYCLE, reengaged, source=SOURCE, time=now)],
-            dataclasses.replace(held, handoff=dataclasses.replace(h, grade=lead.score.grade), lead=routed))
+            dataclasses.replace(held, handoff=dataclasses.replace(h, grade=_raised(h.grade, lead.score.grade)),
+                                lead=routed))
+
+
+def _raised(held: Grade | None, scored: Grade) -> Grade:
+    """A hand-off's grade after a re-engagement: raised by the touch, never lowered. A touch that only changes the
+    contact is scored with the intent decayed since the lead was routed: a lower grade would give the next holder a
+    slower deadline, and keep the lead's later steps from subscriptions filtered by the grade it was routed with."""
+    return scored if held is None else min(held, scored)  # "A" < "B": the better of the two
 
 
 def _holders(assignment: Assignment, h: Handoff, data: RoutingData) -> Assignment:
