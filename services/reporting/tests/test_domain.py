@@ -9,8 +9,8 @@ from leadpipe_common.events import (
     Touch,
 )
 from reporting.domain import (
-    AttributionTally, LeadCredit, LeadFacts, attribution_rows, breakdown_row,
-    funnel_stages, project, sla_row, spam_rows,
+    LIFECYCLE, AttributionTally, LeadCredit, LeadFacts, attribution_rows, breakdown_row, funnel_stages,
+    in_order_moved, project, sla_row, spam_rows,
 )
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -381,3 +381,18 @@ def test_a_merge_is_recorded_and_shown_on_both_timelines():
     projection = project([recorded(merge)])
     assert projection.merges == [{"lead_id": LEAD, "survivor_id": survivor, "at": T0}]
     assert {s["lead_id"] for s in projection.steps if s["to_stage"] == "merged"} == {LEAD, survivor}
+
+
+def test_a_timeline_lists_a_moments_steps_as_the_lead_moved_a_rejection_before_its_way_back_and_the_recycle_after():
+    """By the lifecycle's order alone, rejected -> nurture came before accepted -> rejected, and a recycle's
+    nurture -> mql -> routed before both: routing records a batch's steps at one moment."""
+    later = ["queued"]
+    moved = [("accepted", "rejected"), ("rejected", "nurture"), ("nurture", "mql"), ("mql", "routed"),
+             (None, "queued")]
+    rows = [{"at": T0, "from_stage": a, "to_stage": b} for a, b in moved]
+    by_stage = sorted(rows, key=lambda r: [*LIFECYCLE, *later].index(r["to_stage"]))  # as the query gives them
+    assert [(r["from_stage"], r["to_stage"]) for r in by_stage] != moved
+    assert [(r["from_stage"], r["to_stage"]) for r in in_order_moved(by_stage)] == moved
+    earlier = {"at": T0 - timedelta(days=1), "from_stage": None, "to_stage": "captured"}
+    assert in_order_moved([earlier, *by_stage])[0] is earlier  # moments stay oldest first
+

@@ -498,3 +498,26 @@ def sla_row(key: Mapping[str, str], met: int, missed: int, open_: int, handed_ov
     """A hand-off handed over before its deadline was not the holder's to meet any more: in no compliance."""
     return {**key, "handoffs": met + missed + open_ + handed_over, "met": met, "missed": missed, "open": open_,
             "handed_over": handed_over, "compliance": rate(met, met + missed)}
+
+
+def in_order_moved(steps: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A lead's timeline steps (``at``, ``from_stage``, ``to_stage``), given oldest first and, within one moment, in
+    ``LIFECYCLE``'s order, as the lead moved through them: each step of a moment (a stage records one batch's at
+    one) after the step that brought the lead to the stage it leaves. ``LIFECYCLE`` alone lists a rejection's way
+    back to nurture before the rejection, and a recycle's way back into the funnel before both."""
+    out: list[Mapping[str, Any]] = []
+    start = 0
+    while start < len(steps):
+        end = start
+        while end < len(steps) and steps[end]["at"] == steps[start]["at"]:
+            end += 1
+        moment = list(steps[start:end])
+        while moment:
+            entered = {s["to_stage"] for s in moment}
+            # The first step none of the others leads to (in the given order); in a cycle, the first.
+            first = next((i for i, s in enumerate(moment) if s["from_stage"] is None
+                          or s["from_stage"] not in entered or s["from_stage"] == s["to_stage"]), 0)
+            out.append(moment.pop(first))
+        start = end
+    return out
+
