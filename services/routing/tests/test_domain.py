@@ -558,7 +558,8 @@ def test_a_won_or_lost_lead_is_not_merged_away_but_a_rejected_lead_may_be_merged
 @pytest.mark.parametrize("stage", ["routed", "accepted", "contacted", "qualified"])
 def test_a_lead_sales_still_works_is_not_merged_into_one_rejected_back_to_nurture_but_takes_it_in(stage):
     """S, the person's old address, was rejected by Ben; D, the new one, is Ana's. Merged into S, D could never be
-    qualified (closed as merged) nor S (Ben's, and closed as rejected): the person's revenue would be lost."""
+    qualified (closed as merged) nor S (Ben's, and closed as rejected): the person's revenue would be lost. Ana may
+    merge S into D herself: Ben, who turned it down, may have left."""
     from routing.domain import Merged, merge_into
 
     d = handoff(stage, owner="ana")
@@ -566,9 +567,11 @@ def test_a_lead_sales_still_works_is_not_merged_into_one_rejected_back_to_nurtur
     refused = merge_into(d, s, "ana", SALES)
     assert isinstance(refused, Refused) and (refused.kind, refused.field) == ("conflict", "survivor_id")
     assert "closed as rejected" in refused.reason
-    assert f"merge {s.lead_id} into {d.lead_id} instead, said by ben, who holds it" in refused.reason
-    taken_in = merge_into(s, d, "ben", SALES)
-    assert isinstance(taken_in, Merged) and taken_in.handoff.merged_into == d.lead_id
+    assert f"merge {s.lead_id} into {d.lead_id} instead:" in refused.reason  # advice Ana can follow
+    for rep in ("ana", "ben"):
+        taken_in = merge_into(s, d, rep, SALES)
+        assert isinstance(taken_in, Merged) and taken_in.handoff.merged_into == d.lead_id
+    assert isinstance(merge_into(s, replace(d, owner_id="cy"), "ana", SALES), Refused)  # holding neither
 
 
 @pytest.mark.parametrize("outcome", ["won", "lost"])

@@ -300,7 +300,7 @@ def merge_into(lead: Handoff, survivor: Handoff, rep_id: str, data: RoutingData)
         return Repeated(lead)
     if lead.merged_into is not None:
         return Refused("conflict", "survivor_id", f"the lead was already merged into {lead.merged_into}")
-    not_holder = _not_the_holder(lead, rep)
+    not_holder = _may_not_merge(lead, survivor, rep)
     if not_holder:
         return Refused("conflict", "rep_id", not_holder)
     # Before the closed checks: the advice they give names the survivor, which must be the end of its chain.
@@ -323,8 +323,9 @@ def _instead(lead: Handoff, survivor: Handoff, rep: Rep) -> str:
     """What sales may do instead of ``rep`` merging ``lead`` into ``survivor``, refused as one of them is won or
     lost, or ``lead`` is open and ``survivor`` closed (neither merged)."""
     if survivor.status == "rejected":
-        return (f"merge {survivor.lead_id} into {lead.lead_id} instead{_said_by(survivor, rep)}: the lead back in "
-                "nurture is the one merged away (the reports give the survivor the earlier first touch of the two)")
+        return (f"merge {survivor.lead_id} into {lead.lead_id} instead{_said_by(survivor, rep, lead)}: the lead "
+                "back in nurture is the one merged away (the reports give the survivor the earlier first touch of "
+                "the two)")
     if lead.status in SALES_CLOSED and survivor.status in SALES_CLOSED:
         return f"{survivor.lead_id} is closed as {survivor.status} too: two closed deals stay two leads"
     deal, open_ = (lead, survivor) if lead.status in SALES_CLOSED else (survivor, lead)
@@ -334,9 +335,20 @@ def _instead(lead: Handoff, survivor: Handoff, rep: Rep) -> str:
     return f"{apart} (if it only repeats that deal, reject it, then merge it into {deal.lead_id}{_said_by(open_, rep)})"
 
 
-def _said_by(lead: Handoff, rep: Rep) -> str:
-    """Who may merge ``lead`` away, when ``rep`` may not: advice the caller cannot follow alone says so."""
-    if _not_the_holder(lead, rep) is None:
+def _may_not_merge(lead: Handoff, survivor: Handoff, rep: Rep) -> str | None:
+    """Why ``rep`` may not merge ``lead`` away into ``survivor``, or None. Its holder may (``apply_disposition``'s
+    rule); a lead back in nurture (rejected), no longer sales' to work, may also be merged away by whoever may
+    report on the survivor, who works the person now: the rep who rejected it may have left since."""
+    not_holder = _not_the_holder(lead, rep)
+    if not_holder is None or (lead.status == "rejected" and _not_the_holder(survivor, rep) is None):
+        return None
+    return not_holder
+
+
+def _said_by(lead: Handoff, rep: Rep, survivor: Handoff | None = None) -> str:
+    """Who may merge ``lead`` away (into ``survivor``, when known), when ``rep`` may not: advice the caller cannot
+    follow alone says so."""
+    if (_not_the_holder(lead, rep) if survivor is None else _may_not_merge(lead, survivor, rep)) is None:
         return ""
     if lead.owner_id == queue_of(lead.team):
         return f", said by a rep of {lead.team}, in whose queue it waits"
