@@ -1028,6 +1028,76 @@ async def test_a_browsers_own_form_post_is_still_redirected_to_the_thank_you_pag
     assert "hx-redirect" not in reply.headers
 
 
+# -- a form's action as sites write it, and capture behind a proxy's path prefix ------------------------------
+
+#: A page of another site that may post every form and the JSON API (``CAPTURE_CORS_ORIGINS``).
+CORS_PAGE = "https://www.example.net"
+
+
+def cross_origin(pipeline: Pipeline, tmp_path, accept: str = "*/*", root_path: str = ""):  # noqa: ANN001, ANN201
+    path = tmp_path / "forms.yaml"
+    path.write_text(yaml.safe_dump({"forms": {"whitepaper": {"thank_you_url": "https://example.com/thanks"}}}))
+    settings = CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN, forms_file=path,
+                               cors_origins=CORS_PAGE)
+    return serving(pipeline, settings, accept=accept, root_path=root_path)
+
+
+@pytest.mark.parametrize(("path", "send"), [
+    ("/v1/forms/whitepaper/", {"data": {"email": "jo@example.com"}}),
+    ("/v1/leads/", {"json": {"email": "jo@example.com"}}),
+], ids=["form-action", "json-endpoint"])
+async def test_a_post_to_a_public_path_with_a_trailing_slash_is_taken_with_its_cors_headers_not_redirected(
+        pipeline, tmp_path, path, send):
+    """Starlette answered 307 to the path without the slash, built with the scheme this process sees (http://
+    behind a TLS proxy, whose 301 to https made the POST a GET) and without CORS headers (the fetch failed)."""
+    async with cross_origin(pipeline, tmp_path) as capture:
+        preflight = await capture.options(path, headers={"origin": CORS_PAGE,
+                                                         "access-control-request-method": "POST"})
+        reply = await capture.post(path, headers={**FETCH, "origin": CORS_PAGE}, **send)
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == CORS_PAGE
+    assert reply.status_code == 202, reply.text
+    assert reply.headers["access-control-allow-origin"] == CORS_PAGE
+    assert len(pipeline.written) == 1
+
+
+async def test_a_browsers_form_post_to_an_action_with_a_trailing_slash_is_sent_to_the_thank_you_page(
+        pipeline, tmp_path):
+    async with cross_origin(pipeline, tmp_path, accept=NAVIGATION_ACCEPT) as capture:
+        reply = await capture.post("/v1/forms/whitepaper/", data={"email": "jo@example.com"}, headers=NAVIGATION)
+    answered_as(reply, 303, None)
+    assert written(pipeline) == ["whitepaper"]
+
+
+async def test_a_retry_to_the_path_with_a_trailing_slash_is_the_same_post_for_its_idempotency_key(pipeline, tmp_path):
+    async with cross_origin(pipeline, tmp_path, accept="application/json") as capture:
+        sent = [await capture.post(path, data={"email": "jo@example.com"}, headers={"idempotency-key": "k-1"})
+                for path in ("/v1/forms/whitepaper", "/v1/forms/whitepaper/")]
+    assert [r.status_code for r in sent] == [202, 202]
+    first, retry = (sub.idempotency_key for sub in pipeline.written)
+    assert first == retry  # the writer answers the retry from the first post
+
+
+@pytest.mark.parametrize("path", ["/leads/v1/forms/whitepaper", "/leads/v1/forms/whitepaper/", "/leads/v1/leads"])
+async def test_behind_a_proxys_path_prefix_kept_in_the_path_a_page_of_an_allowed_origin_may_post(
+        pipeline, tmp_path, path):
+    """CORS matched the whole path, prefix and all: the preflight went to the router (405) and the post was
+    answered without access-control-allow-origin, so the browser withheld it from the page."""
+    async with cross_origin(pipeline, tmp_path, root_path="/leads") as capture:
+        preflight = await capture.options(path, headers={"origin": CORS_PAGE,
+                                                         "access-control-request-method": "POST"})
+        reply = await capture.post(path, json={"email": "jo@example.com"}, headers={**FETCH, "origin": CORS_PAGE})
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == CORS_PAGE
+    assert reply.status_code == 202, reply.text
+    assert reply.headers["access-control-allow-origin"] == CORS_PAGE
+
+
+async def test_behind_a_proxys_path_prefix_kept_in_the_path_a_refused_form_post_is_a_page_a_person_reads(
+        pipeline, tmp_path):
+    async with cross_origin(pipeline, tmp_path, accept=NAVIGATION_ACCEPT, root_path="/leads") as capture:
+        reply = await capture.post("/leads/v1/forms/whitepaper", data={"email": "not an address"}, headers=NAVIGATION)
+    answered_as(reply, 422, "text/html")
+
+
 class Verifier:
     """Siteverify as capture calls it: every answer solved; notes what each check was counted under."""
 

@@ -173,6 +173,13 @@ def public_origin(request: Request) -> str:
     return origin if origin in origins else origins[0]
 
 
+def routed_path(scope: dict[str, Any]) -> str:
+    """The path a request names under the app, the prefix a proxy serves it at (``root_path``) taken off where the
+    server left it in the path (the ASGI spec lets it do either)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 class BodyLimit:
     """ASGI middleware: a body over ``max_bytes`` fails its read with ``413`` (declared or chunked), and a read
     still waiting for the body ``deadline_s`` after the request's start with ``408``."""

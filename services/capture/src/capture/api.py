@@ -37,7 +37,7 @@ from leadpipe_common.auth import Principal, TooManyWrongKeys, has_key, identify,
 from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection, sqlstate
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadQuarantined
-from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses
+from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses, routed_path
 from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
 from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, request_address
@@ -403,7 +403,8 @@ def _idempotency_key(request: Request, sender: Sender) -> str | None:
     if not IDEMPOTENCY_KEY.match(key):
         raise Problem(422, "the Idempotency-Key is invalid",
                       [FieldProblem("Idempotency-Key", "must be 1 to 255 visible ASCII characters (a UUID is best)")])
-    return f"{sender.caller} {request.url.path} {key}"
+    # Without the trailing slash a form's action may carry: a retry to either path is the same post.
+    return f"{sender.caller} {request.url.path.rstrip('/')} {key}"
 
 
 def _cannot_store_now() -> Problem:
@@ -640,7 +641,10 @@ async def post_form(form_id: FormId, request: Request) -> Response:
     return HTMLResponse(_thanks_page(form.name if form else None), status_code=200, headers=_replayed(admitted))
 
 
-_FORM_POST = re.compile(f"/v1/forms/({FORM_ID})")
+#: The public posts, a trailing slash allowed: a form's action written with one (``/v1/forms/demo-request/``) got
+#: the router's 307 to the path without, built with the scheme this process sees (http:// behind a TLS proxy,
+#: whose 301 to https turns the POST into a GET) and no CORS headers: the lead was lost.
+_PUBLIC_POST = re.compile(f"/v1/(?:leads|forms/({FORM_ID}))/?")
 
 
 class PublicPosts:
@@ -674,19 +678,16 @@ class PublicPosts:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):]
-        if path == "/v1/leads":
-            scope["route"], scope["path_params"] = self._lead, {}
-            endpoint: Callable[[Request], Any] = post_lead
-        elif match := _FORM_POST.fullmatch(path):
-            scope["route"], scope["path_params"] = self._form, {"form_id": match.group(1)}
-            endpoint = functools.partial(post_form, match.group(1))
-        else:
+        match = _PUBLIC_POST.fullmatch(routed_path(scope))
+        if match is None:
             await self.app(scope, receive, send)
             return
+        if (form_id := match.group(1)) is None:
+            scope["route"], scope["path_params"] = self._lead, {}
+            endpoint: Callable[[Request], Any] = post_lead
+        else:
+            scope["route"], scope["path_params"] = self._form, {"form_id": form_id}
+            endpoint = functools.partial(post_form, form_id)
         request = Request(scope, receive, send)
         try:
             response = await endpoint(request)
@@ -894,7 +895,7 @@ async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> d
 async def problem_response(request: Request, exc: Problem) -> Response:
     """The shared error model, as a page for a person whose browser posted a form."""
     REJECTED.labels(str(exc.status)).inc()
-    if request.url.path.startswith("/v1/forms/") and not _wants_json(request):
+    if routed_path(request.scope).startswith("/v1/forms/") and not _wants_json(request):
         return HTMLResponse(_error_page(exc), status_code=exc.status, headers=exc.headers)
     return exc.response()
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from leadpipe_common.http import routed_path
+
 from capture.domain import Form, may_post_from
 
-_PUBLIC = re.compile(r"^/v1/(?:leads|forms/(?P<form>[^/]+)(?:/token)?)$")
+#: A post's path as capture's fast lane takes it (``api.PublicPosts``), a trailing slash allowed.
+_PUBLIC = re.compile(r"^/v1/(?:leads/?|forms/(?P<form>[^/]+)(?:/?|/token))$")
 #: htmx's headers say which page and element sent the request (``HX-Request`` among them: how capture tells htmx's
 #: form posts, which get the thank-you page in ``HX-Redirect`` or the confirmation page, from a ``fetch()``). Not
 #: one of them is a credential; without them the preflight of every htmx post from another origin failed. htmx 4
@@ -40,7 +43,9 @@ class CrossOrigin:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         origin = _header(scope, b"origin") if scope["type"] == "http" else None
-        match = _PUBLIC.match(scope.get("path", "")) if origin else None
+        # Under the proxy's prefix when the server keeps it in the path: matched on the whole path, a preflight
+        # went on to the router (405) and the post was answered with no CORS header.
+        match = _PUBLIC.match(routed_path(scope)) if origin else None
         if origin is None or match is None:
             await self.app(scope, receive, send)
             return
