@@ -4,10 +4,13 @@ lifespan leaves it, on a writer and a unit of work that record what reaches them
 import asyncio
 import contextlib
 import json
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, quote_from_bytes
@@ -1096,6 +1099,54 @@ async def test_behind_a_proxys_path_prefix_kept_in_the_path_a_refused_form_post_
     async with cross_origin(pipeline, tmp_path, accept=NAVIGATION_ACCEPT, root_path="/leads") as capture:
         reply = await capture.post("/leads/v1/forms/whitepaper", data={"email": "not an address"}, headers=NAVIGATION)
     answered_as(reply, 422, "text/html")
+
+
+# -- token.js, run in Node over a stand-in for the DOM -----------------------------------------------------------
+
+HARNESS = Path(__file__).with_name("token_js_harness.js")
+RENEWED = {"forms": {"demo-request": {"require_token": True, "min_fill_seconds": 3, "token_max_age_seconds": 100}}}
+
+
+def run_token_script(script: str, renewed: str, forms: list[str], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What each step saw: each form's token, the renewals asked for, ``window.leadpipeTokens``'s."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    given = {"form": "demo-request", "forms": forms, "first": script, "second": renewed, "steps": steps}
+    ran = subprocess.run([node, str(HARNESS)], input=json.dumps(given), capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 0, ran.stderr
+    return json.loads(ran.stdout)
+
+
+async def test_the_token_script_is_the_forms_own_and_never_cached(pipeline, tmp_path):
+    async with guarded(pipeline, tmp_path, RENEWED) as capture:
+        script = await capture.get("/v1/forms/demo-request/token.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["cache-control"] == "no-store"  # a cached token says the form was shown long ago
+    assert "maxAgeMs = 100.0 * 1000, minFillMs = 3.0 * 1000" in script.text
+
+
+async def test_the_token_script_fills_forms_rendered_later_at_submit_and_renews_a_token_half_its_max_age_old(
+        pipeline, tmp_path):
+    """It filled the forms present at DOMContentLoaded, once: a form rendered later (React, a modal) got no token,
+    and a tab left open past the token's max age sent an expired one; both quarantined while the visitor saw the
+    thanks. A renewed token is used only once it is min_fill_seconds old: sooner, it would be taken for a bot's."""
+    async with guarded(pipeline, tmp_path, RENEWED) as capture:
+        script = (await capture.get("/v1/forms/demo-request/token.js")).text
+    first = json.loads(script.split("token = ", 1)[1].split(",", 1)[0])
+    renewed = script.replace(json.dumps(first), '"renewed"')
+    seen = run_token_script(script, renewed, ["https://capture.example/v1/forms/demo-request/",
+                                              "https://capture.example/v1/forms/demo-request-other"], [
+        {"at": 10, "add": "/v1/forms/demo-request?src=ads"},
+        {"at": 20, "submit": 2},
+        {"at": 51, "submit": 2},  # half the max age: a renewal is asked for
+        {"at": 52, "load": True, "submit": 2},
+        {"at": 55, "submit": 0},
+    ])
+    assert [s["tokens"] for s in seen] == [[first, None, None], [first, None, first], [first, None, first],
+                                           [first, None, first], ["renewed", None, "renewed"]]
+    assert [s["asked"] for s in seen] == [0, 0, 1, 0, 0]
+    assert [s["global"] for s in seen] == [first] * 4 + ["renewed"]
 
 
 class Verifier:

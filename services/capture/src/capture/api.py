@@ -745,32 +745,70 @@ async def form_token(form_id: FormId, rt: CaptureRuntime) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), headers=_NO_STORE)
 
 
+#: Filled in at submit time, so that a form rendered after the page loaded (React, Vue, a modal, a lazy embed) gets
+#: its token; and renewed, so that a tab left open longer than the token's max age does not send an expired one: a
+#: new copy of this script is loaded (a script, not fetch(): no CORS or connect-src asked of the page) once the
+#: newest token is half that age, and hands its token over, used only once it is min_fill_seconds old, the older
+#: one, still valid, until then.
 _TOKEN_SCRIPT = """(function () {
   var formId = %(form_id)s, field = %(field)s, token = %(token)s, action = "/v1/forms/" + formId;
-  window.leadpipeTokens = window.leadpipeTokens || {};
-  window.leadpipeTokens[formId] = token;
+  var maxAgeMs = %(max_age)s * 1000, minFillMs = %(min_fill)s * 1000;
+  var running = window.leadpipeTokenScripts = window.leadpipeTokenScripts || {};
+  if (running[formId]) return running[formId](token);
+  var src = document.currentScript && document.currentScript.src, tokens = window.leadpipeTokens || {};
+  var shownAt = Date.now(), pending = null, asking = false;
+  window.leadpipeTokens = tokens;
+  tokens[formId] = token;
+  running[formId] = function (fresh) {
+    pending = {token: fresh, at: Date.now()};
+    setTimeout(current, minFillMs + 50);
+  };
   function postsThisForm(form) {
-    // The action's path names the form: the resolved URL may carry a query (?src=ads) or a fragment, and
-    // form.action would be an <input name="action"> of the form's own.
+    // The action's path names the form, a trailing slash allowed: the resolved URL may carry a query (?src=ads)
+    // or a fragment, and form.action would be an <input name="action"> of the form's own.
     try {
-      var path = new URL(form.getAttribute("action") || "", document.baseURI).pathname;
+      var path = new URL(form.getAttribute("action") || "", document.baseURI).pathname.replace(/\\/$/, "");
     } catch (e) {
       return false;
     }
     return path.slice(-action.length) === action;
   }
+  function put(form) {
+    if (!postsThisForm(form)) return;
+    var input = form.querySelector('input[name="' + field + '"]');
+    if (!input) {
+      input = document.createElement("input");
+      input.type = "hidden";
+      input.name = field;
+      form.appendChild(input);
+    }
+    input.value = token;
+  }
+  function current() {
+    var now = Date.now();
+    if (pending && now - pending.at >= minFillMs) {
+      token = tokens[formId] = pending.token;
+      shownAt = pending.at;
+      pending = null;
+      document.querySelectorAll("form").forEach(put);
+    }
+    if (src && !asking && now - (pending ? pending.at : shownAt) > maxAgeMs / 2) {
+      asking = true;
+      var script = document.createElement("script");
+      script.src = src;
+      script.onload = script.onerror = function () { asking = false; script.remove(); };
+      (document.head || document.documentElement).appendChild(script);
+    }
+  }
+  document.addEventListener("submit", function (event) {
+    current();
+    put(event.target);
+  }, true);
+  document.addEventListener("visibilitychange", current);
+  window.addEventListener("pageshow", current);
+  setInterval(current, Math.min(60000, maxAgeMs / 4));
   function fill() {
-    document.querySelectorAll("form").forEach(function (form) {
-      if (!postsThisForm(form)) return;
-      var input = form.querySelector('input[name="' + field + '"]');
-      if (!input) {
-        input = document.createElement("input");
-        input.type = "hidden";
-        input.name = field;
-        form.appendChild(input);
-      }
-      input.value = token;
-    });
+    document.querySelectorAll("form").forEach(put);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fill); else fill();
 })();
@@ -780,17 +818,19 @@ _TOKEN_SCRIPT = """(function () {
 @router.get(
     "/v1/forms/{form_id}/token.js", summary="A script that puts a form token into the page's form",
     description="Include `<script src=\".../v1/forms/{form_id}/token.js\"></script>` on the page: it adds the "
-                "token (a hidden field) to every form posting to `/v1/forms/{form_id}`, and keeps it in "
-                "`window.leadpipeTokens[form_id]` for pages that post with fetch().",
+                "token (a hidden field) to every form posting to `/v1/forms/{form_id}`, those on the page when it "
+                "loads and any sent later (at submit), keeps it in `window.leadpipeTokens[form_id]` for pages that "
+                "post with fetch(), and renews it while the page stays open.",
     response_class=Response,
     responses={200: {"content": {"text/javascript": {"schema": {"type": "string"}}}},
                **problem_responses(404, _404="no such form in the forms file")},
 )
 async def form_token_script(form_id: FormId, rt: CaptureRuntime) -> Response:
-    _known_form(rt, form_id)
+    form = _known_form(rt, form_id)
     token = issue_form_token(form_id, rt.context.clock(), rt.context.token_key)
     script = _TOKEN_SCRIPT % {"form_id": json.dumps(form_id), "field": json.dumps(TOKEN_FIELD),
-                              "token": json.dumps(token)}
+                              "token": json.dumps(token), "max_age": json.dumps(form.token_max_age_seconds),
+                              "min_fill": json.dumps(form.min_fill_seconds)}
     return Response(script, media_type="text/javascript", headers=_NO_STORE)
 
 

@@ -1,0 +1,38 @@
+// Runs capture's token.js in Node over a stand-in for the few DOM calls it makes, on a clock the test moves:
+// reads {form, forms, first, second, steps} on stdin (``second``, the script a renewal loads), prints what each step saw.
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+let now = 0, loading = [];
+const listeners = {};
+function form(action) {
+  const inputs = [];
+  return {action, inputs, getAttribute: () => action,
+          querySelector: (sel) => inputs.find((i) => sel.includes('"' + i.name + '"')) || null,
+          appendChild: (i) => inputs.push(i)};
+}
+const forms = input.forms.map(form);
+Date.now = () => now;
+globalThis.setTimeout = globalThis.setInterval = () => 0;
+globalThis.window = globalThis;
+window.addEventListener = (type, fn) => { (listeners[type] = listeners[type] || []).push(fn); };
+globalThis.document = {
+  readyState: "complete", baseURI: "https://www.example.com/demo", currentScript: {src: "https://capture.example/t.js"},
+  querySelectorAll: () => forms, addEventListener: window.addEventListener,
+  createElement: (tag) => ({tag, remove() {}}), head: {appendChild: (script) => loading.push(script)},
+};
+const token = (f) => ((f.inputs[0] || {}).value || null);
+const seen = [];
+(0, eval)(input.first);
+for (const step of input.steps) {
+  now = step.at * 1000;
+  if (step.add) forms.push(form(step.add));
+  if (step.load) {
+    const script = loading.shift();
+    (0, eval)(input.second);
+    script.onload();
+  }
+  if (step.submit !== undefined) {
+    for (const fn of listeners.submit) fn({target: forms[step.submit]});
+  }
+  seen.push({tokens: forms.map(token), asked: loading.length, global: window.leadpipeTokens[input.form]});
+}
+console.log(JSON.stringify(seen));
