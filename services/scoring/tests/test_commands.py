@@ -9,7 +9,9 @@ from aiokafka import TopicPartition
 import scoring.commands
 from leadpipe_common.testing.cli import invoke
 from scoring.__main__ import cli
-from scoring.domain import RescoreSummary
+from scoring.app import load_rules
+from scoring.domain import RescoreSummary, rules_digest
+from scoring.settings import ScoringSettings
 from scoring.rescore import refuse_cut
 
 
@@ -20,6 +22,11 @@ class Rescore:
         self.at: list[object] = []
         #: The first offsets the lifecycle's partitions hold.
         self.starts: dict[object, int] = {}
+        #: The rules version and digest of the newest score (None: none scored).
+        self.scored: tuple[str, str | None] | None = None
+
+    async def newest_rules(self, settings):
+        return self.scored
 
     async def closed_leads(self, settings, progress=lambda done, total: None, *, force=False) -> set:
         if not force:
@@ -39,6 +46,7 @@ def rescore(monkeypatch) -> Rescore:
     command = Rescore()
     monkeypatch.setattr(scoring.commands, "closed_leads", command.closed_leads)
     monkeypatch.setattr(scoring.commands, "rescore", command.rescore)
+    monkeypatch.setattr(scoring.commands, "newest_rules", command.newest_rules)
     return command
 
 
@@ -101,3 +109,29 @@ def test_a_lifecycle_that_lost_its_first_events_is_refused_before_anything_is_sc
     assert "leads.lifecycle partition 1 from offset 1,200" in refused.said and "--force" in refused.said
     forced = rescore("--force", "--dry-run")
     assert forced.exit_code == 0 and len(rescore.at) == 1
+
+
+def test_a_rescore_under_rules_the_service_is_not_scoring_with_is_refused_naming_both_versions(rescore):
+    """A rules file edited and re-scored without a restart: the re-score stamped the new version while the running
+    service scored every later touch under the old one, without a word."""
+    rescore.scored = ("2026-11-30.1", "0123456789abcdef")
+    refused = rescore("--dry-run")
+    assert refused.exit_code == 1 and rescore.at == []
+    assert "2026-12-06.2" in refused.said and "2026-11-30.1" in refused.said and "restart" in refused.said
+    forced = rescore("--dry-run", "--force")
+    assert forced.exit_code == 0 and len(rescore.at) == 1 and "2026-11-30.1" in forced.said
+
+
+def test_a_rescore_under_rules_changed_without_a_new_version_is_refused(rescore):
+    """Its events' ids derive from the version: a second re-score under one version was taken for the first."""
+    rules = load_rules(ScoringSettings().rules_file)
+    rescore.scored = (rules.version, "0123456789abcdef")
+    refused = rescore("--dry-run")
+    assert refused.exit_code == 1 and rescore.at == [] and "bump version" in refused.said
+
+
+def test_a_rescore_under_the_rules_of_the_newest_score_goes_ahead(rescore):
+    rules = load_rules(ScoringSettings().rules_file)
+    rescore.scored = (rules.version, rules_digest(rules))
+    done = rescore("--dry-run")
+    assert done.exit_code == 0 and len(rescore.at) == 1 and "--force" not in done.said

@@ -9,7 +9,10 @@ import yaml
 
 from leadpipe_common.events import Attribution, Contact, Enrichment, LeadEnriched, Sourced
 from scoring.app import load_rules
-from scoring.domain import FACTS, READS, InvalidRules, TouchFacts, check_rescore_at, explain, parse_rules, score
+from scoring.domain import (
+    FACTS, READS, InvalidRules, TouchFacts, check_rescore_at, explain, parse_rules, rules_digest, rules_disagreement,
+    score, unbumped_rules,
+)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
@@ -635,3 +638,22 @@ def test_a_rescore_may_be_as_of_any_moment_within_a_day_of_now_and_no_further():
         check_rescore_at(datetime(2025, 11, 23, 9, 0, tzinfo=UTC), now)
     with pytest.raises(ValueError, match="more than a day after now"):
         check_rescore_at(now + timedelta(days=1, minutes=1), now)
+
+
+def test_rules_changed_under_an_unchanged_version_are_told_apart_from_a_new_version():
+    """A rule's points edited and the version left as it was: scores before and after carried one version, and a
+    re-score's events (ids derived from it) were taken for the earlier re-score's."""
+    edited = RULES.model_copy(update={"thresholds": RULES.thresholds.model_copy(update={"mql": 40})})
+    old, new = rules_digest(RULES), rules_digest(edited)
+    assert old != new and rules_digest(RULES.model_copy(update={"version": "test-2"})) == old
+    assert "bump version" in unbumped_rules("test-1", new, ("test-1", old))
+    assert unbumped_rules("test-2", new, ("test-1", old)) is None  # a new version: the service's start is normal
+    assert unbumped_rules("test-1", new, ("test-1", None)) is None  # scored before digests were kept
+    assert unbumped_rules("test-1", old, None) is None
+
+
+def test_a_rescore_disagrees_with_rules_of_another_version_than_the_newest_score_naming_both():
+    why = rules_disagreement("test-2", "x", ("test-1", "x"))
+    assert "test-2" in why and "test-1" in why and "restart" in why
+    assert rules_disagreement("test-1", "y", ("test-1", "x")) == unbumped_rules("test-1", "y", ("test-1", "x"))
+    assert rules_disagreement("test-1", "x", ("test-1", "x")) is None and rules_disagreement("t", "x", None) is None

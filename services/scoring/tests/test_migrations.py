@@ -49,3 +49,18 @@ async def test_touches_stored_before_0005_keep_a_message_only_on_the_touch_that_
     assert {touch_id: facts[touch_id]["has_message"] for _, touch_id, *_ in stored} == {
         touch_id: after for _, touch_id, _, _, after in stored}
     assert all(f["offer"] == "whitepaper" for f in facts.values())
+
+
+async def test_scores_given_before_0006_keep_no_rules_digest_and_new_ones_may(stack):
+    """0006 adds the digest of the rules beside each score's version; the scores before it have none, which the
+    comparison of rules passes over."""
+    lead = uuid.uuid4()
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("scoring", url, "0005")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(
+                "INSERT INTO scoring.scores (lead_id, score, grade, decision, rules_version, reasons, scored_at) "
+                "VALUES (:lead, 40, 'C', 'nurture', 'v1', '[]', :at)"), {"lead": lead, "at": DAY})
+        migrate("scoring", url, "head")
+        async with engine.begin() as conn:
+            assert (await conn.execute(sa.text("SELECT rules_digest FROM scoring.scores"))).scalar_one() is None

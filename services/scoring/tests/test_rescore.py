@@ -87,11 +87,17 @@ def test_the_report_gives_the_closed_leads_a_line_of_their_own(capsys):
     assert "left out as closed since scored (won, lost or merged away): 3" in out
 
 
-def test_an_unreachable_broker_is_one_line_without_the_kafka_clients_own(caplog):
+def test_an_unreachable_broker_is_one_line_without_the_kafka_clients_own(caplog, monkeypatch):
     """aiokafka's "Unable connect to ..." came bare on stderr ahead of rescore's own message, which says it."""
     from typer.testing import CliRunner
 
+    import scoring.commands
     from scoring.__main__ import cli
+
+    async def none_scored(settings):
+        return None
+
+    monkeypatch.setattr(scoring.commands, "newest_rules", none_scored)  # the rules are compared first, in Postgres
 
     closed = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "COLUMNS": "500"}
     result = CliRunner().invoke(cli, ["rescore", "--dry-run"], env=closed)

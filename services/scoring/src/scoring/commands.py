@@ -13,8 +13,8 @@ from leadpipe_common.cli import MOMENT, database_errors, load_settings, moment_o
 from leadpipe_common.kafka import quiet_client_logs
 
 from scoring.app import load_rules
-from scoring.domain import RescoreSummary, check_rescore_at
-from scoring.rescore import LifecycleCut, closed_leads, rescore
+from scoring.domain import RescoreSummary, check_rescore_at, rules_digest, rules_disagreement
+from scoring.rescore import LifecycleCut, closed_leads, newest_rules, rescore
 from scoring.settings import ScoringSettings
 
 MOVES = {"to_mql": "to MQL (recycled to sales)",
@@ -32,7 +32,8 @@ def add_commands(cli: typer.Typer) -> None:
                                                  "steps to MQL at it; at most a day from now"),
         force: bool = typer.Option(False, "--force", help=f"re-score even when {topics.LIFECYCLE} no longer "
                                                           "holds its first events (leads closed before them are "
-                                                          "then taken for open)"),
+                                                          "then taken for open), or the rules file is not what "
+                                                          "the newest score was given under"),
     ) -> None:
         """Re-score every open lead (nurture, MQL) under the rules file as it is now.
 
@@ -42,7 +43,9 @@ def add_commands(cli: typer.Typer) -> None:
         than a day before or after now is refused: a past one leaves intent undecayed since and dates the steps
         to MQL then, perhaps before their leads were captured (a typo in the year does that). A lifecycle that
         no longer holds its first events (its retention, or a truncated log) is refused: the leads it closed
-        before would be taken for open and perhaps recycled to sales."""
+        before would be taken for open and perhaps recycled to sales. So are rules other than those the newest
+        score was given under (a version other than the running service's, or contents changed under one version):
+        the service would score later touches under other rules than the re-score stamped."""
         now = _moment(at)
         settings = load_settings(ScoringSettings)
         try:
@@ -50,6 +53,14 @@ def add_commands(cli: typer.Typer) -> None:
         except ValueError as exc:
             typer.secho(str(exc), err=True, fg="red")
             raise typer.Exit(2) from None
+        with database_errors():
+            scored = asyncio.run(newest_rules(settings))
+        disagreement = rules_disagreement(rules.version, rules_digest(rules), scored)
+        if disagreement and not force:
+            typer.secho(f"not re-scored: {disagreement}; re-score anyway with --force", err=True, fg="red")
+            raise typer.Exit(1)
+        if disagreement:
+            typer.secho(f"re-scoring anyway (--force): {disagreement}", err=True, fg="yellow")
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -471,6 +472,33 @@ def parse_rules(raw: Mapping[str, Any]) -> RuleSet:
         errors = [{**e, "loc": _placed(e["loc"], raw), "msg": _unknown_key(e) or _type_reason(e) or e["msg"]}
                   for e in exc.errors()]
         raise InvalidRules(f"scoring rules are invalid: {describe(errors)}") from None
+
+
+def rules_digest(rules: RuleSet) -> str:
+    """What the rules say, but their version, in a few characters: a comment or the layout never changes it, a
+    rule's points do. Stored beside the version each score was given under."""
+    return hashlib.sha256(rules.model_dump_json(exclude={"version"}).encode()).hexdigest()[:16]
+
+
+def unbumped_rules(version: str, digest: str, scored: tuple[str, str | None] | None) -> str | None:
+    """Why rules (their ``version`` and ``rules_digest``) say otherwise than the same version did when the newest
+    score was given (``scored``: its version and digest; None: no lead scored, or none since digests were kept),
+    or None. Both sets of scores would carry one version, and a re-score's events, whose ids derive from it,
+    would be taken for the earlier re-score's."""
+    if scored is None or scored[0] != version or scored[1] in (None, digest):
+        return None
+    return (f"the rules file says otherwise than rules {version} did when the newest score was given, yet its "
+            f"version is still {version}: bump version in the file (and restart scoring)")
+
+
+def rules_disagreement(version: str, digest: str, scored: tuple[str, str | None] | None) -> str | None:
+    """Why a re-score under these rules would not score as the running service does (``scored`` as in
+    ``unbumped_rules``), or None."""
+    if scored is not None and scored[0] != version:
+        return (f"the rules file is version {version}, but the newest score was given under {scored[0]}: restart "
+                f"scoring so that it scores with {version} too, or later touches are scored under {scored[0]} "
+                f"again (if it was restarted and has scored no lead since, re-score with --force)")
+    return unbumped_rules(version, digest, scored)
 
 
 def _placed(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:

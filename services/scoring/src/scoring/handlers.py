@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from leadpipe_common.events import LeadEnriched, LeadMerged, LeadScored, LeadSta
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
-from scoring.domain import RuleSet, TouchFacts, explain, score, stage_after, touch_of
+from scoring.domain import RuleSet, TouchFacts, explain, rules_digest, score, stage_after, touch_of
 from scoring.store import ScoringStore
 
 SOURCE = "leadpipe/scoring"
@@ -40,6 +40,11 @@ class Scoring:
 
     rules: RuleSet
     clock: Callable[[], datetime]
+    #: ``rules_digest(rules)``, stored beside the version of each score.
+    digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", rules_digest(self.rules))
 
 
 #: Decisions after which a lead never moves again: disqualified, or merged into another lead.
@@ -124,7 +129,7 @@ def _scored(env: Envelope, lead: LeadEnriched, before: str | None, touches: list
         "lead_id": lead.lead_id, "score": result.value, "grade": result.grade, "decision": stage,
         # Models: the store writes them as JSON in one pass. The lead is kept without the touch it came with
         # ("touch": null, which reads back as no touch): a re-score of it (a merge) carries no touch.
-        "rules_version": result.rules_version, "reasons": result.reasons, "scored_at": now,
+        "rules_version": result.rules_version, "rules_digest": ctx.digest, "reasons": result.reasons, "scored_at": now,
         "lead": lead.model_copy(update={"touch": None}),
     }
     return outcome, row

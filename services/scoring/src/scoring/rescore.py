@@ -33,7 +33,7 @@ from leadpipe_common.scan import TopicScan, cut_from_start
 from leadpipe_common.settings import KafkaSettings, ServiceSettings
 from leadpipe_common.uow import SqlUnitOfWork
 
-from scoring.domain import RescoreSummary, RuleSet, TouchFacts, explain, rescore_move, score
+from scoring.domain import RescoreSummary, RuleSet, TouchFacts, explain, rescore_move, rules_digest, score
 from scoring.handlers import SOURCE
 from scoring.store import ScoringStore, outbox
 
@@ -116,6 +116,16 @@ async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, c
     return summary
 
 
+async def newest_rules(settings: ServiceSettings) -> tuple[str, str | None] | None:
+    """The rules version and digest of the newest score (``ScoringStore.newest_rules``)."""
+    engine = make_engine(settings)
+    try:
+        async with SqlUnitOfWork(make_sessionmaker(engine), ScoringStore) as uow:
+            return await uow.store.newest_rules()
+    finally:
+        await engine.dispose()
+
+
 def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFacts]], closed: Collection[uuid.UUID],
                  rules: RuleSet, now: datetime, summary: RescoreSummary) -> tuple[list[dict[str, Any]], list[Message]]:
     """One page of open leads (``ScoringStore.open_leads``) scored again, counted into ``summary``: the rows to
@@ -123,6 +133,7 @@ def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFact
     will never be recycled or routed again, and a count of it among the moves would mislead."""
     rows: list[dict[str, Any]] = []
     messages: list[Message] = []
+    digest = rules_digest(rules)
     for row in page:
         if row.lead_id in closed:
             summary.closed += 1
@@ -137,7 +148,7 @@ def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFact
         stage = "mql" if move == "to_mql" else row.decision
         rows.append({"lead_id": row.lead_id, "score": result.value, "grade": result.grade,
                      "decision": stage, "rules_version": result.rules_version,
-                     "reasons": result.reasons, "scored_at": now,
+                     "rules_digest": digest, "reasons": result.reasons, "scored_at": now,
                      "lead": row.lead})
         if move == "to_mql":
             messages += _recycled(lead, result, rules, now)

@@ -31,6 +31,9 @@ scores = sa.Table(
     sa.Column("grade", sa.Text, nullable=False),
     sa.Column("decision", sa.Text, nullable=False),
     sa.Column("rules_version", sa.Text, nullable=False),
+    #: ``domain.rules_digest`` of the rules it was given under: rules changed without a new version tell (NULL for
+    #: scores given before it was kept).
+    sa.Column("rules_digest", sa.Text),
     sa.Column("reasons", JSONB, nullable=False),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
     #: The lead as last scored (``lead.enriched``, JSON): what ``rescore`` scores again. None for leads scored
@@ -120,6 +123,14 @@ class ScoringStore:
                 break
             lead_id = onward
         return lead_id
+
+    async def newest_rules(self) -> tuple[str, str | None] | None:
+        """The rules version and digest the newest score was given under (None: no lead scored yet). Read once a
+        start and once a re-score: a scan of the scores, as no index of scored_at is worth its every write."""
+        row = (await self._session.execute(
+            sa.select(scores.c.rules_version, scores.c.rules_digest).order_by(scores.c.scored_at.desc()).limit(1)
+        )).first()
+        return None if row is None else (row.rules_version, row.rules_digest)
 
     async def save(self, rows: Sequence[dict[str, Any]]) -> None:
         await upsert(self._session, scores, rows, key="lead_id")
