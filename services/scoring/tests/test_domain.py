@@ -620,14 +620,45 @@ def test_the_same_touches_score_the_same_at_the_same_moment_whatever_their_order
 def test_new_rules_recycle_nurture_to_mql_and_only_count_an_mql_below_the_bar():
     from scoring.domain import RescoreSummary, rescore_move
 
-    assert rescore_move("nurture", "mql") == "to_mql" and rescore_move("mql", "nurture") == "below_bar"
-    assert rescore_move("mql", "mql") is None and rescore_move("nurture", "disqualified") is None
+    mql, nurture = score(lead(employees=5000, offer="demo"), RULES), score(lead(offer="newsletter"), RULES)
+    assert rescore_move("nurture", mql) == "to_mql" and rescore_move("mql", nurture) == "below_bar"
+    assert rescore_move("mql", mql) is None and rescore_move("nurture", nurture) is None
     summary = RescoreSummary("v2")
     for move, grade, source in (("to_mql", "B", "ads"), ("to_mql", "B", "ads"), (None, "C", None),
                                 ("below_bar", "C", None)):
         summary.add(move, grade, source, score_changed=move is not None)
     assert summary.moves == {("to_mql", "B", "ads"): 2, ("below_bar", "C", "(none)"): 1}
     assert (summary.leads, summary.changed_scores, summary.count("to_mql")) == (4, 3, 2)
+
+
+def test_a_new_knockout_disqualifies_a_nurture_lead_and_is_counted_for_an_mql_by_its_rule():
+    """A competitor rule added: an MQL scoring 100 was counted "below the MQL bar", and a nurture lead it now
+    knocked out was counted nowhere and stayed open."""
+    from scoring.domain import RescoreSummary, knockout_of, rescore_move
+
+    competitor = RULES.model_copy(update={"disqualify": parse_rules({**_raw(), "disqualify": [
+        {"rule": "Competitor", "field": "email_domain", "equals": "example.com"}]}).disqualify})
+    top, low = (score(lead(employees=5000, seniority="vp", offer="demo"), competitor),
+                score(lead(offer="newsletter"), competitor))
+    assert top.value == 90 and knockout_of(top) == knockout_of(low) == "Competitor"
+    assert (rescore_move("mql", top), rescore_move("nurture", low)) == ("mql_knocked_out", "knocked_out")
+    summary = RescoreSummary("v2")
+    summary.add("mql_knocked_out", top.grade, "ads", score_changed=True, knockout=knockout_of(top))
+    summary.add("knocked_out", low.grade, "ads", score_changed=True, knockout=knockout_of(low))
+    assert summary.knockouts == {("mql_knocked_out", "Competitor"): 1, ("knocked_out", "Competitor"): 1}
+    assert summary.count("below_bar") == 0
+
+
+def test_a_raised_nurture_bar_disqualifies_a_nurture_lead_under_it_and_counts_an_mql_under_it():
+    """rules.yaml says to raise the nurture bar to close leads not worth nurturing: it did nothing, and said
+    nothing."""
+    from scoring.domain import rescore_move
+
+    raised = RULES.model_copy(update={"thresholds": RULES.thresholds.model_copy(update={"nurture": 20})})
+    newsletter = score(lead(offer="newsletter"), raised)  # 10: nurture under a bar of 10, not under one of 20
+    assert newsletter.decision == "disqualified" and score(lead(offer="newsletter"), RULES).decision == "nurture"
+    assert (rescore_move("nurture", newsletter), rescore_move("mql", newsletter)) == ("below_nurture",
+                                                                                        "mql_below_nurture")
 
 
 def test_a_rescore_may_be_as_of_any_moment_within_a_day_of_now_and_no_further():

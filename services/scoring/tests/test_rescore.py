@@ -53,6 +53,41 @@ def test_leads_closed_since_they_were_scored_are_left_out_of_the_moves_and_count
     assert {decode(m.headers, m.key, m.value).data.lead_id for m in messages} == {lifted.lead_id}
 
 
+def test_nurture_leads_a_new_knockout_or_a_raised_nurture_bar_leaves_out_are_closed_and_mqls_only_counted():
+    """A competitor rule added and the nurture bar raised: the MQL it knocked out was counted "below the MQL
+    bar", the nurture leads it knocked out or left under the bar were counted nowhere and stayed open."""
+    rules = RULES.model_copy(update={
+        "version": "competitors", "thresholds": RULES.thresholds.model_copy(update={"nurture": 45}),
+        "disqualify": parse_rules({"version": "x", "grades": {"A": 80, "B": 60, "C": 35},
+                                   "thresholds": {"mql": 50, "nurture": 10}, "disqualify": [
+                                       {"rule": "Competitor", "field": "employee_count", "gte": 9000}]}).disqualify})
+    rival_mql, rival_nurture = kept("mql", employees=9000), kept("nurture", employees=9000)
+    rival_mql.score = 70  # the same score, a new decision: changed
+    under_bar, lifted = kept("nurture"), kept("nurture", employees=5000)
+    page = [rival_mql, rival_nurture, under_bar, lifted]
+    summary = RescoreSummary(rules.version)
+
+    rows, messages = rescore_page(page, {r.lead_id: [] for r in page}, set(), rules, NOW, summary)
+
+    assert {m: summary.count(m) for m in ("mql_knocked_out", "knocked_out", "below_nurture", "to_mql", "below_bar")
+            } == {"mql_knocked_out": 1, "knocked_out": 1, "below_nurture": 1, "to_mql": 1, "below_bar": 0}
+    assert summary.knockouts == {("mql_knocked_out", "Competitor"): 1, ("knocked_out", "Competitor"): 1}
+    assert summary.changed_scores == 4
+    assert {row["lead_id"]: row["decision"] for row in rows} == {
+        rival_mql.lead_id: "mql", rival_nurture.lead_id: "disqualified", under_bar.lead_id: "disqualified",
+        lifted.lead_id: "mql"}
+    steps = {e.data.lead_id: (e.data.from_stage, e.data.to_stage)
+             for e in (decode(m.headers, m.key, m.value) for m in messages) if e.data.type == "lead.stage_changed"}
+    assert steps == {rival_nurture.lead_id: ("nurture", "disqualified"), under_bar.lead_id: ("nurture", "disqualified"),
+                     lifted.lead_id: ("nurture", "mql")}
+    # Run again (the same rules version), a lead's events keep their ids: consumers keep them once.
+    _, repeated = rescore_page(page, {r.lead_id: [] for r in page}, set(), rules, NOW, RescoreSummary(rules.version))
+    def ids(ms):  # noqa: ANN001, ANN202
+        return [decode(m.headers, m.key, m.value).id for m in ms]
+
+    assert ids(repeated) == ids(messages) and len(set(ids(messages))) == 6
+
+
 def test_the_leads_the_lifecycle_closes_for_good_are_read_from_its_records():
     """Won, lost, disqualified, merged away: closed. Accepted, rejected (a touch may recycle it), recycled: open."""
     def step(to: str, **kw: object):  # noqa: ANN202
@@ -83,8 +118,29 @@ def test_the_report_gives_the_closed_leads_a_line_of_their_own(capsys):
     summary.add("below_bar", "C", "ads", score_changed=True)
     _report(summary, True, NOW)
     out = capsys.readouterr().out.splitlines()
-    assert "would move below the MQL bar (kept: only sales sends back; some may be with sales by now): 1" in out
+    assert "would leave MQLs below the MQL bar (kept: only sales sends back or closes; some may be with sales by " \
+           "now): 1" in out
     assert "left out as closed since scored (won, lost or merged away): 3" in out
+
+
+def test_the_report_names_each_move_and_the_rule_that_knocks_leads_out(capsys):
+    """An MQL a competitor rule knocked out was printed as "would move below the MQL bar", and nurture leads it
+    knocked out, or a raised nurture bar left under it, not at all."""
+    from scoring.commands import _report
+
+    summary = RescoreSummary(RULES.version)
+    summary.add("mql_knocked_out", "A", "ads", score_changed=True, knockout="Competitor [acme]")
+    summary.add("knocked_out", "D", "ads", score_changed=True, knockout="Competitor [acme]")
+    summary.add("below_nurture", "D", "ads", score_changed=True)
+    _report(summary, True, NOW)
+    out = capsys.readouterr().out.splitlines()
+    assert "would disqualify nurture leads a disqualify rule now holds for (closed): 1" in out
+    assert "would disqualify nurture leads under the nurture bar now (closed): 1" in out
+    assert ("would leave MQLs a disqualify rule now holds for, not disqualified (kept: only sales sends back or "
+            "closes; some may be with sales by now): 1") in out
+    assert "would leave MQLs below the MQL bar (kept: only sales sends back or closes; some may be with sales by " \
+           "now): 0" in out
+    assert out.count("  Competitor [acme]: 1") == 2
 
 
 def test_an_unreachable_broker_is_one_line_without_the_kafka_clients_own(caplog, monkeypatch):

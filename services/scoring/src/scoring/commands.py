@@ -17,19 +17,25 @@ from scoring.domain import RescoreSummary, check_rescore_at, rules_digest, rules
 from scoring.rescore import LifecycleCut, closed_leads, newest_rules, rescore
 from scoring.settings import ScoringSettings
 
-MOVES = {"to_mql": "to MQL (recycled to sales)",
-         # Scoring never reads sales' answers: its MQLs include leads sales holds or has rejected since (those
-         # sales won or lost are read from the lifecycle and left out).
-         "below_bar": "below the MQL bar (kept: only sales sends back; some may be with sales by now)"}
-
+#: Scoring never reads sales' answers: its MQLs include leads sales holds or has rejected since (those sales won
+#: or lost are read from the lifecycle and left out), so what befalls an MQL is counted, never applied.
+_KEPT = "kept: only sales sends back or closes; some may be with sales by now"
+#: Each move's line, as a dry run and as the real run print it.
+MOVES = {"to_mql": ("would move to MQL", "moved to MQL", "(recycled to sales)"),
+         "knocked_out": ("would disqualify", "disqualified", "nurture leads a disqualify rule now holds for (closed)"),
+         "below_nurture": ("would disqualify", "disqualified", "nurture leads under the nurture bar now (closed)"),
+         "below_bar": ("would leave", "left", f"MQLs below the MQL bar ({_KEPT})"),
+         "mql_below_nurture": ("would leave", "left", f"MQLs under the nurture bar, not disqualified ({_KEPT})"),
+         "mql_knocked_out": ("would leave", "left", f"MQLs a disqualify rule now holds for, not disqualified "
+                                                    f"({_KEPT})")}
 
 def add_commands(cli: typer.Typer) -> None:
     @cli.command("rescore")
     def rescore_command(
         dry_run: bool = typer.Option(False, "--dry-run", help="print what would change; write nothing"),
         at: str | None = typer.Option(None, help=f"score as of this moment ({MOMENT}; "
-                                                 "default: now): intent decays to it, and a lead lifted to MQL "
-                                                 "steps to MQL at it; at most a day from now"),
+                                                 "default: now): intent decays to it, and a lead moved (to "
+                                                 "MQL, disqualified) steps at it; at most a day from now"),
         force: bool = typer.Option(False, "--force", help=f"re-score even when {topics.LIFECYCLE} no longer "
                                                           "holds its first events (leads closed before them are "
                                                           "then taken for open), or the rules file is not what "
@@ -37,7 +43,9 @@ def add_commands(cli: typer.Typer) -> None:
     ) -> None:
         """Re-score every open lead (nurture, MQL) under the rules file as it is now.
 
-        A nurture lead that now reaches the MQL bar is recycled: routing routes it. A lead the lifecycle has
+        A nurture lead that now reaches the MQL bar is recycled: routing routes it. One a disqualify rule now
+        holds for, or under the nurture bar now, is disqualified (closed). An MQL is never moved (sales may hold
+        it): each way it falls is counted. A lead the lifecycle has
         closed since (won, lost, merged away) is left out and counted apart. Run with --dry-run first: the real
         run then does exactly what it printed (at the same --at), but for leads closed in between. An --at more
         than a day before or after now is refused: a past one leaves intent undecayed since and dates the steps
@@ -108,16 +116,18 @@ def _report(summary: RescoreSummary, dry_run: bool, now: datetime) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    verb = "would move" if dry_run else "moved"
     # The rules' version and utm_source (free text from anonymous posts) are never markup: a source "[/b]" would
     # end the report in a MarkupError after a real run had written its moves.
     console = Console(soft_wrap=True)
     console.print(escape(f"{'dry run: ' if dry_run else ''}re-scored {summary.leads:,} open leads under rules "
-                         f"{summary.rules_version} as of {now.isoformat()}; {summary.changed_scores:,} scores "
-                         f"{'would change' if dry_run else 'changed'}")
+                         f"{summary.rules_version} as of {now.isoformat()}; {summary.changed_scores:,} scores or "
+                         f"decisions {'would change' if dry_run else 'changed'}")
                   + (f"; {summary.skipped:,} scored before leads were kept, skipped" if summary.skipped else ""))
-    for move, label in MOVES.items():
-        console.print(f"{verb} {label}: {summary.count(move):,}")
+    for move, (would, did, label) in MOVES.items():
+        console.print(f"{would if dry_run else did} {label}: {summary.count(move):,}")
+        for (knocked, rule), n in sorted(summary.knockouts.items()):
+            if knocked == move:
+                console.print(Text(f"  {rule}: {n:,}"))  # a rule's name is the rules file's text, never markup
     console.print(f"left out as closed since scored (won, lost or merged away): {summary.closed:,}")
     if summary.moves:
         table = Table("move", "grade", "source", "leads")

@@ -726,16 +726,32 @@ def stage_after(before: str | None, decision: str) -> str:
     return before
 
 
-Move = Literal["to_mql", "below_bar"]
+#: What new rules do to an open lead. A nurture lead is scoring's alone (it never reached sales), so new rules
+#: move it: to MQL (recycled to sales), or to disqualified, closed, when a disqualify rule now holds for it
+#: (``knocked_out``) or it scores under the nurture bar now (``below_nurture``). An MQL only sales sends back:
+#: each way it falls (``mql_knocked_out``, ``mql_below_nurture``, ``below_bar``) is counted, not applied.
+Move = Literal["to_mql", "knocked_out", "below_nurture", "mql_knocked_out", "mql_below_nurture", "below_bar"]
+#: The moves a re-score applies, and the stage each leaves its lead in; the others it only counts.
+APPLIED: Mapping[str, str] = {"to_mql": "mql", "knocked_out": "disqualified", "below_nurture": "disqualified"}
 
 
-def rescore_move(before: str, decision: str) -> Move | None:
-    """What new rules do to an open lead: lift a nurture lead to MQL (it is recycled), or put an MQL below the
-    bar (it stays an MQL: sales may hold it, and only sales sends a lead back to nurture)."""
-    if before == "nurture" and decision == "mql":
-        return "to_mql"
-    if before == "mql" and decision != "mql":
-        return "below_bar"
+def knockout_of(s: Score) -> str | None:
+    """The disqualify rule ``s`` names first (None: none holds): the one a knocked-out lead is counted under, as
+    ``explain`` names it."""
+    return next((r.rule for r in s.reasons if r.category == "disqualify"), None)
+
+
+def rescore_move(before: str, s: Score) -> Move | None:
+    """What new rules, which score an open lead ``s``, do to it in stage ``before`` (nurture or mql)."""
+    knocked_out = knockout_of(s) is not None
+    if before == "nurture":
+        if knocked_out:
+            return "knocked_out"
+        return {"disqualified": "below_nurture", "mql": "to_mql"}.get(s.decision)
+    if before == "mql" and s.decision != "mql":
+        if knocked_out:
+            return "mql_knocked_out"
+        return "mql_below_nurture" if s.decision == "disqualified" else "below_bar"
     return None
 
 
@@ -764,19 +780,25 @@ class RescoreSummary:
 
     rules_version: str
     leads: int = 0
+    #: Leads whose score or decision changes: new knockouts and bars change the decision, not the points.
     changed_scores: int = 0
     #: Leads scored before scoring kept them, which cannot be re-scored.
     skipped: int = 0
     #: Leads scoring holds as open that the lifecycle has closed since (won, lost, merged away): left out.
     closed: int = 0
     moves: dict[tuple[str, str, str], int] = dataclasses.field(default_factory=dict)
+    #: The knocked-out leads (``knocked_out``, ``mql_knocked_out``) by the disqualify rule that knocks them out.
+    knockouts: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
 
-    def add(self, move: Move | None, grade: str, source: str | None, score_changed: bool) -> None:
+    def add(self, move: Move | None, grade: str, source: str | None, score_changed: bool,
+            knockout: str | None = None) -> None:
         self.leads += 1
         self.changed_scores += score_changed
         if move is not None:
             key = (move, grade, source or "(none)")
             self.moves[key] = self.moves.get(key, 0) + 1
+        if move is not None and knockout is not None:
+            self.knockouts[(move, knockout)] = self.knockouts.get((move, knockout), 0) + 1
 
     def count(self, move: Move) -> int:
         return sum(n for (m, _, _), n in self.moves.items() if m == move)

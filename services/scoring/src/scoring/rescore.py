@@ -3,13 +3,17 @@
 Guarantees: pages of open leads (nurture, MQL) are read in id order, each
 page locked and re-scored in one transaction, so a touch of the same lead
 handled meanwhile waits; a dry run rolls every page back and writes nothing.
-A real run stores the new scores and, for a nurture lead the new rules lift
-to the MQL bar, writes ``lead.scored`` and the ``nurture → mql`` step to the
-outbox in that same transaction: the running scoring service's relay
-publishes them and routing routes the lead. Their ids derive from the lead
-and the rules version, so running the same re-score again publishes nothing
-new that consumers would keep. An MQL the new rules put below the bar is
-counted, not moved: only sales sends a lead back to nurture.
+A real run stores the new scores and, for a nurture lead the new rules move,
+writes ``lead.scored`` and its step to the outbox in that same transaction:
+``nurture → mql`` for one they lift to the MQL bar (the running scoring
+service's relay publishes them and routing routes the lead), ``nurture →
+disqualified`` for one a disqualify rule now holds for or that scores under
+the nurture bar now (closed: capture opens a new lead for the person's next
+submission). Their ids derive from the lead and the rules version, so running
+the same re-score again publishes nothing new that consumers would keep. An
+MQL the new rules put below the bar, under the nurture bar or knock out is
+counted, not moved: sales may hold it, and only sales sends a lead back or
+closes it.
 
 Scoring follows ``leads.enriched`` alone, so a lead sales has won or lost
 since (or merged away, its merge not yet come down to scoring) is still one
@@ -33,7 +37,9 @@ from leadpipe_common.scan import TopicScan, cut_from_start
 from leadpipe_common.settings import KafkaSettings, ServiceSettings
 from leadpipe_common.uow import SqlUnitOfWork
 
-from scoring.domain import RescoreSummary, RuleSet, TouchFacts, explain, rescore_move, rules_digest, score
+from scoring.domain import (
+    APPLIED, RescoreSummary, RuleSet, TouchFacts, explain, knockout_of, rescore_move, rules_digest, score,
+)
 from scoring.handlers import SOURCE
 from scoring.store import ScoringStore, outbox
 
@@ -129,7 +135,7 @@ async def newest_rules(settings: ServiceSettings) -> tuple[str, str | None] | No
 def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFacts]], closed: Collection[uuid.UUID],
                  rules: RuleSet, now: datetime, summary: RescoreSummary) -> tuple[list[dict[str, Any]], list[Message]]:
     """One page of open leads (``ScoringStore.open_leads``) scored again, counted into ``summary``: the rows to
-    store and what a recycled lead publishes. A closed lead is counted apart and neither scored nor written: it
+    store and what a moved lead (recycled, disqualified) publishes. A closed lead is counted apart and neither scored nor written: it
     will never be recycled or routed again, and a count of it among the moves would mislead."""
     rows: list[dict[str, Any]] = []
     messages: list[Message] = []
@@ -143,22 +149,27 @@ def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFact
             continue
         lead = LeadEnriched.model_validate(row.lead)
         result = score(lead, rules, touches[row.lead_id], now)
-        move = rescore_move(row.decision, result.decision)
-        summary.add(move, result.grade, lead.attribution.utm_source, result.value != row.score)
-        stage = "mql" if move == "to_mql" else row.decision
+        move = rescore_move(row.decision, result)
+        summary.add(move, result.grade, lead.attribution.utm_source,
+                    result.value != row.score or result.decision != row.decision, knockout_of(result))
+        stage = APPLIED[move] if move in APPLIED else row.decision
         rows.append({"lead_id": row.lead_id, "score": result.value, "grade": result.grade,
                      "decision": stage, "rules_version": result.rules_version,
                      "rules_digest": digest, "reasons": result.reasons, "scored_at": now,
                      "lead": row.lead})
-        if move == "to_mql":
-            messages += _recycled(lead, result, rules, now)
+        if stage != row.decision:
+            messages += _moved(lead, row.decision, stage, result, rules, now)
     return rows, messages
 
 
-def _recycled(lead: LeadEnriched, result: Score, rules: RuleSet, now: datetime) -> list[Message]:
+def _moved(lead: LeadEnriched, before: str, stage: str, result: Score, rules: RuleSet,
+           now: datetime) -> list[Message]:
+    """A lead's new score and its step, ids derived from the lead and the rules version: one version moves a lead
+    once (recycled, it is an MQL the re-score never moves again; disqualified, it is closed)."""
     scored = LeadScored.model_construct(**dict(lead), score=result, scored_at=now)
-    changed = LeadStageChanged(lead_id=lead.lead_id, from_stage="nurture", to_stage="mql", at=now, by="scoring",
-                               reason=f"recycled by a re-score under rules {rules.version}: {explain(result, rules)}",
+    why = "recycled" if stage == "mql" else "disqualified"
+    changed = LeadStageChanged(lead_id=lead.lead_id, from_stage=before, to_stage=stage, at=now, by="scoring",
+                               reason=f"{why} by a re-score under rules {rules.version}: {explain(result, rules)}",
                                attribution=lead.attribution)
     cause = derive_id(lead.lead_id, f"rescore/{rules.version}")
     return [encode(topics.SCORED, scored, event_id=derive_id(cause, scored.type), source=SOURCE, time=now),
