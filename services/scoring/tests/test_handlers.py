@@ -228,3 +228,68 @@ async def test_a_duplicate_merged_into_a_lead_merged_on_counts_where_the_chain_e
     for in_one_batch in (True, False):
         for onward_first in (True, False):
             assert intent_rules(await chain(in_one_batch, onward_first)) == ["Demo", "White paper", "White paper"]
+
+
+#: A lead at exactly the bar of 60 when scored at once: 30 points of fit and a demo's 30, halving every 30 days.
+AT_THE_BAR = Scoring(parse_rules({**RULES, "thresholds": {"mql": 60, "nurture": 10}, "intent": [
+    {"rule": "Demo", "field": "offer", "equals": "demo", "points": 30, "half_life_days": 30},
+    RULES["intent"][1]]}), clock=lambda: NOW)
+
+
+async def handled(event, late: timedelta, store=None, ctx=AT_THE_BAR):
+    """The outcome of ``event`` (a lead.enriched or a merge) handled ``late`` after NOW, when it happened."""
+    uow = MemoryUnitOfWork(store or MemoryScores())
+    env = factories.envelope(topics.ENRICHED, event)
+    handle = handle_lead_merged if isinstance(event, LeadMerged) else handle_lead_enriched
+    async with uow:
+        return (await handle(uow, [env], Scoring(ctx.rules, clock=lambda: NOW + late)))[env.id]
+
+
+def enriched_at(at, offer="demo", employees=5000):
+    return factories.enriched("cmo@bigco.example", employees=employees, offer=offer).model_copy(
+        update={"captured_at": at})
+
+
+async def test_the_same_lead_handled_late_scores_the_same():
+    """Handled 18 hours late (a backlog, a dead-letter redrive) it scored 59 and went to nurture, not to sales."""
+    for late in (timedelta(0), timedelta(hours=18)):
+        scored, step = await handled(enriched_at(NOW), late)
+        assert (decoded(scored).score.value, decoded(step).to_stage) == (60, "mql")
+        assert decoded(scored).scored_at == NOW + late  # stamped when it was scored
+
+
+async def test_the_same_touch_handled_late_scores_the_same():
+    lead = enriched_at(NOW - timedelta(days=60), offer="whitepaper")
+    values = []
+    for late in (timedelta(0), timedelta(hours=18)):
+        store = MemoryScores()
+        await handled(lead, timedelta(days=-60), store)
+        touch = touched(lead, "demo", days_later=60)  # at NOW
+        values.append([decoded(m).score.value for m in await handled(touch, late, store)
+                       if m.topic == topics.SCORED])
+    assert values == [[80], [80]]  # 30 fit, 20 for the white paper (no half-life), 30 for the demo at once
+
+
+async def test_the_same_merge_handled_late_scores_the_same():
+    values = []
+    for late in (timedelta(0), timedelta(hours=18)):
+        store = MemoryScores()
+        survivor, duplicate = enriched_at(NOW, offer=None), enriched_at(NOW, employees=None)
+        await handled(survivor, timedelta(0), store)
+        await handled(duplicate, timedelta(0), store)
+        (scored, *_) = await handled(LeadMerged(lead_id=duplicate.lead_id, survivor_id=survivor.lead_id, at=NOW,
+                                                by="ana", reason="same person", attribution=duplicate.attribution),
+                                     late, store)
+        values.append(decoded(scored).score.value)
+    assert values == [60, 60]
+
+
+async def test_an_event_dated_ahead_of_the_clock_is_scored_as_of_now():
+    """A touch dated a month ahead (a sender's clock) would decay the lead's earlier demo by a month not yet
+    passed, as of its own time."""
+    store = MemoryScores()
+    lead = enriched_at(NOW - timedelta(days=30))
+    await handled(lead, timedelta(days=-30), store)
+    (scored, *_) = await handled(touched(lead, "whitepaper", days_later=60), timedelta(0), store)
+    assert [(r.rule, r.points) for r in decoded(scored).score.reasons if r.category == "intent"] == [
+        ("Demo", 15), ("White paper", 20)]

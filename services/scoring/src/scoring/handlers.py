@@ -1,9 +1,9 @@
 """scoring's handler: ``lead.enriched`` in, ``lead.scored`` and (when the lead moves) a lifecycle step out.
 
 A lead's first enrichment scores it: ``enriched → mql | nurture | disqualified``. A later touch re-scores it
-over all its touches (intent decays with each touch's age): a nurture lead that reaches the MQL bar is
-recycled (``nurture → mql``, and routing routes it); a lead already an MQL gets its new score on
-``leads.scored`` (routing re-engages its holder); a disqualified lead is closed, and a late touch of it
+over all its touches (intent decays with each touch's age, as of when the event scored happened: ``_as_of``):
+a nurture lead that reaches the MQL bar is recycled (``nurture → mql``, and routing routes it); a lead already
+an MQL gets its new score on ``leads.scored`` (routing re-engages its holder); a disqualified lead is closed, and a late touch of it
 changes nothing. A merge moves the duplicate's touches to the survivor, closes the duplicate and scores the
 survivor again over all of them: the merge and the survivor's next touch travel on different partitions (each
 keyed by its own lead), so whichever scoring sees first, the survivor's last score counts every touch (the
@@ -69,7 +69,8 @@ async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Enve
         if kept is None or decision in CLOSED:
             continue  # scoring never kept this lead (scored before leads were kept), or it is closed
         lead = LeadEnriched.model_validate(kept)
-        outcomes[env.id], row = _scored(env, lead, decision, touches[survivor_id], ctx, now, "recycled by a merge")
+        outcomes[env.id], row = _scored(env, lead, decision, touches[survivor_id], ctx, now,
+                                        _as_of(env.data.at, now), "recycled by a merge")
         stored[survivor_id] = (row["decision"], kept)
         rows.append(row)
     await uow.store.save(rows)
@@ -102,7 +103,8 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
         if before in CLOSED:
             outcomes[env.id] = []  # closed: the touch is kept, the lead does not move
             continue
-        outcomes[env.id], row = _scored(env, lead, before, known, ctx, now, "recycled by a new touch")
+        outcomes[env.id], row = _scored(env, lead, before, known, ctx, now, _as_of(touch.at, now),
+                                        "recycled by a new touch")
         decisions[lead.lead_id] = row["decision"]
         score_rows.append(row)
     await uow.store.save_touches(touch_rows)
@@ -110,11 +112,18 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
     return outcomes
 
 
+def _as_of(event_at: datetime, now: datetime) -> datetime:
+    """The moment an event's score decays intent to: when it happened (a touch, a capture, a merge), so the same
+    event scores the same however late it is handled (a backlog, a dead-letter redrive); never after ``now``, so a
+    sender's clock ahead of ours adds no intent."""
+    return min(event_at, now)
+
+
 def _scored(env: Envelope, lead: LeadEnriched, before: str | None, touches: list[TouchFacts], ctx: Scoring,
-            now: datetime, recycled_by: str) -> tuple[Outcome, dict[str, Any]]:
-    """``lead`` scored over ``touches``: its ``lead.scored`` (and lifecycle step, when it moves) and its score
-    row."""
-    result = score(lead, ctx.rules, touches, now)
+            now: datetime, as_of: datetime, recycled_by: str) -> tuple[Outcome, dict[str, Any]]:
+    """``lead`` scored over ``touches``, intent decayed to ``as_of``: its ``lead.scored`` (and lifecycle step, when
+    it moves) and its score row, stamped ``now``."""
+    result = score(lead, ctx.rules, touches, as_of)
     stage = stage_after(before, result.decision)
     scored = LeadScored.model_construct(**dict(lead), score=result, scored_at=now)  # validated parts
     outcome: Outcome = [follow_up(env, topics.SCORED, scored, source=SOURCE, time=now)]
