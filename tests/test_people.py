@@ -264,9 +264,14 @@ async def test_a_rescore_dry_run_says_exactly_what_the_real_run_then_does(stack,
     dry = rescore(stack, rules_file, "--dry-run", "--at", at)
     real = rescore(stack, rules_file, "--at", at)
 
+    from scoring.commands import MOVES
+
     def what(out: str) -> list[str]:
-        return [line.removeprefix("dry run: ").replace("would move", "moved").replace("would change", "changed")
+        said = [line.removeprefix("dry run: ").replace("would change", "changed")
                 for line in out.splitlines() if not line.startswith("nothing was written")]
+        for would, did, _ in MOVES.values():  # each move's line as the real run prints it
+            said = [line.replace(would, did) for line in said]
+        return said
 
     assert dry.startswith("dry run: ") and what(dry) == what(real), (dry, real)
     assert "moved to MQL (recycled to sales): 0" not in what(real)
