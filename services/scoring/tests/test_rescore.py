@@ -25,7 +25,7 @@ RULES = parse_rules({
 })
 
 
-def kept(decision: str, *, employees: int | None = None) -> SimpleNamespace:
+def kept(decision: str, *, employees: int | None = None, reasons: list | None = None) -> SimpleNamespace:
     """An open lead's row as ``ScoringStore.open_leads`` reads it: a demo request scoring made ``decision``."""
     lead = LeadEnriched(
         lead_id=uuid.uuid4(), captured_at=NOW, enriched_at=NOW, contact=Contact(email="jo@example.com"),
@@ -33,7 +33,8 @@ def kept(decision: str, *, employees: int | None = None) -> SimpleNamespace:
         enrichment=Enrichment(email_domain="example.com", is_free_mail=Sourced(value=False, source="t"),
                               is_disposable=Sourced(value=False, source="t"),
                               employee_count=None if employees is None else Sourced(value=employees, source="t")))
-    return SimpleNamespace(lead_id=lead.lead_id, decision=decision, score=40, lead=lead.model_dump(mode="json"))
+    return SimpleNamespace(lead_id=lead.lead_id, decision=decision, score=40, reasons=reasons or [],
+                           lead=lead.model_dump(mode="json"))
 
 
 def test_leads_closed_since_they_were_scored_are_left_out_of_the_moves_and_counted_apart():
@@ -86,6 +87,11 @@ def test_nurture_leads_a_new_knockout_or_a_raised_nurture_bar_leaves_out_are_clo
         return [decode(m.headers, m.key, m.value).id for m in ms]
 
     assert ids(repeated) == ids(messages) and len(set(ids(messages))) == 6
+    # A nurture lead whose stored score named the knockout already (a later touch brought it, and a touch never
+    # disqualifies) stays as the live path left it.
+    touched = kept("nurture", employees=9000, reasons=[{"rule": "Competitor", "category": "disqualify"}])
+    rows, _ = rescore_page([touched], {touched.lead_id: []}, set(), rules, NOW, RescoreSummary(rules.version))
+    assert [row["decision"] for row in rows] == ["nurture"]
 
 
 def test_the_leads_the_lifecycle_closes_for_good_are_read_from_its_records():

@@ -741,12 +741,14 @@ def knockout_of(s: Score) -> str | None:
     return next((r.rule for r in s.reasons if r.category == "disqualify"), None)
 
 
-def rescore_move(before: str, s: Score) -> Move | None:
-    """What new rules, which score an open lead ``s``, do to it in stage ``before`` (nurture or mql)."""
+def rescore_move(before: str, s: Score, *, knocked_out_before: bool = False) -> Move | None:
+    """What new rules, which score an open lead ``s``, do to it in stage ``before`` (nurture or mql).
+    ``knocked_out_before``: its stored score named a disqualify rule already, which a later touch brought (a touch
+    never disqualifies a person who came back): such a nurture lead stays as the live path left it."""
     knocked_out = knockout_of(s) is not None
     if before == "nurture":
         if knocked_out:
-            return "knocked_out"
+            return None if knocked_out_before else "knocked_out"
         return {"disqualified": "below_nurture", "mql": "to_mql"}.get(s.decision)
     if before == "mql" and s.decision != "mql":
         if knocked_out:

@@ -149,7 +149,8 @@ def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFact
             continue
         lead = LeadEnriched.model_validate(row.lead)
         result = score(lead, rules, touches[row.lead_id], now)
-        move = rescore_move(row.decision, result)
+        move = rescore_move(row.decision, result, knocked_out_before=any(
+            r.get("category") == "disqualify" for r in row.reasons or ()))
         summary.add(move, result.grade, lead.attribution.utm_source,
                     result.value != row.score or result.decision != row.decision, knockout_of(result))
         stage = APPLIED[move] if move in APPLIED else row.decision
