@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from leadpipe_common.events import Attribution, Contact, Enrichment, LeadEnriched, Sourced
+from leadpipe_common.events import Attribution, Contact, Enrichment, LeadEnriched, Sourced, Touch
 from scoring.app import load_rules
 from scoring.domain import (
     FACTS, READS, InvalidRules, TouchFacts, check_rescore_at, explain, parse_rules, rules_digest, rules_disagreement,
-    score, unbumped_rules,
+    score, touch_of, unbumped_rules,
 )
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -174,8 +174,8 @@ def test_a_rule_without_an_operator_is_refused():
     ({"field": "is_free_mail", "equals": "yes"}, "rule 'x': is_free_mail is yes or no: compare it with true or "
                                                  "false, unquoted, not 'yes'"),
     ({"field": "has_phone", "equals": 1}, "has_phone is yes or no: compare it with true or false"),
-    ({"field": "utm_campaign", "equals": 2026}, r"rule 'x': utm_campaign is text, so the number 2026 never matches "
-                                                r'it: quote it \("2026"\)'),
+    ({"field": "utm_campaign", "equals": 2026}, r"rule 'x': utm_campaign is text, but a value here reads as a number, "
+                                                r"which never matches it: quote it exactly as you wrote it$"),
     ({"field": "country", "equals": "Germany"}, r"rule 'x': country is a two-letter country code \(ISO 3166-1 "
                                                 r"alpha-2: DE, GB, US\), as enrichment gives every country, so "
                                                 r"'Germany' never matches it"),
@@ -198,6 +198,72 @@ def test_a_rule_without_an_operator_is_refused():
 def test_a_rule_comparing_with_what_its_fact_can_never_be_is_refused_at_start(condition, why):
     with pytest.raises(InvalidRules, match=why):
         parse_rules({**_raw(), "fit": [{"rule": "x", "points": 3, **condition}]})
+
+
+@pytest.mark.parametrize(("category", "condition", "why"), [
+    ("fit", {"field": "has_phone", "present": False}, "present: false never holds: has_phone is true or false for "
+                                                       "every lead \\(false when there is none\\): write equals: false"),
+    ("fit", {"field": "marketing_consent", "present": True}, "present: true holds for every lead: marketing_consent is "
+                                                             "true or false for every lead \\(false when there is "
+                                                             "none\\): write equals: true"),
+    ("disqualify", {"field": "is_disposable", "present": True, "equals": True}, "present: true holds for every lead: "
+                                                                              "is_disposable is true or false for "
+                                                                              "every lead .*: remove present"),
+    ("intent", {"field": "has_message", "present": False}, "present: false never holds: has_message is true or false for every lead .*: write "
+                                                           "equals: false"),
+    ("fit", {"field": "email_domain", "present": False}, "present: false never holds: every lead has an "
+                                                         "email_domain: remove the rule"),
+    ("disqualify", {"field": "email_domain", "present": True}, "present: true holds for every lead: every lead has an "
+                                                               "email_domain: test the domain with equals, in or "
+                                                               "not_in"),
+])
+def test_present_on_a_fact_every_lead_has_is_refused_saying_what_to_write(category, condition, why):
+    """has_phone present: false, written for "no phone", loaded and never held: a lead without a valid number has
+    has_phone false, not unknown."""
+    points = {} if category == "disqualify" else {"points": 5}
+    with pytest.raises(InvalidRules, match=rf"^scoring rules are invalid: {category}: rule 'x': {why}$"):
+        parse_rules({**_raw(), category: [{"rule": "x", **condition, **points}]})
+
+
+@pytest.mark.parametrize("category", ["fit", "intent"])
+def test_a_fit_or_intent_rule_without_points_is_refused_as_it_would_score_nothing(category):
+    """Loaded as 0 points, a lead's reasons read "Asked for a demo 0"."""
+    with pytest.raises(InvalidRules, match=rf"^scoring rules are invalid: {category}: rule 'Asked for a demo' needs "
+                                           rf"points \(a whole number, below 0 to take points off\): without them "
+                                           rf"it scores nothing$"):
+        parse_rules({**_raw(), category: [{"rule": "Asked for a demo", "field": "offer", "equals": "demo"}]})
+
+
+@pytest.mark.parametrize(("condition", "why"), [
+    ({"field": "utm_medium", "in": ["cpc", "ppc "]}, "utm_medium never has spaces around it as 'ppc ' has \\(they are "
+                                                     "stripped as it comes in\\), so it never matches: write 'ppc'"),
+    ({"field": "utm_medium", "not_in": ["cpc", ""]}, r"utm_medium is never empty \(''\): a blank one is unknown, which "
+                                                     "present: false tests: remove the value"),
+    ({"field": "offer", "equals": "  "}, r"offer is never empty \('  '\): .*"),
+    ({"field": "country", "in": [" DE"]}, "country never has spaces around it as ' DE' has .*: write 'DE'"),
+    ({"field": "seniority", "equals": "vp\t"}, r"seniority never has spaces around it as 'vp\\t' has .*: write 'vp'"),
+])
+def test_a_text_value_empty_or_with_spaces_around_it_is_refused_naming_it(condition, why):
+    """in: ["cpc ", ""] loaded and never matched: capture strips what a form sends and keeps a blank field unknown."""
+    with pytest.raises(InvalidRules, match=rf"^scoring rules are invalid: fit: rule 'x': {why}$"):
+        parse_rules({**_raw(), "fit": [{"rule": "x", "points": 3, **condition}]})
+
+
+@pytest.mark.parametrize(("written", "why"), [
+    # YAML 1.1 reads these unquoted as 83 (octal), 202611 and 630 (minutes and seconds): quoted so, none matched.
+    ("equals: 0123", "utm_campaign is text, but a value here reads as a number, which never matches it: quote it "
+                     "exactly as you wrote it"),
+    ("in: [2026_11]", "utm_campaign is text, but a value here reads as a number, .*"),
+    ("not_in: [10:30]", "utm_campaign is text, but a value here reads as a number, .*"),
+    ("equals: 2026-12-05", "equals: a value here reads as a date, which no fact is: quote it exactly as you wrote it"),
+    ("in: [spring, 2026-12-05]", r"in\.1: a value here reads as a date, .*"),
+])
+def test_a_text_value_yaml_reads_as_a_number_or_a_date_is_refused_saying_to_quote_it_as_written(written, why):
+    """utm_campaign equals: 0123 was refused saying to quote it as "83", which would never match either."""
+    rule = yaml.safe_load(f"{{rule: x, field: utm_campaign, points: 3, {written}}}")
+    with pytest.raises(InvalidRules, match=rf"^scoring rules are invalid: fit: rule 'x': {why}$") as refused:
+        parse_rules({**_raw(), "fit": [rule]})
+    assert not re.search(r"83|202611|630", str(refused.value))
 
 
 @pytest.mark.parametrize(("category", "condition", "why"), [
@@ -231,9 +297,10 @@ def test_an_intent_rule_on_a_fact_about_the_person_is_refused_as_it_would_count_
 
 
 def test_an_intent_rule_on_a_fact_of_the_touch_is_accepted():
-    rules = parse_rules({**_raw(), "intent": [{"rule": f, "field": f, "present": True, "points": 1}
-                                              for f in ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign",
-                                                        "utm_content", "has_message")]})
+    rules = parse_rules({**_raw(), "intent": [*({"rule": f, "field": f, "present": True, "points": 1}
+                                                for f in ("form_id", "offer", "utm_source", "utm_medium", "utm_campaign",
+                                                          "utm_content")),
+                                              {"rule": "Message", "field": "has_message", "equals": True, "points": 1}]})
     assert len(rules.intent) == 7
 
 
@@ -358,6 +425,24 @@ def test_not_in_holds_only_for_a_known_value_as_every_test_but_present_false():
     assert fired(lead(seniority="manager", offer="demo")) == ["More than news", "Junior"]
     assert fired(lead(seniority="VP", offer="newsletter")) == []
     assert fired(lead()) == ["Rank unknown"]
+
+
+def test_outside_intent_a_fact_of_a_touch_is_the_first_touchs_and_only_intent_sees_each_touch():
+    """rules.yaml said fit is tested against the latest data, yet a fit rule on offer saw the first touch only: the
+    lead's attribution is its first touch, as reports attribute it (documented so, not refused: a knockout on the
+    campaign a lead came from has no other way to be written)."""
+    rules = parse_rules({**_raw(),
+                         "fit": [{"rule": f"Came for {o}", "field": "offer", "equals": o, "points": 1}
+                                 for o in ("webinar", "demo")],
+                         "intent": [{"rule": f"Asked for {o}", "field": "offer", "equals": o, "points": 10}
+                                    for o in ("webinar", "demo")],
+                         "disqualify": [{"rule": "Bot campaign", "field": "utm_campaign", "equals": "bots"}]})
+    first = lead(offer="webinar").model_copy(update={"attribution": Attribution(offer="webinar", utm_campaign="bots")})
+    later = first.model_copy(update={"touch": Touch(touch_id=uuid.uuid4(), at=NOW + timedelta(days=1),
+                                                    attribution=Attribution(offer="demo"))})
+    assert [(r.rule, r.category) for r in score(later, rules, [touch_of(first), touch_of(later)]).reasons] == [
+        ("Came for webinar", "fit"), ("Asked for webinar", "intent"), ("Asked for demo", "intent"),
+        ("Bot campaign", "disqualify")]
 
 
 def test_a_rule_testing_that_a_fact_is_unknown_is_accepted():
@@ -514,7 +599,7 @@ def test_each_fact_compared_with_its_own_kind_of_value_is_accepted():
         {"rule": "Band", "field": "employee_count", "gte": 20, "lt": 200, "points": 1},
         {"rule": "Served", "field": "country", "in": ["de", "GB", "XK"], "points": 1},
         {"rule": "Campaign", "field": "utm_campaign", "equals": "2026", "points": 1},
-        {"rule": "Phone", "field": "has_phone", "equals": True, "present": True, "points": 1},
+        {"rule": "Phone", "field": "has_phone", "equals": True, "points": 1},
     ]})
 
 

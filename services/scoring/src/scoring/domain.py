@@ -54,6 +54,9 @@ class _Strict(BaseModel):
 #: The facts that are yes or no, and those that are numbers; the others are text.
 YES_NO_FACTS = frozenset({"is_free_mail", "is_disposable", "has_message", "has_phone", "marketing_consent"})
 NUMBER_FACTS = frozenset({"employee_count"})
+#: The facts every lead has, never unknown: the yes-or-no ones (false when there is none: no valid phone number, no
+#: message, no consent) and the address's domain. present: false holds for no lead on them, present: true for all.
+ALWAYS_KNOWN_FACTS = YES_NO_FACTS | {"email_domain"}
 #: The number facts that are counts: whole, never below zero (enrichment refuses any other head count), so
 #: ``in: [1000.5]``, ``lt: 0`` or ``gte: 10.5, lt: 10.9`` hold for no lead.
 COUNT_FACTS = frozenset({"employee_count"})
@@ -90,6 +93,9 @@ READS: Mapping[str, tuple[str, ...]] = {
 
 
 def _scalar(value: Any) -> Any:
+    if isinstance(value, date):
+        # YAML reads an unquoted 2026-12-05 as a date: no fact is one, and only the writer knows how it was written.
+        raise ValueError("a value here reads as a date, which no fact is: quote it exactly as you wrote it")
     if not isinstance(value, str | int | float | bool):
         raise ValueError(f"expected text, a number or true/false, not {type(value).__name__}")
     return value
@@ -201,6 +207,9 @@ class Condition(_Strict):
                 tests = (f"lt: {self.lt:.15g} leaves no {self.field} below it" if self.gte is None else
                          f"gte: {self.gte:.15g} and lt: {self.lt:.15g} leave no {self.field} between them")
                 return f"{tests}: it is a count, a whole number 0 or more, so it never holds"
+        always_known = self._present_on_always_known()
+        if always_known is not None:
+            return always_known
         if self.present is False:
             # An unknown fact equals nothing, is in no list and not_in none: every other test fails on it.
             other = next((name for name, v in (("equals", self.equals), ("in", self.in_), ("not_in", self.not_in),
@@ -209,6 +218,27 @@ class Condition(_Strict):
                 return (f"present: false holds only when {self.field} is unknown, which has no value for {other} to "
                         f"test: keep one or the other")
         return self._contradiction()
+
+    def _present_on_always_known(self) -> str | None:
+        """Why present cannot be tested on a fact every lead has (None: it is not, or present: false beside another
+        test, which the check of present: false says): has_phone present: false, meant as "no phone", never held,
+        and present: true held for every lead."""
+        field = self.field
+        if self.present is None or field not in ALWAYS_KNOWN_FACTS:
+            return None
+        tested = any(v is not None for v in (self.equals, self.in_, self.not_in))
+        if tested and not self.present:
+            return None
+        if tested:
+            fix = "remove present"
+        elif field in YES_NO_FACTS:
+            fix = f"write equals: {str(self.present).lower()}"
+        else:
+            fix = "test the domain with equals, in or not_in" if self.present else "remove the rule"
+        known = (f"{field} is true or false for every lead (false when there is none)" if field in YES_NO_FACTS
+                 else f"every lead has an {field}")
+        holds = "holds for every lead" if self.present else "never holds"
+        return f"present: {str(self.present).lower()} {holds}: {known}: {fix}"
 
     def _contradiction(self) -> str | None:
         """Why equals or in offer no value that in, not_in, gte and lt all let through (None: one is left),
@@ -281,9 +311,20 @@ class Condition(_Strict):
                 # YAML reads NO (Norway), yes, on and off as booleans.
                 return (f"{field} is not yes or no, but a value here reads as {str(flag).lower()}: quote it (YAML "
                         "reads NO, yes, on and off unquoted as booleans)")
-            number = next((v for v in compared if not isinstance(v, str)), None)
-            if number is not None:
-                return f'{field} is text, so the number {number!r} never matches it: quote it ("{number}")'
+            if any(not isinstance(v, str) for v in compared):
+                # Not the number read: YAML reads 0123 as 83, 2026_11 as 202611 and 10:30 as 630, so quoting it
+                # would not give back what was written.
+                return (f"{field} is text, but a value here reads as a number, which never matches it: quote it "
+                        "exactly as you wrote it")
+            # Capture strips what a form sends, and keeps a blank field as unknown (a domain's own check below says
+            # what to write for one).
+            odd = next((v for v in compared if v != v.strip() or not v), None)
+            if odd is not None and field not in DOMAIN_FACTS:
+                if not odd.strip():
+                    return (f"{field} is never empty ({odd!r}): a blank one is unknown, which present: false "
+                            "tests: remove the value")
+                return (f"{field} never has spaces around it as {odd!r} has (they are stripped as it comes in), so "
+                        f"it never matches: write {odd.strip()!r}")
             if field in COUNTRY_FACTS:
                 odd = next((v for v in compared if v.upper() not in COUNTRY_CODES), None)
                 if odd is not None:
@@ -447,6 +488,16 @@ class RuleSet(_Strict):
             if "half_life_days" in r.model_fields_set:
                 raise ValueError(f"rule {r.rule!r}: half_life_days is for intent rules, whose points fade with the "
                                  f"touch's age; fit and disqualify rules judge the person as known now: remove it")
+        return rules
+
+    @field_validator("fit", "intent")
+    @classmethod
+    def _with_points(cls, rules: list[Rule]) -> list[Rule]:
+        # Without points a rule loaded as 0 and its reason read "Asked for a demo 0".
+        for r in rules:
+            if "points" not in r.model_fields_set:
+                raise ValueError(f"rule {r.rule!r} needs points (a whole number, below 0 to take points off): "
+                                 f"without them it scores nothing")
         return rules
 
     @field_validator("disqualify")
