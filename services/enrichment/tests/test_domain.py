@@ -309,6 +309,12 @@ def test_an_initialism_written_with_dots_reads_as_the_word_without_them(title, s
     assert classify_title(title, REF.seniority) == seniority
 
 
+@pytest.mark.parametrize("title", ["A.V.P. Marketing", "AVP, Sales", "a.v.p"])
+def test_a_keyword_written_with_dots_matches_its_initials_with_or_without_them(title):
+    """A keyword "a.v.p." never matched: a title's initials lose their dots before the keywords are looked for."""
+    assert classify_title(title, TitleRules((TitleRule("vp", ("a.v.p.",)),))) == "vp"
+
+
 @pytest.mark.parametrize(("title", "seniority"), [
     ("M.D.", None), ("Jo Smith, M.D.", None), ("M.D., Ph.D.", None), ("CEO, M.D.", "c-level"),
     ("MD", "c-level"), ("MD, UK", "c-level"), ("M.D.'s Assistant", "individual-contributor"),

