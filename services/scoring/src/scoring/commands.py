@@ -13,7 +13,7 @@ from leadpipe_common.cli import MOMENT, database_errors, load_settings, moment_o
 from leadpipe_common.kafka import quiet_client_logs
 
 from scoring.app import load_rules
-from scoring.domain import RescoreSummary, check_rescore_at, rules_digest, rules_disagreement
+from scoring.domain import RescoreSummary, check_rescore_at, rules_digest, rules_disagreement, unbumped_rules
 from scoring.rescore import LifecycleCut, closed_leads, newest_rules, rescore
 from scoring.settings import ScoringSettings
 
@@ -63,12 +63,14 @@ def add_commands(cli: typer.Typer) -> None:
             raise typer.Exit(2) from None
         with database_errors():
             scored = asyncio.run(newest_rules(settings))
-        disagreement = rules_disagreement(rules.version, rules_digest(rules), scored)
-        if disagreement and not force:
-            typer.secho(f"not re-scored: {disagreement}; re-score anyway with --force", err=True, fg="red")
+        unbumped = unbumped_rules(rules.version, rules_digest(rules), scored)
+        if unbumped and not force:
+            typer.secho(f"not re-scored: {unbumped}; re-score anyway with --force", err=True, fg="red")
             raise typer.Exit(1)
-        if disagreement:
-            typer.secho(f"re-scoring anyway (--force): {disagreement}", err=True, fg="yellow")
+        if unbumped:
+            typer.secho(f"re-scoring anyway (--force): {unbumped}", err=True, fg="yellow")
+        if (behind := rules_disagreement(rules.version, scored)) is not None:
+            typer.secho(f"note: {behind}", err=True, fg="yellow")
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 

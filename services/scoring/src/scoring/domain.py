@@ -542,14 +542,15 @@ def unbumped_rules(version: str, digest: str, scored: tuple[str, str | None] | N
             f"version is still {version}: bump version in the file (and restart scoring)")
 
 
-def rules_disagreement(version: str, digest: str, scored: tuple[str, str | None] | None) -> str | None:
-    """Why a re-score under these rules would not score as the running service does (``scored`` as in
-    ``unbumped_rules``), or None."""
-    if scored is not None and scored[0] != version:
-        return (f"the rules file is version {version}, but the newest score was given under {scored[0]}: restart "
-                f"scoring so that it scores with {version} too, or later touches are scored under {scored[0]} "
-                f"again (if it was restarted and has scored no lead since, re-score with --force)")
-    return unbumped_rules(version, digest, scored)
+def rules_disagreement(version: str, scored: tuple[str, str | None] | None) -> str | None:
+    """Why a re-score under rules of ``version`` may not score as the running service does (``scored`` as in
+    ``unbumped_rules``), or None. A warning, not a refusal: a service restarted with them that has scored no lead
+    since looks the same, and that is the order a re-score is meant to come in."""
+    if scored is None or scored[0] == version:
+        return None
+    return (f"the rules file is version {version}, but the newest score was given under {scored[0]}: unless scoring "
+            f"was restarted with {version} (and has scored no lead since), restart it, or later touches are scored "
+            f"under {scored[0]} again")
 
 
 def _placed(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
