@@ -12,7 +12,7 @@ from leadpipe_common.throttle import parse_rate
 from capture.domain import (ConsentWord, Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, issue_form_token, latest_contact, may_post_from, newer_word,
                             overlong, parse_forms, parse_identity, parse_origins, parse_unlisted, person_key,
-                            stated_consent, suspicions, unverifiable)
+                            stated_consent, suspicions, unread_consent, unverifiable)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -40,8 +40,8 @@ def test_missing_email_is_refused_naming_the_field():
 
 def test_every_bad_field_is_reported_at_once():
     with pytest.raises(InvalidSubmission) as err:
-        capture({"email": "not-an-address", "marketing_consent": "perhaps", "first_name": "x" * 201})
-    assert {e.field for e in err.value.errors} == {"email", "marketing_consent", "first_name"}
+        capture({"email": "not-an-address", "phone": "1" * 41, "first_name": "x" * 201})
+    assert {e.field for e in err.value.errors} == {"email", "phone", "first_name"}
 
 
 def test_unknown_fields_are_ignored():
@@ -61,6 +61,29 @@ def test_no_consent_records_no_time(silent):
     lead = capture({"email": "ada@example.com", **silent})
     assert lead.contact.marketing_consent is False
     assert lead.contact.marketing_consent_at is None
+
+
+@pytest.mark.parametrize(("sent", "said"), [(1, True), (0, False), ("1", True), ("0", False), ("Yes", True),
+                                            ("OFF", False), (True, True), (False, False)])
+def test_json_one_and_zero_say_yes_and_no_as_the_text_and_the_booleans_do(sent, said):
+    fields = {"email": "ada@example.com", "marketing_consent": sent}
+    assert (capture(fields).contact.marketing_consent, stated_consent(fields), unread_consent(fields)) == (said, said, [])
+
+
+@pytest.mark.parametrize("sent", ["yes please", "checked", "I agree", 2, -1, 0.5, ["on"], {"value": "on"}])
+def test_a_consent_value_neither_yes_nor_no_keeps_the_lead_as_having_said_nothing(sent):
+    """A form builder sending the box's label was a 422 for the whole submission, which the visitor could not fix;
+    it must not be taken for a yes either."""
+    fields = {"email": "ada@example.com", "marketing_consent": sent}
+    lead = capture(fields)
+    assert (lead.contact.marketing_consent, lead.contact.marketing_consent_at) == (False, None)
+    assert stated_consent(fields) is None
+    assert unread_consent(fields) == ["marketing_consent"]
+
+
+@pytest.mark.parametrize("silent", [{}, {"marketing_consent": None}, {"marketing_consent": " "}])
+def test_consent_left_out_or_blank_is_nothing_said_not_a_value_unread(silent):
+    assert unread_consent({"email": "ada@example.com", **silent}) == []
 
 
 def test_blank_form_fields_are_absent_not_empty_strings():
@@ -598,7 +621,8 @@ def test_a_touch_saying_no_to_marketing_withdraws_the_consent_given_before_and_i
 
 
 @pytest.mark.parametrize("silent", [{}, {"marketing_consent": None}, {"marketing_consent": ""},
-                                    {"marketing_consent": " "}], ids=["left-out", "json-null", "empty", "blank"])
+                                    {"marketing_consent": " "}, {"marketing_consent": "yes please"}],
+                         ids=["left-out", "json-null", "empty", "blank", "neither-yes-nor-no"])
 def test_a_touch_saying_nothing_of_marketing_keeps_the_consent_given_before(silent):
     """A blank consent was a no, unlike a blank in any other field: an importer sending "" for what it did not know
     withdrew the consent of every person it touched."""

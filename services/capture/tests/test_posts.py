@@ -325,6 +325,29 @@ async def test_a_browser_form_whose_landing_page_is_too_long_is_thanked_and_its_
     assert "ada@example.com" not in str(logged) and "xxxx" not in str(logged)
 
 
+# -- consent --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "sent"), [("data", "yes please"), ("json", "checked")])
+async def test_a_consent_value_neither_yes_nor_no_keeps_the_lead_saying_nothing_counted_and_logged_without_it(
+        client, pipeline, body, sent):
+    unread = REGISTRY.get_sample_value("capture_consent_unread_total", {"field": "marketing_consent"}) or 0.0
+    with structlog.testing.capture_logs() as lines:
+        r = await client.post(FORM, **{body: {"email": "ada@example.com", "marketing_consent": sent}}, headers=AS_JSON)
+    assert r.status_code == 202, r.text
+    assert (pipeline.lead.contact.marketing_consent, pipeline.written[-1].consent) == (False, None)
+    assert REGISTRY.get_sample_value("capture_consent_unread_total", {"field": "marketing_consent"}) == unread + 1
+    logged = [line for line in lines if line.get("fields") == ["marketing_consent"]]
+    assert len(logged) == 1
+    assert sent not in str(logged) and "ada@example.com" not in str(logged)
+
+
+async def test_json_one_says_yes_to_marketing(client, pipeline):
+    r = await client.post(FORM, json={"email": "ada@example.com", "marketing_consent": 1}, headers=AS_JSON)
+    assert r.status_code == 202, r.text
+    assert (pipeline.lead.contact.marketing_consent, pipeline.written[-1].consent) == (True, True)
+
+
 # -- a name sent twice --------------------------------------------------------------
 
 
@@ -512,10 +535,19 @@ async def test_a_lone_surrogate_in_a_field_nobody_reads_is_quarantined_not_refus
 async def test_a_release_of_what_is_no_valid_lead_is_refused_naming_the_field_and_stays_quarantined(
         client, pipeline):
     kept = await quarantined(client, pipeline, json={"email": "cy@example.com", "_gotcha": "x"})
+    kept.fields = {"email": "None", "first_name": "Cy"}  # as quarantine kept a null before
+    r = await release(client, kept)
+    assert refused(r, 409, "email")
+    assert kept.released_at is None and pipeline.written == []
+
+
+async def test_a_release_of_a_null_consent_kept_as_none_becomes_a_lead_that_said_nothing_of_consent(
+        client, pipeline):
+    kept = await quarantined(client, pipeline, json={"email": "cy@example.com", "_gotcha": "x"})
     kept.fields = {"email": "cy@example.com", "marketing_consent": "None"}  # as quarantine kept a null before
     r = await release(client, kept)
-    assert "true or false" in refused(r, 409, "marketing_consent")
-    assert kept.released_at is None and pipeline.written == []
+    assert r.status_code == 200, r.text
+    assert (pipeline.lead.contact.marketing_consent, pipeline.written[-1].consent) == (False, None)
 
 
 async def test_a_released_submission_is_written_as_of_when_it_was_sent_not_when_it_was_released(client, pipeline):

@@ -46,7 +46,7 @@ from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, issue_form_token, overlong, parse_quarantine_cursor,
                             person_key, quarantine_cursor, quarantined_fields, stated_consent, suspicions,
-                            unverifiable)
+                            unread_consent, unverifiable)
 from capture.handlers import SOURCE
 from capture.throttle import browser_identity
 from capture.store import CaptureStore
@@ -62,6 +62,8 @@ QUARANTINED = Counter("capture_submissions_quarantined_total", "Submissions take
                       ["endpoint"])
 CUT = Counter("capture_attribution_cut_total", "Attribution fields a page filled in past their limit, cut to it",
               ["field"])
+UNREAD_CONSENT = Counter("capture_consent_unread_total",
+                         "Consent values read as neither yes nor no, kept as nothing said", ["field"])
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -478,12 +480,20 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         admitted = replace(admitted, answer={k: v for k, v in admitted.answer.items() if k != "existing"})
     if not admitted.repeated:
         (QUARANTINED if reasons else ACCEPTED).labels(endpoint).inc()
-        if cut := overlong(fields):
-            # Field names only: a landing page's query may hold the person's address.
-            for name in cut:
-                CUT.labels(name).inc()
-            log.info("attribution cut to its limit", fields=cut, form_id=lead.attribution.form_id)
+        # Field names only, never their values: a landing page's query may hold the person's address, and a
+        # consent field whatever a form builder put in it.
+        _tell(CUT, overlong(fields), "attribution cut to its limit", lead.attribution.form_id)
+        _tell(UNREAD_CONSENT, unread_consent(fields), "consent neither yes nor no; kept as nothing said",
+              lead.attribution.form_id)
     return admitted
+
+
+def _tell(counter: Counter, names: list[str], what: str, form_id: str | None) -> None:
+    """Count and log what capture made of ``names``, fields of a lead it kept."""
+    if names:
+        for name in names:
+            counter.labels(name).inc()
+        log.info(what, fields=names, form_id=form_id)
 
 
 async def _suspicions(ctx: Capture, fields: dict[str, Any], form: Form, now: datetime, sender: Sender,

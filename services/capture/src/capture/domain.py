@@ -52,12 +52,23 @@ def _consent(v: Any) -> bool | None:
     # the hidden "0" before the checkbox, or a JSON false, says no, which on a touch withdraws a consent given before.
     # A blank value is nothing too, as in every other field: importers and Zapier mappings send "" for what they do
     # not know, and taken for a no it withdrew the consent of every person they touched.
+    # A value that is neither (a form builder's label, "yes please") says nothing either: refused, it lost the whole
+    # lead over a value the person could not change, and it must never be taken for a yes (``unread_consent``).
     v = _blank_to_none(v)
     if v is None or isinstance(v, bool):
         return v
+    if isinstance(v, int | float) and v in (0, 1):  # JSON 1 and 0, as the text "1" and "0"
+        return bool(v)
     if isinstance(v, str) and v.lower() in _TRUE | _FALSE:
         return v.lower() in _TRUE
-    raise ValueError("must be true or false (a ticked checkbox sends 'on')")
+    return None
+
+
+def unread_consent(fields: Mapping[str, Any]) -> list[str]:
+    """The consent fields of ``fields`` holding a value ``capture_lead`` reads as neither yes nor no, and so takes
+    as nothing said."""
+    value = _blank_to_none(fields.get("marketing_consent"))
+    return ["marketing_consent"] if value is not None and _consent(value) is None else []
 
 
 def _text(max_length: int, pattern: str | None = None) -> Any:
