@@ -10,7 +10,7 @@ from leadpipe_common.testing import factories
 from leadpipe_common.throttle import parse_rate
 
 from capture.domain import (ConsentWord, Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions,
-                            capture_lead, fingerprint, issue_form_token, latest_contact, may_post_from, newer_word,
+                            capture_lead, fingerprint, form_named, issue_form_token, latest_contact, may_post_from, newer_word,
                             overlong, parse_forms, parse_identity, parse_origins, parse_unlisted, person_key,
                             stated_consent, suspicions, unread_consent, unverifiable)
 
@@ -84,6 +84,29 @@ def test_a_consent_value_neither_yes_nor_no_keeps_the_lead_as_having_said_nothin
 @pytest.mark.parametrize("silent", [{}, {"marketing_consent": None}, {"marketing_consent": " "}])
 def test_consent_left_out_or_blank_is_nothing_said_not_a_value_unread(silent):
     assert unread_consent({"email": "ada@example.com", **silent}) == []
+
+
+def test_json_numbers_on_text_fields_are_taken_as_their_text():
+    """Zapier, Make and spreadsheets send a phone number or a numeric campaign term as a number: each was a 422."""
+    lead = capture({"email": "ada@example.com", "phone": 4155552671, "company": 3, "utm_term": 2024,
+                    "utm_content": 1.5, "form_id": 42})
+    assert (lead.contact.phone, lead.contact.company) == ("4155552671", "3")
+    assert (lead.attribution.utm_term, lead.attribution.utm_content, lead.attribution.form_id) == ("2024", "1.5", "42")
+
+
+def test_a_json_number_longer_than_its_field_is_refused_naming_it_as_text_is():
+    with pytest.raises(InvalidSubmission) as err:
+        capture({"email": "ada@example.com", "phone": 10**41})
+    assert [(e.field, e.reason) for e in err.value.errors] == [("phone", "String should have at most 40 characters")]
+
+
+@pytest.mark.parametrize(("fields", "form_id", "named"), [
+    ({"form_id": 2024}, None, "2024"), ({"form_id": " demo "}, None, "demo"), ({"form_id": "demo"}, "contact", "contact"),
+    ({"form_id": True}, None, None), ({}, None, None)])
+def test_the_form_a_submission_names_is_the_one_its_lead_is_filed_under(fields, form_id, named):
+    assert form_named(fields, form_id) == named
+    if named is not None:
+        assert capture({"email": "ada@example.com", **fields}, form_id=form_id).attribution.form_id == named
 
 
 def test_blank_form_fields_are_absent_not_empty_strings():

@@ -348,6 +348,29 @@ async def test_json_one_says_yes_to_marketing(client, pipeline):
     assert (pipeline.lead.contact.marketing_consent, pipeline.written[-1].consent) == (True, True)
 
 
+# -- numbers --------------------------------------------------------------
+
+
+async def test_a_json_post_with_numbers_on_text_fields_is_accepted_as_their_text(client, pipeline):
+    r = await client.post("/v1/leads", json={"email": "ada@example.com", "phone": 4155552671, "utm_term": 42})
+    assert r.status_code == 202, r.text
+    assert (pipeline.lead.contact.phone, pipeline.lead.attribution.utm_term) == ("4155552671", "42")
+
+
+async def test_a_form_bodys_digits_are_read_as_the_text_they_always_were(client, pipeline):
+    r = await client.post(FORM, data={"email": "ada@example.com", "phone": "004155552671", "utm_term": "042"},
+                          headers=AS_JSON)
+    assert r.status_code == 202, r.text
+    assert (pipeline.lead.contact.phone, pipeline.lead.attribution.utm_term) == ("004155552671", "042")
+
+
+async def test_a_form_named_by_a_json_number_is_the_listed_form_with_its_offer(pipeline, tmp_path):
+    async with guarded(pipeline, tmp_path, {"forms": {"2024": {"offer": "demo"}}}) as capture:
+        r = await capture.post("/v1/leads", json={"email": "ada@example.com", "form_id": 2024})
+    assert r.status_code == 202, r.text
+    assert (pipeline.lead.attribution.form_id, pipeline.lead.attribution.offer) == ("2024", "demo")
+
+
 # -- a name sent twice --------------------------------------------------------------
 
 

@@ -44,9 +44,9 @@ from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, reques
 
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
-                            capture_lead, fingerprint, issue_form_token, overlong, parse_quarantine_cursor,
-                            person_key, quarantine_cursor, quarantined_fields, stated_consent, suspicions,
-                            unread_consent, unverifiable)
+                            capture_lead, fingerprint, form_named, issue_form_token, overlong,
+                            parse_quarantine_cursor, person_key, quarantine_cursor, quarantined_fields, stated_consent,
+                            suspicions, unread_consent, unverifiable)
 from capture.handlers import SOURCE
 from capture.throttle import browser_identity
 from capture.store import CaptureStore
@@ -420,10 +420,9 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
     key = _idempotency_key(request, sender)
     now = rt.context.clock()
     limits = rt.context.limits
-    named = form_id or fields.get("form_id")  # a JSON post names its form in the body
-    # Looked up as the lead will be filed (blank-trimmed, as capture_lead does): " demo" must not be a form
-    # without checks that is stored as "demo".
-    form = rt.context.forms.get(named.strip()) if isinstance(named, str) else None
+    # Looked up as the lead will be filed (a JSON post names its form in the body): " demo" must not be a form
+    # without checks that is stored as "demo", nor 2024 one without its own rate limit that is stored as "2024".
+    form = rt.context.forms.get(form_named(fields, form_id) or "")
     try:
         lead = capture_lead(fields, lead_id=uuid.uuid4(), received_at=now, form=form, form_id=form_id)
     except InvalidSubmission as exc:

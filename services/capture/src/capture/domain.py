@@ -130,9 +130,10 @@ def overlong(fields: Mapping[str, Any]) -> list[str]:
 
 
 class Submission(BaseModel):
-    """A raw submission, validated; unknown fields (websites add their own) are ignored."""
+    """A raw submission, validated; unknown fields (websites add their own) are ignored. A JSON number in a text
+    field is its text: Zapier, Make and spreadsheets send a phone number or a numeric campaign term as one."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, coerce_numbers_to_str=True)
 
     email: Annotated[str, BeforeValidator(_blank_to_none), Field(max_length=320)]
     first_name: Name = None
@@ -379,6 +380,15 @@ def _each_like(values: list[Any] | tuple[Any, ...], pattern: re.Pattern[str], wh
 def may_post_from(origin: str, form: Form | None, everywhere: frozenset[str]) -> bool:
     """Whether a page of ``origin`` may post (to ``form``, or to the JSON API when None) from a browser."""
     return origin in everywhere or (form is not None and origin in form.allowed_origins)
+
+
+def form_named(fields: Mapping[str, Any], form_id: str | None) -> str | None:
+    """The form a submission names, as ``capture_lead`` files it: ``form_id`` (from the URL of a form post), or its
+    ``form_id`` field, blank-trimmed, a JSON number as its text (``Submission``)."""
+    named = form_id or fields.get("form_id")
+    if isinstance(named, int | float) and not isinstance(named, bool):
+        return str(named)
+    return named.strip() if isinstance(named, str) else None
 
 
 def capture_lead(
