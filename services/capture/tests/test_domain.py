@@ -10,9 +10,9 @@ from leadpipe_common.testing import factories
 from leadpipe_common.throttle import parse_rate
 
 from capture.domain import (ConsentWord, Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions,
-                            capture_lead, fingerprint, form_named, issue_form_token, latest_contact, may_post_from, newer_word,
-                            overlong, parse_forms, parse_identity, parse_origins, parse_unlisted, person_key,
-                            stated_consent, suspicions, unread_consent, unverifiable)
+                            capture_lead, fingerprint, form_named, issue_form_token, landing_utms, latest_contact,
+                            may_post_from, newer_word, overlong, parse_forms, parse_identity, parse_origins,
+                            parse_unlisted, person_key, stated_consent, suspicions, unread_consent, unverifiable)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -107,6 +107,43 @@ def test_the_form_a_submission_names_is_the_one_its_lead_is_filed_under(fields, 
     assert form_named(fields, form_id) == named
     if named is not None:
         assert capture({"email": "ada@example.com", **fields}, form_id=form_id).attribution.form_id == named
+
+
+PAGE = "https://www.example.com/demo?utm_source=linkedin&utm_campaign=q4%20launch&utm_term=cloud+crm&gclid=x"
+
+
+def test_utms_left_out_are_taken_from_the_landing_pages_query_string():
+    lead = capture({"email": "ada@example.com", "landing_page": PAGE})
+    assert (lead.attribution.utm_source, lead.attribution.utm_campaign, lead.attribution.utm_term,
+            lead.attribution.utm_medium) == ("linkedin", "q4 launch", "cloud crm", None)
+
+
+@pytest.mark.parametrize("blank", [None, "", "  "], ids=["json-null", "empty", "blank"])
+def test_a_blank_utm_field_is_taken_from_the_landing_page_too(blank):
+    assert capture({"email": "ada@example.com", "landing_page": PAGE,
+                    "utm_source": blank}).attribution.utm_source == "linkedin"
+
+
+def test_a_utm_field_sent_wins_over_the_landing_pages():
+    lead = capture({"email": "ada@example.com", "landing_page": PAGE, "utm_source": "newsletter"})
+    assert (lead.attribution.utm_source, lead.attribution.utm_campaign) == ("newsletter", "q4 launch")
+
+
+def test_a_utm_from_the_landing_page_is_cut_to_the_fields_limit():
+    lead = capture({"email": "ada@example.com", "landing_page": f"https://example.com/?utm_campaign={'c' * 300}"})
+    assert lead.attribution.utm_campaign == "c" * 200
+
+
+@pytest.mark.parametrize(("page", "utms"), [
+    ("https://example.com/?utm_source=a&utm_source=b", {"utm_source": "a"}),
+    ("https://example.com/?utm_source=&utm_medium=+", {}),
+    ("https://example.com/?utm_source=a%00b&utm_medium=cpc", {"utm_medium": "cpc"}),
+    ("https://example.com/?UTM_SOURCE=a&utm_sources=b&utm_id=c", {}),
+    ("https://example.com/#?utm_source=a", {}),
+    ("https://example.com/", {}), ("http://[::1/?utm_source=a", {}), (None, {}), (42, {})],
+    ids=["first-wins", "blank", "nul", "other-names", "fragment", "no-query", "malformed", "null", "number"])
+def test_only_a_landing_pages_utm_parameters_with_something_to_say_are_read(page, utms):
+    assert landing_utms(page) == utms
 
 
 def test_blank_form_fields_are_absent_not_empty_strings():

@@ -371,6 +371,16 @@ async def test_a_form_named_by_a_json_number_is_the_listed_form_with_its_offer(p
     assert (pipeline.lead.attribution.form_id, pipeline.lead.attribution.offer) == ("2024", "demo")
 
 
+async def test_a_browser_forms_lead_takes_its_source_from_the_landing_pages_utms_and_so_does_its_quarantine(
+        client, pipeline):
+    page = "https://www.example.com/demo?utm_source=linkedin&utm_campaign=q4"
+    r = await client.post(FORM, data={"email": "ada@example.com", "landing_page": page}, headers=AS_JSON)
+    assert r.status_code == 202, r.text
+    assert (pipeline.lead.attribution.utm_source, pipeline.lead.attribution.utm_campaign) == ("linkedin", "q4")
+    await client.post(FORM, data={"email": "bot@example.com", "landing_page": page, "_gotcha": "x"}, headers=AS_JSON)
+    assert [row.utm_source for row in pipeline.quarantined.values()] == ["linkedin"]
+
+
 # -- a name sent twice --------------------------------------------------------------
 
 

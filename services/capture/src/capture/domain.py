@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -30,10 +30,8 @@ from leadpipe_common.problems import FieldProblem, field_problems
 
 #: The public contract: the same names in JSON bodies and in HTML forms.
 CONTACT_FIELDS = ("email", "first_name", "last_name", "company", "job_title", "phone", "country", "message")
-ATTRIBUTION_FIELDS = (
-    "form_id", "offer", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
-    "referrer", "landing_page",
-)
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+ATTRIBUTION_FIELDS = ("form_id", "offer", *UTM_FIELDS, "referrer", "landing_page")
 FIELDS = (*CONTACT_FIELDS, "marketing_consent", *ATTRIBUTION_FIELDS)
 
 _TRUE = {"true", "on", "yes", "1", "y"}
@@ -84,8 +82,7 @@ Tag = _text(200)
 #: The attribution a page's script fills in (from the ad's link, ``document.referrer``, ``location.href``), which
 #: the person never sees and cannot shorten, and each one's limit. Refused, a landing page carrying long tracking
 #: parameters lost its lead to a "Please check the form" no one could act on: over its limit, a value is cut to it.
-FILLED_IN = {"utm_source": 200, "utm_medium": 200, "utm_campaign": 200, "utm_term": 200, "utm_content": 200,
-             "referrer": 2048, "landing_page": 2048}
+FILLED_IN = {**dict.fromkeys(UTM_FIELDS, 200), "referrer": 2048, "landing_page": 2048}
 #: A percent escape the cut left unfinished at the end (``%2``): a decoder would read it as wrong or refuse it.
 _HALF_ESCAPE = re.compile(r"%[0-9A-Fa-f]?\Z")
 #: The whole percent escapes at the end, where a character's UTF-8 bytes may have been cut short.
@@ -382,6 +379,25 @@ def may_post_from(origin: str, form: Form | None, everywhere: frozenset[str]) ->
     return origin in everywhere or (form is not None and origin in form.allowed_origins)
 
 
+def landing_utms(landing_page: Any) -> dict[str, str]:
+    """The ``utm_*`` parameters in ``landing_page``'s query string, decoded: the first of each name, none blank.
+
+    A page's script sends ``location.href`` as it is, while few pages copy its UTMs into fields of their own: without
+    these, the lead of every such page had no source, and routing and the reports had nothing to go by."""
+    if not isinstance(landing_page, str):
+        return {}
+    try:
+        query = urlsplit(landing_page.strip()).query
+    except ValueError:  # an unclosed IPv6 bracket, say: a page's address no browser gives
+        return {}
+    found: dict[str, str] = {}
+    for name, value in parse_qsl(query):
+        # Decoded, %00 is a NUL, which no field may hold (PostgreSQL cannot store it): the parameter says nothing.
+        if name in UTM_FIELDS and name not in found and value.strip() and "\x00" not in value:
+            found[name] = value
+    return found
+
+
 def form_named(fields: Mapping[str, Any], form_id: str | None) -> str | None:
     """The form a submission names, as ``capture_lead`` files it: ``form_id`` (from the URL of a form post), or its
     ``form_id`` field, blank-trimmed, a JSON number as its text (``Submission``)."""
@@ -402,11 +418,16 @@ def capture_lead(
     """Turn submitted fields into a ``lead.captured`` fact, or raise ``InvalidSubmission``.
 
     ``form_id`` (from the URL of a form post) wins over a ``form_id`` field;
-    a form's configured offer fills in when the submission names none.
+    a form's configured offer fills in when the submission names none, and the
+    UTMs of ``landing_page``'s query string (``landing_utms``) those it left out
+    or blank, within the same limits.
     """
     data = dict(fields)
     if form_id is not None:
         data["form_id"] = form_id
+    for name, value in landing_utms(data.get("landing_page")).items():
+        if _blank_to_none(data.get(name)) is None:
+            data[name] = value
     try:
         sub = Submission.model_validate(data)
     except ValidationError as exc:
