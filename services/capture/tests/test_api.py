@@ -67,7 +67,7 @@ async def test_a_multipart_form_asking_for_json_gets_the_api_answer(capture_url,
         (dict(json={"email": "not an address"}), 422, "email"),
         (dict(json=["a", "list"]), 422, "body"),
         (dict(content=b"{not json", headers={"content-type": "application/json"}), 422, "body"),
-        (dict(content=b"email=x@example.com", headers={"content-type": "text/plain"}), 415, None),
+        (dict(content=b"email=x@example.com", headers={"content-type": "text/plain"}), 415, "Content-Type"),
         (dict(json={"email": "big@example.com", "message": "x" * 70_000}), 413, None),
         # JSON in UTF-16 carries its NUL escape past the check that reads UTF-8 (then every stage refused it)
         (dict(content='{"email": "u16@example.com", "first_name": "a\\u0000b"}'.encode("utf-16"),

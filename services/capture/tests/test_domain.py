@@ -38,6 +38,19 @@ def test_missing_email_is_refused_naming_the_field():
     assert [(e.field, e.reason) for e in err.value.errors] == [("email", "is required")]
 
 
+@pytest.mark.parametrize("blank", [None, "", "  "], ids=["json-null", "empty", "blank"])
+def test_a_blank_or_null_email_is_refused_as_required_as_a_missing_one_is(blank):
+    with pytest.raises(InvalidSubmission) as err:
+        capture({"email": blank, "first_name": "Ada"})
+    assert [(e.field, e.reason) for e in err.value.errors] == [("email", "is required")]
+
+
+def test_an_email_that_is_no_text_is_still_refused_as_no_string():
+    with pytest.raises(InvalidSubmission) as err:
+        capture({"email": ["ada@example.com"]})
+    assert [(e.field, e.reason) for e in err.value.errors] == [("email", "Input should be a valid string")]
+
+
 def test_every_bad_field_is_reported_at_once():
     with pytest.raises(InvalidSubmission) as err:
         capture({"email": "not-an-address", "phone": "1" * 41, "first_name": "x" * 201})

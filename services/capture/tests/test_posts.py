@@ -381,6 +381,31 @@ async def test_a_browser_forms_lead_takes_its_source_from_the_landing_pages_utms
     assert [row.utm_source for row in pipeline.quarantined.values()] == ["linkedin"]
 
 
+# -- what a refusal says --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("post", [dict(json={"email": None}), dict(json={"email": ""}), dict(data={"email": ""})],
+                         ids=["json-null", "json-empty", "form-empty"])
+async def test_an_empty_email_is_refused_as_required(client, pipeline, post):
+    r = await client.post(FORM, **post, headers=AS_JSON)
+    assert refused(r, 422, "email") == "is required"
+    assert pipeline.written == []
+
+
+async def test_a_json_body_starting_with_a_byte_order_mark_is_read(client, pipeline):
+    r = await client.post("/v1/leads", content=b'\xef\xbb\xbf{"email": "ada@example.com"}',
+                          headers={"content-type": "application/json"})
+    assert r.status_code == 202, r.text
+    assert pipeline.lead.contact.email == "ada@example.com"
+
+
+@pytest.mark.parametrize("path", ["/v1/leads", FORM])
+async def test_a_body_of_a_media_type_capture_does_not_read_is_refused_naming_content_type(client, pipeline, path):
+    r = await client.post(path, content=b"email=ada@example.com", headers={"content-type": "text/plain", **AS_JSON})
+    assert "application/json" in refused(r, 415, "Content-Type")
+    assert pipeline.written == []
+
+
 # -- a name sent twice --------------------------------------------------------------
 
 

@@ -230,14 +230,16 @@ def _deeper_than(value: dict[str, Any], limit: int) -> bool:
 async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
     media = _media_type(request)
     if media not in allowed:
-        raise Problem(415, f"unsupported content type {media or '(none)'!r}; send one of: {', '.join(allowed)}")
+        raise Problem(415, f"unsupported content type {media or '(none)'!r}; send one of: {', '.join(allowed)}",
+                      [FieldProblem("Content-Type", f"must be one of: {', '.join(allowed)}")])
     # http.BodyLimit refuses one over the limit with 413, and one still arriving at its deadline with 408.
     body = await request.body()
     if media == "application/json":
         try:
             # UTF-8 only (RFC 8259): json.loads would take UTF-16 and UTF-32 too, past the NUL check, which
-            # reads the UTF-8 escape.
-            parsed = json.loads(body.decode("utf-8"))
+            # reads the UTF-8 escape. A byte order mark before it, which RFC 8259 lets a parser ignore and
+            # Windows tools (PowerShell, Notepad) write, is skipped rather than refused.
+            parsed = json.loads(body.decode("utf-8-sig"))
         except UnicodeDecodeError:
             raise Problem(422, "body is not UTF-8", [FieldProblem("body", "must be UTF-8")]) from None
         except ValueError as exc:

@@ -45,6 +45,15 @@ def _blank_to_none(v: Any) -> Any:
     return v
 
 
+def _required(v: Any) -> Any:
+    # A blank or null value is absent, as in every field, and an absent e-mail is said as one left out is: pydantic's
+    # "Input should be a valid string" told a person who had left it empty nothing.
+    v = _blank_to_none(v)
+    if v is None:
+        raise ValueError("is required")
+    return v
+
+
 def _consent(v: Any) -> bool | None:
     # Browsers send "on" for a ticked checkbox and nothing for an unticked one: nothing says nothing (None), while
     # the hidden "0" before the checkbox, or a JSON false, says no, which on a touch withdraws a consent given before.
@@ -132,7 +141,7 @@ class Submission(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, coerce_numbers_to_str=True)
 
-    email: Annotated[str, BeforeValidator(_blank_to_none), Field(max_length=320)]
+    email: Annotated[str, BeforeValidator(_required), Field(max_length=320)]
     first_name: Name = None
     last_name: Name = None
     company: Name = None
