@@ -329,6 +329,15 @@ def test_a_filled_hidden_field_is_a_bots_mark_and_a_form_may_name_its_own():
     assert judged({"email": "a@b.co", "_gotcha": "x"}, forms["demo"]) == []
 
 
+@pytest.mark.parametrize("field", ["company", "email", "utm_source", "_token"])
+def test_a_honeypot_naming_a_field_people_fill_in_is_refused_naming_the_form_and_the_field(field):
+    """Every real person who filled in the company field was quarantined as a bot."""
+    with pytest.raises(ValueError, match=f"forms.demo.honeypot: {field} is a field of the submission"):
+        parse_forms({"forms": {"demo": {"honeypot": field}}})
+    with pytest.raises(ValueError, match=f"unlisted.honeypot: {field} is a field"):
+        parse_unlisted({"unlisted": {"honeypot": field}})
+
+
 KEY = b"k" * 32
 TOKEN_FORM = parse_forms({"forms": {"demo": {"require_token": True, "min_fill_seconds": 3,
                                              "token_max_age_seconds": 3600}}})["demo"]

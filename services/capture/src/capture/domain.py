@@ -739,6 +739,11 @@ def _form(form_id: str, spec: Any, where: str, keys: set[str]) -> Form:
     for text in ("name", "offer", "honeypot", "rate_limit"):
         if spec.get(text) is not None and not isinstance(spec[text], str):
             raise ValueError(f"{where}.{text}: expected text (quote it: {text}: \"{spec[text]}\")")
+    if spec.get("honeypot") in (*FIELDS, TOKEN_FIELD):
+        # A field the form's people fill in (or its token script does): each of them would be taken for a bot.
+        raise ValueError(f"{where}.honeypot: {spec['honeypot']} is a field of the submission, which people fill "
+                         f"in; every one who did would be quarantined. Name a field of its own, hidden from "
+                         f"people, like {DEFAULT_HONEYPOT}")
     thank_you_url = spec.get("thank_you_url")
     if thank_you_url is not None and not (isinstance(thank_you_url, str) and _absolute_url(thank_you_url)):
         raise ValueError(f"{where}.thank_you_url: expected an absolute http(s) URL, like https://example.com/thanks")
