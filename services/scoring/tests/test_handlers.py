@@ -270,6 +270,22 @@ async def test_the_same_touch_handled_late_scores_the_same():
     assert values == [[80], [80]]  # 30 fit, 20 for the white paper (no half-life), 30 for the demo at once
 
 
+async def test_an_old_touch_redriven_after_newer_ones_scores_as_of_the_newest_not_its_own_time():
+    """A demo request dead-lettered 120 days ago and redriven today was scored as of then, today's touches counted
+    at full points: a moment the lead never had, which sent it to sales on intent long faded."""
+    lead = enriched_at(NOW - timedelta(days=150), offer="whitepaper")
+    demo, today = touched(lead, "demo", days_later=30), touched(lead, "whitepaper", days_later=150)
+    finals = []
+    # In order, each when it came; and today's touch first, the demo redriven after it, both handled now.
+    for order in (((demo, timedelta(days=-120)), (today, timedelta(0))), ((today, timedelta(0)), (demo, timedelta(0)))):
+        store = MemoryScores()
+        await handled(lead, timedelta(days=-150), store)
+        for touch, late in order:
+            scored = [decoded(m).score.value for m in await handled(touch, late, store) if m.topic == topics.SCORED]
+        finals.append(scored)
+    assert finals[0] == finals[1]
+
+
 async def test_the_same_merge_handled_late_scores_the_same():
     values = []
     for late in (timedelta(0), timedelta(hours=18)):

@@ -70,7 +70,7 @@ async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Enve
             continue  # scoring never kept this lead (scored before leads were kept), or it is closed
         lead = LeadEnriched.model_validate(kept)
         outcomes[env.id], row = _scored(env, lead, decision, touches[survivor_id], ctx, now,
-                                        _as_of(env.data.at, now), "recycled by a merge")
+                                        _as_of(env.data.at, now, touches[survivor_id]), "recycled by a merge")
         stored[survivor_id] = (row["decision"], kept)
         rows.append(row)
     await uow.store.save(rows)
@@ -103,7 +103,7 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
         if before in CLOSED:
             outcomes[env.id] = []  # closed: the touch is kept, the lead does not move
             continue
-        outcomes[env.id], row = _scored(env, lead, before, known, ctx, now, _as_of(touch.at, now),
+        outcomes[env.id], row = _scored(env, lead, before, known, ctx, now, _as_of(touch.at, now, known),
                                         "recycled by a new touch")
         decisions[lead.lead_id] = row["decision"]
         score_rows.append(row)
@@ -112,11 +112,13 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
     return outcomes
 
 
-def _as_of(event_at: datetime, now: datetime) -> datetime:
+def _as_of(event_at: datetime, now: datetime, touches: Sequence[TouchFacts]) -> datetime:
     """The moment an event's score decays intent to: when it happened (a touch, a capture, a merge), so the same
-    event scores the same however late it is handled (a backlog, a dead-letter redrive); never after ``now``, so a
-    sender's clock ahead of ours adds no intent."""
-    return min(event_at, now)
+    event scores the same however late it is handled (a backlog); never before the newest touch the score counts,
+    which would count at full points (an old touch redriven after newer ones were scored would score them all
+    undecayed, a moment the lead never had); never after ``now``, so a sender's clock ahead of ours adds no
+    intent."""
+    return min(max(event_at, *(t.at for t in touches)), now)
 
 
 def _scored(env: Envelope, lead: LeadEnriched, before: str | None, touches: list[TouchFacts], ctx: Scoring,
