@@ -108,8 +108,10 @@ def test_common_titles_read_as_the_seniority_and_department_they_name(title, sen
 
 
 @pytest.mark.parametrize(("title", "seniority", "department"), [
-    # A partner owns the firm; one who works with the company's partners, or partners a function, does not.
-    ("Partner", "c-level", "executive"), ("Managing Partner", "c-level", "executive"),
+    # A partner owns the firm; one who works with the company's partners, or partners a function, does not. "Partner"
+    # alone says neither: a recruiter's, a programme's as often as an owner's.
+    ("Partner", None, None), ("Managing Partner", "c-level", "executive"), ("Equity Partner", "c-level", "executive"),
+    ("Talent Partner", None, "hr"), ("Partner Lead", "manager", None), ("Sales Partner", None, "sales"),
     ("Senior Partner, Deloitte", "c-level", "executive"), ("Partner Manager", "manager", "sales"),
     ("Channel Partner Manager", "manager", "sales"), ("Channel Partner", None, "sales"),
     ("Partner Account Manager", "manager", "sales"), ("Partner Marketing Manager", "manager", "marketing"),
@@ -117,7 +119,8 @@ def test_common_titles_read_as_the_seniority_and_department_they_name(title, sen
     ("Partnerships Manager", "manager", "sales"), ("BD Manager", "manager", "sales"),
     ("Inside Sales Rep", "individual-contributor", "sales"), ("Sales Rep.", "individual-contributor", "sales"),
     ("PR Manager", "manager", "marketing"), ("Social Media Manager", "manager", "marketing"),
-    ("Event Manager", "manager", "marketing"), ("Events Coordinator", "individual-contributor", "marketing"),
+    ("Event Manager", "manager", "marketing"), ("Event Coordinator", "individual-contributor", "marketing"),
+    ("Security Events Analyst", "individual-contributor", "it"),
     # A Controller's rank depends on the country (a US one heads accounting, a German one is an analyst).
     ("Controller", None, "finance"),
 ])
