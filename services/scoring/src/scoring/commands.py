@@ -38,8 +38,8 @@ def add_commands(cli: typer.Typer) -> None:
                                                  "MQL, disqualified) steps at it; at most a day from now"),
         force: bool = typer.Option(False, "--force", help=f"re-score even when {topics.LIFECYCLE} no longer "
                                                           "holds its first events (leads closed before them are "
-                                                          "then taken for open), or the rules file is not what "
-                                                          "the newest score was given under"),
+                                                          "then taken for open), or the rules file changed under "
+                                                          "the version the newest score was given under"),
     ) -> None:
         """Re-score every open lead (nurture, MQL) under the rules file as it is now.
 
@@ -51,9 +51,9 @@ def add_commands(cli: typer.Typer) -> None:
         than a day before or after now is refused: a past one leaves intent undecayed since and dates the steps
         to MQL then, perhaps before their leads were captured (a typo in the year does that). A lifecycle that
         no longer holds its first events (its retention, or a truncated log) is refused: the leads it closed
-        before would be taken for open and perhaps recycled to sales. So are rules other than those the newest
-        score was given under (a version other than the running service's, or contents changed under one version):
-        the service would score later touches under other rules than the re-score stamped."""
+        before would be taken for open and perhaps recycled to sales. So are rules whose contents changed under the
+        version the newest score was given under (the re-score's event ids derive from the version); rules of
+        another version are re-scored with a note to restart scoring if it has not been."""
         now = _moment(at)
         settings = load_settings(ScoringSettings)
         try:
