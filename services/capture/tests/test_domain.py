@@ -338,6 +338,13 @@ def test_a_honeypot_naming_a_field_people_fill_in_is_refused_naming_the_form_and
         parse_unlisted({"unlisted": {"honeypot": field}})
 
 
+def test_a_honeypot_naming_the_forms_captcha_field_is_refused():
+    """The CAPTCHA widget fills its field for every person who solves it: each would be quarantined."""
+    with pytest.raises(ValueError, match="forms.demo.honeypot: cf-turnstile-response is a field"):
+        parse_forms({"forms": {"demo": {"honeypot": "cf-turnstile-response", "captcha": {
+            "provider": "turnstile", "secret_env": "TURNSTILE_SECRET"}}}})
+
+
 KEY = b"k" * 32
 TOKEN_FORM = parse_forms({"forms": {"demo": {"require_token": True, "min_fill_seconds": 3,
                                              "token_max_age_seconds": 3600}}})["demo"]

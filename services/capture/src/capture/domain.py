@@ -739,8 +739,10 @@ def _form(form_id: str, spec: Any, where: str, keys: set[str]) -> Form:
     for text in ("name", "offer", "honeypot", "rate_limit"):
         if spec.get(text) is not None and not isinstance(spec[text], str):
             raise ValueError(f"{where}.{text}: expected text (quote it: {text}: \"{spec[text]}\")")
-    if spec.get("honeypot") in (*FIELDS, TOKEN_FIELD):
-        # A field the form's people fill in (or its token script does): each of them would be taken for a bot.
+    captcha = parse_captcha(spec["captcha"], f"{where}.captcha") if spec.get("captcha") else None
+    if spec.get("honeypot") in (*FIELDS, TOKEN_FIELD, *((captcha.field,) if captcha else ())):
+        # A field the form's people fill in (or its token script, or its CAPTCHA widget, does): each of them would
+        # be taken for a bot.
         raise ValueError(f"{where}.honeypot: {spec['honeypot']} is a field of the submission, which people fill "
                          f"in; every one who did would be quarantined. Name a field of its own, hidden from "
                          f"people, like {DEFAULT_HONEYPOT}")
@@ -763,7 +765,7 @@ def _form(form_id: str, spec: Any, where: str, keys: set[str]) -> Form:
         min_fill_seconds=_seconds(spec.get("min_fill_seconds", 3), f"{where}.min_fill_seconds"),
         token_max_age_seconds=_seconds(spec.get("token_max_age_seconds", 86_400),
                                        f"{where}.token_max_age_seconds", positive=True),
-        captcha=parse_captcha(spec["captcha"], f"{where}.captcha") if spec.get("captcha") else None,
+        captcha=captcha,
     )
 
 
