@@ -73,8 +73,19 @@ async def test_a_key_works_only_for_its_scopes_in_either_header(stack):
         disposition = await client.post(f"{url(stack, 'routing')}/v1/leads/{uuid.uuid4()}/disposition",
                                          json={"outcome": "accepted", "rep_id": "x"}, headers={"X-API-Key": crm})
         reports = await client.get(f"{url(stack, 'reporting')}/v1/reports/funnel", headers={"Authorization": f"Bearer {crm}"})
+        # A refused report sends the tool to the hand-off (who holds the lead now, which lead a merge kept).
+        handoff = await client.get(f"{url(stack, 'routing')}/v1/leads/{uuid.uuid4()}/handoff", headers={"X-API-Key": crm})
     assert disposition.status_code == 404  # past the key: routing never routed this lead
+    assert handoff.status_code == 404
     assert reports.status_code == 403 and "reports:read" in reports.json()["error"]
+
+
+async def test_a_key_of_another_scope_is_told_every_scope_that_would_do(stack):
+    _, importer = create(stack, "importer-2", "capture:write")
+    async with httpx.AsyncClient(headers={"X-API-Key": importer}) as client:
+        handoff = await client.get(f"{url(stack, 'routing')}/v1/leads/{uuid.uuid4()}/handoff")
+    assert handoff.status_code == 403
+    assert "reports:read or feedback:write" in handoff.json()["error"]
 
 
 async def test_a_scrapers_key_reads_every_services_metrics_and_nothing_else(stack):

@@ -306,6 +306,7 @@ async def test_each_missed_deadline_fires_once_across_two_crashed_routing_proces
     async with story.client("routing") as routing:
         handoff = (await routing.get(f"/v1/leads/{story.lapsed}/handoff")).json()
     assert handoff["owner_id"] == f"queue:{team}" and handoff["due_at"] is None and handoff["reassignments"] == 2
+    assert handoff["handoff_seq"] == 3  # the number the last lead.routed announced
 
 
 async def test_breaches_and_reassignments_continue_the_trace_the_lead_was_routed_in(story: Story):

@@ -498,17 +498,18 @@ def _challenge() -> dict[str, str]:
     return {"WWW-Authenticate": 'Bearer realm="leadpipe"'}
 
 
-def needs(scope: str) -> Any:
-    """A route (or router) dependency: the caller's key must grant ``scope``."""
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}")
+def needs(*scopes: str) -> Any:
+    """A route (or router) dependency: the caller's key must grant one of ``scopes``."""
+    if not scopes or any(scope not in SCOPES for scope in scopes):
+        raise ValueError(f"unknown scope among {scopes!r}")
+    named = " or ".join(scopes)
 
     async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
-        if not who.may(scope) and who.session:
-            raise Problem(403, f"a dashboard session only reads reports; send an API key with the scope {scope}")
-        if not who.may(scope):
-            raise Problem(403, f"this API key ({who.name}) lacks the scope {scope}")
-        return who
+        if any(who.may(scope) for scope in scopes):
+            return who
+        if who.session:
+            raise Problem(403, f"a dashboard session only reads reports; send an API key with the scope {named}")
+        raise Problem(403, f"this API key ({who.name}) lacks the scope {named}")
 
     return Depends(check)
 

@@ -41,7 +41,10 @@ def _state(h: Handoff) -> dict[str, Any]:
     return {"lead_id": str(h.lead_id), "status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade,
             "due_at": h.due_at.isoformat() if h.due_at else None, "reassignments": h.reassignments,
             "dispositions": [d.model_dump(mode="json", exclude={"at"}) for d in h.history],
-            "merged_into": str(h.merged_into) if h.merged_into else None}
+            "merged_into": str(h.merged_into) if h.merged_into else None,
+            # The number of the hand-off to its holder now: a sales tool reconciling from this answer starts from
+            # it, and ignores any lead.routed numbered below it that arrives later (README, Webhooks).
+            "handoff_seq": h.seq}
 
 
 class DispositionReport(ReportFields):
@@ -114,8 +117,12 @@ def _refused(report: LeadDispositioned, verdict: Refused) -> Problem:
     return Problem(status, verdict.reason, [FieldProblem(verdict.field, verdict.reason)])
 
 
+# A sales tool's own key (feedback:write) reads it too: a refused report tells it to look up who holds the lead now,
+# or which lead a merge kept, and asking for reports:read would open every report to it.
 @router.get("/{lead_id}/handoff", summary="A routed lead's owner, status, SLA deadline and dispositions",
-            responses=problem_responses(404, _404="no routed lead with this id"), dependencies=[needs("reports:read")])
+            description="Needs a key with `reports:read` or `feedback:write` (a sales tool's own key).",
+            responses=problem_responses(404, _404="no routed lead with this id"),
+            dependencies=[needs("reports:read", "feedback:write")])
 async def get_handoff(lead_id: uuid.UUID, rt: RoutingRuntime) -> dict[str, Any]:
     async with rt.request_unit_of_work() as uow:
         held = await uow.store.handoff(lead_id, lock=False)
