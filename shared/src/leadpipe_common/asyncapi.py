@@ -34,7 +34,9 @@ CE_HEADERS = {
         "ce_time": {"type": "string", "format": "date-time"},
         "ce_subject": {"type": "string", "format": "uuid", "description": "The lead id."},
         "ce_dataschema": {"type": "string", "description": "urn:leadpipe:schema:<type>:v<version>"},
-        "ce_tostage": {"type": "string", "description": "lead.stage_changed only: the stage entered."},
+        "ce_tostage": {"type": "string", "description": (
+            "lead.stage_changed: the stage entered; lead.merged: merged (the lead merged away closes, which some "
+            "readers follow unparsed). Absent on every other type: pick stage changes by ce_type.")},
         "content-type": {"type": "string", "const": "application/json"},
         "traceparent": {"type": "string", "description": "W3C trace context"},
     },

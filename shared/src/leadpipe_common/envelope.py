@@ -13,7 +13,9 @@ Guarantees:
   de-duplication by id just works.
 - A W3C ``traceparent`` header rides along; outputs continue the input's trace.
 - ``lead.stage_changed`` also carries ``ce_tostage``, so a consumer can pick
-  the stages it wants from the headers alone.
+  the stages it wants from the headers alone; ``lead.merged`` carries
+  ``ce_tostage: merged`` (the lead merged away closes), so a stage change is
+  told by ``ce_type``, not by the header's presence.
 - Decoding never raises anything but :class:`DecodeError`, whose ``kind``
   (``undecodable`` or ``schema``) tells the dead-letter topic what went wrong.
   The cloudevents SDK writes structured-mode events (webhooks); the Kafka
