@@ -160,6 +160,9 @@ async def test_a_consent_withdrawn_by_the_same_form_sent_again_reaches_the_sales
     once = {r.id: r.json() for r in routed}.values()  # a redelivery may publish a record twice, under one id
     consents = [(r["touch"] is not None, r["contact"]["marketing_consent"]) for r in once]
     assert consents == [(False, True), (True, False)], consents
+    # Both say the grade routing holds the lead at, its routing's: what a webhook filtered on grade follows.
+    first = next(iter(once))
+    assert [r["held_grade"] for r in once] == [first["score"]["grade"]] * 2, once
 
 
 async def test_a_lead_sales_rejected_and_a_touch_sent_back_has_a_second_hand_off_of_its_own(stack, bootstrap):

@@ -219,14 +219,19 @@ def test_a_quarantined_submission_from_before_v2_reads_without_what_was_submitte
     assert held.model_dump(mode="json") == {k: v for k, v in v1.items() if k != "fields"}
 
 
+def a_v2_re_engagement(lead_id: uuid.UUID) -> dict:
+    """A lead.reengaged as routing wrote it at v2: whom a touch was told to, and what it scored."""
+    return {"lead_id": str(lead_id),
+            "touch": {"touch_id": str(uuid.uuid4()), "at": "2026-11-23T09:30:00Z", "attribution": {"offer": "demo"}},
+            "owner_id": "ana", "team": "emea", "at": "2026-11-23T09:31:00Z", "reason": "asked for demo",
+            "attribution": {"utm_source": "ads"}, "score": 80, "grade": "A"}
+
+
 def test_a_re_engagement_from_before_v2_reads_without_the_persons_id():
     """routing's v1 lead.reengaged put the person's id on the lifecycle, kept for ever, beside touches that never
     carried it: read from such a record, it is not carried on (to a webhook, an export)."""
     lead_id = uuid.uuid4()
-    v1 = {"lead_id": str(lead_id), "person_id": str(uuid.uuid4()),
-          "touch": {"touch_id": str(uuid.uuid4()), "at": "2026-11-23T09:30:00Z", "attribution": {"offer": "demo"}},
-          "owner_id": "ana", "team": "emea", "at": "2026-11-23T09:31:00Z", "reason": "asked for demo",
-          "attribution": {"utm_source": "ads"}, "score": 80, "grade": "A"}
+    v1 = {**a_v2_re_engagement(lead_id), "person_id": str(uuid.uuid4())}
     headers = [("ce_id", str(uuid.uuid4()).encode()), ("ce_type", b"lead.reengaged"),
                ("ce_source", b"leadpipe/routing"), ("ce_specversion", b"1.0"), ("ce_time", b"2026-11-23T09:31:00Z"),
                ("content-type", b"application/json"), ("ce_dataschema", dataschema("lead.reengaged", 1).encode())]
@@ -252,6 +257,16 @@ def test_a_routed_lead_from_before_v5_reads_as_one_that_does_not_number_its_hand
     routed = decode(headers, msg.key, json.dumps(v4).encode()).data
     assert isinstance(routed, LeadRouted) and routed.assignment.owner_id == "ana"
     assert routed.handoff_seq is None
+
+
+def test_a_routed_lead_and_a_re_engagement_from_before_they_said_the_grade_the_lead_is_held_at_read_without_it():
+    """lead.routed v5 and lead.reengaged v2, as routing wrote them before each said the grade it held the lead at:
+    they still read, saying none (not the score's, which a re-engagement's touch may have scored below it)."""
+    v5 = {**a_v4_routed_lead(), "handoff_seq": 1}
+    routed = parse_event("lead.routed", 5, json.dumps(v5).encode())
+    told = parse_event("lead.reengaged", 2, a_v2_re_engagement(routed.lead_id))
+    assert isinstance(routed, LeadRouted) and (routed.handoff_seq, routed.held_grade) == (1, None)
+    assert isinstance(told, LeadReengaged) and (told.grade, told.held_grade) == ("A", None)
 
 
 def test_a_lead_enriched_with_a_seniority_and_department_outside_the_contracts_still_decodes():

@@ -2,6 +2,7 @@
 
 import copy
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -508,9 +509,9 @@ async def test_a_touch_that_raises_a_leads_grade_holds_its_next_holder_to_the_ne
     assert data((await route(uow, ctx, lead))[0]).assignment.owner_id == "ana"  # first in an unturned rotation
     ctx.clock.now = T0 + timedelta(hours=1)
     demo = touch_of(lead)
-    _, reengaged = await route(uow, ctx, demo.model_copy(update={"score": demo.score.model_copy(
+    told, reengaged = await route(uow, ctx, demo.model_copy(update={"score": demo.score.model_copy(
         update={"grade": "A"})}))
-    assert data(reengaged).grade == "A"
+    assert (data(reengaged).grade, data(reengaged).held_grade, data(told).held_grade) == ("A", "A", "A")
     held = uow.store.handoffs[lead.lead_id].handoff
     assert (held.grade, held.due_at) == ("A", T0 + timedelta(days=1))  # her clock is not restarted nor shortened
     ctx.clock.now = T0 + timedelta(days=1, minutes=1)
@@ -518,7 +519,7 @@ async def test_a_touch_that_raises_a_leads_grade_holds_its_next_holder_to_the_ne
         assert await act_on_missed_deadlines(uow, ctx, limit=10) == 1
         await uow.commit()
     breached, rerouted = uow.published
-    assert (data(breached).grade, data(breached).next_owner_id) == ("A", "ben")
+    assert (data(breached).grade, data(breached).next_owner_id, data(rerouted).held_grade) == ("A", "ben", "A")
     assert data(breached).next_due_at == ctx.clock.now + timedelta(minutes=15)
     assert uow.store.handoffs[lead.lead_id].handoff.due_at == ctx.clock.now + timedelta(minutes=15)
 
@@ -536,6 +537,56 @@ async def test_a_contact_change_scored_lower_as_its_intent_decayed_does_not_lowe
     _, reengaged = await route(uow, ctx, moved)
     assert data(reengaged).grade == "C"  # the score now, as told
     assert uow.store.handoffs[lead.lead_id].handoff.grade == "A"
+
+
+def scored_as(lead, grade):
+    return lead.model_copy(update={"score": lead.score.model_copy(update={"grade": grade})})
+
+
+async def test_a_consent_withdrawn_by_a_touch_scored_below_the_leads_grade_is_told_at_the_grade_the_lead_is_held_at(
+        uow, ctx):
+    """An A lead's person unticks consent; the touch, its intent decayed, scores B. Both events say the touch's B and
+    the A routing holds the lead at, which its later steps carry: a webhook filtered on A, which took the lead, is
+    sent the withdrawal as it is sent the acceptance."""
+    lead = scored_as(factories.scored("mql", country="DE"), "A")
+    consenting = lead.model_copy(update={"contact": lead.contact.model_copy(
+        update={"marketing_consent": True, "marketing_consent_at": T0})})
+    first = data((await route(uow, ctx, consenting))[0])
+    assert (first.score.grade, first.held_grade) == ("A", "A")
+    told, reengaged = map(data, await route(uow, ctx, scored_as(touch_of(lead, points=0), "B")))
+    assert told.contact.marketing_consent is False
+    assert (told.score.grade, told.held_grade, reengaged.grade, reengaged.held_grade) == ("B", "A", "B", "A")
+    [accepted] = await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=told.assignment.owner_id)
+    assert data(accepted).grade == "A"
+
+
+async def test_a_lead_stored_without_the_grade_it_is_held_at_is_handed_on_saying_its_hand_offs(uow, ctx):
+    """Stored by a routing older than lead.routed v6 (or written back by one, in a rolling update), the lead does not
+    say the grade it is held at, and its score's is a touch's, below it: the record a missed deadline or a hand-over
+    sends says the hand-off's, as their lifecycle steps do."""
+    lead = factories.scored("mql", country="DE")  # a B: 15 minutes
+    await route(uow, ctx, lead)
+    await route(uow, ctx, scored_as(touch_of(lead), "C"))
+
+    def stored_before_v6():
+        held = uow.store.handoffs[lead.lead_id]
+        uow.store.handoffs[lead.lead_id] = replace(held, lead=held.lead.model_copy(update={"held_grade": None}))
+
+    def sent_since(published):
+        [routed] = [data(m) for m in uow.published[published:] if m.topic == topics.ROUTED]
+        return routed
+
+    stored_before_v6()
+    ctx.clock.now = T0 + timedelta(minutes=16)
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 1
+        await uow.commit()
+    reassigned = sent_since(0)
+    assert (reassigned.assignment.owner_id, reassigned.score.grade, reassigned.held_grade) == ("ben", "C", "B")
+    stored_before_v6()
+    published = len(uow.published)
+    await handed_over(uow, ctx, "ben", "ana")
+    assert sent_since(published).held_grade == "B"
 
 
 async def test_a_re_engagement_overtaken_by_the_reassignment_after_it_is_told_stale_by_its_number(uow, ctx):

@@ -259,7 +259,7 @@ class LeadRouted(Event):
     """A sales-ready lead and who owns it now."""
 
     type: ClassVar[str] = "lead.routed"
-    version: ClassVar[int] = 5
+    version: ClassVar[int] = 6
     captured_at: Moment
     contact: Contact
     attribution: Attribution
@@ -280,6 +280,11 @@ class LeadRouted(Event):
     #: lead's records by two paths (its consumer's own sends, its outbox), which may overtake each other: a
     #: consumer ignores one numbered below the highest it applied. None: not said (routed before v5).
     handoff_seq: int | None = Field(default=None, ge=1)
+    #: The grade routing holds the lead at, its hand-off's, as every lifecycle step of the lead names it (their
+    #: ``grade``): the score's when routing placed it, raised by a later touch that scored better, never lowered by
+    #: one that scored worse (a re-engagement's ``score`` is the touch's, told as it is). What a webhook's grade
+    #: filter follows. None: not said (routed before v6).
+    held_grade: Grade | None = None
 
 
 class LeadStageChanged(Event):
@@ -448,15 +453,19 @@ class LeadReengaged(Event):
     ``person_id``, which ``lead.touch_recorded`` never did)."""
 
     type: ClassVar[str] = "lead.reengaged"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     touch: Touch
     owner_id: str
     team: str
     at: Moment
     reason: str
     attribution: Attribution
+    #: What the touch scored.
     score: int
     grade: Grade
+    #: The grade routing holds the lead at after the touch (``LeadRouted.held_grade``): ``grade`` if that is better,
+    #: else the one it held before. None: not said (re-engaged before v3).
+    held_grade: Grade | None = None
 
 
 class LeadMerged(Event):
@@ -526,6 +535,9 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     # lead.routed v5 added handoff_seq (optional): a v4 record does not say which of the lead's hand-offs it
     # announces, so a consumer cannot tell it stale.
     ("lead.routed", 4): dict,
+    # lead.routed v6 and lead.reengaged v3 added held_grade (optional): a record of the older ones does not say the
+    # grade routing held the lead at, which a re-engagement's score may be below.
+    ("lead.routed", 5): dict, ("lead.reengaged", 2): dict,
     # lead.merged v2 added who held each of the two leads (optional): a v1 merge does not say. Its ``by`` is no
     # stand-in: a rep of the team says a merge of a lead in its queue, and before that rule any name could.
     ("lead.merged", 1): dict,

@@ -115,6 +115,15 @@ class DispositionResult:
     messages: list[Message]
 
 
+def announced(lead: LeadRouted, after: Handoff, assignment: Assignment, now: datetime, version: str) -> LeadRouted:
+    """The stored ``lead`` re-sent on ``leads.routed`` for its hand-off ``after`` (to ``assignment``, at ``now``, by
+    routing data ``version``). The hand-off's number and grade come from the hand-off, not the stored lead: one
+    stored before lead.routed v6, or written back by an older process in a rolling update, lacks the grade, and a
+    webhook filtered on grade would judge the lead by its score's, which a re-engagement may have left below it."""
+    return lead.model_copy(update={"assignment": assignment, "routed_at": now, "routing_data_version": version,
+                                   "handoff_seq": after.seq, "held_grade": after.grade})
+
+
 def queued_again(before: Handoff, after: Handoff, assignment: Assignment, lead: LeadRouted, now: datetime, *,
                  event_id: uuid.UUID, traceparent: str) -> list[Message]:
     """``lead.queued`` when a lead handed on (a missed deadline, a hand-over through routing) was left waiting in its
@@ -259,8 +268,7 @@ async def hand_over(store: RoutingStore, rep_id: str, to: Rep | None, by: str, r
             if placed.action == "reassigned" and handoff.status == "routed":  # capacity counts unaccepted leads
                 presence = presence.holding_one_more(placed.assignment.owner_id)
             now_held, assignment = placed.handoff, placed.assignment
-        rerouted = lead.model_copy(update={"assignment": assignment, "routed_at": now,
-                                           "routing_data_version": ref.version, "handoff_seq": now_held.seq})
+        rerouted = announced(lead, now_held, assignment, now, ref.version)
         handed = LeadHandedOver(
             lead_id=lead.lead_id, from_owner_id=rep_id, from_team=handoff.team, from_due_at=handoff.due_at,
             owner_id=assignment.owner_id, owner_name=assignment.owner_name, team=assignment.team,
@@ -368,7 +376,8 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         # A recycle hands the lead on, to a new holder: the number after its last hand-off's.
         seq = holdings[lead.lead_id].handoff.seq + 1 if env.id in recycled else 1
         routed = LeadRouted.model_construct(**dict(lead), assignment=assignment, routed_at=now,  # validated parts
-                                            routing_data_version=ref.version, handoff_seq=seq)
+                                            routing_data_version=ref.version, handoff_seq=seq,
+                                            held_grade=lead.score.grade)
         handoff = Handoff(lead_id=lead.lead_id, status="routed", owner_id=assignment.owner_id,
                           team=assignment.team, grade=lead.score.grade, waiting_since=now if waiting else None,
                           due_at=acceptance_due(lead.score.grade, assignment.owner_id, ref.data, now),
@@ -439,20 +448,23 @@ def _reengage(env: Envelope, held: Held | None, now: datetime,
         # A double click's second form, or a newsletter sign-up, would otherwise ping the rep and every sales tool
         # again. The touch stays on the lead's timeline (lead.touched).
         return [], None
+    # A grade the touch raised is the lead's from now on: the next holder's deadline and every later step go by it.
+    # The holder keeps the deadline she was told (nothing would tell her a shorter one), so due_at stays. Both events
+    # say it beside the touch's own grade: a webhook filtered on grade follows the lead by it, as by its later steps,
+    # so a touch scored below it (a consent withdrawn, its intent decayed) reaches the receiver that took the lead.
+    grade = _raised(h.grade, lead.score.grade)
     # The same hand-off told again: its number, not a new one (one taken from the queue since has its own).
     routed = LeadRouted.model_construct(**dict(lead), assignment=_holders(before.assignment, h, data),
                                         routed_at=before.routed_at, routing_data_version=before.routing_data_version,
-                                        handoff_seq=h.seq)
+                                        handoff_seq=h.seq, held_grade=grade)
     reengaged = LeadReengaged(
         lead_id=lead.lead_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
         reason=_touch_summary(lead), attribution=lead.attribution, score=lead.score.value, grade=lead.score.grade,
+        held_grade=grade,
     )
-    # A grade the touch raised is the lead's from now on: the next holder's deadline and every later step go by it.
-    # The holder keeps the deadline she was told (nothing would tell her a shorter one), so due_at stays.
     return ([follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
              follow_up(env, topics.LIFECYCLE, reengaged, source=SOURCE, time=now)],
-            dataclasses.replace(held, handoff=dataclasses.replace(h, grade=_raised(h.grade, lead.score.grade)),
-                                lead=routed))
+            dataclasses.replace(held, handoff=dataclasses.replace(h, grade=grade), lead=routed))
 
 
 def _raised(held: Grade | None, scored: Grade) -> Grade:

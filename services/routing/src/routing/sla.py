@@ -68,7 +68,7 @@ from routing.domain import (
     Handoff, Placed, Presence, acceptance_due, breach, capacity_bound, choose_route, from_queue, orphaned,
     overflow_chain, place, requeue, staffed, staffed_teams, unavailable,
 )
-from routing.handlers import Routing, locked_for_placing, queued_again
+from routing.handlers import Routing, announced, locked_for_placing, queued_again
 from routing.reference import Reference
 from routing.store import Held, RoutingStore, Turns
 
@@ -106,8 +106,7 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
         if b.action == "reassigned":  # an account owner's too, though no rotation turned for them
             presence = presence.holding_one_more(b.assignment.owner_id)
         n = b.handoff.reassignments
-        rerouted = lead.model_copy(update={"assignment": b.assignment, "routed_at": now,
-                                           "routing_data_version": ref.version, "handoff_seq": b.handoff.seq})
+        rerouted = announced(lead, b.handoff, b.assignment, now, ref.version)
         breached = encode(
             topics.LIFECYCLE,
             LeadSlaBreached(
@@ -194,8 +193,7 @@ async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, wa
         a = placement.assignment
         after = handoff.handed_on(owner_id=a.owner_id, team=a.team, waiting_since=None,
                                   due_at=acceptance_due(handoff.grade, a.owner_id, ref.data, now))
-        rerouted = lead.model_copy(update={"assignment": a, "routed_at": now, "routing_data_version": ref.version,
-                                           "handoff_seq": after.seq})
+        rerouted = announced(lead, after, a, now, ref.version)
         trace = child_traceparent(held.traceparent)
         wait = queued_at.isoformat()  # a recycled lead may wait again: each wait's end is its own event
         assigned = LeadAssigned(lead_id=lead.lead_id, owner_id=a.owner_id, owner_name=a.owner_name, team=a.team,
@@ -269,8 +267,7 @@ async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Co
             # fills is claimed again meanwhile, for that while at most), it moves once per ``settle`` at worst.
             continue
         after, assignment = requeue(handoff, choose_route(lead, ref.data), ref.data)
-        rerouted = lead.model_copy(update={"assignment": assignment, "routed_at": now,
-                                           "routing_data_version": ref.version, "handoff_seq": after.seq})
+        rerouted = announced(lead, after, assignment, now, ref.version)
         # Unique to this move: the stored lead's routed_at changes with every move (and every breach or hand-out),
         # so a lead moved A to B, back, and A to B again is sent each time (delivery keeps one row per event id, and
         # would drop a repeat, leaving the sales tool with the queue before); a round retried, on the same stored
