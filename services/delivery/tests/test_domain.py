@@ -177,6 +177,63 @@ def test_a_merge_from_before_v2_passes_a_filter_on_its_source_alone():
         {"owner": "ana", "source": "tests"}))
 
 
+def a_leads_events(routed_as, touch_scored, held):
+    """A lead routed at grade ``routed_as``, then touched, its person withdrawing consent, the touch scored
+    ``touch_scored`` and the lead held at ``held`` since, as routing sends them: the first lead.routed, the
+    re-engagement's lead.routed and lead.reengaged, and sales' acceptance."""
+    from leadpipe_common.events import Attribution, LeadReengaged, LeadStageChanged, Touch
+
+    first = routed()
+    first = first.model_copy(update={"score": first.score.model_copy(update={"grade": routed_as}),
+                                     "held_grade": routed_as})
+    touch = Touch(touch_id=first.lead_id, at=NOW, attribution=Attribution(form_id="preferences"))
+    told = first.model_copy(update={"contact": first.contact.model_copy(update={"marketing_consent": False}),
+                                    "score": first.score.model_copy(update={"grade": touch_scored}),
+                                    "touch": touch, "held_grade": held})
+    reengaged = LeadReengaged(lead_id=first.lead_id, touch=touch, owner_id="ana", team="emea", at=NOW,
+                              reason="came back", attribution=first.attribution, score=told.score.value,
+                              grade=touch_scored, held_grade=held)
+    accepted = LeadStageChanged(lead_id=first.lead_id, from_stage="routed", to_stage="accepted", at=NOW, by="ana",
+                                reason="r", attribution=first.attribution, owner_id="ana", team="emea", grade=held)
+    return first, told, reengaged, accepted
+
+
+def following_grades(*grades):
+    return subscription(events=["lead.routed", "lead.reengaged", "lead.stage_changed"],
+                        filter={"grade": list(grades)})
+
+
+def test_a_consent_withdrawn_by_a_touch_scored_below_the_leads_grade_goes_to_the_subscription_that_took_the_lead():
+    """Routed as an A, the lead went to the A subscription. Its person unticks consent; the touch, its intent decayed,
+    scores B, but routing holds the lead at A, as its acceptance says: the withdrawal the CRM must act on goes to the
+    A subscription with every other event of the lead, and none to the B one, which never had it."""
+    events = a_leads_events("A", "B", held="A")
+    assert [wants(following_grades("A"), e) for e in events] == [True] * 4
+    assert [wants(following_grades("B"), e) for e in events] == [False] * 4
+
+
+def test_a_grade_filter_follows_the_grade_routing_holds_the_lead_at_when_each_event_is_sent():
+    """A B lead a touch raises to A is an A lead from then on: the B subscription that took it hears nothing more of
+    it, the A one hears of it from the re-engagement's lead.routed, with the whole lead, on; one filtered on B and the
+    grades above it keeps every lead it took (routing never lowers the grade it holds a lead at)."""
+    events = a_leads_events("B", "A", held="A")
+    assert [wants(following_grades("B"), e) for e in events] == [True, False, False, False]
+    assert [wants(following_grades("A"), e) for e in events] == [False, True, True, True]
+    assert [wants(following_grades("A", "B"), e) for e in events] == [True] * 4
+
+
+def test_a_re_engagement_from_before_it_said_the_grade_the_lead_is_held_at_is_judged_by_the_touchs_grade_as_before():
+    """lead.routed before v6 and lead.reengaged before v3 do not say the grade routing held the lead at, which is not
+    guessed: the score's grade, the hand-off's but after a touch scored below it, is judged, as it always was."""
+    from leadpipe_common.events import parse_event
+
+    _, told, reengaged, _ = a_leads_events("A", "B", held="A")
+    old = (parse_event("lead.routed", 5, told.model_dump(mode="json", exclude={"held_grade"})),
+           parse_event("lead.reengaged", 2, reengaged.model_dump(mode="json", exclude={"held_grade"})))
+    assert [wants(following_grades("B"), e) for e in old] == [True, True]
+    assert [wants(following_grades("A"), e) for e in old] == [False, False]
+
+
 def test_a_subscription_naming_contact_fields_is_sent_those_alone_and_one_naming_none_the_whole_contact():
     lead = routed()
     assert withheld(subscription(), lead) is None

@@ -252,7 +252,13 @@ def facts_of(event: Event) -> tuple[dict[str, str | None], ...]:
     receiver hears that its lead took in another. The event carries the first-touch source of the lead merged
     away alone: the survivor's side passes no source filter. A merge from before v2 names no holder and no
     grade: it passes a filter on source alone, as it always did, none on team, owner or grade (it is not
-    guessed whose it was)."""
+    guessed whose it was).
+
+    The grade is the one routing holds the lead at (its hand-off's), which every lifecycle step names, on
+    ``lead.routed`` and ``lead.reengaged`` too (``held_grade``), not the one a re-engagement's touch scored: a touch
+    scored below it (a consent withdrawn, its intent decayed) goes to the receiver that gets the lead's later steps.
+    One from before lead.routed v6 or lead.reengaged v3 does not say it, and is judged by the score's grade, as it
+    always was: the hand-off's too, but after a touch scored the lead below it (not guessed)."""
     source = getattr(getattr(event, "attribution", None), "utm_source", None)
     if isinstance(event, LeadHandedOver):
         return ({"team": event.from_team, "owner": event.from_owner_id, "grade": event.grade, "source": source},
@@ -266,8 +272,10 @@ def facts_of(event: Event) -> tuple[dict[str, str | None], ...]:
                  "source": None})
     team = owner = grade = None
     if isinstance(event, LeadRouted):
-        team, owner, grade = event.assignment.team, event.assignment.owner_id, event.score.grade
-    elif isinstance(event, LeadReengaged | LeadStageChanged | LeadAssigned):
+        team, owner, grade = event.assignment.team, event.assignment.owner_id, event.held_grade or event.score.grade
+    elif isinstance(event, LeadReengaged):
+        team, owner, grade = event.team, event.owner_id, event.held_grade or event.grade
+    elif isinstance(event, LeadStageChanged | LeadAssigned):
         team, owner, grade = event.team, event.owner_id, event.grade
     elif isinstance(event, LeadQueued):
         team, grade = event.team, event.grade
