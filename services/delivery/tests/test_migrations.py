@@ -14,6 +14,17 @@ from leadpipe_common.testing.migrations import fresh_database, migrate
 from delivery.store import _PURGE, DeliveryStore
 
 
+async def stored_before(engine, rows: list[dict]) -> None:  # noqa: ANN001
+    """``rows`` of delivery.deliveries as an older release stored them: each a ``lead.routed`` to ``crm`` for a lead
+    and an event of its own, with the columns it names (every row the same ones)."""
+    columns = list(rows[0])
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(
+            f"INSERT INTO delivery.deliveries (subscription_id, lead_id, event_id, event_type, {', '.join(columns)}) "
+            f"VALUES ('crm', :lead, :event, 'lead.routed', {', '.join(f':{c}' for c in columns)})"),
+            [{**row, "lead": uuid.uuid4(), "event": uuid.uuid4()} for row in rows])
+
+
 async def test_deliveries_stored_before_0003_keep_their_bodies_until_a_purge_clears_the_finished_ones(stack):
     """Under 0002 every delivery had to keep its body for ever; from 0003 a finished one loses it (and its
     receiver's last answer) once old enough, and a purge round finds those by an index, not by reading the
@@ -102,13 +113,8 @@ async def test_a_delivery_tried_before_0007_keeps_its_window_and_one_never_tried
     stored = [("pending", 3), ("pending", 0), ("dead", 5)]  # (status, attempts)
     async with fresh_database(stack.database_url) as (url, engine):
         migrate("delivery", url, "0006")
-        async with engine.begin() as conn:
-            await conn.execute(sa.text(
-                "INSERT INTO delivery.deliveries (subscription_id, lead_id, event_id, event_type, body, created_at, "
-                "status, attempts, next_at) VALUES ('crm', :lead, :event, 'lead.routed', :body, :queued, :status, "
-                ":attempts, :queued)"),
-                [{"lead": uuid.uuid4(), "event": uuid.uuid4(), "body": b"{}", "queued": queued, "status": status,
-                  "attempts": attempts} for status, attempts in stored])
+        await stored_before(engine, [{"body": b"{}", "created_at": queued, "status": status, "attempts": attempts,
+                                      "next_at": queued} for status, attempts in stored])
         migrate("delivery", url, "head")
         async with engine.begin() as conn:
             rows = (await conn.execute(sa.text(
