@@ -278,12 +278,12 @@ async def test_a_delivery_gets_its_whole_retry_window_from_its_first_attempt_not
     assert {a.claimed.seq: a.outcome for a in queue.attempted} == {waited.seq: "retry", retried.seq: "dead"}
 
 
-async def test_a_delivery_its_receiver_refuses_is_dead_at_its_third_attempt_saying_it_was_refused():
+async def test_a_delivery_its_receiver_refuses_is_dead_at_its_third_refusal_in_a_row_saying_it_was_refused():
     """A CRM that cannot map ``owner_id: queue:emea`` answers 422: the delivery was retried for 72 hours, and the
     lead's later events (the rep who now holds it) waited behind it. Dead, it lets them go; its last error says
     why, where one dead after its window has none, and it is counted by the status its receiver answered."""
     first, third = due(2)
-    queue = Queue([first, replace(third, attempts=2, first_attempt_at=NOW)])
+    queue = Queue([first, replace(third, attempts=2, first_attempt_at=NOW, refused_in_a_row=2)])
     labels = {"subscription": third.subscription_id, "status": "422"}
     before = REGISTRY.get_sample_value("delivery_refused_total", labels) or 0
     with structlog.testing.capture_logs() as logs:
@@ -291,11 +291,36 @@ async def test_a_delivery_its_receiver_refuses_is_dead_at_its_third_attempt_sayi
         assert await sender.step() == 2
         await sender.stop()
     tried = {a.claimed.seq: a for a in queue.attempted}
-    assert (tried[first.seq].outcome, tried[first.seq].error) == ("retry", None)
+    assert (tried[first.seq].outcome, tried[first.seq].error, tried[first.seq].refused_in_a_row) == ("retry", None, 1)
     assert (tried[third.seq].outcome, tried[third.seq].status) == ("dead", 422)
-    assert tried[third.seq].error == "refused: the receiver answered 422 to attempt 3"
+    assert tried[third.seq].error == "refused: the receiver answered 422, refusing 3 attempts in a row"
     assert REGISTRY.get_sample_value("delivery_refused_total", labels) == before + 1
     assert [e["status"] for e in logs if e["event"] == "delivery refused by its receiver: given up"] == [422]
+
+
+async def test_a_delivery_that_failed_through_an_outage_is_retried_at_its_receivers_first_refusal():
+    """Judged by its attempts since it was queued (30 through the outage), it was given up at the first 404 of its
+    receiver's bad deploy; judged by the refusals in a row its claim read, it is retried, and its first is
+    recorded for the next attempt to count on."""
+    [after_outage] = due(1)
+    queue = Queue([replace(after_outage, attempts=30, first_attempt_at=NOW)])
+    sender = dispatcher(queue, Pool(queue), status=404)
+    assert await sender.step() == 1
+    await sender.stop()
+    [tried] = queue.attempted
+    assert (tried.outcome, tried.error, tried.refused_in_a_row) == ("retry", None, 1)
+
+
+async def test_an_answer_other_than_a_refusal_records_the_count_of_refusals_in_a_row_started_again():
+    """A receiver that refused twice, then answers 503 while it restarts: carried on, its count would give the
+    delivery up at its first refusal after the restart."""
+    [refused_twice] = due(1)
+    queue = Queue([replace(refused_twice, attempts=32, first_attempt_at=NOW, refused_in_a_row=2)])
+    sender = dispatcher(queue, Pool(queue), status=503)
+    assert await sender.step() == 1
+    await sender.stop()
+    [tried] = queue.attempted
+    assert (tried.outcome, tried.refused_in_a_row) == ("retry", 0)
 
 
 @pytest.mark.parametrize("value", ["0", "101", "three"])

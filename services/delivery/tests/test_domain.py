@@ -8,8 +8,8 @@ import pytest
 from leadpipe_common.testing import factories
 from delivery.app import load_subscriptions
 from delivery.domain import (
-    CONTACT_FIELDS, LONGEST_KEEP_DAYS, after_attempt, parse_subscriptions, purge_after, retry_after_s, switched_off,
-    target_problem, wants, withheld,
+    CONTACT_FIELDS, LONGEST_KEEP_DAYS, Verdict, after_attempt, parse_subscriptions, purge_after, retry_after_s,
+    switched_off, target_problem, wants, withheld,
 )
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -431,9 +431,9 @@ def test_site_local_and_ipv4_translated_addresses_that_python_calls_global_are_n
 
 
 def test_a_success_delivers_and_410_means_gone():
-    assert after_attempt(204, None, attempts=1, first_at=NOW, now=NOW, window=timedelta(hours=72),
+    assert after_attempt(204, None, attempts=1, refused_before=0, first_at=NOW, now=NOW, window=timedelta(hours=72),
                          jitter=0.5).outcome == "delivered"
-    assert after_attempt(410, None, attempts=1, first_at=NOW, now=NOW, window=timedelta(hours=72),
+    assert after_attempt(410, None, attempts=1, refused_before=0, first_at=NOW, now=NOW, window=timedelta(hours=72),
                          jitter=0.5).outcome == "gone"
 
 
@@ -453,7 +453,7 @@ def test_a_subscription_made_through_the_api_stays_off_whatever_its_url_is_now_u
 
 def test_failures_back_off_exponentially_with_jitter_and_retry_after_is_honoured():
     def wait(status, attempts, jitter=0.0, retry_after=None):
-        v = after_attempt(status, retry_after, attempts=attempts, first_at=NOW, now=NOW,
+        v = after_attempt(status, retry_after, attempts=attempts, refused_before=0, first_at=NOW, now=NOW,
                           window=timedelta(hours=72), jitter=jitter)
         return (v.next_at - NOW).total_seconds()
 
@@ -468,58 +468,82 @@ def test_failures_back_off_exponentially_with_jitter_and_retry_after_is_honoured
 
 
 def test_after_the_retry_window_a_delivery_is_dead():
-    v = after_attempt(500, None, attempts=9, first_at=NOW - timedelta(hours=71, minutes=59), now=NOW,
-                      window=timedelta(hours=72), jitter=0.5)
+    v = after_attempt(500, None, attempts=9, refused_before=0, first_at=NOW - timedelta(hours=71, minutes=59),
+                      now=NOW, window=timedelta(hours=72), jitter=0.5)
     assert v.outcome == "dead"
 
 
 def test_a_retry_after_past_the_window_gets_one_last_attempt_at_its_end():
     """It made the delivery dead at once: a receiver that said when it takes deliveries again never got it."""
     first_at, window = NOW - timedelta(hours=71), timedelta(hours=72)
-    last = after_attempt(503, 7200, attempts=3, first_at=first_at, now=NOW, window=window, jitter=0.5)
+    last = after_attempt(503, 7200, attempts=3, refused_before=0, first_at=first_at, now=NOW, window=window,
+                         jitter=0.5)
     assert (last.outcome, last.next_at) == ("retry", NOW + timedelta(hours=1))
     # That attempt, at the window's end, is the last, whatever it is told.
-    assert after_attempt(429, 60, attempts=4, first_at=first_at, now=last.next_at, window=window,
+    assert after_attempt(429, 60, attempts=4, refused_before=0, first_at=first_at, now=last.next_at, window=window,
                          jitter=0.5).outcome == "dead"
 
 
-def test_a_receiver_that_refuses_a_delivery_gives_it_up_at_the_refused_attempt_so_the_leads_next_event_goes():
+def answered(*statuses: int | None, refused_attempts: int = 3) -> list[Verdict]:
+    """The verdicts of a delivery's attempts answered ``statuses`` in turn, each judged with the refusals in a row
+    its previous verdict counted, as the store keeps them between attempts."""
+    verdicts, refused_before = [], 0
+    for n, status in enumerate(statuses, 1):
+        verdicts.append(after_attempt(status, None, attempts=n, refused_before=refused_before, first_at=NOW,
+                                      now=NOW, window=timedelta(hours=72), jitter=0.0,
+                                      refused_attempts=refused_attempts))
+        refused_before = verdicts[-1].refused_in_a_row
+    return verdicts
+
+
+def test_a_receiver_that_refuses_a_delivery_gives_it_up_after_the_refused_attempts_so_the_leads_next_event_goes():
     """A CRM that cannot map ``queue:emea`` answered 422 for the whole 72 h window, 105 attempts, while the
     lead's next events (the rep who now holds it) waited behind it."""
-    def verdict(status, attempts):
-        return after_attempt(status, None, attempts=attempts, first_at=NOW, now=NOW, window=timedelta(hours=72),
-                             jitter=0.0, refused_attempts=3)
-
-    assert [verdict(422, n).outcome for n in (1, 2, 3)] == ["retry", "retry", "dead"]
+    verdicts = answered(422, 400, 422)
+    assert [(v.outcome, v.refused_in_a_row) for v in verdicts] == [("retry", 1), ("retry", 2), ("dead", 3)]
     # Spaced by the usual backoff, not sent again at once.
-    assert (verdict(400, 2).next_at - NOW).total_seconds() == 5.0
-    assert verdict(422, 3).reason == "refused: the receiver answered 422 to attempt 3"
-    assert {verdict(status, 3).outcome for status in (400, 401, 403, 404, 405, 413, 415, 422, 451, 499)} == {"dead"}
+    assert (verdicts[1].next_at - NOW).total_seconds() == 5.0
+    assert verdicts[2].reason == "refused: the receiver answered 422, refusing 3 attempts in a row"
+    for status in (400, 401, 403, 404, 405, 413, 415, 422, 451, 499):
+        assert answered(status, status, status)[-1].outcome == "dead", status
 
 
-def test_a_refusal_after_earlier_failures_is_given_up_once_the_delivery_has_had_its_refused_attempts():
-    """Counted among all the delivery's attempts since it was queued or redriven: a receiver back from an outage
-    that refuses the message has been asked often enough."""
-    assert after_attempt(404, None, attempts=12, first_at=NOW - timedelta(hours=2), now=NOW,
-                         window=timedelta(hours=72), jitter=0.5, refused_attempts=3).outcome == "dead"
+def test_a_refusal_after_hours_of_failures_is_retried_until_the_receiver_has_refused_the_refused_attempts_in_a_row():
+    """Counted among every attempt since it was queued, a delivery that failed through an outage (30 attempts)
+    was given up at the first 404 of its receiver's bad deploy, though that was rolled back a minute later."""
+    outage = [500] * 15 + [None] * 15
+    assert [(v.outcome, v.refused_in_a_row) for v in answered(*outage, 404)[-1:]] == [("retry", 1)]
+    assert answered(*outage, 404, 404, 204)[-1].outcome == "delivered"
+    assert answered(*outage, 404, 404, 404)[-1].outcome == "dead"
+
+
+@pytest.mark.parametrize("between", [500, 502, 503, None, 408, 409, 425, 429])
+def test_any_other_answer_between_refusals_starts_their_count_again(between):
+    """Refusals broken by an outage (a receiver's deploy answering 404, then 503 while it restarts) are no
+    receiver refusing the message: it gets its refused attempts in a row anew."""
+    verdicts = answered(422, 422, between, 422, 422)
+    assert [v.refused_in_a_row for v in verdicts] == [1, 2, 0, 1, 2]
+    assert {(v.outcome, v.reason) for v in verdicts} == {("retry", None)}
+    assert answered(422, 422, between, 422, 422, 422)[-1].outcome == "dead"
 
 
 def test_a_4xx_that_asks_for_the_message_later_is_retried_for_the_whole_window_as_an_outage_is():
     for status in (408, 409, 425, 429, 500, 502, 503, None):
-        v = after_attempt(status, None, attempts=50, first_at=NOW, now=NOW, window=timedelta(hours=72),
-                          jitter=0.5, refused_attempts=3)
-        assert (v.outcome, v.reason) == ("retry", None), status
+        v = after_attempt(status, None, attempts=50, refused_before=2, first_at=NOW, now=NOW,
+                          window=timedelta(hours=72), jitter=0.5, refused_attempts=3)
+        assert (v.outcome, v.reason, v.refused_in_a_row) == ("retry", None, 0), status
 
 
 def test_a_410_still_switches_the_subscription_off_rather_than_giving_up_the_delivery():
-    assert after_attempt(410, None, attempts=3, first_at=NOW, now=NOW, window=timedelta(hours=72), jitter=0.5,
-                         refused_attempts=1).outcome == "gone"
+    v = after_attempt(410, None, attempts=3, refused_before=2, first_at=NOW, now=NOW, window=timedelta(hours=72),
+                      jitter=0.5, refused_attempts=3)
+    assert (v.outcome, v.refused_in_a_row) == ("gone", 0)
 
 
 def test_one_refused_attempt_gives_a_delivery_up_at_its_first_refusal():
-    v = after_attempt(400, None, attempts=1, first_at=NOW, now=NOW, window=timedelta(hours=72), jitter=0.5,
-                      refused_attempts=1)
-    assert (v.outcome, v.next_at) == ("dead", None)
+    [v] = answered(400, refused_attempts=1)
+    assert (v.outcome, v.next_at, v.reason) == ("dead", None, "refused: the receiver answered 400, refusing 1 attempt "
+                                                              "in a row")
 
 
 def test_retry_after_is_read_as_seconds_or_an_http_date():
@@ -533,12 +557,14 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
 def test_no_answer_and_no_attempt_count_can_keep_a_delivery_from_its_verdict():
     """A verdict that raised left the delivery unrecorded: sent again every lease, for ever."""
     window = timedelta(hours=72)
-    far = after_attempt(503, 999_999_999_999, attempts=1, first_at=NOW, now=NOW, window=window, jitter=0.5)
+    far = after_attempt(503, 999_999_999_999, attempts=1, refused_before=0, first_at=NOW, now=NOW, window=window,
+                        jitter=0.5)
     assert (far.outcome, far.next_at) == ("retry", NOW + window)  # far past the window, and past datetime's years
-    endless = after_attempt(503, retry_after_s("9" * 400, NOW), attempts=1, first_at=NOW, now=NOW, window=window,
-                            jitter=0.5)
+    endless = after_attempt(503, retry_after_s("9" * 400, NOW), attempts=1, refused_before=0, first_at=NOW, now=NOW,
+                            window=window, jitter=0.5)
     assert (endless.outcome, endless.next_at) == ("retry", NOW + window)
-    many = after_attempt(500, None, attempts=5_000, first_at=NOW, now=NOW, window=window, jitter=0.0)
+    many = after_attempt(500, None, attempts=5_000, refused_before=0, first_at=NOW, now=NOW, window=window,
+                         jitter=0.0)
     assert (many.outcome, many.next_at) == ("retry", NOW + timedelta(seconds=1800))  # the cap, halved
 
 

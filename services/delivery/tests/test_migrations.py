@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from leadpipe_common.testing.migrations import fresh_database, migrate
 
-from delivery.store import _PURGE, DeliveryStore
+from delivery.store import _PURGE, Attempted, DeliveryStore
 
 
 async def stored_before(engine, rows: list[dict]) -> None:  # noqa: ANN001
@@ -120,6 +120,32 @@ async def test_a_delivery_tried_before_0007_keeps_its_window_and_one_never_tried
             rows = (await conn.execute(sa.text(
                 "SELECT first_attempt_at FROM delivery.deliveries ORDER BY seq"))).scalars().all()
     assert rows == [queued, None, None]
+
+
+async def test_a_delivery_stored_before_0008_starts_with_no_refusals_in_a_row_and_counts_those_after_it(stack):
+    """Under 0007 a refusal was judged by every attempt since the delivery was queued; 0008 keeps the refusals in
+    a row. One stored before has none counted (its 30 attempts were an outage's), and a refusal recorded after
+    the upgrade is what its next claim reads."""
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
+    stored = [("pending", 30), ("dead", 8)]  # (status, attempts)
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("delivery", url, "0007")
+        await stored_before(engine, [{"body": b"{}", "created_at": long_ago, "first_attempt_at": long_ago,
+                                      "status": status, "attempts": attempts, "next_at": long_ago, "last_status": 503}
+                                     for status, attempts in stored])
+        migrate("delivery", url, "head")
+        async with engine.begin() as conn:
+            store = DeliveryStore(conn)
+            counted = (await conn.execute(sa.text(
+                "SELECT refused_in_a_row FROM delivery.deliveries ORDER BY seq"))).scalars().all()
+            [after_outage] = await store.claim({"crm": 1}, 1, lease=timedelta(seconds=20))
+            recorded = await store.record([Attempted(
+                after_outage, at=after_outage.claimed_at, status=404, error=None, response="", duration_ms=7,
+                outcome="retry", next_at=long_ago, refused_in_a_row=1)])  # due again at once
+            [refused_once] = await store.claim({"crm": 1}, 1, lease=timedelta(seconds=20))
+    assert counted == [0, 0]
+    assert (after_outage.attempts, after_outage.refused_in_a_row) == (30, 0) and recorded == {after_outage.seq}
+    assert (refused_once.seq, refused_once.attempts, refused_once.refused_in_a_row) == (after_outage.seq, 31, 1)
 
 
 async def test_a_migrate_to_a_revision_older_than_the_one_in_place_is_refused_and_changes_nothing(stack):

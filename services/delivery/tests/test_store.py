@@ -23,9 +23,9 @@ def due(subscription: str, n: int, since: datetime) -> list[dict]:
 
 
 def attempted(claimed: Claimed, outcome: str, status: int | None, at: datetime, next_at: datetime | None = None,
-              error: str | None = None) -> Attempted:
+              error: str | None = None, refused_in_a_row: int = 0) -> Attempted:
     return Attempted(claimed, at=at, status=status, error=error, response="" if status else None, duration_ms=7,
-                     outcome=outcome, next_at=next_at)
+                     outcome=outcome, next_at=next_at, refused_in_a_row=refused_in_a_row)
 
 
 async def died(store: DeliveryStore, subscription: str, at: datetime) -> Claimed:
@@ -437,26 +437,49 @@ async def test_a_dead_deliverys_last_response_is_shown_with_it(db):
 
 
 async def test_a_refused_delivery_given_up_lets_its_leads_next_one_go_and_a_redrive_gives_it_its_attempts_again(db):
-    """A receiver refusing a lead's ``lead.routed`` held its ``lead.assigned`` back for the whole window. Given up
-    at its third attempt (``domain.after_attempt``), the next goes; the refusal is kept, saying so, and a redrive
-    sends it again with its attempts counted from naught, so it gets its refused attempts anew."""
+    """A receiver refusing a lead's ``lead.routed`` held its ``lead.assigned`` back for the whole window. The
+    refusals in a row each attempt recorded are what the next claim reads (``domain.after_attempt`` judges by
+    them); given up at the second (as with DELIVERY_REFUSED_ATTEMPTS=2), the next delivery goes; the refusal is
+    kept, saying so, and a redrive sends it again with its attempts and refusals counted from naught, so it gets
+    its refused attempts anew."""
     sub, now, lead = f"refusing-{uuid.uuid4().hex[:8]}", datetime.now(UTC), uuid.uuid4()
-    refusal = "refused: the receiver answered 422 to attempt 3"
+    refusal = "refused: the receiver answered 422, refusing 2 attempts in a row"
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue([{**d, "lead_id": lead} for d in due(sub, 2, now - timedelta(seconds=10))])
         [routed] = await store.claim({sub: 2}, 2, lease=LEASE)
-        await store.record([attempted(replace(routed, attempts=2), "dead", 422, now, error=refusal)])
+        await store.record([attempted(routed, "retry", 422, now, next_at=now, refused_in_a_row=1)])
+        await fall_due(conn, routed.seq)  # its retry's time has come
+        [refused_once] = await store.claim({sub: 2}, 2, lease=LEASE)
+        await store.record([attempted(refused_once, "dead", 422, now, error=refusal, refused_in_a_row=2)])
         [assigned] = await store.claim({sub: 2}, 2, lease=LEASE)
         await store.record([attempted(assigned, "delivered", 204, now)])
         shown = await store.of_lead(lead)
         redriven = await store.redrive(subscription_id=sub, in_file={sub})
         [again] = await store.claim({sub: 2}, 2, lease=LEASE)
         await conn.rollback()
+    assert (routed.refused_in_a_row, refused_once.seq, refused_once.refused_in_a_row) == (0, routed.seq, 1)
     assert assigned.seq > routed.seq
     assert [(d["status"], d["last_status"], d["last_error"]) for d in shown] == [
         ("dead", 422, refusal), ("delivered", 204, None)]
-    assert redriven.queued == 1 and (again.seq, again.attempts) == (routed.seq, 0)
+    assert redriven.queued == 1 and (again.seq, again.attempts, again.refused_in_a_row) == (routed.seq, 0, 0)
+
+
+async def test_a_receiver_switched_back_on_counts_the_refusals_of_what_was_due_anew(db):
+    """Switched back on, a delivery its receiver had refused twice before another got the 410 must get its
+    refused attempts in a row anew, as it gets its attempts (a fixed receiver is asked again from naught)."""
+    sub, now = f"refused-on-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue(due(sub, 1, now - timedelta(minutes=1)))
+        [refused] = await store.claim({sub: 1}, 1, lease=LEASE)
+        await store.record([attempted(refused, "retry", 404, now, next_at=now, refused_in_a_row=2)])
+        await fall_due(conn, refused.seq)  # due again when its receiver is switched back on
+        await store.disable(sub, "410 Gone", url="https://gone.example.com/h")
+        assert await store.enable(sub) is True
+        [again] = await store.claim({sub: 1}, 1, lease=LEASE)
+        await conn.rollback()
+    assert (again.seq, again.attempts, again.refused_in_a_row) == (refused.seq, 0, 0)
 
 
 async def test_a_late_attempt_never_overrides_the_verdict_already_recorded(db):

@@ -1,6 +1,8 @@
 """delivery's queue statements read, not run: which clock they judge and write by (test_store.py runs them on the
 real Postgres)."""
 
+import re
+import uuid
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +14,7 @@ from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from delivery.domain import parse_subscriptions
 from delivery.handlers import Delivery, handle_deliverable
-from delivery.store import Claimed, DeliveryStore, Forgotten
+from delivery.store import Attempted, Claimed, DeliveryStore, Forgotten
 from delivery.subscriptions import SubscriptionBook
 
 
@@ -85,6 +87,39 @@ async def test_switching_a_receiver_back_on_makes_what_waited_due_by_postgres_cl
     assert "THEN statement_timestamp() ELSE delivery.deliveries.next_at" in sql
     assert "created_at=statement_timestamp()" in sql
     assert host_times(params) == []
+
+
+async def test_a_redrive_and_a_switch_back_on_count_refusals_in_a_row_anew_as_they_do_attempts():
+    """A delivery its receiver had refused seven times in a row, sent again once the receiver is fixed, kept that
+    count: its first refusal after the redrive gave it up. Switching back on counts anew for what is due alone,
+    as it does attempts: what is not due may be under way, and its attempt sets both from its claim's copy."""
+    conn = Recording()
+    await DeliveryStore(conn).redrive("crm", in_file={"crm"})
+    assert await DeliveryStore(conn).enable("crm") is True
+    [(redrive, redriven), (enable, enabled)] = conn.updates_of_deliveries()
+    assert "refused_in_a_row=%(refused_in_a_row)s" in redrive and redriven["refused_in_a_row"] == 0
+    for column in ("attempts", "refused_in_a_row"):
+        anew = re.search(rf"{column}=CASE WHEN \(delivery.deliveries.next_at <= statement_timestamp\(\)\) "
+                         rf"THEN %\((\w+)\)s ELSE delivery.deliveries.{column} END", enable)
+        assert anew is not None and enabled[anew[1]] == 0, column
+
+
+async def test_a_rounds_attempts_record_their_refusals_in_a_row_in_the_statement_that_records_them():
+    """Each attempt's count is what the next claim reads, recorded with the attempt, under the same check of its
+    lease: no statement more per round (one per attempt would be 64 more round trips for a full round)."""
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    claimed = [Claimed(seq=seq, subscription_id="crm", lead_id=uuid.uuid4(), event_id=uuid.uuid4(),
+                       event_type="lead.routed", body=b"{}", attempts=3, created_at=now,
+                       leased_until=now + timedelta(seconds=20), claimed_at=now) for seq in (1, 2)]
+    conn = Recording()
+    await DeliveryStore(conn).record([
+        Attempted(claimed[0], at=now, status=404, error=None, response="", duration_ms=7, outcome="retry",
+                  next_at=now, refused_in_a_row=3),
+        Attempted(claimed[1], at=now, status=503, error=None, response="", duration_ms=7, outcome="retry",
+                  next_at=now, refused_in_a_row=0)])
+    [record] = conn.statements
+    [params] = conn.parameters
+    assert "refused_in_a_row = r.refused_in_a_row" in record.text and params["refused_in_a_row"] == [3, 0]
 
 
 async def test_a_claim_is_due_and_leased_by_postgres_clock_alone():

@@ -36,9 +36,9 @@ def add_commands(cli: typer.Typer) -> None:
         subscription: str | None = typer.Option(None, help="only this subscription's dead deliveries"),
         lead: str | None = typer.Option(None, help="only this lead's (its id)"),
     ) -> None:
-        """Send dead deliveries again; their retry window starts anew.
+        """Send dead deliveries again, with a fresh retry window and count of refusals.
 
-        A dead delivery is one given up after its retry window, or refused by its receiver (a 4xx, DELIVERY_REFUSED_ATTEMPTS times). Those whose body was purged (DELIVERY_KEEP_BODIES_DAYS after they died), and those of subscriptions not in force
+        A dead delivery is one given up after its retry window, or refused by its receiver (a 4xx, DELIVERY_REFUSED_ATTEMPTS times in a row). Those whose body was purged (DELIVERY_KEEP_BODIES_DAYS after they died), and those of subscriptions not in force
         (deleted, or in neither DELIVERY_SUBSCRIPTIONS_FILE nor the API's), stay dead, counted.
 
         Dead deliveries are not dead letters: records a stage could not process wait on leads.deadletter, and

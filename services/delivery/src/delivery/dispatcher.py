@@ -10,11 +10,12 @@ transport, which connects only to public addresses it resolved itself
 (``delivery.network``). After an attempt: 2xx delivered; ``410``
 switches the subscription off (its deliveries wait until it is redriven);
 ``429``/``503`` with ``Retry-After`` waits that long; a refusal (a ``4xx``
-but ``408``/``409``/``425``/``429``: ``domain.refused``) is dead at its
-``refused_attempts``-th attempt, so the lead's later deliveries go; anything
-else backs off exponentially with jitter, until the retry window (counted
-from the delivery's first attempt) ends and the delivery is dead, with its
-last response kept. Those times are Postgres's, as claims judge them, whatever
+but ``408``/``409``/``425``/``429``: ``domain.refused``) is dead once its
+receiver has refused ``refused_attempts`` attempts in a row (counted with the
+delivery, in the statement that records each attempt), so the lead's later
+deliveries go; anything else backs off exponentially with jitter, until the
+retry window (counted from the delivery's first attempt) ends and the delivery
+is dead, with its last response kept. Those times are Postgres's, as claims judge them, whatever
 this host's clock says (``_postgres_clock``), and so is a switch-off's, which
 the store dates: the dispatcher reads no wall clock of its host's. What the
 attempts that ended since the last round got is recorded by the next round,
@@ -247,9 +248,9 @@ class Dispatcher(BackgroundLoop):
         # From its first attempt, not from when it was queued: it may have waited most of a window behind its
         # lead's earlier delivery. This attempt opens it, as its recording stores (``store._RECORD``).
         first_at = d.first_attempt_at or at
-        verdict = after_attempt(status, retry_after, attempts=d.attempts + 1, first_at=first_at, now=now,
-                                window=window, jitter=random.random(), base_s=self._base_s,
-                                refused_attempts=self._refused_attempts)
+        verdict = after_attempt(status, retry_after, attempts=d.attempts + 1, refused_before=d.refused_in_a_row,
+                                first_at=first_at, now=now, window=window, jitter=random.random(),
+                                base_s=self._base_s, refused_attempts=self._refused_attempts)
         LATENCY.labels(sub.id).observe(elapsed)
         ATTEMPTS.labels(sub.id, verdict.outcome).inc()
         # Recorded by the next round, with every other attempt that ended by then: one connection for all.
@@ -257,12 +258,12 @@ class Dispatcher(BackgroundLoop):
         # out, and its receiver's answer, when it was an error page, did not say it was given up early.
         self._finished.append((Attempted(d, at=at, status=status, error=error or verdict.reason, response=response,
                                          duration_ms=int(elapsed * 1000), outcome=verdict.outcome,
-                                         next_at=verdict.next_at),
+                                         next_at=verdict.next_at, refused_in_a_row=verdict.refused_in_a_row),
                                sub.url if verdict.outcome == "gone" else None))
         if verdict.reason is not None:
             REFUSED.labels(sub.id, str(status)).inc()
             log.warning("delivery refused by its receiver: given up", subscription=sub.id, event_id=str(d.event_id),
-                        status=status, attempts=d.attempts + 1)
+                        status=status, attempts=d.attempts + 1, refused_in_a_row=verdict.refused_in_a_row)
         elif verdict.outcome == "dead":
             log.warning("delivery given up after the retry window", subscription=sub.id, event_id=str(d.event_id),
                         status=status, error=error)

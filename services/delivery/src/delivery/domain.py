@@ -338,8 +338,9 @@ def telling(reasons: Sequence[ScoreReason], left_out: set[str]) -> set[int]:
 # -- after an attempt -------------------------------------------------------------------
 
 
-#: How many attempts a delivery its receiver refuses gets (``refused``), the default of DELIVERY_REFUSED_ATTEMPTS:
-#: 5 to 10 minutes of backoff, which a secret rotation's reload or a receiver's bad deploy rolled back fits in.
+#: How many attempts in a row a receiver may refuse a delivery (``refused``) before it is given up, the default of
+#: DELIVERY_REFUSED_ATTEMPTS: 5 to 10 minutes of backoff from a delivery's first attempt, which a secret rotation's
+#: reload or a receiver's bad deploy rolled back fits in.
 REFUSED_ATTEMPTS = 8
 #: The 4xx answers that say "not now" rather than "not this" (a timeout, a conflict with what the receiver is
 #: doing, too early, too many): retried for the whole window, as a 5xx is.
@@ -355,6 +356,9 @@ class Verdict:
     next_at: datetime | None = None
     #: Why it is dead, when its answer alone does not say it (its status is kept beside it).
     reason: str | None = None
+    #: The attempts its receiver has refused in a row, this one included (0: this answer was no refusal): what the
+    #: next attempt's ``refused_before`` is.
+    refused_in_a_row: int = 0
 
 
 def refused(status: int | None) -> bool:
@@ -376,24 +380,31 @@ def retry_after_s(value: str | None, now: datetime) -> float | None:
         return None
 
 
-def after_attempt(status: int | None, retry_after: float | None, *, attempts: int, first_at: datetime,
-                  now: datetime, window: timedelta, jitter: float, base_s: float = 5.0,
+def after_attempt(status: int | None, retry_after: float | None, *, attempts: int, refused_before: int,
+                  first_at: datetime, now: datetime, window: timedelta, jitter: float, base_s: float = 5.0,
                   cap_s: float = 3600.0, refused_attempts: int = REFUSED_ATTEMPTS) -> Verdict:
     """What to do after attempt number ``attempts`` (1 for the first, since it was queued or redriven) got
     ``status`` (None: no answer: timeout or connection error), its retry ``window`` open since ``first_at`` (its
-    first attempt). A refusal (``refused``) that answers attempt ``refused_attempts`` or a later one is dead: the
-    lead's later deliveries (the rep who now holds it) wait behind it, and a receiver that will never take it
-    would hold them back for the whole window. Backoff doubles from ``base_s`` up to ``cap_s``, each wait between
-    half and all of it (``jitter`` in [0, 1)); a 429 or 503 with a longer ``Retry-After`` waits that long instead
-    (a shorter one, 0 or a date gone by, would have the receiver asked again at once, as fast as it answers). A
-    wait past the window's end is dead, but a 429 or 503 with ``Retry-After`` waits until that end instead, for
-    one last attempt: the receiver said it will take deliveries again."""
+    first attempt), the ``refused_before`` attempts just before it refused (``Verdict.refused_in_a_row`` of the
+    previous attempt; 0 for the first since it was queued or redriven). A refusal (``refused``) that makes
+    ``refused_attempts`` in a row is dead: the lead's later deliveries (the rep who now holds it) wait behind it,
+    and a receiver that will never take it would hold them back for the whole window. Any other answer starts
+    the count again: a delivery that failed for hours (an outage) and is then refused (the receiver's bad deploy
+    answering 404 for a minute) gets its ``refused_attempts`` too, not given up at its first refusal because it
+    had many attempts before it. Backoff doubles from ``base_s`` up to ``cap_s``, each wait between half and all
+    of it (``jitter`` in [0, 1)); a 429 or 503 with a longer ``Retry-After`` waits that long instead (a shorter
+    one, 0 or a date gone by, would have the receiver asked again at once, as fast as it answers). A wait past
+    the window's end is dead, but a 429 or 503 with ``Retry-After`` waits until that end instead, for one last
+    attempt: the receiver said it will take deliveries again."""
     if status is not None and 200 <= status < 300:
         return Verdict("delivered")
     if status == 410:
         return Verdict("gone")
-    if refused(status) and attempts >= refused_attempts:
-        return Verdict("dead", reason=f"refused: the receiver answered {status} to attempt {attempts}")
+    in_a_row = refused_before + 1 if refused(status) else 0
+    if in_a_row >= refused_attempts:
+        # The status is the last refusal's: a receiver may refuse with several (a 404, then a 401 once it is back).
+        return Verdict("dead", reason=f"refused: the receiver answered {status}, refusing {in_a_row} "
+                                      f"attempt{'s' if in_a_row != 1 else ''} in a row", refused_in_a_row=in_a_row)
     # The exponent is bounded first: a delivery may fail for weeks of windows, and 2.0 ** 1024 is no float.
     wait = min(cap_s, base_s * 2.0 ** min(attempts - 1, 64)) * (0.5 + jitter / 2)
     asked = retry_after if status in (429, 503) else None
@@ -405,9 +416,9 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
         # Dead at once, it never got the attempt its receiver asked for; that last attempt, at the window's end
         # (nothing left of it then), is dead whatever it is told.
         if asked is not None and left > 0:
-            return Verdict("retry", first_at + window)
-        return Verdict("dead")
-    return Verdict("retry", now + timedelta(seconds=wait))
+            return Verdict("retry", first_at + window, refused_in_a_row=in_a_row)
+        return Verdict("dead", refused_in_a_row=in_a_row)
+    return Verdict("retry", now + timedelta(seconds=wait), refused_in_a_row=in_a_row)
 
 
 def switched_off(disabled: Mapping[str, str | None], from_file: Mapping[str, Subscription]) -> set[str]:

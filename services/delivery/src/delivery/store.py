@@ -56,6 +56,10 @@ deliveries = sa.Table(
     # pending -> delivered | dead
     sa.Column("status", sa.Text, nullable=False, server_default="pending"),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # The attempts its receiver refused in a row (``domain.refused``), the last one's included: any other answer
+    # sets it to 0, and so does what resets attempts (a redrive, an enable). Judged by it, not by attempts, a
+    # delivery that failed for hours was given up at its receiver's first refusal.
+    sa.Column("refused_in_a_row", sa.Integer, nullable=False, server_default="0"),
     # Queued due at once by Postgres's clock (``enqueue``), which claims judge it due by.
     sa.Column("next_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
     sa.Column("last_status", sa.Integer),
@@ -163,7 +167,7 @@ _CLAIM = sa.text(
         FOR UPDATE SKIP LOCKED
     )
     RETURNING seq, subscription_id, lead_id, event_id, event_type, body, attempts, created_at, next_at,
-              (SELECT now FROM clock), first_attempt_at
+              (SELECT now FROM clock), first_attempt_at, refused_in_a_row
     """
 )
 #: A round's attempts in one statement, each only while the claim that sent it still holds its delivery:
@@ -176,13 +180,14 @@ _RECORD = sa.text(
         UPDATE {SCHEMA}.deliveries d
         SET attempts = r.attempt, last_status = r.http_status, last_error = r.error, last_response = r.response,
             status = r.state, done_at = r.done_at, next_at = coalesce(r.retry_at, d.next_at),
-            first_attempt_at = coalesce(d.first_attempt_at, r.attempted_at)
+            first_attempt_at = coalesce(d.first_attempt_at, r.attempted_at), refused_in_a_row = r.refused_in_a_row
         FROM unnest(CAST(:seq AS bigint[]), CAST(:leased_until AS timestamptz[]), CAST(:attempt AS int[]),
                     CAST(:attempted_at AS timestamptz[]), CAST(:http_status AS int[]), CAST(:error AS text[]),
                     CAST(:response AS text[]), CAST(:duration_ms AS int[]), CAST(:state AS text[]),
-                    CAST(:done_at AS timestamptz[]), CAST(:retry_at AS timestamptz[]))
+                    CAST(:done_at AS timestamptz[]), CAST(:retry_at AS timestamptz[]),
+                    CAST(:refused_in_a_row AS int[]))
             AS r(seq, leased_until, attempt, attempted_at, http_status, error, response, duration_ms, state,
-                 done_at, retry_at)
+                 done_at, retry_at, refused_in_a_row)
         WHERE d.seq = r.seq AND d.status = 'pending' AND d.next_at = r.leased_until
         RETURNING r.seq, r.attempt, r.attempted_at, r.http_status, r.error, r.duration_ms
     ), logged AS (
@@ -236,11 +241,15 @@ class Claimed:
     claimed_at: datetime
     #: When its retry window opened (None: this is its first attempt, or the first since a redrive or an enable).
     first_attempt_at: datetime | None = None
+    #: The attempts just before this one that its receiver refused in a row (``domain.after_attempt``'s
+    #: ``refused_before``).
+    refused_in_a_row: int = 0
 
 
 @dataclass(frozen=True)
 class Attempted:
-    """What became of one attempt at a claimed delivery (``outcome`` and ``next_at``: ``domain.Verdict``'s)."""
+    """What became of one attempt at a claimed delivery (``outcome``, ``next_at`` and ``refused_in_a_row``:
+    ``domain.Verdict``'s)."""
 
     claimed: Claimed
     at: datetime
@@ -250,6 +259,8 @@ class Attempted:
     duration_ms: int
     outcome: str
     next_at: datetime | None
+    #: Stored with the delivery: what its next attempt's verdict counts on (``Claimed.refused_in_a_row``).
+    refused_in_a_row: int
 
 
 @dataclass(frozen=True)
@@ -272,12 +283,15 @@ class Redrive:
     not_in_force: Mapping[str, int] = field(default_factory=dict)
 
 
-#: A delivery sent again from when the statement runs: its retry window (from its next attempt) and backoff start
-#: over (a redrive; ``enable`` for what is due). By Postgres's clock, which claims judge it due by: from a host
-#: whose clock ran ahead, it waited out the difference before it was sent.
+#: A delivery sent again from when the statement runs: its retry window (from its next attempt), backoff and count
+#: of refusals in a row start over (a redrive; ``enable`` for what is due). By Postgres's clock, which claims judge
+#: it due by: from a host whose clock ran ahead, it waited out the difference before it was sent.
 _FRESH_WINDOW: Mapping[str, Any] = {"next_at": sa.func.statement_timestamp(),
                                     "created_at": sa.func.statement_timestamp(), "attempts": 0,
-                                    "first_attempt_at": None}
+                                    "first_attempt_at": None, "refused_in_a_row": 0}
+#: What ``enable`` starts over for the due deliveries alone: one not due may be under way, and its attempt, when
+#: recorded, sets them from its claim's copy.
+_DUE_ANEW = ("next_at", "attempts", "refused_in_a_row")
 
 
 class DeliveryStore:
@@ -341,6 +355,7 @@ class DeliveryStore:
             # A 410 keeps the lease as next_at: the subscription is switched off; switched back on, it is sent
             # again (no sooner than the lease's end).
             "retry_at": [a.next_at if a.outcome == "retry" else None for a in attempted],
+            "refused_in_a_row": [a.refused_in_a_row for a in attempted],
         })
         return {r.seq for r in rows}
 
@@ -424,24 +439,21 @@ class DeliveryStore:
                                         .returning(disabled.c.subscription_id))
         if not done.all():
             return False
-        # A fresh window for every waiting delivery, one not yet due too (waiting for its retry, or for a last
-        # attempt at its old window's end), which would otherwise die at its first failure. Only the due ones are
-        # sent now, their backoff starting over: one whose next_at is ahead may be leased (an attempt under way
-        # when another of its subscription's got the 410, or the 410's own, its lease kept); made due, it would be
-        # sent again beside that attempt, whose result would then not be recorded, and that attempt sets its
-        # count when recorded. Its window reopening is harmless: the attempt is judged by its claim's copy, and,
-        # recorded, opens the new window at its own start, seconds before this. Judged due and made due by
-        # Postgres's clock, which set the lease and which claims read: by this process's, ahead of it, what waited
-        # would wait out the difference before it was sent, and (ahead by more than a lease) the delivery under
-        # way would be due.
+        # A fresh window for every waiting delivery, one not yet due too (waiting for its retry, or for a last attempt
+        # at its old window's end), which would otherwise die at its first failure. Only the due ones are sent now,
+        # their backoff and refusals in a row counted anew: one whose next_at is ahead may be leased (an attempt under
+        # way when another of its subscription's got the 410, or the 410's own, its lease kept); made due, it would be
+        # sent again beside that attempt, whose result would then not be recorded, and that attempt sets its counts when
+        # recorded. Its window reopening is harmless: the attempt is judged by its claim's copy, and, recorded, opens
+        # the new window at its own start, seconds before this. Judged due and made due by Postgres's clock, which set
+        # the lease and which claims read: by this process's, ahead of it, what waited would wait out the difference
+        # before it was sent, and (ahead by more than a lease) the delivery under way would be due.
         is_due = deliveries.c.next_at <= sa.func.statement_timestamp()
         await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                                            deliveries.c.status == "pending")
                                  .values(**{**_FRESH_WINDOW,
-                                            "next_at": sa.case((is_due, _FRESH_WINDOW["next_at"]),
-                                                               else_=deliveries.c.next_at),
-                                            "attempts": sa.case((is_due, _FRESH_WINDOW["attempts"]),
-                                                                else_=deliveries.c.attempts)}))
+                                            **{column: sa.case((is_due, _FRESH_WINDOW[column]),
+                                                               else_=deliveries.c[column]) for column in _DUE_ANEW}}))
         return True
 
     async def purge(self, keep: timedelta, limit: int) -> int:
