@@ -517,6 +517,21 @@ def test_a_refusal_after_hours_of_failures_is_retried_until_the_receiver_has_ref
     assert answered(*outage, 404, 404, 404)[-1].outcome == "dead"
 
 
+def test_refusals_after_an_outage_are_paced_by_their_count_so_they_take_minutes_not_hours():
+    """Backed off to half an hour or more by 30 attempts through an outage, a delivery's refusals in a row were
+    spaced as far apart: some 4 to 8 hours of them, the lead's later deliveries waiting behind, before it was
+    given up. Spaced as a new delivery's are, they take the minutes DELIVERY_REFUSED_ATTEMPTS is."""
+    outage = [500] * 30
+
+    def waits(*statuses):
+        verdicts = answered(*outage, *statuses, refused_attempts=8)[len(outage):]
+        return [(v.next_at - NOW).total_seconds() for v in verdicts]
+
+    assert waits(500) == [1800.0]  # the outage's backoff, capped at an hour, halved by the jitter
+    assert waits(*[404] * 7) == [2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0]
+    assert waits(404, 404, 503) == [2.5, 5.0, 1800.0]  # an outage again: its own backoff
+
+
 @pytest.mark.parametrize("between", [500, 502, 503, None, 408, 409, 425, 429])
 def test_any_other_answer_between_refusals_starts_their_count_again(between):
     """Refusals broken by an outage (a receiver's deploy answering 404, then 503 while it restarts) are no

@@ -339,8 +339,8 @@ def telling(reasons: Sequence[ScoreReason], left_out: set[str]) -> set[int]:
 
 
 #: How many attempts in a row a receiver may refuse a delivery (``refused``) before it is given up, the default of
-#: DELIVERY_REFUSED_ATTEMPTS: 5 to 10 minutes of backoff from a delivery's first attempt, which a secret rotation's
-#: reload or a receiver's bad deploy rolled back fits in.
+#: DELIVERY_REFUSED_ATTEMPTS: 5 to 10 minutes of backoff, which a secret rotation's reload or a receiver's bad
+#: deploy rolled back fits in.
 REFUSED_ATTEMPTS = 8
 #: The 4xx answers that say "not now" rather than "not this" (a timeout, a conflict with what the receiver is
 #: doing, too early, too many): retried for the whole window, as a 5xx is.
@@ -395,7 +395,8 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
     of it (``jitter`` in [0, 1)); a 429 or 503 with a longer ``Retry-After`` waits that long instead (a shorter
     one, 0 or a date gone by, would have the receiver asked again at once, as fast as it answers). A wait past
     the window's end is dead, but a 429 or 503 with ``Retry-After`` waits until that end instead, for one last
-    attempt: the receiver said it will take deliveries again."""
+    attempt: the receiver said it will take deliveries again. After a refusal the backoff doubles with the refusals
+    in a row, not with the attempts: they take the same minutes whatever came before them."""
     if status is not None and 200 <= status < 300:
         return Verdict("delivered")
     if status == 410:
@@ -405,8 +406,11 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
         # The status is the last refusal's: a receiver may refuse with several (a 404, then a 401 once it is back).
         return Verdict("dead", reason=f"refused: the receiver answered {status}, refusing {in_a_row} "
                                       f"attempt{'s' if in_a_row != 1 else ''} in a row", refused_in_a_row=in_a_row)
+    # Refusals are paced by their own count: after an outage had backed a delivery off to an hour, its refusals in a
+    # row took hours, the lead's later deliveries waiting behind them, not the minutes DELIVERY_REFUSED_ATTEMPTS is.
+    paced_by = in_a_row or attempts
     # The exponent is bounded first: a delivery may fail for weeks of windows, and 2.0 ** 1024 is no float.
-    wait = min(cap_s, base_s * 2.0 ** min(attempts - 1, 64)) * (0.5 + jitter / 2)
+    wait = min(cap_s, base_s * 2.0 ** min(paced_by - 1, 64)) * (0.5 + jitter / 2)
     asked = retry_after if status in (429, 503) else None
     if asked is not None:
         wait = max(wait, asked)

@@ -36,7 +36,8 @@ class DeliverySettings(ConsumerSettings):
                                               "(1-100; any other answer, a redrive or switching the subscription "
                                               "back on starts the count again)")
     retry_base_s: float = Field(5, gt=0, description="the first retry's wait; each later one doubles it (with "
-                                                    "jitter, at most an hour)")
+                                                    "jitter, at most an hour); after a refusal, from its first in "
+                                                    "a row")
     connect_timeout_s: float = Field(5, gt=0, description="connect timeout of one attempt")
     timeout_s: float = Field(15, gt=0, description="total time one attempt may take")
     max_in_flight: int = Field(64, ge=1, description="attempts under way at once in one process")
