@@ -323,6 +323,25 @@ async def test_an_answer_other_than_a_refusal_records_the_count_of_refusals_in_a
     assert (tried.outcome, tried.refused_in_a_row) == ("retry", 0)
 
 
+async def test_a_receiver_that_redirects_refuses_the_delivery_and_its_last_error_says_where_to():
+    """An http:// url its receiver moved to https:// answers 301 for ever: retried as an outage, it held the lead's
+    later events for 72 hours with nothing saying why. A redirect is a refusal, and its last error names the
+    url to set."""
+    retried, third = due(2)
+    queue = Queue([retried, replace(third, attempts=2, first_attempt_at=NOW, refused_in_a_row=2)])
+    moved = "https://crm.example.com/hooks/leadpipe"
+    sender = dispatcher(queue, Pool(queue), status=301, headers={"location": moved})
+    assert await sender.step() == 2
+    await sender.stop()
+    tried = {a.claimed.seq: a for a in queue.attempted}
+    assert (tried[retried.seq].outcome, tried[retried.seq].refused_in_a_row) == ("retry", 1)
+    assert tried[retried.seq].error == (f"redirected to {moved}; deliveries follow no redirect: set the "
+                                        "subscription's url to where it points")
+    assert tried[third.seq].outcome == "dead"
+    assert tried[third.seq].error.startswith("refused: the receiver answered 301, refusing 3 attempts in a row; "
+                                             f"redirected to {moved}")
+
+
 @pytest.mark.parametrize("value", ["0", "101", "three"])
 def test_a_refused_attempts_setting_outside_1_to_100_stops_the_service_naming_it(monkeypatch, capsys, value):
     monkeypatch.setenv("DELIVERY_REFUSED_ATTEMPTS", value)

@@ -504,7 +504,8 @@ def test_a_receiver_that_refuses_a_delivery_gives_it_up_after_the_refused_attemp
     # Spaced by the usual backoff, not sent again at once.
     assert (verdicts[1].next_at - NOW).total_seconds() == 5.0
     assert verdicts[2].reason == "refused: the receiver answered 422, refusing 3 attempts in a row"
-    for status in (400, 401, 403, 404, 405, 413, 415, 422, 451, 499):
+    # A redirect too: deliveries follow none, so the same answer comes back every time.
+    for status in (300, 301, 302, 303, 307, 308, 400, 401, 403, 404, 405, 413, 415, 422, 451, 499):
         assert answered(status, status, status)[-1].outcome == "dead", status
 
 

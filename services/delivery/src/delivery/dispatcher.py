@@ -10,7 +10,8 @@ transport, which connects only to public addresses it resolved itself
 (``delivery.network``). After an attempt: 2xx delivered; ``410``
 switches the subscription off (its deliveries wait until it is redriven);
 ``429``/``503`` with ``Retry-After`` waits that long; a refusal (a ``4xx``
-but ``408``/``409``/``425``/``429``: ``domain.refused``) is dead once its
+but ``408``/``409``/``425``/``429``, or a redirect, which is never followed:
+``domain.refused``) is dead once its
 receiver has refused ``refused_attempts`` attempts in a row (counted with the
 delivery, in the statement that records each attempt), so the lead's later
 deliveries go; anything else backs off exponentially with jitter, until the
@@ -47,7 +48,7 @@ from standardwebhooks.webhooks import Webhook
 from leadpipe_common.db import error_text, is_unavailable
 from leadpipe_common.outbox import BackgroundLoop
 
-from delivery.domain import Subscription, after_attempt, retry_after_s, switched_off
+from delivery.domain import Subscription, after_attempt, redirected, retry_after_s, switched_off
 from delivery.store import Attempted, Claimed
 
 log = structlog.get_logger(__name__)
@@ -234,6 +235,7 @@ class Dispatcher(BackgroundLoop):
             ) as reply:
                 status = reply.status_code
                 retry_after = retry_after_s(reply.headers.get("retry-after"), at)
+                error = redirected(status, reply.headers.get("location"))
                 response = await head_of(reply)
         except Exception as exc:  # noqa: BLE001
             # Not only the network's errors: whatever keeps an attempt from being made (a URL httpx refuses, a
@@ -256,7 +258,9 @@ class Dispatcher(BackgroundLoop):
         # Recorded by the next round, with every other attempt that ended by then: one connection for all.
         # A refusal's reason is its delivery's last error: a dead delivery with no error read as one whose window ran
         # out, and its receiver's answer, when it was an error page, did not say it was given up early.
-        self._finished.append((Attempted(d, at=at, status=status, error=error or verdict.reason, response=response,
+        # A given-up redirect keeps both: that it was refused, and where the receiver pointed.
+        error = "; ".join(filter(None, (verdict.reason, error))) or None
+        self._finished.append((Attempted(d, at=at, status=status, error=error, response=response,
                                          duration_ms=int(elapsed * 1000), outcome=verdict.outcome,
                                          next_at=verdict.next_at, refused_in_a_row=verdict.refused_in_a_row),
                                sub.url if verdict.outcome == "gone" else None))

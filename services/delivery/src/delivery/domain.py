@@ -363,8 +363,20 @@ class Verdict:
 
 def refused(status: int | None) -> bool:
     """Whether ``status`` refuses this message rather than tells of an outage: a 4xx other than 410 (``gone``)
-    and ``TRANSIENT_4XX``. Sent again, it gets the same answer, and the lead's later deliveries wait behind it."""
-    return status is not None and 400 <= status < 500 and status != 410 and status not in TRANSIENT_4XX
+    and ``TRANSIENT_4XX``, or a redirect (3xx). Sent again, it gets the same answer, and the lead's later
+    deliveries wait behind it. Deliveries follow no redirect (a signed POST re-sent to wherever a receiver
+    points, a private address among them, is not ours to send), so an http:// url its receiver moves to
+    https://, or one missing its trailing slash, is the subscription's url to change, not an outage to wait out
+    for 72 hours."""
+    return (status is not None and 300 <= status < 500 and status != 410 and status not in TRANSIENT_4XX)
+
+
+def redirected(status: int | None, location: str | None) -> str | None:
+    """What a redirect answered to a delivery says to whoever reads its last error (None: not a redirect)."""
+    if status is None or not 300 <= status < 400:
+        return None
+    where = f" to {location[:300]}" if location else ""
+    return f"redirected{where}; deliveries follow no redirect: set the subscription's url to where it points"
 
 
 def retry_after_s(value: str | None, now: datetime) -> float | None:
