@@ -167,6 +167,18 @@ def test_a_migration_says_the_revision_it_left_in_place_not_the_one_asked_for(mo
         assert result.exit_code == 0 and result.output.strip() == said
 
 
+def test_a_migration_waits_for_a_held_table_as_long_as_database_migration_lock_timeout_s_says(monkeypatch):
+    from leadpipe_common import migrations
+
+    given = []
+    monkeypatch.setattr(migrations, "upgrade_service", lambda *a, **k: given.append(k["lock_timeout_s"]) or ((), ()))
+    assert migrate("head", DATABASE_MIGRATION_LOCK_TIMEOUT_S="2.5").exit_code == 0
+    assert given == [2.5]
+    refused = migrate("head", DATABASE_MIGRATION_LOCK_TIMEOUT_S="0")
+    assert refused.exit_code == 2 and given == [2.5]
+    assert refused.output.strip() == "invalid setting DATABASE_MIGRATION_LOCK_TIMEOUT_S: Input should be greater than 0"
+
+
 def test_a_target_older_than_the_revision_in_place_is_no_upgrade():
     """alembic's upgrade to an older revision runs no step: migrate said "migrated to 0001" and changed nothing."""
     from alembic.script import ScriptDirectory

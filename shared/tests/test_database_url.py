@@ -127,13 +127,28 @@ def test_the_connect_timeout_is_ten_seconds_unless_database_connect_timeout_s_sa
     assert ServiceSettings().database_connect_timeout_s == StackSettings().database_connect_timeout_s == 45
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_migration_waits_ten_seconds_for_a_held_table_unless_database_migration_lock_timeout_s_says_otherwise(
+        monkeypatch):
+    """Fixed at 10 s, a test of the give-up waited them out; make run migrates in its own process, and takes the
+    same variable."""
+    assert ServiceSettings().database_migration_lock_timeout_s == StackSettings().database_migration_lock_timeout_s \
+        == 10
+    monkeypatch.setenv("DATABASE_MIGRATION_LOCK_TIMEOUT_S", "2.5")
+    assert ServiceSettings().database_migration_lock_timeout_s == StackSettings().database_migration_lock_timeout_s \
+        == 2.5
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    *((variable, value) for variable in ("DATABASE_CONNECT_TIMEOUT_S", "DATABASE_MIGRATION_LOCK_TIMEOUT_S")
+      for value in ("0", "-1", "soon")),
+    ("DATABASE_MIGRATION_LOCK_TIMEOUT_S", "86401"),  # past a day
+])
 @pytest.mark.parametrize("settings", [ServiceSettings, StackSettings])
-def test_a_connect_timeout_that_is_no_positive_number_is_refused_naming_the_variable(settings, value, monkeypatch):
-    monkeypatch.setenv("DATABASE_CONNECT_TIMEOUT_S", value)
+def test_a_database_timeout_out_of_its_range_is_refused_naming_the_variable(settings, variable, value, monkeypatch):
+    monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError) as refused:
         settings()
-    assert [e["loc"] for e in refused.value.errors()] == [("DATABASE_CONNECT_TIMEOUT_S",)]
+    assert [e["loc"] for e in refused.value.errors()] == [(variable,)]
 
 
 def test_a_command_on_a_postgres_that_never_answers_says_what_it_waited_for(silent_server):
@@ -181,6 +196,14 @@ def test_make_run_on_a_postgres_that_never_answers_says_what_it_waited_for(silen
     assert str(failed.value) == (f"migrating routing failed: Postgres at {stack._shown_url(url)} did not answer "
                                  "within 0.3 s")
     assert "s3cret" not in str(failed.value)
+
+
+def test_make_run_migrates_with_the_lock_timeout_it_was_given(monkeypatch, tmp_path):
+    given = []
+    monkeypatch.setattr(stack.migrations, "upgrade_service", lambda *a, **k: given.append(k["lock_timeout_s"]))
+    url = "postgresql+asyncpg://leadpipe:s3cret@127.0.0.1:1/leadpipe"
+    stack.Stack(data_dir=tmp_path, database_url=url, migration_lock_timeout_s=2.5).migrate(["routing", "scoring"])
+    assert given == [2.5, 2.5]
 
 
 def test_make_run_on_a_statement_that_times_out_does_not_say_postgres_did_not_answer(monkeypatch, tmp_path):

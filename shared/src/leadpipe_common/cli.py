@@ -169,7 +169,8 @@ def service_cli(
         with migration_errors(name, revision):
             before, after = migrations.upgrade_service(
                 migrations_dir, settings.database_url, schema=name, revision=revision,
-                connect_timeout_s=settings.database_connect_timeout_s)
+                connect_timeout_s=settings.database_connect_timeout_s,
+                lock_timeout_s=settings.database_migration_lock_timeout_s)
         # What is in place, not what was asked: "head" names no revision, and an upgrade may find nothing to do.
         now = ", ".join(after) or "no revision"
         if before == after:

@@ -52,7 +52,8 @@ def _settings() -> ServiceSettings:
     settings = load_settings(ServiceSettings)
     with migration_errors("auth"):
         migrations.upgrade(migrations.AUTH_MIGRATIONS, settings.database_url, schema="auth",
-                           connect_timeout_s=settings.database_connect_timeout_s)
+                           connect_timeout_s=settings.database_connect_timeout_s,
+                           lock_timeout_s=settings.database_migration_lock_timeout_s)
     return settings
 
 

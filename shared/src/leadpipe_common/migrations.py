@@ -6,8 +6,9 @@ independently against one shared server or against separate databases. It
 holds a Postgres advisory lock per schema for the whole upgrade, so replicas
 that all migrate on start (init containers) run one after another, and the
 later ones find nothing left to do. A migration waits at most
-``LOCK_TIMEOUT_S`` for a lock on a table it changes, then fails having
-changed nothing (``TableBusy``). Migrations only go up: a target older
+``lock_timeout_s`` (``DATABASE_MIGRATION_LOCK_TIMEOUT_S``, 10 s by default)
+for a lock on a table it changes, then fails having changed nothing
+(``TableBusy``). Migrations only go up: a target older
 than the revision in place is refused (``NotAnUpgrade``), as is one the
 service's history does not have (alembic's ``CommandError``, before any
 connection is made); ``upgrade`` returns the revisions in place before and
@@ -19,6 +20,7 @@ migrate without the source tree.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from pathlib import Path
 
@@ -30,16 +32,18 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
 from leadpipe_common.db import engine_for, sqlstate
-from leadpipe_common.settings import DEFAULT_CONNECT_TIMEOUT_S
+from leadpipe_common.settings import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MIGRATION_LOCK_TIMEOUT_S
 
 
 def config(migrations_dir: Path, database_url: str, schema: str,
-           connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> Config:
+           connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+           lock_timeout_s: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_S) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir))
     cfg.attributes["database_url"] = database_url
     cfg.attributes["schema"] = schema
     cfg.attributes["connect_timeout_s"] = connect_timeout_s
+    cfg.attributes["lock_timeout_s"] = lock_timeout_s
     return cfg
 
 
@@ -47,15 +51,8 @@ class NotAnUpgrade(CommandError):
     """The target is older than the revision in place: an upgrade to it would do nothing."""
 
 
-#: How long a migration waits for a lock on a table it changes. An ALTER TABLE queued behind a long transaction on
-#: its table (an admin's open psql, a report) holds every later reader and writer of the table behind itself: the
-#: service's requests would wait, then fail, for as long as that transaction lasted. Failing instead, it changed
-#: nothing and can be run again once the table is free.
-LOCK_TIMEOUT_S = 10
-
-
 class TableBusy(Exception):
-    """A table the migration changes stayed held by another transaction past ``LOCK_TIMEOUT_S``: nothing changed."""
+    """A table the migration changes stayed held by another transaction past its lock timeout: nothing changed."""
 
 
 #: The revisions in place in a schema (none before its first migration).
@@ -63,10 +60,12 @@ Heads = tuple[str, ...]
 
 
 def upgrade(migrations_dir: Path, database_url: str, schema: str, revision: str = "head",
-            connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> tuple[Heads, Heads]:
+            connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+            lock_timeout_s: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_S) -> tuple[Heads, Heads]:
     """The revisions in place before and after; a connection not set up within ``connect_timeout_s``
-    (``DATABASE_CONNECT_TIMEOUT_S``) fails with ``db.ConnectTimeout``."""
-    cfg = config(migrations_dir, database_url, schema, connect_timeout_s)
+    (``DATABASE_CONNECT_TIMEOUT_S``) fails with ``db.ConnectTimeout``, a table held by another transaction for
+    ``lock_timeout_s`` (``DATABASE_MIGRATION_LOCK_TIMEOUT_S``) with ``TableBusy``."""
+    cfg = config(migrations_dir, database_url, schema, connect_timeout_s, lock_timeout_s)
     command.upgrade(cfg, revision)
     return cfg.attributes["before"], cfg.attributes["after"]
 
@@ -108,13 +107,15 @@ AUTH_MIGRATIONS = Path(__file__).parent / "auth_migrations"
 
 
 def upgrade_service(migrations_dir: Path, database_url: str, schema: str, revision: str = "head",
-                    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> tuple[Heads, Heads]:
+                    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+                    lock_timeout_s: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_S) -> tuple[Heads, Heads]:
     """The service's revisions in place before and after; a target it does not have is refused before the
     shared schema is touched."""
     check_revision(migrations_dir, revision)
-    upgrade(AUTH_MIGRATIONS, database_url, schema="auth", connect_timeout_s=connect_timeout_s)
+    upgrade(AUTH_MIGRATIONS, database_url, schema="auth", connect_timeout_s=connect_timeout_s,
+            lock_timeout_s=lock_timeout_s)
     return upgrade(migrations_dir, database_url, schema=schema, revision=revision,
-                   connect_timeout_s=connect_timeout_s)
+                   connect_timeout_s=connect_timeout_s, lock_timeout_s=lock_timeout_s)
 
 
 def run_env(target_metadata: sa.MetaData) -> None:
@@ -122,11 +123,13 @@ def run_env(target_metadata: sa.MetaData) -> None:
     cfg = context.config
     schema: str = cfg.attributes["schema"]
     url: str = cfg.attributes["database_url"]
+    lock_timeout_s: float = cfg.attributes["lock_timeout_s"]
 
     def migrate(connection: sa.Connection) -> None:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"leadpipe-migrate:{schema}"})
         # After the advisory lock: a replica's migrate still waits for another's as long as that one takes.
-        connection.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_S}s'"))
+        # In whole milliseconds, never rounded down to 0, which Postgres reads as no timeout at all.
+        connection.execute(sa.text(f"SET LOCAL lock_timeout = '{math.ceil(lock_timeout_s * 1000)}ms'"))
         connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         context.configure(
             connection=connection,
@@ -147,8 +150,8 @@ def run_env(target_metadata: sa.MetaData) -> None:
         except sa.exc.DBAPIError as exc:
             if sqlstate(exc) != "55P03":  # lock_timeout's "lock not available"
                 raise
-            raise TableBusy(f"a table of {schema} is held by another transaction: waited {LOCK_TIMEOUT_S} s for it, "
-                            "changed nothing; run migrate again once it ends (pg_stat_activity shows who holds "
+            raise TableBusy(f"a table of {schema} is held by another transaction: waited {lock_timeout_s:g} s for "
+                            "it, changed nothing; run migrate again once it ends (pg_stat_activity shows who holds "
                             "it: a session 'idle in transaction', a long report)") from None
         cfg.attributes["before"], cfg.attributes["after"] = before, tuple(migration.get_current_heads())
 

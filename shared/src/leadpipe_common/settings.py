@@ -34,6 +34,11 @@ POSTGRES_PASSWORD_FILE = "postgres.password"
 #: command line silent for a minute on a Postgres that accepts connections and never answers (wedged, or something
 #: else on its port), and a service's request as long before its 503.
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
+#: How long a migration waits for a lock on a table it changes by default. An ALTER TABLE queued behind a long
+#: transaction on its table (an admin's open psql, a report) holds every later reader and writer of the table behind
+#: itself: the service's requests would wait, then fail, for as long as that transaction lasted. Failing instead, it
+#: changed nothing and can be run again once the table is free.
+DEFAULT_MIGRATION_LOCK_TIMEOUT_S = 10.0
 
 
 def _connect_timeout() -> Any:
@@ -42,6 +47,18 @@ def _connect_timeout() -> Any:
                  description="seconds a new database connection may take to be set up (TCP, TLS, sign-in) before it "
                              "fails; raise it for a database that wakes slowly (Aurora Serverless resuming, a cloud "
                              "SQL proxy's cold start)")
+
+
+def _migration_lock_timeout() -> Any:
+    # Like the connect timeout, one variable for every service's migrate and for make run's.
+    # At most a day: far beyond any wait worth queueing every request behind, and within what Postgres's
+    # lock_timeout holds (some 24 days), which would refuse more only once connected.
+    return Field(DEFAULT_MIGRATION_LOCK_TIMEOUT_S, gt=0, le=86_400,
+                 validation_alias="DATABASE_MIGRATION_LOCK_TIMEOUT_S",
+                 description="seconds (above 0, at most 86400) a migration waits for a table it changes while "
+                             "another transaction holds it (an open `psql` session, a long report); then it stops "
+                             "having changed nothing, exit code 1, to be run again once the table is free. Queued "
+                             "longer, it would hold every request on that table behind it")
 
 
 class KafkaSettings(BaseSettings):
@@ -164,6 +181,7 @@ class ServiceSettings(KafkaSettings):
                     f"from `{POSTGRES_PASSWORD_FILE}` in `LEADPIPE_DATA_DIR`",
     )
     database_connect_timeout_s: float = _connect_timeout()
+    database_migration_lock_timeout_s: float = _migration_lock_timeout()
     db_pool_size: int = Field(10, ge=1, validation_alias="DB_POOL_SIZE",
                               description="database connections per process (and as many again in overflow)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
@@ -512,7 +530,7 @@ class TopicSettings(KafkaSettings):
 
 class StackSettings(BaseSettings):
     """Where ``make run`` puts the embedded broker and Postgres it starts (when it starts them), and how long it
-    waits for a Postgres to answer when it migrates."""
+    waits for a Postgres to answer, and for a table another transaction holds, when it migrates."""
 
     model_config = SettingsConfigDict(env_prefix="LEADPIPE_", extra="ignore", frozen=True)
 
@@ -520,3 +538,4 @@ class StackSettings(BaseSettings):
     broker_port: int = Field(9092, ge=1, le=65535, description="port of the embedded broker")
     postgres_port: int = Field(5432, ge=1, le=65535, description="port of the embedded Postgres")
     database_connect_timeout_s: float = _connect_timeout()  # for its migrations, on the embedded Postgres or yours
+    database_migration_lock_timeout_s: float = _migration_lock_timeout()

@@ -55,8 +55,8 @@ from leadpipe_common.retry import backoff
 from leadpipe_common.auth import ADMIN, split
 from leadpipe_common.keys import create_key, key_is_valid
 from leadpipe_common.settings import (
-    DEFAULT_CONNECT_TIMEOUT_S, POSTGRES_PASSWORD_FILE, KafkaSettings, ServiceSettings, StackSettings, TopicSettings,
-    asyncpg_url,
+    DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MIGRATION_LOCK_TIMEOUT_S, POSTGRES_PASSWORD_FILE, KafkaSettings,
+    ServiceSettings, StackSettings, TopicSettings, asyncpg_url,
 )
 from leadpipe_common.topology import PORTS, TOPICS
 
@@ -156,6 +156,8 @@ class Stack:
     database_url: str | None = None
     #: How long its migrations wait for a new connection (DATABASE_CONNECT_TIMEOUT_S).
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    #: How long its migrations wait for a table another transaction holds (DATABASE_MIGRATION_LOCK_TIMEOUT_S).
+    migration_lock_timeout_s: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_S
     durable: bool = True
     service_logs: bool = False  # write service output to files instead of the terminal
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -254,7 +256,8 @@ class Stack:
             directory = Path(str(importlib.resources.files(service) / "migrations"))
             try:
                 migrations.upgrade_service(directory, self.database_url, schema=service,
-                                           connect_timeout_s=self.connect_timeout_s)
+                                           connect_timeout_s=self.connect_timeout_s,
+                                           lock_timeout_s=self.migration_lock_timeout_s)
             except db.ConnectTimeout as exc:
                 raise RuntimeError(f"migrating {service} failed: Postgres at {_shown_url(self.database_url)} did not "
                                    f"answer within {exc.seconds:g} s") from exc
@@ -462,6 +465,7 @@ def run() -> None:
         replicas=_replicas(), base_ports=_ports(),
         bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), database_url=_database_url(),
         connect_timeout_s=where.database_connect_timeout_s,
+        migration_lock_timeout_s=where.database_migration_lock_timeout_s,
     )
 
     def on_signal(signum: int, _frame: object) -> None:
