@@ -52,8 +52,8 @@ def loop_stack() -> Iterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix="leadpipe-loop-"))
     (data_dir / "sla.yaml").write_text(yaml.safe_dump(
         {"acceptance": {"A": "1h", "B": f"{LAPSE_S}s"}, "max_reassignments": 1}))
-    # Two routing processes: each deadline must still fire once.
-    stack = make_test_stack(data_dir, replicas={**dict.fromkeys(SERVICES, 1), "routing": 2})
+    # Two routing processes: each deadline must still fire once. No delivery: nothing here is sent to a webhook.
+    stack = make_test_stack(data_dir, replicas={**dict.fromkeys(SERVICES, 1), "routing": 2, "delivery": 0})
     stack.extra_env.update({"ROUTING_SLA_FILE": str(data_dir / "sla.yaml"),
                             "ROUTING_SLA_CHECK_S": "0.5", "ROUTING_OUTBOX_IDLE_S": "0.2"})
     with running(stack) as s:

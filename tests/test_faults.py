@@ -1,7 +1,9 @@
 """Fault injection: break real processes, then account for every accepted lead by its id.
 
 A dedicated stack (the tests kill parts of it): two enrichment and two
-scoring processes, and capture re-driving leads with no outcome after 5 s.
+scoring processes, capture re-driving leads with no outcome after 5 s, and
+no reporting (what the tests account for is on the topics and in capture's
+and routing's tables).
 """
 
 import asyncio
@@ -25,7 +27,8 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 @pytest.fixture(scope="module")
 def faulty():
     stack = make_test_stack(Path(tempfile.mkdtemp(prefix="leadpipe-faults-")),
-                            replicas={"capture": 1, "enrichment": 2, "scoring": 2, "routing": 1})
+                            replicas={"capture": 1, "enrichment": 2, "scoring": 2, "routing": 1, "reporting": 0,
+                                      "delivery": 1})
     # A tight re-drive schedule (every 5 s, 30 tries) so recovery fits a test's patience.
     stack.extra_env.update({"CAPTURE_REDRIVE_AFTER_S": "5", "CAPTURE_REDRIVE_CHECK_S": "1",
                             "CAPTURE_REDRIVE_BACKOFF": "1", "CAPTURE_REDRIVE_MAX": "30"})

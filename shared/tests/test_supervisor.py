@@ -79,6 +79,13 @@ def test_the_embedded_broker_gets_few_partitions_and_a_cluster_the_default(tmp_p
     assert several.topic_settings().topic_partitions == 3  # a stack's own count is not the operator's to change
 
 
+def test_a_service_given_no_replicas_is_not_started(tmp_path):
+    """What a test stack leaves out (make_test_stack): its tests never use it, and it would cost a start."""
+    stack = Stack(data_dir=tmp_path, bootstrap="127.0.0.1:1", database_url="postgresql+asyncpg://x@127.0.0.1:1/x",
+                  replicas={"delivery": 0})
+    assert stack.start_services(["delivery"]) == [] and stack.processes == []
+
+
 def gone(pid: int) -> bool:
     """Exited: no such process, or a zombie nobody reaped yet (what init does to an orphan, in its own time)."""
     try:

@@ -161,7 +161,8 @@ QUICK_FAILOVER = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 1000}
 
 def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None, quick_failover: bool = True) -> Stack:
     """A stack on free ports in ``data_dir``, its services set for tests; ``quick_failover``: ``QUICK_FAILOVER``
-    (the benchmark keeps the defaults `make run` has)."""
+    (the benchmark keeps the defaults `make run` has). A service given 0 ``replicas`` is migrated, not started: a
+    test stack need not spend a process start, and its CPU while the tests run, on what its tests never use."""
     forms = _test_forms(data_dir)
     replicas = replicas or dict.fromkeys(SERVICES, 1)
     replica_offsets = tuple(REPLICA_PORT_STEP * i for i in range(max(replicas.values())))
