@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from leadpipe_common.testing.plugin import (
     KEY_HEADERS, WEBHOOK_API_SOURCE, WEBHOOK_DOWN_SOURCE, WEBHOOK_GONE_SOURCE, WEBHOOK_SOURCE, receiver_log,
@@ -32,6 +33,12 @@ def received(stack) -> list[dict[str, Any]]:  # noqa: ANN001
 
 def of_lead(requests: list[dict[str, Any]], lead_id: str) -> list[dict[str, Any]]:
     return [r for r in requests if r["event"] and r["event"]["subject"] == lead_id]
+
+
+def consumer_retries(metrics: str) -> float:
+    """How many times the service's consumer retried a batch (``leadpipe_consumer_retries_total``)."""
+    return next(sample.value for family in text_string_to_metric_families(metrics) for sample in family.samples
+                if sample.name == "leadpipe_consumer_retries_total")
 
 
 async def until(check, timeout: float = 60):  # noqa: ANN001, ANN201
@@ -254,15 +261,21 @@ async def test_events_wait_while_a_stored_subscription_cannot_be_opened_and_are_
                 while (answer := await delivery.get("/readyz")).status_code != 503:
                     await asyncio.sleep(0.3)
             assert answer.json()["checks"]["delivery-subscriptions-refresh"] != "ok"
-            assert "delivery_subscriptions_unopened 1.0" in (await delivery.get("/metrics")).text
+            metrics = (await delivery.get("/metrics")).text
+            assert "delivery_subscriptions_unopened 1.0" in metrics
+            retried = consumer_retries(metrics)
 
             lead = (await capture.post("/v1/leads", json={"email": f"wait.{uuid.uuid4().hex[:6]}@stripe.com",
                                                           **SALES_READY, "utm_source": WEBHOOK_SOURCE})).json()
             async with asyncio.timeout(60):  # routed: its lead.routed is in the topic for delivery to read
                 while (await routing.get(f"/v1/leads/{lead['lead_id']}/handoff")).status_code != 200:
                     await asyncio.sleep(0.3)
-            # Ample for a delivery not held back to be queued and tried (the receiver's first answer is a 500).
-            await asyncio.sleep(5)
+            # Read and refused, not merely unread: a batch holding its lead.routed (or one ahead of it) failed and
+            # is retried, nothing of it committed; applied, it would have queued the delivery and never been retried.
+            # So the test waits for that retry, not for a while it hopes is ample.
+            async with asyncio.timeout(30):
+                while consumer_retries((await delivery.get("/metrics")).text) <= retried:
+                    await asyncio.sleep(0.2)
             assert of_lead(received(stack), lead["lead_id"]) == []
             assert (await delivery.get("/v1/deliveries", params={"lead_id": lead["lead_id"]})).json() == []
 

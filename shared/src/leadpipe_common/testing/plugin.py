@@ -181,6 +181,9 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None, quic
                    "LEADPIPE_BOOTSTRAP_KEY": TEST_KEY, "CAPTURE_FORMS_FILE": str(forms),
                    "DELIVERY_SUBSCRIPTIONS_FILE": str(_test_receiver(data_dir)),
                    "DELIVERY_ALLOW_PRIVATE_TARGETS": "true", "DELIVERY_TIMEOUT_S": "1", "DELIVERY_RETRY_BASE_S": "0.2",
+                   # A stored subscription that cannot be opened fails /readyz at the next refresh: within a second,
+                   # not the default 5 (one query a second, in one process).
+                   "DELIVERY_SUBSCRIPTIONS_REFRESH_S": "1",
                    "CAPTURE_TOKEN_SECRET": TOKEN_SECRET, "TEST_CAPTCHA_SECRET": CAPTCHA_SECRET,
                    # Two capture processes, so that what must be race-free across processes is raced.
                    "CAPTURE_WORKERS": "2",
