@@ -743,7 +743,7 @@ def cli() -> None:
     stack.partitions = None  # what `make run` creates, not the tests' several
     # The test stacks' quick watches and delivery retries are for tests' patience: measure the defaults.
     for test_only in ("ROUTING_SLA_CHECK_S", "ROUTING_RELOAD_CHECK_S", "DELIVERY_TIMEOUT_S", "DELIVERY_RETRY_BASE_S",
-                      "DELIVERY_SUBSCRIPTIONS_REFRESH_S", "LOG_JSON"):
+                      "DELIVERY_SUBSCRIPTIONS_REFRESH_S", "DELIVERY_DISPATCH_IDLE_S", "LOG_JSON"):
         stack.extra_env.pop(test_only, None)
     stack.extra_env.update({"CAPTURE_WORKERS": str(args.capture_workers), "LOG_LEVEL": "WARNING"})
     print(f"starting the stack (capture workers: {args.capture_workers}, durable Postgres, "

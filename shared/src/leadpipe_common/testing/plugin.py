@@ -184,6 +184,11 @@ def make_test_stack(data_dir: Path, replicas: dict[str, int] | None = None, quic
                    # A stored subscription that cannot be opened fails /readyz at the next refresh: within a second,
                    # not the default 5 (one query a second, in one process).
                    "DELIVERY_SUBSCRIPTIONS_REFRESH_S": "1",
+                   # A retry due sooner than the dispatcher's next idle round waits for that round: at the default
+                   # 0.5 s, each of the test receiver's failures (a 500, a timeout, a 429) held a delivery up to half
+                   # a second past its backoff, and tests wait for a lead's deliveries one after another. Three more
+                   # idle claims a second cost a fraction of a percent of a core.
+                   "DELIVERY_DISPATCH_IDLE_S": "0.2",
                    "CAPTURE_TOKEN_SECRET": TOKEN_SECRET, "TEST_CAPTCHA_SECRET": CAPTCHA_SECRET,
                    # Two capture processes, so that what must be race-free across processes is raced.
                    "CAPTURE_WORKERS": "2",
