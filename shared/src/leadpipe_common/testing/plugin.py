@@ -69,9 +69,10 @@ OLD_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"leadpipe-old-webhook-secret-3
 #: Leads with this utm_source are delivered to the test receiver; with WEBHOOK_GONE_SOURCE, to its /gone (410).
 WEBHOOK_SOURCE = "webhook-test"
 WEBHOOK_GONE_SOURCE = "webhook-gone"
-#: ... and with this one, to its /broken (500 until fixed), under a retry window of seconds.
+#: ... and with this one, to its /broken (500 until fixed), under a retry window of seconds: ~2 s, time for
+#: four or five attempts at DELIVERY_RETRY_BASE_S before the delivery is dead.
 WEBHOOK_DOWN_SOURCE = "webhook-down"
-DOWN_RETRY_HOURS = 0.0015
+DOWN_RETRY_HOURS = 0.0006
 #: ... and with this one, to subscriptions the tests make through the admin API (the receiver's /api).
 WEBHOOK_API_SOURCE = "webhook-api"
 
