@@ -106,6 +106,31 @@ def test_make_runs_data_directory_is_closed_to_other_users_at_each_start(monkeyp
     assert mode(data) == 0o700 and mode(data / "logs") == 0o700
 
 
+@pytest.mark.parametrize("durable", [True, False])
+def test_only_a_durable_postgres_waits_for_its_new_data_directory_to_reach_the_disk(monkeypatch, tmp_path, durable):
+    """The tests' Postgres runs with fsync off: each test stack's start waited for initdb's thousand files all the
+    same."""
+    from leadpipe_common.local import infra
+
+    data = tmp_path / "postgres" / "data"
+    ran = []
+
+    def run(args, **kwargs):
+        ran.append(args)
+        if args[0].endswith("initdb"):
+            (data / "pg_hba.conf").write_text("trust\n")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(infra.subprocess, "run", run)
+    monkeypatch.setattr(infra.subprocess, "Popen", lambda *args, **kwargs: None)
+    monkeypatch.setattr(infra, "_wait_for_port", lambda *args, **kwargs: None)
+    monkeypatch.setattr(Postgres, "_user_kwargs", lambda self: {})
+    monkeypatch.setattr(Postgres, "_create_database", lambda self, name: None)
+    Postgres(free_port(), data, tmp_path / POSTGRES_PASSWORD_FILE, durable=durable).start()
+    [initdb] = [args for args in ran if args[0].endswith("initdb")]
+    assert ("--no-sync" in initdb) is not durable
+
+
 @contextlib.contextmanager
 def running(postgres: Postgres) -> Iterator[Postgres]:
     postgres.start()

@@ -269,10 +269,11 @@ class Postgres(_Child):
         # Its log tells failed statements, which hold leads' data.
         self.data_dir.parent.chmod(0o700)
         if not (self.data_dir / "PG_VERSION").exists():
-            # Nothing may connect until the password is set below.
+            # Nothing may connect until the password is set below. Not durable, it need not wait for every new
+            # file to reach the disk either (some thousand of them), as the server it runs never does.
             subprocess.run(
                 [str(self.bin / "initdb"), "-D", str(self.data_dir), "-U", self.USER,
-                 "--auth=reject", "--encoding=UTF8", "--no-instructions"],
+                 "--auth=reject", "--encoding=UTF8", "--no-instructions", *(() if self.durable else ("--no-sync",))],
                 check=True, capture_output=True, **user,
             )
         hba = self.data_dir / "pg_hba.conf"
