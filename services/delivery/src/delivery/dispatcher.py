@@ -63,7 +63,8 @@ UNRECORDED = Counter("delivery_attempts_unrecorded_total", "Attempts whose resul
                      ["subscription", "why"])
 #: Deliveries given up because their receiver refused them (``domain.refused``), by the status it answered: a
 #: receiver that refuses everything (a wrong secret, a wrong path) shows here, its deliveries dead within seconds.
-REFUSED = Counter("delivery_refused_total", "Deliveries given up because their receiver refused them (a 4xx or a redirect)",
+REFUSED = Counter("delivery_refused_total",
+                  "Deliveries given up because their receiver refused them (a 4xx or a redirect)",
                   ["subscription", "status"])
 OLDEST = Gauge("delivery_oldest_waiting_seconds", "Age of the oldest delivery not yet delivered, per subscription",
                ["subscription"])
