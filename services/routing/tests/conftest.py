@@ -70,6 +70,10 @@ class MemoryRoutingStore:
         self.locks += list(found)
         return found
 
+    async def merged_into(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        found = {i: self.handoffs[i].handoff.merged_into for i in set(lead_ids) if i in self.handoffs}
+        return {i: into for i, into in found.items() if into is not None}
+
     async def lock_held(self, owner_id: str, limit: int, *, after: uuid.UUID | None = None) -> list[Held]:
         held = sorted((h for h in self.handoffs.values() if h.handoff.owner_id == owner_id and not h.handoff.closed
                        and (after is None or h.handoff.lead_id > after)), key=lambda h: h.handoff.lead_id)[:limit]

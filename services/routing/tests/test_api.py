@@ -197,3 +197,16 @@ async def test_merging_a_lead_sales_works_into_one_it_rejected_answers_409_sayin
     [error] = answer.json()["errors"]
     assert error["field"] == "survivor_id" and f"merge {rejected} into {worked} instead" in error["reason"]
     assert uow.store.handoffs[worked].handoff.status == "accepted"
+
+
+async def test_the_hand_off_of_a_lead_merged_into_one_merged_on_since_names_the_lead_holding_the_person_now(uow):
+    d, s, t = holding(uow, "ben", 3)
+    async with serving(uow) as client:
+        merges = [await client.post(f"/v1/leads/{lead}/merge", json={"survivor_id": str(into), "rep_id": "ben"})
+                  for lead, into in ((d, s), (s, t))]
+        handoff = await client.get(f"/v1/leads/{d}/handoff")
+        report = await client.post(f"/v1/leads/{d}/disposition", json={"outcome": "contacted", "rep_id": "ben"})
+    assert [m.status_code for m in merges] == [200, 200], merges[0].text
+    assert handoff.status_code == 200 and (handoff.json()["status"], handoff.json()["merged_into"]) == ("merged", str(t))
+    assert report.status_code == 409 and report.json()["error"] == (
+        f"the lead is closed as merged into {t}; report on {t} instead")

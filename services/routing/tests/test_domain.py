@@ -619,6 +619,27 @@ def test_a_report_on_a_lead_merged_away_is_refused_naming_the_lead_to_report_on_
     assert isinstance(apply_disposition(merged, report("contacted"), SALES), Repeated)  # a resend from before it
 
 
+def test_leads_merged_away_as_read_holding_their_person_in_another_name_that_lead_and_a_merge_already_done_repeats():
+    """D was merged into S, and S since into T: routing reads both as merged into T, the lead that holds the person
+    now. D into S again (a retry), or into T, is done already; D or S into another lead, or another lead into S, is
+    refused naming T, not S, which would send the rep round the chain."""
+    from routing.domain import Merged, merge_into
+
+    t, other = (replace(handoff("accepted"), lead_id=uuid.UUID(int=i)) for i in (9, 10))
+    d = handoff("merged", due_at=None, merged_into=t.lead_id)
+    s = replace(handoff("merged", due_at=None, merged_into=t.lead_id), lead_id=uuid.UUID(int=8))
+    assert isinstance(merge_into(d, s, "ana", SALES), Repeated)
+    assert isinstance(merge_into(d, t, "ana", SALES), Repeated)
+    moved_on = merge_into(d, other, "ana", SALES)
+    assert isinstance(moved_on, Refused) and (moved_on.kind, moved_on.field) == ("conflict", "survivor_id")
+    assert moved_on.reason == f"the lead was already merged away: {t.lead_id} holds the person now"
+    into_s = merge_into(other, s, "ana", SALES)
+    assert isinstance(into_s, Refused) and into_s.field == "survivor_id"
+    assert into_s.reason == (f"the survivor was itself merged away: {t.lead_id} holds the person now; merge into "
+                             "that lead")
+    assert isinstance(merge_into(handoff("accepted"), other, "ana", SALES), Merged)  # two leads not merged: no repeat
+
+
 def test_a_rejected_lead_back_in_nurture_may_be_merged_away():
     from routing.domain import Merged, merge_into
 

@@ -16,8 +16,10 @@ from leadpipe_common.envelope import decode
 from leadpipe_common.events import LeadDispositioned, LeadRouted
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
-from routing.domain import Away, parse_routing_data
-from routing.handlers import Routing, hand_over, handle_lead_dispositioned, handle_lead_scored, record_merge
+from routing.domain import Away, Repeated, parse_routing_data
+from routing.handlers import (
+    Routing, hand_over, handle_lead_dispositioned, handle_lead_scored, record_disposition, record_merge,
+)
 from routing.reference import Reference, RoutingFiles
 from routing.service import SERVICE
 from routing.sla import SlaWatch, act_on_missed_deadlines, hand_out_waiting_leads
@@ -231,6 +233,42 @@ async def test_a_lead_sales_works_is_not_merged_into_one_rejected_but_takes_it_i
     [letter] = await runner(uow, ctx).apply([factories.consumed(report(s, outcome="qualified", rep_id=s_holder), 5)])
     assert letter.topic == topics.DEADLETTER and letter.header("dlq.final") == "true"
     assert f"merged into {d}; report on {d} instead" in letter.header("dlq.error.message")
+
+
+async def test_a_lead_merged_into_one_merged_on_since_sends_sales_to_the_lead_holding_the_person_now(uow, ctx):
+    """D was merged into S, then S into T: a report on D is refused naming T, not S (whose refusal would name T in
+    turn), on the topic as over HTTP; a retry of D into S is a repeat, and a merge into S is refused naming T. The
+    rows keep their survivors: nothing is written but the merges."""
+    leads = [factories.scored("mql", country="DE") for _ in range(4)]
+    d, s, t, other = (lead.lead_id for lead in leads)
+    holders = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads]
+    await merge(uow, ctx, d, s, holders[0])
+    await merge(uow, ctx, s, t, holders[1])
+    [letter] = await runner(uow, ctx).apply([factories.consumed(report(d, outcome="accepted", rep_id=holders[0]), 0)])
+    assert f"merged into {t}; report on {t} instead" in letter.header("dlq.error.message")
+    async with uow:
+        over_http = await record_disposition(uow.store, LeadDispositioned(lead_id=d, outcome="accepted",
+                                                                          rep_id=holders[0]), ctx.data, ctx.clock())
+    assert over_http.verdict.reason == f"the lead is closed as merged into {t}; report on {t} instead"
+    published = len(uow.published)
+    retried = (await merge(uow, ctx, d, s, holders[0])).verdict
+    assert isinstance(retried, Repeated) and retried.handoff.merged_into == t
+    into_s = (await merge(uow, ctx, other, s, holders[3])).verdict
+    assert into_s.field == "survivor_id" and f"{t} holds the person now; merge into that lead" in into_s.reason
+    assert len(uow.published) == published
+    assert [uow.store.handoffs[i].handoff.merged_into for i in (d, s)] == [s, t]
+
+
+async def test_a_merge_chain_that_loops_ends_its_lookup(uow, ctx):
+    """The merge rules make a loop impossible; a row broken by hand must not hang the consumer."""
+    leads = [factories.scored("mql", country="DE") for _ in range(2)]
+    d, s = (lead.lead_id for lead in leads)
+    holders = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in leads]
+    for lead_id, into in ((d, s), (s, d)):
+        held = uow.store.handoffs[lead_id]
+        uow.store.handoffs[lead_id] = replace(held, handoff=replace(held.handoff, status="merged", merged_into=into))
+    [letter] = await runner(uow, ctx).apply([factories.consumed(report(d, outcome="accepted", rep_id=holders[0]), 0)])
+    assert letter.topic == topics.DEADLETTER and "closed as merged" in letter.header("dlq.error.message")
 
 
 async def test_a_merge_names_who_held_each_lead_for_receivers_following_either(uow):

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadpipe_common.events import Assignment, LeadRouted
 from leadpipe_common.testing import factories
 from routing.domain import Handoff
+from routing.handlers import merges_followed
 from routing.store import Held, RoutingStore, assignments, handoffs
 
 pytestmark = pytest.mark.asyncio
@@ -80,6 +81,25 @@ async def test_hand_offs_alone_are_written_over_each_as_last_given_their_leads_a
     assert [stored[h.handoff.lead_id].handoff for h in (a, b, other)] == [a_last, b_after, other.handoff]
     assert [stored[h.handoff.lead_id].lead for h in (a, b)] == [a.lead, b.lead]
     assert [stored[h.handoff.lead_id].traceparent for h in (a, b)] == [a.traceparent, b.traceparent]
+
+
+async def test_a_lead_merged_into_one_merged_on_since_reads_as_merged_into_the_lead_holding_the_person_now(db):
+    """D was merged into S, then S into T: the rows keep their survivors, and routing reads both as merged into T,
+    to send sales there at once."""
+    now = datetime.now(UTC)
+    d, s, t, other = (_held(now) for _ in range(4))
+
+    def merged(h: Held, into: Held) -> Held:
+        return replace(h, handoff=replace(h.handoff, status="merged", due_at=None, merged_into=into.handoff.lead_id))
+
+    async with AsyncSession(db) as session, session.begin():
+        store = RoutingStore(session)
+        await store.add_handoffs([merged(d, s), merged(s, t), t, other])
+        direct = await store.merged_into([h.handoff.lead_id for h in (d, s, t, other)] + [uuid.uuid4()])
+        read = await merges_followed(store, await store.lock_handoffs(h.handoff.lead_id for h in (d, s, t)))
+        await session.rollback()
+    assert direct == {d.handoff.lead_id: s.handoff.lead_id, s.handoff.lead_id: t.handoff.lead_id}
+    assert [read[h.handoff.lead_id].handoff.merged_into for h in (d, s, t)] == [t.handoff.lead_id] * 2 + [None]
 
 
 async def test_recycled_leads_new_assignments_are_written_over_theirs_in_one_statement_as_last_given(db):

@@ -23,7 +23,7 @@ from routing.domain import (
     AHEAD_ALLOWED, Away, Handoff, Presence, Refused, Rep, Repeated, RoutingData, dated_ahead, handover_refused,
     unavailable,
 )
-from routing.handlers import Routing, hand_over, record_disposition, record_merge
+from routing.handlers import Routing, hand_over, merges_followed, record_disposition, record_merge
 from routing.sla import reload_reference
 from routing.store import RoutingStore
 
@@ -126,6 +126,8 @@ def _refused(report: LeadDispositioned, verdict: Refused) -> Problem:
 async def get_handoff(lead_id: uuid.UUID, rt: RoutingRuntime) -> dict[str, Any]:
     async with rt.request_unit_of_work() as uow:
         held = await uow.store.handoff(lead_id, lock=False)
+        if held is not None:
+            held = (await merges_followed(uow.store, {lead_id: held}))[lead_id]
     if held is None:
         raise Problem(404, f"no routed lead {lead_id}")
     return _state(held.handoff)

@@ -144,6 +144,27 @@ def step_event(lead: LeadRouted, h: Handoff, step: Step, at: datetime, by: str) 
     )
 
 
+#: The most merges followed from a merged lead to the lead holding its person now. The merge rules end every chain
+#: (a lead is merged only into one not merged away, and once), so this only bounds a loop a broken row could make
+#: endless.
+MERGE_HOPS = 16
+
+
+async def merges_followed(store: RoutingStore, found: dict[uuid.UUID, Held]) -> dict[uuid.UUID, Held]:
+    """``found`` with each merged lead's ``merged_into`` naming the lead that holds its person now: its survivor, or
+    the lead that one was merged into since (D into S, then S into T: T), so a refusal sends sales there at once,
+    not round the chain. Nothing is written: the row keeps its survivor. Read unlocked, a hop a statement (none for
+    a batch with no merged lead): a chain only ever grows at its end, by a merge that locks that end."""
+    now_in = {i: h.handoff.merged_into for i, h in found.items() if h.handoff.merged_into is not None}
+    for _ in range(MERGE_HOPS):
+        further = await store.merged_into(set(now_in.values()))
+        if not further:
+            break
+        now_in = {i: further.get(end, end) for i, end in now_in.items()}
+    return {i: dataclasses.replace(h, handoff=dataclasses.replace(h.handoff, merged_into=now_in[i])) if i in now_in
+            else h for i, h in found.items()}
+
+
 def disposition(held: Held, report: LeadDispositioned, data: RoutingData, now: datetime,
                 traceparent: str | None = None) -> DispositionResult:
     """What a sales report does to the lead's hand-off ``held``, and the events it sends; nothing is stored: the
@@ -168,6 +189,7 @@ async def record_disposition(store: RoutingStore, report: LeadDispositioned, dat
     held = await store.handoff(report.lead_id)
     if held is None:
         return DispositionResult(None, [])
+    held = (await merges_followed(store, {report.lead_id: held}))[report.lead_id]
     result = disposition(held, report, data, now, traceparent)
     if isinstance(result.verdict, Applied):
         await store.update_handoff(result.verdict.handoff)
@@ -187,7 +209,7 @@ async def record_merge(store: RoutingStore, lead_id: uuid.UUID, survivor_id: uui
     """Close ``lead_id`` as merged into ``survivor_id`` by rep ``by``, in the caller's unit of work (both locked in
     lead id order, as every path locks hand-offs, so a merge and a batch about the same two leads cannot
     deadlock)."""
-    found = await store.lock_handoffs((lead_id, survivor_id))
+    found = await merges_followed(store, await store.lock_handoffs((lead_id, survivor_id)))
     held, survivor = found.get(lead_id), found.get(survivor_id)
     if held is None or survivor is None:
         return MergeResult(None, [])
@@ -503,7 +525,7 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
     # locked report by report, in log order, they could deadlock with a merge or another batch about the same
     # leads. (A hand-off it did not find is none a report may be about: sales hear of a lead after its routing
     # committed.)
-    locked = await uow.store.lock_handoffs(env.data.lead_id for env in batch)
+    locked = await merges_followed(uow.store, await uow.store.lock_handoffs(env.data.lead_id for env in batch))
     data = ctx.data  # one version for the whole batch, whatever a reload does meanwhile
     # The hand-offs the batch's reports changed, each as its last report left it: written in one statement at the
     # end. One UPDATE a report made a batch of N reports N round trips in a row, inside the transaction holding

@@ -166,6 +166,8 @@ _ROTATIONS = (sa.select(rotation.c.team, rotation.c.state).where(among(rotation.
               .order_by(rotation.c.team).with_for_update())
 _HANDOFFS = (sa.select(handoffs).where(among(handoffs.c.lead_id, "ids"))
              .order_by(handoffs.c.lead_id).with_for_update())  # locked as sorted: FOR UPDATE locks after ORDER BY
+_MERGED_INTO = sa.select(handoffs.c.lead_id, handoffs.c.merged_into).where(
+    among(handoffs.c.lead_id, "ids"), handoffs.c.merged_into.is_not(None))
 _AWAY = (sa.select(away.c.rep_id, away.c.starts_at, away.c.ends_at, away.c.reason)
          .where(among(away.c.rep_id, "reps"), away.c.ends_at > sa.bindparam("now", type_=away.c.ends_at.type)))
 _TURNED = sa.func.unnest(
@@ -287,6 +289,14 @@ class RoutingStore:
         if not ids:
             return {}
         return {r.lead_id: _held(r) for r in await self._session.execute(_HANDOFFS, {"ids": ids})}
+
+    async def merged_into(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        """Of ``lead_ids``, those sales merged away, each with the lead it was merged into; unlocked: a merged lead's
+        row never changes again."""
+        ids = sorted(set(lead_ids))
+        if not ids:
+            return {}
+        return dict((await self._session.execute(_MERGED_INTO, {"ids": ids})).tuples().all())
 
     async def lock_held(self, owner_id: str, limit: int, *, after: uuid.UUID | None = None) -> list[Held]:
         """Up to ``limit`` open hand-offs (not won, lost, rejected or merged) ``owner_id`` holds, the first by lead

@@ -24,7 +24,7 @@ Dispositions move a routed lead through accepted -> contacted -> qualified ->
 won | lost, or rejected (back to nurture). A closed lead stays closed; the
 same report twice is a harmless repeat. Sales may merge a lead into another
 (one person): it closes as merged, and a report on it is refused naming the
-survivor, to report on instead. A won or lost lead is not merged away, nor is
+survivor (or the lead it was merged into since), to report on instead. A won or lost lead is not merged away, nor is
 a lead sales still works merged into a closed one (it could never be won): of
 an open lead and a rejected one, the rejected one is merged away.
 

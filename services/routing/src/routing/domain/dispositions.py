@@ -4,7 +4,8 @@ accepted -> contacted -> qualified -> won | lost, or rejected (back to
 nurture). Only the holder speaks for a lead (any rep of its team for a lead in
 the team's queue); a closed lead stays closed; the same report twice is a
 harmless repeat. A lead sales merged into another is closed too: a report on
-it is refused naming the survivor, to report on instead.
+it is refused naming the lead that holds its person now (the survivor, or the
+lead the survivor was merged into since), to report on instead.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ class Handoff:
     reassignments: int = 0
     holders: tuple[str, ...] = ()
     history: tuple[DispositionReport, ...] = ()
-    #: Set when sales merged this lead into another (the survivor).
+    #: Set when sales merged this lead into another: stored, the survivor; as routing reads it for sales, the lead
+    #: that holds the person now (the survivor, or the lead the survivor was merged into since: D into S, S into T,
+    #: reads T).
     merged_into: uuid.UUID | None = None
     #: Set while the lead waits in its team's queue for a rep who can take it (not after an escalation).
     waiting_since: datetime | None = None
@@ -296,17 +299,21 @@ def merge_into(lead: Handoff, survivor: Handoff, rep_id: str, data: RoutingData)
     rep = data.rep(rep_id)
     if rep is None:
         return Refused("invalid", "rep_id", f"no rep {rep_id!r} in the reps file")
-    if lead.merged_into == survivor.lead_id:
+    # Each read as merged into the lead holding its person now: the merge asked for is done when both lead there,
+    # as a retry of D into S is once S was merged on into T.
+    if lead.merged_into is not None and lead.merged_into in (survivor.lead_id, survivor.merged_into):
         return Repeated(lead)
     if lead.merged_into is not None:
-        return Refused("conflict", "survivor_id", f"the lead was already merged into {lead.merged_into}")
+        return Refused("conflict", "survivor_id",
+                       f"the lead was already merged away: {lead.merged_into} holds the person now")
     not_holder = _may_not_merge(lead, survivor, rep)
     if not_holder:
         return Refused("conflict", "rep_id", not_holder)
     # Before the closed checks: the advice they give names the survivor, which must be the end of its chain.
     if survivor.merged_into is not None:
         return Refused("conflict", "survivor_id",
-                       f"the survivor was itself merged into {survivor.merged_into}; merge into that lead")
+                       f"the survivor was itself merged away: {survivor.merged_into} holds the person now; merge "
+                       "into that lead")
     if lead.status in SALES_CLOSED:
         # Merged away, its win or loss would pass to the survivor's row in the reports, beside the survivor's
         # own outcome (two wins keep one amount; a win and a loss contradict): the closed lead must survive.
