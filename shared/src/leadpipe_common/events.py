@@ -494,6 +494,30 @@ class LeadMerged(Event):
         return {"tostage": "merged"}  # capture follows it unparsed, as it does closing steps
 
 
+class LeadWonAmountCorrected(Event):
+    """Sales corrected the amount (or currency) of a won deal: the lead stays won (its ``lead.stage_changed`` to won
+    keeps the amount first reported) and ``amount``/``currency`` stand for the deal from now on. ``correction``
+    numbers the lead's corrections (1 for the first, as routing applied them, one after another): of several, the
+    highest is in force, however they arrive."""
+
+    type: ClassVar[str] = "lead.won_amount_corrected"
+    version: ClassVar[int] = 1
+    amount: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    #: What the deal stood at before: the won report's, or the correction's before this one.
+    previous_amount: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
+    previous_currency: str = Field(pattern=r"^[A-Z]{3}$")
+    correction: int = Field(ge=1)
+    at: Moment
+    #: The rep who reported it.
+    by: str
+    reason: str
+    owner_id: str
+    team: str
+    grade: Grade | None
+    attribution: Attribution
+
+
 class LeadQuarantined(Event):
     """A submission capture took for a bot's: kept out of the pipeline, with the reasons, until an admin
     releases it (``lead_id`` is the id the sender was answered with, and the lead's id if released).
@@ -514,7 +538,7 @@ LATEST: dict[str, type[Event]] = {
     m.type: m
     for m in (LeadCaptured, LeadTouched, LeadTouchRecorded, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged,
               LeadDispositioned, LeadSlaBreached, LeadQueued, LeadAssigned, LeadHandedOver, LeadReengaged, LeadMerged,
-              LeadQuarantined)
+              LeadWonAmountCorrected, LeadQuarantined)
 }
 
 def _without(data: dict[str, Any], name: str) -> dict[str, Any]:

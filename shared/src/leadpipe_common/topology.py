@@ -27,7 +27,7 @@ from leadpipe_common import topics
 from leadpipe_common.events import (
     Event, LeadAssigned, LeadCaptured, LeadDispositioned, LeadEnriched, LeadHandedOver, LeadMerged, LeadQuarantined,
     LeadQueued, LeadReengaged, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged, LeadTouched,
-    LeadTouchRecorded,
+    LeadTouchRecorded, LeadWonAmountCorrected,
 )
 
 
@@ -92,9 +92,10 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(topics.LIFECYCLE, "Every stage transition of every lead, every later touch (when, and what brought "
                               "the person: not who they are), every re-engagement of "
                               "a lead's holder, every merge, every missed hand-off deadline, every wait in a team's "
-                              "queue and its end, every hand-over: the stream the funnel reports are rebuilt from.",
+                              "queue and its end, every hand-over, every correction of a won deal's amount: the "
+                              "stream the funnel reports are rebuilt from.",
             (LeadStageChanged, LeadSlaBreached, LeadQueued, LeadAssigned, LeadHandedOver, LeadTouchRecorded,
-             LeadReengaged, LeadMerged),
+             LeadReengaged, LeadMerged, LeadWonAmountCorrected),
             ("capture", "enrichment", "scoring", "routing"),
             ("capture", "reporting", "delivery"), retention=FOREVER, retired=(LeadTouched,)),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",
