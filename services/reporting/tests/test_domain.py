@@ -52,6 +52,38 @@ def test_the_projection_does_not_depend_on_order_or_repetition():
     assert forwards == backwards
 
 
+def corrected(amount, currency="EUR", number=1, minutes=70, previous=("900.00", "EUR")):
+    """A correction of HISTORY's won deal, recorded ``minutes`` after T0."""
+    from leadpipe_common.events import LeadWonAmountCorrected
+
+    return recorded(LeadWonAmountCorrected(
+        lead_id=LEAD, amount=Decimal(amount), currency=currency, previous_amount=Decimal(previous[0]),
+        previous_currency=previous[1], correction=number, at=T0 + timedelta(minutes=minutes), by="ana",
+        reason=f"won amount corrected by Ana: {previous[0]} {previous[1]} -> {amount} {currency}", owner_id="ana",
+        team="emea", grade="A", attribution=ADS), minutes=minutes)
+
+
+def test_a_corrected_won_deal_counts_at_its_latest_correction_whatever_order_the_events_are_folded_in():
+    """900 EUR, corrected to 90 EUR, then to 90 USD: the second correction stands for the deal, even folded before
+    the first, or before the win itself, and again after both (a replay, a redelivery)."""
+    first, second = corrected("90.00"), corrected("90.00", "USD", number=2, minutes=80, previous=("90.00", "EUR"))
+    orders = [[*HISTORY, first, second], [*HISTORY[:5], second, first, HISTORY[5]], [second, *HISTORY, first],
+              [*HISTORY, first, second, first, HISTORY[5]]]
+    rows = [fold(events).row() for events in orders]
+    assert all(row == rows[0] for row in rows)
+    assert (rows[0]["won_amount"], rows[0]["won_currency"], rows[0]["won_correction"]) == (Decimal("90.00"), "USD", 2)
+    assert rows[0]["won_at"] == T0 + timedelta(minutes=60) and rows[0]["furthest"] == 6  # won once, when it was
+
+
+def test_a_won_deals_correction_is_on_the_timeline_and_moves_no_stage():
+    projection = project([*HISTORY, corrected("90.00")])
+    [step] = [s for s in projection.steps if s["type"] == "lead.won_amount_corrected"]
+    assert (step["to_stage"], step["from_stage"], step["by"], step["detail"]["amount"],
+            step["detail"]["previous_amount"], step["detail"]["correction"]) == (
+        "won_amount_corrected", None, "ana", "90.00", "900.00", 1)
+    assert projection.leads[LEAD].latest.to_stage == "won"
+
+
 def test_two_steps_recorded_at_one_moment_have_one_latest_whatever_order_they_are_folded_in():
     """Routing records a rejection and the way back to nurture at one moment: the rejection, after nurture in
     ``LIFECYCLE``, is the latest (the funnel counts either as rejected)."""

@@ -140,3 +140,32 @@ async def test_a_touch_the_lifecycle_holds_from_an_earlier_version_with_its_cont
     assert touches[0] == touches[1] == {(LEAD, uuid.UUID(int=7)): {
         "lead_id": LEAD, "touch_id": uuid.UUID(int=7), "at": T0, "utm_source": "newsletter", "utm_medium": None,
         "utm_campaign": None, "utm_content": None, "form_id": None, "offer": "ebook"}}
+
+
+def correction(number, amount, currency="EUR"):
+    from decimal import Decimal
+
+    from leadpipe_common.events import LeadWonAmountCorrected
+
+    return factories.message("leads.lifecycle", LeadWonAmountCorrected(
+        lead_id=LEAD, amount=Decimal(amount), currency=currency, previous_amount=Decimal("50000"),
+        previous_currency="EUR", correction=number, at=T0 + timedelta(days=number), by="ana", reason="typo",
+        owner_id="ana", team="emea", grade="A", attribution=Attribution(utm_source="google")))
+
+
+async def test_corrections_of_a_won_deal_reach_the_handler_and_the_latest_stands_for_the_deal_whatever_their_order():
+    """The win and two corrections, the older correction last (each path routing sends by may overtake the other):
+    the second correction's amount is the lead's."""
+    from decimal import Decimal
+
+    won = factories.message("leads.lifecycle", LeadStageChanged(
+        lead_id=LEAD, from_stage="accepted", to_stage="won", at=T0, by="ana", reason="won by Ana",
+        attribution=Attribution(utm_source="google"), amount=Decimal("50000"), currency="EUR"))
+    uow = MemoryUnitOfWork(Projections())
+    applier = BatchApplier(service="reporting", handlers=SERVICE.handlers(Reporting()), unit_of_work=lambda: uow)
+    records = [won, correction(2, "5000", "USD"), correction(1, "5000")]
+    assert await applier.apply([factories.consumed(r, i) for i, r in enumerate(records)]) == []
+    [projection] = uow.store.saved
+    facts = projection.leads[LEAD]
+    assert (facts.won_amount, facts.won_currency, facts.won_correction) == (Decimal("5000.00"), "USD", 2)
+    assert sorted(s["to_stage"] for s in projection.steps) == ["won", "won_amount_corrected", "won_amount_corrected"]

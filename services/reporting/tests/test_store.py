@@ -20,7 +20,7 @@ from reporting.replay import missing_from
 from reporting.reports import (
     Filters, attribution, breakdown, funnel, rejections, sla, sources, spam_report, timeline, velocity,
 )
-from reporting.store import SCHEMA, ReportingStore, metadata, save_leads, save_merges
+from reporting.store import SCHEMA, ReportingStore, leads, metadata, save_leads, save_merges
 
 
 @contextlib.asynccontextmanager
@@ -215,6 +215,62 @@ async def test_the_funnel_counts_each_lead_out_of_it_where_its_latest_stage_left
 
     found = await read_after_both_orders(db, events, exits)
     assert found == [{"nurture": 1, "disqualified": 0, "rejected": 1, "lost": 1}] * 2
+
+
+async def test_a_won_deal_counts_at_its_latest_correction_in_every_revenue_figure_however_the_events_came(db):
+    """Won for 50,000 EUR, a typo: corrected to 5,000 EUR, then to 5,000 USD. Saved in one batch, and one a batch
+    newest first (the older correction after the newer, the win last), the revenue is the second correction's under
+    every model, and a redelivery of the first changes nothing."""
+    from decimal import Decimal
+
+    from leadpipe_common.events import LeadWonAmountCorrected
+
+    lead = uuid.uuid4()
+    events = through(lead, "captured", "mql", "routed", "accepted", source="src-won")
+    won_at = events[-1][1] + timedelta(minutes=1)
+    events.append((uuid.uuid4(), won_at, LeadStageChanged(
+        lead_id=lead, from_stage="accepted", to_stage="won", at=won_at, by="ana", reason="r",
+        attribution=Attribution(utm_source="src-won"), amount=Decimal("50000"), currency="EUR")))
+    for number, currency in ((1, "EUR"), (2, "USD")):
+        at = won_at + timedelta(days=number)
+        events.append((uuid.uuid4(), at, LeadWonAmountCorrected(
+            lead_id=lead, amount=Decimal("5000"), currency=currency, previous_amount=Decimal("50000"),
+            previous_currency="EUR", correction=number, at=at, by="ana", reason="typo", owner_id="ana", team="emea",
+            grade="A", attribution=Attribution(utm_source="src-won"))))
+
+    async def revenue(conn):
+        await ReportingStore(conn).save(project([events[-2]]))  # the first correction delivered again
+        credited = {model: (await attribution(conn, Filters(), "source", model))["rows"] for model in MODELS}
+        row = (await conn.execute(sa.select(leads.c.won_amount, leads.c.won_currency, leads.c.won_correction)
+                                  .where(leads.c.lead_id == lead))).one()._tuple()
+        return row, {m: [(r["value"], r["won"], r["won_revenue"]) for r in rows] for m, rows in credited.items()}
+
+    found = await read_after_both_orders(db, events, revenue)
+    assert found == [((Decimal("5000.00"), "USD", 2),
+                      dict.fromkeys(MODELS, [("src-won", 1, {"USD": "5000.00"})]))] * 2
+
+
+async def test_a_correction_applied_before_the_win_it_corrects_is_no_revenue_until_the_win_comes(db):
+    """routing sends the win and its correction by two paths (its outbox, its consumer): the correction may come
+    first. Until the win does, the lead is not won, under any model, and neither is its amount revenue."""
+    from decimal import Decimal
+
+    from leadpipe_common.events import LeadWonAmountCorrected
+
+    lead = uuid.uuid4()
+    events = through(lead, "captured", "mql", "routed", "accepted", source="src-early")
+    at = events[-1][1] + timedelta(minutes=1)
+    events.append((uuid.uuid4(), at, LeadWonAmountCorrected(
+        lead_id=lead, amount=Decimal("5000"), currency="EUR", previous_amount=Decimal("50000"),
+        previous_currency="EUR", correction=1, at=at, by="ana", reason="typo", owner_id="ana", team="emea",
+        grade="A", attribution=Attribution(utm_source="src-early"))))
+
+    async def revenue(conn):
+        return {model: [(r["value"], r["won"], r["won_revenue"])
+                        for r in (await attribution(conn, Filters(), "source", model))["rows"]] for model in MODELS}
+
+    found = await read_after_both_orders(db, events, revenue)
+    assert found == [dict.fromkeys(MODELS, [("src-early", 0, {})])] * 2
 
 
 async def test_a_lead_scoring_nurtured_and_lifted_to_mql_in_one_batch_is_out_of_the_funnel_nowhere(db):

@@ -8,7 +8,10 @@ no clock. The rules:
 - Reports are cohorts: a time range selects leads by when they were
   captured, and follows those leads through every later stage.
 - Conversion between consecutive stages is reached(next) / reached(stage).
-- Close rate is won / captured. Revenue is summed per currency, never mixed.
+- Close rate is won / captured. Revenue is summed per currency, never mixed,
+  each won deal at its amount in force: the won report's, or its latest
+  correction's (the highest ``correction`` number, however the events
+  arrive).
 - A lead is out of the funnel when its latest stage is an exit (``EXITS``):
   nurture, disqualified or lost, or nurture after sales rejected it (counted
   as rejected). One recycled into the funnel since, or won, is not; nor is
@@ -41,7 +44,7 @@ from typing import Any
 
 from leadpipe_common.events import (
     FUNNEL, Event, LeadAssigned, LeadHandedOver, LeadMerged, LeadQuarantined, LeadQueued, LeadReengaged,
-    LeadSlaBreached, LeadStageChanged, LeadTouched, LeadTouchRecorded,
+    LeadSlaBreached, LeadStageChanged, LeadTouched, LeadTouchRecorded, LeadWonAmountCorrected,
 )
 
 #: The stages whose first time is kept per lead: the funnel, then the side exits.
@@ -95,6 +98,8 @@ class LeadFacts:
     first_at: dict[str, datetime] = field(default_factory=dict)
     won_amount: Decimal | None = None
     won_currency: str | None = None
+    #: Which report the won amount is of: 0 the win's, n its n-th correction (the highest known is in force).
+    won_correction: int | None = None
     rejected_reason: str | None = None
     lost_reason: str | None = None
     #: Where the lead is: its latest step (what the funnel's exits count).
@@ -102,7 +107,8 @@ class LeadFacts:
 
     def merge(self, other: LeadFacts) -> None:
         """The same rule the database applies: the earliest capture's attribution, whole (field by field only
-        while no capture is known), earliest times, furthest stage, first known values."""
+        while no capture is known), earliest times, furthest stage, the won amount of the latest correction
+        (``newer_won``), first known values."""
         mine, theirs = self.first_at.get("captured"), other.first_at.get("captured")
         if theirs is not None and (mine is None or theirs < mine):
             self.attribution = dict(other.attribution)
@@ -115,7 +121,10 @@ class LeadFacts:
         self.furthest = max(self.furthest, other.furthest)
         if other.latest is not None and (self.latest is None or other.latest > self.latest):
             self.latest = other.latest
-        for name in ("grade", "won_amount", "won_currency", "rejected_reason", "lost_reason"):
+        if newer_won(other.won_amount, other.won_correction, self.won_amount, self.won_correction):
+            self.won_amount, self.won_currency, self.won_correction = (other.won_amount, other.won_currency,
+                                                                       other.won_correction)
+        for name in ("grade", "rejected_reason", "lost_reason"):
             if getattr(self, name) is None:
                 setattr(self, name, getattr(other, name))
 
@@ -124,10 +133,19 @@ class LeadFacts:
             "lead_id": self.lead_id, **{c: self.attribution.get(c) for c in DIMENSIONS.values()},
             "grade": self.grade, "furthest": self.furthest,
             **{f"{s}_at": self.first_at.get(s) for s in STAGE_COLUMNS},
-            "won_amount": self.won_amount, "won_currency": self.won_currency,
+            "won_amount": self.won_amount, "won_currency": self.won_currency, "won_correction": self.won_correction,
             "rejected_reason": self.rejected_reason, "lost_reason": self.lost_reason,
             **_latest_row(self.latest),
         }
+
+
+def newer_won(amount: Decimal | None, correction: int | None, known: Decimal | None,
+              known_correction: int | None) -> bool:
+    """Whether a won ``amount`` of report number ``correction`` (0 or None: the win's) stands for the deal in place
+    of the ``known`` one's: it is a later correction. By the number routing gave it, not by arrival or by its time
+    (a sales tool dates its reports): an older correction applied after a newer one, a replay, or the win itself
+    arriving last leaves the latest in force. The store's upsert applies the same rule (``store._NEWER_WON``)."""
+    return amount is not None and (known is None or (correction or 0) > (known_correction or 0))
 
 
 def _latest_row(step: Step | None) -> dict[str, Any]:
@@ -238,6 +256,8 @@ def project(events: Iterable[tuple[uuid.UUID, datetime, Event]],
             _touched(out, event_id, recorded, event)
         elif isinstance(event, LeadMerged):
             _merged(out, event_id, recorded, event)
+        elif isinstance(event, LeadWonAmountCorrected):
+            _won_corrected(out, event_id, recorded, event)
         elif isinstance(event, LeadQuarantined):
             out.spam[event.lead_id] = {"lead_id": event.lead_id, "received_at": event.received_at,
                                        "form_id": event.form_id, "utm_source": event.utm_source}
@@ -253,7 +273,7 @@ def _stage_changed(out: Projection, event_id: uuid.UUID, recorded: datetime | No
                       latest=Step(e.at if recorded is None else recorded, e.at, LIFECYCLE.index(e.to_stage),
                                   e.from_stage or "", e.to_stage) if kept else None)
     if e.to_stage == "won":
-        facts.won_amount, facts.won_currency = e.amount, e.currency
+        facts.won_amount, facts.won_currency, facts.won_correction = e.amount, e.currency, 0
     elif e.to_stage == "rejected":
         facts.rejected_reason = e.reason_code
     elif e.to_stage == "lost":
@@ -351,6 +371,20 @@ def _merged(out: Projection, event_id: uuid.UUID, recorded: datetime | None, e: 
                           "at": e.at, "recorded_at": recorded, "from_stage": None, "to_stage": "merged",
                           "by": e.by, "reason": reason,
                           "detail": {"merged": str(e.lead_id), "survivor": str(e.survivor_id)}})
+
+
+def _won_corrected(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
+                   e: LeadWonAmountCorrected) -> None:
+    """A won deal's amount corrected: the lead's revenue from now on (the latest correction's), on its timeline.
+    The lead stays where it is: no stage is reached again."""
+    out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution=dimensions_of(e.attribution), won_amount=e.amount,
+                                        won_currency=e.currency, won_correction=e.correction))
+    out.steps.append({
+        "event_id": event_id, "lead_id": e.lead_id, "type": e.type, "at": e.at, "recorded_at": recorded,
+        "from_stage": None, "to_stage": "won_amount_corrected", "by": e.by, "reason": e.reason,
+        "detail": e.model_dump(mode="json", include={"amount", "currency", "previous_amount", "previous_currency",
+                                                     "correction", "owner_id", "team"}),
+    })
 
 
 # -- reports over aggregated counts ----------------------------------------------------

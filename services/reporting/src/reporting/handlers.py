@@ -44,3 +44,4 @@ async def handle_lifecycle_events(uow: UnitOfWork[ReportingStore], batch: Sequen
 handle_lead_stage_changed = handle_lead_sla_breached = handle_lead_quarantined = handle_lifecycle_events
 handle_lead_touch_recorded = handle_lead_touched = handle_lead_reengaged = handle_lead_merged = handle_lifecycle_events
 handle_lead_queued = handle_lead_assigned = handle_lead_handed_over = handle_lifecycle_events
+handle_lead_won_amount_corrected = handle_lifecycle_events

@@ -116,7 +116,9 @@ async def attribution(conn: AsyncConnection, f: Filters, dimension: str, model: 
     revenue = await conn.execute(
         sa.select(col.label("value"), leads.c.won_currency.label("currency"),
                   sa.func.sum(leads.c.won_amount).label("revenue"))
-        .where(*f.where(), leads.c.won_amount.is_not(None)).group_by(col, leads.c.won_currency)
+        # Won: a correction applied before the win it corrects (sent by another path) holds an amount already.
+        .where(*f.where(), leads.c.won_at.is_not(None), leads.c.won_amount.is_not(None))
+        .group_by(col, leads.c.won_currency)
     )
     rows = attribution_rows([r._mapping for r in counts], [r._mapping for r in revenue])
     return {"filters": f.describe(), "dimension": dimension, "model": model, "rows": rows}
@@ -284,7 +286,8 @@ async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
 
 
 async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] | None:
-    later = ["queued", "assigned", "handed_over", "touched", "reengaged", "sla_breached", "merged"]
+    later = ["queued", "assigned", "handed_over", "touched", "reengaged", "sla_breached", "won_amount_corrected",
+             "merged"]
     order = sa.func.array_position(sa.literal(list(LIFECYCLE) + later), steps.c.to_stage)
     rows = in_order_moved([r._mapping for r in (await conn.execute(
         sa.select(steps).where(steps.c.lead_id == lead_id).order_by(steps.c.at, order))).all()])

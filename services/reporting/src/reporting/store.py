@@ -2,8 +2,9 @@
 
 - ``leads``: one row per lead: its first-touch attribution, when it first
   reached each stage, the furthest funnel stage it reached, its latest step
-  (where it is now), a won deal's value, a reason it was rejected and lost for
-  (every rejection's is in ``steps``).
+  (where it is now), a won deal's value (its latest correction's, with the
+  number of that correction), a reason it was rejected and lost for (every
+  rejection's is in ``steps``).
 - ``steps``: every lifecycle event, for timelines and rejection reasons.
 - ``handoffs``: each hand-off of a routed lead (keyed by lead, holder and
   deadline): its team, when it began, when it was breached and when a
@@ -25,7 +26,8 @@
 Every write is idempotent and independent of order (first times are
 ``LEAST``, the furthest stage ``GREATEST``, the latest step the greatest in
 ``domain.Step``'s order, the first touch the earliest
-capture's, whole, values ``COALESCE``; steps are keyed by event id), so a
+capture's, whole, the won amount the latest correction's
+(``domain.newer_won``), values ``COALESCE``; steps are keyed by event id), so a
 redelivered or replayed event changes nothing and a rebuild from the log
 equals the live tables. (An event applied before steps kept their recorded
 time, 0005, is applied again without it: ``unrecorded_steps``.) That is why the service needs no inbox. ``TABLES`` is
@@ -66,6 +68,8 @@ leads = sa.Table(
     *(sa.Column(f"{stage}_at", sa.DateTime(timezone=True)) for stage in STAGE_COLUMNS),
     sa.Column("won_amount", sa.Numeric(20, 2)),
     sa.Column("won_currency", sa.Text),
+    # Which report won_amount is of: 0 the win's, n its n-th correction (0013; None before: the win's).
+    sa.Column("won_correction", sa.Integer),
     sa.Column("rejected_reason", sa.Text),
     sa.Column("lost_reason", sa.Text),
     # Sales merged this lead into another: the survivor stands for the person; this row is in no report.
@@ -176,17 +180,22 @@ def _step_order(table: str) -> str:
 _LATER = (f"excluded.latest_to_stage IS NOT NULL AND (leads.latest_to_stage IS NULL "
           f"OR {_step_order('excluded')} > {_step_order('leads')})")
 
+#: The batch's won amount stands for the deal in place of the stored one (``domain.newer_won``).
+_NEWER_WON = ("excluded.won_amount IS NOT NULL AND (leads.won_amount IS NULL "
+              "OR COALESCE(excluded.won_correction, 0) > COALESCE(leads.won_correction, 0))")
+
 #: The batch's facts of each lead merged into what is stored: the attribution is the earliest capture's, whole
 #: (filled in field by field only while no capture is known: a field one touch left empty is not another's to
 #: fill, or a survivor's first touch would mix its own with the lead merged into it, and differ by batching);
-#: a value keeps its first, a stage its earliest time, the lead its furthest stage (the batch holds one row per
-#: lead: one statement may not update a row twice).
+#: a value keeps its first, but for the won amount, the latest correction's; a stage its earliest time, the lead its
+#: furthest stage (the batch holds one row per lead: one statement may not update a row twice).
 _MERGE_LEADS = "ON CONFLICT (lead_id) DO UPDATE SET " + ", ".join([
     *(f"{c} = CASE WHEN leads.captured_at IS NULL AND excluded.captured_at IS NULL THEN COALESCE(leads.{c}, "
       f"excluded.{c}) WHEN excluded.captured_at < COALESCE(leads.captured_at, 'infinity') THEN excluded.{c} "
       f"ELSE leads.{c} END" for c in DIMENSIONS.values()),
-    *(f"{c} = COALESCE(leads.{c}, excluded.{c})"
-      for c in ("grade", "won_amount", "won_currency", "rejected_reason", "lost_reason")),
+    *(f"{c} = COALESCE(leads.{c}, excluded.{c})" for c in ("grade", "rejected_reason", "lost_reason")),
+    *(f"{c} = CASE WHEN {_NEWER_WON} THEN excluded.{c} ELSE leads.{c} END"
+      for c in ("won_amount", "won_currency", "won_correction")),
     *(f"{s}_at = LEAST(leads.{s}_at, excluded.{s}_at)" for s in STAGE_COLUMNS),
     "furthest = GREATEST(leads.furthest, excluded.furthest)",
     *(f"{c} = CASE WHEN {_LATER} THEN excluded.{c} ELSE leads.{c} END" for c in LATEST),
@@ -290,6 +299,7 @@ UPDATE {schema}.leads s SET
     {", ".join(f"{st}_at = LEAST(s.{st}_at, m.{st}_at)" for st in STAGE_COLUMNS)},
     furthest = GREATEST(s.furthest, m.furthest),
     won_amount = COALESCE(s.won_amount, m.won_amount), won_currency = COALESCE(s.won_currency, m.won_currency),
+    won_correction = CASE WHEN s.won_amount IS NULL THEN m.won_correction ELSE s.won_correction END,
     rejected_reason = COALESCE(s.rejected_reason, m.rejected_reason),
     lost_reason = COALESCE(s.lost_reason, m.lost_reason)
 FROM m WHERE s.lead_id = :survivor
