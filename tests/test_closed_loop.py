@@ -231,9 +231,13 @@ async def story(loop_stack: Stack) -> Story:
                                            currency="EUR")])
         s.refused_on_topic = await read_topic(bootstrap, topics.DEADLETTER,
                                               where=lambda r: r.key.decode() == ids["won_usd"], until=bool)
-        await produce(bootstrap, [feedback(ids["won_usd"], outcome="won", rep_id="maria.lopez", amount="3000.50",
+        # Won on the topic with a typo (ten times the deal), then corrected there: every revenue figure below
+        # is the corrected one.
+        await produce(bootstrap, [feedback(ids["won_usd"], outcome="won", rep_id="maria.lopez", amount="30005.00",
                                            currency="USD")])
         await wait_for(lambda: _is(status("won_usd"), "won"), timeout=60)
+        await produce(bootstrap, [feedback(ids["won_usd"], outcome="won", rep_id="maria.lopez", amount="3000.50",
+                                           currency="USD", reason="typo: one zero too many")])
         s.answers["lost after won"] = await say("won_eur", outcome="lost", rep_id=owner["won_eur"], reason_code="price")
 
     # The lapsed lead: its holder misses the deadline, the next rep too, then the team queue has it.
@@ -252,8 +256,11 @@ async def story(loop_stack: Stack) -> Story:
             body = (await reporting.get("/v1/reports/funnel")).json()
             sla = (await reporting.get("/v1/reports/sla")).json()
             spam = (await reporting.get("/v1/reports/spam")).json()
+            revenue = {r["value"]: r["won_revenue"]
+                       for r in (await reporting.get("/v1/reports/attribution/source")).json()["rows"]}
             return (body["exits"]["lost"] == 1 and body["stages"][-1]["count"] == 2
-                    and sum(t["missed"] for t in sla["teams"]) == 2 and spam["quarantined"] == BOTS)
+                    and sum(t["missed"] for t in sla["teams"]) == 2 and spam["quarantined"] == BOTS
+                    and revenue.get("linkedin") == {"USD": "3000.50"})  # the correction applied
 
         await wait_for(settled, timeout=30)
     return s
@@ -296,6 +303,18 @@ async def test_a_rep_who_does_not_hold_a_lead_cannot_report_on_it_over_http_or_t
     stranger = story.answers["lost by a stranger"]
     assert stranger.status_code == 409 and stranger.json()["errors"][0]["field"] == "rep_id"
     assert "does not hold it" in story.refused_on_topic[0].headers["dlq.error.message"]
+
+
+async def test_a_won_deal_corrected_on_the_topic_stays_won_with_one_correction_on_the_lifecycle(story: Story):
+    lead = story.ids["won_usd"]
+    corrections = distinct(await read_all(story.stack.bootstrap, topics.LIFECYCLE, where=lambda r: (
+        r.key.decode() == lead and r.type == "lead.won_amount_corrected")))
+    assert [(c.json()["amount"], c.json()["previous_amount"], c.json()["currency"], c.json()["correction"],
+             c.json()["by"]) for c in corrections] == [("3000.50", "30005.00", "USD", 1, "maria.lopez")]
+    async with story.client("routing") as routing:
+        handoff = (await routing.get(f"/v1/leads/{lead}/handoff")).json()
+    assert handoff["status"] == "won"
+    assert [d["amount"] for d in handoff["dispositions"] if d["outcome"] == "won"] == ["30005.00", "3000.50"]
 
 
 async def test_each_missed_deadline_fires_once_across_two_crashed_routing_processes(story: Story):

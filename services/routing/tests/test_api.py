@@ -210,3 +210,25 @@ async def test_the_hand_off_of_a_lead_merged_into_one_merged_on_since_names_the_
     assert handoff.status_code == 200 and (handoff.json()["status"], handoff.json()["merged_into"]) == ("merged", str(t))
     assert report.status_code == 409 and report.json()["error"] == (
         f"the lead is closed as merged into {t}; report on {t} instead")
+
+
+async def test_a_won_deal_s_amount_is_corrected_by_its_holder_and_the_answer_says_it_was_a_correction(uow):
+    [lead] = holding(uow, "ben", 1, status="qualified")
+    won = {"outcome": "won", "rep_id": "ben", "amount": "50000", "currency": "EUR"}
+    with structlog.testing.capture_logs() as lines:
+        async with serving(uow, SALES_TOOL) as client:
+            first = await client.post(f"/v1/leads/{lead}/disposition", json=won)
+            corrected = await client.post(f"/v1/leads/{lead}/disposition", json={**won, "amount": "5000"})
+            again = await client.post(f"/v1/leads/{lead}/disposition", json={**won, "amount": "5000"})
+            stranger = await client.post(f"/v1/leads/{lead}/disposition",
+                                         json={**won, "rep_id": "cy", "amount": "500"})
+    assert (first.status_code, first.json()["corrected"]) == (200, False), first.text
+    assert corrected.status_code == 200, corrected.text
+    answer = corrected.json()
+    assert (answer["status"], answer["corrected"], answer["repeated"], len(answer["events"])) == ("won", True, False, 1)
+    assert [d["amount"] for d in answer["dispositions"] if d["outcome"] == "won"] == ["50000.00", "5000.00"]
+    assert (again.json()["repeated"], again.json()["corrected"], again.json()["events"]) == (True, False, [])
+    assert (stranger.status_code, [e["field"] for e in stranger.json()["errors"]]) == (409, ["rep_id"])
+    assert [data.type for data in (decode(m.headers, m.key, m.value).data for m in uow.published)] == [
+        "lead.stage_changed", "lead.won_amount_corrected"]
+    assert [r["event"] for r in lines if r.get("rep_id") == "ben"] == ["disposition recorded", "won amount corrected"]

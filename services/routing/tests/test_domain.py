@@ -440,12 +440,57 @@ def test_a_closed_lead_stays_closed():
 
 
 def test_the_same_disposition_twice_is_a_harmless_repeat_but_a_different_one_is_refused():
-    won = apply_disposition(handoff("accepted"), report("won", amount=Decimal("5000"), currency="EUR"), SALES)
-    assert isinstance(won, Applied)
-    again = apply_disposition(won.handoff, report("won", amount=Decimal("5000.00"), currency="EUR"), SALES)
+    accepted = apply_disposition(handoff(), report("accepted"), SALES)
+    assert isinstance(accepted, Applied)
+    again = apply_disposition(accepted.handoff, report("accepted"), SALES)
     assert isinstance(again, Repeated)
-    other = apply_disposition(won.handoff, report("won", amount=Decimal("7000"), currency="EUR"), SALES)
-    assert isinstance(other, Refused) and other.kind == "conflict"
+    other = apply_disposition(accepted.handoff, report("accepted", reason="called back"), SALES)
+    assert isinstance(other, Refused) and (other.kind, other.field) == ("conflict", "outcome")
+    lost = apply_disposition(handoff("qualified"), report("lost", reason_code="price"), SALES)
+    other = apply_disposition(lost.handoff, report("lost", reason="no budget after all"), SALES)
+    assert isinstance(other, Refused) and "cannot replace it" in other.reason
+
+
+def test_a_won_report_again_with_another_amount_corrects_the_deal_and_the_lead_stays_won():
+    """50,000 EUR was a typo for 5,000: the holder reports won again. A correction, not a second win: no step, the
+    lead stays won, and each later correction is numbered after the one before, from the amount then in force."""
+    won = apply_disposition(handoff("qualified"), report("won", amount=Decimal("50000"), currency="EUR"), SALES)
+    first = apply_disposition(won.handoff, report("won", amount=Decimal("5000"), currency="EUR", reason="typo"),
+                              SALES)
+    assert isinstance(first, Applied) and first.steps == () and first.handoff.status == "won"
+    c = first.correction
+    assert (c.amount, c.currency, c.previous_amount, c.previous_currency, c.number) == (
+        Decimal("5000.00"), "EUR", Decimal("50000.00"), "EUR", 1)
+    assert c.reason == "won amount corrected by Ana: 50000.00 EUR -> 5000.00 EUR: typo"
+    second = apply_disposition(first.handoff, report("won", amount=Decimal("5000"), currency="USD"), SALES)
+    assert isinstance(second, Applied) and second.handoff.status == "won"
+    assert (second.correction.previous_amount, second.correction.previous_currency, second.correction.number) == (
+        Decimal("5000.00"), "EUR", 2)
+    back = apply_disposition(second.handoff, report("won", amount=Decimal("50000"), currency="EUR"), SALES)
+    assert isinstance(back, Applied) and back.correction.number == 3  # the first amount again, if it was right
+
+
+def test_a_won_report_as_the_amount_in_force_repeats_and_one_changing_neither_amount_nor_currency_is_refused():
+    won = apply_disposition(handoff("qualified"), report("won", amount=Decimal("50000"), currency="EUR"), SALES)
+    corrected = apply_disposition(won.handoff, report("won", amount=Decimal("5000"), currency="EUR"), SALES)
+    again = apply_disposition(corrected.handoff, report("won", amount=Decimal("5000.00"), currency="EUR"), SALES)
+    assert isinstance(again, Repeated)
+    reasoned = apply_disposition(corrected.handoff, report("won", amount=Decimal("5000"), currency="EUR",
+                                                           reason="signed"), SALES)
+    assert isinstance(reasoned, Refused) and (reasoned.kind, reasoned.field) == ("conflict", "outcome")
+    assert "changes neither" in reasoned.reason
+
+
+def test_only_who_may_report_on_a_won_lead_corrects_its_amount_and_a_lost_deal_is_not_won_by_a_correction():
+    won = apply_disposition(handoff("qualified"), report("won", amount=Decimal("50000"), currency="EUR"), SALES)
+    stranger = apply_disposition(won.handoff, report("won", rep="ben", amount=Decimal("5000"), currency="EUR"), SALES)
+    assert isinstance(stranger, Refused) and (stranger.kind, stranger.field) == ("conflict", "rep_id")
+    assert "held by ana" in stranger.reason
+    lost = apply_disposition(handoff("qualified"), report("lost", reason_code="price"), SALES)
+    after_loss = apply_disposition(lost.handoff, report("won", amount=Decimal("5000"), currency="EUR"), SALES)
+    assert isinstance(after_loss, Refused) and "closed as lost" in after_loss.reason
+    lost_after_win = apply_disposition(won.handoff, report("lost", reason_code="price"), SALES)
+    assert isinstance(lost_after_win, Refused) and "closed as won" in lost_after_win.reason
 
 
 def test_a_rep_who_rejects_a_lead_from_the_queue_is_its_holder_when_it_returns_to_nurture():

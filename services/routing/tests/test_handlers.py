@@ -128,6 +128,64 @@ async def test_a_report_on_the_topic_dated_after_routing_recorded_it_is_dated_wh
     assert (data(ahead).at, data(before).at) == (T0 + timedelta(minutes=5), T0 + timedelta(minutes=1))
 
 
+async def won(uow, ctx, amount="50000"):
+    """A lead routed, accepted and won for ``amount`` EUR; its id and holder."""
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=owner)
+    await say(uow, ctx, lead.lead_id, outcome="won", rep_id=owner, amount=amount, currency="EUR")
+    return lead.lead_id, owner
+
+
+async def test_a_won_report_again_with_another_amount_on_the_topic_is_a_correction_not_a_second_win(uow, ctx):
+    lead_id, owner = await won(uow, ctx)
+    ctx.clock.now += timedelta(days=2)
+    [message] = await say(uow, ctx, lead_id, outcome="won", rep_id=owner, amount="5000", currency="EUR",
+                          reason="typo")
+    corrected = data(message)
+    assert (message.topic, corrected.type, corrected.lead_id) == (topics.LIFECYCLE, "lead.won_amount_corrected", lead_id)
+    assert (str(corrected.amount), corrected.currency, str(corrected.previous_amount), corrected.previous_currency,
+            corrected.correction, corrected.by, corrected.at) == ("5000.00", "EUR", "50000.00", "EUR", 1, owner,
+                                                                  ctx.clock.now)
+    assert (corrected.owner_id, corrected.team) == (owner, "emea") and corrected.reason.endswith(": typo")
+    assert uow.store.handoffs[lead_id].handoff.status == "won"
+    assert [str(d.amount) for d in uow.store.handoffs[lead_id].handoff.history if d.outcome == "won"] == [
+        "50000.00", "5000.00"]
+    assert await say(uow, ctx, lead_id, outcome="won", rep_id=owner, amount="5000", currency="EUR",
+                     reason="typo") == []  # a resend: a repeat
+
+
+async def test_the_same_correction_over_http_and_over_the_topic_is_one_event(uow, ctx):
+    """Sent both ways (a CRM that posts and also produces), each path finds the lead as the other would: the
+    correction has one id, and the second to arrive is a repeat."""
+    ids, lead, fresh = [], factories.scored("mql", country="DE"), uow
+    for path in ("http", "topic"):
+        uow = MemoryUnitOfWork(type(fresh.store)())  # the same lead, in a routing of its own for each path
+        owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+        await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=owner)
+        await say(uow, ctx, lead.lead_id, outcome="won", rep_id=owner, amount="50000", currency="EUR")
+        correction = {"outcome": "won", "rep_id": owner, "amount": "5000", "currency": "EUR"}
+        if path == "http":
+            async with uow:
+                result = await record_disposition(uow.store, LeadDispositioned(lead_id=lead.lead_id, **correction),
+                                                  ctx.data, ctx.clock())
+                await uow.commit()
+            messages = result.messages
+            assert await say(uow, ctx, lead.lead_id, **correction) == []  # then on the topic: a repeat
+        else:
+            messages = await say(uow, ctx, lead.lead_id, **correction)
+        ids += [m.header("ce_id") for m in messages]
+    assert len(ids) == 2 and ids[0] == ids[1]
+
+
+async def test_a_correction_of_a_won_deal_by_a_rep_who_does_not_hold_it_goes_to_the_dead_letters_for_good(uow, ctx):
+    lead_id, owner = await won(uow, ctx)
+    stranger = ({"ana", "ben"} - {owner}).pop()
+    verdict = await say(uow, ctx, lead_id, outcome="won", rep_id=stranger, amount="5000", currency="EUR")
+    assert isinstance(verdict, Rejected) and verdict.final and f"held by {owner}" in verdict.reason
+    assert [d.amount for d in uow.store.handoffs[lead_id].handoff.history if d.outcome == "won"] == [50000]
+
+
 def runner(uow, ctx) -> BatchApplier:
     """routing's consumer as it runs, its unit of work in memory."""
     return BatchApplier(service="routing", handlers=SERVICE.handlers(ctx), unit_of_work=lambda: uow, clock=ctx.clock)

@@ -71,13 +71,18 @@ def _reported(who: Principal, what: str, lead_id: uuid.UUID, rep_id: str, **fact
         "Outcomes: `accepted`, `rejected` (with a `reason_code` from reasons.yaml; the lead returns to nurture), "
         "`contacted`, `qualified`, `won` (with `amount` and `currency`), `lost` (with a `reason_code` or `reason`). "
         "An illegal move answers 409 with the reason; the same report again answers 200 with `repeated: true`. "
+        "The holder of a won lead may correct its amount: `won` again with another `amount` or `currency` answers "
+        "200 with `corrected: true` (the lead stays won; `lead.won_amount_corrected` goes on the lifecycle and "
+        "revenue reports take the new amount). "
         f"`at` (when it happened; absent: now) may not be more than {AHEAD_ALLOWED.total_seconds() / 60:.0f} "
         "minutes after routing records the report (a 422 naming `at`: a time zone wrong?); one up to that is dated "
         "when routing records it. "
         "Sales tools may instead produce a `lead.dispositioned` event to `leads.feedback`."
     ),
     responses=problem_responses(404, 409, 503, _404="no routed lead with this id",
-                                _409="illegal for the lead now, or from a rep who does not hold it"),
+                                _409="illegal for the lead now (closed, a move out of order, a won report again "
+                                     "that changes neither amount nor currency), or from a rep who does not hold "
+                                     "it"),
 )
 async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request: Request, rt: RoutingRuntime,
                            who: Annotated[Principal, needs("feedback:write")]) -> dict[str, Any]:
@@ -104,10 +109,13 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
         raise Problem(404, f"no routed lead {lead_id}: only leads routing handed to sales take dispositions")
     if isinstance(verdict, Refused):
         raise _refused(report, verdict)
-    DISPOSITIONS.labels(report.outcome, "repeated" if isinstance(verdict, Repeated) else "applied").inc()
+    corrected = not isinstance(verdict, Repeated) and verdict.correction is not None
+    DISPOSITIONS.labels(report.outcome, "repeated" if isinstance(verdict, Repeated) else
+                        "corrected" if corrected else "applied").inc()
     if not isinstance(verdict, Repeated):
-        _reported(who, "disposition recorded", lead_id, body.rep_id, outcome=report.outcome)
-    return {**_state(verdict.handoff), "repeated": isinstance(verdict, Repeated),
+        _reported(who, "won amount corrected" if corrected else "disposition recorded", lead_id, body.rep_id,
+                  outcome=report.outcome)
+    return {**_state(verdict.handoff), "repeated": isinstance(verdict, Repeated), "corrected": corrected,
             "events": [m.header("ce_id") for m in result.messages]}
 
 

@@ -29,8 +29,9 @@
   lacks (redriven once the files are fixed, it is applied).
 
 Events caused by a disposition get ids derived from the lead and the stage
-they record, not from the report: the same disposition sent over HTTP and
-over the topic yields the same events, and consumers keep one.
+they record (a correction of a won deal's amount: its number among the
+lead's corrections), not from the report: the same disposition sent over
+HTTP and over the topic yields the same events, and consumers keep one.
 
 Every ``lead.routed`` carries the number of the hand-off it announces
 (``Handoff.seq``, one more at every change of holder): what a batch here
@@ -60,7 +61,7 @@ from leadpipe_common.consumer import Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
 from leadpipe_common.events import (
     Assignment, Grade, LeadDispositioned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted,
-    LeadScored, LeadStageChanged,
+    LeadScored, LeadStageChanged, LeadWonAmountCorrected,
 )
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
@@ -179,6 +180,16 @@ def disposition(held: Held, report: LeadDispositioned, data: RoutingData, now: d
                traceparent=child_traceparent(traceparent or held.traceparent))
         for step in verdict.steps
     ]
+    if (c := verdict.correction) is not None:
+        h = verdict.handoff
+        corrected = LeadWonAmountCorrected(
+            lead_id=h.lead_id, amount=c.amount, currency=c.currency, previous_amount=c.previous_amount,
+            previous_currency=c.previous_currency, correction=c.number, at=at, by=report.rep_id, reason=c.reason,
+            owner_id=h.owner_id, team=h.team, grade=h.grade, attribution=held.lead.attribution)
+        # Numbered as the win's steps are named: the same correction over HTTP and the topic is one event.
+        messages.append(encode(topics.LIFECYCLE, corrected,
+                               event_id=h.event_id(f"disposition/won/corrected/{c.number}"), source=SOURCE, time=now,
+                               traceparent=child_traceparent(traceparent or held.traceparent)))
     return DispositionResult(verdict, messages)
 
 

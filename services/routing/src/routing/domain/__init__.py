@@ -22,9 +22,11 @@ now: a queue is for leads waiting to be accepted); they keep their status.
 
 Dispositions move a routed lead through accepted -> contacted -> qualified ->
 won | lost, or rejected (back to nurture). A closed lead stays closed; the
-same report twice is a harmless repeat. Sales may merge a lead into another
-(one person): it closes as merged, and a report on it is refused naming the
-survivor (or the lead it was merged into since), to report on instead. A won or lost lead is not merged away, nor is
+same report twice is a harmless repeat; a won deal's holder may correct its
+amount (won again, with another amount or currency), and the lead stays won.
+Sales may merge a lead into another (one person): it closes as merged, and a
+report on it is refused naming the survivor (or the lead it was merged into
+since), to report on instead. A won or lost lead is not merged away, nor is
 a lead sales still works merged into a closed one (it could never be won): of
 an open lead and a rejected one, the rejected one is merged away.
 
@@ -47,7 +49,7 @@ from routing.domain.availability import (
 from routing.domain.breaches import Breach, breach, escalated_to, held_by, may_wait, place_again
 from routing.domain.clock import acceptance_due, add_working_days, add_working_time
 from routing.domain.dispositions import (
-    AHEAD_ALLOWED, ALLOWED_AFTER, CLOSED, Applied, Handoff, HandoffStatus, Merged, Refused, Repeated, Step,
+    AHEAD_ALLOWED, ALLOWED_AFTER, CLOSED, Applied, Correction, Handoff, HandoffStatus, Merged, Refused, Repeated, Step,
     answered_at, apply_disposition, dated_ahead, earns_intent, kept_back_by, merge_into, news_for_holder, recycled_by,
     rejected_as, remembered,
 )
@@ -61,7 +63,8 @@ from routing.domain.routes import Route, choose_route, from_queue, next_turn, qu
 from routing.domain.whatif import PastLead, Violation, WhatIf, what_if
 
 __all__ = [
-    "AHEAD_ALLOWED", "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Handoff", "HandoffStatus",
+    "AHEAD_ALLOWED", "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Correction", "Handoff",
+    "HandoffStatus",
     "InvalidRoutingData", "Kept", "Merged", "PastLead", "Placed", "Presence", "Problem", "Reasons", "Refused",
     "RejectionReason", "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",

@@ -3,9 +3,11 @@
 accepted -> contacted -> qualified -> won | lost, or rejected (back to
 nurture). Only the holder speaks for a lead (any rep of its team for a lead in
 the team's queue); a closed lead stays closed; the same report twice is a
-harmless repeat. A lead sales merged into another is closed too: a report on
-it is refused naming the lead that holds its person now (the survivor, or the
-lead the survivor was merged into since), to report on instead.
+harmless repeat. A won deal's amount may be corrected: its holder reports
+``won`` again with another amount or currency, and the lead stays won. A
+lead sales merged into another is closed too: a report on it is refused
+naming the lead that holds its person now (the survivor, or the lead the
+survivor was merged into since), to report on instead.
 """
 
 from __future__ import annotations
@@ -151,9 +153,26 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Correction:
+    """A won deal's amount corrected: the ``number``-th correction of the lead's (1 for the first), from the amount
+    in force before (``previous_*``) to ``amount`` in ``currency``."""
+
+    amount: Decimal
+    currency: str
+    previous_amount: Decimal
+    previous_currency: str
+    number: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Applied:
+    """The report applied: the hand-off after it, and the lifecycle steps it causes, or for a correction of a won
+    deal's amount none and the ``correction`` (the lead stays won: no second win)."""
+
     handoff: Handoff
     steps: tuple[Step, ...]
+    correction: Correction | None = None
 
 
 @dataclass(frozen=True)
@@ -204,9 +223,16 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
         return Refused("invalid", "reason_code",
                        f"{d.reason_code!r} is not a {d.outcome} reason code; use one of {sorted(codes)}")
     said = remembered(d)
-    earlier = next((h for h in handoff.history if h.outcome == d.outcome), None)
+    # The latest: a won deal's reports after the first are corrections, the last of them in force.
+    earlier = next((h for h in reversed(handoff.history) if h.outcome == d.outcome), None)
     if earlier == said:
         return Repeated(handoff)
+    if earlier is not None and d.outcome == "won":
+        if (earlier.amount, earlier.currency) != (d.amount, d.currency):
+            return _corrected(handoff, earlier, d, rep)
+        return Refused("conflict", "outcome",
+                       f"the lead was already won ({_describe(earlier)}); a won report again corrects the amount or "
+                       "currency, and this one changes neither")
     if earlier is not None:
         return Refused("conflict", "outcome",
                        f"the lead was already {d.outcome} ({_describe(earlier)}); a different {d.outcome} report "
@@ -253,6 +279,21 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
                     due_at=None if d.outcome in ("accepted", "rejected") else handoff.due_at, waiting_since=None)
     # Taken from the queue, it is the rep's now: a hand-off of its own, which a re-engagement's lead.routed names.
     return Applied(after.handed_on(owner_id=owner) if owner != handoff.owner_id else after, steps)
+
+
+def _corrected(handoff: Handoff, won: DispositionReport, d: LeadDispositioned, rep: Rep) -> Applied | Refused:
+    """``d``, a won report with another amount or currency than ``won``'s (in force), as a correction by ``rep``: said
+    by whoever may report on the lead, as any disposition. A correction, not a second win: the lead stays won, and
+    revenue reports take the new amount in place of the old."""
+    not_holder = _not_the_holder(handoff, rep)
+    if not_holder:
+        return Refused("conflict", "rep_id", not_holder)
+    assert won.amount is not None and won.currency is not None and d.amount is not None and d.currency is not None
+    number = sum(h.outcome == "won" for h in handoff.history)  # the first won report is the win itself
+    why = f"won amount corrected by {rep.name}: {won.amount} {won.currency} -> {d.amount} {d.currency}" + (
+        f": {d.reason}" if d.reason else "")
+    return Applied(replace(handoff, history=(*handoff.history, remembered(d))), (),
+                   Correction(d.amount, d.currency, won.amount, won.currency, number, why))
 
 
 def _not_the_holder(handoff: Handoff, rep: Rep) -> str | None:
