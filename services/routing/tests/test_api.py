@@ -207,7 +207,8 @@ async def test_the_hand_off_of_a_lead_merged_into_one_merged_on_since_names_the_
         handoff = await client.get(f"/v1/leads/{d}/handoff")
         report = await client.post(f"/v1/leads/{d}/disposition", json={"outcome": "contacted", "rep_id": "ben"})
     assert [m.status_code for m in merges] == [200, 200], merges[0].text
-    assert handoff.status_code == 200 and (handoff.json()["status"], handoff.json()["merged_into"]) == ("merged", str(t))
+    assert handoff.status_code == 200
+    assert (handoff.json()["status"], handoff.json()["merged_into"]) == ("merged", str(t))
     assert report.status_code == 409 and report.json()["error"] == (
         f"the lead is closed as merged into {t}; report on {t} instead")
 

@@ -143,7 +143,8 @@ async def test_a_won_report_again_with_another_amount_on_the_topic_is_a_correcti
     [message] = await say(uow, ctx, lead_id, outcome="won", rep_id=owner, amount="5000", currency="EUR",
                           reason="typo")
     corrected = data(message)
-    assert (message.topic, corrected.type, corrected.lead_id) == (topics.LIFECYCLE, "lead.won_amount_corrected", lead_id)
+    assert (message.topic, corrected.type, corrected.lead_id) == (
+        topics.LIFECYCLE, "lead.won_amount_corrected", lead_id)
     assert (str(corrected.amount), corrected.currency, str(corrected.previous_amount), corrected.previous_currency,
             corrected.correction, corrected.by, corrected.at) == ("5000.00", "EUR", "50000.00", "EUR", 1, owner,
                                                                   ctx.clock.now)

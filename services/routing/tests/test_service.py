@@ -92,6 +92,26 @@ async def test_a_report_refused_on_the_topic_stays_refused_when_read_again_after
     assert not await _status_becomes(db, lead.lead_id, "won", tries=1)
 
 
+async def test_a_won_deal_corrected_on_the_topic_stays_won_with_both_reports_and_one_correction(bootstrap, db):
+    lead = factories.scored("mql", email="typo.win@smallco.example", employees=50, country="US")
+    await produce(bootstrap, [factories.message(topics.SCORED, lead)])
+    [routed] = await read_topic(bootstrap, topics.ROUTED, where=for_lead(lead.lead_id), until=bool)
+    owner = routed.json()["assignment"]["owner_id"]
+    await produce(bootstrap, [factories.message(topics.FEEDBACK, LeadDispositioned(lead_id=lead.lead_id, **report))
+                              for report in ({"outcome": "accepted", "rep_id": owner},
+                                             {"outcome": "won", "rep_id": owner, "amount": "50000", "currency": "EUR"},
+                                             {"outcome": "won", "rep_id": owner, "amount": "5000", "currency": "EUR"})])
+    [corrected] = await read_topic(bootstrap, topics.LIFECYCLE, until=bool, where=lambda r: (
+        for_lead(lead.lead_id)(r) and r.type == "lead.won_amount_corrected"))
+    body = corrected.json()
+    assert (body["amount"], body["previous_amount"], body["correction"], body["by"]) == ("5000.00", "50000.00", 1,
+                                                                                          owner)
+    async with db.connect() as conn:
+        status, history = (await conn.execute(sa.text(
+            "SELECT status, history FROM routing.handoffs WHERE lead_id = :id"), {"id": lead.lead_id})).one()
+    assert status == "won" and [d["amount"] for d in history if d["outcome"] == "won"] == ["50000.00", "5000.00"]
+
+
 async def test_a_batch_reporting_on_two_leads_and_a_merge_of_them_at_once_both_commit(bootstrap, db):
     """The batch reports on B, then A (its log order); the merge locks A, then B (id order). Were the batch to lock
     B first and then wait for A, each would hold the row the other waits for, and Postgres would fail one."""
