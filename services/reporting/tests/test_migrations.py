@@ -199,14 +199,29 @@ def touched(lead: uuid.UUID, on: int, source: str, first: LeadStageChanged) -> L
                        touch=Touch(touch_id=uuid.uuid4(), at=day(on), attribution=Attribution(utm_source=source)))
 
 
+#: Columns this release's handler writes that revisions after 0011 add, with their types: lent to a 0011 schema
+#: while ``applied_live`` writes as 0011's release did (none of them set then) and taken back before an upgrade.
+LATER_COLUMNS = {"leads": {"won_correction": "integer"}}
+
+
 async def applied_live(engine: AsyncEngine, events: list[Event]) -> None:
-    """``events`` applied by this release's handler, each in a batch of its own, recorded when it happened."""
+    """``events`` applied by this release's handler, each in a batch of its own, recorded when it happened, into a
+    0011 schema."""
+    await _later_columns(engine, "ADD COLUMN {} {}")
     for event in events:
         at = event.at if isinstance(event, LeadStageChanged | LeadMerged) else event.touch.at
         m = encode(topics.LIFECYCLE, event, event_id=uuid.uuid4(), source="tests", time=at)
         async with SqlUnitOfWork(make_sessionmaker(engine), ReportingStore) as uow:
             await handle_lifecycle_events(uow, [decode(m.headers, m.key, m.value)], Reporting())
             await uow.commit()
+    await _later_columns(engine, "DROP COLUMN {}")
+
+
+async def _later_columns(engine: AsyncEngine, change: str) -> None:
+    async with engine.begin() as conn:
+        for table, columns in LATER_COLUMNS.items():
+            for name, kind in columns.items():
+                await conn.execute(sa.text(f"ALTER TABLE reporting.{table} " + change.format(name, kind)))
 
 
 async def touch_rows(engine: AsyncEngine) -> set[tuple]:
