@@ -242,6 +242,32 @@ async def test_a_released_yes_counts_only_if_newer_than_the_word_its_person_gave
     assert consent == {touching: False, opening: False, newer: True}
 
 
+async def test_a_json_consent_released_from_quarantine_says_what_it_said_when_it_was_sent(stack, db):
+    """Quarantine keeps text: a JSON 1.0, a yes when it was sent, was kept as "1.0", which the release read as
+    nothing said, and the released lead had no consent."""
+    run = uuid.uuid4().hex[:8]
+    sent = {f"one.{run}@example.com": 1.0, f"zero.{run}@example.com": 0.0, f"true.{run}@example.com": True}
+    kept = {}
+    async with httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
+        for email, consent in sent.items():
+            reply = await capture.post("/v1/leads", json={"email": email, "marketing_consent": consent,
+                                                          "_gotcha": "autofill"})
+            assert reply.status_code == 202, reply.text
+            kept[email] = reply.json()["lead_id"]
+            released = await capture.post(f"/v1/quarantine/{kept[email]}/release", headers=KEY_HEADERS)
+            assert released.status_code == 200 and released.json()["repeated"] is False, released.text
+    async with db.connect() as conn:
+        words = dict((await conn.execute(sa.text(
+            "SELECT lead_id::text, fields->>'marketing_consent' FROM capture.quarantine "
+            "WHERE lead_id::text = ANY(:ids)"), {"ids": list(kept.values())})).all())
+        events = dict((await conn.execute(sa.text(
+            "SELECT lead_id::text, event FROM capture.leads WHERE lead_id::text = ANY(:ids)"),
+            {"ids": list(kept.values())})).all())
+    assert {email: words[lead_id] for email, lead_id in kept.items()} == dict(zip(sent, ["true", "false", "true"]))
+    consent = {email: json.loads(events[lead_id])["contact"]["marketing_consent"] for email, lead_id in kept.items()}
+    assert consent == dict(zip(sent, [True, False, True]))
+
+
 def token_key_of_test_stack() -> bytes:
     from capture.app import token_key
     from capture.settings import CaptureSettings

@@ -852,6 +852,15 @@ def test_what_quarantine_keeps_of_a_bots_padding_fits_one_event_whatever_it_sent
     assert quarantined_fields(small) == small  # what a bot usually sends is kept whole
 
 
+@pytest.mark.parametrize("sent", [1.0, 0.0, -0.0, True, False, 1, 0, "1.0", "on", "yes please", 2, 0.5, ["on"]])
+def test_what_quarantine_keeps_of_a_consent_says_what_the_consent_sent_said(sent):
+    from capture.domain import quarantined_fields
+
+    fields = {"email": "ada@example.com", "marketing_consent": sent}
+    kept = quarantined_fields(fields)
+    assert (stated_consent(kept), unread_consent(kept)) == (stated_consent(fields), unread_consent(fields))
+
+
 def test_a_quarantine_cursor_names_exactly_where_its_page_ended():
     from capture.domain import parse_quarantine_cursor, quarantine_cursor
 

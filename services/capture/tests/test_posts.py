@@ -578,7 +578,7 @@ async def test_the_known_fields_are_kept_whatever_a_bot_put_before_them(client, 
     kept = await quarantined(client, pipeline, json={**padding, "_gotcha": "x", "email": "bob@example.com",
                                                      "marketing_consent": True})
     assert len(kept.fields) == 100
-    assert (kept.fields["email"], kept.fields["marketing_consent"]) == ("bob@example.com", "True")
+    assert (kept.fields["email"], kept.fields["marketing_consent"]) == ("bob@example.com", "true")
     r = await release(client, kept)
     assert r.status_code == 200, r.text
     assert (pipeline.lead.contact.email, pipeline.lead.contact.marketing_consent) == ("bob@example.com", True)
@@ -606,6 +606,20 @@ async def test_a_release_of_a_null_consent_kept_as_none_becomes_a_lead_that_said
     r = await release(client, kept)
     assert r.status_code == 200, r.text
     assert (pipeline.lead.contact.marketing_consent, pipeline.written[-1].consent) == (False, None)
+
+
+@pytest.mark.parametrize(("sent", "said"), [(1.0, True), (0.0, False), (True, True), (1, True), (False, False),
+                                            ("1.0", None)])
+async def test_a_released_submission_says_of_consent_what_it_said_when_it_was_sent(client, pipeline, sent, said):
+    """Quarantine keeps text: a JSON 1.0, a yes when it was sent, was kept as "1.0", which its release read as
+    nothing said."""
+    kept = await quarantined(client, pipeline, json={"email": "ada@example.com", "marketing_consent": sent,
+                                                      "_gotcha": "x"})
+    r = await release(client, kept)
+    assert r.status_code == 200, r.text
+    released = (pipeline.written[-1].consent, pipeline.lead.contact.marketing_consent)
+    await client.post(FORM, json={"email": "ada@example.com", "marketing_consent": sent}, headers=AS_JSON)
+    assert released == (pipeline.written[-1].consent, pipeline.lead.contact.marketing_consent) == (said, bool(said))
 
 
 async def test_a_released_submission_is_written_as_of_when_it_was_sent_not_when_it_was_released(client, pipeline):

@@ -573,7 +573,7 @@ def quarantined_fields(fields: Mapping[str, Any]) -> dict[str, str]:
     JSON lets a bot send) is replaced, so the submission is quarantined rather than refused with a 503.
     """
     present = [(str(k), v) for k, v in fields.items() if v is not None]
-    kept = {k: str(v) for k, v in present if k in FIELDS}
+    kept = {k: _kept_text(k, v) for k, v in present if k in FIELDS}
     room = KEPT_BYTES
     for k, v in present:
         if len(kept) >= KEPT_FIELDS:
@@ -585,6 +585,17 @@ def quarantined_fields(fields: Mapping[str, Any]) -> dict[str, str]:
                 break
             kept[name] = value
     return {_storable(k): _storable(v) for k, v in kept.items()}
+
+
+def _kept_text(name: str, value: Any) -> str:
+    """A known field's value as quarantine keeps it, which a release reads as ``capture_lead`` read the value sent.
+
+    A consent sent as no text is kept as the word capture read it as: a JSON 1.0, a yes, was kept as "1.0", which
+    a release read as nothing said (as it reads that text sent), and the released lead lost its yes. Text is kept
+    as sent: it reads alike."""
+    if name == "marketing_consent" and not isinstance(value, str) and (said := _consent(value)) is not None:
+        return "true" if said else "false"
+    return str(value)
 
 
 def _storable(text: str) -> str:
