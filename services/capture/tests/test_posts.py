@@ -622,6 +622,25 @@ async def test_a_released_submission_says_of_consent_what_it_said_when_it_was_se
     assert released == (pipeline.written[-1].consent, pipeline.lead.contact.marketing_consent) == (said, bool(said))
 
 
+async def test_what_capture_made_of_a_quarantined_submissions_fields_is_counted_once_when_it_is_released(
+        client, pipeline):
+    """Counted when quarantined, a bot's unread consent or long landing page said a form needed mending, and a
+    released submission was counted twice."""
+    def counted() -> tuple[float | None, float | None]:
+        return (REGISTRY.get_sample_value("capture_consent_unread_total", {"field": "marketing_consent"}),
+                REGISTRY.get_sample_value("capture_attribution_cut_total", {"field": "landing_page"}))
+
+    before = counted()
+    kept = await quarantined(client, pipeline, json={"email": "ada@example.com", "marketing_consent": "yes please",
+                                                      "landing_page": "https://example.com/?q=" + "x" * 3000,
+                                                      "_gotcha": "x"})
+    assert counted() == before
+    assert (await release(client, kept)).status_code == 200
+    assert counted() == tuple((n or 0.0) + 1 for n in before)
+    assert (await release(client, kept)).json()["repeated"]
+    assert counted() == tuple((n or 0.0) + 1 for n in before)
+
+
 async def test_a_released_submission_is_written_as_of_when_it_was_sent_not_when_it_was_released(client, pipeline):
     """Its yes or no counts only if newer than the person's word on record: dated by its release, a yes caught days
     ago would outweigh the no they gave since."""

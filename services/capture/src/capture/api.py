@@ -13,7 +13,7 @@ import inspect
 import json
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NamedTuple, NoReturn
@@ -481,12 +481,19 @@ async def _accept(request: Request, rt: Runtime[Capture, CaptureStore], fields: 
         admitted = replace(admitted, answer={k: v for k, v in admitted.answer.items() if k != "existing"})
     if not admitted.repeated:
         (QUARANTINED if reasons else ACCEPTED).labels(endpoint).inc()
-        # Field names only, never their values: a landing page's query may hold the person's address, and a
-        # consent field whatever a form builder put in it.
-        _tell(CUT, overlong(fields), "attribution cut to its limit", lead.attribution.form_id)
-        _tell(UNREAD_CONSENT, unread_consent(fields), "consent neither yes nor no; kept as nothing said",
-              lead.attribution.form_id)
+        if not reasons:
+            _tell_kept(fields, lead.attribution.form_id)
     return admitted
+
+
+def _tell_kept(fields: Mapping[str, Any], form_id: str | None) -> None:
+    """Count and log what capture made of the fields of a submission it kept as a lead or a touch, at once or on
+    its release from quarantine: once a submission, and only a kept one. Counted when quarantined too, a released
+    one counted twice, and a bot's, never released, said a form needed mending that did not."""
+    # Field names only, never their values: a landing page's query may hold the person's address, and a consent
+    # field whatever a form builder put in it.
+    _tell(CUT, overlong(fields), "attribution cut to its limit", form_id)
+    _tell(UNREAD_CONSENT, unread_consent(fields), "consent neither yes nor no; kept as nothing said", form_id)
 
 
 def _tell(counter: Counter, names: list[str], what: str, form_id: str | None) -> None:
@@ -940,6 +947,7 @@ async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> d
         raise Problem(503, "the release cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     rt.wake_relay()
     log.info("quarantined submission released", lead_id=str(lead_id))
+    _tell_kept(row.fields, lead.attribution.form_id)
     return {"lead_id": lead_id, "released_at": now, "repeated": False}
 
 
