@@ -325,6 +325,17 @@ async def test_a_browser_form_whose_landing_page_is_too_long_is_thanked_and_its_
     assert "ada@example.com" not in str(logged) and "xxxx" not in str(logged)
 
 
+@pytest.mark.parametrize("sent", [{"utm_campaign": "c" * 300},
+                                  {"landing_page": f"https://www.example.com/demo?utm_campaign={'c' * 300}"}],
+                         ids=["a-field-of-the-page", "from-the-landing-page"])
+async def test_a_utm_campaign_past_its_limit_is_cut_and_counted_wherever_it_came_from(client, pipeline, sent):
+    cut = REGISTRY.get_sample_value("capture_attribution_cut_total", {"field": "utm_campaign"}) or 0.0
+    r = await client.post(FORM, data={"email": "ada@example.com", **sent}, headers=AS_JSON)
+    assert r.status_code == 202, r.text
+    assert pipeline.lead.attribution.utm_campaign == "c" * 200
+    assert REGISTRY.get_sample_value("capture_attribution_cut_total", {"field": "utm_campaign"}) == cut + 1
+
+
 # -- consent --------------------------------------------------------------
 
 

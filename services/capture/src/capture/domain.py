@@ -130,9 +130,11 @@ def _filled_in(field: str) -> Any:
 
 
 def overlong(fields: Mapping[str, Any]) -> list[str]:
-    """The attribution fields of ``fields`` that ``capture_lead`` cuts to their limit."""
+    """The attribution fields of ``fields`` that ``capture_lead`` cuts to their limit, those it takes from the
+    landing page's query string among them."""
+    read = _as_read(fields)
     return [name for name, limit in FILLED_IN.items()
-            if isinstance(value := fields.get(name), str) and len(value.strip()) > limit]
+            if isinstance(value := read.get(name), str) and len(value.strip()) > limit]
 
 
 class Submission(BaseModel):
@@ -416,6 +418,18 @@ def form_named(fields: Mapping[str, Any], form_id: str | None) -> str | None:
     return named.strip() if isinstance(named, str) else None
 
 
+def _as_read(fields: Mapping[str, Any], form_id: str | None = None) -> dict[str, Any]:
+    """``fields`` as ``Submission`` reads them: ``form_id`` over the field, and the UTMs of ``landing_page``'s
+    query string (``landing_utms``) in those left out or blank."""
+    data = dict(fields)
+    if form_id is not None:
+        data["form_id"] = form_id
+    for name, value in landing_utms(data.get("landing_page")).items():
+        if _blank_to_none(data.get(name)) is None:
+            data[name] = value
+    return data
+
+
 def capture_lead(
     fields: Mapping[str, Any],
     *,
@@ -431,14 +445,8 @@ def capture_lead(
     UTMs of ``landing_page``'s query string (``landing_utms``) those it left out
     or blank, within the same limits.
     """
-    data = dict(fields)
-    if form_id is not None:
-        data["form_id"] = form_id
-    for name, value in landing_utms(data.get("landing_page")).items():
-        if _blank_to_none(data.get(name)) is None:
-            data[name] = value
     try:
-        sub = Submission.model_validate(data)
+        sub = Submission.model_validate(_as_read(fields, form_id))
     except ValidationError as exc:
         raise InvalidSubmission(field_problems(exc.errors())) from None
     offer = sub.offer or (form.offer if form else None)
