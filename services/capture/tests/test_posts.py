@@ -411,6 +411,29 @@ async def test_a_json_body_starting_with_a_byte_order_mark_is_read(client, pipel
 
 
 @pytest.mark.parametrize("path", ["/v1/leads", FORM])
+@pytest.mark.parametrize(("body", "said"), [
+    ('{"email": "ada@example.com", "phone": NaN}', "JSON has no NaN"),
+    ('{"email": "ada@example.com", "utm_term": Infinity}', "JSON has no Infinity"),
+    ('{"email": "ada@example.com", "company": [-Infinity]}', "JSON has no -Infinity"),
+    ('{"email": "ada@example.com", "marketing_consent": NaN, "_gotcha": "x"}', "JSON has no NaN"),
+    ('{"email": "ada@example.com", "phone": 1e400}', "the number 1e400 is too large")],
+    ids=["nan", "infinity", "minus-infinity-nested", "nan-from-a-bot", "overflowing-to-infinity"])
+async def test_json_that_python_reads_as_nan_or_infinity_is_refused_naming_the_body_not_stored_as_nan_or_inf(
+        client, pipeline, path, body, said):
+    r = await client.post(path, content=body.encode(), headers={"content-type": "application/json", **AS_JSON})
+    assert said in refused(r, 422, "body")
+    assert pipeline.written == [] and pipeline.quarantined == {}
+
+
+async def test_json_numbers_with_a_fraction_or_an_exponent_are_read_as_ever(client, pipeline):
+    r = await client.post(FORM, content=b'{"email": "ada@example.com", "utm_content": 1.5, "utm_term": 2e3, '
+                                        b'"marketing_consent": 1.0}', headers={"content-type": "application/json"})
+    assert r.status_code == 202, r.text
+    assert (pipeline.lead.attribution.utm_content, pipeline.lead.attribution.utm_term) == ("1.5", "2000.0")
+    assert pipeline.written[-1].consent is True
+
+
+@pytest.mark.parametrize("path", ["/v1/leads", FORM])
 async def test_a_body_of_a_media_type_capture_does_not_read_is_refused_naming_content_type(client, pipeline, path):
     r = await client.post(path, content=b"email=ada@example.com", headers={"content-type": "text/plain", **AS_JSON})
     assert "application/json" in refused(r, 415, "Content-Type")

@@ -11,6 +11,7 @@ import functools
 import html
 import inspect
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -227,6 +228,23 @@ def _deeper_than(value: dict[str, Any], limit: int) -> bool:
     return True
 
 
+def _no_constant(name: str) -> NoReturn:
+    # Python's json reads NaN, Infinity and -Infinity, which JSON has not (RFC 8259): taken, a phone or utm_term
+    # was stored as the text "nan" or "inf". Called on those tokens alone: a body without them costs nothing more.
+    raise ValueError(f"JSON has no {name}: send a finite number, or text in quotes")
+
+
+def _finite(text: str) -> float:
+    # Called on numbers with a fraction or an exponent alone (an integer's digits are not), rare in a lead.
+    value = float(text)
+    if math.isinf(value):  # 1e400, past what a float holds: read as Infinity, and stored as "inf"
+        raise ValueError(f"the number {text[:20]}{'…' if len(text) > 20 else ''} is too large: send it as text")
+    return value
+
+
+_JSON = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
 async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
     media = _media_type(request)
     if media not in allowed:
@@ -239,7 +257,7 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
             # UTF-8 only (RFC 8259): json.loads would take UTF-16 and UTF-32 too, past the NUL check, which
             # reads the UTF-8 escape. A byte order mark before it, which RFC 8259 lets a parser ignore and
             # Windows tools (PowerShell, Notepad) write, is skipped rather than refused.
-            parsed = json.loads(body.decode("utf-8-sig"))
+            parsed = _JSON.decode(body.decode("utf-8-sig"))
         except UnicodeDecodeError:
             raise Problem(422, "body is not UTF-8", [FieldProblem("body", "must be UTF-8")]) from None
         except ValueError as exc:
