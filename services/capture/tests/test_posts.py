@@ -1306,6 +1306,21 @@ async def test_the_token_script_fills_forms_rendered_later_at_submit_and_renews_
     assert [s["global"] for s in seen] == [first] * 4 + ["renewed"]
 
 
+async def test_the_token_script_fills_a_form_rendered_later_when_the_person_moves_into_it_or_types_in_it(
+        pipeline, tmp_path):
+    """A page's script sending the form with form.submit() fires no submit event: a form rendered after load was
+    sent without a token, and quarantined."""
+    async with guarded(pipeline, tmp_path, RENEWED) as capture:
+        script = (await capture.get("/v1/forms/demo-request/token.js")).text
+    first = json.loads(script.split("token = ", 1)[1].split(",", 1)[0])
+    seen = run_token_script(script, script, [], [
+        {"at": 1, "add": "/v1/forms/demo-request"}, {"at": 2, "add": "/v1/forms/demo-request"},
+        {"at": 3, "add": "/v1/forms/somewhere-else"},
+        {"at": 10, "focusin": 0}, {"at": 11, "input": 1}, {"at": 12, "focusin": 2, "input": 2},
+    ])
+    assert [s["tokens"] for s in seen[3:]] == [[first, None, None], [first, first, None], [first, first, None]]
+
+
 class Verifier:
     """Siteverify as capture calls it: every answer solved; notes what each check was counted under."""
 

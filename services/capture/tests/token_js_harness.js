@@ -1,11 +1,13 @@
 // Runs capture's token.js in Node over a stand-in for the few DOM calls it makes, on a clock the test moves:
 // reads {form, forms, first, second, steps} on stdin (``second``, the script a renewal loads), prints what each step saw.
+// A step may add a form (``add``: its action), move into (``focusin``) or type in (``input``) a form's field, submit
+// a form (``submit``: its index) and load the renewal asked for (``load``), in that order.
 const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
 let now = 0, loading = [];
 const listeners = {};
 function form(action) {
   const inputs = [];
-  return {action, inputs, getAttribute: () => action,
+  return {action, inputs, nodeName: "FORM", getAttribute: () => action,
           querySelector: (sel) => inputs.find((i) => sel.includes('"' + i.name + '"')) || null,
           appendChild: (i) => inputs.push(i)};
 }
@@ -25,6 +27,9 @@ const seen = [];
 for (const step of input.steps) {
   now = step.at * 1000;
   if (step.add) forms.push(form(step.add));
+  for (const type of ["focusin", "input"]) {
+    if (step[type] !== undefined) for (const fn of listeners[type] || []) fn({target: {form: forms[step[type]]}});
+  }
   if (step.load) {
     const script = loading.shift();
     (0, eval)(input.second);

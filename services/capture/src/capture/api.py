@@ -781,8 +781,9 @@ async def form_token(form_id: FormId, rt: CaptureRuntime) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), headers=_NO_STORE)
 
 
-#: Filled in at submit time, so that a form rendered after the page loaded (React, Vue, a modal, a lazy embed) gets
-#: its token; and renewed, so that a tab left open longer than the token's max age does not send an expired one: a
+#: Filled in at submit time and when the person first moves into a form or types in it, so that a form rendered after
+#: the page loaded (React, Vue, a modal, a lazy embed) gets its token, one a script sends with form.submit() too;
+#: and renewed, so that a tab left open longer than the token's max age does not send an expired one: a
 #: new copy of this script is loaded (a script, not fetch(): no CORS or connect-src asked of the page) once the
 #: newest token is half that age, and hands its token over, used only once it is min_fill_seconds old, the older
 #: one, still valid, until then.
@@ -840,6 +841,17 @@ _TOKEN_SCRIPT = """(function () {
     current();
     put(event.target);
   }, true);
+  // A form a page's script sends with form.submit() fires no submit event: one rendered after load gets its token
+  // when the person moves into it or types in it (the target's form owner, one its form attribute names included).
+  function interacted(event) {
+    var form = event.target && event.target.form;
+    if (form && form.nodeName === "FORM") {
+      current();
+      put(form);
+    }
+  }
+  document.addEventListener("focusin", interacted, true);
+  document.addEventListener("input", interacted, true);
   document.addEventListener("visibilitychange", current);
   window.addEventListener("pageshow", current);
   setInterval(current, Math.min(60000, maxAgeMs / 4));
@@ -855,7 +867,8 @@ _TOKEN_SCRIPT = """(function () {
     "/v1/forms/{form_id}/token.js", summary="A script that puts a form token into the page's form",
     description="Include `<script src=\".../v1/forms/{form_id}/token.js\"></script>` on the page: it adds the "
                 "token (a hidden field) to every form posting to `/v1/forms/{form_id}`, those on the page when it "
-                "loads and any sent later (at submit), keeps it in `window.leadpipeTokens[form_id]` for pages that "
+                "loads and any rendered later (when sent, or when the person first moves into it or types in "
+                "it), keeps it in `window.leadpipeTokens[form_id]` for pages that "
                 "post with fetch(), and renews it while the page stays open.",
     response_class=Response,
     responses={200: {"content": {"text/javascript": {"schema": {"type": "string"}}}},
