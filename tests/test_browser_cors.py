@@ -47,12 +47,19 @@ TOKEN_FORMS_PAGE = """<!doctype html><html><body>
 <script src="{capture}/v1/forms/{form}/token.js"></script>
 </body></html>"""
 
+#: A form that posts to capture only by its button's formaction.
+TOKEN_BUTTON_PAGE = """<!doctype html><html><body>
+<form action="/search"><input name="q"><button formaction="{capture}/v1/forms/{form}">Send</button></form>
+<script src="{capture}/v1/forms/{form}/token.js"></script>
+</body></html>"""
+
 
 @pytest.fixture(scope="module")
 def pages(capture_url: str) -> Iterator[None]:
     bodies = {"/": PAGE.format(capture=capture_url).encode(),
               "/token-form": TOKEN_PAGE.format(capture=capture_url, form=TOKEN_FORM, email=TOKEN_EMAIL).encode(),
               "/token-forms": TOKEN_FORMS_PAGE.format(capture=capture_url, form=TOKEN_FORM).encode(),
+              "/token-button": TOKEN_BUTTON_PAGE.format(capture=capture_url, form=TOKEN_FORM).encode(),
               "/blank": b"<!doctype html><html><body></body></html>"}
 
     class Page(BaseHTTPRequestHandler):
@@ -148,3 +155,24 @@ async def test_the_token_script_fills_every_form_posting_to_its_form_whatever_it
         filled = await page.evaluate("""Array.from(document.forms, f => [f.dataset.filled,
             !!(f.querySelector('input[name=_token]') || {}).value])""")
     assert filled == [["yes", True]] * 5 + [["no", False]] * 3
+
+
+async def test_the_token_script_fills_a_form_sent_by_its_buttons_formaction_and_one_rendered_later_as_it_is_typed_in(
+        pages, tmp_path, capture_url):
+    """A button's formaction, not the form's action, says where a form goes; and a form a page's script renders
+    later and sends with form.submit() fires no submit event: both went without a token, and were quarantined."""
+    async with chromium(tmp_path / "token-button") as page:
+        await page.goto(f"{PAGE_ORIGIN}/token-button")
+        await page.wait_for("!!window.leadpipeTokens")
+        filled = await page.evaluate(f"""(() => {{
+            document.addEventListener("submit", e => e.preventDefault());  // after the script's, which captures
+            const later = document.createElement("form");
+            later.action = "{capture_url}/v1/forms/{TOKEN_FORM}";
+            later.appendChild(document.createElement("input"));
+            document.body.appendChild(later);
+            const before = Array.from(document.forms, f => !!f.querySelector("input[name=_token]"));
+            later.firstChild.dispatchEvent(new Event("input", {{bubbles: true}}));
+            document.forms[0].requestSubmit(document.forms[0].querySelector("button"));
+            return [before, Array.from(document.forms, f => !!(f.querySelector("input[name=_token]") || {{}}).value)];
+        }})()""")
+    assert filled == [[False, False], [True, True]]

@@ -1321,6 +1321,19 @@ async def test_the_token_script_fills_a_form_rendered_later_when_the_person_move
     assert [s["tokens"] for s in seen[3:]] == [[first, None, None], [first, first, None], [first, first, None]]
 
 
+async def test_the_token_script_fills_a_form_sent_to_capture_by_its_buttons_formaction(pipeline, tmp_path):
+    """Where the button a form is sent with says (formaction), not the form's own action, is where it posts."""
+    async with guarded(pipeline, tmp_path, RENEWED) as capture:
+        script = (await capture.get("/v1/forms/demo-request/token.js")).text
+    first = json.loads(script.split("token = ", 1)[1].split(",", 1)[0])
+    seen = run_token_script(script, script, ["/search", "/search", "/search"], [
+        {"at": 5, "submit": 0, "submitter": "https://capture.example/v1/forms/demo-request"},
+        {"at": 6, "submit": 1, "submitter": "/v1/forms/demo-request-other"},
+        {"at": 7, "submit": 2},
+    ])
+    assert seen[-1]["tokens"] == [first, None, None]
+
+
 class Verifier:
     """Siteverify as capture calls it: every answer solved; notes what each check was counted under."""
 

@@ -1,7 +1,8 @@
 // Runs capture's token.js in Node over a stand-in for the few DOM calls it makes, on a clock the test moves:
 // reads {form, forms, first, second, steps} on stdin (``second``, the script a renewal loads), prints what each step saw.
 // A step may add a form (``add``: its action), move into (``focusin``) or type in (``input``) a form's field, submit
-// a form (``submit``: its index) and load the renewal asked for (``load``), in that order.
+// a form (``submit``: its index; ``submitter``: the formaction of the button it is sent with) and load the renewal
+// asked for (``load``), in that order.
 const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
 let now = 0, loading = [];
 const listeners = {};
@@ -36,7 +37,9 @@ for (const step of input.steps) {
     script.onload();
   }
   if (step.submit !== undefined) {
-    for (const fn of listeners.submit) fn({target: forms[step.submit]});
+    const submitter = step.submitter === undefined ? null
+      : {getAttribute: (name) => (name === "formaction" ? step.submitter : null)};
+    for (const fn of listeners.submit) fn({target: forms[step.submit], submitter});
   }
   seen.push({tokens: forms.map(token), asked: loading.length, global: window.leadpipeTokens[input.form]});
 }

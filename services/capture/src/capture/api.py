@@ -800,18 +800,21 @@ _TOKEN_SCRIPT = """(function () {
     pending = {token: fresh, at: Date.now()};
     setTimeout(current, minFillMs + 50);
   };
-  function postsThisForm(form) {
+  function postsThisForm(form, submitter) {
     // The action's path names the form, a trailing slash allowed: the resolved URL may carry a query (?src=ads)
-    // or a fragment, and form.action would be an <input name="action"> of the form's own.
+    // or a fragment, and form.action would be an <input name="action"> of the form's own. The button a form is
+    // sent with posts it where its formaction says, when it has one.
+    var to = submitter && submitter.getAttribute ? submitter.getAttribute("formaction") : null;
     try {
-      var path = new URL(form.getAttribute("action") || "", document.baseURI).pathname.replace(/\\/$/, "");
+      var path = new URL(to === null ? form.getAttribute("action") || "" : to, document.baseURI).pathname
+        .replace(/\\/$/, "");
     } catch (e) {
       return false;
     }
     return path.slice(-action.length) === action;
   }
-  function put(form) {
-    if (!postsThisForm(form)) return;
+  function put(form, submitter) {
+    if (!postsThisForm(form, submitter)) return;
     var input = form.querySelector('input[name="' + field + '"]');
     if (!input) {
       input = document.createElement("input");
@@ -827,7 +830,7 @@ _TOKEN_SCRIPT = """(function () {
       token = tokens[formId] = pending.token;
       shownAt = pending.at;
       pending = null;
-      document.querySelectorAll("form").forEach(put);
+      fill();
     }
     if (src && !asking && now - (pending ? pending.at : shownAt) > maxAgeMs / 2) {
       asking = true;
@@ -839,7 +842,7 @@ _TOKEN_SCRIPT = """(function () {
   }
   document.addEventListener("submit", function (event) {
     current();
-    put(event.target);
+    put(event.target, event.submitter);
   }, true);
   // A form a page's script sends with form.submit() fires no submit event: one rendered after load gets its token
   // when the person moves into it or types in it (the target's form owner, one its form attribute names included).
@@ -856,7 +859,7 @@ _TOKEN_SCRIPT = """(function () {
   window.addEventListener("pageshow", current);
   setInterval(current, Math.min(60000, maxAgeMs / 4));
   function fill() {
-    document.querySelectorAll("form").forEach(put);
+    document.querySelectorAll("form").forEach(function (form) { put(form); });
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fill); else fill();
 })();
