@@ -1264,15 +1264,32 @@ HARNESS = Path(__file__).with_name("token_js_harness.js")
 RENEWED = {"forms": {"demo-request": {"require_token": True, "min_fill_seconds": 3, "token_max_age_seconds": 100}}}
 
 
-def run_token_script(script: str, renewed: str, forms: list[str], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_token_script(script: str, renewals: list[str], forms: list[str],
+                     steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What each step saw: each form's token, the renewals asked for, ``window.leadpipeTokens``'s."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
-    given = {"form": "demo-request", "forms": forms, "first": script, "second": renewed, "steps": steps}
+    given = {"form": "demo-request", "forms": forms, "first": script, "renewals": renewals, "steps": steps}
     ran = subprocess.run([node, str(HARNESS)], input=json.dumps(given), capture_output=True, text=True, timeout=30)
     assert ran.returncode == 0, ran.stderr
     return json.loads(ran.stdout)
+
+
+def first_token(script: str) -> str:
+    return json.loads(script.split("token = ", 1)[1].split(",", 1)[0])
+
+
+def issued_after(script: str, seconds: float, name: str) -> str:
+    """A token of the form as issued ``seconds`` after the script's own (the script reads only the time it starts
+    with, not its signature), for a renewal to hand over."""
+    stamp = int(first_token(script).split(".")[0], 16) + int(seconds * 1000)
+    return f"{stamp:x}.{name}"
+
+
+def renewal(script: str, token: str) -> str:
+    """The script as a renewal loads it, carrying ``token``."""
+    return script.replace(json.dumps(first_token(script)), json.dumps(token))
 
 
 async def test_the_token_script_is_the_forms_own_and_never_cached(pipeline, tmp_path):
@@ -1290,10 +1307,9 @@ async def test_the_token_script_fills_forms_rendered_later_at_submit_and_renews_
     thanks. A renewed token is used only once it is min_fill_seconds old: sooner, it would be taken for a bot's."""
     async with guarded(pipeline, tmp_path, RENEWED) as capture:
         script = (await capture.get("/v1/forms/demo-request/token.js")).text
-    first = json.loads(script.split("token = ", 1)[1].split(",", 1)[0])
-    renewed = script.replace(json.dumps(first), '"renewed"')
-    seen = run_token_script(script, renewed, ["https://capture.example/v1/forms/demo-request/",
-                                              "https://capture.example/v1/forms/demo-request-other"], [
+    first, renewed = first_token(script), issued_after(script, 51, "renewed")
+    seen = run_token_script(script, [renewal(script, renewed)], [
+        "https://capture.example/v1/forms/demo-request/", "https://capture.example/v1/forms/demo-request-other"], [
         {"at": 10, "add": "/v1/forms/demo-request?src=ads"},
         {"at": 20, "submit": 2},
         {"at": 51, "submit": 2},  # half the max age: a renewal is asked for
@@ -1301,9 +1317,26 @@ async def test_the_token_script_fills_forms_rendered_later_at_submit_and_renews_
         {"at": 55, "submit": 0},
     ])
     assert [s["tokens"] for s in seen] == [[first, None, None], [first, None, first], [first, None, first],
-                                           [first, None, first], ["renewed", None, "renewed"]]
+                                           [first, None, first], [renewed, None, renewed]]
     assert [s["asked"] for s in seen] == [0, 0, 1, 0, 0]
-    assert [s["global"] for s in seen] == [first] * 4 + ["renewed"]
+    assert [s["global"] for s in seen] == [first] * 4 + [renewed]
+
+
+async def test_a_renewal_run_long_after_it_was_issued_is_sent_at_once_on_waking_and_renewed_again(pipeline, tmp_path):
+    """A renewal asked for just before a laptop slept runs when it wakes, as old as the sleep: taken for a new token,
+    it was held back for min_fill_seconds while the token sent instead had expired in the sleep, then sent expired
+    itself until half the max age after the wake, the next renewal not asked for until then."""
+    async with guarded(pipeline, tmp_path, RENEWED) as capture:
+        script = (await capture.get("/v1/forms/demo-request/token.js")).text
+    first, slept, woke = (first_token(script), issued_after(script, 60, "slept"), issued_after(script, 150, "woke"))
+    seen = run_token_script(script, [renewal(script, slept), renewal(script, woke)], ["/v1/forms/demo-request"], [
+        {"at": 60, "submit": 0},  # past half the max age (100 s): a renewal is asked for, and the laptop sleeps
+        {"at": 150, "load": True, "submit": 0},  # it runs on waking, 90 s old; the first, 150 s old, has expired
+        {"at": 151, "load": True},
+        {"at": 154.5, "submit": 0},
+    ])
+    assert [s["tokens"] for s in seen] == [[first], [slept], [slept], [woke]]
+    assert [s["asked"] for s in seen] == [1, 1, 0, 0]
 
 
 async def test_the_token_script_fills_a_form_rendered_later_when_the_person_moves_into_it_or_types_in_it(
@@ -1312,8 +1345,8 @@ async def test_the_token_script_fills_a_form_rendered_later_when_the_person_move
     sent without a token, and quarantined."""
     async with guarded(pipeline, tmp_path, RENEWED) as capture:
         script = (await capture.get("/v1/forms/demo-request/token.js")).text
-    first = json.loads(script.split("token = ", 1)[1].split(",", 1)[0])
-    seen = run_token_script(script, script, [], [
+    first = first_token(script)
+    seen = run_token_script(script, [], [], [
         {"at": 1, "add": "/v1/forms/demo-request"}, {"at": 2, "add": "/v1/forms/demo-request"},
         {"at": 3, "add": "/v1/forms/somewhere-else"},
         {"at": 10, "focusin": 0}, {"at": 11, "input": 1}, {"at": 12, "focusin": 2, "input": 2},
@@ -1325,8 +1358,8 @@ async def test_the_token_script_fills_a_form_sent_to_capture_by_its_buttons_form
     """Where the button a form is sent with says (formaction), not the form's own action, is where it posts."""
     async with guarded(pipeline, tmp_path, RENEWED) as capture:
         script = (await capture.get("/v1/forms/demo-request/token.js")).text
-    first = json.loads(script.split("token = ", 1)[1].split(",", 1)[0])
-    seen = run_token_script(script, script, ["/search", "/search", "/search"], [
+    first = first_token(script)
+    seen = run_token_script(script, [], ["/search", "/search", "/search"], [
         {"at": 5, "submit": 0, "submitter": "https://capture.example/v1/forms/demo-request"},
         {"at": 6, "submit": 1, "submitter": "/v1/forms/demo-request-other"},
         {"at": 7, "submit": 2},

@@ -1,5 +1,6 @@
 // Runs capture's token.js in Node over a stand-in for the few DOM calls it makes, on a clock the test moves:
-// reads {form, forms, first, second, steps} on stdin (``second``, the script a renewal loads), prints what each step saw.
+// reads {form, forms, first, renewals, steps} on stdin (``renewals``, the scripts renewals load, in turn), prints what
+// each step saw.
 // A step may add a form (``add``: its action), move into (``focusin``) or type in (``input``) a form's field, submit
 // a form (``submit``: its index; ``submitter``: the formaction of the button it is sent with) and load the renewal
 // asked for (``load``), in that order.
@@ -31,9 +32,9 @@ for (const step of input.steps) {
   for (const type of ["focusin", "input"]) {
     if (step[type] !== undefined) for (const fn of listeners[type] || []) fn({target: {form: forms[step[type]]}});
   }
-  if (step.load) {
-    const script = loading.shift();
-    (0, eval)(input.second);
+  const script = step.load && loading.shift();
+  if (script) {  // none asked for: the step's tokens and "asked" say so
+    (0, eval)(input.renewals.shift());
     script.onload();
   }
   if (step.submit !== undefined) {

@@ -786,20 +786,35 @@ async def form_token(form_id: FormId, rt: CaptureRuntime) -> JSONResponse:
 #: and renewed, so that a tab left open longer than the token's max age does not send an expired one: a
 #: new copy of this script is loaded (a script, not fetch(): no CORS or connect-src asked of the page) once the
 #: newest token is half that age, and hands its token over, used only once it is min_fill_seconds old, the older
-#: one, still valid, until then.
+#: one, still valid, until then. Each token's age is read from the time it was issued, which it starts with
+#: (``issue_form_token``), not from when it arrived: a renewal asked for before a laptop slept runs when it wakes.
 _TOKEN_SCRIPT = """(function () {
   var formId = %(form_id)s, field = %(field)s, token = %(token)s, action = "/v1/forms/" + formId;
   var maxAgeMs = %(max_age)s * 1000, minFillMs = %(min_fill)s * 1000;
   var running = window.leadpipeTokenScripts = window.leadpipeTokenScripts || {};
   if (running[formId]) return running[formId](token);
   var src = document.currentScript && document.currentScript.src, tokens = window.leadpipeTokens || {};
-  var shownAt = Date.now(), pending = null, asking = false;
+  var ahead = Infinity, pending = null, asking = false;
   window.leadpipeTokens = tokens;
   tokens[formId] = token;
+  arrived(token);
   running[formId] = function (fresh) {
-    pending = {token: fresh, at: Date.now()};
+    arrived(fresh);
+    pending = fresh;
     setTimeout(current, minFillMs + 50);
   };
+  function issued(t) {
+    return parseInt(t, 16);  // capture's milliseconds, in hex before the "."
+  }
+  function arrived(t) {
+    // How far this clock is ahead of capture's: the least seen, as a token may arrive long after it was issued (a
+    // renewal asked for before a laptop slept runs when it wakes, taken for a new one while as old as the sleep),
+    // never before. So an age is never overstated: a token is sent no sooner than min_fill_seconds after it was issued.
+    ahead = Math.min(ahead, Date.now() - issued(t));
+  }
+  function age(t) {
+    return Date.now() - ahead - issued(t);
+  }
   function postsThisForm(form, submitter) {
     // The action's path names the form, a trailing slash allowed: the resolved URL may carry a query (?src=ads)
     // or a fragment, and form.action would be an <input name="action"> of the form's own. The button a form is
@@ -825,14 +840,12 @@ _TOKEN_SCRIPT = """(function () {
     input.value = token;
   }
   function current() {
-    var now = Date.now();
-    if (pending && now - pending.at >= minFillMs) {
-      token = tokens[formId] = pending.token;
-      shownAt = pending.at;
+    if (pending && age(pending) >= minFillMs) {
+      token = tokens[formId] = pending;
       pending = null;
       fill();
     }
-    if (src && !asking && now - (pending ? pending.at : shownAt) > maxAgeMs / 2) {
+    if (src && !asking && age(pending || token) > maxAgeMs / 2) {
       asking = true;
       var script = document.createElement("script");
       script.src = src;

@@ -239,7 +239,9 @@ _FORGED = "the form token is forged or belongs to another form"
 
 
 def issue_form_token(form_id: str, shown_at: datetime, key: bytes) -> str:
-    """A token saying this form was shown at ``shown_at``, signed with ``key`` (HMAC-SHA256, bound to the form)."""
+    """A token saying this form was shown at ``shown_at``, signed with ``key`` (HMAC-SHA256, bound to the form).
+
+    It starts with that time, in hexadecimal milliseconds, which ``token.js`` reads to tell each token's age."""
     stamp = format(int(shown_at.timestamp() * 1000), "x")
     return f"{stamp}.{_token_mac(key, form_id, stamp)}"
 
