@@ -1367,6 +1367,23 @@ async def test_the_token_script_fills_a_form_sent_to_capture_by_its_buttons_form
     assert seen[-1]["tokens"] == [first, None, None]
 
 
+async def test_a_page_reading_the_token_as_it_sends_with_fetch_gets_a_renewal_no_timer_handed_over_while_asleep(
+        pipeline, tmp_path):
+    """window.leadpipeTokens changed only when a timer or an event of the page's ran the script: read on waking,
+    before any had, it was the token that expired in the sleep while the renewal at hand was valid."""
+    async with guarded(pipeline, tmp_path, RENEWED) as capture:
+        script = (await capture.get("/v1/forms/demo-request/token.js")).text
+    first, renewed = first_token(script), issued_after(script, 60, "renewed")
+    seen = run_token_script(script, [renewal(script, renewed)], [], [
+        {"at": 60, "focusin": None},  # the person moves into a field of a page posting with fetch(): a renewal
+        {"at": 61, "load": True},  # arrives, and the laptop sleeps before the timer that would hand it over
+        {"at": 140},  # on waking the page reads the token to send: the first, 140 s old, has expired
+        {"at": 141},
+    ])
+    assert [s["asked"] for s in seen] == [1, 0, 1, 1]
+    assert [s["global"] for s in seen] == [first, first, renewed, renewed]
+
+
 class Verifier:
     """Siteverify as capture calls it: every answer solved; notes what each check was counted under."""
 

@@ -42,6 +42,8 @@ for (const step of input.steps) {
       : {getAttribute: (name) => (name === "formaction" ? step.submitter : null)};
     for (const fn of listeners.submit) fn({target: forms[step.submit], submitter});
   }
-  seen.push({tokens: forms.map(token), asked: loading.length, global: window.leadpipeTokens[input.form]});
+  // Read first, as a page posting with fetch() reads it when it sends: the read renews, as a submit does.
+  const global = window.leadpipeTokens[input.form];
+  seen.push({tokens: forms.map(token), asked: loading.length, global});
 }
 console.log(JSON.stringify(seen));

@@ -796,7 +796,13 @@ _TOKEN_SCRIPT = """(function () {
   var src = document.currentScript && document.currentScript.src, tokens = window.leadpipeTokens || {};
   var ahead = Infinity, pending = null, asking = false;
   window.leadpipeTokens = tokens;
-  tokens[formId] = token;
+  // Read by a page posting with fetch() as it sends, as a submit event reads it: a renewal it holds, old enough,
+  // is sent (no timer ran while a laptop slept), and an old token is renewed.
+  Object.defineProperty(tokens, formId, {
+    configurable: true, enumerable: true,
+    get: function () { current(); return token; },
+    set: function (t) { token = t; }
+  });
   arrived(token);
   running[formId] = function (fresh) {
     arrived(fresh);
@@ -841,7 +847,7 @@ _TOKEN_SCRIPT = """(function () {
   }
   function current() {
     if (pending && age(pending) >= minFillMs) {
-      token = tokens[formId] = pending;
+      token = pending;
       pending = null;
       fill();
     }
@@ -861,10 +867,8 @@ _TOKEN_SCRIPT = """(function () {
   // when the person moves into it or types in it (the target's form owner, one its form attribute names included).
   function interacted(event) {
     var form = event.target && event.target.form;
-    if (form && form.nodeName === "FORM") {
-      current();
-      put(form);
-    }
+    current();
+    if (form && form.nodeName === "FORM") put(form);
   }
   document.addEventListener("focusin", interacted, true);
   document.addEventListener("input", interacted, true);
