@@ -14,6 +14,7 @@ from routing.domain import (
     add_working_time, Placed, Presence, Waiting, apply_disposition, breach, choose_route, kept_back_by, next_turn,
     parse_routing_data, place, recycled_by,
 )
+from routing.domain.dispositions import remembered
 from routing.domain.routes import Route
 from routing.reference import RoutingFiles
 
@@ -466,8 +467,29 @@ def test_a_won_report_again_with_another_amount_corrects_the_deal_and_the_lead_s
     assert isinstance(second, Applied) and second.handoff.status == "won"
     assert (second.correction.previous_amount, second.correction.previous_currency, second.correction.number) == (
         Decimal("5000.00"), "EUR", 2)
-    back = apply_disposition(second.handoff, report("won", amount=Decimal("50000"), currency="EUR"), SALES)
-    assert isinstance(back, Applied) and back.correction.number == 3  # the first amount again, if it was right
+    # The first amount again, if it was right after all, says why: the win's own report sent again is a copy.
+    back = apply_disposition(second.handoff, report("won", amount=Decimal("50000"), currency="EUR",
+                                                    reason="it was right"), SALES)
+    assert isinstance(back, Applied) and back.correction.number == 3
+
+
+def test_a_copy_of_the_win_that_comes_after_its_correction_repeats_and_leaves_the_correction_in_force():
+    """The CRM posted the win, then its correction, over HTTP; the win's copy on leads.feedback (or a retry after a
+    timeout, a redriven letter) comes last. Taken as a new correction, it put the typo back into revenue."""
+    win = report("won", amount=Decimal("30005"), currency="USD")
+    won = apply_disposition(handoff("qualified"), win, SALES)
+    corrected = apply_disposition(won.handoff, report("won", amount=Decimal("3000.50"), currency="USD"), SALES)
+    late_copy = apply_disposition(corrected.handoff, win, SALES)
+    assert isinstance(late_copy, Repeated) and late_copy.handoff == corrected.handoff
+
+
+def test_a_won_report_on_a_lead_merged_away_is_refused_naming_the_survivor_not_taken_as_a_correction():
+    """Won leads were merged away before that was refused: such a row holds its win, and a won report on it again
+    would correct a lead no report counts, the survivor's revenue left as it was."""
+    merged = replace(handoff("qualified"), status="merged", merged_into=uuid.UUID(int=99),
+                     history=(remembered(report("won", amount=Decimal("100"), currency="EUR")),))
+    verdict = apply_disposition(merged, report("won", amount=Decimal("200"), currency="EUR"), SALES)
+    assert isinstance(verdict, Refused) and "merged into 00000000-0000-0000-0000-000000000063" in verdict.reason
 
 
 def test_a_won_report_as_the_amount_in_force_repeats_and_one_changing_neither_amount_nor_currency_is_refused():

@@ -223,11 +223,22 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
         return Refused("invalid", "reason_code",
                        f"{d.reason_code!r} is not a {d.outcome} reason code; use one of {sorted(codes)}")
     said = remembered(d)
-    # The latest: a won deal's reports after the first are corrections, the last of them in force.
-    earlier = next((h for h in reversed(handoff.history) if h.outcome == d.outcome), None)
-    if earlier == said:
+    same_outcome = [h for h in handoff.history if h.outcome == d.outcome]
+    # Any report sent before, not only the latest: the HTTP and topic copies of one win, a redelivered letter or a
+    # client's retry after a timeout may come after a correction, and taken as a new one they would put the
+    # corrected amount back. (Going back to an amount on purpose says why: another reason is another report.)
+    if said in same_outcome:
         return Repeated(handoff)
-    if earlier is not None and d.outcome == "won":
+    if handoff.merged_into is not None:
+        # Before the holder's rule and a won deal's correction: a merged lead is nobody's to report on, and whoever
+        # reports on it (a CRM still keeping both records) needs where the person's work goes on, not who held it
+        # last. (Rows merged before won leads stopped being merged away hold a win: no correction lands there.)
+        return Refused("conflict", "outcome",
+                       f"the lead is closed as merged into {handoff.merged_into}; report on {handoff.merged_into} "
+                       "instead")
+    # The latest: a won deal's reports after the first are corrections, the last of them in force.
+    earlier = same_outcome[-1] if same_outcome else None
+    if earlier is not None and d.outcome == "won" and handoff.status == "won":
         if (earlier.amount, earlier.currency) != (d.amount, d.currency):
             return _corrected(handoff, earlier, d, rep)
         return Refused("conflict", "outcome",
@@ -237,12 +248,6 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
         return Refused("conflict", "outcome",
                        f"the lead was already {d.outcome} ({_describe(earlier)}); a different {d.outcome} report "
                        "cannot replace it")
-    if handoff.merged_into is not None:
-        # Before the holder's rule: a merged lead is nobody's to report on, and whoever reports on it (a CRM still
-        # keeping both records) needs where the person's work goes on, not who held it last.
-        return Refused("conflict", "outcome",
-                       f"the lead is closed as merged into {handoff.merged_into}; report on {handoff.merged_into} "
-                       "instead")
     not_holder = _not_the_holder(handoff, rep)
     if not_holder:
         return Refused("conflict", "rep_id", not_holder)
