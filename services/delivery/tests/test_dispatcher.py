@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from leadpipe_common.cli import load_settings
 
 from delivery.dispatcher import RECORD_MARGIN_S, Dispatcher
-from delivery.domain import parse_subscriptions
+from delivery.domain import parse_subscriptions, redirected
 from delivery.settings import DeliverySettings
 from delivery.store import Attempted, Claimed
 
@@ -329,17 +329,27 @@ async def test_a_receiver_that_redirects_refuses_the_delivery_and_its_last_error
     url to set."""
     retried, third = due(2)
     queue = Queue([retried, replace(third, attempts=2, first_attempt_at=NOW, refused_in_a_row=2)])
-    moved = "https://crm.example.com/hooks/leadpipe"
+    # A hook's url holds its secret: the error, which every reports:read key is shown, names the origin only; the
+    # whole Location is in the answer kept, which admin keys alone are shown.
+    moved = "https://user:pw@crm.example.com:8443/hooks/T0/B0/SECRET?token=abc"
     sender = dispatcher(queue, Pool(queue), status=301, headers={"location": moved})
     assert await sender.step() == 2
     await sender.stop()
     tried = {a.claimed.seq: a for a in queue.attempted}
     assert (tried[retried.seq].outcome, tried[retried.seq].refused_in_a_row) == ("retry", 1)
-    assert tried[retried.seq].error == (f"redirected to {moved}; deliveries follow no redirect: set the "
-                                        "subscription's url to where it points")
+    assert tried[retried.seq].error == ("redirected to https://crm.example.com:8443; deliveries follow no redirect: "
+                                        "set the subscription's url to where it points (its Location is in the last "
+                                        "response, shown to admin keys)")
+    assert tried[retried.seq].response.startswith(f"Location: {moved}\n")
     assert tried[third.seq].outcome == "dead"
     assert tried[third.seq].error.startswith("refused: the receiver answered 301, refusing 3 attempts in a row; "
-                                             f"redirected to {moved}")
+                                             "redirected to https://crm.example.com:8443;")
+    assert all("SECRET" not in a.error and "pw" not in a.error for a in tried.values())
+
+
+@pytest.mark.parametrize("location", ["/hooks/leadpipe/", "https://[::1", "http://crm.example.com:99999/x", ""])
+def test_a_redirect_to_a_location_no_origin_can_be_read_from_says_it_points_elsewhere(location):
+    assert redirected(302, location or None).startswith("redirected elsewhere;" if location else "redirected;")
 
 
 @pytest.mark.parametrize("value", ["0", "101", "three"])

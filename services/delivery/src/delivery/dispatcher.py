@@ -236,8 +236,10 @@ class Dispatcher(BackgroundLoop):
             ) as reply:
                 status = reply.status_code
                 retry_after = retry_after_s(reply.headers.get("retry-after"), at)
-                error = redirected(status, reply.headers.get("location"))
                 response = await head_of(reply)
+                if (error := redirected(status, reply.headers.get("location"))) is not None:
+                    # The whole Location with the answer, which admin keys alone are shown: the error says its origin.
+                    response = f"Location: {reply.headers.get('location', '')}\n\n{response}"[:RESPONSE_BYTES]
         except Exception as exc:  # noqa: BLE001
             # Not only the network's errors: whatever keeps an attempt from being made (a URL httpx refuses, a
             # port out of range at connect) is a failed attempt, recorded and retried in its window; one that

@@ -372,11 +372,22 @@ def refused(status: int | None) -> bool:
 
 
 def redirected(status: int | None, location: str | None) -> str | None:
-    """What a redirect answered to a delivery says to whoever reads its last error (None: not a redirect)."""
+    """What a redirect answered to a delivery says to whoever reads its last error (None: not a redirect): the
+    origin it points to, not the whole Location. A receiver's url often holds a secret in its path or query (a
+    Slack or Zapier hook), and the errors are shown to every key that reads reports, while the url is an admin's
+    to see: the whole Location goes with the answer's head, which only admin keys are shown."""
     if status is None or not 300 <= status < 400:
         return None
-    where = f" to {location[:300]}" if location else ""
-    return f"redirected{where}; deliveries follow no redirect: set the subscription's url to where it points"
+    where = ""
+    if location:
+        try:
+            target = urlsplit(location.strip())
+            origin = f"{target.scheme}://{target.hostname}" + (f":{target.port}" if target.port else "")
+        except ValueError:  # a port out of range, brackets unclosed: nothing of it is said
+            origin = None
+        where = f" to {origin[:300]}" if origin and target.scheme and target.hostname else " elsewhere"
+    return (f"redirected{where}; deliveries follow no redirect: set the subscription's url to where it points "
+            "(its Location is in the last response, shown to admin keys)")
 
 
 def retry_after_s(value: str | None, now: datetime) -> float | None:

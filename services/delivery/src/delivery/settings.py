@@ -31,10 +31,11 @@ class DeliverySettings(ConsumerSettings):
     # At most 100: about as many as the default window holds, past which the window decides anyway.
     refused_attempts: int = Field(REFUSED_ATTEMPTS, ge=1, le=100,
                                   description="how many attempts in a row its receiver refuses a delivery (a `4xx` "
-                                              "other than `408`, `409`, `410`, `425` and `429`) before it is given "
-                                              "up: dead, as after the retry window, so the lead's next events go "
-                                              "(1-100; any other answer, a redrive or switching the subscription "
-                                              "back on starts the count again)")
+                                              "other than `408`, `409`, `410`, `425` and `429`, or a redirect: "
+                                              "none is followed) before it is given up: dead, as after the retry "
+                                              "window, so the lead's next events go (1-100; any other answer or a "
+                                              "redrive starts the count again, and so does switching the "
+                                              "subscription back on, for the deliveries due then)")
     retry_base_s: float = Field(5, gt=0, description="the first retry's wait; each later one doubles it (with "
                                                     "jitter, at most an hour); after a refusal, from its first in "
                                                     "a row")
