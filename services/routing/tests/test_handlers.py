@@ -853,6 +853,17 @@ async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_t
     assert uow.store.turns == {"emea": 2}
 
 
+async def test_a_recycled_lead_s_new_hand_off_keeps_when_the_lead_was_first_routed(uow, ctx):
+    """Sales had the lead from its first routing: a recycle is a new hand-off, not a new first routing."""
+    lead = factories.scored("mql", country="DE")
+    owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+    await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="not-a-fit")
+    ctx.clock.now = T0 + timedelta(days=3)
+    _, routed, _ = await route(uow, ctx, touch_of(lead))
+    assert uow.store.handoffs[lead.lead_id].handoff.first_routed_at == T0
+    assert data(routed).routed_at == T0 + timedelta(days=3)
+
+
 async def test_a_lead_a_rep_rejected_from_the_queue_is_recycled_to_someone_else(uow):
     ctx = Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock())  # nobody on shift yet: the lead is queued
     lead = factories.scored("mql", country="DE")

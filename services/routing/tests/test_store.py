@@ -83,6 +83,22 @@ async def test_hand_offs_alone_are_written_over_each_as_last_given_their_leads_a
     assert [stored[h.handoff.lead_id].traceparent for h in (a, b)] == [a.traceparent, b.traceparent]
 
 
+async def test_a_hand_offs_first_routing_is_stored_with_it_and_kept_through_every_write_over_it(db):
+    """Every report on the lead is dated no earlier (a recycle keeps it): each write gives it back as it was."""
+    now = datetime.now(UTC)
+    first = now - timedelta(days=3)
+    a, b = (replace(h, handoff=replace(h.handoff, first_routed_at=first)) for h in (_held(now), _held(now)))
+    async with AsyncSession(db) as session, session.begin():
+        store = RoutingStore(session)
+        await store.add_handoffs([a, b])
+        added = await store.lock_handoffs([a.handoff.lead_id, b.handoff.lead_id])
+        await store.update_handoffs([replace(a, handoff=replace(a.handoff, status="rejected", cycle=1))])
+        await store.update_handoffs_only([replace(b.handoff, status="accepted", due_at=None)])
+        written = await store.lock_handoffs([a.handoff.lead_id, b.handoff.lead_id])
+        await session.rollback()
+    assert [h.handoff.first_routed_at for h in (*added.values(), *written.values())] == [first] * 4
+
+
 async def test_a_lead_merged_into_one_merged_on_since_reads_as_merged_into_the_lead_holding_the_person_now(db):
     """D was merged into S, then S into T: the rows keep their survivors, and routing reads both as merged into T,
     to send sales there at once."""

@@ -411,10 +411,12 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         routed = LeadRouted.model_construct(**dict(lead), assignment=assignment, routed_at=now,  # validated parts
                                             routing_data_version=ref.version, handoff_seq=seq,
                                             held_grade=lead.score.grade)
+        # A recycle is a new hand-off of a lead sales had before: its first routing stays the lead's first.
+        first = holdings[lead.lead_id].handoff.first_routed_at if env.id in recycled else now
         handoff = Handoff(lead_id=lead.lead_id, status="routed", owner_id=assignment.owner_id,
                           team=assignment.team, grade=lead.score.grade, waiting_since=now if waiting else None,
                           due_at=acceptance_due(lead.score.grade, assignment.owner_id, ref.data, now),
-                          cycle=recycled.get(env.id, 0), holders=before, seq=seq)
+                          cycle=recycled.get(env.id, 0), holders=before, seq=seq, first_routed_at=first)
         changed = LeadStageChanged(
             lead_id=lead.lead_id, from_stage="mql", to_stage="routed", at=now, by="routing",
             reason=f"assigned to {assignment.owner_name}: {assignment.reason}", attribution=lead.attribution,

@@ -91,6 +91,8 @@ handoffs = sa.Table(
     sa.Column("cycle", sa.Integer, nullable=False, server_default="0"),
     # The number of its hand-off to the holder now, among the lead's: its lead.routed records carry it.
     sa.Column("seq", sa.Integer, nullable=False, server_default="1"),
+    # When the lead was first routed (recycles since keep it): no report on it is dated earlier. NULL: not known.
+    sa.Column("first_routed_at", sa.DateTime(timezone=True)),
     # The SLA watch's work: routed leads with a clock, by when it runs out.
     sa.Index("handoffs_due", "due_at", postgresql_where=sa.text("status = 'routed' AND due_at IS NOT NULL")),
     # The queue watch's: each team's waiting leads, oldest first.
@@ -145,14 +147,14 @@ def _handoff_values(h: Handoff) -> dict[str, Any]:
     return {"status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade, "due_at": h.due_at,
             "reassignments": h.reassignments, "holders": list(h.holders),
             "history": [d.model_dump(mode="json") for d in h.history], "merged_into": h.merged_into,
-            "waiting_since": h.waiting_since, "cycle": h.cycle, "seq": h.seq}
+            "waiting_since": h.waiting_since, "cycle": h.cycle, "seq": h.seq, "first_routed_at": h.first_routed_at}
 
 
 def _held(row: Any) -> Held:
     h = Handoff(lead_id=row.lead_id, status=row.status, owner_id=row.owner_id, team=row.team, grade=row.grade,
                 due_at=row.due_at, reassignments=row.reassignments, holders=tuple(row.holders),
                 history=tuple(DispositionReport.model_validate(d) for d in row.history), merged_into=row.merged_into,
-                waiting_since=row.waiting_since, cycle=row.cycle, seq=row.seq)
+                waiting_since=row.waiting_since, cycle=row.cycle, seq=row.seq, first_routed_at=row.first_routed_at)
     return Held(h, LeadRouted.model_validate(row.lead), row.traceparent)
 
 
@@ -208,7 +210,7 @@ def _bulk_parameters(table: sa.Table, key: str, columns: Sequence[str],
 
 #: A hand-off's own columns, as ``_handoff_values`` gives them; with the lead, what ``update_handoffs`` writes.
 _HANDOFF = ("status", "owner_id", "team", "grade", "due_at", "reassignments", "holders", "history", "merged_into",
-            "waiting_since", "cycle", "seq")
+            "waiting_since", "cycle", "seq", "first_routed_at")
 _STORED = (*_HANDOFF, "lead")
 _UPDATE_HANDOFFS = _bulk_update(handoffs, "lead_id", _STORED).values(updated_at=sa.func.now())
 _UPDATE_HANDOFFS_ONLY = _bulk_update(handoffs, "lead_id", _HANDOFF).values(updated_at=sa.func.now())

@@ -58,6 +58,10 @@ class Handoff:
     #: sends them by two paths (its consumer's sends, its outbox) that may overtake each other, and a consumer
     #: tells a stale one by it. A re-engagement tells the same holder again: the same number.
     seq: int = 1
+    #: When the lead was first routed to sales (its first hand-off, whatever recycles came since): nothing about a
+    #: lead happens in sales before it, so no report is dated earlier. None: not known (a hand-off stored before
+    #: routing kept it, and not told by its assignment: a recycle wrote that over).
+    first_routed_at: datetime | None = None
 
     def handed_on(self, **changes: Any) -> Handoff:
         """This hand-off given to another holder (a rep, a team's queue) with ``changes``: the next number, whether
