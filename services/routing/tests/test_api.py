@@ -188,6 +188,24 @@ async def test_a_report_dated_well_after_routing_records_it_is_refused_naming_at
     assert step.topic == topics.LIFECYCLE and decode(step.headers, step.key, step.value).data.at == NOW
 
 
+async def test_an_acceptance_dated_hours_before_its_hand_off_is_refused_naming_at_and_one_minutes_before_is_kept(uow):
+    """A New York CRM writing its local wall-clock time with a Z is told so, not believed; a clock a little behind
+    is not an error. (The leads were handed to ben three days ago.)"""
+    lead, other = holding(uow, "ben", 2, status="routed")
+    handed = NOW - timedelta(days=3)
+    async with serving(uow, SALES_TOOL) as client:
+        early = await client.post(f"/v1/leads/{lead}/disposition", json={
+            "outcome": "accepted", "rep_id": "ben", "at": (handed - timedelta(hours=5)).isoformat()})
+        skewed = await client.post(f"/v1/leads/{other}/disposition", json={
+            "outcome": "accepted", "rep_id": "ben", "at": (handed - timedelta(minutes=2)).isoformat()})
+    assert (early.status_code, [e["field"] for e in early.json()["errors"]]) == (422, ["at"]), early.text
+    assert "is the time zone right?" in early.json()["error"]
+    assert uow.store.handoffs[lead].handoff.status == "routed"
+    assert skewed.status_code == 200, skewed.text
+    [step] = uow.published
+    assert decode(step.headers, step.key, step.value).data.at == handed - timedelta(minutes=2)
+
+
 async def test_merging_a_lead_sales_works_into_one_it_rejected_answers_409_saying_to_merge_the_other_way(uow):
     [rejected] = holding(uow, "ben", 1, status="rejected")
     [worked] = [lead for lead in holding(uow, "ben", 1) if lead != rejected]

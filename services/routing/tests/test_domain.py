@@ -11,8 +11,8 @@ import pytest
 from leadpipe_common.events import Attribution, Contact, Enrichment, LeadDispositioned, LeadScored, Score, Sourced
 from routing.domain import (
     Applied, Handoff, InvalidRoutingData, Refused, Repeated, WorkingHours, acceptance_due, add_working_days,
-    add_working_time, Placed, Presence, Waiting, apply_disposition, breach, choose_route, kept_back_by, next_turn,
-    parse_routing_data, place, recycled_by,
+    add_working_time, Placed, Presence, Waiting, answerable_since, answered_at, apply_disposition, breach,
+    choose_route, dated_before, kept_back_by, next_turn, parse_routing_data, place, recycled_by,
 )
 from routing.domain.dispositions import remembered
 from routing.domain.routes import Route
@@ -378,6 +378,58 @@ def test_rejected_lead_returns_to_nurture_with_its_reason():
     assert [(s.from_stage, s.to_stage, s.reason_code) for s in verdict.steps] == [
         ("routed", "rejected", "not-a-fit"), ("rejected", "nurture", "not-a-fit")]
     assert verdict.handoff.closed
+
+
+#: A New York CRM writing its local wall-clock time with a Z: every answer dated five hours early.
+NEW_YORK_AS_UTC = timedelta(hours=5)
+
+
+@pytest.mark.parametrize(("outcome", "owner", "names"), [("accepted", "ana", "the hand-off to ana it answers"),
+                                                         ("rejected", "queue:emea", "the hand-off to the emea queue")])
+def test_an_answer_dated_hours_before_the_hand_off_it_answers_is_refused_over_http_and_dated_at_it_on_the_topic(
+        outcome, owner, names):
+    """Read as given, the SLA report held every such hand-off as met, and velocity each acceptance as 0 s."""
+    handed = NOW - timedelta(minutes=10)
+    d = report(outcome, rep="ana", reason_code="not-a-fit" if outcome == "rejected" else None,
+               at=handed - NEW_YORK_AS_UTC)
+    since = answerable_since(handoff(owner=owner), outcome, handed)
+    refused = dated_before(d, since)
+    assert isinstance(refused, Refused) and (refused.kind, refused.field) == ("invalid", "at")
+    assert names in refused.reason and refused.reason.endswith("is the time zone right?")
+    assert answered_at(d, NOW, since) == handed
+
+
+def test_an_acceptance_dated_minutes_before_its_hand_off_by_a_clock_a_little_behind_is_kept_as_given():
+    handed = NOW - timedelta(minutes=10)
+    d = report("accepted", at=handed - timedelta(minutes=2))
+    since = answerable_since(handoff(), "accepted", handed)
+    assert dated_before(d, since) is None and answered_at(d, NOW, since) == d.at
+
+
+def test_a_win_dated_before_the_hand_over_that_gave_the_lead_its_holder_but_after_its_first_routing_is_kept():
+    """Rep A won the deal in the CRM, then a manager handed the lead to B, who reports the win with the CRM's date."""
+    first, handed_over = NOW - timedelta(days=3), NOW - timedelta(hours=1)
+    d = report("won", amount=Decimal("1200"), currency="EUR", at=first + timedelta(days=1))
+    since = answerable_since(handoff("qualified", owner="ben", first_routed_at=first), "won", handed_over)
+    assert dated_before(d, since) is None and answered_at(d, NOW, since) == d.at
+
+
+@pytest.mark.parametrize("outcome", ["contacted", "qualified", "won", "lost"])
+def test_a_report_dated_hours_before_the_lead_was_first_routed_is_refused_over_http_and_dated_then_on_the_topic(
+        outcome):
+    first = NOW - timedelta(days=3)
+    details = {"won": {"amount": Decimal("1200"), "currency": "EUR"}, "lost": {"reason_code": "price"}}
+    d = report(outcome, at=first - NEW_YORK_AS_UTC, **details.get(outcome, {}))
+    since = answerable_since(handoff("accepted", first_routed_at=first), outcome, NOW - timedelta(hours=1))
+    refused = dated_before(d, since)
+    assert isinstance(refused, Refused) and refused.field == "at" and "first routing" in refused.reason
+    assert answered_at(d, NOW, since) == first
+
+
+def test_a_win_on_a_lead_whose_first_routing_is_not_known_is_dated_as_given():
+    d = report("won", amount=Decimal("1200"), currency="EUR", at=NOW - timedelta(days=300))
+    since = answerable_since(handoff("qualified"), "won", NOW - timedelta(hours=1))
+    assert since is None and dated_before(d, since) is None and answered_at(d, NOW, since) == d.at
 
 
 #: Sales' word on noise: a lead rejected as spam is not theirs again, whatever it downloads.

@@ -16,7 +16,7 @@ from leadpipe_common.envelope import decode
 from leadpipe_common.events import LeadDispositioned, LeadRouted
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
-from routing.domain import Away, Repeated, parse_routing_data
+from routing.domain import Away, Refused, Repeated, parse_routing_data
 from routing.handlers import (
     Routing, hand_over, handle_lead_dispositioned, handle_lead_scored, record_disposition, record_merge,
 )
@@ -126,6 +126,91 @@ async def test_a_report_on_the_topic_dated_after_routing_recorded_it_is_dated_wh
     [ahead] = await say(uow, ctx, late.lead_id, outcome="accepted", rep_id=owners[0], at=T0 + timedelta(hours=1))
     [before] = await say(uow, ctx, early.lead_id, outcome="accepted", rep_id=owners[1], at=T0 + timedelta(minutes=1))
     assert (data(ahead).at, data(before).at) == (T0 + timedelta(minutes=5), T0 + timedelta(minutes=1))
+
+
+async def posted(uow, ctx, lead_id, **report):
+    """A report as the HTTP API applies it: one dated before its answer could be given is refused, not re-dated."""
+    async with uow:
+        result = await record_disposition(uow.store, LeadDispositioned(lead_id=lead_id, **report), ctx.data,
+                                          ctx.clock(), refuse_early=True)
+        uow.publish(result.messages)
+        await uow.commit()
+    return result
+
+
+#: A New York CRM writing its local wall-clock time with a Z: every answer dated five hours early.
+NEW_YORK_AS_UTC = timedelta(hours=5)
+
+
+async def test_an_acceptance_on_the_topic_dated_hours_before_its_routing_is_dated_at_its_routing(uow, ctx):
+    """Read as given, the SLA report held the hand-off as met and velocity the acceptance as 0 s. One dated a
+    minute or two early (a clock a little behind) keeps its date."""
+    early, skewed = factories.scored("mql", country="DE"), factories.scored("mql", country="DE")
+    owners = [data((await route(uow, ctx, lead))[0]).assignment.owner_id for lead in (early, skewed)]
+    ctx.clock.now = T0 + timedelta(minutes=10)
+    [bounded] = await say(uow, ctx, early.lead_id, outcome="accepted", rep_id=owners[0], at=T0 - NEW_YORK_AS_UTC)
+    [kept] = await say(uow, ctx, skewed.lead_id, outcome="accepted", rep_id=owners[1], at=T0 - timedelta(minutes=2))
+    assert (data(bounded).at, data(kept).at) == (T0, T0 - timedelta(minutes=2))
+
+
+async def test_an_acceptance_over_http_dated_hours_before_its_routing_is_refused_and_mended_is_the_topics_event(
+        uow, ctx):
+    """Nothing is stored of the refused report. Event ids derive from the lead and the stage, not the date: the
+    mended report over HTTP and the first on the topic (dated at the routing) are one event."""
+    ids, lead, fresh = [], factories.scored("mql", country="DE"), uow
+    for path in ("http", "topic"):
+        uow = MemoryUnitOfWork(type(fresh.store)())  # the same lead, in a routing of its own for each path
+        owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
+        if path == "http":
+            refused = await posted(uow, ctx, lead.lead_id, outcome="accepted", rep_id=owner, at=T0 - NEW_YORK_AS_UTC)
+            assert isinstance(refused.verdict, Refused) and refused.verdict.field == "at" and not refused.messages
+            assert uow.store.handoffs[lead.lead_id].handoff.status == "routed"
+            messages = (await posted(uow, ctx, lead.lead_id, outcome="accepted", rep_id=owner)).messages
+        else:
+            messages = await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=owner, at=T0 - NEW_YORK_AS_UTC)
+        ids += [m.header("ce_id") for m in messages]
+    assert len(ids) == 2 and ids[0] == ids[1]
+
+
+async def test_an_acceptance_of_a_lead_handed_over_is_judged_from_the_hand_over_not_the_routing(uow, ctx):
+    [routed] = await leads_of(uow, ctx, "ana", 1)
+    lead_id = data(routed).lead_id
+    ctx.clock.now = handed = T0 + timedelta(days=1)
+    await handed_over(uow, ctx, "ana", "ben")
+    ctx.clock.now = handed + timedelta(minutes=10)
+    refused = await posted(uow, ctx, lead_id, outcome="accepted", rep_id="ben", at=T0 + timedelta(hours=1))
+    assert isinstance(refused.verdict, Refused) and "the hand-off to ben" in refused.verdict.reason
+    [step] = await say(uow, ctx, lead_id, outcome="accepted", rep_id="ben", at=T0 + timedelta(hours=1))
+    assert data(step).at == handed
+
+
+async def test_a_win_reported_by_the_new_holder_with_the_date_the_old_one_won_it_is_kept_but_not_one_before_routing(
+        uow, ctx):
+    """Rep A won the deal in the CRM, then a manager handed the lead to B, who reports the win with the CRM's date:
+    nothing about a lead happens in sales before its first routing, whoever holds it now."""
+    deals = [data(m).lead_id for m in await leads_of(uow, ctx, "ana", 2)]
+    for lead_id in deals:
+        await say(uow, ctx, lead_id, outcome="accepted", rep_id="ana")
+    ctx.clock.now = T0 + timedelta(days=2)
+    await handed_over(uow, ctx, "ana", "ben")
+    win = {"outcome": "won", "rep_id": "ben", "amount": "1200", "currency": "EUR"}
+    kept = await posted(uow, ctx, deals[0], **win, at=T0 + timedelta(days=1))
+    assert [data(m).at for m in kept.messages] == [T0 + timedelta(days=1)]
+    refused = await posted(uow, ctx, deals[1], **win, at=T0 - NEW_YORK_AS_UTC)
+    assert isinstance(refused.verdict, Refused) and "first routing" in refused.verdict.reason
+    [bounded] = await say(uow, ctx, deals[1], **win, at=T0 - NEW_YORK_AS_UTC)
+    assert data(bounded).at == T0
+
+
+async def test_a_resend_of_an_acceptance_is_a_repeat_though_a_hand_over_since_began_after_its_date(uow, ctx):
+    """A sales tool retrying a report it is unsure was taken must not hear of a wrong date it did not have."""
+    [routed] = await leads_of(uow, ctx, "ana", 1)
+    accepted = {"outcome": "accepted", "rep_id": "ana", "at": T0 + timedelta(minutes=1)}
+    await say(uow, ctx, data(routed).lead_id, **accepted)
+    ctx.clock.now = T0 + timedelta(days=1)
+    await handed_over(uow, ctx, "ana", "ben")
+    again = await posted(uow, ctx, data(routed).lead_id, **accepted)
+    assert isinstance(again.verdict, Repeated) and again.messages == []
 
 
 async def won(uow, ctx, amount="50000"):
@@ -853,15 +938,18 @@ async def test_a_lead_sales_rejected_is_recycled_when_a_touch_lifts_it_back_to_t
     assert uow.store.turns == {"emea": 2}
 
 
-async def test_a_recycled_lead_s_new_hand_off_keeps_when_the_lead_was_first_routed(uow, ctx):
-    """Sales had the lead from its first routing: a recycle is a new hand-off, not a new first routing."""
+async def test_a_recycled_lead_keeps_its_first_routing_as_the_earliest_date_of_reports_on_it(uow, ctx):
+    """Sales had the lead from its first routing: the recycle's new hand-off bounds its acceptance, not the rest."""
     lead = factories.scored("mql", country="DE")
     owner = data((await route(uow, ctx, lead))[0]).assignment.owner_id
     await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=owner, reason_code="not-a-fit")
     ctx.clock.now = T0 + timedelta(days=3)
     _, routed, _ = await route(uow, ctx, touch_of(lead))
+    holder = data(routed).assignment.owner_id
     assert uow.store.handoffs[lead.lead_id].handoff.first_routed_at == T0
-    assert data(routed).routed_at == T0 + timedelta(days=3)
+    await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=holder)
+    contacted = await posted(uow, ctx, lead.lead_id, outcome="contacted", rep_id=holder, at=T0 + timedelta(days=1))
+    assert [data(m).at for m in contacted.messages] == [T0 + timedelta(days=1)]
 
 
 async def test_a_lead_a_rep_rejected_from_the_queue_is_recycled_to_someone_else(uow):

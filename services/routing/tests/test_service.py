@@ -3,7 +3,7 @@
 import asyncio
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -110,6 +110,28 @@ async def test_a_won_deal_corrected_on_the_topic_stays_won_with_both_reports_and
         status, history = (await conn.execute(sa.text(
             "SELECT status, history FROM routing.handoffs WHERE lead_id = :id"), {"id": lead.lead_id})).one()
     assert status == "won" and [d["amount"] for d in history if d["outcome"] == "won"] == ["50000.00", "5000.00"]
+
+
+async def test_reports_on_the_topic_dated_hours_before_the_lead_was_routed_are_dated_at_its_routing(bootstrap, db):
+    """A New York CRM writing its local wall-clock time with a Z: its acceptance is dated no earlier than the
+    hand-off it answers, its win no earlier than the lead's first routing (here the same moment)."""
+    lead = factories.scored("mql", email="new.york@smallco.example", employees=50, country="US")
+    await produce(bootstrap, [factories.message(topics.SCORED, lead)])
+    [routed] = await read_topic(bootstrap, topics.ROUTED, where=for_lead(lead.lead_id), until=bool)
+    owner, routed_at = routed.json()["assignment"]["owner_id"], datetime.fromisoformat(routed.json()["routed_at"])
+    early = (routed_at - timedelta(hours=5)).isoformat()
+    await produce(bootstrap, [factories.message(topics.FEEDBACK, LeadDispositioned(lead_id=lead.lead_id, **report))
+                              for report in ({"outcome": "accepted", "rep_id": owner, "at": early},
+                                             {"outcome": "won", "rep_id": owner, "amount": "1200", "currency": "EUR",
+                                              "at": early})])
+    steps = await read_topic(bootstrap, topics.LIFECYCLE, until=lambda found: len(found) >= 2, where=lambda r: (
+        for_lead(lead.lead_id)(r) and r.type == "lead.stage_changed" and r.json()["to_stage"] in ("accepted", "won")))
+    assert {r.json()["to_stage"]: datetime.fromisoformat(r.json()["at"]) for r in steps} == {
+        "accepted": routed_at, "won": routed_at}
+    async with db.connect() as conn:
+        first = (await conn.execute(sa.text("SELECT first_routed_at FROM routing.handoffs WHERE lead_id = :id"),
+                                    {"id": lead.lead_id})).scalar_one()
+    assert first == routed_at
 
 
 async def test_a_batch_reporting_on_two_leads_and_a_merge_of_them_at_once_both_commit(bootstrap, db):

@@ -76,7 +76,10 @@ def _reported(who: Principal, what: str, lead_id: uuid.UUID, rep_id: str, **fact
         "revenue reports take the new amount). "
         f"`at` (when it happened; absent: now) may not be more than {AHEAD_ALLOWED.total_seconds() / 60:.0f} "
         "minutes after routing records the report (a 422 naming `at`: a time zone wrong?); one up to that is dated "
-        "when routing records it. "
+        "when routing records it. Nor more than that before the answer could be given (a 422 naming `at`): "
+        "`accepted` or `rejected` before the hand-off to the lead's holder now began (its routing, a reassignment, "
+        "a hand-over, its arrival in the team's queue), any other outcome before the lead was first routed. One "
+        "less early is dated as given. "
         "Sales tools may instead produce a `lead.dispositioned` event to `leads.feedback`."
     ),
     responses=problem_responses(404, 409, 503, _404="no routed lead with this id",
@@ -95,8 +98,10 @@ async def post_disposition(lead_id: uuid.UUID, body: DispositionReport, request:
         raise _refused(report, ahead)
     try:
         async with rt.request_unit_of_work() as uow:
+            # Its earliest date (``dated_before``) is the stored hand-off's to tell: judged there, once the report is
+            # known to change something (a resend of one applied before is a repeat, whatever hand-off began since).
             result = await record_disposition(uow.store, report, rt.context.data, now,
-                                              request.headers.get("traceparent"))
+                                              request.headers.get("traceparent"), refuse_early=True)
             uow.publish(result.messages)
             await uow.commit()
     except UNAVAILABLE as exc:

@@ -68,8 +68,9 @@ from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
     Applied, Handoff, Kept, Merged, Placed, Presence, Refused, Rep, Repeated, Route, RoutingData, Step, Waiting,
-    acceptance_due, answered_at, apply_disposition, capacity_bound, choose_route, escalated_to, hand_to,
-    kept_back_by, may_wait, merge_into, news_for_holder, overflow_chain, place, recycled_by, rejected_as, reroute,
+    acceptance_due, answerable_since, answered_at, apply_disposition, capacity_bound, choose_route, dated_before,
+    escalated_to, hand_to, kept_back_by, may_wait, merge_into, news_for_holder, overflow_chain, place, recycled_by,
+    rejected_as, reroute,
 )
 from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
@@ -167,13 +168,22 @@ async def merges_followed(store: RoutingStore, found: dict[uuid.UUID, Held]) -> 
 
 
 def disposition(held: Held, report: LeadDispositioned, data: RoutingData, now: datetime,
-                traceparent: str | None = None) -> DispositionResult:
+                traceparent: str | None = None, *, refuse_early: bool = False) -> DispositionResult:
     """What a sales report does to the lead's hand-off ``held``, and the events it sends; nothing is stored: the
-    caller writes an applied verdict's hand-off."""
+    caller writes an applied verdict's hand-off. A report dated before its answer could have been given is refused
+    with ``refuse_early`` (over HTTP, whose caller hears why and may mend it), and else dated then (on the topic,
+    where a record cannot be answered)."""
     verdict = apply_disposition(held.handoff, report, data)
     if not isinstance(verdict, Applied):
         return DispositionResult(verdict, [])
-    at = answered_at(report, now)
+    # Judged once the report is known to change something: a resend of a report applied before stays a repeat,
+    # though a hand-off begun since would date it too early. The stored lead is re-sent with every change of holder
+    # (a reassignment, a hand-over, a move between queues) dated then, and kept through a re-engagement; a rep
+    # taking the lead from its team's queue leaves it dated when the lead came there, the earliest they could.
+    since = answerable_since(held.handoff, report.outcome, held.lead.routed_at)
+    if refuse_early and (early := dated_before(report, since)) is not None:
+        return DispositionResult(early, [])
+    at = answered_at(report, now, since)
     messages = [
         encode(topics.LIFECYCLE, step_event(held.lead, verdict.handoff, step, at, report.rep_id),
                event_id=verdict.handoff.event_id(f"disposition/{step.to_stage}"), source=SOURCE, time=now,
@@ -194,14 +204,15 @@ def disposition(held: Held, report: LeadDispositioned, data: RoutingData, now: d
 
 
 async def record_disposition(store: RoutingStore, report: LeadDispositioned, data: RoutingData, now: datetime,
-                             traceparent: str | None = None) -> DispositionResult:
+                             traceparent: str | None = None, *, refuse_early: bool = False) -> DispositionResult:
     """Apply a sales report to the lead's hand-off (locked), in the caller's unit of work: the HTTP API's one
-    report. (A batch from the topic locks its leads at once and writes them once: ``handle_lead_dispositioned``.)"""
+    report (``refuse_early``: see ``disposition``). (A batch from the topic locks its leads at once and writes them
+    once: ``handle_lead_dispositioned``.)"""
     held = await store.handoff(report.lead_id)
     if held is None:
         return DispositionResult(None, [])
     held = (await merges_followed(store, {report.lead_id: held}))[report.lead_id]
-    result = disposition(held, report, data, now, traceparent)
+    result = disposition(held, report, data, now, traceparent, refuse_early=refuse_early)
     if isinstance(result.verdict, Applied):
         await store.update_handoff(result.verdict.handoff)
     return result

@@ -24,6 +24,8 @@ Dispositions move a routed lead through accepted -> contacted -> qualified ->
 won | lost, or rejected (back to nurture). A closed lead stays closed; the
 same report twice is a harmless repeat; a won deal's holder may correct its
 amount (won again, with another amount or currency), and the lead stays won.
+A report is dated no earlier than it could have been given (an acceptance or
+rejection: the hand-off it answers; anything else: the lead's first routing).
 Sales may merge a lead into another (one person): it closes as merged, and a
 report on it is refused naming the survivor (or the lead it was merged into
 since), to report on instead. A won or lost lead is not merged away, nor is
@@ -50,8 +52,8 @@ from routing.domain.breaches import Breach, breach, escalated_to, held_by, may_w
 from routing.domain.clock import acceptance_due, add_working_days, add_working_time
 from routing.domain.dispositions import (
     AHEAD_ALLOWED, ALLOWED_AFTER, CLOSED, Applied, Correction, Handoff, HandoffStatus, Merged, Refused, Repeated, Step,
-    answered_at, apply_disposition, dated_ahead, earns_intent, kept_back_by, merge_into, news_for_holder, recycled_by,
-    rejected_as, remembered,
+    answerable_since, answered_at, apply_disposition, dated_ahead, dated_before, earns_intent, kept_back_by, merge_into,
+    news_for_holder, recycled_by, rejected_as, remembered,
 )
 from routing.domain.handovers import Kept, hand_to, handover_refused, reroute
 from routing.domain.orphans import escalation_team, orphaned, requeue, staffed, staffed_teams
@@ -68,8 +70,8 @@ __all__ = [
     "InvalidRoutingData", "Kept", "Merged", "PastLead", "Placed", "Presence", "Problem", "Reasons", "Refused",
     "RejectionReason", "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
-    "acceptance_due", "add_working_days", "add_working_time", "answered_at", "apply_disposition", "breach", "capacity_bound", "choose_route",
-    "dated_ahead", "earns_intent", "escalated_to", "escalation_team", "from_queue", "hand_to", "handover_refused", "held_by", "kept_back_by", "may_wait", "merge_into",
+    "acceptance_due", "add_working_days", "add_working_time", "answerable_since", "answered_at", "apply_disposition", "breach", "capacity_bound", "choose_route",
+    "dated_ahead", "dated_before", "earns_intent", "escalated_to", "escalation_team", "from_queue", "hand_to", "handover_refused", "held_by", "kept_back_by", "may_wait", "merge_into",
     "news_for_holder", "next_turn", "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place",
     "place_again", "public_holiday", "queue_of", "recycled_by", "rejected_as", "remembered", "requeue", "reroute",
     "segment_of", "staffed", "staffed_teams", "unavailable", "what_if",

@@ -8,6 +8,11 @@ harmless repeat. A won deal's amount may be corrected: its holder reports
 lead sales merged into another is closed too: a report on it is refused
 naming the lead that holds its person now (the survivor, or the lead the
 survivor was merged into since), to report on instead.
+
+A report's answer is dated as its sales tool says, but never after routing
+records it, nor (by more than a few minutes of clocks apart) before it could
+have been given: an acceptance or rejection before the hand-off it answers,
+anything else before the lead was first routed.
 """
 
 from __future__ import annotations
@@ -201,11 +206,43 @@ class Refused:
 AHEAD_ALLOWED = timedelta(minutes=5)
 
 
-def answered_at(d: LeadDispositioned, now: datetime) -> datetime:
+#: The outcomes that answer the hand-off to the lead's holder now: taking it, or turning it down.
+ANSWERING: frozenset[str] = frozenset({"accepted", "rejected"})
+
+
+@dataclass(frozen=True)
+class Since:
+    """The earliest a report's answer could have been given (``at``), and what began then (``what``), for a refusal
+    to name."""
+
+    at: datetime
+    what: str
+
+
+def answerable_since(handoff: Handoff, outcome: str, handed_at: datetime) -> Since | None:
+    """The earliest a report of ``outcome`` on ``handoff`` could have been given, its holder now handed the lead at
+    ``handed_at`` (routed, reassigned, handed over, put in a team's queue, from which any rep of the team may take
+    it). An acceptance or a rejection answers that hand-off: not before it. Any other outcome may predate it (rep A
+    won the deal, then a manager handed the lead to B, who reports the win with the CRM's date), but nothing about
+    a lead happens in sales before sales had it: not before its first routing. None: that is not known."""
+    if outcome in ANSWERING:
+        holder = f"the {handoff.team} queue" if handoff.owner_id == queue_of(handoff.team) else handoff.owner_id
+        return Since(handed_at, f"the hand-off to {holder} it answers")
+    if handoff.first_routed_at is None:
+        return None
+    return Since(handoff.first_routed_at, "the lead's first routing to sales")
+
+
+def answered_at(d: LeadDispositioned, now: datetime, since: Since | None = None) -> datetime:
     """When ``d``'s answer was given, routing recording it at ``now``: its ``at`` (absent: ``now``), but never
     after ``now``: an answer cannot come after routing heard it. A CRM writing its local wall-clock time with a Z
-    would otherwise have an acceptance recorded at 09:05 read 10:05, a miss in the SLA report."""
-    return now if d.at is None else min(d.at, now)
+    would otherwise have an acceptance recorded at 09:05 read 10:05, a miss in the SLA report. Nor, by more than
+    ``AHEAD_ALLOWED`` (clocks a little apart), before ``since`` (``answerable_since``): then ``since``. A CRM in
+    New York doing the same dates every answer five hours early: read as given, the SLA report held every hand-off
+    as met, and velocity every acceptance as 0 s."""
+    if d.at is None:
+        return now
+    return min(since.at if since is not None and _early(d.at, since) else d.at, now)
 
 
 def dated_ahead(d: LeadDispositioned, now: datetime) -> Refused | None:
@@ -216,6 +253,21 @@ def dated_ahead(d: LeadDispositioned, now: datetime) -> Refused | None:
         return None
     return Refused("invalid", "at", f"{d.at.isoformat()} is after now ({now.isoformat(timespec='seconds')}): an "
                                     "answer cannot be dated after routing records it; is the time zone right?")
+
+
+def dated_before(d: LeadDispositioned, since: Since | None) -> Refused | None:
+    """Why a report over HTTP is refused for its ``at``: one more than ``AHEAD_ALLOWED`` before ``since``
+    (``answerable_since``), the earliest its answer could have been given, a time zone wrong most likely, which its
+    sender can mend. (One on the topic is dated ``answered_at``: ``since``.)"""
+    if d.at is None or since is None or not _early(d.at, since):
+        return None
+    return Refused("invalid", "at", f"{d.at.isoformat()} is before {since.what} "
+                                    f"({since.at.isoformat(timespec='seconds')}): an answer cannot be dated before it "
+                                    "could be given; is the time zone right?")
+
+
+def _early(at: datetime, since: Since) -> bool:
+    return at < since.at - AHEAD_ALLOWED
 
 
 def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData) -> Applied | Repeated | Refused:
