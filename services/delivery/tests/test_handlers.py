@@ -1,6 +1,7 @@
 """delivery's handler with an in-memory unit of work: no broker, no Postgres."""
 
 import json
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from leadpipe_common import topics
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
-from delivery.domain import parse_subscriptions
+from delivery.domain import DELIVERABLE, parse_subscriptions
 from delivery.handlers import Delivery, handle_deliverable
 from delivery.subscriptions import SecretBox, SubscriptionBook, UnopenedSubscriptions, sealed_secrets
 
@@ -164,3 +165,80 @@ async def test_a_lead_routed_is_sent_with_the_number_of_the_hand_off_it_announce
                                           http=None))
     assert {row["subscription_id"]: json.loads(row["body"])["data"]["handoff_seq"] for row in uow.store.rows} == {
         "crm": 3, "slack": 3}
+
+
+def _deliverable_examples() -> dict:
+    """One event of each type a subscription may ask for, as routing writes it."""
+    from decimal import Decimal
+
+    from leadpipe_common.events import (
+        Assignment, Attribution, LeadAssigned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted,
+        LeadSlaBreached, Touch,
+    )
+
+    lead = factories.scored("mql", seniority="vp", country="DE")  # enrichment read from the contact: withheld too
+    lead_id, there = lead.lead_id, Attribution(utm_source="tests")
+    return {
+        "lead.routed": LeadRouted(**dict(lead), routed_at=NOW, handoff_seq=1, held_grade="B", assignment=Assignment(
+            owner_id="ana", owner_name="Ana", team="emea", method="territory", reason="territory emea / all")),
+        "lead.sla_breached": LeadSlaBreached(
+            lead_id=lead_id, owner_id="ana", team="emea", grade="B", due_at=NOW, breached_at=NOW, breach=1,
+            action="reassigned", next_owner_id="ola", next_owner_name="Ola", next_due_at=NOW, next_team="overflow",
+            attribution=there),
+        "lead.queued": LeadQueued(lead_id=lead_id, team="emea", at=NOW, reason="nobody on shift", grade="B",
+                                  attribution=there),
+        "lead.assigned": LeadAssigned(lead_id=lead_id, owner_id="ana", owner_name="Ana", team="emea", at=NOW,
+                                      queued_at=NOW, due_at=NOW, reason="on shift", grade="B", attribution=there),
+        "lead.handed_over": LeadHandedOver(
+            lead_id=lead_id, from_owner_id="ana", from_team="emea", from_due_at=None, owner_id="ben",
+            owner_name="Ben", team="dach", stage="accepted", at=NOW, by="sales-ops", reason="ana left",
+            due_at=None, grade="B", attribution=there),
+        "lead.stage_changed": step("won").model_copy(update={"amount": Decimal("1200.00"), "currency": "EUR"}),
+        "lead.reengaged": LeadReengaged(
+            lead_id=lead_id, touch=Touch(touch_id=uuid.uuid4(), at=NOW, attribution=there), owner_id="ana",
+            team="emea", at=NOW, reason="asked for a demo", attribution=there, score=80, grade="A",
+            held_grade="A"),
+        "lead.merged": LeadMerged(lead_id=lead_id, survivor_id=uuid.uuid4(), at=NOW, by="ana", reason="same person",
+                                  owner_id="ana", team="emea", grade="B", survivor_owner_id="ana",
+                                  survivor_team="emea", survivor_grade="A", attribution=there),
+    }
+
+
+@pytest.fixture(scope="module")
+def delivery_openapi() -> dict:
+    from leadpipe_common.local.openapi import document
+
+    return document("delivery")
+
+
+@pytest.mark.parametrize("event_type", DELIVERABLE)
+async def test_every_deliverable_type_has_a_webhook_whose_body_schema_takes_what_is_queued_for_it_cut_or_whole(
+        event_type, delivery_openapi):
+    import jsonschema
+
+    examples = _deliverable_examples()
+    assert event_type in examples, f"give {event_type} an example here: its webhook must take what is queued"
+    subs = parse_subscriptions({"subscriptions": [
+        {"id": "crm", "url": "https://crm.example.com/h", "secrets": [SECRET], "events": [event_type]},
+        # Sent neither the e-mail address the event requires nor what enrichment read from the job title.
+        {"id": "slack", "url": "https://hooks.example.com/s", "secrets": [SECRET], "events": [event_type],
+         "contact": ["first_name"]},
+    ]}, allow_private=False)
+    topic = topics.ROUTED if event_type == "lead.routed" else topics.LIFECYCLE
+    uow = MemoryUnitOfWork(Queue())
+    async with uow:
+        await handle_deliverable(uow, [factories.envelope(topic, examples[event_type])],
+                                 Delivery(SubscriptionBook(subs, None, allow_private=False), clock=lambda: NOW,
+                                          http=None))
+    bodies = [json.loads(row["body"]) for row in uow.store.rows]
+    assert len(bodies) == 2
+    webhook = delivery_openapi["webhooks"][event_type]["post"]
+    ref = webhook["requestBody"]["content"]["application/cloudevents+json"]["schema"]["$ref"]
+    validator = jsonschema.Draft202012Validator({"$ref": ref, "components": delivery_openapi["components"]})
+    documented = delivery_openapi["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
+    for body in bodies:
+        validator.validate(body)
+        # The schema lets a CloudEvent carry attributes it does not name: every one delivery sends is named.
+        assert set(body) <= set(documented), set(body) - set(documented)
+    if event_type == "lead.routed":  # its contact was cut, the address the schema requires with it
+        assert "contact.email" in bodies[1]["withheld"] and "dataschema" not in bodies[1]

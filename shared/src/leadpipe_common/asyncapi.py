@@ -51,6 +51,12 @@ def _refs(cid: str, models: tuple[type[Event], ...]) -> list[dict[str, str]]:
     return [{"$ref": f"#/channels/{cid}/messages/{m.__name__}"} for m in models]
 
 
+def summary_of(model: type[Event]) -> str:
+    """What ``model`` is, for a document: its docstring's first paragraph, whole (its first line alone stops
+    mid-sentence)."""
+    return " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
+
+
 def document() -> dict[str, Any]:
     models = sorted({m for c in CHANNELS for m in c.readable}, key=lambda m: m.type)
     _, defs = models_json_schema([(m, "serialization") for m in models],
@@ -61,8 +67,7 @@ def document() -> dict[str, Any]:
         messages[m.__name__] = {
             "name": m.type,
             "title": m.type,
-            # The docstring's first paragraph, whole: its first line alone stops mid-sentence.
-            "summary": " ".join((m.__doc__ or "").strip().split("\n\n")[0].split()),
+            "summary": summary_of(m),
             "contentType": "application/json",
             "headers": CE_HEADERS,
             "payload": {"$ref": f"#/components/schemas/{m.__name__}"},

@@ -2,9 +2,10 @@
 
 A service declares, in one :class:`Service` value, what it consumes (event
 class to a module-level handler), its store, inbox and outbox, its HTTP
-routes and its background loops. Its input topics and whether it serves the
-AsyncAPI document come from ``topology``; ``consumer_app`` refuses a
-declaration that disagrees with the table.
+routes (and the webhooks it sends, documented beside them) and its
+background loops. Its input topics and whether it serves the AsyncAPI
+document come from ``topology``; ``consumer_app`` refuses a declaration that
+disagrees with the table.
 
 Guarantees of ``consumer_app`` (the composition root): nothing is built
 until its lifespan starts (settings are read by the caller, clients are built
@@ -138,6 +139,9 @@ class Service(Generic[C, S]):
     inbox: sa.Table | None = None
     outbox: sa.Table | None = None
     routes: Sequence[APIRouter] = ()
+    #: The requests it sends to others (delivery's to webhooks), as operations of its OpenAPI document's
+    #: ``webhooks``: documented, never served.
+    webhooks: Sequence[APIRouter] = ()
     #: Started after the relay, stopped before it (in this order), so the relay sends what they committed.
     background: Callable[[Runtime[C, S]], Sequence[Background]] = field(default=lambda runtime: ())
     #: Looks at a record's headers (and the service's context) only: records it declines are passed over
@@ -313,6 +317,8 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     # HTTP path). Service.check refuses a route of its own on one of the shared paths below.
     for router in service.routes:
         app.include_router(router)
+    for router in service.webhooks:
+        app.webhooks.include_router(router)
     app.include_router(ops_router(lambda: checks))
     app.include_router(docs_router(), dependencies=[Depends(principal)])  # any valid key, or a dashboard session
     if service.produces:

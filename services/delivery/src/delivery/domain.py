@@ -345,6 +345,8 @@ REFUSED_ATTEMPTS = 8
 #: The 4xx answers that say "not now" rather than "not this" (a timeout, a conflict with what the receiver is
 #: doing, too early, too many): retried for the whole window, as a 5xx is.
 TRANSIENT_4XX = frozenset({408, 409, 425, 429})
+#: The answers whose ``Retry-After`` is waited out, when it asks for longer than the backoff would wait.
+WAITS_AS_ASKED = frozenset({429, 503})
 
 
 @dataclass(frozen=True)
@@ -434,7 +436,7 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
     paced_by = in_a_row or attempts
     # The exponent is bounded first: a delivery may fail for weeks of windows, and 2.0 ** 1024 is no float.
     wait = min(cap_s, base_s * 2.0 ** min(paced_by - 1, 64)) * (0.5 + jitter / 2)
-    asked = retry_after if status in (429, 503) else None
+    asked = retry_after if status in WAITS_AS_ASKED else None
     if asked is not None:
         wait = max(wait, asked)
     # Compared in seconds: a receiver's Retry-After may be beyond any date a datetime can hold.

@@ -18,6 +18,7 @@ from delivery.network import PublicOnlyTransport
 from delivery.retention import Purge
 from delivery.store import DeliveryStore
 from delivery.subscriptions import DELIVERABLE_TYPES, BookRefresh
+from delivery.webhooks import router as webhooks
 
 def wanted_record(headers: object, ctx: Delivery) -> bool:
     """Only the types some subscription in force asks for are decoded (until the API's subscriptions were
@@ -71,6 +72,7 @@ SERVICE: Service[Delivery, DeliveryStore] = Service(
         allow_private=settings.allow_private_targets),  # type: ignore[attr-defined]
     store=DeliveryStore,
     routes=[router],
+    webhooks=[webhooks()],
     background=lambda rt: [
         dispatcher(rt),
         BookRefresh(rt.context.subscriptions, rt.unit_of_work, rt.context.clock,
