@@ -43,3 +43,29 @@ def test_every_operation_behind_a_key_documents_the_503_a_key_that_cannot_be_loo
     keyed = {f"{method} {path}": set(op["responses"]) for path, ops in doc["paths"].items()
              for method, op in ops.items() if "401" in op.get("responses", {})}
     assert keyed and all({"429", "503"} <= codes for codes in keyed.values()), keyed
+
+
+#: The answers sales tools and integrators read from routing: each typed, so that clients can generate theirs.
+ROUTING_ANSWERS = [("/v1/leads/{lead_id}/disposition", "post"), ("/v1/leads/{lead_id}/handoff", "get")]
+
+
+@pytest.mark.parametrize(("path", "method"), ROUTING_ANSWERS)
+def test_routing_answers_sales_tools_with_a_model_that_describes_every_field(path, method):
+    doc = document("routing")
+    schemas = doc["components"]["schemas"]
+    answer = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+    seen, todo = set(), [answer["$ref"].rsplit("/", 1)[1]]
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        for field, schema in schemas[name]["properties"].items():
+            assert schema.get("description"), f"{name}.{field} is not described"
+            # The answer models' own parts (a rep's working hours are the reps file's, described as a whole).
+            todo += [ref.rsplit("/", 1)[1] for ref in _refs(schema)
+                     if ref.rsplit("/", 1)[1] not in seen | {"WorkingHours"}]
+
+
+def _refs(schema):
+    if isinstance(schema, dict):
+        return [schema["$ref"]] if "$ref" in schema else [r for v in schema.values() for r in _refs(v)]
+    return [r for v in schema for r in _refs(v)] if isinstance(schema, list) else []

@@ -16,7 +16,7 @@ from leadpipe_common.events import Assignment, LeadRouted
 from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.testing import factories
 from leadpipe_common.throttle import parse_rate
-from routing.api import reps_router, router
+from routing.api import _state, reps_router, router
 from routing.domain import Handoff, parse_routing_data
 from routing.handlers import Routing
 from routing.reference import Reference
@@ -251,3 +251,27 @@ async def test_a_won_deal_s_amount_is_corrected_by_its_holder_and_the_answer_say
     assert [data.type for data in (decode(m.headers, m.key, m.value).data for m in uow.published)] == [
         "lead.stage_changed", "lead.won_amount_corrected"]
     assert [r["event"] for r in lines if r.get("rep_id") == "ben"] == ["disposition recorded", "won amount corrected"]
+
+
+def _held_as(uow, lead_id: uuid.UUID, **changes) -> None:
+    h = uow.store.handoffs[lead_id]
+    uow.store.handoffs[lead_id] = replace(h, handoff=replace(h.handoff, **changes))
+
+
+async def test_a_disposition_s_and_a_hand_off_s_answers_are_what_the_routes_build_under_their_models(uow):
+    """Their models describe the answers for clients' types: no key is dropped or moved, no null left out, no time
+    written again (``+00:00`` stays)."""
+    waiting, worked = holding(uow, "ben", 2, status="routed")
+    _held_as(uow, waiting, due_at=NOW + timedelta(minutes=15))
+    _held_as(uow, worked, status="qualified")
+    won = {"outcome": "won", "rep_id": "ben", "amount": "50000", "currency": "EUR"}
+    async with serving(uow, SALES_TOOL) as client:
+        handoff = await client.get(f"/v1/leads/{waiting}/handoff")
+        await client.post(f"/v1/leads/{worked}/disposition", json=won)
+        corrected = await client.post(f"/v1/leads/{worked}/disposition", json={**won, "amount": "5000"})
+    assert handoff.json()["due_at"] == (NOW + timedelta(minutes=15)).isoformat(), handoff.text
+    assert list(handoff.json().items()) == list(_state(uow.store.handoffs[waiting].handoff).items())
+    assert list(corrected.json().items()) == list({
+        **_state(uow.store.handoffs[worked].handoff), "repeated": False, "corrected": True,
+        "events": [uow.published[-1].header("ce_id")]}.items())
+

@@ -19,6 +19,7 @@ from leadpipe_common.events import LeadDispositioned, Moment
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
+from routing.answers import DispositionAnswer, HandoffState
 from routing.domain import (
     AHEAD_ALLOWED, Away, Handoff, Presence, Refused, Rep, Repeated, RoutingData, dated_ahead, handover_refused,
     unavailable,
@@ -67,6 +68,7 @@ def _reported(who: Principal, what: str, lead_id: uuid.UUID, rep_id: str, **fact
 @router.post(
     "/{lead_id}/disposition",
     summary="Report what became of a routed lead",
+    response_model=DispositionAnswer,
     description=(
         "Outcomes: `accepted`, `rejected` (with a `reason_code` from reasons.yaml; the lead returns to nurture), "
         "`contacted`, `qualified`, `won` (with `amount` and `currency`), `lost` (with a `reason_code` or `reason`). "
@@ -133,6 +135,7 @@ def _refused(report: LeadDispositioned, verdict: Refused) -> Problem:
 # A sales tool's own key (feedback:write) reads it too: a refused report tells it to look up who holds the lead now,
 # or which lead a merge kept, and asking for reports:read would open every report to it.
 @router.get("/{lead_id}/handoff", summary="A routed lead's owner, status, SLA deadline and dispositions",
+            response_model=HandoffState,
             description="Needs a key with `reports:read` or `feedback:write` (a sales tool's own key).",
             responses=problem_responses(404, _404="no routed lead with this id"),
             dependencies=[needs("reports:read", "feedback:write")])

@@ -1,0 +1,72 @@
+"""What routing's API answers sales tools and integrators, as models: the schemas of its OpenAPI document, which
+clients generate their types from.
+
+The routes build their answers as they always did; these models describe them without changing a key or a value's
+spelling (times stay as the routes write them, ``+00:00`` and all, and a null stays a null). Every key is always
+there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from leadpipe_common.events import Disposition, Grade
+
+from routing.domain import HandoffStatus
+
+#: A time as the routes write it (``datetime.isoformat``): typed as a datetime, it would be written again with a
+#: ``Z`` for ``+00:00``.
+Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class ReportedDisposition(BaseModel):
+    """A report sales made on the lead, as routing keeps it (without its time)."""
+
+    outcome: Disposition = Field(description="What sales said became of the lead.")
+    rep_id: str = Field(description="The rep who reported it.")
+    reason_code: str | None = Field(description="A code of reasons.yaml: a rejection's, or a lost deal's.")
+    reason: str | None = Field(description="What sales wrote.")
+    amount: str | None = Field(description="A won deal's value, a decimal with two places (`12000.00`).")
+    currency: str | None = Field(description="A won deal's currency (ISO 4217).")
+
+
+class HandoffState(BaseModel):
+    """A routed lead as routing tracks it after the hand-off to sales."""
+
+    lead_id: uuid.UUID = Field(description="The lead.")
+    status: HandoffStatus = Field(description="Where it stands with sales: `routed` (not yet accepted), the last "
+                                              "disposition, or `merged` (closed into `merged_into`).")
+    owner_id: str = Field(description="Who holds it: a rep's id in reps.yaml, or `queue:<team>` while it waits in "
+                                      "its team's queue (any rep of `team` may report on it then, and holds it).")
+    team: str = Field(description="The holder's team.")
+    grade: Grade | None = Field(description="The grade routing holds the lead at: the score's when routed, raised "
+                                            "by a touch that scored better, never lowered.")
+    due_at: Time | None = Field(description="When its holder must accept it by (the hand-off SLA); null: no "
+                                            "deadline runs (accepted or closed, waiting in a team's queue, or no "
+                                            "SLA for its grade).")
+    reassignments: int = Field(description="How many missed acceptance deadlines sent it to another holder.")
+    dispositions: list[ReportedDisposition] = Field(description="Every report recorded, in order: a won deal's "
+                                                                "amount corrections follow its win.")
+    merged_into: uuid.UUID | None = Field(description="Closed as merged: the lead that holds its person now (the "
+                                                      "survivor, or the lead the survivor was merged into since); "
+                                                      "report on it instead. Null otherwise.")
+    handoff_seq: int = Field(description="The number of the hand-off to its holder now, among the lead's: ignore "
+                                         "a `lead.routed` numbered below it that arrives later.")
+
+
+#: The ids of the events an answer's call emitted (``ce_id``: the lifecycle step and what it caused), none for a
+#: repeat.
+Emitted = Annotated[list[uuid.UUID], Field(description="The ids of the events it emitted (CloudEvent `id`s); "
+                                                       "none for a repeat.")]
+
+
+class DispositionAnswer(HandoffState):
+    """The lead after the report, and what the report did."""
+
+    repeated: bool = Field(description="The same report was recorded before: nothing was recorded or emitted now.")
+    corrected: bool = Field(description="A won deal's amount or currency corrected by its holder: the lead stays "
+                                        "won, and `lead.won_amount_corrected` went on the lifecycle.")
+    events: Emitted
