@@ -46,7 +46,9 @@ def test_every_operation_behind_a_key_documents_the_503_a_key_that_cannot_be_loo
 
 
 #: The answers sales tools and integrators read from routing: each typed, so that clients can generate theirs.
-ROUTING_ANSWERS = [("/v1/leads/{lead_id}/disposition", "post"), ("/v1/leads/{lead_id}/handoff", "get")]
+ROUTING_ANSWERS = [("/v1/leads/{lead_id}/disposition", "post"), ("/v1/leads/{lead_id}/handoff", "get"),
+                   ("/v1/leads/{lead_id}/merge", "post"), ("/v1/reps", "get"),
+                   ("/v1/reps/{rep_id}/availability", "get"), ("/v1/reps/{rep_id}/availability", "put")]
 
 
 @pytest.mark.parametrize(("path", "method"), ROUTING_ANSWERS)

@@ -16,7 +16,7 @@ from leadpipe_common.events import Assignment, LeadRouted
 from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.testing import factories
 from leadpipe_common.throttle import parse_rate
-from routing.api import _state, reps_router, router
+from routing.api import _rep_state, _state, reps_router, router
 from routing.domain import Handoff, parse_routing_data
 from routing.handlers import Routing
 from routing.reference import Reference
@@ -275,3 +275,27 @@ async def test_a_disposition_s_and_a_hand_off_s_answers_are_what_the_routes_buil
         **_state(uow.store.handoffs[worked].handoff), "repeated": False, "corrected": True,
         "events": [uow.published[-1].header("ce_id")]}.items())
 
+
+async def test_a_merge_s_answer_is_what_the_route_builds_under_its_model(uow):
+    duplicate, survivor = holding(uow, "ben", 2)
+    async with serving(uow, SALES_TOOL) as client:
+        merge = await client.post(f"/v1/leads/{duplicate}/merge", json={"survivor_id": str(survivor), "rep_id": "ben"})
+    assert merge.json()["merged_into"] == str(survivor), merge.text
+    assert list(merge.json().items()) == list({
+        **_state(uow.store.handoffs[duplicate].handoff), "survivor_id": str(survivor), "repeated": False,
+        "events": [m.header("ce_id") for m in uow.published]}.items())
+
+
+async def test_a_rep_s_availability_answers_are_what_the_routes_build_under_their_models(uow):
+    away = {"starts_at": (NOW + timedelta(hours=1)).isoformat(), "ends_at": (NOW + timedelta(days=1)).isoformat(),
+            "reason": "dentist"}
+    async with serving(uow) as client:
+        put = await client.put("/v1/reps/ben/availability", json={"away": [away]})
+        got = await client.get("/v1/reps/ben/availability")
+        reps = await client.get("/v1/reps")
+    presence = await uow.store.presence([rep.id for rep in DATA.reps], NOW)
+    ben = _rep_state(DATA.rep("ben"), DATA, presence, NOW)
+    assert ben["away"] == [away], put.text
+    assert list(put.json().items()) == list(got.json().items()) == list(ben.items())
+    assert list(reps.json().items()) == list({"routing_data_version": "v1", "at": NOW.isoformat(), "reps": [
+        _rep_state(rep, DATA, presence, NOW) for rep in DATA.reps]}.items())

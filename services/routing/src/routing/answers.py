@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from leadpipe_common.events import Disposition, Grade
 
-from routing.domain import HandoffStatus
+from routing.domain import HandoffStatus, WorkingHours
 
 #: A time as the routes write it (``datetime.isoformat``): typed as a datetime, it would be written again with a
 #: ``Z`` for ``+00:00``.
@@ -70,3 +70,45 @@ class DispositionAnswer(HandoffState):
     corrected: bool = Field(description="A won deal's amount or currency corrected by its holder: the lead stays "
                                         "won, and `lead.won_amount_corrected` went on the lifecycle.")
     events: Emitted
+
+
+class MergeAnswer(HandoffState):
+    """The lead merged away (closed as `merged`) after the merge, and what the merge did."""
+
+    survivor_id: uuid.UUID = Field(description="The lead it was merged into, as asked.")
+    repeated: bool = Field(description="The same merge was recorded before: nothing was recorded or emitted now.")
+    events: Emitted
+
+
+class AwayState(BaseModel):
+    """An out-of-office period of the rep not yet over."""
+
+    starts_at: Time = Field(description="When it starts (inclusive).")
+    ends_at: Time = Field(description="When it ends.")
+    reason: str | None = Field(description="Shown to whoever reads the routing reason.")
+
+
+class RepState(BaseModel):
+    """A rep of the reps file: their settings there, and whether they can take a lead now."""
+
+    id: str = Field(description="Their id in reps.yaml: what a disposition's `rep_id` names.")
+    name: str = Field(description="Their name.")
+    team: str = Field(description="Their team.")
+    active: bool = Field(description="False: in the file but given no more leads.")
+    timezone: str = Field(description="The IANA zone of their working hours.")
+    working_hours: WorkingHours = Field(description="Their own, or the file's default.")
+    holidays: str | None = Field(description="Whose public holidays they are off on (`DE`, `US-CA`); null: none.")
+    capacity: int | None = Field(description="The most unaccepted leads they may hold at once; null: no cap.")
+    held: int = Field(description="The unaccepted leads they hold now (what `capacity` caps).")
+    available: bool = Field(description="They can take a new lead now.")
+    unavailable_because: str | None = Field(description="Why not (`inactive`, `off shift`, a public holiday, out "
+                                                        "of office, at capacity); null when available.")
+    away: list[AwayState] = Field(description="Their out-of-office periods not yet over, set through this API.")
+
+
+class RepsState(BaseModel):
+    """Every rep of the reps file, as routing sees them now."""
+
+    routing_data_version: str = Field(description="The routing files in force (a digest; changes on every reload).")
+    at: Time = Field(description="The time their availability is judged at.")
+    reps: list[RepState] = Field(description="Every rep of the reps file, in its order.")

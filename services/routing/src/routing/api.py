@@ -19,7 +19,7 @@ from leadpipe_common.events import LeadDispositioned, Moment
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
-from routing.answers import DispositionAnswer, HandoffState
+from routing.answers import DispositionAnswer, HandoffState, MergeAnswer, RepState, RepsState
 from routing.domain import (
     AHEAD_ALLOWED, Away, Handoff, Presence, Refused, Rep, Repeated, RoutingData, dated_ahead, handover_refused,
     unavailable,
@@ -166,6 +166,7 @@ class MergeRequest(BaseModel):
 @router.post(
     "/{lead_id}/merge",
     summary="Merge a lead into another: they are one person",
+    response_model=MergeAnswer,
     description="The lead in the path closes as `merged`; the survivor keeps the earliest first touch and every "
                 "touch of both, and reports count the person once. The same merge again answers 200 with "
                 "`repeated: true`. Both must be leads routing handed to sales. Only a rep who may report on the "
@@ -246,7 +247,7 @@ def _rep_state(rep: Rep, data: RoutingData, presence: Presence, now: datetime) -
                      for a in presence.away.get(rep.id, ())]}
 
 
-@reps_router.get("/reps", summary="Every rep: who can take a lead now, and why not",
+@reps_router.get("/reps", summary="Every rep: who can take a lead now, and why not", response_model=RepsState,
                  dependencies=[needs("reports:read")])
 async def get_reps(rt: RoutingRuntime) -> dict[str, Any]:
     ref, now = rt.context.reference, rt.context.clock()
@@ -257,7 +258,7 @@ async def get_reps(rt: RoutingRuntime) -> dict[str, Any]:
 
 
 @reps_router.get("/reps/{rep_id}/availability", summary="A rep's availability now and their out-of-office periods",
-                 responses=problem_responses(404), dependencies=[needs("reports:read")])
+                 response_model=RepState, responses=problem_responses(404), dependencies=[needs("reports:read")])
 async def get_availability(rep_id: str, rt: RoutingRuntime) -> dict[str, Any]:
     rep, now = _rep_or_404(rt, rep_id), rt.context.clock()
     async with rt.request_unit_of_work() as uow:
@@ -268,6 +269,7 @@ async def get_availability(rep_id: str, rt: RoutingRuntime) -> dict[str, Any]:
 @reps_router.put(
     "/reps/{rep_id}/availability",
     summary="Set a rep's out-of-office periods",
+    response_model=RepState,
     description="Replaces every period of the rep not yet over (send `{\"away\": []}` to clear them). Takes "
                 "effect on the next lead routed, in every routing process, without a restart. Working hours, "
                 "holidays and capacity live in the reps file.",
