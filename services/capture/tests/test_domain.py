@@ -1,6 +1,6 @@
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
 import pytest
@@ -862,37 +862,6 @@ def test_what_quarantine_keeps_of_a_consent_says_what_the_consent_sent_said(sent
     fields = {"email": "ada@example.com", "marketing_consent": sent}
     kept = quarantined_fields(fields)
     assert (stated_consent(kept), unread_consent(kept)) == (stated_consent(fields), unread_consent(fields))
-
-
-def test_a_quarantine_cursor_names_exactly_where_its_page_ended():
-    from capture.domain import parse_quarantine_cursor, quarantine_cursor
-
-    at = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=UTC)
-    assert parse_quarantine_cursor(quarantine_cursor(at, LEAD_ID)) == (at, LEAD_ID)
-
-
-def test_a_quarantine_cursor_written_in_another_time_zone_names_the_same_moment_in_utc():
-    from capture.domain import parse_quarantine_cursor, quarantine_cursor
-
-    at = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=UTC)
-    received_at, _ = parse_quarantine_cursor(quarantine_cursor(at.astimezone(timezone(timedelta(hours=14))), LEAD_ID))
-    assert received_at == at and received_at.utcoffset() == timedelta(0)
-
-
-@pytest.mark.parametrize("before", [
-    "", "yesterday", "é", "a", "not base64!",
-    "MjAyNi0xMS0yM1QwOTozMDoxNSAwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDE",  # a time with no time zone
-    "MjAyNi0xMS0yM1QwOTozMDoxNSswMDowMA",  # a time and no id
-    "eWVzdGVyZGF5IDAwMDAwMDAwLTAwMDAtNDAwMC04MDAwLTAwMDAwMDAwMDAwMQ",  # an id and no time
-    # Times whose UTC is outside the calendar: 0001-01-01T00:00:00+14:00 and 9999-12-31T23:59:59-14:00, with an id.
-    "MDAwMS0wMS0wMVQwMDowMDowMCsxNDowMCAwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDE",
-    "OTk5OS0xMi0zMVQyMzo1OTo1OS0xNDowMCAwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDE",
-])
-def test_a_quarantine_cursor_the_list_did_not_give_is_refused_saying_what_to_pass(before):
-    from capture.domain import parse_quarantine_cursor
-
-    with pytest.raises(ValueError, match=r"pass the `before` of its Link header's rel=\"next\" as it is"):
-        parse_quarantine_cursor(before)
 
 
 def test_a_persons_newer_no_holds_on_a_lead_they_touch_but_their_yes_is_not_carried_over():

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NamedTuple, NoReturn
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -33,7 +33,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from leadpipe_common import topics
+from leadpipe_common import pages, topics
 from leadpipe_common.auth import Principal, TooManyWrongKeys, has_key, identify, needs
 from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection, sqlstate
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
@@ -46,7 +46,7 @@ from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, reques
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, form_named, issue_form_token, overlong,
-                            parse_quarantine_cursor, person_key, quarantine_cursor, quarantined_fields, stated_consent,
+                            person_key, quarantined_fields, stated_consent,
                             suspicions, unread_consent, unverifiable)
 from capture.handlers import SOURCE
 from capture.throttle import browser_identity
@@ -941,7 +941,7 @@ async def list_quarantine(
         form_id: Annotated[str | None, Query(pattern=f"^{FORM_ID}$", description="only submissions to this "
                                                                                   "form")] = None) -> list[Any]:
     try:
-        after = None if before is None else parse_quarantine_cursor(before)
+        after = None if before is None else pages.parse_cursor(before, "before")
     except ValueError as exc:
         raise Problem(422, "the request is invalid", [FieldProblem("before", str(exc))]) from None
     async with rt.request_unit_of_work() as uow:
@@ -950,12 +950,9 @@ async def list_quarantine(
     page = rows[:limit]
     if len(rows) > limit:
         last = page[-1]
-        query = {"limit": limit, "before": quarantine_cursor(last["received_at"], last["lead_id"]),
+        query = {"limit": limit, "before": pages.cursor(last["received_at"], last["lead_id"]),
                  **({"form_id": form_id} if form_id is not None else {})}
-        # A path, not a URL: behind a proxy the host this process sees is not the one the client asked. Under the
-        # prefix the proxy serves capture at (root_path), which a server may keep out of request.url.path.
-        path = request.scope.get("root_path", "") + request.app.url_path_for("list_quarantine")
-        response.headers["Link"] = f'<{path}?{urlencode(query)}>; rel="next"'
+        response.headers["Link"] = pages.next_page(request, "list_quarantine", query)
     return page
 
 

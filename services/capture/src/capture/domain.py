@@ -624,32 +624,6 @@ def quarantine_kept_since(now: datetime, keep_days: float) -> datetime | None:
         return None
 
 
-#: Why a ``before`` the quarantine's list did not give is refused.
-_NOT_A_CURSOR = "is not where a page of this list ended: pass the `before` of its Link header's rel=\"next\" as it is"
-
-
-def quarantine_cursor(received_at: datetime, lead_id: uuid.UUID) -> str:
-    """Where a page of the quarantine (newest first: by when received, then by id) ended, as ``before`` takes it
-    to list what comes after. Opaque to clients, so that what it holds may change; nothing in it is secret."""
-    return base64.urlsafe_b64encode(f"{received_at.isoformat()} {lead_id}".encode()).rstrip(b"=").decode()
-
-
-def parse_quarantine_cursor(text: str) -> tuple[datetime, uuid.UUID]:
-    """The (received_at, lead_id) a ``quarantine_cursor`` names; ValueError saying what to pass instead."""
-    try:
-        held = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True).decode()
-        at, lead_id = held.split(" ")
-        received_at = datetime.fromisoformat(at)
-        if received_at.tzinfo is None:  # never written so, and not comparable with a stored time
-            raise ValueError(_NOT_A_CURSOR)
-        # In UTC here: a time whose UTC falls outside the calendar (0001-01-01T00:00:00+14:00) failed only once
-        # asyncpg converted it, an OverflowError that answered 500.
-        position = (received_at.astimezone(UTC), uuid.UUID(lead_id))
-    except (ValueError, OverflowError):  # not base64 (binascii.Error), not UTF-8, not two parts, no time, no id
-        raise ValueError(_NOT_A_CURSOR) from None
-    return position
-
-
 _FORM_KEYS = {"name", "thank_you_url", "offer", "allowed_origins", "honeypot", "rate_limit", "require_token",
               "min_fill_seconds", "token_max_age_seconds", "captcha"}
 _CAPTCHA_KEYS = {"provider", "verify_url", "field", "secret_env", "timeout_s", "on_error", "min_score", "hostnames",
