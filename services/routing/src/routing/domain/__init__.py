@@ -41,8 +41,9 @@ The package's modules: ``reference`` (the data's schema), ``routes`` (route
 choice and the rotation), ``availability`` (who can take a lead now, and
 what a team does when nobody can), ``clock`` (working time), ``dispositions`` (the
 state machine), ``breaches`` (missed deadlines), ``handovers`` (a rep's leads handed to another), ``orphans`` (leads left in
-the queue of a team the files no longer staff, and who may take from a queue), ``whatif`` (past leads
-routed again under candidate data). Their public names are re-exported here.
+the queue of a team the files no longer staff, and who may take from a queue), ``queues`` (what waits in a
+team's queue, as a manager sees it), ``whatif`` (past leads routed again under candidate data). Their public names
+are re-exported here.
 """
 
 from routing.domain.availability import (
@@ -56,7 +57,10 @@ from routing.domain.dispositions import (
     news_for_holder, recycled_by, rejected_as, remembered,
 )
 from routing.domain.handovers import Kept, hand_to, handover_refused, reroute
-from routing.domain.orphans import escalation_team, orphaned, requeue, staffed, staffed_teams
+from routing.domain.orphans import escalation_team, orphaned, requeue, staffed, staffed_teams, teams_named
+from routing.domain.queues import (
+    KINDS, Kind, Queued, Tally, TeamQueue, queue_of_team, queues, takers, teams_waiting, waited_s,
+)
 from routing.domain.reference import (
     Account, InvalidRoutingData, Problem, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
     TeamRule, Territories, WorkingHours, overflow_chain, parse_routing_data,
@@ -65,14 +69,14 @@ from routing.domain.routes import Route, choose_route, from_queue, next_turn, qu
 from routing.domain.whatif import PastLead, Violation, WhatIf, what_if
 
 __all__ = [
-    "AHEAD_ALLOWED", "ALLOWED_AFTER", "CLOSED", "Account", "Applied", "Away", "Breach", "Correction", "Handoff",
+    "AHEAD_ALLOWED", "ALLOWED_AFTER", "CLOSED", "KINDS", "Account", "Applied", "Away", "Breach", "Correction", "Handoff",
     "HandoffStatus",
-    "InvalidRoutingData", "Kept", "Merged", "PastLead", "Placed", "Presence", "Problem", "Reasons", "Refused",
+    "InvalidRoutingData", "Kept", "Kind", "Merged", "PastLead", "Placed", "Presence", "Problem", "Queued", "Reasons", "Refused",
     "RejectionReason", "Rep", "Repeated", "Route",
-    "RoutingData", "Segment", "SlaPolicy", "Step", "TeamPolicy", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
+    "RoutingData", "Segment", "SlaPolicy", "Step", "Tally", "TeamPolicy", "TeamQueue", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
     "acceptance_due", "add_working_days", "add_working_time", "answerable_since", "answered_at", "apply_disposition", "breach", "capacity_bound", "choose_route",
     "dated_ahead", "dated_before", "earns_intent", "escalated_to", "escalation_team", "from_queue", "hand_to", "handover_refused", "held_by", "kept_back_by", "may_wait", "merge_into",
     "news_for_holder", "next_turn", "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place",
-    "place_again", "public_holiday", "queue_of", "recycled_by", "rejected_as", "remembered", "requeue", "reroute",
-    "segment_of", "staffed", "staffed_teams", "unavailable", "what_if",
+    "place_again", "public_holiday", "queue_of", "queue_of_team", "queues", "recycled_by", "rejected_as", "remembered", "requeue", "reroute",
+    "segment_of", "staffed", "staffed_teams", "takers", "teams_named", "teams_waiting", "unavailable", "waited_s", "what_if",
 ]

@@ -45,12 +45,17 @@ def escalation_team(team: str, data: RoutingData) -> str | None:
     return next((t for t in overflow_chain(team, data) if staffed(t, data, escalated=True)), None)
 
 
+def teams_named(data: RoutingData) -> set[str]:
+    """Every team the files name: a rep's (an inactive rep's too), a territory rule's, the default and those under
+    ``teams:`` (each team an ``overflow_to`` names is one of these)."""
+    return ({r.team for r in data.reps} | {rule.team for rule in data.territories.teams}
+            | {data.territories.default_team} | set(data.teams))
+
+
 def staffed_teams(data: RoutingData, *, escalated: bool = False) -> set[str]:
     """Every team of the files ``staffed`` (for escalated leads, or waiting ones): any other team a hand-off of
     that kind names is orphaned."""
-    named = ({r.team for r in data.reps} | {rule.team for rule in data.territories.teams}
-             | {data.territories.default_team} | set(data.teams))
-    return {team for team in named if staffed(team, data, escalated=escalated)}
+    return {team for team in teams_named(data) if staffed(team, data, escalated=escalated)}
 
 
 def orphaned(teams: Iterable[str], data: RoutingData, *, escalated: bool = False) -> set[str]:
