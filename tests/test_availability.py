@@ -42,6 +42,26 @@ async def version(routing: httpx.AsyncClient) -> str:
     return (await routing.get("/v1/reps", headers=KEY_HEADERS)).json()["routing_data_version"]
 
 
+async def in_shift_queue(routing: httpx.AsyncClient, lead_id: str) -> dict[str, Any] | None:
+    """``lead_id`` as the shift team's queue lists it, page after page; None: not in it."""
+    url: str | None = f"/v1/queues/{SHIFT_TEAM}?limit=1000"
+    while url is not None:
+        answer = await routing.get(url, headers=KEY_HEADERS)
+        assert answer.status_code == 200, answer.text
+        found = next((lead for lead in answer.json()["leads"] if lead["lead_id"] == lead_id), None)
+        if found is not None:
+            return found
+        url = answer.links.get("next", {}).get("url")
+    return None
+
+
+async def waiting_counted(routing: httpx.AsyncClient) -> float:
+    """The leads waiting in the shift team's queue, as routing's /metrics last counted them (0: not yet)."""
+    series = f'routing_queue_leads{{team="{SHIFT_TEAM}",kind="waiting"}} '
+    metrics = (await routing.get("/metrics", headers=KEY_HEADERS)).text
+    return next((float(line[len(series):]) for line in metrics.splitlines() if line.startswith(series)), 0.0)
+
+
 async def test_a_lead_nobody_can_take_waits_until_its_rep_is_on_shift_and_back_from_leave(stack, bootstrap):
     async with httpx.AsyncClient(base_url=url(stack, "routing"), timeout=30) as routing, \
             httpx.AsyncClient(base_url=url(stack, "capture"), timeout=30) as capture:
@@ -58,6 +78,17 @@ async def test_a_lead_nobody_can_take_waits_until_its_rep_is_on_shift_and_back_f
         assert queued["team"] == SHIFT_TEAM and f"{SHIFT_REP} off shift" in queued["reason"]
         waiting = (await routing.get(f"/v1/leads/{lead_id}/handoff", headers=KEY_HEADERS)).json()
         assert (waiting["owner_id"], waiting["due_at"]) == (f"queue:{SHIFT_TEAM}", None)
+        # What a sales manager sees: the lead waiting in the team's queue since it was routed, and the team's count.
+        listed = await in_shift_queue(routing, lead_id)
+        assert listed is not None and (listed["kind"], listed["handoff_seq"]) == ("waiting", waiting["handoff_seq"])
+        assert started <= datetime.fromisoformat(listed["since"]) <= datetime.fromisoformat(queued["at"])
+        teams = {q["team"]: q for q in (await routing.get("/v1/queues", headers=KEY_HEADERS)).json()["queues"]}
+        assert teams[SHIFT_TEAM]["waiting"] >= 1 and teams[SHIFT_TEAM]["may_take"] == [SHIFT_REP]
+        for _ in range(40):  # the queue watch counts every ROUTING_SLA_CHECK_S (0.5 s here)
+            if await waiting_counted(routing) >= 1:
+                break
+            await asyncio.sleep(0.25)
+        assert await waiting_counted(routing) >= 1
 
         # Out of office for a few seconds more, then on shift around the clock (the file, reloaded live).
         back_at = datetime.now(UTC) + timedelta(seconds=6)
@@ -84,6 +115,7 @@ async def test_a_lead_nobody_can_take_waits_until_its_rep_is_on_shift_and_back_f
             (f"queue:{SHIFT_TEAM}", first_version), (SHIFT_REP, await version(routing))]
         held = (await routing.get(f"/v1/leads/{lead_id}/handoff", headers=KEY_HEADERS)).json()
         assert held["owner_id"] == SHIFT_REP
+        assert await in_shift_queue(routing, lead_id) is None  # Sol holds it: out of the queue
         assert datetime.fromisoformat(held["due_at"]) == datetime.fromisoformat(assigned["due_at"])
 
     # What-if over this history with the reps file as it is now: Sol, on shift, would have had it at once.

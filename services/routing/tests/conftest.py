@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from leadpipe_common.uow import MemoryUnitOfWork
-from routing.domain import Away, Handoff, Presence
+from routing.domain import Away, Handoff, Presence, Queued, Tally
 from routing.store import Held
 
 
@@ -98,9 +98,24 @@ class MemoryRoutingStore:
             held = {rep: min(n, up_to) for rep, n in held.items() if up_to > 0}
         return Presence({r: [a for a in ps if a.ends_at > now] for r, ps in self.away.items() if r in ids}, held)
 
-    async def waiting_teams(self) -> set[str]:
-        return {h.handoff.team for h in self.handoffs.values()
-                if h.handoff.status == "routed" and h.handoff.waiting_since is not None}
+    def _in_queues(self, team: str | None = None) -> list[Held]:
+        return [h for h in self.handoffs.values() if h.handoff.status == "routed"
+                and h.handoff.owner_id == f"queue:{h.handoff.team}" and team in (None, h.handoff.team)]
+
+    async def queue_tallies(self, team: str | None = None) -> list[Tally]:
+        found: dict[tuple[str, str | None], list[Handoff]] = {}
+        for h in (held.handoff for held in self._in_queues(team)):
+            found.setdefault((h.team, h.grade), []).append(h)
+        return [Tally(team, grade, sum(h.waiting_since is not None for h in hs), sum(h.waiting_since is None for h in hs),  # type: ignore[arg-type]
+                      min((h.waiting_since for h in hs if h.waiting_since is not None), default=None))
+                for (team, grade), hs in found.items()]
+
+    async def queued(self, team: str, limit: int, *, after: tuple[datetime, uuid.UUID] | None = None) -> list[Queued]:
+        found = [Queued(lead_id=h.handoff.lead_id, grade=h.handoff.grade,
+                        kind="escalated" if h.handoff.waiting_since is None else "waiting",
+                        since=h.handoff.waiting_since or h.lead.routed_at, reassignments=h.handoff.reassignments,
+                        seq=h.handoff.seq) for h in self._in_queues(team)]
+        return sorted((q for q in found if after is None or q.position > after), key=lambda q: q.position)[:limit]
 
     async def claim_waiting(self, teams: Iterable[str], limit: int,
                             after: tuple[datetime, uuid.UUID] | None = None) -> list[Held]:

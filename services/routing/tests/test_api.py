@@ -1,5 +1,5 @@
-"""routing's HTTP API over the in-memory store: what the hand-over of a rep's leads answers, and who a sales
-tool's report is written down as coming from."""
+"""routing's HTTP API over the in-memory store: what the hand-over of a rep's leads answers, who a sales tool's
+report is written down as coming from, and what a manager is shown of a team's queue."""
 
 import uuid
 from dataclasses import replace
@@ -16,7 +16,7 @@ from leadpipe_common.events import Assignment, LeadRouted
 from leadpipe_common.http import install_problem_handlers
 from leadpipe_common.testing import factories
 from leadpipe_common.throttle import parse_rate
-from routing.api import _rep_state, _state, reps_router, router
+from routing.api import _rep_state, _state, queues_router, reps_router, router
 from routing.domain import Handoff, parse_routing_data
 from routing.handlers import Routing
 from routing.reference import Reference
@@ -54,6 +54,7 @@ def serving(uow, principal: auth.Principal = ADMIN) -> httpx.AsyncClient:
     install_problem_handlers(app)
     app.include_router(reps_router)
     app.include_router(router)
+    app.include_router(queues_router)
     app.state.keys, app.state.wrong_keys = Keys(principal), auth.WrongKeys(parse_rate("30/minute", "test"))
     app.state.runtime = SimpleNamespace(request_unit_of_work=lambda: uow,
                                         context=Routing(Reference(DATA, "v1"), clock=lambda: NOW))
@@ -299,3 +300,118 @@ async def test_a_rep_s_availability_answers_are_what_the_routes_build_under_thei
     assert list(put.json().items()) == list(got.json().items()) == list(ben.items())
     assert list(reps.json().items()) == list({"routing_data_version": "v1", "at": NOW.isoformat(), "reps": [
         _rep_state(rep, DATA, presence, NOW) for rep in DATA.reps]}.items())
+READER = auth.Principal(key_id="aaa111", name="dashboard", scopes=frozenset({"reports:read"}))
+IMPORTER = auth.Principal(key_id="bbb222", name="import", scopes=frozenset({"capture:write"}))
+
+
+def in_queue(uow, team: str, *, waiting_since: datetime | None = None, sent_at: datetime = NOW - timedelta(days=1),
+             grade: str = "B", status: str = "routed") -> uuid.UUID:
+    """A lead routing sent to ``team``'s queue at ``sent_at``, waiting since ``waiting_since`` or (None) escalated
+    there after two missed deadlines; its id."""
+    lead = factories.scored("mql", country="DE")
+    lead_id = lead.lead_id
+    routed = LeadRouted.model_construct(**dict(lead), routed_at=sent_at,
+                                        routing_data_version="v0", assignment=Assignment(
+                                            owner_id=f"queue:{team}", owner_name=f"{team} queue", team=team,
+                                            method="queue", reason="nobody could take it"))
+    handoff = Handoff(lead_id=lead_id, status=status, owner_id=f"queue:{team}", team=team, grade=grade, due_at=None,
+                      reassignments=0 if waiting_since else 2, holders=("ana", "ben"), waiting_since=waiting_since,
+                      seq=3)
+    uow.store.handoffs[lead_id] = Held(handoff, routed, None)
+    return lead_id
+
+
+async def test_every_team_of_the_files_is_listed_with_its_queue_counted_by_kind_and_grade_and_a_renamed_teams_too(
+        uow):
+    """emea-old was renamed emea in the files: the lead escalated to its queue is still counted, under its name."""
+    in_queue(uow, "emea", waiting_since=NOW - timedelta(hours=2), grade="B")
+    in_queue(uow, "emea", waiting_since=NOW - timedelta(minutes=5), grade="A")
+    in_queue(uow, "emea", grade="A")
+    in_queue(uow, "emea-old")
+    in_queue(uow, "emea", status="merged")  # closed in the queue: no longer in it
+    holding(uow, "ben", 1, status="routed")  # held by a rep: in no queue
+    async with serving(uow, READER) as client:
+        answer = await client.get("/v1/queues")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["at"] == "2026-11-23T09:00:00Z" and answer.json()["routing_data_version"] == "v1"
+    emea, old = answer.json()["queues"]
+    assert emea == {"team": "emea", "in_files": True, "waiting": 2, "escalated": 1,
+                    "oldest_waiting_since": "2026-11-23T07:00:00Z", "oldest_wait_s": 7200.0,
+                    "grades": [{"grade": "A", "waiting": 1, "escalated": 1}, {"grade": "B", "waiting": 1, "escalated": 0}],
+                    "may_take": ["ben"]}  # cy is inactive
+    assert old == {"team": "emea-old", "in_files": False, "waiting": 0, "escalated": 1, "oldest_waiting_since": None,
+                   "oldest_wait_s": None, "grades": [{"grade": "B", "waiting": 0, "escalated": 1}], "may_take": []}
+
+
+async def test_a_team_of_the_files_with_nobody_in_its_queue_is_listed_with_none(uow):
+    async with serving(uow, READER) as client:
+        listed = await client.get("/v1/queues")
+        one = await client.get("/v1/queues/emea")
+    assert [(q["team"], q["waiting"], q["escalated"], q["grades"]) for q in listed.json()["queues"]] == [
+        ("emea", 0, 0, [])]
+    assert one.status_code == 200 and (one.json()["waiting"], one.json()["leads"]) == (0, [])
+
+
+async def test_a_teams_queue_is_listed_oldest_first_page_by_page_the_link_naming_the_next_until_the_last(uow):
+    """An escalated lead stands by when routing sent it to the queue, a waiting one by when its wait began; leads
+    queued at one moment (a batch) by lead id."""
+    at = NOW - timedelta(hours=3)
+    escalated = in_queue(uow, "emea", sent_at=at)
+    batch = sorted(in_queue(uow, "emea", waiting_since=at + timedelta(minutes=1), sent_at=at - timedelta(days=2))
+                   for _ in range(2))
+    last = in_queue(uow, "emea", waiting_since=at + timedelta(minutes=2))
+    in_queue(uow, "apac", waiting_since=at - timedelta(days=1))  # another team's
+    answers, url = [], "/v1/queues/emea?limit=2"
+    async with serving(uow, READER) as client:
+        while url is not None and len(answers) < 3:  # a page that named itself next would loop for ever
+            answers.append(await client.get(url))
+            assert answers[-1].status_code == 200, answers[-1].text
+            url = answers[-1].links.get("next", {}).get("url")
+    assert [[lead["lead_id"] for lead in a.json()["leads"]] for a in answers] == [
+        [str(escalated), str(batch[0])], [str(batch[1]), str(last)]]
+    assert answers[0].links["next"]["url"].startswith("/v1/queues/emea?limit=2&after=")
+    first = answers[0].json()
+    assert first["leads"][0] == {"lead_id": str(escalated), "grade": "B", "kind": "escalated",
+                                 "since": "2026-11-23T06:00:00Z", "waited_s": 10800.0, "reassignments": 2,
+                                 "handoff_seq": 3}
+    assert (first["leads"][1]["kind"], first["leads"][1]["since"]) == ("waiting", "2026-11-23T06:01:00Z")
+    assert (first["team"], first["waiting"], first["escalated"], first["may_take"]) == ("emea", 3, 1, ["ben"])
+
+
+async def test_an_unknown_team_is_not_found_naming_it_but_one_renamed_in_the_files_lists_while_leads_are_in_its_queue(
+        uow):
+    lead = in_queue(uow, "emea-old")
+    async with serving(uow, READER) as client:
+        unknown = await client.get("/v1/queues/nowhere")
+        renamed = await client.get("/v1/queues/emea-old")
+    assert unknown.status_code == 404 and "'nowhere'" in unknown.json()["error"]
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["in_files"], renamed.json()["may_take"]) == (False, [])
+    assert [q["lead_id"] for q in renamed.json()["leads"]] == [str(lead)]
+
+
+async def test_the_next_page_of_a_team_whose_name_a_path_must_quote_is_named_quoted_and_found(uow):
+    leads = sorted(in_queue(uow, "emea west?", waiting_since=NOW) for _ in range(2))
+    async with serving(uow, READER) as client:
+        first = await client.get("/v1/queues/emea%20west%3F", params={"limit": 1})
+        url = first.links["next"]["url"]
+        second = await client.get(url)
+    assert url.startswith("/v1/queues/emea%20west%3F?limit=1&after=")
+    assert [a.json()["leads"][0]["lead_id"] for a in (first, second)] == [str(i) for i in leads]
+
+
+async def test_a_page_position_the_list_did_not_give_is_refused_naming_after(uow):
+    async with serving(uow, READER) as client:
+        answer = await client.get("/v1/queues/emea", params={"after": "the-last-one"})
+        too_many = await client.get("/v1/queues/emea", params={"limit": 1001})
+    assert (answer.status_code, [e["field"] for e in answer.json()["errors"]]) == (422, ["after"])
+    assert too_many.status_code == 422
+
+
+async def test_the_queues_are_read_by_a_key_that_reads_reports_or_a_sales_tools_and_by_no_other(uow):
+    answers = {}
+    for principal in (READER, SALES_TOOL, IMPORTER):
+        async with serving(uow, principal) as client:
+            answers[principal.name] = [(await client.get(path)).status_code for path in ("/v1/queues",
+                                                                                          "/v1/queues/emea")]
+    assert answers == {"dashboard": [200, 200], "crm": [200, 200], "import": [403, 403]}

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import structlog.testing
+from prometheus_client import REGISTRY
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchApplier, Rejected
@@ -16,7 +17,7 @@ from leadpipe_common.envelope import decode
 from leadpipe_common.events import LeadDispositioned, LeadRouted
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
-from routing.domain import Away, Refused, Repeated, parse_routing_data
+from routing.domain import Away, Refused, Repeated, parse_routing_data, teams_waiting
 from routing.handlers import (
     Routing, hand_over, handle_lead_dispositioned, handle_lead_scored, record_disposition, record_merge,
 )
@@ -632,7 +633,7 @@ async def test_a_lead_the_overflow_desk_let_pass_at_night_waits_for_its_own_team
     assert (held.team, held.waiting_since, held.due_at) == ("emea-enterprise", ctx.clock.now, None)
     ctx.clock.now = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # 09:00 in Berlin and Stockholm
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=10) == 1
         await uow.commit()
     assigned, rerouted = uow.published[3:]
     assert data(assigned).owner_id in {"lena.fischer", "tom.berg"} and data(assigned).team == "emea-enterprise"
@@ -807,7 +808,7 @@ async def test_every_lead_routed_of_a_lead_carries_the_number_of_the_hand_off_it
     queued = data((await route(uow, ctx, lead))[0])
     ctx.clock.now = T0 + timedelta(hours=1)  # the shift starts
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=10) == 1
         await uow.commit()
     handed_out = sent_since(0)
     told = data((await route(uow, ctx, touch_of(lead)))[0])
@@ -1051,7 +1052,7 @@ async def test_a_recycled_lead_only_its_rejecter_may_take_is_escalated_to_the_qu
     assert data(out[1]).assignment.reason.endswith("escalated to the global-inbound queue")
     held = uow.store.handoffs[lead.lead_id].handoff
     assert (held.owner_id, held.waiting_since, held.due_at) == ("queue:global-inbound", None, None)
-    assert await uow.store.waiting_teams() == set()
+    assert teams_waiting(await uow.store.queue_tallies()) == set()
     await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id="alex.moreau")  # the new touch changed their mind
     assert uow.store.handoffs[lead.lead_id].handoff.status == "accepted"
 
@@ -1139,10 +1140,10 @@ async def test_a_lead_nobody_can_take_waits_in_its_queue_until_the_first_shift_s
     assert uow.store.handoffs[lead.lead_id].handoff.waiting_since == T0
     ctx.clock.now = T0 + timedelta(minutes=59)
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 0
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=10) == 0
     ctx.clock.now = T0 + timedelta(hours=1)
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=10) == 1
         await uow.commit()
     assigned, rerouted = uow.published
     owner = data(rerouted).assignment.owner_id
@@ -1152,7 +1153,7 @@ async def test_a_lead_nobody_can_take_waits_in_its_queue_until_the_first_shift_s
     held = uow.store.handoffs[lead.lead_id].handoff
     assert (held.owner_id, held.waiting_since, held.due_at) == (owner, None, T0 + timedelta(hours=1, minutes=15))
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 0  # handed out once
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=10) == 0  # handed out once
 
 
 #: Lena owns Siemens; she and Tom are ent's reps, on shift from 09:00 to 17:00 in Berlin, and ent's leads wait in
@@ -1179,7 +1180,7 @@ async def test_named_account_leads_that_waited_in_the_queue_go_to_the_account_ow
         assert data(routed).assignment.owner_id == "queue:ent" and "owner of account Siemens AG" in data(queued).reason
     ctx.clock.now = datetime(2026, 11, 23, 8, 5, tzinfo=UTC)  # 09:05 in Berlin: Lena and Tom on shift
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 2
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=10) == 2
         await uow.commit()
     rerouted = [data(m) for m in uow.published if m.topic == topics.ROUTED]
     assert [(r.assignment.owner_id, r.assignment.method) for r in rerouted] == [("lena", "account")] * 2
@@ -1201,7 +1202,7 @@ async def test_a_lead_waiting_in_a_team_s_queue_stays_that_team_s_though_its_acc
     ctx.reference = Reference(moved, "v-moved")
     ctx.clock.now = datetime(2026, 11, 23, 8, 5, tzinfo=UTC)
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=10) == 1
         await uow.commit()
     [rerouted] = [data(m) for m in uow.published if m.topic == topics.ROUTED]
     assert (rerouted.assignment.team, rerouted.assignment.method) == ("ent", "territory")
@@ -1214,7 +1215,7 @@ async def test_a_rounds_waiting_leads_are_stored_in_one_write_as_they_are_handed
     for lead in leads:
         await route(uow, ctx, lead)
     ctx.clock.now = T0 + timedelta(hours=1)
-    waiting = await uow.store.waiting_teams()
+    waiting = teams_waiting(await uow.store.queue_tallies())
     assert await counting_writes(uow, hand_out_waiting_leads(uow, ctx, waiting, limit=10)) == 3
     assert uow.store.updates == one_write(leads)
     held = [uow.store.handoffs[lead.lead_id] for lead in leads]
@@ -1247,14 +1248,14 @@ async def test_waiting_leads_go_out_longest_waiting_first_and_only_as_far_as_cap
     ctx.clock.now = T0 + timedelta(hours=1)
     async with uow:
         # ana and ben hold one each
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 2
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=10) == 2
         await uow.commit()
     handoffs = uow.store.handoffs
     assert {handoffs[lead.lead_id].handoff.owner_id for lead in leads[:2]} == {"ana", "ben"}
     assert handoffs[leads[2].lead_id].handoff.waiting_since == T0 + timedelta(minutes=2)
     await say(uow, ctx, leads[0].lead_id, outcome="accepted", rep_id=handoffs[leads[0].lead_id].handoff.owner_id)
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1  # a slot freed
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=10) == 1  # a slot freed
         await uow.commit()
 
 
@@ -1277,7 +1278,7 @@ async def test_leads_waiting_longer_for_a_rep_who_is_away_do_not_hold_up_a_lead_
     assert [uow.store.handoffs[lead.lead_id].handoff.owner_id for lead in (*passed, later)] == ["queue:emea"] * 4
     ctx.clock.now += timedelta(minutes=1)  # Ben is back
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=3) == 1
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=3) == 1
         await uow.commit()
     assert uow.store.handoffs[later.lead_id].handoff.owner_id == "ben"
     assert all(uow.store.handoffs[lead.lead_id].handoff.waiting_since is not None for lead in passed)
@@ -1290,7 +1291,7 @@ async def test_a_round_hands_out_no_more_waiting_leads_than_its_limit(uow):
     ctx.clock.now = T0 + timedelta(hours=1)
     for expected in (2, 1, 0):
         async with uow:
-            assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=2) == expected
+            assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=2) == expected
             await uow.commit()
 
 
@@ -1345,7 +1346,7 @@ async def test_a_lead_waiting_in_the_queue_of_a_team_renamed_in_the_files_moves_
     assert (held.owner_id, held.team, held.waiting_since) == ("queue:emea-inbound", "emea-inbound", T0)
     ctx.clock.now = T0 + timedelta(hours=1)  # the shift starts
     async with uow:
-        assert await hand_out_waiting_leads(uow, ctx, await uow.store.waiting_teams(), limit=10) == 1
+        assert await hand_out_waiting_leads(uow, ctx, teams_waiting(await uow.store.queue_tallies()), limit=10) == 1
         await uow.commit()
     assigned, rerouted = uow.published[1:]
     assert data(assigned).team == "emea-inbound" and data(assigned).queued_at == T0
@@ -1361,14 +1362,14 @@ async def test_a_round_of_the_sla_watch_reads_which_teams_have_leads_waiting_onc
     await route(uow, ctx, lead)
     ctx.reference = Reference(renamed(LATE_SHIFT), "v-renamed")
     ctx.clock.now = T0 + timedelta(hours=1)  # the shift starts, long after the lead settled in queue:emea
-    reads, waiting_teams = 0, uow.store.waiting_teams
+    reads, queue_tallies = 0, uow.store.queue_tallies
 
-    async def counted() -> set[str]:
+    async def counted() -> list:
         nonlocal reads
         reads += 1
-        return await waiting_teams()
+        return await queue_tallies()
 
-    uow.store.waiting_teams = counted
+    uow.store.queue_tallies = counted
     assert await watch(uow, ctx).step() == 1
     moved, assigned, rerouted = uow.published
     assert data(moved).assignment.owner_id == "queue:emea-inbound"
@@ -1384,6 +1385,30 @@ async def escalated_for_good(uow, ctx, lead) -> None:  # noqa: ANN001
         async with uow:
             await act_on_missed_deadlines(uow, ctx, limit=10)
             await uow.commit()
+
+
+def queue_gauge(team: str) -> dict[str, float | None]:
+    return {kind: REGISTRY.get_sample_value("routing_queue_leads", {"team": team, "kind": kind})
+            for kind in ("waiting", "escalated")}
+
+
+async def test_each_round_of_the_queue_watch_counts_every_teams_queue_by_kind_and_a_renamed_teams_until_it_empties(
+        uow):
+    ctx = Routing(Reference(DATA, "v-test"), clock=Clock())
+    await escalated_for_good(uow, ctx, factories.scored("mql", country="DE"))
+    ctx.reference = Reference(LATE_SHIFT, "v-late")  # nobody on shift until 10:00: the next lead waits
+    await route(uow, ctx, factories.scored("mql", country="DE"))
+    rounds = watch(uow, ctx)
+    await rounds.step()
+    assert queue_gauge("emea") == {"waiting": 1, "escalated": 1}
+    ctx.reference = Reference(renamed(LATE_SHIFT), "v-renamed")
+    ctx.clock.now += SETTLE
+    await rounds.step()  # counted as the round found them, then moved to emea-inbound's queue
+    assert (queue_gauge("emea"), queue_gauge("emea-inbound")) == ({"waiting": 1, "escalated": 1},
+                                                                  {"waiting": 0, "escalated": 0})
+    await rounds.step()
+    assert (queue_gauge("emea"), queue_gauge("emea-inbound")) == ({"waiting": None, "escalated": None},
+                                                                  {"waiting": 1, "escalated": 1})
 
 
 async def test_a_lead_escalated_to_the_queue_of_a_team_since_renamed_moves_where_the_new_teams_reps_may_take_it(uow):

@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common.events import Assignment, LeadRouted
 from leadpipe_common.testing import factories
-from routing.domain import Handoff
+from routing.domain import Handoff, Tally
 from routing.handlers import merges_followed
-from routing.store import Held, RoutingStore, assignments, handoffs
+from routing.store import _TALLIES, Held, RoutingStore, assignments, handoffs
 
 pytestmark = pytest.mark.asyncio
 
@@ -203,3 +204,64 @@ async def test_a_reps_open_leads_are_locked_a_page_at_a_time_by_lead_id_and_a_fo
     assert [h.handoff.lead_id for h in whole] == open_
     assert [h.handoff.lead_id for h in after_first] == open_[1:]  # Postgres orders uuids as Python does
     assert known == [True, True, True, False]  # holders now, and one who held a lead before
+
+
+def _queued(h: Held, team: str, *, waiting_since: datetime | None = None, sent_at: datetime | None = None,
+            grade: str = "B", status: str = "routed") -> Held:
+    """``h`` in ``team``'s queue: waiting since ``waiting_since``, or (None) escalated there; routing sent it there at
+    ``sent_at`` (its stored lead's routed_at)."""
+    lead = h.lead if sent_at is None else h.lead.model_copy(update={"routed_at": sent_at})
+    return replace(h, lead=lead, handoff=replace(h.handoff, status=status, owner_id=f"queue:{team}", team=team,
+                                                 grade=grade, due_at=None, waiting_since=waiting_since))
+
+
+async def test_each_teams_queue_is_counted_by_grade_from_the_index_of_the_leads_in_queues_alone(db):
+    now, team, other = datetime.now(UTC), f"team-{uuid.uuid4().hex[:8]}", f"team-{uuid.uuid4().hex[:8]}"
+    waiting_a, waiting_b, escalated_a, escalated_b, held, merged, elsewhere = (_held(now) for _ in range(7))
+    rows = [_queued(waiting_a, team, waiting_since=now - timedelta(hours=2), grade="A"),
+            _queued(waiting_b, team, waiting_since=now - timedelta(hours=1)),
+            _queued(escalated_a, team, grade="A"), _queued(escalated_b, team),
+            replace(held, handoff=replace(held.handoff, team=team)),  # a rep holds it: in no queue
+            _queued(merged, team, status="merged"),  # closed where it waited: no longer in the queue
+            _queued(elsewhere, other)]
+    async with AsyncSession(db) as session, session.begin():
+        store = RoutingStore(session)
+        await store.add_handoffs(rows)
+        every = await store.queue_tallies()
+        one = await store.queue_tallies(team)
+        # Read off the index of queued leads, as few as they are, not off a scan of every hand-off routing keeps:
+        # the condition is written as the index's is, so Postgres can tell the one implies the other.
+        await session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join((await session.execute(sa.text("EXPLAIN " + str(_TALLIES.compile(
+            dialect=postgresql.dialect()))))).scalars())
+        await session.rollback()
+    mine = sorted((t for t in every if t.team in (team, other)), key=lambda t: (t.team != team, t.grade))
+    assert mine == [Tally(team, "A", 1, 1, now - timedelta(hours=2)), Tally(team, "B", 1, 1, now - timedelta(hours=1)),
+                    Tally(other, "B", 0, 1, None)]
+    assert sorted(one, key=lambda t: t.grade) == mine[:2]
+    assert "handoffs_queued" in plan, plan
+
+
+async def test_a_teams_queue_is_listed_oldest_first_an_escalated_lead_by_when_routing_sent_it_there_page_by_page(db):
+    """A waiting lead stands by when its wait began (its stored lead may be older: a lead moved out of a renamed
+    team's queue waits on from then), an escalated one by its stored lead's routed_at; leads queued at one moment
+    by lead id."""
+    now, team = datetime.now(UTC), f"team-{uuid.uuid4().hex[:8]}"
+    escalated, first, second, last, held = (_held(now) for _ in range(5))
+    began = now - timedelta(hours=1)
+    batch = sorted((first, second), key=lambda h: h.handoff.lead_id)
+    rows = [_queued(escalated, team, sent_at=began - timedelta(minutes=1)),
+            *(_queued(h, team, waiting_since=began, sent_at=began - timedelta(days=3)) for h in batch),
+            _queued(last, team, waiting_since=began + timedelta(seconds=1), sent_at=began - timedelta(days=4)),
+            replace(held, handoff=replace(held.handoff, team=team))]
+    async with AsyncSession(db) as session, session.begin():
+        store = RoutingStore(session)
+        await store.add_handoffs(rows)
+        page = await store.queued(team, 2)
+        rest = await store.queued(team, 2, after=page[-1].position)
+        await session.rollback()
+    assert [q.lead_id for q in page + rest] == [h.handoff.lead_id for h in (escalated, *batch, last)]
+    assert [(q.kind, q.since) for q in page + rest] == [
+        ("escalated", began - timedelta(minutes=1)), ("waiting", began), ("waiting", began),
+        ("waiting", began + timedelta(seconds=1))]
+    assert (page[0].grade, page[0].reassignments, page[0].seq) == ("B", 0, 1)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 
@@ -45,5 +45,7 @@ def next_page(request: Request, route: str, query: Mapping[str, Any], **path_par
     """The ``Link`` header naming the next page: the route named ``route`` (with its ``path_params``) and
     ``query``. A path, not a URL: behind a proxy the host this process sees is not the one the client asked. Under
     the prefix the proxy serves the service at (``root_path``), which a server may keep out of the request's path."""
-    path = request.scope.get("root_path", "") + request.app.url_path_for(route, **path_params)
+    # Quoted here: the router puts a parameter into its path as it is given, a space or a ? too.
+    quoted = {name: quote(value, safe="") for name, value in path_params.items()}
+    path = request.scope.get("root_path", "") + request.app.url_path_for(route, **quoted)
     return f'<{path}?{urlencode(query)}>; rel="next"'

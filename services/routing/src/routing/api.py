@@ -1,5 +1,6 @@
 """routing's HTTP API for sales tools: dispositions, merges and a lead's hand-off state; reps' availability
-(out-of-office periods), the hand-over of a rep's leads, and a reload of the routing files."""
+(out-of-office periods), the hand-over of a rep's leads, and a reload of the routing files; for sales managers,
+what waits in each team's queue."""
 
 from __future__ import annotations
 
@@ -8,21 +9,22 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from leadpipe_common import pages
 from leadpipe_common.auth import Principal, needs
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
 from leadpipe_common.events import DispositionReport as ReportFields
-from leadpipe_common.events import LeadDispositioned, Moment
+from leadpipe_common.events import Grade, LeadDispositioned, Moment
 from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
 from routing.answers import DispositionAnswer, HandoffState, MergeAnswer, RepState, RepsState
 from routing.domain import (
-    AHEAD_ALLOWED, Away, Handoff, Presence, Refused, Rep, Repeated, RoutingData, dated_ahead, handover_refused,
-    unavailable,
+    AHEAD_ALLOWED, Away, Handoff, Kind, Presence, Refused, Rep, Repeated, RoutingData, TeamQueue, dated_ahead,
+    handover_refused, queue_of_team, queues, unavailable, waited_s,
 )
 from routing.handlers import Routing, hand_over, merges_followed, record_disposition, record_merge
 from routing.sla import reload_reference
@@ -383,3 +385,126 @@ async def post_reload(rt: RoutingRuntime) -> dict[str, Any]:
                       [FieldProblem("files", str(exc))]) from None
     return {"routing_data_version": ref.version, "previous_version": before, "changed": ref.version != before,
             "reps": len(ref.data.reps), "accounts": len(ref.data.accounts)}
+
+
+queues_router = APIRouter(prefix="/v1/queues", tags=["queues"], responses=problem_responses(401, 403, 413, 422))
+
+#: The most leads a page of a team's queue holds.
+QUEUE_PAGE_MAX = 1000
+
+
+class GradeCount(BaseModel):
+    grade: Grade | None = Field(description="null: a lead routed before routing kept grades")
+    waiting: int
+    escalated: int
+
+
+class QueueState(BaseModel):
+    """A team's queue: the leads nobody holds yet (`owner_id` `queue:<team>`)."""
+
+    team: str
+    in_files: bool = Field(description="whether the routing files name the team; one renamed or removed keeps a "
+                                       "queue while leads are in it, which the queue watch moves to a queue someone "
+                                       "may take them from")
+    waiting: int = Field(description="leads nobody could take when they came, each handed by the queue watch to the "
+                                     "first rep who can take it (of the team, or of a team it overflows to)")
+    escalated: int = Field(description="leads escalated here for good after missed deadlines: nobody hands them "
+                                       "out; a rep of the team takes one by reporting on it")
+    oldest_waiting_since: datetime | None = Field(description="when the longest wait began (null: none waits)")
+    oldest_wait_s: float | None = Field(description="how long that is, by routing's clock, in seconds")
+    grades: list[GradeCount] = Field(description="the same by grade, grades with none left out")
+    may_take: list[str] = Field(description="the team's active reps: any of them may take any lead of the queue, "
+                                            "by reporting on it (`GET /v1/reps` says who is at work now)")
+
+
+class Answered(BaseModel):
+    """When routing answered, and by which version of the routing files."""
+
+    routing_data_version: str
+    at: datetime = Field(description="routing's clock when it answered")
+
+
+class Queues(Answered):
+    queues: list[QueueState] = Field(description="every team the routing files name, and every other team with "
+                                                 "leads in its queue, by name")
+
+
+class QueuedLead(BaseModel):
+    lead_id: uuid.UUID
+    grade: Grade | None
+    kind: Kind = Field(description="`waiting` for the queue watch to hand out, or `escalated` for good")
+    since: datetime = Field(description="waiting: since its wait began (also while in the queue of a team since "
+                                        "renamed); escalated: since routing sent it to this queue (its escalation, "
+                                        "or its move here from a renamed team's queue; when it was first escalated "
+                                        "is not kept)")
+    waited_s: float = Field(description="seconds since then, by routing's clock")
+    reassignments: int = Field(description="the deadlines missed on it")
+    handoff_seq: int = Field(description="the number of its hand-off to the queue, as on "
+                                         "`GET /v1/leads/{lead_id}/handoff`")
+
+
+class QueuePage(QueueState, Answered):
+    leads: list[QueuedLead] = Field(description="at most `limit` of the leads in the queue, oldest first (by `since`, "
+                                                "then by lead id)")
+
+
+def _queue_state(q: TeamQueue, now: datetime) -> dict[str, Any]:
+    return {"team": q.team, "in_files": q.in_files, "waiting": q.waiting, "escalated": q.escalated,
+            "oldest_waiting_since": q.oldest_waiting,
+            "oldest_wait_s": None if q.oldest_waiting is None else waited_s(q.oldest_waiting, now),
+            "grades": [{"grade": t.grade, "waiting": t.waiting, "escalated": t.escalated} for t in q.grades],
+            "may_take": list(q.takers)}
+
+
+# A sales tool's own key (feedback:write) reads them too, as it reads a hand-off: a rep takes a lead from the queue
+# through it.
+@queues_router.get("", summary="Every team's queue: how many leads wait there or were escalated there, and since when",
+                   description="Needs a key with `reports:read` or `feedback:write` (a sales tool's own key).",
+                   response_model=Queues, dependencies=[needs("reports:read", "feedback:write")])
+async def get_queues(rt: RoutingRuntime) -> dict[str, Any]:
+    ref, now = rt.context.reference, rt.context.clock()
+    async with rt.request_unit_of_work() as uow:
+        tallies = await uow.store.queue_tallies()
+    return {"routing_data_version": ref.version, "at": now,
+            "queues": [_queue_state(q, now) for q in queues(tallies, ref.data)]}
+
+
+@queues_router.get(
+    "/{team}",
+    summary="The leads in a team's queue, oldest first, a page at a time",
+    description="Needs a key with `reports:read` or `feedback:write` (a sales tool's own key). The team's queue as "
+                "`GET /v1/queues` counts it, and at most `limit` of its leads, oldest first. When more follow, the "
+                "answer's `Link` header names the next page (`rel=\"next\"`: the same query, with `after` where "
+                "this page ended); the last page has none. A team the routing files no longer name lists while "
+                "leads are in its queue.",
+    response_model=QueuePage, dependencies=[needs("reports:read", "feedback:write")],
+    responses={200: {"headers": {"Link": {"description": "`</v1/queues/{team}?...>; rel=\"next\"` while more "
+                                                         "follow", "schema": {"type": "string"}}}},
+               **problem_responses(404, 422, _404="no such team in the routing files, and no lead in its queue",
+                                   _422="`limit` or `after` is not one this list takes")},
+)
+async def get_queue(team: str, request: Request, response: Response, rt: RoutingRuntime,
+                    limit: Annotated[int, Query(ge=1, le=QUEUE_PAGE_MAX, description="leads a page holds at most")
+                                     ] = 100,
+                    after: Annotated[str | None, Query(description="where the page before ended, as the `Link` "
+                                                                   "header of its answer gives it (opaque)")] = None
+                    ) -> dict[str, Any]:
+    try:
+        position = None if after is None else pages.parse_cursor(after, "after")
+    except ValueError as exc:
+        raise Problem(422, "the request is invalid", [FieldProblem("after", str(exc))]) from None
+    ref, now = rt.context.reference, rt.context.clock()
+    async with rt.request_unit_of_work() as uow:
+        found = queue_of_team(team, await uow.store.queue_tallies(team), ref.data)
+        # One more than the page: whether a next page exists, without a page that turns out empty.
+        leads = await uow.store.queued(team, limit + 1, after=position) if found is not None else []
+    if found is None:
+        raise Problem(404, f"no team {team!r} in the routing files, and no lead in its queue")
+    page = leads[:limit]
+    if len(leads) > limit:
+        last = page[-1].position
+        response.headers["Link"] = pages.next_page(request, "get_queue", {"limit": limit,
+                                                                          "after": pages.cursor(*last)}, team=team)
+    return {**_queue_state(found, now), "routing_data_version": ref.version, "at": now, "leads": [
+        {"lead_id": q.lead_id, "grade": q.grade, "kind": q.kind, "since": q.since, "waited_s": waited_s(q.since, now),
+         "reassignments": q.reassignments, "handoff_seq": q.seq} for q in page]}

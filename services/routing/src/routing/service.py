@@ -4,7 +4,7 @@ from leadpipe_common.events import LeadDispositioned, LeadScored
 from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.service import Runtime, Service
 
-from routing.api import reps_router, router
+from routing.api import queues_router, reps_router, router
 from routing.handlers import Routing, handle_scored_and_dispositioned
 from routing.settings import RoutingSettings
 from routing.sla import ReferenceWatch, SlaWatch
@@ -31,7 +31,7 @@ SERVICE: Service[Routing, RoutingStore] = Service(
     store=RoutingStore,
     inbox=inbox,
     outbox=outbox,
-    routes=[router, reps_router],
+    routes=[router, reps_router, queues_router],
     background=_watches,
 )
 

@@ -26,8 +26,9 @@ class RoutingSettings(ConsumerSettings):
                                                                   "code given as `{text: ..., recycle: false}` "
                                                                   "keeps a lead rejected for it in nurture (see A "
                                                                   "recycle)")
-    sla_check_s: float = Field(5.0, gt=0, description="how often the watch looks for missed deadlines and hands "
-                                                       "out leads waiting in a team's queue")
+    sla_check_s: float = Field(5.0, gt=0, description="how often the watch looks for missed deadlines, hands out "
+                                                       "leads waiting in a team's queue and counts what is in each "
+                                                       "team's queue (`routing_queue_leads`)")
     reload_check_s: float = Field(5.0, ge=0, description="how often the routing files are checked for changes "
                                                          "(reloaded without a restart); 0: never")
 

@@ -65,8 +65,8 @@ from leadpipe_common.service import Runtime
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Handoff, Placed, Presence, acceptance_due, breach, capacity_bound, choose_route, from_queue, orphaned,
-    overflow_chain, place, requeue, staffed, staffed_teams, unavailable,
+    KINDS, Handoff, Placed, Presence, TeamQueue, acceptance_due, breach, capacity_bound, choose_route, from_queue,
+    orphaned, overflow_chain, place, queues, requeue, staffed, staffed_teams, teams_waiting, unavailable,
 )
 from routing.handlers import Routing, announced, locked_for_placing, queued_again
 from routing.reference import Reference
@@ -85,6 +85,9 @@ ORPHANED = Gauge("routing_orphaned_leads", "Open leads of a team no active rep o
 REQUEUED = Counter("routing_orphans_requeued_total",
                    "Leads moved out of the queue of a team no active rep may take them from, to their route's team's "
                    "(escalated ones: to the first along its overflow with reps of its own)")
+QUEUE_LEADS = Gauge("routing_queue_leads", "Leads in each team's queue: waiting for a rep who can take them, or "
+                    "escalated there for one of the team's reps to take; as the queue watch last counted them",
+                    ["team", "kind"])
 
 
 async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, limit: int) -> int:
@@ -136,7 +139,7 @@ async def act_on_missed_deadlines(uow: UnitOfWork[RoutingStore], ctx: Routing, l
 async def hand_out_waiting_leads(uow: UnitOfWork[RoutingStore], ctx: Routing, waiting_in: Collection[str],
                                  limit: int) -> int:
     """One round, in ``uow`` (the caller commits): the number of waiting leads handed to a rep. ``waiting_in``: the
-    teams with leads waiting, as the round read them (``waiting_teams``). A team in it with none waiting any more
+    teams with leads waiting, as the round read them (``queue_tallies``). A team in it with none waiting any more
     (handed out by another process, moved) costs at most its rotation locks; a lead queued meanwhile in a team
     missing from it is claimed by the next round."""
     now = ctx.clock()
@@ -285,12 +288,26 @@ async def requeue_orphans(uow: UnitOfWork[RoutingStore], ctx: Routing, teams: Co
     return [h.handoff for h in moved]
 
 
+def count_queues(found: Collection[TeamQueue], counted: Collection[str] = ()) -> set[str]:
+    """Set ``routing_queue_leads`` to ``found``, every team's queue, and drop the teams ``counted`` before that it
+    no longer has (a renamed team's queue, emptied); the teams it counts now, for the next call."""
+    for queue in found:
+        for kind in KINDS:
+            QUEUE_LEADS.labels(queue.team, kind).set(queue.count(kind))
+    now = {queue.team for queue in found}
+    for team in set(counted) - now:
+        for kind in KINDS:
+            QUEUE_LEADS.remove(team, kind)
+    return now
+
+
 class SlaWatch(BackgroundLoop):
     """Missed deadlines first, then leads left in the queue of a team nobody may take them for, then waiting leads,
     every ``every_s`` (at once again while any had a full batch), each in a unit of work of its own. Its first
     round, and the first after each new version of the routing files, first checks the open hand-offs against them
     (``orphaned_teams``). A lead routed or moved less than ``settle_s`` ago is not moved out of a queue
-    (``requeue_orphans``). The teams with leads waiting are read once a round, for the moves and the hand-out."""
+    (``requeue_orphans``). What is in each team's queue is read once a round, for the moves, the hand-out and the
+    queue gauge (``count_queues``: as it was before the round's moves and hand-outs)."""
 
     name = "routing-sla-watch"
 
@@ -301,6 +318,7 @@ class SlaWatch(BackgroundLoop):
         self._settle = timedelta(seconds=settle_s)
         self._checked: str | None = None  # the version of the files checked against the open hand-offs
         self._orphaned: set[str] = set()
+        self._counted: set[str] = set()  # the teams whose queues the gauge shows
 
     async def step(self) -> int:
         ctx = self._runtime.context
@@ -313,10 +331,12 @@ class SlaWatch(BackgroundLoop):
             acted = await act_on_missed_deadlines(uow, ctx, self._batch_max)
             await uow.commit()
         async with self._runtime.unit_of_work() as uow:
-            # After the missed deadlines committed: a lead one of them escalated to a queue waits there now.
-            waiting = await uow.store.waiting_teams()
+            # After the missed deadlines committed: a lead one of them escalated to a queue is there now.
+            tallies = await uow.store.queue_tallies()
+            waiting = teams_waiting(tallies)
             moved = await requeue_orphans(uow, ctx, self._orphaned, waiting, self._batch_max, self._settle)
             await uow.commit()
+        self._counted = count_queues(queues(tallies, ref.data), self._counted)
         # The hand-out reads no waiting teams of its own (one read for two, every few seconds), so a lead moved to
         # wait in another team's queue is named here, to go out this round, as before.
         waiting |= {h.team for h in moved if h.waiting_since is not None}

@@ -44,7 +44,7 @@ from leadpipe_common.db import among, compiled_once, inbox_table, insert_rows
 from leadpipe_common.events import DispositionReport, LeadRouted
 from leadpipe_common.outbox import outbox_table
 
-from routing.domain import CLOSED, Away, Handoff, Presence
+from routing.domain import CLOSED, Away, Handoff, Presence, Queued, Tally
 
 SCHEMA = "routing"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -100,6 +100,10 @@ handoffs = sa.Table(
              postgresql_where=sa.text("waiting_since IS NOT NULL AND status = 'routed'")),
     # Capacity counts only the unaccepted leads of each holder.
     sa.Index("handoffs_held", "owner_id", postgresql_where=sa.text("status = 'routed'")),
+    # What waits in each team's queue (``queue_tallies``, every round of the queue watch, and a manager's list of a
+    # team's queue): those leads alone, however many hand-offs routing keeps. Its condition is ``_IN_A_QUEUE``.
+    sa.Index("handoffs_queued", "team", "waiting_since", "grade",
+             postgresql_where=sa.text("status = 'routed' AND owner_id = 'queue:' || team")),
 )
 away = sa.Table(
     "away",
@@ -228,6 +232,25 @@ _HELD_BY_REP = (sa.select(sa.literal_column("1"))
                 .limit(sa.bindparam("cap", type_=sa.Integer)).lateral("held"))
 _HELD_UP_TO = (sa.select(_REPS.c.rep_id, sa.func.count()).select_from(_REPS.join(_HELD_BY_REP, sa.true()))
                .group_by(_REPS.c.rep_id))
+#: A lead in its team's queue (``routing.domain.queues``). Written with constants, as the condition of the index
+#: ``handoffs_queued`` is, so that Postgres sees that this implies it in any plan (parameters in their place
+#: prove nothing in a plan made for any value).
+_IN_A_QUEUE = sa.and_(handoffs.c.status == sa.literal_column("'routed'"),
+                      handoffs.c.owner_id == sa.literal_column("'queue:'", sa.Text) + handoffs.c.team)
+_TALLIES = (sa.select(handoffs.c.team, handoffs.c.grade,
+                      sa.func.count().filter(handoffs.c.waiting_since.is_not(None)).label("waiting"),
+                      sa.func.count().filter(handoffs.c.waiting_since.is_(None)).label("escalated"),
+                      sa.func.min(handoffs.c.waiting_since).label("oldest_waiting"))
+            .where(_IN_A_QUEUE).group_by(handoffs.c.team, handoffs.c.grade))
+#: Since when a lead is in its queue: since its wait began, else since routing last sent it (to this queue, escalated),
+#: as its stored lead.routed says.
+_QUEUED_SINCE = sa.func.coalesce(handoffs.c.waiting_since,
+                                 sa.cast(handoffs.c.lead["routed_at"].as_string(), sa.DateTime(timezone=True)))
+_QUEUED = (sa.select(handoffs.c.lead_id, handoffs.c.grade, handoffs.c.waiting_since, handoffs.c.reassignments,
+                     handoffs.c.seq, _QUEUED_SINCE.label("since"))
+           .where(_IN_A_QUEUE, handoffs.c.team == sa.bindparam("team", type_=sa.Text))
+           .order_by(_QUEUED_SINCE, handoffs.c.lead_id)
+           .limit(sa.bindparam("limit", type_=sa.Integer)))
 
 
 class RoutingStore:
@@ -350,11 +373,24 @@ class RoutingStore:
             return Presence(periods, {})
         return Presence(periods, {owner: n for owner, n in held.tuples()})
 
-    async def waiting_teams(self) -> set[str]:
-        rows = await self._session.execute(
-            sa.select(handoffs.c.team).distinct().where(handoffs.c.waiting_since.is_not(None),
-                                                        handoffs.c.status == "routed"))
-        return set(rows.scalars())
+    async def queue_tallies(self, team: str | None = None) -> list[Tally]:
+        """The leads in each team's queue (in ``team``'s alone, if given), by grade: how many wait, how many were
+        escalated there, and when the longest wait began. Read off the index of those leads alone
+        (``handoffs_queued``): the queue watch asks every round."""
+        rows = await self._session.execute(_TALLIES if team is None else _TALLIES.where(handoffs.c.team == team))
+        return [Tally(r.team, r.grade, r.waiting, r.escalated, r.oldest_waiting) for r in rows]
+
+    async def queued(self, team: str, limit: int, *, after: tuple[datetime, uuid.UUID] | None = None) -> list[Queued]:
+        """Up to ``limit`` leads in ``team``'s queue, oldest first (``Queued.position``), those after ``after`` (the
+        position of the last of the page before); unlocked. Each page sorts the team's whole queue, as no index
+        holds when an escalated lead came (its stored lead does): for a manager's look, not for every round."""
+        query = _QUEUED
+        if after is not None:
+            query = query.where(sa.tuple_(_QUEUED_SINCE, handoffs.c.lead_id) > sa.tuple_(
+                sa.literal(after[0], handoffs.c.waiting_since.type), sa.literal(after[1], handoffs.c.lead_id.type)))
+        rows = await self._session.execute(query, {"team": team, "limit": limit})
+        return [Queued(lead_id=r.lead_id, grade=r.grade, kind="escalated" if r.waiting_since is None else "waiting",
+                       since=r.since, reassignments=r.reassignments, seq=r.seq) for r in rows]
 
     async def open_outside(self, teams: Iterable[str]) -> dict[str, tuple[int, int, int]]:
         """Teams other than ``teams`` that hand-offs not yet closed name: each with its number of such leads, of
