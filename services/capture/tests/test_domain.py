@@ -10,9 +10,10 @@ from leadpipe_common.testing import factories
 from leadpipe_common.throttle import parse_rate
 
 from capture.domain import (ConsentWord, Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions,
-                            capture_lead, fingerprint, form_named, issue_form_token, landing_utms, latest_contact,
+                            capture_lead, erasure_key, fingerprint, form_named, issue_form_token, landing_utms, latest_contact,
                             may_post_from, newer_word, overlong, parse_forms, parse_identity, parse_origins,
-                            parse_unlisted, person_key, stated_consent, suspicions, unread_consent, unverifiable)
+                            parse_unlisted, person_digest, person_key, stated_consent, suspicions, unread_consent,
+                            unverifiable)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -688,6 +689,25 @@ def test_the_identity_rules_of_a_domain_with_a_sharp_s_are_its_own_not_those_of_
                                           "gmail.com": {"ignore_dots": True}, "strasse.de": {"ignore_dots": True}}})
     assert person_key("j.o@straße.example", rules) == "jo@gmail.com"
     assert person_key("j.o@straße.de", rules) == "j.o@straße.de"
+
+
+@pytest.mark.parametrize("asked", ["jo@straße.de", " JO@Straße.DE ", "jo+news@xn--strae-oqa.de"])
+def test_an_erasure_names_the_person_every_spelling_of_their_address_names_as_a_submission_would(asked):
+    """The address an admin types is read as a submission's (email-validator's spelling, an IDNA domain as its
+    Unicode), so it finds the person whichever way the lead came in."""
+    assert erasure_key(asked, IDENTITY) == person_of("Jo+x@Straße.de") == "jo@straße.de"
+
+
+def test_an_erasure_naming_no_address_is_refused_without_repeating_it():
+    with pytest.raises(ValueError) as refused:
+        erasure_key("jane doe at example", IDENTITY)
+    assert "jane" not in str(refused.value)
+
+
+def test_what_is_kept_of_an_erased_person_is_a_digest_of_their_key_never_the_key():
+    digest = person_digest("janedoe@gmail.com")
+    assert digest == person_digest(erasure_key("Jane.Doe+x@googlemail.com", IDENTITY))
+    assert "jane" not in digest and digest != person_digest("jdoe@gmail.com")
 
 
 def test_a_request_fingerprint_ignores_field_order_but_not_values_or_the_form():

@@ -23,7 +23,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from leadpipe_common.auth import Keys, Principal, new_key
-from leadpipe_common.envelope import Message, new_traceparent
+from leadpipe_common.envelope import Message, decode, new_traceparent
 from leadpipe_common.service import Runtime
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.captcha import SECRET, FakeVerifier
@@ -68,6 +68,10 @@ class Pipeline:
         self.silent = False
         #: What the units of work gave their outbox, committed or not.
         self.published: list[Message] = []
+        #: Each person's leads (``people`` and the leads naming them), by person key: a test gives them.
+        self.people_leads: dict[str, list[uuid.UUID]] = {}
+        #: Leads erased, with the digest of the person key that named them (None: named by id).
+        self.erasures: dict[uuid.UUID, str | None] = {}
 
     async def write(self, submitted: Submitted) -> Admitted:  # LeadWriter.write, answering as admit does
         if self.failures:
@@ -117,6 +121,21 @@ class Store:
 
     async def mark_released(self, lead_id: uuid.UUID, at: datetime) -> None:
         self._pipeline.quarantined[lead_id].released_at = at
+
+    async def person_leads(self, key: str) -> list[uuid.UUID]:
+        return list(self._pipeline.people_leads.get(key, []))
+
+    async def erased(self, *, digest: str | None = None, lead_ids: Any = ()) -> list[uuid.UUID]:
+        return [lead for lead, by in self._pipeline.erasures.items() if (digest and by == digest) or lead in lead_ids]
+
+    async def has_lead(self, lead_id: uuid.UUID) -> bool:
+        return any(lead_id in leads for leads in self._pipeline.people_leads.values())
+
+    async def erase(self, lead_ids: Any, *, key: str | None, digest: str | None, same_person: Any, at: datetime,
+                    by: str) -> None:
+        """As the store erases: the person's row goes (their next submission is a new person's), the leads recorded."""
+        self._pipeline.people_leads.pop(key, None)
+        self._pipeline.erasures.update(dict.fromkeys(lead_ids, digest))
 
     async def quarantined(self, limit: int, *, before: tuple[datetime, uuid.UUID] | None = None,
                           form_id: str | None = None) -> list[dict[str, Any]]:
@@ -1806,3 +1825,63 @@ async def test_the_last_page_names_no_next_one(client, pipeline):
 ])
 async def test_a_page_asked_for_with_a_value_the_list_does_not_take_is_refused_naming_it(client, query, field):
     refused(await client.get("/v1/quarantine", params=query, headers=AS_ADMIN), 422, field)
+
+
+# -- erasing a person (GDPR art. 17) -------------------------------------------------------------------------
+
+
+def erased_events(pipeline: Pipeline) -> list[Any]:
+    return [decode(m.headers, m.key, m.value) for m in pipeline.published if m.header("ce_type") == "lead.erased"]
+
+
+async def test_an_admin_erases_every_lead_of_a_person_by_any_spelling_of_their_address_once(client, pipeline):
+    first, second = uuid.uuid4(), uuid.uuid4()
+    pipeline.people_leads["janedoe@gmail.com"] = [first, second]
+    with structlog.testing.capture_logs() as lines:
+        r = await client.post("/v1/people/erase", json={"email": "Jane.Doe+news@GoogleMail.com"}, headers=AS_ADMIN)
+    assert r.status_code == 202, r.text
+    assert r.json() == {"lead_ids": [str(first), str(second)]}
+    events = erased_events(pipeline)
+    assert [(e.data.lead_id, e.data.by, m.topic) for e, m in zip(events, pipeline.published, strict=True)] == [
+        (first, "LEADPIPE_BOOTSTRAP_KEY", "leads.captured"), (second, "LEADPIPE_BOOTSTRAP_KEY", "leads.captured")]
+    # Who asked is logged, and the leads; the address being erased is not.
+    assert any(line.get("by") == "LEADPIPE_BOOTSTRAP_KEY" for line in lines)
+    assert "jane" not in repr(lines).lower()
+
+    again = await client.post("/v1/people/erase", json={"email": "jane.doe@gmail.com"}, headers=AS_ADMIN)
+    assert again.status_code == 202 and again.json() == r.json()
+    assert len(pipeline.published) == 2  # nothing sent again
+
+
+async def test_a_persons_lead_since_their_erasure_is_erased_with_the_same_request_again(client, pipeline):
+    old, new = uuid.uuid4(), uuid.uuid4()
+    pipeline.people_leads["ada@example.com"] = [old]
+    await client.post("/v1/people/erase", json={"email": "ada@example.com"}, headers=AS_ADMIN)
+    pipeline.people_leads["ada@example.com"] = [new]  # she submitted again: a new person's lead
+    r = await client.post("/v1/people/erase", json={"email": "ada@example.com"}, headers=AS_ADMIN)
+    assert r.json() == {"lead_ids": [str(old), str(new)]}
+    assert [e.data.lead_id for e in erased_events(pipeline)] == [old, new]
+
+
+async def test_a_lead_is_erased_by_its_id_and_an_unknown_one_or_address_is_named_in_a_404(client, pipeline):
+    lead = uuid.uuid4()
+    pipeline.people_leads["ada@example.com"] = [lead]
+    r = await client.post("/v1/people/erase", json={"lead_id": str(lead)}, headers=AS_ADMIN)
+    assert r.status_code == 202 and r.json() == {"lead_ids": [str(lead)]}
+    assert "capture holds no lead of this address" in refused(
+        await client.post("/v1/people/erase", json={"email": "nobody@example.com"}, headers=AS_ADMIN), 404, "email")
+    refused(await client.post("/v1/people/erase", json={"lead_id": str(uuid.uuid4())}, headers=AS_ADMIN),
+            404, "lead_id")
+    assert len(erased_events(pipeline)) == 1
+
+
+@pytest.mark.parametrize("body", [{}, {"email": "not an address"}, {"email": "a@example.com", "phone": "1"}],
+                         ids=["nobody", "no-address", "unknown-field"])
+async def test_an_erasure_naming_nobody_or_no_address_is_refused_and_sends_nothing(client, pipeline, body):
+    r = await client.post("/v1/people/erase", json=body, headers=AS_ADMIN)
+    assert r.status_code == 422, r.text
+    assert "not an address" not in r.text and pipeline.published == []
+
+
+async def test_only_an_admin_key_erases(client, pipeline):
+    assert (await client.post("/v1/people/erase", json={"email": "a@example.com"})).status_code == 401

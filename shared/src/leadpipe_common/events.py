@@ -536,11 +536,23 @@ class LeadQuarantined(Event):
     utm_source: str | None
 
 
+class LeadErased(Event):
+    """The person a lead belongs to asked to be erased (GDPR art. 17): every stage clears what it holds of the lead's
+    contact (the address, names, phone, job title, company, message, consent, a landing page's query) and passes this
+    on; ids, times, attribution and the lead's stages stay, so reports still count the lead, anonymously. ``by`` is
+    who asked for it (an API key's name), never the address."""
+
+    type: ClassVar[str] = "lead.erased"
+    version: ClassVar[int] = 1
+    at: Moment
+    by: str
+
+
 LATEST: dict[str, type[Event]] = {
     m.type: m
     for m in (LeadCaptured, LeadTouched, LeadTouchRecorded, LeadEnriched, LeadScored, LeadRouted, LeadStageChanged,
               LeadDispositioned, LeadSlaBreached, LeadQueued, LeadAssigned, LeadHandedOver, LeadReengaged, LeadMerged,
-              LeadWonAmountCorrected, LeadQuarantined)
+              LeadWonAmountCorrected, LeadQuarantined, LeadErased)
 }
 
 def _without(data: dict[str, Any], name: str) -> dict[str, Any]:

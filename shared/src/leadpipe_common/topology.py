@@ -25,7 +25,8 @@ from datetime import timedelta
 
 from leadpipe_common import topics
 from leadpipe_common.events import (
-    Event, LeadAssigned, LeadCaptured, LeadDispositioned, LeadEnriched, LeadHandedOver, LeadMerged, LeadQuarantined,
+    Event, LeadAssigned, LeadCaptured, LeadDispositioned, LeadEnriched, LeadErased, LeadHandedOver, LeadMerged,
+    LeadQuarantined,
     LeadQueued, LeadReengaged, LeadRouted, LeadScored, LeadSlaBreached, LeadStageChanged, LeadTouched,
     LeadTouchRecorded, LeadWonAmountCorrected,
 )
@@ -76,8 +77,9 @@ class Channel:
 
 CHANNELS: tuple[Channel, ...] = (
     Channel(topics.CAPTURED, "Leads as captured from forms and the API, with first-touch attribution, each "
-                             "later touch of an open lead by its person, and merges (for scoring's touches).",
-            (LeadCaptured, LeadTouched, LeadMerged), ("capture",), ("enrichment",), stage_input=True),
+                             "later touch of an open lead by its person, merges (for scoring's touches), and "
+                             "erasures of a person's leads (each stage clears their contact and passes it on).",
+            (LeadCaptured, LeadTouched, LeadMerged, LeadErased), ("capture",), ("enrichment",), stage_input=True),
     Channel(topics.ENRICHED, "Leads with company, seniority and contact data added, each value with its source "
                              "(and merges passed on to scoring).",
             (LeadEnriched, LeadMerged), ("enrichment",), ("scoring",), stage_input=True),

@@ -3,6 +3,7 @@ from pathlib import Path
 from leadpipe_common.cli import service_cli
 
 from capture.app import check
+from capture.commands import add_commands
 from capture.settings import CaptureSettings
 
 cli = service_cli(
@@ -12,6 +13,7 @@ cli = service_cli(
     migrations_dir=Path(__file__).parent / "migrations",
     check=check,
 )
+add_commands(cli)
 
 if __name__ == "__main__":
     cli()

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.routing import APIRoute
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import Counter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -43,6 +43,7 @@ from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
 from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, request_address
 
+from capture import erasure
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
                             capture_lead, fingerprint, form_named, issue_form_token, overlong,
@@ -997,6 +998,57 @@ async def release(lead_id: uuid.UUID, request: Request, rt: CaptureRuntime) -> d
     log.info("quarantined submission released", lead_id=str(lead_id))
     _tell_kept(row.fields, lead.attribution.form_id)
     return {"lead_id": lead_id, "released_at": now, "repeated": False}
+
+
+class EraseRequest(BaseModel):
+    """Whom to erase: a person by an address of theirs, a lead by its id, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(None, max_length=320, description="an address of the person: every lead of theirs "
+                                                                "(any spelling of it naming the same person) is erased")
+    lead_id: uuid.UUID | None = Field(None, description="one lead, whoever's")
+
+    @model_validator(mode="after")
+    def _names_someone(self) -> EraseRequest:
+        if self.email is None and self.lead_id is None:
+            raise ValueError("give an email, a lead_id, or both")
+        return self
+
+
+class ErasedLeads(BaseModel):
+    lead_ids: list[uuid.UUID] = Field(description="every lead the request names, erased now or by the same request "
+                                                  "before")
+
+
+people_router = APIRouter(prefix="/v1/people", tags=["people"], dependencies=[needs("admin")],
+                          responses=problem_responses(401, 403, 503))
+
+
+@people_router.post(
+    "/erase", status_code=202, summary="Erase a person's leads (GDPR art. 17)", response_model=ErasedLeads,
+    description="capture clears what it holds of the person (contact, landing pages' queries, quarantined "
+                "submissions, the person's record) and sends `lead.erased` down the pipeline for each lead, which every "
+                "stage clears its copies on and delivery gives up what it has not sent. Ids, times and attribution "
+                "stay, so reports count the leads anonymously. The same request again answers the same leads and "
+                "sends nothing more; a new submission by the person afterwards is a new lead. See the README's "
+                "\"Erasing a person\" for what is not erased (Kafka's copies until retention, backups, sales tools).",
+    responses=problem_responses(404, 422, _404="no lead of this address, or no lead of this id: `errors` names which",
+                                _422="neither an email nor a lead_id, or an email that is no address"),
+)
+async def erase_person(body: EraseRequest, rt: CaptureRuntime,
+                       who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
+    try:
+        async with rt.request_unit_of_work() as uow:
+            done = await erasure.erase(uow, rt.context.identity, email=body.email, lead_id=body.lead_id,
+                                       at=rt.context.clock(), by=who.name)
+    except erasure.NothingToErase as exc:
+        raise Problem(404, "nothing to erase", [FieldProblem(exc.field, exc.reason)]) from None
+    except ValueError as exc:
+        raise Problem(422, "the request is invalid", [FieldProblem("email", str(exc))]) from None
+    if done.fresh:
+        rt.wake_relay()
+    return {"lead_ids": done.lead_ids}
 
 
 async def problem_response(request: Request, exc: Problem) -> Response:

@@ -900,6 +900,23 @@ def person_key(email: str, rules: IdentityRules) -> str:
     return f"{local}@{domain}"
 
 
+def erasure_key(email: str, rules: IdentityRules) -> str:
+    """The person an erasure names by ``email``: the address read as a submission's is (``Submission``), then its
+    person key, so every spelling of it that one of their leads came with names them. ValueError when it is no
+    address, saying why (not repeating it)."""
+    try:
+        normalized = validate_email(email.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    return person_key(normalized, rules)
+
+
+def person_digest(key: str) -> str:
+    """What capture keeps of an erased person's key, so the same erasure asked again answers the same leads: a
+    SHA-256, never the key itself (the address)."""
+    return hashlib.sha256(f"leadpipe-erasure/{key}".encode()).hexdigest()
+
+
 def fingerprint(fields: Mapping[str, Any], form_id: str | None) -> str:
     """What an ``Idempotency-Key`` promises is repeated: the submitted fields (order aside) and the form."""
     canonical = json.dumps({"form_id": form_id, "fields": fields}, sort_keys=True, default=str, ensure_ascii=False)

@@ -9,7 +9,7 @@ broker is away.
 from leadpipe_common.events import LeadMerged, LeadStageChanged
 from leadpipe_common.service import Service
 
-from capture.api import Capture, PublicPosts, quarantine_router, router
+from capture.api import Capture, PublicPosts, people_router, quarantine_router, router
 from capture.handlers import handle_lead_merged, handle_lead_stage_changed, is_terminal_step, publishable
 from capture.redrive import Redriver
 from capture.retention import QuarantinePurge
@@ -25,7 +25,7 @@ SERVICE: Service[Capture, CaptureStore] = Service(
     outbox=outbox,
     relay=publishable,
     serves_without_broker=True,
-    routes=[router, quarantine_router],
+    routes=[router, quarantine_router, people_router],
     fast_lane=PublicPosts,
     background=lambda rt: [
         rt.context.writer,

@@ -24,7 +24,7 @@ some time after it was published, which recovers leads a broker lost.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from leadpipe_common.db import among, json_value
 from leadpipe_common.envelope import Message
+from leadpipe_common.erasure import erased_value
 from leadpipe_common.outbox import outbox_table
 
 SCHEMA = "capture"
@@ -65,7 +66,10 @@ leads = sa.Table(
     # When its first submission said no to marketing (NULL: it did not, or came before 0009): a word the contact's
     # false cannot tell from silence, and which a submission released from quarantine later must be newer than.
     sa.Column("consent_withdrawn_at", sa.DateTime(timezone=True)),
+    # Its person (``people.person_id``), so an erasure finds their leads (NULL: stored before 0012).
+    sa.Column("person_id", UUID(as_uuid=True)),
     sa.Index("leads_captured_at", "captured_at"),
+    sa.Index("leads_by_person", "person_id", postgresql_where=sa.text("person_id IS NOT NULL")),
     # The relay's work queue: small, because published rows leave it.
     sa.Index("leads_unpublished", "seq", postgresql_where=sa.text("published_at IS NULL")),
     # The re-driver's work list: published leads still waiting for an outcome.
@@ -162,6 +166,17 @@ idempotency = sa.Table(
     sa.Column("answer", JSONB),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("idempotency_created_at", "created_at"),  # the expired are deleted (writer.ExpiredKeys)
+)
+#: Leads erased at their person's request (GDPR art. 17): by whom and when, and, for those found by an address, a
+#: digest of the person key it named (never the address), so the same request again answers the same leads.
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("person_digest", sa.Text),
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("erased_by", sa.Text, nullable=False),
+    sa.Index("erasures_by_person", "person_digest"),
 )
 #: Events born of requests that are not leads (``lead.quarantined``); the leads table is the leads' outbox.
 outbox = outbox_table(metadata)
@@ -380,6 +395,76 @@ class CaptureStore:
         passing over those a release holds; how many."""
         done = await self._session.execute(_PURGE_QUARANTINE, {"before": received_before, "limit": limit})
         return len(done.all())
+
+
+    # -- erasure (GDPR art. 17): ``capture.erasure`` decides; these find and clear ------------------------------
+
+    async def person_leads(self, key: str) -> list[uuid.UUID]:
+        """The leads of the person ``key`` names (those they opened, and the one they hold open now, which after a
+        merge may be another address's), their row locked so no lead of theirs opens meanwhile; [] for nobody."""
+        person = (await self._session.execute(
+            sa.select(people.c.person_id, people.c.open_lead_id).where(people.c.person_key == key)
+            .with_for_update())).first()
+        if person is None:
+            return []
+        opened = (await self._session.execute(
+            sa.select(leads.c.lead_id).where(leads.c.person_id == person.person_id).order_by(leads.c.seq))).scalars()
+        return list(dict.fromkeys([*opened, *([person.open_lead_id] if person.open_lead_id else [])]))
+
+    async def erased(self, *, digest: str | None = None, lead_ids: Sequence[uuid.UUID] = ()) -> list[uuid.UUID]:
+        """The leads erased before, of the person ``digest`` names (``domain.person_digest``) or among ``lead_ids``."""
+        found = sa.select(erasures.c.lead_id).where(
+            sa.or_(erasures.c.person_digest == digest, among(erasures.c.lead_id, "ids"))).order_by(erasures.c.erased_at)
+        return list((await self._session.execute(found, {"ids": list(lead_ids)})).scalars())
+
+    async def has_lead(self, lead_id: uuid.UUID) -> bool:
+        return (await self._session.execute(sa.select(leads.c.lead_id).where(leads.c.lead_id == lead_id))).first() \
+            is not None
+
+    async def erase(self, lead_ids: Sequence[uuid.UUID], *, key: str | None, digest: str | None,
+                    same_person: Callable[[str], bool], at: datetime, by: str) -> None:
+        """Clear what capture holds of ``lead_ids``' person and record the erasure, in the caller's transaction.
+
+        The people rows go (the person ``key`` names, and whoever holds one of the leads open: keyed by the
+        address, and the next submission must open a new lead, not touch an erased one); each lead's and touch's
+        stored event is cleared (``erasure.erased_value``) and the lead's address emptied, its row kept (ids,
+        times, form, attribution without a page's query) and marked published, terminal and closed: an unsent
+        lead is not sent cleared, nor re-driven; quarantined submissions of the leads, or of the address
+        (``same_person`` reads a kept address), go. People rows are locked first, in LOCK ORDER (see ``people``)."""
+        ids = sorted(set(lead_ids))
+        await self._session.execute(
+            sa.select(people.c.person_key).where(sa.or_(people.c.person_key == key, among(people.c.open_lead_id, "ids")))
+            .order_by(people.c.person_key.collate("C")).with_for_update(), {"ids": ids})
+        await self._session.execute(people.delete().where(
+            sa.or_(people.c.person_key == key, among(people.c.open_lead_id, "ids"))), {"ids": ids})
+        for table, key_column in ((leads, leads.c.lead_id), (touches, touches.c.touch_id)):
+            rows = await self._session.execute(sa.select(key_column, table.c.event).where(
+                among(table.c.lead_id, "ids")).order_by(key_column).with_for_update(), {"ids": ids})
+            for row_id, event in rows.all():
+                cleared = {"event": erased_value(event), "published_at": sa.func.coalesce(table.c.published_at, at)}
+                if table is leads:
+                    cleared |= {"email": "", "closed_at": sa.func.coalesce(leads.c.closed_at, at), **_erased_outcome(at)}
+                await self._session.execute(table.update().where(key_column == row_id).values(**cleared))
+        await self._session.execute(quarantine.delete().where(among(quarantine.c.lead_id, "ids")), {"ids": ids})
+        if key is not None:
+            # A kept address is as it was sent: read as an erasure reads one (``same_person``), among those whose
+            # first letter is the person key's (each spelling of an address begins with it).
+            sent = quarantine.c.fields["email"].as_string()
+            kept = await self._session.execute(sa.select(quarantine.c.lead_id, sent.label("email")).where(
+                sa.func.lower(sent).like(sa.func.lower(key[:1]) + "%")))
+            theirs = [row.lead_id for row in kept if row.email and same_person(row.email)]
+            await self._session.execute(quarantine.delete().where(among(quarantine.c.lead_id, "ids")),
+                                        {"ids": theirs})
+        if ids:
+            await self._session.execute(erasures.insert(), [
+                {"lead_id": lead_id, "person_digest": digest, "erased_at": at, "erased_by": by} for lead_id in ids])
+
+
+def _erased_outcome(at: datetime) -> dict[str, Any]:
+    """An erased lead's outcome, as the re-driver reads it: done, unless it had a real one (a dead letter is none)."""
+    undecided = sa.or_(leads.c.terminal_stage.is_(None), leads.c.terminal_stage == "deadlettered")
+    return {"terminal_stage": sa.case((undecided, "erased"), else_=leads.c.terminal_stage),
+            "terminal_at": sa.case((undecided, at), else_=leads.c.terminal_at)}
 
 
 #: Read in the order of ``quarantine_received``, which finds them without a scan.

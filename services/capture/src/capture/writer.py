@@ -181,15 +181,15 @@ RETURNING person_key, person_id, open_lead_id, consent, consent_said_at
 _STORE = f"""
 WITH l AS (
     INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event,
-                                consent_withdrawn_at)
+                                consent_withdrawn_at, person_id)
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bytea[],
-                         $8::timestamptz[])
+                         $8::timestamptz[], $9::uuid[])
 ), t AS (
     INSERT INTO {SCHEMA}.touches (touch_id, lead_id, touched_at, traceparent, event, consent_withdrawn_at)
-    SELECT * FROM unnest($9::uuid[], $10::uuid[], $11::timestamptz[], $12::text[], $13::bytea[], $14::timestamptz[])
+    SELECT * FROM unnest($10::uuid[], $11::uuid[], $12::timestamptz[], $13::text[], $14::bytea[], $15::timestamptz[])
 )
 UPDATE {SCHEMA}.people SET consent = w.consent, consent_said_at = w.said_at
-FROM unnest($15::text[], $16::boolean[], $17::timestamptz[]) AS w(person_key, consent, said_at)
+FROM unnest($16::text[], $17::boolean[], $18::timestamptz[]) AS w(person_key, consent, said_at)
 WHERE people.person_key = w.person_key
 """
 #: A key claimed afresh, or taken over once its window expired; only those are returned.
@@ -272,7 +272,7 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
             event = new_leads[lead_id].model_copy(update={"contact": record.contact})
             lead_rows.append((lead_id, sub.request_id, sub.lead.contact.email, sub.lead.attribution.form_id,
                               sub.lead.captured_at, sub.traceparent, event.model_dump_json().encode(),
-                              record.consent_withdrawn_at))
+                              record.consent_withdrawn_at, person_id))
             results[i] = Admitted.of(lead_id, sub, existing=False)
             continue
         lead = first[lead_id]
@@ -288,7 +288,7 @@ async def admit(conn: asyncpg.Connection, batch: Sequence[Submitted], now: datet
         results[i] = Admitted.of(lead_id, sub, existing=True)
     spoken = [(key, word.consent, word.said_at) for key, word in sorted(words.items())
               if word is not None and word != said[key]]
-    await conn.execute(_STORE, *_columns(lead_rows, 8), *_columns(touch_rows, 6), *_columns(spoken, 3))
+    await conn.execute(_STORE, *_columns(lead_rows, 9), *_columns(touch_rows, 6), *_columns(spoken, 3))
     answered = [(batch[i].idempotency_key, json.dumps(results[i].answer))  # type: ignore[union-attr]
                 for i in fresh if batch[i].idempotency_key]
     if answered:
@@ -328,10 +328,10 @@ WITH v AS (
     RETURNING person_key, person_id, open_lead_id, consent, consent_said_at
 ), l AS (
     INSERT INTO {SCHEMA}.leads (lead_id, request_id, email, form_id, captured_at, traceparent, event,
-                                consent_withdrawn_at)
+                                consent_withdrawn_at, person_id)
     SELECT v.lead_id, v.request_id, v.email, v.form_id, v.captured_at, v.traceparent,
            v.head || convert_to(p.person_id::text, 'UTF8') || v.tail,
-           CASE WHEN p.consent IS FALSE THEN p.consent_said_at ELSE v.consent_withdrawn_at END
+           CASE WHEN p.consent IS FALSE THEN p.consent_said_at ELSE v.consent_withdrawn_at END, p.person_id
     FROM v JOIN p ON p.person_key = v.person_key AND p.open_lead_id = v.lead_id
 )
 SELECT person_key, person_id, open_lead_id FROM p

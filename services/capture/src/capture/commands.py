@@ -1,0 +1,81 @@
+"""``leadpipe-capture erase``: a person's leads erased (GDPR art. 17) from the command line, as the admin API's
+``POST /v1/people/erase`` erases them."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import uuid
+from datetime import UTC, datetime
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from leadpipe_common.cli import database_errors, load_settings
+from leadpipe_common.db import make_engine, make_sessionmaker
+from leadpipe_common.uow import SqlUnitOfWork
+
+from capture import erasure
+from capture.app import load_identity
+from capture.settings import CaptureSettings
+from capture.store import CaptureStore, outbox
+
+
+def unit_of_work(engine: AsyncEngine) -> SqlUnitOfWork[CaptureStore]:
+    """The command's unit of work: capture's store and outbox, which the running service's relay sends from."""
+    return SqlUnitOfWork(make_sessionmaker(engine), CaptureStore, outbox=outbox)
+
+
+def add_commands(cli: typer.Typer) -> None:
+    @cli.command("erase")
+    def erase_command(
+        email: str | None = typer.Option(None, help="an address of the person: every lead of theirs is erased, "
+                                                    "whichever spelling of it (plus tag, dots, case) it came with"),
+        lead: str | None = typer.Option(None, help="one lead, by its id"),
+        by: str | None = typer.Option(None, help="who asks, kept on each lead.erased and in the log (default: "
+                                                 "cli:<your login>); never the address"),
+    ) -> None:
+        """Erase a person's leads (GDPR art. 17), as POST /v1/people/erase does.
+
+        capture clears its own rows (contact, landing pages' queries, quarantined submissions, the person's record)
+        and sends lead.erased down the pipeline for each lead: every stage clears its copies, delivery gives up what
+        it has not sent. The same erasure again prints the same leads and sends nothing. A running capture's relay
+        sends the events. README: "Erasing a person" says what is not erased."""
+        if email is None and lead is None:
+            raise typer.BadParameter("give an address (--email), a lead id (--lead), or both", param_hint="--email")
+        if email is not None and not email.strip():
+            # `--email "$EMAIL"` with the variable unset: said, not read as no address.
+            raise typer.BadParameter("'' is empty: give the person's address", param_hint="--email")
+        try:
+            lead_id = uuid.UUID(lead) if lead is not None else None
+        except ValueError:
+            raise typer.BadParameter(f"{lead!r} is not a lead id (a UUID)", param_hint="--lead") from None
+        settings = load_settings(CaptureSettings)
+        try:
+            rules = load_identity(settings.identity_file)
+        except (ValueError, OSError) as exc:
+            typer.secho(f"capture cannot read its identity rules: {exc}", err=True, fg="red")
+            raise typer.Exit(2) from None
+        who = by or f"cli:{getpass.getuser()}"
+
+        async def run() -> erasure.Erased:
+            engine = make_engine(settings)
+            try:
+                async with unit_of_work(engine) as uow:
+                    return await erasure.erase(uow, rules, email=email, lead_id=lead_id, at=datetime.now(UTC), by=who)
+            finally:
+                await engine.dispose()
+
+        try:
+            with database_errors():
+                done = asyncio.run(run())
+        except erasure.NothingToErase as exc:
+            typer.secho(f"nothing erased: {exc.field}: {exc.reason}", err=True, fg="red")
+            raise typer.Exit(1) from None
+        except ValueError as exc:  # an address that is none; the message does not repeat it
+            raise typer.BadParameter(str(exc), param_hint="--email") from None
+        leads = ", ".join(map(str, done.lead_ids))
+        if done.fresh:
+            typer.echo(f"{len(done.fresh)} lead(s) erased now, lead.erased sent for each; the person's leads: {leads}")
+        else:
+            typer.echo(f"already erased, nothing sent: {leads}")

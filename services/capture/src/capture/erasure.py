@@ -1,0 +1,85 @@
+"""Erasing a person (GDPR art. 17), as the admin API and ``leadpipe-capture erase`` ask it: capture clears its own
+rows and sends one ``lead.erased`` per lead down ``leads.captured`` (its outbox, in the same unit of work), for each
+stage to clear its copies and pass it on.
+
+Idempotent: the same request again answers the same leads and sends nothing; the person's leads captured since
+(a new submission after the erasure is a new lead, of a new person) are erased with it. The log and the event name
+who asked (a key's name), never the address.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from leadpipe_common import topics
+from leadpipe_common.envelope import derive_id, encode
+from leadpipe_common.events import LeadErased
+from leadpipe_common.uow import UnitOfWork
+
+from capture.domain import IdentityRules, erasure_key, person_digest
+from capture.handlers import SOURCE
+from capture.store import CaptureStore
+
+log = structlog.get_logger(__name__)
+
+
+class NothingToErase(LookupError):
+    """The request names no lead capture holds or erased: ``field`` says which part of it (``email``,
+    ``lead_id``)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+@dataclass(frozen=True)
+class Erased:
+    #: Every lead the request names, erased now or before, in the order they were found.
+    lead_ids: list[uuid.UUID]
+    #: Those erased now (each sent one ``lead.erased``).
+    fresh: list[uuid.UUID]
+
+
+async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: str | None, lead_id: uuid.UUID | None,
+                at: datetime, by: str) -> Erased:
+    """Erase the leads of the person ``email`` names (as their person key) and the lead ``lead_id``, and commit.
+
+    Raises ValueError for an ``email`` that is no address, ``NothingToErase`` for one that names nobody capture
+    holds or erased, or a ``lead_id`` it never held."""
+    key = erasure_key(email, rules) if email is not None else None
+    digest = person_digest(key) if key is not None else None
+    named: list[uuid.UUID] = []
+    if key is not None:
+        found = [*await uow.store.erased(digest=digest), *await uow.store.person_leads(key)]
+        if not found:
+            raise NothingToErase("email", "capture holds no lead of this address, and erased none")
+        named += found
+    if lead_id is not None:
+        if not (await uow.store.erased(lead_ids=[lead_id]) or await uow.store.has_lead(lead_id)):
+            raise NothingToErase("lead_id", f"capture holds no lead {lead_id}, and erased none")
+        named.append(lead_id)
+    named = list(dict.fromkeys(named))
+    before = set(await uow.store.erased(lead_ids=named))
+    fresh = [lead for lead in named if lead not in before]
+    if fresh:
+        await uow.store.erase(fresh, key=key, digest=digest, at=at, by=by,
+                              same_person=lambda sent: _names(sent, key, rules))
+        # Ids derived from the lead: an erasure of it sent twice (two admins at once) is one event downstream.
+        uow.publish([encode(topics.CAPTURED, LeadErased(lead_id=lead, at=at, by=by),
+                            event_id=derive_id(lead, LeadErased.type), source=SOURCE, time=at) for lead in fresh])
+    await uow.commit()
+    log.info("person erased" if fresh else "erasure repeated", leads=[str(lead) for lead in named],
+             erased_now=len(fresh), by=by)
+    return Erased(named, fresh)
+
+
+def _names(sent: str, key: str | None, rules: IdentityRules) -> bool:
+    """Whether an address as a submission sent it names the person ``key`` names."""
+    try:
+        return erasure_key(sent, rules) == key
+    except ValueError:
+        return False

@@ -1,0 +1,80 @@
+"""``leadpipe-capture erase`` from the command line (the database stood in for: a unit of work over a store that
+records what it is asked)."""
+
+import uuid
+
+import pytest
+from typer.testing import CliRunner
+
+from leadpipe_common.uow import MemoryUnitOfWork
+
+from capture.__main__ import cli
+
+LEAD = uuid.uuid4()
+
+
+class Store:
+    """A person, jane, with one lead; what was erased."""
+
+    def __init__(self) -> None:
+        self.people = {"janedoe@gmail.com": [LEAD]}
+        self.erasures: dict[uuid.UUID, str | None] = {}
+
+    async def person_leads(self, key):
+        return list(self.people.get(key, []))
+
+    async def erased(self, *, digest=None, lead_ids=()):
+        return [lead for lead, by in self.erasures.items() if (digest and by == digest) or lead in lead_ids]
+
+    async def has_lead(self, lead_id):
+        return any(lead_id in leads for leads in self.people.values())
+
+    async def erase(self, lead_ids, *, key, digest, same_person, at, by):
+        self.people.pop(key, None)
+        self.erasures.update(dict.fromkeys(lead_ids, digest))
+
+
+class Engine:
+    async def dispose(self) -> None:
+        pass
+
+
+@pytest.fixture
+def erase(monkeypatch):
+    uow = MemoryUnitOfWork(Store())
+    monkeypatch.setattr("capture.commands.make_engine", lambda settings: Engine())
+    monkeypatch.setattr("capture.commands.unit_of_work", lambda engine: uow)
+    run = lambda *args: CliRunner().invoke(cli, ["erase", *args], env={"COLUMNS": "500",  # noqa: E731
+                                                                       "DATABASE_URL": "postgresql+asyncpg://x@h/d"})
+    run.uow = uow
+    return run
+
+
+def test_an_erasure_by_address_prints_the_persons_leads_and_sends_lead_erased_once(erase):
+    done = erase("--email", "Jane.Doe@gmail.com", "--by", "dpo")
+    assert done.exit_code == 0, done.output
+    assert f"1 lead(s) erased now, lead.erased sent for each; the person's leads: {LEAD}" in done.output
+    assert [m.header("ce_type") for m in erase.uow.published] == ["lead.erased"]
+    again = erase("--email", "jane.doe+x@gmail.com")
+    assert again.exit_code == 0 and f"already erased, nothing sent: {LEAD}" in again.output
+    assert len(erase.uow.published) == 1
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    ((), "give an address (--email), a lead id (--lead), or both"),
+    (("--email", ""), "'' is empty"),
+    (("--email", "not an address"), "Invalid value for --email"),
+    (("--lead", "42"), "'42' is not a lead id (a UUID)"),
+], ids=["nothing", "empty", "no-address", "bad-lead"])
+def test_a_bad_erasure_is_refused_with_a_message_and_no_traceback(erase, args, said):
+    done = erase(*args)
+    assert done.exit_code == 2 and said in done.output
+    assert "Traceback" not in done.output
+    assert erase.uow.published == []
+
+
+def test_an_address_capture_holds_no_lead_of_is_said_and_nothing_is_erased(erase):
+    done = erase("--email", "nobody@example.com")
+    assert done.exit_code == 1
+    assert "nothing erased: email: capture holds no lead of this address" in done.output
+    assert "nobody" not in done.output

@@ -1,0 +1,64 @@
+"""Erasing a person on the real Postgres, through capture's HTTP API: what its tables keep of them afterwards."""
+
+import uuid
+
+import httpx
+import sqlalchemy as sa
+
+from leadpipe_common.testing.plugin import KEY_HEADERS
+
+from capture.store import SCHEMA
+
+#: Every row of a table as text, its stored events (bytea) read as the JSON they are.
+_HOLDING = """SELECT count(*) FROM {schema}.{table} t
+              WHERE t::text ILIKE :pattern {events}"""
+
+
+async def rows_naming(db, pattern: str) -> dict[str, int]:  # noqa: ANN001
+    """How many rows of each of capture's tables hold ``pattern`` anywhere."""
+    counts = {}
+    async with db.connect() as conn:
+        for table, events in (("leads", True), ("touches", True), ("quarantine", False), ("people", False),
+                              ("outbox", False), ("idempotency", False)):
+            query = _HOLDING.format(schema=SCHEMA, table=table,
+                                    events="OR convert_from(t.event, 'UTF8') ILIKE :pattern" if events else "")
+            counts[table] = (await conn.execute(sa.text(query), {"pattern": pattern})).scalar_one()
+    return counts
+
+
+async def test_an_erased_persons_rows_keep_no_trace_of_them_and_their_next_submission_is_a_new_lead(capture_url, db):
+    local = f"erase.{uuid.uuid4().hex[:8]}"
+    email = f"{local}@stripe.com"
+    async with httpx.AsyncClient(base_url=capture_url, timeout=30) as capture:
+        first = await capture.post("/v1/leads", headers=KEY_HEADERS, json={
+            "email": email, "first_name": "Ada", "form_id": "erasure-test", "utm_source": "ads",
+            "landing_page": f"https://example.com/demo?email={email}&utm_campaign=spring"})
+        touch = await capture.post("/v1/leads", headers=KEY_HEADERS,
+                                   json={"email": email.replace("@", "+again@"), "phone": "+1 555 0100"})
+        bot = await capture.post("/v1/forms/contact-us", headers={"accept": "application/json"},
+                                 json={"email": email.upper(), "_gotcha": "x"})
+        assert (first.status_code, touch.status_code, bot.status_code) == (202, 202, 202)
+        before = await rows_naming(db, f"%{local}%")
+        assert before["leads"] == before["touches"] == before["quarantine"] == before["people"] == 1
+        erased = await capture.post("/v1/people/erase", headers=KEY_HEADERS, json={"email": email.upper()})
+        again = await capture.post("/v1/people/erase", headers=KEY_HEADERS, json={"email": email})
+        later = await capture.post("/v1/leads", headers=KEY_HEADERS, json={"email": email})
+    lead_id = first.json()["lead_id"]
+    assert erased.status_code == 202 and erased.json() == {"lead_ids": [lead_id]} == again.json()
+    assert later.json()["existing"] is False and later.json()["lead_id"] != lead_id  # a new person's new lead
+
+    async with db.connect() as conn:
+        kept = (await conn.execute(sa.text(
+            f"SELECT email, form_id, closed_at IS NOT NULL AS closed, published_at IS NOT NULL AS published, "
+            f"convert_from(event, 'UTF8')::json -> 'attribution' AS attribution FROM {SCHEMA}.leads "
+            "WHERE lead_id = :lead"), {"lead": lead_id})).one()
+        events = (await conn.execute(sa.text(
+            f"SELECT count(*) FROM {SCHEMA}.outbox WHERE message->>'key' = :lead "
+            "AND message::text LIKE '%lead.erased%'"), {"lead": lead_id})).scalar_one()
+    assert (kept.email, kept.form_id, kept.closed, kept.published) == ("", "erasure-test", True, True)
+    assert kept.attribution["landing_page"] == "https://example.com/demo"
+    assert (kept.attribution["utm_source"], kept.attribution["utm_campaign"]) == ("ads", "spring")
+    assert events <= 1  # sent once (the relay may have sent it already), never twice
+    # Only the new lead, captured after the erasure, names the person now.
+    assert await rows_naming(db, f"%{local}%") == {"leads": 1, "touches": 0, "quarantine": 0, "people": 1,
+                                                   "outbox": 0, "idempotency": 0}
