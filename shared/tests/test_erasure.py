@@ -43,3 +43,24 @@ def test_a_stored_message_keeps_its_ids_and_headers_and_a_value_that_is_no_event
     assert again.data.contact.email == "" and again.data.contact.first_name is None
     assert b"ada" not in erased.value
     assert erased_value(b"not json ada@stripe.com") == b"" and erased_value(json.dumps([1]).encode()) == b""
+
+
+async def test_an_erasure_clears_the_outputs_an_inbox_kept_for_the_lead_and_those_recorded_after_it_in_its_unit():
+    from leadpipe_common.uow import MemoryUnitOfWork
+
+    lead, other = factories.captured("ada@stripe.com"), factories.captured("bob@stripe.com")
+    earlier, later, bobs = (factories.message(topics.ENRICHED, event) for event in (lead, lead, other))
+    uow = MemoryUnitOfWork(None)
+    async with uow:
+        await uow.record([(factories.envelope(topics.CAPTURED, lead).id, lead.type, [earlier])])
+        await uow.commit()
+    async with uow:
+        await uow.erase([lead.lead_id])
+        # Recorded after the erasure in the same unit: the runner records a batch once its handlers ran.
+        await uow.record([(factories.envelope(topics.CAPTURED, lead).id, lead.type, [later]),
+                          (factories.envelope(topics.CAPTURED, other).id, other.type, [bobs])])
+        await uow.commit()
+    kept = [m for outputs in uow.inbox.values() for m in outputs]
+    assert [b"ada" in m.value for m in kept] == [False, False, False]
+    assert [b"bob" in m.value for m in kept] == [False, False, True]
+    assert [m.headers for m in kept] == [earlier.headers, later.headers, bobs.headers]

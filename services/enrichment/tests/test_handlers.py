@@ -47,3 +47,33 @@ async def test_a_redelivered_lead_yields_outputs_with_the_same_ids():
     again = await handle_lead_captured(MemoryUnitOfWork(SavedRows()), [env], CTX)
     assert [m.header("ce_id") for m in first[env.id]] == [m.header("ce_id") for m in again[env.id]]
     assert "free-mail" in decode(first[env.id][1].headers, first[env.id][1].key, first[env.id][1].value).data.reason
+
+
+class Enrichments(SavedRows):
+    """enrichment's store: its enrichments by lead, and their erasure."""
+
+    async def erase(self, lead_ids):
+        for lead_id in lead_ids:
+            self.rows[lead_id]["data"] = self.rows[lead_id]["data"].model_copy(update={"phone_e164": None,
+                                                                                        "country": None})
+
+
+async def test_an_erased_lead_keeps_its_company_facts_loses_its_persons_everywhere_and_goes_on_to_scoring():
+    from leadpipe_common.events import LeadErased
+    from enrichment.handlers import handle_lead_erased
+
+    lead = factories.captured("maria@sap.com", phone="+49 30 1234567", country="DE", first_name="Maria")
+    uow = MemoryUnitOfWork(Enrichments())
+    captured = factories.envelope(topics.CAPTURED, lead)
+    erasure = factories.envelope(topics.CAPTURED, LeadErased(lead_id=lead.lead_id, at=NOW, by="dpo"))
+    async with uow:  # one batch, as the runner hands it over: the erasure after the capture
+        outcomes = {**await handle_lead_captured(uow, [captured], CTX), **await handle_lead_erased(uow, [erasure], CTX)}
+        await uow.record([(env.id, env.type, outcomes[env.id]) for env in (captured, erasure)])
+        await uow.commit()
+    [passed_on] = outcomes[erasure.id]
+    assert passed_on.topic == topics.ENRICHED
+    assert decode(passed_on.headers, passed_on.key, passed_on.value).data == erasure.data
+    stored = uow.store.rows[lead.lead_id]["data"]
+    assert (stored.company_name.value, stored.phone_e164, stored.country) == ("SAP SE", None, None)
+    kept = [m.value for m in uow.inbox[captured.id]]
+    assert kept and not any(b"maria" in value.lower() or b"1234567" in value for value in kept)

@@ -113,6 +113,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from leadpipe_common.envelope import Message
+from leadpipe_common.erasure import erased_message
 from leadpipe_common.settings import DEFAULT_CONNECT_TIMEOUT_S, ServiceSettings
 
 
@@ -599,6 +600,9 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
 
     ``outputs`` is ``json``, not ``jsonb``: it is never queried inside, and
     only ``json`` accepts the ``\u0000`` a dead letter's original bytes may hold.
+    ``lead_id`` is the lead its outputs are about (their key), so an erasure finds
+    the copies of the lead they hold (``Inbox.erase``); NULL for an event with no
+    output, or recorded before the column was added (``migrations.add_inbox_lead_id``).
     """
     return sa.Table(
         "inbox",
@@ -607,7 +611,20 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("event_type", sa.Text, nullable=False),
         sa.Column("outputs", sa.JSON, nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("lead_id", UUID(as_uuid=True)),
+        sa.Index("inbox_by_lead", "lead_id", postgresql_where=sa.text("lead_id IS NOT NULL")),
     )
+
+
+def outputs_lead(outputs: Sequence[Message]) -> uuid.UUID | None:
+    """The lead an event's outputs are about: their first key that is a lead's id (every output of one event is
+    keyed by its lead; a dead letter by the record's key, which may be anything a sales tool wrote)."""
+    for message in outputs:
+        try:
+            return uuid.UUID((message.key or b"").decode())
+        except (ValueError, UnicodeDecodeError):
+            continue
+    return None
 
 
 @functools.cache
@@ -636,6 +653,19 @@ class Inbox:
         inbox, with the first's outputs. (``ON CONFLICT DO NOTHING`` here let both commit their writes.)
         """
         await insert_rows(session, self._table, [
-            {"event_id": eid, "event_type": etype, "outputs": [m.to_json() for m in outputs]}
+            {"event_id": eid, "event_type": etype, "outputs": [m.to_json() for m in outputs],
+             "lead_id": outputs_lead(outputs)}
             for eid, etype, outputs in applied
         ])
+
+    async def erase(self, session: AsyncSession, lead_ids: Sequence[uuid.UUID]) -> int:
+        """Clear the person from the outputs stored for ``lead_ids`` (``erasure.erased_message``): a redelivered input
+        then re-emits them cleared, under the same ids. How many rows it cleared."""
+        rows = (await session.execute(
+            sa.select(self._table.c.event_id, self._table.c.outputs).where(among(self._table.c.lead_id, "leads"))
+            .order_by(self._table.c.event_id).with_for_update(), {"leads": list(lead_ids)})).all()
+        for row in rows:
+            cleared = [erased_message(Message.from_json(m)).to_json() for m in row.outputs]
+            await session.execute(self._table.update().where(self._table.c.event_id == row.event_id)
+                                  .values(outputs=cleared))
+        return len(rows)

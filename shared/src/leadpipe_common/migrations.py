@@ -185,6 +185,27 @@ def create_inbox(schema: str) -> None:
     )
 
 
+def add_inbox_lead_id(schema: str) -> None:
+    """Add ``lead_id`` to ``<schema>.inbox`` (see ``db.inbox_table``) inside a migration: the lead each event's
+    outputs are about, so an erasure finds them. Rows recorded before keep NULL (filling them in would hold the
+    table while the consumer waits): docs/upgrading.md gives the statement to run afterwards. Frozen like the
+    inbox."""
+    from alembic import op
+    from sqlalchemy.dialects.postgresql import UUID
+
+    op.add_column("inbox", sa.Column("lead_id", UUID(as_uuid=True)), schema=schema)
+    op.create_index("inbox_by_lead", "inbox", ["lead_id"], schema=schema,
+                    postgresql_where=sa.text("lead_id IS NOT NULL"))
+
+
+def drop_inbox_lead_id(schema: str) -> None:
+    """``add_inbox_lead_id`` undone. Frozen like the inbox."""
+    from alembic import op
+
+    op.drop_index("inbox_by_lead", table_name="inbox", schema=schema)
+    op.drop_column("inbox", "lead_id", schema=schema)
+
+
 def create_outbox(schema: str) -> None:
     """Create ``<schema>.outbox`` (see ``leadpipe_common.outbox``) inside a migration. Frozen like the inbox."""
     from alembic import op

@@ -81,8 +81,8 @@ CHANNELS: tuple[Channel, ...] = (
                              "erasures of a person's leads (each stage clears their contact and passes it on).",
             (LeadCaptured, LeadTouched, LeadMerged, LeadErased), ("capture",), ("enrichment",), stage_input=True),
     Channel(topics.ENRICHED, "Leads with company, seniority and contact data added, each value with its source "
-                             "(and merges passed on to scoring).",
-            (LeadEnriched, LeadMerged), ("enrichment",), ("scoring",), stage_input=True),
+                             "(and merges and erasures passed on to scoring).",
+            (LeadEnriched, LeadMerged, LeadErased), ("enrichment",), ("scoring",), stage_input=True),
     Channel(topics.SCORED, "Leads with an explainable fit and intent score, a grade and the MQL decision.",
             (LeadScored,), ("scoring",), ("routing",), stage_input=True),
     Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns "

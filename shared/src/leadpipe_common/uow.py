@@ -17,6 +17,11 @@ Guarantees:
   and timers; the relay produces them after the commit). The consumer runner
   instead keeps a record's outputs in the inbox (``record``) and produces
   them itself after the commit, so a redelivered record re-emits them.
+- ``erase(lead_ids)`` clears the person (``erasure.erased_message``) from the
+  outputs the inbox keeps for those leads (found by their key: ``db.inbox_table``),
+  and from those the unit records for them after it: the runner records a batch's
+  outputs once every handler ran, so a lead's capture and erasure in one batch
+  leave no copy of its contact behind. A redelivered input re-emits them cleared.
 - :class:`MemoryUnitOfWork` keeps the same promises in memory (nothing is
   visible before ``commit``): every handler is unit tested with it, with no
   broker and no Postgres. It knows nothing of the service's tables, though:
@@ -37,8 +42,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadpipe_common import outbox as outbox_rows
-from leadpipe_common.db import Inbox
+from leadpipe_common.db import Inbox, outputs_lead
 from leadpipe_common.envelope import Message
+from leadpipe_common.erasure import erased_message
 
 S = TypeVar("S")
 S_co = TypeVar("S_co", covariant=True)
@@ -52,6 +58,7 @@ class UnitOfWork(Protocol[S_co]):
     async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Message]]: ...
     async def record(self, applied: Sequence[Applied]) -> None: ...
     def publish(self, messages: Iterable[Message]) -> None: ...
+    async def erase(self, lead_ids: Sequence[uuid.UUID]) -> None: ...
     async def commit(self) -> None: ...
     async def __aenter__(self) -> UnitOfWork[S_co]: ...
     async def __aexit__(self, *exc: object) -> None: ...
@@ -72,6 +79,7 @@ class SqlUnitOfWork(Generic[S]):
         self._session: AsyncSession | None = None
         self._store: S | None = None
         self._pending: list[Message] = []
+        self._erased: set[uuid.UUID] = set()
 
     @property
     def store(self) -> S:
@@ -87,7 +95,7 @@ class SqlUnitOfWork(Generic[S]):
         self._session = self._sessionmaker()
         await self._session.begin()
         self._store = self._make_store(self._session)
-        self._pending = []
+        self._pending, self._erased = [], set()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -107,11 +115,16 @@ class SqlUnitOfWork(Generic[S]):
 
     async def record(self, applied: Sequence[Applied]) -> None:
         if self._inbox:
-            await self._inbox.record(self.session, applied)
+            await self._inbox.record(self.session, _cleared(applied, self._erased))
         elif any(outputs for _, _, outputs in applied):
             # Without an inbox a redelivered event would be applied again and its outputs re-made
             # with nothing to vouch they are the same: a service that produces needs one.
             raise RuntimeError("a handler produced events in a service without an inbox")
+
+    async def erase(self, lead_ids: Sequence[uuid.UUID]) -> None:
+        if self._inbox:
+            await self._inbox.erase(self.session, lead_ids)
+            self._erased.update(lead_ids)
 
     def publish(self, messages: Iterable[Message]) -> None:
         if self._outbox is None:
@@ -144,17 +157,18 @@ class MemoryUnitOfWork(Generic[S]):
         self.commits = 0
         self._recorded: list[Applied] = []
         self._pending: list[Message] = []
+        self._erased: set[uuid.UUID] = set()
 
     @property
     def store(self) -> S:
         return self._store
 
     async def __aenter__(self) -> MemoryUnitOfWork[S]:
-        self._recorded, self._pending = [], []
+        self._recorded, self._pending, self._erased = [], [], set()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._recorded, self._pending = [], []
+        self._recorded, self._pending, self._erased = [], [], set()
 
     async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Message]]:
         return {eid: self.inbox[eid] for eid in event_ids if eid in self.inbox}
@@ -164,6 +178,9 @@ class MemoryUnitOfWork(Generic[S]):
 
     def publish(self, messages: Iterable[Message]) -> None:
         self._pending.extend(messages)
+
+    async def erase(self, lead_ids: Sequence[uuid.UUID]) -> None:
+        self._erased.update(lead_ids)
 
     async def commit(self) -> None:
         # As the inbox's key does in Postgres: an event recorded twice fails the commit, which keeps nothing.
@@ -175,8 +192,20 @@ class MemoryUnitOfWork(Generic[S]):
         if twice:
             self._recorded, self._pending = [], []
             raise RuntimeError(f"already in the inbox: {twice}")
-        for event_id, _type, outputs in self._recorded:
+        for event_id, outputs in self.inbox.items():
+            if outputs_lead(outputs) in self._erased:
+                self.inbox[event_id] = [erased_message(m) for m in outputs]
+        for event_id, _type, outputs in _cleared(self._recorded, self._erased):
             self.inbox[event_id] = outputs
         self.published.extend(self._pending)
-        self._recorded, self._pending = [], []
+        self._recorded, self._pending, self._erased = [], [], set()
         self.commits += 1
+
+
+def _cleared(applied: Sequence[Applied], erased: set[uuid.UUID]) -> Sequence[Applied]:
+    """``applied`` with the person cleared from the outputs of leads erased in the same unit of work: the runner
+    records a batch's outputs after every handler ran, so an erasure handled before them could not reach them."""
+    if not erased:
+        return applied
+    return [(eid, etype, [erased_message(m) for m in outputs] if outputs_lead(outputs) in erased else outputs)
+            for eid, etype, outputs in applied]

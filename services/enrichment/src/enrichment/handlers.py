@@ -1,5 +1,6 @@
 """enrichment's handlers: ``lead.captured`` in, ``lead.enriched`` and a lifecycle step out; ``lead.touched`` in,
-``lead.enriched`` (from the touch's latest data) out, with no step: a touch does not move the lead."""
+``lead.enriched`` (from the touch's latest data) out, with no step: a touch does not move the lead; ``lead.merged`` and
+``lead.erased`` passed on to scoring (an erasure once enrichment cleared its copies of the lead)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
 from enrichment.domain import ReferenceData, enrich
+from enrichment.store import EnrichmentStore
 
 SOURCE = "leadpipe/enrichment"
 
@@ -61,6 +63,16 @@ async def handle_lead_merged(uow: UnitOfWork[UpsertStore], batch: Sequence[Envel
     """Nothing to enrich: passed on to scoring, in the lead's order."""
     now = ctx.clock()
     return {env.id: [follow_up(env, topics.ENRICHED, env.data, source=SOURCE, time=now)] for env in batch}
+
+
+async def handle_lead_erased(uow: UnitOfWork[EnrichmentStore], batch: Sequence[Envelope],
+                             ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
+    """The person cleared from enrichment's copies of the lead (the facts read from them in its enrichment, the
+    contact in the outputs its inbox keeps); passed on to scoring, in the lead's order."""
+    erased = sorted({env.data.lead_id for env in batch})
+    await uow.store.erase(erased)
+    await uow.erase(erased)
+    return await handle_lead_merged(uow, batch, ctx)
 
 
 def _summary(lead: LeadEnriched) -> str:
