@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from leadpipe_common import topics
 from leadpipe_common.envelope import decode
+from leadpipe_common.erasure import erased_event
 from leadpipe_common.testing import factories
 from leadpipe_common.events import Attribution, LeadMerged, Touch
 from leadpipe_common.uow import MemoryUnitOfWork
@@ -53,6 +54,10 @@ class MemoryScores:
     async def save(self, rows):
         # The lead kept as JSON, as Postgres gives it back.
         self.rows.update({row["lead_id"]: {**row, "lead": row["lead"].model_dump(mode="json")} for row in rows})
+
+    async def erase(self, lead_ids):
+        for lead_id in lead_ids:
+            self.rows[lead_id] |= {"decision": "erased", "lead": erased_event(self.rows[lead_id]["lead"])}
 
     async def merge(self, survivors):
         def end_of_chain(lead_id):
@@ -309,3 +314,25 @@ async def test_an_event_dated_ahead_of_the_clock_is_scored_as_of_now():
     (scored, *_) = await handled(touched(lead, "whitepaper", days_later=60), timedelta(0), store)
     assert [(r.rule, r.points) for r in decoded(scored).score.reasons if r.category == "intent"] == [
         ("Demo", 15), ("White paper", 20)]
+
+
+async def test_an_erased_lead_is_cleared_from_the_score_kept_and_the_inbox_closed_and_passed_on_to_routing():
+    from leadpipe_common.events import LeadErased
+    from scoring.handlers import handle_lead_erased
+
+    store = MemoryScores()
+    lead = factories.enriched("reader@smallco.example", offer="demo")
+    lead = lead.model_copy(update={"contact": lead.contact.model_copy(update={"first_name": "Reader"})})
+    uow = MemoryUnitOfWork(store)
+    enriched = factories.envelope(topics.ENRICHED, lead)
+    erasure = factories.envelope(topics.ENRICHED, LeadErased(lead_id=lead.lead_id, at=NOW, by="dpo"))
+    async with uow:
+        outcomes = {**await handle_lead_enriched(uow, [enriched], CTX), **await handle_lead_erased(uow, [erasure], CTX)}
+        await uow.record([(env.id, env.type, outcomes[env.id]) for env in (enriched, erasure)])
+        await uow.commit()
+    [passed_on] = outcomes[erasure.id]
+    assert passed_on.topic == topics.SCORED and decoded(passed_on) == erasure.data
+    assert store.rows[lead.lead_id]["lead"]["contact"]["email"] == ""
+    assert not any(b"reader" in m.value for m in uow.inbox[enriched.id])
+    _, outputs = await score(touched(lead, "demo"), store)
+    assert outputs == []  # closed: a late touch of it moves nothing

@@ -83,8 +83,9 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(topics.ENRICHED, "Leads with company, seniority and contact data added, each value with its source "
                              "(and merges and erasures passed on to scoring).",
             (LeadEnriched, LeadMerged, LeadErased), ("enrichment",), ("scoring",), stage_input=True),
-    Channel(topics.SCORED, "Leads with an explainable fit and intent score, a grade and the MQL decision.",
-            (LeadScored,), ("scoring",), ("routing",), stage_input=True),
+    Channel(topics.SCORED, "Leads with an explainable fit and intent score, a grade and the MQL decision (and "
+                           "erasures passed on to routing).",
+            (LeadScored, LeadErased), ("scoring",), ("routing",), stage_input=True),
     Channel(topics.ROUTED, "Sales-ready leads with their owner; a lead re-appears here when the SLA reassigns "
                            "it, when it leaves its team's queue for a rep, when a manager hands it over, and when a "
                            "touch earning intent points or changing the contact re-engages its holder.",

@@ -10,7 +10,8 @@ keyed by its own lead), so whichever scoring sees first, the survivor's last sco
 leads' score rows are locked first, so two processes take turns). A survivor merged on (D into S, then S into
 T) passes them on: T, where the chain ends, takes D's touches and is scored, in whichever order the two merges
 come. That re-score carries no touch: routing holds the survivor already and routes nothing; a survivor sales
-rejected is recycled by its next touch, not by the merge.
+rejected is recycled by its next touch, not by the merge. An erasure clears scoring's copies of the lead, closes
+it and goes on to routing.
 """
 
 from __future__ import annotations
@@ -47,8 +48,19 @@ class Scoring:
         object.__setattr__(self, "digest", rules_digest(self.rules))
 
 
-#: Decisions after which a lead never moves again: disqualified, or merged into another lead.
-CLOSED = frozenset({"disqualified", "merged"})
+#: Decisions after which a lead never moves again: disqualified, merged into another lead, or erased.
+CLOSED = frozenset({"disqualified", "merged", "erased"})
+
+
+async def handle_lead_erased(uow: UnitOfWork[ScoringStore], batch: Sequence[Envelope],
+                             ctx: Scoring) -> dict[uuid.UUID, Outcome]:
+    """The person cleared from scoring's copies of the lead (the lead as last scored, the outputs its inbox keeps),
+    the lead closed; passed on to routing, in the lead's order."""
+    now = ctx.clock()
+    erased = sorted({env.data.lead_id for env in batch})
+    await uow.store.erase(erased)
+    await uow.erase(erased)
+    return {env.id: [follow_up(env, topics.SCORED, env.data, source=SOURCE, time=now)] for env in batch}
 
 
 async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Envelope],

@@ -2,12 +2,12 @@
 
 import structlog
 
-from leadpipe_common.events import LeadEnriched, LeadMerged
+from leadpipe_common.events import LeadEnriched, LeadErased, LeadMerged
 from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.service import Runtime, Service
 
 from scoring.domain import unbumped_rules
-from scoring.handlers import Scoring, handle_lead_enriched, handle_lead_merged
+from scoring.handlers import Scoring, handle_lead_enriched, handle_lead_erased, handle_lead_merged
 from scoring.store import ScoringStore, inbox, outbox
 
 log = structlog.get_logger(__name__)
@@ -47,7 +47,7 @@ SERVICE: Service[Scoring, ScoringStore] = Service(
     name="scoring",
     summary="Scores enriched leads by fit and by intent over all their touches, and decides MQL, nurture or "
             "disqualified; a nurture lead a touch lifts to the MQL bar is recycled.",
-    consumes={LeadEnriched: handle_lead_enriched, LeadMerged: handle_lead_merged},
+    consumes={LeadEnriched: handle_lead_enriched, LeadMerged: handle_lead_merged, LeadErased: handle_lead_erased},
     store=ScoringStore,
     inbox=inbox,
     outbox=outbox,

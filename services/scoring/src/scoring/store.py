@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common.db import among, inbox_table, insert_rows, upsert
+from leadpipe_common.erasure import erased_event
 from leadpipe_common.outbox import outbox_table
 
 from scoring.domain import TouchFacts
@@ -131,6 +132,15 @@ class ScoringStore:
             sa.select(scores.c.rules_version, scores.c.rules_digest).order_by(scores.c.scored_at.desc()).limit(1)
         )).first()
         return None if row is None else (row.rules_version, row.rules_digest)
+
+    async def erase(self, lead_ids: Sequence[uuid.UUID]) -> None:
+        """The leads as last scored without their person (``erasure.erased_event``), and closed as ``erased``: no
+        touch of theirs comes any more (capture opens a new lead), and neither a merge nor a re-score may send the
+        cleared lead on as if it were a person's."""
+        rows = await self._session.execute(_STANDING, {"ids": sorted(set(lead_ids))})
+        for row in rows.all():
+            await self._session.execute(scores.update().where(scores.c.lead_id == row.lead_id).values(
+                decision="erased", lead=None if row.lead is None else erased_event(row.lead)))
 
     async def save(self, rows: Sequence[dict[str, Any]]) -> None:
         await upsert(self._session, scores, rows, key="lead_id")
