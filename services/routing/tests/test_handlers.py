@@ -1700,3 +1700,24 @@ async def test_a_hand_over_retried_after_its_transaction_was_lost_is_sent_with_t
     ctx.clock.now += timedelta(seconds=5)
     await handed_over(retried, ctx, "ana", "ben")
     assert [m.header("ce_id") for m in uow.published[-2:]] == [m.header("ce_id") for m in retried.published]
+
+
+async def test_an_erased_leads_routed_copy_and_inbox_are_cleared_its_hand_off_kept_and_the_lifecycle_told(uow, ctx):
+    from leadpipe_common.events import LeadErased
+    from routing.handlers import handle_lead_erased
+
+    lead = factories.scored(email="maria@sap.com", country="DE")
+    lead = lead.model_copy(update={"contact": lead.contact.model_copy(update={"first_name": "Maria"})})
+    scored = factories.envelope(topics.SCORED, lead)
+    erasure = factories.envelope(topics.SCORED, LeadErased(lead_id=lead.lead_id, at=T0, by="dpo"))
+    async with uow:  # one batch, as the runner hands it over: the erasure after the routing
+        outcomes = {**await handle_lead_scored(uow, [scored], ctx), **await handle_lead_erased(uow, [erasure], ctx)}
+        await uow.record([(env.id, env.type, outcomes[env.id]) for env in (scored, erasure)])
+        await uow.commit()
+    [told] = outcomes[erasure.id]
+    assert told.topic == topics.LIFECYCLE and data(told) == erasure.data
+    held = uow.store.handoffs[lead.lead_id]
+    assert (held.lead.contact.email, held.lead.contact.first_name) == ("", None)
+    assert (held.handoff.owner_id, held.handoff.status) == (uow.store.assignments[lead.lead_id]["owner_id"], "routed")
+    assert held.lead.assignment.owner_id == held.handoff.owner_id
+    assert not any(b"maria" in m.value.lower() for m in uow.inbox[scored.id])

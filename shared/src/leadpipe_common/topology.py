@@ -95,10 +95,11 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(topics.LIFECYCLE, "Every stage transition of every lead, every later touch (when, and what brought "
                               "the person: not who they are), every re-engagement of "
                               "a lead's holder, every merge, every missed hand-off deadline, every wait in a team's "
-                              "queue and its end, every hand-over, every correction of a won deal's amount: the "
-                              "stream the funnel reports are rebuilt from.",
+                              "queue and its end, every hand-over, every correction of a won deal's amount, every "
+                              "erasure of a lead's person (who asked, not whom): the stream the funnel reports are "
+                              "rebuilt from.",
             (LeadStageChanged, LeadSlaBreached, LeadQueued, LeadAssigned, LeadHandedOver, LeadTouchRecorded,
-             LeadReengaged, LeadMerged, LeadWonAmountCorrected),
+             LeadReengaged, LeadMerged, LeadWonAmountCorrected, LeadErased),
             ("capture", "enrichment", "scoring", "routing"),
             ("capture", "reporting", "delivery"), retention=FOREVER, retired=(LeadTouched,)),
     Channel(topics.FEEDBACK, "Sales tools' dispositions of routed leads (the same reports routing's HTTP API takes).",

@@ -59,6 +59,7 @@ import structlog
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
+from leadpipe_common.erasure import erased_event
 from leadpipe_common.events import (
     Assignment, Grade, LeadDispositioned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted,
     LeadScored, LeadStageChanged, LeadWonAmountCorrected,
@@ -583,6 +584,20 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
     # rolling update) would lose the fields its model does not know.
     await uow.store.update_handoffs_only(list(rewritten.values()))  # locked since the batch began: no new lock
     return outcomes
+
+
+async def handle_lead_erased(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],
+                             ctx: Routing) -> dict[uuid.UUID, Outcome]:
+    """The person cleared from routing's copies of the lead (the routed lead its hand-off keeps, which an SLA
+    reassignment sends again, and the outputs its inbox keeps); the hand-off itself (holder, status, deadline,
+    dispositions) is sales' record and stays. Announced on the lifecycle, for delivery and reporting."""
+    now = ctx.clock()
+    erased = sorted({env.data.lead_id for env in batch})
+    held = await uow.store.lock_handoffs(erased)
+    await uow.store.update_handoffs([dataclasses.replace(h, lead=LeadRouted.model_validate(
+        erased_event(h.lead.model_dump(mode="json")))) for h in held.values()])
+    await uow.erase(erased)
+    return {env.id: [follow_up(env, topics.LIFECYCLE, env.data, source=SOURCE, time=now)] for env in batch}
 
 
 async def handle_scored_and_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],

@@ -1,11 +1,11 @@
 """routing, declared: what it consumes, where it writes, what it serves and what runs beside it."""
 
-from leadpipe_common.events import LeadDispositioned, LeadScored
+from leadpipe_common.events import LeadDispositioned, LeadErased, LeadScored
 from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.service import Runtime, Service
 
 from routing.api import queues_router, reps_router, router
-from routing.handlers import Routing, handle_scored_and_dispositioned
+from routing.handlers import Routing, handle_lead_erased, handle_scored_and_dispositioned
 from routing.settings import RoutingSettings
 from routing.sla import ReferenceWatch, SlaWatch
 from routing.store import RoutingStore, inbox, outbox
@@ -27,7 +27,8 @@ SERVICE: Service[Routing, RoutingStore] = Service(
     name="routing",
     summary="Hands MQLs to the account owner or a fair weighted rotation of reps who can take them now, holds "
             "reps to the hand-off SLA, and takes sales feedback.",
-    consumes={LeadScored: handle_scored_and_dispositioned, LeadDispositioned: handle_scored_and_dispositioned},
+    consumes={LeadScored: handle_scored_and_dispositioned, LeadDispositioned: handle_scored_and_dispositioned,
+              LeadErased: handle_lead_erased},
     store=RoutingStore,
     inbox=inbox,
     outbox=outbox,
