@@ -66,10 +66,9 @@ async def test_an_erased_lead_keeps_its_company_facts_loses_its_persons_everywhe
     uow = MemoryUnitOfWork(Enrichments())
     captured = factories.envelope(topics.CAPTURED, lead)
     erasure = factories.envelope(topics.CAPTURED, LeadErased(lead_id=lead.lead_id, at=NOW, by="dpo"))
-    async with uow:  # one batch, as the runner hands it over: the erasure after the capture
-        outcomes = {**await handle_lead_captured(uow, [captured], CTX), **await handle_lead_erased(uow, [erasure], CTX)}
-        await uow.record([(env.id, env.type, outcomes[env.id]) for env in (captured, erasure)])
-        await uow.commit()
+    # One batch, as the runner hands it over: the erasure after the lead it erases.
+    outcomes = await factories.one_batch(uow, (handle_lead_captured, [captured], CTX),
+                                         (handle_lead_erased, [erasure], CTX))
     [passed_on] = outcomes[erasure.id]
     assert passed_on.topic == topics.ENRICHED
     assert decode(passed_on.headers, passed_on.key, passed_on.value).data == erasure.data

@@ -1710,10 +1710,8 @@ async def test_an_erased_leads_routed_copy_and_inbox_are_cleared_its_hand_off_ke
     lead = lead.model_copy(update={"contact": lead.contact.model_copy(update={"first_name": "Maria"})})
     scored = factories.envelope(topics.SCORED, lead)
     erasure = factories.envelope(topics.SCORED, LeadErased(lead_id=lead.lead_id, at=T0, by="dpo"))
-    async with uow:  # one batch, as the runner hands it over: the erasure after the routing
-        outcomes = {**await handle_lead_scored(uow, [scored], ctx), **await handle_lead_erased(uow, [erasure], ctx)}
-        await uow.record([(env.id, env.type, outcomes[env.id]) for env in (scored, erasure)])
-        await uow.commit()
+    outcomes = await factories.one_batch(uow, (handle_lead_scored, [scored], ctx),
+                                         (handle_lead_erased, [erasure], ctx))
     [told] = outcomes[erasure.id]
     assert told.topic == topics.LIFECYCLE and data(told) == erasure.data
     held = uow.store.handoffs[lead.lead_id]

@@ -326,10 +326,8 @@ async def test_an_erased_lead_is_cleared_from_the_score_kept_and_the_inbox_close
     uow = MemoryUnitOfWork(store)
     enriched = factories.envelope(topics.ENRICHED, lead)
     erasure = factories.envelope(topics.ENRICHED, LeadErased(lead_id=lead.lead_id, at=NOW, by="dpo"))
-    async with uow:
-        outcomes = {**await handle_lead_enriched(uow, [enriched], CTX), **await handle_lead_erased(uow, [erasure], CTX)}
-        await uow.record([(env.id, env.type, outcomes[env.id]) for env in (enriched, erasure)])
-        await uow.commit()
+    outcomes = await factories.one_batch(uow, (handle_lead_enriched, [enriched], CTX),
+                                         (handle_lead_erased, [erasure], CTX))
     [passed_on] = outcomes[erasure.id]
     assert passed_on.topic == topics.SCORED and decoded(passed_on) == erasure.data
     assert store.rows[lead.lead_id]["lead"]["contact"]["email"] == ""

@@ -64,3 +64,15 @@ def consumed(message: Message, offset: int, *, topic: str | None = None, partiti
     offset), from its own topic or ``topic``: what a ``BatchApplier`` takes."""
     return SimpleNamespace(topic=topic or message.topic, partition=partition, offset=offset, key=message.key,
                            value=message.value, headers=list(message.headers))
+
+
+async def one_batch(uow, *runs):  # noqa: ANN001, ANN002, ANN201
+    """Each run (a handler, its envelopes, its context) applied in one unit of work, in order, then recorded and
+    committed as the consumer runner does (after every handler ran): the outcomes by event id."""
+    outcomes = {}
+    async with uow:
+        for handler, envelopes, ctx in runs:
+            outcomes.update(await handler(uow, envelopes, ctx))
+        await uow.record([(env.id, env.type, outcomes[env.id]) for _, envelopes, _ in runs for env in envelopes])
+        await uow.commit()
+    return outcomes
