@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 import pytest
 
 from leadpipe_common import topics
@@ -57,9 +58,11 @@ async def in_shift_queue(routing: httpx.AsyncClient, lead_id: str) -> dict[str, 
 
 async def waiting_counted(routing: httpx.AsyncClient) -> float:
     """The leads waiting in the shift team's queue, as routing's /metrics last counted them (0: not yet)."""
-    series = f'routing_queue_leads{{team="{SHIFT_TEAM}",kind="waiting"}} '
     metrics = (await routing.get("/metrics", headers=KEY_HEADERS)).text
-    return next((float(line[len(series):]) for line in metrics.splitlines() if line.startswith(series)), 0.0)
+    # Parsed, not matched as text: the exposition writes labels in an order of its own.
+    return next((sample.value for family in text_string_to_metric_families(metrics) for sample in family.samples
+                 if sample.name == "routing_queue_leads" and sample.labels == {"team": SHIFT_TEAM, "kind": "waiting"}),
+                0.0)
 
 
 async def test_a_lead_nobody_can_take_waits_until_its_rep_is_on_shift_and_back_from_leave(stack, bootstrap):
