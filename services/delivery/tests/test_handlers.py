@@ -10,7 +10,7 @@ from leadpipe_common import topics
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from delivery.domain import DELIVERABLE, parse_subscriptions
-from delivery.handlers import Delivery, handle_deliverable
+from delivery.handlers import Delivery, handle_deliverable, handle_lead_erased
 from delivery.subscriptions import SecretBox, SubscriptionBook, UnopenedSubscriptions, sealed_secrets
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -27,12 +27,16 @@ class Queue:
         self.rows: list[dict] = []
         self.subscribed = subscribed  # the API subscriptions the database holds
         self.api_rows = list(api_rows)  # ...and their rows, as the book reads them
+        self.erased: list[dict] = []  # each call's leads erased, with their times
 
     async def api_subscriptions(self) -> list[dict]:
         return self.api_rows
 
     async def enqueue(self, rows) -> None:
         self.rows += rows
+
+    async def erase(self, erased) -> None:
+        self.erased.append(dict(erased))
 
     async def still_subscribed(self, ids) -> set[str]:
         return set(ids) & self.subscribed
@@ -242,3 +246,20 @@ async def test_every_deliverable_type_has_a_webhook_whose_body_schema_takes_what
         assert set(body) <= set(documented), set(body) - set(documented)
     if event_type == "lead.routed":  # its contact was cut, the address the schema requires with it
         assert "contact.email" in bodies[1]["withheld"] and "dataschema" not in bodies[1]
+
+
+async def test_an_erasure_has_the_store_give_up_and_clear_its_leads_deliveries_in_one_call_for_the_batch():
+    """The store gives up and clears a whole batch's leads at once (``DeliveryStore.erase``): one statement each,
+    however many leads."""
+    from leadpipe_common.events import LeadErased
+
+    first, second = factories.captured().lead_id, factories.captured().lead_id
+    later = NOW.replace(hour=10)
+    batch = [factories.envelope(topics.LIFECYCLE, LeadErased(lead_id=lead, at=at, by="dpo"))
+             for lead, at in ((first, NOW), (second, later), (first, later))]  # the first's, read again
+    uow = MemoryUnitOfWork(Queue())
+    async with uow:
+        outcomes = await handle_lead_erased(uow, batch, Delivery(SubscriptionBook(SUBS, None, allow_private=False),
+                                                                 clock=lambda: NOW, http=None))
+    assert uow.store.erased == [{first: NOW, second: later}]
+    assert outcomes == {env.id: [] for env in batch}  # nothing is produced

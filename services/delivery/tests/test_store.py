@@ -5,6 +5,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from leadpipe_common.testing.waits import kept_waiting
@@ -899,3 +900,94 @@ async def test_secrets_sealed_again_are_written_only_over_those_read(db):
     assert first is True and stored == [{"sealed": "sealed-under-the-new-key", "expires_at": None}]
     assert late is False and kept["secrets"] == rotated
     assert opened <= kept["updated_at"] <= closed  # the rotation's time, by Postgres's clock; a reseal's none
+
+
+def held(subscription: str, lead_id: uuid.UUID, event_type: str = "lead.routed") -> dict:
+    """A delivery to ``subscription`` of an event of ``lead_id``, due a second ago, its body holding the person."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    return {"subscription_id": subscription, "lead_id": lead_id, "event_id": uuid.uuid4(), "event_type": event_type,
+            "body": b'{"contact": {"email": "jane.doe@example.com"}}', "created_at": since, "next_at": since}
+
+
+async def what_is_kept(conn, subscription: str, lead_id: uuid.UUID) -> list[tuple]:
+    """Each delivery to ``subscription`` in order: its type, whether it is ``lead_id``'s, its status, whether its
+    body is gone, its receiver's last answer and its last error."""
+    return [tuple(r) for r in await conn.execute(sa.text(
+        "SELECT event_type, lead_id = :lead, status, body IS NULL, last_response, last_error, done_at IS NOT NULL "
+        "FROM delivery.deliveries WHERE subscription_id = :sub ORDER BY seq"), {"sub": subscription, "lead": lead_id})]
+
+
+async def test_an_erasure_gives_up_its_leads_waiting_deliveries_and_clears_every_body_of_it_but_its_own(db):
+    """A delivery's body holds the person's contact, and its receiver's last answer may echo it: given up while
+    waiting (dead, "erased"), cleared once delivered or dead. The lead's ``lead.erased`` deliveries hold no one,
+    and tell the receivers to erase the person too; another lead's are left as they were."""
+    sub, lead, other, now = f"erase-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue([held(sub, lead)])
+        [sent] = await store.claim({sub: 1}, 1, lease=LEASE)
+        await store.record([replace(attempted(sent, "delivered", 204, now), response='{"saved": "jane.doe@"}')])
+        await store.enqueue([held(sub, lead)])
+        [refused] = await store.claim({sub: 1}, 1, lease=LEASE)
+        await store.record([replace(attempted(refused, "dead", 422, now, error="refused"), response="no team")])
+        await store.enqueue([held(sub, lead), held(sub, lead, "lead.erased"), held(sub, other)])
+        await store.erase({lead: now})
+        kept = await what_is_kept(conn, sub, lead)
+        await conn.rollback()
+    assert kept == [
+        ("lead.routed", True, "delivered", True, None, None, True),
+        ("lead.routed", True, "dead", True, None, "refused", True),  # its receiver's error kept: it names no one
+        ("lead.routed", True, "dead", True, None, "erased", True),
+        ("lead.erased", True, "pending", False, None, None, False),
+        ("lead.routed", False, "pending", False, None, None, False),
+    ]
+
+
+async def test_a_delivery_queued_for_a_lead_after_its_erasure_is_given_up_at_once(db):
+    """delivery reads leads.routed apart from the lifecycle: a lead.routed routing wrote before the erasure may be
+    read after it, with the whole contact (an SLA reassignment's after it, with none)."""
+    sub, lead, other, now = f"late-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.erase({lead: now})
+        await store.erase({lead: now + timedelta(days=1)})  # read again: the first erasure's time stays
+        await store.enqueue([held(sub, lead), held(sub, other)])
+        kept = await what_is_kept(conn, sub, lead)
+        erased_at = (await conn.execute(sa.text("SELECT erased_at FROM delivery.erased_leads WHERE lead_id = :lead"),
+                                        {"lead": lead})).scalar_one()
+        await conn.rollback()
+    assert kept == [("lead.routed", True, "dead", True, None, "erased", True),
+                    ("lead.routed", False, "pending", False, None, None, False)]
+    assert erased_at == now
+
+
+@pytest.mark.parametrize("first", ["queueing", "erasure"])
+async def test_a_delivery_queued_while_its_leads_erasure_commits_is_given_up_whichever_began_first(db, first):
+    """Two processes (one reading leads.routed, one the lifecycle): the erasure's statement does not see a delivery
+    queued but not yet committed, nor the queueing's check an erasure not yet committed. The lead's lock orders
+    them: whichever comes second waits, and then sees what the first did."""
+    sub, lead, now = f"race-{uuid.uuid4().hex[:8]}", uuid.uuid4(), datetime.now(UTC)
+
+    async def queue(conn) -> None:
+        await DeliveryStore(conn).enqueue([held(sub, lead)])
+
+    async def erase(conn) -> None:
+        await DeliveryStore(conn).erase({lead: now})
+
+    async def alone(step) -> None:
+        async with db.begin() as conn:
+            await step(conn)
+
+    begun, then = (queue, erase) if first == "queueing" else (erase, queue)
+    try:
+        async with db.begin() as conn:
+            await begun(conn)
+            second = await kept_waiting(alone(then), f"the lead's {first} did not hold the other back")
+        await asyncio.wait_for(second, 10)
+        async with db.connect() as conn:
+            kept = await what_is_kept(conn, sub, lead)
+        assert kept == [("lead.routed", True, "dead", True, None, "erased", True)]
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(sa.text("DELETE FROM delivery.deliveries WHERE subscription_id = :id"), {"id": sub})
+            await conn.execute(sa.text("DELETE FROM delivery.erased_leads WHERE lead_id = :lead"), {"lead": lead})

@@ -227,3 +227,30 @@ async def test_a_purge_counts_the_retention_back_from_postgres_clock_not_the_hos
     [(purge, params)] = zip(conn.statements, conn.parameters, strict=True)
     assert "done_at < statement_timestamp() - CAST(:keep AS interval)" in purge.text
     assert params == {"keep": timedelta(days=30), "limit": 100}
+
+
+async def test_an_erasure_gives_up_and_clears_a_batchs_leads_in_three_statements_under_their_locks():
+    """One statement per lead would make a batch of a thousand erasures (an erasure by address of a busy person,
+    a replay) a thousand round trips; given up at another host's time, a delivery's done_at would not be on the
+    clock the purge judges it by."""
+    leads = sorted(uuid.uuid4() for _ in range(3))
+    at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    conn = Recording()
+    await DeliveryStore(conn).erase({lead: at for lead in reversed(leads)})
+    lock, note, give_up = conn.statements
+    assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": leads}  # sorted: no deadlock
+    assert "INSERT INTO delivery.erased_leads" in note.text and conn.parameters[1] == {"leads": leads, "at": [at] * 3}
+    assert "UPDATE delivery.deliveries" in give_up.text and conn.parameters[2] == {"leads": leads}
+    assert "THEN statement_timestamp()" in give_up.text
+
+
+async def test_what_is_queued_is_checked_for_an_erasure_by_a_statement_after_the_leads_lock_is_held():
+    """Checked before the lock, a delivery queued while an erasure of its lead committed would keep its body: the
+    erasure's own statement, run before it was queued, never saw it."""
+    rows = [{"subscription_id": "crm", "lead_id": lead, "event_id": uuid.uuid4(), "event_type": "lead.routed",
+             "body": b"{}"} for lead in sorted(uuid.uuid4() for _ in range(2))]
+    conn = Recording()
+    await DeliveryStore(conn).enqueue(rows)
+    lock, _insert, give_up = conn.statements
+    assert "pg_advisory_xact_lock" in lock.text and "UPDATE delivery.deliveries" in give_up.text
+    assert conn.parameters[2] == {"leads": [row["lead_id"] for row in rows]}

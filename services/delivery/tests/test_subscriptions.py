@@ -99,6 +99,17 @@ def test_the_consumer_decodes_only_the_event_types_some_subscription_in_force_as
     assert not wanted_record(headers("lead.stage_changed", "routed"), ctx)
 
 
+def test_the_consumer_decodes_every_erasure_though_no_subscription_asks_for_it():
+    """Passed over unread, an erasure would leave its lead's bodies, which hold the person's contact, as they were."""
+    import types
+
+    from delivery.service import wanted_record
+
+    book = SubscriptionBook(FILE, SecretBox([Fernet.generate_key()]), allow_private=False)
+    book.load([], NOW)  # crm, the file's alone, asks for lead.routed
+    assert wanted_record([("ce_type", b"lead.erased")], types.SimpleNamespace(subscriptions=book))
+
+
 @pytest.mark.parametrize(("secrets_key", "session_secret", "named"), [
     (None, None, "neither DELIVERY_SECRETS_KEY nor LEADPIPE_SESSION_SECRET"),
     (None, "a session secret rotated since", "derived from LEADPIPE_SESSION_SECRET (DELIVERY_SECRETS_KEY is unset)"),

@@ -1,5 +1,6 @@
-"""delivery's handler: each deliverable event in, one queued delivery per subscription that wants it, its body
-holding only the contact fields that subscription is sent.
+"""delivery's handlers: each deliverable event in, one queued delivery per subscription that wants it, its body
+holding only the contact fields that subscription is sent; an erasure (``lead.erased``) gives up and clears what is
+kept of its lead.
 
 Idempotent by construction (one row per subscription and event id), so the
 service needs no inbox; nothing is produced.
@@ -58,6 +59,17 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
     if made and (gone := made - await uow.store.still_subscribed(made)):
         rows = [row for row in rows if row["subscription_id"] not in gone]
     await uow.store.enqueue(rows)
+    return {env.id: [] for env in batch}
+
+
+async def handle_lead_erased(uow: UnitOfWork[DeliveryStore], batch: Sequence[Envelope],
+                             ctx: Delivery) -> dict[uuid.UUID, Outcome]:
+    """What is kept of an erased lead given up and cleared (its deliveries' bodies hold the person's contact), and
+    what is queued for it from now on given up too (``DeliveryStore.erase``)."""
+    erased: dict[uuid.UUID, datetime] = {}
+    for env in batch:
+        erased.setdefault(env.data.lead_id, env.data.at)
+    await uow.store.erase(erased)
     return {env.id: [] for env in batch}
 
 

@@ -3,7 +3,8 @@
 from datetime import timedelta
 
 from leadpipe_common.events import (
-    LeadAssigned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached, LeadStageChanged,
+    LeadAssigned, LeadErased, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached,
+    LeadStageChanged,
 )
 from leadpipe_common.service import Runtime, Service
 
@@ -11,8 +12,8 @@ from delivery.api import router
 from delivery.dispatcher import Dispatcher
 from delivery.domain import SALES_STAGES
 from delivery.handlers import (
-    Delivery, handle_lead_assigned, handle_lead_handed_over, handle_lead_merged, handle_lead_queued,
-    handle_lead_reengaged, handle_lead_routed, handle_lead_sla_breached, handle_lead_stage_changed,
+    Delivery, handle_lead_assigned, handle_lead_erased, handle_lead_handed_over, handle_lead_merged,
+    handle_lead_queued, handle_lead_reengaged, handle_lead_routed, handle_lead_sla_breached, handle_lead_stage_changed,
 )
 from delivery.network import PublicOnlyTransport
 from delivery.retention import Purge
@@ -26,7 +27,7 @@ def wanted_record(headers: object, ctx: Delivery) -> bool:
     back); the rest is passed over, as it would be queued for nobody. So are the
     pipeline's own steps on the lifecycle (``ce_tostage`` captured, enriched, ...: four a lead, decoded only to
     be dropped when a subscription takes ``lead.stage_changed``), which is delivered for sales' dispositions
-    only."""
+    only. An erasure is always decoded, asked for or not: what is kept of its lead is to be cleared."""
     book = ctx.subscriptions
     wanted = book.wanted_types if book.loaded and not book.unopened else DELIVERABLE_TYPES
     event_type = to_stage = None
@@ -35,11 +36,14 @@ def wanted_record(headers: object, ctx: Delivery) -> bool:
             event_type = v
         elif k == "ce_tostage":
             to_stage = v
+    if event_type == _ERASED:
+        return True
     if event_type not in wanted:
         return False
     return event_type != _STAGE_CHANGED or to_stage is None or to_stage in _SALES_STAGES
 
 
+_ERASED = LeadErased.type.encode()
 _STAGE_CHANGED = LeadStageChanged.type.encode()
 _SALES_STAGES = frozenset(stage.encode() for stage in SALES_STAGES)
 
@@ -66,7 +70,7 @@ SERVICE: Service[Delivery, DeliveryStore] = Service(
               LeadQueued: handle_lead_queued, LeadAssigned: handle_lead_assigned,
               LeadHandedOver: handle_lead_handed_over,
               LeadStageChanged: handle_lead_stage_changed, LeadReengaged: handle_lead_reengaged,
-              LeadMerged: handle_lead_merged},
+              LeadMerged: handle_lead_merged, LeadErased: handle_lead_erased},
     select=wanted_record,
     http_transport=lambda settings: PublicOnlyTransport(
         allow_private=settings.allow_private_targets),  # type: ignore[attr-defined]

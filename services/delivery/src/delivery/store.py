@@ -1,5 +1,6 @@
 """delivery's tables: the durable queue of deliveries, every attempt, which subscriptions a receiver
-switched off (``410 Gone``), and the subscriptions made through the admin API (their secrets sealed).
+switched off (``410 Gone``), the subscriptions made through the admin API (their secrets sealed), and the
+leads whose person was erased.
 
 Guarantees: a delivery is enqueued once per (subscription, event) whatever
 the redeliveries of the event; only the oldest pending delivery of each
@@ -15,7 +16,9 @@ is recorded only while its claim's lease still holds the delivery: one that
 outlived it never overwrites what the newer claim records. A finished
 delivery's body and its receiver's last answer are cleared once it is older
 than the retention (``purge``); its row stays, and so does its place in
-``deliveries_once``: a re-read event is never queued again.
+``deliveries_once``: a re-read event is never queued again. An erased lead's
+deliveries are given up and their bodies cleared (``erase``), and so is what is
+queued for it after its erasure, whichever process queues it (``enqueue``).
 """
 
 from __future__ import annotations
@@ -115,6 +118,13 @@ subscriptions = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
 )
+erased_leads = sa.Table(
+    "erased_leads",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    # When capture erased the person (the event's ``at``).
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+)
 
 #: The last error of a subscription's deliveries dropped when it was deleted.
 _DELETED = "subscription deleted"
@@ -135,6 +145,29 @@ _ENQUEUE = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_once
 _LOCK_LEADS = sa.text(f"""
 SELECT pg_advisory_xact_lock(hashtextextended('{SCHEMA}.deliveries/' || lead_id::text, 0))
 FROM unnest(CAST(:leads AS uuid[])) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
+""")
+
+#: The last error of the deliveries an erasure gave up.
+ERASED = "erased"
+#: A batch's erasures noted, in one statement; a lead erased already keeps its first time.
+_NOTE_ERASED = sa.text(f"""
+INSERT INTO {SCHEMA}.erased_leads (lead_id, erased_at)
+SELECT * FROM unnest(CAST(:leads AS uuid[]), CAST(:at AS timestamptz[]))
+ON CONFLICT (lead_id) DO NOTHING
+""")
+#: Of the leads among ``:leads`` that were erased, in one statement: each delivery still waiting is given up (dead,
+#: "erased", now by Postgres's clock, as every delivery finishes), and every body and receiver's last answer (which
+#: may echo it) is cleared, delivered or dead: they hold the person's contact. Not the lead's ``lead.erased``
+#: deliveries: they hold no one, and tell the receiver to erase the person too. (Each SET reads the row as it was.)
+_GIVE_UP_ERASED = sa.text(f"""
+UPDATE {SCHEMA}.deliveries d
+SET body = NULL, last_response = NULL,
+    status = CASE WHEN d.status = 'pending' THEN 'dead' ELSE d.status END,
+    done_at = CASE WHEN d.status = 'pending' THEN statement_timestamp() ELSE d.done_at END,
+    last_error = CASE WHEN d.status = 'pending' THEN '{ERASED}' ELSE d.last_error END
+WHERE d.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_id = ANY(CAST(:leads AS uuid[])))
+  AND d.event_type <> 'lead.erased'
+  AND (d.status = 'pending' OR d.body IS NOT NULL OR d.last_response IS NOT NULL)
 """)
 
 #: Each open subscription's due deliveries, at most its free slots of them (a slow receiver's backlog must not
@@ -307,10 +340,27 @@ class DeliveryStore:
         The claim sends a lead's lowest pending ``seq`` first, but it sees only committed rows: two processes
         (one reading leads.routed, one leads.lifecycle) queueing for one lead at once could commit the higher
         ``seq`` first and have it sent before the lower one appears. Holding a lock per lead until commit makes
-        each lead's ``seq`` order its commit order."""
+        each lead's ``seq`` order its commit order.
+
+        A lead erased already (``erase``) is given up at once: a ``lead.routed`` read from leads.routed after
+        its erasure was read from the lifecycle (the two topics are read apart), or an SLA reassignment's. Checked
+        under the same lock as an erasure takes, by a statement that starts once it is held: an erasure committing
+        meanwhile is waited for and seen, and one that comes later finds these rows."""
         if rows:
-            await self._conn.execute(_LOCK_LEADS, {"leads": sorted({row["lead_id"] for row in rows})})
+            leads = sorted({row["lead_id"] for row in rows})
+            await self._conn.execute(_LOCK_LEADS, {"leads": leads})
             await self._conn.execute(compiled_once(lambda: _ENQUEUE, deliveries), list(rows))
+            await self._conn.execute(_GIVE_UP_ERASED, {"leads": leads})
+
+    async def erase(self, erased: Mapping[uuid.UUID, datetime]) -> None:
+        """These leads' persons were erased (at the times given): noted, so that what is queued for them later is
+        given up too (``enqueue``), and what is kept of them given up and cleared (``_GIVE_UP_ERASED``); three
+        statements whatever the number of leads."""
+        if erased:
+            leads = sorted(erased)
+            await self._conn.execute(_LOCK_LEADS, {"leads": leads})
+            await self._conn.execute(_NOTE_ERASED, {"leads": leads, "at": [erased[lead] for lead in leads]})
+            await self._conn.execute(_GIVE_UP_ERASED, {"leads": leads})
 
     async def still_subscribed(self, subscription_ids: Collection[str]) -> set[str]:
         """Those of these API subscriptions that exist, share-locked until this transaction ends.
