@@ -163,6 +163,17 @@ def test_a_merge_passes_a_filter_only_when_one_lead_meets_it_whole():
     assert wants(following_merges(source="tests"), merged())
 
 
+def test_an_erasure_goes_to_every_subscription_that_asks_for_it_whatever_its_filter():
+    """It names the lead alone: judged by a filter it would pass none, and the CRM following the lead's team would
+    keep the person it was sent."""
+    from leadpipe_common.events import LeadErased
+
+    erased = LeadErased(lead_id=routed().lead_id, at=NOW, by="dpo")
+    assert all(wants(subscription(events=["lead.erased"], filter=flt), erased) for flt in (
+        {}, {"team": "emea"}, {"owner": "ana", "grade": ["A", "B"]}, {"source": "partners"}))
+    assert not wants(subscription(filter={"team": "emea"}), erased)  # not asked for
+
+
 def test_a_merge_from_before_v2_passes_a_filter_on_its_source_alone():
     """A v1 merge names neither holder nor grade: whose leads they were is not guessed (not from ``by``, who
     need not have held it), so a team, owner or grade filter passes none, as before v2; a source filter still."""

@@ -176,8 +176,8 @@ def _deliverable_examples() -> dict:
     from decimal import Decimal
 
     from leadpipe_common.events import (
-        Assignment, Attribution, LeadAssigned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted,
-        LeadSlaBreached, Touch,
+        Assignment, Attribution, LeadAssigned, LeadErased, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged,
+        LeadRouted, LeadSlaBreached, Touch,
     )
 
     lead = factories.scored("mql", seniority="vp", country="DE")  # enrichment read from the contact: withheld too
@@ -205,6 +205,7 @@ def _deliverable_examples() -> dict:
         "lead.merged": LeadMerged(lead_id=lead_id, survivor_id=uuid.uuid4(), at=NOW, by="ana", reason="same person",
                                   owner_id="ana", team="emea", grade="B", survivor_owner_id="ana",
                                   survivor_team="emea", survivor_grade="A", attribution=there),
+        "lead.erased": LeadErased(lead_id=lead_id, at=NOW, by="dpo"),
     }
 
 
@@ -263,3 +264,23 @@ async def test_an_erasure_has_the_store_give_up_and_clear_its_leads_deliveries_i
                                                                  clock=lambda: NOW, http=None))
     assert uow.store.erased == [{first: NOW, second: later}]
     assert outcomes == {env.id: [] for env in batch}  # nothing is produced
+
+
+async def test_an_erasure_is_queued_holding_no_one_for_every_subscription_that_asks_for_it_after_its_lead_is_cleared():
+    from leadpipe_common.events import LeadErased
+
+    subs = parse_subscriptions({"subscriptions": [
+        {"id": "crm", "url": "https://crm.example.com/h", "secrets": [SECRET], "events": ["lead.routed", "lead.erased"],
+         "filter": {"team": "emea"}},
+        {"id": "slack", "url": "https://hooks.example.com/s", "secrets": [SECRET], "events": ["lead.routed"]},
+    ]}, allow_private=False)
+    erasure = factories.envelope(topics.LIFECYCLE, LeadErased(lead_id=factories.captured().lead_id, at=NOW, by="dpo"))
+    uow = MemoryUnitOfWork(Queue())
+    async with uow:
+        await handle_lead_erased(uow, [erasure], Delivery(SubscriptionBook(subs, None, allow_private=False),
+                                                          clock=lambda: NOW, http=None))
+    assert uow.store.erased == [{erasure.data.lead_id: NOW}]
+    [row] = uow.store.rows  # slack does not ask for it
+    assert (row["subscription_id"], row["lead_id"], row["event_type"]) == ("crm", erasure.data.lead_id, "lead.erased")
+    assert json.loads(row["body"])["data"] == {"lead_id": str(erasure.data.lead_id), "at": "2026-11-23T09:00:00Z",
+                                               "by": "dpo"}

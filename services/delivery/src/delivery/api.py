@@ -142,7 +142,8 @@ class NewSubscription(BaseModel):
                                                                                   "side the lead left or the side it "
                                                                                   "went to meets every key, "
                                                                                   "lead.merged when the lead merged "
-                                                                                  "away or the survivor does)")
+                                                                                  "away or the survivor does; "
+                                                                                  "lead.erased passes any filter)")
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery is "
                                                                          "retried (default DELIVERY_RETRY_HOURS)")
     contact: list[str] | None = Field(None, description=f"the contact fields the receiver is sent, among "
@@ -173,7 +174,8 @@ class SubscriptionChange(BaseModel):
                                                                         "lead.sla_breached pass when the side the "
                                                                         "lead left or the side it went to meets "
                                                                         "every key, lead.merged when the lead "
-                                                                        "merged away or the survivor does); "
+                                                                        "merged away or the survivor does; "
+                                                                        "lead.erased passes any filter); "
                                                                         "replaced whole (null: none)")
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery "
                                       "is retried, counted from its first attempt; it holds from the next attempt on, for those "

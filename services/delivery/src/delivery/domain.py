@@ -17,13 +17,14 @@ from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from leadpipe_common.events import (
-    Contact, Event, Grade, LeadAssigned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached,
-    LeadStageChanged, Score, ScoreReason,
+    Contact, Event, Grade, LeadAssigned, LeadErased, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted,
+    LeadSlaBreached, LeadStageChanged, Score, ScoreReason,
 )
 
-#: The event types a subscription may ask for. ``lead.stage_changed`` is delivered for sales' dispositions only.
+#: The event types a subscription may ask for. ``lead.stage_changed`` is delivered for sales' dispositions only;
+#: ``lead.erased`` passes every filter (``wants``).
 DELIVERABLE = ("lead.routed", "lead.sla_breached", "lead.queued", "lead.assigned", "lead.handed_over",
-               "lead.stage_changed", "lead.reengaged", "lead.merged")
+               "lead.stage_changed", "lead.reengaged", "lead.merged", "lead.erased")
 #: The stages a disposition moves a lead to: what a CRM mirrors.
 SALES_STAGES = frozenset({"accepted", "rejected", "contacted", "qualified", "won", "lost"})
 FILTER_KEYS = ("team", "owner", "grade", "source")
@@ -286,12 +287,17 @@ def deliverable(event: Event) -> bool:
     if isinstance(event, LeadStageChanged):
         return event.to_stage in SALES_STAGES
     return isinstance(event, LeadRouted | LeadSlaBreached | LeadQueued | LeadAssigned | LeadHandedOver | LeadReengaged
-                      | LeadMerged)
+                      | LeadMerged | LeadErased)
 
 
 def wants(sub: Subscription, event: Event) -> bool:
+    """Whether ``sub`` is sent ``event``: it asks for its type, and the event passes its filter (``facts_of``). An
+    erasure passes any filter: it names no team, holder or grade (only the lead), and a receiver that holds the
+    lead must hear of it whoever holds the lead now, or it keeps the person; one that does not ignores it."""
     if event.type not in sub.events or not deliverable(event):
         return False
+    if isinstance(event, LeadErased):
+        return True
     return any(all(facts.get(key) in allowed for key, allowed in sub.filter.items()) for facts in facts_of(event))
 
 

@@ -1,6 +1,6 @@
 """delivery's handlers: each deliverable event in, one queued delivery per subscription that wants it, its body
 holding only the contact fields that subscription is sent; an erasure (``lead.erased``) gives up and clears what is
-kept of its lead.
+kept of its lead first, then is queued as any other.
 
 Idempotent by construction (one row per subscription and event id), so the
 service needs no inbox; nothing is produced.
@@ -65,12 +65,13 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
 async def handle_lead_erased(uow: UnitOfWork[DeliveryStore], batch: Sequence[Envelope],
                              ctx: Delivery) -> dict[uuid.UUID, Outcome]:
     """What is kept of an erased lead given up and cleared (its deliveries' bodies hold the person's contact), and
-    what is queued for it from now on given up too (``DeliveryStore.erase``)."""
+    what is queued for it from now on given up too (``DeliveryStore.erase``); then the erasure, which holds no one,
+    is queued as any deliverable event, for the receivers that hold the lead to erase the person too."""
     erased: dict[uuid.UUID, datetime] = {}
     for env in batch:
         erased.setdefault(env.data.lead_id, env.data.at)
     await uow.store.erase(erased)
-    return {env.id: [] for env in batch}
+    return await handle_deliverable(uow, batch, ctx)
 
 
 handle_lead_routed = handle_lead_sla_breached = handle_lead_stage_changed = handle_deliverable

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, create_model
 
 from leadpipe_common.asyncapi import summary_of
 from leadpipe_common.envelope import dataschema
-from leadpipe_common.events import LATEST, Contact, Event, LeadMerged, LeadStageChanged, Stage
+from leadpipe_common.events import LATEST, Contact, Event, LeadErased, LeadMerged, LeadStageChanged, Stage
 
 from delivery.dispatcher import RESPONSE_BYTES
 from delivery.domain import DELIVERABLE, REFUSED_ATTEMPTS, SALES_STAGES, TRANSIENT_4XX, WAITS_AS_ASKED
@@ -154,6 +154,13 @@ def _operation(body: type[CloudEventBody]) -> Callable[..., Awaitable[None]]:
     return deliver
 
 
+#: How a type's filter is judged, where it is not as for every other (``domain.wants``).
+_FILTERED = {LeadErased.type: "whatever its `filter` (the event names the lead alone, and a receiver that holds the "
+                              "lead must erase the person whoever holds it now: one that does not ignores it); what "
+                              "waited for it of the lead is given up (its last error `erased`), and nothing more of "
+                              "the lead is sent after it but an attempt already under way"}
+
+
 def router() -> APIRouter:
     """One webhook operation per deliverable type, named by the type."""
     webhooks = APIRouter(tags=["webhooks"])
@@ -162,9 +169,9 @@ def router() -> APIRouter:
         webhooks.add_api_route(
             event_type, _operation(body_model(event_type)), methods=["POST"],
             operation_id=f"deliver_{event_type.replace('.', '_')}", summary=f"{event_type} to a subscription",
-            description=f"{summary_of(model)}\n\nSent to each subscription that asks for `{event_type}` and whose "
-                        "`filter` it passes, signed per Standard Webhooks; a lead's deliveries to it go one at a time, "
-                        "in the order delivery read them.",
+            description=f"{summary_of(model)}\n\nSent to each subscription that asks for `{event_type}` "
+                        f"{_FILTERED.get(event_type, 'and whose `filter` it passes')}, signed per Standard Webhooks; a "
+                        "lead's deliveries to it go one at a time, in the order delivery read them.",
             # Documented as the range a receiver answers in (``answers``): FastAPI writes the operation's own status
             # as given, and would otherwise add a 200 beside it.
             status_code="2XX",  # type: ignore[arg-type]
