@@ -2,7 +2,8 @@
 
 Guarantees: pure, no IO. A lead's contact is cleared whole (the address left empty, the one field the contract
 requires; names, company, job title, phone, country, message and consent gone); a landing page or a referrer
-keeps its origin and path, not its query or fragment, where a page's links may carry the address (``?email=``).
+keeps its origin and path, not its userinfo, query or fragment, where a page's links may carry the address
+(``?email=``), though capture cuts what it recognises there from the start (``page_urls``).
 Ids, times, the rest of the attribution (form, offer, UTMs), an enrichment's company facts and a score stay: they
 are the company's and the campaign's, and reports count the lead by them, anonymously. What a stage keeps as a
 stored message (an inbox's outputs, a delivery's body) is cleared the same way, in the JSON it holds.
@@ -12,31 +13,22 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from leadpipe_common.envelope import Message
 from leadpipe_common.events import Contact
+from leadpipe_common.page_urls import PAGE_FIELDS, without_visitor
 
 #: What an erased lead's contact is: the address the contract requires, empty; nothing else said.
 ERASED_CONTACT: dict[str, Any] = Contact(email="").model_dump(mode="json")
-#: The attribution fields that are addresses of pages, whose query may hold the person's address.
-PAGE_FIELDS = ("landing_page", "referrer")
 #: The enrichment facts read from the person, not their company (the phone's number, the country they typed).
 PERSONAL_ENRICHMENT = ("phone_e164", "country")
 
 
 def without_query(url: str | None) -> str | None:
-    """``url``'s scheme, host and path, without its query or fragment; None for None, for text that is no URL
-    (which may be anything a page sent) and for one whose host or path holds an address."""
-    if url is None:
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    kept = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    # A path or a host may name someone too (/people/jane@example.com, mailto:, user@host): then nothing is kept.
-    return None if not kept or "@" in kept or "%40" in kept.lower() else kept
+    """``url``'s scheme, host and path, without its userinfo, query or fragment (``page_urls.without_visitor``);
+    None for None, for text that is no URL (which may be anything a page sent) and for one whose path holds an
+    address."""
+    return None if url is None else without_visitor(url, query=False)
 
 
 def _erased_attribution(attribution: Any) -> Any:
