@@ -11,7 +11,7 @@ from leadpipe_common.throttle import parse_rate
 
 from capture.domain import (ConsentWord, Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions,
                             capture_lead, erasure_key, fingerprint, form_named, issue_form_token, landing_utms, latest_contact,
-                            may_post_from, newer_word, overlong, parse_forms, parse_identity, parse_origins,
+                            may_post_from, naming_visitors, newer_word, overlong, parse_forms, parse_identity, parse_origins,
                             parse_unlisted, person_digest, person_key, stated_consent, suspicions, unread_consent,
                             unverifiable)
 
@@ -204,6 +204,39 @@ def test_only_what_a_script_fills_in_is_cut_and_what_the_person_typed_is_refused
     assert {e.field for e in err.value.errors} == {"first_name", "message", "offer"}
     assert overlong(long) == ["utm_source", "landing_page"]
     assert overlong({"utm_source": "x" * 200, "landing_page": None}) == []
+
+
+@pytest.mark.parametrize(("page", "kept"), [
+    ("https://example.com/demo?utm_source=news&email=ada%40stripe.com&gclid=x",
+     "https://example.com/demo?utm_source=news&gclid=x"),
+    ("https://ada:pw@example.com/reset?token=abc#/welcome?name=Ada", "https://example.com/reset"),
+    ("https://example.com/people/ada@stripe.com", None),
+    ("http://[::1/?email=ada@stripe.com", None),
+    ("https://example.com/demo?utm_source=news&fbclid=IwAR2&ref=partner#pricing",
+     "https://example.com/demo?utm_source=news&fbclid=IwAR2&ref=partner#pricing"),
+], ids=["address-parameter", "userinfo-token-fragment", "path", "malformed", "campaign-alone"])
+@pytest.mark.parametrize("field", ["landing_page", "referrer"])
+def test_a_page_keeps_its_campaigns_parameters_and_loses_what_names_its_visitor(field, page, kept):
+    """leads.lifecycle carries the attribution on every step and is kept for ever, where no erasure reaches."""
+    fields = {"email": "ada@stripe.com", field: page}
+    assert getattr(capture(fields).attribution, field) == kept
+    assert naming_visitors(fields) == ([] if kept == page else [field])
+
+
+def test_the_landing_pages_utms_are_read_before_its_visitor_is_cut():
+    page = "https://example.com/demo?utm_source=news&utm_campaign=q4&email=ada@stripe.com"
+    attribution = capture({"email": "ada@stripe.com", "landing_page": page}).attribution
+    assert (attribution.utm_source, attribution.utm_campaign) == ("news", "q4")
+    assert attribution.landing_page == "https://example.com/demo?utm_source=news&utm_campaign=q4"
+
+
+def test_a_long_page_loses_its_visitor_before_it_is_cut_to_its_limit():
+    """Cut to 2,048 characters first, ``to=ada@stripe`` lost its dot and was kept as no address."""
+    page = "https://example.com/demo?gclid=" + "a" * 2003 + "&to=ada@stripe.com&ref=x"
+    assert page[:2048].endswith("&to=ada@stripe")
+    fields = {"email": "ada@stripe.com", "landing_page": page}
+    assert capture(fields).attribution.landing_page == page.replace("&to=ada@stripe.com", "")
+    assert (overlong(fields), naming_visitors(fields)) == ([], ["landing_page"])
 
 
 def test_an_attribution_field_that_is_not_text_is_still_refused():

@@ -355,6 +355,32 @@ async def test_a_utm_campaign_past_its_limit_is_cut_and_counted_wherever_it_came
     assert REGISTRY.get_sample_value("capture_attribution_cut_total", {"field": "utm_campaign"}) == cut + 1
 
 
+@pytest.mark.parametrize("post", ["data", "json", "released"], ids=["form", "json", "released-from-quarantine"])
+async def test_a_page_naming_its_visitor_reaches_the_lead_without_them_counted_and_logged_by_field_alone(
+        client, pipeline, post):
+    page = "https://www.example.com/demo?utm_source=news&email=ada%40stripe.com&gclid=Cj0#/reset?token=abc"
+    referrer = "https://ada:hunter2@mail.example.com/inbox?to=ada@stripe.com"
+    fields = {"email": "ada@stripe.com", "landing_page": page, "referrer": referrer}
+    before = {f: REGISTRY.get_sample_value("capture_attribution_visitor_cut_total", {"field": f}) or 0.0
+              for f in ("landing_page", "referrer")}
+    with structlog.testing.capture_logs() as lines:
+        if post == "released":
+            await client.post(FORM, data={**fields, "_gotcha": "x"}, headers=AS_JSON)
+            [lead_id] = pipeline.quarantined
+            r = await client.post(f"/v1/quarantine/{lead_id}/release", headers=AS_ADMIN)
+        else:
+            r = await client.post(FORM, **{post: fields}, headers=AS_JSON)
+    assert r.status_code in (200, 202), r.text
+    attribution = pipeline.lead.attribution
+    assert (attribution.landing_page, attribution.referrer, attribution.utm_source) == (
+        "https://www.example.com/demo?utm_source=news&gclid=Cj0", "https://mail.example.com/inbox", "news")
+    assert {f: REGISTRY.get_sample_value("capture_attribution_visitor_cut_total", {"field": f})
+            for f in before} == {f: n + 1 for f, n in before.items()}
+    logged = [line for line in lines if line.get("fields") == ["landing_page", "referrer"]]
+    assert len(logged) == 1
+    assert "ada" not in str(logged) and "abc" not in str(logged) and "hunter2" not in str(logged)
+
+
 # -- consent --------------------------------------------------------------
 
 

@@ -46,8 +46,8 @@ from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, reques
 from capture import erasure
 from capture.captcha import Verifier
 from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
-                            capture_lead, fingerprint, form_named, issue_form_token, overlong,
-                            person_key, quarantined_fields, stated_consent,
+                            capture_lead, fingerprint, form_named, issue_form_token, naming_visitors,
+                            overlong, person_key, quarantined_fields, stated_consent,
                             suspicions, unread_consent, unverifiable)
 from capture.handlers import SOURCE
 from capture.throttle import browser_identity
@@ -64,6 +64,10 @@ QUARANTINED = Counter("capture_submissions_quarantined_total", "Submissions take
                       ["endpoint"])
 CUT = Counter("capture_attribution_cut_total", "Attribution fields a page filled in past their limit, cut to it",
               ["field"])
+VISITOR_CUT = Counter("capture_attribution_visitor_cut_total",
+                      "Page addresses (landing page, referrer) a page filled in from which what named their visitor "
+                      "was cut (an address, a contact-like or secret parameter, userinfo), or dropped whole",
+                      ["field"])
 UNREAD_CONSENT = Counter("capture_consent_unread_total",
                          "Consent values read as neither yes nor no, kept as nothing said", ["field"])
 
@@ -512,6 +516,7 @@ def _tell_kept(fields: Mapping[str, Any], form_id: str | None) -> None:
     # Field names only, never their values: a landing page's query may hold the person's address, and a consent
     # field whatever a form builder put in it.
     _tell(CUT, overlong(fields), "attribution cut to its limit", form_id)
+    _tell(VISITOR_CUT, naming_visitors(fields), "what named the visitor cut from the attribution's pages", form_id)
     _tell(UNREAD_CONSENT, unread_consent(fields), "consent neither yes nor no; kept as nothing said", form_id)
 
 

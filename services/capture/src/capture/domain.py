@@ -26,6 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain, unicode_domain
 from leadpipe_common.events import Attribution, Contact, LeadCaptured
 from leadpipe_common.origins import web_origin
+from leadpipe_common.page_urls import PAGE_FIELDS, without_visitor
 from leadpipe_common.problems import FieldProblem, field_problems
 
 #: The public contract: the same names in JSON bodies and in HTML forms.
@@ -122,11 +123,24 @@ def _whole_character_escapes(v: str) -> str:
     return v[:escapes.end() - 3 * (follow + 1)]
 
 
+def _unnamed(v: Any, page: bool) -> Any:
+    v = _blank_to_none(v)
+    return without_visitor(v) if page and isinstance(v, str) else v
+
+
+def _filled(v: Any, limit: int, page: bool) -> Any:
+    # The visitor cut first: cut to its limit first, an address could lose its dot, and pass for none.
+    return _cut(_unnamed(v, page), limit)
+
+
 def _filled_in(field: str) -> Any:
-    """Optional text a script fills in: blank means absent; longer than its limit, it is cut to it, not refused."""
-    limit = FILLED_IN[field]
-    return Annotated[str | None, BeforeValidator(functools.partial(_cut, limit=limit)),
-                     Field(description=f"cut to its first {limit:,} characters when longer")]
+    """Optional text a script fills in: blank means absent; longer than its limit, it is cut to it, not refused;
+    a page's address without what names its visitor (``without_visitor``)."""
+    limit, page = FILLED_IN[field], field in PAGE_FIELDS
+    return Annotated[str | None, BeforeValidator(functools.partial(_filled, limit=limit, page=page)),
+                     Field(description=f"cut to its first {limit:,} characters when longer" + (
+                         "; without its userinfo, and any query parameter or fragment that names its visitor "
+                         "(an e-mail address, a name, a phone number, a token or a password)" if page else ""))]
 
 
 def overlong(fields: Mapping[str, Any]) -> list[str]:
@@ -134,7 +148,14 @@ def overlong(fields: Mapping[str, Any]) -> list[str]:
     landing page's query string among them."""
     read = _as_read(fields)
     return [name for name, limit in FILLED_IN.items()
-            if isinstance(value := read.get(name), str) and len(value.strip()) > limit]
+            if isinstance(value := _unnamed(read.get(name), name in PAGE_FIELDS), str) and len(value) > limit]
+
+
+def naming_visitors(fields: Mapping[str, Any]) -> list[str]:
+    """The page fields of ``fields`` (``landing_page``, ``referrer``) from which ``capture_lead`` cuts what names
+    their visitor (``without_visitor``), or which it drops whole."""
+    return [name for name in PAGE_FIELDS
+            if isinstance(value := _blank_to_none(fields.get(name)), str) and without_visitor(value) != value]
 
 
 class Submission(BaseModel):
