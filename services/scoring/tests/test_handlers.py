@@ -55,9 +55,13 @@ class MemoryScores:
         # The lead kept as JSON, as Postgres gives it back.
         self.rows.update({row["lead_id"]: {**row, "lead": row["lead"].model_dump(mode="json")} for row in rows})
 
-    async def erase(self, lead_ids):
-        for lead_id in lead_ids:
-            self.rows[lead_id] |= {"decision": "erased", "lead": erased_event(self.rows[lead_id]["lead"])}
+    async def erase(self, erased):
+        for lead_id, at in erased.items():
+            if lead_id in self.rows:
+                self.rows[lead_id] |= {"decision": "erased", "lead": erased_event(self.rows[lead_id]["lead"])}
+            else:  # scoring never held it: a mark, closed and holding no one, as the store inserts
+                self.rows[lead_id] = {"lead_id": lead_id, "score": 0, "grade": "", "decision": "erased",
+                                      "rules_version": "", "reasons": [], "scored_at": at, "lead": None}
 
     async def merge(self, survivors):
         def end_of_chain(lead_id):
@@ -334,3 +338,33 @@ async def test_an_erased_lead_is_cleared_from_the_score_kept_and_the_inbox_close
     assert not any(b"reader" in m.value for m in uow.inbox[enriched.id])
     _, outputs = await score(touched(lead, "demo"), store)
     assert outputs == []  # closed: a late touch of it moves nothing
+
+
+async def erased_first(lead, store):
+    from leadpipe_common.events import LeadErased
+    from scoring.handlers import handle_lead_erased
+
+    erasure = factories.envelope(topics.ENRICHED, LeadErased(lead_id=lead.lead_id, at=NOW, by="dpo"))
+    await factories.one_batch(MemoryUnitOfWork(store), (handle_lead_erased, [erasure], CTX))
+
+
+async def test_a_lead_erased_before_scoring_held_it_is_not_scored_when_its_dead_letter_is_redriven():
+    store = MemoryScores()
+    lead = factories.enriched("reader@bigco.example", offer="demo")
+    await erased_first(lead, store)
+    uow, outputs = await score(lead, store)
+    assert outputs == []
+    assert store.rows[lead.lead_id]["decision"] == "erased" and store.rows[lead.lead_id]["lead"] is None
+    assert store.touch_rows == {}
+
+
+async def test_a_late_merge_of_an_erased_duplicate_keeps_it_erased_and_sends_nothing():
+    store = MemoryScores()
+    survivor, duplicate = factories.enriched("a@bigco.example"), factories.enriched("b@bigco.example")
+    await score(survivor, store)
+    await erased_first(duplicate, store)
+    merge = factories.envelope(topics.ENRICHED, LeadMerged(lead_id=duplicate.lead_id, survivor_id=survivor.lead_id,
+                                                           at=NOW, by="ana", reason="same person",
+                                                           attribution=duplicate.attribution))
+    outcomes = await factories.one_batch(MemoryUnitOfWork(store), (handle_lead_merged, [merge], CTX))
+    assert outcomes[merge.id] == [] and store.rows[duplicate.lead_id]["decision"] == "erased"

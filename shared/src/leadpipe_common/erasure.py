@@ -1,6 +1,6 @@
 """What erasing a person (GDPR art. 17, ``lead.erased``) leaves of a lead's copies, for every stage alike.
 
-Guarantees: pure, no IO. A lead's contact is cleared whole (the address left empty, the one field the contract
+Guarantees: pure, no IO (``dropped`` alone logs and counts). A lead's contact is cleared whole (the address left empty, the one field the contract
 requires; names, company, job title, phone, country, message and consent gone); a landing page or a referrer
 keeps its origin and path, not its userinfo, query or fragment, where a page's links may carry the address
 (``?email=``), though capture cuts what it recognises there from the start (``page_urls``).
@@ -12,11 +12,20 @@ stored message (an inbox's outputs, a delivery's body) is cleared the same way, 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from leadpipe_common.envelope import Message
+import structlog
+from prometheus_client import Counter
+
+from leadpipe_common.envelope import Envelope, Message
 from leadpipe_common.events import Contact
 from leadpipe_common.page_urls import PAGE_FIELDS, without_visitor
+
+log = structlog.get_logger(__name__)
+DROPPED = Counter("leadpipe_erased_events_dropped_total",
+                  "Events of erased leads a stage dropped (a redrive, a late event): nothing stored, nothing sent",
+                  ["type"])
 
 #: What an erased lead's contact is: the address the contract requires, empty; nothing else said.
 ERASED_CONTACT: dict[str, Any] = Contact(email="").model_dump(mode="json")
@@ -70,3 +79,15 @@ def erased_message(message: Message) -> Message:
     """A stored message (an inbox's output) with the person cleared from its value; its topic, key and headers
     (ids, types, times) kept, so a redelivered input re-emits it under the same ids."""
     return Message(topic=message.topic, key=message.key, value=erased_value(message.value), headers=message.headers)
+
+
+def dropped(batch: Sequence[Envelope], erased: Collection[Any]) -> list[Envelope]:
+    """``batch``'s events of leads in ``erased``, logged and counted: a stage drops them whole (stores nothing of
+    them, sends nothing on), as what they carry is a person erased since (a dead letter redriven, an event read late
+    on another partition)."""
+    out = [env for env in batch if env.data.lead_id in erased]
+    for env in out:
+        DROPPED.labels(env.type).inc()
+        log.info("event of an erased lead dropped", event_id=str(env.id), type=env.type,
+                 lead_id=str(env.data.lead_id))
+    return out

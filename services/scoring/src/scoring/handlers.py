@@ -25,6 +25,7 @@ from typing import Any
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, follow_up
+from leadpipe_common.erasure import dropped
 from leadpipe_common.events import LeadEnriched, LeadMerged, LeadScored, LeadStageChanged
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
@@ -57,9 +58,9 @@ async def handle_lead_erased(uow: UnitOfWork[ScoringStore], batch: Sequence[Enve
     """The person cleared from scoring's copies of the lead (the lead as last scored, the outputs its inbox keeps),
     the lead closed; passed on to routing, in the lead's order."""
     now = ctx.clock()
-    erased = sorted({env.data.lead_id for env in batch})
+    erased = {env.data.lead_id: env.data.at for env in batch}
     await uow.store.erase(erased)
-    await uow.erase(erased)
+    await uow.erase(sorted(erased))
     return {env.id: [follow_up(env, topics.SCORED, env.data, source=SOURCE, time=now)] for env in batch}
 
 
@@ -70,6 +71,10 @@ async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Enve
     merges = [env for env in batch if isinstance(env.data, LeadMerged)]
     survivors = {env.data.lead_id: env.data.survivor_id for env in merges}
     stored = await uow.store.standing(survivors.keys() | survivors.values())  # locked, in id order
+    # A late merge of an erased duplicate: its mark stays (``erased``, not ``merged``), its touches where they are.
+    for env in dropped(merges, {i for i, (decision, _) in stored.items() if decision == "erased"}):
+        survivors.pop(env.data.lead_id, None)
+        merges.remove(env)
     holders = await uow.store.merge(survivors)
     stored |= await uow.store.standing(set(holders.values()) - stored.keys())  # where survivors merged on went
     touches = await uow.store.touches(holders.values())
@@ -92,14 +97,17 @@ async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Enve
 async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[Envelope],
                                ctx: Scoring) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
+    standing = await uow.store.standing(env.data.lead_id for env in batch)  # locked, in id order
+    # An erased lead's event (a redrive, a late touch) carries the person again: nothing of it is kept or sent.
+    gone = dropped(batch, {i for i, (decision, _) in standing.items() if decision == "erased"})
+    batch = [env for env in batch if env.data.lead_id not in {g.data.lead_id for g in gone}]
     leads = [env.data for env in batch]
-    standing = await uow.store.standing(lead.lead_id for lead in leads)  # locked, in id order
     decisions = {lead_id: decision for lead_id, (decision, _) in standing.items()}
     # The message each lead's contact held as last scored: a touch's own is only one that differs from it.
     messages = {lead_id: ((kept or {}).get("contact") or {}).get("message")
                 for lead_id, (_, kept) in standing.items()}
     touches = await uow.store.touches(lead.lead_id for lead in leads)
-    outcomes: dict[uuid.UUID, Outcome] = {}
+    outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in gone}
     touch_rows, score_rows = [], []
     for env in each(batch):
         lead = env.data

@@ -8,11 +8,12 @@ event changes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common.db import among, inbox_table, insert_rows, upsert
@@ -58,6 +59,10 @@ touches = sa.Table(
 
 _STANDING = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.lead).where(among(scores.c.lead_id, "ids"))
              .order_by(scores.c.lead_id).with_for_update())
+#: The outbox's unsent messages of the given leads (keyed by the lead's id, as text): a re-score's ``lead.scored``
+#: holds the whole lead, and the relay, apart from the consumer, could send it after the lead's erasure.
+_UNSENT = outbox.delete().where(
+    outbox.c.message["key"].as_string() == sa.any_(sa.bindparam("keys", type_=ARRAY(sa.Text))))
 _TOUCHES = sa.select(touches).where(among(touches.c.lead_id, "ids"))
 #: Where a lead was merged into, its row locked (a merge of it being applied elsewhere is waited for).
 _MERGED_INTO = (sa.select(scores.c.merged_into).where(scores.c.lead_id == sa.bindparam("lead"))
@@ -129,18 +134,29 @@ class ScoringStore:
         """The rules version and digest the newest score was given under (None: no lead scored yet). Read once a
         start and once a re-score: a scan of the scores, as no index of scored_at is worth its every write."""
         row = (await self._session.execute(
-            sa.select(scores.c.rules_version, scores.c.rules_digest).order_by(scores.c.scored_at.desc()).limit(1)
+            # An erased lead's mark was given under no rules.
+            sa.select(scores.c.rules_version, scores.c.rules_digest).where(scores.c.rules_version != "").order_by(scores.c.scored_at.desc()).limit(1)
         )).first()
         return None if row is None else (row.rules_version, row.rules_digest)
 
-    async def erase(self, lead_ids: Sequence[uuid.UUID]) -> None:
+    async def erase(self, erased: Mapping[uuid.UUID, datetime]) -> None:
         """The leads as last scored without their person (``erasure.erased_event``), and closed as ``erased``: no
         touch of theirs comes any more (capture opens a new lead), and neither a merge nor a re-score may send the
-        cleared lead on as if it were a person's."""
-        rows = await self._session.execute(_STANDING, {"ids": sorted(set(lead_ids))})
+        cleared lead on as if it were a person's. A lead scoring holds no row of (its ``lead.enriched`` dead-lettered
+        or not read yet) gets one, closed as ``erased`` and holding no one, so that a redrive or a late event of it
+        finds it erased rather than scores it anew. Their unsent outbox messages are deleted."""
+        ids = sorted(erased)
+        rows = await self._session.execute(_STANDING, {"ids": ids})
+        held = set()
         for row in rows.all():
+            held.add(row.lead_id)
             await self._session.execute(scores.update().where(scores.c.lead_id == row.lead_id).values(
                 decision="erased", lead=None if row.lead is None else erased_event(row.lead)))
+        marks = [{"lead_id": lead_id, "score": 0, "grade": "", "decision": "erased", "rules_version": "",
+                  "reasons": [], "scored_at": erased[lead_id]} for lead_id in ids if lead_id not in held]
+        if marks:
+            await insert_rows(self._session, scores, marks, conflict="ON CONFLICT DO NOTHING")
+        await self._session.execute(_UNSENT, {"keys": [str(lead_id) for lead_id in ids]})
 
     async def save(self, rows: Sequence[dict[str, Any]]) -> None:
         await upsert(self._session, scores, rows, key="lead_id")
