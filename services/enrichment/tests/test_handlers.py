@@ -20,7 +20,7 @@ CTX = Enrichment(
 
 
 async def enrich(*leads):
-    uow = MemoryUnitOfWork(SavedRows())
+    uow = MemoryUnitOfWork(Enrichments())
     batch = [factories.envelope(topics.CAPTURED, lead) for lead in leads]
     async with uow:
         outcomes = await handle_lead_captured(uow, batch, CTX)
@@ -43,19 +43,28 @@ async def test_a_captured_lead_is_enriched_and_its_step_announced():
 async def test_a_redelivered_lead_yields_outputs_with_the_same_ids():
     lead = factories.captured("jo@gmail.com")
     env = factories.envelope(topics.CAPTURED, lead)
-    first = await handle_lead_captured(MemoryUnitOfWork(SavedRows()), [env], CTX)
-    again = await handle_lead_captured(MemoryUnitOfWork(SavedRows()), [env], CTX)
+    first = await handle_lead_captured(MemoryUnitOfWork(Enrichments()), [env], CTX)
+    again = await handle_lead_captured(MemoryUnitOfWork(Enrichments()), [env], CTX)
     assert [m.header("ce_id") for m in first[env.id]] == [m.header("ce_id") for m in again[env.id]]
     assert "free-mail" in decode(first[env.id][1].headers, first[env.id][1].key, first[env.id][1].value).data.reason
 
 
 class Enrichments(SavedRows):
-    """enrichment's store: its enrichments by lead, and their erasure."""
+    """enrichment's store: its enrichments by lead, and their erasure, noted whether it held the lead or not."""
 
-    async def erase(self, lead_ids):
-        for lead_id in lead_ids:
-            self.rows[lead_id]["data"] = self.rows[lead_id]["data"].model_copy(update={"phone_e164": None,
-                                                                                        "country": None})
+    def __init__(self) -> None:
+        super().__init__()
+        self.erased_leads: dict = {}
+
+    async def erase(self, erased):
+        for lead_id, at in erased.items():
+            self.erased_leads.setdefault(lead_id, at)
+            if lead_id in self.rows:
+                self.rows[lead_id]["data"] = self.rows[lead_id]["data"].model_copy(update={"phone_e164": None,
+                                                                                            "country": None})
+
+    async def erased(self, lead_ids):
+        return set(lead_ids) & self.erased_leads.keys()
 
 
 async def test_an_erased_lead_keeps_its_company_facts_loses_its_persons_everywhere_and_goes_on_to_scoring():
@@ -76,3 +85,20 @@ async def test_an_erased_lead_keeps_its_company_facts_loses_its_persons_everywhe
     assert (stored.company_name.value, stored.phone_e164, stored.country) == ("SAP SE", None, None)
     kept = [m.value for m in uow.inbox[captured.id]]
     assert kept and not any(b"maria" in value.lower() or b"1234567" in value for value in kept)
+
+
+async def test_a_lead_erased_before_enrichment_held_it_is_not_enriched_when_its_dead_letter_is_redriven():
+    from leadpipe_common.events import LeadErased, LeadMerged
+    from enrichment.handlers import handle_lead_erased, handle_lead_merged
+
+    lead = factories.captured("maria@sap.com", phone="+49 30 1234567", country="DE")
+    store = Enrichments()
+    erasure = factories.envelope(topics.CAPTURED, LeadErased(lead_id=lead.lead_id, at=NOW, by="dpo"))
+    await factories.one_batch(MemoryUnitOfWork(store), (handle_lead_erased, [erasure], CTX))
+    redriven = factories.envelope(topics.CAPTURED, lead)
+    merged = factories.envelope(topics.CAPTURED, LeadMerged(lead_id=lead.lead_id, survivor_id=factories.captured(
+        "x@sap.com").lead_id, at=NOW, by="ana", reason="same person", attribution=lead.attribution))
+    outcomes = await factories.one_batch(MemoryUnitOfWork(store), (handle_lead_captured, [redriven], CTX),
+                                         (handle_lead_merged, [merged], CTX))
+    assert outcomes == {redriven.id: [], merged.id: []}
+    assert store.rows == {} and lead.lead_id in store.erased_leads

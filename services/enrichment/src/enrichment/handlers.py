@@ -11,8 +11,8 @@ from datetime import datetime
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
-from leadpipe_common.db import UpsertStore
 from leadpipe_common.envelope import Envelope, follow_up
+from leadpipe_common.erasure import dropped
 from leadpipe_common.events import LeadCaptured, LeadEnriched, LeadStageChanged, LeadTouched
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
@@ -31,13 +31,15 @@ class Enrichment:
     clock: Callable[[], datetime]
 
 
-async def handle_lead_captured(uow: UnitOfWork[UpsertStore], batch: Sequence[Envelope],
+async def handle_lead_captured(uow: UnitOfWork[EnrichmentStore], batch: Sequence[Envelope],
                                ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
-    """A capture or a touch: enriched from the contact it carries; only a capture moves the lead a stage."""
+    """A capture or a touch: enriched from the contact it carries; only a capture moves the lead a stage. One of an
+    erased lead (a redrive, a touch read late) carries the person again: nothing of it is stored or sent."""
     now = ctx.clock()
-    outcomes: dict[uuid.UUID, Outcome] = {}
+    gone = dropped(batch, await uow.store.erased(env.data.lead_id for env in batch))
+    outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in gone}
     rows = []
-    for env in each(batch):
+    for env in each([env for env in batch if env.id not in outcomes]):
         lead = env.data
         assert isinstance(lead, LeadCaptured | LeadTouched)
         enrichment = enrich(lead.contact, ctx.reference)
@@ -58,21 +60,28 @@ async def handle_lead_captured(uow: UnitOfWork[UpsertStore], batch: Sequence[Env
 handle_lead_touched = handle_lead_captured
 
 
-async def handle_lead_merged(uow: UnitOfWork[UpsertStore], batch: Sequence[Envelope],
+async def handle_lead_merged(uow: UnitOfWork[EnrichmentStore], batch: Sequence[Envelope],
                              ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
-    """Nothing to enrich: passed on to scoring, in the lead's order."""
+    """Nothing to enrich: passed on to scoring, in the lead's order; a late merge of an erased duplicate (whose
+    attribution is the person's) is dropped."""
+    gone = {env.id for env in dropped(batch, await uow.store.erased(env.data.lead_id for env in batch))}
+    return _passed_on(batch, gone, ctx)
+
+
+def _passed_on(batch: Sequence[Envelope], gone: set[uuid.UUID], ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
     now = ctx.clock()
-    return {env.id: [follow_up(env, topics.ENRICHED, env.data, source=SOURCE, time=now)] for env in batch}
+    return {env.id: [] if env.id in gone else [follow_up(env, topics.ENRICHED, env.data, source=SOURCE, time=now)]
+            for env in batch}
 
 
 async def handle_lead_erased(uow: UnitOfWork[EnrichmentStore], batch: Sequence[Envelope],
                              ctx: Enrichment) -> dict[uuid.UUID, Outcome]:
     """The person cleared from enrichment's copies of the lead (the facts read from them in its enrichment, the
     contact in the outputs its inbox keeps); passed on to scoring, in the lead's order."""
-    erased = sorted({env.data.lead_id for env in batch})
+    erased = {env.data.lead_id: env.data.at for env in batch}
     await uow.store.erase(erased)
-    await uow.erase(erased)
-    return await handle_lead_merged(uow, batch, ctx)
+    await uow.erase(sorted(erased))
+    return _passed_on(batch, set(), ctx)
 
 
 def _summary(lead: LeadEnriched) -> str:
