@@ -140,3 +140,14 @@ async def test_a_round_with_nothing_it_cannot_send_goes_in_one_call():
 
     await relay(Counting(), keeps=True).publish([captured("ada"), captured("bo"), captured("cy")])
     assert calls == [3]
+
+
+def test_the_unsent_messages_of_erased_leads_are_deleted_by_their_record_key_in_one_statement():
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+
+    from leadpipe_common.outbox import outbox_table, unsent_of_leads
+
+    sql = str(unsent_of_leads(outbox_table(sa.MetaData(schema="s"))).compile(dialect=postgresql.dialect()))
+    assert sql.startswith("DELETE FROM s.outbox WHERE") and "s.outbox.message ->>" in sql
+    assert "= ANY (%(keys)s::TEXT[])" in sql

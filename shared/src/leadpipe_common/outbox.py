@@ -59,6 +59,7 @@ from datetime import UTC, datetime
 import asyncpg
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.dialects import postgresql
 from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -89,6 +90,15 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("message", sa.JSON, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
+
+
+def unsent_of_leads(table: sa.Table) -> sa.Delete:
+    """The DELETE of ``table``'s unsent messages keyed by the leads in ``:keys`` (their ids as text, the record key
+    every lead's event carries), in one statement. An erasure runs it in its transaction: such a message holds the
+    whole lead, and the relay, a path apart from the consumer's, could send it after the lead's ``lead.erased``. A
+    row the relay has claimed is locked: the erasure waits for it to be sent and deleted."""
+    return table.delete().where(
+        table.c.message["key"].as_string() == sa.any_(sa.bindparam("keys", type_=postgresql.ARRAY(sa.Text))))
 
 
 async def add(session: AsyncSession, table: sa.Table, messages: Iterable[Message]) -> None:

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common.db import among, inbox_table, insert_rows, upsert
 from leadpipe_common.erasure import erased_event
-from leadpipe_common.outbox import outbox_table
+from leadpipe_common.outbox import outbox_table, unsent_of_leads
 
 from scoring.domain import TouchFacts
 
@@ -61,8 +61,7 @@ _STANDING = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.lead).where
              .order_by(scores.c.lead_id).with_for_update())
 #: The outbox's unsent messages of the given leads (keyed by the lead's id, as text): a re-score's ``lead.scored``
 #: holds the whole lead, and the relay, apart from the consumer, could send it after the lead's erasure.
-_UNSENT = outbox.delete().where(
-    outbox.c.message["key"].as_string() == sa.any_(sa.bindparam("keys", type_=ARRAY(sa.Text))))
+_UNSENT = unsent_of_leads(outbox)
 _TOUCHES = sa.select(touches).where(among(touches.c.lead_id, "ids"))
 #: Where a lead was merged into, its row locked (a merge of it being applied elsewhere is waited for).
 _MERGED_INTO = (sa.select(scores.c.merged_into).where(scores.c.lead_id == sa.bindparam("lead"))
