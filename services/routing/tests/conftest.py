@@ -31,6 +31,15 @@ class MemoryRoutingStore:
         self.leads_written: list[list[uuid.UUID]] = []
         #: Every statement writing over stored assignments (recycled leads'), in order: the leads it wrote.
         self.reassigned: list[list[uuid.UUID]] = []
+        #: The leads erased, held or not, and when.
+        self.erased_leads: dict[uuid.UUID, datetime] = {}
+
+    async def erase(self, erased: dict[uuid.UUID, datetime]) -> None:
+        for lead_id, at in erased.items():
+            self.erased_leads.setdefault(lead_id, at)
+
+    async def erased(self, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        return set(lead_ids) & self.erased_leads.keys()
 
     async def already_assigned(self, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         return {i for i in lead_ids if i in self.assignments}

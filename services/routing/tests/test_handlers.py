@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchApplier, Rejected
 from leadpipe_common.envelope import decode
-from leadpipe_common.events import LeadDispositioned, LeadRouted
+from leadpipe_common.events import Attribution, LeadDispositioned, LeadRouted, Touch
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from routing.domain import Away, Refused, Repeated, parse_routing_data, teams_waiting
@@ -1719,3 +1719,31 @@ async def test_an_erased_leads_routed_copy_and_inbox_are_cleared_its_hand_off_ke
     assert (held.handoff.owner_id, held.handoff.status) == (uow.store.assignments[lead.lead_id]["owner_id"], "routed")
     assert held.lead.assignment.owner_id == held.handoff.owner_id
     assert not any(b"maria" in m.value.lower() for m in uow.inbox[scored.id])
+
+
+async def test_a_lead_erased_before_routing_held_it_is_not_routed_when_its_dead_letter_is_redriven(uow, ctx):
+    from leadpipe_common.events import LeadErased
+    from routing.handlers import handle_lead_erased
+
+    lead = factories.scored(email="maria@sap.com", country="DE")
+    erasure = factories.envelope(topics.SCORED, LeadErased(lead_id=lead.lead_id, at=T0, by="dpo"))
+    await factories.one_batch(uow, (handle_lead_erased, [erasure], ctx))
+    redriven = factories.envelope(topics.SCORED, lead)
+    outcomes = await factories.one_batch(uow, (handle_lead_scored, [redriven], ctx))
+    assert outcomes == {redriven.id: []}
+    assert lead.lead_id not in uow.store.handoffs and lead.lead_id not in uow.store.assignments
+
+
+async def test_a_late_touch_of_an_erased_lead_routing_holds_is_not_told_to_its_holder(uow, ctx):
+    from leadpipe_common.events import LeadErased
+    from routing.handlers import handle_lead_erased
+
+    lead = factories.scored(email="maria@sap.com", country="DE")
+    await factories.one_batch(uow, (handle_lead_scored, [factories.envelope(topics.SCORED, lead)], ctx))
+    erasure = factories.envelope(topics.SCORED, LeadErased(lead_id=lead.lead_id, at=T0, by="dpo"))
+    await factories.one_batch(uow, (handle_lead_erased, [erasure], ctx))
+    touch = factories.envelope(topics.SCORED, lead.model_copy(update={"touch": Touch(
+        touch_id=uuid.uuid4(), at=T0 + timedelta(days=1), attribution=Attribution(offer="demo"))}))
+    outcomes = await factories.one_batch(uow, (handle_lead_scored, [touch], ctx))
+    assert outcomes == {touch.id: []}
+    assert uow.store.handoffs[lead.lead_id].lead.contact.email == ""

@@ -265,3 +265,22 @@ async def test_a_teams_queue_is_listed_oldest_first_an_escalated_lead_by_when_ro
         ("escalated", began - timedelta(minutes=1)), ("waiting", began), ("waiting", began),
         ("waiting", began + timedelta(seconds=1))]
     assert (page[0].grade, page[0].reassignments, page[0].seq) == ("B", 0, 1)
+
+
+async def test_an_erasure_notes_the_lead_held_or_not_and_deletes_its_unsent_reassignments_alone(db):
+    from leadpipe_common import outbox as outboxes
+    from leadpipe_common.envelope import Message
+    from routing.store import outbox
+
+    erased, other = uuid.uuid4(), uuid.uuid4()
+    async with AsyncSession(db) as session, session.begin():
+        await outboxes.add(session, outbox, [Message("leads.routed", str(lead).encode(), b"{}", ())
+                                             for lead in (erased, other)])
+        store = RoutingStore(session)
+        await store.erase({erased: datetime.now(UTC)})
+        await store.erase({erased: datetime.now(UTC)})  # again: the first time kept
+        kept = [m["key"] for m in (await session.execute(sa.select(outbox.c.message))).scalars()]
+        found = await store.erased([erased, other])
+        await session.rollback()
+    assert str(erased) not in kept and str(other) in kept
+    assert found == {erased}

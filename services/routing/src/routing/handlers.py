@@ -59,7 +59,7 @@ import structlog
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome, Rejected
 from leadpipe_common.envelope import Envelope, Message, child_traceparent, encode, follow_up
-from leadpipe_common.erasure import erased_event
+from leadpipe_common.erasure import dropped, erased_event
 from leadpipe_common.events import (
     Assignment, Grade, LeadDispositioned, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted,
     LeadScored, LeadStageChanged, LeadWonAmountCorrected,
@@ -347,6 +347,10 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     ref = ctx.reference  # one version of the routing data for the whole batch, whatever a reload does meanwhile
     store = uow.store
     outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in batch}
+    # An erased lead's score (a redrive, a late touch) carries the person again: it is neither routed nor told to
+    # a holder, and nothing of it is stored.
+    gone = {env.id for env in dropped(batch, await store.erased(env.data.lead_id for env in batch))}
+    batch = [env for env in batch if env.id not in gone]
     touched = [env for env in batch if isinstance(env.data, LeadScored) and env.data.touch is not None]
     held = await store.already_assigned(env.data.lead_id for env in touched)
     # Locked all at once in lead id order, not one by one in the batch's (see routing.store).
@@ -593,7 +597,8 @@ async def handle_lead_erased(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     dispositions) is sales' record and stays. Announced on the lifecycle, for delivery and reporting."""
     now = ctx.clock()
     erased = sorted({env.data.lead_id for env in batch})
-    held = await uow.store.lock_handoffs(erased)
+    held = await uow.store.lock_handoffs(erased)  # first, as every writer of hand-offs locks (see routing.store)
+    await uow.store.erase({env.data.lead_id: env.data.at for env in batch})
     await uow.store.update_handoffs([dataclasses.replace(h, lead=LeadRouted.model_validate(
         erased_event(h.lead.model_dump(mode="json")))) for h in held.values()])
     await uow.erase(erased)

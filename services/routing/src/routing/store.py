@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common.db import among, compiled_once, inbox_table, insert_rows
 from leadpipe_common.events import DispositionReport, LeadRouted
-from leadpipe_common.outbox import outbox_table
+from leadpipe_common.outbox import outbox_table, unsent_of_leads
 
 from routing.domain import CLOSED, Away, Handoff, Presence, Queued, Tally
 
@@ -116,6 +116,13 @@ away = sa.Table(
     sa.Column("set_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 outbox = outbox_table(metadata)
+erased_leads = sa.Table(
+    "erased_leads",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    # When capture erased the person (the event's ``at``).
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+)
 
 _INSERT_ROTATION = insert(rotation).on_conflict_do_nothing()
 
@@ -167,6 +174,15 @@ _SET_AWAY = _AWAY_ROWS.on_conflict_do_update(
     index_elements=[away.c.rep_id, away.c.starts_at],
     set_={"ends_at": _AWAY_ROWS.excluded.ends_at, "reason": _AWAY_ROWS.excluded.reason,
           "set_by": _AWAY_ROWS.excluded.set_by, "set_at": sa.func.now()})
+#: A batch's erasures noted, in one statement; a lead erased already keeps its first time.
+_NOTE_ERASED = sa.text(f"""
+INSERT INTO {SCHEMA}.erased_leads (lead_id, erased_at)
+SELECT * FROM unnest(CAST(:leads AS uuid[]), CAST(:at AS timestamptz[]))
+ON CONFLICT (lead_id) DO NOTHING
+""")
+_ERASED = sa.select(erased_leads.c.lead_id).where(among(erased_leads.c.lead_id, "ids"))
+#: The unsent reassignments' (SLA, queue, hand-over) lead.routed of erased leads: they hold the whole lead.
+_UNSENT = unsent_of_leads(outbox)
 _ASSIGNED = sa.select(assignments.c.lead_id).where(among(assignments.c.lead_id, "ids"))
 _ROTATIONS = (sa.select(rotation.c.team, rotation.c.state).where(among(rotation.c.team, "teams"))
               .order_by(rotation.c.team).with_for_update())
@@ -256,6 +272,20 @@ _QUEUED = (sa.select(handoffs.c.lead_id, handoffs.c.grade, handoffs.c.waiting_si
 class RoutingStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+
+    async def erase(self, erased: Mapping[uuid.UUID, datetime]) -> None:
+        """The leads noted as erased, held or not (no later score of theirs is routed again), and their unsent
+        outbox messages deleted."""
+        ids = sorted(erased)
+        await self._session.execute(_NOTE_ERASED, {"leads": ids, "at": [erased[i] for i in ids]})
+        await self._session.execute(_UNSENT, {"keys": [str(i) for i in ids]})
+
+    async def erased(self, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of the leads were erased, in one statement."""
+        ids = sorted(set(lead_ids))
+        if not ids:
+            return set()
+        return set((await self._session.execute(_ERASED, {"ids": ids})).scalars())
 
     async def already_assigned(self, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         ids = list(lead_ids)
