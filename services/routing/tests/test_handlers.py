@@ -1702,7 +1702,7 @@ async def test_a_hand_over_retried_after_its_transaction_was_lost_is_sent_with_t
     assert [m.header("ce_id") for m in uow.published[-2:]] == [m.header("ce_id") for m in retried.published]
 
 
-async def test_an_erased_leads_routed_copy_and_inbox_are_cleared_its_hand_off_kept_and_the_lifecycle_told(uow, ctx):
+async def test_an_erased_leads_routed_copy_and_inbox_are_cleared_its_hand_off_closed_and_the_lifecycle_told(uow, ctx):
     from leadpipe_common.events import LeadErased
     from routing.handlers import handle_lead_erased
 
@@ -1716,7 +1716,8 @@ async def test_an_erased_leads_routed_copy_and_inbox_are_cleared_its_hand_off_ke
     assert told.topic == topics.LIFECYCLE and data(told) == erasure.data
     held = uow.store.handoffs[lead.lead_id]
     assert (held.lead.contact.email, held.lead.contact.first_name) == ("", None)
-    assert (held.handoff.owner_id, held.handoff.status) == (uow.store.assignments[lead.lead_id]["owner_id"], "routed")
+    assert (held.handoff.owner_id, held.handoff.status) == (uow.store.assignments[lead.lead_id]["owner_id"], "erased")
+    assert held.handoff.due_at is None and held.handoff.waiting_since is None
     assert held.lead.assignment.owner_id == held.handoff.owner_id
     assert not any(b"maria" in m.value.lower() for m in uow.inbox[scored.id])
 
@@ -1747,3 +1748,20 @@ async def test_a_late_touch_of_an_erased_lead_routing_holds_is_not_told_to_its_h
     outcomes = await factories.one_batch(uow, (handle_lead_scored, [touch], ctx))
     assert outcomes == {touch.id: []}
     assert uow.store.handoffs[lead.lead_id].lead.contact.email == ""
+
+
+async def test_an_erased_leads_hand_off_is_not_handed_on_at_its_deadline_and_no_report_on_it_is_taken(uow, ctx):
+    from leadpipe_common.events import LeadErased
+    from routing.handlers import handle_lead_erased
+
+    lead = factories.scored("mql", country="DE")
+    routed, _ = await route(uow, ctx, lead)
+    erasure = factories.envelope(topics.SCORED, LeadErased(lead_id=lead.lead_id, at=T0, by="dpo"))
+    await factories.one_batch(uow, (handle_lead_erased, [erasure], ctx))
+    ctx.clock.now = T0 + timedelta(hours=2)
+    async with uow:
+        assert await act_on_missed_deadlines(uow, ctx, limit=10) == 0
+        await uow.commit()
+    refused = await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=data(routed).assignment.owner_id,
+                        at=ctx.clock.now)
+    assert isinstance(refused, Rejected) and refused.final and "the lead was erased" in refused.reason

@@ -38,7 +38,8 @@ class HandoffState(BaseModel):
 
     lead_id: uuid.UUID = Field(description="The lead.")
     status: HandoffStatus = Field(description="Where it stands with sales: `routed` (not yet accepted), the last "
-                                              "disposition, or `merged` (closed into `merged_into`).")
+                                              "disposition, `merged` (closed into `merged_into`) or `erased` (the "
+                                              "person was erased: closed, and nobody's to work).")
     owner_id: str = Field(description="Who holds it: a rep's id in reps.yaml, or `queue:<team>` while it waits in "
                                       "its team's queue (any rep of `team` may report on it then, and holds it).")
     team: str = Field(description="The holder's team.")

@@ -593,14 +593,17 @@ async def handle_lead_dispositioned(uow: UnitOfWork[RoutingStore], batch: Sequen
 async def handle_lead_erased(uow: UnitOfWork[RoutingStore], batch: Sequence[Envelope],
                              ctx: Routing) -> dict[uuid.UUID, Outcome]:
     """The person cleared from routing's copies of the lead (the routed lead its hand-off keeps, which an SLA
-    reassignment sends again, and the outputs its inbox keeps); the hand-off itself (holder, status, deadline,
-    dispositions) is sales' record and stays. Announced on the lifecycle, for delivery and reporting."""
+    reassignment sent again, and the outputs its inbox keeps); the hand-off is closed as ``erased``, its holder,
+    team and dispositions (sales' record) kept. Announced on the lifecycle, for delivery and reporting."""
     now = ctx.clock()
     erased = sorted({env.data.lead_id for env in batch})
     held = await uow.store.lock_handoffs(erased)  # first, as every writer of hand-offs locks (see routing.store)
     await uow.store.erase({env.data.lead_id: env.data.at for env in batch})
-    await uow.store.update_handoffs([dataclasses.replace(h, lead=LeadRouted.model_validate(
-        erased_event(h.lead.model_dump(mode="json")))) for h in held.values()])
+    # Closed as erased: an open hand-off of an empty lead would still be handed from rep to rep by the SLA and queue
+    # watches and count against its holder's capacity. Its holder, team and dispositions stay: sales' record.
+    await uow.store.update_handoffs([dataclasses.replace(
+        h, handoff=dataclasses.replace(h.handoff, status="erased", due_at=None, waiting_since=None),
+        lead=LeadRouted.model_validate(erased_event(h.lead.model_dump(mode="json")))) for h in held.values()])
     await uow.erase(erased)
     return {env.id: [follow_up(env, topics.LIFECYCLE, env.data, source=SOURCE, time=now)] for env in batch}
 

@@ -34,7 +34,8 @@ def remembered(d: LeadDispositioned) -> DispositionReport:
     return DispositionReport.model_validate(d.model_dump(exclude={"lead_id", "at"}))
 
 
-HandoffStatus = Literal["routed", "accepted", "contacted", "qualified", "won", "lost", "rejected", "merged"]
+HandoffStatus = Literal["routed", "accepted", "contacted", "qualified", "won", "lost", "rejected", "merged",
+                        "erased"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,11 @@ class Handoff:
         return uuid.uuid5(self.lead_id, name if not self.cycle else f"{name}/cycle/{self.cycle}")
 
 
-CLOSED: frozenset[str] = frozenset({"won", "lost", "rejected", "merged"})
+#: ``erased``: the person asked to be erased (``lead.erased``); nobody works the empty lead left, and no watch hands
+#: it on or counts it against a rep's capacity (those read ``routed`` hand-offs alone).
+CLOSED: frozenset[str] = frozenset({"won", "lost", "rejected", "merged", "erased"})
+#: What a report or a merge naming an erased lead is refused with.
+ERASED = "the lead was erased"
 
 
 def recycled_by(handoff: Handoff, lead: LeadScored, reasons: Reasons) -> bool:
@@ -285,6 +290,8 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
     # corrected amount back. (Going back to an amount on purpose says why: another reason is another report.)
     if said in same_outcome:
         return Repeated(handoff)
+    if handoff.status == "erased":
+        return Refused("conflict", "outcome", ERASED)
     if handoff.merged_into is not None:
         # Before the holder's rule and a won deal's correction: a merged lead is nobody's to report on, and whoever
         # reports on it (a CRM still keeping both records) needs where the person's work goes on, not who held it
@@ -405,6 +412,8 @@ def merge_into(lead: Handoff, survivor: Handoff, rep_id: str, data: RoutingData)
     # as a retry of D into S is once S was merged on into T.
     if lead.merged_into is not None and lead.merged_into in (survivor.lead_id, survivor.merged_into):
         return Repeated(lead)
+    if "erased" in (lead.status, survivor.status):
+        return Refused("conflict", "lead_id" if lead.status == "erased" else "survivor_id", ERASED)
     if lead.merged_into is not None:
         return Refused("conflict", "survivor_id",
                        f"the lead was already merged away: {lead.merged_into} holds the person now")
