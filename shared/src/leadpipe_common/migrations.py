@@ -206,6 +206,19 @@ def drop_inbox_lead_id(schema: str) -> None:
     op.drop_column("inbox", "lead_id", schema=schema)
 
 
+def create_erased_leads(schema: str) -> None:
+    """Create ``<schema>.erased_leads`` inside a migration: the leads whose person was erased (``lead.erased``) and
+    when, kept whether the stage held the lead or not, so that a redriven or late event of one is dropped. Frozen
+    like the inbox."""
+    from alembic import op
+    from sqlalchemy.dialects.postgresql import UUID
+
+    op.create_table("erased_leads",
+                    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+                    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+                    schema=schema)
+
+
 def create_outbox(schema: str) -> None:
     """Create ``<schema>.outbox`` (see ``leadpipe_common.outbox``) inside a migration. Frozen like the inbox."""
     from alembic import op
