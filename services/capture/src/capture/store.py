@@ -413,8 +413,10 @@ class CaptureStore:
 
     async def erased(self, *, digest: str | None = None, lead_ids: Sequence[uuid.UUID] = ()) -> list[uuid.UUID]:
         """The leads erased before, of the person ``digest`` names (``domain.person_digest``) or among ``lead_ids``."""
-        found = sa.select(erasures.c.lead_id).where(
-            sa.or_(erasures.c.person_digest == digest, among(erasures.c.lead_id, "ids"))).order_by(erasures.c.erased_at)
+        among_ids = among(erasures.c.lead_id, "ids")
+        # Only when a digest is given: ``== None`` is IS NULL, which every erasure by id matches.
+        named = among_ids if digest is None else sa.or_(erasures.c.person_digest == digest, among_ids)
+        found = sa.select(erasures.c.lead_id).where(named).order_by(erasures.c.erased_at)
         return list((await self._session.execute(found, {"ids": list(lead_ids)})).scalars())
 
     async def has_lead(self, lead_id: uuid.UUID) -> bool:
