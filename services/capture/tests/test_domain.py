@@ -12,7 +12,7 @@ from leadpipe_common.throttle import parse_rate
 from capture.domain import (ConsentWord, Form, InvalidSubmission, OnRecord, captcha_answer, captcha_suspicions,
                             capture_lead, erasure_key, fingerprint, form_named, issue_form_token, landing_utms, latest_contact,
                             may_post_from, naming_visitors, newer_word, overlong, parse_forms, parse_identity, parse_origins,
-                            parse_unlisted, person_digest, person_key, stated_consent, suspicions, unread_consent,
+                            parse_unlisted, person_key, stated_consent, suspicions, unread_consent,
                             unverifiable)
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -735,12 +735,6 @@ def test_an_erasure_naming_no_address_is_refused_without_repeating_it():
     with pytest.raises(ValueError) as refused:
         erasure_key("jane doe at example", IDENTITY)
     assert "jane" not in str(refused.value)
-
-
-def test_what_is_kept_of_an_erased_person_is_a_digest_of_their_key_never_the_key():
-    digest = person_digest("janedoe@gmail.com")
-    assert digest == person_digest(erasure_key("Jane.Doe+x@googlemail.com", IDENTITY))
-    assert "jane" not in digest and digest != person_digest("jdoe@gmail.com")
 
 
 def test_a_request_fingerprint_ignores_field_order_but_not_values_or_the_form():

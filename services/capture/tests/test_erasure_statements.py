@@ -2,15 +2,24 @@
 Postgres)."""
 
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy.dialects import postgresql
 
-from capture.store import CaptureStore
+from capture.store import CaptureStore, erasures
 
 
 class Answer:
+    """What a statement answers: nothing found."""
+
     def scalars(self) -> list:
         return []
+
+    def all(self) -> list:
+        return []
+
+    def __iter__(self):
+        return iter(())
 
 
 class Recording:
@@ -18,9 +27,11 @@ class Recording:
 
     def __init__(self) -> None:
         self.statements: list = []
+        self.parameters: list = []
 
     async def execute(self, statement, params=None) -> Answer:  # noqa: ANN001
         self.statements.append(statement)
+        self.parameters.append(params)
         return Answer()
 
     def sql(self) -> list[str]:
@@ -31,6 +42,19 @@ async def test_erasures_asked_for_by_lead_id_alone_are_not_every_erasure_made_by
     """With no digest, ``person_digest = NULL`` compiled to IS NULL: after any erasure by id, every unknown lead id
     was found erased, answered 202 and sent a lead.erased for a lead that never existed."""
     session = Recording()
-    await CaptureStore(session).erased(lead_ids=[uuid.uuid4()])
+    await CaptureStore(session).erased([uuid.uuid4()])
     [sql] = session.sql()
     assert "person_digest" not in sql and "lead_id = ANY" in sql
+
+
+async def test_an_erasure_keeps_of_each_lead_its_id_who_asked_and_when_and_nothing_of_the_address():
+    """It kept an unsalted SHA-256 of the person key: reversed by trying addresses, and by it the API answered
+    every erased lead of an address, linking the person to them again."""
+    session = Recording()
+    lead = uuid.uuid4()
+    await CaptureStore(session).erase([lead], key="janedoe@gmail.com", same_person=lambda sent: False,
+                                      at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
+    [rows] = [p for s, p in zip(session.statements, session.parameters, strict=True)
+              if s.is_dml and s.is_insert and s.table.name == "erasures"]
+    assert rows == [{"lead_id": lead, "erased_at": datetime(2026, 1, 1, tzinfo=UTC), "erased_by": "dpo"}]
+    assert set(erasures.c.keys()) == {"lead_id", "erased_at", "erased_by"}

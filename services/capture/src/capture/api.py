@@ -1022,8 +1022,7 @@ class EraseRequest(BaseModel):
 
 
 class ErasedLeads(BaseModel):
-    lead_ids: list[uuid.UUID] = Field(description="every lead the request names, erased now or by the same request "
-                                                  "before")
+    lead_ids: list[uuid.UUID] = Field(description="every lead the request names, erased now or (by id) before")
 
 
 people_router = APIRouter(prefix="/v1/people", tags=["people"], dependencies=[needs("admin")],
@@ -1035,8 +1034,9 @@ people_router = APIRouter(prefix="/v1/people", tags=["people"], dependencies=[ne
     description="capture clears what it holds of the person (contact, landing pages' queries, quarantined "
                 "submissions, the person's record) and sends `lead.erased` down the pipeline for each lead, which every "
                 "stage clears its copies on and delivery gives up what it has not sent. Ids, times and attribution "
-                "stay, so reports count the leads anonymously. The same request again answers the same leads and "
-                "sends nothing more; a new submission by the person afterwards is a new lead. See the README's "
+                "stay, so reports count the leads anonymously. Nothing leads from the address to the erased leads "
+                "afterwards: the same address again answers 404 (or only the person's leads since: a new submission "
+                "is a new lead, of a new person); a lead id again answers it and sends nothing more. See the README's "
                 "\"Erasing a person\" for what is not erased (Kafka's copies until retention, backups, sales tools).",
     responses=problem_responses(404, 422, _404="no lead of this address, or no lead of this id: `errors` names which",
                                 _422="neither an email nor a lead_id, or an email that is no address"),

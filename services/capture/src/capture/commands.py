@@ -39,7 +39,8 @@ def add_commands(cli: typer.Typer) -> None:
 
         capture clears its own rows (contact, landing pages' queries, quarantined submissions, the person's record)
         and sends lead.erased down the pipeline for each lead: every stage clears its copies, delivery gives up what
-        it has not sent. The same erasure again prints the same leads and sends nothing. A running capture's relay
+        it has not sent. Erasing a lead id again prints it and sends nothing; an address again finds nobody (nothing
+        kept leads from it to the erased leads), or only the person's leads since. A running capture's relay
         sends the events. README: "Erasing a person" says what is not erased."""
         if email is None and lead is None:
             raise typer.BadParameter("give an address (--email), a lead id (--lead), or both", param_hint="--email")

@@ -932,12 +932,6 @@ def erasure_key(email: str, rules: IdentityRules) -> str:
     return person_key(normalized, rules)
 
 
-def person_digest(key: str) -> str:
-    """What capture keeps of an erased person's key, so the same erasure asked again answers the same leads: a
-    SHA-256, never the key itself (the address)."""
-    return hashlib.sha256(f"leadpipe-erasure/{key}".encode()).hexdigest()
-
-
 def fingerprint(fields: Mapping[str, Any], form_id: str | None) -> str:
     """What an ``Idempotency-Key`` promises is repeated: the submitted fields (order aside) and the form."""
     canonical = json.dumps({"form_id": form_id, "fields": fields}, sort_keys=True, default=str, ensure_ascii=False)

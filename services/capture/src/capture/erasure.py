@@ -2,9 +2,10 @@
 rows and sends one ``lead.erased`` per lead down ``leads.captured`` (its outbox, in the same unit of work), for each
 stage to clear its copies and pass it on.
 
-Idempotent: the same request again answers the same leads and sends nothing; the person's leads captured since
-(a new submission after the erasure is a new lead, of a new person) are erased with it. The log and the event name
-who asked (a key's name), never the address.
+Nothing is kept that leads from an address to the erased leads (a digest of it is reversed by trying addresses):
+erasing an address again finds only what its person submitted since (a new lead, of a new person), else nobody.
+Erasing a lead by id again answers it and sends nothing (``erasures`` keeps the erased ids). The log and the event
+name who asked (a key's name), never the address.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from leadpipe_common.envelope import derive_id, encode
 from leadpipe_common.events import LeadErased
 from leadpipe_common.uow import UnitOfWork
 
-from capture.domain import IdentityRules, erasure_key, person_digest
+from capture.domain import IdentityRules, erasure_key
 from capture.handlers import SOURCE
 from capture.store import CaptureStore
 
@@ -49,24 +50,24 @@ async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: s
     """Erase the leads of the person ``email`` names (as their person key) and the lead ``lead_id``, and commit.
 
     Raises ValueError for an ``email`` that is no address, ``NothingToErase`` for one that names nobody capture
-    holds or erased, or a ``lead_id`` it never held."""
+    holds (a person erased before included), or a ``lead_id`` it never held."""
     key = erasure_key(email, rules) if email is not None else None
-    digest = person_digest(key) if key is not None else None
     named: list[uuid.UUID] = []
     if key is not None:
-        found = [*await uow.store.erased(digest=digest), *await uow.store.person_leads(key)]
+        found = await uow.store.person_leads(key)
         if not found:
-            raise NothingToErase("email", "capture holds no lead of this address, and erased none")
+            raise NothingToErase("email", "capture holds no lead of this address (an erasure does not keep the "
+                                          "address, so a person erased before is not found by it)")
         named += found
     if lead_id is not None:
-        if not (await uow.store.erased(lead_ids=[lead_id]) or await uow.store.has_lead(lead_id)):
+        if not (await uow.store.erased([lead_id]) or await uow.store.has_lead(lead_id)):
             raise NothingToErase("lead_id", f"capture holds no lead {lead_id}, and erased none")
         named.append(lead_id)
     named = list(dict.fromkeys(named))
-    before = set(await uow.store.erased(lead_ids=named))
+    before = set(await uow.store.erased(named))
     fresh = [lead for lead in named if lead not in before]
     if fresh:
-        await uow.store.erase(fresh, key=key, digest=digest, at=at, by=by,
+        await uow.store.erase(fresh, key=key, at=at, by=by,
                               same_person=lambda sent: _names(sent, key, rules))
         # Ids derived from the lead: an erasure of it sent twice (two admins at once) is one event downstream.
         uow.publish([encode(topics.CAPTURED, LeadErased(lead_id=lead, at=at, by=by),

@@ -167,16 +167,14 @@ idempotency = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("idempotency_created_at", "created_at"),  # the expired are deleted (writer.ExpiredKeys)
 )
-#: Leads erased at their person's request (GDPR art. 17): by whom and when, and, for those found by an address, a
-#: digest of the person key it named (never the address), so the same request again answers the same leads.
+#: Leads erased at their person's request (GDPR art. 17): by whom and when, so erasing a lead again sends nothing.
+#: Nothing that leads from an address to them (0013 dropped a digest of the person key: a dictionary reversed it).
 erasures = sa.Table(
     "erasures",
     metadata,
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("person_digest", sa.Text),
     sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("erased_by", sa.Text, nullable=False),
-    sa.Index("erasures_by_person", "person_digest"),
 )
 #: Events born of requests that are not leads (``lead.quarantined``); the leads table is the leads' outbox.
 outbox = outbox_table(metadata)
@@ -411,19 +409,16 @@ class CaptureStore:
             sa.select(leads.c.lead_id).where(leads.c.person_id == person.person_id).order_by(leads.c.seq))).scalars()
         return list(dict.fromkeys([*opened, *([person.open_lead_id] if person.open_lead_id else [])]))
 
-    async def erased(self, *, digest: str | None = None, lead_ids: Sequence[uuid.UUID] = ()) -> list[uuid.UUID]:
-        """The leads erased before, of the person ``digest`` names (``domain.person_digest``) or among ``lead_ids``."""
-        among_ids = among(erasures.c.lead_id, "ids")
-        # Only when a digest is given: ``== None`` is IS NULL, which every erasure by id matches.
-        named = among_ids if digest is None else sa.or_(erasures.c.person_digest == digest, among_ids)
-        found = sa.select(erasures.c.lead_id).where(named).order_by(erasures.c.erased_at)
+    async def erased(self, lead_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """Those of ``lead_ids`` erased before."""
+        found = sa.select(erasures.c.lead_id).where(among(erasures.c.lead_id, "ids")).order_by(erasures.c.erased_at)
         return list((await self._session.execute(found, {"ids": list(lead_ids)})).scalars())
 
     async def has_lead(self, lead_id: uuid.UUID) -> bool:
         return (await self._session.execute(sa.select(leads.c.lead_id).where(leads.c.lead_id == lead_id))).first() \
             is not None
 
-    async def erase(self, lead_ids: Sequence[uuid.UUID], *, key: str | None, digest: str | None,
+    async def erase(self, lead_ids: Sequence[uuid.UUID], *, key: str | None,
                     same_person: Callable[[str], bool], at: datetime, by: str) -> None:
         """Clear what capture holds of ``lead_ids``' person and record the erasure, in the caller's transaction.
 
@@ -459,7 +454,7 @@ class CaptureStore:
                                         {"ids": theirs})
         if ids:
             await self._session.execute(erasures.insert(), [
-                {"lead_id": lead_id, "person_digest": digest, "erased_at": at, "erased_by": by} for lead_id in ids])
+                {"lead_id": lead_id, "erased_at": at, "erased_by": by} for lead_id in ids])
 
 
 def _erased_outcome(at: datetime) -> dict[str, Any]:
