@@ -19,6 +19,8 @@ class Store:
     def __init__(self) -> None:
         self.people = {"janedoe@gmail.com": [LEAD]}
         self.erasures: set[uuid.UUID] = set()
+        #: What another erasure records once this one has found the leads not erased yet (a test erases at once).
+        self.meanwhile: set[uuid.UUID] = set()
 
     async def person_leads(self, key):
         return list(self.people.get(key, []))
@@ -31,7 +33,10 @@ class Store:
 
     async def erase(self, lead_ids, *, key, same_person, at, by):
         self.people.pop(key, None)
+        self.erasures |= self.meanwhile  # erased by another erasure while this one waited on its locks
+        fresh = [lead for lead in lead_ids if lead not in self.erasures]  # as ON CONFLICT DO NOTHING RETURNING
         self.erasures.update(lead_ids)
+        return fresh
 
 
 class Engine:
@@ -62,6 +67,14 @@ def test_an_erasure_by_address_prints_the_persons_leads_and_sends_lead_erased_on
     by_id = erase("--lead", str(LEAD))
     assert by_id.exit_code == 0 and f"already erased, nothing sent: {LEAD}" in by_id.output
     assert len(erase.uow.published) == 1
+
+
+def test_an_erasure_of_a_lead_another_erased_at_the_same_time_is_a_repeat_and_sends_nothing(erase):
+    erase.uow.store.meanwhile = {LEAD}
+    done = erase("--lead", str(LEAD))
+    assert done.exit_code == 0, done.output
+    assert f"already erased, nothing sent: {LEAD}" in done.output
+    assert erase.uow.published == []
 
 
 @pytest.mark.parametrize(("args", "said"), [

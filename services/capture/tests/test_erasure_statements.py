@@ -13,7 +13,7 @@ class Answer:
     """What a statement answers: nothing found."""
 
     def scalars(self) -> list:
-        return []
+        return []  # nothing found, or (an INSERT ... RETURNING) nothing recorded
 
     def all(self) -> list:
         return []
@@ -54,7 +54,20 @@ async def test_an_erasure_keeps_of_each_lead_its_id_who_asked_and_when_and_nothi
     lead = uuid.uuid4()
     await CaptureStore(session).erase([lead], key="janedoe@gmail.com", same_person=lambda sent: False,
                                       at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
-    [rows] = [p for s, p in zip(session.statements, session.parameters, strict=True)
-              if s.is_dml and s.is_insert and s.table.name == "erasures"]
-    assert rows == [{"lead_id": lead, "erased_at": datetime(2026, 1, 1, tzinfo=UTC), "erased_by": "dpo"}]
+    [insert] = [s for s in session.statements if s.is_dml and s.is_insert and s.table.name == "erasures"]
+    compiled = insert.compile(dialect=postgresql.dialect())
+    assert compiled.params == {"lead_id_m0": lead, "erased_at_m0": datetime(2026, 1, 1, tzinfo=UTC),
+                               "erased_by_m0": "dpo"}
     assert set(erasures.c.keys()) == {"lead_id", "erased_at", "erased_by"}
+
+
+async def test_an_erasure_recording_a_lead_another_erasure_recorded_meanwhile_is_a_repeat_not_a_unique_violation():
+    """Two erasures of a lead at once both found it not erased: the second failed on the primary key (23505, not
+    retried), a 500 or a traceback."""
+    session = Recording()
+    recorded = await CaptureStore(session).erase([uuid.uuid4()], key=None, same_person=lambda sent: False,
+                                                 at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
+    [insert] = [str(s.compile(dialect=postgresql.dialect())) for s in session.statements
+                if s.is_dml and s.is_insert and s.table.name == "erasures"]
+    assert "ON CONFLICT (lead_id) DO NOTHING RETURNING capture.erasures.lead_id" in insert
+    assert recorded == []  # what the statement returned: none recorded now

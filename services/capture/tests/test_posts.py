@@ -134,7 +134,9 @@ class Store:
     async def erase(self, lead_ids: Any, *, key: str | None, same_person: Any, at: datetime, by: str) -> None:
         """As the store erases: the person's row goes (their next submission is a new person's), the leads recorded."""
         self._pipeline.people_leads.pop(key, None)
+        fresh = [lead for lead in lead_ids if lead not in self._pipeline.erasures]
         self._pipeline.erasures.update(lead_ids)
+        return fresh
 
     async def quarantined(self, limit: int, *, before: tuple[datetime, uuid.UUID] | None = None,
                           form_id: str | None = None) -> list[dict[str, Any]]:

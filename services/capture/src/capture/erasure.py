@@ -67,8 +67,11 @@ async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: s
     before = set(await uow.store.erased(named))
     fresh = [lead for lead in named if lead not in before]
     if fresh:
-        await uow.store.erase(fresh, key=key, at=at, by=by,
-                              same_person=lambda sent: _names(sent, key, rules))
+        recorded = set(await uow.store.erase(fresh, key=key, at=at, by=by,
+                                             same_person=lambda sent: _names(sent, key, rules)))
+        # What another erasure recorded while this one waited on its locks was sent by it: this is a repeat.
+        fresh = [lead for lead in fresh if lead in recorded]
+    if fresh:
         # Ids derived from the lead: an erasure of it sent twice (two admins at once) is one event downstream.
         uow.publish([encode(topics.CAPTURED, LeadErased(lead_id=lead, at=at, by=by),
                             event_id=derive_id(lead, LeadErased.type), source=SOURCE, time=at) for lead in fresh])

@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from leadpipe_common.db import among, json_value
@@ -419,8 +420,9 @@ class CaptureStore:
             is not None
 
     async def erase(self, lead_ids: Sequence[uuid.UUID], *, key: str | None,
-                    same_person: Callable[[str], bool], at: datetime, by: str) -> None:
-        """Clear what capture holds of ``lead_ids``' person and record the erasure, in the caller's transaction.
+                    same_person: Callable[[str], bool], at: datetime, by: str) -> list[uuid.UUID]:
+        """Clear what capture holds of ``lead_ids``' person and record the erasure, in the caller's transaction;
+        those of ``lead_ids`` recorded now (the others an erasure running at the same time recorded first).
 
         The people rows go (the person ``key`` names, and whoever holds one of the leads open: keyed by the
         address, and the next submission must open a new lead, not touch an erased one); each lead's and touch's
@@ -452,9 +454,14 @@ class CaptureStore:
             theirs = [row.lead_id for row in kept if row.email and same_person(row.email)]
             await self._session.execute(quarantine.delete().where(among(quarantine.c.lead_id, "ids")),
                                         {"ids": theirs})
-        if ids:
-            await self._session.execute(erasures.insert(), [
-                {"lead_id": lead_id, "erased_at": at, "erased_by": by} for lead_id in ids])
+        if not ids:
+            return []
+        # Two erasures of a lead at once both found it not erased yet: the second waits on the first's row locks,
+        # clears again what the first cleared, and is a repeat, not a unique violation (a 500, a traceback).
+        recorded = await self._session.execute(
+            pg_insert(erasures).values([{"lead_id": lead_id, "erased_at": at, "erased_by": by} for lead_id in ids])
+            .on_conflict_do_nothing(index_elements=[erasures.c.lead_id]).returning(erasures.c.lead_id))
+        return list(recorded.scalars())
 
 
 def _erased_outcome(at: datetime) -> dict[str, Any]:
