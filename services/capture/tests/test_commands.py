@@ -21,9 +21,18 @@ class Store:
         self.erasures: set[uuid.UUID] = set()
         #: What another erasure records once this one has found the leads not erased yet (a test erases at once).
         self.meanwhile: set[uuid.UUID] = set()
+        #: Leads a person opens before the erasure's lock is taken (a test opens one), by person key.
+        self.opening: dict[str, list[uuid.UUID]] = {}
+        #: The leads of each lock_erasure, in turn.
+        self.locked: list[list[uuid.UUID]] = []
 
     async def person_leads(self, key):
         return list(self.people.get(key, []))
+
+    async def lock_erasure(self, lead_ids, *, key, by_id):
+        self.locked.append(sorted(lead_ids))
+        self.people = {k: [*leads, *self.opening.get(k, [])] for k, leads in self.people.items()}
+        self.opening = {}
 
     async def erased(self, lead_ids):
         return [lead for lead in lead_ids if lead in self.erasures]
@@ -31,7 +40,7 @@ class Store:
     async def has_lead(self, lead_id):
         return any(lead_id in leads for leads in self.people.values())
 
-    async def erase(self, lead_ids, *, key, same_person, at, by):
+    async def erase(self, lead_ids, *, key, by_id, same_person, at, by):
         self.people.pop(key, None)
         self.erasures |= self.meanwhile  # erased by another erasure while this one waited on its locks
         fresh = [lead for lead in lead_ids if lead not in self.erasures]  # as ON CONFLICT DO NOTHING RETURNING
@@ -75,6 +84,15 @@ def test_an_erasure_of_a_lead_another_erased_at_the_same_time_is_a_repeat_and_se
     assert done.exit_code == 0, done.output
     assert f"already erased, nothing sent: {LEAD}" in done.output
     assert erase.uow.published == []
+
+
+def test_a_lead_the_person_opens_before_the_erasure_locks_them_is_erased_with_them_its_holder_locked_too(erase):
+    new = uuid.uuid4()
+    erase.uow.store.opening = {"janedoe@gmail.com": [new]}
+    done = erase("--email", "jane.doe@gmail.com")
+    assert done.exit_code == 0, done.output
+    assert erase.uow.store.locked == [[LEAD], sorted([LEAD, new])]
+    assert f"2 lead(s) erased now, lead.erased sent for each; the person's leads: {LEAD}, {new}" in done.output
 
 
 @pytest.mark.parametrize(("args", "said"), [

@@ -131,7 +131,11 @@ class Store:
     async def has_lead(self, lead_id: uuid.UUID) -> bool:
         return any(lead_id in leads for leads in self._pipeline.people_leads.values())
 
-    async def erase(self, lead_ids: Any, *, key: str | None, same_person: Any, at: datetime, by: str) -> None:
+    async def lock_erasure(self, lead_ids: Any, *, key: str | None, by_id: Any) -> None:
+        pass
+
+    async def erase(self, lead_ids: Any, *, key: str | None, by_id: Any, same_person: Any, at: datetime,
+                    by: str) -> list[uuid.UUID]:
         """As the store erases: the person's row goes (their next submission is a new person's), the leads recorded."""
         self._pipeline.people_leads.pop(key, None)
         fresh = [lead for lead in lead_ids if lead not in self._pipeline.erasures]

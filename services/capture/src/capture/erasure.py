@@ -52,9 +52,18 @@ async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: s
     Raises ValueError for an ``email`` that is no address, ``NothingToErase`` for one that names nobody capture
     holds (a person erased before included), or a ``lead_id`` it never held."""
     key = erasure_key(email, rules) if email is not None else None
+    by_id = [lead_id] if lead_id is not None else []
+    found = await uow.store.person_leads(key) if key is not None else []
+    while True:
+        # Every people row it touches locked in one statement; a lead of theirs opened before the lock is found
+        # on reading again (its holder locked on the next turn), none after it.
+        await uow.store.lock_erasure([*found, *by_id], key=key, by_id=by_id)
+        locked = await uow.store.person_leads(key) if key is not None else []
+        if locked == found:
+            break
+        found = locked
     named: list[uuid.UUID] = []
     if key is not None:
-        found = await uow.store.person_leads(key)
         if not found:
             raise NothingToErase("email", "capture holds no lead of this address (an erasure does not keep the "
                                           "address, so a person erased before is not found by it)")
@@ -67,7 +76,7 @@ async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: s
     before = set(await uow.store.erased(named))
     fresh = [lead for lead in named if lead not in before]
     if fresh:
-        recorded = set(await uow.store.erase(fresh, key=key, at=at, by=by,
+        recorded = set(await uow.store.erase(fresh, key=key, by_id=by_id, at=at, by=by,
                                              same_person=lambda sent: _names(sent, key, rules)))
         # What another erasure recorded while this one waited on its locks was sent by it: this is a repeat.
         fresh = [lead for lead in fresh if lead in recorded]

@@ -400,10 +400,10 @@ class CaptureStore:
 
     async def person_leads(self, key: str) -> list[uuid.UUID]:
         """The leads of the person ``key`` names (those they opened, and the one they hold open now, which after a
-        merge may be another address's), their row locked so no lead of theirs opens meanwhile; [] for nobody."""
+        merge may be another address's); [] for nobody. Read again once ``lock_erasure`` holds their row: no lead
+        of theirs opens after that."""
         person = (await self._session.execute(
-            sa.select(people.c.person_id, people.c.open_lead_id).where(people.c.person_key == key)
-            .with_for_update())).first()
+            sa.select(people.c.person_id, people.c.open_lead_id).where(people.c.person_key == key))).first()
         if person is None:
             return []
         opened = (await self._session.execute(
@@ -415,27 +415,36 @@ class CaptureStore:
         found = sa.select(erasures.c.lead_id).where(among(erasures.c.lead_id, "ids")).order_by(erasures.c.erased_at)
         return list((await self._session.execute(found, {"ids": list(lead_ids)})).scalars())
 
+    async def lock_erasure(self, lead_ids: Sequence[uuid.UUID], *, key: str | None,
+                           by_id: Sequence[uuid.UUID]) -> None:
+        """Lock every people row ``erase`` of these touches, in ONE statement, in LOCK ORDER (see ``people``): the
+        rows it deletes and those whose open lead it clears. Locking the named person first and the others after,
+        a writer's round holding one of the others and waiting for the named one deadlocked with it."""
+        await self._session.execute(_people_erased(key, touched=True).order_by(people.c.person_key.collate("C"))
+                                    .with_for_update(), {"ids": sorted(set(lead_ids)), "by_id": list(by_id)})
+
     async def has_lead(self, lead_id: uuid.UUID) -> bool:
         return (await self._session.execute(sa.select(leads.c.lead_id).where(leads.c.lead_id == lead_id))).first() \
             is not None
 
-    async def erase(self, lead_ids: Sequence[uuid.UUID], *, key: str | None,
+    async def erase(self, lead_ids: Sequence[uuid.UUID], *, key: str | None, by_id: Sequence[uuid.UUID],
                     same_person: Callable[[str], bool], at: datetime, by: str) -> list[uuid.UUID]:
         """Clear what capture holds of ``lead_ids``' person and record the erasure, in the caller's transaction;
         those of ``lead_ids`` recorded now (the others an erasure running at the same time recorded first).
 
-        The people rows go (the person ``key`` names, and whoever holds one of the leads open: keyed by the
-        address, and the next submission must open a new lead, not touch an erased one); each lead's and touch's
+        The rows of the people named go (the person ``key`` names, the person who opened each lead of ``by_id``,
+        the one named by it: keyed by the address, and their next submission must open a new lead, not touch an
+        erased one); anyone else who holds one of the leads open (merged into it) keeps their row, and what they
+        said of marketing, with no lead open. Each lead's and touch's
         stored event is cleared (``erasure.erased_value``) and the lead's address emptied, its row kept (ids,
         times, form, attribution without a page's query) and marked published, terminal and closed: an unsent
         lead is not sent cleared, nor re-driven; quarantined submissions of the leads, or of the address
-        (``same_person`` reads a kept address), go. People rows are locked first, in LOCK ORDER (see ``people``)."""
+        (``same_person`` reads a kept address), go. The caller has locked the people rows (``lock_erasure``)."""
         ids = sorted(set(lead_ids))
-        await self._session.execute(
-            sa.select(people.c.person_key).where(sa.or_(people.c.person_key == key, among(people.c.open_lead_id, "ids")))
-            .order_by(people.c.person_key.collate("C")).with_for_update(), {"ids": ids})
-        await self._session.execute(people.delete().where(
-            sa.or_(people.c.person_key == key, among(people.c.open_lead_id, "ids"))), {"ids": ids})
+        theirs = _people_erased(key, touched=False).whereclause
+        await self._session.execute(people.delete().where(theirs), {"ids": ids, "by_id": list(by_id)})
+        await self._session.execute(people.update().where(among(people.c.open_lead_id, "ids"))
+                                    .values(open_lead_id=None), {"ids": ids})
         for table, key_column in ((leads, leads.c.lead_id), (touches, touches.c.touch_id)):
             rows = await self._session.execute(sa.select(key_column, table.c.event).where(
                 among(table.c.lead_id, "ids")).order_by(key_column).with_for_update(), {"ids": ids})
@@ -462,6 +471,18 @@ class CaptureStore:
             pg_insert(erasures).values([{"lead_id": lead_id, "erased_at": at, "erased_by": by} for lead_id in ids])
             .on_conflict_do_nothing(index_elements=[erasures.c.lead_id]).returning(erasures.c.lead_id))
         return list(recorded.scalars())
+
+
+def _people_erased(key: str | None, *, touched: bool) -> sa.Select[Any]:
+    """The people rows an erasure of the leads ``:ids`` deletes, those it names: the person ``key`` names, and
+    the person who opened each lead ``:by_id`` names (``leads.person_id``), or, for a lead kept before 0012 (no
+    ``person_id``: its person is not told from someone merged into it), whoever holds it open. With ``touched``,
+    also everyone else holding one of ``:ids`` open (whose open lead it clears)."""
+    opened_by = sa.select(leads.c.person_id).where(among(leads.c.lead_id, "by_id"), leads.c.person_id.is_not(None))
+    unowned = sa.select(leads.c.lead_id).where(among(leads.c.lead_id, "by_id"), leads.c.person_id.is_(None))
+    named = [people.c.person_key == key] if key is not None else []
+    holds = [among(people.c.open_lead_id, "ids")] if touched else [people.c.open_lead_id.in_(unowned)]
+    return sa.select(people.c.person_key).where(sa.or_(*named, people.c.person_id.in_(opened_by), *holds))
 
 
 def _erased_outcome(at: datetime) -> dict[str, Any]:
