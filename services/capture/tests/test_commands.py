@@ -25,9 +25,14 @@ class Store:
         self.opening: dict[str, list[uuid.UUID]] = {}
         #: The leads of each lock_erasure, in turn.
         self.locked: list[list[uuid.UUID]] = []
+        #: The leads whose Idempotency-Keys' answers were deleted, in turn.
+        self.forgotten: list[list[uuid.UUID]] = []
 
     async def person_leads(self, key):
         return list(self.people.get(key, []))
+
+    async def forget_answers(self, lead_ids):
+        self.forgotten.append(sorted(lead_ids))
 
     async def lock_erasure(self, lead_ids, *, key, by_id):
         self.locked.append(sorted(lead_ids))
@@ -92,7 +97,14 @@ def test_a_lead_the_person_opens_before_the_erasure_locks_them_is_erased_with_th
     done = erase("--email", "jane.doe@gmail.com")
     assert done.exit_code == 0, done.output
     assert erase.uow.store.locked == [[LEAD], sorted([LEAD, new])]
+    assert erase.uow.store.forgotten == [[LEAD], [new]]
     assert f"2 lead(s) erased now, lead.erased sent for each; the person's leads: {LEAD}, {new}" in done.output
+
+
+def test_an_erasure_deletes_the_idempotency_keys_answering_the_persons_leads_in_its_unit_of_work(erase):
+    done = erase("--email", "jane.doe@gmail.com")
+    assert done.exit_code == 0, done.output
+    assert erase.uow.store.forgotten == [[LEAD]] and erase.uow.commits == 1
 
 
 @pytest.mark.parametrize(("args", "said"), [

@@ -101,3 +101,16 @@ async def test_an_erasure_clears_the_open_lead_of_anyone_merged_into_an_erased_l
     assert "capture.people.person_key = %(person_key_1)s" in delete
     assert ("UPDATE capture.people SET open_lead_id=%(open_lead_id)s::UUID "
             "WHERE capture.people.open_lead_id = ANY (%(ids)s::UUID[])") in people
+
+
+async def test_an_erasure_deletes_the_idempotency_keys_whose_answer_names_an_erased_lead_or_its_touch():
+    """capture.idempotency kept, for a day, the caller's Idempotency-Key (which may be the address), a
+    fingerprint of the fields and the erased lead's id."""
+    session = Recording()
+    lead = uuid.uuid4()
+    await CaptureStore(session).forget_answers([lead])
+    [(statement, params)] = zip(session.statements, session.parameters, strict=True)
+    sql = compiled(statement)
+    assert sql.startswith("DELETE FROM capture.idempotency WHERE (capture.idempotency.answer ->> %(answer_1)s) = ANY")
+    assert "IN (SELECT CAST(capture.touches.touch_id AS TEXT)" in sql  # a keyless sender is answered its touch's id
+    assert params == {"ids": [lead], "texts": [str(lead)]}

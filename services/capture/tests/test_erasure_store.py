@@ -30,7 +30,8 @@ async def test_an_erased_persons_rows_keep_no_trace_of_them_and_their_next_submi
     local = f"erase.{uuid.uuid4().hex[:8]}"
     email = f"{local}@stripe.com"
     async with httpx.AsyncClient(base_url=capture_url, timeout=30) as capture:
-        first = await capture.post("/v1/leads", headers=KEY_HEADERS, json={
+        # Its Idempotency-Key the address itself, as a client may make it.
+        first = await capture.post("/v1/leads", headers={**KEY_HEADERS, "Idempotency-Key": email}, json={
             "email": email, "first_name": "Ada", "form_id": "erasure-test", "utm_source": "ads",
             "landing_page": f"https://example.com/demo?email={email}&utm_campaign=spring"})
         touch = await capture.post("/v1/leads", headers=KEY_HEADERS,
@@ -40,6 +41,7 @@ async def test_an_erased_persons_rows_keep_no_trace_of_them_and_their_next_submi
         assert (first.status_code, touch.status_code, bot.status_code) == (202, 202, 202)
         before = await rows_naming(db, f"%{local}%")
         assert before["leads"] == before["touches"] == before["quarantine"] == before["people"] == 1
+        assert before["idempotency"] == 1
         erased = await capture.post("/v1/people/erase", headers=KEY_HEADERS, json={"email": email.upper()})
         again = await capture.post("/v1/people/erase", headers=KEY_HEADERS, json={"email": email})
         by_id = await capture.post("/v1/people/erase", headers=KEY_HEADERS, json={"lead_id": first.json()["lead_id"]})

@@ -131,6 +131,9 @@ class Store:
     async def has_lead(self, lead_id: uuid.UUID) -> bool:
         return any(lead_id in leads for leads in self._pipeline.people_leads.values())
 
+    async def forget_answers(self, lead_ids: Any) -> None:
+        pass
+
     async def lock_erasure(self, lead_ids: Any, *, key: str | None, by_id: Any) -> None:
         pass
 

@@ -54,6 +54,8 @@ async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: s
     key = erasure_key(email, rules) if email is not None else None
     by_id = [lead_id] if lead_id is not None else []
     found = await uow.store.person_leads(key) if key is not None else []
+    # Idempotency-Keys before people, as every capture transaction locks them: their answers name the leads.
+    await uow.store.forget_answers([*found, *by_id])
     while True:
         # Every people row it touches locked in one statement; a lead of theirs opened before the lock is found
         # on reading again (its holder locked on the next turn), none after it.
@@ -61,6 +63,7 @@ async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: s
         locked = await uow.store.person_leads(key) if key is not None else []
         if locked == found:
             break
+        await uow.store.forget_answers([lead for lead in locked if lead not in found])
         found = locked
     named: list[uuid.UUID] = []
     if key is not None:

@@ -415,6 +415,14 @@ class CaptureStore:
         found = sa.select(erasures.c.lead_id).where(among(erasures.c.lead_id, "ids")).order_by(erasures.c.erased_at)
         return list((await self._session.execute(found, {"ids": list(lead_ids)})).scalars())
 
+    async def forget_answers(self, lead_ids: Sequence[uuid.UUID]) -> None:
+        """Delete the Idempotency-Keys whose answer names one of ``lead_ids`` or a touch of theirs (a sender without
+        a key is answered its touch's id): the key may be the address itself, and the row keeps, for a day, a
+        fingerprint of the fields with the lead's id. Idempotency-Keys come before people in LOCK ORDER."""
+        if lead_ids:
+            await self._session.execute(_FORGET_ANSWERS, {"ids": sorted(set(lead_ids)),
+                                                          "texts": sorted({str(lead) for lead in lead_ids})})
+
     async def lock_erasure(self, lead_ids: Sequence[uuid.UUID], *, key: str | None,
                            by_id: Sequence[uuid.UUID]) -> None:
         """Lock every people row ``erase`` of these touches, in ONE statement, in LOCK ORDER (see ``people``): the
@@ -471,6 +479,13 @@ class CaptureStore:
             pg_insert(erasures).values([{"lead_id": lead_id, "erased_at": at, "erased_by": by} for lead_id in ids])
             .on_conflict_do_nothing(index_elements=[erasures.c.lead_id]).returning(erasures.c.lead_id))
         return list(recorded.scalars())
+
+
+_ANSWERED = idempotency.c.answer["lead_id"].astext
+#: A scan of the keys (a day's worth; nothing indexes their answers), as rare as erasures are.
+_FORGET_ANSWERS = idempotency.delete().where(sa.or_(
+    _ANSWERED == sa.any_(sa.bindparam("texts", type_=ARRAY(sa.Text))),
+    _ANSWERED.in_(sa.select(sa.cast(touches.c.touch_id, sa.Text)).where(among(touches.c.lead_id, "ids")))))
 
 
 def _people_erased(key: str | None, *, touched: bool) -> sa.Select[Any]:
