@@ -148,6 +148,9 @@ def test_the_unsent_messages_of_erased_leads_are_deleted_by_their_record_key_in_
 
     from leadpipe_common.outbox import outbox_table, unsent_of_leads
 
-    sql = str(unsent_of_leads(outbox_table(sa.MetaData(schema="s"))).compile(dialect=postgresql.dialect()))
+    statement = unsent_of_leads(outbox_table(sa.MetaData(schema="s")), "leads.routed")
+    sql = str(statement.compile(dialect=postgresql.dialect()))
     assert sql.startswith("DELETE FROM s.outbox WHERE") and "s.outbox.message ->>" in sql
     assert "= ANY (%(keys)s::TEXT[])" in sql
+    # Only the messages holding the whole lead: its lifecycle events (a won deal, a merge) are sales' record, to send.
+    assert statement.compile(dialect=postgresql.dialect()).params["param_1"] == "leads.routed"

@@ -4,6 +4,7 @@ import copy
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -1765,3 +1766,21 @@ async def test_an_erased_leads_hand_off_is_not_handed_on_at_its_deadline_and_no_
     refused = await say(uow, ctx, lead.lead_id, outcome="accepted", rep_id=data(routed).assignment.owner_id,
                         at=ctx.clock.now)
     assert isinstance(refused, Rejected) and refused.final and "the lead was erased" in refused.reason
+
+
+async def test_an_erased_lead_sales_won_stays_won_and_its_amount_may_still_be_corrected(uow, ctx):
+    """The person goes; sales' record stays: closed as erased, a won deal read as never won in its hand-off, and
+    the anonymous revenue the reports keep could no longer be corrected."""
+    from leadpipe_common.events import LeadErased
+    from routing.handlers import handle_lead_erased
+
+    lead = factories.scored("mql", country="DE")
+    routed, _ = await route(uow, ctx, lead)
+    rep = data(routed).assignment.owner_id
+    for outcome, more in (("accepted", {}), ("won", {"amount": Decimal("50000"), "currency": "EUR"})):
+        assert isinstance(await say(uow, ctx, lead.lead_id, outcome=outcome, rep_id=rep, **more), list)
+    erasure = factories.envelope(topics.SCORED, LeadErased(lead_id=lead.lead_id, at=T0, by="dpo"))
+    await factories.one_batch(uow, (handle_lead_erased, [erasure], ctx))
+    assert uow.store.handoffs[lead.lead_id].handoff.status == "won"
+    corrected = await say(uow, ctx, lead.lead_id, outcome="won", rep_id=rep, amount=Decimal("5000"), currency="EUR")
+    assert [data(m).type for m in corrected] == ["lead.won_amount_corrected"]

@@ -92,12 +92,15 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-def unsent_of_leads(table: sa.Table) -> sa.Delete:
-    """The DELETE of ``table``'s unsent messages keyed by the leads in ``:keys`` (their ids as text, the record key
-    every lead's event carries), in one statement. An erasure runs it in its transaction: such a message holds the
-    whole lead, and the relay, a path apart from the consumer's, could send it after the lead's ``lead.erased``. A
-    row the relay has claimed is locked: the erasure waits for it to be sent and deleted."""
+def unsent_of_leads(table: sa.Table, topic: str) -> sa.Delete:
+    """The DELETE of ``table``'s unsent messages to ``topic`` keyed by the leads in ``:keys`` (their ids as text, the
+    record key every lead's event carries), in one statement. An erasure runs it in its transaction for the topic
+    whose messages hold the whole lead (a reassignment's ``lead.routed``, a re-score's ``lead.scored``): the relay, a
+    path apart from the consumer's, could send one after the lead's ``lead.erased``. The lead's lifecycle events
+    (a disposition, a won amount, a merge) hold no one and are sales' record: they stay, to be sent. A row the relay
+    has claimed is locked: the erasure waits for it to be sent and deleted."""
     return table.delete().where(
+        table.c.message["topic"].as_string() == topic,
         table.c.message["key"].as_string() == sa.any_(sa.bindparam("keys", type_=postgresql.ARRAY(sa.Text))))
 
 

@@ -599,10 +599,13 @@ async def handle_lead_erased(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     erased = sorted({env.data.lead_id for env in batch})
     held = await uow.store.lock_handoffs(erased)  # first, as every writer of hand-offs locks (see routing.store)
     await uow.store.erase({env.data.lead_id: env.data.at for env in batch})
-    # Closed as erased: an open hand-off of an empty lead would still be handed from rep to rep by the SLA and queue
-    # watches and count against its holder's capacity. Its holder, team and dispositions stay: sales' record.
+    # An open one closed as erased: an open hand-off of an empty lead would still be handed from rep to rep by the
+    # SLA and queue watches and count against its holder's capacity. One sales closed keeps its status (won, lost,
+    # rejected, merged): that is sales' record, and a won deal's amount may still be corrected. Its holder, team
+    # and dispositions stay either way.
     await uow.store.update_handoffs([dataclasses.replace(
-        h, handoff=dataclasses.replace(h.handoff, status="erased", due_at=None, waiting_since=None),
+        h, handoff=h.handoff if h.handoff.closed else dataclasses.replace(
+            h.handoff, status="erased", due_at=None, waiting_since=None),
         lead=LeadRouted.model_validate(erased_event(h.lead.model_dump(mode="json")))) for h in held.values()])
     await uow.erase(erased)
     return {env.id: [follow_up(env, topics.LIFECYCLE, env.data, source=SOURCE, time=now)] for env in batch}

@@ -40,6 +40,7 @@ from pydantic_core import to_json
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadpipe_common import topics
 from leadpipe_common.db import among, compiled_once, inbox_table, insert_rows
 from leadpipe_common.events import DispositionReport, LeadRouted
 from leadpipe_common.outbox import outbox_table, unsent_of_leads
@@ -182,7 +183,7 @@ ON CONFLICT (lead_id) DO NOTHING
 """)
 _ERASED = sa.select(erased_leads.c.lead_id).where(among(erased_leads.c.lead_id, "ids"))
 #: The unsent reassignments' (SLA, queue, hand-over) lead.routed of erased leads: they hold the whole lead.
-_UNSENT = unsent_of_leads(outbox)
+_UNSENT = unsent_of_leads(outbox, topics.ROUTED)
 _ASSIGNED = sa.select(assignments.c.lead_id).where(among(assignments.c.lead_id, "ids"))
 _ROTATIONS = (sa.select(rotation.c.team, rotation.c.state).where(among(rotation.c.team, "teams"))
               .order_by(rotation.c.team).with_for_update())

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadpipe_common import topics
 from leadpipe_common.db import among, inbox_table, insert_rows, upsert
 from leadpipe_common.erasure import erased_event
 from leadpipe_common.outbox import outbox_table, unsent_of_leads
@@ -61,7 +62,7 @@ _STANDING = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.lead).where
              .order_by(scores.c.lead_id).with_for_update())
 #: The outbox's unsent messages of the given leads (keyed by the lead's id, as text): a re-score's ``lead.scored``
 #: holds the whole lead, and the relay, apart from the consumer, could send it after the lead's erasure.
-_UNSENT = unsent_of_leads(outbox)
+_UNSENT = unsent_of_leads(outbox, topics.SCORED)
 _TOUCHES = sa.select(touches).where(among(touches.c.lead_id, "ids"))
 #: Where a lead was merged into, its row locked (a merge of it being applied elsewhere is waited for).
 _MERGED_INTO = (sa.select(scores.c.merged_into).where(scores.c.lead_id == sa.bindparam("lead"))
