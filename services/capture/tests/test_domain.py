@@ -157,8 +157,11 @@ def test_a_utm_from_the_landing_page_is_cut_to_the_fields_limit_and_said_to_be_a
     ("https://example.com/?utm_source=a%00b&utm_medium=cpc", {"utm_medium": "cpc"}),
     ("https://example.com/?UTM_SOURCE=a&utm_sources=b&utm_id=c", {}),
     ("https://example.com/#?utm_source=a", {}),
+    ("https://example.com/?utm_content=ada%40stripe.com&utm_term=ada%2540x.io&utm_medium=email",
+     {"utm_medium": "email"}),
     ("https://example.com/", {}), ("http://[::1/?utm_source=a", {}), (None, {}), (42, {})],
-    ids=["first-wins", "blank", "nul", "other-names", "fragment", "no-query", "malformed", "null", "number"])
+    ids=["first-wins", "blank", "nul", "other-names", "fragment", "address", "no-query", "malformed", "null",
+         "number"])
 def test_only_a_landing_pages_utm_parameters_with_something_to_say_are_read(page, utms):
     assert landing_utms(page) == utms
 

@@ -67,6 +67,11 @@ def without_visitor(url: str, *, query: bool = True) -> str | None:
     return urlunsplit((parts.scheme, host, parts.path, kept_query, fragment)) or None
 
 
+def holds_address(value: str) -> bool:
+    """Whether ``value``, a parameter's decoded value, holds what looks like an e-mail address."""
+    return bool(_ADDRESS.search(value))
+
+
 def _personal(parameter: str) -> bool:
     name, equals, _ = parameter.partition("=")
     return bool(_ADDRESS.search(unquote_plus(parameter))) or (bool(equals) and _personal_name(name))

@@ -26,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain, unicode_domain
 from leadpipe_common.events import Attribution, Contact, LeadCaptured
 from leadpipe_common.origins import web_origin
-from leadpipe_common.page_urls import PAGE_FIELDS, without_visitor
+from leadpipe_common.page_urls import PAGE_FIELDS, holds_address, without_visitor
 from leadpipe_common.problems import FieldProblem, field_problems
 
 #: The public contract: the same names in JSON bodies and in HTML forms.
@@ -427,7 +427,10 @@ def landing_utms(landing_page: Any) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, value in parse_qsl(query):
         # Decoded, %00 is a NUL, which no field may hold (PostgreSQL cannot store it): the parameter says nothing.
-        if name in UTM_FIELDS and name not in found and value.strip() and "\x00" not in value:
+        # One holding an address (a mail tool's utm_content=ada@stripe.com) is cut from the page kept
+        # (page_urls.without_visitor), and copied here it would go on every lifecycle event, kept for ever.
+        if (name in UTM_FIELDS and name not in found and value.strip() and "\x00" not in value
+                and not holds_address(value)):
             found[name] = value
     return found
 
