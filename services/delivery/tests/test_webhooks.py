@@ -55,3 +55,14 @@ def test_each_webhook_documents_what_delivery_makes_of_every_status_a_receiver_m
             answers = webhook["responses"]
             said = answers.get(str(status)) or answers[f"{status // 100}XX"]
             assert said["x-delivery-outcome"] == made, (event_type, status)
+
+
+def test_a_delivery_process_builds_the_webhooks_document_only_when_it_is_asked_for():
+    """Their models cost every delivery process ~1 MB it kept for nothing (resident memory is near issue 12's
+    floor); the OpenAPI document builds them on its first request (tests/test_openapi.py holds it to the file)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, delivery.app; print('delivery.webhooks' in sys.modules)"
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert ran.stdout.strip() == "False"

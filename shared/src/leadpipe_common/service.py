@@ -140,8 +140,9 @@ class Service(Generic[C, S]):
     outbox: sa.Table | None = None
     routes: Sequence[APIRouter] = ()
     #: The requests it sends to others (delivery's to webhooks), as operations of its OpenAPI document's
-    #: ``webhooks``: documented, never served.
-    webhooks: Sequence[APIRouter] = ()
+    #: ``webhooks``: documented, never served. Each a function making the router, called when the document is
+    #: first asked for: the models it builds cost a process ~1 MB it would otherwise keep for nothing.
+    webhooks: Sequence[Callable[[], APIRouter]] = ()
     #: Started after the relay, stopped before it (in this order), so the relay sends what they committed.
     background: Callable[[Runtime[C, S]], Sequence[Background]] = field(default=lambda runtime: ())
     #: Looks at a record's headers (and the service's context) only: records it declines are passed over
@@ -317,8 +318,16 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     # HTTP path). Service.check refuses a route of its own on one of the shared paths below.
     for router in service.routes:
         app.include_router(router)
-    for router in service.webhooks:
-        app.webhooks.include_router(router)
+    if service.webhooks:
+        document = app.openapi
+
+        def openapi_with_webhooks() -> dict[str, Any]:
+            if app.openapi_schema is None and not app.webhooks.routes:
+                for make in service.webhooks:
+                    app.webhooks.include_router(make())
+            return document()
+
+        app.openapi = openapi_with_webhooks  # type: ignore[method-assign]
     app.include_router(ops_router(lambda: checks))
     app.include_router(docs_router(), dependencies=[Depends(principal)])  # any valid key, or a dashboard session
     if service.produces:

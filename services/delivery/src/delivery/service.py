@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+from fastapi import APIRouter
+
 from leadpipe_common.events import (
     LeadAssigned, LeadErased, LeadHandedOver, LeadMerged, LeadQueued, LeadReengaged, LeadRouted, LeadSlaBreached,
     LeadStageChanged,
@@ -19,7 +21,6 @@ from delivery.network import PublicOnlyTransport
 from delivery.retention import Purge
 from delivery.store import DeliveryStore
 from delivery.subscriptions import DELIVERABLE_TYPES, BookRefresh
-from delivery.webhooks import router as webhooks
 
 def wanted_record(headers: object, ctx: Delivery) -> bool:
     """Only the types some subscription in force asks for are decoded (until the API's subscriptions were
@@ -46,6 +47,14 @@ def wanted_record(headers: object, ctx: Delivery) -> bool:
 _ERASED = LeadErased.type.encode()
 _STAGE_CHANGED = LeadStageChanged.type.encode()
 _SALES_STAGES = frozenset(stage.encode() for stage in SALES_STAGES)
+
+
+def _webhooks() -> APIRouter:
+    """What delivery sends a receiver, for its OpenAPI document: imported when the document is first asked for,
+    not by every delivery process at start (its models are ~1 MB of a process that never serves the document)."""
+    from delivery.webhooks import router
+
+    return router()
 
 
 def dispatcher(rt: Runtime[Delivery, DeliveryStore]) -> Dispatcher:
@@ -76,7 +85,7 @@ SERVICE: Service[Delivery, DeliveryStore] = Service(
         allow_private=settings.allow_private_targets),  # type: ignore[attr-defined]
     store=DeliveryStore,
     routes=[router],
-    webhooks=[webhooks()],
+    webhooks=[_webhooks],
     background=lambda rt: [
         dispatcher(rt),
         BookRefresh(rt.context.subscriptions, rt.unit_of_work, rt.context.clock,
