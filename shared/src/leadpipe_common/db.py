@@ -595,6 +595,18 @@ class UpsertStore:
         return lambda session: cls(session, table, key)
 
 
+def erased_leads_table(metadata: sa.MetaData) -> sa.Table:
+    """The leads whose person was erased (``lead.erased``), in ``metadata``'s schema: kept whether the service held
+    the lead or not, so that a redriven or late event of one is dropped (``migrations.create_erased_leads``)."""
+    return sa.Table(
+        "erased_leads",
+        metadata,
+        sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+        # When capture erased the person (the event's ``at``).
+        sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
     """The inbox table in ``metadata``'s schema; each service declares its own.
 

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from leadpipe_common.db import compiled_once
+from leadpipe_common.db import compiled_once, erased_leads_table
 
 SCHEMA = "delivery"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -118,13 +118,7 @@ subscriptions = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
 )
-erased_leads = sa.Table(
-    "erased_leads",
-    metadata,
-    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
-    # When capture erased the person (the event's ``at``).
-    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
-)
+erased_leads = erased_leads_table(metadata)
 
 #: The last error of a subscription's deliveries dropped when it was deleted.
 _DELETED = "subscription deleted"

@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from leadpipe_common.db import UpsertStore, among, inbox_table
+from leadpipe_common.db import UpsertStore, among, erased_leads_table, inbox_table
 from leadpipe_common.erasure import PERSONAL_ENRICHMENT
 
 SCHEMA = "enrichment"
@@ -28,13 +28,7 @@ enrichments = sa.Table(
     sa.Column("data", JSONB, nullable=False),
     sa.Column("enriched_at", sa.DateTime(timezone=True), nullable=False),
 )
-erased_leads = sa.Table(
-    "erased_leads",
-    metadata,
-    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
-    # When capture erased the person (the event's ``at``).
-    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
-)
+erased_leads = erased_leads_table(metadata)
 
 
 #: The personal facts of the given leads' enrichments set to null, as a lead enriched without them holds them.

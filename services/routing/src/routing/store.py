@@ -41,7 +41,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common import topics
-from leadpipe_common.db import among, compiled_once, inbox_table, insert_rows
+from leadpipe_common.db import among, compiled_once, erased_leads_table, inbox_table, insert_rows
 from leadpipe_common.events import DispositionReport, LeadRouted
 from leadpipe_common.outbox import outbox_table, unsent_of_leads
 
@@ -117,13 +117,7 @@ away = sa.Table(
     sa.Column("set_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 outbox = outbox_table(metadata)
-erased_leads = sa.Table(
-    "erased_leads",
-    metadata,
-    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
-    # When capture erased the person (the event's ``at``).
-    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
-)
+erased_leads = erased_leads_table(metadata)
 
 _INSERT_ROTATION = insert(rotation).on_conflict_do_nothing()
 

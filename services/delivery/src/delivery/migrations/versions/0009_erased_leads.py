@@ -4,9 +4,9 @@ Revision ID: 0009
 Revises: 0008
 """
 
-import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import UUID
+
+from leadpipe_common.migrations import create_erased_leads
 
 revision = "0009"
 down_revision = "0008"
@@ -17,10 +17,7 @@ SCHEMA = "delivery"
 
 
 def upgrade() -> None:
-    op.create_table("erased_leads",
-                    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
-                    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
-                    schema=SCHEMA)
+    create_erased_leads(SCHEMA)
 
 
 def downgrade() -> None:
