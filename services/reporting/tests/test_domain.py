@@ -1,3 +1,4 @@
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -73,6 +74,49 @@ def test_a_corrected_won_deal_counts_at_its_latest_correction_whatever_order_the
     assert all(row == rows[0] for row in rows)
     assert (rows[0]["won_amount"], rows[0]["won_currency"], rows[0]["won_correction"]) == (Decimal("90.00"), "USD", 2)
     assert rows[0]["won_at"] == T0 + timedelta(minutes=60) and rows[0]["furthest"] == 6  # won once, when it was
+
+
+def dated(event, minutes):
+    """``event`` as a sales tool dated it: ``minutes`` after T0, whenever leadpipe recorded it."""
+    event_id, recorded_at, e = event
+    return event_id, recorded_at, e.model_copy(update={"at": T0 + timedelta(minutes=minutes)})
+
+
+#: HISTORY's win and two corrections of it, the second dated by the sales tool before the win (recorded after it).
+WIN_AND_CORRECTIONS = {"win": HISTORY[5], "c1": corrected("90.00"),
+                       "c2": dated(corrected("90.00", "USD", number=2, minutes=80, previous=("90.00", "EUR")), 55)}
+
+
+def one_a_batch(events) -> LeadFacts:
+    """``events`` folded each in a batch of its own, each batch's facts merged into what was kept before, as the
+    store's upsert merges them (``LeadFacts.merge`` is its rule)."""
+    kept = LeadFacts(LEAD)
+    for event in events:
+        kept.merge(project([event]).leads[LEAD])
+    return kept
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(WIN_AND_CORRECTIONS)), ids="-".join)
+def test_a_won_deal_and_its_two_corrections_give_one_row_in_whichever_order_they_arrive(order):
+    """routing sends a win and its corrections by two paths (its outbox, its consumer), so any may overtake another:
+    a correction applied before its win must not be overwritten by the win arriving after it. The highest
+    correction's amount is in force, the win (correction 0 in effect) dates the lead won; in one batch or one a
+    batch, as the live consumer and a replay each may fold them."""
+    events = [*HISTORY[:5], *(WIN_AND_CORRECTIONS[name] for name in order)]
+    in_order = fold([*HISTORY[:5], *WIN_AND_CORRECTIONS.values()]).row()
+    assert fold(events).row() == one_a_batch(events).row() == in_order
+    assert (in_order["won_amount"], in_order["won_currency"], in_order["won_correction"]) == (
+        Decimal("90.00"), "USD", 2)
+    assert (in_order["won_at"], in_order["furthest"], in_order["latest_to_stage"]) == (
+        T0 + timedelta(minutes=60), 6, "won")
+
+
+def test_a_correction_that_comes_before_its_win_holds_the_amount_for_the_win_and_wins_nothing_itself():
+    """Until the win arrives the lead is where it was (accepted): not won, at no won time, so no report counts it
+    won or its amount as revenue (they count won leads'); the correction is on its timeline."""
+    facts = one_a_batch([*HISTORY[:5], WIN_AND_CORRECTIONS["c1"]])
+    assert (facts.won_amount, facts.won_currency, facts.won_correction) == (Decimal("90.00"), "EUR", 1)
+    assert ("won" not in facts.first_at, facts.furthest, facts.latest.to_stage) == (True, 4, "accepted")
 
 
 def test_a_won_deals_correction_is_on_the_timeline_and_moves_no_stage():

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -248,6 +249,40 @@ async def test_a_won_deal_counts_at_its_latest_correction_in_every_revenue_figur
     found = await read_after_both_orders(db, events, revenue)
     assert found == [((Decimal("5000.00"), "USD", 2),
                       dict.fromkeys(MODELS, [("src-won", 1, {"USD": "5000.00"})]))] * 2
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(("win", "c1", "c2"))), ids="-".join)
+async def test_a_win_and_its_two_corrections_saved_one_a_batch_in_any_order_leave_one_row_and_one_revenue(db, order):
+    """Routing's two paths may deliver a win and its corrections in any order, each in a batch of its own: a
+    correction saved before its win is not undone by the win saved after it. The second correction's amount is in
+    force and the win dates the lead won, though the sales tool dated that correction before the win."""
+    from decimal import Decimal
+
+    from leadpipe_common.events import LeadWonAmountCorrected
+
+    lead = uuid.uuid4()
+    history = through(lead, "captured", "mql", "routed", "accepted", source="src-order")
+    won_at = history[-1][1] + timedelta(minutes=10)
+    events = {"win": (uuid.uuid4(), won_at, LeadStageChanged(
+        lead_id=lead, from_stage="accepted", to_stage="won", at=won_at, by="ana", reason="r",
+        attribution=Attribution(utm_source="src-order"), amount=Decimal("50000"), currency="EUR"))}
+    for number, currency, dated in ((1, "EUR", won_at + timedelta(days=1)), (2, "USD", won_at - timedelta(minutes=5))):
+        events[f"c{number}"] = (uuid.uuid4(), won_at + timedelta(days=number), LeadWonAmountCorrected(
+            lead_id=lead, amount=Decimal("5000"), currency=currency, previous_amount=Decimal("50000"),
+            previous_currency="EUR", correction=number, at=dated, by="ana", reason="typo", owner_id="ana",
+            team="emea", grade="A", attribution=Attribution(utm_source="src-order")))
+    async with shadow_with(db, {}) as shadow:
+        await save_in(db, shadow, history)
+        for name in order:
+            await save_in(db, shadow, [events[name]])
+        async with db.connect() as conn:
+            conn = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+            row = (await conn.execute(sa.select(leads.c.won_amount, leads.c.won_currency, leads.c.won_correction,
+                                                leads.c.won_at).where(leads.c.lead_id == lead))).one()._tuple()
+            credited = [(r["value"], r["won"], r["won_revenue"])
+                        for r in (await attribution(conn, Filters(), "source"))["rows"]]
+    assert row == (Decimal("5000.00"), "USD", 2, won_at)
+    assert credited == [("src-order", 1, {"USD": "5000.00"})]
 
 
 async def test_a_correction_applied_before_the_win_it_corrects_is_no_revenue_until_the_win_comes(db):

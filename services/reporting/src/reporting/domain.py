@@ -11,7 +11,10 @@ no clock. The rules:
 - Close rate is won / captured. Revenue is summed per currency, never mixed,
   each won deal at its amount in force: the won report's, or its latest
   correction's (the highest ``correction`` number, however the events
-  arrive).
+  arrive: the win is number 0). A correction that arrives before its win
+  (routing sends them by two paths) holds its amount and reaches no stage:
+  the lead is won, and its amount revenue, from the win's time, once the
+  win arrives.
 - A lead is out of the funnel when its latest stage is an exit (``EXITS``):
   nurture, disqualified or lost, or nurture after sales rejected it (counted
   as rejected). One recycled into the funnel since, or won, is not; nor is
