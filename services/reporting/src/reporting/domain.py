@@ -537,6 +537,18 @@ def sla_row(key: Mapping[str, str], met: int, missed: int, open_: int, handed_ov
             "handed_over": handed_over, "compliance": rate(met, met + missed)}
 
 
+def timeline_answer(lead_id: uuid.UUID, attribution: Mapping[str, Any],
+                    steps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A lead's timeline: its first touch (``DIMENSIONS``' names; none when no row of the lead is kept) and its
+    ``steps`` as given (``in_order_moved``), each with the detail of its event."""
+    return {
+        "lead_id": str(lead_id), "attribution": dict(attribution),
+        "steps": [{"event_id": str(s["event_id"]), "type": s["type"], "at": s["at"].isoformat(),
+                   "from_stage": s["from_stage"], "to_stage": s["to_stage"], "by": s["by"], "reason": s["reason"],
+                   **s["detail"]} for s in steps],
+    }
+
+
 def in_order_moved(steps: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """A lead's timeline steps (``at``, ``from_stage``, ``to_stage``), given oldest first and, within one moment, in
     ``LIFECYCLE``'s order, as the lead moved through them: each step of a moment (a stage records one batch's at

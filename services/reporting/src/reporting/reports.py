@@ -15,7 +15,7 @@ from leadpipe_common.events import FUNNEL
 
 from reporting.domain import (
     DIMENSIONS, EXITS, LIFECYCLE, NONE_LABEL, RANK, VELOCITY, AttributionTally, LeadCredit, attribution_rows,
-    breakdown_row, funnel_stages, in_order_moved, rate, sla_row, spam_rows,
+    breakdown_row, funnel_stages, in_order_moved, rate, sla_row, spam_rows, timeline_answer,
 )
 from reporting.store import handoffs, leads, merges, spam, steps, touches
 
@@ -294,11 +294,5 @@ async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] 
     if not rows:
         return None
     lead = (await conn.execute(sa.select(leads).where(leads.c.lead_id == lead_id))).first()
-    attribution = {k: lead._mapping[v] for k, v in DIMENSIONS.items()} if lead else {}
-    return {
-        "lead_id": str(lead_id), "attribution": attribution,
-        "steps": [{"event_id": str(r["event_id"]), "type": r["type"], "at": r["at"].isoformat(),
-                   "from_stage": r["from_stage"], "to_stage": r["to_stage"], "by": r["by"], "reason": r["reason"],
-                   **r["detail"]} for r in rows],
-    }
+    return timeline_answer(lead_id, {k: lead._mapping[v] for k, v in DIMENSIONS.items()} if lead else {}, rows)
 
