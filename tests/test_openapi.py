@@ -53,7 +53,33 @@ ROUTING_ANSWERS = [("/v1/leads/{lead_id}/disposition", "post"), ("/v1/leads/{lea
 
 @pytest.mark.parametrize(("path", "method"), ROUTING_ANSWERS)
 def test_routing_answers_sales_tools_with_a_model_that_describes_every_field(path, method):
-    doc = document("routing")
+    # A rep's working hours are the reps file's, described as a whole.
+    assert_every_field_described(document("routing"), path, method, whole={"WorkingHours"})
+
+
+#: The reports integrators and BI tools read from reporting (the dashboard's pages are HTML).
+REPORTING_ANSWERS = ["/v1/reports/funnel", "/v1/reports/funnel/by/{dimension}", "/v1/reports/attribution/{dimension}",
+                     "/v1/reports/velocity", "/v1/reports/sla", "/v1/reports/rejections", "/v1/reports/spam",
+                     "/v1/leads/{lead_id}/timeline"]
+
+
+@pytest.mark.parametrize("path", REPORTING_ANSWERS)
+def test_reporting_answers_with_a_model_that_describes_every_field_and_offers_csv_too(path):
+    doc = document("reporting")
+    assert_every_field_described(doc, path, "get")
+    assert set(doc["paths"][path]["get"]["responses"]["200"]["content"]) == {"application/json", "text/csv"}
+
+
+def test_reporting_answers_every_route_of_its_api_with_a_model():
+    """A report added to the API without a model would say nothing of its fields again."""
+    doc = document("reporting")
+    api = {path for path in doc["paths"] if path.startswith("/v1/")}
+    assert api == set(REPORTING_ANSWERS)
+
+
+def assert_every_field_described(doc, path, method, whole=frozenset()):
+    """The 200 answer of ``path`` is a model whose every field, and every field of its parts, has a description;
+    ``whole``: parts described as a whole where they are used."""
     schemas = doc["components"]["schemas"]
     answer = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
     seen, todo = set(), [answer["$ref"].rsplit("/", 1)[1]]
@@ -62,9 +88,7 @@ def test_routing_answers_sales_tools_with_a_model_that_describes_every_field(pat
         seen.add(name)
         for field, schema in schemas[name]["properties"].items():
             assert schema.get("description"), f"{name}.{field} is not described"
-            # The answer models' own parts (a rep's working hours are the reps file's, described as a whole).
-            todo += [ref.rsplit("/", 1)[1] for ref in _refs(schema)
-                     if ref.rsplit("/", 1)[1] not in seen | {"WorkingHours"}]
+            todo += [ref.rsplit("/", 1)[1] for ref in _refs(schema) if ref.rsplit("/", 1)[1] not in seen | whole]
 
 
 def _refs(schema):

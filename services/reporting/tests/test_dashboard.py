@@ -1,12 +1,14 @@
 """The dashboard's sign-in and sign-out, with the key and session store stood in for: what they end, and what
-they answer; and its page, with the reports stood in for."""
+they answer; and its page and the API's answers, with the reports stood in for."""
 
 import re
+import uuid
 from types import SimpleNamespace
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from leadpipe_common import auth
@@ -381,6 +383,32 @@ async def test_report_filters_that_are_wrong_are_each_named_in_one_answer_of_the
     assert [(e["field"], e["reason"]) for e in answer.json()["errors"]] == [
         ("since", "'bad' is not an ISO date (2026-11-23) or date-time (2026-11-23T09:00Z)"),
         ("until", "'worse' is not an ISO date (2026-11-23) or date-time (2026-11-23T09:00Z)")]
+
+
+#: A report as built, in values an answer model would write otherwise (a whole 1 of a fractional figure as 1.0, a
+#: time's +00:00 as Z) and a key none names.
+AS_BUILT = {"filters": {"since": "2026-11-01T00:00:00+00:00", "until": None, "source": None}, "dimension": "source",
+            "model": "linear", "rows": [{"value": "google", "captured": 1, "won": 1, "close_rate": 1.0,
+                                         "won_revenue": {"EUR": "1200.00"}}], "note": "kept"}
+
+
+@pytest.mark.parametrize("path, report", [
+    ("/v1/reports/funnel", "funnel"), ("/v1/reports/funnel/by/source", "breakdown"),
+    ("/v1/reports/attribution/source?model=linear", "attribution"), ("/v1/reports/velocity", "velocity"),
+    ("/v1/reports/sla", "sla"), ("/v1/reports/rejections", "rejections"), ("/v1/reports/spam", "spam_report"),
+    (f"/v1/leads/{uuid.UUID(int=1)}/timeline", "timeline"),
+])
+async def test_each_report_is_sent_byte_for_byte_as_built_not_written_again_by_its_answer_model(
+        monkeypatch, path, report):
+    """The answer models describe the reports for the OpenAPI document; the JSON clients read is what the routes
+    sent before they had models."""
+    async def built(*args, **kwargs):
+        return AS_BUILT
+
+    monkeypatch.setattr(reports, report, built)
+    async with service(Valid()) as client:
+        answer = await client.get(path, headers={"authorization": "Bearer lpk_def456_secret"})
+    assert answer.status_code == 200 and answer.content == JSONResponse(AS_BUILT).body
 
 
 async def test_a_wrong_format_is_named_in_the_same_answer_as_the_wrong_filters_not_after_them(no_leads):

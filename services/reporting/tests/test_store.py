@@ -729,3 +729,48 @@ async def test_leads_the_live_tables_hold_and_a_rebuild_lacks_count_when_their_e
             nothing_lost = await missing_from(conn, rebuilt, live, before=t + timedelta(hours=2))
     assert found == (2, t - timedelta(days=3))
     assert nothing_lost == (0, None)
+
+
+async def test_every_report_answers_as_its_api_model_describes_it_key_by_key(db):
+    """The OpenAPI document's models (``reporting.answers``) are read from the answers the SQL builds: each key a
+    report gives is one its model names, each value of the shape it says, and every key it names is there (but a
+    timeline's, which are each step's own)."""
+    from decimal import Decimal
+
+    from leadpipe_common.events import LeadWonAmountCorrected
+    from reporting import answers
+
+    won, rejected, t0 = uuid.uuid4(), uuid.uuid4(), datetime(2026, 11, 2, 9, tzinfo=UTC)
+    source = Attribution(utm_source="src-models", utm_campaign="spring")
+    events = [*through(won, "captured", "mql", source="src-models"),
+              *through(rejected, "captured", "mql", "routed", "rejected", "nurture", source=None)]
+    for minutes, frm, to, kw in ((5, "mql", "routed", {"owner_id": "ana", "team": "emea",
+                                                       "due_at": t0 + timedelta(minutes=20)}),
+                                 (8, "routed", "accepted", {}),
+                                 (60, "accepted", "won", {"amount": Decimal("900"), "currency": "EUR"})):
+        events.append((uuid.uuid4(), t0 + timedelta(minutes=minutes), LeadStageChanged(
+            lead_id=won, from_stage=frm, to_stage=to, at=t0 + timedelta(minutes=minutes), by="ana", reason="r",
+            attribution=source, **kw)))
+    touch = Touch(touch_id=uuid.uuid4(), at=t0 + timedelta(minutes=30), attribution=Attribution(utm_source="bing"))
+    events += [(uuid.uuid4(), touch.at, LeadTouchRecorded(lead_id=won, attribution=source, touch=touch)),
+               (uuid.uuid4(), t0 + timedelta(minutes=70), LeadWonAmountCorrected(
+                   lead_id=won, amount=Decimal("90"), currency="EUR", previous_amount=Decimal("900"),
+                   previous_currency="EUR", correction=1, at=t0 + timedelta(minutes=70), by="ana", reason="typo",
+                   owner_id="ana", team="emea", grade="A", attribution=source)),
+               (uuid.uuid4(), t0, LeadQuarantined(lead_id=uuid.uuid4(), received_at=t0, reasons=["token too fresh"],
+                                                  form_id="demo", utm_source="src-models"))]
+    cohort = Filters(since=t0 - timedelta(days=1), until=t0 + timedelta(days=1))
+    async with shadow_with(db, {}) as shadow:
+        await save_in(db, shadow, events)
+        async with db.connect() as conn:
+            conn = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+            found = [(answers.Funnel, await funnel(conn, cohort)),
+                     (answers.Breakdown, await breakdown(conn, cohort, "source")),
+                     *[(answers.AttributionReport, await attribution(conn, cohort, "source", m)) for m in MODELS],
+                     (answers.Velocity, await velocity(conn, cohort)), (answers.Sla, await sla(conn, cohort)),
+                     (answers.Rejections, await rejections(conn, cohort)),
+                     (answers.Spam, await spam_report(conn, cohort)), (answers.Timeline, await timeline(conn, won))]
+    for model, body in found:
+        assert model.model_validate(body).model_dump(mode="json", by_alias=True, exclude_unset=True) == body, model
+        assert body.get("rows", True) and body.get("steps", True)  # rows to read, not an empty list
+    assert not any(step.model_extra for step in answers.Timeline.model_validate(found[-1][1]).steps)

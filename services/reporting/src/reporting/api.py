@@ -25,7 +25,7 @@ from leadpipe_common.http import FieldProblem, Problem, problem_responses
 from leadpipe_common.moments import parse_moment
 from leadpipe_common.service import runtime_of
 
-from reporting import reports
+from reporting import answers, reports
 from reporting.reports import Filters
 
 router = APIRouter(tags=["reports"], dependencies=[needs("reports:read")],
@@ -102,10 +102,20 @@ async def answer(request: Request, fmt: str | None, name: str,
     if wants_csv:
         return Response(to_csv(rows(body)), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    # As built, not through the route's answer model: that describes it (``reporting.answers``), byte for byte.
     return JSONResponse(body)
 
 
-@router.get("/v1/reports/funnel", summary="The combined funnel: leads that reached each stage, and conversion")
+def _csv(rows: str) -> dict[int | str, dict[str, Any]]:
+    """The 200's other media type: a CSV of the report's ``rows``, with ``format=csv`` or ``Accept: text/csv``."""
+    return {200: {"description": f"The report as JSON, or with `format=csv` (or `Accept: text/csv`) {rows} as CSV, "
+                                 "a line each under a header of their keys.",
+                  "content": {"text/csv": {"schema": {"type": "string"}}}}}
+
+
+@router.get("/v1/reports/funnel", summary="The combined funnel: leads that reached each stage, and conversion",
+            response_model=answers.Funnel,
+            responses=_csv("the `stages`, then each of the `exits` (a `stage` and its `count`)"))
 async def funnel(request: Request, since: str | None = Since, until: str | None = Until,
                  source: str | None = Source, format: str | None = Format) -> Response:
     f = filters(since, until, source, format)
@@ -113,7 +123,8 @@ async def funnel(request: Request, since: str | None = Since, until: str | None 
                         lambda b: b["stages"] + [{"stage": k, "count": v} for k, v in b["exits"].items()])
 
 
-@router.get("/v1/reports/funnel/by/{dimension}", summary="The funnel per utm_source, medium, campaign, content, form or offer")
+@router.get("/v1/reports/funnel/by/{dimension}", summary="The funnel per utm_source, medium, campaign, content, form or offer",
+            response_model=answers.Breakdown, responses=_csv("the `rows`"))
 async def breakdown(request: Request, dimension: Literal["source", "medium", "campaign", "content", "form", "offer"],
                     since: str | None = Since, until: str | None = Until, source: str | None = Source,
                     format: str | None = Format) -> Response:
@@ -123,7 +134,9 @@ async def breakdown(request: Request, dimension: Literal["source", "medium", "ca
 
 
 @router.get("/v1/reports/attribution/{dimension}",
-            summary="Closed-loop attribution: won deals and revenue by source, campaign or offer, under a model")
+            summary="Closed-loop attribution: won deals and revenue by source, campaign or offer, under a model",
+            response_model=answers.AttributionReport,
+            responses=_csv("the `rows` (`won_revenue` as `EUR 1200.00; USD 90.00`)"))
 async def attribution(request: Request, dimension: Literal["source", "campaign", "offer"],
                       since: str | None = Since, until: str | None = Until, source: str | None = AttributionSource,
                       model: Literal["first", "last", "linear"] = Query(
@@ -135,14 +148,16 @@ async def attribution(request: Request, dimension: Literal["source", "campaign",
                         lambda c: reports.attribution(c, f, dimension, model), lambda b: b["rows"])
 
 
-@router.get("/v1/reports/velocity", summary="Time from capture to routed, routed to accepted, accepted to won (p50, p90)")
+@router.get("/v1/reports/velocity", summary="Time from capture to routed, routed to accepted, accepted to won (p50, p90)",
+            response_model=answers.Velocity, responses=_csv("the `rows`"))
 async def velocity(request: Request, since: str | None = Since, until: str | None = Until,
                    source: str | None = Source, format: str | None = Format) -> Response:
     f = filters(since, until, source, format)
     return await answer(request, format, "velocity", lambda c: reports.velocity(c, f), lambda b: b["rows"])
 
 
-@router.get("/v1/reports/sla", summary="Hand-off SLA compliance per team and per rep")
+@router.get("/v1/reports/sla", summary="Hand-off SLA compliance per team and per rep", response_model=answers.Sla,
+            responses=_csv("the `teams` (their `owner_id` `(team)`), then the `reps`"))
 async def sla(request: Request, since: str | None = Since, until: str | None = Until,
               source: str | None = Source, format: str | None = Format) -> Response:
     f = filters(since, until, source, format)
@@ -150,7 +165,8 @@ async def sla(request: Request, since: str | None = Since, until: str | None = U
                         lambda b: [{"owner_id": "(team)", **t} for t in b["teams"]] + b["reps"])
 
 
-@router.get("/v1/reports/rejections", summary="Why sales rejected leads, by source")
+@router.get("/v1/reports/rejections", summary="Why sales rejected leads, by source",
+            response_model=answers.Rejections, responses=_csv("the `rows`"))
 async def rejections(request: Request, since: str | None = Since, until: str | None = Until,
                      source: str | None = Source, format: str | None = Format) -> Response:
     f = filters(since, until, source, format)
@@ -158,7 +174,8 @@ async def rejections(request: Request, since: str | None = Since, until: str | N
 
 
 @router.get("/v1/reports/spam", summary="Submissions kept out as bots', by form and source, and how many were "
-                                       "released as false positives")
+                                       "released as false positives",
+            response_model=answers.Spam, responses=_csv("the `rows`"))
 async def spam(request: Request, since: str | None = Query(None, description="quarantined at or after"),
                until: str | None = Query(None, description="quarantined before (a bare date includes the day)"),
                source: str | None = Source, format: str | None = Format) -> Response:
@@ -166,7 +183,8 @@ async def spam(request: Request, since: str | None = Query(None, description="qu
     return await answer(request, format, "spam", lambda c: reports.spam_report(c, f), lambda b: b["rows"])
 
 
-@router.get("/v1/leads/{lead_id}/timeline", summary="One lead's full history, oldest first")
+@router.get("/v1/leads/{lead_id}/timeline", summary="One lead's full history, oldest first",
+            response_model=answers.Timeline, responses=_csv("the `steps`"))
 async def timeline(request: Request, lead_id: uuid.UUID, format: str | None = Format) -> Response:
     if wrong := _format_problems(format):  # the reports check it with their filters; the timeline has none
         raise Problem(422, "unknown format", wrong)
