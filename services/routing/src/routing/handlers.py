@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -68,7 +68,7 @@ from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Applied, Handoff, Kept, Merged, Placed, Presence, Refused, Rep, Repeated, Route, RoutingData, Step, Waiting,
+    Applied, Breach, Handoff, Kept, Merged, Placed, Presence, Refused, Rep, Repeated, Route, RoutingData, Step, Waiting,
     acceptance_due, answerable_since, answered_at, apply_disposition, capacity_bound, choose_route, dated_before,
     escalated_to, hand_to, kept_back_by, may_wait, merge_into, news_for_holder, overflow_chain, place, recycled_by,
     rejected_as, reroute,
@@ -257,10 +257,67 @@ async def locked_for_placing(store: RoutingStore, held: Sequence[Held], data: Ro
     routing): each lead's route now, and the rotations of every team those routes may reach, locked before the
     reps' held leads are counted, as routing a new lead does."""
     routes = {h.handoff.lead_id: choose_route(h.lead, data) for h in held}
-    teams = {t for route in routes.values() for t in overflow_chain(route.team, data)}
+    return routes, *await locked_rotations(store, routes.values(), data, now)
+
+
+async def locked_rotations(store: RoutingStore, routes: Iterable[Route], data: RoutingData, now: datetime, *,
+                           present: Iterable[str] = ()) -> tuple[Turns, Presence]:
+    """The rotations of every team ``routes`` may reach (its own and those it overflows to), locked before their
+    reps' held leads are counted, and those reps' presence, with the out-of-office periods of reps ``present``
+    too (holders told of a touch), in the same statements."""
+    teams = {t for route in routes for t in overflow_chain(route.team, data)}
     turns = Turns(await store.lock_rotations(teams))
     reps = [r for r in data.reps if r.team in teams]
-    return routes, turns, await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
+    return turns, await store.presence([*(r.id for r in reps), *present], now, up_to=capacity_bound(reps))
+
+
+@dataclass
+class Placing:
+    """Placing held leads again through routing in one unit of work: each lead's route now, the rotations its route
+    may reach (locked), and the reps' presence, as the leads placed so far left them."""
+
+    routes: dict[uuid.UUID, Route]
+    turns: Turns
+    presence: Presence
+
+    def again(self, handoff: Handoff, data: RoutingData, now: datetime, why: str) -> Breach | Kept:
+        """``handoff`` placed again on its route (``reroute``), the turn it took and the unaccepted lead its new
+        rep holds counted for the next."""
+        placed = reroute(handoff, self.routes[handoff.lead_id], data, self.turns.states, now, self.presence, why)
+        if isinstance(placed, Breach):
+            self.turns.take(placed.handoff.team, placed.rotation)
+            if placed.action == "reassigned" and handoff.status == "routed":  # capacity counts unaccepted leads
+                self.presence = self.presence.holding_one_more(placed.assignment.owner_id)
+        return placed
+
+
+def handed_on(held: Held, after: Handoff, assignment: Assignment, by: str, now: datetime, version: str,
+              traceparent: str | None) -> tuple[Held, list[Message]]:
+    """``held`` handed over to ``assignment``'s owner by ``by`` (a manager, or routing for a holder no longer
+    active), as ``after``: the lead as it is now, and the messages saying so. Its stored lead is re-sent on
+    ``leads.routed`` with its new owner beside ``lead.handed_over`` (and ``lead.queued`` when it is left waiting in
+    its team's queue), with ids of that move's own."""
+    handoff, lead = held.handoff, held.lead
+    rerouted = announced(lead, after, assignment, now, version)
+    handed = LeadHandedOver(
+        lead_id=lead.lead_id, from_owner_id=handoff.owner_id, from_team=handoff.team, from_due_at=handoff.due_at,
+        owner_id=assignment.owner_id, owner_name=assignment.owner_name, team=assignment.team,
+        stage=handoff.status,  # type: ignore[arg-type]
+        at=now, by=by, reason=assignment.reason, due_at=after.due_at, grade=handoff.grade,
+        attribution=lead.attribution)
+    # Unique to this move, as a move out of an orphaned queue is (``sla.requeue_orphans``): the stored lead's
+    # routed_at changes with every move, so a lead handed A to B, back, and to B again is sent each time; a
+    # hand-over retried after its transaction was lost sends the same events again.
+    move = f"{handoff.owner_id}/{assignment.owner_id}/{lead.routed_at.isoformat()}"
+    messages = [
+        encode(topics.LIFECYCLE, handed, event_id=handoff.event_id(f"lead.handed_over/{move}"), source=SOURCE,
+               time=now, traceparent=traceparent),
+        encode(topics.ROUTED, rerouted, event_id=handoff.event_id(f"lead.routed/handed_over/{move}"),
+               source=SOURCE, time=now, traceparent=traceparent),
+        *queued_again(handoff, after, assignment, rerouted, now,
+                      event_id=handoff.event_id(f"lead.queued/handed_over/{move}"), traceparent=traceparent),
+    ]
+    return dataclasses.replace(held, handoff=after, lead=rerouted), messages
 
 
 @dataclass(frozen=True)
@@ -293,49 +350,27 @@ async def hand_over(store: RoutingStore, rep_id: str, to: Rep | None, by: str, r
     # again, and a page of them alone would never reach the leads after.
     next_after = held[-1].handoff.lead_id if len(page) > limit else None
     why = f"handed over from {rep_id} by {by}" + (f": {reason}" if reason else "")
-    routes: dict[uuid.UUID, Route] = {}
-    turns, presence = Turns({}), Presence()
+    placing = Placing({}, Turns({}), Presence())
     if to is None and held:
-        routes, turns, presence = await locked_for_placing(store, held, ref.data, now)
+        placing = Placing(*await locked_for_placing(store, held, ref.data, now))
     moved: list[Held] = []
     kept: list[Kept] = []
     messages: list[Message] = []
     for h in held:
-        handoff, lead = h.handoff, h.lead
         if to is not None:
-            now_held, assignment = hand_to(handoff, lead.assignment, to, ref.data, now, why)
+            now_held, assignment = hand_to(h.handoff, h.lead.assignment, to, ref.data, now, why)
         else:
-            placed = reroute(handoff, routes[handoff.lead_id], ref.data, turns.states, now, presence, why)
+            placed = placing.again(h.handoff, ref.data, now, why)
             if isinstance(placed, Kept):
                 kept.append(placed)
                 continue
-            turns.take(placed.handoff.team, placed.rotation)
-            if placed.action == "reassigned" and handoff.status == "routed":  # capacity counts unaccepted leads
-                presence = presence.holding_one_more(placed.assignment.owner_id)
             now_held, assignment = placed.handoff, placed.assignment
-        rerouted = announced(lead, now_held, assignment, now, ref.version)
-        handed = LeadHandedOver(
-            lead_id=lead.lead_id, from_owner_id=rep_id, from_team=handoff.team, from_due_at=handoff.due_at,
-            owner_id=assignment.owner_id, owner_name=assignment.owner_name, team=assignment.team,
-            stage=handoff.status,  # type: ignore[arg-type]
-            at=now, by=by, reason=assignment.reason, due_at=now_held.due_at, grade=handoff.grade,
-            attribution=lead.attribution)
-        # Unique to this move, as a move out of an orphaned queue is (``sla.requeue_orphans``): the stored lead's
-        # routed_at changes with every move, so a lead handed A to B, back, and to B again is sent each time; a
-        # hand-over retried after its transaction was lost sends the same events again.
-        move = f"{rep_id}/{assignment.owner_id}/{lead.routed_at.isoformat()}"
-        trace = child_traceparent(traceparent or h.traceparent)
-        messages += [
-            encode(topics.LIFECYCLE, handed, event_id=handoff.event_id(f"lead.handed_over/{move}"), source=SOURCE,
-                   time=now, traceparent=trace),
-            encode(topics.ROUTED, rerouted, event_id=handoff.event_id(f"lead.routed/handed_over/{move}"),
-                   source=SOURCE, time=now, traceparent=trace),
-            *queued_again(handoff, now_held, assignment, rerouted, now,
-                          event_id=handoff.event_id(f"lead.queued/handed_over/{move}"), traceparent=trace),
-        ]
-        moved.append(dataclasses.replace(h, handoff=now_held, lead=rerouted))
+        h, sent = handed_on(h, now_held, assignment, by, now, ref.version,
+                            child_traceparent(traceparent or h.traceparent))
+        messages += sent
+        moved.append(h)
     await store.update_handoffs(moved)  # one statement, however many leads a page moves
-    await store.save_rotations(turns.changed, turns.taken)
+    await store.save_rotations(placing.turns.changed, placing.turns.taken)
     log.info("leads handed over", rep=rep_id, to=to.id if to else "routing", by=by, moved=len(moved),
              kept=len(kept), more=next_after is not None)
     return Handover([h.handoff for h in moved], kept, next_after, messages)
