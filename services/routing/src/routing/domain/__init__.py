@@ -18,7 +18,9 @@ with nobody who has not held it able to take it now, it waits in its team's
 queue for the first who can. A lead sales rejected is recycled by a touch that earns intent, to a new
 holder. A manager may hand the open leads a rep holds (they left, or are away for long) to another rep, or back
 through routing, each placed as a missed deadline places a lead (one sales accepted only with a rep who can take it
-now: a queue is for leads waiting to be accepted); they keep their status.
+now: a queue is for leads waiting to be accepted); they keep their status. A touch of a lead whose holder is no
+longer active hands it on through routing the same way; one whose holder is out of office stays with them, the
+re-engagement saying until when.
 
 Dispositions move a routed lead through accepted -> contacted -> qualified ->
 won | lost, or rejected (back to nurture). A closed lead stays closed; the
@@ -40,7 +42,8 @@ time is always an argument.
 The package's modules: ``reference`` (the data's schema), ``routes`` (route
 choice and the rotation), ``availability`` (who can take a lead now, and
 what a team does when nobody can), ``clock`` (working time), ``dispositions`` (the
-state machine), ``breaches`` (missed deadlines), ``handovers`` (a rep's leads handed to another), ``orphans`` (leads left in
+state machine), ``breaches`` (missed deadlines), ``handovers`` (a rep's leads handed to another), ``reengagements``
+(whether the holder of a re-engaged lead can act on it), ``orphans`` (leads left in
 the queue of a team the files no longer staff, and who may take from a queue), ``queues`` (what waits in a
 team's queue, as a manager sees it), ``whatif`` (past leads routed again under candidate data). Their public names
 are re-exported here.
@@ -61,6 +64,7 @@ from routing.domain.orphans import escalation_team, orphaned, requeue, staffed, 
 from routing.domain.queues import (
     KINDS, Kind, Queued, Tally, TeamQueue, queue_of_team, queues, takers, teams_waiting, waited_s,
 )
+from routing.domain.reengagements import Gone, OutOfOffice, absence, away_until, no_longer_active, told_why
 from routing.domain.reference import (
     Account, InvalidRoutingData, Problem, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
     TeamRule, Territories, WorkingHours, overflow_chain, parse_routing_data,
@@ -69,14 +73,14 @@ from routing.domain.routes import Route, choose_route, from_queue, next_turn, qu
 from routing.domain.whatif import PastLead, Violation, WhatIf, what_if
 
 __all__ = [
-    "AHEAD_ALLOWED", "ALLOWED_AFTER", "CLOSED", "KINDS", "Account", "Applied", "Away", "Breach", "Correction", "Handoff",
+    "AHEAD_ALLOWED", "ALLOWED_AFTER", "CLOSED", "KINDS", "Account", "Applied", "Away", "Breach", "Correction", "Gone", "Handoff",
     "HandoffStatus",
-    "InvalidRoutingData", "Kept", "Kind", "Merged", "PastLead", "Placed", "Presence", "Problem", "Queued", "Reasons", "Refused",
+    "InvalidRoutingData", "Kept", "Kind", "Merged", "OutOfOffice", "PastLead", "Placed", "Presence", "Problem", "Queued", "Reasons", "Refused",
     "RejectionReason", "Rep", "Repeated", "Route",
     "RoutingData", "Segment", "SlaPolicy", "Step", "Tally", "TeamPolicy", "TeamQueue", "TeamRule", "Territories", "Violation", "Waiting", "WhatIf", "WorkingHours",
-    "acceptance_due", "add_working_days", "add_working_time", "answerable_since", "answered_at", "apply_disposition", "breach", "capacity_bound", "choose_route",
+    "absence", "acceptance_due", "add_working_days", "add_working_time", "answerable_since", "answered_at", "apply_disposition", "away_until", "breach", "capacity_bound", "choose_route",
     "dated_ahead", "dated_before", "earns_intent", "escalated_to", "escalation_team", "from_queue", "hand_to", "handover_refused", "held_by", "kept_back_by", "may_wait", "merge_into",
-    "news_for_holder", "next_turn", "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place",
+    "news_for_holder", "next_turn", "no_longer_active", "on_shift", "orphaned", "overflow_chain", "parse_routing_data", "place",
     "place_again", "public_holiday", "queue_of", "queue_of_team", "queues", "recycled_by", "rejected_as", "remembered", "requeue", "reroute",
-    "segment_of", "staffed", "staffed_teams", "takers", "teams_named", "teams_waiting", "unavailable", "waited_s", "what_if",
+    "segment_of", "staffed", "staffed_teams", "takers", "teams_named", "teams_waiting", "told_why", "unavailable", "waited_s", "what_if",
 ]
