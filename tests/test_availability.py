@@ -206,3 +206,37 @@ async def test_the_leads_a_rep_holds_are_handed_to_another_rep_once_as_they_stoo
 
         again = await routing.post(f"/v1/reps/{SHIFT_REP}/handover", json={"to": to})
         assert again.status_code == 200 and (again.json()["count"], again.json()["moved"]) == (0, [])
+
+
+async def test_a_touch_of_a_lead_whose_holder_is_out_of_office_is_told_to_them_saying_until_when(stack, bootstrap):
+    """Sol accepts a lead of the shift team and goes on holiday; the prospect asks about pricing. The lead stays
+    Sol's (a holiday is no reason to lose one's accounts), and the re-engagement says when Sol is back, for a
+    manager or a sales tool to act on. Sol's periods are cleared after, whatever the outcome."""
+    async with httpx.AsyncClient(base_url=url(stack, "routing"), headers=KEY_HEADERS, timeout=30) as routing, \
+            httpx.AsyncClient(base_url=url(stack, "capture"), headers=KEY_HEADERS, timeout=30) as capture:
+        email = f"ada.{uuid.uuid4().hex[:8]}@novartis.com"
+        answer = await capture.post("/v1/leads", json={
+            "email": email, "job_title": "Chief Marketing Officer", "country": SHIFT_COUNTRY, "offer": "demo"})
+        lead_id = answer.json()["lead_id"]
+        await read_topic(bootstrap, topics.ROUTED, where=lambda r: r.key.decode() == lead_id, until=bool)
+        accepted = await routing.post(f"/v1/leads/{lead_id}/disposition",
+                                      json={"outcome": "accepted", "rep_id": SHIFT_REP})
+        assert accepted.status_code == 200, accepted.text
+        back = (datetime.now(UTC) + timedelta(days=14)).replace(microsecond=0)
+        try:
+            away = await routing.put(f"/v1/reps/{SHIFT_REP}/availability", json={"away": [
+                {"starts_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(), "ends_at": back.isoformat(),
+                 "reason": "holiday"}]})
+            assert away.status_code == 200, away.text
+            touch = await capture.post("/v1/leads", json={"email": email, "offer": "pricing"})
+            assert touch.status_code == 202, touch.text
+            steps = await read_topic(bootstrap, topics.LIFECYCLE, where=lambda r: r.key.decode() == lead_id,
+                                     until=lambda found: any(r.type == "lead.reengaged" for r in found))
+        finally:
+            await routing.put(f"/v1/reps/{SHIFT_REP}/availability", json={"away": []})
+        [told] = [r.json() for r in steps if r.type == "lead.reengaged"]
+        assert (told["owner_id"], datetime.fromisoformat(told["holder_away_until"])) == (SHIFT_REP, back)
+        assert told["reason"].endswith(f"Sol Shift is out of office until {back.isoformat()}"), told["reason"]
+        assert not any(r.type == "lead.handed_over" for r in steps)
+        handoff = (await routing.get(f"/v1/leads/{lead_id}/handoff")).json()
+        assert (handoff["owner_id"], handoff["status"]) == (SHIFT_REP, "accepted")

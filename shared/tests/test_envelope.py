@@ -269,6 +269,12 @@ def test_a_routed_lead_and_a_re_engagement_from_before_they_said_the_grade_the_l
     assert isinstance(told, LeadReengaged) and (told.grade, told.held_grade) == ("A", None)
 
 
+def test_a_re_engagement_from_before_v4_reads_as_one_that_does_not_say_whether_its_holder_was_away():
+    v3 = {**a_v2_re_engagement(uuid.uuid4()), "held_grade": "A"}
+    told = parse_event("lead.reengaged", 3, v3)
+    assert isinstance(told, LeadReengaged) and (told.held_grade, told.holder_away_until) == ("A", None)
+
+
 def test_a_lead_enriched_with_a_seniority_and_department_outside_the_contracts_still_decodes():
     """Enriched by an older release from a titles file of its own ("partner", "legal"): the values are the
     contract's since, checked where they are written (enrichment's titles, scoring's rules), not on decoding, which

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchApplier, Rejected
-from leadpipe_common.envelope import decode
+from leadpipe_common.envelope import decode, new_traceparent
 from leadpipe_common.events import Attribution, LeadDispositioned, LeadRouted, Touch
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
@@ -1701,6 +1701,163 @@ async def test_a_hand_over_retried_after_its_transaction_was_lost_is_sent_with_t
     ctx.clock.now += timedelta(seconds=5)
     await handed_over(retried, ctx, "ana", "ben")
     assert [m.header("ce_id") for m in uow.published[-2:]] == [m.header("ce_id") for m in retried.published]
+
+
+def types_of(messages):
+    return [m.header("ce_type") for m in messages]
+
+
+async def lead_of(uow, ctx, owner):
+    """A lead routed to ``owner`` (of as many routed as it takes), as scoring scored it."""
+    while True:
+        lead = factories.scored("mql", country="DE")
+        if data((await route(uow, ctx, lead))[0]).assignment.owner_id == owner:
+            return lead
+
+
+#: Ana is still in the reps file, but inactive: she left last week.
+ANA_INACTIVE = parse_routing_data({**DATA.model_dump(), "reps": [{**DATA.reps[0].model_dump(), "active": False},
+                                                                 DATA.reps[1].model_dump()]})
+
+
+async def test_a_touch_of_an_unaccepted_lead_whose_holder_left_hands_it_on_through_routing_to_a_holder_told_of_it(
+        uow, ctx):
+    """As a manager's hand-over through routing would, by routing: Ana is not told (she is gone), Ben or Cy is,
+    with a deadline of their own from now; the missed-deadline count stays."""
+    lead = await lead_of(uow, ctx, "ana")
+    lead_id = lead.lead_id
+    ctx.reference, ctx.clock.now = Reference(ANA_LEFT, "v2"), T0 + timedelta(minutes=5)
+    demo = touch_of(lead)
+    env = replace(factories.envelope(topics.SCORED, demo), traceparent=new_traceparent())
+    async with uow:
+        sent = (await handle_lead_scored(uow, [env], ctx))[env.id]
+        await uow.commit()
+    assert types_of(sent) == ["lead.handed_over", "lead.routed", "lead.reengaged"]
+    handed, told, reengaged = map(data, sent)
+    new = told.assignment.owner_id
+    assert new in {"ben", "cy"} and (reengaged.owner_id, reengaged.team, handed.owner_id) == (new, "emea", new)
+    assert (handed.from_owner_id, handed.by, handed.stage) == ("ana", "routing", "routed")
+    assert handed.reason.startswith("ana is no longer active; territory emea")
+    assert reengaged.reason.endswith(f"; ana is no longer active: handed on to {told.assignment.owner_name}")
+    assert reengaged.reason.startswith("asked for demo via ads") and reengaged.holder_away_until is None
+    assert (told.touch, told.handoff_seq, told.routing_data_version) == (demo.touch, 2, "v2")
+    held = uow.store.handoffs[lead_id]
+    assert (held.handoff.owner_id, held.handoff.holders, held.handoff.reassignments) == (new, ("ana",), 0)
+    assert held.handoff.due_at == ctx.clock.now + timedelta(minutes=15) == handed.due_at
+    assert held.lead.touch == demo.touch  # what the next holder is sent on
+    trace = env.traceparent.split("-")[1]  # the touch's trace goes on
+    assert {m.header("traceparent").split("-")[1] for m in sent} == {trace}
+
+
+async def test_a_touch_of_an_accepted_lead_whose_holder_is_inactive_hands_it_to_a_rep_who_carries_it_on(uow, ctx):
+    lead = await lead_of(uow, ctx, "ana")
+    lead_id = lead.lead_id
+    await say(uow, ctx, lead_id, outcome="accepted", rep_id="ana")
+    ctx.reference = Reference(ANA_INACTIVE, "v2")
+    handed, told, reengaged = map(data, await route(uow, ctx, touch_of(lead)))
+    assert (handed.stage, handed.owner_id, handed.due_at, told.assignment.owner_id) == ("accepted", "ben", None, "ben")
+    assert reengaged.owner_id == "ben" and "Ana is no longer active: handed on to Ben" in reengaged.reason
+    assert await say(uow, ctx, lead_id, outcome="contacted", rep_id="ben")  # Ben carries it on
+
+
+async def test_an_accepted_lead_nobody_can_take_now_stays_with_its_inactive_holder_and_the_re_engagement_says_why(
+        uow, ctx):
+    """A lead sales accepted does not wait in a queue (``Kept``): Ana's record goes on as before, and the reason
+    tells whoever reads it that she is gone and why routing could not hand it on."""
+    lead = await lead_of(uow, ctx, "ana")
+    lead_id = lead.lead_id
+    await say(uow, ctx, lead_id, outcome="accepted", rep_id="ana")
+    ctx.reference, ctx.clock.now = Reference(ANA_LEFT_LATE, "v2"), T0 + timedelta(minutes=30)  # before 10:00
+    turns, published = dict(uow.store.turns), len(uow.published)
+    sent = await route(uow, ctx, touch_of(lead))
+    assert types_of(sent) == ["lead.routed", "lead.reengaged"]
+    told, reengaged = map(data, sent)
+    assert (told.assignment.owner_id, told.handoff_seq, reengaged.owner_id) == ("ana", 1, "ana")
+    assert "; ana is no longer active; " in reengaged.reason
+    assert "nobody in emea can take it now (ben off shift, cy off shift)" in reengaged.reason
+    assert reengaged.reason.endswith("it stays with ana")
+    held = uow.store.handoffs[lead_id].handoff
+    assert (held.owner_id, held.status, held.holders) == ("ana", "accepted", ())
+    assert uow.store.turns == turns and len(uow.published) == published  # no turn taken, nothing else sent
+
+
+async def test_a_holder_out_of_office_keeps_the_lead_and_the_re_engagement_says_until_when(uow, ctx):
+    """A holiday is no reason to lose one's accounts; a manager or a sales tool can see the touch waits for her."""
+    lead = await lead_of(uow, ctx, "ana")
+    lead_id = lead.lead_id
+    await say(uow, ctx, lead_id, outcome="accepted", rep_id="ana")
+    back = T0 + timedelta(days=14)
+    uow.store.away["ana"] = [Away(T0, back, "holiday")]
+    told, reengaged = map(data, await route(uow, ctx, scored_as(touch_of(lead), "A")))
+    assert (told.assignment.owner_id, reengaged.owner_id, reengaged.holder_away_until) == ("ana", "ana", back)
+    assert reengaged.reason.endswith(f"; Ana is out of office until {back.isoformat()}")
+    assert uow.store.handoffs[lead_id].handoff.owner_id == "ana"  # an A-grade touch too
+
+
+async def test_a_second_touch_in_the_batch_that_handed_its_lead_on_is_told_to_the_new_holder(uow, ctx):
+    lead = await lead_of(uow, ctx, "ana")
+    lead_id = lead.lead_id
+    ctx.reference = Reference(ANA_LEFT, "v2")
+    batch = [factories.envelope(topics.SCORED, touch_of(lead)) for _ in range(2)]
+    async with uow:
+        outcomes = await handle_lead_scored(uow, batch, ctx)
+        await uow.commit()
+    first, second = (outcomes[env.id] for env in batch)
+    assert types_of(first) == ["lead.handed_over", "lead.routed", "lead.reengaged"]
+    assert types_of(second) == ["lead.routed", "lead.reengaged"]
+    new = uow.store.handoffs[lead_id].handoff.owner_id
+    assert data(second[1]).owner_id == new and "no longer active" not in data(second[1]).reason
+    assert (data(second[0]).assignment.owner_id, data(second[0]).handoff_seq) == (new, 2)
+
+
+async def test_a_batch_handing_a_touched_lead_on_and_routing_a_new_one_locks_the_rotations_once_after_the_hand_offs(
+        uow, ctx):
+    """Two rotation locks in one unit of work could deadlock with another process taking them the other way
+    round (``handle_scored_and_dispositioned``)."""
+    lead = await lead_of(uow, ctx, "ana")
+    lead_id = lead.lead_id
+    ctx.reference = Reference(ANA_LEFT, "v2")
+    uow.store.locks.clear()
+    batch = [factories.envelope(topics.SCORED, e) for e in (factories.scored("mql", country="DE"),
+                                                             touch_of(lead))]
+    async with uow:
+        outcomes = await handle_lead_scored(uow, batch, ctx)
+        await uow.commit()
+    assert [len(outcomes[env.id]) for env in batch] == [2, 3]
+    assert uow.store.locks == [lead_id, "emea"]
+
+
+async def test_an_unaccepted_lead_handed_on_by_a_touch_counts_against_its_new_holders_capacity_in_the_same_batch(
+        uow, ctx):
+    """Ben may hold one unaccepted lead: the one a touch hands him, so the new lead of the batch waits."""
+    lead = await lead_of(uow, ctx, "ana")
+    lead_id = lead.lead_id
+    ben_alone = parse_routing_data({**DATA.model_dump(), "reps": [{**DATA.reps[1].model_dump(), "capacity": 1}]})
+    ctx.reference = Reference(ben_alone, "v2")
+    batch = [factories.envelope(topics.SCORED, e) for e in (touch_of(lead),
+                                                             factories.scored("mql", country="DE"))]
+    async with uow:
+        outcomes = await handle_lead_scored(uow, batch, ctx)
+        await uow.commit()
+    assert uow.store.handoffs[lead_id].handoff.owner_id == "ben"
+    assert data(outcomes[batch[1].id][0]).assignment.owner_id == "queue:emea"
+
+
+async def test_only_a_batch_telling_a_holder_of_a_touch_reads_out_of_office_periods_and_only_theirs(uow, ctx):
+    """The drain path (first scores) and a batch of touches that are no news read nobody's beyond the teams'."""
+    lead = await lead_of(uow, ctx, "ana")
+    asked = []
+    presence = uow.store.presence
+
+    async def recorded(rep_ids, now, *, up_to=None):
+        asked.append(sorted(set(rep_ids)))
+        return await presence(rep_ids, now, up_to=up_to)
+
+    uow.store.presence = recorded
+    await route(uow, ctx, factories.scored("mql", country="DE"))
+    assert await route(uow, ctx, touch_of(lead, points=0)) == []  # a double click: no news
+    assert len(await route(uow, ctx, touch_of(lead))) == 2
+    assert asked == [["ana", "ben"], [], ["ana"]]
 
 
 async def test_an_erased_leads_routed_copy_and_inbox_are_cleared_its_hand_off_closed_and_the_lifecycle_told(uow, ctx):

@@ -449,13 +449,15 @@ class LeadHandedOver(Event):
 
 class LeadReengaged(Event):
     """A lead already with sales was touched again, by a touch that earned intent points of its own or changed the
-    person's contact: its holder is told (on ``leads.routed`` too); the SLA clock does not restart.
+    person's contact: its holder is told (on ``leads.routed`` too); the SLA clock does not restart. A holder no longer
+    active (from v4) is not: routing hands the lead on first (``lead.handed_over``, by ``routing``), and the
+    re-engagement names its new holder (``owner_id``, ``team``).
 
     Who the person is stays on ``leads.routed``: the lifecycle, kept for ever, names the lead alone (v1 carried its
     ``person_id``, which ``lead.touch_recorded`` never did)."""
 
     type: ClassVar[str] = "lead.reengaged"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
     touch: Touch
     owner_id: str
     team: str
@@ -468,6 +470,9 @@ class LeadReengaged(Event):
     #: The grade routing holds the lead at after the touch (``LeadRouted.held_grade``): ``grade`` if that is better,
     #: else the one it held before. None: not said (re-engaged before v3).
     held_grade: Grade | None = None
+    #: The holder (``owner_id``) is out of office until then: the lead stays with them, and ``reason`` says so.
+    #: None: they are not, or it is not said (re-engaged before v4).
+    holder_away_until: Moment | None = None
 
 
 class LeadMerged(Event):
@@ -576,6 +581,8 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     # lead.routed v6 and lead.reengaged v3 added held_grade (optional): a record of the older ones does not say the
     # grade routing held the lead at, which a re-engagement's score may be below.
     ("lead.routed", 5): dict, ("lead.reengaged", 2): dict,
+    # lead.reengaged v4 added holder_away_until (optional): a v3 record does not say whether its holder was away.
+    ("lead.reengaged", 3): dict,
     # lead.merged v2 added who held each of the two leads (optional): a v1 merge does not say. Its ``by`` is no
     # stand-in: a rep of the team says a merge of a lead in its queue, and before that rule any name could.
     ("lead.merged", 1): dict,

@@ -13,7 +13,11 @@
   ``lead.routed`` record with the same owner, the same deadline and the same
   hand-off number (no second routing, no second SLA clock), kept as the lead a
   reassignment sends on; the new grade is stored, for the next holder's
-  deadline and every later step. A
+  deadline and every later step. A holder no longer active (inactive in
+  the reps file, or gone from it) is not told: the touch hands the lead on
+  through routing first, as a manager's hand-over through routing does
+  (``lead.handed_over`` by routing), and the new holder is told; one out
+  of office keeps it, the step saying until when. A
   touch that does neither (a newsletter sign-up, the same form sent again
   within scoring's repeat window) tells nobody. A
   lead sales rejected is back in nurture: a touch that lifts it to the bar
@@ -68,10 +72,10 @@ from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
 from routing.domain import (
-    Applied, Breach, Handoff, Kept, Merged, Placed, Presence, Refused, Rep, Repeated, Route, RoutingData, Step, Waiting,
-    acceptance_due, answerable_since, answered_at, apply_disposition, capacity_bound, choose_route, dated_before,
-    escalated_to, hand_to, kept_back_by, may_wait, merge_into, news_for_holder, overflow_chain, place, recycled_by,
-    rejected_as, reroute,
+    Applied, Breach, Gone, Handoff, Kept, Merged, OutOfOffice, Placed, Presence, Refused, Rep, Repeated, Route,
+    RoutingData, Step, Waiting, absence, acceptance_due, answerable_since, answered_at, apply_disposition,
+    capacity_bound, choose_route, dated_before, escalated_to, hand_to, kept_back_by, may_wait, merge_into,
+    news_for_holder, no_longer_active, overflow_chain, place, recycled_by, rejected_as, reroute, told_why,
 )
 from routing.reference import Reference, RoutingFiles
 from routing.store import Held, RoutingStore, Turns
@@ -395,21 +399,25 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     # in one statement at the end. One UPDATE a touch made an importer re-sending 500 known people 500 round trips
     # in a row, inside the transaction holding their locks.
     rewritten: dict[uuid.UUID, Held] = {}
+    # The hand-offs whose holders a touch of the batch will be news to (whatever the touches before it told them,
+    # the first that is news is news to the stored lead), and of those, the leads whose holders are no longer
+    # active: the touch hands them on through routing.
+    told_of: dict[uuid.UUID, Held] = {}
     for env in each(touched):
-        if env.data.lead_id not in held:
-            continue
         holding = holdings.get(env.data.lead_id)
-        if holding is not None and recycled_by(holding.handoff, env.data, ref.data.reasons):
-            recycled[env.id] = holding.handoff.cycle + 1
+        if holding is None:
             continue
-        if holding is not None and (code := kept_back_by(holding.handoff, env.data, ref.data.reasons)):
+        if recycled_by(holding.handoff, env.data, ref.data.reasons):
+            recycled[env.id] = holding.handoff.cycle + 1
+        elif code := kept_back_by(holding.handoff, env.data, ref.data.reasons):
             # Nothing is emitted, as for any touch that leaves a rejected lead in nurture; this one would have
             # routed it but for its rejection reason, which is worth a word to whoever asks why it did not.
             log.info("touch leaves a lead sales rejected in nurture: its rejection reason does not recycle",
                      reason_code=code)
-        outcomes[env.id], told = _reengage(env, holding, now, ref.data)
-        if told is not None:
-            holdings[env.data.lead_id] = rewritten[env.data.lead_id] = told
+        elif not holding.handoff.closed and news_for_holder(holding.lead.contact, env.data):
+            told_of[env.data.lead_id] = holding
+    rerouted = {i: choose_route(h.lead, ref.data) for i, h in told_of.items()
+                if no_longer_active(h.handoff.owner_id, ref.data) is not None}
     mqls = [env for env in batch if isinstance(env.data, LeadScored) and env.data.score.decision == "mql"
             and (env.id in recycled or not (env.data.touch is not None and env.data.lead_id in held))]
     assigned = await store.already_assigned(env.data.lead_id for env in mqls if env.id not in recycled)
@@ -426,11 +434,17 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         assigned.add(env.data.lead_id)
         routes[env.id] = choose_route(env.data, ref.data)
 
-    # Every team a lead may go to (its own and those it overflows to) is locked before held leads are counted.
-    teams = {t for r in routes.values() for t in overflow_chain(r.team, ref.data)}
-    turns = Turns(await store.lock_rotations(teams))
-    reps = [r for r in ref.data.reps if r.team in teams]
-    presence = await store.presence((r.id for r in reps), now, up_to=capacity_bound(reps))
+    # Every team a lead may go to (its own and those it overflows to), a new one or one handed on, is locked before
+    # held leads are counted, all in one statement (see handle_scored_and_dispositioned). The out-of-office periods
+    # of the holders told of a touch come with the reps' presence: none are read for a batch that tells nobody.
+    placing = Placing(rerouted, *await locked_rotations(
+        store, [*routes.values(), *rerouted.values()], ref.data, now,
+        present=(h.handoff.owner_id for h in told_of.values())))
+    for env in each(touched):
+        if env.data.lead_id in held and env.id not in recycled:
+            outcomes[env.id], told = _reengage(env, holdings.get(env.data.lead_id), now, ref, placing)
+            if told is not None:
+                holdings[env.data.lead_id] = rewritten[env.data.lead_id] = told
     rows, handoffs, reassigned = [], [], []
     fresh: dict[uuid.UUID, tuple[int, Held]] = {}  # routed in this batch: where in it, and the hand-off
     position = {env.id: i for i, env in enumerate(batch)}
@@ -443,10 +457,10 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
         # A recycled lead goes to a new holder: not back to the rep who rejected it (nor, if the new one misses
         # its deadline, to them by the rotation; the reps who missed the last hand-off's may have it again).
         before = (holdings[lead.lead_id].handoff.owner_id,) if env.id in recycled else ()
-        placement = place(route, ref.data, turns.states, now, presence, passed_over=before)
+        placement = place(route, ref.data, placing.turns.states, now, placing.presence, passed_over=before)
         if isinstance(placement, Placed):
-            turns.take(placement.team, placement.rotation)
-            presence = presence.holding_one_more(placement.rep.id)
+            placing.turns.take(placement.team, placement.rotation)
+            placing.presence = placing.presence.holding_one_more(placement.rep.id)
         assignment = placement.assignment
         waiting = isinstance(placement, Waiting)
         if waiting and env.id in recycled and not may_wait(placement.team, before, ref.data):
@@ -502,7 +516,7 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     for env in each(touched):
         routed_here = fresh.get(env.data.lead_id)
         if routed_here is not None and position[env.id] > routed_here[0] and not outcomes[env.id]:
-            outcomes[env.id], told = _reengage(env, routed_here[1], now, ref.data)
+            outcomes[env.id], told = _reengage(env, routed_here[1], now, ref, placing)
             if told is None:
                 continue
             fresh[env.data.lead_id] = (routed_here[0], told)
@@ -510,7 +524,7 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
                 handoffs[next(i for i, h in enumerate(handoffs) if h is routed_here[1])] = told
             else:  # a recycle's, stored with the others at the end
                 rewritten[env.data.lead_id] = told
-    await store.save_rotations(turns.changed, turns.taken)
+    await store.save_rotations(placing.turns.changed, placing.turns.taken)
     await store.save_assignments(rows)
     # The recycles' in one statement, as the new leads': their hand-offs are locked since the batch began, so no
     # other unit of work writes these rows meanwhile.
@@ -520,11 +534,12 @@ async def handle_lead_scored(uow: UnitOfWork[RoutingStore], batch: Sequence[Enve
     return outcomes
 
 
-def _reengage(env: Envelope, held: Held | None, now: datetime,
-              data: RoutingData) -> tuple[Outcome, Held | None]:
+def _reengage(env: Envelope, held: Held | None, now: datetime, ref: Reference,
+              placing: Placing) -> tuple[Outcome, Held | None]:
     """Tell the holder of a lead about its new touch: same owner, same deadline, the new score and contact; and
     the hand-off holding the lead as told, with the new grade (None: nothing told), which a reassignment sends on
-    and the next touch is compared with."""
+    and the next touch is compared with. A holder no longer active is not told: the lead is handed on through
+    routing (its route in ``placing``), as a manager's hand-over through routing would, and the new holder told."""
     lead = env.data
     assert isinstance(lead, LeadScored) and lead.touch is not None
     if held is None or held.handoff.closed:
@@ -538,19 +553,34 @@ def _reengage(env: Envelope, held: Held | None, now: datetime,
     # The holder keeps the deadline she was told (nothing would tell her a shorter one), so due_at stays. Both events
     # say it beside the touch's own grade: a webhook filtered on grade follows the lead by it, as by its later steps,
     # so a touch scored below it (a consent withdrawn, its intent decayed) reaches the receiver that took the lead.
-    grade = _raised(h.grade, lead.score.grade)
+    h = dataclasses.replace(h, grade=_raised(h.grade, lead.score.grade))
     # The same hand-off told again: its number, not a new one (one taken from the queue since has its own).
-    routed = LeadRouted.model_construct(**dict(lead), assignment=_holders(before.assignment, h, data),
+    routed = LeadRouted.model_construct(**dict(lead), assignment=_holders(before.assignment, h, ref.data),
                                         routed_at=before.routed_at, routing_data_version=before.routing_data_version,
-                                        handoff_seq=h.seq, held_grade=grade)
+                                        handoff_seq=h.seq, held_grade=h.grade)
+    told = dataclasses.replace(held, handoff=h, lead=routed)
+    sent = [follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now)]
+    absent = absence(h.owner_id, ref.data, placing.presence, now)
+    moved: Assignment | Kept | None = None
+    if isinstance(absent, Gone):
+        placed = placing.again(h, ref.data, now, absent.why)
+        if isinstance(placed, Kept):
+            moved = placed
+        else:
+            # By routing, as its other steps are: no manager asked. The hand-over carries the touch on, so the new
+            # holder's record is the one telling of it (one record, not the old holder's and then the new one's).
+            told, sent = handed_on(told, placed.handoff, placed.assignment, "routing", now, ref.version,
+                                   child_traceparent(env.traceparent))
+            moved = placed.assignment
+            log.info("re-engaged lead handed on: its holder is no longer active", holder=h.owner_id,
+                     to=moved.owner_id)
     reengaged = LeadReengaged(
-        lead_id=lead.lead_id, touch=lead.touch, owner_id=h.owner_id, team=h.team, at=now,
-        reason=_touch_summary(lead), attribution=lead.attribution, score=lead.score.value, grade=lead.score.grade,
-        held_grade=grade,
+        lead_id=lead.lead_id, touch=lead.touch, owner_id=told.handoff.owner_id, team=told.handoff.team, at=now,
+        reason=told_why(_touch_summary(lead), absent, moved), attribution=lead.attribution, score=lead.score.value,
+        grade=lead.score.grade, held_grade=h.grade,
+        holder_away_until=absent.until if isinstance(absent, OutOfOffice) else None,
     )
-    return ([follow_up(env, topics.ROUTED, routed, source=SOURCE, time=now),
-             follow_up(env, topics.LIFECYCLE, reengaged, source=SOURCE, time=now)],
-            dataclasses.replace(held, handoff=dataclasses.replace(h, grade=grade), lead=routed))
+    return [*sent, follow_up(env, topics.LIFECYCLE, reengaged, source=SOURCE, time=now)], told
 
 
 def _raised(held: Grade | None, scored: Grade) -> Grade:
