@@ -1,12 +1,13 @@
 """capture's erasure statements read, not run: what they find (test_erasure_store.py runs them on the real
 Postgres)."""
 
+import json
 import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy.dialects import postgresql
 
-from capture.store import CaptureStore, erasures
+from capture.store import _MERGED_INTO, _TOUCHES_ON_MERGES, CaptureStore, _touch_person, erasures
 
 
 class Answer:
@@ -21,6 +22,12 @@ class Answer:
     def __iter__(self):
         return iter(())
 
+    def first(self) -> None:
+        return None
+
+    def scalar(self) -> bool:
+        return False
+
 
 class Recording:
     """A session that runs nothing and keeps each statement it is given."""
@@ -28,6 +35,11 @@ class Recording:
     def __init__(self) -> None:
         self.statements: list = []
         self.parameters: list = []
+
+    async def begin_nested(self) -> str:
+        self.statements.append("SAVEPOINT")
+        self.parameters.append(None)
+        return "a savepoint"
 
     async def execute(self, statement, params=None) -> Answer:  # noqa: ANN001
         self.statements.append(statement)
@@ -53,7 +65,7 @@ async def test_an_erasure_keeps_of_each_lead_its_id_who_asked_and_when_and_nothi
     session = Recording()
     lead = uuid.uuid4()
     await CaptureStore(session).erase([lead], key="janedoe@gmail.com", by_id=[],
-                                      same_person=lambda sent: False, at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
+                                      at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
     [insert] = [s for s in session.statements if s.is_dml and s.is_insert and s.table.name == "erasures"]
     compiled = insert.compile(dialect=postgresql.dialect())
     assert compiled.params == {"lead_id_m0": lead, "erased_at_m0": datetime(2026, 1, 1, tzinfo=UTC),
@@ -65,7 +77,7 @@ async def test_an_erasure_recording_a_lead_another_erasure_recorded_meanwhile_is
     """Two erasures of a lead at once both found it not erased: the second failed on the primary key (23505, not
     retried), a 500 or a traceback."""
     session = Recording()
-    recorded = await CaptureStore(session).erase([uuid.uuid4()], key=None, by_id=[], same_person=lambda sent: False,
+    recorded = await CaptureStore(session).erase([uuid.uuid4()], key=None, by_id=[],
                                                  at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
     [insert] = [str(s.compile(dialect=postgresql.dialect())) for s in session.statements
                 if s.is_dml and s.is_insert and s.table.name == "erasures"]
@@ -77,12 +89,16 @@ def compiled(statement) -> str:  # noqa: ANN001
     return " ".join(str(statement.compile(dialect=postgresql.dialect())).split())
 
 
-async def test_an_erasure_locks_every_people_row_it_touches_in_one_statement_in_lock_order():
+async def test_an_erasure_locks_every_people_row_it_touches_in_one_statement_in_lock_order_in_a_savepoint():
     """It locked the named person first and the holders of their leads after: a writer's round holding one of
-    those and waiting for the named person deadlocked with it."""
+    those and waiting for the named person deadlocked with it. The savepoint lets the locks go (and nothing else)
+    when the erasure must forget more Idempotency-Keys first."""
     session = Recording()
-    await CaptureStore(session).lock_erasure([uuid.uuid4()], key="janedoe@gmail.com", by_id=[])
-    [lock] = [compiled(s) for s in session.statements]
+    held = await CaptureStore(session).lock_erasure([uuid.uuid4()], key="janedoe@gmail.com", by_id=[])
+    assert held == "a savepoint"
+    savepoint, statement = session.statements
+    assert savepoint == "SAVEPOINT"
+    lock = compiled(statement)
     assert lock.startswith("SELECT capture.people.person_key FROM capture.people WHERE ")
     assert "capture.people.person_key = %(person_key_1)s" in lock
     assert "capture.people.open_lead_id = ANY (%(ids)s::UUID[])" in lock  # whoever holds a lead open: cleared, locked
@@ -93,7 +109,7 @@ async def test_an_erasure_clears_the_open_lead_of_anyone_merged_into_an_erased_l
     """It deleted the people row of whoever held an erased lead open (a person merged into it), and what they had
     said of marketing (a "no") with it."""
     session = Recording()
-    await CaptureStore(session).erase([uuid.uuid4()], key="janedoe@gmail.com", by_id=[], same_person=lambda sent: False,
+    await CaptureStore(session).erase([uuid.uuid4()], key="janedoe@gmail.com", by_id=[],
                                       at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
     people = [compiled(s) for s in session.statements if s.is_dml and s.table.name == "people"]
     [delete] = [sql for sql in people if sql.startswith("DELETE")]
@@ -107,10 +123,61 @@ async def test_an_erasure_deletes_the_idempotency_keys_whose_answer_names_an_era
     """capture.idempotency kept, for a day, the caller's Idempotency-Key (which may be the address), a
     fingerprint of the fields and the erased lead's id."""
     session = Recording()
-    lead = uuid.uuid4()
-    await CaptureStore(session).forget_answers([lead])
+    lead, touch = uuid.uuid4(), uuid.uuid4()
+    await CaptureStore(session).forget_answers([lead], [touch])
     [(statement, params)] = zip(session.statements, session.parameters, strict=True)
     sql = compiled(statement)
     assert sql.startswith("DELETE FROM capture.idempotency WHERE (capture.idempotency.answer ->> %(answer_1)s) = ANY")
     assert "IN (SELECT CAST(capture.touches.touch_id AS TEXT)" in sql  # a keyless sender is answered its touch's id
-    assert params == {"ids": [lead], "texts": [str(lead)]}
+    # The person's touch on another person's lead, whose other touches' keys are not theirs.
+    assert params == {"ids": [lead], "texts": sorted([str(lead), str(touch)])}
+
+
+async def test_the_keys_an_erasure_checks_for_once_it_holds_the_people_are_read_not_locked():
+    """Locked (a DELETE, a FOR UPDATE) with the people held, a key another transaction holds before its people
+    was waited for the wrong way round."""
+    session = Recording()
+    lead, touch = uuid.uuid4(), uuid.uuid4()
+    assert await CaptureStore(session).answers_left([lead], [touch]) is False
+    [(statement, params)] = zip(session.statements, session.parameters, strict=True)
+    sql = compiled(statement)
+    assert sql.startswith("SELECT EXISTS (SELECT * FROM capture.idempotency WHERE") and "FOR UPDATE" not in sql
+    assert params == {"ids": [lead], "texts": sorted([str(lead), str(touch)])}
+
+
+async def test_an_erasure_clears_the_persons_touches_on_another_persons_lead_not_that_lead():
+    session = Recording()
+    touch = uuid.uuid4()
+    await CaptureStore(session).erase([], key="janedoe@gmail.com", by_id=[], touch_ids=[touch],
+                                      at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
+    selects = [(compiled(s), p) for s, p in zip(session.statements, session.parameters, strict=True)
+               if s.is_select]
+    [(touches, params)] = [(sql, p) for sql, p in selects if "FROM capture.touches" in sql]
+    assert ("WHERE capture.touches.lead_id = ANY (%(ids)s::UUID[]) "
+            "OR capture.touches.touch_id = ANY (%(touch_ids)s::UUID[])") in touches
+    assert params == {"ids": [], "touch_ids": [touch]}
+    [(leads, _)] = [(sql, p) for sql, p in selects if "FROM capture.leads" in sql]
+    assert "capture.leads.lead_id = ANY (%(ids)s::UUID[])" in leads  # its lead: not among the leads cleared
+
+
+def test_a_touch_is_the_persons_by_the_person_id_its_event_names_and_a_cleared_event_names_nobody():
+    person = str(uuid.uuid4())
+    assert _touch_person(json.dumps({"person_id": person, "contact": {"email": "a@b.c"}}).encode()) == person
+    assert _touch_person(json.dumps({"contact": {"email": ""}}).encode()) is None  # a version before person_id
+    assert _touch_person(b"") is None and _touch_person(b"[1]") is None  # what an erasure left of no JSON object
+
+
+def test_the_touches_an_erasure_looks_at_are_on_the_leads_the_persons_went_into_after_merges_not_their_own():
+    sql = compiled(_TOUCHES_ON_MERGES)
+    assert sql.startswith("WITH RECURSIVE chain(lead_id) AS (SELECT unnest(%(seeds)s::UUID[]) AS lead_id UNION "
+                          "SELECT capture.leads.merged_into")
+    assert "JOIN chain ON capture.leads.lead_id = chain.lead_id" in sql
+    assert "capture.touches.lead_id != ALL (%(theirs)s::UUID[])" in sql  # their own: erased whole
+    assert "position(convert_to(%(needle)s, %(convert_to_1)s) IN capture.touches.event)" in sql
+
+
+def test_the_leads_an_erasure_lists_as_merged_into_it_are_followed_down_every_merge_but_its_own_and_the_erased():
+    sql = compiled(_MERGED_INTO)
+    assert "JOIN merged ON capture.leads.merged_into = merged.lead_id" in sql
+    assert "merged.lead_id != ALL (%(ids)s::UUID[])" in sql
+    assert "NOT IN (SELECT capture.erasures.lead_id FROM capture.erasures)" in sql

@@ -1023,6 +1023,12 @@ class EraseRequest(BaseModel):
 
 class ErasedLeads(BaseModel):
     lead_ids: list[uuid.UUID] = Field(description="every lead the request names, erased now or (by id) before")
+    touched_leads: list[uuid.UUID] = Field(
+        description="another person's leads the person's later submissions touched (sales had merged a lead of "
+                    "theirs into it): their touches are cleared, the leads are not erased")
+    merged_leads: list[uuid.UUID] = Field(
+        description="leads sales merged into an erased lead, not erased: another person's, or the same human's "
+                    "under another address; erase them by `lead_id` if they are the person's")
 
 
 people_router = APIRouter(prefix="/v1/people", tags=["people"], dependencies=[needs("admin")],
@@ -1036,10 +1042,17 @@ people_router = APIRouter(prefix="/v1/people", tags=["people"], dependencies=[ne
                 "stage clears its copies on and delivery gives up what it has not sent. Ids, times and attribution "
                 "stay, so reports count the leads anonymously. Nothing leads from the address to the erased leads "
                 "afterwards: the same address again answers 404 (or only the person's leads since: a new submission "
-                "is a new lead, of a new person); a lead id again answers it and sends nothing more. See the README's "
-                "\"Erasing a person\" for what is not erased (Kafka's copies until retention, backups, sales tools).",
-    responses=problem_responses(404, 422, _404="no lead of this address, or no lead of this id: `errors` names which",
-                                _422="neither an email nor a lead_id, or an email that is no address"),
+                "is a new lead, of a new person); a lead id again answers it and sends nothing more. Another "
+                "person's lead is never erased for them: one the person's touches were on is listed in "
+                "`touched_leads` (the touches cleared), leads merged into an erased lead in `merged_leads`. See the "
+                "README's \"Erasing a person\" for what is not erased (Kafka's copies until retention, backups, "
+                "sales tools, a touch's contact in the stages' copies of another person's lead).",
+    responses=problem_responses(404, 422, 503, _404="nothing capture holds is under this address (no record of a "
+                                "person, so none of their leads or touches, no quarantined submission), or no lead "
+                                "of this id: `errors` names which, and what was searched",
+                                _422="neither an email nor a lead_id, or an email that is no address",
+                                _503="the person kept submitting while the erasure locked them, or the database is "
+                                     "unavailable: nothing was erased, ask again"),
 )
 async def erase_person(body: EraseRequest, rt: CaptureRuntime,
                        who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
@@ -1049,11 +1062,13 @@ async def erase_person(body: EraseRequest, rt: CaptureRuntime,
                                        at=rt.context.clock(), by=who.name)
     except erasure.NothingToErase as exc:
         raise Problem(404, "nothing to erase", [FieldProblem(exc.field, exc.reason)]) from None
+    except erasure.StillSubmitting as exc:
+        raise Problem(503, str(exc), headers={"Retry-After": "1"}) from None
     except ValueError as exc:
         raise Problem(422, "the request is invalid", [FieldProblem("email", str(exc))]) from None
     if done.fresh:
         rt.wake_relay()
-    return {"lead_ids": done.lead_ids}
+    return {"lead_ids": done.lead_ids, "touched_leads": done.touched_leads, "merged_leads": done.merged_leads}
 
 
 async def problem_response(request: Request, exc: Problem) -> Response:

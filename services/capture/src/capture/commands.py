@@ -73,10 +73,21 @@ def add_commands(cli: typer.Typer) -> None:
         except erasure.NothingToErase as exc:
             typer.secho(f"nothing erased: {exc.field}: {exc.reason}", err=True, fg="red")
             raise typer.Exit(1) from None
+        except erasure.StillSubmitting as exc:
+            typer.secho(f"nothing erased: {exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
         except ValueError as exc:  # an address that is none; the message does not repeat it
             raise typer.BadParameter(str(exc), param_hint="--email") from None
         leads = ", ".join(map(str, done.lead_ids))
         if done.fresh:
             typer.echo(f"{len(done.fresh)} lead(s) erased now, lead.erased sent for each; the person's leads: {leads}")
-        else:
+        elif done.lead_ids:
             typer.echo(f"already erased, nothing sent: {leads}")
+        else:
+            typer.echo("no lead of the person: their record and quarantined submissions erased, nothing sent")
+        if done.touched_leads:
+            typer.echo("their touches cleared on another person's lead(s), not erased: "
+                       + ", ".join(map(str, done.touched_leads)))
+        if done.merged_leads:
+            typer.echo("merged into an erased lead, not erased (--lead each one that is the person's): "
+                       + ", ".join(map(str, done.merged_leads)))

@@ -23,11 +23,12 @@ some time after it was published, which recovers leads a broker lost.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import sqlalchemy as sa
@@ -71,6 +72,8 @@ leads = sa.Table(
     sa.Column("person_id", UUID(as_uuid=True)),
     sa.Index("leads_captured_at", "captured_at"),
     sa.Index("leads_by_person", "person_id", postgresql_where=sa.text("person_id IS NOT NULL")),
+    # What was merged into a lead, which an erasure of it lists (merges are few: a small index).
+    sa.Index("leads_merged_into", "merged_into", postgresql_where=sa.text("merged_into IS NOT NULL")),
     # The relay's work queue: small, because published rows leave it.
     sa.Index("leads_unpublished", "seq", postgresql_where=sa.text("published_at IS NULL")),
     # The re-driver's work list: published leads still waiting for an outcome.
@@ -121,7 +124,9 @@ quarantine = sa.Table(
 #: (``writer._OPEN_LEADS``, or ``writer._PEOPLE_UPSERT`` and then the advisory lock of each lead touched, in lead
 #: id order, ``writer._STORE`` then writing only people rows the upsert holds; Idempotency-Keys before them, which
 #: the follower never locks) and the lifecycle follower
-#: (``_LOCK_PEOPLE`` for the people of every lead its batch closes or merges, then those leads' rows). The writer
+#: (``_LOCK_PEOPLE`` for the people of every lead its batch closes or merges, then those leads' rows), and an
+#: erasure (its quarantined submissions, which a release locks first, then Idempotency-Keys, then people: one that
+#: finds more to forget once it holds the people lets them go first, ``erasure._forget_and_lock``). The writer
 #: never waits on a lead's row (it inserts new leads and only reads old ones). So no two transactions each hold
 #: a person the other waits for: Postgres would abort one of them (a 503 for the round, a retried batch). The
 #: one exception is a person that another process moves into a lead a batch closes or merges in the moment
@@ -398,79 +403,126 @@ class CaptureStore:
 
     # -- erasure (GDPR art. 17): ``capture.erasure`` decides; these find and clear ------------------------------
 
-    async def person_leads(self, key: str) -> list[uuid.UUID]:
-        """The leads of the person ``key`` names (those they opened, and the one they hold open now, which after a
-        merge may be another address's); [] for nobody. Read again once ``lock_erasure`` holds their row: no lead
-        of theirs opens after that."""
+    async def person_found(self, key: str) -> Found | None:
+        """What capture holds of the person ``key`` names (``Found``); None when it keeps no record of them (nobody,
+        or a person erased before). Read again once ``lock_erasure`` holds their row: no lead or touch of theirs is
+        stored after that."""
         person = (await self._session.execute(
             sa.select(people.c.person_id, people.c.open_lead_id).where(people.c.person_key == key))).first()
         if person is None:
-            return []
-        opened = (await self._session.execute(
-            sa.select(leads.c.lead_id).where(leads.c.person_id == person.person_id).order_by(leads.c.seq))).scalars()
-        return list(dict.fromkeys([*opened, *([person.open_lead_id] if person.open_lead_id else [])]))
+            return None
+        opened = list((await self._session.execute(
+            sa.select(leads.c.lead_id).where(leads.c.person_id == person.person_id).order_by(leads.c.seq))).scalars())
+        theirs, seeds = list(opened), list(opened)
+        if person.open_lead_id is not None and person.open_lead_id not in opened:
+            seeds.append(person.open_lead_id)
+            # A lead kept before 0012 names no person: held open, it is theirs as far as capture can tell. One that
+            # names another is that person's, sales merged theirs into it: not erased, only their touches on it.
+            owner = (await self._session.execute(sa.select(leads.c.person_id).where(
+                leads.c.lead_id == person.open_lead_id))).first()
+            if owner is None or owner.person_id is None:
+                theirs.append(person.open_lead_id)
+        needle = str(person.person_id)
+        rows = await self._session.execute(_TOUCHES_ON_MERGES, {"seeds": seeds, "theirs": theirs, "needle": needle})
+        touched = [(row.touch_id, row.lead_id) for row in rows if _touch_person(row.event) == needle]
+        return Found(leads=theirs, touches=touched)
 
     async def erased(self, lead_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
         """Those of ``lead_ids`` erased before."""
         found = sa.select(erasures.c.lead_id).where(among(erasures.c.lead_id, "ids")).order_by(erasures.c.erased_at)
         return list((await self._session.execute(found, {"ids": list(lead_ids)})).scalars())
 
-    async def forget_answers(self, lead_ids: Sequence[uuid.UUID]) -> None:
-        """Delete the Idempotency-Keys whose answer names one of ``lead_ids`` or a touch of theirs (a sender without
-        a key is answered its touch's id): the key may be the address itself, and the row keeps, for a day, a
-        fingerprint of the fields with the lead's id. Idempotency-Keys come before people in LOCK ORDER."""
-        if lead_ids:
-            await self._session.execute(_FORGET_ANSWERS, {"ids": sorted(set(lead_ids)),
-                                                          "texts": sorted({str(lead) for lead in lead_ids})})
+    async def forget_quarantined(self, lead_ids: Sequence[uuid.UUID], *, key: str | None,
+                                 same_person: Callable[[str], bool]) -> int:
+        """Delete the quarantined submissions of ``lead_ids`` (one released became the lead or touch of its id)
+        and, given ``key``, those whose address ``same_person`` reads as the person's; how many. A release locks
+        its submission before the Idempotency-Keys and the people rows: so does an erasure, calling this first."""
+        ids = sorted(set(lead_ids))
+        gone = len((await self._session.execute(
+            quarantine.delete().where(among(quarantine.c.lead_id, "ids")).returning(quarantine.c.lead_id),
+            {"ids": ids})).all())
+        if key is None:
+            return gone
+        # A kept address is as it was sent: read as an erasure reads one (``same_person``), among those whose
+        # first letter is the person key's (each spelling of an address begins with it).
+        sent = quarantine.c.fields["email"].as_string()
+        kept = await self._session.execute(sa.select(quarantine.c.lead_id, sent.label("email")).where(
+            sa.func.lower(sent).like(sa.func.lower(key[:1]) + "%")))
+        theirs = [row.lead_id for row in kept if row.email and same_person(row.email)]
+        return gone + len((await self._session.execute(
+            quarantine.delete().where(among(quarantine.c.lead_id, "ids")).returning(quarantine.c.lead_id),
+            {"ids": theirs})).all())
+
+    async def forget_answers(self, lead_ids: Sequence[uuid.UUID], touch_ids: Sequence[uuid.UUID] = ()) -> None:
+        """Delete the Idempotency-Keys whose answer names one of ``lead_ids``, a touch of theirs (a sender without
+        a key is answered its touch's id) or one of ``touch_ids``: the key may be the address itself, and the row
+        keeps, for a day, a fingerprint of the fields with the lead's id. Idempotency-Keys come before people in
+        LOCK ORDER."""
+        if lead_ids or touch_ids:
+            await self._session.execute(_FORGET_ANSWERS, _answers(lead_ids, touch_ids))
+
+    async def answers_left(self, lead_ids: Sequence[uuid.UUID], touch_ids: Sequence[uuid.UUID] = ()) -> bool:
+        """Whether an Idempotency-Key ``forget_answers`` deletes is there: read, not locked (the people rows held,
+        a key is not waited for)."""
+        if not (lead_ids or touch_ids):
+            return False
+        return bool((await self._session.execute(_ANSWERS_LEFT, _answers(lead_ids, touch_ids))).scalar())
 
     async def lock_erasure(self, lead_ids: Sequence[uuid.UUID], *, key: str | None,
-                           by_id: Sequence[uuid.UUID]) -> None:
+                           by_id: Sequence[uuid.UUID]) -> Savepoint:
         """Lock every people row ``erase`` of these touches, in ONE statement, in LOCK ORDER (see ``people``): the
         rows it deletes and those whose open lead it clears. Locking the named person first and the others after,
-        a writer's round holding one of the others and waiting for the named one deadlocked with it."""
+        a writer's round holding one of the others and waiting for the named one deadlocked with it.
+
+        Taken in a savepoint, returned: rolled back to, the locks are let go (and nothing else), so that an
+        erasure that finds more to forget takes Idempotency-Keys before people again."""
+        savepoint = await self._session.begin_nested()
         await self._session.execute(_people_erased(key, touched=True).order_by(people.c.person_key.collate("C"))
                                     .with_for_update(), {"ids": sorted(set(lead_ids)), "by_id": list(by_id)})
+        return savepoint
 
     async def has_lead(self, lead_id: uuid.UUID) -> bool:
         return (await self._session.execute(sa.select(leads.c.lead_id).where(leads.c.lead_id == lead_id))).first() \
             is not None
 
+    async def merged_into(self, lead_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """The leads sales merged into one of ``lead_ids``, or into one merged into them, and so on, neither among
+        them nor erased, oldest first: another person's, or the same human's under another address, which only a
+        DPO can tell."""
+        if not lead_ids:
+            return []
+        return list((await self._session.execute(_MERGED_INTO, {"ids": sorted(set(lead_ids))})).scalars())
+
     async def erase(self, lead_ids: Sequence[uuid.UUID], *, key: str | None, by_id: Sequence[uuid.UUID],
-                    same_person: Callable[[str], bool], at: datetime, by: str) -> list[uuid.UUID]:
+                    touch_ids: Sequence[uuid.UUID] = (), at: datetime, by: str) -> list[uuid.UUID]:
         """Clear what capture holds of ``lead_ids``' person and record the erasure, in the caller's transaction;
         those of ``lead_ids`` recorded now (the others an erasure running at the same time recorded first).
 
         The rows of the people named go (the person ``key`` names, the person who opened each lead of ``by_id``,
         the one named by it: keyed by the address, and their next submission must open a new lead, not touch an
         erased one); anyone else who holds one of the leads open (merged into it) keeps their row, and what they
-        said of marketing, with no lead open. Each lead's and touch's
-        stored event is cleared (``erasure.erased_value``) and the lead's address emptied, its row kept (ids,
-        times, form, attribution without a page's query) and marked published, terminal and closed: an unsent
-        lead is not sent cleared, nor re-driven; quarantined submissions of the leads, or of the address
-        (``same_person`` reads a kept address), go. The caller has locked the people rows (``lock_erasure``)."""
+        said of marketing, with no lead open. Each lead's and touch's stored event is cleared
+        (``erasure.erased_value``) and the lead's address emptied, its row kept (ids, times, form, attribution
+        without a page's query) and marked published, terminal and closed: an unsent lead is not sent cleared, nor
+        re-driven. ``touch_ids`` (the person's touches on another person's lead) are cleared and marked so too,
+        their lead left as it is. The caller has locked the people rows (``lock_erasure``)."""
         ids = sorted(set(lead_ids))
         theirs = _people_erased(key, touched=False).whereclause
         await self._session.execute(people.delete().where(theirs), {"ids": ids, "by_id": list(by_id)})
         await self._session.execute(people.update().where(among(people.c.open_lead_id, "ids"))
                                     .values(open_lead_id=None), {"ids": ids})
         for table, key_column in ((leads, leads.c.lead_id), (touches, touches.c.touch_id)):
-            rows = await self._session.execute(sa.select(key_column, table.c.event).where(
-                among(table.c.lead_id, "ids")).order_by(key_column).with_for_update(), {"ids": ids})
+            named = among(table.c.lead_id, "ids")
+            if table is touches:
+                named = sa.or_(named, among(touches.c.touch_id, "touch_ids"))
+            rows = await self._session.execute(sa.select(key_column, table.c.event).where(named)
+                                               .order_by(key_column).with_for_update(),
+                                               {"ids": ids, "touch_ids": sorted(set(touch_ids))})
             for row_id, event in rows.all():
                 cleared = {"event": erased_value(event), "published_at": sa.func.coalesce(table.c.published_at, at)}
                 if table is leads:
                     cleared |= {"email": "", "closed_at": sa.func.coalesce(leads.c.closed_at, at), **_erased_outcome(at)}
                 await self._session.execute(table.update().where(key_column == row_id).values(**cleared))
-        await self._session.execute(quarantine.delete().where(among(quarantine.c.lead_id, "ids")), {"ids": ids})
-        if key is not None:
-            # A kept address is as it was sent: read as an erasure reads one (``same_person``), among those whose
-            # first letter is the person key's (each spelling of an address begins with it).
-            sent = quarantine.c.fields["email"].as_string()
-            kept = await self._session.execute(sa.select(quarantine.c.lead_id, sent.label("email")).where(
-                sa.func.lower(sent).like(sa.func.lower(key[:1]) + "%")))
-            theirs = [row.lead_id for row in kept if row.email and same_person(row.email)]
-            await self._session.execute(quarantine.delete().where(among(quarantine.c.lead_id, "ids")),
-                                        {"ids": theirs})
         if not ids:
             return []
         # Two erasures of a lead at once both found it not erased yet: the second waits on the first's row locks,
@@ -481,11 +533,65 @@ class CaptureStore:
         return list(recorded.scalars())
 
 
+@dataclass(frozen=True)
+class Found:
+    """What an erasure by address finds of a person."""
+
+    #: The leads they opened, and the one they hold open if it names no person (kept before 0012), oldest first.
+    leads: list[uuid.UUID]
+    #: Their touches (touch id, lead id) on another person's lead: one sales merged a lead of theirs into, which
+    #: their later submissions touched while they held it open, or one it went on into (``leads.merged_into``).
+    touches: list[tuple[uuid.UUID, uuid.UUID]]
+
+
+class Savepoint(Protocol):
+    async def rollback(self) -> None: ...
+
+
+def _touch_person(event: bytes) -> str | None:
+    """The ``person_id`` a touch's stored event names (None: none, or no event an erasure left readable)."""
+    try:
+        data = json.loads(event)
+    except ValueError:
+        return None
+    return data.get("person_id") if isinstance(data, dict) else None
+
+
+def _answers(lead_ids: Sequence[uuid.UUID], touch_ids: Sequence[uuid.UUID]) -> dict[str, list[Any]]:
+    return {"ids": sorted(set(lead_ids)), "texts": sorted({str(i) for i in [*lead_ids, *touch_ids]})}
+
+
 _ANSWERED = idempotency.c.answer["lead_id"].astext
 #: A scan of the keys (a day's worth; nothing indexes their answers), as rare as erasures are.
-_FORGET_ANSWERS = idempotency.delete().where(sa.or_(
+_NAMED = sa.or_(
     _ANSWERED == sa.any_(sa.bindparam("texts", type_=ARRAY(sa.Text))),
-    _ANSWERED.in_(sa.select(sa.cast(touches.c.touch_id, sa.Text)).where(among(touches.c.lead_id, "ids")))))
+    _ANSWERED.in_(sa.select(sa.cast(touches.c.touch_id, sa.Text)).where(among(touches.c.lead_id, "ids"))))
+_FORGET_ANSWERS = idempotency.delete().where(_NAMED)
+_ANSWERS_LEFT = sa.select(sa.exists().where(_NAMED))
+
+#: Every lead a person's submissions may have touched besides their own: a touch lands on the lead they hold open,
+#: which is one they opened or, after sales merged it, the lead it went into (``redirect_people``), and on along
+#: ``merged_into``. Of those leads' touches, the ones whose stored event holds the person's id (a byte search: no
+#: event is decoded in SQL, where one that is no JSON would fail the statement; the caller reads each found).
+#: Merges applied before 0008 left no ``merged_into``: a lead they went into is followed only while held open.
+_CHAIN = sa.select(sa.func.unnest(sa.bindparam("seeds", type_=ARRAY(UUID(as_uuid=True)))).label("lead_id")) \
+    .cte("chain", recursive=True)
+_CHAIN = _CHAIN.union(sa.select(leads.c.merged_into).join(_CHAIN, leads.c.lead_id == _CHAIN.c.lead_id)
+                      .where(leads.c.merged_into.is_not(None)))
+_TOUCHES_ON_MERGES = (
+    sa.select(touches.c.touch_id, touches.c.lead_id, touches.c.event)
+    .where(touches.c.lead_id.in_(sa.select(_CHAIN.c.lead_id)),
+           touches.c.lead_id != sa.all_(sa.bindparam("theirs", type_=ARRAY(UUID(as_uuid=True)))),
+           sa.func.position(sa.func.convert_to(sa.bindparam("needle", type_=sa.Text), "UTF8")
+                            .op("IN")(touches.c.event)) > 0)
+    .order_by(touches.c.seq))
+#: Leads merged into ``:ids``, and into those, and so on (``leads_merged_into``), but ``:ids`` and the erased.
+_MERGED = sa.select(leads.c.lead_id, leads.c.seq).where(among(leads.c.merged_into, "ids")).cte("merged", recursive=True)
+_MERGED = _MERGED.union(sa.select(leads.c.lead_id, leads.c.seq).join(_MERGED, leads.c.merged_into == _MERGED.c.lead_id))
+_MERGED_INTO = (sa.select(_MERGED.c.lead_id)
+                .where(_MERGED.c.lead_id != sa.all_(sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))),
+                       _MERGED.c.lead_id.not_in(sa.select(erasures.c.lead_id)))
+                .order_by(_MERGED.c.seq))
 
 
 def _people_erased(key: str | None, *, touched: bool) -> sa.Select[Any]:
