@@ -1,15 +1,25 @@
-"""Erasing a person on the real Postgres, through capture's HTTP API: what its tables keep of them afterwards."""
+"""Erasing a person on the real Postgres, through capture's HTTP API: what its tables keep of them afterwards; and
+the erasure's locks, in capture's order, beside a transaction that holds a key and waits for the person."""
 
+import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import sqlalchemy as sa
 
 from leadpipe_common import topics
+from leadpipe_common.db import make_sessionmaker
 from leadpipe_common.testing.kafka import read_all, read_topic
 from leadpipe_common.testing.plugin import KEY_HEADERS
+from leadpipe_common.testing.waits import kept_waiting
+from leadpipe_common.uow import SqlUnitOfWork
 
-from capture.store import SCHEMA
+from capture import erasure
+from capture.app import load_identity
+from capture.domain import erasure_key
+from capture.settings import DATA
+from capture.store import SCHEMA, CaptureStore, idempotency, outbox, people
 
 #: Every row of a table as text, its stored events (bytea) read as the JSON they are.
 _HOLDING = """SELECT count(*) FROM {schema}.{table} t
@@ -72,3 +82,100 @@ async def test_an_erased_persons_rows_keep_no_trace_of_them_and_their_next_submi
     # Only the new lead, captured after the erasure, names the person now.
     assert await rows_naming(db, f"%{local}%") == {"leads": 1, "touches": 0, "quarantine": 0, "people": 1,
                                                    "outbox": 0, "idempotency": 0}
+
+
+async def merge(db, merged: str, survivor: str) -> None:  # noqa: ANN001
+    """``merged`` merged by sales into ``survivor``, as capture's lifecycle follower applies a ``lead.merged``."""
+    async with db.begin() as conn:
+        await CaptureStore(conn).redirect_people({uuid.UUID(merged): uuid.UUID(survivor)})
+
+
+async def test_a_persons_touches_on_another_persons_lead_are_cleared_and_leads_merged_into_theirs_listed(
+        capture_url, db):
+    """Ada's lead merged into Bob's: her next submission touched Bob's lead with her contact, which her erasure
+    did not find. Bob's lead, and Cy's merged into it, are theirs: listed, never erased for another."""
+    tag = uuid.uuid4().hex[:8]
+    ada, bob, cy = (f"{name}.{tag}@stripe.com" for name in ("ada", "bob", "cy"))
+    async with httpx.AsyncClient(base_url=capture_url, headers=KEY_HEADERS, timeout=30) as capture:
+        opened = [(await capture.post("/v1/leads", json={"email": email, "form_id": "erasure-test"})).json()["lead_id"]
+                  for email in (ada, bob, cy)]
+        hers, his, cys = opened
+        await merge(db, hers, his)
+        await merge(db, cys, his)
+        touch = await capture.post("/v1/leads", json={"email": ada, "first_name": f"Adalind{tag}"})
+        assert (touch.json()["lead_id"], touch.json()["existing"]) == (his, True)  # an importer is told the lead
+        erased = await capture.post("/v1/people/erase", json={"email": ada})
+        assert erased.status_code == 202, erased.text
+        assert erased.json() == {"lead_ids": [hers], "touched_leads": [his], "merged_leads": []}
+        assert await rows_naming(db, f"%ada.{tag}%") == {"leads": 0, "touches": 0, "quarantine": 0, "people": 0,
+                                                         "outbox": 0, "idempotency": 0}
+        assert await rows_naming(db, f"%adalind{tag}%") == {"leads": 0, "touches": 0, "quarantine": 0, "people": 0,
+                                                       "outbox": 0, "idempotency": 0}
+        async with db.connect() as conn:
+            kept = (await conn.execute(sa.text(
+                f"SELECT l.email, (SELECT count(*) FROM {SCHEMA}.touches t WHERE t.lead_id = l.lead_id "
+                f"AND t.published_at IS NOT NULL) AS touches, EXISTS (SELECT 1 FROM {SCHEMA}.erasures e "
+                f"WHERE e.lead_id = l.lead_id) AS erased FROM {SCHEMA}.leads l WHERE l.lead_id = :lead"),
+                {"lead": his})).one()
+        # Bob's lead as it was, his address on it; her touch on it a fact without a contact, sent or not now.
+        assert (kept.email, kept.touches, kept.erased) == (bob, 1, False)
+
+        # Bob's erasure lists Cy's lead merged into his (hers is erased: not listed); Cy's is hers to erase.
+        his_erasure = await capture.post("/v1/people/erase", json={"email": bob})
+        assert his_erasure.json() == {"lead_ids": [his], "touched_leads": [], "merged_leads": [cys]}
+    async with db.connect() as conn:
+        assert (await conn.execute(sa.text(f"SELECT email FROM {SCHEMA}.leads WHERE lead_id = :lead"),
+                                   {"lead": cys})).scalar_one() == cy
+        # Cy keeps her record, with no lead open: her next submission opens one.
+        assert (await conn.execute(sa.select(people.c.open_lead_id).where(people.c.person_key == cy))).one() \
+            == (None,)
+
+
+async def test_an_erasure_finding_a_new_lead_once_locked_forgets_its_key_before_it_locks_the_people_again(
+        capture_url, db):
+    """The lead opened between the erasure's reading and its lock was found with the people rows held, and its
+    Idempotency-Key deleted then: a transaction holding that key and waiting for the person (as every capture
+    transaction takes them) deadlocked with it, and Postgres aborted one of them (a 503 to the admin)."""
+    email = f"lockorder.{uuid.uuid4().hex[:8]}@stripe.com"
+    idempotency_key = f"lock-order-{email}"
+    rules = load_identity(DATA / "identity.yaml")
+    async with httpx.AsyncClient(base_url=capture_url, headers=KEY_HEADERS, timeout=30) as capture:
+        first = uuid.UUID((await capture.post("/v1/leads", json={"email": email})).json()["lead_id"])
+        async with db.begin() as conn:
+            await CaptureStore(conn).close_leads([first])  # her next submission opens a new lead
+        holder = await db.connect()
+        contender: list[asyncio.Task] = []
+
+        class Interleaved(CaptureStore):
+            async def lock_erasure(self, lead_ids, *, key, by_id):  # noqa: ANN001, ANN202
+                if contender:
+                    return await super().lock_erasure(lead_ids, key=key, by_id=by_id)
+                # Between the erasure's reading and its lock: a new lead of hers, answered under a key, and a
+                # transaction holding that key (keys before people), about to want her row.
+                second = await capture.post("/v1/leads", headers={**KEY_HEADERS, "Idempotency-Key": idempotency_key},
+                                            json={"email": email})
+                assert second.json()["existing"] is False, second.text
+                await holder.begin()
+                await holder.execute(sa.select(idempotency).where(idempotency.c.key == idempotency_key)
+                                     .with_for_update())
+                held = await super().lock_erasure(lead_ids, key=key, by_id=by_id)
+
+                async def wants_her() -> None:
+                    await holder.execute(sa.select(people).where(people.c.person_key == key).with_for_update())
+                    await holder.commit()
+
+                contender.append(await kept_waiting(wants_her(), "her row was not locked by the erasure"))
+                return held
+
+        uow = SqlUnitOfWork(make_sessionmaker(db), Interleaved, outbox=outbox)
+        try:
+            async with uow:
+                done = await erasure.erase(uow, rules, email=email, lead_id=None, at=datetime.now(UTC), by="test")
+            await contender[0]  # neither was aborted as a deadlock's victim
+        finally:
+            await holder.close()
+    assert done.lead_ids[0] == first and len(done.lead_ids) == 2
+    async with db.connect() as conn:
+        assert (await conn.execute(sa.select(idempotency).where(idempotency.c.key == idempotency_key))).first() is None
+        assert (await conn.execute(sa.select(people).where(
+            people.c.person_key == erasure_key(email, rules)))).first() is None
