@@ -50,6 +50,11 @@ def test_stage_inputs_and_service_inputs_come_from_the_table():
     assert topics.ROUTED in topology.outputs_of("routing")
 
 
+def test_leads_feedback_is_the_one_input_written_outside_leadpipe():
+    """Sales tools write it, and may give one ce_id to two reports: routing's inbox keeps digests for it."""
+    assert topology.EXTERNAL_INPUTS == {topics.FEEDBACK}
+
+
 def test_every_service_that_consumes_is_named_among_the_producers_of_dead_letters():
     """Every consumer runner dead-letters what it can never apply; delivery's too, though the table left it out."""
     consuming = {s.name for s in topology.SERVICES if topology.inputs_of(s.name)}

@@ -4,8 +4,10 @@ Guarantees: this table is the one place the topology is declared. Derived
 from it, never written again elsewhere: the topics ``make run`` and
 ``leadpipe-create-topics`` create (with their retention), each consuming
 service's input topics (``inputs_of``), the stage inputs whose dead letters
-stall a lead (``STAGE_INPUTS``), the AsyncAPI channels, and the services and
-ports of the local stack. The test suite checks each service's declaration
+stall a lead (``STAGE_INPUTS``), the topics written outside leadpipe
+(``EXTERNAL_INPUTS``: a producer named is no leadpipe service), whose event ids
+are no promise (their consumers' inboxes keep a digest of each record), the
+AsyncAPI channels, and the services and ports of the local stack. The test suite checks each service's declaration
 (what it consumes and produces) against this table.
 
 Retention is explicit on every topic, so a real cluster's default (7 days)
@@ -70,6 +72,12 @@ class Channel:
     retired: tuple[type[Event], ...] = ()
 
     @property
+    def external(self) -> bool:
+        """Whether something outside leadpipe writes to it: leadpipe derives its own events' ids from their
+        cause, an outside producer may give one id to two different records."""
+        return any(p not in PORTS for p in self.producers)
+
+    @property
     def readable(self) -> tuple[type[Event], ...]:
         """What a consumer may find on it: what its producers write, and what earlier versions wrote."""
         return self.events + self.retired
@@ -123,6 +131,7 @@ CHANNELS: tuple[Channel, ...] = (
 
 TOPICS: tuple[str, ...] = tuple(c.topic for c in CHANNELS)
 STAGE_INPUTS: frozenset[str] = frozenset(c.topic for c in CHANNELS if c.stage_input)
+EXTERNAL_INPUTS: frozenset[str] = frozenset(c.topic for c in CHANNELS if c.external)
 
 
 def channel(topic: str) -> Channel:
