@@ -5,11 +5,13 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchApplier, Rejected
+from leadpipe_common.db import redelivered
 from leadpipe_common.envelope import Message, decode, encode
-from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.events import Attribution, LeadDispositioned, LeadStageChanged
 from leadpipe_common.producer import MAX_REQUEST_SIZE, message_size
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
@@ -227,3 +229,88 @@ async def test_the_memory_inbox_refuses_an_event_recorded_twice_as_the_postgres_
         with pytest.raises(RuntimeError, match="already in the inbox"):
             await uow.commit()
     assert uow.commits == 1 and list(uow.inbox) == [event_id]
+
+
+@pytest.mark.parametrize(("kept", "digest", "repeat"), [
+    (b"a" * 16, b"a" * 16, True),  # the same record again: a redelivery, a redrive
+    (b"a" * 16, b"b" * 16, False),  # another record under the id
+    (None, b"b" * 16, True),  # a row kept before digests were: taken as before
+    (b"a" * 16, None, True),  # a record of a topic leadpipe writes: its id is the record
+])
+def test_a_record_whose_id_the_inbox_holds_is_a_redelivery_unless_both_digests_are_known_and_differ(
+        kept, digest, repeat):
+    assert redelivered(kept, digest) is repeat
+
+
+def report(event_id: uuid.UUID, outcome: str = "accepted") -> Message:
+    return factories.message(topics.FEEDBACK, LeadDispositioned(lead_id=event_id, outcome=outcome, rep_id="ana"),
+                             event_id=event_id)
+
+
+def feedback_applier(handlers: Handlers, uow: MemoryUnitOfWork) -> BatchApplier:
+    return BatchApplier(service="routing", handlers={"lead.dispositioned": handlers.captured},
+                        unit_of_work=lambda: uow, clock=lambda: NOW)
+
+
+def reused_letters() -> float:
+    return REGISTRY.get_sample_value("leadpipe_consumer_deadlettered_total", {"kind": "reused_id"}) or 0.0
+
+
+async def test_another_report_under_a_used_id_is_dead_lettered_for_good_naming_the_id_and_not_applied():
+    """A sales tool giving the lead's own id to each of its reports: the later one was answered as the first."""
+    event_id = uuid.uuid4()
+    accepted, won = report(event_id), report(event_id, "contacted")
+    handlers, uow = Handlers(), MemoryUnitOfWork(None)
+    first = await feedback_applier(handlers, uow).apply(records(accepted, topic=topics.FEEDBACK))
+    before = reused_letters()
+
+    [letter] = await feedback_applier(handlers, uow).apply(records(won, topic=topics.FEEDBACK))
+
+    assert (letter.topic, letter.header("dlq.error.kind"), letter.header("dlq.final")) == (
+        topics.DEADLETTER, "reused_id", "true")
+    assert letter.header("dlq.error.message").startswith(f"ce_id {event_id} was used before for a different record")
+    assert letter.value == won.value and handlers.calls == [[event_id]]
+    assert uow.inbox == {event_id: first} and reused_letters() == before + 1
+
+
+async def test_a_report_read_again_with_the_same_bytes_is_answered_from_the_inbox():
+    event_id = uuid.uuid4()
+    handlers, uow = Handlers(), MemoryUnitOfWork(None)
+    first = await feedback_applier(handlers, uow).apply(records(report(event_id), topic=topics.FEEDBACK))
+    again = await feedback_applier(handlers, uow).apply(records(report(event_id), topic=topics.FEEDBACK))
+    assert again == first and handlers.calls == [[event_id]]
+
+
+async def test_a_report_whose_id_was_kept_before_digests_were_is_answered_from_the_inbox_whatever_it_says():
+    event_id = uuid.uuid4()
+    handlers, uow = Handlers(), MemoryUnitOfWork(None)
+    await feedback_applier(handlers, uow).apply(records(report(event_id), topic=topics.FEEDBACK))
+    uow.digests.clear()  # as a row recorded before the upgrade
+    again = await feedback_applier(handlers, uow).apply(records(report(event_id, "contacted"), topic=topics.FEEDBACK))
+    assert again == uow.inbox[event_id] and handlers.calls == [[event_id]]
+
+
+async def test_two_reports_under_one_id_in_one_batch_apply_the_first_and_dead_letter_the_second():
+    event_id = uuid.uuid4()
+    handlers, uow = Handlers(), MemoryUnitOfWork(None)
+    produced = await feedback_applier(handlers, uow).apply(
+        records(report(event_id), report(event_id), report(event_id, "contacted"), topic=topics.FEEDBACK))
+    assert [(m.topic, m.header("dlq.error.kind")) for m in produced] == [
+        ("test.out", None), (topics.DEADLETTER, "reused_id")]
+    assert handlers.calls == [[event_id]] and list(uow.inbox) == [event_id]
+
+
+async def test_a_record_of_a_topic_leadpipe_writes_is_not_digested_and_its_id_alone_makes_it_a_redelivery(
+        monkeypatch):
+    """Its id derives from its cause: the other services' inboxes pay nothing for the sales tools'."""
+    from leadpipe_common import consumer
+
+    def digested(value):  # noqa: ANN001, ANN202
+        raise AssertionError("an internal record was digested")
+
+    monkeypatch.setattr(consumer, "value_digest", digested)
+    msg = captured()
+    handlers, uow = Handlers(), MemoryUnitOfWork(None)
+    first = await applier(handlers, uow).apply(records(msg))
+    other = Message(msg.topic, msg.key, msg.value + b" ", msg.headers)
+    assert await applier(handlers, uow).apply(records(other)) == first and uow.digests == {}

@@ -19,6 +19,14 @@ Guarantees, in the order they happen for each batch:
 3. In one unit of work (``leadpipe_common.uow``: one database transaction):
    input ids already in the service's inbox are looked up, only new events
    reach the handlers, and each new event's outputs are stored in the inbox.
+   A record from a topic written outside leadpipe (``topology.EXTERNAL_INPUTS``,
+   whose producers may give one id to two records) is a redelivery only if its
+   value's digest is the one the inbox keeps with its id (or none is kept:
+   ``db.redelivered``); another record under a used id, or under an id an
+   earlier record of the batch has, is not applied: it becomes a dead letter
+   (kind ``reused_id``, final: redrive would only bring it back) naming the
+   id, and is not recorded (the id is taken). No other topic's record is
+   digested.
    An event the handler rejects becomes a dead letter (kind ``rejected``). A
    final rejection (``Rejected.final``: the verdict followed from the state
    the handler read, which later events change) is stored with its dead
@@ -125,7 +133,7 @@ from sqlalchemy.exc import DBAPIError
 from prometheus_client import Counter, Gauge, Histogram
 
 from leadpipe_common import topics, topology
-from leadpipe_common.db import error_text, is_unavailable, sqlstate
+from leadpipe_common.db import error_text, is_unavailable, redelivered, sqlstate, value_digest
 from leadpipe_common.envelope import DecodeError, Envelope, Message, child_traceparent, decode, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.kafka import client_options
@@ -1026,11 +1034,13 @@ class BatchApplier:
 
     Records keep their order: outputs come out in the order of the records
     that caused them, and an event twice in one batch is applied and emitted
-    once. Events are handed to their handlers in log order, one call for
-    each run of events going to the same handler (a handler declared for
-    several types gets them together), all in one unit of work that commits
-    before ``apply`` returns (done again without an event whose outputs
-    cannot be produced, once for each such event it finds).
+    once (from a topic written outside leadpipe, only a copy with the same
+    value: another is a reused id's dead letter). Events are handed to their
+    handlers in log order, one call for each run of events going to the same
+    handler (a handler declared for several types gets them together), all in
+    one unit of work that commits before ``apply`` returns (done again
+    without an event whose outputs cannot be produced, once for each such
+    event it finds).
     """
 
     def __init__(
@@ -1058,6 +1068,8 @@ class BatchApplier:
         now = self._clock()
         per_record: list[list[Message] | uuid.UUID] = []
         envelopes: dict[uuid.UUID, tuple[Envelope, Record]] = {}
+        #: The value digests of the batch's records from topics written outside leadpipe, by event id (the first's).
+        digests: dict[uuid.UUID, bytes] = {}
         # Counted once a topic a batch: a labelled child's lookup per record was ~3 % of a lifecycle follower's
         # CPU, most of whose records (other services' steps) it passes over unread.
         for topic, count in collections.Counter(record.topic for record in records).items():
@@ -1079,13 +1091,22 @@ class BatchApplier:
                     lead_id=_lead_id(record.key), event_id=_header(record.headers, "ce_id"))
                 per_record.append(self._dead_letter(record, kind, detail, now))
                 continue
+            # Only there: leadpipe derives its own events' ids from their cause, so an internal id is the record.
+            digest = value_digest(record.value) if record.topic in topology.EXTERNAL_INPUTS else None
+            if env.id in envelopes:
+                if not redelivered(digests.get(env.id), digest):
+                    per_record.append(self._reused(record, env.id, now))
+                    continue
+            else:
+                envelopes[env.id] = (env, record)
+                if digest is not None:
+                    digests[env.id] = digest
             per_record.append(env.id)
-            envelopes.setdefault(env.id, (env, record))
 
         results: dict[uuid.UUID, list[Message]] = {}
         #: New events whose outputs cannot be produced, with why: the unit of work is done again without them.
         unproducible: dict[uuid.UUID, str] = {}
-        while envelopes and not await self._apply_envelopes(envelopes, results, now, refused, unproducible):
+        while envelopes and not await self._apply_envelopes(envelopes, digests, results, now, refused, unproducible):
             results.clear()
         outputs: list[Message] = []
         emitted: set[uuid.UUID] = set()
@@ -1100,17 +1121,21 @@ class BatchApplier:
         return outputs
 
     async def _apply_envelopes(
-        self, envelopes: dict[uuid.UUID, tuple[Envelope, Record]], results: dict[uuid.UUID, list[Message]],
-        now: datetime, refused: Collection[Message], unproducible: dict[uuid.UUID, str],
+        self, envelopes: dict[uuid.UUID, tuple[Envelope, Record]], digests: Mapping[uuid.UUID, bytes],
+        results: dict[uuid.UUID, list[Message]], now: datetime, refused: Collection[Message],
+        unproducible: dict[uuid.UUID, str],
     ) -> bool:
         """One unit of work: answer redeliveries from the inbox, hand new events to their handlers. False, with
         nothing committed, at the first new event whose outputs cannot be produced: it is added to
         ``unproducible``, whose events are dead-lettered, not handed to their handlers, on the next call."""
         async with self._unit_of_work() as uow:
             stored = await uow.seen(envelopes)
-            REDELIVERED.inc(len(stored))
-            results.update(stored)
-            for eid, outputs in stored.items():
+            repeats = {eid: kept.outputs for eid, kept in stored.items() if redelivered(kept.digest, digests.get(eid))}
+            REDELIVERED.inc(len(repeats))
+            results.update(repeats)
+            for eid in stored.keys() - repeats.keys():
+                results[eid] = self._reused(envelopes[eid][1], eid, now)
+            for eid, outputs in repeats.items():
                 if refused and (why := _unproducible(outputs, refused)) is not None:
                     # Its writes are committed with those outputs: the inbox keeps them, and a redrive after the
                     # limit is raised sends them.
@@ -1158,9 +1183,19 @@ class BatchApplier:
                         return False
                     results[env.id] = outcome
                     applied.append((env.id, env.type, outcome))
-            await uow.record(applied)
+            await uow.record(applied, digests)
             await uow.commit()
             return True
+
+    def _reused(self, record: Record, event_id: uuid.UUID, now: datetime) -> list[Message]:
+        """The letter of a record under an id the inbox (or the batch) has for another record."""
+        DEADLETTERED.labels("reused_id").inc()
+        log.warning("a record reuses the id of another; it is not applied", topic=record.topic,
+                    partition=record.partition, offset=record.offset, event_id=str(event_id),
+                    lead_id=_lead_id(record.key))
+        return self._dead_letter(record, "reused_id", f"ce_id {event_id} was used before for a different record: "
+                                 "give every record a new ce_id, the same one only to send that very record again",
+                                 now, final=True)
 
     def dead_letter(self, record: Record, kind: str, error: str) -> list[Message]:
         """``record``'s dead letter (and its lead's announcement), written now; not recorded in the inbox."""

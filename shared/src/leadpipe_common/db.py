@@ -88,7 +88,13 @@ Guarantees:
   other's transaction fails and is retried). Applying an event twice is
   therefore impossible, and a redelivered event re-emits byte-identical
   outputs (same ids), so a crash between the DB commit and the produce loses
-  nothing and doubles nothing.
+  nothing and doubles nothing. An inbox declared with digests (a service
+  reading a topic written outside leadpipe, ``topology.EXTERNAL_INPUTS``)
+  also keeps, for each event read from such a topic, ``value_digest`` of the
+  record's value: a record whose id it holds under another digest is no
+  redelivery (``redelivered``) but another record under a used id. A row
+  kept without a digest (an internal topic's event, or recorded before the
+  column was added) takes any record with its id for a redelivery, as before.
 """
 
 from __future__ import annotations
@@ -96,12 +102,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import sqlalchemy as sa
@@ -607,7 +614,7 @@ def erased_leads_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-def inbox_table(metadata: sa.MetaData) -> sa.Table:
+def inbox_table(metadata: sa.MetaData, *, digests: bool = False) -> sa.Table:
     """The inbox table in ``metadata``'s schema; each service declares its own.
 
     ``outputs`` is ``json``, not ``jsonb``: it is never queried inside, and
@@ -615,6 +622,8 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
     ``lead_id`` is the lead its outputs are about (their key), so an erasure finds
     the copies of the lead they hold (``Inbox.erase``); NULL for an event with no
     output, or recorded before the column was added (``migrations.add_inbox_lead_id``).
+    ``digests``: it has a ``digest`` column too (``value_digest`` of the record each event came in, for events
+    read from a topic written outside leadpipe; NULL for the others), as a service reading such a topic needs.
     """
     return sa.Table(
         "inbox",
@@ -624,8 +633,30 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("outputs", sa.JSON, nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("lead_id", UUID(as_uuid=True)),
+        *((sa.Column("digest", sa.LargeBinary),) if digests else ()),
         sa.Index("inbox_by_lead", "lead_id", postgresql_where=sa.text("lead_id IS NOT NULL")),
     )
+
+
+def value_digest(value: bytes | None) -> bytes:
+    """A record's value, digested for the inbox: 16 bytes of BLAKE2b. A redelivery, or a redrive, of a record
+    carries the same bytes, so the same digest; another record under its id almost surely another."""
+    return hashlib.blake2b(value or b"", digest_size=16).digest()
+
+
+def redelivered(kept: bytes | None, digest: bytes | None) -> bool:
+    """Whether a record whose id the inbox holds is a copy of the one it applied: ``kept`` the digest stored with
+    the id, ``digest`` the record's. Without either (a row recorded with none, a record from an internal topic)
+    the id alone decides, as it always did."""
+    return kept is None or digest is None or kept == digest
+
+
+class Kept(NamedTuple):
+    """What the inbox holds for an event id: the outputs it produced, and the digest of the record it came in
+    (``None`` when none was kept)."""
+
+    outputs: list[Message]
+    digest: bytes | None
 
 
 def outputs_lead(outputs: Sequence[Message]) -> uuid.UUID | None:
@@ -641,32 +672,43 @@ def outputs_lead(outputs: Sequence[Message]) -> uuid.UUID | None:
 
 @functools.cache
 def _seen_query(table: sa.Table) -> sa.Select[Any]:
-    return sa.select(table.c.event_id, table.c.outputs).where(among(table.c.event_id, "ids"))
+    # The digest only where the table has one: the other services' inboxes read what they always did.
+    digest = (table.c.digest,) if "digest" in table.c else ()
+    return sa.select(table.c.event_id, table.c.outputs, *digest).where(among(table.c.event_id, "ids"))
 
 
 class Inbox:
     def __init__(self, table: sa.Table) -> None:
         self._table = table
 
-    async def seen(self, session: AsyncSession, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Message]]:
-        """The stored outputs of those of ``event_ids`` already applied."""
+    async def seen(self, session: AsyncSession, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Kept]:
+        """What is kept for those of ``event_ids`` already applied."""
         ids = list(event_ids)
         if not ids:
             return {}
         rows = await session.execute(_seen_query(self._table), {"ids": ids})
-        return {row.event_id: [Message.from_json(m) for m in row.outputs] for row in rows}
+        return {row.event_id: Kept([Message.from_json(m) for m in row.outputs], row._mapping.get("digest"))
+                for row in rows}
 
-    async def record(self, session: AsyncSession, applied: Sequence[tuple[uuid.UUID, str, list[Message]]]) -> None:
-        """Record ``applied``; an event another transaction recorded first fails this one (a unique violation).
+    async def record(self, session: AsyncSession, applied: Sequence[tuple[uuid.UUID, str, list[Message]]],
+                     digests: Mapping[uuid.UUID, bytes] | None = None) -> None:
+        """Record ``applied``, with the ``digests`` of those read from a topic written outside leadpipe (an inbox
+        without digests refuses them); an event another transaction recorded first fails this one (a unique
+        violation).
 
         ``seen`` cannot see what another process applies at the same moment (two owners of a partition across a
         rebalance, one of them slow): both may hand an event to their handlers. The inbox's key then lets only
         the first commit; the other's whole transaction rolls back, and its retry answers the event from the
         inbox, with the first's outputs. (``ON CONFLICT DO NOTHING`` here let both commit their writes.)
         """
+        keeps = "digest" in self._table.c
+        if digests and not keeps:
+            raise RuntimeError(f"{self._table.fullname} keeps no digests: declare it with inbox_table(.., "
+                               "digests=True) to read a topic written outside leadpipe")
+        digests = digests or {}
         await insert_rows(session, self._table, [
             {"event_id": eid, "event_type": etype, "outputs": [m.to_json() for m in outputs],
-             "lead_id": outputs_lead(outputs)}
+             "lead_id": outputs_lead(outputs), **({"digest": digests.get(eid)} if keeps else {})}
             for eid, etype, outputs in applied
         ])
 

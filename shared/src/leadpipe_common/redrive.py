@@ -47,7 +47,7 @@ from leadpipe_common.settings import KafkaSettings
 
 GROUP = "leadpipe-redrive"
 #: The kinds of error a dead letter names (``dlq.error.kind``).
-KINDS = ("undecodable", "schema", "rejected", "handler", "unreadable")
+KINDS = ("undecodable", "schema", "rejected", "handler", "unreadable", "reused_id")
 #: The services that consume, and so may dead-letter what they read: what ``--stage`` takes.
 STAGES = tuple(sorted(s.name for s in topology.SERVICES if topology.inputs_of(s.name)))
 
@@ -183,7 +183,7 @@ cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0].split(": ", 
 def main(
     stage: str | None = typer.Option(None, help=f"only records dead-lettered by this service: "
                                                 f"{', '.join(STAGES[:-1])} or {STAGES[-1]}"),
-    kind: str | None = typer.Option(None, help="only this kind of error: undecodable, schema, rejected, handler or unreadable"),
+    kind: str | None = typer.Option(None, help=f"only this kind of error: {', '.join(KINDS[:-1])} or {KINDS[-1]}"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be sent; send nothing"),
 ) -> None:
     """Send dead-lettered records back to their source topics, once each.

@@ -17,6 +17,9 @@ Guarantees:
   and timers; the relay produces them after the commit). The consumer runner
   instead keeps a record's outputs in the inbox (``record``) and produces
   them itself after the commit, so a redelivered record re-emits them.
+  ``record`` takes the value digests of records read from a topic written
+  outside leadpipe too, and ``seen`` answers with them (``db.Kept``): the runner
+  tells a redelivery from another record under a used id by them.
 - ``erase(lead_ids)`` clears the person (``erasure.erased_message``) from the
   outputs the inbox keeps for those leads (found by their key: ``db.inbox_table``),
   and from those the unit records for them after it: the runner records a batch's
@@ -34,7 +37,7 @@ Guarantees:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
@@ -42,7 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadpipe_common import outbox as outbox_rows
-from leadpipe_common.db import Inbox, outputs_lead
+from leadpipe_common.db import Inbox, Kept, outputs_lead
 from leadpipe_common.envelope import Message
 from leadpipe_common.erasure import erased_message
 
@@ -55,8 +58,8 @@ Applied = tuple[uuid.UUID, str, list[Message]]
 class UnitOfWork(Protocol[S_co]):
     @property
     def store(self) -> S_co: ...
-    async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Message]]: ...
-    async def record(self, applied: Sequence[Applied]) -> None: ...
+    async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Kept]: ...
+    async def record(self, applied: Sequence[Applied], digests: Mapping[uuid.UUID, bytes] | None = None) -> None: ...
     def publish(self, messages: Iterable[Message]) -> None: ...
     async def erase(self, lead_ids: Sequence[uuid.UUID]) -> None: ...
     async def commit(self) -> None: ...
@@ -110,12 +113,12 @@ class SqlUnitOfWork(Generic[S]):
             await self._session.close()
             self._session, self._store = None, None
 
-    async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Message]]:
+    async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Kept]:
         return await self._inbox.seen(self.session, event_ids) if self._inbox else {}
 
-    async def record(self, applied: Sequence[Applied]) -> None:
+    async def record(self, applied: Sequence[Applied], digests: Mapping[uuid.UUID, bytes] | None = None) -> None:
         if self._inbox:
-            await self._inbox.record(self.session, _cleared(applied, self._erased))
+            await self._inbox.record(self.session, _cleared(applied, self._erased), digests)
         elif any(outputs for _, _, outputs in applied):
             # Without an inbox a redelivered event would be applied again and its outputs re-made
             # with nothing to vouch they are the same: a service that produces needs one.
@@ -153,9 +156,12 @@ class MemoryUnitOfWork(Generic[S]):
     def __init__(self, store: S) -> None:
         self._store = store
         self.inbox: dict[uuid.UUID, list[Message]] = {}
+        #: The value digests kept beside ``inbox`` (records read from a topic written outside leadpipe).
+        self.digests: dict[uuid.UUID, bytes] = {}
         self.published: list[Message] = []
         self.commits = 0
         self._recorded: list[Applied] = []
+        self._digests: dict[uuid.UUID, bytes] = {}
         self._pending: list[Message] = []
         self._erased: set[uuid.UUID] = set()
 
@@ -164,17 +170,19 @@ class MemoryUnitOfWork(Generic[S]):
         return self._store
 
     async def __aenter__(self) -> MemoryUnitOfWork[S]:
-        self._recorded, self._pending, self._erased = [], [], set()
+        self._recorded, self._digests, self._pending, self._erased = [], {}, [], set()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._recorded, self._pending, self._erased = [], [], set()
+        self._recorded, self._digests, self._pending, self._erased = [], {}, [], set()
 
-    async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Message]]:
-        return {eid: self.inbox[eid] for eid in event_ids if eid in self.inbox}
+    async def seen(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Kept]:
+        return {eid: Kept(self.inbox[eid], self.digests.get(eid)) for eid in event_ids if eid in self.inbox}
 
-    async def record(self, applied: Sequence[Applied]) -> None:
+    async def record(self, applied: Sequence[Applied], digests: Mapping[uuid.UUID, bytes] | None = None) -> None:
         self._recorded.extend(applied)
+        if digests:
+            self._digests.update({eid: digests[eid] for eid, _, _ in applied if eid in digests})
 
     def publish(self, messages: Iterable[Message]) -> None:
         self._pending.extend(messages)
@@ -190,15 +198,16 @@ class MemoryUnitOfWork(Generic[S]):
                 twice.append(event_id)
             known.add(event_id)
         if twice:
-            self._recorded, self._pending = [], []
+            self._recorded, self._digests, self._pending = [], {}, []
             raise RuntimeError(f"already in the inbox: {twice}")
         for event_id, outputs in self.inbox.items():
             if outputs_lead(outputs) in self._erased:
                 self.inbox[event_id] = [erased_message(m) for m in outputs]
         for event_id, _type, outputs in _cleared(self._recorded, self._erased):
             self.inbox[event_id] = outputs
+        self.digests.update(self._digests)
         self.published.extend(self._pending)
-        self._recorded, self._pending, self._erased = [], [], set()
+        self._recorded, self._digests, self._pending, self._erased = [], {}, [], set()
         self.commits += 1
 
 
