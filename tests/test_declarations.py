@@ -3,10 +3,12 @@
 import importlib
 
 import pytest
+import sqlalchemy as sa
 from fastapi import APIRouter
 
 from leadpipe_common import topology
-from leadpipe_common.events import LeadCaptured, LeadScored
+from leadpipe_common.db import inbox_table
+from leadpipe_common.events import LeadCaptured, LeadDispositioned, LeadScored
 from leadpipe_common.service import Service
 from leadpipe_common.testing.fakes import SavedRows
 
@@ -41,6 +43,14 @@ def test_a_service_consuming_what_no_topic_it_reads_carries_is_refused():
 def test_a_service_that_reads_a_topic_and_consumes_nothing_of_it_is_refused():
     with pytest.raises(ValueError, match="leads.feedback"):
         Service(name="routing", summary="", consumes={LeadScored: handle}, store=SavedRows).check()
+
+
+def test_a_service_reading_a_topic_written_outside_leadpipe_with_an_inbox_keeping_no_digests_is_refused():
+    """Its inbox would take another record under a used id for a redelivery."""
+    plain = inbox_table(sa.MetaData(schema="routing"))
+    with pytest.raises(ValueError, match=r"reads \['leads.feedback'\], written outside leadpipe"):
+        Service(name="routing", summary="", consumes={LeadScored: handle, LeadDispositioned: handle},
+                store=SavedRows, inbox=plain).check()
 
 
 def test_a_service_route_on_a_path_every_service_serves_is_refused():

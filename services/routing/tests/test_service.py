@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from leadpipe_common import topics
-from leadpipe_common.db import make_sessionmaker
-from leadpipe_common.events import LeadDispositioned
+from leadpipe_common.db import make_sessionmaker, value_digest
+from leadpipe_common.events import LeadDispositioned, LeadScored
 from leadpipe_common.testing import factories
 from leadpipe_common.testing.kafka import for_lead, produce, read_topic
 from leadpipe_common.uow import SqlUnitOfWork
@@ -72,9 +72,7 @@ async def test_a_new_teams_rotation_starts_empty_and_every_turned_team_is_stored
 async def test_a_report_refused_on_the_topic_stays_refused_when_read_again_after_the_move_became_legal(
         bootstrap, db):
     lead = factories.scored("mql", email="early.win@smallco.example", employees=50, country="US")
-    await produce(bootstrap, [factories.message(topics.SCORED, lead)])
-    [routed] = await read_topic(bootstrap, topics.ROUTED, where=for_lead(lead.lead_id), until=bool)
-    owner = routed.json()["assignment"]["owner_id"]
+    owner = await _routed_to(bootstrap, lead)
     won = factories.message(topics.FEEDBACK, LeadDispositioned(lead_id=lead.lead_id, outcome="won", rep_id=owner,
                                                                amount="1200", currency="EUR"))
     await produce(bootstrap, [won])
@@ -92,11 +90,32 @@ async def test_a_report_refused_on_the_topic_stays_refused_when_read_again_after
     assert not await _status_becomes(db, lead.lead_id, "won", tries=1)
 
 
+async def test_a_report_on_the_topic_under_a_ce_id_used_for_another_is_dead_lettered_naming_it_and_not_applied(
+        bootstrap, db):
+    """A sales tool giving every report on a lead the lead's own id: its later report was answered as the first."""
+    lead = factories.scored("mql", email="one.id@smallco.example", employees=50, country="US")
+    owner = await _routed_to(bootstrap, lead)
+    accepted, contacted = (factories.message(topics.FEEDBACK, LeadDispositioned(
+        lead_id=lead.lead_id, outcome=outcome, rep_id=owner), event_id=lead.lead_id)
+        for outcome in ("accepted", "contacted"))
+    await produce(bootstrap, [accepted])
+    assert await _status_becomes(db, lead.lead_id, "accepted")
+
+    await produce(bootstrap, [contacted])
+    [letter] = await read_topic(bootstrap, topics.DEADLETTER, where=for_lead(lead.lead_id), until=bool)
+    assert (letter.headers["dlq.error.kind"], letter.headers["dlq.final"]) == ("reused_id", "true")
+    assert letter.headers["dlq.error.message"].startswith(f"ce_id {lead.lead_id} was used before")
+    assert letter.value == contacted.value
+    assert not await _status_becomes(db, lead.lead_id, "contacted", tries=1)
+    async with db.connect() as conn:
+        kept = (await conn.execute(sa.text("SELECT digest FROM routing.inbox WHERE event_id = :id"),
+                                   {"id": lead.lead_id})).scalar_one()
+    assert kept == value_digest(accepted.value)
+
+
 async def test_a_won_deal_corrected_on_the_topic_stays_won_with_both_reports_and_one_correction(bootstrap, db):
     lead = factories.scored("mql", email="typo.win@smallco.example", employees=50, country="US")
-    await produce(bootstrap, [factories.message(topics.SCORED, lead)])
-    [routed] = await read_topic(bootstrap, topics.ROUTED, where=for_lead(lead.lead_id), until=bool)
-    owner = routed.json()["assignment"]["owner_id"]
+    owner = await _routed_to(bootstrap, lead)
     await produce(bootstrap, [factories.message(topics.FEEDBACK, LeadDispositioned(lead_id=lead.lead_id, **report))
                               for report in ({"outcome": "accepted", "rep_id": owner},
                                              {"outcome": "won", "rep_id": owner, "amount": "50000", "currency": "EUR"},
@@ -190,6 +209,13 @@ async def test_a_batch_reporting_on_two_leads_and_a_merge_of_them_at_once_both_c
     go_on.set()
     outcomes, merged = await asyncio.wait_for(asyncio.gather(reporting, merging), 20)
     assert set(outcomes) == {env.id for env in reports} and isinstance(merged.verdict, Merged)
+
+
+async def _routed_to(bootstrap: str, lead: LeadScored) -> str:
+    """``lead`` (a score) routed: the rep it went to."""
+    await produce(bootstrap, [factories.message(topics.SCORED, lead)])
+    [routed] = await read_topic(bootstrap, topics.ROUTED, where=for_lead(lead.lead_id), until=bool)
+    return routed.json()["assignment"]["owner_id"]
 
 
 async def _status_becomes(db, lead_id: uuid.UUID, status: str, tries: int = 100) -> bool:

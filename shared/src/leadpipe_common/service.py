@@ -5,7 +5,8 @@ class to a module-level handler), its store, inbox and outbox, its HTTP
 routes (and the webhooks it sends, documented beside them) and its
 background loops. Its input topics and whether it serves the AsyncAPI
 document come from ``topology``; ``consumer_app`` refuses a declaration that
-disagrees with the table.
+disagrees with the table (or reads a topic written outside leadpipe with an
+inbox that keeps no digests).
 
 Guarantees of ``consumer_app`` (the composition root): nothing is built
 until its lifespan starts (settings are read by the caller, clients are built
@@ -176,6 +177,11 @@ class Service(Generic[C, S]):
         idle = [t for t in inputs if not set(topology.channel(t).events) & set(self.consumes)]
         if idle:
             raise ValueError(f"{self.name} reads {idle} (topology.py) but consumes nothing from it")
+        external = [t for t in inputs if t in topology.EXTERNAL_INPUTS]
+        if external and (self.inbox is None or "digest" not in self.inbox.c):
+            # Without digests a record under an id used before for another would be taken for a redelivery.
+            raise ValueError(f"{self.name} reads {external}, written outside leadpipe, but its inbox keeps no "
+                             "digests: declare it with inbox_table(.., digests=True)")
 
     def handlers(self, ctx: C) -> dict[str, BatchHandler]:
         """Each consumed type's handler, given the context: one callable per handler, however many types it is
