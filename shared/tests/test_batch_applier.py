@@ -1,6 +1,7 @@
 """The runner's batch logic (decode, dead letters, inbox, grouping, order) with no broker and no Postgres."""
 
 import dataclasses
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -281,6 +282,19 @@ async def test_a_report_read_again_with_the_same_bytes_is_answered_from_the_inbo
     assert again == first and handlers.calls == [[event_id]]
 
 
+async def test_the_same_report_written_anew_in_another_key_order_is_answered_from_the_inbox():
+    """A tool sending its report again serialises it again: the event is the same, the bytes are not."""
+    event_id = uuid.uuid4()
+    handlers, uow = Handlers(), MemoryUnitOfWork(None)
+    sent = report(event_id)
+    first = await feedback_applier(handlers, uow).apply(records(sent, topic=topics.FEEDBACK))
+    rewritten = json.dumps(dict(reversed(json.loads(sent.value).items())), indent=2).encode()
+    assert rewritten != sent.value
+    again = await feedback_applier(handlers, uow).apply(
+        records(Message(sent.topic, sent.key, rewritten, sent.headers), topic=topics.FEEDBACK))
+    assert again == first and handlers.calls == [[event_id]]
+
+
 async def test_a_report_whose_id_was_kept_before_digests_were_is_answered_from_the_inbox_whatever_it_says():
     event_id = uuid.uuid4()
     handlers, uow = Handlers(), MemoryUnitOfWork(None)
@@ -308,7 +322,7 @@ async def test_a_record_of_a_topic_leadpipe_writes_is_not_digested_and_its_id_al
     def digested(value):  # noqa: ANN001, ANN202
         raise AssertionError("an internal record was digested")
 
-    monkeypatch.setattr(consumer, "value_digest", digested)
+    monkeypatch.setattr(consumer, "event_digest", digested)
     msg = captured()
     handlers, uow = Handlers(), MemoryUnitOfWork(None)
     first = await applier(handlers, uow).apply(records(msg))

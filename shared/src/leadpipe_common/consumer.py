@@ -20,8 +20,8 @@ Guarantees, in the order they happen for each batch:
    input ids already in the service's inbox are looked up, only new events
    reach the handlers, and each new event's outputs are stored in the inbox.
    A record from a topic written outside leadpipe (``topology.EXTERNAL_INPUTS``,
-   whose producers may give one id to two records) is a redelivery only if its
-   value's digest is the one the inbox keeps with its id (or none is kept:
+   whose producers may give one id to two records) is a redelivery only if the
+   digest of the event read from it is the one the inbox keeps with its id (or none is kept:
    ``db.redelivered``); another record under a used id, or under an id an
    earlier record of the batch has, is not applied: it becomes a dead letter
    (kind ``reused_id``, final: redrive would only bring it back) naming the
@@ -133,7 +133,7 @@ from sqlalchemy.exc import DBAPIError
 from prometheus_client import Counter, Gauge, Histogram
 
 from leadpipe_common import topics, topology
-from leadpipe_common.db import error_text, is_unavailable, redelivered, sqlstate, value_digest
+from leadpipe_common.db import error_text, is_unavailable, event_digest, redelivered, sqlstate
 from leadpipe_common.envelope import DecodeError, Envelope, Message, child_traceparent, decode, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.kafka import client_options
@@ -1092,7 +1092,7 @@ class BatchApplier:
                 per_record.append(self._dead_letter(record, kind, detail, now))
                 continue
             # Only there: leadpipe derives its own events' ids from their cause, so an internal id is the record.
-            digest = value_digest(record.value) if record.topic in topology.EXTERNAL_INPUTS else None
+            digest = event_digest(env.data) if record.topic in topology.EXTERNAL_INPUTS else None
             if env.id in envelopes:
                 if not redelivered(digests.get(env.id), digest):
                     per_record.append(self._reused(record, env.id, now))
