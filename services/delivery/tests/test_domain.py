@@ -8,8 +8,8 @@ import pytest
 from leadpipe_common.testing import factories
 from delivery.app import load_subscriptions
 from delivery.domain import (
-    CONTACT_FIELDS, LONGEST_KEEP_DAYS, Verdict, after_attempt, parse_subscriptions, purge_after, retry_after_s,
-    switched_off, target_problem, wants, withheld,
+    CONTACT_FIELDS, LONGEST_KEEP_DAYS, Following, Verdict, after_attempt, lets_go, may_follow, parse_subscriptions,
+    purge_after, remembers, retry_after_s, switched_off, target_problem, wants, withheld,
 )
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -224,13 +224,94 @@ def test_a_consent_withdrawn_by_a_touch_scored_below_the_leads_grade_goes_to_the
 
 
 def test_a_grade_filter_follows_the_grade_routing_holds_the_lead_at_when_each_event_is_sent():
-    """A B lead a touch raises to A is an A lead from then on: the B subscription that took it hears nothing more of
-    it, the A one hears of it from the re-engagement's lead.routed, with the whole lead, on; one filtered on B and the
-    grades above it keeps every lead it took (routing never lowers the grade it holds a lead at)."""
+    """A B lead a touch raises to A is an A lead from then on for the subscriptions that never took it: the A one
+    hears of it from the re-engagement's lead.routed, with the whole lead, on, and the B one, judged by its filter
+    alone, would not (what it took is kept beside: the next test)."""
     events = a_leads_events("B", "A", held="A")
     assert [wants(following_grades("B"), e) for e in events] == [True, False, False, False]
     assert [wants(following_grades("A"), e) for e in events] == [False, True, True, True]
     assert [wants(following_grades("A", "B"), e) for e in events] == [True] * 4
+
+
+def test_a_subscription_filtered_on_grade_that_took_a_lead_is_sent_its_later_events_whatever_grade_it_is_raised_to():
+    """The B subscription's CRM holds the lead routed as a B, and the same rep holds it after the touch that makes it
+    an A: the re-engagement, the acceptance and the win must reach that CRM, or its closed-loop reports lose them.
+    Another B lead, which it never took, is still judged by its grade."""
+    events = a_leads_events("B", "A", held="A")
+    took = events[0].lead_id
+    assert [wants(following_grades("B"), e, {took}) for e in events] == [True] * 4
+    assert [wants(following_grades("B"), e, {routed().lead_id}) for e in events] == [True, False, False, False]
+    assert [may_follow(following_grades("B"), e) for e in events] == [set(), {took}, {took}, {took}]
+
+
+def test_following_a_lead_passes_the_grade_key_alone_for_team_and_owner_follow_the_holder():
+    """A CRM following emea's B leads that took one hears of it, raised to A, while emea holds it: that it left emea
+    for dach (the side it left is emea's), and nothing after, as a team filter always did."""
+    from leadpipe_common.events import Attribution, LeadHandedOver
+
+    sub = subscription(events=["lead.routed", "lead.handed_over", "lead.stage_changed"],
+                       filter={"grade": "B", "team": "emea"})
+    _, _, _, accepted = a_leads_events("B", "A", held="A")
+    lead = accepted.lead_id
+    handed = LeadHandedOver(lead_id=lead, from_owner_id="ana", from_team="emea", from_due_at=None, owner_id="ben",
+                            owner_name="Ben", team="dach", stage="accepted", at=NOW, by="sales-ops",
+                            reason="ana left", due_at=None, grade="A", attribution=Attribution())
+    won_in_dach = accepted.model_copy(update={"to_stage": "won", "team": "dach", "owner_id": "ben"})
+    assert wants(sub, accepted, {lead}) and wants(sub, handed, {lead})
+    assert not wants(sub, won_in_dach, {lead}) and may_follow(sub, won_in_dach) == set()
+    assert not remembers(subscription(events=["lead.routed"], filter={"team": "emea"}))
+    assert not remembers(subscription(events=["lead.stage_changed"], filter={"grade": "B"}))  # never takes a lead
+
+
+def test_a_merge_passes_the_grade_key_of_the_side_of_a_lead_the_subscription_took():
+    """The B subscription took the survivor, an A by now: it hears that its lead took in another; one that took the
+    lead merged away (a B) passes by its grade anyway."""
+    sub = subscription(events=["lead.routed", "lead.merged"], filter={"grade": "B", "team": "dach"})
+    merge = merged()  # emea-enterprise's B merged into dach's A
+    assert not wants(sub, merge) and may_follow(sub, merge) == {merge.survivor_id}
+    assert wants(sub, merge, {merge.survivor_id}) and not wants(sub, merge, {merge.lead_id})
+
+
+def test_a_leads_first_routing_asks_for_no_lookup_for_nothing_can_have_taken_it_before():
+    """The bulk of what delivery reads: each lead.routed of a new lead would cost a lookup for every grade it is
+    not; its first hand-off, with no touch, is the lead's first, whatever the grade."""
+    first, told, _, _ = a_leads_events("A", "A", held="A")
+    assert may_follow(following_grades("B"), first.model_copy(update={"handoff_seq": 1})) == set()
+    assert may_follow(following_grades("B"), first.model_copy(update={"handoff_seq": 2})) == {first.lead_id}
+    assert may_follow(following_grades("B"), first) == {first.lead_id}  # routed before v5: not said
+    assert may_follow(following_grades("B"), told.model_copy(update={"handoff_seq": 1})) == {first.lead_id}
+
+
+def test_a_rejection_lets_the_lead_go_and_its_recycle_is_judged_by_its_grade_as_a_new_leads_routing():
+    """Read in order, a batch: the B subscription takes the lead at its routing, hears of it raised to A and of its
+    rejection; the touch that recycles it scores A, a new routing that is not the B subscription's. A second lead,
+    rejected then recycled as a B, is taken again."""
+    first, told, reengaged, accepted = a_leads_events("B", "A", held="A")
+    rejected = accepted.model_copy(update={"from_stage": "accepted", "to_stage": "rejected"})
+    recycled = told.model_copy(update={"handoff_seq": 2, "held_grade": "A"})
+    accepted_again = accepted.model_copy(update={"owner_id": "ben"})
+    other = routed().model_copy(update={"handoff_seq": 3, "held_grade": "B"})
+    other_rejected = rejected.model_copy(update={"lead_id": other.lead_id, "grade": "B"})
+    sub = following_grades("B")
+    following = Following(known={("crm", other.lead_id)})
+    sent = []
+    for event in (first, told, reengaged, accepted, other_rejected, rejected, recycled, accepted_again, other):
+        sent.append(wants(sub, event, following.of(sub, event)))
+        following.read(event, [sub] if sent[-1] else [])
+    assert sent == [True, True, True, True, True, True, False, False, True]
+    assert lets_go(rejected) == first.lead_id and lets_go(accepted) is None and lets_go(first) is None
+    assert following.forgotten == {first.lead_id, other.lead_id}
+    assert following.taken == {("crm", other.lead_id)}  # the first's taken, then let go within the batch
+
+
+def test_a_lead_routed_sent_by_what_the_store_holds_is_not_taken_again():
+    """The store holds it already: written again, it would cost a statement for nothing."""
+    _, told, _, _ = a_leads_events("B", "A", held="A")
+    following = Following(known={("crm", told.lead_id)})
+    following.read(told, [following_grades("B")])
+    assert following.taken == set()
+    following.read(told, [subscription(events=["lead.routed"], filter={"team": "emea"})])  # remembers nothing
+    assert following.taken == set()
 
 
 def test_a_re_engagement_from_before_it_said_the_grade_the_lead_is_held_at_is_judged_by_the_touchs_grade_as_before():

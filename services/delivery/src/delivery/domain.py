@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, get_args
@@ -259,18 +260,25 @@ def facts_of(event: Event) -> tuple[dict[str, str | None], ...]:
     ``lead.routed`` and ``lead.reengaged`` too (``held_grade``), not the one a re-engagement's touch scored: a touch
     scored below it (a consent withdrawn, its intent decayed) goes to the receiver that gets the lead's later steps.
     One from before lead.routed v6 or lead.reengaged v3 does not say it, and is judged by the score's grade, as it
-    always was: the hand-off's too, but after a touch scored the lead below it (not guessed)."""
+    always was: the hand-off's too, but after a touch scored the lead below it (not guessed).
+
+    Each side also names the lead it is of (``lead``, never a filter key): a merge's survivor side is the
+    survivor's, every other side the event's own lead. A subscription that took that lead passes its grade key
+    (``wants``)."""
     source = getattr(getattr(event, "attribution", None), "utm_source", None)
+    lead = event.lead_id
     if isinstance(event, LeadHandedOver):
-        return ({"team": event.from_team, "owner": event.from_owner_id, "grade": event.grade, "source": source},
-                {"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source})
+        return ({"team": event.from_team, "owner": event.from_owner_id, "grade": event.grade, "source": source,
+                 "lead": lead},
+                {"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source, "lead": lead})
     if isinstance(event, LeadSlaBreached):
-        return ({"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source},
-                {"team": event.next_team, "owner": event.next_owner_id, "grade": event.grade, "source": source})
+        return ({"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source, "lead": lead},
+                {"team": event.next_team, "owner": event.next_owner_id, "grade": event.grade, "source": source,
+                 "lead": lead})
     if isinstance(event, LeadMerged):
-        return ({"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source},
+        return ({"team": event.team, "owner": event.owner_id, "grade": event.grade, "source": source, "lead": lead},
                 {"team": event.survivor_team, "owner": event.survivor_owner_id, "grade": event.survivor_grade,
-                 "source": None})
+                 "source": None, "lead": event.survivor_id})
     team = owner = grade = None
     if isinstance(event, LeadRouted):
         team, owner, grade = event.assignment.team, event.assignment.owner_id, event.held_grade or event.score.grade
@@ -280,7 +288,7 @@ def facts_of(event: Event) -> tuple[dict[str, str | None], ...]:
         team, owner, grade = event.team, event.owner_id, event.grade
     elif isinstance(event, LeadQueued):
         team, grade = event.team, event.grade
-    return ({"team": team, "owner": owner, "grade": grade, "source": source},)
+    return ({"team": team, "owner": owner, "grade": grade, "source": source, "lead": lead},)
 
 
 def deliverable(event: Event) -> bool:
@@ -290,15 +298,85 @@ def deliverable(event: Event) -> bool:
                       | LeadMerged | LeadErased)
 
 
-def wants(sub: Subscription, event: Event) -> bool:
-    """Whether ``sub`` is sent ``event``: it asks for its type, and the event passes its filter (``facts_of``). An
-    erasure passes any filter: it names no team, holder or grade (only the lead), and a receiver that holds the
-    lead must hear of it whoever holds the lead now, or it keeps the person; one that does not ignores it."""
+def wants(sub: Subscription, event: Event, following: Collection[uuid.UUID] = ()) -> bool:
+    """Whether ``sub`` is sent ``event``: it asks for its type, and the event passes its filter (``facts_of``), the
+    grade key passed by a side of a lead among ``following``, those ``sub`` took (``Following``). An erasure
+    passes any filter: it names no team, holder or grade (only the lead), and a receiver that holds the lead must
+    hear of it whoever holds the lead now, or it keeps the person; one that does not ignores it."""
     if event.type not in sub.events or not deliverable(event):
         return False
     if isinstance(event, LeadErased):
         return True
-    return any(all(facts.get(key) in allowed for key, allowed in sub.filter.items()) for facts in facts_of(event))
+    return any(_passes(sub, facts, following) for facts in facts_of(event))
+
+
+def _passes(sub: Subscription, facts: Mapping[str, Any], following: Collection[uuid.UUID]) -> bool:
+    return all(facts.get(key) in allowed or (key == "grade" and facts["lead"] in following)
+               for key, allowed in sub.filter.items())
+
+
+# -- the leads a grade filter took ----------------------------------------------------------
+
+
+def remembers(sub: Subscription) -> bool:
+    """Whether ``sub`` remembers the leads it takes (a lead is taken by being sent its ``lead.routed``): it filters
+    on grade. A lead a touch raises above that grade is still held by the rep its CRM knows (a re-engagement keeps
+    the holder), and the CRM must hear of its acceptance and its win. Its team and owner keys have no memory, on
+    purpose: they follow the holder, and a CRM following a team hears that a lead left it, then nothing more."""
+    return "grade" in sub.filter and LeadRouted.type in sub.events
+
+
+def may_follow(sub: Subscription, event: Event) -> set[uuid.UUID]:
+    """The leads of ``event`` whose being taken by ``sub`` decides whether it is sent: those of a side that passes
+    every key of its filter but the grade, when no side passes them all. Empty for a lead's first routing (its first
+    hand-off, no touch): nothing can have taken the lead before it. So what is looked up for a batch is only what
+    may change an answer."""
+    if not remembers(sub) or event.type not in sub.events or not deliverable(event) or isinstance(event, LeadErased):
+        return set()
+    if isinstance(event, LeadRouted) and event.handoff_seq == 1 and event.touch is None:
+        return set()
+    sides = facts_of(event)
+    if any(_passes(sub, facts, ()) for facts in sides):
+        return set()
+    return {facts["lead"] for facts in sides if _passes(sub, facts, (facts["lead"],))}
+
+
+def lets_go(event: Event) -> uuid.UUID | None:
+    """The lead every subscription stops following at ``event`` (None: none): a lead sales rejected. It is sent that
+    step as one it took; then it is nobody's until a touch recycles it, a new routing at that touch's grade, which a
+    grade filter judges as it judges a new lead. Nothing else ends it: routing never lowers the grade it holds a lead
+    at but for a recycle, and a recycle comes only after a rejection."""
+    return event.lead_id if isinstance(event, LeadStageChanged) and event.to_stage == "rejected" else None
+
+
+@dataclass
+class Following:
+    """Which leads the subscriptions that remember (``remembers``) follow while a batch is read, in its order:
+    ``known``, those the store holds among what was asked (``may_follow``), then each ``lead.routed`` sent to one
+    takes its lead and each rejection lets its lead go (``read``). What to store once the batch is read: the rows
+    of the ``forgotten`` leads go, then the ``taken`` pairs are added (a lead rejected and recycled within a batch
+    is forgotten, then taken again)."""
+
+    known: set[tuple[str, uuid.UUID]]
+    taken: set[tuple[str, uuid.UUID]] = field(default_factory=set)
+    forgotten: set[uuid.UUID] = field(default_factory=set)
+
+    def of(self, sub: Subscription, event: Event) -> set[uuid.UUID]:
+        """The leads of ``event`` that ``sub`` follows, those that decide whether it is sent (``wants``)."""
+        return {lead for lead in may_follow(sub, event) if (sub.id, lead) in self.known}
+
+    def read(self, event: Event, sent_to: Iterable[Subscription]) -> None:
+        """``event`` was sent to ``sent_to``: a lead it rejects is let go, then a ``lead.routed`` takes its lead for
+        each of them that remembers."""
+        if (lead := lets_go(event)) is not None:
+            self.forgotten.add(lead)
+            self.known = {pair for pair in self.known if pair[1] != lead}
+            self.taken = {pair for pair in self.taken if pair[1] != lead}
+        if isinstance(event, LeadRouted):
+            for sub in sent_to:
+                if remembers(sub) and (pair := (sub.id, event.lead_id)) not in self.known:
+                    self.known.add(pair)
+                    self.taken.add(pair)
 
 
 #: What enrichment read from a contact field, repeating it or telling it: left out with it. Each is an enrichment
