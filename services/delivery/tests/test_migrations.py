@@ -148,6 +148,25 @@ async def test_a_delivery_stored_before_0008_starts_with_no_refusals_in_a_row_an
     assert (refused_once.seq, refused_once.attempts, refused_once.refused_in_a_row) == (after_outage.seq, 31, 1)
 
 
+async def test_a_lead_a_subscription_was_sent_before_0010_is_not_remembered_and_one_taken_after_it_is(stack):
+    """Under 0009 nothing was remembered: whether a subscription's filter named a grade when it was sent a lead (a
+    file's filter is in no table) and whether sales rejected the lead since are not known, so its leads from before
+    are judged by their grade, as they were (docs/upgrading.md)."""
+    sent, after = datetime(2026, 12, 1, tzinfo=UTC), uuid.uuid4()
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("delivery", url, "0009")
+        await stored_before(engine, [{"body": b"{}", "created_at": sent, "next_at": sent, "status": "delivered",
+                                      "done_at": sent}])
+        migrate("delivery", url, "head")
+        async with engine.begin() as conn:
+            before = (await conn.execute(sa.text("SELECT lead_id FROM delivery.deliveries"))).scalar_one()
+            store = DeliveryStore(conn)
+            await store.enqueue([{"subscription_id": "crm", "lead_id": after, "event_id": uuid.uuid4(),
+                                  "event_type": "lead.routed", "body": b"{}"}], taken={("crm", after)})
+            followed = await store.following({("crm", before), ("crm", after)})
+    assert followed == {("crm", after)}
+
+
 async def test_a_migrate_to_a_revision_older_than_the_one_in_place_is_refused_and_changes_nothing(stack):
     """alembic's upgrade to an older revision runs no step, and migrate said "migrated to 0002" all the same."""
     async with fresh_database(stack.database_url) as (url, engine):

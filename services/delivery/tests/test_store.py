@@ -991,3 +991,60 @@ async def test_a_delivery_queued_while_its_leads_erasure_commits_is_given_up_whi
         async with db.begin() as conn:
             await conn.execute(sa.text("DELETE FROM delivery.deliveries WHERE subscription_id = :id"), {"id": sub})
             await conn.execute(sa.text("DELETE FROM delivery.erased_leads WHERE lead_id = :lead"), {"lead": lead})
+
+
+async def test_a_lead_a_subscription_took_is_followed_until_a_rejection_lets_it_go(db):
+    """Taken again, it stays as it was; let go, it is no subscription's; rejected and recycled within one batch (let
+    go, then taken), it is followed again."""
+    sub, lead, other = f"follow-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4()
+    asked = {(sub, lead), (sub, other), (f"{sub}-other", lead)}
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue([held(sub, lead), held(sub, other)], taken={(sub, lead), (sub, other)})
+        await store.enqueue([held(sub, lead)], taken={(sub, lead)})
+        taken = await store.following(asked)
+        await store.enqueue([], let_go={lead})
+        let_go = await store.following(asked)
+        await store.enqueue([held(sub, lead)], taken={(sub, lead)}, let_go={lead})
+        again = await store.following(asked)
+        await conn.rollback()
+    assert taken == {(sub, lead), (sub, other)}
+    assert let_go == {(sub, other)}
+    assert again == {(sub, lead), (sub, other)}
+
+
+async def test_an_erased_lead_is_followed_by_no_subscription_nor_taken_by_a_lead_routed_read_after_its_erasure(db):
+    """Its erasure passes every filter and nothing follows it: what was taken of it goes, and a lead.routed read
+    from leads.routed after the erasure was read from the lifecycle takes nothing."""
+    sub, lead, other, now = f"erased-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue([held(sub, lead), held(sub, other)], taken={(sub, lead), (sub, other)})
+        await store.erase({lead: now})
+        after_erasure = await store.following({(sub, lead), (sub, other)})
+        await store.enqueue([held(sub, lead)], taken={(sub, lead)})
+        late = await store.following({(sub, lead)})
+        await conn.rollback()
+    assert after_erasure == {(sub, other)}
+    assert late == set()
+
+
+async def test_a_deleted_or_forgotten_subscription_follows_nothing_and_a_new_one_of_its_id_starts_with_nothing(db):
+    """An API subscription's leads go with it, a file's when it is forgotten; an API subscription taking the id of a
+    file's removed from the file (not forgotten) is another receiver, which took none of them."""
+    run = uuid.uuid4().hex[:8]
+    made, filed, removed, lead = f"made-{run}", f"filed-{run}", f"removed-{run}", uuid.uuid4()
+    pairs = {(made, lead), (filed, lead), (removed, lead)}
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        assert await store.add_subscription(api_subscription(made, "https://crm.example.com/h", None))
+        await store.enqueue([held(sub, lead) for sub, _ in sorted(pairs)], taken=pairs)
+        before = await store.following(pairs)
+        assert await store.remove_subscription(made) == 1
+        assert await store.forget(filed) == Forgotten(dropped=1, was_disabled=False)
+        assert await store.add_subscription(api_subscription(removed, "https://new.example.com/h", None))
+        after = await store.following(pairs)
+        await conn.rollback()
+    assert before == pairs
+    assert after == set()
+

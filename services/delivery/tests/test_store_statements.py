@@ -254,3 +254,46 @@ async def test_what_is_queued_is_checked_for_an_erasure_by_a_statement_after_the
     lock, _insert, give_up = conn.statements
     assert "pg_advisory_xact_lock" in lock.text and "UPDATE delivery.deliveries" in give_up.text
     assert conn.parameters[2] == {"leads": [row["lead_id"] for row in rows]}
+
+
+async def test_a_batchs_rejections_let_go_first_and_its_taken_leads_are_added_under_their_leads_lock_before_the_erasure_check():
+    """A lead rejected then recycled within one batch is taken again after it was let go; a lead taken after its
+    erasure was read (leads.routed is read apart from the lifecycle) is let go by the erasure's check, which runs
+    last, under the lock an erasure takes."""
+    lead, rejected = sorted(uuid.uuid4() for _ in range(2))
+    rows = [{"subscription_id": "crm-b", "lead_id": lead, "event_id": uuid.uuid4(), "event_type": "lead.routed",
+             "body": b"{}"}]
+    conn = Recording()
+    await DeliveryStore(conn).enqueue(rows, taken={("crm-b", lead)}, let_go={rejected})
+    let_go, lock, _insert, follow, give_up = conn.statements
+    assert "DELETE FROM delivery.followed" in let_go.text and conn.parameters[0] == {"leads": [rejected]}
+    assert "pg_advisory_xact_lock" in lock.text
+    assert "INSERT INTO delivery.followed" in follow.text and conn.parameters[3] == {"subs": ["crm-b"],
+                                                                                      "leads": [lead]}
+    assert "DELETE FROM delivery.followed" in give_up.text and "UPDATE delivery.deliveries" in give_up.text
+
+
+async def test_what_a_batch_looks_up_of_the_leads_grade_filters_took_is_one_statement_and_none_for_nothing():
+    """The drain path is measured per lead: a lookup per event would be a round trip per lead."""
+    pairs = {("crm-b", uuid.uuid4()) for _ in range(3)} | {("crm-c", uuid.uuid4())}
+    conn = Recording()
+    assert await DeliveryStore(conn).following(set()) == set()
+    assert await DeliveryStore(conn).following(pairs) == set()
+    [lookup] = conn.statements
+    [params] = conn.parameters
+    assert "FROM delivery.followed" in lookup.text and sorted(zip(params["subs"], params["leads"])) == sorted(pairs)
+
+
+async def test_a_deleted_forgotten_or_new_subscription_follows_no_lead_taken_under_its_id_before():
+    """A file's subscription has no row of its own for a foreign key to cascade from: its leads go when it is
+    forgotten, and an API subscription taking its id (or a deleted one's) starts with none."""
+    conn = Recording()
+    store = DeliveryStore(conn)
+    await store.remove_subscription("crm")
+    await store.forget("old-crm")
+    await store.add_subscription({"id": "new-crm", "url": "https://crm.example.com/h", "events": ["lead.routed"],
+                                  "filter": {"grade": "B"}, "retry_hours": None, "contact": None, "secrets": [],
+                                  "created_by": "ops"})
+    cleared = [s.compile(dialect=postgresql.dialect()) for s in conn.statements
+               if s.is_dml and s.is_delete and s.table.name == "followed"]
+    assert [c.params for c in cleared] == [{"subscription_id_1": sub} for sub in ("crm", "old-crm", "new-crm")]

@@ -1,6 +1,6 @@
 """delivery's tables: the durable queue of deliveries, every attempt, which subscriptions a receiver
-switched off (``410 Gone``), the subscriptions made through the admin API (their secrets sealed), and the
-leads whose person was erased.
+switched off (``410 Gone``), the subscriptions made through the admin API (their secrets sealed), the leads
+whose person was erased, and the leads each grade filter took.
 
 Guarantees: a delivery is enqueued once per (subscription, event) whatever
 the redeliveries of the event; only the oldest pending delivery of each
@@ -119,6 +119,18 @@ subscriptions = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=sa.func.statement_timestamp()),
 )
 erased_leads = erased_leads_table(metadata)
+#: The leads each subscription that filters on grade took (was sent their lead.routed), which it keeps hearing of
+#: whatever grade they are raised to (``domain.Following``), until sales reject them. Ids alone: no one's contact.
+#: A subscription's rows go with it (``remove_subscription``, ``forget``; a file's subscription has no row in
+#: ``subscriptions`` for a foreign key to follow), an erased lead's with its erasure (``_GIVE_UP_ERASED``).
+followed = sa.Table(
+    "followed",
+    metadata,
+    sa.Column("subscription_id", sa.Text, primary_key=True),
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    # A rejection and an erasure let a lead go for every subscription.
+    sa.Index("followed_lead", "lead_id"),
+)
 
 #: The last error of a subscription's deliveries dropped when it was deleted.
 _DELETED = "subscription deleted"
@@ -153,7 +165,13 @@ ON CONFLICT (lead_id) DO NOTHING
 #: "erased", now by Postgres's clock, as every delivery finishes), and every body and receiver's last answer (which
 #: may echo it) is cleared, delivered or dead: they hold the person's contact. Not the lead's ``lead.erased``
 #: deliveries: they hold no one, and tell the receiver to erase the person too. (Each SET reads the row as it was.)
+#: No subscription follows an erased lead any more (its erasure passes every filter, and nothing comes after it):
+#: its rows in ``followed`` go too, those this transaction just added among them.
 _GIVE_UP_ERASED = sa.text(f"""
+WITH unfollowed AS (
+    DELETE FROM {SCHEMA}.followed f
+    WHERE f.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_id = ANY(CAST(:leads AS uuid[])))
+)
 UPDATE {SCHEMA}.deliveries d
 SET body = NULL, last_response = NULL,
     status = CASE WHEN d.status = 'pending' THEN 'dead' ELSE d.status END,
@@ -163,6 +181,21 @@ WHERE d.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_i
   AND d.event_type <> 'lead.erased'
   AND (d.status = 'pending' OR d.body IS NOT NULL OR d.last_response IS NOT NULL)
 """)
+
+#: Which of these (subscription, lead) pairs ``followed`` holds.
+_FOLLOWING = sa.text(f"""
+SELECT f.subscription_id, f.lead_id FROM {SCHEMA}.followed f
+JOIN unnest(CAST(:subs AS text[]), CAST(:leads AS uuid[])) AS t(subscription_id, lead_id)
+  ON f.subscription_id = t.subscription_id AND f.lead_id = t.lead_id
+""")
+#: The leads these subscriptions took; one they took already stays as it was.
+_FOLLOW = sa.text(f"""
+INSERT INTO {SCHEMA}.followed (subscription_id, lead_id)
+SELECT * FROM unnest(CAST(:subs AS text[]), CAST(:leads AS uuid[]))
+ON CONFLICT DO NOTHING
+""")
+#: These leads, which sales rejected, followed by no subscription any more.
+_LET_GO = sa.text(f"DELETE FROM {SCHEMA}.followed WHERE lead_id = ANY(CAST(:leads AS uuid[]))")
 
 #: Each open subscription's due deliveries, at most its free slots of them (a slow receiver's backlog must not
 #: fill the round and starve the others), a lead's only when nothing earlier of it is pending; then the due
@@ -325,8 +358,11 @@ class DeliveryStore:
     def __init__(self, conn: AsyncSession | AsyncConnection) -> None:
         self._conn = conn
 
-    async def enqueue(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Queue ``rows``; a lead's rows get their ``seq`` only once no other transaction still queues for it.
+    async def enqueue(self, rows: Sequence[dict[str, Any]], *, taken: Collection[tuple[str, uuid.UUID]] = (),
+                      let_go: Collection[uuid.UUID] = ()) -> None:
+        """Queue ``rows``; a lead's rows get their ``seq`` only once no other transaction still queues for it. The
+        leads of ``let_go`` are followed by no subscription any more, then each (subscription, lead) of ``taken``
+        (among ``rows``': a lead is taken by the lead.routed sent to it) is followed (``domain.Following``).
         Rows that give no ``created_at`` and ``next_at`` (the handler's) are queued, due at once, by Postgres's
         clock: by a delivery process's, ahead of it, each new delivery waited out the difference before any claim
         took it.
@@ -339,12 +375,28 @@ class DeliveryStore:
         A lead erased already (``erase``) is given up at once: a ``lead.routed`` read from leads.routed after
         its erasure was read from the lifecycle (the two topics are read apart), or an SLA reassignment's. Checked
         under the same lock as an erasure takes, by a statement that starts once it is held: an erasure committing
-        meanwhile is waited for and seen, and one that comes later finds these rows."""
+        meanwhile is waited for and seen, and one that comes later finds these rows, and the leads ``taken``."""
+        if let_go:
+            await self._conn.execute(_LET_GO, {"leads": sorted(let_go)})
         if rows:
             leads = sorted({row["lead_id"] for row in rows})
             await self._conn.execute(_LOCK_LEADS, {"leads": leads})
             await self._conn.execute(compiled_once(lambda: _ENQUEUE, deliveries), list(rows))
+            if taken:
+                pairs = sorted(taken)
+                await self._conn.execute(_FOLLOW, {"subs": [sub for sub, _ in pairs],
+                                                   "leads": [lead for _, lead in pairs]})
             await self._conn.execute(_GIVE_UP_ERASED, {"leads": leads})
+
+    async def following(self, pairs: Collection[tuple[str, uuid.UUID]]) -> set[tuple[str, uuid.UUID]]:
+        """Which of these (subscription, lead) pairs are followed: the subscription took the lead (``enqueue``'s
+        ``taken``) and nothing let it go since. One statement however many."""
+        if not pairs:
+            return set()
+        ordered = sorted(pairs)
+        rows = await self._conn.execute(_FOLLOWING, {"subs": [sub for sub, _ in ordered],
+                                                     "leads": [lead for _, lead in ordered]})
+        return {(r.subscription_id, r.lead_id) for r in rows}
 
     async def erase(self, erased: Mapping[uuid.UUID, datetime]) -> None:
         """These leads' persons were erased (at the times given): noted, so that what is queued for them later is
@@ -539,6 +591,8 @@ class DeliveryStore:
         # A 410 answering an attempt for a deleted one of its id, recorded after the delete by a process whose book
         # still held it, would switch this one off before it sent anything.
         await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == row["id"]))
+        # Nor does it follow the leads a file's subscription of its id took, removed from the file but not forgotten.
+        await self._conn.execute(followed.delete().where(followed.c.subscription_id == row["id"]))
         return True
 
     async def subscription_row(self, subscription_id: str) -> dict[str, Any] | None:
@@ -569,14 +623,15 @@ class DeliveryStore:
                                  .values(**columns, updated_at=sa.func.statement_timestamp()))
 
     async def remove_subscription(self, subscription_id: str) -> int | None:
-        """Delete it; its undelivered deliveries become dead ("subscription deleted") now by Postgres's clock, as
-        every other delivery finishes (``record``) and as the purge judges their age: how many. None: no such
-        subscription."""
+        """Delete it, and what it remembers (its switch-off, the leads it took); its undelivered deliveries become
+        dead ("subscription deleted") now by Postgres's clock, as every other delivery finishes (``record``) and as
+        the purge judges their age: how many. None: no such subscription."""
         gone = await self._conn.execute(subscriptions.delete().where(subscriptions.c.id == subscription_id)
                                         .returning(subscriptions.c.id))
         if not gone.all():
             return None
         await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id))
+        await self._conn.execute(followed.delete().where(followed.c.subscription_id == subscription_id))
         dropped = await self._conn.execute(
             deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                       deliveries.c.status == "pending")
@@ -602,13 +657,14 @@ class DeliveryStore:
 
     async def forget(self, subscription_id: str) -> Forgotten | None:
         """Give up a subscription removed from the file: what waits for it becomes dead ("subscription removed from
-        the subscriptions file") now by Postgres's clock, and its switch-off by a 410 goes, as a deletion's does (an
-        API subscription may take the id). None, and nothing changed: it was made through the API (delete it
+        the subscriptions file") now by Postgres's clock, and its switch-off by a 410 and the leads it took go, as a
+        deletion's do (an API subscription may take the id). None, and nothing changed: it was made through the API (delete it
         there)."""
         if await self.subscription_row(subscription_id) is not None:
             return None
         cleared = await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id)
                                            .returning(disabled.c.subscription_id))
+        await self._conn.execute(followed.delete().where(followed.c.subscription_id == subscription_id))
         dropped = await self._conn.execute(
             deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                       deliveries.c.status == "pending")
