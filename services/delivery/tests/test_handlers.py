@@ -28,12 +28,19 @@ class Queue:
         self.subscribed = subscribed  # the API subscriptions the database holds
         self.api_rows = list(api_rows)  # ...and their rows, as the book reads them
         self.erased: list[dict] = []  # each call's leads erased, with their times
+        self.followed: set[tuple[str, uuid.UUID]] = set()  # the (subscription, lead) pairs the database holds
+        self.asked: list[set] = []  # each lookup's pairs
 
     async def api_subscriptions(self) -> list[dict]:
         return self.api_rows
 
-    async def enqueue(self, rows) -> None:
+    async def enqueue(self, rows, *, taken=(), let_go=()) -> None:
         self.rows += rows
+        self.followed = {pair for pair in self.followed if pair[1] not in let_go} | set(taken)
+
+    async def following(self, pairs) -> set:
+        self.asked.append(set(pairs))
+        return set(pairs) & self.followed
 
     async def erase(self, erased) -> None:
         self.erased.append(dict(erased))
@@ -284,3 +291,76 @@ async def test_an_erasure_is_queued_holding_no_one_for_every_subscription_that_a
     assert (row["subscription_id"], row["lead_id"], row["event_type"]) == ("crm", erasure.data.lead_id, "lead.erased")
     assert json.loads(row["body"])["data"] == {"lead_id": str(erasure.data.lead_id), "at": "2026-11-23T09:00:00Z",
                                                "by": "dpo"}
+
+
+GRADED = parse_subscriptions({"subscriptions": [
+    {"id": "crm-b", "url": "https://crm.example.com/b", "secrets": [SECRET], "filter": {"grade": "B"},
+     "events": ["lead.routed", "lead.reengaged", "lead.stage_changed"]},
+    {"id": "crm-a", "url": "https://crm.example.com/a", "secrets": [SECRET], "filter": {"grade": "A"},
+     "events": ["lead.routed", "lead.reengaged", "lead.stage_changed"]},
+    {"id": "apac", "url": "https://crm.example.com/apac", "secrets": [SECRET], "filter": {"team": "apac"},
+     "events": ["lead.routed", "lead.reengaged", "lead.stage_changed"]},
+]}, allow_private=False)
+
+
+def sent(rows: list[dict]) -> list[tuple[str, str]]:
+    return [(row["subscription_id"], json.loads(row["body"])["data"].get("to_stage") or row["event_type"])
+            for row in rows]
+
+
+async def test_a_subscription_filtered_on_grade_hears_of_a_lead_it_took_after_a_touch_raises_it_to_its_win(
+        raised_from_b_to_a):
+    """The CRM behind the B subscription holds the lead its rep still holds: it hears of the re-engagement, the
+    acceptance and the win. The A subscription takes the lead from the re-engagement's lead.routed on, as before;
+    one lookup a batch, for the pairs whose answer it may change."""
+    lead = raised_from_b_to_a
+    first, told = lead.first, lead.told
+    uow, ctx = MemoryUnitOfWork(Queue()), Delivery(SubscriptionBook(GRADED, None, allow_private=False),
+                                                   clock=lambda: NOW, http=None)
+    async with uow:
+        await handle_deliverable(uow, [factories.envelope(topics.ROUTED, first)], ctx)
+    assert sent(uow.store.rows) == [("crm-b", "lead.routed")]
+    assert uow.store.followed == {("crm-b", first.lead_id)} and uow.store.asked == []  # a first routing: nothing
+    uow.store.rows = []
+    async with uow:
+        await handle_deliverable(uow, [factories.envelope(topics.ROUTED, told)], ctx)
+        await handle_deliverable(uow, [factories.envelope(topics.LIFECYCLE, e)
+                                       for e in (lead.reengaged, lead.accepted, lead.won)], ctx)
+    assert sent(uow.store.rows) == [
+        ("crm-b", "lead.routed"), ("crm-a", "lead.routed"),
+        ("crm-b", "lead.reengaged"), ("crm-a", "lead.reengaged"),
+        ("crm-b", "accepted"), ("crm-a", "accepted"), ("crm-b", "won"), ("crm-a", "won")]
+    assert uow.store.asked == [{("crm-b", first.lead_id)}] * 2
+    assert uow.store.followed == {("crm-b", first.lead_id), ("crm-a", first.lead_id)}
+
+
+async def test_a_rejection_lets_the_lead_go_though_no_subscription_asks_for_it_and_its_recycle_is_judged_anew(
+        raised_from_b_to_a):
+    """Sales reject the lead; a touch recycles it as an A, a new routing to another rep: the B subscription, which
+    had it, is not sent it (nor anything of it after), as the A one is."""
+    lead = raised_from_b_to_a
+    routed_only = parse_subscriptions({"subscriptions": [
+        {"id": f"crm-{grade.lower()}", "url": f"https://crm.example.com/{grade}", "secrets": [SECRET],
+         "filter": {"grade": grade}, "events": ["lead.routed"]} for grade in "BA"]}, allow_private=False)
+    uow, ctx = MemoryUnitOfWork(Queue()), Delivery(SubscriptionBook(routed_only, None, allow_private=False),
+                                                   clock=lambda: NOW, http=None)
+    async with uow:
+        await handle_deliverable(uow, [factories.envelope(topics.ROUTED, lead.first)], ctx)
+        await handle_deliverable(uow, [factories.envelope(topics.LIFECYCLE, lead.rejected)], ctx)
+        assert uow.store.followed == set()
+        await handle_deliverable(uow, [factories.envelope(topics.ROUTED, lead.recycled)], ctx)
+    assert [row["subscription_id"] for row in uow.store.rows] == ["crm-b", "crm-a"]
+    assert uow.store.followed == {("crm-a", lead.first.lead_id)}
+
+
+async def test_a_lead_is_not_remembered_for_an_api_subscription_another_process_deleted_meanwhile(raised_from_b_to_a):
+    box = SecretBox.from_secrets(None, "a session secret")
+    book = SubscriptionBook({}, box, allow_private=False)
+    book.load([{**api_row(name, box), "events": ["lead.routed"], "filter": {"grade": "B"}}
+               for name in ("kept", "gone")], NOW)
+    first = raised_from_b_to_a.first
+    uow = MemoryUnitOfWork(Queue(subscribed={"kept"}))
+    async with uow:
+        await handle_deliverable(uow, [factories.envelope(topics.ROUTED, first)],
+                                 Delivery(book, clock=lambda: NOW, http=None))
+    assert uow.store.followed == {("kept", first.lead_id)}

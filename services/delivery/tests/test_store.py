@@ -1048,3 +1048,38 @@ async def test_a_deleted_or_forgotten_subscription_follows_nothing_and_a_new_one
     assert before == pairs
     assert after == set()
 
+
+async def test_a_grade_filter_hears_of_a_lead_it_took_raised_to_a_until_sales_reject_it_and_not_of_its_recycle(
+        db, raised_from_b_to_a):
+    """The handler through the store on Postgres, batch by batch as delivery reads them: the B subscription takes
+    the lead at its routing, hears of the touch that makes it an A and of its acceptance, then of its rejection;
+    the touch that recycles it as an A, a routing to another rep, is not the B subscription's."""
+    from leadpipe_common import topics
+    from leadpipe_common.testing import factories
+    from leadpipe_common.uow import MemoryUnitOfWork
+
+    from delivery.domain import parse_subscriptions
+    from delivery.handlers import Delivery, handle_deliverable
+    from delivery.subscriptions import SubscriptionBook
+
+    lead, sub = raised_from_b_to_a, f"crm-b-{uuid.uuid4().hex[:8]}"
+    subs = parse_subscriptions({"subscriptions": [{
+        "id": sub, "url": "https://crm.example.com/b", "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+        "events": ["lead.routed", "lead.stage_changed"], "filter": {"grade": "B"}}]}, allow_private=False)
+    book = SubscriptionBook(subs, None, allow_private=False)
+    book.load([], datetime.now(UTC))  # the file's alone: not those other tests made through the stack's API
+    ctx = Delivery(book, clock=lambda: datetime.now(UTC), http=None)
+    batches = [[(topics.ROUTED, lead.first)], [(topics.ROUTED, lead.told), (topics.LIFECYCLE, lead.accepted)],
+               [(topics.LIFECYCLE, lead.rejected)], [(topics.ROUTED, lead.recycled)]]
+    async with db.connect() as conn:  # rolled back at the end
+        uow = MemoryUnitOfWork(DeliveryStore(conn))
+        for batch in batches:
+            async with uow:
+                await handle_deliverable(uow, [factories.envelope(topic, e) for topic, e in batch], ctx)
+        queued = (await conn.execute(sa.text(
+            "SELECT event_type FROM delivery.deliveries WHERE subscription_id = :sub ORDER BY seq"),
+            {"sub": sub})).scalars().all()
+        followed = await DeliveryStore(conn).following({(sub, lead.first.lead_id)})
+        await conn.rollback()
+    assert queued == ["lead.routed", "lead.routed", "lead.stage_changed", "lead.stage_changed"]
+    assert followed == set()

@@ -110,6 +110,26 @@ def test_the_consumer_decodes_every_erasure_though_no_subscription_asks_for_it()
     assert wanted_record([("ce_type", b"lead.erased")], types.SimpleNamespace(subscriptions=book))
 
 
+def test_the_consumer_decodes_a_rejection_no_subscription_asks_for_while_one_filtered_on_grade_takes_leads():
+    """A rejection lets the leads a grade filter took go: passed over unread, the B subscription that took a lead
+    would go on hearing of it after a touch recycles it as an A, another rep's. Only the rejection: the other steps
+    of the lifecycle change nothing remembered."""
+    import types
+
+    from delivery.service import wanted_record
+
+    def rejection(to_stage="rejected"):
+        return [("ce_type", b"lead.stage_changed"), ("ce_tostage", to_stage.encode())]
+
+    box = SecretBox([Fernet.generate_key()])
+    book = SubscriptionBook(FILE, box, allow_private=False)
+    ctx = types.SimpleNamespace(subscriptions=book)
+    book.load([{**row(box), "events": ["lead.routed"], "filter": {"grade": "B"}}], NOW)
+    assert wanted_record(rejection(), ctx) and not wanted_record(rejection("accepted"), ctx)
+    book.load([{**row(box), "events": ["lead.queued"], "filter": {"grade": "B"}}], NOW)  # takes no lead
+    assert not wanted_record(rejection(), ctx)
+
+
 @pytest.mark.parametrize(("secrets_key", "session_secret", "named"), [
     (None, None, "neither DELIVERY_SECRETS_KEY nor LEADPIPE_SESSION_SECRET"),
     (None, "a session secret rotated since", "derived from LEADPIPE_SESSION_SECRET (DELIVERY_SECRETS_KEY is unset)"),

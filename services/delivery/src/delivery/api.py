@@ -126,6 +126,11 @@ async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
     return [*(_state(s, book, off) for s in book.values()), *unopened]
 
 
+#: What a filter's grade key does beyond the grade an event names, said to whoever makes or changes a subscription.
+_GRADE_KEPT = ("with lead.routed among its events, a subscription with a grade key is sent the later events of a "
+               "lead it took (was sent its lead.routed) whatever grade the lead is raised to, until sales reject it")
+
+
 class NewSubscription(BaseModel):
     """A webhook to send lead events to; its signing secret is made by leadpipe and shown once."""
 
@@ -143,7 +148,8 @@ class NewSubscription(BaseModel):
                                                                                   "went to meets every key, "
                                                                                   "lead.merged when the lead merged "
                                                                                   "away or the survivor does; "
-                                                                                  "lead.erased passes any filter)")
+                                                                                  "lead.erased passes any filter; "
+                                                                                  f"{_GRADE_KEPT})")
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery is "
                                                                          "retried (default DELIVERY_RETRY_HOURS)")
     contact: list[str] | None = Field(None, description=f"the contact fields the receiver is sent, among "
@@ -175,8 +181,9 @@ class SubscriptionChange(BaseModel):
                                                                         "lead left or the side it went to meets "
                                                                         "every key, lead.merged when the lead "
                                                                         "merged away or the survivor does; "
-                                                                        "lead.erased passes any filter); "
-                                                                        "replaced whole (null: none)")
+                                                                        "lead.erased passes any filter; "
+                                                                        f"{_GRADE_KEPT}); replaced whole (null: "
+                                                                        "none)")
     retry_hours: float | None = Field(None, gt=0, le=LONGEST_RETRY_HOURS, description="how long a failing delivery "
                                       "is retried, counted from its first attempt; it holds from the next attempt on, for those "
                                       "waiting too (null: DELIVERY_RETRY_HOURS)")

@@ -1,9 +1,12 @@
 """delivery's handlers: each deliverable event in, one queued delivery per subscription that wants it, its body
-holding only the contact fields that subscription is sent; an erasure (``lead.erased``) gives up and clears what is
+holding only the contact fields that subscription is sent, and the leads each grade filter took remembered (a
+rejection lets them go); an erasure (``lead.erased``) gives up and clears what is
 kept of its lead first, then is queued as any other.
 
 Idempotent by construction (one row per subscription and event id), so the
-service needs no inbox; nothing is produced.
+service needs no inbox; nothing is produced. What the grade filters took is
+written as the batch leaves it (a lead taken again stays as it was, one let go
+again is gone), so a batch read again in its order leaves it as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, structured
 from leadpipe_common.uow import UnitOfWork
 
-from delivery.domain import wants, withheld
+from delivery.domain import Following, may_follow, wants, withheld
 from delivery.store import DeliveryStore
 from delivery.subscriptions import SubscriptionBook
 
@@ -42,23 +45,32 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
     # Queued for the others alone, these events would never reach the receivers left out: the batch fails,
     # and the runner retries it (nothing committed, /readyz failing) until they can be opened.
     ctx.subscriptions.require_opened()
+    subs = list(ctx.subscriptions.values())
+    # Which leads the grade filters took, in one statement for the batch, asked only where it may change an answer.
+    asked = {(sub.id, lead) for env in batch for sub in subs for lead in may_follow(sub, env.data)}
+    following = Following(await uow.store.following(asked) if asked else set())
     rows = []
     for env in batch:
         # One body for every subscription sent the same contact fields (most: all of them).
         bodies: dict[frozenset[str] | None, bytes] = {}
-        for sub in ctx.subscriptions.values():
-            if not wants(sub, env.data):
+        sent_to = []
+        for sub in subs:
+            if not wants(sub, env.data, following.of(sub, env.data)):
                 continue
             if sub.contact not in bodies:
                 bodies[sub.contact] = structured(env, withheld(sub, env.data))
             # No time: the store queues it by Postgres's clock, which claims judge it due by, not this host's.
             rows.append({"subscription_id": sub.id, "lead_id": env.data.lead_id, "event_id": env.id,
                          "event_type": env.type, "body": bodies[sub.contact]})
+            sent_to.append(sub)
+        following.read(env.data, sent_to)
+    taken = following.taken
     # An API subscription may have been deleted by another process since this one last refreshed its book.
     made = {row["subscription_id"] for row in rows} - ctx.subscriptions.from_file.keys()
     if made and (gone := made - await uow.store.still_subscribed(made)):
         rows = [row for row in rows if row["subscription_id"] not in gone]
-    await uow.store.enqueue(rows)
+        taken = {pair for pair in taken if pair[0] not in gone}
+    await uow.store.enqueue(rows, taken=taken, let_go=following.forgotten)
     return {env.id: [] for env in batch}
 
 

@@ -28,7 +28,8 @@ def wanted_record(headers: object, ctx: Delivery) -> bool:
     back); the rest is passed over, as it would be queued for nobody. So are the
     pipeline's own steps on the lifecycle (``ce_tostage`` captured, enriched, ...: four a lead, decoded only to
     be dropped when a subscription takes ``lead.stage_changed``), which is delivered for sales' dispositions
-    only. An erasure is always decoded, asked for or not: what is kept of its lead is to be cleared."""
+    only. An erasure is always decoded, asked for or not: what is kept of its lead is to be cleared; so is a
+    rejection while some subscription remembers the leads it took: it lets its lead go."""
     book = ctx.subscriptions
     wanted = book.wanted_types if book.loaded and not book.unopened else DELIVERABLE_TYPES
     event_type = to_stage = None
@@ -37,7 +38,7 @@ def wanted_record(headers: object, ctx: Delivery) -> bool:
             event_type = v
         elif k == "ce_tostage":
             to_stage = v
-    if event_type == _ERASED:
+    if event_type == _ERASED or (event_type == _STAGE_CHANGED and to_stage == _REJECTED and book.remembering):
         return True
     if event_type not in wanted:
         return False
@@ -47,6 +48,7 @@ def wanted_record(headers: object, ctx: Delivery) -> bool:
 _ERASED = LeadErased.type.encode()
 _STAGE_CHANGED = LeadStageChanged.type.encode()
 _SALES_STAGES = frozenset(stage.encode() for stage in SALES_STAGES)
+_REJECTED = b"rejected"
 
 
 def _webhooks() -> APIRouter:
