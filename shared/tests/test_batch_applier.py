@@ -1,6 +1,7 @@
 """The runner's batch logic (decode, dead letters, inbox, grouping, order) with no broker and no Postgres."""
 
 import dataclasses
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from leadpipe_common import topics
 from leadpipe_common.consumer import BatchApplier, Rejected
-from leadpipe_common.db import redelivered
+from leadpipe_common.db import record_digest, redelivered
 from leadpipe_common.envelope import Message, decode, encode
 from leadpipe_common.events import Attribution, LeadDispositioned, LeadStageChanged
 from leadpipe_common.producer import MAX_REQUEST_SIZE, message_size
@@ -295,6 +296,31 @@ async def test_the_same_report_written_anew_in_another_key_order_is_answered_fro
     assert again == first and handlers.calls == [[event_id]]
 
 
+def test_a_records_digest_is_of_what_its_producer_wrote_in_one_form_whatever_model_reads_it():
+    """Stored digests outlive a version: one computed from the model leadpipe reads would change when a field is
+    added with a default, and a redelivery written before the upgrade would be dead-lettered as a reuse."""
+    sent = b'{"lead_id": "0b2f0d0e-0000-4000-8000-000000000001", "outcome": "won", "amount": 1.50, "rep_id": "ana"}'
+    assert record_digest(sent) == record_digest(
+        b'{"rep_id":"ana","amount":1.5,"outcome":"won","lead_id":"0b2f0d0e-0000-4000-8000-000000000001"}')
+    # The form itself, spelled out: digests kept by an earlier version must still match.
+    assert record_digest(sent) == hashlib.blake2b(
+        b'{"amount":1.5,"lead_id":"0b2f0d0e-0000-4000-8000-000000000001","outcome":"won","rep_id":"ana"}',
+        digest_size=16).digest()
+    assert record_digest(sent) != record_digest(sent.replace(b'"won"', b'"lost"'))
+
+
+async def test_a_redelivery_beside_another_record_under_its_id_is_answered_and_only_the_other_dead_lettered():
+    """The inbox holds the contacted report; a batch reads the accepted one under its id, then the contacted again."""
+    event_id = uuid.uuid4()
+    handlers, uow = Handlers(), MemoryUnitOfWork(None)
+    first = await feedback_applier(handlers, uow).apply(records(report(event_id, "contacted"), topic=topics.FEEDBACK))
+    produced = await feedback_applier(handlers, uow).apply(
+        records(report(event_id), report(event_id, "contacted"), topic=topics.FEEDBACK))
+    letter, *answered = produced
+    assert letter.header("dlq.error.kind") == "reused_id" and answered == first
+    assert handlers.calls == [[event_id]]
+
+
 async def test_a_report_whose_id_was_kept_before_digests_were_is_answered_from_the_inbox_whatever_it_says():
     event_id = uuid.uuid4()
     handlers, uow = Handlers(), MemoryUnitOfWork(None)
@@ -322,7 +348,7 @@ async def test_a_record_of_a_topic_leadpipe_writes_is_not_digested_and_its_id_al
     def digested(value):  # noqa: ANN001, ANN202
         raise AssertionError("an internal record was digested")
 
-    monkeypatch.setattr(consumer, "event_digest", digested)
+    monkeypatch.setattr(consumer, "record_digest", digested)
     msg = captured()
     handlers, uow = Handlers(), MemoryUnitOfWork(None)
     first = await applier(handlers, uow).apply(records(msg))

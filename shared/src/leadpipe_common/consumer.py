@@ -20,10 +20,11 @@ Guarantees, in the order they happen for each batch:
    input ids already in the service's inbox are looked up, only new events
    reach the handlers, and each new event's outputs are stored in the inbox.
    A record from a topic written outside leadpipe (``topology.EXTERNAL_INPUTS``,
-   whose producers may give one id to two records) is a redelivery only if the
-   digest of the event read from it is the one the inbox keeps with its id (or none is kept:
-   ``db.redelivered``); another record under a used id, or under an id an
-   earlier record of the batch has, is not applied: it becomes a dead letter
+   whose producers may give one id to two records) is a redelivery only if its
+   value's digest (``db.record_digest``: its JSON in one form) is the one the
+   inbox keeps with its id, or, for an id the inbox lacks, the batch's first
+   record's under it (or none is kept: ``db.redelivered``); another record
+   under that id is not applied: it becomes a dead letter
    (kind ``reused_id``, final: redrive would only bring it back) naming the
    id, and is not recorded (the id is taken). No other topic's record is
    digested.
@@ -122,7 +123,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import structlog
@@ -133,7 +134,7 @@ from sqlalchemy.exc import DBAPIError
 from prometheus_client import Counter, Gauge, Histogram
 
 from leadpipe_common import topics, topology
-from leadpipe_common.db import error_text, is_unavailable, event_digest, redelivered, sqlstate
+from leadpipe_common.db import error_text, is_unavailable, record_digest, redelivered, sqlstate
 from leadpipe_common.envelope import DecodeError, Envelope, Message, child_traceparent, decode, encode
 from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.kafka import client_options
@@ -1029,6 +1030,15 @@ class ConsumerRunner:
             log.warning("offset commit failed; the batch will be redelivered", error=str(exc))
 
 
+class _Copy(NamedTuple):
+    """A record of a topic written outside leadpipe, judged once the inbox was read: a copy of the record its id
+    stands for, or another under a used id."""
+
+    event_id: uuid.UUID
+    record: Record
+    digest: bytes
+
+
 class BatchApplier:
     """Steps 2 and 3 above, with no Kafka in sight: fetched records in, the messages to produce out.
 
@@ -1066,9 +1076,9 @@ class BatchApplier:
         attempt at this batch (a topic's limit below the producer's); an event whose outputs (stored or new) hold
         one is answered with a dead letter instead, as one whose new outputs are over the producer's limit."""
         now = self._clock()
-        per_record: list[list[Message] | uuid.UUID] = []
+        per_record: list[list[Message] | uuid.UUID | _Copy] = []
         envelopes: dict[uuid.UUID, tuple[Envelope, Record]] = {}
-        #: The value digests of the batch's records from topics written outside leadpipe, by event id (the first's).
+        #: The digests of the batch's records from topics written outside leadpipe, by event id (the first copy's).
         digests: dict[uuid.UUID, bytes] = {}
         # Counted once a topic a batch: a labelled child's lookup per record was ~3 % of a lifecycle follower's
         # CPU, most of whose records (other services' steps) it passes over unread.
@@ -1091,26 +1101,33 @@ class BatchApplier:
                     lead_id=_lead_id(record.key), event_id=_header(record.headers, "ce_id"))
                 per_record.append(self._dead_letter(record, kind, detail, now))
                 continue
-            # Only there: leadpipe derives its own events' ids from their cause, so an internal id is the record.
-            digest = event_digest(env.data) if record.topic in topology.EXTERNAL_INPUTS else None
-            if env.id in envelopes:
-                if not redelivered(digests.get(env.id), digest):
-                    per_record.append(self._reused(record, env.id, now))
-                    continue
-            else:
-                envelopes[env.id] = (env, record)
-                if digest is not None:
-                    digests[env.id] = digest
-            per_record.append(env.id)
+            envelopes.setdefault(env.id, (env, record))
+            if record.topic not in topology.EXTERNAL_INPUTS:
+                # leadpipe derives its own events' ids from their cause: an internal id is the record.
+                per_record.append(env.id)
+                continue
+            # Judged once the inbox was read: whichever record the id was first applied for is the id's, and a
+            # copy of it (the inbox's, or the batch's first when the inbox has none) is a redelivery.
+            digest = record_digest(record.value)
+            digests.setdefault(env.id, digest)
+            per_record.append(_Copy(env.id, record, digest))
 
         results: dict[uuid.UUID, list[Message]] = {}
+        #: The digest of the record each id of an outside topic stands for: the inbox's, or the batch's first.
+        applied_as: dict[uuid.UUID, bytes | None] = {}
         #: New events whose outputs cannot be produced, with why: the unit of work is done again without them.
         unproducible: dict[uuid.UUID, str] = {}
-        while envelopes and not await self._apply_envelopes(envelopes, digests, results, now, refused, unproducible):
+        while envelopes and not await self._apply_envelopes(envelopes, digests, results, applied_as, now, refused,
+                                                             unproducible):
             results.clear()
         outputs: list[Message] = []
         emitted: set[uuid.UUID] = set()
         for item in per_record:
+            if isinstance(item, _Copy):
+                if not redelivered(applied_as.get(item.event_id, digests[item.event_id]), item.digest):
+                    outputs.extend(self._reused(item.record, item.event_id, now))
+                    continue
+                item = item.event_id
             if isinstance(item, uuid.UUID):
                 if item in emitted:  # the same event twice in one batch
                     continue
@@ -1122,19 +1139,18 @@ class BatchApplier:
 
     async def _apply_envelopes(
         self, envelopes: dict[uuid.UUID, tuple[Envelope, Record]], digests: Mapping[uuid.UUID, bytes],
-        results: dict[uuid.UUID, list[Message]], now: datetime, refused: Collection[Message],
-        unproducible: dict[uuid.UUID, str],
+        results: dict[uuid.UUID, list[Message]], applied_as: dict[uuid.UUID, bytes | None], now: datetime,
+        refused: Collection[Message], unproducible: dict[uuid.UUID, str],
     ) -> bool:
         """One unit of work: answer redeliveries from the inbox, hand new events to their handlers. False, with
         nothing committed, at the first new event whose outputs cannot be produced: it is added to
         ``unproducible``, whose events are dead-lettered, not handed to their handlers, on the next call."""
         async with self._unit_of_work() as uow:
             stored = await uow.seen(envelopes)
-            repeats = {eid: kept.outputs for eid, kept in stored.items() if redelivered(kept.digest, digests.get(eid))}
-            REDELIVERED.inc(len(repeats))
+            REDELIVERED.inc(sum(redelivered(kept.digest, digests.get(eid)) for eid, kept in stored.items()))
+            repeats = {eid: kept.outputs for eid, kept in stored.items()}
             results.update(repeats)
-            for eid in stored.keys() - repeats.keys():
-                results[eid] = self._reused(envelopes[eid][1], eid, now)
+            applied_as.update((eid, kept.digest) for eid, kept in stored.items() if eid in digests)
             for eid, outputs in repeats.items():
                 if refused and (why := _unproducible(outputs, refused)) is not None:
                     # Its writes are committed with those outputs: the inbox keeps them, and a redrive after the

@@ -90,8 +90,8 @@ Guarantees:
   outputs (same ids), so a crash between the DB commit and the produce loses
   nothing and doubles nothing. An inbox declared with digests (a service
   reading a topic written outside leadpipe, ``topology.EXTERNAL_INPUTS``)
-  also keeps, for each event read from such a topic, ``event_digest`` of the
-  event as read: a record whose id it holds under another digest is no
+  also keeps, for each event read from such a topic, ``record_digest`` of the
+  record's value: a record whose id it holds under another digest is no
   redelivery (``redelivered``) but another record under a used id. A row
   kept without a digest (an internal topic's event, or recorded before the
   column was added) takes any record with its id for a redelivery, as before.
@@ -622,7 +622,7 @@ def inbox_table(metadata: sa.MetaData, *, digests: bool = False) -> sa.Table:
     ``lead_id`` is the lead its outputs are about (their key), so an erasure finds
     the copies of the lead they hold (``Inbox.erase``); NULL for an event with no
     output, or recorded before the column was added (``migrations.add_inbox_lead_id``).
-    ``digests``: it has a ``digest`` column too (``event_digest`` of each event as read, for events
+    ``digests``: it has a ``digest`` column too (``record_digest`` of the record each event came in, for events
     read from a topic written outside leadpipe; NULL for the others), as a service reading such a topic needs.
     """
     return sa.Table(
@@ -638,12 +638,19 @@ def inbox_table(metadata: sa.MetaData, *, digests: bool = False) -> sa.Table:
     )
 
 
-def event_digest(data: Any) -> bytes:
-    """An event as its service read it (its decoded data, a pydantic model), digested for the inbox: 16 bytes of
-    BLAKE2b of the model's JSON. Of the event, not of the record's bytes: a producer that writes the same report
-    again with its keys in another order, other spacing or ``1.50`` for ``1.5`` sends the same event, which must be
-    answered as a redelivery, not dead-lettered; another report under its id almost surely digests otherwise."""
-    return hashlib.blake2b(to_json(data), digest_size=16).digest()
+def record_digest(value: bytes | None) -> bytes:
+    """A record's JSON value, digested for the inbox: 16 bytes of BLAKE2b of it written out in one form (keys
+    sorted, no spacing, numbers as read). Of the record as its producer wrote it, not of the event leadpipe reads
+    from it: a leadpipe version that adds a field with a default, or a pydantic that writes a value otherwise, must
+    still take a redelivery (or a redrive) written before it for one. And in one form, so a producer writing the same
+    report again with its keys in another order or other spacing sends the same one; another report under its id
+    almost surely digests otherwise. A value that is no JSON (decoding refuses it first) is digested as it is."""
+    try:
+        canonical = json.dumps(json.loads(value or b""), sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=False).encode()
+    except (ValueError, UnicodeDecodeError):
+        canonical = value or b""
+    return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
 def redelivered(kept: bytes | None, digest: bytes | None) -> bool:
