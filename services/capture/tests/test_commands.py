@@ -52,8 +52,8 @@ class Store:
             return None
         return Found(leads=list(self.people[key]), touches=list(self.touches.get(key, [])))
 
-    async def forget_quarantined(self, lead_ids, *, key, same_person):
-        self.calls.append(("forget_quarantined", sorted(lead_ids)))
+    async def forget_quarantined(self, lead_ids, touch_ids=(), *, key, same_person):
+        self.calls.append(("forget_quarantined", sorted(lead_ids), sorted(touch_ids)))
         return self.quarantined.pop(key, 0)
 
     async def forget_answers(self, lead_ids, touch_ids=()):
@@ -167,6 +167,8 @@ def test_touches_on_another_persons_lead_are_cleared_and_that_lead_listed_not_er
     done = erase("--email", "jane.doe@gmail.com")
     assert done.exit_code == 0, done.output
     assert ("forget_answers", [LEAD], [touch]) in erase.uow.store.calls  # its key's answer may name the touch
+    # A submission released from quarantine as that touch is kept under the touch's id.
+    assert ("forget_quarantined", [LEAD], [touch]) in erase.uow.store.calls
     assert erase.uow.store.touches_erased == [touch] and theirs not in erase.uow.store.erasures
     assert [m.key for m in erase.uow.published] == [str(LEAD).encode()]  # no lead.erased of the other's lead
     assert f"their touches cleared on another person's lead(s), not erased: {theirs}" in done.output

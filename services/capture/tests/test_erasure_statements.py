@@ -133,6 +133,22 @@ async def test_an_erasure_deletes_the_idempotency_keys_whose_answer_names_an_era
     assert params == {"ids": [lead], "texts": sorted([str(lead), str(touch)])}
 
 
+async def test_an_erasure_forgets_the_quarantined_submissions_released_as_touches_of_its_leads_or_as_the_persons():
+    """A submission released while its person held a lead open became a touch of it under the submission's own id:
+    an erasure by lead id (no address to read) deleted only the rows keyed by the lead, and the touch's submission
+    stayed in quarantine, contact and all."""
+    session = Recording()
+    lead, touch = uuid.uuid4(), uuid.uuid4()
+    await CaptureStore(session).forget_quarantined([lead], [touch], key=None, same_person=lambda sent: False)
+    [(statement, params)] = zip(session.statements, session.parameters, strict=True)
+    sql = compiled(statement)
+    assert sql.startswith("DELETE FROM capture.quarantine WHERE capture.quarantine.lead_id = ANY (%(ids)s::UUID[])")
+    assert ("capture.quarantine.lead_id IN (SELECT capture.touches.touch_id FROM capture.touches "
+            "WHERE capture.touches.lead_id = ANY (%(ids)s::UUID[]))") in sql
+    assert "capture.quarantine.lead_id = ANY (%(touch_ids)s::UUID[])" in sql  # the person's on another's lead
+    assert params == {"ids": [lead], "touch_ids": [touch]}
+
+
 async def test_the_keys_an_erasure_checks_for_once_it_holds_the_people_are_read_not_locked():
     """Locked (a DELETE, a FOR UPDATE) with the people held, a key another transaction holds before its people
     was waited for the wrong way round."""

@@ -84,6 +84,30 @@ async def test_an_erased_persons_rows_keep_no_trace_of_them_and_their_next_submi
                                                    "outbox": 0, "idempotency": 0}
 
 
+async def test_an_erasure_by_lead_id_forgets_a_submission_released_from_quarantine_as_a_touch_of_the_lead(
+        capture_url, db):
+    """Released while its person held the lead open, a quarantined submission became a touch of the lead under
+    its own id: erased by the lead's id (no address to read), the lead went, and the submission stayed in
+    quarantine, contact and all."""
+    local = f"released.{uuid.uuid4().hex[:8]}"
+    email = f"{local}@stripe.com"
+    async with httpx.AsyncClient(base_url=capture_url, timeout=30) as capture:
+        lead = (await capture.post("/v1/leads", headers=KEY_HEADERS, json={"email": email})).json()["lead_id"]
+        bot = await capture.post("/v1/forms/contact-us", headers={"accept": "application/json"},
+                                 json={"email": email, "phone": "+1 555 0199", "_gotcha": "x"})
+        kept = bot.json()["lead_id"]
+        released = await capture.post(f"/v1/quarantine/{kept}/release", headers=KEY_HEADERS)
+        assert released.status_code == 200, released.text
+        async with db.connect() as conn:
+            touched = (await conn.execute(sa.text(f"SELECT lead_id FROM {SCHEMA}.touches WHERE touch_id = :kept"),
+                                          {"kept": kept})).scalar_one()
+        assert str(touched) == lead  # a touch of the open lead, under the submission's id
+        erased = await capture.post("/v1/people/erase", headers=KEY_HEADERS, json={"lead_id": lead})
+        assert erased.status_code == 202, erased.text
+    assert await rows_naming(db, f"%{local}%") == {"leads": 0, "touches": 0, "quarantine": 0, "people": 0,
+                                                   "outbox": 0, "idempotency": 0}
+
+
 async def merge(db, merged: str, survivor: str) -> None:  # noqa: ANN001
     """``merged`` merged by sales into ``survivor``, as capture's lifecycle follower applies a ``lead.merged``."""
     async with db.begin() as conn:

@@ -135,7 +135,8 @@ class Store:
     async def has_lead(self, lead_id: uuid.UUID) -> bool:
         return any(lead_id in leads for leads in self._pipeline.people_leads.values())
 
-    async def forget_quarantined(self, lead_ids: Any, *, key: str | None, same_person: Any) -> int:
+    async def forget_quarantined(self, lead_ids: Any, touch_ids: Any = (), *, key: str | None,
+                                 same_person: Any) -> int:
         return 0
 
     async def forget_answers(self, lead_ids: Any, touch_ids: Any = ()) -> None:

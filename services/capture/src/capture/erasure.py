@@ -128,7 +128,7 @@ async def _forget_and_lock(store: CaptureStore, key: str | None, by_id: list[uui
         found = await store.person_found(key) if key is not None else None
         leads = [*(found.leads if found else []), *by_id]
         touch_ids = [touch for touch, _ in (found.touches if found else [])]
-        quarantined += await store.forget_quarantined(leads, key=key, same_person=same_person)
+        quarantined += await store.forget_quarantined(leads, touch_ids, key=key, same_person=same_person)
         await store.forget_answers(leads, touch_ids)
         locks = await store.lock_erasure(leads, key=key, by_id=by_id)
         # Every people row it touches is locked now, in one statement: what was stored before the lock is found on

@@ -432,15 +432,14 @@ class CaptureStore:
         found = sa.select(erasures.c.lead_id).where(among(erasures.c.lead_id, "ids")).order_by(erasures.c.erased_at)
         return list((await self._session.execute(found, {"ids": list(lead_ids)})).scalars())
 
-    async def forget_quarantined(self, lead_ids: Sequence[uuid.UUID], *, key: str | None,
-                                 same_person: Callable[[str], bool]) -> int:
-        """Delete the quarantined submissions of ``lead_ids`` (one released became the lead or touch of its id)
-        and, given ``key``, those whose address ``same_person`` reads as the person's; how many. A release locks
-        its submission before the Idempotency-Keys and the people rows: so does an erasure, calling this first."""
-        ids = sorted(set(lead_ids))
-        gone = len((await self._session.execute(
-            quarantine.delete().where(among(quarantine.c.lead_id, "ids")).returning(quarantine.c.lead_id),
-            {"ids": ids})).all())
+    async def forget_quarantined(self, lead_ids: Sequence[uuid.UUID], touch_ids: Sequence[uuid.UUID] = (), *,
+                                 key: str | None, same_person: Callable[[str], bool]) -> int:
+        """Delete the quarantined submissions of ``lead_ids``, of their touches and of ``touch_ids`` (one released
+        became the lead or the touch of its id) and, given ``key``, those whose address ``same_person`` reads as
+        the person's; how many. A release locks its submission before the Idempotency-Keys and the people rows: so
+        does an erasure, calling this first."""
+        gone = len((await self._session.execute(_FORGET_RELEASED, {
+            "ids": sorted(set(lead_ids)), "touch_ids": sorted(set(touch_ids))})).all())
         if key is None:
             return gone
         # A kept address is as it was sent: read as an erasure reads one (``same_person``), among those whose
@@ -567,6 +566,14 @@ _NAMED = sa.or_(
     _ANSWERED == sa.any_(sa.bindparam("texts", type_=ARRAY(sa.Text))),
     _ANSWERED.in_(sa.select(sa.cast(touches.c.touch_id, sa.Text)).where(among(touches.c.lead_id, "ids"))))
 _FORGET_ANSWERS = idempotency.delete().where(_NAMED)
+#: The quarantined submissions released as one of the leads ``:ids`` or as a touch: a submission released while
+#: its person held a lead open became a touch of that lead under the submission's id, so an erasure by lead id
+#: (which knows no address) finds it only by the lead's touches; ``:touch_ids``, the person's touches on another
+#: person's lead.
+_FORGET_RELEASED = quarantine.delete().where(sa.or_(
+    among(quarantine.c.lead_id, "ids"), among(quarantine.c.lead_id, "touch_ids"),
+    quarantine.c.lead_id.in_(sa.select(touches.c.touch_id).where(among(touches.c.lead_id, "ids"))))
+).returning(quarantine.c.lead_id)
 _ANSWERS_LEFT = sa.select(sa.exists().where(_NAMED))
 
 #: Every lead a person's submissions may have touched besides their own: a touch lands on the lead they hold open,
