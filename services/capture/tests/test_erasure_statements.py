@@ -119,6 +119,24 @@ async def test_an_erasure_clears_the_open_lead_of_anyone_merged_into_an_erased_l
             "WHERE capture.people.open_lead_id = ANY (%(ids)s::UUID[])") in people
 
 
+async def test_an_erasure_locks_the_erased_leads_before_it_clears_whoever_holds_one_open():
+    """It cleared the people holding an erased lead open, then locked the lead: a merge into it that the lifecycle
+    follower committed in between (its survivor share-locked, its people moved onto it) left a person holding the
+    erased lead open, each later submission of theirs a touch of it that every stage dropped."""
+    session = Recording()
+    lead = uuid.uuid4()
+    await CaptureStore(session).erase([lead], key="janedoe@gmail.com", by_id=[],
+                                      at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
+    sql = [compiled(s) for s in session.statements]
+    [lock] = [i for i, q in enumerate(sql) if q.startswith("SELECT capture.leads.lead_id")]
+    assert sql[lock].endswith("WHERE capture.leads.lead_id = ANY (%(ids)s::UUID[]) "
+                              "ORDER BY capture.leads.lead_id FOR UPDATE")
+    [cleared] = [i for i, q in enumerate(sql) if q.startswith("UPDATE capture.people SET open_lead_id")]
+    [deleted] = [i for i, q in enumerate(sql) if q.startswith("DELETE FROM capture.people")]
+    assert lock < deleted < cleared  # people locked before (lock_erasure), the leads next, as a close takes them
+    assert session.parameters[lock] == {"ids": [lead]}
+
+
 async def test_an_erasure_deletes_the_idempotency_keys_whose_answer_names_an_erased_lead_or_its_touch():
     """capture.idempotency kept, for a day, the caller's Idempotency-Key (which may be the address), a
     fingerprint of the fields and the erased lead's id."""

@@ -203,3 +203,46 @@ async def test_an_erasure_finding_a_new_lead_once_locked_forgets_its_key_before_
         assert (await conn.execute(sa.select(idempotency).where(idempotency.c.key == idempotency_key))).first() is None
         assert (await conn.execute(sa.select(people).where(
             people.c.person_key == erasure_key(email, rules)))).first() is None
+
+
+async def test_a_merge_into_a_lead_being_erased_waits_for_the_erasure_and_leaves_its_people_with_no_lead_open(
+        capture_url, db):
+    """The erasure cleared whoever held Bob's lead open and only then locked the lead: sales' merge of Ada's lead
+    into it, applied in that moment, moved Ada onto the erased lead, and every later submission of hers was a touch
+    of it, dropped by every stage."""
+    tag = uuid.uuid4().hex[:8]
+    ada, bob = (f"{name}.{tag}@stripe.com" for name in ("ada", "bob"))
+    rules = load_identity(DATA / "identity.yaml")
+    async with httpx.AsyncClient(base_url=capture_url, headers=KEY_HEADERS, timeout=30) as capture:
+        hers, his = [(await capture.post("/v1/leads", json={"email": email})).json()["lead_id"] for email in (ada, bob)]
+    merging: list[asyncio.Task] = []
+
+    class MergeMidway:
+        """The erasure's session: once it has cleared whoever holds Bob's lead open, the merge is applied."""
+
+        def __init__(self, session) -> None:  # noqa: ANN001
+            self._session = session
+
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(self._session, name)
+
+        async def execute(self, statement, params=None):  # noqa: ANN001, ANN201
+            done = await self._session.execute(statement, params)
+            if not merging and getattr(statement, "is_update", False) and statement.table.name == "people":
+                merging.append(await kept_waiting(merge(db, hers, his),
+                                                  "the merge did not wait for the erasure's lock of the lead"))
+            return done
+
+    class Interleaved(CaptureStore):
+        def __init__(self, session) -> None:  # noqa: ANN001
+            super().__init__(MergeMidway(session))
+
+    uow = SqlUnitOfWork(make_sessionmaker(db), Interleaved, outbox=outbox)
+    async with uow:
+        done = await erasure.erase(uow, rules, email=bob, lead_id=None, at=datetime.now(UTC), by="test")
+    await merging[0]
+    assert done.fresh == [uuid.UUID(his)]
+    async with db.connect() as conn:
+        # The merge found Bob's lead closed by the erasure: Ada holds no lead, her next submission opens one.
+        assert (await conn.execute(sa.select(people.c.open_lead_id).where(
+            people.c.person_key == erasure_key(ada, rules)))).one() == (None,)

@@ -126,11 +126,12 @@ quarantine = sa.Table(
 #: the follower never locks) and the lifecycle follower
 #: (``_LOCK_PEOPLE`` for the people of every lead its batch closes or merges, then those leads' rows), and an
 #: erasure (its quarantined submissions, which a release locks first, then Idempotency-Keys, then people: one that
-#: finds more to forget once it holds the people lets them go first, ``erasure._forget_and_lock``). The writer
-#: never waits on a lead's row (it inserts new leads and only reads old ones). So no two transactions each hold
-#: a person the other waits for: Postgres would abort one of them (a 503 for the round, a retried batch). The
-#: one exception is a person that another process moves into a lead a batch closes or merges in the moment
-#: between the batch's lock and its mark of that lead: the batch locks that row late.
+#: finds more to forget once it holds the people lets them go first, ``erasure._forget_and_lock``; then the erased
+#: leads' rows, before it clears who holds them open, as a close does). The writer never waits on a lead's row (it
+#: inserts new leads and only reads old ones). So no two transactions each hold a person the other waits for:
+#: Postgres would abort one of them (a 503 for the round or the erasure, a retried batch). The one exception is a
+#: person that another process moves into a lead a batch closes or merges, or an erasure erases, in the moment
+#: between its people lock and its lock of that lead: it locks that row late.
 people = sa.Table(
     "people",
     metadata,
@@ -506,18 +507,22 @@ class CaptureStore:
         re-driven. ``touch_ids`` (the person's touches on another person's lead) are cleared and marked so too,
         their lead left as it is. The caller has locked the people rows (``lock_erasure``)."""
         ids = sorted(set(lead_ids))
+        # The leads' rows are locked before anyone holding one open is cleared, as a close locks them (``close_leads``):
+        # the lifecycle follower moving a merged lead's people onto one of them (``redirect_people``) share-locks it
+        # first, so that merge either waits for this erasure and finds the lead closed (its people left with none),
+        # or committed before this lock and the UPDATE of people below, a statement of its own, finds them. Cleared
+        # before the lock, a person moved in between held an erased lead open: each later submission of theirs a
+        # touch of it, dropped by every stage.
+        erased_leads = (await self._session.execute(_ERASED_LEADS, {"ids": ids})).all()
         theirs = _people_erased(key, touched=False).whereclause
         await self._session.execute(people.delete().where(theirs), {"ids": ids, "by_id": list(by_id)})
         await self._session.execute(people.update().where(among(people.c.open_lead_id, "ids"))
                                     .values(open_lead_id=None), {"ids": ids})
-        for table, key_column in ((leads, leads.c.lead_id), (touches, touches.c.touch_id)):
-            named = among(table.c.lead_id, "ids")
-            if table is touches:
-                named = sa.or_(named, among(touches.c.touch_id, "touch_ids"))
-            rows = await self._session.execute(sa.select(key_column, table.c.event).where(named)
-                                               .order_by(key_column).with_for_update(),
-                                               {"ids": ids, "touch_ids": sorted(set(touch_ids))})
-            for row_id, event in rows.all():
+        erased_touches = (await self._session.execute(
+            _ERASED_TOUCHES, {"ids": ids, "touch_ids": sorted(set(touch_ids))})).all()
+        for table, key_column, rows in ((leads, leads.c.lead_id, erased_leads),
+                                        (touches, touches.c.touch_id, erased_touches)):
+            for row_id, event in rows:
                 cleared = {"event": erased_value(event), "published_at": sa.func.coalesce(table.c.published_at, at)}
                 if table is leads:
                     cleared |= {"email": "", "closed_at": sa.func.coalesce(leads.c.closed_at, at), **_erased_outcome(at)}
@@ -599,6 +604,15 @@ _MERGED_INTO = (sa.select(_MERGED.c.lead_id)
                 .where(_MERGED.c.lead_id != sa.all_(sa.bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))),
                        _MERGED.c.lead_id.not_in(sa.select(erasures.c.lead_id)))
                 .order_by(_MERGED.c.seq))
+
+
+#: The rows ``CaptureStore.erase`` clears, locked in key order: the erased leads, and their touches with the
+#: person's touches on another person's lead (``:touch_ids``).
+_ERASED_LEADS = (sa.select(leads.c.lead_id, leads.c.event).where(among(leads.c.lead_id, "ids"))
+                 .order_by(leads.c.lead_id).with_for_update())
+_ERASED_TOUCHES = (sa.select(touches.c.touch_id, touches.c.event)
+                   .where(sa.or_(among(touches.c.lead_id, "ids"), among(touches.c.touch_id, "touch_ids")))
+                   .order_by(touches.c.touch_id).with_for_update())
 
 
 def _people_erased(key: str | None, *, touched: bool) -> sa.Select[Any]:
