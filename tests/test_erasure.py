@@ -127,7 +127,7 @@ async def test_an_erased_person_is_in_no_table_of_the_stack_and_the_crm_that_ask
 
             erased = await capture.post("/v1/people/erase", headers=KEY_HEADERS, json={"email": email})
             assert erased.status_code == 202, erased.text
-            assert erased.json() == {"lead_ids": [lead], "touched_leads": [], "merged_leads": []}
+            assert erased.json() == {"lead_ids": [lead], "touched_leads": [], "merged_leads": [], "others_touches": []}
 
             async def told() -> list[dict[str, Any]]:
                 return [r for r in received(stack, lead) if r["event"]["type"] == "lead.erased" and r["answer"] == 204]

@@ -10,7 +10,7 @@ from leadpipe_common.uow import MemoryUnitOfWork
 
 from capture import erasure
 from capture.__main__ import cli
-from capture.store import Found
+from capture.store import Cleared, Found
 
 LEAD = uuid.uuid4()
 
@@ -46,6 +46,8 @@ class Store:
         #: What the erasure asked, in turn: ("forget_answers", leads, touches), ("lock", leads), ("rollback",), ...
         self.calls: list[tuple] = []
         self.touches_erased: list[uuid.UUID] = []
+        #: Another person's touches on the leads the erasure clears (sales merged a lead of theirs into one).
+        self.others_touches: list[uuid.UUID] = []
 
     async def person_found(self, key):
         if key not in self.people:
@@ -86,7 +88,7 @@ class Store:
         self.erasures |= self.meanwhile  # erased by another erasure while this one waited on its locks
         fresh = [lead for lead in lead_ids if lead not in self.erasures]  # as ON CONFLICT DO NOTHING RETURNING
         self.erasures.update(lead_ids)
-        return fresh
+        return Cleared(recorded=fresh, others_touches=list(self.others_touches))
 
 
 class Engine:
@@ -182,6 +184,16 @@ def test_leads_merged_into_an_erased_lead_are_listed_for_the_dpo_not_erased(eras
     assert duplicate not in erase.uow.store.erasures
     assert f"merged into an erased lead, not erased (--lead each one that is the person's): {duplicate}" \
         in done.output
+
+
+def test_another_persons_touches_erased_with_the_persons_lead_are_printed(erase):
+    """Bob's lead merged into hers, his later submissions touched it: they went with her lead and nobody was told."""
+    his = uuid.uuid4()
+    erase.uow.store.others_touches = [his]
+    done = erase("--email", "jane.doe@gmail.com")
+    assert done.exit_code == 0, done.output
+    assert ("another person's touches on an erased lead, erased with it (their next submission opens a new lead): "
+            f"{his}") in done.output
 
 
 def test_an_address_with_only_quarantined_submissions_has_them_erased_not_a_404(erase):

@@ -11,16 +11,19 @@ from capture.store import _MERGED_INTO, _TOUCHES_ON_MERGES, CaptureStore, _touch
 
 
 class Answer:
-    """What a statement answers: nothing found."""
+    """What a statement answers: ``rows`` (none unless a test gives them: nothing found)."""
+
+    def __init__(self, rows: list | None = None) -> None:
+        self.rows = rows or []
 
     def scalars(self) -> list:
-        return []  # nothing found, or (an INSERT ... RETURNING) nothing recorded
+        return [row[0] for row in self.rows]  # none: nothing found, or (an INSERT ... RETURNING) nothing recorded
 
     def all(self) -> list:
-        return []
+        return self.rows
 
     def __iter__(self):
-        return iter(())
+        return iter(self.rows)
 
     def first(self) -> None:
         return None
@@ -30,11 +33,13 @@ class Answer:
 
 
 class Recording:
-    """A session that runs nothing and keeps each statement it is given."""
+    """A session that runs nothing and keeps each statement it is given; ``answers``: the rows a statement whose SQL
+    begins so answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, answers: dict[str, list] | None = None) -> None:
         self.statements: list = []
         self.parameters: list = []
+        self.answers = answers or {}
 
     async def begin_nested(self) -> str:
         self.statements.append("SAVEPOINT")
@@ -44,7 +49,8 @@ class Recording:
     async def execute(self, statement, params=None) -> Answer:  # noqa: ANN001
         self.statements.append(statement)
         self.parameters.append(params)
-        return Answer()
+        sql = compiled(statement)
+        return Answer(next((rows for start, rows in self.answers.items() if sql.startswith(start)), None))
 
     def sql(self) -> list[str]:
         return [str(s.compile(dialect=postgresql.dialect())) for s in self.statements]
@@ -82,7 +88,7 @@ async def test_an_erasure_recording_a_lead_another_erasure_recorded_meanwhile_is
     [insert] = [str(s.compile(dialect=postgresql.dialect())) for s in session.statements
                 if s.is_dml and s.is_insert and s.table.name == "erasures"]
     assert "ON CONFLICT (lead_id) DO NOTHING RETURNING capture.erasures.lead_id" in insert
-    assert recorded == []  # what the statement returned: none recorded now
+    assert recorded.recorded == []  # what the statement returned: none recorded now
 
 
 def compiled(statement) -> str:  # noqa: ANN001
@@ -135,6 +141,36 @@ async def test_an_erasure_locks_the_erased_leads_before_it_clears_whoever_holds_
     [deleted] = [i for i, q in enumerate(sql) if q.startswith("DELETE FROM capture.people")]
     assert lock < deleted < cleared  # people locked before (lock_erasure), the leads next, as a close takes them
     assert session.parameters[lock] == {"ids": [lead]}
+
+
+async def test_an_erasure_tells_the_touches_another_person_sent_on_an_erased_lead_which_go_with_it():
+    """Bob's lead merged into Ada's, his next submission touched hers: her erasure cleared his touch with her lead,
+    and nobody was told."""
+    ada, bob, lead, theirs = (uuid.uuid4() for _ in range(4))
+    hers, his, unknown, mine = (uuid.uuid4() for _ in range(4))
+    sent = lambda person: json.dumps({"person_id": str(person)}).encode()  # noqa: E731
+    session = Recording({
+        "SELECT capture.leads.lead_id": [(lead, b"{}", ada)],
+        "DELETE FROM capture.people": [(ada,)],
+        "SELECT capture.touches.touch_id": [
+            (hers, sent(ada), lead), (his, sent(bob), lead), (unknown, b"{}", lead),  # a touch before person_id
+            (mine, sent(ada), theirs)]})  # her touch on another person's lead: hers, not another's
+    cleared = await CaptureStore(session).erase([lead], key="ada@stripe.com", by_id=[], touch_ids=[mine],
+                                                at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
+    assert cleared.others_touches == [his]
+    [delete] = [compiled(s) for s in session.statements if s.is_dml and s.is_delete]
+    assert delete.endswith("RETURNING capture.people.person_id")  # whose touches are the erased people's
+
+
+async def test_a_lead_erased_by_id_tells_no_touch_of_the_person_who_opened_it_as_another_persons():
+    """Erased by its id, the lead's opener is its person, their row deleted or not (gone with an erasure before)."""
+    opener, lead, touch = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    session = Recording({"SELECT capture.leads.lead_id": [(lead, b"{}", opener)],
+                         "SELECT capture.touches.touch_id": [
+                             (touch, json.dumps({"person_id": str(opener)}).encode(), lead)]})
+    cleared = await CaptureStore(session).erase([lead], key=None, by_id=[lead],
+                                                at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
+    assert cleared.others_touches == []
 
 
 async def test_an_erasure_deletes_the_idempotency_keys_whose_answer_names_an_erased_lead_or_its_touch():

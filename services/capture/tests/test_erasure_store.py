@@ -61,7 +61,7 @@ async def test_an_erased_persons_rows_keep_no_trace_of_them_and_their_next_submi
         later = await capture.post("/v1/leads", headers=KEY_HEADERS, json={"email": email})
     lead_id = first.json()["lead_id"]
     assert erased.status_code == 202 and erased.json()["lead_ids"] == [lead_id] == by_id.json()["lead_ids"]
-    assert erased.json()["touched_leads"] == erased.json()["merged_leads"] == []
+    assert erased.json()["touched_leads"] == erased.json()["merged_leads"] == erased.json()["others_touches"] == []
     # Nothing leads from the address to the erased lead: asked again, it names nobody.
     assert again.status_code == 404 and lead_id not in again.text
     assert later.json()["existing"] is False and later.json()["lead_id"] != lead_id  # a new person's new lead
@@ -130,7 +130,7 @@ async def test_a_persons_touches_on_another_persons_lead_are_cleared_and_leads_m
         assert (touch.json()["lead_id"], touch.json()["existing"]) == (his, True)  # an importer is told the lead
         erased = await capture.post("/v1/people/erase", json={"email": ada})
         assert erased.status_code == 202, erased.text
-        assert erased.json() == {"lead_ids": [hers], "touched_leads": [his], "merged_leads": []}
+        assert erased.json() == {"lead_ids": [hers], "touched_leads": [his], "merged_leads": [], "others_touches": []}
         assert await rows_naming(db, f"%ada.{tag}%") == {"leads": 0, "touches": 0, "quarantine": 0, "people": 0,
                                                          "outbox": 0, "idempotency": 0}
         assert await rows_naming(db, f"%adalind{tag}%") == {"leads": 0, "touches": 0, "quarantine": 0, "people": 0,
@@ -146,13 +146,35 @@ async def test_a_persons_touches_on_another_persons_lead_are_cleared_and_leads_m
 
         # Bob's erasure lists Cy's lead merged into his (hers is erased: not listed); Cy's is hers to erase.
         his_erasure = await capture.post("/v1/people/erase", json={"email": bob})
-        assert his_erasure.json() == {"lead_ids": [his], "touched_leads": [], "merged_leads": [cys]}
+        assert his_erasure.json() == {"lead_ids": [his], "touched_leads": [], "merged_leads": [cys],
+                                      "others_touches": []}
     async with db.connect() as conn:
         assert (await conn.execute(sa.text(f"SELECT email FROM {SCHEMA}.leads WHERE lead_id = :lead"),
                                    {"lead": cys})).scalar_one() == cy
         # Cy keeps her record, with no lead open: her next submission opens one.
         assert (await conn.execute(sa.select(people.c.open_lead_id).where(people.c.person_key == cy))).one() \
             == (None,)
+
+
+async def test_another_persons_touches_on_an_erased_lead_go_with_it_and_are_listed(capture_url, db):
+    """Bob's lead merged into Ada's: his next submission touched hers, with his person, and her erasure cleared it
+    with her lead, telling nobody. Her own touch is hers, not listed; Bob's next submission opens a new lead."""
+    tag = uuid.uuid4().hex[:8]
+    ada, bob = (f"{name}.{tag}@stripe.com" for name in ("ada", "bob"))
+    async with httpx.AsyncClient(base_url=capture_url, headers=KEY_HEADERS, timeout=30) as capture:
+        hers, his = [(await capture.post("/v1/leads", json={"email": email})).json()["lead_id"] for email in (ada, bob)]
+        await merge(db, his, hers)
+        assert (await capture.post("/v1/leads", json={"email": bob, "phone": "+1 555 0123"})).json()["lead_id"] == hers
+        assert (await capture.post("/v1/leads", json={"email": ada})).json()["lead_id"] == hers
+        async with db.connect() as conn:
+            bobs, _ = (await conn.execute(sa.text(f"SELECT touch_id FROM {SCHEMA}.touches WHERE lead_id = :lead "
+                                                  "ORDER BY seq"), {"lead": hers})).scalars()  # his, then hers
+        erased = await capture.post("/v1/people/erase", json={"email": ada})
+        assert erased.status_code == 202, erased.text
+        assert erased.json() == {"lead_ids": [hers], "touched_leads": [], "merged_leads": [his],
+                                 "others_touches": [str(bobs)]}
+        after = await capture.post("/v1/leads", json={"email": bob})
+    assert after.json()["existing"] is False and after.json()["lead_id"] not in (hers, his)
 
 
 async def test_an_erasure_finding_a_new_lead_once_locked_forgets_its_key_before_it_locks_the_people_again(

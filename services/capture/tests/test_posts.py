@@ -36,7 +36,7 @@ from capture.app import FormsFile, create_app, form_rates, load_forms, load_iden
 from capture.captcha import Verifier as SiteverifyClient
 from capture.domain import TOKEN_FIELD, issue_form_token, parse_forms, parse_unlisted, person_key
 from capture.settings import CaptureSettings
-from capture.store import Found
+from capture.store import Cleared, Found
 from capture.writer import Admitted, Submitted, WriterStopped, WriteTimedOut, answer_for
 
 NOWHERE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
@@ -152,12 +152,12 @@ class Store:
         return []
 
     async def erase(self, lead_ids: Any, *, key: str | None, by_id: Any, touch_ids: Any = (), at: datetime,
-                    by: str) -> list[uuid.UUID]:
+                    by: str) -> Cleared:
         """As the store erases: the person's row goes (their next submission is a new person's), the leads recorded."""
         self._pipeline.people_leads.pop(key, None)
         fresh = [lead for lead in lead_ids if lead not in self._pipeline.erasures]
         self._pipeline.erasures.update(lead_ids)
-        return fresh
+        return Cleared(recorded=fresh, others_touches=[])
 
     async def quarantined(self, limit: int, *, before: tuple[datetime, uuid.UUID] | None = None,
                           form_id: str | None = None) -> list[dict[str, Any]]:
@@ -1888,7 +1888,8 @@ async def test_an_admin_erases_every_lead_of_a_person_by_any_spelling_of_their_a
     with structlog.testing.capture_logs() as lines:
         r = await client.post("/v1/people/erase", json={"email": "Jane.Doe+news@GoogleMail.com"}, headers=AS_ADMIN)
     assert r.status_code == 202, r.text
-    assert r.json() == {"lead_ids": [str(first), str(second)], "touched_leads": [], "merged_leads": []}
+    assert r.json() == {"lead_ids": [str(first), str(second)], "touched_leads": [], "merged_leads": [],
+                        "others_touches": []}
     events = erased_events(pipeline)
     assert [(e.data.lead_id, e.data.by, m.topic) for e, m in zip(events, pipeline.published, strict=True)] == [
         (first, "LEADPIPE_BOOTSTRAP_KEY", "leads.captured"), (second, "LEADPIPE_BOOTSTRAP_KEY", "leads.captured")]

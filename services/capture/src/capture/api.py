@@ -1029,6 +1029,10 @@ class ErasedLeads(BaseModel):
     merged_leads: list[uuid.UUID] = Field(
         description="leads sales merged into an erased lead, not erased: another person's, or the same human's "
                     "under another address; erase them by `lead_id` if they are the person's")
+    others_touches: list[uuid.UUID] = Field(
+        description="touches on a lead erased now that another person sent (sales had merged a lead of theirs into "
+                    "it, and they submitted again): erased with the lead, which is the person's; that person's next "
+                    "submission opens a new lead")
 
 
 people_router = APIRouter(prefix="/v1/people", tags=["people"], dependencies=[needs("admin")],
@@ -1044,7 +1048,8 @@ people_router = APIRouter(prefix="/v1/people", tags=["people"], dependencies=[ne
                 "afterwards: the same address again answers 404 (or only the person's leads since: a new submission "
                 "is a new lead, of a new person); a lead id again answers it and sends nothing more. Another "
                 "person's lead is never erased for them: one the person's touches were on is listed in "
-                "`touched_leads` (the touches cleared), leads merged into an erased lead in `merged_leads`. See the "
+                "`touched_leads` (the touches cleared), leads merged into an erased lead in `merged_leads`; an erased "
+                "lead goes whole, another person's touches on it listed in `others_touches`. See the "
                 "README's \"Erasing a person\" for what is not erased (Kafka's copies until retention, backups, "
                 "sales tools, a touch's contact in the stages' copies of another person's lead).",
     responses=problem_responses(404, 422, 503, _404="nothing capture holds is under this address (no record of a "
@@ -1068,7 +1073,8 @@ async def erase_person(body: EraseRequest, rt: CaptureRuntime,
         raise Problem(422, "the request is invalid", [FieldProblem("email", str(exc))]) from None
     if done.fresh:
         rt.wake_relay()
-    return {"lead_ids": done.lead_ids, "touched_leads": done.touched_leads, "merged_leads": done.merged_leads}
+    return {"lead_ids": done.lead_ids, "touched_leads": done.touched_leads, "merged_leads": done.merged_leads,
+            "others_touches": done.others_touches}
 
 
 async def problem_response(request: Request, exc: Problem) -> Response:

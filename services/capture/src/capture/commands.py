@@ -91,3 +91,6 @@ def add_commands(cli: typer.Typer) -> None:
         if done.merged_leads:
             typer.echo("merged into an erased lead, not erased (--lead each one that is the person's): "
                        + ", ".join(map(str, done.merged_leads)))
+        if done.others_touches:
+            typer.echo("another person's touches on an erased lead, erased with it (their next submission opens a "
+                       "new lead): " + ", ".join(map(str, done.others_touches)))

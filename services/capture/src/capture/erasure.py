@@ -9,7 +9,8 @@ name who asked (a key's name), never the address.
 
 Another person's data is never erased for them: a lead of the person that sales merged into another's is erased, the
 lead it went into is not (their touches on it are cleared, the lead listed as touched), and leads merged into an
-erased lead are listed, for a DPO to erase by id if they are the same human's.
+erased lead are listed, for a DPO to erase by id if they are the same human's. An erased lead goes whole, another
+person's touches on it too (sales merged a lead of theirs into it): those touches are listed.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class Erased:
     #: Leads sales merged into an erased lead (another person's, or the same human's under another address): not
     #: erased; a DPO who finds them the person's erases them by id.
     merged_leads: list[uuid.UUID] = field(default_factory=list)
+    #: Touches on the leads erased now that another person sent (sales merged a lead of theirs into one, and they
+    #: submitted again): erased with the lead, which is the person's; that person's next submission opens a new lead.
+    others_touches: list[uuid.UUID] = field(default_factory=list)
 
 
 async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: str | None, lead_id: uuid.UUID | None,
@@ -99,11 +103,12 @@ async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: s
     touched = [(touch, lead) for touch, lead in (found.touches if found else []) if lead not in named]
     before = set(await uow.store.erased(named))
     fresh = [lead for lead in named if lead not in before]
+    others: list[uuid.UUID] = []
     if fresh or touched or found is not None:  # a person found: their record goes, leads or not
-        recorded = set(await uow.store.erase(fresh, key=key, by_id=by_id, touch_ids=[t for t, _ in touched],
-                                             at=at, by=by))
+        cleared = await uow.store.erase(fresh, key=key, by_id=by_id, touch_ids=[t for t, _ in touched], at=at, by=by)
         # What another erasure recorded while this one waited on its locks was sent by it: this is a repeat.
-        fresh = [lead for lead in fresh if lead in recorded]
+        fresh = [lead for lead in fresh if lead in cleared.recorded]
+        others = cleared.others_touches
     merged = await uow.store.merged_into(named)
     if fresh:
         # Ids derived from the lead: an erasure of it sent twice (two admins at once) is one event downstream.
@@ -113,8 +118,9 @@ async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: s
     touched_leads = list(dict.fromkeys(lead for _, lead in touched))
     log.info("person erased" if fresh or touched or quarantined else "erasure repeated",
              leads=[str(lead) for lead in named], erased_now=len(fresh),
-             touched_leads=[str(lead) for lead in touched_leads], merged_leads=[str(lead) for lead in merged], by=by)
-    return Erased(named, fresh, touched_leads, merged)
+             touched_leads=[str(lead) for lead in touched_leads], merged_leads=[str(lead) for lead in merged],
+             others_touches=[str(touch) for touch in others], by=by)
+    return Erased(named, fresh, touched_leads, merged, others)
 
 
 async def _forget_and_lock(store: CaptureStore, key: str | None, by_id: list[uuid.UUID],

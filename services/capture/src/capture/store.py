@@ -494,9 +494,9 @@ class CaptureStore:
         return list((await self._session.execute(_MERGED_INTO, {"ids": sorted(set(lead_ids))})).scalars())
 
     async def erase(self, lead_ids: Sequence[uuid.UUID], *, key: str | None, by_id: Sequence[uuid.UUID],
-                    touch_ids: Sequence[uuid.UUID] = (), at: datetime, by: str) -> list[uuid.UUID]:
-        """Clear what capture holds of ``lead_ids``' person and record the erasure, in the caller's transaction;
-        those of ``lead_ids`` recorded now (the others an erasure running at the same time recorded first).
+                    touch_ids: Sequence[uuid.UUID] = (), at: datetime, by: str) -> Cleared:
+        """Clear what capture holds of ``lead_ids``' person and record the erasure, in the caller's transaction
+        (``Cleared``: the leads recorded now, and the touches on them another person sent).
 
         The rows of the people named go (the person ``key`` names, the person who opened each lead of ``by_id``,
         the one named by it: keyed by the address, and their next submission must open a new lead, not touch an
@@ -515,26 +515,34 @@ class CaptureStore:
         # touch of it, dropped by every stage.
         erased_leads = (await self._session.execute(_ERASED_LEADS, {"ids": ids})).all()
         theirs = _people_erased(key, touched=False).whereclause
-        await self._session.execute(people.delete().where(theirs), {"ids": ids, "by_id": list(by_id)})
+        deleted = set((await self._session.execute(people.delete().where(theirs).returning(people.c.person_id),
+                                                   {"ids": ids, "by_id": list(by_id)})).scalars())
         await self._session.execute(people.update().where(among(people.c.open_lead_id, "ids"))
                                     .values(open_lead_id=None), {"ids": ids})
         erased_touches = (await self._session.execute(
             _ERASED_TOUCHES, {"ids": ids, "touch_ids": sorted(set(touch_ids))})).all()
+        # Read before they are cleared: a touch on an erased lead whose person is neither the lead's nor one erased
+        # (someone sales merged into it) goes with the lead all the same; the answer says so. A touch whose event
+        # names no person (sent before person_id, or cleared by an erasure before) is not told.
+        opened_by = {lead: str(person) for lead, _, person in erased_leads}
+        erased_people = {str(person) for person in deleted}
+        others = [touch for touch, event, lead in erased_touches
+                  if lead in opened_by and _touch_person(event) not in {None, opened_by[lead], *erased_people}]
         for table, key_column, rows in ((leads, leads.c.lead_id, erased_leads),
                                         (touches, touches.c.touch_id, erased_touches)):
-            for row_id, event in rows:
+            for row_id, event, *_ in rows:
                 cleared = {"event": erased_value(event), "published_at": sa.func.coalesce(table.c.published_at, at)}
                 if table is leads:
                     cleared |= {"email": "", "closed_at": sa.func.coalesce(leads.c.closed_at, at), **_erased_outcome(at)}
                 await self._session.execute(table.update().where(key_column == row_id).values(**cleared))
         if not ids:
-            return []
+            return Cleared(recorded=[], others_touches=others)
         # Two erasures of a lead at once both found it not erased yet: the second waits on the first's row locks,
         # clears again what the first cleared, and is a repeat, not a unique violation (a 500, a traceback).
         recorded = await self._session.execute(
             pg_insert(erasures).values([{"lead_id": lead_id, "erased_at": at, "erased_by": by} for lead_id in ids])
             .on_conflict_do_nothing(index_elements=[erasures.c.lead_id]).returning(erasures.c.lead_id))
-        return list(recorded.scalars())
+        return Cleared(recorded=list(recorded.scalars()), others_touches=others)
 
 
 @dataclass(frozen=True)
@@ -546,6 +554,16 @@ class Found:
     #: Their touches (touch id, lead id) on another person's lead: one sales merged a lead of theirs into, which
     #: their later submissions touched while they held it open, or one it went on into (``leads.merged_into``).
     touches: list[tuple[uuid.UUID, uuid.UUID]]
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """What ``CaptureStore.erase`` cleared."""
+
+    #: Of the leads, those recorded now (the others an erasure running at the same time recorded first).
+    recorded: list[uuid.UUID]
+    #: The touches on the leads another person sent (sales merged a lead of theirs into one): cleared with it.
+    others_touches: list[uuid.UUID]
 
 
 class Savepoint(Protocol):
@@ -608,9 +626,9 @@ _MERGED_INTO = (sa.select(_MERGED.c.lead_id)
 
 #: The rows ``CaptureStore.erase`` clears, locked in key order: the erased leads, and their touches with the
 #: person's touches on another person's lead (``:touch_ids``).
-_ERASED_LEADS = (sa.select(leads.c.lead_id, leads.c.event).where(among(leads.c.lead_id, "ids"))
+_ERASED_LEADS = (sa.select(leads.c.lead_id, leads.c.event, leads.c.person_id).where(among(leads.c.lead_id, "ids"))
                  .order_by(leads.c.lead_id).with_for_update())
-_ERASED_TOUCHES = (sa.select(touches.c.touch_id, touches.c.event)
+_ERASED_TOUCHES = (sa.select(touches.c.touch_id, touches.c.event, touches.c.lead_id)
                    .where(sa.or_(among(touches.c.lead_id, "ids"), among(touches.c.touch_id, "touch_ids")))
                    .order_by(touches.c.touch_id).with_for_update())
 
