@@ -422,9 +422,10 @@ class LeadAssigned(Event):
 
 
 class LeadHandedOver(Event):
-    """A manager handed a lead a rep held, open, to another holder (the rep left, or is away for long): a rep they
-    named, or where routing placed it as a new lead of its route (an unaccepted one to a team's queue when nobody can
-    take it now; one sales accepted only to a rep).
+    """A lead a rep held, open, handed to another holder: a manager's hand-over (the rep left, or is away for long),
+    or routing's when a re-engaged lead's holder is no longer active. It goes to a rep the manager named, or where
+    routing placed it as a new lead of its route (an unaccepted one to a team's queue when nobody can take it now;
+    one sales accepted only to a rep).
     ``stage`` is where it stands, unchanged; an unaccepted lead's acceptance deadline starts again (``due_at``), and
     the hand-off it had (``from_owner_id``'s, of ``from_team``, due ``from_due_at``) ends unanswered, neither met
     nor missed."""
@@ -440,7 +441,8 @@ class LeadHandedOver(Event):
     team: str
     stage: Literal["routed", "accepted", "contacted", "qualified"]
     at: Moment
-    by: str
+    by: str = Field(description="Who handed it over: the manager (their API key's name), or `routing` when a "
+                                "re-engaged lead's holder is no longer active.")
     reason: str
     due_at: Moment | None
     grade: Grade | None

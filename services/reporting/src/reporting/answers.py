@@ -144,8 +144,9 @@ class SlaTeam(BaseModel):
     missed: int = Field(description="Breached, answered late, or ended unanswered after the deadline (handed over, "
                                     "or the lead merged away).")
     open: int = Field(description="Neither yet: the deadline is to come, or passed with no breach recorded yet.")
-    handed_over: int = Field(description="Ended by a manager's hand-over before the deadline, unanswered: neither "
-                                          "met nor missed.")
+    handed_over: int = Field(description="Ended before the deadline, unanswered, by a manager's hand-over, or "
+                                          "routing's when a re-engaged lead's holder is no longer active: neither met "
+                                          "nor missed.")
     compliance: Rate = Field(description="`met` ÷ (`met` + `missed`), to four decimals; null where neither.")
 
 

@@ -25,7 +25,8 @@ no clock. The rules:
   rejection recorded after it began: a lead sales rejected and a touch sent
   back is handed off again, and that hand-off is judged on its own. A
   hand-off is its holder's: two holders with one deadline have one each. A
-  manager's hand-over ends the holder's hand-off unanswered: no answer after
+  manager's hand-over, or routing's when a re-engaged lead's holder is no
+  longer active, ends the holder's hand-off unanswered: no answer after
   it is theirs (it answers the new holder's), and one ended before its
   deadline is neither met nor missed, but handed over.
 - Velocity (``VELOCITY``) is a lead's first cycle: from the first time it
@@ -330,8 +331,9 @@ def _queue(out: Projection, event_id: uuid.UUID, recorded: datetime | None,
 
 
 def _handed_over(out: Projection, event_id: uuid.UUID, recorded: datetime | None, e: LeadHandedOver) -> None:
-    """A manager's hand-over: on the timeline; an unaccepted lead's holder's hand-off ends there, and its new holder
-    holds it to a new deadline. The funnel does not move (the lead keeps its stage)."""
+    """A manager's hand-over, or routing's when a re-engaged lead's holder is no longer active: on the timeline; an
+    unaccepted lead's holder's hand-off ends there, and its new holder holds it to a new deadline. The funnel does not
+    move (the lead keeps its stage)."""
     out.lead(e.lead_id).merge(LeadFacts(e.lead_id, attribution=dimensions_of(e.attribution)))
     if e.from_due_at is not None:
         out.handoff(HandoffFacts(e.lead_id, e.from_owner_id, e.from_team, e.from_due_at,

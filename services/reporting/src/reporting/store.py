@@ -113,7 +113,7 @@ handoffs = sa.Table(
     sa.Column("team", sa.Text, nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True)),  # None: only its breach was seen (or from before 0005)
     sa.Column("breached_at", sa.DateTime(timezone=True)),
-    sa.Column("handed_over_at", sa.DateTime(timezone=True)),  # ended by a manager's hand-over (0010)
+    sa.Column("handed_over_at", sa.DateTime(timezone=True)),  # ended by a hand-over, a manager's or routing's (0010)
 )
 spam = sa.Table(
     "spam",
