@@ -43,6 +43,9 @@ class Store:
         #: Whether an Idempotency-Key answering a touch stored between the keys' deletion and the lock is there,
         #: for each attempt in turn.
         self.left: list[bool] = []
+        #: Whether a quarantined submission released as a touch of a lead between their deletion and the lock is
+        #: there, for each attempt in turn.
+        self.released: list[bool] = []
         #: What the erasure asked, in turn: ("forget_answers", leads, touches), ("lock", leads), ("rollback",), ...
         self.calls: list[tuple] = []
         self.touches_erased: list[uuid.UUID] = []
@@ -63,6 +66,9 @@ class Store:
 
     async def answers_left(self, lead_ids, touch_ids=()):
         return self.left.pop(0) if self.left else False
+
+    async def released_left(self, lead_ids, touch_ids=()):
+        return self.released.pop(0) if self.released else False
 
     async def lock_erasure(self, lead_ids, *, key, by_id):
         self.calls.append(("lock", sorted(lead_ids)))
@@ -148,6 +154,16 @@ def test_an_answer_stored_between_the_keys_deletion_and_the_lock_is_forgotten_in
     it: the re-read compared the leads alone."""
     erase.uow.store.left = [True]
     done = erase("--email", "jane.doe@gmail.com")
+    assert done.exit_code == 0, done.output
+    assert [c[0] for c in erase.uow.store.calls] == ["forget_quarantined", "forget_answers", "lock", "rollback",
+                                                     "forget_quarantined", "forget_answers", "lock", "erase"]
+
+
+def test_a_submission_released_as_a_touch_between_the_deletion_and_the_lock_is_forgotten_in_a_fresh_attempt(erase):
+    """Released while the erasure deleted the leads' quarantined submissions, it was no touch of theirs yet: it
+    stayed in quarantine, contact and all, when erased by lead id."""
+    erase.uow.store.released = [True]
+    done = erase("--lead", str(LEAD))
     assert done.exit_code == 0, done.output
     assert [c[0] for c in erase.uow.store.calls] == ["forget_quarantined", "forget_answers", "lock", "rollback",
                                                      "forget_quarantined", "forget_answers", "lock", "erase"]

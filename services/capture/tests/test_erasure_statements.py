@@ -203,6 +203,17 @@ async def test_an_erasure_forgets_the_quarantined_submissions_released_as_touche
     assert params == {"ids": [lead], "touch_ids": [touch]}
 
 
+async def test_the_released_submissions_an_erasure_checks_for_once_it_holds_the_people_are_read_not_locked():
+    session = Recording()
+    lead, touch = uuid.uuid4(), uuid.uuid4()
+    assert await CaptureStore(session).released_left([lead], [touch]) is False
+    [(statement, params)] = zip(session.statements, session.parameters, strict=True)
+    sql = compiled(statement)
+    assert sql.startswith("SELECT EXISTS (SELECT * FROM capture.quarantine WHERE") and "FOR UPDATE" not in sql
+    assert "IN (SELECT capture.touches.touch_id FROM capture.touches" in sql  # as forget_quarantined finds them
+    assert params == {"ids": [lead], "touch_ids": [touch]}
+
+
 async def test_the_keys_an_erasure_checks_for_once_it_holds_the_people_are_read_not_locked():
     """Locked (a DELETE, a FOR UPDATE) with the people held, a key another transaction holds before its people
     was waited for the wrong way round."""

@@ -145,6 +145,9 @@ class Store:
     async def answers_left(self, lead_ids: Any, touch_ids: Any = ()) -> bool:
         return self._pipeline.answers_left.pop(0) if self._pipeline.answers_left else False
 
+    async def released_left(self, lead_ids: Any, touch_ids: Any = ()) -> bool:
+        return False
+
     async def lock_erasure(self, lead_ids: Any, *, key: str | None, by_id: Any) -> SimpleNamespace:
         return SimpleNamespace(rollback=_nothing)
 

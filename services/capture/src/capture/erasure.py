@@ -138,10 +138,11 @@ async def _forget_and_lock(store: CaptureStore, key: str | None, by_id: list[uui
         await store.forget_answers(leads, touch_ids)
         locks = await store.lock_erasure(leads, key=key, by_id=by_id)
         # Every people row it touches is locked now, in one statement: what was stored before the lock is found on
-        # reading again, nothing after it. Found more (a lead, a touch, a key answering one), the locks are let go
-        # and the next attempt deletes keys before it locks people again.
+        # reading again, nothing after it. Found more (a lead, a touch, a key answering one, a submission released
+        # as a touch meanwhile), the locks are let go and the next attempt deletes them before it locks people again.
         if (await store.person_found(key) if key is not None else None) == found \
-                and not await store.answers_left(leads, touch_ids):
+                and not await store.answers_left(leads, touch_ids) \
+                and not await store.released_left(leads, touch_ids):
             return found, quarantined
         await locks.rollback()
     raise StillSubmitting(f"the person's submissions kept coming while the erasure locked them ({ATTEMPTS} times); "

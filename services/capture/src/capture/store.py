@@ -468,6 +468,15 @@ class CaptureStore:
             return False
         return bool((await self._session.execute(_ANSWERS_LEFT, _answers(lead_ids, touch_ids))).scalar())
 
+    async def released_left(self, lead_ids: Sequence[uuid.UUID], touch_ids: Sequence[uuid.UUID] = ()) -> bool:
+        """Whether a quarantined submission ``forget_quarantined`` deletes by id is there: one released as a touch of
+        a lead since (its release held it, so that deletion did not see it as a touch yet). Read, not locked, as
+        ``answers_left``."""
+        if not (lead_ids or touch_ids):
+            return False
+        return bool((await self._session.execute(_RELEASED_LEFT, {
+            "ids": sorted(set(lead_ids)), "touch_ids": sorted(set(touch_ids))})).scalar())
+
     async def lock_erasure(self, lead_ids: Sequence[uuid.UUID], *, key: str | None,
                            by_id: Sequence[uuid.UUID]) -> Savepoint:
         """Lock every people row ``erase`` of these touches, in ONE statement, in LOCK ORDER (see ``people``): the
@@ -593,10 +602,11 @@ _FORGET_ANSWERS = idempotency.delete().where(_NAMED)
 #: its person held a lead open became a touch of that lead under the submission's id, so an erasure by lead id
 #: (which knows no address) finds it only by the lead's touches; ``:touch_ids``, the person's touches on another
 #: person's lead.
-_FORGET_RELEASED = quarantine.delete().where(sa.or_(
+_RELEASED = sa.or_(
     among(quarantine.c.lead_id, "ids"), among(quarantine.c.lead_id, "touch_ids"),
     quarantine.c.lead_id.in_(sa.select(touches.c.touch_id).where(among(touches.c.lead_id, "ids"))))
-).returning(quarantine.c.lead_id)
+_FORGET_RELEASED = quarantine.delete().where(_RELEASED).returning(quarantine.c.lead_id)
+_RELEASED_LEFT = sa.select(sa.exists().where(_RELEASED))
 _ANSWERS_LEFT = sa.select(sa.exists().where(_NAMED))
 
 #: Every lead a person's submissions may have touched besides their own: a touch lands on the lead they hold open,
