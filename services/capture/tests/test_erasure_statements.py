@@ -246,6 +246,8 @@ def test_a_touch_is_the_persons_by_the_person_id_its_event_names_and_a_cleared_e
     assert _touch_person(json.dumps({"person_id": person, "contact": {"email": "a@b.c"}}).encode()) == person
     assert _touch_person(json.dumps({"contact": {"email": ""}}).encode()) is None  # a version before person_id
     assert _touch_person(b"") is None and _touch_person(b"[1]") is None  # what an erasure left of no JSON object
+    # A touch an erasure cleared names its person still, but holds nothing of them: no DPO needs telling of it.
+    assert _touch_person(json.dumps({"person_id": person, "contact": {"email": ""}}).encode()) is None
 
 
 def test_the_touches_an_erasure_looks_at_are_on_the_leads_the_persons_went_into_after_merges_not_their_own():

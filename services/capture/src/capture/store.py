@@ -580,12 +580,18 @@ class Savepoint(Protocol):
 
 
 def _touch_person(event: bytes) -> str | None:
-    """The ``person_id`` a touch's stored event names (None: none, or no event an erasure left readable)."""
+    """The ``person_id`` a touch's stored event names (None: none, no event an erasure left readable, or a touch an
+    erasure cleared: its address empty, which no submission's is, so nothing of that person is left to tell)."""
     try:
         data = json.loads(event)
     except ValueError:
         return None
-    return data.get("person_id") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    contact = data.get("contact")
+    if isinstance(contact, dict) and contact.get("email") == "":
+        return None
+    return data.get("person_id")
 
 
 def _answers(lead_ids: Sequence[uuid.UUID], touch_ids: Sequence[uuid.UUID]) -> dict[str, list[Any]]:
