@@ -719,21 +719,40 @@ def test_new_rules_recycle_nurture_to_mql_and_only_count_an_mql_below_the_bar():
 def test_a_new_knockout_disqualifies_a_nurture_lead_and_is_counted_for_an_mql_by_its_rule():
     """A competitor rule added: an MQL scoring 100 was counted "below the MQL bar", and a nurture lead it now
     knocked out was counted nowhere and stayed open."""
-    from scoring.domain import RescoreSummary, knockout_of, rescore_move
+    from scoring.domain import RescoreSummary, knockouts_of, rescore_move
 
     competitor = RULES.model_copy(update={"disqualify": parse_rules({**_raw(), "disqualify": [
         {"rule": "Competitor", "field": "email_domain", "equals": "example.com"}]}).disqualify})
     top, low = (score(lead(employees=5000, seniority="vp", offer="demo"), competitor),
                 score(lead(offer="newsletter"), competitor))
-    assert top.value == 90 and knockout_of(top) == knockout_of(low) == "Competitor"
+    assert top.value == 90 and knockouts_of(top) == knockouts_of(low) == ["Competitor"]
     assert (rescore_move("mql", top), rescore_move("nurture", low)) == ("mql_knocked_out", "knocked_out")
     # One a later touch knocked out live stays open, as the live path left it: a touch never disqualifies.
     assert rescore_move("nurture", low, knocked_out_before=True) is None
     summary = RescoreSummary("v2")
-    summary.add("mql_knocked_out", top.grade, "ads", score_changed=True, knockout=knockout_of(top))
-    summary.add("knocked_out", low.grade, "ads", score_changed=True, knockout=knockout_of(low))
+    summary.add("mql_knocked_out", top.grade, "ads", score_changed=True, knockouts=knockouts_of(top))
+    summary.add("knocked_out", low.grade, "ads", score_changed=True, knockouts=knockouts_of(low))
     assert summary.knockouts == {("mql_knocked_out", "Competitor"): 1, ("knocked_out", "Competitor"): 1}
     assert summary.count("below_bar") == 0
+
+
+def test_a_lead_several_disqualify_rules_hold_for_is_explained_and_counted_under_each():
+    """A competitor using a disposable address: its step named the competitor alone, and a re-score counted it under
+    that rule alone, so a rule added after another counted none of the leads both hold for."""
+    from scoring.domain import RescoreSummary, knockouts_of
+
+    both = RULES.model_copy(update={"disqualify": parse_rules({**_raw(), "disqualify": [
+        {"rule": "Competitor", "field": "email_domain", "equals": "example.com"},
+        {"rule": "Disposable", "field": "is_disposable", "equals": True}]}).disqualify})
+    rival = lead(offer="demo")
+    rival = rival.model_copy(update={"enrichment": rival.enrichment.model_copy(update={
+        "is_disposable": rival.enrichment.is_disposable.model_copy(update={"value": True})})})
+    s = score(rival, both)
+    assert explain(s, both).startswith("Competitor, Disposable (grade")
+    summary = RescoreSummary("v2")
+    summary.add("knocked_out", s.grade, "ads", score_changed=True, knockouts=knockouts_of(s))
+    assert summary.knockouts == {("knocked_out", "Competitor"): 1, ("knocked_out", "Disposable"): 1}
+    assert summary.count("knocked_out") == 1
 
 
 def test_a_raised_nurture_bar_disqualifies_a_nurture_lead_under_it_and_counts_an_mql_under_it():

@@ -135,8 +135,8 @@ def test_the_report_names_each_move_and_the_rule_that_knocks_leads_out(capsys):
     from scoring.commands import _report
 
     summary = RescoreSummary(RULES.version)
-    summary.add("mql_knocked_out", "A", "ads", score_changed=True, knockout="Competitor [acme]")
-    summary.add("knocked_out", "D", "ads", score_changed=True, knockout="Competitor [acme]")
+    summary.add("mql_knocked_out", "A", "ads", score_changed=True, knockouts=["Competitor [acme]"])
+    summary.add("knocked_out", "D", "ads", score_changed=True, knockouts=["Competitor [acme]"])
     summary.add("below_nurture", "D", "ads", score_changed=True)
     _report(summary, True, NOW)
     out = capsys.readouterr().out.splitlines()
@@ -147,6 +147,21 @@ def test_the_report_names_each_move_and_the_rule_that_knocks_leads_out(capsys):
     assert "would leave MQLs below the MQL bar (kept: only sales sends back or closes; some may be with sales by " \
            "now): 0" in out
     assert out.count("  Competitor [acme]: 1") == 2
+    assert not any("counted under each" in line for line in out)  # one rule per lead: the lines add up
+
+
+def test_the_report_says_a_lead_several_disqualify_rules_hold_for_is_counted_under_each(capsys):
+    """Two rules hold for one lead: its move's line says 1 and each rule's 1, which reads as a miscount unless
+    said."""
+    from scoring.commands import _report
+
+    summary = RescoreSummary(RULES.version)
+    summary.add("knocked_out", "D", "ads", score_changed=True, knockouts=["Competitor", "Disposable"])
+    _report(summary, True, NOW)
+    out = capsys.readouterr().out.splitlines()
+    assert "would disqualify nurture leads a disqualify rule now holds for (closed): 1" in out
+    assert {"  Competitor: 1", "  Disposable: 1",
+            "  (a lead several of these rules hold for is counted under each)"} <= set(out)
 
 
 def test_an_unreachable_broker_is_one_line_without_the_kafka_clients_own(caplog, monkeypatch):

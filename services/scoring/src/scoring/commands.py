@@ -127,9 +127,11 @@ def _report(summary: RescoreSummary, dry_run: bool, now: datetime) -> None:
                   + (f"; {summary.skipped:,} scored before leads were kept, skipped" if summary.skipped else ""))
     for move, (would, did, label) in MOVES.items():
         console.print(f"{would if dry_run else did} {label}: {summary.count(move):,}")
-        for (knocked, rule), n in sorted(summary.knockouts.items()):
-            if knocked == move:
-                console.print(Text(f"  {rule}: {n:,}"))  # a rule's name is the rules file's text, never markup
+        by_rule = {rule: n for (knocked, rule), n in sorted(summary.knockouts.items()) if knocked == move}
+        for rule, n in by_rule.items():
+            console.print(Text(f"  {rule}: {n:,}"))  # a rule's name is the rules file's text, never markup
+        if sum(by_rule.values()) > summary.count(move):
+            console.print("  (a lead several of these rules hold for is counted under each)")
     console.print(f"left out as closed since scored (won, lost or merged away): {summary.closed:,}")
     if summary.moves:
         table = Table("move", "grade", "source", "leads")

@@ -823,17 +823,19 @@ Move = Literal["to_mql", "knocked_out", "below_nurture", "mql_knocked_out", "mql
 APPLIED: Mapping[str, str] = {"to_mql": "mql", "knocked_out": "disqualified", "below_nurture": "disqualified"}
 
 
-def knockout_of(s: Score) -> str | None:
-    """The disqualify rule ``s`` names first (None: none holds): the one a knocked-out lead is counted under, as
-    ``explain`` names it."""
-    return next((r.rule for r in s.reasons if r.category == "disqualify"), None)
+def knockouts_of(s: Score) -> list[str]:
+    """Every disqualify rule that holds for the lead ``s`` scores, in the rules file's order (none: none holds). A
+    knocked-out lead is counted, and its step explained, under each: named under the first alone, a competitor
+    with a disposable address looked like a competitor only, and a rule added after another that holds for the
+    same leads was counted for none of them."""
+    return [r.rule for r in s.reasons if r.category == "disqualify"]
 
 
 def rescore_move(before: str, s: Score, *, knocked_out_before: bool = False) -> Move | None:
     """What new rules, which score an open lead ``s``, do to it in stage ``before`` (nurture or mql).
     ``knocked_out_before``: its stored score named a disqualify rule already, which a later touch brought (a touch
     never disqualifies a person who came back): such a nurture lead stays as the live path left it."""
-    knocked_out = knockout_of(s) is not None
+    knocked_out = bool(knockouts_of(s))
     if before == "nurture":
         if knocked_out:
             return None if knocked_out_before else "knocked_out"
@@ -877,17 +879,18 @@ class RescoreSummary:
     #: Leads scoring holds as open that the lifecycle has closed since (won, lost, merged away): left out.
     closed: int = 0
     moves: dict[tuple[str, str, str], int] = dataclasses.field(default_factory=dict)
-    #: The knocked-out leads (``knocked_out``, ``mql_knocked_out``) by the disqualify rule that knocks them out.
+    #: The knocked-out leads (``knocked_out``, ``mql_knocked_out``) by each disqualify rule that knocks them out: a
+    #: lead several hold for is counted under each, so these may add up to more than the move's leads.
     knockouts: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
 
     def add(self, move: Move | None, grade: str, source: str | None, score_changed: bool,
-            knockout: str | None = None) -> None:
+            knockouts: Sequence[str] = ()) -> None:
         self.leads += 1
         self.changed_scores += score_changed
         if move is not None:
             key = (move, grade, source or "(none)")
             self.moves[key] = self.moves.get(key, 0) + 1
-        if move is not None and knockout is not None:
+        for knockout in knockouts if move is not None else ():
             self.knockouts[(move, knockout)] = self.knockouts.get((move, knockout), 0) + 1
 
     def count(self, move: Move) -> int:
@@ -897,8 +900,7 @@ class RescoreSummary:
 def explain(s: Score, rules: RuleSet) -> str:
     """One line for the lifecycle: why this lead went where it went."""
     if s.decision == "disqualified":
-        knockout = next((r.rule for r in s.reasons if r.category == "disqualify"), None)
-        why = knockout or f"score {s.value} below {rules.thresholds.nurture}"
+        why = ", ".join(knockouts_of(s)) or f"score {s.value} below {rules.thresholds.nurture}"
     elif s.decision == "mql":
         why = f"score {s.value} reached the MQL bar of {rules.thresholds.mql}"
     else:

@@ -38,7 +38,7 @@ from leadpipe_common.settings import KafkaSettings, ServiceSettings
 from leadpipe_common.uow import SqlUnitOfWork
 
 from scoring.domain import (
-    APPLIED, RescoreSummary, RuleSet, TouchFacts, explain, knockout_of, rescore_move, rules_digest, score,
+    APPLIED, RescoreSummary, RuleSet, TouchFacts, explain, knockouts_of, rescore_move, rules_digest, score,
 )
 from scoring.handlers import SOURCE
 from scoring.store import ScoringStore, outbox
@@ -152,7 +152,7 @@ def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFact
         move = rescore_move(row.decision, result, knocked_out_before=any(
             r.get("category") == "disqualify" for r in row.reasons or ()))
         summary.add(move, result.grade, lead.attribution.utm_source,
-                    result.value != row.score or result.decision != row.decision, knockout_of(result))
+                    result.value != row.score or result.decision != row.decision, knockouts_of(result))
         stage = APPLIED[move] if move in APPLIED else row.decision
         rows.append({"lead_id": row.lead_id, "score": result.value, "grade": result.grade,
                      "decision": stage, "rules_version": result.rules_version,
