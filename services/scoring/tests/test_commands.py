@@ -76,6 +76,17 @@ def test_an_at_within_a_day_of_now_is_scored_as_of_that_moment(rescore):
     assert rescore.at == [at]
 
 
+def test_a_real_run_ahead_of_now_is_refused_saying_why_and_its_dry_run_is_not(rescore):
+    """A real re-score 20 hours ahead stamped its scores then: until then they were the newest, so the comparison
+    of rules (at scoring's start, at the next re-score) read the re-score's version, not the running service's,
+    and the leads it moved stepped in the future."""
+    at = (datetime.now(UTC) + timedelta(hours=20)).replace(second=0, microsecond=0)
+    refused = rescore("--at", at.isoformat())
+    assert refused.exit_code == 2 and "--at" in refused.said and "after now" in refused.said
+    assert "Traceback" not in refused.said and rescore.at == []
+    assert rescore("--dry-run", "--at", at.isoformat()).exit_code == 0 and rescore.at == [at]
+
+
 def test_a_rules_file_that_is_not_utf8_is_refused_naming_the_setting_and_the_file(rescore, tmp_path, monkeypatch):
     """It said only "'utf-8' codec can't decode byte 0xff in position 0": neither which file nor which setting."""
     rules = tmp_path / "rules.yaml"

@@ -775,6 +775,9 @@ def test_a_rescore_may_be_as_of_any_moment_within_a_day_of_now_and_no_further():
         check_rescore_at(datetime(2025, 11, 23, 9, 0, tzinfo=UTC), now)
     with pytest.raises(ValueError, match="more than a day after now"):
         check_rescore_at(now + timedelta(days=1, minutes=1), now)
+    with pytest.raises(ValueError, match=r"10:00\+00:00 is after now .*add --dry-run"):
+        check_rescore_at(now + timedelta(hours=1), now, dry_run=False)
+    check_rescore_at(now, now, dry_run=False)
 
 
 def test_rules_changed_under_an_unchanged_version_are_told_apart_from_a_new_version():

@@ -35,7 +35,8 @@ def add_commands(cli: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="print what would change; write nothing"),
         at: str | None = typer.Option(None, help=f"score as of this moment ({MOMENT}; "
                                                  "default: now): intent decays to it, and a lead moved (to "
-                                                 "MQL, disqualified) steps at it; at most a day from now"),
+                                                 "MQL, disqualified) steps at it; at most a day from now, "
+                                                 "and never after now but for a dry run"),
         force: bool = typer.Option(False, "--force", help=f"re-score even when {topics.LIFECYCLE} no longer "
                                                           "holds its first events (leads closed before them are "
                                                           "then taken for open), or the rules file changed under "
@@ -48,13 +49,14 @@ def add_commands(cli: typer.Typer) -> None:
         it): each way it falls is counted. A lead the lifecycle has
         closed since (won, lost, merged away) is left out and counted apart. Run with --dry-run first: the real
         run then does exactly what it printed (at the same --at), but for leads closed in between. An --at more
-        than a day before or after now is refused: a past one leaves intent undecayed since and dates the steps
+        than a day before or after now is refused, and one after now but for a dry run (the real run stamps its scores
+        with it, and until then they would be the newest the comparison of rules reads): a past one leaves intent undecayed since and dates the steps
         to MQL then, perhaps before their leads were captured (a typo in the year does that). A lifecycle that
         no longer holds its first events (its retention, or a truncated log) is refused: the leads it closed
         before would be taken for open and perhaps recycled to sales. So are rules whose contents changed under the
         version the newest score was given under (the re-score's event ids derive from the version); rules of
         another version are re-scored with a note to restart scoring if it has not been."""
-        now = _moment(at)
+        now = _moment(at, dry_run=dry_run)
         settings = load_settings(ScoringSettings)
         try:
             rules = load_rules(settings.rules_file)
@@ -100,13 +102,13 @@ def add_commands(cli: typer.Typer) -> None:
         _report(summary, dry_run, now)
 
 
-def _moment(value: str | None) -> datetime:
+def _moment(value: str | None, *, dry_run: bool) -> datetime:
     now = datetime.now(UTC)
     moment = moment_option(value, "--at")
     if moment is None:
         return now
     try:
-        check_rescore_at(moment, now)
+        check_rescore_at(moment, now, dry_run=dry_run)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--at") from None
     return moment

@@ -854,16 +854,24 @@ def rescore_move(before: str, s: Score, *, knocked_out_before: bool = False) -> 
 RESCORE_AT_TOLERANCE = timedelta(days=1)
 
 
-def check_rescore_at(at: datetime, now: datetime) -> None:
+def check_rescore_at(at: datetime, now: datetime, *, dry_run: bool = True) -> None:
     """Raises ValueError, saying why, for a moment to re-score as of more than ``RESCORE_AT_TOLERANCE`` from
-    ``now``."""
-    shown = f"{at.isoformat(timespec='minutes')} is more than a day {{}} now ({now.isoformat(timespec='minutes')})"
+    ``now``, or, for a real run (not ``dry_run``), after ``now``: a dry run may look ahead, but a real one writes
+    its scores stamped with it, and until then they would be the newest (what the comparison of rules at
+    scoring's start and at the next re-score reads), and its steps dated in the future."""
+    shown = f"{at.isoformat(timespec='minutes')} is {{}} now ({now.isoformat(timespec='minutes')})"
     if at < now - RESCORE_AT_TOLERANCE:
-        raise ValueError(shown.format("before") + ": intent would decay only to then, and the leads lifted to MQL "
-                         "would step to MQL then, perhaps before they were captured; give one within a day of now")
+        raise ValueError(shown.format("more than a day before") + ": intent would decay only to then, and the "
+                         "leads lifted to MQL would step to MQL then, perhaps before they were captured; give one "
+                         "within a day of now")
     if at > now + RESCORE_AT_TOLERANCE:
-        raise ValueError(shown.format("after") + ": intent would decay by days not yet passed, and the leads "
-                         "lifted to MQL would step to MQL in the future; give one within a day of now")
+        raise ValueError(shown.format("more than a day after") + ": intent would decay by days not yet passed, "
+                         "and the leads lifted to MQL would step to MQL in the future; give one within a day of now")
+    if at > now and not dry_run:
+        raise ValueError(shown.format("after") + ": a real re-score would stamp its scores and date its steps in "
+                         "the future, and until then its scores would be the newest, which the comparison of "
+                         "rules reads instead of the running service's; run it at that moment or later with the "
+                         "same --at, or add --dry-run to see now what it would do")
 
 
 @dataclass
