@@ -123,6 +123,15 @@ def test_common_titles_read_as_the_seniority_and_department_they_name(title, sen
     ("Security Events Analyst", "individual-contributor", "it"),
     # A Controller's rank depends on the country (a US one heads accounting, a German one is an analyst).
     ("Controller", None, "finance"),
+    # An Associate Partner is below the partners, a director; one in a partner programme is its manager.
+    ("Associate Partner", "director", None), ("Senior Associate Partner", "director", None),
+    ("Associate Partner Manager", "manager", "sales"), ("Senior Partner Manager", "manager", "sales"),
+    # The managing partner in French, Spanish, Portuguese and Italian; the word for partner alone says no more
+    # than "Partner" does.
+    ("Associé gérant", "c-level", "executive"), ("Associée gérante", "c-level", "executive"),
+    ("Socio Director", "c-level", "executive"), ("Sócio-Diretor", "c-level", "executive"),
+    ("Socia Gerente", "c-level", "executive"), ("Socio Amministratore", "c-level", "executive"),
+    ("Associé", None, None), ("Socio", None, None), ("Sócio", None, None),
 ])
 def test_partners_representatives_and_the_marketing_and_business_development_trades_read_as_they_name(
         title, seniority, department):
@@ -378,6 +387,25 @@ def test_a_phrase_naming_a_rule_stands_for_each_of_its_keywords_so_a_head_added_
         "individual-contributor", "c-level"]
     assert [classify_title(t, departments) for t in ("EA to the Gesellschafter", "Gesellschafter")] == [
         None, "executive"]
+
+
+def test_a_list_in_a_list_of_phrases_is_read_as_its_phrases_so_two_rules_share_one_written_once(tmp_path):
+    """Read as text, a list named by its anchor was one phrase, "['partner manager', 'business partner']", which
+    matched no title: the phrases it held were left out nowhere."""
+    titles = tmp_path / "titles.yaml"
+    titles.write_text("seniority:\n  - {value: c-level, keywords: [senior partner], "
+                      "not_in: [chief of staff, &not_owning [partner manager, business partner]]}\n"
+                      "departments:\n  - {value: executive, keywords: [senior partner], not_in: [*not_owning]}\n")
+    seniority, departments = load_titles(titles)
+    assert [classify_title(t, rules) for t in ("Senior Partner Manager", "Senior Business Partner", "Senior Partner")
+            for rules in (seniority, departments)] == [None, None, None, None, "c-level", "executive"]
+
+
+def test_a_list_in_a_list_in_a_list_of_phrases_is_refused(tmp_path):
+    titles = tmp_path / "titles.yaml"
+    titles.write_text("seniority:\n  - {value: c-level, keywords: [ceo, [founder, [owner]]]}\ndepartments: []\n")
+    with pytest.raises(ReferenceDataError, match=r"seniority\[0\]\.keywords\[2\]: a list in a list in a list"):
+        load_titles(titles)
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -102,11 +102,16 @@ def load_companies(path: Path, setting: str = "ENRICHMENT_COMPANIES_FILE") -> di
 
 
 def _phrase_list(raw: object, where: str) -> tuple[str, ...]:
-    """``raw``'s phrases in lower case; refused unless it is a list of phrases, each with a word in it."""
+    """``raw``'s phrases in lower case; refused unless it is a list of phrases, each with a word in it. A list among
+    them is read as its phrases: one list written once with a YAML anchor (``&partners [...]``) is named in another
+    (``*partners``), so phrases two rules share are not written twice, and one added is added to both."""
     # A bare string would be read a letter at a time: "manager" -> m, a, n, ...
     if not isinstance(raw, list):
         raise ReferenceDataError(f"{where} must be a list of phrases, like [a, b]")
+    raw = [phrase for item in raw for phrase in (item if isinstance(item, list) else [item])]
     for j, phrase in enumerate(raw):
+        if isinstance(phrase, list | dict):  # read as text, "['a', 'b']" has words, and would match no title
+            raise ReferenceDataError(f"{where}[{j}]: a list in a list in a list: name a list of phrases alone")
         # "" would match wherever two separators meet ("Sales, EMEA"), and a null would be the word "none".
         if phrase is None or not _WORD.search(str(phrase)):
             raise ReferenceDataError(f"{where}[{j}] is empty: a phrase without a word matches titles by their "
