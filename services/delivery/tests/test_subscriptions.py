@@ -110,10 +110,11 @@ def test_the_consumer_decodes_every_erasure_though_no_subscription_asks_for_it()
     assert wanted_record([("ce_type", b"lead.erased")], types.SimpleNamespace(subscriptions=book))
 
 
-def test_the_consumer_decodes_a_rejection_no_subscription_asks_for_while_one_filtered_on_grade_takes_leads():
-    """A rejection lets the leads a grade filter took go: passed over unread, the B subscription that took a lead
-    would go on hearing of it after a touch recycles it as an A, another rep's. Only the rejection: the other steps
-    of the lifecycle change nothing remembered."""
+def test_the_consumer_decodes_every_rejection_though_no_subscription_asks_for_it_nor_filters_on_grade():
+    """A rejection lets the leads a grade filter took go: passed over while no subscription filtered on grade (one
+    whose filter was PATCHed away for a week, then back), the lead it took before stayed followed, and the B
+    subscription went on hearing of it after a touch recycled it as an A, another rep's. Only the rejection: the
+    other steps of the lifecycle change nothing remembered."""
     import types
 
     from delivery.service import wanted_record
@@ -127,7 +128,7 @@ def test_the_consumer_decodes_a_rejection_no_subscription_asks_for_while_one_fil
     book.load([{**row(box), "events": ["lead.routed"], "filter": {"grade": "B"}}], NOW)
     assert wanted_record(rejection(), ctx) and not wanted_record(rejection("accepted"), ctx)
     book.load([{**row(box), "events": ["lead.queued"], "filter": {"grade": "B"}}], NOW)  # takes no lead
-    assert not wanted_record(rejection(), ctx)
+    assert wanted_record(rejection(), ctx) and not wanted_record(rejection("accepted"), ctx)
 
 
 @pytest.mark.parametrize(("secrets_key", "session_secret", "named"), [

@@ -29,7 +29,9 @@ def wanted_record(headers: object, ctx: Delivery) -> bool:
     pipeline's own steps on the lifecycle (``ce_tostage`` captured, enriched, ...: four a lead, decoded only to
     be dropped when a subscription takes ``lead.stage_changed``), which is delivered for sales' dispositions
     only. An erasure is always decoded, asked for or not: what is kept of its lead is to be cleared; so is a
-    rejection while some subscription remembers the leads it took: it lets its lead go."""
+    rejection, whether a subscription filtered on grade is in force or not: it lets its lead go (``domain.lets_go``),
+    and one passed over while none was (its filter PATCHed away for a while) would leave the lead followed when one
+    is again. Rejections are few: a lead has one per hand-off at most."""
     book = ctx.subscriptions
     wanted = book.wanted_types if book.loaded and not book.unopened else DELIVERABLE_TYPES
     event_type = to_stage = None
@@ -38,7 +40,7 @@ def wanted_record(headers: object, ctx: Delivery) -> bool:
             event_type = v
         elif k == "ce_tostage":
             to_stage = v
-    if event_type == _ERASED or (event_type == _STAGE_CHANGED and to_stage == _REJECTED and book.remembering):
+    if event_type == _ERASED or (event_type == _STAGE_CHANGED and to_stage == _REJECTED):
         return True
     if event_type not in wanted:
         return False

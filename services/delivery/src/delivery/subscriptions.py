@@ -38,7 +38,7 @@ from prometheus_client import Gauge
 from leadpipe_common.consumer import NotNow
 from leadpipe_common.outbox import BackgroundLoop
 
-from delivery.domain import DELIVERABLE, Subscription, live_secrets, parse_subscription, remembers
+from delivery.domain import DELIVERABLE, Subscription, live_secrets, parse_subscription
 
 log = structlog.get_logger(__name__)
 
@@ -163,9 +163,6 @@ class SubscriptionBook(Mapping[str, Subscription]):
         #: The ``ce_type`` header values some subscription asks for: the consumer decodes only those.
         self.wanted_types = frozenset(t.encode() for sub in subscriptions.values() for t in sub.events
                                       ) & DELIVERABLE_TYPES
-        #: Some subscription remembers the leads it took (``domain.remembers``): a rejection, which lets them go, is
-        #: read whether a subscription asks for it or not.
-        self.remembering = any(remembers(sub) for sub in subscriptions.values())
 
     def source(self, subscription_id: str) -> str:
         return "file" if subscription_id in self.from_file else "api"
