@@ -256,21 +256,30 @@ async def test_what_is_queued_is_checked_for_an_erasure_by_a_statement_after_the
     assert conn.parameters[2] == {"leads": [row["lead_id"] for row in rows]}
 
 
-async def test_a_batchs_rejections_let_go_first_and_its_taken_leads_are_added_under_their_leads_lock_before_the_erasure_check():
-    """A lead rejected then recycled within one batch is taken again after it was let go; a lead taken after its
-    erasure was read (leads.routed is read apart from the lifecycle) is let go by the erasure's check, which runs
-    last, under the lock an erasure takes."""
+async def test_a_batchs_rejections_let_go_and_its_taken_leads_are_added_under_the_locks_of_both_before_the_erasure_check():
+    """A rejection let go by one process while another takes the lead: under the lead's lock, each writes after the
+    other; a rejection no subscription is sent queues nothing, and its lead is locked all the same. A lead rejected
+    then recycled within one batch is taken again after it was let go; a lead taken after its erasure was read
+    (leads.routed is read apart from the lifecycle) is let go by the erasure's check, which runs last, under the lock
+    an erasure takes."""
     lead, rejected = sorted(uuid.uuid4() for _ in range(2))
     rows = [{"subscription_id": "crm-b", "lead_id": lead, "event_id": uuid.uuid4(), "event_type": "lead.routed",
              "body": b"{}"}]
     conn = Recording()
     await DeliveryStore(conn).enqueue(rows, taken={("crm-b", lead)}, let_go={rejected})
-    let_go, lock, _insert, follow, give_up = conn.statements
-    assert "DELETE FROM delivery.followed" in let_go.text and conn.parameters[0] == {"leads": [rejected]}
-    assert "pg_advisory_xact_lock" in lock.text
+    lock, let_go, _insert, follow, give_up = conn.statements
+    assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": [lead, rejected]}
+    assert "DELETE FROM delivery.followed" in let_go.text and conn.parameters[1] == {"leads": [rejected]}
     assert "INSERT INTO delivery.followed" in follow.text and conn.parameters[3] == {"subs": ["crm-b"],
                                                                                       "leads": [lead]}
     assert "DELETE FROM delivery.followed" in give_up.text and "UPDATE delivery.deliveries" in give_up.text
+    conn = Recording()
+    await DeliveryStore(conn).enqueue([], let_go={rejected})
+    lock, let_go = conn.statements
+    assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": [rejected]}
+    conn = Recording()
+    await DeliveryStore(conn).enqueue([])
+    assert conn.statements == []
 
 
 async def test_what_a_batch_looks_up_of_the_leads_grade_filters_took_is_one_statement_and_none_for_nothing():

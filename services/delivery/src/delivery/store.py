@@ -372,21 +372,28 @@ class DeliveryStore:
         ``seq`` first and have it sent before the lower one appears. Holding a lock per lead until commit makes
         each lead's ``seq`` order its commit order.
 
+        The same lock orders what two processes do to ``followed`` for a lead: the rejected leads are locked too (a
+        rejection no subscription is sent queues nothing), so a rejection let go by one (read from leads.lifecycle)
+        and a lead taken by the other (from leads.routed) are written one after the other, each by a statement that
+        starts once the lock is held and so sees what the other committed.
+
         A lead erased already (``erase``) is given up at once: a ``lead.routed`` read from leads.routed after
         its erasure was read from the lifecycle (the two topics are read apart), or an SLA reassignment's. Checked
         under the same lock as an erasure takes, by a statement that starts once it is held: an erasure committing
         meanwhile is waited for and seen, and one that comes later finds these rows, and the leads ``taken``."""
+        queued = sorted({row["lead_id"] for row in rows})
+        if not (queued or let_go):
+            return
+        await self._conn.execute(_LOCK_LEADS, {"leads": sorted({*queued, *let_go})})
         if let_go:
             await self._conn.execute(_LET_GO, {"leads": sorted(let_go)})
-        if rows:
-            leads = sorted({row["lead_id"] for row in rows})
-            await self._conn.execute(_LOCK_LEADS, {"leads": leads})
+        if queued:
             await self._conn.execute(compiled_once(lambda: _ENQUEUE, deliveries), list(rows))
             if taken:
                 pairs = sorted(taken)
                 await self._conn.execute(_FOLLOW, {"subs": [sub for sub, _ in pairs],
                                                    "leads": [lead for _, lead in pairs]})
-            await self._conn.execute(_GIVE_UP_ERASED, {"leads": leads})
+            await self._conn.execute(_GIVE_UP_ERASED, {"leads": queued})
 
     async def following(self, pairs: Collection[tuple[str, uuid.UUID]]) -> set[tuple[str, uuid.UUID]]:
         """Which of these (subscription, lead) pairs are followed: the subscription took the lead (``enqueue``'s
