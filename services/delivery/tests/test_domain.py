@@ -282,36 +282,92 @@ def test_a_leads_first_routing_asks_for_no_lookup_for_nothing_can_have_taken_it_
     assert may_follow(following_grades("B"), told.model_copy(update={"handoff_seq": 1})) == {first.lead_id}
 
 
+#: When routing recorded the rejections below, and routed the recycles that follow them.
+REJECTED_AT, RECYCLED_AT = NOW + timedelta(hours=1), NOW + timedelta(hours=2)
+
+
+def rejected_and_recycled(grade="A"):
+    """A lead routed as a B and raised to A (``a_leads_events``), its rejection, and a recycle at ``grade``."""
+    first, told, reengaged, accepted = a_leads_events("B", "A", held="A")
+    rejected = accepted.model_copy(update={"from_stage": "accepted", "to_stage": "rejected"})
+    recycled = told.model_copy(update={"handoff_seq": 2, "held_grade": grade, "routed_at": RECYCLED_AT,
+                                       "score": told.score.model_copy(update={"grade": grade})})
+    return first, told, reengaged, accepted, rejected, recycled
+
+
 def test_a_rejection_lets_the_lead_go_and_its_recycle_is_judged_by_its_grade_as_a_new_leads_routing():
     """Read in order, a batch: the B subscription takes the lead at its routing, hears of it raised to A and of its
     rejection; the touch that recycles it scores A, a new routing that is not the B subscription's. A second lead,
-    rejected then recycled as a B, is taken again."""
-    first, told, reengaged, accepted = a_leads_events("B", "A", held="A")
-    rejected = accepted.model_copy(update={"from_stage": "accepted", "to_stage": "rejected"})
-    recycled = told.model_copy(update={"handoff_seq": 2, "held_grade": "A"})
+    rejected then recycled as a B, is taken again, at its recycle's time."""
+    first, told, reengaged, accepted, rejected, recycled = rejected_and_recycled()
     accepted_again = accepted.model_copy(update={"owner_id": "ben"})
-    other = routed().model_copy(update={"handoff_seq": 3, "held_grade": "B"})
+    other = routed().model_copy(update={"handoff_seq": 3, "held_grade": "B", "routed_at": RECYCLED_AT})
     other_rejected = rejected.model_copy(update={"lead_id": other.lead_id, "grade": "B"})
     sub = following_grades("B")
-    following = Following(known={("crm", other.lead_id)})
+    following = Following(known={("crm", other.lead_id): NOW})
     sent = []
     for event in (first, told, reengaged, accepted, other_rejected, rejected, recycled, accepted_again, other):
         sent.append(wants(sub, event, following.of(sub, event)))
-        following.read(event, [sub] if sent[-1] else [])
+        following.read(event, [sub] if sent[-1] else [], REJECTED_AT if lets_go(event) else NOW)
     assert sent == [True, True, True, True, True, True, False, False, True]
     assert lets_go(rejected) == first.lead_id and lets_go(accepted) is None and lets_go(first) is None
-    assert following.forgotten == {first.lead_id, other.lead_id}
-    assert following.taken == {("crm", other.lead_id)}  # the first's taken, then let go within the batch
+    assert following.forgotten == {first.lead_id: REJECTED_AT, other.lead_id: REJECTED_AT}
+    assert following.taken == {("crm", other.lead_id): RECYCLED_AT}  # the first's taken, then let go within the batch
+
+
+def test_a_lead_routed_read_after_the_rejection_of_its_hand_off_takes_the_lead_for_nobody_and_a_recycle_does():
+    """Delivery reads leads.routed apart from the lifecycle: after downtime, or a redrive of the lead.routed, the
+    rejection is read first. The hand-off it ended, read late, is sent to the B subscription (its filter passes it)
+    but takes nothing, or the B subscription would hear of the lead's recycle, another rep's, and all after it, for
+    good. A recycle, routed after the rejection, is a new routing: taken by the subscription it passes."""
+    first, told, _, accepted, rejected, recycled = rejected_and_recycled(grade="B")
+    sub = following_grades("B")
+    following = Following(known={}, rejected={first.lead_id: REJECTED_AT})  # noted by an earlier batch
+    following.read(first, [sub], NOW)
+    following.read(told, [sub], NOW)  # the same hand-off told again, raised to A
+    assert following.taken == {} and not wants(sub, accepted, following.of(sub, accepted))
+    following.read(recycled, [sub], NOW)
+    assert following.taken == {("crm", first.lead_id): RECYCLED_AT}
+    in_one_batch = Following(known={})
+    in_one_batch.read(rejected, [], REJECTED_AT)
+    in_one_batch.read(first, [sub], NOW)
+    assert in_one_batch.taken == {} and in_one_batch.forgotten == {first.lead_id: REJECTED_AT}
+
+
+def test_a_rejection_read_after_a_recycle_the_subscription_took_lets_go_only_what_was_taken_before_it():
+    """The recycle, routed as a B after the rejection, read before it: the B subscription took the lead anew. The
+    rejection, read late, ends the hand-off before it, not the recycle's."""
+    first, _, _, _, rejected, recycled = rejected_and_recycled(grade="B")
+    sub = following_grades("B")
+    following = Following(known={("crm", first.lead_id): NOW})
+    following.read(recycled, [sub], NOW)
+    following.read(rejected, [sub], REJECTED_AT)
+    assert following.known == following.taken == {("crm", first.lead_id): RECYCLED_AT}
+    assert following.forgotten == {first.lead_id: REJECTED_AT}
+
+
+def test_a_recycle_sent_only_for_a_lead_the_subscription_follows_does_not_outlive_the_rejection_read_after_it():
+    """The recycle, routed as an A, read before the rejection it follows: the B subscription, which had the lead, is
+    sent it (nothing yet says the lead was rejected), but its filter alone would not give it the lead: it continues
+    the old take, which the rejection, read late, ends."""
+    first, _, _, accepted, rejected, recycled = rejected_and_recycled(grade="A")
+    sub = following_grades("B")
+    following = Following(known={("crm", first.lead_id): NOW})
+    assert wants(sub, recycled, following.of(sub, recycled))
+    following.read(recycled, [sub], NOW)
+    assert following.taken == {}
+    following.read(rejected, [sub], REJECTED_AT)
+    assert following.known == {} and not wants(sub, accepted, following.of(sub, accepted))
 
 
 def test_a_lead_routed_sent_by_what_the_store_holds_is_not_taken_again():
     """The store holds it already: written again, it would cost a statement for nothing."""
     _, told, _, _ = a_leads_events("B", "A", held="A")
-    following = Following(known={("crm", told.lead_id)})
-    following.read(told, [following_grades("B")])
-    assert following.taken == set()
-    following.read(told, [subscription(events=["lead.routed"], filter={"team": "emea"})])  # remembers nothing
-    assert following.taken == set()
+    following = Following(known={("crm", told.lead_id): NOW})
+    following.read(told, [following_grades("A", "B")], NOW)
+    assert following.taken == {}
+    following.read(told, [subscription(events=["lead.routed"], filter={"team": "emea"})], NOW)  # remembers nothing
+    assert following.taken == {}
 
 
 def test_a_re_engagement_from_before_it_said_the_grade_the_lead_is_held_at_is_judged_by_the_touchs_grade_as_before():

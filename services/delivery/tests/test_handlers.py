@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,6 +14,8 @@ from delivery.handlers import Delivery, handle_deliverable, handle_lead_erased
 from delivery.subscriptions import SecretBox, SubscriptionBook, UnopenedSubscriptions, sealed_secrets
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+#: When routing recorded the rejection of raised_from_b_to_a's lead: after its first routing, before its recycle.
+REJECTED_AT = NOW + timedelta(days=1)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SUBS = parse_subscriptions({"subscriptions": [
     {"id": "crm", "url": "https://crm.example.com/h", "secrets": [SECRET], "events": ["lead.stage_changed"]},
@@ -28,19 +30,30 @@ class Queue:
         self.subscribed = subscribed  # the API subscriptions the database holds
         self.api_rows = list(api_rows)  # ...and their rows, as the book reads them
         self.erased: list[dict] = []  # each call's leads erased, with their times
-        self.followed: set[tuple[str, uuid.UUID]] = set()  # the (subscription, lead) pairs the database holds
+        self.followed: dict[tuple[str, uuid.UUID], datetime] = {}  # the (subscription, lead) pairs held, taken at
+        self.rejected: dict[uuid.UUID, datetime] = {}  # each lead's last rejection noted
         self.asked: list[set] = []  # each lookup's pairs
 
     async def api_subscriptions(self) -> list[dict]:
         return self.api_rows
 
-    async def enqueue(self, rows, *, taken=(), let_go=()) -> None:
+    async def enqueue(self, rows, *, taken={}, let_go={}) -> None:  # noqa: B006 (read only)
+        """As the store's: rejections noted (the latest kept) let go what was taken before them, and none is taken
+        at a hand-off routed before its lead's last rejection."""
         self.rows += rows
-        self.followed = {pair for pair in self.followed if pair[1] not in let_go} | set(taken)
+        self.rejected |= {lead: max(at, self.rejected.get(lead, at)) for lead, at in let_go.items()}
 
-    async def following(self, pairs) -> set:
+        def since_rejected(pair, at) -> bool:
+            return pair[1] not in self.rejected or at > self.rejected[pair[1]]
+
+        self.followed = {pair: at for pair, at in self.followed.items() if since_rejected(pair, at)}
+        self.followed |= {pair: max(at, self.followed.get(pair, at)) for pair, at in taken.items()
+                          if since_rejected(pair, at)}
+
+    async def following(self, pairs) -> tuple[dict, dict]:
         self.asked.append(set(pairs))
-        return set(pairs) & self.followed
+        return ({pair: at for pair, at in self.followed.items() if pair in pairs},
+                {lead: at for lead, at in self.rejected.items() if lead in {lead for _, lead in pairs}})
 
     async def erase(self, erased) -> None:
         self.erased.append(dict(erased))
@@ -320,7 +333,7 @@ async def test_a_subscription_filtered_on_grade_hears_of_a_lead_it_took_after_a_
     async with uow:
         await handle_deliverable(uow, [factories.envelope(topics.ROUTED, first)], ctx)
     assert sent(uow.store.rows) == [("crm-b", "lead.routed")]
-    assert uow.store.followed == {("crm-b", first.lead_id)} and uow.store.asked == []  # a first routing: nothing
+    assert uow.store.followed == {("crm-b", first.lead_id): NOW} and uow.store.asked == []  # a first routing: nothing
     uow.store.rows = []
     async with uow:
         await handle_deliverable(uow, [factories.envelope(topics.ROUTED, told)], ctx)
@@ -331,7 +344,7 @@ async def test_a_subscription_filtered_on_grade_hears_of_a_lead_it_took_after_a_
         ("crm-b", "lead.reengaged"), ("crm-a", "lead.reengaged"),
         ("crm-b", "accepted"), ("crm-a", "accepted"), ("crm-b", "won"), ("crm-a", "won")]
     assert uow.store.asked == [{("crm-b", first.lead_id)}] * 2
-    assert uow.store.followed == {("crm-b", first.lead_id), ("crm-a", first.lead_id)}
+    assert uow.store.followed == {("crm-b", first.lead_id): NOW, ("crm-a", first.lead_id): NOW}
 
 
 async def test_a_rejection_lets_the_lead_go_though_no_subscription_asks_for_it_and_its_recycle_is_judged_anew(
@@ -346,11 +359,32 @@ async def test_a_rejection_lets_the_lead_go_though_no_subscription_asks_for_it_a
                                                    clock=lambda: NOW, http=None)
     async with uow:
         await handle_deliverable(uow, [factories.envelope(topics.ROUTED, lead.first)], ctx)
-        await handle_deliverable(uow, [factories.envelope(topics.LIFECYCLE, lead.rejected)], ctx)
-        assert uow.store.followed == set()
+        await handle_deliverable(uow, [factories.envelope(topics.LIFECYCLE, lead.rejected, time=REJECTED_AT)], ctx)
+        assert uow.store.followed == {}
         await handle_deliverable(uow, [factories.envelope(topics.ROUTED, lead.recycled)], ctx)
     assert [row["subscription_id"] for row in uow.store.rows] == ["crm-b", "crm-a"]
-    assert uow.store.followed == {("crm-a", lead.first.lead_id)}
+    assert uow.store.followed == {("crm-a", lead.first.lead_id): lead.recycled.routed_at}
+
+
+async def test_a_lead_routed_read_after_the_rejection_of_its_hand_off_leaves_the_lead_to_nobody_and_its_recycle_anew(
+        raised_from_b_to_a):
+    """Delivery reads leads.routed apart from the lifecycle: after downtime, or a redrive of the lead.routed, the
+    rejection is read first, though routing recorded it after the hand-off it ends. That lead.routed, read late, is
+    sent to the B subscription (its filter passes it), and takes nothing: the recycle as an A, another rep's, and its
+    acceptance go to the A subscription alone, not to the B one for good."""
+    lead = raised_from_b_to_a
+    uow, ctx = MemoryUnitOfWork(Queue()), Delivery(SubscriptionBook(GRADED, None, allow_private=False),
+                                                   clock=lambda: NOW, http=None)
+    ben_accepts = lead.accepted.model_copy(update={"owner_id": "ben"})
+    async with uow:
+        await handle_deliverable(uow, [factories.envelope(topics.LIFECYCLE, lead.rejected, time=REJECTED_AT)], ctx)
+        # Read in one batch, in leads.routed's order: the batch's lookup says when the lead was rejected.
+        await handle_deliverable(uow, [factories.envelope(topics.ROUTED, e) for e in (lead.first, lead.recycled)], ctx)
+        await handle_deliverable(uow, [factories.envelope(topics.LIFECYCLE, ben_accepts)], ctx)
+    # The rejection, of the lead raised to A, read before the B subscription took it: the A one's by its grade.
+    assert sent(uow.store.rows) == [("crm-a", "rejected"), ("crm-b", "lead.routed"), ("crm-a", "lead.routed"),
+                                    ("crm-a", "accepted")]
+    assert uow.store.followed == {("crm-a", lead.first.lead_id): lead.recycled.routed_at}
 
 
 async def test_a_lead_is_not_remembered_for_an_api_subscription_another_process_deleted_meanwhile(raised_from_b_to_a):
@@ -363,4 +397,4 @@ async def test_a_lead_is_not_remembered_for_an_api_subscription_another_process_
     async with uow:
         await handle_deliverable(uow, [factories.envelope(topics.ROUTED, first)],
                                  Delivery(book, clock=lambda: NOW, http=None))
-    assert uow.store.followed == {("kept", first.lead_id)}
+    assert uow.store.followed == {("kept", first.lead_id): first.routed_at}

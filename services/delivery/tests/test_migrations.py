@@ -162,9 +162,34 @@ async def test_a_lead_a_subscription_was_sent_before_0010_is_not_remembered_and_
             before = (await conn.execute(sa.text("SELECT lead_id FROM delivery.deliveries"))).scalar_one()
             store = DeliveryStore(conn)
             await store.enqueue([{"subscription_id": "crm", "lead_id": after, "event_id": uuid.uuid4(),
-                                  "event_type": "lead.routed", "body": b"{}"}], taken={("crm", after)})
+                                  "event_type": "lead.routed", "body": b"{}"}], taken={("crm", after): sent})
             followed = await store.following({("crm", before), ("crm", after)})
-    assert followed == {("crm", after)}
+    assert followed.followed == {("crm", after): sent}
+
+
+async def test_a_lead_taken_under_0010_is_let_go_by_its_next_rejection_however_early_it_was_recorded(stack):
+    """0010 kept no time of a lead taken: 0011 dates it the epoch, before any rejection, so a rejection read after
+    the upgrade lets it go, as it did, though routing recorded it before the upgrade (read late); and from then on a
+    lead.routed of a hand-off routed before that rejection takes the lead for nobody."""
+    rejected_at, lead = datetime(2001, 1, 1, tzinfo=UTC), uuid.uuid4()
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("delivery", url, "0010")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(
+                "INSERT INTO delivery.followed (subscription_id, lead_id) VALUES ('crm', :lead)"), {"lead": lead})
+        migrate("delivery", url, "head")
+        async with engine.begin() as conn:
+            store = DeliveryStore(conn)
+            kept = await store.following({("crm", lead)})
+            await store.enqueue([], let_go={lead: rejected_at})
+            let_go = await store.following({("crm", lead)})
+            await store.enqueue([{"subscription_id": "crm", "lead_id": lead, "event_id": uuid.uuid4(),
+                                  "event_type": "lead.routed", "body": b"{}"}],
+                                taken={("crm", lead): rejected_at - timedelta(hours=1)})
+            late = await store.following({("crm", lead)})
+    assert kept.followed == {("crm", lead): datetime(1970, 1, 1, tzinfo=UTC)} and kept.rejected == {}
+    assert let_go.followed == {} and let_go.rejected == {lead: rejected_at}
+    assert late.followed == {}
 
 
 async def test_a_migrate_to_a_revision_older_than_the_one_in_place_is_refused_and_changes_nothing(stack):

@@ -994,23 +994,51 @@ async def test_a_delivery_queued_while_its_leads_erasure_commits_is_given_up_whi
 
 
 async def test_a_lead_a_subscription_took_is_followed_until_a_rejection_lets_it_go(db):
-    """Taken again, it stays as it was; let go, it is no subscription's; rejected and recycled within one batch (let
-    go, then taken), it is followed again."""
+    """Taken again at the same hand-off, it stays as it was; let go, it is no subscription's; rejected and recycled
+    within one batch (let go, then taken at the recycle), it is followed again."""
     sub, lead, other = f"follow-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4()
+    routed, rejected, recycled = (datetime(2026, 11, 23, 9, tzinfo=UTC) + timedelta(hours=h) for h in range(3))
     asked = {(sub, lead), (sub, other), (f"{sub}-other", lead)}
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
-        await store.enqueue([held(sub, lead), held(sub, other)], taken={(sub, lead), (sub, other)})
-        await store.enqueue([held(sub, lead)], taken={(sub, lead)})
+        await store.enqueue([held(sub, lead), held(sub, other)], taken={(sub, lead): routed, (sub, other): routed})
+        await store.enqueue([held(sub, lead)], taken={(sub, lead): routed})
         taken = await store.following(asked)
-        await store.enqueue([], let_go={lead})
+        await store.enqueue([], let_go={lead: rejected})
         let_go = await store.following(asked)
-        await store.enqueue([held(sub, lead)], taken={(sub, lead)}, let_go={lead})
+        await store.enqueue([held(sub, lead)], taken={(sub, lead): recycled}, let_go={lead: rejected})
         again = await store.following(asked)
         await conn.rollback()
-    assert taken == {(sub, lead), (sub, other)}
-    assert let_go == {(sub, other)}
-    assert again == {(sub, lead), (sub, other)}
+    assert taken == ({(sub, lead): routed, (sub, other): routed}, {})
+    assert let_go == ({(sub, other): routed}, {lead: rejected})
+    assert again == ({(sub, lead): recycled, (sub, other): routed}, {lead: rejected})
+
+
+async def test_a_rejection_and_the_lead_routed_of_the_hand_off_it_ends_read_in_either_order_leave_the_lead_to_nobody(
+        db):
+    """Delivery reads leads.routed apart from the lifecycle: the rejection may be read first (downtime, a redrive of
+    the lead.routed), and a process whose lookup saw no rejection may take the lead after another noted one. Noted,
+    the rejection keeps the lead.routed of a hand-off routed before it from taking the lead, whoever writes it; read
+    after a recycle was taken (routed after it), it lets go only what was taken before it. A later rejection noted
+    again, then an earlier one read late, keep the later."""
+    sub, lead, other = f"late-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4()
+    routed, rejected, recycled, again = (datetime(2026, 11, 23, 9, tzinfo=UTC) + timedelta(hours=h) for h in range(4))
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue([], let_go={lead: rejected})
+        await store.enqueue([held(sub, lead)], taken={(sub, lead): routed})  # read late: takes nothing
+        late = await store.following({(sub, lead)})
+        await store.enqueue([held(sub, lead)], taken={(sub, lead): recycled})
+        await store.enqueue([held(sub, other)], taken={(sub, other): recycled})  # its recycle, read first
+        await store.enqueue([], let_go={other: rejected})
+        recycles = await store.following({(sub, lead), (sub, other)})
+        await store.enqueue([], let_go={lead: again})
+        await store.enqueue([], let_go={lead: rejected})
+        kept = await store.following({(sub, lead)})
+        await conn.rollback()
+    assert late == ({}, {lead: rejected})
+    assert recycles == ({(sub, lead): recycled, (sub, other): recycled}, {lead: rejected, other: rejected})
+    assert kept == ({}, {lead: again})
 
 
 async def test_an_erased_lead_is_followed_by_no_subscription_nor_taken_by_a_lead_routed_read_after_its_erasure(db):
@@ -1019,14 +1047,14 @@ async def test_an_erased_lead_is_followed_by_no_subscription_nor_taken_by_a_lead
     sub, lead, other, now = f"erased-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
-        await store.enqueue([held(sub, lead), held(sub, other)], taken={(sub, lead), (sub, other)})
+        await store.enqueue([held(sub, lead), held(sub, other)], taken={(sub, lead): now, (sub, other): now})
         await store.erase({lead: now})
         after_erasure = await store.following({(sub, lead), (sub, other)})
-        await store.enqueue([held(sub, lead)], taken={(sub, lead)})
+        await store.enqueue([held(sub, lead)], taken={(sub, lead): now})
         late = await store.following({(sub, lead)})
         await conn.rollback()
-    assert after_erasure == {(sub, other)}
-    assert late == set()
+    assert after_erasure.followed == {(sub, other): now}
+    assert late.followed == {}
 
 
 async def test_a_deleted_or_forgotten_subscription_follows_nothing_and_a_new_one_of_its_id_starts_with_nothing(db):
@@ -1038,15 +1066,16 @@ async def test_a_deleted_or_forgotten_subscription_follows_nothing_and_a_new_one
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         assert await store.add_subscription(api_subscription(made, "https://crm.example.com/h", None))
-        await store.enqueue([held(sub, lead) for sub, _ in sorted(pairs)], taken=pairs)
-        before = await store.following(pairs)
+        await store.enqueue([held(sub, lead) for sub, _ in sorted(pairs)],
+                            taken=dict.fromkeys(pairs, datetime.now(UTC)))
+        before = set((await store.following(pairs)).followed)
         assert await store.remove_subscription(made) == 1
         assert await store.forget(filed) == Forgotten(dropped=1, was_disabled=False)
         assert await store.add_subscription(api_subscription(removed, "https://new.example.com/h", None))
-        after = await store.following(pairs)
+        after = (await store.following(pairs)).followed
         await conn.rollback()
     assert before == pairs
-    assert after == set()
+    assert after == {}
 
 
 async def test_a_grade_filter_hears_of_a_lead_it_took_raised_to_a_until_sales_reject_it_and_not_of_its_recycle(
@@ -1071,15 +1100,17 @@ async def test_a_grade_filter_hears_of_a_lead_it_took_raised_to_a_until_sales_re
     ctx = Delivery(book, clock=lambda: datetime.now(UTC), http=None)
     batches = [[(topics.ROUTED, lead.first)], [(topics.ROUTED, lead.told), (topics.LIFECYCLE, lead.accepted)],
                [(topics.LIFECYCLE, lead.rejected)], [(topics.ROUTED, lead.recycled)]]
+    rejected_at = lead.first.routed_at + timedelta(days=1)  # when routing recorded the rejection: before the recycle
     async with db.connect() as conn:  # rolled back at the end
         uow = MemoryUnitOfWork(DeliveryStore(conn))
         for batch in batches:
             async with uow:
-                await handle_deliverable(uow, [factories.envelope(topic, e) for topic, e in batch], ctx)
+                await handle_deliverable(uow, [factories.envelope(topic, e, time=rejected_at) for topic, e in batch],
+                                         ctx)
         queued = (await conn.execute(sa.text(
             "SELECT event_type FROM delivery.deliveries WHERE subscription_id = :sub ORDER BY seq"),
             {"sub": sub})).scalars().all()
         followed = await DeliveryStore(conn).following({(sub, lead.first.lead_id)})
         await conn.rollback()
     assert queued == ["lead.routed", "lead.routed", "lead.stage_changed", "lead.stage_changed"]
-    assert followed == set()
+    assert followed.followed == {}

@@ -257,24 +257,26 @@ async def test_what_is_queued_is_checked_for_an_erasure_by_a_statement_after_the
 
 
 async def test_a_batchs_rejections_let_go_and_its_taken_leads_are_added_under_the_locks_of_both_before_the_erasure_check():
-    """A rejection let go by one process while another takes the lead: under the lead's lock, each writes after the
-    other; a rejection no subscription is sent queues nothing, and its lead is locked all the same. A lead rejected
-    then recycled within one batch is taken again after it was let go; a lead taken after its erasure was read
-    (leads.routed is read apart from the lifecycle) is let go by the erasure's check, which runs last, under the lock
-    an erasure takes."""
+    """A rejection noted by one process while another takes the lead at the hand-off it ends: under the lead's lock,
+    whichever writes second sees what the first wrote, and the lead is followed by nobody; a rejection no
+    subscription is sent queues nothing, and its lead is locked all the same. A lead rejected then recycled within
+    one batch is taken again after it was let go; a lead taken after its erasure was read (leads.routed is read
+    apart from the lifecycle) is let go by the erasure's check, which runs last, under the lock an erasure takes."""
     lead, rejected = sorted(uuid.uuid4() for _ in range(2))
+    routed_at, rejected_at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC), datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     rows = [{"subscription_id": "crm-b", "lead_id": lead, "event_id": uuid.uuid4(), "event_type": "lead.routed",
              "body": b"{}"}]
     conn = Recording()
-    await DeliveryStore(conn).enqueue(rows, taken={("crm-b", lead)}, let_go={rejected})
+    await DeliveryStore(conn).enqueue(rows, taken={("crm-b", lead): routed_at}, let_go={rejected: rejected_at})
     lock, let_go, _insert, follow, give_up = conn.statements
     assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": [lead, rejected]}
-    assert "DELETE FROM delivery.followed" in let_go.text and conn.parameters[1] == {"leads": [rejected]}
-    assert "INSERT INTO delivery.followed" in follow.text and conn.parameters[3] == {"subs": ["crm-b"],
-                                                                                      "leads": [lead]}
+    assert "INSERT INTO delivery.rejected_leads" in let_go.text and "DELETE FROM delivery.followed" in let_go.text
+    assert conn.parameters[1] == {"leads": [rejected], "at": [rejected_at]}
+    assert "INSERT INTO delivery.followed" in follow.text and "FROM delivery.rejected_leads" in follow.text
+    assert conn.parameters[3] == {"subs": ["crm-b"], "leads": [lead], "at": [routed_at]}
     assert "DELETE FROM delivery.followed" in give_up.text and "UPDATE delivery.deliveries" in give_up.text
     conn = Recording()
-    await DeliveryStore(conn).enqueue([], let_go={rejected})
+    await DeliveryStore(conn).enqueue([], let_go={rejected: rejected_at})
     lock, let_go = conn.statements
     assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": [rejected]}
     conn = Recording()
@@ -283,14 +285,16 @@ async def test_a_batchs_rejections_let_go_and_its_taken_leads_are_added_under_th
 
 
 async def test_what_a_batch_looks_up_of_the_leads_grade_filters_took_is_one_statement_and_none_for_nothing():
-    """The drain path is measured per lead: a lookup per event would be a round trip per lead."""
+    """The drain path is measured per lead: a lookup per event would be a round trip per lead. The same statement
+    says when the leads asked about were last rejected."""
     pairs = {("crm-b", uuid.uuid4()) for _ in range(3)} | {("crm-c", uuid.uuid4())}
     conn = Recording()
-    assert await DeliveryStore(conn).following(set()) == set()
-    assert await DeliveryStore(conn).following(pairs) == set()
+    assert await DeliveryStore(conn).following(set()) == ({}, {})
+    assert await DeliveryStore(conn).following(pairs) == ({}, {})
     [lookup] = conn.statements
     [params] = conn.parameters
-    assert "FROM delivery.followed" in lookup.text and sorted(zip(params["subs"], params["leads"])) == sorted(pairs)
+    assert "FROM delivery.followed" in lookup.text and "FROM delivery.rejected_leads" in lookup.text
+    assert sorted(zip(params["subs"], params["leads"])) == sorted(pairs)
 
 
 async def test_a_deleted_forgotten_or_new_subscription_follows_no_lead_taken_under_its_id_before():

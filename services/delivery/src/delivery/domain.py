@@ -352,31 +352,51 @@ def lets_go(event: Event) -> uuid.UUID | None:
 @dataclass
 class Following:
     """Which leads the subscriptions that remember (``remembers``) follow while a batch is read, in its order:
-    ``known``, those the store holds among what was asked (``may_follow``), then each ``lead.routed`` sent to one
-    takes its lead and each rejection lets its lead go (``read``). What to store once the batch is read: the rows
-    of the ``forgotten`` leads go, then the ``taken`` pairs are added (a lead rejected and recycled within a batch
-    is forgotten, then taken again)."""
+    ``known``, those the store holds among what was asked (``may_follow``), each with when the hand-off that took it
+    was routed, and ``rejected``, when routing recorded the last rejection of those leads; then each ``lead.routed``
+    sent to one takes its lead and each rejection lets its lead go (``read``).
 
-    known: set[tuple[str, uuid.UUID]]
-    taken: set[tuple[str, uuid.UUID]] = field(default_factory=set)
-    forgotten: set[uuid.UUID] = field(default_factory=set)
+    Delivery reads leads.routed apart from the lifecycle, so a rejection and the ``lead.routed`` of the hand-off it
+    ends come in either order. Both are dated by routing's clock: a hand-off is routed (``routed_at``, which every
+    ``lead.routed`` of it repeats) before its rejection is recorded (the step's envelope time), and a recycle is
+    routed after it. The step's own ``at`` is not the clock to compare: sales may date it a few minutes before the
+    hand-off it answers. So a rejection lets go the leads taken at a hand-off routed no later than it was recorded,
+    not a recycle a subscription took before the rejection was read, and a ``lead.routed`` read after the rejection
+    takes its lead only if it was routed after it (a recycle), not one of the hand-off it ended, read late.
+
+    What to store once the batch is read: the ``forgotten`` leads' rejections are noted and the rows they end go,
+    then the ``taken`` pairs are added (a lead rejected and recycled within a batch is forgotten, then taken again),
+    each with its time."""
+
+    known: dict[tuple[str, uuid.UUID], datetime]
+    rejected: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    taken: dict[tuple[str, uuid.UUID], datetime] = field(default_factory=dict)
+    forgotten: dict[uuid.UUID, datetime] = field(default_factory=dict)
 
     def of(self, sub: Subscription, event: Event) -> set[uuid.UUID]:
         """The leads of ``event`` that ``sub`` follows, those that decide whether it is sent (``wants``)."""
         return {lead for lead in may_follow(sub, event) if (sub.id, lead) in self.known}
 
-    def read(self, event: Event, sent_to: Iterable[Subscription]) -> None:
-        """``event`` was sent to ``sent_to``: a lead it rejects is let go, then a ``lead.routed`` takes its lead for
-        each of them that remembers."""
+    def read(self, event: Event, sent_to: Iterable[Subscription], recorded_at: datetime) -> None:
+        """``event``, recorded by its producer at ``recorded_at`` (its envelope's time), was sent to ``sent_to``: a
+        lead it rejects is let go, then a ``lead.routed`` takes its lead for each of them that remembers and whose
+        filter it passes by itself. One sent only because the subscription follows its lead (the same hand-off told
+        again, raised above its grades) continues what it took: dated anew, a recycle read before its rejection
+        would outlive the rejection for a subscription its filter would not have given it to."""
         if (lead := lets_go(event)) is not None:
-            self.forgotten.add(lead)
-            self.known = {pair for pair in self.known if pair[1] != lead}
-            self.taken = {pair for pair in self.taken if pair[1] != lead}
+            self.rejected[lead] = self.forgotten[lead] = max(recorded_at, self.rejected.get(lead, recorded_at))
+            self.known = {pair: at for pair, at in self.known.items() if pair[1] != lead or at > recorded_at}
+            self.taken = {pair: at for pair, at in self.taken.items() if pair[1] != lead or at > recorded_at}
         if isinstance(event, LeadRouted):
+            rejected = self.rejected.get(event.lead_id)
+            if rejected is not None and event.routed_at <= rejected:
+                return  # a hand-off its rejection ended, read after it
             for sub in sent_to:
-                if remembers(sub) and (pair := (sub.id, event.lead_id)) not in self.known:
-                    self.known.add(pair)
-                    self.taken.add(pair)
+                pair = (sub.id, event.lead_id)
+                # Not written again for what the store holds already (the same hand-off told again).
+                if remembers(sub) and wants(sub, event) and (pair not in self.known
+                                                             or self.known[pair] < event.routed_at):
+                    self.known[pair] = self.taken[pair] = event.routed_at
 
 
 #: What enrichment read from a contact field, repeating it or telling it: left out with it. Each is an enrichment

@@ -5,8 +5,9 @@ kept of its lead first, then is queued as any other.
 
 Idempotent by construction (one row per subscription and event id), so the
 service needs no inbox; nothing is produced. What the grade filters took is
-written as the batch leaves it (a lead taken again stays as it was, one let go
-again is gone), so a batch read again in its order leaves it as it was.
+written as the batch leaves it (a lead taken again keeps its later time, a
+rejection noted again its later one), so a batch read again in its order leaves
+it as it was.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
     subs = list(ctx.subscriptions.values())
     # Which leads the grade filters took, in one statement for the batch, asked only where it may change an answer.
     asked = {(sub.id, lead) for env in batch for sub in subs for lead in may_follow(sub, env.data)}
-    following = Following(await uow.store.following(asked) if asked else set())
+    following = Following(*(await uow.store.following(asked) if asked else ({}, {})))
     rows = []
     for env in batch:
         # One body for every subscription sent the same contact fields (most: all of them).
@@ -63,13 +64,13 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
             rows.append({"subscription_id": sub.id, "lead_id": env.data.lead_id, "event_id": env.id,
                          "event_type": env.type, "body": bodies[sub.contact]})
             sent_to.append(sub)
-        following.read(env.data, sent_to)
+        following.read(env.data, sent_to, env.time)
     taken = following.taken
     # An API subscription may have been deleted by another process since this one last refreshed its book.
     made = {row["subscription_id"] for row in rows} - ctx.subscriptions.from_file.keys()
     if made and (gone := made - await uow.store.still_subscribed(made)):
         rows = [row for row in rows if row["subscription_id"] not in gone]
-        taken = {pair for pair in taken if pair[0] not in gone}
+        taken = {pair: at for pair, at in taken.items() if pair[0] not in gone}
     await uow.store.enqueue(rows, taken=taken, let_go=following.forgotten)
     return {env.id: [] for env in batch}
 

@@ -1,6 +1,6 @@
 """delivery's tables: the durable queue of deliveries, every attempt, which subscriptions a receiver
 switched off (``410 Gone``), the subscriptions made through the admin API (their secrets sealed), the leads
-whose person was erased, and the leads each grade filter took.
+whose person was erased, the leads each grade filter took and the last rejection of each lead.
 
 Guarantees: a delivery is enqueued once per (subscription, event) whatever
 the redeliveries of the event; only the oldest pending delivery of each
@@ -27,7 +27,8 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
@@ -120,7 +121,7 @@ subscriptions = sa.Table(
 )
 erased_leads = erased_leads_table(metadata)
 #: The leads each subscription that filters on grade took (was sent their lead.routed), which it keeps hearing of
-#: whatever grade they are raised to (``domain.Following``), until sales reject them. Ids alone: no one's contact.
+#: whatever grade they are raised to (``domain.Following``), until sales reject them. Ids and a time: no one's contact.
 #: A subscription's rows go with it (``remove_subscription``, ``forget``; a file's subscription has no row in
 #: ``subscriptions`` for a foreign key to follow), an erased lead's with its erasure (``_GIVE_UP_ERASED``).
 followed = sa.Table(
@@ -128,8 +129,22 @@ followed = sa.Table(
     metadata,
     sa.Column("subscription_id", sa.Text, primary_key=True),
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    # When the hand-off that took it was routed (its lead.routed's routed_at): a rejection recorded later lets it
+    # go, one recorded earlier (read late) leaves a recycle taken since. The epoch for a row taken before migration
+    # 0011: earlier than any rejection.
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
     # A rejection and an erasure let a lead go for every subscription.
     sa.Index("followed_lead", "lead_id"),
+)
+#: When routing recorded each lead's last rejection (its lead.stage_changed's envelope time): a lead.routed of a
+#: hand-off routed before it, read after it (leads.routed is read apart from the lifecycle, after downtime or a
+#: redrive), takes the lead for no subscription. One row a rejected lead, ids and a time: kept, as such a
+#: lead.routed may come at any time its topic keeps it.
+rejected_leads = sa.Table(
+    "rejected_leads",
+    metadata,
+    sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("rejected_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 #: The last error of a subscription's deliveries dropped when it was deleted.
@@ -182,20 +197,39 @@ WHERE d.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_i
   AND (d.status = 'pending' OR d.body IS NOT NULL OR d.last_response IS NOT NULL)
 """)
 
-#: Which of these (subscription, lead) pairs ``followed`` holds.
+#: Which of these (subscription, lead) pairs ``followed`` holds, each with when it was taken, and when these leads
+#: were last rejected (the rows with no subscription, their time in taken_at): one statement.
 _FOLLOWING = sa.text(f"""
-SELECT f.subscription_id, f.lead_id FROM {SCHEMA}.followed f
+SELECT f.subscription_id, f.lead_id, f.taken_at FROM {SCHEMA}.followed f
 JOIN unnest(CAST(:subs AS text[]), CAST(:leads AS uuid[])) AS t(subscription_id, lead_id)
   ON f.subscription_id = t.subscription_id AND f.lead_id = t.lead_id
+UNION ALL
+SELECT NULL, r.lead_id, r.rejected_at FROM {SCHEMA}.rejected_leads r WHERE r.lead_id = ANY(CAST(:leads AS uuid[]))
 """)
-#: The leads these subscriptions took; one they took already stays as it was.
+#: The leads these subscriptions took, at the hand-offs routed at these times; one taken already keeps the later
+#: time. None is taken at a hand-off routed no later than the lead's last rejection: a lead.routed read after the
+#: rejection that ended its hand-off (this process's lookup may not have seen a rejection another process noted
+#: since; this statement runs under the leads' lock, which noting it takes too, so it does).
 _FOLLOW = sa.text(f"""
-INSERT INTO {SCHEMA}.followed (subscription_id, lead_id)
-SELECT * FROM unnest(CAST(:subs AS text[]), CAST(:leads AS uuid[]))
-ON CONFLICT DO NOTHING
+INSERT INTO {SCHEMA}.followed (subscription_id, lead_id, taken_at)
+SELECT t.* FROM unnest(CAST(:subs AS text[]), CAST(:leads AS uuid[]), CAST(:at AS timestamptz[]))
+    AS t(subscription_id, lead_id, taken_at)
+WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.rejected_leads r WHERE r.lead_id = t.lead_id AND r.rejected_at >= t.taken_at)
+ON CONFLICT (subscription_id, lead_id) DO UPDATE SET taken_at = GREATEST(followed.taken_at, EXCLUDED.taken_at)
 """)
-#: These leads, which sales rejected, followed by no subscription any more.
-_LET_GO = sa.text(f"DELETE FROM {SCHEMA}.followed WHERE lead_id = ANY(CAST(:leads AS uuid[]))")
+#: These leads' rejections, recorded at these times, noted (a lead's latest kept), and the subscriptions that took
+#: them at a hand-off routed no later let them go; one taken by a recycle routed since (read before the rejection)
+#: stays.
+_LET_GO = sa.text(f"""
+WITH noted AS (
+    INSERT INTO {SCHEMA}.rejected_leads (lead_id, rejected_at)
+    SELECT * FROM unnest(CAST(:leads AS uuid[]), CAST(:at AS timestamptz[]))
+    ON CONFLICT (lead_id) DO UPDATE SET rejected_at = GREATEST(rejected_leads.rejected_at, EXCLUDED.rejected_at)
+)
+DELETE FROM {SCHEMA}.followed f
+USING unnest(CAST(:leads AS uuid[]), CAST(:at AS timestamptz[])) AS t(lead_id, rejected_at)
+WHERE f.lead_id = t.lead_id AND f.taken_at <= t.rejected_at
+""")
 
 #: Each open subscription's due deliveries, at most its free slots of them (a slow receiver's backlog must not
 #: fill the round and starve the others), a lead's only when nothing earlier of it is pending; then the due
@@ -354,28 +388,41 @@ _FRESH_WINDOW: Mapping[str, Any] = {"next_at": sa.func.statement_timestamp(),
 _DUE_ANEW = ("next_at", "attempts", "refused_in_a_row")
 
 
+#: No leads taken, none let go: ``enqueue``'s default (read-only, so one shared default is safe).
+_NOTHING: Mapping[Any, datetime] = MappingProxyType({})
+
+
+class Remembered(NamedTuple):
+    """What ``following`` found: the pairs followed, each with when it was taken, and when the leads asked about were
+    last rejected (``domain.Following``'s ``known`` and ``rejected``)."""
+
+    followed: dict[tuple[str, uuid.UUID], datetime]
+    rejected: dict[uuid.UUID, datetime]
+
+
 class DeliveryStore:
     def __init__(self, conn: AsyncSession | AsyncConnection) -> None:
         self._conn = conn
 
-    async def enqueue(self, rows: Sequence[dict[str, Any]], *, taken: Collection[tuple[str, uuid.UUID]] = (),
-                      let_go: Collection[uuid.UUID] = ()) -> None:
+    async def enqueue(self, rows: Sequence[dict[str, Any]], *,
+                      taken: Mapping[tuple[str, uuid.UUID], datetime] = _NOTHING,
+                      let_go: Mapping[uuid.UUID, datetime] = _NOTHING) -> None:
         """Queue ``rows``; a lead's rows get their ``seq`` only once no other transaction still queues for it. The
-        leads of ``let_go`` are followed by no subscription any more, then each (subscription, lead) of ``taken``
-        (among ``rows``': a lead is taken by the lead.routed sent to it) is followed (``domain.Following``).
-        Rows that give no ``created_at`` and ``next_at`` (the handler's) are queued, due at once, by Postgres's
-        clock: by a delivery process's, ahead of it, each new delivery waited out the difference before any claim
-        took it.
+        rejections of ``let_go`` (each lead's, recorded at the time given) are noted and let the leads taken before
+        them go, then each (subscription, lead) of ``taken`` (among ``rows``': a lead is taken by the lead.routed
+        sent to it, at the time its hand-off was routed) is followed (``domain.Following``). Rows that give no
+        ``created_at`` and ``next_at`` (the handler's) are queued, due at once, by Postgres's clock: by a delivery
+        process's, ahead of it, each new delivery waited out the difference before any claim took it.
 
         The claim sends a lead's lowest pending ``seq`` first, but it sees only committed rows: two processes
         (one reading leads.routed, one leads.lifecycle) queueing for one lead at once could commit the higher
         ``seq`` first and have it sent before the lower one appears. Holding a lock per lead until commit makes
         each lead's ``seq`` order its commit order.
 
-        The same lock orders what two processes do to ``followed`` for a lead: the rejected leads are locked too (a
-        rejection no subscription is sent queues nothing), so a rejection let go by one (read from leads.lifecycle)
-        and a lead taken by the other (from leads.routed) are written one after the other, each by a statement that
-        starts once the lock is held and so sees what the other committed.
+        The same lock orders what the two do to ``followed``: the rejected leads are locked too (a rejection no
+        subscription is sent queues nothing), so a rejection noted by one process and the lead.routed of the
+        hand-off it ends, taken by the other at once, are written one after the other, and whichever comes second
+        sees the first (``_FOLLOW``, ``_LET_GO``): the lead is followed by nobody, in either order.
 
         A lead erased already (``erase``) is given up at once: a ``lead.routed`` read from leads.routed after
         its erasure was read from the lifecycle (the two topics are read apart), or an SLA reassignment's. Checked
@@ -386,24 +433,33 @@ class DeliveryStore:
             return
         await self._conn.execute(_LOCK_LEADS, {"leads": sorted({*queued, *let_go})})
         if let_go:
-            await self._conn.execute(_LET_GO, {"leads": sorted(let_go)})
+            rejected = sorted(let_go)
+            await self._conn.execute(_LET_GO, {"leads": rejected, "at": [let_go[lead] for lead in rejected]})
         if queued:
             await self._conn.execute(compiled_once(lambda: _ENQUEUE, deliveries), list(rows))
             if taken:
                 pairs = sorted(taken)
                 await self._conn.execute(_FOLLOW, {"subs": [sub for sub, _ in pairs],
-                                                   "leads": [lead for _, lead in pairs]})
+                                                   "leads": [lead for _, lead in pairs],
+                                                   "at": [taken[pair] for pair in pairs]})
             await self._conn.execute(_GIVE_UP_ERASED, {"leads": queued})
 
-    async def following(self, pairs: Collection[tuple[str, uuid.UUID]]) -> set[tuple[str, uuid.UUID]]:
-        """Which of these (subscription, lead) pairs are followed: the subscription took the lead (``enqueue``'s
-        ``taken``) and nothing let it go since. One statement however many."""
+    async def following(self, pairs: Collection[tuple[str, uuid.UUID]]) -> Remembered:
+        """Which of these (subscription, lead) pairs are followed (the subscription took the lead, ``enqueue``'s
+        ``taken``, and nothing let it go since), each with when it was taken, and when their leads were last
+        rejected. One statement however many."""
         if not pairs:
-            return set()
+            return Remembered({}, {})
         ordered = sorted(pairs)
         rows = await self._conn.execute(_FOLLOWING, {"subs": [sub for sub, _ in ordered],
                                                      "leads": [lead for _, lead in ordered]})
-        return {(r.subscription_id, r.lead_id) for r in rows}
+        found = Remembered({}, {})
+        for r in rows:
+            if r.subscription_id is None:
+                found.rejected[r.lead_id] = r.taken_at
+            else:
+                found.followed[(r.subscription_id, r.lead_id)] = r.taken_at
+        return found
 
     async def erase(self, erased: Mapping[uuid.UUID, datetime]) -> None:
         """These leads' persons were erased (at the times given): noted, so that what is queued for them later is

@@ -49,13 +49,14 @@ def scored(decision: str = "mql", **kw: object) -> LeadScored:
     )
 
 
-def message(topic: str, event: Event, event_id: uuid.UUID | None = None) -> Message:
-    return encode(topic, event, event_id=event_id or uuid.uuid4(), source="tests", time=now())
+def message(topic: str, event: Event, event_id: uuid.UUID | None = None, time: datetime | None = None) -> Message:
+    return encode(topic, event, event_id=event_id or uuid.uuid4(), source="tests", time=time or now())
 
 
-def envelope(topic: str, event: Event, event_id: uuid.UUID | None = None) -> Envelope:
-    """``event`` as a handler receives it: encoded for ``topic`` and decoded again, as the runner would."""
-    m = message(topic, event, event_id)
+def envelope(topic: str, event: Event, event_id: uuid.UUID | None = None, time: datetime | None = None) -> Envelope:
+    """``event`` as a handler receives it: encoded for ``topic`` and decoded again, as the runner would; ``time``:
+    when its producer recorded it (its ``ce_time``; None: now)."""
+    m = message(topic, event, event_id, time)
     return decode(m.headers, m.key, m.value)
 
 
