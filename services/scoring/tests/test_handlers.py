@@ -37,19 +37,19 @@ class MemoryScores:
         self.touch_rows: dict[tuple[uuid.UUID, uuid.UUID], dict] = {}
 
     async def standing(self, lead_ids):
-        return {i: (self.rows[i]["decision"], self.rows[i]["lead"], self.rows[i].get("lead_at"))
-                for i in lead_ids if i in self.rows}
+        return {i: (self.rows[i]["decision"], self.rows[i]["lead"]) for i in lead_ids if i in self.rows}
 
     async def touches(self, lead_ids):
         ids = set(lead_ids)
         out = {i: [] for i in ids}
         for (lead_id, _), row in self.touch_rows.items():
             if lead_id in ids:
-                out[lead_id].append(TouchFacts(row["touch_id"], row["at"], row["facts"], row.get("message")))
+                out[lead_id].append(TouchFacts(row["touch_id"], row["at"], row["facts"]))
         return out
 
     async def save_touches(self, rows):
-        self.touch_rows.update({(row["lead_id"], row["touch_id"]): row for row in rows})
+        for row in rows:
+            self.touch_rows.setdefault((row["lead_id"], row["touch_id"]), row)
 
     async def save(self, rows):
         # The lead kept as JSON, as Postgres gives it back.
@@ -368,64 +368,3 @@ async def test_a_late_merge_of_an_erased_duplicate_keeps_it_erased_and_sends_not
                                                            attribution=duplicate.attribution))
     outcomes = await factories.one_batch(MemoryUnitOfWork(store), (handle_lead_merged, [merge], CTX))
     assert outcomes[merge.id] == [] and store.rows[duplicate.lead_id]["decision"] == "erased"
-
-
-#: Intent that tells which touch wrote the message: a message's points halve every 10 days.
-MESSAGE_HALVES = Scoring(parse_rules({**RULES, "intent": [
-    *RULES["intent"], {"rule": "Wrote a message", "field": "has_message", "equals": True, "points": 16,
-                       "half_life_days": 10}]}), clock=lambda: NOW)
-
-
-def with_contact(lead, **update):
-    return lead.model_copy(update={"contact": lead.contact.model_copy(update=update)})
-
-
-async def finals_in_each_order(events, ctx):
-    """The lead's last score after ``events`` (the capture first) handled now, in every order of the touches."""
-    import itertools
-    capture, *later = events
-    finals = {}
-    for order in itertools.permutations(later):
-        store = MemoryScores()
-        for event in (capture, *order):
-            outputs = await handled(event, timedelta(0), store, ctx)
-        (scored,) = [decoded(m) for m in outputs if m.topic == topics.SCORED]
-        finals[tuple(e.touch.touch_id for e in order)] = (
-            scored.score.value, tuple(sorted((r.rule, str(r.touch_at), r.points) for r in scored.score.reasons)))
-    return finals
-
-
-async def test_a_message_is_credited_to_the_touch_that_wrote_it_whichever_order_scoring_handles_them():
-    """The message written on the second touch (20 days ago) rides on the third's contact too (capture keeps it):
-    with the third handled first, the message was credited to it (16 points, undecayed) and not again to the
-    second: 4 points more than in order."""
-    lead = enriched_at(NOW - timedelta(days=30), offer="whitepaper")
-    wrote = with_contact(touched(lead, "whitepaper", days_later=10), message="Call me")
-    after = with_contact(touched(lead, "whitepaper", days_later=30), message="Call me")
-    finals = await finals_in_each_order((lead, wrote, after), MESSAGE_HALVES)
-    assert len(set(finals.values())) == 1, finals
-
-
-async def test_a_message_on_the_capture_redriven_after_a_later_touch_is_counted_once():
-    """The capture's message rides on the later touch's contact: the later touch handled first counted it, and
-    the capture, redriven after it, counted it again."""
-    lead = with_contact(enriched_at(NOW - timedelta(days=30), offer="whitepaper"), message="Call me")
-    later = touched(lead, "whitepaper", days_later=30)
-    finals = []
-    for order in ((lead, later), (later, lead)):
-        store = MemoryScores()
-        for event in order:
-            outputs = await handled(event, timedelta(0), store, MESSAGE_HALVES)
-        finals.append(sorted(r.rule for r in decoded(outputs[0]).score.reasons))
-    assert finals[0] == finals[1] and finals[1].count("Wrote a message") == 1
-
-
-async def test_an_old_touch_redriven_after_a_newer_one_is_scored_with_the_newer_data_of_the_person():
-    """Fit is who the person is now: the demo request redriven after today's touch carried the company as known
-    then (no head count), and the lead's score and kept copy fell back to it."""
-    lead = enriched_at(NOW - timedelta(days=30), offer="whitepaper", employees=None)
-    demo = touched(lead, "demo", days_later=10)
-    today = touched(enriched_at(NOW, offer="whitepaper"), "whitepaper").model_copy(
-        update={"lead_id": lead.lead_id, "captured_at": lead.captured_at})
-    finals = await finals_in_each_order((lead, demo, today), AT_THE_BAR)
-    assert len(set(finals.values())) == 1, finals

@@ -51,13 +51,6 @@ async def test_touches_stored_before_0005_keep_a_message_only_on_the_touch_that_
     assert all(f["offer"] == "whitepaper" for f in facts.values())
 
 
-async def _nurture_lead(conn, lead):
-    """A nurture lead's score, as any release wrote it."""
-    await conn.execute(sa.text(
-        "INSERT INTO scoring.scores (lead_id, score, grade, decision, rules_version, reasons, scored_at) "
-        "VALUES (:lead, 40, 'C', 'nurture', 'v1', '[]', :at)"), {"lead": lead, "at": DAY})
-
-
 async def test_scores_given_before_0006_keep_no_rules_digest_and_new_ones_may(stack):
     """0006 adds the digest of the rules beside each score's version; the scores before it have none, which the
     comparison of rules passes over."""
@@ -65,24 +58,9 @@ async def test_scores_given_before_0006_keep_no_rules_digest_and_new_ones_may(st
     async with fresh_database(stack.database_url) as (url, engine):
         migrate("scoring", url, "0005")
         async with engine.begin() as conn:
-            await _nurture_lead(conn, lead)
+            await conn.execute(sa.text(
+                "INSERT INTO scoring.scores (lead_id, score, grade, decision, rules_version, reasons, scored_at) "
+                "VALUES (:lead, 40, 'C', 'nurture', 'v1', '[]', :at)"), {"lead": lead, "at": DAY})
         migrate("scoring", url, "head")
         async with engine.begin() as conn:
             assert (await conn.execute(sa.text("SELECT rules_digest FROM scoring.scores"))).scalar_one() is None
-
-
-async def test_touches_and_scores_kept_before_0008_keep_no_message_digest_and_no_time_of_their_lead(stack):
-    """0008 adds the digest of a touch's message and the time of the touch a score's lead is from; rows before it
-    have neither, which scoring takes as it did before (the lead's message as last scored, its newest touch)."""
-    lead = uuid.uuid4()
-    async with fresh_database(stack.database_url) as (url, engine):
-        migrate("scoring", url, "0007")
-        async with engine.begin() as conn:
-            await _nurture_lead(conn, lead)
-            await conn.execute(sa.text(
-                "INSERT INTO scoring.touches (lead_id, touch_id, at, facts) VALUES (:lead, :touch, :at, '{}')"),
-                {"lead": lead, "touch": lead, "at": DAY})
-        migrate("scoring", url, "head")
-        async with engine.begin() as conn:
-            assert (await conn.execute(sa.text("SELECT lead_at FROM scoring.scores"))).scalar_one() is None
-            assert (await conn.execute(sa.text("SELECT message FROM scoring.touches"))).scalar_one() is None

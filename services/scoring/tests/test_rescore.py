@@ -34,7 +34,7 @@ def kept(decision: str, *, employees: int | None = None, reasons: list | None = 
                               is_disposable=Sourced(value=False, source="t"),
                               employee_count=None if employees is None else Sourced(value=employees, source="t")))
     return SimpleNamespace(lead_id=lead.lead_id, decision=decision, score=40, reasons=reasons or [],
-                           lead=lead.model_dump(mode="json"), lead_at=NOW)
+                           lead=lead.model_dump(mode="json"))
 
 
 def test_leads_closed_since_they_were_scored_are_left_out_of_the_moves_and_counted_apart():
@@ -181,11 +181,3 @@ def test_an_unreachable_broker_is_one_line_without_the_kafka_clients_own(caplog,
     assert result.exit_code == 1
     assert f"cannot read {topics.LIFECYCLE} at KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:1)" in result.output
     assert [r.getMessage() for r in caplog.records if r.name.startswith("aiokafka")] == []
-
-
-def test_a_rescore_keeps_the_time_of_the_touch_its_lead_is_from():
-    """The row a re-score writes replaces the stored one whole: without it, a touch handled late after the re-score
-    could no longer tell that the kept lead is newer than it."""
-    lead = kept("nurture", employees=5000)
-    rows, _ = rescore_page([lead], {lead.lead_id: []}, set(), RULES, NOW, RescoreSummary(RULES.version))
-    assert [(row["lead"], row["lead_at"]) for row in rows] == [(lead.lead, NOW)]

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpipe_common import outbox as outboxes
 from leadpipe_common.envelope import Message
-from scoring.store import _UNSENT, ScoringStore, outbox, scores, touches
+from scoring.store import _UNSENT, ScoringStore, outbox, scores
 
 
 def test_an_erasure_deletes_the_outbox_messages_keyed_by_the_erased_leads_in_one_statement():
@@ -31,18 +31,4 @@ async def test_an_erasure_marks_a_lead_scoring_never_held_and_deletes_its_unsent
         await session.rollback()
     assert str(erased) not in kept and str(other) in kept
     assert (mark.decision, mark.lead, mark.rules_version) == ("erased", None, "")
-    assert standing == {erased: ("erased", None, None)}
-
-
-async def test_an_erasure_clears_the_digests_of_the_messages_of_its_leads_touches_alone(db):
-    erased, other = uuid.uuid4(), uuid.uuid4()
-    now = datetime.now(UTC)
-    async with AsyncSession(db) as session, session.begin():
-        store = ScoringStore(session)
-        await store.save_touches([{"lead_id": lead, "touch_id": lead, "at": now, "facts": {"has_message": True},
-                                   "message": "d1g3st"} for lead in (erased, other)])
-        await store.erase({erased: now})
-        digests = dict((await session.execute(sa.select(touches.c.lead_id, touches.c.message).where(
-            touches.c.lead_id.in_((erased, other))))).tuples().all())
-        await session.rollback()
-    assert digests == {erased: None, other: "d1g3st"}
+    assert standing == {erased: ("erased", None)}

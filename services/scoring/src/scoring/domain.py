@@ -650,55 +650,19 @@ class TouchFacts:
     touch_id: uuid.UUID
     at: datetime
     facts: Mapping[str, Any]
-    #: ``message_digest`` of the person's message as known after the touch ("": none), to judge whether the touch
-    #: after it in time wrote one; None: kept before scoring kept it.
-    message: str | None = None
 
 
-def message_digest(message: str | None) -> str:
-    """What scoring keeps of a message to tell it from another: a digest, never the text ("": no message)."""
-    return hashlib.sha256(message.encode()).hexdigest() if message else ""
-
-
-def _in_time(t: TouchFacts) -> tuple[datetime, str]:
-    """A touch's place among its lead's: by time, then id (the order ``score`` counts them in)."""
-    return t.at, str(t.touch_id)
-
-
-def touch_of(lead: LeadEnriched, known: Sequence[TouchFacts] = (), message_before: str | None = None) -> TouchFacts:
+def touch_of(lead: LeadEnriched, message_before: str | None = None) -> TouchFacts:
     """The touch this enriched lead carries: its capture (the lead's id and first touch) or a later touch.
 
     A later touch's contact is what is known of the person after it, an earlier message included when this
-    submission had none: the touch wrote a message only when its contact's differs from the one known after the
-    touch before it in time, among the lead's ``known`` touches, or every later touch would score the first
-    message again. In time, not as scoring handles them: a touch redriven after newer ones would otherwise take
-    the message of one before it, or the touch handled first take its own predecessor's. A touch before it kept
-    without its message (before scoring kept them) is judged by ``message_before``, the lead's as last scored."""
+    submission had none: the touch wrote a message only when its contact's differs from ``message_before``
+    (the lead's as last scored), or every later touch would score the first message again."""
     message = lead.contact.message
-    digest = message_digest(message)
     if lead.touch is None:
-        return TouchFacts(lead.lead_id, lead.captured_at, _touch_facts(lead.attribution, message), digest)
-    here = (lead.touch.at, str(lead.touch.touch_id))
-    before = max((t for t in known if _in_time(t) < here), key=_in_time, default=None)
-    if before is not None and before.message is None:
-        wrote = message != message_before
-    else:
-        wrote = digest != (before.message if before is not None else "")
-    return TouchFacts(lead.touch.touch_id, lead.touch.at,
-                      _touch_facts(lead.touch.attribution, message if wrote else None), digest)
-
-
-def judged_after(touch: TouchFacts, known: Sequence[TouchFacts]) -> TouchFacts | None:
-    """The touch right after ``touch`` in time among ``known``, whether it wrote a message judged again now that
-    ``touch`` is known before it (``touch_of``): a touch handled late comes between two handled before it. None:
-    no touch is after it, one kept without its message, or the judgement stands."""
-    after = min((t for t in known if _in_time(t) > _in_time(touch)), key=_in_time, default=None)
-    if after is None or after.message is None or touch.message is None:
-        return None
-    wrote = after.message not in ("", touch.message)
-    if after.facts.get("has_message") == wrote:
-        return None
-    return dataclasses.replace(after, facts={**after.facts, "has_message": wrote})
+        return TouchFacts(lead.lead_id, lead.captured_at, _touch_facts(lead.attribution, message))
+    written = message if message != message_before else None
+    return TouchFacts(lead.touch.touch_id, lead.touch.at, _touch_facts(lead.touch.attribution, written))
 
 
 def _touch_facts(a: Attribution, message: str | None) -> dict[str, Any]:

@@ -30,9 +30,7 @@ from leadpipe_common.events import LeadEnriched, LeadMerged, LeadScored, LeadSta
 from leadpipe_common.logging import each
 from leadpipe_common.uow import UnitOfWork
 
-from scoring.domain import (
-    RuleSet, TouchFacts, explain, judged_after, rules_digest, score, stage_after, touch_of,
-)
+from scoring.domain import RuleSet, TouchFacts, explain, rules_digest, score, stage_after, touch_of
 from scoring.store import ScoringStore
 
 SOURCE = "leadpipe/scoring"
@@ -74,7 +72,7 @@ async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Enve
     survivors = {env.data.lead_id: env.data.survivor_id for env in merges}
     stored = await uow.store.standing(survivors.keys() | survivors.values())  # locked, in id order
     # A late merge of an erased duplicate: its mark stays (``erased``, not ``merged``), its touches where they are.
-    for env in dropped(merges, {i for i, (decision, *_) in stored.items() if decision == "erased"}):
+    for env in dropped(merges, {i for i, (decision, _) in stored.items() if decision == "erased"}):
         survivors.pop(env.data.lead_id, None)
         merges.remove(env)
     holders = await uow.store.merge(survivors)
@@ -84,14 +82,13 @@ async def handle_lead_merged(uow: UnitOfWork[ScoringStore], batch: Sequence[Enve
     rows = []
     for env in each(merges):
         survivor_id = holders[env.data.lead_id]
-        decision, kept, kept_at = stored.get(survivor_id, (None, None, None))
+        decision, kept = stored.get(survivor_id, (None, None))
         if kept is None or decision in CLOSED:
             continue  # scoring never kept this lead (scored before leads were kept), or it is closed
         lead = LeadEnriched.model_validate(kept)
         outcomes[env.id], row = _scored(env, lead, decision, touches[survivor_id], ctx, now,
-                                        _as_of(env.data.at, now, touches[survivor_id]), "recycled by a merge",
-                                        kept_at)
-        stored[survivor_id] = (row["decision"], kept, kept_at)
+                                        _as_of(env.data.at, now, touches[survivor_id]), "recycled by a merge")
+        stored[survivor_id] = (row["decision"], kept)
         rows.append(row)
     await uow.store.save(rows)
     return outcomes
@@ -102,54 +99,37 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
     now = ctx.clock()
     standing = await uow.store.standing(env.data.lead_id for env in batch)  # locked, in id order
     # An erased lead's event (a redrive, a late touch) carries the person again: nothing of it is kept or sent.
-    gone = dropped(batch, {i for i, (decision, *_) in standing.items() if decision == "erased"})
+    gone = dropped(batch, {i for i, (decision, _) in standing.items() if decision == "erased"})
     batch = [env for env in batch if env.data.lead_id not in {g.data.lead_id for g in gone}]
     leads = [env.data for env in batch]
-    decisions = {lead_id: decision for lead_id, (decision, _, _) in standing.items()}
-    # The lead as scored from its newest touch, and that touch's time: who the person is now.
-    people = {lead_id: (None if kept is None else LeadEnriched.model_validate(kept), at)
-              for lead_id, (_, kept, at) in standing.items()}
+    decisions = {lead_id: decision for lead_id, (decision, _) in standing.items()}
+    # The message each lead's contact held as last scored: a touch's own is only one that differs from it.
+    messages = {lead_id: ((kept or {}).get("contact") or {}).get("message")
+                for lead_id, (_, kept) in standing.items()}
     touches = await uow.store.touches(lead.lead_id for lead in leads)
     outcomes: dict[uuid.UUID, Outcome] = {env.id: [] for env in gone}
-    touch_rows, score_rows = {}, []
+    touch_rows, score_rows = [], []
     for env in each(batch):
         lead = env.data
         assert isinstance(lead, LeadEnriched)
+        touch = touch_of(lead, messages.get(lead.lead_id))
+        messages[lead.lead_id] = lead.contact.message
         known = touches[lead.lead_id]
-        person, person_at = people.get(lead.lead_id, (None, None))
-        touch = touch_of(lead, known, person.contact.message if person is not None else None)
-        for t in (touch, judged_after(touch, known)):
-            if t is not None:
-                known[:] = [*(k for k in known if k.touch_id != t.touch_id), t]
-                touch_rows[(lead.lead_id, t.touch_id)] = {"lead_id": lead.lead_id, "touch_id": t.touch_id,
-                                                          "at": t.at, "facts": dict(t.facts), "message": t.message}
-        person, person_at = _newest(lead, touch, person, person_at, known)
-        people[lead.lead_id] = (person, person_at)
+        if all(t.touch_id != touch.touch_id for t in known):
+            known.append(touch)
+        touch_rows.append({"lead_id": lead.lead_id, "touch_id": touch.touch_id, "at": touch.at,
+                           "facts": dict(touch.facts)})
         before = decisions.get(lead.lead_id)
         if before in CLOSED:
             outcomes[env.id] = []  # closed: the touch is kept, the lead does not move
             continue
-        outcomes[env.id], row = _scored(env, person.model_copy(update={"touch": lead.touch}), before, known, ctx,
-                                        now, _as_of(touch.at, now, known), "recycled by a new touch", person_at)
+        outcomes[env.id], row = _scored(env, lead, before, known, ctx, now, _as_of(touch.at, now, known),
+                                        "recycled by a new touch")
         decisions[lead.lead_id] = row["decision"]
         score_rows.append(row)
-    await uow.store.save_touches(list(touch_rows.values()))
+    await uow.store.save_touches(touch_rows)
     await uow.store.save(score_rows)
     return outcomes
-
-
-def _newest(lead: LeadEnriched, touch: TouchFacts, person: LeadEnriched | None, person_at: datetime | None,
-            known: Sequence[TouchFacts]) -> tuple[LeadEnriched, datetime]:
-    """Who the person is now, and as of when: ``lead`` (what this touch brought) unless the lead as scored before
-    (``person``, as of ``person_at``) is from a later touch. A touch redriven after newer ones carries the person
-    as they were then: scored from it, fit (a job title, a head count) and the kept lead fall back to the past,
-    and the score would depend on the order scoring handled the touches in. A lead kept without its time (before
-    scoring kept it) is taken as of the newest other touch known."""
-    if person is not None and person_at is None:
-        person_at = max((t.at for t in known if t.touch_id != touch.touch_id), default=None)
-    if person is None or person_at is None or touch.at >= person_at:
-        return lead.model_copy(update={"touch": None}), touch.at
-    return person, person_at
 
 
 def _as_of(event_at: datetime, now: datetime, touches: Sequence[TouchFacts]) -> datetime:
@@ -162,10 +142,9 @@ def _as_of(event_at: datetime, now: datetime, touches: Sequence[TouchFacts]) -> 
 
 
 def _scored(env: Envelope, lead: LeadEnriched, before: str | None, touches: list[TouchFacts], ctx: Scoring,
-            now: datetime, as_of: datetime, recycled_by: str,
-            lead_at: datetime | None) -> tuple[Outcome, dict[str, Any]]:
+            now: datetime, as_of: datetime, recycled_by: str) -> tuple[Outcome, dict[str, Any]]:
     """``lead`` scored over ``touches``, intent decayed to ``as_of``: its ``lead.scored`` (and lifecycle step, when
-    it moves) and its score row, stamped ``now``, keeping the lead as of ``lead_at`` (the touch it is from)."""
+    it moves) and its score row, stamped ``now``."""
     result = score(lead, ctx.rules, touches, as_of)
     stage = stage_after(before, result.decision)
     scored = LeadScored.model_construct(**dict(lead), score=result, scored_at=now)  # validated parts
@@ -182,6 +161,6 @@ def _scored(env: Envelope, lead: LeadEnriched, before: str | None, touches: list
         # Models: the store writes them as JSON in one pass. The lead is kept without the touch it came with
         # ("touch": null, which reads back as no touch): a re-score of it (a merge) carries no touch.
         "rules_version": result.rules_version, "rules_digest": ctx.digest, "reasons": result.reasons, "scored_at": now,
-        "lead": lead.model_copy(update={"touch": None}), "lead_at": lead_at,
+        "lead": lead.model_copy(update={"touch": None}),
     }
     return outcome, row

@@ -157,7 +157,7 @@ def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFact
         rows.append({"lead_id": row.lead_id, "score": result.value, "grade": result.grade,
                      "decision": stage, "rules_version": result.rules_version,
                      "rules_digest": digest, "reasons": result.reasons, "scored_at": now,
-                     "lead": row.lead, "lead_at": row.lead_at})
+                     "lead": row.lead})
         if stage != row.decision:
             messages += _moved(lead, row.decision, stage, result, rules, now)
     return rows, messages

@@ -45,9 +45,6 @@ scores = sa.Table(
     #: The lead it was merged into (decision ``merged``; NULL for leads merged before it was kept). A save
     #: replaces both (rows leave it out); none comes for a merged lead, which is closed.
     sa.Column("merged_into", UUID(as_uuid=True)),
-    #: When the touch ``lead`` is from happened (its capture's time for a first touch): a touch before it, handled
-    #: late, scores the lead as it is now, not as that touch had it. NULL for leads kept before it was.
-    sa.Column("lead_at", sa.DateTime(timezone=True)),
     sa.Index("scores_decision", "decision"),
 )
 #: What ``rescore`` publishes (a recycled lead's events), for the running service's relay to send.
@@ -59,18 +56,13 @@ touches = sa.Table(
     sa.Column("touch_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("facts", JSONB, nullable=False),
-    #: ``domain.message_digest`` of the person's message as known after the touch ("": none), never the text: what
-    #: tells whether the touch after it in time wrote one. NULL for touches kept before it was, and once erased.
-    sa.Column("message", sa.Text),
 )
 
-_STANDING = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.lead, scores.c.lead_at).where(among(scores.c.lead_id, "ids"))
+_STANDING = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.lead).where(among(scores.c.lead_id, "ids"))
              .order_by(scores.c.lead_id).with_for_update())
 #: The outbox's unsent messages of the given leads (keyed by the lead's id, as text): a re-score's ``lead.scored``
 #: holds the whole lead, and the relay, apart from the consumer, could send it after the lead's erasure.
 _UNSENT = unsent_of_leads(outbox, topics.SCORED)
-#: A digest of a person's message is theirs too: an erasure clears it from their lead's touches.
-_FORGET_MESSAGES = touches.update().where(among(touches.c.lead_id, "ids")).values(message=None)
 _TOUCHES = sa.select(touches).where(among(touches.c.lead_id, "ids"))
 #: Where a lead was merged into, its row locked (a merge of it being applied elsewhere is waited for).
 _MERGED_INTO = (sa.select(scores.c.merged_into).where(scores.c.lead_id == sa.bindparam("lead"))
@@ -81,16 +73,16 @@ class ScoringStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def standing(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, Any, datetime | None]]:
-        """Each known lead's decision, the lead as last scored (JSON; None for leads scored before it was
-        kept) and the time of the touch it is from (None: kept before that was), its row locked until the transaction ends, in id order: a merge (on the duplicate's partition)
+    async def standing(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, Any]]:
+        """Each known lead's decision and the lead as last scored (JSON; None for leads scored before it was
+        kept), its row locked until the transaction ends, in id order: a merge (on the duplicate's partition)
         and a touch of the survivor (on its own) handled by two processes at once take turns, so the second
         scores over what the first wrote."""
         ids = sorted(set(lead_ids))
         if not ids:
             return {}
         rows = await self._session.execute(_STANDING, {"ids": ids})
-        return {r.lead_id: (r.decision, r.lead, r.lead_at) for r in rows}
+        return {r.lead_id: (r.decision, r.lead) for r in rows}
 
     async def touches(self, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[TouchFacts]]:
         ids = sorted(set(lead_ids))
@@ -98,21 +90,17 @@ class ScoringStore:
         if ids:
             rows = await self._session.execute(_TOUCHES, {"ids": ids})
             for r in rows:
-                out[r.lead_id].append(TouchFacts(r.touch_id, r.at, r.facts, r.message))
+                out[r.lead_id].append(TouchFacts(r.touch_id, r.at, r.facts))
         return out
 
     async def save_touches(self, rows: Sequence[dict[str, Any]]) -> None:
-        """New touches, and known ones judged again (a touch handled late changes whether the one after it wrote
-        a message): one row per touch, the stored one replaced."""
         if rows:
-            await insert_rows(self._session, touches, rows, conflict=(
-                "ON CONFLICT (lead_id, touch_id) DO UPDATE SET facts = excluded.facts, message = excluded.message"))
+            await insert_rows(self._session, touches, rows, conflict="ON CONFLICT DO NOTHING")
 
     async def open_leads(self, after: uuid.UUID | None, limit: int) -> list[Any]:
         """Leads in nurture or MQL (disqualified ones are closed), by id after ``after``, one page; locked, so
         a touch handled meanwhile waits for the re-score of its lead."""
-        query = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.score, scores.c.reasons, scores.c.lead,
-                           scores.c.lead_at)
+        query = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.score, scores.c.reasons, scores.c.lead)
                  .where(scores.c.decision.in_(("mql", "nurture")))
                  .order_by(scores.c.lead_id).limit(limit).with_for_update())
         if after is not None:
@@ -168,7 +156,6 @@ class ScoringStore:
                   "reasons": [], "scored_at": erased[lead_id]} for lead_id in ids if lead_id not in held]
         if marks:
             await insert_rows(self._session, scores, marks, conflict="ON CONFLICT DO NOTHING")
-        await self._session.execute(_FORGET_MESSAGES, {"ids": ids})
         await self._session.execute(_UNSENT, {"keys": [str(lead_id) for lead_id in ids]})
 
     async def save(self, rows: Sequence[dict[str, Any]]) -> None:
