@@ -404,7 +404,22 @@ def test_a_list_in_a_list_of_phrases_is_read_as_its_phrases_so_two_rules_share_o
 def test_a_list_in_a_list_in_a_list_of_phrases_is_refused(tmp_path):
     titles = tmp_path / "titles.yaml"
     titles.write_text("seniority:\n  - {value: c-level, keywords: [ceo, [founder, [owner]]]}\ndepartments: []\n")
-    with pytest.raises(ReferenceDataError, match=r"seniority\[0\]\.keywords\[2\]: a list in a list in a list"):
+    with pytest.raises(ReferenceDataError, match=r"seniority\[0\]\.keywords\[1\]\[1\]: a list in a list in a list"):
+        load_titles(titles)
+
+
+@pytest.mark.parametrize(("keywords", "message"), [
+    # Named by where they are written, not where they fall among the phrases a shared list brings in.
+    ("[&heads [ceo, cfo, coo], *heads, [founder, '']]", r"keywords\[2\]\[1\] is empty"),
+    # An anchor of nothing would load a rule that matches no title.
+    ("[&none []]", r"keywords\[0\] is an empty list"),
+    # A typo'd colon makes a mapping that reads as text with words in it, and matches nothing.
+    ("[ceo, head: of sales]", r"keywords\[1\]: a mapping, not a phrase"),
+])
+def test_a_list_of_phrases_written_wrong_is_refused_where_it_is_written(tmp_path, keywords, message):
+    titles = tmp_path / "titles.yaml"
+    titles.write_text(f"seniority:\n  - {{value: c-level, keywords: {keywords}}}\ndepartments: []\n")
+    with pytest.raises(ReferenceDataError, match=message):
         load_titles(titles)
 
 

@@ -108,15 +108,23 @@ def _phrase_list(raw: object, where: str) -> tuple[str, ...]:
     # A bare string would be read a letter at a time: "manager" -> m, a, n, ...
     if not isinstance(raw, list):
         raise ReferenceDataError(f"{where} must be a list of phrases, like [a, b]")
-    raw = [phrase for item in raw for phrase in (item if isinstance(item, list) else [item])]
-    for j, phrase in enumerate(raw):
-        if isinstance(phrase, list | dict):  # read as text, "['a', 'b']" has words, and would match no title
-            raise ReferenceDataError(f"{where}[{j}]: a list in a list in a list: name a list of phrases alone")
-        # "" would match wherever two separators meet ("Sales, EMEA"), and a null would be the word "none".
-        if phrase is None or not _WORD.search(str(phrase)):
-            raise ReferenceDataError(f"{where}[{j}] is empty: a phrase without a word matches titles by their "
-                                     "punctuation")
-    return tuple(str(k).lower() for k in raw)
+    phrases: list[str] = []
+    for i, item in enumerate(raw):
+        if isinstance(item, list) and not item:
+            # An anchor of nothing (&x []) named as a rule's keywords would make a rule that matches no title.
+            raise ReferenceDataError(f"{where}[{i}] is an empty list: name a list of phrases")
+        for k, phrase in (enumerate(item) if isinstance(item, list) else [(None, item)]):
+            at = f"{where}[{i}]" if k is None else f"{where}[{i}][{k}]"
+            if isinstance(phrase, dict):  # read as text, it has words, and would match no title
+                raise ReferenceDataError(f"{at}: a mapping, not a phrase (a ': ' inside [...]? quote the phrase)")
+            if isinstance(phrase, list):
+                raise ReferenceDataError(f"{at}: a list in a list in a list: name a list of phrases alone")
+            # "" would match wherever two separators meet ("Sales, EMEA"), and a null would be the word "none".
+            if phrase is None or not _WORD.search(str(phrase)):
+                raise ReferenceDataError(f"{at} is empty: a phrase without a word matches titles by their "
+                                         "punctuation")
+            phrases.append(str(phrase).lower())
+    return tuple(phrases)
 
 
 _TITLES_KEYS = ("abbreviations", "reports_to", "works_for", "seniority", "departments")
