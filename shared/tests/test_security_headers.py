@@ -1,12 +1,13 @@
-"""The shared edge's headers: an answer for a key or a dashboard session is kept by no cache."""
+"""The shared edge's headers: an answer for a key or a dashboard session is kept by no cache; a page only the
+origins its route names may frame."""
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from leadpipe_common.auth import SESSION_COOKIE
-from leadpipe_common.http import SecurityHeaders
+from leadpipe_common.http import SecurityHeaders, frame_by
 
 
 def app() -> FastAPI:
@@ -62,3 +63,41 @@ async def test_the_api_docs_page_runs_only_swagger_ui_files_pinned_by_hash_and_f
     assert "url: '/capture/openapi.json'" in page and '"validatorUrl": null' in page  # no badge from swagger.io
     policy = dict(part.strip().split(" ", 1) for part in answer.headers["content-security-policy"].split(";"))
     assert policy["img-src"] == "'self' data:"
+
+
+def framed_page(origins: list[str]) -> FastAPI:
+    page = FastAPI()
+    page.add_middleware(SecurityHeaders)
+
+    @page.get("/thanks")
+    async def thanks(request: Request) -> HTMLResponse:
+        frame_by(request.scope, origins)
+        return HTMLResponse("<p>Thank you</p>")
+
+    return page
+
+
+async def policy_of(page: FastAPI) -> tuple[dict[str, str], str | None]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=page), base_url="http://capture") as client:
+        answer = await client.get("/thanks")
+    policy = dict(part.strip().split(" ", 1) for part in answer.headers["content-security-policy"].split(";"))
+    return policy, answer.headers.get("x-frame-options")
+
+
+async def test_a_page_its_route_lets_origins_frame_names_exactly_them_and_no_x_frame_options_which_cannot():
+    policy, frame_options = await policy_of(framed_page(["https://www.example.com", "http://localhost:8080"]))
+    assert policy["frame-ancestors"] == "http://localhost:8080 https://www.example.com"
+    assert frame_options is None
+    assert policy["default-src"] == "'none'" and policy["base-uri"] == "'none'" and "script-src" not in policy
+
+
+async def test_a_page_its_route_names_no_framing_origin_for_stays_unframeable():
+    policy, frame_options = await policy_of(framed_page([]))
+    assert (policy["frame-ancestors"], frame_options) == ("'none'", "DENY")
+
+
+@pytest.mark.parametrize("origin", ["*", "https://*.example.com", "https:", "'self'", "https://www.example.com/",
+                                    "https://www.example.com; script-src *", "https://a.example.com https://b.example"])
+def test_framing_is_refused_for_anything_a_policy_would_read_as_more_than_one_plain_origin(origin):
+    with pytest.raises(ValueError, match="not origins a page may be framed by"):
+        frame_by({}, ["https://www.example.com", origin])

@@ -23,7 +23,11 @@ Guarantees:
 - ``SecurityHeaders``: every response says ``X-Content-Type-Options:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
-  framing (``frame-ancestors 'none'``) and sends no referrer. Every answer to
+  framing (``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``) and
+  sends no referrer. A route may let the pages of named origins frame its
+  page (``frame_by``): then ``frame-ancestors`` lists exactly those (each
+  plain ``scheme://host[:port]``, never a wildcard) and no
+  ``X-Frame-Options`` is sent, as it cannot name an origin. Every answer to
   a request that carries a key or a dashboard session says
   ``Cache-Control: no-store``: what a key or a session may read is kept by
   no cache, the browser's included (Back after signing out on a shared
@@ -43,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -55,6 +59,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from leadpipe_common.db import error_text
+from leadpipe_common.origins import PLAIN_ORIGIN
 from leadpipe_common.problems import NUL_REASON, FieldProblem, field_problems, nul_path, sendable
 
 log = structlog.get_logger(__name__)
@@ -337,8 +342,12 @@ def _nul_in_body(media: bytes, body: bytes) -> str | None:
     return None
 
 
-_PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
-                "frame-ancestors 'none'; base-uri 'none'")
+def _page_policy(ancestors: str) -> bytes:
+    return (f"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+            f"frame-ancestors {ancestors}; base-uri 'none'").encode()
+
+
+_PAGE_POLICY = _page_policy("'none'")
 # The Swagger UI page loads its script and style from jsDelivr (pinned, by hash: service.swagger_ui).
 _DOCS_POLICY = ("default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
                 "style-src 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data:; "
@@ -377,6 +386,21 @@ class ResponseHook:
         """Called once the app is done with the request, answered or not."""
 
 
+#: Where ``frame_by`` leaves, in the request's scope, the page policy naming the origins that may frame its page.
+_FRAMED_BY = "leadpipe.framed_by"
+
+
+def frame_by(scope: dict[str, Any], origins: Iterable[str]) -> None:
+    """Let pages of ``origins`` show this request's HTML answer in a frame (none given: it stays unframeable);
+    raises ValueError for anything but a plain origin, which the policy would read as more (``*``, another
+    directive)."""
+    if not (origins := sorted(origins)):
+        return
+    if wrong := [origin for origin in origins if not PLAIN_ORIGIN.fullmatch(origin)]:
+        raise ValueError(f"not origins a page may be framed by: {wrong}")
+    scope[_FRAMED_BY] = _page_policy(" ".join(origins))
+
+
 class SecurityHeaders(ResponseHook):
     """The headers above, added as a response starts."""
 
@@ -389,8 +413,14 @@ class SecurityHeaders(ResponseHook):
         content_type = next((v for k, v in headers if k == b"content-type"), b"")
         if content_type.startswith(b"text/html"):
             docs = scope.get("path", "") in ("/docs", "/redoc")
-            headers += [(b"content-security-policy", (_DOCS_POLICY if docs else _PAGE_POLICY).encode()),
-                        (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+            framed = None if docs else scope.get(_FRAMED_BY)
+            headers += [(b"content-security-policy", _DOCS_POLICY.encode() if docs else framed or _PAGE_POLICY),
+                        (b"referrer-policy", b"no-referrer")]
+            if framed is None:
+                # Only where no origin may frame the page: X-Frame-Options cannot name one. Current browsers obey
+                # frame-ancestors over it; an old one that knows only X-Frame-Options, told DENY, would show the
+                # page in no frame at all.
+                headers.append((b"x-frame-options", b"DENY"))
         message["headers"] = headers
 
 

@@ -13,7 +13,14 @@ the settings do.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
+
+#: An origin written out plainly, ``http(s)://host[:port]`` in lower-case letters, digits, dots and hyphens: what a
+#: forms file may name, and all a page's ``frame-ancestors`` takes (nothing a policy would read as a wildcard, another
+#: source or another directive). ASCII digits only: ``\d`` also takes other scripts' (a port ٤٤٣), which no browser
+#: writes and ``web_origin`` refuses.
+PLAIN_ORIGIN = re.compile(r"(https?)://[a-z0-9.-]+(?::([0-9]{1,5}))?")
 
 #: The ports a browser leaves out of an ``Origin`` (the scheme's default).
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -25,7 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from leadpipe_common.domain_names import ascii_domain, domain_alone, is_domain, unicode_domain
 from leadpipe_common.events import Attribution, Contact, LeadCaptured
-from leadpipe_common.origins import web_origin
+from leadpipe_common.origins import PLAIN_ORIGIN, web_origin
 from leadpipe_common.page_urls import PAGE_FIELDS, holds_address, without_visitor
 from leadpipe_common.problems import FieldProblem, field_problems
 
@@ -377,10 +377,6 @@ def _shown(value: Any, limit: int = 100) -> str:
     return text if text.isprintable() else repr(text)
 
 
-#: ASCII digits only: ``\d`` also takes other scripts' (a port ٤٤٣), which no browser writes and ``web_origin`` refuses.
-_ORIGIN = re.compile(r"(https?)://[a-z0-9.-]+(?::([0-9]{1,5}))?")
-
-
 def parse_origins(values: Any, where: str) -> frozenset[str]:
     """Web origins as browsers send them (``https://www.example.com``, no path), as ``web_origin`` writes them;
     raises ValueError naming ``where``."""
@@ -388,10 +384,10 @@ def parse_origins(values: Any, where: str) -> frozenset[str]:
         values = [v for v in (part.strip() for part in values.split(",")) if v]
     if not isinstance(values, list | tuple):
         raise ValueError(f"{where}: expected a list of origins")
-    origins = _each_like(values, _ORIGIN, where, "an origin like https://www.example.com (scheme, host and port "
-                                                 "only; no path, no wildcard)")
+    origins = _each_like(values, PLAIN_ORIGIN, where, "an origin like https://www.example.com (scheme, host and "
+                                                      "port only; no path, no wildcard)")
     for origin in origins:
-        port = _ORIGIN.fullmatch(origin).group(2)  # type: ignore[union-attr]  # matched by _each_like
+        port = PLAIN_ORIGIN.fullmatch(origin).group(2)  # type: ignore[union-attr]  # matched by _each_like
         # Checked here, not left to web_origin: the refusal names ``where`` and the port as the operator meant it.
         if port is not None and not 0 < int(port) < 65536:
             raise ValueError(f"{where}: {origin!r} names port {int(port)}; a port is 1 to 65535")
