@@ -1673,6 +1673,76 @@ async def test_a_form_post_over_the_rate_limit_asks_the_person_to_wait_as_long_a
     assert "check the form" not in reply.text and CORRECT_IT not in reply.text
 
 
+# -- capture's pages in a frame on a form's own origins --------------------------------------------------------
+
+EMBEDDERS = ["https://www.example.com", "https://builder.example.net:8443"]
+FRAMED_FORMS = {"forms": {"embedded": {"name": "Embedded", "allowed_origins": EMBEDDERS},
+                          "embedded-thanks": {"thank_you_url": "https://www.example.com/thanks",
+                                              "allowed_origins": EMBEDDERS},
+                          "plain": {"name": "Plain"}}}
+
+
+@contextlib.asynccontextmanager
+async def framing_forms(pipeline: Pipeline, tmp_path: Path, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    path = tmp_path / "forms.yaml"
+    path.write_text(yaml.safe_dump(FRAMED_FORMS))
+    async with serving(pipeline, CaptureSettings(DATABASE_URL=NOWHERE, LEADPIPE_BOOTSTRAP_KEY=ADMIN, forms_file=path,
+                                                 **settings), accept="text/html") as capture:
+        yield capture
+
+
+def framing(reply: httpx.Response) -> tuple[str, str | None]:
+    """Who may frame the page: its policy's ``frame-ancestors``, and its ``X-Frame-Options``."""
+    assert reply.headers["content-type"].startswith("text/html"), (reply.status_code, reply.text)
+    policy = dict(part.strip().split(" ", 1) for part in reply.headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'none'" and "script-src" not in policy  # framed, it is as locked down
+    return policy["frame-ancestors"], reply.headers.get("x-frame-options")
+
+
+FORMS_OWN_PAGES = {
+    "thanks": ("post", "/v1/forms/embedded", {"data": {"email": "jo@example.com"}}, 200),
+    "thanks-to-htmx-naming-hx-redirect": ("post", "/v1/forms/embedded-thanks",
+                                          {"data": {"email": "jo@example.com"}, "headers": {"hx-request": "true"}},
+                                          200),
+    "refused-field": ("post", "/v1/forms/embedded", {"data": {"email": "not an address"}}, 422),
+    "refused-body-over-the-limit": ("post", "/v1/forms/embedded", {"data": {"email": "jo@example.com",
+                                                                            "message": "x" * 70_000}}, 413),
+    "a-get-of-the-form": ("get", "/v1/forms/embedded", {}, 405),
+}
+
+
+@pytest.mark.parametrize(("method", "path", "send", "status"), FORMS_OWN_PAGES.values(), ids=FORMS_OWN_PAGES.keys())
+async def test_a_page_for_a_form_with_allowed_origins_may_be_framed_by_exactly_them_and_by_no_other(
+        pipeline, tmp_path, method, path, send, status):
+    """A landing page builder or a CMS widget embeds the form in an iframe: with X-Frame-Options: DENY, the thanks
+    or the refusal its post is answered with showed as a browser's error in the frame, unless the form posted with
+    target="_top". X-Frame-Options cannot name an origin, so it is left off."""
+    async with framing_forms(pipeline, tmp_path) as capture:
+        reply = await capture.request(method, path, **send)
+    assert reply.status_code == status
+    assert framing(reply) == ("https://builder.example.net:8443 https://www.example.com", None)
+
+
+NO_FORMS_PAGES = {
+    "a-form-without-allowed-origins": ("post", "/v1/forms/plain", {"data": {"email": "jo@example.com"}}, 200),
+    "a-form-without-allowed-origins-refused": ("post", "/v1/forms/plain", {"data": {"email": "not an address"}}, 422),
+    "a-form-not-listed": ("post", "/v1/forms/not-listed", {"data": {"email": "jo@example.com"}}, 200),
+    "a-token-of-a-form-not-listed": ("get", "/v1/forms/not-listed/token", {}, 404),
+    "a-path-no-route-takes": ("post", "/v1/forms/embedded/nowhere", {"data": {"email": "jo@example.com"}}, 404),
+}
+
+
+@pytest.mark.parametrize(("method", "path", "send", "status"), NO_FORMS_PAGES.values(), ids=NO_FORMS_PAGES.keys())
+async def test_a_page_for_no_form_with_allowed_origins_may_be_framed_by_no_one_even_with_cors_origins_set(
+        pipeline, tmp_path, method, path, send, status):
+    """CAPTURE_CORS_ORIGINS lets pages post every form (an unlisted one too) and the JSON API from a script; which
+    sites may show a form's pages is the form's own choice, made in its allowed_origins."""
+    async with framing_forms(pipeline, tmp_path, cors_origins="https://www.example.com") as capture:
+        reply = await capture.request(method, path, **send)
+    assert reply.status_code == status
+    assert framing(reply) == ("'none'", "DENY")
+
+
 # -- a body that takes too long to arrive ---------------------------------------------------------------------
 
 SLOW = 0.2  # the body deadline of these tests, in seconds

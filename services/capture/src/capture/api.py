@@ -38,7 +38,7 @@ from leadpipe_common.auth import Principal, TooManyWrongKeys, has_key, identify,
 from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection, sqlstate
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadQuarantined
-from leadpipe_common.http import FieldProblem, Problem, ProblemBody, problem_responses, routed_path
+from leadpipe_common.http import FieldProblem, Problem, ProblemBody, frame_by, problem_responses, routed_path
 from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
 from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, request_address
@@ -672,6 +672,7 @@ async def post_form(form_id: FormId, request: Request) -> Response:
     if _wants_json(request):
         return JSONResponse(admitted.answer, status_code=202, headers=_replayed(admitted))
     form = rt.context.forms.get(form_id)
+    _framed_by_its_origins(request, form)
     if form and form.thank_you_url:
         if _from_htmx(request):
             # htmx follows a redirect inside its own request, and one to a thank-you page on another site fails
@@ -1081,8 +1082,20 @@ async def problem_response(request: Request, exc: Problem) -> Response:
     """The shared error model, as a page for a person whose browser posted a form."""
     REJECTED.labels(str(exc.status)).inc()
     if routed_path(request.scope).startswith("/v1/forms/") and not _wants_json(request):
+        # The route's form id: none when no route matched the path (a 404 naming no form's page).
+        _framed_by_its_origins(request, runtime_of(request).context.forms.get(request.path_params.get("form_id", "")))
         return HTMLResponse(_error_page(exc), status_code=exc.status, headers=exc.headers)
     return exc.response()
+
+
+def _framed_by_its_origins(request: Request, form: Form | None) -> None:
+    """Let the pages of a listed form's ``allowed_origins`` show capture's page for it (its thanks, a refusal) in a
+    frame: a landing page builder or a CMS widget embeds the form in an iframe, where the answer to its post shows.
+    Those origins may already post the form from a script; the page has nothing to click that changes anything, so
+    framing it gives a clickjacker nothing to make a visitor do. Any other page (a form not listed, a path naming
+    no form) stays unframeable."""
+    if form is not None:
+        frame_by(request.scope, form.allowed_origins)
 
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">

@@ -6,7 +6,9 @@ or the form's own ``allowed_origins``: a preflight from such an origin gets
 ``204`` with the methods and headers a form needs; from any other origin it
 gets ``403`` and no CORS headers, so the browser blocks the post. Credentials
 are never allowed (no cookie or HTTP auth crosses origins). Plain HTML form
-posts need no CORS and keep working whatever this says.
+posts need no CORS and keep working whatever this says. A form's own
+``allowed_origins`` (not ``CAPTURE_CORS_ORIGINS``) may also frame its pages
+(``api._framed_by_its_origins``).
 """
 
 from __future__ import annotations

@@ -239,7 +239,8 @@ class Form:
     name: str
     thank_you_url: str | None = None
     offer: str | None = None
-    #: Web origins whose pages may post this form with ``fetch()`` (beyond ``CAPTURE_CORS_ORIGINS``).
+    #: Web origins whose pages may post this form with ``fetch()`` (beyond ``CAPTURE_CORS_ORIGINS``), and frame its
+    #: pages (``api._framed_by_its_origins``).
     allowed_origins: frozenset[str] = frozenset()
     #: A field hidden from people (CSS) that bots fill in: filled means a bot.
     honeypot: str = "_gotcha"
