@@ -275,6 +275,16 @@ def test_a_re_engagement_from_before_v4_reads_as_one_that_does_not_say_whether_i
     assert isinstance(told, LeadReengaged) and (told.held_grade, told.holder_away_until) == ("A", None)
 
 
+def test_a_lifecycle_step_from_before_v2_reads_as_one_that_does_not_number_the_hand_off_it_ended():
+    """A v1 rejection, as routing wrote it before its rejected step said the hand-off it ended: it still reads, with
+    no number, which a consumer then does not compare with a lead.routed's."""
+    v1 = {"lead_id": str(uuid.uuid4()), "from_stage": "accepted", "to_stage": "rejected", "at": NOW.isoformat(),
+          "by": "ana", "reason": "rejected by Ana: not-a-fit", "reason_code": "not-a-fit",
+          "attribution": {"form_id": "f1"}}
+    step = parse_event("lead.stage_changed", 1, json.dumps(v1).encode())
+    assert isinstance(step, LeadStageChanged) and step.to_stage == "rejected" and step.handoff_seq is None
+
+
 def test_a_lead_enriched_with_a_seniority_and_department_outside_the_contracts_still_decodes():
     """Enriched by an older release from a titles file of its own ("partner", "legal"): the values are the
     contract's since, checked where they are written (enrichment's titles, scoring's rules), not on decoding, which

@@ -965,6 +965,24 @@ async def test_a_lead_a_rep_rejected_from_the_queue_is_recycled_to_someone_else(
     assert data(routed).assignment.owner_id == "ben"
 
 
+async def test_a_rejection_says_the_number_of_the_hand_off_it_ended_and_the_recycle_is_numbered_after_it(uow, ctx):
+    """Delivery reads leads.routed apart from the lifecycle and orders a rejection against a lead.routed by these
+    numbers: the times each carries are set by whichever routing process recorded it, whose clocks may differ. A
+    rep rejecting from the team's queue takes the lead first (a hand-off of its own): the number is that one's."""
+    lead = factories.scored("mql", country="DE")
+    routed, _ = await route(uow, ctx, lead)
+    rejected, back = await say(uow, ctx, lead.lead_id, outcome="rejected", rep_id=data(routed).assignment.owner_id,
+                               reason_code="not-a-fit")
+    assert (data(rejected).to_stage, data(rejected).handoff_seq) == ("rejected", data(routed).handoff_seq)
+    assert data(back).handoff_seq is None  # the step after it ends nothing
+    _, recycled, _ = await route(uow, ctx, touch_of(lead))
+    assert data(recycled).handoff_seq == data(rejected).handoff_seq + 1
+    queued = factories.scored("mql", country="DE")
+    await route(uow, Routing(Reference(LATE_SHIFT, "v-late"), clock=Clock()), queued)  # nobody on shift: queued
+    from_queue, _ = await say(uow, ctx, queued.lead_id, outcome="rejected", rep_id="ana", reason_code="not-a-fit")
+    assert data(from_queue).handoff_seq == 2
+
+
 async def test_a_recycle_names_the_reason_code_of_the_rejection_it_came_after(uow, ctx):
     """Whoever reads the lifecycle from the recycle on (the what-if) can tell what it came after."""
     lead = factories.scored("mql", country="DE")

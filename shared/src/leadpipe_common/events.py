@@ -291,7 +291,7 @@ class LeadStageChanged(Event):
     """One transition in the funnel; the whole funnel can be rebuilt from these."""
 
     type: ClassVar[str] = "lead.stage_changed"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     from_stage: Stage | None
     to_stage: Stage
     at: Moment
@@ -308,6 +308,11 @@ class LeadStageChanged(Event):
     reason_code: str | None = None
     amount: Decimal | None = None
     currency: str | None = None
+    #: On a ``rejected`` step: the number of the hand-off the rejection ended (lead.routed's ``handoff_seq``), so a
+    #: consumer reading leads.routed apart from the lifecycle tells that hand-off's lead.routed (numbered no higher)
+    #: from a recycle's (higher) by routing's count, not by times that different routing processes' clocks set.
+    #: None: another step, or not said (before v2).
+    handoff_seq: int | None = Field(default=None, ge=1)
 
     def extensions(self) -> dict[str, str]:
         # Most followers of the lifecycle want a few stages; a header spares
@@ -585,6 +590,8 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("lead.routed", 5): dict, ("lead.reengaged", 2): dict,
     # lead.reengaged v4 added holder_away_until (optional): a v3 record does not say whether its holder was away.
     ("lead.reengaged", 3): dict,
+    # lead.stage_changed v2 added handoff_seq (optional): a v1 rejection does not say which hand-off it ended.
+    ("lead.stage_changed", 1): dict,
     # lead.merged v2 added who held each of the two leads (optional): a v1 merge does not say. Its ``by`` is no
     # stand-in: a rep of the team says a merge of a lead in its queue, and before that rule any name could.
     ("lead.merged", 1): dict,

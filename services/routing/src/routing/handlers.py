@@ -148,6 +148,9 @@ def step_event(lead: LeadRouted, h: Handoff, step: Step, at: datetime, by: str) 
         lead_id=lead.lead_id, from_stage=step.from_stage, to_stage=step.to_stage, at=at,  # type: ignore[arg-type]
         by=by, reason=step.reason, attribution=lead.attribution, owner_id=h.owner_id, team=h.team,
         grade=h.grade, reason_code=step.reason_code, amount=step.amount, currency=step.currency,
+        # The hand-off a rejection ends: a consumer orders it against lead.routed by this number, not by the clocks
+        # of the routing processes that recorded each (they may be minutes apart).
+        handoff_seq=h.seq if step.to_stage == "rejected" else None,
     )
 
 
