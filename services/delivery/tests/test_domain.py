@@ -8,8 +8,8 @@ import pytest
 from leadpipe_common.testing import factories
 from delivery.app import load_subscriptions
 from delivery.domain import (
-    CONTACT_FIELDS, LONGEST_KEEP_DAYS, Following, Verdict, after_attempt, lets_go, may_follow, parse_subscriptions,
-    purge_after, remembers, retry_after_s, switched_off, target_problem, wants, withheld,
+    CONTACT_FIELDS, LONGEST_KEEP_DAYS, Following, Mark, Verdict, after_attempt, lets_go, may_follow,
+    parse_subscriptions, purge_after, remembers, retry_after_s, switched_off, target_problem, wants, withheld,
 )
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -304,15 +304,16 @@ def test_a_rejection_lets_the_lead_go_and_its_recycle_is_judged_by_its_grade_as_
     other = routed().model_copy(update={"handoff_seq": 3, "held_grade": "B", "routed_at": RECYCLED_AT})
     other_rejected = rejected.model_copy(update={"lead_id": other.lead_id, "grade": "B"})
     sub = following_grades("B")
-    following = Following(known={("crm", other.lead_id): NOW})
+    following = Following(known={("crm", other.lead_id): Mark(NOW)})
     sent = []
     for event in (first, told, reengaged, accepted, other_rejected, rejected, recycled, accepted_again, other):
         sent.append(wants(sub, event, following.of(sub, event)))
         following.read(event, [sub] if sent[-1] else [], REJECTED_AT if lets_go(event) else NOW)
     assert sent == [True, True, True, True, True, True, False, False, True]
     assert lets_go(rejected) == first.lead_id and lets_go(accepted) is None and lets_go(first) is None
-    assert following.forgotten == {first.lead_id: REJECTED_AT, other.lead_id: REJECTED_AT}
-    assert following.taken == {("crm", other.lead_id): RECYCLED_AT}  # the first's taken, then let go within the batch
+    assert following.forgotten == {first.lead_id: Mark(REJECTED_AT), other.lead_id: Mark(REJECTED_AT)}
+    # The first's taken, then let go within the batch.
+    assert following.taken == {("crm", other.lead_id): Mark(RECYCLED_AT, 3)}
 
 
 def test_a_lead_routed_read_after_the_rejection_of_its_hand_off_takes_the_lead_for_nobody_and_a_recycle_does():
@@ -322,16 +323,16 @@ def test_a_lead_routed_read_after_the_rejection_of_its_hand_off_takes_the_lead_f
     good. A recycle, routed after the rejection, is a new routing: taken by the subscription it passes."""
     first, told, _, accepted, rejected, recycled = rejected_and_recycled(grade="B")
     sub = following_grades("B")
-    following = Following(known={}, rejected={first.lead_id: REJECTED_AT})  # noted by an earlier batch
+    following = Following(known={}, rejected={first.lead_id: Mark(REJECTED_AT)})  # noted by an earlier batch
     following.read(first, [sub], NOW)
     following.read(told, [sub], NOW)  # the same hand-off told again, raised to A
     assert following.taken == {} and not wants(sub, accepted, following.of(sub, accepted))
     following.read(recycled, [sub], NOW)
-    assert following.taken == {("crm", first.lead_id): RECYCLED_AT}
+    assert following.taken == {("crm", first.lead_id): Mark(RECYCLED_AT, 2)}
     in_one_batch = Following(known={})
     in_one_batch.read(rejected, [], REJECTED_AT)
     in_one_batch.read(first, [sub], NOW)
-    assert in_one_batch.taken == {} and in_one_batch.forgotten == {first.lead_id: REJECTED_AT}
+    assert in_one_batch.taken == {} and in_one_batch.forgotten == {first.lead_id: Mark(REJECTED_AT)}
 
 
 def test_a_rejection_read_after_a_recycle_the_subscription_took_lets_go_only_what_was_taken_before_it():
@@ -339,11 +340,11 @@ def test_a_rejection_read_after_a_recycle_the_subscription_took_lets_go_only_wha
     rejection, read late, ends the hand-off before it, not the recycle's."""
     first, _, _, _, rejected, recycled = rejected_and_recycled(grade="B")
     sub = following_grades("B")
-    following = Following(known={("crm", first.lead_id): NOW})
+    following = Following(known={("crm", first.lead_id): Mark(NOW)})
     following.read(recycled, [sub], NOW)
     following.read(rejected, [sub], REJECTED_AT)
-    assert following.known == following.taken == {("crm", first.lead_id): RECYCLED_AT}
-    assert following.forgotten == {first.lead_id: REJECTED_AT}
+    assert following.known == following.taken == {("crm", first.lead_id): Mark(RECYCLED_AT, 2)}
+    assert following.forgotten == {first.lead_id: Mark(REJECTED_AT)}
 
 
 def test_a_recycle_sent_only_for_a_lead_the_subscription_follows_does_not_outlive_the_rejection_read_after_it():
@@ -352,7 +353,7 @@ def test_a_recycle_sent_only_for_a_lead_the_subscription_follows_does_not_outliv
     the old take, which the rejection, read late, ends."""
     first, _, _, accepted, rejected, recycled = rejected_and_recycled(grade="A")
     sub = following_grades("B")
-    following = Following(known={("crm", first.lead_id): NOW})
+    following = Following(known={("crm", first.lead_id): Mark(NOW)})
     assert wants(sub, recycled, following.of(sub, recycled))
     following.read(recycled, [sub], NOW)
     assert following.taken == {}
@@ -360,10 +361,45 @@ def test_a_recycle_sent_only_for_a_lead_the_subscription_follows_does_not_outliv
     assert following.known == {} and not wants(sub, accepted, following.of(sub, accepted))
 
 
+def skewed(seconds):
+    """A time ``seconds`` after NOW, as a routing process whose clock is off by as much may read it."""
+    return NOW + timedelta(seconds=seconds)
+
+
+def test_a_lead_routed_and_a_rejection_are_ordered_by_the_hand_off_number_whatever_the_routing_processes_clocks():
+    """Routing runs several processes, whose clocks it allows minutes apart: the hand-off (the lead reassigned) routed
+    by one 2 s ahead, the CRM's automatic rejection a second later recorded by another. Read late, after the
+    rejection, that hand-off's lead.routed looks newer by the times: it must take nothing, or the B subscription
+    follows the lead for good. The recycle, routed by the process behind, looks older than the rejection by the
+    times, and is taken: its number is the higher."""
+    first, _, _, _, rejected, recycled = rejected_and_recycled(grade="B")
+    reassigned = first.model_copy(update={"handoff_seq": 2, "routed_at": skewed(2)})
+    rejection = rejected.model_copy(update={"handoff_seq": 2})
+    recycle = recycled.model_copy(update={"handoff_seq": 3, "routed_at": skewed(0.5)})
+    sub = following_grades("B")
+    following = Following(known={})
+    following.read(rejection, [sub], skewed(1))
+    following.read(reassigned, [sub], skewed(2))
+    assert following.taken == {} and following.forgotten == {first.lead_id: Mark(skewed(1), 2)}
+    following.read(recycle, [sub], skewed(0.5))
+    assert following.taken == {("crm", first.lead_id): Mark(skewed(0.5), 3)}
+
+
+def test_a_rejection_read_late_lets_go_what_was_taken_at_the_hand_off_it_ended_by_its_number_and_the_rest_by_time():
+    """Read after the subscriptions took the lead again: the take at the hand-off it ended (routed by a process
+    ahead, dated after it) goes, a recycle's (routed by a process behind, dated before it) stays; a take whose
+    lead.routed said no number (routed before v5) is judged by the times, as before."""
+    first, _, _, _, rejected, _ = rejected_and_recycled(grade="B")
+    ended, recycle, unnumbered = ("ended", first.lead_id), ("recycle", first.lead_id), ("old", first.lead_id)
+    following = Following(known={ended: Mark(skewed(20), 2), recycle: Mark(skewed(5), 3), unnumbered: Mark(NOW)})
+    following.read(rejected.model_copy(update={"handoff_seq": 2}), [], skewed(10))
+    assert following.known == {recycle: Mark(skewed(5), 3)}
+
+
 def test_a_lead_routed_sent_by_what_the_store_holds_is_not_taken_again():
     """The store holds it already: written again, it would cost a statement for nothing."""
     _, told, _, _ = a_leads_events("B", "A", held="A")
-    following = Following(known={("crm", told.lead_id): NOW})
+    following = Following(known={("crm", told.lead_id): Mark(NOW)})
     following.read(told, [following_grades("A", "B")], NOW)
     assert following.taken == {}
     following.read(told, [subscription(events=["lead.routed"], filter={"team": "emea"})], NOW)  # remembers nothing

@@ -9,7 +9,7 @@ import pytest
 from leadpipe_common import topics
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
-from delivery.domain import DELIVERABLE, parse_subscriptions
+from delivery.domain import DELIVERABLE, Mark, parse_subscriptions
 from delivery.handlers import Delivery, handle_deliverable, handle_lead_erased
 from delivery.subscriptions import SecretBox, SubscriptionBook, UnopenedSubscriptions, sealed_secrets
 
@@ -30,25 +30,25 @@ class Queue:
         self.subscribed = subscribed  # the API subscriptions the database holds
         self.api_rows = list(api_rows)  # ...and their rows, as the book reads them
         self.erased: list[dict] = []  # each call's leads erased, with their times
-        self.followed: dict[tuple[str, uuid.UUID], datetime] = {}  # the (subscription, lead) pairs held, taken at
-        self.rejected: dict[uuid.UUID, datetime] = {}  # each lead's last rejection noted
+        self.followed: dict[tuple[str, uuid.UUID], Mark] = {}  # the (subscription, lead) pairs held, taken at
+        self.rejected: dict[uuid.UUID, Mark] = {}  # each lead's last rejection noted
         self.asked: list[set] = []  # each lookup's pairs
 
     async def api_subscriptions(self) -> list[dict]:
         return self.api_rows
 
     async def enqueue(self, rows, *, taken={}, let_go={}) -> None:  # noqa: B006 (read only)
-        """As the store's: rejections noted (the latest kept) let go what was taken before them, and none is taken
-        at a hand-off routed before its lead's last rejection."""
+        """As the store's: rejections noted (the latest kept) let go what was taken at the hand-offs they ended, and
+        none is taken at a hand-off its lead's last rejection ended."""
         self.rows += rows
-        self.rejected |= {lead: max(at, self.rejected.get(lead, at)) for lead, at in let_go.items()}
+        self.rejected |= {lead: mark.latest(self.rejected.get(lead, mark)) for lead, mark in let_go.items()}
 
-        def since_rejected(pair, at) -> bool:
-            return pair[1] not in self.rejected or at > self.rejected[pair[1]]
+        def since_rejected(pair, mark) -> bool:
+            return pair[1] not in self.rejected or not mark.no_later_than(self.rejected[pair[1]])
 
-        self.followed = {pair: at for pair, at in self.followed.items() if since_rejected(pair, at)}
-        self.followed |= {pair: max(at, self.followed.get(pair, at)) for pair, at in taken.items()
-                          if since_rejected(pair, at)}
+        self.followed = {pair: mark for pair, mark in self.followed.items() if since_rejected(pair, mark)}
+        self.followed |= {pair: mark.latest(self.followed.get(pair, mark)) for pair, mark in taken.items()
+                          if since_rejected(pair, mark)}
 
     async def following(self, pairs) -> tuple[dict, dict]:
         self.asked.append(set(pairs))
@@ -333,7 +333,8 @@ async def test_a_subscription_filtered_on_grade_hears_of_a_lead_it_took_after_a_
     async with uow:
         await handle_deliverable(uow, [factories.envelope(topics.ROUTED, first)], ctx)
     assert sent(uow.store.rows) == [("crm-b", "lead.routed")]
-    assert uow.store.followed == {("crm-b", first.lead_id): NOW} and uow.store.asked == []  # a first routing: nothing
+    # A first routing: nothing looked up.
+    assert uow.store.followed == {("crm-b", first.lead_id): Mark(NOW, 1)} and uow.store.asked == []
     uow.store.rows = []
     async with uow:
         await handle_deliverable(uow, [factories.envelope(topics.ROUTED, told)], ctx)
@@ -344,7 +345,7 @@ async def test_a_subscription_filtered_on_grade_hears_of_a_lead_it_took_after_a_
         ("crm-b", "lead.reengaged"), ("crm-a", "lead.reengaged"),
         ("crm-b", "accepted"), ("crm-a", "accepted"), ("crm-b", "won"), ("crm-a", "won")]
     assert uow.store.asked == [{("crm-b", first.lead_id)}] * 2
-    assert uow.store.followed == {("crm-b", first.lead_id): NOW, ("crm-a", first.lead_id): NOW}
+    assert uow.store.followed == {("crm-b", first.lead_id): Mark(NOW, 1), ("crm-a", first.lead_id): Mark(NOW, 1)}
 
 
 async def test_a_rejection_lets_the_lead_go_though_no_subscription_asks_for_it_and_its_recycle_is_judged_anew(
@@ -363,7 +364,7 @@ async def test_a_rejection_lets_the_lead_go_though_no_subscription_asks_for_it_a
         assert uow.store.followed == {}
         await handle_deliverable(uow, [factories.envelope(topics.ROUTED, lead.recycled)], ctx)
     assert [row["subscription_id"] for row in uow.store.rows] == ["crm-b", "crm-a"]
-    assert uow.store.followed == {("crm-a", lead.first.lead_id): lead.recycled.routed_at}
+    assert uow.store.followed == {("crm-a", lead.first.lead_id): Mark(lead.recycled.routed_at, 2)}
 
 
 async def test_a_lead_routed_read_after_the_rejection_of_its_hand_off_leaves_the_lead_to_nobody_and_its_recycle_anew(
@@ -384,7 +385,26 @@ async def test_a_lead_routed_read_after_the_rejection_of_its_hand_off_leaves_the
     # The rejection, of the lead raised to A, read before the B subscription took it: the A one's by its grade.
     assert sent(uow.store.rows) == [("crm-a", "rejected"), ("crm-b", "lead.routed"), ("crm-a", "lead.routed"),
                                     ("crm-a", "accepted")]
-    assert uow.store.followed == {("crm-a", lead.first.lead_id): lead.recycled.routed_at}
+    assert uow.store.followed == {("crm-a", lead.first.lead_id): Mark(lead.recycled.routed_at, 2)}
+
+
+async def test_a_lead_routed_read_after_its_rejection_takes_nothing_though_a_routing_clock_ahead_dated_it_after(
+        raised_from_b_to_a):
+    """The routing process that recorded the rejection ran 2 s behind the one that routed the hand-off: by the
+    times, the lead.routed read late (the re-engagement's, which the A subscription is sent) came after its
+    rejection. The rejection says the hand-off it ended, and the batch's lookup and the store's insert go by that
+    number: the lead is nobody's."""
+    lead = raised_from_b_to_a
+    uow, ctx = MemoryUnitOfWork(Queue()), Delivery(SubscriptionBook(GRADED, None, allow_private=False),
+                                                   clock=lambda: NOW, http=None)
+    rejected = lead.rejected.model_copy(update={"handoff_seq": lead.first.handoff_seq})
+    async with uow:
+        await handle_deliverable(uow, [factories.envelope(topics.LIFECYCLE, rejected,
+                                                          time=NOW - timedelta(seconds=2))], ctx)
+        await handle_deliverable(uow, [factories.envelope(topics.ROUTED, lead.told)], ctx)
+    assert sent(uow.store.rows) == [("crm-a", "rejected"), ("crm-a", "lead.routed")]
+    assert uow.store.rejected == {lead.first.lead_id: Mark(NOW - timedelta(seconds=2), 1)}
+    assert uow.store.followed == {}
 
 
 async def test_a_lead_is_not_remembered_for_an_api_subscription_another_process_deleted_meanwhile(raised_from_b_to_a):
@@ -397,4 +417,4 @@ async def test_a_lead_is_not_remembered_for_an_api_subscription_another_process_
     async with uow:
         await handle_deliverable(uow, [factories.envelope(topics.ROUTED, first)],
                                  Delivery(book, clock=lambda: NOW, http=None))
-    assert uow.store.followed == {("kept", first.lead_id): first.routed_at}
+    assert uow.store.followed == {("kept", first.lead_id): Mark(first.routed_at, 1)}

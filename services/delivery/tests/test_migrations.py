@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from leadpipe_common.testing.migrations import fresh_database, migrate
 
+from delivery.domain import Mark
 from delivery.store import _PURGE, Attempted, DeliveryStore
 
 
@@ -162,9 +163,9 @@ async def test_a_lead_a_subscription_was_sent_before_0010_is_not_remembered_and_
             before = (await conn.execute(sa.text("SELECT lead_id FROM delivery.deliveries"))).scalar_one()
             store = DeliveryStore(conn)
             await store.enqueue([{"subscription_id": "crm", "lead_id": after, "event_id": uuid.uuid4(),
-                                  "event_type": "lead.routed", "body": b"{}"}], taken={("crm", after): sent})
+                                  "event_type": "lead.routed", "body": b"{}"}], taken={("crm", after): Mark(sent)})
             followed = await store.following({("crm", before), ("crm", after)})
-    assert followed.followed == {("crm", after): sent}
+    assert followed.followed == {("crm", after): Mark(sent)}
 
 
 async def test_a_lead_taken_under_0010_is_let_go_by_its_next_rejection_however_early_it_was_recorded(stack):
@@ -181,15 +182,45 @@ async def test_a_lead_taken_under_0010_is_let_go_by_its_next_rejection_however_e
         async with engine.begin() as conn:
             store = DeliveryStore(conn)
             kept = await store.following({("crm", lead)})
-            await store.enqueue([], let_go={lead: rejected_at})
+            await store.enqueue([], let_go={lead: Mark(rejected_at)})
             let_go = await store.following({("crm", lead)})
             await store.enqueue([{"subscription_id": "crm", "lead_id": lead, "event_id": uuid.uuid4(),
                                   "event_type": "lead.routed", "body": b"{}"}],
-                                taken={("crm", lead): rejected_at - timedelta(hours=1)})
+                                taken={("crm", lead): Mark(rejected_at - timedelta(hours=1))})
             late = await store.following({("crm", lead)})
-    assert kept.followed == {("crm", lead): datetime(1970, 1, 1, tzinfo=UTC)} and kept.rejected == {}
-    assert let_go.followed == {} and let_go.rejected == {lead: rejected_at}
+    assert kept.followed == {("crm", lead): Mark(datetime(1970, 1, 1, tzinfo=UTC))} and kept.rejected == {}
+    assert let_go.followed == {} and let_go.rejected == {lead: Mark(rejected_at)}
     assert late.followed == {}
+
+
+async def test_what_0011_noted_says_no_hand_off_number_and_is_ordered_by_time_against_numbered_events(stack):
+    """0011 kept times alone: its rows say no number after 0012, so a numbered rejection lets go a take noted under
+    0011 routed before it (and not one routed after it), and a numbered lead.routed routed before a rejection noted
+    under 0011 takes nothing, as under 0011."""
+    at, lead, other = datetime(2026, 11, 23, 9, tzinfo=UTC), uuid.uuid4(), uuid.uuid4()
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("delivery", url, "0011")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(
+                "INSERT INTO delivery.followed (subscription_id, lead_id, taken_at) VALUES ('crm', :lead, :before), "
+                "('late', :lead, :after)"), {"lead": lead, "before": at - timedelta(hours=1),
+                                             "after": at + timedelta(hours=1)})
+            await conn.execute(sa.text("INSERT INTO delivery.rejected_leads (lead_id, rejected_at) "
+                                       "VALUES (:lead, :at)"), {"lead": other, "at": at})
+        migrate("delivery", url, "head")
+        async with engine.begin() as conn:
+            store = DeliveryStore(conn)
+            kept = await store.following({("crm", lead), ("late", lead)})
+            await store.enqueue([], let_go={lead: Mark(at, 4)})
+            let_go = await store.following({("crm", lead), ("late", lead)})
+            await store.enqueue([{"subscription_id": "crm", "lead_id": other, "event_id": uuid.uuid4(),
+                                  "event_type": "lead.routed", "body": b"{}"}],
+                                taken={("crm", other): Mark(at - timedelta(minutes=1), 4)})
+            late = await store.following({("crm", other)})
+    before, after = Mark(at - timedelta(hours=1)), Mark(at + timedelta(hours=1))
+    assert kept.followed == {("crm", lead): before, ("late", lead): after}
+    assert let_go.followed == {("late", lead): after}
+    assert late == ({}, {other: Mark(at)})
 
 
 async def test_a_migrate_to_a_revision_older_than_the_one_in_place_is_refused_and_changes_nothing(stack):

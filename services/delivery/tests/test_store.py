@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from leadpipe_common.testing.waits import kept_waiting
 
+from delivery.domain import Mark
 from delivery.store import Attempted, Claimed, DeliveryStore, Forgotten
 
 #: How long a claim leases a delivery for in these tests (a dispatcher's: its total timeout and the margin).
@@ -997,7 +998,8 @@ async def test_a_lead_a_subscription_took_is_followed_until_a_rejection_lets_it_
     """Taken again at the same hand-off, it stays as it was; let go, it is no subscription's; rejected and recycled
     within one batch (let go, then taken at the recycle), it is followed again."""
     sub, lead, other = f"follow-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4()
-    routed, rejected, recycled = (datetime(2026, 11, 23, 9, tzinfo=UTC) + timedelta(hours=h) for h in range(3))
+    # Unnumbered (records of an older routing): ordered by routing's times.
+    routed, rejected, recycled = (Mark(datetime(2026, 11, 23, 9, tzinfo=UTC) + timedelta(hours=h)) for h in range(3))
     asked = {(sub, lead), (sub, other), (f"{sub}-other", lead)}
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
@@ -1022,7 +1024,8 @@ async def test_a_rejection_and_the_lead_routed_of_the_hand_off_it_ends_read_in_e
     after a recycle was taken (routed after it), it lets go only what was taken before it. A later rejection noted
     again, then an earlier one read late, keep the later."""
     sub, lead, other = f"late-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4()
-    routed, rejected, recycled, again = (datetime(2026, 11, 23, 9, tzinfo=UTC) + timedelta(hours=h) for h in range(4))
+    routed, rejected, recycled, again = (Mark(datetime(2026, 11, 23, 9, tzinfo=UTC) + timedelta(hours=h))
+                                         for h in range(4))
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
         await store.enqueue([], let_go={lead: rejected})
@@ -1041,19 +1044,48 @@ async def test_a_rejection_and_the_lead_routed_of_the_hand_off_it_ends_read_in_e
     assert kept == ({}, {lead: again})
 
 
+async def test_a_rejection_and_a_lead_routed_are_ordered_by_the_hand_off_number_when_both_say_it_whatever_their_times(
+        db):
+    """Two routing processes' clocks 2 s apart: the hand-off a rejection ended, dated after it, read late, takes
+    nothing, and a recycle dated before it is taken; a rejection read late lets go the take of the hand-off it ended
+    (dated after it) and leaves a recycle's (dated before it); a take that says no number goes by the times. The
+    highest number noted is kept, whichever rejection is read last."""
+    sub, lead, other = f"seq-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4()
+    at = datetime(2026, 11, 23, 9, tzinfo=UTC)
+    ahead, behind = at + timedelta(seconds=2), at - timedelta(seconds=2)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue([], let_go={lead: Mark(at, 2)})
+        await store.enqueue([held(sub, lead)], taken={(sub, lead): Mark(ahead, 2)})  # the hand-off it ended
+        late = await store.following({(sub, lead)})
+        await store.enqueue([held(sub, lead)], taken={(sub, lead): Mark(behind, 3)})  # its recycle
+        recycle = await store.following({(sub, lead)})
+        await store.enqueue([held(sub, other), held(f"{sub}-r", other), held(f"{sub}-old", other)],
+                            taken={(sub, other): Mark(ahead, 2), (f"{sub}-r", other): Mark(behind, 3),
+                                   (f"{sub}-old", other): Mark(behind)})
+        await store.enqueue([], let_go={other: Mark(at, 2)})
+        await store.enqueue([], let_go={other: Mark(behind, 1)})
+        read_late = await store.following({(sub, other), (f"{sub}-r", other), (f"{sub}-old", other)})
+        await conn.rollback()
+    assert late == ({}, {lead: Mark(at, 2)})
+    assert recycle.followed == {(sub, lead): Mark(behind, 3)}
+    assert read_late == ({(f"{sub}-r", other): Mark(behind, 3)}, {other: Mark(at, 2)})
+
+
 async def test_an_erased_lead_is_followed_by_no_subscription_nor_taken_by_a_lead_routed_read_after_its_erasure(db):
     """Its erasure passes every filter and nothing follows it: what was taken of it goes, and a lead.routed read
     from leads.routed after the erasure was read from the lifecycle takes nothing."""
     sub, lead, other, now = f"erased-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
-        await store.enqueue([held(sub, lead), held(sub, other)], taken={(sub, lead): now, (sub, other): now})
+        await store.enqueue([held(sub, lead), held(sub, other)], taken=dict.fromkeys({(sub, lead), (sub, other)},
+                                                                                     Mark(now)))
         await store.erase({lead: now})
         after_erasure = await store.following({(sub, lead), (sub, other)})
-        await store.enqueue([held(sub, lead)], taken={(sub, lead): now})
+        await store.enqueue([held(sub, lead)], taken={(sub, lead): Mark(now)})
         late = await store.following({(sub, lead)})
         await conn.rollback()
-    assert after_erasure.followed == {(sub, other): now}
+    assert after_erasure.followed == {(sub, other): Mark(now)}
     assert late.followed == {}
 
 
@@ -1067,7 +1099,7 @@ async def test_a_deleted_or_forgotten_subscription_follows_nothing_and_a_new_one
         store = DeliveryStore(conn)
         assert await store.add_subscription(api_subscription(made, "https://crm.example.com/h", None))
         await store.enqueue([held(sub, lead) for sub, _ in sorted(pairs)],
-                            taken=dict.fromkeys(pairs, datetime.now(UTC)))
+                            taken=dict.fromkeys(pairs, Mark(datetime.now(UTC))))
         before = set((await store.following(pairs)).followed)
         assert await store.remove_subscription(made) == 1
         assert await store.forget(filed) == Forgotten(dropped=1, was_disabled=False)

@@ -12,7 +12,7 @@ from leadpipe_common import topics
 from leadpipe_common.events import Attribution, LeadStageChanged
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
-from delivery.domain import parse_subscriptions
+from delivery.domain import Mark, parse_subscriptions
 from delivery.handlers import Delivery, handle_deliverable
 from delivery.store import Attempted, Claimed, DeliveryStore, Forgotten
 from delivery.subscriptions import SubscriptionBook
@@ -267,16 +267,17 @@ async def test_a_batchs_rejections_let_go_and_its_taken_leads_are_added_under_th
     rows = [{"subscription_id": "crm-b", "lead_id": lead, "event_id": uuid.uuid4(), "event_type": "lead.routed",
              "body": b"{}"}]
     conn = Recording()
-    await DeliveryStore(conn).enqueue(rows, taken={("crm-b", lead): routed_at}, let_go={rejected: rejected_at})
+    await DeliveryStore(conn).enqueue(rows, taken={("crm-b", lead): Mark(routed_at, 2)},
+                                      let_go={rejected: Mark(rejected_at, 1)})
     lock, let_go, _insert, follow, give_up = conn.statements
     assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": [lead, rejected]}
     assert "INSERT INTO delivery.rejected_leads" in let_go.text and "DELETE FROM delivery.followed" in let_go.text
-    assert conn.parameters[1] == {"leads": [rejected], "at": [rejected_at]}
+    assert conn.parameters[1] == {"leads": [rejected], "at": [rejected_at], "seq": [1]}
     assert "INSERT INTO delivery.followed" in follow.text and "FROM delivery.rejected_leads" in follow.text
-    assert conn.parameters[3] == {"subs": ["crm-b"], "leads": [lead], "at": [routed_at]}
+    assert conn.parameters[3] == {"subs": ["crm-b"], "leads": [lead], "at": [routed_at], "seq": [2]}
     assert "DELETE FROM delivery.followed" in give_up.text and "UPDATE delivery.deliveries" in give_up.text
     conn = Recording()
-    await DeliveryStore(conn).enqueue([], let_go={rejected: rejected_at})
+    await DeliveryStore(conn).enqueue([], let_go={rejected: Mark(rejected_at)})
     lock, let_go = conn.statements
     assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": [rejected]}
     conn = Recording()

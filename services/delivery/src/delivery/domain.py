@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 from urllib.parse import urlsplit
 
 from leadpipe_common.events import (
@@ -349,29 +349,53 @@ def lets_go(event: Event) -> uuid.UUID | None:
     return event.lead_id if isinstance(event, LeadStageChanged) and event.to_stage == "rejected" else None
 
 
+class Mark(NamedTuple):
+    """Where a hand-off (a take: its lead.routed) or a rejection stands among its lead's, by routing's count and clock:
+    the hand-off's number (``handoff_seq``; a rejection's, the number of the hand-off it ended; None: not said, a
+    record of an older routing) and routing's time (a take's ``routed_at``, a rejection's envelope time)."""
+
+    at: datetime
+    seq: int | None = None
+
+    def no_later_than(self, other: Mark) -> bool:
+        """Whether this comes no later than ``other``: by the numbers when both say one, routing's count under the
+        hand-off's lock; else by the times, which different routing processes' clocks may set seconds or minutes
+        apart (routing allows them five), the fallback for records that do not say the number."""
+        if self.seq is not None and other.seq is not None:
+            return self.seq <= other.seq
+        return self.at <= other.at
+
+    def latest(self, other: Mark) -> Mark:
+        """The later time and the higher number of the two (a number not said leaves the other's), as the store
+        keeps them (``GREATEST``, which passes NULLs over)."""
+        seqs = [seq for seq in (self.seq, other.seq) if seq is not None]
+        return Mark(max(self.at, other.at), max(seqs) if seqs else None)
+
+
 @dataclass
 class Following:
     """Which leads the subscriptions that remember (``remembers``) follow while a batch is read, in its order:
-    ``known``, those the store holds among what was asked (``may_follow``), each with when the hand-off that took it
-    was routed, and ``rejected``, when routing recorded the last rejection of those leads; then each ``lead.routed``
-    sent to one takes its lead and each rejection lets its lead go (``read``).
+    ``known``, those the store holds among what was asked (``may_follow``), each with the ``Mark`` of the hand-off
+    that took it, and ``rejected``, the mark of the last rejection of those leads; then each ``lead.routed`` sent to
+    one takes its lead and each rejection lets its lead go (``read``).
 
     Delivery reads leads.routed apart from the lifecycle, so a rejection and the ``lead.routed`` of the hand-off it
-    ends come in either order. Both are dated by routing's clock: a hand-off is routed (``routed_at``, which every
-    ``lead.routed`` of it repeats) before its rejection is recorded (the step's envelope time), and a recycle is
-    routed after it. The step's own ``at`` is not the clock to compare: sales may date it a few minutes before the
-    hand-off it answers. So a rejection lets go the leads taken at a hand-off routed no later than it was recorded,
-    not a recycle a subscription took before the rejection was read, and a ``lead.routed`` read after the rejection
-    takes its lead only if it was routed after it (a recycle), not one of the hand-off it ended, read late.
+    ends come in either order. Routing numbers them: a rejection says the number of the hand-off it ended, every
+    ``lead.routed`` of that hand-off (or an earlier one) says it or a lower one, and a recycle a higher one. So a
+    rejection lets go the leads taken at a hand-off numbered no higher, not a recycle a subscription took before the
+    rejection was read, and a ``lead.routed`` read after the rejection takes its lead only if it is numbered higher
+    (a recycle), not one of the hand-off it ended, read late. Records that do not say the number (an older routing's)
+    are compared by routing's times instead (``Mark.no_later_than``); the step's own ``at`` is never compared: sales
+    may date it a few minutes before the hand-off it answers.
 
     What to store once the batch is read: the ``forgotten`` leads' rejections are noted and the rows they end go,
     then the ``taken`` pairs are added (a lead rejected and recycled within a batch is forgotten, then taken again),
-    each with its time."""
+    each with its mark."""
 
-    known: dict[tuple[str, uuid.UUID], datetime]
-    rejected: dict[uuid.UUID, datetime] = field(default_factory=dict)
-    taken: dict[tuple[str, uuid.UUID], datetime] = field(default_factory=dict)
-    forgotten: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    known: dict[tuple[str, uuid.UUID], Mark]
+    rejected: dict[uuid.UUID, Mark] = field(default_factory=dict)
+    taken: dict[tuple[str, uuid.UUID], Mark] = field(default_factory=dict)
+    forgotten: dict[uuid.UUID, Mark] = field(default_factory=dict)
 
     def of(self, sub: Subscription, event: Event) -> set[uuid.UUID]:
         """The leads of ``event`` that ``sub`` follows, those that decide whether it is sent (``wants``)."""
@@ -381,22 +405,25 @@ class Following:
         """``event``, recorded by its producer at ``recorded_at`` (its envelope's time), was sent to ``sent_to``: a
         lead it rejects is let go, then a ``lead.routed`` takes its lead for each of them that remembers and whose
         filter it passes by itself. One sent only because the subscription follows its lead (the same hand-off told
-        again, raised above its grades) continues what it took: dated anew, a recycle read before its rejection
+        again, raised above its grades) continues what it took: taken anew, a recycle read before its rejection
         would outlive the rejection for a subscription its filter would not have given it to."""
         if (lead := lets_go(event)) is not None:
-            self.rejected[lead] = self.forgotten[lead] = max(recorded_at, self.rejected.get(lead, recorded_at))
-            self.known = {pair: at for pair, at in self.known.items() if pair[1] != lead or at > recorded_at}
-            self.taken = {pair: at for pair, at in self.taken.items() if pair[1] != lead or at > recorded_at}
+            assert isinstance(event, LeadStageChanged)
+            ended = Mark(recorded_at, event.handoff_seq)
+            self.rejected[lead] = self.forgotten[lead] = ended.latest(self.rejected.get(lead, ended))
+            self.known = {pair: m for pair, m in self.known.items() if pair[1] != lead or not m.no_later_than(ended)}
+            self.taken = {pair: m for pair, m in self.taken.items() if pair[1] != lead or not m.no_later_than(ended)}
         if isinstance(event, LeadRouted):
+            handoff = Mark(event.routed_at, event.handoff_seq)
             rejected = self.rejected.get(event.lead_id)
-            if rejected is not None and event.routed_at <= rejected:
+            if rejected is not None and handoff.no_later_than(rejected):
                 return  # a hand-off its rejection ended, read after it
             for sub in sent_to:
                 pair = (sub.id, event.lead_id)
                 # Not written again for what the store holds already (the same hand-off told again).
                 if remembers(sub) and wants(sub, event) and (pair not in self.known
-                                                             or self.known[pair] < event.routed_at):
-                    self.known[pair] = self.taken[pair] = event.routed_at
+                                                             or not handoff.no_later_than(self.known[pair])):
+                    self.known[pair] = self.taken[pair] = handoff.latest(self.known.get(pair, handoff))
 
 
 #: What enrichment read from a contact field, repeating it or telling it: left out with it. Each is an enrichment

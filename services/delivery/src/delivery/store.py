@@ -36,6 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from leadpipe_common.db import compiled_once, erased_leads_table
 
+from delivery.domain import Mark
+
 SCHEMA = "delivery"
 metadata = sa.MetaData(schema=SCHEMA)
 
@@ -121,7 +123,8 @@ subscriptions = sa.Table(
 )
 erased_leads = erased_leads_table(metadata)
 #: The leads each subscription that filters on grade took (was sent their lead.routed), which it keeps hearing of
-#: whatever grade they are raised to (``domain.Following``), until sales reject them. Ids and a time: no one's contact.
+#: whatever grade they are raised to (``domain.Following``), until sales reject them. Ids, a number and a time: no
+#: one's contact.
 #: A subscription's rows go with it (``remove_subscription``, ``forget``; a file's subscription has no row in
 #: ``subscriptions`` for a foreign key to follow), an erased lead's with its erasure (``_GIVE_UP_ERASED``).
 followed = sa.Table(
@@ -129,22 +132,27 @@ followed = sa.Table(
     metadata,
     sa.Column("subscription_id", sa.Text, primary_key=True),
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
-    # When the hand-off that took it was routed (its lead.routed's routed_at): a rejection recorded later lets it
-    # go, one recorded earlier (read late) leaves a recycle taken since. The epoch for a row taken before migration
-    # 0011: earlier than any rejection.
+    # The hand-off that took it (``domain.Mark``): its number (lead.routed's handoff_seq; NULL: not said, routed
+    # before v5, or taken before migration 0012) and when it was routed (its routed_at; the epoch for a row taken
+    # before migration 0011, earlier than any rejection). A rejection of that hand-off or a later one lets it go; one
+    # of an earlier hand-off, read late, leaves a recycle taken since.
     sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("taken_seq", sa.Integer),
     # A rejection and an erasure let a lead go for every subscription.
     sa.Index("followed_lead", "lead_id"),
 )
-#: When routing recorded each lead's last rejection (its lead.stage_changed's envelope time): a lead.routed of a
-#: hand-off routed before it, read after it (leads.routed is read apart from the lifecycle, after downtime or a
-#: redrive), takes the lead for no subscription. One row a rejected lead, ids and a time: kept, as such a
-#: lead.routed may come at any time its topic keeps it.
+#: Each lead's last rejection (``domain.Mark``): the highest number of a hand-off a rejection ended (its
+#: lead.stage_changed's handoff_seq; NULL: none said, a step of a routing older than v2, or noted before migration
+#: 0012) and the latest time routing recorded one (its envelope time). A lead.routed of a hand-off it ended, read
+#: after it (leads.routed is read apart from the lifecycle, after downtime or a redrive), takes the lead for no
+#: subscription. One row a rejected lead, an id, a number and a time: kept, as such a lead.routed may come at any time
+#: its topic keeps it.
 rejected_leads = sa.Table(
     "rejected_leads",
     metadata,
     sa.Column("lead_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("rejected_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("handoff_seq", sa.Integer),
 )
 
 #: The last error of a subscription's deliveries dropped when it was deleted.
@@ -197,38 +205,51 @@ WHERE d.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_i
   AND (d.status = 'pending' OR d.body IS NOT NULL OR d.last_response IS NOT NULL)
 """)
 
-#: Which of these (subscription, lead) pairs ``followed`` holds, each with when it was taken, and when these leads
-#: were last rejected (the rows with no subscription, their time in taken_at): one statement.
+
+def _ended(take: str, rejection: str) -> str:
+    """SQL: whether the take ``take`` (an alias with taken_at, taken_seq) comes no later than the rejection
+    ``rejection`` (an alias with rejected_at, handoff_seq), so that the rejection ended it: ``domain.Mark``'s
+    ``no_later_than``, by the hand-off numbers when both say one, else by routing's times."""
+    return (f"CASE WHEN {take}.taken_seq IS NOT NULL AND {rejection}.handoff_seq IS NOT NULL"
+            f" THEN {take}.taken_seq <= {rejection}.handoff_seq ELSE {take}.taken_at <= {rejection}.rejected_at END")
+
+
+#: Which of these (subscription, lead) pairs ``followed`` holds, each with the mark of its take, and these leads'
+#: last rejections (the rows with no subscription, their mark in taken_at, taken_seq): one statement.
 _FOLLOWING = sa.text(f"""
-SELECT f.subscription_id, f.lead_id, f.taken_at FROM {SCHEMA}.followed f
+SELECT f.subscription_id, f.lead_id, f.taken_at, f.taken_seq FROM {SCHEMA}.followed f
 JOIN unnest(CAST(:subs AS text[]), CAST(:leads AS uuid[])) AS t(subscription_id, lead_id)
   ON f.subscription_id = t.subscription_id AND f.lead_id = t.lead_id
 UNION ALL
-SELECT NULL, r.lead_id, r.rejected_at FROM {SCHEMA}.rejected_leads r WHERE r.lead_id = ANY(CAST(:leads AS uuid[]))
+SELECT NULL, r.lead_id, r.rejected_at, r.handoff_seq FROM {SCHEMA}.rejected_leads r
+WHERE r.lead_id = ANY(CAST(:leads AS uuid[]))
 """)
-#: The leads these subscriptions took, at the hand-offs routed at these times; one taken already keeps the later
-#: time. None is taken at a hand-off routed no later than the lead's last rejection: a lead.routed read after the
-#: rejection that ended its hand-off (this process's lookup may not have seen a rejection another process noted
-#: since; this statement runs under the leads' lock, which noting it takes too, so it does).
+#: The leads these subscriptions took, at the hand-offs of these marks; one taken already keeps the later time and
+#: the higher number. None is taken at a hand-off its lead's last rejection ended: a lead.routed read after that
+#: rejection (this process's lookup may not have seen a rejection another process noted since; this statement runs
+#: under the leads' lock, which noting it takes too, so it does).
 _FOLLOW = sa.text(f"""
-INSERT INTO {SCHEMA}.followed (subscription_id, lead_id, taken_at)
-SELECT t.* FROM unnest(CAST(:subs AS text[]), CAST(:leads AS uuid[]), CAST(:at AS timestamptz[]))
-    AS t(subscription_id, lead_id, taken_at)
-WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.rejected_leads r WHERE r.lead_id = t.lead_id AND r.rejected_at >= t.taken_at)
-ON CONFLICT (subscription_id, lead_id) DO UPDATE SET taken_at = GREATEST(followed.taken_at, EXCLUDED.taken_at)
+INSERT INTO {SCHEMA}.followed (subscription_id, lead_id, taken_at, taken_seq)
+SELECT t.* FROM unnest(CAST(:subs AS text[]), CAST(:leads AS uuid[]), CAST(:at AS timestamptz[]),
+                       CAST(:seq AS integer[])) AS t(subscription_id, lead_id, taken_at, taken_seq)
+WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.rejected_leads r WHERE r.lead_id = t.lead_id AND {_ended("t", "r")})
+ON CONFLICT (subscription_id, lead_id) DO UPDATE SET taken_at = GREATEST(followed.taken_at, EXCLUDED.taken_at),
+                                                     taken_seq = GREATEST(followed.taken_seq, EXCLUDED.taken_seq)
 """)
-#: These leads' rejections, recorded at these times, noted (a lead's latest kept), and the subscriptions that took
-#: them at a hand-off routed no later let them go; one taken by a recycle routed since (read before the rejection)
-#: stays.
+#: These leads' rejections, of these marks, noted (a lead's latest time and highest number kept), and the
+#: subscriptions that took them at a hand-off a rejection ended let them go; one taken by a recycle (read before
+#: the rejection) stays.
 _LET_GO = sa.text(f"""
 WITH noted AS (
-    INSERT INTO {SCHEMA}.rejected_leads (lead_id, rejected_at)
-    SELECT * FROM unnest(CAST(:leads AS uuid[]), CAST(:at AS timestamptz[]))
-    ON CONFLICT (lead_id) DO UPDATE SET rejected_at = GREATEST(rejected_leads.rejected_at, EXCLUDED.rejected_at)
+    INSERT INTO {SCHEMA}.rejected_leads (lead_id, rejected_at, handoff_seq)
+    SELECT * FROM unnest(CAST(:leads AS uuid[]), CAST(:at AS timestamptz[]), CAST(:seq AS integer[]))
+    ON CONFLICT (lead_id) DO UPDATE SET rejected_at = GREATEST(rejected_leads.rejected_at, EXCLUDED.rejected_at),
+                                        handoff_seq = GREATEST(rejected_leads.handoff_seq, EXCLUDED.handoff_seq)
 )
 DELETE FROM {SCHEMA}.followed f
-USING unnest(CAST(:leads AS uuid[]), CAST(:at AS timestamptz[])) AS t(lead_id, rejected_at)
-WHERE f.lead_id = t.lead_id AND f.taken_at <= t.rejected_at
+USING unnest(CAST(:leads AS uuid[]), CAST(:at AS timestamptz[]), CAST(:seq AS integer[]))
+    AS t(lead_id, rejected_at, handoff_seq)
+WHERE f.lead_id = t.lead_id AND {_ended("f", "t")}
 """)
 
 #: Each open subscription's due deliveries, at most its free slots of them (a slow receiver's backlog must not
@@ -389,15 +410,15 @@ _DUE_ANEW = ("next_at", "attempts", "refused_in_a_row")
 
 
 #: No leads taken, none let go: ``enqueue``'s default (read-only, so one shared default is safe).
-_NOTHING: Mapping[Any, datetime] = MappingProxyType({})
+_NOTHING: Mapping[Any, Mark] = MappingProxyType({})
 
 
 class Remembered(NamedTuple):
-    """What ``following`` found: the pairs followed, each with when it was taken, and when the leads asked about were
-    last rejected (``domain.Following``'s ``known`` and ``rejected``)."""
+    """What ``following`` found: the pairs followed, each with the mark of its take, and the last rejections of the
+    leads asked about (``domain.Following``'s ``known`` and ``rejected``)."""
 
-    followed: dict[tuple[str, uuid.UUID], datetime]
-    rejected: dict[uuid.UUID, datetime]
+    followed: dict[tuple[str, uuid.UUID], Mark]
+    rejected: dict[uuid.UUID, Mark]
 
 
 class DeliveryStore:
@@ -405,12 +426,12 @@ class DeliveryStore:
         self._conn = conn
 
     async def enqueue(self, rows: Sequence[dict[str, Any]], *,
-                      taken: Mapping[tuple[str, uuid.UUID], datetime] = _NOTHING,
-                      let_go: Mapping[uuid.UUID, datetime] = _NOTHING) -> None:
+                      taken: Mapping[tuple[str, uuid.UUID], Mark] = _NOTHING,
+                      let_go: Mapping[uuid.UUID, Mark] = _NOTHING) -> None:
         """Queue ``rows``; a lead's rows get their ``seq`` only once no other transaction still queues for it. The
-        rejections of ``let_go`` (each lead's, recorded at the time given) are noted and let the leads taken before
-        them go, then each (subscription, lead) of ``taken`` (among ``rows``': a lead is taken by the lead.routed
-        sent to it, at the time its hand-off was routed) is followed (``domain.Following``). Rows that give no
+        rejections of ``let_go`` (each lead's, of the mark given) are noted and let go the leads taken at the hand-offs
+        they ended, then each (subscription, lead) of ``taken`` (among ``rows``': a lead is taken by the lead.routed
+        sent to it, at the mark of its hand-off) is followed (``domain.Following``). Rows that give no
         ``created_at`` and ``next_at`` (the handler's) are queued, due at once, by Postgres's clock: by a delivery
         process's, ahead of it, each new delivery waited out the difference before any claim took it.
 
@@ -434,20 +455,22 @@ class DeliveryStore:
         await self._conn.execute(_LOCK_LEADS, {"leads": sorted({*queued, *let_go})})
         if let_go:
             rejected = sorted(let_go)
-            await self._conn.execute(_LET_GO, {"leads": rejected, "at": [let_go[lead] for lead in rejected]})
+            await self._conn.execute(_LET_GO, {"leads": rejected, "at": [let_go[lead].at for lead in rejected],
+                                               "seq": [let_go[lead].seq for lead in rejected]})
         if queued:
             await self._conn.execute(compiled_once(lambda: _ENQUEUE, deliveries), list(rows))
             if taken:
                 pairs = sorted(taken)
                 await self._conn.execute(_FOLLOW, {"subs": [sub for sub, _ in pairs],
                                                    "leads": [lead for _, lead in pairs],
-                                                   "at": [taken[pair] for pair in pairs]})
+                                                   "at": [taken[pair].at for pair in pairs],
+                                                   "seq": [taken[pair].seq for pair in pairs]})
             await self._conn.execute(_GIVE_UP_ERASED, {"leads": queued})
 
     async def following(self, pairs: Collection[tuple[str, uuid.UUID]]) -> Remembered:
         """Which of these (subscription, lead) pairs are followed (the subscription took the lead, ``enqueue``'s
-        ``taken``, and nothing let it go since), each with when it was taken, and when their leads were last
-        rejected. One statement however many."""
+        ``taken``, and nothing let it go since), each with the mark of its take, and their leads' last rejections.
+        One statement however many."""
         if not pairs:
             return Remembered({}, {})
         ordered = sorted(pairs)
@@ -456,9 +479,9 @@ class DeliveryStore:
         found = Remembered({}, {})
         for r in rows:
             if r.subscription_id is None:
-                found.rejected[r.lead_id] = r.taken_at
+                found.rejected[r.lead_id] = Mark(r.taken_at, r.taken_seq)
             else:
-                found.followed[(r.subscription_id, r.lead_id)] = r.taken_at
+                found.followed[(r.subscription_id, r.lead_id)] = Mark(r.taken_at, r.taken_seq)
         return found
 
     async def erase(self, erased: Mapping[uuid.UUID, datetime]) -> None:

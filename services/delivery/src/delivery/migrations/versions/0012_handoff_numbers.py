@@ -1,0 +1,28 @@
+"""the number of the hand-off each followed lead was taken at, and of the last hand-off a rejection of each lead
+ended: a rejection and a lead.routed are ordered by routing's count, not by two routing processes' clocks
+
+Revision ID: 0012
+Revises: 0011
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+SCHEMA = "delivery"
+
+
+def upgrade() -> None:
+    # NULL for the rows in place: their number is not known, so they are compared by time, as under 0011.
+    op.add_column("followed", sa.Column("taken_seq", sa.Integer), schema=SCHEMA)
+    op.add_column("rejected_leads", sa.Column("handoff_seq", sa.Integer), schema=SCHEMA)
+
+
+def downgrade() -> None:
+    # 0011 orders a rejection and a lead.routed by routing's times alone.
+    op.drop_column("rejected_leads", "handoff_seq", schema=SCHEMA)
+    op.drop_column("followed", "taken_seq", schema=SCHEMA)
