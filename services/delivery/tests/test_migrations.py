@@ -223,6 +223,25 @@ async def test_what_0011_noted_says_no_hand_off_number_and_is_ordered_by_time_ag
     assert late == ({}, {other: Mark(at)})
 
 
+async def test_a_lead_taken_by_a_process_older_than_0011_during_a_rolling_upgrade_is_kept_until_its_next_rejection(
+        stack):
+    """Migrated first, then served: a delivery process of 0010 still running takes a lead without a time, which 0011
+    refused (NOT NULL: the batch went to the dead letters). Dated the epoch, it is kept, and the lead's next rejection
+    lets it go, as under 0010."""
+    lead = uuid.uuid4()
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("delivery", url, "head")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("INSERT INTO delivery.followed (subscription_id, lead_id) "
+                                       "VALUES ('crm', :lead) ON CONFLICT DO NOTHING"), {"lead": lead})
+            store = DeliveryStore(conn)
+            taken = await store.following({("crm", lead)})
+            await store.enqueue([], let_go={lead: Mark(datetime(2026, 11, 23, 9, tzinfo=UTC), 1)})
+            let_go = await store.following({("crm", lead)})
+    assert taken.followed == {("crm", lead): Mark(datetime(1970, 1, 1, tzinfo=UTC))}
+    assert let_go.followed == {}
+
+
 async def test_a_migrate_to_a_revision_older_than_the_one_in_place_is_refused_and_changes_nothing(stack):
     """alembic's upgrade to an older revision runs no step, and migrate said "migrated to 0002" all the same."""
     async with fresh_database(stack.database_url) as (url, engine):

@@ -135,8 +135,9 @@ followed = sa.Table(
     # The hand-off that took it (``domain.Mark``): its number (lead.routed's handoff_seq; NULL: not said, routed
     # before v5, or taken before migration 0012) and when it was routed (its routed_at; the epoch for a row taken
     # before migration 0011, earlier than any rejection). A rejection of that hand-off or a later one lets it go; one
-    # of an earlier hand-off, read late, leaves a recycle taken since.
-    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
+    # of an earlier hand-off, read late, leaves a recycle taken since. Defaulted to the epoch for a process older than
+    # 0011 (a rolling upgrade), which inserts without it.
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("'epoch'")),
     sa.Column("taken_seq", sa.Integer),
     # A rejection and an erasure let a lead go for every subscription.
     sa.Index("followed_lead", "lead_id"),
