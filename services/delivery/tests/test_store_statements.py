@@ -4,6 +4,7 @@ real Postgres)."""
 import re
 import uuid
 from dataclasses import fields
+from types import SimpleNamespace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.dialects import postgresql
@@ -14,7 +15,9 @@ from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from delivery.domain import Mark, parse_subscriptions
 from delivery.handlers import Delivery, handle_deliverable
-from delivery.store import Attempted, Claimed, DeliveryStore, Forgotten
+from delivery.store import (
+    _FOLLOWED_BY, _LOCK_LEADS, _UNFOLLOW, Attempted, Claimed, DeliveryStore, Forgotten, followed,
+)
 from delivery.subscriptions import SubscriptionBook
 
 
@@ -298,16 +301,45 @@ async def test_what_a_batch_looks_up_of_the_leads_grade_filters_took_is_one_stat
     assert sorted(zip(params["subs"], params["leads"])) == sorted(pairs)
 
 
-async def test_a_deleted_forgotten_or_new_subscription_follows_no_lead_taken_under_its_id_before():
+class Following(Recording):
+    """A connection whose subscriptions each follow ``leads`` (in the order the lookup finds them)."""
+
+    def __init__(self, leads: list[uuid.UUID]) -> None:
+        super().__init__()
+        self.leads = leads
+
+    async def execute(self, statement, params=None) -> Answer:
+        answer = await super().execute(statement, params)
+        if statement is _FOLLOWED_BY:
+            return FoundLeads(self.leads)
+        return answer
+
+
+class FoundLeads(Answer):
+    def __init__(self, leads: list[uuid.UUID]) -> None:
+        self.leads = leads
+
+    def __iter__(self):
+        return iter([SimpleNamespace(lead_id=lead) for lead in self.leads])
+
+
+async def test_a_deleted_forgotten_or_new_subscription_lets_go_the_leads_taken_under_its_id_under_their_locks_in_order():
     """A file's subscription has no row of its own for a foreign key to cascade from: its leads go when it is
-    forgotten, and an API subscription taking its id (or a deleted one's) starts with none."""
-    conn = Recording()
+    forgotten, and an API subscription taking its id (or a deleted one's) starts with none. Deleted by subscription
+    while a handler deletes and upserts the same rows by lead under the leads' locks, rows locked in the delete's own
+    order could deadlock with it: the leads' locks come first, sorted as the handler sorts them, then the rows of
+    those leads alone go."""
+    leads = [uuid.UUID(int=2), uuid.UUID(int=1)]
+    conn = Following(leads)
     store = DeliveryStore(conn)
     await store.remove_subscription("crm")
     await store.forget("old-crm")
     await store.add_subscription({"id": "new-crm", "url": "https://crm.example.com/h", "events": ["lead.routed"],
                                   "filter": {"grade": "B"}, "retry_hours": None, "contact": None, "secrets": [],
                                   "created_by": "ops"})
-    cleared = [s.compile(dialect=postgresql.dialect()) for s in conn.statements
-               if s.is_dml and s.is_delete and s.table.name == "followed"]
-    assert [c.params for c in cleared] == [{"subscription_id_1": sub} for sub in ("crm", "old-crm", "new-crm")]
+    of_followed = [(s, p) for s, p in zip(conn.statements, conn.parameters, strict=True)
+                   if any(s is statement for statement in (_FOLLOWED_BY, _LOCK_LEADS, _UNFOLLOW))]
+    assert of_followed == [step for sub in ("crm", "old-crm", "new-crm") for step in (
+        (_FOLLOWED_BY, {"sub": sub}), (_LOCK_LEADS, {"leads": sorted(leads)}),
+        (_UNFOLLOW, {"sub": sub, "leads": sorted(leads)}))]
+    assert not [s for s in conn.statements if s.is_dml and s.is_delete and getattr(s, "table", None) is followed]

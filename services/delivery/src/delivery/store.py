@@ -156,6 +156,13 @@ rejected_leads = sa.Table(
     sa.Column("handoff_seq", sa.Integer),
 )
 
+#: The leads a subscription follows.
+_FOLLOWED_BY = sa.text(f"SELECT lead_id FROM {SCHEMA}.followed WHERE subscription_id = :sub")
+#: ...and its rows of those leads, once their locks are held (``_unfollow``).
+_UNFOLLOW = sa.text(f"""
+DELETE FROM {SCHEMA}.followed WHERE subscription_id = :sub AND lead_id = ANY(CAST(:leads AS uuid[]))
+""")
+
 #: The last error of a subscription's deliveries dropped when it was deleted.
 _DELETED = "subscription deleted"
 #: ...and of those an operator gave up once their subscription was removed from the file (``forget``).
@@ -444,7 +451,9 @@ class DeliveryStore:
         The same lock orders what the two do to ``followed``: the rejected leads are locked too (a rejection no
         subscription is sent queues nothing), so a rejection noted by one process and the lead.routed of the
         hand-off it ends, taken by the other at once, are written one after the other, and whichever comes second
-        sees the first (``_FOLLOW``, ``_LET_GO``): the lead is followed by nobody, in either order.
+        sees the first (``_FOLLOW``, ``_LET_GO``): the lead is followed by nobody, in either order. Whatever else
+        writes to ``followed`` takes the same locks first, sorted too: an erasure (``erase``), and a subscription's
+        deletion, forgetting or making anew (``_unfollow``), which deletes by subscription.
 
         A lead erased already (``erase``) is given up at once: a ``lead.routed`` read from leads.routed after
         its erasure was read from the lifecycle (the two topics are read apart), or an SLA reassignment's. Checked
@@ -679,7 +688,7 @@ class DeliveryStore:
         # still held it, would switch this one off before it sent anything.
         await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == row["id"]))
         # Nor does it follow the leads a file's subscription of its id took, removed from the file but not forgotten.
-        await self._conn.execute(followed.delete().where(followed.c.subscription_id == row["id"]))
+        await self._unfollow(row["id"])
         return True
 
     async def subscription_row(self, subscription_id: str) -> dict[str, Any] | None:
@@ -718,7 +727,7 @@ class DeliveryStore:
         if not gone.all():
             return None
         await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id))
-        await self._conn.execute(followed.delete().where(followed.c.subscription_id == subscription_id))
+        await self._unfollow(subscription_id)
         dropped = await self._conn.execute(
             deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                       deliveries.c.status == "pending")
@@ -751,13 +760,25 @@ class DeliveryStore:
             return None
         cleared = await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id)
                                            .returning(disabled.c.subscription_id))
-        await self._conn.execute(followed.delete().where(followed.c.subscription_id == subscription_id))
+        await self._unfollow(subscription_id)
         dropped = await self._conn.execute(
             deliveries.update().where(deliveries.c.subscription_id == subscription_id,
                                       deliveries.c.status == "pending")
             .values(status="dead", done_at=sa.func.statement_timestamp(), last_error=_REMOVED)
             .returning(deliveries.c.seq))
         return Forgotten(dropped=len(dropped.all()), was_disabled=bool(cleared.all()))
+
+    async def _unfollow(self, subscription_id: str) -> None:
+        """The leads ``subscription_id`` took let go, under those leads' locks, taken in their order before any row
+        (sorted, as ``enqueue`` and ``erase`` take them). A handler holds its leads' locks while it deletes
+        and upserts their rows in ``followed`` (a rejection's let-go, a take); a delete by subscription locks rows in
+        its own order, so it could hold one such row while waiting for another that handler holds, the handler then
+        waiting for the first: a deadlock, one side's transaction failed. A lead taken after the lookup (by a process
+        whose book still has the subscription) keeps its row, as it did when it committed after the delete."""
+        leads = sorted(r.lead_id for r in await self._conn.execute(_FOLLOWED_BY, {"sub": subscription_id}))
+        if leads:
+            await self._conn.execute(_LOCK_LEADS, {"leads": leads})
+            await self._conn.execute(_UNFOLLOW, {"sub": subscription_id, "leads": leads})
 
     async def oldest_waiting(self) -> dict[str, float]:
         """Per subscription, the age in seconds of its oldest pending delivery."""
