@@ -439,8 +439,7 @@ class CaptureStore:
         became the lead or the touch of its id) and, given ``key``, those whose address ``same_person`` reads as
         the person's; how many. A release locks its submission before the Idempotency-Keys and the people rows: so
         does an erasure, calling this first."""
-        gone = len((await self._session.execute(_FORGET_RELEASED, {
-            "ids": sorted(set(lead_ids)), "touch_ids": sorted(set(touch_ids))})).all())
+        gone = len((await self._session.execute(_FORGET_RELEASED, _released(lead_ids, touch_ids))).all())
         if key is None:
             return gone
         # A kept address is as it was sent: read as an erasure reads one (``same_person``), among those whose
@@ -474,8 +473,7 @@ class CaptureStore:
         ``answers_left``."""
         if not (lead_ids or touch_ids):
             return False
-        return bool((await self._session.execute(_RELEASED_LEFT, {
-            "ids": sorted(set(lead_ids)), "touch_ids": sorted(set(touch_ids))})).scalar())
+        return bool((await self._session.execute(_RELEASED_LEFT, _released(lead_ids, touch_ids))).scalar())
 
     async def lock_erasure(self, lead_ids: Sequence[uuid.UUID], *, key: str | None,
                            by_id: Sequence[uuid.UUID]) -> Savepoint:
@@ -592,6 +590,12 @@ def _touch_person(event: bytes) -> str | None:
     if isinstance(contact, dict) and contact.get("email") == "":
         return None
     return data.get("person_id")
+
+
+def _released(lead_ids: Sequence[uuid.UUID], touch_ids: Sequence[uuid.UUID]) -> dict[str, list[uuid.UUID]]:
+    """The parameters of ``_RELEASED``: quarantined submissions released as these leads, their touches or these
+    touches."""
+    return {"ids": sorted(set(lead_ids)), "touch_ids": sorted(set(touch_ids))}
 
 
 def _answers(lead_ids: Sequence[uuid.UUID], touch_ids: Sequence[uuid.UUID]) -> dict[str, list[Any]]:
