@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
@@ -150,6 +153,45 @@ def conservation_problems(outcomes: dict[str, dict[str, str]]) -> list[str]:
     return problems
 
 
+async def _where_the_silent_stand(stack: Stack, db: AsyncEngine, silent: list[str]) -> str:
+    """What capture's table and the topics say of leads with no outcome: a failure in CI then says which part of
+    the pipeline held them, with no stack left to look at."""
+    if not silent:
+        return ""
+    async with db.connect() as conn:
+        rows = (await conn.execute(sa.text(
+            "SELECT lead_id::text, published_at IS NOT NULL AS published, redrives, terminal_stage "
+            "FROM capture.leads WHERE lead_id::text = ANY(:ids)"), {"ids": silent})).all()
+    keys = {lead.encode() for lead in silent}
+    stages = {}
+    for topic in (topics.CAPTURED, topics.ENRICHED, topics.SCORED):
+        found = await read_topic(stack.bootstrap, topic, where=lambda r: r.key in keys, until=lambda f: False,
+                                 timeout=3)
+        stages[topic] = len({r.key for r in found})
+    states = {}
+    for row in rows:
+        state = f"published={row.published} redrives={row.redrives} terminal={row.terminal_stage}"
+        states[state] = states.get(state, 0) + 1
+    return (f"of the {len(silent)} silent (e.g. {silent[0]}): {len(rows)} in capture.leads {states}; "
+            f"on the topics (leads with any record): {stages}; what the processes warned of:\n{_warned(stack)}")
+
+
+def _warned(stack: Stack) -> str:
+    """Each process's warnings and errors, counted by what they say: CI keeps no stack to look at afterwards."""
+    said = []
+    for p in stack.processes:
+        if p.log_path is None or not p.log_path.exists():
+            continue
+        events: Counter[str] = Counter()
+        for line in p.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
+                    events[f"{entry['level']}: {entry.get('event')}"[:160]] += 1
+        said += [f"  {p.name}: {n}x {event}" for event, n in events.most_common(6)]
+    return "\n".join(said)
+
+
 async def assert_conserved(stack: Stack, db: AsyncEngine, audit: LifecycleAudit, ledger: Ledger,
                            timeout: float = 120, broker_lost_data: bool = False) -> None:
     """Every accepted lead reached exactly one terminal outcome on the lifecycle; none was routed twice.
@@ -172,6 +214,8 @@ async def assert_conserved(stack: Stack, db: AsyncEngine, audit: LifecycleAudit,
         if all(outcomes.values()) or time.monotonic() > deadline:
             break
     problems = conservation_problems(outcomes)
+    if problems:
+        problems.append(await _where_the_silent_stand(stack, db, [lead for lead, steps in outcomes.items() if not steps]))
     assert not problems, "; ".join(problems)
 
     async with db.connect() as conn:

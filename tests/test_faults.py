@@ -180,12 +180,24 @@ async def test_postgres_restarting_under_load_costs_503s_not_leads(faulty, db, a
 async def test_sigterm_finishes_the_work_in_hand_and_exits_within_ten_seconds(faulty, db, audit, service):
     ledger = Ledger()
     victim = next(p for p in faulty.processes if p.service == service)
+    stopped = asyncio.Event()
+
+    async def until_stopped(client: httpx.AsyncClient) -> None:
+        # Leads keep coming until the process is gone, however fast capture is, so the signal lands on requests in
+        # flight: a fixed 200 could all be answered before it on a fast machine, the shutdown then holding nothing.
+        while not stopped.is_set():
+            await ledger.post(client, 20, concurrency=10, pause_s=0.02)
+            await asyncio.sleep(0.05)  # a capture that is gone refuses at once: no loop of refusals beside its exit
+
     async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
-        flowing = asyncio.create_task(ledger.post(client, 200, pause_s=0.02))
+        flowing = asyncio.create_task(until_stopped(client))
         await asyncio.sleep(1.5)
         logged_before = victim.log_path.stat().st_size
         victim.signal(signal.SIGTERM)
-        exit_code = await asyncio.to_thread(victim.proc.wait, 10)  # raises if it takes longer
+        try:
+            exit_code = await asyncio.to_thread(victim.proc.wait, 10)  # raises if it takes longer
+        finally:
+            stopped.set()
         await flowing
     # uvicorn re-raises the signal once its graceful shutdown is done, as
     # processes conventionally report how they ended; the log shows it was clean.
