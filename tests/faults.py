@@ -20,7 +20,8 @@ from leadpipe_common import topics
 from leadpipe_common.local.stack import Stack
 from leadpipe_common.scan import TopicScan
 from leadpipe_common.settings import KafkaSettings
-from leadpipe_common.testing.kafka import partitions_of, read_topic
+from leadpipe_common.testing.kafka import partitions_of, read_all, read_topic
+from leadpipe_common.testing.plugin import KEY_HEADERS
 
 # Profiles that end in each terminal stage with the shipped rules.
 PROFILES = [
@@ -165,15 +166,34 @@ async def _where_the_silent_stand(stack: Stack, db: AsyncEngine, silent: list[st
     keys = {lead.encode() for lead in silent}
     stages = {}
     for topic in (topics.CAPTURED, topics.ENRICHED, topics.SCORED):
-        found = await read_topic(stack.bootstrap, topic, where=lambda r: r.key in keys, until=lambda f: False,
-                                 timeout=3)
+        found = await read_all(stack.bootstrap, topic, where=lambda r: r.key in keys)
         stages[topic] = len({r.key for r in found})
     states = {}
     for row in rows:
         state = f"published={row.published} redrives={row.redrives} terminal={row.terminal_stage}"
         states[state] = states.get(state, 0) + 1
     return (f"of the {len(silent)} silent (e.g. {silent[0]}): {len(rows)} in capture.leads {states}; "
-            f"on the topics (leads with any record): {stages}; what the processes warned of:\n{_warned(stack)}")
+            f"on the topics (leads with any record): {stages}; what the stages' consumers hold:\n"
+            f"{await _consumers(stack)}\nwhat the processes warned of:\n{_warned(stack)}")
+
+
+async def _consumers(stack: Stack) -> str:
+    """Each consuming process's partitions and what it has not yet processed of them, from its metrics: a
+    partition that keeps its lag while re-drives come is one nobody reads."""
+    said = []
+    async with httpx.AsyncClient(headers=KEY_HEADERS, timeout=5) as client:
+        for p in stack.processes:
+            if p.service not in ("enrichment", "scoring", "routing"):
+                continue
+            try:
+                text = (await client.get(f"{p.url}/metrics")).text
+            except httpx.HTTPError as exc:
+                said.append(f"  {p.name}: no metrics ({exc!r})")
+                continue
+            held = [line for line in text.splitlines() if line.startswith(("leadpipe_consumer_assigned_partitions ",
+                                                                            "leadpipe_consumer_lag_records{"))]
+            said.append(f"  {p.name}: {'; '.join(held) or 'no consumer metrics'}")
+    return "\n".join(said)
 
 
 def _warned(stack: Stack) -> str:
