@@ -29,7 +29,7 @@ class Queue:
         self.rows: list[dict] = []
         self.subscribed = subscribed  # the API subscriptions the database holds
         self.api_rows = list(api_rows)  # ...and their rows, as the book reads them
-        self.erased: list[dict] = []  # each call's leads erased, with their times
+        self.erased: list[dict] = []  # each call's leads erased (``enqueue``'s), with their times
         self.followed: dict[tuple[str, uuid.UUID], Mark] = {}  # the (subscription, lead) pairs held, taken at
         self.rejected: dict[uuid.UUID, Mark] = {}  # each lead's last rejection noted
         self.asked: list[set] = []  # each lookup's pairs
@@ -37,9 +37,11 @@ class Queue:
     async def api_subscriptions(self) -> list[dict]:
         return self.api_rows
 
-    async def enqueue(self, rows, *, taken={}, let_go={}) -> None:  # noqa: B006 (read only)
+    async def enqueue(self, rows, *, taken={}, let_go={}, erased={}) -> None:  # noqa: B006 (read only)
         """As the store's: rejections noted (the latest kept) let go what was taken at the hand-offs they ended, and
         none is taken at a hand-off its lead's last rejection ended."""
+        if erased:
+            self.erased.append(dict(erased))
         self.rows += rows
         self.rejected |= {lead: mark.latest(self.rejected.get(lead, mark)) for lead, mark in let_go.items()}
 
@@ -54,9 +56,6 @@ class Queue:
         self.asked.append(set(pairs))
         return ({pair: at for pair, at in self.followed.items() if pair in pairs},
                 {lead: at for lead, at in self.rejected.items() if lead in {lead for _, lead in pairs}})
-
-    async def erase(self, erased) -> None:
-        self.erased.append(dict(erased))
 
     async def still_subscribed(self, ids) -> set[str]:
         return set(ids) & self.subscribed
@@ -270,8 +269,8 @@ async def test_every_deliverable_type_has_a_webhook_whose_body_schema_takes_what
 
 
 async def test_an_erasure_has_the_store_give_up_and_clear_its_leads_deliveries_in_one_call_for_the_batch():
-    """The store gives up and clears a whole batch's leads at once (``DeliveryStore.erase``): one statement each,
-    however many leads."""
+    """The store gives up and clears a whole batch's leads at once (``DeliveryStore.enqueue``'s ``erased``): one
+    statement each, however many leads."""
     from leadpipe_common.events import LeadErased
 
     first, second = factories.captured().lead_id, factories.captured().lead_id

@@ -932,7 +932,7 @@ async def test_an_erasure_gives_up_its_leads_waiting_deliveries_and_clears_every
         [refused] = await store.claim({sub: 1}, 1, lease=LEASE)
         await store.record([replace(attempted(refused, "dead", 422, now, error="refused"), response="no team")])
         await store.enqueue([held(sub, lead), held(sub, lead, "lead.erased"), held(sub, other)])
-        await store.erase({lead: now})
+        await store.enqueue([], erased={lead: now})
         kept = await what_is_kept(conn, sub, lead)
         await conn.rollback()
     assert kept == [
@@ -950,8 +950,8 @@ async def test_a_delivery_queued_for_a_lead_after_its_erasure_is_given_up_at_onc
     sub, lead, other, now = f"late-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
-        await store.erase({lead: now})
-        await store.erase({lead: now + timedelta(days=1)})  # read again: the first erasure's time stays
+        await store.enqueue([], erased={lead: now})
+        await store.enqueue([], erased={lead: now + timedelta(days=1)})  # read again: the first erasure's time stays
         await store.enqueue([held(sub, lead), held(sub, other)])
         kept = await what_is_kept(conn, sub, lead)
         erased_at = (await conn.execute(sa.text("SELECT erased_at FROM delivery.erased_leads WHERE lead_id = :lead"),
@@ -973,7 +973,7 @@ async def test_a_delivery_queued_while_its_leads_erasure_commits_is_given_up_whi
         await DeliveryStore(conn).enqueue([held(sub, lead)])
 
     async def erase(conn) -> None:
-        await DeliveryStore(conn).erase({lead: now})
+        await DeliveryStore(conn).enqueue([], erased={lead: now})
 
     async def alone(step) -> None:
         async with db.begin() as conn:
@@ -1080,7 +1080,7 @@ async def test_an_erased_lead_is_followed_by_no_subscription_nor_taken_by_a_lead
         store = DeliveryStore(conn)
         await store.enqueue([held(sub, lead), held(sub, other)], taken=dict.fromkeys({(sub, lead), (sub, other)},
                                                                                      Mark(now)))
-        await store.erase({lead: now})
+        await store.enqueue([], erased={lead: now})
         after_erasure = await store.following({(sub, lead), (sub, other)})
         await store.enqueue([held(sub, lead)], taken={(sub, lead): Mark(now)})
         late = await store.following({(sub, lead)})

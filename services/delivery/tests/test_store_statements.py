@@ -1,6 +1,7 @@
 """delivery's queue statements read, not run: which clock they judge and write by (test_store.py runs them on the
 real Postgres)."""
 
+import functools
 import re
 import uuid
 from dataclasses import fields
@@ -10,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.dialects import postgresql
 
 from leadpipe_common import topics
-from leadpipe_common.events import Attribution, LeadStageChanged
+from leadpipe_common.consumer import BatchApplier
+from leadpipe_common.events import Attribution, LeadErased, LeadStageChanged
 from leadpipe_common.testing import factories
 from leadpipe_common.uow import MemoryUnitOfWork
 from delivery.domain import Mark, parse_subscriptions
@@ -18,7 +20,8 @@ from delivery.handlers import Delivery, handle_deliverable
 from delivery.store import (
     _FOLLOWED_BY, _LOCK_LEADS, _UNFOLLOW, Attempted, Claimed, DeliveryStore, Forgotten, followed,
 )
-from delivery.subscriptions import SubscriptionBook
+from delivery.service import SERVICE, wanted_record
+from delivery.subscriptions import SecretBox, SubscriptionBook, sealed_secrets
 
 
 class Answer:
@@ -239,7 +242,7 @@ async def test_an_erasure_gives_up_and_clears_a_batchs_leads_in_three_statements
     leads = sorted(uuid.uuid4() for _ in range(3))
     at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     conn = Recording()
-    await DeliveryStore(conn).erase({lead: at for lead in reversed(leads)})
+    await DeliveryStore(conn).enqueue([], erased={lead: at for lead in reversed(leads)})
     lock, note, give_up = conn.statements
     assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": leads}  # sorted: no deadlock
     assert "INSERT INTO delivery.erased_leads" in note.text and conn.parameters[1] == {"leads": leads, "at": [at] * 3}
@@ -343,3 +346,60 @@ async def test_a_deleted_forgotten_or_new_subscription_lets_go_the_leads_taken_u
         (_FOLLOWED_BY, {"sub": sub}), (_LOCK_LEADS, {"leads": sorted(leads)}),
         (_UNFOLLOW, {"sub": sub, "leads": sorted(leads)}))]
     assert not [s for s in conn.statements if s.is_dml and s.is_delete and getattr(s, "table", None) is followed]
+
+
+def locks_taken(conn: Recording) -> list[tuple[str, list[uuid.UUID] | None]]:
+    """In the order they ran, each statement that locks the row of an API subscription (shares it, or deletes it),
+    and each that locks leads, with them."""
+    taken: list[tuple[str, list[uuid.UUID] | None]] = []
+    for statement, params in zip(conn.statements, conn.parameters, strict=True):
+        sql = str(statement.compile(dialect=postgresql.dialect()))
+        if statement is _LOCK_LEADS:
+            taken.append(("leads", params["leads"]))
+        elif "delivery.subscriptions" in sql and ("FOR KEY SHARE" in sql or sql.startswith("DELETE")):
+            taken.append(("subscription", None))
+    return taken
+
+
+async def test_a_batch_with_an_erasure_among_other_events_locks_its_api_subscriptions_then_all_its_leads_at_once():
+    """With a handler of their own, erasures cut a batch into runs, one handler call each, in one transaction: the
+    erasure's took its leads' locks before the share locks of the API subscriptions it queued for, and a deletion
+    takes its subscription's row before the locks of the leads it took (``_unfollow``), so each could wait for the
+    other (Postgres aborted one, the batch was retried); and the runs either side of an erasure took their leads
+    out of order (a higher lead before a lower one). Through the runner's grouping of the batch, as it runs."""
+    box = SecretBox.from_secrets(None, "a session secret")
+    wanted = ["lead.stage_changed", "lead.erased"]
+    subs = parse_subscriptions({"subscriptions": [{"id": "crm", "url": "https://crm.example.com/h", "events": wanted,
+                                                   "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}]},
+                               allow_private=False)
+    book = SubscriptionBook(subs, box, allow_private=False)
+    book.load([{"id": "made", "url": "https://made.example.com/h", "events": wanted, "filter": {},
+                "retry_hours": None, "contact": None,
+                "secrets": sealed_secrets(box, [("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", None)])}],
+              datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    ctx = Delivery(book, clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC), http=None)
+    first, erased, rejected, last = sorted(uuid.uuid4() for _ in range(4))
+    at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+    def step(lead: uuid.UUID, to_stage: str) -> LeadStageChanged:
+        return LeadStageChanged(lead_id=lead, from_stage="accepted", to_stage=to_stage, at=at, by="ana", reason="r",
+                                attribution=Attribution(), owner_id="ana", team="emea",
+                                reason_code="no-budget" if to_stage == "rejected" else None)
+
+    batch = [step(last, "won"), LeadErased(lead_id=erased, at=at, by="dpo"), step(rejected, "rejected"),
+             step(first, "won")]
+    conn = Recording()
+    applier = BatchApplier(service="delivery", handlers=SERVICE.handlers(ctx),
+                           unit_of_work=lambda: MemoryUnitOfWork(DeliveryStore(conn)),
+                           select=functools.partial(wanted_record, ctx=ctx))
+    await applier.apply([factories.consumed(factories.message(topics.LIFECYCLE, e), i) for i, e in enumerate(batch)])
+    assert locks_taken(conn) == [("subscription", None), ("leads", [first, erased, rejected, last])]
+
+
+async def test_a_deletion_deletes_its_subscriptions_row_before_it_locks_the_leads_the_subscription_took():
+    """LOCK ORDER: a batch share-locks the API subscriptions it queues for before it locks its leads. A deletion
+    that locked the leads its subscription took before deleting the row could hold a lead such a batch waits for
+    while the batch held the row it waits for."""
+    conn = Following([uuid.UUID(int=2), uuid.UUID(int=1)])
+    await DeliveryStore(conn).remove_subscription("crm")
+    assert locks_taken(conn) == [("subscription", None), ("leads", [uuid.UUID(int=1), uuid.UUID(int=2)])]

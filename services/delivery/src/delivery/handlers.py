@@ -1,7 +1,12 @@
-"""delivery's handlers: each deliverable event in, one queued delivery per subscription that wants it, its body
+"""delivery's handler: each deliverable event in, one queued delivery per subscription that wants it, its body
 holding only the contact fields that subscription is sent, and the leads each grade filter took remembered (a
 rejection lets them go); an erasure (``lead.erased``) gives up and clears what is
-kept of its lead first, then is queued as any other.
+kept of its lead, and is queued as any other.
+
+One handler for every type, so that the runner makes one call of a batch (it calls a handler once for each run of
+events going to it): the batch's transaction takes its locks in the store's LOCK ORDER once, the subscriptions'
+then every lead's at once. A handler of its own for erasures, between two calls of this one, took leads' locks
+before subscriptions', and leads out of their order.
 
 Idempotent by construction (one row per subscription and event id), so the
 service needs no inbox; nothing is produced. What the grade filters took is
@@ -21,6 +26,7 @@ import httpx
 
 from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, structured
+from leadpipe_common.events import LeadErased
 from leadpipe_common.uow import UnitOfWork
 
 from delivery.domain import Following, may_follow, wants, withheld
@@ -68,25 +74,21 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
     taken = following.taken
     # An API subscription may have been deleted by another process since this one last refreshed its book.
     made = {row["subscription_id"] for row in rows} - ctx.subscriptions.from_file.keys()
+    # LOCK ORDER (the store's): the subscriptions' rows here, before any lead's lock (``enqueue``).
     if made and (gone := made - await uow.store.still_subscribed(made)):
         rows = [row for row in rows if row["subscription_id"] not in gone]
         taken = {pair: at for pair, at in taken.items() if pair[0] not in gone}
-    await uow.store.enqueue(rows, taken=taken, let_go=following.forgotten)
-    return {env.id: [] for env in batch}
-
-
-async def handle_lead_erased(uow: UnitOfWork[DeliveryStore], batch: Sequence[Envelope],
-                             ctx: Delivery) -> dict[uuid.UUID, Outcome]:
-    """What is kept of an erased lead given up and cleared (its deliveries' bodies hold the person's contact), and
-    what is queued for it from now on given up too (``DeliveryStore.erase``); then the erasure, which holds no one,
-    is queued as any deliverable event, for the receivers that hold the lead to erase the person too."""
+    # What is kept of an erased lead is given up and cleared (its deliveries' bodies hold the person's contact), and
+    # so is what is queued for it from now on; its erasure, which holds no one, is queued as any deliverable event,
+    # for the receivers that hold the lead to erase the person too. A lead erased twice keeps its first time.
     erased: dict[uuid.UUID, datetime] = {}
     for env in batch:
-        erased.setdefault(env.data.lead_id, env.data.at)
-    await uow.store.erase(erased)
-    return await handle_deliverable(uow, batch, ctx)
+        if isinstance(env.data, LeadErased):
+            erased.setdefault(env.data.lead_id, env.data.at)
+    await uow.store.enqueue(rows, taken=taken, let_go=following.forgotten, erased=erased)
+    return {env.id: [] for env in batch}
 
 
 handle_lead_routed = handle_lead_sla_breached = handle_lead_stage_changed = handle_deliverable
 handle_lead_reengaged = handle_lead_merged = handle_lead_queued = handle_lead_assigned = handle_deliverable
-handle_lead_handed_over = handle_deliverable
+handle_lead_handed_over = handle_lead_erased = handle_deliverable

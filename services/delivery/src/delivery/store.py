@@ -17,8 +17,10 @@ outlived it never overwrites what the newer claim records. A finished
 delivery's body and its receiver's last answer are cleared once it is older
 than the retention (``purge``); its row stays, and so does its place in
 ``deliveries_once``: a re-read event is never queued again. An erased lead's
-deliveries are given up and their bodies cleared (``erase``), and so is what is
-queued for it after its erasure, whichever process queues it (``enqueue``).
+deliveries are given up and their bodies cleared (``enqueue``'s ``erased``), and
+so is what is queued for it after its erasure, whichever process queues it.
+No two of delivery's transactions wait on each other in a cycle over a
+subscription and a lead: see LOCK ORDER (``_LOCK_LEADS``).
 """
 
 from __future__ import annotations
@@ -179,6 +181,16 @@ _made_through_api_for_it = sa.exists().where(subscriptions.c.id == deliveries.c.
 _ENQUEUE = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_once")
 #: A transaction lock per lead (see ``enqueue``), taken in the order given (sorted: two batches never wait on
 #: each other in a cycle).
+#:
+#: LOCK ORDER. A delivery transaction that locks both an API subscription's row and leads takes the subscription's
+#: row first, then every lead's lock it needs in ONE statement, sorted, then the leads' rows of deliveries and
+#: followed: a consumer's batch (``still_subscribed``'s share locks, then ``enqueue``'s, one call for the batch:
+#: its handler takes every type, erasures too, so the runner calls it once), a deletion (``remove_subscription``:
+#: the row's delete, then ``_unfollow``'s leads, then its deliveries), a making anew (``add_subscription``) and a
+#: forgetting (``forget``, which locks a row only to find it made through the API, and then no lead). A dispatcher
+#: locks no lead: its switch-offs' rows, then its deliveries (``Dispatcher._record``). So none holds a lead (or its
+#: deliveries) while it waits for a subscription's row another holds while it waits for that lead: an erasure's batch
+#: did, against a deletion, and Postgres aborted one of the two (a retried batch, a 503 for the admin).
 _LOCK_LEADS = sa.text(f"""
 SELECT pg_advisory_xact_lock(hashtextextended('{SCHEMA}.deliveries/' || lead_id::text, 0))
 FROM unnest(CAST(:leads AS uuid[])) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
@@ -417,8 +429,8 @@ _FRESH_WINDOW: Mapping[str, Any] = {"next_at": sa.func.statement_timestamp(),
 _DUE_ANEW = ("next_at", "attempts", "refused_in_a_row")
 
 
-#: No leads taken, none let go: ``enqueue``'s default (read-only, so one shared default is safe).
-_NOTHING: Mapping[Any, Mark] = MappingProxyType({})
+#: No leads taken, none let go, none erased: ``enqueue``'s default (read-only, so one shared default is safe).
+_NOTHING: Mapping[Any, Any] = MappingProxyType({})
 
 
 class Remembered(NamedTuple):
@@ -435,7 +447,8 @@ class DeliveryStore:
 
     async def enqueue(self, rows: Sequence[dict[str, Any]], *,
                       taken: Mapping[tuple[str, uuid.UUID], Mark] = _NOTHING,
-                      let_go: Mapping[uuid.UUID, Mark] = _NOTHING) -> None:
+                      let_go: Mapping[uuid.UUID, Mark] = _NOTHING,
+                      erased: Mapping[uuid.UUID, datetime] = _NOTHING) -> None:
         """Queue ``rows``; a lead's rows get their ``seq`` only once no other transaction still queues for it. The
         rejections of ``let_go`` (each lead's, of the mark given) are noted and let go the leads taken at the hand-offs
         they ended, then each (subscription, lead) of ``taken`` (among ``rows``': a lead is taken by the lead.routed
@@ -452,17 +465,25 @@ class DeliveryStore:
         subscription is sent queues nothing), so a rejection noted by one process and the lead.routed of the
         hand-off it ends, taken by the other at once, are written one after the other, and whichever comes second
         sees the first (``_FOLLOW``, ``_LET_GO``): the lead is followed by nobody, in either order. Whatever else
-        writes to ``followed`` takes the same locks first, sorted too: an erasure (``erase``), and a subscription's
+        writes to ``followed`` takes the same locks first, sorted too: an erasure (``erased``), and a subscription's
         deletion, forgetting or making anew (``_unfollow``), which deletes by subscription.
 
-        A lead erased already (``erase``) is given up at once: a ``lead.routed`` read from leads.routed after
-        its erasure was read from the lifecycle (the two topics are read apart), or an SLA reassignment's. Checked
+        The persons of the leads of ``erased`` were erased (at the times given; a lead erased already keeps its
+        first): noted, and what is kept of them given up and cleared (``_GIVE_UP_ERASED``), what ``rows`` holds of
+        them too. A lead erased already is given up at once: a ``lead.routed`` read from leads.routed after its
+        erasure was read from the lifecycle (the two topics are read apart), or an SLA reassignment's. Checked
         under the same lock as an erasure takes, by a statement that starts once it is held: an erasure committing
-        meanwhile is waited for and seen, and one that comes later finds these rows, and the leads ``taken``."""
+        meanwhile is waited for and seen, and one that comes later finds these rows, and the leads ``taken``.
+
+        Every lead's lock is taken in one statement, sorted: a transaction calls this once, after it locked any
+        subscription's row (LOCK ORDER)."""
         queued = sorted({row["lead_id"] for row in rows})
-        if not (queued or let_go):
+        if not (queued or let_go or erased):
             return
-        await self._conn.execute(_LOCK_LEADS, {"leads": sorted({*queued, *let_go})})
+        await self._conn.execute(_LOCK_LEADS, {"leads": sorted({*queued, *let_go, *erased})})
+        if erased:
+            leads = sorted(erased)
+            await self._conn.execute(_NOTE_ERASED, {"leads": leads, "at": [erased[lead] for lead in leads]})
         if let_go:
             rejected = sorted(let_go)
             await self._conn.execute(_LET_GO, {"leads": rejected, "at": [let_go[lead].at for lead in rejected],
@@ -475,7 +496,8 @@ class DeliveryStore:
                                                    "leads": [lead for _, lead in pairs],
                                                    "at": [taken[pair].at for pair in pairs],
                                                    "seq": [taken[pair].seq for pair in pairs]})
-            await self._conn.execute(_GIVE_UP_ERASED, {"leads": queued})
+        if queued or erased:
+            await self._conn.execute(_GIVE_UP_ERASED, {"leads": sorted({*queued, *erased})})
 
     async def following(self, pairs: Collection[tuple[str, uuid.UUID]]) -> Remembered:
         """Which of these (subscription, lead) pairs are followed (the subscription took the lead, ``enqueue``'s
@@ -494,18 +516,9 @@ class DeliveryStore:
                 found.followed[(r.subscription_id, r.lead_id)] = Mark(r.taken_at, r.taken_seq)
         return found
 
-    async def erase(self, erased: Mapping[uuid.UUID, datetime]) -> None:
-        """These leads' persons were erased (at the times given): noted, so that what is queued for them later is
-        given up too (``enqueue``), and what is kept of them given up and cleared (``_GIVE_UP_ERASED``); three
-        statements whatever the number of leads."""
-        if erased:
-            leads = sorted(erased)
-            await self._conn.execute(_LOCK_LEADS, {"leads": leads})
-            await self._conn.execute(_NOTE_ERASED, {"leads": leads, "at": [erased[lead] for lead in leads]})
-            await self._conn.execute(_GIVE_UP_ERASED, {"leads": leads})
-
     async def still_subscribed(self, subscription_ids: Collection[str]) -> set[str]:
-        """Those of these API subscriptions that exist, share-locked until this transaction ends.
+        """Those of these API subscriptions that exist, share-locked until this transaction ends; before any lead's
+        lock (LOCK ORDER), as a deletion takes the row before its leads' locks.
 
         A process learns of a deletion made in another one only at its next refresh; meanwhile it would queue
         deliveries for the deleted id, which the deletion (its statement saw none of them) never drops: they
@@ -770,11 +783,12 @@ class DeliveryStore:
 
     async def _unfollow(self, subscription_id: str) -> None:
         """The leads ``subscription_id`` took let go, under those leads' locks, taken in their order before any row
-        (sorted, as ``enqueue`` and ``erase`` take them). A handler holds its leads' locks while it deletes
-        and upserts their rows in ``followed`` (a rejection's let-go, a take); a delete by subscription locks rows in
-        its own order, so it could hold one such row while waiting for another that handler holds, the handler then
-        waiting for the first: a deadlock, one side's transaction failed. A lead taken after the lookup (by a process
-        whose book still has the subscription) keeps its row, as it did when it committed after the delete."""
+        (sorted, as ``enqueue`` takes them), after the subscription's own row (LOCK ORDER). A handler holds its leads'
+        locks while it deletes and upserts their rows in ``followed`` (a rejection's let-go, a take); a delete by
+        subscription locks rows in its own order, so it could hold one such row while waiting for another that handler
+        holds, the handler then waiting for the first: a deadlock, one side's transaction failed. A lead taken after
+        the lookup (by a process whose book still has the subscription) keeps its row, as it did when it committed
+        after the delete."""
         leads = sorted(r.lead_id for r in await self._conn.execute(_FOLLOWED_BY, {"sub": subscription_id}))
         if leads:
             await self._conn.execute(_LOCK_LEADS, {"leads": leads})
