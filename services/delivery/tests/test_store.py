@@ -994,6 +994,69 @@ async def test_a_delivery_queued_while_its_leads_erasure_commits_is_given_up_whi
             await conn.execute(sa.text("DELETE FROM delivery.erased_leads WHERE lead_id = :lead"), {"lead": lead})
 
 
+async def test_an_erasure_and_the_deletion_of_an_api_subscription_that_took_its_lead_take_turns_not_deadlock(db):
+    """The erasure's batch locked its lead, then share-locked the API subscriptions it queued the erasure for; a
+    deletion deletes its subscription's row, then locks the leads it took (``_unfollow``) and its deliveries: each
+    held what the other waited for, and Postgres aborted one (DeadlockDetected, within its deadlock_timeout: the
+    batch retried, or a 503 for the admin). Both take the subscription first (the store's LOCK ORDER). Interleaved
+    for certain: a row of erased_leads another transaction inserts and holds stops the erasure once it holds its
+    first locks (it notes the erasure under them), while the deletion takes its own first lock and waits."""
+    from leadpipe_common import topics
+    from leadpipe_common.events import LeadErased
+    from leadpipe_common.testing import factories
+    from leadpipe_common.uow import MemoryUnitOfWork
+
+    from delivery.handlers import Delivery, handle_lead_erased
+    from delivery.subscriptions import SecretBox, SubscriptionBook, sealed_secrets
+
+    sub, lead, now = f"erasing-{uuid.uuid4().hex[:8]}", uuid.uuid4(), datetime.now(UTC)
+    # It filters on grade: it took the lead at its lead.routed, which waits to be sent.
+    settings = {"events": ["lead.erased", "lead.routed"], "filter": {"grade": ["B"]}}
+    box = SecretBox.from_secrets(None, "a session secret")
+    book = SubscriptionBook({}, box, allow_private=False)
+    book.load([{**api_subscription(sub, "https://crm.example.com/h", now), **settings, "retry_hours": None,
+                "contact": None, "secrets": sealed_secrets(box, [("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", None)])}],
+              now)
+    ctx = Delivery(book, clock=lambda: now, http=None)
+    erasure = factories.envelope(topics.LIFECYCLE, LeadErased(lead_id=lead, at=now, by="dpo"))
+
+    async def erase() -> None:
+        async with db.begin() as conn:
+            await factories.one_batch(MemoryUnitOfWork(DeliveryStore(conn)), (handle_lead_erased, [erasure], ctx))
+
+    async def delete() -> int | None:
+        async with db.begin() as conn:
+            return await DeliveryStore(conn).remove_subscription(sub)
+
+    gate = await db.connect()
+    try:
+        async with db.begin() as conn:
+            store = DeliveryStore(conn)
+            assert await store.add_subscription({**api_subscription(sub, "https://crm.example.com/h", None),
+                                                 **settings})
+            await store.enqueue([held(sub, lead)], taken={(sub, lead): Mark(now)})
+        await gate.execute(sa.text("INSERT INTO delivery.erased_leads (lead_id, erased_at) VALUES (:lead, :at)"),
+                           {"lead": lead, "at": now})
+        erasing = await kept_waiting(erase(), "the erasure did not wait for the erased lead's row held elsewhere")
+        deleting = await kept_waiting(delete(), "the deletion did not wait for the erasure")
+        await gate.rollback()
+        _, dropped = await asyncio.wait_for(asyncio.gather(erasing, deleting), 10)  # neither a deadlock's victim
+        async with db.connect() as conn:
+            kept = await what_is_kept(conn, sub, lead)
+            following = await DeliveryStore(conn).following({(sub, lead)})
+        assert dropped == 1  # the erasure, queued for it before the deletion went on
+        assert kept == [("lead.routed", True, "dead", True, None, "erased", True),
+                        ("lead.erased", True, "dead", False, None, "subscription deleted", True)]
+        assert following.followed == {}
+    finally:
+        await gate.close()
+        async with db.begin() as conn:
+            for table, column, value in (("deliveries", "subscription_id", sub), ("followed", "subscription_id", sub),
+                                         ("subscriptions", "id", sub), ("erased_leads", "lead_id", lead)):
+                await conn.execute(sa.text(f"DELETE FROM delivery.{table} WHERE {column} = :value"),
+                                   {"value": value})
+
+
 async def test_a_lead_a_subscription_took_is_followed_until_a_rejection_lets_it_go(db):
     """Taken again at the same hand-off, it stays as it was; let go, it is no subscription's; rejected and recycled
     within one batch (let go, then taken at the recycle), it is followed again."""
