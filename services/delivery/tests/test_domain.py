@@ -826,3 +826,19 @@ def test_a_retention_of_0_or_of_longer_than_any_delivery_is_old_purges_nothing(k
     """0 is "for ever"; a retention of millennia overflowed the date, and every round failed on it (in Postgres
     now, whose dates go back no further than 4713 BC)."""
     assert purge_after(keep_days) is None
+
+
+def test_an_erasure_lets_its_lead_go_for_every_subscription_so_its_later_events_in_the_batch_reach_no_follower():
+    """The store lets an erased lead go for every subscription once the batch is read: an event of the lead after
+    the erasure, in the same batch, reaches a B subscription that followed it no more than it would in a later
+    batch, or cut into batches of one record."""
+    from leadpipe_common.events import LeadErased
+
+    first, _, _, accepted, _, _ = rejected_and_recycled(grade="A")
+    sub = following_grades("B")
+    following = Following(known={("crm", first.lead_id): Mark(NOW)})
+    assert wants(sub, accepted, following.of(sub, accepted))
+    erased = LeadErased(lead_id=first.lead_id, at=NOW, by="dpo")
+    following.read(erased, [sub], NOW)
+    assert not wants(sub, accepted, following.of(sub, accepted))
+    assert following.known == following.taken == {}

@@ -417,3 +417,14 @@ async def test_a_lead_is_not_remembered_for_an_api_subscription_another_process_
         await handle_deliverable(uow, [factories.envelope(topics.ROUTED, first)],
                                  Delivery(book, clock=lambda: NOW, http=None))
     assert uow.store.followed == {("kept", first.lead_id): Mark(first.routed_at, 1)}
+
+
+def test_every_deliverable_type_goes_to_one_handler_so_a_batch_takes_its_locks_in_one_call():
+    """The runner calls a handler once for each run of a batch's events going to it: a type with a handler of its own
+    (erasures had one) cuts a batch into calls, each taking leads' locks, and a later call's subscription locks come
+    after them, against the store's LOCK ORDER."""
+    from delivery.service import SERVICE
+
+    handlers = SERVICE.handlers(object())
+    assert set(handlers) == set(DELIVERABLE)
+    assert len(set(handlers.values())) == 1

@@ -406,7 +406,14 @@ class Following:
         lead it rejects is let go, then a ``lead.routed`` takes its lead for each of them that remembers and whose
         filter it passes by itself. One sent only because the subscription follows its lead (the same hand-off told
         again, raised above its grades) continues what it took: taken anew, a recycle read before its rejection
-        would outlive the rejection for a subscription its filter would not have given it to."""
+        would outlive the rejection for a subscription its filter would not have given it to. An erasure lets its
+        lead go for every subscription, as the store does once the batch is read (``_GIVE_UP_ERASED``): an event of
+        the lead later in the batch is no more a follower's than one of a later batch, whichever way the batch is
+        cut."""
+        if isinstance(event, LeadErased):
+            self.known = {pair: m for pair, m in self.known.items() if pair[1] != event.lead_id}
+            self.taken = {pair: m for pair, m in self.taken.items() if pair[1] != event.lead_id}
+            return
         if (lead := lets_go(event)) is not None:
             assert isinstance(event, LeadStageChanged)
             ended = Mark(recorded_at, event.handoff_seq)
