@@ -41,7 +41,8 @@ def test_a_stored_message_keeps_its_ids_and_headers_and_a_value_that_is_no_event
     assert (erased.topic, erased.key, erased.headers) == (stored.topic, stored.key, stored.headers)
     again = decode(erased.headers, erased.key, erased.value)
     assert again.data.contact.email == "" and again.data.contact.first_name is None
-    assert b"ada" not in erased.value
+    # Not b"ada": the value's ids are hex, and one in a few hundred holds it.
+    assert b"ada@stripe.com" not in erased.value and b"Ada" not in erased.value
     assert erased_value(b"not json ada@stripe.com") == b"" and erased_value(json.dumps([1]).encode()) == b""
 
 
@@ -61,6 +62,7 @@ async def test_an_erasure_clears_the_outputs_an_inbox_kept_for_the_lead_and_thos
                           (factories.envelope(topics.CAPTURED, other).id, other.type, [bobs])])
         await uow.commit()
     kept = [m for outputs in uow.inbox.values() for m in outputs]
-    assert [b"ada" in m.value for m in kept] == [False, False, False]
-    assert [b"bob" in m.value for m in kept] == [False, False, True]
+    # The addresses, not b"ada": a value's ids and trace are hex, and about one run in forty held it (a full run here failed so).
+    assert [b"ada@stripe.com" in m.value for m in kept] == [False, False, False]
+    assert [b"bob@stripe.com" in m.value for m in kept] == [False, False, True]
     assert [m.headers for m in kept] == [earlier.headers, later.headers, bobs.headers]
