@@ -235,7 +235,8 @@ async def assert_conserved(stack: Stack, db: AsyncEngine, audit: LifecycleAudit,
             break
     problems = conservation_problems(outcomes)
     if problems:
-        problems.append(await _where_the_silent_stand(stack, db, [lead for lead, steps in outcomes.items() if not steps]))
+        silent = [lead for lead, steps in outcomes.items() if not steps]
+        problems.append(await _where_the_silent_stand(stack, db, silent))
     assert not problems, "; ".join(problems)
 
     async with db.connect() as conn:

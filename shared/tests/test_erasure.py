@@ -62,7 +62,8 @@ async def test_an_erasure_clears_the_outputs_an_inbox_kept_for_the_lead_and_thos
                           (factories.envelope(topics.CAPTURED, other).id, other.type, [bobs])])
         await uow.commit()
     kept = [m for outputs in uow.inbox.values() for m in outputs]
-    # The addresses, not b"ada": a value's ids and trace are hex, and about one run in forty held it (a full run here failed so).
+    # The addresses, not b"ada": a value's ids and trace are hex, and about one run in forty held it (a full run
+    # here failed so).
     assert [b"ada@stripe.com" in m.value for m in kept] == [False, False, False]
     assert [b"bob@stripe.com" in m.value for m in kept] == [False, False, True]
     assert [m.headers for m in kept] == [earlier.headers, later.headers, bobs.headers]
