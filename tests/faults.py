@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from leadpipe_common import topics
+from leadpipe_common import topics, topology
 from leadpipe_common.local.stack import Stack
 from leadpipe_common.scan import TopicScan
 from leadpipe_common.settings import KafkaSettings
@@ -177,13 +177,58 @@ async def _where_the_silent_stand(stack: Stack, db: AsyncEngine, silent: list[st
             f"{await _consumers(stack)}\nwhat the processes warned of:\n{_warned(stack)}")
 
 
+#: The stages whose groups a test waits to settle: a lead's outcome waits on each.
+STAGES = ("enrichment", "scoring", "routing")
+
+
+async def groups_settled(stack: Stack, timeout: float = 60) -> None:
+    """Once every stage's group has shared out its partitions: each process of it holds one or more (where there are
+    as many), and together every partition of the stage's inputs.
+
+    A process a test restarted is ready before its group's rebalance: that rebalance would otherwise land in the
+    middle of whatever the next test breaks. A group that does not settle fails the test: a partition nobody reads
+    stalls every lead keyed to it."""
+    expected = dict.fromkeys(STAGES, 0)
+    for service in STAGES:
+        for topic in topology.inputs_of(service):
+            expected[service] += len(await partitions_of(stack.bootstrap, topic))
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(headers=KEY_HEADERS, timeout=5) as client:
+        while True:
+            held: dict[str, list[int]] = {service: [] for service in STAGES}
+            for p in stack.processes:
+                if p.service in held:
+                    held[p.service].append(await _assigned(client, p.url))
+            unsettled = {service: counts for service, counts in held.items()
+                         if sum(counts) != expected[service]
+                         or (expected[service] >= len(counts) and min(counts, default=0) < 1)}
+            if not unsettled:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stage groups not settled after {timeout:.0f} s (partitions held by each "
+                                     f"process, of {expected}): {unsettled}")
+            await asyncio.sleep(0.25)
+
+
+async def _assigned(client: httpx.AsyncClient, url: str) -> int:
+    """The partitions a process holds, from its metrics (none while it does not answer)."""
+    try:
+        text = (await client.get(f"{url}/metrics")).text
+    except httpx.HTTPError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("leadpipe_consumer_assigned_partitions "):
+            return int(float(line.split()[1]))
+    return 0
+
+
 async def _consumers(stack: Stack) -> str:
     """Each consuming process's partitions and what it has not yet processed of them, from its metrics: a
     partition that keeps its lag while re-drives come is one nobody reads."""
     said = []
     async with httpx.AsyncClient(headers=KEY_HEADERS, timeout=5) as client:
         for p in stack.processes:
-            if p.service not in ("enrichment", "scoring", "routing"):
+            if p.service not in STAGES:
                 continue
             try:
                 text = (await client.get(f"{p.url}/metrics")).text

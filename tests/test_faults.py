@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from leadpipe_common.testing.plugin import WEBHOOK_SOURCE, make_test_stack, receiver_log, running
-from tests.faults import Ledger, LifecycleAudit, assert_conserved, capture_url
+from tests.faults import Ledger, LifecycleAudit, assert_conserved, capture_url, groups_settled
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
@@ -42,6 +42,12 @@ async def audit(faulty):
     await tail.start()
     yield tail
     await tail.stop()
+
+
+@pytest.fixture(autouse=True)
+async def settled(faulty):
+    """Each test starts with every stage's partitions shared out: the test before may have restarted a process."""
+    await groups_settled(faulty)
 
 
 @pytest.fixture
