@@ -211,15 +211,18 @@ async def groups_settled(stack: Stack, timeout: float = 60) -> None:
 
 
 async def _assigned(client: httpx.AsyncClient, url: str) -> int:
-    """The partitions a process holds, from its metrics (none while it does not answer)."""
+    """The partitions a process holds (none while it does not answer)."""
+    held = await _consumer_metrics(client, url, "leadpipe_consumer_assigned_partitions ")
+    return int(float(held[0].split()[1])) if held else 0
+
+
+async def _consumer_metrics(client: httpx.AsyncClient, url: str, *names: str) -> list[str] | None:
+    """The lines of a process's metrics that start with one of ``names``; None while it does not answer."""
     try:
         text = (await client.get(f"{url}/metrics")).text
     except httpx.HTTPError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith("leadpipe_consumer_assigned_partitions "):
-            return int(float(line.split()[1]))
-    return 0
+        return None
+    return [line for line in text.splitlines() if line.startswith(names)]
 
 
 async def _consumers(stack: Stack) -> str:
@@ -230,14 +233,9 @@ async def _consumers(stack: Stack) -> str:
         for p in stack.processes:
             if p.service not in STAGES:
                 continue
-            try:
-                text = (await client.get(f"{p.url}/metrics")).text
-            except httpx.HTTPError as exc:
-                said.append(f"  {p.name}: no metrics ({exc!r})")
-                continue
-            held = [line for line in text.splitlines() if line.startswith(("leadpipe_consumer_assigned_partitions ",
-                                                                            "leadpipe_consumer_lag_records{"))]
-            said.append(f"  {p.name}: {'; '.join(held) or 'no consumer metrics'}")
+            held = await _consumer_metrics(client, p.url, "leadpipe_consumer_assigned_partitions ",
+                                           "leadpipe_consumer_lag_records{")
+            said.append(f"  {p.name}: {'no answer' if held is None else '; '.join(held) or 'no consumer metrics'}")
     return "\n".join(said)
 
 
