@@ -46,11 +46,11 @@ def add_commands(cli: typer.Typer) -> None:
 
         A nurture lead that now reaches the MQL bar is recycled: routing routes it. One a disqualify rule now
         holds for, or under the nurture bar now, is disqualified (closed). An MQL is never moved (sales may hold
-        it): each way it falls is counted. A lead the lifecycle has
-        closed since (won, lost, merged away) is left out and counted apart. Run with --dry-run first: the real
-        run then does exactly what it printed (at the same --at), but for leads closed in between. An --at more
-        than a day before or after now is refused, and one after now but for a dry run (the real run stamps its scores
-        with it, and until then they would be the newest the comparison of rules reads): a past one leaves intent undecayed since and dates the steps
+        it): each way it falls is counted. A lead the lifecycle has closed since (won, lost, merged away) is left
+        out and counted apart. Run with --dry-run first: the real run then does exactly what it printed (at the
+        same --at), but for leads closed in between. An --at more than a day before or after now is refused, and
+        one after now but for a dry run (the real run stamps its scores with it, and until then they would be the
+        newest the comparison of rules reads): a past one leaves intent undecayed since and dates the steps
         to MQL then, perhaps before their leads were captured (a typo in the year does that). A lifecycle that
         no longer holds its first events (its retention, or a truncated log) is refused: the leads it closed
         before would be taken for open and perhaps recycled to sales. So are rules whose contents changed under the
