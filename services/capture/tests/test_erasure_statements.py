@@ -173,6 +173,18 @@ async def test_a_lead_erased_by_id_tells_no_touch_of_the_person_who_opened_it_as
     assert cleared.others_touches == []
 
 
+async def test_a_lead_kept_before_its_person_was_recorded_tells_none_of_its_touches_as_another_persons():
+    """A lead from before 0012 names no person: its touches cannot be told apart, its own person's among them (they
+    were listed as another's, the lead's person read as "None")."""
+    lead, touch = uuid.uuid4(), uuid.uuid4()
+    session = Recording({"SELECT capture.leads.lead_id": [(lead, b"{}", None)],
+                         "SELECT capture.touches.touch_id": [
+                             (touch, json.dumps({"person_id": str(uuid.uuid4())}).encode(), lead)]})
+    cleared = await CaptureStore(session).erase([lead], key=None, by_id=[lead],
+                                                at=datetime(2026, 1, 1, tzinfo=UTC), by="dpo")
+    assert cleared.others_touches == []
+
+
 async def test_an_erasure_deletes_the_idempotency_keys_whose_answer_names_an_erased_lead_or_its_touch():
     """capture.idempotency kept, for a day, the caller's Idempotency-Key (which may be the address), a
     fingerprint of the fields and the erased lead's id."""

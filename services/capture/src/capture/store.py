@@ -530,8 +530,9 @@ class CaptureStore:
             _ERASED_TOUCHES, {"ids": ids, "touch_ids": sorted(set(touch_ids))})).all()
         # Read before they are cleared: a touch on an erased lead whose person is neither the lead's nor one erased
         # (someone sales merged into it) goes with the lead all the same; the answer says so. A touch whose event
-        # names no person (sent before person_id, or cleared by an erasure before) is not told.
-        opened_by = {lead: str(person) for lead, _, person in erased_leads}
+        # names no person (sent before person_id, or cleared by an erasure before) is not told, nor one on a lead kept
+        # before 0012, whose person is not known.
+        opened_by = {lead: str(person) for lead, _, person in erased_leads if person is not None}
         erased_people = {str(person) for person in deleted}
         others = [touch for touch, event, lead in erased_touches
                   if lead in opened_by and _touch_person(event) not in {None, opened_by[lead], *erased_people}]
