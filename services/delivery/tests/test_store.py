@@ -1057,6 +1057,79 @@ async def test_an_erasure_and_the_deletion_of_an_api_subscription_that_took_its_
                                    {"value": value})
 
 
+async def test_a_batch_and_the_deletion_of_the_subscription_that_took_its_leads_take_turns_not_deadlock(db):
+    """A batch lets go a rejected lead (its rows in followed deleted) and takes another again (its row updated); a
+    deletion deletes its subscription's rows in the order of their leads. Had the batch locked the higher lead's
+    row, then the lower one's, while the deletion took the lower one's and waited for the higher, each would wait
+    for the other. The batch locks its leads' rows in their order before it writes any (``_HOLD_FOLLOWED``).
+    Interleaved for certain: a delivery with the batch's event id, inserted by another transaction and held,
+    stops the batch after its let-go, while the deletion starts."""
+    sub, now = f"taking-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    low, high = sorted(uuid.uuid4() for _ in range(2))
+    routed, rejected, recycled = Mark(now - timedelta(hours=3), 1), Mark(now - timedelta(hours=2), 1), Mark(now, 2)
+    again = held(sub, low)
+
+    async def batch() -> None:
+        async with db.begin() as conn:
+            await DeliveryStore(conn).enqueue([again], taken={(sub, low): recycled}, let_go={high: rejected})
+
+    async def delete() -> int | None:
+        async with db.begin() as conn:
+            return await DeliveryStore(conn).remove_subscription(sub)
+
+    gate = await db.connect()
+    try:
+        async with db.begin() as conn:
+            store = DeliveryStore(conn)
+            assert await store.add_subscription({**api_subscription(sub, "https://crm.example.com/h", None),
+                                                 "filter": {"grade": ["A"]}})
+            await store.enqueue([held(sub, low), held(sub, high)], taken={(sub, low): routed, (sub, high): routed})
+        await gate.execute(sa.text("INSERT INTO delivery.deliveries (subscription_id, lead_id, event_id, event_type, "
+                                   "created_at, next_at) VALUES (:sub, :lead, :event, 'lead.routed', now(), now())"),
+                           {"sub": sub, "lead": low, "event": again["event_id"]})
+        batching = await kept_waiting(batch(), "the batch did not wait for its delivery's key held elsewhere")
+        deleting = await kept_waiting(delete(), "the deletion did not wait for the batch's rows of followed")
+        await gate.rollback()
+        _, dropped = await asyncio.wait_for(asyncio.gather(batching, deleting), 10)  # neither a deadlock's victim
+        async with db.connect() as conn:
+            left = (await conn.execute(sa.text("SELECT count(*) FROM delivery.followed WHERE subscription_id = :sub"),
+                                       {"sub": sub})).scalar_one()
+        assert dropped == 3  # the two queued before, and the batch's, committed before the deletion went on
+        assert left == 0
+    finally:
+        await gate.close()
+        async with db.begin() as conn:
+            for table, column, value in (("deliveries", "subscription_id", sub), ("followed", "subscription_id", sub),
+                                         ("subscriptions", "id", sub), ("rejected_leads", "lead_id", high)):
+                await conn.execute(sa.text(f"DELETE FROM delivery.{table} WHERE {column} = :value"),
+                                   {"value": value})
+
+
+async def test_a_subscription_that_took_a_hundred_thousand_leads_is_deleted(db):
+    """A lock per lead it took, all in the deletion's transaction, filled Postgres's shared lock table (64 a
+    connection): "out of shared memory" from some tens of thousands on, for a year's leads of a busy grade
+    subscription, and every other transaction failed meanwhile too. Its rows are locked in the rows themselves."""
+    sub = f"busy-{uuid.uuid4().hex[:8]}"
+    try:
+        async with db.begin() as conn:
+            store = DeliveryStore(conn)
+            assert await store.add_subscription({**api_subscription(sub, "https://crm.example.com/h", None),
+                                                 "filter": {"grade": ["A"]}})
+            await conn.execute(sa.text("INSERT INTO delivery.followed (subscription_id, lead_id) "
+                                       "SELECT :sub, gen_random_uuid() FROM generate_series(1, 100000)"),
+                               {"sub": sub})
+        async with db.begin() as conn:
+            assert await DeliveryStore(conn).remove_subscription(sub) == 0
+        async with db.connect() as conn:
+            left = (await conn.execute(sa.text("SELECT count(*) FROM delivery.followed WHERE subscription_id = :sub"),
+                                       {"sub": sub})).scalar_one()
+        assert left == 0
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(sa.text("DELETE FROM delivery.followed WHERE subscription_id = :sub"), {"sub": sub})
+            await conn.execute(sa.text("DELETE FROM delivery.subscriptions WHERE id = :sub"), {"sub": sub})
+
+
 async def test_a_lead_a_subscription_took_is_followed_until_a_rejection_lets_it_go(db):
     """Taken again at the same hand-off, it stays as it was; let go, it is no subscription's; rejected and recycled
     within one batch (let go, then taken at the recycle), it is followed again."""

@@ -18,7 +18,7 @@ from leadpipe_common.uow import MemoryUnitOfWork
 from delivery.domain import Mark, parse_subscriptions
 from delivery.handlers import Delivery, handle_deliverable
 from delivery.store import (
-    _FOLLOWED_BY, _LOCK_LEADS, _UNFOLLOW, Attempted, Claimed, DeliveryStore, Forgotten, followed,
+    _DROP_DELETED, _HOLD_FOLLOWED, _LOCK_LEADS, _UNFOLLOW, Attempted, Claimed, DeliveryStore, Forgotten, followed,
 )
 from delivery.service import SERVICE, wanted_record
 from delivery.subscriptions import SecretBox, SubscriptionBook, sealed_secrets
@@ -216,13 +216,16 @@ async def test_what_a_deletion_or_a_forget_gives_up_is_dead_from_postgres_clock_
     other delivery's, which the purge judges them all by."""
     conn = Recording()
     store = DeliveryStore(conn)
-    assert await store.remove_subscription("crm") == 1
+    await store.remove_subscription("crm")
     assert await store.forget("old-crm") == Forgotten(dropped=1, was_disabled=True)
-    dropped, marked, forgotten = conn.updates_of_deliveries()
-    assert "done_at=statement_timestamp()" in dropped[0] and "deleted_at=statement_timestamp()" in dropped[0]
-    assert "SET deleted_at=statement_timestamp()" in marked[0]  # those dead already
+    [forgotten] = conn.updates_of_deliveries()
+    # The deletion's: one statement for those waiting and those dead already (each a deleted_at), no host time.
+    dropped = conn.statements.index(_DROP_DELETED)
+    assert "THEN statement_timestamp() ELSE d.done_at" in _DROP_DELETED.text
+    assert "deleted_at = statement_timestamp()" in _DROP_DELETED.text
+    assert conn.parameters[dropped] == {"sub": "crm"}
     assert "done_at=statement_timestamp()" in forgotten[0]
-    assert [host_times(params) for _, params in (dropped, marked, forgotten)] == [[], [], []]
+    assert host_times(forgotten[1]) == []
 
 
 async def test_a_purge_counts_the_retention_back_from_postgres_clock_not_the_hosts():
@@ -235,7 +238,7 @@ async def test_a_purge_counts_the_retention_back_from_postgres_clock_not_the_hos
     assert params == {"keep": timedelta(days=30), "limit": 100}
 
 
-async def test_an_erasure_gives_up_and_clears_a_batchs_leads_in_three_statements_under_their_locks():
+async def test_an_erasure_gives_up_and_clears_a_batchs_leads_in_four_statements_under_their_locks():
     """One statement per lead would make a batch of a thousand erasures (an erasure by address of a busy person,
     a replay) a thousand round trips; given up at another host's time, a delivery's done_at would not be on the
     clock the purge judges it by."""
@@ -243,10 +246,11 @@ async def test_an_erasure_gives_up_and_clears_a_batchs_leads_in_three_statements
     at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     conn = Recording()
     await DeliveryStore(conn).enqueue([], erased={lead: at for lead in reversed(leads)})
-    lock, note, give_up = conn.statements
+    lock, hold, note, give_up = conn.statements
     assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": leads}  # sorted: no deadlock
-    assert "INSERT INTO delivery.erased_leads" in note.text and conn.parameters[1] == {"leads": leads, "at": [at] * 3}
-    assert "UPDATE delivery.deliveries" in give_up.text and conn.parameters[2] == {"leads": leads}
+    assert hold is _HOLD_FOLLOWED and conn.parameters[1] == {"leads": leads}  # their rows in followed go
+    assert "INSERT INTO delivery.erased_leads" in note.text and conn.parameters[2] == {"leads": leads, "at": [at] * 3}
+    assert "UPDATE delivery.deliveries" in give_up.text and conn.parameters[3] == {"leads": leads}
     assert "THEN statement_timestamp()" in give_up.text
 
 
@@ -275,16 +279,17 @@ async def test_a_batchs_rejections_let_go_and_its_taken_leads_are_added_under_th
     conn = Recording()
     await DeliveryStore(conn).enqueue(rows, taken={("crm-b", lead): Mark(routed_at, 2)},
                                       let_go={rejected: Mark(rejected_at, 1)})
-    lock, let_go, _insert, follow, give_up = conn.statements
+    lock, hold, let_go, _insert, follow, give_up = conn.statements
     assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": [lead, rejected]}
+    assert hold is _HOLD_FOLLOWED and conn.parameters[1] == {"leads": [lead, rejected]}
     assert "INSERT INTO delivery.rejected_leads" in let_go.text and "DELETE FROM delivery.followed" in let_go.text
-    assert conn.parameters[1] == {"leads": [rejected], "at": [rejected_at], "seq": [1]}
+    assert conn.parameters[2] == {"leads": [rejected], "at": [rejected_at], "seq": [1]}
     assert "INSERT INTO delivery.followed" in follow.text and "FROM delivery.rejected_leads" in follow.text
-    assert conn.parameters[3] == {"subs": ["crm-b"], "leads": [lead], "at": [routed_at], "seq": [2]}
+    assert conn.parameters[4] == {"subs": ["crm-b"], "leads": [lead], "at": [routed_at], "seq": [2]}
     assert "DELETE FROM delivery.followed" in give_up.text and "UPDATE delivery.deliveries" in give_up.text
     conn = Recording()
     await DeliveryStore(conn).enqueue([], let_go={rejected: Mark(rejected_at)})
-    lock, let_go = conn.statements
+    lock, _hold, let_go = conn.statements
     assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": [rejected]}
     conn = Recording()
     await DeliveryStore(conn).enqueue([])
@@ -304,36 +309,12 @@ async def test_what_a_batch_looks_up_of_the_leads_grade_filters_took_is_one_stat
     assert sorted(zip(params["subs"], params["leads"])) == sorted(pairs)
 
 
-class Following(Recording):
-    """A connection whose subscriptions each follow ``leads`` (in the order the lookup finds them)."""
-
-    def __init__(self, leads: list[uuid.UUID]) -> None:
-        super().__init__()
-        self.leads = leads
-
-    async def execute(self, statement, params=None) -> Answer:
-        answer = await super().execute(statement, params)
-        if statement is _FOLLOWED_BY:
-            return FoundLeads(self.leads)
-        return answer
-
-
-class FoundLeads(Answer):
-    def __init__(self, leads: list[uuid.UUID]) -> None:
-        self.leads = leads
-
-    def __iter__(self):
-        return iter([SimpleNamespace(lead_id=lead) for lead in self.leads])
-
-
-async def test_a_deleted_forgotten_or_new_subscription_lets_go_the_leads_taken_under_its_id_under_their_locks_in_order():
+async def test_a_deleted_forgotten_or_new_subscription_lets_go_the_leads_taken_under_its_id_in_one_statement():
     """A file's subscription has no row of its own for a foreign key to cascade from: its leads go when it is
-    forgotten, and an API subscription taking its id (or a deleted one's) starts with none. Deleted by subscription
-    while a handler deletes and upserts the same rows by lead under the leads' locks, rows locked in the delete's own
-    order could deadlock with it: the leads' locks come first, sorted as the handler sorts them, then the rows of
-    those leads alone go."""
-    leads = [uuid.UUID(int=2), uuid.UUID(int=1)]
-    conn = Following(leads)
+    forgotten, and an API subscription taking its id (or a deleted one's) starts with none. One statement however
+    many leads it took (the test on Postgres deletes 100,000), locking its rows in the order of their leads: the
+    order a batch locks the rows of its leads in (``_HOLD_FOLLOWED``)."""
+    conn = Recording()
     store = DeliveryStore(conn)
     await store.remove_subscription("crm")
     await store.forget("old-crm")
@@ -341,11 +322,11 @@ async def test_a_deleted_forgotten_or_new_subscription_lets_go_the_leads_taken_u
                                   "filter": {"grade": "B"}, "retry_hours": None, "contact": None, "secrets": [],
                                   "created_by": "ops"})
     of_followed = [(s, p) for s, p in zip(conn.statements, conn.parameters, strict=True)
-                   if any(s is statement for statement in (_FOLLOWED_BY, _LOCK_LEADS, _UNFOLLOW))]
-    assert of_followed == [step for sub in ("crm", "old-crm", "new-crm") for step in (
-        (_FOLLOWED_BY, {"sub": sub}), (_LOCK_LEADS, {"leads": sorted(leads)}),
-        (_UNFOLLOW, {"sub": sub, "leads": sorted(leads)}))]
-    assert not [s for s in conn.statements if s.is_dml and s.is_delete and getattr(s, "table", None) is followed]
+                   if s is _UNFOLLOW or "followed" in str(s)]
+    assert of_followed == [(_UNFOLLOW, {"sub": sub}) for sub in ("crm", "old-crm", "new-crm")]
+    assert "ORDER BY lead_id FOR UPDATE" in _UNFOLLOW.text
+    assert "ORDER BY lead_id, subscription_id FOR UPDATE" in _HOLD_FOLLOWED.text
+    assert _LOCK_LEADS not in conn.statements
 
 
 def locks_taken(conn: Recording) -> list[tuple[str, list[uuid.UUID] | None]]:
@@ -396,10 +377,39 @@ async def test_a_batch_with_an_erasure_among_other_events_locks_its_api_subscrip
     assert locks_taken(conn) == [("subscription", None), ("leads", [first, erased, rejected, last])]
 
 
-async def test_a_deletion_deletes_its_subscriptions_row_before_it_locks_the_leads_the_subscription_took():
-    """LOCK ORDER: a batch share-locks the API subscriptions it queues for before it locks its leads. A deletion
-    that locked the leads its subscription took before deleting the row could hold a lead such a batch waits for
-    while the batch held the row it waits for."""
-    conn = Following([uuid.UUID(int=2), uuid.UUID(int=1)])
+async def test_a_deletion_takes_its_subscriptions_row_then_its_followed_rows_then_its_deliveries_and_no_lead():
+    """LOCK ORDER: a batch share-locks the API subscriptions it queues for before it locks its leads, then the rows of
+    followed and deliveries. A deletion that locked the leads its subscription took before deleting the row could
+    hold a lead such a batch waits for while the batch held the row it waits for; it locks no lead now."""
+    conn = Recording()
     await DeliveryStore(conn).remove_subscription("crm")
-    assert locks_taken(conn) == [("subscription", None), ("leads", [uuid.UUID(int=1), uuid.UUID(int=2)])]
+    assert locks_taken(conn) == [("subscription", None)]
+    tables = [re.search(r"(?:DELETE FROM|UPDATE|INTO) delivery\.(\w+)", str(s.compile(dialect=postgresql.dialect())))[1]
+              for s in conn.statements]
+    assert tables == ["subscriptions", "disabled", "followed", "deliveries"]
+    assert conn.statements[-1] is _DROP_DELETED
+
+
+async def test_every_update_of_deliveries_that_may_wait_locks_its_rows_in_the_order_of_their_seq_first():
+    """An UPDATE locks rows in whatever order its plan reads them: by lead for an erasure's give-up, by
+    subscription for a deletion, in a round's order for its attempts. Two of them over the same rows in other
+    orders each held one the other waited for (Postgres aborted one: a 503, a batch retried, an attempt unrecorded
+    and sent again). Each locks its rows in the order of their seq, in the statement that updates them."""
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    claimed = Claimed(seq=1, subscription_id="crm", lead_id=uuid.uuid4(), event_id=uuid.uuid4(),
+                      event_type="lead.routed", body=b"{}", attempts=0, created_at=now, leased_until=now,
+                      claimed_at=now)
+    conn = Recording()
+    store = DeliveryStore(conn)
+    await store.redrive("crm", in_file={"crm"})
+    await store.enable("crm")
+    await store.forget("old-crm")
+    await store.remove_subscription("gone")
+    await store.record([Attempted(claimed, at=now, status=204, error=None, response="", duration_ms=3,
+                                  outcome="delivered", next_at=None, refused_in_a_row=0)])
+    await store.enqueue([], erased={uuid.uuid4(): now})
+    updates = [str(s.compile(dialect=postgresql.dialect())) for s in conn.statements]
+    updates = [sql for sql in updates if re.search(r"UPDATE delivery\.deliveries", sql)]
+    assert len(updates) == 6
+    for sql in updates:
+        assert re.search(r"ORDER BY (?:\w+\.)*seq FOR UPDATE", sql), sql

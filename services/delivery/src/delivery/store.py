@@ -19,8 +19,10 @@ than the retention (``purge``); its row stays, and so does its place in
 ``deliveries_once``: a re-read event is never queued again. An erased lead's
 deliveries are given up and their bodies cleared (``enqueue``'s ``erased``), and
 so is what is queued for it after its erasure, whichever process queues it.
-No two of delivery's transactions wait on each other in a cycle over a
-subscription and a lead: see LOCK ORDER (``_LOCK_LEADS``).
+No two of delivery's transactions wait on each other in a cycle (over a
+subscription, a lead or rows): see LOCK ORDER (``_LOCK_LEADS``); a
+subscription's deletion holds as many leads as it took in the rows
+themselves, none in Postgres's lock table.
 """
 
 from __future__ import annotations
@@ -158,17 +160,46 @@ rejected_leads = sa.Table(
     sa.Column("handoff_seq", sa.Integer),
 )
 
-#: The leads a subscription follows.
-_FOLLOWED_BY = sa.text(f"SELECT lead_id FROM {SCHEMA}.followed WHERE subscription_id = :sub")
-#: ...and its rows of those leads, once their locks are held (``_unfollow``).
+#: A subscription's rows in ``followed`` deleted (``_unfollow``), each locked first, in the order of its lead: the
+#: order a batch locks its leads' rows in (``_HOLD_FOLLOWED``). Row locks, kept in each row, not in Postgres's lock
+#: table: a lock per lead in one transaction (advisory) ran out of shared memory at some tens of thousands of
+#: leads (100,000: "out of shared memory"), the deletion of a year's grade subscription then failing every time.
 _UNFOLLOW = sa.text(f"""
-DELETE FROM {SCHEMA}.followed WHERE subscription_id = :sub AND lead_id = ANY(CAST(:leads AS uuid[]))
+WITH held AS MATERIALIZED (
+    SELECT lead_id FROM {SCHEMA}.followed WHERE subscription_id = :sub ORDER BY lead_id FOR UPDATE
+)
+DELETE FROM {SCHEMA}.followed f USING held WHERE f.subscription_id = :sub AND f.lead_id = held.lead_id
+""")
+#: The rows in ``followed`` of these leads locked, in the order of (lead, subscription): before a batch deletes or
+#: upserts any of them (``enqueue``), so that, with ``_UNFOLLOW``'s deletion taking a subscription's rows in the
+#: order of their leads, neither holds a row the other took first while it waits for one the other holds.
+_HOLD_FOLLOWED = sa.text(f"""
+SELECT 1 FROM {SCHEMA}.followed WHERE lead_id = ANY(CAST(:leads AS uuid[]))
+ORDER BY lead_id, subscription_id FOR UPDATE
 """)
 
 #: The last error of a subscription's deliveries dropped when it was deleted.
 _DELETED = "subscription deleted"
 #: ...and of those an operator gave up once their subscription was removed from the file (``forget``).
 _REMOVED = "subscription removed from the subscriptions file"
+#: A deleted subscription's deliveries, locked in order by the statement (LOCK ORDER, 5): those waiting become dead
+#: ("subscription deleted") now by Postgres's clock, as every other delivery finishes (``record``) and as the purge
+#: judges their age; those dead already keep their receiver's last error. Both are marked deleted: a file's
+#: subscription taking the id has no creation time to tell them from its own by. Each one's status before, to count
+#: those dropped (as locked: the row as it is once any change committed meanwhile is in).
+_DROP_DELETED = sa.text(f"""
+WITH held AS MATERIALIZED (
+    SELECT seq, status FROM {SCHEMA}.deliveries
+    WHERE subscription_id = :sub AND (status = 'pending' OR (status = 'dead' AND deleted_at IS NULL))
+    ORDER BY seq FOR UPDATE
+)
+UPDATE {SCHEMA}.deliveries d
+SET status = 'dead', deleted_at = statement_timestamp(),
+    done_at = CASE WHEN d.status = 'pending' THEN statement_timestamp() ELSE d.done_at END,
+    last_error = CASE WHEN d.status = 'pending' THEN '{_DELETED}' ELSE d.last_error END
+FROM held WHERE d.seq = held.seq
+RETURNING held.status
+""")
 #: A delivery's subscription is one made through the admin API.
 _made_through_api = sa.exists().where(subscriptions.c.id == deliveries.c.subscription_id)
 #: ...and the delivery was queued for that subscription, not for an earlier one under its id, deleted since: a
@@ -179,18 +210,37 @@ _made_through_api = sa.exists().where(subscriptions.c.id == deliveries.c.subscri
 _made_through_api_for_it = sa.exists().where(subscriptions.c.id == deliveries.c.subscription_id,
                                              subscriptions.c.created_at <= deliveries.c.created_at)
 _ENQUEUE = insert(deliveries).on_conflict_do_nothing(constraint="deliveries_once")
+
+
+def _in_seq_order(*where: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    """The rows of an UPDATE of deliveries: those matching ``where``, each locked first, in the order of its seq, by
+    the same statement (LOCK ORDER, 5). The lock reads each row again as it is by then: one changed meanwhile so
+    that it no longer matches is left out."""
+    # Materialized: each row locked once, whatever the plan of the UPDATE's join (a subquery under a nested loop is
+    # read again for every row, and locks its rows again each time).
+    held = (sa.select(deliveries.c.seq).where(*where).order_by(deliveries.c.seq).with_for_update()
+            .cte("held").prefix_with("MATERIALIZED"))
+    return deliveries.c.seq.in_(sa.select(held.c.seq))
+
+
 #: A transaction lock per lead (see ``enqueue``), taken in the order given (sorted: two batches never wait on
 #: each other in a cycle).
 #:
-#: LOCK ORDER. A delivery transaction that locks both an API subscription's row and leads takes the subscription's
-#: row first, then every lead's lock it needs in ONE statement, sorted, then the leads' rows of deliveries and
-#: followed: a consumer's batch (``still_subscribed``'s share locks, then ``enqueue``'s, one call for the batch:
-#: its handler takes every type, erasures too, so the runner calls it once), a deletion (``remove_subscription``:
-#: the row's delete, then ``_unfollow``'s leads, then its deliveries), a making anew (``add_subscription``) and a
-#: forgetting (``forget``, which locks a row only to find it made through the API, and then no lead). A dispatcher
-#: locks no lead: its switch-offs' rows, then its deliveries (``Dispatcher._record``). So none holds a lead (or its
-#: deliveries) while it waits for a subscription's row another holds while it waits for that lead: an erasure's batch
-#: did, against a deletion, and Postgres aborted one of the two (a retried batch, a 503 for the admin).
+#: LOCK ORDER. Every delivery transaction takes its locks in this order, each kind in one statement in the order
+#: given, so none holds a lock another waits for while it waits for one that other holds (Postgres aborts one of
+#: such two: a batch retried, a 503 for an admin, an attempt sent again):
+#:   1. API subscriptions' rows, by id: a batch's share locks (``still_subscribed``), a deletion's delete, a
+#:      switch-off's share lock (``disable``, before the attempts are recorded), a forgetting's look.
+#:   2. leads, sorted, ONE statement for all of a transaction's (``_LOCK_LEADS``): a consumer's batch alone
+#:      (``enqueue``, called once: its handler takes every type, erasures too, so the runner calls it once).
+#:   3. ``disabled``'s rows (one a subscription: a dispatcher's, sorted by subscription).
+#:   4. ``followed``'s rows, by (lead, subscription): a batch locks those of its leads before it writes any
+#:      (``_HOLD_FOLLOWED``), a deletion, forgetting or making anew those of its subscription (``_UNFOLLOW``).
+#:   5. ``deliveries``' rows, by seq, locked first within the statement that updates them (``_in_seq_order``), an
+#:      UPDATE alone locking rows in whatever order its plan reads them; a claim and a purge skip locked rows, and
+#:      wait for none.
+#: An erasure's batch locked its leads, then share-locked the API subscriptions it queued the erasure for, while a
+#: deletion held the row and waited for those leads: Postgres aborted one of the two.
 _LOCK_LEADS = sa.text(f"""
 SELECT pg_advisory_xact_lock(hashtextextended('{SCHEMA}.deliveries/' || lead_id::text, 0))
 FROM unnest(CAST(:leads AS uuid[])) WITH ORDINALITY AS t(lead_id, n) ORDER BY n
@@ -211,7 +261,13 @@ ON CONFLICT (lead_id) DO NOTHING
 #: No subscription follows an erased lead any more (its erasure passes every filter, and nothing comes after it):
 #: its rows in ``followed`` go too, those this transaction just added among them.
 _GIVE_UP_ERASED = sa.text(f"""
-WITH unfollowed AS (
+WITH held AS MATERIALIZED (  -- LOCK ORDER, 5: in the order of their seq, once each
+    SELECT l.seq FROM {SCHEMA}.deliveries l
+    WHERE l.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_id = ANY(CAST(:leads AS uuid[])))
+      AND l.event_type <> 'lead.erased'
+      AND (l.status = 'pending' OR l.body IS NOT NULL OR l.last_response IS NOT NULL)
+    ORDER BY l.seq FOR UPDATE OF l
+), unfollowed AS (
     DELETE FROM {SCHEMA}.followed f
     WHERE f.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_id = ANY(CAST(:leads AS uuid[])))
 )
@@ -220,9 +276,7 @@ SET body = NULL, last_response = NULL,
     status = CASE WHEN d.status = 'pending' THEN 'dead' ELSE d.status END,
     done_at = CASE WHEN d.status = 'pending' THEN statement_timestamp() ELSE d.done_at END,
     last_error = CASE WHEN d.status = 'pending' THEN '{ERASED}' ELSE d.last_error END
-WHERE d.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_id = ANY(CAST(:leads AS uuid[])))
-  AND d.event_type <> 'lead.erased'
-  AND (d.status = 'pending' OR d.body IS NOT NULL OR d.last_response IS NOT NULL)
+WHERE d.seq IN (SELECT h.seq FROM held h)
 """)
 
 
@@ -311,7 +365,9 @@ _CLAIM = sa.text(
 #: send the delivery meanwhile), or take its attempt's number.
 _RECORD = sa.text(
     f"""
-    WITH kept AS (
+    WITH held AS MATERIALIZED (  -- LOCK ORDER, 5: locked once each, whatever the join's plan
+        SELECT seq FROM {SCHEMA}.deliveries WHERE seq = ANY(CAST(:seq AS bigint[])) ORDER BY seq FOR UPDATE
+    ), kept AS (
         UPDATE {SCHEMA}.deliveries d
         SET attempts = r.attempt, last_status = r.http_status, last_error = r.error, last_response = r.response,
             status = r.state, done_at = r.done_at, next_at = coalesce(r.retry_at, d.next_at),
@@ -324,6 +380,7 @@ _RECORD = sa.text(
             AS r(seq, leased_until, attempt, attempted_at, http_status, error, response, duration_ms, state,
                  done_at, retry_at, refused_in_a_row)
         WHERE d.seq = r.seq AND d.status = 'pending' AND d.next_at = r.leased_until
+          AND d.seq IN (SELECT h.seq FROM held h)
         RETURNING r.seq, r.attempt, r.attempted_at, r.http_status, r.error, r.duration_ms
     ), logged AS (
         -- Numbered after the delivery's last logged attempt, not by its attempts count: a redrive or an enable
@@ -464,9 +521,10 @@ class DeliveryStore:
         The same lock orders what the two do to ``followed``: the rejected leads are locked too (a rejection no
         subscription is sent queues nothing), so a rejection noted by one process and the lead.routed of the
         hand-off it ends, taken by the other at once, are written one after the other, and whichever comes second
-        sees the first (``_FOLLOW``, ``_LET_GO``): the lead is followed by nobody, in either order. Whatever else
-        writes to ``followed`` takes the same locks first, sorted too: an erasure (``erased``), and a subscription's
-        deletion, forgetting or making anew (``_unfollow``), which deletes by subscription.
+        sees the first (``_FOLLOW``, ``_LET_GO``): the lead is followed by nobody, in either order. An erasure
+        (``erased``) writes to it under the same locks. A subscription's deletion, forgetting or making anew
+        (``_unfollow``) deletes by subscription, under no lead's lock: it locks the rows in the order of their
+        leads, and this locks the rows of its leads in that order before it writes any (LOCK ORDER).
 
         The persons of the leads of ``erased`` were erased (at the times given; a lead erased already keeps its
         first): noted, and what is kept of them given up and cleared (``_GIVE_UP_ERASED``), what ``rows`` holds of
@@ -481,6 +539,11 @@ class DeliveryStore:
         if not (queued or let_go or erased):
             return
         await self._conn.execute(_LOCK_LEADS, {"leads": sorted({*queued, *let_go, *erased})})
+        # The rows of followed this may delete or update: a rejected lead's, a lead's taken again, an erased one's
+        # (one erased before keeps none but those taken here, new rows no one else sees).
+        if let_go or taken or erased:
+            held = sorted({*let_go, *erased, *(lead for _, lead in taken)})
+            await self._conn.execute(_HOLD_FOLLOWED, {"leads": held})
         if erased:
             leads = sorted(erased)
             await self._conn.execute(_NOTE_ERASED, {"leads": leads, "at": [erased[lead] for lead in leads]})
@@ -623,7 +686,8 @@ class DeliveryStore:
         asked = [*matching, in_force]
         # A purged one has nothing left to send. One a purge clears while this waits for its row is left out too:
         # the update checks the row again once it has it.
-        queued = await self._conn.execute(deliveries.update().where(*asked, deliveries.c.body.is_not(None))
+        queued = await self._conn.execute(deliveries.update()
+                                          .where(_in_seq_order(*asked, deliveries.c.body.is_not(None)))
                                           .values(status="pending", done_at=None, **_FRESH_WINDOW)
                                           .returning(deliveries.c.seq))
         n = len(queued.all())
@@ -654,8 +718,8 @@ class DeliveryStore:
         # the lease and which claims read: by this process's, ahead of it, what waited would wait out the difference
         # before it was sent, and (ahead by more than a lease) the delivery under way would be due.
         is_due = deliveries.c.next_at <= sa.func.statement_timestamp()
-        await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
-                                                           deliveries.c.status == "pending")
+        waiting = _in_seq_order(deliveries.c.subscription_id == subscription_id, deliveries.c.status == "pending")
+        await self._conn.execute(deliveries.update().where(waiting)
                                  .values(**{**_FRESH_WINDOW,
                                             **{column: sa.case((is_due, _FRESH_WINDOW[column]),
                                                                else_=deliveries.c[column]) for column in _DUE_ANEW}}))
@@ -741,18 +805,8 @@ class DeliveryStore:
             return None
         await self._conn.execute(disabled.delete().where(disabled.c.subscription_id == subscription_id))
         await self._unfollow(subscription_id)
-        dropped = await self._conn.execute(
-            deliveries.update().where(deliveries.c.subscription_id == subscription_id,
-                                      deliveries.c.status == "pending")
-            .values(status="dead", done_at=sa.func.statement_timestamp(), last_error=_DELETED,
-                    deleted_at=sa.func.statement_timestamp()).returning(deliveries.c.seq))
-        # Those already dead keep their receiver's last error, and are marked too: a file's subscription taking the
-        # id has no creation time to tell them from its own by.
-        await self._conn.execute(deliveries.update().where(deliveries.c.subscription_id == subscription_id,
-                                                           deliveries.c.status == "dead",
-                                                           deliveries.c.deleted_at.is_(None))
-                                 .values(deleted_at=sa.func.statement_timestamp()))
-        return len(dropped.all())
+        was = await self._conn.execute(_DROP_DELETED, {"sub": subscription_id})
+        return sum(status == "pending" for status, in was)
 
     async def stranded(self, in_file: Collection[str]) -> dict[str, int]:
         """How many deliveries wait for each subscription in neither ``in_file`` nor the API's: nothing here claims
@@ -775,24 +829,17 @@ class DeliveryStore:
                                            .returning(disabled.c.subscription_id))
         await self._unfollow(subscription_id)
         dropped = await self._conn.execute(
-            deliveries.update().where(deliveries.c.subscription_id == subscription_id,
-                                      deliveries.c.status == "pending")
+            deliveries.update().where(_in_seq_order(deliveries.c.subscription_id == subscription_id,
+                                                    deliveries.c.status == "pending"))
             .values(status="dead", done_at=sa.func.statement_timestamp(), last_error=_REMOVED)
             .returning(deliveries.c.seq))
         return Forgotten(dropped=len(dropped.all()), was_disabled=bool(cleared.all()))
 
     async def _unfollow(self, subscription_id: str) -> None:
-        """The leads ``subscription_id`` took let go, under those leads' locks, taken in their order before any row
-        (sorted, as ``enqueue`` takes them), after the subscription's own row (LOCK ORDER). A handler holds its leads'
-        locks while it deletes and upserts their rows in ``followed`` (a rejection's let-go, a take); a delete by
-        subscription locks rows in its own order, so it could hold one such row while waiting for another that handler
-        holds, the handler then waiting for the first: a deadlock, one side's transaction failed. A lead taken after
-        the lookup (by a process whose book still has the subscription) keeps its row, as it did when it committed
-        after the delete."""
-        leads = sorted(r.lead_id for r in await self._conn.execute(_FOLLOWED_BY, {"sub": subscription_id}))
-        if leads:
-            await self._conn.execute(_LOCK_LEADS, {"leads": leads})
-            await self._conn.execute(_UNFOLLOW, {"sub": subscription_id, "leads": leads})
+        """The leads ``subscription_id`` took let go: its rows in ``followed`` deleted, locked in the order of their
+        leads, after the subscription's own row (LOCK ORDER). A lead taken after this statement began (by a process
+        whose book still has the subscription) keeps its row, as it did when it committed after the delete."""
+        await self._conn.execute(_UNFOLLOW, {"sub": subscription_id})
 
     async def oldest_waiting(self) -> dict[str, float]:
         """Per subscription, the age in seconds of its oldest pending delivery."""
