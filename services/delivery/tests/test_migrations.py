@@ -259,3 +259,21 @@ async def test_a_migrate_to_a_revision_older_than_the_one_in_place_is_refused_an
     assert again.returncode == 0 and again.stdout.strip() == "delivery: already at 0004; nothing to do"
     assert up.returncode == 0 and up.stdout.strip().startswith("delivery: migrated to 00")
     assert up.stdout.strip().endswith("(from 0004)") and in_place != "0004"
+
+
+async def test_an_erased_leads_rows_in_followed_kept_from_before_go_at_0013_and_no_other_lead_loses_its_own(stack):
+    """Erased by a process older than 0010 while an 0010 one took the lead (or by hand), a lead kept its rows: a
+    batch deletes only the rows it locked first, so they would never go."""
+    erased, kept = uuid.uuid4(), uuid.uuid4()
+    async with fresh_database(stack.database_url) as (url, engine):
+        migrate("delivery", url, "0012")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("INSERT INTO delivery.followed (subscription_id, lead_id) VALUES "
+                                       "('crm', :erased), ('other', :erased), ('crm', :kept)"),
+                               {"erased": erased, "kept": kept})
+            await conn.execute(sa.text("INSERT INTO delivery.erased_leads (lead_id, erased_at) VALUES (:lead, now())"),
+                               {"lead": erased})
+        migrate("delivery", url, "head")
+        async with engine.begin() as conn:
+            left = (await conn.execute(sa.text("SELECT subscription_id, lead_id FROM delivery.followed"))).all()
+    assert [tuple(r) for r in left] == [("crm", kept)]

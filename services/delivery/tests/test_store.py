@@ -1063,7 +1063,9 @@ async def test_a_batch_and_the_deletion_of_the_subscription_that_took_its_leads_
     row, then the lower one's, while the deletion took the lower one's and waited for the higher, each would wait
     for the other. The batch locks its leads' rows in their order before it writes any (``_HOLD_FOLLOWED``).
     Interleaved for certain: a delivery with the batch's event id, inserted by another transaction and held,
-    stops the batch after its let-go, while the deletion starts."""
+    stops the batch after its let-go, while the deletion starts. The batch takes no share lock of the subscription
+    here, as a batch that queues nothing for it does not (rejections it is not sent), nor one for a file's
+    subscription (whose forgetting deletes by subscription too)."""
     sub, now = f"taking-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
     low, high = sorted(uuid.uuid4() for _ in range(2))
     routed, rejected, recycled = Mark(now - timedelta(hours=3), 1), Mark(now - timedelta(hours=2), 1), Mark(now, 2)

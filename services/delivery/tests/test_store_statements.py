@@ -250,7 +250,8 @@ async def test_an_erasure_gives_up_and_clears_a_batchs_leads_in_four_statements_
     assert "pg_advisory_xact_lock" in lock.text and conn.parameters[0] == {"leads": leads}  # sorted: no deadlock
     assert hold is _HOLD_FOLLOWED and conn.parameters[1] == {"leads": leads}  # their rows in followed go
     assert "INSERT INTO delivery.erased_leads" in note.text and conn.parameters[2] == {"leads": leads, "at": [at] * 3}
-    assert "UPDATE delivery.deliveries" in give_up.text and conn.parameters[3] == {"leads": leads}
+    # Of the rows in followed, those of the leads it locked alone.
+    assert "UPDATE delivery.deliveries" in give_up.text and conn.parameters[3] == {"leads": leads, "held": leads}
     assert "THEN statement_timestamp()" in give_up.text
 
 
@@ -263,7 +264,7 @@ async def test_what_is_queued_is_checked_for_an_erasure_by_a_statement_after_the
     await DeliveryStore(conn).enqueue(rows)
     lock, _insert, give_up = conn.statements
     assert "pg_advisory_xact_lock" in lock.text and "UPDATE delivery.deliveries" in give_up.text
-    assert conn.parameters[2] == {"leads": [row["lead_id"] for row in rows]}
+    assert conn.parameters[2] == {"leads": [row["lead_id"] for row in rows], "held": []}
 
 
 async def test_a_batchs_rejections_let_go_and_its_taken_leads_are_added_under_the_locks_of_both_before_the_erasure_check():

@@ -233,7 +233,9 @@ def _in_seq_order(*where: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
 #:      switch-off's share lock (``disable``, before the attempts are recorded), a forgetting's look.
 #:   2. leads, sorted, ONE statement for all of a transaction's (``_LOCK_LEADS``): a consumer's batch alone
 #:      (``enqueue``, called once: its handler takes every type, erasures too, so the runner calls it once).
-#:   3. ``disabled``'s rows (one a subscription: a dispatcher's, sorted by subscription).
+#:   3. ``disabled``'s rows: one a subscription. A dispatcher's round takes, subscription by subscription in
+#:      their order, its row's share lock, then its switch-off (``Dispatcher._record``): those two tables alone,
+#:      which nothing else takes two subscriptions' rows of.
 #:   4. ``followed``'s rows, by (lead, subscription): a batch locks those of its leads before it writes any
 #:      (``_HOLD_FOLLOWED``), a deletion, forgetting or making anew those of its subscription (``_UNFOLLOW``).
 #:   5. ``deliveries``' rows, by seq, locked first within the statement that updates them (``_in_seq_order``), an
@@ -259,7 +261,9 @@ ON CONFLICT (lead_id) DO NOTHING
 #: may echo it) is cleared, delivered or dead: they hold the person's contact. Not the lead's ``lead.erased``
 #: deliveries: they hold no one, and tell the receiver to erase the person too. (Each SET reads the row as it was.)
 #: No subscription follows an erased lead any more (its erasure passes every filter, and nothing comes after it):
-#: its rows in ``followed`` go too, those this transaction just added among them.
+#: its rows in ``followed`` go too, those this transaction just added among them: of the leads ``:held`` alone, whose
+#: rows the batch locked first (LOCK ORDER, 4; a lead erased before keeps no row but those taken here, migration
+#: 0013).
 _GIVE_UP_ERASED = sa.text(f"""
 WITH held AS MATERIALIZED (  -- LOCK ORDER, 5: in the order of their seq, once each
     SELECT l.seq FROM {SCHEMA}.deliveries l
@@ -269,7 +273,8 @@ WITH held AS MATERIALIZED (  -- LOCK ORDER, 5: in the order of their seq, once e
     ORDER BY l.seq FOR UPDATE OF l
 ), unfollowed AS (
     DELETE FROM {SCHEMA}.followed f
-    WHERE f.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_id = ANY(CAST(:leads AS uuid[])))
+    WHERE f.lead_id = ANY(CAST(:held AS uuid[]))
+      AND f.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_id = ANY(CAST(:leads AS uuid[])))
 )
 UPDATE {SCHEMA}.deliveries d
 SET body = NULL, last_response = NULL,
@@ -539,10 +544,10 @@ class DeliveryStore:
         if not (queued or let_go or erased):
             return
         await self._conn.execute(_LOCK_LEADS, {"leads": sorted({*queued, *let_go, *erased})})
-        # The rows of followed this may delete or update: a rejected lead's, a lead's taken again, an erased one's
-        # (one erased before keeps none but those taken here, new rows no one else sees).
-        if let_go or taken or erased:
-            held = sorted({*let_go, *erased, *(lead for _, lead in taken)})
+        # The rows of followed this may delete or update, locked before any is written: a rejected lead's, a lead's
+        # taken again, an erased one's. The statements below write to no other lead's.
+        held = sorted({*let_go, *erased, *(lead for _, lead in taken)})
+        if held:
             await self._conn.execute(_HOLD_FOLLOWED, {"leads": held})
         if erased:
             leads = sorted(erased)
@@ -560,7 +565,7 @@ class DeliveryStore:
                                                    "at": [taken[pair].at for pair in pairs],
                                                    "seq": [taken[pair].seq for pair in pairs]})
         if queued or erased:
-            await self._conn.execute(_GIVE_UP_ERASED, {"leads": sorted({*queued, *erased})})
+            await self._conn.execute(_GIVE_UP_ERASED, {"leads": sorted({*queued, *erased}), "held": held})
 
     async def following(self, pairs: Collection[tuple[str, uuid.UUID]]) -> Remembered:
         """Which of these (subscription, lead) pairs are followed (the subscription took the lead, ``enqueue``'s
@@ -581,7 +586,7 @@ class DeliveryStore:
 
     async def still_subscribed(self, subscription_ids: Collection[str]) -> set[str]:
         """Those of these API subscriptions that exist, share-locked until this transaction ends; before any lead's
-        lock (LOCK ORDER), as a deletion takes the row before its leads' locks.
+        lock (LOCK ORDER), as a deletion takes the row before any row of its followed leads and deliveries.
 
         A process learns of a deletion made in another one only at its next refresh; meanwhile it would queue
         deliveries for the deleted id, which the deletion (its statement saw none of them) never drops: they
@@ -837,8 +842,12 @@ class DeliveryStore:
 
     async def _unfollow(self, subscription_id: str) -> None:
         """The leads ``subscription_id`` took let go: its rows in ``followed`` deleted, locked in the order of their
-        leads, after the subscription's own row (LOCK ORDER). A lead taken after this statement began (by a process
-        whose book still has the subscription) keeps its row, as it did when it committed after the delete."""
+        leads, after the subscription's own row (LOCK ORDER). A lead taken meanwhile by a process whose book still
+        has the subscription keeps its row, as it did when it committed after the delete: one taken after this
+        statement began, and one let go and taken again by a batch this statement waited for (its row deleted and
+        inserted anew, which this statement's snapshot does not hold). Only a file's subscription (forgotten, or an
+        API one made under its id) can be taken so: a batch that takes a lead for an API subscription holds its
+        row's share lock (``still_subscribed``), which a deletion waits for before it starts."""
         await self._conn.execute(_UNFOLLOW, {"sub": subscription_id})
 
     async def oldest_waiting(self) -> dict[str, float]:
