@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from leadpipe_common.testing.waits import kept_waiting
 
 from delivery.domain import Mark
-from delivery.store import Attempted, Claimed, DeliveryStore, Forgotten
+from delivery.store import Attempted, Claimed, DeliveryStore, Forgotten, _ended
 
 #: How long a claim leases a delivery for in these tests (a dispatcher's: its total timeout and the margin).
 LEASE = timedelta(seconds=20)
@@ -1130,6 +1130,27 @@ async def test_a_subscription_that_took_a_hundred_thousand_leads_is_deleted(db):
         async with db.begin() as conn:
             await conn.execute(sa.text("DELETE FROM delivery.followed WHERE subscription_id = :sub"), {"sub": sub})
             await conn.execute(sa.text("DELETE FROM delivery.subscriptions WHERE id = :sub"), {"sub": sub})
+
+
+async def test_the_stores_rule_for_a_rejection_ending_a_take_is_the_domains_for_every_pair_of_marks(db):
+    """The rule is written twice: ``domain.Mark.no_later_than`` (a batch's own reading, ``Following``) and the
+    store's SQL (``_ended``: what another process noted). Were they to part, a lead would be let go by one and
+    kept by the other. Every pair of marks with numbers said or not, equal or apart, and times equal or apart."""
+    times = (datetime(2026, 11, 23, 9, tzinfo=UTC), datetime(2026, 11, 23, 10, tzinfo=UTC))
+    marks = [Mark(at, seq) for at in times for seq in (None, 1, 2)]
+    pairs = [(take, rejection) for take in marks for rejection in marks]
+    async with db.connect() as conn:
+        rows = await conn.execute(sa.text(f"""
+            SELECT n, {_ended("t", "r")} FROM unnest(CAST(:n AS int[]), CAST(:taken_at AS timestamptz[]),
+                CAST(:taken_seq AS int[]), CAST(:rejected_at AS timestamptz[]), CAST(:handoff_seq AS int[]))
+                AS p(n, taken_at, taken_seq, rejected_at, handoff_seq),
+            LATERAL (SELECT p.taken_at, p.taken_seq) AS t, LATERAL (SELECT p.rejected_at, p.handoff_seq) AS r
+            ORDER BY n"""), {"n": list(range(len(pairs))), "taken_at": [t.at for t, _ in pairs],
+                             "taken_seq": [t.seq for t, _ in pairs], "rejected_at": [r.at for _, r in pairs],
+                             "handoff_seq": [r.seq for _, r in pairs]})
+        ended = [bool(row[1]) for row in rows]
+    assert ended == [take.no_later_than(rejection) for take, rejection in pairs]
+    assert len(set(ended)) == 2  # both answers among them
 
 
 async def test_a_lead_a_subscription_took_is_followed_until_a_rejection_lets_it_go(db):

@@ -360,7 +360,8 @@ class Mark(NamedTuple):
     def no_later_than(self, other: Mark) -> bool:
         """Whether this comes no later than ``other``: by the numbers when both say one, routing's count under the
         hand-off's lock; else by the times, which different routing processes' clocks may set seconds or minutes
-        apart (routing allows them five), the fallback for records that do not say the number."""
+        apart (routing allows them five), the fallback for records that do not say the number. The store writes the
+        same rule in SQL (``store._ended``); a test on Postgres holds the two equal."""
         if self.seq is not None and other.seq is not None:
             return self.seq <= other.seq
         return self.at <= other.at
