@@ -53,6 +53,8 @@ class Queue:
                           if since_rejected(pair, mark)}
 
     async def following(self, pairs) -> tuple[dict, dict]:
+        if not pairs:  # as the store: no statement
+            return {}, {}
         self.asked.append(set(pairs))
         return ({pair: at for pair, at in self.followed.items() if pair in pairs},
                 {lead: at for lead, at in self.rejected.items() if lead in {lead for _, lead in pairs}})

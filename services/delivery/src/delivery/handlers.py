@@ -55,9 +55,15 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
     subs = list(ctx.subscriptions.values())
     # Which leads the grade filters took, in one statement for the batch, asked only where it may change an answer.
     asked = {(sub.id, lead) for env in batch for sub in subs for lead in may_follow(sub, env.data)}
-    following = Following(*(await uow.store.following(asked) if asked else ({}, {})))
+    following = Following(*await uow.store.following(asked))  # no statement when nothing is asked
     rows = []
+    # What is kept of an erased lead is given up and cleared (its deliveries' bodies hold the person's contact), and
+    # so is what is queued for it from now on; its erasure, which holds no one, is queued as any deliverable event,
+    # for the receivers that hold the lead to erase the person too. A lead erased twice keeps its first time.
+    erased: dict[uuid.UUID, datetime] = {}
     for env in batch:
+        if isinstance(env.data, LeadErased):
+            erased.setdefault(env.data.lead_id, env.data.at)
         # One body for every subscription sent the same contact fields (most: all of them).
         bodies: dict[frozenset[str] | None, bytes] = {}
         sent_to = []
@@ -77,14 +83,7 @@ async def handle_deliverable(uow: UnitOfWork[DeliveryStore], batch: Sequence[Env
     # LOCK ORDER (the store's): the subscriptions' rows here, before any lead's lock (``enqueue``).
     if made and (gone := made - await uow.store.still_subscribed(made)):
         rows = [row for row in rows if row["subscription_id"] not in gone]
-        taken = {pair: at for pair, at in taken.items() if pair[0] not in gone}
-    # What is kept of an erased lead is given up and cleared (its deliveries' bodies hold the person's contact), and
-    # so is what is queued for it from now on; its erasure, which holds no one, is queued as any deliverable event,
-    # for the receivers that hold the lead to erase the person too. A lead erased twice keeps its first time.
-    erased: dict[uuid.UUID, datetime] = {}
-    for env in batch:
-        if isinstance(env.data, LeadErased):
-            erased.setdefault(env.data.lead_id, env.data.at)
+        taken = {pair: mark for pair, mark in taken.items() if pair[0] not in gone}
     await uow.store.enqueue(rows, taken=taken, let_go=following.forgotten, erased=erased)
     return {env.id: [] for env in batch}
 
