@@ -103,6 +103,23 @@ def test_a_serving_process_does_not_load_the_migration_tools():
     assert out.strip() == "[]"
 
 
+def test_a_serving_process_does_not_load_rich_or_pygments_yet_a_command_that_asks_for_them_gets_them():
+    # structlog and httpx import them whenever installed, for nothing a service uses: ~4 MB resident a process.
+    # typer's help and reporting's replay progress import rich themselves, and must still find it.
+    services = [s.name for s in SERVICES]
+    probe = "\n".join([
+        "import importlib, sys",
+        "import typer  # the entry points' command line, as a serving process runs it",
+        f"for name in {services!r}: importlib.import_module(name + '.__main__'); importlib.import_module(name + '.app')",
+        "importlib.import_module('leadpipe_common.service')",
+        "print(sorted(m for m in ('rich', 'pygments') if m in sys.modules))",
+        "import rich.progress, pygments.lexers",
+        "print('importable')",
+    ])
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "importable"]
+
+
 QUIET_SERVER = """
 import sys, uvicorn
 from leadpipe_common.cli import QuietServer

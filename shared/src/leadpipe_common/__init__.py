@@ -4,4 +4,33 @@ It holds the event contracts and how they travel (envelope, topics, producer,
 consumer runner), the database helpers, settings, logging and the ops
 endpoints. It holds no business rule: normalising, enriching, scoring and
 routing live in each service's own ``domain`` module.
+
+Guarantee: imported before structlog and httpx (every service's entry point
+imports it first), it keeps rich and pygments out of a process that does not
+ask for them itself (``_without_console_extras``); one that does (typer's help,
+reporting's replay progress) imports them as usual.
 """
+
+import sys
+
+
+def _without_console_extras() -> None:
+    """structlog (for tracebacks rendered with rich, which leadpipe's logging never asks for: it renders them
+    plainly) and httpx (for its own command line) import rich, and httpx pygments, whenever they are installed:
+    ~4 MB resident in every serving process, for nothing (issue 12's memory floor). Both pass over an
+    ImportError of either, so the two are made unimportable while structlog and httpx are first imported, and
+    importable again right after. Too late once either was imported: then nothing is done."""
+    if "structlog" in sys.modules or "httpx" in sys.modules:
+        return
+    kept_out = [name for name in ("rich", "pygments") if name not in sys.modules]
+    for name in kept_out:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import` raises ImportError for such an entry
+    try:
+        import httpx  # noqa: F401
+        import structlog  # noqa: F401
+    finally:
+        for name in kept_out:
+            del sys.modules[name]
+
+
+_without_console_extras()
