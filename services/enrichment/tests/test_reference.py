@@ -179,6 +179,27 @@ def test_an_abbreviated_title_reads_as_the_title_spelt_out(title, seniority, dep
                                                                                                      department)
 
 
+@pytest.mark.parametrize(("title", "seniority", "department"), [
+    ("Account Exec", "individual-contributor", "sales"), ("Sales Exec", "individual-contributor", "sales"),
+    ("Exec", "individual-contributor", None), ("Exec. Assistant", "individual-contributor", None),
+    ("Chief Exec", "c-level", "executive"), ("Exec VP", "vp", None),
+    # Spelt out, as before.
+    ("Account Executive", "individual-contributor", "sales"), ("Executive Assistant", "individual-contributor", None),
+])
+def test_an_exec_is_an_executive(title, seniority, department):
+    """An "Account Exec" had no rank and no department (an "Account Executive" is a seller), an "Exec Assistant" was
+    entry level where an "Executive Assistant" is an individual contributor, a "Chief Exec" in no department."""
+    assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
+                                                                                                     department)
+
+
+@pytest.mark.parametrize("title", ["Advisor to CEO", "Senior Adviser to CEO", "Strategic Advisor to CEO & Founder",
+                                   "Counsel to CFO", "Advisor to the CEO"])
+def test_an_adviser_to_the_chief_executive_is_not_one_with_or_without_the(title):
+    """"Advisor to the CEO" had no rank, "Advisor to CEO" was c-level: scored as the company's head."""
+    assert classify_title(title, SHIPPED.seniority) is None
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("abbreviations: [asst]\n", r"abbreviations must map each abbreviation to the words it stands for, like "
                                 r"\{asst: assistant\}"),
