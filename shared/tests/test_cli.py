@@ -103,15 +103,17 @@ def test_a_serving_process_does_not_load_the_migration_tools():
     assert out.strip() == "[]"
 
 
-def test_a_serving_process_does_not_load_rich_or_pygments_yet_a_command_that_asks_for_them_gets_them():
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+@pytest.mark.parametrize("first", ["app", "__main__"])
+def test_a_serving_process_does_not_load_rich_or_pygments_yet_a_command_that_asks_for_them_gets_them(service, first):
     # structlog and httpx import them whenever installed, for nothing a service uses: ~4 MB resident a process.
-    # typer's help and reporting's replay progress import rich themselves, and must still find it.
-    services = [s.name for s in SERVICES]
+    # Whichever module of the service a process imports first: its entry point (a console script, python -m), or
+    # its app (a uvicorn worker, which imports the app factory by name). typer's help and reporting's replay
+    # progress import rich themselves, and must still find it.
     probe = "\n".join([
         "import importlib, sys",
-        "import typer  # the entry points' command line, as a serving process runs it",
-        f"for name in {services!r}: importlib.import_module(name + '.__main__'); importlib.import_module(name + '.app')",
-        "importlib.import_module('leadpipe_common.service')",
+        f"importlib.import_module({service + '.' + first!r})",
+        f"importlib.import_module({service!r} + '.app'); importlib.import_module({service!r} + '.__main__')",
         "print(sorted(m for m in ('rich', 'pygments') if m in sys.modules))",
         "import rich.progress, pygments.lexers",
         "print('importable')",

@@ -5,10 +5,12 @@ consumer runner), the database helpers, settings, logging and the ops
 endpoints. It holds no business rule: normalising, enriching, scoring and
 routing live in each service's own ``domain`` module.
 
-Guarantee: imported before structlog and httpx (every service's entry point
-imports it first), it keeps rich and pygments out of a process that does not
-ask for them itself (``_without_console_extras``); one that does (typer's help,
-reporting's replay progress) imports them as usual.
+Guarantee: imported before structlog and httpx (every service's package
+imports it first, so whatever imports a service's module, a console script,
+``python -m`` or a uvicorn worker importing its app), it keeps rich and
+pygments out of a process that does not ask for them itself
+(``_without_console_extras``); one that does (typer's help, reporting's replay
+progress) imports them as usual.
 """
 
 import sys
@@ -19,10 +21,11 @@ def _without_console_extras() -> None:
     plainly) and httpx (for its own command line) import rich, and httpx pygments, whenever they are installed:
     ~4 MB resident in every serving process, for nothing (issue 12's memory floor). Both pass over an
     ImportError of either, so the two are made unimportable while structlog and httpx are first imported, and
-    importable again right after. Too late once either was imported: then nothing is done."""
-    if "structlog" in sys.modules or "httpx" in sys.modules:
+    importable again right after. Nothing is done once any of the four was imported: too late for the first
+    two, and with rich in but pygments kept out, structlog would take rich half-imported."""
+    if any(name in sys.modules for name in ("structlog", "httpx", "rich", "pygments")):
         return
-    kept_out = [name for name in ("rich", "pygments") if name not in sys.modules]
+    kept_out = ("rich", "pygments")
     for name in kept_out:
         sys.modules[name] = None  # type: ignore[assignment]  # `import` raises ImportError for such an entry
     try:
