@@ -152,7 +152,10 @@ async def steady(url: str, rate: float, seconds: float, offset: int) -> tuple[fl
     sent: dict[bytes, float] = {}
     latencies: list[float] = []
     n = int(rate * seconds)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+    # One client address may hold no more of capture (CAPTURE_MAX_CONNECTIONS_PER_ADDRESS): past it a request
+    # waits here for a connection, counted in its latency, as any one client's would.
+    per_address = ServiceSettings.model_fields["max_connections_per_address"].default
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=per_address)) as session:
         started, started_at = time.perf_counter(), time.time()
         tasks = []
         for i in range(n):
@@ -733,6 +736,11 @@ def cli() -> None:
     parser.add_argument("--wrk-connections", type=int, default=32)
     parser.add_argument("--capture-workers", type=int, default=int(os.environ.get("CAPTURE_WORKERS", 1)))
     args = parser.parse_args()
+    per_address = ServiceSettings.model_fields["max_connections_per_address"].default
+    for option, connections in (("--concurrency", args.concurrency), ("--wrk-connections", args.wrk_connections)):
+        if connections > per_address:  # capture would close the rest at once: one client address holds no more
+            parser.error(f"{option} {connections}: at most {per_address}, the connections capture lets one client "
+                         "address hold (CAPTURE_MAX_CONNECTIONS_PER_ADDRESS)")
     if args.screenshot and not (args.only_reports and args.replay_events):
         parser.error("--screenshot goes with --only-reports and --replay-events above 0")
     if args.screenshot and not (shutil.which("chromium") or shutil.which("chromium-browser")):

@@ -62,8 +62,9 @@ async def serving(serve_app: Any = app, **settings: Any) -> AsyncIterator[int]:
         await serve
 
 
-async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port)
+async def connect(port: int, source: str | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the server, from ``source`` (another loopback address, 127.0.0.2: another client)."""
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0) if source else None)
 
 
 async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -93,6 +94,27 @@ async def test_a_connection_past_max_connections_is_closed_at_once_and_the_limit
         held[0][1].close()
         await asyncio.sleep(0.1)  # for the server to see it gone
         assert (await answer(*await connect(port)))[0] == b"200"
+
+
+async def test_one_address_past_its_connections_is_closed_at_once_while_another_address_is_served():
+    """Counted per process alone, a flood of idle connections from one address took every connection there was,
+    and everyone else was refused while it lasted."""
+    async with serving(max_connections=10, max_connections_per_address=2) as port:
+        held = [await connect(port) for _ in range(2)]
+        assert [(await answer(*connection))[0] for connection in held] == [b"200", b"200"]
+        reader, writer = await connect(port)
+        assert await closed(reader, within=5) == b""  # the third from 127.0.0.1
+        assert (await answer(*await connect(port, source="127.0.0.2")))[0] == b"200"  # another client
+        held[0][1].close()
+        await asyncio.sleep(0.1)  # for the server to see it gone: the address has room again
+        assert (await answer(*await connect(port)))[0] == b"200"
+
+
+async def test_a_trusted_proxys_connections_are_not_counted_per_address():
+    """Behind a proxy every client has its address: counted, a proxy's two-hundredth client was refused."""
+    async with serving(max_connections=10, max_connections_per_address=2, trusted_proxies="127.0.0.0/30") as port:
+        held = [await connect(port) for _ in range(4)]
+        assert [(await answer(*connection))[0] for connection in held] == [b"200"] * 4
 
 
 async def test_an_idle_kept_alive_connection_is_closed_after_keep_alive_s():

@@ -5,7 +5,9 @@ with a one-line message naming the variable (and the file) and the reason, exit
 code 2, never a traceback; ``serve`` runs the service's app factory under
 uvicorn, which turns SIGTERM/SIGINT into a clean lifespan shutdown (stop
 fetching, finish and commit the batch, leave the group); it serves at most
-``<SERVICE>_MAX_CONNECTIONS`` open connections, bounds what a request's head
+``<SERVICE>_MAX_CONNECTIONS`` open connections, and of them at most
+``<SERVICE>_MAX_CONNECTIONS_PER_ADDRESS`` from one client address (the named
+proxies' not counted), bounds what a request's head
 holds and how long it takes (``connections.BoundedHeads``) and closes an
 idle kept-alive connection after ``<SERVICE>_KEEP_ALIVE_S``. A
 single-process server wakes once a second for uvicorn's housekeeping (the
@@ -37,6 +39,7 @@ from leadpipe_common.connections import BoundedHeads
 from leadpipe_common.db import ConnectTimeout
 from leadpipe_common.moments import parse_moment, parse_scan_moment
 from leadpipe_common.settings import ServiceSettings
+from leadpipe_common.throttle import parse_networks
 
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -196,7 +199,10 @@ def server_options(settings: ServiceSettings, workers: int | None = None) -> dic
         "timeout_graceful_shutdown": 9,
         # Its httptools protocol, bounding what a request's head holds, and for how long.
         "http": functools.partial(BoundedHeads, max_head_bytes=settings.max_header_bytes,
-                                  head_deadline_s=settings.header_deadline_s),
+                                  head_deadline_s=settings.header_deadline_s,
+                                  max_per_address=settings.max_connections_per_address,
+                                  not_counted=parse_networks(settings.trusted_proxies,
+                                                             settings.variable("trusted_proxies"))),
         # BoundedHeads closes a connection accepted once the open ones (itself among them) reach the limit, and
         # uvicorn answers 503 a request that comes while as many are in progress: one more, so that
         # MAX_CONNECTIONS are served.

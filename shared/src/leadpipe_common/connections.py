@@ -8,7 +8,8 @@ and then, was held for ever. Neither was bounded by ``limit_concurrency``,
 which uvicorn checks only once a head is whole.
 
 Guarantees of :class:`BoundedHeads`, with ``<SERVICE>_MAX_HEADER_BYTES``,
-``<SERVICE>_HEADER_DEADLINE_S`` and ``<SERVICE>_MAX_CONNECTIONS``:
+``<SERVICE>_HEADER_DEADLINE_S``, ``<SERVICE>_MAX_CONNECTIONS`` and
+``<SERVICE>_MAX_CONNECTIONS_PER_ADDRESS``:
 
 - a head that goes on past ``MAX_HEADER_BYTES`` is answered ``400`` and its
   connection closed, having held no more than that (one that began in the
@@ -24,6 +25,11 @@ Guarantees of :class:`BoundedHeads`, with ``<SERVICE>_MAX_HEADER_BYTES``,
   once, so heads in progress are no more than that (and it no longer counts
   among them: left counted until asyncio reported it lost, a turn later,
   uvicorn answered 503 the admitted requests whose heads came meanwhile);
+- a connection accepted while its client address holds
+  ``MAX_CONNECTIONS_PER_ADDRESS`` open ones is closed at once, so one
+  address's flood of idle or slow connections leaves the rest of the
+  process to everyone else; a peer in ``<SERVICE>_TRUSTED_PROXIES`` is not
+  counted (its connections carry many clients: the proxy limits them);
 - the rest of a body the app answered early (a ``413``, a ``401``) is
   thrown away as it comes and timed as a head is; once it is in, the
   connection is idle as after any answer (``KEEP_ALIVE_S``);
@@ -40,6 +46,9 @@ Guarantees of :class:`BoundedHeads`, with ``<SERVICE>_MAX_HEADER_BYTES``,
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -49,13 +58,19 @@ HEAD_LATE = "Request head not in within the header deadline."
 
 
 class BoundedHeads(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the bounds above (``max_head_bytes``, ``head_deadline_s``; the
-    connections' limit is uvicorn's ``limit_concurrency``, less the one asking)."""
+    """uvicorn's httptools protocol with the bounds above (``max_head_bytes``, ``head_deadline_s``,
+    ``max_per_address`` but for the peers in ``not_counted``; the connections' limit is uvicorn's
+    ``limit_concurrency``, less the one asking)."""
 
-    def __init__(self, *args: Any, max_head_bytes: int, head_deadline_s: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_head_bytes: int, head_deadline_s: float, max_per_address: int | None = None,
+                 not_counted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_head = max_head_bytes
         self._head_deadline_s = head_deadline_s
+        self._max_per_address = max_per_address
+        self._not_counted = tuple(not_counted)
+        #: The client address this connection is counted against (None: not counted).
+        self._address: str | None = None
         #: Bytes of the head in progress so far.
         self._head = 0
         self._in_head = False
@@ -72,11 +87,49 @@ class BoundedHeads(HttpToolsProtocol):
             transport.close()
             self.connections.discard(self)
             return
+        address = self._counted_address()
+        if address is not None:
+            held = self._held_by_address()
+            if held[address] >= self._max_per_address:  # type: ignore[operator]
+                transport.close()
+                self.connections.discard(self)
+                return
+            held[address] += 1
+            self._address = address
         self._head_timer = self.loop.call_later(self._head_deadline_s, self._head_late)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_clock()
+        if self._address is not None:
+            held = self._held_by_address()
+            held[self._address] -= 1
+            if held[self._address] <= 0:
+                del held[self._address]
+            self._address = None
         super().connection_lost(exc)
+
+    def _counted_address(self) -> str | None:
+        """The client address this connection counts against: its peer's, unless no limit is set, the peer is
+        no IP address (a Unix socket) or is a proxy named as trusted."""
+        if self._max_per_address is None or not self.client:
+            return None
+        host = self.client[0]
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        if any(ip in network for network in self._not_counted):
+            return None
+        return host
+
+    def _held_by_address(self) -> Counter[str]:
+        """The open connections of each counted address, in this server (uvicorn's state, which every
+        connection's protocol shares, as it shares ``connections``)."""
+        held: Counter[str] | None = getattr(self.server_state, "held_by_address", None)
+        if held is None:
+            held = Counter()
+            self.server_state.held_by_address = held  # type: ignore[attr-defined]
+        return held
 
     def data_received(self, data: bytes) -> None:
         while data and not self._refused:

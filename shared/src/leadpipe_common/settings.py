@@ -232,6 +232,13 @@ class ServiceSettings(KafkaSettings):
                                                          "it is accepted, and a request that comes while as many "
                                                          "are in progress is answered `503`; as many again may "
                                                          "wait to be accepted (the listen backlog)")
+    # Counted per process only, a flood of idle connections from one address refused everyone else while it lasted.
+    max_connections_per_address: int = Field(100, ge=1, description="open connections one client address may hold of "
+                                                                    "a process at once; one more is closed as soon "
+                                                                    "as it is accepted. Not counted for the proxies "
+                                                                    "named in `<SERVICE>_TRUSTED_PROXIES`, whose "
+                                                                    "connections carry many clients (limit those per "
+                                                                    "client at the proxy, e.g. nginx's `limit_conn`)")
     keep_alive_s: int = Field(5, ge=1, description="seconds an idle kept-alive connection stays open; behind a load "
                                                    "balancer that reuses its connections to the service, set it "
                                                    "above the balancer's idle timeout (AWS ALB: 60 s), or it may "
