@@ -148,14 +148,19 @@ async def burst(url: str, n: int, concurrency: int, offset: int) -> tuple[float,
     return elapsed, latencies, sent
 
 
+def capture_per_address() -> int:
+    """The connections capture lets one client address hold: the bench's stack inherits this environment."""
+    default = ServiceSettings.model_fields["max_connections_per_address"].default
+    return int(os.environ.get("CAPTURE_MAX_CONNECTIONS_PER_ADDRESS", default))
+
+
 async def steady(url: str, rate: float, seconds: float, offset: int) -> tuple[float, dict[bytes, float]]:
     sent: dict[bytes, float] = {}
     latencies: list[float] = []
     n = int(rate * seconds)
     # One client address may hold no more of capture (CAPTURE_MAX_CONNECTIONS_PER_ADDRESS): past it a request
     # waits here for a connection, counted in its latency, as any one client's would.
-    per_address = ServiceSettings.model_fields["max_connections_per_address"].default
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=per_address)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=capture_per_address())) as session:
         started, started_at = time.perf_counter(), time.time()
         tasks = []
         for i in range(n):
@@ -736,7 +741,7 @@ def cli() -> None:
     parser.add_argument("--wrk-connections", type=int, default=32)
     parser.add_argument("--capture-workers", type=int, default=int(os.environ.get("CAPTURE_WORKERS", 1)))
     args = parser.parse_args()
-    per_address = ServiceSettings.model_fields["max_connections_per_address"].default
+    per_address = capture_per_address()
     for option, connections in (("--concurrency", args.concurrency), ("--wrk-connections", args.wrk_connections)):
         if connections > per_address:  # capture would close the rest at once: one client address holds no more
             parser.error(f"{option} {connections}: at most {per_address}, the connections capture lets one client "

@@ -96,14 +96,17 @@ async def test_a_connection_past_max_connections_is_closed_at_once_and_the_limit
         assert (await answer(*await connect(port)))[0] == b"200"
 
 
-async def test_one_address_past_its_connections_is_closed_at_once_while_another_address_is_served():
+async def test_one_address_past_its_connections_is_closed_at_once_while_another_address_is_served(caplog):
     """Counted per process alone, a flood of idle connections from one address took every connection there was,
-    and everyone else was refused while it lasted."""
+    and everyone else was refused while it lasted. The closes are said, once a minute at most."""
     async with serving(max_connections=10, max_connections_per_address=2) as port:
         held = [await connect(port) for _ in range(2)]
         assert [(await answer(*connection))[0] for connection in held] == [b"200", b"200"]
-        reader, writer = await connect(port)
-        assert await closed(reader, within=5) == b""  # the third from 127.0.0.1
+        for _ in range(2):
+            reader, writer = await connect(port)
+            assert await closed(reader, within=5) == b""  # the third from 127.0.0.1, and a fourth
+        said = [r.getMessage() for r in caplog.records if "MAX_CONNECTIONS_PER_ADDRESS" in r.getMessage()]
+        assert len(said) == 1 and "(127.0.0.1, the last)" in said[0]
         assert (await answer(*await connect(port, source="127.0.0.2")))[0] == b"200"  # another client
         held[0][1].close()
         await asyncio.sleep(0.1)  # for the server to see it gone: the address has room again

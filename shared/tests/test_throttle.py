@@ -112,6 +112,8 @@ def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy():
     assert client_address("10.1.2.3", "203.0.113.9", proxies) == "203.0.113.9"
     assert client_address("10.1.2.3", "203.0.113.9, 192.168.1.5", proxies) == "203.0.113.9"  # two proxies deep
     assert client_address("10.1.2.3", None, proxies) == "10.1.2.3"
+    # An IPv4 proxy on a dual-stack socket (a service on :: with several workers) comes mapped into IPv6.
+    assert client_address("::ffff:10.1.2.3", "203.0.113.9", proxies) == "203.0.113.9"
 
 
 def request_from(peer: str, forwarded_for: str | None = None) -> Request:

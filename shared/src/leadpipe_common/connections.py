@@ -25,11 +25,13 @@ Guarantees of :class:`BoundedHeads`, with ``<SERVICE>_MAX_HEADER_BYTES``,
   once, so heads in progress are no more than that (and it no longer counts
   among them: left counted until asyncio reported it lost, a turn later,
   uvicorn answered 503 the admitted requests whose heads came meanwhile);
-- a connection accepted while its client address holds
-  ``MAX_CONNECTIONS_PER_ADDRESS`` open ones is closed at once, so one
-  address's flood of idle or slow connections leaves the rest of the
-  process to everyone else; a peer in ``<SERVICE>_TRUSTED_PROXIES`` is not
-  counted (its connections carry many clients: the proxy limits them);
+- a connection accepted while its client address (an IPv6 one by its /64,
+  as the rate limits count) holds ``MAX_CONNECTIONS_PER_ADDRESS`` open ones
+  is closed at once, so one address's flood of idle or slow connections
+  leaves the rest of the process to everyone else; a peer in
+  ``<SERVICE>_TRUSTED_PROXIES`` is not counted (its connections carry many
+  clients: the proxy limits them). Such closes are logged, a warning at most
+  once a minute naming the last address and how many since the last one;
 - the rest of a body the app answered early (a ``413``, a ``401``) is
   thrown away as it comes and timed as a head is; once it is in, the
   connection is idle as after any answer (``KEEP_ALIVE_S``);
@@ -53,8 +55,12 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from leadpipe_common.throttle import counted_as, is_trusted
+
 
 HEAD_LATE = "Request head not in within the header deadline."
+#: How often a close of a connection past its address's limit is said, at most.
+REFUSED_SAID_EVERY_S = 60.0
 
 
 class BoundedHeads(HttpToolsProtocol):
@@ -93,6 +99,7 @@ class BoundedHeads(HttpToolsProtocol):
             if held[address] >= self._max_per_address:  # type: ignore[operator]
                 transport.close()
                 self.connections.discard(self)
+                self._say_refused(address)
                 return
             held[address] += 1
             self._address = address
@@ -109,18 +116,31 @@ class BoundedHeads(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _counted_address(self) -> str | None:
-        """The client address this connection counts against: its peer's, unless no limit is set, the peer is
-        no IP address (a Unix socket) or is a proxy named as trusted."""
+        """What this connection counts against: its peer's address (an IPv6 one's /64, which one subscriber gets
+        whole and could spend an address a connection from), unless no limit is set, the peer is no IP address (a
+        Unix socket) or is a proxy named as trusted."""
         if self._max_per_address is None or not self.client:
             return None
         host = self.client[0]
         try:
-            ip = ipaddress.ip_address(host)
+            ipaddress.ip_address(host)
         except ValueError:
             return None
-        if any(ip in network for network in self._not_counted):
-            return None
-        return host
+        return None if is_trusted(host, self._not_counted) else counted_as(host)
+
+    def _say_refused(self, address: str) -> None:
+        """A warning at most once a minute (a flood would write one a connection): behind a proxy not named as
+        trusted, the proxy's clients get its 502s, and this is where the operator learns why."""
+        state, now = self.server_state, self.loop.time()
+        unsaid = getattr(state, "refused_unsaid", 0) + 1
+        if now < getattr(state, "refused_said_at", float("-inf")) + REFUSED_SAID_EVERY_S:
+            state.refused_unsaid = unsaid  # type: ignore[attr-defined]
+            return
+        state.refused_said_at, state.refused_unsaid = now, 0  # type: ignore[attr-defined]
+        self.logger.warning("%d connection(s) closed as soon as accepted since the last such warning: a client "
+                            "address (%s, the last) held <SERVICE>_MAX_CONNECTIONS_PER_ADDRESS (%d) open ones. "
+                            "Behind a proxy, name it in <SERVICE>_TRUSTED_PROXIES", unsaid, address,
+                            self._max_per_address)
 
     def _held_by_address(self) -> Counter[str]:
         """The open connections of each counted address, in this server (uvicorn's state, which every

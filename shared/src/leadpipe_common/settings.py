@@ -233,9 +233,11 @@ class ServiceSettings(KafkaSettings):
                                                          "are in progress is answered `503`; as many again may "
                                                          "wait to be accepted (the listen backlog)")
     # Counted per process only, a flood of idle connections from one address refused everyone else while it lasted.
-    max_connections_per_address: int = Field(100, ge=1, description="open connections one client address may hold of "
-                                                                    "a process at once; one more is closed as soon "
-                                                                    "as it is accepted. Not counted for the proxies "
+    max_connections_per_address: int = Field(100, ge=1, description="open connections one client address (an IPv6 "
+                                                                    "one by its /64) may hold of a process at once; "
+                                                                    "one more is closed as soon as it is accepted "
+                                                                    "(a warning says so, at most once a minute). Not "
+                                                                    "counted for the proxies "
                                                                     "named in `<SERVICE>_TRUSTED_PROXIES`, whose "
                                                                     "connections carry many clients (limit those per "
                                                                     "client at the proxy, e.g. nginx's `limit_conn`)")
@@ -257,7 +259,8 @@ class ServiceSettings(KafkaSettings):
     trusted_proxies: str = Field("", description="comma-separated addresses or networks of your proxies; "
                                                  "`X-Forwarded-For` is believed only from them (rate limits count "
                                                  "by client address: behind a proxy not named here, every client "
-                                                 "is the proxy)")
+                                                 "is the proxy, and a process serves it at most "
+                                                 "`<SERVICE>_MAX_CONNECTIONS_PER_ADDRESS` connections)")
     bad_key_rate_limit: str = Field(
         "30/minute", description="wrong API keys (unknown, revoked, not a key) one client address may send, on any "
                                  "route that takes a key and on the dashboard sign-in; past it: `429` with "

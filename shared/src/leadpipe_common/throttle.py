@@ -79,9 +79,9 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
     """Who is asking: the peer, unless it is a trusted proxy; then the nearest untrusted hop it forwards for."""
     hops = [_without_port(h.strip()) for h in (forwarded_for or "").split(",") if h.strip()]
     address = peer or "unknown"
-    for hop in reversed([*hops]) if _trusted(address, trusted) else ():
+    for hop in reversed([*hops]) if is_trusted(address, trusted) else ():
         address = hop
-        if not _trusted(hop, trusted):
+        if not is_trusted(hop, trusted):
             break
     return address
 
@@ -93,7 +93,7 @@ def request_address(request: Request, trusted: Sequence[Network]) -> str:
     peer = request.client.host if request.client else None
     # Every X-Forwarded-For line, in order (a proxy may add its own line after the client's forged one).
     forwarded = ", ".join(request.headers.getlist("x-forwarded-for"))
-    if forwarded and not _trusted(peer or "", trusted):
+    if forwarded and not is_trusted(peer or "", trusted):
         _forwarded_untrusted.say(peer)
     return client_address(peer, forwarded, trusted)
 
@@ -179,11 +179,15 @@ def counted_as(address: str) -> str:
     return str(ip)
 
 
-def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+def is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    """Whether ``address`` is in one of the ``trusted`` networks. An IPv4 peer on a dual-stack socket (a service
+    on ``::`` with several workers) comes as ``::ffff:a.b.c.d``: read as the IPv4 address, as a proxy is named."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     return any(ip in network for network in trusted)
 
 
