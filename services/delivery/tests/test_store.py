@@ -918,6 +918,16 @@ async def what_is_kept(conn, subscription: str, lead_id: uuid.UUID) -> list[tupl
         "FROM delivery.deliveries WHERE subscription_id = :sub ORDER BY seq"), {"sub": subscription, "lead": lead_id})]
 
 
+async def remove_rows(db, subscription: str, **leads: uuid.UUID) -> None:
+    """What a test that committed left in delivery's tables: ``subscription``'s deliveries, rows in followed and
+    row, and in each table named in ``leads`` (``erased_leads=lead``) that lead's row."""
+    async with db.begin() as conn:
+        for table, column, value in (("deliveries", "subscription_id", subscription),
+                                     ("followed", "subscription_id", subscription), ("subscriptions", "id", subscription),
+                                     *((table, "lead_id", lead) for table, lead in leads.items())):
+            await conn.execute(sa.text(f"DELETE FROM delivery.{table} WHERE {column} = :value"), {"value": value})
+
+
 async def test_an_erasure_gives_up_its_leads_waiting_deliveries_and_clears_every_body_of_it_but_its_own(db):
     """A delivery's body holds the person's contact, and its receiver's last answer may echo it: given up while
     waiting (dead, "erased"), cleared once delivered or dead. The lead's ``lead.erased`` deliveries hold no one,
@@ -1050,11 +1060,7 @@ async def test_an_erasure_and_the_deletion_of_an_api_subscription_that_took_its_
         assert following.followed == {}
     finally:
         await gate.close()
-        async with db.begin() as conn:
-            for table, column, value in (("deliveries", "subscription_id", sub), ("followed", "subscription_id", sub),
-                                         ("subscriptions", "id", sub), ("erased_leads", "lead_id", lead)):
-                await conn.execute(sa.text(f"DELETE FROM delivery.{table} WHERE {column} = :value"),
-                                   {"value": value})
+        await remove_rows(db, sub, erased_leads=lead)
 
 
 async def test_a_batch_and_the_deletion_of_the_subscription_that_took_its_leads_take_turns_not_deadlock(db):
@@ -1100,11 +1106,7 @@ async def test_a_batch_and_the_deletion_of_the_subscription_that_took_its_leads_
         assert left == 0
     finally:
         await gate.close()
-        async with db.begin() as conn:
-            for table, column, value in (("deliveries", "subscription_id", sub), ("followed", "subscription_id", sub),
-                                         ("subscriptions", "id", sub), ("rejected_leads", "lead_id", high)):
-                await conn.execute(sa.text(f"DELETE FROM delivery.{table} WHERE {column} = :value"),
-                                   {"value": value})
+        await remove_rows(db, sub, rejected_leads=high)
 
 
 async def test_a_subscription_that_took_a_hundred_thousand_leads_is_deleted(db):
@@ -1127,9 +1129,7 @@ async def test_a_subscription_that_took_a_hundred_thousand_leads_is_deleted(db):
                                        {"sub": sub})).scalar_one()
         assert left == 0
     finally:
-        async with db.begin() as conn:
-            await conn.execute(sa.text("DELETE FROM delivery.followed WHERE subscription_id = :sub"), {"sub": sub})
-            await conn.execute(sa.text("DELETE FROM delivery.subscriptions WHERE id = :sub"), {"sub": sub})
+        await remove_rows(db, sub)
 
 
 async def test_the_stores_rule_for_a_rejection_ending_a_take_is_the_domains_for_every_pair_of_marks(db):
