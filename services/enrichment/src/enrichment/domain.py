@@ -13,7 +13,6 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import phonenumbers
 import pycountry
@@ -87,45 +86,16 @@ _AND_THE_REST = re.compile(r"\s*(?:…|\.\.\.)$")
 
 
 def _alternatives(phrases: tuple[str, ...]) -> str:
-    """One regex alternative per phrase, as a tree of words: the phrases sharing a first word share its branch,
-    so a title is tried against each word once, not against each phrase again (a rule names hundreds: the flat
-    list cost ~13 us a title, its time growing with every phrase). Longest first, as the flat list was sorted:
-    "lead generation" is taken whole before "lead" could be. Words parted by a space or a hyphen alike: "vice
-    president" must be taken whole in "Vice-President" too, or its "president" reads c-level."""
-    tree: dict[str | None, Any] = {}
-    for phrase in map(_as_read, phrases):
-        words, and_the_rest = _AND_THE_REST.subn("", phrase)
-        node = tree
-        for word in re.split(_BETWEEN_WORDS, words.strip()):
-            node = node.setdefault(word, {})
-        # A phrase that takes the rest of its clause too wins over the same words alone: it is found wherever they are.
-        node[_ENDS] = node.get(_ENDS, False) or bool(and_the_rest)
-    return _branches(tree)
+    # Longest first, so "lead generation" is taken whole before "lead" could be. Words parted by a space or a
+    # hyphen alike: "vice president" must be taken whole in "Vice-President" too, or its "president" reads c-level.
+    return "|".join(map(_alternative, sorted(map(_as_read, phrases), key=len, reverse=True)))
 
 
-#: A key of ``_alternatives``' tree: a phrase ends at this word (True: and takes the rest of its clause). Not a
-#: string: a phrase ending in a bracket ("rattaché(e)") ends in an empty word, which must be parted from the one
-#: before it as the flat list did.
-_ENDS = None
-
-
-def _branches(node: dict[str | None, Any]) -> str:
-    return "|".join(re.escape(word) + _after(node[word])
-                    for word in sorted((w for w in node if w is not _ENDS), key=len, reverse=True))
-
-
-def _after(node: dict[str | None, Any]) -> str:
-    """What follows a word of the tree: its next words (tried first: the longest phrase wins), or the end of a
-    phrase there."""
-    ends = node.get(_ENDS)
+def _alternative(phrase: str) -> str:
+    words, and_the_rest = _AND_THE_REST.subn("", phrase)
+    alternative = _BETWEEN_WORDS.join(map(re.escape, re.split(_BETWEEN_WORDS, words.strip())))
     # The phrase as whole words before the rest: "to the …" is not found in "to theatre".
-    end = "" if ends is None else rf"(?!{_IN_WORD}){_REST_OF_CLAUSE}" if ends else ""
-    if len(node) == (ends is not None):  # no next word
-        return end
-    more = f"{_BETWEEN_WORDS}(?:{_branches(node)})"
-    if ends is None:
-        return more
-    return f"(?:{more}|{end})" if end else f"(?:{more})?"
+    return alternative + rf"(?!{_IN_WORD}){_REST_OF_CLAUSE}" if and_the_rest else alternative
 
 
 def _whole_words(phrases: tuple[str, ...]) -> re.Pattern[str]:
