@@ -31,7 +31,8 @@ Guarantees of :class:`BoundedHeads`, with ``<SERVICE>_MAX_HEADER_BYTES``,
   leaves the rest of the process to everyone else; a peer in
   ``<SERVICE>_TRUSTED_PROXIES`` is not counted (its connections carry many
   clients: the proxy limits them). Such closes are logged, a warning at most
-  once a minute naming the last address and how many since the last one;
+  once a minute naming the last address and how many since the last one
+  (closes in the minute after a warning are told by the next, if any);
 - the rest of a body the app answered early (a ``413``, a ``401``) is
   thrown away as it comes and timed as a head is; once it is in, the
   connection is idle as after any answer (``KEEP_ALIVE_S``);
@@ -117,15 +118,11 @@ class BoundedHeads(HttpToolsProtocol):
 
     def _counted_address(self) -> str | None:
         """What this connection counts against: its peer's address (an IPv6 one's /64, which one subscriber gets
-        whole and could spend an address a connection from), unless no limit is set, the peer is no IP address (a
-        Unix socket) or is a proxy named as trusted."""
+        whole and could spend an address a connection from), unless no limit is set, there is no peer address (a
+        Unix socket) or the peer is a proxy named as trusted."""
         if self._max_per_address is None or not self.client:
             return None
         host = self.client[0]
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return None
         return None if is_trusted(host, self._not_counted) else counted_as(host)
 
     def _say_refused(self, address: str) -> None:
