@@ -265,16 +265,17 @@ ON CONFLICT (lead_id) DO NOTHING
 #: rows the batch locked first (LOCK ORDER, 4; a lead erased before keeps no row but those taken here, migration
 #: 0013).
 _GIVE_UP_ERASED = sa.text(f"""
-WITH held AS MATERIALIZED (  -- LOCK ORDER, 5: in the order of their seq, once each
+WITH erased AS (
+    SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_id = ANY(CAST(:leads AS uuid[]))
+), held AS MATERIALIZED (  -- LOCK ORDER, 5: in the order of their seq, once each
     SELECT l.seq FROM {SCHEMA}.deliveries l
-    WHERE l.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_id = ANY(CAST(:leads AS uuid[])))
+    WHERE l.lead_id IN (SELECT lead_id FROM erased)
       AND l.event_type <> 'lead.erased'
       AND (l.status = 'pending' OR l.body IS NOT NULL OR l.last_response IS NOT NULL)
     ORDER BY l.seq FOR UPDATE OF l
 ), unfollowed AS (
     DELETE FROM {SCHEMA}.followed f
-    WHERE f.lead_id = ANY(CAST(:held AS uuid[]))
-      AND f.lead_id IN (SELECT e.lead_id FROM {SCHEMA}.erased_leads e WHERE e.lead_id = ANY(CAST(:leads AS uuid[])))
+    WHERE f.lead_id = ANY(CAST(:held AS uuid[])) AND f.lead_id IN (SELECT lead_id FROM erased)
 )
 UPDATE {SCHEMA}.deliveries d
 SET body = NULL, last_response = NULL,
