@@ -571,16 +571,12 @@ async def test_a_subscription_deleted_while_another_process_queues_for_it_takes_
             "id": gone, "url": "https://gone.example.com/h", "events": ["lead.routed"], "filter": {},
             "secrets": [], "created_by": "test", "created_at": now, "updated_at": now})
 
-    async def delete() -> int | None:
-        async with db.begin() as conn:
-            return await DeliveryStore(conn).remove_subscription(gone)
-
     try:
         async with db.begin() as queueing:
             store = DeliveryStore(queueing)
             assert await store.still_subscribed({gone, "never-made"}) == {gone}
             await store.enqueue(due(gone, 2, now))
-            deleting = await kept_waiting(delete(), "the deletion did not wait for the deliveries being queued")
+            deleting = await kept_waiting(deleted(db, gone), "the deletion did not wait for the deliveries being queued")
         assert await asyncio.wait_for(deleting, 10) == 2
         async with db.connect() as conn:
             left = (await conn.execute(sa.text(
@@ -918,6 +914,13 @@ async def what_is_kept(conn, subscription: str, lead_id: uuid.UUID) -> list[tupl
         "FROM delivery.deliveries WHERE subscription_id = :sub ORDER BY seq"), {"sub": subscription, "lead": lead_id})]
 
 
+async def deleted(db, subscription: str) -> int | None:
+    """``subscription`` deleted through the store (as the admin API does), in a transaction of its own: what it
+    answers."""
+    async with db.begin() as conn:
+        return await DeliveryStore(conn).remove_subscription(subscription)
+
+
 async def remove_rows(db, subscription: str, **leads: uuid.UUID) -> None:
     """What a test that committed left in delivery's tables: ``subscription``'s deliveries, rows in followed and
     row, and in each table named in ``leads`` (``erased_leads=lead``) that lead's row."""
@@ -1034,10 +1037,6 @@ async def test_an_erasure_and_the_deletion_of_an_api_subscription_that_took_its_
         async with db.begin() as conn:
             await factories.one_batch(MemoryUnitOfWork(DeliveryStore(conn)), (handle_lead_erased, [erasure], ctx))
 
-    async def delete() -> int | None:
-        async with db.begin() as conn:
-            return await DeliveryStore(conn).remove_subscription(sub)
-
     gate = await db.connect()
     try:
         async with db.begin() as conn:
@@ -1048,7 +1047,7 @@ async def test_an_erasure_and_the_deletion_of_an_api_subscription_that_took_its_
         await gate.execute(sa.text("INSERT INTO delivery.erased_leads (lead_id, erased_at) VALUES (:lead, :at)"),
                            {"lead": lead, "at": now})
         erasing = await kept_waiting(erase(), "the erasure did not wait for the erased lead's row held elsewhere")
-        deleting = await kept_waiting(delete(), "the deletion did not wait for the erasure")
+        deleting = await kept_waiting(deleted(db, sub), "the deletion did not wait for the erasure")
         await gate.rollback()
         _, dropped = await asyncio.wait_for(asyncio.gather(erasing, deleting), 10)  # neither a deadlock's victim
         async with db.connect() as conn:
@@ -1081,10 +1080,6 @@ async def test_a_batch_and_the_deletion_of_the_subscription_that_took_its_leads_
         async with db.begin() as conn:
             await DeliveryStore(conn).enqueue([again], taken={(sub, low): recycled}, let_go={high: rejected})
 
-    async def delete() -> int | None:
-        async with db.begin() as conn:
-            return await DeliveryStore(conn).remove_subscription(sub)
-
     gate = await db.connect()
     try:
         async with db.begin() as conn:
@@ -1096,7 +1091,7 @@ async def test_a_batch_and_the_deletion_of_the_subscription_that_took_its_leads_
                                    "created_at, next_at) VALUES (:sub, :lead, :event, 'lead.routed', now(), now())"),
                            {"sub": sub, "lead": low, "event": again["event_id"]})
         batching = await kept_waiting(batch(), "the batch did not wait for its delivery's key held elsewhere")
-        deleting = await kept_waiting(delete(), "the deletion did not wait for the batch's rows of followed")
+        deleting = await kept_waiting(deleted(db, sub), "the deletion did not wait for the batch's rows of followed")
         await gate.rollback()
         _, dropped = await asyncio.wait_for(asyncio.gather(batching, deleting), 10)  # neither a deadlock's victim
         async with db.connect() as conn:
