@@ -52,6 +52,7 @@ import asyncio
 import ipaddress
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -62,6 +63,17 @@ from leadpipe_common.throttle import counted_as, is_trusted
 HEAD_LATE = "Request head not in within the header deadline."
 #: How often a close of a connection past its address's limit is said, at most.
 REFUSED_SAID_EVERY_S = 60.0
+
+
+@dataclass
+class _Addresses:
+    """One server's count of each client address's open connections, and what its warnings have said of the
+    connections closed past the limit (every connection's protocol shares it, as it shares ``connections``)."""
+
+    held: Counter[str] = field(default_factory=Counter)
+    #: When the last warning was said (the loop's clock), and the closes since.
+    said_at: float = float("-inf")
+    unsaid: int = 0
 
 
 class BoundedHeads(HttpToolsProtocol):
@@ -96,7 +108,7 @@ class BoundedHeads(HttpToolsProtocol):
             return
         address = self._counted_address()
         if address is not None:
-            held = self._held_by_address()
+            held = self._addresses().held
             if held[address] >= self._max_per_address:  # type: ignore[operator]
                 transport.close()
                 self.connections.discard(self)
@@ -109,7 +121,7 @@ class BoundedHeads(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_clock()
         if self._address is not None:
-            held = self._held_by_address()
+            held = self._addresses().held
             held[self._address] -= 1
             if held[self._address] <= 0:
                 del held[self._address]
@@ -128,25 +140,22 @@ class BoundedHeads(HttpToolsProtocol):
     def _say_refused(self, address: str) -> None:
         """A warning at most once a minute (a flood would write one a connection): behind a proxy not named as
         trusted, the proxy's clients get its 502s, and this is where the operator learns why."""
-        state, now = self.server_state, self.loop.time()
-        unsaid = getattr(state, "refused_unsaid", 0) + 1
-        if now < getattr(state, "refused_said_at", float("-inf")) + REFUSED_SAID_EVERY_S:
-            state.refused_unsaid = unsaid  # type: ignore[attr-defined]
+        book, now = self._addresses(), self.loop.time()
+        book.unsaid += 1
+        if now < book.said_at + REFUSED_SAID_EVERY_S:
             return
-        state.refused_said_at, state.refused_unsaid = now, 0  # type: ignore[attr-defined]
+        unsaid, book.said_at, book.unsaid = book.unsaid, now, 0
         self.logger.warning("%d connection(s) closed as soon as accepted since the last such warning: a client "
                             "address (%s, the last) held <SERVICE>_MAX_CONNECTIONS_PER_ADDRESS (%d) open ones. "
                             "Behind a proxy, name it in <SERVICE>_TRUSTED_PROXIES", unsaid, address,
                             self._max_per_address)
 
-    def _held_by_address(self) -> Counter[str]:
-        """The open connections of each counted address, in this server (uvicorn's state, which every
-        connection's protocol shares, as it shares ``connections``)."""
-        held: Counter[str] | None = getattr(self.server_state, "held_by_address", None)
-        if held is None:
-            held = Counter()
-            self.server_state.held_by_address = held  # type: ignore[attr-defined]
-        return held
+    def _addresses(self) -> _Addresses:
+        """This server's ``_Addresses``, kept on uvicorn's state of the server."""
+        book: _Addresses | None = getattr(self.server_state, "leadpipe_addresses", None)
+        if book is None:
+            book = self.server_state.leadpipe_addresses = _Addresses()  # type: ignore[attr-defined]
+        return book
 
     def data_received(self, data: bytes) -> None:
         while data and not self._refused:
