@@ -2,6 +2,7 @@
 the erasure's locks, in capture's order, beside a transaction that holds a key and waits for the person."""
 
 import asyncio
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 
@@ -106,6 +107,28 @@ async def test_an_erasure_by_lead_id_forgets_a_submission_released_from_quaranti
         assert erased.status_code == 202, erased.text
     assert await rows_naming(db, f"%{local}%") == {"leads": 0, "touches": 0, "quarantine": 0, "people": 0,
                                                    "outbox": 0, "idempotency": 0}
+
+
+async def test_an_erasure_forgets_quarantined_submissions_however_their_address_began(capture_url, db):
+    """A quarantined submission keeps its address as sent. The erasure found them by the first letter of their
+    lowered address, which the person key's does not always begin with: Postgres lowers no É under the C locale,
+    a decomposed é begins with an e, ß is folded to ss and a fullwidth Ａ stays itself. Each was kept, contact and
+    all, past the erasure that named its person."""
+    tag = uuid.uuid4().hex[:8]
+    sent_and_asked = [(f"Élodie.{tag}@stripe.com", f"élodie.{tag}@stripe.com"),
+                      (unicodedata.normalize("NFD", f"émile.{tag}@stripe.com"), f"émile.{tag}@stripe.com"),
+                      (f"ßtefan.{tag}@stripe.com", f"sstefan.{tag}@stripe.com"),
+                      (f"Ａda.{tag}@stripe.com", f"ａda.{tag}@stripe.com")]
+    async with httpx.AsyncClient(base_url=capture_url, timeout=30) as capture:
+        for sent, _ in sent_and_asked:
+            bot = await capture.post("/v1/forms/contact-us", headers={"accept": "application/json"},
+                                     json={"email": sent, "_gotcha": "x"})
+            assert bot.status_code == 202, bot.text
+        assert (await rows_naming(db, f"%{tag}%"))["quarantine"] == len(sent_and_asked)
+        for _, asked in sent_and_asked:
+            erased = await capture.post("/v1/people/erase", headers=KEY_HEADERS, json={"email": asked})
+            assert erased.status_code == 202, (asked, erased.text)
+    assert (await rows_naming(db, f"%{tag}%"))["quarantine"] == 0
 
 
 async def merge(db, merged: str, survivor: str) -> None:  # noqa: ANN001

@@ -45,10 +45,10 @@ from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, reques
 
 from capture import erasure
 from capture.captcha import Verifier
-from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, captcha_answer, captcha_suspicions,
-                            capture_lead, fingerprint, form_named, issue_form_token, naming_visitors,
-                            overlong, person_key, quarantined_fields, stated_consent,
-                            suspicions, unread_consent, unverifiable)
+from capture.domain import (FORM_ID, TOKEN_FIELD, Form, IdentityRules, InvalidSubmission, address_stem,
+                            captcha_answer, captcha_suspicions, capture_lead, fingerprint, form_named,
+                            issue_form_token, naming_visitors, overlong, person_key, quarantined_fields,
+                            stated_consent, suspicions, unread_consent, unverifiable)
 from capture.handlers import SOURCE
 from capture.throttle import browser_identity
 from capture.store import CaptureStore
@@ -564,7 +564,8 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
             # statement): stored together or not at all. A key answered before rolls it back (no commit).
             await uow.store.quarantine({"lead_id": lead.lead_id, "received_at": lead.captured_at, "reasons": reasons,
                                         "form_id": lead.attribution.form_id,
-                                        "utm_source": lead.attribution.utm_source, "fields": kept})
+                                        "utm_source": lead.attribution.utm_source, "fields": kept,
+                                        "address_stem": address_stem(lead.contact.email)})
             # As admit answers a sender without a key (a bot's has none), whether or not its person has an open
             # lead: the id it is stored under, which a release gives its lead or touch.
             answer = answer_for(lead.lead_id, submitted, existing=False)

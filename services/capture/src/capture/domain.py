@@ -921,6 +921,17 @@ def person_key(email: str, rules: IdentityRules) -> str:
     return f"{local}@{domain}"
 
 
+def address_stem(email: str) -> str:
+    """The start of every person key ``email`` (an address as capture keeps it) can have, whatever the identity
+    rules: its local part casefolded, up to its first dot, or its first plus sign past the first character. A
+    plus tag is cut at a plus sign past the first character and an ignored dot dropped, so the key an erasure
+    computes, under the rules of its day, begins with it: a quarantined submission is found by it
+    (``store.forget_quarantined``), whichever rules held when it was kept."""
+    local = email.strip().rpartition("@")[0].casefold()
+    end = next((i for i, c in enumerate(local) if c == "." or (c == "+" and i > 0)), len(local))
+    return local[:end]
+
+
 def erasure_key(email: str, rules: IdentityRules) -> str:
     """The person an erasure names by ``email``: the address read as a submission's is (``Submission``), then its
     person key, so every spelling of it that one of their leads came with names them. ValueError when it is no
