@@ -193,6 +193,26 @@ def test_an_exec_is_an_executive(title, seniority, department):
                                                                                                      department)
 
 
+@pytest.mark.parametrize(("title", "seniority", "department"), [
+    ("Advisor to CEO", None, None), ("Senior Adviser to CFO", None, "finance"), ("Aide to President", None, None),
+    ("Strategic Advisor to CEO & Founder", None, None), ("Advisor to VP Sales", None, "sales"),
+    ("Advisor to Vice President", None, None), ("Advisor to Managing Director", None, None),
+    ("Advisor to General Manager", None, None),
+    # As "the" made them.
+    ("Advisor to the CEO", None, None), ("Advisor to the VP Sales", None, "sales"),
+    ("Advisor to the Vice President", None, None),
+    # A rank of their own in a clause of its own, or beside whom they advise, is theirs.
+    ("CEO & Founder · Advisor to CEO", "c-level", "executive"), ("VP Sales | Advisor to CFO", "vp", "sales"),
+    ("Advisor to CEO, Founder of Acme", "c-level", "executive"),
+    ("Advisor to Startups & Founder", "c-level", "executive"), ("Head of Sales, Direct to Owner", "director", "sales"),
+    ("Consultant to CEO", "individual-contributor", None),
+])
+def test_an_advisor_to_a_head_without_the_has_no_rank(title, seniority, department):
+    """An "Advisor to CEO" was a CEO, scored as the decision maker, where an "Advisor to the CEO" had no rank."""
+    assert (classify_title(title, SHIPPED.seniority), classify_title(title, SHIPPED.departments)) == (seniority,
+                                                                                                     department)
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("abbreviations: [asst]\n", r"abbreviations must map each abbreviation to the words it stands for, like "
                                 r"\{asst: assistant\}"),
