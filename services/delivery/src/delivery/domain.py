@@ -165,16 +165,19 @@ def target_problem(url: str, *, allow_private: bool) -> str | None:
     """Why a webhook target is refused (None: it is not): not http(s); a literal address that is link-local, a
     cloud metadata service's or multicast (``address_problem``), or (unless allowed) private, loopback or
     otherwise non-public; or (unless allowed) this machine by name. (A name is judged by what it resolves to when
-    a delivery is sent: ``delivery.network``.)"""
+    a delivery is sent: ``delivery.network``.) Said without the URL, which may hold a token or a password (a
+    refused file's is written to the log)."""
     if _CONTROL.search(url):
-        return f"{url!r} holds a control character"
+        return "the URL holds a control character"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (read for its checks: a port that is no number, or out of range)
     except ValueError as exc:
-        return f"{url!r} is not a URL: {exc}"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{url!r} is not an http(s) URL"
+        return f"not a URL: {_unparsed(str(exc))}"
+    if parts.scheme not in ("http", "https"):
+        return f"not an http(s) URL (its scheme: {parts.scheme or 'none'})"
+    if not parts.hostname:
+        return "not an http(s) URL (no host)"
     if _DOTTED.match(parts.hostname):
         try:
             ipaddress.IPv4Address(parts.hostname)
@@ -189,6 +192,20 @@ def target_problem(url: str, *, allow_private: bool) -> str | None:
         return None  # a name: judged by what it resolves to when a delivery is sent
     problem = address_problem(address, allow_private=allow_private)
     return f"{host} is {problem}" if problem else None
+
+
+def _unparsed(error: str) -> str:
+    """Why urllib could not read a URL, in words of our own: its own quote the part it refused (a password taken
+    for a port, a user and password whole)."""
+    if error.startswith("Port out of range"):
+        return "its port is not from 0 to 65535"
+    if error.startswith("Port could not be cast"):
+        return "what follows the host's colon is no port number (a password goes before the @)"
+    if "NFKC" in error:
+        return "its user, password or host holds characters that change under NFKC normalization"
+    if "bracket" in error.lower() or "IPv6" in error:
+        return "a host in brackets is no IPv6 address"
+    return "urllib cannot read it"
 
 
 #: IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (well-known and local-use), the
