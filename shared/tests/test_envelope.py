@@ -328,6 +328,16 @@ def test_a_value_that_is_not_json_is_undecodable_even_with_valid_headers():
     assert err.value.kind == "undecodable"
 
 
+def test_a_record_cut_short_is_undecodable_saying_where_not_what_it_holds():
+    """pydantic's text of invalid JSON quotes the value's first and last bytes: a lead's contact, which the
+    dead-letter line was logged with and its dlq.error.message kept."""
+    msg = encode("leads.captured", a_lead(), event_id=uuid.uuid4(), source="t", time=NOW)
+    with pytest.raises(DecodeError) as err:
+        decode(list(msg.headers), msg.key, msg.value[:-40])
+    assert err.value.kind == "undecodable" and "EOF while parsing" in err.value.detail
+    assert msg.value[-70:-40].decode() not in err.value.detail and "input" not in err.value.detail
+
+
 @pytest.mark.parametrize("change, reason", [
     (lambda h: [x for x in h if x[0] != "ce_specversion"], "ce_specversion"),
     (lambda h: [(k, b"0.3" if k == "ce_specversion" else v) for k, v in h], "ce_specversion"),

@@ -154,3 +154,105 @@ def test_a_terminal_gets_control_characters_escaped_not_a_forged_line(capsys):
     finally:
         root.handlers[:], root.level = handlers, level
         structlog.reset_defaults()
+
+
+@pytest.fixture
+def written_as(capsys):
+    """``written_as(as_json)``: the project's logging configured so (until the test ends), and a function giving
+    what it has written to stderr since."""
+    import contextlib
+    import logging
+
+    from leadpipe_common.logging import configure
+
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    levels = {name: logging.getLogger(name).level for name in (None, "aiokafka", "uvicorn.access", "httpx")}
+
+    def configured(as_json: bool):  # noqa: ANN202
+        configure("test", json=as_json)
+        return lambda: capsys.readouterr().err
+
+    with contextlib.ExitStack() as restore:
+        restore.callback(structlog.reset_defaults)
+        restore.callback(lambda: setattr(root, "handlers", handlers))
+        for name, level in levels.items():
+            restore.callback(logging.getLogger(name).setLevel, level)
+        yield configured
+
+
+#: A person's address and phone, by name in the code below: a traceback quotes its source lines.
+ADDRESS, PHONE = "ada.lovelace@stripe.com", 442079460958
+
+
+def _bind_fails():
+    import asyncpg
+
+    # As asyncpg raises it for a value its codec refuses: the codec's error, quoting the value, as its cause.
+    try:
+        raise ValueError(f"invalid UUID {ADDRESS!r}: length must be between 32..36 characters, got {len(ADDRESS)}")
+    except ValueError as exc:
+        raise asyncpg.exceptions.DataError(f"invalid input for query argument $1: {ADDRESS!r} (invalid UUID)") from exc
+
+
+def _read_back_under_a_stricter_model():
+    from leadpipe_common.events import LeadCaptured
+
+    # A stored event read back (capture's writer re-reads a person's first touch) under a model made stricter since.
+    stored = factories.captured(ADDRESS).model_dump(mode="json")
+    LeadCaptured.model_validate(stored | {"contact": {"email": ADDRESS, "phone": PHONE}})
+
+
+def _repeats_what_was_refused():
+    try:
+        _read_back_under_a_stricter_model()
+    except Exception as exc:
+        raise RuntimeError(f"the first touch could not be read back: {exc}")  # noqa: B904 (as such code does)
+
+
+@pytest.mark.parametrize("fail", [_bind_fails, _read_back_under_a_stricter_model, _repeats_what_was_refused],
+                         ids=["a value asyncpg could not bind", "a stored event its model now refuses",
+                              "a message repeating a validation error"])
+def test_a_traceback_of_a_value_refused_is_logged_without_the_value(written_as, fail):
+    """asyncpg's error about a value it could not bind was cut, but the codec's error it came of was written whole;
+    a ValidationError, in the traceback and in error_text's line, quoted every value it refused."""
+    from leadpipe_common.db import error_text
+
+    try:
+        fail()
+    except Exception as exc:
+        error = exc
+    for as_json in (True, False):
+        written = written_as(as_json)
+        structlog.get_logger("t").error("batch failed", error=error_text(error), exc_info=error)
+        text = written()
+        assert type(error).__name__ in text and "fail()" in text, text  # what failed, and where, stay
+        assert ADDRESS not in text and str(PHONE) not in text, text
+
+
+def test_a_webhooks_url_is_not_logged_by_the_http_client(written_as):
+    """httpx writes each request's URL at INFO, whole: a Slack or Zapier hook's token, a password in it."""
+    import httpx
+
+    written = written_as(True)
+    with httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(204))) as client:
+        client.post("https://hooks.example.com/services/T0/B0/s3cr3tT0ken")
+        client.post("https://crm:pa55word@crm.example.com/hooks")
+    text = written()
+    assert "s3cr3tT0ken" not in text and "pa55word" not in text, text
+
+
+def test_what_a_postgres_error_was_raised_while_handling_is_still_told(written_as):
+    """Only the codec's error asyncpg raises its own from is left out: a connection reset, or a handler's bug, that
+    a failed rollback was raised while handling is what an operator needs to read."""
+    try:
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except ConnectionResetError:
+            raise _failed_insert()  # noqa: B904
+    except Exception as exc:
+        error = exc
+    written = written_as(True)
+    structlog.get_logger("t").error("batch failed", exc_info=error)
+    text = written()
+    assert "Connection reset by peer" in text and "NotNullViolationError" in text and "ada.lovelace" not in text, text

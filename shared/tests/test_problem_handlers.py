@@ -169,7 +169,7 @@ def test_an_error_raised_while_handling_a_postgres_one_is_told_without_the_value
             return exc
 
     repeating = raised_while_handling(lambda exc: f"batch failed: {exc}")
-    assert error_text(repeating) == "RuntimeError: (its message repeats a database error's; not shown)"
+    assert error_text(repeating) == "RuntimeError: (its message repeats a database or validation error's; not shown)"
     assert error_text(raised_while_handling(lambda exc: "batch failed")) == "RuntimeError: batch failed"
 
 

@@ -105,13 +105,15 @@ import functools
 import hashlib
 import json
 import re
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import asyncpg
 import sqlalchemy as sa
+from pydantic import ValidationError
 from pydantic_core import to_json
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID
@@ -119,7 +121,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from leadpipe_common.envelope import Message
+from leadpipe_common.envelope import Message, schema_violations
 from leadpipe_common.erasure import erased_message
 from leadpipe_common.settings import DEFAULT_CONNECT_TIMEOUT_S, ServiceSettings
 
@@ -195,14 +197,17 @@ def error_text(exc: BaseException) -> str:
     constraint), its SQLSTATE and those names: its DETAIL (``Failing row contains (...)``, ``Key (email)=(...)``), its HINT and the
     statement's text go, since the first two quote the row's values; so does the message of a wrapper around it
     (SQLAlchemy's repeats the error whole), and that of an exception raised while handling one when it repeats
-    the error's message, DETAIL or HINT (``RuntimeError(f"batch failed: {exc}")``)."""
-    pg = _postgres_error(exc)
+    the error's message, DETAIL or HINT (``RuntimeError(f"batch failed: {exc}")``). A validation error
+    (pydantic's, a stored event read back under a stricter model, say; FastAPI's) is given as each field refused
+    and why, its text quoting the values; and so, without its message, is an exception repeating its text."""
+    pg = postgres_error(exc)
     if pg is None:
+        if isinstance(exc, _validation()):
+            title = f" ({exc.title})" if isinstance(exc, ValidationError) else ""
+            return f"{type(exc).__name__}{title}: {schema_violations(exc)}"
         told = f"{type(exc).__name__}: {exc}"
-        if any(part in told for handled in postgres_errors(exc)
-               for part in (handled.args[0] if handled.args else None, handled.detail, handled.hint)
-               if isinstance(part, str) and part):
-            return f"{type(exc).__name__}: (its message repeats a database error's; not shown)"
+        if any(part in told for part in _quoted(exc)):
+            return f"{type(exc).__name__}: (its message repeats a database or validation error's; not shown)"
         return _ARGUMENT_VALUE.sub(r"\1 (its value not shown)", told)
     code = getattr(pg, "sqlstate", None) or "?"
     names = {getattr(pg, field, None) for field in ("schema_name", "table_name", "column_name", "constraint_name",
@@ -234,16 +239,55 @@ def _values_cut(line: str, names: set[str]) -> str:
     return line
 
 
-def from_postgres(exc: BaseException) -> bool:
-    """Whether an error from Postgres (whose text ``error_text`` rids of values) is in ``exc``'s chain: ``exc``,
-    what it wraps, what it was raised while handling, an exception group's members (``postgres_errors``)."""
-    return bool(postgres_errors(exc))
+def quotes_values(exc: BaseException) -> bool:
+    """Whether an error whose text quotes values (a lead's personal data), which ``error_text`` tells without
+    them, is in ``exc``'s chain (what it wraps, was raised while handling, an exception group's members): one from
+    Postgres, or a validation error (pydantic's, or FastAPI's of a request or an answer)."""
+    return any(isinstance(e, (asyncpg.PostgresError, *_validation())) for e in _chain(exc))
+
+
+#: How asyncpg begins its error about a value it could not bind, which it raises from the codec's error: that one
+#: quotes the value.
+_UNBOUND = ("invalid input for query argument", "invalid input in executemany() argument")
+
+
+def unbound_value(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or wraps, asyncpg's error about a value it could not bind to a statement."""
+    pg = postgres_error(exc)
+    return pg is not None and bool(pg.args) and str(pg.args[0]).startswith(_UNBOUND)
+
+
+def _validation() -> tuple[type[Exception], ...]:
+    """The validation errors, whose text quotes the values refused: pydantic's, and FastAPI's of a request or an
+    answer once FastAPI is in (a command that never serves does without importing it)."""
+    fastapi = sys.modules.get("fastapi.exceptions")
+    return (ValidationError,) if fastapi is None else (ValidationError, fastapi.ValidationException)
+
+
+def _quoted(exc: BaseException) -> Iterator[str]:
+    """What the errors in ``exc``'s chain that quote values say, each part that holds one: a wrapper repeating
+    any of it is told without its message."""
+    for error in _chain(exc):
+        if isinstance(error, asyncpg.PostgresError):
+            parts: Iterable[object] = (error.args[0] if error.args else None, error.detail, error.hint)
+        elif isinstance(error, _validation()) and error is not exc:
+            # Inputs as their text shows them; a short one (a digit, a word) says nothing of whom it was about.
+            parts = (str(error), *(str(e.get("input")) for e in error.errors()
+                                   if isinstance(e.get("input"), str | int | float)))
+        else:
+            continue
+        yield from (part for part in parts if isinstance(part, str) and len(part) >= 4)
 
 
 def postgres_errors(exc: BaseException) -> list[asyncpg.PostgresError]:
     """Every error from Postgres in ``exc``'s chain, as far as a traceback of it goes and SQLAlchemy's ``orig``:
     a rollback that fails while a failed insert is handled has the insert's error, and its row, as its context."""
-    found: list[asyncpg.PostgresError] = []
+    return [e for e in _chain(exc) if isinstance(e, asyncpg.PostgresError)]
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception in its chain, once each: what it wraps (SQLAlchemy's ``orig``), was caused by
+    or raised while handling, an exception group's members."""
     seen: set[int] = set()
     todo = [exc]
     while todo:
@@ -251,16 +295,14 @@ def postgres_errors(exc: BaseException) -> list[asyncpg.PostgresError]:
         if id(error) in seen:
             continue
         seen.add(id(error))
-        if isinstance(error, asyncpg.PostgresError):
-            found.append(error)
+        yield error
         context = None if error.__suppress_context__ else error.__context__
         members = error.exceptions if isinstance(error, BaseExceptionGroup) else ()
         todo += [e for e in (getattr(error, "orig", None), error.__cause__, context, *members)
                  if isinstance(e, BaseException)]
-    return found
 
 
-def _postgres_error(exc: BaseException) -> asyncpg.PostgresError | None:
+def postgres_error(exc: BaseException) -> asyncpg.PostgresError | None:
     """The error from Postgres ``exc`` is or wraps (SQLAlchemy's ``orig``, its asyncpg adapter's cause), if any."""
     seen: set[int] = set()
     error: BaseException | None = exc

@@ -244,7 +244,8 @@ def unvalidated(topic: str, value: bytes, *, event_type: str, lead_id: uuid.UUID
 
 def schema_violations(exc: ValidationError) -> str:
     """Each field ``exc`` refuses and why, without the value refused (a lead's address, say)."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
+                     for e in exc.errors())
 
 
 def structured(env: Envelope, exclude: Exclude | None = None) -> bytes:
@@ -317,8 +318,11 @@ def decode(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key
     except UnknownEventType as exc:
         raise DecodeError("schema", str(exc)) from exc
     except ValueError as exc:
-        if not isinstance(exc, ValidationError) or any(e["type"] == "json_invalid" for e in exc.errors()):
+        if not isinstance(exc, ValidationError):
             raise DecodeError("undecodable", f"value is not JSON: {exc}") from exc
+        if unparsed := [e["msg"] for e in exc.errors() if e["type"] == "json_invalid"]:
+            # The message alone: the error's text quotes the record's first and last bytes (a lead's contact).
+            raise DecodeError("undecodable", f"value is not JSON: {'; '.join(unparsed)}") from exc
         raise DecodeError("schema", f"{event_type} violates its schema: {schema_violations(exc)}") from exc
     # Checked on the event as validated: an unknown field is ignored, so it does not matter what it holds.
     if b"\\u0000" in data and (where := nul_path(event.model_dump(mode="json"))) is not None:

@@ -13,10 +13,13 @@ Standard-library loggers (uvicorn, aiokafka, alembic) go through the same
 renderer. On a terminal, control characters in a line's message and values
 are written escaped (``\\n``, ``\\x1b``): a request path or a header may hold
 them, and raw they would forge lines or drive the operator's terminal (JSON
-escapes them itself). An exception from Postgres, or one with it anywhere in its chain
-(raised while handling it, say), is logged without the values its message
-quotes (``postgres_values_left_out``): a traceback of a failed insert would
-otherwise print the lead's row.
+escapes them itself). An exception from Postgres or pydantic's validation, or
+one with either anywhere in its chain (raised while handling it, say), is
+logged without the values its message quotes (``values_left_out``): a
+traceback of a failed insert would otherwise print the lead's row, and one of
+a stored event read back under a stricter model its contact. httpx's own
+lines (every request's URL, which for a webhook may hold a token) are left
+out below warnings.
 """
 
 from __future__ import annotations
@@ -41,11 +44,13 @@ E = TypeVar("E", bound="Envelope")
 _IN_HAND: ContextVar[Envelope | None] = ContextVar("leadpipe_event_in_hand", default=None)
 
 
-def postgres_values_left_out(_logger: object, _method: str, event: dict) -> dict:
-    """A structlog processor: an exception with an error from Postgres in its chain (wrapped, raised while handling
-    one, in a group: ``db.from_postgres``) is written as its traceback's frames with each exception of the chain
-    told by ``db.error_text``, not by its message whole: a Postgres error's DETAIL (``Failing row contains
-    (...)``) and quoted values hold a lead's personal data. Any other exception is left to the renderer."""
+def values_left_out(_logger: object, _method: str, event: dict) -> dict:
+    """A structlog processor: an exception with an error from Postgres or a pydantic ValidationError in its chain
+    (wrapped, raised while handling one, in a group: ``db.quotes_values``) is written as its traceback's frames
+    with each exception of the chain told by ``db.error_text``, not by its message whole: a Postgres error's DETAIL
+    (``Failing row contains (...)``) and quoted values, and a ValidationError's input values, hold a lead's
+    personal data. What asyncpg's error about a value it could not bind was raised from (the codec's error, which
+    quotes the value) is told by its class alone. Any other exception is left to the renderer."""
     exc_info = event.get("exc_info")
     if not exc_info:
         return event
@@ -53,36 +58,42 @@ def postgres_values_left_out(_logger: object, _method: str, event: dict) -> dict
            else exc_info[1] if isinstance(exc_info, tuple) else sys.exc_info()[1])
     if exc is None:
         return event
-    from leadpipe_common.db import from_postgres  # the database's modules only once one failed
+    from leadpipe_common.db import quotes_values  # the database's modules only once one failed
 
-    if not from_postgres(exc):
+    if not quotes_values(exc):
         return event
     del event["exc_info"]
     event["exception"] = "".join(_chain_told(exc, set())).rstrip("\n")
     return event
 
 
-def _chain_told(exc: BaseException, seen: set[int]) -> Iterator[str]:
+def _chain_told(exc: BaseException, seen: set[int], *, unbound: bool = False) -> Iterator[str]:
     """``exc``'s traceback as Python writes it (what it was caused by or raised while handling first, a group's
-    members after it), each exception told by ``db.error_text``."""
-    from leadpipe_common.db import error_text
+    members after it), each exception told by ``db.error_text``; ``unbound``, what asyncpg's error about a value
+    it could not bind came of (``db.unbound_value``), by its class alone, as its text quotes the value."""
+    from pydantic import ValidationError
+
+    from leadpipe_common.db import error_text, postgres_error, unbound_value
 
     seen.add(id(exc))
     cause, context = exc.__cause__, None if exc.__suppress_context__ else exc.__context__
     if cause is not None and id(cause) not in seen:
-        yield from _chain_told(cause, seen)
+        yield from _chain_told(cause, seen, unbound=unbound or unbound_value(exc))
         yield "\nThe above exception was the direct cause of the following exception:\n\n"
     elif context is not None and id(context) not in seen:
-        yield from _chain_told(context, seen)
+        yield from _chain_told(context, seen, unbound=unbound)
         yield "\nDuring handling of the above exception, another exception occurred:\n\n"
     if exc.__traceback__ is not None:
         yield "Traceback (most recent call last):\n"
         yield from traceback.format_tb(exc.__traceback__)
-    yield error_text(exc) + "\n"
+    if unbound and postgres_error(exc) is None and not isinstance(exc, ValidationError):
+        yield f"{type(exc).__name__}: (about a value asyncpg could not bind, which its text quotes: not shown)\n"
+    else:
+        yield error_text(exc) + "\n"
     if isinstance(exc, BaseExceptionGroup):
         for number, member in enumerate(exc.exceptions, 1):
             if id(member) not in seen:
-                told = "".join(_chain_told(member, seen))
+                told = "".join(_chain_told(member, seen, unbound=unbound))
                 yield f"  +---------------- {number} ----------------\n" + textwrap.indent(told, "  | ")
 
 
@@ -127,7 +138,7 @@ def configure(service: str, level: str = "INFO", json: bool | None = None) -> No
     renderer = (
         structlog.processors.JSONRenderer()
         if as_json
-        # Plain tracebacks: one from Postgres comes as text without its values (postgres_values_left_out), which
+        # Plain tracebacks: one quoting values comes as text without them (values_left_out), which
         # the pretty formatter would not take.
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
                                            exception_formatter=structlog.dev.plain_traceback)
@@ -142,7 +153,7 @@ def configure(service: str, level: str = "INFO", json: bool | None = None) -> No
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            postgres_values_left_out,
+            values_left_out,
             structlog.processors.format_exc_info if as_json else message_control_characters_escaped,
             renderer,
         ],
@@ -154,6 +165,8 @@ def configure(service: str, level: str = "INFO", json: bool | None = None) -> No
     root.setLevel(level.upper())
     # aiokafka is chatty at INFO about every group join; keep warnings.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # httpx writes every request's URL at INFO, whole: a webhook's may hold a token in its path or a password.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
