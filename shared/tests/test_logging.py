@@ -256,3 +256,26 @@ def test_what_a_postgres_error_was_raised_while_handling_is_still_told(written_a
     structlog.get_logger("t").error("batch failed", exc_info=error)
     text = written()
     assert "Connection reset by peer" in text and "NotNullViolationError" in text and "ada.lovelace" not in text, text
+
+
+def test_an_exception_no_code_caught_is_logged_without_the_values_it_quotes(written_as):
+    """asyncio's own handler wrote "Task exception was never retrieved" with the task's repr, which holds its
+    exception's text whole: a ValidationError's quotes the values it refused."""
+    import asyncio
+    import gc
+
+    from leadpipe_common.logging import loop_errors
+
+    async def forgotten() -> None:
+        asyncio.get_running_loop().set_exception_handler(loop_errors)
+        task = asyncio.create_task(asyncio.to_thread(_read_back_under_a_stricter_model), name="the-first-touch")
+        await asyncio.wait([task])
+        del task
+        gc.collect()  # the task's exception was never retrieved: said as it goes
+
+    written = written_as(True)
+    asyncio.run(forgotten())
+    text = written()
+    assert "Task exception was never retrieved" in text and '"task": "the-first-touch"' in text, text
+    assert "ValidationError (LeadCaptured): contact.phone" in text, text
+    assert ADDRESS not in text and str(PHONE) not in text, text

@@ -267,3 +267,22 @@ async def test_the_re_drive_waits_its_backed_off_deadline_and_the_stuck_count_ke
     assert deadline in redrive and deadline not in stuck
     assert "terminal_stage IS NULL AND (redrives > 0 OR published_at < now() - make_interval(secs => :after))" in stuck
     assert [(p["after"], p["backoff"], p["longest"]) for p in engine.params[1:]] == [(7200, 2, LONGEST_WAIT_S)] * 2
+
+
+async def test_a_serving_process_hands_what_no_code_caught_to_the_handler_that_leaves_values_out(monkeypatch):
+    """asyncio's own handler writes a forgotten task's exception whole (``lp_logging.loop_errors``)."""
+    def building(*args, **kwargs):  # noqa: ANN202
+        raise Built
+
+    monkeypatch.setattr(shared_service, "make_engine", building)
+    monkeypatch.setattr(shared_service.lp_logging, "configure", lambda *args: None)
+    loop = asyncio.get_running_loop()
+    before = loop.get_exception_handler()
+    app = create_app(CaptureSettings(DATABASE_URL=NOWHERE))
+    try:
+        with pytest.raises(Built):
+            async with app.router.lifespan_context(app):
+                pass
+        assert loop.get_exception_handler() is shared_service.lp_logging.loop_errors
+    finally:
+        loop.set_exception_handler(before)

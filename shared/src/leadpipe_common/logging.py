@@ -17,13 +17,15 @@ escapes them itself). An exception from Postgres or pydantic's validation, or
 one with either anywhere in its chain (raised while handling it, say), is
 logged without the values its message quotes (``values_left_out``): a
 traceback of a failed insert would otherwise print the lead's row, and one of
-a stored event read back under a stricter model its contact. httpx's own
-lines (every request's URL, which for a webhook may hold a token) are left
-out below warnings.
+a stored event read back under a stricter model its contact; so is one no
+code caught, which a service's event loop hands to ``loop_errors``. httpx's
+own lines (every request's URL, which for a webhook may hold a token) are
+left out below warnings.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -31,7 +33,7 @@ import textwrap
 import traceback
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -95,6 +97,17 @@ def _chain_told(exc: BaseException, seen: set[int], *, unbound: bool = False) ->
             if id(member) not in seen:
                 told = "".join(_chain_told(member, seen, unbound=unbound))
                 yield f"  +---------------- {number} ----------------\n" + textwrap.indent(told, "  | ")
+
+
+def loop_errors(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's handler of what no code caught (a task's exception never retrieved, a callback's): its own
+    wrote the task's repr, which holds its exception's text whole, a ValidationError's quoting a lead's values.
+    This writes the loop's message and the exception through the logger (``values_left_out``), and the task by
+    its name."""
+    task = context.get("task") or context.get("future")
+    get_logger("asyncio").error(context.get("message") or "an error no code caught",
+                                task=task.get_name() if isinstance(task, asyncio.Task) else None,
+                                exc_info=context.get("exception"))
 
 
 def name_event_in_hand(_logger: object, _method: str, event: dict) -> dict:

@@ -236,6 +236,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         lp_logging.configure(service.name, settings.log_level, settings.log_json)
+        asyncio.get_running_loop().set_exception_handler(lp_logging.loop_errors)
         engine = make_engine(settings, serving=True)
         producer = Producer(settings, client_id=service.name)
         claim = service.claim()
