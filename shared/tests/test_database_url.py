@@ -97,6 +97,19 @@ def test_what_the_driver_takes_from_the_url_is_kept_in_it(query):
     assert settings.database_url.endswith(query)
 
 
+@pytest.mark.parametrize(("query", "said"), [
+    ("host=127.0.0.1:99999", "port 99999 in its host parameters is not a port number"),
+    ("host=127.0.0.1:0", "port 0 in its host parameters is not a port number"),
+    ("host=127.0.0.1:1&host=127.0.0.1:x", "non-integer port arguments"),
+    ("host=db1:5432&host=db2", "All ports are required"),
+])
+def test_a_server_in_the_host_parameters_that_no_connection_could_reach_is_refused_at_start(query, said):
+    """A port out of range or no number in ?host= was kept: every connection then failed with a traceback."""
+    with pytest.raises(ValidationError, match=said) as refused:
+        ServiceSettings(DATABASE_URL=f"postgresql://u:s3cret@/db?{query}")
+    assert "s3cret" not in refused.value.errors()[0]["msg"]  # what the commands print of it (cli.settings_or_exit)
+
+
 @pytest.fixture
 def silent_server():
     """A port that accepts connections (the kernel completes them) and never answers: a wedged Postgres."""

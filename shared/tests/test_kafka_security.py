@@ -161,3 +161,14 @@ def test_a_command_given_kafka_settings_it_cannot_use_stops_at_once_naming_the_v
                             text=True, timeout=30, env={**os.environ, **env, "COLUMNS": "500"})
     assert result.returncode == 2 and names in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_tls_files_under_a_protocol_without_tls_are_refused_not_ignored():
+    """PLAINTEXT read no file: whoever set KAFKA_SSL_CAFILE meant TLS and talked to the broker in clear."""
+    from pydantic import ValidationError
+
+    from leadpipe_common.settings import ServiceSettings
+
+    with pytest.raises(ValidationError, match="KAFKA_SSL_CAFILE set, but KAFKA_SECURITY_PROTOCOL=PLAINTEXT uses no "
+                                              "TLS: set it to SSL or SASL_SSL"):
+        ServiceSettings(DATABASE_URL="postgresql://u:p@127.0.0.1:1/x", KAFKA_SSL_CAFILE="/nowhere/ca.pem")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from leadpipe_common import topics
@@ -102,6 +102,12 @@ class KafkaSettings(BaseSettings):
                              "and KAFKA_SASL_PASSWORD")
         if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
             raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        given = [name for name, path in (("KAFKA_SSL_CAFILE", self.kafka_ssl_cafile), ("KAFKA_SSL_CERTFILE",
+                 self.kafka_ssl_certfile), ("KAFKA_SSL_KEYFILE", self.kafka_ssl_keyfile)) if path is not None]
+        if given and self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            # Read by no client under it: whoever set them meant TLS, and would have talked to the broker in clear.
+            raise ValueError(f"{', '.join(given)} set, but KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} "
+                             "uses no TLS: set it to SSL or SASL_SSL")
         self.kafka_ssl_context()  # a file it cannot use stops the start, not every client's connect
         return self
 
@@ -331,10 +337,7 @@ class ServiceSettings(KafkaSettings):
     @field_validator("session_secret")
     @classmethod
     def _hard_to_guess(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and len(v.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters (python3 -c 'import secrets; print(secrets."
-                             "token_urlsafe(32))'): it signs sessions and form tokens and seals webhook secrets")
-        return v
+        return hard_to_guess(v, "it signs sessions and form tokens and seals webhook secrets")
 
     @field_validator("database_url")
     @classmethod
@@ -401,6 +404,15 @@ _PASSED_ON_AS = {"prepared_statement_cache_size": "a whole number of 0 or more",
                  "target_session_attrs": "one of any, primary, standby, prefer-standby, read-write, read-only"}
 
 
+def hard_to_guess(secret: SecretStr | None, what_it_does: str) -> SecretStr | None:
+    """``secret`` if it is unset or 32 characters or more, or a ValueError saying how to make one: a shorter one
+    that signs what a client holds (a session cookie, a form token) is guessed offline from one of them."""
+    if secret is not None and len(secret.get_secret_value()) < 32:
+        raise ValueError("must be at least 32 characters (python3 -c 'import secrets; print(secrets."
+                         f"token_urlsafe(32))'): {what_it_does}")
+    return secret
+
+
 def asyncpg_url(text: str) -> str:
     """``DATABASE_URL`` as SQLAlchemy's asyncpg dialect takes it, or a ValueError naming the variable (never
     echoing its value: it holds the password).
@@ -429,6 +441,8 @@ def asyncpg_url(text: str) -> str:
     if url.host and "@" in url.host:
         raise ValueError("DATABASE_URL: the host holds an @; an @ in the user or password is written %40")
     query = dict(url.query)
+    if "host" in query:
+        _servers_checked(url)
     for name, value in query.items():
         if name == "host":  # ?host=a:5432&host=b:5432: several servers, tried in turn (failover)
             continue
@@ -452,6 +466,23 @@ def asyncpg_url(text: str) -> str:
         raise ValueError("DATABASE_URL: sslmode and ssl say different things; give sslmode alone")
     return url.difference_update_query(["sslmode"]).update_query_dict({"ssl": query["sslmode"]}).render_as_string(
         hide_password=False)
+
+
+def _servers_checked(url: URL) -> None:
+    """The servers ``host`` parameters name (``?host=a:5432&host=b:5432``), read as the asyncpg dialect reads
+    them, or a ValueError saying what is wrong: a port that is no number, or out of range, failed every
+    connection with SQLAlchemy's or asyncpg's traceback."""
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    try:
+        _, args = PGDialect_asyncpg().create_connect_args(url)
+    except (ArgumentError, ValueError) as exc:  # its text names ports and hosts, never the password
+        raise ValueError(f"DATABASE_URL: its host parameters name no servers it can connect to ({exc}): give "
+                         "each as host=a:5432&host=b:5432") from None
+    ports = args.get("port")
+    for port in ports if isinstance(ports, list) else [ports]:
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"DATABASE_URL: port {port} in its host parameters is not a port number (1-65535)")
 
 
 class ConsumerSettings(ServiceSettings):
@@ -500,6 +531,16 @@ class ConsumerSettings(ServiceSettings):
                                                                  "before giving its partitions to the others: the "
                                                                  "recovery time after a crash")
     heartbeat_interval_ms: int = Field(3_000, ge=500, description="how often a member tells the group it is alive")
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> ConsumerSettings:
+        # Kafka's own clients refuse it: a member that says it is alive less often than the group waits for it is
+        # taken for dead between two heartbeats, its partitions moved again and again.
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            prefix = str(self.model_config.get("env_prefix", "")).upper()
+            raise ValueError(f"{prefix}HEARTBEAT_INTERVAL_MS ({self.heartbeat_interval_ms}) must be shorter than "
+                             f"{prefix}SESSION_TIMEOUT_MS ({self.session_timeout_ms}); a third of it is usual")
+        return self
     retry_backoff_max_s: float = Field(30.0, gt=0, description="longest wait between retries of a failing batch")
     outbox_idle_s: float = Field(1.0, gt=0, description="how long a service's outbox relay idles, for a service "
                                                         "with one (a write wakes it at once)")

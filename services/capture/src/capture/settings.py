@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from leadpipe_common.settings import ConsumerSettings
+from leadpipe_common.settings import ConsumerSettings, hard_to_guess
 from leadpipe_common.throttle import parse_rate
 
 from capture.domain import parse_origins
@@ -32,9 +32,11 @@ class CaptureSettings(ConsumerSettings):
     cors_origins: str = Field("", description="comma-separated web origins (`https://www.example.com`) whose pages "
                                               "may post any form or the JSON API with `fetch()`; none by default")
 
+    # Not named as the base class's PUBLIC_ORIGIN validator (_origins): a method of the same name replaced it, and
+    # capture took any public origin as typed.
     @field_validator("cors_origins")
     @classmethod
-    def _origins(cls, v: str) -> str:
+    def _cors_origins(cls, v: str) -> str:
         parse_origins(v, "CAPTURE_CORS_ORIGINS")
         return v
 
@@ -47,8 +49,16 @@ class CaptureSettings(ConsumerSettings):
                                                           "imports (a key's own limit overrides it)")
 
     token_secret: SecretStr | None = Field(
-        None, description="signs form tokens (forms with `require_token`); give every capture process the same one "
-                          "(unset: derived from `LEADPIPE_SESSION_SECRET`, which `make run` sets)")
+        None, description="signs form tokens (forms with `require_token`; 32 characters or more); give every capture "
+                          "process the same one (unset: derived from `LEADPIPE_SESSION_SECRET`, which `make run` "
+                          "sets)")
+
+    @field_validator("token_secret")
+    @classmethod
+    def _token_secret_hard_to_guess(cls, v: SecretStr | None) -> SecretStr | None:
+        # As LEADPIPE_SESSION_SECRET, which it is derived from when unset: guessed from one token a bot fetched,
+        # every form's token would be the bot's to make.
+        return hard_to_guess(v, "it signs the form tokens")
 
     @field_validator("rate_limit", "key_rate_limit")
     @classmethod
@@ -125,7 +135,8 @@ class CaptureSettings(ConsumerSettings):
         cancels one; none without a statement timeout."""
         return self.db_statement_timeout_ms / 1000 + 1.0 if self.db_statement_timeout_ms else None
 
-    outbox_batch_max: int = 1000
+    outbox_batch_max: int = Field(1000, ge=1, description="most leads, touches and outbox messages the relay "
+                                                         "publishes in one round")
     # A write wakes its own process's relay; the idle poll only finds what a
     # process that died left behind. Woken, the relay waits so that one round
     # publishes every lead written meanwhile: a fixed 50 ms at a steady 100
