@@ -175,6 +175,15 @@ def test_a_revision_the_history_does_not_have_is_refused_before_the_database_is_
     assert "Traceback" not in result.output and "DATABASE_URL" not in result.output
 
 
+@pytest.mark.parametrize("revision", ["", "@", "0001@"])
+def test_an_empty_or_malformed_revision_is_refused_in_a_line_not_alembics_assertion(revision):
+    """``migrate "$REV"`` with REV unset ended in a 500-line traceback of a bare AssertionError."""
+    result = migrate(revision)
+    assert result.exit_code == 2, result.output
+    assert f"routing: cannot migrate to {revision!r}: not a revision" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_migration_says_the_revision_it_left_in_place_not_the_one_asked_for(monkeypatch):
     from leadpipe_common import migrations
 

@@ -48,3 +48,32 @@ def test_an_auth_schema_it_cannot_migrate_is_one_line_not_a_traceback(monkeypatc
         "COLUMNS": "500", "DATABASE_URL": "postgresql+asyncpg://leadpipe:x@127.0.0.1:1/leadpipe"})
     assert result.exit_code == code and isinstance(result.exception, SystemExit), result.exception
     assert said in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("given", ["zzz", "", "lpk_1234", "lpk_0123456789ab_tooshort"])
+def test_a_revocation_of_what_is_no_key_id_is_refused_before_the_database_and_not_echoed(monkeypatch, given):
+    """Any text went to the database (migrating the auth schema first) and came back as "no active key <text>",
+    a mistyped whole key's secret with it."""
+    monkeypatch.setattr(keys, "_settings", lambda: pytest.fail("the database was about to be asked"))
+    result = CliRunner().invoke(keys.cli, ["revoke", given], env={"COLUMNS": "500"})
+    assert result.exit_code == 2 and "not a key id: 12 hex digits" in result.output, result.output
+    assert (given or "\0") not in result.output.replace("lpk_<id>_...", "")
+
+
+def test_a_whole_key_pasted_to_revoke_names_its_id_and_its_secret_is_never_echoed(monkeypatch):
+    from leadpipe_common.auth import new_key
+
+    key_id, key, _ = new_key()
+    assert keys._key_id(f" {key} ") == keys._key_id(key_id) == key_id
+    monkeypatch.setattr(keys, "_settings", lambda: object())
+    monkeypatch.setattr(keys, "make_engine", lambda settings: (_ for _ in ()).throw(RuntimeError("no database")))
+    result = CliRunner().invoke(keys.cli, ["revoke", key], env={"COLUMNS": "500"})
+    assert isinstance(result.exception, RuntimeError)  # past the check, on its way to the database
+    assert key.split("_")[2] not in result.output
+
+
+def test_a_key_for_no_one_is_refused_before_the_database(monkeypatch):
+    monkeypatch.setattr(keys, "_settings", lambda: pytest.fail("the key was about to be stored"))
+    result = CliRunner().invoke(keys.cli, ["create", "--name", "  ", "--scope", "capture:write"],
+                                env={"COLUMNS": "500"})
+    assert result.exit_code == 2 and "give who or what uses the key" in result.output

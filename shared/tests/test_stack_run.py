@@ -28,6 +28,19 @@ def test_a_service_port_that_is_no_port_is_refused_naming_the_variable(monkeypat
     assert _env_name(settings, error["loc"]) == f"{service.upper()}_PORT" and "1-65535" in error["msg"]
 
 
+@pytest.mark.parametrize(("variable", "read"), [("CAPTURE_PORT", stack_module._ports),
+                                              ("CAPTURE_REPLICAS", stack_module._replicas)])
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "x", "0"])
+def test_make_runs_ports_and_replicas_that_are_no_ascii_whole_numbers_are_refused_in_a_line(
+        monkeypatch, variable, read, value):
+    """str.isdigit takes "²" (and Arabic-Indic digits): int() then refused it with a traceback."""
+    import typer
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(typer.BadParameter, match=variable):
+        read()
+
+
 def test_port_0_any_free_one_is_taken_as_commands_that_serve_nothing_are_given_it(monkeypatch):
     from scoring.settings import ScoringSettings
 

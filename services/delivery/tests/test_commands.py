@@ -189,3 +189,10 @@ def test_the_key_the_session_secret_in_force_gives_is_printed_to_pin_it_before_a
 def test_no_session_secret_to_derive_a_key_from_is_a_message_not_a_key():
     refused = CliRunner().invoke(cli, ["derived-key", "--stdin"], input="\n")
     assert refused.exit_code == 2 and "no session secret" in refused.output
+
+
+def test_a_session_secret_too_short_for_any_service_is_a_message_not_a_key():
+    """A line cut short gave a key that opened nothing, without a word."""
+    refused = CliRunner().invoke(cli, ["derived-key", "--stdin"], input="short\n")
+    assert refused.exit_code == 2 and "32 characters or more; this one has 5" in refused.output
+    assert "short" not in refused.output  # the secret is never echoed

@@ -9,13 +9,14 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 import typer
 
 from leadpipe_common import migrations
-from leadpipe_common.auth import SCOPES, api_keys, new_key
+from leadpipe_common.auth import SCOPES, api_keys, new_key, split
 from leadpipe_common.cli import database_errors, load_settings, migration_errors
 from leadpipe_common.db import make_engine
 from leadpipe_common.settings import ServiceSettings
@@ -65,6 +66,8 @@ def create(
                                                      "(default: CAPTURE_KEY_RATE_LIMIT)"),
 ) -> None:
     """Create a key and print it: this is the only time it is shown."""
+    if not name.strip():
+        raise typer.BadParameter("give who or what uses the key (a CRM, a person, an importer)", param_hint="--name")
     unknown = sorted(set(scope) - set(SCOPES))
     if unknown:
         raise typer.BadParameter(f"unknown scope {', '.join(unknown)}; use {', '.join(SCOPES)}", param_hint="--scope")
@@ -104,9 +107,25 @@ def list_keys() -> None:
                    f"{state}{rate}")
 
 
+#: A key's id, as ``new_key`` makes it and ``list`` shows it.
+_KEY_ID = re.compile(r"[0-9a-f]{12}")
+
+
+def _key_id(given: str) -> str:
+    """The key id ``given`` names: the id itself, or a whole key pasted (its id alone is used, never echoed)."""
+    text = given.strip()
+    if _KEY_ID.fullmatch(text):
+        return text
+    whole = split(text)
+    if whole is not None:
+        return whole[0]
+    # Not said back: a whole key mistyped is still most of a secret.
+    raise typer.BadParameter("not a key id: 12 hex digits, as `leadpipe-keys list` shows it (lpk_<id>_...)")
+
+
 @cli.command()
 def revoke(key_id: str = typer.Argument(..., help="the key's 12-hex-digit id (lpk_<id>_...), as `leadpipe-keys "
-                                                    "list` shows it")) -> None:
+                                                    "list` shows it", callback=_key_id)) -> None:
     """Revoke a key: every service refuses it within seconds."""
     async def mark() -> int:
         engine = make_engine(settings)

@@ -77,7 +77,10 @@ def check_revision(migrations_dir: Path, revision: str) -> None:
     if re.search(r"[+-]\d+$", revision):
         return
     script = ScriptDirectory.from_config(config(migrations_dir, "", ""))
-    script.get_revisions(revision)
+    try:
+        script.get_revisions(revision)
+    except AssertionError:  # alembic asserts, rather than says, that "", "@" or "0001@" names no revision
+        raise CommandError("not a revision (a revision id such as 0003, or head)") from None
 
 
 def older_than_in_place(script: ScriptDirectory, current: Heads, destination: str) -> bool:

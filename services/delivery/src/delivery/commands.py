@@ -147,4 +147,10 @@ def add_commands(cli: typer.Typer) -> None:
             typer.secho("no session secret: set LEADPIPE_SESSION_SECRET, or give one on the input with --stdin",
                         err=True, fg="red")
             raise typer.Exit(2)
+        if len(session_secret) < 32:
+            # No service takes one this short (LEADPIPE_SESSION_SECRET's own check): a line cut short, most likely,
+            # whose key would open nothing.
+            typer.secho(f"a session secret is 32 characters or more; this one has {len(session_secret)}: was it "
+                        "given whole?", err=True, fg="red")
+            raise typer.Exit(2)
         typer.echo(derived_key(session_secret))

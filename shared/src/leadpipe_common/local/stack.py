@@ -394,7 +394,8 @@ def _replicas() -> dict[str, int]:
     replicas = {}
     for s in SERVICES:
         raw = os.environ.get(f"{s.upper()}_REPLICAS", "1")
-        if not raw.isdigit() or int(raw) < 1:
+        # ASCII alone: str.isdigit takes "²", which int() refuses with a traceback.
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
             raise typer.BadParameter(f"{s.upper()}_REPLICAS must be a whole number of at least 1, not {raw!r}")
         replicas[s] = int(raw)
     return replicas
@@ -404,7 +405,7 @@ def _ports() -> dict[str, int]:
     ports = {}
     for s, default in SERVICES.items():
         raw = os.environ.get(f"{s.upper()}_PORT", str(default))
-        if not raw.isdigit() or not 0 < int(raw) < 65536:
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 65536:
             raise typer.BadParameter(f"{s.upper()}_PORT must be a port number, not {raw!r}")
         ports[s] = int(raw)
     return ports
