@@ -150,3 +150,13 @@ def test_a_csv_file_or_row_without_a_required_column_is_refused_naming_it(tmp_pa
                                          r"header\)$"):
         parse_csv("domain,name,owner\nacme.com,Acme\n", path, ("domain", "name", "owner"),
                   required=("domain", "name", "owner"))
+
+
+@pytest.mark.parametrize("where", ["header", "row"])
+def test_a_csv_value_over_the_csv_modules_limit_is_refused_naming_the_file_and_line(tmp_path, where):
+    """csv.Error ("field larger than field limit") was no ValueError: a traceback at start."""
+    huge = '"' + "x" * 200_000 + '"'
+    text = f"domain,name,{huge}\n" if where == "header" else f"domain,name\nacme.com,Acme\nbig.com,{huge}\n"
+    with pytest.raises(ValueError, match=rf"companies\.csv:{1 if where == 'header' else 3}: not read as CSV: field "
+                                         r"larger than field limit"):
+        parse_csv(text, tmp_path / "companies.csv", COMPANY_COLUMNS, required=("domain", "name"))

@@ -606,6 +606,10 @@ def test_a_captcha_site_or_action_misconfigured_is_refused_naming_the_setting(se
     ({"provider": "hcaptcha", "secret_env": "X", "on_error": "maybe"}, "on_error"),
     ({"provider": "hcaptcha", "secret_env": "X", "timeout_s": 0}, "timeout_s"),
     ({"provider": "hcaptcha", "secret_env": "X", "secret": "0x123"}, "unknown keys"),
+    # A list or a mapping where a name goes was a TypeError ("unhashable type") at start, or read as its repr.
+    ({"provider": ["recaptcha", "turnstile"], "secret_env": "X"}, r"provider: \['recaptcha', 'turnstile'\] is not "),
+    ({"provider": {"name": "hcaptcha"}, "secret_env": "X"}, "provider: .* is not one of"),
+    ({"provider": "hcaptcha", "secret_env": "X", "field": ["h-captcha-response"]}, "field: expected text, not list"),
 ])
 def test_a_captcha_misconfigured_is_refused_naming_the_entry(captcha, message):
     with pytest.raises(ValueError, match=message):

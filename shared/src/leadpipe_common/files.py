@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,15 @@ def parse_yaml(text: str, path: Path) -> Any:
                          else f"{path}: not valid YAML: {exc}") from None
 
 
+def _read(reader: Any, path: Path) -> Iterator[list[str]]:
+    """``reader``'s rows, or a ValueError naming ``path`` and the line for what the csv module cannot read (a value
+    over its 128 KiB field limit, say), which was a traceback."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise ValueError(f"{path}:{reader.line_num}: not read as CSV: {exc}") from None
+
+
 def parse_csv(text: str, path: Path, columns: Sequence[str],
               required: Collection[str]) -> list[tuple[int, dict[str, str]]]:
     """``text``, read from ``path``, as CSV under a header row of ``columns`` (those ``required`` and any others):
@@ -139,7 +148,8 @@ def parse_csv(text: str, path: Path, columns: Sequence[str],
     without a value of a required column; and a row with a value under no column the header names, as a comma
     in a value unquoted gives (``SAP, SE``), shifting the values after it."""
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, [])
+    rows_read = _read(reader, path)
+    header = next(rows_read, [])
     twice = sorted({name for name in header if name.strip() and header.count(name) > 1})
     if twice:
         raise ValueError(f"{path}: the header names {', '.join(map(repr, twice))} twice: the values of one would be "
@@ -152,7 +162,7 @@ def parse_csv(text: str, path: Path, columns: Sequence[str],
     if missing:
         raise ValueError(f"{path}: missing columns {missing}")
     rows = []
-    for values in reader:
+    for values in rows_read:
         if not values:
             continue
         line = reader.line_num

@@ -668,8 +668,12 @@ def parse_captcha(spec: Any, where: str) -> Captcha:
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(_CAPTCHA_KEYS)})")
     provider = spec.get("provider")
-    if provider is not None and provider not in CAPTCHA_PROVIDERS:
+    # Text first: a list or a mapping is no key of the table, a TypeError ("unhashable") at start.
+    if provider is not None and (not isinstance(provider, str) or provider not in CAPTCHA_PROVIDERS):
         raise ValueError(f"{where}.provider: {provider!r} is not one of {sorted(CAPTCHA_PROVIDERS)}")
+    for key in ("verify_url", "field"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise ValueError(f"{where}.{key}: expected text, not {type(spec[key]).__name__}")
     url, field = CAPTCHA_PROVIDERS.get(provider or "", (None, None))
     url, field = spec.get("verify_url") or url, spec.get("field") or field
     if not url or not field:
