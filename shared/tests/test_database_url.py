@@ -102,6 +102,8 @@ def test_what_the_driver_takes_from_the_url_is_kept_in_it(query):
     ("host=127.0.0.1:0", "port 0 in its host parameters is not a port number"),
     ("host=127.0.0.1:1&host=127.0.0.1:x", "non-integer port arguments"),
     ("host=db1:5432&host=db2", "All ports are required"),
+    # The other parameters are judged as before, not by the dialect reading them first (a TypeError for two).
+    ("host=db1:5432&prepared_statement_cache_size=0&prepared_statement_cache_size=0", "is given 2 times"),
 ])
 def test_a_server_in_the_host_parameters_that_no_connection_could_reach_is_refused_at_start(query, said):
     """A port out of range or no number in ?host= was kept: every connection then failed with a traceback."""

@@ -172,3 +172,12 @@ def test_tls_files_under_a_protocol_without_tls_are_refused_not_ignored():
     with pytest.raises(ValidationError, match="KAFKA_SSL_CAFILE set, but KAFKA_SECURITY_PROTOCOL=PLAINTEXT uses no "
                                               "TLS: set it to SSL or SASL_SSL"):
         ServiceSettings(DATABASE_URL="postgresql://u:p@127.0.0.1:1/x", KAFKA_SSL_CAFILE="/nowhere/ca.pem")
+
+
+def test_an_empty_tls_file_setting_is_unset_not_the_current_directory():
+    """compose's ${KAFKA_SSL_CAFILE:-} gives an empty value, which was Path("."): set, under PLAINTEXT refused."""
+    from leadpipe_common.settings import ServiceSettings
+
+    settings = ServiceSettings(DATABASE_URL="postgresql://u:p@127.0.0.1:1/x", KAFKA_SSL_CAFILE="",
+                               KAFKA_SSL_CERTFILE=" ", KAFKA_SSL_KEYFILE="")
+    assert (settings.kafka_ssl_cafile, settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile) == (None, None, None)

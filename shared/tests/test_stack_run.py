@@ -33,7 +33,8 @@ def test_a_service_port_that_is_no_port_is_refused_naming_the_variable(monkeypat
 @pytest.mark.parametrize("value", ["\u00b2", "\u0663", "x", "0"])
 def test_make_runs_ports_and_replicas_that_are_no_ascii_whole_numbers_are_refused_in_a_line(
         monkeypatch, variable, read, value):
-    """str.isdigit takes "²" (and Arabic-Indic digits): int() then refused it with a traceback."""
+    """str.isdigit takes "²", which int() then refused with a traceback (and int() reads Arabic-Indic digits: "٣"
+    was port 3)."""
     import typer
 
     monkeypatch.setenv(variable, value)

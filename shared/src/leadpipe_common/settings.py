@@ -94,6 +94,12 @@ class KafkaSettings(BaseSettings):
                     "producer ids)",
     )
 
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # An empty value (compose's ${X:-}, a blank ConfigMap key) is unset, not the current directory (Path("")).
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _complete(self) -> KafkaSettings:
         if self.kafka_security_protocol.startswith("SASL") and not (self.kafka_sasl_username and
@@ -442,7 +448,8 @@ def asyncpg_url(text: str) -> str:
         raise ValueError("DATABASE_URL: the host holds an @; an @ in the user or password is written %40")
     query = dict(url.query)
     if "host" in query:
-        _servers_checked(url)
+        # The host parameters alone: the dialect would read the others first, with its own errors for them.
+        _servers_checked(url.set(query={"host": query["host"]}))
     for name, value in query.items():
         if name == "host":  # ?host=a:5432&host=b:5432: several servers, tried in turn (failover)
             continue
@@ -476,7 +483,7 @@ def _servers_checked(url: URL) -> None:
 
     try:
         _, args = PGDialect_asyncpg().create_connect_args(url)
-    except (ArgumentError, ValueError) as exc:  # its text names ports and hosts, never the password
+    except (ArgumentError, ValueError, TypeError) as exc:  # its text names ports and hosts, never the password
         raise ValueError(f"DATABASE_URL: its host parameters name no servers it can connect to ({exc}): give "
                          "each as host=a:5432&host=b:5432") from None
     ports = args.get("port")
@@ -530,7 +537,8 @@ class ConsumerSettings(ServiceSettings):
     session_timeout_ms: int = Field(10_000, ge=3000, description="how long the group waits for a silent member "
                                                                  "before giving its partitions to the others: the "
                                                                  "recovery time after a crash")
-    heartbeat_interval_ms: int = Field(3_000, ge=500, description="how often a member tells the group it is alive")
+    heartbeat_interval_ms: int = Field(3_000, ge=500, description="how often a member tells the group it is alive "
+                                                                 "(shorter than `SESSION_TIMEOUT_MS`)")
 
     @model_validator(mode="after")
     def _heartbeat_within_session(self) -> ConsumerSettings:
