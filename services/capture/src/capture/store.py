@@ -449,9 +449,9 @@ class CaptureStore:
         if key is None:
             return gone
         # A kept address is as it was sent: read as an erasure reads one (``same_person``), among those whose stem
-        # begins the key (under any rules, every address naming the person has such a stem). Its lowered first
-        # letter missed addresses sent decomposed (e + a combining accent), or beginning with ß (ss) or with a
-        # letter Postgres's locale does not lower.
+        # begins the key's local part (under any rules, every address naming the person has such a stem). A filter
+        # by the lowered first letter, as before 0015, missed addresses sent decomposed (e + a combining accent),
+        # or beginning with ß (ss) or with a letter Postgres's locale does not lower.
         local = key.rpartition("@")[0]
         kept = await self._session.execute(_QUARANTINED_BY_STEM, {"stems": [local[:end] for end in
                                                                             range(len(local) + 1)]})
