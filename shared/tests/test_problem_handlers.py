@@ -185,3 +185,29 @@ async def test_a_problem_naming_a_field_no_utf_8_can_carry_names_it_by_its_escap
     answer = await get(app_failing_with(refused))
     assert answer.status_code == 422
     assert answer.json()["errors"] == [{"field": "x.\\ud800", "reason": NUL_REASON}]
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b'{"email":', "is not JSON: Expecting value at character 9"),
+    (b'{"email": "\xff\xfe"}', "is not text in UTF-8"),
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, "is nested too deeply"),
+], ids=["cut short", "not utf-8", "nested past the recursion limit"])
+async def test_a_json_body_fastapi_cannot_read_is_a_422_on_the_body_saying_why(body, reason):
+    """FastAPI named the character it stopped at as a field ("9"), and answered a body nested ~30 KB deep or in no
+    Unicode encoding with a bare 400 "There was an error parsing the body"."""
+    from pydantic import BaseModel
+
+    class Erasure(BaseModel):
+        email: str
+
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/v1/people/erase")
+    async def erase(erasure: Erasure) -> dict:
+        return {"email": erasure.email}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://capture") as client:
+        answer = await client.post("/v1/people/erase", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"] == [{"field": "body", "reason": reason}]

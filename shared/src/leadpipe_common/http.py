@@ -133,6 +133,9 @@ def install_problem_handlers(app: FastAPI, unavailable: Sequence[type[Exception]
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
+        unread = _unread_body(exc)
+        if unread is not None:
+            return await _render(request, Problem(422, "the request is invalid", [FieldProblem("body", unread)]))
         return await _render(request, Problem(exc.status_code, str(exc.detail), getattr(exc, "problems", ()),
                                               headers=exc.headers))
 
@@ -149,6 +152,19 @@ def install_problem_handlers(app: FastAPI, unavailable: Sequence[type[Exception]
     async def _render(request: Request, problem: Problem) -> Response:
         # Through whatever renders Problems in this app (a service may install its own).
         return await app.exception_handlers[Problem](request, problem)
+
+
+def _unread_body(exc: HTTPException) -> str | None:
+    """Why FastAPI could not read a route's JSON body, when that is what ``exc`` is: it answers a body nested past
+    the interpreter's recursion limit (30 KB of "{"a":" does it) or not in any Unicode encoding with a bare ``400``
+    "There was an error parsing the body", naming no field and no reason."""
+    if exc.status_code != 400:
+        return None
+    if isinstance(exc.__cause__, RecursionError):
+        return "is nested too deeply"
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return "is not text in UTF-8"
+    return None
 
 
 def cross_site(request: Request) -> bool:

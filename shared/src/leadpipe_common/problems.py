@@ -52,6 +52,12 @@ def field_problems(errors: Sequence[Mapping[str, Any]]) -> list[FieldProblem]:
         if len(loc) > 1 and loc[0] in ("body", "query", "path"):
             loc = loc[1:]
         reason = str(e.get("msg", "invalid"))
+        if e.get("type") == "json_invalid" and e.get("loc", ())[:1] == ("body",):
+            # FastAPI's word on a body json.loads refused: its location's second part is the character it stopped
+            # at, which read as a field name ("5").
+            where = f" at character {loc[0]}" if len(loc) == 1 and loc[0].isdigit() else ""
+            out.append(FieldProblem("body", f"is not JSON: {(e.get('ctx') or {}).get('error') or reason}{where}"))
+            continue
         if e.get("type") == "missing":
             reason = "is required"
         elif reason == "Extra inputs are not permitted":  # pydantic's words, unless a caller said it better
