@@ -189,7 +189,7 @@ async def test_a_problem_naming_a_field_no_utf_8_can_carry_names_it_by_its_escap
 
 @pytest.mark.parametrize(("body", "reason"), [
     (b'{"email":', "is not JSON: Expecting value at character 9"),
-    (b'{"email": "\xff\xfe"}', "is not text in UTF-8"),
+    (b'{"email": "\xff\xfe"}', "is not text in UTF-8 (nor UTF-16 or UTF-32)"),
     (b'{"a":' * 5000 + b"1" + b"}" * 5000, "is nested too deeply"),
 ], ids=["cut short", "not utf-8", "nested past the recursion limit"])
 async def test_a_json_body_fastapi_cannot_read_is_a_422_on_the_body_saying_why(body, reason):

@@ -158,12 +158,12 @@ def _unread_body(exc: HTTPException) -> str | None:
     """Why FastAPI could not read a route's JSON body, when that is what ``exc`` is: it answers a body nested past
     the interpreter's recursion limit (30 KB of "{"a":" does it) or not in any Unicode encoding with a bare ``400``
     "There was an error parsing the body", naming no field and no reason."""
-    if exc.status_code != 400:
+    if exc.status_code != 400 or exc.detail != "There was an error parsing the body":
         return None
     if isinstance(exc.__cause__, RecursionError):
         return "is nested too deeply"
     if isinstance(exc.__cause__, UnicodeDecodeError):
-        return "is not text in UTF-8"
+        return "is not text in UTF-8 (nor UTF-16 or UTF-32)"
     return None
 
 

@@ -52,11 +52,13 @@ def field_problems(errors: Sequence[Mapping[str, Any]]) -> list[FieldProblem]:
         if len(loc) > 1 and loc[0] in ("body", "query", "path"):
             loc = loc[1:]
         reason = str(e.get("msg", "invalid"))
-        if e.get("type") == "json_invalid" and e.get("loc", ())[:1] == ("body",):
+        raw_loc = tuple(e.get("loc", ()))
+        if e.get("type") == "json_invalid" and len(raw_loc) == 2 and raw_loc[0] == "body" \
+                and isinstance(raw_loc[1], int):
             # FastAPI's word on a body json.loads refused: its location's second part is the character it stopped
-            # at, which read as a field name ("5").
-            where = f" at character {loc[0]}" if len(loc) == 1 and loc[0].isdigit() else ""
-            out.append(FieldProblem("body", f"is not JSON: {(e.get('ctx') or {}).get('error') or reason}{where}"))
+            # at (an int; a Json[...] field's is its name), which read as a field name ("5").
+            error = (e.get("ctx") or {}).get("error") or reason
+            out.append(FieldProblem("body", f"is not JSON: {error} at character {raw_loc[1]}"))
             continue
         if e.get("type") == "missing":
             reason = "is required"
