@@ -37,40 +37,29 @@ def test_a_nested_walk_hands_the_outer_event_back_and_a_line_may_name_its_own_id
     assert lines[1]["lead_id"] == "someone-else" and lines[1]["event_id"] == str(outer[0].id)
 
 
-def test_a_traceback_of_a_postgres_error_is_logged_without_the_row_it_quotes(capsys):
-    """uvicorn's "Exception in ASGI application" and the consumer's "loop ended" line log a traceback: a failed
-    insert's DETAIL quoted the lead's row there, whatever ``error_text`` kept out of the message."""
+@pytest.fixture
+def written_as(capsys):
+    """``written_as(as_json)``: the project's logging configured so (until the test ends), and a function giving
+    what it has written to stderr since."""
+    import contextlib
     import logging
-
-    import asyncpg
 
     from leadpipe_common.logging import configure
 
-    error = asyncpg.PostgresError.new({
-        "S": "ERROR", "C": "23502", "M": 'null value in column "grade" of relation "scores" violates not-null '
-        "constraint", "D": "Failing row contains (17b81eab, ada.lovelace@stripe.com, +44 20 7946 0958, null).",
-        "s": "scoring", "t": "scores", "c": "grade"})
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        for as_json in (True, False):
-            configure("test", json=as_json)
-            try:
-                raise error
-            except asyncpg.PostgresError:
-                logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
-                structlog.get_logger("t").error("the consumer loop ended", exc_info=error)
-            written = capsys.readouterr().err
-            assert written.count("NotNullViolationError") >= 2 and "test_logging.py" in written  # the frames stay
-            assert "ada.lovelace" not in written and "7946 0958" not in written, written
-        try:
-            raise ValueError("not from the database: ada@example.com")
-        except ValueError:
-            logging.getLogger("x").exception("other")
-        assert "ada@example.com" in capsys.readouterr().err  # any other exception is written whole
-    finally:
-        root.handlers[:], root.level = handlers, level
-        structlog.reset_defaults()
+    handlers = root.handlers[:]
+    levels = {name: logging.getLogger(name).level for name in (None, "aiokafka", "uvicorn.access", "httpx")}
+
+    def configured(as_json: bool):  # noqa: ANN202
+        configure("test", json=as_json)
+        return lambda: capsys.readouterr().err
+
+    with contextlib.ExitStack() as restore:
+        restore.callback(structlog.reset_defaults)
+        restore.callback(lambda: setattr(root, "handlers", handlers))
+        for name, level in levels.items():
+            restore.callback(logging.getLogger(name).setLevel, level)
+        yield configured
 
 
 def _failed_insert():
@@ -80,6 +69,31 @@ def _failed_insert():
         "S": "ERROR", "C": "23502", "M": 'null value in column "grade" of relation "scores" violates not-null '
         "constraint", "D": "Failing row contains (17b81eab, ada.lovelace@stripe.com, +44 20 7946 0958, null).",
         "s": "scoring", "t": "scores", "c": "grade"})
+
+
+def test_a_traceback_of_a_postgres_error_is_logged_without_the_row_it_quotes(written_as):
+    """uvicorn's "Exception in ASGI application" and the consumer's "loop ended" line log a traceback: a failed
+    insert's DETAIL quoted the lead's row there, whatever ``error_text`` kept out of the message."""
+    import logging
+
+    import asyncpg
+
+    error = _failed_insert()
+    for as_json in (True, False):
+        written = written_as(as_json)
+        try:
+            raise error
+        except asyncpg.PostgresError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+            structlog.get_logger("t").error("the consumer loop ended", exc_info=error)
+        text = written()
+        assert text.count("NotNullViolationError") >= 2 and "test_logging.py" in text  # the frames stay
+        assert "ada.lovelace" not in text and "7946 0958" not in text, text
+    try:
+        raise ValueError("not from the database: ada@example.com")
+    except ValueError:
+        logging.getLogger("x").exception("other")
+    assert "ada@example.com" in written()  # any other exception is written whole
 
 
 def _rollback_fails():
@@ -105,80 +119,37 @@ def _in_a_group():
 
 @pytest.mark.parametrize("fail", [_rollback_fails, _repeats_it, _in_a_group],
                          ids=["raised while handling it", "its message repeating it", "in an exception group"])
-def test_a_traceback_with_a_postgres_error_anywhere_in_its_chain_is_logged_without_the_row(capsys, fail):
+def test_a_traceback_with_a_postgres_error_anywhere_in_its_chain_is_logged_without_the_row(written_as, fail):
     """A rollback failing after a failed insert logged the insert's DETAIL, the row, in the context Python writes
     before it: only a Postgres error wrapped (``orig``, ``__cause__``) was written without its values."""
-    import logging
-
-    from leadpipe_common.logging import configure
-
     try:
         fail()
     except Exception as exc:
         error = exc
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        for as_json in (True, False):
-            configure("test", json=as_json)
-            structlog.get_logger("t").error("the consumer loop ended", exc_info=error)
-            written = capsys.readouterr().err
-            assert "NotNullViolationError" in written and type(error).__name__ in written, written
-            assert "raise _failed_insert()" in written and "fail()" in written, written  # the frames of the chain stay
-            assert "ada.lovelace" not in written and "7946 0958" not in written and "DETAIL" not in written, written
-    finally:
-        root.handlers[:], root.level = handlers, level
-        structlog.reset_defaults()
+    for as_json in (True, False):
+        written = written_as(as_json)
+        structlog.get_logger("t").error("the consumer loop ended", exc_info=error)
+        text = written()
+        assert "NotNullViolationError" in text and type(error).__name__ in text, text
+        assert "raise _failed_insert()" in text and "fail()" in text, text  # the frames of the chain stay
+        assert "ada.lovelace" not in text and "7946 0958" not in text and "DETAIL" not in text, text
 
 
-def test_a_terminal_gets_control_characters_escaped_not_a_forged_line(capsys):
+def test_a_terminal_gets_control_characters_escaped_not_a_forged_line(written_as):
     """A request path or a header is the sender's text: raw, its newline would start a line that reads like the
     service's own, and an escape sequence would drive the operator's terminal. structlog's console renderer
     quotes a value holding one, but writes a message (a library's may quote a client's text) as it is."""
     import logging
 
-    from leadpipe_common.logging import configure
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        configure("test", json=False)
-        structlog.get_logger("t").warning("database unavailable",
-                                          path="/v1/leads\n2026-12-07 [error] admin key leaked\x1b[2J")
-        logging.getLogger("uvicorn.error").warning("Invalid header: %s", "a\n2026-12-07 [error] forged\x1b[2J")
-        written = capsys.readouterr().err
-        assert written.count("\n") == 2, written  # one line each
-        assert "\x1b" not in written
-        assert "'/v1/leads\\n2026-12-07 [error] admin key leaked\\x1b[2J'" in written
-        assert "Invalid header: a\\n2026-12-07 [error] forged\\x1b[2J" in written
-    finally:
-        root.handlers[:], root.level = handlers, level
-        structlog.reset_defaults()
-
-
-@pytest.fixture
-def written_as(capsys):
-    """``written_as(as_json)``: the project's logging configured so (until the test ends), and a function giving
-    what it has written to stderr since."""
-    import contextlib
-    import logging
-
-    from leadpipe_common.logging import configure
-
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    levels = {name: logging.getLogger(name).level for name in (None, "aiokafka", "uvicorn.access", "httpx")}
-
-    def configured(as_json: bool):  # noqa: ANN202
-        configure("test", json=as_json)
-        return lambda: capsys.readouterr().err
-
-    with contextlib.ExitStack() as restore:
-        restore.callback(structlog.reset_defaults)
-        restore.callback(lambda: setattr(root, "handlers", handlers))
-        for name, level in levels.items():
-            restore.callback(logging.getLogger(name).setLevel, level)
-        yield configured
+    written = written_as(False)
+    structlog.get_logger("t").warning("database unavailable",
+                                      path="/v1/leads\n2026-12-07 [error] admin key leaked\x1b[2J")
+    logging.getLogger("uvicorn.error").warning("Invalid header: %s", "a\n2026-12-07 [error] forged\x1b[2J")
+    text = written()
+    assert text.count("\n") == 2, text  # one line each
+    assert "\x1b" not in text
+    assert "'/v1/leads\\n2026-12-07 [error] admin key leaked\\x1b[2J'" in text
+    assert "Invalid header: a\\n2026-12-07 [error] forged\\x1b[2J" in text
 
 
 #: A person's address and phone, by name in the code below: a traceback quotes its source lines.

@@ -107,9 +107,11 @@ STALE_S = 600.0
 #: The most keys (found or not) a process remembers.
 CACHED_KEYS = 10_000
 PREFIX = "lpk"
-#: Every key ``new_key`` makes (``token_hex(6)``, ``token_urlsafe(32)``), and nothing else: what is not one is
-#: refused before anything is looked up.
-_KEY = re.compile(rf"{PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})")
+#: A key's id as ``new_key`` makes it (``token_hex(6)``) and ``leadpipe-keys list`` shows it.
+_KEY_ID = "[0-9a-f]{12}"
+#: Every key ``new_key`` makes (its id, ``token_urlsafe(32)``), and nothing else: what is not one is refused before
+#: anything is looked up.
+_KEY = re.compile(rf"{PREFIX}_({_KEY_ID})_([A-Za-z0-9_-]{{43}})")
 #: Lookups of keys of a stored key's shape, not found valid before, that a process makes in all for addresses
 #: over their limit of wrong keys: what bounds their guesses' cost to the database while letting real clients
 #: behind the same address (a NAT, a proxy) in with a key the process has not seen yet.
@@ -171,6 +173,11 @@ def new_key() -> tuple[str, str, bytes]:
     """(key id, the whole key to hand out once, the digest to store)."""
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     return key_id, f"{PREFIX}_{key_id}_{secret}", digest(secret)
+
+
+def is_key_id(text: str) -> bool:
+    """Whether ``text`` is a key id of ``new_key``'s shape."""
+    return re.fullmatch(_KEY_ID, text) is not None
 
 
 def split(token: str) -> tuple[str, str] | None:

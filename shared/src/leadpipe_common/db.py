@@ -202,7 +202,7 @@ def error_text(exc: BaseException) -> str:
     and why, its text quoting the values; and so, without its message, is an exception repeating its text."""
     pg = postgres_error(exc)
     if pg is None:
-        if isinstance(exc, _validation()):
+        if is_validation_error(exc):
             title = f" ({exc.title})" if isinstance(exc, ValidationError) else ""
             return f"{type(exc).__name__}{title}: {schema_violations(exc)}"
         told = f"{type(exc).__name__}: {exc}"
@@ -243,7 +243,7 @@ def quotes_values(exc: BaseException) -> bool:
     """Whether an error whose text quotes values (a lead's personal data), which ``error_text`` tells without
     them, is in ``exc``'s chain (what it wraps, was raised while handling, an exception group's members): one from
     Postgres, or a validation error (pydantic's, or FastAPI's of a request or an answer)."""
-    return any(isinstance(e, (asyncpg.PostgresError, *_validation())) for e in _chain(exc))
+    return any(isinstance(e, asyncpg.PostgresError) or is_validation_error(e) for e in _chain(exc))
 
 
 #: How asyncpg begins its error about a value it could not bind, which it raises from the codec's error: that one
@@ -255,6 +255,11 @@ def unbound_value(exc: BaseException) -> bool:
     """Whether ``exc`` is, or wraps, asyncpg's error about a value it could not bind to a statement."""
     pg = postgres_error(exc)
     return pg is not None and bool(pg.args) and str(pg.args[0]).startswith(_UNBOUND)
+
+
+def is_validation_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a validation error (``_validation``), which ``error_text`` tells without its values."""
+    return isinstance(exc, _validation())
 
 
 def _validation() -> tuple[type[Exception], ...]:
@@ -270,7 +275,7 @@ def _quoted(exc: BaseException) -> Iterator[str]:
     for error in _chain(exc):
         if isinstance(error, asyncpg.PostgresError):
             parts: Iterable[object] = (error.args[0] if error.args else None, error.detail, error.hint)
-        elif isinstance(error, _validation()) and error is not exc:
+        elif is_validation_error(error) and error is not exc:
             # Inputs as their text shows them; a short one (a digit, a word) says nothing of whom it was about.
             parts = (str(error), *(str(e.get("input")) for e in error.errors()
                                    if isinstance(e.get("input"), str | int | float)))

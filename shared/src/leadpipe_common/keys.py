@@ -9,14 +9,13 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 import typer
 
 from leadpipe_common import migrations
-from leadpipe_common.auth import SCOPES, api_keys, new_key, split
+from leadpipe_common.auth import SCOPES, api_keys, is_key_id, new_key, split
 from leadpipe_common.cli import database_errors, load_settings, migration_errors
 from leadpipe_common.db import make_engine
 from leadpipe_common.settings import ServiceSettings
@@ -107,14 +106,10 @@ def list_keys() -> None:
                    f"{state}{rate}")
 
 
-#: A key's id, as ``new_key`` makes it and ``list`` shows it.
-_KEY_ID = re.compile(r"[0-9a-f]{12}")
-
-
 def _key_id(given: str) -> str:
     """The key id ``given`` names: the id itself, or a whole key pasted (its id alone is used, never echoed)."""
     text = given.strip()
-    if _KEY_ID.fullmatch(text):
+    if is_key_id(text):
         return text
     whole = split(text)
     if whole is not None:

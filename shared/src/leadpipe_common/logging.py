@@ -73,9 +73,7 @@ def _chain_told(exc: BaseException, seen: set[int], *, unbound: bool = False) ->
     """``exc``'s traceback as Python writes it (what it was caused by or raised while handling first, a group's
     members after it), each exception told by ``db.error_text``; ``unbound``, what asyncpg's error about a value
     it could not bind came of (``db.unbound_value``), by its class alone, as its text quotes the value."""
-    from pydantic import ValidationError
-
-    from leadpipe_common.db import error_text, postgres_error, unbound_value
+    from leadpipe_common.db import error_text, is_validation_error, postgres_error, unbound_value
 
     seen.add(id(exc))
     cause, context = exc.__cause__, None if exc.__suppress_context__ else exc.__context__
@@ -88,7 +86,7 @@ def _chain_told(exc: BaseException, seen: set[int], *, unbound: bool = False) ->
     if exc.__traceback__ is not None:
         yield "Traceback (most recent call last):\n"
         yield from traceback.format_tb(exc.__traceback__)
-    if unbound and postgres_error(exc) is None and not isinstance(exc, ValidationError):
+    if unbound and postgres_error(exc) is None and not is_validation_error(exc):
         yield f"{type(exc).__name__}: (about a value asyncpg could not bind, which its text quotes: not shown)\n"
     else:
         yield error_text(exc) + "\n"
