@@ -1,5 +1,6 @@
 """Every service is declared the one way, and the declarations agree with the topology table."""
 
+import dataclasses
 import importlib
 
 import pytest
@@ -62,3 +63,23 @@ def test_a_service_route_on_a_path_every_service_serves_is_refused():
 
     with pytest.raises(ValueError, match=r"\['/healthz'\]"):
         Service(name="routing", summary="", consumes={}, store=SavedRows, routes=[router]).check()
+
+
+def test_a_service_route_taking_a_json_body_that_would_keep_a_key_given_twice_as_its_last_value_is_refused():
+    from pydantic import BaseModel
+
+    from leadpipe_common.http import JsonRoute
+
+    class Erasure(BaseModel):
+        email: str
+
+    lenient, strict = APIRouter(), APIRouter(route_class=JsonRoute)
+    for router in (lenient, strict):
+        @router.post("/v1/people/erase")
+        async def erase(erasure: Erasure) -> dict[str, str]:
+            return {}
+
+    routing = importlib.import_module("routing.service").SERVICE
+    with pytest.raises(ValueError, match=r"\['POST /v1/people/erase'\].*route_class=JsonRoute"):
+        dataclasses.replace(routing, routes=[*routing.routes, lenient]).check()
+    dataclasses.replace(routing, routes=[*routing.routes, strict]).check()

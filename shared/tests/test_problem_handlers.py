@@ -1,5 +1,7 @@
 """The shared error shape when the database cannot serve a request: a 503 to retry, whatever the route."""
 
+import json
+
 import asyncpg
 import httpx
 import pytest
@@ -211,3 +213,39 @@ async def test_a_json_body_fastapi_cannot_read_is_a_422_on_the_body_saying_why(b
         answer = await client.post("/v1/people/erase", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 422, answer.text
     assert answer.json()["errors"] == [{"field": "body", "reason": reason}]
+
+
+@pytest.mark.parametrize(("body", "key"), [
+    (b'{"email": "ada@example.com", "email": "grace@example.com"}', "email"),
+    (b'{"email": "ada@example.com", "why": {"ticket": 1, "ticket": 2}}', "ticket"),
+    (b'{"email": "ada@example.com", "why": [{}, {"a\\"b": 1, "a\\"b": 2}]}', 'a"b'),
+    ('{"email": "ada@example.com", "Straße": 1, "Straße": 2}'.encode(), "Straße"),
+], ids=["at the top", "in a nested object", "in an object in a list", "not in ASCII"])
+async def test_a_json_body_giving_a_key_twice_is_a_422_naming_the_key_not_its_last_value_taken(body, key):
+    """json.loads keeps a repeated key's last value: an erasure asked as {"email": a, "email": b} erased b."""
+    from fastapi import APIRouter
+    from pydantic import BaseModel
+
+    from leadpipe_common.http import JsonRoute
+
+    class Erasure(BaseModel):
+        email: str
+        why: object = None
+
+    erased: list[str] = []
+    router = APIRouter(route_class=JsonRoute)
+
+    @router.post("/v1/people/erase")
+    async def erase(erasure: Erasure) -> dict:
+        erased.append(erasure.email)
+        return {"email": erasure.email}
+
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://capture") as client:
+        answer = await client.post("/v1/people/erase", content=body, headers={"content-type": "application/json"})
+        once = await client.post("/v1/people/erase", json={"email": "ada@example.com", "why": {"ticket": 1}})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"] == [{"field": "body", "reason": f"gives the key {json.dumps(key, ensure_ascii=False)} more than once"}]
+    assert once.status_code == 200 and erased == ["ada@example.com"]

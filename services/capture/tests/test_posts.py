@@ -2009,6 +2009,15 @@ async def test_an_erasure_naming_nobody_or_no_address_is_refused_and_sends_nothi
     assert "not an address" not in r.text and pipeline.published == []
 
 
+async def test_an_erasure_naming_the_address_twice_is_refused_not_taken_as_the_second(client, pipeline):
+    """JSON's last value wins where nothing checks: {"email": a, "email": b} erased b, whom nobody asked to erase."""
+    pipeline.people_leads["grace@example.com"] = [uuid.uuid4()]
+    r = await client.post("/v1/people/erase", content=b'{"email": "ada@example.com", "email": "grace@example.com"}',
+                          headers={**AS_ADMIN, "content-type": "application/json"})
+    assert refused(r, 422, "body") == 'gives the key "email" more than once'
+    assert pipeline.published == []
+
+
 async def test_an_erasure_the_persons_submissions_keep_overtaking_answers_503_to_ask_again(client, pipeline):
     pipeline.people_leads["ada@example.com"] = [uuid.uuid4()]
     pipeline.answers_left = [True] * 3

@@ -20,6 +20,12 @@ Guarantees:
   query, the path or the body (JSON, a form) is answered ``422`` naming the
   field, as the app answers its other problems; a body's is found as the
   app reads it, after the route's key and rate checks.
+- ``JsonRoute``: a route's JSON body giving one key twice at any depth
+  (``{"email": a, "email": b}``) is answered ``422`` on ``body`` naming the
+  key, never read as its last value (an erasure of b, asked as a, is not what
+  anyone meant). Every router of a service that takes a JSON body makes its
+  routes with it (``Service.check`` refuses one that does not); capture's
+  public posts read their own bodies, last value winning, as forms do.
 - ``SecurityHeaders``: every response says ``X-Content-Type-Options:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
@@ -52,9 +58,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
@@ -64,7 +71,8 @@ from leadpipe_common.problems import NUL_REASON, FieldProblem, field_problems, n
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["FieldProblem", "FieldsRefused", "Problem", "ProblemBody", "field_problems", "install_problem_handlers", "problem_responses"]
+__all__ = ["FieldProblem", "FieldsRefused", "JsonRoute", "Problem", "ProblemBody", "field_problems",
+           "install_problem_handlers", "problem_responses", "takes_json"]
 
 
 class FieldProblemBody(BaseModel):
@@ -164,7 +172,53 @@ def _unread_body(exc: HTTPException) -> str | None:
         return "is nested too deeply"
     if isinstance(exc.__cause__, UnicodeDecodeError):
         return "is not text in UTF-8 (nor UTF-16 or UTF-32)"
+    if isinstance(exc.__cause__, RepeatedKey):
+        return f"gives the key {json.dumps(exc.__cause__.key, ensure_ascii=False)} more than once"
     return None
+
+
+class RepeatedKey(ValueError):
+    """A JSON object giving one key twice. Not a ``json.JSONDecodeError``: FastAPI would word that as "JSON decode
+    error" at a character; this way it reaches ``_unread_body`` as the cause of FastAPI's bare 400."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the key {key!r} is given more than once")
+        self.key = key
+
+
+def _one_value_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise RepeatedKey(key)
+        obj[key] = value
+    return obj
+
+
+class _OneValueEachRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), object_pairs_hook=_one_value_each)
+        return self._json
+
+
+def takes_json(route: Any) -> bool:
+    """Whether ``route`` is a FastAPI route that reads its body as JSON (not a form's, not none)."""
+    return isinstance(route, APIRoute) and route.body_field is not None \
+        and not isinstance(route.body_field.field_info, params.Form)
+
+
+class JsonRoute(APIRoute):
+    """A FastAPI route whose JSON body gives each key once (see the module's guarantees): a router's
+    ``route_class``. json.loads keeps a repeated key's last value; the hook sees every pair first."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def one_value_each(request: Request) -> Response:
+            return await handler(_OneValueEachRequest(request.scope, request.receive, request._send))
+
+        return one_value_each
 
 
 def cross_site(request: Request) -> bool:

@@ -38,7 +38,8 @@ from leadpipe_common.auth import Principal, TooManyWrongKeys, has_key, identify,
 from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection, sqlstate
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadQuarantined
-from leadpipe_common.http import FieldProblem, Problem, ProblemBody, frame_by, problem_responses, routed_path
+from leadpipe_common.http import (FieldProblem, JsonRoute, Problem, ProblemBody, frame_by, problem_responses,
+                                  routed_path)
 from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
 from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, request_address
@@ -1037,8 +1038,8 @@ class ErasedLeads(BaseModel):
                     "submission opens a new lead")
 
 
-people_router = APIRouter(prefix="/v1/people", tags=["people"], dependencies=[needs("admin")],
-                          responses=problem_responses(401, 403, 503))
+people_router = APIRouter(prefix="/v1/people", tags=["people"], route_class=JsonRoute,
+                          dependencies=[needs("admin")], responses=problem_responses(401, 403, 503))
 
 
 @people_router.post(
