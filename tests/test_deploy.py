@@ -32,6 +32,12 @@ def of_kind(kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in manifests() if d["kind"] == kind}
 
 
+def example_secrets() -> dict[str, dict[str, Any]]:
+    """The Secrets the operator makes, as ``secrets.example.yaml`` shows them (never applied by the kustomization)."""
+    docs = yaml.safe_load_all((K8S / "secrets.example.yaml").read_text())
+    return {d["metadata"]["name"]: d for d in docs if d}
+
+
 def known_variables() -> set[str]:
     """Every variable a leadpipe process reads, <SERVICE>_ expanded for each service."""
     names = set()
@@ -41,7 +47,8 @@ def known_variables() -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("doc", [d for d in manifests() if not d["apiVersion"].startswith("keda.sh/")],
+@pytest.mark.parametrize("doc", [d for d in [*manifests(), *example_secrets().values()]
+                                 if not d["apiVersion"].startswith("keda.sh/")],
                          ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
 def test_every_manifest_is_valid_for_kubernetes(doc):
     kubernetes_validate.validate(doc, KUBERNETES, strict=True)
@@ -118,12 +125,59 @@ def test_only_captures_port_is_open_to_anyone_and_every_other_service_takes_its_
 def test_the_shared_configuration_names_only_settings_the_code_reads():
     config = of_kind("ConfigMap")["leadpipe"]["data"]
     assert set(config) <= known_variables(), set(config) - known_variables()
-    assert set(of_kind("Secret")["leadpipe-db"]["stringData"]) <= known_variables()
+    assert set(example_secrets()["leadpipe-db"]["stringData"]) <= known_variables()
+
+
+def test_an_apply_never_puts_a_placeholder_secret_back_over_the_operators():
+    """The Secrets were resources of the kustomization, placeholders and all: each `kubectl apply -k` after the
+    operator had set them put `replace-me` back (every pod refused the session secret at its next start, and
+    Prometheus' scrapes got 401)."""
+    assert of_kind("Secret") == {}
+    referenced = {ref["secretRef"]["name"] for pod in pod_templates().values()
+                  for container in [*pod.get("initContainers", []), *pod["containers"]]
+                  for ref in container.get("envFrom", []) if "secretRef" in ref}
+    assert referenced <= set(example_secrets()), referenced - set(example_secrets())
+
+
+def test_each_service_reaches_kafka_with_credentials_of_its_own_and_keda_reads_its_lag_with_them():
+    """The manifests named a cluster that authenticates its clients but gave no pod, and no KEDA trigger, a way
+    to authenticate: nothing could connect, and the stages never scaled."""
+    for name, d in of_kind("Deployment").items():
+        pod = d["spec"]["template"]["spec"]
+        topics_step = next(c for c in pod["initContainers"] if c["name"] == "topics")
+        for container in (topics_step, *pod["containers"]):
+            assert {"secretRef": {"name": f"leadpipe-kafka-{name}"}} in container["envFrom"], (name, container["name"])
+        credentials = example_secrets()[f"leadpipe-kafka-{name}"]["stringData"]
+        assert {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"} <= set(credentials)
+        assert set(credentials) - {"KEDA_SASL", "KEDA_TLS"} <= known_variables(), name
+    authentications = of_kind("TriggerAuthentication")
+    for name, obj in of_kind("ScaledObject").items():
+        for trigger in obj["spec"]["triggers"]:
+            auth = authentications[trigger["authenticationRef"]["name"]]
+            assert {ref["name"] for ref in auth["spec"]["secretTargetRef"]} == {f"leadpipe-kafka-{name}"}
+            keys = example_secrets()[f"leadpipe-kafka-{name}"]["stringData"]
+            assert {ref["key"] for ref in auth["spec"]["secretTargetRef"]} <= set(keys), name
+
+
+def test_no_apply_resets_the_replicas_an_autoscaler_set_and_a_pod_keeps_serving_while_it_is_taken_out():
+    """spec.replicas beside an autoscaler put the count back on every apply, stopping the pods scaled out under
+    load; a pod closed its port at SIGTERM while the load balancer still sent it requests."""
+    scaled = {o["spec"]["scaleTargetRef"]["name"] for kind in ("ScaledObject", "HorizontalPodAutoscaler")
+              for o in of_kind(kind).values()}
+    assert scaled == {"capture", "enrichment", "scoring", "routing"}
+    for name, d in of_kind("Deployment").items():
+        assert ("replicas" in d["spec"]) == (name not in scaled), name
+        pod = d["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        waits = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert waits[0] == "sleep" and pod["terminationGracePeriodSeconds"] >= int(waits[1]) + 28, name
+    delivery = of_kind("Deployment")["delivery"]["spec"]["template"]["spec"]
+    assert delivery["terminationGracePeriodSeconds"] >= 5 + 28 + 16, "webhook attempts under way finish"
 
 
 def test_the_manifests_keep_a_place_for_the_scrapers_key_and_no_key_is_committed():
     """/metrics takes a key: Prometheus' goes in a Secret the operator fills in, never one checked in here."""
-    assert set(of_kind("Secret")["leadpipe-metrics"]["stringData"]) == {"key"}
+    assert set(example_secrets()["leadpipe-metrics"]["stringData"]) == {"key"}
     committed = {path.name for path in DEPLOY.rglob("*") if path.is_file()
                  and re.search(r"lpk_[0-9a-f]{12}_", path.read_text(encoding="utf-8", errors="replace"))}
     assert not committed
@@ -171,6 +225,16 @@ def test_compose_runs_every_service_on_its_port_and_keeps_kafka_s_data_in_its_vo
             assert published(mapping)[2] == env[f"{name.upper()}_PORT"]
         assert services[name]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
     assert services["topics"]["command"] == ["leadpipe-create-topics"]
+
+
+def test_compose_runs_leadpipes_containers_as_the_manifests_do_unprivileged_with_a_read_only_root():
+    services = compose()["services"]
+    ours = [name for name, s in services.items() if str(s.get("image", "")).startswith("leadpipe-")]
+    assert set(SERVICES) < set(ours)  # the jobs too
+    for name in ours:
+        s = services[name]
+        assert s["read_only"] is True and s["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in s["security_opt"], name
 
 
 def test_compose_publishes_only_captures_port_beyond_the_host():
