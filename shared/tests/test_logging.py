@@ -250,3 +250,36 @@ def test_an_exception_no_code_caught_is_logged_without_the_values_it_quotes(writ
     assert "Task exception was never retrieved" in text and '"task": "the-first-touch"' in text, text
     assert "ValidationError (LeadCaptured): contact.phone" in text, text
     assert ADDRESS not in text and str(PHONE) not in text, text
+
+
+def test_a_commands_forgotten_task_is_logged_without_the_values_it_quotes_as_a_services_is(written_as):
+    """Commands (replay, redrive, rescore, keys...) ran asyncio.run, whose loop kept asyncio's own handler."""
+    import asyncio
+    import gc
+
+    from leadpipe_common.logging import run_command
+
+    async def command() -> str:
+        task = asyncio.create_task(asyncio.to_thread(_read_back_under_a_stricter_model), name="a-replayed-lead")
+        await asyncio.wait([task])
+        del task
+        gc.collect()
+        return "done"
+
+    written = written_as(True)
+    assert run_command(command()) == "done"
+    text = written()
+    assert "Task exception was never retrieved" in text and '"task": "a-replayed-lead"' in text, text
+    assert ADDRESS not in text and str(PHONE) not in text, text
+
+
+def test_no_command_runs_its_loop_without_the_handler_of_what_no_code_caught():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    sources = [*(root / "shared" / "src").rglob("*.py"), *(root / "services").glob("*/src/**/*.py")]
+    direct = {str(path.relative_to(root)) for path in sources for node in ast.walk(ast.parse(path.read_text()))
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "run"
+              and isinstance(node.func.value, ast.Name) and node.func.value.id == "asyncio"}
+    assert direct == {"shared/src/leadpipe_common/logging.py"}, "use logging.run_command"

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from leadpipe_common import topology
 from leadpipe_common.cli_help import Command
 from leadpipe_common.kafka import client_options, quiet_client_logs
+from leadpipe_common.logging import run_command
 from leadpipe_common.settings import TopicSettings
 
 
@@ -118,7 +119,7 @@ def main() -> None:
     try:
         # aiokafka would log every failed attempt of the wait (~100 lines): the wait is said once instead.
         with quiet_client_logs():
-            partitions = asyncio.run(ensure_topics(settings, WAIT_S, waiting=lambda: typer.echo(
+            partitions = run_command(ensure_topics(settings, WAIT_S, waiting=lambda: typer.echo(
                 f"waiting for Kafka at {servers} (up to {WAIT_S:g} s)...", err=True)))
     except TopicsRefused as exc:
         typer.secho(f"cannot create the topics on {servers}: {exc}", err=True, fg="red")

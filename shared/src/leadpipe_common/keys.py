@@ -8,7 +8,6 @@ non-zero exit, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -18,6 +17,7 @@ from leadpipe_common import migrations
 from leadpipe_common.auth import SCOPES, api_keys, is_key_id, new_key, split
 from leadpipe_common.cli import database_errors, load_settings, migration_errors
 from leadpipe_common.db import make_engine
+from leadpipe_common.logging import run_command
 from leadpipe_common.settings import ServiceSettings
 from leadpipe_common.throttle import parse_rate
 
@@ -77,7 +77,7 @@ def create(
             raise typer.BadParameter(str(exc).removeprefix("--rate-limit: "), param_hint="--rate-limit") from None
     settings = _settings()
     with database_errors():
-        key_id, key = asyncio.run(create_key(settings, name, scope, rate_limit))
+        key_id, key = run_command(create_key(settings, name, scope, rate_limit))
     typer.echo(f"created key {key_id} for {name} with {', '.join(sorted(set(scope)))}; it is shown only now:")
     typer.echo(key)
 
@@ -95,7 +95,7 @@ def list_keys() -> None:
 
     settings = _settings()
     with database_errors():
-        found = asyncio.run(rows())
+        found = run_command(rows())
     if not found:
         typer.echo("no keys yet: `leadpipe-keys create --name NAME --scope SCOPE`")
     for r in found:
@@ -135,7 +135,7 @@ def revoke(key_id: str = typer.Argument(..., help="the key's 12-hex-digit id (lp
 
     settings = _settings()
     with database_errors():
-        marked = asyncio.run(mark())
+        marked = run_command(mark())
     if marked == 0:
         typer.secho(f"no active key {key_id} (see `leadpipe-keys list`)", err=True, fg="red")
         raise typer.Exit(1)

@@ -18,7 +18,8 @@ one with either anywhere in its chain (raised while handling it, say), is
 logged without the values its message quotes (``values_left_out``): a
 traceback of a failed insert would otherwise print the lead's row, and one of
 a stored event read back under a stricter model its contact; so is one no
-code caught, which a service's event loop hands to ``loop_errors``. httpx's
+code caught, which the event loop of a service or a command (``run_command``)
+hands to ``loop_errors``. httpx's
 own lines (every request's URL, which for a webhook may hold a token) are
 left out below warnings.
 """
@@ -31,7 +32,7 @@ import re
 import sys
 import textwrap
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from leadpipe_common.envelope import Envelope
 
 E = TypeVar("E", bound="Envelope")
+T = TypeVar("T")
 
 #: The event :func:`each` has in hand in this context, if any.
 _IN_HAND: ContextVar[Envelope | None] = ContextVar("leadpipe_event_in_hand", default=None)
@@ -106,6 +108,17 @@ def loop_errors(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> No
     get_logger("asyncio").error(context.get("message") or "an error no code caught",
                                 task=task.get_name() if isinstance(task, asyncio.Task) else None,
                                 exc_info=context.get("exception"))
+
+
+def run_command(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` for a command (replay, redrive, rescore, keys, migrate...): its loop hands what no code
+    caught to ``loop_errors``, as a service's does, so a forgotten task's exception is said without the values it
+    quotes there too."""
+    async def with_errors_logged() -> T:
+        asyncio.get_running_loop().set_exception_handler(loop_errors)
+        return await main
+
+    return asyncio.run(with_errors_logged())
 
 
 def name_event_in_hand(_logger: object, _method: str, event: dict) -> dict:

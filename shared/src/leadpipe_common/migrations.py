@@ -19,7 +19,6 @@ migrate without the source tree.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from pathlib import Path
@@ -32,6 +31,7 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
 from leadpipe_common.db import engine_for, sqlstate
+from leadpipe_common.logging import run_command
 from leadpipe_common.settings import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MIGRATION_LOCK_TIMEOUT_S
 
 
@@ -166,7 +166,7 @@ def run_env(target_metadata: sa.MetaData) -> None:
         finally:
             await engine.dispose()
 
-    asyncio.run(main())
+    run_command(main())
 
 
 def create_inbox(schema: str) -> None:

@@ -30,7 +30,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from dataclasses import dataclass
 
@@ -41,6 +40,7 @@ from aiokafka.errors import KafkaError
 from leadpipe_common import topics, topology
 from leadpipe_common.cli_help import Command
 from leadpipe_common.envelope import Message
+from leadpipe_common.logging import run_command
 from leadpipe_common.producer import Producer
 from leadpipe_common.kafka import client_options, quiet_client_logs
 from leadpipe_common.settings import KafkaSettings
@@ -204,7 +204,7 @@ def main(
     settings = load_settings(KafkaSettings)
     try:
         with quiet_client_logs():  # the one-line error below says it
-            tally = asyncio.run(redrive(settings, stage=stage, kind=kind, dry_run=dry_run, say=typer.echo))
+            tally = run_command(redrive(settings, stage=stage, kind=kind, dry_run=dry_run, say=typer.echo))
     except KafkaError as exc:
         typer.secho(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None

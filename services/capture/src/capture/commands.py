@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import uuid
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common.cli import database_errors, load_settings
 from leadpipe_common.db import make_engine, make_sessionmaker
+from leadpipe_common.logging import run_command
 from leadpipe_common.uow import SqlUnitOfWork
 
 from capture import erasure
@@ -69,7 +69,7 @@ def add_commands(cli: typer.Typer) -> None:
 
         try:
             with database_errors():
-                done = asyncio.run(run())
+                done = run_command(run())
         except erasure.NothingToErase as exc:
             typer.secho(f"nothing erased: {exc.field}: {exc.reason}", err=True, fg="red")
             raise typer.Exit(1) from None

@@ -4,7 +4,6 @@ gives; from the command line."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import sys
 import uuid
@@ -13,6 +12,7 @@ import typer
 
 from leadpipe_common.cli import database_errors, load_settings
 from leadpipe_common.db import make_engine
+from leadpipe_common.logging import run_command
 
 from delivery.app import load_subscriptions
 from delivery.domain import Subscription
@@ -67,7 +67,7 @@ def add_commands(cli: typer.Typer) -> None:
                 await engine.dispose()
 
         with database_errors():
-            done = asyncio.run(run())
+            done = run_command(run())
         if isinstance(done, list):
             # A misspelt id would match nothing and report "0 queued again": as if nothing were dead.
             raise typer.BadParameter(f"{subscription!r} is no subscription in force; one of "
@@ -110,7 +110,7 @@ def add_commands(cli: typer.Typer) -> None:
                 await engine.dispose()
 
         with database_errors():
-            done = asyncio.run(run())
+            done = run_command(run())
         if done is None:
             # Its deliveries are its own: forgotten, they would never reach it.
             typer.secho(f"{subscription!r} is in force: it was made through the API; delete it there "

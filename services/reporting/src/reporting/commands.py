@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -15,6 +14,7 @@ from aiokafka.errors import KafkaError
 from leadpipe_common import topics
 from leadpipe_common.cli import MOMENT, database_errors, load_settings, moment_option
 from leadpipe_common.kafka import quiet_client_logs
+from leadpipe_common.logging import run_command
 
 from reporting.export import OutputError, export
 from reporting.replay import CatchUpFailed, Progress, TruncatedStream, replay
@@ -59,7 +59,7 @@ def _run_with_progress(label: str, work: Callable[[Progress], Any]) -> Any:
             elapsed = time.perf_counter() - started
             bar.update(task, completed=done, total=max(total, done), rate=f"{done / elapsed:,.0f}" if elapsed else "")
 
-        return asyncio.run(work(update))
+        return run_command(work(update))
 
 
 def _warn_truncated(truncated: dict[str, datetime | None], since: datetime, lost: str) -> None:

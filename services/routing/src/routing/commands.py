@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +11,7 @@ from aiokafka.errors import KafkaError
 
 from leadpipe_common.cli import MOMENT, load_settings, moment_option
 from leadpipe_common.kafka import quiet_client_logs
+from leadpipe_common.logging import run_command
 from leadpipe_common.scan import truncated_since
 
 from routing.domain import WhatIf, what_if
@@ -64,7 +64,7 @@ def add_commands(cli: typer.Typer) -> None:
             task = bar.add_task("scan", total=None)
             try:
                 with quiet_client_logs():  # the one-line error below says it
-                    history = asyncio.run(read_history(settings, moment, lambda done, total: bar.update(
+                    history = run_command(read_history(settings, moment, lambda done, total: bar.update(
                         task, completed=done, total=total)))
             except (KafkaError, OSError, LookupError) as exc:
                 typer.secho(f"cannot read the topics at KAFKA_BOOTSTRAP_SERVERS ({settings.kafka_bootstrap_servers}):"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import typer
@@ -11,6 +10,7 @@ from aiokafka.errors import KafkaError
 from leadpipe_common import topics
 from leadpipe_common.cli import MOMENT, database_errors, load_settings, moment_option
 from leadpipe_common.kafka import quiet_client_logs
+from leadpipe_common.logging import run_command
 
 from scoring.app import load_rules
 from scoring.domain import RescoreSummary, check_rescore_at, rules_digest, rules_disagreement, unbumped_rules
@@ -64,7 +64,7 @@ def add_commands(cli: typer.Typer) -> None:
             typer.secho(str(exc), err=True, fg="red")
             raise typer.Exit(2) from None
         with database_errors():
-            scored = asyncio.run(newest_rules(settings))
+            scored = run_command(newest_rules(settings))
         unbumped = unbumped_rules(rules.version, rules_digest(rules), scored)
         if unbumped and not force:
             typer.secho(f"not re-scored: {unbumped}; re-score anyway with --force", err=True, fg="red")
@@ -84,7 +84,7 @@ def add_commands(cli: typer.Typer) -> None:
             task = bar.add_task("closed", total=None)
             try:
                 with quiet_client_logs():  # the one-line error below says it
-                    closed = asyncio.run(closed_leads(settings, lambda done, total: bar.update(
+                    closed = run_command(closed_leads(settings, lambda done, total: bar.update(
                         task, completed=done, total=total), force=force))
             except LifecycleCut as exc:
                 typer.secho(f"not re-scored: {exc}", err=True, fg="red")
@@ -97,7 +97,7 @@ def add_commands(cli: typer.Typer) -> None:
                       console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("rescore", total=None)
             with database_errors():
-                summary = asyncio.run(rescore(settings, rules, now, closed=closed, dry_run=dry_run,
+                summary = run_command(rescore(settings, rules, now, closed=closed, dry_run=dry_run,
                                               progress=lambda done: bar.update(task, completed=done)))
         _report(summary, dry_run, now)
 

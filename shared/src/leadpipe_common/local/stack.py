@@ -29,7 +29,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib.resources
 import os
@@ -51,6 +50,7 @@ from leadpipe_common.admin import ensure_topics
 from leadpipe_common.cli_help import Group
 from leadpipe_common.kafka import quiet_client_logs
 from leadpipe_common.local.infra import Broker, Postgres, die_with_parent, kept_secret, port_open, write_secret
+from leadpipe_common.logging import run_command
 from leadpipe_common.retry import backoff
 from leadpipe_common.auth import ADMIN, split
 from leadpipe_common.keys import create_key, key_is_valid
@@ -206,7 +206,7 @@ class Stack:
     def _ensure_topics(self, waiting: Callable[[], object] = lambda: None) -> None:
         # aiokafka logs each failed attempt of the wait (~100 lines over it): what failed is said once, by the caller.
         with quiet_client_logs():
-            asyncio.run(ensure_topics(self.topic_settings(), KAFKA_WAIT_S, waiting=waiting))
+            run_command(ensure_topics(self.topic_settings(), KAFKA_WAIT_S, waiting=waiting))
 
     def topic_settings(self) -> TopicSettings:
         assert self.bootstrap
@@ -230,9 +230,9 @@ class Stack:
         settings = ServiceSettings(database_url=self.database_url)
         kept = self.admin_key_file.read_text().strip() if self.admin_key_file.exists() else ""
         parts = split(kept)
-        if parts and asyncio.run(key_is_valid(settings, parts[0])):
+        if parts and run_command(key_is_valid(settings, parts[0])):
             return kept
-        _, key = asyncio.run(create_key(settings, "make run (local admin)", [ADMIN]))
+        _, key = run_command(create_key(settings, "make run (local admin)", [ADMIN]))
         write_secret(self.admin_key_file, key)
         return key
 
