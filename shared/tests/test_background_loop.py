@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
@@ -179,3 +180,47 @@ async def test_a_failing_housekeeping_loop_leaves_the_service_ready_and_is_count
     assert answer.status_code == 200 and "housekeeping" not in answer.json()["checks"]
     after = REGISTRY.get_sample_value("leadpipe_background_failures_total", {"loop": "housekeeping"}) or 0.0
     assert after - before >= 1
+
+
+class Stopping:
+    """A loop whose stop waits for ``waits_for`` (another loop's stop under way) and says when it ended."""
+
+    essential, failing = False, False
+
+    def __init__(self, name: str, said: list[str], waits_for: asyncio.Event | None = None,
+                 fails: bool = False) -> None:
+        self.name, self.said, self.waits_for, self.fails = name, said, waits_for, fails
+        self.under_way = asyncio.Event()
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        self.under_way.set()
+        if self.waits_for is not None:
+            await self.waits_for.wait()
+        self.said.append(self.name)
+        if self.fails:
+            raise RuntimeError(f"{self.name} failed to stop")
+
+
+async def test_the_loops_stop_together_and_the_relay_after_them():
+    """One after another, each loop's bound (8 s on a silent database) added up past a pod's grace period."""
+    from leadpipe_common.service import stop_background
+
+    said: list[str] = []
+    purge = Stopping("purge", said)
+    watch = Stopping("watch", said, waits_for=purge.under_way)  # stuck for ever if purge's stop came after
+    purge.waits_for = watch.under_way
+    relay = Stopping("relay", said)
+    await asyncio.wait_for(stop_background([watch, purge], relay), timeout=5)
+    assert sorted(said[:2]) == ["purge", "watch"] and said[2:] == ["relay"]
+
+
+async def test_a_loop_failing_to_stop_is_raised_once_the_others_and_the_relay_have_stopped():
+    from leadpipe_common.service import stop_background
+
+    said: list[str] = []
+    with pytest.raises(RuntimeError, match="purge failed to stop"):
+        await stop_background([Stopping("purge", said, fails=True), Stopping("watch", said)],
+                              Stopping("relay", said))
+    assert said == ["purge", "watch", "relay"]

@@ -249,3 +249,23 @@ async def test_a_json_body_giving_a_key_twice_is_a_422_naming_the_key_not_its_la
     assert answer.status_code == 422, answer.text
     assert answer.json()["errors"] == [{"field": "body", "reason": f"gives the key {json.dumps(key, ensure_ascii=False)} more than once"}]
     assert once.status_code == 200 and erased == ["ada@example.com"]
+
+
+async def test_a_route_reading_its_json_itself_refuses_a_key_given_twice_the_same_way_not_with_a_500():
+    from fastapi import APIRouter, Request
+
+    from leadpipe_common.http import JsonRoute
+
+    router = APIRouter(route_class=JsonRoute)
+
+    @router.post("/v1/import")
+    async def take(request: Request) -> dict:
+        return await request.json()
+
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://capture") as client:
+        answer = await client.post("/v1/import", content=b'{"a": 1, "a": 2}', headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"] == [{"field": "body", "reason": 'gives the key "a" more than once'}]

@@ -19,13 +19,18 @@ Guarantees:
 - ``RefuseNul``: text holding U+0000 (which PostgreSQL cannot store) in the
   query, the path or the body (JSON, a form) is answered ``422`` naming the
   field, as the app answers its other problems; a body's is found as the
-  app reads it, after the route's key and rate checks.
+  app reads it: capture's public posts after their rate checks; a route
+  with a body model before its key check, as FastAPI reads (and parses) a
+  body before it runs the route's dependencies. What a body says is checked
+  only after the key: a caller without one learns no field's name.
 - ``JsonRoute``: a route's JSON body giving one key twice at any depth
   (``{"email": a, "email": b}``) is answered ``422`` on ``body`` naming the
   key, never read as its last value (an erasure of b, asked as a, is not what
-  anyone meant). Every router of a service that takes a JSON body makes its
-  routes with it (``Service.check`` refuses one that does not); capture's
-  public posts read their own bodies, last value winning, as forms do.
+  anyone meant), whether FastAPI reads it for a body model or the route
+  itself with ``request.json()``. Every router of a service that takes a
+  JSON body makes its routes with it (``Service.check`` refuses one that
+  does not); capture's public posts read their own bodies, last value
+  winning, as forms do.
 - ``SecurityHeaders``: every response says ``X-Content-Type-Options:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
@@ -147,6 +152,11 @@ def install_problem_handlers(app: FastAPI, unavailable: Sequence[type[Exception]
         return await _render(request, Problem(exc.status_code, str(exc.detail), getattr(exc, "problems", ()),
                                               headers=exc.headers))
 
+    @app.exception_handler(RepeatedKey)
+    async def _repeated(request: Request, exc: RepeatedKey) -> Response:
+        # A route reading ``request.json()`` itself; FastAPI's own read of a body model comes as its 400 (below).
+        return await _render(request, Problem(422, "the request is invalid", [FieldProblem("body", repeated(exc))]))
+
     async def _unavailable(request: Request, exc: Exception) -> Response:
         if not retry_later(exc):
             raise exc  # a bug (a missing table, bad SQL): a 500, logged with its traceback, so someone looks
@@ -173,8 +183,12 @@ def _unread_body(exc: HTTPException) -> str | None:
     if isinstance(exc.__cause__, UnicodeDecodeError):
         return "is not text in UTF-8 (nor UTF-16 or UTF-32)"
     if isinstance(exc.__cause__, RepeatedKey):
-        return f"gives the key {json.dumps(exc.__cause__.key, ensure_ascii=False)} more than once"
+        return repeated(exc.__cause__)
     return None
+
+
+def repeated(exc: RepeatedKey) -> str:
+    return f"gives the key {json.dumps(exc.key, ensure_ascii=False)} more than once"
 
 
 class RepeatedKey(ValueError):

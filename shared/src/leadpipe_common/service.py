@@ -17,7 +17,8 @@ a unit of work that published wakes it at once (it then lingers up to
 ``<SERVICE>_OUTBOX_LINGER_MS`` to take what else comes: capture's relay as long as 20 messages take
 at the recent rate, at most 100 ms). On shutdown it stops the
 runner first (finish batch, commit, leave the group), then the background
-loops (each finishes its round), then the producer, then the database pool.
+loops together (each finishes its round, within its own bound), then the
+relay, then the producer, then the database pool.
 ``/readyz`` fails while the database is unreachable, the runner is retrying
 or not running, or an essential background loop's last round failed (not a
 housekeeping one's, ``essential = False``: see ``loop_checks``); for a service
@@ -145,7 +146,7 @@ class Service(Generic[C, S]):
     #: ``webhooks``: documented, never served. Each a function making the router, called when the document is
     #: first asked for: the models it builds cost a process ~1 MB it would otherwise keep for nothing.
     webhooks: Sequence[Callable[[], APIRouter]] = ()
-    #: Started after the relay, stopped before it (in this order), so the relay sends what they committed.
+    #: Started after the relay, in this order; stopped together before it, so the relay sends what they committed.
     background: Callable[[Runtime[C, S]], Sequence[Background]] = field(default=lambda runtime: ())
     #: Looks at a record's headers (and the service's context) only: records it declines are passed over
     #: undecoded.
@@ -205,6 +206,18 @@ class Service(Generic[C, S]):
     def produces(self) -> list[str]:
         """The topics it writes events to (dead letters aside: every consumer may write those)."""
         return [t for t in topology.outputs_of(self.name) if t != topics.DEADLETTER]
+
+
+async def stop_background(loops: Sequence[Background], relay: Background | None) -> None:
+    """Stop ``loops`` together, then ``relay``, which sends what they committed. Each waits for its round within
+    its own bound, and a database gone silent holds every one at once: one after another, their bounds added up
+    past a pod's grace period. A stop that fails is raised once the others (and the relay) have stopped."""
+    stopped = await asyncio.gather(*(loop.stop() for loop in loops), return_exceptions=True)
+    if relay is not None:
+        await relay.stop()
+    for outcome in stopped:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 @functools.cache
@@ -299,11 +312,12 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
             if starting is not None:
                 starting.cancel()
             await runner.stop()
-            for loop in reversed(loops):  # the relay last: it sends what the others committed
-                await loop.stop()
-            await producer.stop()
-            await http.aclose()
-            await engine.dispose()
+            try:
+                await stop_background([loop for loop in loops if loop is not relay], relay)
+            finally:
+                await producer.stop()
+                await http.aclose()
+                await engine.dispose()
             log.info("service stopped")
 
     # The API documents are served behind a key (below), not by FastAPI's open defaults. FastAPI's native
