@@ -212,6 +212,18 @@ async def test_reached_under_two_names_the_session_cookie_is_secure_for_the_http
     assert signed_in.status_code == 200 and ("; secure" in signed_in.headers["set-cookie"].lower()) is secure
 
 
+@pytest.mark.parametrize("origin, secure", [("https://reports.example.com", True), ("http://reports.example.com", False),
+                                            ("null", False)])
+async def test_without_a_public_origin_the_session_cookie_is_secure_when_the_browser_says_its_page_is_https(
+        origin, secure):
+    """Behind a proxy terminating TLS with REPORTING_PUBLIC_ORIGIN unset, the cookie was not Secure: a signed-in
+    browser's first http:// request to the host (a bookmark, a typed name) sent the session in clear."""
+    async with service(Valid()) as browser:
+        signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"},
+                                       headers={"sec-fetch-site": "same-origin", "origin": origin})
+    assert signed_in.status_code == 200 and ("; secure" in signed_in.headers["set-cookie"].lower()) is secure
+
+
 async def test_served_over_plain_http_the_session_cookie_is_not_secure_or_the_browser_would_drop_it():
     async with service(Valid()) as browser:
         signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"},

@@ -265,8 +265,9 @@ class ServiceSettings(KafkaSettings):
                           "`scheme://host[:port]` (`https://reports.example.com`), or several, comma-separated, "
                           "when it has more than one name (the first is the canonical one): a dashboard sign-in "
                           "or sign-out must come from one of them, and the session cookie is `Secure` when the "
-                          "one a sign-in comes from (the first, if it names none) is `https`; unset: the address "
-                          "each request came to (`make run` serves `http://127.0.0.1`)")
+                          "one a sign-in comes from (the first, if it names none) is `https` (and whenever the "
+                          "browser's `Origin` is); unset: the address each request came to (`make run` serves "
+                          "`http://127.0.0.1`)")
     # Behind a proxy every client has the proxy's address: one client's wrong keys would count against all of them.
     trusted_proxies: str = Field("", description="comma-separated addresses or networks of your proxies; "
                                                  "`X-Forwarded-For` is believed only from them (rate limits count "

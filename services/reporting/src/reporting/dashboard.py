@@ -4,8 +4,8 @@ No JavaScript and no build step: the funnel is a list of its stages and the
 rest are tables, their bars drawn in CSS, so it renders the same in any
 browser and in a headless test. It needs the ``reports:read`` scope: a browser signs in once
 with an API key on ``/dashboard/login`` and gets a signed, ``HttpOnly``,
-``SameSite=Strict`` session cookie (``Secure`` when the ``REPORTING_PUBLIC_ORIGIN``
-it is signed in from is https) naming the key (never its secret), which
+``SameSite=Strict`` session cookie (``Secure`` when the page it is signed in
+from is https: its ``Origin``, else ``REPORTING_PUBLIC_ORIGIN``) naming the key (never its secret), which
 stops working when the key is revoked; ``/dashboard/logout`` ends it on the
 server too, so a copy of the cookie stops working as well.
 """
@@ -188,8 +188,19 @@ async def login(request: Request) -> Response:
     page = HTMLResponse('<!doctype html><meta http-equiv="refresh" content="0; url=/dashboard">'
                         '<title>Signed in</title><a href="/dashboard">Open the dashboard</a>')
     page.set_cookie(SESSION_COOKIE, sessions.issue(key_id), max_age=sessions.lifetime_s, httponly=True,
-                    samesite="strict", secure=public_origin(request).startswith("https://"), path="/")
+                    samesite="strict", secure=_over_https(request), path="/")
     return page
+
+
+def _over_https(request: Request) -> bool:
+    """Whether the browser signing in is on an https page, so that its cookie may be ``Secure``: as its
+    ``Origin`` says (a proxy that terminates TLS passes the request on as plain http, and a ``Secure`` cookie set
+    for an http page would be dropped), else as ``REPORTING_PUBLIC_ORIGIN`` does. Unset, behind such a proxy the
+    cookie was not ``Secure``, and a signed-in browser's first plain-http request to the host carried it."""
+    origin = request.headers.get("origin", "")
+    if origin.startswith(("https://", "http://")):
+        return origin.startswith("https://")
+    return public_origin(request).startswith("https://")
 
 
 async def _end_session(request: Request) -> None:
