@@ -553,3 +553,17 @@ def test_what_if_passes_over_the_rep_who_rejected_a_recycled_lead_as_live_routin
     desk_alone = data([DESK, {**DESK, "id": "dan", "name": "Dan", "active": False}])  # apac overflows to it
     rejected_by_dot = PastLead(mql("JP"), ten, None, recycled_after="not-a-fit", rejected_by="dot")
     assert what_if([rejected_by_dot], desk_alone).would == {("desk", "queue:desk"): 1}
+
+
+@pytest.mark.parametrize("periods", [
+    [Away(MONDAY - timedelta(days=1), MONDAY + timedelta(days=6), "holiday"),
+     Away(MONDAY + timedelta(days=6), MONDAY + timedelta(days=13), "training")],
+    [Away(MONDAY.replace(hour=9), MONDAY.replace(hour=12), "dentist"),
+     Away(MONDAY - timedelta(days=1), MONDAY + timedelta(days=13), "holiday")],
+], ids=["a training course right after the holiday", "the dentist within the holiday"])
+def test_a_rep_out_of_office_is_back_when_every_period_met_or_overlapped_ends_not_the_first_found(periods):
+    """The first stored period covering the moment was told: 'back on Monday' of someone away two weeks, as a
+    manager deciding whether to hand their leads over reads it (a re-engagement of their lead said the truth)."""
+    at = MONDAY.replace(hour=10)
+    told = why(BERLIN, at, Presence(away={"ana": periods}))
+    assert told == f"out of office (holiday) until {(MONDAY + timedelta(days=13)).isoformat()}"

@@ -187,7 +187,8 @@ _HANDOFFS = (sa.select(handoffs).where(among(handoffs.c.lead_id, "ids"))
 _MERGED_INTO = sa.select(handoffs.c.lead_id, handoffs.c.merged_into).where(
     among(handoffs.c.lead_id, "ids"), handoffs.c.merged_into.is_not(None))
 _AWAY = (sa.select(away.c.rep_id, away.c.starts_at, away.c.ends_at, away.c.reason)
-         .where(among(away.c.rep_id, "reps"), away.c.ends_at > sa.bindparam("now", type_=away.c.ends_at.type)))
+         .where(among(away.c.rep_id, "reps"), away.c.ends_at > sa.bindparam("now", type_=away.c.ends_at.type))
+         .order_by(away.c.rep_id, away.c.starts_at))  # each rep's periods in time order, however they were stored
 _TURNED = sa.func.unnest(
     sa.bindparam("teams", type_=ARRAY(sa.Text)), sa.bindparam("states", type_=ARRAY(sa.Text)),
     sa.bindparam("turns", type_=ARRAY(sa.BigInteger)),

@@ -50,7 +50,7 @@ are re-exported here.
 """
 
 from routing.domain.availability import (
-    Away, Placed, Presence, Waiting, capacity_bound, on_shift, place, public_holiday, unavailable,
+    Away, Placed, Presence, Waiting, away_until, capacity_bound, on_shift, place, public_holiday, unavailable,
 )
 from routing.domain.breaches import Breach, breach, escalated_to, held_by, may_wait, place_again
 from routing.domain.clock import acceptance_due, add_working_days, add_working_time
@@ -64,7 +64,7 @@ from routing.domain.orphans import escalation_team, orphaned, requeue, staffed, 
 from routing.domain.queues import (
     KINDS, Kind, Queued, Tally, TeamQueue, queue_of_team, queues, takers, teams_waiting, waited_s,
 )
-from routing.domain.reengagements import Gone, OutOfOffice, absence, away_until, no_longer_active, told_why
+from routing.domain.reengagements import Gone, OutOfOffice, absence, no_longer_active, told_why
 from routing.domain.reference import (
     Account, InvalidRoutingData, Problem, Reasons, RejectionReason, Rep, RoutingData, Segment, SlaPolicy, TeamPolicy,
     TeamRule, Territories, WorkingHours, overflow_chain, parse_routing_data,

@@ -52,6 +52,16 @@ class Away:
         return self.starts_at <= now < self.ends_at
 
 
+def away_until(periods: Iterable[Away], now: datetime) -> datetime | None:
+    """When the rep whose out-of-office ``periods`` these are is back, if one covers ``now``: its end, or the end of
+    the periods that meet or overlap it after it (a holiday and the training course booked right after it)."""
+    until = None
+    for period in sorted(periods, key=lambda a: a.starts_at):
+        if period.covers(now) or (until is not None and period.starts_at <= until):
+            until = period.ends_at if until is None else max(until, period.ends_at)
+    return until
+
+
 @dataclass(frozen=True)
 class Presence:
     """What routing knows of its reps beyond the files: out-of-office periods and unaccepted leads held."""
@@ -146,9 +156,13 @@ def unavailable(rep: Rep, data: RoutingData, now: datetime, presence: Presence) 
         holiday = public_holiday(rep.holidays, day)
         if holiday:
             return f"public holiday ({holiday})"
-    away = next((a for a in presence.away.get(rep.id, ()) if a.covers(now)), None)
-    if away is not None:
-        return f"out of office{f' ({away.reason})' if away.reason else ''} until {away.ends_at.isoformat()}"
+    periods = presence.away.get(rep.id, ())
+    until = away_until(periods, now)
+    if until is not None:
+        # Named by the covering period that lasts longest (the holiday, not the dentist's hour inside it), back
+        # when every period met or overlapped after it ends, as a re-engagement tells the same absence.
+        reason = max((a for a in periods if a.covers(now)), key=lambda a: a.ends_at).reason
+        return f"out of office{f' ({reason})' if reason else ''} until {until.isoformat()}"
     if rep.capacity is not None and presence.held.get(rep.id, 0) >= rep.capacity:
         return f"at capacity ({rep.capacity} unaccepted)"
     return None

@@ -14,13 +14,12 @@ Pure: the reps come in as ``RoutingData``, out-of-office periods as ``Presence``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from leadpipe_common.events import Assignment
 
-from routing.domain.availability import Away, Presence
+from routing.domain.availability import Presence, away_until
 from routing.domain.handovers import Kept
 from routing.domain.reference import RoutingData
 from routing.domain.routes import queue_of
@@ -66,16 +65,6 @@ def absence(holder: str, data: RoutingData, presence: Presence, now: datetime) -
     rep = data.rep(holder)
     until = away_until(presence.away.get(holder, ()), now)
     return OutOfOffice(rep.name, until) if rep is not None and until is not None else None
-
-
-def away_until(periods: Iterable[Away], now: datetime) -> datetime | None:
-    """When the rep whose out-of-office ``periods`` these are is back, if one covers ``now``: its end, or the end of
-    the periods that meet or overlap it after it (a holiday and the training course booked right after it)."""
-    until = None
-    for period in sorted(periods, key=lambda a: a.starts_at):
-        if period.covers(now) or (until is not None and period.starts_at <= until):
-            until = period.ends_at if until is None else max(until, period.ends_at)
-    return until
 
 
 def told_why(touch: str, absent: Gone | OutOfOffice | None, moved: Assignment | Kept | None = None) -> str:
