@@ -20,6 +20,10 @@ pytestmark = pytest.mark.asyncio
 SERVICES = ("capture", "enrichment", "scoring", "routing", "reporting", "delivery")
 
 
+# SQLAlchemy 2.0 reflects a CHECK constraint added NOT VALID (capture's people_consent_said_when, 0011) by passing
+# its reflected options to CheckConstraint as a keyword it then warns it cannot validate (sqlalchemy#13588 is on
+# it): the comparison below never looks at checks, so the warning says nothing about these schemas.
+@pytest.mark.filterwarnings("ignore:Can't validate argument 'dialect_options':sqlalchemy.exc.SAWarning")
 @pytest.mark.parametrize(("service", "tables"), [(s, f"{s}.store") for s in SERVICES]
                          + [("capture", "leadpipe_common.auth")])  # the keys' schema, which every service migrates
 async def test_a_services_migrations_build_the_tables_its_code_declares(stack, service, tables):
