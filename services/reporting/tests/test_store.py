@@ -338,12 +338,18 @@ async def test_attribution_counts_as_captured_the_leads_the_funnel_does_under_ev
               *through(scored, "captured", "mql", source="src-scored")[1:]]
 
     async def captured(conn):
-        stages = {s["stage"]: s["count"] for s in (await funnel(conn, Filters()))["stages"]}
+        counted = await funnel(conn, Filters())
+        stages = {s["stage"]: s["count"] for s in counted["stages"]}
         credited = {model: (await attribution(conn, Filters(), "source", model))["rows"] for model in MODELS}
-        return stages["captured"], {m: sorted((r["value"], r["captured"]) for r in rows) for m, rows in credited.items()}
+        by_source = sorted((r["value"], r["captured"]) for r in (await breakdown(conn, Filters(), "source"))["rows"])
+        listed, _ = await sources(conn, Filters(), 10)
+        return (stages["captured"], counted["exits"]["nurture"], by_source, sorted(listed),
+                {m: sorted((r["value"], r["captured"]) for r in rows) for m, rows in credited.items()})
 
     found = await read_after_both_orders(db, events, captured)
-    assert found == [(2, dict.fromkeys(MODELS, [("src-scored", 1), ("src-won", 1)]))] * 2
+    # The funnel's exits, its breakdown and the dashboard's sources counted the lead its stages do not.
+    assert found == [(2, 0, [("src-scored", 1), ("src-won", 1)], ["src-scored", "src-won"],
+                      dict.fromkeys(MODELS, [("src-scored", 1), ("src-won", 1)]))] * 2
 
 
 async def test_a_source_picks_the_leads_first_touched_from_it_under_every_model_whatever_touch_is_credited(db):

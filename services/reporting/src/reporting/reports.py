@@ -64,7 +64,7 @@ def _reached() -> list[Any]:
 #: The leads the funnel counts as captured: those that reached a funnel stage. Any lifecycle event makes a lead's
 #: row (a queueing, a breach, a step to nurture), so one whose capture reporting never saw (dead-lettered, a log
 #: cut short) can have a row and no stage; counted captured in attribution, its close rate differed from the
-#: funnel's.
+#: funnel's. Every report of the funnel's cohort (its exits, a breakdown, the sources listed) reads these alone.
 _CAPTURED = leads.c.furthest >= RANK["captured"]
 
 
@@ -84,7 +84,7 @@ async def sources(conn: AsyncConnection, f: Filters, limit: int) -> tuple[list[s
     cohort = replace(f, source=None)
     source = _labelled(leads.c.utm_source)  # "(none)" picks the leads that gave none as well
     rows = await conn.execute(
-        sa.select(source).where(*cohort.where())
+        sa.select(source).where(*cohort.where(), _CAPTURED)
         .group_by(source).order_by(sa.func.count().desc(), source).limit(limit + 1))
     found = [r[0] for r in rows]
     return found[:limit], len(found) > limit
@@ -92,13 +92,14 @@ async def sources(conn: AsyncConnection, f: Filters, limit: int) -> tuple[list[s
 
 async def funnel(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     out = [sa.func.count().filter(_EXIT == s).label(s) for s in EXITS]
-    row = (await conn.execute(sa.select(*_reached(), *out).where(*f.where()))).one()._mapping
+    # Its exits of the leads its stages count: one whose capture reporting never saw is in no stage, nor in an exit.
+    row = (await conn.execute(sa.select(*_reached(), *out).where(*f.where(), _CAPTURED))).one()._mapping
     return {"filters": f.describe(), "stages": funnel_stages(row), "exits": {s: row[s] for s in EXITS}}
 
 
 async def breakdown(conn: AsyncConnection, f: Filters, dimension: str) -> dict[str, Any]:
     col = _labelled(leads.c[DIMENSIONS[dimension]])
-    rows = await conn.execute(sa.select(col.label("value"), *_reached()).where(*f.where()).group_by(col))
+    rows = await conn.execute(sa.select(col.label("value"), *_reached()).where(*f.where(), _CAPTURED).group_by(col))
     out = [breakdown_row(r.value, r._mapping) for r in rows]
     out.sort(key=lambda r: (-r["captured"], r["value"]))
     return {"filters": f.describe(), "dimension": dimension, "rows": out}
