@@ -728,7 +728,8 @@ def test_a_new_knockout_disqualifies_a_nurture_lead_and_is_counted_for_an_mql_by
     assert top.value == 90 and knockouts_of(top) == knockouts_of(low) == ["Competitor"]
     assert (rescore_move("mql", top), rescore_move("nurture", low)) == ("mql_knocked_out", "knocked_out")
     # One a later touch knocked out live stays open, as the live path left it: a touch never disqualifies.
-    assert rescore_move("nurture", low, knocked_out_before=True) is None
+    assert rescore_move("nurture", low, knocked_out_before=["Competitor"]) is None
+    assert rescore_move("nurture", low, knocked_out_before=["Students"]) == "knocked_out"  # not this rule
     summary = RescoreSummary("v2")
     summary.add("mql_knocked_out", top.grade, "ads", score_changed=True, knockouts=knockouts_of(top))
     summary.add("knocked_out", low.grade, "ads", score_changed=True, knockouts=knockouts_of(low))

@@ -90,8 +90,29 @@ def test_nurture_leads_a_new_knockout_or_a_raised_nurture_bar_leaves_out_are_clo
     # A nurture lead whose stored score named the knockout already (a later touch brought it, and a touch never
     # disqualifies) stays as the live path left it.
     touched = kept("nurture", employees=9000, reasons=[{"rule": "Competitor", "category": "disqualify"}])
-    rows, _ = rescore_page([touched], {touched.lead_id: []}, set(), rules, NOW, RescoreSummary(rules.version))
+    touched.score = 70  # as the live path stored it (Enterprise 30, Demo 40): the same under the same rules
+    unchanged = RescoreSummary(rules.version)
+    rows, _ = rescore_page([touched], {touched.lead_id: []}, set(), rules, NOW, unchanged)
     assert [row["decision"] for row in rows] == ["nurture"]
+    # Its score says "disqualified" and its row stays nurture: the dry run counted it changed on every run.
+    assert (unchanged.leads, unchanged.changed_scores) == (1, 0)
+
+
+def test_a_nurture_lead_a_touch_knocked_out_is_disqualified_by_a_new_rule_its_stored_score_did_not_name():
+    """Any knockout in the stored score kept the lead open, whatever the new rules added: a competitor domain
+    added after a touch had brought another knockout left the lead in nurture, counted under no move."""
+    rules = RULES.model_copy(update={
+        "version": "competitors",
+        "disqualify": parse_rules({"version": "x", "grades": {"A": 80, "B": 60, "C": 35},
+                                   "thresholds": {"mql": 50, "nurture": 10}, "disqualify": [
+                                       {"rule": "Competitor", "field": "email_domain", "equals": "example.com"},
+                                       {"rule": "Giants", "field": "employee_count", "gte": 9000}]}).disqualify})
+    touched = kept("nurture", employees=9000, reasons=[{"rule": "Giants", "category": "disqualify"}])
+    summary = RescoreSummary(rules.version)
+    rows, messages = rescore_page([touched], {touched.lead_id: []}, set(), rules, NOW, summary)
+    assert [row["decision"] for row in rows] == ["disqualified"] and summary.count("knocked_out") == 1
+    assert summary.knockouts == {("knocked_out", "Competitor"): 1, ("knocked_out", "Giants"): 1}
+    assert len(messages) == 2  # its new score and its step out
 
 
 def test_the_leads_the_lifecycle_closes_for_good_are_read_from_its_records():

@@ -19,7 +19,7 @@ import functools
 import hashlib
 import math
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -795,14 +795,15 @@ def knockouts_of(s: Score) -> list[str]:
     return [r.rule for r in s.reasons if r.category == "disqualify"]
 
 
-def rescore_move(before: str, s: Score, *, knocked_out_before: bool = False) -> Move | None:
+def rescore_move(before: str, s: Score, *, knocked_out_before: Collection[str] = ()) -> Move | None:
     """What new rules, which score an open lead ``s``, do to it in stage ``before`` (nurture or mql).
-    ``knocked_out_before``: its stored score named a disqualify rule already, which a later touch brought (a touch
-    never disqualifies a person who came back): such a nurture lead stays as the live path left it."""
+    ``knocked_out_before``: the disqualify rules its stored score named already, which a later touch brought (a
+    touch never disqualifies a person who came back): a nurture lead those alone hold for stays as the live path
+    left it; one a rule not among them holds for now is knocked out by the new rules."""
     knocked_out = bool(knockouts_of(s))
     if before == "nurture":
         if knocked_out:
-            return None if knocked_out_before else "knocked_out"
+            return None if set(knockouts_of(s)) <= set(knocked_out_before) else "knocked_out"
         return {"disqualified": "below_nurture", "mql": "to_mql"}.get(s.decision)
     if before == "mql" and s.decision != "mql":
         if knocked_out:
