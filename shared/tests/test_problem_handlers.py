@@ -226,14 +226,14 @@ async def test_a_json_body_giving_a_key_twice_is_a_422_naming_the_key_not_its_la
     from fastapi import APIRouter
     from pydantic import BaseModel
 
-    from leadpipe_common.http import JsonRoute
+    from leadpipe_common.http import StrictRoute
 
     class Erasure(BaseModel):
         email: str
         why: object = None
 
     erased: list[str] = []
-    router = APIRouter(route_class=JsonRoute)
+    router = APIRouter(route_class=StrictRoute)
 
     @router.post("/v1/people/erase")
     async def erase(erasure: Erasure) -> dict:
@@ -254,9 +254,9 @@ async def test_a_json_body_giving_a_key_twice_is_a_422_naming_the_key_not_its_la
 async def test_a_route_reading_its_json_itself_refuses_a_key_given_twice_the_same_way_not_with_a_500():
     from fastapi import APIRouter, Request
 
-    from leadpipe_common.http import JsonRoute
+    from leadpipe_common.http import StrictRoute
 
-    router = APIRouter(route_class=JsonRoute)
+    router = APIRouter(route_class=StrictRoute)
 
     @router.post("/v1/import")
     async def take(request: Request) -> dict:
@@ -269,3 +269,33 @@ async def test_a_route_reading_its_json_itself_refuses_a_key_given_twice_the_sam
         answer = await client.post("/v1/import", content=b'{"a": 1, "a": 2}', headers={"content-type": "application/json"})
     assert answer.status_code == 422, answer.text
     assert answer.json()["errors"] == [{"field": "body", "reason": 'gives the key "a" more than once'}]
+
+
+async def test_a_query_parameter_the_route_does_not_take_is_refused_naming_it_not_dropped():
+    from typing import Annotated
+
+    from fastapi import APIRouter, Depends
+
+    from leadpipe_common.http import StrictRoute
+
+    def paged(limit: int = 100, after: str | None = None) -> tuple[int, str | None]:
+        return limit, after
+
+    router = APIRouter(route_class=StrictRoute)
+
+    @router.get("/v1/queues/{team}")
+    async def queue(team: str, page: Annotated[tuple[int, str | None], Depends(paged)], grade: str | None = None
+                    ) -> dict:
+        return {"team": team, "limit": page[0], "grade": grade}
+
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://routing") as client:
+        taken = await client.get("/v1/queues/emea", params={"limit": 1, "grade": "A", "after": "x"})
+        misspelt = await client.get("/v1/queues/emea", params={"limt": 1, "utm_source": "ads", "grade": "A"})
+    assert taken.status_code == 200 and taken.json() == {"team": "emea", "limit": 1, "grade": "A"}
+    assert misspelt.status_code == 422
+    assert misspelt.json()["errors"] == [
+        {"field": "limt", "reason": "is not a parameter this takes: did you mean limit?"},
+        {"field": "utm_source", "reason": "is not a parameter this takes (misspelt?)"}]

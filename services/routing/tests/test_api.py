@@ -90,6 +90,18 @@ async def test_the_leads_of_a_rep_who_left_are_handed_over_a_page_at_a_time_and_
     assert [m.topic for m in uow.published] == [topics.LIFECYCLE, topics.ROUTED] * 3  # committed with the moves
 
 
+async def test_a_hand_over_asked_with_a_misspelt_parameter_moves_nothing_and_names_it(uow):
+    """?limt=1 was dropped: the hand-over asked for one lead moved every lead the rep held (500 a page)."""
+    holding(uow, "ana", 3)
+    async with serving(uow) as client:
+        asked = await client.post("/v1/reps/ana/handover", params={"limt": 1}, json={"to": "ben"})
+        paged = await client.post("/v1/reps/ana/handover", params={"next_after": "x"}, json={"to": "ben"})
+    assert asked.status_code == 422, asked.text
+    assert asked.json()["errors"] == [{"field": "limt", "reason": "is not a parameter this takes: did you mean limit?"}]
+    assert paged.status_code == 422 and paged.json()["errors"][0]["field"] == "next_after"
+    assert uow.published == [] and {h.handoff.owner_id for h in uow.store.handoffs.values()} == {"ana"}
+
+
 async def test_through_routing_accepted_leads_nobody_can_take_are_answered_apart_and_the_next_page_starts_after_them(
         uow):
     """Ben held them before Ana, and Cy is inactive: nobody may take them, and they stay Ana's."""

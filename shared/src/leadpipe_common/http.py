@@ -23,14 +23,19 @@ Guarantees:
   with a body model before its key check, as FastAPI reads (and parses) a
   body before it runs the route's dependencies. What a body says is checked
   only after the key: a caller without one learns no field's name.
-- ``JsonRoute``: a route's JSON body giving one key twice at any depth
+- ``StrictRoute``: a route of the JSON APIs takes a request as it was meant
+  or says why not. A JSON body giving one key twice at any depth
   (``{"email": a, "email": b}``) is answered ``422`` on ``body`` naming the
   key, never read as its last value (an erasure of b, asked as a, is not what
   anyone meant), whether FastAPI reads it for a body model or the route
-  itself with ``request.json()``. Every router of a service that takes a
-  JSON body makes its routes with it (``Service.check`` refuses one that
-  does not); capture's public posts read their own bodies, last value
-  winning, as forms do.
+  itself with ``request.json()``; a query parameter the route does not take
+  (``?limt=1``) is answered ``422`` naming it and the one it likely
+  misspells, never dropped (a hand-over asked for one lead moved them all).
+  Both are checked before the route's key, as FastAPI parses a body before
+  it. Every router of a service's JSON API makes its routes with it
+  (``Service.check`` refuses a JSON body read otherwise); capture's public
+  posts (forms' action URLs carry any query) and the dashboard's pages
+  (links arrive with tracking parameters) do not.
 - ``SecurityHeaders``: every response says ``X-Content-Type-Options:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
@@ -58,7 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -66,17 +71,18 @@ import structlog
 from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from leadpipe_common.db import error_text
 from leadpipe_common.origins import PLAIN_ORIGIN
-from leadpipe_common.problems import NUL_REASON, FieldProblem, field_problems, nul_path, sendable
+from leadpipe_common.problems import NUL_REASON, FieldProblem, did_you_mean, field_problems, nul_path, sendable
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["FieldProblem", "FieldsRefused", "JsonRoute", "Problem", "ProblemBody", "field_problems",
+__all__ = ["FieldProblem", "FieldsRefused", "StrictRoute", "Problem", "ProblemBody", "field_problems",
            "install_problem_handlers", "problem_responses", "takes_json"]
 
 
@@ -222,17 +228,36 @@ def takes_json(route: Any) -> bool:
         and not isinstance(route.body_field.field_info, params.Form)
 
 
-class JsonRoute(APIRoute):
-    """A FastAPI route whose JSON body gives each key once (see the module's guarantees): a router's
-    ``route_class``. json.loads keeps a repeated key's last value; the hook sees every pair first."""
+class StrictRoute(APIRoute):
+    """A FastAPI route whose JSON body gives each key once and whose query names only parameters it takes (see
+    the module's guarantees): a router's ``route_class``. json.loads keeps a repeated key's last value, and
+    FastAPI reads the query parameters it knows; the hook sees every pair first, the check every name."""
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
+        taken = sorted(set(_query_names(self.dependant)))
 
-        async def one_value_each(request: Request) -> Response:
+        async def strictly(request: Request) -> Response:
+            unknown = [name for name in dict.fromkeys(request.query_params) if name not in taken]
+            if unknown:
+                raise Problem(422, "the request is invalid", [
+                    FieldProblem(name, f"is not a parameter this takes{did_you_mean(name, taken) or ' (misspelt?)'}")
+                    for name in unknown])
             return await handler(_OneValueEachRequest(request.scope, request.receive, request._send))
 
-        return one_value_each
+        return strictly
+
+
+def _query_names(dependant: Dependant) -> Iterator[str]:
+    """The query parameters a route (its dependencies too) reads, by the names a request gives them."""
+    for field in dependant.query_params:
+        model = field.field_info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):  # a model of query parameters
+            yield from (f.alias or name for name, f in model.model_fields.items())
+        else:
+            yield field.alias
+    for sub in dependant.dependencies:
+        yield from _query_names(sub)
 
 
 def cross_site(request: Request) -> bool:

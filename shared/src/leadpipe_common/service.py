@@ -63,7 +63,7 @@ from leadpipe_common.db import (UNAVAILABLE, answered_within, is_unavailable, ma
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
 from leadpipe_common.kafka import quiet_client_logs
-from leadpipe_common.http import (BodyLimit, JsonRoute, RefuseNul, SecurityHeaders, install_problem_handlers,
+from leadpipe_common.http import (BodyLimit, StrictRoute, RefuseNul, SecurityHeaders, install_problem_handlers,
                                   problem_responses, takes_json)
 from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
 from leadpipe_common.outbox import Claim, OutboxRelay, table_claim
@@ -172,10 +172,10 @@ class Service(Generic[C, S]):
         if taken:
             raise ValueError(f"{self.name} declares routes on {taken}, which every service serves itself")
         lenient = [f"{sorted(route.methods)[0]} {route.path}" for router in self.routes for route in router.routes
-                   if takes_json(route) and not isinstance(route, JsonRoute)]
+                   if takes_json(route) and not isinstance(route, StrictRoute)]
         if lenient:
             raise ValueError(f"{self.name} takes JSON bodies on {lenient} that would keep a key given twice as its "
-                             "last value: make their router with route_class=JsonRoute (leadpipe_common.http)")
+                             "last value: make their router with route_class=StrictRoute (leadpipe_common.http)")
         inputs = topology.inputs_of(self.name)
         carried = {event for topic in inputs for event in topology.channel(topic).readable}
         stray = [e.type for e in self.consumes if e not in carried]

@@ -38,7 +38,7 @@ from leadpipe_common.auth import Principal, TooManyWrongKeys, has_key, identify,
 from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection, sqlstate
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadQuarantined
-from leadpipe_common.http import (FieldProblem, JsonRoute, Problem, ProblemBody, frame_by, problem_responses,
+from leadpipe_common.http import (FieldProblem, StrictRoute, Problem, ProblemBody, frame_by, problem_responses,
                                   routed_path)
 from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
@@ -928,8 +928,8 @@ class Released(BaseModel):
     repeated: bool
 
 
-quarantine_router = APIRouter(prefix="/v1/quarantine", tags=["quarantine"], dependencies=[needs("admin")],
-                              responses=problem_responses(401, 403, 503))
+quarantine_router = APIRouter(prefix="/v1/quarantine", tags=["quarantine"], route_class=StrictRoute,
+                              dependencies=[needs("admin")], responses=problem_responses(401, 403, 503))
 
 
 @quarantine_router.get(
@@ -1038,7 +1038,7 @@ class ErasedLeads(BaseModel):
                     "submission opens a new lead")
 
 
-people_router = APIRouter(prefix="/v1/people", tags=["people"], route_class=JsonRoute,
+people_router = APIRouter(prefix="/v1/people", tags=["people"], route_class=StrictRoute,
                           dependencies=[needs("admin")], responses=problem_responses(401, 403, 503))
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadpipe_common.auth import ADMIN, Principal, needs
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
-from leadpipe_common.http import FieldProblem, JsonRoute, Problem, problem_responses
+from leadpipe_common.http import FieldProblem, StrictRoute, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
 from delivery.domain import (
@@ -27,7 +27,7 @@ from delivery.store import DeliveryStore
 from delivery.subscriptions import SecretBox, SubscriptionBook, opened_secrets, sealed_secrets
 
 DeliveryRuntime = Annotated[Runtime[Delivery, DeliveryStore], Depends(runtime)]
-router = APIRouter(tags=["deliveries"], route_class=JsonRoute, responses=problem_responses(401, 403, 422))
+router = APIRouter(tags=["deliveries"], route_class=StrictRoute, responses=problem_responses(401, 403, 422))
 log = structlog.get_logger(__name__)
 
 

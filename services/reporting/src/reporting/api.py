@@ -21,14 +21,14 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from leadpipe_common.auth import needs
-from leadpipe_common.http import FieldProblem, Problem, problem_responses
+from leadpipe_common.http import FieldProblem, Problem, StrictRoute, problem_responses
 from leadpipe_common.moments import parse_moment
 from leadpipe_common.service import runtime_of
 
 from reporting import answers, reports
 from reporting.reports import Filters
 
-router = APIRouter(tags=["reports"], dependencies=[needs("reports:read")],
+router = APIRouter(tags=["reports"], route_class=StrictRoute, dependencies=[needs("reports:read")],
                    responses=problem_responses(401, 403, 404, 422, _404="no such lead (timeline)"))
 
 

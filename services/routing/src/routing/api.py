@@ -18,7 +18,7 @@ from leadpipe_common.auth import Principal, needs
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
 from leadpipe_common.events import DispositionReport as ReportFields
 from leadpipe_common.events import Grade, LeadDispositioned, Moment
-from leadpipe_common.http import FieldProblem, JsonRoute, Problem, problem_responses
+from leadpipe_common.http import FieldProblem, StrictRoute, Problem, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
 from routing.answers import DispositionAnswer, HandoffState, MergeAnswer, RepState, RepsState
@@ -37,7 +37,7 @@ log = structlog.get_logger(__name__)
 
 DISPOSITIONS = Counter("routing_dispositions_total", "Disposition calls by result", ["outcome", "result"])
 
-router = APIRouter(prefix="/v1/leads", tags=["sales feedback"], route_class=JsonRoute,
+router = APIRouter(prefix="/v1/leads", tags=["sales feedback"], route_class=StrictRoute,
                    responses=problem_responses(401, 403, 413, 422))
 
 
@@ -206,7 +206,7 @@ async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, r
             "repeated": isinstance(verdict, Repeated), "events": [m.header("ce_id") for m in result.messages]}
 
 
-reps_router = APIRouter(prefix="/v1", tags=["reps and routing data"], route_class=JsonRoute,
+reps_router = APIRouter(prefix="/v1", tags=["reps and routing data"], route_class=StrictRoute,
                         responses=problem_responses(401, 403, 413, 422))
 
 
@@ -388,7 +388,8 @@ async def post_reload(rt: RoutingRuntime) -> dict[str, Any]:
             "reps": len(ref.data.reps), "accounts": len(ref.data.accounts)}
 
 
-queues_router = APIRouter(prefix="/v1/queues", tags=["queues"], responses=problem_responses(401, 403, 413, 422))
+queues_router = APIRouter(prefix="/v1/queues", tags=["queues"], route_class=StrictRoute,
+                          responses=problem_responses(401, 403, 413, 422))
 
 #: The most leads a page of a team's queue holds.
 QUEUE_PAGE_MAX = 1000
