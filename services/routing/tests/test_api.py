@@ -230,6 +230,19 @@ async def test_merging_a_lead_sales_works_into_one_it_rejected_answers_409_sayin
     assert uow.store.handoffs[worked].handoff.status == "accepted"
 
 
+async def test_a_merge_naming_a_lead_routing_does_not_hold_says_which_one(uow):
+    """Both were one 404, "L and S must both be leads...": a client could not tell the path from the body."""
+    [held] = holding(uow, "ben", 1)
+    nowhere = uuid.uuid4()
+    async with serving(uow, SALES_TOOL) as client:
+        into_nowhere = await client.post(f"/v1/leads/{held}/merge", json={"survivor_id": str(nowhere), "rep_id": "ben"})
+        from_nowhere = await client.post(f"/v1/leads/{nowhere}/merge", json={"survivor_id": str(held), "rep_id": "ben"})
+    assert into_nowhere.status_code == 404 and into_nowhere.json()["errors"] == [
+        {"field": "survivor_id", "reason": "is not a lead routing handed to sales"}]
+    assert from_nowhere.status_code == 404 and from_nowhere.json() == {"error": f"no routed lead {nowhere}"}
+    assert uow.published == [] and uow.store.handoffs[held].handoff.status == "accepted"
+
+
 async def test_the_hand_off_of_a_lead_merged_into_one_merged_on_since_names_the_lead_holding_the_person_now(uow):
     d, s, t = holding(uow, "ben", 3)
     async with serving(uow) as client:

@@ -195,8 +195,11 @@ async def post_merge(lead_id: uuid.UUID, body: MergeRequest, request: Request, r
             raise
         raise Problem(503, "the merge cannot be stored right now; please retry", headers={"Retry-After": "5"}) from None
     verdict = result.verdict
-    if verdict is None:
-        raise Problem(404, f"{lead_id} and {body.survivor_id} must both be leads routing handed to sales")
+    if verdict is None:  # named: the one in the path, or the survivor the body names
+        if lead_id in result.missing:
+            raise Problem(404, f"no routed lead {lead_id}")
+        raise Problem(404, f"no routed lead {body.survivor_id}",
+                      [FieldProblem("survivor_id", "is not a lead routing handed to sales")])
     if isinstance(verdict, Refused):
         raise Problem(409 if verdict.kind == "conflict" else 422, verdict.reason,
                       [FieldProblem(verdict.field, verdict.reason)])

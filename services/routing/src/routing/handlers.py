@@ -228,10 +228,11 @@ async def record_disposition(store: RoutingStore, report: LeadDispositioned, dat
 
 @dataclass(frozen=True)
 class MergeResult:
-    """``verdict`` is None when routing holds no such lead (either of the two)."""
+    """``verdict`` is None when routing holds no such lead (either of the two: ``missing`` names which)."""
 
     verdict: Merged | Repeated | Refused | None
     messages: list[Message]
+    missing: tuple[uuid.UUID, ...] = ()
 
 
 async def record_merge(store: RoutingStore, lead_id: uuid.UUID, survivor_id: uuid.UUID, by: str, reason: str,
@@ -242,7 +243,7 @@ async def record_merge(store: RoutingStore, lead_id: uuid.UUID, survivor_id: uui
     found = await merges_followed(store, await store.lock_handoffs((lead_id, survivor_id)))
     held, survivor = found.get(lead_id), found.get(survivor_id)
     if held is None or survivor is None:
-        return MergeResult(None, [])
+        return MergeResult(None, [], tuple(i for i, h in ((lead_id, held), (survivor_id, survivor)) if h is None))
     verdict = merge_into(held.handoff, survivor.handoff, by, data)
     if not isinstance(verdict, Merged):
         return MergeResult(verdict, [])
