@@ -52,6 +52,9 @@ class Queue:
     async def redrive(self, subscription_id=None, lead_id=None, *, in_file) -> Redrive:
         return Redrive(queued=1, purged=2, not_in_force=self.not_in_force)
 
+    async def api_subscriptions(self) -> list[dict]:
+        return []  # none made through the API
+
 
 class Stored(Queue):
     """The subscriptions made through the API, as rows of ``delivery.subscriptions``."""
@@ -83,6 +86,9 @@ class Stored(Queue):
 
     async def disabled_urls(self) -> dict[str, str | None]:
         return dict(self.switched_off)
+
+    async def enable(self, subscription_id: str) -> bool:
+        return self.switched_off.pop(subscription_id, False) is not False
 
 
 BOX = SecretBox([Fernet.generate_key()])
@@ -193,6 +199,22 @@ async def test_a_subscription_stored_before_postgres_went_silent_is_answered_wit
     assert answer.status_code == 201 and answer.json()["secret"].startswith("whsec_"), answer.text
     assert rotated.status_code == 200 and rotated.json()["secret"] != answer.json()["secret"], rotated.text
     assert "chat" in stored.rows
+
+
+async def test_a_subscription_another_process_made_or_this_one_cannot_open_is_enabled_and_redriven_at_once():
+    """Enable and redrive looked ids up in this process's copy, refreshed every few seconds: one made through
+    another process answered 404 (or 422) until then, and one this process cannot open always did."""
+    stored = Stored(disabled={"chat": "https://hooks.example.com/s", "sealed": "https://hooks.example.com/s"})
+    book = book_of(stored)  # before either was made
+    stored.rows["chat"] = made("chat")
+    stored.rows["sealed"] = made("sealed", box=SecretBox([Fernet.generate_key()]))  # another key sealed it
+    async with serving(stored, ADMIN, book) as client:
+        enabled = [await client.post(f"/v1/subscriptions/{sub}/enable") for sub in ("chat", "sealed")]
+        redriven = await client.post("/v1/deliveries/redrive", json={"subscription_id": "chat"})
+        nowhere = await client.post("/v1/subscriptions/nowhere/enable")
+    assert [e.json() for e in enabled] == [{"id": "chat", "was_disabled": True}, {"id": "sealed", "was_disabled": True}]
+    assert redriven.status_code == 200, redriven.text
+    assert nowhere.status_code == 404 and stored.switched_off == {}
 
 
 async def test_a_changed_url_and_contact_are_stored_in_force_and_listed_and_the_rest_is_kept():

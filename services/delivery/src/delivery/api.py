@@ -388,13 +388,17 @@ class Redriven(BaseModel):
              response_model=Redriven, dependencies=[needs("admin")],
              responses=problem_responses(422, _422="`subscription_id` names no subscription in force"))
 async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
-    if body.subscription_id is not None and body.subscription_id not in rt.context.subscriptions:
-        # "0 redriven" for a misspelt id would read as "nothing was dead" (leadpipe-delivery redrive refuses it too).
-        raise Problem(422, "the redrive was not made", [FieldProblem(
-            "subscription_id", f"{body.subscription_id!r} is no subscription in force; one of "
-                               f"{', '.join(sorted(rt.context.subscriptions)) or '(none)'}")])
+    book = rt.context.subscriptions
     async with rt.request_unit_of_work() as uow:
-        done = await uow.store.redrive(body.subscription_id, body.lead_id, in_file=rt.context.subscriptions.from_file)
+        # One made or deleted through another process since this one's last refresh counts as it stands now.
+        await book.reload(uow.store, rt.context.clock())
+        if body.subscription_id is not None and body.subscription_id not in book:
+            # "0 redriven" for a misspelt id would read as "nothing was dead" (leadpipe-delivery redrive refuses it
+            # too).
+            raise Problem(422, "the redrive was not made", [FieldProblem(
+                "subscription_id", f"{body.subscription_id!r} is no subscription in force; one of "
+                                   f"{', '.join(sorted(book)) or '(none)'}")])
+        done = await uow.store.redrive(body.subscription_id, body.lead_id, in_file=book.from_file)
         await uow.commit()
     return {"redriven": done.queued, "purged": done.purged, "not_in_force": sum(done.not_in_force.values())}
 
@@ -409,9 +413,13 @@ class Enabled(BaseModel):
              summary="Switch a subscription back on after its receiver answered 410 Gone", response_model=Enabled,
              dependencies=[needs("admin")], responses=problem_responses(404, _404="no such subscription"))
 async def enable(subscription_id: str, rt: DeliveryRuntime) -> dict[str, Any]:
-    if subscription_id not in rt.context.subscriptions:
-        raise Problem(404, f"no subscription {subscription_id!r}")
+    book = rt.context.subscriptions
     async with rt.request_unit_of_work() as uow:
+        # As the list shows them: one made through another process since this one's last refresh, or one this
+        # process cannot open (its receiver may still have answered 410 before), is switched back on all the same.
+        await book.reload(uow.store, rt.context.clock())
+        if subscription_id not in book and subscription_id not in book.unopened:
+            raise Problem(404, f"no subscription {subscription_id!r}")
         was = await uow.store.enable(subscription_id)
         await uow.commit()
     return {"id": subscription_id, "was_disabled": was}
