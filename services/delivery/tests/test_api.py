@@ -211,9 +211,11 @@ async def test_a_subscription_another_process_made_or_this_one_cannot_open_is_en
     async with serving(stored, ADMIN, book) as client:
         enabled = [await client.post(f"/v1/subscriptions/{sub}/enable") for sub in ("chat", "sealed")]
         redriven = await client.post("/v1/deliveries/redrive", json={"subscription_id": "chat"})
+        unsendable = await client.post("/v1/deliveries/redrive", json={"subscription_id": "sealed"})
         nowhere = await client.post("/v1/subscriptions/nowhere/enable")
     assert [e.json() for e in enabled] == [{"id": "chat", "was_disabled": True}, {"id": "sealed", "was_disabled": True}]
     assert redriven.status_code == 200, redriven.text
+    assert unsendable.status_code == 422 and "cannot be opened here" in unsendable.json()["errors"][0]["reason"]
     assert nowhere.status_code == 404 and stored.switched_off == {}
 
 

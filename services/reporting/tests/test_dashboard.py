@@ -224,6 +224,14 @@ async def test_without_a_public_origin_the_session_cookie_is_secure_when_the_bro
     assert signed_in.status_code == 200 and ("; secure" in signed_in.headers["set-cookie"].lower()) is secure
 
 
+async def test_an_http_origin_does_not_make_the_cookie_of_an_https_public_origin_plain():
+    """A proxy that serves the same name over plain http too: the setting says https, and so the cookie stays."""
+    async with service(Valid(), public_origin="https://reports.example.com") as browser:
+        signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"},
+                                       headers={"sec-fetch-site": "same-origin", "origin": "http://reports.example.com"})
+    assert signed_in.status_code == 200 and "; secure" in signed_in.headers["set-cookie"].lower()
+
+
 async def test_served_over_plain_http_the_session_cookie_is_not_secure_or_the_browser_would_drop_it():
     async with service(Valid()) as browser:
         signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"},

@@ -108,9 +108,11 @@ def test_a_nurture_lead_a_touch_knocked_out_is_disqualified_by_a_new_rule_its_st
                                        {"rule": "Competitor", "field": "email_domain", "equals": "example.com"},
                                        {"rule": "Giants", "field": "employee_count", "gte": 9000}]}).disqualify})
     touched = kept("nurture", employees=9000, reasons=[{"rule": "Giants", "category": "disqualify"}])
+    touched.score = 70  # Enterprise 30, Demo 40: the same points under the new rules
     summary = RescoreSummary(rules.version)
     rows, messages = rescore_page([touched], {touched.lead_id: []}, set(), rules, NOW, summary)
     assert [row["decision"] for row in rows] == ["disqualified"] and summary.count("knocked_out") == 1
+    assert summary.changed_scores == 1  # its points are the same, its stage is not
     assert summary.knockouts == {("knocked_out", "Competitor"): 1, ("knocked_out", "Giants"): 1}
     assert len(messages) == 2  # its new score and its step out
 

@@ -30,7 +30,8 @@ Guarantees:
   anyone meant), whether FastAPI reads it for a body model or the route
   itself with ``request.json()``; a query parameter the route does not take
   (``?limt=1``) is answered ``422`` naming it and the one it likely
-  misspells, never dropped (a hand-over asked for one lead moved them all).
+  misspells, never dropped (a hand-over asked for one lead moved them all),
+  and so is one given twice that takes one value (FastAPI read the last).
   Both are checked before the route's key, as FastAPI parses a body before
   it. Every router of a service's JSON API makes its routes with it
   (``Service.check`` refuses a JSON body read otherwise); capture's public
@@ -63,6 +64,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -235,29 +238,49 @@ class StrictRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
-        taken = sorted(set(_query_names(self.dependant)))
+        params = dict(_query_params(self.dependant))
+        taken = sorted(params)
 
         async def strictly(request: Request) -> Response:
-            unknown = [name for name in dict.fromkeys(request.query_params) if name not in taken]
-            if unknown:
-                raise Problem(422, "the request is invalid", [
-                    FieldProblem(name, f"is not a parameter this takes{did_you_mean(name, taken) or ' (misspelt?)'}")
-                    for name in unknown])
+            problems = [_query_problem(name, request.query_params.getlist(name), params, taken)
+                        for name in dict.fromkeys(request.query_params)]
+            if any(problems):
+                raise Problem(422, "the request is invalid", [p for p in problems if p is not None])
             return await handler(_OneValueEachRequest(request.scope, request.receive, request._send))
 
         return strictly
 
 
-def _query_names(dependant: Dependant) -> Iterator[str]:
-    """The query parameters a route (its dependencies too) reads, by the names a request gives them."""
+def _query_problem(name: str, values: list[str], params: Mapping[str, bool], taken: list[str]) -> FieldProblem | None:
+    """What is wrong with the query's ``name`` (given ``values``), for a route taking ``params`` (name: whether it
+    takes several values), if anything: FastAPI reads the last of a repeated one (``?limit=1&limit=500``)."""
+    if not name:
+        return FieldProblem("query", "has a parameter without a name")
+    if name not in params:
+        return FieldProblem(name, f"is not a parameter this takes{did_you_mean(name, taken) or ' (misspelt?)'}")
+    if len(values) > 1 and not params[name]:
+        return FieldProblem(name, "is given more than once")
+    return None
+
+
+def _query_params(dependant: Dependant) -> Iterator[tuple[str, bool]]:
+    """The query parameters a route (its dependencies too) reads, by the names a request gives them, each with
+    whether it takes several values (a list)."""
     for field in dependant.query_params:
         model = field.field_info.annotation
         if isinstance(model, type) and issubclass(model, BaseModel):  # a model of query parameters
-            yield from (f.alias or name for name, f in model.model_fields.items())
+            yield from ((f.alias or name, _many(f.annotation)) for name, f in model.model_fields.items())
         else:
-            yield field.alias
+            yield field.alias, _many(field.field_info.annotation)
     for sub in dependant.dependencies:
-        yield from _query_names(sub)
+        yield from _query_params(sub)
+
+
+def _many(annotation: Any) -> bool:
+    """Whether a parameter of this type takes several values (``list[str]``, ``set[str] | None``...)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_many(arg) for arg in typing.get_args(annotation))
+    return typing.get_origin(annotation) in (list, set, frozenset, tuple) or annotation in (list, set, frozenset, tuple)
 
 
 def cross_site(request: Request) -> bool:

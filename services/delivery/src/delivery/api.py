@@ -392,6 +392,10 @@ async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
     async with rt.request_unit_of_work() as uow:
         # One made or deleted through another process since this one's last refresh counts as it stands now.
         await book.reload(uow.store, rt.context.clock())
+        if body.subscription_id is not None and body.subscription_id in book.unopened:
+            raise Problem(422, "the redrive was not made", [FieldProblem(
+                "subscription_id", f"{body.subscription_id!r} is stored but cannot be opened here (its secrets: see "
+                                   "its problem in GET /v1/subscriptions): nothing of it can be sent until it can")])
         if body.subscription_id is not None and body.subscription_id not in book:
             # "0 redriven" for a misspelt id would read as "nothing was dead" (leadpipe-delivery redrive refuses it
             # too).

@@ -193,14 +193,12 @@ async def login(request: Request) -> Response:
 
 
 def _over_https(request: Request) -> bool:
-    """Whether the browser signing in is on an https page, so that its cookie may be ``Secure``: as its
-    ``Origin`` says (a proxy that terminates TLS passes the request on as plain http, and a ``Secure`` cookie set
-    for an http page would be dropped), else as ``REPORTING_PUBLIC_ORIGIN`` does. Unset, behind such a proxy the
-    cookie was not ``Secure``, and a signed-in browser's first plain-http request to the host carried it."""
-    origin = request.headers.get("origin", "")
-    if origin.startswith(("https://", "http://")):
-        return origin.startswith("https://")
-    return public_origin(request).startswith("https://")
+    """Whether the sign-in's cookie is ``Secure``: when ``REPORTING_PUBLIC_ORIGIN`` names the origin it came from
+    (the first, if none) as https, or when the browser's ``Origin`` says its page is https. A proxy that terminates
+    TLS passes the request on as plain http: with the setting unset, the cookie was not ``Secure`` there, and a
+    signed-in browser's first plain-http request to the host carried it."""
+    return (request.headers.get("origin", "").startswith("https://")
+            or public_origin(request).startswith("https://"))
 
 
 async def _end_session(request: Request) -> None:

@@ -151,13 +151,14 @@ def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFact
         result = score(lead, rules, touches[row.lead_id], now)
         knocked_out_before = [r["rule"] for r in row.reasons or () if r.get("category") == "disqualify"]
         move = rescore_move(row.decision, result, knocked_out_before=knocked_out_before)
+        stage = APPLIED[move] if move in APPLIED else row.decision
         # What the stored score decided: its stage's, unless it named a knockout (a later touch brought it, and the
-        # lead stayed in its stage: a touch never disqualifies). Against the stage, such a lead counted as a
+        # lead stayed in its stage: a touch never disqualifies). Against the stage alone, such a lead counted as a
         # changed decision on every run, under the same rules.
         decided = "disqualified" if knocked_out_before else row.decision
         summary.add(move, result.grade, lead.attribution.utm_source,
-                    result.value != row.score or result.decision != decided, knockouts_of(result))
-        stage = APPLIED[move] if move in APPLIED else row.decision
+                    result.value != row.score or stage != row.decision or result.decision != decided,
+                    knockouts_of(result))
         rows.append({"lead_id": row.lead_id, "score": result.value, "grade": result.grade,
                      "decision": stage, "rules_version": result.rules_version,
                      "rules_digest": digest, "reasons": result.reasons, "scored_at": now,
