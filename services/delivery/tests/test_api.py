@@ -219,6 +219,23 @@ async def test_a_subscription_another_process_made_or_this_one_cannot_open_is_en
     assert nowhere.status_code == 404 and stored.switched_off == {}
 
 
+async def test_a_made_subscription_is_read_back_where_its_location_points_as_the_list_shows_it():
+    """A 201 with no Location, and no GET of one subscription: after a timeout a client had to list them all."""
+    stored = Stored(made("sealed", box=SecretBox([Fernet.generate_key()])))  # one this process cannot open
+    book = book_of(stored)
+    async with serving(stored, ADMIN, book) as client:
+        answer = await client.post("/v1/subscriptions", json={"id": "chat", "url": "https://hooks.example.com/c",
+                                                              "events": ["lead.routed"]})
+        read = await client.get(answer.headers["location"])
+        listed = {s["id"]: s for s in (await client.get("/v1/subscriptions")).json()}
+        unopened = await client.get("/v1/subscriptions/sealed")
+        nowhere = await client.get("/v1/subscriptions/nowhere")
+    assert answer.status_code == 201 and answer.headers["location"] == "/v1/subscriptions/chat", answer.text
+    assert read.status_code == 200 and read.json() == listed["chat"]
+    assert unopened.json() == listed["sealed"] and unopened.json()["opened"] is False
+    assert nowhere.status_code == 404
+
+
 async def test_a_changed_url_and_contact_are_stored_in_force_and_listed_and_the_rest_is_kept():
     """Changed in place: before, a new url or contact meant deleting the subscription (its waiting deliveries
     dead) and making it again (a new secret for the receiver)."""

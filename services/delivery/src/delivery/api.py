@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import structlog
 from cryptography.fernet import InvalidToken
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadpipe_common.auth import ADMIN, Principal, needs
@@ -124,6 +124,23 @@ async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
     unopened = [_unopened_state(row, off, book.invalid.get(row["id"])) for row in rows
                 if row["id"] in set(book.unopened)]
     return [*(_state(s, book, off) for s in book.values()), *unopened]
+
+
+@router.get("/v1/subscriptions/{subscription_id}", summary="One subscription in force (never its secrets)",
+            response_model=SubscriptionState, dependencies=[needs("admin")],
+            responses=problem_responses(404, _404="no such subscription"))
+async def get_subscription(subscription_id: str, rt: DeliveryRuntime) -> dict[str, Any]:
+    """As `GET /v1/subscriptions` lists it: where the `Location` of a subscription made through the API points."""
+    book = rt.context.subscriptions
+    async with rt.request_unit_of_work() as uow:
+        rows = await book.reload(uow.store, rt.context.clock())
+        off = switched_off(await uow.store.disabled_urls(), book.from_file)
+    if subscription_id in book:
+        return _state(book[subscription_id], book, off)
+    row = next((row for row in rows if row["id"] == subscription_id and row["id"] in set(book.unopened)), None)
+    if row is None:
+        raise Problem(404, f"no subscription {subscription_id!r}")
+    return _unopened_state(row, off, book.invalid.get(subscription_id))
 
 
 #: What a filter's grade key does beyond the grade an event names, said to whoever makes or changes a subscription.
@@ -273,7 +290,7 @@ async def _put_in_force(rt: DeliveryRuntime, now: datetime) -> None:
 
 @router.post("/v1/subscriptions", summary="Subscribe a webhook; its secret is answered once", status_code=201,
              response_model=WithSecret, responses=problem_responses(409, 503, _409="the id is taken"))
-async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
+async def create_subscription(body: NewSubscription, rt: DeliveryRuntime, response: Response,
                               who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
     box, book, now = _box(rt), rt.context.subscriptions, rt.context.clock()
     secret = new_secret(os.urandom(32))
@@ -290,6 +307,7 @@ async def create_subscription(body: NewSubscription, rt: DeliveryRuntime,
         await uow.commit()
     await _put_in_force(rt, now)
     log.info("subscription made through the API", subscription=sub.id, by=who.name)
+    response.headers["Location"] = f"/v1/subscriptions/{sub.id}"  # ids are [A-Za-z0-9_-]: nothing to escape
     return {**_state(sub, book, set()), "secret": secret}
 
 
