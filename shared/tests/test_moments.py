@@ -1,10 +1,11 @@
 """Moments as the commands and the APIs take them, and the 1970 floor of the topics' timestamps."""
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from leadpipe_common.moments import EPOCH, parse_moment, parse_scan_moment
+from leadpipe_common.moments import EPOCH, parse_moment, parse_scan_moment, written
 
 
 def test_a_time_without_a_zone_is_utc_for_the_api_and_the_commands_alike():
@@ -42,3 +43,14 @@ def test_a_scan_moment_before_1970_is_refused_saying_where_the_topics_timestamps
 def test_a_scan_from_1970_reads_the_topics_from_their_start():
     assert parse_scan_moment("1970-01-01") == EPOCH
     assert parse_moment("1969-06-01") == datetime(1969, 6, 1, tzinfo=UTC)  # a report's range has no such floor
+
+
+@pytest.mark.parametrize("moment", [datetime(2026, 11, 23, 9, 15, tzinfo=UTC),
+                                    datetime(2026, 11, 23, 10, 15, 0, 123456, tzinfo=ZoneInfo("Europe/Berlin"))])
+def test_a_time_in_an_answer_is_written_in_utc_with_a_z_as_pydantic_writes_the_events(moment):
+    """Some answers wrote isoformat's +00:00 beside others' (and the events') Z: one instant, two spellings."""
+    from pydantic import AwareDatetime, TypeAdapter
+
+    as_events_write_it = TypeAdapter(AwareDatetime).dump_json(moment.astimezone(UTC)).decode().strip('"')
+    assert written(moment) == as_events_write_it and written(moment).endswith("Z")
+    assert datetime.fromisoformat(written(moment)) == moment

@@ -14,6 +14,7 @@ from leadpipe_common import auth, topics
 from leadpipe_common.envelope import decode
 from leadpipe_common.events import Assignment, LeadRouted
 from leadpipe_common.http import install_problem_handlers
+from leadpipe_common.moments import written
 from leadpipe_common.testing import factories
 from leadpipe_common.throttle import parse_rate
 from routing.api import _rep_state, _state, queues_router, reps_router, router
@@ -295,7 +296,8 @@ async def test_a_disposition_s_and_a_hand_off_s_answers_are_what_the_routes_buil
         handoff = await client.get(f"/v1/leads/{waiting}/handoff")
         await client.post(f"/v1/leads/{worked}/disposition", json=won)
         corrected = await client.post(f"/v1/leads/{worked}/disposition", json={**won, "amount": "5000"})
-    assert handoff.json()["due_at"] == (NOW + timedelta(minutes=15)).isoformat(), handoff.text
+    assert handoff.json()["due_at"] == written(NOW + timedelta(minutes=15)), handoff.text
+    assert handoff.json()["due_at"].endswith("Z")  # as the queues, the events and every other answer write it
     assert list(handoff.json().items()) == list(_state(uow.store.handoffs[waiting].handoff).items())
     assert list(corrected.json().items()) == list({
         **_state(uow.store.handoffs[worked].handoff), "repeated": False, "corrected": True,
@@ -313,7 +315,7 @@ async def test_a_merge_s_answer_is_what_the_route_builds_under_its_model(uow):
 
 
 async def test_a_rep_s_availability_answers_are_what_the_routes_build_under_their_models(uow):
-    away = {"starts_at": (NOW + timedelta(hours=1)).isoformat(), "ends_at": (NOW + timedelta(days=1)).isoformat(),
+    away = {"starts_at": written(NOW + timedelta(hours=1)), "ends_at": written(NOW + timedelta(days=1)),
             "reason": "dentist"}
     async with serving(uow) as client:
         put = await client.put("/v1/reps/ben/availability", json={"away": [away]})
@@ -323,7 +325,7 @@ async def test_a_rep_s_availability_answers_are_what_the_routes_build_under_thei
     ben = _rep_state(DATA.rep("ben"), DATA, presence, NOW)
     assert ben["away"] == [away], put.text
     assert list(put.json().items()) == list(got.json().items()) == list(ben.items())
-    assert list(reps.json().items()) == list({"routing_data_version": "v1", "at": NOW.isoformat(), "reps": [
+    assert list(reps.json().items()) == list({"routing_data_version": "v1", "at": written(NOW), "reps": [
         _rep_state(rep, DATA, presence, NOW) for rep in DATA.reps]}.items())
 READER = auth.Principal(key_id="aaa111", name="dashboard", scopes=frozenset({"reports:read"}))
 IMPORTER = auth.Principal(key_id="bbb222", name="import", scopes=frozenset({"capture:write"}))

@@ -1,4 +1,5 @@
-"""Moments as the commands and the APIs take them: an ISO date or date-time, UTC unless it names a zone.
+"""Moments as the commands and the APIs take them: an ISO date or date-time, UTC unless it names a zone; and as
+every answer writes one (``written``).
 
 Pure: no clock, no IO. A bare date is that day's midnight, or as the end of a
 range (``end``) the next midnight, so that ``until=2026-11-23`` includes the
@@ -12,6 +13,13 @@ from datetime import UTC, date, datetime, time, timedelta
 
 #: Where Kafka's record timestamps begin; the broker client refuses an earlier one with a bare ValueError.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def written(moment: datetime) -> str:
+    """``moment`` as every answer and event writes a time: RFC 3339 in UTC with a ``Z``, as pydantic writes an aware
+    datetime (``2026-11-23T09:15:00Z``). ``isoformat`` writes ``+00:00``: one answer spelt a time both ways, which a
+    strict client parses apart."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_moment(value: str | None, *, end: bool = False) -> datetime | None:

@@ -63,7 +63,7 @@ from leadpipe_common.db import (UNAVAILABLE, answered_within, is_unavailable, ma
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
 from leadpipe_common.kafka import quiet_client_logs
-from leadpipe_common.http import (BodyLimit, StrictRoute, RefuseNul, SecurityHeaders, install_problem_handlers,
+from leadpipe_common.http import (BodyLimit, RefuseNul, SecurityHeaders, StrictRoute, install_problem_handlers,
                                   problem_responses, takes_json)
 from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
 from leadpipe_common.outbox import Claim, OutboxRelay, table_claim

@@ -38,7 +38,7 @@ from leadpipe_common.auth import Principal, TooManyWrongKeys, has_key, identify,
 from leadpipe_common.db import UNAVAILABLE, is_unavailable, raw_connection, sqlstate
 from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadQuarantined
-from leadpipe_common.http import (FieldProblem, StrictRoute, Problem, ProblemBody, frame_by, problem_responses,
+from leadpipe_common.http import (FieldProblem, Problem, ProblemBody, StrictRoute, frame_by, problem_responses,
                                   routed_path)
 from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of

@@ -84,6 +84,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadpipe_common.db import error_text, json_value, raw_pooled, raw_transaction
 from leadpipe_common.events import LeadCaptured, LeadTouched, Touch
+from leadpipe_common.moments import written
 from leadpipe_common.outbox import BackgroundLoop
 from leadpipe_common.pacing import Linger
 
@@ -158,7 +159,7 @@ def answer_for(lead_id: uuid.UUID, sub: Submitted, existing: bool) -> dict[str, 
     the id ``sub`` itself is stored under (its lead's, or its touch's). The open lead's id would tell as much as
     soon as two answers named it: a person's two posts, or two a bot got caught with on purpose."""
     answer = {"lead_id": str(lead_id if sub.keyed else sub.lead.lead_id), "status": "accepted",
-              "captured_at": sub.lead.captured_at.isoformat(), "form_id": sub.lead.attribution.form_id}
+              "captured_at": written(sub.lead.captured_at), "form_id": sub.lead.attribution.form_id}
     if sub.keyed:
         answer["existing"] = existing
     return answer

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadpipe_common.auth import ADMIN, Principal, needs
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
-from leadpipe_common.http import FieldProblem, StrictRoute, Problem, problem_responses
+from leadpipe_common.http import FieldProblem, Problem, StrictRoute, problem_responses
 from leadpipe_common.service import Runtime, runtime
 
 from delivery.domain import (

@@ -50,6 +50,7 @@ from leadpipe_common.events import (
     FUNNEL, Event, LeadAssigned, LeadHandedOver, LeadMerged, LeadQuarantined, LeadQueued, LeadReengaged,
     LeadSlaBreached, LeadStageChanged, LeadTouched, LeadTouchRecorded, LeadWonAmountCorrected,
 )
+from leadpipe_common.moments import written
 
 #: The stages whose first time is kept per lead: the funnel, then the side exits.
 STAGE_COLUMNS: tuple[str, ...] = (*FUNNEL, "contacted", "nurture", "disqualified", "rejected", "lost")
@@ -545,7 +546,7 @@ def timeline_answer(lead_id: uuid.UUID, attribution: Mapping[str, Any],
     ``steps`` as given (``in_order_moved``), each with the detail of its event."""
     return {
         "lead_id": str(lead_id), "attribution": dict(attribution),
-        "steps": [{"event_id": str(s["event_id"]), "type": s["type"], "at": s["at"].isoformat(),
+        "steps": [{"event_id": str(s["event_id"]), "type": s["type"], "at": written(s["at"]),
                    "from_stage": s["from_stage"], "to_stage": s["to_stage"], "by": s["by"], "reason": s["reason"],
                    **s["detail"]} for s in steps],
     }

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncResult
 
 from leadpipe_common.events import FUNNEL
+from leadpipe_common.moments import written
 
 from reporting.domain import (
     DIMENSIONS, EXITS, LIFECYCLE, NONE_LABEL, RANK, VELOCITY, AttributionTally, LeadCredit, attribution_rows,
@@ -42,8 +43,8 @@ class Filters:
         return clauses
 
     def describe(self) -> dict[str, Any]:
-        return {"since": self.since.isoformat() if self.since else None,
-                "until": self.until.isoformat() if self.until else None, "source": self.source}
+        return {"since": written(self.since) if self.since else None,
+                "until": written(self.until) if self.until else None, "source": self.source}
 
 
 def _labelled(value: Any) -> Any:

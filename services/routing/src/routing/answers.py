@@ -2,8 +2,8 @@
 clients generate their types from.
 
 The routes build their answers as they always did; these models describe them without changing a key or a value's
-spelling (times stay as the routes write them, ``+00:00`` and all, and a null stays a null). Every key is always
-there.
+spelling (a null stays a null). Every key is always there. Times are written as every answer writes them
+(``moments.written``: UTC with a ``Z``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from leadpipe_common.events import Disposition, Grade
 
 from routing.domain import HandoffStatus, WorkingHours
 
-#: A time as the routes write it (``datetime.isoformat``): typed as a datetime, it would be written again with a
-#: ``Z`` for ``+00:00``.
+#: A time as the routes write it (``moments.written``), kept as the text they wrote.
 Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 

@@ -18,7 +18,8 @@ from leadpipe_common.auth import Principal, needs
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
 from leadpipe_common.events import DispositionReport as ReportFields
 from leadpipe_common.events import Grade, LeadDispositioned, Moment
-from leadpipe_common.http import FieldProblem, StrictRoute, Problem, problem_responses
+from leadpipe_common.http import FieldProblem, Problem, StrictRoute, problem_responses
+from leadpipe_common.moments import written
 from leadpipe_common.service import Runtime, runtime
 
 from routing.answers import DispositionAnswer, HandoffState, MergeAnswer, RepState, RepsState
@@ -43,7 +44,7 @@ router = APIRouter(prefix="/v1/leads", tags=["sales feedback"], route_class=Stri
 
 def _state(h: Handoff) -> dict[str, Any]:
     return {"lead_id": str(h.lead_id), "status": h.status, "owner_id": h.owner_id, "team": h.team, "grade": h.grade,
-            "due_at": h.due_at.isoformat() if h.due_at else None, "reassignments": h.reassignments,
+            "due_at": written(h.due_at) if h.due_at else None, "reassignments": h.reassignments,
             "dispositions": [d.model_dump(mode="json", exclude={"at"}) for d in h.history],
             "merged_into": str(h.merged_into) if h.merged_into else None,
             # The number of the hand-off to its holder now: a sales tool reconciling from this answer starts from
@@ -249,7 +250,7 @@ def _rep_state(rep: Rep, data: RoutingData, presence: Presence, now: datetime) -
     return {"id": rep.id, "name": rep.name, "team": rep.team, "active": rep.active, "timezone": rep.timezone,
             "working_hours": data.hours_of(rep).model_dump(), "holidays": rep.holidays, "capacity": rep.capacity,
             "held": presence.held.get(rep.id, 0), "available": why is None, "unavailable_because": why,
-            "away": [{"starts_at": a.starts_at.isoformat(), "ends_at": a.ends_at.isoformat(), "reason": a.reason}
+            "away": [{"starts_at": written(a.starts_at), "ends_at": written(a.ends_at), "reason": a.reason}
                      for a in presence.away.get(rep.id, ())]}
 
 
@@ -259,7 +260,7 @@ async def get_reps(rt: RoutingRuntime) -> dict[str, Any]:
     ref, now = rt.context.reference, rt.context.clock()
     async with rt.request_unit_of_work() as uow:
         presence = await uow.store.presence((r.id for r in ref.data.reps), now)
-    return {"routing_data_version": ref.version, "at": now.isoformat(),
+    return {"routing_data_version": ref.version, "at": written(now),
             "reps": [_rep_state(r, ref.data, presence, now) for r in ref.data.reps]}
 
 
@@ -368,7 +369,7 @@ async def post_handover(rep_id: str, body: HandoverRequest, request: Request, rt
     return {"rep_id": rep_id, "to": body.to, "count": len(result.moved), "more": result.more,
             "next_after": str(result.next_after) if result.next_after else None,
             "moved": [{"lead_id": str(h.lead_id), "owner_id": h.owner_id, "team": h.team, "status": h.status,
-                       "due_at": h.due_at.isoformat() if h.due_at else None} for h in result.moved],
+                       "due_at": written(h.due_at) if h.due_at else None} for h in result.moved],
             "kept": [{"lead_id": str(k.handoff.lead_id), "status": k.handoff.status, "reason": k.reason}
                      for k in result.kept]}
 
