@@ -54,3 +54,8 @@ def test_a_time_in_an_answer_is_written_in_utc_with_a_z_as_pydantic_writes_the_e
     as_events_write_it = TypeAdapter(AwareDatetime).dump_json(moment.astimezone(UTC)).decode().strip('"')
     assert written(moment) == as_events_write_it and written(moment).endswith("Z")
     assert datetime.fromisoformat(written(moment)) == moment
+
+
+def test_a_time_without_a_zone_is_not_written_as_this_hosts():
+    with pytest.raises(ValueError, match="names no zone"):
+        written(datetime(2026, 11, 23, 9, 15))

@@ -274,6 +274,8 @@ async def test_a_route_reading_its_json_itself_refuses_a_key_given_twice_the_sam
 async def test_a_query_parameter_the_route_does_not_take_is_refused_naming_it_not_dropped():
     from typing import Annotated
 
+    from collections.abc import Sequence
+
     from fastapi import APIRouter, Depends, Query
 
     from leadpipe_common.http import StrictRoute
@@ -285,7 +287,8 @@ async def test_a_query_parameter_the_route_does_not_take_is_refused_naming_it_no
 
     @router.get("/v1/queues/{team}")
     async def queue(team: str, page: Annotated[tuple[int, str | None], Depends(paged)], grade: str | None = None,
-                    teams: Annotated[list[str] | None, Query()] = None) -> dict:
+                    teams: Annotated[list[str] | None, Query()] = None,
+                    tags: Annotated[Sequence[str] | None, Query()] = None) -> dict:
         return {"team": team, "limit": page[0], "grade": grade, "teams": teams}
 
     app = FastAPI()
@@ -294,7 +297,7 @@ async def test_a_query_parameter_the_route_does_not_take_is_refused_naming_it_no
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://routing") as client:
         taken = await client.get("/v1/queues/emea", params={"limit": 1, "grade": "A", "after": "x"})
         misspelt = await client.get("/v1/queues/emea", params={"limt": 1, "utm_source": "ads", "grade": "A"})
-        twice = await client.get("/v1/queues/emea?limit=1&limit=500&grade=A&teams=a&teams=b")
+        twice = await client.get("/v1/queues/emea?limit=1&limit=500&grade=A&teams=a&teams=b&tags=x&tags=y")
         nameless = await client.get("/v1/queues/emea?=1")
     assert taken.status_code == 200 and taken.json() == {"team": "emea", "limit": 1, "grade": "A", "teams": None}
     assert misspelt.status_code == 422

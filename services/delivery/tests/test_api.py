@@ -112,8 +112,8 @@ def book_of(stored: Stored) -> SubscriptionBook:
     return book
 
 
-def serving(queue: Queue, principal: auth.Principal = ANALYST, book: SubscriptionBook | None = None
-            ) -> httpx.AsyncClient:
+def serving(queue: Queue, principal: auth.Principal = ANALYST, book: SubscriptionBook | None = None,
+            root_path: str = "") -> httpx.AsyncClient:
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(router)
@@ -121,7 +121,7 @@ def serving(queue: Queue, principal: auth.Principal = ANALYST, book: Subscriptio
     app.state.keys, app.state.wrong_keys = Keys(principal), auth.WrongKeys(parse_rate("30/minute", "test"))
     app.state.runtime = SimpleNamespace(request_unit_of_work=unit_of_work_over(queue),
                                         context=SimpleNamespace(subscriptions=book, clock=lambda: NOW))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://delivery",
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path=root_path), base_url="http://delivery",
                              headers={"Authorization": "Bearer lp_abc123_secret"})
 
 
@@ -215,7 +215,7 @@ async def test_a_subscription_another_process_made_or_this_one_cannot_open_is_en
         nowhere = await client.post("/v1/subscriptions/nowhere/enable")
     assert [e.json() for e in enabled] == [{"id": "chat", "was_disabled": True}, {"id": "sealed", "was_disabled": True}]
     assert redriven.status_code == 200, redriven.text
-    assert unsendable.status_code == 422 and "cannot be opened here" in unsendable.json()["errors"][0]["reason"]
+    assert unsendable.status_code == 422 and "cannot be put in force here" in unsendable.json()["errors"][0]["reason"]
     assert nowhere.status_code == 404 and stored.switched_off == {}
 
 
@@ -234,6 +234,11 @@ async def test_a_made_subscription_is_read_back_where_its_location_points_as_the
     assert read.status_code == 200 and read.json() == listed["chat"]
     assert unopened.json() == listed["sealed"] and unopened.json()["opened"] is False
     assert nowhere.status_code == 404
+    # Behind a proxy serving delivery under a prefix, the Location names the path the client asks there.
+    async with serving(stored, ADMIN, book, root_path="/delivery") as client:
+        behind = await client.post("/delivery/v1/subscriptions", json={
+            "id": "crm2", "url": "https://hooks.example.com/c", "events": ["lead.routed"]})
+    assert behind.headers["location"] == "/delivery/v1/subscriptions/crm2", behind.text
 
 
 async def test_a_changed_url_and_contact_are_stored_in_force_and_listed_and_the_rest_is_kept():

@@ -224,12 +224,14 @@ async def test_without_a_public_origin_the_session_cookie_is_secure_when_the_bro
     assert signed_in.status_code == 200 and ("; secure" in signed_in.headers["set-cookie"].lower()) is secure
 
 
-async def test_an_http_origin_does_not_make_the_cookie_of_an_https_public_origin_plain():
-    """A proxy that serves the same name over plain http too: the setting says https, and so the cookie stays."""
+async def test_a_sign_in_from_an_http_page_under_an_https_public_origin_is_sent_to_the_https_one():
+    """A proxy that serves the name over plain http too: the cookie is Secure, as the setting says, and a browser on
+    the http page would drop it and land on the sign-in page again without a word."""
     async with service(Valid(), public_origin="https://reports.example.com") as browser:
-        signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"},
-                                       headers={"sec-fetch-site": "same-origin", "origin": "http://reports.example.com"})
-    assert signed_in.status_code == 200 and "; secure" in signed_in.headers["set-cookie"].lower()
+        refused = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"},
+                                     headers={"sec-fetch-site": "same-origin", "origin": "http://reports.example.com"})
+    assert refused.status_code == 400 and "set-cookie" not in refused.headers
+    assert "sign in at https://reports.example.com/dashboard/login" in refused.text
 
 
 async def test_served_over_plain_http_the_session_cookie_is_not_secure_or_the_browser_would_drop_it():

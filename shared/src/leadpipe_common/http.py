@@ -63,6 +63,8 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import collections
+import collections.abc
 import json
 import types
 import typing
@@ -277,10 +279,16 @@ def _query_params(dependant: Dependant) -> Iterator[tuple[str, bool]]:
 
 
 def _many(annotation: Any) -> bool:
-    """Whether a parameter of this type takes several values (``list[str]``, ``set[str] | None``...)."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    """Whether a parameter of this type takes several values, as FastAPI reads them (``list[str]``,
+    ``Sequence[str] | None``, ``Optional[Annotated[set[str], Query()]]``...)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _many(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
         return any(_many(arg) for arg in typing.get_args(annotation))
-    return typing.get_origin(annotation) in (list, set, frozenset, tuple) or annotation in (list, set, frozenset, tuple)
+    kind = origin or annotation
+    return (isinstance(kind, type) and issubclass(kind, (collections.abc.Sequence, collections.abc.Set, collections.deque))
+            and not issubclass(kind, (str, bytes)))
 
 
 def cross_site(request: Request) -> bool:

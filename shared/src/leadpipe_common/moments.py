@@ -18,7 +18,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def written(moment: datetime) -> str:
     """``moment`` as every answer and event writes a time: RFC 3339 in UTC with a ``Z``, as pydantic writes an aware
     datetime (``2026-11-23T09:15:00Z``). ``isoformat`` writes ``+00:00``: one answer spelt a time both ways, which a
-    strict client parses apart."""
+    strict client parses apart. A time without a zone is refused: ``astimezone`` would read it as this host's."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment.isoformat()} names no zone")
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import structlog
 from cryptography.fernet import InvalidToken
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadpipe_common.auth import ADMIN, Principal, needs
@@ -289,8 +289,11 @@ async def _put_in_force(rt: DeliveryRuntime, now: datetime) -> None:
 
 
 @router.post("/v1/subscriptions", summary="Subscribe a webhook; its secret is answered once", status_code=201,
-             response_model=WithSecret, responses=problem_responses(409, 503, _409="the id is taken"))
-async def create_subscription(body: NewSubscription, rt: DeliveryRuntime, response: Response,
+             response_model=WithSecret, responses={
+                 201: {"headers": {"Location": {"description": "where it is read back: `/v1/subscriptions/{id}`",
+                                                "schema": {"type": "string"}}}},
+                 **problem_responses(409, 503, _409="the id is taken")})
+async def create_subscription(body: NewSubscription, rt: DeliveryRuntime, request: Request, response: Response,
                               who: Annotated[Principal, needs("admin")]) -> dict[str, Any]:
     box, book, now = _box(rt), rt.context.subscriptions, rt.context.clock()
     secret = new_secret(os.urandom(32))
@@ -307,7 +310,9 @@ async def create_subscription(body: NewSubscription, rt: DeliveryRuntime, respon
         await uow.commit()
     await _put_in_force(rt, now)
     log.info("subscription made through the API", subscription=sub.id, by=who.name)
-    response.headers["Location"] = f"/v1/subscriptions/{sub.id}"  # ids are [A-Za-z0-9_-]: nothing to escape
+    # A path under the prefix a proxy serves the service at (as paging's Link headers are); ids need no escaping.
+    response.headers["Location"] = request.scope.get("root_path", "") + request.app.url_path_for(
+        "get_subscription", subscription_id=sub.id)
     return {**_state(sub, book, set()), "secret": secret}
 
 
@@ -411,9 +416,11 @@ async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
         # One made or deleted through another process since this one's last refresh counts as it stands now.
         await book.reload(uow.store, rt.context.clock())
         if body.subscription_id is not None and body.subscription_id in book.unopened:
+            why = book.invalid.get(body.subscription_id) or "its secrets are sealed under a key this process lacks"
             raise Problem(422, "the redrive was not made", [FieldProblem(
-                "subscription_id", f"{body.subscription_id!r} is stored but cannot be opened here (its secrets: see "
-                                   "its problem in GET /v1/subscriptions): nothing of it can be sent until it can")])
+                "subscription_id", f"{body.subscription_id!r} is stored but cannot be put in force here ({why}; "
+                                   f"GET /v1/subscriptions/{body.subscription_id} says so too): nothing of it can be "
+                                   "sent until it can")])
         if body.subscription_id is not None and body.subscription_id not in book:
             # "0 redriven" for a misspelt id would read as "nothing was dead" (leadpipe-delivery redrive refuses it
             # too).

@@ -3,7 +3,8 @@ clients generate their types from.
 
 The reports build their answers as they always did (``reporting.reports``), and the routes send them as built: these
 models describe them, they do not serialise them, so not a key or a value's spelling changes (times stay as the
-reports write them, ``+00:00`` and all, a whole count of a fractional figure stays whole, a null stays a null), and a
+reports write them, in UTC with a ``Z`` (``moments.written``), a whole count of a fractional figure stays whole, a
+null stays a null), and a
 report of many rows is not validated again on its way out. Every key described is always there, but for a timeline's
 (``TimelineStep``, ``TimelineAttribution``).
 """
@@ -20,7 +21,7 @@ from leadpipe_common.events import FUNNEL
 
 from reporting.domain import NONE_LABEL, VELOCITY
 
-#: A time as the reports write it (``datetime.isoformat``).
+#: A time as the reports write it (``moments.written``), kept as the text they wrote.
 Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 #: A share of leads, to four decimals; null where it would divide by none.
 Rate = float | None

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from leadpipe_common.auth import SESSION_COOKIE, TooManyWrongKeys, check_key, identify, keys_of
 from leadpipe_common.db import UNAVAILABLE, is_unavailable
-from leadpipe_common.http import FieldProblem, Problem, cross_site, problem_responses, public_origin
+from leadpipe_common.http import FieldProblem, Problem, cross_site, problem_responses, public_origin, public_origins
 from leadpipe_common.service import runtime_of
 
 from reporting import reports
@@ -164,6 +164,10 @@ async def login_form() -> HTMLResponse:
 async def login(request: Request) -> Response:
     if cross_site(request):
         return login_page("Sign in from this page, not from another site.", 403)
+    if request.headers.get("origin", "").startswith("http://") and _over_https(request):
+        # The cookie would be Secure (REPORTING_PUBLIC_ORIGIN says https), and a browser on an http page drops it:
+        # signed in, it would land on this page again without a word. Before the key is read, so it is not spent.
+        return login_page(f"This page is plain http; sign in at {public_origins(request)[0]}/dashboard/login.", 400)
     key = str((await request.form()).get("key", "")).strip()
     try:
         # Counted with the wrong keys its address sends to any route: a sign-in is no way to guess keys faster.
