@@ -6,6 +6,7 @@ import contextlib
 
 import httpx
 import pytest
+import structlog
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
@@ -220,7 +221,9 @@ async def test_a_loop_failing_to_stop_is_raised_once_the_others_and_the_relay_ha
     from leadpipe_common.service import stop_background
 
     said: list[str] = []
-    with pytest.raises(RuntimeError, match="purge failed to stop"):
-        await stop_background([Stopping("purge", said, fails=True), Stopping("watch", said)],
+    with structlog.testing.capture_logs() as lines, pytest.raises(RuntimeError, match="purge failed to stop"):
+        await stop_background([Stopping("purge", said, fails=True), Stopping("watch", said, fails=True)],
                               Stopping("relay", said))
     assert said == ["purge", "watch", "relay"]
+    assert [(line["loop"], line["error"]) for line in lines if line["event"] == "a background loop failed to stop"] == [
+        ("watch", "RuntimeError: watch failed to stop")]

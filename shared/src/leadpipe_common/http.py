@@ -1,4 +1,4 @@
-"""The HTTP edge every service shares: one error shape, a body limit, security headers.
+"""The HTTP edge every service shares: one error shape, a body limit, strict JSON API requests, security headers.
 
 Guarantees:
 - Every 4xx/5xx a service answers on purpose has the body
@@ -21,8 +21,9 @@ Guarantees:
   field, as the app answers its other problems; a body's is found as the
   app reads it: capture's public posts after their rate checks; a route
   with a body model before its key check, as FastAPI reads (and parses) a
-  body before it runs the route's dependencies. What a body says is checked
-  only after the key: a caller without one learns no field's name.
+  body before it runs the route's dependencies. What a body says (its
+  fields, each checked against the route's model) is checked only after the
+  key: a caller without one learns no field's name from it.
 - ``StrictRoute``: a route of the JSON APIs takes a request as it was meant
   or says why not. A JSON body giving one key twice at any depth
   (``{"email": a, "email": b}``) is answered ``422`` on ``body`` naming the
@@ -32,11 +33,16 @@ Guarantees:
   (``?limt=1``) is answered ``422`` naming it and the one it likely
   misspells, never dropped (a hand-over asked for one lead moved them all),
   and so is one given twice that takes one value (FastAPI read the last).
-  Both are checked before the route's key, as FastAPI parses a body before
-  it. Every router of a service's JSON API makes its routes with it
-  (``Service.check`` refuses a JSON body read otherwise); capture's public
-  posts (forms' action URLs carry any query) and the dashboard's pages
-  (links arrive with tracking parameters) do not.
+  The query and a body model's JSON are checked before the route's key (a
+  route with its key in its own dependencies cannot be run after them here:
+  FastAPI keeps the dependencies of an included route apart); so a caller
+  without a key may learn a route's query parameters' names, which the
+  README publishes anyway, and never a field's. Every route of a service's
+  JSON API (``/v1/``) makes its routes with it: ``Service.check`` refuses a
+  route with a JSON body model made otherwise, and a declarations test the
+  rest; capture's public posts and form tokens (forms' action URLs and
+  script tags carry any query) and the dashboard's pages (links arrive with
+  tracking parameters) do not.
 - ``SecurityHeaders``: every response says ``X-Content-Type-Options:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids
@@ -240,11 +246,11 @@ class StrictRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
-        params = dict(_query_params(self.dependant))
-        taken = sorted(params)
+        takes = dict(_query_params(self.dependant))
+        taken = sorted(takes)
 
         async def strictly(request: Request) -> Response:
-            problems = [_query_problem(name, request.query_params.getlist(name), params, taken)
+            problems = [_query_problem(name, request.query_params.getlist(name), takes, taken)
                         for name in dict.fromkeys(request.query_params)]
             if any(problems):
                 raise Problem(422, "the request is invalid", [p for p in problems if p is not None])
@@ -253,14 +259,14 @@ class StrictRoute(APIRoute):
         return strictly
 
 
-def _query_problem(name: str, values: list[str], params: Mapping[str, bool], taken: list[str]) -> FieldProblem | None:
-    """What is wrong with the query's ``name`` (given ``values``), for a route taking ``params`` (name: whether it
+def _query_problem(name: str, values: list[str], takes: Mapping[str, bool], taken: list[str]) -> FieldProblem | None:
+    """What is wrong with the query's ``name`` (given ``values``), for a route taking ``takes`` (name: whether it
     takes several values), if anything: FastAPI reads the last of a repeated one (``?limit=1&limit=500``)."""
     if not name:
         return FieldProblem("query", "has a parameter without a name")
-    if name not in params:
+    if name not in takes:
         return FieldProblem(name, f"is not a parameter this takes{did_you_mean(name, taken) or ' (misspelt?)'}")
-    if len(values) > 1 and not params[name]:
+    if len(values) > 1 and not takes[name]:
         return FieldProblem(name, "is given more than once")
     return None
 

@@ -16,9 +16,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def written(moment: datetime) -> str:
-    """``moment`` as every answer and event writes a time: RFC 3339 in UTC with a ``Z``, as pydantic writes an aware
-    datetime (``2026-11-23T09:15:00Z``). ``isoformat`` writes ``+00:00``: one answer spelt a time both ways, which a
-    strict client parses apart. A time without a zone is refused: ``astimezone`` would read it as this host's."""
+    """``moment`` as the API answers' time fields and the events write a time: RFC 3339 in UTC with a ``Z``, as
+    pydantic writes an aware datetime (``2026-11-23T09:15:00Z``; ``envelope`` stamps a record's time the same way).
+    ``isoformat`` writes ``+00:00``: one answer spelt a time both ways, which a strict client parses apart. Texts for
+    people (a reason's "out of office until ...") and ``leadpipe-reporting export``'s ``time`` keep isoformat's, as
+    docs/upgrading.md says. A time without a zone is refused: ``astimezone`` would read it as this host's."""
     if moment.tzinfo is None:
         raise ValueError(f"{moment.isoformat()} names no zone")
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

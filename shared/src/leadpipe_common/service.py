@@ -58,8 +58,8 @@ from leadpipe_common import asyncapi, heap, topics, topology
 from leadpipe_common import logging as lp_logging
 from leadpipe_common.auth import Keys, Sessions, WrongKeys, principal
 from leadpipe_common.consumer import BatchApplier, BatchHandler, ConsumerRunner, Outcome
-from leadpipe_common.db import (UNAVAILABLE, answered_within, is_unavailable, make_engine, make_sessionmaker, ping,
-                                transaction_within)
+from leadpipe_common.db import (UNAVAILABLE, answered_within, error_text, is_unavailable, make_engine,
+                                make_sessionmaker, ping, transaction_within)
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
 from leadpipe_common.kafka import quiet_client_logs
@@ -211,13 +211,16 @@ class Service(Generic[C, S]):
 async def stop_background(loops: Sequence[Background], relay: Background | None) -> None:
     """Stop ``loops`` together, then ``relay``, which sends what they committed. Each waits for its round within
     its own bound, and a database gone silent holds every one at once: one after another, their bounds added up
-    past a pod's grace period. A stop that fails is raised once the others (and the relay) have stopped."""
+    past a pod's grace period. A stop that fails is raised once the others (and the relay) have stopped; should
+    several fail, the first is raised and the others logged."""
     stopped = await asyncio.gather(*(loop.stop() for loop in loops), return_exceptions=True)
+    failed = [(loop, outcome) for loop, outcome in zip(loops, stopped, strict=True) if isinstance(outcome, BaseException)]
+    for loop, outcome in failed[1:]:  # said here: only the first is raised, and a relay failing too raises its own
+        log.error("a background loop failed to stop", loop=loop.name, error=error_text(outcome))
     if relay is not None:
         await relay.stop()
-    for outcome in stopped:
-        if isinstance(outcome, BaseException):
-            raise outcome
+    if failed:
+        raise failed[0][1]
 
 
 @functools.cache

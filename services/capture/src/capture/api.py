@@ -283,8 +283,9 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
         # U+FFFD in place of its letters (where jérôme@ and jèrûme@ become one person).
         for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
             name = _decoded(k, charset, None)
-            # The last value wins when a name repeats, as in JSON and as Rails, Django and PHP read forms: a hidden
-            # "0" before a checkbox's "1" is the box unticked or ticked.
+            # The last value wins when a name repeats, as in this endpoint's JSON and as Rails, Django and PHP read
+            # forms: a hidden "0" before a checkbox's "1" is the box unticked or ticked. (The admin JSON APIs refuse
+            # a repeated key instead: http.StrictRoute.)
             fields[name] = _decoded(v, charset, name)
         return fields
     charset = _charset(request)

@@ -113,34 +113,34 @@ def _unopened_state(row: dict[str, Any], off: set[str], problem: str | None) -> 
             "opened": False, "problem": problem}
 
 
-@router.get("/v1/subscriptions", summary="The subscriptions in force (never their secrets)",
-            response_model=list[SubscriptionState], dependencies=[needs("admin")])
-async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
-    book = rt.context.subscriptions
-    async with rt.request_unit_of_work() as uow:
-        rows = await book.reload(uow.store, rt.context.clock())  # this process may not have seen another's change yet
-        off = switched_off(await uow.store.disabled_urls(), book.from_file)
-    # Those it cannot open are listed too: an operator finds here what holds delivery back, not only in its log.
-    unopened = [_unopened_state(row, off, book.invalid.get(row["id"])) for row in rows
-                if row["id"] in set(book.unopened)]
-    return [*(_state(s, book, off) for s in book.values()), *unopened]
-
-
-@router.get("/v1/subscriptions/{subscription_id}", summary="One subscription in force (never its secrets)",
-            response_model=SubscriptionState, dependencies=[needs("admin")],
-            responses=problem_responses(404, _404="no such subscription"))
-async def get_subscription(subscription_id: str, rt: DeliveryRuntime) -> dict[str, Any]:
-    """As `GET /v1/subscriptions` lists it: where the `Location` of a subscription made through the API points."""
+async def _every_subscription(rt: DeliveryRuntime) -> list[dict[str, Any]]:
+    """Every subscription, as read now (this process may not have seen another's change yet): those in force,
+    then those stored that it cannot open, listed too so that an operator finds here what holds delivery back,
+    not only in its log."""
     book = rt.context.subscriptions
     async with rt.request_unit_of_work() as uow:
         rows = await book.reload(uow.store, rt.context.clock())
         off = switched_off(await uow.store.disabled_urls(), book.from_file)
-    if subscription_id in book:
-        return _state(book[subscription_id], book, off)
-    row = next((row for row in rows if row["id"] == subscription_id and row["id"] in set(book.unopened)), None)
-    if row is None:
+    unopened = set(book.unopened)
+    return [*(_state(s, book, off) for s in book.values()),
+            *(_unopened_state(row, off, book.invalid.get(row["id"])) for row in rows if row["id"] in unopened)]
+
+
+@router.get("/v1/subscriptions", summary="The subscriptions (never their secrets)",
+            response_model=list[SubscriptionState], dependencies=[needs("admin")])
+async def list_subscriptions(rt: DeliveryRuntime) -> list[dict[str, Any]]:
+    return await _every_subscription(rt)
+
+
+@router.get("/v1/subscriptions/{subscription_id}", summary="One subscription (never its secrets)",
+            response_model=SubscriptionState, dependencies=[needs("admin")],
+            responses=problem_responses(404, _404="no such subscription"))
+async def get_subscription(subscription_id: str, rt: DeliveryRuntime) -> dict[str, Any]:
+    """As `GET /v1/subscriptions` lists it: where the `Location` of a subscription made through the API points."""
+    found = next((state for state in await _every_subscription(rt) if state["id"] == subscription_id), None)
+    if found is None:
         raise Problem(404, f"no subscription {subscription_id!r}")
-    return _unopened_state(row, off, book.invalid.get(subscription_id))
+    return found
 
 
 #: What a filter's grade key does beyond the grade an event names, said to whoever makes or changes a subscription.
@@ -419,8 +419,7 @@ async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
             why = book.invalid.get(body.subscription_id) or "its secrets are sealed under a key this process lacks"
             raise Problem(422, "the redrive was not made", [FieldProblem(
                 "subscription_id", f"{body.subscription_id!r} is stored but cannot be put in force here ({why}; "
-                                   f"GET /v1/subscriptions/{body.subscription_id} says so too): nothing of it can be "
-                                   "sent until it can")])
+                                   "its GET says so too): nothing of it can be sent until it can")])
         if body.subscription_id is not None and body.subscription_id not in book:
             # "0 redriven" for a misspelt id would read as "nothing was dead" (leadpipe-delivery redrive refuses it
             # too).
