@@ -38,11 +38,12 @@ Guarantees:
   FastAPI keeps the dependencies of an included route apart); so a caller
   without a key may learn a route's query parameters' names, which the
   README publishes anyway, and never a field's. Every route of a service's
-  JSON API (``/v1/``) makes its routes with it: ``Service.check`` refuses a
-  route with a JSON body model made otherwise, and a declarations test the
-  rest; capture's public posts and form tokens (forms' action URLs and
-  script tags carry any query) and the dashboard's pages (links arrive with
-  tracking parameters) do not.
+  JSON API (``/v1/``) and every route with a JSON body model is made with
+  it, ``Service.check`` refusing one that is not, but for the paths a
+  service declares lenient (``Service.lenient_paths``: capture's public
+  posts and form tokens, whose forms' action URLs and script tags carry any
+  query); the dashboard's pages (links arrive with tracking parameters) are
+  not under ``/v1/``.
 - ``SecurityHeaders``: every response says ``X-Content-Type-Options:
   nosniff``; every HTML page also carries a Content-Security-Policy that
   allows no script (the Swagger UI at /docs gets the one it needs), forbids

@@ -52,6 +52,7 @@ from aiokafka.errors import KafkaConnectionError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from leadpipe_common import asyncapi, heap, topics, topology
@@ -160,22 +161,30 @@ class Service(Generic[C, S]):
     #: The transport of the shared HTTP client (``Clients.http``), when the service needs its own (delivery's
     #: connects only to public addresses); httpx's default otherwise.
     http_transport: Callable[[ConsumerSettings], httpx.AsyncBaseTransport] | None = None
+    #: Paths of its JSON API (``/v1/...``) that read requests leniently on purpose, all others being
+    #: ``StrictRoute``'s (``check``): capture's public posts and form tokens, whose forms' action URLs and
+    #: script tags carry whatever query their site adds, and which read their own bodies as forms are read.
+    lenient_paths: frozenset[str] = frozenset()
     #: Pure-ASGI middleware placed innermost, inside the shared edge (metrics, security headers, body limit,
     #: NUL check) and before FastAPI's own layers: for the few requests that come by the thousand and may skip
     #: the router (capture's public posts). It passes every other request on.
     fast_lane: Callable[..., Any] | None = None
 
     def check(self) -> None:
-        """Raise ValueError when the declaration disagrees with the topology table, or a route of its own
-        would take a path every service serves (its routes are matched first: see ``consumer_app``)."""
+        """Raise ValueError when the declaration disagrees with the topology table, a route of its own would
+        take a path every service serves (its routes are matched first: see ``consumer_app``), or a route of its
+        JSON API reads requests leniently without being declared to (``lenient_paths``)."""
         taken = sorted({route.path for router in self.routes for route in router.routes} & shared_paths())
         if taken:
             raise ValueError(f"{self.name} declares routes on {taken}, which every service serves itself")
         lenient = [f"{sorted(route.methods)[0]} {route.path}" for router in self.routes for route in router.routes
-                   if takes_json(route) and not isinstance(route, StrictRoute)]
+                   if (takes_json(route) or (isinstance(route, APIRoute) and route.path.startswith("/v1/")
+                                             and route.path not in self.lenient_paths))
+                   and not isinstance(route, StrictRoute)]
         if lenient:
-            raise ValueError(f"{self.name} takes JSON bodies on {lenient} that would keep a key given twice as its "
-                             "last value: make their router with route_class=StrictRoute (leadpipe_common.http)")
+            raise ValueError(f"{self.name}'s routes {lenient} would drop a query parameter they do not take or read "
+                             "a JSON key given twice as its last value: make their router with "
+                             "route_class=StrictRoute (leadpipe_common.http), or name the path in lenient_paths")
         inputs = topology.inputs_of(self.name)
         carried = {event for topic in inputs for event in topology.channel(topic).readable}
         stray = [e.type for e in self.consumes if e not in carried]

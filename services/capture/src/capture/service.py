@@ -26,6 +26,10 @@ SERVICE: Service[Capture, CaptureStore] = Service(
     relay=publishable,
     serves_without_broker=True,
     routes=[router, quarantine_router, people_router],
+    # The public posts and form tokens: a site's forms and script tags add their own query, and the posts read
+    # their bodies as forms are read (a name's last value).
+    lenient_paths=frozenset({"/v1/leads", "/v1/forms/{form_id}", "/v1/forms/{form_id}/token",
+                             "/v1/forms/{form_id}/token.js"}),
     fast_lane=PublicPosts,
     background=lambda rt: [
         rt.context.writer,
