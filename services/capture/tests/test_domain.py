@@ -159,9 +159,12 @@ def test_a_utm_from_the_landing_page_is_cut_to_the_fields_limit_and_said_to_be_a
     ("https://example.com/#?utm_source=a", {}),
     ("https://example.com/?utm_content=ada%40stripe.com&utm_term=ada%2540x.io&utm_medium=email",
      {"utm_medium": "email"}),
+    ("https://example.com/?utm_campaign=%C3%A9t%C3%A9&utm_source=%E9t%E9&utm_medium=%81%8D", {
+        "utm_campaign": "été", "utm_source": "été"}),
+    ("https://example.com/?utm_campaign=été+2026&utm_term=a%2Bb", {"utm_campaign": "été 2026", "utm_term": "a+b"}),
     ("https://example.com/", {}), ("http://[::1/?utm_source=a", {}), (None, {}), (42, {})],
-    ids=["first-wins", "blank", "nul", "other-names", "fragment", "address", "no-query", "malformed", "null",
-         "number"])
+    ids=["first-wins", "blank", "nul", "other-names", "fragment", "address", "not-utf-8", "unescaped", "no-query",
+         "malformed", "null", "number"])
 def test_only_a_landing_pages_utm_parameters_with_something_to_say_are_read(page, utms):
     assert landing_utms(page) == utms
 
@@ -169,6 +172,18 @@ def test_only_a_landing_pages_utm_parameters_with_something_to_say_are_read(page
 def test_blank_form_fields_are_absent_not_empty_strings():
     lead = capture({"email": "ada@example.com", "company": "   ", "phone": ""})
     assert lead.contact.company is None and lead.contact.phone is None
+
+
+def test_a_field_of_nothing_but_invisible_characters_is_absent_and_a_touch_keeps_what_the_lead_said():
+    """A zero-width space or a word joiner survived strip(): the field was given, and a touch put an invisible
+    first name and phone over the lead's."""
+    lead = capture({"email": "ada@example.com", "first_name": "Ada", "phone": "+1 415 555 2671",
+                    "last_name": "\u200eLovelace\ufeff"})
+    touch = capture({"email": "ada@example.com", "first_name": "\u200b", "phone": " \u2060 "})
+    assert (touch.contact.first_name, touch.contact.phone, lead.contact.last_name) == (None, None, "Lovelace")
+    merged = latest_contact(OnRecord(lead.contact), touch).contact
+    assert (merged.first_name, merged.phone) == ("Ada", "+1 415 555 2671")
+    assert capture({"email": "ada@example.com", "company": "\u0645\u200c\u0627"}).contact.company == "\u0645\u200c\u0627"
 
 
 def test_a_landing_page_with_long_tracking_parameters_is_cut_to_its_limit_and_the_lead_kept():

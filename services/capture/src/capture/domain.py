@@ -13,10 +13,11 @@ import hashlib
 import hmac
 import json
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit, urlunsplit
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -41,9 +42,22 @@ _FALSE = {"false", "off", "no", "0", "n"}
 
 def _blank_to_none(v: Any) -> Any:
     if isinstance(v, str):
-        v = v.strip()
+        v = _trimmed(v)
         return v or None
     return v
+
+
+def _trimmed(text: str) -> str:
+    """``text`` without the spaces and the invisible format characters (zero-width space, word joiner, direction
+    marks, a byte order mark: Unicode's Cf) at its ends. ``strip`` left those: a field of nothing but one was
+    given, and a touch put an invisible first name over the lead's. Inside text they stay (Persian's zero-width
+    non-joiner, a right-to-left mark)."""
+    start, end = 0, len(text)
+    while start < end and (text[start].isspace() or unicodedata.category(text[start]) == "Cf"):
+        start += 1
+    while end > start and (text[end - 1].isspace() or unicodedata.category(text[end - 1]) == "Cf"):
+        end -= 1
+    return text[start:end]
 
 
 def _required(v: Any) -> Any:
@@ -422,14 +436,30 @@ def landing_utms(landing_page: Any) -> dict[str, str]:
     except ValueError:  # an unclosed IPv6 bracket, say: a page's address no browser gives
         return {}
     found: dict[str, str] = {}
-    for name, value in parse_qsl(query):
+    for pair in query.split("&"):
+        name, _, raw = pair.partition("=")
+        if name not in UTM_FIELDS or name in found:
+            continue
+        value = _query_text(raw)
         # Decoded, %00 is a NUL, which no field may hold (PostgreSQL cannot store it): the parameter says nothing.
         # One holding an address (a mail tool's utm_content=ada@stripe.com) is cut from the page kept
         # (page_urls.without_visitor), and copied here it would go on every lifecycle event, kept for ever.
-        if (name in UTM_FIELDS and name not in found and value.strip() and "\x00" not in value
-                and not holds_address(value)):
+        if value is not None and value.strip() and "\x00" not in value and not holds_address(value):
             found[name] = value
     return found
+
+
+def _query_text(raw: str) -> str | None:
+    """A query string's value as text: its escapes read as UTF-8, as browsers write them, else as windows-1252
+    (an older page's ``%E9t%E9``: été), else None. parse_qsl put U+FFFD in place of bytes UTF-8 has no reading
+    for, and the campaign went on every lifecycle event, kept for ever, with its letters lost."""
+    data = unquote_to_bytes(raw.replace("+", " "))
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return None
 
 
 def form_named(fields: Mapping[str, Any], form_id: str | None) -> str | None:
