@@ -99,3 +99,5 @@ def test_a_json_api_route_that_would_drop_a_query_parameter_it_does_not_take_is_
         dataclasses.replace(routing, routes=[*routing.routes, lenient]).check()
     dataclasses.replace(routing, routes=[*routing.routes, lenient], lenient_paths=frozenset({"/v1/queues/{team}"})
                         ).check()
+    with pytest.raises(ValueError, match=r"names \['/v1/leeds'\] in lenient_paths"):  # a path no route serves
+        dataclasses.replace(routing, lenient_paths=frozenset({"/v1/leeds"})).check()

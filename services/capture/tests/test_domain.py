@@ -184,6 +184,18 @@ def test_a_field_of_nothing_but_invisible_characters_is_absent_and_a_touch_keeps
     merged = latest_contact(OnRecord(lead.contact), touch).contact
     assert (merged.first_name, merged.phone) == ("Ada", "+1 415 555 2671")
     assert capture({"email": "ada@example.com", "company": "\u0645\u200c\u0627"}).contact.company == "\u0645\u200c\u0627"
+    scotland = "Go \U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F"  # tag characters: a flag
+    assert capture({"email": "ada@example.com", "message": scotland}).contact.message == scotland
+    assert capture({"email": "ada@example.com", "company": "\u200b\u3000\u200b x \u2060"}).contact.company == "x"
+
+
+def test_an_invisible_character_around_a_form_id_an_address_to_erase_or_a_utm_is_trimmed_as_in_a_field():
+    """Blankness was judged two ways: a form id with a zero-width space was looked up as no form but filed as the
+    form; a quarantined address with one could not be named by an erasure; an invisible utm_source hid the next."""
+    assert form_named({"form_id": "\u200bdemo-request"}, None) == "demo-request"
+    assert erasure_key("ada@example.com\u200b", IDENTITY) == erasure_key("ada@example.com", IDENTITY)
+    assert landing_utms("https://x.example/?utm_source=%E2%80%8B&utm_source=google&utm%5Fmedium=cpc") == {
+        "utm_source": "google", "utm_medium": "cpc"}
 
 
 def test_a_landing_page_with_long_tracking_parameters_is_cut_to_its_limit_and_the_lead_kept():

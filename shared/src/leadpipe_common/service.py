@@ -177,8 +177,11 @@ class Service(Generic[C, S]):
         taken = sorted({route.path for router in self.routes for route in router.routes} & shared_paths())
         if taken:
             raise ValueError(f"{self.name} declares routes on {taken}, which every service serves itself")
+        paths = {route.path for router in self.routes for route in router.routes}
+        if stale := sorted(self.lenient_paths - paths):
+            raise ValueError(f"{self.name} names {stale} in lenient_paths, which none of its routes serves")
         lenient = [f"{sorted(route.methods)[0]} {route.path}" for router in self.routes for route in router.routes
-                   if (takes_json(route) or (isinstance(route, APIRoute) and route.path.startswith("/v1/")
+                   if (takes_json(route) or (isinstance(route, APIRoute) and route.path.split("/")[1:2] == ["v1"]
                                              and route.path not in self.lenient_paths))
                    and not isinstance(route, StrictRoute)]
         if lenient:

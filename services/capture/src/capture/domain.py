@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import re
-import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,17 +46,22 @@ def _blank_to_none(v: Any) -> Any:
     return v
 
 
+#: Characters nobody sees and that say nothing at a value's ends: zero-width space, non-joiner and joiner, the
+#: direction marks, embeddings, overrides and isolates, the word joiner and invisible operators, the byte order
+#: mark. Not every format character (Cf): the tag characters spelling England's flag, or U+0600 before Arabic
+#: numbers, mean something.
+_INVISIBLE = "".join(map(chr, (*range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065),
+                               *range(0x2066, 0x206A), 0xFEFF)))
+
+
 def _trimmed(text: str) -> str:
-    """``text`` without the spaces and the invisible format characters (zero-width space, word joiner, direction
-    marks, a byte order mark: Unicode's Cf) at its ends. ``strip`` left those: a field of nothing but one was
-    given, and a touch put an invisible first name over the lead's. Inside text they stay (Persian's zero-width
-    non-joiner, a right-to-left mark)."""
-    start, end = 0, len(text)
-    while start < end and (text[start].isspace() or unicodedata.category(text[start]) == "Cf"):
-        start += 1
-    while end > start and (text[end - 1].isspace() or unicodedata.category(text[end - 1]) == "Cf"):
-        end -= 1
-    return text[start:end]
+    """``text`` without the spaces and ``_INVISIBLE`` characters at its ends. ``strip`` left those: a field of
+    nothing but a zero-width space was given, and a touch put an invisible first name over the lead's. Inside
+    text they stay (Persian's zero-width non-joiner, a right-to-left mark). Every judgement of blankness in
+    capture uses it (a field, a form's id, an address to erase, a UTM, the honeypot), so that none disagrees."""
+    while (trimmed := text.strip().strip(_INVISIBLE)) != text:
+        text = trimmed
+    return text
 
 
 def _required(v: Any) -> Any:
@@ -312,7 +316,7 @@ def token_suspicions(token: str | None, form: Form, now: datetime, key: bytes) -
 def suspicions(fields: Mapping[str, Any], form: Form | None, now: datetime, token_key: bytes) -> list[str]:
     """Why a submission looks like a bot's, before any CAPTCHA (empty: it looks like a person's)."""
     name = form.honeypot if form else DEFAULT_HONEYPOT
-    if str(fields.get(name) or "").strip():
+    if _trimmed(str(fields.get(name) or "")):
         return [f"the hidden field {name} was filled in"]
     if form is not None and form.require_token:
         token = fields.get(TOKEN_FIELD)
@@ -437,14 +441,15 @@ def landing_utms(landing_page: Any) -> dict[str, str]:
         return {}
     found: dict[str, str] = {}
     for pair in query.split("&"):
-        name, _, raw = pair.partition("=")
+        raw_name, _, raw = pair.partition("=")
+        name = _query_text(raw_name)  # utm%5Fsource too, as parse_qsl read it
         if name not in UTM_FIELDS or name in found:
             continue
         value = _query_text(raw)
         # Decoded, %00 is a NUL, which no field may hold (PostgreSQL cannot store it): the parameter says nothing.
         # One holding an address (a mail tool's utm_content=ada@stripe.com) is cut from the page kept
         # (page_urls.without_visitor), and copied here it would go on every lifecycle event, kept for ever.
-        if value is not None and value.strip() and "\x00" not in value and not holds_address(value):
+        if value is not None and _trimmed(value) and "\x00" not in value and not holds_address(value):
             found[name] = value
     return found
 
@@ -468,7 +473,7 @@ def form_named(fields: Mapping[str, Any], form_id: str | None) -> str | None:
     named = form_id or fields.get("form_id")
     if isinstance(named, int | float) and not isinstance(named, bool):
         return str(named)
-    return named.strip() if isinstance(named, str) else None
+    return _trimmed(named) if isinstance(named, str) else None
 
 
 def _as_read(fields: Mapping[str, Any], form_id: str | None = None) -> dict[str, Any]:
@@ -971,7 +976,7 @@ def erasure_key(email: str, rules: IdentityRules) -> str:
     person key, so every spelling of it that one of their leads came with names them. ValueError when it is no
     address, saying why (not repeating it)."""
     try:
-        normalized = validate_email(email.strip(), check_deliverability=False).normalized
+        normalized = validate_email(_trimmed(email), check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
     return person_key(normalized, rules)
