@@ -172,8 +172,10 @@ def install_problem_handlers(app: FastAPI, unavailable: Sequence[type[Exception]
 
     @app.exception_handler(RepeatedKey)
     async def _repeated(request: Request, exc: RepeatedKey) -> Response:
-        # A route reading ``request.json()`` itself; FastAPI's own read of a body model comes as its 400 (below).
-        return await _render(request, Problem(422, "the request is invalid", [FieldProblem("body", repeated(exc))]))
+        # A route reading ``request.json()`` itself (none does today; StrictRoute promises it for one that will);
+        # FastAPI's own read of a body model comes as its 400 (below).
+        return await _render(request, Problem(422, "the request is invalid",
+                                              [FieldProblem("body", _repeated_reason(exc))]))
 
     async def _unavailable(request: Request, exc: Exception) -> Response:
         if not retry_later(exc):
@@ -201,11 +203,11 @@ def _unread_body(exc: HTTPException) -> str | None:
     if isinstance(exc.__cause__, UnicodeDecodeError):
         return "is not text in UTF-8 (nor UTF-16 or UTF-32)"
     if isinstance(exc.__cause__, RepeatedKey):
-        return repeated(exc.__cause__)
+        return _repeated_reason(exc.__cause__)
     return None
 
 
-def repeated(exc: RepeatedKey) -> str:
+def _repeated_reason(exc: RepeatedKey) -> str:
     return f"gives the key {json.dumps(exc.key, ensure_ascii=False)} more than once"
 
 
@@ -287,7 +289,7 @@ def _query_params(dependant: Dependant) -> Iterator[tuple[str, bool]]:
 
 def _many(annotation: Any) -> bool:
     """Whether a parameter of this type takes several values, as FastAPI reads them (``list[str]``,
-    ``Sequence[str] | None``, ``Optional[Annotated[set[str], Query()]]``...)."""
+    ``Sequence[str] | None``, ``Annotated[set[str] | None, Query()]``...)."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _many(typing.get_args(annotation)[0])

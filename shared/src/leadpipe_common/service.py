@@ -174,13 +174,14 @@ class Service(Generic[C, S]):
         """Raise ValueError when the declaration disagrees with the topology table, a route of its own would
         take a path every service serves (its routes are matched first: see ``consumer_app``), or a route of its
         JSON API reads requests leniently without being declared to (``lenient_paths``)."""
-        taken = sorted({route.path for router in self.routes for route in router.routes} & shared_paths())
+        routes = [route for router in self.routes for route in router.routes]
+        paths = {route.path for route in routes}
+        taken = sorted(paths & shared_paths())
         if taken:
             raise ValueError(f"{self.name} declares routes on {taken}, which every service serves itself")
-        paths = {route.path for router in self.routes for route in router.routes}
         if stale := sorted(self.lenient_paths - paths):
             raise ValueError(f"{self.name} names {stale} in lenient_paths, which none of its routes serves")
-        lenient = [f"{sorted(route.methods)[0]} {route.path}" for router in self.routes for route in router.routes
+        lenient = [f"{sorted(route.methods)[0]} {route.path}" for route in routes
                    if (takes_json(route) or (isinstance(route, APIRoute) and route.path.split("/")[1:2] == ["v1"]
                                              and route.path not in self.lenient_paths))
                    and not isinstance(route, StrictRoute)]

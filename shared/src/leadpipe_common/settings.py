@@ -546,9 +546,9 @@ class ConsumerSettings(ServiceSettings):
         # Kafka's own clients refuse it: a member that says it is alive less often than the group waits for it is
         # taken for dead between two heartbeats, its partitions moved again and again.
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
-            prefix = str(self.model_config.get("env_prefix", "")).upper()
-            raise ValueError(f"{prefix}HEARTBEAT_INTERVAL_MS ({self.heartbeat_interval_ms}) must be shorter than "
-                             f"{prefix}SESSION_TIMEOUT_MS ({self.session_timeout_ms}); a third of it is usual")
+            raise ValueError(f"{self.variable('heartbeat_interval_ms')} ({self.heartbeat_interval_ms}) must be "
+                             f"shorter than {self.variable('session_timeout_ms')} ({self.session_timeout_ms}); a third "
+                             "of it is usual")
         return self
     retry_backoff_max_s: float = Field(30.0, gt=0, description="longest wait between retries of a failing batch")
     outbox_idle_s: float = Field(1.0, gt=0, description="how long a service's outbox relay idles, for a service "

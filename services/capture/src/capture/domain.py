@@ -57,8 +57,10 @@ _INVISIBLE = "".join(map(chr, (*range(0x200B, 0x2010), *range(0x202A, 0x202F), *
 def _trimmed(text: str) -> str:
     """``text`` without the spaces and ``_INVISIBLE`` characters at its ends. ``strip`` left those: a field of
     nothing but a zero-width space was given, and a touch put an invisible first name over the lead's. Inside
-    text they stay (Persian's zero-width non-joiner, a right-to-left mark). Every judgement of blankness in
-    capture uses it (a field, a form's id, an address to erase, a UTM, the honeypot), so that none disagrees."""
+    text they stay (Persian's zero-width non-joiner, a right-to-left mark). What decides what a submission says
+    uses it (a field, a form's id, an address to erase, a UTM, the honeypot), so that none disagrees; a CAPTCHA
+    answer is the provider's to judge, and ``erase --email`` refuses only an empty one (``erasure_key`` says the
+    rest)."""
     while (trimmed := text.strip().strip(_INVISIBLE)) != text:
         text = trimmed
     return text

@@ -164,7 +164,7 @@ async def login_form() -> HTMLResponse:
 async def login(request: Request) -> Response:
     if cross_site(request):
         return login_page("Sign in from this page, not from another site.", 403)
-    if request.headers.get("origin", "").startswith("http://") and _over_https(request):
+    if request.headers.get("origin", "").startswith("http://") and public_origin(request).startswith("https://"):
         # The cookie would be Secure (REPORTING_PUBLIC_ORIGIN says https), and a browser on an http page drops it:
         # signed in, it would land on this page again without a word. Before the key is read, so it is not spent.
         return login_page(f"This page is plain http; sign in at {public_origins(request)[0]}/dashboard/login.", 400)

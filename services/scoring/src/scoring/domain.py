@@ -800,10 +800,11 @@ def rescore_move(before: str, s: Score, *, knocked_out_before: Collection[str] =
     ``knocked_out_before``: the disqualify rules its stored score named already, which a later touch brought (a
     touch never disqualifies a person who came back): a nurture lead those alone hold for stays as the live path
     left it; one a rule not among them holds for now is knocked out by the new rules."""
-    knocked_out = bool(knockouts_of(s))
+    knockouts = knockouts_of(s)
+    knocked_out = bool(knockouts)
     if before == "nurture":
         if knocked_out:
-            return None if set(knockouts_of(s)) <= set(knocked_out_before) else "knocked_out"
+            return None if set(knockouts) <= set(knocked_out_before) else "knocked_out"
         return {"disqualified": "below_nurture", "mql": "to_mql"}.get(s.decision)
     if before == "mql" and s.decision != "mql":
         if knocked_out:
