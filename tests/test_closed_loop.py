@@ -405,6 +405,18 @@ async def test_last_touch_and_linear_attribution_credit_the_touches_before_the_w
     assert "abm,2.5,0.5,0.2,USD 1500.25" in csv_text
 
 
+async def test_a_report_asked_for_fewer_rows_says_how_many_it_left_out_and_still_totals_them_all(story: Story):
+    async with story.client("reporting") as reporting:
+        one = (await reporting.get("/v1/reports/attribution/campaign", params={"model": "last", "limit": 1})).json()
+        csv = await reporting.get("/v1/reports/attribution/campaign",
+                                  params={"model": "last", "limit": 1, "format": "csv"})
+        refused = await reporting.get("/v1/reports/spam", params={"limit": 0})
+    assert [r["value"] for r in one["rows"]] == ["brand"] and one["omitted"] == 2
+    assert one["won_revenue"] == {"EUR": "12000.00", "USD": "3000.50"}  # q4's win too, past the row kept
+    assert csv.headers["leadpipe-omitted-rows"] == "2" and len(csv.text.splitlines()) == 2  # its header, one row
+    assert refused.status_code == 422 and [e["field"] for e in refused.json()["errors"]] == ["limit"]
+
+
 async def test_sla_compliance_and_rejection_reasons_are_reported(story: Story):
     first = min((b.json() for b in story.breaches), key=lambda b: b["breach"])
     team = story.first_owner[story.lapsed]["team"]

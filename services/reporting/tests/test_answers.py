@@ -17,7 +17,7 @@ from leadpipe_common.events import (
 from reporting import answers
 from reporting.domain import (
     AttributionTally, LeadCredit, attribution_rows, breakdown_row, funnel_stages, in_order_moved, project, sla_row,
-    spam_rows, timeline_answer,
+    spam_rows, timeline_answer, won_revenue,
 )
 from reporting.reports import Filters
 
@@ -40,14 +40,14 @@ REACHED = dict(zip(FUNNEL, (120, 110, 40, 38, 30, 12, 5), strict=True))
     (answers.Funnel, {"filters": COHORT, "stages": funnel_stages(REACHED),
                       "exits": {"nurture": 60, "disqualified": 10, "rejected": 4, "lost": 7}}),
     (answers.Breakdown, {"filters": COHORT, "dimension": "source",
-                         "rows": [breakdown_row("google", REACHED), breakdown_row("(none)", {})]}),
-    (answers.AttributionReport, {"filters": COHORT, "dimension": "campaign", "model": "first", "rows": attribution_rows(
+                         "rows": [breakdown_row("google", REACHED), breakdown_row("(none)", {})], "omitted": 0}),
+    (answers.AttributionReport, {"filters": COHORT, "dimension": "campaign", "model": "first", **attribution_rows(
         [{"value": "brand", "captured": 3, "won": 1}, {"value": "(none)", "captured": 1, "won": 0}],
-        [{"value": "brand", "currency": "EUR", "revenue": Decimal("1200")}])}),
+        [{"value": "brand", "currency": "EUR", "revenue": Decimal("1200")}]), "omitted": 2}),
     (answers.Sla, {"filters": COHORT, "compliance": 0.5, "teams": [sla_row({"team": "emea"}, 1, 1, 1, 0)],
                    "reps": [sla_row({"team": "emea", "owner_id": "ana"}, 1, 1, 1, 0)]}),
     (answers.Spam, {"filters": COHORT, **spam_rows([{"form_id": "demo", "utm_source": "(none)", "quarantined": 4,
-                                                     "released": 1}])}),
+                                                     "released": 1}]), "omitted": 0}),
 ], ids=["funnel", "breakdown", "attribution", "sla", "spam"])
 def test_each_report_as_the_domain_shapes_its_rows_is_described_by_its_model_key_by_key(model, body):
     assert read_back(model, body) == body
@@ -58,7 +58,8 @@ def test_fractional_credit_under_the_linear_model_is_described_as_a_number_with_
     tally.add(LeadCredit([(T0, "google"), (T0 + timedelta(days=1), "bing"), (T0 + timedelta(days=2), "bing")],
                          won_at=T0 + timedelta(days=3), amount=Decimal("100"), currency="EUR"))
     rows = tally.rows()
-    body = {"filters": COHORT, "dimension": "source", "model": "linear", "rows": rows}
+    body = {"filters": COHORT, "dimension": "source", "model": "linear", "rows": rows, "won_revenue": won_revenue(rows),
+            "omitted": 0}
     assert read_back(answers.AttributionReport, body) == body
     assert [(r["captured"], r["won_revenue"]) for r in rows] == [(0.6667, {"EUR": "66.67"}), (0.3333, {"EUR": "33.33"})]
 

@@ -150,7 +150,8 @@ async def dashboard_page(monkeypatch: pytest.MonkeyPatch, **params: str) -> str:
     """The dashboard's page for ``params``, every report stood in for by an empty one."""
     async def report(conn, f, *args):  # noqa: ANN001, ANN202
         return {"stages": funnel_stages({}), "exits": {},
-                "rows": [], "compliance": None, "teams": [], "reps": [], "spam": 0, "released": 0}
+                "rows": [], "compliance": None, "teams": [], "reps": [], "spam": 0, "released": 0, "omitted": 0,
+                "won_revenue": {}}
 
     for name in ("funnel", "breakdown", "attribution", "velocity", "sla", "rejections", "spam_report"):
         monkeypatch.setattr(reports, name, report)
@@ -281,7 +282,8 @@ def no_leads(monkeypatch):
         return {"stages": stages, "exits": {}}
 
     async def rows(*args, **kwargs):
-        return {"rows": [], "teams": [], "reps": [], "compliance": None, "spam": 0, "released": 0}
+        return {"rows": [], "teams": [], "reps": [], "compliance": None, "spam": 0, "released": 0, "omitted": 0,
+                "won_revenue": {}}
 
     monkeypatch.setattr(reports, "funnel", funnel)
     for report in ("breakdown", "attribution", "velocity", "sla", "rejections", "spam_report"):
@@ -488,18 +490,27 @@ ROW = {"source": "src", "form_id": "demo", "reason_code": "no-budget", "captured
 
 
 @pytest.mark.parametrize("report, panel, csv", [
-    ("breakdown", "Conversion by source", "/v1/reports/funnel/by/source?since=2026-11-01&amp;format=csv"),
+    ("breakdown", "Conversion by source",
+     "/v1/reports/funnel/by/source?since=2026-11-01&amp;format=csv&amp;limit=10000"),
     ("attribution", "Won by campaign",
-     "/v1/reports/attribution/campaign?since=2026-11-01&amp;model=first&amp;format=csv"),
-    ("rejections", "Rejection reasons by source", "/v1/reports/rejections?since=2026-11-01&amp;format=csv"),
-    ("spam_report", "Spam kept out, by form and source", "/v1/reports/spam?since=2026-11-01&amp;format=csv"),
+     "/v1/reports/attribution/campaign?since=2026-11-01&amp;model=first&amp;format=csv&amp;limit=10000"),
+    ("rejections", "Rejection reasons by source",
+     "/v1/reports/rejections?since=2026-11-01&amp;format=csv&amp;limit=10000"),
+    ("spam_report", "Spam kept out, by form and source",
+     "/v1/reports/spam?since=2026-11-01&amp;format=csv&amp;limit=10000"),
 ])
-async def test_a_table_of_more_rows_than_it_shows_shows_the_first_and_links_the_csv_of_them_all(
+async def test_a_table_of_more_rows_than_it_shows_asks_for_the_first_and_links_the_csv_of_them_all(
         no_leads, monkeypatch, report, panel, csv):
-    """A bot posting a new campaign or source each time made a table of as many rows, and the page megabytes."""
+    """A bot posting a new campaign or source each time made a table of as many rows, and the page megabytes;
+    reading them all to show a hundred could take more memory than reporting has."""
+    asked = []
+
     async def many(*args, **kwargs):  # noqa: ANN202
-        return {"rows": [{**ROW, "value": f"v{n}"} for n in range(dashboard.ROWS_SHOWN + 1)], "teams": [],
-                "reps": [], "compliance": None, "spam": 0, "released": 0}
+        limit = args[-1]
+        asked.append(limit)
+        rows = [{**ROW, "value": f"v{n}"} for n in range(250)]
+        return {"rows": rows[:limit], "omitted": len(rows[limit:]), "teams": [], "reps": [], "compliance": None,
+                "spam": 0, "released": 0, "won_revenue": {}}
 
     monkeypatch.setattr(reports, report, many)
     async with service(Valid()) as browser:
@@ -507,11 +518,19 @@ async def test_a_table_of_more_rows_than_it_shows_shows_the_first_and_links_the_
                                  headers={"authorization": "Bearer lpk_def456_secret"})
     section = re.search(rf"<h2>{re.escape(panel)}</h2>(.*?)</section>", page.text, re.S)
     assert page.status_code == 200 and section is not None
+    assert asked == [dashboard.ROWS_SHOWN]
     assert section.group(1).count("<tr>") == 1 + dashboard.ROWS_SHOWN  # the head, then the rows shown
-    assert f"The first {dashboard.ROWS_SHOWN} of {dashboard.ROWS_SHOWN + 1}" in section.group(1)
+    assert f"The first {dashboard.ROWS_SHOWN} of 250" in section.group(1)
     assert f'<a href="{csv}">CSV</a>' in section.group(1)
 
 
 def test_a_table_of_no_more_rows_than_it_shows_shows_them_all_without_a_note():
     rows = [{**ROW, "value": f"v{n}"} for n in range(dashboard.ROWS_SHOWN)]
-    assert dashboard.top(rows, "sources", "/v1/reports/funnel/by/source", {}) == (rows, "")
+    report = {"rows": rows, "omitted": 0}
+    assert dashboard.top(report, "sources", "/v1/reports/funnel/by/source", {}) == (rows, "")
+
+
+def test_a_table_of_more_rows_than_a_csv_holds_says_the_csv_has_the_first_of_them():
+    rows = [{**ROW, "value": f"v{n}"} for n in range(dashboard.ROWS_SHOWN)]
+    _, note = dashboard.top({"rows": rows, "omitted": 20_000}, "sources", "/v1/reports/funnel/by/source", {})
+    assert f"The first {dashboard.ROWS_SHOWN} of 20,100 sources; the first 10,000:" in note

@@ -11,7 +11,7 @@ from leadpipe_common.events import (
 )
 from reporting.domain import (
     LIFECYCLE, AttributionTally, LeadCredit, LeadFacts, attribution_rows, breakdown_row, funnel_stages,
-    in_order_moved, project, sla_row, spam_rows,
+    in_order_moved, project, sla_row, spam_rows, won_revenue,
 )
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -339,9 +339,24 @@ def test_revenue_is_kept_per_currency_and_rows_rank_by_wins():
     rows = attribution_rows(
         [{"value": "ads", "captured": 4, "won": 1}, {"value": "seo", "captured": 2, "won": 2}],
         [{"value": "seo", "currency": "USD", "revenue": Decimal("5")}, {"value": "seo", "currency": "EUR", "revenue": Decimal("7.5")}],
-    )
+    )["rows"]
     assert [r["value"] for r in rows] == ["seo", "ads"]
     assert rows[0]["won_revenue"] == {"EUR": "7.50", "USD": "5.00"} and rows[0]["close_rate"] == 1.0
+
+
+def test_the_revenue_won_counts_values_past_the_rows_kept():
+    report = attribution_rows(
+        [{"value": "seo", "captured": 2, "won": 1}],
+        [{"value": "seo", "currency": "EUR", "revenue": Decimal("7.5")},
+         {"value": "left-out", "currency": "EUR", "revenue": Decimal("2.5")},
+         {"value": "left-out", "currency": "USD", "revenue": Decimal("1")}])
+    assert [r["value"] for r in report["rows"]] == ["seo"] and report["rows"][0]["won_revenue"] == {"EUR": "7.50"}
+    assert report["won_revenue"] == {"EUR": "10.00", "USD": "1.00"}
+
+
+def test_the_revenue_won_under_a_model_is_every_rows_credit_per_currency():
+    rows = [{"won_revenue": {"EUR": "0.33", "USD": "1.00"}}, {"won_revenue": {"EUR": "0.67"}}, {"won_revenue": {}}]
+    assert won_revenue(rows) == {"EUR": "1.00", "USD": "1.00"}
 
 
 def test_sla_compliance_ignores_hand_offs_still_open():
@@ -378,6 +393,12 @@ def test_spam_is_what_was_quarantined_less_what_an_admin_released():
         {"form_id": "demo", "source": "(none)", "quarantined": 3, "released": 1, "spam": 2}]
     assert (report["quarantined"], report["released"], report["spam"], report["false_positive_rate"]) == (8, 1, 7, 0.125)
     assert spam_rows([])["false_positive_rate"] is None
+
+
+def test_spam_totals_count_the_forms_and_sources_left_out_of_the_rows():
+    report = spam_rows([{"form_id": "demo", "utm_source": "ads", "quarantined": 3, "released": 1}], totals=(10, 2))
+    assert [r["spam"] for r in report["rows"]] == [2]
+    assert (report["quarantined"], report["released"], report["spam"], report["false_positive_rate"]) == (10, 2, 8, 0.2)
 
 
 LATER_TOUCH = Touch(touch_id=uuid.uuid4(), at=T0 + timedelta(days=2),

@@ -455,6 +455,47 @@ async def test_a_rejection_and_a_quarantined_submission_that_gave_nothing_are_re
     assert [(r["form_id"], r["source"], r["spam"]) for r in quarantined] == [("(none)", "(none)", 1)]
 
 
+async def test_a_report_grouped_by_free_text_answers_its_first_rows_and_counts_the_rest_in_its_totals(db):
+    """A bot posting a new utm_source each time made a row a source in every report grouped by it, by the million:
+    an answer no process could hold. Each answers its first ``limit`` rows, in its order, and how many it left
+    out; the spam totals and the revenue won count the rows left out too."""
+    from decimal import Decimal
+
+    sources = [f"src-{n}" for n in range(5)]
+    events, t0 = [], datetime(2026, 11, 23, 9, tzinfo=UTC)
+    for n, source in enumerate(sources):
+        lead = uuid.uuid4()
+        # src-0 the most of everything, src-4 the least: the order the rows come in.
+        for _ in range(5 - n):
+            events += through(uuid.uuid4(), "captured", "mql", "routed", "rejected", "nurture", source=source)
+        events += through(lead, "captured", "mql", "routed", "accepted", source=source)
+        won_at = events[-1][1] + timedelta(minutes=1)
+        events.append((uuid.uuid4(), won_at, LeadStageChanged(
+            lead_id=lead, from_stage="accepted", to_stage="won", at=won_at, by="ana", reason="r",
+            attribution=Attribution(utm_source=source), amount=Decimal(100 * (5 - n)), currency="EUR")))
+        events += [(uuid.uuid4(), t0, LeadQuarantined(lead_id=uuid.uuid4(), received_at=t0, reasons=["bot"],
+                                                      form_id="demo", utm_source=source)) for _ in range(5 - n)]
+    async with shadow_with(db, {}) as shadow:
+        await save_in(db, shadow, events)
+        async with db.connect() as conn:
+            conn = await conn.execution_options(schema_translate_map={SCHEMA: shadow})
+            by_source = await breakdown(conn, Filters(), "source", 2)
+            credited = {m: await attribution(conn, Filters(), "source", m, 2) for m in MODELS}
+            rejected = await rejections(conn, Filters(), 2)
+            spam = await spam_report(conn, Filters(), 2)
+            everything = await spam_report(conn, Filters(), 5)
+    assert [(r["value"], r["captured"]) for r in by_source["rows"]] == [("src-0", 6), ("src-1", 5)]
+    assert by_source["omitted"] == 3
+    for model, report in credited.items():
+        assert [r["value"] for r in report["rows"]] == ["src-0", "src-1"] and report["omitted"] == 3, model
+        assert report["won_revenue"] == {"EUR": "1500.00"}, model  # 500 + 400 + 300 + 200 + 100
+    assert [(r["source"], r["rejections"]) for r in rejected["rows"]] == [("src-0", 5), ("src-1", 4)]
+    assert rejected["omitted"] == 3
+    assert [(r["source"], r["spam"]) for r in spam["rows"]] == [("src-0", 5), ("src-1", 4)] and spam["omitted"] == 3
+    assert (spam["quarantined"], spam["spam"]) == (everything["quarantined"], everything["spam"]) == (15, 15)
+    assert everything["omitted"] == 0 and len(everything["rows"]) == 5
+
+
 async def test_an_acceptance_a_sales_tool_dates_before_the_routing_counts_as_at_once_however_the_events_came(db):
     """A CRM posted {"outcome": "accepted", "at": "2020-01-01T00:00Z"} for a lead routed ten minutes after its
     capture and won an hour after that: no interval is negative, and the win is timed from the routing, not from

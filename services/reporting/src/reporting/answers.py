@@ -28,6 +28,8 @@ Rate = float | None
 #: A value of a first-touch attribute as the reports group by it: "(none)" for the leads that gave none.
 Value = Annotated[str, Field(description=f"The attribute's value; `{NONE_LABEL}`: the leads that gave none.")]
 #: Won revenue per currency, never mixed.
+Omitted = Annotated[int, Field(description="The rows past `limit` left out (0: none): ask for a larger `limit`, or "
+                                           "narrow the filters.")]
 Revenue = Annotated[dict[str, str], Field(description=(
     "Won revenue per currency (ISO 4217, in code order): a decimal with two places (`{\"EUR\": \"1200.00\"}`); each "
     "deal at its amount in force, the win's or its latest correction's; empty when nothing was won."))]
@@ -92,7 +94,8 @@ class Breakdown(BaseModel):
     dimension: Literal["source", "medium", "campaign", "content", "form", "offer"] = Field(
         description="The attribute asked for: utm_source, utm_medium, utm_campaign, utm_content, the form's id or "
                     "the offer.")
-    rows: list[BreakdownRow] = Field(description="A row per value, the most captured first.")
+    rows: list[BreakdownRow] = Field(description="A row per value, the most captured first, at most `limit`.")
+    omitted: Omitted
 
 
 class AttributionRow(BaseModel):
@@ -116,7 +119,10 @@ class AttributionReport(BaseModel):
                                                                   "all to the first, to the last before the win, or "
                                                                   "an equal share to each up to the win.")
     rows: list[AttributionRow] = Field(description="A row per value credited, the most won first, then the most "
-                                                   "captured.")
+                                                   "captured, at most `limit`.")
+    won_revenue: Revenue = Field(description="The revenue won by the cohort, per currency: every value's, those "
+                                             "`omitted` too.")
+    omitted: Omitted
 
 
 class VelocityRow(BaseModel):
@@ -178,7 +184,9 @@ class Rejections(BaseModel):
     """Every rejection by sales of the cohort's leads (merged ones too), by the lead's source and reason code."""
 
     filters: Filters
-    rows: list[RejectionRow] = Field(description="A row per source and reason code, the most rejections first.")
+    rows: list[RejectionRow] = Field(description="A row per source and reason code, the most rejections first, at "
+                                                 "most `limit`.")
+    omitted: Omitted
 
 
 class SpamRow(BaseModel):
@@ -194,11 +202,12 @@ class Spam(BaseModel):
     """Submissions kept out as bots' (by when they arrived), and how many were released as false positives."""
 
     filters: Filters
-    quarantined: int = Field(description="Every row's `quarantined`.")
-    released: int = Field(description="Every row's `released`.")
-    spam: int = Field(description="Every row's `spam`.")
+    quarantined: int = Field(description="Every row's `quarantined`, those `omitted` too.")
+    released: int = Field(description="Every row's `released`, those `omitted` too.")
+    spam: int = Field(description="Every row's `spam`, those `omitted` too.")
     false_positive_rate: Rate = Field(description="`released` ÷ `quarantined`, to four decimals; null where none.")
-    rows: list[SpamRow] = Field(description="A row per form and source, the most spam first.")
+    rows: list[SpamRow] = Field(description="A row per form and source, the most spam first, at most `limit`.")
+    omitted: Omitted
 
 
 class TimelineAttribution(BaseModel):

@@ -61,6 +61,10 @@ AttributionSource = Query(None, description=(
     "only leads whose first touch had this utm_source, under every model: under last and linear their credit "
     "goes to the touches that earn it, whatever their source; (none): those that gave none"))
 Format = Query(None, description="json (default) or csv")
+#: A report grouped by free text (utm_*, the offer, a bot's form id) can have a row a value by the million.
+MOST_ROWS = 10_000
+Limit = Query(reports.ROWS, ge=1, le=MOST_ROWS, description="at most this many rows, the report's first; `omitted` (the "
+                                                    "`Leadpipe-Omitted-Rows` header of a CSV) counts those left out")
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -100,17 +104,25 @@ async def answer(request: Request, fmt: str | None, name: str,
         raise Problem(404, "not found")
     wants_csv = fmt == "csv" or (fmt in (None, "") and "text/csv" in request.headers.get("accept", ""))
     if wants_csv:
+        # A CSV has no room for what its rows leave out: a header says it (the JSON's ``omitted``).
+        omitted = {OMITTED: str(body["omitted"])} if "omitted" in body else {}
         return Response(to_csv(rows(body)), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"', **omitted})
     # As built, not through the route's answer model: that describes it (``reporting.answers``), byte for byte.
     return JSONResponse(body)
 
 
-def _csv(rows: str) -> dict[int | str, dict[str, Any]]:
+#: The header of a CSV whose report left rows out (``limit``): how many.
+OMITTED = "Leadpipe-Omitted-Rows"
+
+
+def _csv(rows: str, *, limited: bool = False) -> dict[int | str, dict[str, Any]]:
     """The 200's other media type: a CSV of the report's ``rows``, with ``format=csv`` or ``Accept: text/csv``."""
+    headers = {"headers": {OMITTED: {"description": "the rows past `limit` left out of the CSV (0: none)",
+                                     "schema": {"type": "integer"}}}} if limited else {}
     return {200: {"description": f"The report as JSON, or with `format=csv` (or `Accept: text/csv`) {rows} as CSV, "
                                  "a line each under a header of their keys.",
-                  "content": {"text/csv": {"schema": {"type": "string"}}}}}
+                  "content": {"text/csv": {"schema": {"type": "string"}}}, **headers}}
 
 
 @router.get("/v1/reports/funnel", summary="The combined funnel: leads that reached each stage, and conversion",
@@ -124,28 +136,29 @@ async def funnel(request: Request, since: str | None = Since, until: str | None 
 
 
 @router.get("/v1/reports/funnel/by/{dimension}", summary="The funnel per utm_source, medium, campaign, content, form or offer",
-            response_model=answers.Breakdown, responses=_csv("the `rows`"))
+            response_model=answers.Breakdown, responses=_csv("the `rows`", limited=True))
 async def breakdown(request: Request, dimension: Literal["source", "medium", "campaign", "content", "form", "offer"],
                     since: str | None = Since, until: str | None = Until, source: str | None = Source,
-                    format: str | None = Format) -> Response:
+                    format: str | None = Format, limit: int = Limit) -> Response:
     f = filters(since, until, source, format)
-    return await answer(request, format, f"funnel-by-{dimension}", lambda c: reports.breakdown(c, f, dimension),
+    return await answer(request, format, f"funnel-by-{dimension}",
+                        lambda c: reports.breakdown(c, f, dimension, limit),
                         lambda b: b["rows"])
 
 
 @router.get("/v1/reports/attribution/{dimension}",
             summary="Closed-loop attribution: won deals and revenue by source, campaign or offer, under a model",
             response_model=answers.AttributionReport,
-            responses=_csv("the `rows` (`won_revenue` as `EUR 1200.00; USD 90.00`)"))
+            responses=_csv("the `rows` (`won_revenue` as `EUR 1200.00; USD 90.00`)", limited=True))
 async def attribution(request: Request, dimension: Literal["source", "campaign", "offer"],
                       since: str | None = Since, until: str | None = Until, source: str | None = AttributionSource,
                       model: Literal["first", "last", "linear"] = Query(
                           "first", description="first touch (all credit to the capture), last touch before the win, "
                                                "or linear (an equal share to every touch up to the win)"),
-                      format: str | None = Format) -> Response:
+                      format: str | None = Format, limit: int = Limit) -> Response:
     f = filters(since, until, source, format)
     return await answer(request, format, f"attribution-by-{dimension}-{model}",
-                        lambda c: reports.attribution(c, f, dimension, model), lambda b: b["rows"])
+                        lambda c: reports.attribution(c, f, dimension, model, limit), lambda b: b["rows"])
 
 
 @router.get("/v1/reports/velocity", summary="Time from capture to routed, routed to accepted, accepted to won (p50, p90)",
@@ -166,21 +179,22 @@ async def sla(request: Request, since: str | None = Since, until: str | None = U
 
 
 @router.get("/v1/reports/rejections", summary="Why sales rejected leads, by source",
-            response_model=answers.Rejections, responses=_csv("the `rows`"))
+            response_model=answers.Rejections, responses=_csv("the `rows`", limited=True))
 async def rejections(request: Request, since: str | None = Since, until: str | None = Until,
-                     source: str | None = Source, format: str | None = Format) -> Response:
+                     source: str | None = Source, format: str | None = Format, limit: int = Limit) -> Response:
     f = filters(since, until, source, format)
-    return await answer(request, format, "rejections", lambda c: reports.rejections(c, f), lambda b: b["rows"])
+    return await answer(request, format, "rejections", lambda c: reports.rejections(c, f, limit),
+                        lambda b: b["rows"])
 
 
 @router.get("/v1/reports/spam", summary="Submissions kept out as bots', by form and source, and how many were "
                                        "released as false positives",
-            response_model=answers.Spam, responses=_csv("the `rows`"))
+            response_model=answers.Spam, responses=_csv("the `rows`", limited=True))
 async def spam(request: Request, since: str | None = Query(None, description="quarantined at or after"),
                until: str | None = Query(None, description="quarantined before (a bare date includes the day)"),
-               source: str | None = Source, format: str | None = Format) -> Response:
+               source: str | None = Source, format: str | None = Format, limit: int = Limit) -> Response:
     f = filters(since, until, source, format)
-    return await answer(request, format, "spam", lambda c: reports.spam_report(c, f), lambda b: b["rows"])
+    return await answer(request, format, "spam", lambda c: reports.spam_report(c, f, limit), lambda b: b["rows"])
 
 
 @router.get("/v1/leads/{lead_id}/timeline", summary="One lead's full history, oldest first",

@@ -28,7 +28,7 @@ from leadpipe_common.http import FieldProblem, Problem, cross_site, problem_resp
 from leadpipe_common.service import runtime_of
 
 from reporting import reports
-from reporting.api import filters
+from reporting.api import MOST_ROWS, filters
 from reporting.domain import rate
 
 router = APIRouter(tags=["dashboard"])
@@ -102,15 +102,16 @@ def bar(value: float | None) -> str:
     return f'<span class="meter"><span style="width:{width:.1f}%"></span></span> {pct(value)}'
 
 
-def top(rows: list[dict[str, Any]], what: str, report: str,
-        asked: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
-    """A table's first ``ROWS_SHOWN`` rows, in the report's order, and a note saying how many there are and where
-    they all are (``report``'s CSV for the filters ``asked``), when that is not all of them."""
-    if len(rows) <= ROWS_SHOWN:
+def top(report: dict[str, Any], what: str, path: str, asked: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
+    """A table's rows (a report asked for ``ROWS_SHOWN``), and a note saying how many there are and where more of
+    them are (``path``'s CSV for the filters ``asked``), when the report left some out."""
+    rows, omitted = report["rows"], report["omitted"]
+    if not omitted:
         return rows, ""
-    csv = f"{report}?{urlencode({**asked, 'format': 'csv'})}"
-    return rows[:ROWS_SHOWN], (f'<p class="hint">The first {ROWS_SHOWN:,} of {len(rows):,} {what}; all of them: '
-                               f'<a href="{esc(csv)}">CSV</a>.</p>')
+    csv = f"{path}?{urlencode({**asked, 'format': 'csv', 'limit': MOST_ROWS})}"
+    return rows, (f'<p class="hint">The first {len(rows):,} of {len(rows) + omitted:,} {what}; '
+                  f'{"all of them" if len(rows) + omitted <= MOST_ROWS else f"the first {MOST_ROWS:,}"}: '
+                  f'<a href="{esc(csv)}">CSV</a>.</p>')
 
 
 def table(head: list[str], body: list[list[str]], empty: str, caption: str = "") -> str:
@@ -261,24 +262,20 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
 {esc(wrong)}.</p></main></body></html>""", status_code=422)
     async with runtime_of(request).request_connection() as conn:
         funnel = await reports.funnel(conn, f)
-        by_source = await reports.breakdown(conn, f, "source")
-        by_campaign = await reports.attribution(conn, f, "campaign", model)
+        by_source = await reports.breakdown(conn, f, "source", ROWS_SHOWN)
+        by_campaign = await reports.attribution(conn, f, "campaign", model, ROWS_SHOWN)
         velocity = await reports.velocity(conn, f)
         sla = await reports.sla(conn, f)
-        rejections = await reports.rejections(conn, f)
-        spam = await reports.spam_report(conn, f)
+        rejections = await reports.rejections(conn, f, ROWS_SHOWN)
+        spam = await reports.spam_report(conn, f, ROWS_SHOWN)
         sources, more = await reports.sources(conn, f, SOURCES_LISTED)
     reached = {s["stage"]: s["count"] for s in funnel["stages"]}
-    revenue: dict[str, Decimal] = {}
-    for row in by_campaign["rows"]:
-        for cur, amount in row["won_revenue"].items():
-            revenue[cur] = revenue.get(cur, Decimal(0)) + Decimal(amount)
     close = rate(reached["won"], reached["captured"])
     cards = [("Captured", f"{reached['captured']:,}", "leads in range"),
              ("MQLs", f"{reached['mql']:,}", f"{pct(rate(reached['mql'], reached['captured']))} of captured"),
              ("Won", f"{reached['won']:,}", f"close rate {pct(close)}"),
-             # Summed from the campaign table below, so credited as it is: under the model picked.
-             ("Won revenue", money({c: str(v) for c, v in revenue.items()}), f"credit: {MODEL_LABELS[model].lower()}"),
+             # Every campaign's, those past the table's rows too: as credited under the model picked.
+             ("Won revenue", money(by_campaign["won_revenue"]), f"credit: {MODEL_LABELS[model].lower()}"),
              ("SLA met", pct(sla["compliance"]), "of hand-offs with a deadline")]
     asked = {k: v for k, v in {"since": since, "until": until, "source": source}.items() if v}
     # A source picks leads by their first touch in every report; under a later model their credit goes where it
@@ -286,13 +283,11 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     cohort = (f" Leads first touched via {esc(f.source)}; their credit may go to touches from other sources."
               if f.source is not None and model != "first" else "")
     query, model_query = urlencode(asked), urlencode({**asked, "model": model})
-    shown_sources, more_sources = top(by_source["rows"], "sources", "/v1/reports/funnel/by/source", asked)
-    # Cut after the revenue card summed them: won revenue is every campaign's, not the first hundred's.
-    shown_campaigns, more_campaigns = top(by_campaign["rows"], "campaigns", "/v1/reports/attribution/campaign",
+    shown_sources, more_sources = top(by_source, "sources", "/v1/reports/funnel/by/source", asked)
+    shown_campaigns, more_campaigns = top(by_campaign, "campaigns", "/v1/reports/attribution/campaign",
                                           {**asked, "model": model})
-    shown_rejections, more_rejections = top(rejections["rows"], "sources and reasons", "/v1/reports/rejections",
-                                            asked)
-    shown_spam, more_spam = top(spam["rows"], "forms and sources", "/v1/reports/spam", asked)
+    shown_rejections, more_rejections = top(rejections, "sources and reasons", "/v1/reports/rejections", asked)
+    shown_spam, more_spam = top(spam, "forms and sources", "/v1/reports/spam", asked)
     source_rows = [[esc(r["value"]), f"{r['captured']:,}", f"{r['mql']:,}", f"{r['routed']:,}", f"{r['accepted']:,}",
                     f"{r['won']:,}", bar(rate(r["mql"], r["captured"])), bar(r["close_rate"])]
                    for r in shown_sources]

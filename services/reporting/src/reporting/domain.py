@@ -420,28 +420,47 @@ def breakdown_row(value: str, reached: Mapping[str, int]) -> dict[str, Any]:
     return row
 
 
-def attribution_rows(counts: Sequence[Mapping[str, Any]], revenue: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per value: captured, won, close rate, and won revenue per currency (``{"EUR": "1200.00"}``)."""
+def attribution_rows(counts: Sequence[Mapping[str, Any]], revenue: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per value of ``counts``: captured, won, close rate, and won revenue per currency (``{"EUR": "1200.00"}``);
+    and the revenue won over every value of ``revenue``, those past the rows kept too."""
     rows: dict[str, dict[str, Any]] = {
         c["value"]: {"value": c["value"], "captured": c["captured"], "won": c["won"],
                      "close_rate": rate(c["won"], c["captured"]), "won_revenue": {}}
         for c in counts
     }
+    total: dict[str, Decimal] = {}
     for r in sorted(revenue, key=lambda r: r["currency"] or ""):  # currencies in a stable order
-        if r["value"] in rows and r["currency"] is not None:
-            rows[r["value"]]["won_revenue"][r["currency"]] = str(Decimal(r["revenue"]).quantize(Decimal("0.01")))
-    return sorted(rows.values(), key=lambda r: (-r["won"], -r["captured"], r["value"]))
+        if r["currency"] is None:
+            continue
+        amount = Decimal(r["revenue"]).quantize(Decimal("0.01"))
+        total[r["currency"]] = total.get(r["currency"], Decimal(0)) + amount
+        if r["value"] in rows:
+            rows[r["value"]]["won_revenue"][r["currency"]] = str(amount)
+    return {"rows": sorted(rows.values(), key=lambda r: (-r["won"], -r["captured"], r["value"])),
+            "won_revenue": {c: str(a) for c, a in total.items()}}
 
 
-def spam_rows(counts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def won_revenue(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The revenue every row is credited with, per currency: what was won, however a model shared it."""
+    total: dict[str, Decimal] = {}
+    for row in rows:
+        for currency, amount in row["won_revenue"].items():
+            total[currency] = total.get(currency, Decimal(0)) + Decimal(amount)
+    return {c: str(total[c]) for c in sorted(total)}
+
+
+def spam_rows(counts: Sequence[Mapping[str, Any]], totals: tuple[int, int] | None = None) -> dict[str, Any]:
     """Per form and source: submissions quarantined, how many an admin released (false positives), and the
-    spam kept out (the rest); largest first."""
+    spam kept out (the rest); largest first. The totals are ``totals`` (quarantined, released) when the rows are
+    only the first of them, else the rows'."""
     rows = [{"form_id": c["form_id"], "source": c["utm_source"],
              "quarantined": c["quarantined"], "released": c["released"], "spam": c["quarantined"] - c["released"]}
             for c in counts]
     rows.sort(key=lambda r: (-r["spam"], r["form_id"], r["source"]))
-    total = {k: sum(r[k] for r in rows) for k in ("quarantined", "released", "spam")}
-    return {**total, "false_positive_rate": rate(total["released"], total["quarantined"]), "rows": rows}
+    quarantined, released = totals if totals is not None else (sum(r["quarantined"] for r in rows),
+                                                               sum(r["released"] for r in rows))
+    return {"quarantined": quarantined, "released": released, "spam": quarantined - released,
+            "false_positive_rate": rate(released, quarantined), "rows": rows}
 
 
 MODELS = ("first", "last", "linear")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncResult
 
 from leadpipe_common.events import FUNNEL
@@ -16,7 +17,7 @@ from leadpipe_common.moments import written
 
 from reporting.domain import (
     DIMENSIONS, EXITS, LIFECYCLE, NONE_LABEL, RANK, VELOCITY, AttributionTally, LeadCredit, attribution_rows,
-    breakdown_row, funnel_stages, in_order_moved, rate, sla_row, spam_rows, timeline_answer,
+    breakdown_row, funnel_stages, in_order_moved, rate, sla_row, spam_rows, timeline_answer, won_revenue,
 )
 from reporting.store import handoffs, leads, merges, spam, steps, touches
 
@@ -98,23 +99,39 @@ async def funnel(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     return {"filters": f.describe(), "stages": funnel_stages(row), "exits": {s: row[s] for s in EXITS}}
 
 
-async def breakdown(conn: AsyncConnection, f: Filters, dimension: str) -> dict[str, Any]:
+#: The rows a report grouped by free text answers unless asked for more or fewer (``_top``).
+ROWS = 1_000
+
+
+async def _top(conn: AsyncConnection, query: sa.Select[Any], order: Sequence[Any],
+               limit: int) -> tuple[list[RowMapping], int]:
+    """A grouped query's first ``limit`` rows in ``order``, and how many rows past them were left out. The values
+    grouped by are free text from anonymous posts (utm_*, the offer, a bot's form id): a flood can make a row each
+    by the million, which would be an answer no reader wants and no process can hold. Postgres groups them all
+    and counts the groups (a window over the groups, in the same pass); only the rows asked for are sent."""
+    counted = query.add_columns(sa.func.count().over().label("groups")).order_by(*order).limit(limit)
+    rows = [r._mapping for r in await conn.execute(counted)]
+    return rows, rows[0]["groups"] - len(rows) if rows else 0
+
+
+async def breakdown(conn: AsyncConnection, f: Filters, dimension: str, limit: int = ROWS) -> dict[str, Any]:
     col = _labelled(leads.c[DIMENSIONS[dimension]])
-    rows = await conn.execute(sa.select(col.label("value"), *_reached()).where(*f.where(), _CAPTURED).group_by(col))
-    out = [breakdown_row(r.value, r._mapping) for r in rows]
-    out.sort(key=lambda r: (-r["captured"], r["value"]))
-    return {"filters": f.describe(), "dimension": dimension, "rows": out}
+    # Only leads that reached capture are counted (``_CAPTURED``), so the rows' count is their captured.
+    rows, omitted = await _top(conn, sa.select(col.label("value"), *_reached()).where(*f.where(), _CAPTURED)
+                               .group_by(col), [sa.func.count().desc(), col], limit)
+    return {"filters": f.describe(), "dimension": dimension, "rows": [breakdown_row(r["value"], r) for r in rows],
+            "omitted": omitted}
 
 
-async def attribution(conn: AsyncConnection, f: Filters, dimension: str, model: str = "first") -> dict[str, Any]:
+async def attribution(conn: AsyncConnection, f: Filters, dimension: str, model: str = "first",
+                      limit: int = ROWS) -> dict[str, Any]:
     if model != "first":
-        return await _multi_touch(conn, f, dimension, model)
+        return await _multi_touch(conn, f, dimension, model, limit)
     col = _labelled(leads.c[DIMENSIONS[dimension]])
-    counts = await conn.execute(
-        sa.select(col.label("value"), sa.func.count().label("captured"),
-                  sa.func.count().filter(leads.c.furthest >= RANK["won"]).label("won"))
-        .where(*f.where(), _CAPTURED).group_by(col)
-    )
+    won = sa.func.count().filter(leads.c.furthest >= RANK["won"])
+    counts, omitted = await _top(
+        conn, sa.select(col.label("value"), sa.func.count().label("captured"), won.label("won"))
+        .where(*f.where(), _CAPTURED).group_by(col), [won.desc(), sa.func.count().desc(), col], limit)
     revenue = await conn.execute(
         sa.select(col.label("value"), leads.c.won_currency.label("currency"),
                   sa.func.sum(leads.c.won_amount).label("revenue"))
@@ -122,11 +139,12 @@ async def attribution(conn: AsyncConnection, f: Filters, dimension: str, model: 
         .where(*f.where(), leads.c.won_at.is_not(None), leads.c.won_amount.is_not(None))
         .group_by(col, leads.c.won_currency)
     )
-    rows = attribution_rows([r._mapping for r in counts], [r._mapping for r in revenue])
-    return {"filters": f.describe(), "dimension": dimension, "model": model, "rows": rows}
+    return {"filters": f.describe(), "dimension": dimension, "model": model,
+            **attribution_rows(counts, [r._mapping for r in revenue]), "omitted": omitted}
 
 
-async def _multi_touch(conn: AsyncConnection, f: Filters, dimension: str, model: str) -> dict[str, Any]:
+async def _multi_touch(conn: AsyncConnection, f: Filters, dimension: str, model: str,
+                       limit: int) -> dict[str, Any]:
     """Last-touch or linear credit, over every touch of the cohort's leads (a lead without touches on record,
     from before they were kept, is its own first touch; one touched since has its capture among them, 0012).
 
@@ -143,7 +161,9 @@ async def _multi_touch(conn: AsyncConnection, f: Filters, dimension: str, model:
     async with conn.stream(query) as result:
         async for lead in _by_lead(result):
             tally.add(lead)
-    return {"filters": f.describe(), "dimension": dimension, "model": model, "rows": tally.rows()}
+    rows = tally.rows()
+    return {"filters": f.describe(), "dimension": dimension, "model": model, "rows": rows[:limit],
+            "won_revenue": won_revenue(rows), "omitted": max(len(rows) - limit, 0)}
 
 
 async def _by_lead(result: AsyncResult[Any]) -> AsyncIterator[LeadCredit]:
@@ -250,25 +270,26 @@ async def sla(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
             "teams": teams, "reps": reps}
 
 
-async def rejections(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
+async def rejections(conn: AsyncConnection, f: Filters, limit: int = ROWS) -> dict[str, Any]:
     """Every rejection of the cohort's leads, by the lead's source and the reason code: each time sales rejected
     a recycled lead, and a lead merged into another since too (the rejection was a rep's answer on that lead,
     under its own first touch); how many rejections, of how many leads."""
     source, reason = _labelled(leads.c.utm_source), _labelled(steps.c.detail["reason_code"].astext)
     rejected = sa.and_(steps.c.lead_id == leads.c.lead_id, steps.c.to_stage == sa.literal_column("'rejected'"))
-    rows = await conn.execute(
-        sa.select(source.label("source"), reason.label("reason_code"), sa.func.count().label("rejections"),
-                  sa.func.count(sa.distinct(leads.c.lead_id)).label("leads"))
-        .select_from(leads.join(steps, rejected)).where(*f.where(people=False))
-        .group_by(source, reason).order_by(sa.func.count().desc(), source, reason)
-    )
+    rows, omitted = await _top(
+        conn, sa.select(source.label("source"), reason.label("reason_code"), sa.func.count().label("rejections"),
+                        sa.func.count(sa.distinct(leads.c.lead_id)).label("leads"))
+        .select_from(leads.join(steps, rejected)).where(*f.where(people=False)).group_by(source, reason),
+        [sa.func.count().desc(), source, reason], limit)
     return {"filters": f.describe(),
-            "rows": [{"source": r.source, "reason_code": r.reason_code, "rejections": r.rejections, "leads": r.leads}
-                     for r in rows]}
+            "rows": [{"source": r["source"], "reason_code": r["reason_code"], "rejections": r["rejections"],
+                      "leads": r["leads"]} for r in rows],
+            "omitted": omitted}
 
 
-async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
-    """Submissions quarantined in [since, until) (by when they arrived), by form and source."""
+async def spam_report(conn: AsyncConnection, f: Filters, limit: int = ROWS) -> dict[str, Any]:
+    """Submissions quarantined in [since, until) (by when they arrived), by form and source: the ``limit`` with
+    the most spam, and the totals over every form and source."""
     where = []
     if f.since is not None:
         where.append(spam.c.received_at >= f.since)
@@ -280,11 +301,16 @@ async def spam_report(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     released = sa.or_(sa.exists().where(leads.c.lead_id == spam.c.lead_id, leads.c.captured_at.is_not(None)),
                       sa.exists().where(touches.c.touch_id == spam.c.lead_id))
     form_id, source = _labelled(spam.c.form_id).label("form_id"), _labelled(spam.c.utm_source).label("utm_source")
-    rows = await conn.execute(
-        sa.select(form_id, source, sa.func.count().label("quarantined"),
-                  sa.func.count().filter(released).label("released"))
-        .where(*where).group_by(form_id, source))
-    return {"filters": f.describe(), **spam_rows([r._mapping for r in rows])}
+    quarantined, freed = sa.func.count(), sa.func.count().filter(released)
+    rows, omitted = await _top(
+        conn, sa.select(form_id, source, quarantined.label("quarantined"), freed.label("released"),
+                        # The totals over the groups left out too, in the same pass.
+                        sa.func.sum(quarantined).over().label("all_quarantined"),
+                        sa.func.sum(freed).over().label("all_released"))
+        .where(*where).group_by(form_id, source),
+        [(quarantined - freed).desc(), form_id, source], limit)
+    totals = ((int(rows[0]["all_quarantined"]), int(rows[0]["all_released"])) if rows else (0, 0))
+    return {"filters": f.describe(), **spam_rows(rows, totals), "omitted": omitted}
 
 
 async def timeline(conn: AsyncConnection, lead_id: uuid.UUID) -> dict[str, Any] | None:
