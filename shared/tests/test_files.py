@@ -1,5 +1,7 @@
 """A reference file that cannot be used is named with its setting (or, read, the place in it) and the reason."""
 
+import re
+
 import pytest
 import yaml
 
@@ -39,6 +41,19 @@ def test_a_key_given_twice_in_one_mapping_is_refused_naming_the_file_the_key_and
 def test_the_loader_alone_refuses_a_repeated_key_naming_its_line_and_column():
     with pytest.raises(RepeatedKey, match=r"^line 3, column 1: 'fit' is given again \(first on line 1\)"):
         yaml.load("fit: []\nintent: []\nfit: []\n", Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+
+
+@pytest.mark.parametrize("written, number", [("0042", 34), ("0x1F", 31), ("1_000", 1000), ("1:30", 90), ("+7", 7)])
+def test_a_key_yaml_reads_as_another_number_than_written_is_refused_naming_it(tmp_path, written, number):
+    """YAML 1.1 reads 0042 as octal: a form listed as 0042 was form 34, and posts to /v1/forms/0042 unlisted's."""
+    said = f"{tmp_path}/forms.yaml:2:3: YAML reads the key '{written}' as the number {number}: quote it ('{written}') "
+    with pytest.raises(ValueError, match=f"^{re.escape(said)}if it is a name$"):
+        parse_yaml(f"forms:\n  {written}: {{}}\n", tmp_path / "forms.yaml")
+
+
+def test_a_key_of_digits_written_as_yaml_reads_it_is_a_number_as_before(tmp_path):
+    assert parse_yaml("forms:\n  2024: {}\n  -1: {}\n  '0042': {}\n", tmp_path / "forms.yaml") == {
+        "forms": {2024: {}, -1: {}, "0042": {}}}
 
 
 def test_two_spellings_of_one_key_are_a_repeat_and_the_first_is_named_as_it_was_written(tmp_path):

@@ -330,6 +330,44 @@ def test_a_form_id_of_digits_is_the_text_it_reads_as():
     assert list(parse_forms({"forms": {2024: {"offer": "report"}}})) == ["2024"]
 
 
+def test_a_form_listed_as_a_number_and_as_text_is_refused_not_one_dropped():
+    """2024: and '2024': are two keys to YAML and one form id: the later replaced the earlier without a word."""
+    with pytest.raises(ValueError, match=r"^forms\.2024: listed twice"):
+        parse_forms({"forms": {2024: {"offer": "report"}, "2024": {"offer": "demo"}}})
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("min_fill_seconds", float("nan")), ("min_fill_seconds", float("inf")), ("token_max_age_seconds", float("inf")),
+    ("token_max_age_seconds", 1e12), ("token_max_age_seconds", float("nan")),
+])
+def test_a_time_no_token_could_be_checked_against_is_refused_naming_the_setting(setting, value):
+    """YAML reads .nan and .inf as numbers: a NaN fill time passed every check (none was made), and a token age of
+    1e12 s overflowed each token's time: a 500 on every token asked for."""
+    with pytest.raises(ValueError, match=rf"^forms\.demo\.{setting}: expected a .* number of seconds, at most "):
+        parse_forms({"forms": {"demo": {"require_token": True, setting: value}}})
+
+
+def test_a_fill_time_no_younger_than_the_tokens_life_is_refused():
+    """No token could be old enough and young enough at once: every submission was quarantined."""
+    with pytest.raises(ValueError, match=r"^forms\.demo\.min_fill_seconds: 100 is not below token_max_age_seconds"):
+        parse_forms({"forms": {"demo": {"min_fill_seconds": 100, "token_max_age_seconds": 10}}})
+
+
+def test_a_forms_offer_is_read_as_a_submitted_one():
+    """Rules and reports match an offer whole: a form's "demo " matched no rule's "demo"."""
+    assert parse_forms({"forms": {"demo": {"offer": " demo\u200b "}}})["demo"].offer == "demo"
+    assert parse_forms({"forms": {"demo": {"offer": "   "}}})["demo"].offer is None
+    with pytest.raises(ValueError, match=r"^forms\.demo\.offer: at most 200 characters"):
+        parse_forms({"forms": {"demo": {"offer": "x" * 201}}})
+
+
+@pytest.mark.parametrize("field", ["email", "marketing_consent", "_token"])
+def test_a_captcha_field_naming_a_field_of_the_submission_is_refused(field):
+    """Every person's address would go to the CAPTCHA provider as the widget's answer, and be refused there."""
+    with pytest.raises(ValueError, match=rf"^forms\.demo\.captcha\.field: {field} is a field of the submission"):
+        parse_forms({"forms": {"demo": {"captcha": {"provider": "turnstile", "secret_env": "X", "field": field}}}})
+
+
 def test_unlisted_checks_take_only_what_a_form_not_listed_can_have():
     assert parse_unlisted({}).require_token is False and parse_unlisted({}).captcha is None
     assert parse_unlisted({"unlisted": {"require_token": True, "rate_limit": "5/minute"}}).require_token

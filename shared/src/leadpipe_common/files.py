@@ -10,7 +10,9 @@ command's option for a file given there.
 
 Every YAML file the project reads is read with ``parse_yaml``: a mapping that
 gives one key twice is refused, naming the file, the key and the line and
-column of each (plain YAML keeps the last and drops the first without a word).
+column of each (plain YAML keeps the last and drops the first without a word),
+and so is a key YAML would read as a number other than it is written
+(``0042:`` is 34 in YAML 1.1).
 YAML that does not parse is a ValueError naming the file and where.
 
 Every CSV file is read with ``parse_csv``: each row with its line, so that a
@@ -70,6 +72,19 @@ class RepeatedKey(yaml.constructor.ConstructorError):
         return f"line {self.line}, column {self.column}: {self.reason}"
 
 
+class NumberKey(yaml.constructor.ConstructorError):
+    """A mapping key YAML reads as a number other than it is written (``0042:`` is 34)."""
+
+    def __init__(self, node: yaml.Node, value: int) -> None:
+        super().__init__(None, None, f"YAML reads the key {node.value!r} as the number {value}: quote it "
+                                     f"('{node.value}') if it is a name", node.start_mark)
+        self.line, self.column = node.start_mark.line + 1, node.start_mark.column + 1
+        self.reason = self.problem
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}: {self.reason}"
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` refusing a mapping that gives one key twice (``RepeatedKey``): a second ``fit:`` in the
     rules would replace the first whole, a second ``secrets:`` in the middle of a rotation would drop the old
@@ -94,6 +109,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
             key = ("<<",) if key_node.tag == "tag:yaml.org,2002:merge" else self.construct_object(key_node, deep=True)
+            if (isinstance(key, int) and not isinstance(key, bool) and key_node.tag == "tag:yaml.org,2002:int"
+                    and isinstance(key_node, yaml.ScalarNode) and key_node.value != str(key)):
+                # YAML 1.1 reads 0042 as octal (34), 0x1F as 31, 1_000 as 1000 and 1:30 as 90: an id written so
+                # would silently be another, and two spellings of one number the same key.
+                raise NumberKey(key_node, key)
             try:
                 first = seen.setdefault(key, key_node)
             except TypeError:  # an unhashable key: SafeLoader refuses it itself, saying why
@@ -111,7 +131,7 @@ def parse_yaml(text: str, path: Path) -> Any:
     in one mapping, is a ValueError naming the file and where: ``rules.yaml:14:1: 'fit' is given again ...``."""
     try:
         return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
-    except RepeatedKey as exc:
+    except (RepeatedKey, NumberKey) as exc:
         raise ValueError(f"{path}:{exc.line}:{exc.column}: {exc.reason}") from None
     except yaml.MarkedYAMLError as exc:
         # One line, where an editor finds it: PyYAML's own text spans lines and names "<unicode string>".

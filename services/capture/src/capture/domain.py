@@ -107,7 +107,9 @@ def _text(max_length: int, pattern: str | None = None) -> Any:
 
 
 Name = _text(200)
-Tag = _text(200)
+#: The longest offer, submitted or a form's.
+OFFER_LENGTH = 200
+Tag = _text(OFFER_LENGTH)
 
 #: The attribution a page's script fills in (from the ad's link, ``document.referrer``, ``location.href``), which
 #: the person never sees and cannot shorten, and each one's limit. Refused, a landing page carrying long tracking
@@ -692,9 +694,13 @@ _HOST = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9](
 _ACTION = re.compile(r"[A-Za-z0-9_/-]{1,100}")
 
 
-def _seconds(value: Any, where: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{where}: expected a {'positive' if positive else 'non-negative'} number of seconds")
+def _seconds(value: Any, where: str, *, positive: bool = False, most: float) -> float:
+    # YAML reads .nan and .inf as floats: NaN passes every comparison (a fill-time check that checks nothing),
+    # and a token age of 1e12 s overflowed the token's time (a 500 on every token asked for).
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= most
+            or (positive and value == 0)):
+        raise ValueError(f"{where}: expected a {'positive' if positive else 'non-negative'} number of seconds, "
+                         f"at most {most:,g}")
     return float(value)
 
 
@@ -738,7 +744,7 @@ def parse_captcha(spec: Any, where: str) -> Captcha:
     if action is not None and provider == "hcaptcha" and not spec.get("verify_url"):
         raise ValueError(f"{where}.action: hcaptcha answers no action (reCAPTCHA v3 and Turnstile do); leave it out")
     return Captcha(verify_url=str(url), secret_env=secret_env, field=str(field),
-                   timeout_s=_seconds(spec.get("timeout_s", 3.0), f"{where}.timeout_s", positive=True),
+                   timeout_s=_seconds(spec.get("timeout_s", 3.0), f"{where}.timeout_s", positive=True, most=60),
                    fail_open=on_error == "open", min_score=min_score,
                    hostnames=frozenset() if hostnames is None else _hostnames(hostnames, f"{where}.hostnames"),
                    action=action, max_answer=_MAX_ANSWERS.get(provider or ""))
@@ -751,6 +757,9 @@ def _hostnames(values: Any, where: str) -> frozenset[str]:
     return _each_like(values, _HOST, where, "a host name like www.example.com (lower case; no scheme, port, path "
                                             "or wildcard)")
 
+
+#: The longest a form token may live (and so the longest fill time asked for): a page left open for a month.
+_TOKEN_AGE_MOST = 30 * 86_400
 
 #: What a form id may be: it is part of the URL a form posts to.
 FORM_ID = r"[A-Za-z0-9_.:-]{1,100}"
@@ -774,6 +783,8 @@ def parse_forms(raw: Mapping[str, Any]) -> dict[str, Form]:
         if not isinstance(form_id, str) or not _FORM_ID.match(form_id):
             raise ValueError(f"forms.{key}: a form id is 1 to 100 letters, digits and _ . : - (it is part of the URL "
                              "the form posts to; quote one YAML reads otherwise)")
+        if form_id in forms:  # 2024: and '2024': are two keys to YAML, one form id
+            raise ValueError(f"forms.{form_id}: listed twice (once as a number, once as text); list it once")
         forms[form_id] = _form(form_id, spec, f"forms.{form_id}", _FORM_KEYS)
     return forms
 
@@ -810,18 +821,32 @@ def _form(form_id: str, spec: Any, where: str, keys: set[str]) -> Form:
         thank_you_url = _ascii_url(thank_you_url)
         if not thank_you_url.isascii():
             raise ValueError(f"{where}.thank_you_url: its host is no domain name IDNA can spell in ASCII")
+    if captcha is not None and captcha.field in (*FIELDS, TOKEN_FIELD):
+        # The provider would be sent every person's address (or name, or token) as the widget's answer, and would
+        # refuse it: every submission quarantined.
+        raise ValueError(f"{where}.captcha.field: {captcha.field} is a field of the submission; name the field "
+                         "the CAPTCHA widget fills in (its provider's, when left out)")
+    # As a submitted offer is read: rules and reports match an offer whole, so "demo " would match no "demo".
+    offer = _trimmed(spec.get("offer") or "") or None
+    if offer is not None and len(offer) > OFFER_LENGTH:
+        raise ValueError(f"{where}.offer: at most {OFFER_LENGTH} characters, as a submitted offer")
+    min_fill = _seconds(spec.get("min_fill_seconds", 3), f"{where}.min_fill_seconds", most=_TOKEN_AGE_MOST)
+    max_age = _seconds(spec.get("token_max_age_seconds", 86_400), f"{where}.token_max_age_seconds", positive=True,
+                       most=_TOKEN_AGE_MOST)
+    if min_fill >= max_age:
+        # No token could be old enough and young enough at once: every submission quarantined.
+        raise ValueError(f"{where}.min_fill_seconds: {min_fill:g} is not below token_max_age_seconds ({max_age:g})")
     return Form(
         form_id=form_id,
         name=spec.get("name") or form_id,
         thank_you_url=thank_you_url,
-        offer=spec.get("offer"),
+        offer=offer,
         allowed_origins=parse_origins(spec.get("allowed_origins") or [], f"{where}.allowed_origins"),
         honeypot=spec.get("honeypot") or DEFAULT_HONEYPOT,
         rate_limit=spec.get("rate_limit") or None,
         require_token=spec.get("require_token", False),
-        min_fill_seconds=_seconds(spec.get("min_fill_seconds", 3), f"{where}.min_fill_seconds"),
-        token_max_age_seconds=_seconds(spec.get("token_max_age_seconds", 86_400),
-                                       f"{where}.token_max_age_seconds", positive=True),
+        min_fill_seconds=min_fill,
+        token_max_age_seconds=max_age,
         captcha=captcha,
     )
 
