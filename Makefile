@@ -65,7 +65,8 @@ export: $(STAMP) ## write leads.lifecycle to a file for analysts (EXPORT_ARGS="l
 	$(VENV)/bin/leadpipe-reporting export $(or $(EXPORT_ARGS),lifecycle.jsonl)
 
 asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event models (the tests check it)
-	$(VENV)/bin/python -c 'from leadpipe_common.asyncapi import document, to_yaml; print(to_yaml(document()), end="")' > docs/asyncapi.yaml
+	$(VENV)/bin/python -c 'from leadpipe_common.asyncapi import document, to_yaml; print(to_yaml(document()), end="")' > docs/asyncapi.yaml.partial
+	mv docs/asyncapi.yaml.partial docs/asyncapi.yaml
 
 openapi: $(STAMP) ## regenerate docs/openapi/<service>.json from the services (the tests check them)
 	$(VENV)/bin/python -m leadpipe_common.local.openapi .

@@ -28,7 +28,9 @@ def keys(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 def create(stack: Stack, name: str, *scopes: str) -> tuple[str, str]:
     done = keys(stack, "create", "--name", name, *(a for s in scopes for a in ("--scope", s)))
     assert done.returncode == 0, done.stderr
-    key = done.stdout.strip().splitlines()[-1]
+    # The key alone on stdout (`> file` makes a credentials file), what it is on stderr.
+    key = done.stdout.strip()
+    assert "\n" not in key and "shown only now" in done.stderr, (done.stdout, done.stderr)
     return key.split("_")[1], key
 
 

@@ -94,6 +94,10 @@ async def test_letters_a_narrowed_redrive_leaves_out_wait_for_a_plain_run(bootst
 
     assert f"key={left.lead_id}" in redrive(bootstrap)
     assert await read_topic(bootstrap, "leads.enriched", where=for_lead(left.lead_id), until=bool)
+    # Both sent back now: only a listing of every letter the topic holds still names them (a DPO's search).
+    assert f"key={left.lead_id}" not in redrive(bootstrap, "--dry-run")
+    everything = redrive(bootstrap, "--dry-run", "--all")
+    assert f"would send leads.captured key={left.lead_id}" in everything and f"key={taken.lead_id}" in everything
 
 
 async def test_a_letter_rejected_for_good_is_listed_and_not_sent_back(bootstrap):
@@ -101,8 +105,13 @@ async def test_a_letter_rejected_for_good_is_listed_and_not_sent_back(bootstrap)
     report = factories.message("leads.feedback", LeadDispositioned(lead_id=uuid.uuid4(), outcome="accepted",
                                                                     rep_id="dan.kim"))
     letter = dead_letter(report, "routing")
-    await produce(bootstrap, [replace(letter, headers=(("dlq.final", b"true"), *letter.headers))])
+    # leads.feedback takes any key: one a sales tool (or anyone who may write there) made a terminal's escape.
+    rogue = replace(letter, key=b"\x1b]0;pwned\x07\x1b[2J", headers=(
+        ("dlq.final", b"true"), ("dlq.error.message", b"\x1b[31mred"), *letter.headers))
+    await produce(bootstrap, [replace(letter, headers=(("dlq.final", b"true"), *letter.headers)), rogue])
 
     listing = redrive(bootstrap)
-    assert "not sent: rejected for good by routing" in listing and "send a new event" in listing
+    assert f"not sent: key={report.key.decode()}: rejected for good by routing" in listing
+    assert "send a new event" in listing
+    assert "key=\\x1b]0;pwned\\x07\\x1b[2J" in listing and "(\\x1b[31mred" in listing and "\x1b" not in listing
     assert not await read_all(bootstrap, "leads.feedback", where=lambda r: r.key == report.key)

@@ -127,6 +127,21 @@ def test_an_erasure_by_address_prints_the_persons_leads_and_sends_lead_erased_on
     assert len(erase.uow.published) == 1
 
 
+def test_an_erasure_from_the_command_line_is_logged_on_stderr_apart_from_what_it_prints(erase):
+    """Its log line (who asked, which leads) went through structlog's default printer to stdout, among the
+    command's answer, and into no log: --by promises it is kept in the log."""
+    done = erase("--email", "Jane.Doe@gmail.com", "--by", "dpo-ticket-7")
+    assert done.exit_code == 0, done.output
+    assert "person erased" not in done.stdout and "lead(s) erased now" in done.stdout
+    assert "person erased" in done.stderr and "dpo-ticket-7" in done.stderr
+
+
+def test_who_asks_for_an_erasure_is_refused_when_it_names_an_address_kept_for_ever_with_it(erase):
+    done = erase("--email", "Jane.Doe@gmail.com", "--by", "request from jane.doe@gmail.com")
+    assert done.exit_code == 2 and "holds an e-mail address" in done.output
+    assert not erase.uow.published and "jane.doe@gmail.com" not in done.output.replace("--by", "")
+
+
 def test_an_erasure_of_a_lead_another_erased_at_the_same_time_is_a_repeat_and_sends_nothing(erase):
     erase.uow.store.meanwhile = {LEAD}
     done = erase("--lead", str(LEAD))

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import stat
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,6 +92,15 @@ async def test_a_complete_export_replaces_the_previous_one(
         offsets = [json.loads(line)["offset"] for line in target.read_text().splitlines()]
     assert offsets == [0, 1, 2]
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+async def test_an_export_replacing_one_keeps_the_permissions_its_analyst_gave_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A new file took the umask's 0644: a file of people's steps its analyst had made 0600 was readable by all."""
+    target = previous_export(tmp_path, "old.jsonl")
+    target.chmod(0o600)
+    await run_export(target, TopicScanOf([[step(0)]]), monkeypatch)
+    assert target.read_text() != PREVIOUS and stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
 def test_a_missing_kafka_ca_file_is_named_as_the_setting_it_is_not_a_write_error(tmp_path: Path):

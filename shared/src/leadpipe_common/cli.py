@@ -34,6 +34,7 @@ import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from leadpipe_common import logging as lp_logging
 from leadpipe_common.cli_help import Group
 from leadpipe_common.connections import BoundedHeads
 from leadpipe_common.db import ConnectTimeout
@@ -136,6 +137,14 @@ def service_cli(
 ) -> typer.Typer:
     """``check(settings)`` loads the service's reference data; ValueError or OSError stops ``serve``."""
     cli = typer.Typer(help=f"leadpipe {name} service", no_args_is_help=True, add_completion=False, cls=Group)
+
+    @cli.callback()
+    def commands_log_to_stderr(ctx: typer.Context) -> None:
+        # A command's log lines (an erasure's "person erased ... by=", which its --by promises is kept) went
+        # through structlog's default printer to stdout, among what the command prints, and into no log.
+        # ``serve`` configures its own, from its settings.
+        if ctx.invoked_subcommand != "serve":
+            lp_logging.configure(name, cache=False)
 
     @cli.command()
     def serve(

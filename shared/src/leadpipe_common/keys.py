@@ -78,7 +78,10 @@ def create(
     settings = _settings()
     with database_errors():
         key_id, key = run_command(create_key(settings, name, scope, rate_limit))
-    typer.echo(f"created key {key_id} for {name} with {', '.join(sorted(set(scope)))}; it is shown only now:")
+    # The key alone on stdout: `leadpipe-keys create ... > key` is a file holding it alone, as Prometheus's
+    # credentials_file and a Secret's value want it.
+    typer.echo(f"created key {key_id} for {name} with {', '.join(sorted(set(scope)))}; it is shown only now:",
+               err=True)
     typer.echo(key)
 
 

@@ -133,17 +133,26 @@ def name_event_in_hand(_logger: object, _method: str, event: dict) -> dict:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def escaped(text: str) -> str:
+    """``text`` with its control characters escaped as Python would write them: for a terminal, which would run
+    an escape sequence a record's key or a client's header holds (retitle the window, clear the screen)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def message_control_characters_escaped(_logger: object, _method: str, event: dict) -> dict:
     """A structlog processor for the console: the message with its control characters escaped as Python would
     write them. The console renderer quotes a value holding one (``path='/a\\nb'``) but writes the message as
     it is, and a library's message may quote what a client sent (uvicorn's, a header's text)."""
     message = event.get("event")
     if isinstance(message, str) and _CONTROL.search(message):
-        event["event"] = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
+        event["event"] = escaped(message)
     return event
 
 
-def configure(service: str, level: str = "INFO", json: bool | None = None) -> None:
+def configure(service: str, level: str = "INFO", json: bool | None = None, *, cache: bool = True) -> None:
+    """Every log line of the process, structlog's and the standard library's, on stderr: JSON unless stderr is a
+    terminal (or ``json`` says). ``cache``: each logger keeps this configuration from its first line on (a
+    serving process's saving); a command's loggers do not, so that configuring again (a test's) reaches them."""
     as_json = (not sys.stderr.isatty()) if json is None else json
 
     def add_service(_logger: object, _method: str, event: dict) -> dict:
@@ -171,7 +180,7 @@ def configure(service: str, level: str = "INFO", json: bool | None = None) -> No
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -192,6 +201,8 @@ def configure(service: str, level: str = "INFO", json: bool | None = None) -> No
     # httpx writes every request's URL at INFO, whole: a webhook's may hold a token in its path or a password.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # A command's migration (alembic) says which plugins it set up, a line each: `migrate` prints what it did.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -40,7 +40,7 @@ from aiokafka.errors import KafkaError
 from leadpipe_common import topics, topology
 from leadpipe_common.cli_help import Command
 from leadpipe_common.envelope import Message
-from leadpipe_common.logging import run_command
+from leadpipe_common.logging import escaped, run_command
 from leadpipe_common.producer import Producer
 from leadpipe_common.kafka import client_options, quiet_client_logs
 from leadpipe_common.settings import KafkaSettings
@@ -97,7 +97,7 @@ def dead_letter_reader(settings: KafkaSettings, group: str = GROUP) -> AIOKafkaC
 
 
 async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | None, dry_run: bool,
-                  say=print) -> Counter:  # noqa: ANN001
+                  from_start: bool = False, say=print) -> Counter:  # noqa: ANN001
     consumer = dead_letter_reader(settings, group_for(stage, kind))
     producer: Producer | None = None
     tally: Counter = Counter()
@@ -106,6 +106,8 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
         partitions = [TopicPartition(topics.DEADLETTER, p)
                       for p in sorted(consumer.partitions_for_topic(topics.DEADLETTER) or ())]
         consumer.assign(partitions)
+        if from_start:  # every letter the topic holds, those sent back before too (a dry run: nothing committed)
+            await consumer.seek_to_beginning(*partitions)
         # This run's share of the work: the log end as the broker reports it, raised
         # to each partition's high watermark at its first fetch (the embedded Tansu
         # reports only the last record batch's base offset + 1; see scan.py).
@@ -135,8 +137,13 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                     if not selected(letter, stage, kind):
                         tally["skipped"] += 1
                         continue
+                    # Each line names the letter's key (the lead's id, as the stages key their records), so that
+                    # one left here can be found and acted on; a key and an error are what a producer wrote:
+                    # escaped, never run by the terminal.
+                    key = escaped((r.key or b"").decode(errors="replace"))
+                    error = escaped((letter.header("dlq.error.message") or "")[:120])
                     if letter.header("dlq.error.kind") == "unreadable":
-                        say(f"not sent: the original could not be read; it is "
+                        say(f"not sent: key={key}: the original could not be read; it is "
                             f"{letter.header('dlq.source.topic')}/{letter.header('dlq.source.partition')} at offset "
                             f"{letter.header('dlq.source.offset')}")
                         tally["unreadable"] += 1
@@ -147,23 +154,23 @@ async def redrive(settings: KafkaSettings, *, stage: str | None, kind: str | Non
                                  if outbox else
                                  f"{letter.header('dlq.source.topic')}/{letter.header('dlq.source.partition')} at "
                                  f"offset {letter.header('dlq.source.offset')}")
-                        say(f"not sent: too big for a dead letter; the original is {where} "
+                        say(f"not sent: key={key}: too big for a dead letter; the original is {where} "
                             f"({letter.header('dlq.value.dropped')} bytes)")
                         tally["too big to send back"] += 1
                         continue
                     if letter.header("dlq.final") == "true":
-                        say(f"not sent: rejected for good by {letter.header('dlq.stage')} "
-                            f"({(letter.header('dlq.error.message') or '')[:120]}); send a new event instead")
+                        say(f"not sent: key={key}: rejected for good by {letter.header('dlq.stage')} ({error}); "
+                            "send a new event instead")
                         tally["rejected for good"] += 1
                         continue
                     original = letter.original()
                     if original is None:
+                        say(f"not sent: key={key}: it came from "
+                            f"{escaped(str(letter.header('dlq.source.topic')))}, no topic it can be sent back to")
                         tally["unknown source"] += 1
                         continue
-                    say(f"{'would send' if dry_run else 'sending'} {original.topic} "
-                        f"key={(original.key or b'').decode(errors='replace')} "
-                        f"({letter.header('dlq.stage')}: {letter.header('dlq.error.kind')}: "
-                        f"{(letter.header('dlq.error.message') or '')[:120]})")
+                    say(f"{'would send' if dry_run else 'sending'} {original.topic} key={key} "
+                        f"({letter.header('dlq.stage')}: {letter.header('dlq.error.kind')}: {error})")
                     outgoing.append(original)
                     tally[original.topic] += 1
             if producer is not None and batch:
@@ -185,6 +192,9 @@ def main(
                                                 f"{', '.join(STAGES[:-1])} or {STAGES[-1]}"),
     kind: str | None = typer.Option(None, help=f"only this kind of error: {', '.join(KINDS[:-1])} or {KINDS[-1]}"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be sent; send nothing"),
+    every: bool = typer.Option(False, "--all", help="with --dry-run: list every letter the topic holds, those sent "
+                                                    "back before too (to find a person's, say), not only those "
+                                                    "left to send"),
 ) -> None:
     """Send dead-lettered records back to their source topics, once each.
 
@@ -201,10 +211,14 @@ def main(
                                  param_hint="--stage")
     if kind is not None and kind not in KINDS:
         raise typer.BadParameter(f"{kind!r}: one of {', '.join(KINDS)}", param_hint="--kind")
+    if every and not dry_run:
+        # Sent again, every letter ever redriven would be a second copy of each.
+        raise typer.BadParameter("lists only: give --dry-run with it", param_hint="--all")
     settings = load_settings(KafkaSettings)
     try:
         with quiet_client_logs():  # the one-line error below says it
-            tally = run_command(redrive(settings, stage=stage, kind=kind, dry_run=dry_run, say=typer.echo))
+            tally = run_command(redrive(settings, stage=stage, kind=kind, dry_run=dry_run, from_start=every,
+                                        say=typer.echo))
     except KafkaError as exc:
         typer.secho(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from leadpipe_common.cli import database_errors, load_settings
 from leadpipe_common.db import make_engine, make_sessionmaker
 from leadpipe_common.logging import run_command
+from leadpipe_common.page_urls import holds_address
 from leadpipe_common.uow import SqlUnitOfWork
 
 from capture import erasure
@@ -47,6 +48,11 @@ def add_commands(cli: typer.Typer) -> None:
         if email is not None and not email.strip():
             # `--email "$EMAIL"` with the variable unset: said, not read as no address.
             raise typer.BadParameter("'' is empty: give the person's address", param_hint="--email")
+        if by is not None and holds_address(by):
+            # It goes on each lead.erased, on leads.lifecycle, kept for ever: "request from jane@x.com" would keep
+            # there the very address being erased.
+            raise typer.BadParameter("holds an e-mail address, and is kept for ever on leads.lifecycle: name who "
+                                     "asks without one (a ticket, a login)", param_hint="--by")
         try:
             lead_id = uuid.UUID(lead) if lead is not None else None
         except ValueError:

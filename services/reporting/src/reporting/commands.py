@@ -44,10 +44,12 @@ def _export_format(output: Path, fmt: str | None) -> str:
 
 
 def _progress_bar(label: str):  # noqa: ANN202
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # On stderr: on stdout, redirected, its last frame was a line of box-drawing characters among the output.
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]:>10} events/s"), TimeElapsedColumn())
+                    TextColumn("{task.fields[rate]:>10} events/s"), TimeElapsedColumn(), console=Console(stderr=True))
 
 
 def _run_with_progress(label: str, work: Callable[[Progress], Any]) -> Any:

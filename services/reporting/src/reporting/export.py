@@ -26,9 +26,11 @@ are about a later touch: there they are that touch's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -125,6 +127,10 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
             with _writing(output):
                 files.close()  # the last writes (and Parquet's footer) fail here, if anywhere
         with _writing(output):
+            with contextlib.suppress(FileNotFoundError):
+                # A file exported again keeps the permissions its analyst gave it (a chmod 600 of a file of
+                # people's steps), not the new file's umask.
+                os.chmod(partial, stat.S_IMODE(output.stat().st_mode))
             os.replace(partial, output)
     except BaseException:  # an interruption (Ctrl-C cancels the task) as much as an error
         partial.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import importlib.resources
 import secrets
 import signal
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 import yaml
 
 from leadpipe_common.files import parse_yaml
@@ -42,6 +44,18 @@ TOKEN_SECRET = f"test-tokens-{secrets.token_hex(16)}"
 #: Forms verified by the fake CAPTCHA service, failing open and failing closed.
 CAPTCHA_FORMS = {"open": "captcha-open", "closed": "captcha-closed"}
 CAPTCHA_TIMEOUT_S = 0.5
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_it_was() -> Iterator[None]:
+    """A test that runs a command configures the process's logging (``leadpipe_common.logging.configure``), its
+    handler writing to the test runner's stderr of that test: the next tests must log as before it."""
+    config, root = structlog.get_config(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _test_forms(data_dir: Path) -> Path:
