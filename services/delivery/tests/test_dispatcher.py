@@ -265,6 +265,16 @@ async def test_an_attempt_the_http_client_refuses_to_make_is_recorded_as_failed_
     assert all("OverflowError" in (a.error or "") or "connect" in (a.error or "") for a in queue.attempted)
 
 
+async def test_an_attempt_that_timed_out_says_so_in_its_error():
+    """A timeout's own text is empty: "TimeoutError: " was the whole last error an operator read of a slow
+    receiver."""
+    queue = Queue(due(1))
+    sender = dispatcher(queue, Pool(queue), refusal=TimeoutError())
+    assert await sender.step() == 1
+    await sender.stop()
+    assert [a.error for a in queue.attempted] == ["TimeoutError: no whole answer within DELIVERY_TIMEOUT_S (15 s)"]
+
+
 async def test_a_delivery_gets_its_whole_retry_window_from_its_first_attempt_not_from_when_it_was_queued():
     """A lead's deliveries go out one at a time: one queued behind an earlier one failing for most of a window was
     given up at its first failure. One whose first attempt was a window ago is given up all the same."""

@@ -666,6 +666,16 @@ def test_failures_back_off_exponentially_with_jitter_and_retry_after_is_honoured
     assert wait(429, 3, retry_after=0) == wait(503, 3, retry_after=1) == 10.0
 
 
+def test_a_retry_after_longer_than_the_backoffs_longest_wait_is_waited_that_long_and_asked_again():
+    """A proxy's Retry-After of a year parked the delivery, and every later one of its lead, until its window's
+    end (30 days under the longest), and nothing could send it sooner once the receiver was back."""
+    year = after_attempt(503, 365 * 86_400, attempts=1, refused_before=0, first_at=NOW, now=NOW,
+                         window=timedelta(hours=720), jitter=0.5)
+    assert (year.outcome, year.next_at) == ("retry", NOW + timedelta(hours=1))
+    assert after_attempt(429, 1800, attempts=1, refused_before=0, first_at=NOW, now=NOW,
+                         window=timedelta(hours=72), jitter=0.5).next_at == NOW + timedelta(minutes=30)
+
+
 def test_after_the_retry_window_a_delivery_is_dead():
     v = after_attempt(500, None, attempts=9, refused_before=0, first_at=NOW - timedelta(hours=71, minutes=59),
                       now=NOW, window=timedelta(hours=72), jitter=0.5)
@@ -769,15 +779,23 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
     assert retry_after_s("Mon, 01 Jan 2024 00:00:00 +99999999999999999999", NOW) is None  # no OverflowError
 
 
+def test_a_retry_after_in_https_other_date_forms_is_read_as_gmt():
+    """asctime's form and a -0000 zone are read without a zone: compared with an aware moment they raised, and
+    the header was taken for none (the next attempt seconds later, not when the receiver asked)."""
+    assert retry_after_s("Mon Nov 23 09:01:00 2026", NOW) == 60
+    assert retry_after_s("Mon, 23 Nov 2026 09:01:00 -0000", NOW) == 60
+
+
 def test_no_answer_and_no_attempt_count_can_keep_a_delivery_from_its_verdict():
     """A verdict that raised left the delivery unrecorded: sent again every lease, for ever."""
     window = timedelta(hours=72)
     far = after_attempt(503, 999_999_999_999, attempts=1, refused_before=0, first_at=NOW, now=NOW, window=window,
                         jitter=0.5)
-    assert (far.outcome, far.next_at) == ("retry", NOW + window)  # far past the window, and past datetime's years
+    # Far past the window, and past datetime's years: waited as long as the backoff's longest wait.
+    assert (far.outcome, far.next_at) == ("retry", NOW + timedelta(hours=1))
     endless = after_attempt(503, retry_after_s("9" * 400, NOW), attempts=1, refused_before=0, first_at=NOW, now=NOW,
                             window=window, jitter=0.5)
-    assert (endless.outcome, endless.next_at) == ("retry", NOW + window)
+    assert (endless.outcome, endless.next_at) == ("retry", NOW + timedelta(hours=1))
     many = after_attempt(500, None, attempts=5_000, refused_before=0, first_at=NOW, now=NOW, window=window,
                          jitter=0.0)
     assert (many.outcome, many.next_at) == ("retry", NOW + timedelta(seconds=1800))  # the cap, halved

@@ -244,7 +244,10 @@ class Dispatcher(BackgroundLoop):
             # Not only the network's errors: whatever keeps an attempt from being made (a URL httpx refuses, a
             # port out of range at connect) is a failed attempt, recorded and retried in its window; one that
             # escaped here was never recorded, and was claimed again at every lease, for ever.
-            error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+            # A timeout says nothing of itself ("TimeoutError: " was the whole last error an operator read).
+            said = str(exc) or (f"no whole answer within DELIVERY_TIMEOUT_S ({self._total_s:g} s)"
+                                if isinstance(exc, TimeoutError) else "")
+            error = (f"{type(exc).__name__}: {said}" if said else type(exc).__name__)[:500]
         finally:
             self._in_flight[d.subscription_id] -= 1
         elapsed = time.perf_counter() - started

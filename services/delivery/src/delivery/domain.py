@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple, get_args
 from urllib.parse import urlsplit
@@ -556,7 +556,12 @@ def retry_after_s(value: str | None, now: datetime) -> float | None:
     if value.isascii() and value.isdigit():  # str.isdigit alone takes "²", which float() refuses
         return float(value)  # a number too large for a float is inf: past any window
     try:
-        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+        when = parsedate_to_datetime(value)
+        # HTTP's asctime form and a "-0000" zone are read without a zone: HTTP dates are GMT (RFC 9110), and
+        # compared with an aware moment they raised, ignored as no header.
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - now).total_seconds())
     except (TypeError, ValueError, OverflowError):  # an offset of 10**20 hours overflows
         return None
 
@@ -573,8 +578,9 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
     the count again: a delivery that failed for hours (an outage) and is then refused (the receiver's bad deploy
     answering 404 for a minute) gets its ``refused_attempts`` too, not given up at its first refusal because it
     had many attempts before it. Backoff doubles from ``base_s`` up to ``cap_s``, each wait between half and all
-    of it (``jitter`` in [0, 1)); a 429 or 503 with a longer ``Retry-After`` waits that long instead (a shorter
-    one, 0 or a date gone by, would have the receiver asked again at once, as fast as it answers). A wait past
+    of it (``jitter`` in [0, 1)); a 429 or 503 with a longer ``Retry-After`` waits that long instead, up to
+    ``cap_s`` (a shorter one, 0 or a date gone by, would have the receiver asked again at once, as fast as it
+    answers). A wait past
     the window's end is dead, but a 429 or 503 with ``Retry-After`` waits until that end instead, for one last
     attempt: the receiver said it will take deliveries again. After a refusal the backoff doubles with the refusals
     in a row, not with the attempts: they take the same minutes whatever came before them."""
@@ -592,7 +598,10 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
     paced_by = in_a_row or attempts
     # The exponent is bounded first: a delivery may fail for weeks of windows, and 2.0 ** 1024 is no float.
     wait = min(cap_s, base_s * 2.0 ** min(paced_by - 1, 64)) * (0.5 + jitter / 2)
-    asked = retry_after if status in WAITS_AS_ASKED else None
+    # Waited at most as long as the backoff's longest wait: a proxy's Retry-After of a year parked the delivery,
+    # and every later one of its lead, until its window ended, with nothing to send it sooner once the receiver
+    # was back; asked again after the cap, a receiver still down says so again.
+    asked = min(retry_after, cap_s) if retry_after is not None and status in WAITS_AS_ASKED else None
     if asked is not None:
         wait = max(wait, asked)
     # Compared in seconds: a receiver's Retry-After may be beyond any date a datetime can hold.

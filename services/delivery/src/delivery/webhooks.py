@@ -105,7 +105,7 @@ def answers() -> dict[int | str, dict[str, Any]]:
     retried = ("retried with exponential backoff and jitter (from `DELIVERY_RETRY_BASE_S`) until the retry window "
                "ends (`DELIVERY_RETRY_HOURS`, or the subscription's `retry_hours`, from the delivery's first "
                "attempt); then dead, until redriven. The lead's later deliveries wait behind it meanwhile")
-    waits = "; a longer `Retry-After` is waited out (never past the window's end)"
+    waits = "; a longer `Retry-After` is waited out, up to an hour (never past the window's end)"
     refused = (f"sent again with backoff until its receiver has refused it `DELIVERY_REFUSED_ATTEMPTS` "
                f"({REFUSED_ATTEMPTS} by default) times in a row, then dead (its last error says so) and the lead's "
                "next delivery goes. Fix the receiver, then redrive")
@@ -120,8 +120,9 @@ def answers() -> dict[int | str, dict[str, Any]]:
         **{code: {"description": f"{HTTPStatus(code).phrase}: not now, rather than not this: {retried}"
                                  f"{waits if code in WAITS_AS_ASKED else ''}.", "x-delivery-outcome": "retried"}
            for code in sorted(TRANSIENT_4XX | WAITS_AS_ASKED)},
-        "3XX": {"description": f"Refused: a delivery follows no redirect (its last error names the `Location`: set "
-                               f"the subscription's url to it); {refused}.", "x-delivery-outcome": "refused"},
+        "3XX": {"description": f"Refused: a delivery follows no redirect (its last error names the origin the "
+                               f"`Location` points to, its last response, shown to admin keys, the whole `Location`: "
+                               f"set the subscription's url to it); {refused}.", "x-delivery-outcome": "refused"},
         "4XX": {"description": f"Refused: this message will never be taken (a wrong secret, a wrong path); "
                                f"{refused}.", "x-delivery-outcome": "refused"},
         "5XX": {"description": f"An outage, as a timeout or a connection error is: {retried}.",
