@@ -87,10 +87,16 @@ class Stored(Queue):
     async def disabled_urls(self) -> dict[str, str | None]:
         return dict(self.switched_off)
 
+    async def switch_offs(self) -> dict[str, dict]:
+        return {sub_id: {"at": SWITCHED_OFF_AT, "reason": f"410 Gone from {url}", "url": url}
+                for sub_id, url in self.switched_off.items()}
+
     async def enable(self, subscription_id: str) -> bool:
         return self.switched_off.pop(subscription_id, False) is not False
 
 
+#: When a receiver's 410 switched off each subscription ``Stored`` holds switched off.
+SWITCHED_OFF_AT = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
 BOX = SecretBox([Fernet.generate_key()])
 CREATED = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 FILE = parse_subscriptions({"subscriptions": [
@@ -257,7 +263,8 @@ async def test_a_changed_url_and_contact_are_stored_in_force_and_listed_and_the_
     assert changed.json() == slack == {
         "id": "slack", "url": "https://hooks.example.com/moved", "events": ["lead.queued", "lead.routed"],
         "filter": {"team": ["na"]}, "retry_hours": 12.0, "contact": ["email"], "source": "api",
-        "signing_secrets": 1, "disabled": True, "opened": True, "problem": None}
+        "signing_secrets": 1, "disabled": True, "disabled_at": "2026-11-20T07:30:00Z",
+        "disabled_reason": "410 Gone from https://hooks.example.com/s", "opened": True, "problem": None}
     assert (book["slack"].url, book["slack"].contact) == ("https://hooks.example.com/moved", frozenset({"email"}))
     row = stored.rows["slack"]
     assert (row["secrets"], row["created_at"], row["updated_at"]) == (secrets, CREATED, POSTGRES_NOW)

@@ -957,6 +957,32 @@ async def test_an_erasure_gives_up_its_leads_waiting_deliveries_and_clears_every
     ]
 
 
+async def test_an_attempt_under_way_when_its_lead_is_erased_is_logged_and_its_lead_erased_waits_for_its_lease(db):
+    """The erasure gave up the delivery its attempt was carrying: the attempt's result matched nothing, was
+    counted as a lease overrun, and left no trace that the receiver may have taken the person; and the lead's
+    lead.erased could be sent before that attempt arrived, the person back at the receiver after it."""
+    sub, lead, now = f"flight-{uuid.uuid4().hex[:8]}", uuid.uuid4(), datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue([held(sub, lead)])
+        [flying] = await store.claim({sub: 1}, 1, lease=LEASE)
+        await store.enqueue([held(sub, lead, "lead.erased")])
+        await store.enqueue([], erased={lead: now})
+        while_leased = await store.claim({sub: 1}, 1, lease=LEASE)
+        recorded = await store.record([attempted(flying, "delivered", 204, now)])
+        row = (await conn.execute(sa.text("SELECT status, last_error, last_status, body FROM delivery.deliveries "
+                                          "WHERE seq = :seq"), {"seq": flying.seq})).one()
+        tries = (await conn.execute(sa.text("SELECT attempt, status FROM delivery.attempts WHERE delivery_seq = :seq"),
+                                    {"seq": flying.seq})).all()
+        await fall_due(conn, flying.seq)  # the lease has run out
+        [erased] = await store.claim({sub: 1}, 1, lease=LEASE)
+        await conn.rollback()
+    assert while_leased == [] and recorded == {flying.seq}
+    assert tuple(row) == ("dead", "erased", None, None)  # as the erasure left it: given up, nothing of the person
+    assert [tuple(t) for t in tries] == [(1, 204)]
+    assert erased.event_type == "lead.erased"
+
+
 async def test_a_delivery_queued_for_a_lead_after_its_erasure_is_given_up_at_once(db):
     """delivery reads leads.routed apart from the lifecycle: a lead.routed routing wrote before the erasure may be
     read after it, with the whole contact (an SLA reassignment's after it, with none)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -85,6 +86,9 @@ class SubscriptionState(BaseModel):
     signing_secrets: int
     #: A receiver answered 410 Gone: nothing is sent until it is switched back on.
     disabled: bool
+    #: When it was switched off, and why (the 410 and the url that answered it); null while it is on.
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
     #: False: made through the API and sealed with another key than this process has (DELIVERY_SECRETS_KEY, or
     #: LEADPIPE_SESSION_SECRET's), or no longer valid here (``problem``): delivery consumes nothing until the key
     #: or setting is back or it is deleted.
@@ -94,10 +98,22 @@ class SubscriptionState(BaseModel):
     problem: str | None = None
 
 
-def _state(sub: Subscription, book: SubscriptionBook, off: set[str]) -> dict[str, Any]:
+def _state(sub: Subscription, book: SubscriptionBook, off: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {"id": sub.id, "url": sub.url, "events": sorted(sub.events),
             "filter": {k: sorted(v) for k, v in sub.filter.items()}, "retry_hours": sub.retry_hours,
-            "contact": _listed(sub.contact), "source": book.source(sub.id), "signing_secrets": len(sub.secrets), "disabled": sub.id in off}
+            "contact": _listed(sub.contact), "source": book.source(sub.id), "signing_secrets": len(sub.secrets),
+            **_switched(sub.id, off)}
+
+
+def _switched(subscription_id: str, off: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    why = off.get(subscription_id)
+    return {"disabled": why is not None, "disabled_at": why and why["at"], "disabled_reason": why and why["reason"]}
+
+
+async def _off(store: DeliveryStore, book: SubscriptionBook) -> dict[str, dict[str, Any]]:
+    """The subscriptions switched off by a 410 (``domain.switched_off``), each with when and why."""
+    rows = await store.switch_offs()
+    return {sub_id: rows[sub_id] for sub_id in switched_off({k: r["url"] for k, r in rows.items()}, book.from_file)}
 
 
 def _listed(fields: frozenset[str] | None) -> list[str] | None:
@@ -105,12 +121,12 @@ def _listed(fields: frozenset[str] | None) -> list[str] | None:
     return None if fields is None else [f for f in CONTACT_FIELDS if f in fields]
 
 
-def _unopened_state(row: dict[str, Any], off: set[str], problem: str | None) -> dict[str, Any]:
+def _unopened_state(row: dict[str, Any], off: Mapping[str, Mapping[str, Any]], problem: str | None) -> dict[str, Any]:
     """A stored subscription this process cannot use, as far as it can be told without its secrets."""
     return {"id": row["id"], "url": row["url"], "events": sorted(row["events"]),
             "filter": {k: sorted(v) if isinstance(v, list) else [v] for k, v in (row["filter"] or {}).items()},
-            "retry_hours": row["retry_hours"], "contact": row["contact"], "source": "api", "signing_secrets": 0, "disabled": row["id"] in off,
-            "opened": False, "problem": problem}
+            "retry_hours": row["retry_hours"], "contact": row["contact"], "source": "api", "signing_secrets": 0,
+            **_switched(row["id"], off), "opened": False, "problem": problem}
 
 
 async def _every_subscription(rt: DeliveryRuntime) -> list[dict[str, Any]]:
@@ -120,7 +136,7 @@ async def _every_subscription(rt: DeliveryRuntime) -> list[dict[str, Any]]:
     book = rt.context.subscriptions
     async with rt.request_unit_of_work() as uow:
         rows = await book.reload(uow.store, rt.context.clock())
-        off = switched_off(await uow.store.disabled_urls(), book.from_file)
+        off = await _off(uow.store, book)
     unopened = set(book.unopened)
     return [*(_state(s, book, off) for s in book.values()),
             *(_unopened_state(row, off, book.invalid.get(row["id"])) for row in rows if row["id"] in unopened)]
@@ -313,7 +329,7 @@ async def create_subscription(body: NewSubscription, rt: DeliveryRuntime, reques
     # A path under the prefix a proxy serves the service at (as paging's Link headers are); ids need no escaping.
     response.headers["Location"] = request.scope.get("root_path", "") + request.app.url_path_for(
         "get_subscription", subscription_id=sub.id)
-    return {**_state(sub, book, set()), "secret": secret}
+    return {**_state(sub, book, {}), "secret": secret}
 
 
 @router.patch("/v1/subscriptions/{subscription_id}",
@@ -339,7 +355,7 @@ async def change_subscription(subscription_id: str, body: SubscriptionChange, rt
         # Only what was given is written: two changes at once, of different fields, both stay.
         changes = {k: v for k, v in _columns(sub).items() if k in given}
         await uow.store.change_subscription(subscription_id, changes)
-        off = switched_off(await uow.store.disabled_urls(), book.from_file)
+        off = await _off(uow.store, book)
         await uow.commit()
     await _put_in_force(rt, now)
     # Names only: a URL may hold a token (a chat's incoming webhook).

@@ -9,7 +9,7 @@ so it never delays the others. Targets are called through the client's
 transport, which connects only to public addresses it resolved itself
 (``delivery.network``). After an attempt: 2xx delivered; ``410``
 switches the subscription off (its deliveries wait until it is redriven);
-``429``/``503`` with ``Retry-After`` waits that long; a refusal (a ``4xx``
+``429``/``503`` with ``Retry-After`` waits that long, an hour at most; a refusal (a ``4xx``
 but ``408``/``409``/``425``/``429``, or a redirect, which is never followed:
 ``domain.refused``) is dead once its
 receiver has refused ``refused_attempts`` attempts in a row (counted with the

@@ -354,6 +354,12 @@ _CLAIM = sa.text(
                   AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries e
                                   WHERE e.status = 'pending' AND e.subscription_id = c.subscription_id
                                     AND e.lead_id = c.lead_id AND e.seq < c.seq)
+                  -- A lead's erasure gives up its deliveries, those under way too: its lead.erased waits for their
+                  -- leases to run out, or an attempt carrying the person could reach the receiver after it.
+                  AND (c.event_type <> 'lead.erased'
+                       OR NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries u
+                                      WHERE u.lead_id = c.lead_id AND u.subscription_id = c.subscription_id
+                                        AND u.status <> 'pending' AND u.next_at > (SELECT now FROM clock)))
                 ORDER BY c.next_at LIMIT room.free
             ) c
             ORDER BY c.next_at LIMIT :limit
@@ -373,31 +379,40 @@ _RECORD = sa.text(
     f"""
     WITH held AS MATERIALIZED (  -- LOCK ORDER, 5: locked once each, whatever the join's plan
         SELECT seq FROM {SCHEMA}.deliveries WHERE seq = ANY(CAST(:seq AS bigint[])) ORDER BY seq FOR UPDATE
+    ), r AS (
+        SELECT * FROM unnest(CAST(:seq AS bigint[]), CAST(:leased_until AS timestamptz[]), CAST(:attempt AS int[]),
+                             CAST(:attempted_at AS timestamptz[]), CAST(:http_status AS int[]),
+                             CAST(:error AS text[]), CAST(:response AS text[]), CAST(:duration_ms AS int[]),
+                             CAST(:state AS text[]), CAST(:done_at AS timestamptz[]), CAST(:retry_at AS timestamptz[]),
+                             CAST(:refused_in_a_row AS int[]))
+            AS r(seq, leased_until, attempt, attempted_at, http_status, error, response, duration_ms, state,
+                 done_at, retry_at, refused_in_a_row)
     ), kept AS (
         UPDATE {SCHEMA}.deliveries d
         SET attempts = r.attempt, last_status = r.http_status, last_error = r.error, last_response = r.response,
             status = r.state, done_at = r.done_at, next_at = coalesce(r.retry_at, d.next_at),
             first_attempt_at = coalesce(d.first_attempt_at, r.attempted_at), refused_in_a_row = r.refused_in_a_row
-        FROM unnest(CAST(:seq AS bigint[]), CAST(:leased_until AS timestamptz[]), CAST(:attempt AS int[]),
-                    CAST(:attempted_at AS timestamptz[]), CAST(:http_status AS int[]), CAST(:error AS text[]),
-                    CAST(:response AS text[]), CAST(:duration_ms AS int[]), CAST(:state AS text[]),
-                    CAST(:done_at AS timestamptz[]), CAST(:retry_at AS timestamptz[]),
-                    CAST(:refused_in_a_row AS int[]))
-            AS r(seq, leased_until, attempt, attempted_at, http_status, error, response, duration_ms, state,
-                 done_at, retry_at, refused_in_a_row)
+        FROM r
         WHERE d.seq = r.seq AND d.status = 'pending' AND d.next_at = r.leased_until
           AND d.seq IN (SELECT h.seq FROM held h)
-        RETURNING r.seq, r.attempt, r.attempted_at, r.http_status, r.error, r.duration_ms
+        RETURNING r.seq, r.attempted_at, r.http_status, r.error, r.duration_ms
+    ), given_up AS (
+        -- Given up while its attempt was under way (its lead erased, its subscription deleted or removed), under
+        -- the same lease: what was sent is logged (after an erasure, whether the receiver took the person is the
+        -- fact to know), its status and what it kept stay as the giving up left them.
+        SELECT r.seq, r.attempted_at, r.http_status, r.error, r.duration_ms
+        FROM r JOIN {SCHEMA}.deliveries d ON d.seq = r.seq
+        WHERE d.status <> 'pending' AND d.next_at = r.leased_until AND d.seq IN (SELECT h.seq FROM held h)
     ), logged AS (
         -- Numbered after the delivery's last logged attempt, not by its attempts count: a redrive or an enable
         -- restarts that count (it paces the backoff), and a number taken twice would drop the later attempt.
         INSERT INTO {SCHEMA}.attempts (delivery_seq, attempt, at, status, error, duration_ms)
         SELECT k.seq, coalesce((SELECT max(a.attempt) FROM {SCHEMA}.attempts a WHERE a.delivery_seq = k.seq), 0) + 1,
                k.attempted_at, k.http_status, k.error, k.duration_ms
-        FROM kept k
+        FROM (SELECT * FROM kept UNION ALL SELECT * FROM given_up) k
         ON CONFLICT DO NOTHING
     )
-    SELECT seq FROM kept
+    SELECT seq FROM kept UNION ALL SELECT seq FROM given_up
     """
 )
 
@@ -609,9 +624,10 @@ class DeliveryStore:
         return [Claimed(*r) for r in rows]
 
     async def record(self, attempted: Sequence[Attempted]) -> set[int]:
-        """These attempts, in one statement; the ``seq`` of those recorded. The others had outlived their lease:
-        their deliveries were claimed again since (or their subscription deleted, or switched back on), and
-        what that did is kept."""
+        """These attempts, in one statement; the ``seq`` of those recorded: their verdict kept, or, given up while
+        under way (their lead erased, their subscription deleted or removed, under the lease they were sent
+        with), their attempt logged beside what the giving up left. The others had outlived their lease: their
+        deliveries were claimed again since (or switched back on), and what that did is kept."""
         if not attempted:
             return set()
         done = [a.outcome in ("delivered", "dead") for a in attempted]
@@ -735,6 +751,13 @@ class DeliveryStore:
         """Clear the body and last response of up to ``limit`` deliveries finished (delivered or dead) longer than
         ``keep`` ago by Postgres's clock, the oldest first; how many."""
         return len((await self._conn.execute(_PURGE, {"keep": keep, "limit": limit})).all())
+
+    async def switch_offs(self) -> dict[str, dict[str, Any]]:
+        """Each subscription a receiver's 410 switched off: when (``at``), why (``reason``: the 410 and the url
+        that answered it) and that ``url`` (None: not known), for an operator to read."""
+        return {r.subscription_id: {"at": r.at, "reason": r.reason, "url": r.url}
+                for r in await self._conn.execute(sa.select(disabled.c.subscription_id, disabled.c.at,
+                                                            disabled.c.reason, disabled.c.url))}
 
     async def disabled_urls(self) -> dict[str, str | None]:
         """Each subscription a receiver's 410 switched off, with the url that answered it (None: not known,
