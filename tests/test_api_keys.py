@@ -149,6 +149,18 @@ def test_a_database_that_refuses_the_command_is_one_line_not_a_traceback(stack, 
         'cannot use the database at DATABASE_URL: database "no_such_database" does not exist']
 
 
+@pytest.mark.parametrize("command", [["list"], ["revoke", "0123456789ab"]])
+def test_listing_or_revoking_in_a_database_with_no_keys_says_so_and_makes_nothing_there(stack, command):
+    """Pointed at a database the services do not use, list made the auth schema there and said "no keys yet":
+    a key then made there was read by no service."""
+    env = stack.env()
+    env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
+    for _ in range(2):  # the second run finds nothing made by the first
+        done = subprocess.run([sys.executable, "-m", "leadpipe_common.keys", *command], capture_output=True,
+                              text=True, env=env, timeout=60)
+        assert done.returncode == 1 and "no API keys in the database at DATABASE_URL" in done.stderr, done.stderr
+
+
 def test_a_bad_scope_is_refused_with_a_message_not_a_traceback(stack):
     done = keys(stack, "create", "--name", "x", "--scope", "everything")
     assert done.returncode == 2 and "unknown scope everything" in done.stderr and "Traceback" not in done.stderr

@@ -12,7 +12,7 @@ from leadpipe_common.throttle import parse_rate
 @pytest.mark.parametrize("rate", ["0/second", "0 per minute"])
 def test_a_rate_limit_that_lets_nothing_through_is_refused_not_stored_for_capture_to_fail_on(monkeypatch, rate):
     """capture counts a key's posts by it and could not: each of the key's posts was a 500."""
-    monkeypatch.setattr(keys, "_settings", lambda: pytest.fail("the key was about to be stored"))
+    monkeypatch.setattr(keys, "_settings", lambda **_: pytest.fail("the key was about to be stored"))
     result = CliRunner().invoke(keys.cli, ["create", "--name", "importer", "--scope", "capture:write",
                                            "--rate-limit", rate], env={"COLUMNS": "500"})
     assert result.exit_code == 2
@@ -25,7 +25,7 @@ def test_a_rate_limit_is_refused_by_the_rule_capture_counts_by_and_in_its_words(
     its own: the copy could drift from the rule, and a key be stored with a rate capture cannot count by."""
     with pytest.raises(ValueError) as capture:
         parse_rate(rate, "--rate-limit")
-    monkeypatch.setattr(keys, "_settings", lambda: pytest.fail("the key was about to be stored"))
+    monkeypatch.setattr(keys, "_settings", lambda **_: pytest.fail("the key was about to be stored"))
     result = CliRunner().invoke(keys.cli, ["create", "--name", "importer", "--scope", "capture:write",
                                            "--rate-limit", rate], env={"COLUMNS": "500"})
     assert result.exit_code == 2 and str(capture.value) in " ".join(result.output.split())
@@ -44,7 +44,7 @@ def test_an_auth_schema_it_cannot_migrate_is_one_line_not_a_traceback(monkeypatc
         raise refusal
 
     monkeypatch.setattr(migrations, "upgrade", refuse)
-    result = CliRunner().invoke(keys.cli, ["list"], env={
+    result = CliRunner().invoke(keys.cli, ["create", "--name", "crm", "--scope", "feedback:write"], env={
         "COLUMNS": "500", "DATABASE_URL": "postgresql+asyncpg://leadpipe:x@127.0.0.1:1/leadpipe"})
     assert result.exit_code == code and isinstance(result.exception, SystemExit), result.exception
     assert said in " ".join(result.output.split())
@@ -54,7 +54,7 @@ def test_an_auth_schema_it_cannot_migrate_is_one_line_not_a_traceback(monkeypatc
 def test_a_revocation_of_what_is_no_key_id_is_refused_before_the_database_and_not_echoed(monkeypatch, given):
     """Any text went to the database (migrating the auth schema first) and came back as "no active key <text>",
     a mistyped whole key's secret with it."""
-    monkeypatch.setattr(keys, "_settings", lambda: pytest.fail("the database was about to be asked"))
+    monkeypatch.setattr(keys, "_settings", lambda **_: pytest.fail("the database was about to be asked"))
     result = CliRunner().invoke(keys.cli, ["revoke", given], env={"COLUMNS": "500"})
     assert result.exit_code == 2 and "not a key id: 12 hex digits" in result.output, result.output
     assert (given or "\0") not in result.output.replace("lpk_<id>_...", "")
@@ -65,7 +65,7 @@ def test_a_whole_key_pasted_to_revoke_names_its_id_and_its_secret_is_never_echoe
 
     key_id, key, _ = new_key()
     assert keys._key_id(f" {key} ") == keys._key_id(key_id) == key_id
-    monkeypatch.setattr(keys, "_settings", lambda: object())
+    monkeypatch.setattr(keys, "_settings", lambda **_: object())
     monkeypatch.setattr(keys, "make_engine", lambda settings: (_ for _ in ()).throw(RuntimeError("no database")))
     result = CliRunner().invoke(keys.cli, ["revoke", key], env={"COLUMNS": "500"})
     assert isinstance(result.exception, RuntimeError)  # past the check, on its way to the database
@@ -73,7 +73,7 @@ def test_a_whole_key_pasted_to_revoke_names_its_id_and_its_secret_is_never_echoe
 
 
 def test_a_key_for_no_one_is_refused_before_the_database(monkeypatch):
-    monkeypatch.setattr(keys, "_settings", lambda: pytest.fail("the key was about to be stored"))
+    monkeypatch.setattr(keys, "_settings", lambda **_: pytest.fail("the key was about to be stored"))
     result = CliRunner().invoke(keys.cli, ["create", "--name", "  ", "--scope", "capture:write"],
                                 env={"COLUMNS": "500"})
     assert result.exit_code == 2 and "give who or what uses the key" in result.output

@@ -209,3 +209,4 @@ def test_an_unreachable_broker_is_one_line_without_the_kafka_clients_own(caplog)
     assert result.exit_code == 1
     assert "cannot read the topics at KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:1)" in result.output
     assert [r.getMessage() for r in caplog.records if r.name.startswith("aiokafka")] == []
+    assert "Unable connect" not in result.output  # nor written by the command's own log handler

@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from leadpipe_common import topology
 from leadpipe_common.cli_help import Command
 from leadpipe_common.kafka import client_options, quiet_client_logs
-from leadpipe_common.logging import run_command
+from leadpipe_common.logging import configure_command, run_command
 from leadpipe_common.settings import TopicSettings
 
 
@@ -138,4 +138,5 @@ def main() -> None:
 
 
 def run() -> None:
+    configure_command("create-topics")
     cli()

@@ -144,7 +144,7 @@ def service_cli(
         # through structlog's default printer to stdout, among what the command prints, and into no log.
         # ``serve`` configures its own, from its settings.
         if ctx.invoked_subcommand != "serve":
-            lp_logging.configure(name, cache=False)
+            lp_logging.configure_command(name)
 
     @cli.command()
     def serve(

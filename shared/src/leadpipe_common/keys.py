@@ -17,7 +17,7 @@ from leadpipe_common import migrations
 from leadpipe_common.auth import SCOPES, api_keys, is_key_id, new_key, split
 from leadpipe_common.cli import database_errors, load_settings, migration_errors
 from leadpipe_common.db import make_engine
-from leadpipe_common.logging import run_command
+from leadpipe_common.logging import configure_command, run_command
 from leadpipe_common.settings import ServiceSettings
 from leadpipe_common.throttle import parse_rate
 
@@ -48,8 +48,27 @@ async def key_is_valid(settings: ServiceSettings, key_id: str) -> bool:
     return row is not None and row.revoked_at is None
 
 
-def _settings() -> ServiceSettings:
+async def _has_keys_table(settings: ServiceSettings) -> bool:
+    engine = make_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(sa.text("SELECT to_regclass('auth.api_keys') IS NOT NULL"))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+def _settings(*, makes_keys: bool = False) -> ServiceSettings:
+    """The settings, the auth schema brought up to date. Only ``create`` makes it: ``list`` or ``revoke`` pointed
+    at a database the services do not use made it there and answered "no keys yet", and a key then made there
+    was one no service reads (a 401 everywhere)."""
     settings = load_settings(ServiceSettings)
+    if not makes_keys:
+        with database_errors():
+            found = run_command(_has_keys_table(settings))
+        if not found:
+            typer.secho("no API keys in the database at DATABASE_URL (it has no auth schema): is it the one the "
+                        "services use? `leadpipe-keys create` makes the first", err=True, fg="red")
+            raise typer.Exit(1)
     with migration_errors("auth"):
         migrations.upgrade(migrations.AUTH_MIGRATIONS, settings.database_url, schema="auth",
                            connect_timeout_s=settings.database_connect_timeout_s,
@@ -75,7 +94,7 @@ def create(
             parse_rate(rate_limit, "--rate-limit")
         except ValueError as exc:  # typer names the option itself
             raise typer.BadParameter(str(exc).removeprefix("--rate-limit: "), param_hint="--rate-limit") from None
-    settings = _settings()
+    settings = _settings(makes_keys=True)
     with database_errors():
         key_id, key = run_command(create_key(settings, name, scope, rate_limit))
     # The key alone on stdout: `leadpipe-keys create ... > key` is a file holding it alone, as Prometheus's
@@ -146,6 +165,7 @@ def revoke(key_id: str = typer.Argument(..., help="the key's 12-hex-digit id (lp
 
 
 def run() -> None:
+    configure_command("keys")
     cli()
 
 

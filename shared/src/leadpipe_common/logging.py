@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sys
 import textwrap
@@ -149,6 +150,30 @@ def message_control_characters_escaped(_logger: object, _method: str, event: dic
     return event
 
 
+#: The loggers of libraries ``configure`` holds at WARNING (or the root's level, when higher).
+QUIETED = ("aiokafka", "httpx", "alembic")
+
+
+def level_named(value: object) -> object:
+    """A level as ``LOG_LEVEL`` may give it: any case, and WARN as Python's logging takes it."""
+    value = value.upper() if isinstance(value, str) else value
+    return "WARNING" if value == "WARN" else value
+
+
+def configure_command(name: str) -> None:
+    """A command's logging (``configure``), as ``LOG_LEVEL`` and ``LOG_JSON`` ask: its log on stderr, apart from
+    what it prints on stdout. A value they cannot take is left to the command's settings to refuse, when it reads
+    them; the defaults hold meanwhile."""
+    from pydantic import TypeAdapter, ValidationError
+
+    level = level_named(os.environ.get("LOG_LEVEL") or "INFO")
+    try:
+        json = TypeAdapter(bool | None).validate_python(os.environ.get("LOG_JSON") or None)
+    except ValidationError:
+        json = None
+    configure(name, level if level in logging.getLevelNamesMapping() else "INFO", json, cache=False)
+
+
 def configure(service: str, level: str = "INFO", json: bool | None = None, *, cache: bool = True) -> None:
     """Every log line of the process, structlog's and the standard library's, on stderr: JSON unless stderr is a
     terminal (or ``json`` says). ``cache``: each logger keeps this configuration from its first line on (a
@@ -196,13 +221,11 @@ def configure(service: str, level: str = "INFO", json: bool | None = None, *, ca
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiokafka is chatty at INFO about every group join; keep warnings.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
-    # httpx writes every request's URL at INFO, whole: a webhook's may hold a token in its path or a password.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    # aiokafka is chatty at INFO about every group join; httpx writes every request's URL at INFO, whole (a
+    # webhook's may hold a token); a command's migration (alembic) says which plugins it set up, a line each.
+    for chatty in QUIETED:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    # A command's migration (alembic) says which plugins it set up, a line each: `migrate` prints what it did.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

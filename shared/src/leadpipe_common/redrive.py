@@ -40,7 +40,7 @@ from aiokafka.errors import KafkaError
 from leadpipe_common import topics, topology
 from leadpipe_common.cli_help import Command
 from leadpipe_common.envelope import Message
-from leadpipe_common.logging import escaped, run_command
+from leadpipe_common.logging import configure_command, escaped, run_command
 from leadpipe_common.producer import Producer
 from leadpipe_common.kafka import client_options, quiet_client_logs
 from leadpipe_common.settings import KafkaSettings
@@ -230,6 +230,7 @@ def main(
 
 
 def run() -> None:
+    configure_command("redrive")
     cli()
 
 

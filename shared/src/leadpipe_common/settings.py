@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from leadpipe_common import topics
+from leadpipe_common.logging import level_named
 from leadpipe_common.origins import web_origin
 from leadpipe_common.throttle import parse_networks, parse_rate
 from leadpipe_common.topology import parse_retention
@@ -202,9 +203,7 @@ class ServiceSettings(KafkaSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _any_case(cls, value: object) -> object:
-        # Any case, and WARN as Python's logging takes it.
-        value = value.upper() if isinstance(value, str) else value
-        return "WARNING" if value == "WARN" else value
+        return level_named(value)
     log_json: bool | None = Field(None, validation_alias="LOG_JSON",
                                   description="JSON log lines; unset: JSON when stderr is not a terminal")
 

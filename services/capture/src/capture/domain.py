@@ -833,9 +833,12 @@ def _form(form_id: str, spec: Any, where: str, keys: set[str]) -> Form:
     min_fill = _seconds(spec.get("min_fill_seconds", 3), f"{where}.min_fill_seconds", most=_TOKEN_AGE_MOST)
     max_age = _seconds(spec.get("token_max_age_seconds", 86_400), f"{where}.token_max_age_seconds", positive=True,
                        most=_TOKEN_AGE_MOST)
-    if min_fill >= max_age:
-        # No token could be old enough and young enough at once: every submission quarantined.
-        raise ValueError(f"{where}.min_fill_seconds: {min_fill:g} is not below token_max_age_seconds ({max_age:g})")
+    if min_fill > max_age / 2:
+        # token.js renews a page's token once it is half its life old and sends the new one once that is
+        # min_fill_seconds old: past half, the old one expires first, and what is posted meanwhile is quarantined
+        # (at or past the whole life, every submission is).
+        raise ValueError(f"{where}.min_fill_seconds: {min_fill:g} is more than half token_max_age_seconds "
+                         f"({max_age:g}): a page's renewed token would not be old enough before its old one expired")
     return Form(
         form_id=form_id,
         name=spec.get("name") or form_id,

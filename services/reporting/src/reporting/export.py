@@ -99,11 +99,14 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
 
     schema = pa.schema([(c, pa.int64() if c in ("partition", "offset") else pa.string()) for c in EXPORT_COLUMNS])
     written, seen, skipped = 0, 0, 0
-    # Beside the output, so the rename cannot cross file systems; created exclusively, with the permissions a
-    # plain open would give, so what the analyst gets is the same file as before.
+    # Beside the output, so the rename cannot cross file systems; created exclusively.
     partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
     with _writing(output):
         partial.open("x").close()
+        with contextlib.suppress(FileNotFoundError):
+            # A file exported again keeps the permissions its analyst gave it (a chmod 600 of a file of people's
+            # steps), not the umask's, from its first byte: not only once it replaces the old one.
+            os.chmod(partial, stat.S_IMODE(output.stat().st_mode))
     try:
         with ExitStack() as files:
             with _writing(output):
@@ -127,10 +130,6 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
             with _writing(output):
                 files.close()  # the last writes (and Parquet's footer) fail here, if anywhere
         with _writing(output):
-            with contextlib.suppress(FileNotFoundError):
-                # A file exported again keeps the permissions its analyst gave it (a chmod 600 of a file of
-                # people's steps), not the new file's umask.
-                os.chmod(partial, stat.S_IMODE(output.stat().st_mode))
             os.replace(partial, output)
     except BaseException:  # an interruption (Ctrl-C cancels the task) as much as an error
         partial.unlink(missing_ok=True)

@@ -99,6 +99,13 @@ async def funnel(conn: AsyncConnection, f: Filters) -> dict[str, Any]:
     return {"filters": f.describe(), "stages": funnel_stages(row), "exits": {s: row[s] for s in EXITS}}
 
 
+def _in_code_order(value: Any) -> Any:
+    """``value`` sorted by code point, as Python sorts text (``reporting.domain`` orders the rows it is given so):
+    the database's collation (en_US in the image) puts "b" before "C", and ties cut at the limit would be other
+    rows than those first in the answer."""
+    return value.collate("C")
+
+
 #: The rows a report grouped by free text answers unless asked for more or fewer (``_top``).
 ROWS = 1_000
 
@@ -118,7 +125,7 @@ async def breakdown(conn: AsyncConnection, f: Filters, dimension: str, limit: in
     col = _labelled(leads.c[DIMENSIONS[dimension]])
     # Only leads that reached capture are counted (``_CAPTURED``), so the rows' count is their captured.
     rows, omitted = await _top(conn, sa.select(col.label("value"), *_reached()).where(*f.where(), _CAPTURED)
-                               .group_by(col), [sa.func.count().desc(), col], limit)
+                               .group_by(col), [sa.func.count().desc(), _in_code_order(col)], limit)
     return {"filters": f.describe(), "dimension": dimension, "rows": [breakdown_row(r["value"], r) for r in rows],
             "omitted": omitted}
 
@@ -131,7 +138,7 @@ async def attribution(conn: AsyncConnection, f: Filters, dimension: str, model: 
     won = sa.func.count().filter(leads.c.furthest >= RANK["won"])
     counts, omitted = await _top(
         conn, sa.select(col.label("value"), sa.func.count().label("captured"), won.label("won"))
-        .where(*f.where(), _CAPTURED).group_by(col), [won.desc(), sa.func.count().desc(), col], limit)
+        .where(*f.where(), _CAPTURED).group_by(col), [won.desc(), sa.func.count().desc(), _in_code_order(col)], limit)
     revenue = await conn.execute(
         sa.select(col.label("value"), leads.c.won_currency.label("currency"),
                   sa.func.sum(leads.c.won_amount).label("revenue"))
@@ -280,7 +287,7 @@ async def rejections(conn: AsyncConnection, f: Filters, limit: int = ROWS) -> di
         conn, sa.select(source.label("source"), reason.label("reason_code"), sa.func.count().label("rejections"),
                         sa.func.count(sa.distinct(leads.c.lead_id)).label("leads"))
         .select_from(leads.join(steps, rejected)).where(*f.where(people=False)).group_by(source, reason),
-        [sa.func.count().desc(), source, reason], limit)
+        [sa.func.count().desc(), _in_code_order(source), _in_code_order(reason)], limit)
     return {"filters": f.describe(),
             "rows": [{"source": r["source"], "reason_code": r["reason_code"], "rejections": r["rejections"],
                       "leads": r["leads"]} for r in rows],
@@ -308,7 +315,7 @@ async def spam_report(conn: AsyncConnection, f: Filters, limit: int = ROWS) -> d
                         sa.func.sum(quarantined).over().label("all_quarantined"),
                         sa.func.sum(freed).over().label("all_released"))
         .where(*where).group_by(form_id, source),
-        [(quarantined - freed).desc(), form_id, source], limit)
+        [(quarantined - freed).desc(), _in_code_order(form_id), _in_code_order(source)], limit)
     totals = ((int(rows[0]["all_quarantined"]), int(rows[0]["all_released"])) if rows else (0, 0))
     return {"filters": f.describe(), **spam_rows(rows, totals), "omitted": omitted}
 

@@ -20,6 +20,7 @@ import structlog
 import yaml
 
 from leadpipe_common.files import parse_yaml
+from leadpipe_common.logging import QUIETED
 from leadpipe_common.local.infra import die_with_parent, free_port
 from leadpipe_common.testing.captcha import SECRET as CAPTCHA_SECRET
 from leadpipe_common.testing.captcha import VERIFIER
@@ -52,10 +53,13 @@ def _logging_left_as_it_was() -> Iterator[None]:
     handler writing to the test runner's stderr of that test: the next tests must log as before it."""
     config, root = structlog.get_config(), logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    quieted = {name: logging.getLogger(name).level for name in QUIETED}
     yield
     structlog.configure(**config)
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, was in quieted.items():
+        logging.getLogger(name).setLevel(was)
 
 
 def _test_forms(data_dir: Path) -> Path:
