@@ -1,7 +1,10 @@
 """``leadpipe-create-topics`` says what the cluster did, topic by topic (a stand-in cluster: nothing connects)."""
 
+from types import SimpleNamespace
+
 import pytest
 import typer
+from aiokafka.errors import UnsupportedVersionError
 from aiokafka.protocol.admin import CreateTopicsResponse_v0, CreateTopicsResponse_v3
 
 from leadpipe_common import admin, topics, topology
@@ -14,9 +17,13 @@ class StandInCluster:
     """Answers as Kafka does: a CreateTopics request succeeds, each topic carrying its own error code."""
 
     def __init__(self, *, existing: dict[str, int] | None = None, answer: tuple[int, str] = (0, ""),
-                 partitions: int | None = None) -> None:
+                 partitions: int | None = None, held: dict[str, int] | None = None,
+                 describes_configs: bool = True) -> None:
         self.topics = dict(existing or {})
         self.answer, self.partitions = answer, partitions
+        #: Each topic's retention.ms as the cluster holds it (a topic created here: as asked).
+        self.held = dict(held or {})
+        self.describes_configs = describes_configs
 
     async def start(self) -> None:
         pass
@@ -31,7 +38,16 @@ class StandInCluster:
         code, message = self.answer
         if code in (0, 36):
             self.topics.update({t.name: self.partitions or t.num_partitions for t in new_topics})
+            self.held.update({t.name: int(t.topic_configs["retention.ms"]) for t in new_topics if t.name not in self.held})
         return CreateTopicsResponse_v3(throttle_time_ms=0, topic_errors=[(t.name, code, message) for t in new_topics])
+
+    async def describe_configs(self, resources) -> list:
+        if not self.describes_configs:
+            raise UnsupportedVersionError("DescribeConfigs")
+        answer = {"resources": [{"error_code": 0, "resource_name": r.name, "config_entries": [
+            {"config_names": "retention.ms", "config_value": str(self.held[r.name])}]} for r in resources
+            if r.name in self.held]}
+        return [SimpleNamespace(to_object=lambda: answer)]
 
     async def describe_topics(self) -> list[dict]:
         return [{"error_code": 0, "topic": name, "is_internal": False, "partitions": [{}] * n}
@@ -68,11 +84,28 @@ def test_a_topic_another_process_created_first_is_no_failure(monkeypatch, capsys
 
 
 def test_an_existing_topic_with_other_partitions_is_reported_as_it_is(monkeypatch, capsys):
-    cluster = StandInCluster(existing={topics.CAPTURED: 3})
+    cluster = StandInCluster(existing={topics.CAPTURED: 3}, held={topics.CAPTURED: 30 * 86_400_000})
     assert create_topics_with(monkeypatch, cluster, TOPIC_PARTITIONS="12") == 0
-    out = capsys.readouterr().out
-    assert "leads.captured: 3 partitions, not TOPIC_PARTITIONS=12" in out
+    out, err = capsys.readouterr()
+    assert "leads.captured: 3 partitions, kept 30 days" in out
+    assert "leads.captured: 3 partitions, not TOPIC_PARTITIONS=12" in err
     assert "leads.routed: 12 partitions, kept 30 days" in out
+
+
+def test_an_existing_topic_kept_otherwise_than_asked_is_reported_as_the_cluster_keeps_it(monkeypatch, capsys):
+    """It printed the retention asked for ("kept forever") of a lifecycle topic the cluster had made itself, with
+    its 7-day default: a replay a week on finds the stream cut."""
+    cluster = StandInCluster(existing={topics.LIFECYCLE: 1}, held={topics.LIFECYCLE: 7 * 86_400_000})
+    assert create_topics_with(monkeypatch, cluster, TOPIC_PARTITIONS="1") == 0
+    out, err = capsys.readouterr()
+    assert f"{topics.LIFECYCLE}: 1 partitions, kept 7 days\n" in out
+    assert f"{topics.LIFECYCLE}: kept 7 days by the cluster, not forever as TOPIC_RETENTION" in err
+
+
+def test_a_cluster_that_does_not_say_its_retention_is_reported_as_asked_and_said_so(monkeypatch, capsys):
+    assert create_topics_with(monkeypatch, StandInCluster(describes_configs=False), TOPIC_PARTITIONS="1") == 0
+    assert f"{topics.LIFECYCLE}: 1 partitions, kept forever (as asked; the cluster did not say)" in \
+        capsys.readouterr().out
 
 
 async def test_topics_the_cluster_never_lists_fail_once_the_wait_is_over(monkeypatch):

@@ -2,7 +2,8 @@
 
 Guarantees: ``ensure_topics`` is idempotent (existing topics are left as they
 are, retention included: change a live topic's retention with your cluster's
-tools) and returns only once the cluster lists every topic, with the
+tools; ``leadpipe-create-topics`` prints the retention the cluster holds and
+warns on stderr where it is not what was asked) and returns only once the cluster lists every topic, with the
 partitions each has, so services started after it never race topic
 auto-creation with a partition count of one. A topic the cluster refuses to
 create (a replication factor above its brokers, a policy, an authorization)
@@ -23,6 +24,7 @@ from typing import Any
 
 import typer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
 from leadpipe_common import topology
@@ -101,6 +103,33 @@ async def ensure_topics(settings: TopicSettings, timeout_s: float = WAIT_S, *,
         await admin.close()
 
 
+async def retention_held(settings: TopicSettings, names: list[str]) -> dict[str, int]:
+    """The ``retention.ms`` the cluster holds for each of ``names`` it says (DescribeConfigs); those it does not
+    say (a broker without the call, an authorization that does not cover it) are left out."""
+    admin = admin_client(settings)
+    try:
+        await admin.start()
+        answers = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name, {"retention.ms": None})
+                                                for name in names])
+    except (KafkaError, OSError, asyncio.TimeoutError):
+        return {}
+    finally:
+        await admin.close()
+    held: dict[str, int] = {}
+    for answer in answers:
+        for resource in answer.to_object().get("resources", []):
+            if resource.get("error_code"):
+                continue
+            for entry in resource.get("config_entries", []):
+                if entry.get("config_names") == "retention.ms" and str(entry.get("config_value", "")).lstrip("-").isdigit():
+                    held[resource["resource_name"]] = int(entry["config_value"])
+    return held
+
+
+def _kept(ms: int) -> str:
+    return "forever" if ms < 0 else f"{ms / 86_400_000:g} days"
+
+
 cli = typer.Typer(add_completion=False)
 
 
@@ -128,13 +157,20 @@ def main() -> None:
         typer.secho(f"cannot reach Kafka at {servers}: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
     retention = topology.retention_ms(settings.retention_overrides())
+    # What the cluster holds, not what was asked: a topic that existed (auto-created, or made before with the
+    # cluster's 7-day default) keeps its own, and leads.lifecycle kept 7 days cannot be replayed.
+    with quiet_client_logs():
+        held = run_command(retention_held(settings, list(topology.TOPICS)))
     for name in topology.TOPICS:
+        kept = _kept(held.get(name, retention[name])) + ("" if name in held else " (as asked; the cluster did not say)")
+        typer.echo(f"{name}: {partitions[name]} partitions, kept {kept}")
         if partitions[name] != settings.topic_partitions:
             typer.secho(f"{name}: {partitions[name]} partitions, not TOPIC_PARTITIONS={settings.topic_partitions} "
-                        "(a topic that exists is left as it is)", fg="yellow")
-            continue
-        kept = "forever" if retention[name] < 0 else f"{retention[name] / 86_400_000:g} days"
-        typer.echo(f"{name}: {partitions[name]} partitions, kept {kept}")
+                        "(a topic that exists is left as it is)", fg="yellow", err=True)
+        if name in held and held[name] != retention[name]:
+            typer.secho(f"{name}: kept {_kept(held[name])} by the cluster, not {_kept(retention[name])} as "
+                        "TOPIC_RETENTION and leadpipe's defaults ask (a topic that exists is left as it is: change "
+                        "its retention.ms with your cluster's tools)", fg="yellow", err=True)
 
 
 def run() -> None:
