@@ -265,6 +265,23 @@ async def test_an_attempt_the_http_client_refuses_to_make_is_recorded_as_failed_
     assert all("OverflowError" in (a.error or "") or "connect" in (a.error or "") for a in queue.attempted)
 
 
+async def test_an_attempt_to_a_name_resolving_to_a_private_address_counts_as_a_refusal():
+    from delivery.network import NotPublic
+
+    try:
+        try:
+            raise NotPublic("refused: crm.example.com resolves to 10.0.0.5, a private address")
+        except NotPublic as inner:
+            raise httpx.ConnectError("refused: crm.example.com resolves to 10.0.0.5") from inner
+    except httpx.ConnectError as exc:
+        mapped = exc  # as httpx raises what its transport's backend raised
+    queue = Queue(due(1))
+    sender = dispatcher(queue, Pool(queue), refusal=mapped)
+    assert await sender.step() == 1
+    await sender.stop()
+    assert [(a.outcome, a.refused_in_a_row) for a in queue.attempted] == [("retry", 1)]
+
+
 async def test_an_attempt_that_timed_out_says_so_in_its_error():
     """A timeout's own text is empty: "TimeoutError: " was the whole last error an operator read of a slow
     receiver."""

@@ -676,6 +676,21 @@ def test_a_retry_after_longer_than_the_backoffs_longest_wait_is_waited_that_long
                          window=timedelta(hours=72), jitter=0.5).next_at == NOW + timedelta(minutes=30)
 
 
+def test_a_url_that_cannot_be_sent_to_is_refused_in_a_row_as_a_4xx_is_not_retried_for_the_window():
+    """A name resolving to a private address, a host httpx cannot encode: no retry changes it, and retried as an
+    outage it held the lead's later deliveries back for the whole window."""
+    verdicts, before = [], 0
+    for n in range(1, 4):
+        verdicts.append(after_attempt(None, None, attempts=n, refused_before=before, first_at=NOW, now=NOW,
+                                      window=timedelta(hours=72), jitter=0.0, refused_attempts=3, refused_here=True))
+        before = verdicts[-1].refused_in_a_row
+    assert [(v.outcome, v.refused_in_a_row) for v in verdicts] == [("retry", 1), ("retry", 2), ("dead", 3)]
+    assert verdicts[-1].reason == "refused: its url cannot be sent to, refusing 3 attempts in a row"
+    outage = after_attempt(None, None, attempts=3, refused_before=2, first_at=NOW, now=NOW,
+                           window=timedelta(hours=72), jitter=0.0, refused_attempts=3)
+    assert (outage.outcome, outage.refused_in_a_row) == ("retry", 0)  # a timeout starts the count again
+
+
 def test_after_the_retry_window_a_delivery_is_dead():
     v = after_attempt(500, None, attempts=9, refused_before=0, first_at=NOW - timedelta(hours=71, minutes=59),
                       now=NOW, window=timedelta(hours=72), jitter=0.5)

@@ -49,6 +49,7 @@ from leadpipe_common.db import error_text, is_unavailable
 from leadpipe_common.outbox import BackgroundLoop
 
 from delivery.domain import Subscription, after_attempt, redirected, retry_after_s, switched_off
+from delivery.network import NotPublic
 from delivery.store import Attempted, Claimed
 
 log = structlog.get_logger(__name__)
@@ -229,6 +230,7 @@ class Dispatcher(BackgroundLoop):
         error: str | None = None
         response: str | None = None
         retry_after: float | None = None
+        refused_here = False
         try:
             # The client's transport (``delivery.network``) refuses what resolves to a non-public address.
             async with asyncio.timeout(self._total_s), self._client.stream(
@@ -248,6 +250,7 @@ class Dispatcher(BackgroundLoop):
             said = str(exc) or (f"no whole answer within DELIVERY_TIMEOUT_S ({self._total_s:g} s)"
                                 if isinstance(exc, TimeoutError) else "")
             error = (f"{type(exc).__name__}: {said}" if said else type(exc).__name__)[:500]
+            refused_here = cannot_be_sent(exc)
         finally:
             self._in_flight[d.subscription_id] -= 1
         elapsed = time.perf_counter() - started
@@ -258,7 +261,8 @@ class Dispatcher(BackgroundLoop):
         first_at = d.first_attempt_at or at
         verdict = after_attempt(status, retry_after, attempts=d.attempts + 1, refused_before=d.refused_in_a_row,
                                 first_at=first_at, now=now, window=window, jitter=random.random(),
-                                base_s=self._base_s, refused_attempts=self._refused_attempts)
+                                base_s=self._base_s, refused_attempts=self._refused_attempts,
+                                refused_here=refused_here)
         LATENCY.labels(sub.id).observe(elapsed)
         ATTEMPTS.labels(sub.id, verdict.outcome).inc()
         # Recorded by the next round, with every other attempt that ended by then: one connection for all.
@@ -271,7 +275,7 @@ class Dispatcher(BackgroundLoop):
                                          next_at=verdict.next_at, refused_in_a_row=verdict.refused_in_a_row),
                                sub.url if verdict.outcome == "gone" else None))
         if verdict.reason is not None:
-            REFUSED.labels(sub.id, str(status)).inc()
+            REFUSED.labels(sub.id, str(status) if status is not None else "none").inc()
             log.warning("delivery refused by its receiver: given up", subscription=sub.id, event_id=str(d.event_id),
                         status=status, attempts=d.attempts + 1, refused_in_a_row=verdict.refused_in_a_row)
         elif verdict.outcome == "dead":
@@ -289,6 +293,20 @@ class Dispatcher(BackgroundLoop):
         return {"content-type": "application/cloudevents+json", "webhook-id": msg_id,
                 "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signatures,
                 "user-agent": "leadpipe-delivery/1", "accept-encoding": "identity"}
+
+
+def cannot_be_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` says the attempt could not be made to its url at all, whatever the receiver's state: its
+    name resolves to an address deliveries are not sent to (``network.NotPublic``), or httpx cannot send to it
+    (a host IDNA cannot encode, a scheme or port it refuses). Retried as an outage, such a delivery held its
+    lead's later ones back for the whole retry window."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, NotPublic | httpx.InvalidURL | httpx.UnsupportedProtocol | UnicodeError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 #: How much of a receiver's answer is read and kept for the delivery log: its first bytes, as they came (never

@@ -568,7 +568,8 @@ def retry_after_s(value: str | None, now: datetime) -> float | None:
 
 def after_attempt(status: int | None, retry_after: float | None, *, attempts: int, refused_before: int,
                   first_at: datetime, now: datetime, window: timedelta, jitter: float, base_s: float = 5.0,
-                  cap_s: float = 3600.0, refused_attempts: int = REFUSED_ATTEMPTS) -> Verdict:
+                  cap_s: float = 3600.0, refused_attempts: int = REFUSED_ATTEMPTS,
+                  refused_here: bool = False) -> Verdict:
     """What to do after attempt number ``attempts`` (1 for the first, since it was queued or redriven) got
     ``status`` (None: no answer: timeout or connection error), its retry ``window`` open since ``first_at`` (its
     first attempt), the ``refused_before`` attempts just before it refused (``Verdict.refused_in_a_row`` of the
@@ -583,16 +584,19 @@ def after_attempt(status: int | None, retry_after: float | None, *, attempts: in
     answers). A wait past
     the window's end is dead, but a 429 or 503 with ``Retry-After`` waits until that end instead, for one last
     attempt: the receiver said it will take deliveries again. After a refusal the backoff doubles with the refusals
-    in a row, not with the attempts: they take the same minutes whatever came before them."""
+    in a row, not with the attempts: they take the same minutes whatever came before them. ``refused_here``: no
+    answer, because the attempt could not be made to that url at all (it resolves to an address deliveries are
+    not sent to, httpx cannot send to it): a refusal as a receiver's 4xx is, which no retry changes."""
     if status is not None and 200 <= status < 300:
         return Verdict("delivered")
     if status == 410:
         return Verdict("gone")
-    in_a_row = refused_before + 1 if refused(status) else 0
+    in_a_row = refused_before + 1 if refused(status) or refused_here else 0
     if in_a_row >= refused_attempts:
         # The status is the last refusal's: a receiver may refuse with several (a 404, then a 401 once it is back).
-        return Verdict("dead", reason=f"refused: the receiver answered {status}, refusing {in_a_row} "
-                                      f"attempt{'s' if in_a_row != 1 else ''} in a row", refused_in_a_row=in_a_row)
+        by = f"the receiver answered {status}" if status is not None else "its url cannot be sent to"
+        return Verdict("dead", reason=f"refused: {by}, refusing {in_a_row} attempt{'s' if in_a_row != 1 else ''} "
+                                      "in a row", refused_in_a_row=in_a_row)
     # Refusals are paced by their own count: after an outage had backed a delivery off to an hour, its refusals in a
     # row took hours, the lead's later deliveries waiting behind them, not the minutes DELIVERY_REFUSED_ATTEMPTS is.
     paced_by = in_a_row or attempts

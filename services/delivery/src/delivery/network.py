@@ -39,6 +39,11 @@ LOOKUPS_PER_HOST = 2
 LOOKUP_THREADS = 32
 
 
+class NotPublic(httpcore.ConnectError):
+    """A receiver's name resolves to an address deliveries are not sent to: no retry changes that, so the
+    dispatcher counts it as a refusal (``domain.after_attempt``'s ``refused_here``), not as an outage."""
+
+
 class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, *, allow_private: bool, resolve: Any = socket.getaddrinfo) -> None:
         self._allow_private = allow_private
@@ -69,7 +74,7 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         for address in addresses:
             problem = address_problem(ipaddress.ip_address(address.split("%")[0]), allow_private=self._allow_private)
             if problem:
-                raise httpcore.ConnectError(f"refused: {host} resolves to {address}, {problem}")
+                raise NotPublic(f"refused: {host} resolves to {address}, {problem}")
         failure: httpcore.ConnectError | None = None
         for address in addresses:
             try:
