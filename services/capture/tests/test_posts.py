@@ -677,6 +677,16 @@ async def test_a_quarantined_submission_is_announced_with_where_it_came_from_and
         "reasons": ["the hidden field _gotcha was filled in"], "form_id": "contact-us", "utm_source": "ads"}
 
 
+async def test_a_quarantined_submissions_source_holding_an_address_is_kept_off_its_announcement(client, pipeline):
+    """A mail tool's merge tag (utm_source=ann@example.com) put a person's address on leads.quarantined, kept for
+    ever and reached by no erasure; the quarantine keeps it for the admin who reviews it."""
+    kept = await quarantined(client, pipeline, json={"email": "ann@example.com", "utm_source": "ann@example.com",
+                                                     "_gotcha": "x"})
+    [announced] = pipeline.published
+    assert json.loads(announced.value)["utm_source"] is None and "ann@" not in announced.value.decode()
+    assert kept.fields["utm_source"] == "ann@example.com"
+
+
 async def test_the_known_fields_are_kept_whatever_a_bot_put_before_them(client, pipeline):
     padding = {f"pad{i}": "x" for i in range(150)}
     kept = await quarantined(client, pipeline, json={**padding, "_gotcha": "x", "email": "bob@example.com",
