@@ -10,9 +10,17 @@ selects records from them (a scan's start) cannot be earlier.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+
+from pydantic import Field
 
 #: Where Kafka's record timestamps begin; the broker client refuses an earlier one with a bare ValueError.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+#: A time an answer writes with ``written``, kept as the text written and described as a date-time: an answer
+#: model's field of it checks nothing the route did not write.
+Written = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
 def written(moment: datetime) -> str:

@@ -18,11 +18,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from leadpipe_common.events import FUNNEL
+from leadpipe_common.moments import Written
 
 from reporting.domain import NONE_LABEL, VELOCITY
 
-#: A time as the reports write it (``moments.written``), kept as the text they wrote.
-Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 #: A share of leads, to four decimals; null where it would divide by none.
 Rate = float | None
 #: A value of a first-touch attribute as the reports group by it: "(none)" for the leads that gave none.
@@ -38,10 +37,10 @@ Revenue = Annotated[dict[str, str], Field(description=(
 class Cohort(BaseModel):
     """The filters the report was read with: the leads captured in [since, until), of one source."""
 
-    since: Time | None = Field(description="Leads captured at or after it (the spam report: submissions that arrived "
+    since: Written | None = Field(description="Leads captured at or after it (the spam report: submissions that arrived "
                                            "then), as read from `since` (a bare date: its start, UTC); null: from "
                                            "the first.")
-    until: Time | None = Field(description="Leads captured before it (spam: submissions that arrived before it), as "
+    until: Written | None = Field(description="Leads captured before it (spam: submissions that arrived before it), as "
                                            "read from `until` (a bare date: the next day's start, UTC, so the day is "
                                            "in); null: up to now.")
     source: str | None = Field(description=f"Only leads whose first touch had this utm_source (spam: submissions "
@@ -236,7 +235,7 @@ class TimelineStep(BaseModel):
     event_id: uuid.UUID = Field(description="The event's id (CloudEvent `id`); a merge's two steps, the merged "
                                             "lead's and the survivor's, have ids of their own.")
     type: str = Field(description="The event's type (`lead.stage_changed`, `lead.sla_breached`, ...).")
-    at: Time = Field(description="When it happened, by its own time (a sales tool dates its own answers).")
+    at: Written = Field(description="When it happened, by its own time (a sales tool dates its own answers).")
     from_stage: str | None = Field(description="The stage the lead left; null for a step that moves no stage.")
     to_stage: str = Field(description="The stage it reached, or what happened: `queued`, `assigned`, "
                                       "`handed_over`, `touched`, `reengaged`, `sla_breached`, "
@@ -246,7 +245,7 @@ class TimelineStep(BaseModel):
     owner_id: str | None = _detail("The holder (a breach's: who missed the deadline).")
     team: str | None = _detail("The holder's team.")
     grade: str | None = _detail("The lead's grade.")
-    due_at: Time | None = _detail("The holder's acceptance deadline.")
+    due_at: Written | None = _detail("The holder's acceptance deadline.")
     reason_code: str | None = _detail("A rejection's or a lost deal's reason code.")
     amount: str | None = _detail("A won deal's amount (or its correction's), a decimal with two places.")
     currency: str | None = _detail("A won deal's currency (or its correction's).")
@@ -257,8 +256,8 @@ class TimelineStep(BaseModel):
     action: str | None = _detail("What a breach did: `reassigned` or `escalated`.")
     next_owner_id: str | None = _detail("Who a breach handed the lead to.")
     next_team: str | None = _detail("Their team.")
-    next_due_at: Time | None = _detail("Their deadline.")
-    queued_at: Time | None = _detail("An assignment's: when the lead came to the queue.")
+    next_due_at: Written | None = _detail("Their deadline.")
+    queued_at: Written | None = _detail("An assignment's: when the lead came to the queue.")
     from_owner_id: str | None = _detail("A hand-over's: the holder it was taken from.")
     stage: str | None = _detail("A hand-over's: the lead's stage, which it keeps.")
     touch_id: uuid.UUID | None = _detail("A touch's id.")

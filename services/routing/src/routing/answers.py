@@ -14,11 +14,10 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from leadpipe_common.events import Disposition, Grade
+from leadpipe_common.moments import Written
 
 from routing.domain import HandoffStatus, WorkingHours
 
-#: A time as the routes write it (``moments.written``), kept as the text they wrote.
-Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
 class ReportedDisposition(BaseModel):
@@ -44,7 +43,7 @@ class HandoffState(BaseModel):
     team: str = Field(description="The holder's team.")
     grade: Grade | None = Field(description="The grade routing holds the lead at: the score's when routed, raised "
                                             "by a touch that scored better, never lowered.")
-    due_at: Time | None = Field(description="When its holder must accept it by (the hand-off SLA); null: no "
+    due_at: Written | None = Field(description="When its holder must accept it by (the hand-off SLA); null: no "
                                             "deadline runs (accepted or closed, waiting in a team's queue, or no "
                                             "SLA for its grade).")
     reassignments: int = Field(description="How many missed acceptance deadlines sent it to another holder.")
@@ -83,8 +82,8 @@ class MergeAnswer(HandoffState):
 class AwayState(BaseModel):
     """An out-of-office period of the rep not yet over."""
 
-    starts_at: Time = Field(description="When it starts (inclusive).")
-    ends_at: Time = Field(description="When it ends.")
+    starts_at: Written = Field(description="When it starts (inclusive).")
+    ends_at: Written = Field(description="When it ends.")
     reason: str | None = Field(description="Shown to whoever reads the routing reason.")
 
 
@@ -110,5 +109,5 @@ class RepsState(BaseModel):
     """Every rep of the reps file, as routing sees them now."""
 
     routing_data_version: str = Field(description="The routing files in force (a digest; changes on every reload).")
-    at: Time = Field(description="The time their availability is judged at.")
+    at: Written = Field(description="The time their availability is judged at.")
     reps: list[RepState] = Field(description="Every rep of the reps file, in its order.")
