@@ -221,6 +221,8 @@ def test_an_advisor_to_a_head_without_the_has_no_rank(title, seniority, departme
     ("abbreviations: {sr mgr: senior manager}\n", r"abbreviations: 'sr mgr': an abbreviation is one word"),
     ("abbreviations: {asst: }\n", r"abbreviations: asst: give the words it stands for"),
     ("abbreviations: {no: number}\n", r"abbreviations: False: an abbreviation is text \(quote it\)"),
+    # Two keys to YAML, one abbreviation read whatever its case: the later replaced the earlier without a word.
+    ("abbreviations: {mgr: manager, MGR: director}\n", r"abbreviations: MGR: given again"),
 ])
 def test_an_abbreviation_that_could_not_be_read_as_written_is_refused_naming_it(tmp_path, text, message):
     """Loaded, "asst." or "sr mgr" would never be found in a title, and YAML reads an unquoted "no" as false."""

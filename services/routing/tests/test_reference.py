@@ -331,6 +331,41 @@ def test_a_yes_or_no_where_a_whole_number_is_meant_is_refused_not_read_as_1(file
         files.load()
 
 
+@pytest.mark.parametrize(("before", "after", "said"), [
+    # A folder of the zone database: IsADirectoryError, not a ValueError, stopped routing naming neither the file
+    # nor the rep, and a reload answered 500.
+    ("timezone: Europe/Berlin,", "timezone: US,", r"timezone: unknown time zone 'US'"),
+    ("timezone: Europe/Berlin,", "timezone: Europe,", r"timezone: unknown time zone 'Europe'"),
+    # Postgres counts a rep's held leads as an integer: past it every routing batch reaching the rep failed.
+    ("capacity: 20}", "capacity: 9999999999}", r"capacity: Input should be less than or equal to 100000"),
+    ("name: Lena Fischer,", "name: ' ',", r"name: is blank"),
+])
+def test_a_rep_setting_that_would_fail_later_is_refused_naming_the_file_and_the_rep(files, before, after, said):
+    files.reps.write_text(files.reps.read_text().replace(before, after, 1))
+    with pytest.raises(ValueError, match=rf'^{files.reps}: rep "lena\.fischer" \(the 1st\): {said}'):
+        files.load()
+
+
+@pytest.mark.parametrize("rep_id", ["queue:apac", "sam/taylor", " sam.taylor ", ""])
+def test_a_rep_id_no_path_or_event_can_carry_is_refused(files, rep_id):
+    """queue:apac is the owner id of apac's queue; a / makes /v1/reps/{rep_id} unreachable."""
+    files.reps.write_text(files.reps.read_text().replace("id: lena.fischer,", f"id: '{rep_id}',", 1))
+    with pytest.raises(ValueError, match=r"id: .* is no rep id: 1 to 100 letters"):
+        files.load()
+
+
+def test_a_reasons_file_with_no_rejection_code_is_refused_not_every_rejection_later(files):
+    files.reasons.write_text("# nothing yet\n")
+    with pytest.raises(ValueError, match=rf"^{files.reasons}: rejected: no code a rejection may give"):
+        files.load()
+
+
+def test_an_account_without_a_name_is_refused(files):
+    files.accounts.write_text(files.accounts.read_text().replace("siemens.com,Siemens AG,", "siemens.com, ,", 1))
+    with pytest.raises(ValueError, match=r"is blank: give the account's name"):
+        files.load()
+
+
 TEAMS = "amer-commercial, amer-enterprise, apac, emea-commercial, emea-enterprise, global-inbound"
 
 

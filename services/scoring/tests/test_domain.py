@@ -540,6 +540,9 @@ def test_a_domain_written_in_capitals_is_accepted_and_matches_as_an_address_spel
     ("fit.0.rule", "  ", "is empty: name the rule"),
     ("fit.0.rule", 5, "5 is a number, not text: quote it"),
     ("version", "", "is empty: write the version stamped on each scored lead"),
+    # A score is 0 to 100 whatever is summed; a 400-digit number loaded, then failed every lead it matched.
+    ("intent.0.points", 10 ** 400, "points: Input should be less than or equal to 1000"),
+    ("fit.0.points", -1001, "points: Input should be greater than or equal to -1000"),
 ])
 def test_a_setting_of_the_rules_of_another_type_than_it_takes_is_refused_saying_what_to_write(where, written, why):
     raw = {**_raw(), "fit": [{"rule": "Enterprise", "field": "employee_count", "gte": 1000, "points": 20}],

@@ -234,6 +234,9 @@ def _abbreviations(raw: object, path: Path) -> dict[str, str]:
                                      "without its dot (a title's is read with or without one)")
         if not isinstance(words, str) or not _WORD.search(words):
             raise ReferenceDataError(f"{path}: abbreviations: {written}: give the words it stands for")
+        if abbreviation in spelt:  # mgr: and MGR: are two keys to YAML, one abbreviation: the later won
+            raise ReferenceDataError(f"{path}: abbreviations: {written}: given again (an abbreviation is read "
+                                     "whatever its case): give it once")
         spelt[abbreviation] = words.strip().lower()
     return spelt
 

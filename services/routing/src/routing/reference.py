@@ -103,9 +103,15 @@ class RoutingFiles:
             # acceptance: {} says so on purpose.
             raise ValueError(f"{self.sla}: the SLA file gives no acceptance (deadlines by grade under acceptance:, "
                              "or acceptance: {} for none)")
+        reasons = _mapping(self.reasons, texts[self.reasons])
+        if not reasons.get("rejected"):
+            # A rejection must give a code of the file: an empty or comment-only file loaded, and every rejection,
+            # through the API or leads.feedback, was refused.
+            raise ValueError(f"{self.reasons}: rejected: no code a rejection may give: list at least one under "
+                             "rejected:")
         raw = {"reps": reps_doc["reps"], "accounts": account_rows,
                "territories": _mapping(self.territories, texts[self.territories]),
-               "sla": sla, "reasons": _mapping(self.reasons, texts[self.reasons])}
+               "sla": sla, "reasons": reasons}
         for key in ("working_hours", "teams"):
             if key in reps_doc:
                 raw[key] = reps_doc[key]

@@ -382,8 +382,9 @@ class Condition(_Strict):
 
 class Rule(Condition):
     rule: RuleName
-    # Strict, as every number of the rules: lax, points: true read as 1 and "15" as 15.
-    points: StrictInt = 0
+    # Strict, as every number of the rules: lax, points: true read as 1 and "15" as 15. Bounded: a score is 0 to
+    # 100 whatever is summed, and a 400-digit number loaded, then failed every lead it matched (no float holds it).
+    points: StrictInt = Field(0, ge=-1000, le=1000)
     #: Intent rules: the points of a touch halve every this many days (unset: they never decay).
     half_life_days: Annotated[StrictFloat, BeforeValidator(_finite(
         "a number of days, or remove half_life_days for points that never fade"

@@ -80,6 +80,14 @@ class WorkingHours(_Strict):
         return int(hours) * 60 + int(mins)
 
 
+#: What a rep's id may be: it is a path segment of ``/v1/reps/{rep_id}`` and an owner id on every event, where
+#: ``queue:<team>`` names a team's queue (``queue_of``), so no ``/``, ``:`` or spaces.
+_REP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+#: The most leads a cap may be (Postgres counts them as an integer): a larger one means "no cap", which is
+#: leaving it out.
+MOST_CAPACITY = 100_000
+
+
 class Rep(_Strict):
     id: str
     name: str
@@ -93,7 +101,22 @@ class Rep(_Strict):
     #: Whose public holidays the rep is off on: a country code (``DE``), or country-subdivision (``US-CA``).
     holidays: str | None = None
     #: The most unaccepted leads the rep may hold at once; None: no cap.
-    capacity: StrictInt | None = Field(None, ge=1)
+    capacity: StrictInt | None = Field(None, ge=1, le=MOST_CAPACITY)
+
+    @field_validator("id")
+    @classmethod
+    def _usable_id(cls, v: str) -> str:
+        if not _REP_ID.fullmatch(v):
+            raise ValueError(f"{v!r} is no rep id: 1 to 100 letters, digits and . _ @ + - (it is part of the "
+                             "/v1/reps/{rep_id} paths and names the rep on every event; no spaces, / or :)")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("is blank: give the rep's name (the sales tools show it with each lead)")
+        return v.strip()
 
     @field_validator("holidays")
     @classmethod
@@ -118,7 +141,9 @@ class Rep(_Strict):
     def _known_zone(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
+        # A folder of the zone database (US, Europe) is an IsADirectoryError, a name past the file system's
+        # limit an OSError: neither said which file or rep, and a reload answered 500.
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown time zone {v!r} (use an IANA name like Europe/Berlin)") from None
         return v
 
@@ -127,6 +152,13 @@ class Account(_Strict):
     domain: str
     name: str
     owner: str
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("is blank: give the account's name (each routing's reason names it)")
+        return v.strip()
 
 
 class Segment(_Strict):
