@@ -25,6 +25,7 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "leadpipe needs Python 3.11 or newer, and there is no $(PYTHON) here: install one, or set PYTHON=python3.12 (or similar)."; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "leadpipe needs Python 3.11 or newer; $(PYTHON) is older. Set PYTHON=python3.12 (or similar)."; exit 1; }
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "$(PYTHON) lacks its venv module (Debian and Ubuntu ship it apart: sudo apt install python3-venv)."; exit 1; }
 	$(PYTHON) -m venv $(TOOLS)

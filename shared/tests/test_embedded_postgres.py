@@ -16,7 +16,7 @@ import pytest
 
 from leadpipe_common.local.infra import HBA, SCRAM_ITERATIONS, Postgres, free_port, kept_secret, write_secret
 from leadpipe_common.local.stack import Stack, _shown_url
-from leadpipe_common.settings import DEFAULT_DATABASE_URL, POSTGRES_PASSWORD_FILE, ServiceSettings
+from leadpipe_common.settings import DEFAULT_DATABASE_URL, POSTGRES_PASSWORD_FILE, KafkaSettings, ServiceSettings
 
 
 def mode(path: Path) -> int:
@@ -69,6 +69,19 @@ def test_a_command_beside_make_run_on_another_port_reaches_make_runs_postgres_no
     monkeypatch.setenv("LEADPIPE_POSTGRES_PORT", "5433")
     write_secret(tmp_path / POSTGRES_PASSWORD_FILE, "kept-by-make-run")
     assert ServiceSettings().database_url == "postgresql+asyncpg://postgres:kept-by-make-run@127.0.0.1:5433/leadpipe"
+
+
+def test_a_command_beside_make_run_on_another_broker_port_reaches_make_runs_broker_not_the_one_on_9092(monkeypatch):
+    """Told to move make run's broker off 9092 (a broker of the user's holds it), make redrive and make replay went on
+    talking to that other broker."""
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("LEADPIPE_BROKER_PORT", "9094")
+    assert KafkaSettings().kafka_bootstrap_servers == "127.0.0.1:9094"
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example.com:9092")  # the user's own, as given
+    assert KafkaSettings().kafka_bootstrap_servers == "kafka.example.com:9092"
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
+    monkeypatch.setenv("LEADPIPE_BROKER_PORT", "not a port")  # another program's: the default stands
+    assert KafkaSettings().kafka_bootstrap_servers == "127.0.0.1:9092"
 
 
 def test_a_make_run_setting_that_is_wrong_leaves_a_services_own_settings_as_they_were(monkeypatch, tmp_path):

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import typer
 from pydantic import ValidationError
 
 from leadpipe_common.cli import _env_name
@@ -121,6 +122,22 @@ def test_ctrl_c_while_a_service_gets_ready_stops_it_at_once_and_never_says_leadp
     (stack,) = runs
     (service,) = started
     assert not service.alive and not stack.processes
+
+
+def test_a_second_make_run_on_the_same_data_is_told_the_first_runs_and_starts_nothing(monkeypatch, tmp_path, capsys):
+    """It failed on the broker's port, was told to take another, then failed on Postgres's lock of the same data,
+    and said "leadpipe stopped." while the first ran on."""
+    assert stack_module._one_run_of(tmp_path) is None  # the first run's lock, as its process holds it
+    monkeypatch.setenv("LEADPIPE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(Stack, "start_infra", lambda self, say=None: pytest.fail("the second run started"))
+    with pytest.raises(typer.Exit) as refused:
+        stack_module.run()
+    said = " ".join(capsys.readouterr().out.split())
+    assert refused.value.exit_code == 1
+    assert f"make run is already running with {tmp_path} (pid {os.getpid()})" in said
+    assert "leadpipe stopped" not in said
+    while stack_module._RUN_LOCKS:
+        stack_module._RUN_LOCKS.pop().close()
 
 
 def test_a_broker_and_postgres_of_the_users_are_not_said_to_be_started_and_a_wait_for_the_broker_is_said(

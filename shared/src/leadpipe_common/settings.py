@@ -69,8 +69,24 @@ class KafkaSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = Field(
         DEFAULT_BOOTSTRAP, validation_alias="KAFKA_BOOTSTRAP_SERVERS",
-        description="your Kafka or Redpanda; unset, `make run` starts the embedded broker here",
+        description="your Kafka or Redpanda; unset, `make run` starts the embedded broker here (on "
+                    "`LEADPIPE_BROKER_PORT`, when set)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_broker_port(cls, given: Any) -> Any:
+        # Unset, the cluster is make run's embedded broker, on the port make run was given: one moved off 9092
+        # (LEADPIPE_BROKER_PORT) because a broker of the user's holds it. A command run beside it (make redrive,
+        # make replay) talked to that other broker, as the Postgres port's are followed (ServiceSettings).
+        if not isinstance(given, dict) or "KAFKA_BOOTSTRAP_SERVERS" in given:
+            return given
+        try:
+            port = StackSettings().broker_port
+        except ValueError:  # a LEADPIPE_* that is not make run's: the default stands
+            return given
+        host, _, default_port = DEFAULT_BOOTSTRAP.rpartition(":")
+        return given if str(port) == default_port else {**given, "KAFKA_BOOTSTRAP_SERVERS": f"{host}:{port}"}
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL",
         description="`PLAINTEXT`, `SSL` (TLS), `SASL_PLAINTEXT` or `SASL_SSL` (SASL over TLS)")
@@ -593,7 +609,10 @@ class StackSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LEADPIPE_", extra="ignore", frozen=True)
 
-    data_dir: Path = Field(Path(".data"), description="the embedded Postgres's data and every log of `make run`")
+    data_dir: Path = Field(Path(".data"), description="the embedded Postgres's data (its log in `postgres/`), the "
+                                                     "broker's log (`logs/`), the admin key and the Postgres "
+                                                     "password of `make run`; the services log to its terminal. "
+                                                     "One `make run` at a time uses it")
     broker_port: int = Field(9092, ge=1, le=65535, description="port of the embedded broker")
     postgres_port: int = Field(5432, ge=1, le=65535, description="port of the embedded Postgres")
     database_connect_timeout_s: float = _connect_timeout()  # for its migrations, on the embedded Postgres or yours

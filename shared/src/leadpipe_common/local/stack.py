@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import typer
@@ -288,21 +289,27 @@ class Stack:
     def wait_ready(self, processes: list[ServiceProcess] | None = None, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         pending = list(processes or self.processes)
-        with httpx.Client(timeout=1) as client:
+        # Not through the user's http_proxy (httpx reads it, and 127.0.0.1 is not spared): behind a corporate
+        # proxy every healthy service was "not ready within 60s".
+        with httpx.Client(timeout=1, trust_env=False) as client:
+            said = "no answer yet"
             while pending:
                 sp = pending[0]
                 self._unless_stopping(f"waiting for {sp.name} to be ready")
                 if not sp.alive:
                     raise RuntimeError(f"{sp.name} exited with {sp.proc.returncode if sp.proc else '?'} while starting"
-                                       + (f"; see {sp.log_path}" if sp.log_path else ""))
+                                       + (f"; see {sp.log_path}" if sp.log_path else "; see its output above"))
                 try:
-                    if client.get(f"{sp.url}/readyz").status_code == 200:
+                    answer = client.get(f"{sp.url}/readyz")
+                    if answer.status_code == 200:
                         pending.pop(0)
+                        said = "no answer yet"
                         continue
-                except httpx.HTTPError:
-                    pass
+                    said = f"/readyz answered {answer.status_code}: {answer.text[:300]}"
+                except httpx.HTTPError as exc:
+                    said = f"/readyz: {type(exc).__name__}"
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{sp.name} was not ready within {timeout:.0f}s")
+                    raise RuntimeError(f"{sp.name} was not ready within {timeout:.0f}s ({said})")
                 time.sleep(0.1)
         self._unless_stopping("the services were getting ready")  # not "up" a moment before stopping
 
@@ -326,7 +333,8 @@ class Stack:
                 sp.crashes = sp.crashes + 1 if now - sp.started_at < STABLE_S else 1
                 wait = 0.0 if sp.crashes == 1 or at_once else backoff(sp.crashes - 2, base=1.0, cap=RESTART_MAX_S)
                 sp.restart_at = now + wait
-                when = "now" if wait == 0 else f"in {wait:.1f}s (it keeps crashing: see its log)"
+                log = f"see {sp.log_path}" if sp.log_path else "see its output above"
+                when = "now" if wait == 0 else f"in {wait:.1f}s (it keeps crashing: {log})"
                 say(f"{sp.name} exited with code {sp.proc.returncode}; restarting {when} (restart #{sp.restarts})")
             if at_once or now >= sp.restart_at:
                 sp.start(now)
@@ -442,6 +450,33 @@ def _admin_key_lines(key_file: Path, key: str) -> list[str]:
             escape(f"  export LEADPIPE_KEY={key}")]
 
 
+#: Held open, locked, by the run that uses a data directory (until it has stopped), so that a second run is told
+#: at once.
+_RUN_LOCKS: list[Any] = []
+
+
+def _one_run_of(data_dir: Path) -> str | None:
+    """Lock ``data_dir`` for this run; None, or what holds it when another run does (the lock goes with its process,
+    however it ends)."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = (data_dir / "run.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        held_by = lock.read().strip() or "another process"
+        lock.close()
+        return held_by
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}")
+    lock.flush()
+    _RUN_LOCKS.append(lock)
+    return None
+
+
 @cli.command()
 def run() -> None:
     """Start broker, Postgres and every service; Ctrl-C stops everything cleanly.
@@ -461,6 +496,13 @@ def run() -> None:
     where = load_settings(StackSettings)
     load_settings(KafkaSettings)  # the broker's address and TLS files every service and topic creation take
     data_dir = where.data_dir
+    running = _one_run_of(data_dir)
+    if running is not None:
+        # A second run failed on a port, suggested another, then failed on Postgres's lock of the same data; and
+        # said "leadpipe stopped." while the first ran on.
+        console.print(f"[red]make run is already running with {escape(str(data_dir))}[/] ({escape(running)}): stop "
+                      "it with Ctrl-C there, or give this one another LEADPIPE_DATA_DIR (and ports)")
+        raise typer.Exit(1)
     stack = Stack(
         data_dir=data_dir.resolve(), broker_port=where.broker_port, postgres_port=where.postgres_port,
         replicas=_replicas(), base_ports=_ports(),
@@ -515,13 +557,15 @@ def run() -> None:
             time.sleep(0.5)
     except StartCancelled as exc:
         console.print(f"[yellow]stopping before leadpipe was up: {escape(str(exc))}[/]")
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:  # an OSError: a .data another user made, a disk full, a noexec mount
         console.print(f"[red]cannot start leadpipe:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     finally:
         with console.status("stopping..."):
             stack.stop()
         console.print("leadpipe stopped.")
+        while _RUN_LOCKS:
+            _RUN_LOCKS.pop().close()  # the data directory is free for the next run
 
 
 def main() -> None:
