@@ -247,11 +247,14 @@ def dead_letter(
         lead_id = uuid.UUID((key or b"").decode())
     except (ValueError, UnicodeDecodeError):
         return [letter]
-    # The record may have no usable id of its own: its position names it,
-    # so a redelivered poison record announces itself with the same id. An outbox's message has no position, but
-    # always an id of its own (derived from its cause, so the same every time it is set aside).
-    announcement_id = uuid.uuid5(_DLQ_NAMESPACE, f"{record_topic}/{partition}/{offset}" if outbox is None
-                                 else f"{outbox}/{record_topic}/{_header(kept, 'ce_id')}")
+    # The record may have no usable id of its own: its position names it, so a redelivered poison record announces
+    # itself with the same id; with its lead and its own id, when it has one: a log that starts again at offset 0
+    # (make run's broker after a restart, Postgres kept) put another lead's record at the same position, whose
+    # step reporting then took for the first's and dropped. An outbox's message has no position, but always an
+    # id of its own (derived from its cause, so the same every time it is set aside).
+    announcement_id = uuid.uuid5(_DLQ_NAMESPACE,
+                                 f"{record_topic}/{partition}/{offset}/{lead_id}/{_header(kept, 'ce_id') or ''}"
+                                 if outbox is None else f"{outbox}/{record_topic}/{_header(kept, 'ce_id')}")
     changed = LeadStageChanged(
         lead_id=lead_id, from_stage=None, to_stage="deadlettered", at=at, by=stage,
         reason=f"{kind}: {error[:500]}", attribution=Attribution(),
