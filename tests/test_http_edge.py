@@ -127,3 +127,13 @@ async def test_a_nul_is_found_whatever_the_content_type_says_and_an_attachment_m
     assert with_cv.status_code == 202, with_cv.text
     assert in_multipart.status_code == 422 and in_multipart.json()["errors"][0]["field"] == "company"
     assert page.status_code == 422 and "text/html" in page.headers["content-type"]  # a browser gets a page
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/forms/contact-us/token", "/v1/forms/contact-us/token.js"])
+async def test_head_is_answered_as_get_is_without_a_body(stack, path):
+    """FastAPI's routes take only the methods they name: an uptime monitor's HEAD /healthz, a link checker's HEAD of
+    token.js, got 405 and reported the service down."""
+    async with httpx.AsyncClient(base_url=url(stack, "capture")) as capture:
+        got, head = await capture.get(path), await capture.head(path)
+    assert head.status_code == got.status_code == 200
+    assert head.headers["content-type"] == got.headers["content-type"] and head.content == b""

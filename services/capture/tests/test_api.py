@@ -1,5 +1,6 @@
 """capture against a real broker and Postgres, through HTTP."""
 
+import gzip
 import time
 import uuid
 
@@ -68,6 +69,9 @@ async def test_a_multipart_form_asking_for_json_gets_the_api_answer(capture_url,
         (dict(json=["a", "list"]), 422, "body"),
         (dict(content=b"{not json", headers={"content-type": "application/json"}), 422, "body"),
         (dict(content=b"email=x@example.com", headers={"content-type": "text/plain"}), 415, "Content-Type"),
+        # Read as it came, a compressed body was "not UTF-8": the importer was told its data was wrong.
+        (dict(content=gzip.compress(b'{"email": "gz@example.com"}'),
+              headers={"content-type": "application/json", "content-encoding": "gzip"}), 415, "Content-Encoding"),
         (dict(json={"email": "big@example.com", "message": "x" * 70_000}), 413, None),
         # JSON in UTF-16 carries its NUL escape past the check that reads UTF-8 (then every stage refused it)
         (dict(content='{"email": "u16@example.com", "first_name": "a\\u0000b"}'.encode("utf-16"),
@@ -77,7 +81,7 @@ async def test_a_multipart_form_asking_for_json_gets_the_api_answer(capture_url,
         (dict(content=b'{"email": "nan@example.com", "phone": NaN}', headers={"content-type": "application/json"}),
          422, "body"),
     ],
-    ids=["missing-email", "bad-email", "not-an-object", "broken-json", "wrong-content-type", "too-large",
+    ids=["missing-email", "bad-email", "not-an-object", "broken-json", "wrong-content-type", "compressed", "too-large",
          "utf-16", "nested-too-deep", "nan"],
 )
 async def test_bad_input_gets_a_clear_error_and_stores_nothing(capture_url, db, send, status, field):

@@ -22,7 +22,8 @@ async def answered(**headers: str) -> tuple[int, dict[str, str]]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": "/v1/forms/whitepaper",
+    path = headers.pop("path", "/v1/forms/whitepaper")
+    scope = {"type": "http", "method": method, "path": path,
              "headers": [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]}
     middleware = CrossOrigin(app, everywhere=frozenset({PAGE}), forms={})
     await middleware(scope, None, send)
@@ -52,3 +53,20 @@ async def test_a_page_of_an_allowed_origin_may_read_the_thank_you_page_capture_s
     status, headers = await answered(method="POST", origin=PAGE, hx_request="true")
     exposed = {h.strip().lower() for h in headers["access-control-expose-headers"].split(",")}
     assert {"hx-redirect", "retry-after", "idempotent-replayed"} <= exposed
+
+
+async def test_a_post_with_a_tracing_sdks_headers_passes_its_preflight():
+    """A page whose tracing SDK names capture among its targets adds these to every fetch: refused, the browser
+    never sent the post."""
+    tracing = "content-type,traceparent,tracestate,baggage,sentry-trace"
+    status, headers = await answered(method="OPTIONS", origin=PAGE, access_control_request_method="POST",
+                                     access_control_request_headers=tracing)
+    assert status == 204
+    assert set(tracing.split(",")) <= {h.strip() for h in headers["access-control-allow-headers"].split(",")}
+
+
+async def test_token_js_loaded_with_crossorigin_from_an_allowed_page_may_be_run():
+    """<script crossorigin> (Sentry's advice, any SRI setup) needs an allowed origin on the script: without it the
+    browser refused token.js, and every post of a form requiring a token went to quarantine."""
+    status, headers = await answered(method="GET", origin=PAGE, path="/v1/forms/whitepaper/token.js")
+    assert status == 200 and headers["access-control-allow-origin"] == PAGE

@@ -1653,6 +1653,16 @@ AS_A_BROWSER = {"accept": "text/html"}
 CORRECT_IT = "correct it and send it again"
 
 
+@pytest.mark.parametrize("retry_after, said", [("1", "in 1 second"), ("90", "in 90 seconds"), ("91", "in 2 minutes"),
+                                               ("3600", "in 60 minutes"), ("5401", "in 2 hours"), ("soon", "in a few seconds")])
+def test_when_to_send_a_form_again_is_said_in_the_unit_a_person_reads(retry_after, said):
+    """A form's rate of 5/hour told a person to send it again "in 3600 seconds"."""
+    from capture.api import _wait
+    from leadpipe_common.http import Problem
+
+    assert _wait(Problem(429, "slow down", headers={"Retry-After": retry_after})) == said
+
+
 async def test_a_form_post_refused_for_what_it_sent_asks_the_person_to_correct_it_naming_the_field(client):
     reply = await client.post(FORM, data={"email": "not an address"}, headers=AS_A_BROWSER)
     assert reply.status_code == 422 and "text/html" in reply.headers["content-type"]

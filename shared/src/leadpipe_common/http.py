@@ -24,6 +24,8 @@ Guarantees:
   body before it runs the route's dependencies. What a body says (its
   fields, each checked against the route's model) is checked only after the
   key: a caller without one learns no field's name from it.
+- ``HeadAsGet``: a ``HEAD`` of any path is answered as its ``GET`` is,
+  headers whole, without the body.
 - ``StrictRoute``: a route of the JSON APIs takes a request as it was meant
   or says why not. A JSON body giving one key twice at any depth
   (``{"email": a, "email": b}``) is answered ``422`` on ``body`` naming the
@@ -571,6 +573,28 @@ class SecurityHeaders(ResponseHook):
                 # page in no frame at all.
                 headers.append((b"x-frame-options", b"DENY"))
         message["headers"] = headers
+
+
+class HeadAsGet:
+    """``HEAD`` answered as ``GET`` is, its headers whole and no body (RFC 9110, 9.3.2). FastAPI's routes take
+    only the methods they name: an uptime monitor or link checker sending ``HEAD /healthz`` or
+    ``HEAD /v1/forms/{id}/token.js`` got ``405`` and reported the service down. Plain ASGI: nothing is read or
+    copied for another method."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
 
 
 #: A session cookie, for the dashboard's browser users (``auth.Sessions``); named here, where the edge tells

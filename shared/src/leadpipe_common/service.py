@@ -64,8 +64,8 @@ from leadpipe_common.db import (UNAVAILABLE, answered_within, error_text, is_una
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
 from leadpipe_common.kafka import quiet_client_logs
-from leadpipe_common.http import (BodyLimit, RefuseNul, SecurityHeaders, StrictRoute, install_problem_handlers,
-                                  problem_responses, takes_json)
+from leadpipe_common.http import (BodyLimit, HeadAsGet, RefuseNul, SecurityHeaders, StrictRoute,
+                                  install_problem_handlers, problem_responses, takes_json)
 from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
 from leadpipe_common.outbox import Claim, OutboxRelay, table_claim
 from leadpipe_common.producer import Producer
@@ -354,6 +354,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, deadline_s=settings.body_deadline_s)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestMetrics)
     install_problem_handlers(app, unavailable=UNAVAILABLE, retry_later=is_unavailable)
     # The service's own routes first: the router tries routes in order, and capture's public posts are the

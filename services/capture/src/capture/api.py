@@ -257,6 +257,12 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
     if media not in allowed:
         raise Problem(415, f"unsupported content type {media or '(none)'!r}; send one of: {', '.join(allowed)}",
                       [FieldProblem("Content-Type", f"must be one of: {', '.join(allowed)}")])
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        # Read as it came, a gzip body was "not UTF-8" or "must not contain the NUL character": the importer was
+        # told its data was wrong, not that capture reads no compressed body.
+        raise Problem(415, f"unsupported content encoding {coding[:40]!r}; send the body uncompressed",
+                      [FieldProblem("Content-Encoding", "must be identity (no compression)")])
     # http.BodyLimit refuses one over the limit with 413, and one still arriving at its deadline with 408.
     body = await request.body()
     if media == "application/json":
@@ -1148,4 +1154,11 @@ def _wait(exc: Problem) -> str:
     if not after.isdecimal():
         return "in a few seconds"
     seconds = max(int(after), 1)
-    return "in 1 second" if seconds == 1 else f"in {seconds} seconds"
+    if seconds <= 90:
+        return "in 1 second" if seconds == 1 else f"in {seconds} seconds"
+    # A form's rate of 5/hour told a person to come back "in 3600 seconds".
+    minutes = -(-seconds // 60)
+    if minutes <= 90:
+        return f"in {minutes} minutes"
+    hours = -(-minutes // 60)
+    return "in 1 hour" if hours == 1 else f"in {hours} hours"

@@ -21,13 +21,18 @@ from leadpipe_common.http import routed_path
 from capture.domain import Form, may_post_from
 
 #: A post's path as capture's fast lane takes it (``api.PublicPosts``), a trailing slash allowed.
-_PUBLIC = re.compile(r"^/v1/(?:leads/?|forms/(?P<form>[^/]+)(?:/?|/token))$")
+#: token.js too: a page that loads it with ``<script crossorigin>`` (Sentry's advice, any SRI setup) has the browser
+#: refuse it without an allowed origin, and every post of a form that requires a token then went to quarantine.
+_PUBLIC = re.compile(r"^/v1/(?:leads/?|forms/(?P<form>[^/]+)(?:/?|/token|/token\.js))$")
 #: htmx's headers say which page and element sent the request (``HX-Request`` among them: how capture tells htmx's
 #: form posts, which get the thank-you page in ``HX-Redirect`` or the confirmation page, from a ``fetch()``). Not
 #: one of them is a credential; without them the preflight of every htmx post from another origin failed. htmx 4
-#: adds ``HX-Source`` and ``HX-Request-Type``.
-ALLOWED_HEADERS = ("content-type, accept, idempotency-key, traceparent, hx-request, hx-current-url, hx-target, "
-                   "hx-trigger, hx-trigger-name, hx-boosted, hx-prompt, hx-source, hx-request-type")
+#: adds ``HX-Source`` and ``HX-Request-Type``. Tracing's too (W3C ``tracestate`` and ``baggage`` beside
+#: ``traceparent``, Sentry's ``sentry-trace``): a page whose tracing SDK names capture among its targets adds them to
+#: every fetch, and a preflight that did not allow them kept the post from being sent at all.
+ALLOWED_HEADERS = ("content-type, accept, idempotency-key, traceparent, tracestate, baggage, sentry-trace, "
+                   "hx-request, hx-current-url, hx-target, hx-trigger, hx-trigger-name, hx-boosted, hx-prompt, "
+                   "hx-source, hx-request-type")
 MAX_AGE_S = "600"
 #: What a page may read of an answer beyond the safelisted headers: when to retry a 429 or 503, that a repeated
 #: Idempotency-Key was answered from before, and the thank-you page an htmx post is sent to (htmx reads no header
