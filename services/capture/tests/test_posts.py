@@ -1663,6 +1663,28 @@ def test_when_to_send_a_form_again_is_said_in_the_unit_a_person_reads(retry_afte
     assert _wait(Problem(429, "slow down", headers={"Retry-After": retry_after})) == said
 
 
+async def test_a_form_post_with_a_large_attached_file_asks_the_person_to_remove_it(client, pipeline):
+    """A form with a file field: the body limit refused the post, and the person was told to correct a form whose
+    every field was right."""
+    reply = await client.post(FORM, data={"email": "jo@example.com"}, files={"brief": ("brief.pdf", b"%" * 100_000)},
+                              headers=AS_A_BROWSER)
+    assert reply.status_code == 413 and "An attached file is not sent with this form: remove it" in reply.text
+    assert pipeline.written == []
+
+
+@pytest.mark.parametrize("path, send", [
+    ("/v1/forms/Contact%20Us", {"data": {"email": "jo@example.com"}}),
+    (FORM, {"content": b"email=jo@example.com", "headers": {"content-type": "text/plain"}}),
+], ids=["form id", "content type"])
+async def test_a_form_post_refused_for_how_the_site_sends_it_tells_the_person_to_let_the_site_know(
+        client, path, send):
+    """Told to correct the form, a person changed what they typed, which was not what was wrong."""
+    sent = {**send, "headers": {**AS_A_BROWSER, **send.get("headers", {})}}
+    reply = await client.post(path, **sent)
+    assert reply.status_code in (415, 422) and "text/html" in reply.headers["content-type"]
+    assert "a problem with the site's form, not with what you entered" in reply.text and CORRECT_IT not in reply.text
+
+
 async def test_a_form_post_refused_for_what_it_sent_asks_the_person_to_correct_it_naming_the_field(client):
     reply = await client.post(FORM, data={"email": "not an address"}, headers=AS_A_BROWSER)
     assert reply.status_code == 422 and "text/html" in reply.headers["content-type"]

@@ -1126,6 +1126,8 @@ def _thanks_page(form_name: str | None) -> str:
 
 #: The refusals of what the form sent, which the person corrects; others are no fault of theirs.
 _INPUT_REFUSED = frozenset({400, 413, 415, 422})
+#: Fields whose refusal is the site's to mend (the form's address, how its page sends it), not the person's.
+_SITE_SIDE = frozenset({"form_id", "Content-Type", "Content-Encoding"})
 #: Why a submission refused for now was, to the person: its body too slow to arrive (a weak mobile signal), over
 #: the rate limit of their address (an office or a mobile network may share it), or capture unable to store it.
 _NOT_NOW = {408: "Your submission took too long to reach us.",
@@ -1140,6 +1142,16 @@ def _error_page(exc: Problem) -> str:
                                                                    f"the form and send it again {_wait(exc)}.</p>")
     items = "".join(f"<li><strong>{html.escape(e.field)}</strong>: {html.escape(e.reason)}</li>" for e in exc.errors)
     listing = f"<ul>{items}</ul>" if items else ""
+    if exc.status == 413:
+        # A form with a file field: the person cannot tell that the file is what is too large.
+        return _PAGE.format(title="Please check the form", body=(
+            f"<p>{html.escape(exc.message)}.</p><p>An attached file is not sent with this form: remove it (or "
+            "shorten a long text) and send the form again.</p>"))
+    if exc.status == 415 or any(e.field in _SITE_SIDE for e in exc.errors):
+        # Told to correct the form, a person changes what they typed, which is not what is wrong.
+        return _PAGE.format(title="The form could not be sent", body=(
+            f"<p>{html.escape(exc.message)}.</p>{listing}<p>This is a problem with the site's form, not with what "
+            "you entered: please let the site know.</p>"))
     if exc.status not in _INPUT_REFUSED:
         return _PAGE.format(title="The form could not be sent", body=f"<p>{html.escape(exc.message)}.</p>{listing}")
     return _PAGE.format(
