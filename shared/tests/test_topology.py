@@ -85,6 +85,11 @@ def test_create_topics_on_a_cluster_that_has_them_reports_the_partitions_each_ha
                                  "TOPIC_PARTITIONS": str(asked), "COLUMNS": "500"},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+    retention = topology.retention_ms(TopicSettings().retention_overrides())
+    kept = {name: "forever" if ms < 0 else f"{ms / 86_400_000:g} days" for name, ms in retention.items()}
+    # The retention the broker holds, read back (it answers DescribeConfigs); the warnings on stderr.
     assert [line for line in result.stdout.splitlines() if line.startswith("leads.")] == [
+        f"{name}: {made} partitions, kept {kept[name]}" for name in topology.TOPICS]
+    assert [line for line in result.stderr.splitlines() if line.startswith("leads.")] == [
         f"{name}: {made} partitions, not TOPIC_PARTITIONS={asked} (a topic that exists is left as it is)"
         for name in topology.TOPICS]

@@ -326,6 +326,15 @@ def test_a_thank_you_url_beyond_ascii_is_kept_as_a_header_can_carry_it():
         parse_forms({"forms": {"x": {"thank_you_url": "https://thanks😀.example/"}}})
 
 
+def test_a_utm_sent_as_its_own_field_holding_an_address_is_left_out():
+    """A mail tool's merge tag (utm_source=ann@example.com) went on every lifecycle event, kept for ever where no
+    erasure reaches; one read from the landing page was left out already."""
+    lead = capture({"email": "ann@example.com", "utm_source": "ann@example.com", "utm_campaign": "Spring @ home",
+                    "utm_content": "for ann+news@example.com"})
+    assert (lead.attribution.utm_source, lead.attribution.utm_content) == (None, None)
+    assert lead.attribution.utm_campaign == "Spring @ home"  # an @ alone names no one
+
+
 def test_a_form_id_of_digits_is_the_text_it_reads_as():
     assert list(parse_forms({"forms": {2024: {"offer": "report"}}})) == ["2024"]
 

@@ -983,6 +983,22 @@ async def test_an_attempt_under_way_when_its_lead_is_erased_is_logged_and_its_le
     assert erased.event_type == "lead.erased"
 
 
+async def test_a_lead_erased_while_a_delivery_of_it_waits_for_a_retry_is_told_at_once_not_after_the_backoff(db):
+    """Given up by the erasure, a waiting delivery keeps its retry time (up to an hour ahead): lead.erased waits
+    only for a lease, which that is not."""
+    sub, lead, now = f"waiting-{uuid.uuid4().hex[:8]}", uuid.uuid4(), datetime.now(UTC)
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue([held(sub, lead)])
+        [tried] = await store.claim({sub: 1}, 1, lease=LEASE)
+        await store.record([attempted(tried, "retry", 503, now, next_at=now + timedelta(hours=1))])
+        await store.enqueue([held(sub, lead, "lead.erased")])
+        await store.enqueue([], erased={lead: now})
+        [erased] = await store.claim({sub: 1}, 1, lease=LEASE)
+        await conn.rollback()
+    assert erased.event_type == "lead.erased"
+
+
 async def test_a_delivery_queued_for_a_lead_after_its_erasure_is_given_up_at_once(db):
     """delivery reads leads.routed apart from the lifecycle: a lead.routed routing wrote before the erasure may be
     read after it, with the whole contact (an SLA reassignment's after it, with none)."""

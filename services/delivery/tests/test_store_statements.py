@@ -54,6 +54,8 @@ class Recording:
     async def execute(self, statement, params=None) -> Answer:
         self.statements.append(statement)
         self.parameters.append(params)
+        if isinstance(params, dict) and "leased_until" in params:  # a round's attempts: each recorded
+            return [SimpleNamespace(seq=seq) for seq in params["seq"]]  # type: ignore[return-value]
         return Answer()
 
     def updates_of_deliveries(self) -> list[tuple[str, dict]]:
@@ -126,6 +128,27 @@ async def test_a_rounds_attempts_record_their_refusals_in_a_row_in_the_statement
     [record] = conn.statements
     [params] = conn.parameters
     assert "refused_in_a_row = r.refused_in_a_row" in record.text and params["refused_in_a_row"] == [3, 0]
+
+
+async def test_attempts_a_round_did_not_record_are_recorded_again_in_a_statement_of_their_own():
+    """An erasure that committed while the round's statement waited for its rows' locks: the statement's snapshot
+    saw the delivery pending, its re-check dead, and the attempt was counted as a lease overrun. A statement of its
+    own sees it given up (and one that did outlive its lease is refused again: nothing more)."""
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    claimed = [Claimed(seq=seq, subscription_id="crm", lead_id=uuid.uuid4(), event_id=uuid.uuid4(),
+                       event_type="lead.routed", body=b"{}", attempts=0, created_at=now,
+                       leased_until=now + timedelta(seconds=20), claimed_at=now) for seq in (1, 2)]
+
+    class MissesTheSecond(Recording):
+        async def execute(self, statement, params=None):  # noqa: ANN001, ANN202
+            answered = await super().execute(statement, params)
+            return [row for row in answered if row.seq != 2] if len(self.statements) == 1 else answered
+
+    conn = MissesTheSecond()
+    recorded = await DeliveryStore(conn).record([
+        Attempted(c, at=now, status=204, error=None, response="", duration_ms=7, outcome="delivered", next_at=None,
+                  refused_in_a_row=0) for c in claimed])
+    assert recorded == {1, 2} and [p["seq"] for p in conn.parameters] == [[1, 2], [2]]
 
 
 async def test_a_claim_is_due_and_leased_by_postgres_clock_alone():

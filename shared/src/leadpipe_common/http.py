@@ -594,7 +594,12 @@ class HeadAsGet:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, without_body)
+        inner = {**scope, "method": "GET"}  # a copy: the server answers by its own scope, which still says HEAD
+        try:
+            await self.app(inner, receive, without_body)
+        finally:
+            if "route" in inner:  # what the router matched, for the metrics outside (RequestMetrics)
+                scope["route"] = inner["route"]
 
 
 #: A session cookie, for the dashboard's browser users (``auth.Sessions``); named here, where the edge tells

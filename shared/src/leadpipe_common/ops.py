@@ -77,9 +77,12 @@ def ops_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
     @router.get("/readyz", summary="Broker, database and consumer are usable")
     async def readyz() -> JSONResponse:
         async with checking:
-            now = asyncio.get_running_loop().time()
-            if not last or now - last[0][0] >= READY_FOR_S:
-                last[:] = [(now, *await _checked(dict(checks())))]
+            loop = asyncio.get_running_loop()
+            if not last or loop.time() - last[0][0] >= READY_FOR_S:
+                body, status = await _checked(dict(checks()))
+                # Dated when it was known, not when asked: a check of 1 s or more, dated at its start, was stale for
+                # every probe waiting on it, each of which then ran one of its own, one after another.
+                last[:] = [(loop.time(), body, status)]
         _, body, status = last[0]
         return JSONResponse(body, status_code=status)
 

@@ -40,7 +40,6 @@ from leadpipe_common.envelope import child_traceparent, derive_id, encode
 from leadpipe_common.events import LeadQuarantined
 from leadpipe_common.http import (FieldProblem, Problem, ProblemBody, StrictRoute, frame_by, problem_responses,
                                   routed_path)
-from leadpipe_common.page_urls import holds_address
 from leadpipe_common.problems import NUL_REASON, nul_path
 from leadpipe_common.service import Runtime, runtime, runtime_of
 from leadpipe_common.throttle import Network, Rate, Throttle, parse_rate, request_address
@@ -565,12 +564,10 @@ async def _quarantine(request: Request, rt: Runtime[Capture, CaptureStore], subm
     kept = quarantined_fields(fields)
     # What it said stays in the quarantine table, for the admin's review: leads.quarantined is kept for ever, and
     # what reads it (the spam report) counts submissions, by form and source.
-    # A utm_source holding an address (a bot's, or a mail tool's merge tag) would be a person's address on a topic
-    # kept for ever that no erasure reaches: the event says where a submission came from, never who it named.
-    source = lead.attribution.utm_source
+    # A utm_source holding an address is none already (``domain._unnamed``): the event says where a submission
+    # came from, never who it named.
     event = LeadQuarantined(lead_id=lead.lead_id, received_at=lead.captured_at, reasons=reasons,
-                            form_id=lead.attribution.form_id,
-                            utm_source=None if source is not None and holds_address(source) else source)
+                            form_id=lead.attribution.form_id, utm_source=lead.attribution.utm_source)
     try:
         async with rt.request_unit_of_work() as uow:
             # First, as it opens the transaction the key's claim must be part of (the session begins on its first

@@ -147,7 +147,13 @@ def _whole_character_escapes(v: str) -> str:
 
 def _unnamed(v: Any, page: bool) -> Any:
     v = _blank_to_none(v)
-    return without_visitor(v) if page and isinstance(v, str) else v
+    if not isinstance(v, str):
+        return v
+    if page:
+        return without_visitor(v)
+    # A UTM holding an address (a mail tool's merge tag, utm_source=ann@example.com) would go on every lifecycle
+    # event, kept for ever where no erasure reaches: left out, as one read from the landing page is.
+    return None if holds_address(v) else v
 
 
 def _filled(v: Any, limit: int, page: bool) -> Any:
@@ -157,12 +163,13 @@ def _filled(v: Any, limit: int, page: bool) -> Any:
 
 def _filled_in(field: str) -> Any:
     """Optional text a script fills in: blank means absent; longer than its limit, it is cut to it, not refused;
-    a page's address without what names its visitor (``without_visitor``)."""
+    a page's address without what names its visitor (``without_visitor``), a UTM holding an address absent."""
     limit, page = FILLED_IN[field], field in PAGE_FIELDS
     return Annotated[str | None, BeforeValidator(functools.partial(_filled, limit=limit, page=page)),
                      Field(description=f"cut to its first {limit:,} characters when longer" + (
                          "; without its userinfo, and any query parameter or fragment that names its visitor "
-                         "(an e-mail address, a name, a phone number, a token or a password)" if page else ""))]
+                         "(an e-mail address, a name, a phone number, a token or a password)" if page else
+                         "; left out when it holds an e-mail address"))]
 
 
 def overlong(fields: Mapping[str, Any]) -> list[str]:

@@ -359,7 +359,9 @@ _CLAIM = sa.text(
                   AND (c.event_type <> 'lead.erased'
                        OR NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries u
                                       WHERE u.lead_id = c.lead_id AND u.subscription_id = c.subscription_id
-                                        AND u.status <> 'pending' AND u.next_at > (SELECT now FROM clock)))
+                                        AND u.status <> 'pending' AND u.next_at > (SELECT now FROM clock)
+                                        -- a lease, not a backoff's retry time the erasure left on a waiting one
+                                        AND u.next_at <= (SELECT now FROM clock) + CAST(:lease AS interval)))
                 ORDER BY c.next_at LIMIT room.free
             ) c
             ORDER BY c.next_at LIMIT :limit
@@ -402,7 +404,8 @@ _RECORD = sa.text(
         -- fact to know), its status and what it kept stay as the giving up left them.
         SELECT r.seq, r.attempted_at, r.http_status, r.error, r.duration_ms
         FROM r JOIN {SCHEMA}.deliveries d ON d.seq = r.seq
-        WHERE d.status <> 'pending' AND d.next_at = r.leased_until AND d.seq IN (SELECT h.seq FROM held h)
+        WHERE d.status = 'dead' AND d.last_error IN ('{ERASED}', '{_DELETED}', '{_REMOVED}')
+          AND d.next_at = r.leased_until AND d.seq IN (SELECT h.seq FROM held h)
     ), logged AS (
         -- Numbered after the delivery's last logged attempt, not by its attempts count: a redrive or an enable
         -- restarts that count (it paces the backoff), and a number taken twice would drop the later attempt.
@@ -624,12 +627,22 @@ class DeliveryStore:
         return [Claimed(*r) for r in rows]
 
     async def record(self, attempted: Sequence[Attempted]) -> set[int]:
-        """These attempts, in one statement; the ``seq`` of those recorded: their verdict kept, or, given up while
-        under way (their lead erased, their subscription deleted or removed, under the lease they were sent
-        with), their attempt logged beside what the giving up left. The others had outlived their lease: their
-        deliveries were claimed again since (or switched back on), and what that did is kept."""
+        """These attempts, in one statement (two when one found a row given up meanwhile); the ``seq`` of those
+        recorded: their verdict kept, or, given up while under way (their lead erased, their subscription deleted
+        or removed, under the lease they were sent with), their attempt logged beside what the giving up left. The
+        others had outlived their lease: their deliveries were claimed again since (or switched back on), and what
+        that did is kept."""
         if not attempted:
             return set()
+        recorded = await self._record(attempted)
+        missed = [a for a in attempted if a.claimed.seq not in recorded]
+        if missed:
+            # Given up by a transaction that committed while this statement waited for its rows' locks: the
+            # statement's snapshot still saw them pending, its re-check dead. A statement of its own sees them.
+            recorded |= await self._record(missed)
+        return recorded
+
+    async def _record(self, attempted: Sequence[Attempted]) -> set[int]:
         done = [a.outcome in ("delivered", "dead") for a in attempted]
         rows = await self._conn.execute(_RECORD, {
             "seq": [a.claimed.seq for a in attempted],

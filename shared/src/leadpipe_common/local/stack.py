@@ -496,7 +496,11 @@ def run() -> None:
     where = load_settings(StackSettings)
     load_settings(KafkaSettings)  # the broker's address and TLS files every service and topic creation take
     data_dir = where.data_dir
-    running = _one_run_of(data_dir)
+    try:
+        running = _one_run_of(data_dir)
+    except OSError as exc:  # a .data another user made, a LEADPIPE_DATA_DIR under a file
+        console.print(f"[red]cannot start leadpipe:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     if running is not None:
         # A second run failed on a port, suggested another, then failed on Postgres's lock of the same data; and
         # said "leadpipe stopped." while the first ran on.

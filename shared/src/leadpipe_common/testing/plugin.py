@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import importlib.resources
 import secrets
 import signal
@@ -45,6 +46,14 @@ TOKEN_SECRET = f"test-tokens-{secrets.token_hex(16)}"
 #: Forms verified by the fake CAPTCHA service, failing open and failing closed.
 CAPTCHA_FORMS = {"open": "captcha-open", "closed": "captcha-closed"}
 CAPTCHA_TIMEOUT_S = 0.5
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The test stacks listen on 127.0.0.1: behind a corporate proxy (http_proxy set, as pip needs it) every test
+    # client's request to them went to the proxy. httpx and the standard library both heed NO_PROXY.
+    for name in ("NO_PROXY", "no_proxy"):
+        kept = [host for host in os.environ.get(name, "").split(",") if host.strip()]
+        os.environ[name] = ",".join(dict.fromkeys([*kept, "127.0.0.1", "localhost", "::1"]))
 
 
 @pytest.fixture(autouse=True)
