@@ -346,6 +346,27 @@ def test_a_rep_setting_that_would_fail_later_is_refused_naming_the_file_and_the_
         files.load()
 
 
+@pytest.mark.parametrize(("file", "before", "after", "said"), [
+    # A company's segment is the largest it reaches: of two at one size one never is, and its team rule never fires.
+    ("territories", "{name: mid-market, min_employees: 200}", "{name: mid-market, min_employees: 1000}",
+     r"'enterprise' and 'mid-market' both start at 1000 employees"),
+    ("territories", "{name: mid-market, min_employees: 200}", "{name: enterprise, min_employees: 200}",
+     r"'enterprise' is listed twice"),
+    ("territories", "apac: [AU,", "apac: []\n  apac-old: [AU,", r"apac: lists no country"),
+    ("reps", "apac: {when_nobody_available: overflow, overflow_to: global-inbound}",
+     "apac: {when_nobody_available: wait, overflow_to: global-inbound}", r"is used only with when_nobody_available"),
+    ("reps", "apac: {when_nobody_available: overflow, overflow_to: global-inbound}",
+     "apac: {when_nobody_available: overflow, overflow_to: apac}", r"overflows to itself"),
+])
+def test_a_territory_or_team_policy_that_could_never_take_effect_is_refused(files, file, before, after, said):
+    path = getattr(files, file)
+    text = path.read_text()
+    assert before in text
+    path.write_text(text.replace(before, after, 1))
+    with pytest.raises(ValueError, match=said):
+        files.load()
+
+
 @pytest.mark.parametrize("rep_id", ["queue:apac", "sam/taylor", " sam.taylor ", ""])
 def test_a_rep_id_no_path_or_event_can_carry_is_refused(files, rep_id):
     """queue:apac is the owner id of apac's queue; a / makes /v1/reps/{rep_id} unreachable."""

@@ -186,6 +186,23 @@ class Territories(_Strict):
     teams: list[TeamRule]
     default_team: str
 
+    @field_validator("segments")
+    @classmethod
+    def _distinct_sizes(cls, v: list[Segment]) -> list[Segment]:
+        # A company's segment is the one with the largest min_employees it reaches: of two at one size, one never
+        # is, and a team rule for it never fires; of two of one name, the rules name either.
+        seen_name: set[str] = set()
+        at_size: dict[int, str] = {}
+        for segment in v:
+            if segment.name in seen_name:
+                raise ValueError(f"{segment.name!r} is listed twice: give each segment once")
+            seen_name.add(segment.name)
+            other = at_size.setdefault(segment.min_employees, segment.name)
+            if other != segment.name:
+                raise ValueError(f"{other!r} and {segment.name!r} both start at {segment.min_employees} employees: "
+                                 "one of them would never be a company's segment")
+        return v
+
     @field_validator("regions", mode="before")
     @classmethod
     def _no_booleans(cls, v: Any) -> Any:
@@ -206,6 +223,9 @@ class Territories(_Strict):
                     raise ValueError(f"{region}: {code!r} is not an ISO 3166-1 alpha-2 country code (like DE, GB, "
                                      "US)")
         v = {region: [code.strip().upper() for code in codes] for region, codes in v.items()}
+        for region, codes in v.items():
+            if not codes:  # no lead is ever of it: its team rules never fire
+                raise ValueError(f"{region}: lists no country: no lead would be of it, and its rules never apply")
         # A lead's region is the first that lists its country: in any later one the country goes to none of its
         # rules.
         first_in: dict[str, str] = {}
@@ -304,6 +324,10 @@ class TeamPolicy(_Strict):
     def _target(self) -> TeamPolicy:
         if self.when_nobody_available == "overflow" and not self.overflow_to:
             raise ValueError("when_nobody_available: overflow needs overflow_to (the team to send leads to)")
+        if self.when_nobody_available == "wait" and self.overflow_to:
+            # Checked for its team and then ignored: a policy that reads as overflowing, and never does.
+            raise ValueError(f"overflow_to: {self.overflow_to} is used only with when_nobody_available: overflow "
+                             "(this team waits): set that, or remove overflow_to")
         return self
 
 
@@ -367,6 +391,8 @@ class RoutingData(_Strict):
         for team, policy in self.teams.items():
             if team not in known:
                 raise _At(("teams", team), f"{team!r} is no team of reps or territories")
+            if policy.overflow_to == team:
+                raise _At(("teams", team), "overflows to itself: name another team, or let it wait")
             if policy.overflow_to is not None and policy.overflow_to not in known:
                 raise _At(("teams", team), f"overflows to {policy.overflow_to!r}, which is no team"
                                            f"{_meant(policy.overflow_to, known)}")
