@@ -404,7 +404,8 @@ def test_a_team_with_no_reps_that_leads_would_go_to_is_refused_unless_it_overflo
         parse_routing_data({**raw, "territories": typo})
     with pytest.raises(InvalidRoutingData, match="^territories: default_team: team nobody has no reps"):
         parse_routing_data({**raw, "territories": {**raw["territories"], "default_team": "nobody"}})
-    with pytest.raises(InvalidRoutingData, match="team emea-typo has no reps"):  # it waits: overflow_to unused
+    # It waits: an overflow_to beside that is refused as the slip it is, not left unused.
+    with pytest.raises(InvalidRoutingData, match="overflow_to: emea is used only with when_nobody_available: overflow"):
         parse_routing_data({**raw, "territories": typo, "teams": {"emea-typo": {"overflow_to": "emea"}}})
     hiring = {"emea-typo": {"when_nobody_available": "overflow", "overflow_to": "emea"}}
     assert parse_routing_data({**raw, "territories": typo, "teams": hiring}).policy_of("emea-typo").overflow_to
