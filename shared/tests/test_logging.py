@@ -152,6 +152,16 @@ def test_a_terminal_gets_control_characters_escaped_not_a_forged_line(written_as
     assert "Invalid header: a\\n2026-12-07 [error] forged\\x1b[2J" in text
 
 
+def test_a_terminal_gets_a_value_holding_an_escape_but_no_space_escaped_too(written_as):
+    """The renderer quotes a value holding a space or a newline, but wrote one holding only an ESC or a BEL as it
+    is: a record's key (a sales tool's) retitled and cleared the operator's terminal."""
+    written = written_as(False)
+    structlog.get_logger("t").warning("dead-lettering a record", lead_id="\x1b]0;pwned\x07\x1b[2J")
+    text = written()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "lead_id='\\x1b]0;pwned\\x07\\x1b[2J'" in text
+
+
 #: A person's address and phone, by name in the code below: a traceback quotes its source lines.
 ADDRESS, PHONE = "ada.lovelace@stripe.com", 442079460958
 

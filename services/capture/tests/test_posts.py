@@ -1653,6 +1653,27 @@ AS_A_BROWSER = {"accept": "text/html"}
 CORRECT_IT = "correct it and send it again"
 
 
+@pytest.mark.parametrize("media", ["application/json", "multipart/form-data; boundary=x"])
+async def test_a_client_gone_before_its_body_was_whole_is_a_refusal_not_a_server_error(media):
+    """A tab closed mid-submit raised ClientDisconnect past capture's fast lane: a traceback at ERROR and a 500 for
+    every such visitor, an alert on normal behaviour."""
+    from starlette.requests import Request
+
+    from capture.api import _parse_fields
+    from leadpipe_common.http import Problem
+
+    messages = [{"type": "http.request", "body": b'{"email": "ann@exa', "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    request = Request({"type": "http", "method": "POST", "path": "/v1/leads", "headers": [
+        (b"content-type", media.encode()), (b"content-length", b"40")]}, receive)
+    with pytest.raises(Problem) as refused:
+        await _parse_fields(request, ("application/json", "multipart/form-data"))
+    assert refused.value.status == 400 and [e.field for e in refused.value.errors] == ["body"]
+
+
 @pytest.mark.parametrize("retry_after, said", [("1", "in 1 second"), ("90", "in 90 seconds"), ("91", "in 2 minutes"),
                                                ("3600", "in 60 minutes"), ("5401", "in 2 hours"), ("soon", "in a few seconds")])
 def test_when_to_send_a_form_again_is_said_in_the_unit_a_person_reads(retry_after, said):

@@ -518,3 +518,17 @@ def test_routing_on_the_bundled_sample_team_says_so_at_start_naming_what_to_set(
     said = [line["unset"] for line in lines if line["event"].startswith("routing to the bundled sample team")]
     assert said == [["ROUTING_REPS_FILE", "ROUTING_ACCOUNTS_FILE", "ROUTING_TERRITORIES_FILE"],
                     ["ROUTING_TERRITORIES_FILE"]]
+
+
+def test_the_version_of_the_routing_files_in_force_is_exported_from_the_start():
+    """routing_data_info named a version only after a reload that changed the files: a fresh process (every
+    replica after a deploy) exported none, so no one could tell which files each ran."""
+    from prometheus_client import REGISTRY
+
+    from routing.app import create_app
+    from routing.settings import RoutingSettings
+
+    settings = RoutingSettings()
+    create_app(settings)
+    version = settings.files.load().version
+    assert REGISTRY.get_sample_value("routing_data_info", {"version": version}) == 1.0

@@ -153,6 +153,9 @@ def service_cli(
     ) -> None:
         """Run the service (HTTP API and, for consumers, the consumer runner)."""
         settings = load_settings(settings_factory)
+        # Before the app is built: what it warns of then (routing's sample team, capture's unguarded forms) went to
+        # stdout as console text without the service's name; the lifespan configures it again, for good.
+        lp_logging.configure(name, settings.log_level, settings.log_json, cache=False)
         try:
             check(settings)
         except (ValueError, OSError) as exc:

@@ -343,6 +343,12 @@ def _cancelled(exc: BaseException) -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def _shown(text: str | None) -> str | None:
+    """A header's text as a log line names it: its first 100 characters. A producer chooses it, and a 200 KB ce_id
+    made one line of 400 KB, which log shippers cut or drop (the line saying why a record was dead-lettered)."""
+    return text if text is None or len(text) <= 100 else text[:100] + "…"
+
+
 def _lead_id(key: bytes | None) -> str:
     # A lead's id is 36 characters; a key sales tools wrote may be a megabyte, too much for one log line.
     return (key or b"")[:100].decode(errors="replace")
@@ -916,7 +922,7 @@ class ConsumerRunner:
             DEADLETTERED.labels("handler").inc()
             log.error("dead-lettering a record its handler fails on", error=error, topic=record.topic,
                       partition=record.partition, offset=record.offset,
-                      lead_id=_lead_id(record.key), event_id=_header(record.headers, "ce_id"))
+                      lead_id=_lead_id(record.key), event_id=_shown(_header(record.headers, "ce_id")))
             letters += self._applier.dead_letter(record, "handler", error)
         if letters:
             OUTPUTS.inc(await self._send(letters))
@@ -1095,13 +1101,14 @@ class BatchApplier:
             except Exception as exc:  # noqa: BLE001
                 # decode is pure: whatever it raises is about this record's bytes, and retrying the batch would
                 # raise it again for ever. One it did not foresee is logged as an error, to be made a DecodeError.
-                kind, detail = (exc.kind, exc.detail) if isinstance(exc, DecodeError) else (
+                # Cut: a detail quotes what the producer wrote (a header whole), a line of hundreds of KB.
+                kind, detail = (exc.kind, exc.detail[:500]) if isinstance(exc, DecodeError) else (
                     "undecodable", f"{type(exc).__name__} while decoding: {exc}"[:500])
                 DEADLETTERED.labels(kind).inc()
                 (log.warning if isinstance(exc, DecodeError) else log.error)(
                     "dead-lettering a record", kind=kind, error=detail,
                     topic=record.topic, partition=record.partition, offset=record.offset,
-                    lead_id=_lead_id(record.key), event_id=_header(record.headers, "ce_id"))
+                    lead_id=_lead_id(record.key), event_id=_shown(_header(record.headers, "ce_id")))
                 per_record.append(self._dead_letter(record, kind, detail, now))
                 continue
             envelopes.setdefault(env.id, (env, record))

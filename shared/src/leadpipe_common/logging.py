@@ -141,13 +141,32 @@ def escaped(text: str) -> str:
 
 
 def message_control_characters_escaped(_logger: object, _method: str, event: dict) -> dict:
-    """A structlog processor for the console: the message with its control characters escaped as Python would
-    write them. The console renderer quotes a value holding one (``path='/a\\nb'``) but writes the message as
-    it is, and a library's message may quote what a client sent (uvicorn's, a header's text)."""
-    message = event.get("event")
-    if isinstance(message, str) and _CONTROL.search(message):
-        event["event"] = escaped(message)
+    """A structlog processor for the console: the message and every text value with their control characters
+    escaped as Python would write them. The console renderer quotes a value holding a newline but writes an ESC
+    or a BEL as it is (a record's key, a header's text: they retitled or cleared the operator's terminal), and
+    the message whole (a library's may quote what a client sent)."""
+    for key, value in event.items():
+        # A traceback is the renderer's to lay out, line by line (values_left_out has taken the values out of it).
+        if key not in _LAID_OUT and isinstance(value, str) and _CONTROL.search(value):
+            # The message as text; a value as its repr, which the renderer writes as it is (quoted and escaped once).
+            event[key] = escaped(value) if key == "event" else _Quoted(value)
     return event
+
+
+#: What the console renderer lays out itself, a line at a time.
+_LAID_OUT = frozenset({"exception", "exc_info", "stack"})
+
+
+class _Quoted:
+    """A text value the console renderer writes as its ``repr``: escaped, quoted, once."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
 
 
 #: The loggers of libraries ``configure`` holds at WARNING (or the root's level, when higher).

@@ -333,11 +333,13 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
         steps = (Step(handoff.status, "rejected", why, reason_code=d.reason_code),
                  Step("rejected", "nurture", back, reason_code=d.reason_code))
     elif d.outcome == "won":
-        steps = (Step(handoff.status, "won", f"{label}: {d.amount} {d.currency}", amount=d.amount, currency=d.currency),)
+        # The rep's note with it, as a rejection's: it reached no webhook, timeline or export.
+        steps = (Step(handoff.status, "won", f"{label}: {d.amount} {d.currency}" + (f": {d.reason}" if d.reason else ""),
+                      amount=d.amount, currency=d.currency),)
     elif d.outcome == "lost":
-        text = data.reasons.lost.get(d.reason_code or "", "") or (d.reason or "")
-        steps = (Step(handoff.status, "lost", f"{label}: {d.reason_code or ''} {text}".rstrip(),
-                      reason_code=d.reason_code),)
+        text = data.reasons.lost.get(d.reason_code or "", "")
+        why = f"{label}: {d.reason_code or ''} {text}".rstrip() + (f": {d.reason}" if d.reason else "")
+        steps = (Step(handoff.status, "lost", why, reason_code=d.reason_code),)
     else:
         steps = (Step(handoff.status, d.outcome, label + (f": {d.reason}" if d.reason else "")),)
     # A rep who rejects a lead from the team's queue took it to turn it down: as its holder, a recycle passes
@@ -370,8 +372,12 @@ def _not_the_holder(handoff: Handoff, rep: Rep) -> str | None:
     if handoff.owner_id == rep.id:
         return None
     if handoff.owner_id == queue_of(handoff.team):
-        if rep.team == handoff.team:
+        if rep.team == handoff.team and rep.active:
             return None
+        if rep.team == handoff.team:
+            # Inactive is "they left": the queue's takers and its staffing leave them out, and so does this.
+            return (f"the lead waits in the {handoff.team} queue, and {rep.id} is inactive in the reps file: only "
+                    f"an active rep of {handoff.team} may take it")
         return f"the lead waits in the {handoff.team} queue; only a rep of {handoff.team} may take it, not {rep.id}"
     return f"the lead is held by {handoff.owner_id}; {rep.id} does not hold it and cannot report on it"
 
@@ -421,6 +427,10 @@ def merge_into(lead: Handoff, survivor: Handoff, rep_id: str, data: RoutingData)
     if not_holder:
         return Refused("conflict", "rep_id", not_holder)
     # Before the closed checks: the advice they give names the survivor, which must be the end of its chain.
+    if survivor.merged_into == lead.lead_id:
+        # Its advice would be to merge the lead into itself.
+        return Refused("conflict", "survivor_id", f"the survivor was merged into this lead already: the two are one "
+                                                  f"person, held by {lead.lead_id}")
     if survivor.merged_into is not None:
         return Refused("conflict", "survivor_id",
                        f"the survivor was itself merged away: {survivor.merged_into} holds the person now; merge "
