@@ -1,6 +1,6 @@
 import uuid
-from dataclasses import replace
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -370,6 +370,26 @@ def test_a_lead_taken_from_the_queue_is_a_new_hand_off_but_its_holders_reports_a
 def test_a_rep_of_another_team_cannot_take_a_lead_from_a_queue():
     verdict = apply_disposition(handoff(owner="queue:emea", due_at=None), report("accepted", rep="cy"), SALES)
     assert isinstance(verdict, Refused) and verdict.kind == "conflict" and "emea queue" in verdict.reason
+
+
+def test_an_inactive_rep_cannot_take_a_lead_from_their_teams_queue():
+    """Inactive is "they left": the queue's takers and staffing leave them out, yet their CRM account took leads
+    out of the queue, which then sat with no deadline."""
+    queued = replace(handoff(owner="queue:rest", due_at=None), team="rest")
+    verdict = apply_disposition(queued, report("accepted", rep="dee"), SALES)
+    assert isinstance(verdict, Refused) and (verdict.kind, verdict.field) == ("conflict", "rep_id")
+    assert "dee is inactive in the reps file" in verdict.reason
+    held = replace(handoff(owner="dee"), team="rest")
+    assert isinstance(apply_disposition(held, report("accepted", rep="dee"), SALES), Applied)  # as before
+
+
+def test_a_won_or_lost_step_carries_the_reps_note():
+    """As a rejection's does: it reached no webhook, timeline or export."""
+    won = apply_disposition(handoff("accepted"), report("won", amount="12000", currency="EUR",
+                                                        reason="3-year contract"), SALES)
+    lost = apply_disposition(handoff("accepted"), report("lost", reason_code="price", reason="half our price"), SALES)
+    assert isinstance(won, Applied) and won.steps[0].reason.endswith("12000.00 EUR: 3-year contract")
+    assert isinstance(lost, Applied) and lost.steps[0].reason.endswith("price Lost on price: half our price")
 
 
 def test_rejected_lead_returns_to_nurture_with_its_reason():
