@@ -343,6 +343,14 @@ def _cancelled(exc: BaseException) -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def _count_letters(sent: Sequence[Message]) -> None:
+    """The dead letters among messages produced, by kind: counted once sent, not as each attempt at their batch
+    made them (a batch retried through an outage counted its one letter at every attempt)."""
+    for kind, count in collections.Counter(_header(m.headers, "dlq.error.kind") or "unknown" for m in sent
+                                           if m.topic == topics.DEADLETTER).items():
+        DEADLETTERED.labels(kind).inc(count)
+
+
 def _shown(text: str | None) -> str | None:
     """A header's text as a log line names it: its first 100 characters. A producer chooses it, and a 200 KB ce_id
     made one line of 400 KB, which log shippers cut or drop (the line saying why a record was dead-lettered)."""
@@ -741,7 +749,6 @@ class ConsumerRunner:
                         if not await self._apply_with_retry({tp: read}):
                             return  # stopping: read again later
                         self._uncommitted[tp] = self._done[tp] = read[-1].offset + 1
-                    DEADLETTERED.labels("unreadable").inc(len(found))
                     log.error("passing over records that cannot be read", topic=tp.topic, partition=tp.partition,
                               offsets=f"{found[0][0]}-{found[-1][0]}", count=len(found), error=found[0][1])
                     now = datetime.now(UTC)
@@ -863,6 +870,11 @@ class ConsumerRunner:
     async def _apply_with_retry(self, batch: Mapping[TopicPartition, Sequence]) -> int:
         """The number of attempts it took, or 0 if it was abandoned because we are stopping."""
         records = [r for records in batch.values() for r in records]
+        # Counted once a batch, not once an attempt (an hour's outage retried it ~120 times: as many "records" read),
+        # and once a topic: a labelled child's lookup per record was ~3 % of a lifecycle follower's CPU, most of
+        # whose records (other services' steps) it passes over unread.
+        for topic, count in collections.Counter(record.topic for record in records).items():
+            RECORDS.labels(topic).inc(count)
         attempt = 0
         #: Failures in a row that neither an outage nor a broken stage explains: a record may be poison.
         unexplained = 0
@@ -919,7 +931,6 @@ class ConsumerRunner:
         letters: list[Message] = []
         for record, exc in poison:
             error = error_text(exc)[:2000]
-            DEADLETTERED.labels("handler").inc()
             log.error("dead-lettering a record its handler fails on", error=error, topic=record.topic,
                       partition=record.partition, offset=record.offset,
                       lead_id=_lead_id(record.key), event_id=_shown(_header(record.headers, "ce_id")))
@@ -937,9 +948,12 @@ class ConsumerRunner:
         the inbox, it would be refused on every retry too, so the retry answers its input with a dead letter
         (``BatchApplier.apply``)."""
         try:
-            return await self._producer.send_all(messages)
+            sent = await self._producer.send_all(messages)
         except MessageSizeTooLargeError:
             pass
+        else:
+            _count_letters(messages)
+            return sent
         # Some of the batch may be in already: sent again, absorbed as any redelivery. The other messages keep
         # their order among themselves; each letter goes alone, so a refusal names it.
         outputs = [m for m in messages if m.topic != topics.DEADLETTER]
@@ -948,6 +962,7 @@ class ConsumerRunner:
             for form in (letter, *smaller_letters(letter)):
                 try:
                     sent += await self._producer.send_all([form])
+                    _count_letters([letter])
                     break
                 except MessageSizeTooLargeError as exc:
                     refused = exc
@@ -1089,10 +1104,6 @@ class BatchApplier:
         envelopes: dict[uuid.UUID, tuple[Envelope, Record]] = {}
         #: The digests of the batch's records from topics written outside leadpipe, by event id (the first copy's).
         digests: dict[uuid.UUID, bytes] = {}
-        # Counted once a topic a batch: a labelled child's lookup per record was ~3 % of a lifecycle follower's
-        # CPU, most of whose records (other services' steps) it passes over unread.
-        for topic, count in collections.Counter(record.topic for record in records).items():
-            RECORDS.labels(topic).inc(count)
         for record in records:
             if self._select is not None and not self._select(record.headers):
                 continue
@@ -1104,7 +1115,6 @@ class BatchApplier:
                 # Cut: a detail quotes what the producer wrote (a header whole), a line of hundreds of KB.
                 kind, detail = (exc.kind, exc.detail[:500]) if isinstance(exc, DecodeError) else (
                     "undecodable", f"{type(exc).__name__} while decoding: {exc}"[:500])
-                DEADLETTERED.labels(kind).inc()
                 (log.warning if isinstance(exc, DecodeError) else log.error)(
                     "dead-lettering a record", kind=kind, error=detail,
                     topic=record.topic, partition=record.partition, offset=record.offset,
@@ -1165,7 +1175,6 @@ class BatchApplier:
                 if refused and (why := _unproducible(outputs, refused)) is not None:
                     # Its writes are committed with those outputs: the inbox keeps them, and a redrive after the
                     # limit is raised sends them.
-                    DEADLETTERED.labels("rejected").inc()
                     record = envelopes[eid][1]
                     log.warning("a stored output is refused as too large; its input is rejected", reason=why,
                                 lead_id=_lead_id(record.key), event_id=str(eid))
@@ -1187,7 +1196,6 @@ class BatchApplier:
                     # else's business; they are recorded as applied with no output.
                     outcome = outcomes.get(env.id, [])
                     if isinstance(outcome, Rejected):
-                        DEADLETTERED.labels("rejected").inc()
                         log.warning("handler rejected an event", reason=outcome.reason, final=outcome.final)
                         letter = self._dead_letter(envelopes[env.id][1], "rejected", outcome.reason, now,
                                                    final=outcome.final)
@@ -1200,7 +1208,6 @@ class BatchApplier:
                         # redriven copy of this event must be applied afresh.
                         continue
                     if (why := _unproducible(outcome, refused)) is not None:
-                        DEADLETTERED.labels("rejected").inc()
                         log.warning("an output is too large to produce; its input is rejected", reason=why)
                         unproducible[env.id] = why
                         # Left uncommitted, the unit's writes are undone: its handler's for this event, which a
@@ -1215,7 +1222,6 @@ class BatchApplier:
 
     def _reused(self, record: Record, event_id: uuid.UUID, now: datetime) -> list[Message]:
         """The letter of a record under an id the inbox (or the batch) has for another record."""
-        DEADLETTERED.labels("reused_id").inc()
         log.warning("a record reuses the id of another; it is not applied", topic=record.topic,
                     partition=record.partition, offset=record.offset, event_id=str(event_id),
                     lead_id=_lead_id(record.key))
