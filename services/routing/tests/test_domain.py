@@ -383,6 +383,15 @@ def test_an_inactive_rep_cannot_take_a_lead_from_their_teams_queue():
     assert isinstance(apply_disposition(held, report("accepted", rep="dee"), SALES), Applied)  # as before
 
 
+@pytest.mark.parametrize("currency", ["XYZ", "EUE", "XXX"])
+def test_a_won_deal_in_no_iso_4217_currency_is_refused_naming_the_currency(currency):
+    """Three capitals alone passed: a typo (EUE) became a currency of its own, a bucket in every revenue report."""
+    verdict = apply_disposition(handoff("accepted"), report("won", amount="100", currency=currency), SALES)
+    assert isinstance(verdict, Refused) and (verdict.kind, verdict.field) == ("invalid", "currency")
+    assert isinstance(apply_disposition(handoff("accepted"), report("won", amount="100", currency="CHF"), SALES),
+                      Applied)
+
+
 def test_a_won_or_lost_step_carries_the_reps_note():
     """As a rejection's does: it reached no webhook, timeline or export."""
     won = apply_disposition(handoff("accepted"), report("won", amount="12000", currency="EUR",

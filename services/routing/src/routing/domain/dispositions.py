@@ -23,6 +23,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+import pycountry
+
 from leadpipe_common.events import Contact, DispositionReport, Grade, LeadDispositioned, LeadScored
 
 from routing.domain.reference import Reasons, Rep, RoutingData
@@ -209,6 +211,8 @@ class Refused:
 #: How far after routing's clock a report over HTTP may date its answer and be taken (dated then when routing
 #: records it): a sales tool's clock may run a little ahead, but a time zone wrong is an hour or more.
 AHEAD_ALLOWED = timedelta(minutes=5)
+#: The currencies a won deal may be in: ISO 4217's, but for its codes of no money (XXX: none; XTS: for tests).
+CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies) - {"XXX", "XTS"}
 
 
 #: The outcomes that answer the hand-off to the lead's holder now: taking it, or turning it down.
@@ -290,6 +294,9 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
     # corrected amount back. (Going back to an amount on purpose says why: another reason is another report.)
     if said in same_outcome:
         return Repeated(handoff)
+    if d.currency is not None and d.currency not in CURRENCIES:
+        # Three capitals alone: a typo (EUE) became a currency of its own, and every revenue report a bucket of it.
+        return Refused("invalid", "currency", f"{d.currency!r} is no ISO 4217 currency code (EUR, USD, GBP...)")
     if handoff.status == "erased":
         return Refused("conflict", "outcome", ERASED)
     if handoff.merged_into is not None:
