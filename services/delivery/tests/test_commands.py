@@ -201,3 +201,25 @@ def test_a_session_secret_too_short_for_any_service_gives_its_key_with_a_note():
     sealed = SecretBox.from_secrets(None, former).seal(SECRET)
     key = printed.output.strip().splitlines()[-1]
     assert SecretBox.from_secrets(key, None).open(sealed) == SECRET
+
+
+def test_a_dry_run_of_a_redrive_says_what_it_would_queue_and_commits_nothing(command, monkeypatch):
+    """It sent dead deliveries to external receivers with no way to look first, while leadpipe-redrive has one."""
+    ended = []
+
+    class Watched(Engine):
+        @asynccontextmanager
+        async def begin(self):
+            try:
+                yield None
+            except BaseException as exc:
+                ended.append("rolled back")
+                raise exc
+            ended.append("committed")
+
+    monkeypatch.setattr("delivery.commands.make_engine", lambda settings: Watched())
+    result = command("redrive", "--subscription", "crm", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would queue 3 dead deliveries again for crm (a dry run: nothing changed)" in result.output
+    assert ended == ["rolled back"]
+    assert command("redrive", "--subscription", "crm").exit_code == 0 and ended == ["rolled back", "committed"]

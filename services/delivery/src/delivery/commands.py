@@ -30,11 +30,19 @@ def _file_subscriptions(settings: DeliverySettings) -> dict[str, Subscription]:
         raise typer.Exit(2) from None
 
 
+class _Undone(Exception):  # noqa: N818 - not an error: a dry run's result, carried out of its transaction
+    def __init__(self, done: Redrive) -> None:
+        super().__init__("a dry run")
+        self.done = done
+
+
 def add_commands(cli: typer.Typer) -> None:
     @cli.command("redrive")
     def redrive_command(
         subscription: str | None = typer.Option(None, help="only this subscription's dead deliveries"),
         lead: str | None = typer.Option(None, help="only this lead's (its id)"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="say what would be queued again, and change nothing "
+                                                              "(the same statements, rolled back)"),
     ) -> None:
         """Send dead deliveries again, with a fresh retry window and count of refusals.
 
@@ -62,7 +70,12 @@ def add_commands(cli: typer.Typer) -> None:
                         known = sorted(in_file | {row["id"] for row in await store.api_subscriptions()})
                         if subscription not in known:
                             return known
-                    return await store.redrive(subscription, lead_id, in_file=in_file)
+                    done = await store.redrive(subscription, lead_id, in_file=in_file)
+                    if dry_run:
+                        raise _Undone(done)  # raised through the transaction: rolled back
+                    return done
+            except _Undone as undone:
+                return undone.done
             finally:
                 await engine.dispose()
 
@@ -72,7 +85,9 @@ def add_commands(cli: typer.Typer) -> None:
             # A misspelt id would match nothing and report "0 queued again": as if nothing were dead.
             raise typer.BadParameter(f"{subscription!r} is no subscription in force; one of "
                                      f"{', '.join(done) or '(none)'}", param_hint="--subscription")
-        typer.echo(f"{done.queued:,} dead deliveries queued again" + (f" for {subscription}" if subscription else ""))
+        typer.echo((f"would queue {done.queued:,} dead deliveries again" if dry_run else
+                    f"{done.queued:,} dead deliveries queued again") + (f" for {subscription}" if subscription else "")
+                   + (" (a dry run: nothing changed)" if dry_run else ""))
         if done.purged:
             # Said, not silently left out: they look like what was asked for, and will never be sent.
             typer.echo(f"{done.purged:,} left dead: their body was purged (DELIVERY_KEEP_BODIES_DAYS after they "
