@@ -392,3 +392,24 @@ async def test_a_dead_letter_and_the_records_are_counted_once_however_often_thei
     assert [m.topic for m in producer.sent].count(topics.DEADLETTER) == 1
     assert counted("leadpipe_consumer_deadlettered_total", {"kind": "undecodable"}) == letters + 1
     assert counted("leadpipe_consumer_records_total", {"topic": topics.CAPTURED}) == read + 2
+
+
+async def test_a_report_under_a_used_id_is_counted_as_a_reused_id_letter_once_sent():
+    """Operators watch deadlettered_total{kind="reused_id"} on routing (docs/upgrading.md): counted as the runner
+    sends the letter."""
+    from aiokafka import TopicPartition
+
+    from leadpipe_common.consumer import ConsumerRunner
+    from leadpipe_common.settings import ConsumerSettings
+
+    event_id = uuid.uuid4()
+    handlers, uow = Handlers(), MemoryUnitOfWork(None)
+    await feedback_applier(handlers, uow).apply(records(report(event_id), topic=topics.FEEDBACK))
+    producer = FlakyProducer(failures=0)
+    runner = ConsumerRunner(settings=ConsumerSettings(), service="routing", input_topics=[topics.FEEDBACK],
+                            applier=feedback_applier(handlers, uow), producer=producer)
+    before = REGISTRY.get_sample_value("leadpipe_consumer_deadlettered_total", {"kind": "reused_id"}) or 0.0
+    batch = {TopicPartition(topics.FEEDBACK, 0): records(report(event_id, "contacted"), topic=topics.FEEDBACK)}
+    assert await runner._apply_with_retry(batch) == 1
+    assert [m.header("dlq.error.kind") for m in producer.sent] == ["reused_id"]
+    assert REGISTRY.get_sample_value("leadpipe_consumer_deadlettered_total", {"kind": "reused_id"}) == before + 1

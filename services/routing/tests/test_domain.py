@@ -788,6 +788,23 @@ def test_leads_merged_away_as_read_holding_their_person_in_another_name_that_lea
     assert isinstance(merge_into(handoff("accepted"), other, "ana", SALES), Merged)  # two leads not merged: no repeat
 
 
+def test_a_merge_into_a_lead_merged_into_this_one_says_the_two_are_one_person_already():
+    """S was merged into L; asked to merge L into S, the refusal advised merging into L: into the lead itself."""
+    from routing.domain import merge_into
+
+    lead = handoff("accepted")
+    s = replace(handoff("merged", due_at=None, merged_into=lead.lead_id), lead_id=uuid.UUID(int=8))
+    refused = merge_into(lead, s, "ana", SALES)
+    assert isinstance(refused, Refused) and (refused.kind, refused.field) == ("conflict", "survivor_id")
+    assert refused.reason == (f"the survivor was merged into this lead already: the two are one person, held by "
+                              f"{lead.lead_id}")
+
+
+def test_a_lost_deal_without_a_code_carries_the_reps_words_alone():
+    lost = apply_disposition(handoff("accepted"), report("lost", reason="went with a competitor"), SALES)
+    assert isinstance(lost, Applied) and lost.steps[0].reason == "lost by Ana: went with a competitor"
+
+
 def test_a_rejected_lead_back_in_nurture_may_be_merged_away():
     from routing.domain import Merged, merge_into
 

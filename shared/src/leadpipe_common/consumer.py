@@ -352,9 +352,9 @@ def _count_letters(sent: Sequence[Message]) -> None:
 
 
 def _shown(text: str | None) -> str | None:
-    """A header's text as a log line names it: its first 100 characters. A producer chooses it, and a 200 KB ce_id
-    made one line of 400 KB, which log shippers cut or drop (the line saying why a record was dead-lettered)."""
-    return text if text is None or len(text) <= 100 else text[:100] + "…"
+    """A producer's text as a log line names it: its first 500 characters. A 200 KB ce_id made one line of 400 KB,
+    which log shippers cut or drop (the line saying why a record was dead-lettered)."""
+    return text if text is None or len(text) <= 500 else text[:500] + "…"
 
 
 def _lead_id(key: bytes | None) -> str:
@@ -1112,11 +1112,12 @@ class BatchApplier:
             except Exception as exc:  # noqa: BLE001
                 # decode is pure: whatever it raises is about this record's bytes, and retrying the batch would
                 # raise it again for ever. One it did not foresee is logged as an error, to be made a DecodeError.
-                # Cut: a detail quotes what the producer wrote (a header whole), a line of hundreds of KB.
-                kind, detail = (exc.kind, exc.detail[:500]) if isinstance(exc, DecodeError) else (
+                kind, detail = (exc.kind, exc.detail) if isinstance(exc, DecodeError) else (
                     "undecodable", f"{type(exc).__name__} while decoding: {exc}"[:500])
+                # Cut in the line, whole in the letter (dead_letter keeps 2,000 characters): a detail quotes what
+                # the producer wrote (a header whole), a line of hundreds of KB.
                 (log.warning if isinstance(exc, DecodeError) else log.error)(
-                    "dead-lettering a record", kind=kind, error=detail,
+                    "dead-lettering a record", kind=kind, error=_shown(detail),
                     topic=record.topic, partition=record.partition, offset=record.offset,
                     lead_id=_lead_id(record.key), event_id=_shown(_header(record.headers, "ce_id")))
                 per_record.append(self._dead_letter(record, kind, detail, now))

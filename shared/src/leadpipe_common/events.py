@@ -328,7 +328,7 @@ class DispositionReport(Model):
     outcome: Disposition
     rep_id: str = Field(min_length=1, max_length=200,
                         description="who reports it, by their id in the reps file: the lead's holder (while the "
-                                    "lead waits in a team's queue, any rep of that team, who then holds it)")
+                                    "lead waits in a team's queue, any active rep of that team, who then holds it)")
     # What each outcome needs is checked on the field it concerns (validate_default: also when it is left
     # out), so a refusal names that field, not the report as a whole.
     reason_code: str | None = Field(None, max_length=100, validate_default=True)

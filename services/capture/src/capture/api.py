@@ -317,8 +317,6 @@ async def _parse_fields(request: Request, allowed: tuple[str, ...]) -> dict[str,
                                      max_fields=200).parse()
     except MultiPartException as exc:  # no boundary, too many files or fields
         raise Problem(422, "malformed multipart body", [FieldProblem("body", exc.message)]) from None
-    except ClientDisconnect:
-        raise _gone() from None
     except Exception as exc:  # python-multipart's errors for malformed bodies
         raise Problem(422, "malformed multipart body", [FieldProblem("body", str(exc))]) from None
     fields = {}

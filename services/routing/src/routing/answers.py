@@ -39,7 +39,7 @@ class HandoffState(BaseModel):
                                               "disposition, `merged` (closed into `merged_into`) or `erased` (the "
                                               "person was erased: closed, and nobody's to work).")
     owner_id: str = Field(description="Who holds it: a rep's id in reps.yaml, or `queue:<team>` while it waits in "
-                                      "its team's queue (any rep of `team` may report on it then, and holds it).")
+                                      "its team's queue (any active rep of `team` may report on it then, and holds it).")
     team: str = Field(description="The holder's team.")
     grade: Grade | None = Field(description="The grade routing holds the lead at: the score's when routed, raised "
                                             "by a touch that scored better, never lowered.")

@@ -161,7 +161,7 @@ class MergeRequest(BaseModel):
     survivor_id: uuid.UUID
     rep_id: str = Field(min_length=1, max_length=200,
                         description="who says so (kept on the merge event): a rep in the reps file who may report "
-                                    "on the lead in the path (its holder, or any rep of its team while it waits "
+                                    "on the lead in the path (its holder, or any active rep of its team while it waits "
                                     "in the team's queue), or, for a lead sales rejected, one who may report on "
                                     "the survivor")
     reason: str | None = Field(None, max_length=2000)

@@ -345,7 +345,8 @@ def apply_disposition(handoff: Handoff, d: LeadDispositioned, data: RoutingData)
                       amount=d.amount, currency=d.currency),)
     elif d.outcome == "lost":
         text = data.reasons.lost.get(d.reason_code or "", "")
-        why = f"{label}: {d.reason_code or ''} {text}".rstrip() + (f": {d.reason}" if d.reason else "")
+        head = " ".join(part for part in (d.reason_code, text) if part)
+        why = f"{label}: " + ": ".join(part for part in (head, d.reason) if part)
         steps = (Step(handoff.status, "lost", why, reason_code=d.reason_code),)
     else:
         steps = (Step(handoff.status, d.outcome, label + (f": {d.reason}" if d.reason else "")),)
