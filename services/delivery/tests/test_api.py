@@ -55,6 +55,9 @@ class Queue:
     async def api_subscriptions(self) -> list[dict]:
         return []  # none made through the API
 
+    async def switch_offs(self) -> dict[str, dict]:
+        return {}  # none switched off
+
 
 class Stored(Queue):
     """The subscriptions made through the API, as rows of ``delivery.subscriptions``."""
@@ -163,7 +166,7 @@ async def test_a_redrive_answers_how_many_it_left_dead_because_their_body_was_pu
     async with serving(Queue([]), ADMIN) as client:
         answer = await client.post("/v1/deliveries/redrive", json={"lead_id": str(uuid.uuid4())})
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"redriven": 1, "purged": 2, "not_in_force": 0}
+    assert answer.json() == {"redriven": 1, "purged": 2, "not_in_force": 0, "switched_off": []}
 
 
 async def test_a_redrive_answers_how_many_it_left_dead_because_their_subscription_is_not_in_force():
@@ -365,3 +368,13 @@ async def test_a_misspelt_key_is_refused_naming_it_not_dropped():
         assert answer.status_code == 422, answer.text
         assert answer.json()["errors"] == [{"field": field, "reason": "is not a field this takes (misspelt?)"}]
     assert stored.rows == {}
+
+
+async def test_a_redrive_of_a_subscription_a_410_switched_off_says_what_it_queued_waits_for_it_to_be_enabled():
+    """"1 redriven" read as sent: nothing goes to a switched-off subscription until it is enabled."""
+    stored = Stored(made(), disabled={"slack": "https://hooks.example.com/s"})
+    async with serving(stored, ADMIN, book_of(stored)) as client:
+        off = await client.post("/v1/deliveries/redrive", json={"subscription_id": "slack"})
+        every = await client.post("/v1/deliveries/redrive", json={})
+    assert off.status_code == 200, off.text
+    assert off.json()["switched_off"] == every.json()["switched_off"] == ["slack"]

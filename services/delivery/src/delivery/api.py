@@ -421,12 +421,15 @@ class Redriven(BaseModel):
     not_in_force: int = Field(description="dead deliveries asked for that were left dead: their subscription is not "
                                           "in force (deleted, or in neither `DELIVERY_SUBSCRIPTIONS_FILE` nor those "
                                           "made through the API); one whose body was purged too is in neither count")
+    switched_off: list[str] = Field(default_factory=list, description="subscriptions asked for that a receiver's "
+                                    "410 switched off: what was queued again for them waits until each is enabled "
+                                    "(`POST /v1/subscriptions/{id}/enable`)")
 
 
 @router.post("/v1/deliveries/redrive", summary="Send dead deliveries again (their retry window restarts)",
              response_model=Redriven, dependencies=[needs("admin")],
              responses=problem_responses(422, _422="`subscription_id` names no subscription in force"))
-async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
+async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, Any]:
     book = rt.context.subscriptions
     async with rt.request_unit_of_work() as uow:
         # One made or deleted through another process since this one's last refresh counts as it stands now.
@@ -443,8 +446,12 @@ async def redrive(body: RedriveRequest, rt: DeliveryRuntime) -> dict[str, int]:
                 "subscription_id", f"{body.subscription_id!r} is no subscription in force; one of "
                                    f"{', '.join(sorted(book)) or '(none)'}")])
         done = await uow.store.redrive(body.subscription_id, body.lead_id, in_file=book.from_file)
+        off = await _off(uow.store, book)
         await uow.commit()
-    return {"redriven": done.queued, "purged": done.purged, "not_in_force": sum(done.not_in_force.values())}
+    # "3 redriven" for a subscription a 410 switched off read as sent: they wait until it is enabled.
+    asked = {body.subscription_id} if body.subscription_id is not None else set(book)
+    return {"redriven": done.queued, "purged": done.purged, "not_in_force": sum(done.not_in_force.values()),
+            "switched_off": sorted(asked & set(off))}
 
 
 class Enabled(BaseModel):
