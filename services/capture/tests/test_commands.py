@@ -142,6 +142,16 @@ def test_who_asks_for_an_erasure_is_refused_when_it_names_an_address_kept_for_ev
     assert not erase.uow.published and "jane.doe@gmail.com" not in done.output.replace("--by", "")
 
 
+def test_a_dry_run_of_an_erasure_says_what_it_would_do_and_erases_and_sends_nothing(erase):
+    """An erasure cannot be undone, and an address names every spelling of the person: a DPO looks first."""
+    done = erase("--email", "Jane.Doe@gmail.com", "--dry-run")
+    assert done.exit_code == 0, done.output
+    assert "a dry run: nothing was erased or sent" in done.stdout
+    assert f"1 lead(s) would be erased now, lead.erased would be sent for each; the person's leads: {LEAD}" in done.stdout
+    assert erase.uow.published == [] and erase.uow.commits == 0
+    assert "person erased" not in done.stderr
+
+
 def test_an_erasure_of_a_lead_another_erased_at_the_same_time_is_a_repeat_and_sends_nothing(erase):
     erase.uow.store.meanwhile = {LEAD}
     done = erase("--lead", str(LEAD))

@@ -85,6 +85,27 @@ async def test_an_erased_persons_rows_keep_no_trace_of_them_and_their_next_submi
                                                    "outbox": 0, "idempotency": 0}
 
 
+async def test_a_dry_run_of_an_erasure_names_what_the_real_run_then_erases_and_changes_nothing(capture_url, db):
+    local = f"dry.{uuid.uuid4().hex[:8]}"
+    email = f"{local}@stripe.com"
+    rules = load_identity(DATA / "identity.yaml")
+    async with httpx.AsyncClient(base_url=capture_url, headers=KEY_HEADERS, timeout=30) as capture:
+        lead = (await capture.post("/v1/leads", headers={"Idempotency-Key": email}, json={"email": email})).json()
+    before = await rows_naming(db, f"%{local}%")
+
+    def unit() -> SqlUnitOfWork:
+        return SqlUnitOfWork(make_sessionmaker(db), CaptureStore, outbox=outbox)
+
+    async with unit() as uow:
+        looked = await erasure.erase(uow, rules, email=email, lead_id=None, at=datetime.now(UTC), by="dpo",
+                                     dry_run=True)
+    assert await rows_naming(db, f"%{local}%") == before  # its key, its lead, its person: all kept
+    async with unit() as uow:
+        done = await erasure.erase(uow, rules, email=email, lead_id=None, at=datetime.now(UTC), by="dpo")
+    assert [str(x) for x in looked.lead_ids] == [str(x) for x in done.lead_ids] == [lead["lead_id"]]
+    assert looked.fresh == done.fresh and (await rows_naming(db, f"%{local}%"))["idempotency"] == 0
+
+
 async def test_an_erasure_by_lead_id_forgets_a_submission_released_from_quarantine_as_a_touch_of_the_lead(
         capture_url, db):
     """Released while its person held the lead open, a quarantined submission became a touch of the lead under

@@ -35,6 +35,8 @@ def add_commands(cli: typer.Typer) -> None:
         lead: str | None = typer.Option(None, help="one lead, by its id"),
         by: str | None = typer.Option(None, help="who asks, kept on each lead.erased and in the log (default: "
                                                  "cli:<your login>); never the address"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="say what would be erased, and erase and send "
+                                                              "nothing (the same statements, rolled back)"),
     ) -> None:
         """Erase a person's leads (GDPR art. 17), as POST /v1/people/erase does.
 
@@ -69,7 +71,8 @@ def add_commands(cli: typer.Typer) -> None:
             engine = make_engine(settings)
             try:
                 async with unit_of_work(engine) as uow:
-                    return await erasure.erase(uow, rules, email=email, lead_id=lead_id, at=datetime.now(UTC), by=who)
+                    return await erasure.erase(uow, rules, email=email, lead_id=lead_id, at=datetime.now(UTC), by=who,
+                                               dry_run=dry_run)
             finally:
                 await engine.dispose()
 
@@ -85,18 +88,22 @@ def add_commands(cli: typer.Typer) -> None:
         except ValueError as exc:  # an address that is none; the message does not repeat it
             raise typer.BadParameter(str(exc), param_hint="--email") from None
         leads = ", ".join(map(str, done.lead_ids))
+        if dry_run:
+            typer.echo("a dry run: nothing was erased or sent; a real run would do this:")
+        would = "would be " if dry_run else ""
         if done.fresh:
-            typer.echo(f"{len(done.fresh)} lead(s) erased now, lead.erased sent for each; the person's leads: {leads}")
+            typer.echo(f"{len(done.fresh)} lead(s) {would}erased now, lead.erased {would}sent for each; the person's "
+                       f"leads: {leads}")
         elif done.lead_ids:
-            typer.echo(f"already erased, nothing sent: {leads}")
+            typer.echo(f"already erased, nothing {would}sent: {leads}")
         else:
-            typer.echo("no lead of the person: their record and quarantined submissions erased, nothing sent")
+            typer.echo(f"no lead of the person: their record and quarantined submissions {would}erased, nothing sent")
         if done.touched_leads:
-            typer.echo("their touches cleared on another person's lead(s), not erased: "
+            typer.echo(f"their touches {would}cleared on another person's lead(s), not erased: "
                        + ", ".join(map(str, done.touched_leads)))
         if done.merged_leads:
             typer.echo("merged into an erased lead, not erased (--lead each one that is the person's): "
                        + ", ".join(map(str, done.merged_leads)))
         if done.others_touches:
-            typer.echo("another person's touches on an erased lead, erased with it (their next submission opens a "
-                       "new lead): " + ", ".join(map(str, done.others_touches)))
+            typer.echo(f"another person's touches on an erased lead, {would}erased with it (their next submission "
+                       "opens a new lead): " + ", ".join(map(str, done.others_touches)))

@@ -79,9 +79,10 @@ class Erased:
 
 
 async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: str | None, lead_id: uuid.UUID | None,
-                at: datetime, by: str) -> Erased:
+                at: datetime, by: str, dry_run: bool = False) -> Erased:
     """Erase the leads of the person ``email`` names (as their person key), their touches on other people's leads,
-    and the lead ``lead_id``, and commit.
+    and the lead ``lead_id``, and commit; ``dry_run``: the same statements, nothing sent, nothing committed (the
+    caller's unit of work rolls back), for what a real run would do.
 
     Raises ValueError for an ``email`` that is no address, ``NothingToErase`` for one that names nothing capture
     holds (a person erased before included), or a ``lead_id`` it never held, ``StillSubmitting`` when the person's
@@ -110,12 +111,14 @@ async def erase(uow: UnitOfWork[CaptureStore], rules: IdentityRules, *, email: s
         fresh = [lead for lead in fresh if lead in cleared.recorded]
         others = cleared.others_touches
     merged = await uow.store.merged_into(named)
+    touched_leads = list(dict.fromkeys(lead for _, lead in touched))
+    if dry_run:
+        return Erased(named, fresh, touched_leads, merged, others)
     if fresh:
         # Ids derived from the lead: an erasure of it sent twice (two admins at once) is one event downstream.
         uow.publish([encode(topics.CAPTURED, LeadErased(lead_id=lead, at=at, by=by),
                             event_id=derive_id(lead, LeadErased.type), source=SOURCE, time=at) for lead in fresh])
     await uow.commit()
-    touched_leads = list(dict.fromkeys(lead for _, lead in touched))
     log.info("person erased" if fresh or touched or quarantined else "erasure repeated",
              leads=[str(lead) for lead in named], erased_now=len(fresh),
              touched_leads=[str(lead) for lead in touched_leads], merged_leads=[str(lead) for lead in merged],
