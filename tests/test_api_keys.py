@@ -11,6 +11,7 @@ import uuid
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from leadpipe_common.local.stack import Stack
 from leadpipe_common.testing.plugin import KEY_HEADERS
@@ -150,15 +151,20 @@ def test_a_database_that_refuses_the_command_is_one_line_not_a_traceback(stack, 
 
 
 @pytest.mark.parametrize("command", [["list"], ["revoke", "0123456789ab"]])
-def test_listing_or_revoking_in_a_database_with_no_keys_says_so_and_makes_nothing_there(stack, command):
+async def test_listing_or_revoking_in_a_database_with_no_keys_says_so_and_makes_nothing_there(stack, command):
     """Pointed at a database the services do not use, list made the auth schema there and said "no keys yet":
     a key then made there was read by no service."""
     env = stack.env()
     env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
-    for _ in range(2):  # the second run finds nothing made by the first
-        done = subprocess.run([sys.executable, "-m", "leadpipe_common.keys", *command], capture_output=True,
-                              text=True, env=env, timeout=60)
-        assert done.returncode == 1 and "no API keys in the database at DATABASE_URL" in done.stderr, done.stderr
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "leadpipe_common.keys", *command],
+                                   capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1 and "no API keys in the database at DATABASE_URL" in done.stderr, done.stderr
+    engine = create_async_engine(env["DATABASE_URL"])
+    try:
+        async with engine.connect() as conn:  # nothing made there
+            assert (await conn.execute(sa.text("SELECT to_regclass('auth.api_keys')"))).scalar() is None
+    finally:
+        await engine.dispose()
 
 
 def test_a_bad_scope_is_refused_with_a_message_not_a_traceback(stack):
