@@ -56,33 +56,36 @@ def read_text(path: Path, setting: str) -> str:
     return decode(read_bytes(path, setting), path, setting)
 
 
-class RepeatedKey(yaml.constructor.ConstructorError):
-    """A mapping gives one key twice. Lines and columns count from 1, as an editor counts them."""
+class KeyProblem(yaml.constructor.ConstructorError):
+    """A mapping key the loader refuses, at ``node``: its line and column counted from 1, as an editor counts them,
+    and ``reason``."""
+
+    def __init__(self, node: yaml.Node, reason: str) -> None:
+        self.line, self.column = node.start_mark.line + 1, node.start_mark.column + 1
+        self.reason = reason
+        super().__init__(None, None, reason, node.start_mark)
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}: {self.reason}"
+
+
+class RepeatedKey(KeyProblem):
+    """A mapping gives one key twice."""
 
     def __init__(self, first: yaml.Node, again: yaml.Node) -> None:
         self.key = _written(again)
-        self.line, self.column = again.start_mark.line + 1, again.start_mark.column + 1
         # yes: and true: are one key to YAML: the first is named as it was written, or it would not be found.
         spelt = "" if _written(first) == self.key else f", as {_written(first)}"
-        self.reason = (f"{self.key} is given again (first on line {first.start_mark.line + 1}{spelt}): YAML would "
-                       "keep only the last and drop the first without a word; give it once")
-        super().__init__(None, None, self.reason, again.start_mark)
-
-    def __str__(self) -> str:
-        return f"line {self.line}, column {self.column}: {self.reason}"
+        super().__init__(again, f"{self.key} is given again (first on line {first.start_mark.line + 1}{spelt}): "
+                                "YAML would keep only the last and drop the first without a word; give it once")
 
 
-class NumberKey(yaml.constructor.ConstructorError):
+class NumberKey(KeyProblem):
     """A mapping key YAML reads as a number other than it is written (``0042:`` is 34)."""
 
     def __init__(self, node: yaml.Node, value: int) -> None:
-        super().__init__(None, None, f"YAML reads the key {node.value!r} as the number {value}: quote it "
-                                     f"('{node.value}') if it is a name", node.start_mark)
-        self.line, self.column = node.start_mark.line + 1, node.start_mark.column + 1
-        self.reason = self.problem
-
-    def __str__(self) -> str:
-        return f"line {self.line}, column {self.column}: {self.reason}"
+        super().__init__(node, f"YAML reads the key {node.value!r} as the number {value}: quote it "
+                               f"('{node.value}') if it is a name")
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -131,7 +134,7 @@ def parse_yaml(text: str, path: Path) -> Any:
     in one mapping, is a ValueError naming the file and where: ``rules.yaml:14:1: 'fit' is given again ...``."""
     try:
         return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
-    except (RepeatedKey, NumberKey) as exc:
+    except KeyProblem as exc:
         raise ValueError(f"{path}:{exc.line}:{exc.column}: {exc.reason}") from None
     except yaml.MarkedYAMLError as exc:
         # One line, where an editor finds it: PyYAML's own text spans lines and names "<unicode string>".

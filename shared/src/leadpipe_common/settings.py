@@ -62,6 +62,18 @@ def _migration_lock_timeout() -> Any:
                              "longer, it would hold every request on that table behind it")
 
 
+def _beside_make_run(given: Any, variable: str) -> StackSettings | None:
+    """make run's settings, for a default of ``variable`` (unset in ``given``, a settings source's values) that
+    follows them, as a command run beside make run must; None when it is set, or the LEADPIPE_* variables are not
+    make run's (another program's on a server: the default stands)."""
+    if not isinstance(given, dict) or variable in given:
+        return None
+    try:
+        return StackSettings()
+    except ValueError:
+        return None
+
+
 class KafkaSettings(BaseSettings):
     """How every Kafka client leadpipe builds reaches the cluster (``kafka.client_options``)."""
 
@@ -79,14 +91,11 @@ class KafkaSettings(BaseSettings):
         # Unset, the cluster is make run's embedded broker, on the port make run was given: one moved off 9092
         # (LEADPIPE_BROKER_PORT) because a broker of the user's holds it. A command run beside it (make redrive,
         # make replay) talked to that other broker, as the Postgres port's are followed (ServiceSettings).
-        if not isinstance(given, dict) or "KAFKA_BOOTSTRAP_SERVERS" in given:
-            return given
-        try:
-            port = StackSettings().broker_port
-        except ValueError:  # a LEADPIPE_* that is not make run's: the default stands
+        if (stack := _beside_make_run(given, "KAFKA_BOOTSTRAP_SERVERS")) is None:
             return given
         host, _, default_port = DEFAULT_BOOTSTRAP.rpartition(":")
-        return given if str(port) == default_port else {**given, "KAFKA_BOOTSTRAP_SERVERS": f"{host}:{port}"}
+        port = str(stack.broker_port)
+        return given if port == default_port else {**given, "KAFKA_BOOTSTRAP_SERVERS": f"{host}:{port}"}
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL",
         description="`PLAINTEXT`, `SSL` (TLS), `SASL_PLAINTEXT` or `SASL_SSL` (SASL over TLS)")
@@ -376,12 +385,11 @@ class ServiceSettings(KafkaSettings):
         # Unset, DATABASE_URL is make run's embedded Postgres, which takes no connection without the password
         # make run keeps: a command run beside it (leadpipe-keys, make replay) reads it where make run's
         # services are given it from.
-        if not isinstance(given, dict) or "DATABASE_URL" in given:
+        if (stack := _beside_make_run(given, "DATABASE_URL")) is None:
             return given
         try:
-            stack = StackSettings()
             password = (stack.data_dir / POSTGRES_PASSWORD_FILE).read_text().strip()
-        except (OSError, ValueError):  # no make run here, or another user's; LEADPIPE_* not make run's either
+        except OSError:  # no make run here, or another user's
             return given
         # On make run's port: one moved off 5432 (LEADPIPE_POSTGRES_PORT) because a Postgres of the user's holds it.
         url = (make_url(DEFAULT_DATABASE_URL).set(port=stack.postgres_port, password=password)

@@ -80,6 +80,13 @@ class WorkingHours(_Strict):
         return int(hours) * 60 + int(mins)
 
 
+def _not_blank(text: str, what_to_do: str) -> str:
+    """``text`` trimmed; refused when nothing is left, saying ``what_to_do``."""
+    if not text.strip():
+        raise ValueError(f"is blank: {what_to_do}")
+    return text.strip()
+
+
 #: What a rep's id may be: it is a path segment of ``/v1/reps/{rep_id}`` and an owner id on every event, where
 #: ``queue:<team>`` names a team's queue (``queue_of``), so no ``/``, ``:`` or spaces.
 _REP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
@@ -114,9 +121,7 @@ class Rep(_Strict):
     @field_validator("name")
     @classmethod
     def _named(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("is blank: give the rep's name (the sales tools show it with each lead)")
-        return v.strip()
+        return _not_blank(v, "give the rep's name (the sales tools show it with each lead)")
 
     @field_validator("holidays")
     @classmethod
@@ -156,9 +161,7 @@ class Account(_Strict):
     @field_validator("name")
     @classmethod
     def _named(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("is blank: give the account's name (each routing's reason names it)")
-        return v.strip()
+        return _not_blank(v, "give the account's name (each routing's reason names it)")
 
 
 class Segment(_Strict):
