@@ -41,11 +41,17 @@ install: $(STAMP) ## create .venv from uv.lock
 run: $(STAMP) ## start broker, Postgres and every service; Ctrl-C stops all
 	$(VENV)/bin/leadpipe-stack run
 
+# Two pytest-xdist workers: one runs every test that needs the stack (the
+# plugin groups them), the other the rest meanwhile. TEST_WORKERS=0 runs all
+# in this one process, in file order.
+TEST_WORKERS ?= 2
+TEST_DIST := -n $(TEST_WORKERS) --dist loadgroup
+
 test: $(STAMP) ## run every test against a real broker and Postgres
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(TEST_DIST) $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## only the tests that need no broker or Postgres
-	$(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not integration" $(TEST_DIST) $(PYTEST_ARGS)
 
 bench: $(STAMP) ## start a stack and print throughput and latency figures
 	$(VENV)/bin/python -m tests.bench $(BENCH_ARGS)

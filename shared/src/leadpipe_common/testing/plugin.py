@@ -281,8 +281,18 @@ async def db(stack: Stack):  # noqa: ANN201
     await engine.dispose()
 
 
+#: The one pytest-xdist worker that runs every `integration` test (``make test`` runs ``-n 2 --dist loadgroup``).
+STACK_GROUP = "stack"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that need the real stack are `integration`; `make test-unit` leaves them out."""
+    """Tests that need the real stack are `integration`; `make test-unit` leaves them out. Under pytest-xdist
+    they all go to one worker (STACK_GROUP), in order: one session stack, started once, and never two stacks
+    at once on a small machine's cores, while the other worker runs the tests that need none. First among the
+    hooks, as xdist reads the group in its own (a worker's, registered after this plugin) of this hook."""
     for item in items:
         if {"stack", "faulty"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.xdist_group(STACK_GROUP))
