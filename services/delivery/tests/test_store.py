@@ -467,6 +467,25 @@ async def test_a_refused_delivery_given_up_lets_its_leads_next_one_go_and_a_redr
     assert redriven.queued == 1 and (again.seq, again.attempts, again.refused_in_a_row) == (routed.seq, 0, 0)
 
 
+async def test_a_delivery_redriven_while_a_later_one_of_its_lead_is_under_way_waits_for_that_one(db):
+    """One delivery a lead at a time, in order: a lead's ``lead.routed`` died, its ``lead.assigned`` went on and is
+    being sent when an operator redrives the first. The first must wait for that attempt, not go beside it."""
+    sub, now, lead = f"in-flight-{uuid.uuid4().hex[:8]}", datetime.now(UTC), uuid.uuid4()
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        await store.enqueue([{**d, "lead_id": lead} for d in due(sub, 2, now - timedelta(seconds=10))])
+        routed = await died(store, sub, now)
+        [assigned] = await store.claim({sub: 2}, 2, lease=LEASE)  # under way from here
+        await store.redrive(subscription_id=sub, in_file={sub})
+        while_under_way = await store.claim({sub: 2}, 2, lease=LEASE)
+        await store.record([attempted(assigned, "delivered", 204, now)])
+        [after] = await store.claim({sub: 2}, 2, lease=LEASE)
+        await conn.rollback()
+    assert assigned.seq > routed.seq
+    assert while_under_way == []
+    assert after.seq == routed.seq
+
+
 async def test_a_receiver_switched_back_on_counts_the_refusals_of_what_was_due_anew(db):
     """Switched back on, a delivery its receiver had refused twice before another got the 410 must get its
     refused attempts in a row anew, as it gets its attempts (a fixed receiver is asked again from naught)."""

@@ -333,7 +333,8 @@ WHERE f.lead_id = t.lead_id AND {_ended("f", "t")}
 """)
 
 #: Each open subscription's due deliveries, at most its free slots of them (a slow receiver's backlog must not
-#: fill the round and starve the others), a lead's only when nothing earlier of it is pending; then the due
+#: fill the round and starve the others), a lead's only when nothing earlier of it is pending and nothing later
+#: of it holds a lease (or a retry due within one: a lease cannot be told from it); then the due
 #: ones of all, oldest first, up to the round's room. The lock's own level checks again that a row is still
 #: pending and due: another dispatcher may have claimed it since this statement's snapshot. Due and leased by
 #: Postgres's clock: two hosts' clocks apart by more than a lease would each judge the other's lease run out, and
@@ -354,6 +355,13 @@ _CLAIM = sa.text(
                   AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries e
                                   WHERE e.status = 'pending' AND e.subscription_id = c.subscription_id
                                     AND e.lead_id = c.lead_id AND e.seq < c.seq)
+                  -- Nor while a later one of its lead is under way: one redriven or switched back on after the
+                  -- lead's next went out would be sent beside it, and could reach the receiver after it.
+                  AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries l
+                                  WHERE l.status = 'pending' AND l.subscription_id = c.subscription_id
+                                    AND l.lead_id = c.lead_id AND l.seq > c.seq
+                                    AND l.next_at > (SELECT now FROM clock)
+                                    AND l.next_at <= (SELECT now FROM clock) + CAST(:lease AS interval))
                   -- A lead's erasure gives up its deliveries, those under way too: its lead.erased waits for their
                   -- leases to run out, or an attempt carrying the person could reach the receiver after it.
                   AND (c.event_type <> 'lead.erased'
