@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from leadpipe_common.testing.waits import kept_waiting
 
 from delivery.domain import Mark
-from delivery.store import Attempted, Claimed, DeliveryStore, Forgotten, _ended
+from delivery.store import SWITCHED_OFF, Attempted, Claimed, DeliveryStore, Forgotten, _ended
 
 #: How long a claim leases a delivery for in these tests (a dispatcher's: its total timeout and the margin).
 LEASE = timedelta(seconds=20)
@@ -732,6 +732,45 @@ async def test_a_purge_round_takes_at_most_its_limit_the_longest_finished_first(
         await conn.rollback()
     assert (first, after_first) == (2, [False, True, True])
     assert (second, after_second) == (1, [True, True, True])
+
+
+async def test_what_waits_for_a_subscription_switched_off_longer_than_the_retention_is_given_up_and_cleared(db):
+    """A receiver answered 410 and nobody switched it back on: what its subscription queued since holds leads'
+    contacts that nothing sends. Once the switch-off and a delivery's queueing are both older than the retention,
+    the delivery is dead and cleared, and a redrive leaves it out; a lead.erased stays for the receiver to hear
+    of, and so does what a subscription switched off more lately keeps, or what was queued lately."""
+    run, long_ago = uuid.uuid4().hex[:8], datetime(2001, 1, 1, tzinfo=UTC)
+    gone, lately_off = f"gone-{run}", f"lately-off-{run}"
+    async with db.connect() as conn:  # rolled back at the end
+        store = DeliveryStore(conn)
+        old = due(gone, 3, long_ago)
+        erased = {**due(gone, 1, long_ago)[0], "event_type": "lead.erased", "body": b'{"erased": true}'}
+        await store.enqueue([*old, erased, *due(lately_off, 1, long_ago)])
+        await store.enqueue(due(gone, 1, datetime.now(UTC)))  # queued lately, though long after the 410
+        await store.disable(gone, "410 Gone", url="https://gone.example.com/h")
+        await store.disable(lately_off, "410 Gone", url="https://gone.example.com/h")
+        await conn.execute(sa.text("UPDATE delivery.disabled SET at = :at WHERE subscription_id = :sub"),
+                           {"at": long_ago, "sub": gone})
+        await conn.execute(sa.text("UPDATE delivery.deliveries SET created_at = :at WHERE event_id = ANY(:ids)"),
+                           {"at": long_ago, "ids": [d["event_id"] for d in [*old, erased]]})
+        await conn.execute(sa.text("UPDATE delivery.deliveries SET created_at = :at WHERE subscription_id = :sub"),
+                           {"at": long_ago, "sub": lately_off})
+        keep = await kept_since(conn, long_ago + timedelta(days=1))
+        first = await store.give_up_off({gone, lately_off}, keep, limit=2)
+        second = await store.give_up_off({gone, lately_off}, keep, limit=2)
+        rows = (await conn.execute(sa.text(
+            "SELECT subscription_id, event_type, status, body IS NULL AS cleared, last_error, done_at IS NOT NULL"
+            " AS done FROM delivery.deliveries WHERE subscription_id IN (:gone, :lately) ORDER BY seq"),
+            {"gone": gone, "lately": lately_off})).all()
+        redriven = await store.redrive(subscription_id=gone, in_file={gone})
+        await conn.rollback()
+    assert (first, second) == ({gone: 2}, {gone: 1})
+    given_up = [r for r in rows if r.status == "dead"]
+    assert len(given_up) == 3 and all(r.cleared and r.done and r.last_error == SWITCHED_OFF for r in given_up)
+    assert sorted((r.subscription_id, r.event_type, r.status, r.cleared) for r in rows if r.status != "dead") == [
+        (gone, "lead.erased", "pending", False), (gone, "lead.routed", "pending", False),
+        (lately_off, "lead.routed", "pending", False)]
+    assert (redriven.queued, redriven.purged) == (0, 3)
 
 
 async def test_a_redrive_leaves_out_the_dead_deliveries_whose_body_was_purged_and_counts_them(db):

@@ -94,6 +94,7 @@ SERVICE: Service[Delivery, DeliveryStore] = Service(
         dispatcher(rt),
         BookRefresh(rt.context.subscriptions, rt.unit_of_work, rt.context.clock,
                     every_s=rt.settings.subscriptions_refresh_s),  # type: ignore[attr-defined]
-        Purge(rt.unit_of_work, keep_days=rt.settings.keep_bodies_days),  # type: ignore[attr-defined]
+        Purge(rt.unit_of_work, keep_days=rt.settings.keep_bodies_days,  # type: ignore[attr-defined]
+              from_file=rt.context.subscriptions.from_file),
     ],
 )

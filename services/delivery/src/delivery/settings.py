@@ -59,4 +59,7 @@ class DeliverySettings(ConsumerSettings):
                                                          "its body (the event, with the lead's contact details) and "
                                                          "its receiver's last answer; then both are purged, and a "
                                                          "dead one can no longer be redriven (its row, times, "
-                                                         "statuses and attempts stay); 0: for ever")
+                                                         "statuses and attempts stay); and how long what waits "
+                                                         "for a subscription a 410 switched off is kept once it "
+                                                         "has been off as long: then it is given up, purged; 0: "
+                                                         "for ever")

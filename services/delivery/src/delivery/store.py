@@ -448,6 +448,35 @@ _PURGE = sa.text(
 )
 
 
+#: The last error of the deliveries given up because their subscription stayed switched off (``give_up_off``).
+SWITCHED_OFF = "given up: its subscription was switched off by a 410 for longer than bodies are kept"
+#: Of these subscriptions, those a 410 switched off longer than ``:keep`` ago, share-locked (LOCK ORDER, 3): an
+#: enable waits for the give-up, or, first, leaves nothing to find.
+_OFF_LONG_AGO = sa.text(f"""
+SELECT subscription_id FROM {SCHEMA}.disabled
+WHERE subscription_id = ANY(CAST(:subs AS text[])) AND at < statement_timestamp() - CAST(:keep AS interval)
+ORDER BY subscription_id FOR SHARE
+""")
+#: Up to ``:limit`` of their deliveries queued longer than ``:keep`` ago, the oldest first, given up (dead now by
+#: Postgres's clock) with their body and last answer cleared: nothing will send them, and each holds the lead's
+#: contact. Not a ``lead.erased``: it holds no one, and tells a receiver switched back on to erase the person too.
+#: Rows another transaction holds are skipped (LOCK ORDER, 5); no attempt can be under way, a switched-off
+#: subscription's deliveries being claimed by no dispatcher.
+_GIVE_UP_OFF = sa.text(f"""
+WITH held AS MATERIALIZED (
+    SELECT seq FROM {SCHEMA}.deliveries
+    WHERE status = 'pending' AND subscription_id = ANY(CAST(:subs AS text[])) AND event_type <> 'lead.erased'
+      AND created_at < statement_timestamp() - CAST(:keep AS interval)
+    ORDER BY seq LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {SCHEMA}.deliveries d
+SET status = 'dead', done_at = statement_timestamp(), last_error = '{SWITCHED_OFF}', body = NULL, last_response = NULL
+FROM held WHERE d.seq = held.seq AND d.status = 'pending'
+RETURNING d.subscription_id
+""")
+
+
 @dataclass(frozen=True)
 class Claimed:
     seq: int
@@ -772,6 +801,20 @@ class DeliveryStore:
         """Clear the body and last response of up to ``limit`` deliveries finished (delivered or dead) longer than
         ``keep`` ago by Postgres's clock, the oldest first; how many."""
         return len((await self._conn.execute(_PURGE, {"keep": keep, "limit": limit})).all())
+
+    async def give_up_off(self, subscription_ids: Collection[str], keep: timedelta, limit: int) -> dict[str, int]:
+        """Of these switched-off subscriptions, each one a 410 switched off longer than ``keep`` ago (by Postgres's
+        clock): up to ``limit`` of their deliveries queued longer than ``keep`` ago given up (dead, ``SWITCHED_OFF``),
+        their body and receiver's last answer cleared, the oldest first; how many, by subscription. A body is kept
+        for a redrive as long as a finished delivery's, not for ever for a receiver that said it is gone."""
+        off = [r.subscription_id for r in await self._conn.execute(
+            _OFF_LONG_AGO, {"subs": sorted(subscription_ids), "keep": keep})]
+        if not off:
+            return {}
+        given_up: dict[str, int] = {}
+        for r in await self._conn.execute(_GIVE_UP_OFF, {"subs": off, "keep": keep, "limit": limit}):
+            given_up[r.subscription_id] = given_up.get(r.subscription_id, 0) + 1
+        return given_up
 
     async def switch_offs(self) -> dict[str, dict[str, Any]]:
         """Each subscription a receiver's 410 switched off: when (``at``), why (``reason``: the 410 and the url
