@@ -164,6 +164,13 @@ CLAMPED = Counter(
     "leadpipe_consumer_commits_clamped_total",
     "Partition commits lowered to the broker's reported log end (data loss, or Tansu's short answer)",
 )
+COMMIT_FAILURES = Counter(
+    "leadpipe_consumer_commit_failures_total",
+    "Offset commits that did not happen (why: timeout, cancelled inside the client, refused by the group or the "
+    "broker): what they covered is read again and absorbed by the inbox; many mean the lag gauge, which counts what "
+    "was processed, not committed, understates what a restart reads again",
+    ["why"],
+)
 FETCH_WAIT = Gauge("leadpipe_consumer_fetch_wait_ms", "How long the next fetch may wait (paced to the load)")
 ASSIGNED = Gauge("leadpipe_consumer_assigned_partitions", "Partitions assigned to this process")
 LAG = Gauge("leadpipe_consumer_lag_records",
@@ -1020,10 +1027,12 @@ class ConsumerRunner:
         try:
             await asyncio.wait_for(self._commit_once(dict(offsets)), timeout=min(limit, timeout_s or limit))
         except TimeoutError:
+            COMMIT_FAILURES.labels("timeout").inc()
             log.warning("offset commit timed out; the batch will be redelivered")
         except asyncio.CancelledError as exc:
             if _cancelled(exc):
                 raise
+            COMMIT_FAILURES.labels("cancelled").inc()
             log.warning("offset commit cancelled inside the client; the batch will be redelivered", error=repr(exc))
 
     async def _commit_once(self, offsets: dict[TopicPartition, int]) -> None:
@@ -1051,6 +1060,7 @@ class ConsumerRunner:
         except (CommitFailedError, KafkaError) as exc:
             # The group rebalanced while we worked (or the broker went away);
             # the records are read again and the inbox makes that harmless.
+            COMMIT_FAILURES.labels("refused").inc()
             log.warning("offset commit failed; the batch will be redelivered", error=str(exc))
 
 
