@@ -413,3 +413,41 @@ async def test_a_report_under_a_used_id_is_counted_as_a_reused_id_letter_once_se
     assert await runner._apply_with_retry(batch) == 1
     assert [m.header("dlq.error.kind") for m in producer.sent] == ["reused_id"]
     assert REGISTRY.get_sample_value("leadpipe_consumer_deadlettered_total", {"kind": "reused_id"}) == before + 1
+
+
+async def test_a_batch_retried_through_an_outage_says_its_rejection_once_and_counts_only_true_redeliveries(
+        monkeypatch):
+    """Said at every attempt, a rejection was logged ~120 times in an hour's outage of the broker; and the events
+    the first attempt recorded were counted as redelivered by every retry, answered from the inbox as they were."""
+    from aiokafka import TopicPartition
+    from structlog.testing import capture_logs
+
+    from leadpipe_common import consumer
+    from leadpipe_common.consumer import ConsumerRunner
+    from leadpipe_common.settings import ConsumerSettings
+
+    monkeypatch.setattr(consumer, "backoff", lambda attempt, cap: 0.0)
+    uow = MemoryUnitOfWork(None)
+    seen_before = captured()
+    await applier(Handlers(), uow).apply(records(seen_before))  # an earlier batch recorded it
+    rejected, new = changed(), captured()
+
+    class RejectingChanges(Handlers):
+        async def changed(self, uow, batch):
+            return {env.id: Rejected("not yet") for env in batch}
+
+    handlers = RejectingChanges()
+    runner = ConsumerRunner(settings=ConsumerSettings(), service="scoring", input_topics=[topics.CAPTURED],
+                            applier=BatchApplier(service="scoring", handlers={"lead.captured": handlers.captured,
+                                                                             "lead.stage_changed": handlers.changed},
+                                                 unit_of_work=lambda: uow, clock=lambda: NOW),
+                            producer=FlakyProducer(failures=3))
+    batch = {TopicPartition(topics.CAPTURED, 0): records(seen_before, rejected, new)}
+    redelivered_before = REGISTRY.get_sample_value("leadpipe_consumer_redelivered_total") or 0.0
+    with capture_logs() as lines:
+        assert await runner._apply_with_retry(batch) == 4
+    said = [line for line in lines if line["event"] == "handler rejected an event"]
+    assert len(said) == 1, len(said)
+    assert [(line["event_id"], line["lead_id"]) for line in said] == [
+        (str(decode(rejected.headers, rejected.key, rejected.value).id), rejected.key.decode())]
+    assert (REGISTRY.get_sample_value("leadpipe_consumer_redelivered_total") or 0.0) == redelivered_before + 1

@@ -81,7 +81,8 @@ position past it. The inbox absorbs what is read twice.
 A failure in 3 or 4 (database or broker away; a CancelledError a library raises inside the batch, which is no
 cancellation of the runner) is retried with capped
 exponential backoff and jitter (``leadpipe_common.retry``); the batch is never skipped and no offset moves past an
-unprocessed record; ``ready`` is false meanwhile; so is a batch whose handler raises ``NotNow`` (it waits for
+unprocessed record; ``ready`` is false meanwhile (what an attempt says of its records, a rejection or a dead letter,
+and the redeliveries it counts are said once its outputs are sent, by the attempt that got through: ``Notes``); so is a batch whose handler raises ``NotNow`` (it waits for
 something outside it). A batch that fails ``POISON_AFTER`` times in a row with an error that may be about a
 record (the database's word on a value: SQLSTATE classes 22 and 23; or an error of the handler's own code) is
 then applied a record at a time, in log order: a record that fails alone so is dead-lettered (kind ``handler``,
@@ -887,14 +888,21 @@ class ConsumerRunner:
         unexplained = 0
         #: Outputs refused alone as too large in an earlier attempt: their inputs get a dead letter instead.
         refused: set[Message] = set()
+        #: Events the earlier attempts recorded in the inbox: answered from it now, they are no redeliveries.
+        recorded: set[uuid.UUID] = set()
         while True:
             started = time.perf_counter()
             try:
                 if unexplained >= POISON_AFTER:
-                    await self._apply_around_poison(records, refused)
+                    await self._apply_around_poison(records, refused, recorded)
                 else:
-                    outputs = await self._applier.apply(records, refused)
+                    notes, earlier = Notes(), set(recorded)
+                    try:
+                        outputs = await self._applier.apply(records, refused, notes)
+                    finally:
+                        recorded |= notes.recorded
                     OUTPUTS.inc(await self._send(outputs))
+                    notes.tell(earlier)
                 BATCH_SECONDS.observe(time.perf_counter() - started)
                 self.healthy = True
                 return attempt + 1
@@ -917,7 +925,8 @@ class ConsumerRunner:
                 except TimeoutError:
                     continue
 
-    async def _apply_around_poison(self, records: Sequence[Record], refused: Collection[Message]) -> None:
+    async def _apply_around_poison(self, records: Sequence[Record], refused: Collection[Message],
+                                   recorded: set[uuid.UUID]) -> None:
         """Each record alone, in log order, once the batch kept failing with an error that may be about a record:
         a record that fails alone so is dead-lettered (kind ``handler``), the others are applied. Any other error
         meanwhile raises, and the batch is retried as before (what was applied is in the inbox).
@@ -927,23 +936,29 @@ class ConsumerRunner:
         stage on two bad records is what this is for): after the fix, ``leadpipe-redrive --kind handler``."""
         poison: list[tuple[Record, Exception]] = []
         for record in records:
+            notes, earlier = Notes(), set(recorded)
             try:
-                outputs = await self._applier.apply([record], refused)
+                outputs = await self._applier.apply([record], refused, notes)
             except Exception as exc:
                 if not _may_be_poison(exc):
                     raise
                 poison.append((record, exc))
                 continue
+            finally:
+                recorded |= notes.recorded
             OUTPUTS.inc(await self._send(outputs))
+            notes.tell(earlier)
         letters: list[Message] = []
+        said = Notes()
         for record, exc in poison:
             error = error_text(exc)[:2000]
-            log.error("dead-lettering a record its handler fails on", error=error, topic=record.topic,
-                      partition=record.partition, offset=record.offset,
-                      lead_id=_lead_id(record.key), event_id=_shown(_header(record.headers, "ce_id")))
+            said.error("dead-lettering a record its handler fails on", error=error, topic=record.topic,
+                       partition=record.partition, offset=record.offset,
+                       lead_id=_lead_id(record.key), event_id=_shown(_header(record.headers, "ce_id")))
             letters += self._applier.dead_letter(record, "handler", error)
         if letters:
             OUTPUTS.inc(await self._send(letters))
+            said.tell()
 
     async def _send(self, messages: list[Message]) -> int:
         """``send_all``, but a batch refused as too large is sent again in parts, so that a refusal names its message.
@@ -1073,6 +1088,39 @@ class _Copy(NamedTuple):
     digest: bytes
 
 
+class Notes:
+    """What an attempt at a batch has to say (its log lines) and count (its redeliveries), said once the batch is
+    through (``tell``): a batch retried through an outage said each rejection, and counted its redeliveries, at
+    every attempt (an hour's outage: ~120 times), and counted as redelivered the events its own earlier attempt had
+    recorded. A line says which record or event it is about itself: no event is in hand when it is said."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+        #: Events answered from the inbox as copies of what it recorded (``db.redelivered``).
+        self.answered: set[uuid.UUID] = set()
+        #: Events this attempt recorded in the inbox, once committed.
+        self.recorded: set[uuid.UUID] = set()
+
+    def warning(self, event: str, **values: Any) -> None:
+        self.lines.append(("warning", event, values))
+
+    def error(self, event: str, **values: Any) -> None:
+        self.lines.append(("error", event, values))
+
+    def add(self, other: Notes) -> None:
+        self.lines += other.lines
+        self.answered |= other.answered
+        self.recorded |= other.recorded
+
+    def tell(self, recorded_before: Collection[uuid.UUID] = ()) -> None:
+        """Say the lines and count the redeliveries; not as redelivered what ``recorded_before`` (the batch's earlier
+        attempts) recorded."""
+        for level, event, values in self.lines:
+            getattr(log, level)(event, **values)
+        if redeliveries := len(self.answered.difference(recorded_before)):
+            REDELIVERED.inc(redeliveries)
+
+
 class BatchApplier:
     """Steps 2 and 3 above, with no Kafka in sight: fetched records in, the messages to produce out.
 
@@ -1105,10 +1153,14 @@ class BatchApplier:
         self._clock = clock
         self._select = select
 
-    async def apply(self, records: Sequence[Record], refused: Collection[Message] = ()) -> list[Message]:
+    async def apply(self, records: Sequence[Record], refused: Collection[Message] = (),
+                    notes: Notes | None = None) -> list[Message]:
         """The messages to produce for ``records``. ``refused``: outputs refused alone as too large in an earlier
         attempt at this batch (a topic's limit below the producer's); an event whose outputs (stored or new) hold
-        one is answered with a dead letter instead, as one whose new outputs are over the producer's limit."""
+        one is answered with a dead letter instead, as one whose new outputs are over the producer's limit.
+        ``notes``: where its log lines and redeliveries go, for the caller to tell once the outputs are sent (None:
+        told here, as it returns)."""
+        told_here, notes = notes is None, notes if notes is not None else Notes()
         now = self._clock()
         per_record: list[list[Message] | uuid.UUID | _Copy] = []
         envelopes: dict[uuid.UUID, tuple[Envelope, Record]] = {}
@@ -1126,7 +1178,7 @@ class BatchApplier:
                     "undecodable", f"{type(exc).__name__} while decoding: {exc}"[:500])
                 # Cut in the line, whole in the letter (dead_letter keeps 2,000 characters): a detail quotes what
                 # the producer wrote (a header whole), a line of hundreds of KB.
-                (log.warning if isinstance(exc, DecodeError) else log.error)(
+                (notes.warning if isinstance(exc, DecodeError) else notes.error)(
                     "dead-lettering a record", kind=kind, error=_shown(detail),
                     topic=record.topic, partition=record.partition, offset=record.offset,
                     lead_id=_lead_id(record.key), event_id=_shown(_header(record.headers, "ce_id")))
@@ -1148,15 +1200,20 @@ class BatchApplier:
         applied_as: dict[uuid.UUID, bytes | None] = {}
         #: New events whose outputs cannot be produced, with why: the unit of work is done again without them.
         unproducible: dict[uuid.UUID, str] = {}
-        while envelopes and not await self._apply_envelopes(envelopes, digests, results, applied_as, now, refused,
-                                                             unproducible):
+        while envelopes:
+            # A unit of work done again (an output too large) says only what its last pass did.
+            unit_notes = Notes()
+            if await self._apply_envelopes(envelopes, digests, results, applied_as, now, refused, unproducible,
+                                           unit_notes):
+                notes.add(unit_notes)
+                break
             results.clear()
         outputs: list[Message] = []
         emitted: set[uuid.UUID] = set()
         for item in per_record:
             if isinstance(item, _Copy):
                 if not redelivered(applied_as.get(item.event_id, digests[item.event_id]), item.digest):
-                    outputs.extend(self._reused(item.record, item.event_id, now))
+                    outputs.extend(self._reused(item.record, item.event_id, now, notes))
                     continue
                 item = item.event_id
             if isinstance(item, uuid.UUID):
@@ -1166,19 +1223,21 @@ class BatchApplier:
                 outputs.extend(results[item])
             else:
                 outputs.extend(item)
+        if told_here:
+            notes.tell()
         return outputs
 
     async def _apply_envelopes(
         self, envelopes: dict[uuid.UUID, tuple[Envelope, Record]], digests: Mapping[uuid.UUID, bytes],
         results: dict[uuid.UUID, list[Message]], applied_as: dict[uuid.UUID, bytes | None], now: datetime,
-        refused: Collection[Message], unproducible: dict[uuid.UUID, str],
+        refused: Collection[Message], unproducible: dict[uuid.UUID, str], notes: Notes,
     ) -> bool:
         """One unit of work: answer redeliveries from the inbox, hand new events to their handlers. False, with
         nothing committed, at the first new event whose outputs cannot be produced: it is added to
         ``unproducible``, whose events are dead-lettered, not handed to their handlers, on the next call."""
         async with self._unit_of_work() as uow:
             stored = await uow.seen(envelopes)
-            REDELIVERED.inc(sum(redelivered(kept.digest, digests.get(eid)) for eid, kept in stored.items()))
+            notes.answered.update(eid for eid, kept in stored.items() if redelivered(kept.digest, digests.get(eid)))
             repeats = {eid: kept.outputs for eid, kept in stored.items()}
             results.update(repeats)
             applied_as.update((eid, kept.digest) for eid, kept in stored.items() if eid in digests)
@@ -1187,12 +1246,15 @@ class BatchApplier:
                     # Its writes are committed with those outputs: the inbox keeps them, and a redrive after the
                     # limit is raised sends them.
                     record = envelopes[eid][1]
-                    log.warning("a stored output is refused as too large; its input is rejected", reason=why,
-                                lead_id=_lead_id(record.key), event_id=str(eid))
+                    notes.warning("a stored output is refused as too large; its input is rejected", reason=why,
+                                  lead_id=_lead_id(record.key), event_id=str(eid))
                     results[eid] = self._dead_letter(record, "rejected", why, now)
             for eid, why in unproducible.items():
                 if eid not in stored:
-                    results[eid] = self._dead_letter(envelopes[eid][1], "rejected", why, now)
+                    record = envelopes[eid][1]
+                    notes.warning("an output is too large to produce; its input is rejected", reason=why,
+                                  lead_id=_lead_id(record.key), event_id=str(eid))
+                    results[eid] = self._dead_letter(record, "rejected", why, now)
             fresh = [env for eid, (env, _) in envelopes.items() if eid not in stored and eid not in unproducible]
             # Handlers are called in log order: one call for each run of events going to the same handler. A
             # handler declared for several types (delivery's, reporting's) gets them together, in their order
@@ -1207,7 +1269,8 @@ class BatchApplier:
                     # else's business; they are recorded as applied with no output.
                     outcome = outcomes.get(env.id, [])
                     if isinstance(outcome, Rejected):
-                        log.warning("handler rejected an event", reason=outcome.reason, final=outcome.final)
+                        notes.warning("handler rejected an event", reason=outcome.reason, final=outcome.final,
+                                      lead_id=str(env.data.lead_id), event_id=str(env.id))
                         letter = self._dead_letter(envelopes[env.id][1], "rejected", outcome.reason, now,
                                                    final=outcome.final)
                         results[env.id] = letter
@@ -1219,8 +1282,7 @@ class BatchApplier:
                         # redriven copy of this event must be applied afresh.
                         continue
                     if (why := _unproducible(outcome, refused)) is not None:
-                        log.warning("an output is too large to produce; its input is rejected", reason=why)
-                        unproducible[env.id] = why
+                        unproducible[env.id] = why  # said as the next pass dead-letters it
                         # Left uncommitted, the unit's writes are undone: its handler's for this event, which a
                         # redrive applies afresh once its output fits, and the others', done again without
                         # it (the events after it may have read what it wrote).
@@ -1229,13 +1291,14 @@ class BatchApplier:
                     applied.append((env.id, env.type, outcome))
             await uow.record(applied, digests)
             await uow.commit()
+            notes.recorded.update(eid for eid, _, _ in applied)
             return True
 
-    def _reused(self, record: Record, event_id: uuid.UUID, now: datetime) -> list[Message]:
+    def _reused(self, record: Record, event_id: uuid.UUID, now: datetime, notes: Notes) -> list[Message]:
         """The letter of a record under an id the inbox (or the batch) has for another record."""
-        log.warning("a record reuses the id of another; it is not applied", topic=record.topic,
-                    partition=record.partition, offset=record.offset, event_id=str(event_id),
-                    lead_id=_lead_id(record.key))
+        notes.warning("a record reuses the id of another; it is not applied", topic=record.topic,
+                      partition=record.partition, offset=record.offset, event_id=str(event_id),
+                      lead_id=_lead_id(record.key))
         return self._dead_letter(record, "reused_id", f"ce_id {event_id} was used before for a different record: "
                                  "give every record a new ce_id, the same one only to send that very record again",
                                  now, final=True)
