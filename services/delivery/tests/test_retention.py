@@ -70,7 +70,7 @@ def given_up_so_far(subscription: str) -> float:
     return REGISTRY.get_sample_value("delivery_switched_off_given_up_total", {"subscription": subscription}) or 0.0
 
 
-async def test_what_waits_for_a_subscription_switched_off_is_given_up_in_the_room_a_round_leaves_and_counted():
+async def test_what_waits_for_a_subscription_switched_off_is_given_up_first_in_a_round_and_counted():
     """A receiver that answered 410 and was never switched back on: what waits for it holds leads' contacts that
     nothing will send. A file's subscription the file now sends elsewhere is on (its 410 came from the url it
     left), and what waits for it is left to be sent."""
@@ -81,8 +81,9 @@ async def test_what_waits_for_a_subscription_switched_off_is_given_up_in_the_roo
     purge = Purge(unit_of_work_over(queue), keep_days=30, from_file={"moved": moved}, round_max=3)
     before, finished_before = given_up_so_far("gone"), purged_so_far()
     rounds = [await purge.step() for _ in range(3)]
-    assert rounds == [3, 3, 0]  # one finished and two given up, then three given up, then none
-    assert [limit for *_, limit in queue.given_up] == [2, 3, 3]
+    assert rounds == [3, 3, 0]  # three given up, then two and the one finished, then none
+    assert [limit for *_, limit in queue.given_up] == [3, 3, 3]
+    assert queue.asked == [(timedelta(days=30), 1), (timedelta(days=30), 3)]  # in the room the give-ups left
     assert {frozenset(subs) for subs, *_ in queue.given_up} == {frozenset({"gone"})}
     assert all(keep == timedelta(days=30) for _, keep, _ in queue.given_up)
     assert queue.waiting == {"gone": 0, "moved": 4}

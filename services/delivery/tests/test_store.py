@@ -469,7 +469,8 @@ async def test_a_refused_delivery_given_up_lets_its_leads_next_one_go_and_a_redr
 
 async def test_a_delivery_redriven_while_a_later_one_of_its_lead_is_under_way_waits_for_that_one(db):
     """One delivery a lead at a time, in order: a lead's ``lead.routed`` died, its ``lead.assigned`` went on and is
-    being sent when an operator redrives the first. The first must wait for that attempt, not go beside it."""
+    being sent when an operator redrives the first. The first must wait for that attempt's lease, not go beside
+    it."""
     sub, now, lead = f"in-flight-{uuid.uuid4().hex[:8]}", datetime.now(UTC), uuid.uuid4()
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
@@ -478,12 +479,12 @@ async def test_a_delivery_redriven_while_a_later_one_of_its_lead_is_under_way_wa
         [assigned] = await store.claim({sub: 2}, 2, lease=LEASE)  # under way from here
         await store.redrive(subscription_id=sub, in_file={sub})
         while_under_way = await store.claim({sub: 2}, 2, lease=LEASE)
-        await store.record([attempted(assigned, "delivered", 204, now)])
+        await fall_due(conn, assigned.seq)  # its dispatcher died: the lease ran out, nothing recorded
         [after] = await store.claim({sub: 2}, 2, lease=LEASE)
         await conn.rollback()
     assert assigned.seq > routed.seq
     assert while_under_way == []
-    assert after.seq == routed.seq
+    assert after.seq == routed.seq  # the earlier one first again, the later one after it
 
 
 async def test_a_receiver_switched_back_on_counts_the_refusals_of_what_was_due_anew(db):
@@ -738,14 +739,18 @@ async def test_what_waits_for_a_subscription_switched_off_longer_than_the_retent
     """A receiver answered 410 and nobody switched it back on: what its subscription queued since holds leads'
     contacts that nothing sends. Once the switch-off and a delivery's queueing are both older than the retention,
     the delivery is dead and cleared, and a redrive leaves it out; a lead.erased stays for the receiver to hear
-    of, and so does what a subscription switched off more lately keeps, or what was queued lately."""
+    of, and so does what a subscription switched off more lately keeps, what was queued lately, and one under a
+    lease (a process whose file sends the subscription elsewhere judges it on, and may be sending it)."""
     run, long_ago = uuid.uuid4().hex[:8], datetime(2001, 1, 1, tzinfo=UTC)
     gone, lately_off = f"gone-{run}", f"lately-off-{run}"
     async with db.connect() as conn:  # rolled back at the end
         store = DeliveryStore(conn)
-        old = due(gone, 3, long_ago)
-        erased = {**due(gone, 1, long_ago)[0], "event_type": "lead.erased", "body": b'{"erased": true}'}
+        old = due(gone, 4, long_ago)
+        # Due after every other: the claim below leases the first of them.
+        erased = {**due(gone, 1, long_ago + timedelta(hours=1))[0], "event_type": "lead.erased",
+                  "body": b'{"erased": true}'}
         await store.enqueue([*old, erased, *due(lately_off, 1, long_ago)])
+        [leased] = await store.claim({gone: 1}, 1, lease=LEASE)
         await store.enqueue(due(gone, 1, datetime.now(UTC)))  # queued lately, though long after the 410
         await store.disable(gone, "410 Gone", url="https://gone.example.com/h")
         await store.disable(lately_off, "410 Gone", url="https://gone.example.com/h")
@@ -758,18 +763,21 @@ async def test_what_waits_for_a_subscription_switched_off_longer_than_the_retent
         keep = await kept_since(conn, long_ago + timedelta(days=1))
         first = await store.give_up_off({gone, lately_off}, keep, limit=2)
         second = await store.give_up_off({gone, lately_off}, keep, limit=2)
+        third = await store.give_up_off({gone, lately_off}, keep, limit=2)
         rows = (await conn.execute(sa.text(
-            "SELECT subscription_id, event_type, status, body IS NULL AS cleared, last_error, done_at IS NOT NULL"
-            " AS done FROM delivery.deliveries WHERE subscription_id IN (:gone, :lately) ORDER BY seq"),
+            "SELECT seq, subscription_id, event_type, status, body IS NULL AS cleared, last_error,"
+            " done_at IS NOT NULL AS done FROM delivery.deliveries WHERE subscription_id IN (:gone, :lately)"
+            " ORDER BY seq"),
             {"gone": gone, "lately": lately_off})).all()
         redriven = await store.redrive(subscription_id=gone, in_file={gone})
         await conn.rollback()
-    assert (first, second) == ({gone: 2}, {gone: 1})
+    assert (first, second, third) == ({gone: 2}, {gone: 1}, {})
     given_up = [r for r in rows if r.status == "dead"]
     assert len(given_up) == 3 and all(r.cleared and r.done and r.last_error == SWITCHED_OFF for r in given_up)
+    assert leased.seq not in {r.seq for r in given_up}
     assert sorted((r.subscription_id, r.event_type, r.status, r.cleared) for r in rows if r.status != "dead") == [
         (gone, "lead.erased", "pending", False), (gone, "lead.routed", "pending", False),
-        (lately_off, "lead.routed", "pending", False)]
+        (gone, "lead.routed", "pending", False), (lately_off, "lead.routed", "pending", False)]
     assert (redriven.queued, redriven.purged) == (0, 3)
 
 

@@ -9,8 +9,8 @@ is still to be sent) but one whose subscription a receiver's 410 switched off:
 switched off longer ago than the retention, what it queued longer ago than
 that is given up (dead, ``store.SWITCHED_OFF``) and cleared in the same round,
 as nothing will send it (a ``lead.erased`` stays: it holds no one). Its rounds
-are ``leadpipe_common.purge``'s, the longest finished first, then those
-give-ups, the oldest first, in what room the round has left.
+are ``leadpipe_common.purge``'s: those give-ups first, then, in what room the
+round has left, the finished deliveries, the longest finished first.
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ class Purge(purge.Purge[timedelta]):
         return self._keep
 
     async def round(self, store: Any, cutoff: timedelta, limit: int) -> int:
-        finished, given_up = await store.purge(cutoff, limit), {}
-        if finished < limit:
-            off = switched_off(await store.disabled_urls(), self._from_file)
-            if off:
-                given_up = await store.give_up_off(off, cutoff, limit - finished)
+        # The give-ups first: they lock switch-offs, which come before any delivery (LOCK ORDER, store.py).
+        off = switched_off(await store.disabled_urls(), self._from_file)
+        given_up = await store.give_up_off(off, cutoff, limit) if off else {}
+        room = limit - sum(given_up.values())
+        finished = await store.purge(cutoff, room) if room else 0
         self._last = (finished, given_up)
         return finished + sum(given_up.values())
 

@@ -15,7 +15,8 @@ expires: the delivery is sent again, with the same ``webhook-id``. An attempt
 is recorded only while its claim's lease still holds the delivery: one that
 outlived it never overwrites what the newer claim records. A finished
 delivery's body and its receiver's last answer are cleared once it is older
-than the retention (``purge``); its row stays, and so does its place in
+than the retention (``purge``), and so is a waiting one's once it and its
+subscription's switch-off by a 410 are (``give_up_off``: given up); its row stays, and so does its place in
 ``deliveries_once``: a re-read event is never queued again. An erased lead's
 deliveries are given up and their bodies cleared (``enqueue``'s ``erased``), and
 so is what is queued for it after its erasure, whichever process queues it.
@@ -182,6 +183,8 @@ ORDER BY lead_id, subscription_id FOR UPDATE
 _DELETED = "subscription deleted"
 #: ...and of those an operator gave up once their subscription was removed from the file (``forget``).
 _REMOVED = "subscription removed from the subscriptions file"
+#: The last error of the deliveries given up because their subscription stayed switched off (``give_up_off``).
+SWITCHED_OFF = "given up: its subscription was switched off by a 410 for longer than bodies are kept"
 #: A deleted subscription's deliveries, locked in order by the statement (LOCK ORDER, 5): those waiting become dead
 #: ("subscription deleted") now by Postgres's clock, as every other delivery finishes (``record``) and as the purge
 #: judges their age; those dead already keep their receiver's last error. Both are marked deleted: a file's
@@ -234,13 +237,13 @@ def _in_seq_order(*where: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
 #:   2. leads, sorted, ONE statement for all of a transaction's (``_LOCK_LEADS``): a consumer's batch alone
 #:      (``enqueue``, called once: its handler takes every type, erasures too, so the runner calls it once).
 #:   3. ``disabled``'s rows: one a subscription. A dispatcher's round takes, subscription by subscription in
-#:      their order, its row's share lock, then its switch-off (``Dispatcher._record``): those two tables alone,
-#:      which nothing else takes two subscriptions' rows of.
+#:      their order, its row's share lock, then its switch-off (``Dispatcher._record``); a purge round share-locks
+#:      the rows of the subscriptions it gives up for, in the same order, before any delivery (``give_up_off``).
 #:   4. ``followed``'s rows, by (lead, subscription): a batch locks those of its leads before it writes any
 #:      (``_HOLD_FOLLOWED``), a deletion, forgetting or making anew those of its subscription (``_UNFOLLOW``).
 #:   5. ``deliveries``' rows, by seq, locked first within the statement that updates them (``_in_seq_order``), an
-#:      UPDATE alone locking rows in whatever order its plan reads them; a claim and a purge skip locked rows, and
-#:      wait for none.
+#:      UPDATE alone locking rows in whatever order its plan reads them; a claim, a purge and a give-up skip
+#:      locked rows, and wait for none.
 #: An erasure's batch locked its leads, then share-locked the API subscriptions it queued the erasure for, while a
 #: deletion held the row and waited for those leads: Postgres aborted one of the two.
 _LOCK_LEADS = sa.text(f"""
@@ -412,7 +415,7 @@ _RECORD = sa.text(
         -- fact to know), its status and what it kept stay as the giving up left them.
         SELECT r.seq, r.attempted_at, r.http_status, r.error, r.duration_ms
         FROM r JOIN {SCHEMA}.deliveries d ON d.seq = r.seq
-        WHERE d.status = 'dead' AND d.last_error IN ('{ERASED}', '{_DELETED}', '{_REMOVED}')
+        WHERE d.status = 'dead' AND d.last_error IN ('{ERASED}', '{_DELETED}', '{_REMOVED}', '{SWITCHED_OFF}')
           AND d.next_at = r.leased_until AND d.seq IN (SELECT h.seq FROM held h)
     ), logged AS (
         -- Numbered after the delivery's last logged attempt, not by its attempts count: a redrive or an enable
@@ -448,26 +451,28 @@ _PURGE = sa.text(
 )
 
 
-#: The last error of the deliveries given up because their subscription stayed switched off (``give_up_off``).
-SWITCHED_OFF = "given up: its subscription was switched off by a 410 for longer than bodies are kept"
-#: Of these subscriptions, those a 410 switched off longer than ``:keep`` ago, share-locked (LOCK ORDER, 3): an
-#: enable waits for the give-up, or, first, leaves nothing to find.
+#: Of these subscriptions, those a 410 switched off longer than ``:keep`` ago, share-locked (LOCK ORDER, 3) in the
+#: order a dispatcher's round takes them (Python's, by code point: "C"): an enable waits for the give-up, or, first,
+#: leaves nothing to find.
 _OFF_LONG_AGO = sa.text(f"""
 SELECT subscription_id FROM {SCHEMA}.disabled
 WHERE subscription_id = ANY(CAST(:subs AS text[])) AND at < statement_timestamp() - CAST(:keep AS interval)
-ORDER BY subscription_id FOR SHARE
+ORDER BY subscription_id COLLATE "C" FOR SHARE
 """)
-#: Up to ``:limit`` of their deliveries queued longer than ``:keep`` ago, the oldest first, given up (dead now by
-#: Postgres's clock) with their body and last answer cleared: nothing will send them, and each holds the lead's
-#: contact. Not a ``lead.erased``: it holds no one, and tells a receiver switched back on to erase the person too.
-#: Rows another transaction holds are skipped (LOCK ORDER, 5); no attempt can be under way, a switched-off
-#: subscription's deliveries being claimed by no dispatcher.
+#: Up to ``:limit`` of their deliveries queued (or redriven, or switched back on) longer than ``:keep`` ago, given
+#: up (dead now by Postgres's clock) with their body and last answer cleared: nothing will send them, and each
+#: holds the lead's contact. Not a ``lead.erased``: it holds no one, and tells a receiver switched back on to erase
+#: the person too. Nor one whose ``next_at`` is ahead: a lease (a process whose file sends the subscription
+#: elsewhere judges it on, ``domain.switched_off``, and may be sending it) or a retry's time; it is given up once
+#: due. In no order (each round gives up what it finds first; the rest go in the next): ordered, each round would
+#: read and sort every waiting delivery of those subscriptions. Rows another transaction holds are skipped, so it
+#: waits for none (LOCK ORDER, 5).
 _GIVE_UP_OFF = sa.text(f"""
 WITH held AS MATERIALIZED (
     SELECT seq FROM {SCHEMA}.deliveries
     WHERE status = 'pending' AND subscription_id = ANY(CAST(:subs AS text[])) AND event_type <> 'lead.erased'
-      AND created_at < statement_timestamp() - CAST(:keep AS interval)
-    ORDER BY seq LIMIT :limit
+      AND created_at < statement_timestamp() - CAST(:keep AS interval) AND next_at <= statement_timestamp()
+    LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
 UPDATE {SCHEMA}.deliveries d
