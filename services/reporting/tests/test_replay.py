@@ -6,10 +6,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
+from sqlalchemy.exc import DBAPIError
 
 from leadpipe_common.testing.fakes import TopicScanOf
 from reporting import replay as replay_module
-from reporting.replay import CatchUpFailed, LostHistory, TruncatedStream, refuse_truncated, replay
+from reporting.replay import (
+    CatchUpFailed, LostHistory, ReplayBusy, SwapBusy, TruncatedStream, refuse_truncated, replay,
+)
 
 LIFECYCLE, QUARANTINED = "leads.lifecycle", "leads.quarantined"
 
@@ -30,11 +33,19 @@ def test_a_stream_held_from_its_first_event_is_rebuilt():
 
 class Database:
     """An engine whose connections note each statement's text; its live tables hold ``lost`` leads (captured on
-    ``earliest``) that tables rebuilt from the stream lack."""
+    ``earliest``) that tables rebuilt from the stream lack; ``locked``: another replay or a migrate holds the
+    advisory lock; ``held``: the first so many LOCK TABLE statements find the tables held (55P03)."""
 
-    def __init__(self, lost: int = 0, earliest: datetime | None = None) -> None:
+    def __init__(self, lost: int = 0, earliest: datetime | None = None, locked: bool = False, held: int = 0) -> None:
         self.statements: list[str] = []
         self._missing = (lost, earliest)
+        self._locked, self._held = locked, held
+
+    def scalar_one(self):
+        return not self._locked
+
+    async def commit(self) -> None:
+        pass
 
     def begin(self):
         return self
@@ -56,6 +67,9 @@ class Database:
 
     async def execute(self, statement, *args):
         self.statements.append(str(statement))
+        if str(statement).startswith("LOCK TABLE") and self._held:
+            self._held -= 1
+            raise DBAPIError(str(statement), None, LockHeld("canceling statement due to lock timeout"))
         return self
 
     async def run_sync(self, work) -> None:
@@ -63,6 +77,50 @@ class Database:
 
     async def dispose(self) -> None:
         pass
+
+
+class LockHeld(Exception):
+    sqlstate = "55P03"
+
+
+async def test_a_full_replay_is_refused_while_another_or_a_migrate_holds_the_lock_before_anything_is_written(
+        monkeypatch):
+    """A second replay dropped the first's shadow tables under it; the first then swapped in what the second had
+    written since, or failed blaming the broker."""
+    database = Database(locked=True)
+    monkeypatch.setattr(replay_module, "make_engine", lambda settings: database)
+    monkeypatch.setattr(replay_module, "TopicScan", TopicScanOf(starts={TopicPartition(LIFECYCLE, 0): 0}))
+    with pytest.raises(ReplayBusy) as refused:
+        await replay(object(), force=True)
+    assert "leadpipe-migrate:reporting" in str(refused.value) and "nothing was written" in str(refused.value)
+    assert not any("reporting_replay" in s for s in database.statements)
+
+
+async def test_the_swap_waits_for_tables_held_elsewhere_and_gives_up_leaving_the_live_ones(monkeypatch):
+    """Queued without a limit, the swap's lock held every reader and the live consumer behind an analyst's open
+    transaction; a deadlock with a batch reading the tables in another order threw the whole rebuild away."""
+    monkeypatch.setattr(replay_module, "TopicScan", TopicScanOf(starts={TopicPartition(LIFECYCLE, 0): 0}))
+    sleeps: list[float] = []
+
+    async def slept(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    monkeypatch.setattr(replay_module.asyncio, "sleep", slept)
+    patient = Database(held=3)
+    monkeypatch.setattr(replay_module, "make_engine", lambda settings: patient)
+    await replay(object(), force=True)
+    assert [s for s in patient.statements if s.startswith("SET LOCAL lock_timeout")] == [
+        "SET LOCAL lock_timeout = '500ms'"] * 4
+    assert any(s.startswith("ALTER TABLE") for s in patient.statements) and len(sleeps) == 3
+
+    monkeypatch.setattr(replay_module, "SWAP_PATIENCE_S", 0.0)
+    held_for_good = Database(held=1_000)
+    monkeypatch.setattr(replay_module, "make_engine", lambda settings: held_for_good)
+    with pytest.raises(SwapBusy) as refused:
+        await replay(object(), force=True)
+    assert "left as they were" in str(refused.value)
+    assert not any(s.startswith("ALTER TABLE") or s.startswith("DROP TABLE") for s in held_for_good.statements)
+    assert held_for_good.statements[-2] == 'DROP SCHEMA "reporting_replay" CASCADE'  # then the unlock
 
 
 @pytest.mark.parametrize("force, written", [(False, False), (True, True)])
@@ -112,7 +170,9 @@ async def test_a_rebuild_lacking_leads_the_live_tables_hold_is_not_swapped_in_un
         said = str(refused.value)
         assert "1,234 leads" in said and "2026-11-02 09:30 UTC" in said and "left as they were" in said
         assert "--since 1970-01-01" in said and "--force" in said
-        assert database.statements[-1] == 'DROP SCHEMA "reporting_replay" CASCADE'  # the rebuilt tables, unused
+        # The rebuilt tables, unused, then the advisory lock let go.
+        assert database.statements[-2:] == ['DROP SCHEMA "reporting_replay" CASCADE',
+                                            "SELECT pg_advisory_unlock(hashtext(:key))"]
     assert any(s.startswith("ALTER TABLE") for s in database.statements) is swapped
 
 

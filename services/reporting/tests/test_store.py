@@ -821,3 +821,38 @@ async def test_every_report_answers_as_its_api_model_describes_it_key_by_key(db)
         assert model.model_validate(body).model_dump(mode="json", by_alias=True, exclude_unset=True) == body, model
         assert body.get("rows", True) and body.get("steps", True)  # rows to read, not an empty list
     assert not any(step.model_extra for step in answers.Timeline.model_validate(found[-1][1]).steps)
+
+
+async def test_a_full_replay_is_refused_while_a_migrate_of_reportings_schema_holds_its_lock(db, monkeypatch):
+    """The lock a replay takes is the one ``migrate`` holds (``migrations.run_env``), by Postgres's own hash of the
+    same key: a stand-in database could not tell a key or a hash that differs."""
+    from aiokafka import TopicPartition
+
+    from leadpipe_common.testing.fakes import TopicScanOf
+    from reporting import replay as replay_module
+
+    class Kept:
+        """The test's engine, not disposed of by the replay."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(db, name)
+
+        async def dispose(self) -> None:
+            pass
+
+    monkeypatch.setattr(replay_module, "make_engine", lambda settings: Kept())
+    monkeypatch.setattr(replay_module, "TopicScan", TopicScanOf(starts={TopicPartition("leads.lifecycle", 0): 0}))
+    async with db.connect() as migrating:
+        await migrating.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                                {"key": f"leadpipe-migrate:{SCHEMA}"})
+        with pytest.raises(replay_module.ReplayBusy):
+            # Not forced: were the lock not found held, the empty rebuild would be refused (LostHistory), never
+            # swapped in for the tables the other tests' leads are in.
+            await replay_module.replay(object())
+        await migrating.rollback()
+    async with db.connect() as conn:
+        shadow = (await conn.execute(sa.text("SELECT to_regnamespace('reporting_replay')"))).scalar_one()
+        free = (await conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"),
+                                   {"key": f"leadpipe-migrate:{SCHEMA}"})).scalar_one()
+        await conn.rollback()
+    assert shadow is None and free  # nothing written, and the lock not left held

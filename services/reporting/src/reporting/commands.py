@@ -17,7 +17,7 @@ from leadpipe_common.kafka import quiet_client_logs
 from leadpipe_common.logging import run_command
 
 from reporting.export import OutputError, export
-from reporting.replay import CatchUpFailed, Progress, TruncatedStream, replay
+from reporting.replay import CatchUpFailed, Progress, ReplayRefused, replay
 from reporting.settings import ReportingSettings
 
 
@@ -104,7 +104,7 @@ def add_commands(cli: typer.Typer) -> None:
                 except CatchUpFailed as exc:
                     typer.secho(str(exc), err=True, fg="red")
                     raise exc.__cause__ from None  # told below as any failure of the broker or the database
-        except TruncatedStream as exc:
+        except ReplayRefused as exc:
             typer.secho(f"replay refused: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None
         except (KafkaError, LookupError) as exc:

@@ -34,10 +34,27 @@ A failure after the swap (the broker gone while catching up) leaves the
 new tables without what the live service applied to the old ones between
 the scan and the swap: ``CatchUpFailed`` names the ``--since`` that
 re-applies it.
+
+One full replay at a time, and none while reporting's schema is migrated: a
+full replay holds the advisory lock ``migrate`` takes (``migrations.run_env``)
+from before it makes its shadow schema to the end of its catch-up, and one
+that finds it held is refused (``ReplayBusy``) before anything is written (a
+second replay dropped the first's shadow tables under it; a migrate could
+change the live tables' columns under a rebuild of the old ones). A migrate
+started meanwhile waits for the replay.
+
+The swap waits for reporting's tables half a second at a time (queued, its
+lock would hold every reader and the live consumer behind it) and tries again
+while they stay held, or while a transaction locking them in another order
+makes a deadlock of it, for ``SWAP_PATIENCE_S``; then it is refused
+(``SwapBusy``), the rebuilt tables dropped, the live ones left as they were.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,7 +65,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from leadpipe_common import topology
-from leadpipe_common.db import make_engine
+from leadpipe_common.db import make_engine, sqlstate
 from leadpipe_common.envelope import DecodeError, Envelope, decode
 from leadpipe_common.scan import TopicScan, cut_from_start, truncated_since
 from leadpipe_common.settings import ServiceSettings
@@ -77,8 +94,35 @@ class ReplayStats:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-class TruncatedStream(Exception):
+class ReplayRefused(Exception):
+    """A replay refused, the live tables left as they were: the message says why and what to do."""
+
+
+class TruncatedStream(ReplayRefused):
     """A full rebuild refused: the stream no longer holds its first events."""
+
+
+#: The advisory lock's key: ``migrate``'s for reporting's schema (``migrations.run_env``).
+LOCK_KEY = f"leadpipe-migrate:{SCHEMA}"
+
+
+class ReplayBusy(ReplayRefused):
+    def __init__(self) -> None:
+        super().__init__("another full replay, or a migrate of reporting's schema, is running (it holds the "
+                         f"advisory lock {LOCK_KEY!r}): wait for it to end, then run this again; nothing was written")
+
+
+#: How long the swap waits for reporting's tables at once, and how long it keeps trying.
+SWAP_LOCK_WAIT_MS = 500
+SWAP_PATIENCE_S = 120.0
+
+
+class SwapBusy(ReplayRefused):
+    def __init__(self) -> None:
+        super().__init__(f"reporting's tables stayed held by other transactions for {SWAP_PATIENCE_S:g} s, so the "
+                         "rebuilt ones could not be swapped in: they were dropped, the live ones left as they were. "
+                         "pg_stat_activity shows who holds them (a session 'idle in transaction', a long report); "
+                         "run the replay again once they are free")
 
 
 def refuse_truncated(starts: Mapping[Any, int]) -> None:
@@ -176,12 +220,33 @@ async def _create_shadow(conn: AsyncConnection) -> None:
 async def _swap(conn: AsyncConnection) -> None:
     names = ", ".join(f'"{SCHEMA}"."{t.name}"' for t in TABLES)
     # The live consumer waits on this lock for the moment of the swap; its
-    # next statement resolves the names to the new tables.
+    # next statement resolves the names to the new tables. Half a second at
+    # most (``_swap_when_free`` tries again): queued, it holds them all up.
+    await conn.execute(sa.text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT_MS}ms'"))
     await conn.execute(sa.text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
     await conn.execute(sa.text(f"DROP TABLE {names}"))
     for t in TABLES:
         await conn.execute(sa.text(f'ALTER TABLE "{SHADOW}"."{t.name}" SET SCHEMA "{SCHEMA}"'))
     await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}"'))
+
+
+async def _swap_when_free(engine: AsyncEngine) -> None:
+    """``_swap``, tried again while reporting's tables are held (55P03) or a deadlock chose it (40P01), for
+    ``SWAP_PATIENCE_S``; then ``SwapBusy``, the shadow schema dropped."""
+    deadline = time.monotonic() + SWAP_PATIENCE_S
+    while True:
+        try:
+            async with engine.begin() as conn:
+                await _swap(conn)
+            return
+        except sa.exc.DBAPIError as exc:
+            if sqlstate(exc) not in ("55P03", "40P01"):
+                raise
+            if time.monotonic() >= deadline:
+                async with engine.begin() as conn:
+                    await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}" CASCADE'))
+                raise SwapBusy() from None
+        await asyncio.sleep(random.uniform(0.1, 0.5))  # apart from whatever else retries on the same beat
 
 
 async def replay(settings: ServiceSettings, *, since: datetime | None = None, force: bool = False,
@@ -196,29 +261,47 @@ async def replay(settings: ServiceSettings, *, since: datetime | None = None, fo
                 done, skipped = await _apply_scan(engine, scan, SCHEMA, progress, 0)
             cut = truncated_since(since, [(tp.topic, at) for tp, at in scan.first_held.items()])
             return ReplayStats(done, skipped, 0, time.perf_counter() - started, cut)
-        # Before the scan looks for the log's end: all the live service applies after it, the catch-up applies.
-        scanned_at = datetime.now(UTC).replace(microsecond=0)
-        async with TopicScan(settings, SOURCES, since=since) as scan:
-            if not force:
-                refuse_truncated(scan.starts)
-            async with engine.begin() as conn:
-                await _create_shadow(conn)
-            done, skipped = await _apply_scan(engine, scan, SHADOW, progress, 0)
-            if not force:
-                async with engine.connect() as conn:
-                    lost, earliest = await missing_from(conn, SCHEMA, SHADOW, scanned_at - _CLOCK_MARGIN)
-                if lost:
-                    async with engine.begin() as conn:
-                        await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}" CASCADE'))
-                    raise LostHistory(lost, earliest or scanned_at)
-            async with engine.begin() as conn:
-                await _swap(conn)
+        async with engine.connect() as held:
+            locked = (await held.execute(sa.text("SELECT pg_try_advisory_lock(hashtext(:key))"),
+                                         {"key": LOCK_KEY})).scalar_one()
+            await held.commit()  # a session's lock outlives it; the connection is not left idle in a transaction
+            if not locked:
+                raise ReplayBusy()
             try:
-                # What the live service applied to the old tables while we rebuilt.
-                caught_up = await scan.extend()
-                done, more = await _apply_scan(engine, scan, SCHEMA, progress, done)
-            except Exception as exc:
-                raise CatchUpFailed(scanned_at - _CLOCK_MARGIN) from exc
-        return ReplayStats(done - caught_up, skipped + more, caught_up, time.perf_counter() - started)
+                return await _rebuild(engine, settings, force, progress, started)
+            finally:
+                # Released before the connection goes back to the pool. A connection lost meanwhile took the lock
+                # with it, and the error that ended the replay is the one to tell.
+                with contextlib.suppress(Exception):
+                    await held.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": LOCK_KEY})
+                    await held.commit()
     finally:
         await engine.dispose()
+
+
+async def _rebuild(engine: AsyncEngine, settings: ServiceSettings, force: bool, progress: Progress,
+                   started: float) -> ReplayStats:
+    """The full replay, the advisory lock held."""
+    # Before the scan looks for the log's end: all the live service applies after it, the catch-up applies.
+    scanned_at = datetime.now(UTC).replace(microsecond=0)
+    async with TopicScan(settings, SOURCES, since=None) as scan:
+        if not force:
+            refuse_truncated(scan.starts)
+        async with engine.begin() as conn:
+            await _create_shadow(conn)
+        done, skipped = await _apply_scan(engine, scan, SHADOW, progress, 0)
+        if not force:
+            async with engine.connect() as conn:
+                lost, earliest = await missing_from(conn, SCHEMA, SHADOW, scanned_at - _CLOCK_MARGIN)
+            if lost:
+                async with engine.begin() as conn:
+                    await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}" CASCADE'))
+                raise LostHistory(lost, earliest or scanned_at)
+        await _swap_when_free(engine)
+        try:
+            # What the live service applied to the old tables while we rebuilt.
+            caught_up = await scan.extend()
+            done, more = await _apply_scan(engine, scan, SCHEMA, progress, done)
+        except Exception as exc:
+            raise CatchUpFailed(scanned_at - _CLOCK_MARGIN) from exc
+    return ReplayStats(done - caught_up, skipped + more, caught_up, time.perf_counter() - started)
