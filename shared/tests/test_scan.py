@@ -92,3 +92,80 @@ def test_a_topic_with_a_partition_that_holds_nothing_now_may_have_lost_any_of_wh
     looked complete. No moment from which it is whole can be named, whatever its other partitions hold."""
     cut = truncated_since(SINCE, [*first_held, ("leads.scored", SINCE + timedelta(days=1))])
     assert cut == {"leads.lifecycle": None, "leads.scored": SINCE + timedelta(days=1)}
+
+
+class Fetcher:
+    """A consumer reading one partition: ``fetches`` are what its fetches answer in turn (the records' count and
+    the high watermark, or None: nothing and no answer, as while the broker is away), then nothing for ever;
+    ``reset_to``: where aiokafka's reset to the earliest offset moves its position after the fetches (a log that
+    lost its records); ``reachable``: whether ListOffsets gets an answer."""
+
+    def __init__(self, fetches: list[tuple[int, int] | None], reset_to: int | None = None,
+                 reachable: bool = True) -> None:
+        self.fetches, self.reset_to, self.reachable = list(fetches), reset_to, reachable
+        self.at, self._highwater, self.asked_ends = 0, None, 0
+
+    async def position(self, tp) -> int:
+        return self.at
+
+    async def getmany(self, *partitions, timeout_ms: int, max_records: int):
+        if not self.fetches:
+            if self.reset_to is not None:
+                self.at = self.reset_to
+            return {}
+        answer = self.fetches.pop(0)
+        if answer is None:
+            return {}
+        count, self._highwater = answer
+        records = list(range(self.at, self.at + count))
+        self.at += count
+        return {WHOLE: records} if records else {}
+
+    def highwater(self, tp):
+        return self._highwater
+
+    async def end_offsets(self, partitions):
+        self.asked_ends += 1
+        if not self.reachable:
+            from aiokafka.errors import KafkaTimeoutError
+            raise KafkaTimeoutError("no broker answered")
+        return dict.fromkeys(partitions, self._highwater or 0)
+
+
+def scan_over(fetcher: Fetcher, end: int, stall_s: float = 0.0) -> TopicScan:
+    scan = TopicScan(KafkaSettings(), "leads.lifecycle", stall_s=stall_s)
+    scan._consumer = fetcher
+    scan.partitions, scan.starts, scan.ends, scan._unfetched = [WHOLE], {WHOLE: 0}, {WHOLE: end}, {WHOLE}
+    return scan
+
+
+async def read(scan: TopicScan) -> list:
+    return [r async for batch in scan.batches() for r in batch]
+
+
+async def test_a_scan_whose_broker_goes_away_fails_instead_of_waiting_for_ever():
+    """aiokafka's fetcher retries quietly for ever, and a replay or an export sat at a frozen progress bar."""
+    from aiokafka.errors import KafkaTimeoutError
+
+    fetcher = Fetcher([(3, 10)], reachable=False)
+    with pytest.raises(KafkaTimeoutError):
+        await read(scan_over(fetcher, end=10))
+    assert fetcher.at == 3 and fetcher.asked_ends == 1
+
+
+async def test_a_scan_waits_on_a_broker_that_answers_however_slow():
+    fetcher = Fetcher([(3, 10), None, None, (7, 10)])
+    assert await read(scan_over(fetcher, end=10)) == list(range(10))
+    assert fetcher.asked_ends == 2  # asked each time nothing came, and read on
+
+
+@pytest.mark.parametrize("fetcher", [Fetcher([(3, 10)], reset_to=0), Fetcher([(3, 10), (0, 2)])],
+                         ids=["reset to the earliest offset", "a fetch past a shorter log"])
+async def test_a_log_that_loses_its_records_while_it_is_read_fails_the_scan(fetcher):
+    """The embedded broker restarting mid-scan: its log starts again from nothing, and the scan waited for offsets
+    that would never come."""
+    from leadpipe_common.scan import LogWentBack
+
+    with pytest.raises(LogWentBack) as failed:
+        await read(scan_over(fetcher, end=10, stall_s=3600))
+    assert "went back from offset 3" in str(failed.value) and "run the command again" in str(failed.value)

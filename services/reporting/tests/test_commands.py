@@ -40,9 +40,9 @@ class Commands:
         return ReplayStats(0, 0, 0, 0.1, self.lost if since else {})
 
     async def export(self, settings, output, fmt, *, since, until,
-                     progress=lambda done, total: None) -> tuple[int, int, dict[str, datetime | None]]:
+                     progress=lambda done, total: None) -> tuple[int, int, dict[str, datetime | None], str | None]:
         self.exports.append((fmt, since, until))
-        return 3, self.undecodable, self.lost if since else {}
+        return 3, self.undecodable, self.lost if since else {}, None if since else self.truncated
 
     def __call__(self, *args: str):
         return invoke(cli, args)
@@ -207,3 +207,14 @@ def test_a_replay_since_a_moment_before_what_the_stream_holds_says_what_it_could
             "applied of them, and lack any it never did") in done.said
     command.lost = {}
     assert "warning" not in command("replay", "--since", "2026-11-04").said
+
+
+def test_a_whole_export_of_a_stream_that_no_longer_starts_at_its_first_event_is_written_with_a_warning(
+        command, tmp_path):
+    """Retention (or kafka-delete-records, as the upgrade notes suggest for old contacts) had taken the oldest
+    events: the export wrote what was left, exited 0 and said nothing, and the analysts took it for the history."""
+    command.truncated = "leads.lifecycle partition 0 from offset 1,234"
+    result = command("export", str(tmp_path / "all.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert "warning: the stream no longer starts at its first event" in result.stderr
+    assert "leads.lifecycle partition 0 from offset 1,234" in result.stderr and "not the whole history" in result.stderr

@@ -43,7 +43,7 @@ def previous_export(tmp_path: Path, name: str) -> Path:
 
 
 async def run_export(target: Path, scan: TopicScanOf, monkeypatch: pytest.MonkeyPatch, *,
-                     since: datetime | None = None) -> tuple[int, int, dict[str, datetime | None]]:
+                     since: datetime | None = None) -> tuple[int, int, dict[str, datetime | None], str | None]:
     monkeypatch.setattr(export_module, "TopicScan", scan)
     return await export(KafkaSettings(), target, target.suffix.removeprefix("."), since=since, until=None)
 
@@ -85,7 +85,7 @@ async def test_an_export_interrupted_midway_leaves_the_previous_export_and_no_pa
 async def test_a_complete_export_replaces_the_previous_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str):
     target = previous_export(tmp_path, name)
-    assert await run_export(target, TopicScanOf([[step(0), step(1)], [step(2)]]), monkeypatch) == (3, 0, {})
+    assert await run_export(target, TopicScanOf([[step(0), step(1)], [step(2)]]), monkeypatch) == (3, 0, {}, None)
     if name.endswith(".parquet"):
         offsets = pq.read_table(target).column("offset").to_pylist()
     else:
@@ -158,7 +158,7 @@ async def test_an_export_counts_the_records_it_leaves_out_as_undecodable(tmp_pat
                                                                         monkeypatch: pytest.MonkeyPatch):
     garbled = step(1)
     garbled.value = b"{not json"
-    assert await run_export(tmp_path / "out.jsonl", TopicScanOf([[step(0), garbled], [step(2)]]), monkeypatch) == (2, 1, {})
+    assert await run_export(tmp_path / "out.jsonl", TopicScanOf([[step(0), garbled], [step(2)]]), monkeypatch) == (2, 1, {}, None)
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
 
 
@@ -172,7 +172,30 @@ async def test_an_export_since_a_moment_before_what_the_stream_holds_says_from_w
            TopicPartition("leads.lifecycle", 1): held_from}
     written = await run_export(tmp_path / "out.jsonl", TopicScanOf([[step(0)]], first_held=cut), monkeypatch,
                                since=since)
-    assert written == (1, 0, {"leads.lifecycle": held_from})
+    assert written == (1, 0, {"leads.lifecycle": held_from}, None)
     whole = await run_export(tmp_path / "out.jsonl", TopicScanOf([[step(0)]], first_held=cut), monkeypatch,
                              since=held_from)
-    assert whole == (1, 0, {})
+    assert whole == (1, 0, {}, None)
+
+
+async def test_a_whole_export_names_the_partitions_that_no_longer_start_at_their_first_event(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    starts = {TopicPartition("leads.lifecycle", 0): 0, TopicPartition("leads.lifecycle", 1): 1234}
+    written = await run_export(tmp_path / "out.jsonl", TopicScanOf([[step(0)]], starts=starts), monkeypatch)
+    assert written == (1, 0, {}, "leads.lifecycle partition 1 from offset 1,234")
+
+
+async def test_an_export_since_a_moment_seeks_a_little_earlier_by_broker_time_and_keeps_rows_by_the_events_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A record is stamped by the relaying process's clock, maybe behind the one that dated its event: sought from
+    --since exactly, such a record of an event at or after --since sat before the offset sought, left out."""
+    scan, asked = TopicScanOf([[step(0)]]), []
+
+    def scanned(settings, topic, *, since):  # noqa: ANN001, ANN202
+        asked.append(since)
+        return scan
+
+    monkeypatch.setattr(export_module, "TopicScan", scanned)
+    since = datetime(2020, 1, 1, tzinfo=UTC)
+    await export(KafkaSettings(), tmp_path / "out.jsonl", "jsonl", since=since, until=None)
+    assert asked == [since - timedelta(minutes=5)]

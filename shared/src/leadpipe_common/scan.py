@@ -20,15 +20,24 @@ watermark of the scan's own fetches: the embedded Tansu broker answers
 ListOffsets(latest) with the last record *batch*'s base offset + 1, short of
 the true end whenever that batch held several records, so ListOffsets alone
 would stop a scan early.
+
+A scan never waits for ever: a partition whose position goes back, or whose
+log end falls below it, while it is read (a broker that lost its log, like the
+embedded one restarting) fails it (``LogWentBack``); and once nothing has
+come for ``stall_s`` while records are still due, the broker is asked for the
+log ends, which fails the scan (``KafkaTimeoutError``) when it cannot be
+reached, where aiokafka's fetcher would retry quietly for ever.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from leadpipe_common.kafka import client_options
 from leadpipe_common.settings import KafkaSettings
@@ -64,9 +73,22 @@ def cut_from_start(starts: Mapping[TopicPartition, int]) -> str | None:
     return ", ".join(f"{tp.topic} partition {tp.partition} from offset {offset:,}" for tp, offset in cut)
 
 
+#: How long a scan waits for anything while records are still due before it asks the broker whether it is there.
+STALL_S = 30.0
+
+
+class LogWentBack(KafkaError):
+    """A partition's log lost records while a scan read it: what was read cannot be told whole."""
+
+    def __init__(self, tp: TopicPartition, was: int, now: int) -> None:
+        super().__init__(f"{tp.topic} partition {tp.partition} went back from offset {was:,} to {now:,} while it "
+                         "was read: the broker lost records (the embedded broker keeps its log in memory, and a "
+                         "restart empties it); nothing read can be taken as whole, run the command again")
+
+
 class TopicScan:
     def __init__(self, settings: KafkaSettings, topics: str | Sequence[str], *, since: datetime | None = None,
-                 max_records: int = 5000) -> None:
+                 max_records: int = 5000, stall_s: float = STALL_S) -> None:
         self._consumer = AIOKafkaConsumer(
             **client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
@@ -74,6 +96,7 @@ class TopicScan:
         self._topics = [topics] if isinstance(topics, str) else list(topics)
         self._since = since
         self._max_records = max_records
+        self._stall_s = stall_s
         self.partitions: list[TopicPartition] = []
         self.starts: dict[TopicPartition, int] = {}
         self.ends: dict[TopicPartition, int] = {}
@@ -137,17 +160,38 @@ class TopicScan:
 
     async def batches(self) -> AsyncIterator[list[Any]]:
         """Batches of records (aiokafka ``ConsumerRecord``) until every partition reached its end."""
+        #: Each partition's position as last seen, and when anything last moved.
+        seen: dict[TopicPartition, int] = {}
+        moved_at = time.monotonic()
         while True:
-            remaining = [tp for tp in self.partitions
-                         if tp in self._unfetched or await self._consumer.position(tp) < self.ends[tp]]
+            remaining = []
+            for tp in self.partitions:
+                position = await self._consumer.position(tp)
+                if position < seen.get(tp, position):
+                    # aiokafka's reset to the earliest offset after a fetch out of range: the log lost records.
+                    raise LogWentBack(tp, seen[tp], position)
+                if position != seen.get(tp):
+                    seen[tp], moved_at = position, time.monotonic()
+                if tp in self._unfetched or position < self.ends[tp]:
+                    remaining.append(tp)
             if not remaining:
                 return
             fetched = await self._consumer.getmany(*remaining, timeout_ms=500, max_records=self._max_records)
             for tp in remaining:
                 highwater = self._consumer.highwater(tp)
                 if highwater is not None:
+                    if highwater < seen[tp]:
+                        # The embedded Tansu answers a fetch past a shorter log with nothing but its new end.
+                        raise LogWentBack(tp, seen[tp], highwater)
+                    if tp in self._unfetched or highwater > self.ends[tp]:
+                        moved_at = time.monotonic()
                     self._unfetched.discard(tp)
                     self.ends[tp] = max(self.ends[tp], highwater)
             batch = [r for records in fetched.values() for r in records]
             if batch:
                 yield batch
+            elif time.monotonic() - moved_at >= self._stall_s:
+                # Raises when the broker cannot be reached (its request timeout); a broker that answers is slow,
+                # not gone: wait on.
+                await self._consumer.end_offsets(remaining)
+                moved_at = time.monotonic()

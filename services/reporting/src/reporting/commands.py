@@ -149,7 +149,7 @@ def add_commands(cli: typer.Typer) -> None:
                                      param_hint="--until")
         settings = load_settings(ReportingSettings)
         try:
-            n, skipped, truncated = _run_with_progress("exporting", lambda update: export(
+            n, skipped, truncated, cut = _run_with_progress("exporting", lambda update: export(
                 settings, output, chosen, since=start, until=end, progress=update))
         except OutputError as exc:
             typer.secho(str(exc), err=True, fg="red")
@@ -159,6 +159,10 @@ def add_commands(cli: typer.Typer) -> None:
             raise typer.Exit(1) from None
         typer.echo(f"wrote {n:,} events to {output} ({chosen})"
                    + (f"; {skipped:,} undecodable left out (the live service dead-letters them)" if skipped else ""))
+        if cut is not None:
+            typer.secho(f"warning: the stream no longer starts at its first event (retention, or a truncated log): "
+                        f"it holds {cut}; the export lacks every event before those, so it is not the whole "
+                        "history", err=True, fg="yellow")
         if start is not None and truncated:
             dated = [at for at in truncated.values() if at is not None]
             _warn_truncated(truncated, start, "the events it recorded since --since and no longer holds are not in "

@@ -40,10 +40,10 @@ from typing import Any
 from leadpipe_common import topics
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import LeadTouched, LeadTouchRecorded
-from leadpipe_common.scan import TopicScan, truncated_since
+from leadpipe_common.scan import TopicScan, cut_from_start, truncated_since
 from leadpipe_common.settings import KafkaSettings
 
-from reporting.replay import Progress, decoded
+from reporting.replay import CLOCK_MARGIN, Progress, decoded
 
 EXPORT_COLUMNS = ("event_id", "type", "time", "lead_id", "from_stage", "to_stage", "at", "by", "reason",
                   "reason_code", "owner_id", "team", "grade", "amount", "currency", "utm_source", "utm_medium",
@@ -90,10 +90,12 @@ def export_row(env: Envelope, partition: int, offset: int) -> dict[str, Any]:
 
 
 async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: datetime | None, until: datetime | None,
-                 progress: Progress = lambda done, total: None) -> tuple[int, int, dict[str, datetime | None]]:
+                 progress: Progress = lambda done, total: None) -> tuple[int, int, dict[str, datetime | None],
+                                                                         str | None]:
     """Write the events as JSON Lines or Parquet, a fetched batch at a time (memory stays flat); how many were
     written, how many records were left out as undecodable, and, of an export since a moment, whether the stream
-    no longer holds all it recorded since (``truncated_since``): the analyst must hear that the file lacks them."""
+    no longer holds all it recorded since (``truncated_since``), of a whole one, which partitions no longer start
+    at their first event (``cut_from_start``; None: all do): the analyst must hear that the file lacks them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -112,7 +114,10 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
             with _writing(output):
                 jsonl = files.enter_context(partial.open("w", encoding="utf-8")) if fmt == "jsonl" else None
                 parquet = None if jsonl else files.enter_context(pq.ParquetWriter(partial, schema, compression="zstd"))
-            async with TopicScan(settings, topics.LIFECYCLE, since=since) as scan:
+            # Sought from a little before --since by the records' broker time: a record is stamped by the clock of
+            # the process that relayed it, maybe behind the one that dated the event; the rows are kept by the
+            # event's own time all the same (below).
+            async with TopicScan(settings, topics.LIFECYCLE, since=since - CLOCK_MARGIN if since else None) as scan:
                 async for records in scan.batches():
                     readable, unreadable = decoded(records)
                     skipped += unreadable
@@ -127,6 +132,7 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
                     seen += len(records)
                     progress(seen, scan.total)
                 first_held = [(tp.topic, at) for tp, at in scan.first_held.items()]
+                cut = cut_from_start(scan.starts) if since is None else None
             with _writing(output):
                 files.close()  # the last writes (and Parquet's footer) fail here, if anywhere
         with _writing(output):
@@ -134,4 +140,4 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
     except BaseException:  # an interruption (Ctrl-C cancels the task) as much as an error
         partial.unlink(missing_ok=True)
         raise
-    return written, skipped, {} if since is None else truncated_since(since, first_held)
+    return written, skipped, {} if since is None else truncated_since(since, first_held), cut

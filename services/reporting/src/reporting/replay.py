@@ -165,7 +165,7 @@ async def missing_from(conn: AsyncConnection, live: str, rebuilt: str, before: d
 
 #: How much earlier than the scan a catch-up re-applies from: a record is stamped by its producer's clock, maybe
 #: before the scan looked for the log's end (in flight then, or sent again), and re-applying more changes nothing.
-_CLOCK_MARGIN = timedelta(minutes=5)
+CLOCK_MARGIN = timedelta(minutes=5)
 
 
 class CatchUpFailed(Exception):
@@ -292,7 +292,7 @@ async def _rebuild(engine: AsyncEngine, settings: ServiceSettings, force: bool, 
         done, skipped = await _apply_scan(engine, scan, SHADOW, progress, 0)
         if not force:
             async with engine.connect() as conn:
-                lost, earliest = await missing_from(conn, SCHEMA, SHADOW, scanned_at - _CLOCK_MARGIN)
+                lost, earliest = await missing_from(conn, SCHEMA, SHADOW, scanned_at - CLOCK_MARGIN)
             if lost:
                 async with engine.begin() as conn:
                     await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}" CASCADE'))
@@ -303,5 +303,5 @@ async def _rebuild(engine: AsyncEngine, settings: ServiceSettings, force: bool, 
             caught_up = await scan.extend()
             done, more = await _apply_scan(engine, scan, SCHEMA, progress, done)
         except Exception as exc:
-            raise CatchUpFailed(scanned_at - _CLOCK_MARGIN) from exc
+            raise CatchUpFailed(scanned_at - CLOCK_MARGIN) from exc
     return ReplayStats(done - caught_up, skipped + more, caught_up, time.perf_counter() - started)
