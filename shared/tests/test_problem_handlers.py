@@ -307,3 +307,22 @@ async def test_a_query_parameter_the_route_does_not_take_is_refused_naming_it_no
     # FastAPI read the last of a parameter given twice: ?limit=1&limit=500 was 500 (a list takes them all).
     assert twice.status_code == 422 and twice.json()["errors"] == [{"field": "limit", "reason": "is given more than once"}]
     assert nameless.status_code == 422 and nameless.json()["errors"][0]["field"] == "query"
+
+
+async def test_a_bug_is_answered_in_the_shared_shape_with_the_edges_headers_and_still_reaches_the_servers_log():
+    """Starlette's outermost handler answered it as bare text, outside every middleware: no nosniff, and no CORS
+    header on capture, so a site's script saw a network error instead of a 500."""
+    from leadpipe_common.http import SERVER_ERROR, SecurityHeaders, ServerErrors
+
+    bug = KeyError("total")
+    app = app_failing_with(bug)
+    app.add_middleware(ServerErrors)
+    app.add_middleware(SecurityHeaders)
+    answer = await get(app)
+    assert answer.status_code == 500 and answer.json() == {"error": SERVER_ERROR}
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    transport = httpx.ASGITransport(app=app)  # as the server runs it: what the app raised reaches it
+    async with httpx.AsyncClient(transport=transport, base_url="http://reporting") as client:
+        with pytest.raises(KeyError) as escaped:
+            await client.get("/v1/reports/funnel")
+    assert escaped.value is bug

@@ -1599,6 +1599,17 @@ async def test_a_submission_postgres_refuses_for_good_is_a_server_error_with_its
     assert pipeline.written == [] and pipeline.quarantined == {}
 
 
+async def test_a_server_error_reaches_a_sites_script_with_its_cors_headers(pipeline, tmp_path):
+    """Answered by Starlette's outermost handler, outside capture's CORS, the 500 reached the site's script as a
+    network error: it could neither tell the visitor the form failed nor read why."""
+    pipeline.failures.append(asyncpg.UndefinedTableError('relation "capture.leads" does not exist'))
+    async with cross_origin(pipeline, tmp_path) as capture:
+        reply = await capture.post("/v1/leads", json={"email": "jo@example.com"}, headers={**FETCH, "origin": CORS_PAGE})
+    assert reply.status_code == 500 and reply.headers["access-control-allow-origin"] == CORS_PAGE
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    assert "log" in reply.json()["error"]
+
+
 @pytest.mark.parametrize("error", [
     asyncpg.InternalClientError("got result for unknown protocol state 3"), RuntimeError("a bug")],
     ids=["the client's own error on a lost connection", "a bug"])

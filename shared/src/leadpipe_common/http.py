@@ -26,6 +26,11 @@ Guarantees:
   key: a caller without one learns no field's name from it.
 - ``HeadAsGet``: a ``HEAD`` of any path is answered as its ``GET`` is,
   headers whole, without the body.
+- ``ServerErrors``: an exception the app raised before it answered is
+  answered ``500`` in the same shape (through the app's Problem renderer),
+  inside the edge, so the answer carries the security headers and capture's
+  CORS headers (without which a site's script saw a network error, not a
+  ``500``); then raised on, for the server to log with its traceback.
 - ``StrictRoute``: a route of the JSON APIs takes a request as it was meant
   or says why not. A JSON body giving one key twice at any depth
   (``{"email": a, "email": b}``) is answered ``422`` on ``body`` naming the
@@ -573,6 +578,39 @@ class SecurityHeaders(ResponseHook):
                 # page in no frame at all.
                 headers.append((b"x-frame-options", b"DENY"))
         message["headers"] = headers
+
+
+#: What a 500 says: nothing of the error, which may quote a lead's data; its traceback is in the service's log.
+SERVER_ERROR = "the server failed on this request; its operators find why in the service's log"
+
+
+class ServerErrors:
+    """Pure ASGI: see the module's guarantees. Starlette's outermost handler answers such an exception too, but
+    outside every middleware: a bare text/plain 500 without the headers the edge adds on the way out."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if not started:
+                problem = Problem(500, SERVER_ERROR)
+                render = getattr(scope.get("app"), "exception_handlers", {}).get(Problem)
+                response = await render(Request(scope, receive), problem) if render else problem.response()
+                await response(scope, receive, send)
+            raise  # for the server's log, with its traceback; the answer is out
 
 
 class HeadAsGet:

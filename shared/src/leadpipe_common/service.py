@@ -64,7 +64,7 @@ from leadpipe_common.db import (UNAVAILABLE, answered_within, error_text, is_una
 from leadpipe_common.envelope import Envelope
 from leadpipe_common.events import Event
 from leadpipe_common.kafka import quiet_client_logs
-from leadpipe_common.http import (BodyLimit, HeadAsGet, RefuseNul, SecurityHeaders, StrictRoute,
+from leadpipe_common.http import (BodyLimit, HeadAsGet, RefuseNul, SecurityHeaders, ServerErrors, StrictRoute,
                                   install_problem_handlers, problem_responses, takes_json)
 from leadpipe_common.ops import Check, RequestMetrics, ops_router, require
 from leadpipe_common.outbox import Claim, OutboxRelay, table_claim
@@ -351,6 +351,7 @@ def consumer_app(service: Service[C, S], settings: ConsumerSettings, context: Ca
     # and no text with a NUL gets past the edge.
     if service.fast_lane is not None:
         app.add_middleware(service.fast_lane)
+    app.add_middleware(ServerErrors)
     app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, deadline_s=settings.body_deadline_s)
     app.add_middleware(SecurityHeaders)
