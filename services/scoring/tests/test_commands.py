@@ -145,3 +145,20 @@ def test_a_rescore_under_the_rules_of_the_newest_score_goes_ahead(rescore):
     rescore.scored = (rules.version, rules_digest(rules))
     done = rescore("--dry-run")
     assert done.exit_code == 0 and len(rescore.at) == 1 and "--force" not in done.said
+
+
+def test_a_rescore_the_database_stops_part_way_prints_what_it_did_before_the_error(rescore, monkeypatch):
+    """Pages committed before a restart of Postgres had recycled leads to sales, and the command said only "cannot
+    use the database": run again, it reported only the rest, and no one saw what the first run did."""
+    from scoring.rescore import Interrupted
+
+    async def stopped(settings, rules, now, *, closed, dry_run, progress=lambda done: None) -> RescoreSummary:
+        done = RescoreSummary(rules.version, leads=500, moves={("to_mql", "A", "webinar"): 7})
+        raise Interrupted(done) from ConnectionRefusedError("connection refused")
+
+    monkeypatch.setattr(scoring.commands, "rescore", stopped)
+    result = rescore()
+    assert result.exit_code == 1
+    assert "re-scored 500 open leads" in result.said and "to_mql A webinar 7" in result.said
+    assert "stopped part way, after 500 leads" in result.stderr and "run the same re-score again" in result.stderr
+    assert "cannot use the database at DATABASE_URL: connection refused" in result.stderr

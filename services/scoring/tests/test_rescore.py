@@ -205,3 +205,14 @@ def test_an_unreachable_broker_is_one_line_without_the_kafka_clients_own(caplog,
     assert f"cannot read {topics.LIFECYCLE} at KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:1)" in result.output
     assert [r.getMessage() for r in caplog.records if r.name.startswith("aiokafka")] == []
     assert "Unable connect" not in result.output  # nor written by the command's own log handler
+
+
+def test_a_stored_lead_this_version_cannot_read_is_left_as_it_is_and_counted_not_the_end_of_the_run():
+    """Its ValidationError ended the run half done, with a traceback, the pages before it committed."""
+    broken, lifted = kept("nurture", employees=5000), kept("nurture", employees=5000)
+    broken.lead = {**broken.lead, "contact": "not a contact"}
+    summary = RescoreSummary(RULES.version)
+    rows, messages = rescore_page([broken, lifted], {broken.lead_id: [], lifted.lead_id: []}, set(), RULES, NOW,
+                                  summary)
+    assert (summary.unreadable, summary.leads) == (1, 1)
+    assert [row["lead_id"] for row in rows] == [lifted.lead_id] and len(messages) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import typer
@@ -14,7 +15,7 @@ from leadpipe_common.logging import run_command
 
 from scoring.app import load_rules
 from scoring.domain import RescoreSummary, check_rescore_at, rules_digest, rules_disagreement, unbumped_rules
-from scoring.rescore import LifecycleCut, closed_leads, newest_rules, rescore
+from scoring.rescore import Interrupted, LifecycleCut, closed_leads, newest_rules, rescore
 from scoring.settings import ScoringSettings
 
 #: Scoring never reads sales' answers: its MQLs include leads sales holds or has rejected since (those sales won
@@ -97,8 +98,20 @@ def add_commands(cli: typer.Typer) -> None:
                       console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("rescore", total=None)
             with database_errors():
-                summary = run_command(rescore(settings, rules, now, closed=closed, dry_run=dry_run,
-                                              progress=lambda done: bar.update(task, completed=done)))
+                try:
+                    summary = run_command(rescore(settings, rules, now, closed=closed, dry_run=dry_run,
+                                                  progress=lambda done: bar.update(task, completed=done)))
+                except Interrupted as stopped:
+                    bar.stop()
+                    _report(stopped.summary, dry_run, now)
+                    typer.secho(f"stopped part way, after {stopped.summary.leads:,} leads: "
+                                + ("the report above is what those would do" if dry_run else
+                                   "the moves above are made and their events on their way; run the same "
+                                   "re-score again to do the rest (what is done is not done twice)"),
+                                err=True, fg="red")
+                    if isinstance(stopped.__cause__, asyncio.CancelledError | KeyboardInterrupt):
+                        raise typer.Exit(130) from None
+                    raise stopped.__cause__ from None  # told as any failure of the database
         _report(summary, dry_run, now)
 
 
@@ -126,7 +139,9 @@ def _report(summary: RescoreSummary, dry_run: bool, now: datetime) -> None:
     console.print(escape(f"{'dry run: ' if dry_run else ''}re-scored {summary.leads:,} open leads under rules "
                          f"{summary.rules_version} as of {now.isoformat()}; {summary.changed_scores:,} scores or "
                          f"decisions {'would change' if dry_run else 'changed'}")
-                  + (f"; {summary.skipped:,} scored before leads were kept, skipped" if summary.skipped else ""))
+                  + (f"; {summary.skipped:,} scored before leads were kept, skipped" if summary.skipped else "")
+                  + (f"; {summary.unreadable:,} whose stored lead this version cannot read, left as they are"
+                     if summary.unreadable else ""))
     for move, (would, did, label) in MOVES.items():
         console.print(f"{would if dry_run else did} {label}: {summary.count(move):,}")
         by_rule = {rule: n for (knocked, rule), n in sorted(summary.knockouts.items()) if knocked == move}

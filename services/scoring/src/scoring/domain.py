@@ -853,6 +853,8 @@ class RescoreSummary:
     skipped: int = 0
     #: Leads scoring holds as open that the lifecycle has closed since (won, lost, merged away): left out.
     closed: int = 0
+    #: Leads whose stored copy this version's model refuses (kept by an older one): left as they are.
+    unreadable: int = 0
     moves: dict[tuple[str, str, str], int] = dataclasses.field(default_factory=dict)
     #: The knocked-out leads (``knocked_out``, ``mql_knocked_out``) by each disqualify rule that knocks them out: a
     #: lead several hold for is counted under each, so these may add up to more than the move's leads.
@@ -870,6 +872,18 @@ class RescoreSummary:
 
     def count(self, move: Move) -> int:
         return sum(n for (m, _, _), n in self.moves.items() if m == move)
+
+    def merge(self, other: RescoreSummary) -> None:
+        """Add ``other``'s counts (a page's, once it is committed) to these."""
+        self.leads += other.leads
+        self.changed_scores += other.changed_scores
+        self.skipped += other.skipped
+        self.closed += other.closed
+        self.unreadable += other.unreadable
+        for key, n in other.moves.items():
+            self.moves[key] = self.moves.get(key, 0) + n
+        for knocked, n in other.knockouts.items():
+            self.knockouts[knocked] = self.knockouts.get(knocked, 0) + n
 
 
 def explain(s: Score, rules: RuleSet) -> str:

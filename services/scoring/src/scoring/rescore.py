@@ -23,11 +23,14 @@ lifecycle closed, and a re-score leaves those out, counted apart.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from leadpipe_common import topics
 from leadpipe_common.db import make_engine, make_sessionmaker
@@ -95,15 +98,29 @@ async def closed_leads(settings: KafkaSettings, progress: Callable[[int, int], N
     return closed
 
 
+class Interrupted(Exception):
+    """A re-score that stopped part way (its cause chained: the database gone, a deadlock, Ctrl-C): ``summary``
+    counts the pages it committed, whose moves are made and their events on their way; a run again does the
+    rest."""
+
+    def __init__(self, summary: RescoreSummary) -> None:
+        super().__init__("the re-score stopped part way")
+        self.summary = summary
+
+
 async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, closed: Collection[uuid.UUID],
                   dry_run: bool, progress: Callable[[int], None] = lambda done: None) -> RescoreSummary:
-    """Every open lead scored again, but those in ``closed`` (``closed_leads``), which are left as they are."""
+    """Every open lead scored again, but those in ``closed`` (``closed_leads``), which are left as they are. A run
+    that stops part way raises ``Interrupted`` with what its committed pages did (a dry run's: what its pages
+    would do)."""
     engine = make_engine(settings)
     unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), ScoringStore, None, outbox)
     summary = RescoreSummary(rules.version)
     after = None
     try:
         while True:
+            # A page's counts join the summary once it is committed: one rolled back made no move.
+            counted = RescoreSummary(rules.version)
             async with unit_of_work() as uow:
                 page = await uow.store.open_leads(after, PAGE)
                 if not page:
@@ -111,12 +128,17 @@ async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, c
                 after = page[-1].lead_id
                 touches = await uow.store.touches(r.lead_id for r in page
                                                   if r.lead is not None and r.lead_id not in closed)
-                rows, messages = rescore_page(page, touches, closed, rules, now, summary)
+                rows, messages = rescore_page(page, touches, closed, rules, now, counted)
                 if not dry_run:
                     await uow.store.save(rows)
                     uow.publish(messages)
                     await uow.commit()
-            progress(summary.leads + summary.skipped + summary.closed)
+            summary.merge(counted)
+            progress(summary.leads + summary.skipped + summary.closed + summary.unreadable)
+    except (Exception, asyncio.CancelledError) as exc:
+        if not (summary.leads or summary.skipped or summary.closed or summary.unreadable):
+            raise  # nothing done: the error alone says it
+        raise Interrupted(summary) from exc
     finally:
         await engine.dispose()
     return summary
@@ -147,7 +169,12 @@ def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFact
         if row.lead is None:
             summary.skipped += 1
             continue
-        lead = LeadEnriched.model_validate(row.lead)
+        try:
+            lead = LeadEnriched.model_validate(row.lead)
+        except ValidationError:
+            # One lead a model no longer reads must not stop the run half done: left as it is, counted.
+            summary.unreadable += 1
+            continue
         result = score(lead, rules, touches[row.lead_id], now)
         knocked_out_before = [r["rule"] for r in row.reasons or () if r.get("category") == "disqualify"]
         move = rescore_move(row.decision, result, knocked_out_before=knocked_out_before)
