@@ -182,3 +182,23 @@ async def test_the_history_says_when_each_partition_that_lost_its_first_records_
     history = await routing.whatif.read_history(None, T0 - timedelta(days=90))
     assert sorted(history.first_held, key=lambda held: held[0]) == [
         (topics.LIFECYCLE, T0 + timedelta(days=1)), (topics.ROUTED, None), (topics.SCORED, T0)]
+
+
+async def test_a_merge_survivor_routed_before_the_window_is_not_routed_again_by_its_score_after_the_merge(uow, log):
+    """Scoring scores a merge's survivor again with the duplicate's touches, no touch of its own: routing passes it
+    over (routed long ago), and the what-if took it for a lead's first score, not routed yet, and routed it."""
+    from leadpipe_common.events import LeadMerged
+
+    ctx = Routing(Reference(DATA, "v-test"), clock=lambda: T0)
+    survivor, duplicate = factories.scored("mql", country="DE"), factories.scored("mql", country="DE")
+    await routed_by(uow, ctx, log, survivor)
+    await routed_by(uow, ctx, log, duplicate)
+    log.records.clear()  # the window starts here: both routings are before it
+    log.add(factories.message(topics.LIFECYCLE, LeadMerged(
+        lead_id=duplicate.lead_id, survivor_id=survivor.lead_id, at=T0, by="ana", reason="one person",
+        attribution=Attribution())))
+    log.add(factories.message(topics.SCORED, survivor.model_copy(update={"scored_at": T0 + timedelta(minutes=1)})))
+
+    history = await routing.whatif.read_history(None, T0)
+
+    assert history.leads == []

@@ -50,6 +50,7 @@ async def read_history(settings: KafkaSettings, since: datetime,
     recycled: dict[UUID, str | None] = {}  # recycled steps by event id: the rejection's reason code
     rejecters: dict[UUID, str | None] = {}  # the rep of each lead's latest rejection read
     recycled_by: dict[UUID, str | None] = {}  # recycled steps by event id: the rep who rejected the lead
+    survivors: set[UUID] = set()  # leads sales merged another into: routed, whenever that was
     skipped = seen = 0
     async with TopicScan(settings, [topics.SCORED, topics.ROUTED, topics.LIFECYCLE], since=since) as scan:
         async for records in scan.batches():
@@ -77,19 +78,22 @@ async def read_history(settings: KafkaSettings, since: datetime,
                         # has only the window's: the lifecycle is in order per lead, so the rejection read last.
                         recycled[envelope.id] = event.reason_code or rejected_as.get(lead_id)
                         recycled_by[envelope.id] = rejecters.get(lead_id)
+                    if isinstance(event, LeadMerged):
+                        survivors.add(event.survivor_id)
                     at = _answer_time(event)
                     if at is not None:
                         answers.setdefault(lead_id, []).append(at)
             seen += len(records)
             progress(seen, scan.total)
         first_held = [(tp.topic, at) for tp, at in scan.first_held.items()]
-    return History(_past_leads(scores, routed, reengaged, answers, recycled, recycled_by), skipped, first_held)
+    return History(_past_leads(scores, routed, reengaged, answers, recycled, recycled_by, survivors), skipped,
+                   first_held)
 
 
 def _past_leads(scores: dict[UUID, tuple[LeadScored, tuple[int, int]]],
                 routed: dict[UUID, tuple[datetime, Assignment]], reengaged: set[UUID],
                 answers: dict[UUID, list[datetime]], recycled: dict[UUID, str | None],
-                recycled_by: dict[UUID, str | None]) -> list[PastLead]:
+                recycled_by: dict[UUID, str | None], survivors: set[UUID] = frozenset()) -> list[PastLead]:
     """One ``PastLead`` per routing of an MQL score, and one per lead whose first score is not routed yet.
 
     Routing's outputs of a score take ids derived from the score's (``follow_up``): the score routed a lead
@@ -110,10 +114,12 @@ def _past_leads(scores: dict[UUID, tuple[LeadScored, tuple[int, int]]],
         leads.append(PastLead(lead, at, assignment, _answered(answers.get(lead.lead_id, ()), at, first), position,
                               recycled_after=recycled.get(step), rejected_by=recycled_by.get(step)))
     # Not routed (yet): a lead's first score only. A later score without a touch changes nothing routed (a merge
-    # gave it a duplicate's touches), and a touch routing did not route was of a lead sales held or closed.
+    # gave it a duplicate's touches), and a touch routing did not route was of a lead sales held or closed. A
+    # merge's survivor is a lead sales held: its score after the merge, touch-less, is no first score, though its
+    # routing came before the window.
     waiting: dict[UUID, tuple[LeadScored, tuple[int, int]]] = {}
     for lead, position in scores.values():
-        if lead.touch is None and lead.lead_id not in routed_leads:
+        if lead.touch is None and lead.lead_id not in routed_leads and lead.lead_id not in survivors:
             waiting.setdefault(lead.lead_id, (lead, position))
     for lead_id, (lead, position) in waiting.items():
         leads.append(PastLead(lead, lead.scored_at, None, _answered(answers.get(lead_id, ()), lead.scored_at, True),
