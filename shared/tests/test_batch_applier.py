@@ -415,10 +415,13 @@ async def test_a_report_under_a_used_id_is_counted_as_a_reused_id_letter_once_se
     assert REGISTRY.get_sample_value("leadpipe_consumer_deadlettered_total", {"kind": "reused_id"}) == before + 1
 
 
+@pytest.mark.parametrize("final", [False, True], ids=["rejected for now", "rejected for good"])
 async def test_a_batch_retried_through_an_outage_says_its_rejection_once_and_counts_only_true_redeliveries(
-        monkeypatch):
+        monkeypatch, final):
     """Said at every attempt, a rejection was logged ~120 times in an hour's outage of the broker; and the events
-    the first attempt recorded were counted as redelivered by every retry, answered from the inbox as they were."""
+    the first attempt recorded were counted as redelivered by every retry, answered from the inbox as they were.
+    A rejection for good is recorded with its letter by the first attempt, and every later one answers it from the
+    inbox: what that first attempt said of it is said once the batch is through."""
     from aiokafka import TopicPartition
     from structlog.testing import capture_logs
 
@@ -434,7 +437,7 @@ async def test_a_batch_retried_through_an_outage_says_its_rejection_once_and_cou
 
     class RejectingChanges(Handlers):
         async def changed(self, uow, batch):
-            return {env.id: Rejected("not yet") for env in batch}
+            return {env.id: Rejected("not yet", final=final) for env in batch}
 
     handlers = RejectingChanges()
     runner = ConsumerRunner(settings=ConsumerSettings(), service="scoring", input_topics=[topics.CAPTURED],

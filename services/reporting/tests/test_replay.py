@@ -47,6 +47,9 @@ class Database:
     async def commit(self) -> None:
         pass
 
+    async def rollback(self) -> None:
+        self.statements.append("ROLLBACK")
+
     def begin(self):
         return self
 
@@ -110,7 +113,7 @@ async def test_the_swap_waits_for_tables_held_elsewhere_and_gives_up_leaving_the
     monkeypatch.setattr(replay_module, "make_engine", lambda settings: patient)
     await replay(object(), force=True)
     assert [s for s in patient.statements if s.startswith("SET LOCAL lock_timeout")] == [
-        "SET LOCAL lock_timeout = '500ms'"] * 4
+        "SET LOCAL lock_timeout = '100ms'"] * 4
     assert any(s.startswith("ALTER TABLE") for s in patient.statements) and len(sleeps) == 3
 
     monkeypatch.setattr(replay_module, "SWAP_PATIENCE_S", 0.0)
@@ -120,7 +123,7 @@ async def test_the_swap_waits_for_tables_held_elsewhere_and_gives_up_leaving_the
         await replay(object(), force=True)
     assert "left as they were" in str(refused.value)
     assert not any(s.startswith("ALTER TABLE") or s.startswith("DROP TABLE") for s in held_for_good.statements)
-    assert held_for_good.statements[-2] == 'DROP SCHEMA "reporting_replay" CASCADE'  # then the unlock
+    assert held_for_good.statements[-2:] == ['DROP SCHEMA "reporting_replay" CASCADE', "ROLLBACK"]
 
 
 @pytest.mark.parametrize("force, written", [(False, False), (True, True)])
@@ -170,9 +173,8 @@ async def test_a_rebuild_lacking_leads_the_live_tables_hold_is_not_swapped_in_un
         said = str(refused.value)
         assert "1,234 leads" in said and "2026-11-02 09:30 UTC" in said and "left as they were" in said
         assert "--since 1970-01-01" in said and "--force" in said
-        # The rebuilt tables, unused, then the advisory lock let go.
-        assert database.statements[-2:] == ['DROP SCHEMA "reporting_replay" CASCADE',
-                                            "SELECT pg_advisory_unlock(hashtext(:key))"]
+        # The rebuilt tables, unused; then the lock's transaction ended, letting it go.
+        assert database.statements[-2:] == ['DROP SCHEMA "reporting_replay" CASCADE', "ROLLBACK"]
     assert any(s.startswith("ALTER TABLE") for s in database.statements) is swapped
 
 

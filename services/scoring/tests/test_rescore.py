@@ -214,5 +214,5 @@ def test_a_stored_lead_this_version_cannot_read_is_left_as_it_is_and_counted_not
     summary = RescoreSummary(RULES.version)
     rows, messages = rescore_page([broken, lifted], {broken.lead_id: [], lifted.lead_id: []}, set(), RULES, NOW,
                                   summary)
-    assert (summary.unreadable, summary.leads) == (1, 1)
+    assert (summary.unreadable, summary.unreadable_leads, summary.leads) == (1, [broken.lead_id], 1)
     assert [row["lead_id"] for row in rows] == [lifted.lead_id] and len(messages) == 2

@@ -890,19 +890,23 @@ class ConsumerRunner:
         refused: set[Message] = set()
         #: Events the earlier attempts recorded in the inbox: answered from it now, they are no redeliveries.
         recorded: set[uuid.UUID] = set()
+        #: What the earlier attempts that committed had to say: of what they recorded, no later attempt says it.
+        said_before: list[tuple[str, str, dict[str, Any]]] = []
         while True:
             started = time.perf_counter()
             try:
                 if unexplained >= POISON_AFTER:
-                    await self._apply_around_poison(records, refused, recorded)
+                    await self._apply_around_poison(records, refused, recorded, said_before)
                 else:
                     notes, earlier = Notes(), set(recorded)
                     try:
                         outputs = await self._applier.apply(records, refused, notes)
                     finally:
                         recorded |= notes.recorded
+                        if notes.recorded:
+                            said_before += notes.lines
                     OUTPUTS.inc(await self._send(outputs))
-                    notes.tell(earlier)
+                    notes.tell(earlier, said_before)
                 BATCH_SECONDS.observe(time.perf_counter() - started)
                 self.healthy = True
                 return attempt + 1
@@ -926,7 +930,8 @@ class ConsumerRunner:
                     continue
 
     async def _apply_around_poison(self, records: Sequence[Record], refused: Collection[Message],
-                                   recorded: set[uuid.UUID]) -> None:
+                                   recorded: set[uuid.UUID],
+                                   said_before: Sequence[tuple[str, str, dict[str, Any]]] = ()) -> None:
         """Each record alone, in log order, once the batch kept failing with an error that may be about a record:
         a record that fails alone so is dead-lettered (kind ``handler``), the others are applied. Any other error
         meanwhile raises, and the batch is retried as before (what was applied is in the inbox).
@@ -959,6 +964,8 @@ class ConsumerRunner:
         if letters:
             OUTPUTS.inc(await self._send(letters))
             said.tell()
+        # What the batch's earlier attempts that committed had to say: their events are answered from the inbox.
+        Notes().tell(said_before=said_before)
 
     async def _send(self, messages: list[Message]) -> int:
         """``send_all``, but a batch refused as too large is sent again in parts, so that a refusal names its message.
@@ -1112,11 +1119,18 @@ class Notes:
         self.answered |= other.answered
         self.recorded |= other.recorded
 
-    def tell(self, recorded_before: Collection[uuid.UUID] = ()) -> None:
+    def tell(self, recorded_before: Collection[uuid.UUID] = (),
+             said_before: Sequence[tuple[str, str, dict[str, Any]]] = ()) -> None:
         """Say the lines and count the redeliveries; not as redelivered what ``recorded_before`` (the batch's earlier
-        attempts) recorded."""
-        for level, event, values in self.lines:
-            getattr(log, level)(event, **values)
+        attempts) recorded. ``said_before``: the lines of earlier attempts that committed, said first, each line
+        once: an event such an attempt recorded (a final rejection) is answered from the inbox by every attempt
+        after it, which says nothing of it."""
+        said: set[tuple[str, str, str]] = set()
+        for level, event, values in [*said_before, *self.lines]:
+            line = (level, event, repr(sorted(values.items())))
+            if line not in said:
+                said.add(line)
+                getattr(log, level)(event, **values)
         if redeliveries := len(self.answered.difference(recorded_before)):
             REDELIVERED.inc(redeliveries)
 

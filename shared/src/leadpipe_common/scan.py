@@ -22,8 +22,10 @@ the true end whenever that batch held several records, so ListOffsets alone
 would stop a scan early.
 
 A scan never waits for ever: a partition whose position goes back, or whose
-log end falls below it, while it is read (a broker that lost its log, like the
-embedded one restarting) fails it (``LogWentBack``); and once nothing has
+log end stays below it for ``went_back_s``, while it is read (a broker that
+lost its log, like the embedded one restarting) fails it (``LogWentBack``; a
+cluster's new leader may report a high watermark behind the old one's for a
+moment); and once nothing has
 come for ``stall_s`` while records are still due, the broker is asked for the
 log ends, which fails the scan (``KafkaTimeoutError``) when it cannot be
 reached, where aiokafka's fetcher would retry quietly for ever.
@@ -75,6 +77,8 @@ def cut_from_start(starts: Mapping[TopicPartition, int]) -> str | None:
 
 #: How long a scan waits for anything while records are still due before it asks the broker whether it is there.
 STALL_S = 30.0
+#: How long a partition's log end may stay below the scan's position before the log is taken to have gone back.
+WENT_BACK_S = 10.0
 
 
 class LogWentBack(KafkaError):
@@ -88,7 +92,7 @@ class LogWentBack(KafkaError):
 
 class TopicScan:
     def __init__(self, settings: KafkaSettings, topics: str | Sequence[str], *, since: datetime | None = None,
-                 max_records: int = 5000, stall_s: float = STALL_S) -> None:
+                 max_records: int = 5000, stall_s: float = STALL_S, went_back_s: float = WENT_BACK_S) -> None:
         self._consumer = AIOKafkaConsumer(
             **client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
@@ -96,7 +100,7 @@ class TopicScan:
         self._topics = [topics] if isinstance(topics, str) else list(topics)
         self._since = since
         self._max_records = max_records
-        self._stall_s = stall_s
+        self._stall_s, self._went_back_s = stall_s, went_back_s
         self.partitions: list[TopicPartition] = []
         self.starts: dict[TopicPartition, int] = {}
         self.ends: dict[TopicPartition, int] = {}
@@ -163,6 +167,8 @@ class TopicScan:
         #: Each partition's position as last seen, and when anything last moved.
         seen: dict[TopicPartition, int] = {}
         moved_at = time.monotonic()
+        #: Since when each partition's log end has been below its position.
+        behind_since: dict[TopicPartition, float] = {}
         while True:
             remaining = []
             for tp in self.partitions:
@@ -181,8 +187,13 @@ class TopicScan:
                 highwater = self._consumer.highwater(tp)
                 if highwater is not None:
                     if highwater < seen[tp]:
-                        # The embedded Tansu answers a fetch past a shorter log with nothing but its new end.
-                        raise LogWentBack(tp, seen[tp], highwater)
+                        # The embedded Tansu answers a fetch past a shorter log with nothing but its new end, for
+                        # good; a cluster's leader just elected may be behind for a moment.
+                        since = behind_since.setdefault(tp, time.monotonic())
+                        if time.monotonic() - since >= self._went_back_s:
+                            raise LogWentBack(tp, seen[tp], highwater)
+                    else:
+                        behind_since.pop(tp, None)
                     if tp in self._unfetched or highwater > self.ends[tp]:
                         moved_at = time.monotonic()
                     self._unfetched.discard(tp)

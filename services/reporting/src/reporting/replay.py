@@ -43,8 +43,8 @@ second replay dropped the first's shadow tables under it; a migrate could
 change the live tables' columns under a rebuild of the old ones). A migrate
 started meanwhile waits for the replay.
 
-The swap waits for reporting's tables half a second at a time (queued, its
-lock would hold every reader and the live consumer behind it) and tries again
+The swap waits for reporting's tables a tenth of a second at a time (queued,
+its lock holds every reader and the live consumer behind it) and tries again
 while they stay held, or while a transaction locking them in another order
 makes a deadlock of it, for ``SWAP_PATIENCE_S``; then it is refused
 (``SwapBusy``), the rebuilt tables dropped, the live ones left as they were.
@@ -112,8 +112,9 @@ class ReplayBusy(ReplayRefused):
                          f"advisory lock {LOCK_KEY!r}): wait for it to end, then run this again; nothing was written")
 
 
-#: How long the swap waits for reporting's tables at once, and how long it keeps trying.
-SWAP_LOCK_WAIT_MS = 500
+#: How long the swap waits for reporting's tables at once (its queued lock holds their readers behind it), and
+#: how long it keeps trying, between tries leaving them free for a second or so.
+SWAP_LOCK_WAIT_MS = 100
 SWAP_PATIENCE_S = 120.0
 
 
@@ -246,7 +247,7 @@ async def _swap_when_free(engine: AsyncEngine) -> None:
                 async with engine.begin() as conn:
                     await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}" CASCADE'))
                 raise SwapBusy() from None
-        await asyncio.sleep(random.uniform(0.1, 0.5))  # apart from whatever else retries on the same beat
+        await asyncio.sleep(random.uniform(0.5, 1.5))  # apart from whatever else retries on the same beat
 
 
 async def replay(settings: ServiceSettings, *, since: datetime | None = None, force: bool = False,
@@ -261,27 +262,28 @@ async def replay(settings: ServiceSettings, *, since: datetime | None = None, fo
                 done, skipped = await _apply_scan(engine, scan, SCHEMA, progress, 0)
             cut = truncated_since(since, [(tp.topic, at) for tp, at in scan.first_held.items()])
             return ReplayStats(done, skipped, 0, time.perf_counter() - started, cut)
+        # A transaction's lock, held open for the whole rebuild, not a session's: behind a pooler in transaction
+        # mode (PgBouncer) a session's lock stays with whichever server connection took it, and its unlock may
+        # run on another. Under READ COMMITTED the open transaction holds no snapshot while it waits.
         async with engine.connect() as held:
-            locked = (await held.execute(sa.text("SELECT pg_try_advisory_lock(hashtext(:key))"),
+            locked = (await held.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"),
                                          {"key": LOCK_KEY})).scalar_one()
-            await held.commit()  # a session's lock outlives it; the connection is not left idle in a transaction
-            if not locked:
-                raise ReplayBusy()
             try:
-                return await _rebuild(engine, settings, force, progress, started)
+                if not locked:
+                    raise ReplayBusy()
+                return await _rebuild(engine, settings, force, progress, started, held)
             finally:
-                # Released before the connection goes back to the pool. A connection lost meanwhile took the lock
-                # with it, and the error that ended the replay is the one to tell.
+                # Ending the transaction lets the lock go; a connection lost meanwhile took it with it, and the
+                # error that ended the replay is the one to tell.
                 with contextlib.suppress(Exception):
-                    await held.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": LOCK_KEY})
-                    await held.commit()
+                    await held.rollback()
     finally:
         await engine.dispose()
 
 
 async def _rebuild(engine: AsyncEngine, settings: ServiceSettings, force: bool, progress: Progress,
-                   started: float) -> ReplayStats:
-    """The full replay, the advisory lock held."""
+                   started: float, held: AsyncConnection) -> ReplayStats:
+    """The full replay, the advisory lock held by ``held``'s open transaction."""
     # Before the scan looks for the log's end: all the live service applies after it, the catch-up applies.
     scanned_at = datetime.now(UTC).replace(microsecond=0)
     async with TopicScan(settings, SOURCES, since=None) as scan:
@@ -297,6 +299,9 @@ async def _rebuild(engine: AsyncEngine, settings: ServiceSettings, force: bool, 
                 async with engine.begin() as conn:
                     await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}" CASCADE'))
                 raise LostHistory(lost, earliest or scanned_at)
+        # Still held: a connection a proxy or a timeout closed while the rebuild ran let the lock go with it,
+        # and another replay or a migrate may have begun since.
+        await held.execute(sa.text("SELECT 1"))
         await _swap_when_free(engine)
         try:
             # What the live service applied to the old tables while we rebuilt.

@@ -140,7 +140,9 @@ def _report(summary: RescoreSummary, dry_run: bool, now: datetime) -> None:
                          f"{summary.rules_version} as of {now.isoformat()}; {summary.changed_scores:,} scores or "
                          f"decisions {'would change' if dry_run else 'changed'}")
                   + (f"; {summary.skipped:,} scored before leads were kept, skipped" if summary.skipped else "")
-                  + (f"; {summary.unreadable:,} whose stored lead this version cannot read, left as they are"
+                  + (f"; {summary.unreadable:,} whose stored lead this version cannot read, left as they are "
+                     f"({', '.join(map(str, summary.unreadable_leads))}"
+                     f"{', ...' if summary.unreadable > len(summary.unreadable_leads) else ''})"
                      if summary.unreadable else ""))
     for move, (would, did, label) in MOVES.items():
         console.print(f"{would if dry_run else did} {label}: {summary.count(move):,}")

@@ -841,6 +841,11 @@ def check_rescore_at(at: datetime, now: datetime, *, dry_run: bool = True) -> No
                          "same --at, or add --dry-run to see now what it would do")
 
 
+
+#: How many of the leads whose stored copy cannot be read a re-score's report names.
+UNREADABLE_NAMED = 10
+
+
 @dataclass
 class RescoreSummary:
     """What a re-score changed (or would change): moves by grade and source, and how many leads it looked at."""
@@ -853,8 +858,10 @@ class RescoreSummary:
     skipped: int = 0
     #: Leads scoring holds as open that the lifecycle has closed since (won, lost, merged away): left out.
     closed: int = 0
-    #: Leads whose stored copy this version's model refuses (kept by an older one): left as they are.
+    #: Leads whose stored copy this version's model refuses (kept by an older one): left as they are; the first
+    #: few of them by id.
     unreadable: int = 0
+    unreadable_leads: list[uuid.UUID] = dataclasses.field(default_factory=list)
     moves: dict[tuple[str, str, str], int] = dataclasses.field(default_factory=dict)
     #: The knocked-out leads (``knocked_out``, ``mql_knocked_out``) by each disqualify rule that knocks them out: a
     #: lead several hold for is counted under each, so these may add up to more than the move's leads.
@@ -880,6 +887,7 @@ class RescoreSummary:
         self.skipped += other.skipped
         self.closed += other.closed
         self.unreadable += other.unreadable
+        self.unreadable_leads += other.unreadable_leads[:max(0, UNREADABLE_NAMED - len(self.unreadable_leads))]
         for key, n in other.moves.items():
             self.moves[key] = self.moves.get(key, 0) + n
         for knocked, n in other.knockouts.items():

@@ -41,7 +41,8 @@ from leadpipe_common.settings import KafkaSettings, ServiceSettings
 from leadpipe_common.uow import SqlUnitOfWork
 
 from scoring.domain import (
-    APPLIED, RescoreSummary, RuleSet, TouchFacts, explain, knockouts_of, rescore_move, rules_digest, score,
+    APPLIED, UNREADABLE_NAMED, RescoreSummary, RuleSet, TouchFacts, explain, knockouts_of, rescore_move, rules_digest,
+    score,
 )
 from scoring.handlers import SOURCE
 from scoring.store import ScoringStore, outbox
@@ -133,7 +134,7 @@ async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, c
                     await uow.store.save(rows)
                     uow.publish(messages)
                     await uow.commit()
-            summary.merge(counted)
+                summary.merge(counted)  # committed: whatever comes after, its moves are made
             progress(summary.leads + summary.skipped + summary.closed + summary.unreadable)
     except (Exception, asyncio.CancelledError) as exc:
         if not (summary.leads or summary.skipped or summary.closed or summary.unreadable):
@@ -172,8 +173,10 @@ def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFact
         try:
             lead = LeadEnriched.model_validate(row.lead)
         except ValidationError:
-            # One lead a model no longer reads must not stop the run half done: left as it is, counted.
+            # One lead a model no longer reads must not stop the run half done: left as it is, counted and named.
             summary.unreadable += 1
+            if len(summary.unreadable_leads) < UNREADABLE_NAMED:
+                summary.unreadable_leads.append(row.lead_id)
             continue
         result = score(lead, rules, touches[row.lead_id], now)
         knocked_out_before = [r["rule"] for r in row.reasons or () if r.get("category") == "disqualify"]
