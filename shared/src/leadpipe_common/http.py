@@ -584,33 +584,27 @@ class SecurityHeaders(ResponseHook):
 SERVER_ERROR = "the server failed on this request; its operators find why in the service's log"
 
 
-class ServerErrors:
-    """Pure ASGI: see the module's guarantees. Starlette's outermost handler answers such an exception too, but
-    outside every middleware: a bare text/plain 500 without the headers the edge adds on the way out."""
+class ServerErrors(ResponseHook):
+    """See the module's guarantees. Starlette's outermost handler answers such an exception too, but outside every
+    middleware: a bare text/plain 500 without the headers the edge adds on the way out."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def starting(self, scope: dict[str, Any], message: dict[str, Any]) -> None:
+        scope[_ANSWERING] = True
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def watched(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, receive, watched)
+            await super().__call__(scope, receive, send)
         except Exception:
-            if not started:
+            if scope["type"] == "http" and not scope.get(_ANSWERING):
                 problem = Problem(500, SERVER_ERROR)
                 render = getattr(scope.get("app"), "exception_handlers", {}).get(Problem)
                 response = await render(Request(scope, receive), problem) if render else problem.response()
                 await response(scope, receive, send)
             raise  # for the server's log, with its traceback; the answer is out
+
+
+#: Set in a request's scope once its answer has started.
+_ANSWERING = "leadpipe.answering"
 
 
 class HeadAsGet:
