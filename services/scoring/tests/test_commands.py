@@ -162,3 +162,13 @@ def test_a_rescore_the_database_stops_part_way_prints_what_it_did_before_the_err
     assert "re-scored 500 open leads" in result.said and "to_mql A webinar 7" in result.said
     assert "stopped part way, after 500 leads" in result.stderr and "run the same re-score again" in result.stderr
     assert "cannot use the database at DATABASE_URL: connection refused" in result.stderr
+
+
+def test_a_real_run_that_moved_leads_says_the_running_service_sends_their_events(rescore, monkeypatch):
+    """The re-score writes to scoring's outbox; with the service stopped nothing went out, and nothing said so."""
+    async def moved(settings, rules, now, *, closed, dry_run, progress=lambda done: None) -> RescoreSummary:
+        return RescoreSummary(rules.version, leads=3, moves={("to_mql", "A", "ads"): 2, ("below_bar", "C", "ads"): 1})
+
+    monkeypatch.setattr(scoring.commands, "rescore", moved)
+    assert "the 2 moved leads' events are in scoring's outbox" in rescore().said
+    assert "outbox" not in rescore("--dry-run").said

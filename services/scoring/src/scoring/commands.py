@@ -14,7 +14,7 @@ from leadpipe_common.kafka import quiet_client_logs
 from leadpipe_common.logging import run_command
 
 from scoring.app import load_rules
-from scoring.domain import RescoreSummary, check_rescore_at, rules_digest, rules_disagreement, unbumped_rules
+from scoring.domain import APPLIED, RescoreSummary, check_rescore_at, rules_digest, rules_disagreement, unbumped_rules
 from scoring.rescore import Interrupted, LifecycleCut, closed_leads, newest_rules, rescore
 from scoring.settings import ScoringSettings
 
@@ -159,3 +159,7 @@ def _report(summary: RescoreSummary, dry_run: bool, now: datetime) -> None:
         console.print(table)
     if dry_run:
         console.print("nothing was written; run without --dry-run (and the same --at) to apply")
+    elif moved := sum(summary.count(move) for move in APPLIED):
+        # The outbox is the running service's to publish: stopped, nothing goes until it starts.
+        console.print(f"the {moved:,} moved leads' events are in scoring's outbox: the running scoring service "
+                      "publishes them (none goes out while it is stopped)")
