@@ -137,8 +137,15 @@ async def test_a_late_touch_of_a_disqualified_lead_changes_nothing():
     lead = factories.enriched("x@smallco.example")
     await score(lead, store)
     assert store.rows[lead.lead_id]["decision"] == "disqualified"
+    from prometheus_client import REGISTRY
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("scoring_touches_of_closed_leads_total", {"decision": "disqualified"}) or 0
+
+    before = counted()
     _, outputs = await score(touched(lead, "demo"), store)
     assert outputs == [] and len(store.touch_rows) == 2  # kept, for the record
+    assert counted() == before + 1  # and said: the person's request went no further
 
 
 async def test_an_enriched_lead_that_reaches_the_bar_becomes_an_mql_with_its_reasons_stored():

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import structlog
+from prometheus_client import Counter
+
 from leadpipe_common import topics
 from leadpipe_common.consumer import Outcome
 from leadpipe_common.envelope import Envelope, follow_up
@@ -34,6 +37,12 @@ from scoring.domain import RuleSet, TouchFacts, explain, rules_digest, score, st
 from scoring.store import ScoringStore
 
 SOURCE = "leadpipe/scoring"
+
+log = structlog.get_logger(__name__)
+TOUCHES_OF_CLOSED = Counter(
+    "scoring_touches_of_closed_leads_total",
+    "Touches of a lead scoring had closed (disqualified, merged away) when capture filed them on it, not yet told "
+    "of the close: kept, nothing sent; the person's next submission opens a new lead", ["decision"])
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,12 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
         before = decisions.get(lead.lead_id)
         if before in CLOSED:
             outcomes[env.id] = []  # closed: the touch is kept, the lead does not move
+            # Capture files a person's submission on their open lead; one that came before capture heard of the
+            # close (the step is on its way) is kept here and goes no further: said, not silently dropped.
+            TOUCHES_OF_CLOSED.labels(before).inc()
+            log.warning("a touch of a lead scoring has closed: kept, nothing sent", decision=before,
+                        hint="capture filed it before it heard of the close; the person's next submission opens a "
+                             "new lead")
             continue
         outcomes[env.id], row = _scored(env, lead, before, known, ctx, now, _as_of(touch.at, now, known),
                                         "recycled by a new touch")
