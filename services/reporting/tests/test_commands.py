@@ -90,6 +90,17 @@ def test_a_replay_that_fails_after_the_swap_says_which_replay_applies_what_it_mi
     assert "cannot read leads.lifecycle at" in failed.said and "broker gone" in failed.said
 
 
+def test_a_replay_interrupted_after_the_swap_says_which_replay_applies_what_it_missed(command):
+    import asyncio
+
+    behind = CatchUpFailed(datetime(2026, 11, 23, 9, 50, tzinfo=UTC))
+    behind.__cause__ = asyncio.CancelledError()
+    command.behind = behind
+    failed = command("replay")
+    assert failed.exit_code == 130 and "Traceback" not in failed.output
+    assert "run `leadpipe-reporting replay --since 2026-11-23T09:50:00+00:00`" in failed.said
+
+
 @pytest.mark.parametrize("option", ["--since", "--until"])
 def test_an_empty_since_or_until_of_an_export_is_refused_not_taken_for_the_whole_stream(command, tmp_path, option):
     refused = command("export", str(tmp_path / "out.jsonl"), f"{option}=")

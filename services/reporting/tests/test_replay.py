@@ -190,3 +190,16 @@ async def test_a_replay_since_a_moment_before_what_the_stream_holds_says_which_t
         TopicPartition(QUARANTINED, 1): since - timedelta(days=1)}))
     stats = await replay(object(), since=since)
     assert stats.truncated == {LIFECYCLE: held_from, QUARANTINED: None}
+
+
+async def test_a_catch_up_interrupted_by_ctrl_c_still_names_the_since_that_applies_what_it_missed(monkeypatch):
+    """Ctrl-C cancels the command's task: the catch-up stopped without a word of what the new tables lack."""
+    import asyncio
+
+    database = Database()
+    monkeypatch.setattr(replay_module, "make_engine", lambda settings: database)
+    monkeypatch.setattr(replay_module, "TopicScan", TopicScanOf(starts={TopicPartition(LIFECYCLE, 0): 0},
+                                                                fails_to_extend=asyncio.CancelledError()))
+    with pytest.raises(CatchUpFailed) as failed:
+        await replay(object())
+    assert isinstance(failed.value.__cause__, asyncio.CancelledError)

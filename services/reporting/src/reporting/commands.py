@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -103,6 +104,8 @@ def add_commands(cli: typer.Typer) -> None:
                                                                                   progress=update))
                 except CatchUpFailed as exc:
                     typer.secho(str(exc), err=True, fg="red")
+                    if isinstance(exc.__cause__, asyncio.CancelledError):
+                        raise typer.Exit(130) from None  # interrupted (Ctrl-C): nothing else to tell
                     raise exc.__cause__ from None  # told below as any failure of the broker or the database
         except ReplayRefused as exc:
             typer.secho(f"replay refused: {exc}", err=True, fg="red")

@@ -307,6 +307,6 @@ async def _rebuild(engine: AsyncEngine, settings: ServiceSettings, force: bool, 
             # What the live service applied to the old tables while we rebuilt.
             caught_up = await scan.extend()
             done, more = await _apply_scan(engine, scan, SCHEMA, progress, done)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:  # Ctrl-C too: the --since to run is to be said
             raise CatchUpFailed(scanned_at - CLOCK_MARGIN) from exc
     return ReplayStats(done - caught_up, skipped + more, caught_up, time.perf_counter() - started)
