@@ -199,3 +199,20 @@ async def test_an_export_since_a_moment_seeks_a_little_earlier_by_broker_time_an
     since = datetime(2020, 1, 1, tzinfo=UTC)
     await export(KafkaSettings(), tmp_path / "out.jsonl", "jsonl", since=since, until=None)
     assert asked == [since - timedelta(minutes=5)]
+
+
+async def test_a_file_system_that_refuses_modes_leaves_no_partial_file_and_the_previous_export(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The partial file was made and its mode set before the clean-up took over: a chmod refused (CIFS, vfat) left
+    a hidden .part file beside every export, each under a new name."""
+    from reporting.export import OutputError
+
+    target = previous_export(tmp_path, "out.jsonl")
+
+    def refused(path, mode):  # noqa: ANN001, ANN202
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(export_module.os, "chmod", refused)
+    with pytest.raises(OutputError):
+        await run_export(target, TopicScanOf([[step(0)]]), monkeypatch)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"] and target.read_text() == PREVIOUS

@@ -105,11 +105,12 @@ async def export(settings: KafkaSettings, output: Path, fmt: str, *, since: date
     partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
     with _writing(output):
         partial.open("x").close()
-        with contextlib.suppress(FileNotFoundError):
-            # A file exported again keeps the permissions its analyst gave it (a chmod 600 of a file of people's
-            # steps), not the umask's, from its first byte: not only once it replaces the old one.
-            os.chmod(partial, stat.S_IMODE(output.stat().st_mode))
     try:
+        with _writing(output), contextlib.suppress(FileNotFoundError):
+            # A file exported again keeps the permissions its analyst gave it (a chmod 600 of a file of people's
+            # steps), not the umask's, from its first byte: not only once it replaces the old one. Within the try:
+            # a chmod refused (a file system without modes) leaves no partial file behind.
+            os.chmod(partial, stat.S_IMODE(output.stat().st_mode))
         with ExitStack() as files:
             with _writing(output):
                 jsonl = files.enter_context(partial.open("w", encoding="utf-8")) if fmt == "jsonl" else None
