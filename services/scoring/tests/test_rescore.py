@@ -34,7 +34,7 @@ def kept(decision: str, *, employees: int | None = None, reasons: list | None = 
                               is_disposable=Sourced(value=False, source="t"),
                               employee_count=None if employees is None else Sourced(value=employees, source="t")))
     return SimpleNamespace(lead_id=lead.lead_id, decision=decision, score=40, reasons=reasons or [],
-                           lead=lead.model_dump(mode="json"))
+                           lead=lead.model_dump(mode="json"), scored_at=NOW)
 
 
 def test_leads_closed_since_they_were_scored_are_left_out_of_the_moves_and_counted_apart():
@@ -216,3 +216,16 @@ def test_a_stored_lead_this_version_cannot_read_is_left_as_it_is_and_counted_not
                                   summary)
     assert (summary.unreadable, summary.unreadable_leads, summary.leads) == (1, [broken.lead_id], 1)
     assert [row["lead_id"] for row in rows] == [lifted.lead_id] and len(messages) == 2
+
+
+def test_a_lead_scored_after_the_rescores_moment_keeps_its_newer_score_and_is_counted_apart():
+    """A real run repeating a dry run's --at hours later re-scored leads first scored since, as of before they
+    were captured: one lifted to MQL stepped there before it existed, its newer touches counted undecayed."""
+    lifted, since = kept("nurture", employees=5000), kept("nurture", employees=5000)
+    since.scored_at = NOW.replace(hour=NOW.hour + 1)
+    summary = RescoreSummary(RULES.version)
+    rows, messages = rescore_page([lifted, since], {lifted.lead_id: [], since.lead_id: []}, set(), RULES, NOW,
+                                  summary)
+    assert (summary.leads, summary.newer) == (1, 1)
+    assert [row["lead_id"] for row in rows] == [lifted.lead_id]
+    assert {decode(m.headers, m.key, m.value).data.lead_id for m in messages} == {lifted.lead_id}

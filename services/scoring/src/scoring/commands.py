@@ -49,7 +49,8 @@ def add_commands(cli: typer.Typer) -> None:
         holds for, or under the nurture bar now, is disqualified (closed). An MQL is never moved (sales may hold
         it): each way it falls is counted. A lead the lifecycle has closed since (won, lost, merged away) is left
         out and counted apart. Run with --dry-run first: the real run then does exactly what it printed (at the
-        same --at), but for leads closed in between. An --at more than a day before or after now is refused, and
+        same --at), but for leads closed in between, and those scored after --at (a touch since), whose newer
+        score stands. An --at more than a day before or after now is refused, and
         one after now but for a dry run (the real run stamps its scores with it, and until then they would be the
         newest the comparison of rules reads): a past one leaves intent undecayed since and dates the steps
         to MQL then, perhaps before their leads were captured (a typo in the year does that). A lifecycle that
@@ -152,6 +153,9 @@ def _report(summary: RescoreSummary, dry_run: bool, now: datetime) -> None:
         if sum(by_rule.values()) > summary.count(move):
             console.print("  (a lead several of these rules hold for is counted under each)")
     console.print(f"left out as closed since scored (won, lost or merged away): {summary.closed:,}")
+    if summary.newer:
+        console.print(f"left out as scored after {now.isoformat()} (a touch or a new lead since; its newer score "
+                      f"stands): {summary.newer:,}")
     if summary.moves:
         table = Table("move", "grade", "source", "leads")
         for (move, grade, source), n in sorted(summary.moves.items()):

@@ -858,6 +858,10 @@ class RescoreSummary:
     skipped: int = 0
     #: Leads scoring holds as open that the lifecycle has closed since (won, lost, merged away): left out.
     closed: int = 0
+    #: Leads scored after the re-score's moment (a touch, a new lead, since a dry run's --at): their newer score
+    #: stands, left as they are; re-scored as of before it, a lead lifted to MQL would step there before it was
+    #: captured.
+    newer: int = 0
     #: Leads whose stored copy this version's model refuses (kept by an older one): left as they are; the first
     #: few of them by id.
     unreadable: int = 0
@@ -887,6 +891,7 @@ class RescoreSummary:
         self.skipped += other.skipped
         self.closed += other.closed
         self.unreadable += other.unreadable
+        self.newer += other.newer
         self.unreadable_leads += other.unreadable_leads[:max(0, UNREADABLE_NAMED - len(self.unreadable_leads))]
         for key, n in other.moves.items():
             self.moves[key] = self.moves.get(key, 0) + n

@@ -135,9 +135,9 @@ async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, c
                     uow.publish(messages)
                     await uow.commit()
                 summary.merge(counted)  # committed: whatever comes after, its moves are made
-            progress(summary.leads + summary.skipped + summary.closed + summary.unreadable)
+            progress(summary.leads + summary.skipped + summary.closed + summary.unreadable + summary.newer)
     except (Exception, asyncio.CancelledError) as exc:
-        if not (summary.leads or summary.skipped or summary.closed or summary.unreadable):
+        if not (summary.leads or summary.skipped or summary.closed or summary.unreadable or summary.newer):
             raise  # nothing done: the error alone says it
         raise Interrupted(summary) from exc
     finally:
@@ -169,6 +169,9 @@ def rescore_page(page: Sequence[Any], touches: Mapping[uuid.UUID, list[TouchFact
             continue
         if row.lead is None:
             summary.skipped += 1
+            continue
+        if row.scored_at > now:
+            summary.newer += 1
             continue
         try:
             lead = LeadEnriched.model_validate(row.lead)

@@ -100,7 +100,8 @@ class ScoringStore:
     async def open_leads(self, after: uuid.UUID | None, limit: int) -> list[Any]:
         """Leads in nurture or MQL (disqualified ones are closed), by id after ``after``, one page; locked, so
         a touch handled meanwhile waits for the re-score of its lead."""
-        query = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.score, scores.c.reasons, scores.c.lead)
+        query = (sa.select(scores.c.lead_id, scores.c.decision, scores.c.score, scores.c.reasons, scores.c.lead,
+                           scores.c.scored_at)
                  .where(scores.c.decision.in_(("mql", "nurture")))
                  .order_by(scores.c.lead_id).limit(limit).with_for_update())
         if after is not None:
