@@ -141,8 +141,13 @@ async def test_capture_killed_right_after_answering_keeps_the_lead(faulty, db, a
 async def test_leads_outlive_a_broker_that_restarts_empty(faulty, db, audit):
     ledger = Ledger()
     async with httpx.AsyncClient(base_url=capture_url(faulty), timeout=30) as client:
-        await ledger.post(client, 100)  # these are mid-flight...
-        faulty.broker.kill()  # ...when the broker dies with everything it held
+        # Killed while these are still coming, so some are mid-flight whatever the pipeline's speed: posted all
+        # before it, the first 100 were sometimes processed to the end already, and the broker lost none of them.
+        first = asyncio.create_task(ledger.post(client, 100, concurrency=5, pause_s=0.02))
+        while len(ledger.accepted) < 70 and not first.done():
+            await asyncio.sleep(0.005)
+        faulty.broker.kill()  # the broker dies with everything it held
+        await first
         await ledger.post(client, 100)  # capture keeps accepting into its outbox
         assert len(ledger.accepted) == 200
         await asyncio.to_thread(faulty.restart_broker)
