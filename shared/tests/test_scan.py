@@ -175,3 +175,35 @@ async def test_a_log_end_behind_the_position_for_a_moment_is_waited_out():
     """A cluster's leader just elected may report a high watermark behind its predecessor's: no log went back."""
     fetcher = Fetcher([(3, 10), (0, 2), (7, 10)])
     assert await read(scan_over(fetcher, end=10, stall_s=3600, went_back_s=3600)) == list(range(10))
+
+
+async def test_a_scan_since_before_1970_asks_from_1970_not_a_time_the_client_refuses():
+    """An export --since 1970-01-01 seeks five minutes earlier (clocks): aiokafka refused the negative time with a
+    ValueError, a traceback where the README advises that very moment."""
+    class Asked(Broker):
+        async def offsets_for_times(self, wanted):
+            assert all(ms >= 0 for ms in wanted.values()), wanted
+            return await super().offsets_for_times(wanted)
+
+    scan = TopicScan(KafkaSettings(), "leads.lifecycle", since=datetime(1969, 12, 31, 23, 55, tzinfo=UTC))
+    scan._consumer = Asked()
+    async with scan:
+        assert scan.starts[WHOLE] == 0
+
+
+async def test_a_log_end_that_stays_behind_the_position_fails_the_scan_only_once_it_has_stayed_so(monkeypatch):
+    from leadpipe_common import scan as scan_module
+    from leadpipe_common.scan import LogWentBack
+
+    clock = iter(range(0, 10_000))  # a second each time the scan looks
+    monkeypatch.setattr(scan_module.time, "monotonic", lambda: float(next(clock)))
+    fetches = []
+
+    class Counted(Fetcher):
+        async def getmany(self, *partitions, timeout_ms: int, max_records: int):
+            fetches.append(self.at)
+            return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+
+    with pytest.raises(LogWentBack):
+        await read(scan_over(Counted([(3, 10), (0, 2)]), end=10, stall_s=3600, went_back_s=10))
+    assert len(fetches) > 3  # fetched on while the end was behind for less than went_back_s

@@ -305,3 +305,16 @@ async def test_a_capture_from_before_0003_merged_into_another_lead_is_copied_to_
         migrated = await touch_rows(engine)
     assert {(late, early), (keeper, joiner)} <= {row[:2] for row in written}  # the merges' copies of captures
     assert migrated == {row for row in written if row[:2] not in {(late, late), (early, early), (joiner, joiner)}}
+
+
+async def test_a_migrate_with_nothing_to_do_does_not_wait_for_a_full_replay_holding_the_lock(stack):
+    """A pod's init container migrates on every start: with a full replay running (hours, holding migrate's lock),
+    one with nothing to migrate waited for it, and the reporting API with it. One with work still waits."""
+    import asyncio
+
+    async with fresh_database(stack.database_url) as (url, engine):
+        await asyncio.to_thread(migrate, "reporting", url, "head")
+        async with engine.connect() as replaying:
+            await replaying.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('leadpipe-migrate:reporting'))"))
+            await asyncio.wait_for(asyncio.to_thread(migrate, "reporting", url, "head"), timeout=30)
+            await replaying.rollback()

@@ -5,7 +5,9 @@ service's ``alembic_version`` table inside that schema, so services migrate
 independently against one shared server or against separate databases. It
 holds a Postgres advisory lock per schema for the whole upgrade, so replicas
 that all migrate on start (init containers) run one after another, and the
-later ones find nothing left to do. A migration waits at most
+later ones find nothing left to do; one that finds the schema at the head
+asked for already is done without the lock (a full replay of reporting holds
+it for as long as it runs). A migration waits at most
 ``lock_timeout_s`` (``DATABASE_MIGRATION_LOCK_TIMEOUT_S``, 10 s by default)
 for a lock on a table it changes, then fails having changed nothing
 (``TableBusy``). Migrations only go up: a target older
@@ -26,6 +28,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
@@ -129,6 +132,15 @@ def run_env(target_metadata: sa.MetaData) -> None:
     lock_timeout_s: float = cfg.attributes["lock_timeout_s"]
 
     def migrate(connection: sa.Connection) -> None:
+        # Already at the head asked for: done, without the lock. A full replay of reporting holds it for as long as
+        # it runs (``reporting.replay``), and a pod's init container that has nothing to migrate must not wait that
+        # long to start it. What is asked and in place is checked again under the lock when there is work.
+        in_place = tuple(MigrationContext.configure(connection, opts={"version_table_schema": schema})
+                         .get_current_heads())
+        asked = context.get_revision_argument()  # "head" comes resolved to its revision
+        if in_place and set(in_place) == ({asked} if isinstance(asked, str) else set(asked or ())):
+            cfg.attributes["before"] = cfg.attributes["after"] = in_place
+            return
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"leadpipe-migrate:{schema}"})
         # After the advisory lock: a replica's migrate still waits for another's as long as that one takes.
         # In whole milliseconds, never rounded down to 0, which Postgres reads as no timeout at all.

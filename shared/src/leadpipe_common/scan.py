@@ -126,8 +126,10 @@ class TopicScan:
             if self._since is None:
                 self.starts = await self._consumer.beginning_offsets(self.partitions)
             else:
+                # Not before 1970: Kafka dates no record earlier, and aiokafka refuses a negative time (a
+                # --since 1970-01-01 less a margin for clocks).
                 found = await self._consumer.offsets_for_times(
-                    {tp: int(self._since.timestamp() * 1000) for tp in self.partitions})
+                    {tp: max(0, int(self._since.timestamp() * 1000)) for tp in self.partitions})
                 self.starts = {tp: (found[tp].offset if found.get(tp) else self.ends[tp]) for tp in self.partitions}
                 # Cut as a full replay judges it (``reporting.replay.refuse_truncated``): the log starts above 0.
                 log_starts = await self._consumer.beginning_offsets(self.partitions)
