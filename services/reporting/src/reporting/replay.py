@@ -221,8 +221,9 @@ async def _create_shadow(conn: AsyncConnection) -> None:
 async def _swap(conn: AsyncConnection) -> None:
     names = ", ".join(f'"{SCHEMA}"."{t.name}"' for t in TABLES)
     # The live consumer waits on this lock for the moment of the swap; its
-    # next statement resolves the names to the new tables. Half a second at
-    # most (``_swap_when_free`` tries again): queued, it holds them all up.
+    # next statement resolves the names to the new tables. A tenth of a
+    # second for each table at most (``_swap_when_free`` tries again):
+    # queued, the lock holds every reader of them up.
     await conn.execute(sa.text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT_MS}ms'"))
     await conn.execute(sa.text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
     await conn.execute(sa.text(f"DROP TABLE {names}"))
