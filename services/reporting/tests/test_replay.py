@@ -36,10 +36,11 @@ class Database:
     ``earliest``) that tables rebuilt from the stream lack; ``locked``: another replay or a migrate holds the
     advisory lock; ``held``: the first so many LOCK TABLE statements find the tables held (55P03)."""
 
-    def __init__(self, lost: int = 0, earliest: datetime | None = None, locked: bool = False, held: int = 0) -> None:
+    def __init__(self, lost: int = 0, earliest: datetime | None = None, locked: bool = False, held: int = 0,
+                 lock_lost: bool = False) -> None:
         self.statements: list[str] = []
         self._missing = (lost, earliest)
-        self._locked, self._held = locked, held
+        self._locked, self._held, self._lock_lost = locked, held, lock_lost
 
     def scalar_one(self):
         return not self._locked
@@ -70,6 +71,8 @@ class Database:
 
     async def execute(self, statement, *args):
         self.statements.append(str(statement))
+        if str(statement) == "SELECT 1" and self._lock_lost:
+            raise DBAPIError("SELECT 1", None, ConnectionResetError("the server closed the connection"))
         if str(statement).startswith("LOCK TABLE") and self._held:
             self._held -= 1
             raise DBAPIError(str(statement), None, LockHeld("canceling statement due to lock timeout"))
@@ -203,3 +206,18 @@ async def test_a_catch_up_interrupted_by_ctrl_c_still_names_the_since_that_appli
     with pytest.raises(CatchUpFailed) as failed:
         await replay(object())
     assert isinstance(failed.value.__cause__, asyncio.CancelledError)
+
+
+async def test_a_rebuild_whose_lock_connection_was_closed_is_dropped_not_swapped_in(monkeypatch):
+    """A server's idle_in_transaction_session_timeout (or a proxy) closed the connection holding the lock while
+    the rebuild ran: another replay or a migrate may have begun since."""
+    from reporting.replay import LockLost
+
+    database = Database(lock_lost=True)
+    monkeypatch.setattr(replay_module, "make_engine", lambda settings: database)
+    monkeypatch.setattr(replay_module, "TopicScan", TopicScanOf(starts={TopicPartition(LIFECYCLE, 0): 0}))
+    with pytest.raises(LockLost) as refused:
+        await replay(object(), force=True)
+    assert "run the replay again" in str(refused.value)
+    assert not any(s.startswith("ALTER TABLE") or s.startswith("LOCK TABLE") for s in database.statements)
+    assert 'DROP SCHEMA "reporting_replay" CASCADE' in database.statements

@@ -41,7 +41,10 @@ from before it makes its shadow schema to the end of its catch-up, and one
 that finds it held is refused (``ReplayBusy``) before anything is written (a
 second replay dropped the first's shadow tables under it; a migrate could
 change the live tables' columns under a rebuild of the old ones). A migrate
-started meanwhile waits for the replay.
+with work to do started meanwhile waits for the replay. The lock's connection
+is checked every ``LOCK_CHECK_S`` while it rebuilds and before the swap: one a
+server's timeout or a proxy closed let the lock go, and the rebuild is then
+dropped (``LockLost``).
 
 The swap waits for reporting's tables a tenth of a second at a time (queued,
 its lock holds every reader and the live consumer behind it) and tries again
@@ -191,8 +194,15 @@ def decoded(records: list[Any]) -> tuple[list[tuple[Any, Envelope]], int]:
     return out, skipped
 
 
-async def _apply_scan(engine: AsyncEngine, scan: TopicScan, schema: str, progress: Progress, done: int) -> tuple[int, int]:
+#: How often a rebuild checks that the connection holding its lock is still there (and keeps it from looking idle).
+LOCK_CHECK_S = 30.0
+
+
+async def _apply_scan(engine: AsyncEngine, scan: TopicScan, schema: str, progress: Progress, done: int,
+                      held: AsyncConnection | None = None) -> tuple[int, int]:
+    """``held``: the connection whose transaction holds the replay's lock, checked every ``LOCK_CHECK_S``."""
     skipped = 0
+    checked_at = time.monotonic()
     # A replay since a time before 0005 meets steps applied without their recorded time, as live does (see
     # handlers.Reporting); fresh tables hold none, nor will.
     legacy: bool | None = None
@@ -208,7 +218,30 @@ async def _apply_scan(engine: AsyncEngine, scan: TopicScan, schema: str, progres
             await store.save(project([(env.id, env.time, env.data) for _, env in events], unrecorded))
         done += len(records)
         progress(done, scan.total)
+        if held is not None and time.monotonic() - checked_at >= LOCK_CHECK_S:
+            await _still_held(held)
+            checked_at = time.monotonic()
     return done, skipped
+
+
+class LockLost(ReplayRefused):
+    def __init__(self) -> None:
+        super().__init__("the connection holding the replay's lock was closed while it rebuilt (a server's "
+                         "idle_in_transaction_session_timeout, a proxy dropping it, a failover): another replay or "
+                         "a migrate may have begun since, so the rebuilt tables were dropped, the live ones left as "
+                         "they were; run the replay again (with such a timeout, above the checks' 30 s)")
+
+
+async def _still_held(held: AsyncConnection) -> None:
+    try:
+        await held.execute(sa.text("SELECT 1"))
+    except sa.exc.DBAPIError:
+        raise LockLost() from None
+
+
+async def _drop_shadow(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}" CASCADE'))
 
 
 async def _create_shadow(conn: AsyncConnection) -> None:
@@ -245,8 +278,7 @@ async def _swap_when_free(engine: AsyncEngine) -> None:
             if sqlstate(exc) not in ("55P03", "40P01"):
                 raise
             if time.monotonic() >= deadline:
-                async with engine.begin() as conn:
-                    await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}" CASCADE'))
+                await _drop_shadow(engine)
                 raise SwapBusy() from None
         await asyncio.sleep(random.uniform(0.5, 1.5))  # apart from whatever else retries on the same beat
 
@@ -292,17 +324,22 @@ async def _rebuild(engine: AsyncEngine, settings: ServiceSettings, force: bool, 
             refuse_truncated(scan.starts)
         async with engine.begin() as conn:
             await _create_shadow(conn)
-        done, skipped = await _apply_scan(engine, scan, SHADOW, progress, 0)
+        try:
+            done, skipped = await _apply_scan(engine, scan, SHADOW, progress, 0, held)
+        except LockLost:
+            await _drop_shadow(engine)
+            raise
         if not force:
             async with engine.connect() as conn:
                 lost, earliest = await missing_from(conn, SCHEMA, SHADOW, scanned_at - CLOCK_MARGIN)
             if lost:
-                async with engine.begin() as conn:
-                    await conn.execute(sa.text(f'DROP SCHEMA "{SHADOW}" CASCADE'))
+                await _drop_shadow(engine)
                 raise LostHistory(lost, earliest or scanned_at)
-        # Still held: a connection a proxy or a timeout closed while the rebuild ran let the lock go with it,
-        # and another replay or a migrate may have begun since.
-        await held.execute(sa.text("SELECT 1"))
+        try:
+            await _still_held(held)  # a lock lost while it rebuilt: another replay or a migrate may be under way
+        except LockLost:
+            await _drop_shadow(engine)
+            raise
         await _swap_when_free(engine)
         try:
             # What the live service applied to the old tables while we rebuilt.
