@@ -42,7 +42,8 @@ log = structlog.get_logger(__name__)
 TOUCHES_OF_CLOSED = Counter(
     "scoring_touches_of_closed_leads_total",
     "Touches of a lead scoring had closed (disqualified, merged away) when capture filed them on it, not yet told "
-    "of the close: kept, nothing sent; the person's next submission opens a new lead", ["decision"])
+    "of the close: kept, nothing sent (the person's next submission opens a new lead, or goes to the survivor)",
+    ["decision"])
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,9 @@ async def handle_lead_enriched(uow: UnitOfWork[ScoringStore], batch: Sequence[En
             # close (the step is on its way) is kept here and goes no further: said, not silently dropped.
             TOUCHES_OF_CLOSED.labels(before).inc()
             log.warning("a touch of a lead scoring has closed: kept, nothing sent", decision=before,
-                        hint="capture filed it before it heard of the close; the person's next submission opens a "
-                             "new lead")
+                        hint="capture filed it before it heard of the close; the person's next submission "
+                             + ("goes to the lead this one was merged into" if before == "merged" else
+                                "opens a new lead"))
             continue
         outcomes[env.id], row = _scored(env, lead, before, known, ctx, now, _as_of(touch.at, now, known),
                                         "recycled by a new touch")
