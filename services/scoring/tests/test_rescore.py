@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 
+import pytest
+
 from leadpipe_common import topics
 from leadpipe_common.envelope import decode
 from leadpipe_common.events import (
@@ -229,3 +231,71 @@ def test_a_lead_scored_after_the_rescores_moment_keeps_its_newer_score_and_is_co
     assert (summary.leads, summary.newer) == (1, 1)
     assert [row["lead_id"] for row in rows] == [lifted.lead_id]
     assert {decode(m.headers, m.key, m.value).data.lead_id for m in messages} == {lifted.lead_id}
+
+
+class Pages:
+    """scoring's store and unit of work for ``rescore``: open leads a page at a time; the commit of page
+    ``fails_at`` (1-based) raises as Postgres restarting would."""
+
+    def __init__(self, pages: list[list[SimpleNamespace]], fails_at: int | None = None) -> None:
+        self.pages, self.fails_at, self.commits, self.published = pages, fails_at, 0, []
+        self.store = self
+
+    def __call__(self):
+        return self
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+    async def open_leads(self, after, limit):
+        return self.pages.pop(0) if self.pages else []
+
+    async def touches(self, lead_ids):
+        return {lead_id: [] for lead_id in lead_ids}
+
+    async def save(self, rows) -> None:
+        pass
+
+    def publish(self, messages) -> None:
+        self.published.append(messages)
+
+    async def commit(self) -> None:
+        self.commits += 1
+        if self.commits == self.fails_at:
+            raise ConnectionResetError("the server closed the connection")
+
+
+async def rescored(monkeypatch, uow: Pages, dry_run: bool = False) -> RescoreSummary:
+    from scoring import rescore as rescore_module
+
+    class Engine:
+        async def dispose(self) -> None:
+            pass
+
+    monkeypatch.setattr(rescore_module, "make_engine", lambda settings: Engine())
+    monkeypatch.setattr(rescore_module, "_units_of_work", lambda engine: uow)
+    return await rescore_module.rescore(object(), RULES, NOW, closed=set(), dry_run=dry_run)
+
+
+async def test_a_rescore_stopped_at_a_pages_commit_reports_only_the_pages_committed_before(monkeypatch):
+    from scoring.rescore import Interrupted
+
+    uow = Pages([[kept("nurture", employees=5000)], [kept("nurture", employees=5000), kept("mql")]], fails_at=2)
+    with pytest.raises(Interrupted) as stopped:
+        await rescored(monkeypatch, uow)
+    assert (stopped.value.summary.leads, stopped.value.summary.count("to_mql")) == (1, 1)
+    assert isinstance(stopped.value.__cause__, ConnectionResetError)
+
+
+async def test_a_rescore_that_fails_before_any_page_is_done_raises_the_error_alone(monkeypatch):
+    with pytest.raises(ConnectionResetError):
+        await rescored(monkeypatch, Pages([[kept("nurture", employees=5000)]], fails_at=1))
+
+
+async def test_a_dry_run_commits_nothing_and_counts_every_page(monkeypatch):
+    uow = Pages([[kept("nurture", employees=5000)], [kept("mql")]])
+    summary = await rescored(monkeypatch, uow, dry_run=True)
+    assert (summary.leads, uow.commits, uow.published) == (2, 0, [])

@@ -109,13 +109,18 @@ class Interrupted(Exception):
         self.summary = summary
 
 
+def _units_of_work(engine: Any) -> Callable[[], SqlUnitOfWork[ScoringStore]]:
+    """A unit of work a page: scoring's store, and its outbox for what a moved lead publishes."""
+    return functools.partial(SqlUnitOfWork, make_sessionmaker(engine), ScoringStore, None, outbox)
+
+
 async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, closed: Collection[uuid.UUID],
                   dry_run: bool, progress: Callable[[int], None] = lambda done: None) -> RescoreSummary:
     """Every open lead scored again, but those in ``closed`` (``closed_leads``), which are left as they are. A run
     that stops part way raises ``Interrupted`` with what its committed pages did (a dry run's: what its pages
     would do)."""
     engine = make_engine(settings)
-    unit_of_work = functools.partial(SqlUnitOfWork, make_sessionmaker(engine), ScoringStore, None, outbox)
+    unit_of_work = _units_of_work(engine)
     summary = RescoreSummary(rules.version)
     after = None
     try:
