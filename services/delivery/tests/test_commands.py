@@ -223,3 +223,27 @@ def test_a_dry_run_of_a_redrive_says_what_it_would_queue_and_commits_nothing(com
     assert "would queue 3 dead deliveries again for crm (a dry run: nothing changed)" in result.output
     assert ended == ["rolled back"]
     assert command("redrive", "--subscription", "crm").exit_code == 0 and ended == ["rolled back", "committed"]
+
+
+def test_a_dry_run_of_a_forget_says_what_it_would_give_up_and_commits_nothing(command, monkeypatch):
+    """Forgetting gives up for good what waits (a redrive leaves it until the id is in the file again): it had
+    no way to look first, while redrive and erase have one."""
+    ended = []
+
+    class Watched(Engine):
+        @asynccontextmanager
+        async def begin(self):
+            try:
+                yield None
+            except BaseException as exc:
+                ended.append("rolled back")
+                raise exc
+            ended.append("committed")
+
+    monkeypatch.setattr("delivery.commands.make_engine", lambda settings: Watched())
+    Store.waiting = {"old-crm": Forgotten(dropped=1_204, was_disabled=True)}
+    result = command("forget", "--subscription", "old-crm", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output == ("would give up 1,204 waiting deliveries of old-crm (subscription removed from the "
+                             "subscriptions file); would clear its switch-off by a 410 (a dry run: nothing changed)\n")
+    assert ended == ["rolled back"]

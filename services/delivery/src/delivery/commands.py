@@ -31,7 +31,7 @@ def _file_subscriptions(settings: DeliverySettings) -> dict[str, Subscription]:
 
 
 class _Undone(Exception):  # noqa: N818 - not an error: a dry run's result, carried out of its transaction
-    def __init__(self, done: Redrive) -> None:
+    def __init__(self, done: Redrive | Forgotten | None) -> None:
         super().__init__("a dry run")
         self.done = done
 
@@ -102,13 +102,16 @@ def add_commands(cli: typer.Typer) -> None:
     @cli.command("forget")
     def forget_command(
         subscription: str = typer.Option(..., help="the id of a subscription removed from the subscriptions file"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="say what would be given up, and change nothing (the "
+                                                              "same statements, rolled back)"),
     ) -> None:
         """Give up what waits for a subscription no longer in the file.
 
         The subscription is one removed from the subscriptions file. Its waiting deliveries turn dead ("subscription removed from the subscriptions file"; a redrive leaves them until the id is in the file
         again) and its switch-off by a 410 is cleared. Run it once no delivery process has a file with the id any
         more (after the rollout): such a process would have sent them, and would send to a receiver that answered
-        410 Gone again. An id in force here (in DELIVERY_SUBSCRIPTIONS_FILE, or made through the API) is refused."""
+        410 Gone again. An id in force here (in DELIVERY_SUBSCRIPTIONS_FILE, or made through the API) is refused.
+        --dry-run says what it would give up first."""
         settings = load_settings(DeliverySettings)
         in_file = _file_subscriptions(settings)
         if subscription in in_file:
@@ -120,7 +123,12 @@ def add_commands(cli: typer.Typer) -> None:
             engine = make_engine(settings)
             try:
                 async with engine.begin() as conn:
-                    return await DeliveryStore(conn).forget(subscription)
+                    done = await DeliveryStore(conn).forget(subscription)
+                    if dry_run:
+                        raise _Undone(done)  # raised through the transaction: rolled back
+                    return done
+            except _Undone as undone:
+                return undone.done  # type: ignore[return-value]
             finally:
                 await engine.dispose()
 
@@ -135,6 +143,11 @@ def add_commands(cli: typer.Typer) -> None:
         if not done.dropped and not done.was_disabled:
             # A misspelt id matches nothing: said, so that it does not read as done.
             typer.echo(f"nothing waited for {subscription} and it was not switched off: nothing to forget")
+            return
+        if dry_run:
+            typer.echo(f"would give up {done.dropped:,} waiting deliveries of {subscription} (subscription removed "
+                       "from the subscriptions file)" + ("; would clear its switch-off by a 410" if done.was_disabled
+                                                          else "") + " (a dry run: nothing changed)")
             return
         typer.echo(f"{done.dropped:,} waiting deliveries of {subscription} are dead (subscription removed from the "
                    "subscriptions file)" + ("; its switch-off by a 410 is cleared" if done.was_disabled else ""))
