@@ -338,7 +338,8 @@ async def test_wrong_keys_at_the_sign_in_are_counted_per_address_with_those_sent
     assert owner.status_code == 429 and "set-cookie" not in owner.headers
 
 
-@pytest.mark.parametrize("seconds, shown", [(-7200.0, "0 s"), (0.0, "0 s"), (0.4, "0.4 s")])
+@pytest.mark.parametrize("seconds, shown", [(-7200.0, "0 s"), (0.0, "0 s"), (0.4, "0.4 s"),
+                                             (71.9 * 3600, "3 d"), (2 * 86400, "2 d")])
 def test_a_duration_is_never_shown_below_zero(seconds, shown):
     """A step dated before the one it follows is reached at once: "-7200.0 s" read as a time spent."""
     assert dashboard.duration(seconds) == shown

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -63,7 +62,7 @@ def duration(seconds: float | None) -> str:
         return f"{seconds / 60:.0f} min"
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
-    return f"{timedelta(seconds=seconds).days} d"
+    return f"{round(seconds / 86400)} d"  # rounded, as every other unit is: 71.9 h is 3 d, not 2
 
 
 def money(revenue: dict[str, str]) -> str:
@@ -294,7 +293,8 @@ async def dashboard(request: Request, since: str | None = Query(None), until: st
     campaign_rows = [[esc(r["value"]), f"{r['captured']:,}", f"{r['won']:,}", money(r["won_revenue"]), bar(r["close_rate"])]
                      for r in shown_campaigns]
     velocity_cards = "".join(
-        f'<div class="card small"><div class="k">{esc(v["from"])} → {esc(v["to"])}</div>'
+        f'<div class="card small"><div class="k">{esc(STAGE_LABELS.get(v["from"], v["from"]))} → '
+        f'{esc(STAGE_LABELS.get(v["to"], v["to"]))}</div>'
         f'<div class="v">{duration(v["p50_seconds"])}</div><div class="s">p50 · p90 {duration(v["p90_seconds"])} · '
         f'{v["leads"]:,} leads</div></div>'
         for v in velocity["rows"])
@@ -372,7 +372,8 @@ CSS = """
 header{display:flex;flex-wrap:wrap;gap:16px;align-items:center;justify-content:space-between;padding:18px 32px;background:#111827;color:#fff}
 .brand{font-size:20px;letter-spacing:.2px}.brand b{color:#8ea2ff}.brand span{color:#9aa3b5;font-size:14px;margin-left:8px}
 header form{display:flex;gap:12px;align-items:end;flex-wrap:wrap}header label{display:flex;flex-direction:column;font-size:12px;color:#c6cbd6}
-header input,header select{margin-top:3px;padding:6px 8px;border-radius:6px;border:1px solid #374151;background:#1f2937;color:#fff}
+header input,header select{margin-top:3px;padding:6px 8px;border-radius:6px;border:1px solid #6b7280;background:#1f2937;color:#fff}
+header select{max-width:min(22rem,100%)}
 header button{padding:7px 16px;border:0;border-radius:6px;background:var(--accent);color:#fff;font-weight:600;cursor:pointer}
 main{max-width:1240px;margin:0 auto;padding:24px 32px 40px}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:14px;margin-bottom:18px}
@@ -380,8 +381,8 @@ main{max-width:1240px;margin:0 auto;padding:24px 32px 40px}
 .card .k{font-size:12px;text-transform:uppercase;letter-spacing:.6px;color:var(--mute)}.card .v{font-size:28px;font-weight:700;margin:2px 0}
 .card .s{font-size:13px;color:var(--mute)}.card.small .v{font-size:22px}
 .panel{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 20px;margin-bottom:18px}
-.panel h2{margin:0 0 6px;font-size:17px}.hint{margin:0 0 14px;color:var(--mute);font-size:13px}
-.two{display:grid;grid-template-columns:1fr 1fr;gap:18px}.two .panel{margin-bottom:18px}@media(max-width:900px){.two{grid-template-columns:1fr}}
+.panel h2{margin:0 0 6px;font-size:17px}.hint{margin:0 0 14px;color:var(--mute);font-size:13px;overflow-wrap:anywhere}
+.two{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:18px}.two .panel{margin-bottom:18px}@media(max-width:900px){.two{grid-template-columns:1fr}}
 h1{font-size:20px;margin:0 0 14px}
 .funnel{list-style:none;margin:0;padding:0}.funnel li{display:grid;grid-template-columns:9.5rem 1fr minmax(9rem,auto);gap:12px;align-items:center;margin:8px 0}
 .funnel .label{text-align:right;font-size:14px}.funnel .track{height:30px;background:#f0f2f8;border-radius:5px;overflow:hidden}
@@ -392,14 +393,15 @@ h1{font-size:20px;margin:0 0 14px}
 @media(max-width:600px){header{padding:14px 16px}main{padding:16px 12px 32px}.panel{padding:14px 12px}
 .funnel li{grid-template-columns:1fr;gap:4px}.funnel .label{text-align:left}.card .v{font-size:22px}}
 table{width:100%;border-collapse:collapse;font-size:14px}th{text-align:left;font-size:12px;text-transform:uppercase;letter-spacing:.5px;color:var(--mute);font-weight:600;border-bottom:1px solid var(--line);padding:6px 8px}
-td{padding:7px 8px;border-bottom:1px solid #f0f1f5;white-space:nowrap}tbody tr:hover{background:#fafbff}
+td{padding:7px 8px;border-bottom:1px solid #f0f1f5;white-space:nowrap}
+td:first-child{white-space:normal;overflow-wrap:anywhere;min-width:12ch;max-width:28ch}tbody tr:hover{background:#fafbff}
 .meter{display:inline-block;width:70px;height:8px;border-radius:4px;background:#edf0f7;vertical-align:middle;margin-right:6px;overflow:hidden}
 .meter span{display:block;height:100%;background:var(--accent)}.empty{color:var(--mute)}details{margin-top:10px}summary{cursor:pointer;color:var(--accent)}
 header .more{margin-top:3px;font-size:11px;color:#9aa3b5}header code{color:#c6cbd6}
 header button.quiet{background:transparent;border:1px solid #374151;color:#c6cbd6}
 .login{max-width:440px;margin:48px auto}.login h1{font-size:22px;margin:0 0 12px}.login label{display:block;font-weight:600;margin-bottom:6px}
-.login input{width:100%;padding:9px 10px;border:1px solid var(--line);border-radius:8px;font:inherit;margin-bottom:12px}
+.login input{width:100%;padding:9px 10px;border:1px solid #868e9c;border-radius:8px;font:inherit;margin-bottom:12px}
 .login button{padding:9px 18px;border:0;border-radius:8px;background:var(--accent);color:#fff;font-weight:600;cursor:pointer}
-.error{color:#b42318;background:#fef3f2;border:1px solid #fecdca;border-radius:8px;padding:8px 10px}
+.error{color:#b42318;background:#fef3f2;border:1px solid #fecdca;border-radius:8px;padding:8px 10px;overflow-wrap:anywhere}
 .foot{color:var(--mute);font-size:13px}.foot a{color:var(--accent)}
 """
