@@ -535,3 +535,40 @@ def test_a_table_of_more_rows_than_a_csv_holds_says_the_csv_has_the_first_of_the
     rows = [{**ROW, "value": f"v{n}"} for n in range(dashboard.ROWS_SHOWN)]
     _, note = dashboard.top({"rows": rows, "omitted": 20_000}, "sources", "/v1/reports/funnel/by/source", {})
     assert f"The first {dashboard.ROWS_SHOWN} of 20,100 sources; the first 10,000:" in note
+
+
+def browser_request(path: str, query: str = "", accept: str = "text/html,application/xhtml+xml"):  # noqa: ANN201
+    from starlette.requests import Request
+
+    return Request({"type": "http", "method": "GET", "path": path, "query_string": query.encode(),
+                    "headers": [(b"accept", accept.encode())]})
+
+
+async def test_a_refusal_on_the_dashboard_is_a_page_for_a_browser_with_a_way_on_and_json_for_the_api():
+    """A database blip while the dashboard read its session or its reports answered a signed-in person with the
+    API's JSON: no title, no heading, nothing to click."""
+    from leadpipe_common.http import FieldProblem, Problem
+
+    blip = Problem(503, "the database cannot serve this right now; please retry", headers={"Retry-After": "5"})
+    page = await dashboard.problem_response(browser_request("/dashboard", "since=2026-01-01&source=<b>"), blip)
+    assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["retry-after"] == "5"
+    body = page.body.decode()
+    assert '<html lang="en">' in body and "<title>leadpipe · The reports cannot be read right now</title>" in body
+    assert '<a href="/dashboard?since=2026-01-01&amp;source=&lt;b&gt;">Try again</a> in 5 s' in body
+    refused = await dashboard.problem_response(browser_request("/dashboard"), Problem(
+        422, "the request is invalid", [FieldProblem("source", "holds U+0000")]))
+    assert "The request is invalid. source: holds U+0000" in refused.body.decode()
+    assert 'href="/dashboard">Back to the dashboard</a>' in refused.body.decode()
+    for request in (browser_request("/v1/reports/funnel"), browser_request("/dashboard", accept="application/json")):
+        answer = await dashboard.problem_response(request, blip)
+        assert answer.headers["content-type"] == "application/json" and answer.status_code == 503
+
+
+def test_reportings_app_renders_its_problems_through_the_dashboards_pages(monkeypatch):
+    from leadpipe_common.http import Problem
+    from reporting.app import create_app
+    from reporting.settings import ReportingSettings
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    assert create_app(ReportingSettings()).exception_handlers[Problem] is dashboard.problem_response

@@ -155,6 +155,42 @@ def sign_out_page(message: str, status: int) -> HTMLResponse:
     return HTMLResponse(SIGN_OUT.format(css=CSS, message=esc(message)), status_code=status)
 
 
+PROBLEM = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>leadpipe · {title}</title><style>{css}</style></head>
+<body><header><div class="brand">lead<b>pipe</b> <span>closed-loop funnel</span></div></header>
+<main><section class="panel login"><h1>{title}</h1><p class="error">{message}</p>
+<p class="foot">{next}</p></section></main></body></html>"""
+#: What a person is told of each kind of refusal, for the page's title.
+_TITLES = {400: "the request was refused", 403: "not allowed", 404: "no such page", 408: "the request took too long",
+           413: "the request was too large", 422: "the request was refused", 429: "too many requests",
+           503: "the reports cannot be read right now"}
+
+
+def _dashboards(path: str) -> bool:
+    return path == "/" or path == "/dashboard" or path.startswith("/dashboard/")
+
+
+async def problem_response(request: Request, exc: Problem) -> Response:
+    """The shared error model, as a page for a person's browser on the dashboard's own paths (a database that
+    cannot answer now, a query refused, a cross-site sign-out): it got the API's JSON, with no title, no heading
+    and no way on. The API's paths, and a client that asks for JSON, get the JSON."""
+    accepts = request.headers.get("accept", "")
+    if not _dashboards(request.url.path) or "text/html" not in accepts:
+        return exc.response()
+    retry = exc.status in (429, 503) or exc.status >= 500
+    again = html.escape(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""), quote=True)
+    way_on = (f'<a href="{again}">Try again</a>' + (f" in {esc(exc.headers['Retry-After'])} s"
+                                                    if "Retry-After" in exc.headers else "")
+              if retry and request.method == "GET" else '<a href="/dashboard">Back to the dashboard</a>')
+    title = _TITLES.get(exc.status, "the server failed" if exc.status >= 500 else "the request was refused")
+    message = exc.message[:1].upper() + exc.message[1:] + "."
+    if exc.errors:
+        message += " " + "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
+    page = PROBLEM.format(css=CSS, title=esc(title[:1].upper() + title[1:]), message=esc(message), next=way_on)
+    return HTMLResponse(page, status_code=exc.status, headers=exc.headers)
+
+
 @router.get("/dashboard/login", response_class=HTMLResponse, summary="The dashboard's sign-in page")
 async def login_form() -> HTMLResponse:
     return login_page()
