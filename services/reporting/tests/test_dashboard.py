@@ -110,6 +110,9 @@ async def test_signing_in_again_ends_the_session_the_browser_had():
         signed_in = await browser.post("/dashboard/login", data={"key": "lpk_def456.secret"})
     assert signed_in.status_code == 200 and auth.SESSION_COOKIE in signed_in.headers["set-cookie"]
     assert keys.ended == [SESSIONS.read(old)]
+    # What a browser that blocks refreshes shows: a page of its own, with a heading and the way on.
+    assert '<html lang="en">' in signed_in.text and "<h1>Signed in</h1>" in signed_in.text
+    assert 'content="0; url=/dashboard"' in signed_in.text and '<a href="/dashboard">' in signed_in.text
 
 
 async def test_a_refused_sign_in_leaves_the_session_the_browser_had():

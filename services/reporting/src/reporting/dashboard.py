@@ -155,6 +155,13 @@ def sign_out_page(message: str, status: int) -> HTMLResponse:
     return HTMLResponse(SIGN_OUT.format(css=CSS, message=esc(message)), status_code=status)
 
 
+SIGNED_IN = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="0; url=/dashboard"><title>leadpipe · signed in</title><style>{css}</style></head>
+<body><header><div class="brand">lead<b>pipe</b> <span>closed-loop funnel</span></div></header>
+<main><section class="panel login"><h1>Signed in</h1><p><a href="/dashboard">Open the dashboard</a></p>
+</section></main></body></html>"""
+
 PROBLEM = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>leadpipe · {title}</title><style>{css}</style></head>
@@ -225,8 +232,8 @@ async def login(request: Request) -> Response:
     sessions, key_id = request.app.state.sessions, keys_of(request).session_key_id(who)
     # A page that moves on by itself rather than a redirect: the navigation to the dashboard then starts
     # on this site, so the browser sends the SameSite=Strict cookie with it.
-    page = HTMLResponse('<!doctype html><meta http-equiv="refresh" content="0; url=/dashboard">'
-                        '<title>Signed in</title><a href="/dashboard">Open the dashboard</a>')
+    # A page of its own (lang, charset, heading): where a browser blocks refreshes, it is what the person reads.
+    page = HTMLResponse(SIGNED_IN.format(css=CSS))
     page.set_cookie(SESSION_COOKIE, sessions.issue(key_id), max_age=sessions.lifetime_s, httponly=True,
                     samesite="strict", secure=_over_https(request), path="/")
     return page
