@@ -203,9 +203,10 @@ def test_a_session_secret_too_short_for_any_service_gives_its_key_with_a_note():
     assert SecretBox.from_secrets(key, None).open(sealed) == SECRET
 
 
-def test_a_dry_run_of_a_redrive_says_what_it_would_queue_and_commits_nothing(command, monkeypatch):
-    """It sent dead deliveries to external receivers with no way to look first, while leadpipe-redrive has one."""
-    ended = []
+@pytest.fixture
+def ended(monkeypatch) -> list[str]:
+    """How each of the command's transactions ended: "committed" or "rolled back"."""
+    ended: list[str] = []
 
     class Watched(Engine):
         @asynccontextmanager
@@ -218,6 +219,11 @@ def test_a_dry_run_of_a_redrive_says_what_it_would_queue_and_commits_nothing(com
             ended.append("committed")
 
     monkeypatch.setattr("delivery.commands.make_engine", lambda settings: Watched())
+    return ended
+
+
+def test_a_dry_run_of_a_redrive_says_what_it_would_queue_and_commits_nothing(command, ended):
+    """It sent dead deliveries to external receivers with no way to look first, while leadpipe-redrive has one."""
     result = command("redrive", "--subscription", "crm", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "would queue 3 dead deliveries again for crm (a dry run: nothing changed)" in result.output
@@ -225,22 +231,9 @@ def test_a_dry_run_of_a_redrive_says_what_it_would_queue_and_commits_nothing(com
     assert command("redrive", "--subscription", "crm").exit_code == 0 and ended == ["rolled back", "committed"]
 
 
-def test_a_dry_run_of_a_forget_says_what_it_would_give_up_and_commits_nothing(command, monkeypatch):
+def test_a_dry_run_of_a_forget_says_what_it_would_give_up_and_commits_nothing(command, ended):
     """Forgetting gives up for good what waits (a redrive leaves it until the id is in the file again): it had
     no way to look first, while redrive and erase have one."""
-    ended = []
-
-    class Watched(Engine):
-        @asynccontextmanager
-        async def begin(self):
-            try:
-                yield None
-            except BaseException as exc:
-                ended.append("rolled back")
-                raise exc
-            ended.append("committed")
-
-    monkeypatch.setattr("delivery.commands.make_engine", lambda settings: Watched())
     Store.waiting = {"old-crm": Forgotten(dropped=1_204, was_disabled=True)}
     result = command("forget", "--subscription", "old-crm", "--dry-run")
     assert result.exit_code == 0, result.output

@@ -185,7 +185,7 @@ async def problem_response(request: Request, exc: Problem) -> Response:
     accepts = request.headers.get("accept", "")
     if not _dashboards(request.url.path) or "text/html" not in accepts:
         return exc.response()
-    retry = exc.status in (429, 503) or exc.status >= 500
+    retry = exc.status == 429 or exc.status >= 500
     again = html.escape(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""), quote=True)
     way_on = (f'<a href="{again}">Try again</a>' + (f" in {esc(exc.headers['Retry-After'])} s"
                                                     if "Retry-After" in exc.headers else "")

@@ -884,6 +884,11 @@ class RescoreSummary:
     def count(self, move: Move) -> int:
         return sum(n for (m, _, _), n in self.moves.items() if m == move)
 
+    @property
+    def looked_at(self) -> int:
+        """Every lead a page held, whichever way it went."""
+        return self.leads + self.skipped + self.closed + self.unreadable + self.newer
+
     def merge(self, other: RescoreSummary) -> None:
         """Add ``other``'s counts (a page's, once it is committed) to these."""
         self.leads += other.leads

@@ -140,9 +140,9 @@ async def rescore(settings: ServiceSettings, rules: RuleSet, now: datetime, *, c
                     uow.publish(messages)
                     await uow.commit()
                 summary.merge(counted)  # committed: whatever comes after, its moves are made
-            progress(summary.leads + summary.skipped + summary.closed + summary.unreadable + summary.newer)
+            progress(summary.looked_at)
     except (Exception, asyncio.CancelledError) as exc:
-        if not (summary.leads or summary.skipped or summary.closed or summary.unreadable or summary.newer):
+        if not summary.looked_at:
             raise  # nothing done: the error alone says it
         raise Interrupted(summary) from exc
     finally:
